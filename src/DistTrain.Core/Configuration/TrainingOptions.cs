@@ -1,0 +1,69 @@
+using DistTrain.Core.Data;
+using DistTrain.Core.Models;
+using DistTrain.Core.Optimization;
+
+namespace DistTrain.Core.Configuration;
+
+/// <summary>
+/// Everything a training run needs, bound from a JSON file in <c>configs/</c>, then from environment
+/// variables <c>DISTTRAIN_Section__Key</c>, then from command-line overrides (last wins).
+/// </summary>
+public sealed class TrainingOptions
+{
+    /// <summary>Where the data lives and how it is normalized.</summary>
+    public DataOptions Data { get; set; } = new();
+
+    /// <summary>The network.</summary>
+    public ModelOptions Model { get; set; } = new();
+
+    /// <summary>The parameter server's optimizer.</summary>
+    public SgdOptions Optimizer { get; set; } = new();
+
+    /// <summary>Workers, epochs, minibatch and seed.</summary>
+    public TrainingLoopOptions Training { get; set; } = new();
+
+    /// <summary>Where results are written.</summary>
+    public OutputOptions Output { get; set; } = new();
+}
+
+/// <summary>Data source and preprocessing.</summary>
+public sealed class DataOptions
+{
+    /// <summary>Folder with the four MNIST-format IDX files. Default: Debian's <c>dataset-fashion-mnist</c> location.</summary>
+    public string Directory { get; set; } = FashionMnist.DebianDirectory;
+
+    /// <summary>Input standardization fitted on the training split. Default <see cref="NormalizationKind.Global"/>.</summary>
+    public NormalizationKind Normalization { get; set; } = NormalizationKind.Global;
+
+    /// <summary>Use only the first N training samples (0 = all). For quick runs and tests.</summary>
+    public int TrainLimit { get; set; }
+
+    /// <summary>Use only the first N test samples (0 = all).</summary>
+    public int TestLimit { get; set; }
+}
+
+/// <summary>The data-parallel loop.</summary>
+public sealed class TrainingLoopOptions
+{
+    /// <summary>Worker replicas, each with its own shard. 1 to 256. Default 4.</summary>
+    public int Workers { get; set; } = 4;
+
+    /// <summary>Passes over the training set. 1 to 10,000. Default 10.</summary>
+    public int Epochs { get; set; } = 10;
+
+    /// <summary>Samples per minibatch on each worker; one synchronous step consumes up to <c>Workers ×</c> this. 1 to 65,536. Default 64.</summary>
+    public int BatchSizePerWorker { get; set; } = 64;
+
+    /// <summary>Seed of the weight initializer and of the per-epoch shuffles. Default 1.</summary>
+    public int Seed { get; set; } = 1;
+
+    /// <summary>Samples per forward pass during evaluation (memory only; results do not depend on it). Default 1000.</summary>
+    public int EvaluationBatchSize { get; set; } = 1000;
+}
+
+/// <summary>Run outputs.</summary>
+public sealed class OutputOptions
+{
+    /// <summary>Folder that receives one sub-folder per run with <c>model.safetensors</c>. Default <c>runs</c>.</summary>
+    public string Directory { get; set; } = "runs";
+}

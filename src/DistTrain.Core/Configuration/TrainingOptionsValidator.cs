@@ -1,0 +1,68 @@
+using System.Globalization;
+using DistTrain.Core.Models;
+
+namespace DistTrain.Core.Configuration;
+
+/// <summary>Checks <see cref="TrainingOptions"/> before anything starts; every problem names key, value and the allowed range.</summary>
+public static class TrainingOptionsValidator
+{
+    /// <summary>Returns every problem found; empty when the options are valid.</summary>
+    /// <param name="options">Bound options.</param>
+    /// <param name="checkDataDirectory">Also require that <see cref="DataOptions.Directory"/> exists.</param>
+    public static IReadOnlyList<string> Validate(TrainingOptions options, bool checkDataDirectory = true)
+    {
+        var problems = new List<string>();
+        void Range(string key, double value, double min, double max, bool minExclusive = false, bool maxExclusive = false)
+        {
+            var low = minExclusive ? value <= min : value < min;
+            var high = maxExclusive ? value >= max : value > max;
+            if (!double.IsFinite(value) || low || high)
+                problems.Add($"{key} = {value.ToString(CultureInfo.InvariantCulture)} is out of range: allowed {(minExclusive ? "(" : "[")}{min.ToString(CultureInfo.InvariantCulture)}, {max.ToString(CultureInfo.InvariantCulture)}{(maxExclusive ? ")" : "]")}.");
+        }
+
+        Range("Training:Workers", options.Training.Workers, 1, 256);
+        Range("Training:Epochs", options.Training.Epochs, 1, 10_000);
+        Range("Training:BatchSizePerWorker", options.Training.BatchSizePerWorker, 1, 65_536);
+        Range("Training:EvaluationBatchSize", options.Training.EvaluationBatchSize, 1, 65_536);
+        Range("Optimizer:LearningRate", options.Optimizer.LearningRate, 0, 10, minExclusive: true);
+        Range("Optimizer:Momentum", options.Optimizer.Momentum, 0, 1, maxExclusive: true);
+        Range("Optimizer:L1", options.Optimizer.L1, 0, 1);
+        Range("Optimizer:L2", options.Optimizer.L2, 0, 1);
+        Range("Data:TrainLimit", options.Data.TrainLimit, 0, int.MaxValue);
+        Range("Data:TestLimit", options.Data.TestLimit, 0, int.MaxValue);
+        Range("Model:InputSize", options.Model.InputSize, 1, 1 << 24);
+
+        var init = options.Model.Initializer;
+        Range("Model:Initializer:Gain", init.Gain, 0, 100);
+        Range("Model:Initializer:UniformRange", init.UniformRange, 0, 100, minExclusive: true);
+        Range("Model:Initializer:NormalStd", init.NormalStd, 0, 100, minExclusive: true);
+
+        if (options.Model.Loss is not ("SoftmaxCrossEntropy" or "MeanSquaredError"))
+            problems.Add($"Model:Loss = '{options.Model.Loss}' is unknown: allowed SoftmaxCrossEntropy, MeanSquaredError.");
+
+        var layers = options.Model.Layers;
+        if (layers.Count == 0)
+            problems.Add("Model:Layers is empty: list at least one Dense layer, e.g. [{\"Type\": \"Dense\", \"Units\": 10}].");
+        for (var i = 0; i < layers.Count; i++)
+        {
+            var layer = layers[i];
+            if (!LayerTypes.All.Contains(layer.Type, StringComparer.Ordinal))
+                problems.Add($"Model:Layers:{i}:Type = '{layer.Type}' is unknown: allowed {string.Join(", ", LayerTypes.All)}.");
+            if (layer.Type == LayerTypes.Dense)
+                Range($"Model:Layers:{i}:Units", layer.Units, 1, 1 << 20);
+            if (layer.Type == LayerTypes.LeakyReLU)
+                Range($"Model:Layers:{i}:NegativeSlope", layer.NegativeSlope, 0, 1);
+        }
+        var lastDense = layers.LastOrDefault(l => l.Type == LayerTypes.Dense);
+        if (layers.Count > 0 && lastDense is null)
+            problems.Add("Model:Layers has no Dense layer: the last Dense layer's Units must equal the number of classes.");
+
+        if (string.IsNullOrWhiteSpace(options.Data.Directory))
+            problems.Add("Data:Directory is empty: set it to the folder with the IDX files (Debian: /usr/share/datasets/fashion-mnist).");
+        else if (checkDataDirectory && !Directory.Exists(options.Data.Directory))
+            problems.Add($"Data:Directory = '{options.Data.Directory}' does not exist: install the data with 'apt-get install dataset-fashion-mnist' or pass --data DIR.");
+        if (string.IsNullOrWhiteSpace(options.Output.Directory))
+            problems.Add("Output:Directory is empty: set a folder for run outputs, e.g. 'runs'.");
+        return problems;
+    }
+}

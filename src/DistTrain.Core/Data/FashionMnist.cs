@@ -1,0 +1,52 @@
+namespace DistTrain.Core.Data;
+
+/// <summary>
+/// Loads MNIST-format data sets (Fashion-MNIST, MNIST) from a folder holding the four standard IDX
+/// files, gzip-compressed (<c>train-images-idx3-ubyte.gz</c>) or raw (<c>train-images-idx3-ubyte</c>).
+/// Pixels become floats in [0, 1]; apply a <see cref="Normalizer"/> afterwards.
+/// </summary>
+public static class FashionMnist
+{
+    /// <summary>Number of classes in MNIST and Fashion-MNIST.</summary>
+    public const int ClassCount = 10;
+
+    /// <summary>Debian's <c>dataset-fashion-mnist</c> package installs the files here.</summary>
+    public const string DebianDirectory = "/usr/share/datasets/fashion-mnist";
+
+    /// <summary>Loads the training and test splits.</summary>
+    /// <exception cref="DataFormatException">The folder or a file is missing, malformed, or images and labels disagree.</exception>
+    public static (LabeledDataset Train, LabeledDataset Test) Load(string directory)
+    {
+        if (!Directory.Exists(directory))
+            throw new DataFormatException($"Data directory '{directory}' does not exist. Install Fashion-MNIST with 'apt-get install dataset-fashion-mnist' (it lands in {DebianDirectory}) or set Data:Directory / --data to the folder with the IDX files.");
+        return (LoadSplit(directory, "train"), LoadSplit(directory, "t10k"));
+    }
+
+    /// <summary>Loads one split (<c>train</c> or <c>t10k</c>) and checks that images and labels match.</summary>
+    /// <exception cref="DataFormatException">A file is missing or malformed, or the counts differ.</exception>
+    public static LabeledDataset LoadSplit(string directory, string prefix)
+    {
+        var imagesPath = Find(directory, $"{prefix}-images-idx3-ubyte");
+        var labelsPath = Find(directory, $"{prefix}-labels-idx1-ubyte");
+        var images = IdxFile.Read(imagesPath, expectedDimensions: 3);
+        var labels = IdxFile.Read(labelsPath, expectedDimensions: 1);
+        if (images.Count != labels.Count)
+            throw new DataFormatException($"{imagesPath} holds {images.Count} images but {labelsPath} holds {labels.Count} labels; the two files must come from the same split.");
+        for (var i = 0; i < labels.Data.Length; i++)
+            if (labels.Data[i] >= ClassCount)
+                throw new DataFormatException($"{labelsPath}: label {labels.Data[i]} of item {i} is outside 0..{ClassCount - 1}.");
+        var features = new float[images.Data.Length];
+        for (var i = 0; i < features.Length; i++)
+            features[i] = images.Data[i] / 255f;
+        return new LabeledDataset(features, labels.Data, images.ItemLength, ClassCount);
+    }
+
+    private static string Find(string directory, string baseName)
+    {
+        var gz = Path.Combine(directory, baseName + ".gz");
+        if (File.Exists(gz)) return gz;
+        var raw = Path.Combine(directory, baseName);
+        if (File.Exists(raw)) return raw;
+        throw new DataFormatException($"{gz}: file not found (nor {raw}). The data directory must hold the four IDX files of MNIST/Fashion-MNIST; install them with 'apt-get install dataset-fashion-mnist'.");
+    }
+}

@@ -1,0 +1,63 @@
+using DistTrain.Core.Initialization;
+using DistTrain.Core.Layers;
+using DistTrain.Core.Losses;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Core.Models;
+
+/// <summary>Builds models, losses and the version-0 weights from <see cref="ModelOptions"/>.</summary>
+public static class ModelFactory
+{
+    /// <summary>Builds a fresh replica with zero parameters.</summary>
+    /// <exception cref="ArgumentException">A layer type is unknown or sizes do not fit.</exception>
+    public static Sequential Build(ModelOptions options)
+    {
+        var layers = new List<ILayer>();
+        var size = options.InputSize;
+        foreach (var layer in options.Layers)
+        {
+            ILayer built = layer.Type switch
+            {
+                LayerTypes.Dense => new Dense(size, layer.Units),
+                LayerTypes.ReLU => new ReLU(),
+                LayerTypes.LeakyReLU => new LeakyReLU((float)layer.NegativeSlope),
+                LayerTypes.Sigmoid => new Sigmoid(),
+                LayerTypes.Tanh => new Tanh(),
+                _ => throw new ArgumentException($"Unknown layer type '{layer.Type}'. Use one of: {string.Join(", ", LayerTypes.All)}."),
+            };
+            size = built.OutputSize(size);
+            layers.Add(built);
+        }
+        return new Sequential(options.InputSize, layers);
+    }
+
+    /// <summary>The configured loss.</summary>
+    /// <exception cref="ArgumentException">The name is unknown.</exception>
+    public static ILoss BuildLoss(string name) => name switch
+    {
+        "SoftmaxCrossEntropy" => new SoftmaxCrossEntropy(),
+        "MeanSquaredError" => new MeanSquaredError(),
+        _ => throw new ArgumentException($"Unknown loss '{name}'. Use SoftmaxCrossEntropy or MeanSquaredError."),
+    };
+
+    /// <summary>
+    /// The parameter server's version-0 weights: every weight tensor filled by the configured
+    /// initializer from one <see cref="Random"/> seeded with <paramref name="seed"/>, in layout order;
+    /// biases zero (constant for <see cref="InitializerKind.Constant"/>).
+    /// </summary>
+    public static ParameterVector InitialWeights(Sequential model, InitializerOptions options, int seed)
+    {
+        var random = new Random(seed);
+        var vector = new ParameterVector(model.Layout);
+        foreach (var (parameter, segment) in model.NamedParameters)
+        {
+            var target = vector.Segment(segment);
+            if (parameter.IsBias && options.Kind != InitializerKind.Constant)
+                target.Clear();
+            else
+                Initializers.Fill(target, parameter.FanIn, parameter.FanOut, options, random);
+        }
+        model.LoadParameters(vector.Values);
+        return vector;
+    }
+}

@@ -1,0 +1,100 @@
+namespace DistTrain.Core.Tensors;
+
+/// <summary>
+/// One named tensor inside a <see cref="ParameterLayout"/>: <c>Length</c> floats starting at
+/// <c>Offset</c> of the flat vector, read row-major with the given <c>Shape</c>.
+/// </summary>
+/// <param name="Name">PyTorch <c>state_dict</c>-style name, such as <c>0.weight</c> or <c>2.bias</c>.</param>
+/// <param name="Offset">Index of the first element in the flat vector (elements, not bytes).</param>
+/// <param name="Shape">Row-major shape; a dense weight is <c>[out_features, in_features]</c> as in PyTorch.</param>
+public sealed record ParameterSegment(string Name, int Offset, int[] Shape)
+{
+    /// <summary>Number of elements: the product of <see cref="Shape"/>.</summary>
+    public int Length => Shape.Aggregate(1, (product, dimension) => product * dimension);
+
+    /// <summary>The shape as text, such as <c>[256, 784]</c>.</summary>
+    public string ShapeText => "[" + string.Join(", ", Shape) + "]";
+}
+
+/// <summary>
+/// The fixed order of a model's parameters and their place in one flat <c>float[]</c>.
+/// Weights, gradients, optimizer state and checkpoints all share one layout, so the parameter
+/// server averages and updates without knowing the layers.
+/// </summary>
+public sealed class ParameterLayout
+{
+    private readonly Dictionary<string, ParameterSegment> _byName;
+
+    /// <summary>Builds a layout from (name, shape) pairs laid out back to back in the given order.</summary>
+    /// <exception cref="ArgumentException">A name repeats, or a dimension is not positive.</exception>
+    public ParameterLayout(IEnumerable<(string Name, int[] Shape)> tensors)
+    {
+        var segments = new List<ParameterSegment>();
+        var offset = 0;
+        foreach (var (name, shape) in tensors)
+        {
+            if (shape.Length == 0 || shape.Any(d => d <= 0))
+                throw new ArgumentException($"Parameter '{name}' has shape [{string.Join(", ", shape)}]; every dimension must be positive.");
+            var segment = new ParameterSegment(name, offset, (int[])shape.Clone());
+            segments.Add(segment);
+            offset = checked(offset + segment.Length);
+        }
+        Segments = segments;
+        TotalLength = offset;
+        _byName = new Dictionary<string, ParameterSegment>(StringComparer.Ordinal);
+        foreach (var segment in segments)
+            if (!_byName.TryAdd(segment.Name, segment))
+                throw new ArgumentException($"Parameter name '{segment.Name}' appears twice in the layout.");
+    }
+
+    /// <summary>Segments in their flat order.</summary>
+    public IReadOnlyList<ParameterSegment> Segments { get; }
+
+    /// <summary>Total number of parameters (elements of the flat vector).</summary>
+    public int TotalLength { get; }
+
+    /// <summary>Looks up a segment by name.</summary>
+    /// <exception cref="KeyNotFoundException">No segment has that name; the message lists the known names.</exception>
+    public ParameterSegment this[string name] =>
+        _byName.TryGetValue(name, out var segment)
+            ? segment
+            : throw new KeyNotFoundException($"No parameter named '{name}'. Known: {string.Join(", ", _byName.Keys)}.");
+
+    /// <summary>A stable description such as <c>0.weight[256,784];0.bias[256]</c>, used to check that two nodes share a model.</summary>
+    public string Signature => string.Join(";", Segments.Select(s => $"{s.Name}[{string.Join(",", s.Shape)}]"));
+}
+
+/// <summary>
+/// A flat <c>float[]</c> of parameters (or gradients) together with its <see cref="ParameterLayout"/>.
+/// </summary>
+public sealed class ParameterVector
+{
+    /// <summary>Wraps <paramref name="values"/> without copying.</summary>
+    /// <exception cref="ArgumentException">The length differs from <see cref="ParameterLayout.TotalLength"/>.</exception>
+    public ParameterVector(ParameterLayout layout, float[] values)
+    {
+        if (values.Length != layout.TotalLength)
+            throw new ArgumentException($"The vector has {values.Length} elements but the layout needs {layout.TotalLength}.");
+        Layout = layout;
+        Values = values;
+    }
+
+    /// <summary>A zero vector of the layout's length.</summary>
+    public ParameterVector(ParameterLayout layout) : this(layout, new float[layout.TotalLength]) { }
+
+    /// <summary>The layout that names the elements.</summary>
+    public ParameterLayout Layout { get; }
+
+    /// <summary>The flat storage, <see cref="ParameterLayout.TotalLength"/> elements.</summary>
+    public float[] Values { get; }
+
+    /// <summary>The elements of one named segment.</summary>
+    public Span<float> Segment(string name)
+    {
+        var segment = Layout[name];
+        return Values.AsSpan(segment.Offset, segment.Length);
+    }
+
+    /// <summary>The elements of one segment.</summary>
+    public Span<float> Segment(ParameterSegment segment) => Values.AsSpan(segment.Offset, segment.Length);
+}
