@@ -1,0 +1,8 @@
+using System.CommandLine;
+using DistTrain.Cli;
+
+var root = new RootCommand("DistTrain: data-parallel neural-network training on Akka.NET actors.")
+{
+    TrainCommand.Create(),
+};
+return await root.Parse(args).InvokeAsync();

@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.Globalization;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using Spectre.Console;
+
+namespace DistTrain.Cli;
+
+/// <summary><c>disttrain train</c>: single-node mode, N workers and one parameter server in this process.</summary>
+internal static class TrainCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<FileInfo>("--config", "-c") { Description = "JSON config, e.g. configs/fashion-mnist-mlp.json.", Required = true };
+        var workers = new Option<int?>("--workers", "-w") { Description = "Override Training:Workers (worker replicas)." };
+        var epochs = new Option<int?>("--epochs", "-e") { Description = "Override Training:Epochs." };
+        var seed = new Option<int?>("--seed") { Description = "Override Training:Seed (initial weights and shuffles)." };
+        var batch = new Option<int?>("--batch-size") { Description = "Override Training:BatchSizePerWorker." };
+        var data = new Option<string?>("--data") { Description = "Override Data:Directory (folder with the IDX files)." };
+        var output = new Option<string?>("--output", "-o") { Description = "Override Output:Directory (runs are written below it)." };
+        var trainLimit = new Option<int?>("--train-limit") { Description = "Override Data:TrainLimit (use the first N training samples)." };
+        var testLimit = new Option<int?>("--test-limit") { Description = "Override Data:TestLimit (use the first N test samples)." };
+
+        var command = new Command("train", "Train in single-node mode: N worker actors and one parameter-server actor in this process.")
+        {
+            config, workers, epochs, seed, batch, data, output, trainLimit, testLimit,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var overrides = new Dictionary<string, string?>();
+            void Set<T>(Option<T> option, string key)
+            {
+                var value = parse.GetValue(option);
+                if (value is not null) overrides[key] = Convert.ToString(value, CultureInfo.InvariantCulture);
+            }
+            Set(workers, "Training:Workers");
+            Set(epochs, "Training:Epochs");
+            Set(seed, "Training:Seed");
+            Set(batch, "Training:BatchSizePerWorker");
+            Set(data, "Data:Directory");
+            Set(output, "Output:Directory");
+            Set(trainLimit, "Data:TrainLimit");
+            Set(testLimit, "Data:TestLimit");
+            return await RunAsync(parse.GetValue(config)!.FullName, overrides, cancellationToken);
+        });
+        return command;
+    }
+
+    private static async Task<int> RunAsync(string configPath, Dictionary<string, string?> overrides, CancellationToken cancellationToken)
+    {
+        TrainingOptions options;
+        TrainingData data;
+        try
+        {
+            options = TrainingOptionsLoader.Load(configPath, overrides);
+            data = TrainingData.Load(options.Data);
+        }
+        catch (Exception e) when (e is ConfigurationException or DataFormatException)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            return 2;
+        }
+
+        var loop = options.Training;
+        if (Console.IsOutputRedirected)
+            AnsiConsole.Profile.Width = 240; // logs and CI: do not wrap at Spectre's default of 80 columns
+        AnsiConsole.MarkupLineInterpolated(
+            $"[bold]DistTrain[/] single-node: {loop.Workers} workers x batch {loop.BatchSizePerWorker}, {loop.Epochs} epochs, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {options.Data.Directory}");
+        AnsiConsole.MarkupLineInterpolated(
+            $"optimizer SGD lr {options.Optimizer.LearningRate} momentum {options.Optimizer.Momentum} L1 {options.Optimizer.L1} L2 {options.Optimizer.L2}; init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}");
+
+        TrainingResult result;
+        try
+        {
+            result = await ConsoleProgress.RunAsync(loop.Epochs,
+                observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, observer, cancellationToken: cancellationToken));
+        }
+        catch (TrainingDivergedException e)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]training diverged:[/] {e.Message}");
+            return 3;
+        }
+
+        var runDirectory = Path.Combine(options.Output.Directory, DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+        Directory.CreateDirectory(runDirectory);
+        var weightsPath = Path.Combine(runDirectory, "model.safetensors");
+        var last = result.Epochs[^1];
+        SafeTensors.Write(weightsPath, result.FinalWeights, new Dictionary<string, string>
+        {
+            ["format"] = "pt",
+            ["producer"] = "disttrain",
+            ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
+            ["epochs"] = loop.Epochs.ToString(CultureInfo.InvariantCulture),
+            ["test_accuracy"] = last.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture),
+        });
+        RunSummaryFile.Write(Path.Combine(runDirectory, "summary.json"), options, result);
+        AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epochs: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");
+        AnsiConsole.MarkupLineInterpolated($"Final weights (version {result.Version}, {result.FinalWeights.Layout.TotalLength:N0} parameters): {weightsPath}");
+        return 0;
+    }
+}

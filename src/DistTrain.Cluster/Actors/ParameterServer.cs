@@ -1,0 +1,132 @@
+using System.Numerics.Tensors;
+using Akka.Actor;
+using Akka.Event;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Cluster.Actors;
+
+/// <summary>
+/// Owns the master weights and the optimizer state. Each round it waits for the gradient of every
+/// worker that has a minibatch in that round, averages them weighted by sample count, applies one
+/// optimizer step (learning rate, momentum, L1 and L2 exactly once) and sends the new weights to
+/// every worker.
+/// </summary>
+/// <remarks>
+/// The average is <c>Σᵢ nᵢ gᵢ / Σᵢ nᵢ</c>, where <c>gᵢ</c> is worker i's mean gradient over <c>nᵢ</c> samples,
+/// so N workers with batch b give the gradient of one batch of N·b samples, also for uneven shards.
+/// Gradients are summed in worker-index order, so the result does not depend on arrival order.
+/// A gradient for the wrong epoch, round or version, from an unexpected worker, twice, or of the wrong
+/// length is logged, counted in <see cref="RejectedGradients"/> and never applied.
+/// </remarks>
+public sealed class ParameterServer : ReceiveActor
+{
+    private readonly ParameterVector _weights;
+    private readonly SgdOptimizer _optimizer;
+    private readonly float[] _average;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private long _version;
+    private StartEpoch? _epoch;
+    private IActorRef _coordinator = ActorRefs.Nobody;
+    private int _round;
+    private GradientComputed?[] _received = [];
+    private int _expected;
+    private int _arrived;
+    private int _epochSamples;
+    private double _epochLossSum;
+
+    /// <summary>Creates the server with the version-0 weights; see <see cref="Props"/>.</summary>
+    public ParameterServer(ParameterVector initialWeights, SgdOptions optimizer)
+    {
+        _weights = initialWeights;
+        _optimizer = new SgdOptimizer(optimizer, initialWeights.Layout.TotalLength);
+        _average = new float[initialWeights.Layout.TotalLength];
+        Receive<StartEpoch>(OnStartEpoch);
+        Receive<GradientComputed>(OnGradient);
+        Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_version, (float[])_weights.Values.Clone())));
+    }
+
+    /// <summary>Gradients refused so far (wrong epoch, round, version, sender or length).</summary>
+    public long RejectedGradients { get; private set; }
+
+    /// <summary>Props of a parameter server that starts from <paramref name="initialWeights"/> (version 0).</summary>
+    public static Props Props(ParameterVector initialWeights, SgdOptions optimizer) =>
+        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer));
+
+    private void OnStartEpoch(StartEpoch start)
+    {
+        if (start.Workers.Length != start.BatchesPerWorker.Length)
+        {
+            _log.Error("StartEpoch {0} names {1} workers but {2} batch counts; ignored.", start.Epoch, start.Workers.Length, start.BatchesPerWorker.Length);
+            return;
+        }
+        _epoch = start;
+        _coordinator = Sender;
+        _round = 0;
+        _epochSamples = 0;
+        _epochLossSum = 0;
+        _received = new GradientComputed?[start.Workers.Length];
+        BeginRound();
+    }
+
+    private void BeginRound()
+    {
+        var epoch = _epoch!;
+        Array.Clear(_received);
+        _arrived = 0;
+        _expected = epoch.BatchesPerWorker.Count(batches => batches > _round);
+        // Every replica receives every version, so evaluation can run on any of them.
+        var update = new WeightsUpdated(epoch.Epoch, _round, _version, (float[])_weights.Values.Clone());
+        foreach (var worker in epoch.Workers)
+            worker.Tell(update);
+        if (_expected == 0)
+            _coordinator.Tell(new EpochCompleted(epoch.Epoch, _version, _epochSamples, _epochLossSum));
+    }
+
+    private void OnGradient(GradientComputed gradient)
+    {
+        var problem = Validate(gradient);
+        if (problem is not null)
+        {
+            RejectedGradients++;
+            _log.Warning("Rejected gradient from worker {0} ({1}): {2}. Rejected so far: {3}.", gradient.WorkerIndex, Sender.Path, problem, RejectedGradients);
+            return;
+        }
+        _received[gradient.WorkerIndex] = gradient;
+        if (++_arrived < _expected) return;
+
+        var samples = 0;
+        var lossSum = 0.0;
+        foreach (var g in _received)
+            if (g is not null) { samples += g.SampleCount; lossSum += g.LossSum; }
+        Array.Clear(_average);
+        foreach (var g in _received)
+            if (g is not null)
+                TensorPrimitives.MultiplyAdd(g.Gradient, (float)g.SampleCount / samples, _average, _average);
+        if (!float.IsFinite(TensorPrimitives.Sum(_average)))
+            throw new TrainingDivergedException(
+                $"The averaged gradient of epoch {_epoch!.Epoch}, step {_round} (weights version {_version}) holds NaN or Inf. Lower Optimizer:LearningRate.");
+        _optimizer.Step(_weights.Values, _average);
+        _version++;
+        _epochSamples += samples;
+        _epochLossSum += lossSum;
+        _coordinator.Tell(new RoundApplied(_epoch!.Epoch, _round, _version, samples, lossSum));
+        _round++;
+        BeginRound();
+    }
+
+    private string? Validate(GradientComputed g)
+    {
+        if (_epoch is null) return "no epoch is running";
+        if (g.Epoch != _epoch.Epoch || g.Round != _round) return $"it answers epoch {g.Epoch} round {g.Round}, but epoch {_epoch.Epoch} round {_round} is open";
+        if (g.Version != _version) return $"it was computed on version {g.Version}, the current version is {_version}";
+        if (g.WorkerIndex < 0 || g.WorkerIndex >= _epoch.Workers.Length) return $"worker index {g.WorkerIndex} is outside 0..{_epoch.Workers.Length - 1}";
+        if (!_epoch.Workers[g.WorkerIndex].Equals(Sender)) return $"the sender is not worker {g.WorkerIndex}";
+        if (_epoch.BatchesPerWorker[g.WorkerIndex] <= _round) return "that worker has no minibatch in this round";
+        if (_received[g.WorkerIndex] is not null) return "a gradient from that worker already arrived this round";
+        if (g.Gradient.Length != _weights.Layout.TotalLength) return $"it has {g.Gradient.Length} elements, the model has {_weights.Layout.TotalLength}";
+        if (g.SampleCount <= 0) return $"its sample count is {g.SampleCount}";
+        return null;
+    }
+}

@@ -1,0 +1,119 @@
+using Akka.Actor;
+using Akka.Event;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Data;
+using DistTrain.Core.Losses;
+using DistTrain.Core.Models;
+using MathNet.Numerics.LinearAlgebra;
+
+namespace DistTrain.Cluster.Actors;
+
+/// <summary>
+/// One data-parallel replica. Holds a copy of the model; on every <see cref="WeightsUpdated"/> it loads
+/// the weights and, if it has minibatch <c>Round</c> of its shard, answers with the gradient of that
+/// minibatch. It also scores a range of the test set on request.
+/// </summary>
+/// <remarks>
+/// Replicas never initialize their own weights: they start from version 0 sent by the parameter server.
+/// Messages that arrive ahead of what they depend on (weights of an epoch whose shard has not come yet,
+/// an evaluation of a version not yet received) are stashed, so no ordering between senders is assumed.
+/// </remarks>
+public sealed class Worker : ReceiveActor, IWithStash
+{
+    private readonly int _workerIndex;
+    private readonly LabeledDataset _train;
+    private readonly LabeledDataset _test;
+    private readonly int _evaluationBatchSize;
+    private readonly Sequential _model;
+    private readonly ILoss _loss;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private AssignShard? _shard;
+    private long _version = -1;
+
+    /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
+    public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize)
+    {
+        _workerIndex = workerIndex;
+        _train = train;
+        _test = test;
+        _evaluationBatchSize = evaluationBatchSize;
+        _model = ModelFactory.Build(model);
+        _loss = ModelFactory.BuildLoss(model.Loss);
+        Receive<AssignShard>(OnAssignShard);
+        Receive<WeightsUpdated>(OnWeights);
+        Receive<Evaluate>(OnEvaluate);
+    }
+
+    /// <inheritdoc />
+    public IStash Stash { get; set; } = null!;
+
+    /// <summary>Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.</summary>
+    public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize) =>
+        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize));
+
+    private void OnAssignShard(AssignShard shard)
+    {
+        _shard = shard;
+        Stash.UnstashAll();
+    }
+
+    private void OnWeights(WeightsUpdated update)
+    {
+        if (_shard is null || update.Epoch > _shard.Epoch)
+        {
+            Stash.Stash();
+            return;
+        }
+        _model.LoadParameters(update.Weights);
+        _version = update.Version;
+        var start = update.Round * _shard.BatchSize;
+        if (update.Epoch == _shard.Epoch && start < _shard.SampleIndices.Length)
+        {
+            var indices = _shard.SampleIndices.AsSpan(start, Math.Min(_shard.BatchSize, _shard.SampleIndices.Length - start));
+            Sender.Tell(ComputeGradient(update, indices));
+        }
+        Stash.UnstashAll();
+    }
+
+    private GradientComputed ComputeGradient(WeightsUpdated update, ReadOnlySpan<int> indices)
+    {
+        var inputs = Matrix<float>.Build.Dense(_train.FeatureCount, indices.Length);
+        var targets = Matrix<float>.Build.Dense(_train.ClassCount, indices.Length);
+        _train.Gather(indices, inputs, targets);
+        var meanLoss = _model.ComputeGradients(inputs, targets, _loss);
+        if (!double.IsFinite(meanLoss))
+            throw new TrainingDivergedException(
+                $"Worker {_workerIndex}: the loss is {meanLoss} at epoch {update.Epoch}, step {update.Round} (weights version {update.Version}). " +
+                "Lower Optimizer:LearningRate or check the input normalization.");
+        var gradient = new float[_model.Layout.TotalLength];
+        _model.CopyGradientsTo(gradient);
+        return new GradientComputed(update.Epoch, update.Round, update.Version, _workerIndex, indices.Length, meanLoss * indices.Length, gradient);
+    }
+
+    private void OnEvaluate(Evaluate request)
+    {
+        if (_version < request.Version)
+        {
+            Stash.Stash();
+            return;
+        }
+        var correct = 0;
+        var lossSum = 0.0;
+        for (var start = request.Start; start < request.Start + request.Count; start += _evaluationBatchSize)
+        {
+            var count = Math.Min(_evaluationBatchSize, request.Start + request.Count - start);
+            var indices = Enumerable.Range(start, count).ToArray();
+            var inputs = Matrix<float>.Build.Dense(_test.FeatureCount, count);
+            var targets = Matrix<float>.Build.Dense(_test.ClassCount, count);
+            var gradientSink = Matrix<float>.Build.Dense(_test.ClassCount, count);
+            _test.Gather(indices, inputs, targets);
+            var output = _model.Forward(inputs);
+            lossSum += _loss.Compute(output, targets, gradientSink) * count;
+            for (var column = 0; column < count; column++)
+                if (output.Column(column).MaximumIndex() == _test.Labels[start + column])
+                    correct++;
+        }
+        _log.Debug("Worker {0} scored {1} test samples at version {2}", _workerIndex, request.Count, _version);
+        Sender.Tell(new EvaluationResult(_version, _workerIndex, request.Count, correct, lossSum));
+    }
+}

@@ -1,0 +1,43 @@
+using Akka.Configuration;
+using DistTrain.Cluster.Serialization;
+
+namespace DistTrain.Cluster.Hosting;
+
+/// <summary>HOCON for DistTrain's actor systems, one concern per method, reused by the tests.</summary>
+public static class AkkaSettings
+{
+    /// <summary>Name of the dispatcher that runs workers and the parameter server.</summary>
+    public const string ComputeDispatcher = "disttrain-compute-dispatcher";
+
+    /// <summary>Registers <see cref="MessagePackMessageSerializer"/> for every DistTrain message.</summary>
+    /// <param name="verifyEveryMessage">Turn on <c>serialize-messages</c>: every message, even a local one, is serialized and deserialized (tests only; slow).</param>
+    public static Config Serialization(bool verifyEveryMessage = false) => ConfigurationFactory.ParseString($$"""
+        akka.actor {
+          serializers.disttrain-msgpack = "{{typeof(MessagePackMessageSerializer).AssemblyQualifiedName}}"
+          serialization-bindings {
+            "{{typeof(Protocol.IDistTrainMessage).FullName}}, {{typeof(Protocol.IDistTrainMessage).Assembly.GetName().Name}}" = disttrain-msgpack
+          }
+          serialize-messages = {{(verifyEveryMessage ? "on" : "off")}}
+        }
+        """);
+
+    /// <summary>
+    /// A dedicated-thread dispatcher for the compute-heavy actors, so Akka's own work (scheduler,
+    /// logging, later cluster heartbeats) keeps its threads. <paramref name="threads"/> should not exceed the cores.
+    /// </summary>
+    public static Config Dispatchers(int threads) => ConfigurationFactory.ParseString($$"""
+        {{ComputeDispatcher}} {
+          type = ForkJoinDispatcher
+          throughput = 1
+          dedicated-thread-pool.thread-count = {{Math.Max(1, threads)}}
+        }
+        """);
+
+    /// <summary>Logging through Akka's standard-out logger at <paramref name="level"/> (DEBUG, INFO, WARNING, ERROR, OFF).</summary>
+    public static Config Logging(string level) => ConfigurationFactory.ParseString($$"""
+        akka.loglevel = {{level}}
+        akka.stdout-loglevel = {{level}}
+        akka.log-dead-letters = off
+        akka.log-dead-letters-during-shutdown = off
+        """);
+}

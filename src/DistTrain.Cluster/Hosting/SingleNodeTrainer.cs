@@ -1,0 +1,63 @@
+using Akka.Actor;
+using DistTrain.Cluster.Actors;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using DistTrain.Core.Models;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Cluster.Hosting;
+
+/// <summary>
+/// Single-node mode: one actor system in this process with one coordinator, one parameter server and
+/// <see cref="TrainingLoopOptions.Workers"/> workers. No network is involved.
+/// </summary>
+public static class SingleNodeTrainer
+{
+    /// <summary>Trains on the given data and returns the final weights and per-epoch summaries.</summary>
+    /// <param name="options">Validated options.</param>
+    /// <param name="train">Normalized training split.</param>
+    /// <param name="test">Normalized test split.</param>
+    /// <param name="observer">Progress sink (null for none).</param>
+    /// <param name="verifySerialization">Serialize every message as if it crossed the network (tests).</param>
+    /// <param name="planner">Shard planner; null plans even shards seeded by <see cref="TrainingLoopOptions.Seed"/>.</param>
+    /// <param name="initialWeights">Version-0 weights; null draws them from the configured initializer and seed.</param>
+    /// <param name="logLevel">Akka log level.</param>
+    /// <param name="cancellationToken">Stops the run; the task then fails with <see cref="OperationCanceledException"/>.</param>
+    /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite.</exception>
+    public static async Task<TrainingResult> RunAsync(TrainingOptions options, LabeledDataset train, LabeledDataset test,
+        ITrainingObserver? observer = null, bool verifySerialization = false, ShardPlanner? planner = null,
+        ParameterVector? initialWeights = null, string logLevel = "WARNING", CancellationToken cancellationToken = default)
+    {
+        var loop = options.Training;
+        var model = ModelFactory.Build(options.Model);
+        if (model.InputSize != train.FeatureCount)
+            throw new ArgumentException($"Model:InputSize is {model.InputSize} but the data has {train.FeatureCount} features per sample.");
+        if (model.OutputSize != train.ClassCount)
+            throw new ArgumentException($"The last layer has {model.OutputSize} outputs but the data has {train.ClassCount} classes; set the last Dense layer's Units to {train.ClassCount}.");
+        var weights = initialWeights ?? ModelFactory.InitialWeights(model, options.Model.Initializer, loop.Seed);
+        planner ??= new ShardPlanner(train.Count, loop.Workers, loop.Seed);
+
+        var config = AkkaSettings.Serialization(verifySerialization)
+            .WithFallback(AkkaSettings.Dispatchers(Math.Min(loop.Workers + 1, Environment.ProcessorCount)))
+            .WithFallback(AkkaSettings.Logging(logLevel));
+        using var system = ActorSystem.Create("disttrain", config);
+        var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var parameterServer = ParameterServer.Props(weights, options.Optimizer).WithDispatcher(AkkaSettings.ComputeDispatcher);
+        var workers = Enumerable.Range(0, loop.Workers)
+            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize).WithDispatcher(AkkaSettings.ComputeDispatcher))
+            .ToArray();
+        var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, planner, test.Count, model.Layout);
+        system.ActorOf(Coordinator.Props(settings, parameterServer, workers, observer ?? NullTrainingObserver.Instance, completion), "coordinator");
+        await using (cancellationToken.Register(() => completion.TrySetCanceled(cancellationToken)))
+        {
+            try
+            {
+                return await completion.Task.ConfigureAwait(false);
+            }
+            finally
+            {
+                await system.Terminate().ConfigureAwait(false);
+            }
+        }
+    }
+}

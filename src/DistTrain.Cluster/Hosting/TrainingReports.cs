@@ -1,0 +1,59 @@
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Cluster.Hosting;
+
+/// <summary>Results of one epoch.</summary>
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="Version">Weights version after the epoch (optimizer steps so far).</param>
+/// <param name="TrainLoss">Mean training loss over the epoch's samples, each on the weights it was computed with.</param>
+/// <param name="TestLoss">Mean test loss at the end of the epoch.</param>
+/// <param name="TestAccuracy">Fraction of test samples classified correctly, 0 to 1.</param>
+/// <param name="TestSamples">Test samples scored (the whole test set, each once).</param>
+/// <param name="TrainSamples">Training samples used.</param>
+/// <param name="TrainSeconds">Wall time of the training part, seconds.</param>
+/// <param name="EvaluationSeconds">Wall time of the evaluation, seconds.</param>
+public sealed record EpochSummary(
+    int Epoch, long Version, double TrainLoss, double TestLoss, double TestAccuracy, int TestSamples,
+    int TrainSamples, double TrainSeconds, double EvaluationSeconds)
+{
+    /// <summary>Training throughput, samples per second of training wall time.</summary>
+    public double SamplesPerSecond => TrainSamples / Math.Max(TrainSeconds, 1e-9);
+}
+
+/// <summary>The end of a run: the parameter server's final weights and every epoch's summary.</summary>
+/// <param name="FinalWeights">Final weights with the model's layout.</param>
+/// <param name="Version">Their version.</param>
+/// <param name="Epochs">One summary per epoch.</param>
+public sealed record TrainingResult(ParameterVector FinalWeights, long Version, IReadOnlyList<EpochSummary> Epochs);
+
+/// <summary>
+/// Receives progress from the coordinator. Called from actor threads, one call at a time per run;
+/// implementations must be thread-safe with respect to their own readers and must return quickly.
+/// </summary>
+public interface ITrainingObserver
+{
+    /// <summary>An epoch starts with <paramref name="steps"/> synchronous steps over <paramref name="samples"/> samples.</summary>
+    void EpochStarted(int epoch, int steps, int samples);
+
+    /// <summary>One optimizer step was applied; <paramref name="meanLoss"/> is the mean loss of its samples.</summary>
+    void StepApplied(int epoch, int step, long version, int samples, double meanLoss);
+
+    /// <summary>An epoch was trained and evaluated.</summary>
+    void EpochCompleted(EpochSummary summary);
+}
+
+/// <summary>An observer that ignores everything.</summary>
+public sealed class NullTrainingObserver : ITrainingObserver
+{
+    /// <summary>The shared instance.</summary>
+    public static readonly NullTrainingObserver Instance = new();
+
+    /// <inheritdoc />
+    public void EpochStarted(int epoch, int steps, int samples) { }
+
+    /// <inheritdoc />
+    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss) { }
+
+    /// <inheritdoc />
+    public void EpochCompleted(EpochSummary summary) { }
+}
