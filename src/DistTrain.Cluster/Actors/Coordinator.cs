@@ -14,7 +14,7 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="Planner">Shard planner over the training set, one shard per worker.</param>
 /// <param name="TestSampleCount">Size of the test set; evaluation must score exactly this many.</param>
 /// <param name="Layout">Layout of the weights, for the result.</param>
-public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, ShardPlanner Planner, int TestSampleCount, ParameterLayout Layout);
+public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount, ParameterLayout Layout);
 
 /// <summary>
 /// Runs one job: starts the parameter server and the workers as its children, plans every epoch's

@@ -36,10 +36,10 @@ public sealed class ParameterServer : ReceiveActor
     private int _epochSamples;
     private double _epochLossSum;
 
-    /// <summary>Creates the server with the version-0 weights; see <see cref="Props"/>.</summary>
+    /// <summary>Creates the server with a copy of the version-0 weights; see <see cref="Props"/>.</summary>
     public ParameterServer(ParameterVector initialWeights, SgdOptions optimizer)
     {
-        _weights = initialWeights;
+        _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
         _optimizer = new SgdOptimizer(optimizer, initialWeights.Layout.TotalLength);
         _average = new float[initialWeights.Layout.TotalLength];
         Receive<StartEpoch>(OnStartEpoch);

@@ -25,7 +25,7 @@ public static class SingleNodeTrainer
     /// <param name="cancellationToken">Stops the run; the task then fails with <see cref="OperationCanceledException"/>.</param>
     /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite.</exception>
     public static async Task<TrainingResult> RunAsync(TrainingOptions options, LabeledDataset train, LabeledDataset test,
-        ITrainingObserver? observer = null, bool verifySerialization = false, ShardPlanner? planner = null,
+        ITrainingObserver? observer = null, bool verifySerialization = false, IShardPlanner? planner = null,
         ParameterVector? initialWeights = null, string logLevel = "WARNING", CancellationToken cancellationToken = default)
     {
         var loop = options.Training;

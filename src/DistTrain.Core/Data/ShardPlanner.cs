@@ -6,7 +6,7 @@ namespace DistTrain.Core.Data;
 /// disjoint and together cover every index exactly once; they are even to within one sample, or
 /// proportional to the given worker weights, and so may be uneven.
 /// </summary>
-public sealed class ShardPlanner
+public sealed class ShardPlanner : IShardPlanner
 {
     private readonly double[] _weights;
 

@@ -1,0 +1,147 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+using DistTrain.Core.Data;
+
+namespace DistTrain.Tests;
+
+public class IdxFileTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-idx-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static byte[] Idx(byte type, int[] dims, int dataLength)
+    {
+        var bytes = new byte[4 + 4 * dims.Length + dataLength];
+        bytes[2] = type;
+        bytes[3] = (byte)dims.Length;
+        for (var i = 0; i < dims.Length; i++) BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(4 + 4 * i), dims[i]);
+        for (var i = 0; i < dataLength; i++) bytes[4 + 4 * dims.Length + i] = (byte)(i % 10);
+        return bytes;
+    }
+
+    private string Write(string name, byte[] bytes)
+    {
+        var path = Path.Combine(_directory, name);
+        File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    [Fact]
+    public void The_committed_subset_reads_as_Fashion_MNIST()
+    {
+        var (train, test) = FashionMnist.Load(TestData.SubsetDirectory);
+        Assert.Equal(1000, train.Count);
+        Assert.Equal(250, test.Count);
+        Assert.Equal(784, train.FeatureCount);
+        // First labels of the Fashion-MNIST training set: ankle boot, T-shirt, T-shirt, dress, T-shirt.
+        Assert.Equal(new byte[] { 9, 0, 0, 3, 0 }, train.Labels[..5]);
+        Assert.InRange(train.Features.Max(), 0.99f, 1f);
+        Assert.Equal(0f, train.Features.Min());
+    }
+
+    [Fact]
+    public void Raw_and_gzip_files_give_the_same_data()
+    {
+        var bytes = Idx(0x08, [3, 2, 2], 12);
+        Write("raw", bytes);
+        using (var gz = new GZipStream(File.Create(Path.Combine(_directory, "packed.gz")), CompressionLevel.Fastest))
+            gz.Write(bytes);
+        var raw = IdxFile.Read(Path.Combine(_directory, "raw"), 3);
+        var packed = IdxFile.Read(Path.Combine(_directory, "packed.gz"), 3);
+        Assert.Equal(new[] { 3, 2, 2 }, raw.Dimensions);
+        Assert.Equal(raw.Data, packed.Data);
+        Assert.Equal(4, raw.ItemLength);
+    }
+
+    [Fact]
+    public void A_truncated_file_names_the_file_and_the_missing_bytes()
+    {
+        var path = Write("short", Idx(0x08, [3, 2, 2], 10));
+        var error = Assert.Throws<DataFormatException>(() => IdxFile.Read(path, 3));
+        Assert.Contains(path, error.Message);
+        Assert.Contains("12 bytes of data but only 10 follow", error.Message);
+    }
+
+    [Fact]
+    public void Extra_bytes_after_the_data_are_an_error()
+    {
+        var path = Write("long", Idx(0x08, [2], 3));
+        Assert.Contains("2 bytes of data but 3 follow", Assert.Throws<DataFormatException>(() => IdxFile.Read(path, 1)).Message);
+    }
+
+    [Fact]
+    public void A_wrong_magic_number_is_an_error()
+    {
+        var bytes = Idx(0x08, [2], 2);
+        bytes[0] = 0x50; // 'P', as in a PNG or a text file
+        var path = Write("notidx", bytes);
+        Assert.Contains("not an IDX file", Assert.Throws<DataFormatException>(() => IdxFile.Read(path, 1)).Message);
+    }
+
+    [Fact]
+    public void An_unsupported_element_type_is_an_error()
+    {
+        var path = Write("floats", Idx(0x0D, [2], 8));
+        Assert.Contains("element type 0x0D", Assert.Throws<DataFormatException>(() => IdxFile.Read(path, 1)).Message);
+    }
+
+    [Fact]
+    public void Labels_given_where_images_are_expected_are_an_error()
+    {
+        var path = Write("labels", Idx(0x08, [4], 4));
+        Assert.Contains("declares 1 dimensions but 3 are expected", Assert.Throws<DataFormatException>(() => IdxFile.Read(path, 3)).Message);
+    }
+
+    [Fact]
+    public void A_zero_dimension_is_an_error()
+    {
+        var path = Write("zero", Idx(0x08, [0, 28, 28], 0));
+        Assert.Contains("dimension 0 has size 0", Assert.Throws<DataFormatException>(() => IdxFile.Read(path, 3)).Message);
+    }
+
+    [Fact]
+    public void A_corrupt_or_cut_gzip_stream_is_an_error_that_names_the_file()
+    {
+        var buffer = new MemoryStream();
+        using (var gz = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true))
+            gz.Write(Idx(0x08, [100, 28, 28], 78_400));
+        var packed = buffer.ToArray();
+        var cut = Write("cut.gz", packed[..(packed.Length / 2)]);
+        var cutError = Assert.Throws<DataFormatException>(() => IdxFile.Read(cut, 3));
+        Assert.Contains(cut, cutError.Message);
+        Assert.Matches("truncated|corrupt", cutError.Message);
+        packed[packed.Length / 2] ^= 0xFF;
+        packed[packed.Length / 2 + 1] ^= 0xFF;
+        var flipped = Write("flipped.gz", packed);
+        var flippedError = Assert.Throws<DataFormatException>(() => IdxFile.Read(flipped, 3));
+        Assert.Contains(flipped, flippedError.Message);
+    }
+
+    [Fact]
+    public void Image_and_label_counts_must_match()
+    {
+        Write("train-images-idx3-ubyte", Idx(0x08, [3, 2, 2], 12));
+        Write("train-labels-idx1-ubyte", Idx(0x08, [2], 2));
+        var error = Assert.Throws<DataFormatException>(() => FashionMnist.LoadSplit(_directory, "train"));
+        Assert.Contains("holds 3 images but", error.Message);
+        Assert.Contains("holds 2 labels", error.Message);
+    }
+
+    [Fact]
+    public void Labels_outside_the_classes_are_an_error()
+    {
+        Write("train-images-idx3-ubyte", Idx(0x08, [1, 2, 2], 4));
+        var labels = Idx(0x08, [1], 1);
+        labels[^1] = 12;
+        Write("train-labels-idx1-ubyte", labels);
+        Assert.Contains("label 12 of item 0", Assert.Throws<DataFormatException>(() => FashionMnist.LoadSplit(_directory, "train")).Message);
+    }
+
+    [Fact]
+    public void A_missing_file_or_folder_says_how_to_install_the_data()
+    {
+        Assert.Contains("apt-get install dataset-fashion-mnist", Assert.Throws<DataFormatException>(() => FashionMnist.LoadSplit(_directory, "train")).Message);
+        Assert.Contains("does not exist", Assert.Throws<DataFormatException>(() => FashionMnist.Load(Path.Combine(_directory, "nope"))).Message);
+    }
+}

@@ -1,0 +1,78 @@
+using Akka.Actor;
+using Akka.TestKit;
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Tests;
+
+/// <summary>The parameter server driven by test probes in place of workers.</summary>
+public class ParameterServerTests() : TestKit(AkkaSettings.Serialization())
+{
+    private static readonly ParameterLayout OneWeight = new([("w", [1])]);
+
+    private (IActorRef Server, TestProbe[] Workers, TestProbe Coordinator) Start(float[] weights, SgdOptions sgd, int[] batches)
+    {
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights), sgd));
+        var workers = batches.Select(_ => CreateTestProbe()).ToArray();
+        var coordinator = CreateTestProbe();
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), batches), coordinator.Ref);
+        foreach (var worker in workers)
+            Assert.Equal(0, worker.ExpectMsg<WeightsUpdated>().Version);
+        return (server, workers, coordinator);
+    }
+
+    [Fact]
+    public void Weight_decay_is_applied_once_per_update_not_once_per_worker()
+    {
+        // w = 1, gradient 0, L2 0.1, learning rate 1, 4 workers: one update gives 1 − 1·0.1·1 = 0.9 (not 0.6 or 0.6561).
+        var (server, workers, _) = Start([1f], new SgdOptions { LearningRate = 1, L2 = 0.1 }, [1, 1, 1, 1]);
+        for (var i = 0; i < workers.Length; i++)
+            workers[i].Send(server, new GradientComputed(1, 0, 0, i, 16, 0, [0f]));
+        foreach (var worker in workers)
+        {
+            var update = worker.ExpectMsg<WeightsUpdated>();
+            Assert.Equal(1, update.Version);
+            Assert.Equal(0.9f, update.Weights[0], 6);
+        }
+    }
+
+    [Fact]
+    public void Gradients_are_averaged_weighted_by_sample_count()
+    {
+        // (16·1 + 48·3) / 64 = 2.5; lr 0.1 → w = 10 − 0.25
+        var (server, workers, coordinator) = Start([10f], new SgdOptions { LearningRate = 0.1 }, [1, 1]);
+        workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 16, 8, [1f]));
+        workers[1].Send(server, new GradientComputed(1, 0, 0, 1, 48, 24, [3f]));
+        Assert.Equal(9.75f, workers[0].ExpectMsg<WeightsUpdated>().Weights[0], 6);
+        var applied = coordinator.ExpectMsg<RoundApplied>();
+        Assert.Equal(64, applied.SampleCount);
+        Assert.Equal(32, applied.LossSum);
+        coordinator.ExpectMsg<EpochCompleted>(e => e.Version == 1 && e.SampleCount == 64);
+    }
+
+    [Fact]
+    public void Stale_duplicate_misaddressed_and_wrong_length_gradients_are_rejected_not_applied()
+    {
+        var (server, workers, coordinator) = Start([10f], new SgdOptions { LearningRate = 1 }, [2, 1]);
+        workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 10, 0, [1f, 1f])); // wrong length
+        workers[0].Send(server, new GradientComputed(1, 0, 5, 0, 10, 0, [1f]));     // wrong version
+        workers[0].Send(server, new GradientComputed(1, 0, 0, 1, 10, 0, [1f]));     // claims to be worker 1
+        workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 10, 0, [1f]));     // valid
+        workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 10, 0, [100f]));   // duplicate
+        workers[0].ExpectNoMsg(TimeSpan.FromMilliseconds(200));                     // round still waits for worker 1
+        workers[1].Send(server, new GradientComputed(1, 0, 0, 1, 10, 0, [3f]));
+        Assert.Equal(8f, workers[0].ExpectMsg<WeightsUpdated>().Weights[0], 6);     // 10 − (1 + 3) / 2
+        coordinator.ExpectMsg<RoundApplied>();
+        // Round 1: only worker 0 has a minibatch; worker 1's gradient is not expected.
+        workers[1].ExpectMsg<WeightsUpdated>(u => u.Round == 1);
+        workers[1].Send(server, new GradientComputed(1, 1, 1, 1, 10, 0, [3f]));
+        workers[0].Send(server, new GradientComputed(1, 1, 1, 0, 10, 0, [2f]));
+        Assert.Equal(6f, workers[1].ExpectMsg<WeightsUpdated>(u => u.Round == 2).Weights[0], 6);
+        coordinator.ExpectMsg<RoundApplied>();
+        coordinator.ExpectMsg<EpochCompleted>(e => e.Version == 2);
+    }
+}

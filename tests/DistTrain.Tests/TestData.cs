@@ -1,0 +1,70 @@
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using DistTrain.Core.Models;
+
+namespace DistTrain.Tests;
+
+/// <summary>The committed Fashion-MNIST subset (tests/data, cut by make_subset.py) and small model configs.</summary>
+internal static class TestData
+{
+    public static string SubsetDirectory => Path.Combine(AppContext.BaseDirectory, "data", "fashion-mnist-subset");
+
+    public static string GoldenPath(string name) => Path.Combine(AppContext.BaseDirectory, "golden", name);
+
+    private static readonly Lazy<(LabeledDataset Train, LabeledDataset Test)> Raw = new(() => FashionMnist.Load(SubsetDirectory));
+
+    /// <summary>Pixels / 255, no other normalization (what the PyTorch golden script sees). Shared: do not modify.</summary>
+    public static LabeledDataset RawTrain => Raw.Value.Train;
+
+    /// <summary>Test split, pixels / 255. Shared: do not modify.</summary>
+    public static LabeledDataset RawTest => Raw.Value.Test;
+
+    /// <summary>Fresh, globally normalized copies (1000 train, 250 test samples).</summary>
+    public static TrainingData Normalized() =>
+        TrainingData.Load(new DataOptions { Directory = SubsetDirectory, Normalization = NormalizationKind.Global });
+
+    public static ModelOptions Mlp(params int[] widths)
+    {
+        var layers = new List<LayerOptions>();
+        for (var i = 0; i < widths.Length; i++)
+        {
+            layers.Add(new LayerOptions { Type = LayerTypes.Dense, Units = widths[i] });
+            if (i < widths.Length - 1) layers.Add(new LayerOptions { Type = LayerTypes.ReLU });
+        }
+        return new ModelOptions { InputSize = 784, Layers = layers };
+    }
+
+    public static TrainingOptions Options(ModelOptions model, int workers, int batch, int epochs, double learningRate = 0.05,
+        double momentum = 0.9, double l2 = 1e-4, double l1 = 0) => new()
+    {
+        Data = new DataOptions { Directory = SubsetDirectory },
+        Model = model,
+        Optimizer = new() { LearningRate = learningRate, Momentum = momentum, L2 = l2, L1 = l1 },
+        Training = new TrainingLoopOptions { Workers = workers, BatchSizePerWorker = batch, Epochs = epochs, Seed = 7, EvaluationBatchSize = 100 },
+    };
+}
+
+/// <summary>A shard plan given in full, the same for every epoch.</summary>
+internal sealed class FixedShardPlan(int sampleCount, int[][] shards) : IShardPlanner
+{
+    public int SampleCount => sampleCount;
+    public int Workers => shards.Length;
+    public int[][] Plan(int epoch) => shards;
+}
+
+internal static class Compare
+{
+    /// <summary>Asserts |a − b| ≤ relative·|b| + absolute for every element, reporting the worst one.</summary>
+    public static void Close(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double relative, double absolute, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        var worst = -1;
+        var worstExcess = 0.0;
+        for (var i = 0; i < expected.Length; i++)
+        {
+            var excess = Math.Abs(expected[i] - actual[i]) - (relative * Math.Abs(expected[i]) + absolute);
+            if (excess > worstExcess) { worstExcess = excess; worst = i; }
+        }
+        Assert.True(worst < 0, worst < 0 ? "" : $"{what}: element {worst} expected {expected[worst]:R} but was {actual[worst]:R}");
+    }
+}
