@@ -83,6 +83,11 @@ internal static class TrainCommand
             AnsiConsole.MarkupLineInterpolated($"[red]training diverged:[/] {e.Message}");
             return 3;
         }
+        catch (OperationCanceledException)
+        {
+            AnsiConsole.MarkupLine("[yellow]training cancelled[/]; no weights were saved.");
+            return 130;
+        }
 
         var runDirectory = Path.Combine(options.Output.Directory, DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
         Directory.CreateDirectory(runDirectory);

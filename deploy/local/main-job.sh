@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job end to end on a fresh Debian machine that has the .NET SDK:
+# installs the Fashion-MNIST data from Debian if it is missing, builds the CLI (NuGet restore
+# included, incremental), and trains configs/fashion-mnist-mlp.json in single-node mode.
+# Extra arguments go to `disttrain train`, e.g. --workers 2 --epochs 3.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+missing=()
+dpkg-query -W -f='${Status}' dataset-fashion-mnist 2>/dev/null | grep -q "install ok installed" || missing+=(dataset-fashion-mnist)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "Installing ${missing[*]} from Debian (once)..."
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
+exec dotnet src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll train --config configs/fashion-mnist-mlp.json "$@"
