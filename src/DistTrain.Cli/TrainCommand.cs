@@ -5,6 +5,7 @@ using DistTrain.Cluster.Hosting;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
+using DistTrain.Core.LinearAlgebra;
 using Spectre.Console;
 
 namespace DistTrain.Cli;
@@ -71,6 +72,9 @@ internal static class TrainCommand
             $"[bold]DistTrain[/] single-node: {loop.Workers} workers x batch {loop.BatchSizePerWorker}, {loop.Epochs} epochs, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {options.Data.Directory}");
         AnsiConsole.MarkupLineInterpolated(
             $"optimizer SGD lr {options.Optimizer.LearningRate} momentum {options.Optimizer.Momentum} L1 {options.Optimizer.L1} L2 {options.Optimizer.L2}; init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}");
+
+        Blas.Select(options.Compute.BlasProvider);
+        AnsiConsole.WriteLine(Blas.Description);
 
         TrainingResult result;
         try

@@ -41,7 +41,7 @@ public class GradientCheckTests
         var x = RandomMatrix(inFeatures, batch, random, awayFromZero);
         var output = layer.Forward(x);
         var upstream = RandomMatrix(output.RowCount, batch, random);
-        var inputGradient = layer.Backward(upstream).Clone();
+        var inputGradient = layer.Backward(upstream)!.Clone();
         var parameterGradients = layer.Parameters.Select(p => (float[])p.Gradient.Clone()).ToArray();
 
         double Loss() => Projection(layer.Forward(x), upstream);

@@ -25,6 +25,10 @@ public sealed class ParameterServer : ReceiveActor
     private readonly ParameterVector _weights;
     private readonly SgdOptimizer _optimizer;
     private readonly float[] _average;
+    // Weights go out in loaned arrays (see TrainingProtocol.cs), three used in turn: a round's array is
+    // rewritten three versions later, and every replica copies it on receipt, before it can answer.
+    private readonly float[][] _broadcastBuffers;
+    private int _nextBroadcastBuffer;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private long _version;
     private StartEpoch? _epoch;
@@ -42,6 +46,7 @@ public sealed class ParameterServer : ReceiveActor
         _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
         _optimizer = new SgdOptimizer(optimizer, initialWeights.Layout.TotalLength);
         _average = new float[initialWeights.Layout.TotalLength];
+        _broadcastBuffers = [.. Enumerable.Range(0, 3).Select(_ => new float[initialWeights.Layout.TotalLength])];
         Receive<StartEpoch>(OnStartEpoch);
         Receive<GradientComputed>(OnGradient);
         Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_version, (float[])_weights.Values.Clone())));
@@ -75,9 +80,14 @@ public sealed class ParameterServer : ReceiveActor
         var epoch = _epoch!;
         Array.Clear(_received);
         _arrived = 0;
-        _expected = epoch.BatchesPerWorker.Count(batches => batches > _round);
+        _expected = 0;
+        foreach (var batches in epoch.BatchesPerWorker)
+            if (batches > _round) _expected++;
         // Every replica receives every version, so evaluation can run on any of them.
-        var update = new WeightsUpdated(epoch.Epoch, _round, _version, (float[])_weights.Values.Clone());
+        var snapshot = _broadcastBuffers[_nextBroadcastBuffer];
+        _nextBroadcastBuffer = (_nextBroadcastBuffer + 1) % _broadcastBuffers.Length;
+        _weights.Values.CopyTo(snapshot, 0);
+        var update = new WeightsUpdated(epoch.Epoch, _round, _version, snapshot);
         foreach (var worker in epoch.Workers)
             worker.Tell(update);
         if (_expected == 0)

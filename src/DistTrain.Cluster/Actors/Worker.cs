@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Core.Data;
+using DistTrain.Core.Layers;
 using DistTrain.Core.Losses;
 using DistTrain.Core.Models;
 using MathNet.Numerics.LinearAlgebra;
@@ -27,6 +28,12 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly Sequential _model;
     private readonly ILoss _loss;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly MatrixBuffer _inputs;
+    private readonly MatrixBuffer _targets;
+    // Gradients are sent in loaned arrays (see TrainingProtocol.cs): two, used in turn, so the array a
+    // message refers to is rewritten two rounds later, long after the parameter server has averaged it.
+    private readonly float[][] _gradientBuffers;
+    private int _nextGradientBuffer;
     private AssignShard? _shard;
     private long _version = -1;
 
@@ -39,6 +46,9 @@ public sealed class Worker : ReceiveActor, IWithStash
         _evaluationBatchSize = evaluationBatchSize;
         _model = ModelFactory.Build(model);
         _loss = ModelFactory.BuildLoss(model.Loss);
+        _inputs = new MatrixBuffer(train.FeatureCount);
+        _targets = new MatrixBuffer(train.ClassCount);
+        _gradientBuffers = [new float[_model.Layout.TotalLength], new float[_model.Layout.TotalLength]];
         Receive<AssignShard>(OnAssignShard);
         Receive<WeightsUpdated>(OnWeights);
         Receive<Evaluate>(OnEvaluate);
@@ -77,15 +87,16 @@ public sealed class Worker : ReceiveActor, IWithStash
 
     private GradientComputed ComputeGradient(WeightsUpdated update, ReadOnlySpan<int> indices)
     {
-        var inputs = Matrix<float>.Build.Dense(_train.FeatureCount, indices.Length);
-        var targets = Matrix<float>.Build.Dense(_train.ClassCount, indices.Length);
+        var inputs = _inputs.Get(indices.Length);
+        var targets = _targets.Get(indices.Length);
         _train.Gather(indices, inputs, targets);
         var meanLoss = _model.ComputeGradients(inputs, targets, _loss);
         if (!double.IsFinite(meanLoss))
             throw new TrainingDivergedException(
                 $"Worker {_workerIndex}: the loss is {meanLoss} at epoch {update.Epoch}, step {update.Round} (weights version {update.Version}). " +
                 "Lower Optimizer:LearningRate or check the input normalization.");
-        var gradient = new float[_model.Layout.TotalLength];
+        var gradient = _gradientBuffers[_nextGradientBuffer];
+        _nextGradientBuffer ^= 1;
         _model.CopyGradientsTo(gradient);
         return new GradientComputed(update.Epoch, update.Round, update.Version, _workerIndex, indices.Length, meanLoss * indices.Length, gradient);
     }

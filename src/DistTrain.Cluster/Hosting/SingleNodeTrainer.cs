@@ -2,6 +2,7 @@ using Akka.Actor;
 using DistTrain.Cluster.Actors;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
+using DistTrain.Core.LinearAlgebra;
 using DistTrain.Core.Models;
 using DistTrain.Core.Tensors;
 
@@ -36,6 +37,8 @@ public static class SingleNodeTrainer
             throw new ArgumentException($"The last layer has {model.OutputSize} outputs but the data has {train.ClassCount} classes; set the last Dense layer's Units to {train.ClassCount}.");
         var weights = initialWeights ?? ModelFactory.InitialWeights(model, options.Model.Initializer, loop.Seed);
         planner ??= new ShardPlanner(train.Count, loop.Workers, loop.Seed);
+        Blas.Select(options.Compute.BlasProvider);
+        Blas.SetThreadsPerCall(Blas.ThreadsFor(loop.Workers));
 
         var config = AkkaSettings.Serialization(verifySerialization)
             .WithFallback(AkkaSettings.Dispatchers(Math.Min(loop.Workers + 1, Environment.ProcessorCount)))

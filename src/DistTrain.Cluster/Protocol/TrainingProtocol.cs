@@ -14,6 +14,12 @@ namespace DistTrain.Cluster.Protocol;
 //   Coordinator -> Worker            Evaluate(v, range)   (each test sample scored exactly once)
 //   Worker -> Coordinator            EvaluationResult
 // Tensors are float[] and travel as raw little-endian bytes (see RawFloatArrayFormatter).
+//
+// Loaned tensors: the float[] in WeightsUpdated and GradientComputed belongs to the sender, which
+// reuses it a few rounds later instead of allocating 1 MB per message. A receiver reads (or copies)
+// the array while it handles the message and keeps no reference past the round. The synchronous
+// protocol makes this safe: the parameter server writes a new version only after every gradient of
+// the round arrived, which each replica sends only after it copied the weights it computed on.
 
 /// <summary>The worker's shard of one epoch. Coordinator → Worker.</summary>
 /// <param name="Epoch">1-based epoch.</param>

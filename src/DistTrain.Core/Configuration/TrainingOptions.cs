@@ -1,4 +1,5 @@
 using DistTrain.Core.Data;
+using DistTrain.Core.LinearAlgebra;
 using DistTrain.Core.Models;
 using DistTrain.Core.Optimization;
 
@@ -24,6 +25,19 @@ public sealed class TrainingOptions
 
     /// <summary>Where results are written.</summary>
     public OutputOptions Output { get; set; } = new();
+
+    /// <summary>How the numerics run.</summary>
+    public ComputeOptions Compute { get; set; } = new();
+}
+
+/// <summary>Numerics back end.</summary>
+public sealed class ComputeOptions
+{
+    /// <summary>
+    /// <c>Auto</c>: native OpenBLAS when installed (Debian's <c>libopenblas0-pthread</c>), else MathNet's
+    /// managed provider; <c>Managed</c>: always the managed provider. Default <c>Auto</c>.
+    /// </summary>
+    public BlasProvider BlasProvider { get; set; } = BlasProvider.Auto;
 }
 
 /// <summary>Data source and preprocessing.</summary>

@@ -36,8 +36,9 @@ public abstract class Activation : ILayer
     }
 
     /// <inheritdoc />
-    public Matrix<float> Backward(Matrix<float> outputGradient)
+    public Matrix<float>? Backward(Matrix<float> outputGradient, bool needInputGradient = true)
     {
+        if (!needInputGradient) return null;
         if (_input is null || _lastOutput is null)
             throw new InvalidOperationException($"{Description}: Backward called before Forward.");
         _inputGradient ??= new MatrixBuffer(outputGradient.RowCount);

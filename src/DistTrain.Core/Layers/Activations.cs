@@ -14,10 +14,7 @@ public sealed class ReLU : Activation
     /// <inheritdoc />
     protected override void Derivative(ReadOnlySpan<float> input, ReadOnlySpan<float> output,
         ReadOnlySpan<float> outputGradient, Span<float> inputGradient)
-    {
-        for (var i = 0; i < inputGradient.Length; i++)
-            inputGradient[i] = input[i] > 0f ? outputGradient[i] : 0f;
-    }
+        => ElementWise.RectifierDerivative(input, outputGradient, inputGradient, 0f);
 }
 
 /// <summary>
@@ -36,19 +33,13 @@ public sealed class LeakyReLU(float negativeSlope = 0.01f) : Activation
     public override string Description => $"LeakyReLU({NegativeSlope})";
 
     /// <inheritdoc />
-    protected override void Apply(ReadOnlySpan<float> input, Span<float> output)
-    {
-        for (var i = 0; i < output.Length; i++)
-            output[i] = input[i] > 0f ? input[i] : NegativeSlope * input[i];
-    }
+    protected override void Apply(ReadOnlySpan<float> input, Span<float> output) =>
+        ElementWise.LeakyRectifier(input, output, NegativeSlope);
 
     /// <inheritdoc />
     protected override void Derivative(ReadOnlySpan<float> input, ReadOnlySpan<float> output,
         ReadOnlySpan<float> outputGradient, Span<float> inputGradient)
-    {
-        for (var i = 0; i < inputGradient.Length; i++)
-            inputGradient[i] = input[i] > 0f ? outputGradient[i] : NegativeSlope * outputGradient[i];
-    }
+        => ElementWise.RectifierDerivative(input, outputGradient, inputGradient, NegativeSlope);
 }
 
 /// <summary>Logistic sigmoid <c>1 / (1 + e^-x)</c>; derivative <c>y (1 - y)</c>.</summary>
@@ -63,10 +54,7 @@ public sealed class Sigmoid : Activation
     /// <inheritdoc />
     protected override void Derivative(ReadOnlySpan<float> input, ReadOnlySpan<float> output,
         ReadOnlySpan<float> outputGradient, Span<float> inputGradient)
-    {
-        for (var i = 0; i < inputGradient.Length; i++)
-            inputGradient[i] = outputGradient[i] * output[i] * (1f - output[i]);
-    }
+        => ElementWise.SigmoidDerivative(output, outputGradient, inputGradient);
 }
 
 /// <summary>Hyperbolic tangent; derivative <c>1 - y²</c>.</summary>
@@ -81,8 +69,5 @@ public sealed class Tanh : Activation
     /// <inheritdoc />
     protected override void Derivative(ReadOnlySpan<float> input, ReadOnlySpan<float> output,
         ReadOnlySpan<float> outputGradient, Span<float> inputGradient)
-    {
-        for (var i = 0; i < inputGradient.Length; i++)
-            inputGradient[i] = outputGradient[i] * (1f - output[i] * output[i]);
-    }
+        => ElementWise.TanhDerivative(output, outputGradient, inputGradient);
 }

@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using MathNet.Numerics.LinearAlgebra;
+using DistTrain.Core.LinearAlgebra;
 
 namespace DistTrain.Core.Layers;
 
@@ -70,7 +71,7 @@ public sealed class Dense : ILayer
             throw new ArgumentException($"{Description} expects {InFeatures} input rows but receives {input.RowCount}.");
         _input = input;
         var output = _output.Get(input.ColumnCount);
-        _weightTransposed.TransposeThisAndMultiply(input, output);
+        Blas.Gemm(Operation.Transpose, Operation.None, 1f, _weightTransposed, input, 0f, output);
         var values = output.ColumnMajorValues();
         for (var column = 0; column < output.ColumnCount; column++)
         {
@@ -81,17 +82,18 @@ public sealed class Dense : ILayer
     }
 
     /// <inheritdoc />
-    public Matrix<float> Backward(Matrix<float> outputGradient)
+    public Matrix<float>? Backward(Matrix<float> outputGradient, bool needInputGradient = true)
     {
         var input = _input ?? throw new InvalidOperationException($"{Description}: Backward called before Forward.");
-        input.TransposeAndMultiply(outputGradient, _weightGradientTransposed);
+        Blas.Gemm(Operation.None, Operation.Transpose, 1f, input, outputGradient, 0f, _weightGradientTransposed);
         var gradientValues = outputGradient.ColumnMajorValues();
         var biasGradient = Bias.Gradient.AsSpan();
         biasGradient.Clear();
         for (var column = 0; column < outputGradient.ColumnCount; column++)
             TensorPrimitives.Add(biasGradient, gradientValues.AsSpan(column * OutFeatures, OutFeatures), biasGradient);
+        if (!needInputGradient) return null;
         var inputGradient = _inputGradient.Get(outputGradient.ColumnCount);
-        _weightTransposed.Multiply(outputGradient, inputGradient);
+        Blas.Gemm(Operation.None, Operation.None, 1f, _weightTransposed, outputGradient, 0f, inputGradient);
         return inputGradient;
     }
 }

@@ -7,7 +7,8 @@ namespace DistTrain.Core.Layers;
 /// It reallocates only when the batch size changes (for example at the short last minibatch of
 /// an epoch), so the steady-state step allocates nothing here.
 /// </summary>
-internal sealed class MatrixBuffer(int rows)
+/// <param name="rows">Fixed row count (features).</param>
+public sealed class MatrixBuffer(int rows)
 {
     private Matrix<float>? _matrix;
 

@@ -63,7 +63,7 @@ public sealed class Sequential
     {
         var gradient = outputGradient;
         for (var i = Layers.Count - 1; i >= 0; i--)
-            gradient = Layers[i].Backward(gradient);
+            gradient = Layers[i].Backward(gradient!, needInputGradient: i > 0);
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using DistTrain.Core.Layers;
 
 namespace DistTrain.Core.Optimization;
 
@@ -71,9 +72,7 @@ public sealed class SgdOptimizer
         if (l2 != 0f) TensorPrimitives.MultiplyAdd(weights, l2, gradient, g);
         else gradient.CopyTo(g);
         var l1 = (float)Options.L1;
-        if (l1 != 0f)
-            for (var i = 0; i < g.Length; i++)
-                g[i] += l1 * MathF.Sign(weights[i]);
+        if (l1 != 0f) ElementWise.AddScaledSign(weights, l1, g);
         var momentum = (float)Options.Momentum;
         var step = g;
         if (momentum != 0f)

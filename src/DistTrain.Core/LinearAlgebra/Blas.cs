@@ -1,0 +1,135 @@
+using MathNet.Numerics.LinearAlgebra;
+using DistTrain.Core.Layers;
+
+namespace DistTrain.Core.LinearAlgebra;
+
+/// <summary>Which implementation runs matrix products.</summary>
+public enum BlasProvider
+{
+    /// <summary>Native OpenBLAS when it loads, else the managed provider (logged).</summary>
+    Auto,
+    /// <summary>MathNet's managed provider (about 3 GFLOP/s on 2 cores; for comparisons and machines without OpenBLAS).</summary>
+    Managed,
+}
+
+/// <summary>Whether <see cref="Blas.Gemm"/> reads an operand as stored or transposed.</summary>
+public enum Operation
+{
+    /// <summary>Use the matrix as stored.</summary>
+    None,
+    /// <summary>Use its transpose (no copy is made).</summary>
+    Transpose,
+}
+
+/// <summary>
+/// Matrix products for the layers: <c>C ← α·op(A)·op(B) + β·C</c> on MathNet dense (column-major)
+/// matrices, through native OpenBLAS <c>cblas_sgemm</c> when it loads and through MathNet's managed
+/// provider otherwise. The choice is made once per process; <see cref="Description"/> names it for
+/// the start-up log line.
+/// </summary>
+/// <remarks>The native path allocates nothing.</remarks>
+public static unsafe class Blas
+{
+    private static readonly Lazy<string> NativeLoad = new(LoadNative, LazyThreadSafetyMode.ExecutionAndPublication);
+    private static volatile int _selected = -1; // -1: not chosen yet (Auto on first use), else (int)BlasProvider
+    private static bool _native;
+
+    /// <summary>True when products run in OpenBLAS.</summary>
+    public static bool IsNative
+    {
+        get
+        {
+            if (_selected < 0) Select(BlasProvider.Auto);
+            return _native;
+        }
+    }
+
+    /// <summary>
+    /// One line naming the provider, the library, the kernel (<c>openblas_get_corename</c>) and the
+    /// threads per call, or the reason for the managed fallback.
+    /// </summary>
+    public static string Description => IsNative
+        ? $"BLAS: OpenBLAS ({OpenBlasLibrary.LoadedFrom}), kernel {OpenBlasLibrary.CoreName}, {OpenBlasLibrary.Threads} thread(s) per call; {OpenBlasLibrary.KernelChoice}; config: {OpenBlasLibrary.Config.Trim()}"
+        : $"BLAS: MathNet managed provider ({(_selected == (int)BlasProvider.Managed ? "Compute:BlasProvider is Managed" : NativeLoad.Value)})";
+
+    /// <summary>
+    /// Chooses the provider for this process: <see cref="BlasProvider.Auto"/> loads OpenBLAS and falls
+    /// back to MathNet's managed provider when it is missing; <see cref="BlasProvider.Managed"/> always
+    /// uses the managed provider. Products use <see cref="BlasProvider.Auto"/> if nothing was selected.
+    /// </summary>
+    public static void Select(BlasProvider provider)
+    {
+        _native = provider == BlasProvider.Auto && NativeLoad.Value.Length == 0;
+        _selected = (int)provider;
+    }
+    /// <summary>
+    /// Sets how many threads one product may use. Call it with <c>max(1, cores / workers)</c> so
+    /// that workers × threads never exceeds the cores. The setting is process-wide.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="threads"/> is below 1.</exception>
+    public static void SetThreadsPerCall(int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
+        if (IsNative) OpenBlasLibrary.SetThreads(threads);
+        else if (threads == 1) MathNet.Numerics.Control.UseSingleThread();
+        else MathNet.Numerics.Control.UseMultiThreading();
+    }
+
+    /// <summary>Threads per BLAS call that keep <paramref name="concurrentCallers"/> callers within the cores.</summary>
+    public static int ThreadsFor(int concurrentCallers) => Math.Max(1, Environment.ProcessorCount / Math.Max(1, concurrentCallers));
+
+    /// <summary>
+    /// <c>C ← α·op(A)·op(B) + β·C</c>. Shapes: op(A) is <c>[m, k]</c>, op(B) is <c>[k, n]</c>, C is <c>[m, n]</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The shapes do not fit, a matrix is not dense, or C aliases A or B.</exception>
+    public static void Gemm(Operation opA, Operation opB, float alpha, Matrix<float> a, Matrix<float> b, float beta, Matrix<float> c)
+    {
+        var m = opA == Operation.None ? a.RowCount : a.ColumnCount;
+        var k = opA == Operation.None ? a.ColumnCount : a.RowCount;
+        var kB = opB == Operation.None ? b.RowCount : b.ColumnCount;
+        var n = opB == Operation.None ? b.ColumnCount : b.RowCount;
+        if (k != kB || c.RowCount != m || c.ColumnCount != n)
+            throw new ArgumentException($"Gemm shapes do not fit: op(A) [{m}, {k}] · op(B) [{kB}, {n}] into C [{c.RowCount}, {c.ColumnCount}].");
+        var aValues = a.ColumnMajorValues();
+        var bValues = b.ColumnMajorValues();
+        var cValues = c.ColumnMajorValues();
+        if (ReferenceEquals(cValues, aValues) || ReferenceEquals(cValues, bValues))
+            throw new ArgumentException("Gemm: C must not share storage with A or B.");
+        if (m == 0 || n == 0) return;
+        if (IsNative)
+        {
+            fixed (float* pa = aValues, pb = bValues, pc = cValues)
+                OpenBlasLibrary.Sgemm(OpenBlasLibrary.ColumnMajor,
+                    opA == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
+                    opB == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
+                    m, n, k, alpha, pa, Math.Max(1, a.RowCount), pb, Math.Max(1, b.RowCount), beta, pc, Math.Max(1, m));
+            return;
+        }
+        ManagedGemm(opA, opB, alpha, a, b, beta, c);
+    }
+
+    private static void ManagedGemm(Operation opA, Operation opB, float alpha, Matrix<float> a, Matrix<float> b, float beta, Matrix<float> c)
+    {
+        var product = beta == 0f && alpha == 1f ? c : Matrix<float>.Build.Dense(c.RowCount, c.ColumnCount);
+        switch (opA, opB)
+        {
+            case (Operation.None, Operation.None): a.Multiply(b, product); break;
+            case (Operation.Transpose, Operation.None): a.TransposeThisAndMultiply(b, product); break;
+            case (Operation.None, Operation.Transpose): a.TransposeAndMultiply(b, product); break;
+            default: a.Transpose().TransposeAndMultiply(b, product); break;
+        }
+        if (ReferenceEquals(product, c)) return;
+        var result = c.ColumnMajorValues();
+        var values = product.ColumnMajorValues();
+        for (var i = 0; i < result.Length; i++)
+            result[i] = alpha * values[i] + (beta == 0f ? 0f : beta * result[i]);
+    }
+
+    private static string LoadNative()
+    {
+        if (!OpenBlasLibrary.TryLoad(out var failure))
+            return failure;
+        OpenBlasLibrary.SetThreads(1);
+        return "";
+    }
+}
