@@ -1,4 +1,5 @@
 using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
 using Spectre.Console;
 
 namespace DistTrain.Cli;
@@ -40,7 +41,7 @@ internal static class ConsoleProgress
             _lossCount = 0;
         }
 
-        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss)
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing)
         {
             if (_task is null) return;
             _lossSum += meanLoss;
@@ -74,7 +75,7 @@ internal static class ConsoleProgress
             _lossCount = 0;
         }
 
-        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss)
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing)
         {
             _lossSum += meanLoss;
             _lossCount++;

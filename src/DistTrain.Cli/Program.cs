@@ -4,5 +4,6 @@ using DistTrain.Cli;
 var root = new RootCommand("DistTrain: data-parallel neural-network training on Akka.NET actors.")
 {
     TrainCommand.Create(),
+    BenchCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

@@ -56,7 +56,7 @@ public sealed class Coordinator : ReceiveActor
         _workers = workers.Select((props, i) => Context.Watch(Context.ActorOf(props, $"worker-{i}"))).ToArray();
 
         Receive<RoundApplied>(r =>
-            _observer.StepApplied(r.Epoch, r.Round, r.Version, r.SampleCount, r.LossSum / Math.Max(1, r.SampleCount)));
+            _observer.StepApplied(r.Epoch, r.Round, r.Version, r.SampleCount, r.LossSum / Math.Max(1, r.SampleCount), r.Timing));
         Receive<EpochCompleted>(OnEpochTrained);
         Receive<EvaluationResult>(OnEvaluationResult);
         Receive<WeightsSnapshot>(OnFinalWeights);

@@ -1,4 +1,4 @@
-using System.Numerics.Tensors;
+using System.Diagnostics;
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
@@ -24,7 +24,8 @@ public sealed class ParameterServer : ReceiveActor
 {
     private readonly ParameterVector _weights;
     private readonly SgdOptimizer _optimizer;
-    private readonly float[] _average;
+    private readonly float[][] _roundGradients;
+    private readonly float[] _roundScales;
     // Weights go out in loaned arrays (see TrainingProtocol.cs), three used in turn: a round's array is
     // rewritten three versions later, and every replica copies it on receipt, before it can answer.
     private readonly float[][] _broadcastBuffers;
@@ -37,6 +38,7 @@ public sealed class ParameterServer : ReceiveActor
     private GradientComputed?[] _received = [];
     private int _expected;
     private int _arrived;
+    private long _roundStarted;
     private int _epochSamples;
     private double _epochLossSum;
 
@@ -45,12 +47,16 @@ public sealed class ParameterServer : ReceiveActor
     {
         _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
         _optimizer = new SgdOptimizer(optimizer, initialWeights.Layout.TotalLength);
-        _average = new float[initialWeights.Layout.TotalLength];
         _broadcastBuffers = [.. Enumerable.Range(0, 3).Select(_ => new float[initialWeights.Layout.TotalLength])];
+        _roundGradients = new float[MaxWorkers][];
+        _roundScales = new float[MaxWorkers];
         Receive<StartEpoch>(OnStartEpoch);
         Receive<GradientComputed>(OnGradient);
         Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_version, (float[])_weights.Values.Clone())));
     }
+
+    /// <summary>Most workers one server accepts (the validated range of Training:Workers).</summary>
+    public const int MaxWorkers = 256;
 
     /// <summary>Gradients refused so far (wrong epoch, round, version, sender or length).</summary>
     public long RejectedGradients { get; private set; }
@@ -61,9 +67,10 @@ public sealed class ParameterServer : ReceiveActor
 
     private void OnStartEpoch(StartEpoch start)
     {
-        if (start.Workers.Length != start.BatchesPerWorker.Length)
+        if (start.Workers.Length != start.BatchesPerWorker.Length || start.Workers.Length is 0 or > MaxWorkers)
         {
-            _log.Error("StartEpoch {0} names {1} workers but {2} batch counts; ignored.", start.Epoch, start.Workers.Length, start.BatchesPerWorker.Length);
+            _log.Error("StartEpoch {0} names {1} workers and {2} batch counts; they must match and be 1..{3}. Ignored.",
+                start.Epoch, start.Workers.Length, start.BatchesPerWorker.Length, MaxWorkers);
             return;
         }
         _epoch = start;
@@ -72,9 +79,13 @@ public sealed class ParameterServer : ReceiveActor
         _epochSamples = 0;
         _epochLossSum = 0;
         _received = new GradientComputed?[start.Workers.Length];
+        _weights.Values.CopyTo(NextBroadcastBuffer(), 0);
         BeginRound();
     }
 
+    private float[] NextBroadcastBuffer() => _broadcastBuffers[_nextBroadcastBuffer];
+
+    /// <summary>Sends the weights in <see cref="NextBroadcastBuffer"/> (already filled) to every worker.</summary>
     private void BeginRound()
     {
         var epoch = _epoch!;
@@ -84,10 +95,10 @@ public sealed class ParameterServer : ReceiveActor
         foreach (var batches in epoch.BatchesPerWorker)
             if (batches > _round) _expected++;
         // Every replica receives every version, so evaluation can run on any of them.
-        var snapshot = _broadcastBuffers[_nextBroadcastBuffer];
+        var snapshot = NextBroadcastBuffer();
         _nextBroadcastBuffer = (_nextBroadcastBuffer + 1) % _broadcastBuffers.Length;
-        _weights.Values.CopyTo(snapshot, 0);
         var update = new WeightsUpdated(epoch.Epoch, _round, _version, snapshot);
+        _roundStarted = Stopwatch.GetTimestamp();
         foreach (var worker in epoch.Workers)
             worker.Tell(update);
         if (_expected == 0)
@@ -106,22 +117,43 @@ public sealed class ParameterServer : ReceiveActor
         _received[gradient.WorkerIndex] = gradient;
         if (++_arrived < _expected) return;
 
+        var updateStarted = Stopwatch.GetTimestamp();
         var samples = 0;
         var lossSum = 0.0;
-        foreach (var g in _received)
-            if (g is not null) { samples += g.SampleCount; lossSum += g.LossSum; }
-        Array.Clear(_average);
+        var maxCompute = 0.0;
+        var sumCompute = 0.0;
         foreach (var g in _received)
             if (g is not null)
-                TensorPrimitives.MultiplyAdd(g.Gradient, (float)g.SampleCount / samples, _average, _average);
-        if (!float.IsFinite(TensorPrimitives.Sum(_average)))
+            {
+                samples += g.SampleCount;
+                lossSum += g.LossSum;
+                maxCompute = Math.Max(maxCompute, g.ComputeSeconds);
+                sumCompute += g.ComputeSeconds;
+            }
+        var contributors = 0;
+        foreach (var g in _received)
+            if (g is not null)
+            {
+                _roundGradients[contributors] = g.Gradient;
+                _roundScales[contributors++] = (float)g.SampleCount / samples;
+            }
+        // Averages, regularizes, steps and writes the next broadcast copy in one cache-blocked pass.
+        var finite = _optimizer.StepWeightedAverage(_weights.Values, _roundGradients.AsSpan(0, contributors),
+            _roundScales.AsSpan(0, contributors), NextBroadcastBuffer());
+        Array.Clear(_roundGradients);
+        if (!finite)
             throw new TrainingDivergedException(
                 $"The averaged gradient of epoch {_epoch!.Epoch}, step {_round} (weights version {_version}) holds NaN or Inf. Lower Optimizer:LearningRate.");
-        _optimizer.Step(_weights.Values, _average);
         _version++;
         _epochSamples += samples;
         _epochLossSum += lossSum;
-        _coordinator.Tell(new RoundApplied(_epoch!.Epoch, _round, _version, samples, lossSum));
+        var finished = Stopwatch.GetTimestamp();
+        var timing = new RoundTiming(
+            RoundSeconds: Stopwatch.GetElapsedTime(_roundStarted, finished).TotalSeconds,
+            MaxComputeSeconds: maxCompute,
+            MeanComputeSeconds: sumCompute / _expected,
+            UpdateSeconds: Stopwatch.GetElapsedTime(updateStarted, finished).TotalSeconds);
+        _coordinator.Tell(new RoundApplied(_epoch!.Epoch, _round, _version, samples, lossSum, timing));
         _round++;
         BeginRound();
     }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
@@ -74,18 +75,19 @@ public sealed class Worker : ReceiveActor, IWithStash
             Stash.Stash();
             return;
         }
+        var started = Stopwatch.GetTimestamp();
         _model.LoadParameters(update.Weights);
         _version = update.Version;
         var start = update.Round * _shard.BatchSize;
         if (update.Epoch == _shard.Epoch && start < _shard.SampleIndices.Length)
         {
             var indices = _shard.SampleIndices.AsSpan(start, Math.Min(_shard.BatchSize, _shard.SampleIndices.Length - start));
-            Sender.Tell(ComputeGradient(update, indices));
+            Sender.Tell(ComputeGradient(update, indices, started));
         }
         Stash.UnstashAll();
     }
 
-    private GradientComputed ComputeGradient(WeightsUpdated update, ReadOnlySpan<int> indices)
+    private GradientComputed ComputeGradient(WeightsUpdated update, ReadOnlySpan<int> indices, long started)
     {
         var inputs = _inputs.Get(indices.Length);
         var targets = _targets.Get(indices.Length);
@@ -98,7 +100,8 @@ public sealed class Worker : ReceiveActor, IWithStash
         var gradient = _gradientBuffers[_nextGradientBuffer];
         _nextGradientBuffer ^= 1;
         _model.CopyGradientsTo(gradient);
-        return new GradientComputed(update.Epoch, update.Round, update.Version, _workerIndex, indices.Length, meanLoss * indices.Length, gradient);
+        return new GradientComputed(update.Epoch, update.Round, update.Version, _workerIndex, indices.Length,
+            meanLoss * indices.Length, gradient, Stopwatch.GetElapsedTime(started).TotalSeconds);
     }
 
     private void OnEvaluate(Evaluate request)

@@ -1,3 +1,4 @@
+using DistTrain.Cluster.Protocol;
 using DistTrain.Core.Tensors;
 
 namespace DistTrain.Cluster.Hosting;
@@ -36,7 +37,7 @@ public interface ITrainingObserver
     void EpochStarted(int epoch, int steps, int samples);
 
     /// <summary>One optimizer step was applied; <paramref name="meanLoss"/> is the mean loss of its samples.</summary>
-    void StepApplied(int epoch, int step, long version, int samples, double meanLoss);
+    void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing);
 
     /// <summary>An epoch was trained and evaluated.</summary>
     void EpochCompleted(EpochSummary summary);
@@ -52,7 +53,7 @@ public sealed class NullTrainingObserver : ITrainingObserver
     public void EpochStarted(int epoch, int steps, int samples) { }
 
     /// <inheritdoc />
-    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss) { }
+    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing) { }
 
     /// <inheritdoc />
     public void EpochCompleted(EpochSummary summary) { }

@@ -63,7 +63,8 @@ public sealed record WeightsUpdated(
 /// <param name="WorkerIndex">Index of the sender in <see cref="StartEpoch.Workers"/>.</param>
 /// <param name="SampleCount">Samples in the minibatch (the averaging weight).</param>
 /// <param name="LossSum">Sum of the per-sample losses over the minibatch.</param>
-/// <param name="Gradient">Gradient of the minibatch's mean loss, flat, layout order.</param>
+/// <param name="Gradient">Gradient of the minibatch's mean loss, flat, layout order (loaned).</param>
+/// <param name="ComputeSeconds">Worker time from receiving the weights to sending this gradient, seconds.</param>
 [MessagePackObject]
 public sealed record GradientComputed(
     [property: Key(0)] int Epoch,
@@ -72,7 +73,8 @@ public sealed record GradientComputed(
     [property: Key(3)] int WorkerIndex,
     [property: Key(4)] int SampleCount,
     [property: Key(5)] double LossSum,
-    [property: Key(6)] float[] Gradient) : IDistTrainMessage;
+    [property: Key(6)] float[] Gradient,
+    [property: Key(7)] double ComputeSeconds = 0) : IDistTrainMessage;
 
 /// <summary>One optimizer step was applied. ParameterServer → Coordinator.</summary>
 /// <param name="Epoch">Epoch of the round.</param>
@@ -80,13 +82,34 @@ public sealed record GradientComputed(
 /// <param name="Version">Version after the step.</param>
 /// <param name="SampleCount">Samples that contributed.</param>
 /// <param name="LossSum">Their summed loss, on the weights before the step.</param>
+/// <param name="Timing">Where the round's wall time went.</param>
 [MessagePackObject]
 public sealed record RoundApplied(
     [property: Key(0)] int Epoch,
     [property: Key(1)] int Round,
     [property: Key(2)] long Version,
     [property: Key(3)] int SampleCount,
-    [property: Key(4)] double LossSum) : IDistTrainMessage;
+    [property: Key(4)] double LossSum,
+    [property: Key(5)] RoundTiming Timing) : IDistTrainMessage;
+
+/// <summary>Split of one synchronous round's wall time, all in seconds, as seen by the parameter server.</summary>
+/// <param name="RoundSeconds">From sending the round's weights to having applied its update.</param>
+/// <param name="MaxComputeSeconds">Slowest worker's compute time (the critical path).</param>
+/// <param name="MeanComputeSeconds">Mean compute time over the workers of the round.</param>
+/// <param name="UpdateSeconds">Averaging the gradients and the optimizer step.</param>
+[MessagePackObject]
+public sealed record RoundTiming(
+    [property: Key(0)] double RoundSeconds,
+    [property: Key(1)] double MaxComputeSeconds,
+    [property: Key(2)] double MeanComputeSeconds,
+    [property: Key(3)] double UpdateSeconds)
+{
+    /// <summary>Mean time a worker spent waiting for weights: the round minus its own compute.</summary>
+    [IgnoreMember] public double WaitingForWeightsSeconds => Math.Max(0, RoundSeconds - MeanComputeSeconds);
+
+    /// <summary>Time on the critical path that is neither compute nor update: messaging and scheduling.</summary>
+    [IgnoreMember] public double MessagingSeconds => Math.Max(0, RoundSeconds - MaxComputeSeconds - UpdateSeconds);
+}
 
 /// <summary>Every minibatch of the epoch was applied and the final weights were sent. ParameterServer → Coordinator.</summary>
 /// <param name="Epoch">Epoch finished.</param>

@@ -30,10 +30,18 @@ public sealed class SgdOptions
 /// Per element, as <c>torch.optim.SGD</c> with dampening 0 and Nesterov off:
 /// <c>g ← g + λ₂ w + λ₁ sign(w)</c>; <c>v ← μ v + g</c>; <c>w ← w − η v</c>. The momentum buffer starts at
 /// zero, so the first step uses <c>v = g</c> as PyTorch does.
+/// <para>The update runs in blocks of <see cref="BlockLength"/> elements: each block's weighted
+/// gradient average, regularization, momentum and weight update happen while the block sits in the L1
+/// cache, so every input is read from memory once (SIMD through <c>TensorPrimitives</c>).</para>
 /// </remarks>
 public sealed class SgdOptimizer
 {
-    private readonly float[] _regularized;
+    /// <summary>Elements per block: 4,096 floats = 16 KB, a fraction of any L1 data cache.</summary>
+    public const int BlockLength = 4096;
+
+    private readonly float[] _block = new float[BlockLength];
+    private readonly float[][] _single = new float[1][];
+    private readonly float[] _one = [1f];
 
     /// <summary>Creates the optimizer and its state for <paramref name="length"/> parameters.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A setting is outside its range.</exception>
@@ -49,7 +57,6 @@ public sealed class SgdOptimizer
             throw new ArgumentOutOfRangeException(nameof(options), options.L2, "L2 must be finite and >= 0.");
         Options = options;
         MomentumBuffer = new float[length];
-        _regularized = new float[length];
     }
 
     /// <summary>The settings.</summary>
@@ -62,25 +69,64 @@ public sealed class SgdOptimizer
     public long Steps { get; private set; }
 
     /// <summary>Applies one update to <paramref name="weights"/> in place from the averaged <paramref name="gradient"/>.</summary>
+    /// <returns>False when the gradient holds NaN or ±Inf (see <see cref="StepWeightedAverage"/>).</returns>
     /// <exception cref="ArgumentException">The lengths differ from the optimizer's.</exception>
-    public void Step(Span<float> weights, ReadOnlySpan<float> gradient)
+    public bool Step(Span<float> weights, float[] gradient)
     {
-        if (weights.Length != MomentumBuffer.Length || gradient.Length != MomentumBuffer.Length)
-            throw new ArgumentException($"SGD expects {MomentumBuffer.Length} parameters, got weights {weights.Length} and gradient {gradient.Length}.");
-        var g = _regularized.AsSpan();
-        var l2 = (float)Options.L2;
-        if (l2 != 0f) TensorPrimitives.MultiplyAdd(weights, l2, gradient, g);
-        else gradient.CopyTo(g);
-        var l1 = (float)Options.L1;
-        if (l1 != 0f) ElementWise.AddScaledSign(weights, l1, g);
-        var momentum = (float)Options.Momentum;
-        var step = g;
-        if (momentum != 0f)
+        _single[0] = gradient;
+        try
         {
-            TensorPrimitives.MultiplyAdd(MomentumBuffer, momentum, g, MomentumBuffer);
-            step = MomentumBuffer;
+            return StepWeightedAverage(weights, _single, _one, []);
         }
-        TensorPrimitives.MultiplyAdd(step, -(float)Options.LearningRate, weights, weights);
+        finally
+        {
+            _single[0] = null!;
+        }
+    }
+
+    /// <summary>
+    /// Applies one update from the weighted average <c>Σₖ scalesₖ · gradientsₖ</c> of several gradients
+    /// (the parameter server passes <c>nₖ / Σ n</c>), and copies the new weights into <paramref name="copyTo"/>
+    /// when it is not empty.
+    /// </summary>
+    /// <returns>False when the averaged gradient holds NaN or ±Inf. The update then stops at the first bad
+    /// block of <see cref="BlockLength"/> elements, so the weights and momentum are partly updated: the
+    /// caller must stop training and fall back to the last weights it published.</returns>
+    /// <exception cref="ArgumentException">A length differs from the optimizer's, or the scales do not match the gradients.</exception>
+    public bool StepWeightedAverage(Span<float> weights, ReadOnlySpan<float[]> gradients, ReadOnlySpan<float> scales, Span<float> copyTo)
+    {
+        var length = MomentumBuffer.Length;
+        if (weights.Length != length || (copyTo.Length != 0 && copyTo.Length != length) || gradients.Length != scales.Length || gradients.Length == 0)
+            throw new ArgumentException($"SGD expects {length} parameters and one scale per gradient; got weights {weights.Length}, copy target {copyTo.Length}, {gradients.Length} gradients and {scales.Length} scales.");
+        foreach (var gradient in gradients)
+            if (gradient.Length != length)
+                throw new ArgumentException($"SGD expects gradients of {length} elements, got {gradient.Length}.");
+        var l2 = (float)Options.L2;
+        var l1 = (float)Options.L1;
+        var momentum = (float)Options.Momentum;
+        var negativeLearningRate = -(float)Options.LearningRate;
+        for (var start = 0; start < length; start += BlockLength)
+        {
+            var count = Math.Min(BlockLength, length - start);
+            var g = _block.AsSpan(0, count);
+            var w = weights.Slice(start, count);
+            TensorPrimitives.Multiply(gradients[0].AsSpan(start, count), scales[0], g);
+            for (var k = 1; k < gradients.Length; k++)
+                TensorPrimitives.MultiplyAdd(gradients[k].AsSpan(start, count), scales[k], g, g);
+            if (!float.IsFinite(TensorPrimitives.Sum(g))) return false;
+            if (l2 != 0f) TensorPrimitives.MultiplyAdd(w, l2, g, g);
+            if (l1 != 0f) ElementWise.AddScaledSign(w, l1, g);
+            var step = g;
+            if (momentum != 0f)
+            {
+                var v = MomentumBuffer.AsSpan(start, count);
+                TensorPrimitives.MultiplyAdd(v, momentum, g, v);
+                step = v;
+            }
+            TensorPrimitives.MultiplyAdd(step, negativeLearningRate, w, w);
+            if (copyTo.Length != 0) w.CopyTo(copyTo.Slice(start, count));
+        }
         Steps++;
+        return true;
     }
 }

@@ -1,0 +1,178 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using DistTrain.Core.LinearAlgebra;
+using Spectre.Console;
+
+namespace DistTrain.Cli;
+
+/// <summary>
+/// <c>disttrain bench</c>: trains the configured job in single-node mode for a fixed number of
+/// synchronous steps after a warm-up and reports throughput, the split of step time, allocations
+/// per step and peak resident memory. Evaluation is not part of the measured window.
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<FileInfo>("--config", "-c") { Description = "JSON config (default configs/fashion-mnist-mlp.json).", DefaultValueFactory = _ => new FileInfo("configs/fashion-mnist-mlp.json") };
+        var workers = new Option<int>("--workers", "-w") { Description = "Worker replicas.", DefaultValueFactory = _ => 2 };
+        var batch = new Option<int?>("--batch-size") { Description = "Override Training:BatchSizePerWorker." };
+        var steps = new Option<int>("--steps") { Description = "Measured synchronous steps.", DefaultValueFactory = _ => 400 };
+        var warmup = new Option<int>("--warmup") { Description = "Steps run before measuring (JIT, caches).", DefaultValueFactory = _ => 50 };
+        var data = new Option<string?>("--data") { Description = "Override Data:Directory." };
+        var json = new Option<bool>("--json") { Description = "Also print the result as one JSON line." };
+        var command = new Command("bench", "Measure single-node training throughput, step-time split, allocations per step and peak RSS.")
+        {
+            config, workers, batch, steps, warmup, data, json,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var overrides = new Dictionary<string, string?>
+            {
+                ["Training:Workers"] = parse.GetValue(workers).ToString(CultureInfo.InvariantCulture),
+            };
+            if (parse.GetValue(batch) is { } b) overrides["Training:BatchSizePerWorker"] = b.ToString(CultureInfo.InvariantCulture);
+            if (parse.GetValue(data) is { } d) overrides["Data:Directory"] = d;
+            return await RunAsync(parse.GetValue(config)!.FullName, overrides, parse.GetValue(warmup), parse.GetValue(steps), parse.GetValue(json), cancellationToken);
+        });
+        return command;
+    }
+
+    private static async Task<int> RunAsync(string configPath, Dictionary<string, string?> overrides, int warmup, int steps, bool json, CancellationToken cancellationToken)
+    {
+        if (warmup < 1 || steps < 1)
+        {
+            AnsiConsole.MarkupLine("[red]error:[/] --warmup and --steps must be at least 1.");
+            return 2;
+        }
+        TrainingOptions options;
+        TrainingData trainingData;
+        try
+        {
+            options = TrainingOptionsLoader.Load(configPath, overrides);
+            trainingData = TrainingData.Load(options.Data);
+        }
+        catch (Exception e) when (e is ConfigurationException or DataFormatException)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            return 2;
+        }
+        var stepsPerEpoch = (int)Math.Ceiling(trainingData.Train.Count / (double)(options.Training.Workers * options.Training.BatchSizePerWorker));
+        options.Training.Epochs = (warmup + steps) / Math.Max(1, stepsPerEpoch) + 1;
+        Blas.Select(options.Compute.BlasProvider);
+        AnsiConsole.WriteLine(Blas.Description);
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var probe = new BenchObserver(warmup, steps, stop);
+        try
+        {
+            await SingleNodeTrainer.RunAsync(options, trainingData.Train, trainingData.Test, probe, cancellationToken: stop.Token);
+        }
+        catch (OperationCanceledException) when (probe.Done)
+        {
+            // The observer stops the run once the measured steps are in.
+        }
+        if (!probe.Done)
+        {
+            AnsiConsole.MarkupLine("[red]error:[/] the run ended before the measured steps completed.");
+            return 1;
+        }
+        var report = probe.Report(options);
+        var table = new Table().AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
+        table.AddRow("workers x batch", $"{options.Training.Workers} x {options.Training.BatchSizePerWorker}");
+        table.AddRow("measured steps (after warm-up)", $"{report.Steps} (after {warmup})");
+        table.AddRow("samples/s", report.SamplesPerSecond.ToString("N0", CultureInfo.InvariantCulture));
+        table.AddRow("step time, mean", $"{report.StepMilliseconds:F3} ms");
+        table.AddRow("  compute (slowest worker)", $"{report.ComputeMilliseconds:F3} ms");
+        table.AddRow("  averaging + update", $"{report.UpdateMilliseconds:F3} ms");
+        table.AddRow("  messaging + scheduling", $"{report.MessagingMilliseconds:F3} ms");
+        table.AddRow("  worker waiting for weights", $"{report.WaitingMilliseconds:F3} ms");
+        table.AddRow("allocated per step (whole process)", $"{report.AllocatedBytesPerStep:N0} B");
+        table.AddRow("GC collections gen0/1/2", $"{report.Gen0}/{report.Gen1}/{report.Gen2}");
+        table.AddRow("peak RSS", $"{report.PeakRssBytes / (1024.0 * 1024.0):F1} MiB");
+        AnsiConsole.Write(table);
+        if (json)
+            Console.WriteLine(JsonSerializer.Serialize(report));
+        return 0;
+    }
+
+    /// <summary>Bench figures; times are means per step.</summary>
+    internal sealed record BenchReport(
+        string Blas, int Workers, int BatchSizePerWorker, int Steps, double SamplesPerSecond, double StepMilliseconds,
+        double ComputeMilliseconds, double UpdateMilliseconds, double MessagingMilliseconds, double WaitingMilliseconds,
+        double AllocatedBytesPerStep, int Gen0, int Gen1, int Gen2, long PeakRssBytes);
+
+    private sealed class BenchObserver(int warmup, int steps, CancellationTokenSource stop) : ITrainingObserver
+    {
+        private int _seen;
+        private int _measured;
+        private long _samples;
+        private long _startTimestamp;
+        private long _endTimestamp;
+        private long _startAllocated;
+        private long _endAllocated;
+        private int _gen0, _gen1, _gen2;
+        private double _round, _compute, _update, _messaging, _waiting;
+        private double _evaluationSeconds;
+
+        public bool Done { get; private set; }
+
+        public void EpochStarted(int epoch, int steps, int samples) { }
+
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing)
+        {
+            if (Done) return;
+            _seen++;
+            if (_seen == warmup)
+            {
+                _startTimestamp = Stopwatch.GetTimestamp();
+                _startAllocated = GC.GetTotalAllocatedBytes(precise: true);
+                (_gen0, _gen1, _gen2) = (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2));
+                return;
+            }
+            if (_seen < warmup) return;
+            _measured++;
+            _samples += samples;
+            _round += timing.RoundSeconds;
+            _compute += timing.MaxComputeSeconds;
+            _update += timing.UpdateSeconds;
+            _messaging += timing.MessagingSeconds;
+            _waiting += timing.WaitingForWeightsSeconds;
+            if (_measured < steps) return;
+            _endTimestamp = Stopwatch.GetTimestamp();
+            _endAllocated = GC.GetTotalAllocatedBytes(precise: true);
+            (_gen0, _gen1, _gen2) = (GC.CollectionCount(0) - _gen0, GC.CollectionCount(1) - _gen1, GC.CollectionCount(2) - _gen2);
+            Done = true;
+            stop.Cancel();
+        }
+
+        public void EpochCompleted(EpochSummary summary)
+        {
+            if (_seen >= warmup && !Done) _evaluationSeconds += summary.EvaluationSeconds;
+        }
+
+        public BenchReport Report(TrainingOptions options)
+        {
+            var seconds = Stopwatch.GetElapsedTime(_startTimestamp, _endTimestamp).TotalSeconds - _evaluationSeconds;
+            double PerStep(double total) => 1000 * total / _measured;
+            return new BenchReport(Blas.Description, options.Training.Workers, options.Training.BatchSizePerWorker, _measured,
+                _samples / seconds, PerStep(_round), PerStep(_compute), PerStep(_update), PerStep(_messaging), PerStep(_waiting),
+                (_endAllocated - _startAllocated) / (double)_measured, _gen0, _gen1, _gen2, PeakResidentBytes());
+        }
+
+        private static long PeakResidentBytes()
+        {
+            // VmHWM in /proc/self/status: the peak resident set size, in kB.
+            const string key = "VmHWM:";
+            if (!File.Exists("/proc/self/status")) return Environment.WorkingSet;
+            var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal));
+            return line is null ? Environment.WorkingSet : long.Parse(line[key.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+        }
+    }
+}
