@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The main job end to end on a fresh Debian machine that has the .NET SDK:
-# installs the Fashion-MNIST data from Debian if it is missing, builds the CLI (NuGet restore
+# installs the Fashion-MNIST data and OpenBLAS from Debian if they are missing, builds the CLI (NuGet restore
 # included, incremental), and trains configs/fashion-mnist-mlp.json in single-node mode.
 # Extra arguments go to `disttrain train`, e.g. --workers 2 --epochs 3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 missing=()
-dpkg-query -W -f='${Status}' dataset-fashion-mnist 2>/dev/null | grep -q "install ok installed" || missing+=(dataset-fashion-mnist)
+for package in dataset-fashion-mnist libopenblas0-pthread; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -96,19 +96,21 @@ public static unsafe class Blas
         if (ReferenceEquals(cValues, aValues) || ReferenceEquals(cValues, bValues))
             throw new ArgumentException("Gemm: C must not share storage with A or B.");
         if (m == 0 || n == 0) return;
-        if (IsNative)
-        {
-            fixed (float* pa = aValues, pb = bValues, pc = cValues)
-                OpenBlasLibrary.Sgemm(OpenBlasLibrary.ColumnMajor,
-                    opA == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
-                    opB == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
-                    m, n, k, alpha, pa, Math.Max(1, a.RowCount), pb, Math.Max(1, b.RowCount), beta, pc, Math.Max(1, m));
-            return;
-        }
-        ManagedGemm(opA, opB, alpha, a, b, beta, c);
+        if (IsNative) NativeGemm(opA, opB, m, n, k, alpha, aValues, a.RowCount, bValues, b.RowCount, beta, cValues);
+        else ManagedGemm(opA, opB, alpha, a, b, beta, c);
     }
 
-    private static void ManagedGemm(Operation opA, Operation opB, float alpha, Matrix<float> a, Matrix<float> b, float beta, Matrix<float> c)
+    internal static void NativeGemm(Operation opA, Operation opB, int m, int n, int k, float alpha, float[] a, int lda,
+        float[] b, int ldb, float beta, float[] c)
+    {
+        fixed (float* pa = a, pb = b, pc = c)
+            OpenBlasLibrary.Sgemm(OpenBlasLibrary.ColumnMajor,
+                opA == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
+                opB == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
+                m, n, k, alpha, pa, Math.Max(1, lda), pb, Math.Max(1, ldb), beta, pc, Math.Max(1, m));
+    }
+
+    internal static void ManagedGemm(Operation opA, Operation opB, float alpha, Matrix<float> a, Matrix<float> b, float beta, Matrix<float> c)
     {
         var product = beta == 0f && alpha == 1f ? c : Matrix<float>.Build.Dense(c.RowCount, c.ColumnCount);
         switch (opA, opB)

@@ -13,6 +13,7 @@ namespace DistTrain.Core.Models;
 public sealed class Sequential
 {
     private readonly (LayerParameter Parameter, ParameterSegment Segment)[] _parameters;
+    private readonly ILayer[] _layers; // indexed loops: foreach over IReadOnlyList boxes an enumerator per call
     private MatrixBuffer? _lossGradient;
 
     /// <summary>Builds the model and checks that consecutive layer sizes fit.</summary>
@@ -22,7 +23,8 @@ public sealed class Sequential
     public Sequential(int inputSize, IReadOnlyList<ILayer> layers)
     {
         InputSize = inputSize;
-        Layers = layers;
+        _layers = [.. layers];
+        Layers = _layers;
         var size = inputSize;
         foreach (var layer in layers)
             size = layer.OutputSize(size);
@@ -53,8 +55,8 @@ public sealed class Sequential
     public Matrix<float> Forward(Matrix<float> input)
     {
         var activation = input;
-        foreach (var layer in Layers)
-            activation = layer.Forward(activation);
+        for (var i = 0; i < _layers.Length; i++)
+            activation = _layers[i].Forward(activation);
         return activation;
     }
 
@@ -62,8 +64,8 @@ public sealed class Sequential
     public void Backward(Matrix<float> outputGradient)
     {
         var gradient = outputGradient;
-        for (var i = Layers.Count - 1; i >= 0; i--)
-            gradient = Layers[i].Backward(gradient!, needInputGradient: i > 0);
+        for (var i = _layers.Length - 1; i >= 0; i--)
+            gradient = _layers[i].Backward(gradient!, needInputGradient: i > 0);
     }
 
     /// <summary>

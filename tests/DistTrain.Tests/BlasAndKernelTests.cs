@@ -1,0 +1,134 @@
+using DistTrain.Core.Layers;
+using DistTrain.Core.LinearAlgebra;
+using DistTrain.Core.Optimization;
+using MathNet.Numerics.LinearAlgebra;
+
+namespace DistTrain.Tests;
+
+public class BlasAndKernelTests
+{
+    private static Matrix<float> Random(int rows, int columns, int seed)
+    {
+        var random = new Random(seed);
+        return Matrix<float>.Build.Dense(rows, columns, (_, _) => (float)(random.NextDouble() * 2 - 1));
+    }
+
+    private static double[,] Reference(Operation opA, Operation opB, float alpha, Matrix<float> a, Matrix<float> b, float beta, Matrix<float> c)
+    {
+        var left = opA == Operation.None ? a : a.Transpose();
+        var right = opB == Operation.None ? b : b.Transpose();
+        var result = new double[c.RowCount, c.ColumnCount];
+        for (var i = 0; i < c.RowCount; i++)
+            for (var j = 0; j < c.ColumnCount; j++)
+            {
+                double sum = 0;
+                for (var p = 0; p < left.ColumnCount; p++) sum += (double)left[i, p] * right[p, j];
+                result[i, j] = alpha * sum + beta * c[i, j];
+            }
+        return result;
+    }
+
+    [Fact]
+    public void OpenBLAS_loads_with_a_kernel_that_matches_the_CPU()
+    {
+        // tests/run.sh installs Debian's libopenblas0-pthread; without it the product falls back, but the suite must notice.
+        Assert.True(Blas.IsNative, Blas.Description);
+        Assert.Contains("kernel", Blas.Description);
+        var best = OpenBlasLibrary.BestKernel();
+        if (best is not null)
+            Assert.Equal(best.ToUpperInvariant(), OpenBlasLibrary.CoreName.ToUpperInvariant());
+    }
+
+    [Theory]
+    [InlineData(Operation.None, Operation.None)]
+    [InlineData(Operation.Transpose, Operation.None)]
+    [InlineData(Operation.None, Operation.Transpose)]
+    [InlineData(Operation.Transpose, Operation.Transpose)]
+    public void Native_and_managed_products_match_a_double_precision_reference(Operation opA, Operation opB)
+    {
+        const int m = 7, n = 5, k = 9;
+        var a = opA == Operation.None ? Random(m, k, 1) : Random(k, m, 1);
+        var b = opB == Operation.None ? Random(k, n, 2) : Random(n, k, 2);
+        var c0 = Random(m, n, 3);
+        var expected = Reference(opA, opB, 0.5f, a, b, 2f, c0);
+
+        var managed = c0.Clone();
+        Blas.ManagedGemm(opA, opB, 0.5f, a, b, 2f, managed);
+        var native = c0.Clone();
+        Blas.NativeGemm(opA, opB, m, n, k, 0.5f, a.ColumnMajorValues(), a.RowCount, b.ColumnMajorValues(), b.RowCount, 2f, native.ColumnMajorValues());
+        for (var i = 0; i < m; i++)
+            for (var j = 0; j < n; j++)
+            {
+                Assert.Equal(expected[i, j], managed[i, j], 4);
+                Assert.Equal(expected[i, j], native[i, j], 4);
+            }
+    }
+
+    [Fact]
+    public void Gemm_rejects_shapes_that_do_not_fit()
+    {
+        var error = Assert.Throws<ArgumentException>(() =>
+            Blas.Gemm(Operation.None, Operation.None, 1, Random(3, 4, 1), Random(5, 2, 2), 0, Matrix<float>.Build.Dense(3, 2)));
+        Assert.Contains("op(A) [3, 4] · op(B) [5, 2]", error.Message);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(7)]
+    [InlineData(16)]
+    [InlineData(37)]
+    public void SIMD_kernels_match_their_scalar_definitions_including_the_tail(int length)
+    {
+        var random = new Random(length);
+        float[] Values() => Enumerable.Range(0, length).Select(i => i % 5 == 0 ? 0f : (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var x = Values();
+        var dy = Values();
+        var dx = new float[length];
+        var y = new float[length];
+
+        ElementWise.RectifierDerivative(x, dy, dx, 0.1f);
+        Assert.Equal(x.Select((v, i) => v > 0 ? dy[i] : 0.1f * dy[i]), dx);
+        ElementWise.LeakyRectifier(x, y, 0.1f);
+        Assert.Equal(x.Select(v => v > 0 ? v : 0.1f * v), y);
+        ElementWise.SigmoidDerivative(x, dy, dx);
+        Assert.Equal(x.Select((v, i) => dy[i] * v * (1 - v)), dx);
+        ElementWise.TanhDerivative(x, dy, dx);
+        Assert.Equal(x.Select((v, i) => dy[i] * (1 - v * v)), dx);
+        var g = (float[])dy.Clone();
+        ElementWise.AddScaledSign(x, 0.5f, g);
+        Assert.Equal(dy.Select((v, i) => v + 0.5f * MathF.Sign(x[i])), g);
+    }
+
+    [Fact]
+    public void The_blocked_weighted_average_step_equals_averaging_first_then_stepping()
+    {
+        const int length = 3 * SgdOptimizer.BlockLength + 123; // several blocks and a partial one
+        var random = new Random(4);
+        float[] Values() => Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var (g1, g2, w0) = (Values(), Values(), Values());
+        var options = new SgdOptions { LearningRate = 0.1, Momentum = 0.9, L2 = 0.01, L1 = 0.001 };
+
+        var fused = new SgdOptimizer(options, length);
+        var wFused = (float[])w0.Clone();
+        var copy = new float[length];
+        for (var step = 0; step < 3; step++)
+            Assert.True(fused.StepWeightedAverage(wFused, new[] { g1, g2 }, new[] { 0.25f, 0.75f }, copy));
+
+        var plain = new SgdOptimizer(options, length);
+        var wPlain = (float[])w0.Clone();
+        var average = g1.Select((v, i) => 0.25f * v + 0.75f * g2[i]).ToArray();
+        for (var step = 0; step < 3; step++) plain.Step(wPlain, average);
+
+        Compare.Close(wPlain, wFused, 1e-6, 1e-7, "fused vs plain");
+        Assert.Equal(wFused, copy);
+    }
+
+    [Fact]
+    public void A_NaN_or_infinite_gradient_is_reported()
+    {
+        var sgd = new SgdOptimizer(new SgdOptions { LearningRate = 0.1 }, 3);
+        Assert.False(sgd.Step(new float[3], [0f, float.NaN, 1f]));
+        Assert.False(sgd.Step(new float[3], [float.PositiveInfinity, 0f, 1f]));
+        Assert.True(sgd.Step(new float[3], [1f, 2f, 3f]));
+    }
+}
