@@ -5,16 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-for package in libopenblas0-pthread; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "Installing ${missing[*]} from Debian (once)..."
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-fi
+bash deploy/local/apt-ensure.sh libopenblas0-pthread
 
 dotnet test DistTrain.sln -c Release -nologo "$@"

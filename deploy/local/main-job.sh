@@ -6,17 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-missing=()
-for package in dataset-fashion-mnist libopenblas0-pthread; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "Installing ${missing[*]} from Debian (once)..."
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-fi
+bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread
 
 dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
 exec dotnet src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll train --config configs/fashion-mnist-mlp.json "$@"
