@@ -44,21 +44,21 @@ public class ConfigurationTests : IDisposable
     public void A_negative_learning_rate_names_the_key_the_value_and_the_range()
     {
         var error = Invalid(RepositoryConfig, new(ValidData) { ["Optimizer:LearningRate"] = "-0.1" });
-        Assert.Contains("Optimizer:LearningRate = -0.1 is out of range: allowed (0, 10]", error.Message);
+        Assert.Contains("Optimizer:LearningRate = -0.1 (from a command-line option) is out of range: allowed (0, 10]", error.Message);
     }
 
     [Fact]
     public void Zero_workers_is_rejected()
     {
         var error = Invalid(RepositoryConfig, new(ValidData) { ["Training:Workers"] = "0" });
-        Assert.Contains("Training:Workers = 0 is out of range: allowed [1, 256]", error.Message);
+        Assert.Contains("Training:Workers = 0 (from a command-line option) is out of range: allowed [1, 256]", error.Message);
     }
 
     [Fact]
     public void An_unknown_activation_lists_the_allowed_layer_types()
     {
         var error = Invalid(RepositoryConfig, new(ValidData) { ["Model:Layers:1:Type"] = "Swish" });
-        Assert.Contains("Model:Layers:1:Type = 'Swish' is unknown: allowed Dense, ReLU, LeakyReLU, Sigmoid, Tanh", error.Message);
+        Assert.Contains("Model:Layers:1:Type = 'Swish' (from a command-line option) is unknown: allowed Dense, ReLU, LeakyReLU, Sigmoid, Tanh", error.Message);
     }
 
     [Fact]
@@ -77,24 +77,29 @@ public class ConfigurationTests : IDisposable
     }
 
     [Fact]
-    public void A_misspelled_key_is_rejected_instead_of_ignored()
+    public void A_misspelled_key_is_rejected_with_its_full_path_and_the_closest_known_key()
     {
-        var error = Invalid(Config("""{ "Optimizer": { "LearnRate": 0.1 } }"""), ValidData);
-        Assert.Contains("LearnRate", error.Message);
+        var error = Invalid(Config("""{ "Optimizer": { "LearnRate": 0.1 }, "Model": { "Layers": [ { "Type": "Dense", "Unit": 10 } ] } }"""), ValidData);
+        Assert.Contains("Optimizer:LearnRate is not a known key. Did you mean 'Optimizer:LearningRate'?", error.Message);
+        Assert.Contains("Model:Layers:0:Unit is not a known key. Did you mean 'Model:Layers:0:Units'?", error.Message);
+        Assert.Equal(2, error.Problems.Count);
     }
 
     [Fact]
-    public void An_unknown_enum_value_is_rejected()
+    public void Values_of_the_wrong_type_are_all_reported_with_the_allowed_values()
     {
-        var error = Invalid(RepositoryConfig, new(ValidData) { ["Model:Initializer:Kind"] = "Glorious" });
-        Assert.Contains("Glorious", error.Message);
+        var error = Invalid(RepositoryConfig, new(ValidData) { ["Model:Initializer:Kind"] = "Glorious", ["Training:Workers"] = "four" });
+        Assert.Contains("Model:Initializer:Kind = 'Glorious' (from a command-line option) is not valid: expected one of Uniform, Normal, Zeros, Constant, HeNormal, HeUniform, XavierNormal, XavierUniform.", error.Message);
+        Assert.Contains("Training:Workers = 'four' (from a command-line option) is not valid: expected a whole number.", error.Message);
     }
 
     [Fact]
-    public void A_value_of_the_wrong_type_is_rejected()
+    public void A_bad_value_names_the_environment_variable_or_file_it_came_from()
     {
-        var error = Invalid(RepositoryConfig, new(ValidData) { ["Training:Workers"] = "four" });
-        Assert.Contains("four", error.Message);
+        var fromEnvironment = Invalid(RepositoryConfig, ValidData, new() { ["DISTTRAIN_Optimizer__Momentum"] = "2" });
+        Assert.Contains("Optimizer:Momentum = 2 (from environment variable DISTTRAIN_Optimizer__Momentum)", fromEnvironment.Message);
+        var file = Config("""{ "Training": { "Epochs": 0 } }""");
+        Assert.Contains($"Training:Epochs = 0 (in {file})", Invalid(file, ValidData).Message);
     }
 
     [Fact]

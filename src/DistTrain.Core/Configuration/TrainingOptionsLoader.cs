@@ -29,37 +29,88 @@ public static class TrainingOptionsLoader
                 throw new ConfigurationException(source, [$"config file '{jsonPath}' not found (looked at {full}). Pass --config with a file from configs/."]);
             builder.AddJsonFile(full, optional: false, reloadOnChange: false);
         }
-        if (environment is null)
-            builder.AddEnvironmentVariables(EnvironmentPrefix);
-        else
-            builder.AddInMemoryCollection(environment
-                .Where(kv => kv.Key.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase))
-                .Select(kv => new KeyValuePair<string, string?>(kv.Key[EnvironmentPrefix.Length..].Replace("__", ":"), kv.Value)));
+        var environmentKeys = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        IEnumerable<KeyValuePair<string, string?>> variables = environment
+            ?? Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+                .Select(e => new KeyValuePair<string, string?>((string)e.Key, (string?)e.Value));
+        var fromEnvironment = new List<KeyValuePair<string, string?>>();
+        foreach (var (name, value) in variables)
+        {
+            if (!name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase)) continue;
+            var key = name[EnvironmentPrefix.Length..].Replace("__", ":");
+            environmentKeys[key] = name;
+            fromEnvironment.Add(new(key, value));
+        }
+        builder.AddInMemoryCollection(fromEnvironment);
         if (overrides is not null)
             builder.AddInMemoryCollection(overrides);
 
-        var options = new TrainingOptions();
+        // Where a key's value came from, for the error messages: the last layer that sets it wins.
+        string Origin(string key) =>
+            overrides?.ContainsKey(key) == true ? "from a command-line option"
+            : environmentKeys.TryGetValue(key, out var variable) ? $"from environment variable {variable}"
+            : jsonPath is not null ? $"in {jsonPath}" : "default";
+
+        IConfigurationRoot configuration;
         try
         {
-            var configuration = builder.Build();
-            configuration.Bind(options, o => o.ErrorOnUnknownConfiguration = true);
+            configuration = builder.Build();
         }
         catch (InvalidDataException e)
         {
-            throw new ConfigurationException(source, [$"the file is not valid JSON: {e.Message}"]);
+            throw new ConfigurationException(source, [$"the file is not valid JSON: {e.InnerException?.Message ?? e.Message}"]);
         }
         catch (FormatException e)
         {
-            throw new ConfigurationException(source, [$"the file is not valid JSON: {e.Message}"]);
+            throw new ConfigurationException(source, [$"the file is not valid JSON: {e.InnerException?.Message ?? e.Message}"]);
         }
-        catch (InvalidOperationException e)
-        {
-            var detail = e.InnerException is null ? e.Message : $"{e.Message} {e.InnerException.Message}";
-            throw new ConfigurationException(source, [$"{detail} Check the key's spelling and value type against configs/fashion-mnist-mlp.json; enum values are listed in the README."]);
-        }
-        var problems = TrainingOptionsValidator.Validate(options, checkDataDirectory);
+        var unknown = UnknownKeys.Find(configuration, typeof(TrainingOptions)).ToList();
+        if (unknown.Count > 0)
+            throw new ConfigurationException(source, unknown);
+
+        var options = new TrainingOptions();
+        var problems = new List<string>();
+        BindEachKey(configuration, options, problems, Origin);
+        if (problems.Count == 0)
+            problems.AddRange(TrainingOptionsValidator.Validate(options, checkDataDirectory)
+                .Select(problem => AppendOrigin(problem, Origin)));
         if (problems.Count > 0)
             throw new ConfigurationException(source, problems);
         return options;
+    }
+
+    /// <summary>Binds section by section so that every value of the wrong type is reported, not just the first.</summary>
+    private static void BindEachKey(IConfiguration configuration, TrainingOptions options, List<string> problems, Func<string, string> origin)
+    {
+        foreach (var leaf in configuration.AsEnumerable().Where(kv => kv.Value is not null).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            var single = new ConfigurationBuilder().AddInMemoryCollection([leaf]).Build();
+            try
+            {
+                single.Bind(new TrainingOptions());
+            }
+            catch (InvalidOperationException e)
+            {
+                var expected = e.Message.Contains("to type '", StringComparison.Ordinal)
+                    ? e.Message[(e.Message.IndexOf("to type '", StringComparison.Ordinal) + 9)..].Split('\'')[0]
+                    : "the documented type";
+                var allowed = expected.StartsWith("DistTrain", StringComparison.Ordinal) && Type.GetType(expected + ", DistTrain.Core") is { IsEnum: true } enumType
+                    ? $"one of {string.Join(", ", Enum.GetNames(enumType))}"
+                    : expected switch { "System.Int32" => "a whole number", "System.Double" => "a number", "System.Boolean" => "true or false", _ => expected };
+                problems.Add($"{leaf.Key} = '{leaf.Value}' ({origin(leaf.Key)}) is not valid: expected {allowed}.");
+            }
+        }
+        if (problems.Count == 0)
+            configuration.Bind(options, o => o.ErrorOnUnknownConfiguration = true);
+    }
+
+    private static string AppendOrigin(string problem, Func<string, string> origin)
+    {
+        var separator = problem.IndexOf(" = ", StringComparison.Ordinal);
+        if (separator <= 0 || problem[..separator].Contains(' ')) return problem;
+        var key = problem[..separator];
+        var verb = problem.IndexOf(" is ", separator, StringComparison.Ordinal);
+        if (verb < 0) return problem;
+        return $"{problem[..verb]} ({origin(key)}){problem[verb..]}";
     }
 }

@@ -1,0 +1,58 @@
+using System.Collections;
+using System.Reflection;
+using Microsoft.Extensions.Configuration;
+
+namespace DistTrain.Core.Configuration;
+
+/// <summary>
+/// Finds configuration keys that bind to nothing, with their full path and the closest known key, so
+/// a typo such as <c>Optimizer:LearnRate</c> is reported as such instead of being ignored.
+/// </summary>
+internal static class UnknownKeys
+{
+    public static IEnumerable<string> Find(IConfiguration configuration, Type type, string prefix = "")
+    {
+        var properties = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.CanWrite)
+            .ToDictionary(p => p.Name, StringComparer.OrdinalIgnoreCase);
+        foreach (var child in configuration.GetChildren())
+        {
+            var path = prefix.Length == 0 ? child.Key : $"{prefix}:{child.Key}";
+            if (!properties.TryGetValue(child.Key, out var property))
+            {
+                var suggestion = properties.Keys.OrderBy(k => Distance(k.ToLowerInvariant(), child.Key.ToLowerInvariant())).FirstOrDefault();
+                var hint = suggestion is not null && Distance(suggestion.ToLowerInvariant(), child.Key.ToLowerInvariant()) <= 3
+                    ? $" Did you mean '{(prefix.Length == 0 ? suggestion : $"{prefix}:{suggestion}")}'?"
+                    : $" Known keys here: {string.Join(", ", properties.Keys)}.";
+                yield return $"{path} is not a known key.{hint}";
+                continue;
+            }
+            foreach (var problem in FindInValue(child, property.PropertyType, path))
+                yield return problem;
+        }
+    }
+
+    private static IEnumerable<string> FindInValue(IConfigurationSection section, Type type, string path)
+    {
+        if (type == typeof(string) || type.IsPrimitive || type.IsEnum || type == typeof(decimal))
+            return [];
+        var element = type.IsGenericType && typeof(IEnumerable).IsAssignableFrom(type) ? type.GetGenericArguments()[0] : null;
+        if (element is not null)
+            return section.GetChildren().SelectMany(item => FindInValue(item, element, $"{path}:{item.Key}"));
+        return Find(section, type, path);
+    }
+
+    private static int Distance(string a, string b)
+    {
+        var previous = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (var i = 1; i <= a.Length; i++)
+        {
+            var current = new int[b.Length + 1];
+            current[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+            previous = current;
+        }
+        return previous[b.Length];
+    }
+}
