@@ -5,8 +5,9 @@ using Spectre.Console;
 namespace DistTrain.Cli;
 
 /// <summary>
-/// Shows training progress: on a terminal, a Spectre.Console progress bar per epoch that turns into the
-/// epoch's summary line; otherwise (CI, docker logs, pipes) plain lines at every quarter of an epoch.
+/// Shows training progress: on a terminal, a Spectre.Console progress bar for the running epoch, with each
+/// finished epoch's summary line printed above it; otherwise (CI, docker logs, pipes) plain lines at
+/// every quarter of an epoch and the summary lines.
 /// </summary>
 internal static class ConsoleProgress
 {
@@ -16,8 +17,8 @@ internal static class ConsoleProgress
             return await run(new PlainObserver(epochs));
         TrainingResult? result = null;
         await AnsiConsole.Progress()
-            .AutoClear(false)
-            .HideCompleted(false)
+            .AutoClear(true)
+            .HideCompleted(true)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
                 new RemainingTimeColumn(), new SpinnerColumn())
             .StartAsync(async context => result = await run(new BarObserver(context, epochs)));
@@ -54,9 +55,10 @@ internal static class ConsoleProgress
         public void EpochCompleted(EpochSummary summary)
         {
             if (_task is null) return;
-            _task.Description = Markup.Escape(Describe(summary, epochs));
             _task.Value = _task.MaxValue;
             _task.StopTask();
+            // Printed above the live progress display, so each epoch keeps one whole line at any width.
+            AnsiConsole.WriteLine(Describe(summary, epochs));
         }
     }
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using DistTrain.Cli;
 
+CliConsole.Configure();
 var root = new RootCommand("DistTrain: data-parallel neural-network training on Akka.NET actors.")
 {
     TrainCommand.Create(),

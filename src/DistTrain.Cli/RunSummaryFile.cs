@@ -1,18 +1,41 @@
+using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
 
 namespace DistTrain.Cli;
 
-/// <summary>Writes <c>summary.json</c> beside the weights: the options used and every epoch's figures.</summary>
+/// <summary>What a run writes beside its weights: <c>summary.json</c>, and the metadata stored in <c>model.safetensors</c>.</summary>
 internal static class RunSummaryFile
 {
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
 
-    public static void Write(string path, TrainingOptions options, TrainingResult result) =>
+    /// <summary>
+    /// Safetensors metadata. The input standardization is part of the model: without it the weights
+    /// see inputs on the wrong scale, so mean and std are stored (JSON arrays: one value for Global,
+    /// one per feature for PerFeature).
+    /// </summary>
+    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, TrainingResult result) => new()
+    {
+        ["format"] = "pt",
+        ["producer"] = "disttrain",
+        ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
+        ["epochs"] = result.Epochs.Count.ToString(CultureInfo.InvariantCulture),
+        ["test_accuracy"] = result.Epochs[^1].TestAccuracy.ToString("F4", CultureInfo.InvariantCulture),
+        ["input_scale"] = "pixels / 255, then (x - input_mean) / input_std",
+        ["input_normalization"] = normalizer.Kind.ToString(),
+        ["input_mean"] = JsonSerializer.Serialize(normalizer.Mean),
+        ["input_std"] = JsonSerializer.Serialize(normalizer.Std),
+        ["layers"] = JsonSerializer.Serialize(options.Model.Layers.Select(l => l.Type == "Dense" ? $"Dense({l.Units})" : l.Type)),
+    };
+
+    public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result) =>
         File.WriteAllText(path, JsonSerializer.Serialize(new
         {
             options,
+            normalization = new { normalizer.Kind, normalizer.Mean, normalizer.Std },
             version = result.Version,
             tensors = result.FinalWeights.Layout.Segments.Select(s => new { s.Name, s.Shape }),
             epochs = result.Epochs.Select(e => new
@@ -20,5 +43,5 @@ internal static class RunSummaryFile
                 e.Epoch, e.Version, e.TrainLoss, e.TestLoss, e.TestAccuracy, e.TestSamples, e.TrainSamples,
                 e.TrainSeconds, e.EvaluationSeconds, e.SamplesPerSecond,
             }),
-        }, Indented));
+        }, Json));
 }

@@ -6,6 +6,7 @@ using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
+using DistTrain.Core.Models;
 using Spectre.Console;
 
 namespace DistTrain.Cli;
@@ -54,25 +55,25 @@ internal static class TrainCommand
     {
         TrainingOptions options;
         TrainingData data;
+        string runDirectory;
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
             data = TrainingData.Load(options.Data);
+            ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
+            runDirectory = RunDirectory.Create(options.Output.Directory);
         }
-        catch (Exception e) when (e is ConfigurationException or DataFormatException)
+        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            CliConsole.Fail("error", e.Message);
             return 2;
         }
 
         var loop = options.Training;
-        if (Console.IsOutputRedirected)
-            AnsiConsole.Profile.Width = 240; // logs and CI: do not wrap at Spectre's default of 80 columns
         AnsiConsole.MarkupLineInterpolated(
             $"[bold]DistTrain[/] single-node: {loop.Workers} workers x batch {loop.BatchSizePerWorker}, {loop.Epochs} epochs, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {options.Data.Directory}");
         AnsiConsole.MarkupLineInterpolated(
             $"optimizer SGD lr {options.Optimizer.LearningRate} momentum {options.Optimizer.Momentum} L1 {options.Optimizer.L1} L2 {options.Optimizer.L2}; init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}");
-
         Blas.Select(options.Compute.BlasProvider);
         AnsiConsole.WriteLine(Blas.Description);
 
@@ -84,29 +85,25 @@ internal static class TrainCommand
         }
         catch (TrainingDivergedException e)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]training diverged:[/] {e.Message}");
+            CliConsole.Fail("training diverged", e.Message);
             return 3;
         }
         catch (OperationCanceledException)
         {
-            AnsiConsole.MarkupLine("[yellow]training cancelled[/]; no weights were saved.");
+            CliConsole.Fail("training cancelled", "no weights were saved.");
             return 130;
         }
+        catch (Exception e) when (e is TrainingStalledException or InvalidOperationException)
+        {
+            CliConsole.Fail("training failed", e.Message);
+            return 1;
+        }
 
-        var runDirectory = Path.Combine(options.Output.Directory, DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
-        Directory.CreateDirectory(runDirectory);
         var weightsPath = Path.Combine(runDirectory, "model.safetensors");
         var last = result.Epochs[^1];
-        SafeTensors.Write(weightsPath, result.FinalWeights, new Dictionary<string, string>
-        {
-            ["format"] = "pt",
-            ["producer"] = "disttrain",
-            ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
-            ["epochs"] = loop.Epochs.ToString(CultureInfo.InvariantCulture),
-            ["test_accuracy"] = last.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture),
-        });
-        RunSummaryFile.Write(Path.Combine(runDirectory, "summary.json"), options, result);
-        AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epochs: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");
+        SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, data.Normalizer, result));
+        RunSummaryFile.Write(Path.Combine(runDirectory, "summary.json"), options, data.Normalizer, result);
+        AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");
         AnsiConsole.MarkupLineInterpolated($"Final weights (version {result.Version}, {result.FinalWeights.Layout.TotalLength:N0} parameters): {weightsPath}");
         return 0;
     }

@@ -32,7 +32,7 @@ public class SerializerTests() : TestKit(AkkaSettings.Serialization())
             new RoundApplied(3, 4, 18, 64, 140.5, new RoundTiming(0.004, 0.003, 0.0025, 0.0004)),
             new EpochCompleted(3, 18, 1000, 400.5),
             new Evaluate(18, 100, 50),
-            new EvaluationResult(18, 2, 50, 41, 20.75),
+            new EvaluationResult(18, 2, 100, 50, 41, 20.75),
             GetWeights.Instance,
             new WeightsSnapshot(18, weights),
         ];

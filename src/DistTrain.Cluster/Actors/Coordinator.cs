@@ -14,17 +14,30 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="Planner">Shard planner over the training set, one shard per worker.</param>
 /// <param name="TestSampleCount">Size of the test set; evaluation must score exactly this many.</param>
 /// <param name="Layout">Layout of the weights, for the result.</param>
-public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount, ParameterLayout Layout);
+/// <param name="StallTimeout">Longest time without any progress message (a step, an evaluation result) before the job fails.</param>
+public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
+    ParameterLayout Layout, TimeSpan StallTimeout);
+
+/// <summary>The job made no progress within <see cref="CoordinatorSettings.StallTimeout"/>: a message or an actor was lost.</summary>
+public sealed class TrainingStalledException(string message) : Exception(message);
 
 /// <summary>
 /// Runs one job: starts the parameter server and the workers as its children, plans every epoch's
 /// shards, evaluates after every epoch (each test sample scored exactly once, split across the
 /// workers), reports progress to an <see cref="ITrainingObserver"/>, and completes a task with the
-/// final weights.
+/// final weights or the failure.
 /// </summary>
 /// <remarks>
-/// A child that throws is stopped, not restarted (a restarted replica would lose its place in the
-/// round and the job would hang); the job then fails with that child's exception.
+/// The job never hangs and never restarts silently:
+/// <list type="bullet">
+/// <item>a child that throws is stopped, not restarted (a restarted replica would lose its place in the
+/// round), and the job fails with that child's exception;</item>
+/// <item>an exception in the coordinator itself (or in the observer it calls) fails the job with that exception;</item>
+/// <item>no progress for <see cref="CoordinatorSettings.StallTimeout"/> fails the job with a
+/// <see cref="TrainingStalledException"/> naming the epoch and step;</item>
+/// <item>any ERROR that Akka logs during training (for example a message that could not be serialized
+/// and was dropped) fails the job, because a dropped message would otherwise stall a round.</item>
+/// </list>
 /// </remarks>
 public sealed class Coordinator : ReceiveActor
 {
@@ -36,12 +49,15 @@ public sealed class Coordinator : ReceiveActor
     private readonly IActorRef[] _workers;
     private readonly List<EpochSummary> _summaries = [];
     private readonly Stopwatch _clock = new();
+    private readonly List<(int Start, int Count)> _scoredRanges = [];
     private Exception? _childFailure;
+    private bool _finished;
     private int _epoch;
+    private long _lastVersion;
+    private int _lastStep = -1;
     private EpochCompleted? _trained;
     private double _trainSeconds;
     private int _evaluationsPending;
-    private int _evaluatedSamples;
     private int _correct;
     private double _testLossSum;
 
@@ -55,12 +71,18 @@ public sealed class Coordinator : ReceiveActor
         _parameterServer = Context.Watch(Context.ActorOf(parameterServer, "parameter-server"));
         _workers = workers.Select((props, i) => Context.Watch(Context.ActorOf(props, $"worker-{i}"))).ToArray();
 
-        Receive<RoundApplied>(r =>
-            _observer.StepApplied(r.Epoch, r.Round, r.Version, r.SampleCount, r.LossSum / Math.Max(1, r.SampleCount), r.Timing));
+        Receive<RoundApplied>(OnRoundApplied);
         Receive<EpochCompleted>(OnEpochTrained);
         Receive<EvaluationResult>(OnEvaluationResult);
         Receive<WeightsSnapshot>(OnFinalWeights);
         Receive<Terminated>(OnChildTerminated);
+        Receive<ReceiveTimeout>(_ => Fail(new TrainingStalledException(
+            $"No progress for {_settings.StallTimeout.TotalSeconds:F0} s at epoch {_epoch}, after step {_lastStep} (weights version {_lastVersion}), " +
+            $"{(_evaluationsPending > 0 ? $"waiting for {_evaluationsPending} evaluation result(s)" : "waiting for a round to complete")}. " +
+            "A worker or a message was lost; see the log above. Raise Training:StallTimeoutSeconds if steps are legitimately this slow.")));
+        Receive<Error>(error => Fail(new InvalidOperationException(
+            $"Akka reported an error during training, so a message may have been lost: {error.Message}" +
+            (error.Cause is null ? "" : $" ({error.Cause.GetType().Name}: {error.Cause.Message})"), error.Cause)));
     }
 
     /// <summary>Props of a job. <paramref name="completion"/> receives the result or the failure.</summary>
@@ -77,11 +99,39 @@ public sealed class Coordinator : ReceiveActor
         });
 
     /// <inheritdoc />
-    protected override void PreStart() => StartNextEpoch();
+    protected override void PreStart()
+    {
+        Context.System.EventStream.Subscribe(Self, typeof(Error));
+        Context.SetReceiveTimeout(_settings.StallTimeout);
+        Guard(StartNextEpoch);
+    }
 
     /// <inheritdoc />
-    protected override void PostStop() =>
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        var handled = true;
+        Guard(() => handled = base.AroundReceive(receive, message));
+        return handled;
+    }
+
+    /// <inheritdoc />
+    protected override void PostStop()
+    {
+        Context.System.EventStream.Unsubscribe(Self);
         _completion.TrySetException(new InvalidOperationException("The coordinator stopped before training completed."));
+    }
+
+    private void Guard(Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (Exception e)
+        {
+            Fail(e);
+        }
+    }
 
     private void StartNextEpoch()
     {
@@ -98,13 +148,20 @@ public sealed class Coordinator : ReceiveActor
         _parameterServer.Tell(new StartEpoch(_epoch, _workers, batches));
     }
 
+    private void OnRoundApplied(RoundApplied round)
+    {
+        _lastStep = round.Round;
+        _lastVersion = round.Version;
+        _observer.StepApplied(round.Epoch, round.Round, round.Version, round.SampleCount, round.LossSum / Math.Max(1, round.SampleCount), round.Timing);
+    }
+
     private void OnEpochTrained(EpochCompleted trained)
     {
         _trained = trained;
         _trainSeconds = _clock.Elapsed.TotalSeconds;
         _clock.Restart();
         _evaluationsPending = _workers.Length;
-        _evaluatedSamples = 0;
+        _scoredRanges.Clear();
         _correct = 0;
         _testLossSum = 0;
         var total = _settings.TestSampleCount;
@@ -118,21 +175,28 @@ public sealed class Coordinator : ReceiveActor
 
     private void OnEvaluationResult(EvaluationResult result)
     {
-        _evaluatedSamples += result.SampleCount;
+        if (_trained is null || result.Version != _trained.Version)
+        {
+            Fail(new InvalidOperationException($"Worker {result.WorkerIndex} scored weights version {result.Version}, but version {_trained?.Version} was requested."));
+            return;
+        }
+        _scoredRanges.Add((result.Start, result.SampleCount));
         _correct += result.Correct;
         _testLossSum += result.LossSum;
         if (--_evaluationsPending > 0) return;
-        if (_evaluatedSamples != _settings.TestSampleCount)
+        var coverage = CheckCoverage();
+        if (coverage is not null)
         {
-            Fail(new InvalidOperationException($"Evaluation scored {_evaluatedSamples} test samples, expected {_settings.TestSampleCount}."));
+            Fail(new InvalidOperationException(coverage));
             return;
         }
-        var trained = _trained!;
+        var trained = _trained;
+        var scored = _settings.TestSampleCount;
         var summary = new EpochSummary(_epoch, trained.Version,
             TrainLoss: trained.LossSum / Math.Max(1, trained.SampleCount),
-            TestLoss: _testLossSum / Math.Max(1, _evaluatedSamples),
-            TestAccuracy: (double)_correct / Math.Max(1, _evaluatedSamples),
-            TestSamples: _evaluatedSamples,
+            TestLoss: _testLossSum / Math.Max(1, scored),
+            TestAccuracy: (double)_correct / Math.Max(1, scored),
+            TestSamples: scored,
             TrainSamples: trained.SampleCount,
             TrainSeconds: _trainSeconds,
             EvaluationSeconds: _clock.Elapsed.TotalSeconds);
@@ -145,22 +209,37 @@ public sealed class Coordinator : ReceiveActor
             _parameterServer.Tell(GetWeights.Instance);
     }
 
+    /// <summary>The scored ranges must tile [0, TestSampleCount) with no gap and no overlap.</summary>
+    private string? CheckCoverage()
+    {
+        var next = 0;
+        foreach (var (start, count) in _scoredRanges.OrderBy(r => r.Start))
+        {
+            if (start != next)
+                return $"Evaluation scored test samples [{start}, {start + count}) after [0, {next}): {(start < next ? "an overlap" : "a gap")}.";
+            next = start + count;
+        }
+        return next == _settings.TestSampleCount
+            ? null
+            : $"Evaluation scored {next} test samples, expected {_settings.TestSampleCount}.";
+    }
+
     private void OnFinalWeights(WeightsSnapshot snapshot)
     {
+        _finished = true;
         _completion.TrySetResult(new TrainingResult(new ParameterVector(_settings.Layout, snapshot.Weights), snapshot.Version, _summaries));
         Context.Stop(Self);
     }
 
-    private void OnChildTerminated(Terminated terminated)
-    {
-        var reason = _childFailure ?? new InvalidOperationException($"{terminated.ActorRef.Path.Name} stopped unexpectedly.");
-        Fail(reason);
-    }
+    private void OnChildTerminated(Terminated terminated) =>
+        Fail(_childFailure ?? new InvalidOperationException($"{terminated.ActorRef.Path.Name} stopped unexpectedly."));
 
     private void Fail(Exception reason)
     {
-        _log.Error(reason, "Training failed: {0}", reason.Message);
+        if (_finished) return;
+        _finished = true;
         _completion.TrySetException(reason);
+        _log.Warning("Training failed: {0}", reason.Message);
         Context.Stop(Self);
     }
 }

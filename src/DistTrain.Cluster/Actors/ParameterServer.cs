@@ -18,7 +18,8 @@ namespace DistTrain.Cluster.Actors;
 /// so N workers with batch b give the gradient of one batch of N·b samples, also for uneven shards.
 /// Gradients are summed in worker-index order, so the result does not depend on arrival order.
 /// A gradient for the wrong epoch, round or version, from an unexpected worker, twice, or of the wrong
-/// length is logged, counted in <see cref="RejectedGradients"/> and never applied.
+/// length is logged, counted and never applied; the round keeps waiting for a valid gradient from
+/// that worker, and the coordinator's stall timeout ends the job if none comes.
 /// </remarks>
 public sealed class ParameterServer : ReceiveActor
 {
@@ -39,6 +40,7 @@ public sealed class ParameterServer : ReceiveActor
     private int _expected;
     private int _arrived;
     private long _roundStarted;
+    private long _rejectedGradients;
     private int _epochSamples;
     private double _epochLossSum;
 
@@ -58,8 +60,6 @@ public sealed class ParameterServer : ReceiveActor
     /// <summary>Most workers one server accepts (the validated range of Training:Workers).</summary>
     public const int MaxWorkers = 256;
 
-    /// <summary>Gradients refused so far (wrong epoch, round, version, sender or length).</summary>
-    public long RejectedGradients { get; private set; }
 
     /// <summary>Props of a parameter server that starts from <paramref name="initialWeights"/> (version 0).</summary>
     public static Props Props(ParameterVector initialWeights, SgdOptions optimizer) =>
@@ -110,8 +110,9 @@ public sealed class ParameterServer : ReceiveActor
         var problem = Validate(gradient);
         if (problem is not null)
         {
-            RejectedGradients++;
-            _log.Warning("Rejected gradient from worker {0} ({1}): {2}. Rejected so far: {3}.", gradient.WorkerIndex, Sender.Path, problem, RejectedGradients);
+            _rejectedGradients++;
+            _log.Warning("Rejected gradient from worker {0} ({1}): {2}. Rejected so far: {3}. The round still waits for a valid one.",
+                gradient.WorkerIndex, Sender.Path, problem, _rejectedGradients);
             return;
         }
         _received[gradient.WorkerIndex] = gradient;
@@ -143,7 +144,8 @@ public sealed class ParameterServer : ReceiveActor
         Array.Clear(_roundGradients);
         if (!finite)
             throw new TrainingDivergedException(
-                $"The averaged gradient of epoch {_epoch!.Epoch}, step {_round} (weights version {_version}) holds NaN or Inf. Lower Optimizer:LearningRate.");
+                $"The averaged gradient of epoch {_epoch!.Epoch}, step {_round} (weights version {_version}) holds NaN or Inf; " +
+                $"it came from workers {string.Join(", ", Enumerable.Range(0, _received.Length).Where(i => _received[i] is not null))}. Lower Optimizer:LearningRate.");
         _version++;
         _epochSamples += samples;
         _epochLossSum += lossSum;

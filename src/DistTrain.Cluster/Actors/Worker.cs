@@ -75,6 +75,11 @@ public sealed class Worker : ReceiveActor, IWithStash
             Stash.Stash();
             return;
         }
+        if (update.Version < _version)
+        {
+            _log.Warning("Worker {0} ignored weights version {1}: it already holds version {2}.", _workerIndex, update.Version, _version);
+            return;
+        }
         var started = Stopwatch.GetTimestamp();
         _model.LoadParameters(update.Weights);
         _version = update.Version;
@@ -112,6 +117,7 @@ public sealed class Worker : ReceiveActor, IWithStash
             return;
         }
         var correct = 0;
+        var scored = 0;
         var lossSum = 0.0;
         for (var start = request.Start; start < request.Start + request.Count; start += _evaluationBatchSize)
         {
@@ -126,8 +132,9 @@ public sealed class Worker : ReceiveActor, IWithStash
             for (var column = 0; column < count; column++)
                 if (output.Column(column).MaximumIndex() == _test.Labels[start + column])
                     correct++;
+            scored += count;
         }
-        _log.Debug("Worker {0} scored {1} test samples at version {2}", _workerIndex, request.Count, _version);
-        Sender.Tell(new EvaluationResult(_version, _workerIndex, request.Count, correct, lossSum));
+        _log.Debug("Worker {0} scored {1} test samples at version {2}", _workerIndex, scored, _version);
+        Sender.Tell(new EvaluationResult(_version, _workerIndex, request.Start, scored, correct, lossSum));
     }
 }

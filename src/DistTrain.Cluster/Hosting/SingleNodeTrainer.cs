@@ -22,19 +22,18 @@ public static class SingleNodeTrainer
     /// <param name="verifySerialization">Serialize every message as if it crossed the network (tests).</param>
     /// <param name="planner">Shard planner; null plans even shards seeded by <see cref="TrainingLoopOptions.Seed"/>.</param>
     /// <param name="initialWeights">Version-0 weights; null draws them from the configured initializer and seed.</param>
-    /// <param name="logLevel">Akka log level.</param>
     /// <param name="cancellationToken">Stops the run; the task then fails with <see cref="OperationCanceledException"/>.</param>
+    /// <exception cref="ConfigurationException">The model does not fit the data (input size or number of classes).</exception>
     /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite.</exception>
+    /// <exception cref="TrainingStalledException">No progress within <see cref="TrainingLoopOptions.StallTimeoutSeconds"/>.</exception>
+    /// <exception cref="InvalidOperationException">An actor failed or Akka reported an error; the message says which.</exception>
     public static async Task<TrainingResult> RunAsync(TrainingOptions options, LabeledDataset train, LabeledDataset test,
         ITrainingObserver? observer = null, bool verifySerialization = false, IShardPlanner? planner = null,
-        ParameterVector? initialWeights = null, string logLevel = "WARNING", CancellationToken cancellationToken = default)
+        ParameterVector? initialWeights = null, CancellationToken cancellationToken = default)
     {
         var loop = options.Training;
+        ModelFactory.CheckFitsData(options.Model, train.FeatureCount, train.ClassCount);
         var model = ModelFactory.Build(options.Model);
-        if (model.InputSize != train.FeatureCount)
-            throw new ArgumentException($"Model:InputSize is {model.InputSize} but the data has {train.FeatureCount} features per sample.");
-        if (model.OutputSize != train.ClassCount)
-            throw new ArgumentException($"The last layer has {model.OutputSize} outputs but the data has {train.ClassCount} classes; set the last Dense layer's Units to {train.ClassCount}.");
         var weights = initialWeights ?? ModelFactory.InitialWeights(model, options.Model.Initializer, loop.Seed);
         planner ??= new ShardPlanner(train.Count, loop.Workers, loop.Seed);
         Blas.Select(options.Compute.BlasProvider);
@@ -42,14 +41,15 @@ public static class SingleNodeTrainer
 
         var config = AkkaSettings.Serialization(verifySerialization)
             .WithFallback(AkkaSettings.Dispatchers(Math.Min(loop.Workers + 1, Environment.ProcessorCount)))
-            .WithFallback(AkkaSettings.Logging(logLevel));
+            .WithFallback(AkkaSettings.Logging("WARNING"));
         using var system = ActorSystem.Create("disttrain", config);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = ParameterServer.Props(weights, options.Optimizer).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var workers = Enumerable.Range(0, loop.Workers)
             .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize).WithDispatcher(AkkaSettings.ComputeDispatcher))
             .ToArray();
-        var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, planner, test.Count, model.Layout);
+        var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, planner, test.Count, model.Layout,
+            TimeSpan.FromSeconds(loop.StallTimeoutSeconds));
         system.ActorOf(Coordinator.Props(settings, parameterServer, workers, observer ?? NullTrainingObserver.Instance, completion), "coordinator");
         await using (cancellationToken.Register(() => completion.TrySetCanceled(cancellationToken)))
         {

@@ -136,16 +136,18 @@ public sealed record Evaluate(
 /// <summary>Scores of one evaluation range. Worker → Coordinator.</summary>
 /// <param name="Version">Weights version scored.</param>
 /// <param name="WorkerIndex">Sender's index.</param>
-/// <param name="SampleCount">Samples scored.</param>
+/// <param name="Start">First test-set index scored.</param>
+/// <param name="SampleCount">Samples actually scored, counted by the worker as it went.</param>
 /// <param name="Correct">Samples whose arg-max logit is the label.</param>
 /// <param name="LossSum">Summed loss.</param>
 [MessagePackObject]
 public sealed record EvaluationResult(
     [property: Key(0)] long Version,
     [property: Key(1)] int WorkerIndex,
-    [property: Key(2)] int SampleCount,
-    [property: Key(3)] int Correct,
-    [property: Key(4)] double LossSum) : IDistTrainMessage;
+    [property: Key(2)] int Start,
+    [property: Key(3)] int SampleCount,
+    [property: Key(4)] int Correct,
+    [property: Key(5)] double LossSum) : IDistTrainMessage;
 
 /// <summary>Asks the parameter server for its current weights. Coordinator → ParameterServer.</summary>
 [MessagePackObject]

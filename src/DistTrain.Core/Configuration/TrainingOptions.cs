@@ -73,6 +73,12 @@ public sealed class TrainingLoopOptions
 
     /// <summary>Samples per forward pass during evaluation (memory only; results do not depend on it). Default 1000.</summary>
     public int EvaluationBatchSize { get; set; } = 1000;
+
+    /// <summary>
+    /// Seconds without any progress (a completed step or evaluation result) before the job fails with
+    /// an error naming the epoch and step, instead of waiting forever for a lost message. Default 120.
+    /// </summary>
+    public double StallTimeoutSeconds { get; set; } = 120;
 }
 
 /// <summary>Run outputs.</summary>

@@ -24,6 +24,7 @@ public static class TrainingOptionsValidator
         Range("Training:Epochs", options.Training.Epochs, 1, 10_000);
         Range("Training:BatchSizePerWorker", options.Training.BatchSizePerWorker, 1, 65_536);
         Range("Training:EvaluationBatchSize", options.Training.EvaluationBatchSize, 1, 65_536);
+        Range("Training:StallTimeoutSeconds", options.Training.StallTimeoutSeconds, 1, 86_400);
         Range("Optimizer:LearningRate", options.Optimizer.LearningRate, 0, 10, minExclusive: true);
         Range("Optimizer:Momentum", options.Optimizer.Momentum, 0, 1, maxExclusive: true);
         Range("Optimizer:L1", options.Optimizer.L1, 0, 1);

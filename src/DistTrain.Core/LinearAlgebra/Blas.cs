@@ -64,13 +64,19 @@ public static unsafe class Blas
     }
     /// <summary>
     /// Sets how many threads one product may use. Call it with <c>max(1, cores / workers)</c> so
-    /// that workers × threads never exceeds the cores. The setting is process-wide.
+    /// that workers × threads never exceeds the cores. The setting is process-wide: call it before
+    /// training starts, never while products run on other threads.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="threads"/> is below 1.</exception>
     public static void SetThreadsPerCall(int threads)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
-        if (IsNative) OpenBlasLibrary.SetThreads(threads);
+        // openblas_set_num_threads resizes OpenBLAS's thread pool: never call it while a product may be
+        // running on another thread, and skip it when nothing changes.
+        if (IsNative)
+        {
+            if (OpenBlasLibrary.Threads != threads) OpenBlasLibrary.SetThreads(threads);
+        }
         else if (threads == 1) MathNet.Numerics.Control.UseSingleThread();
         else MathNet.Numerics.Control.UseMultiThreading();
     }

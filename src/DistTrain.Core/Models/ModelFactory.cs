@@ -1,3 +1,4 @@
+using DistTrain.Core.Configuration;
 using DistTrain.Core.Initialization;
 using DistTrain.Core.Layers;
 using DistTrain.Core.Losses;
@@ -29,6 +30,20 @@ public static class ModelFactory
             layers.Add(built);
         }
         return new Sequential(options.InputSize, layers);
+    }
+
+    /// <summary>Checks that the model's input size and last Dense layer match the data.</summary>
+    /// <exception cref="ConfigurationException">They do not; the message names the key and the value the data needs.</exception>
+    public static void CheckFitsData(ModelOptions options, int featureCount, int classCount)
+    {
+        var problems = new List<string>();
+        if (options.InputSize != featureCount)
+            problems.Add($"Model:InputSize = {options.InputSize} does not match the data: its samples have {featureCount} features. Set Model:InputSize to {featureCount}.");
+        var lastDense = options.Layers.FindLastIndex(l => l.Type == LayerTypes.Dense);
+        if (lastDense >= 0 && options.Layers[lastDense].Units != classCount)
+            problems.Add($"Model:Layers:{lastDense}:Units = {options.Layers[lastDense].Units} does not match the data: the last Dense layer outputs one logit per class and the data has {classCount} classes. Set it to {classCount}.");
+        if (problems.Count > 0)
+            throw new ConfigurationException("model against data", problems);
     }
 
     /// <summary>The configured loss.</summary>
