@@ -16,14 +16,15 @@ public class DistributedEquivalenceTests
     /// The single-process reference: one model, one optimizer; step r trains on the concatenation of
     /// every worker's minibatch r — one worker whose minibatch is the union.
     /// </summary>
-    private static float[] SingleProcess(LabeledDataset train, int[][] shards, int batch, ParameterVector initial, SgdOptions sgd)
+    private static float[] SingleProcess(LabeledDataset train, int[][] shards, int batch, int epochs, ParameterVector initial, SgdOptions sgd)
     {
         var model = ModelFactory.Build(Model);
         var weights = (float[])initial.Values.Clone();
-        var optimizer = new SgdOptimizer(sgd, weights.Length);
+        var optimizer = new SgdOptimizer(sgd, weights.Length); // one optimizer: momentum carries across epochs
         var gradient = new float[weights.Length];
         var loss = ModelFactory.BuildLoss(Model.Loss);
         var rounds = shards.Max(s => (s.Length + batch - 1) / batch);
+        for (var epoch = 0; epoch < epochs; epoch++)
         for (var round = 0; round < rounds; round++)
         {
             var indices = shards.SelectMany(s => s.Skip(round * batch).Take(batch)).ToArray();
@@ -49,10 +50,8 @@ public class DistributedEquivalenceTests
         var options = TestData.Options(Model, workers: shardSizes.Length, batch: batch, epochs: epochs);
         var initial = ModelFactory.InitialWeights(ModelFactory.Build(Model), Model.Initializer, seed: 7);
         var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test,
-            planner: new FixedShardPlan(shardSizes.Sum(), shards), initialWeights: initial);
-        var reference = initial.Values;
-        for (var epoch = 0; epoch < epochs; epoch++)
-            reference = SingleProcess(data.Train, shards, batch, new ParameterVector(initial.Layout, reference), options.Optimizer);
+            planner: new FixedShardPlan(shardSizes.Sum(), shards), initialWeights: initial).WithTestTimeout();
+        var reference = SingleProcess(data.Train, shards, batch, epochs, initial, options.Optimizer);
         return (result.FinalWeights.Values, reference, result.Version);
     }
 
@@ -74,11 +73,19 @@ public class DistributedEquivalenceTests
     }
 
     [Fact]
+    public async Task Momentum_carries_across_epochs_as_in_single_process_training()
+    {
+        var (distributed, reference, version) = await TrainBothWays([96, 85, 64, 50], batch: 16, epochs: 2);
+        Assert.Equal(12, version);
+        Compare.Close(reference, distributed, relative: 2e-5, absolute: 2e-7, "weights after 2 epochs of uneven steps");
+    }
+
+    [Fact]
     public async Task Evaluation_scores_every_test_sample_exactly_once_across_workers()
     {
         var data = TestData.Normalized();
         var options = TestData.Options(Model, workers: 3, batch: 32, epochs: 2);
-        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test);
+        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
         Assert.All(result.Epochs, e => Assert.Equal(250, e.TestSamples));
 
         // Score the final weights in one pass over the whole test set: the split evaluation must agree.
@@ -90,7 +97,9 @@ public class DistributedEquivalenceTests
         data.Test.Gather(indices, x, t);
         var output = model.Forward(x);
         var correct = indices.Count(i => output.Column(i).MaximumIndex() == data.Test.Labels[i]);
+        var testLoss = ModelFactory.BuildLoss(Model.Loss).Compute(output, t, Matrix<float>.Build.Dense(10, indices.Length));
         Assert.Equal(correct / 250.0, result.Epochs[^1].TestAccuracy, 10);
+        Assert.Equal(testLoss, result.Epochs[^1].TestLoss, 5);
     }
 
     [Fact]
@@ -98,7 +107,7 @@ public class DistributedEquivalenceTests
     {
         var data = TestData.Normalized();
         var options = TestData.Options(TestData.Mlp(64, 10), workers: 2, batch: 32, epochs: 4);
-        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test);
+        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
         Assert.True(result.Epochs[^1].TrainLoss < result.Epochs[0].TrainLoss * 0.7,
             $"train loss {result.Epochs[0].TrainLoss:F3} -> {result.Epochs[^1].TrainLoss:F3}");
         // Chance is 10%; 1,000 samples and 4 epochs give about 75–80% on this subset.
@@ -108,12 +117,13 @@ public class DistributedEquivalenceTests
     [Fact]
     public async Task Every_message_round_trips_through_the_serializer_during_a_whole_training()
     {
-        // serialize-messages = on: Akka serializes and deserializes every message, even local ones,
-        // so a message type that does not round-trip fails the run. The weights must not change.
+        // serialize-messages = on: Akka serializes and deserializes every message, even local ones. A message
+        // that does not round-trip is dropped with an ERROR log, which fails the run (the coordinator treats
+        // any Akka error as lost training). The weights must not change.
         var data = TestData.Normalized();
         var options = TestData.Options(TestData.Mlp(16, 10), workers: 3, batch: 50, epochs: 2);
-        var verified = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, verifySerialization: true);
-        var plain = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, verifySerialization: false);
+        var verified = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, verifySerialization: true).WithTestTimeout();
+        var plain = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, verifySerialization: false).WithTestTimeout();
         Assert.Equal(plain.Version, verified.Version);
         Assert.Equal(plain.FinalWeights.Values, verified.FinalWeights.Values);
         Assert.Equal(plain.Epochs.Select(e => e.TestAccuracy), verified.Epochs.Select(e => e.TestAccuracy));

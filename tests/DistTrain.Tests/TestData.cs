@@ -1,3 +1,5 @@
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
@@ -50,6 +52,22 @@ internal sealed class FixedShardPlan(int sampleCount, int[][] shards) : IShardPl
     public int SampleCount => sampleCount;
     public int Workers => shards.Length;
     public int[][] Plan(int epoch) => shards;
+}
+
+/// <summary>Records what the coordinator reports.</summary>
+internal sealed class RecordingObserver : ITrainingObserver
+{
+    public List<double> StepLosses { get; } = [];
+    public List<EpochSummary> Epochs { get; } = [];
+    public void EpochStarted(int epoch, int steps, int samples) { }
+    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing) => StepLosses.Add(meanLoss);
+    public void EpochCompleted(EpochSummary summary) => Epochs.Add(summary);
+}
+
+internal static class TestTimeouts
+{
+    /// <summary>Every training in the suite is bounded: a hang fails the test instead of stalling CI.</summary>
+    public static Task<T> WithTestTimeout<T>(this Task<T> task, int seconds = 120) => task.WaitAsync(TimeSpan.FromSeconds(seconds));
 }
 
 internal static class Compare

@@ -72,8 +72,24 @@ public class TorchGoldenTests
             model.CopyGradientsTo(gradient);
             optimizer.Step(weights, gradient);
         }
-        Assert.NotEqual(Load(model.Layout, Fixture.Initial).Values, expected); // the steps moved the weights
         Compare.Close(expected, weights, relative: 0, absolute: 1e-4, "weights after 10 steps vs PyTorch");
+        AssertUpdatesMatch(model.Layout, weights);
+    }
+
+    /// <summary>
+    /// The change of the weights over the 10 steps, (final − initial), against PyTorch's within 1% of its
+    /// largest element: this catches a missing or doubled L1 or L2 term, which moves the weights by
+    /// about lr·λ·|w| per step.
+    /// </summary>
+    private static void AssertUpdatesMatch(ParameterLayout layout, float[] weights)
+    {
+        var initial = Load(layout, Fixture.Initial).Values;
+        var final = Load(layout, Fixture.Final).Values;
+        var expected = final.Select((v, i) => v - initial[i]).ToArray();
+        var actual = weights.Select((v, i) => v - initial[i]).ToArray();
+        var scale = expected.Max(Math.Abs);
+        Assert.True(scale > 1e-3, $"the fixture's steps barely move the weights ({scale})");
+        Compare.Close(expected, actual, relative: 0, absolute: 0.01 * scale, "weight updates vs PyTorch");
     }
 
     [Fact]
@@ -88,9 +104,14 @@ public class TorchGoldenTests
         var options = TestData.Options(Model, workers, quarter, epochs: 1, Fixture.LearningRate, Fixture.Momentum, Fixture.L2, Fixture.L1);
         options.Data.Normalization = Core.Data.NormalizationKind.None;
         var layout = ModelFactory.Build(Model).Layout;
-        var result = await SingleNodeTrainer.RunAsync(options, TestData.RawTrain, TestData.RawTest,
-            planner: new FixedShardPlan(shards.Sum(s => s.Length), shards), initialWeights: Load(layout, Fixture.Initial));
+        var losses = new RecordingObserver();
+        var result = await SingleNodeTrainer.RunAsync(options, TestData.RawTrain, TestData.RawTest, losses,
+            planner: new FixedShardPlan(shards.Sum(s => s.Length), shards), initialWeights: Load(layout, Fixture.Initial)).WithTestTimeout();
         Assert.Equal(Fixture.Steps.Length, result.Version);
+        Assert.Equal(Fixture.Losses.Length, losses.StepLosses.Count);
+        for (var step = 0; step < Fixture.Losses.Length; step++)
+            Assert.True(Math.Abs(Fixture.Losses[step] - losses.StepLosses[step]) < 1e-5, $"step {step}: loss {losses.StepLosses[step]} vs PyTorch {Fixture.Losses[step]}");
         Compare.Close(Load(layout, Fixture.Final).Values, result.FinalWeights.Values, relative: 0, absolute: 1e-4, "distributed weights vs PyTorch");
+        AssertUpdatesMatch(layout, result.FinalWeights.Values);
     }
 }

@@ -80,7 +80,8 @@ public sealed class Coordinator : ReceiveActor
             $"No progress for {_settings.StallTimeout.TotalSeconds:F0} s at epoch {_epoch}, after step {_lastStep} (weights version {_lastVersion}), " +
             $"{(_evaluationsPending > 0 ? $"waiting for {_evaluationsPending} evaluation result(s)" : "waiting for a round to complete")}. " +
             "A worker or a message was lost; see the log above. Raise Training:StallTimeoutSeconds if steps are legitimately this slow.")));
-        Receive<Error>(error => Fail(new InvalidOperationException(
+        // A child's failure is also logged as an ERROR by its supervisor (this actor): report the child's own exception.
+        Receive<Error>(error => Fail(_childFailure ?? new InvalidOperationException(
             $"Akka reported an error during training, so a message may have been lost: {error.Message}" +
             (error.Cause is null ? "" : $" ({error.Cause.GetType().Name}: {error.Cause.Message})"), error.Cause)));
     }

@@ -76,7 +76,9 @@ public static class SafeTensors
                     throw new InvalidDataException($"{path}: tensor '{property.Name}' has dtype {dtype}; only F32 is supported. Save float32 weights.");
                 var shape = property.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
                 var offsets = property.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-                var count = shape.Aggregate(1L, (p, d) => p * d);
+                var count = shape.Aggregate(1L, (p, d) => d < 0 || p > int.MaxValue ? -1 : p * d);
+                if (count < 0 || count > int.MaxValue / sizeof(float))
+                    throw new InvalidDataException($"{path}: tensor '{property.Name}' has shape [{string.Join(", ", shape)}], which is negative or too large to load.");
                 if (offsets.Length != 2 || offsets[1] - offsets[0] != count * sizeof(float) || offsets[0] < 0 || dataStart + offsets[1] > bytes.Length)
                     throw new InvalidDataException($"{path}: tensor '{property.Name}' with shape [{string.Join(", ", shape)}] has data_offsets [{string.Join(", ", offsets)}] that do not fit the shape or the file ({bytes.Length} bytes). The file is truncated or corrupt.");
                 var data = new float[count];
@@ -86,7 +88,7 @@ public static class SafeTensors
                 result[property.Name] = new NamedTensor(shape, data);
             }
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or FormatException)
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or FormatException or InvalidOperationException)
         {
             throw new InvalidDataException($"{path}: the safetensors header is not valid JSON with dtype/shape/data_offsets per tensor ({e.Message}).");
         }

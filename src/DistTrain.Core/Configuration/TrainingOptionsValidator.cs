@@ -38,8 +38,8 @@ public static class TrainingOptionsValidator
         Range("Model:Initializer:UniformRange", init.UniformRange, 0, 100, minExclusive: true);
         Range("Model:Initializer:NormalStd", init.NormalStd, 0, 100, minExclusive: true);
 
-        if (options.Model.Loss is not ("SoftmaxCrossEntropy" or "MeanSquaredError"))
-            problems.Add($"Model:Loss = '{options.Model.Loss}' is unknown: allowed SoftmaxCrossEntropy, MeanSquaredError.");
+        if (LossTypes.Canonical(options.Model.Loss) is null)
+            problems.Add($"Model:Loss = '{options.Model.Loss}' is unknown: allowed {string.Join(", ", LossTypes.All)}.");
 
         var layers = options.Model.Layers;
         if (layers.Count == 0)
@@ -47,14 +47,15 @@ public static class TrainingOptionsValidator
         for (var i = 0; i < layers.Count; i++)
         {
             var layer = layers[i];
-            if (!LayerTypes.All.Contains(layer.Type, StringComparer.Ordinal))
+            var type = LayerTypes.Canonical(layer.Type);
+            if (type is null)
                 problems.Add($"Model:Layers:{i}:Type = '{layer.Type}' is unknown: allowed {string.Join(", ", LayerTypes.All)}.");
-            if (layer.Type == LayerTypes.Dense)
+            if (type == LayerTypes.Dense)
                 Range($"Model:Layers:{i}:Units", layer.Units, 1, 1 << 20);
-            if (layer.Type == LayerTypes.LeakyReLU)
+            if (type == LayerTypes.LeakyReLU)
                 Range($"Model:Layers:{i}:NegativeSlope", layer.NegativeSlope, 0, 1);
         }
-        var lastDense = layers.LastOrDefault(l => l.Type == LayerTypes.Dense);
+        var lastDense = layers.LastOrDefault(l => LayerTypes.Canonical(l.Type) == LayerTypes.Dense);
         if (layers.Count > 0 && lastDense is null)
             problems.Add("Model:Layers has no Dense layer: the last Dense layer's Units must equal the number of classes.");
 

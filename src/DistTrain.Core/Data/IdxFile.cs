@@ -42,6 +42,10 @@ public static class IdxFile
         {
             throw new DataFormatException($"{path}: the gzip stream is corrupt ({e.Message}). Download or reinstall the file.");
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DataFormatException($"{path}: cannot be read ({e.Message}). Check the file's permissions and the disk.");
+        }
         return Parse(path, bytes, expectedDimensions);
     }
 
@@ -70,6 +74,8 @@ public static class IdxFile
                 throw new DataFormatException($"{name}: dimension {i} has size {size}; sizes must be between 1 and {int.MaxValue}.");
             sizes[i] = (int)size;
             expectedLength *= size;
+            if (expectedLength > int.MaxValue)
+                throw new DataFormatException($"{name}: the header declares [{string.Join(", ", sizes.Take(i + 1))}...], more than {int.MaxValue} bytes of data; this is not a data set this reader can hold.");
         }
         var dataLength = bytes.Length - headerLength;
         if (dataLength < expectedLength)
@@ -85,13 +91,16 @@ public static class IdxFile
         var first = file.ReadByte();
         var second = file.ReadByte();
         file.Position = 0;
+        using var buffer = new MemoryStream();
         if (first == 0x1f && second == 0x8b)
         {
             using var gzip = new GZipStream(file, CompressionMode.Decompress);
-            using var buffer = new MemoryStream();
             gzip.CopyTo(buffer);
-            return buffer.ToArray();
         }
-        return File.ReadAllBytes(path);
+        else
+        {
+            file.CopyTo(buffer);
+        }
+        return buffer.ToArray();
     }
 }

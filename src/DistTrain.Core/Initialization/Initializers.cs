@@ -49,7 +49,8 @@ public sealed class InitializerOptions
 /// Weight initializers as small pure functions over a span, seeded through the <see cref="Random"/>
 /// passed in, so the same seed gives the same weights on every node.
 /// </summary>
-/// <remarks>Formulas follow <c>torch.nn.init</c>; each method names its paper.</remarks>
+/// <remarks>Formulas follow <c>torch.nn.init</c>; each method names its paper. Fans must be positive
+/// (a dense layer's are its in and out features); the methods do not check them.</remarks>
 public static class Initializers
 {
     /// <summary>Fills with <c>U(-range, range)</c>.</summary>

@@ -41,6 +41,8 @@ public abstract class Activation : ILayer
         if (!needInputGradient) return null;
         if (_input is null || _lastOutput is null)
             throw new InvalidOperationException($"{Description}: Backward called before Forward.");
+        if (outputGradient.RowCount != _input.RowCount || outputGradient.ColumnCount != _input.ColumnCount)
+            throw new ArgumentException($"{Description}: the output gradient is [{outputGradient.RowCount}, {outputGradient.ColumnCount}] but the forward output was [{_input.RowCount}, {_input.ColumnCount}].");
         _inputGradient ??= new MatrixBuffer(outputGradient.RowCount);
         var inputGradient = _inputGradient.Get(outputGradient.ColumnCount);
         if (inputGradient.RowCount != outputGradient.RowCount)

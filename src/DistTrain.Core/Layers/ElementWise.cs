@@ -77,6 +77,6 @@ internal static class ElementWise
                      + Vector.ConditionalSelect(Vector.LessThan(v, Vector<float>.Zero), minus, Vector<float>.Zero);
             (new Vector<float>(g[i..]) + sign).CopyTo(g[i..]);
         }
-        for (; i < w.Length; i++) g[i] += lambda * MathF.Sign(w[i]);
+        for (; i < w.Length; i++) g[i] += w[i] > 0f ? lambda : w[i] < 0f ? -lambda : 0f; // MathF.Sign throws on NaN
     }
 }

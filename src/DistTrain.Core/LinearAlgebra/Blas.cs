@@ -109,6 +109,9 @@ public static unsafe class Blas
     internal static void NativeGemm(Operation opA, Operation opB, int m, int n, int k, float alpha, float[] a, int lda,
         float[] b, int ldb, float beta, float[] c)
     {
+        // A null function pointer would crash the process, not throw: load first (IsNative does) and check.
+        if (!IsNative || OpenBlasLibrary.Sgemm == null)
+            throw new InvalidOperationException("OpenBLAS is not loaded: " + Description);
         fixed (float* pa = a, pb = b, pc = c)
             OpenBlasLibrary.Sgemm(OpenBlasLibrary.ColumnMajor,
                 opA == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,

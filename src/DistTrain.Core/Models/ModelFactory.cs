@@ -17,7 +17,7 @@ public static class ModelFactory
         var size = options.InputSize;
         foreach (var layer in options.Layers)
         {
-            ILayer built = layer.Type switch
+            ILayer built = LayerTypes.Canonical(layer.Type) switch
             {
                 LayerTypes.Dense => new Dense(size, layer.Units),
                 LayerTypes.ReLU => new ReLU(),
@@ -39,7 +39,7 @@ public static class ModelFactory
         var problems = new List<string>();
         if (options.InputSize != featureCount)
             problems.Add($"Model:InputSize = {options.InputSize} does not match the data: its samples have {featureCount} features. Set Model:InputSize to {featureCount}.");
-        var lastDense = options.Layers.FindLastIndex(l => l.Type == LayerTypes.Dense);
+        var lastDense = options.Layers.FindLastIndex(l => LayerTypes.Canonical(l.Type) == LayerTypes.Dense);
         if (lastDense >= 0 && options.Layers[lastDense].Units != classCount)
             problems.Add($"Model:Layers:{lastDense}:Units = {options.Layers[lastDense].Units} does not match the data: the last Dense layer outputs one logit per class and the data has {classCount} classes. Set it to {classCount}.");
         if (problems.Count > 0)
@@ -48,11 +48,11 @@ public static class ModelFactory
 
     /// <summary>The configured loss.</summary>
     /// <exception cref="ArgumentException">The name is unknown.</exception>
-    public static ILoss BuildLoss(string name) => name switch
+    public static ILoss BuildLoss(string name) => LossTypes.Canonical(name) switch
     {
-        "SoftmaxCrossEntropy" => new SoftmaxCrossEntropy(),
-        "MeanSquaredError" => new MeanSquaredError(),
-        _ => throw new ArgumentException($"Unknown loss '{name}'. Use SoftmaxCrossEntropy or MeanSquaredError."),
+        LossTypes.SoftmaxCrossEntropy => new SoftmaxCrossEntropy(),
+        LossTypes.MeanSquaredError => new MeanSquaredError(),
+        _ => throw new ArgumentException($"Unknown loss '{name}'. Use one of: {string.Join(", ", LossTypes.All)}."),
     };
 
     /// <summary>

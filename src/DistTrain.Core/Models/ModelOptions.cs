@@ -18,12 +18,30 @@ public static class LayerTypes
 
     /// <summary>All known names, for error messages.</summary>
     public static readonly string[] All = [Dense, ReLU, LeakyReLU, Sigmoid, Tanh];
+
+    /// <summary>The canonical spelling of <paramref name="name"/> (matched ignoring case), or null when unknown.</summary>
+    public static string? Canonical(string? name) => All.FirstOrDefault(t => string.Equals(t, name, StringComparison.OrdinalIgnoreCase));
+}
+
+/// <summary>The losses a config can name in <see cref="ModelOptions.Loss"/>.</summary>
+public static class LossTypes
+{
+    /// <summary>Softmax cross-entropy on logits, for classification.</summary>
+    public const string SoftmaxCrossEntropy = "SoftmaxCrossEntropy";
+    /// <summary>Mean squared error against one-hot targets.</summary>
+    public const string MeanSquaredError = "MeanSquaredError";
+
+    /// <summary>All known names, for error messages.</summary>
+    public static readonly string[] All = [SoftmaxCrossEntropy, MeanSquaredError];
+
+    /// <summary>The canonical spelling of <paramref name="name"/> (matched ignoring case), or null when unknown.</summary>
+    public static string? Canonical(string? name) => All.FirstOrDefault(t => string.Equals(t, name, StringComparison.OrdinalIgnoreCase));
 }
 
 /// <summary>One entry of <see cref="ModelOptions.Layers"/>.</summary>
 public sealed class LayerOptions
 {
-    /// <summary>One of <see cref="LayerTypes.All"/>.</summary>
+    /// <summary>One of <see cref="LayerTypes.All"/> (case does not matter).</summary>
     public string Type { get; set; } = "";
 
     /// <summary>Output features of a Dense layer.</summary>
@@ -42,9 +60,9 @@ public sealed class ModelOptions
     /// <summary>Layers in order. The last layer's width is the number of classes (logits).</summary>
     public List<LayerOptions> Layers { get; set; } = [];
 
-    /// <summary><c>SoftmaxCrossEntropy</c> (on logits) or <c>MeanSquaredError</c> (on one-hot targets).</summary>
-    public string Loss { get; set; } = "SoftmaxCrossEntropy";
+    /// <summary>One of <see cref="LossTypes.All"/>: <c>SoftmaxCrossEntropy</c> (on logits) or <c>MeanSquaredError</c> (on one-hot targets).</summary>
+    public string Loss { get; set; } = LossTypes.SoftmaxCrossEntropy;
 
-    /// <summary>Initializer of the weights; biases start at zero.</summary>
+    /// <summary>Initializer of the weights; biases start at zero (at the constant, for <see cref="InitializerKind.Constant"/>).</summary>
     public InitializerOptions Initializer { get; set; } = new();
 }

@@ -44,9 +44,10 @@ public sealed class SgdOptimizer
     private readonly float[] _one = [1f];
 
     /// <summary>Creates the optimizer and its state for <paramref name="length"/> parameters.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">A setting is outside its range.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A setting is outside its range, or <paramref name="length"/> is negative.</exception>
     public SgdOptimizer(SgdOptions options, int length)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
         if (!double.IsFinite(options.LearningRate) || options.LearningRate <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.LearningRate, "LearningRate must be finite and > 0.");
         if (!double.IsFinite(options.Momentum) || options.Momentum < 0 || options.Momentum >= 1)
@@ -64,9 +65,6 @@ public sealed class SgdOptimizer
 
     /// <summary>Velocity <c>v</c>, one element per parameter.</summary>
     public float[] MomentumBuffer { get; }
-
-    /// <summary>Updates applied so far.</summary>
-    public long Steps { get; private set; }
 
     /// <summary>Applies one update to <paramref name="weights"/> in place from the averaged <paramref name="gradient"/>.</summary>
     /// <returns>False when the gradient holds NaN or ±Inf (see <see cref="StepWeightedAverage"/>).</returns>
@@ -126,7 +124,6 @@ public sealed class SgdOptimizer
             TensorPrimitives.MultiplyAdd(step, negativeLearningRate, w, w);
             if (copyTo.Length != 0) w.CopyTo(copyTo.Slice(start, count));
         }
-        Steps++;
         return true;
     }
 }

@@ -12,8 +12,6 @@ public sealed record ParameterSegment(string Name, int Offset, int[] Shape)
     /// <summary>Number of elements: the product of <see cref="Shape"/>.</summary>
     public int Length => Shape.Aggregate(1, (product, dimension) => product * dimension);
 
-    /// <summary>The shape as text, such as <c>[256, 784]</c>.</summary>
-    public string ShapeText => "[" + string.Join(", ", Shape) + "]";
 }
 
 /// <summary>
@@ -60,8 +58,6 @@ public sealed class ParameterLayout
             ? segment
             : throw new KeyNotFoundException($"No parameter named '{name}'. Known: {string.Join(", ", _byName.Keys)}.");
 
-    /// <summary>A stable description such as <c>0.weight[256,784];0.bias[256]</c>, used to check that two nodes share a model.</summary>
-    public string Signature => string.Join(";", Segments.Select(s => $"{s.Name}[{string.Join(",", s.Shape)}]"));
 }
 
 /// <summary>
@@ -89,6 +85,7 @@ public sealed class ParameterVector
     public float[] Values { get; }
 
     /// <summary>The elements of one named segment.</summary>
+    /// <exception cref="KeyNotFoundException">No segment has that name.</exception>
     public Span<float> Segment(string name)
     {
         var segment = Layout[name];

@@ -1,0 +1,103 @@
+using Akka.Actor;
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Data;
+using DistTrain.Core.Models;
+using DistTrain.Core.Optimization;
+
+namespace DistTrain.Tests;
+
+/// <summary>Messages that arrive out of order, and jobs that fail: they must fail fast with a named cause, never hang.</summary>
+public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
+{
+    private static readonly ModelOptions Model = TestData.Mlp(8, 10);
+
+    /// <summary>A worker that swallows everything: the round it belongs to can never complete.</summary>
+    private sealed class SilentWorker : ReceiveActor
+    {
+        public SilentWorker() => ReceiveAny(_ => { });
+    }
+
+    private sealed class ThrowingObserver : ITrainingObserver
+    {
+        public void EpochStarted(int epoch, int steps, int samples) { }
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing) =>
+            throw new IOException("the progress sink broke");
+        public void EpochCompleted(EpochSummary summary) { }
+    }
+
+    [Fact]
+    public void A_worker_stashes_weights_that_arrive_before_its_shard_and_evaluations_that_arrive_before_their_weights()
+    {
+        var data = TestData.Normalized();
+        var worker = Sys.ActorOf(Worker.Props(0, Model, data.Train, data.Test, evaluationBatchSize: 100));
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(Model), Model.Initializer, seed: 1).Values;
+
+        worker.Tell(new WeightsUpdated(1, 0, 0, weights));
+        ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no shard yet: nothing to compute on
+        worker.Tell(new AssignShard(1, [.. Enumerable.Range(0, 20)], 16));
+        var gradient = ExpectMsg<GradientComputed>();
+        Assert.Equal((1, 0, 0L, 16), (gradient.Epoch, gradient.Round, gradient.Version, gradient.SampleCount));
+
+        worker.Tell(new Evaluate(1, 0, 30));
+        ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // holds version 0, version 1 was asked for
+        worker.Tell(new WeightsUpdated(1, 1, 1, weights));
+        Assert.Equal(4, ExpectMsg<GradientComputed>().SampleCount); // round 1: the last 4 samples of 20
+        var scored = ExpectMsg<EvaluationResult>();
+        Assert.Equal((1L, 0, 30), (scored.Version, scored.Start, scored.SampleCount));
+    }
+
+    [Fact]
+    public async Task A_lost_worker_fails_the_job_with_a_stall_error_instead_of_hanging()
+    {
+        var data = TestData.Normalized();
+        var model = ModelFactory.Build(Model);
+        var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var settings = new CoordinatorSettings(1, 16, new ShardPlanner(data.Train.Count, 2, 1), data.Test.Count, model.Layout,
+            StallTimeout: TimeSpan.FromSeconds(1));
+        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new SgdOptions { LearningRate = 0.1 }),
+            [Worker.Props(0, Model, data.Train, data.Test, 100), Props.Create(() => new SilentWorker())],
+            NullTrainingObserver.Instance, completion));
+        var error = await Assert.ThrowsAsync<TrainingStalledException>(() => completion.Task.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("No progress for 1 s at epoch 1, after step -1", error.Message);
+        Assert.Contains("waiting for a round to complete", error.Message);
+    }
+
+    [Fact]
+    public async Task An_exception_in_the_coordinator_fails_the_job_with_that_exception()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(Model, workers: 2, batch: 32, epochs: 1);
+        var error = await Assert.ThrowsAsync<IOException>(() =>
+            SingleNodeTrainer.RunAsync(options, data.Train, data.Test, new ThrowingObserver()).WithTestTimeout());
+        Assert.Equal("the progress sink broke", error.Message);
+    }
+
+    [Fact]
+    public async Task Divergence_stops_training_with_an_error_that_names_where_it_happened()
+    {
+        var data = TestData.Normalized();
+        // Weights of 1e20 overflow float32 in the second layer: the logits become infinite and the loss NaN.
+        var model = TestData.Mlp(8, 10);
+        model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Constant, Constant = 1e20 };
+        var options = TestData.Options(model, workers: 2, batch: 32, epochs: 1);
+        var error = await Assert.ThrowsAsync<TrainingDivergedException>(() =>
+            SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout());
+        Assert.Matches("Worker [01]: the loss is NaN at epoch 1, step 0", error.Message);
+        Assert.Contains("Lower Optimizer:LearningRate", error.Message);
+    }
+
+    [Fact]
+    public async Task A_model_that_does_not_fit_the_data_is_rejected_before_training()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(8, 5), workers: 2, batch: 32, epochs: 1);
+        var error = await Assert.ThrowsAsync<Core.Configuration.ConfigurationException>(() =>
+            SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout());
+        Assert.Contains("Model:Layers:2:Units = 5 does not match the data", error.Message);
+        Assert.Contains("Set it to 10", error.Message);
+    }
+}
