@@ -25,9 +25,10 @@ internal static class ConsoleProgress
         return result!;
     }
 
+    /// <summary>One epoch in about 72 columns (test loss is in summary.json), so a terminal never wraps it (a wrapped line breaks the live display).</summary>
     internal static string Describe(EpochSummary s, int epochs) =>
-        $"epoch {s.Epoch,2}/{epochs}  train loss {s.TrainLoss:F4}  test acc {100 * s.TestAccuracy,6:F2}%  test loss {s.TestLoss:F4}  " +
-        $"{s.SamplesPerSecond,8:N0} samples/s  {s.TrainSeconds:F1} s (+{s.EvaluationSeconds:F1} s eval)";
+        $"epoch {s.Epoch,2}/{epochs}  train loss {s.TrainLoss:F4}  test acc {100 * s.TestAccuracy:F2}%  " +
+        $"{s.SamplesPerSecond,7:N0} samples/s  {s.TrainSeconds,5:F1} s";
 
     private sealed class BarObserver(ProgressContext context, int epochs) : ITrainingObserver
     {
