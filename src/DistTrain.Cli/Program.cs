@@ -6,5 +6,6 @@ var root = new RootCommand("DistTrain: data-parallel neural-network training on 
 {
     TrainCommand.Create(),
     BenchCommand.Create(),
+    NodeCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

@@ -99,12 +99,7 @@ internal static class TrainCommand
             return 1;
         }
 
-        var weightsPath = Path.Combine(runDirectory, "model.safetensors");
-        var last = result.Epochs[^1];
-        SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, data.Normalizer, result));
-        RunSummaryFile.Write(Path.Combine(runDirectory, "summary.json"), options, data.Normalizer, result);
-        AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");
-        AnsiConsole.MarkupLineInterpolated($"Final weights (version {result.Version}, {result.FinalWeights.Layout.TotalLength:N0} parameters): {weightsPath}");
+        RunOutputs.Save(runDirectory, options, data.Normalizer, result);
         return 0;
     }
 }

@@ -61,15 +61,17 @@ public sealed class Coordinator : ReceiveActor
     private int _correct;
     private double _testLossSum;
 
-    /// <summary>Creates the coordinator; see <see cref="Props"/>.</summary>
-    public Coordinator(CoordinatorSettings settings, Props parameterServer, IReadOnlyList<Props> workers,
-        ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion)
+    /// <summary>Creates the coordinator; see <see cref="Props(CoordinatorSettings, Akka.Actor.Props, IReadOnlyList{Akka.Actor.Props}, ITrainingObserver, TaskCompletionSource{TrainingResult})"/>.</summary>
+    public Coordinator(CoordinatorSettings settings, Props parameterServer, IReadOnlyList<Props>? workerProps,
+        IReadOnlyList<IActorRef>? workerRefs, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion)
     {
         _settings = settings;
         _observer = observer;
         _completion = completion;
         _parameterServer = Context.Watch(Context.ActorOf(parameterServer, "parameter-server"));
-        _workers = workers.Select((props, i) => Context.Watch(Context.ActorOf(props, $"worker-{i}"))).ToArray();
+        _workers = workerProps is not null
+            ? workerProps.Select((props, i) => Context.Watch(Context.ActorOf(props, $"worker-{i}"))).ToArray()
+            : (workerRefs ?? throw new ArgumentException("Give the workers as Props or as actor references.")).Select(w => Context.Watch(w)).ToArray();
 
         Receive<RoundApplied>(OnRoundApplied);
         Receive<EpochCompleted>(OnEpochTrained);
@@ -86,10 +88,18 @@ public sealed class Coordinator : ReceiveActor
             (error.Cause is null ? "" : $" ({error.Cause.GetType().Name}: {error.Cause.Message})"), error.Cause)));
     }
 
-    /// <summary>Props of a job. <paramref name="completion"/> receives the result or the failure.</summary>
+    /// <summary>Props of a single-node job: the workers start as children. <paramref name="completion"/> receives the result or the failure.</summary>
     public static Props Props(CoordinatorSettings settings, Props parameterServer, IReadOnlyList<Props> workers,
         ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion) =>
-        Akka.Actor.Props.Create(() => new Coordinator(settings, parameterServer, workers, observer, completion));
+        Akka.Actor.Props.Create(() => new Coordinator(settings, parameterServer, workers, null, observer, completion));
+
+    /// <summary>
+    /// Props of a job whose workers already run elsewhere (cluster mode: each reference is the local link to
+    /// a remote worker). The coordinator watches them; a worker that stops fails the job.
+    /// </summary>
+    public static Props Props(CoordinatorSettings settings, Props parameterServer, IReadOnlyList<IActorRef> workers,
+        ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion) =>
+        Akka.Actor.Props.Create(() => new Coordinator(settings, parameterServer, null, workers, observer, completion));
 
     /// <inheritdoc />
     protected override SupervisorStrategy SupervisorStrategy() =>
@@ -233,7 +243,7 @@ public sealed class Coordinator : ReceiveActor
     }
 
     private void OnChildTerminated(Terminated terminated) =>
-        Fail(_childFailure ?? new InvalidOperationException($"{terminated.ActorRef.Path.Name} stopped unexpectedly."));
+        Fail(_childFailure ?? new InvalidOperationException($"{terminated.ActorRef.Path.Name} stopped unexpectedly (see its log line above)."));
 
     private void Fail(Exception reason)
     {

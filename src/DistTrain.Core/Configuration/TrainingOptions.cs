@@ -28,6 +28,37 @@ public sealed class TrainingOptions
 
     /// <summary>How the numerics run.</summary>
     public ComputeOptions Compute { get; set; } = new();
+
+    /// <summary>Cluster mode: how this node joins the Akka cluster and where tensors travel.</summary>
+    public ClusterOptions Cluster { get; set; } = new();
+}
+
+/// <summary>
+/// Cluster mode (<c>disttrain node</c>). Every key can come from the environment, as in docker:
+/// <c>DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@ps:4053</c>.
+/// </summary>
+public sealed class ClusterOptions
+{
+    /// <summary>Address the node's Akka.Remote endpoint binds to. Default <c>0.0.0.0</c> (all interfaces).</summary>
+    public string Hostname { get; set; } = "0.0.0.0";
+
+    /// <summary>Address other nodes use to reach this one (a container's IP or DNS name). Empty: the machine's host name.</summary>
+    public string PublicHostname { get; set; } = "";
+
+    /// <summary>Akka.Remote port; 0 picks a free one (fine for workers). Default 4053, the parameter server's seed port.</summary>
+    public int Port { get; set; } = 4053;
+
+    /// <summary>Seed node addresses, e.g. <c>akka.tcp://disttrain@ps:4053</c>; the parameter server is the usual seed.</summary>
+    public List<string> SeedNodes { get; set; } = [];
+
+    /// <summary>TCP port of the parameter server's tensor data plane (weights and gradients). Default 4054.</summary>
+    public int DataPort { get; set; } = 4054;
+
+    /// <summary>Workers that must have joined before training starts. 1 to 256. Default 2.</summary>
+    public int MinWorkers { get; set; } = 2;
+
+    /// <summary>Seconds a worker node waits for the parameter server before giving up. Default 120.</summary>
+    public double JoinTimeoutSeconds { get; set; } = 120;
 }
 
 /// <summary>Numerics back end.</summary>

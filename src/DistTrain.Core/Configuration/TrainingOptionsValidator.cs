@@ -63,6 +63,15 @@ public static class TrainingOptionsValidator
             problems.Add("Data:Directory is empty: set it to the folder with the IDX files (Debian: /usr/share/datasets/fashion-mnist).");
         else if (checkDataDirectory && !Directory.Exists(options.Data.Directory))
             problems.Add($"Data:Directory = '{options.Data.Directory}' does not exist: install the data with 'apt-get install dataset-fashion-mnist' or pass --data DIR.");
+        Range("Cluster:Port", options.Cluster.Port, 0, 65_535);
+        Range("Cluster:DataPort", options.Cluster.DataPort, 1, 65_535);
+        Range("Cluster:MinWorkers", options.Cluster.MinWorkers, 1, 256);
+        Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
+        if (string.IsNullOrWhiteSpace(options.Cluster.Hostname))
+            problems.Add("Cluster:Hostname is empty: use 0.0.0.0 to listen on every interface.");
+        for (var i = 0; i < options.Cluster.SeedNodes.Count; i++)
+            if (!options.Cluster.SeedNodes[i].StartsWith("akka.tcp://disttrain@", StringComparison.Ordinal))
+                problems.Add($"Cluster:SeedNodes:{i} = '{options.Cluster.SeedNodes[i]}' is not a DistTrain node address: expected akka.tcp://disttrain@HOST:PORT.");
         if (string.IsNullOrWhiteSpace(options.Output.Directory))
             problems.Add("Output:Directory is empty: set a folder for run outputs, e.g. 'runs'.");
         return problems;

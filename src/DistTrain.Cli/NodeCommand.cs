@@ -1,0 +1,88 @@
+using System.CommandLine;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using DistTrain.Core.Models;
+using Spectre.Console;
+
+namespace DistTrain.Cli;
+
+/// <summary>
+/// <c>disttrain node --role parameter-server|worker</c>: one node of cluster mode. Settings come from the
+/// config file and <c>DISTTRAIN_*</c> environment variables (the docker compose contract), e.g.
+/// <c>DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@ps:4053</c>.
+/// </summary>
+internal static class NodeCommand
+{
+    public static Command Create()
+    {
+        var role = new Option<string>("--role", "-r") { Description = "parameter-server or worker.", Required = true };
+        role.AcceptOnlyFromAmong(NodeRoles.ParameterServer, NodeRoles.Worker);
+        var config = new Option<FileInfo>("--config", "-c") { Description = "JSON config, the same on every node.", Required = true };
+        var data = new Option<string?>("--data") { Description = "Override Data:Directory." };
+        var output = new Option<string?>("--output", "-o") { Description = "Override Output:Directory (parameter server only)." };
+        var command = new Command("node", "Run one node of cluster mode (Akka.Cluster): the parameter server, or a worker.")
+        {
+            role, config, data, output,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var overrides = new Dictionary<string, string?>();
+            if (parse.GetValue(data) is { } d) overrides["Data:Directory"] = d;
+            if (parse.GetValue(output) is { } o) overrides["Output:Directory"] = o;
+            return await RunAsync(parse.GetValue(role)!, parse.GetValue(config)!.FullName, overrides, cancellationToken);
+        });
+        return command;
+    }
+
+    private static async Task<int> RunAsync(string role, string configPath, Dictionary<string, string?> overrides, CancellationToken cancellationToken)
+    {
+        TrainingOptions options;
+        TrainingData data;
+        string? runDirectory = null;
+        try
+        {
+            options = TrainingOptionsLoader.Load(configPath, overrides);
+            data = TrainingData.Load(options.Data);
+            ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
+            if (role == NodeRoles.ParameterServer) runDirectory = RunDirectory.Create(options.Output.Directory);
+        }
+        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException)
+        {
+            CliConsole.Fail("error", e.Message);
+            return 2;
+        }
+        AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, seeds {string.Join(", ", options.Cluster.SeedNodes)}, port {options.Cluster.Port}");
+        try
+        {
+            if (role == NodeRoles.Worker)
+            {
+                var finished = await ClusterNode.RunWorkerAsync(options, data, cancellationToken);
+                AnsiConsole.MarkupLineInterpolated($"Job finished: {finished.Summary}");
+                return finished.Succeeded ? 0 : 1;
+            }
+            var loop = options.Training;
+            AnsiConsole.MarkupLineInterpolated($"Waiting for {options.Cluster.MinWorkers} worker(s); {loop.Epochs} epochs, batch {loop.BatchSizePerWorker} per worker");
+            var result = await ConsoleProgress.RunAsync(loop.Epochs,
+                observer => ClusterNode.RunParameterServerAsync(options, data, observer, cancellationToken));
+            RunOutputs.Save(runDirectory!, options, data.Normalizer, result);
+            return 0;
+        }
+        catch (TrainingDivergedException e)
+        {
+            CliConsole.Fail("training diverged", e.Message);
+            return 3;
+        }
+        catch (OperationCanceledException)
+        {
+            CliConsole.Fail("cancelled", "the node left the cluster.");
+            return 130;
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException or TrainingStalledException)
+        {
+            CliConsole.Fail("node failed", e.Message);
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,21 @@
+using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using Spectre.Console;
+
+namespace DistTrain.Cli;
+
+/// <summary>The end of a run, in either mode: weights and summary into the run folder, and the final lines.</summary>
+internal static class RunOutputs
+{
+    public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, TrainingResult result)
+    {
+        var weightsPath = Path.Combine(runDirectory, "model.safetensors");
+        var last = result.Epochs[^1];
+        SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, result));
+        RunSummaryFile.Write(Path.Combine(runDirectory, "summary.json"), options, normalizer, result);
+        AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");
+        AnsiConsole.MarkupLineInterpolated($"Final weights (version {result.Version}, {result.FinalWeights.Layout.TotalLength:N0} parameters): {weightsPath}");
+    }
+}

@@ -1,0 +1,116 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using DistTrain.Cluster.Protocol;
+
+namespace DistTrain.Cluster.DataPlane;
+
+/// <summary>
+/// The data plane's wire format: one fixed 56-byte little-endian header, then <see cref="Header.Count"/>
+/// raw little-endian floats. Weights go parameter server → worker, gradients worker → parameter server;
+/// a hello frame (no floats) opens each connection. The floats are read straight into the receiver's
+/// buffer and written straight from the sender's, so a 1 MB tensor costs one copy into and out of the
+/// kernel on each side.
+/// </summary>
+internal static class TensorFrame
+{
+    /// <summary>"DTDP" in little-endian bytes: guards against a stranger on the port.</summary>
+    public const uint Magic = 0x50445444;
+
+    /// <summary>Bumped when the layout changes; both ends must agree.</summary>
+    public const byte ProtocolVersion = 1;
+
+    public const byte HelloType = 0, WeightsType = 1, GradientType = 2;
+
+    /// <summary>Largest tensor accepted: 256 M floats (1 GiB). Anything larger is treated as a corrupt header.</summary>
+    public const int MaxCount = 256 << 20;
+
+    [StructLayout(LayoutKind.Sequential, Pack = 1)]
+    public struct Header
+    {
+        public uint Magic;
+        public byte Type;
+        public byte Version;
+        public ushort Reserved;
+        public int Epoch;
+        public int Round;
+        public long WeightsVersion;
+        public int WorkerIndex;
+        public int SampleCount;
+        public double LossSum;
+        public double ComputeSeconds;
+        public int Count;
+        public int Reserved2;
+    }
+
+    public static readonly int HeaderSize = Marshal.SizeOf<Header>();
+
+    public static Header Hello(int workerIndex, int parameterCount) => new()
+    {
+        Magic = Magic, Type = HelloType, Version = ProtocolVersion, WorkerIndex = workerIndex, Count = 0, SampleCount = parameterCount,
+    };
+
+    public static Header For(WeightsUpdated m) => new()
+    {
+        Magic = Magic, Type = WeightsType, Version = ProtocolVersion, Epoch = m.Epoch, Round = m.Round, WeightsVersion = m.Version,
+        Count = m.Weights.Length,
+    };
+
+    public static Header For(GradientComputed m) => new()
+    {
+        Magic = Magic, Type = GradientType, Version = ProtocolVersion, Epoch = m.Epoch, Round = m.Round, WeightsVersion = m.Version,
+        WorkerIndex = m.WorkerIndex, SampleCount = m.SampleCount, LossSum = m.LossSum, ComputeSeconds = m.ComputeSeconds,
+        Count = m.Gradient.Length,
+    };
+
+    /// <summary>Writes the header and the floats; blocks until the kernel took them.</summary>
+    public static void Write(Socket socket, Header header, ReadOnlySpan<float> values)
+    {
+        Span<byte> bytes = stackalloc byte[HeaderSize];
+        MemoryMarshal.Write(bytes, in header);
+        SendAll(socket, bytes);
+        SendAll(socket, MemoryMarshal.AsBytes(values));
+    }
+
+    /// <summary>Reads one header and checks magic, version and size.</summary>
+    /// <exception cref="IOException">The peer closed the connection, or the header is not a DistTrain frame.</exception>
+    public static Header ReadHeader(Socket socket)
+    {
+        Span<byte> bytes = stackalloc byte[HeaderSize];
+        ReceiveAll(socket, bytes);
+        var header = MemoryMarshal.Read<Header>(bytes);
+        if (header.Magic != Magic)
+            throw new IOException($"data plane: a frame starts with 0x{header.Magic:X8}, not DistTrain's 0x{Magic:X8}; something else is talking to this port.");
+        if (header.Version != ProtocolVersion)
+            throw new IOException($"data plane: the peer speaks protocol version {header.Version}, this node {ProtocolVersion}; run the same DistTrain version on every node.");
+        if (header.Count < 0 || header.Count > MaxCount)
+            throw new IOException($"data plane: a frame announces {header.Count} floats (allowed 0..{MaxCount}); the stream is corrupt.");
+        return header;
+    }
+
+    /// <summary>Reads <paramref name="values"/>.Length floats.</summary>
+    public static void ReadValues(Socket socket, Span<float> values) => ReceiveAll(socket, MemoryMarshal.AsBytes(values));
+
+    private static void SendAll(Socket socket, ReadOnlySpan<byte> bytes)
+    {
+        while (!bytes.IsEmpty)
+            bytes = bytes[socket.Send(bytes)..];
+    }
+
+    private static void ReceiveAll(Socket socket, Span<byte> bytes)
+    {
+        while (!bytes.IsEmpty)
+        {
+            var read = socket.Receive(bytes);
+            if (read == 0) throw new IOException("data plane: the peer closed the connection.");
+            bytes = bytes[read..];
+        }
+    }
+
+    /// <summary>TCP settings for 1 MB tensors: no Nagle delay, buffers that hold a whole tensor (Linux caps them at net.core.wmem_max).</summary>
+    public static void Tune(Socket socket)
+    {
+        socket.NoDelay = true;
+        socket.SendBufferSize = 4 << 20;
+        socket.ReceiveBufferSize = 4 << 20;
+    }
+}

@@ -1,0 +1,123 @@
+using System.Net.Sockets;
+using Akka.Actor;
+using Akka.Event;
+using DistTrain.Cluster.Protocol;
+
+namespace DistTrain.Cluster.DataPlane;
+
+/// <summary>
+/// The parameter server node's stand-in for one remote worker. The coordinator and the parameter
+/// server talk to it as if it were the worker: weights it writes to the worker's data-plane socket;
+/// control messages (shards, evaluations) it forwards over Akka.Remote, keeping the original sender so
+/// replies go straight back. A reader thread delivers the worker's gradients to the parameter server
+/// with this actor as the sender. If the socket or the remote worker goes away, the link stops, and the
+/// coordinator, which watches it, fails the job with the reason logged here.
+/// </summary>
+public sealed class WorkerLink : ReceiveActor, IWithStash
+{
+    /// <summary>The accepted data-plane connection of this worker.</summary>
+    public sealed record Attach(Socket Socket);
+
+    private sealed record ReaderFailed(string Reason);
+
+    private readonly int _workerIndex;
+    private readonly IActorRef _remoteWorker;
+    private readonly int _parameterCount;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly float[][] _gradientBuffers;
+    private Socket? _socket;
+    private volatile IActorRef _parameterServer = ActorRefs.Nobody;
+    private Thread? _reader;
+
+    /// <summary>Creates the link; see <see cref="Props"/>.</summary>
+    public WorkerLink(int workerIndex, IActorRef remoteWorker, int parameterCount)
+    {
+        _workerIndex = workerIndex;
+        _remoteWorker = remoteWorker;
+        _parameterCount = parameterCount;
+        // Two buffers in turn: a gradient is averaged before the worker can send its next one.
+        _gradientBuffers = [new float[parameterCount], new float[parameterCount]];
+        Receive<Attach>(OnAttach);
+        Receive<WeightsUpdated>(OnWeights);
+        Receive<ReaderFailed>(failed =>
+        {
+            _log.Error("Worker {0}: data plane closed: {1}", _workerIndex, failed.Reason);
+            Context.Stop(Self);
+        });
+        Receive<Terminated>(t =>
+        {
+            _log.Error("Worker {0} ({1}) is gone (node left or crashed).", _workerIndex, t.ActorRef.Path);
+            Context.Stop(Self);
+        });
+        Receive<IDistTrainMessage>(message => _remoteWorker.Forward(message));
+    }
+
+    /// <inheritdoc />
+    public IStash Stash { get; set; } = null!;
+
+    /// <summary>Props of the link to worker <paramref name="workerIndex"/>.</summary>
+    public static Props Props(int workerIndex, IActorRef remoteWorker, int parameterCount) =>
+        Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, parameterCount));
+
+    /// <inheritdoc />
+    protected override void PreStart() => Context.Watch(_remoteWorker);
+
+    /// <inheritdoc />
+    protected override void PostStop()
+    {
+        try { _socket?.Shutdown(SocketShutdown.Both); } catch (SocketException) { }
+        _socket?.Dispose();
+    }
+
+    private void OnAttach(Attach attach)
+    {
+        _socket = attach.Socket;
+        var self = Self;
+        _reader = new Thread(() => ReadGradients(attach.Socket, self)) { IsBackground = true, Name = $"dataplane-worker-{_workerIndex}" };
+        _reader.Start();
+        Stash.UnstashAll();
+    }
+
+    private void OnWeights(WeightsUpdated update)
+    {
+        if (_socket is null)
+        {
+            Stash.Stash();
+            return;
+        }
+        _parameterServer = Sender;
+        try
+        {
+            TensorFrame.Write(_socket, TensorFrame.For(update), update.Weights);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+        {
+            _log.Error("Worker {0}: sending weights failed: {1}", _workerIndex, e.Message);
+            Context.Stop(Self);
+        }
+    }
+
+    private void ReadGradients(Socket socket, IActorRef self)
+    {
+        var next = 0;
+        try
+        {
+            while (true)
+            {
+                var header = TensorFrame.ReadHeader(socket);
+                if (header.Type != TensorFrame.GradientType)
+                    throw new IOException($"data plane: expected a gradient frame, got type {header.Type}.");
+                // A gradient of the wrong length still arrives (in its own array) so the parameter server rejects and counts it.
+                var buffer = header.Count == _parameterCount ? _gradientBuffers[next] : new float[header.Count];
+                if (header.Count == _parameterCount) next ^= 1;
+                TensorFrame.ReadValues(socket, buffer);
+                _parameterServer.Tell(new GradientComputed(header.Epoch, header.Round, header.WeightsVersion, header.WorkerIndex,
+                    header.SampleCount, header.LossSum, buffer, header.ComputeSeconds), self);
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+            self.Tell(new ReaderFailed(e.Message));
+        }
+    }
+}

@@ -1,0 +1,60 @@
+using Akka.Actor;
+using MessagePack;
+
+namespace DistTrain.Cluster.Protocol;
+
+// Joining a job in cluster mode:
+//   WorkerAgent (worker node) -> JobHost (parameter server node)   RegisterWorker
+//   JobHost -> WorkerAgent                                          WorkerAccepted | RegistrationRefused
+//   WorkerAgent -> JobHost                                          WorkerReady (its worker actor, data plane connected)
+//   JobHost -> WorkerAgent                                          JobFinished (the node may exit)
+
+/// <summary>A worker node asks to join the job. WorkerAgent → JobHost.</summary>
+/// <param name="ProtocolVersion">The sender's <see cref="ClusterProtocolInfo.Version"/>; must equal the host's.</param>
+/// <param name="ModelFingerprint">Canonical text of the sender's model and data settings; must equal the host's.</param>
+/// <param name="NodeName">The worker node's address, for logs.</param>
+[MessagePackObject]
+public sealed record RegisterWorker(
+    [property: Key(0)] int ProtocolVersion,
+    [property: Key(1)] string ModelFingerprint,
+    [property: Key(2)] string NodeName) : IDistTrainMessage;
+
+/// <summary>The worker may join as <paramref name="WorkerIndex"/>. JobHost → WorkerAgent.</summary>
+/// <param name="WorkerIndex">Its index in the job.</param>
+/// <param name="DataHost">Host of the parameter server's tensor data plane.</param>
+/// <param name="DataPort">Port of the data plane.</param>
+/// <param name="ParameterCount">Floats per weights and gradient tensor.</param>
+[MessagePackObject]
+public sealed record WorkerAccepted(
+    [property: Key(0)] int WorkerIndex,
+    [property: Key(1)] string DataHost,
+    [property: Key(2)] int DataPort,
+    [property: Key(3)] int ParameterCount) : IDistTrainMessage;
+
+/// <summary>The worker may not join; the reason names what differs and what to do. JobHost → WorkerAgent.</summary>
+/// <param name="Reason">Human-readable reason.</param>
+[MessagePackObject]
+public sealed record RegistrationRefused([property: Key(0)] string Reason) : IDistTrainMessage;
+
+/// <summary>The worker actor runs and its data plane is connected. WorkerAgent → JobHost.</summary>
+/// <param name="WorkerIndex">Index from <see cref="WorkerAccepted"/>.</param>
+/// <param name="Worker">The worker actor, which receives shards and evaluation requests over Akka.Remote.</param>
+[MessagePackObject]
+public sealed record WorkerReady(
+    [property: Key(0)] int WorkerIndex,
+    [property: Key(1)] IActorRef Worker) : IDistTrainMessage;
+
+/// <summary>The job ended; worker nodes shut down. JobHost → WorkerAgent.</summary>
+/// <param name="Succeeded">True when training completed.</param>
+/// <param name="Summary">Final accuracy, or the failure.</param>
+[MessagePackObject]
+public sealed record JobFinished(
+    [property: Key(0)] bool Succeeded,
+    [property: Key(1)] string Summary) : IDistTrainMessage;
+
+/// <summary>Versioning of the cluster protocol.</summary>
+public static class ClusterProtocolInfo
+{
+    /// <summary>Bumped whenever a message or the data-plane frame changes incompatibly.</summary>
+    public const int Version = 1;
+}
