@@ -53,6 +53,7 @@ internal static class NodeCommand
             CliConsole.Fail("error", e.Message);
             return 2;
         }
+        using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, seeds {string.Join(", ", options.Cluster.SeedNodes)}, port {options.Cluster.Port}");
         try
         {

@@ -117,4 +117,10 @@ public sealed class OutputOptions
 {
     /// <summary>Folder that receives one sub-folder per run with <c>model.safetensors</c>. Default <c>runs</c>.</summary>
     public string Directory { get; set; } = "runs";
+
+    /// <summary>
+    /// A file the process touches every 5 seconds while it runs, for container health checks
+    /// (the Dockerfile sets <c>/tmp/disttrain-alive</c>). Empty: none. Default empty.
+    /// </summary>
+    public string HealthFile { get; set; } = "";
 }

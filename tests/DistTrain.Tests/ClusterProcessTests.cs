@@ -1,0 +1,218 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.RegularExpressions;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// Cluster mode with real OS processes on loopback: one parameter-server node and worker nodes, started
+/// with the environment variables deploy/docker-compose.yml gives its services (host names and ports
+/// mapped to loopback), every run bounded in time.
+/// </summary>
+public sealed class ClusterProcessTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-cluster-").FullName;
+    private readonly List<NodeProcess> _nodes = [];
+
+    public void Dispose()
+    {
+        foreach (var node in _nodes) node.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    /// <summary>The DISTTRAIN_* entries of one service's environment list in the compose file.</summary>
+    internal static Dictionary<string, string> ComposeEnvironment(string service)
+    {
+        var text = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "deploy", "docker-compose.yml"));
+        var block = Regex.Match(text, $@"^  {service}:\n(.*?)(?=^  \S|\z)", RegexOptions.Multiline | RegexOptions.Singleline);
+        Assert.True(block.Success, $"service '{service}' not found in docker-compose.yml");
+        return Regex.Matches(block.Groups[1].Value, @"^\s+- (DISTTRAIN_\w+)=(.*)$", RegexOptions.Multiline)
+            .ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value.Trim());
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private (Dictionary<string, string> Ps, Dictionary<string, string> Worker) Environments(int workers, string configPath,
+        Dictionary<string, string>? settings = null)
+    {
+        var remotePort = FreePort();
+        var dataPort = FreePort();
+        var seed = $"akka.tcp://disttrain@127.0.0.1:{remotePort}";
+        // The compose file's names, with docker's values mapped to one machine: the service name "ps"
+        // becomes 127.0.0.1, each node gets its own ports, data and output are local folders.
+        string Map(string key, string value, bool isWorker) => key switch
+        {
+            "DISTTRAIN_Cluster__Hostname" => "127.0.0.1",
+            "DISTTRAIN_Cluster__PublicHostname" => "127.0.0.1",
+            "DISTTRAIN_Cluster__Port" => isWorker ? "0" : remotePort.ToString(),
+            "DISTTRAIN_Cluster__DataPort" => dataPort.ToString(),
+            "DISTTRAIN_Cluster__SeedNodes__0" => seed,
+            "DISTTRAIN_Cluster__MinWorkers" => workers.ToString(),
+            "DISTTRAIN_Data__Directory" => TestData.SubsetDirectory,
+            "DISTTRAIN_Output__Directory" => Path.Combine(_directory, "runs"),
+            "DISTTRAIN_Output__HealthFile" => Path.Combine(_directory, isWorker ? "worker-alive" : "ps-alive"),
+            _ => value,
+        };
+        var ps = ComposeEnvironment("ps").ToDictionary(kv => kv.Key, kv => Map(kv.Key, kv.Value, false));
+        var worker = ComposeEnvironment("worker").ToDictionary(kv => kv.Key, kv => Map(kv.Key, kv.Value, true));
+        // Workers advertise the address the entrypoint script would give them; on loopback that is 127.0.0.1.
+        worker["DISTTRAIN_Cluster__PublicHostname"] = "127.0.0.1";
+        worker["DISTTRAIN_Cluster__DataPort"] = dataPort.ToString();
+        foreach (var (key, value) in settings ?? [])
+        {
+            ps[key] = value;
+            worker[key] = value;
+        }
+        return (ps, worker);
+    }
+
+    private NodeProcess Start(string role, string configPath, Dictionary<string, string> environment)
+    {
+        var node = new NodeProcess(role, configPath, environment);
+        _nodes.Add(node);
+        return node;
+    }
+
+    private string Config(string json)
+    {
+        var path = Path.Combine(_directory, $"{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, json);
+        return path;
+    }
+
+    private static string MlpConfig(int hidden, int epochs, int trainLimit = 0, int testLimit = 0) => $$"""
+        {
+          "Data": { "Normalization": "Global", "TrainLimit": {{trainLimit}}, "TestLimit": {{testLimit}} },
+          "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": {{hidden}} }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
+          "Optimizer": { "LearningRate": 0.05, "Momentum": 0.9, "L2": 0.0001 },
+          "Training": { "Workers": 2, "Epochs": {{epochs}}, "BatchSizePerWorker": 32, "Seed": 3, "StallTimeoutSeconds": 60 }
+        }
+        """;
+
+    private string FinalWeightsPath() =>
+        Directory.GetFiles(Path.Combine(_directory, "runs"), "model.safetensors", SearchOption.AllDirectories).Single();
+
+    [Fact]
+    public async Task One_parameter_server_and_two_worker_processes_train_to_the_same_weights_as_single_node_mode()
+    {
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 2));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
+
+        Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(120)));
+        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("Test accuracy after 2 epochs", ps.Output);
+        Assert.True(File.Exists(Path.Combine(_directory, "ps-alive")), "the parameter server never touched its health file");
+
+        // The same job in one process: same config, seed, shard plan and summation order.
+        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
+            environment: new Dictionary<string, string?>());
+        var data = TrainingData.Load(options.Data);
+        var single = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+        var tensors = SafeTensors.Read(FinalWeightsPath());
+        foreach (var segment in single.FinalWeights.Layout.Segments)
+            Compare.Close(single.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, relative: 1e-5, absolute: 1e-7, segment.Name);
+    }
+
+    [Fact]
+    public async Task A_ten_million_parameter_model_completes_synchronous_steps_across_processes()
+    {
+        // 784-12288-10: 9.8M weights in the first layer; 40 MB per weights or gradient message.
+        var configPath = Config(MlpConfig(hidden: 12_288, epochs: 1, trainLimit: 128, testLimit: 64));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
+        Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(180)));
+        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        var tensors = SafeTensors.Read(FinalWeightsPath());
+        Assert.Equal(new[] { 12_288, 784 }, tensors["0.weight"].Shape);
+        Assert.True(tensors.Values.Sum(t => (long)t.Data.Length) > 9_000_000);
+        Assert.Contains("(version 2,", ps.Output); // 128 samples / (2 workers x 32) = 2 steps
+    }
+
+    [Fact]
+    public async Task A_worker_with_a_different_model_is_refused_with_a_clear_message_on_both_sides()
+    {
+        var psConfig = Config(MlpConfig(hidden: 32, epochs: 1));
+        var workerConfig = Config(MlpConfig(hidden: 48, epochs: 1));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, psConfig);
+        var ps = Start("parameter-server", psConfig, psEnvironment);
+        var worker = Start("worker", workerConfig, workerEnvironment);
+        Assert.Equal(1, await worker.WaitAsync(TimeSpan.FromSeconds(90)));
+        Assert.Contains("refused this worker: model settings differ", worker.Output);
+        Assert.Contains("\"Units\":48", worker.Output);
+        await ps.WaitForOutputAsync("Refused worker node", TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>A <c>disttrain node</c> process with its output captured; killed on dispose if still running.</summary>
+    private sealed class NodeProcess : IDisposable
+    {
+        private readonly Process _process;
+        private readonly StringBuilder _output = new();
+
+        public NodeProcess(string role, string configPath, Dictionary<string, string> environment)
+        {
+            var start = new ProcessStartInfo("dotnet")
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "disttrain.dll"), "node", "--role", role, "--config", configPath })
+                start.ArgumentList.Add(argument);
+            foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("DISTTRAIN_", StringComparison.Ordinal)).ToList())
+                start.Environment.Remove(key);
+            foreach (var (key, value) in environment) start.Environment[key] = value;
+            _process = new Process { StartInfo = start };
+            _process.OutputDataReceived += (_, e) => { lock (_output) _output.AppendLine(e.Data); };
+            _process.ErrorDataReceived += (_, e) => { lock (_output) _output.AppendLine(e.Data); };
+            _process.Start();
+            _process.BeginOutputReadLine();
+            _process.BeginErrorReadLine();
+        }
+
+        public string Output { get { lock (_output) return _output.ToString(); } }
+
+        public async Task<int> WaitAsync(TimeSpan timeout)
+        {
+            try
+            {
+                await _process.WaitForExitAsync().WaitAsync(timeout);
+            }
+            catch (TimeoutException)
+            {
+                Assert.Fail($"the node did not exit within {timeout.TotalSeconds} s. Output:\n{Output}");
+            }
+            _process.WaitForExit(); // flushes the redirected output
+            return _process.ExitCode;
+        }
+
+        public async Task WaitForOutputAsync(string text, TimeSpan timeout)
+        {
+            var deadline = DateTime.UtcNow + timeout;
+            while (!Output.Contains(text, StringComparison.Ordinal))
+            {
+                if (DateTime.UtcNow > deadline) Assert.Fail($"'{text}' did not appear within {timeout.TotalSeconds} s. Output:\n{Output}");
+                await Task.Delay(100);
+            }
+        }
+
+        public void Dispose()
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            _process.Dispose();
+        }
+    }
+}
