@@ -152,8 +152,16 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var summary = done.Result is { } result
             ? $"test accuracy {100 * result.Epochs[^1].TestAccuracy:F2}% after {result.Epochs.Count} epochs".ToString(CultureInfo.InvariantCulture)
             : $"failed: {done.Failure?.Message}";
+        // Close the data plane from this side first, so the workers' goodbyes are not reported as failures.
+        foreach (var link in _links.Values)
+            Context.Stop(link);
         foreach (var agent in _agents)
             agent.Tell(new JobFinished(done.Result is not null, summary));
+        if (done.Result is { Version: > 0 } finished)
+            _log.Info("Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x workers, is {4:N0})",
+                TensorFrame.BytesSent, TensorFrame.BytesReceived, finished.Version,
+                (TensorFrame.BytesSent + TensorFrame.BytesReceived) / finished.Version,
+                2L * sizeof(float) * _model.Layout.TotalLength * _links.Count);
         if (done.Result is not null) _completion.TrySetResult(done.Result);
         else _completion.TrySetException(done.Failure ?? new InvalidOperationException("The job ended without a result."));
     }

@@ -19,12 +19,15 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 {
     private sealed record JoinTimeout;
 
+    private sealed record Lost(string Name);
+
     private readonly TrainingOptions _options;
     private readonly TrainingData _data;
     private readonly TaskCompletionSource<JobFinished> _completion;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
     private bool _accepted;
+    private bool _finished;
 
     /// <summary>Creates the agent; see <see cref="Props"/>.</summary>
     public WorkerAgent(TrainingOptions options, TrainingData data, TaskCompletionSource<JobFinished> completion)
@@ -44,17 +47,25 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             _log.Error("The parameter server refused this worker: {0}", refused.Reason);
             _completion.TrySetException(new InvalidOperationException("The parameter server refused this worker: " + refused.Reason));
         });
-        Receive<JobFinished>(finished => _completion.TrySetResult(finished));
+        Receive<JobFinished>(finished =>
+        {
+            _finished = true;
+            _completion.TrySetResult(finished);
+        });
         Receive<JoinTimeout>(_ =>
         {
             if (!_accepted)
                 _completion.TrySetException(new TimeoutException(
                     $"No parameter server accepted this worker within {_options.Cluster.JoinTimeoutSeconds:F0} s. Check Cluster:SeedNodes and that the parameter server node runs."));
         });
-        Receive<Terminated>(t =>
+        // At the end of a job the data plane closes while JobFinished is still on its way over Akka.Remote:
+        // wait a moment before calling a stopped link or worker a failure.
+        Receive<Terminated>(t => Timers.StartSingleTimer("lost", new Lost(t.ActorRef.Path.Name), TimeSpan.FromSeconds(5)));
+        Receive<Lost>(lost =>
         {
-            _log.Error("{0} stopped; this worker node leaves the job.", t.ActorRef.Path.Name);
-            _completion.TrySetException(new InvalidOperationException($"{t.ActorRef.Path.Name} stopped: the data plane or the worker failed (see the log)."));
+            if (_finished) return;
+            _log.Error("{0} stopped; this worker node leaves the job.", lost.Name);
+            _completion.TrySetException(new InvalidOperationException($"{lost.Name} stopped: the data plane or the worker failed (see the log)."));
         });
     }
 

@@ -38,7 +38,8 @@ public sealed class ParameterServerLink : ReceiveActor
         Receive<GradientComputed>(OnGradient);
         Receive<ReaderFailed>(failed =>
         {
-            _log.Error("Worker {0}: data plane to the parameter server closed: {1}", _workerIndex, failed.Reason);
+            // At the end of a job the parameter server closes first; the agent decides whether that was a failure.
+            _log.Warning("Worker {0}: data plane to the parameter server closed: {1}", _workerIndex, failed.Reason);
             Context.Stop(Self);
         });
     }

@@ -44,6 +44,15 @@ internal static class TensorFrame
 
     public static readonly int HeaderSize = Marshal.SizeOf<Header>();
 
+    private static long _bytesSent;
+    private static long _bytesReceived;
+
+    /// <summary>Bytes this process wrote to data-plane sockets (headers and tensors), since start.</summary>
+    public static long BytesSent => Interlocked.Read(ref _bytesSent);
+
+    /// <summary>Bytes this process read from data-plane sockets, since start.</summary>
+    public static long BytesReceived => Interlocked.Read(ref _bytesReceived);
+
     public static Header Hello(int workerIndex, int parameterCount) => new()
     {
         Magic = Magic, Type = HelloType, Version = ProtocolVersion, WorkerIndex = workerIndex, Count = 0, SampleCount = parameterCount,
@@ -92,12 +101,14 @@ internal static class TensorFrame
 
     private static void SendAll(Socket socket, ReadOnlySpan<byte> bytes)
     {
+        Interlocked.Add(ref _bytesSent, bytes.Length);
         while (!bytes.IsEmpty)
             bytes = bytes[socket.Send(bytes)..];
     }
 
     private static void ReceiveAll(Socket socket, Span<byte> bytes)
     {
+        Interlocked.Add(ref _bytesReceived, bytes.Length);
         while (!bytes.IsEmpty)
         {
             var read = socket.Receive(bytes);

@@ -6,3 +6,17 @@ namespace DistTrain.Cluster.Protocol;
 /// through MessagePack (checked by a training run with <c>serialize-messages = on</c>).
 /// </summary>
 public interface IDistTrainMessage;
+
+/// <summary>
+/// A message that carries one large tensor. The serializer writes the tensor's raw little-endian bytes
+/// after the MessagePack-encoded rest of the message, so a 4 MB gradient costs one allocation and one
+/// memory copy in each direction.
+/// </summary>
+public interface ITensorMessage : IDistTrainMessage
+{
+    /// <summary>The tensor, flat.</summary>
+    float[] Tensor { get; }
+
+    /// <summary>The same message with another tensor.</summary>
+    ITensorMessage WithTensor(float[] tensor);
+}

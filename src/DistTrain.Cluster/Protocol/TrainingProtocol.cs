@@ -54,7 +54,14 @@ public sealed record WeightsUpdated(
     [property: Key(0)] int Epoch,
     [property: Key(1)] int Round,
     [property: Key(2)] long Version,
-    [property: Key(3)] float[] Weights) : IDistTrainMessage;
+    [property: Key(3)] float[] Weights) : ITensorMessage
+{
+    /// <inheritdoc />
+    [IgnoreMember] public float[] Tensor => Weights;
+
+    /// <inheritdoc />
+    public ITensorMessage WithTensor(float[] tensor) => this with { Weights = tensor };
+}
 
 /// <summary>A worker's gradient for one round. Worker → ParameterServer.</summary>
 /// <param name="Epoch">Epoch of the round.</param>
@@ -74,7 +81,14 @@ public sealed record GradientComputed(
     [property: Key(4)] int SampleCount,
     [property: Key(5)] double LossSum,
     [property: Key(6)] float[] Gradient,
-    [property: Key(7)] double ComputeSeconds = 0) : IDistTrainMessage;
+    [property: Key(7)] double ComputeSeconds = 0) : ITensorMessage
+{
+    /// <inheritdoc />
+    [IgnoreMember] public float[] Tensor => Gradient;
+
+    /// <inheritdoc />
+    public ITensorMessage WithTensor(float[] tensor) => this with { Gradient = tensor };
+}
 
 /// <summary>One optimizer step was applied. ParameterServer → Coordinator.</summary>
 /// <param name="Epoch">Epoch of the round.</param>
@@ -163,4 +177,11 @@ public sealed record GetWeights : IDistTrainMessage
 [MessagePackObject]
 public sealed record WeightsSnapshot(
     [property: Key(0)] long Version,
-    [property: Key(1)] float[] Weights) : IDistTrainMessage;
+    [property: Key(1)] float[] Weights) : ITensorMessage
+{
+    /// <inheritdoc />
+    [IgnoreMember] public float[] Tensor => Weights;
+
+    /// <inheritdoc />
+    public ITensorMessage WithTensor(float[] tensor) => this with { Weights = tensor };
+}

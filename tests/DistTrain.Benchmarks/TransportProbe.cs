@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Akka.Actor;
+using Akka.Configuration;
+using DistTrain.Cluster.DataPlane;
+
+namespace DistTrain.Benchmarks;
+
+/// <summary>
+/// `transport` mode: moves 1 MB payloads over loopback between two endpoints in this process and prints
+/// MB/s for Akka.Remote (ping-pong and pipelined with 8 in flight) and for DistTrain's TCP data plane
+/// (ping-pong), so the choice in docs/architecture.md rests on a measurement on this machine.
+/// </summary>
+internal static class TransportProbe
+{
+    private const int PayloadBytes = 1 << 20;
+
+    private sealed class Echo : ReceiveActor
+    {
+        public Echo() => Receive<byte[]>(bytes => Sender.Tell(bytes));
+    }
+
+    private sealed class Pipeline : ReceiveActor
+    {
+        public Pipeline(IActorRef echo, int total, int window, TaskCompletionSource done)
+        {
+            var payload = new byte[PayloadBytes];
+            var sent = 0;
+            var received = 0;
+            Receive<string>(_ => { for (; sent < window; sent++) echo.Tell(payload); });
+            Receive<byte[]>(_ =>
+            {
+                if (++received == total) { done.TrySetResult(); return; }
+                if (sent < total) { echo.Tell(payload); sent++; }
+            });
+        }
+    }
+
+    private static Config Remote(int port) => ConfigurationFactory.ParseString($$"""
+        akka.actor.provider = remote
+        akka.loglevel = WARNING
+        akka.remote.dot-netty.tcp {
+          hostname = 127.0.0.1
+          port = {{port}}
+          maximum-frame-size = 2MiB
+          send-buffer-size = 4MiB
+          receive-buffer-size = 4MiB
+        }
+        """);
+
+    public static async Task RunAsync()
+    {
+        using var a = ActorSystem.Create("a", Remote(0));
+        using var b = ActorSystem.Create("b", Remote(0));
+        b.ActorOf(Props.Create(() => new Echo()), "echo");
+        var address = ((ExtendedActorSystem)b).Provider.DefaultAddress;
+        var echo = await a.ActorSelection(new RootActorPath(address) / "user" / "echo").ResolveOne(TimeSpan.FromSeconds(10));
+        var payload = new byte[PayloadBytes];
+
+        for (var i = 0; i < 20; i++) await echo.Ask<byte[]>(payload, TimeSpan.FromSeconds(10));
+        const int rounds = 200;
+        var clock = Stopwatch.StartNew();
+        for (var i = 0; i < rounds; i++) await echo.Ask<byte[]>(payload, TimeSpan.FromSeconds(10));
+        Report("Akka.Remote, ping-pong", 2.0 * rounds, clock.Elapsed);
+
+        const int total = 400;
+        var done = new TaskCompletionSource();
+        var pipeline = a.ActorOf(Props.Create(() => new Pipeline(echo, total, 8, done)));
+        clock.Restart();
+        pipeline.Tell("go");
+        await done.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        Report("Akka.Remote, pipelined (8 in flight)", 2.0 * total, clock.Elapsed);
+
+        DataPlanePingPong();
+    }
+
+    private static void DataPlanePingPong()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var floats = new float[PayloadBytes / sizeof(float)];
+        const int rounds = 500;
+        var server = Task.Run(() =>
+        {
+            using var socket = listener.AcceptSocket();
+            TensorFrame.Tune(socket);
+            var buffer = new float[floats.Length];
+            for (var i = 0; i < rounds + 20; i++)
+            {
+                var header = TensorFrame.ReadHeader(socket);
+                TensorFrame.ReadValues(socket, buffer.AsSpan(0, header.Count));
+                TensorFrame.Write(socket, header, buffer.AsSpan(0, header.Count));
+            }
+        });
+        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        TensorFrame.Tune(client);
+        client.Connect(IPAddress.Loopback, port);
+        var header = new TensorFrame.Header { Magic = TensorFrame.Magic, Version = TensorFrame.ProtocolVersion, Type = TensorFrame.WeightsType, Count = floats.Length };
+        var clock = new Stopwatch();
+        for (var i = 0; i < rounds + 20; i++)
+        {
+            if (i == 20) clock.Start();
+            TensorFrame.Write(client, header, floats);
+            var reply = TensorFrame.ReadHeader(client);
+            TensorFrame.ReadValues(client, floats.AsSpan(0, reply.Count));
+        }
+        Report("DistTrain data plane (TCP), ping-pong", 2.0 * rounds, clock.Elapsed);
+        server.Wait();
+    }
+
+    private static void Report(string path, double megabytes, TimeSpan elapsed) =>
+        Console.WriteLine($"{path,-45} {megabytes / elapsed.TotalSeconds,8:N0} MB/s  ({megabytes:N0} x 1 MB in {elapsed.TotalSeconds:F2} s)");
+}
