@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Numerics.Tensors;
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
@@ -35,8 +36,12 @@ public sealed class Worker : ReceiveActor, IWithStash
     // message refers to is rewritten two rounds later, long after the parameter server has averaged it.
     private readonly float[][] _gradientBuffers;
     private int _nextGradientBuffer;
+    // Evaluation has its own replica and buffers (batch Training:EvaluationBatchSize), so switching between
+    // training and evaluation never reallocates: in steady state a worker allocates no large arrays.
+    private readonly Lazy<(Sequential Model, MatrixBuffer Inputs, MatrixBuffer Targets, MatrixBuffer Sink, int[] Indices)> _evaluation;
     private AssignShard? _shard;
     private long _version = -1;
+    private readonly float[] _weightsForEvaluation;
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize)
@@ -50,6 +55,9 @@ public sealed class Worker : ReceiveActor, IWithStash
         _inputs = new MatrixBuffer(train.FeatureCount);
         _targets = new MatrixBuffer(train.ClassCount);
         _gradientBuffers = [new float[_model.Layout.TotalLength], new float[_model.Layout.TotalLength]];
+        _evaluation = new(() => (ModelFactory.Build(model), new MatrixBuffer(test.FeatureCount), new MatrixBuffer(test.ClassCount),
+            new MatrixBuffer(test.ClassCount), new int[evaluationBatchSize]));
+        _weightsForEvaluation = new float[_model.Layout.TotalLength];
         Receive<AssignShard>(OnAssignShard);
         Receive<WeightsUpdated>(OnWeights);
         Receive<Evaluate>(OnEvaluate);
@@ -83,6 +91,8 @@ public sealed class Worker : ReceiveActor, IWithStash
         var started = Stopwatch.GetTimestamp();
         _model.LoadParameters(update.Weights);
         _version = update.Version;
+        // Keep the weights of this version: the received array is loaned and may be reused before an evaluation asks for it.
+        update.Weights.AsSpan().CopyTo(_weightsForEvaluation);
         var start = update.Round * _shard.BatchSize;
         if (update.Epoch == _shard.Epoch && start < _shard.SampleIndices.Length)
         {
@@ -119,18 +129,21 @@ public sealed class Worker : ReceiveActor, IWithStash
         var correct = 0;
         var scored = 0;
         var lossSum = 0.0;
+        var (model, inputBuffer, targetBuffer, sinkBuffer, indexBuffer) = _evaluation.Value;
+        model.LoadParameters(_weightsForEvaluation);
         for (var start = request.Start; start < request.Start + request.Count; start += _evaluationBatchSize)
         {
             var count = Math.Min(_evaluationBatchSize, request.Start + request.Count - start);
-            var indices = Enumerable.Range(start, count).ToArray();
-            var inputs = Matrix<float>.Build.Dense(_test.FeatureCount, count);
-            var targets = Matrix<float>.Build.Dense(_test.ClassCount, count);
-            var gradientSink = Matrix<float>.Build.Dense(_test.ClassCount, count);
+            var indices = indexBuffer.AsSpan(0, count);
+            for (var i = 0; i < count; i++) indices[i] = start + i;
+            var inputs = inputBuffer.Get(count);
+            var targets = targetBuffer.Get(count);
             _test.Gather(indices, inputs, targets);
-            var output = _model.Forward(inputs);
-            lossSum += _loss.Compute(output, targets, gradientSink) * count;
+            var output = model.Forward(inputs);
+            lossSum += _loss.Compute(output, targets, sinkBuffer.Get(count)) * count;
+            var logits = output.ColumnMajorValues();
             for (var column = 0; column < count; column++)
-                if (output.Column(column).MaximumIndex() == _test.Labels[start + column])
+                if (TensorPrimitives.IndexOfMax(logits.AsSpan(column * output.RowCount, output.RowCount)) == _test.Labels[start + column])
                     correct++;
             scored += count;
         }

@@ -15,30 +15,33 @@ public static class FashionMnist
 
     /// <summary>Loads the training and test splits.</summary>
     /// <exception cref="DataFormatException">The folder or a file is missing, malformed, or images and labels disagree.</exception>
-    public static (LabeledDataset Train, LabeledDataset Test) Load(string directory)
+    /// <param name="directory">Folder with the four IDX files.</param>
+    /// <param name="trainLimit">Keep only the first N training samples (0 = all).</param>
+    /// <param name="testLimit">Keep only the first N test samples (0 = all).</param>
+    public static (LabeledDataset Train, LabeledDataset Test) Load(string directory, int trainLimit = 0, int testLimit = 0)
     {
         if (!Directory.Exists(directory))
             throw new DataFormatException($"Data directory '{directory}' does not exist. Install Fashion-MNIST with 'apt-get install dataset-fashion-mnist' (it lands in {DebianDirectory}) or set Data:Directory / --data to the folder with the IDX files.");
-        return (LoadSplit(directory, "train"), LoadSplit(directory, "t10k"));
+        return (LoadSplit(directory, "train", trainLimit), LoadSplit(directory, "t10k", testLimit));
     }
 
     /// <summary>Loads one split (<c>train</c> or <c>t10k</c>) and checks that images and labels match.</summary>
     /// <exception cref="DataFormatException">A file is missing or malformed, or the counts differ.</exception>
-    public static LabeledDataset LoadSplit(string directory, string prefix)
+    public static LabeledDataset LoadSplit(string directory, string prefix, int limit = 0)
     {
         var imagesPath = Find(directory, $"{prefix}-images-idx3-ubyte");
         var labelsPath = Find(directory, $"{prefix}-labels-idx1-ubyte");
-        var images = IdxFile.Read(imagesPath, expectedDimensions: 3);
-        var labels = IdxFile.Read(labelsPath, expectedDimensions: 1);
-        if (images.Count != labels.Count)
-            throw new DataFormatException($"{imagesPath} holds {images.Count} images but {labelsPath} holds {labels.Count} labels; the two files must come from the same split.");
+        // Pixels go straight into floats in [0, 1]: the 47 MB byte form of the training images never exists whole.
+        var (imageDimensions, features) = IdxFile.ReadAsSingles(imagesPath, expectedDimensions: 3, divisor: 255f, maxItems: limit);
+        var labels = IdxFile.Read(labelsPath, expectedDimensions: 1, maxItems: limit);
+        if (limit == 0 && imageDimensions[0] != labels.Count)
+            throw new DataFormatException($"{imagesPath} holds {imageDimensions[0]} images but {labelsPath} holds {labels.Count} labels; the two files must come from the same split.");
+        if (limit > 0 && imageDimensions[0] != labels.Count)
+            throw new DataFormatException($"{imagesPath} and {labelsPath} do not both hold {limit} items (Data:TrainLimit/TestLimit): {imageDimensions[0]} images, {labels.Count} labels.");
         for (var i = 0; i < labels.Data.Length; i++)
             if (labels.Data[i] >= ClassCount)
                 throw new DataFormatException($"{labelsPath}: label {labels.Data[i]} of item {i} is outside 0..{ClassCount - 1}.");
-        var features = new float[images.Data.Length];
-        for (var i = 0; i < features.Length; i++)
-            features[i] = images.Data[i] / 255f;
-        return new LabeledDataset(features, labels.Data, images.ItemLength, ClassCount);
+        return new LabeledDataset(features, labels.Data, imageDimensions[1] * imageDimensions[2], ClassCount);
     }
 
     private static string Find(string directory, string baseName)

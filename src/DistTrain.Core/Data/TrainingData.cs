@@ -12,9 +12,7 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     /// <exception cref="DataFormatException">A file is missing or malformed.</exception>
     public static TrainingData Load(DataOptions options)
     {
-        var (train, test) = FashionMnist.Load(options.Directory);
-        if (options.TrainLimit > 0) train = train.Take(options.TrainLimit);
-        if (options.TestLimit > 0) test = test.Take(options.TestLimit);
+        var (train, test) = FashionMnist.Load(options.Directory, options.TrainLimit, options.TestLimit);
         var normalizer = Normalizer.Fit(train, options.Normalization);
         normalizer.Apply(train);
         normalizer.Apply(test);
