@@ -93,7 +93,9 @@ internal static class BenchCommand
         table.AddRow("  averaging + update", $"{report.UpdateMilliseconds:F3} ms");
         table.AddRow("  messaging + scheduling", $"{report.MessagingMilliseconds:F3} ms");
         table.AddRow("  worker waiting for weights", $"{report.WaitingMilliseconds:F3} ms");
-        table.AddRow("allocated per step (whole process)", $"{report.AllocatedBytesPerStep:N0} B");
+        table.AddRow("allocated per step, workers (most of any worker)", $"{report.WorkerAllocatedBytesPerStep:N1} B");
+        table.AddRow("allocated per step, parameter server", $"{report.ServerAllocatedBytesPerStep:N1} B");
+        table.AddRow("allocated per step, whole process", $"{report.AllocatedBytesPerStep:N0} B");
         table.AddRow("GC collections gen0/1/2", $"{report.Gen0}/{report.Gen1}/{report.Gen2}");
         table.AddRow("peak RSS", $"{report.PeakRssBytes / (1024.0 * 1024.0):F1} MiB");
         AnsiConsole.Write(table);
@@ -106,7 +108,8 @@ internal static class BenchCommand
     internal sealed record BenchReport(
         string Blas, int Workers, int BatchSizePerWorker, int Steps, double SamplesPerSecond, double StepMilliseconds,
         double ComputeMilliseconds, double UpdateMilliseconds, double MessagingMilliseconds, double WaitingMilliseconds,
-        double AllocatedBytesPerStep, int Gen0, int Gen1, int Gen2, long PeakRssBytes);
+        double AllocatedBytesPerStep, double WorkerAllocatedBytesPerStep, double ServerAllocatedBytesPerStep,
+        int Gen0, int Gen1, int Gen2, long PeakRssBytes);
 
     private sealed class BenchObserver(int warmup, int steps, CancellationTokenSource stop) : ITrainingObserver
     {
@@ -120,6 +123,7 @@ internal static class BenchCommand
         private int _gen0, _gen1, _gen2;
         private double _round, _compute, _update, _messaging, _waiting;
         private double _evaluationSeconds;
+        private long _workerAllocated, _serverAllocated;
 
         public bool Done { get; private set; }
 
@@ -144,6 +148,8 @@ internal static class BenchCommand
             _update += timing.UpdateSeconds;
             _messaging += timing.MessagingSeconds;
             _waiting += timing.WaitingForWeightsSeconds;
+            _workerAllocated += timing.WorkerAllocatedBytes;
+            _serverAllocated += timing.ServerAllocatedBytes;
             if (_measured < steps) return;
             _endTimestamp = Stopwatch.GetTimestamp();
             _endAllocated = GC.GetTotalAllocatedBytes(precise: true);
@@ -163,7 +169,8 @@ internal static class BenchCommand
             double PerStep(double total) => 1000 * total / _measured;
             return new BenchReport(Blas.Description, options.Training.Workers, options.Training.BatchSizePerWorker, _measured,
                 _samples / seconds, PerStep(_round), PerStep(_compute), PerStep(_update), PerStep(_messaging), PerStep(_waiting),
-                (_endAllocated - _startAllocated) / (double)_measured, _gen0, _gen1, _gen2, PeakResidentBytes());
+                (_endAllocated - _startAllocated) / (double)_measured, _workerAllocated / (double)_measured, _serverAllocated / (double)_measured,
+                _gen0, _gen1, _gen2, PeakResidentBytes());
         }
 
         private static long PeakResidentBytes()

@@ -45,4 +45,24 @@ public class AllocationTests
         for (var i = 60; i < 80; i++) Step(i * 64);
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
+
+    [Fact]
+    public async Task Workers_and_the_parameter_server_allocate_nothing_per_step_in_steady_state()
+    {
+        // Each actor counts its handlers' managed allocations on its own thread and reports them per round.
+        // Epoch 1 warms up (JIT, buffers for both batch sizes); every step of epochs 3 and 4 must be zero.
+        // The parameter server reports the previous round, so an epoch's first report carries the epoch
+        // boundary (its EpochCompleted message, 40 bytes): not a steady-state step, left out.
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(64, 10), workers: 2, batch: 30, epochs: 4);
+        var observer = new RecordingObserver();
+        await Cluster.Hosting.SingleNodeTrainer.RunAsync(options, data.Train, data.Test, observer).WithTestTimeout();
+        var steady = observer.Timings.Where(t => t.Epoch >= 3).ToList();
+        Assert.NotEmpty(steady);
+        Assert.All(steady, t => Assert.Equal(0, t.Timing.WorkerAllocatedBytes));
+        var firstOfEpoch = steady.Select((t, i) => i == 0 || steady[i - 1].Epoch != t.Epoch).ToArray();
+        Assert.All(steady.Where((_, i) => !firstOfEpoch[i]), t => Assert.Equal(0, t.Timing.ServerAllocatedBytes));
+        // The counters do see allocations: the very first round allocates buffers.
+        Assert.True(observer.Timings[0].Timing.WorkerAllocatedBytes > 0);
+    }
 }

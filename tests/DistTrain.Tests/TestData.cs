@@ -58,9 +58,14 @@ internal sealed class FixedShardPlan(int sampleCount, int[][] shards) : IShardPl
 internal sealed class RecordingObserver : ITrainingObserver
 {
     public List<double> StepLosses { get; } = [];
+    public List<(int Epoch, RoundTiming Timing)> Timings { get; } = [];
     public List<EpochSummary> Epochs { get; } = [];
     public void EpochStarted(int epoch, int steps, int samples) { }
-    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing) => StepLosses.Add(meanLoss);
+    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing)
+    {
+        StepLosses.Add(meanLoss);
+        Timings.Add((epoch, timing));
+    }
     public void EpochCompleted(EpochSummary summary) => Epochs.Add(summary);
 }
 

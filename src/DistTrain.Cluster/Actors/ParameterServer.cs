@@ -29,7 +29,15 @@ public sealed class ParameterServer : ReceiveActor
     private readonly float[] _roundScales;
     // Weights go out in loaned arrays (see TrainingProtocol.cs), three used in turn: a round's array is
     // rewritten three versions later, and every replica copies it on receipt, before it can answer.
-    private readonly float[][] _broadcastBuffers;
+    private readonly WeightsUpdated[] _broadcasts;
+    // Step reports are pooled: the coordinator sends each one back when it has handled it, so a slow
+    // coordinator never sees a report rewritten under it; the pool only grows if it lags.
+    private readonly Stack<RoundApplied> _freeReports = new(RoundApplied.PoolSize);
+    // Managed bytes allocated by this actor's gradient handlers: the round in progress, and the whole of the
+    // previous round (reported, since the current one is still running when its report goes out).
+    private long _roundAllocatedBytes;
+    private long _lastRoundAllocatedBytes;
+    private bool _roundClosed;
     private int _nextBroadcastBuffer;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private long _version;
@@ -49,11 +57,13 @@ public sealed class ParameterServer : ReceiveActor
     {
         _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
         _optimizer = new SgdOptimizer(optimizer, initialWeights.Layout.TotalLength);
-        _broadcastBuffers = [.. Enumerable.Range(0, 3).Select(_ => new float[initialWeights.Layout.TotalLength])];
+        _broadcasts = [.. Enumerable.Range(0, 3).Select(_ => new WeightsUpdated(0, 0, 0, new float[initialWeights.Layout.TotalLength]))];
+        for (var i = 0; i < RoundApplied.PoolSize; i++) _freeReports.Push(new RoundApplied(0, 0, 0, 0, 0, default));
         _roundGradients = new float[MaxWorkers][];
         _roundScales = new float[MaxWorkers];
         Receive<StartEpoch>(OnStartEpoch);
         Receive<GradientComputed>(OnGradient);
+        Receive<RoundApplied>(returned => _freeReports.Push(returned));
         Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_version, (float[])_weights.Values.Clone())));
     }
 
@@ -83,7 +93,7 @@ public sealed class ParameterServer : ReceiveActor
         BeginRound();
     }
 
-    private float[] NextBroadcastBuffer() => _broadcastBuffers[_nextBroadcastBuffer];
+    private float[] NextBroadcastBuffer() => _broadcasts[_nextBroadcastBuffer].Weights;
 
     /// <summary>Sends the weights in <see cref="NextBroadcastBuffer"/> (already filled) to every worker.</summary>
     private void BeginRound()
@@ -95,9 +105,8 @@ public sealed class ParameterServer : ReceiveActor
         foreach (var batches in epoch.BatchesPerWorker)
             if (batches > _round) _expected++;
         // Every replica receives every version, so evaluation can run on any of them.
-        var snapshot = NextBroadcastBuffer();
-        _nextBroadcastBuffer = (_nextBroadcastBuffer + 1) % _broadcastBuffers.Length;
-        var update = new WeightsUpdated(epoch.Epoch, _round, _version, snapshot);
+        var update = _broadcasts[_nextBroadcastBuffer].Reuse(epoch.Epoch, _round, _version);
+        _nextBroadcastBuffer = (_nextBroadcastBuffer + 1) % _broadcasts.Length;
         _roundStarted = Stopwatch.GetTimestamp();
         foreach (var worker in epoch.Workers)
             worker.Tell(update);
@@ -106,6 +115,25 @@ public sealed class ParameterServer : ReceiveActor
     }
 
     private void OnGradient(GradientComputed gradient)
+    {
+        var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        try
+        {
+            Accept(gradient);
+        }
+        finally
+        {
+            _roundAllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+            if (_roundClosed)
+            {
+                _lastRoundAllocatedBytes = _roundAllocatedBytes;
+                _roundAllocatedBytes = 0;
+                _roundClosed = false;
+            }
+        }
+    }
+
+    private void Accept(GradientComputed gradient)
     {
         var problem = Validate(gradient);
         if (problem is not null)
@@ -123,6 +151,7 @@ public sealed class ParameterServer : ReceiveActor
         var lossSum = 0.0;
         var maxCompute = 0.0;
         var sumCompute = 0.0;
+        var workerAllocated = 0L;
         foreach (var g in _received)
             if (g is not null)
             {
@@ -130,6 +159,7 @@ public sealed class ParameterServer : ReceiveActor
                 lossSum += g.LossSum;
                 maxCompute = Math.Max(maxCompute, g.ComputeSeconds);
                 sumCompute += g.ComputeSeconds;
+                workerAllocated = Math.Max(workerAllocated, g.AllocatedBytes);
             }
         var contributors = 0;
         foreach (var g in _received)
@@ -154,8 +184,13 @@ public sealed class ParameterServer : ReceiveActor
             RoundSeconds: Stopwatch.GetElapsedTime(_roundStarted, finished).TotalSeconds,
             MaxComputeSeconds: maxCompute,
             MeanComputeSeconds: sumCompute / _expected,
-            UpdateSeconds: Stopwatch.GetElapsedTime(updateStarted, finished).TotalSeconds);
-        _coordinator.Tell(new RoundApplied(_epoch!.Epoch, _round, _version, samples, lossSum, timing));
+            UpdateSeconds: Stopwatch.GetElapsedTime(updateStarted, finished).TotalSeconds,
+            WorkerAllocatedBytes: workerAllocated,
+            ServerAllocatedBytes: _lastRoundAllocatedBytes);
+        _roundClosed = true;
+        var report = (_freeReports.Count > 0 ? _freeReports.Pop() : new RoundApplied(0, 0, 0, 0, 0, default))
+            .Reuse(_epoch!.Epoch, _round, _version, samples, lossSum, timing);
+        _coordinator.Tell(report);
         _round++;
         BeginRound();
     }

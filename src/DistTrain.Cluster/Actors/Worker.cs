@@ -32,16 +32,17 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly MatrixBuffer _inputs;
     private readonly MatrixBuffer _targets;
-    // Gradients are sent in loaned arrays (see TrainingProtocol.cs): two, used in turn, so the array a
-    // message refers to is rewritten two rounds later, long after the parameter server has averaged it.
-    private readonly float[][] _gradientBuffers;
+    // Gradients are sent in loaned messages and arrays (see TrainingProtocol.cs): two, used in turn, so a
+    // message is rewritten two rounds later, long after the parameter server has averaged it.
+    private readonly GradientComputed[] _gradientMessages;
+    private int _stashed;
     private int _nextGradientBuffer;
     // Evaluation has its own replica and buffers (batch Training:EvaluationBatchSize), so switching between
     // training and evaluation never reallocates: in steady state a worker allocates no large arrays.
     private readonly Lazy<(Sequential Model, MatrixBuffer Inputs, MatrixBuffer Targets, MatrixBuffer Sink, int[] Indices)> _evaluation;
     private AssignShard? _shard;
     private long _version = -1;
-    private readonly float[] _weightsForEvaluation;
+    private readonly float[] _weightsForEvaluation; // staging for copying the training replica into the evaluation replica
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize)
@@ -54,7 +55,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         _loss = ModelFactory.BuildLoss(model.Loss);
         _inputs = new MatrixBuffer(train.FeatureCount);
         _targets = new MatrixBuffer(train.ClassCount);
-        _gradientBuffers = [new float[_model.Layout.TotalLength], new float[_model.Layout.TotalLength]];
+        _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_model.Layout.TotalLength]))];
         _evaluation = new(() => (ModelFactory.Build(model), new MatrixBuffer(test.FeatureCount), new MatrixBuffer(test.ClassCount),
             new MatrixBuffer(test.ClassCount), new int[evaluationBatchSize]));
         _weightsForEvaluation = new float[_model.Layout.TotalLength];
@@ -73,6 +74,19 @@ public sealed class Worker : ReceiveActor, IWithStash
     private void OnAssignShard(AssignShard shard)
     {
         _shard = shard;
+        UnstashAll();
+    }
+
+    private void StashCurrent()
+    {
+        Stash.Stash();
+        _stashed++;
+    }
+
+    private void UnstashAll()
+    {
+        if (_stashed == 0) return;
+        _stashed = 0;
         Stash.UnstashAll();
     }
 
@@ -80,7 +94,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     {
         if (_shard is null || update.Epoch > _shard.Epoch)
         {
-            Stash.Stash();
+            StashCurrent();
             return;
         }
         if (update.Version < _version)
@@ -88,21 +102,22 @@ public sealed class Worker : ReceiveActor, IWithStash
             _log.Warning("Worker {0} ignored weights version {1}: it already holds version {2}.", _workerIndex, update.Version, _version);
             return;
         }
+        var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         var started = Stopwatch.GetTimestamp();
         _model.LoadParameters(update.Weights);
         _version = update.Version;
-        // Keep the weights of this version: the received array is loaned and may be reused before an evaluation asks for it.
-        update.Weights.AsSpan().CopyTo(_weightsForEvaluation);
         var start = update.Round * _shard.BatchSize;
         if (update.Epoch == _shard.Epoch && start < _shard.SampleIndices.Length)
         {
             var indices = _shard.SampleIndices.AsSpan(start, Math.Min(_shard.BatchSize, _shard.SampleIndices.Length - start));
-            Sender.Tell(ComputeGradient(update, indices, started));
+            var gradient = ComputeGradient(update, indices);
+            gradient.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
+            Sender.Tell(gradient);
         }
-        Stash.UnstashAll();
+        UnstashAll();
     }
 
-    private GradientComputed ComputeGradient(WeightsUpdated update, ReadOnlySpan<int> indices, long started)
+    private GradientComputed ComputeGradient(WeightsUpdated update, ReadOnlySpan<int> indices)
     {
         var inputs = _inputs.Get(indices.Length);
         var targets = _targets.Get(indices.Length);
@@ -112,24 +127,26 @@ public sealed class Worker : ReceiveActor, IWithStash
             throw new TrainingDivergedException(
                 $"Worker {_workerIndex}: the loss is {meanLoss} at epoch {update.Epoch}, step {update.Round} (weights version {update.Version}). " +
                 "Lower Optimizer:LearningRate or check the input normalization.");
-        var gradient = _gradientBuffers[_nextGradientBuffer];
+        // The gradient array and its message are loaned to the parameter server and reused two rounds later.
+        var message = _gradientMessages[_nextGradientBuffer];
         _nextGradientBuffer ^= 1;
-        _model.CopyGradientsTo(gradient);
-        return new GradientComputed(update.Epoch, update.Round, update.Version, _workerIndex, indices.Length,
-            meanLoss * indices.Length, gradient, Stopwatch.GetElapsedTime(started).TotalSeconds);
+        _model.CopyGradientsTo(message.Gradient);
+        return message.Reuse(update.Epoch, update.Round, update.Version, indices.Length, meanLoss * indices.Length);
     }
 
     private void OnEvaluate(Evaluate request)
     {
         if (_version < request.Version)
         {
-            Stash.Stash();
+            StashCurrent();
             return;
         }
         var correct = 0;
         var scored = 0;
         var lossSum = 0.0;
         var (model, inputBuffer, targetBuffer, sinkBuffer, indexBuffer) = _evaluation.Value;
+        // The training replica holds version _version (backward only writes gradients); copy it across.
+        _model.CopyParametersTo(_weightsForEvaluation);
         model.LoadParameters(_weightsForEvaluation);
         for (var start = request.Start; start < request.Start + request.Count; start += _evaluationBatchSize)
         {

@@ -42,81 +42,218 @@ public sealed record StartEpoch(
     [property: Key(2)] int[] BatchesPerWorker) : IDistTrainMessage;
 
 /// <summary>
-/// New weights. ParameterServer → Worker. A worker that has minibatch <paramref name="Round"/> of
-/// <paramref name="Epoch"/> answers with <see cref="GradientComputed"/>; the others only store the weights.
+/// New weights. ParameterServer → Worker. A worker that has minibatch <see cref="Round"/> of
+/// <see cref="Epoch"/> answers with <see cref="GradientComputed"/>; the others only store the weights.
 /// </summary>
-/// <param name="Epoch">Epoch the round belongs to.</param>
-/// <param name="Round">0-based minibatch index within each worker's shard.</param>
-/// <param name="Version">Weights version: the number of optimizer steps applied so far.</param>
-/// <param name="Weights">The flat parameter vector, layout order.</param>
+/// <remarks>
+/// Loaned, with its <see cref="Weights"/> array: the parameter server reuses the same few instances
+/// round after round (see the protocol notes above), so receivers read the fields while handling the
+/// message and keep no reference. The fields change only through the owner's <c>Reuse</c>.
+/// </remarks>
 [MessagePackObject]
-public sealed record WeightsUpdated(
-    [property: Key(0)] int Epoch,
-    [property: Key(1)] int Round,
-    [property: Key(2)] long Version,
-    [property: Key(3)] float[] Weights) : ITensorMessage
+public sealed record WeightsUpdated : ITensorMessage
 {
+    /// <summary>Creates the message.</summary>
+    /// <param name="epoch">Epoch the round belongs to.</param>
+    /// <param name="round">0-based minibatch index within each worker's shard.</param>
+    /// <param name="version">Weights version: the number of optimizer steps applied so far.</param>
+    /// <param name="weights">The flat parameter vector, layout order.</param>
+    [SerializationConstructor]
+    public WeightsUpdated(int epoch, int round, long version, float[] weights)
+    {
+        Epoch = epoch;
+        Round = round;
+        Version = version;
+        Weights = weights;
+    }
+
+    /// <summary>Epoch the round belongs to.</summary>
+    [Key(0)] public int Epoch { get; private set; }
+
+    /// <summary>0-based minibatch index within each worker's shard.</summary>
+    [Key(1)] public int Round { get; private set; }
+
+    /// <summary>Weights version: the number of optimizer steps applied so far.</summary>
+    [Key(2)] public long Version { get; private set; }
+
+    /// <summary>The flat parameter vector, layout order (loaned).</summary>
+    [Key(3)] public float[] Weights { get; private set; }
+
     /// <inheritdoc />
     [IgnoreMember] public float[] Tensor => Weights;
 
     /// <inheritdoc />
-    public ITensorMessage WithTensor(float[] tensor) => this with { Weights = tensor };
+    public ITensorMessage WithTensor(float[] tensor) => new WeightsUpdated(Epoch, Round, Version, tensor);
+
+    /// <summary>Rewrites this loaned instance for the next round it carries (the weights array stays the same).</summary>
+    internal WeightsUpdated Reuse(int epoch, int round, long version)
+    {
+        Epoch = epoch;
+        Round = round;
+        Version = version;
+        return this;
+    }
 }
 
 /// <summary>A worker's gradient for one round. Worker → ParameterServer.</summary>
-/// <param name="Epoch">Epoch of the round.</param>
-/// <param name="Round">Round answered.</param>
-/// <param name="Version">Weights version the gradient was computed on.</param>
-/// <param name="WorkerIndex">Index of the sender in <see cref="StartEpoch.Workers"/>.</param>
-/// <param name="SampleCount">Samples in the minibatch (the averaging weight).</param>
-/// <param name="LossSum">Sum of the per-sample losses over the minibatch.</param>
-/// <param name="Gradient">Gradient of the minibatch's mean loss, flat, layout order (loaned).</param>
-/// <param name="ComputeSeconds">Worker time from receiving the weights to sending this gradient, seconds.</param>
+/// <remarks>Loaned, like <see cref="WeightsUpdated"/>: each worker reuses two instances in turn.</remarks>
 [MessagePackObject]
-public sealed record GradientComputed(
-    [property: Key(0)] int Epoch,
-    [property: Key(1)] int Round,
-    [property: Key(2)] long Version,
-    [property: Key(3)] int WorkerIndex,
-    [property: Key(4)] int SampleCount,
-    [property: Key(5)] double LossSum,
-    [property: Key(6)] float[] Gradient,
-    [property: Key(7)] double ComputeSeconds = 0) : ITensorMessage
+public sealed record GradientComputed : ITensorMessage
 {
+    /// <summary>Creates the message.</summary>
+    /// <param name="epoch">Epoch of the round.</param>
+    /// <param name="round">Round answered.</param>
+    /// <param name="version">Weights version the gradient was computed on.</param>
+    /// <param name="workerIndex">Index of the sender in <see cref="StartEpoch.Workers"/>.</param>
+    /// <param name="sampleCount">Samples in the minibatch (the averaging weight).</param>
+    /// <param name="lossSum">Sum of the per-sample losses over the minibatch.</param>
+    /// <param name="gradient">Gradient of the minibatch's mean loss, flat, layout order.</param>
+    /// <param name="computeSeconds">Worker time from receiving the weights to sending this gradient, seconds.</param>
+    /// <param name="allocatedBytes">Managed bytes the worker's step allocated (a diagnostic; 0 in steady state).</param>
+    [SerializationConstructor]
+    public GradientComputed(int epoch, int round, long version, int workerIndex, int sampleCount, double lossSum, float[] gradient,
+        double computeSeconds = 0, long allocatedBytes = 0)
+    {
+        Epoch = epoch;
+        Round = round;
+        Version = version;
+        WorkerIndex = workerIndex;
+        SampleCount = sampleCount;
+        LossSum = lossSum;
+        Gradient = gradient;
+        ComputeSeconds = computeSeconds;
+        AllocatedBytes = allocatedBytes;
+    }
+
+    /// <summary>Epoch of the round.</summary>
+    [Key(0)] public int Epoch { get; private set; }
+
+    /// <summary>Round answered.</summary>
+    [Key(1)] public int Round { get; private set; }
+
+    /// <summary>Weights version the gradient was computed on.</summary>
+    [Key(2)] public long Version { get; private set; }
+
+    /// <summary>Index of the sender in <see cref="StartEpoch.Workers"/>.</summary>
+    [Key(3)] public int WorkerIndex { get; private set; }
+
+    /// <summary>Samples in the minibatch (the averaging weight).</summary>
+    [Key(4)] public int SampleCount { get; private set; }
+
+    /// <summary>Sum of the per-sample losses over the minibatch.</summary>
+    [Key(5)] public double LossSum { get; private set; }
+
+    /// <summary>Gradient of the minibatch's mean loss, flat, layout order (loaned).</summary>
+    [Key(6)] public float[] Gradient { get; private set; }
+
+    /// <summary>Worker time from receiving the weights to sending this gradient, seconds.</summary>
+    [Key(7)] public double ComputeSeconds { get; private set; }
+
+    /// <summary>Managed bytes the worker's step allocated on its thread.</summary>
+    [Key(8)] public long AllocatedBytes { get; private set; }
+
     /// <inheritdoc />
     [IgnoreMember] public float[] Tensor => Gradient;
 
     /// <inheritdoc />
-    public ITensorMessage WithTensor(float[] tensor) => this with { Gradient = tensor };
+    public ITensorMessage WithTensor(float[] tensor) =>
+        new GradientComputed(Epoch, Round, Version, WorkerIndex, SampleCount, LossSum, tensor, ComputeSeconds, AllocatedBytes);
+
+    /// <summary>Rewrites this loaned instance for the next gradient it carries (the gradient array stays the same).</summary>
+    internal GradientComputed Reuse(int epoch, int round, long version, int sampleCount, double lossSum)
+    {
+        Epoch = epoch;
+        Round = round;
+        Version = version;
+        SampleCount = sampleCount;
+        LossSum = lossSum;
+        return this;
+    }
+
+    /// <summary>Records the step's time and allocations just before sending.</summary>
+    internal void Measured(double computeSeconds, long allocatedBytes)
+    {
+        ComputeSeconds = computeSeconds;
+        AllocatedBytes = allocatedBytes;
+    }
 }
 
-/// <summary>One optimizer step was applied. ParameterServer → Coordinator.</summary>
-/// <param name="Epoch">Epoch of the round.</param>
-/// <param name="Round">Round applied.</param>
-/// <param name="Version">Version after the step.</param>
-/// <param name="SampleCount">Samples that contributed.</param>
-/// <param name="LossSum">Their summed loss, on the weights before the step.</param>
-/// <param name="Timing">Where the round's wall time went.</param>
+/// <summary>
+/// One optimizer step was applied. ParameterServer → Coordinator, and back: the coordinator returns
+/// the instance to the parameter server once handled, which reuses it for a later step.
+/// </summary>
+/// <remarks>Pooled: the parameter server starts with <see cref="PoolSize"/> instances and creates more only
+/// if the coordinator holds them all.</remarks>
 [MessagePackObject]
-public sealed record RoundApplied(
-    [property: Key(0)] int Epoch,
-    [property: Key(1)] int Round,
-    [property: Key(2)] long Version,
-    [property: Key(3)] int SampleCount,
-    [property: Key(4)] double LossSum,
-    [property: Key(5)] RoundTiming Timing) : IDistTrainMessage;
+public sealed record RoundApplied : IDistTrainMessage
+{
+    /// <summary>Instances the parameter server starts with (about 25 KB): more steps than a coordinator that keeps up ever holds.</summary>
+    public const int PoolSize = 256;
 
-/// <summary>Split of one synchronous round's wall time, all in seconds, as seen by the parameter server.</summary>
+    /// <summary>Creates the message.</summary>
+    /// <param name="epoch">Epoch of the round.</param>
+    /// <param name="round">Round applied.</param>
+    /// <param name="version">Version after the step.</param>
+    /// <param name="sampleCount">Samples that contributed.</param>
+    /// <param name="lossSum">Their summed loss, on the weights before the step.</param>
+    /// <param name="timing">Where the round's wall time went.</param>
+    [SerializationConstructor]
+    public RoundApplied(int epoch, int round, long version, int sampleCount, double lossSum, RoundTiming timing)
+    {
+        Epoch = epoch;
+        Round = round;
+        Version = version;
+        SampleCount = sampleCount;
+        LossSum = lossSum;
+        Timing = timing;
+    }
+
+    /// <summary>Epoch of the round.</summary>
+    [Key(0)] public int Epoch { get; private set; }
+
+    /// <summary>Round applied.</summary>
+    [Key(1)] public int Round { get; private set; }
+
+    /// <summary>Version after the step.</summary>
+    [Key(2)] public long Version { get; private set; }
+
+    /// <summary>Samples that contributed.</summary>
+    [Key(3)] public int SampleCount { get; private set; }
+
+    /// <summary>Their summed loss, on the weights before the step.</summary>
+    [Key(4)] public double LossSum { get; private set; }
+
+    /// <summary>Where the round's wall time went.</summary>
+    [Key(5)] public RoundTiming Timing { get; private set; }
+
+    /// <summary>Rewrites this loaned instance.</summary>
+    internal RoundApplied Reuse(int epoch, int round, long version, int sampleCount, double lossSum, RoundTiming timing)
+    {
+        Epoch = epoch;
+        Round = round;
+        Version = version;
+        SampleCount = sampleCount;
+        LossSum = lossSum;
+        Timing = timing;
+        return this;
+    }
+}
+
+/// <summary>Split of one synchronous round's wall time in seconds, and its allocations in bytes, as seen by the parameter server.</summary>
 /// <param name="RoundSeconds">From sending the round's weights to having applied its update.</param>
 /// <param name="MaxComputeSeconds">Slowest worker's compute time (the critical path).</param>
 /// <param name="MeanComputeSeconds">Mean compute time over the workers of the round.</param>
 /// <param name="UpdateSeconds">Averaging the gradients and the optimizer step.</param>
+/// <param name="WorkerAllocatedBytes">Most managed bytes any worker's step allocated this round.</param>
+/// <param name="ServerAllocatedBytes">Managed bytes the parameter server's gradient handlers allocated in the previous round (including its broadcast).</param>
 [MessagePackObject]
-public sealed record RoundTiming(
+public readonly record struct RoundTiming(
     [property: Key(0)] double RoundSeconds,
     [property: Key(1)] double MaxComputeSeconds,
     [property: Key(2)] double MeanComputeSeconds,
-    [property: Key(3)] double UpdateSeconds)
+    [property: Key(3)] double UpdateSeconds,
+    [property: Key(4)] long WorkerAllocatedBytes = 0,
+    [property: Key(5)] long ServerAllocatedBytes = 0)
 {
     /// <summary>Mean time a worker spent waiting for weights: the round minus its own compute.</summary>
     [IgnoreMember] public double WaitingForWeightsSeconds => Math.Max(0, RoundSeconds - MeanComputeSeconds);

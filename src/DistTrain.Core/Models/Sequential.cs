@@ -94,6 +94,15 @@ public sealed class Sequential
             flat.Slice(segment.Offset, segment.Length).CopyTo(parameter.Value);
     }
 
+    /// <summary>Copies the layers' parameters into a flat vector.</summary>
+    /// <exception cref="ArgumentException">The length differs from <see cref="ParameterLayout.TotalLength"/>.</exception>
+    public void CopyParametersTo(Span<float> flat)
+    {
+        CheckLength(flat.Length);
+        foreach (var (parameter, segment) in _parameters)
+            parameter.Value.CopyTo(flat.Slice(segment.Offset, segment.Length));
+    }
+
     /// <summary>Copies the gradients of the last backward pass into a flat vector.</summary>
     /// <exception cref="ArgumentException">The length differs from <see cref="ParameterLayout.TotalLength"/>.</exception>
     public void CopyGradientsTo(Span<float> flat)
