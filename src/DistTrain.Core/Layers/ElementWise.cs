@@ -4,8 +4,8 @@ namespace DistTrain.Core.Layers;
 
 /// <summary>
 /// SIMD kernels for the activation derivatives that <see cref="System.Numerics.Tensors.TensorPrimitives"/>
-/// has no single call for. Each processes <see cref="Vector{T}.Count"/> floats per instruction (16 with
-/// AVX-512) and finishes the tail element by element.
+/// has no single call for. Each processes <see cref="Vector{T}.Count"/> floats per instruction (8: .NET
+/// keeps <see cref="Vector{T}"/> at 256 bits even on AVX-512 CPUs) and finishes the tail element by element.
 /// </summary>
 internal static class ElementWise
 {

@@ -141,6 +141,8 @@ public static unsafe class Blas
         if (!OpenBlasLibrary.TryLoad(out var failure))
             return failure;
         OpenBlasLibrary.SetThreads(1);
+        if (OpenBlasLibrary.BestKernel() is not null && OpenBlasLibrary.IsPreAvx2(OpenBlasLibrary.CoreName))
+            Console.Error.WriteLine($"warning: OpenBLAS runs its {OpenBlasLibrary.CoreName} kernel although this CPU has AVX2; products will be several times slower. ({OpenBlasLibrary.KernelChoice})");
         return "";
     }
 }

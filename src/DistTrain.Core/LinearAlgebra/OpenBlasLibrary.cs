@@ -23,16 +23,18 @@ internal static unsafe partial class OpenBlasLibrary
 
     private static readonly string[] Candidates =
     [
+        "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
         "libopenblas.so.0",
         "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
-        "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
         "libopenblas.so",
     ];
 
-    // Kernels that lack AVX2 (OpenBLAS core names, driver/others/dynamic.c).
+    // OpenBLAS x86-64 core names (driver/others/dynamic.c) by the instruction set their kernels need.
     private static readonly string[] PreAvx2Kernels =
         ["PRESCOTT", "KATMAI", "COPPERMINE", "NORTHWOOD", "BANIAS", "ATOM", "CORE2", "PENRYN", "DUNNINGTON",
          "NEHALEM", "SANDYBRIDGE", "ATHLON", "OPTERON", "OPTERON_SSE3", "BARCELONA", "BOBCAT", "BULLDOZER", "PILEDRIVER", "STEAMROLLER", "EXCAVATOR"];
+    private static readonly string[] Avx2Kernels = ["HASWELL", "ZEN"];
+    private static readonly string[] Avx512Kernels = ["SKYLAKEX", "COOPERLAKE", "SAPPHIRERAPIDS"];
 
     internal static delegate* unmanaged[Cdecl]<int, int, int, int, int, int, float, float*, int, float*, int, float, float*, int, void> Sgemm;
     private static delegate* unmanaged[Cdecl]<int, void> _setNumThreads;
@@ -50,6 +52,7 @@ internal static unsafe partial class OpenBlasLibrary
     internal static bool TryLoad(out string failure)
     {
         ChooseKernel();
+        failure = "libopenblas.so.0 not found (install Debian's libopenblas0-pthread)";
         foreach (var candidate in Candidates)
         {
             if (!NativeLibrary.TryLoad(candidate, out var handle)) continue;
@@ -60,7 +63,7 @@ internal static unsafe partial class OpenBlasLibrary
                 || !NativeLibrary.TryGetExport(handle, "openblas_get_config", out var config))
             {
                 failure = $"{candidate} lacks cblas_sgemm or the openblas_* queries";
-                return false;
+                continue;
             }
             Sgemm = (delegate* unmanaged[Cdecl]<int, int, int, int, int, int, float, float*, int, float*, int, float, float*, int, void>)sgemm;
             _setNumThreads = (delegate* unmanaged[Cdecl]<int, void>)setThreads;
@@ -71,7 +74,6 @@ internal static unsafe partial class OpenBlasLibrary
             failure = "";
             return true;
         }
-        failure = "libopenblas.so.0 not found (install Debian's libopenblas0-pthread)";
         return false;
     }
 
@@ -83,6 +85,9 @@ internal static unsafe partial class OpenBlasLibrary
 
     internal static string Config => Marshal.PtrToStringUTF8((nint)_getConfig()) ?? "unknown";
 
+    /// <summary>True for an OpenBLAS core name whose kernels predate AVX2.</summary>
+    internal static bool IsPreAvx2(string coreName) => PreAvx2Kernels.Contains(coreName.Trim().ToUpperInvariant());
+
     /// <summary>The best OpenBLAS kernel for this CPU, or null when the CPU has no AVX2.</summary>
     internal static string? BestKernel() =>
         Avx512F.IsSupported && Avx512BW.IsSupported && Avx512DQ.IsSupported && Avx512F.VL.IsSupported ? "SkylakeX"
@@ -91,22 +96,43 @@ internal static unsafe partial class OpenBlasLibrary
 
     private static void ChooseKernel()
     {
-        var current = Marshal.PtrToStringUTF8(GetEnv("OPENBLAS_CORETYPE"));
+        string? current;
+        try
+        {
+            current = Marshal.PtrToStringUTF8(GetEnv("OPENBLAS_CORETYPE"));
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            KernelChoice = "libc getenv/setenv unavailable: OpenBLAS auto-detects its kernel";
+            return;
+        }
         var best = BestKernel();
+        var name = current?.Trim().ToUpperInvariant() ?? "";
         if (best is null)
         {
             KernelChoice = current is null ? "CPU has no AVX2: OpenBLAS auto-detects" : $"OPENBLAS_CORETYPE={current} kept";
             return;
         }
-        if (!string.IsNullOrWhiteSpace(current) && !PreAvx2Kernels.Contains(current.Trim().ToUpperInvariant()))
+        var runnable = Avx2Kernels.Contains(name) || (Avx512Kernels.Contains(name) && best == "SkylakeX");
+        if (runnable)
         {
             KernelChoice = $"OPENBLAS_CORETYPE={current} kept";
             return;
         }
-        SetEnv("OPENBLAS_CORETYPE", best, 1);
-        KernelChoice = string.IsNullOrWhiteSpace(current)
-            ? $"OPENBLAS_CORETYPE set to {best} (auto-detection in 0.3.21 can fall back to Prescott on this CPU)"
-            : $"OPENBLAS_CORETYPE={current} replaced by {best}: the CPU has AVX2{(best == "SkylakeX" ? " and AVX-512" : "")}";
+        try
+        {
+            SetEnv("OPENBLAS_CORETYPE", best, 1);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            KernelChoice = "libc setenv unavailable: OpenBLAS auto-detects its kernel";
+            return;
+        }
+        KernelChoice = name.Length == 0
+            ? $"OPENBLAS_CORETYPE set to {best}, the best kernel this CPU runs (OpenBLAS 0.3.21's auto-detection picks Prescott on some virtualized CPUs)"
+            : PreAvx2Kernels.Contains(name)
+                ? $"OPENBLAS_CORETYPE={current} replaced by {best}: the CPU has AVX2{(best == "SkylakeX" ? " and AVX-512" : "")}"
+                : $"OPENBLAS_CORETYPE={current} replaced by {best}: {(Avx512Kernels.Contains(name) ? "this CPU lacks AVX-512" : "not a known x86-64 kernel name")}";
     }
 
     [LibraryImport("libc", EntryPoint = "getenv", StringMarshalling = StringMarshalling.Utf8)]
