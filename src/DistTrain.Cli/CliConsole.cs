@@ -15,6 +15,34 @@ internal static class CliConsole
         if (Console.IsErrorRedirected) Error.Profile.Width = 240;
     }
 
+    /// <summary>
+    /// Runs a training (either mode) and maps its failures to the documented exit codes: 3 diverged,
+    /// 130 cancelled, 1 failed (stall, lost actor, refused or lost node); null when it completed.
+    /// </summary>
+    public static async Task<int?> RunTrainingAsync(Func<Task> training)
+    {
+        try
+        {
+            await training();
+            return null;
+        }
+        catch (DistTrain.Cluster.Actors.TrainingDivergedException e)
+        {
+            Fail("training diverged", e.Message);
+            return 3;
+        }
+        catch (OperationCanceledException)
+        {
+            Fail("cancelled", "no weights were saved.");
+            return 130;
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException or DistTrain.Cluster.Actors.TrainingStalledException)
+        {
+            Fail("training failed", e.Message);
+            return 1;
+        }
+    }
+
     /// <summary>Prints "error: message" in red on standard error.</summary>
     public static void Fail(string label, string message) => Error.MarkupLineInterpolated($"[red]{label}:[/] {message}");
 }

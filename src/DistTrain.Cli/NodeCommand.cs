@@ -1,6 +1,7 @@
 using System.CommandLine;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
@@ -55,35 +56,21 @@ internal static class NodeCommand
         }
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, seeds {string.Join(", ", options.Cluster.SeedNodes)}, port {options.Cluster.Port}");
-        try
+        if (role == NodeRoles.Worker)
         {
-            if (role == NodeRoles.Worker)
-            {
-                var finished = await ClusterNode.RunWorkerAsync(options, data, cancellationToken);
-                AnsiConsole.MarkupLineInterpolated($"Job finished: {finished.Summary}");
-                return finished.Succeeded ? 0 : 1;
-            }
-            var loop = options.Training;
-            AnsiConsole.MarkupLineInterpolated($"Waiting for {options.Cluster.MinWorkers} worker(s); {loop.Epochs} epochs, batch {loop.BatchSizePerWorker} per worker");
-            var result = await ConsoleProgress.RunAsync(loop.Epochs,
-                observer => ClusterNode.RunParameterServerAsync(options, data, observer, cancellationToken));
-            RunOutputs.Save(runDirectory!, options, data.Normalizer, result);
-            return 0;
+            JobFinished? finished = null;
+            var failed = await CliConsole.RunTrainingAsync(async () => finished = await ClusterNode.RunWorkerAsync(options, data, cancellationToken));
+            if (failed is not null) return failed.Value;
+            AnsiConsole.MarkupLineInterpolated($"Job finished: {finished!.Summary}");
+            return finished.Succeeded ? 0 : 1;
         }
-        catch (TrainingDivergedException e)
-        {
-            CliConsole.Fail("training diverged", e.Message);
-            return 3;
-        }
-        catch (OperationCanceledException)
-        {
-            CliConsole.Fail("cancelled", "the node left the cluster.");
-            return 130;
-        }
-        catch (Exception e) when (e is InvalidOperationException or TimeoutException or TrainingStalledException)
-        {
-            CliConsole.Fail("node failed", e.Message);
-            return 1;
-        }
+        var loop = options.Training;
+        AnsiConsole.MarkupLineInterpolated($"Waiting for {options.Cluster.MinWorkers} worker(s); {loop.Epochs} epochs, batch {loop.BatchSizePerWorker} per worker");
+        TrainingResult? result = null;
+        var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
+            observer => ClusterNode.RunParameterServerAsync(options, data, observer, cancellationToken)));
+        if (exit is not null) return exit.Value;
+        RunOutputs.Save(runDirectory!, options, data.Normalizer, result!);
+        return 0;
     }
 }

@@ -79,29 +79,12 @@ internal static class TrainCommand
         Blas.SetThreadsPerCall(Blas.ThreadsFor(loop.Workers)); // as the trainer will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
 
-        TrainingResult result;
-        try
-        {
-            result = await ConsoleProgress.RunAsync(loop.Epochs,
-                observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, observer, cancellationToken: cancellationToken));
-        }
-        catch (TrainingDivergedException e)
-        {
-            CliConsole.Fail("training diverged", e.Message);
-            return 3;
-        }
-        catch (OperationCanceledException)
-        {
-            CliConsole.Fail("training cancelled", "no weights were saved.");
-            return 130;
-        }
-        catch (Exception e) when (e is TrainingStalledException or InvalidOperationException)
-        {
-            CliConsole.Fail("training failed", e.Message);
-            return 1;
-        }
+        TrainingResult? result = null;
+        var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
+            observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, observer, cancellationToken: cancellationToken)));
+        if (exit is not null) return exit.Value;
 
-        RunOutputs.Save(runDirectory, options, data.Normalizer, result);
+        RunOutputs.Save(runDirectory, options, data.Normalizer, result!);
         return 0;
     }
 }

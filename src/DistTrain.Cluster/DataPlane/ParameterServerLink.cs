@@ -62,21 +62,13 @@ public sealed class ParameterServerLink : ReceiveActor
     }
 
     /// <inheritdoc />
-    protected override void PostStop()
-    {
-        try { _socket?.Shutdown(SocketShutdown.Both); } catch (SocketException) { }
-        _socket?.Dispose();
-    }
+    protected override void PostStop() => TensorFrame.Close(_socket);
 
     private void OnGradient(GradientComputed gradient)
     {
-        try
+        if (TensorFrame.TryWrite(_socket, TensorFrame.For(gradient), gradient.Gradient) is { } failure)
         {
-            TensorFrame.Write(_socket!, TensorFrame.For(gradient), gradient.Gradient);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
-        {
-            _log.Error("Worker {0}: sending a gradient failed: {1}", _workerIndex, e.Message);
+            _log.Error("Worker {0}: sending a gradient failed: {1}", _workerIndex, failure);
             Context.Stop(Self);
         }
     }

@@ -117,6 +117,27 @@ internal static class TensorFrame
         }
     }
 
+    /// <summary>Writes a frame; on a broken connection returns the reason instead of throwing.</summary>
+    public static string? TryWrite(Socket? socket, Header header, ReadOnlySpan<float> values)
+    {
+        try
+        {
+            Write(socket ?? throw new ObjectDisposedException("data plane socket"), header, values);
+            return null;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+        {
+            return e.Message;
+        }
+    }
+
+    /// <summary>Shuts a data-plane socket down and releases it; safe to call on a closed or null socket.</summary>
+    public static void Close(Socket? socket)
+    {
+        try { socket?.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        socket?.Dispose();
+    }
+
     /// <summary>TCP settings for 1 MB tensors: no Nagle delay, buffers that hold a whole tensor (Linux caps them at net.core.wmem_max).</summary>
     public static void Tune(Socket socket)
     {

@@ -63,11 +63,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     protected override void PreStart() => Context.Watch(_remoteWorker);
 
     /// <inheritdoc />
-    protected override void PostStop()
-    {
-        try { _socket?.Shutdown(SocketShutdown.Both); } catch (SocketException) { }
-        _socket?.Dispose();
-    }
+    protected override void PostStop() => TensorFrame.Close(_socket);
 
     private void OnAttach(Attach attach)
     {
@@ -86,13 +82,9 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
             return;
         }
         _parameterServer = Sender;
-        try
+        if (TensorFrame.TryWrite(_socket, TensorFrame.For(update), update.Weights) is { } failure)
         {
-            TensorFrame.Write(_socket, TensorFrame.For(update), update.Weights);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
-        {
-            _log.Error("Worker {0}: sending weights failed: {1}", _workerIndex, e.Message);
+            _log.Error("Worker {0}: sending weights failed: {1}", _workerIndex, failure);
             Context.Stop(Self);
         }
     }
