@@ -163,3 +163,28 @@ public class BlasAndKernelTests
         Assert.True(sgd.Step(new float[3], [1f, 2f, 3f]));
     }
 }
+
+/// <summary>The managed fallback trains the same model as the native path (it is what runs without OpenBLAS).</summary>
+public class BlasFallbackTests
+{
+    [Fact]
+    public async Task Training_on_the_managed_provider_matches_the_native_provider()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(32, 10), workers: 2, batch: 50, epochs: 1);
+        var native = await Cluster.Hosting.SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+        options.Compute.BlasProvider = BlasProvider.Managed;
+        try
+        {
+            var managed = await Cluster.Hosting.SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+            Assert.False(Blas.IsNative);
+            Assert.Contains("MathNet managed provider", Blas.Description);
+            Compare.Close(native.FinalWeights.Values, managed.FinalWeights.Values, relative: 1e-3, absolute: 1e-5, "managed vs native weights");
+        }
+        finally
+        {
+            Blas.Select(BlasProvider.Auto); // the provider is process-wide: leave it as the other tests expect
+        }
+        Assert.True(Blas.IsNative);
+    }
+}
