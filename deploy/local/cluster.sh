@@ -19,6 +19,8 @@ export DISTTRAIN_Cluster__PublicHostname=127.0.0.1
 export DISTTRAIN_Cluster__SeedNodes__0="akka.tcp://disttrain@127.0.0.1:${port}"
 export DISTTRAIN_Cluster__DataPort="${DISTTRAIN_Cluster__DataPort:-4054}"
 export DISTTRAIN_Cluster__MinWorkers="$workers"
+# The worker nodes share this machine's cores.
+export DISTTRAIN_Compute__BlasThreads="${DISTTRAIN_Compute__BlasThreads:-$(( $(nproc) / workers > 0 ? $(nproc) / workers : 1 ))}"
 
 logs=runs/cluster-logs
 mkdir -p "$logs"

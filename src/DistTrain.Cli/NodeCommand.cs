@@ -4,6 +4,7 @@ using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
+using DistTrain.Core.LinearAlgebra;
 using DistTrain.Core.Models;
 using Spectre.Console;
 
@@ -56,6 +57,9 @@ internal static class NodeCommand
         }
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, seeds {string.Join(", ", options.Cluster.SeedNodes)}, port {options.Cluster.Port}");
+        Blas.Select(options.Compute.BlasProvider);
+        Blas.SetThreadsPerCall(options.Compute.BlasThreads > 0 ? options.Compute.BlasThreads : Environment.ProcessorCount);
+        AnsiConsole.WriteLine(Blas.Description);
         if (role == NodeRoles.Worker)
         {
             JobFinished? finished = null;

@@ -76,7 +76,7 @@ internal static class TrainCommand
         AnsiConsole.MarkupLineInterpolated(
             $"optimizer SGD lr {options.Optimizer.LearningRate} momentum {options.Optimizer.Momentum} L1 {options.Optimizer.L1} L2 {options.Optimizer.L2}; init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}");
         Blas.Select(options.Compute.BlasProvider);
-        Blas.SetThreadsPerCall(Blas.ThreadsFor(loop.Workers)); // as the trainer will, so the line below is true
+        Blas.SetThreadsPerCall(options.Compute.BlasThreads > 0 ? options.Compute.BlasThreads : Blas.ThreadsFor(loop.Workers)); // as the trainer will
         AnsiConsole.WriteLine(Blas.Description);
 
         TrainingResult? result = null;

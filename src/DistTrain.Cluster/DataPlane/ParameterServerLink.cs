@@ -39,7 +39,7 @@ public sealed class ParameterServerLink : ReceiveActor
         Receive<ReaderFailed>(failed =>
         {
             // At the end of a job the parameter server closes first; the agent decides whether that was a failure.
-            _log.Warning("Worker {0}: data plane to the parameter server closed: {1}", _workerIndex, failed.Reason);
+            _log.Info("Worker {0}: data plane to the parameter server closed: {1}", _workerIndex, failed.Reason);
             Context.Stop(Self);
         });
     }

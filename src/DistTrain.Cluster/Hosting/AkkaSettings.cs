@@ -39,5 +39,7 @@ public static class AkkaSettings
         akka.stdout-loglevel = {{level}}
         akka.log-dead-letters = off
         akka.log-dead-letters-during-shutdown = off
+        # Nodes leave at the end of every cluster job; their disassociation is expected, not an error.
+        akka.remote.log-remote-lifecycle-events = off
         """);
 }

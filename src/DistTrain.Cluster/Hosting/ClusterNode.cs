@@ -60,7 +60,6 @@ public static class ClusterNode
         CancellationToken cancellationToken)
     {
         Blas.Select(options.Compute.BlasProvider);
-        Blas.SetThreadsPerCall(Environment.ProcessorCount);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var dataHost = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname;
         using var host = BuildHost(options, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
@@ -85,6 +84,7 @@ public static class ClusterNode
     public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, TrainingData data, CancellationToken cancellationToken)
     {
         Blas.Select(options.Compute.BlasProvider);
+        Blas.SetThreadsPerCall(options.Compute.BlasThreads > 0 ? options.Compute.BlasThreads : Environment.ProcessorCount);
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         using var host = BuildHost(options, NodeRoles.Worker, computeThreads: 1, (system, _) =>
             system.ActorOf(WorkerAgent.Props(options, data, completion), "agent"));

@@ -69,6 +69,13 @@ public sealed class ComputeOptions
     /// managed provider; <c>Managed</c>: always the managed provider. Default <c>Auto</c>.
     /// </summary>
     public BlasProvider BlasProvider { get; set; } = BlasProvider.Auto;
+
+    /// <summary>
+    /// OpenBLAS threads per matrix product. 0 (default) = automatic: cores / workers in single-node mode,
+    /// all cores on a worker node (one worker per node). Set it when several worker nodes share a
+    /// machine, so that workers × threads stays within the cores (deploy/local/cluster.sh does).
+    /// </summary>
+    public int BlasThreads { get; set; }
 }
 
 /// <summary>Data source and preprocessing.</summary>
