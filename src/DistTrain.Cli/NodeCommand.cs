@@ -1,6 +1,7 @@
 using System.CommandLine;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Metrics;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
@@ -55,6 +56,17 @@ internal static class NodeCommand
             CliConsole.Fail("error", e.Message);
             return 2;
         }
+        MetricsExporter? exporter;
+        try
+        {
+            exporter = MetricsSetup.Start(options, $"{role}@{(string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname)}:{options.Cluster.Port}");
+        }
+        catch (MetricsPortException e)
+        {
+            CliConsole.Fail("error", e.Message);
+            return 2;
+        }
+        using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, seeds {string.Join(", ", options.Cluster.SeedNodes)}, port {options.Cluster.Port}");
         Blas.Select(options.Compute.BlasProvider);
@@ -72,7 +84,7 @@ internal static class NodeCommand
         AnsiConsole.MarkupLineInterpolated($"Waiting for {options.Cluster.MinWorkers} worker(s); {loop.Epochs} epochs, batch {loop.BatchSizePerWorker} per worker");
         TrainingResult? result = null;
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
-            observer => ClusterNode.RunParameterServerAsync(options, data, observer, cancellationToken)));
+            observer => ClusterNode.RunParameterServerAsync(options, data, MetricsSetup.Wrap(observer, options), cancellationToken)));
         if (exit is not null) return exit.Value;
         RunOutputs.Save(runDirectory!, options, data.Normalizer, result!);
         return 0;

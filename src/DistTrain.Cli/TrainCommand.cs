@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Metrics;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
@@ -68,7 +69,17 @@ internal static class TrainCommand
             CliConsole.Fail("error", e.Message);
             return 2;
         }
-
+        MetricsExporter? exporter;
+        try
+        {
+            exporter = MetricsSetup.Start(options, "local");
+        }
+        catch (MetricsPortException e)
+        {
+            CliConsole.Fail("error", e.Message);
+            return 2;
+        }
+        using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated(
@@ -81,7 +92,7 @@ internal static class TrainCommand
 
         TrainingResult? result = null;
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
-            observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, observer, cancellationToken: cancellationToken)));
+            observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(observer, options), cancellationToken: cancellationToken)));
         if (exit is not null) return exit.Value;
 
         RunOutputs.Save(runDirectory, options, data.Normalizer, result!);

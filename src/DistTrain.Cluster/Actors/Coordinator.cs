@@ -45,6 +45,7 @@ public sealed class Coordinator : ReceiveActor
     private readonly ITrainingObserver _observer;
     private readonly TaskCompletionSource<TrainingResult> _completion;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly System.Diagnostics.TagList _metricTags = Metrics.DistTrainMetrics.Tags(NodeRoles.Coordinator);
     private readonly IActorRef _parameterServer;
     private readonly IActorRef[] _workers;
     private readonly List<EpochSummary> _summaries = [];
@@ -69,9 +70,11 @@ public sealed class Coordinator : ReceiveActor
         _observer = observer;
         _completion = completion;
         _parameterServer = Context.Watch(Context.ActorOf(parameterServer, "parameter-server"));
+        Metrics.DistTrainMetrics.WatchMailbox(NodeRoles.ParameterServer, _parameterServer);
         _workers = workerProps is not null
             ? workerProps.Select((props, i) => Context.Watch(Context.ActorOf(props, $"worker-{i}"))).ToArray()
             : (workerRefs ?? throw new ArgumentException("Give the workers as Props or as actor references.")).Select(w => Context.Watch(w)).ToArray();
+        foreach (var worker in _workers) Metrics.DistTrainMetrics.WatchMailbox(NodeRoles.Worker, worker);
 
         Receive<RoundApplied>(OnRoundApplied);
         Receive<EpochCompleted>(OnEpochTrained);
@@ -105,6 +108,7 @@ public sealed class Coordinator : ReceiveActor
     protected override SupervisorStrategy SupervisorStrategy() =>
         new OneForOneStrategy(exception =>
         {
+            Metrics.DistTrainMetrics.Failures.Add(1, _metricTags);
             _childFailure ??= exception;
             return Directive.Stop;
         });
@@ -120,14 +124,18 @@ public sealed class Coordinator : ReceiveActor
     /// <inheritdoc />
     protected override bool AroundReceive(Receive receive, object message)
     {
+        var started = Stopwatch.GetTimestamp();
         var handled = true;
         Guard(() => handled = base.AroundReceive(receive, message));
+        Metrics.DistTrainMetrics.Handled(_metricTags, started);
         return handled;
     }
 
     /// <inheritdoc />
     protected override void PostStop()
     {
+        Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.ParameterServer, _parameterServer);
+        foreach (var worker in _workers) Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.Worker, worker);
         Context.System.EventStream.Unsubscribe(Self);
         _completion.TrySetException(new InvalidOperationException("The coordinator stopped before training completed."));
     }

@@ -40,6 +40,7 @@ public sealed class ParameterServer : ReceiveActor
     private bool _roundClosed;
     private int _nextBroadcastBuffer;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly System.Diagnostics.TagList _metricTags = Metrics.DistTrainMetrics.Tags(NodeRoles.ParameterServer);
     private long _version;
     private StartEpoch? _epoch;
     private IActorRef _coordinator = ActorRefs.Nobody;
@@ -70,6 +71,15 @@ public sealed class ParameterServer : ReceiveActor
     /// <summary>Most workers one server accepts (the validated range of Training:Workers).</summary>
     public const int MaxWorkers = 256;
 
+
+    /// <inheritdoc />
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var handled = base.AroundReceive(receive, message);
+        Metrics.DistTrainMetrics.Handled(_metricTags, started);
+        return handled;
+    }
 
     /// <summary>Props of a parameter server that starts from <paramref name="initialWeights"/> (version 0).</summary>
     public static Props Props(ParameterVector initialWeights, SgdOptions optimizer) =>
@@ -105,7 +115,7 @@ public sealed class ParameterServer : ReceiveActor
         foreach (var batches in epoch.BatchesPerWorker)
             if (batches > _round) _expected++;
         // Every replica receives every version, so evaluation can run on any of them.
-        var update = _broadcasts[_nextBroadcastBuffer].Reuse(epoch.Epoch, _round, _version);
+        var update = _broadcasts[_nextBroadcastBuffer].Reuse(epoch.Epoch, _round, _version, Stopwatch.GetTimestamp());
         _nextBroadcastBuffer = (_nextBroadcastBuffer + 1) % _broadcasts.Length;
         _roundStarted = Stopwatch.GetTimestamp();
         foreach (var worker in epoch.Workers)

@@ -30,6 +30,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly Sequential _model;
     private readonly ILoss _loss;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly System.Diagnostics.TagList _metricTags = Metrics.DistTrainMetrics.Tags(NodeRoles.Worker);
     private readonly MatrixBuffer _inputs;
     private readonly MatrixBuffer _targets;
     // Gradients are sent in loaned messages and arrays (see TrainingProtocol.cs): two, used in turn, so a
@@ -67,6 +68,15 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// <inheritdoc />
     public IStash Stash { get; set; } = null!;
 
+    /// <inheritdoc />
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var handled = base.AroundReceive(receive, message);
+        Metrics.DistTrainMetrics.Handled(_metricTags, started);
+        return handled;
+    }
+
     /// <summary>Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.</summary>
     public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize) =>
         Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize));
@@ -102,8 +112,11 @@ public sealed class Worker : ReceiveActor, IWithStash
             _log.Warning("Worker {0} ignored weights version {1}: it already holds version {2}.", _workerIndex, update.Version, _version);
             return;
         }
-        var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         var started = Stopwatch.GetTimestamp();
+        // Metrics are outside the measured step: with an exporter listening they may allocate, the step must not.
+        if (update.SentTimestamp > 0 && Metrics.DistTrainMetrics.QueueingSeconds.Enabled)
+            Metrics.DistTrainMetrics.QueueingSeconds.Record(Stopwatch.GetElapsedTime(update.SentTimestamp, started).TotalSeconds, _metricTags);
+        var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         _model.LoadParameters(update.Weights);
         _version = update.Version;
         var start = update.Round * _shard.BatchSize;

@@ -118,6 +118,9 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 /// <summary>Cluster roles of DistTrain nodes.</summary>
 public static class NodeRoles
 {
+    /// <summary>Tag of the coordinator actor in metrics (not a cluster role: it runs on the parameter-server node).</summary>
+    public const string Coordinator = "coordinator";
+
     /// <summary>The node that runs the parameter server, the coordinator and the job host.</summary>
     public const string ParameterServer = "parameter-server";
 

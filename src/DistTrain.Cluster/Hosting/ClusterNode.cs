@@ -103,7 +103,12 @@ public static class ClusterNode
     {
         var builder = new HostBuilder();
         builder.ConfigureServices(services => services.AddAkka("disttrain", (akka, _) =>
-            akka.WithDistTrainNode(options, role, computeThreads).WithActors(start)));
+            akka.WithDistTrainNode(options, role, computeThreads).WithActors((system, registry) =>
+            {
+                Metrics.DistTrainMetrics.WatchCluster(Akka.Cluster.Cluster.Get(system));
+                system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
+                start(system, registry);
+            })));
         return builder.Build();
     }
 }

@@ -43,6 +43,7 @@ public static class SingleNodeTrainer
             .WithFallback(AkkaSettings.Dispatchers(Math.Min(loop.Workers + 1, Environment.ProcessorCount)))
             .WithFallback(AkkaSettings.Logging("WARNING"));
         using var system = ActorSystem.Create("disttrain", config);
+        system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = ParameterServer.Props(weights, options.Optimizer).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var workers = Enumerable.Range(0, loop.Workers)

@@ -58,13 +58,15 @@ public sealed record WeightsUpdated : ITensorMessage
     /// <param name="round">0-based minibatch index within each worker's shard.</param>
     /// <param name="version">Weights version: the number of optimizer steps applied so far.</param>
     /// <param name="weights">The flat parameter vector, layout order.</param>
+    /// <param name="sentTimestamp">Sender's <see cref="System.Diagnostics.Stopwatch"/> timestamp at sending, for the queueing-delay metric; 0 when unknown.</param>
     [SerializationConstructor]
-    public WeightsUpdated(int epoch, int round, long version, float[] weights)
+    public WeightsUpdated(int epoch, int round, long version, float[] weights, long sentTimestamp = 0)
     {
         Epoch = epoch;
         Round = round;
         Version = version;
         Weights = weights;
+        SentTimestamp = sentTimestamp;
     }
 
     /// <summary>Epoch the round belongs to.</summary>
@@ -79,18 +81,22 @@ public sealed record WeightsUpdated : ITensorMessage
     /// <summary>The flat parameter vector, layout order (loaned).</summary>
     [Key(3)] public float[] Weights { get; private set; }
 
+    /// <summary>Sender's Stopwatch timestamp at sending (same machine only); 0 when unknown.</summary>
+    [Key(4)] public long SentTimestamp { get; private set; }
+
     /// <inheritdoc />
     [IgnoreMember] public float[] Tensor => Weights;
 
     /// <inheritdoc />
-    public ITensorMessage WithTensor(float[] tensor) => new WeightsUpdated(Epoch, Round, Version, tensor);
+    public ITensorMessage WithTensor(float[] tensor) => new WeightsUpdated(Epoch, Round, Version, tensor, SentTimestamp);
 
     /// <summary>Rewrites this loaned instance for the next round it carries (the weights array stays the same).</summary>
-    internal WeightsUpdated Reuse(int epoch, int round, long version)
+    internal WeightsUpdated Reuse(int epoch, int round, long version, long sentTimestamp)
     {
         Epoch = epoch;
         Round = round;
         Version = version;
+        SentTimestamp = sentTimestamp;
         return this;
     }
 }

@@ -29,6 +29,9 @@ public sealed class TrainingOptions
     /// <summary>How the numerics run.</summary>
     public ComputeOptions Compute { get; set; } = new();
 
+    /// <summary>Prometheus metrics endpoint.</summary>
+    public MetricsOptions Metrics { get; set; } = new();
+
     /// <summary>Cluster mode: how this node joins the Akka cluster and where tensors travel.</summary>
     public ClusterOptions Cluster { get; set; } = new();
 }
@@ -59,6 +62,16 @@ public sealed class ClusterOptions
 
     /// <summary>Seconds a worker node waits for the parameter server before giving up. Default 120.</summary>
     public double JoinTimeoutSeconds { get; set; } = 120;
+}
+
+/// <summary>The Prometheus endpoint every node can expose.</summary>
+public sealed class MetricsOptions
+{
+    /// <summary>Port of <c>http://HOST:PORT/metrics</c>; 0 (default) turns the endpoint off.</summary>
+    public int Port { get; set; }
+
+    /// <summary>Where the endpoint listens: <c>+</c> (default) for every interface, <c>localhost</c> for this machine only.</summary>
+    public string Hostname { get; set; } = "+";
 }
 
 /// <summary>Numerics back end.</summary>

@@ -63,6 +63,7 @@ public static class TrainingOptionsValidator
             problems.Add("Data:Directory is empty: set it to the folder with the IDX files (Debian: /usr/share/datasets/fashion-mnist).");
         else if (checkDataDirectory && !Directory.Exists(options.Data.Directory))
             problems.Add($"Data:Directory = '{options.Data.Directory}' is not an existing folder: install the data with 'apt-get install dataset-fashion-mnist' or pass --data DIR.");
+        Range("Metrics:Port", options.Metrics.Port, 0, 65_535);
         Range("Compute:BlasThreads", options.Compute.BlasThreads, 0, 1024);
         Range("Cluster:Port", options.Cluster.Port, 0, 65_535);
         Range("Cluster:DataPort", options.Cluster.DataPort, 1, 65_535);

@@ -1,0 +1,35 @@
+using System.Net;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Metrics;
+using DistTrain.Core.Configuration;
+
+namespace DistTrain.Cli;
+
+/// <summary>Starts the Prometheus endpoint when Metrics:Port is set, and wraps the progress observer so training figures become metrics.</summary>
+internal static class MetricsSetup
+{
+    /// <summary>The exporter, or null when metrics are off.</summary>
+    /// <exception cref="RunDirectoryException">Never; see <see cref="MetricsPortException"/>.</exception>
+    public static MetricsExporter? Start(TrainingOptions options, string node)
+    {
+        DistTrainMetrics.Node = node;
+        if (options.Metrics.Port == 0) return null;
+        try
+        {
+            var exporter = MetricsExporter.Start(options.Metrics.Hostname, options.Metrics.Port);
+            Spectre.Console.AnsiConsole.MarkupLineInterpolated($"Metrics: http://{(options.Metrics.Hostname == "+" ? "localhost" : options.Metrics.Hostname)}:{options.Metrics.Port}/metrics");
+            return exporter;
+        }
+        catch (HttpListenerException e)
+        {
+            throw new MetricsPortException($"Metrics:Port = {options.Metrics.Port}: cannot listen ({e.Message}). Pick a free port or set Metrics:Port to 0.");
+        }
+    }
+
+    /// <summary>The observer to give the trainer: metrics first, then the console.</summary>
+    public static ITrainingObserver Wrap(ITrainingObserver console, TrainingOptions options) =>
+        options.Metrics.Port == 0 ? console : new MetricsObserver(console, options.Optimizer.LearningRate);
+}
+
+/// <summary>The metrics endpoint cannot be opened.</summary>
+internal sealed class MetricsPortException(string message) : Exception(message);

@@ -1,0 +1,121 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Akka.Actor;
+
+namespace DistTrain.Cluster.Metrics;
+
+/// <summary>
+/// DistTrain's instruments, on one <see cref="System.Diagnostics.Metrics.Meter"/> named <c>DistTrain</c>, so
+/// any listener can read them: the Prometheus exporter (<see cref="MetricsExporter"/>), OpenTelemetry,
+/// or <c>dotnet-counters monitor --counters DistTrain</c>. With no listener an instrument call costs a
+/// branch and allocates nothing.
+/// </summary>
+/// <remarks>
+/// Actor instruments carry the tags <c>role</c> (coordinator, parameter-server, worker) and <c>node</c>.
+/// Prometheus names are the meter's name and the instrument's, with dots as underscores: for example
+/// <c>disttrain_actor_messages</c>, <c>disttrain_training_test_accuracy</c>.
+/// </remarks>
+public static class DistTrainMetrics
+{
+    /// <summary>The meter's name.</summary>
+    public const string MeterName = "DistTrain";
+
+    /// <summary>The meter.</summary>
+    public static readonly Meter Meter = new(MeterName, "1.0");
+
+    /// <summary>This process's node name, the <c>node</c> tag: set once at start-up (cluster address, or <c>local</c>).</summary>
+    public static string Node { get; set; } = "local";
+
+    /// <summary>Messages an actor processed. Tags: role, node.</summary>
+    public static readonly Counter<long> MessagesProcessed = Meter.CreateCounter<long>("actor.messages", "{message}", "Messages processed by DistTrain actors.");
+
+    /// <summary>Time an actor spent in one message's handler, seconds. Tags: role, node.</summary>
+    public static readonly Histogram<double> ProcessingSeconds = Meter.CreateHistogram<double>("actor.processing.seconds", "s", "Time spent handling one message.");
+
+    /// <summary>
+    /// Time from sending a round's weights to a worker starting on them, seconds (queueing in the mailbox
+    /// and scheduling on the dispatcher). Tags: role=worker, node.
+    /// </summary>
+    public static readonly Histogram<double> QueueingSeconds = Meter.CreateHistogram<double>("actor.queueing.seconds", "s", "Delay from send to the start of handling.");
+
+    /// <summary>Actor failures (a child stopped by its supervisor). Tags: role, node.</summary>
+    public static readonly Counter<long> Failures = Meter.CreateCounter<long>("actor.failures", "{failure}", "Actors stopped after an exception (DistTrain restarts none).");
+
+    /// <summary>Messages that reached no actor.</summary>
+    public static readonly Counter<long> DeadLetters = Meter.CreateCounter<long>("actor.dead_letters", "{message}", "Messages published as dead letters.");
+
+    /// <summary>Training samples consumed.</summary>
+    public static readonly Counter<long> Samples = Meter.CreateCounter<long>("training.samples", "{sample}", "Training samples consumed.");
+
+    /// <summary>Optimizer steps applied.</summary>
+    public static readonly Counter<long> Steps = Meter.CreateCounter<long>("training.steps", "{step}", "Synchronous steps applied.");
+
+    /// <summary>Step phase durations, seconds. Tag: phase = round, compute, update, messaging, waiting.</summary>
+    public static readonly Histogram<double> StepPhaseSeconds = Meter.CreateHistogram<double>("training.step.seconds", "s", "Where a synchronous step's time went.");
+
+    private static readonly ConcurrentDictionary<string, double> Gauges = new();
+    private static readonly ConcurrentDictionary<(string Role, string Path), IActorRef> Watched = new();
+
+    /// <summary>Sets a last-value gauge published as <c>disttrain_training_{name}</c> (e.g. train_loss, test_accuracy, samples_per_second).</summary>
+    /// <exception cref="ArgumentException">The gauge is not one of <see cref="GaugeNames"/>.</exception>
+    public static void Set(string name, double value)
+    {
+        if (!Gauges.ContainsKey(name)) throw new ArgumentException($"Unknown gauge '{name}'. Known: {string.Join(", ", GaugeNames)}.");
+        Gauges[name] = value;
+    }
+
+    /// <summary>The training gauges, published as <c>disttrain_training_{name}</c>.</summary>
+    public static readonly string[] GaugeNames =
+        ["train_loss", "test_loss", "test_accuracy", "learning_rate", "samples_per_second", "epoch", "weights_version", "staleness"];
+
+    /// <summary>Publishes the mailbox depth of <paramref name="actor"/> (local actors only) under its role.</summary>
+    public static void WatchMailbox(string role, IActorRef actor) => Watched[(role, actor.Path.ToString())] = actor;
+
+    /// <summary>Stops publishing the mailbox depth of <paramref name="actor"/>.</summary>
+    public static void UnwatchMailbox(string role, IActorRef actor) => Watched.TryRemove((role, actor.Path.ToString()), out _);
+
+    static DistTrainMetrics()
+    {
+        foreach (var name in GaugeNames)
+            Gauges[name] = 0;
+        foreach (var name in Gauges.Keys)
+        {
+            var key = name;
+            Meter.CreateObservableGauge($"training.{key}", () => Gauges.TryGetValue(key, out var v) ? v : 0, description: $"Last value of {key.Replace('_', ' ')}.");
+        }
+        Meter.CreateObservableGauge("actor.mailbox.depth", MailboxDepths, "{message}", "Messages waiting in an actor's mailbox.");
+        Meter.CreateObservableGauge("cluster.members", ClusterMembers, "{node}", "Cluster members by status, as this node sees them.");
+        Meter.CreateObservableGauge("cluster.unreachable", () => _cluster?.State.Unreachable.Count ?? 0, "{node}", "Members this node sees as unreachable.");
+    }
+
+    private static Akka.Cluster.Cluster? _cluster;
+
+    /// <summary>Publishes the membership of <paramref name="cluster"/> (cluster mode).</summary>
+    public static void WatchCluster(Akka.Cluster.Cluster cluster) => _cluster = cluster;
+
+    private static IEnumerable<Measurement<int>> ClusterMembers()
+    {
+        if (_cluster is null) yield break;
+        foreach (var group in _cluster.State.Members.GroupBy(m => m.Status))
+            yield return new Measurement<int>(group.Count(), new("status", group.Key.ToString().ToLowerInvariant()), new("node", Node));
+    }
+
+    private static IEnumerable<Measurement<long>> MailboxDepths()
+    {
+        foreach (var ((role, path), actor) in Watched)
+            if (actor is ActorRefWithCell { Underlying: { } cell })
+                yield return new Measurement<long>(cell.NumberOfMessages, new("role", role), new("node", Node), new("actor", path));
+    }
+
+    /// <summary>The role and node tags of an actor's measurements.</summary>
+    public static TagList Tags(string role) => new() { { "role", role }, { "node", Node } };
+
+    /// <summary>Records one handled message: the count and the time since <paramref name="startTimestamp"/> (a <see cref="Stopwatch"/> timestamp).</summary>
+    public static void Handled(in TagList tags, long startTimestamp)
+    {
+        if (!MessagesProcessed.Enabled) return;
+        MessagesProcessed.Add(1, tags);
+        ProcessingSeconds.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, tags);
+    }
+}

@@ -1,0 +1,79 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Metrics;
+
+namespace DistTrain.Tests;
+
+/// <summary>The Prometheus endpoint, scraped over HTTP while a training runs.</summary>
+public class MetricsTests
+{
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>Sum of every sample of a metric family (all label sets), or null when absent.</summary>
+    private static double? Value(string scrape, string name, string? labelFilter = null)
+    {
+        var matches = Regex.Matches(scrape, $@"^{Regex.Escape(name)}(\{{[^}}]*\}})? (\S+)$", RegexOptions.Multiline)
+            .Where(m => labelFilter is null || m.Groups[1].Value.Contains(labelFilter, StringComparison.Ordinal))
+            .ToList();
+        return matches.Count == 0 ? null : matches.Sum(m => double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public async Task Metrics_are_served_during_training_with_sane_values()
+    {
+        var port = FreePort();
+        using var exporter = MetricsExporter.Start("localhost", port);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(10) };
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(1024, 10), workers: 2, batch: 16, epochs: 30);
+        var recorder = new RecordingObserver();
+        var training = SingleNodeTrainer.RunAsync(options, data.Train, data.Test, new MetricsObserver(recorder, options.Optimizer.LearningRate))
+            .WithTestTimeout();
+
+        var scrapes = new List<string>();
+        while (!training.IsCompleted)
+        {
+            var scrape = await http.GetStringAsync("metrics");
+            if (new[] { "coordinator", "parameter-server", "worker" }.All(role => Value(scrape, "disttrain_actor_messages", $"role=\"{role}\"") > 0))
+                scrapes.Add(scrape);
+            await Task.Delay(150);
+        }
+        var result = await training;
+        Assert.True(scrapes.Count >= 2, $"only {scrapes.Count} scrapes while training ran");
+        var first = scrapes[0];
+        var last = scrapes[^1];
+
+        // Messages processed: above zero and increasing, for every role.
+        foreach (var role in new[] { "coordinator", "parameter-server", "worker" })
+        {
+            var before = Value(first, "disttrain_actor_messages", $"role=\"{role}\"");
+            var after = Value(last, "disttrain_actor_messages", $"role=\"{role}\"");
+            Assert.True(before > 0, $"{role}: no messages counted");
+            Assert.True(after > before, $"{role}: messages did not increase ({before} -> {after})");
+        }
+        Assert.True(Value(last, "disttrain_actor_processing_seconds_count", "role=\"worker\"") > 0);
+        Assert.True(Value(last, "disttrain_actor_queueing_seconds_count", "role=\"worker\"") > 0);
+        Assert.NotNull(Value(last, "disttrain_actor_mailbox_depth", "role=\"parameter-server\""));
+        Assert.True(Value(last, "disttrain_training_steps") > Value(first, "disttrain_training_steps"));
+        Assert.True(Value(last, "disttrain_training_step_seconds_count", "phase=\"compute\"") > 0);
+        Assert.InRange(Value(last, "disttrain_training_train_loss")!.Value, 0.01, 5);
+        Assert.Equal(options.Optimizer.LearningRate, Value(last, "disttrain_training_learning_rate"));
+        Assert.Equal(0, Value(last, "disttrain_training_staleness"));
+        var accuracy = Value(last, "disttrain_training_test_accuracy")!.Value;
+        Assert.InRange(accuracy, 0.5, 1.0);
+
+        // The exported samples/s (a one-second window over steps) agrees with the run's own figure within 2x.
+        var exported = scrapes.Select(s => Value(s, "disttrain_training_samples_per_second") ?? 0).Where(v => v > 0).ToList();
+        Assert.NotEmpty(exported);
+        var reported = result.Epochs.Skip(1).Average(e => e.SamplesPerSecond);
+        Assert.InRange(exported[^1], reported / 2, reported * 2);
+    }
+}
