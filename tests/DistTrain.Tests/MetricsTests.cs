@@ -67,6 +67,9 @@ public class MetricsTests
         Assert.InRange(Value(last, "disttrain_training_train_loss")!.Value, 0.01, 5);
         Assert.Equal(options.Optimizer.LearningRate, Value(last, "disttrain_training_learning_rate"));
         Assert.Equal(0, Value(last, "disttrain_training_staleness"));
+        Assert.True(Value(last, "disttrain_training_gradient_norm", "layer=\"0.weight\"") > 0);
+        Assert.True(Value(last, "disttrain_training_weight_norm", "layer=\"2.bias\"") > 0);
+        Assert.InRange(Value(last, "disttrain_training_update_ratio", "layer=\"0.weight\"")!.Value, 1e-7, 1);
         var accuracy = Value(last, "disttrain_training_test_accuracy")!.Value;
         Assert.InRange(accuracy, 0.5, 1.0);
 

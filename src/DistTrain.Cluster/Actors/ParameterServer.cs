@@ -2,6 +2,8 @@ using System.Diagnostics;
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
+using System.Numerics.Tensors;
+using DistTrain.Core.Diagnostics;
 using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
 
@@ -50,12 +52,24 @@ public sealed class ParameterServer : ReceiveActor
     private int _arrived;
     private long _roundStarted;
     private long _rejectedGradients;
+    private readonly double _clipNorm;
+    private readonly MonitoringOptions _monitoring;
+    private readonly GradientHealthMonitor _health;
+    private readonly float[] _average;       // the averaged gradient, when it must exist whole (clipping, diagnostics)
+    private readonly float[][] _averageList;
+    private readonly float[] _clipScale = [1f];
     private int _epochSamples;
     private double _epochLossSum;
 
     /// <summary>Creates the server with a copy of the version-0 weights; see <see cref="Props"/>.</summary>
-    public ParameterServer(ParameterVector initialWeights, SgdOptions optimizer)
+    public ParameterServer(ParameterVector initialWeights, SgdOptions optimizer, MonitoringOptions? monitoring = null)
     {
+        _clipNorm = optimizer.GradientClipNorm;
+        _monitoring = monitoring ?? new MonitoringOptions { GradientNormEverySteps = 0 };
+        _health = new GradientHealthMonitor(initialWeights.Layout, _monitoring);
+        _average = new float[initialWeights.Layout.TotalLength];
+        _averageList = [_average];
+        if (_monitoring.GradientNormEverySteps > 0) Metrics.DistTrainMetrics.WatchLayerHealth(_health.Latest);
         _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
         _optimizer = new SgdOptimizer(optimizer, initialWeights.Layout.TotalLength);
         _broadcasts = [.. Enumerable.Range(0, 3).Select(_ => new WeightsUpdated(0, 0, 0, new float[initialWeights.Layout.TotalLength]))];
@@ -82,8 +96,8 @@ public sealed class ParameterServer : ReceiveActor
     }
 
     /// <summary>Props of a parameter server that starts from <paramref name="initialWeights"/> (version 0).</summary>
-    public static Props Props(ParameterVector initialWeights, SgdOptions optimizer) =>
-        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer));
+    public static Props Props(ParameterVector initialWeights, SgdOptions optimizer, MonitoringOptions? monitoring = null) =>
+        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, monitoring));
 
     private void OnStartEpoch(StartEpoch start)
     {
@@ -178,9 +192,7 @@ public sealed class ParameterServer : ReceiveActor
                 _roundGradients[contributors] = g.Gradient;
                 _roundScales[contributors++] = (float)g.SampleCount / samples;
             }
-        // Averages, regularizes, steps and writes the next broadcast copy in one cache-blocked pass.
-        var finite = _optimizer.StepWeightedAverage(_weights.Values, _roundGradients.AsSpan(0, contributors),
-            _roundScales.AsSpan(0, contributors), NextBroadcastBuffer());
+        var finite = Step(contributors);
         Array.Clear(_roundGradients);
         if (!finite)
             throw new TrainingDivergedException(
@@ -203,6 +215,34 @@ public sealed class ParameterServer : ReceiveActor
         _coordinator.Tell(report);
         _round++;
         BeginRound();
+    }
+
+    /// <summary>
+    /// One update. Usually a single cache-blocked pass that averages, regularizes, steps and writes the next
+    /// broadcast copy. When clipping is on, or on a diagnostics step, the average is first formed whole,
+    /// its global norm clips it (once, here), and the per-tensor norms are measured around the update.
+    /// </summary>
+    private bool Step(int contributors)
+    {
+        var every = _monitoring.GradientNormEverySteps;
+        var measure = every > 0 && (_version + 1) % every == 0;
+        if (!measure && _clipNorm <= 0)
+            return _optimizer.StepWeightedAverage(_weights.Values, _roundGradients.AsSpan(0, contributors),
+                _roundScales.AsSpan(0, contributors), NextBroadcastBuffer());
+
+        TensorPrimitives.Multiply(_roundGradients[0], _roundScales[0], _average);
+        for (var k = 1; k < contributors; k++)
+            TensorPrimitives.MultiplyAdd(_roundGradients[k], _roundScales[k], _average, _average);
+        var norm = GradientHealthMonitor.GlobalNorm(_average);
+        _clipScale[0] = GradientHealthMonitor.ClipScale(norm, _clipNorm);
+        if (_clipScale[0] < 1f) Metrics.DistTrainMetrics.ClippedSteps.Add(1);
+        // The weights before this step are the ones this round broadcast (the previous ring slot).
+        var before = _broadcasts[(_nextBroadcastBuffer + _broadcasts.Length - 1) % _broadcasts.Length].Weights;
+        var finite = _optimizer.StepWeightedAverage(_weights.Values, _averageList, _clipScale, NextBroadcastBuffer());
+        if (measure && finite)
+            foreach (var warning in _health.Measure(_version + 1, _average, before, _weights.Values))
+                _log.Warning(warning);
+        return finite;
     }
 
     private string? Validate(GradientComputed g)

@@ -85,11 +85,28 @@ public static class DistTrainMetrics
             Meter.CreateObservableGauge($"training.{key}", () => Gauges.TryGetValue(key, out var v) ? v : 0, description: $"Last value of {key.Replace('_', ' ')}.");
         }
         Meter.CreateObservableGauge("actor.mailbox.depth", MailboxDepths, "{message}", "Messages waiting in an actor's mailbox.");
+        Meter.CreateObservableGauge("training.gradient_norm", () => LayerValues(l => l.GradientNorm), description: "L2 norm of the averaged gradient, per tensor.");
+        Meter.CreateObservableGauge("training.weight_norm", () => LayerValues(l => l.WeightNorm), description: "L2 norm of the weights, per tensor.");
+        Meter.CreateObservableGauge("training.update_ratio", () => LayerValues(l => l.UpdateRatio), description: "Norm of the last update over norm of the weights, per tensor.");
         Meter.CreateObservableGauge("cluster.members", ClusterMembers, "{node}", "Cluster members by status, as this node sees them.");
         Meter.CreateObservableGauge("cluster.unreachable", () => _cluster?.State.Unreachable.Count ?? 0, "{node}", "Members this node sees as unreachable.");
     }
 
     private static Akka.Cluster.Cluster? _cluster;
+    private static DistTrain.Core.Diagnostics.LayerHealth[] _layerHealth = [];
+
+    /// <summary>Steps whose averaged gradient was clipped by Optimizer:GradientClipNorm.</summary>
+    public static readonly Counter<long> ClippedSteps = Meter.CreateCounter<long>("training.clipped_steps", "{step}", "Steps whose gradient was clipped by global norm.");
+
+    /// <summary>Publishes the per-tensor norms the parameter server measures (the array is updated in place).</summary>
+    public static void WatchLayerHealth(DistTrain.Core.Diagnostics.LayerHealth[] latest) => _layerHealth = latest;
+
+    private static IEnumerable<Measurement<double>> LayerValues(Func<DistTrain.Core.Diagnostics.LayerHealth, double> value)
+    {
+        foreach (var layer in _layerHealth)
+            if (layer.Name is not null)
+                yield return new Measurement<double>(value(layer), new("layer", layer.Name), new("node", Node));
+    }
 
     /// <summary>Publishes the membership of <paramref name="cluster"/> (cluster mode).</summary>
     public static void WatchCluster(Akka.Cluster.Cluster cluster) => _cluster = cluster;

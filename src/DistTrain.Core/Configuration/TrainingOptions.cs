@@ -29,6 +29,9 @@ public sealed class TrainingOptions
     /// <summary>How the numerics run.</summary>
     public ComputeOptions Compute { get; set; } = new();
 
+    /// <summary>Gradient diagnostics: per-tensor norms and vanishing/exploding warnings.</summary>
+    public DistTrain.Core.Diagnostics.MonitoringOptions Monitoring { get; set; } = new();
+
     /// <summary>Prometheus metrics endpoint.</summary>
     public MetricsOptions Metrics { get; set; } = new();
 

@@ -64,6 +64,11 @@ public static class TrainingOptionsValidator
         else if (checkDataDirectory && !Directory.Exists(options.Data.Directory))
             problems.Add($"Data:Directory = '{options.Data.Directory}' is not an existing folder: install the data with 'apt-get install dataset-fashion-mnist' or pass --data DIR.");
         Range("Metrics:Port", options.Metrics.Port, 0, 65_535);
+        Range("Optimizer:GradientClipNorm", options.Optimizer.GradientClipNorm, 0, 1e9);
+        Range("Monitoring:GradientNormEverySteps", options.Monitoring.GradientNormEverySteps, 0, 1_000_000);
+        Range("Monitoring:VanishingGradientNorm", options.Monitoring.VanishingGradientNorm, 0, 1e9);
+        Range("Monitoring:ExplodingGradientNorm", options.Monitoring.ExplodingGradientNorm, 0, 1e30, minExclusive: true);
+        Range("Monitoring:WarnAfterMeasurements", options.Monitoring.WarnAfterMeasurements, 1, 1_000_000);
         Range("Compute:BlasThreads", options.Compute.BlasThreads, 0, 1024);
         Range("Cluster:Port", options.Cluster.Port, 0, 65_535);
         Range("Cluster:DataPort", options.Cluster.DataPort, 1, 65_535);

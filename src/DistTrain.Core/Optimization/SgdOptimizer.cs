@@ -20,6 +20,12 @@ public sealed class SgdOptions
     /// <c>λ₂/2 ‖w‖²</c>). Default 0.
     /// </summary>
     public double L2 { get; set; }
+
+    /// <summary>
+    /// Clip the averaged gradient to this global L2 norm before the update, once, at the parameter server
+    /// (as <c>torch.nn.utils.clip_grad_norm_</c>); 0 turns clipping off. Default 0.
+    /// </summary>
+    public double GradientClipNorm { get; set; }
 }
 
 /// <summary>

@@ -1,0 +1,90 @@
+using System.Numerics.Tensors;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Core.Diagnostics;
+
+/// <summary>Norms of one parameter tensor at one step.</summary>
+/// <param name="Name">Tensor name, e.g. <c>0.weight</c>.</param>
+/// <param name="GradientNorm">L2 norm of the averaged gradient (before clipping).</param>
+/// <param name="WeightNorm">L2 norm of the weights after the step.</param>
+/// <param name="UpdateRatio">‖Δw‖ / ‖w‖ of the step: about 1e-3 is healthy for SGD (Karpathy, "CS231n: Neural Networks Part 3", ratio of updates to values).</param>
+public readonly record struct LayerHealth(string Name, double GradientNorm, double WeightNorm, double UpdateRatio);
+
+/// <summary>Settings of the gradient diagnostics and of the vanishing and exploding gradient warnings.</summary>
+public sealed class MonitoringOptions
+{
+    /// <summary>Measure per-tensor norms every this many steps (an extra pass over the gradient; 0 turns it off). Default 10.</summary>
+    public int GradientNormEverySteps { get; set; } = 10;
+
+    /// <summary>A tensor's gradient norm below this is "vanishing". Default 1e-7.</summary>
+    public double VanishingGradientNorm { get; set; } = 1e-7;
+
+    /// <summary>A tensor's gradient norm above this is "exploding". Default 1e3.</summary>
+    public double ExplodingGradientNorm { get; set; } = 1e3;
+
+    /// <summary>Warn after this many consecutive measurements beyond a threshold (K). Default 3.</summary>
+    public int WarnAfterMeasurements { get; set; } = 3;
+}
+
+/// <summary>
+/// Per-tensor gradient, weight and update norms, and the warnings for vanishing and exploding
+/// gradients: a tensor whose gradient norm stays below or above its threshold for
+/// <see cref="MonitoringOptions.WarnAfterMeasurements"/> consecutive measurements.
+/// </summary>
+public sealed class GradientHealthMonitor
+{
+    private readonly ParameterLayout _layout;
+    private readonly MonitoringOptions _options;
+    private readonly int[] _vanishingRun;
+    private readonly int[] _explodingRun;
+
+    /// <summary>Creates the monitor for a model's layout.</summary>
+    public GradientHealthMonitor(ParameterLayout layout, MonitoringOptions options)
+    {
+        _layout = layout;
+        _options = options;
+        _vanishingRun = new int[layout.Segments.Count];
+        _explodingRun = new int[layout.Segments.Count];
+        Latest = new LayerHealth[layout.Segments.Count];
+    }
+
+    /// <summary>The last measurement, one entry per tensor in layout order.</summary>
+    public LayerHealth[] Latest { get; }
+
+    /// <summary>L2 norm of a whole flat gradient (torch.nn.utils.clip_grad_norm_'s total norm).</summary>
+    public static double GlobalNorm(ReadOnlySpan<float> gradient) => TensorPrimitives.Norm(gradient);
+
+    /// <summary>
+    /// The factor clipping by global norm multiplies the gradient with: <c>min(1, maxNorm / (norm + 1e-6))</c>,
+    /// as <c>torch.nn.utils.clip_grad_norm_</c>; 1 when <paramref name="maxNorm"/> is 0 (off).
+    /// </summary>
+    public static float ClipScale(double norm, double maxNorm) =>
+        maxNorm <= 0 || norm <= maxNorm ? 1f : (float)(maxNorm / (norm + 1e-6));
+
+    /// <summary>
+    /// Measures one step: <paramref name="gradient"/> is the averaged gradient, <paramref name="before"/> and
+    /// <paramref name="after"/> the weights around the update. Returns the warnings this measurement triggers
+    /// (empty in a healthy run); each names the tensor, the step, the norm and the threshold.
+    /// </summary>
+    public IReadOnlyList<string> Measure(long step, ReadOnlySpan<float> gradient, ReadOnlySpan<float> before, ReadOnlySpan<float> after)
+    {
+        List<string>? warnings = null;
+        for (var i = 0; i < _layout.Segments.Count; i++)
+        {
+            var segment = _layout.Segments[i];
+            var g = gradient.Slice(segment.Offset, segment.Length);
+            var w = after.Slice(segment.Offset, segment.Length);
+            var gradientNorm = (double)TensorPrimitives.Norm(g);
+            var weightNorm = (double)TensorPrimitives.Norm(w);
+            var updateNorm = (double)TensorPrimitives.Distance(w, before.Slice(segment.Offset, segment.Length));
+            Latest[i] = new LayerHealth(segment.Name, gradientNorm, weightNorm, weightNorm > 0 ? updateNorm / weightNorm : 0);
+            _vanishingRun[i] = gradientNorm < _options.VanishingGradientNorm ? _vanishingRun[i] + 1 : 0;
+            _explodingRun[i] = gradientNorm > _options.ExplodingGradientNorm || !double.IsFinite(gradientNorm) ? _explodingRun[i] + 1 : 0;
+            if (_vanishingRun[i] == _options.WarnAfterMeasurements)
+                (warnings ??= []).Add($"Vanishing gradient: {segment.Name} has had a gradient norm below {_options.VanishingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate.");
+            if (_explodingRun[i] == _options.WarnAfterMeasurements)
+                (warnings ??= []).Add($"Exploding gradient: {segment.Name} has had a gradient norm above {_options.ExplodingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.");
+        }
+        return (IReadOnlyList<string>?)warnings ?? [];
+    }
+}

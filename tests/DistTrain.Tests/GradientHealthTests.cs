@@ -1,0 +1,68 @@
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Diagnostics;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Tests;
+
+public class GradientHealthTests() : TestKit(AkkaSettings.Serialization())
+{
+    private static readonly ParameterLayout Layout = new([("0.weight", [2]), ("0.bias", [1])]);
+
+    [Fact]
+    public void Per_tensor_norms_and_the_update_ratio_are_measured()
+    {
+        var monitor = new GradientHealthMonitor(Layout, new MonitoringOptions());
+        // gradient (3, 4 | 12); weights (1, 0 | 2) -> (0.4, 0 | 2) after the step.
+        var warnings = monitor.Measure(1, [3f, 4f, 12f], [1f, 0f, 2f], [0.4f, 0f, 2f]);
+        Assert.Empty(warnings);
+        Assert.Equal(5, monitor.Latest[0].GradientNorm, 5);
+        Assert.Equal(0.4, monitor.Latest[0].WeightNorm, 5);
+        Assert.Equal(0.6 / 0.4, monitor.Latest[0].UpdateRatio, 5);
+        Assert.Equal(12, monitor.Latest[1].GradientNorm, 5);
+        Assert.Equal(0, monitor.Latest[1].UpdateRatio, 5);
+    }
+
+    [Fact]
+    public void Vanishing_and_exploding_gradients_warn_after_K_consecutive_measurements_naming_tensor_and_step()
+    {
+        var monitor = new GradientHealthMonitor(Layout, new MonitoringOptions { VanishingGradientNorm = 1e-6, ExplodingGradientNorm = 100, WarnAfterMeasurements = 3 });
+        float[] w = [1f, 1f, 1f];
+        Assert.Empty(monitor.Measure(10, [1e-9f, 0f, 500f], w, w));
+        Assert.Empty(monitor.Measure(20, [1e-9f, 0f, 500f], w, w));
+        var warnings = monitor.Measure(30, [1e-9f, 0f, 500f], w, w);
+        Assert.Equal(2, warnings.Count);
+        Assert.Contains(warnings, x => x.StartsWith("Vanishing gradient: 0.weight") && x.Contains("step 30"));
+        Assert.Contains(warnings, x => x.StartsWith("Exploding gradient: 0.bias") && x.Contains("Optimizer:GradientClipNorm"));
+        Assert.Empty(monitor.Measure(40, [1e-9f, 0f, 500f], w, w)); // once per run of K, not every step after
+        Assert.Empty(monitor.Measure(50, [1f, 1f, 1f], w, w));       // a healthy measurement resets the run
+    }
+
+    [Fact]
+    public void Clipping_by_global_norm_is_applied_once_at_the_parameter_server()
+    {
+        // Two workers send (3, 4) and (3, 4): the average has norm 5; clip to 1 -> (0.6, 0.8); lr 1 -> w = -(0.6, 0.8).
+        var layout = new ParameterLayout([("w", [2])]);
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(layout, [0f, 0f]),
+            new SgdOptions { LearningRate = 1, GradientClipNorm = 1 }, new MonitoringOptions { GradientNormEverySteps = 0 }));
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [1, 1]), CreateTestProbe().Ref);
+        foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();
+        for (var i = 0; i < 2; i++)
+            workers[i].Send(server, new GradientComputed(1, 0, 0, i, 8, 0, [3f, 4f]));
+        var update = workers[0].ExpectMsg<WeightsUpdated>();
+        Assert.Equal(-0.6f, update.Weights[0], 5);
+        Assert.Equal(-0.8f, update.Weights[1], 5);
+    }
+
+    [Fact]
+    public void Clipping_matches_torch_clip_grad_norm_scale()
+    {
+        Assert.Equal(1f, GradientHealthMonitor.ClipScale(0.5, 1));
+        Assert.Equal(1f, GradientHealthMonitor.ClipScale(10, 0));
+        Assert.Equal((float)(1 / (10 + 1e-6)), GradientHealthMonitor.ClipScale(10, 1));
+    }
+}
