@@ -27,9 +27,10 @@ internal static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "Steps run before measuring (JIT, caches).", DefaultValueFactory = _ => 50 };
         var data = new Option<string?>("--data") { Description = "Override Data:Directory." };
         var json = new Option<bool>("--json") { Description = "Also print the result as one JSON line." };
+        var metricsPort = new Option<int>("--metrics-port") { Description = "Serve Prometheus metrics on this port while measuring (0 = off), to measure their overhead." };
         var command = new Command("bench", "Measure single-node training throughput, step-time split, allocations per step and peak RSS.")
         {
-            config, workers, batch, steps, warmup, data, json,
+            config, workers, batch, steps, warmup, data, json, metricsPort,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -39,6 +40,7 @@ internal static class BenchCommand
             };
             if (parse.GetValue(batch) is { } b) overrides["Training:BatchSizePerWorker"] = b.ToString(CultureInfo.InvariantCulture);
             if (parse.GetValue(data) is { } d) overrides["Data:Directory"] = d;
+            overrides["Metrics:Port"] = parse.GetValue(metricsPort).ToString(CultureInfo.InvariantCulture);
             return await RunAsync(parse.GetValue(config)!.FullName, overrides, parse.GetValue(warmup), parse.GetValue(steps), parse.GetValue(json), cancellationToken);
         });
         return command;
@@ -70,9 +72,10 @@ internal static class BenchCommand
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var probe = new BenchObserver(warmup, steps, stop);
+        using var exporter = MetricsSetup.Start(options, "local");
         try
         {
-            await SingleNodeTrainer.RunAsync(options, trainingData.Train, trainingData.Test, probe, cancellationToken: stop.Token);
+            await SingleNodeTrainer.RunAsync(options, trainingData.Train, trainingData.Test, MetricsSetup.Wrap(probe, options), cancellationToken: stop.Token);
         }
         catch (OperationCanceledException) when (probe.Done)
         {
@@ -86,6 +89,7 @@ internal static class BenchCommand
         var report = probe.Report(options);
         var table = new Table().AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
         table.AddRow("workers x batch", $"{options.Training.Workers} x {options.Training.BatchSizePerWorker}");
+        table.AddRow("metrics", options.Metrics.Port == 0 ? "off" : $"on, port {options.Metrics.Port}");
         table.AddRow("measured steps (after warm-up)", $"{report.Steps} (after {warmup})");
         table.AddRow("samples/s", report.SamplesPerSecond.ToString("N0", CultureInfo.InvariantCulture));
         table.AddRow("step time, mean", $"{report.StepMilliseconds:F3} ms");
