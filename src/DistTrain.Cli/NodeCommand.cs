@@ -83,10 +83,11 @@ internal static class NodeCommand
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated($"Waiting for {options.Cluster.MinWorkers} worker(s); {loop.Epochs} epochs, batch {loop.BatchSizePerWorker} per worker");
         TrainingResult? result = null;
+        RunReport? report = null;
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
-            observer => ClusterNode.RunParameterServerAsync(options, data, MetricsSetup.Wrap(observer, options), cancellationToken)));
+            observer => ClusterNode.RunParameterServerAsync(options, data, MetricsSetup.Wrap(report = new RunReport(observer), options), cancellationToken)));
         if (exit is not null) return exit.Value;
-        RunOutputs.Save(runDirectory!, options, data.Normalizer, result!);
+        RunOutputs.Save(runDirectory!, options, data.Normalizer, result!, report);
         return 0;
     }
 }

@@ -9,8 +9,20 @@ namespace DistTrain.Cli;
 /// <summary>The end of a run, in either mode: weights and summary into the run folder, and the final lines.</summary>
 internal static class RunOutputs
 {
-    public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, TrainingResult result)
+    public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, TrainingResult result, RunReport? report = null)
     {
+        if (report is not null)
+        {
+            try
+            {
+                var plot = report.Write(runDirectory);
+                AnsiConsole.MarkupLineInterpolated($"Curves: {plot} (series in steps.csv and epochs.csv)");
+            }
+            catch (Exception e) when (e is IOException or TypeInitializationException or DllNotFoundException)
+            {
+                CliConsole.Fail("warning", $"the run report could not be written ({e.Message}); the weights are saved regardless.");
+            }
+        }
         var weightsPath = Path.Combine(runDirectory, "model.safetensors");
         var last = result.Epochs[^1];
         SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, result));

@@ -91,11 +91,12 @@ internal static class TrainCommand
         AnsiConsole.WriteLine(Blas.Description);
 
         TrainingResult? result = null;
+        RunReport? report = null;
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
-            observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(observer, options), cancellationToken: cancellationToken)));
+            observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options), cancellationToken: cancellationToken)));
         if (exit is not null) return exit.Value;
 
-        RunOutputs.Save(runDirectory, options, data.Normalizer, result!);
+        RunOutputs.Save(runDirectory, options, data.Normalizer, result!, report);
         return 0;
     }
 }

@@ -1,0 +1,31 @@
+using DistTrain.Cli;
+using DistTrain.Cluster.Hosting;
+
+namespace DistTrain.Tests;
+
+public class RunReportTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-report-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public async Task A_run_writes_its_step_and_epoch_series_and_a_png_of_the_curves()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 3);
+        var report = new RunReport(NullTrainingObserver.Instance);
+        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, report).WithTestTimeout();
+        var png = report.Write(_directory);
+
+        var steps = File.ReadAllLines(Path.Combine(_directory, "steps.csv"));
+        Assert.Equal("epoch,step,version,samples,train_loss,round_seconds,compute_seconds,update_seconds,messaging_seconds,waiting_seconds", steps[0]);
+        Assert.Equal(result.Version, steps.Length - 1); // one row per optimizer step
+        var epochs = File.ReadAllLines(Path.Combine(_directory, "epochs.csv"));
+        Assert.Equal(4, epochs.Length);
+        Assert.StartsWith($"3,{result.Version},", epochs[3]);
+        var bytes = File.ReadAllBytes(png);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, bytes[..4]);
+        Assert.True(bytes.Length > 10_000, "the plot is suspiciously small");
+    }
+}
