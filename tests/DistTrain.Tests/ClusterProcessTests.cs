@@ -48,6 +48,7 @@ public sealed class ClusterProcessTests : IDisposable
     {
         var remotePort = FreePort();
         var dataPort = FreePort();
+        var metricsPort = FreePort();
         var seed = $"akka.tcp://disttrain@127.0.0.1:{remotePort}";
         // The compose file's names, with docker's values mapped to one machine: the service name "ps"
         // becomes 127.0.0.1, each node gets its own ports, data and output are local folders.
@@ -62,6 +63,8 @@ public sealed class ClusterProcessTests : IDisposable
             "DISTTRAIN_Data__Directory" => TestData.SubsetDirectory,
             "DISTTRAIN_Output__Directory" => Path.Combine(_directory, "runs"),
             "DISTTRAIN_Output__HealthFile" => Path.Combine(_directory, isWorker ? "worker-alive" : "ps-alive"),
+            // Worker processes share this machine, so only the parameter server gets a metrics port.
+            "DISTTRAIN_Metrics__Port" => isWorker ? "0" : metricsPort.ToString(),
             _ => value,
         };
         var ps = ComposeEnvironment("ps").ToDictionary(kv => kv.Key, kv => Map(kv.Key, kv.Value, false));

@@ -73,6 +73,13 @@ public class MetricsTests
         var accuracy = Value(last, "disttrain_training_test_accuracy")!.Value;
         Assert.InRange(accuracy, 0.5, 1.0);
 
+        // Every metric the Grafana dashboard (deploy/grafana/dashboards/disttrain.json) queries is exported.
+        var dashboard = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "deploy", "disttrain.json"));
+        var queried = Regex.Matches(dashboard, @"disttrain_[a-z_]+").Select(m => Regex.Replace(m.Value, "_(bucket|sum|count)$", "")).Distinct().ToList();
+        Assert.True(queried.Count >= 15, $"only {queried.Count} metric names found in the dashboard");
+        var exportedNames = Regex.Matches(last, @"^(disttrain_[a-z_]+?)(_bucket|_sum|_count)?[{ ]", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToHashSet();
+        Assert.All(queried, name => Assert.True(exportedNames.Contains(name), $"the dashboard queries {name}, which /metrics does not export"));
+
         // The exported samples/s (a one-second window over steps) agrees with the run's own figure within 2x.
         var exported = scrapes.Select(s => Value(s, "disttrain_training_samples_per_second") ?? 0).Where(v => v > 0).ToList();
         Assert.NotEmpty(exported);

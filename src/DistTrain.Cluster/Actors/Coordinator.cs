@@ -108,7 +108,7 @@ public sealed class Coordinator : ReceiveActor
     protected override SupervisorStrategy SupervisorStrategy() =>
         new OneForOneStrategy(exception =>
         {
-            Metrics.DistTrainMetrics.Failures.Add(1, _metricTags);
+            Metrics.DistTrainMetrics.RecordFailure(Sender.Equals(_parameterServer) ? NodeRoles.ParameterServer : NodeRoles.Worker);
             _childFailure ??= exception;
             return Directive.Stop;
         });

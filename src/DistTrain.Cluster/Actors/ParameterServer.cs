@@ -235,7 +235,7 @@ public sealed class ParameterServer : ReceiveActor
             TensorPrimitives.MultiplyAdd(_roundGradients[k], _roundScales[k], _average, _average);
         var norm = GradientHealthMonitor.GlobalNorm(_average);
         _clipScale[0] = GradientHealthMonitor.ClipScale(norm, _clipNorm);
-        if (_clipScale[0] < 1f) Metrics.DistTrainMetrics.ClippedSteps.Add(1);
+        if (_clipScale[0] < 1f) Metrics.DistTrainMetrics.RecordClippedStep();
         // The weights before this step are the ones this round broadcast (the previous ring slot).
         var before = _broadcasts[(_nextBroadcastBuffer + _broadcasts.Length - 1) % _broadcasts.Length].Weights;
         var finite = _optimizer.StepWeightedAverage(_weights.Values, _averageList, _clipScale, NextBroadcastBuffer());

@@ -39,11 +39,20 @@ public static class DistTrainMetrics
     /// </summary>
     public static readonly Histogram<double> QueueingSeconds = Meter.CreateHistogram<double>("actor.queueing.seconds", "s", "Delay from send to the start of handling.");
 
-    /// <summary>Actor failures (a child stopped by its supervisor). Tags: role, node.</summary>
-    public static readonly Counter<long> Failures = Meter.CreateCounter<long>("actor.failures", "{failure}", "Actors stopped after an exception (DistTrain restarts none).");
+    // Counters that only move on trouble are observable (read from these fields), so they are exported
+    // from the first scrape, at zero, and dashboards and alerts see them before anything goes wrong.
+    private static readonly ConcurrentDictionary<string, long> FailureCounts = new();
+    private static long _deadLetters;
+    private static long _clippedSteps;
 
-    /// <summary>Messages that reached no actor.</summary>
-    public static readonly Counter<long> DeadLetters = Meter.CreateCounter<long>("actor.dead_letters", "{message}", "Messages published as dead letters.");
+    /// <summary>Counts an actor failure (a child stopped by its supervisor; DistTrain restarts none), by role.</summary>
+    public static void RecordFailure(string role) => FailureCounts.AddOrUpdate(role, 1, (_, n) => n + 1);
+
+    /// <summary>Counts a message that reached no actor.</summary>
+    public static void RecordDeadLetter() => Interlocked.Increment(ref _deadLetters);
+
+    /// <summary>Counts a step whose averaged gradient was clipped by Optimizer:GradientClipNorm.</summary>
+    public static void RecordClippedStep() => Interlocked.Increment(ref _clippedSteps);
 
     /// <summary>Training samples consumed.</summary>
     public static readonly Counter<long> Samples = Meter.CreateCounter<long>("training.samples", "{sample}", "Training samples consumed.");
@@ -88,6 +97,10 @@ public static class DistTrainMetrics
         Meter.CreateObservableGauge("training.gradient_norm", () => LayerValues(l => l.GradientNorm), description: "L2 norm of the averaged gradient, per tensor.");
         Meter.CreateObservableGauge("training.weight_norm", () => LayerValues(l => l.WeightNorm), description: "L2 norm of the weights, per tensor.");
         Meter.CreateObservableGauge("training.update_ratio", () => LayerValues(l => l.UpdateRatio), description: "Norm of the last update over norm of the weights, per tensor.");
+        Meter.CreateObservableCounter("actor.failures", () => new[] { "coordinator", "parameter-server", "worker" }
+            .Select(role => new Measurement<long>(FailureCounts.GetValueOrDefault(role), new("role", role), new("node", Node))), "{failure}", "Actors stopped after an exception (DistTrain restarts none).");
+        Meter.CreateObservableCounter("actor.dead_letters", () => new Measurement<long>(Interlocked.Read(ref _deadLetters), new KeyValuePair<string, object?>("node", Node)), "{message}", "Messages published as dead letters.");
+        Meter.CreateObservableCounter("training.clipped_steps", () => Interlocked.Read(ref _clippedSteps), "{step}", "Steps whose gradient was clipped by global norm.");
         Meter.CreateObservableGauge("cluster.members", ClusterMembers, "{node}", "Cluster members by status, as this node sees them.");
         Meter.CreateObservableGauge("cluster.unreachable", () => _cluster?.State.Unreachable.Count ?? 0, "{node}", "Members this node sees as unreachable.");
     }
@@ -95,8 +108,6 @@ public static class DistTrainMetrics
     private static Akka.Cluster.Cluster? _cluster;
     private static DistTrain.Core.Diagnostics.LayerHealth[] _layerHealth = [];
 
-    /// <summary>Steps whose averaged gradient was clipped by Optimizer:GradientClipNorm.</summary>
-    public static readonly Counter<long> ClippedSteps = Meter.CreateCounter<long>("training.clipped_steps", "{step}", "Steps whose gradient was clipped by global norm.");
 
     /// <summary>Publishes the per-tensor norms the parameter server measures (the array is updated in place).</summary>
     public static void WatchLayerHealth(DistTrain.Core.Diagnostics.LayerHealth[] latest) => _layerHealth = latest;
@@ -113,7 +124,12 @@ public static class DistTrainMetrics
 
     private static IEnumerable<Measurement<int>> ClusterMembers()
     {
-        if (_cluster is null) yield break;
+        if (_cluster is null)
+        {
+            // Single-node mode is a cluster of one.
+            yield return new Measurement<int>(1, new("status", "up"), new("node", Node));
+            yield break;
+        }
         foreach (var group in _cluster.State.Members.GroupBy(m => m.Status))
             yield return new Measurement<int>(group.Count(), new("status", group.Key.ToString().ToLowerInvariant()), new("node", Node));
     }
