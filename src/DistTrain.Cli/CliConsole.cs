@@ -19,7 +19,7 @@ internal static class CliConsole
     /// Runs a training (either mode) and maps its failures to the documented exit codes: 3 diverged,
     /// 130 cancelled, 1 failed (stall, lost actor, refused or lost node); null when it completed.
     /// </summary>
-    public static async Task<int?> RunTrainingAsync(Func<Task> training)
+    public static async Task<int?> RunTrainingAsync(Func<Task> training, Action<DistTrain.Cluster.Actors.TrainingDivergedException>? onDiverged = null)
     {
         try
         {
@@ -29,6 +29,7 @@ internal static class CliConsole
         catch (DistTrain.Cluster.Actors.TrainingDivergedException e)
         {
             Fail("training diverged", e.Message);
+            onDiverged?.Invoke(e);
             return 3;
         }
         catch (OperationCanceledException)

@@ -85,7 +85,8 @@ internal static class NodeCommand
         TrainingResult? result = null;
         RunReport? report = null;
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
-            observer => ClusterNode.RunParameterServerAsync(options, data, MetricsSetup.Wrap(report = new RunReport(observer), options), cancellationToken)));
+            observer => ClusterNode.RunParameterServerAsync(options, data, MetricsSetup.Wrap(report = new RunReport(observer), options), cancellationToken)),
+            diverged => RunOutputs.SaveLastGood(runDirectory!, options, diverged));
         if (exit is not null) return exit.Value;
         RunOutputs.Save(runDirectory!, options, data.Normalizer, result!, report);
         return 0;

@@ -9,6 +9,17 @@ namespace DistTrain.Cli;
 /// <summary>The end of a run, in either mode: weights and summary into the run folder, and the final lines.</summary>
 internal static class RunOutputs
 {
+    /// <summary>After divergence: the last good weights go to <c>last-good.safetensors</c>, so the run is not lost.</summary>
+    public static void SaveLastGood(string runDirectory, TrainingOptions options, DistTrain.Cluster.Actors.TrainingDivergedException diverged)
+    {
+        if (diverged.LastGoodWeights is null) return;
+        var layout = DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout;
+        var path = Path.Combine(runDirectory, "last-good.safetensors");
+        SafeTensors.Write(path, new DistTrain.Core.Tensors.ParameterVector(layout, diverged.LastGoodWeights),
+            new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "disttrain", ["version"] = diverged.LastGoodVersion.ToString(System.Globalization.CultureInfo.InvariantCulture), ["note"] = "last weights with a finite loss before training diverged" });
+        CliConsole.Fail("saved", $"the last good weights (version {diverged.LastGoodVersion}) are in {path}");
+    }
+
     public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, TrainingResult result, RunReport? report = null)
     {
         if (report is not null)

@@ -93,7 +93,8 @@ internal static class TrainCommand
         TrainingResult? result = null;
         RunReport? report = null;
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
-            observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options), cancellationToken: cancellationToken)));
+            observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options), cancellationToken: cancellationToken)),
+            diverged => RunOutputs.SaveLastGood(runDirectory, options, diverged));
         if (exit is not null) return exit.Value;
 
         RunOutputs.Save(runDirectory, options, data.Normalizer, result!, report);

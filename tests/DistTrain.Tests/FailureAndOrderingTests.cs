@@ -86,8 +86,13 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
         var options = TestData.Options(model, workers: 2, batch: 32, epochs: 1);
         var error = await Assert.ThrowsAsync<TrainingDivergedException>(() =>
             SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout());
-        Assert.Matches("Worker [01]: the loss is NaN at epoch 1, step 0", error.Message);
+        Assert.StartsWith("Training diverged at epoch 1, step 0 (weights version 0): a NaN or infinite loss.", error.Message);
+        Assert.Contains("Workers affected: 0 (loss NaN), 1 (loss NaN)", error.Message);
+        Assert.Contains("First tensor with a non-finite gradient: 0.weight", error.Message);
         Assert.Contains("Lower Optimizer:LearningRate", error.Message);
+        // The last good weights are the version-0 weights (the first step already diverged).
+        Assert.Equal(0, error.LastGoodVersion);
+        Assert.All(error.LastGoodWeights!.Take(100), w => Assert.Equal(1e20f, w));
     }
 
     [Fact]

@@ -192,12 +192,10 @@ public sealed class ParameterServer : ReceiveActor
                 _roundGradients[contributors] = g.Gradient;
                 _roundScales[contributors++] = (float)g.SampleCount / samples;
             }
+        if (!double.IsFinite(lossSum)) Diverged("a NaN or infinite loss");
         var finite = Step(contributors);
         Array.Clear(_roundGradients);
-        if (!finite)
-            throw new TrainingDivergedException(
-                $"The averaged gradient of epoch {_epoch!.Epoch}, step {_round} (weights version {_version}) holds NaN or Inf; " +
-                $"it came from workers {string.Join(", ", Enumerable.Range(0, _received.Length).Where(i => _received[i] is not null))}. Lower Optimizer:LearningRate.");
+        if (!finite) Diverged("a NaN or infinite averaged gradient");
         _version++;
         _epochSamples += samples;
         _epochLossSum += lossSum;
@@ -243,6 +241,45 @@ public sealed class ParameterServer : ReceiveActor
             foreach (var warning in _health.Measure(_version + 1, _average, before, _weights.Values))
                 _log.Warning(warning);
         return finite;
+    }
+
+    /// <summary>
+    /// Stops training: names the epoch, the step, the workers whose loss or gradient is not finite and the
+    /// first tensor whose gradient is not, and hands over the last good weights. The weights of this round
+    /// produced the non-finite values, so the last good ones are the previous round's (still in the
+    /// broadcast ring), or version 0's at the first step.
+    /// </summary>
+    private void Diverged(string what)
+    {
+        var workers = new List<string>();
+        string? tensor = null;
+        for (var i = 0; i < _received.Length; i++)
+        {
+            var g = _received[i];
+            if (g is null) continue;
+            var badLoss = !double.IsFinite(g.LossSum);
+            var badSegment = _weights.Layout.Segments.FirstOrDefault(s => !AllFinite(g.Gradient.AsSpan(s.Offset, s.Length)));
+            if (badLoss || badSegment is not null) workers.Add($"{i} (loss {g.LossSum / Math.Max(1, g.SampleCount):G4})");
+            tensor ??= badSegment?.Name;
+        }
+        var ring = _broadcasts.Length;
+        var current = _broadcasts[(_nextBroadcastBuffer + ring - 1) % ring];
+        var previous = _broadcasts[(_nextBroadcastBuffer + ring - 2) % ring];
+        var (good, goodVersion) = _version > 0 && previous.Version == _version - 1
+            ? ((float[])previous.Weights.Clone(), _version - 1)
+            : ((float[])current.Weights.Clone(), _version);
+        throw new TrainingDivergedException(
+            $"Training diverged at epoch {_epoch!.Epoch}, step {_round} (weights version {_version}): {what}. " +
+            $"Workers affected: {(workers.Count > 0 ? string.Join(", ", workers) : "none alone; the average overflowed")}. " +
+            $"First tensor with a non-finite gradient: {tensor ?? "none (the loss overflowed first)"}. " +
+            "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization.", good, goodVersion);
+    }
+
+    private static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        foreach (var v in values)
+            if (!float.IsFinite(v)) return false;
+        return true;
     }
 
     private string? Validate(GradientComputed g)

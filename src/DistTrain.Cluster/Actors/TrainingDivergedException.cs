@@ -1,4 +1,14 @@
 namespace DistTrain.Cluster.Actors;
 
-/// <summary>A loss or gradient became NaN or infinite. The message names the worker, epoch and step.</summary>
-public sealed class TrainingDivergedException(string message) : Exception(message);
+/// <summary>
+/// A loss or gradient became NaN or infinite. The message names the epoch, the step, the workers and
+/// the first tensor affected; <see cref="LastGoodWeights"/> holds the latest weights whose loss was finite.
+/// </summary>
+public sealed class TrainingDivergedException(string message, float[]? lastGoodWeights = null, long lastGoodVersion = -1) : Exception(message)
+{
+    /// <summary>The latest weights on which every worker's loss was finite (flat, layout order), or null when unknown.</summary>
+    public float[]? LastGoodWeights { get; } = lastGoodWeights;
+
+    /// <summary>The version of <see cref="LastGoodWeights"/>; -1 when unknown.</summary>
+    public long LastGoodVersion { get; } = lastGoodVersion;
+}

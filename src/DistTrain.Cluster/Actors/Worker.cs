@@ -135,11 +135,9 @@ public sealed class Worker : ReceiveActor, IWithStash
         var inputs = _inputs.Get(indices.Length);
         var targets = _targets.Get(indices.Length);
         _train.Gather(indices, inputs, targets);
+        // A NaN or infinite loss is sent on like any other: the parameter server stops training, names every
+        // worker and tensor affected, and keeps the last good weights, which only it holds.
         var meanLoss = _model.ComputeGradients(inputs, targets, _loss);
-        if (!double.IsFinite(meanLoss))
-            throw new TrainingDivergedException(
-                $"Worker {_workerIndex}: the loss is {meanLoss} at epoch {update.Epoch}, step {update.Round} (weights version {update.Version}). " +
-                "Lower Optimizer:LearningRate or check the input normalization.");
         // The gradient array and its message are loaned to the parameter server and reused two rounds later.
         var message = _gradientMessages[_nextGradientBuffer];
         _nextGradientBuffer ^= 1;
