@@ -15,13 +15,20 @@ internal static class ConsoleProgress
     {
         if (!AnsiConsole.Profile.Capabilities.Interactive || Console.IsOutputRedirected)
             return await run(new PlainObserver(epochs));
+        var live = new LiveObserver(epochs);
         TrainingResult? result = null;
-        await AnsiConsole.Progress()
+        await AnsiConsole.Live(live.Render())
             .AutoClear(true)
-            .HideCompleted(true)
-            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
-                new RemainingTimeColumn(), new SpinnerColumn())
-            .StartAsync(async context => result = await run(new BarObserver(context, epochs)));
+            .StartAsync(async context =>
+            {
+                var training = run(live);
+                while (!training.IsCompleted)
+                {
+                    context.UpdateTarget(live.Render());
+                    await Task.WhenAny(training, Task.Delay(TimeSpan.FromSeconds(1)));
+                }
+                result = await training;
+            });
         return result!;
     }
 
@@ -30,36 +37,79 @@ internal static class ConsoleProgress
         $"epoch {s.Epoch,2}/{epochs}  train loss {s.TrainLoss:F4}  test acc {100 * s.TestAccuracy:F2}%  " +
         $"{s.SamplesPerSecond,7:N0} samples/s  {s.TrainSeconds,5:F1} s";
 
-    private sealed class BarObserver(ProgressContext context, int epochs) : ITrainingObserver
+    /// <summary>
+    /// The live view on a terminal, redrawn every second: one row per worker (steps/s, last loss, compute
+    /// and queueing time), the parameter server's weights version and round time, and the epoch's progress.
+    /// Finished epochs are printed above it as plain lines.
+    /// </summary>
+    private sealed class LiveObserver(int epochs) : ITrainingObserver
     {
-        private ProgressTask? _task;
-        private double _lossSum;
+        private readonly object _gate = new();
+        private int _epoch, _step, _steps;
+        private long _version;
+        private double _roundSeconds, _lossSum;
         private int _lossCount;
+        private double[] _loss = [], _compute = [], _queueing = [];
+        private long[] _workerSteps = [], _stepsAtLastRender = [];
+        private long _lastRender = System.Diagnostics.Stopwatch.GetTimestamp();
 
         public void EpochStarted(int epoch, int steps, int samples)
         {
-            _task = context.AddTask($"epoch {epoch,2}/{epochs}", maxValue: steps);
-            _lossSum = 0;
-            _lossCount = 0;
+            lock (_gate) { _epoch = epoch; _steps = steps; _step = 0; _lossSum = 0; _lossCount = 0; }
         }
 
         public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing)
         {
-            if (_task is null) return;
-            _lossSum += meanLoss;
-            _lossCount++;
-            _task.Increment(1);
-            if (step % 20 == 0)
-                _task.Description = Markup.Escape($"epoch {epoch,2}/{epochs}  loss {_lossSum / _lossCount:F4}");
+            lock (_gate) { _step = step + 1; _version = version; _roundSeconds = timing.RoundSeconds; _lossSum += meanLoss; _lossCount++; }
         }
 
-        public void EpochCompleted(EpochSummary summary)
+        public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds)
         {
-            if (_task is null) return;
-            _task.Value = _task.MaxValue;
-            _task.StopTask();
-            // Printed above the live progress display, so each epoch keeps one whole line at any width.
-            AnsiConsole.WriteLine(Describe(summary, epochs));
+            lock (_gate)
+            {
+                if (_loss.Length != losses.Length)
+                {
+                    (_loss, _compute, _queueing) = (new double[losses.Length], new double[losses.Length], new double[losses.Length]);
+                    (_workerSteps, _stepsAtLastRender) = (new long[losses.Length], new long[losses.Length]);
+                }
+                for (var i = 0; i < losses.Length; i++)
+                {
+                    if (double.IsNaN(losses[i])) continue; // no minibatch this round
+                    _loss[i] = losses[i];
+                    _compute[i] = computeSeconds[i];
+                    _queueing[i] = queueingSeconds[i];
+                    _workerSteps[i]++;
+                }
+            }
+        }
+
+        public void EpochCompleted(EpochSummary summary) => AnsiConsole.WriteLine(Describe(summary, epochs));
+
+        public Spectre.Console.Rendering.IRenderable Render()
+        {
+            lock (_gate)
+            {
+                var now = System.Diagnostics.Stopwatch.GetTimestamp();
+                var seconds = Math.Max(1e-3, System.Diagnostics.Stopwatch.GetElapsedTime(_lastRender, now).TotalSeconds);
+                _lastRender = now;
+                var table = new Table().Border(TableBorder.Rounded)
+                    .AddColumn("worker").AddColumn(new TableColumn("steps/s").RightAligned()).AddColumn(new TableColumn("last loss").RightAligned())
+                    .AddColumn(new TableColumn("compute").RightAligned()).AddColumn(new TableColumn("queueing").RightAligned());
+                for (var i = 0; i < _loss.Length; i++)
+                {
+                    var rate = (_workerSteps[i] - _stepsAtLastRender[i]) / seconds;
+                    _stepsAtLastRender[i] = _workerSteps[i];
+                    table.AddRow($"{i}", $"{rate:N0}", $"{_loss[i]:F4}", $"{1000 * _compute[i]:F2} ms", $"{1000 * _queueing[i]:F2} ms");
+                }
+                var fraction = _steps == 0 ? 0 : (double)_step / _steps;
+                const int width = 40;
+                var filled = (int)Math.Round(fraction * width);
+                var bar = new string('━', filled) + new string('─', width - filled);
+                var status = new Markup(Markup.Escape(
+                    $"parameter server: weights version {_version}, round {1000 * _roundSeconds:F2} ms\n" +
+                    $"epoch {_epoch,2}/{epochs} {bar} {100 * fraction,3:F0}%  step {_step}/{_steps}  loss {(_lossCount > 0 ? _lossSum / _lossCount : 0):F4}"));
+                return new Rows(table, status);
+            }
         }
     }
 

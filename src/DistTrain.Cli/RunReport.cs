@@ -24,6 +24,9 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
         next.StepApplied(epoch, step, version, samples, meanLoss, timing);
     }
 
+    public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds) =>
+        next.WorkersReported(losses, computeSeconds, queueingSeconds);
+
     public void EpochCompleted(EpochSummary summary)
     {
         lock (_gate) _epochs.Add(summary);

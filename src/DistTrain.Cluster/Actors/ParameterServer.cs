@@ -209,7 +209,14 @@ public sealed class ParameterServer : ReceiveActor
             ServerAllocatedBytes: _lastRoundAllocatedBytes);
         _roundClosed = true;
         var report = (_freeReports.Count > 0 ? _freeReports.Pop() : new RoundApplied(0, 0, 0, 0, 0, default))
-            .Reuse(_epoch!.Epoch, _round, _version, samples, lossSum, timing);
+            .Reuse(_epoch!.Epoch, _round, _version, samples, lossSum, timing).ForWorkers(_received.Length);
+        for (var i = 0; i < _received.Length; i++)
+        {
+            var g = _received[i];
+            report.WorkerLosses[i] = g is null ? double.NaN : g.LossSum / Math.Max(1, g.SampleCount);
+            report.WorkerComputeSeconds[i] = g?.ComputeSeconds ?? 0;
+            report.WorkerQueueingSeconds[i] = g?.QueueingSeconds ?? 0;
+        }
         _coordinator.Tell(report);
         _round++;
         BeginRound();

@@ -113,9 +113,10 @@ public sealed class Worker : ReceiveActor, IWithStash
             return;
         }
         var started = Stopwatch.GetTimestamp();
+        var queueing = update.SentTimestamp > 0 ? Stopwatch.GetElapsedTime(update.SentTimestamp, started).TotalSeconds : 0;
         // Metrics are outside the measured step: with an exporter listening they may allocate, the step must not.
         if (update.SentTimestamp > 0 && Metrics.DistTrainMetrics.QueueingSeconds.Enabled)
-            Metrics.DistTrainMetrics.QueueingSeconds.Record(Stopwatch.GetElapsedTime(update.SentTimestamp, started).TotalSeconds, _metricTags);
+            Metrics.DistTrainMetrics.QueueingSeconds.Record(queueing, _metricTags);
         var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         _model.LoadParameters(update.Weights);
         _version = update.Version;
@@ -124,7 +125,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         {
             var indices = _shard.SampleIndices.AsSpan(start, Math.Min(_shard.BatchSize, _shard.SampleIndices.Length - start));
             var gradient = ComputeGradient(update, indices);
-            gradient.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
+            gradient.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore, queueing);
             Sender.Tell(gradient);
         }
         UnstashAll();

@@ -41,6 +41,12 @@ public interface ITrainingObserver
 
     /// <summary>An epoch was trained and evaluated.</summary>
     void EpochCompleted(EpochSummary summary);
+
+    /// <summary>
+    /// Per-worker figures of the step just reported, by worker index: mean loss (NaN for a worker without a
+    /// minibatch), compute seconds and queueing seconds. The spans are only valid during the call.
+    /// </summary>
+    void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds) { }
 }
 
 /// <summary>An observer that ignores everything.</summary>

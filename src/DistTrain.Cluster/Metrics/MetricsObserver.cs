@@ -50,6 +50,10 @@ public sealed class MetricsObserver(ITrainingObserver next, double learningRate)
     }
 
     /// <inheritdoc />
+    public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds) =>
+        next.WorkersReported(losses, computeSeconds, queueingSeconds);
+
+    /// <inheritdoc />
     public void EpochCompleted(EpochSummary summary)
     {
         DistTrainMetrics.Set("test_accuracy", summary.TestAccuracy);

@@ -158,6 +158,9 @@ public sealed record GradientComputed : ITensorMessage
     /// <summary>Managed bytes the worker's step allocated on its thread.</summary>
     [Key(8)] public long AllocatedBytes { get; private set; }
 
+    /// <summary>Time from the parameter server sending the weights to this worker starting on them, seconds (0 when unknown).</summary>
+    [Key(9)] public double QueueingSeconds { get; private set; }
+
     /// <inheritdoc />
     [IgnoreMember] public float[] Tensor => Gradient;
 
@@ -176,11 +179,12 @@ public sealed record GradientComputed : ITensorMessage
         return this;
     }
 
-    /// <summary>Records the step's time and allocations just before sending.</summary>
-    internal void Measured(double computeSeconds, long allocatedBytes)
+    /// <summary>Records the step's time, allocations and queueing delay just before sending.</summary>
+    internal void Measured(double computeSeconds, long allocatedBytes, double queueingSeconds)
     {
         ComputeSeconds = computeSeconds;
         AllocatedBytes = allocatedBytes;
+        QueueingSeconds = queueingSeconds;
     }
 }
 
@@ -231,6 +235,27 @@ public sealed record RoundApplied : IDistTrainMessage
 
     /// <summary>Where the round's wall time went.</summary>
     [Key(5)] public RoundTiming Timing { get; private set; }
+
+    /// <summary>Each worker's mean loss this round, by worker index (NaN for a worker without a minibatch).</summary>
+    [Key(6)] public double[] WorkerLosses { get; private set; } = [];
+
+    /// <summary>Each worker's compute time this round, seconds, by worker index (0 without a minibatch).</summary>
+    [Key(7)] public double[] WorkerComputeSeconds { get; private set; } = [];
+
+    /// <summary>Each worker's queueing delay before it started this round, seconds, by worker index.</summary>
+    [Key(8)] public double[] WorkerQueueingSeconds { get; private set; } = [];
+
+    /// <summary>Sizes the per-worker arrays (reallocating only when the worker count changes).</summary>
+    internal RoundApplied ForWorkers(int workers)
+    {
+        if (WorkerLosses.Length != workers)
+        {
+            WorkerLosses = new double[workers];
+            WorkerComputeSeconds = new double[workers];
+            WorkerQueueingSeconds = new double[workers];
+        }
+        return this;
+    }
 
     /// <summary>Rewrites this loaned instance.</summary>
     internal RoundApplied Reuse(int epoch, int round, long version, int sampleCount, double lossSum, RoundTiming timing)
