@@ -64,7 +64,8 @@ public class MetricsTests
         Assert.NotNull(Value(last, "disttrain_actor_mailbox_depth", "role=\"parameter-server\""));
         Assert.True(Value(last, "disttrain_training_steps") > Value(first, "disttrain_training_steps"));
         Assert.True(Value(last, "disttrain_training_step_seconds_count", "phase=\"compute\"") > 0);
-        Assert.InRange(Value(last, "disttrain_training_train_loss")!.Value, 0.01, 5);
+        // 30 epochs on 1,000 samples overfit: the train loss ends anywhere between about 1e-5 and 0.5, but is positive and finite.
+        Assert.InRange(Value(last, "disttrain_training_train_loss")!.Value, 1e-9, 3);
         Assert.Equal(options.Optimizer.LearningRate, Value(last, "disttrain_training_learning_rate"));
         Assert.Equal(0, Value(last, "disttrain_training_staleness"));
         Assert.True(Value(last, "disttrain_training_gradient_norm", "layer=\"0.weight\"") > 0);

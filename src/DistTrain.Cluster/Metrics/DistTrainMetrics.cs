@@ -101,6 +101,11 @@ public static class DistTrainMetrics
             .Select(role => new Measurement<long>(FailureCounts.GetValueOrDefault(role), new("role", role), new("node", Node))), "{failure}", "Actors stopped after an exception (DistTrain restarts none).");
         Meter.CreateObservableCounter("actor.dead_letters", () => new Measurement<long>(Interlocked.Read(ref _deadLetters), new KeyValuePair<string, object?>("node", Node)), "{message}", "Messages published as dead letters.");
         Meter.CreateObservableCounter("training.clipped_steps", () => Interlocked.Read(ref _clippedSteps), "{step}", "Steps whose gradient was clipped by global norm.");
+        Meter.CreateObservableCounter("dataplane.bytes", () => new[]
+        {
+            new Measurement<long>(DataPlane.TensorFrame.BytesSent, new("direction", "sent"), new("node", Node)),
+            new Measurement<long>(DataPlane.TensorFrame.BytesReceived, new("direction", "received"), new("node", Node)),
+        }, "By", "Bytes of weights and gradients moved on the data plane (cluster mode; 0 in single-node mode, which has no network).");
         Meter.CreateObservableGauge("cluster.members", ClusterMembers, "{node}", "Cluster members by status, as this node sees them.");
         Meter.CreateObservableGauge("cluster.unreachable", () => _cluster?.State.Unreachable.Count ?? 0, "{node}", "Members this node sees as unreachable.");
     }
