@@ -97,7 +97,10 @@ internal static class TrainCommand
             diverged => RunOutputs.SaveLastGood(runDirectory, options, diverged));
         if (exit is not null) return exit.Value;
 
-        RunOutputs.Save(runDirectory, options, data.Normalizer, result!, report);
+        var normalizer = data.Normalizer;
+        data = null!; // the 219 MB of training and test floats are done with: release them before plotting
+        RunOutputs.ReleaseMemory();
+        RunOutputs.Save(runDirectory, options, normalizer, result!, report);
         return 0;
     }
 }
