@@ -40,6 +40,7 @@ public sealed class ParameterServer : ReceiveActor
     private long _roundAllocatedBytes;
     private long _lastRoundAllocatedBytes;
     private bool _roundClosed;
+    private long _dispatchAllocatedBytes; // inside Akka's Tell: left out of the step's count, as the worker's own send is
     private int _nextBroadcastBuffer;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly System.Diagnostics.TagList _metricTags = Metrics.DistTrainMetrics.Tags(NodeRoles.ParameterServer);
@@ -133,9 +134,9 @@ public sealed class ParameterServer : ReceiveActor
         _nextBroadcastBuffer = (_nextBroadcastBuffer + 1) % _broadcasts.Length;
         _roundStarted = Stopwatch.GetTimestamp();
         foreach (var worker in epoch.Workers)
-            worker.Tell(update);
+            Send(worker, update);
         if (_expected == 0)
-            _coordinator.Tell(new EpochCompleted(epoch.Epoch, _version, _epochSamples, _epochLossSum));
+            Send(_coordinator, new EpochCompleted(epoch.Epoch, _version, _epochSamples, _epochLossSum));
     }
 
     private void OnGradient(GradientComputed gradient)
@@ -147,7 +148,8 @@ public sealed class ParameterServer : ReceiveActor
         }
         finally
         {
-            _roundAllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+            _roundAllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocatedBefore - _dispatchAllocatedBytes;
+            _dispatchAllocatedBytes = 0;
             if (_roundClosed)
             {
                 _lastRoundAllocatedBytes = _roundAllocatedBytes;
@@ -217,7 +219,7 @@ public sealed class ParameterServer : ReceiveActor
             report.WorkerComputeSeconds[i] = g?.ComputeSeconds ?? 0;
             report.WorkerQueueingSeconds[i] = g?.QueueingSeconds ?? 0;
         }
-        _coordinator.Tell(report);
+        Send(_coordinator, report);
         _round++;
         BeginRound();
     }
@@ -248,6 +250,17 @@ public sealed class ParameterServer : ReceiveActor
             foreach (var warning in _health.Measure(_version + 1, _average, before, _weights.Values))
                 _log.Warning(warning);
         return finite;
+    }
+
+    /// <summary>
+    /// Sends a message. The bytes Akka's dispatch allocates (mailbox enqueue, scheduling the receiver; a few
+    /// dozen bytes, rarely) are kept out of the step's allocation count, as for the worker's send.
+    /// </summary>
+    private void Send(IActorRef to, object message)
+    {
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        to.Tell(message, Self);
+        _dispatchAllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - before;
     }
 
     /// <summary>

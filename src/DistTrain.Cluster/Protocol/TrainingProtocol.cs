@@ -275,8 +275,8 @@ public sealed record RoundApplied : IDistTrainMessage
 /// <param name="MaxComputeSeconds">Slowest worker's compute time (the critical path).</param>
 /// <param name="MeanComputeSeconds">Mean compute time over the workers of the round.</param>
 /// <param name="UpdateSeconds">Averaging the gradients and the optimizer step.</param>
-/// <param name="WorkerAllocatedBytes">Most managed bytes any worker's step allocated this round.</param>
-/// <param name="ServerAllocatedBytes">Managed bytes the parameter server's gradient handlers allocated in the previous round (including its broadcast).</param>
+/// <param name="WorkerAllocatedBytes">Most managed bytes any worker's step allocated this round (up to its send; Akka's dispatch is not counted).</param>
+/// <param name="ServerAllocatedBytes">Managed bytes the parameter server's gradient handlers allocated in the previous round, outside Akka's own message dispatch.</param>
 [MessagePackObject]
 public readonly record struct RoundTiming(
     [property: Key(0)] double RoundSeconds,
