@@ -13,12 +13,17 @@ public sealed class MetricsObserver(ITrainingObserver next, double learningRate)
     private static readonly KeyValuePair<string, object?> Update = new("phase", "update");
     private static readonly KeyValuePair<string, object?> Messaging = new("phase", "messaging");
     private static readonly KeyValuePair<string, object?> Waiting = new("phase", "waiting");
+    // samples_per_second covers training time only: the window restarts at each epoch's start, so
+    // evaluation pauses do not count, and closes after a second or at the epoch's last step.
     private long _windowStart = System.Diagnostics.Stopwatch.GetTimestamp();
+    private long _lastStep;
     private long _windowSamples;
 
     /// <inheritdoc />
     public void EpochStarted(int epoch, int steps, int samples)
     {
+        _windowStart = System.Diagnostics.Stopwatch.GetTimestamp();
+        _windowSamples = 0;
         DistTrainMetrics.Set("epoch", epoch);
         DistTrainMetrics.Set("learning_rate", learningRate);
         next.EpochStarted(epoch, steps, samples);
@@ -39,14 +44,18 @@ public sealed class MetricsObserver(ITrainingObserver next, double learningRate)
         // Synchronous mode: every gradient is computed on the current version.
         DistTrainMetrics.Set("staleness", 0);
         _windowSamples += samples;
-        var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(_windowStart).TotalSeconds;
-        if (elapsed >= 1)
-        {
-            DistTrainMetrics.Set("samples_per_second", _windowSamples / elapsed);
-            _windowSamples = 0;
-            _windowStart = System.Diagnostics.Stopwatch.GetTimestamp();
-        }
+        _lastStep = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (System.Diagnostics.Stopwatch.GetElapsedTime(_windowStart, _lastStep).TotalSeconds >= 1)
+            CloseWindow();
         next.StepApplied(epoch, step, version, samples, meanLoss, timing);
+    }
+
+    private void CloseWindow()
+    {
+        var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(_windowStart, _lastStep).TotalSeconds;
+        if (seconds > 0) DistTrainMetrics.Set("samples_per_second", _windowSamples / seconds);
+        _windowSamples = 0;
+        _windowStart = _lastStep;
     }
 
     /// <inheritdoc />
@@ -56,6 +65,7 @@ public sealed class MetricsObserver(ITrainingObserver next, double learningRate)
     /// <inheritdoc />
     public void EpochCompleted(EpochSummary summary)
     {
+        if (_windowSamples > 0) CloseWindow();
         DistTrainMetrics.Set("test_accuracy", summary.TestAccuracy);
         DistTrainMetrics.Set("test_loss", summary.TestLoss);
         next.EpochCompleted(summary);
