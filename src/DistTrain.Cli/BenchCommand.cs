@@ -67,7 +67,7 @@ internal static class BenchCommand
         }
         var stepsPerEpoch = (int)Math.Ceiling(trainingData.Train.Count / (double)(options.Training.Workers * options.Training.BatchSizePerWorker));
         options.Training.Epochs = (warmup + steps) / Math.Max(1, stepsPerEpoch) + 1;
-        Blas.Select(options.Compute.BlasProvider);
+        Blas.Configure(options.Compute, options.Training.Workers);
         AnsiConsole.WriteLine(Blas.Description);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

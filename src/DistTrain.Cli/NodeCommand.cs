@@ -69,8 +69,7 @@ internal static class NodeCommand
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, seeds {string.Join(", ", options.Cluster.SeedNodes)}, port {options.Cluster.Port}");
-        Blas.Select(options.Compute.BlasProvider);
-        Blas.SetThreadsPerCall(options.Compute.BlasThreads > 0 ? options.Compute.BlasThreads : Environment.ProcessorCount);
+        Blas.Configure(options.Compute, role == NodeRoles.Worker ? 1 : 0); // as ClusterNode will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
         if (role == NodeRoles.Worker)
         {

@@ -86,8 +86,7 @@ internal static class TrainCommand
             $"[bold]DistTrain[/] single-node: {loop.Workers} workers x batch {loop.BatchSizePerWorker}, {loop.Epochs} epochs, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {options.Data.Directory}");
         AnsiConsole.MarkupLineInterpolated(
             $"optimizer SGD lr {options.Optimizer.LearningRate} momentum {options.Optimizer.Momentum} L1 {options.Optimizer.L1} L2 {options.Optimizer.L2}; init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}");
-        Blas.Select(options.Compute.BlasProvider);
-        Blas.SetThreadsPerCall(options.Compute.BlasThreads > 0 ? options.Compute.BlasThreads : Blas.ThreadsFor(loop.Workers)); // as the trainer will
+        Blas.Configure(options.Compute, loop.Workers); // as the trainer will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
 
         TrainingResult? result = null;

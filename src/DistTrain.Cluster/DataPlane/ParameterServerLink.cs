@@ -57,7 +57,18 @@ public sealed class ParameterServerLink : ReceiveActor
         TensorFrame.Write(socket, TensorFrame.Hello(_workerIndex, _parameterCount), []);
         _socket = socket;
         var self = Self;
-        new Thread(() => ReadWeights(socket, self)) { IsBackground = true, Name = $"dataplane-ps-{_workerIndex}" }.Start();
+        var next = 0;
+        TensorFrame.StartReader(socket, $"dataplane-ps-{_workerIndex}",
+            header =>
+            {
+                if (header.Type != TensorFrame.WeightsType || header.Count != _parameterCount)
+                    throw new IOException($"data plane: expected weights of {_parameterCount} floats, got frame type {header.Type} with {header.Count}.");
+                var buffer = _weightBuffers[next];
+                next = (next + 1) % _weightBuffers.Length;
+                return buffer;
+            },
+            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer), self),
+            reason => self.Tell(new ReaderFailed(reason)));
         _log.Info("Worker {0}: data plane connected to {1}:{2}", _workerIndex, _host, _port);
     }
 
@@ -70,28 +81,6 @@ public sealed class ParameterServerLink : ReceiveActor
         {
             _log.Error("Worker {0}: sending a gradient failed: {1}", _workerIndex, failure);
             Context.Stop(Self);
-        }
-    }
-
-    private void ReadWeights(Socket socket, IActorRef self)
-    {
-        var next = 0;
-        try
-        {
-            while (true)
-            {
-                var header = TensorFrame.ReadHeader(socket);
-                if (header.Type != TensorFrame.WeightsType || header.Count != _parameterCount)
-                    throw new IOException($"data plane: expected weights of {_parameterCount} floats, got frame type {header.Type} with {header.Count}.");
-                var buffer = _weightBuffers[next];
-                next = (next + 1) % _weightBuffers.Length;
-                TensorFrame.ReadValues(socket, buffer);
-                _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer), self);
-            }
-        }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
-        {
-            self.Tell(new ReaderFailed(e.Message));
         }
     }
 }

@@ -96,6 +96,31 @@ internal static class TensorFrame
         return header;
     }
 
+    /// <summary>
+    /// Reads frames from <paramref name="socket"/> on a background thread until the connection fails:
+    /// for each, <paramref name="bufferFor"/> checks the header and returns the array to read the floats
+    /// into (throwing <see cref="IOException"/> to refuse the frame), then <paramref name="deliver"/> gets it.
+    /// <paramref name="failed"/> receives the reason the loop ended.
+    /// </summary>
+    public static void StartReader(Socket socket, string threadName, Func<Header, float[]> bufferFor, Action<Header, float[]> deliver, Action<string> failed) =>
+        new Thread(() =>
+        {
+            try
+            {
+                while (true)
+                {
+                    var header = ReadHeader(socket);
+                    var buffer = bufferFor(header);
+                    ReadValues(socket, buffer);
+                    deliver(header, buffer);
+                }
+            }
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+            {
+                failed(e.Message);
+            }
+        }) { IsBackground = true, Name = threadName }.Start();
+
     /// <summary>Reads <paramref name="values"/>.Length floats.</summary>
     public static void ReadValues(Socket socket, Span<float> values) => ReceiveAll(socket, MemoryMarshal.AsBytes(values));
 

@@ -27,7 +27,6 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     private readonly float[][] _gradientBuffers;
     private Socket? _socket;
     private volatile IActorRef _parameterServer = ActorRefs.Nobody;
-    private Thread? _reader;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
     public WorkerLink(int workerIndex, IActorRef remoteWorker, int parameterCount)
@@ -69,8 +68,21 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     {
         _socket = attach.Socket;
         var self = Self;
-        _reader = new Thread(() => ReadGradients(attach.Socket, self)) { IsBackground = true, Name = $"dataplane-worker-{_workerIndex}" };
-        _reader.Start();
+        var next = 0;
+        TensorFrame.StartReader(attach.Socket, $"dataplane-worker-{_workerIndex}",
+            header =>
+            {
+                if (header.Type != TensorFrame.GradientType)
+                    throw new IOException($"data plane: expected a gradient frame, got type {header.Type}.");
+                // A gradient of the wrong length still arrives (in its own array) so the parameter server rejects and counts it.
+                if (header.Count != _parameterCount) return new float[header.Count];
+                var buffer = _gradientBuffers[next];
+                next ^= 1;
+                return buffer;
+            },
+            (header, buffer) => _parameterServer.Tell(new GradientComputed(header.Epoch, header.Round, header.WeightsVersion, header.WorkerIndex,
+                header.SampleCount, header.LossSum, buffer, header.ComputeSeconds), self),
+            reason => self.Tell(new ReaderFailed(reason)));
         Stash.UnstashAll();
     }
 
@@ -86,30 +98,6 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
         {
             _log.Error("Worker {0}: sending weights failed: {1}", _workerIndex, failure);
             Context.Stop(Self);
-        }
-    }
-
-    private void ReadGradients(Socket socket, IActorRef self)
-    {
-        var next = 0;
-        try
-        {
-            while (true)
-            {
-                var header = TensorFrame.ReadHeader(socket);
-                if (header.Type != TensorFrame.GradientType)
-                    throw new IOException($"data plane: expected a gradient frame, got type {header.Type}.");
-                // A gradient of the wrong length still arrives (in its own array) so the parameter server rejects and counts it.
-                var buffer = header.Count == _parameterCount ? _gradientBuffers[next] : new float[header.Count];
-                if (header.Count == _parameterCount) next ^= 1;
-                TensorFrame.ReadValues(socket, buffer);
-                _parameterServer.Tell(new GradientComputed(header.Epoch, header.Round, header.WeightsVersion, header.WorkerIndex,
-                    header.SampleCount, header.LossSum, buffer, header.ComputeSeconds), self);
-            }
-        }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
-        {
-            self.Tell(new ReaderFailed(e.Message));
         }
     }
 }

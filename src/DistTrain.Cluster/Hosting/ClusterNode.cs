@@ -59,7 +59,7 @@ public static class ClusterNode
     public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, TrainingData data, ITrainingObserver observer,
         CancellationToken cancellationToken)
     {
-        Blas.Select(options.Compute.BlasProvider);
+        Blas.Configure(options.Compute, workersInProcess: 0); // the parameter server node computes no gradients
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var dataHost = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname;
         using var host = BuildHost(options, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
@@ -83,8 +83,7 @@ public static class ClusterNode
     /// <exception cref="TimeoutException">No parameter server accepted it within Cluster:JoinTimeoutSeconds.</exception>
     public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, TrainingData data, CancellationToken cancellationToken)
     {
-        Blas.Select(options.Compute.BlasProvider);
-        Blas.SetThreadsPerCall(options.Compute.BlasThreads > 0 ? options.Compute.BlasThreads : Environment.ProcessorCount);
+        Blas.Configure(options.Compute, workersInProcess: 1);
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         using var host = BuildHost(options, NodeRoles.Worker, computeThreads: 1, (system, _) =>
             system.ActorOf(WorkerAgent.Props(options, data, completion), "agent"));

@@ -36,8 +36,7 @@ public static class SingleNodeTrainer
         var model = ModelFactory.Build(options.Model);
         var weights = initialWeights ?? ModelFactory.InitialWeights(model, options.Model.Initializer, loop.Seed);
         planner ??= new ShardPlanner(train.Count, loop.Workers, loop.Seed);
-        Blas.Select(options.Compute.BlasProvider);
-        Blas.SetThreadsPerCall(options.Compute.BlasThreads > 0 ? options.Compute.BlasThreads : Blas.ThreadsFor(loop.Workers));
+        Blas.Configure(options.Compute, loop.Workers);
 
         var config = AkkaSettings.Serialization(verifySerialization)
             .WithFallback(AkkaSettings.Dispatchers(Math.Min(loop.Workers + 1, Environment.ProcessorCount)))

@@ -81,6 +81,21 @@ public static unsafe class Blas
         else MathNet.Numerics.Control.UseMultiThreading();
     }
 
+    /// <summary>
+    /// Applies a run's compute settings: selects <see cref="DistTrain.Core.Configuration.ComputeOptions.BlasProvider"/> and sets the threads
+    /// per call to <see cref="DistTrain.Core.Configuration.ComputeOptions.BlasThreads"/>, or when that is 0 to
+    /// <see cref="ThreadsFor"/>(<paramref name="workersInProcess"/>). The one place this rule lives: trainers
+    /// call it before starting, and the CLI before printing <see cref="Description"/>. Calling it again with
+    /// the same settings changes nothing.
+    /// </summary>
+    /// <param name="compute">The run's Compute section.</param>
+    /// <param name="workersInProcess">Worker replicas that call products concurrently in this process.</param>
+    public static void Configure(DistTrain.Core.Configuration.ComputeOptions compute, int workersInProcess)
+    {
+        Select(compute.BlasProvider);
+        SetThreadsPerCall(compute.BlasThreads > 0 ? compute.BlasThreads : ThreadsFor(workersInProcess));
+    }
+
     /// <summary>Threads per BLAS call that keep <paramref name="concurrentCallers"/> callers within the cores.</summary>
     public static int ThreadsFor(int concurrentCallers) => Math.Max(1, Environment.ProcessorCount / Math.Max(1, concurrentCallers));
 
