@@ -10,7 +10,7 @@ public class GradientCheckTests
 {
     private const double Epsilon = 1e-2;
 
-    private static Matrix<float> RandomMatrix(int rows, int columns, Random random, bool awayFromZero = false)
+    internal static Matrix<float> RandomMatrix(int rows, int columns, Random random, bool awayFromZero = false)
     {
         var m = Matrix<float>.Build.Dense(rows, columns);
         var values = m.ColumnMajorValues();
@@ -32,17 +32,22 @@ public class GradientCheckTests
         return sum;
     }
 
-    /// <summary>L = Σ G ⊙ layer(X); checks dL/dX and dL/dθ for every parameter element.</summary>
-    private static void CheckLayer(ILayer layer, int inFeatures, int batch, bool awayFromZero, double tolerance = 2e-3)
+    /// <summary>
+    /// L = Σ G ⊙ layer(X); checks dL/dX and dL/dθ for every element of every trainable tensor.
+    /// <paramref name="input"/> replaces the random input (for layers with kinks, such as max pooling).
+    /// </summary>
+    internal static void CheckLayer(ILayer layer, int inFeatures, int batch, bool awayFromZero, double tolerance = 2e-3,
+        Matrix<float>? input = null)
     {
         var random = new Random(11);
-        foreach (var p in layer.Parameters)
+        var trainable = layer.Parameters.Where(p => p.Trainable).ToArray();
+        foreach (var p in trainable)
             for (var i = 0; i < p.Value.Length; i++) p.Value[i] = (float)(random.NextDouble() - 0.5);
-        var x = RandomMatrix(inFeatures, batch, random, awayFromZero);
+        var x = input ?? RandomMatrix(inFeatures, batch, random, awayFromZero);
         var output = layer.Forward(x);
         var upstream = RandomMatrix(output.RowCount, batch, random);
         var inputGradient = layer.Backward(upstream)!.Clone();
-        var parameterGradients = layer.Parameters.Select(p => (float[])p.Gradient.Clone()).ToArray();
+        var parameterGradients = trainable.Select(p => (float[])p.Gradient.Clone()).ToArray();
 
         double Loss() => Projection(layer.Forward(x), upstream);
         void CheckElement(float[] values, int index, double analytic, string name)
@@ -61,9 +66,9 @@ public class GradientCheckTests
         var xValues = x.ColumnMajorValues();
         var dx = inputGradient.ColumnMajorValues();
         for (var i = 0; i < xValues.Length; i++) CheckElement(xValues, i, dx[i], "input");
-        for (var p = 0; p < layer.Parameters.Count; p++)
-            for (var i = 0; i < layer.Parameters[p].Value.Length; i++)
-                CheckElement(layer.Parameters[p].Value, i, parameterGradients[p][i], layer.Parameters[p].Name);
+        for (var p = 0; p < trainable.Length; p++)
+            for (var i = 0; i < trainable[p].Value.Length; i++)
+                CheckElement(trainable[p].Value, i, parameterGradients[p][i], trainable[p].Name);
     }
 
     [Fact] public void Dense_matches_finite_differences() => CheckLayer(new Dense(5, 4), 5, 3, awayFromZero: false);

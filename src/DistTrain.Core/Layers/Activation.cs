@@ -20,7 +20,7 @@ public abstract class Activation : ILayer
     public IReadOnlyList<LayerParameter> Parameters => [];
 
     /// <inheritdoc />
-    public int OutputSize(int inputSize) => inputSize;
+    public TensorShape OutputShape(TensorShape input) => input;
 
     /// <inheritdoc />
     public Matrix<float> Forward(Matrix<float> input)

@@ -59,10 +59,10 @@ public sealed class Dense : ILayer
     public IReadOnlyList<LayerParameter> Parameters { get; }
 
     /// <inheritdoc />
-    public int OutputSize(int inputSize) =>
-        inputSize == InFeatures
-            ? OutFeatures
-            : throw new ArgumentException($"{Description} expects {InFeatures} input features but receives {inputSize}.");
+    public TensorShape OutputShape(TensorShape input) =>
+        input.Size == InFeatures
+            ? TensorShape.Flat(OutFeatures)
+            : throw new ArgumentException($"{Description} expects {InFeatures} input features but receives {input} = {input.Size}.");
 
     /// <inheritdoc />
     public Matrix<float> Forward(Matrix<float> input)
@@ -87,12 +87,16 @@ public sealed class Dense : ILayer
         var input = _input ?? throw new InvalidOperationException($"{Description}: Backward called before Forward.");
         if (outputGradient.RowCount != OutFeatures || outputGradient.ColumnCount != input.ColumnCount)
             throw new ArgumentException($"{Description}: the output gradient is [{outputGradient.RowCount}, {outputGradient.ColumnCount}] but the forward output was [{OutFeatures}, {input.ColumnCount}].");
-        Blas.Gemm(Operation.None, Operation.Transpose, 1f, input, outputGradient, 0f, _weightGradientTransposed);
-        var gradientValues = outputGradient.ColumnMajorValues();
-        var biasGradient = Bias.Gradient.AsSpan();
-        biasGradient.Clear();
-        for (var column = 0; column < outputGradient.ColumnCount; column++)
-            TensorPrimitives.Add(biasGradient, gradientValues.AsSpan(column * OutFeatures, OutFeatures), biasGradient);
+        if (!Weight.Frozen)
+            Blas.Gemm(Operation.None, Operation.Transpose, 1f, input, outputGradient, 0f, _weightGradientTransposed);
+        if (!Bias.Frozen)
+        {
+            var gradientValues = outputGradient.ColumnMajorValues();
+            var biasGradient = Bias.Gradient.AsSpan();
+            biasGradient.Clear();
+            for (var column = 0; column < outputGradient.ColumnCount; column++)
+                TensorPrimitives.Add(biasGradient, gradientValues.AsSpan(column * OutFeatures, OutFeatures), biasGradient);
+        }
         if (!needInputGradient) return null;
         var inputGradient = _inputGradient.Get(outputGradient.ColumnCount);
         Blas.Gemm(Operation.None, Operation.None, 1f, _weightTransposed, outputGradient, 0f, inputGradient);

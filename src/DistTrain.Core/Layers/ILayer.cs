@@ -4,7 +4,7 @@ namespace DistTrain.Core.Layers;
 
 /// <summary>
 /// A differentiable layer over activations shaped <c>[features, batch]</c> (column-major: each
-/// sample is one contiguous column).
+/// sample is one contiguous column, laid out as <see cref="TensorShape"/> describes).
 /// </summary>
 /// <remarks>
 /// Contract: <see cref="Forward"/> keeps what <see cref="Backward"/> needs, so calls alternate
@@ -17,12 +17,18 @@ public interface ILayer
     /// <summary>Short name for logs and errors, such as <c>Dense(784→256)</c>.</summary>
     string Description { get; }
 
-    /// <summary>Trainable tensors, in a fixed order; empty for activations.</summary>
+    /// <summary>Tensors (trainable parameters and running statistics), in a fixed order; empty for activations.</summary>
     IReadOnlyList<LayerParameter> Parameters { get; }
 
-    /// <summary>Number of output features for a given number of input features.</summary>
-    /// <exception cref="ArgumentException">The input size does not fit this layer.</exception>
-    int OutputSize(int inputSize);
+    /// <summary>The shape of one output sample for the given input shape.</summary>
+    /// <exception cref="ArgumentException">The input shape does not fit this layer; the message says what it expects.</exception>
+    TensorShape OutputShape(TensorShape input);
+
+    /// <summary>
+    /// Switches between training mode (the default: dropout masks, batch statistics) and evaluation mode
+    /// (dropout off, running statistics), as PyTorch's <c>module.train()</c> / <c>module.eval()</c>.
+    /// </summary>
+    void SetTraining(bool training) { }
 
     /// <summary>Computes the output <c>[out_features, batch]</c> for the input <c>[in_features, batch]</c>.</summary>
     Matrix<float> Forward(Matrix<float> input);

@@ -11,6 +11,15 @@ namespace DistTrain.Core.Layers;
 /// <param name="rows">Fixed row count (features).</param>
 public sealed class MatrixBuffer(int rows)
 {
+    private int _rowsPerSample;
+    private int _fixedColumns;
+
+    /// <summary>
+    /// A buffer of tall matrices <c>[rowsPerSample · batch, columns]</c> whose row count follows the batch size,
+    /// such as a convolution's unfolded patches <c>[positions · batch, in_channels · kH · kW]</c>.
+    /// </summary>
+    public static MatrixBuffer Tall(int rowsPerSample, int columns) => new(0) { _rowsPerSample = rowsPerSample, _fixedColumns = columns };
+
     /// <summary>Distinct column counts kept; beyond that the least recently used matrix is replaced.</summary>
     public const int Capacity = 4;
 
@@ -18,15 +27,19 @@ public sealed class MatrixBuffer(int rows)
     private readonly long[] _lastUse = new long[Capacity];
     private long _clock;
 
-    /// <summary>A matrix of <c>[rows, columns]</c>; contents are stale and must be overwritten.</summary>
+    /// <summary>
+    /// A matrix of <c>[rows, columns]</c> (for <see cref="Tall"/>: <c>[rowsPerSample · columns, fixed columns]</c>,
+    /// where the argument is the batch size); contents are stale and must be overwritten.
+    /// </summary>
     public Matrix<float> Get(int columns)
     {
+        var (shapeRows, shapeColumns) = _rowsPerSample > 0 ? (_rowsPerSample * columns, _fixedColumns) : (rows, columns);
         _clock++;
         var victim = 0;
         for (var i = 0; i < Capacity; i++)
         {
             var matrix = _matrices[i];
-            if (matrix is not null && matrix.ColumnCount == columns)
+            if (matrix is not null && matrix.ColumnCount == shapeColumns && matrix.RowCount == shapeRows)
             {
                 _lastUse[i] = _clock;
                 return matrix;
@@ -34,6 +47,6 @@ public sealed class MatrixBuffer(int rows)
             if (matrix is null || (_matrices[victim] is not null && _lastUse[i] < _lastUse[victim])) victim = i;
         }
         _lastUse[victim] = _clock;
-        return _matrices[victim] = Matrix<float>.Build.Dense(rows, columns);
+        return _matrices[victim] = Matrix<float>.Build.Dense(shapeRows, shapeColumns);
     }
 }

@@ -9,27 +9,54 @@ namespace DistTrain.Core.Models;
 /// <summary>Builds models, losses and the version-0 weights from <see cref="ModelOptions"/>.</summary>
 public static class ModelFactory
 {
-    /// <summary>Builds a fresh replica with zero parameters.</summary>
-    /// <exception cref="ArgumentException">A layer type is unknown or sizes do not fit.</exception>
-    public static Sequential Build(ModelOptions options)
+    /// <summary>Builds a fresh replica with zero weights (normalization layers at their fixed start values).</summary>
+    /// <param name="options">The model section.</param>
+    /// <param name="dropoutSeed">Seed of the replica's dropout masks; give each replica its own.</param>
+    /// <param name="isFrozen">Given a tensor name, true when it is frozen (transfer learning); null freezes nothing.</param>
+    /// <exception cref="ArgumentException">A layer type is unknown or shapes do not fit; the message names the layer by its index.</exception>
+    public static Sequential Build(ModelOptions options, int dropoutSeed = 0, Func<string, bool>? isFrozen = null)
     {
         var layers = new List<ILayer>();
-        var size = options.InputSize;
-        foreach (var layer in options.Layers)
+        var shape = options.Input();
+        for (var index = 0; index < options.Layers.Count; index++)
         {
-            ILayer built = LayerTypes.Canonical(layer.Type) switch
+            var layer = options.Layers[index];
+            try
             {
-                LayerTypes.Dense => new Dense(size, layer.Units),
-                LayerTypes.ReLU => new ReLU(),
-                LayerTypes.LeakyReLU => new LeakyReLU((float)layer.NegativeSlope),
-                LayerTypes.Sigmoid => new Sigmoid(),
-                LayerTypes.Tanh => new Tanh(),
-                _ => throw new ArgumentException($"Unknown layer type '{layer.Type}'. Use one of: {string.Join(", ", LayerTypes.All)}."),
-            };
-            size = built.OutputSize(size);
-            layers.Add(built);
+                var built = BuildLayer(layer, shape, dropoutSeed * 7919 + index);
+                shape = built.OutputShape(shape);
+                layers.Add(built);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"Model:Layers:{index} ({layer.Type}) on input {shape}: {e.Message}", e);
+            }
         }
-        return new Sequential(options.InputSize, layers);
+        return new Sequential(options.Input(), layers, isFrozen);
+    }
+
+    private static ILayer BuildLayer(LayerOptions layer, TensorShape input, int seed)
+    {
+        var type = LayerTypes.Canonical(layer.Type);
+        if (type is LayerTypes.Conv2D or LayerTypes.MaxPool2D or LayerTypes.AvgPool2D && input.IsFlat)
+            throw new ArgumentException($"{type} needs an image input [channels, height, width]. Set Model:InputShape (for example [1, 28, 28]) and put {type} before any Dense or Flatten layer.");
+        var poolStride = layer.Stride > 0 ? layer.Stride : layer.KernelSize;
+        return type switch
+        {
+            LayerTypes.Dense => new Dense(input.Size, layer.Units),
+            LayerTypes.ReLU => new ReLU(),
+            LayerTypes.LeakyReLU => new LeakyReLU((float)layer.NegativeSlope),
+            LayerTypes.Sigmoid => new Sigmoid(),
+            LayerTypes.Tanh => new Tanh(),
+            LayerTypes.Conv2D => new Conv2D(input, layer.Channels, layer.KernelSize, layer.Stride > 0 ? layer.Stride : 1, layer.Padding),
+            LayerTypes.MaxPool2D => new MaxPool2D(input, layer.KernelSize, poolStride),
+            LayerTypes.AvgPool2D => new AvgPool2D(input, layer.KernelSize, poolStride),
+            LayerTypes.Flatten => new Flatten(),
+            LayerTypes.BatchNorm => new BatchNorm(input, layer.Momentum, layer.Epsilon),
+            LayerTypes.LayerNorm => new LayerNorm(input, layer.Epsilon),
+            LayerTypes.Dropout => new Dropout(layer.Rate, seed),
+            _ => throw new ArgumentException($"Unknown layer type '{layer.Type}'. Use one of: {string.Join(", ", LayerTypes.All)}."),
+        };
     }
 
     /// <summary>Checks that the model's input size and last Dense layer match the data.</summary>
@@ -37,8 +64,11 @@ public static class ModelFactory
     public static void CheckFitsData(ModelOptions options, int featureCount, int classCount)
     {
         var problems = new List<string>();
-        if (options.InputSize != featureCount)
-            problems.Add($"Model:InputSize = {options.InputSize} does not match the data: its samples have {featureCount} features. Set Model:InputSize to {featureCount}.");
+        var input = options.Input();
+        if (input.Size != featureCount)
+            problems.Add(options.InputShape.Count > 0
+                ? $"Model:InputShape = {input} ({input.Size} values) does not match the data: its samples have {featureCount} features. Set Model:InputShape so that channels x height x width = {featureCount}."
+                : $"Model:InputSize = {options.InputSize} does not match the data: its samples have {featureCount} features. Set Model:InputSize to {featureCount}.");
         var lastDense = options.Layers.FindLastIndex(l => LayerTypes.Canonical(l.Type) == LayerTypes.Dense);
         if (lastDense >= 0 && options.Layers[lastDense].Units != classCount)
             problems.Add($"Model:Layers:{lastDense}:Units = {options.Layers[lastDense].Units} does not match the data: the last Dense layer outputs one logit per class and the data has {classCount} classes. Set it to {classCount}.");
@@ -58,7 +88,8 @@ public static class ModelFactory
     /// <summary>
     /// The parameter server's version-0 weights: every weight tensor filled by the configured
     /// initializer from one <see cref="Random"/> seeded with <paramref name="seed"/>, in layout order;
-    /// biases zero (constant for <see cref="InitializerKind.Constant"/>).
+    /// biases zero (constant for <see cref="InitializerKind.Constant"/>); normalization scales and running
+    /// variances one, shifts and running means zero (<see cref="LayerParameter.FixedInitialValue"/>).
     /// </summary>
     public static ParameterVector InitialWeights(Sequential model, InitializerOptions options, int seed)
     {
@@ -67,7 +98,9 @@ public static class ModelFactory
         foreach (var (parameter, segment) in model.NamedParameters)
         {
             var target = vector.Segment(segment);
-            if (parameter.IsBias && options.Kind != InitializerKind.Constant)
+            if (parameter.FixedInitialValue is { } fixedValue)
+                target.Fill(fixedValue);
+            else if (parameter.IsBias && options.Kind != InitializerKind.Constant)
                 target.Clear();
             else
                 Initializers.Fill(target, parameter.FanIn, parameter.FanOut, options, random);

@@ -1,4 +1,5 @@
 using DistTrain.Core.Initialization;
+using DistTrain.Core.Layers;
 
 namespace DistTrain.Core.Models;
 
@@ -15,9 +16,23 @@ public static class LayerTypes
     public const string Sigmoid = "Sigmoid";
     /// <summary>Hyperbolic tangent.</summary>
     public const string Tanh = "Tanh";
+    /// <summary>2-D convolution; needs <see cref="LayerOptions.Channels"/> and <see cref="LayerOptions.KernelSize"/>, uses Stride and Padding.</summary>
+    public const string Conv2D = "Conv2D";
+    /// <summary>2-D max pooling; needs <see cref="LayerOptions.KernelSize"/>, uses Stride (default: the kernel size).</summary>
+    public const string MaxPool2D = "MaxPool2D";
+    /// <summary>2-D average pooling; needs <see cref="LayerOptions.KernelSize"/>, uses Stride (default: the kernel size).</summary>
+    public const string AvgPool2D = "AvgPool2D";
+    /// <summary>Flattens <c>[C, H, W]</c> to <c>[C·H·W]</c>.</summary>
+    public const string Flatten = "Flatten";
+    /// <summary>Batch normalization per channel (per feature after a Dense layer); uses Momentum and Epsilon.</summary>
+    public const string BatchNorm = "BatchNorm";
+    /// <summary>Layer normalization over each sample; uses Epsilon.</summary>
+    public const string LayerNorm = "LayerNorm";
+    /// <summary>Inverted dropout; needs <see cref="LayerOptions.Rate"/>.</summary>
+    public const string Dropout = "Dropout";
 
     /// <summary>All known names, for error messages.</summary>
-    public static readonly string[] All = [Dense, ReLU, LeakyReLU, Sigmoid, Tanh];
+    public static readonly string[] All = [Dense, ReLU, LeakyReLU, Sigmoid, Tanh, Conv2D, MaxPool2D, AvgPool2D, Flatten, BatchNorm, LayerNorm, Dropout];
 
     /// <summary>The canonical spelling of <paramref name="name"/> (matched ignoring case), or null when unknown.</summary>
     public static string? Canonical(string? name) => All.FirstOrDefault(t => string.Equals(t, name, StringComparison.OrdinalIgnoreCase));
@@ -49,13 +64,49 @@ public sealed class LayerOptions
 
     /// <summary>Slope for negative inputs of LeakyReLU. Default 0.01, as PyTorch.</summary>
     public double NegativeSlope { get; set; } = 0.01;
+
+    /// <summary>Output channels (kernels) of a Conv2D layer.</summary>
+    public int Channels { get; set; }
+
+    /// <summary>Kernel (window) height and width of Conv2D, MaxPool2D and AvgPool2D.</summary>
+    public int KernelSize { get; set; }
+
+    /// <summary>Step between positions; 0 means the default: 1 for Conv2D, the kernel size for pooling (as PyTorch).</summary>
+    public int Stride { get; set; }
+
+    /// <summary>Zeros added on every side of a Conv2D input. Default 0.</summary>
+    public int Padding { get; set; }
+
+    /// <summary>Probability of zeroing an element in a Dropout layer, in [0, 1).</summary>
+    public double Rate { get; set; }
+
+    /// <summary>BatchNorm's weight of the newest batch in the running statistics, in (0, 1]. Default 0.1, as PyTorch.</summary>
+    public double Momentum { get; set; } = 0.1;
+
+    /// <summary>ε added to the variance by BatchNorm and LayerNorm. Default 1e-5, as PyTorch.</summary>
+    public double Epsilon { get; set; } = 1e-5;
 }
 
 /// <summary>The network: input size, the layer stack, the loss and the weight initializer.</summary>
 public sealed class ModelOptions
 {
-    /// <summary>Input features per sample; 784 for 28x28 images. Must match the data.</summary>
+    /// <summary>Input features per sample; 784 for 28x28 images. Must match the data. Not used when <see cref="InputShape"/> is set.</summary>
     public int InputSize { get; set; } = 784;
+
+    /// <summary>
+    /// Shape of one input sample <c>[channels, height, width]</c>, such as <c>[1, 28, 28]</c>; needed by Conv2D and
+    /// pooling layers. Empty (the default) means a flat vector of <see cref="InputSize"/> features.
+    /// </summary>
+    public List<int> InputShape { get; set; } = [];
+
+    /// <summary>The input as a <see cref="TensorShape"/>: <see cref="InputShape"/> when set, else flat <see cref="InputSize"/>.</summary>
+    /// <exception cref="ArgumentException">InputShape is set but does not have three positive dimensions.</exception>
+    public TensorShape Input() => InputShape.Count switch
+    {
+        0 => TensorShape.Flat(InputSize),
+        3 when InputShape.All(d => d > 0) => new TensorShape(InputShape[0], InputShape[1], InputShape[2]),
+        _ => throw new ArgumentException($"Model:InputShape = [{string.Join(", ", InputShape)}] must be [channels, height, width] with positive values, such as [1, 28, 28]."),
+    };
 
     /// <summary>Layers in order. The last layer's width is the number of classes (logits).</summary>
     public List<LayerOptions> Layers { get; set; } = [];

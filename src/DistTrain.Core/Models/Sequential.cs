@@ -14,33 +14,54 @@ public sealed class Sequential
 {
     private readonly (LayerParameter Parameter, ParameterSegment Segment)[] _parameters;
     private readonly ILayer[] _layers; // indexed loops: foreach over IReadOnlyList boxes an enumerator per call
+    private readonly int _firstTrainableLayer;
     private MatrixBuffer? _lossGradient;
 
-    /// <summary>Builds the model and checks that consecutive layer sizes fit.</summary>
-    /// <param name="inputSize">Input features per sample.</param>
+    /// <summary>Builds a model over flat inputs of <paramref name="inputSize"/> features.</summary>
+    /// <exception cref="ArgumentException">A layer does not accept its predecessor's output.</exception>
+    public Sequential(int inputSize, IReadOnlyList<ILayer> layers) : this(TensorShape.Flat(inputSize), layers) { }
+
+    /// <summary>Builds the model, checks that consecutive layer shapes fit and freezes the named tensors.</summary>
+    /// <param name="input">Shape of one input sample.</param>
     /// <param name="layers">Layers in order.</param>
-    /// <exception cref="ArgumentException">A layer does not accept its predecessor's output size.</exception>
-    public Sequential(int inputSize, IReadOnlyList<ILayer> layers)
+    /// <param name="isFrozen">Given a full tensor name (<c>0.weight</c>), true when it must not train (transfer learning); null freezes nothing.</param>
+    /// <exception cref="ArgumentException">A layer does not accept its predecessor's output.</exception>
+    public Sequential(TensorShape input, IReadOnlyList<ILayer> layers, Func<string, bool>? isFrozen = null)
     {
-        InputSize = inputSize;
+        InputShape = input;
         _layers = [.. layers];
         Layers = _layers;
-        var size = inputSize;
+        var shape = input;
         foreach (var layer in layers)
-            size = layer.OutputSize(size);
-        OutputSize = size;
+            shape = layer.OutputShape(shape);
+        OutputShape = shape;
         var named = layers
             .SelectMany((layer, index) => layer.Parameters.Select(p => (Name: $"{index}.{p.Name}", Parameter: p)))
             .ToArray();
-        Layout = new ParameterLayout(named.Select(n => (n.Name, n.Parameter.Shape)));
+        foreach (var (name, parameter) in named)
+            parameter.Frozen = isFrozen?.Invoke(name) ?? false;
+        // A layer whose scale and shift are frozen keeps its running statistics too (see BatchNorm).
+        foreach (var layer in layers)
+            if (layer.Parameters.Any(p => p.Frozen))
+                foreach (var statistic in layer.Parameters.Where(p => p.Role == ParameterRole.RunningStatistic))
+                    statistic.Frozen = true;
+        Layout = new ParameterLayout(named.Select(n => (n.Name, n.Parameter.Shape, n.Parameter.Role, n.Parameter.Frozen)));
         _parameters = named.Select(n => (n.Parameter, Layout[n.Name])).ToArray();
+        // Backward stops at the first layer with a trainable tensor: nothing before it needs a gradient.
+        _firstTrainableLayer = Array.FindIndex(_layers, l => l.Parameters.Any(p => p.Trainable));
     }
 
+    /// <summary>Shape of one input sample.</summary>
+    public TensorShape InputShape { get; }
+
+    /// <summary>Shape of one output sample.</summary>
+    public TensorShape OutputShape { get; }
+
     /// <summary>Input features per sample.</summary>
-    public int InputSize { get; }
+    public int InputSize => InputShape.Size;
 
     /// <summary>Output features per sample (classes, for a classifier).</summary>
-    public int OutputSize { get; }
+    public int OutputSize => OutputShape.Size;
 
     /// <summary>The layers in order.</summary>
     public IReadOnlyList<ILayer> Layers { get; }
@@ -60,12 +81,22 @@ public sealed class Sequential
         return activation;
     }
 
-    /// <summary>Back-propagates dLoss/dOutput <c>[OutputSize, batch]</c> through every layer, filling the parameter gradients.</summary>
+    /// <summary>
+    /// Back-propagates dLoss/dOutput <c>[OutputSize, batch]</c> down to the first layer with a trainable tensor,
+    /// filling the parameter gradients.
+    /// </summary>
     public void Backward(Matrix<float> outputGradient)
     {
+        if (_firstTrainableLayer < 0) return;
         var gradient = outputGradient;
-        for (var i = _layers.Length - 1; i >= 0; i--)
-            gradient = _layers[i].Backward(gradient!, needInputGradient: i > 0);
+        for (var i = _layers.Length - 1; i >= Math.Max(0, _firstTrainableLayer); i--)
+            gradient = _layers[i].Backward(gradient!, needInputGradient: i > _firstTrainableLayer);
+    }
+
+    /// <summary>Training mode (dropout on, batch statistics) or evaluation mode, for every layer; see <see cref="ILayer.SetTraining"/>.</summary>
+    public void SetTraining(bool training)
+    {
+        foreach (var layer in _layers) layer.SetTraining(training);
     }
 
     /// <summary>
@@ -103,13 +134,21 @@ public sealed class Sequential
             parameter.Value.CopyTo(flat.Slice(segment.Offset, segment.Length));
     }
 
-    /// <summary>Copies the gradients of the last backward pass into a flat vector.</summary>
-    /// <exception cref="ArgumentException">The length differs from <see cref="ParameterLayout.TotalLength"/>.</exception>
+    /// <summary>
+    /// Writes a worker's report into <c>flat[0, WorkerReportLength)</c>: the gradients of the last backward pass for
+    /// the trainable tensors, then the current running statistics (see <see cref="ParameterLayout"/>).
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="flat"/> is shorter than <see cref="ParameterLayout.WorkerReportLength"/>.</exception>
     public void CopyGradientsTo(Span<float> flat)
     {
-        CheckLength(flat.Length);
+        if (flat.Length < Layout.WorkerReportLength)
+            throw new ArgumentException($"The gradient vector has {flat.Length} elements but the model reports {Layout.WorkerReportLength}.");
         foreach (var (parameter, segment) in _parameters)
-            parameter.Gradient.CopyTo(flat.Slice(segment.Offset, segment.Length));
+        {
+            if (segment.Frozen) continue;
+            (segment.Role == ParameterRole.RunningStatistic ? parameter.Value : parameter.Gradient)
+                .CopyTo(flat.Slice(segment.Offset, segment.Length));
+        }
     }
 
     private void CheckLength(int length)

@@ -1,3 +1,5 @@
+using DistTrain.Core.Layers;
+
 namespace DistTrain.Core.Tensors;
 
 /// <summary>
@@ -7,37 +9,65 @@ namespace DistTrain.Core.Tensors;
 /// <param name="Name">PyTorch <c>state_dict</c>-style name, such as <c>0.weight</c> or <c>2.bias</c>.</param>
 /// <param name="Offset">Index of the first element in the flat vector (elements, not bytes).</param>
 /// <param name="Shape">Row-major shape; a dense weight is <c>[out_features, in_features]</c> as in PyTorch.</param>
-public sealed record ParameterSegment(string Name, int Offset, int[] Shape)
+/// <param name="Role">What the tensor is for (weight, bias, normalization scale or shift, running statistic).</param>
+/// <param name="Frozen">True when transfer learning froze it: it gets no gradient and no update.</param>
+public sealed record ParameterSegment(string Name, int Offset, int[] Shape, ParameterRole Role = ParameterRole.Weight, bool Frozen = false)
 {
+    /// <summary>True when gradient descent updates this tensor: not frozen and not a running statistic.</summary>
+    public bool Trainable => !Frozen && Role != ParameterRole.RunningStatistic;
+
     /// <summary>Number of elements: the product of <see cref="Shape"/>.</summary>
     public int Length => Shape.Aggregate(1, (product, dimension) => product * dimension);
 
 }
 
 /// <summary>
-/// The fixed order of a model's parameters and their place in one flat <c>float[]</c>.
+/// The fixed order of a model's tensors and their place in one flat <c>float[]</c>.
 /// Weights, gradients, optimizer state and checkpoints all share one layout, so the parameter
 /// server averages and updates without knowing the layers.
 /// </summary>
+/// <remarks>
+/// Three regions, each in model order: the trainable tensors <c>[0, TrainableLength)</c>, then the running
+/// statistics <c>[TrainableLength, WorkerReportLength)</c>, then the frozen tensors up to <see cref="TotalLength"/>.
+/// A worker's report is the prefix <c>[0, WorkerReportLength)</c>: the gradients of the trainable tensors followed by
+/// its running statistics, so frozen tensors travel no gradient. A model without frozen tensors or statistics (an
+/// MLP) is all trainable and keeps plain model order.
+/// </remarks>
 public sealed class ParameterLayout
 {
     private readonly Dictionary<string, ParameterSegment> _byName;
 
-    /// <summary>Builds a layout from (name, shape) pairs laid out back to back in the given order.</summary>
+    /// <summary>Builds a layout of trainable weights from (name, shape) pairs laid out back to back in the given order.</summary>
     /// <exception cref="ArgumentException">A name repeats, or a dimension is not positive.</exception>
     public ParameterLayout(IEnumerable<(string Name, int[] Shape)> tensors)
+        : this(tensors.Select(t => (t.Name, t.Shape, ParameterRole.Weight, false))) { }
+
+    /// <summary>Builds a layout: trainable tensors first, then running statistics, then frozen tensors, each group in the given order.</summary>
+    /// <exception cref="ArgumentException">A name repeats, or a dimension is not positive.</exception>
+    public ParameterLayout(IEnumerable<(string Name, int[] Shape, ParameterRole Role, bool Frozen)> tensors)
     {
-        var segments = new List<ParameterSegment>();
-        var offset = 0;
-        foreach (var (name, shape) in tensors)
-        {
+        var all = tensors.ToArray();
+        foreach (var (name, shape, _, _) in all)
             if (shape.Length == 0 || shape.Any(d => d <= 0))
                 throw new ArgumentException($"Parameter '{name}' has shape [{string.Join(", ", shape)}]; every dimension must be positive.");
-            var segment = new ParameterSegment(name, offset, (int[])shape.Clone());
-            segments.Add(segment);
-            offset = checked(offset + segment.Length);
+        static int Region((string Name, int[] Shape, ParameterRole Role, bool Frozen) t) =>
+            t.Frozen ? 2 : t.Role == ParameterRole.RunningStatistic ? 1 : 0;
+        var segments = new List<ParameterSegment>();
+        var offset = 0;
+        var regionEnds = new int[3];
+        for (var region = 0; region < 3; region++)
+        {
+            foreach (var tensor in all.Where(t => Region(t) == region))
+            {
+                var segment = new ParameterSegment(tensor.Name, offset, (int[])tensor.Shape.Clone(), tensor.Role, tensor.Frozen);
+                segments.Add(segment);
+                offset = checked(offset + segment.Length);
+            }
+            regionEnds[region] = offset;
         }
         Segments = segments;
+        TrainableLength = regionEnds[0];
+        WorkerReportLength = regionEnds[1];
         TotalLength = offset;
         _byName = new Dictionary<string, ParameterSegment>(StringComparer.Ordinal);
         foreach (var segment in segments)
@@ -48,8 +78,20 @@ public sealed class ParameterLayout
     /// <summary>Segments in their flat order.</summary>
     public IReadOnlyList<ParameterSegment> Segments { get; }
 
-    /// <summary>Total number of parameters (elements of the flat vector).</summary>
+    /// <summary>Total number of elements of the flat vector (trainable, statistics and frozen).</summary>
     public int TotalLength { get; }
+
+    /// <summary>Elements of the trainable tensors, the prefix <c>[0, TrainableLength)</c> that the optimizer updates.</summary>
+    public int TrainableLength { get; }
+
+    /// <summary>
+    /// Elements a worker reports each round: the gradients of the trainable tensors, then its running statistics
+    /// (<c>[TrainableLength, WorkerReportLength)</c>). Equals <see cref="TotalLength"/> when nothing is frozen.
+    /// </summary>
+    public int WorkerReportLength { get; }
+
+    /// <summary>True when some tensors are running statistics (the model has BatchNorm).</summary>
+    public bool HasRunningStatistics => WorkerReportLength > TrainableLength;
 
     /// <summary>Looks up a segment by name.</summary>
     /// <exception cref="KeyNotFoundException">No segment has that name; the message lists the known names.</exception>

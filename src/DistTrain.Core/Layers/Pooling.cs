@@ -1,0 +1,212 @@
+using MathNet.Numerics.LinearAlgebra;
+
+namespace DistTrain.Core.Layers;
+
+/// <summary>
+/// Base of 2-D pooling over each channel with a square window, no padding and floor rounding, as PyTorch's
+/// <c>MaxPool2d</c> / <c>AvgPool2d</c> with their defaults: output <c>[C, OH, OW]</c> with
+/// <c>OH = ⌊(H − k) / stride⌋ + 1</c>. No parameters.
+/// </summary>
+public abstract class Pooling2D : ILayer
+{
+    private readonly MatrixBuffer _output;
+    private readonly MatrixBuffer _inputGradient;
+    private Matrix<float>? _input;
+
+    /// <summary>Creates the pooling layer.</summary>
+    /// <param name="input">Shape of one input sample <c>[C, H, W]</c>.</param>
+    /// <param name="kernelSize">Window height and width k.</param>
+    /// <param name="stride">Step between windows; PyTorch's default is the kernel size.</param>
+    /// <exception cref="ArgumentException">A size is not positive or the window does not fit the input.</exception>
+    protected Pooling2D(TensorShape input, int kernelSize, int stride)
+    {
+        if (kernelSize <= 0 || stride <= 0)
+            throw new ArgumentException($"Pooling needs a positive kernel size ({kernelSize}) and stride ({stride}).");
+        if (input.Height < kernelSize || input.Width < kernelSize)
+            throw new ArgumentException($"Pooling: a {kernelSize}x{kernelSize} window does not fit the input {input}.");
+        Input = input;
+        KernelSize = kernelSize;
+        Stride = stride;
+        Output = new TensorShape(input.Channels, (input.Height - kernelSize) / stride + 1, (input.Width - kernelSize) / stride + 1);
+        _output = new MatrixBuffer(Output.Size);
+        _inputGradient = new MatrixBuffer(input.Size);
+    }
+
+    /// <summary>Shape of one input sample.</summary>
+    public TensorShape Input { get; }
+
+    /// <summary>Shape of one output sample.</summary>
+    public TensorShape Output { get; }
+
+    /// <summary>Window height and width.</summary>
+    public int KernelSize { get; }
+
+    /// <summary>Step between windows.</summary>
+    public int Stride { get; }
+
+    /// <inheritdoc />
+    public abstract string Description { get; }
+
+    /// <inheritdoc />
+    public IReadOnlyList<LayerParameter> Parameters => [];
+
+    /// <inheritdoc />
+    public TensorShape OutputShape(TensorShape input) =>
+        input == Input ? Output : throw new ArgumentException($"{Description} was built for input {Input} but receives {input}.");
+
+    /// <inheritdoc />
+    public Matrix<float> Forward(Matrix<float> input)
+    {
+        if (input.RowCount != Input.Size)
+            throw new ArgumentException($"{Description} expects {Input.Size} input rows ({Input}) but receives {input.RowCount}.");
+        _input = input;
+        var output = _output.Get(input.ColumnCount);
+        Pool(input.ColumnMajorValues(), output.ColumnMajorValues(), input.ColumnCount);
+        return output;
+    }
+
+    /// <inheritdoc />
+    public Matrix<float>? Backward(Matrix<float> outputGradient, bool needInputGradient = true)
+    {
+        var input = _input ?? throw new InvalidOperationException($"{Description}: Backward called before Forward.");
+        if (outputGradient.RowCount != Output.Size || outputGradient.ColumnCount != input.ColumnCount)
+            throw new ArgumentException($"{Description}: the output gradient is [{outputGradient.RowCount}, {outputGradient.ColumnCount}] but the forward output was [{Output.Size}, {input.ColumnCount}].");
+        if (!needInputGradient) return null;
+        var inputGradient = _inputGradient.Get(input.ColumnCount);
+        var dx = inputGradient.ColumnMajorValues();
+        Array.Clear(dx);
+        Unpool(outputGradient.ColumnMajorValues(), dx, input.ColumnCount);
+        return inputGradient;
+    }
+
+    /// <summary>Pools <paramref name="batch"/> samples of <paramref name="x"/> into <paramref name="y"/>.</summary>
+    protected abstract void Pool(float[] x, float[] y, int batch);
+
+    /// <summary>Adds the input gradient of <paramref name="batch"/> samples into the zeroed <paramref name="dx"/>.</summary>
+    protected abstract void Unpool(float[] dy, float[] dx, int batch);
+}
+
+/// <summary>
+/// Max pooling (PyTorch's <c>torch.nn.MaxPool2d(kernel_size, stride)</c>): each output is the largest input of its
+/// window; backward routes the gradient to that input (the first one on ties, as PyTorch's CPU kernel).
+/// </summary>
+public sealed class MaxPool2D : Pooling2D
+{
+    private int[] _argmax = [];
+
+    /// <inheritdoc cref="Pooling2D(TensorShape, int, int)" />
+    public MaxPool2D(TensorShape input, int kernelSize, int stride) : base(input, kernelSize, stride) { }
+
+    /// <inheritdoc />
+    public override string Description => $"MaxPool2D({KernelSize}x{KernelSize}, stride {Stride})";
+
+    /// <inheritdoc />
+    protected override void Pool(float[] x, float[] y, int batch)
+    {
+        if (_argmax.Length < y.Length) _argmax = new int[y.Length];
+        var (height, width) = (Input.Height, Input.Width);
+        for (var sample = 0; sample < batch; sample++)
+            for (var c = 0; c < Input.Channels; c++)
+            {
+                var planeStart = sample * Input.Size + c * height * width;
+                var outStart = sample * Output.Size + c * Output.Positions;
+                for (var oh = 0; oh < Output.Height; oh++)
+                    for (var ow = 0; ow < Output.Width; ow++)
+                    {
+                        var best = float.NegativeInfinity;
+                        var bestIndex = planeStart + oh * Stride * width + ow * Stride;
+                        for (var i = 0; i < KernelSize; i++)
+                        {
+                            var rowStart = planeStart + (oh * Stride + i) * width + ow * Stride;
+                            for (var j = 0; j < KernelSize; j++)
+                            {
+                                var v = x[rowStart + j];
+                                if (v > best || float.IsNaN(v)) { best = v; bestIndex = rowStart + j; }
+                            }
+                        }
+                        var o = outStart + oh * Output.Width + ow;
+                        y[o] = best;
+                        _argmax[o] = bestIndex;
+                    }
+            }
+    }
+
+    /// <inheritdoc />
+    protected override void Unpool(float[] dy, float[] dx, int batch)
+    {
+        var count = batch * Output.Size;
+        for (var o = 0; o < count; o++) dx[_argmax[o]] += dy[o];
+    }
+}
+
+/// <summary>
+/// Average pooling (PyTorch's <c>torch.nn.AvgPool2d(kernel_size, stride)</c>, no padding): each output is the mean
+/// of its <c>k·k</c> window; backward spreads <c>dy / k²</c> over the window.
+/// </summary>
+public sealed class AvgPool2D : Pooling2D
+{
+    /// <inheritdoc cref="Pooling2D(TensorShape, int, int)" />
+    public AvgPool2D(TensorShape input, int kernelSize, int stride) : base(input, kernelSize, stride) { }
+
+    /// <inheritdoc />
+    public override string Description => $"AvgPool2D({KernelSize}x{KernelSize}, stride {Stride})";
+
+    /// <inheritdoc />
+    protected override void Pool(float[] x, float[] y, int batch) => Visit(x, y, batch, backward: false);
+
+    /// <inheritdoc />
+    protected override void Unpool(float[] dy, float[] dx, int batch) => Visit(dx, dy, batch, backward: true);
+
+    /// <summary>
+    /// Forward: <c>outputs[o] = mean(window)</c>; backward: adds <c>outputs[o] / k²</c> to each input of the window.
+    /// </summary>
+    private void Visit(float[] inputs, float[] outputs, int batch, bool backward)
+    {
+        var scale = 1f / (KernelSize * KernelSize);
+        for (var sample = 0; sample < batch; sample++)
+            for (var c = 0; c < Input.Channels; c++)
+            {
+                var planeStart = sample * Input.Size + c * Input.Positions;
+                var outStart = sample * Output.Size + c * Output.Positions;
+                for (var oh = 0; oh < Output.Height; oh++)
+                    for (var ow = 0; ow < Output.Width; ow++)
+                    {
+                        var corner = planeStart + oh * Stride * Input.Width + ow * Stride;
+                        var o = outStart + oh * Output.Width + ow;
+                        var share = backward ? outputs[o] * scale : 0f;
+                        var sum = 0f;
+                        for (var i = 0; i < KernelSize; i++)
+                            for (var j = 0; j < KernelSize; j++)
+                            {
+                                var index = corner + i * Input.Width + j;
+                                if (backward) inputs[index] += share;
+                                else sum += inputs[index];
+                            }
+                        if (!backward) outputs[o] = sum * scale;
+                    }
+            }
+    }
+}
+
+/// <summary>
+/// Flattens <c>[C, H, W]</c> to <c>[C·H·W]</c>, as PyTorch's <c>torch.nn.Flatten</c>. Each sample is already stored
+/// channel-major in one column (see <see cref="TensorShape"/>), so forward and backward pass their matrix through.
+/// </summary>
+public sealed class Flatten : ILayer
+{
+    /// <inheritdoc />
+    public string Description => "Flatten";
+
+    /// <inheritdoc />
+    public IReadOnlyList<LayerParameter> Parameters => [];
+
+    /// <inheritdoc />
+    public TensorShape OutputShape(TensorShape input) => TensorShape.Flat(input.Size);
+
+    /// <inheritdoc />
+    public Matrix<float> Forward(Matrix<float> input) => input;
+
+    /// <inheritdoc />
+    public Matrix<float>? Backward(Matrix<float> outputGradient, bool needInputGradient = true) =>
+        needInputGradient ? outputGradient : null;
+}

@@ -1,0 +1,255 @@
+using DistTrain.Core.Layers;
+using DistTrain.Core.Models;
+using MathNet.Numerics.LinearAlgebra;
+using static DistTrain.Tests.GradientCheckTests;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// The image and normalization layers: backward against central finite differences, forward against direct
+/// definitions (a naive convolution loop, explicit statistics). PyTorch comparisons are in LayerGoldenTests.
+/// </summary>
+public class ConvolutionAndNormalizationTests
+{
+    /// <summary>Distinct values spaced 0.05 apart in random order, so a ±1e-2 step never changes which input is the maximum.</summary>
+    private static Matrix<float> DistinctValues(int rows, int columns, int seed)
+    {
+        var values = Enumerable.Range(0, rows * columns).Select(i => -1f + 0.05f * i).ToArray();
+        new Random(seed).Shuffle(values);
+        return Matrix<float>.Build.Dense(rows, columns, values);
+    }
+
+    [Theory]
+    [InlineData(1, 0)]
+    [InlineData(1, 1)]
+    [InlineData(2, 1)]
+    [InlineData(2, 0)]
+    public void Conv2D_matches_finite_differences(int stride, int padding)
+    {
+        var input = new TensorShape(2, 5, 6);
+        CheckLayer(new Conv2D(input, 3, 3, stride, padding), input.Size, 3, awayFromZero: false);
+    }
+
+    [Fact]
+    public void Conv2D_forward_matches_the_definition_of_cross_correlation()
+    {
+        var input = new TensorShape(2, 6, 5);
+        var conv = new Conv2D(input, 3, 3, stride: 2, padding: 1);
+        var random = new Random(4);
+        foreach (var p in conv.Parameters) for (var i = 0; i < p.Value.Length; i++) p.Value[i] = (float)(random.NextDouble() - 0.5);
+        var x = RandomMatrix(input.Size, 2, random);
+        var y = conv.Forward(x);
+        var o = conv.Output;
+        Assert.Equal(new TensorShape(3, 3, 3), o);
+        for (var b = 0; b < 2; b++)
+            for (var oc = 0; oc < 3; oc++)
+                for (var oh = 0; oh < o.Height; oh++)
+                    for (var ow = 0; ow < o.Width; ow++)
+                    {
+                        double sum = conv.Bias.Value[oc];
+                        for (var c = 0; c < 2; c++)
+                            for (var i = 0; i < 3; i++)
+                                for (var j = 0; j < 3; j++)
+                                {
+                                    int ih = oh * 2 - 1 + i, iw = ow * 2 - 1 + j;
+                                    if (ih < 0 || ih >= 6 || iw < 0 || iw >= 5) continue;
+                                    sum += conv.Weight.Value[((oc * 2 + c) * 3 + i) * 3 + j] * x[(c * 6 + ih) * 5 + iw, b];
+                                }
+                        Assert.Equal(sum, y[(oc * o.Height + oh) * o.Width + ow, b], 5);
+                    }
+    }
+
+    [Fact]
+    public void Conv2D_in_chunks_equals_Conv2D_in_one_piece()
+    {
+        var input = new TensorShape(2, 6, 6);
+        var whole = new Conv2D(input, 4, 3, 1, 1);
+        var chunked = new Conv2D(input, 4, 3, 1, 1, unfoldBudget: 2 * 36 * 18); // two samples per chunk
+        Assert.Equal(2, chunked.ChunkSamples);
+        var random = new Random(8);
+        for (var p = 0; p < 2; p++)
+            for (var i = 0; i < whole.Parameters[p].Value.Length; i++)
+                whole.Parameters[p].Value[i] = chunked.Parameters[p].Value[i] = (float)(random.NextDouble() - 0.5);
+        var x = RandomMatrix(input.Size, 5, random);
+        var dy = RandomMatrix(whole.Output.Size, 5, random);
+        AssertClose(whole.Forward(x), chunked.Forward(x));
+        AssertClose(whole.Backward(dy)!, chunked.Backward(dy)!);
+        for (var p = 0; p < 2; p++)
+            Assert.All(whole.Parameters[p].Gradient.Zip(chunked.Parameters[p].Gradient), pair => Assert.Equal(pair.First, pair.Second, 4));
+        CheckLayer(new Conv2D(input, 2, 3, 1, 1, unfoldBudget: 36 * 18), input.Size, 3, awayFromZero: false);
+    }
+
+    private static void AssertClose(Matrix<float> expected, Matrix<float> actual)
+    {
+        Assert.Equal(expected.RowCount, actual.RowCount);
+        Assert.Equal(expected.ColumnCount, actual.ColumnCount);
+        var e = expected.ColumnMajorValues();
+        var a = actual.ColumnMajorValues();
+        for (var i = 0; i < e.Length; i++) Assert.Equal(e[i], a[i], 4);
+    }
+
+    [Fact]
+    public void MaxPool2D_matches_finite_differences()
+    {
+        var input = new TensorShape(2, 4, 6);
+        CheckLayer(new MaxPool2D(input, 2, 2), input.Size, 3, false, input: DistinctValues(input.Size, 3, 1));
+        CheckLayer(new MaxPool2D(input, 3, 1), input.Size, 2, false, input: DistinctValues(input.Size, 2, 2));
+    }
+
+    [Fact]
+    public void MaxPool2D_takes_each_window_maximum()
+    {
+        var pool = new MaxPool2D(new TensorShape(1, 2, 4), 2, 2);
+        var y = pool.Forward(Matrix<float>.Build.DenseOfColumnMajor(8, 1, [1, 5, 2, 0, 3, -1, 7, 4]));
+        Assert.Equal([5f, 7f], y.ColumnMajorValues());
+    }
+
+    [Fact]
+    public void AvgPool2D_matches_finite_differences_and_the_window_means()
+    {
+        var input = new TensorShape(2, 4, 5);
+        CheckLayer(new AvgPool2D(input, 2, 2), input.Size, 3, false);
+        var pool = new AvgPool2D(new TensorShape(1, 2, 4), 2, 2);
+        var y = pool.Forward(Matrix<float>.Build.DenseOfColumnMajor(8, 1, [1, 5, 2, 0, 3, -1, 7, 4]));
+        Assert.Equal([2f, 3.25f], y.ColumnMajorValues());
+    }
+
+    [Theory]
+    [InlineData(3, 2, 3)] // BatchNorm2d: [C, H, W]
+    [InlineData(5, 1, 1)] // BatchNorm1d: [F]
+    public void BatchNorm_in_training_mode_matches_finite_differences(int channels, int height, int width)
+    {
+        var input = new TensorShape(channels, height, width);
+        CheckLayer(new BatchNorm(input), input.Size, 4, false, tolerance: 5e-3);
+    }
+
+    [Fact]
+    public void BatchNorm_in_evaluation_mode_matches_finite_differences()
+    {
+        var input = new TensorShape(2, 2, 2);
+        var norm = new BatchNorm(input);
+        norm.RunningMean.Value[0] = 0.3f;
+        norm.RunningVariance.Value[1] = 2.5f;
+        norm.SetTraining(false);
+        CheckLayer(norm, input.Size, 3, false);
+    }
+
+    [Fact]
+    public void BatchNorm_normalizes_each_channel_and_updates_running_statistics_as_PyTorch()
+    {
+        var input = new TensorShape(2, 1, 2);
+        var norm = new BatchNorm(input, momentum: 0.1);
+        // Channel 0 sees 1, 2, 3, 6 (mean 3, biased variance 3.5, unbiased 14/3); channel 1 sees 0, 0, 4, 4.
+        var x = Matrix<float>.Build.DenseOfColumnMajor(4, 2, [1, 2, 0, 0, 3, 6, 4, 4]);
+        var y = norm.Forward(x);
+        Assert.Equal((1 - 3) / Math.Sqrt(3.5 + 1e-5), y[0, 0], 5);
+        Assert.Equal((4 - 2) / Math.Sqrt(4 + 1e-5), y[2, 1], 5);
+        Assert.Equal(0.3, norm.RunningMean.Value[0], 6);
+        Assert.Equal(0.9 + 0.1 * 14.0 / 3, norm.RunningVariance.Value[0], 5);
+        Assert.Equal(0.9 + 0.1 * 16.0 / 3, norm.RunningVariance.Value[1], 5);
+        norm.SetTraining(false);
+        var evaluated = norm.Forward(x);
+        Assert.Equal((1 - 0.3) / Math.Sqrt(0.9 + 0.1 * 14.0 / 3 + 1e-5), evaluated[0, 0], 5);
+    }
+
+    [Theory]
+    [InlineData(2, 2, 3)]
+    [InlineData(6, 1, 1)]
+    public void LayerNorm_matches_finite_differences(int channels, int height, int width)
+    {
+        var input = new TensorShape(channels, height, width);
+        CheckLayer(new LayerNorm(input), input.Size, 3, false, tolerance: 5e-3);
+    }
+
+    [Fact]
+    public void Dropout_zeroes_about_p_scales_survivors_and_is_the_identity_in_evaluation()
+    {
+        var dropout = new Dropout(0.3, seed: 5);
+        var x = Matrix<float>.Build.Dense(100, 50, 2f);
+        var y = dropout.Forward(x).ColumnMajorValues();
+        var zeros = y.Count(v => v == 0f);
+        Assert.InRange(zeros / 5000.0, 0.27, 0.33); // 0.3 ± 4.6 standard deviations
+        Assert.All(y.Where(v => v != 0f), v => Assert.Equal(2f / 0.7f, v, 5));
+        var dy = Matrix<float>.Build.Dense(100, 50, 1f);
+        var dx = dropout.Backward(dy)!.ColumnMajorValues();
+        for (var i = 0; i < y.Length; i++) Assert.Equal(y[i] / 2f, dx[i], 6); // the same mask
+        var again = new Dropout(0.3, seed: 5).Forward(x).ColumnMajorValues();
+        Assert.Equal(y, again); // seeded
+        dropout.SetTraining(false);
+        Assert.Same(x, dropout.Forward(x));
+    }
+
+    [Fact]
+    public void A_CNN_built_from_config_matches_finite_differences_of_the_loss()
+    {
+        var options = new ModelOptions
+        {
+            InputShape = [1, 6, 6],
+            Layers =
+            [
+                new() { Type = LayerTypes.Conv2D, Channels = 2, KernelSize = 3, Padding = 1 }, new() { Type = LayerTypes.BatchNorm },
+                new() { Type = LayerTypes.Tanh }, new() { Type = LayerTypes.AvgPool2D, KernelSize = 2 },
+                new() { Type = LayerTypes.Flatten }, new() { Type = LayerTypes.LayerNorm },
+                new() { Type = LayerTypes.Dense, Units = 3 },
+            ],
+        };
+        var model = ModelFactory.Build(options);
+        Assert.Equal(["0.weight", "0.bias", "1.weight", "1.bias", "5.weight", "5.bias", "6.weight", "6.bias", "1.running_mean", "1.running_var"],
+            model.Layout.Segments.Select(s => s.Name));
+        Assert.Equal(new[] { 3, 1, 1 }, new[] { model.OutputShape.Channels, model.OutputShape.Height, model.OutputShape.Width });
+        var weights = ModelFactory.InitialWeights(model, new() { Kind = Core.Initialization.InitializerKind.HeNormal }, seed: 3);
+        Assert.All(weights.Segment("1.weight").ToArray(), v => Assert.Equal(1f, v));
+        Assert.All(weights.Segment("1.running_var").ToArray(), v => Assert.Equal(1f, v));
+        var random = new Random(2);
+        var x = RandomMatrix(36, 4, random);
+        var target = Matrix<float>.Build.Dense(3, 4);
+        for (var j = 0; j < 4; j++) target[j % 3, j] = 1;
+        var loss = new Core.Losses.SoftmaxCrossEntropy();
+        model.ComputeGradients(x, target, loss);
+        var analytic = new float[model.Layout.WorkerReportLength];
+        model.CopyGradientsTo(analytic);
+        var scratch = Matrix<float>.Build.Dense(3, 4);
+        var w = weights.Values;
+        const float epsilon = 1e-2f;
+        for (var i = 0; i < model.Layout.TrainableLength; i++)
+        {
+            var original = w[i];
+            w[i] = original + epsilon; model.LoadParameters(w);
+            var plus = loss.Compute(model.Forward(x), target, scratch);
+            w[i] = original - epsilon; model.LoadParameters(w);
+            var minus = loss.Compute(model.Forward(x), target, scratch);
+            w[i] = original;
+            var numeric = (plus - minus) / (2 * epsilon);
+            Assert.True(Math.Abs(numeric - analytic[i]) <= 2e-4 + 1e-2 * Math.Abs(numeric), $"{i}: {numeric:G6} vs {analytic[i]:G6}");
+        }
+    }
+
+    [Fact]
+    public void Frozen_tensors_get_no_gradient_and_sit_after_the_reported_prefix()
+    {
+        var options = new ModelOptions
+        {
+            InputShape = [1, 4, 4],
+            Layers =
+            [
+                new() { Type = LayerTypes.Conv2D, Channels = 2, KernelSize = 3 }, new() { Type = LayerTypes.BatchNorm },
+                new() { Type = LayerTypes.ReLU }, new() { Type = LayerTypes.Flatten }, new() { Type = LayerTypes.Dense, Units = 3 },
+            ],
+        };
+        var model = ModelFactory.Build(options, isFrozen: name => name.StartsWith("0.") || name.StartsWith("1."));
+        Assert.Equal(["4.weight", "4.bias", "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var"],
+            model.Layout.Segments.Select(s => s.Name));
+        Assert.Equal(3 * 8 + 3, model.Layout.TrainableLength);
+        Assert.Equal(model.Layout.TrainableLength, model.Layout.WorkerReportLength); // frozen BN keeps its statistics
+        var conv = (Conv2D)model.Layers[0];
+        Array.Fill(conv.Weight.Gradient, 42f);
+        var weights = ModelFactory.InitialWeights(model, new(), seed: 1);
+        var x = RandomMatrix(16, 3, new Random(1));
+        var target = Matrix<float>.Build.Dense(3, 3, (i, j) => i == j ? 1 : 0);
+        var before = weights.Segment("1.running_mean").ToArray();
+        model.ComputeGradients(x, target, new Core.Losses.SoftmaxCrossEntropy());
+        Assert.All(conv.Weight.Gradient, g => Assert.Equal(42f, g)); // never computed
+        Assert.Equal(before, ((BatchNorm)model.Layers[1]).RunningMean.Value); // frozen BN runs in evaluation mode
+        Assert.Contains(((Dense)model.Layers[4]).Weight.Gradient, g => g != 0f);
+    }
+}
