@@ -64,7 +64,7 @@ public class ConvolutionAndNormalizationTests
     {
         var input = new TensorShape(2, 6, 6);
         var whole = new Conv2D(input, 4, 3, 1, 1);
-        var chunked = new Conv2D(input, 4, 3, 1, 1, unfoldBudget: 2 * 36 * 18); // two samples per chunk
+        var chunked = new Conv2D(input, 4, 3, 1, 1, chunkFloats: 2 * 36 * 18); // two samples per chunk
         Assert.Equal(2, chunked.ChunkSamples);
         var random = new Random(8);
         for (var p = 0; p < 2; p++)
@@ -76,7 +76,7 @@ public class ConvolutionAndNormalizationTests
         AssertClose(whole.Backward(dy)!, chunked.Backward(dy)!);
         for (var p = 0; p < 2; p++)
             Assert.All(whole.Parameters[p].Gradient.Zip(chunked.Parameters[p].Gradient), pair => Assert.Equal(pair.First, pair.Second, 4));
-        CheckLayer(new Conv2D(input, 2, 3, 1, 1, unfoldBudget: 36 * 18), input.Size, 3, awayFromZero: false);
+        CheckLayer(new Conv2D(input, 2, 3, 1, 1, chunkFloats: 36 * 18), input.Size, 3, awayFromZero: false);
     }
 
     private static void AssertClose(Matrix<float> expected, Matrix<float> actual)

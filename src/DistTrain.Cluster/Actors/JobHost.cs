@@ -136,7 +136,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _started = true;
         var loop = _options.Training;
         var workers = Enumerable.Range(0, minimum).Select(i => _links[i]).ToArray();
-        var weights = ModelFactory.InitialWeights(_model, _options.Model.Initializer, loop.Seed);
+        var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
             _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);

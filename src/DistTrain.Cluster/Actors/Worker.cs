@@ -52,12 +52,12 @@ public sealed class Worker : ReceiveActor, IWithStash
         _train = train;
         _test = test;
         _evaluationBatchSize = evaluationBatchSize;
-        _model = ModelFactory.Build(model);
+        _model = ModelFactory.Build(model, dropoutSeed: workerIndex + 1);
         _loss = ModelFactory.BuildLoss(model.Loss);
         _inputs = new MatrixBuffer(train.FeatureCount);
         _targets = new MatrixBuffer(train.ClassCount);
-        _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_model.Layout.TotalLength]))];
-        _evaluation = new(() => (ModelFactory.Build(model), new MatrixBuffer(test.FeatureCount), new MatrixBuffer(test.ClassCount),
+        _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_model.Layout.WorkerReportLength]))];
+        _evaluation = new(() => (EvaluationReplica(model), new MatrixBuffer(test.FeatureCount), new MatrixBuffer(test.ClassCount),
             new MatrixBuffer(test.ClassCount), new int[evaluationBatchSize]));
         _weightsForEvaluation = new float[_model.Layout.TotalLength];
         Receive<AssignShard>(OnAssignShard);
@@ -67,6 +67,13 @@ public sealed class Worker : ReceiveActor, IWithStash
 
     /// <inheritdoc />
     public IStash Stash { get; set; } = null!;
+
+    private static Sequential EvaluationReplica(ModelOptions options)
+    {
+        var replica = ModelFactory.Build(options);
+        replica.SetTraining(false); // dropout off, BatchNorm on running statistics
+        return replica;
+    }
 
     /// <inheritdoc />
     protected override bool AroundReceive(Receive receive, object message)

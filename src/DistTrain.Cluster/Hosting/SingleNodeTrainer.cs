@@ -34,7 +34,7 @@ public static class SingleNodeTrainer
         var loop = options.Training;
         ModelFactory.CheckFitsData(options.Model, train.FeatureCount, train.ClassCount);
         var model = ModelFactory.Build(options.Model);
-        var weights = initialWeights ?? ModelFactory.InitialWeights(model, options.Model.Initializer, loop.Seed);
+        var weights = initialWeights ?? ModelFactory.StartingWeights(model, options.Model, loop.Seed);
         planner ??= new ShardPlanner(train.Count, loop.Workers, loop.Seed);
         Blas.Configure(options.Compute, loop.Workers);
 

@@ -72,6 +72,8 @@ public static class SafeTensors
             {
                 if (property.Name == "__metadata__") continue;
                 var dtype = property.Value.GetProperty("dtype").GetString();
+                // PyTorch's BatchNorm counter (int64); DistTrain keeps no such counter (it matters only with momentum None).
+                if (dtype != "F32" && property.Name.EndsWith(".num_batches_tracked", StringComparison.Ordinal)) continue;
                 if (dtype != "F32")
                     throw new InvalidDataException($"{path}: tensor '{property.Name}' has dtype {dtype}; only F32 is supported. Save float32 weights.");
                 var shape = property.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();

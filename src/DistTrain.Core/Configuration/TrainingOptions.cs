@@ -108,6 +108,18 @@ public sealed class DataOptions
 
     /// <summary>Use only the first N test samples (0 = all).</summary>
     public int TestLimit { get; set; }
+
+    /// <summary>
+    /// Keep only these classes, relabeled in the listed order (the first becomes class 0), in every split; empty (the
+    /// default) keeps all. For transfer learning: pretrain on [0, 1, 2, 3, 4], fine-tune on [5, 6, 7, 8, 9].
+    /// </summary>
+    public List<int> Classes { get; set; } = [];
+
+    /// <summary>
+    /// Fraction of the training split held out for validation (early stopping), chosen at random with Training:Seed,
+    /// in [0, 0.5]. 0 (the default) holds out nothing.
+    /// </summary>
+    public double ValidationFraction { get; set; }
 }
 
 /// <summary>The data-parallel loop.</summary>

@@ -31,6 +31,7 @@ public static class TrainingOptionsValidator
         Range("Optimizer:L2", options.Optimizer.L2, 0, 1);
         Range("Data:TrainLimit", options.Data.TrainLimit, 0, int.MaxValue);
         Range("Data:TestLimit", options.Data.TestLimit, 0, int.MaxValue);
+        Range("Data:ValidationFraction", options.Data.ValidationFraction, 0, 0.5);
         Range("Model:InputSize", options.Model.InputSize, 1, 1 << 24);
 
         var init = options.Model.Initializer;

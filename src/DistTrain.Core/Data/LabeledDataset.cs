@@ -65,6 +65,38 @@ public sealed class LabeledDataset
         }
     }
 
+    /// <summary>A copy holding the given samples, in the given order.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An index is outside <c>[0, Count)</c>.</exception>
+    public LabeledDataset Subset(IReadOnlyList<int> indices)
+    {
+        var features = new float[indices.Count * FeatureCount];
+        var labels = new byte[indices.Count];
+        for (var i = 0; i < indices.Count; i++)
+        {
+            Sample(indices[i]).CopyTo(features.AsSpan(i * FeatureCount, FeatureCount));
+            labels[i] = Labels[indices[i]];
+        }
+        return new LabeledDataset(features, labels, FeatureCount, ClassCount);
+    }
+
+    /// <summary>
+    /// A copy holding only the samples of the listed classes, relabeled by their position in the list (the first listed
+    /// class becomes 0), with <c>classes.Count</c> classes. Used to pretrain on some classes and fine-tune on others.
+    /// </summary>
+    /// <exception cref="ArgumentException">The list is empty, repeats a class or names one outside <c>[0, ClassCount)</c>.</exception>
+    public LabeledDataset KeepClasses(IReadOnlyList<int> classes)
+    {
+        if (classes.Count == 0 || classes.Distinct().Count() != classes.Count || classes.Any(c => c < 0 || c >= ClassCount))
+            throw new ArgumentException($"Classes [{string.Join(", ", classes)}] must be distinct values in [0, {ClassCount}).");
+        var map = new int[ClassCount];
+        Array.Fill(map, -1);
+        for (var i = 0; i < classes.Count; i++) map[classes[i]] = i;
+        var kept = Enumerable.Range(0, Count).Where(i => map[Labels[i]] >= 0).ToArray();
+        var subset = Subset(kept);
+        var labels = subset.Labels.Select(l => (byte)map[l]).ToArray();
+        return new LabeledDataset(subset.Features, labels, FeatureCount, classes.Count);
+    }
+
     /// <summary>A copy holding only the first <paramref name="count"/> samples.</summary>
     public LabeledDataset Take(int count)
     {

@@ -104,31 +104,37 @@ public sealed class MaxPool2D : Pooling2D
     protected override void Pool(float[] x, float[] y, int batch)
     {
         if (_argmax.Length < y.Length) _argmax = new int[y.Length];
-        var (height, width) = (Input.Height, Input.Width);
-        for (var sample = 0; sample < batch; sample++)
-            for (var c = 0; c < Input.Channels; c++)
+        var (width, planes) = (Input.Width, batch * Input.Channels);
+        var (outHeight, outWidth, k, stride) = (Output.Height, Output.Width, KernelSize, Stride);
+        for (var plane = 0; plane < planes; plane++)
+        {
+            var planeStart = plane * Input.Positions; // samples are [C, H, W] back to back, so planes are too
+            var outStart = plane * Output.Positions;
+            for (var oh = 0; oh < outHeight; oh++)
             {
-                var planeStart = sample * Input.Size + c * height * width;
-                var outStart = sample * Output.Size + c * Output.Positions;
-                for (var oh = 0; oh < Output.Height; oh++)
-                    for (var ow = 0; ow < Output.Width; ow++)
+                var outputs = y.AsSpan(outStart + oh * outWidth, outWidth);
+                var winners = _argmax.AsSpan(outStart + oh * outWidth, outWidth);
+                var top = planeStart + oh * stride * width;
+                for (var ow = 0; ow < outWidth; ow++)
+                {
+                    var corner = top + ow * stride;
+                    var best = x[corner];
+                    var bestIndex = corner;
+                    for (var i = 0; i < k; i++)
                     {
-                        var best = float.NegativeInfinity;
-                        var bestIndex = planeStart + oh * Stride * width + ow * Stride;
-                        for (var i = 0; i < KernelSize; i++)
+                        var window = x.AsSpan(corner + i * width, k);
+                        for (var j = 0; j < window.Length; j++)
                         {
-                            var rowStart = planeStart + (oh * Stride + i) * width + ow * Stride;
-                            for (var j = 0; j < KernelSize; j++)
-                            {
-                                var v = x[rowStart + j];
-                                if (v > best || float.IsNaN(v)) { best = v; bestIndex = rowStart + j; }
-                            }
+                            var v = window[j];
+                            // NaN wins and stays, as in PyTorch's max pooling.
+                            if (v > best || (float.IsNaN(v) && !float.IsNaN(best))) { best = v; bestIndex = corner + i * width + j; }
                         }
-                        var o = outStart + oh * Output.Width + ow;
-                        y[o] = best;
-                        _argmax[o] = bestIndex;
                     }
+                    outputs[ow] = best;
+                    winners[ow] = bestIndex;
+                }
             }
+        }
     }
 
     /// <inheritdoc />

@@ -12,7 +12,7 @@ public enum BlasProvider
     Managed,
 }
 
-/// <summary>Whether <see cref="Blas.Gemm"/> reads an operand as stored or transposed.</summary>
+/// <summary>Whether <c>Blas.Gemm</c> reads an operand as stored or transposed.</summary>
 public enum Operation
 {
     /// <summary>Use the matrix as stored.</summary>
@@ -119,6 +119,51 @@ public static unsafe class Blas
         if (m == 0 || n == 0) return;
         if (IsNative) NativeGemm(opA, opB, m, n, k, alpha, aValues, a.RowCount, bValues, b.RowCount, beta, cValues);
         else ManagedGemm(opA, opB, alpha, a, b, beta, c);
+    }
+
+    /// <summary>
+    /// <c>C ← α·op(A)·op(B) + β·C</c> on column-major storage given as spans with leading dimensions, so operands can be
+    /// slices of larger buffers (a chunk of a convolution's patches). Shapes: op(A) <c>[m, k]</c>, op(B) <c>[k, n]</c>,
+    /// C <c>[m, n]</c>; element (i, j) of a stored matrix X is <c>X[i + j·ldX]</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException">A span is too short for its shape and leading dimension.</exception>
+    public static void Gemm(Operation opA, Operation opB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
+        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
+    {
+        var (aRows, aColumns) = opA == Operation.None ? (m, k) : (k, m);
+        var (bRows, bColumns) = opB == Operation.None ? (k, n) : (n, k);
+        static bool Fits(int length, int rows, int columns, int ld) =>
+            rows == 0 || columns == 0 || (ld >= rows && (long)ld * (columns - 1) + rows <= length);
+        if (m < 0 || n < 0 || k < 0 || !Fits(a.Length, aRows, aColumns, lda) || !Fits(b.Length, bRows, bColumns, ldb) || !Fits(c.Length, m, n, ldc))
+            throw new ArgumentException($"Gemm: spans do not hold op(A) [{m}, {k}] (ld {lda}, {a.Length} elements), op(B) [{k}, {n}] (ld {ldb}, {b.Length}) and C [{m}, {n}] (ld {ldc}, {c.Length}).");
+        if (m == 0 || n == 0) return;
+        if (!IsNative)
+        {
+            ManagedGemm(opA, opB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        if (OpenBlasLibrary.Sgemm == null)
+            throw new InvalidOperationException("OpenBLAS is not loaded: " + Description);
+        fixed (float* pa = a, pb = b, pc = c)
+            OpenBlasLibrary.Sgemm(OpenBlasLibrary.ColumnMajor,
+                opA == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
+                opB == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
+                m, n, k, alpha, pa, Math.Max(1, lda), pb, Math.Max(1, ldb), beta, pc, Math.Max(1, ldc));
+    }
+
+    /// <summary>The span form's managed fallback: a plain loop in double precision (only used without OpenBLAS).</summary>
+    private static void ManagedGemm(Operation opA, Operation opB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
+        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
+    {
+        for (var j = 0; j < n; j++)
+            for (var i = 0; i < m; i++)
+            {
+                double sum = 0;
+                for (var p = 0; p < k; p++)
+                    sum += (double)(opA == Operation.None ? a[i + p * lda] : a[p + i * lda]) * (opB == Operation.None ? b[p + j * ldb] : b[j + p * ldb]);
+                ref var target = ref c[i + j * ldc];
+                target = (float)(alpha * sum + (beta == 0f ? 0.0 : beta * (double)target));
+            }
     }
 
     internal static void NativeGemm(Operation opA, Operation opB, int m, int n, int k, float alpha, float[] a, int lda,

@@ -12,7 +12,7 @@ public static class ModelFactory
     /// <summary>Builds a fresh replica with zero weights (normalization layers at their fixed start values).</summary>
     /// <param name="options">The model section.</param>
     /// <param name="dropoutSeed">Seed of the replica's dropout masks; give each replica its own.</param>
-    /// <param name="isFrozen">Given a tensor name, true when it is frozen (transfer learning); null freezes nothing.</param>
+    /// <param name="isFrozen">Given a tensor name, true when it is frozen (transfer learning); null uses <see cref="ModelOptions.Freeze"/>.</param>
     /// <exception cref="ArgumentException">A layer type is unknown or shapes do not fit; the message names the layer by its index.</exception>
     public static Sequential Build(ModelOptions options, int dropoutSeed = 0, Func<string, bool>? isFrozen = null)
     {
@@ -32,7 +32,7 @@ public static class ModelFactory
                 throw new ArgumentException($"Model:Layers:{index} ({layer.Type}) on input {shape}: {e.Message}", e);
             }
         }
-        return new Sequential(options.Input(), layers, isFrozen);
+        return new Sequential(options.Input(), layers, isFrozen ?? (options.Freeze.Count > 0 ? options.IsFrozen : null));
     }
 
     private static ILayer BuildLayer(LayerOptions layer, TensorShape input, int seed)
@@ -84,6 +84,19 @@ public static class ModelFactory
         LossTypes.MeanSquaredError => new MeanSquaredError(),
         _ => throw new ArgumentException($"Unknown loss '{name}'. Use one of: {string.Join(", ", LossTypes.All)}."),
     };
+
+    /// <summary>
+    /// The version-0 weights of a run: <see cref="InitialWeights"/>, then, when <see cref="ModelOptions.Pretrained"/>
+    /// is set, the pretrained tensors on top (all but the head when <see cref="ModelOptions.ReplaceHead"/>).
+    /// </summary>
+    /// <exception cref="InvalidDataException">The checkpoint cannot be read or does not fit the model (see <see cref="PretrainedWeights.Load"/>).</exception>
+    public static ParameterVector StartingWeights(Sequential model, ModelOptions options, int seed)
+    {
+        var weights = InitialWeights(model, options.Initializer, seed);
+        if (!string.IsNullOrEmpty(options.Pretrained))
+            PretrainedWeights.Load(options.Pretrained, model, weights, options.ReplaceHead);
+        return weights;
+    }
 
     /// <summary>
     /// The parameter server's version-0 weights: every weight tensor filled by the configured

@@ -116,4 +116,29 @@ public sealed class ModelOptions
 
     /// <summary>Initializer of the weights; biases start at zero (at the constant, for <see cref="InitializerKind.Constant"/>).</summary>
     public InitializerOptions Initializer { get; set; } = new();
+
+    /// <summary>
+    /// Transfer learning: a safetensors checkpoint (DistTrain's or PyTorch's <c>state_dict</c> names) to start from
+    /// instead of the initializer. Empty (the default) trains from scratch.
+    /// </summary>
+    public string Pretrained { get; set; } = "";
+
+    /// <summary>
+    /// With <see cref="Pretrained"/>: the last Dense layer (the head) is not loaded but initialized afresh, so it can
+    /// have a different number of classes. Default false.
+    /// </summary>
+    public bool ReplaceHead { get; set; }
+
+    /// <summary>
+    /// Tensors that do not train: each entry is a tensor name (<c>0.weight</c>), a layer index (<c>0</c>, freezing every
+    /// tensor of layer 0) or a prefix ending in <c>*</c> (<c>0.*</c>). Frozen tensors receive no update and travel
+    /// no gradient; a frozen BatchNorm also keeps its running statistics.
+    /// </summary>
+    public List<string> Freeze { get; set; } = [];
+
+    /// <summary>True when <paramref name="tensorName"/> is frozen by <see cref="Freeze"/>.</summary>
+    public bool IsFrozen(string tensorName) => Freeze.Any(entry =>
+        entry == tensorName
+        || (entry.EndsWith('*') && tensorName.StartsWith(entry[..^1], StringComparison.Ordinal))
+        || tensorName.StartsWith(entry + ".", StringComparison.Ordinal));
 }
