@@ -75,4 +75,31 @@ public class ParameterServerTests() : TestKit(AkkaSettings.Serialization())
         coordinator.ExpectMsg<RoundApplied>();
         coordinator.ExpectMsg<EpochCompleted>(e => e.Version == 2);
     }
+
+    [Fact]
+    public void By_default_biases_are_not_decayed_and_the_learning_rate_is_scheduled_and_scaled_by_the_workers()
+    {
+        // w = (1, 1): "0.weight" and "0.bias"; zero gradients; L2 0.1; base lr 0.5 × 2 workers (linear scaling)
+        // × warmup factor 0.5 at step 0 = 0.5: the weight becomes 1 − 0.5·0.1·1 = 0.95, the bias stays 1.
+        var layout = new ParameterLayout([("0.weight", [1]), ("0.bias", [1])]);
+        var options = new OptimizerOptions
+        {
+            LearningRate = 0.5, L2 = 0.1, ScaleLearningRateByWorkers = true,
+            Schedule = new() { WarmupSteps = 2, WarmupStartFactor = 0.5 },
+        };
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(layout, [1f, 1f]), options, totalEpochs: 1));
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        var coordinator = CreateTestProbe();
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [2, 2]), coordinator.Ref);
+        foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();
+        for (var i = 0; i < 2; i++)
+            workers[i].Send(server, new GradientComputed(1, 0, 0, i, 8, 0, [0f, 0f]));
+        var update = workers[0].ExpectMsg<WeightsUpdated>();
+        Assert.Equal(0.95f, update.Weights[0], 6);
+        Assert.Equal(1f, update.Weights[1]);
+        Assert.Equal(0.5, coordinator.ExpectMsg<RoundApplied>().LearningRate, 12);
+        for (var i = 0; i < 2; i++)
+            workers[i].Send(server, new GradientComputed(1, 1, 1, i, 8, 0, [0f, 0f]));
+        Assert.Equal(0.75, coordinator.ExpectMsg<RoundApplied>().LearningRate, 12); // warmup 0.5 + 0.5·1/2
+    }
 }
