@@ -133,7 +133,7 @@ internal static class BenchCommand
 
         public void EpochStarted(int epoch, int steps, int samples) { }
 
-        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing)
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
         {
             if (Done) return;
             _seen++;

@@ -47,7 +47,7 @@ internal static class ConsoleProgress
         private readonly object _gate = new();
         private int _epoch, _step, _steps;
         private long _version;
-        private double _roundSeconds, _lossSum;
+        private double _roundSeconds, _lossSum, _learningRate;
         private int _lossCount;
         private double[] _loss = [], _compute = [], _queueing = [];
         private long[] _workerSteps = [], _stepsAtLastRender = [];
@@ -58,9 +58,9 @@ internal static class ConsoleProgress
             lock (_gate) { _epoch = epoch; _steps = steps; _step = 0; _lossSum = 0; _lossCount = 0; }
         }
 
-        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing)
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
         {
-            lock (_gate) { _step = step + 1; _version = version; _roundSeconds = timing.RoundSeconds; _lossSum += meanLoss; _lossCount++; }
+            lock (_gate) { _step = step + 1; _version = version; _roundSeconds = timing.RoundSeconds; _lossSum += meanLoss; _lossCount++; _learningRate = learningRate; }
         }
 
         public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds)
@@ -107,7 +107,7 @@ internal static class ConsoleProgress
                 var bar = new string('━', filled) + new string('─', width - filled);
                 var status = new Markup(Markup.Escape(
                     $"parameter server: weights version {_version}, round {1000 * _roundSeconds:F2} ms\n" +
-                    $"epoch {_epoch,2}/{epochs} {bar} {100 * fraction,3:F0}%  step {_step}/{_steps}  loss {(_lossCount > 0 ? _lossSum / _lossCount : 0):F4}"));
+                    $"epoch {_epoch,2}/{epochs} {bar} {100 * fraction,3:F0}%  step {_step}/{_steps}  loss {(_lossCount > 0 ? _lossSum / _lossCount : 0):F4}  lr {_learningRate:G4}"));
                 return new Rows(table, status);
             }
         }
@@ -128,13 +128,13 @@ internal static class ConsoleProgress
             _lossCount = 0;
         }
 
-        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing)
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
         {
             _lossSum += meanLoss;
             _lossCount++;
             if (_nextReport < 4 && step + 1 >= _steps * _nextReport / 4)
             {
-                Console.WriteLine($"epoch {epoch,2}/{epochs}  {_nextReport * 25,3}%  step {step + 1}/{_steps}  loss {_lossSum / _lossCount:F4}");
+                Console.WriteLine($"epoch {epoch,2}/{epochs}  {_nextReport * 25,3}%  step {step + 1}/{_steps}  loss {_lossSum / _lossCount:F4}  lr {learningRate:G4}");
                 _nextReport++;
             }
         }

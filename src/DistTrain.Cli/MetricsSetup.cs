@@ -28,7 +28,7 @@ internal static class MetricsSetup
 
     /// <summary>The observer to give the trainer: metrics first, then the console.</summary>
     public static ITrainingObserver Wrap(ITrainingObserver console, TrainingOptions options) =>
-        options.Metrics.Port == 0 ? console : new MetricsObserver(console, options.Optimizer.LearningRate);
+        options.Metrics.Port == 0 ? console : new MetricsObserver(console);
 }
 
 /// <summary>The metrics endpoint cannot be opened.</summary>

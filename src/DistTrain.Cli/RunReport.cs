@@ -12,16 +12,16 @@ namespace DistTrain.Cli;
 /// </summary>
 internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
 {
-    private readonly List<(int Epoch, int Step, long Version, int Samples, double Loss, RoundTiming Timing)> _steps = [];
+    private readonly List<(int Epoch, int Step, long Version, int Samples, double Loss, double LearningRate, RoundTiming Timing)> _steps = [];
     private readonly List<EpochSummary> _epochs = [];
     private readonly object _gate = new();
 
     public void EpochStarted(int epoch, int steps, int samples) => next.EpochStarted(epoch, steps, samples);
 
-    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing)
+    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
-        lock (_gate) _steps.Add((epoch, step, version, samples, meanLoss, timing));
-        next.StepApplied(epoch, step, version, samples, meanLoss, timing);
+        lock (_gate) _steps.Add((epoch, step, version, samples, meanLoss, learningRate, timing));
+        next.StepApplied(epoch, step, version, samples, meanLoss, learningRate, timing);
     }
 
     public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds) =>
@@ -39,9 +39,9 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
         lock (_gate)
         {
             var inv = CultureInfo.InvariantCulture;
-            var steps = new StringBuilder("epoch,step,version,samples,train_loss,round_seconds,compute_seconds,update_seconds,messaging_seconds,waiting_seconds\n");
+            var steps = new StringBuilder("epoch,step,version,samples,train_loss,learning_rate,round_seconds,compute_seconds,update_seconds,messaging_seconds,waiting_seconds\n");
             foreach (var s in _steps)
-                steps.Append(inv, $"{s.Epoch},{s.Step},{s.Version},{s.Samples},{s.Loss:R},{s.Timing.RoundSeconds:R},{s.Timing.MaxComputeSeconds:R},{s.Timing.UpdateSeconds:R},{s.Timing.MessagingSeconds:R},{s.Timing.WaitingForWeightsSeconds:R}\n");
+                steps.Append(inv, $"{s.Epoch},{s.Step},{s.Version},{s.Samples},{s.Loss:R},{s.LearningRate:R},{s.Timing.RoundSeconds:R},{s.Timing.MaxComputeSeconds:R},{s.Timing.UpdateSeconds:R},{s.Timing.MessagingSeconds:R},{s.Timing.WaitingForWeightsSeconds:R}\n");
             File.WriteAllText(Path.Combine(runDirectory, "steps.csv"), steps.ToString());
             var epochs = new StringBuilder("epoch,version,train_loss,test_loss,test_accuracy,samples_per_second,train_seconds,evaluation_seconds\n");
             foreach (var e in _epochs)

@@ -8,6 +8,7 @@ using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
 using DistTrain.Core.Models;
+using DistTrain.Core.Optimization;
 using Spectre.Console;
 
 namespace DistTrain.Cli;
@@ -84,8 +85,17 @@ internal static class TrainCommand
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated(
             $"[bold]DistTrain[/] single-node: {loop.Workers} workers x batch {loop.BatchSizePerWorker}, {loop.Epochs} epochs, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {options.Data.Directory}");
+        var o = options.Optimizer;
+        var rule = o.Kind switch
+        {
+            OptimizerKind.Adam or OptimizerKind.AdamW => $"betas ({o.Beta1}, {o.Beta2}) eps {o.Epsilon}",
+            OptimizerKind.RMSProp => $"alpha {o.Alpha} eps {o.Epsilon} momentum {o.Momentum}",
+            _ => $"momentum {o.Momentum}{(o.Nesterov ? " Nesterov" : "")}",
+        };
         AnsiConsole.MarkupLineInterpolated(
-            $"optimizer SGD lr {options.Optimizer.LearningRate} momentum {options.Optimizer.Momentum} L1 {options.Optimizer.L1} L2 {options.Optimizer.L2}; init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}");
+            $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers ? $" x {loop.Workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
+        AnsiConsole.MarkupLineInterpolated(
+            $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}");
         Blas.Configure(options.Compute, loop.Workers); // as the trainer will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
 

@@ -24,7 +24,7 @@ public class TrainingStepBenchmarks
     private float[] _weights = null!, _broadcast = null!;
     private float[][] _gradients = null!;
     private readonly float[] _scales = [0.5f, 0.5f];
-    private SgdOptimizer _optimizer = null!;
+    private Optimizer _optimizer = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -45,7 +45,7 @@ public class TrainingStepBenchmarks
         _weights = ModelFactory.InitialWeights(_model, options.Initializer, 1).Values;
         _broadcast = new float[_weights.Length];
         _gradients = [new float[_weights.Length], new float[_weights.Length]];
-        _optimizer = new SgdOptimizer(new SgdOptions { LearningRate = 0.05, Momentum = 0.9, L2 = 1e-4 }, _weights.Length);
+        _optimizer = Optimizer.Create(new OptimizerOptions { LearningRate = 0.05, Momentum = 0.9, L2 = 1e-4 }, _weights.Length);
     }
 
     [Benchmark]
@@ -65,8 +65,8 @@ public class TrainingStepBenchmarks
     }
 
     [Benchmark]
-    public bool AverageTwoGradientsAndSgdStep() => _optimizer.StepWeightedAverage(_weights, _gradients, _scales, _broadcast);
+    public bool AverageTwoGradientsAndSgdStep() => _optimizer.StepWeightedAverage(_weights, _gradients, _scales, 0.05f, _broadcast);
 
     [Benchmark]
-    public bool SgdStepOnly() => _optimizer.Step(_weights, _gradients[0]);
+    public bool SgdStepOnly() => _optimizer.Step(_weights, _gradients[0], 0.05f);
 }

@@ -7,7 +7,7 @@ namespace DistTrain.Tests;
 
 /// <summary>
 /// The steady-state training step allocates nothing on the managed heap: the replica's forward,
-/// loss, backward and gradient copy, and the parameter server's averaged optimizer step. Counted
+/// loss, backward and gradient copy, and the parameter server's learning-rate schedule and averaged optimizer step (every kind). Counted
 /// with GC.GetAllocatedBytesForCurrentThread, which is exact, so this is not a timing test.
 /// </summary>
 public class AllocationTests
@@ -20,7 +20,11 @@ public class AllocationTests
         var model = ModelFactory.Build(options);
         var weights = ModelFactory.InitialWeights(model, options.Initializer, seed: 1).Values;
         var loss = ModelFactory.BuildLoss(options.Loss);
-        var optimizer = new SgdOptimizer(new SgdOptions { LearningRate = 0.05, Momentum = 0.9, L2 = 1e-4, L1 = 1e-5 }, weights.Length);
+        var optimizers = Enum.GetValues<OptimizerKind>()
+            .Select(kind => Optimizer.Create(new OptimizerOptions { Kind = kind, Momentum = 0.9, L2 = 1e-4, L1 = 1e-5 }, weights.Length,
+                ParameterGroups.Ranges(model.Layout, weights.Length, decayBiasAndNorm: false)))
+            .ToArray();
+        var schedule = new LearningRateSchedule(new() { Kind = LearningRateScheduleKind.Cosine, WarmupSteps = 20 });
         var x = Matrix<float>.Build.Dense(784, 64);
         var t = Matrix<float>.Build.Dense(10, 64);
         var indices = Enumerable.Range(0, 64).ToArray();
@@ -36,7 +40,9 @@ public class AllocationTests
             model.LoadParameters(weights);
             model.ComputeGradients(x, t, loss);
             model.CopyGradientsTo(gradients[offset & 1]);
-            optimizer.StepWeightedAverage(weights, gradients, scales, broadcast);
+            var step = offset / 64;
+            var learningRate = (float)schedule.At(step / 10, step % 10, 10, 8, 0.01);
+            optimizers[step % optimizers.Length].StepWeightedAverage(weights, gradients, scales, learningRate, broadcast);
         }
 
         // Warm up past tiered compilation's call-count threshold (30 calls), so the measured code is the optimized one.

@@ -127,17 +127,17 @@ public class BlasAndKernelTests
     [Fact]
     public void The_blocked_weighted_average_step_equals_averaging_first_then_stepping()
     {
-        const int length = 3 * SgdOptimizer.BlockLength + 123; // several blocks and a partial one
+        const int length = 3 * Optimizer.BlockLength + 123; // several blocks and a partial one
         var random = new Random(4);
         float[] Values() => Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         var (g1, g2, w0) = (Values(), Values(), Values());
-        var options = new SgdOptions { LearningRate = 0.1, Momentum = 0.9, L2 = 0.01, L1 = 0.001 };
+        var options = new OptimizerOptions { Momentum = 0.9, L2 = 0.01, L1 = 0.001 };
 
-        var fused = new SgdOptimizer(options, length);
+        var fused = Optimizer.Create(options, length);
         var wFused = (float[])w0.Clone();
         var copy = new float[length];
         for (var step = 0; step < 3; step++)
-            Assert.True(fused.StepWeightedAverage(wFused, new[] { g1, g2 }, new[] { 0.25f, 0.75f }, copy));
+            Assert.True(fused.StepWeightedAverage(wFused, new[] { g1, g2 }, new[] { 0.25f, 0.75f }, 0.1f, copy));
 
         // An independent scalar loop of torch.optim.SGD's rule, in double: g += λ₂w + λ₁sign(w); v = μv + g; w -= ηv.
         var wPlain = w0.Select(v => (double)v).ToArray();
@@ -157,10 +157,13 @@ public class BlasAndKernelTests
     [Fact]
     public void A_NaN_or_infinite_gradient_is_reported()
     {
-        var sgd = new SgdOptimizer(new SgdOptions { LearningRate = 0.1 }, 3);
-        Assert.False(sgd.Step(new float[3], [0f, float.NaN, 1f]));
-        Assert.False(sgd.Step(new float[3], [float.PositiveInfinity, 0f, 1f]));
-        Assert.True(sgd.Step(new float[3], [1f, 2f, 3f]));
+        foreach (var kind in Enum.GetValues<OptimizerKind>())
+        {
+            var optimizer = Optimizer.Create(new OptimizerOptions { Kind = kind }, 3);
+            Assert.False(optimizer.Step(new float[3], [0f, float.NaN, 1f], 0.1f));
+            Assert.False(optimizer.Step(new float[3], [float.PositiveInfinity, 0f, 1f], 0.1f));
+            Assert.True(optimizer.Step(new float[3], [1f, 2f, 3f], 0.1f));
+        }
     }
 }
 

@@ -122,4 +122,40 @@ public class ConfigurationTests : IDisposable
         Assert.Equal(2, options.Training.Workers);
         Assert.Equal(0.2, options.Optimizer.LearningRate);
     }
+
+    [Fact]
+    public void Optimizer_kind_and_schedule_bind_case_insensitively_with_their_defaults()
+    {
+        var options = TrainingOptionsLoader.Load(RepositoryConfig, new Dictionary<string, string?>(ValidData)
+        {
+            ["Optimizer:Kind"] = "adamw", ["Optimizer:Schedule:Kind"] = "cosine", ["Optimizer:Schedule:WarmupSteps"] = "100",
+            ["Optimizer:ScaleLearningRateByWorkers"] = "true",
+        }, environment: NoEnvironment);
+        Assert.Equal(Core.Optimization.OptimizerKind.AdamW, options.Optimizer.Kind);
+        Assert.Equal(Core.Optimization.LearningRateScheduleKind.Cosine, options.Optimizer.Schedule.Kind);
+        Assert.Equal(100, options.Optimizer.Schedule.WarmupSteps);
+        Assert.Equal(0.1, options.Optimizer.Schedule.WarmupStartFactor);
+        Assert.True(options.Optimizer.ScaleLearningRateByWorkers);
+        Assert.False(options.Optimizer.DecayBiasAndNormParameters);
+        Assert.Equal((0.9, 0.999, 1e-8, 0.99), (options.Optimizer.Beta1, options.Optimizer.Beta2, options.Optimizer.Epsilon, options.Optimizer.Alpha));
+    }
+
+    [Fact]
+    public void Bad_optimizer_and_schedule_values_name_the_key_the_value_and_the_range()
+    {
+        var error = Invalid(RepositoryConfig, new(ValidData)
+        {
+            ["Optimizer:Beta2"] = "1", ["Optimizer:Schedule:Gamma"] = "2", ["Optimizer:Nesterov"] = "true", ["Optimizer:Kind"] = "Adam",
+        });
+        Assert.Contains("Optimizer:Beta2 = 1 (from a command-line option) is out of range: allowed [0, 1)", error.Message);
+        Assert.Contains("Optimizer:Schedule:Gamma = 2 (from a command-line option) is out of range: allowed (0, 1]", error.Message);
+        Assert.Contains("Optimizer:Nesterov = true (from a command-line option) is not allowed here", error.Message);
+        Assert.Equal(3, error.Problems.Count);
+        var kind = Invalid(RepositoryConfig, new(ValidData) { ["Optimizer:Kind"] = "Lion" });
+        Assert.Contains("Optimizer:Kind = 'Lion' (from a command-line option) is not valid: expected one of Sgd, Adam, AdamW, RMSProp.", kind.Message);
+        var number = Invalid(RepositoryConfig, new(ValidData) { ["Optimizer:Schedule:Kind"] = "9" });
+        Assert.Contains("Optimizer:Schedule:Kind = 9 (from a command-line option) is unknown: allowed Constant, Step, Exponential, Cosine.", number.Message);
+        var typo = Invalid(Config("""{ "Optimizer": { "Schedule": { "Gama": 0.5 } } }"""), ValidData);
+        Assert.Contains("Optimizer:Schedule:Gama is not a known key. Did you mean 'Optimizer:Schedule:Gamma'?", typo.Message);
+    }
 }

@@ -16,11 +16,13 @@ public class DistributedEquivalenceTests
     /// The single-process reference: one model, one optimizer; step r trains on the concatenation of
     /// every worker's minibatch r — one worker whose minibatch is the union.
     /// </summary>
-    private static float[] SingleProcess(LabeledDataset train, int[][] shards, int batch, int epochs, ParameterVector initial, SgdOptions sgd)
+    private static float[] SingleProcess(LabeledDataset train, int[][] shards, int batch, int epochs, ParameterVector initial, OptimizerOptions options)
     {
         var model = ModelFactory.Build(Model);
         var weights = (float[])initial.Values.Clone();
-        var optimizer = new SgdOptimizer(sgd, weights.Length); // one optimizer: momentum carries across epochs
+        // One optimizer: momentum carries across epochs. Biases are not decayed, as at the parameter server.
+        var optimizer = Optimizer.Create(options, weights.Length,
+            ParameterGroups.Ranges(initial.Layout, weights.Length, options.DecayBiasAndNormParameters));
         var gradient = new float[weights.Length];
         var loss = ModelFactory.BuildLoss(Model.Loss);
         var rounds = shards.Max(s => (s.Length + batch - 1) / batch);
@@ -34,7 +36,7 @@ public class DistributedEquivalenceTests
             model.LoadParameters(weights);
             model.ComputeGradients(x, t, loss);
             model.CopyGradientsTo(gradient);
-            optimizer.Step(weights, gradient);
+            optimizer.Step(weights, gradient, (float)options.LearningRate);
         }
         return weights;
     }

@@ -23,7 +23,7 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
     private sealed class ThrowingObserver : ITrainingObserver
     {
         public void EpochStarted(int epoch, int steps, int samples) { }
-        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing) =>
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing) =>
             throw new IOException("the progress sink broke");
         public void EpochCompleted(EpochSummary summary) { }
     }
@@ -58,7 +58,7 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
         var completion = new TaskCompletionSource<TrainingResult>();
         var settings = new CoordinatorSettings(1, 16, new ShardPlanner(data.Train.Count, 2, 1), data.Test.Count, model.Layout,
             StallTimeout: TimeSpan.FromSeconds(1));
-        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new SgdOptions { LearningRate = 0.1 }),
+        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.1 }, totalEpochs: 1),
             [Worker.Props(0, Model, data.Train, data.Test, 100), Props.Create(() => new SilentWorker())],
             NullTrainingObserver.Instance, completion));
         var error = await Assert.ThrowsAsync<TrainingStalledException>(() => completion.Task.WaitAsync(TimeSpan.FromSeconds(30)));

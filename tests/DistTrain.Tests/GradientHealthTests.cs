@@ -47,7 +47,7 @@ public class GradientHealthTests() : TestKit(AkkaSettings.Serialization())
         // Two workers send (3, 4) and (3, 4): the average has norm 5; clip to 1 -> (0.6, 0.8); lr 1 -> w = -(0.6, 0.8).
         var layout = new ParameterLayout([("w", [2])]);
         var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(layout, [0f, 0f]),
-            new SgdOptions { LearningRate = 1, GradientClipNorm = 1 }, new MonitoringOptions { GradientNormEverySteps = 0 }));
+            new OptimizerOptions { LearningRate = 1, GradientClipNorm = 1 }, totalEpochs: 1, new MonitoringOptions { GradientNormEverySteps = 0 }));
         var workers = new[] { CreateTestProbe(), CreateTestProbe() };
         server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [1, 1]), CreateTestProbe().Ref);
         foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();

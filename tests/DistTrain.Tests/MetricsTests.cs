@@ -35,7 +35,7 @@ public class MetricsTests
         var data = TestData.Normalized();
         var options = TestData.Options(TestData.Mlp(1024, 10), workers: 2, batch: 16, epochs: 30);
         var recorder = new RecordingObserver();
-        var training = SingleNodeTrainer.RunAsync(options, data.Train, data.Test, new MetricsObserver(recorder, options.Optimizer.LearningRate))
+        var training = SingleNodeTrainer.RunAsync(options, data.Train, data.Test, new MetricsObserver(recorder))
             .WithTestTimeout();
 
         var scrapes = new List<string>();

@@ -14,9 +14,9 @@ public class ParameterServerTests() : TestKit(AkkaSettings.Serialization())
 {
     private static readonly ParameterLayout OneWeight = new([("w", [1])]);
 
-    private (IActorRef Server, TestProbe[] Workers, TestProbe Coordinator) Start(float[] weights, SgdOptions sgd, int[] batches)
+    private (IActorRef Server, TestProbe[] Workers, TestProbe Coordinator) Start(float[] weights, OptimizerOptions optimizer, int[] batches)
     {
-        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights), sgd));
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights), optimizer, totalEpochs: 1));
         var workers = batches.Select(_ => CreateTestProbe()).ToArray();
         var coordinator = CreateTestProbe();
         server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), batches), coordinator.Ref);
@@ -29,7 +29,7 @@ public class ParameterServerTests() : TestKit(AkkaSettings.Serialization())
     public void Weight_decay_is_applied_once_per_update_not_once_per_worker()
     {
         // w = 1, gradient 0, L2 0.1, learning rate 1, 4 workers: one update gives 1 − 1·0.1·1 = 0.9 (not 0.6 or 0.6561).
-        var (server, workers, _) = Start([1f], new SgdOptions { LearningRate = 1, L2 = 0.1 }, [1, 1, 1, 1]);
+        var (server, workers, _) = Start([1f], new OptimizerOptions { LearningRate = 1, L2 = 0.1 }, [1, 1, 1, 1]);
         for (var i = 0; i < workers.Length; i++)
             workers[i].Send(server, new GradientComputed(1, 0, 0, i, 16, 0, [0f]));
         foreach (var worker in workers)
@@ -44,7 +44,7 @@ public class ParameterServerTests() : TestKit(AkkaSettings.Serialization())
     public void Gradients_are_averaged_weighted_by_sample_count()
     {
         // (16·1 + 48·3) / 64 = 2.5; lr 0.1 → w = 10 − 0.25
-        var (server, workers, coordinator) = Start([10f], new SgdOptions { LearningRate = 0.1 }, [1, 1]);
+        var (server, workers, coordinator) = Start([10f], new OptimizerOptions { LearningRate = 0.1 }, [1, 1]);
         workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 16, 8, [1f]));
         workers[1].Send(server, new GradientComputed(1, 0, 0, 1, 48, 24, [3f]));
         Assert.Equal(9.75f, workers[0].ExpectMsg<WeightsUpdated>().Weights[0], 6);
@@ -57,7 +57,7 @@ public class ParameterServerTests() : TestKit(AkkaSettings.Serialization())
     [Fact]
     public void Stale_duplicate_misaddressed_and_wrong_length_gradients_are_rejected_not_applied()
     {
-        var (server, workers, coordinator) = Start([10f], new SgdOptions { LearningRate = 1 }, [2, 1]);
+        var (server, workers, coordinator) = Start([10f], new OptimizerOptions { LearningRate = 1 }, [2, 1]);
         workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 10, 0, [1f, 1f])); // wrong length
         workers[0].Send(server, new GradientComputed(1, 0, 5, 0, 10, 0, [1f]));     // wrong version
         workers[0].Send(server, new GradientComputed(1, 0, 0, 1, 10, 0, [1f]));     // claims to be worker 1
@@ -74,5 +74,32 @@ public class ParameterServerTests() : TestKit(AkkaSettings.Serialization())
         Assert.Equal(6f, workers[1].ExpectMsg<WeightsUpdated>(u => u.Round == 2).Weights[0], 6);
         coordinator.ExpectMsg<RoundApplied>();
         coordinator.ExpectMsg<EpochCompleted>(e => e.Version == 2);
+    }
+
+    [Fact]
+    public void By_default_biases_are_not_decayed_and_the_learning_rate_is_scheduled_and_scaled_by_the_workers()
+    {
+        // w = (1, 1): "0.weight" and "0.bias"; zero gradients; L2 0.1; base lr 0.5 × 2 workers (linear scaling)
+        // × warmup factor 0.5 at step 0 = 0.5: the weight becomes 1 − 0.5·0.1·1 = 0.95, the bias stays 1.
+        var layout = new ParameterLayout([("0.weight", [1]), ("0.bias", [1])]);
+        var options = new OptimizerOptions
+        {
+            LearningRate = 0.5, L2 = 0.1, ScaleLearningRateByWorkers = true,
+            Schedule = new() { WarmupSteps = 2, WarmupStartFactor = 0.5 },
+        };
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(layout, [1f, 1f]), options, totalEpochs: 1));
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        var coordinator = CreateTestProbe();
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [2, 2]), coordinator.Ref);
+        foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();
+        for (var i = 0; i < 2; i++)
+            workers[i].Send(server, new GradientComputed(1, 0, 0, i, 8, 0, [0f, 0f]));
+        var update = workers[0].ExpectMsg<WeightsUpdated>();
+        Assert.Equal(0.95f, update.Weights[0], 6);
+        Assert.Equal(1f, update.Weights[1]);
+        Assert.Equal(0.5, coordinator.ExpectMsg<RoundApplied>().LearningRate, 12);
+        for (var i = 0; i < 2; i++)
+            workers[i].Send(server, new GradientComputed(1, 1, 1, i, 8, 0, [0f, 0f]));
+        Assert.Equal(0.75, coordinator.ExpectMsg<RoundApplied>().LearningRate, 12); // warmup 0.5 + 0.5·1/2
     }
 }

@@ -1,5 +1,6 @@
 using DistTrain.Cli;
 using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Optimization;
 
 namespace DistTrain.Tests;
 
@@ -14,13 +15,16 @@ public class RunReportTests : IDisposable
     {
         var data = TestData.Normalized();
         var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 3);
+        options.Optimizer.Schedule = new() { Kind = LearningRateScheduleKind.Exponential, Gamma = 0.5 };
         var report = new RunReport(NullTrainingObserver.Instance);
         var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, report).WithTestTimeout();
         var png = report.Write(_directory);
 
         var steps = File.ReadAllLines(Path.Combine(_directory, "steps.csv"));
-        Assert.Equal("epoch,step,version,samples,train_loss,round_seconds,compute_seconds,update_seconds,messaging_seconds,waiting_seconds", steps[0]);
+        Assert.Equal("epoch,step,version,samples,train_loss,learning_rate,round_seconds,compute_seconds,update_seconds,messaging_seconds,waiting_seconds", steps[0]);
         Assert.Equal(result.Version, steps.Length - 1); // one row per optimizer step
+        // The rate each step used: 0.05 · 0.5^(epoch − 1).
+        Assert.All(steps.Skip(1), row => Assert.Equal(0.05 * Math.Pow(0.5, int.Parse(row.Split(',')[0]) - 1), double.Parse(row.Split(',')[5], System.Globalization.CultureInfo.InvariantCulture), 12));
         var epochs = File.ReadAllLines(Path.Combine(_directory, "epochs.csv"));
         Assert.Equal(4, epochs.Length);
         Assert.StartsWith($"3,{result.Version},", epochs[3]);

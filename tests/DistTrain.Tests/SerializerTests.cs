@@ -29,7 +29,7 @@ public class SerializerTests() : TestKit(AkkaSettings.Serialization())
             new AssignShard(2, [5, 1, 9], 16),
             new WeightsUpdated(3, 4, 17, weights),
             new GradientComputed(3, 4, 17, 1, 16, 35.25, weights, 0.0031),
-            new RoundApplied(3, 4, 18, 64, 140.5, new RoundTiming(0.004, 0.003, 0.0025, 0.0004)),
+            new RoundApplied(3, 4, 18, 64, 140.5, new RoundTiming(0.004, 0.003, 0.0025, 0.0004), 0.0125),
             new EpochCompleted(3, 18, 1000, 400.5),
             new Evaluate(18, 100, 50),
             new EvaluationResult(18, 2, 100, 50, 41, 20.75),

@@ -61,9 +61,11 @@ internal sealed class RecordingObserver : ITrainingObserver
     public List<(int Epoch, RoundTiming Timing)> Timings { get; } = [];
     public List<EpochSummary> Epochs { get; } = [];
     public void EpochStarted(int epoch, int steps, int samples) { }
-    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing)
+    public List<double> LearningRates { get; } = [];
+    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
         StepLosses.Add(meanLoss);
+        LearningRates.Add(learningRate);
         Timings.Add((epoch, timing));
     }
     public void EpochCompleted(EpochSummary summary) => Epochs.Add(summary);

@@ -37,7 +37,8 @@ public class TorchGoldenTests
 
     private static ModelOptions Model => TestData.Mlp(Fixture.Layers);
 
-    private static SgdOptions Sgd => new() { LearningRate = Fixture.LearningRate, Momentum = Fixture.Momentum, L2 = Fixture.L2, L1 = Fixture.L1 };
+    // Plain torch.optim.SGD decays every parameter, biases included.
+    private static OptimizerOptions Sgd => new() { LearningRate = Fixture.LearningRate, Momentum = Fixture.Momentum, L2 = Fixture.L2, L1 = Fixture.L1, DecayBiasAndNormParameters = true };
 
     private static ParameterVector Load(ParameterLayout layout, Dictionary<string, Tensor> tensors)
     {
@@ -56,7 +57,7 @@ public class TorchGoldenTests
         var model = ModelFactory.Build(Model);
         var weights = Load(model.Layout, Fixture.Initial).Values;
         var expected = Load(model.Layout, Fixture.Final).Values;
-        var optimizer = new SgdOptimizer(Sgd, weights.Length);
+        var optimizer = Optimizer.Create(Sgd, weights.Length, ParameterGroups.Ranges(model.Layout, weights.Length, Sgd.DecayBiasAndNormParameters));
         var gradient = new float[weights.Length];
         var loss = ModelFactory.BuildLoss("SoftmaxCrossEntropy");
         var train = TestData.RawTrain;
@@ -70,7 +71,7 @@ public class TorchGoldenTests
             var value = model.ComputeGradients(x, t, loss);
             Assert.True(Math.Abs(Fixture.Losses[step] - value) < 1e-5, $"step {step}: loss {value} vs PyTorch {Fixture.Losses[step]}");
             model.CopyGradientsTo(gradient);
-            optimizer.Step(weights, gradient);
+            optimizer.Step(weights, gradient, (float)Fixture.LearningRate);
         }
         Compare.Close(expected, weights, relative: 0, absolute: 1e-4, "weights after 10 steps vs PyTorch");
         AssertUpdatesMatch(model.Layout, weights);
@@ -103,6 +104,7 @@ public class TorchGoldenTests
             .ToArray();
         var options = TestData.Options(Model, workers, quarter, epochs: 1, Fixture.LearningRate, Fixture.Momentum, Fixture.L2, Fixture.L1);
         options.Data.Normalization = Core.Data.NormalizationKind.None;
+        options.Optimizer.DecayBiasAndNormParameters = true;
         var layout = ModelFactory.Build(Model).Layout;
         var losses = new RecordingObserver();
         var result = await SingleNodeTrainer.RunAsync(options, TestData.RawTrain, TestData.RawTest, losses,

@@ -171,7 +171,7 @@ public sealed class Coordinator : ReceiveActor
     {
         _lastStep = round.Round;
         _lastVersion = round.Version;
-        _observer.StepApplied(round.Epoch, round.Round, round.Version, round.SampleCount, round.LossSum / Math.Max(1, round.SampleCount), round.Timing);
+        _observer.StepApplied(round.Epoch, round.Round, round.Version, round.SampleCount, round.LossSum / Math.Max(1, round.SampleCount), round.LearningRate, round.Timing);
         _observer.WorkersReported(round.WorkerLosses, round.WorkerComputeSeconds, round.WorkerQueueingSeconds);
         Sender.Tell(round); // back to the parameter server's pool
     }

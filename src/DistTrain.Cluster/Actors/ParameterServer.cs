@@ -26,7 +26,10 @@ namespace DistTrain.Cluster.Actors;
 public sealed class ParameterServer : ReceiveActor
 {
     private readonly ParameterVector _weights;
-    private readonly SgdOptimizer _optimizer;
+    private readonly Optimizer _optimizer;
+    private readonly LearningRateSchedule _schedule;
+    private readonly OptimizerOptions _optimizerOptions;
+    private readonly int _totalEpochs;
     private readonly float[][] _roundGradients;
     private readonly float[] _roundScales;
     // Weights go out in loaned arrays (see TrainingProtocol.cs), three used in turn: a round's array is
@@ -63,8 +66,12 @@ public sealed class ParameterServer : ReceiveActor
     private double _epochLossSum;
 
     /// <summary>Creates the server with a copy of the version-0 weights; see <see cref="Props"/>.</summary>
-    public ParameterServer(ParameterVector initialWeights, SgdOptions optimizer, MonitoringOptions? monitoring = null)
+    public ParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(totalEpochs, 1);
+        _optimizerOptions = optimizer;
+        _totalEpochs = totalEpochs;
+        _schedule = new LearningRateSchedule(optimizer.Schedule);
         _clipNorm = optimizer.GradientClipNorm;
         _monitoring = monitoring ?? new MonitoringOptions { GradientNormEverySteps = 0 };
         _health = new GradientHealthMonitor(initialWeights.Layout, _monitoring);
@@ -72,9 +79,11 @@ public sealed class ParameterServer : ReceiveActor
         _averageList = [_average];
         if (_monitoring.GradientNormEverySteps > 0) Metrics.DistTrainMetrics.WatchLayerHealth(_health.Latest);
         _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
-        _optimizer = new SgdOptimizer(optimizer, initialWeights.Layout.TotalLength);
+        var trainable = initialWeights.Layout.TotalLength;
+        _optimizer = Optimizer.Create(optimizer, trainable,
+            ParameterGroups.Ranges(initialWeights.Layout, trainable, optimizer.DecayBiasAndNormParameters));
         _broadcasts = [.. Enumerable.Range(0, 3).Select(_ => new WeightsUpdated(0, 0, 0, new float[initialWeights.Layout.TotalLength]))];
-        for (var i = 0; i < RoundApplied.PoolSize; i++) _freeReports.Push(new RoundApplied(0, 0, 0, 0, 0, default));
+        for (var i = 0; i < RoundApplied.PoolSize; i++) _freeReports.Push(new RoundApplied(0, 0, 0, 0, 0, default, 0));
         _roundGradients = new float[MaxWorkers][];
         _roundScales = new float[MaxWorkers];
         Receive<StartEpoch>(OnStartEpoch);
@@ -97,8 +106,12 @@ public sealed class ParameterServer : ReceiveActor
     }
 
     /// <summary>Props of a parameter server that starts from <paramref name="initialWeights"/> (version 0).</summary>
-    public static Props Props(ParameterVector initialWeights, SgdOptions optimizer, MonitoringOptions? monitoring = null) =>
-        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, monitoring));
+    /// <param name="initialWeights">Version-0 weights (copied).</param>
+    /// <param name="optimizer">Update rule, regularization and learning-rate schedule.</param>
+    /// <param name="totalEpochs">Epochs of the run, which the schedule spans (Cosine anneals over all of them).</param>
+    /// <param name="monitoring">Gradient diagnostics; null turns them off.</param>
+    public static Props Props(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null) =>
+        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring));
 
     private void OnStartEpoch(StartEpoch start)
     {
@@ -195,7 +208,8 @@ public sealed class ParameterServer : ReceiveActor
                 _roundScales[contributors++] = (float)g.SampleCount / samples;
             }
         if (!double.IsFinite(lossSum)) Diverged("a NaN or infinite loss");
-        var finite = Step(contributors);
+        var learningRate = LearningRate();
+        var finite = Step(contributors, (float)learningRate);
         Array.Clear(_roundGradients);
         if (!finite) Diverged("a NaN or infinite averaged gradient");
         _version++;
@@ -210,8 +224,8 @@ public sealed class ParameterServer : ReceiveActor
             WorkerAllocatedBytes: workerAllocated,
             ServerAllocatedBytes: _lastRoundAllocatedBytes);
         _roundClosed = true;
-        var report = (_freeReports.Count > 0 ? _freeReports.Pop() : new RoundApplied(0, 0, 0, 0, 0, default))
-            .Reuse(_epoch!.Epoch, _round, _version, samples, lossSum, timing).ForWorkers(_received.Length);
+        var report = (_freeReports.Count > 0 ? _freeReports.Pop() : new RoundApplied(0, 0, 0, 0, 0, default, 0))
+            .Reuse(_epoch!.Epoch, _round, _version, samples, lossSum, timing, learningRate).ForWorkers(_received.Length);
         for (var i = 0; i < _received.Length; i++)
         {
             var g = _received[i];
@@ -229,13 +243,13 @@ public sealed class ParameterServer : ReceiveActor
     /// broadcast copy. When clipping is on, or on a diagnostics step, the average is first formed whole,
     /// its global norm clips it (once, here), and the per-tensor norms are measured around the update.
     /// </summary>
-    private bool Step(int contributors)
+    private bool Step(int contributors, float learningRate)
     {
         var every = _monitoring.GradientNormEverySteps;
         var measure = every > 0 && (_version + 1) % every == 0;
         if (!measure && _clipNorm <= 0)
             return _optimizer.StepWeightedAverage(_weights.Values, _roundGradients.AsSpan(0, contributors),
-                _roundScales.AsSpan(0, contributors), NextBroadcastBuffer());
+                _roundScales.AsSpan(0, contributors), learningRate, NextBroadcastBuffer());
 
         TensorPrimitives.Multiply(_roundGradients[0], _roundScales[0], _average);
         for (var k = 1; k < contributors; k++)
@@ -245,11 +259,24 @@ public sealed class ParameterServer : ReceiveActor
         if (_clipScale[0] < 1f) Metrics.DistTrainMetrics.RecordClippedStep();
         // The weights before this step are the ones this round broadcast (the previous ring slot).
         var before = _broadcasts[(_nextBroadcastBuffer + _broadcasts.Length - 1) % _broadcasts.Length].Weights;
-        var finite = _optimizer.StepWeightedAverage(_weights.Values, _averageList, _clipScale, NextBroadcastBuffer());
+        var finite = _optimizer.StepWeightedAverage(_weights.Values, _averageList, _clipScale, learningRate, NextBroadcastBuffer());
         if (measure && finite)
             foreach (var warning in _health.Measure(_version + 1, _average, before, _weights.Values))
                 _log.Warning(warning);
         return finite;
+    }
+
+    /// <summary>
+    /// This round's learning rate: the schedule at (epoch, round) over the epoch's steps (the most minibatches any
+    /// worker has), from the base rate, times the epoch's workers under the linear scaling rule.
+    /// </summary>
+    private double LearningRate()
+    {
+        var epoch = _epoch!;
+        var stepsPerEpoch = 1;
+        foreach (var batches in epoch.BatchesPerWorker) stepsPerEpoch = Math.Max(stepsPerEpoch, batches);
+        var baseRate = _optimizerOptions.LearningRate * (_optimizerOptions.ScaleLearningRateByWorkers ? epoch.Workers.Length : 1);
+        return _schedule.At(Math.Max(0, epoch.Epoch - 1), _round, stepsPerEpoch, _totalEpochs, baseRate);
     }
 
     /// <summary>

@@ -44,7 +44,7 @@ public static class SingleNodeTrainer
         using var system = ActorSystem.Create("disttrain", config);
         system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var parameterServer = ParameterServer.Props(weights, options.Optimizer, options.Monitoring).WithDispatcher(AkkaSettings.ComputeDispatcher);
+        var parameterServer = ParameterServer.Props(weights, options.Optimizer, loop.Epochs, options.Monitoring).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var workers = Enumerable.Range(0, loop.Workers)
             .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize).WithDispatcher(AkkaSettings.ComputeDispatcher))
             .ToArray();

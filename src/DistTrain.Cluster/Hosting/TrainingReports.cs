@@ -36,8 +36,11 @@ public interface ITrainingObserver
     /// <summary>An epoch starts with <paramref name="steps"/> synchronous steps over <paramref name="samples"/> samples.</summary>
     void EpochStarted(int epoch, int steps, int samples);
 
-    /// <summary>One optimizer step was applied; <paramref name="meanLoss"/> is the mean loss of its samples.</summary>
-    void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing);
+    /// <summary>
+    /// One optimizer step was applied; <paramref name="meanLoss"/> is the mean loss of its samples and
+    /// <paramref name="learningRate"/> the rate the step used (after the schedule and the worker scaling).
+    /// </summary>
+    void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing);
 
     /// <summary>An epoch was trained and evaluated.</summary>
     void EpochCompleted(EpochSummary summary);
@@ -59,7 +62,7 @@ public sealed class NullTrainingObserver : ITrainingObserver
     public void EpochStarted(int epoch, int steps, int samples) { }
 
     /// <inheritdoc />
-    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing) { }
+    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing) { }
 
     /// <inheritdoc />
     public void EpochCompleted(EpochSummary summary) { }

@@ -5,8 +5,7 @@ namespace DistTrain.Cluster.Metrics;
 
 /// <summary>Records the training figures the coordinator reports as metrics, then passes them on to another observer.</summary>
 /// <param name="next">The observer that shows progress (console, tests).</param>
-/// <param name="learningRate">The optimizer's learning rate, published as a gauge.</param>
-public sealed class MetricsObserver(ITrainingObserver next, double learningRate) : ITrainingObserver
+public sealed class MetricsObserver(ITrainingObserver next) : ITrainingObserver
 {
     private static readonly KeyValuePair<string, object?> Round = new("phase", "round");
     private static readonly KeyValuePair<string, object?> Compute = new("phase", "compute");
@@ -25,12 +24,11 @@ public sealed class MetricsObserver(ITrainingObserver next, double learningRate)
         _windowStart = System.Diagnostics.Stopwatch.GetTimestamp();
         _windowSamples = 0;
         DistTrainMetrics.Set("epoch", epoch);
-        DistTrainMetrics.Set("learning_rate", learningRate);
         next.EpochStarted(epoch, steps, samples);
     }
 
     /// <inheritdoc />
-    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, RoundTiming timing)
+    public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
         DistTrainMetrics.Samples.Add(samples);
         DistTrainMetrics.Steps.Add(1);
@@ -40,6 +38,7 @@ public sealed class MetricsObserver(ITrainingObserver next, double learningRate)
         DistTrainMetrics.StepPhaseSeconds.Record(timing.MessagingSeconds, Messaging);
         DistTrainMetrics.StepPhaseSeconds.Record(timing.WaitingForWeightsSeconds, Waiting);
         DistTrainMetrics.Set("train_loss", meanLoss);
+        DistTrainMetrics.Set("learning_rate", learningRate);
         DistTrainMetrics.Set("weights_version", version);
         // Synchronous mode: every gradient is computed on the current version.
         DistTrainMetrics.Set("staleness", 0);
@@ -47,7 +46,7 @@ public sealed class MetricsObserver(ITrainingObserver next, double learningRate)
         _lastStep = System.Diagnostics.Stopwatch.GetTimestamp();
         if (System.Diagnostics.Stopwatch.GetElapsedTime(_windowStart, _lastStep).TotalSeconds >= 1)
             CloseWindow();
-        next.StepApplied(epoch, step, version, samples, meanLoss, timing);
+        next.StepApplied(epoch, step, version, samples, meanLoss, learningRate, timing);
     }
 
     private void CloseWindow()

@@ -207,14 +207,16 @@ public sealed record RoundApplied : IDistTrainMessage
     /// <param name="sampleCount">Samples that contributed.</param>
     /// <param name="lossSum">Their summed loss, on the weights before the step.</param>
     /// <param name="timing">Where the round's wall time went.</param>
+    /// <param name="learningRate">The step's learning rate, after the schedule and the worker scaling.</param>
     [SerializationConstructor]
-    public RoundApplied(int epoch, int round, long version, int sampleCount, double lossSum, RoundTiming timing)
+    public RoundApplied(int epoch, int round, long version, int sampleCount, double lossSum, RoundTiming timing, double learningRate)
     {
         Epoch = epoch;
         Round = round;
         Version = version;
         SampleCount = sampleCount;
         LossSum = lossSum;
+        LearningRate = learningRate;
         Timing = timing;
     }
 
@@ -236,14 +238,17 @@ public sealed record RoundApplied : IDistTrainMessage
     /// <summary>Where the round's wall time went.</summary>
     [Key(5)] public RoundTiming Timing { get; private set; }
 
+    /// <summary>The step's learning rate, after the schedule and the worker scaling.</summary>
+    [Key(6)] public double LearningRate { get; private set; }
+
     /// <summary>Each worker's mean loss this round, by worker index (NaN for a worker without a minibatch).</summary>
-    [Key(6)] public double[] WorkerLosses { get; private set; } = [];
+    [Key(7)] public double[] WorkerLosses { get; private set; } = [];
 
     /// <summary>Each worker's compute time this round, seconds, by worker index (0 without a minibatch).</summary>
-    [Key(7)] public double[] WorkerComputeSeconds { get; private set; } = [];
+    [Key(8)] public double[] WorkerComputeSeconds { get; private set; } = [];
 
     /// <summary>Each worker's queueing delay before it started this round, seconds, by worker index.</summary>
-    [Key(8)] public double[] WorkerQueueingSeconds { get; private set; } = [];
+    [Key(9)] public double[] WorkerQueueingSeconds { get; private set; } = [];
 
     /// <summary>Sizes the per-worker arrays (reallocating only when the worker count changes).</summary>
     internal RoundApplied ForWorkers(int workers)
@@ -258,13 +263,14 @@ public sealed record RoundApplied : IDistTrainMessage
     }
 
     /// <summary>Rewrites this loaned instance.</summary>
-    internal RoundApplied Reuse(int epoch, int round, long version, int sampleCount, double lossSum, RoundTiming timing)
+    internal RoundApplied Reuse(int epoch, int round, long version, int sampleCount, double lossSum, RoundTiming timing, double learningRate)
     {
         Epoch = epoch;
         Round = round;
         Version = version;
         SampleCount = sampleCount;
         LossSum = lossSum;
+        LearningRate = learningRate;
         Timing = timing;
         return this;
     }

@@ -17,8 +17,8 @@ public sealed class TrainingOptions
     /// <summary>The network.</summary>
     public ModelOptions Model { get; set; } = new();
 
-    /// <summary>The parameter server's optimizer.</summary>
-    public SgdOptions Optimizer { get; set; } = new();
+    /// <summary>The parameter server's optimizer and learning-rate schedule.</summary>
+    public OptimizerOptions Optimizer { get; set; } = new();
 
     /// <summary>Workers, epochs, minibatch and seed.</summary>
     public TrainingLoopOptions Training { get; set; } = new();

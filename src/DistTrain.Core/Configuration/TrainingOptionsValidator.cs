@@ -25,10 +25,7 @@ public static class TrainingOptionsValidator
         Range("Training:BatchSizePerWorker", options.Training.BatchSizePerWorker, 1, 65_536);
         Range("Training:EvaluationBatchSize", options.Training.EvaluationBatchSize, 1, 65_536);
         Range("Training:StallTimeoutSeconds", options.Training.StallTimeoutSeconds, 1, 86_400);
-        Range("Optimizer:LearningRate", options.Optimizer.LearningRate, 0, 10, minExclusive: true);
-        Range("Optimizer:Momentum", options.Optimizer.Momentum, 0, 1, maxExclusive: true);
-        Range("Optimizer:L1", options.Optimizer.L1, 0, 1);
-        Range("Optimizer:L2", options.Optimizer.L2, 0, 1);
+        problems.AddRange(options.Optimizer.Problems());
         Range("Data:TrainLimit", options.Data.TrainLimit, 0, int.MaxValue);
         Range("Data:TestLimit", options.Data.TestLimit, 0, int.MaxValue);
         Range("Data:ValidationFraction", options.Data.ValidationFraction, 0, 0.5);
@@ -65,7 +62,6 @@ public static class TrainingOptionsValidator
         else if (checkDataDirectory && !Directory.Exists(options.Data.Directory))
             problems.Add($"Data:Directory = '{options.Data.Directory}' is not an existing folder: install the data with 'apt-get install dataset-fashion-mnist' or pass --data DIR.");
         Range("Metrics:Port", options.Metrics.Port, 0, 65_535);
-        Range("Optimizer:GradientClipNorm", options.Optimizer.GradientClipNorm, 0, 1e9);
         Range("Monitoring:GradientNormEverySteps", options.Monitoring.GradientNormEverySteps, 0, 1_000_000);
         Range("Monitoring:VanishingGradientNorm", options.Monitoring.VanishingGradientNorm, 0, 1e9);
         Range("Monitoring:ExplodingGradientNorm", options.Monitoring.ExplodingGradientNorm, 0, 1e30, minExclusive: true);

@@ -1,0 +1,137 @@
+namespace DistTrain.Core.Optimization;
+
+/// <summary>The shape of the learning rate over the run; see <see cref="LearningRateSchedule"/>.</summary>
+public enum LearningRateScheduleKind
+{
+    /// <summary>The base learning rate throughout.</summary>
+    Constant,
+
+    /// <summary>Multiplied by γ every <see cref="LearningRateScheduleOptions.StepEpochs"/> epochs, as <c>torch.optim.lr_scheduler.StepLR</c> stepped per epoch.</summary>
+    Step,
+
+    /// <summary>Multiplied by γ every epoch, as <c>torch.optim.lr_scheduler.ExponentialLR</c> stepped per epoch.</summary>
+    Exponential,
+
+    /// <summary>Cosine annealing to the minimum over the run's steps, as <c>torch.optim.lr_scheduler.CosineAnnealingLR</c>'s closed form stepped per step (Loshchilov &amp; Hutter 2017, SGDR, without restarts).</summary>
+    Cosine,
+}
+
+/// <summary>Settings of the learning-rate schedule (configuration section <c>Optimizer:Schedule</c>).</summary>
+public sealed class LearningRateScheduleOptions
+{
+    /// <summary>Shape of the main schedule; bound case-insensitively. Default <see cref="LearningRateScheduleKind.Constant"/>.</summary>
+    public LearningRateScheduleKind Kind { get; set; } = LearningRateScheduleKind.Constant;
+
+    /// <summary><see cref="LearningRateScheduleKind.Step"/>: epochs between decays (torch's <c>step_size</c>), 1 to 10,000. Default 30.</summary>
+    public int StepEpochs { get; set; } = 30;
+
+    /// <summary>Decay factor γ in (0, 1] per <see cref="StepEpochs"/> epochs (Step) or per epoch (Exponential). Default 0.1.</summary>
+    public double Gamma { get; set; } = 0.1;
+
+    /// <summary><see cref="LearningRateScheduleKind.Cosine"/>: the rate reached at the end of the run (torch's <c>eta_min</c>), in [0, base learning rate]. Default 0.</summary>
+    public double MinLearningRate { get; set; }
+
+    /// <summary>Optimizer steps of linear warmup from the start of the run, 0 to 1e9; 0 (default) turns warmup off.</summary>
+    public int WarmupSteps { get; set; }
+
+    /// <summary>Warmup's first factor (torch <c>LinearLR</c>'s <c>start_factor</c>) in (0, 1]: step 0 uses this times the scheduled rate. Default 0.1.</summary>
+    public double WarmupStartFactor { get; set; } = 0.1;
+
+    /// <summary>Every setting outside its range, one line each naming the key, the value and the allowed range.</summary>
+    /// <param name="baseLearningRate">The optimizer's base learning rate, the upper bound of <see cref="MinLearningRate"/>.</param>
+    public IReadOnlyList<string> Problems(double baseLearningRate)
+    {
+        var problems = new List<string>();
+        if (!Enum.IsDefined(Kind))
+            problems.Add($"Optimizer:Schedule:Kind = {(int)Kind} is unknown: allowed {string.Join(", ", Enum.GetNames<LearningRateScheduleKind>())}.");
+        Ranges.Check(problems, "Optimizer:Schedule:StepEpochs", StepEpochs, 1, 10_000);
+        Ranges.Check(problems, "Optimizer:Schedule:Gamma", Gamma, 0, 1, minExclusive: true);
+        Ranges.Check(problems, "Optimizer:Schedule:MinLearningRate", MinLearningRate, 0, double.IsFinite(baseLearningRate) && baseLearningRate > 0 ? baseLearningRate : 0);
+        Ranges.Check(problems, "Optimizer:Schedule:WarmupSteps", WarmupSteps, 0, 1e9);
+        Ranges.Check(problems, "Optimizer:Schedule:WarmupStartFactor", WarmupStartFactor, 0, 1, minExclusive: true);
+        return problems;
+    }
+}
+
+/// <summary>
+/// The learning rate of every optimizer step: a main schedule (<see cref="LearningRateScheduleKind"/>) times an
+/// optional linear warmup, as <c>torch.optim.lr_scheduler.ChainedScheduler([LinearLR, main])</c>.
+/// </summary>
+/// <remarks>
+/// A pure function of the step's position, so a resumed run gets the same rate as an uninterrupted one.
+/// With global step <c>t = epoch · stepsPerEpoch + stepInEpoch</c> and <c>T = totalEpochs · stepsPerEpoch</c>,
+/// the rate is <c>warmup(t) · main(epoch, t)</c> where
+/// <list type="bullet">
+/// <item><c>warmup(t) = f₀ + (1 − f₀) · min(t, W) / W</c> (<c>LinearLR(start_factor = f₀, total_iters = W)</c>; 1 when W = 0);</item>
+/// <item>Constant: <c>η</c>; Step: <c>η · γ^⌊epoch / StepEpochs⌋</c> (<c>StepLR</c>); Exponential: <c>η · γ^epoch</c> (<c>ExponentialLR</c>);</item>
+/// <item>Cosine: <c>η_min + (η − η_min)(1 + cos(π t / T)) / 2</c> (<c>CosineAnnealingLR</c>'s closed form, <c>T_max = T</c>).</item>
+/// </list>
+/// torch's chained schedulers update recursively; for Constant, Step, Exponential, and Cosine with
+/// <c>η_min = 0</c>, that recursion equals this product exactly; for Cosine with <c>η_min &gt; 0</c> and warmup,
+/// torch's recursion drifts from its own closed form, and this class keeps the closed form.
+/// </remarks>
+public sealed class LearningRateSchedule
+{
+    private readonly LearningRateScheduleKind _kind;
+    private readonly int _stepEpochs;
+    private readonly double _gamma;
+    private readonly double _minLearningRate;
+    private readonly int _warmupSteps;
+    private readonly double _warmupStartFactor;
+
+    /// <summary>Creates the schedule.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A setting is outside its range; the message names it (see <see cref="LearningRateScheduleOptions.Problems"/>).</exception>
+    public LearningRateSchedule(LearningRateScheduleOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var problems = options.Problems(baseLearningRate: 10); // the largest Optimizer:LearningRate; the optimizer checks the real bound
+        if (problems.Count > 0) throw new ArgumentOutOfRangeException(nameof(options), string.Join(" ", problems));
+        _kind = options.Kind;
+        _stepEpochs = options.StepEpochs;
+        _gamma = options.Gamma;
+        _minLearningRate = options.MinLearningRate;
+        _warmupSteps = options.WarmupSteps;
+        _warmupStartFactor = options.WarmupStartFactor;
+    }
+
+    /// <summary>The learning rate of one optimizer step.</summary>
+    /// <param name="epoch">0-based epoch.</param>
+    /// <param name="stepInEpoch">0-based step within the epoch.</param>
+    /// <param name="stepsPerEpoch">Optimizer steps per epoch (the most minibatches any worker has), ≥ 1.</param>
+    /// <param name="totalEpochs">Epochs of the run, ≥ 1 (Cosine anneals over <c>totalEpochs · stepsPerEpoch</c> steps).</param>
+    /// <param name="baseLearningRate">η, the rate the schedule shapes (already scaled by the worker count when that is on).</param>
+    /// <returns>The rate, same unit as <paramref name="baseLearningRate"/>.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">A position is negative, or a count is below 1.</exception>
+    public double At(int epoch, int stepInEpoch, int stepsPerEpoch, int totalEpochs, double baseLearningRate)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(epoch);
+        ArgumentOutOfRangeException.ThrowIfNegative(stepInEpoch);
+        ArgumentOutOfRangeException.ThrowIfLessThan(stepsPerEpoch, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(totalEpochs, 1);
+        var step = (long)epoch * stepsPerEpoch + stepInEpoch;
+        var rate = _kind switch
+        {
+            LearningRateScheduleKind.Step => baseLearningRate * Math.Pow(_gamma, epoch / _stepEpochs),
+            LearningRateScheduleKind.Exponential => baseLearningRate * Math.Pow(_gamma, epoch),
+            LearningRateScheduleKind.Cosine => _minLearningRate + (baseLearningRate - _minLearningRate)
+                * (1 + Math.Cos(Math.PI * step / ((double)totalEpochs * stepsPerEpoch))) / 2,
+            _ => baseLearningRate,
+        };
+        if (_warmupSteps > 0)
+            rate *= _warmupStartFactor + (1 - _warmupStartFactor) * Math.Min(step, _warmupSteps) / _warmupSteps;
+        return rate;
+    }
+
+    /// <summary>A short description for logs, such as <c>Cosine to 0.001 after 500 warmup steps from 0.1×</c>.</summary>
+    public static string Describe(LearningRateScheduleOptions options)
+    {
+        var main = options.Kind switch
+        {
+            LearningRateScheduleKind.Step => $"Step ×{Ranges.Format(options.Gamma)} every {options.StepEpochs} epochs",
+            LearningRateScheduleKind.Exponential => $"Exponential ×{Ranges.Format(options.Gamma)} per epoch",
+            LearningRateScheduleKind.Cosine => $"Cosine to {Ranges.Format(options.MinLearningRate)}",
+            _ => "Constant",
+        };
+        return options.WarmupSteps > 0 ? $"{main} after {options.WarmupSteps} warmup steps from {Ranges.Format(options.WarmupStartFactor)}×" : main;
+    }
+}
