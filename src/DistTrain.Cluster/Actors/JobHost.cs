@@ -104,7 +104,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void OnReady(WorkerReady ready)
     {
         if (_links.ContainsKey(ready.WorkerIndex)) return;
-        _links[ready.WorkerIndex] = Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _model.Layout.TotalLength), $"worker-link-{ready.WorkerIndex}");
+        _links[ready.WorkerIndex] = Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _model.Layout.WorkerReportLength), $"worker-link-{ready.WorkerIndex}");
         TryStart();
     }
 

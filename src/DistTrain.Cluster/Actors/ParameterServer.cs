@@ -75,14 +75,15 @@ public sealed class ParameterServer : ReceiveActor
         _clipNorm = optimizer.GradientClipNorm;
         _monitoring = monitoring ?? new MonitoringOptions { GradientNormEverySteps = 0 };
         _health = new GradientHealthMonitor(initialWeights.Layout, _monitoring);
-        _average = new float[initialWeights.Layout.TotalLength];
+        _average = new float[initialWeights.Layout.TrainableLength];
         _averageList = [_average];
         if (_monitoring.GradientNormEverySteps > 0) Metrics.DistTrainMetrics.WatchLayerHealth(_health.Latest);
         _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
-        var trainable = initialWeights.Layout.TotalLength;
+        var trainable = initialWeights.Layout.TrainableLength;
         _optimizer = Optimizer.Create(optimizer, trainable,
             ParameterGroups.Ranges(initialWeights.Layout, trainable, optimizer.DecayBiasAndNormParameters));
-        _broadcasts = [.. Enumerable.Range(0, 3).Select(_ => new WeightsUpdated(0, 0, 0, new float[initialWeights.Layout.TotalLength]))];
+        // Every slot starts as the full version-0 vector: frozen tensors are never rewritten after this.
+        _broadcasts = [.. Enumerable.Range(0, 3).Select(_ => new WeightsUpdated(0, 0, 0, (float[])initialWeights.Values.Clone()))];
         for (var i = 0; i < RoundApplied.PoolSize; i++) _freeReports.Push(new RoundApplied(0, 0, 0, 0, 0, default, 0));
         _roundGradients = new float[MaxWorkers][];
         _roundScales = new float[MaxWorkers];
@@ -210,6 +211,7 @@ public sealed class ParameterServer : ReceiveActor
         if (!double.IsFinite(lossSum)) Diverged("a NaN or infinite loss");
         var learningRate = LearningRate();
         var finite = Step(contributors, (float)learningRate);
+        if (finite) MergeRunningStatistics(contributors);
         Array.Clear(_roundGradients);
         if (!finite) Diverged("a NaN or infinite averaged gradient");
         _version++;
@@ -238,6 +240,24 @@ public sealed class ParameterServer : ReceiveActor
         BeginRound();
     }
 
+    private Span<float> Trainable(float[] values) => values.AsSpan(0, _weights.Layout.TrainableLength);
+
+    /// <summary>
+    /// The running statistics (BatchNorm's running mean and variance) that follow the gradients in each report become
+    /// the sample-weighted average of the replicas' values, in this server's weights and the next broadcast, so every
+    /// replica continues from the same statistics and the saved model has one set (docs/architecture.md).
+    /// </summary>
+    private void MergeRunningStatistics(int contributors)
+    {
+        var layout = _weights.Layout;
+        if (!layout.HasRunningStatistics) return;
+        var statistics = _weights.Values.AsSpan(layout.TrainableLength, layout.WorkerReportLength - layout.TrainableLength);
+        TensorPrimitives.Multiply(_roundGradients[0].AsSpan(layout.TrainableLength, statistics.Length), _roundScales[0], statistics);
+        for (var k = 1; k < contributors; k++)
+            TensorPrimitives.MultiplyAdd(_roundGradients[k].AsSpan(layout.TrainableLength, statistics.Length), _roundScales[k], statistics, statistics);
+        statistics.CopyTo(NextBroadcastBuffer().AsSpan(layout.TrainableLength));
+    }
+
     /// <summary>
     /// One update. Usually a single cache-blocked pass that averages, regularizes, steps and writes the next
     /// broadcast copy. When clipping is on, or on a diagnostics step, the average is first formed whole,
@@ -248,18 +268,18 @@ public sealed class ParameterServer : ReceiveActor
         var every = _monitoring.GradientNormEverySteps;
         var measure = every > 0 && (_version + 1) % every == 0;
         if (!measure && _clipNorm <= 0)
-            return _optimizer.StepWeightedAverage(_weights.Values, _roundGradients.AsSpan(0, contributors),
-                _roundScales.AsSpan(0, contributors), learningRate, NextBroadcastBuffer());
+            return _optimizer.StepWeightedAverage(Trainable(_weights.Values), _roundGradients.AsSpan(0, contributors),
+                _roundScales.AsSpan(0, contributors), learningRate, Trainable(NextBroadcastBuffer()));
 
-        TensorPrimitives.Multiply(_roundGradients[0], _roundScales[0], _average);
+        TensorPrimitives.Multiply(Trainable(_roundGradients[0]), _roundScales[0], _average);
         for (var k = 1; k < contributors; k++)
-            TensorPrimitives.MultiplyAdd(_roundGradients[k], _roundScales[k], _average, _average);
+            TensorPrimitives.MultiplyAdd(Trainable(_roundGradients[k]), _roundScales[k], _average, _average);
         var norm = GradientHealthMonitor.GlobalNorm(_average);
         _clipScale[0] = GradientHealthMonitor.ClipScale(norm, _clipNorm);
         if (_clipScale[0] < 1f) Metrics.DistTrainMetrics.RecordClippedStep();
         // The weights before this step are the ones this round broadcast (the previous ring slot).
         var before = _broadcasts[(_nextBroadcastBuffer + _broadcasts.Length - 1) % _broadcasts.Length].Weights;
-        var finite = _optimizer.StepWeightedAverage(_weights.Values, _averageList, _clipScale, learningRate, NextBroadcastBuffer());
+        var finite = _optimizer.StepWeightedAverage(Trainable(_weights.Values), _averageList, _clipScale, learningRate, Trainable(NextBroadcastBuffer()));
         if (measure && finite)
             foreach (var warning in _health.Measure(_version + 1, _average, before, _weights.Values))
                 _log.Warning(warning);
@@ -305,7 +325,7 @@ public sealed class ParameterServer : ReceiveActor
             var g = _received[i];
             if (g is null) continue;
             var badLoss = !double.IsFinite(g.LossSum);
-            var badSegment = _weights.Layout.Segments.FirstOrDefault(s => !AllFinite(g.Gradient.AsSpan(s.Offset, s.Length)));
+            var badSegment = _weights.Layout.Segments.FirstOrDefault(s => s.Offset + s.Length <= g.Gradient.Length && !AllFinite(g.Gradient.AsSpan(s.Offset, s.Length)));
             if (badLoss || badSegment is not null) workers.Add($"{i} (loss {g.LossSum / Math.Max(1, g.SampleCount):G4})");
             tensor ??= badSegment?.Name;
         }
@@ -338,7 +358,7 @@ public sealed class ParameterServer : ReceiveActor
         if (!_epoch.Workers[g.WorkerIndex].Equals(Sender)) return $"the sender is not worker {g.WorkerIndex}";
         if (_epoch.BatchesPerWorker[g.WorkerIndex] <= _round) return "that worker has no minibatch in this round";
         if (_received[g.WorkerIndex] is not null) return "a gradient from that worker already arrived this round";
-        if (g.Gradient.Length != _weights.Layout.TotalLength) return $"it has {g.Gradient.Length} elements, the model has {_weights.Layout.TotalLength}";
+        if (g.Gradient.Length != _weights.Layout.WorkerReportLength) return $"it has {g.Gradient.Length} elements, the model reports {_weights.Layout.WorkerReportLength} (trainable gradients, then running statistics)";
         if (g.SampleCount <= 0) return $"its sample count is {g.SampleCount}";
         return null;
     }

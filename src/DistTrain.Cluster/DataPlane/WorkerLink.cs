@@ -22,20 +22,20 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
 
     private readonly int _workerIndex;
     private readonly IActorRef _remoteWorker;
-    private readonly int _parameterCount;
+    private readonly int _reportLength;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly float[][] _gradientBuffers;
     private Socket? _socket;
     private volatile IActorRef _parameterServer = ActorRefs.Nobody;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
-    public WorkerLink(int workerIndex, IActorRef remoteWorker, int parameterCount)
+    public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength)
     {
         _workerIndex = workerIndex;
         _remoteWorker = remoteWorker;
-        _parameterCount = parameterCount;
+        _reportLength = reportLength;
         // Two buffers in turn: a gradient is averaged before the worker can send its next one.
-        _gradientBuffers = [new float[parameterCount], new float[parameterCount]];
+        _gradientBuffers = [new float[reportLength], new float[reportLength]];
         Receive<Attach>(OnAttach);
         Receive<WeightsUpdated>(OnWeights);
         Receive<ReaderFailed>(failed =>
@@ -55,8 +55,8 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     public IStash Stash { get; set; } = null!;
 
     /// <summary>Props of the link to worker <paramref name="workerIndex"/>.</summary>
-    public static Props Props(int workerIndex, IActorRef remoteWorker, int parameterCount) =>
-        Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, parameterCount));
+    public static Props Props(int workerIndex, IActorRef remoteWorker, int reportLength) =>
+        Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, reportLength));
 
     /// <inheritdoc />
     protected override void PreStart() => Context.Watch(_remoteWorker);
@@ -75,7 +75,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
                 if (header.Type != TensorFrame.GradientType)
                     throw new IOException($"data plane: expected a gradient frame, got type {header.Type}.");
                 // A gradient of the wrong length still arrives (in its own array) so the parameter server rejects and counts it.
-                if (header.Count != _parameterCount) return new float[header.Count];
+                if (header.Count != _reportLength) return new float[header.Count];
                 var buffer = _gradientBuffers[next];
                 next ^= 1;
                 return buffer;

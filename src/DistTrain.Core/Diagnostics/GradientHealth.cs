@@ -33,7 +33,7 @@ public sealed class MonitoringOptions
 /// </summary>
 public sealed class GradientHealthMonitor
 {
-    private readonly ParameterLayout _layout;
+    private readonly ParameterSegment[] _segments; // the trainable tensors: only they have gradients
     private readonly MonitoringOptions _options;
     private readonly int[] _vanishingRun;
     private readonly int[] _explodingRun;
@@ -41,14 +41,14 @@ public sealed class GradientHealthMonitor
     /// <summary>Creates the monitor for a model's layout.</summary>
     public GradientHealthMonitor(ParameterLayout layout, MonitoringOptions options)
     {
-        _layout = layout;
+        _segments = [.. layout.Segments.Where(s => s.Trainable)];
         _options = options;
-        _vanishingRun = new int[layout.Segments.Count];
-        _explodingRun = new int[layout.Segments.Count];
-        Latest = new LayerHealth[layout.Segments.Count];
+        _vanishingRun = new int[_segments.Length];
+        _explodingRun = new int[_segments.Length];
+        Latest = new LayerHealth[_segments.Length];
     }
 
-    /// <summary>The last measurement, one entry per tensor in layout order.</summary>
+    /// <summary>The last measurement, one entry per trainable tensor in layout order.</summary>
     public LayerHealth[] Latest { get; }
 
     /// <summary>L2 norm of a whole flat gradient (torch.nn.utils.clip_grad_norm_'s total norm).</summary>
@@ -69,9 +69,9 @@ public sealed class GradientHealthMonitor
     public IReadOnlyList<string> Measure(long step, ReadOnlySpan<float> gradient, ReadOnlySpan<float> before, ReadOnlySpan<float> after)
     {
         List<string>? warnings = null;
-        for (var i = 0; i < _layout.Segments.Count; i++)
+        for (var i = 0; i < _segments.Length; i++)
         {
-            var segment = _layout.Segments[i];
+            var segment = _segments[i];
             var g = gradient.Slice(segment.Offset, segment.Length);
             var w = after.Slice(segment.Offset, segment.Length);
             var gradientNorm = (double)TensorPrimitives.Norm(g);

@@ -33,7 +33,7 @@ public static class ParameterGroups
         {
             if (segment.Offset >= trainableLength) break;
             var length = Math.Min(segment.Length, trainableLength - segment.Offset);
-            var decay = decayBiasAndNorm || !segment.Name.EndsWith(".bias", StringComparison.Ordinal);
+            var decay = decayBiasAndNorm || segment.Role == DistTrain.Core.Layers.ParameterRole.Weight;
             if (ranges.Count > 0 && ranges[^1].Decay == decay)
                 ranges[^1] = ranges[^1] with { Length = ranges[^1].Length + length };
             else

@@ -37,10 +37,13 @@ public sealed class ParameterLayout
 {
     private readonly Dictionary<string, ParameterSegment> _byName;
 
-    /// <summary>Builds a layout of trainable weights from (name, shape) pairs laid out back to back in the given order.</summary>
+    /// <summary>
+    /// Builds a layout of trainable tensors from (name, shape) pairs laid out back to back in the given order; a name
+    /// ending in <c>.bias</c> is a bias, any other a weight.
+    /// </summary>
     /// <exception cref="ArgumentException">A name repeats, or a dimension is not positive.</exception>
     public ParameterLayout(IEnumerable<(string Name, int[] Shape)> tensors)
-        : this(tensors.Select(t => (t.Name, t.Shape, ParameterRole.Weight, false))) { }
+        : this(tensors.Select(t => (t.Name, t.Shape, t.Name.EndsWith(".bias", StringComparison.Ordinal) ? ParameterRole.Bias : ParameterRole.Weight, false))) { }
 
     /// <summary>Builds a layout: trainable tensors first, then running statistics, then frozen tensors, each group in the given order.</summary>
     /// <exception cref="ArgumentException">A name repeats, or a dimension is not positive.</exception>
