@@ -3,7 +3,7 @@
 
   /usr/bin/python3 torch_interop.py export OUT.safetensors OUT.json
       Builds a seeded small CNN nn.Sequential (Conv2d, BatchNorm2d, ReLU, MaxPool2d, Conv2d, ReLU, Flatten, Linear,
-      ReLU, Linear), runs a few training-mode forwards so BatchNorm's running statistics are non-trivial, and writes
+      ReLU, Linear), runs ten training-mode forwards so BatchNorm's running statistics are non-trivial, and writes
       its state_dict to OUT.safetensors in the safetensors layout written by hand: an 8-byte little-endian header
       length, a JSON header mapping each name to {"dtype", "shape", "data_offsets"}, then the raw little-endian data.
       Float tensors are F32; num_batches_tracked is I64 with shape [], exactly as torch's state_dict holds it.
@@ -127,8 +127,8 @@ def export(out_safetensors, out_json):
     model = build(LAYERS, INPUT_SHAPE)
     model.train()
     with torch.no_grad():
-        for _ in range(3):  # running statistics away from 0 and 1: inputs with mean ~0.5 and std ~1.5
-            model(0.5 + 1.5 * torch.randn(8, *INPUT_SHAPE))
+        for _ in range(10):  # running statistics well away from 0 and 1: inputs with mean 1 and std 2
+            model(1 + 2 * torch.randn(8, *INPUT_SHAPE))
     x = torch.randn(BATCH, *INPUT_SHAPE)
     write_safetensors(out_safetensors, model.state_dict())
     with open(out_json, "w") as f:
