@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs Debian's OpenBLAS (the native BLAS path is under test) and
-# docker-compose (it validates deploy/docker-compose.yml; no engine needed) if they are missing;
+# Runs the whole test suite. Installs Debian's OpenBLAS (the native BLAS path is under test),
+# docker-compose (it validates deploy/docker-compose.yml; no engine needed) and python3-torch
+# (TorchInteropTests loads DistTrain's checkpoint into PyTorch) if they are missing;
 # NuGet packages are restored by the build; the test data (a Fashion-MNIST subset) and
 # the PyTorch golden values are committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash deploy/local/apt-ensure.sh libopenblas0-pthread docker-compose
+bash deploy/local/apt-ensure.sh libopenblas0-pthread docker-compose python3-torch
 
 dotnet test DistTrain.sln -c Release -nologo "$@"
