@@ -58,7 +58,7 @@ internal static class BenchCommand
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
-            trainingData = TrainingData.Load(options.Data);
+            trainingData = TrainingData.Load(options.Data, options.Training.Seed);
         }
         catch (Exception e) when (e is ConfigurationException or DataFormatException)
         {

@@ -32,10 +32,20 @@ internal static class ConsoleProgress
         return result!;
     }
 
-    /// <summary>One epoch in about 72 columns (test loss is in summary.json), so a terminal never wraps it (a wrapped line breaks the live display).</summary>
-    internal static string Describe(EpochSummary s, int epochs) =>
-        $"epoch {s.Epoch,2}/{epochs}  train loss {s.TrainLoss:F4}  test acc {100 * s.TestAccuracy:F2}%  " +
-        $"{s.SamplesPerSecond,7:N0} samples/s  {s.TrainSeconds,5:F1} s";
+    /// <summary>
+    /// One epoch in about 72 columns (test loss is in summary.json), so a terminal never wraps it (a wrapped line breaks
+    /// the live display); a second line when the run holds out validation samples or regularizes.
+    /// </summary>
+    internal static string Describe(EpochSummary s, int epochs)
+    {
+        var line = $"epoch {s.Epoch,2}/{epochs}  train loss {s.TrainLoss:F4}  test acc {100 * s.TestAccuracy:F2}%  " +
+                   $"{s.SamplesPerSecond,7:N0} samples/s  {s.TrainSeconds,5:F1} s";
+        var extra = new List<string>();
+        if (!double.IsNaN(s.ValidationLoss)) extra.Add($"val loss {s.ValidationLoss:F4}  val acc {100 * s.ValidationAccuracy:F2}%");
+        if (s.L1Penalty > 0) extra.Add($"L1 term {s.L1Penalty:G3}");
+        if (s.L2Penalty > 0) extra.Add($"L2 term {s.L2Penalty:G3}");
+        return extra.Count == 0 ? line : line + "\n          " + string.Join("  ", extra);
+    }
 
     /// <summary>
     /// The live view on a terminal, redrawn every second: one row per worker (steps/s, last loss, compute

@@ -47,7 +47,7 @@ internal static class NodeCommand
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
-            data = TrainingData.Load(options.Data);
+            data = TrainingData.Load(options.Data, options.Training.Seed);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
             if (role == NodeRoles.ParameterServer) runDirectory = RunDirectory.Create(options.Output.Directory);
         }

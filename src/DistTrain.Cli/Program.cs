@@ -5,6 +5,8 @@ CliConsole.Configure();
 var root = new RootCommand("DistTrain: data-parallel neural-network training on Akka.NET actors.")
 {
     TrainCommand.Create(),
+    FinetuneCommand.Create(),
+    InspectCommand.Create(),
     BenchCommand.Create(),
     NodeCommand.Create(),
 };

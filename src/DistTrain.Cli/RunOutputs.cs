@@ -41,9 +41,11 @@ internal static class RunOutputs
             }
         }
         var weightsPath = Path.Combine(runDirectory, "model.safetensors");
-        var last = result.Epochs[^1];
+        var last = result.FinalEpoch;
         SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, result));
         RunSummaryFile.Write(Path.Combine(runDirectory, "summary.json"), options, normalizer, result);
+        if (result.BestEpoch is { } best)
+            AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights (lowest validation loss {last.ValidationLoss:F4}).");
         AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");
         AnsiConsole.MarkupLineInterpolated($"Final weights (version {result.Version}, {result.FinalWeights.Layout.TotalLength:N0} parameters): {weightsPath}");
     }

@@ -43,9 +43,9 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
             foreach (var s in _steps)
                 steps.Append(inv, $"{s.Epoch},{s.Step},{s.Version},{s.Samples},{s.Loss:R},{s.LearningRate:R},{s.Timing.RoundSeconds:R},{s.Timing.MaxComputeSeconds:R},{s.Timing.UpdateSeconds:R},{s.Timing.MessagingSeconds:R},{s.Timing.WaitingForWeightsSeconds:R}\n");
             File.WriteAllText(Path.Combine(runDirectory, "steps.csv"), steps.ToString());
-            var epochs = new StringBuilder("epoch,version,train_loss,test_loss,test_accuracy,samples_per_second,train_seconds,evaluation_seconds\n");
+            var epochs = new StringBuilder("epoch,version,train_loss,test_loss,test_accuracy,validation_loss,validation_accuracy,l1_penalty,l2_penalty,samples_per_second,train_seconds,evaluation_seconds\n");
             foreach (var e in _epochs)
-                epochs.Append(inv, $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R}\n");
+                epochs.Append(inv, $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R}\n");
             File.WriteAllText(Path.Combine(runDirectory, "epochs.csv"), epochs.ToString());
 
             // One chart: losses on the left axis, test accuracy on the right.

@@ -23,12 +23,13 @@ internal static class RunSummaryFile
         ["producer"] = "disttrain",
         ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
         ["epochs"] = result.Epochs.Count.ToString(CultureInfo.InvariantCulture),
-        ["test_accuracy"] = result.Epochs[^1].TestAccuracy.ToString("F4", CultureInfo.InvariantCulture),
+        ["test_accuracy"] = result.FinalEpoch.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture),
         ["input_scale"] = "pixels / 255, then (x - input_mean) / input_std",
         ["input_normalization"] = normalizer.Kind.ToString(),
         ["input_mean"] = JsonSerializer.Serialize(normalizer.Mean),
         ["input_std"] = JsonSerializer.Serialize(normalizer.Std),
         ["layers"] = JsonSerializer.Serialize(options.Model.Layers.Select(l => l.Type == "Dense" ? $"Dense({l.Units})" : l.Type)),
+        ["model_config"] = JsonSerializer.Serialize(options.Model),
     };
 
     public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result) =>
@@ -37,11 +38,16 @@ internal static class RunSummaryFile
             options,
             normalization = new { normalizer.Kind, normalizer.Mean, normalizer.Std },
             version = result.Version,
+            best_epoch = result.BestEpoch,
+            stopped_early = result.StoppedEarly,
             tensors = result.FinalWeights.Layout.Segments.Select(s => new { s.Name, s.Shape }),
             epochs = result.Epochs.Select(e => new
             {
                 e.Epoch, e.Version, e.TrainLoss, e.TestLoss, e.TestAccuracy, e.TestSamples, e.TrainSamples,
                 e.TrainSeconds, e.EvaluationSeconds, e.SamplesPerSecond,
+                ValidationLoss = double.IsNaN(e.ValidationLoss) ? (double?)null : e.ValidationLoss,
+                ValidationAccuracy = double.IsNaN(e.ValidationAccuracy) ? (double?)null : e.ValidationAccuracy,
+                e.L1Penalty, e.L2Penalty,
             }),
         }, Json));
 }

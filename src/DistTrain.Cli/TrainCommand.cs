@@ -53,22 +53,39 @@ internal static class TrainCommand
         return command;
     }
 
-    private static async Task<int> RunAsync(string configPath, Dictionary<string, string?> overrides, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string configPath, Dictionary<string, string?> overrides, CancellationToken cancellationToken) =>
+        (await RunJobAsync(configPath, overrides, null, cancellationToken)).Exit;
+
+    /// <summary>
+    /// Loads the config (with <paramref name="overrides"/>, then <paramref name="adjust"/> for changes that are not
+    /// plain keys), trains in single-node mode and saves the run. Exit codes as <see cref="CliConsole.RunTrainingAsync"/>,
+    /// 2 for config, data, checkpoint or output errors.
+    /// </summary>
+    internal static async Task<(int Exit, TrainingResult? Result, string? RunDirectory)> RunJobAsync(string configPath,
+        Dictionary<string, string?> overrides, Action<TrainingOptions>? adjust, CancellationToken cancellationToken)
     {
         TrainingOptions options;
         TrainingData data;
         string runDirectory;
+        DistTrain.Core.Tensors.ParameterVector startingWeights;
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
-            data = TrainingData.Load(options.Data);
+            if (adjust is not null)
+            {
+                adjust(options);
+                var problems = TrainingOptionsValidator.Validate(options);
+                if (problems.Count > 0) throw new ConfigurationException(configPath, problems);
+            }
+            data = TrainingData.Load(options.Data, options.Training.Seed);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
+            startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed);
             runDirectory = RunDirectory.Create(options.Output.Directory);
         }
-        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException)
+        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException or InvalidDataException or ArgumentException)
         {
             CliConsole.Fail("error", e.Message);
-            return 2;
+            return (2, null, null);
         }
         MetricsExporter? exporter;
         try
@@ -78,7 +95,7 @@ internal static class TrainCommand
         catch (MetricsPortException e)
         {
             CliConsole.Fail("error", e.Message);
-            return 2;
+            return (2, null, null);
         }
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
@@ -95,21 +112,25 @@ internal static class TrainCommand
         AnsiConsole.MarkupLineInterpolated(
             $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers ? $" x {loop.Workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
         AnsiConsole.MarkupLineInterpolated(
-            $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}");
+            $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}{(data.Validation is null ? "" : $"; {data.Validation.Count:N0} validation samples held out")}");
+        if (!string.IsNullOrEmpty(options.Model.Pretrained))
+            AnsiConsole.MarkupLineInterpolated(
+                $"pretrained weights from {options.Model.Pretrained}{(options.Model.ReplaceHead ? " (new head)" : "")}; frozen: {(options.Model.Freeze.Count == 0 ? "nothing" : string.Join(", ", options.Model.Freeze))}");
         Blas.Configure(options.Compute, loop.Workers); // as the trainer will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
 
         TrainingResult? result = null;
         RunReport? report = null;
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
-            observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options), cancellationToken: cancellationToken)),
+            observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
+                initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation)),
             diverged => RunOutputs.SaveLastGood(runDirectory, options, diverged));
-        if (exit is not null) return exit.Value;
+        if (exit is not null) return (exit.Value, null, runDirectory);
 
         var normalizer = data.Normalizer;
         data = null!; // the 219 MB of training and test floats are done with: release them before plotting
         RunOutputs.ReleaseMemory();
         RunOutputs.Save(runDirectory, options, normalizer, result!, report);
-        return 0;
+        return (0, result, runDirectory);
     }
 }

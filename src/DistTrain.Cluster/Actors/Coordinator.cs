@@ -3,6 +3,7 @@ using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.Tensors;
 
@@ -15,8 +16,14 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="TestSampleCount">Size of the test set; evaluation must score exactly this many.</param>
 /// <param name="Layout">Layout of the weights, for the result.</param>
 /// <param name="StallTimeout">Longest time without any progress message (a step, an evaluation result) before the job fails.</param>
+/// <param name="ValidationSampleCount">Samples held out for validation, scored after every epoch; 0 for none.</param>
+/// <param name="EarlyStopping">Stop when the validation loss has not improved for this many epochs (Patience 0 = off).</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
-    ParameterLayout Layout, TimeSpan StallTimeout);
+    ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null)
+{
+    /// <summary>True when early stopping is on (it needs validation samples).</summary>
+    public bool StopsEarly => EarlyStopping is { Patience: > 0 } && ValidationSampleCount > 0;
+}
 
 /// <summary>The job made no progress within <see cref="CoordinatorSettings.StallTimeout"/>: a message or an actor was lost.</summary>
 public sealed class TrainingStalledException(string message) : Exception(message);
@@ -50,7 +57,15 @@ public sealed class Coordinator : ReceiveActor
     private readonly IActorRef[] _workers;
     private readonly List<EpochSummary> _summaries = [];
     private readonly Stopwatch _clock = new();
-    private readonly List<(int Start, int Count)> _scoredRanges = [];
+    private readonly List<(int Start, int Count)>[] _scoredRanges = [[], []]; // by EvaluationSplit
+    private readonly int[] _correctBySplit = new int[2];
+    private readonly double[] _lossBySplit = new double[2];
+    private readonly Queue<bool> _snapshotIsBest = new(); // what each requested WeightsSnapshot is for
+    private WeightsSnapshot? _best;
+    private int _bestEpoch;
+    private double _bestValidationLoss = double.PositiveInfinity;
+    private bool _finishing;
+    private bool _stoppedEarly;
     private Exception? _childFailure;
     private bool _finished;
     private int _epoch;
@@ -59,8 +74,6 @@ public sealed class Coordinator : ReceiveActor
     private EpochCompleted? _trained;
     private double _trainSeconds;
     private int _evaluationsPending;
-    private int _correct;
-    private double _testLossSum;
 
     /// <summary>Creates the coordinator; see <see cref="Props(CoordinatorSettings, Akka.Actor.Props, IReadOnlyList{Akka.Actor.Props}, ITrainingObserver, TaskCompletionSource{TrainingResult})"/>.</summary>
     public Coordinator(CoordinatorSettings settings, Props parameterServer, IReadOnlyList<Props>? workerProps,
@@ -79,7 +92,7 @@ public sealed class Coordinator : ReceiveActor
         Receive<RoundApplied>(OnRoundApplied);
         Receive<EpochCompleted>(OnEpochTrained);
         Receive<EvaluationResult>(OnEvaluationResult);
-        Receive<WeightsSnapshot>(OnFinalWeights);
+        Receive<WeightsSnapshot>(OnWeightsSnapshot);
         Receive<Terminated>(OnChildTerminated);
         Receive<ReceiveTimeout>(_ => Fail(new TrainingStalledException(
             $"No progress for {_settings.StallTimeout.TotalSeconds:F0} s at epoch {_epoch}, after step {_lastStep} (weights version {_lastVersion}), " +
@@ -181,16 +194,23 @@ public sealed class Coordinator : ReceiveActor
         _trained = trained;
         _trainSeconds = _clock.Elapsed.TotalSeconds;
         _clock.Restart();
-        _evaluationsPending = _workers.Length;
-        _scoredRanges.Clear();
-        _correct = 0;
-        _testLossSum = 0;
-        var total = _settings.TestSampleCount;
+        _evaluationsPending = 0;
+        foreach (var ranges in _scoredRanges) ranges.Clear();
+        Array.Clear(_correctBySplit);
+        Array.Clear(_lossBySplit);
+        RequestEvaluation(EvaluationSplit.Test, _settings.TestSampleCount);
+        if (_settings.ValidationSampleCount > 0) RequestEvaluation(EvaluationSplit.Validation, _settings.ValidationSampleCount);
+    }
+
+    /// <summary>Splits <c>[0, total)</c> of a split evenly across the workers.</summary>
+    private void RequestEvaluation(EvaluationSplit split, int total)
+    {
         for (var i = 0; i < _workers.Length; i++)
         {
             var start = (int)((long)total * i / _workers.Length);
             var end = (int)((long)total * (i + 1) / _workers.Length);
-            _workers[i].Tell(new Evaluate(trained.Version, start, end - start));
+            _workers[i].Tell(new Evaluate(_trained!.Version, start, end - start, split));
+            _evaluationsPending++;
         }
     }
 
@@ -201,11 +221,18 @@ public sealed class Coordinator : ReceiveActor
             Fail(new InvalidOperationException($"Worker {result.WorkerIndex} scored weights version {result.Version}, but version {_trained?.Version} was requested."));
             return;
         }
-        _scoredRanges.Add((result.Start, result.SampleCount));
-        _correct += result.Correct;
-        _testLossSum += result.LossSum;
+        var split = (int)result.Split;
+        if (split >= _scoredRanges.Length)
+        {
+            Fail(new InvalidOperationException($"Worker {result.WorkerIndex} scored an unknown split {split}."));
+            return;
+        }
+        _scoredRanges[split].Add((result.Start, result.SampleCount));
+        _correctBySplit[split] += result.Correct;
+        _lossBySplit[split] += result.LossSum;
         if (--_evaluationsPending > 0) return;
-        var coverage = CheckCoverage();
+        var coverage = CheckCoverage(EvaluationSplit.Test, _settings.TestSampleCount)
+            ?? CheckCoverage(EvaluationSplit.Validation, _settings.ValidationSampleCount);
         if (coverage is not null)
         {
             Fail(new InvalidOperationException(coverage));
@@ -213,42 +240,94 @@ public sealed class Coordinator : ReceiveActor
         }
         var trained = _trained;
         var scored = _settings.TestSampleCount;
+        var validation = _settings.ValidationSampleCount;
+        var validationLoss = validation > 0 ? _lossBySplit[(int)EvaluationSplit.Validation] / validation : double.NaN;
         var summary = new EpochSummary(_epoch, trained.Version,
             TrainLoss: trained.LossSum / Math.Max(1, trained.SampleCount),
-            TestLoss: _testLossSum / Math.Max(1, scored),
-            TestAccuracy: (double)_correct / Math.Max(1, scored),
+            TestLoss: _lossBySplit[(int)EvaluationSplit.Test] / Math.Max(1, scored),
+            TestAccuracy: (double)_correctBySplit[(int)EvaluationSplit.Test] / Math.Max(1, scored),
             TestSamples: scored,
             TrainSamples: trained.SampleCount,
             TrainSeconds: _trainSeconds,
-            EvaluationSeconds: _clock.Elapsed.TotalSeconds);
+            EvaluationSeconds: _clock.Elapsed.TotalSeconds,
+            ValidationLoss: validationLoss,
+            ValidationAccuracy: validation > 0 ? (double)_correctBySplit[(int)EvaluationSplit.Validation] / validation : double.NaN,
+            L1Penalty: trained.L1Penalty,
+            L2Penalty: trained.L2Penalty);
         _summaries.Add(summary);
         _log.Info("Epoch {0}: train loss {1:F4}, test accuracy {2:P2}", summary.Epoch, summary.TrainLoss, summary.TestAccuracy);
         _observer.EpochCompleted(summary);
+        if (_settings.StopsEarly)
+        {
+            var stopping = _settings.EarlyStopping!;
+            if (validationLoss < _bestValidationLoss - stopping.MinDelta)
+            {
+                _bestValidationLoss = validationLoss;
+                _bestEpoch = _epoch;
+                RequestSnapshot(best: true); // the parameter server answers before it starts the next epoch
+            }
+            else if (_epoch - _bestEpoch >= stopping.Patience)
+            {
+                _stoppedEarly = _epoch < _settings.Epochs;
+                _log.Info("Early stopping after epoch {0}: validation loss has not improved on {1:F4} (epoch {2}) for {3} epochs; restoring epoch {2}'s weights.",
+                    _epoch, _bestValidationLoss, _bestEpoch, _epoch - _bestEpoch);
+                Finish();
+                return;
+            }
+        }
         if (_epoch < _settings.Epochs)
             StartNextEpoch();
         else
-            _parameterServer.Tell(GetWeights.Instance);
+            Finish();
     }
 
-    /// <summary>The scored ranges must tile [0, TestSampleCount) with no gap and no overlap.</summary>
-    private string? CheckCoverage()
+    private void RequestSnapshot(bool best)
+    {
+        _snapshotIsBest.Enqueue(best);
+        _parameterServer.Tell(GetWeights.Instance);
+    }
+
+    /// <summary>Ends the run: with early stopping, on the best epoch's weights once their snapshot is in; else on the current weights.</summary>
+    private void Finish()
+    {
+        _finishing = true;
+        if (!_settings.StopsEarly) RequestSnapshot(best: false);
+        else if (_snapshotIsBest.Count == 0) Complete(_best!);
+    }
+
+    /// <summary>The scored ranges of a split must tile [0, total) with no gap and no overlap.</summary>
+    private string? CheckCoverage(EvaluationSplit split, int total)
     {
         var next = 0;
-        foreach (var (start, count) in _scoredRanges.OrderBy(r => r.Start))
+        foreach (var (start, count) in _scoredRanges[(int)split].OrderBy(r => r.Start))
         {
             if (start != next)
-                return $"Evaluation scored test samples [{start}, {start + count}) after [0, {next}): {(start < next ? "an overlap" : "a gap")}.";
+                return $"Evaluation scored {split} samples [{start}, {start + count}) after [0, {next}): {(start < next ? "an overlap" : "a gap")}.";
             next = start + count;
         }
-        return next == _settings.TestSampleCount
+        return next == total
             ? null
-            : $"Evaluation scored {next} test samples, expected {_settings.TestSampleCount}.";
+            : $"Evaluation scored {next} {split} samples, expected {total}.";
     }
 
-    private void OnFinalWeights(WeightsSnapshot snapshot)
+    private void OnWeightsSnapshot(WeightsSnapshot snapshot)
+    {
+        if (_snapshotIsBest.Count == 0)
+        {
+            Fail(new InvalidOperationException($"The parameter server sent weights version {snapshot.Version} that nobody asked for."));
+            return;
+        }
+        var best = _snapshotIsBest.Dequeue();
+        if (best) _best = snapshot;
+        if (!_finishing || _snapshotIsBest.Count > 0) return;
+        Complete(_settings.StopsEarly ? _best! : snapshot);
+    }
+
+    private void Complete(WeightsSnapshot weights)
     {
         _finished = true;
-        _completion.TrySetResult(new TrainingResult(new ParameterVector(_settings.Layout, snapshot.Weights), snapshot.Version, _summaries));
+        _completion.TrySetResult(new TrainingResult(new ParameterVector(_settings.Layout, weights.Weights), weights.Version, _summaries,
+            _settings.StopsEarly ? _bestEpoch : null, _stoppedEarly));
         Context.Stop(Self);
     }
 

@@ -25,6 +25,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly TrainingOptions _options;
     private readonly int _trainCount;
     private readonly int _testCount;
+    private readonly int _validationCount;
     private readonly string _dataHost;
     private readonly ITrainingObserver _observer;
     private readonly TaskCompletionSource<TrainingResult> _completion;
@@ -38,12 +39,13 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private bool _started;
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
-    public JobHost(TrainingOptions options, int trainCount, int testCount, string dataHost, ITrainingObserver observer,
+    public JobHost(TrainingOptions options, int trainCount, int testCount, int validationCount, string dataHost, ITrainingObserver observer,
         TaskCompletionSource<TrainingResult> completion)
     {
         _options = options;
         _trainCount = trainCount;
         _testCount = testCount;
+        _validationCount = validationCount;
         _dataHost = dataHost;
         _observer = observer;
         _completion = completion;
@@ -58,9 +60,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     }
 
     /// <summary>Props of the job host. It is created as <c>/user/job</c>, where worker agents look for it.</summary>
-    public static Props Props(TrainingOptions options, int trainCount, int testCount, string dataHost, ITrainingObserver observer,
+    public static Props Props(TrainingOptions options, int trainCount, int testCount, int validationCount, string dataHost, ITrainingObserver observer,
         TaskCompletionSource<TrainingResult> completion) =>
-        Akka.Actor.Props.Create(() => new JobHost(options, trainCount, testCount, dataHost, observer, completion));
+        Akka.Actor.Props.Create(() => new JobHost(options, trainCount, testCount, validationCount, dataHost, observer, completion));
 
     /// <inheritdoc />
     public ITimerScheduler Timers { get; set; } = null!;
@@ -138,7 +140,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var workers = Enumerable.Range(0, minimum).Select(i => _links[i]).ToArray();
         var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
-            _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds));
+            _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _observer, completion), "coordinator");

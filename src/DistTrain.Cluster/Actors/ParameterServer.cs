@@ -27,6 +27,7 @@ public sealed class ParameterServer : ReceiveActor
 {
     private readonly ParameterVector _weights;
     private readonly Optimizer _optimizer;
+    private readonly IReadOnlyList<ParameterGroupRange> _groups;
     private readonly LearningRateSchedule _schedule;
     private readonly OptimizerOptions _optimizerOptions;
     private readonly int _totalEpochs;
@@ -80,8 +81,8 @@ public sealed class ParameterServer : ReceiveActor
         if (_monitoring.GradientNormEverySteps > 0) Metrics.DistTrainMetrics.WatchLayerHealth(_health.Latest);
         _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
         var trainable = initialWeights.Layout.TrainableLength;
-        _optimizer = Optimizer.Create(optimizer, trainable,
-            ParameterGroups.Ranges(initialWeights.Layout, trainable, optimizer.DecayBiasAndNormParameters));
+        _groups = ParameterGroups.Ranges(initialWeights.Layout, trainable, optimizer.DecayBiasAndNormParameters);
+        _optimizer = Optimizer.Create(optimizer, trainable, _groups);
         // Every slot starts as the full version-0 vector: frozen tensors are never rewritten after this.
         _broadcasts = [.. Enumerable.Range(0, 3).Select(_ => new WeightsUpdated(0, 0, 0, (float[])initialWeights.Values.Clone()))];
         for (var i = 0; i < RoundApplied.PoolSize; i++) _freeReports.Push(new RoundApplied(0, 0, 0, 0, 0, default, 0));
@@ -150,7 +151,10 @@ public sealed class ParameterServer : ReceiveActor
         foreach (var worker in epoch.Workers)
             Send(worker, update);
         if (_expected == 0)
-            Send(_coordinator, new EpochCompleted(epoch.Epoch, _version, _epochSamples, _epochLossSum));
+        {
+            var (l1, l2) = RegularizationPenalties();
+            Send(_coordinator, new EpochCompleted(epoch.Epoch, _version, _epochSamples, _epochLossSum, l1, l2));
+        }
     }
 
     private void OnGradient(GradientComputed gradient)
@@ -238,6 +242,23 @@ public sealed class ParameterServer : ReceiveActor
         Send(_coordinator, report);
         _round++;
         BeginRound();
+    }
+
+    /// <summary>
+    /// The regularization terms the optimizer adds, reported apart from the data loss: <c>λ₁ Σ|w|</c> and
+    /// <c>λ₂/2 Σw²</c> over the decayed groups of the current weights.
+    /// </summary>
+    private (double L1, double L2) RegularizationPenalties()
+    {
+        double absolute = 0, squares = 0;
+        foreach (var group in _groups)
+        {
+            if (!group.Decay) continue;
+            var w = _weights.Values.AsSpan(group.Offset, group.Length);
+            absolute += TensorPrimitives.SumOfMagnitudes(w);
+            squares += TensorPrimitives.SumOfSquares(w);
+        }
+        return (_optimizerOptions.L1 * absolute, _optimizerOptions.L2 / 2 * squares);
     }
 
     private Span<float> Trainable(float[] values) => values.AsSpan(0, _weights.Layout.TrainableLength);

@@ -26,6 +26,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly int _workerIndex;
     private readonly LabeledDataset _train;
     private readonly LabeledDataset _test;
+    private readonly LabeledDataset? _validation;
     private readonly int _evaluationBatchSize;
     private readonly Sequential _model;
     private readonly ILoss _loss;
@@ -46,11 +47,13 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly float[] _weightsForEvaluation; // staging for copying the training replica into the evaluation replica
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
-    public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize)
+    public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
+        LabeledDataset? validation = null)
     {
         _workerIndex = workerIndex;
         _train = train;
         _test = test;
+        _validation = validation;
         _evaluationBatchSize = evaluationBatchSize;
         _model = ModelFactory.Build(model, dropoutSeed: workerIndex + 1);
         _loss = ModelFactory.BuildLoss(model.Loss);
@@ -84,9 +87,13 @@ public sealed class Worker : ReceiveActor, IWithStash
         return handled;
     }
 
-    /// <summary>Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.</summary>
-    public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize) =>
-        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize));
+    /// <summary>
+    /// Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.
+    /// <paramref name="validation"/> holds the samples held out of training, when the run has any.
+    /// </summary>
+    public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
+        LabeledDataset? validation = null) =>
+        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation));
 
     private void OnAssignShard(AssignShard shard)
     {
@@ -160,6 +167,13 @@ public sealed class Worker : ReceiveActor, IWithStash
             StashCurrent();
             return;
         }
+        var data = request.Split == EvaluationSplit.Validation ? _validation : _test;
+        if (data is null || request.Start < 0 || request.Count < 0 || (long)request.Start + request.Count > data.Count)
+        {
+            _log.Error("Worker {0} cannot score {1} samples [{2}, {3}): it holds {4}.", _workerIndex, request.Split, request.Start,
+                (long)request.Start + request.Count, data is null ? "no such split" : $"{data.Count} samples");
+            return;
+        }
         var correct = 0;
         var scored = 0;
         var lossSum = 0.0;
@@ -174,16 +188,16 @@ public sealed class Worker : ReceiveActor, IWithStash
             for (var i = 0; i < count; i++) indices[i] = start + i;
             var inputs = inputBuffer.Get(count);
             var targets = targetBuffer.Get(count);
-            _test.Gather(indices, inputs, targets);
+            data.Gather(indices, inputs, targets);
             var output = model.Forward(inputs);
             lossSum += _loss.Compute(output, targets, sinkBuffer.Get(count)) * count;
             var logits = output.ColumnMajorValues();
             for (var column = 0; column < count; column++)
-                if (TensorPrimitives.IndexOfMax(logits.AsSpan(column * output.RowCount, output.RowCount)) == _test.Labels[start + column])
+                if (TensorPrimitives.IndexOfMax(logits.AsSpan(column * output.RowCount, output.RowCount)) == data.Labels[start + column])
                     correct++;
             scored += count;
         }
         _log.Debug("Worker {0} scored {1} test samples at version {2}", _workerIndex, scored, _version);
-        Sender.Tell(new EvaluationResult(_version, _workerIndex, request.Start, scored, correct, lossSum));
+        Sender.Tell(new EvaluationResult(_version, _workerIndex, request.Start, scored, correct, lossSum, request.Split));
     }
 }

@@ -63,7 +63,7 @@ public static class ClusterNode
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var dataHost = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname;
         using var host = BuildHost(options, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
-            system.ActorOf(JobHost.Props(options, data.Train.Count, data.Test.Count, dataHost, observer, completion), JobHost.Name));
+            system.ActorOf(JobHost.Props(options, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion), JobHost.Name));
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         try
         {

@@ -23,13 +23,14 @@ public static class SingleNodeTrainer
     /// <param name="planner">Shard planner; null plans even shards seeded by <see cref="TrainingLoopOptions.Seed"/>.</param>
     /// <param name="initialWeights">Version-0 weights; null draws them from the configured initializer and seed.</param>
     /// <param name="cancellationToken">Stops the run; the task then fails with <see cref="OperationCanceledException"/>.</param>
+    /// <param name="validation">Samples held out of training, scored after every epoch (early stopping); null for none.</param>
     /// <exception cref="ConfigurationException">The model does not fit the data (input size or number of classes).</exception>
     /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite.</exception>
     /// <exception cref="TrainingStalledException">No progress within <see cref="TrainingLoopOptions.StallTimeoutSeconds"/>.</exception>
     /// <exception cref="InvalidOperationException">An actor failed or Akka reported an error; the message says which.</exception>
     public static async Task<TrainingResult> RunAsync(TrainingOptions options, LabeledDataset train, LabeledDataset test,
         ITrainingObserver? observer = null, bool verifySerialization = false, IShardPlanner? planner = null,
-        ParameterVector? initialWeights = null, CancellationToken cancellationToken = default)
+        ParameterVector? initialWeights = null, CancellationToken cancellationToken = default, LabeledDataset? validation = null)
     {
         var loop = options.Training;
         ModelFactory.CheckFitsData(options.Model, train.FeatureCount, train.ClassCount);
@@ -46,10 +47,10 @@ public static class SingleNodeTrainer
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = ParameterServer.Props(weights, options.Optimizer, loop.Epochs, options.Monitoring).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var workers = Enumerable.Range(0, loop.Workers)
-            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize).WithDispatcher(AkkaSettings.ComputeDispatcher))
+            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation).WithDispatcher(AkkaSettings.ComputeDispatcher))
             .ToArray();
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, planner, test.Count, model.Layout,
-            TimeSpan.FromSeconds(loop.StallTimeoutSeconds));
+            TimeSpan.FromSeconds(loop.StallTimeoutSeconds), validation?.Count ?? 0, loop.EarlyStopping);
         system.ActorOf(Coordinator.Props(settings, parameterServer, workers, observer ?? NullTrainingObserver.Instance, completion), "coordinator");
         await using (cancellationToken.Register(() => completion.TrySetCanceled(cancellationToken)))
         {

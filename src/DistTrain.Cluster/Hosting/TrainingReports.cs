@@ -13,9 +13,14 @@ namespace DistTrain.Cluster.Hosting;
 /// <param name="TrainSamples">Training samples used.</param>
 /// <param name="TrainSeconds">Wall time of the training part, seconds.</param>
 /// <param name="EvaluationSeconds">Wall time of the evaluation, seconds.</param>
+/// <param name="ValidationLoss">Mean loss on the validation samples (NaN when the run holds none out).</param>
+/// <param name="ValidationAccuracy">Fraction of validation samples classified correctly (NaN when none).</param>
+/// <param name="L1Penalty">L1 term <c>λ₁ Σ|w|</c> at the end of the epoch, reported apart from the data loss.</param>
+/// <param name="L2Penalty">L2 term <c>λ₂/2 Σw²</c> at the end of the epoch, reported apart from the data loss.</param>
 public sealed record EpochSummary(
     int Epoch, long Version, double TrainLoss, double TestLoss, double TestAccuracy, int TestSamples,
-    int TrainSamples, double TrainSeconds, double EvaluationSeconds)
+    int TrainSamples, double TrainSeconds, double EvaluationSeconds,
+    double ValidationLoss = double.NaN, double ValidationAccuracy = double.NaN, double L1Penalty = 0, double L2Penalty = 0)
 {
     /// <summary>Training throughput, samples per second of training wall time.</summary>
     public double SamplesPerSecond => TrainSamples / Math.Max(TrainSeconds, 1e-9);
@@ -24,8 +29,16 @@ public sealed record EpochSummary(
 /// <summary>The end of a run: the parameter server's final weights and every epoch's summary.</summary>
 /// <param name="FinalWeights">Final weights with the model's layout.</param>
 /// <param name="Version">Their version.</param>
-/// <param name="Epochs">One summary per epoch.</param>
-public sealed record TrainingResult(ParameterVector FinalWeights, long Version, IReadOnlyList<EpochSummary> Epochs);
+/// <param name="Epochs">One summary per epoch trained.</param>
+/// <param name="BestEpoch">With early stopping: the epoch of the lowest validation loss, whose weights
+/// <paramref name="FinalWeights"/> are (restored); null without early stopping.</param>
+/// <param name="StoppedEarly">True when early stopping ended the run before Training:Epochs.</param>
+public sealed record TrainingResult(ParameterVector FinalWeights, long Version, IReadOnlyList<EpochSummary> Epochs,
+    int? BestEpoch = null, bool StoppedEarly = false)
+{
+    /// <summary>The summary that describes <see cref="FinalWeights"/>: the best epoch's with early stopping, else the last.</summary>
+    public EpochSummary FinalEpoch => BestEpoch is { } best ? Epochs.First(e => e.Epoch == best) : Epochs[^1];
+}
 
 /// <summary>
 /// Receives progress from the coordinator. Called from actor threads, one call at a time per run;

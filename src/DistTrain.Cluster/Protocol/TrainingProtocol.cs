@@ -303,23 +303,38 @@ public readonly record struct RoundTiming(
 /// <param name="Epoch">Epoch finished.</param>
 /// <param name="Version">Weights version at the end of the epoch.</param>
 /// <param name="SampleCount">Training samples used (the training set size).</param>
-/// <param name="LossSum">Summed training loss over the epoch.</param>
+/// <param name="LossSum">Summed training loss over the epoch (the data loss, without regularization).</param>
+/// <param name="L1Penalty">The L1 term <c>λ₁ Σ|w|</c> over the decayed tensors at the end of the epoch.</param>
+/// <param name="L2Penalty">The L2 term <c>λ₂/2 Σw²</c> over the decayed tensors at the end of the epoch (for AdamW: of its decoupled decay).</param>
 [MessagePackObject]
 public sealed record EpochCompleted(
     [property: Key(0)] int Epoch,
     [property: Key(1)] long Version,
     [property: Key(2)] int SampleCount,
-    [property: Key(3)] double LossSum) : IDistTrainMessage;
+    [property: Key(3)] double LossSum,
+    [property: Key(4)] double L1Penalty = 0,
+    [property: Key(5)] double L2Penalty = 0) : IDistTrainMessage;
+
+/// <summary>Which held-out split an evaluation scores.</summary>
+public enum EvaluationSplit : byte
+{
+    /// <summary>The test split.</summary>
+    Test = 0,
+    /// <summary>The validation samples held out of the training split (Data:ValidationFraction).</summary>
+    Validation = 1,
+}
 
 /// <summary>Score test samples <c>[Start, Start + Count)</c> with weights <paramref name="Version"/>. Coordinator → Worker.</summary>
 /// <param name="Version">The worker waits until it holds this version.</param>
 /// <param name="Start">First test-set index.</param>
 /// <param name="Count">Number of samples (may be 0).</param>
+/// <param name="Split">The split the indices refer to.</param>
 [MessagePackObject]
 public sealed record Evaluate(
     [property: Key(0)] long Version,
     [property: Key(1)] int Start,
-    [property: Key(2)] int Count) : IDistTrainMessage;
+    [property: Key(2)] int Count,
+    [property: Key(3)] EvaluationSplit Split = EvaluationSplit.Test) : IDistTrainMessage;
 
 /// <summary>Scores of one evaluation range. Worker → Coordinator.</summary>
 /// <param name="Version">Weights version scored.</param>
@@ -328,6 +343,7 @@ public sealed record Evaluate(
 /// <param name="SampleCount">Samples actually scored, counted by the worker as it went.</param>
 /// <param name="Correct">Samples whose arg-max logit is the label.</param>
 /// <param name="LossSum">Summed loss.</param>
+/// <param name="Split">The split scored.</param>
 [MessagePackObject]
 public sealed record EvaluationResult(
     [property: Key(0)] long Version,
@@ -335,7 +351,8 @@ public sealed record EvaluationResult(
     [property: Key(2)] int Start,
     [property: Key(3)] int SampleCount,
     [property: Key(4)] int Correct,
-    [property: Key(5)] double LossSum) : IDistTrainMessage;
+    [property: Key(5)] double LossSum,
+    [property: Key(6)] EvaluationSplit Split = EvaluationSplit.Test) : IDistTrainMessage;
 
 /// <summary>Asks the parameter server for its current weights. Coordinator → ParameterServer.</summary>
 [MessagePackObject]

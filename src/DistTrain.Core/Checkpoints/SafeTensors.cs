@@ -53,6 +53,31 @@ public static class SafeTensors
         File.Move(temporary, path, overwrite: true);
     }
 
+    /// <summary>The <c>__metadata__</c> string map of a safetensors file (empty when it has none).</summary>
+    /// <exception cref="InvalidDataException">The header is truncated or not valid JSON; the message names the file.</exception>
+    public static IReadOnlyDictionary<string, string> ReadMetadata(string path)
+    {
+        using var stream = File.OpenRead(path);
+        Span<byte> length = stackalloc byte[8];
+        if (stream.ReadAtLeast(length, 8, throwOnEndOfStream: false) < 8)
+            throw new InvalidDataException($"{path}: too short for a safetensors file (8-byte header length missing).");
+        var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(length);
+        if (headerLength > MaxHeaderBytes || 8 + (long)headerLength > stream.Length)
+            throw new InvalidDataException($"{path}: header length {headerLength} exceeds the file ({stream.Length} bytes). The file is truncated or not safetensors.");
+        var header = new byte[headerLength];
+        stream.ReadExactly(header);
+        try
+        {
+            using var document = JsonDocument.Parse(header);
+            if (!document.RootElement.TryGetProperty("__metadata__", out var metadata)) return new Dictionary<string, string>();
+            return metadata.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "", StringComparer.Ordinal);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            throw new InvalidDataException($"{path}: the safetensors header is not valid JSON ({e.Message}).");
+        }
+    }
+
     /// <summary>Reads every tensor of a safetensors file.</summary>
     /// <exception cref="InvalidDataException">The file is truncated, its header is not valid JSON, a dtype is not F32, or offsets do not match shapes; the message names the file.</exception>
     public static IReadOnlyDictionary<string, NamedTensor> Read(string path)

@@ -145,6 +145,23 @@ public sealed class TrainingLoopOptions
     /// an error naming the epoch and step, instead of waiting forever for a lost message. Default 120.
     /// </summary>
     public double StallTimeoutSeconds { get; set; } = 120;
+
+    /// <summary>Early stopping on the validation loss (needs Data:ValidationFraction &gt; 0). Off by default.</summary>
+    public EarlyStoppingOptions EarlyStopping { get; set; } = new();
+}
+
+/// <summary>
+/// Stop training when the validation loss has not improved by more than <see cref="MinDelta"/> for
+/// <see cref="Patience"/> epochs, and keep the weights of the best epoch (as Keras' <c>EarlyStopping</c> with
+/// <c>restore_best_weights=True</c>).
+/// </summary>
+public sealed class EarlyStoppingOptions
+{
+    /// <summary>Epochs without improvement before stopping; 0 (the default) turns early stopping off. 0 to 1,000.</summary>
+    public int Patience { get; set; }
+
+    /// <summary>Smallest decrease of the validation loss that counts as an improvement, ≥ 0. Default 0.</summary>
+    public double MinDelta { get; set; }
 }
 
 /// <summary>Run outputs.</summary>

@@ -29,6 +29,10 @@ public static class TrainingOptionsValidator
         Range("Data:TrainLimit", options.Data.TrainLimit, 0, int.MaxValue);
         Range("Data:TestLimit", options.Data.TestLimit, 0, int.MaxValue);
         Range("Data:ValidationFraction", options.Data.ValidationFraction, 0, 0.5);
+        Range("Training:EarlyStopping:Patience", options.Training.EarlyStopping.Patience, 0, 1000);
+        Range("Training:EarlyStopping:MinDelta", options.Training.EarlyStopping.MinDelta, 0, 1e9);
+        if (options.Training.EarlyStopping.Patience > 0 && options.Data.ValidationFraction <= 0)
+            problems.Add($"Training:EarlyStopping:Patience = {options.Training.EarlyStopping.Patience} needs validation samples: set Data:ValidationFraction (for example 0.1), or set Patience to 0.");
         Range("Model:InputSize", options.Model.InputSize, 1, 1 << 24);
 
         var init = options.Model.Initializer;

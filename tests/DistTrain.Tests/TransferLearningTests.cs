@@ -1,0 +1,173 @@
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using DistTrain.Core.Layers;
+using DistTrain.Core.Models;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+using MathNet.Numerics.LinearAlgebra;
+
+namespace DistTrain.Tests;
+
+/// <summary>Class filters, the validation split, pretrained weights, frozen tensors, BatchNorm statistics across replicas, early stopping.</summary>
+public class TransferLearningTests() : TestKit(AkkaSettings.Serialization())
+{
+    /// <summary>A small CNN with BatchNorm: conv (0), BN (1), ReLU, pool, flatten, dense head (5).</summary>
+    private static ModelOptions SmallCnn(int classes) => new()
+    {
+        InputShape = [1, 28, 28],
+        Layers =
+        [
+            new() { Type = LayerTypes.Conv2D, Channels = 4, KernelSize = 3, Padding = 1 }, new() { Type = LayerTypes.BatchNorm },
+            new() { Type = LayerTypes.ReLU }, new() { Type = LayerTypes.MaxPool2D, KernelSize = 4 },
+            new() { Type = LayerTypes.Flatten }, new() { Type = LayerTypes.Dense, Units = classes },
+        ],
+        Initializer = new() { Kind = Core.Initialization.InitializerKind.HeNormal },
+    };
+
+    [Fact]
+    public void Keeping_classes_relabels_them_in_the_listed_order()
+    {
+        var train = TestData.RawTrain;
+        var kept = train.KeepClasses([7, 2]);
+        Assert.Equal(2, kept.ClassCount);
+        Assert.Equal(train.Labels.Count(l => l is 7 or 2), kept.Count);
+        var firstSeven = Array.FindIndex(train.Labels, l => l == 7);
+        var keptIndex = train.Labels.Take(firstSeven).Count(l => l is 7 or 2);
+        Assert.Equal(0, kept.Labels[keptIndex]);
+        Assert.Equal(train.Sample(firstSeven).ToArray(), kept.Sample(keptIndex).ToArray());
+        Assert.Throws<ArgumentException>(() => train.KeepClasses([3, 3]));
+    }
+
+    [Fact]
+    public void The_validation_split_is_seeded_disjoint_and_normalized_with_training_statistics()
+    {
+        var options = new DataOptions { Directory = TestData.SubsetDirectory, ValidationFraction = 0.2, Normalization = NormalizationKind.None };
+        var a = TrainingData.Load(options, seed: 3);
+        var b = TrainingData.Load(options, seed: 3);
+        var c = TrainingData.Load(options, seed: 4);
+        Assert.Equal(200, a.Validation!.Count);
+        Assert.Equal(800, a.Train.Count);
+        Assert.Equal(a.Validation.Features, b.Validation!.Features);
+        Assert.NotEqual(a.Validation.Features, c.Validation!.Features);
+        var all = TestData.RawTrain;
+        var samples = Enumerable.Range(0, all.Count).Select(i => Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(all.Sample(i)))).ToList();
+        var trainSet = Enumerable.Range(0, a.Train.Count).Select(i => Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.Train.Sample(i)))).ToHashSet();
+        Assert.All(Enumerable.Range(0, a.Validation.Count), i =>
+            Assert.DoesNotContain(Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.Validation.Sample(i))), trainSet));
+        Assert.Equal(samples.Count, trainSet.Count + a.Validation.Count);
+    }
+
+    [Fact]
+    public void A_checkpoint_that_does_not_fit_names_every_tensor_that_differs()
+    {
+        var source = ModelFactory.Build(SmallCnn(10));
+        var path = Path.Combine(Path.GetTempPath(), $"disttrain-pretrained-{Guid.NewGuid():N}.safetensors");
+        SafeTensors.Write(path, ModelFactory.InitialWeights(source, new(), 1));
+        try
+        {
+            var other = SmallCnn(5);
+            other.Layers[0].Channels = 6;
+            var target = ModelFactory.Build(other);
+            var error = Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(path, target, new ParameterVector(target.Layout), replaceHead: false));
+            Assert.Contains("'0.weight' is [4, 1, 3, 3] in the checkpoint but [6, 1, 3, 3] in the model", error.Message);
+            Assert.Contains("'1.running_mean' is [4] in the checkpoint but [6] in the model", error.Message);
+            Assert.Contains("'5.weight'", error.Message);
+            Assert.Contains("Model:ReplaceHead", error.Message);
+            var fitting = ModelFactory.Build(SmallCnn(5));
+            var loaded = PretrainedWeights.Load(path, fitting, new ParameterVector(fitting.Layout), replaceHead: true);
+            Assert.DoesNotContain("5.weight", loaded);
+            Assert.Contains("1.running_var", loaded);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public async Task Fine_tuning_leaves_frozen_tensors_and_their_statistics_bit_identical_and_trains_the_new_head()
+    {
+        var data = TestData.Normalized();
+        var pretrainedModel = ModelFactory.Build(SmallCnn(10));
+        var pretrained = ModelFactory.InitialWeights(pretrainedModel, SmallCnn(10).Initializer, 11);
+        pretrained.Segment("1.running_mean").Fill(0.25f);
+        pretrained.Segment("1.running_var").Fill(2f);
+        var path = Path.Combine(Path.GetTempPath(), $"disttrain-finetune-{Guid.NewGuid():N}.safetensors");
+        SafeTensors.Write(path, pretrained);
+        try
+        {
+            var model = SmallCnn(10);
+            model.Pretrained = path;
+            model.ReplaceHead = true;
+            model.Freeze = ["0", "1.*"];
+            var options = TestData.Options(model, workers: 2, batch: 32, epochs: 1);
+            var layout = ModelFactory.Build(model).Layout;
+            Assert.Equal(layout["5.weight"].Length + layout["5.bias"].Length, layout.WorkerReportLength); // frozen tensors travel no gradient
+            var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+            foreach (var name in new[] { "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var" })
+                Assert.Equal(pretrained.Segment(name).ToArray(), result.FinalWeights.Segment(name).ToArray());
+            Assert.True(result.FinalEpoch.TestAccuracy > 0.3, $"the head trained on frozen features reaches {result.FinalEpoch.TestAccuracy:P1}");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void The_parameter_server_averages_the_replicas_running_statistics_by_sample_count()
+    {
+        var layout = new ParameterLayout([("0.weight", [1], ParameterRole.Weight, false), ("0.running_mean", [2], ParameterRole.RunningStatistic, false)]);
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(layout, [1f, 0f, 0f]), new OptimizerOptions { LearningRate = 0.5 }, totalEpochs: 1));
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [1, 1]), CreateTestProbe().Ref);
+        foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();
+        // Reports are [gradient of 0.weight, running_mean...]; 16 and 48 samples.
+        workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 16, 1, [2f, 1f, 4f]));
+        workers[1].Send(server, new GradientComputed(1, 0, 0, 1, 48, 1, [2f, 5f, 0f]));
+        var update = workers[0].ExpectMsg<WeightsUpdated>();
+        Assert.Equal(0f, update.Weights[0], 6);                       // 1 − 0.5 · 2
+        Assert.Equal((16 * 1f + 48 * 5f) / 64, update.Weights[1], 6);   // weighted, not a gradient step
+        Assert.Equal(16 * 4f / 64, update.Weights[2], 6);
+    }
+
+    [Fact]
+    public async Task Early_stopping_stops_after_patience_and_restores_the_best_epochs_weights()
+    {
+        var data = TrainingData.Load(new DataOptions { Directory = TestData.SubsetDirectory, ValidationFraction = 0.2 }, seed: 7);
+        var options = TestData.Options(TestData.Mlp(32, 10), workers: 2, batch: 32, epochs: 6);
+        options.Data.ValidationFraction = 0.2;
+        // An improvement must beat the best loss by 10: nothing after epoch 1 does, so patience 2 stops after epoch 3.
+        options.Training.EarlyStopping = new EarlyStoppingOptions { Patience = 2, MinDelta = 10 };
+        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, validation: data.Validation).WithTestTimeout();
+        Assert.Equal(3, result.Epochs.Count);
+        Assert.True(result.StoppedEarly);
+        Assert.Equal(1, result.BestEpoch);
+        Assert.Equal(result.Epochs[0].Version, result.Version);
+        // The restored weights score epoch 1's validation loss, not epoch 3's.
+        var model = ModelFactory.Build(options.Model);
+        model.LoadParameters(result.FinalWeights.Values);
+        var validation = data.Validation!;
+        var inputs = Matrix<float>.Build.Dense(validation.FeatureCount, validation.Count);
+        var targets = Matrix<float>.Build.Dense(validation.ClassCount, validation.Count);
+        validation.Gather(Enumerable.Range(0, validation.Count).ToArray(), inputs, targets);
+        var loss = new Core.Losses.SoftmaxCrossEntropy().Compute(model.Forward(inputs), targets, Matrix<float>.Build.Dense(10, validation.Count));
+        Assert.Equal(result.Epochs[0].ValidationLoss, loss, 4);
+        Assert.NotEqual(result.Epochs[2].ValidationLoss, loss, 4);
+        Assert.All(result.Epochs, e => Assert.True(e.L2Penalty > 0 && double.IsFinite(e.ValidationAccuracy)));
+    }
+
+    [Fact]
+    public void Early_stopping_without_validation_samples_is_a_config_error_that_says_what_to_set()
+    {
+        var options = TestData.Options(TestData.Mlp(10), 1, 16, 1);
+        options.Training.EarlyStopping.Patience = 3;
+        var problems = TrainingOptionsValidator.Validate(options, checkDataDirectory: false);
+        Assert.Contains(problems, p => p.Contains("Training:EarlyStopping:Patience = 3") && p.Contains("Data:ValidationFraction"));
+    }
+}
