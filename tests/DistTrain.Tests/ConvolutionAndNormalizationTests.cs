@@ -31,6 +31,19 @@ public class ConvolutionAndNormalizationTests
     }
 
     [Fact]
+    public void Layers_without_bias_have_only_a_weight_and_match_finite_differences()
+    {
+        var input = new TensorShape(2, 4, 4);
+        var conv = new Conv2D(input, 3, 3, 1, 1, bias: false);
+        Assert.Equal(["weight"], conv.Parameters.Select(p => p.Name));
+        CheckLayer(conv, input.Size, 2, awayFromZero: false);
+        Assert.All(conv.Bias.Value, v => Assert.Equal(0f, v));
+        var dense = new Dense(5, 3, bias: false);
+        Assert.Equal(["weight"], dense.Parameters.Select(p => p.Name));
+        CheckLayer(dense, 5, 2, awayFromZero: false);
+    }
+
+    [Fact]
     public void Conv2D_forward_matches_the_definition_of_cross_correlation()
     {
         var input = new TensorShape(2, 6, 5);

@@ -46,8 +46,11 @@ public sealed class Conv2D : ILayer
     /// <param name="stride">Step between positions, ≥ 1.</param>
     /// <param name="padding">Zeros added on every side, ≥ 0.</param>
     /// <param name="chunkFloats">Floats of patches per chunk (at least one sample per chunk).</param>
+    /// <param name="bias">False for no bias (PyTorch's <c>bias=False</c>), the usual choice before a BatchNorm, which
+    /// cancels a per-channel bias: its gradient is exactly zero there.</param>
     /// <exception cref="ArgumentException">A size is not positive, or the kernel does not fit the padded input.</exception>
-    public Conv2D(TensorShape input, int outChannels, int kernelSize, int stride = 1, int padding = 0, int chunkFloats = DefaultChunkFloats)
+    public Conv2D(TensorShape input, int outChannels, int kernelSize, int stride = 1, int padding = 0, int chunkFloats = DefaultChunkFloats,
+        bool bias = true)
     {
         if (outChannels <= 0 || kernelSize <= 0 || stride <= 0 || padding < 0 || input.Size <= 0)
             throw new ArgumentException($"Conv2D needs positive channels ({outChannels}), kernel size ({kernelSize}) and stride ({stride}), and padding >= 0 ({padding}).");
@@ -65,7 +68,8 @@ public sealed class Conv2D : ILayer
         Weight = new LayerParameter("weight", [outChannels, input.Channels, kernelSize, kernelSize],
             fanIn: PatchLength, fanOut: outChannels * kernelSize * kernelSize);
         Bias = new LayerParameter("bias", [outChannels], fanIn: PatchLength, fanOut: outChannels * kernelSize * kernelSize);
-        Parameters = [Weight, Bias];
+        HasBias = bias;
+        Parameters = bias ? [Weight, Bias] : [Weight];
         ChunkSamples = Math.Max(1, chunkFloats / (Output.Positions * PatchLength));
         _output = new MatrixBuffer(Output.Size);
         _inputGradient = new MatrixBuffer(input.Size);
@@ -98,8 +102,11 @@ public sealed class Conv2D : ILayer
     /// <summary>Kernels <c>[OC, C, k, k]</c>.</summary>
     public LayerParameter Weight { get; }
 
-    /// <summary>Bias <c>[OC]</c>.</summary>
+    /// <summary>Bias <c>[OC]</c>; stays zero and is not a parameter when <see cref="HasBias"/> is false.</summary>
     public LayerParameter Bias { get; }
+
+    /// <summary>True when the layer has a trainable bias.</summary>
+    public bool HasBias { get; }
 
     /// <inheritdoc />
     public string Description => $"Conv2D({Input.Channels}→{OutChannels}, {KernelSize}x{KernelSize}, stride {Stride}, padding {Padding})";
@@ -165,7 +172,8 @@ public sealed class Conv2D : ILayer
             Array.Clear(dx);
             Ensure(ref _patchGradients, Math.Min(batch, ChunkSamples) * samplePatches);
         }
-        if (!Bias.Frozen) Array.Clear(Bias.Gradient);
+        var biasGradient = HasBias && !Bias.Frozen;
+        if (biasGradient) Array.Clear(Bias.Gradient);
         for (var start = 0; start < batch; start += ChunkSamples)
         {
             var count = Math.Min(ChunkSamples, batch - start);
@@ -174,7 +182,7 @@ public sealed class Conv2D : ILayer
                 for (var channel = 0; channel < OutChannels; channel++)
                     dy.AsSpan((start + sample) * Output.Size + channel * positions, positions)
                         .CopyTo(_products.AsSpan(channel * rows + sample * positions, positions));
-            if (!Bias.Frozen)
+            if (biasGradient)
                 for (var channel = 0; channel < OutChannels; channel++)
                     Bias.Gradient[channel] += TensorPrimitives.Sum(_products.AsSpan(channel * rows, rows));
             if (!Weight.Frozen)

@@ -24,8 +24,11 @@ public sealed class Dense : ILayer
     private Matrix<float>? _input;
 
     /// <summary>Creates a dense layer with zero weights; initialize them through <see cref="Parameters"/>.</summary>
+    /// <param name="inFeatures">Input features per sample.</param>
+    /// <param name="outFeatures">Output features per sample.</param>
+    /// <param name="bias">False for no bias (PyTorch's <c>bias=False</c>), as before a BatchNorm.</param>
     /// <exception cref="ArgumentOutOfRangeException">A size is not positive.</exception>
-    public Dense(int inFeatures, int outFeatures)
+    public Dense(int inFeatures, int outFeatures, bool bias = true)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(inFeatures);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(outFeatures);
@@ -33,7 +36,8 @@ public sealed class Dense : ILayer
         OutFeatures = outFeatures;
         Weight = new LayerParameter("weight", [outFeatures, inFeatures], fanIn: inFeatures, fanOut: outFeatures);
         Bias = new LayerParameter("bias", [outFeatures], fanIn: inFeatures, fanOut: outFeatures);
-        Parameters = [Weight, Bias];
+        HasBias = bias;
+        Parameters = bias ? [Weight, Bias] : [Weight];
         _weightTransposed = Matrix<float>.Build.Dense(inFeatures, outFeatures, Weight.Value);
         _weightGradientTransposed = Matrix<float>.Build.Dense(inFeatures, outFeatures, Weight.Gradient);
         _output = new MatrixBuffer(outFeatures);
@@ -49,8 +53,11 @@ public sealed class Dense : ILayer
     /// <summary>Weight <c>[out_features, in_features]</c>.</summary>
     public LayerParameter Weight { get; }
 
-    /// <summary>Bias <c>[out_features]</c>.</summary>
+    /// <summary>Bias <c>[out_features]</c>; stays zero and is not a parameter when <see cref="HasBias"/> is false.</summary>
     public LayerParameter Bias { get; }
+
+    /// <summary>True when the layer has a trainable bias.</summary>
+    public bool HasBias { get; }
 
     /// <inheritdoc />
     public string Description => $"Dense({InFeatures}→{OutFeatures})";
@@ -89,7 +96,7 @@ public sealed class Dense : ILayer
             throw new ArgumentException($"{Description}: the output gradient is [{outputGradient.RowCount}, {outputGradient.ColumnCount}] but the forward output was [{OutFeatures}, {input.ColumnCount}].");
         if (!Weight.Frozen)
             Blas.Gemm(Operation.None, Operation.Transpose, 1f, input, outputGradient, 0f, _weightGradientTransposed);
-        if (!Bias.Frozen)
+        if (HasBias && !Bias.Frozen)
         {
             var gradientValues = outputGradient.ColumnMajorValues();
             var biasGradient = Bias.Gradient.AsSpan();

@@ -43,12 +43,12 @@ public static class ModelFactory
         var poolStride = layer.Stride > 0 ? layer.Stride : layer.KernelSize;
         return type switch
         {
-            LayerTypes.Dense => new Dense(input.Size, layer.Units),
+            LayerTypes.Dense => new Dense(input.Size, layer.Units, layer.Bias),
             LayerTypes.ReLU => new ReLU(),
             LayerTypes.LeakyReLU => new LeakyReLU((float)layer.NegativeSlope),
             LayerTypes.Sigmoid => new Sigmoid(),
             LayerTypes.Tanh => new Tanh(),
-            LayerTypes.Conv2D => new Conv2D(input, layer.Channels, layer.KernelSize, layer.Stride > 0 ? layer.Stride : 1, layer.Padding),
+            LayerTypes.Conv2D => new Conv2D(input, layer.Channels, layer.KernelSize, layer.Stride > 0 ? layer.Stride : 1, layer.Padding, bias: layer.Bias),
             LayerTypes.MaxPool2D => new MaxPool2D(input, layer.KernelSize, poolStride),
             LayerTypes.AvgPool2D => new AvgPool2D(input, layer.KernelSize, poolStride),
             LayerTypes.Flatten => new Flatten(),

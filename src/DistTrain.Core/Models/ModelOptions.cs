@@ -65,6 +65,9 @@ public sealed class LayerOptions
     /// <summary>Slope for negative inputs of LeakyReLU. Default 0.01, as PyTorch.</summary>
     public double NegativeSlope { get; set; } = 0.01;
 
+    /// <summary>Whether a Dense or Conv2D layer has a bias. Default true; false before a BatchNorm, which cancels it.</summary>
+    public bool Bias { get; set; } = true;
+
     /// <summary>Output channels (kernels) of a Conv2D layer.</summary>
     public int Channels { get; set; }
 
