@@ -122,12 +122,12 @@ public sealed class MaxPool2D : Pooling2D
                     var bestIndex = corner;
                     for (var i = 0; i < k; i++)
                     {
-                        var window = x.AsSpan(corner + i * width, k);
-                        for (var j = 0; j < window.Length; j++)
+                        var rowStart = corner + i * width;
+                        for (var index = rowStart; index < rowStart + k; index++)
                         {
-                            var v = window[j];
+                            var v = x[index];
                             // NaN wins and stays, as in PyTorch's max pooling.
-                            if (v > best || (float.IsNaN(v) && !float.IsNaN(best))) { best = v; bestIndex = corner + i * width + j; }
+                            if (v > best || (float.IsNaN(v) && !float.IsNaN(best))) { best = v; bestIndex = index; }
                         }
                     }
                     outputs[ow] = best;
