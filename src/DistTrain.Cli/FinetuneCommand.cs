@@ -22,17 +22,19 @@ internal static class FinetuneCommand
         var freeze = new Option<string[]>("--freeze") { Description = "Tensors to freeze: names (0.weight), layer indices (0) or prefixes ending in * (comma-separated or repeated).", AllowMultipleArgumentsPerToken = true };
         var replaceHead = new Option<int?>("--replace-head") { Description = "Replace the last Dense layer by a new one with this many classes (initialized afresh)." };
         var epochs = new Option<int?>("--epochs", "-e") { Description = "Override Training:Epochs." };
+        var workers = new Option<int?>("--workers", "-w") { Description = "Override Training:Workers." };
         var data = new Option<string?>("--data") { Description = "Override Data:Directory." };
         var output = new Option<string?>("--output", "-o") { Description = "Override Output:Directory." };
         var compare = new Option<bool>("--compare-scratch") { Description = "Also train the same model from scratch with the same budget and compare test accuracy." };
         var command = new Command("finetune", "Fine-tune pretrained weights: load a checkpoint, freeze tensors, replace the head, train.")
         {
-            config, from, freeze, replaceHead, epochs, data, output, compare,
+            config, from, freeze, replaceHead, epochs, workers, data, output, compare,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var overrides = new Dictionary<string, string?>();
             if (parse.GetValue(epochs) is { } e) overrides["Training:Epochs"] = e.ToString(CultureInfo.InvariantCulture);
+            if (parse.GetValue(workers) is { } w) overrides["Training:Workers"] = w.ToString(CultureInfo.InvariantCulture);
             if (parse.GetValue(data) is { } d) overrides["Data:Directory"] = d;
             if (parse.GetValue(output) is { } o) overrides["Output:Directory"] = o;
             var frozen = (parse.GetValue(freeze) ?? []).SelectMany(f => f.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
@@ -47,6 +49,7 @@ internal static class FinetuneCommand
             {
                 options.Model.Pretrained = checkpoint;
                 if (frozen.Count > 0) options.Model.Freeze = frozen;
+                else frozen = options.Model.Freeze; // the config's, for the report
                 if (classes is { } n) ReplaceHead(options.Model, n);
             }
             var configPath = parse.GetValue(config)!.FullName;

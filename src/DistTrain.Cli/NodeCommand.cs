@@ -49,9 +49,14 @@ internal static class NodeCommand
             options = TrainingOptionsLoader.Load(configPath, overrides);
             data = TrainingData.Load(options.Data, options.Training.Seed);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
-            if (role == NodeRoles.ParameterServer) runDirectory = RunDirectory.Create(options.Output.Directory);
+            var model = ModelFactory.Build(options.Model); // a layer that does not fit fails here, not inside an actor
+            if (role == NodeRoles.ParameterServer)
+            {
+                ModelFactory.StartingWeights(model, options.Model, options.Training.Seed); // and so does a pretrained checkpoint
+                runDirectory = RunDirectory.Create(options.Output.Directory);
+            }
         }
-        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException)
+        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException or ArgumentException or InvalidDataException)
         {
             CliConsole.Fail("error", e.Message);
             return 2;

@@ -120,12 +120,41 @@ public class TransferLearningTests() : TestKit(AkkaSettings.Serialization())
     }
 
     [Fact]
+    public void Freezing_part_of_a_BatchNorm_freezes_the_layer_and_unmatched_freeze_entries_are_errors()
+    {
+        var partial = SmallCnn(10);
+        partial.Freeze = ["1.bias"];
+        var model = ModelFactory.Build(partial);
+        Assert.All(model.Layers[1].Parameters, p => Assert.True(p.Frozen, $"1.{p.Name} should be frozen with 1.bias"));
+        Assert.False(model.Layers[0].Parameters[0].Frozen);
+
+        var typo = SmallCnn(10);
+        typo.Freeze = ["0.weights", "5"];
+        var error = Assert.Throws<ArgumentException>(() => ModelFactory.Build(typo));
+        Assert.Contains("Model:Freeze:0 = '0.weights' matches no tensor", error.Message);
+        Assert.DoesNotContain("Model:Freeze:1", error.Message);
+        var everything = SmallCnn(10);
+        everything.Freeze = ["*"];
+        Assert.Contains("nothing would train", Assert.Throws<ArgumentException>(() => ModelFactory.Build(everything)).Message);
+    }
+
+    [Fact]
+    public void A_training_minibatch_of_one_sample_through_a_flat_BatchNorm_uses_the_running_statistics()
+    {
+        var norm = new BatchNorm(TensorShape.Flat(3));
+        norm.RunningMean.Value[0] = 1f;
+        var y = norm.Forward(Matrix<float>.Build.DenseOfColumnMajor(3, 1, [3f, 0f, 0f]));
+        Assert.Equal(2 / Math.Sqrt(1 + 1e-5), y[0, 0], 5);
+        Assert.Equal(1f, norm.RunningMean.Value[0]); // unchanged: no batch statistics to move it
+    }
+
+    [Fact]
     public void The_parameter_server_averages_the_replicas_running_statistics_by_sample_count()
     {
         var layout = new ParameterLayout([("0.weight", [1], ParameterRole.Weight, false), ("0.running_mean", [2], ParameterRole.RunningStatistic, false)]);
         var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(layout, [1f, 0f, 0f]), new OptimizerOptions { LearningRate = 0.5 }, totalEpochs: 1));
         var workers = new[] { CreateTestProbe(), CreateTestProbe() };
-        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [1, 1]), CreateTestProbe().Ref);
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [2, 1]), CreateTestProbe().Ref);
         foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();
         // Reports are [gradient of 0.weight, running_mean...]; 16 and 48 samples.
         workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 16, 1, [2f, 1f, 4f]));
@@ -134,6 +163,12 @@ public class TransferLearningTests() : TestKit(AkkaSettings.Serialization())
         Assert.Equal(0f, update.Weights[0], 6);                       // 1 − 0.5 · 2
         Assert.Equal((16 * 1f + 48 * 5f) / 64, update.Weights[1], 6);   // weighted, not a gradient step
         Assert.Equal(16 * 4f / 64, update.Weights[2], 6);
+        workers[1].ExpectMsg<WeightsUpdated>();
+        // Round 1: only worker 0 has a minibatch; the statistics become its values alone.
+        workers[0].Send(server, new GradientComputed(1, 1, 1, 0, 8, 1, [0f, 7f, 3f]));
+        var second = workers[0].ExpectMsg<WeightsUpdated>();
+        Assert.Equal(7f, second.Weights[1], 6);
+        Assert.Equal(3f, second.Weights[2], 6);
     }
 
     [Fact]
@@ -160,6 +195,21 @@ public class TransferLearningTests() : TestKit(AkkaSettings.Serialization())
         Assert.Equal(result.Epochs[0].ValidationLoss, loss, 4);
         Assert.NotEqual(result.Epochs[2].ValidationLoss, loss, 4);
         Assert.All(result.Epochs, e => Assert.True(e.L2Penalty > 0 && double.IsFinite(e.ValidationAccuracy)));
+    }
+
+    [Fact]
+    public void Layer_settings_out_of_range_are_config_errors_naming_the_key()
+    {
+        var model = SmallCnn(10);
+        model.InputShape = [28, 28];
+        model.Layers[0].Channels = 0;
+        model.Layers[0].Stride = -1;
+        model.Layers.Insert(5, new LayerOptions { Type = LayerTypes.Dropout, Rate = 1 });
+        var problems = TrainingOptionsValidator.Validate(TestData.Options(model, 1, 16, 1), checkDataDirectory: false);
+        Assert.Contains(problems, p => p.StartsWith("Model:InputShape = [28, 28] must be [channels, height, width]"));
+        Assert.Contains(problems, p => p.StartsWith("Model:Layers:0:Channels = 0 is out of range"));
+        Assert.Contains(problems, p => p.StartsWith("Model:Layers:0:Stride = -1 is out of range"));
+        Assert.Contains(problems, p => p.StartsWith("Model:Layers:5:Rate = 1 is out of range: allowed [0, 1)"));
     }
 
     [Fact]

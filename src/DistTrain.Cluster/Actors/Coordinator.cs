@@ -260,7 +260,8 @@ public sealed class Coordinator : ReceiveActor
         if (_settings.StopsEarly)
         {
             var stopping = _settings.EarlyStopping!;
-            if (validationLoss < _bestValidationLoss - stopping.MinDelta)
+            // The first epoch is the best so far even when its loss is not finite, so there are always weights to keep.
+            if (_bestEpoch == 0 || validationLoss < _bestValidationLoss - stopping.MinDelta)
             {
                 _bestValidationLoss = validationLoss;
                 _bestEpoch = _epoch;

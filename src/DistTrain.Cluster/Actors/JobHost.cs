@@ -152,7 +152,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void OnDone(Done done)
     {
         var summary = done.Result is { } result
-            ? $"test accuracy {100 * result.Epochs[^1].TestAccuracy:F2}% after {result.Epochs.Count} epochs".ToString(CultureInfo.InvariantCulture)
+            ? $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs.Count} epochs".ToString(CultureInfo.InvariantCulture)
             : $"failed: {done.Failure?.Message}";
         // Close the data plane from this side first, so the workers' goodbyes are not reported as failures.
         foreach (var link in _links.Values)

@@ -215,9 +215,9 @@ public sealed class ParameterServer : ReceiveActor
         if (!double.IsFinite(lossSum)) Diverged("a NaN or infinite loss");
         var learningRate = LearningRate();
         var finite = Step(contributors, (float)learningRate);
-        if (finite) MergeRunningStatistics(contributors);
+        if (finite) finite = MergeRunningStatistics(contributors);
         Array.Clear(_roundGradients);
-        if (!finite) Diverged("a NaN or infinite averaged gradient");
+        if (!finite) Diverged("a NaN or infinite averaged gradient or BatchNorm running statistic");
         _version++;
         _epochSamples += samples;
         _epochLossSum += lossSum;
@@ -268,15 +268,17 @@ public sealed class ParameterServer : ReceiveActor
     /// the sample-weighted average of the replicas' values, in this server's weights and the next broadcast, so every
     /// replica continues from the same statistics and the saved model has one set (docs/architecture.md).
     /// </summary>
-    private void MergeRunningStatistics(int contributors)
+    /// <returns>False when a merged statistic is NaN or infinite (the run then stops as diverged).</returns>
+    private bool MergeRunningStatistics(int contributors)
     {
         var layout = _weights.Layout;
-        if (!layout.HasRunningStatistics) return;
+        if (!layout.HasRunningStatistics) return true;
         var statistics = _weights.Values.AsSpan(layout.TrainableLength, layout.WorkerReportLength - layout.TrainableLength);
         TensorPrimitives.Multiply(_roundGradients[0].AsSpan(layout.TrainableLength, statistics.Length), _roundScales[0], statistics);
         for (var k = 1; k < contributors; k++)
             TensorPrimitives.MultiplyAdd(_roundGradients[k].AsSpan(layout.TrainableLength, statistics.Length), _roundScales[k], statistics, statistics);
         statistics.CopyTo(NextBroadcastBuffer().AsSpan(layout.TrainableLength));
+        return float.IsFinite(TensorPrimitives.Sum(statistics));
     }
 
     /// <summary>

@@ -5,9 +5,11 @@ using DistTrain.Core.Configuration;
 namespace DistTrain.Cluster.Hosting;
 
 /// <summary>
-/// The settings every node of a job must share, as canonical JSON: the model (input size, layers, loss)
-/// and the input normalization. Two nodes whose fingerprints differ would compute gradients of
-/// different models, so the parameter server refuses such a worker.
+/// The settings every node of a job must share, as canonical JSON: the whole model section (shapes, layers
+/// and their settings, loss, initializer, pretrained checkpoint, frozen tensors) and what decides which
+/// samples a shard index means (normalization, class filter, training limit, validation split and the seed
+/// that draws it). Two nodes whose fingerprints differ would compute gradients of different models or on
+/// different samples, so the parameter server refuses such a worker.
 /// </summary>
 public static class ModelFingerprint
 {
@@ -16,9 +18,11 @@ public static class ModelFingerprint
     /// <summary>The fingerprint of <paramref name="options"/>.</summary>
     public static string Of(TrainingOptions options) => JsonSerializer.Serialize(new
     {
-        options.Model.InputSize,
-        Layers = options.Model.Layers.Select(l => new { l.Type, l.Units, l.NegativeSlope }),
-        options.Model.Loss,
+        options.Model,
         options.Data.Normalization,
+        options.Data.Classes,
+        options.Data.TrainLimit,
+        options.Data.ValidationFraction,
+        options.Training.Seed,
     }, Json);
 }

@@ -34,6 +34,11 @@ public static class TrainingOptionsValidator
         if (options.Training.EarlyStopping.Patience > 0 && options.Data.ValidationFraction <= 0)
             problems.Add($"Training:EarlyStopping:Patience = {options.Training.EarlyStopping.Patience} needs validation samples: set Data:ValidationFraction (for example 0.1), or set Patience to 0.");
         Range("Model:InputSize", options.Model.InputSize, 1, 1 << 24);
+        var shape = options.Model.InputShape;
+        if (shape.Count != 0 && (shape.Count != 3 || shape.Any(d => d <= 0)))
+            problems.Add($"Model:InputShape = [{string.Join(", ", shape)}] must be [channels, height, width] with positive values, such as [1, 28, 28], or left out for a flat input.");
+        if (options.Model.ReplaceHead && string.IsNullOrWhiteSpace(options.Model.Pretrained))
+            problems.Add("Model:ReplaceHead = true needs Model:Pretrained (the checkpoint whose head it replaces).");
 
         var init = options.Model.Initializer;
         Range("Model:Initializer:Gain", init.Gain, 0, 100);
@@ -52,10 +57,36 @@ public static class TrainingOptionsValidator
             var type = LayerTypes.Canonical(layer.Type);
             if (type is null)
                 problems.Add($"Model:Layers:{i}:Type = '{layer.Type}' is unknown: allowed {string.Join(", ", LayerTypes.All)}.");
-            if (type == LayerTypes.Dense)
-                Range($"Model:Layers:{i}:Units", layer.Units, 1, 1 << 20);
-            if (type == LayerTypes.LeakyReLU)
-                Range($"Model:Layers:{i}:NegativeSlope", layer.NegativeSlope, 0, 1);
+            var key = $"Model:Layers:{i}";
+            switch (type)
+            {
+                case LayerTypes.Dense:
+                    Range($"{key}:Units", layer.Units, 1, 1 << 20);
+                    break;
+                case LayerTypes.LeakyReLU:
+                    Range($"{key}:NegativeSlope", layer.NegativeSlope, 0, 1);
+                    break;
+                case LayerTypes.Conv2D:
+                    Range($"{key}:Channels", layer.Channels, 1, 1 << 16);
+                    Range($"{key}:KernelSize", layer.KernelSize, 1, 1024);
+                    Range($"{key}:Stride", layer.Stride, 0, 1024);
+                    Range($"{key}:Padding", layer.Padding, 0, 1024);
+                    break;
+                case LayerTypes.MaxPool2D or LayerTypes.AvgPool2D:
+                    Range($"{key}:KernelSize", layer.KernelSize, 1, 1024);
+                    Range($"{key}:Stride", layer.Stride, 0, 1024);
+                    break;
+                case LayerTypes.Dropout:
+                    Range($"{key}:Rate", layer.Rate, 0, 1, maxExclusive: true);
+                    break;
+                case LayerTypes.BatchNorm:
+                    Range($"{key}:Momentum", layer.Momentum, 0, 1, minExclusive: true);
+                    Range($"{key}:Epsilon", layer.Epsilon, 0, 1, minExclusive: true);
+                    break;
+                case LayerTypes.LayerNorm:
+                    Range($"{key}:Epsilon", layer.Epsilon, 0, 1, minExclusive: true);
+                    break;
+            }
         }
         var lastDense = layers.LastOrDefault(l => LayerTypes.Canonical(l.Type) == LayerTypes.Dense);
         if (layers.Count > 0 && lastDense is null)

@@ -104,7 +104,9 @@ public sealed class BatchNorm : ILayer
             throw new ArgumentException($"{Description} expects {Input.Size} input rows ({Input}) but receives {input.RowCount}.");
         _input = input;
         var batch = input.ColumnCount;
-        _forwardTraining = _training && !Weight.Frozen;
+        // Frozen (transfer learning): evaluation mode. One value per channel (a 1-sample batch after a Dense layer)
+        // has no variance; PyTorch raises there, this layer normalizes that batch with the running statistics.
+        _forwardTraining = _training && !Weight.Frozen && (long)input.ColumnCount * Input.Positions > 1;
         var x = input.ColumnMajorValues();
         var output = _output.Get(batch);
         var normalized = _normalized.Get(batch);
@@ -112,7 +114,6 @@ public sealed class BatchNorm : ILayer
         var count = (double)batch * Input.Positions;
         if (_forwardTraining)
         {
-            if (count < 2) throw new ArgumentException($"{Description} in training mode needs more than one value per channel; got a batch of {batch}.");
             ChannelSums(x, null, batch, _sum);
             for (var c = 0; c < Input.Channels; c++) _mean[c] = (float)(_sum[c] / count);
             // Two passes: the variance of (x − μ), not E[x²] − μ², which loses digits when |μ| ≫ σ.

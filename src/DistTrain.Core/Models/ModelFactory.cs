@@ -32,7 +32,27 @@ public static class ModelFactory
                 throw new ArgumentException($"Model:Layers:{index} ({layer.Type}) on input {shape}: {e.Message}", e);
             }
         }
-        return new Sequential(options.Input(), layers, isFrozen ?? (options.Freeze.Count > 0 ? options.IsFrozen : null));
+        var model = new Sequential(options.Input(), layers, isFrozen ?? (options.Freeze.Count > 0 ? options.IsFrozen : null));
+        if (isFrozen is null) CheckFreeze(options, model);
+        return model;
+    }
+
+    /// <summary>Every Model:Freeze entry must name at least one tensor, and something must stay trainable.</summary>
+    private static void CheckFreeze(ModelOptions options, Sequential model)
+    {
+        var names = model.Layout.Segments.Select(s => s.Name).ToArray();
+        var problems = new List<string>();
+        for (var i = 0; i < options.Freeze.Count; i++)
+        {
+            var entry = options.Freeze[i];
+            var single = new ModelOptions { Freeze = [entry] };
+            if (!names.Any(single.IsFrozen))
+                problems.Add($"Model:Freeze:{i} = '{entry}' matches no tensor");
+        }
+        if (model.Layout.TrainableLength == 0)
+            problems.Add("Model:Freeze freezes every tensor, so nothing would train");
+        if (problems.Count > 0)
+            throw new ArgumentException($"{string.Join("; ", problems)}. Tensors: {string.Join(", ", names)}. Give names (0.weight), layer indices (0) or prefixes (0.*).");
     }
 
     private static ILayer BuildLayer(LayerOptions layer, TensorShape input, int seed)

@@ -10,7 +10,7 @@ namespace DistTrain.Core.Models;
 /// </summary>
 public static class PretrainedWeights
 {
-    /// <summary>The tensor names of the model's head: the last Dense layer's <c>weight</c> and <c>bias</c>.</summary>
+    /// <summary>The tensor names of the model's head: the last Dense layer's <c>weight</c>, and its <c>bias</c> if it has one.</summary>
     /// <exception cref="ArgumentException">The model has no Dense layer.</exception>
     public static string[] HeadNames(Sequential model)
     {
@@ -19,7 +19,7 @@ public static class PretrainedWeights
             if (model.Layers[i] is Dense) index = i;
         return index < 0
             ? throw new ArgumentException("The model has no Dense layer, so it has no head to replace.")
-            : [$"{index}.weight", $"{index}.bias"];
+            : [.. model.Layers[index].Parameters.Select(p => $"{index}.{p.Name}")];
     }
 
     /// <summary>

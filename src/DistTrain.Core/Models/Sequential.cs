@@ -40,11 +40,12 @@ public sealed class Sequential
             .ToArray();
         foreach (var (name, parameter) in named)
             parameter.Frozen = isFrozen?.Invoke(name) ?? false;
-        // A layer whose scale and shift are frozen keeps its running statistics too (see BatchNorm).
+        // A normalization layer with running statistics is frozen whole: training its scale on batch statistics
+        // while its running statistics stay pretrained would evaluate differently from how it trained.
         foreach (var layer in layers)
-            if (layer.Parameters.Any(p => p.Frozen))
-                foreach (var statistic in layer.Parameters.Where(p => p.Role == ParameterRole.RunningStatistic))
-                    statistic.Frozen = true;
+            if (layer.Parameters.Any(p => p.Role == ParameterRole.RunningStatistic) && layer.Parameters.Any(p => p.Frozen))
+                foreach (var parameter in layer.Parameters)
+                    parameter.Frozen = true;
         Layout = new ParameterLayout(named.Select(n => (n.Name, n.Parameter.Shape, n.Parameter.Role, n.Parameter.Frozen)));
         _parameters = named.Select(n => (n.Parameter, Layout[n.Name])).ToArray();
         // Backward stops at the first layer with a trainable tensor: nothing before it needs a gradient.

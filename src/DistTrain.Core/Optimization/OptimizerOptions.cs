@@ -69,7 +69,7 @@ public sealed class OptimizerOptions
     public double Alpha { get; set; } = 0.99;
 
     /// <summary>
-    /// Apply L1 and L2 to biases (and, later, normalization scales and shifts) too. Default false: by common
+    /// Apply L1 and L2 to biases and normalization scales and shifts too. Default false: by common
     /// practice they get no weight decay, since they do not add capacity the way weight matrices do.
     /// </summary>
     public bool DecayBiasAndNormParameters { get; set; }

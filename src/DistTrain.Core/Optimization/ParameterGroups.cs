@@ -16,8 +16,8 @@ public static class ParameterGroups
 {
     /// <summary>
     /// Ranges that partition <c>[0, trainableLength)</c> in layout order, neighbouring segments with the same
-    /// setting merged. A segment whose name ends with <c>.bias</c> is not decayed unless
-    /// <paramref name="decayBiasAndNorm"/> is set.
+    /// setting merged. Only weights (<see cref="DistTrain.Core.Layers.ParameterRole.Weight"/>) are decayed: biases and
+    /// normalization scales and shifts are not, unless <paramref name="decayBiasAndNorm"/> is set.
     /// </summary>
     /// <param name="layout">The model's parameter layout.</param>
     /// <param name="trainableLength">Length of the trainable prefix of the layout's vector, in elements.</param>
