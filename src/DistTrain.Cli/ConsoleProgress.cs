@@ -95,6 +95,10 @@ internal static class ConsoleProgress
 
         public void EpochCompleted(EpochSummary summary) => AnsiConsole.WriteLine(Describe(summary, epochs));
 
+        public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved c) =>
+            AnsiConsole.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"checkpoint {c.Path}: version {c.Version}, next epoch {c.Epoch} round {c.Round}, {c.Bytes:N0} bytes in {c.Seconds * 1000:F1} ms"));
+
         public Spectre.Console.Rendering.IRenderable Render()
         {
             lock (_gate)
