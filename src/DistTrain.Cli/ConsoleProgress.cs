@@ -52,6 +52,10 @@ internal static class ConsoleProgress
     /// and queueing time), the parameter server's weights version and round time, and the epoch's progress.
     /// Finished epochs are printed above it as plain lines.
     /// </summary>
+    private static string DescribeCheckpoint(DistTrain.Cluster.Protocol.CheckpointSaved c) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"checkpoint {c.Path}: version {c.Version}, next epoch {c.Epoch} round {c.Round}, {c.Bytes:N0} bytes in {c.Seconds * 1000:F1} ms");
+
     private sealed class LiveObserver(int epochs) : ITrainingObserver
     {
         private readonly object _gate = new();
@@ -94,6 +98,8 @@ internal static class ConsoleProgress
         }
 
         public void EpochCompleted(EpochSummary summary) => AnsiConsole.WriteLine(Describe(summary, epochs));
+
+        public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved c) => AnsiConsole.WriteLine(DescribeCheckpoint(c));
 
         public Spectre.Console.Rendering.IRenderable Render()
         {
@@ -150,5 +156,7 @@ internal static class ConsoleProgress
         }
 
         public void EpochCompleted(EpochSummary summary) => Console.WriteLine(Describe(summary, epochs));
+
+        public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved c) => Console.WriteLine(DescribeCheckpoint(c));
     }
 }

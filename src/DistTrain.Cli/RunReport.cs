@@ -27,6 +27,8 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds) =>
         next.WorkersReported(losses, computeSeconds, queueingSeconds);
 
+    public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);
+
     public void EpochCompleted(EpochSummary summary)
     {
         lock (_gate) _epochs.Add(summary);

@@ -27,10 +27,12 @@ internal static class TrainCommand
         var output = new Option<string?>("--output", "-o") { Description = "Override Output:Directory (runs are written below it)." };
         var trainLimit = new Option<int?>("--train-limit") { Description = "Override Data:TrainLimit (use the first N training samples)." };
         var testLimit = new Option<int?>("--test-limit") { Description = "Override Data:TestLimit (use the first N test samples)." };
+        var checkpoints = new Option<string?>("--checkpoint-dir") { Description = "Override Checkpoint:Directory (where the parameter server writes checkpoints)." };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the newest valid checkpoint in Checkpoint:Directory (sets Checkpoint:Resume)." };
 
         var command = new Command("train", "Train in single-node mode: N worker actors and one parameter-server actor in this process.")
         {
-            config, workers, epochs, seed, batch, data, output, trainLimit, testLimit,
+            config, workers, epochs, seed, batch, data, output, trainLimit, testLimit, checkpoints, resume,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -48,6 +50,8 @@ internal static class TrainCommand
             Set(output, "Output:Directory");
             Set(trainLimit, "Data:TrainLimit");
             Set(testLimit, "Data:TestLimit");
+            Set(checkpoints, "Checkpoint:Directory");
+            if (parse.GetValue(resume)) overrides["Checkpoint:Resume"] = "true";
             return await RunAsync(parse.GetValue(config)!.FullName, overrides, cancellationToken);
         });
         return command;
@@ -68,6 +72,7 @@ internal static class TrainCommand
         TrainingData data;
         string runDirectory;
         DistTrain.Core.Tensors.ParameterVector startingWeights;
+        TrainingCheckpoint? resumeFrom = null;
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
@@ -80,9 +85,11 @@ internal static class TrainCommand
             data = TrainingData.Load(options.Data, options.Training.Seed);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
             startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed);
+            if (options.Checkpoint.Resume)
+                resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line));
             runDirectory = RunDirectory.Create(options.Output.Directory);
         }
-        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException or InvalidDataException or ArgumentException)
+        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException or InvalidDataException or ArgumentException or CheckpointResumeException)
         {
             CliConsole.Fail("error", e.Message);
             return (2, null, null);
@@ -123,7 +130,7 @@ internal static class TrainCommand
         RunReport? report = null;
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
             observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
-                initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation)),
+                initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom)),
             diverged => RunOutputs.SaveLastGood(runDirectory, options, diverged));
         if (exit is not null) return (exit.Value, null, runDirectory);
 

@@ -18,8 +18,11 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="StallTimeout">Longest time without any progress message (a step, an evaluation result) before the job fails.</param>
 /// <param name="ValidationSampleCount">Samples held out for validation, scored after every epoch; 0 for none.</param>
 /// <param name="EarlyStopping">Stop when the validation loss has not improved for this many epochs (Patience 0 = off).</param>
+/// <param name="FirstEpoch">1-based epoch to start at: 1, or a resumed checkpoint's epoch.</param>
+/// <param name="FirstRound">Round to start <paramref name="FirstEpoch"/> at: 0, or a resumed checkpoint's round. Later epochs start at 0.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
-    ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null)
+    ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
+    int FirstEpoch = 1, int FirstRound = 0)
 {
     /// <summary>True when early stopping is on (it needs validation samples).</summary>
     public bool StopsEarly => EarlyStopping is { Patience: > 0 } && ValidationSampleCount > 0;
@@ -82,6 +85,7 @@ public sealed class Coordinator : ReceiveActor
         _settings = settings;
         _observer = observer;
         _completion = completion;
+        _epoch = settings.FirstEpoch - 1;
         _parameterServer = Context.Watch(Context.ActorOf(parameterServer, "parameter-server"));
         Metrics.DistTrainMetrics.WatchMailbox(NodeRoles.ParameterServer, _parameterServer);
         _workers = workerProps is not null
@@ -93,6 +97,7 @@ public sealed class Coordinator : ReceiveActor
         Receive<EpochCompleted>(OnEpochTrained);
         Receive<EvaluationResult>(OnEvaluationResult);
         Receive<WeightsSnapshot>(OnWeightsSnapshot);
+        Receive<CheckpointSaved>(saved => _observer.CheckpointSaved(saved));
         Receive<Terminated>(OnChildTerminated);
         Receive<ReceiveTimeout>(_ => Fail(new TrainingStalledException(
             $"No progress for {_settings.StallTimeout.TotalSeconds:F0} s at epoch {_epoch}, after step {_lastStep} (weights version {_lastVersion}), " +
@@ -167,6 +172,7 @@ public sealed class Coordinator : ReceiveActor
 
     private void StartNextEpoch()
     {
+        var firstRound = _epoch == _settings.FirstEpoch - 1 ? _settings.FirstRound : 0;
         _epoch++;
         var shards = _settings.Planner.Plan(_epoch);
         var batches = new int[_workers.Length];
@@ -177,7 +183,7 @@ public sealed class Coordinator : ReceiveActor
         }
         _observer.EpochStarted(_epoch, batches.Max(), _settings.Planner.SampleCount);
         _clock.Restart();
-        _parameterServer.Tell(new StartEpoch(_epoch, _workers, batches));
+        _parameterServer.Tell(new StartEpoch(_epoch, _workers, batches, firstRound));
     }
 
     private void OnRoundApplied(RoundApplied round)

@@ -139,10 +139,22 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var loop = _options.Training;
         var workers = Enumerable.Range(0, minimum).Select(i => _links[i]).ToArray();
         var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
+        Core.Checkpoints.TrainingCheckpoint? resumeFrom = null;
+        try
+        {
+            if (_options.Checkpoint.Resume) resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line));
+        }
+        catch (CheckpointResumeException e)
+        {
+            _completion.TrySetException(e);
+            return;
+        }
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
-            _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping);
+            _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping,
+            FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-        Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring).WithDispatcher(AkkaSettings.ComputeDispatcher),
+        Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
+            CheckpointResume.Settings(_options), resumeFrom).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _observer, completion), "coordinator");
         _log.Info("Training starts with {0} workers", workers.Length);
         completion.Task.ContinueWith(t => new Done(t.IsCompletedSuccessfully ? t.Result : null, t.Exception?.GetBaseException()),

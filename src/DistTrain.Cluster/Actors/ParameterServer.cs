@@ -3,11 +3,19 @@ using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
 using System.Numerics.Tensors;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Diagnostics;
 using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
 
 namespace DistTrain.Cluster.Actors;
+
+/// <summary>Where and how often the parameter server writes checkpoints, and what fixes the data order they record.</summary>
+/// <param name="Store">The checkpoint directory and its retention (Checkpoint:Directory, Checkpoint:Keep).</param>
+/// <param name="EverySteps">Optimizer steps between checkpoints; 0 writes only at each epoch end (Checkpoint:EverySteps).</param>
+/// <param name="ShardSeed">Seed of the shard planner (Training:Seed), recorded so a resume can check it.</param>
+/// <param name="BatchSizePerWorker">Samples per worker minibatch, recorded likewise.</param>
+public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, int ShardSeed, int BatchSizePerWorker);
 
 /// <summary>
 /// Owns the master weights and the optimizer state. Each round it waits for the gradient of every
@@ -65,10 +73,23 @@ public sealed class ParameterServer : ReceiveActor
     private readonly float[] _clipScale = [1f];
     private int _epochSamples;
     private double _epochLossSum;
+    private readonly CheckpointSettings? _checkpoints;
+    private TrainingCheckpoint? _resumeFrom; // until the epoch it resumes starts
+    private bool _checkpointDue;
 
-    /// <summary>Creates the server with a copy of the version-0 weights; see <see cref="Props"/>.</summary>
-    public ParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null)
+    /// <summary>Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>.</summary>
+    /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
+    public ParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null)
     {
+        if (resumeFrom is not null)
+        {
+            if (resumeFrom.Weights.Layout.TotalLength != initialWeights.Layout.TotalLength)
+                throw new InvalidDataException($"The checkpoint holds {resumeFrom.Weights.Layout.TotalLength} weights, the model has {initialWeights.Layout.TotalLength}.");
+            initialWeights = new ParameterVector(initialWeights.Layout, resumeFrom.Weights.Values);
+        }
+        _checkpoints = checkpoints;
+        _resumeFrom = resumeFrom;
         ArgumentOutOfRangeException.ThrowIfLessThan(totalEpochs, 1);
         _optimizerOptions = optimizer;
         _totalEpochs = totalEpochs;
@@ -83,6 +104,11 @@ public sealed class ParameterServer : ReceiveActor
         var trainable = initialWeights.Layout.TrainableLength;
         _groups = ParameterGroups.Ranges(initialWeights.Layout, trainable, optimizer.DecayBiasAndNormParameters);
         _optimizer = Optimizer.Create(optimizer, trainable, _groups);
+        if (resumeFrom is not null)
+        {
+            resumeFrom.RestoreOptimizer(_optimizer);
+            _version = resumeFrom.Version;
+        }
         // Every slot starts as the full version-0 vector: frozen tensors are never rewritten after this.
         _broadcasts = [.. Enumerable.Range(0, 3).Select(_ => new WeightsUpdated(0, 0, 0, (float[])initialWeights.Values.Clone()))];
         for (var i = 0; i < RoundApplied.PoolSize; i++) _freeReports.Push(new RoundApplied(0, 0, 0, 0, 0, default, 0));
@@ -107,27 +133,38 @@ public sealed class ParameterServer : ReceiveActor
         return handled;
     }
 
-    /// <summary>Props of a parameter server that starts from <paramref name="initialWeights"/> (version 0).</summary>
-    /// <param name="initialWeights">Version-0 weights (copied).</param>
+    /// <summary>Props of a parameter server that starts from <paramref name="initialWeights"/> (version 0), or from a checkpoint.</summary>
+    /// <param name="initialWeights">Version-0 weights (copied); their layout names the model.</param>
     /// <param name="optimizer">Update rule, regularization and learning-rate schedule.</param>
     /// <param name="totalEpochs">Epochs of the run, which the schedule spans (Cosine anneals over all of them).</param>
     /// <param name="monitoring">Gradient diagnostics; null turns them off.</param>
-    public static Props Props(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null) =>
-        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring));
+    /// <param name="checkpoints">Where to write checkpoints; null writes none (and the step path stays allocation-free).</param>
+    /// <param name="resumeFrom">A verified checkpoint to start from: its weights, optimizer state and version replace
+    /// version 0, and the first epoch started at its position takes over its partial epoch's loss. Null starts fresh.</param>
+    public static Props Props(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null) =>
+        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom));
 
     private void OnStartEpoch(StartEpoch start)
     {
-        if (start.Workers.Length != start.BatchesPerWorker.Length || start.Workers.Length is 0 or > MaxWorkers)
+        if (start.Workers.Length != start.BatchesPerWorker.Length || start.Workers.Length is 0 or > MaxWorkers || start.FirstRound < 0)
         {
-            _log.Error("StartEpoch {0} names {1} workers and {2} batch counts; they must match and be 1..{3}. Ignored.",
-                start.Epoch, start.Workers.Length, start.BatchesPerWorker.Length, MaxWorkers);
+            _log.Error("StartEpoch {0} names {1} workers and {2} batch counts from round {3}; they must match and be 1..{4}, the round >= 0. Ignored.",
+                start.Epoch, start.Workers.Length, start.BatchesPerWorker.Length, start.FirstRound, MaxWorkers);
             return;
         }
         _epoch = start;
         _coordinator = Sender;
-        _round = 0;
+        _round = start.FirstRound;
         _epochSamples = 0;
         _epochLossSum = 0;
+        if (_resumeFrom is { } resumed && resumed.Epoch == start.Epoch && resumed.Round == start.FirstRound)
+        {
+            // The rounds before the checkpoint ran before the interruption: their samples and loss count in this epoch.
+            _epochSamples = resumed.EpochSamples;
+            _epochLossSum = resumed.EpochLossSum;
+        }
+        _resumeFrom = null;
         _received = new GradientComputed?[start.Workers.Length];
         _weights.Values.CopyTo(NextBroadcastBuffer(), 0);
         BeginRound();
@@ -175,6 +212,41 @@ public sealed class ParameterServer : ReceiveActor
                 _roundClosed = false;
             }
         }
+        // Outside the measured step: a checkpoint allocates (its header, the hash) and takes I/O time.
+        if (_checkpointDue)
+        {
+            _checkpointDue = false;
+            WriteCheckpoint();
+        }
+    }
+
+    /// <summary>
+    /// Writes a checkpoint of the weights and optimizer state after the step just applied. The next broadcast has
+    /// already gone out, so the workers compute while the file is written; the weights change only in this actor.
+    /// Position: the next round, or after an epoch's last round the next epoch's round 0.
+    /// </summary>
+    private void WriteCheckpoint()
+    {
+        var settings = _checkpoints!;
+        var epoch = _epoch!;
+        var epochDone = _round >= StepsPerEpoch(epoch);
+        var checkpoint = new TrainingCheckpoint(_weights, _optimizer.State, _optimizerOptions.Kind, _optimizer.StepCount, _version,
+            epochDone ? epoch.Epoch + 1 : epoch.Epoch, epochDone ? 0 : _round, settings.ShardSeed, epoch.Workers.Length,
+            settings.BatchSizePerWorker, epochDone ? 0 : _epochSamples, epochDone ? 0 : _epochLossSum);
+        var started = Stopwatch.GetTimestamp();
+        var path = settings.Store.Save(checkpoint);
+        var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        var bytes = new FileInfo(path).Length;
+        _log.Info("Checkpoint {0}: version {1}, next epoch {2} round {3}, {4:N0} bytes in {5:F1} ms", path, _version,
+            checkpoint.Epoch, checkpoint.Round, bytes, seconds * 1000);
+        _coordinator.Tell(new CheckpointSaved(path, _version, checkpoint.Epoch, checkpoint.Round, bytes, seconds), Self);
+    }
+
+    private static int StepsPerEpoch(StartEpoch epoch)
+    {
+        var steps = 1;
+        foreach (var batches in epoch.BatchesPerWorker) steps = Math.Max(steps, batches);
+        return steps;
     }
 
     private void Accept(GradientComputed gradient)
@@ -241,6 +313,8 @@ public sealed class ParameterServer : ReceiveActor
         }
         Send(_coordinator, report);
         _round++;
+        if (_checkpoints is not null)
+            _checkpointDue = _round >= StepsPerEpoch(_epoch) || (_checkpoints.EverySteps > 0 && _version % _checkpoints.EverySteps == 0);
         BeginRound();
     }
 
@@ -316,8 +390,7 @@ public sealed class ParameterServer : ReceiveActor
     private double LearningRate()
     {
         var epoch = _epoch!;
-        var stepsPerEpoch = 1;
-        foreach (var batches in epoch.BatchesPerWorker) stepsPerEpoch = Math.Max(stepsPerEpoch, batches);
+        var stepsPerEpoch = StepsPerEpoch(epoch);
         var baseRate = _optimizerOptions.LearningRate * (_optimizerOptions.ScaleLearningRateByWorkers ? epoch.Workers.Length : 1);
         return _schedule.At(Math.Max(0, epoch.Epoch - 1), _round, stepsPerEpoch, _totalEpochs, baseRate);
     }

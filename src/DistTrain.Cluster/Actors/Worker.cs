@@ -45,12 +45,15 @@ public sealed class Worker : ReceiveActor, IWithStash
     private AssignShard? _shard;
     private long _version = -1;
     private readonly float[] _weightsForEvaluation; // staging for copying the training replica into the evaluation replica
+    private readonly int _seed;
+    private int _dropoutEpoch;
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null)
+        LabeledDataset? validation = null, int seed = 0)
     {
         _workerIndex = workerIndex;
+        _seed = seed;
         _train = train;
         _test = test;
         _validation = validation;
@@ -89,17 +92,28 @@ public sealed class Worker : ReceiveActor, IWithStash
 
     /// <summary>
     /// Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.
-    /// <paramref name="validation"/> holds the samples held out of training, when the run has any.
+    /// <paramref name="validation"/> holds the samples held out of training, when the run has any. <paramref name="seed"/>
+    /// (Training:Seed) seeds the dropout masks, anew at every epoch from (seed, worker index, epoch).
     /// </summary>
     public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null) =>
-        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation));
+        LabeledDataset? validation = null, int seed = 0) =>
+        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed));
 
     private void OnAssignShard(AssignShard shard)
     {
         _shard = shard;
+        if (shard.Epoch != _dropoutEpoch)
+        {
+            _dropoutEpoch = shard.Epoch;
+            for (var i = 0; i < _model.Layers.Count; i++)
+                if (_model.Layers[i] is Dropout dropout) dropout.Reseed(DropoutSeed(_seed, _workerIndex, shard.Epoch, i));
+        }
         UnstashAll();
     }
+
+    /// <summary>The mask seed of one dropout layer in one epoch: a fixed mix of its inputs (HashCode is randomized per process).</summary>
+    internal static int DropoutSeed(int seed, int workerIndex, int epoch, int layerIndex) =>
+        unchecked(((seed * 1_000_003 + workerIndex) * 1_000_003 + epoch) * 1_000_003 + layerIndex);
 
     private void StashCurrent()
     {

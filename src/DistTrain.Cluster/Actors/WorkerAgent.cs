@@ -106,7 +106,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         _accepted = true;
         Timers.Cancel("join-timeout");
         var loop = _options.Training;
-        var worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation)
+        var worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed)
             .WithDispatcher(AkkaSettings.ComputeDispatcher), "worker"));
         Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, worker, accepted.ParameterCount),
             "parameter-server-link"));

@@ -1,5 +1,6 @@
 using Akka.Actor;
 using DistTrain.Cluster.Actors;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
@@ -24,18 +25,25 @@ public static class SingleNodeTrainer
     /// <param name="initialWeights">Version-0 weights; null draws them from the configured initializer and seed.</param>
     /// <param name="cancellationToken">Stops the run; the task then fails with <see cref="OperationCanceledException"/>.</param>
     /// <param name="validation">Samples held out of training, scored after every epoch (early stopping); null for none.</param>
+    /// <param name="resumeFrom">A verified checkpoint to continue from (see <see cref="CheckpointResume.Find"/>); null with
+    /// Checkpoint:Resume set finds the newest valid one in Checkpoint:Directory, null without it starts fresh.</param>
+    /// <param name="log">Receives the lines about skipped and chosen checkpoints when this method finds one; null drops them.</param>
+    /// <exception cref="CheckpointResumeException">Checkpoint:Resume is set and no checkpoint fits (see <see cref="CheckpointResume.Find"/>).</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data (input size or number of classes).</exception>
     /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite.</exception>
     /// <exception cref="TrainingStalledException">No progress within <see cref="TrainingLoopOptions.StallTimeoutSeconds"/>.</exception>
     /// <exception cref="InvalidOperationException">An actor failed or Akka reported an error; the message says which.</exception>
     public static async Task<TrainingResult> RunAsync(TrainingOptions options, LabeledDataset train, LabeledDataset test,
         ITrainingObserver? observer = null, bool verifySerialization = false, IShardPlanner? planner = null,
-        ParameterVector? initialWeights = null, CancellationToken cancellationToken = default, LabeledDataset? validation = null)
+        ParameterVector? initialWeights = null, CancellationToken cancellationToken = default, LabeledDataset? validation = null,
+        TrainingCheckpoint? resumeFrom = null, Action<string>? log = null)
     {
         var loop = options.Training;
         ModelFactory.CheckFitsData(options.Model, train.FeatureCount, train.ClassCount);
         var model = ModelFactory.Build(options.Model);
         var weights = initialWeights ?? ModelFactory.StartingWeights(model, options.Model, loop.Seed);
+        if (resumeFrom is null && options.Checkpoint.Resume)
+            resumeFrom = CheckpointResume.Find(options, model.Layout, log ?? (_ => { }));
         planner ??= new ShardPlanner(train.Count, loop.Workers, loop.Seed);
         Blas.Configure(options.Compute, loop.Workers);
 
@@ -45,12 +53,14 @@ public static class SingleNodeTrainer
         using var system = ActorSystem.Create("disttrain", config);
         system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var parameterServer = ParameterServer.Props(weights, options.Optimizer, loop.Epochs, options.Monitoring).WithDispatcher(AkkaSettings.ComputeDispatcher);
+        var parameterServer = ParameterServer.Props(weights, options.Optimizer, loop.Epochs, options.Monitoring,
+            CheckpointResume.Settings(options), resumeFrom).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var workers = Enumerable.Range(0, loop.Workers)
-            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation).WithDispatcher(AkkaSettings.ComputeDispatcher))
+            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed).WithDispatcher(AkkaSettings.ComputeDispatcher))
             .ToArray();
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, planner, test.Count, model.Layout,
-            TimeSpan.FromSeconds(loop.StallTimeoutSeconds), validation?.Count ?? 0, loop.EarlyStopping);
+            TimeSpan.FromSeconds(loop.StallTimeoutSeconds), validation?.Count ?? 0, loop.EarlyStopping,
+            FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0);
         system.ActorOf(Coordinator.Props(settings, parameterServer, workers, observer ?? NullTrainingObserver.Instance, completion), "coordinator");
         await using (cancellationToken.Register(() => completion.TrySetCanceled(cancellationToken)))
         {

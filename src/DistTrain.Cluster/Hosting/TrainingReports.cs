@@ -63,6 +63,9 @@ public interface ITrainingObserver
     /// minibatch), compute seconds and queueing seconds. The spans are only valid during the call.
     /// </summary>
     void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds) { }
+
+    /// <summary>The parameter server wrote a checkpoint (only when Checkpoint:Directory is set).</summary>
+    void CheckpointSaved(CheckpointSaved checkpoint) { }
 }
 
 /// <summary>An observer that ignores everything.</summary>

@@ -62,6 +62,9 @@ public sealed class MetricsObserver(ITrainingObserver next) : ITrainingObserver
         next.WorkersReported(losses, computeSeconds, queueingSeconds);
 
     /// <inheritdoc />
+    public void CheckpointSaved(Protocol.CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);
+
+    /// <inheritdoc />
     public void EpochCompleted(EpochSummary summary)
     {
         if (_windowSamples > 0) CloseWindow();

@@ -35,11 +35,14 @@ public sealed record AssignShard(
 /// <param name="Epoch">1-based epoch.</param>
 /// <param name="Workers">Worker replicas; the index in this array is the worker index.</param>
 /// <param name="BatchesPerWorker">Minibatches each worker has this epoch (its shard length divided by the batch size, rounded up).</param>
+/// <param name="FirstRound">The round the epoch starts at: 0, or a resumed checkpoint's round (the rounds before it ran
+/// before the interruption). Workers need no notice: they compute whichever round the weights name.</param>
 [MessagePackObject]
 public sealed record StartEpoch(
     [property: Key(0)] int Epoch,
     [property: Key(1)] IActorRef[] Workers,
-    [property: Key(2)] int[] BatchesPerWorker) : IDistTrainMessage;
+    [property: Key(2)] int[] BatchesPerWorker,
+    [property: Key(3)] int FirstRound = 0) : IDistTrainMessage;
 
 /// <summary>
 /// New weights. ParameterServer → Worker. A worker that has minibatch <see cref="Round"/> of
@@ -376,3 +379,19 @@ public sealed record WeightsSnapshot(
     /// <inheritdoc />
     public ITensorMessage WithTensor(float[] tensor) => this with { Weights = tensor };
 }
+
+/// <summary>The parameter server wrote a checkpoint. ParameterServer → Coordinator.</summary>
+/// <param name="Path">The checkpoint file.</param>
+/// <param name="Version">Weights version it holds.</param>
+/// <param name="Epoch">1-based epoch of the next minibatch (after an epoch's last round: the next epoch).</param>
+/// <param name="Round">0-based round of the next minibatch within <paramref name="Epoch"/>.</param>
+/// <param name="Bytes">File size, bytes.</param>
+/// <param name="Seconds">Wall time of the write, including fsync and rename, seconds.</param>
+[MessagePackObject]
+public sealed record CheckpointSaved(
+    [property: Key(0)] string Path,
+    [property: Key(1)] long Version,
+    [property: Key(2)] int Epoch,
+    [property: Key(3)] int Round,
+    [property: Key(4)] long Bytes,
+    [property: Key(5)] double Seconds) : IDistTrainMessage;

@@ -80,9 +80,11 @@ public static class SafeTensors
 
     /// <summary>Reads every tensor of a safetensors file.</summary>
     /// <exception cref="InvalidDataException">The file is truncated, its header is not valid JSON, a dtype is not F32, or offsets do not match shapes; the message names the file.</exception>
-    public static IReadOnlyDictionary<string, NamedTensor> Read(string path)
+    public static IReadOnlyDictionary<string, NamedTensor> Read(string path) => Read(path, File.ReadAllBytes(path));
+
+    /// <summary>Reads every tensor of a safetensors file already in memory; <paramref name="path"/> only names it in errors.</summary>
+    internal static IReadOnlyDictionary<string, NamedTensor> Read(string path, byte[] bytes)
     {
-        var bytes = File.ReadAllBytes(path);
         if (bytes.Length < 8)
             throw new InvalidDataException($"{path}: {bytes.Length} bytes is too short for a safetensors file (8-byte header length missing).");
         var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);

@@ -37,6 +37,32 @@ public sealed class TrainingOptions
 
     /// <summary>Cluster mode: how this node joins the Akka cluster and where tensors travel.</summary>
     public ClusterOptions Cluster { get; set; } = new();
+
+    /// <summary>Checkpoints the parameter server writes, and resuming from them.</summary>
+    public CheckpointOptions Checkpoint { get; set; } = new();
+}
+
+/// <summary>
+/// Checkpoints (configuration section <c>Checkpoint</c>): the parameter server writes its weights, optimizer state and
+/// position to <see cref="Directory"/> every <see cref="EverySteps"/> steps and at each epoch end, keeping the newest
+/// <see cref="Keep"/>; <see cref="Resume"/> continues from the newest valid one (docs/reliability.md).
+/// </summary>
+public sealed class CheckpointOptions
+{
+    /// <summary>Folder of the checkpoints (a shared volume in docker). Empty (the default) turns checkpoints off.</summary>
+    public string Directory { get; set; } = "";
+
+    /// <summary>Optimizer steps between checkpoints, 0 to 1e9; 0 (the default) writes only at each epoch end.</summary>
+    public int EverySteps { get; set; }
+
+    /// <summary>Checkpoints kept; older ones are deleted after each write. 1 to 1,000. Default 3.</summary>
+    public int Keep { get; set; } = 3;
+
+    /// <summary>Continue from the newest valid checkpoint in <see cref="Directory"/> (<c>disttrain train --resume</c>). Default false.</summary>
+    public bool Resume { get; set; }
+
+    /// <summary>True when a directory is set.</summary>
+    public bool Enabled => !string.IsNullOrWhiteSpace(Directory);
 }
 
 /// <summary>

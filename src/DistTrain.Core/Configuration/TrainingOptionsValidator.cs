@@ -111,6 +111,12 @@ public static class TrainingOptionsValidator
         for (var i = 0; i < options.Cluster.SeedNodes.Count; i++)
             if (!options.Cluster.SeedNodes[i].StartsWith("akka.tcp://disttrain@", StringComparison.Ordinal))
                 problems.Add($"Cluster:SeedNodes:{i} = '{options.Cluster.SeedNodes[i]}' is not a DistTrain node address: expected akka.tcp://disttrain@HOST:PORT.");
+        Range("Checkpoint:EverySteps", options.Checkpoint.EverySteps, 0, 1_000_000_000);
+        Range("Checkpoint:Keep", options.Checkpoint.Keep, 1, 1000);
+        if (options.Checkpoint.Resume && !options.Checkpoint.Enabled)
+            problems.Add("Checkpoint:Resume = true needs Checkpoint:Directory: set it to the folder the interrupted run wrote its checkpoints to.");
+        if (options.Checkpoint.EverySteps > 0 && !options.Checkpoint.Enabled)
+            problems.Add($"Checkpoint:EverySteps = {options.Checkpoint.EverySteps} has no effect without Checkpoint:Directory: set a folder, or set EverySteps to 0.");
         if (string.IsNullOrWhiteSpace(options.Output.Directory))
             problems.Add("Output:Directory is empty: set a folder for run outputs, e.g. 'runs'.");
         return problems;

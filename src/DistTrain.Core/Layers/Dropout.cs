@@ -11,7 +11,7 @@ namespace DistTrain.Core.Layers;
 /// <remarks>Shapes: input and output <c>[F, batch]</c>. No parameters.</remarks>
 public sealed class Dropout : ILayer
 {
-    private readonly Random _random;
+    private Random _random;
     private MatrixBuffer? _output;
     private MatrixBuffer? _inputGradient;
     private MatrixBuffer? _mask;
@@ -29,6 +29,12 @@ public sealed class Dropout : ILayer
         Rate = rate;
         _random = new Random(seed);
     }
+
+    /// <summary>
+    /// Restarts the mask generator from <paramref name="seed"/>. Replicas reseed at every epoch start from (seed, worker,
+    /// epoch), so a run resumed from an epoch-boundary checkpoint draws the same masks as an uninterrupted one.
+    /// </summary>
+    public void Reseed(int seed) => _random = new Random(seed);
 
     /// <summary>Probability of zeroing an element.</summary>
     public double Rate { get; }

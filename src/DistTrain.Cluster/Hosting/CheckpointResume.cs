@@ -1,0 +1,64 @@
+using DistTrain.Cluster.Actors;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Cluster.Hosting;
+
+/// <summary>Resuming cannot start: no usable checkpoint, or the config no longer fits it. The message says what to do.</summary>
+public sealed class CheckpointResumeException(string message) : Exception(message);
+
+/// <summary>Chooses the checkpoint a resumed run starts from (Checkpoint:Resume, <c>disttrain train --resume</c>).</summary>
+public static class CheckpointResume
+{
+    /// <summary>
+    /// The newest checkpoint in Checkpoint:Directory that verifies against <paramref name="layout"/> and fits the
+    /// options. Every newer checkpoint that does not verify (truncated, checksum mismatch, another model) is reported
+    /// through <paramref name="log"/> with its path and reason, then skipped for the previous one.
+    /// </summary>
+    /// <param name="options">Validated options with a checkpoint directory.</param>
+    /// <param name="layout">The model's layout.</param>
+    /// <param name="log">Receives one line per skipped checkpoint and one for the chosen one.</param>
+    /// <exception cref="CheckpointResumeException">The directory holds no checkpoint, none is valid, the chosen one was
+    /// written with another Training:Seed, Workers or BatchSizePerWorker (the data order would differ), or it is already
+    /// past Training:Epochs.</exception>
+    public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(log);
+        var directory = options.Checkpoint.Directory;
+        if (!options.Checkpoint.Enabled)
+            throw new CheckpointResumeException("Resuming needs Checkpoint:Directory: set it to the folder the interrupted run wrote its checkpoints to.");
+        var store = new CheckpointStore(directory, options.Checkpoint.Keep);
+        var search = store.FindNewestValid(layout);
+        foreach (var skipped in search.Skipped)
+            log($"Skipping checkpoint {skipped.Path}: {skipped.Reason}");
+        if (search.Checkpoint is not { } checkpoint)
+            throw new CheckpointResumeException(search.Skipped.Count == 0
+                ? $"No checkpoint to resume from in {Path.GetFullPath(directory)}. Drop --resume (Checkpoint:Resume) to start a new run."
+                : $"None of the {search.Skipped.Count} checkpoints in {Path.GetFullPath(directory)} is valid (see above). Drop --resume (Checkpoint:Resume) to start a new run.");
+        var loop = options.Training;
+        var problems = new List<string>();
+        if (checkpoint.ShardSeed != loop.Seed) problems.Add($"Training:Seed = {loop.Seed}, the checkpoint's is {checkpoint.ShardSeed}");
+        if (checkpoint.Workers != loop.Workers) problems.Add($"Training:Workers = {loop.Workers}, the checkpoint's is {checkpoint.Workers}");
+        if (checkpoint.BatchSizePerWorker != loop.BatchSizePerWorker) problems.Add($"Training:BatchSizePerWorker = {loop.BatchSizePerWorker}, the checkpoint's is {checkpoint.BatchSizePerWorker}");
+        if (problems.Count > 0)
+            throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
+                "They fix the data order, so resume with the checkpoint's values.");
+        if (checkpoint.Epoch > loop.Epochs)
+            throw new CheckpointResumeException($"Checkpoint {search.Path} has completed all {checkpoint.Epoch - 1} epochs and Training:Epochs = {loop.Epochs}. " +
+                "Raise Training:Epochs (--epochs) to train further.");
+        log($"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, epoch {checkpoint.Epoch} round {checkpoint.Round}");
+        return checkpoint;
+    }
+
+    /// <summary>The parameter server's checkpoint settings from the options; null when Checkpoint:Directory is empty.</summary>
+    public static CheckpointSettings? Settings(TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var c = options.Checkpoint;
+        return c.Enabled
+            ? new CheckpointSettings(new CheckpointStore(c.Directory, c.Keep), c.EverySteps, options.Training.Seed, options.Training.BatchSizePerWorker)
+            : null;
+    }
+}

@@ -1,0 +1,82 @@
+using System.Runtime.InteropServices;
+
+namespace DistTrain.Core.Checkpoints;
+
+/// <summary>
+/// Replaces a file so that a reader sees either the old content or the whole new one, also across a crash or a
+/// power loss: write a temporary file in the same directory, flush it to the disk, rename it over the target
+/// (atomic within one file system), then flush the directory so the rename itself is durable.
+/// </summary>
+internal static class AtomicFile
+{
+    /// <summary>Suffix of the temporary file; a file with it is an unfinished write and is never read as a checkpoint.</summary>
+    public const string TemporarySuffix = ".tmp";
+
+    /// <summary>Writes <paramref name="path"/> through <paramref name="write"/>, atomically and durably.</summary>
+    /// <exception cref="IOException">The write, flush or rename failed; the temporary file is removed and the target is unchanged.</exception>
+    public static void Write(string path, Action<FileStream> write)
+    {
+        var temporary = path + TemporarySuffix;
+        try
+        {
+            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 1 << 16))
+            {
+                write(stream);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch
+        {
+            TryDelete(temporary);
+            throw;
+        }
+        FlushDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+            // The original failure is the one to report.
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// fsync(2) on the directory, so the rename survives a power loss (ext4 and XFS need it). .NET cannot open a
+    /// directory as a stream, so this goes to libc; on Windows, and if libc refuses, it is skipped (best effort).
+    /// </summary>
+    private static void FlushDirectory(string directory)
+    {
+        if (OperatingSystem.IsWindows()) return;
+        try
+        {
+            var descriptor = Native.open(directory, 0 /* O_RDONLY */);
+            if (descriptor < 0) return;
+            Native.fsync(descriptor);
+            Native.close(descriptor);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+        }
+    }
+
+    private static class Native
+    {
+        [DllImport("libc", SetLastError = true, CharSet = CharSet.Ansi, BestFitMapping = false)]
+        public static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
+
+        [DllImport("libc", SetLastError = true)]
+        public static extern int fsync(int descriptor);
+
+        [DllImport("libc", SetLastError = true)]
+        public static extern int close(int descriptor);
+    }
+}

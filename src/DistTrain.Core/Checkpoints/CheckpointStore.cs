@@ -1,0 +1,113 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Core.Checkpoints;
+
+/// <summary>A checkpoint file that <see cref="CheckpointStore.FindNewestValid"/> passed over, and why.</summary>
+/// <param name="Path">The file.</param>
+/// <param name="Reason">The verification error (truncated, checksum mismatch, another model, ...).</param>
+public sealed record SkippedCheckpoint(string Path, string Reason);
+
+/// <summary>The result of looking for a checkpoint to resume from.</summary>
+/// <param name="Path">The newest valid checkpoint; null when none is valid.</param>
+/// <param name="Checkpoint">Its content; null when none is valid.</param>
+/// <param name="Skipped">Newer checkpoints that failed verification, newest first.</param>
+public sealed record CheckpointSearch(string? Path, TrainingCheckpoint? Checkpoint, IReadOnlyList<SkippedCheckpoint> Skipped);
+
+/// <summary>
+/// A directory of checkpoints named <c>checkpoint-v{version:D10}-e{epoch:D4}-r{round:D6}.safetensors</c>: writes
+/// them atomically, keeps the newest <see cref="Keep"/>, and finds the newest one that verifies.
+/// </summary>
+/// <remarks>
+/// Newest means highest weights version (the number in the name). A file being written has the suffix
+/// <c>.tmp</c> until it is complete, so a crash mid-write leaves a <c>.tmp</c> that is never read and is removed by the
+/// next <see cref="Save"/>, and the previous checkpoints stay intact.
+/// </remarks>
+public sealed partial class CheckpointStore
+{
+    private const string Prefix = "checkpoint-";
+    private const string Extension = ".safetensors";
+
+    /// <summary>Opens (and later creates) the directory.</summary>
+    /// <param name="directory">Checkpoint directory (Checkpoint:Directory); created on the first save.</param>
+    /// <param name="keep">Checkpoints kept; older ones are deleted after each save. At least 1.</param>
+    /// <exception cref="ArgumentException">The directory is empty.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="keep"/> is below 1.</exception>
+    public CheckpointStore(string directory, int keep)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        ArgumentOutOfRangeException.ThrowIfLessThan(keep, 1);
+        Directory = directory;
+        Keep = keep;
+    }
+
+    /// <summary>The checkpoint directory.</summary>
+    public string Directory { get; }
+
+    /// <summary>How many checkpoints are kept.</summary>
+    public int Keep { get; }
+
+    /// <summary>The file name of the checkpoint at weights version <paramref name="version"/> and position (epoch, round).</summary>
+    public static string FileName(long version, int epoch, int round) =>
+        string.Create(CultureInfo.InvariantCulture, $"{Prefix}v{version:D10}-e{epoch:D4}-r{round:D6}{Extension}");
+
+    [GeneratedRegex(@"^checkpoint-v(\d+)-e\d+-r\d+\.safetensors$", RegexOptions.CultureInvariant)]
+    private static partial Regex NamePattern();
+
+    /// <summary>Writes <paramref name="checkpoint"/> atomically, then deletes all but the newest <see cref="Keep"/> and any leftover temporary file.</summary>
+    /// <returns>The path written.</returns>
+    /// <exception cref="IOException">The directory or the file could not be written; the message names it.</exception>
+    public string Save(TrainingCheckpoint checkpoint)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        var path = Path.Combine(Directory, FileName(checkpoint.Version, checkpoint.Epoch, checkpoint.Round));
+        try
+        {
+            System.IO.Directory.CreateDirectory(Directory);
+            checkpoint.Write(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"Could not write checkpoint {path}: {e.Message}. Check Checkpoint:Directory and the free space.", e);
+        }
+        foreach (var old in List().Skip(Keep))
+            File.Delete(old);
+        foreach (var temporary in System.IO.Directory.EnumerateFiles(Directory, Prefix + "*" + Extension + AtomicFile.TemporarySuffix))
+            File.Delete(temporary);
+        return path;
+    }
+
+    /// <summary>The checkpoint files in the directory, newest (highest version) first; temporary files are not listed. Empty when the directory does not exist.</summary>
+    public IReadOnlyList<string> List()
+    {
+        if (!System.IO.Directory.Exists(Directory)) return [];
+        return [.. System.IO.Directory.EnumerateFiles(Directory, Prefix + "*" + Extension)
+            .Select(path => (Path: path, Match: NamePattern().Match(Path.GetFileName(path))))
+            .Where(f => f.Match.Success && long.TryParse(f.Match.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+            .OrderByDescending(f => long.Parse(f.Match.Groups[1].Value, CultureInfo.InvariantCulture))
+            .Select(f => f.Path)];
+    }
+
+    /// <summary>
+    /// The newest checkpoint that verifies against <paramref name="layout"/> (see <see cref="TrainingCheckpoint.Read"/>),
+    /// with every newer one that did not and the reason.
+    /// </summary>
+    public CheckpointSearch FindNewestValid(ParameterLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        var skipped = new List<SkippedCheckpoint>();
+        foreach (var path in List())
+        {
+            try
+            {
+                return new CheckpointSearch(path, TrainingCheckpoint.Read(path, layout), skipped);
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                skipped.Add(new SkippedCheckpoint(path, e.Message));
+            }
+        }
+        return new CheckpointSearch(null, null, skipped);
+    }
+}

@@ -1,0 +1,308 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Core.Checkpoints;
+
+/// <summary>
+/// Everything the parameter server needs to continue a run exactly where it stopped, stored as one safetensors file
+/// (see <see cref="SafeTensors"/>) that PyTorch's <c>safetensors.torch.load_file</c> also reads.
+/// </summary>
+/// <remarks>
+/// <para>Tensors, in this order: every segment of the weights under its <c>state_dict</c> name and shape (as
+/// <see cref="SafeTensors.Write"/>), then one tensor per optimizer state buffer, named <c>optimizer.</c> + its PyTorch
+/// name (<c>optimizer.momentum_buffer</c>, <c>optimizer.exp_avg</c>, ...), shape <c>[trainable length]</c>.</para>
+/// <para><c>__metadata__</c> (all strings): <c>format</c> = <c>disttrain-checkpoint</c>, <c>format_version</c>, the position
+/// <c>epoch</c>/<c>round</c> (the next minibatch to run: after the last round of epoch e it is e + 1, round 0), <c>version</c>
+/// (optimizer steps applied), <c>optimizer_kind</c>, <c>optimizer_steps</c>, the shard plan's <c>shard_seed</c>,
+/// <c>workers</c> and <c>batch_size_per_worker</c> (together they fix the data order), the partial epoch's
+/// <c>epoch_samples</c> and <c>epoch_loss_sum</c>, <c>model_fingerprint</c> (see <see cref="LayoutFingerprint"/>) and
+/// <c>data_sha256</c>, the SHA-256 of every byte after the header.</para>
+/// <para>The learning-rate schedule is a pure function of (epoch, round, steps per epoch, epochs), so the position
+/// is its whole state.</para>
+/// </remarks>
+public sealed class TrainingCheckpoint
+{
+    /// <summary>Value of the <c>format</c> metadata key.</summary>
+    public const string Format = "disttrain-checkpoint";
+
+    /// <summary>Version of the layout described above; a file with another version is refused.</summary>
+    public const int FormatVersion = 1;
+
+    /// <summary>Prefix of the optimizer state tensors' names.</summary>
+    public const string OptimizerPrefix = "optimizer.";
+
+    private const long MaxHeaderBytes = 100 * 1024 * 1024;
+
+    /// <summary>Creates a checkpoint over the given arrays (not copied: write it before they change).</summary>
+    /// <param name="weights">All weights: trainable, running statistics and frozen, in layout order.</param>
+    /// <param name="optimizerState">The optimizer's <see cref="Optimizer.State"/>: each buffer <see cref="ParameterLayout.TrainableLength"/> floats.</param>
+    /// <param name="optimizerKind">The optimizer the state belongs to.</param>
+    /// <param name="optimizerSteps">The optimizer's <see cref="Optimizer.StepCount"/>.</param>
+    /// <param name="version">Weights version: optimizer steps the parameter server has applied.</param>
+    /// <param name="epoch">1-based epoch of the next minibatch to run.</param>
+    /// <param name="round">0-based round of the next minibatch within <paramref name="epoch"/>.</param>
+    /// <param name="shardSeed">Seed of the shard planner's shuffles (Training:Seed).</param>
+    /// <param name="workers">Workers, i.e. shards per epoch.</param>
+    /// <param name="batchSizePerWorker">Samples per worker minibatch.</param>
+    /// <param name="epochSamples">Training samples already consumed in <paramref name="epoch"/> (0 at an epoch start).</param>
+    /// <param name="epochLossSum">Sum of the per-sample losses over those samples.</param>
+    /// <exception cref="ArgumentException">A state buffer does not have the trainable length, or a count is out of range.</exception>
+    public TrainingCheckpoint(ParameterVector weights, IReadOnlyList<(string Name, float[] Values)> optimizerState, OptimizerKind optimizerKind,
+        long optimizerSteps, long version, int epoch, int round, int shardSeed, int workers, int batchSizePerWorker,
+        int epochSamples = 0, double epochLossSum = 0)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(optimizerState);
+        foreach (var (name, values) in optimizerState)
+            if (values.Length != weights.Layout.TrainableLength)
+                throw new ArgumentException($"Optimizer state '{name}' has {values.Length} elements; the trainable prefix has {weights.Layout.TrainableLength}.", nameof(optimizerState));
+        ArgumentOutOfRangeException.ThrowIfNegative(optimizerSteps);
+        ArgumentOutOfRangeException.ThrowIfNegative(version);
+        ArgumentOutOfRangeException.ThrowIfLessThan(epoch, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(round);
+        ArgumentOutOfRangeException.ThrowIfLessThan(workers, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSizePerWorker, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(epochSamples);
+        Weights = weights;
+        OptimizerState = optimizerState;
+        OptimizerKind = optimizerKind;
+        OptimizerSteps = optimizerSteps;
+        Version = version;
+        Epoch = epoch;
+        Round = round;
+        ShardSeed = shardSeed;
+        Workers = workers;
+        BatchSizePerWorker = batchSizePerWorker;
+        EpochSamples = epochSamples;
+        EpochLossSum = epochLossSum;
+    }
+
+    /// <summary>All weights, layout order.</summary>
+    public ParameterVector Weights { get; }
+
+    /// <summary>Optimizer state buffers by PyTorch name (without the <see cref="OptimizerPrefix"/>), each of the trainable length.</summary>
+    public IReadOnlyList<(string Name, float[] Values)> OptimizerState { get; }
+
+    /// <summary>The optimizer the state belongs to.</summary>
+    public OptimizerKind OptimizerKind { get; }
+
+    /// <summary>The optimizer's step count (Adam's bias correction uses it).</summary>
+    public long OptimizerSteps { get; }
+
+    /// <summary>Weights version: optimizer steps the parameter server has applied.</summary>
+    public long Version { get; }
+
+    /// <summary>1-based epoch of the next minibatch to run.</summary>
+    public int Epoch { get; }
+
+    /// <summary>0-based round of the next minibatch within <see cref="Epoch"/>; 0 at an epoch boundary.</summary>
+    public int Round { get; }
+
+    /// <summary>Seed of the shard planner (Training:Seed).</summary>
+    public int ShardSeed { get; }
+
+    /// <summary>Workers (shards) of the run.</summary>
+    public int Workers { get; }
+
+    /// <summary>Samples per worker minibatch.</summary>
+    public int BatchSizePerWorker { get; }
+
+    /// <summary>Training samples already consumed in <see cref="Epoch"/>.</summary>
+    public int EpochSamples { get; }
+
+    /// <summary>Sum of the per-sample training losses over <see cref="EpochSamples"/>.</summary>
+    public double EpochLossSum { get; }
+
+    /// <summary>
+    /// A fingerprint of a layout: the SHA-256 (hex) of every tensor's name, shape, role and frozen flag in flat order.
+    /// Two models with the same fingerprint lay out their weights identically.
+    /// </summary>
+    public static string LayoutFingerprint(ParameterLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        var text = new StringBuilder();
+        foreach (var s in layout.Segments)
+            text.Append(s.Name).Append('[').AppendJoin(',', s.Shape).Append("]:").Append(s.Role).Append(s.Frozen ? ":frozen" : "").Append(';');
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
+    }
+
+    /// <summary>Copies the optimizer state and step count into <paramref name="optimizer"/>.</summary>
+    /// <exception cref="InvalidDataException">The optimizer is of another kind, or its state buffers differ in name or length.</exception>
+    public void RestoreOptimizer(Optimizer optimizer)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        if (optimizer.Options.Kind != OptimizerKind)
+            throw new InvalidDataException($"The checkpoint holds {OptimizerKind} state, but Optimizer:Kind is {optimizer.Options.Kind}. Resume with the same optimizer, or start a new run.");
+        var names = OptimizerState.Select(s => s.Name).Order(StringComparer.Ordinal).ToArray();
+        var expected = optimizer.State.Select(s => s.Name).Order(StringComparer.Ordinal).ToArray();
+        if (!names.SequenceEqual(expected, StringComparer.Ordinal))
+            throw new InvalidDataException($"The checkpoint's {OptimizerKind} state has buffers [{string.Join(", ", names)}], the optimizer has [{string.Join(", ", expected)}] (for example Optimizer:Momentum changed between 0 and non-zero). Resume with the same optimizer settings.");
+        foreach (var (name, target) in optimizer.State)
+        {
+            var source = OptimizerState.First(s => s.Name == name).Values;
+            if (source.Length != target.Length)
+                throw new InvalidDataException($"Optimizer state '{name}' has {source.Length} elements in the checkpoint and {target.Length} in the optimizer.");
+            source.CopyTo(target, 0);
+        }
+        optimizer.StepCount = OptimizerSteps;
+    }
+
+    /// <summary>Writes the checkpoint to <paramref name="path"/> atomically (see <see cref="CheckpointStore"/>).</summary>
+    /// <exception cref="IOException">The file could not be written; the target is unchanged.</exception>
+    public void Write(string path)
+    {
+        var tensors = new List<(string Name, int[] Shape, float[] Values, int Offset, int Length)>();
+        foreach (var segment in Weights.Layout.Segments)
+            tensors.Add((segment.Name, segment.Shape, Weights.Values, segment.Offset, segment.Length));
+        foreach (var (name, values) in OptimizerState)
+            tensors.Add((OptimizerPrefix + name, [values.Length], values, 0, values.Length));
+
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var t in tensors)
+            hash.AppendData(MemoryMarshal.AsBytes(t.Values.AsSpan(t.Offset, t.Length)));
+        var checksum = Convert.ToHexStringLower(hash.GetHashAndReset());
+
+        var header = new Dictionary<string, object>(StringComparer.Ordinal) { ["__metadata__"] = Metadata(checksum) };
+        long offset = 0;
+        foreach (var t in tensors)
+        {
+            var bytes = (long)t.Length * sizeof(float);
+            header[t.Name] = new { dtype = "F32", shape = t.Shape, data_offsets = new[] { offset, offset + bytes } };
+            offset += bytes;
+        }
+        var json = JsonSerializer.SerializeToUtf8Bytes(header);
+        var padded = (json.Length + 7) / 8 * 8; // data 8-byte aligned, as the reference writer does
+        AtomicFile.Write(path, stream =>
+        {
+            Span<byte> length = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)padded);
+            stream.Write(length);
+            stream.Write(json);
+            for (var i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
+            foreach (var t in tensors)
+                stream.Write(MemoryMarshal.AsBytes(t.Values.AsSpan(t.Offset, t.Length)));
+        });
+    }
+
+    private Dictionary<string, string> Metadata(string checksum) => new(StringComparer.Ordinal)
+    {
+        ["format"] = Format,
+        ["format_version"] = Invariant(FormatVersion),
+        ["epoch"] = Invariant(Epoch),
+        ["round"] = Invariant(Round),
+        ["version"] = Invariant(Version),
+        ["optimizer_kind"] = OptimizerKind.ToString(),
+        ["optimizer_steps"] = Invariant(OptimizerSteps),
+        ["shard_seed"] = Invariant(ShardSeed),
+        ["workers"] = Invariant(Workers),
+        ["batch_size_per_worker"] = Invariant(BatchSizePerWorker),
+        ["epoch_samples"] = Invariant(EpochSamples),
+        ["epoch_loss_sum"] = EpochLossSum.ToString("R", CultureInfo.InvariantCulture),
+        ["model_fingerprint"] = LayoutFingerprint(Weights.Layout),
+        ["data_sha256"] = checksum,
+    };
+
+    private static string Invariant(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Reads and verifies a checkpoint of a model laid out as <paramref name="layout"/>: the header, the format
+    /// version, the SHA-256 of the data section, and every tensor's name and shape against the layout.
+    /// </summary>
+    /// <param name="path">The checkpoint file.</param>
+    /// <param name="layout">The model's layout; the checkpoint must hold exactly its tensors with their shapes.</param>
+    /// <exception cref="InvalidDataException">The file is truncated, corrupt (checksum mismatch), of another format or
+    /// version, or holds another model; the message names the file and the problem.</exception>
+    /// <exception cref="IOException">The file cannot be read.</exception>
+    public static TrainingCheckpoint Read(string path, ParameterLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        var bytes = File.ReadAllBytes(path);
+        if (bytes.Length < 8)
+            throw new InvalidDataException($"{path}: {bytes.Length} bytes is too short for a checkpoint (8-byte header length missing). The file is truncated.");
+        var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        if (headerLength > MaxHeaderBytes || 8 + (long)headerLength > bytes.Length)
+            throw new InvalidDataException($"{path}: header length {headerLength} exceeds the file ({bytes.Length} bytes). The file is truncated.");
+        var dataStart = 8 + (int)headerLength;
+        Dictionary<string, string> metadata;
+        long dataLength = 0;
+        try
+        {
+            using var document = JsonDocument.Parse(bytes.AsMemory(8, (int)headerLength));
+            if (!document.RootElement.TryGetProperty("__metadata__", out var meta))
+                throw new InvalidDataException($"{path}: no __metadata__ in the header; this is not a DistTrain checkpoint (a model.safetensors cannot be resumed from).");
+            metadata = meta.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "", StringComparer.Ordinal);
+            foreach (var property in document.RootElement.EnumerateObject())
+                if (property.Name != "__metadata__")
+                    dataLength = Math.Max(dataLength, property.Value.GetProperty("data_offsets")[1].GetInt64());
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException or FormatException)
+        {
+            throw new InvalidDataException($"{path}: the checkpoint header is not valid safetensors JSON ({e.Message}). The file is corrupt.");
+        }
+        string Get(string key) => metadata.TryGetValue(key, out var value)
+            ? value
+            : throw new InvalidDataException($"{path}: metadata key '{key}' is missing; the file is not a complete DistTrain checkpoint.");
+        long GetLong(string key) => long.TryParse(Get(key), NumberStyles.Integer, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw new InvalidDataException($"{path}: metadata {key} = '{Get(key)}' is not a whole number.");
+        int GetInt(string key)
+        {
+            var value = GetLong(key);
+            return value is >= int.MinValue and <= int.MaxValue
+                ? (int)value
+                : throw new InvalidDataException($"{path}: metadata {key} = {value} is out of range.");
+        }
+
+        if (Get("format") != Format)
+            throw new InvalidDataException($"{path}: format '{Get("format")}' is not '{Format}'.");
+        if (GetLong("format_version") != FormatVersion)
+            throw new InvalidDataException($"{path}: checkpoint format version {Get("format_version")} is not supported (this build reads version {FormatVersion}).");
+        if (bytes.Length - dataStart != dataLength)
+            throw new InvalidDataException($"{path}: the data section has {bytes.Length - dataStart} bytes, the header describes {dataLength}. The file is {(bytes.Length - dataStart < dataLength ? "truncated" : "corrupt (trailing bytes)")}.");
+        var checksum = Convert.ToHexStringLower(SHA256.HashData(bytes.AsSpan(dataStart)));
+        if (!string.Equals(checksum, Get("data_sha256"), StringComparison.Ordinal))
+            throw new InvalidDataException($"{path}: checksum mismatch: the data section's SHA-256 is {checksum}, the header records {Get("data_sha256")}. The file is corrupt.");
+        var fingerprint = LayoutFingerprint(layout);
+        if (Get("model_fingerprint") != fingerprint)
+            throw new InvalidDataException($"{path}: the checkpoint holds another model (fingerprint {Get("model_fingerprint")}, this model's is {fingerprint}). Resume with the config that wrote it.");
+        if (!Enum.TryParse<OptimizerKind>(Get("optimizer_kind"), ignoreCase: false, out var kind))
+            throw new InvalidDataException($"{path}: metadata optimizer_kind = '{Get("optimizer_kind")}' is unknown.");
+
+        var tensors = SafeTensors.Read(path, bytes);
+        var weights = new ParameterVector(layout);
+        foreach (var segment in layout.Segments)
+        {
+            if (!tensors.TryGetValue(segment.Name, out var tensor))
+                throw new InvalidDataException($"{path}: tensor '{segment.Name}' is missing.");
+            if (!tensor.Shape.SequenceEqual(segment.Shape))
+                throw new InvalidDataException($"{path}: tensor '{segment.Name}' has shape [{string.Join(", ", tensor.Shape)}], the model's is [{string.Join(", ", segment.Shape)}].");
+            tensor.Data.CopyTo(weights.Segment(segment));
+        }
+        var state = new List<(string, float[])>();
+        foreach (var (name, tensor) in tensors)
+        {
+            if (layout.Segments.Any(s => s.Name == name)) continue;
+            if (!name.StartsWith(OptimizerPrefix, StringComparison.Ordinal))
+                throw new InvalidDataException($"{path}: tensor '{name}' is neither a weight of the model nor optimizer state.");
+            if (tensor.Shape is not [var length] || length != layout.TrainableLength)
+                throw new InvalidDataException($"{path}: optimizer state '{name}' has shape [{string.Join(", ", tensor.Shape)}], expected [{layout.TrainableLength}] (the trainable length).");
+            state.Add((name[OptimizerPrefix.Length..], tensor.Data));
+        }
+        try
+        {
+            return new TrainingCheckpoint(weights, state, kind, GetLong("optimizer_steps"), GetLong("version"), GetInt("epoch"), GetInt("round"),
+                GetInt("shard_seed"), GetInt("workers"), GetInt("batch_size_per_worker"), GetInt("epoch_samples"),
+                double.Parse(Get("epoch_loss_sum"), NumberStyles.Float, CultureInfo.InvariantCulture));
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
+        {
+            throw new InvalidDataException($"{path}: the metadata is out of range ({e.Message}).");
+        }
+    }
+}

@@ -1,0 +1,244 @@
+using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Models;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Tests;
+
+/// <summary>The checkpoint file, the store's retention and atomicity, and the finder's fallback past corrupt files.</summary>
+public class CheckpointFormatTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-ckpt-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static readonly ParameterLayout Layout = new([("0.weight", [3, 2]), ("0.bias", [3])]);
+
+    private static TrainingCheckpoint Sample(long version, int epoch = 2, int round = 3)
+    {
+        var weights = new ParameterVector(Layout, [1, 2, 3, 4, 5, 6, -1, -2, version]);
+        float[] expAvg = [.. Enumerable.Range(0, 9).Select(i => i * 0.5f)];
+        float[] expAvgSq = [.. Enumerable.Range(0, 9).Select(i => i * 0.25f + version)];
+        return new TrainingCheckpoint(weights, [("exp_avg", expAvg), ("exp_avg_sq", expAvgSq)], OptimizerKind.Adam, optimizerSteps: version,
+            version, epoch, round, shardSeed: 7, workers: 2, batchSizePerWorker: 50, epochSamples: 300, epochLossSum: 123.25);
+    }
+
+    [Fact]
+    public void Weights_optimizer_state_and_position_round_trip()
+    {
+        var path = Path.Combine(_directory, "c.safetensors");
+        Sample(17).Write(path);
+        var read = TrainingCheckpoint.Read(path, Layout);
+        Assert.Equal(new float[] { 1, 2, 3, 4, 5, 6, -1, -2, 17 }, read.Weights.Values);
+        Assert.Equal(["exp_avg", "exp_avg_sq"], read.OptimizerState.Select(s => s.Name));
+        Assert.Equal(Enumerable.Range(0, 9).Select(i => i * 0.25f + 17), read.OptimizerState[1].Values);
+        Assert.Equal((OptimizerKind.Adam, 17L, 17L, 2, 3, 7, 2, 50, 300, 123.25),
+            (read.OptimizerKind, read.OptimizerSteps, read.Version, read.Epoch, read.Round, read.ShardSeed, read.Workers, read.BatchSizePerWorker, read.EpochSamples, read.EpochLossSum));
+        // The file is plain safetensors: the weights by state_dict name, the state as optimizer.* of shape [trainable length].
+        var tensors = SafeTensors.Read(path);
+        Assert.Equal(new[] { 3, 2 }, tensors["0.weight"].Shape);
+        Assert.Equal(new[] { 9 }, tensors["optimizer.exp_avg"].Shape);
+        var metadata = SafeTensors.ReadMetadata(path);
+        Assert.Equal("disttrain-checkpoint", metadata["format"]);
+        Assert.Equal(TrainingCheckpoint.LayoutFingerprint(Layout), metadata["model_fingerprint"]);
+        Assert.Equal(64, metadata["data_sha256"].Length);
+
+        var adam = Optimizer.Create(new OptimizerOptions { Kind = OptimizerKind.Adam }, 9);
+        read.RestoreOptimizer(adam);
+        Assert.Equal(17, adam.StepCount);
+        Assert.Equal(read.OptimizerState[0].Values, adam.State[0].Values);
+    }
+
+    [Fact]
+    public void A_flipped_byte_in_the_data_section_is_a_checksum_error_naming_the_file()
+    {
+        var path = Path.Combine(_directory, "c.safetensors");
+        Sample(1).Write(path);
+        var bytes = File.ReadAllBytes(path);
+        bytes[^5] ^= 0x10; // inside optimizer.exp_avg_sq, the last tensor
+        File.WriteAllBytes(path, bytes);
+        var error = Assert.Throws<InvalidDataException>(() => TrainingCheckpoint.Read(path, Layout));
+        Assert.StartsWith(path + ": checksum mismatch", error.Message);
+    }
+
+    [Fact]
+    public void Another_model_is_refused_by_its_fingerprint()
+    {
+        var path = Path.Combine(_directory, "c.safetensors");
+        Sample(1).Write(path);
+        var other = new ParameterLayout([("0.weight", [2, 3]), ("0.bias", [3])]);
+        var error = Assert.Throws<InvalidDataException>(() => TrainingCheckpoint.Read(path, other));
+        Assert.Contains("another model", error.Message);
+        Assert.Contains(path, error.Message);
+    }
+
+    [Fact]
+    public void The_store_keeps_the_newest_N_and_leaves_no_temporary_file()
+    {
+        var store = new CheckpointStore(_directory, keep: 3);
+        File.WriteAllText(Path.Combine(_directory, CheckpointStore.FileName(99, 9, 0) + ".tmp"), "crashed mid-write");
+        for (var version = 1; version <= 5; version++) store.Save(Sample(version, epoch: 1, round: version));
+        Assert.Equal([5L, 4L, 3L], store.List().Select(p => TrainingCheckpoint.Read(p, Layout).Version));
+        Assert.Equal(3, Directory.GetFiles(_directory).Length);
+        Assert.Empty(Directory.GetFiles(_directory, "*.tmp"));
+    }
+
+    [Fact]
+    public void A_leftover_temporary_file_is_never_chosen()
+    {
+        var store = new CheckpointStore(_directory, keep: 3);
+        store.Save(Sample(4));
+        // A newer checkpoint whose write was interrupted before the rename.
+        var newer = Path.Combine(_directory, CheckpointStore.FileName(8, 3, 0));
+        Sample(8).Write(newer);
+        File.Move(newer, newer + ".tmp");
+        var search = store.FindNewestValid(Layout);
+        Assert.Equal(4, search.Checkpoint!.Version);
+        Assert.Empty(search.Skipped);
+    }
+
+    [Fact]
+    public void A_truncated_newest_checkpoint_is_skipped_for_the_previous_one_with_the_reason()
+    {
+        var store = new CheckpointStore(_directory, keep: 5);
+        store.Save(Sample(3));
+        var newest = store.Save(Sample(6));
+        var bytes = File.ReadAllBytes(newest);
+        File.WriteAllBytes(newest, bytes[..^7]);
+        var search = store.FindNewestValid(Layout);
+        Assert.Equal(3, search.Checkpoint!.Version);
+        var skipped = Assert.Single(search.Skipped);
+        Assert.Equal(newest, skipped.Path);
+        Assert.Contains("truncated", skipped.Reason);
+    }
+
+    [Fact]
+    public void Checkpoint_settings_are_validated_with_the_key_and_value()
+    {
+        var options = new TrainingOptions { Checkpoint = { Keep = 0, EverySteps = -1, Resume = true } };
+        var problems = TrainingOptionsValidator.Validate(options, checkDataDirectory: false);
+        Assert.Contains("Checkpoint:Keep = 0 is out of range: allowed [1, 1000].", problems);
+        Assert.Contains("Checkpoint:EverySteps = -1 is out of range: allowed [0, 1000000000].", problems);
+        Assert.Contains(problems, p => p.StartsWith("Checkpoint:Resume = true needs Checkpoint:Directory", StringComparison.Ordinal));
+        var typo = Assert.Throws<ConfigurationException>(() => TrainingOptionsLoader.Load(null,
+            new Dictionary<string, string?> { ["Checkpoint:EveryStep"] = "5" }, checkDataDirectory: false, environment: new Dictionary<string, string?>()));
+        Assert.Contains("Did you mean 'Checkpoint:EverySteps'?", typo.Message);
+    }
+}
+
+/// <summary>A stopped and resumed single-node run ends on the same weights as an uninterrupted one with the same seed.</summary>
+public class ResumeTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-resume-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static ModelOptions WithDropout() => new()
+    {
+        InputSize = 784,
+        Layers =
+        [
+            new LayerOptions { Type = LayerTypes.Dense, Units = 32 },
+            new LayerOptions { Type = LayerTypes.ReLU },
+            new LayerOptions { Type = LayerTypes.Dropout, Rate = 0.2 },
+            new LayerOptions { Type = LayerTypes.Dense, Units = 10 },
+        ],
+    };
+
+    /// <summary>2 workers x batch 50 over 1,000 samples: 10 steps per epoch.</summary>
+    private static TrainingOptions Options(ModelOptions model, int epochs, string checkpoints = "", int everySteps = 0, bool resume = false,
+        Action<OptimizerOptions>? optimizer = null)
+    {
+        var options = TestData.Options(model, workers: 2, batch: 50, epochs: epochs);
+        optimizer?.Invoke(options.Optimizer);
+        options.Checkpoint = new CheckpointOptions { Directory = checkpoints, EverySteps = everySteps, Keep = 100, Resume = resume };
+        return options;
+    }
+
+    private static async Task<TrainingResult> Run(TrainingOptions options, RecordingObserver? observer = null, Action<string>? log = null)
+    {
+        var data = TestData.Normalized();
+        return await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, observer, log: log).WithTestTimeout();
+    }
+
+    [Fact]
+    public async Task Stopping_after_epoch_2_and_resuming_to_epoch_4_matches_an_uninterrupted_run_with_momentum_and_dropout()
+    {
+        var model = WithDropout();
+        var uninterrupted = await Run(Options(model, epochs: 4));
+        var first = await Run(Options(model, epochs: 2, checkpoints: _directory));
+        Assert.Equal(20, first.Version);
+        Assert.Equal([10L, 20L], new CheckpointStore(_directory, 3).List().Select(p => TrainingCheckpoint.Read(p, first.FinalWeights.Layout).Version).Order());
+        var lines = new List<string>();
+        var resumed = await Run(Options(model, epochs: 4, checkpoints: _directory, resume: true), log: lines.Add);
+        Assert.Equal(40, resumed.Version);
+        Assert.Equal([3, 4], resumed.Epochs.Select(e => e.Epoch));
+        Assert.Contains(lines, l => l.StartsWith("Resuming from checkpoint " + Path.Combine(_directory, "checkpoint-v0000000020-e0003-r000000.safetensors"), StringComparison.Ordinal));
+        // The same operations in the same order: equal to float rounding (observed: bit-identical).
+        Compare.Close(uninterrupted.FinalWeights.Values, resumed.FinalWeights.Values, relative: 1e-5, absolute: 1e-7, "weights after 2 + 2 epochs");
+        Assert.Equal(uninterrupted.Epochs[3].TestAccuracy, resumed.Epochs[1].TestAccuracy);
+    }
+
+    [Fact]
+    public async Task Resuming_mid_epoch_with_Adam_and_a_cosine_schedule_matches_the_uninterrupted_run()
+    {
+        var model = TestData.Mlp(32, 10);
+        void Adam(OptimizerOptions o)
+        {
+            o.Kind = OptimizerKind.Adam;
+            o.LearningRate = 0.003;
+            o.Schedule = new LearningRateScheduleOptions { Kind = LearningRateScheduleKind.Cosine, WarmupSteps = 5 };
+        }
+        var all = Path.Combine(_directory, "all");
+        var reference = new RecordingObserver();
+        var uninterrupted = await Run(Options(model, epochs: 4, checkpoints: all, everySteps: 3, optimizer: Adam), reference);
+        // Every 3rd step (13: 3 to 39) and every epoch end (10, 20, 40; 30 is both): 16 files.
+        Assert.Equal(16, new CheckpointStore(all, 100).List().Count);
+
+        // Only the checkpoint after step 24 (epoch 3, before its round 4) survives the "crash".
+        var kept = Path.Combine(_directory, "kept");
+        Directory.CreateDirectory(kept);
+        var name = CheckpointStore.FileName(24, 3, 4);
+        File.Copy(Path.Combine(all, name), Path.Combine(kept, name));
+        var observer = new RecordingObserver();
+        var resumed = await Run(Options(model, epochs: 4, checkpoints: kept, resume: true, optimizer: Adam), observer);
+
+        Assert.Equal(40, resumed.Version);
+        Assert.Equal(16, observer.LearningRates.Count); // steps 25..40
+        Assert.Equal(reference.LearningRates.Skip(24), observer.LearningRates);
+        Compare.Close(uninterrupted.FinalWeights.Values, resumed.FinalWeights.Values, relative: 1e-5, absolute: 1e-7, "weights after resuming at step 24");
+        // Epoch 3's training loss counts the 4 rounds run before the interruption (carried in the checkpoint).
+        Assert.Equal(uninterrupted.Epochs[2].TrainSamples, resumed.Epochs[0].TrainSamples);
+        Assert.Equal(uninterrupted.Epochs[2].TrainLoss, resumed.Epochs[0].TrainLoss, 6);
+    }
+
+    [Fact]
+    public async Task A_truncated_newest_checkpoint_is_logged_by_name_and_the_run_resumes_from_the_previous_one()
+    {
+        var model = TestData.Mlp(32, 10);
+        var uninterrupted = await Run(Options(model, epochs: 3));
+        await Run(Options(model, epochs: 2, checkpoints: _directory, everySteps: 4));
+        var store = new CheckpointStore(_directory, 100);
+        var newest = store.List()[0];
+        Assert.EndsWith(CheckpointStore.FileName(20, 3, 0), newest);
+        File.WriteAllBytes(newest, File.ReadAllBytes(newest)[..1000]);
+
+        var lines = new List<string>();
+        var resumed = await Run(Options(model, epochs: 3, checkpoints: _directory, resume: true), log: lines.Add);
+        Assert.StartsWith($"Skipping checkpoint {newest}: {newest}: ", lines[0]);
+        Assert.Contains("truncated", lines[0]);
+        Assert.StartsWith("Resuming from checkpoint " + Path.Combine(_directory, CheckpointStore.FileName(16, 2, 6)), lines[1]);
+        Assert.Equal(30, resumed.Version);
+        Compare.Close(uninterrupted.FinalWeights.Values, resumed.FinalWeights.Values, relative: 1e-5, absolute: 1e-7, "weights after falling back to step 16");
+    }
+
+    [Fact]
+    public async Task Resuming_from_an_empty_directory_is_an_error_naming_it()
+    {
+        var error = await Assert.ThrowsAsync<CheckpointResumeException>(() => Run(Options(TestData.Mlp(8, 10), epochs: 1, checkpoints: _directory, resume: true)));
+        Assert.Contains(Path.GetFullPath(_directory), error.Message);
+        Assert.Contains("Drop --resume", error.Message);
+    }
+}
