@@ -49,7 +49,7 @@ public static class ModelFactory
             if (!names.Any(single.IsFrozen))
                 problems.Add($"Model:Freeze:{i} = '{entry}' matches no tensor");
         }
-        if (model.Layout.TrainableLength == 0)
+        if (options.Freeze.Count > 0 && model.Layout.TrainableLength == 0)
             problems.Add("Model:Freeze freezes every tensor, so nothing would train");
         if (problems.Count > 0)
             throw new ArgumentException($"{string.Join("; ", problems)}. Tensors: {string.Join(", ", names)}. Give names (0.weight), layer indices (0) or prefixes (0.*).");
