@@ -44,6 +44,15 @@ public class ConvolutionAndNormalizationTests
     }
 
     [Fact]
+    public void Conv2D_with_one_product_per_sample_matches_finite_differences()
+    {
+        var input = new TensorShape(2, 24, 24);
+        var conv = new Conv2D(input, 2, 3, 1, 1, chunkFloats: 2 * 576 * 18);
+        Assert.True(conv.PerSampleProducts);
+        CheckLayer(conv, input.Size, 3, awayFromZero: false); // 3 samples, 2 per chunk: both chunk paths
+    }
+
+    [Fact]
     public void Conv2D_forward_matches_the_definition_of_cross_correlation()
     {
         var input = new TensorShape(2, 6, 5);
@@ -107,6 +116,15 @@ public class ConvolutionAndNormalizationTests
         var input = new TensorShape(2, 4, 6);
         CheckLayer(new MaxPool2D(input, 2, 2), input.Size, 3, false, input: DistinctValues(input.Size, 3, 1));
         CheckLayer(new MaxPool2D(input, 3, 1), input.Size, 2, false, input: DistinctValues(input.Size, 2, 2));
+    }
+
+    [Fact]
+    public void MaxPool2D_2x2_sends_the_gradient_of_a_tied_window_to_its_first_input_as_PyTorch()
+    {
+        var pool = new MaxPool2D(new TensorShape(1, 2, 2), 2, 2);
+        pool.Forward(Matrix<float>.Build.DenseOfColumnMajor(4, 2, [0, 0, 0, 0, 1, 3, 3, -1]));
+        var dx = pool.Backward(Matrix<float>.Build.DenseOfColumnMajor(1, 2, [5, 7]))!.ColumnMajorValues();
+        Assert.Equal([5f, 0, 0, 0, 0, 7f, 0, 0], dx);
     }
 
     [Fact]

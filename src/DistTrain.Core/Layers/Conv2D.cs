@@ -19,17 +19,20 @@ namespace DistTrain.Core.Layers;
 /// unfolded into <c>U [P·n, C·k·k]</c> (P = OH·OW positions, n samples), so the chunk is one product
 /// <c>U · Wᵀ → [P·n, OC]</c> on the BLAS path. Backward is <c>dWᵀ = Σ Uᵀ · dY</c> and <c>dU = dY · W</c>, folded
 /// back (col2im) into the input gradient. A chunk's patches are about <see cref="DefaultChunkFloats"/> floats, so
-/// the product reads them from the L2 cache (measured 20–30% faster than one product over a 64-sample batch;
-/// docs/benchmarks.md). The forward pass keeps the whole batch's patches for backward when they fit in
-/// <see cref="KeepFloats"/>; otherwise (large evaluation batches) it keeps one chunk and backward unfolds again.</para>
+/// the product reads them from the L2 cache (docs/benchmarks.md has the measurements). Feature maps of at least
+/// <see cref="PerSampleMinimumPositions"/> positions use one product per sample instead, written straight into the
+/// output. The forward pass keeps the whole batch's patches for backward when they fit in
+/// the keep limit (<see cref="DefaultKeepFloats"/>); otherwise (large evaluation batches) it keeps one chunk and backward unfolds again.</para>
 /// </remarks>
 public sealed class Conv2D : ILayer
 {
-    /// <summary>Default floats of patches per chunk: 512 Ki floats = 2 MiB, within a typical L2 cache.</summary>
-    public const int DefaultChunkFloats = 1 << 19;
+    /// <summary>Default floats of patches per chunk: 256 Ki floats = 1 MiB, about one core's L2 cache.</summary>
+    public const int DefaultChunkFloats = 1 << 18;
 
-    /// <summary>Most floats of patches kept from forward for backward: 16 Mi floats = 64 MiB.</summary>
-    public const int KeepFloats = 1 << 24;
+    /// <summary>Default for the most floats of patches kept from forward for backward: 16 Mi floats = 64 MiB.</summary>
+    public const int DefaultKeepFloats = 1 << 24;
+
+    private readonly long _keepFloats;
 
     private float[] _patches = [];         // U of every chunk (when kept) or of one chunk: [P·n, K] per chunk, back to back
     private float[] _patchGradients = [];  // dU of one chunk
@@ -46,12 +49,14 @@ public sealed class Conv2D : ILayer
     /// <param name="stride">Step between positions, ≥ 1.</param>
     /// <param name="padding">Zeros added on every side, ≥ 0.</param>
     /// <param name="chunkFloats">Floats of patches per chunk (at least one sample per chunk).</param>
+    /// <param name="keepFloats">Most floats of patches kept from forward for backward; beyond that backward unfolds again, chunk by chunk.</param>
     /// <param name="bias">False for no bias (PyTorch's <c>bias=False</c>), the usual choice before a BatchNorm, which
     /// cancels a per-channel bias: its gradient is exactly zero there.</param>
     /// <exception cref="ArgumentException">A size is not positive, or the kernel does not fit the padded input.</exception>
     public Conv2D(TensorShape input, int outChannels, int kernelSize, int stride = 1, int padding = 0, int chunkFloats = DefaultChunkFloats,
-        bool bias = true)
+        bool bias = true, long keepFloats = DefaultKeepFloats)
     {
+        _keepFloats = keepFloats;
         if (outChannels <= 0 || kernelSize <= 0 || stride <= 0 || padding < 0 || input.Size <= 0)
             throw new ArgumentException($"Conv2D needs positive channels ({outChannels}), kernel size ({kernelSize}) and stride ({stride}), and padding >= 0 ({padding}).");
         if (input.Height + 2 * padding < kernelSize || input.Width + 2 * padding < kernelSize)
@@ -135,7 +140,7 @@ public sealed class Conv2D : ILayer
         var y = output.ColumnMajorValues();
         var positions = Output.Positions;
         var samplePatches = (long)positions * PatchLength;
-        _keptAllPatches = batch * samplePatches <= KeepFloats;
+        _keptAllPatches = batch * samplePatches <= _keepFloats;
         Ensure(ref _patches, (_keptAllPatches ? batch : Math.Min(batch, ChunkSamples)) * samplePatches);
         Ensure(ref _products, (long)Math.Min(batch, ChunkSamples) * positions * OutChannels);
         for (var start = 0; start < batch; start += ChunkSamples)
@@ -144,6 +149,24 @@ public sealed class Conv2D : ILayer
             var rows = count * positions;
             var patches = _patches.AsSpan(_keptAllPatches ? (int)(start * samplePatches) : 0, rows * PatchLength);
             Unfold(x, start, count, patches);
+            if (PerSampleProducts)
+            {
+                // Each sample's product lands in its own output column in place: [P, OC] with leading dimension P is
+                // the sample's [OC, OH, OW] layout, so nothing is copied afterwards.
+                for (var sample = 0; sample < count; sample++)
+                {
+                    var outputs = y.AsSpan((start + sample) * Output.Size, Output.Size);
+                    Blas.Gemm(Operation.None, Operation.None, positions, OutChannels, PatchLength, 1f, patches[(sample * positions)..], rows,
+                        Weight.Value, PatchLength, 0f, outputs, positions);
+                    if (HasBias)
+                        for (var channel = 0; channel < OutChannels; channel++)
+                        {
+                            var run = outputs.Slice(channel * positions, positions);
+                            TensorPrimitives.Add(run, Bias.Value[channel], run);
+                        }
+                }
+                continue;
+            }
             Blas.Gemm(Operation.None, Operation.None, rows, OutChannels, PatchLength, 1f, patches, rows,
                 Weight.Value, PatchLength, 0f, _products, rows);
             for (var sample = 0; sample < count; sample++)
@@ -178,6 +201,11 @@ public sealed class Conv2D : ILayer
         {
             var count = Math.Min(ChunkSamples, batch - start);
             var rows = count * positions;
+            if (PerSampleProducts)
+            {
+                BackwardPerSample(x, dy, dx, start, count, biasGradient);
+                continue;
+            }
             for (var sample = 0; sample < count; sample++)
                 for (var channel = 0; channel < OutChannels; channel++)
                     dy.AsSpan((start + sample) * Output.Size + channel * positions, positions)
@@ -202,6 +230,40 @@ public sealed class Conv2D : ILayer
         }
         return inputGradient;
     }
+
+    /// <summary>Backward of one chunk with one product per sample, reading each sample's output gradient in place.</summary>
+    private void BackwardPerSample(float[] x, float[] dy, float[]? dx, int start, int count, bool biasGradient)
+    {
+        var positions = Output.Positions;
+        var rows = count * positions;
+        var samplePatches = (long)positions * PatchLength;
+        var patches = _patches.AsSpan(_keptAllPatches ? (int)(start * samplePatches) : 0, rows * PatchLength);
+        if (!_keptAllPatches && !Weight.Frozen) Unfold(x, start, count, patches);
+        var patchGradients = _patchGradients.AsSpan(0, dx is null ? 0 : rows * PatchLength);
+        for (var sample = 0; sample < count; sample++)
+        {
+            var gradients = dy.AsSpan((start + sample) * Output.Size, Output.Size);
+            if (biasGradient)
+                for (var channel = 0; channel < OutChannels; channel++)
+                    Bias.Gradient[channel] += TensorPrimitives.Sum(gradients.Slice(channel * positions, positions));
+            if (!Weight.Frozen)
+                Blas.Gemm(Operation.Transpose, Operation.None, PatchLength, OutChannels, positions, 1f, patches[(sample * positions)..], rows,
+                    gradients, positions, start == 0 && sample == 0 ? 0f : 1f, Weight.Gradient, PatchLength);
+            if (dx is not null)
+                Blas.Gemm(Operation.None, Operation.Transpose, positions, PatchLength, OutChannels, 1f, gradients, positions,
+                    Weight.Value, PatchLength, 0f, patchGradients[(sample * positions)..], rows);
+        }
+        if (dx is not null) Fold(patchGradients, start, count, dx);
+    }
+
+    /// <summary>
+    /// True when each sample gets its own product, written straight into the output (large feature maps: at least
+    /// <see cref="PerSampleMinimumPositions"/> positions); otherwise one product per chunk is scattered afterwards.
+    /// </summary>
+    public bool PerSampleProducts => Output.Positions >= PerSampleMinimumPositions;
+
+    /// <summary>Output positions from which one product per sample beats one per chunk plus a scatter (measured, docs/benchmarks.md).</summary>
+    public const int PerSampleMinimumPositions = 512;
 
     /// <summary>
     /// im2col: writes the patches of samples <c>start .. start+count</c> into <paramref name="patches"/>, column-major

@@ -1,3 +1,6 @@
+using SimdVector = System.Numerics.Vector;
+using SimdFloats = System.Numerics.Vector<float>;
+using System.Numerics.Tensors;
 using MathNet.Numerics.LinearAlgebra;
 
 namespace DistTrain.Core.Layers;
@@ -93,6 +96,8 @@ public abstract class Pooling2D : ILayer
 public sealed class MaxPool2D : Pooling2D
 {
     private int[] _argmax = [];
+    private float[] _pairMaxima = [];
+    private int[] _bottomWins = [];  // per input column of a row pair: -1 where the lower row is larger, else 0
 
     /// <inheritdoc cref="Pooling2D(TensorShape, int, int)" />
     public MaxPool2D(TensorShape input, int kernelSize, int stride) : base(input, kernelSize, stride) { }
@@ -103,6 +108,11 @@ public sealed class MaxPool2D : Pooling2D
     /// <inheritdoc />
     protected override void Pool(float[] x, float[] y, int batch)
     {
+        if (KernelSize == 2 && Stride == 2)
+        {
+            PoolTwoByTwo(x, y, batch);
+            return;
+        }
         if (_argmax.Length < y.Length) _argmax = new int[y.Length];
         var (width, planes) = (Input.Width, batch * Input.Channels);
         var (outHeight, outWidth, k, stride) = (Output.Height, Output.Width, KernelSize, Stride);
@@ -142,6 +152,49 @@ public sealed class MaxPool2D : Pooling2D
     {
         var count = batch * Output.Size;
         for (var o = 0; o < count; o++) dx[_argmax[o]] += dy[o];
+    }
+
+    /// <summary>
+    /// The common 2x2, stride 2 window, without data-dependent branches: the larger of each two rows (SIMD), then of
+    /// each two neighbours, recording which of the four won. Branchy comparisons on unordered activations mispredict
+    /// about half the time, which made this layer a tenth of a CNN step. NaN propagates as in PyTorch, and the gradient
+    /// goes to the first maximum in row order, as PyTorch's.
+    /// </summary>
+    private void PoolTwoByTwo(float[] x, float[] y, int batch)
+    {
+        var (width, planes) = (Input.Width, batch * Input.Channels);
+        var (outHeight, outWidth) = (Output.Height, Output.Width);
+        if (_argmax.Length < y.Length) _argmax = new int[y.Length];
+        if (_pairMaxima.Length < 2 * outWidth) (_pairMaxima, _bottomWins) = (new float[2 * outWidth], new int[2 * outWidth]);
+        var pair = _pairMaxima.AsSpan(0, 2 * outWidth);
+        var bottomWins = _bottomWins.AsSpan(0, 2 * outWidth);
+        for (var plane = 0; plane < planes; plane++)
+        {
+            var planeStart = plane * Input.Positions;
+            for (var oh = 0; oh < outHeight; oh++)
+            {
+                var top = planeStart + 2 * oh * width;
+                var upper = x.AsSpan(top, 2 * outWidth);
+                var lower = x.AsSpan(top + width, 2 * outWidth);
+                TensorPrimitives.Max(upper, lower, pair);
+                var column = 0;
+                for (; column <= pair.Length - SimdFloats.Count; column += SimdFloats.Count)
+                    SimdVector.GreaterThan(new SimdFloats(lower[column..]), new SimdFloats(upper[column..])).CopyTo(bottomWins[column..]);
+                for (; column < pair.Length; column++)
+                    bottomWins[column] = lower[column] > upper[column] ? -1 : 0;
+                var o = plane * Output.Positions + oh * outWidth;
+                for (var ow = 0; ow < outWidth; ow++, o++)
+                {
+                    var (left, rightMax) = (pair[2 * ow], pair[2 * ow + 1]);
+                    var right = rightMax > left ? 1 : 0;
+                    y[o] = MathF.Max(left, rightMax);
+                    var offset = right + (bottomWins[2 * ow + right] & width);
+                    // Equal columns whose maxima sit bottom-left and top-right: the top-right comes first in row order.
+                    if (rightMax == left && bottomWins[2 * ow] != 0 && bottomWins[2 * ow + 1] == 0) offset = 1;
+                    _argmax[o] = top + 2 * ow + offset;
+                }
+            }
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using MathNet.Numerics.LinearAlgebra;
 using DistTrain.Core.Layers;
 using DistTrain.Core.Losses;
@@ -15,6 +16,10 @@ public sealed class Sequential
     private readonly (LayerParameter Parameter, ParameterSegment Segment)[] _parameters;
     private readonly ILayer[] _layers; // indexed loops: foreach over IReadOnlyList boxes an enumerator per call
     private readonly int _firstTrainableLayer;
+    // A ReLU right after a layer that owns its output (Dense, Conv2D, BatchNorm, LayerNorm) runs in place on that
+    // output, and its backward masks the incoming gradient in place: one activation buffer fewer to write and read.
+    private readonly bool[] _rectifiesInPlace;
+    private readonly Matrix<float>?[] _rectifiedOutputs;
     private MatrixBuffer? _lossGradient;
 
     /// <summary>Builds a model over flat inputs of <paramref name="inputSize"/> features.</summary>
@@ -48,6 +53,10 @@ public sealed class Sequential
                     parameter.Frozen = true;
         Layout = new ParameterLayout(named.Select(n => (n.Name, n.Parameter.Shape, n.Parameter.Role, n.Parameter.Frozen)));
         _parameters = named.Select(n => (n.Parameter, Layout[n.Name])).ToArray();
+        _rectifiesInPlace = new bool[_layers.Length];
+        _rectifiedOutputs = new Matrix<float>?[_layers.Length];
+        for (var i = 1; i < _layers.Length; i++)
+            _rectifiesInPlace[i] = _layers[i] is ReLU && _layers[i - 1] is Dense or Conv2D or BatchNorm or LayerNorm;
         // Backward stops at the first layer with a trainable tensor: nothing before it needs a gradient.
         _firstTrainableLayer = Array.FindIndex(_layers, l => l.Parameters.Any(p => p.Trainable));
     }
@@ -78,7 +87,16 @@ public sealed class Sequential
     {
         var activation = input;
         for (var i = 0; i < _layers.Length; i++)
+        {
+            if (_rectifiesInPlace[i])
+            {
+                var values = activation.ColumnMajorValues();
+                TensorPrimitives.Max(values, 0f, values);
+                _rectifiedOutputs[i] = activation;
+                continue;
+            }
             activation = _layers[i].Forward(activation);
+        }
         return activation;
     }
 
@@ -91,7 +109,15 @@ public sealed class Sequential
         if (_firstTrainableLayer < 0) return;
         var gradient = outputGradient;
         for (var i = _layers.Length - 1; i >= Math.Max(0, _firstTrainableLayer); i--)
+        {
+            if (_rectifiesInPlace[i])
+            {
+                var values = gradient!.ColumnMajorValues();
+                ElementWise.RectifierDerivative(_rectifiedOutputs[i]!.ColumnMajorValues(), values, values, 0f);
+                continue;
+            }
             gradient = _layers[i].Backward(gradient!, needInputGradient: i > _firstTrainableLayer);
+        }
     }
 
     /// <summary>Training mode (dropout on, batch statistics) or evaluation mode, for every layer; see <see cref="ILayer.SetTraining"/>.</summary>
