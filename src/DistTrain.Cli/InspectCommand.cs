@@ -32,7 +32,7 @@ internal static class InspectCommand
             foreach (var (name, tensor) in tensors.OrderBy(t => t.Key, Comparer<string>.Create(CompareNames)))
             {
                 var data = tensor.Data;
-                table.AddRow(Markup.Escape(name), $"[{string.Join(", ", tensor.Shape)}]", data.Length.ToString("N0", CultureInfo.InvariantCulture),
+                table.AddRow(Markup.Escape(name), Markup.Escape($"[{string.Join(", ", tensor.Shape)}]"), data.Length.ToString("N0", CultureInfo.InvariantCulture),
                     Format(TensorPrimitives.Norm(data)), Format(data.Length == 0 ? 0 : TensorPrimitives.Sum(data) / data.Length),
                     Format(data.Length == 0 ? 0 : TensorPrimitives.Min(data)), Format(data.Length == 0 ? 0 : TensorPrimitives.Max(data)));
             }

@@ -20,10 +20,16 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="EarlyStopping">Stop when the validation loss has not improved for this many epochs (Patience 0 = off).</param>
 /// <param name="FirstEpoch">1-based epoch to start at: 1, or a resumed checkpoint's epoch.</param>
 /// <param name="FirstRound">Round to start <paramref name="FirstEpoch"/> at: 0, or a resumed checkpoint's round. Later epochs start at 0.</param>
+/// <param name="PlannerFor">Cluster mode: a shard planner for a given number of workers, used when workers are lost or
+/// join. Null (single-node mode): a worker that stops fails the job.</param>
+/// <param name="MinWorkers">Cluster mode: with fewer workers, training pauses until enough join again.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
     ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
-    int FirstEpoch = 1, int FirstRound = 0)
+    int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1)
 {
+    /// <summary>True when the job survives losing workers (cluster mode).</summary>
+    public bool ToleratesWorkerLoss => PlannerFor is not null;
+
     /// <summary>True when early stopping is on (it needs validation samples).</summary>
     public bool StopsEarly => EarlyStopping is { Patience: > 0 } && ValidationSampleCount > 0;
 }
@@ -49,7 +55,7 @@ public sealed class TrainingStalledException(string message) : Exception(message
 /// and was dropped) fails the job, because a dropped message would otherwise stall a round.</item>
 /// </list>
 /// </remarks>
-public sealed class Coordinator : ReceiveActor
+public sealed class Coordinator : ReceiveActor, IWithTimers
 {
     private readonly CoordinatorSettings _settings;
     private readonly ITrainingObserver _observer;
@@ -57,7 +63,19 @@ public sealed class Coordinator : ReceiveActor
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly System.Diagnostics.TagList _metricTags = Metrics.DistTrainMetrics.Tags(NodeRoles.Coordinator);
     private readonly IActorRef _parameterServer;
-    private readonly IActorRef[] _workers;
+    private readonly List<IActorRef> _workers;
+    private readonly List<bool> _alive;
+    // The epoch's current part: each worker's shard (indexed by worker) and the round its first minibatch runs in.
+    private int[][] _segmentShards = [];
+    private int _segmentFirstRound;
+    private int _epochSteps;
+    private int _nextRound;
+    private readonly List<int> _orphans = [];         // samples of lost workers not yet trained on this epoch
+    private int _epochSampleCount;
+    private double _epochLossSum;
+    private readonly List<EvaluationRequest> _evaluations = [];
+    private Action? _onResume;                        // what a pause waits to do
+    private int _lostWorkers;
     private readonly List<EpochSummary> _summaries = [];
     private readonly Stopwatch _clock = new();
     private readonly List<(int Start, int Count)>[] _scoredRanges = [[], []]; // by EvaluationSplit
@@ -89,8 +107,9 @@ public sealed class Coordinator : ReceiveActor
         _parameterServer = Context.Watch(Context.ActorOf(parameterServer, "parameter-server"));
         Metrics.DistTrainMetrics.WatchMailbox(NodeRoles.ParameterServer, _parameterServer);
         _workers = workerProps is not null
-            ? workerProps.Select((props, i) => Context.Watch(Context.ActorOf(props, $"worker-{i}"))).ToArray()
-            : (workerRefs ?? throw new ArgumentException("Give the workers as Props or as actor references.")).Select(w => Context.Watch(w)).ToArray();
+            ? [.. workerProps.Select((props, i) => Context.Watch(Context.ActorOf(props, $"worker-{i}")))]
+            : [.. (workerRefs ?? throw new ArgumentException("Give the workers as Props or as actor references.")).Select(w => Context.Watch(w))];
+        _alive = [.. _workers.Select(_ => true)];
         foreach (var worker in _workers) Metrics.DistTrainMetrics.WatchMailbox(NodeRoles.Worker, worker);
 
         Receive<RoundApplied>(OnRoundApplied);
@@ -99,11 +118,17 @@ public sealed class Coordinator : ReceiveActor
         Receive<WeightsSnapshot>(OnWeightsSnapshot);
         Receive<CheckpointSaved>(saved => _observer.CheckpointSaved(saved));
         Receive<Terminated>(OnChildTerminated);
+        Receive<WorkerRemoved>(OnWorkerRemoved);
+        Receive<AddWorker>(OnAddWorker);
+        Receive<PausedStatus>(_ => _log.Warning("Training is paused at epoch {0}: {1} of Cluster:MinWorkers = {2} workers. Start worker nodes to continue.",
+            _epoch, AliveCount, _settings.MinWorkers));
         Receive<ReceiveTimeout>(_ => Fail(new TrainingStalledException(
             $"No progress for {_settings.StallTimeout.TotalSeconds:F0} s at epoch {_epoch}, after step {_lastStep} (weights version {_lastVersion}), " +
             $"{(_evaluationsPending > 0 ? $"waiting for {_evaluationsPending} evaluation result(s)" : "waiting for a round to complete")}. " +
             "A worker or a message was lost; see the log above. Raise Training:StallTimeoutSeconds if steps are legitimately this slow.")));
         // A child's failure is also logged as an ERROR by its supervisor (this actor): report the child's own exception.
+        // In cluster mode a lost node makes the remoting layer log errors about its association; those are expected.
+        Receive<Error>(error => _settings.ToleratesWorkerLoss && IsRemotingNoise(error), _ => { });
         Receive<Error>(error => Fail(_childFailure ?? new InvalidOperationException(
             $"Akka reported an error during training, so a message may have been lost: {error.Message}" +
             (error.Cause is null ? "" : $" ({error.Cause.GetType().Name}: {error.Cause.Message})"), error.Cause)));
@@ -153,7 +178,8 @@ public sealed class Coordinator : ReceiveActor
     protected override void PostStop()
     {
         Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.ParameterServer, _parameterServer);
-        foreach (var worker in _workers) Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.Worker, worker);
+        for (var i = 0; i < _workers.Count; i++)
+            if (_alive[i]) Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.Worker, _workers[i]);
         Context.System.EventStream.Unsubscribe(Self);
         _completion.TrySetException(new InvalidOperationException("The coordinator stopped before training completed."));
     }
@@ -170,24 +196,145 @@ public sealed class Coordinator : ReceiveActor
         }
     }
 
-    private void StartNextEpoch()
+    /// <inheritdoc />
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    private sealed record PausedStatus;
+
+    /// <summary>One evaluation range sent to a worker; re-sent to another worker if that one is lost first.</summary>
+    private sealed class EvaluationRequest(int worker, Evaluate request)
+    {
+        public int Worker { get; set; } = worker;
+        public Evaluate Request { get; } = request;
+        public bool Done { get; set; }
+    }
+
+    private int AliveCount => _alive.Count(a => a);
+
+    private int[] AliveWorkers => [.. Enumerable.Range(0, _workers.Count).Where(i => _alive[i])];
+
+    /// <summary>The workers for a StartEpoch: lost ones are <see cref="ActorRefs.Nobody"/>, so nothing is sent to them.</summary>
+    private IActorRef[] WorkerSlots => [.. Enumerable.Range(0, _workers.Count).Select(i => _alive[i] ? _workers[i] : ActorRefs.Nobody)];
+
+    private static bool IsRemotingNoise(Error error) =>
+        error.LogSource.Contains("/system/", StringComparison.Ordinal) || error.LogSource.Contains("Remot", StringComparison.Ordinal) ||
+        error.LogClass.Namespace?.StartsWith("Akka.Remote", StringComparison.Ordinal) == true ||
+        error.Message?.ToString()?.Contains("data plane closed", StringComparison.Ordinal) == true;
+
+    /// <summary>Runs <paramref name="action"/> now if enough workers are alive, else pauses until they are.</summary>
+    private void WhenEnoughWorkers(Action action)
+    {
+        if (AliveCount >= Math.Max(1, _settings.MinWorkers))
+        {
+            action();
+            return;
+        }
+        _onResume = action;
+        Context.SetReceiveTimeout(null); // a pause is not a stall
+        Metrics.DistTrainMetrics.Set("paused", 1);
+        Self.Tell(new PausedStatus());
+        Timers.StartPeriodicTimer("paused-status", new PausedStatus(), TimeSpan.FromSeconds(10));
+    }
+
+    private void StartNextEpoch() => WhenEnoughWorkers(() =>
     {
         var firstRound = _epoch == _settings.FirstEpoch - 1 ? _settings.FirstRound : 0;
         _epoch++;
-        var shards = _settings.Planner.Plan(_epoch);
-        var batches = new int[_workers.Length];
-        for (var i = 0; i < _workers.Length; i++)
-        {
-            _workers[i].Tell(new AssignShard(_epoch, shards[i], _settings.BatchSizePerWorker));
-            batches[i] = (shards[i].Length + _settings.BatchSizePerWorker - 1) / _settings.BatchSizePerWorker;
-        }
-        _observer.EpochStarted(_epoch, batches.Max(), _settings.Planner.SampleCount);
+        var alive = AliveWorkers;
+        var planner = alive.Length == _settings.Planner.Workers ? _settings.Planner : _settings.PlannerFor!(alive.Length);
+        var planned = planner.Plan(_epoch);
+        _segmentShards = new int[_workers.Count][];
+        for (var i = 0; i < _segmentShards.Length; i++) _segmentShards[i] = [];
+        for (var j = 0; j < alive.Length; j++) _segmentShards[alive[j]] = planned[j];
+        var batches = Batches(_segmentShards, 0);
+        _epochSteps = Math.Max(1, batches.Max());
+        for (var i = 0; i < _workers.Count; i++)
+            if (_alive[i]) _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _settings.BatchSizePerWorker, 0, _epochSteps));
+        _segmentFirstRound = 0;
+        _nextRound = firstRound;
+        _orphans.Clear();
+        _epochSampleCount = 0;
+        _epochLossSum = 0;
+        _observer.EpochStarted(_epoch, _epochSteps, _settings.Planner.SampleCount);
         _clock.Restart();
-        _parameterServer.Tell(new StartEpoch(_epoch, _workers, batches, firstRound));
+        _parameterServer.Tell(new StartEpoch(_epoch, WorkerSlots, batches, firstRound, _epochSteps));
+    });
+
+    /// <summary>Each worker's last round + 1 (absolute), for shards whose first minibatch runs in <paramref name="firstRound"/>.</summary>
+    private int[] Batches(int[][] shards, int firstRound) =>
+        [.. shards.Select(s => s.Length == 0 ? 0 : firstRound + (s.Length + _settings.BatchSizePerWorker - 1) / _settings.BatchSizePerWorker)];
+
+    /// <summary>
+    /// A further part of the epoch: the samples the lost workers did not train on, split evenly across the workers
+    /// alive now, in the rounds after the last one applied. Every sample of the epoch is still used exactly once.
+    /// </summary>
+    private void ContinueEpoch() => WhenEnoughWorkers(() =>
+    {
+        var alive = AliveWorkers;
+        var orphans = _orphans.ToArray();
+        _orphans.Clear();
+        _segmentShards = new int[_workers.Count][];
+        for (var i = 0; i < _segmentShards.Length; i++) _segmentShards[i] = [];
+        for (var j = 0; j < alive.Length; j++)
+        {
+            var from = (int)((long)orphans.Length * j / alive.Length);
+            var to = (int)((long)orphans.Length * (j + 1) / alive.Length);
+            _segmentShards[alive[j]] = orphans[from..to];
+        }
+        // One round number is skipped: the previous part's closing broadcast used _nextRound, and a worker that has not
+        // received its new shard yet must not mistake the new part's first weights for it.
+        _segmentFirstRound = _nextRound + 1;
+        var batches = Batches(_segmentShards, _segmentFirstRound);
+        var rounds = Math.Max(1, batches.Max() - _segmentFirstRound);
+        foreach (var i in alive)
+            _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _settings.BatchSizePerWorker, _segmentFirstRound, rounds));
+        _log.Warning("Epoch {0}: the {1} samples lost workers had left go to {2} worker(s), from round {3}.",
+            _epoch, orphans.Length, alive.Length, _segmentFirstRound);
+        _parameterServer.Tell(new StartEpoch(_epoch, WorkerSlots, batches, _segmentFirstRound, _epochSteps));
+    });
+
+    private void OnWorkerRemoved(WorkerRemoved removed)
+    {
+        var index = removed.WorkerIndex;
+        if (index < 0 || index >= _segmentShards.Length) return;
+        var shard = _segmentShards[index];
+        var from = Math.Max(0, (removed.FirstUnusedRound - _segmentFirstRound) * _settings.BatchSizePerWorker);
+        if (from < shard.Length) _orphans.AddRange(shard[from..]);
+        _segmentShards[index] = [];
+    }
+
+    private void OnAddWorker(AddWorker added)
+    {
+        var index = added.WorkerIndex;
+        if (index < 0 || index >= ParameterServer.MaxWorkers || (index < _workers.Count && _alive[index]))
+        {
+            _log.Warning("Ignored a worker joining as index {0}: out of range or already taken.", index);
+            return;
+        }
+        // Positions are worker indices: fill any gap with lost placeholders (a worker that joined later comes first).
+        while (_workers.Count <= index)
+        {
+            _workers.Add(ActorRefs.Nobody);
+            _alive.Add(false);
+        }
+        _workers[index] = Context.Watch(added.Worker);
+        _alive[index] = true;
+        Metrics.DistTrainMetrics.WatchMailbox(NodeRoles.Worker, added.Worker);
+        _log.Info("Worker {0} joined: it takes part from the next epoch ({1} workers alive).", index, AliveCount);
+        if (_onResume is { } resume && AliveCount >= Math.Max(1, _settings.MinWorkers))
+        {
+            _onResume = null;
+            Timers.Cancel("paused-status");
+            Metrics.DistTrainMetrics.Set("paused", 0);
+            Context.SetReceiveTimeout(_settings.StallTimeout);
+            _log.Info("Training resumes at epoch {0} with {1} workers.", _epoch, AliveCount);
+            resume();
+        }
     }
 
     private void OnRoundApplied(RoundApplied round)
     {
+        _nextRound = round.Round + 1;
         _lastStep = round.Round;
         _lastVersion = round.Version;
         _observer.StepApplied(round.Epoch, round.Round, round.Version, round.SampleCount, round.LossSum / Math.Max(1, round.SampleCount), round.LearningRate, round.Timing);
@@ -195,8 +342,16 @@ public sealed class Coordinator : ReceiveActor
         Sender.Tell(round); // back to the parameter server's pool
     }
 
-    private void OnEpochTrained(EpochCompleted trained)
+    private void OnEpochTrained(EpochCompleted part)
     {
+        _epochSampleCount += part.SampleCount;
+        _epochLossSum += part.LossSum;
+        if (_orphans.Count > 0)
+        {
+            ContinueEpoch();
+            return;
+        }
+        var trained = part with { SampleCount = _epochSampleCount, LossSum = _epochLossSum };
         _trained = trained;
         _trainSeconds = _clock.Elapsed.TotalSeconds;
         _clock.Restart();
@@ -208,16 +363,36 @@ public sealed class Coordinator : ReceiveActor
         if (_settings.ValidationSampleCount > 0) RequestEvaluation(EvaluationSplit.Validation, _settings.ValidationSampleCount);
     }
 
-    /// <summary>Splits <c>[0, total)</c> of a split evenly across the workers.</summary>
+    /// <summary>Splits <c>[0, total)</c> of a split evenly across the workers alive.</summary>
     private void RequestEvaluation(EvaluationSplit split, int total)
     {
-        for (var i = 0; i < _workers.Length; i++)
+        if (split == EvaluationSplit.Test) _evaluations.Clear();
+        var alive = AliveWorkers;
+        for (var j = 0; j < alive.Length; j++)
         {
-            var start = (int)((long)total * i / _workers.Length);
-            var end = (int)((long)total * (i + 1) / _workers.Length);
-            _workers[i].Tell(new Evaluate(_trained!.Version, start, end - start, split));
+            var start = (int)((long)total * j / alive.Length);
+            var end = (int)((long)total * (j + 1) / alive.Length);
+            var request = new Evaluate(_trained!.Version, start, end - start, split);
+            _evaluations.Add(new EvaluationRequest(alive[j], request));
+            _workers[alive[j]].Tell(request);
             _evaluationsPending++;
         }
+    }
+
+    /// <summary>Sends the unanswered evaluation ranges of a lost worker to the workers alive (or when one joins).</summary>
+    private void ReassignEvaluations(int lost)
+    {
+        var orphaned = _evaluations.Where(e => e.Worker == lost && !e.Done).ToList();
+        if (orphaned.Count == 0) return;
+        WhenEnoughWorkers(() =>
+        {
+            var alive = AliveWorkers;
+            for (var k = 0; k < orphaned.Count; k++)
+            {
+                orphaned[k].Worker = alive[k % alive.Length];
+                _workers[orphaned[k].Worker].Tell(orphaned[k].Request);
+            }
+        });
     }
 
     private void OnEvaluationResult(EvaluationResult result)
@@ -233,6 +408,13 @@ public sealed class Coordinator : ReceiveActor
             Fail(new InvalidOperationException($"Worker {result.WorkerIndex} scored an unknown split {split}."));
             return;
         }
+        var request = _evaluations.FirstOrDefault(e => !e.Done && (int)e.Request.Split == split && e.Request.Start == result.Start);
+        if (request is null)
+        {
+            _log.Warning("Ignored a second evaluation result for {0} samples from {1} (worker {2}).", result.Split, result.Start, result.WorkerIndex);
+            return;
+        }
+        request.Done = true;
         _scoredRanges[split].Add((result.Start, result.SampleCount));
         _correctBySplit[split] += result.Correct;
         _lossBySplit[split] += result.LossSum;
@@ -338,8 +520,24 @@ public sealed class Coordinator : ReceiveActor
         Context.Stop(Self);
     }
 
-    private void OnChildTerminated(Terminated terminated) =>
-        Fail(_childFailure ?? new InvalidOperationException($"{terminated.ActorRef.Path.Name} stopped unexpectedly (see its log line above)."));
+    private void OnChildTerminated(Terminated terminated)
+    {
+        var index = _workers.IndexOf(terminated.ActorRef);
+        if (!_settings.ToleratesWorkerLoss || index < 0 || _childFailure is not null)
+        {
+            Fail(_childFailure ?? new InvalidOperationException($"{terminated.ActorRef.Path.Name} stopped unexpectedly (see its log line above)."));
+            return;
+        }
+        if (!_alive[index]) return;
+        _alive[index] = false;
+        _lostWorkers++;
+        Metrics.DistTrainMetrics.RecordWorkerLost();
+        Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.Worker, terminated.ActorRef);
+        _log.Warning("Worker {0} is lost ({1}) at epoch {2} after step {3}; {4} of {5} workers remain. Its unfinished samples go to the others.",
+            index, terminated.ActorRef.Path.Name, _epoch, _lastStep, AliveCount, _workers.Count);
+        _parameterServer.Tell(new WorkerLost(index));
+        ReassignEvaluations(index);
+    }
 
     private void Fail(Exception reason)
     {

@@ -37,6 +37,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly HashSet<int> _attached = [];
     private DataPlaneListener? _listener;
     private bool _started;
+    private IActorRef? _coordinator;
+    private readonly HashSet<int> _joined = []; // workers handed to the coordinator
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, int trainCount, int testCount, int validationCount, string dataHost, ITrainingObserver observer,
@@ -88,8 +90,6 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             refusal = $"protocol version {register.ProtocolVersion} differs from the parameter server's {ClusterProtocolInfo.Version}: run the same DistTrain version on every node.";
         else if (register.ModelFingerprint != _fingerprint)
             refusal = $"model settings differ from the parameter server's. Worker: {register.ModelFingerprint}; parameter server: {_fingerprint}. Use the same config on every node.";
-        else if (_started)
-            refusal = "training has already started with its workers; start every worker before MinWorkers is reached.";
         if (refusal is not null)
         {
             _log.Warning("Refused worker node {0}: {1}", register.NodeName, refusal);
@@ -108,6 +108,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         if (_links.ContainsKey(ready.WorkerIndex)) return;
         _links[ready.WorkerIndex] = Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _model.Layout.WorkerReportLength), $"worker-link-{ready.WorkerIndex}");
         TryStart();
+        JoinRunningJob(ready.WorkerIndex);
     }
 
     private void OnDataConnection(DataPlaneListener.Accepted accepted)
@@ -128,6 +129,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         link.Tell(new WorkerLink.Attach(accepted.Socket));
         _attached.Add(accepted.WorkerIndex);
         TryStart();
+        JoinRunningJob(accepted.WorkerIndex);
+    }
+
+    /// <summary>A worker that is ready and attached after training started joins the coordinator's job (next epoch).</summary>
+    private void JoinRunningJob(int index)
+    {
+        if (!_started || _coordinator is null || !_attached.Contains(index) || !_links.TryGetValue(index, out var link) || !_joined.Add(index)) return;
+        _coordinator.Tell(new AddWorker(link, index));
     }
 
     private void TryStart()
@@ -151,12 +160,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
             _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping,
-            FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0);
+            FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0,
+            PlannerFor: count => new ShardPlanner(_trainCount, count, loop.Seed), MinWorkers: minimum);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-        Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
+        _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
             CheckpointResume.Settings(_options), resumeFrom).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _observer, completion), "coordinator");
         _log.Info("Training starts with {0} workers", workers.Length);
+        foreach (var index in _links.Keys.Where(i => i >= minimum).Order()) JoinRunningJob(index); // early extra workers
         completion.Task.ContinueWith(t => new Done(t.IsCompletedSuccessfully ? t.Result : null, t.Exception?.GetBaseException()),
             TaskScheduler.Default).PipeTo(Self);
     }

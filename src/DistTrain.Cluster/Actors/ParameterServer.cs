@@ -61,6 +61,7 @@ public sealed class ParameterServer : ReceiveActor
     private IActorRef _coordinator = ActorRefs.Nobody;
     private int _round;
     private GradientComputed?[] _received = [];
+    private int[] _batches = []; // per worker: rounds of this epoch it has (absolute round numbers); shortened when it is lost
     private int _expected;
     private int _arrived;
     private long _roundStarted;
@@ -116,6 +117,7 @@ public sealed class ParameterServer : ReceiveActor
         _roundScales = new float[MaxWorkers];
         Receive<StartEpoch>(OnStartEpoch);
         Receive<GradientComputed>(OnGradient);
+        Receive<WorkerLost>(OnWorkerLost);
         Receive<RoundApplied>(returned => _freeReports.Push(returned));
         Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_version, (float[])_weights.Values.Clone())));
     }
@@ -166,6 +168,7 @@ public sealed class ParameterServer : ReceiveActor
         }
         _resumeFrom = null;
         _received = new GradientComputed?[start.Workers.Length];
+        _batches = (int[])start.BatchesPerWorker.Clone();
         _weights.Values.CopyTo(NextBroadcastBuffer(), 0);
         BeginRound();
     }
@@ -179,7 +182,7 @@ public sealed class ParameterServer : ReceiveActor
         Array.Clear(_received);
         _arrived = 0;
         _expected = 0;
-        foreach (var batches in epoch.BatchesPerWorker)
+        foreach (var batches in _batches)
             if (batches > _round) _expected++;
         // Every replica receives every version, so evaluation can run on any of them.
         var update = _broadcasts[_nextBroadcastBuffer].Reuse(epoch.Epoch, _round, _version, Stopwatch.GetTimestamp());
@@ -244,6 +247,7 @@ public sealed class ParameterServer : ReceiveActor
 
     private static int StepsPerEpoch(StartEpoch epoch)
     {
+        if (epoch.StepsPerEpoch > 0) return epoch.StepsPerEpoch;
         var steps = 1;
         foreach (var batches in epoch.BatchesPerWorker) steps = Math.Max(steps, batches);
         return steps;
@@ -261,6 +265,46 @@ public sealed class ParameterServer : ReceiveActor
         }
         _received[gradient.WorkerIndex] = gradient;
         if (++_arrived < _expected) return;
+        CompleteRound();
+    }
+
+    /// <summary>
+    /// A worker is gone (its node died). The round stops waiting for it; the rounds it had left are reported to the
+    /// coordinator, which gives their samples to the remaining workers, so the epoch still uses every sample once.
+    /// </summary>
+    private void OnWorkerLost(WorkerLost lost)
+    {
+        var index = lost.WorkerIndex;
+        if (_epoch is null || index < 0 || index >= _batches.Length)
+        {
+            Sender.Tell(new WorkerRemoved(index, 0));
+            return;
+        }
+        int firstUnused;
+        if (_received[index] is not null) firstUnused = _round + 1;           // its gradient of this round counts
+        else if (_batches[index] > _round)
+        {
+            firstUnused = _round;
+            _expected--;
+        }
+        else firstUnused = _batches[index];                                   // it had finished its shard
+        _batches[index] = Math.Min(_batches[index], firstUnused);
+        Sender.Tell(new WorkerRemoved(index, firstUnused));
+        _log.Warning("Worker {0} lost in epoch {1} round {2}: the round continues without it; its rounds from {3} go to the other workers.",
+            index, _epoch.Epoch, _round, firstUnused);
+        if (_expected == 0 && _arrived == 0)
+        {
+            // Nobody is left in this round (and so in any later one): this part of the epoch ends here.
+            var (l1, l2) = RegularizationPenalties();
+            Send(_coordinator, new EpochCompleted(_epoch.Epoch, _version, _epochSamples, _epochLossSum, l1, l2));
+            _batches = new int[_received.Length];
+        }
+        else if (_expected > 0 && _arrived >= _expected) CompleteRound();
+    }
+
+    /// <summary>Every expected gradient of the round is in: average, update, report, start the next round.</summary>
+    private void CompleteRound()
+    {
 
         var updateStarted = Stopwatch.GetTimestamp();
         var samples = 0;
@@ -452,7 +496,7 @@ public sealed class ParameterServer : ReceiveActor
         if (g.Version != _version) return $"it was computed on version {g.Version}, the current version is {_version}";
         if (g.WorkerIndex < 0 || g.WorkerIndex >= _epoch.Workers.Length) return $"worker index {g.WorkerIndex} is outside 0..{_epoch.Workers.Length - 1}";
         if (!_epoch.Workers[g.WorkerIndex].Equals(Sender)) return $"the sender is not worker {g.WorkerIndex}";
-        if (_epoch.BatchesPerWorker[g.WorkerIndex] <= _round) return "that worker has no minibatch in this round";
+        if (_batches[g.WorkerIndex] <= _round) return "that worker has no minibatch in this round";
         if (_received[g.WorkerIndex] is not null) return "a gradient from that worker already arrived this round";
         if (g.Gradient.Length != _weights.Layout.WorkerReportLength) return $"it has {g.Gradient.Length} elements, the model reports {_weights.Layout.WorkerReportLength} (trainable gradients, then running statistics)";
         if (g.SampleCount <= 0) return $"its sample count is {g.SampleCount}";

@@ -130,7 +130,8 @@ public sealed class Worker : ReceiveActor, IWithStash
 
     private void OnWeights(WeightsUpdated update)
     {
-        if (_shard is null || update.Epoch > _shard.Epoch)
+        // Weights of a later epoch, or of a later part of this one (a lost worker's samples), wait for their shard.
+        if (_shard is null || update.Epoch > _shard.Epoch || (update.Epoch == _shard.Epoch && _shard.IsBefore(update.Round)))
         {
             StashCurrent();
             return;
@@ -148,8 +149,8 @@ public sealed class Worker : ReceiveActor, IWithStash
         var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         _model.LoadParameters(update.Weights);
         _version = update.Version;
-        var start = update.Round * _shard.BatchSize;
-        if (update.Epoch == _shard.Epoch && start < _shard.SampleIndices.Length)
+        var start = (update.Round - _shard.FirstRound) * _shard.BatchSize;
+        if (update.Epoch == _shard.Epoch && start >= 0 && start < _shard.SampleIndices.Length)
         {
             var indices = _shard.SampleIndices.AsSpan(start, Math.Min(_shard.BatchSize, _shard.SampleIndices.Length - start));
             var gradient = ComputeGradient(update, indices);

@@ -40,7 +40,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
         Receive<WeightsUpdated>(OnWeights);
         Receive<ReaderFailed>(failed =>
         {
-            _log.Error("Worker {0}: data plane closed: {1}", _workerIndex, failed.Reason);
+            _log.Warning("Worker {0}: data plane closed: {1}", _workerIndex, failed.Reason);
             Context.Stop(Self);
         });
         Receive<Terminated>(t =>

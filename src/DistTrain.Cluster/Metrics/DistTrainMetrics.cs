@@ -54,6 +54,11 @@ public static class DistTrainMetrics
     /// <summary>Counts a step whose averaged gradient was clipped by Optimizer:GradientClipNorm.</summary>
     public static void RecordClippedStep() => Interlocked.Increment(ref _clippedSteps);
 
+    private static long _workersLost;
+
+    /// <summary>Counts a worker lost during training (its node died or its connection closed); the job goes on without it.</summary>
+    public static void RecordWorkerLost() => Interlocked.Increment(ref _workersLost);
+
     /// <summary>Training samples consumed.</summary>
     public static readonly Counter<long> Samples = Meter.CreateCounter<long>("training.samples", "{sample}", "Training samples consumed.");
 
@@ -76,7 +81,7 @@ public static class DistTrainMetrics
 
     /// <summary>The training gauges, published as <c>disttrain_training_{name}</c>.</summary>
     public static readonly string[] GaugeNames =
-        ["train_loss", "test_loss", "test_accuracy", "learning_rate", "samples_per_second", "epoch", "weights_version", "staleness"];
+        ["train_loss", "test_loss", "test_accuracy", "learning_rate", "samples_per_second", "epoch", "weights_version", "staleness", "paused"];
 
     /// <summary>Publishes the mailbox depth of <paramref name="actor"/> (local actors only) under its role.</summary>
     public static void WatchMailbox(string role, IActorRef actor) => Watched[(role, actor.Path.ToString())] = actor;
@@ -101,6 +106,7 @@ public static class DistTrainMetrics
             .Select(role => new Measurement<long>(FailureCounts.GetValueOrDefault(role), new("role", role), new("node", Node))), "{failure}", "Actors stopped after an exception (DistTrain restarts none).");
         Meter.CreateObservableCounter("actor.dead_letters", () => new Measurement<long>(Interlocked.Read(ref _deadLetters), new KeyValuePair<string, object?>("node", Node)), "{message}", "Messages published as dead letters.");
         Meter.CreateObservableCounter("training.clipped_steps", () => Interlocked.Read(ref _clippedSteps), "{step}", "Steps whose gradient was clipped by global norm.");
+        Meter.CreateObservableCounter("training.workers_lost", () => Interlocked.Read(ref _workersLost), "{worker}", "Workers lost during training; the job continued without them.");
         Meter.CreateObservableCounter("dataplane.bytes", () => new[]
         {
             new Measurement<long>(DataPlane.TensorFrame.BytesSent, new("direction", "sent"), new("node", Node)),

@@ -25,24 +25,40 @@ namespace DistTrain.Cluster.Protocol;
 /// <param name="Epoch">1-based epoch.</param>
 /// <param name="SampleIndices">Training-set indices in the order the worker consumes them.</param>
 /// <param name="BatchSize">Samples per minibatch; the last minibatch of the shard may be shorter.</param>
+/// <param name="FirstRound">The round of the shard's first minibatch: 0 for an epoch's shard; later for the part of an
+/// epoch that takes over a lost worker's samples.</param>
+/// <param name="Rounds">Rounds in this part of the epoch (the most minibatches of any worker); weights of a later round
+/// of the same epoch belong to a part whose shard has not arrived yet.</param>
 [MessagePackObject]
 public sealed record AssignShard(
     [property: Key(0)] int Epoch,
     [property: Key(1)] int[] SampleIndices,
-    [property: Key(2)] int BatchSize) : IDistTrainMessage;
+    [property: Key(2)] int BatchSize,
+    [property: Key(3)] int FirstRound = 0,
+    [property: Key(4)] int Rounds = int.MaxValue) : IDistTrainMessage
+{
+    /// <summary>
+    /// True when weights for <paramref name="round"/> of this epoch belong to a later part of it (a shard not received
+    /// yet). Round <c>FirstRound + Rounds</c> is this part's closing broadcast; a later part starts one round after it.
+    /// </summary>
+    public bool IsBefore(int round) => round - FirstRound > Rounds;
+}
 
 /// <summary>Starts an epoch at the parameter server. Coordinator → ParameterServer.</summary>
 /// <param name="Epoch">1-based epoch.</param>
 /// <param name="Workers">Worker replicas; the index in this array is the worker index.</param>
 /// <param name="BatchesPerWorker">Minibatches each worker has this epoch (its shard length divided by the batch size, rounded up).</param>
 /// <param name="FirstRound">The round the epoch starts at: 0, or a resumed checkpoint's round (the rounds before it ran
-/// before the interruption). Workers need no notice: they compute whichever round the weights name.</param>
+/// before the interruption), or the first round of the part that takes over a lost worker's samples.</param>
+/// <param name="StepsPerEpoch">Steps of the whole epoch as planned, for the learning-rate schedule; 0 means the most
+/// minibatches of any worker.</param>
 [MessagePackObject]
 public sealed record StartEpoch(
     [property: Key(0)] int Epoch,
     [property: Key(1)] IActorRef[] Workers,
     [property: Key(2)] int[] BatchesPerWorker,
-    [property: Key(3)] int FirstRound = 0) : IDistTrainMessage;
+    [property: Key(3)] int FirstRound = 0,
+    [property: Key(4)] int StepsPerEpoch = 0) : IDistTrainMessage;
 
 /// <summary>
 /// New weights. ParameterServer → Worker. A worker that has minibatch <see cref="Round"/> of
@@ -395,3 +411,25 @@ public sealed record CheckpointSaved(
     [property: Key(3)] int Round,
     [property: Key(4)] long Bytes,
     [property: Key(5)] double Seconds) : IDistTrainMessage;
+
+/// <summary>A worker's node is gone. Coordinator → ParameterServer.</summary>
+/// <param name="WorkerIndex">The lost worker's index.</param>
+[MessagePackObject]
+public sealed record WorkerLost([property: Key(0)] int WorkerIndex) : IDistTrainMessage;
+
+/// <summary>
+/// The parameter server stopped waiting for a lost worker. ParameterServer → Coordinator.
+/// </summary>
+/// <param name="WorkerIndex">The lost worker's index.</param>
+/// <param name="FirstUnusedRound">The first round of the epoch whose minibatch the worker did not contribute: its samples
+/// from there on must go to the remaining workers.</param>
+[MessagePackObject]
+public sealed record WorkerRemoved(
+    [property: Key(0)] int WorkerIndex,
+    [property: Key(1)] int FirstUnusedRound) : IDistTrainMessage;
+
+/// <summary>A worker joined a running job. JobHost → Coordinator.</summary>
+/// <param name="Worker">The local link to the new worker; it takes part from the next epoch (or the next part of one).</param>
+/// <param name="WorkerIndex">The index the job host gave it (the one in its gradients).</param>
+[MessagePackObject]
+public sealed record AddWorker([property: Key(0)] IActorRef Worker, [property: Key(1)] int WorkerIndex) : IDistTrainMessage;
