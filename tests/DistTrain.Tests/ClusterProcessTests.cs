@@ -159,6 +159,57 @@ public sealed class ClusterProcessTests : IDisposable
         await ps.WaitForOutputAsync("Refused worker node", TimeSpan.FromSeconds(10));
     }
 
+    [Fact]
+    public async Task A_worker_killed_mid_epoch_is_covered_by_the_others_every_sample_is_used_and_training_completes()
+    {
+        // Batch 2 over 1,000 samples and 3 workers: 167 rounds per epoch, so the kill lands inside an epoch (or, if the
+        // output is read late, inside a later one), and 30 epochs leave time for it to land well before the end.
+        var configPath = Config($$"""
+            {
+              "Data": { "Normalization": "Global" },
+              "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 64 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
+              "Optimizer": { "LearningRate": 0.01, "Momentum": 0.5 },
+              "Training": { "Workers": 3, "Epochs": 30, "BatchSizePerWorker": 2, "Seed": 3, "StallTimeoutSeconds": 60 }
+            }
+            """);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 3, configPath);
+        psEnvironment["DISTTRAIN_Cluster__MinWorkers"] = "2"; // start with 3, carry on with 2
+        workerEnvironment["DISTTRAIN_Cluster__MinWorkers"] = "2";
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
+        await workers[2].WaitForOutputAsync("Joined the job as worker", TimeSpan.FromSeconds(90));
+        await ps.WaitForOutputAsync("epoch  1/30   50%", TimeSpan.FromSeconds(90));
+        workers[1].Kill(); // SIGKILL: no goodbye on any channel
+        var killed = DateTime.UtcNow;
+        // Progress resumes within 10 s of the kill: the loss is detected, then a further epoch line (or the end) appears.
+        await ps.WaitForOutputAsync("is lost", TimeSpan.FromSeconds(10));
+        var lostAt = ps.Output.IndexOf("is lost", StringComparison.Ordinal);
+        var remaining = TimeSpan.FromSeconds(10) - (DateTime.UtcNow - killed);
+        await ps.WaitForOutputAsync("train loss", remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, after: lostAt);
+        var resumedAfter = DateTime.UtcNow - killed;
+
+        Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(120)));
+        Assert.Equal(0, await workers[0].WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await workers[2].WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("is lost", ps.Output);
+        Assert.Contains("Test accuracy after 30 epochs", ps.Output);
+        Assert.True(resumedAfter < TimeSpan.FromSeconds(10), $"progress resumed {resumedAfter.TotalSeconds:F1} s after the kill");
+        // Every epoch, including the one with the kill, trained on every sample exactly once.
+        var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(
+            Directory.GetFiles(Path.Combine(_directory, "runs"), "summary.json", SearchOption.AllDirectories).Single()));
+        var samples = summary.RootElement.GetProperty("epochs").EnumerateArray().Select(e => e.GetProperty("TrainSamples").GetInt32()).ToArray();
+        Assert.Equal(Enumerable.Repeat(1000, 30), samples);
+        var accuracy = summary.RootElement.GetProperty("epochs").EnumerateArray().Last().GetProperty("TestAccuracy").GetDouble();
+
+        // The same job undisturbed (one process, 3 workers): the lost worker costs little accuracy.
+        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
+            environment: new Dictionary<string, string?>());
+        var data = TrainingData.Load(options.Data);
+        var undisturbed = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+        Assert.True(Math.Abs(undisturbed.FinalEpoch.TestAccuracy - accuracy) <= 0.05,
+            $"test accuracy {accuracy:P1} with a worker killed, {undisturbed.FinalEpoch.TestAccuracy:P1} undisturbed (250 test samples)");
+    }
+
     /// <summary>A <c>disttrain node</c> process with its output captured; killed on dispose if still running.</summary>
     private sealed class NodeProcess : IDisposable
     {
@@ -188,6 +239,9 @@ public sealed class ClusterProcessTests : IDisposable
 
         public string Output { get { lock (_output) return _output.ToString(); } }
 
+        /// <summary>SIGKILL, as a crashed or OOM-killed node.</summary>
+        public void Kill() => _process.Kill(entireProcessTree: true);
+
         public async Task<int> WaitAsync(TimeSpan timeout)
         {
             try
@@ -202,10 +256,10 @@ public sealed class ClusterProcessTests : IDisposable
             return _process.ExitCode;
         }
 
-        public async Task WaitForOutputAsync(string text, TimeSpan timeout)
+        public async Task WaitForOutputAsync(string text, TimeSpan timeout, int after = 0)
         {
             var deadline = DateTime.UtcNow + timeout;
-            while (!Output.Contains(text, StringComparison.Ordinal))
+            while (Output.IndexOf(text, after, StringComparison.Ordinal) < 0)
             {
                 if (DateTime.UtcNow > deadline) Assert.Fail($"'{text}' did not appear within {timeout.TotalSeconds} s. Output:\n{Output}");
                 await Task.Delay(100);

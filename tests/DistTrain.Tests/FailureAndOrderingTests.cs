@@ -49,6 +49,47 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
         Assert.Equal((1L, 0, 30), (scored.Version, scored.Start, scored.SampleCount));
     }
 
+    /// <summary>Records the epochs; after epoch 1 it stops a worker and waits until it is gone, as a node that died.</summary>
+    private sealed class KillingObserver(IActorRef victim) : ITrainingObserver
+    {
+        public List<EpochSummary> Epochs { get; } = [];
+        public void EpochStarted(int epoch, int steps, int samples) { }
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing) { }
+        public void EpochCompleted(EpochSummary summary)
+        {
+            Epochs.Add(summary);
+            // Blocking the coordinator here is deliberate: epoch 2 then starts with a worker that is already dead.
+            if (summary.Epoch == 1) victim.GracefulStop(TimeSpan.FromSeconds(10)).Wait();
+        }
+    }
+
+    [Fact]
+    public async Task In_cluster_mode_a_lost_worker_is_covered_training_pauses_below_MinWorkers_and_resumes_when_one_joins()
+    {
+        var data = TestData.Normalized();
+        var model = ModelFactory.Build(Model);
+        var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
+        var workers = Enumerable.Range(0, 3).Select(i => Sys.ActorOf(Worker.Props(i, Model, data.Train, data.Test, 100), $"elastic-worker-{i}")).ToArray();
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var observer = new KillingObserver(workers[1]);
+        var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
+            StallTimeout: TimeSpan.FromSeconds(20), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 3);
+        var coordinator = Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3),
+            workers, observer, completion));
+        // Epoch 2 was planned for 3 workers; the rounds go on without the dead one, and its samples wait for a further
+        // part of the epoch, which needs MinWorkers = 3: training pauses there. A pause is not a stall (the timeout is
+        // 20 s), and nothing completes while it lasts.
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.False(completion.Task.IsCompleted);
+        Assert.Single(observer.Epochs);
+        coordinator.Tell(new AddWorker(Sys.ActorOf(Worker.Props(3, Model, data.Train, data.Test, 100), "elastic-worker-3"), 3));
+        var result = await completion.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(3, result.Epochs.Count);
+        Assert.All(result.Epochs, e => Assert.Equal(data.Train.Count, e.TrainSamples)); // every sample once, also in epoch 2
+        Assert.All(result.Epochs, e => Assert.Equal(data.Test.Count, e.TestSamples));
+        Assert.True(result.FinalEpoch.TestAccuracy > 0.5, $"accuracy {result.FinalEpoch.TestAccuracy:P1}");
+    }
+
     [Fact]
     public async Task A_lost_worker_fails_the_job_with_a_stall_error_instead_of_hanging()
     {

@@ -65,6 +65,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private readonly IActorRef _parameterServer;
     private readonly List<IActorRef> _workers;
     private readonly List<bool> _alive;
+    private readonly List<bool> _inEpoch; // sent this epoch's weights (a worker that joined mid-epoch has none yet)
     // The epoch's current part: each worker's shard (indexed by worker) and the round its first minibatch runs in.
     private int[][] _segmentShards = [];
     private int _segmentFirstRound;
@@ -110,6 +111,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             ? [.. workerProps.Select((props, i) => Context.Watch(Context.ActorOf(props, $"worker-{i}")))]
             : [.. (workerRefs ?? throw new ArgumentException("Give the workers as Props or as actor references.")).Select(w => Context.Watch(w))];
         _alive = [.. _workers.Select(_ => true)];
+        _inEpoch = [.. _workers.Select(_ => false)];
         foreach (var worker in _workers) Metrics.DistTrainMetrics.WatchMailbox(NodeRoles.Worker, worker);
 
         Receive<RoundApplied>(OnRoundApplied);
@@ -213,6 +215,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     private int[] AliveWorkers => [.. Enumerable.Range(0, _workers.Count).Where(i => _alive[i])];
 
+    /// <summary>Workers alive that hold this epoch's weights: the ones evaluation can use.</summary>
+    private int[] EvaluatingWorkers => [.. Enumerable.Range(0, _workers.Count).Where(i => _alive[i] && _inEpoch[i])];
+
     /// <summary>The workers for a StartEpoch: lost ones are <see cref="ActorRefs.Nobody"/>, so nothing is sent to them.</summary>
     private IActorRef[] WorkerSlots => [.. Enumerable.Range(0, _workers.Count).Select(i => _alive[i] ? _workers[i] : ActorRefs.Nobody)];
 
@@ -249,7 +254,10 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var batches = Batches(_segmentShards, 0);
         _epochSteps = Math.Max(1, batches.Max());
         for (var i = 0; i < _workers.Count; i++)
+        {
+            _inEpoch[i] = _alive[i];
             if (_alive[i]) _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _settings.BatchSizePerWorker, 0, _epochSteps));
+        }
         _segmentFirstRound = 0;
         _nextRound = firstRound;
         _orphans.Clear();
@@ -287,7 +295,10 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var batches = Batches(_segmentShards, _segmentFirstRound);
         var rounds = Math.Max(1, batches.Max() - _segmentFirstRound);
         foreach (var i in alive)
+        {
+            _inEpoch[i] = true;
             _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _settings.BatchSizePerWorker, _segmentFirstRound, rounds));
+        }
         _log.Warning("Epoch {0}: the {1} samples lost workers had left go to {2} worker(s), from round {3}.",
             _epoch, orphans.Length, alive.Length, _segmentFirstRound);
         _parameterServer.Tell(new StartEpoch(_epoch, WorkerSlots, batches, _segmentFirstRound, _epochSteps));
@@ -316,6 +327,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         {
             _workers.Add(ActorRefs.Nobody);
             _alive.Add(false);
+            _inEpoch.Add(false);
         }
         _workers[index] = Context.Watch(added.Worker);
         _alive[index] = true;
@@ -367,7 +379,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private void RequestEvaluation(EvaluationSplit split, int total)
     {
         if (split == EvaluationSplit.Test) _evaluations.Clear();
-        var alive = AliveWorkers;
+        var alive = EvaluatingWorkers;
         for (var j = 0; j < alive.Length; j++)
         {
             var start = (int)((long)total * j / alive.Length);
@@ -386,7 +398,13 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         if (orphaned.Count == 0) return;
         WhenEnoughWorkers(() =>
         {
-            var alive = AliveWorkers;
+            var alive = EvaluatingWorkers;
+            if (alive.Length == 0)
+            {
+                // Only workers that joined after this epoch's weights went out are left: they cannot score it.
+                Fail(new InvalidOperationException($"Every worker that held epoch {_epoch}'s weights was lost before its evaluation finished."));
+                return;
+            }
             for (var k = 0; k < orphaned.Count; k++)
             {
                 orphaned[k].Worker = alive[k % alive.Length];

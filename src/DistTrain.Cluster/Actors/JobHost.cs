@@ -167,6 +167,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             CheckpointResume.Settings(_options), resumeFrom).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _observer, completion), "coordinator");
         _log.Info("Training starts with {0} workers", workers.Length);
+        for (var i = 0; i < minimum; i++) _joined.Add(i);
         foreach (var index in _links.Keys.Where(i => i >= minimum).Order()) JoinRunningJob(index); // early extra workers
         completion.Task.ContinueWith(t => new Done(t.IsCompletedSuccessfully ? t.Result : null, t.Exception?.GetBaseException()),
             TaskScheduler.Default).PipeTo(Self);

@@ -169,6 +169,9 @@ public sealed class ParameterServer : ReceiveActor
         _resumeFrom = null;
         _received = new GradientComputed?[start.Workers.Length];
         _batches = (int[])start.BatchesPerWorker.Clone();
+        // Size every pooled report for this worker count now, not in a round: a report the coordinator has not returned
+        // yet makes a round take a fresh one from the pool, and sizing it there would allocate inside the step.
+        foreach (var report in _freeReports) report.ForWorkers(start.Workers.Length);
         _weights.Values.CopyTo(NextBroadcastBuffer(), 0);
         BeginRound();
     }
