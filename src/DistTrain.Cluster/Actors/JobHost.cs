@@ -59,6 +59,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Receive<DataPlaneListener.Accepted>(OnDataConnection);
         Receive<DataPlaneListener.Rejected>(r => _log.Warning("Data plane refused a connection: {0}", r.Reason));
         Receive<Done>(OnDone);
+        Receive<StartNow>(_ => TryStart(waited: true));
     }
 
     /// <summary>Props of the job host. It is created as <c>/user/job</c>, where worker agents look for it.</summary>
@@ -139,14 +140,30 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _coordinator.Tell(new AddWorker(link, index));
     }
 
-    private void TryStart()
+    private sealed record StartNow;
+
+    private bool Ready(int index) => _attached.Contains(index) && _links.ContainsKey(index);
+
+    /// <summary>
+    /// Starts one second after MinWorkers workers are ready, with every worker ready by then, so a cluster brought up
+    /// together starts with all its workers; later ones join the running job at its next epoch.
+    /// </summary>
+    private void TryStart(bool waited = false)
     {
         var minimum = _options.Cluster.MinWorkers;
-        if (_started || _attached.Count < minimum || Enumerable.Range(0, minimum).Any(i => !_attached.Contains(i) || !_links.ContainsKey(i)))
+        if (_started || Enumerable.Range(0, minimum).Any(i => !Ready(i)))
             return;
+        if (!waited)
+        {
+            if (!Timers.IsTimerActive("start-now")) Timers.StartSingleTimer("start-now", new StartNow(), TimeSpan.FromSeconds(1));
+            return;
+        }
+        Timers.Cancel("start-now");
         _started = true;
         var loop = _options.Training;
-        var workers = Enumerable.Range(0, minimum).Select(i => _links[i]).ToArray();
+        var count = minimum;
+        while (Ready(count)) count++; // every ready worker in an unbroken run of indices
+        var workers = Enumerable.Range(0, count).Select(i => _links[i]).ToArray();
         var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
         Core.Checkpoints.TrainingCheckpoint? resumeFrom = null;
         try
@@ -161,14 +178,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
             _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping,
             FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0,
-            PlannerFor: count => new ShardPlanner(_trainCount, count, loop.Seed), MinWorkers: minimum);
+            PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
             CheckpointResume.Settings(_options), resumeFrom).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _observer, completion), "coordinator");
         _log.Info("Training starts with {0} workers", workers.Length);
-        for (var i = 0; i < minimum; i++) _joined.Add(i);
-        foreach (var index in _links.Keys.Where(i => i >= minimum).Order()) JoinRunningJob(index); // early extra workers
+        for (var i = 0; i < count; i++) _joined.Add(i);
+        foreach (var index in _links.Keys.Where(i => i >= count).Order()) JoinRunningJob(index); // ready, but after a gap
         completion.Task.ContinueWith(t => new Done(t.IsCompletedSuccessfully ? t.Result : null, t.Exception?.GetBaseException()),
             TaskScheduler.Default).PipeTo(Self);
     }

@@ -61,7 +61,8 @@ public sealed class ParameterServer : ReceiveActor
     private IActorRef _coordinator = ActorRefs.Nobody;
     private int _round;
     private GradientComputed?[] _received = [];
-    private int[] _batches = []; // per worker: rounds of this epoch it has (absolute round numbers); shortened when it is lost
+    private int[] _batches = [];
+    private int _activeWorkers; // per worker: rounds of this epoch it has (absolute round numbers); shortened when it is lost
     private int _expected;
     private int _arrived;
     private long _roundStarted;
@@ -169,6 +170,7 @@ public sealed class ParameterServer : ReceiveActor
         _resumeFrom = null;
         _received = new GradientComputed?[start.Workers.Length];
         _batches = (int[])start.BatchesPerWorker.Clone();
+        _activeWorkers = start.Workers.Count(w => !w.IsNobody()); // lost workers' slots hold Nobody
         // Size every pooled report for this worker count now, not in a round: a report the coordinator has not returned
         // yet makes a round take a fresh one from the pool, and sizing it there would allocate inside the step.
         foreach (var report in _freeReports) report.ForWorkers(start.Workers.Length);
@@ -438,7 +440,7 @@ public sealed class ParameterServer : ReceiveActor
     {
         var epoch = _epoch!;
         var stepsPerEpoch = StepsPerEpoch(epoch);
-        var baseRate = _optimizerOptions.LearningRate * (_optimizerOptions.ScaleLearningRateByWorkers ? epoch.Workers.Length : 1);
+        var baseRate = _optimizerOptions.LearningRate * (_optimizerOptions.ScaleLearningRateByWorkers ? _activeWorkers : 1);
         return _schedule.At(Math.Max(0, epoch.Epoch - 1), _round, stepsPerEpoch, _totalEpochs, baseRate);
     }
 
