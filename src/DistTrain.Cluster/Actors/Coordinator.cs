@@ -54,6 +54,10 @@ public sealed class TrainingStalledException(string message) : Exception(message
 /// <item>any ERROR that Akka logs during training (for example a message that could not be serialized
 /// and was dropped) fails the job, because a dropped message would otherwise stall a round.</item>
 /// </list>
+/// In cluster mode (<see cref="CoordinatorSettings.ToleratesWorkerLoss"/>) a worker that stops is a lost node, not a
+/// bug: the job goes on without it (its unfinished samples go to the others in a further part of the epoch), workers
+/// may join (<see cref="AddWorker"/>), below <see cref="CoordinatorSettings.MinWorkers"/> training pauses, and ERRORs
+/// from the remoting layer (which a lost node causes) are not fatal. docs/reliability.md describes it.
 /// </remarks>
 public sealed class Coordinator : ReceiveActor, IWithTimers
 {
