@@ -136,7 +136,8 @@ public class ConfigurationTests : IDisposable
         Assert.Equal(100, options.Optimizer.Schedule.WarmupSteps);
         Assert.Equal(0.1, options.Optimizer.Schedule.WarmupStartFactor);
         Assert.True(options.Optimizer.ScaleLearningRateByWorkers);
-        Assert.False(options.Optimizer.DecayBiasAndNormParameters);
+        Assert.True(options.Optimizer.DecayBiasAndNormParameters); // the MLP config keeps decaying biases
+        Assert.False(new Core.Optimization.OptimizerOptions().DecayBiasAndNormParameters); // the default does not
         Assert.Equal((0.9, 0.999, 1e-8, 0.99), (options.Optimizer.Beta1, options.Optimizer.Beta2, options.Optimizer.Epsilon, options.Optimizer.Alpha));
     }
 

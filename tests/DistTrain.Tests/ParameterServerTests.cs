@@ -102,4 +102,22 @@ public class ParameterServerTests() : TestKit(AkkaSettings.Serialization())
             workers[i].Send(server, new GradientComputed(1, 1, 1, i, 8, 0, [0f, 0f]));
         Assert.Equal(0.75, coordinator.ExpectMsg<RoundApplied>().LearningRate, 12); // warmup 0.5 + 0.5·1/2
     }
+
+    [Fact]
+    public void A_worker_lost_mid_round_is_no_longer_awaited_and_one_lost_after_the_last_round_ends_nothing_twice()
+    {
+        var (server, workers, coordinator) = Start([10f], new OptimizerOptions { LearningRate = 0.1 }, [2, 2, 1]);
+        workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 16, 8, [1f]));
+        coordinator.Send(server, new WorkerLost(1)); // round 0 now completes with workers 0 and 2
+        Assert.Equal(new WorkerRemoved(1, 0), coordinator.ExpectMsg<WorkerRemoved>());
+        workers[2].Send(server, new GradientComputed(1, 0, 0, 2, 16, 8, [3f]));
+        Assert.Equal(10f - 0.1f * 2f, workers[0].ExpectMsg<WeightsUpdated>().Weights[0], 6);
+        coordinator.ExpectMsg<RoundApplied>(r => r.SampleCount == 32);
+        workers[0].Send(server, new GradientComputed(1, 1, 1, 0, 16, 8, [1f])); // round 1: worker 0 alone
+        coordinator.ExpectMsg<RoundApplied>(r => r.SampleCount == 16);
+        coordinator.ExpectMsg<EpochCompleted>(e => e.SampleCount == 48);
+        coordinator.Send(server, new WorkerLost(2)); // after the last round: reported, nothing else happens
+        Assert.Equal(new WorkerRemoved(2, 1), coordinator.ExpectMsg<WorkerRemoved>());
+        coordinator.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+    }
 }

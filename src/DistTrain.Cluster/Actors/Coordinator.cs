@@ -80,7 +80,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private double _epochLossSum;
     private readonly List<EvaluationRequest> _evaluations = [];
     private Action? _onResume;                        // what a pause waits to do
-    private int _lostWorkers;
+    private bool _training; // a part of an epoch is running at the parameter server
     private readonly List<EpochSummary> _summaries = [];
     private readonly Stopwatch _clock = new();
     private readonly List<(int Start, int Count)>[] _scoredRanges = [[], []]; // by EvaluationSplit
@@ -269,6 +269,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _epochLossSum = 0;
         _observer.EpochStarted(_epoch, _epochSteps, _settings.Planner.SampleCount);
         _clock.Restart();
+        _training = true;
         _parameterServer.Tell(new StartEpoch(_epoch, WorkerSlots, batches, firstRound, _epochSteps));
     });
 
@@ -305,6 +306,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         }
         _log.Warning("Epoch {0}: the {1} samples lost workers had left go to {2} worker(s), from round {3}.",
             _epoch, orphans.Length, alive.Length, _segmentFirstRound);
+        _training = true;
         _parameterServer.Tell(new StartEpoch(_epoch, WorkerSlots, batches, _segmentFirstRound, _epochSteps));
     });
 
@@ -360,6 +362,12 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     private void OnEpochTrained(EpochCompleted part)
     {
+        if (!_training)
+        {
+            _log.Warning("Ignored an EpochCompleted for epoch {0} (weights version {1}) that arrived while no part of an epoch was running.", part.Epoch, part.Version);
+            return;
+        }
+        _training = false;
         _epochSampleCount += part.SampleCount;
         _epochLossSum += part.LossSum;
         if (_orphans.Count > 0)
@@ -552,7 +560,6 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         }
         if (!_alive[index]) return;
         _alive[index] = false;
-        _lostWorkers++;
         Metrics.DistTrainMetrics.RecordWorkerLost();
         Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.Worker, terminated.ActorRef);
         _log.Warning("Worker {0} is lost ({1}) at epoch {2} after step {3}; {4} of {5} workers remain. Its unfinished samples go to the others.",

@@ -285,18 +285,16 @@ public sealed class ParameterServer : ReceiveActor
             Sender.Tell(new WorkerRemoved(index, 0));
             return;
         }
-        int firstUnused;
-        if (_received[index] is not null) firstUnused = _round + 1;           // its gradient of this round counts
-        else if (_batches[index] > _round)
-        {
-            firstUnused = _round;
-            _expected--;
-        }
-        else firstUnused = _batches[index];                                   // it had finished its shard
+        // Only a worker the open round still waits for changes the round. After an epoch's last round (its closing
+        // broadcast, when EpochCompleted has already gone out) nobody is waited for, and nothing must end twice.
+        var awaited = _received[index] is null && _batches[index] > _round;
+        var firstUnused = _received[index] is not null ? _round + 1 : Math.Min(_batches[index], _round);
+        if (awaited) _expected--;
         _batches[index] = Math.Min(_batches[index], firstUnused);
         Sender.Tell(new WorkerRemoved(index, firstUnused));
         _log.Warning("Worker {0} lost in epoch {1} round {2}: the round continues without it; its rounds from {3} go to the other workers.",
             index, _epoch.Epoch, _round, firstUnused);
+        if (!awaited) return;
         if (_expected == 0 && _arrived == 0)
         {
             // Nobody is left in this round (and so in any later one): this part of the epoch ends here.
