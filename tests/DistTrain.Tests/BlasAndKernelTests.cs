@@ -48,6 +48,44 @@ public class BlasAndKernelTests
     [InlineData(Operation.Transpose, Operation.None)]
     [InlineData(Operation.None, Operation.Transpose)]
     [InlineData(Operation.Transpose, Operation.Transpose)]
+    public void Span_products_on_slices_with_leading_dimensions_match_the_reference_natively_and_managed(Operation opA, Operation opB)
+    {
+        // The convolution's form: operands are slices of larger buffers, read with a leading dimension larger than
+        // their row count. A is the middle rows of a taller matrix; C is written into part of a larger one.
+        const int m = 6, n = 4, k = 5, rowsA = 10, rowsC = 9;
+        var (aRows, aColumns) = opA == Operation.None ? (m, k) : (k, m);
+        var tall = Random(rowsA, aColumns, 4);
+        var a = Matrix<float>.Build.Dense(aRows, aColumns, (i, j) => tall[i + 2, j]);
+        var b = opB == Operation.None ? Random(k, n, 5) : Random(n, k, 5);
+        var c0 = Random(m, n, 6);
+        var expected = Reference(opA, opB, 0.5f, a, b, 2f, c0);
+        foreach (var provider in new[] { BlasProvider.Auto, BlasProvider.Managed })
+        {
+            Blas.Select(provider);
+            try
+            {
+                var big = new float[rowsC * n];
+                for (var j = 0; j < n; j++)
+                    for (var i = 0; i < m; i++) big[1 + i + j * rowsC] = c0[i, j];
+                Blas.Gemm(opA, opB, m, n, k, 0.5f, tall.ColumnMajorValues().AsSpan(2), rowsA, b.ColumnMajorValues(), b.RowCount, 2f,
+                    big.AsSpan(1), rowsC);
+                for (var i = 0; i < m; i++)
+                    for (var j = 0; j < n; j++)
+                        Assert.True(Math.Abs(expected[i, j] - big[1 + i + j * rowsC]) < 1e-4, $"{provider} C[{i},{j}]");
+                Assert.Equal(0f, big[0]); // nothing outside C's part was written
+            }
+            finally
+            {
+                Blas.Select(BlasProvider.Auto);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(Operation.None, Operation.None)]
+    [InlineData(Operation.Transpose, Operation.None)]
+    [InlineData(Operation.None, Operation.Transpose)]
+    [InlineData(Operation.Transpose, Operation.Transpose)]
     public void Native_and_managed_products_match_a_double_precision_reference(Operation opA, Operation opB)
     {
         const int m = 7, n = 5, k = 9;

@@ -142,13 +142,7 @@ public static unsafe class Blas
             ManagedGemm(opA, opB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
-        if (OpenBlasLibrary.Sgemm == null)
-            throw new InvalidOperationException("OpenBLAS is not loaded: " + Description);
-        fixed (float* pa = a, pb = b, pc = c)
-            OpenBlasLibrary.Sgemm(OpenBlasLibrary.ColumnMajor,
-                opA == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
-                opB == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
-                m, n, k, alpha, pa, Math.Max(1, lda), pb, Math.Max(1, ldb), beta, pc, Math.Max(1, ldc));
+        NativeGemm(opA, opB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     }
 
     /// <summary>The span form's managed fallback: a plain loop in double precision (only used without OpenBLAS).</summary>
@@ -166,8 +160,8 @@ public static unsafe class Blas
             }
     }
 
-    internal static void NativeGemm(Operation opA, Operation opB, int m, int n, int k, float alpha, float[] a, int lda,
-        float[] b, int ldb, float beta, float[] c)
+    internal static void NativeGemm(Operation opA, Operation opB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
+        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc = 0)
     {
         // A null function pointer would crash the process, not throw: load first (IsNative does) and check.
         if (!IsNative || OpenBlasLibrary.Sgemm == null)
@@ -176,7 +170,7 @@ public static unsafe class Blas
             OpenBlasLibrary.Sgemm(OpenBlasLibrary.ColumnMajor,
                 opA == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
                 opB == Operation.None ? OpenBlasLibrary.NoTranspose : OpenBlasLibrary.Transpose,
-                m, n, k, alpha, pa, Math.Max(1, lda), pb, Math.Max(1, ldb), beta, pc, Math.Max(1, m));
+                m, n, k, alpha, pa, Math.Max(1, lda), pb, Math.Max(1, ldb), beta, pc, Math.Max(1, ldc > 0 ? ldc : m));
     }
 
     internal static void ManagedGemm(Operation opA, Operation opB, float alpha, Matrix<float> a, Matrix<float> b, float beta, Matrix<float> c)
