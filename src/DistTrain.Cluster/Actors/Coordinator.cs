@@ -252,8 +252,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var alive = AliveWorkers;
         var planner = alive.Length == _settings.Planner.Workers ? _settings.Planner : _settings.PlannerFor!(alive.Length);
         var planned = planner.Plan(_epoch);
-        _segmentShards = new int[_workers.Count][];
-        for (var i = 0; i < _segmentShards.Length; i++) _segmentShards[i] = [];
+        _segmentShards = [.. _workers.Select(_ => Array.Empty<int>())];
         for (var j = 0; j < alive.Length; j++) _segmentShards[alive[j]] = planned[j];
         var batches = Batches(_segmentShards, 0);
         _epochSteps = Math.Max(1, batches.Max());
@@ -286,8 +285,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var alive = AliveWorkers;
         var orphans = _orphans.ToArray();
         _orphans.Clear();
-        _segmentShards = new int[_workers.Count][];
-        for (var i = 0; i < _segmentShards.Length; i++) _segmentShards[i] = [];
+        _segmentShards = [.. _workers.Select(_ => Array.Empty<int>())];
         for (var j = 0; j < alive.Length; j++)
         {
             var from = (int)((long)orphans.Length * j / alive.Length);

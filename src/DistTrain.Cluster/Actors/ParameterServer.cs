@@ -382,6 +382,14 @@ public sealed class ParameterServer : ReceiveActor
         return (_optimizerOptions.L1 * absolute, _optimizerOptions.L2 / 2 * squares);
     }
 
+    /// <summary><c>target = Σₖ scaleₖ · reportₖ[offset, offset + target.Length)</c> over this round's reports, in worker order.</summary>
+    private void WeightedSum(int contributors, int offset, Span<float> target)
+    {
+        TensorPrimitives.Multiply(_roundGradients[0].AsSpan(offset, target.Length), _roundScales[0], target);
+        for (var k = 1; k < contributors; k++)
+            TensorPrimitives.MultiplyAdd(_roundGradients[k].AsSpan(offset, target.Length), _roundScales[k], target, target);
+    }
+
     private Span<float> Trainable(float[] values) => values.AsSpan(0, _weights.Layout.TrainableLength);
 
     /// <summary>
@@ -395,9 +403,7 @@ public sealed class ParameterServer : ReceiveActor
         var layout = _weights.Layout;
         if (!layout.HasRunningStatistics) return true;
         var statistics = _weights.Values.AsSpan(layout.TrainableLength, layout.WorkerReportLength - layout.TrainableLength);
-        TensorPrimitives.Multiply(_roundGradients[0].AsSpan(layout.TrainableLength, statistics.Length), _roundScales[0], statistics);
-        for (var k = 1; k < contributors; k++)
-            TensorPrimitives.MultiplyAdd(_roundGradients[k].AsSpan(layout.TrainableLength, statistics.Length), _roundScales[k], statistics, statistics);
+        WeightedSum(contributors, layout.TrainableLength, statistics);
         statistics.CopyTo(NextBroadcastBuffer().AsSpan(layout.TrainableLength));
         return float.IsFinite(TensorPrimitives.Sum(statistics));
     }
@@ -415,9 +421,7 @@ public sealed class ParameterServer : ReceiveActor
             return _optimizer.StepWeightedAverage(Trainable(_weights.Values), _roundGradients.AsSpan(0, contributors),
                 _roundScales.AsSpan(0, contributors), learningRate, Trainable(NextBroadcastBuffer()));
 
-        TensorPrimitives.Multiply(Trainable(_roundGradients[0]), _roundScales[0], _average);
-        for (var k = 1; k < contributors; k++)
-            TensorPrimitives.MultiplyAdd(Trainable(_roundGradients[k]), _roundScales[k], _average, _average);
+        WeightedSum(contributors, 0, _average);
         var norm = GradientHealthMonitor.GlobalNorm(_average);
         _clipScale[0] = GradientHealthMonitor.ClipScale(norm, _clipNorm);
         if (_clipScale[0] < 1f) Metrics.DistTrainMetrics.RecordClippedStep();

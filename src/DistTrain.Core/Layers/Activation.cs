@@ -25,10 +25,7 @@ public abstract class Activation : ILayer
     /// <inheritdoc />
     public Matrix<float> Forward(Matrix<float> input)
     {
-        _output ??= new MatrixBuffer(input.RowCount);
-        var output = _output.Get(input.ColumnCount);
-        if (output.RowCount != input.RowCount)
-            output = (_output = new MatrixBuffer(input.RowCount)).Get(input.ColumnCount);
+        var output = MatrixBuffer.Like(ref _output, input);
         Apply(input.ColumnMajorValues(), output.ColumnMajorValues());
         _input = input;
         _lastOutput = output;
@@ -41,12 +38,8 @@ public abstract class Activation : ILayer
         if (!needInputGradient) return null;
         if (_input is null || _lastOutput is null)
             throw new InvalidOperationException($"{Description}: Backward called before Forward.");
-        if (outputGradient.RowCount != _input.RowCount || outputGradient.ColumnCount != _input.ColumnCount)
-            throw new ArgumentException($"{Description}: the output gradient is [{outputGradient.RowCount}, {outputGradient.ColumnCount}] but the forward output was [{_input.RowCount}, {_input.ColumnCount}].");
-        _inputGradient ??= new MatrixBuffer(outputGradient.RowCount);
-        var inputGradient = _inputGradient.Get(outputGradient.ColumnCount);
-        if (inputGradient.RowCount != outputGradient.RowCount)
-            inputGradient = (_inputGradient = new MatrixBuffer(outputGradient.RowCount)).Get(outputGradient.ColumnCount);
+        LayerChecks.OutputGradient(this, _input.RowCount, _input.ColumnCount, outputGradient);
+        var inputGradient = MatrixBuffer.Like(ref _inputGradient, outputGradient);
         Derivative(_input.ColumnMajorValues(), _lastOutput.ColumnMajorValues(), outputGradient.ColumnMajorValues(),
             inputGradient.ColumnMajorValues());
         return inputGradient;

@@ -92,7 +92,7 @@ public sealed class BatchNorm : ILayer
 
     /// <inheritdoc />
     public TensorShape OutputShape(TensorShape input) =>
-        input == Input ? input : throw new ArgumentException($"{Description} was built for input {Input} but receives {input}.");
+        LayerChecks.Fitting(this, Input, input, input);
 
     /// <inheritdoc />
     public void SetTraining(bool training) => _training = training;
@@ -100,8 +100,7 @@ public sealed class BatchNorm : ILayer
     /// <inheritdoc />
     public Matrix<float> Forward(Matrix<float> input)
     {
-        if (input.RowCount != Input.Size)
-            throw new ArgumentException($"{Description} expects {Input.Size} input rows ({Input}) but receives {input.RowCount}.");
+        LayerChecks.Input(this, Input, input);
         _input = input;
         var batch = input.ColumnCount;
         // Frozen (transfer learning): evaluation mode. One value per channel (a 1-sample batch after a Dense layer)
@@ -156,8 +155,7 @@ public sealed class BatchNorm : ILayer
     {
         var input = _input ?? throw new InvalidOperationException($"{Description}: Backward called before Forward.");
         var batch = input.ColumnCount;
-        if (outputGradient.RowCount != Input.Size || outputGradient.ColumnCount != batch)
-            throw new ArgumentException($"{Description}: the output gradient is [{outputGradient.RowCount}, {outputGradient.ColumnCount}] but the forward output was [{Input.Size}, {batch}].");
+        LayerChecks.OutputGradient(this, Input.Size, batch, outputGradient);
         var dy = outputGradient.ColumnMajorValues();
         var xhat = _normalized.Get(batch).ColumnMajorValues();
         ChannelSums(dy, null, batch, _sum);          // Σ dy = dβ

@@ -121,7 +121,7 @@ public sealed class Conv2D : ILayer
 
     /// <inheritdoc />
     public TensorShape OutputShape(TensorShape input) =>
-        input == Input ? Output : throw new ArgumentException($"{Description} was built for input {Input} but receives {input}.");
+        LayerChecks.Fitting(this, Input, input, Output);
 
     private static void Ensure(ref float[] buffer, long length)
     {
@@ -131,8 +131,7 @@ public sealed class Conv2D : ILayer
     /// <inheritdoc />
     public Matrix<float> Forward(Matrix<float> input)
     {
-        if (input.RowCount != Input.Size)
-            throw new ArgumentException($"{Description} expects {Input.Size} input rows ({Input}) but receives {input.RowCount}.");
+        LayerChecks.Input(this, Input, input);
         _input = input;
         var batch = input.ColumnCount;
         var output = _output.Get(batch);
@@ -182,8 +181,7 @@ public sealed class Conv2D : ILayer
     {
         var input = _input ?? throw new InvalidOperationException($"{Description}: Backward called before Forward.");
         var batch = input.ColumnCount;
-        if (outputGradient.RowCount != Output.Size || outputGradient.ColumnCount != batch)
-            throw new ArgumentException($"{Description}: the output gradient is [{outputGradient.RowCount}, {outputGradient.ColumnCount}] but the forward output was [{Output.Size}, {batch}].");
+        LayerChecks.OutputGradient(this, Output.Size, batch, outputGradient);
         var x = input.ColumnMajorValues();
         var dy = outputGradient.ColumnMajorValues();
         var positions = Output.Positions;

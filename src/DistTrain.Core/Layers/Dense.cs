@@ -92,8 +92,7 @@ public sealed class Dense : ILayer
     public Matrix<float>? Backward(Matrix<float> outputGradient, bool needInputGradient = true)
     {
         var input = _input ?? throw new InvalidOperationException($"{Description}: Backward called before Forward.");
-        if (outputGradient.RowCount != OutFeatures || outputGradient.ColumnCount != input.ColumnCount)
-            throw new ArgumentException($"{Description}: the output gradient is [{outputGradient.RowCount}, {outputGradient.ColumnCount}] but the forward output was [{OutFeatures}, {input.ColumnCount}].");
+        LayerChecks.OutputGradient(this, OutFeatures, input.ColumnCount, outputGradient);
         if (!Weight.Frozen)
             Blas.Gemm(Operation.None, Operation.Transpose, 1f, input, outputGradient, 0f, _weightGradientTransposed);
         if (HasBias && !Bias.Frozen)

@@ -59,7 +59,7 @@ public sealed class Dropout : ILayer
     {
         _forwardTraining = _training && Rate > 0;
         if (!_forwardTraining) return input;
-        var mask = Buffer(ref _mask, input);
+        var mask = MatrixBuffer.Like(ref _mask, input);
         var m = mask.ColumnMajorValues();
         var keep = (float)(1 / (1 - Rate));
         var rate = (float)Rate;
@@ -84,18 +84,11 @@ public sealed class Dropout : ILayer
         return Apply(outputGradient, _lastMask!, ref _inputGradient);
     }
 
-    /// <summary>A matrix shaped like <paramref name="like"/> from <paramref name="buffer"/>, made for its row count.</summary>
-    private static Matrix<float> Buffer(ref MatrixBuffer? buffer, Matrix<float> like)
-    {
-        var matrix = (buffer ??= new MatrixBuffer(like.RowCount)).Get(like.ColumnCount);
-        return matrix.RowCount == like.RowCount ? matrix : (buffer = new MatrixBuffer(like.RowCount)).Get(like.ColumnCount);
-    }
-
     private static Matrix<float> Apply(Matrix<float> values, Matrix<float> mask, ref MatrixBuffer? target)
     {
         if (values.RowCount != mask.RowCount || values.ColumnCount != mask.ColumnCount)
             throw new ArgumentException($"Dropout: values [{values.RowCount}, {values.ColumnCount}] and mask [{mask.RowCount}, {mask.ColumnCount}] differ.");
-        var result = Buffer(ref target, values);
+        var result = MatrixBuffer.Like(ref target, values);
         TensorPrimitives.Multiply(values.ColumnMajorValues(), mask.ColumnMajorValues(), result.ColumnMajorValues());
         return result;
     }

@@ -59,13 +59,12 @@ public sealed class LayerNorm : ILayer
 
     /// <inheritdoc />
     public TensorShape OutputShape(TensorShape input) =>
-        input == Input ? input : throw new ArgumentException($"{Description} was built for input {Input} but receives {input}.");
+        LayerChecks.Fitting(this, Input, input, input);
 
     /// <inheritdoc />
     public Matrix<float> Forward(Matrix<float> input)
     {
-        if (input.RowCount != Input.Size)
-            throw new ArgumentException($"{Description} expects {Input.Size} input rows ({Input}) but receives {input.RowCount}.");
+        LayerChecks.Input(this, Input, input);
         _input = input;
         var batch = input.ColumnCount;
         if (_inverseDeviation.Length < batch) _inverseDeviation = new float[batch];
@@ -94,8 +93,7 @@ public sealed class LayerNorm : ILayer
     {
         var input = _input ?? throw new InvalidOperationException($"{Description}: Backward called before Forward.");
         var batch = input.ColumnCount;
-        if (outputGradient.RowCount != Input.Size || outputGradient.ColumnCount != batch)
-            throw new ArgumentException($"{Description}: the output gradient is [{outputGradient.RowCount}, {outputGradient.ColumnCount}] but the forward output was [{Input.Size}, {batch}].");
+        LayerChecks.OutputGradient(this, Input.Size, batch, outputGradient);
         var dy = outputGradient.ColumnMajorValues();
         var xhat = _normalized.Get(batch).ColumnMajorValues();
         var size = Input.Size;

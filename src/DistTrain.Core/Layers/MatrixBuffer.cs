@@ -28,6 +28,16 @@ public sealed class MatrixBuffer(int rows)
     private long _clock;
 
     /// <summary>
+    /// A matrix shaped like <paramref name="like"/> from <paramref name="buffer"/>, for layers that learn their row
+    /// count from their first input (activations, dropout): the buffer is made, or made again, for that row count.
+    /// </summary>
+    public static Matrix<float> Like(ref MatrixBuffer? buffer, Matrix<float> like)
+    {
+        var matrix = (buffer ??= new MatrixBuffer(like.RowCount)).Get(like.ColumnCount);
+        return matrix.RowCount == like.RowCount ? matrix : (buffer = new MatrixBuffer(like.RowCount)).Get(like.ColumnCount);
+    }
+
+    /// <summary>
     /// A matrix of <c>[rows, columns]</c> (for <see cref="Tall"/>: <c>[rowsPerSample · columns, fixed columns]</c>,
     /// where the argument is the batch size); contents are stale and must be overwritten.
     /// </summary>

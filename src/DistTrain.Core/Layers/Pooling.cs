@@ -55,13 +55,12 @@ public abstract class Pooling2D : ILayer
 
     /// <inheritdoc />
     public TensorShape OutputShape(TensorShape input) =>
-        input == Input ? Output : throw new ArgumentException($"{Description} was built for input {Input} but receives {input}.");
+        LayerChecks.Fitting(this, Input, input, Output);
 
     /// <inheritdoc />
     public Matrix<float> Forward(Matrix<float> input)
     {
-        if (input.RowCount != Input.Size)
-            throw new ArgumentException($"{Description} expects {Input.Size} input rows ({Input}) but receives {input.RowCount}.");
+        LayerChecks.Input(this, Input, input);
         _input = input;
         var output = _output.Get(input.ColumnCount);
         Pool(input.ColumnMajorValues(), output.ColumnMajorValues(), input.ColumnCount);
@@ -72,8 +71,7 @@ public abstract class Pooling2D : ILayer
     public Matrix<float>? Backward(Matrix<float> outputGradient, bool needInputGradient = true)
     {
         var input = _input ?? throw new InvalidOperationException($"{Description}: Backward called before Forward.");
-        if (outputGradient.RowCount != Output.Size || outputGradient.ColumnCount != input.ColumnCount)
-            throw new ArgumentException($"{Description}: the output gradient is [{outputGradient.RowCount}, {outputGradient.ColumnCount}] but the forward output was [{Output.Size}, {input.ColumnCount}].");
+        LayerChecks.OutputGradient(this, Output.Size, input.ColumnCount, outputGradient);
         if (!needInputGradient) return null;
         var inputGradient = _inputGradient.Get(input.ColumnCount);
         var dx = inputGradient.ColumnMajorValues();
