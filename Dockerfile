@@ -21,7 +21,9 @@ WORKDIR /app
 COPY --from=build /app ./
 COPY configs/ configs/
 COPY deploy/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
-RUN mkdir -p /app/runs && chown app /app/runs
+# runs/ for results; checkpoints/ for the checkpoint volume the parameter-server nodes share (a named
+# volume takes the owner of the image's folder, so the app user can write it).
+RUN mkdir -p /app/runs /app/checkpoints && chown app /app/runs /app/checkpoints
 # The runtime image's non-root user.
 USER app
 ENV DISTTRAIN_Data__Directory=/data \

@@ -88,10 +88,27 @@ internal static class NodeCommand
         AnsiConsole.MarkupLineInterpolated($"Waiting for {options.Cluster.MinWorkers} worker(s); {loop.Epochs} epochs, batch {loop.BatchSizePerWorker} per worker");
         TrainingResult? result = null;
         RunReport? report = null;
-        var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
-            observer => ClusterNode.RunParameterServerAsync(options, data, MetricsSetup.Wrap(report = new RunReport(observer), options), cancellationToken)),
+        JobFinished? finishedElsewhere = null;
+        var exit = await CliConsole.RunTrainingAsync(async () =>
+            {
+                try
+                {
+                    result = await ConsoleProgress.RunAsync(loop.Epochs,
+                        observer => ClusterNode.RunParameterServerAsync(options, data, MetricsSetup.Wrap(report = new RunReport(observer), options), cancellationToken));
+                }
+                catch (JobFinishedOnAnotherNodeException e)
+                {
+                    finishedElsewhere = e.Finished;
+                }
+            },
             diverged => RunOutputs.SaveLastGood(runDirectory!, options, diverged));
         if (exit is not null) return exit.Value;
+        if (finishedElsewhere is not null)
+        {
+            // A standby to the end: the results are in the active parameter server's output directory.
+            AnsiConsole.MarkupLineInterpolated($"Standby parameter server: the job finished on the active one: {finishedElsewhere.Summary}");
+            return finishedElsewhere.Succeeded ? 0 : 1;
+        }
         RunOutputs.Save(runDirectory!, options, data.Normalizer, result!, report);
         return 0;
     }

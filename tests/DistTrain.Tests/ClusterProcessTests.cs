@@ -46,9 +46,19 @@ public sealed class ClusterProcessTests : IDisposable
     private (Dictionary<string, string> Ps, Dictionary<string, string> Worker) Environments(int workers, string configPath,
         Dictionary<string, string>? settings = null)
     {
+        var (ps, _, worker) = EnvironmentsWithStandby(workers, settings);
+        return (ps, worker);
+    }
+
+    /// <summary>The compose file's ps, ps-standby and worker services mapped to loopback, each node with its own ports.</summary>
+    private (Dictionary<string, string> Ps, Dictionary<string, string> Standby, Dictionary<string, string> Worker) EnvironmentsWithStandby(int workers,
+        Dictionary<string, string>? settings = null)
+    {
         var remotePort = FreePort();
         var dataPort = FreePort();
         var metricsPort = FreePort();
+        var standbyRemotePort = FreePort();
+        var standbyDataPort = FreePort();
         var seed = $"akka.tcp://disttrain@127.0.0.1:{remotePort}";
         // The compose file's names, with docker's values mapped to one machine: the service name "ps"
         // becomes 127.0.0.1, each node gets its own ports, data and output are local folders.
@@ -59,25 +69,33 @@ public sealed class ClusterProcessTests : IDisposable
             "DISTTRAIN_Cluster__Port" => isWorker ? "0" : remotePort.ToString(),
             "DISTTRAIN_Cluster__DataPort" => dataPort.ToString(),
             "DISTTRAIN_Cluster__SeedNodes__0" => seed,
+            "DISTTRAIN_Cluster__SeedNodes__1" => $"akka.tcp://disttrain@127.0.0.1:{standbyRemotePort}",
             "DISTTRAIN_Cluster__MinWorkers" => workers.ToString(),
             "DISTTRAIN_Data__Directory" => TestData.SubsetDirectory,
             "DISTTRAIN_Output__Directory" => Path.Combine(_directory, "runs"),
             "DISTTRAIN_Output__HealthFile" => Path.Combine(_directory, isWorker ? "worker-alive" : "ps-alive"),
+            "DISTTRAIN_Checkpoint__Directory" => Path.Combine(_directory, "checkpoints"),
             // Worker processes share this machine, so only the parameter server gets a metrics port.
             "DISTTRAIN_Metrics__Port" => isWorker ? "0" : metricsPort.ToString(),
             _ => value,
         };
         var ps = ComposeEnvironment("ps").ToDictionary(kv => kv.Key, kv => Map(kv.Key, kv.Value, false));
         var worker = ComposeEnvironment("worker").ToDictionary(kv => kv.Key, kv => Map(kv.Key, kv.Value, true));
+        var standby = ComposeEnvironment("ps-standby").ToDictionary(kv => kv.Key, kv => Map(kv.Key, kv.Value, false));
+        standby["DISTTRAIN_Cluster__Port"] = standbyRemotePort.ToString();
+        standby["DISTTRAIN_Cluster__DataPort"] = standbyDataPort.ToString();
+        standby["DISTTRAIN_Metrics__Port"] = "0";
+        standby["DISTTRAIN_Output__HealthFile"] = Path.Combine(_directory, "standby-alive");
         // Workers advertise the address the entrypoint script would give them; on loopback that is 127.0.0.1.
         worker["DISTTRAIN_Cluster__PublicHostname"] = "127.0.0.1";
         worker["DISTTRAIN_Cluster__DataPort"] = dataPort.ToString();
         foreach (var (key, value) in settings ?? [])
         {
             ps[key] = value;
+            standby[key] = value;
             worker[key] = value;
         }
-        return (ps, worker);
+        return (ps, standby, worker);
     }
 
     private NodeProcess Start(string role, string configPath, Dictionary<string, string> environment)
@@ -209,6 +227,58 @@ public sealed class ClusterProcessTests : IDisposable
         var undisturbed = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
         Assert.True(Math.Abs(undisturbed.FinalEpoch.TestAccuracy - accuracy) <= 0.05,
             $"test accuracy {accuracy:P1} with a worker killed, {undisturbed.FinalEpoch.TestAccuracy:P1} undisturbed (250 test samples)");
+    }
+
+    [Fact]
+    public async Task The_standby_parameter_server_takes_over_from_the_newest_checkpoint_when_the_active_one_is_killed()
+    {
+        // 1,000 samples, 2 workers of batch 2: 250 steps per epoch, 7,500 in all; a checkpoint every 100 steps.
+        var configPath = Config($$"""
+            {
+              "Data": { "Normalization": "Global" },
+              "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 64 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
+              "Optimizer": { "LearningRate": 0.01, "Momentum": 0.5 },
+              "Training": { "Workers": 2, "Epochs": 30, "BatchSizePerWorker": 2, "Seed": 3, "StallTimeoutSeconds": 60 }
+            }
+            """);
+        // The compose file's checkpoint folder, shared by both parameter servers (here a local folder).
+        var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 2);
+        psEnvironment["DISTTRAIN_Checkpoint__EverySteps"] = standbyEnvironment["DISTTRAIN_Checkpoint__EverySteps"] = "100";
+        var active = Start("parameter-server", configPath, psEnvironment);
+        await active.WaitForOutputAsync("This node is the active parameter server", TimeSpan.FromSeconds(60));
+        var standby = Start("parameter-server", configPath, standbyEnvironment);
+        await standby.WaitForOutputAsync("Standby parameter server: the active one is", TimeSpan.FromSeconds(60));
+        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
+
+        await active.WaitForOutputAsync("epoch  3/30", TimeSpan.FromSeconds(90));
+        active.Kill(); // SIGKILL: no goodbye on any channel
+        var killed = DateTime.UtcNow;
+        var checkpointed = Regex.Matches(active.Output, @"Checkpoint \S+: version (\d+)").Select(m => long.Parse(m.Groups[1].Value)).Max();
+
+        // The standby resumes from the newest checkpoint within 30 s: it starts training again with the workers.
+        await standby.WaitForOutputAsync("Training starts with 2 workers", TimeSpan.FromSeconds(30));
+        var resumedAfter = DateTime.UtcNow - killed;
+        var resumed = Regex.Match(standby.Output, @"Resuming from checkpoint \S+: weights version (\d+), epoch (\d+) round (\d+)");
+        Assert.True(resumed.Success, standby.Output);
+        // The step counter never goes backwards past the newest checkpoint the active server wrote before it died.
+        Assert.True(long.Parse(resumed.Groups[1].Value) >= checkpointed,
+            $"resumed at version {resumed.Groups[1].Value}, but the active server had written version {checkpointed}");
+
+        Assert.Equal(0, await standby.WaitAsync(TimeSpan.FromSeconds(120)));
+        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("Lost the data plane to the parameter server; registering again", workers[0].Output);
+        Assert.Contains("Test accuracy after 30 epochs", standby.Output);
+        Assert.Contains("(version 7500,", standby.Output); // every step of the job, each once
+        Assert.True(resumedAfter < TimeSpan.FromSeconds(30), $"the standby resumed {resumedAfter.TotalSeconds:F1} s after the kill");
+
+        // Nothing was lost or repeated: the job ends on the weights of an undisturbed run (same seed, shard plan and summation order).
+        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
+            environment: new Dictionary<string, string?>());
+        var data = TrainingData.Load(options.Data);
+        var undisturbed = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+        var tensors = SafeTensors.Read(FinalWeightsPath());
+        foreach (var segment in undisturbed.FinalWeights.Layout.Segments)
+            Compare.Close(undisturbed.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, relative: 1e-4, absolute: 1e-6, segment.Name);
     }
 
     /// <summary>A <c>disttrain node</c> process with its output captured; killed on dispose if still running.</summary>

@@ -33,6 +33,22 @@ public class DeploymentTests
     }
 
     [Fact]
+    public void The_standby_parameter_server_shares_the_checkpoint_volume_and_joins_the_same_cluster()
+    {
+        var ps = ClusterProcessTests.ComposeEnvironment("ps");
+        var standby = ClusterProcessTests.ComposeEnvironment("ps-standby");
+        var worker = ClusterProcessTests.ComposeEnvironment("worker");
+        Assert.Equal(ps["DISTTRAIN_Cluster__SeedNodes__0"], standby["DISTTRAIN_Cluster__SeedNodes__0"]);
+        Assert.Equal("ps-standby", standby["DISTTRAIN_Cluster__PublicHostname"]);
+        Assert.Equal("akka.tcp://disttrain@ps-standby:4053", worker["DISTTRAIN_Cluster__SeedNodes__1"]); // a worker started after a failover still joins
+        Assert.Equal(ps["DISTTRAIN_Checkpoint__Directory"], standby["DISTTRAIN_Checkpoint__Directory"]);
+        Assert.Equal(ps["DISTTRAIN_Cluster__MinWorkers"], standby["DISTTRAIN_Cluster__MinWorkers"]);
+        var compose = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-compose.yml"));
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(compose, @"- checkpoints:/app/checkpoints").Count);
+        Assert.Contains("chown app /app/runs /app/checkpoints", File.ReadAllText(Path.Combine(Repository, "Dockerfile")));
+    }
+
+    [Fact]
     public void The_image_runs_as_a_non_root_user_with_a_health_check()
     {
         var dockerfile = File.ReadAllText(Path.Combine(Repository, "Dockerfile"));

@@ -15,9 +15,15 @@ namespace DistTrain.Cluster.Actors;
 /// Runs a job on the parameter server node in cluster mode: accepts worker nodes (same protocol version
 /// and model fingerprint), gives each an index, opens the tensor data plane, and once
 /// <see cref="ClusterOptions.MinWorkers"/> workers are ready starts a <see cref="Coordinator"/> whose
-/// workers are <see cref="WorkerLink"/>s. When the job ends it tells the worker nodes and completes
-/// the task it was given.
+/// workers are <see cref="WorkerLink"/>s. When the job ends it tells the worker nodes and the other
+/// parameter-server nodes, and completes the task it was given.
 /// </summary>
+/// <remarks>
+/// It runs as a cluster singleton among the parameter-server nodes (<see cref="ParameterServerNode"/>). Started on a
+/// node that was a standby, it is a takeover: it resumes from the newest valid checkpoint in Checkpoint:Directory
+/// (which must be shared between the parameter-server nodes), and the worker nodes, which lost their data plane to
+/// the old node, register again and get the checkpoint's weights.
+/// </remarks>
 public sealed class JobHost : ReceiveActor, IWithTimers
 {
     private sealed record Done(TrainingResult? Result, Exception? Failure);
@@ -32,19 +38,27 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly string _fingerprint;
     private readonly Sequential _model;
-    private readonly List<IActorRef> _agents = [];
+    private readonly List<IActorRef> _agentAt = [];                   // worker index -> the agent it was given to
+    private readonly Dictionary<IActorRef, int> _indexOf = [];         // agent -> its latest worker index
+    private readonly HashSet<int> _lostLinks = [];                     // indices whose data plane closed
+    private int _linksCreated;
     private readonly Dictionary<int, IActorRef> _links = [];
     private readonly HashSet<int> _attached = [];
     private DataPlaneListener? _listener;
     private bool _started;
     private IActorRef? _coordinator;
     private readonly HashSet<int> _joined = []; // workers handed to the coordinator
+    private readonly FailoverState? _failover;
+    private readonly bool _takeover;
+    private JobFinished? _finished;
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, int trainCount, int testCount, int validationCount, string dataHost, ITrainingObserver observer,
-        TaskCompletionSource<TrainingResult> completion)
+        TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null)
     {
         _options = options;
+        _failover = failover;
+        _takeover = failover?.WasStandby ?? false;
         _trainCount = trainCount;
         _testCount = testCount;
         _validationCount = validationCount;
@@ -60,25 +74,39 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Receive<DataPlaneListener.Rejected>(r => _log.Warning("Data plane refused a connection: {0}", r.Reason));
         Receive<Done>(OnDone);
         Receive<StartNow>(_ => TryStart(waited: true));
+        Receive<Terminated>(OnLinkStopped);
     }
 
-    /// <summary>Props of the job host. It is created as <c>/user/job</c>, where worker agents look for it.</summary>
+    /// <summary>Props of the job host, which <see cref="ParameterServerNode.SingletonManagerProps"/> runs as a cluster singleton.</summary>
+    /// <param name="options">The job's validated options.</param>
+    /// <param name="trainCount">Training samples (after any limit and validation split).</param>
+    /// <param name="testCount">Test samples.</param>
+    /// <param name="validationCount">Validation samples; 0 for none.</param>
+    /// <param name="dataHost">Host name workers connect to for the data plane.</param>
+    /// <param name="observer">Receives progress.</param>
+    /// <param name="completion">Completed with the result, or failed with the reason.</param>
+    /// <param name="failover">The node's failover state; a host started after the node was a standby takes over from the newest checkpoint.</param>
     public static Props Props(TrainingOptions options, int trainCount, int testCount, int validationCount, string dataHost, ITrainingObserver observer,
-        TaskCompletionSource<TrainingResult> completion) =>
-        Akka.Actor.Props.Create(() => new JobHost(options, trainCount, testCount, validationCount, dataHost, observer, completion));
+        TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null) =>
+        Akka.Actor.Props.Create(() => new JobHost(options, trainCount, testCount, validationCount, dataHost, observer, completion, failover));
 
     /// <inheritdoc />
     public ITimerScheduler Timers { get; set; } = null!;
-
-    /// <summary>Name under <c>/user</c>.</summary>
-    public const string Name = "job";
 
     /// <inheritdoc />
     protected override void PreStart()
     {
         _listener = new DataPlaneListener(_options.Cluster.DataPort, Self);
         _listener.Start();
-        _log.Info("Job host waiting for {0} worker(s); data plane on port {1}", _options.Cluster.MinWorkers, _options.Cluster.DataPort);
+        if (_failover is not null) _failover.HostsJob = true;
+        if (_takeover)
+        {
+            Metrics.DistTrainMetrics.RecordTakeover();
+            _log.Warning("Taking over the job as the parameter server (the active one failed); waiting for {0} worker(s) to register again; data plane on port {1}",
+                _options.Cluster.MinWorkers, _options.Cluster.DataPort);
+        }
+        else
+            _log.Info("Job host waiting for {0} worker(s); data plane on port {1}", _options.Cluster.MinWorkers, _options.Cluster.DataPort);
     }
 
     /// <inheritdoc />
@@ -86,6 +114,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private void OnRegister(RegisterWorker register)
     {
+        if (_finished is not null)
+        {
+            Sender.Tell(_finished); // a worker that lost the data plane at the very end: the job is over
+            return;
+        }
         string? refusal = null;
         if (register.ProtocolVersion != ClusterProtocolInfo.Version)
             refusal = $"protocol version {register.ProtocolVersion} differs from the parameter server's {ClusterProtocolInfo.Version}: run the same DistTrain version on every node.";
@@ -97,9 +130,15 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             Sender.Tell(new RegistrationRefused(refusal));
             return;
         }
-        var existing = _agents.IndexOf(Sender);
-        var index = existing >= 0 ? existing : _agents.Count;
-        if (existing < 0) _agents.Add(Sender);
+        // A repeated registration keeps its index. An agent whose data plane closed registers again: before training
+        // starts it keeps its index, afterwards it joins as a new worker (the coordinator already counted the old one lost).
+        if (!_indexOf.TryGetValue(Sender, out var index) || (_started && _lostLinks.Contains(index)))
+        {
+            index = _agentAt.Count;
+            _agentAt.Add(Sender);
+            _indexOf[Sender] = index;
+        }
+        _lostLinks.Remove(index);
         _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
         Sender.Tell(new WorkerAccepted(index, _dataHost, _options.Cluster.DataPort, _model.Layout.TotalLength));
     }
@@ -107,7 +146,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void OnReady(WorkerReady ready)
     {
         if (_links.ContainsKey(ready.WorkerIndex)) return;
-        _links[ready.WorkerIndex] = Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _model.Layout.WorkerReportLength), $"worker-link-{ready.WorkerIndex}");
+        _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _model.Layout.WorkerReportLength),
+            $"worker-link-{ready.WorkerIndex}-{++_linksCreated}"));
         TryStart();
         JoinRunningJob(ready.WorkerIndex);
     }
@@ -142,6 +182,19 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private sealed record StartNow;
 
+    /// <summary>A worker's data plane closed (the coordinator, which watches the link too, handles the loss).</summary>
+    private void OnLinkStopped(Terminated terminated)
+    {
+        foreach (var (index, link) in _links)
+        {
+            if (!link.Equals(terminated.ActorRef)) continue;
+            _links.Remove(index);
+            _attached.Remove(index);
+            _lostLinks.Add(index);
+            return;
+        }
+    }
+
     private bool Ready(int index) => _attached.Contains(index) && _links.ContainsKey(index);
 
     /// <summary>
@@ -168,7 +221,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Core.Checkpoints.TrainingCheckpoint? resumeFrom = null;
         try
         {
-            if (_options.Checkpoint.Resume) resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line));
+            if (_options.Checkpoint.Resume || (_takeover && TakeoverCheckpointExists()))
+                resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line));
         }
         catch (CheckpointResumeException e)
         {
@@ -190,16 +244,40 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             TaskScheduler.Default).PipeTo(Self);
     }
 
+    /// <summary>
+    /// A takeover resumes from the newest valid checkpoint. Without one (no Checkpoint:Directory, or the old parameter
+    /// server wrote none yet) it restarts the job from epoch 1, and says so.
+    /// </summary>
+    private bool TakeoverCheckpointExists()
+    {
+        if (!_options.Checkpoint.Enabled)
+        {
+            _log.Warning("Checkpoint:Directory is not set, so this takeover restarts the job from epoch 1. Set it to a folder shared by the parameter-server nodes.");
+            return false;
+        }
+        var search = new Core.Checkpoints.CheckpointStore(_options.Checkpoint.Directory, _options.Checkpoint.Keep).FindNewestValid(_model.Layout);
+        if (search.Checkpoint is not null) return true;
+        foreach (var skipped in search.Skipped) _log.Warning("Skipping checkpoint {0}: {1}", skipped.Path, skipped.Reason);
+        _log.Warning("No valid checkpoint in {0}, so this takeover restarts the job from epoch 1. Is Checkpoint:Directory shared by the parameter-server nodes?",
+            Path.GetFullPath(_options.Checkpoint.Directory));
+        return false;
+    }
+
     private void OnDone(Done done)
     {
         var summary = done.Result is { } result
-            ? $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs.Count} epochs".ToString(CultureInfo.InvariantCulture)
+            ? $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs[^1].Epoch} epochs".ToString(CultureInfo.InvariantCulture)
             : $"failed: {done.Failure?.Message}";
+        _finished = new JobFinished(done.Result is not null, summary);
         // Close the data plane from this side first, so the workers' goodbyes are not reported as failures.
         foreach (var link in _links.Values)
             Context.Stop(link);
-        foreach (var agent in _agents)
-            agent.Tell(new JobFinished(done.Result is not null, summary));
+        foreach (var agent in _indexOf.Keys)
+            agent.Tell(_finished);
+        // Standby parameter-server nodes end too.
+        var cluster = Akka.Cluster.Cluster.Get(Context.System);
+        foreach (var member in cluster.State.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress))
+            Context.ActorSelection(new RootActorPath(member.Address) / "user" / ParameterServerNode.Name).Tell(_finished);
         if (done.Result is { Version: > 0 } finished)
             _log.Info("Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x workers, is {4:N0})",
                 TensorFrame.BytesSent, TensorFrame.BytesReceived, finished.Version,

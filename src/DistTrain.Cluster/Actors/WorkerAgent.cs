@@ -10,24 +10,42 @@ using DistTrain.Core.Data;
 namespace DistTrain.Cluster.Actors;
 
 /// <summary>
-/// Runs on a worker node in cluster mode: finds the parameter server node through cluster membership,
-/// registers with its <see cref="JobHost"/>, and once accepted starts the <see cref="Worker"/> and the
-/// data-plane link. It completes the task it was given with the job's outcome, or fails it with the
-/// refusal, a lost connection, or a join timeout.
+/// Runs on a worker node in cluster mode: registers with the <see cref="JobHost"/> through a cluster-singleton proxy
+/// (so it reaches the active parameter server wherever it runs), and once accepted starts the <see cref="Worker"/> and
+/// the data-plane link. If the data plane to the parameter server is lost while the job runs, it stops its worker and
+/// registers again: a standby parameter server that takes over accepts it and sends the checkpoint's weights. It
+/// completes the task it was given with the job's outcome, or fails it with the refusal, a failed worker, or a
+/// (re-)join timeout.
 /// </summary>
 public sealed class WorkerAgent : ReceiveActor, IWithTimers
 {
     private sealed record JoinTimeout;
 
+    private sealed record RegisterAgain;
+
     private sealed record Lost(string Name);
+
+    /// <summary>Seconds between registration attempts while no parameter server has accepted this worker.</summary>
+    public const double RegisterIntervalSeconds = 2;
+
+    /// <summary>
+    /// Seconds a closed data plane may precede the job's end: at the end of a job the parameter server closes it while
+    /// JobFinished is still on its way over Akka.Remote, so only after this is the parameter server taken as lost.
+    /// </summary>
+    public const double EndOfJobGraceSeconds = 2;
 
     private readonly TrainingOptions _options;
     private readonly TrainingData _data;
     private readonly TaskCompletionSource<JobFinished> _completion;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
+    private IActorRef _jobHost = ActorRefs.Nobody;
+    private IActorRef? _worker;
+    private IActorRef? _link;
+    private int _generation;
     private bool _accepted;
     private bool _finished;
+    private bool _lostParameterServer;
 
     /// <summary>Creates the agent; see <see cref="Props"/>.</summary>
     public WorkerAgent(TrainingOptions options, TrainingData data, TaskCompletionSource<JobFinished> completion)
@@ -35,12 +53,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         _options = options;
         _data = data;
         _completion = completion;
-        Receive<ClusterEvent.CurrentClusterState>(state =>
-        {
-            foreach (var member in state.Members.Where(m => m.Status == MemberStatus.Up)) Register(member);
-        });
-        Receive<ClusterEvent.MemberUp>(up => Register(up.Member));
-        Receive<ClusterEvent.IMemberEvent>(_ => { });
+        Receive<RegisterAgain>(_ => Register());
         Receive<WorkerAccepted>(OnAccepted);
         Receive<RegistrationRefused>(refused =>
         {
@@ -54,19 +67,14 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         });
         Receive<JoinTimeout>(_ =>
         {
-            if (!_accepted)
-                _completion.TrySetException(new TimeoutException(
-                    $"No parameter server accepted this worker within {_options.Cluster.JoinTimeoutSeconds:F0} s. Check Cluster:SeedNodes and that the parameter server node runs."));
+            if (_accepted) return;
+            _completion.TrySetException(new TimeoutException(_lostParameterServer
+                ? $"No parameter server took over within {_options.Cluster.JoinTimeoutSeconds:F0} s of losing the active one. To survive that, run a standby " +
+                  "parameter-server node with the same config and a Checkpoint:Directory shared with the active one."
+                : $"No parameter server accepted this worker within {_options.Cluster.JoinTimeoutSeconds:F0} s. Check Cluster:SeedNodes and that the parameter server node runs."));
         });
-        // At the end of a job the data plane closes while JobFinished is still on its way over Akka.Remote:
-        // wait a moment before calling a stopped link or worker a failure.
-        Receive<Terminated>(t => Timers.StartSingleTimer("lost", new Lost(t.ActorRef.Path.Name), TimeSpan.FromSeconds(5)));
-        Receive<Lost>(lost =>
-        {
-            if (_finished) return;
-            _log.Error("{0} stopped; this worker node leaves the job.", lost.Name);
-            _completion.TrySetException(new InvalidOperationException($"{lost.Name} stopped: the data plane or the worker failed (see the log)."));
-        });
+        Receive<Terminated>(OnTerminated);
+        Receive<Lost>(OnLost);
     }
 
     /// <inheritdoc />
@@ -79,12 +87,9 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <inheritdoc />
     protected override void PreStart()
     {
-        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsSnapshot, typeof(ClusterEvent.IMemberEvent));
-        Timers.StartSingleTimer("join-timeout", new JoinTimeout(), TimeSpan.FromSeconds(_options.Cluster.JoinTimeoutSeconds));
+        _jobHost = Context.ActorOf(ParameterServerNode.SingletonProxyProps(Context.System), "job-host-proxy");
+        StartRegistering();
     }
-
-    /// <inheritdoc />
-    protected override void PostStop() => _cluster.Unsubscribe(Self);
 
     /// <inheritdoc />
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
@@ -93,25 +98,61 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         return Directive.Stop;
     });
 
-    private void Register(Member member)
+    private void StartRegistering()
     {
-        if (_accepted || !member.HasRole(NodeRoles.ParameterServer)) return;
-        var host = new RootActorPath(member.Address) / "user" / JobHost.Name;
-        Context.ActorSelection(host).Tell(new RegisterWorker(ClusterProtocolInfo.Version, ModelFingerprint.Of(_options), _cluster.SelfAddress.ToString()));
+        Register();
+        Timers.StartPeriodicTimer("register", new RegisterAgain(), TimeSpan.FromSeconds(RegisterIntervalSeconds));
+        Timers.StartSingleTimer("join-timeout", new JoinTimeout(), TimeSpan.FromSeconds(_options.Cluster.JoinTimeoutSeconds));
+    }
+
+    /// <summary>The proxy buffers while no parameter server is known and forwards with this agent as the sender.</summary>
+    private void Register()
+    {
+        if (_accepted) return;
+        _jobHost.Tell(new RegisterWorker(ClusterProtocolInfo.Version, ModelFingerprint.Of(_options), _cluster.SelfAddress.ToString()));
     }
 
     private void OnAccepted(WorkerAccepted accepted)
     {
-        if (_accepted) return;
+        if (_accepted || _finished) return; // a repeated registration's answer
         _accepted = true;
+        Timers.Cancel("register");
         Timers.Cancel("join-timeout");
+        _generation++;
         var loop = _options.Training;
-        var worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed)
-            .WithDispatcher(AkkaSettings.ComputeDispatcher), "worker"));
-        Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, worker, accepted.ParameterCount),
-            "parameter-server-link"));
-        Sender.Tell(new WorkerReady(accepted.WorkerIndex, worker));
+        _worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed)
+            .WithDispatcher(AkkaSettings.ComputeDispatcher), $"worker-{_generation}"));
+        _link = Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, _worker, accepted.ParameterCount),
+            $"parameter-server-link-{_generation}"));
+        Sender.Tell(new WorkerReady(accepted.WorkerIndex, _worker));
         _log.Info("Joined the job as worker {0}", accepted.WorkerIndex);
+    }
+
+    private void OnTerminated(Terminated terminated)
+    {
+        if (_finished || (!terminated.ActorRef.Equals(_worker) && !terminated.ActorRef.Equals(_link))) return; // an earlier generation's
+        Timers.StartSingleTimer("lost", new Lost(terminated.ActorRef.Path.Name), TimeSpan.FromSeconds(EndOfJobGraceSeconds));
+    }
+
+    private void OnLost(Lost lost)
+    {
+        if (_finished) return;
+        if (_worker is not null && lost.Name == _worker.Path.Name)
+        {
+            // A failure on this node, not a lost parameter server: registering again would repeat it.
+            _log.Error("{0} stopped; this worker node leaves the job.", lost.Name);
+            _completion.TrySetException(new InvalidOperationException($"{lost.Name} stopped: the worker failed (see the log)."));
+            return;
+        }
+        if (!_accepted) return; // already registering again
+        _log.Warning("Lost the data plane to the parameter server; registering again and waiting up to {0:F0} s for a parameter server " +
+                     "(a standby takes over from the newest checkpoint)", _options.Cluster.JoinTimeoutSeconds);
+        _lostParameterServer = true;
+        _accepted = false;
+        if (_worker is not null) Context.Stop(_worker);
+        if (_link is not null) Context.Stop(_link);
+        _worker = _link = null;
+        StartRegistering();
     }
 }
 

@@ -33,6 +33,20 @@ public static class AkkaSettings
         }
         """);
 
+    /// <summary>Seconds between an old parameter server's removal and a standby's start (Akka's <c>down-removal-margin</c>).</summary>
+    public const double RemovalMarginSeconds = 3;
+
+    /// <summary>
+    /// Split-brain resolver timing: an unreachable node is downed after <paramref name="stableAfterSeconds"/> of stable
+    /// membership, and a singleton (the job host) starts on the surviving side <see cref="RemovalMarginSeconds"/> after
+    /// the old node's removal: time for an isolated old node, which downs itself after the same stable-after, to stop
+    /// its job host first.
+    /// </summary>
+    public static Config Downing(double stableAfterSeconds) => ConfigurationFactory.ParseString($$"""
+        akka.cluster.split-brain-resolver.stable-after = {{(long)(stableAfterSeconds * 1000)}}ms
+        akka.cluster.down-removal-margin = {{(long)(RemovalMarginSeconds * 1000)}}ms
+        """);
+
     /// <summary>Logging through Akka's standard-out logger at <paramref name="level"/> (DEBUG, INFO, WARNING, ERROR, OFF).</summary>
     public static Config Logging(string level) => ConfigurationFactory.ParseString($$"""
         akka.loglevel = {{level}}

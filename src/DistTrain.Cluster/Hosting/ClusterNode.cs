@@ -15,8 +15,9 @@ using AkkaClusterOptions = Akka.Cluster.Hosting.ClusterOptions;
 namespace DistTrain.Cluster.Hosting;
 
 /// <summary>
-/// Cluster mode: one node of an Akka.Cluster, started through Akka.Hosting. The parameter-server node
-/// runs the job host, coordinator and parameter server; each worker node runs one worker. Weights and
+/// Cluster mode: one node of an Akka.Cluster, started through Akka.Hosting. The active parameter-server node
+/// runs the job host, coordinator and parameter server, and further parameter-server nodes stand by to take
+/// over; each worker node runs one worker. Weights and
 /// gradients travel on a TCP data plane beside Akka.Remote (docs/architecture.md says why).
 /// </summary>
 public static class ClusterNode
@@ -28,11 +29,16 @@ public static class ClusterNode
     /// Adds remoting, clustering and DistTrain's serializer, dispatcher and logging to an Akka.Hosting builder.
     /// </summary>
     /// <remarks>
-    /// Split-brain resolver: keep-oldest with down-if-alone. The parameter server node is the first
-    /// member (the seed) and so the oldest; in a partition the side with it survives and workers cut off
-    /// from it down themselves, which is what a synchronous job needs: a side without the parameter
-    /// server cannot train, and keep-majority would let a majority of workers keep a cluster that has no
-    /// parameter server. down-if-alone covers the case where the oldest node itself is isolated.
+    /// Split-brain resolver: keep-oldest with down-if-alone. The first parameter-server node is the seed and so
+    /// the oldest member; in a partition the side with it survives and nodes cut off from it down themselves,
+    /// which is what a synchronous job needs: a side without the parameter server cannot train, and keep-majority
+    /// would let a majority of workers keep a cluster that has no parameter server. down-if-alone covers the oldest
+    /// node being isolated or dead: it is downed (it downs itself if alive), and a standby parameter server takes
+    /// over. The oldest is counted over all members, not only parameter-server ones: with the role filter, a dead
+    /// active parameter server and one standby are one node on each side, and keep-oldest then downs the
+    /// survivors. Never two parameter servers accept gradients: only one side survives a partition, and a standby
+    /// starts the job only after the old node's removal plus a margin (<see cref="AkkaSettings.Downing"/>), by
+    /// which time an isolated old node has shut itself down.
     /// </remarks>
     public static AkkaConfigurationBuilder WithDistTrainNode(this AkkaConfigurationBuilder builder, TrainingOptions options, string role, int computeThreads) =>
         builder
@@ -46,6 +52,7 @@ public static class ClusterNode
                 Port = options.Cluster.Port,
                 MaxFrameSize = MaximumFrameSizeBytes,
             })
+            .AddHocon(AkkaSettings.Downing(options.Cluster.StableAfterSeconds), HoconAddMode.Prepend)
             .WithClustering(new AkkaClusterOptions
             {
                 Roles = [role],
@@ -53,25 +60,39 @@ public static class ClusterNode
                 SplitBrainResolver = new KeepOldestOption { DownIfAlone = true },
             });
 
-    /// <summary>Runs the parameter-server node until the job ends.</summary>
+    /// <summary>
+    /// Runs a parameter-server node until the job ends. The job host is a cluster singleton among the parameter-server
+    /// nodes (<see cref="ParameterServerNode"/>): on the oldest it runs the job; on the others it waits as a standby and
+    /// takes over from the newest checkpoint if the active node fails.
+    /// </summary>
     /// <returns>The final weights and per-epoch summaries.</returns>
     /// <exception cref="InvalidOperationException">The job failed; the message says why.</exception>
+    /// <exception cref="JobFinishedOnAnotherNodeException">This node was a standby to the end: the job ended on another parameter-server node.</exception>
     public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, TrainingData data, ITrainingObserver observer,
         CancellationToken cancellationToken)
     {
         Blas.Configure(options.Compute, workersInProcess: 0); // the parameter server node computes no gradients
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var finishedElsewhere = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var failover = new FailoverState();
         var dataHost = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname;
         using var host = BuildHost(options, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
-            system.ActorOf(JobHost.Props(options, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion), JobHost.Name));
+        {
+            system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere), ParameterServerNode.Name);
+            var jobHost = JobHost.Props(options, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover);
+            system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
+            FailWhenTerminated(system, completion);
+        });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return await completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            var ended = await Task.WhenAny(completion.Task, finishedElsewhere.Task).WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (ended == finishedElsewhere.Task) throw new JobFinishedOnAnotherNodeException(finishedElsewhere.Task.Result);
+            return await completion.Task.ConfigureAwait(false);
         }
         finally
         {
-            // Give the JobFinished messages a moment to reach the worker nodes before leaving the cluster.
+            // Give the JobFinished messages a moment to reach the other nodes before leaving the cluster.
             await Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None).ConfigureAwait(false);
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
@@ -86,7 +107,10 @@ public static class ClusterNode
         Blas.Configure(options.Compute, workersInProcess: 1);
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         using var host = BuildHost(options, NodeRoles.Worker, computeThreads: 1, (system, _) =>
-            system.ActorOf(WorkerAgent.Props(options, data, completion), "agent"));
+        {
+            system.ActorOf(WorkerAgent.Props(options, data, completion), "agent");
+            FailWhenTerminated(system, completion);
+        });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -97,6 +121,15 @@ public static class ClusterNode
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }
+
+    /// <summary>
+    /// An actor system that ends before the job did was shut down under the node, typically because the split-brain
+    /// resolver downed it (it was cut off from the cluster's oldest node): the node's run fails rather than waiting forever.
+    /// </summary>
+    private static void FailWhenTerminated<T>(ActorSystem system, TaskCompletionSource<T> completion) =>
+        system.WhenTerminated.ContinueWith(_ => completion.TrySetException(new InvalidOperationException(
+            "This node left the cluster before the job ended: the split-brain resolver downed it (it was cut off from the cluster's oldest node) " +
+            "or its actor system stopped. See the log above; restart the node to rejoin.")), TaskScheduler.Default);
 
     private static IHost BuildHost(TrainingOptions options, string role, int computeThreads, Action<ActorSystem, IActorRegistry> start)
     {
@@ -110,4 +143,16 @@ public static class ClusterNode
             })));
         return builder.Build();
     }
+}
+
+/// <summary>
+/// This parameter-server node stood by until the job ended on another one (the active parameter server). Not a
+/// failure: <see cref="Finished"/> says how the job ended; the results are on the node that finished it.
+/// </summary>
+/// <param name="finished">The end of the job as the active parameter server reported it.</param>
+public sealed class JobFinishedOnAnotherNodeException(JobFinished finished)
+    : Exception($"The job ended on another parameter-server node: {finished.Summary}")
+{
+    /// <summary>The end of the job as the active parameter server reported it.</summary>
+    public JobFinished Finished { get; } = finished;
 }

@@ -59,6 +59,11 @@ public static class DistTrainMetrics
     /// <summary>Counts a worker lost during training (its node died or its connection closed); the job goes on without it.</summary>
     public static void RecordWorkerLost() => Interlocked.Increment(ref _workersLost);
 
+    private static long _takeovers;
+
+    /// <summary>Counts a takeover: this node's standby parameter server started the job after the active one failed.</summary>
+    public static void RecordTakeover() => Interlocked.Increment(ref _takeovers);
+
     /// <summary>Training samples consumed.</summary>
     public static readonly Counter<long> Samples = Meter.CreateCounter<long>("training.samples", "{sample}", "Training samples consumed.");
 
@@ -107,6 +112,8 @@ public static class DistTrainMetrics
         Meter.CreateObservableCounter("actor.dead_letters", () => new Measurement<long>(Interlocked.Read(ref _deadLetters), new KeyValuePair<string, object?>("node", Node)), "{message}", "Messages published as dead letters.");
         Meter.CreateObservableCounter("training.clipped_steps", () => Interlocked.Read(ref _clippedSteps), "{step}", "Steps whose gradient was clipped by global norm.");
         Meter.CreateObservableCounter("training.workers_lost", () => Interlocked.Read(ref _workersLost), "{worker}", "Workers lost during training; the job continued without them.");
+        Meter.CreateObservableCounter("training.parameter_server_takeovers", () => Interlocked.Read(ref _takeovers), "{takeover}",
+            "Times this node's standby parameter server took over the job from a failed active one.");
         Meter.CreateObservableCounter("dataplane.bytes", () => new[]
         {
             new Measurement<long>(DataPlane.TensorFrame.BytesSent, new("direction", "sent"), new("node", Node)),

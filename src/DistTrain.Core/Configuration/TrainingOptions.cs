@@ -89,8 +89,20 @@ public sealed class ClusterOptions
     /// <summary>Workers that must have joined before training starts. 1 to 256. Default 2.</summary>
     public int MinWorkers { get; set; } = 2;
 
-    /// <summary>Seconds a worker node waits for the parameter server before giving up. Default 120.</summary>
+    /// <summary>
+    /// Seconds a worker node waits for a parameter server to accept it before giving up: when it starts, and again
+    /// after it lost the active parameter server and waits for a standby to take over. Default 120.
+    /// </summary>
     public double JoinTimeoutSeconds { get; set; } = 120;
+
+    /// <summary>
+    /// Seconds an unreachable node must stay unreachable, with membership otherwise stable, before the split-brain
+    /// resolver downs it (Akka's <c>split-brain-resolver.stable-after</c>). It bounds how fast a standby parameter
+    /// server takes over from a dead one: about failure detection (3–5 s) + this + 3 s removal margin + the restart.
+    /// Lower is faster, higher tolerates longer pauses (GC, a saturated host) without downing a live node.
+    /// 2 to 300. Default 10 (Akka's own default is 20).
+    /// </summary>
+    public double StableAfterSeconds { get; set; } = 10;
 }
 
 /// <summary>The Prometheus endpoint every node can expose.</summary>

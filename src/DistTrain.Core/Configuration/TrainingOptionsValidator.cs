@@ -106,6 +106,7 @@ public static class TrainingOptionsValidator
         Range("Cluster:DataPort", options.Cluster.DataPort, 1, 65_535);
         Range("Cluster:MinWorkers", options.Cluster.MinWorkers, 1, 256);
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
+        Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
         if (string.IsNullOrWhiteSpace(options.Cluster.Hostname))
             problems.Add("Cluster:Hostname is empty: use 0.0.0.0 to listen on every interface.");
         for (var i = 0; i < options.Cluster.SeedNodes.Count; i++)

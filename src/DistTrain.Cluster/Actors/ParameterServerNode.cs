@@ -1,0 +1,133 @@
+using Akka.Actor;
+using Akka.Cluster;
+using Akka.Cluster.Tools.Singleton;
+using Akka.Event;
+using DistTrain.Cluster.Protocol;
+
+namespace DistTrain.Cluster.Actors;
+
+/// <summary>
+/// Runs on every node with the <c>parameter-server</c> role. The <see cref="JobHost"/> (and with it the coordinator
+/// and the parameter server) is a cluster singleton among those nodes (Akka.Cluster.Tools'
+/// <see cref="ClusterSingletonManager"/>, at <see cref="SingletonManagerPath"/>): it runs on the oldest one, the
+/// active parameter server; the others are standbys. When the active node dies, the split-brain resolver downs it
+/// and the singleton starts on the next oldest, which resumes from the newest checkpoint (a <em>takeover</em>).
+/// </summary>
+/// <remarks>
+/// This actor tracks whether its node has been a standby (it saw an older parameter-server node up), which is what
+/// makes the job host it may later start a takeover, and completes the node's run when the active parameter server
+/// on another node reports the end of the job (<see cref="JobFinished"/>).
+/// </remarks>
+public sealed class ParameterServerNode : ReceiveActor
+{
+    /// <summary>Name under <c>/user</c>.</summary>
+    public const string Name = "parameter-server-node";
+
+    /// <summary>Name of the singleton manager under <c>/user</c>, the same on every parameter-server node.</summary>
+    public const string SingletonManagerName = "job";
+
+    /// <summary>Path of the singleton manager, which worker nodes' singleton proxies point at.</summary>
+    public const string SingletonManagerPath = "/user/" + SingletonManagerName;
+
+    /// <summary>Name of the job host under its singleton manager.</summary>
+    public const string SingletonName = "host";
+
+    private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly FailoverState _state;
+    private readonly TaskCompletionSource<JobFinished> _finishedElsewhere;
+    private Address? _active;
+    private readonly Dictionary<UniqueAddress, Member> _upParameterServers = [];
+
+    /// <summary>Creates the node actor; see <see cref="Props"/>.</summary>
+    public ParameterServerNode(FailoverState state, TaskCompletionSource<JobFinished> finishedElsewhere)
+    {
+        _state = state;
+        _finishedElsewhere = finishedElsewhere;
+        Receive<ClusterEvent.CurrentClusterState>(s =>
+        {
+            foreach (var member in s.Members) Update(member);
+            Track();
+        });
+        Receive<ClusterEvent.IMemberEvent>(e =>
+        {
+            Update(e.Member);
+            Track();
+        });
+        Receive<JobFinished>(finished =>
+        {
+            if (_state.HostsJob) return; // this node's own job host completes the run
+            _log.Info("The active parameter server reports the end of the job: {0}", finished.Summary);
+            _finishedElsewhere.TrySetResult(finished);
+        });
+    }
+
+    /// <summary>Props of the node actor.</summary>
+    /// <param name="state">Shared with the job host this node's singleton manager may start.</param>
+    /// <param name="finishedElsewhere">Completed when the job ends on another parameter-server node.</param>
+    public static Props Props(FailoverState state, TaskCompletionSource<JobFinished> finishedElsewhere) =>
+        Akka.Actor.Props.Create(() => new ParameterServerNode(state, finishedElsewhere));
+
+    /// <summary>
+    /// Props of the singleton manager that runs <paramref name="jobHost"/> on the oldest parameter-server node. Create
+    /// it on every such node under <see cref="SingletonManagerName"/>.
+    /// </summary>
+    public static Props SingletonManagerProps(ActorSystem system, Props jobHost) =>
+        ClusterSingletonManager.Props(jobHost, PoisonPill.Instance,
+            ClusterSingletonManagerSettings.Create(system).WithRole(NodeRoles.ParameterServer).WithSingletonName(SingletonName));
+
+    /// <summary>Props of a proxy that forwards to the job host wherever it runs (buffering while it moves).</summary>
+    public static Props SingletonProxyProps(ActorSystem system) =>
+        ClusterSingletonProxy.Props(SingletonManagerPath,
+            ClusterSingletonProxySettings.Create(system).WithRole(NodeRoles.ParameterServer).WithSingletonName(SingletonName)
+                // Its "not found after 30 s" warning fires at start-up and while a standby takes over; the worker agent
+                // reports both itself (Cluster:JoinTimeoutSeconds), in words that say what to do.
+                .WithLogSingletonIdentificationFailure(false));
+
+    /// <inheritdoc />
+    protected override void PreStart() =>
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsSnapshot, typeof(ClusterEvent.IMemberEvent));
+
+    /// <inheritdoc />
+    protected override void PostStop() => _cluster.Unsubscribe(Self);
+
+    /// <summary>Keeps the up parameter-server members from the events themselves (Cluster.State may lag them).</summary>
+    private void Update(Member member)
+    {
+        if (!member.HasRole(NodeRoles.ParameterServer)) return;
+        if (member.Status == MemberStatus.Up) _upParameterServers[member.UniqueAddress] = member;
+        else if (member.Status is MemberStatus.Down or MemberStatus.Exiting or MemberStatus.Removed or MemberStatus.Leaving)
+            _upParameterServers.Remove(member.UniqueAddress);
+    }
+
+    private void Track()
+    {
+        // The singleton runs on the oldest up member of the role (Member.AgeOrdering, as the singleton manager).
+        var oldest = _upParameterServers.Values.OrderBy(m => m, Member.AgeOrdering).FirstOrDefault();
+        if (oldest is null || oldest.Address == _active) return;
+        _active = oldest.Address;
+        if (oldest.Address == _cluster.SelfAddress)
+        {
+            if (!_state.WasStandby) _log.Info("This node is the active parameter server");
+            return;
+        }
+        _state.WasStandby = true;
+        _log.Info("Standby parameter server: the active one is {0}; this node takes over from the newest checkpoint if that node fails", oldest.Address);
+    }
+}
+
+/// <summary>What a parameter-server node knows about failover, shared between its node actor and its job host.</summary>
+public sealed class FailoverState
+{
+    private volatile bool _wasStandby;
+    private volatile bool _hostsJob;
+
+    /// <summary>
+    /// True once this node saw an older parameter-server node up: a job host started here afterwards takes over a
+    /// running job, so it resumes from the newest checkpoint.
+    /// </summary>
+    public bool WasStandby { get => _wasStandby; set => _wasStandby = value; }
+
+    /// <summary>True once a job host started on this node.</summary>
+    public bool HostsJob { get => _hostsJob; set => _hostsJob = value; }
+}
