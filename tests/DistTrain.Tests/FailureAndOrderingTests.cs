@@ -54,7 +54,9 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
     {
         public List<EpochSummary> Epochs { get; } = [];
         public void EpochStarted(int epoch, int steps, int samples) { }
-        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing) { }
+        public List<(int Epoch, int Samples)> Steps { get; } = [];
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing) =>
+            Steps.Add((epoch, samples));
         public void EpochCompleted(EpochSummary summary)
         {
             Epochs.Add(summary);
@@ -88,6 +90,45 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
         Assert.All(result.Epochs, e => Assert.Equal(data.Train.Count, e.TrainSamples)); // every sample once, also in epoch 2
         Assert.All(result.Epochs, e => Assert.Equal(data.Test.Count, e.TestSamples));
         Assert.True(result.FinalEpoch.TestAccuracy > 0.5, $"accuracy {result.FinalEpoch.TestAccuracy:P1}");
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task After_a_worker_is_lost_the_global_minibatch_is_kept_unless_turned_off(bool keepGlobalBatch)
+    {
+        var data = TestData.Normalized();
+        var model = ModelFactory.Build(Model);
+        var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
+        var workers = Enumerable.Range(0, 3).Select(i => Sys.ActorOf(Worker.Props(i, Model, data.Train, data.Test, 100), $"batch-worker-{keepGlobalBatch}-{i}")).ToArray();
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var observer = new KillingObserver(workers[1]);
+        // 3 workers of 16: a global minibatch of 48. Worker 1 dies after epoch 1; epoch 3 is planned for the 2 left.
+        var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
+            StallTimeout: TimeSpan.FromSeconds(20), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2,
+            GlobalBatchSize: keepGlobalBatch ? 48 : 0);
+        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3),
+            workers, observer, completion));
+        var result = await completion.Task.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.All(result.Epochs, e => Assert.Equal(data.Train.Count, e.TrainSamples)); // every sample once
+        var epoch1 = observer.Steps.Where(s => s.Epoch == 1).Select(s => s.Samples).ToArray();
+        var epoch3 = observer.Steps.Where(s => s.Epoch == 3).Select(s => s.Samples).ToArray();
+        Assert.All(epoch1[..^1], samples => Assert.Equal(48, samples));
+        if (keepGlobalBatch)
+        {
+            // 2 workers of 24: the same samples per step and steps per epoch as with 3 workers of 16.
+            Assert.All(epoch3[..^1], samples => Assert.Equal(48, samples));
+            Assert.Equal(Rounds(data.Train.Count, workers: 2, batch: 24), epoch3.Length);
+        }
+        else
+        {
+            Assert.All(epoch3[..^1], samples => Assert.Equal(32, samples));
+            Assert.Equal(Rounds(data.Train.Count, workers: 2, batch: 16), epoch3.Length);
+        }
+
+        // Steps of an epoch: the rounds of the largest shard.
+        static int Rounds(int samples, int workers, int batch) => ((samples + workers - 1) / workers + batch - 1) / batch;
     }
 
     [Fact]

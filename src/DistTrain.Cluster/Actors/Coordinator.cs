@@ -23,10 +23,17 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="PlannerFor">Cluster mode: a shard planner for a given number of workers, used when workers are lost or
 /// join. Null (single-node mode): a worker that stops fails the job.</param>
 /// <param name="MinWorkers">Cluster mode: with fewer workers, training pauses until enough join again.</param>
+/// <param name="GlobalBatchSize">Cluster mode: samples per step to keep when the number of workers alive differs from
+/// the planned one (Training:KeepGlobalBatch): each worker's minibatch becomes ⌈GlobalBatchSize / alive⌉. 0: every
+/// worker keeps <paramref name="BatchSizePerWorker"/>, so the global minibatch shrinks or grows with the workers.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
     ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
-    int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1)
+    int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1, int GlobalBatchSize = 0)
 {
+    /// <summary>Each worker's minibatch when <paramref name="aliveWorkers"/> take part (see <see cref="GlobalBatchSize"/>).</summary>
+    public int BatchSizeFor(int aliveWorkers) =>
+        GlobalBatchSize > 0 && aliveWorkers > 0 ? (GlobalBatchSize + aliveWorkers - 1) / aliveWorkers : BatchSizePerWorker;
+
     /// <summary>True when the job survives losing workers (cluster mode).</summary>
     public bool ToleratesWorkerLoss => PlannerFor is not null;
 
@@ -73,6 +80,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     // The epoch's current part: each worker's shard (indexed by worker) and the round its first minibatch runs in.
     private int[][] _segmentShards = [];
     private int _segmentFirstRound;
+    private int _batchSize; // each worker's minibatch in the current part of the epoch
     private int _epochSteps;
     private int _nextRound;
     private readonly List<int> _orphans = [];         // samples of lost workers not yet trained on this epoch
@@ -106,6 +114,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         IReadOnlyList<IActorRef>? workerRefs, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion)
     {
         _settings = settings;
+        _batchSize = settings.BatchSizePerWorker;
         _observer = observer;
         _completion = completion;
         _epoch = settings.FirstEpoch - 1;
@@ -252,6 +261,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var alive = AliveWorkers;
         var planner = alive.Length == _settings.Planner.Workers ? _settings.Planner : _settings.PlannerFor!(alive.Length);
         var planned = planner.Plan(_epoch);
+        _batchSize = _settings.BatchSizeFor(alive.Length);
         _segmentShards = [.. _workers.Select(_ => Array.Empty<int>())];
         for (var j = 0; j < alive.Length; j++) _segmentShards[alive[j]] = planned[j];
         var batches = Batches(_segmentShards, 0);
@@ -259,7 +269,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         for (var i = 0; i < _workers.Count; i++)
         {
             _inEpoch[i] = _alive[i];
-            if (_alive[i]) _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _settings.BatchSizePerWorker, 0, _epochSteps));
+            if (_alive[i]) _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _batchSize, 0, _epochSteps));
         }
         _segmentFirstRound = 0;
         _nextRound = firstRound;
@@ -274,7 +284,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     /// <summary>Each worker's last round + 1 (absolute), for shards whose first minibatch runs in <paramref name="firstRound"/>.</summary>
     private int[] Batches(int[][] shards, int firstRound) =>
-        [.. shards.Select(s => s.Length == 0 ? 0 : firstRound + (s.Length + _settings.BatchSizePerWorker - 1) / _settings.BatchSizePerWorker)];
+        [.. shards.Select(s => s.Length == 0 ? 0 : firstRound + (s.Length + _batchSize - 1) / _batchSize)];
 
     /// <summary>
     /// A further part of the epoch: the samples the lost workers did not train on, split evenly across the workers
@@ -285,6 +295,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var alive = AliveWorkers;
         var orphans = _orphans.ToArray();
         _orphans.Clear();
+        _batchSize = _settings.BatchSizeFor(alive.Length);
         _segmentShards = [.. _workers.Select(_ => Array.Empty<int>())];
         for (var j = 0; j < alive.Length; j++)
         {
@@ -300,7 +311,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         foreach (var i in alive)
         {
             _inEpoch[i] = true;
-            _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _settings.BatchSizePerWorker, _segmentFirstRound, rounds));
+            _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _batchSize, _segmentFirstRound, rounds));
         }
         _log.Warning("Epoch {0}: the {1} samples lost workers had left go to {2} worker(s), from round {3}.",
             _epoch, orphans.Length, alive.Length, _segmentFirstRound);
@@ -313,7 +324,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var index = removed.WorkerIndex;
         if (index < 0 || index >= _segmentShards.Length) return;
         var shard = _segmentShards[index];
-        var from = Math.Max(0, (removed.FirstUnusedRound - _segmentFirstRound) * _settings.BatchSizePerWorker);
+        var from = Math.Max(0, (removed.FirstUnusedRound - _segmentFirstRound) * _batchSize);
         if (from < shard.Length) _orphans.AddRange(shard[from..]);
         _segmentShards[index] = [];
     }

@@ -232,10 +232,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
             _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping,
             FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0,
-            PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum);
+            PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum,
+            GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.BatchSizePerWorker : 0);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
-            CheckpointResume.Settings(_options), resumeFrom).WithDispatcher(AkkaSettings.ComputeDispatcher),
+            CheckpointResume.Settings(_options), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _observer, completion), "coordinator");
         _log.Info("Training starts with {0} workers", workers.Length);
         for (var i = 0; i < count; i++) _joined.Add(i);

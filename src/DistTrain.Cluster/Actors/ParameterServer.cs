@@ -78,12 +78,14 @@ public sealed class ParameterServer : ReceiveActor
     private readonly CheckpointSettings? _checkpoints;
     private TrainingCheckpoint? _resumeFrom; // until the epoch it resumes starts
     private bool _checkpointDue;
+    private readonly int _scalingWorkers;
 
     /// <summary>Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>.</summary>
     /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
     public ParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null)
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0)
     {
+        _scalingWorkers = scalingWorkers;
         if (resumeFrom is not null)
         {
             if (resumeFrom.Weights.Layout.TotalLength != initialWeights.Layout.TotalLength)
@@ -144,9 +146,12 @@ public sealed class ParameterServer : ReceiveActor
     /// <param name="checkpoints">Where to write checkpoints; null writes none (and the step path stays allocation-free).</param>
     /// <param name="resumeFrom">A verified checkpoint to start from: its weights, optimizer state and version replace
     /// version 0, and the first epoch started at its position takes over its partial epoch's loss. Null starts fresh.</param>
+    /// <param name="scalingWorkers">The worker count of the linear scaling rule (Optimizer:ScaleLearningRateByWorkers) when
+    /// the global minibatch is kept constant as workers come and go (Training:KeepGlobalBatch): the workers the job started with.
+    /// 0 scales by the workers taking part in the epoch.</param>
     public static Props Props(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null) =>
-        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom));
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0) =>
+        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers));
 
     private void OnStartEpoch(StartEpoch start)
     {
@@ -442,7 +447,8 @@ public sealed class ParameterServer : ReceiveActor
     {
         var epoch = _epoch!;
         var stepsPerEpoch = StepsPerEpoch(epoch);
-        var baseRate = _optimizerOptions.LearningRate * (_optimizerOptions.ScaleLearningRateByWorkers ? _activeWorkers : 1);
+        var workers = _scalingWorkers > 0 ? _scalingWorkers : _activeWorkers;
+        var baseRate = _optimizerOptions.LearningRate * (_optimizerOptions.ScaleLearningRateByWorkers ? workers : 1);
         return _schedule.At(Math.Max(0, epoch.Epoch - 1), _round, stepsPerEpoch, _totalEpochs, baseRate);
     }
 

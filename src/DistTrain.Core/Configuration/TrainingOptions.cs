@@ -172,6 +172,15 @@ public sealed class TrainingLoopOptions
     /// <summary>Samples per minibatch on each worker; one synchronous step consumes up to <c>Workers ×</c> this. 1 to 65,536. Default 64.</summary>
     public int BatchSizePerWorker { get; set; } = 64;
 
+    /// <summary>
+    /// Cluster mode: when workers are lost or join, keep the global minibatch the job started with (its workers ×
+    /// <see cref="BatchSizePerWorker"/>) by giving each worker alive ⌈global / alive⌉ samples per step, so the steps per
+    /// epoch, the learning rate and its schedule (counted in steps) stay as they were. False: each worker keeps
+    /// BatchSizePerWorker and the global minibatch shrinks or grows with the workers (pair it with
+    /// Optimizer:ScaleLearningRateByWorkers). Default true.
+    /// </summary>
+    public bool KeepGlobalBatch { get; set; } = true;
+
     /// <summary>Seed of the weight initializer and of the per-epoch shuffles. Default 1.</summary>
     public int Seed { get; set; } = 1;
 
