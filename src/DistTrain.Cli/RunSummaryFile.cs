@@ -22,7 +22,7 @@ internal static class RunSummaryFile
         ["format"] = "pt",
         ["producer"] = "disttrain",
         ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
-        ["epochs"] = result.Epochs.Count.ToString(CultureInfo.InvariantCulture),
+        ["epochs"] = result.Epochs[^1].Epoch.ToString(CultureInfo.InvariantCulture), // the last epoch trained, also after a resume
         ["test_accuracy"] = result.FinalEpoch.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture),
         ["input_scale"] = "pixels / 255, then (x - input_mean) / input_std",
         ["input_normalization"] = normalizer.Kind.ToString(),

@@ -232,13 +232,15 @@ public sealed class ClusterProcessTests : IDisposable
     [Fact]
     public async Task The_standby_parameter_server_takes_over_from_the_newest_checkpoint_when_the_active_one_is_killed()
     {
-        // 1,000 samples, 2 workers of batch 2: 250 steps per epoch, 7,500 in all; a checkpoint every 100 steps.
+        // 1,000 samples, 2 worker nodes of batch 2: 250 steps per epoch, 7,500 in all; a checkpoint every 100 steps.
+        // Training:Workers (3) differs from the worker nodes on purpose: in cluster mode the nodes decide, and the
+        // takeover must resume with the checkpoint's worker count, not the config's.
         var configPath = Config($$"""
             {
               "Data": { "Normalization": "Global" },
               "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 64 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
               "Optimizer": { "LearningRate": 0.01, "Momentum": 0.5 },
-              "Training": { "Workers": 2, "Epochs": 30, "BatchSizePerWorker": 2, "Seed": 3, "StallTimeoutSeconds": 60 }
+              "Training": { "Workers": 3, "Epochs": 30, "BatchSizePerWorker": 2, "Seed": 3, "StallTimeoutSeconds": 60 }
             }
             """);
         // The compose file's checkpoint folder, shared by both parameter servers (here a local folder).
@@ -272,7 +274,8 @@ public sealed class ClusterProcessTests : IDisposable
         Assert.True(resumedAfter < TimeSpan.FromSeconds(30), $"the standby resumed {resumedAfter.TotalSeconds:F1} s after the kill");
 
         // Nothing was lost or repeated: the job ends on the weights of an undisturbed run (same seed, shard plan and summation order).
-        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
+        var options = TrainingOptionsLoader.Load(configPath,
+            new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory, ["Training:Workers"] = "2" },
             environment: new Dictionary<string, string?>());
         var data = TrainingData.Load(options.Data);
         var undisturbed = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();

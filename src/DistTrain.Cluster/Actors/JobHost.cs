@@ -51,6 +51,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly FailoverState? _failover;
     private readonly bool _takeover;
     private JobFinished? _finished;
+    private bool _resumeSearched;
+    private Core.Checkpoints.TrainingCheckpoint? _resumeFrom;
+    private bool _waitingForCheckpointWorkers;
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, int trainCount, int testCount, int validationCount, string dataHost, ITrainingObserver observer,
@@ -212,23 +215,36 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             return;
         }
         Timers.Cancel("start-now");
-        _started = true;
         var loop = _options.Training;
         var count = minimum;
         while (Ready(count)) count++; // every ready worker in an unbroken run of indices
-        var workers = Enumerable.Range(0, count).Select(i => _links[i]).ToArray();
-        var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
-        Core.Checkpoints.TrainingCheckpoint? resumeFrom = null;
-        try
+        if (!_resumeSearched)
         {
-            if (_options.Checkpoint.Resume || (_takeover && TakeoverCheckpointExists()))
-                resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line));
+            _resumeSearched = true;
+            try
+            {
+                if (_options.Checkpoint.Resume || (_takeover && TakeoverCheckpointExists()))
+                    _resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line), matchWorkers: false);
+            }
+            catch (CheckpointResumeException e)
+            {
+                _log.Error(e.Message);
+                _completion.TrySetException(e);
+                return;
+            }
         }
-        catch (CheckpointResumeException e)
+        var resumeFrom = _resumeFrom;
+        if (resumeFrom is not null && count < resumeFrom.Workers)
         {
-            _completion.TrySetException(e);
+            // The resumed epoch's shards were planned for that many workers: start with as many, or the data order differs.
+            if (!_waitingForCheckpointWorkers)
+                _log.Warning("The checkpoint's epoch was planned for {0} workers; waiting until {0} are ready ({1} are).", resumeFrom.Workers, count);
+            _waitingForCheckpointWorkers = true;
             return;
         }
+        _started = true;
+        var workers = Enumerable.Range(0, count).Select(i => _links[i]).ToArray();
+        var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
             _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping,
             FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0,

@@ -19,10 +19,12 @@ public static class CheckpointResume
     /// <param name="options">Validated options with a checkpoint directory.</param>
     /// <param name="layout">The model's layout.</param>
     /// <param name="log">Receives one line per skipped checkpoint and one for the chosen one.</param>
+    /// <param name="matchWorkers">Require Training:Workers to equal the checkpoint's worker count (single-node mode). Cluster
+    /// mode passes false: there the job host waits for as many worker nodes as the checkpoint's epoch was planned for.</param>
     /// <exception cref="CheckpointResumeException">The directory holds no checkpoint, none is valid, the chosen one was
-    /// written with another Training:Seed, Workers or BatchSizePerWorker (the data order would differ), or it is already
-    /// past Training:Epochs.</exception>
-    public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log)
+    /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>) or BatchSizePerWorker (the data
+    /// order would differ), or it is already past Training:Epochs.</exception>
+    public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(log);
@@ -40,7 +42,7 @@ public static class CheckpointResume
         var loop = options.Training;
         var problems = new List<string>();
         if (checkpoint.ShardSeed != loop.Seed) problems.Add($"Training:Seed = {loop.Seed}, the checkpoint's is {checkpoint.ShardSeed}");
-        if (checkpoint.Workers != loop.Workers) problems.Add($"Training:Workers = {loop.Workers}, the checkpoint's is {checkpoint.Workers}");
+        if (matchWorkers && checkpoint.Workers != loop.Workers) problems.Add($"Training:Workers = {loop.Workers}, the checkpoint's is {checkpoint.Workers}");
         if (checkpoint.BatchSizePerWorker != loop.BatchSizePerWorker) problems.Add($"Training:BatchSizePerWorker = {loop.BatchSizePerWorker}, the checkpoint's is {checkpoint.BatchSizePerWorker}");
         if (problems.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
