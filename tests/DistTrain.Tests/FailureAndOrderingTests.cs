@@ -55,6 +55,8 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
         public List<EpochSummary> Epochs { get; } = [];
         public void EpochStarted(int epoch, int steps, int samples) { }
         public List<(int Epoch, int Samples)> Steps { get; } = [];
+        public List<CheckpointSaved> Checkpoints { get; } = [];
+        public void CheckpointSaved(CheckpointSaved checkpoint) => Checkpoints.Add(checkpoint);
         public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing) =>
             Steps.Add((epoch, samples));
         public void EpochCompleted(EpochSummary summary)
@@ -129,6 +131,41 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
 
         // Steps of an epoch: the rounds of the largest shard.
         static int Rounds(int samples, int workers, int batch) => ((samples + workers - 1) / workers + batch - 1) / batch;
+    }
+
+    [Fact]
+    public async Task After_a_worker_is_lost_checkpoints_are_written_only_where_a_resume_is_exact()
+    {
+        var data = TestData.Normalized();
+        var model = ModelFactory.Build(Model);
+        var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
+        var workers = Enumerable.Range(0, 3).Select(i => Sys.ActorOf(Worker.Props(i, Model, data.Train, data.Test, 100), $"checkpoint-worker-{i}")).ToArray();
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var observer = new KillingObserver(workers[1]);
+        var directory = Directory.CreateTempSubdirectory("disttrain-lost-checkpoints-").FullName;
+        try
+        {
+            var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
+                StallTimeout: TimeSpan.FromSeconds(20), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2, GlobalBatchSize: 48);
+            var checkpoints = new CheckpointSettings(new Core.Checkpoints.CheckpointStore(directory, 1000), EverySteps: 1, ShardSeed: 1, BatchSizePerWorker: 16);
+            Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3,
+                checkpoints: checkpoints, scalingWorkers: 3), workers, observer, completion));
+            var result = await completion.Task.WaitAsync(TimeSpan.FromSeconds(60));
+
+            // Epoch 1 (3 workers, undisturbed): a checkpoint after every step. Epoch 2 lost worker 1 and epoch 3 was planned
+            // for the 2 left with larger minibatches: a mid-epoch position there would not resume exactly, so each of them
+            // has only its end-of-epoch checkpoint, written once the lost worker's samples were trained too.
+            var epoch1Steps = observer.Steps.Count(st => st.Epoch == 1);
+            Assert.Equal(epoch1Steps, observer.Checkpoints.Count(c => c.Epoch == 1 || (c.Epoch == 2 && c.Round == 0)));
+            Assert.DoesNotContain(observer.Checkpoints, c => c.Epoch >= 2 && c.Round != 0);
+            Assert.Equal(new[] { 2, 3, 4 }, observer.Checkpoints.Where(c => c.Round == 0).Select(c => c.Epoch));
+            Assert.Equal(result.Version, observer.Checkpoints[^1].Version);
+            Assert.Equal(observer.Steps.Count(st => st.Epoch <= 2), observer.Checkpoints.Single(c => c.Epoch == 3).Version);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
     }
 
     [Fact]

@@ -279,7 +279,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _observer.EpochStarted(_epoch, _epochSteps, _settings.Planner.SampleCount);
         _clock.Restart();
         _training = true;
-        _parameterServer.Tell(new StartEpoch(_epoch, WorkerSlots, batches, firstRound, _epochSteps));
+        var resumable = alive.Length == _settings.Planner.Workers && alive.Length == _workers.Count && _batchSize == _settings.BatchSizePerWorker;
+        _parameterServer.Tell(new StartEpoch(_epoch, WorkerSlots, batches, firstRound, _epochSteps, resumable));
     });
 
     /// <summary>Each worker's last round + 1 (absolute), for shards whose first minibatch runs in <paramref name="firstRound"/>.</summary>
@@ -316,7 +317,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _log.Warning("Epoch {0}: the {1} samples lost workers had left go to {2} worker(s), from round {3}.",
             _epoch, orphans.Length, alive.Length, _segmentFirstRound);
         _training = true;
-        _parameterServer.Tell(new StartEpoch(_epoch, WorkerSlots, batches, _segmentFirstRound, _epochSteps));
+        _parameterServer.Tell(new StartEpoch(_epoch, WorkerSlots, batches, _segmentFirstRound, _epochSteps, MidEpochResumable: false));
     });
 
     private void OnWorkerRemoved(WorkerRemoved removed)

@@ -49,7 +49,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private IActorRef? _coordinator;
     private readonly HashSet<int> _joined = []; // workers handed to the coordinator
     private readonly FailoverState? _failover;
-    private readonly bool _takeover;
+    private bool _takeover;
     private JobFinished? _finished;
     private bool _resumeSearched;
     private Core.Checkpoints.TrainingCheckpoint? _resumeFrom;
@@ -102,6 +102,12 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _listener = new DataPlaneListener(_options.Cluster.DataPort, Self);
         _listener.Start();
         if (_failover is not null) _failover.HostsJob = true;
+        if (_failover?.Finished is true)
+        {
+            // Handed over at the normal end of the job (the active node left after JobFinished reached this node).
+            _log.Info("The job already finished on another parameter-server node; this host starts nothing.");
+            return;
+        }
         if (_takeover)
         {
             Metrics.DistTrainMetrics.RecordTakeover();
@@ -117,8 +123,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private void OnRegister(RegisterWorker register)
     {
-        if (_finished is not null)
+        if (_finished is not null || _failover?.Finished is true)
         {
+            if (_finished is null) return; // the job ended on another parameter-server node, which told the workers
             Sender.Tell(_finished); // a worker that lost the data plane at the very end: the job is over
             return;
         }
@@ -132,6 +139,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             _log.Warning("Refused worker node {0}: {1}", register.NodeName, refusal);
             Sender.Tell(new RegistrationRefused(refusal));
             return;
+        }
+        if (register.LostParameterServer && !_started && !_takeover)
+        {
+            // A worker that was training under another parameter server: this host continues that job, whether or not
+            // this node saw the old one as a standby (it may have started after that node died).
+            _takeover = true;
+            Metrics.DistTrainMetrics.RecordTakeover();
+            _log.Warning("Worker node {0} lost its parameter server: this host takes over the job from the newest checkpoint", register.NodeName);
         }
         // A repeated registration keeps its index. An agent whose data plane closed registers again: before training
         // starts it keeps its index, afterwards it joins as a new worker (the coordinator already counted the old one lost).
@@ -206,6 +221,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// </summary>
     private void TryStart(bool waited = false)
     {
+        if (_failover?.Finished is true) return;
         var minimum = _options.Cluster.MinWorkers;
         if (_started || Enumerable.Range(0, minimum).Any(i => !Ready(i)))
             return;
@@ -229,18 +245,26 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             catch (CheckpointResumeException e)
             {
                 _log.Error(e.Message);
-                _completion.TrySetException(e);
+                _started = true;
+                Self.Tell(new Done(null, e)); // tells the worker nodes too, so they do not wait for a job that will not start
                 return;
             }
         }
         var resumeFrom = _resumeFrom;
-        if (resumeFrom is not null && count < resumeFrom.Workers)
+        if (resumeFrom is { Round: > 0 })
         {
-            // The resumed epoch's shards were planned for that many workers: start with as many, or the data order differs.
-            if (!_waitingForCheckpointWorkers)
-                _log.Warning("The checkpoint's epoch was planned for {0} workers; waiting until {0} are ready ({1} are).", resumeFrom.Workers, count);
-            _waitingForCheckpointWorkers = true;
-            return;
+            // A mid-epoch checkpoint: that epoch's shards were planned for the checkpoint's workers (the parameter server
+            // writes such checkpoints only in epochs planned over all the job's workers at the configured minibatch).
+            // Start with exactly as many, or the data order differs; more join at the next epoch. An epoch-boundary
+            // checkpoint (round 0) needs no such wait: the next epoch is planned for whoever is there.
+            if (count < resumeFrom.Workers)
+            {
+                if (!_waitingForCheckpointWorkers)
+                    _log.Warning("The checkpoint's epoch was planned for {0} workers; waiting until {0} are ready ({1} are).", resumeFrom.Workers, count);
+                _waitingForCheckpointWorkers = true;
+                return;
+            }
+            count = resumeFrom.Workers;
         }
         _started = true;
         var workers = Enumerable.Range(0, count).Select(i => _links[i]).ToArray();

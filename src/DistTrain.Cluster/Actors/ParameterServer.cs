@@ -78,6 +78,8 @@ public sealed class ParameterServer : ReceiveActor
     private readonly CheckpointSettings? _checkpoints;
     private TrainingCheckpoint? _resumeFrom; // until the epoch it resumes starts
     private bool _checkpointDue;
+    private bool _midEpochResumable;  // a mid-part checkpoint of this part resumes exactly (StartEpoch.MidEpochResumable, no loss since)
+    private bool _partLeftSamples;    // a worker lost in this part left samples, so a further part of the epoch follows
     private readonly int _scalingWorkers;
 
     /// <summary>Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>.</summary>
@@ -176,6 +178,8 @@ public sealed class ParameterServer : ReceiveActor
         _received = new GradientComputed?[start.Workers.Length];
         _batches = (int[])start.BatchesPerWorker.Clone();
         _activeWorkers = start.Workers.Count(w => !w.IsNobody()); // lost workers' slots hold Nobody
+        _midEpochResumable = start.MidEpochResumable;
+        _partLeftSamples = false;
         // Size every pooled report for this worker count now, not in a round: a report the coordinator has not returned
         // yet makes a round take a fresh one from the pool, and sizing it there would allocate inside the step.
         foreach (var report in _freeReports) report.ForWorkers(start.Workers.Length);
@@ -242,7 +246,7 @@ public sealed class ParameterServer : ReceiveActor
     {
         var settings = _checkpoints!;
         var epoch = _epoch!;
-        var epochDone = _round >= StepsPerEpoch(epoch);
+        var epochDone = EpochDone();
         var checkpoint = new TrainingCheckpoint(_weights, _optimizer.State, _optimizerOptions.Kind, _optimizer.StepCount, _version,
             epochDone ? epoch.Epoch + 1 : epoch.Epoch, epochDone ? 0 : _round, settings.ShardSeed, epoch.Workers.Length,
             settings.BatchSizePerWorker, epochDone ? 0 : _epochSamples, epochDone ? 0 : _epochLossSum);
@@ -253,6 +257,18 @@ public sealed class ParameterServer : ReceiveActor
         _log.Info("Checkpoint {0}: version {1}, next epoch {2} round {3}, {4:N0} bytes in {5:F1} ms", path, _version,
             checkpoint.Epoch, checkpoint.Round, bytes, seconds * 1000);
         _coordinator.Tell(new CheckpointSaved(path, _version, checkpoint.Epoch, checkpoint.Round, bytes, seconds), Self);
+    }
+
+    /// <summary>
+    /// The step just applied was the epoch's last: its part has no rounds left and no lost worker left samples for a
+    /// further part. Only then is "next epoch, round 0" an exact position to resume from.
+    /// </summary>
+    private bool EpochDone()
+    {
+        if (_partLeftSamples) return false;
+        foreach (var last in _batches)
+            if (last > _round) return false;
+        return true;
     }
 
     private static int StepsPerEpoch(StartEpoch epoch)
@@ -295,6 +311,8 @@ public sealed class ParameterServer : ReceiveActor
         var awaited = _received[index] is null && _batches[index] > _round;
         var firstUnused = _received[index] is not null ? _round + 1 : Math.Min(_batches[index], _round);
         if (awaited) _expected--;
+        _midEpochResumable = false;
+        if (firstUnused < _batches[index]) _partLeftSamples = true;
         _batches[index] = Math.Min(_batches[index], firstUnused);
         Sender.Tell(new WorkerRemoved(index, firstUnused));
         _log.Warning("Worker {0} lost in epoch {1} round {2}: the round continues without it; its rounds from {3} go to the other workers.",
@@ -366,7 +384,7 @@ public sealed class ParameterServer : ReceiveActor
         Send(_coordinator, report);
         _round++;
         if (_checkpoints is not null)
-            _checkpointDue = _round >= StepsPerEpoch(_epoch) || (_checkpoints.EverySteps > 0 && _version % _checkpoints.EverySteps == 0);
+            _checkpointDue = EpochDone() || (_midEpochResumable && _checkpoints.EverySteps > 0 && _version % _checkpoints.EverySteps == 0);
         BeginRound();
     }
 

@@ -56,7 +56,9 @@ public sealed class ParameterServerNode : ReceiveActor
         });
         Receive<JobFinished>(finished =>
         {
-            if (_state.HostsJob) return; // this node's own job host completes the run
+            // Only another node's job host sends this (its own node completes through the job host). A host that the
+            // singleton manager starts here afterwards, at the hand-over of a normal end, sees Finished and starts nothing.
+            _state.Finished = true;
             _log.Info("The active parameter server reports the end of the job: {0}", finished.Summary);
             _finishedElsewhere.TrySetResult(finished);
         });
@@ -121,6 +123,7 @@ public sealed class FailoverState
 {
     private volatile bool _wasStandby;
     private volatile bool _hostsJob;
+    private volatile bool _finished;
 
     /// <summary>
     /// True once this node saw an older parameter-server node up: a job host started here afterwards takes over a
@@ -130,4 +133,7 @@ public sealed class FailoverState
 
     /// <summary>True once a job host started on this node.</summary>
     public bool HostsJob { get => _hostsJob; set => _hostsJob = value; }
+
+    /// <summary>True once another parameter-server node reported the end of the job.</summary>
+    public bool Finished { get => _finished; set => _finished = value; }
 }

@@ -46,6 +46,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private bool _accepted;
     private bool _finished;
     private bool _lostParameterServer;
+    private bool _workerFailed;
+    private Address? _hostNode; // the node of the job host that accepted this worker
 
     /// <summary>Creates the agent; see <see cref="Props"/>.</summary>
     public WorkerAgent(TrainingOptions options, TrainingData data, TaskCompletionSource<JobFinished> completion)
@@ -75,6 +77,12 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         });
         Receive<Terminated>(OnTerminated);
         Receive<Lost>(OnLost);
+        // A parameter-server node that vanishes without closing its sockets (power loss, a partition) is noticed
+        // through membership: once the split-brain resolver downs it, its data plane counts as lost.
+        Receive<ClusterEvent.MemberDowned>(e => HostNodeGone(e.Member));
+        Receive<ClusterEvent.MemberRemoved>(e => HostNodeGone(e.Member));
+        Receive<ClusterEvent.IMemberEvent>(_ => { });
+        Receive<ClusterEvent.CurrentClusterState>(_ => { });
     }
 
     /// <inheritdoc />
@@ -88,7 +96,17 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     protected override void PreStart()
     {
         _jobHost = Context.ActorOf(ParameterServerNode.SingletonProxyProps(Context.System), "job-host-proxy");
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsSnapshot, typeof(ClusterEvent.IMemberEvent));
         StartRegistering();
+    }
+
+    /// <inheritdoc />
+    protected override void PostStop() => _cluster.Unsubscribe(Self);
+
+    private void HostNodeGone(Member member)
+    {
+        if (_accepted && !_finished && member.Address.Equals(_hostNode))
+            Self.Tell(new Lost($"the parameter-server node {member.Address} ({member.Status})"));
     }
 
     /// <inheritdoc />
@@ -109,13 +127,14 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private void Register()
     {
         if (_accepted) return;
-        _jobHost.Tell(new RegisterWorker(ClusterProtocolInfo.Version, ModelFingerprint.Of(_options), _cluster.SelfAddress.ToString()));
+        _jobHost.Tell(new RegisterWorker(ClusterProtocolInfo.Version, ModelFingerprint.Of(_options), _cluster.SelfAddress.ToString(), _lostParameterServer));
     }
 
     private void OnAccepted(WorkerAccepted accepted)
     {
         if (_accepted || _finished) return; // a repeated registration's answer
         _accepted = true;
+        _hostNode = Sender.Path.Address;
         Timers.Cancel("register");
         Timers.Cancel("join-timeout");
         _generation++;
@@ -131,22 +150,24 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private void OnTerminated(Terminated terminated)
     {
         if (_finished || (!terminated.ActorRef.Equals(_worker) && !terminated.ActorRef.Equals(_link))) return; // an earlier generation's
+        // The worker's own failure wins over the link closing after it (the parameter server drops a dead worker's link).
+        if (terminated.ActorRef.Equals(_worker)) _workerFailed = true;
         Timers.StartSingleTimer("lost", new Lost(terminated.ActorRef.Path.Name), TimeSpan.FromSeconds(EndOfJobGraceSeconds));
     }
 
     private void OnLost(Lost lost)
     {
         if (_finished) return;
-        if (_worker is not null && lost.Name == _worker.Path.Name)
+        if (_workerFailed)
         {
             // A failure on this node, not a lost parameter server: registering again would repeat it.
-            _log.Error("{0} stopped; this worker node leaves the job.", lost.Name);
-            _completion.TrySetException(new InvalidOperationException($"{lost.Name} stopped: the worker failed (see the log)."));
+            _log.Error("The worker stopped; this worker node leaves the job.");
+            _completion.TrySetException(new InvalidOperationException("The worker actor stopped: it failed (see the log)."));
             return;
         }
         if (!_accepted) return; // already registering again
-        _log.Warning("Lost the data plane to the parameter server; registering again and waiting up to {0:F0} s for a parameter server " +
-                     "(a standby takes over from the newest checkpoint)", _options.Cluster.JoinTimeoutSeconds);
+        _log.Warning("Lost the data plane to the parameter server ({0}); registering again and waiting up to {1:F0} s for a parameter server " +
+                     "(a standby takes over from the newest checkpoint)", lost.Name, _options.Cluster.JoinTimeoutSeconds);
         _lostParameterServer = true;
         _accepted = false;
         if (_worker is not null) Context.Stop(_worker);

@@ -13,11 +13,14 @@ namespace DistTrain.Cluster.Protocol;
 /// <param name="ProtocolVersion">The sender's <see cref="ClusterProtocolInfo.Version"/>; must equal the host's.</param>
 /// <param name="ModelFingerprint">Canonical text of the sender's model and data settings; must equal the host's.</param>
 /// <param name="NodeName">The worker node's address, for logs.</param>
+/// <param name="LostParameterServer">True when the worker was training and lost its parameter server: the job host that
+/// receives it continues that job from the newest checkpoint (a takeover).</param>
 [MessagePackObject]
 public sealed record RegisterWorker(
     [property: Key(0)] int ProtocolVersion,
     [property: Key(1)] string ModelFingerprint,
-    [property: Key(2)] string NodeName) : IDistTrainMessage;
+    [property: Key(2)] string NodeName,
+    [property: Key(3)] bool LostParameterServer = false) : IDistTrainMessage;
 
 /// <summary>The worker may join as <paramref name="WorkerIndex"/>. JobHost → WorkerAgent.</summary>
 /// <param name="WorkerIndex">Its index in the job.</param>

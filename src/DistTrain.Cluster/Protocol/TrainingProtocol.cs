@@ -52,13 +52,18 @@ public sealed record AssignShard(
 /// before the interruption), or the first round of the part that takes over a lost worker's samples.</param>
 /// <param name="StepsPerEpoch">Steps of the whole epoch as planned, for the learning-rate schedule; 0 means the most
 /// minibatches of any worker.</param>
+/// <param name="MidEpochResumable">True when a checkpoint in the middle of this part resumes exactly: the first part
+/// of an epoch planned over all the job's workers at Training:BatchSizePerWorker, so the epoch's shards follow from
+/// (seed, epoch, worker count) alone. False for a part that takes over a lost worker's samples and for an epoch planned
+/// after workers were lost or joined; the parameter server then writes checkpoints only at the epoch's true end.</param>
 [MessagePackObject]
 public sealed record StartEpoch(
     [property: Key(0)] int Epoch,
     [property: Key(1)] IActorRef[] Workers,
     [property: Key(2)] int[] BatchesPerWorker,
     [property: Key(3)] int FirstRound = 0,
-    [property: Key(4)] int StepsPerEpoch = 0) : IDistTrainMessage;
+    [property: Key(4)] int StepsPerEpoch = 0,
+    [property: Key(5)] bool MidEpochResumable = true) : IDistTrainMessage;
 
 /// <summary>
 /// New weights. ParameterServer → Worker. A worker that has minibatch <see cref="Round"/> of
