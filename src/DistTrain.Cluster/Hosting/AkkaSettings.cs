@@ -39,8 +39,8 @@ public static class AkkaSettings
     /// <summary>
     /// Split-brain resolver timing: an unreachable node is downed after <paramref name="stableAfterSeconds"/> of stable
     /// membership, and a singleton (the job host) starts on the surviving side <see cref="RemovalMarginSeconds"/> after
-    /// the old node's removal: time for an isolated old node, which downs itself after the same stable-after, to stop
-    /// its job host first.
+    /// the old node's removal. Akka's default margin equals stable-after; DistTrain shortens it to speed up a takeover,
+    /// since its one-parameter-server guarantee rests on each worker's single data-plane connection, not on the margin.
     /// </summary>
     public static Config Downing(double stableAfterSeconds) => ConfigurationFactory.ParseString($$"""
         akka.cluster.split-brain-resolver.stable-after = {{(long)(stableAfterSeconds * 1000)}}ms

@@ -36,9 +36,9 @@ public static class ClusterNode
     /// node being isolated or dead: it is downed (it downs itself if alive), and a standby parameter server takes
     /// over. The oldest is counted over all members, not only parameter-server ones: with the role filter, a dead
     /// active parameter server and one standby are one node on each side, and keep-oldest then downs the
-    /// survivors. Never two parameter servers accept gradients: only one side survives a partition, and a standby
-    /// starts the job only after the old node's removal plus a margin (<see cref="AkkaSettings.Downing"/>), by
-    /// which time an isolated old node has shut itself down.
+    /// survivors. Never two parameter servers accept gradients because a worker has one data-plane connection
+    /// at a time and registers with a job host again only after it closed or the node at its other end was
+    /// downed; an isolated old parameter server has no worker left to reach it (docs/reliability.md).
     /// </remarks>
     public static AkkaConfigurationBuilder WithDistTrainNode(this AkkaConfigurationBuilder builder, TrainingOptions options, string role, int computeThreads) =>
         builder
