@@ -246,6 +246,9 @@ public sealed class ClusterProcessTests : IDisposable
         // The compose file's checkpoint folder, shared by both parameter servers (here a local folder).
         var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 2);
         psEnvironment["DISTTRAIN_Checkpoint__EverySteps"] = standbyEnvironment["DISTTRAIN_Checkpoint__EverySteps"] = "100";
+        // An earlier job's checkpoint left in the shared folder, newer by version and by write time: a takeover must
+        // not resume it (it is past the last epoch, so resuming it would fail), and pruning must not favour it.
+        var stalePath = WriteStaleCheckpoint(configPath, psEnvironment["DISTTRAIN_Checkpoint__Directory"]);
         var active = Start("parameter-server", configPath, psEnvironment);
         await active.WaitForOutputAsync("This node is the active parameter server", TimeSpan.FromSeconds(60));
         var standby = Start("parameter-server", configPath, standbyEnvironment);
@@ -262,6 +265,7 @@ public sealed class ClusterProcessTests : IDisposable
         var resumedAfter = DateTime.UtcNow - killed;
         var resumed = Regex.Match(standby.Output, @"Resuming from checkpoint \S+: weights version (\d+), epoch (\d+) round (\d+)");
         Assert.True(resumed.Success, standby.Output);
+        Assert.Contains($"Skipping checkpoint {stalePath}: written by another job (job earlier-job", standby.Output);
         // The step counter never goes backwards past the newest checkpoint the active server wrote before it died.
         Assert.True(long.Parse(resumed.Groups[1].Value) >= checkpointed,
             $"resumed at version {resumed.Groups[1].Value}, but the active server had written version {checkpointed}");
@@ -282,6 +286,21 @@ public sealed class ClusterProcessTests : IDisposable
         var tensors = SafeTensors.Read(FinalWeightsPath());
         foreach (var segment in undisturbed.FinalWeights.Layout.Segments)
             Compare.Close(undisturbed.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, relative: 1e-4, absolute: 1e-6, segment.Name);
+    }
+
+    /// <summary>A valid checkpoint of the config's model from another job (id <c>earlier-job</c>), at version 999,999, dated tomorrow.</summary>
+    private static string WriteStaleCheckpoint(string configPath, string directory)
+    {
+        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
+            environment: new Dictionary<string, string?>());
+        var model = Core.Models.ModelFactory.Build(options.Model);
+        var weights = Core.Models.ModelFactory.InitialWeights(model, options.Model.Initializer, seed: 99);
+        var stale = new TrainingCheckpoint(weights, [("momentum_buffer", new float[model.Layout.TrainableLength])], Core.Optimization.OptimizerKind.Sgd,
+            optimizerSteps: 999_999, version: 999_999, epoch: 31, round: 0, shardSeed: options.Training.Seed, workers: 2,
+            batchSizePerWorker: options.Training.BatchSizePerWorker, jobId: "earlier-job");
+        var path = new CheckpointStore(directory, keep: 3).Save(stale);
+        File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddDays(1));
+        return path;
     }
 
     /// <summary>A <c>disttrain node</c> process with its output captured; killed on dispose if still running.</summary>

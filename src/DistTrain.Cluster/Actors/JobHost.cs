@@ -54,6 +54,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private bool _resumeSearched;
     private Core.Checkpoints.TrainingCheckpoint? _resumeFrom;
     private bool _waitingForCheckpointWorkers;
+    private string _jobId = NewJobId(); // a takeover adopts its workers' job id
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, int trainCount, int testCount, int validationCount, string dataHost, ITrainingObserver observer,
@@ -140,6 +141,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             Sender.Tell(new RegistrationRefused(refusal));
             return;
         }
+        if (register.LostParameterServer && !_started && register.JobId.Length > 0) _jobId = register.JobId;
         if (register.LostParameterServer && !_started && !_takeover)
         {
             // A worker that was training under another parameter server: this host continues that job, whether or not
@@ -158,7 +160,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
         _lostLinks.Remove(index);
         _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
-        Sender.Tell(new WorkerAccepted(index, _dataHost, _options.Cluster.DataPort, _model.Layout.TotalLength));
+        Sender.Tell(new WorkerAccepted(index, _dataHost, _options.Cluster.DataPort, _model.Layout.TotalLength, _jobId));
     }
 
     private void OnReady(WorkerReady ready)
@@ -200,6 +202,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private sealed record StartNow;
 
+    private static string NewJobId() => Guid.NewGuid().ToString("N")[..12];
+
     /// <summary>A worker's data plane closed (the coordinator, which watches the link too, handles the loss).</summary>
     private void OnLinkStopped(Terminated terminated)
     {
@@ -240,7 +244,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             try
             {
                 if (_options.Checkpoint.Resume || (_takeover && TakeoverCheckpointExists()))
-                    _resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line), matchWorkers: false);
+                    _resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line), matchWorkers: false,
+                        jobId: _takeover ? _jobId : null);
+                if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
             }
             catch (CheckpointResumeException e)
             {
@@ -276,9 +282,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.BatchSizePerWorker : 0);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
-            CheckpointResume.Settings(_options), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0).WithDispatcher(AkkaSettings.ComputeDispatcher),
+            CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _observer, completion), "coordinator");
-        _log.Info("Training starts with {0} workers", workers.Length);
+        _log.Info("Training starts with {0} workers (job {1})", workers.Length, _jobId);
         for (var i = 0; i < count; i++) _joined.Add(i);
         foreach (var index in _links.Keys.Where(i => i >= count).Order()) JoinRunningJob(index); // ready, but after a gap
         completion.Task.ContinueWith(t => new Done(t.IsCompletedSuccessfully ? t.Result : null, t.Exception?.GetBaseException()),
@@ -296,7 +302,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             _log.Warning("Checkpoint:Directory is not set, so this takeover restarts the job from epoch 1. Set it to a folder shared by the parameter-server nodes.");
             return false;
         }
-        var search = new Core.Checkpoints.CheckpointStore(_options.Checkpoint.Directory, _options.Checkpoint.Keep).FindNewestValid(_model.Layout);
+        var search = new Core.Checkpoints.CheckpointStore(_options.Checkpoint.Directory, _options.Checkpoint.Keep).FindNewestValid(_model.Layout, _jobId);
         if (search.Checkpoint is not null) return true;
         foreach (var skipped in search.Skipped) _log.Warning("Skipping checkpoint {0}: {1}", skipped.Path, skipped.Reason);
         _log.Warning("No valid checkpoint in {0}, so this takeover restarts the job from epoch 1. Is Checkpoint:Directory shared by the parameter-server nodes?",

@@ -13,9 +13,10 @@ namespace DistTrain.Cluster.Actors;
 /// <summary>Where and how often the parameter server writes checkpoints, and what fixes the data order they record.</summary>
 /// <param name="Store">The checkpoint directory and its retention (Checkpoint:Directory, Checkpoint:Keep).</param>
 /// <param name="EverySteps">Optimizer steps between checkpoints; 0 writes only at each epoch end (Checkpoint:EverySteps).</param>
+/// <param name="JobId">The cluster job's identity, written into each checkpoint (<see cref="TrainingCheckpoint.JobId"/>); empty in single-node mode.</param>
 /// <param name="ShardSeed">Seed of the shard planner (Training:Seed), recorded so a resume can check it.</param>
 /// <param name="BatchSizePerWorker">Samples per worker minibatch, recorded likewise.</param>
-public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, int ShardSeed, int BatchSizePerWorker);
+public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, int ShardSeed, int BatchSizePerWorker, string JobId = "");
 
 /// <summary>
 /// Owns the master weights and the optimizer state. Each round it waits for the gradient of every
@@ -249,7 +250,7 @@ public sealed class ParameterServer : ReceiveActor
         var epochDone = EpochDone();
         var checkpoint = new TrainingCheckpoint(_weights, _optimizer.State, _optimizerOptions.Kind, _optimizer.StepCount, _version,
             epochDone ? epoch.Epoch + 1 : epoch.Epoch, epochDone ? 0 : _round, settings.ShardSeed, epoch.Workers.Length,
-            settings.BatchSizePerWorker, epochDone ? 0 : _epochSamples, epochDone ? 0 : _epochLossSum);
+            settings.BatchSizePerWorker, epochDone ? 0 : _epochSamples, epochDone ? 0 : _epochLossSum, settings.JobId);
         var started = Stopwatch.GetTimestamp();
         var path = settings.Store.Save(checkpoint);
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;

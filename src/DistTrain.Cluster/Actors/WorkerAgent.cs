@@ -48,6 +48,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private bool _lostParameterServer;
     private bool _workerFailed;
     private Address? _hostNode; // the node of the job host that accepted this worker
+    private string _jobId = "";
 
     /// <summary>Creates the agent; see <see cref="Props"/>.</summary>
     public WorkerAgent(TrainingOptions options, TrainingData data, TaskCompletionSource<JobFinished> completion)
@@ -127,7 +128,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private void Register()
     {
         if (_accepted) return;
-        _jobHost.Tell(new RegisterWorker(ClusterProtocolInfo.Version, ModelFingerprint.Of(_options), _cluster.SelfAddress.ToString(), _lostParameterServer));
+        _jobHost.Tell(new RegisterWorker(ClusterProtocolInfo.Version, ModelFingerprint.Of(_options), _cluster.SelfAddress.ToString(), _lostParameterServer, _jobId));
     }
 
     private void OnAccepted(WorkerAccepted accepted)
@@ -135,6 +136,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         if (_accepted || _finished) return; // a repeated registration's answer
         _accepted = true;
         _hostNode = Sender.Path.Address;
+        _jobId = accepted.JobId;
         Timers.Cancel("register");
         Timers.Cancel("join-timeout");
         _generation++;

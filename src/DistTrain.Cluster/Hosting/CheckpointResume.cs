@@ -21,10 +21,11 @@ public static class CheckpointResume
     /// <param name="log">Receives one line per skipped checkpoint and one for the chosen one.</param>
     /// <param name="matchWorkers">Require Training:Workers to equal the checkpoint's worker count (single-node mode). Cluster
     /// mode passes false: there the job host waits for as many worker nodes as the checkpoint's epoch was planned for.</param>
+    /// <param name="jobId">Only checkpoints of this job (a takeover's); null or empty accepts any.</param>
     /// <exception cref="CheckpointResumeException">The directory holds no checkpoint, none is valid, the chosen one was
     /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>) or BatchSizePerWorker (the data
     /// order would differ), or it is already past Training:Epochs.</exception>
-    public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true)
+    public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(log);
@@ -32,7 +33,7 @@ public static class CheckpointResume
         if (!options.Checkpoint.Enabled)
             throw new CheckpointResumeException("Resuming needs Checkpoint:Directory: set it to the folder the interrupted run wrote its checkpoints to.");
         var store = new CheckpointStore(directory, options.Checkpoint.Keep);
-        var search = store.FindNewestValid(layout);
+        var search = store.FindNewestValid(layout, jobId);
         foreach (var skipped in search.Skipped)
             log($"Skipping checkpoint {skipped.Path}: {skipped.Reason}");
         if (search.Checkpoint is not { } checkpoint)
@@ -55,12 +56,14 @@ public static class CheckpointResume
     }
 
     /// <summary>The parameter server's checkpoint settings from the options; null when Checkpoint:Directory is empty.</summary>
-    public static CheckpointSettings? Settings(TrainingOptions options)
+    /// <param name="options">Validated options.</param>
+    /// <param name="jobId">The cluster job's identity, written into each checkpoint; empty in single-node mode.</param>
+    public static CheckpointSettings? Settings(TrainingOptions options, string jobId = "")
     {
         ArgumentNullException.ThrowIfNull(options);
         var c = options.Checkpoint;
         return c.Enabled
-            ? new CheckpointSettings(new CheckpointStore(c.Directory, c.Keep), c.EverySteps, options.Training.Seed, options.Training.BatchSizePerWorker)
+            ? new CheckpointSettings(new CheckpointStore(c.Directory, c.Keep), c.EverySteps, options.Training.Seed, options.Training.BatchSizePerWorker, jobId)
             : null;
     }
 }

@@ -15,24 +15,28 @@ namespace DistTrain.Cluster.Protocol;
 /// <param name="NodeName">The worker node's address, for logs.</param>
 /// <param name="LostParameterServer">True when the worker was training and lost its parameter server: the job host that
 /// receives it continues that job from the newest checkpoint (a takeover).</param>
+/// <param name="JobId">The job the worker was in (from <see cref="WorkerAccepted.JobId"/>); empty for a new worker.</param>
 [MessagePackObject]
 public sealed record RegisterWorker(
     [property: Key(0)] int ProtocolVersion,
     [property: Key(1)] string ModelFingerprint,
     [property: Key(2)] string NodeName,
-    [property: Key(3)] bool LostParameterServer = false) : IDistTrainMessage;
+    [property: Key(3)] bool LostParameterServer = false,
+    [property: Key(4)] string JobId = "") : IDistTrainMessage;
 
 /// <summary>The worker may join as <paramref name="WorkerIndex"/>. JobHost → WorkerAgent.</summary>
 /// <param name="WorkerIndex">Its index in the job.</param>
 /// <param name="DataHost">Host of the parameter server's tensor data plane.</param>
 /// <param name="DataPort">Port of the data plane.</param>
 /// <param name="ParameterCount">Floats per weights and gradient tensor.</param>
+/// <param name="JobId">Identity of the job, written into its checkpoints; a takeover resumes only that job's checkpoints.</param>
 [MessagePackObject]
 public sealed record WorkerAccepted(
     [property: Key(0)] int WorkerIndex,
     [property: Key(1)] string DataHost,
     [property: Key(2)] int DataPort,
-    [property: Key(3)] int ParameterCount) : IDistTrainMessage;
+    [property: Key(3)] int ParameterCount,
+    [property: Key(4)] string JobId = "") : IDistTrainMessage;
 
 /// <summary>The worker may not join; the reason names what differs and what to do. JobHost → WorkerAgent.</summary>
 /// <param name="Reason">Human-readable reason.</param>

@@ -55,7 +55,7 @@ public sealed partial class CheckpointStore
     [GeneratedRegex(@"^checkpoint-v(\d+)-e\d+-r\d+\.safetensors$", RegexOptions.CultureInvariant)]
     private static partial Regex NamePattern();
 
-    /// <summary>Writes <paramref name="checkpoint"/> atomically, then deletes all but the newest <see cref="Keep"/> and any leftover temporary file.</summary>
+    /// <summary>Writes <paramref name="checkpoint"/> atomically, then deletes all but the <see cref="Keep"/> most recently written and any leftover temporary file.</summary>
     /// <returns>The path written.</returns>
     /// <exception cref="IOException">The directory or the file could not be written; the message names it.</exception>
     public string Save(TrainingCheckpoint checkpoint)
@@ -71,7 +71,9 @@ public sealed partial class CheckpointStore
         {
             throw new IOException($"Could not write checkpoint {path}: {e.Message}. Check Checkpoint:Directory and the free space.", e);
         }
-        foreach (var old in List().Skip(Keep))
+        // Newest written first (ties: highest version), so an earlier job's files with higher versions in a reused
+        // folder are pruned before this job's own.
+        foreach (var old in List().OrderByDescending(File.GetLastWriteTimeUtc).Skip(Keep))
             File.Delete(old);
         foreach (var temporary in System.IO.Directory.EnumerateFiles(Directory, Prefix + "*" + Extension + AtomicFile.TemporarySuffix))
             File.Delete(temporary);
@@ -93,7 +95,7 @@ public sealed partial class CheckpointStore
     /// The newest checkpoint that verifies against <paramref name="layout"/> (see <see cref="TrainingCheckpoint.Read"/>),
     /// with every newer one that did not and the reason.
     /// </summary>
-    public CheckpointSearch FindNewestValid(ParameterLayout layout)
+    public CheckpointSearch FindNewestValid(ParameterLayout layout, string? jobId = null)
     {
         ArgumentNullException.ThrowIfNull(layout);
         var skipped = new List<SkippedCheckpoint>();
@@ -101,7 +103,13 @@ public sealed partial class CheckpointStore
         {
             try
             {
-                return new CheckpointSearch(path, TrainingCheckpoint.Read(path, layout), skipped);
+                var checkpoint = TrainingCheckpoint.Read(path, layout);
+                if (!string.IsNullOrEmpty(jobId) && checkpoint.JobId != jobId)
+                {
+                    skipped.Add(new SkippedCheckpoint(path, $"written by another job ({(checkpoint.JobId.Length == 0 ? "no job id" : "job " + checkpoint.JobId)}; this one is job {jobId})."));
+                    continue;
+                }
+                return new CheckpointSearch(path, checkpoint, skipped);
             }
             catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
             {

@@ -52,10 +52,11 @@ public sealed class TrainingCheckpoint
     /// <param name="batchSizePerWorker">Samples per worker minibatch.</param>
     /// <param name="epochSamples">Training samples already consumed in <paramref name="epoch"/> (0 at an epoch start).</param>
     /// <param name="epochLossSum">Sum of the per-sample losses over those samples.</param>
+    /// <param name="jobId">The cluster job that writes it; empty when unknown (see <see cref="JobId"/>).</param>
     /// <exception cref="ArgumentException">A state buffer does not have the trainable length, or a count is out of range.</exception>
     public TrainingCheckpoint(ParameterVector weights, IReadOnlyList<(string Name, float[] Values)> optimizerState, OptimizerKind optimizerKind,
         long optimizerSteps, long version, int epoch, int round, int shardSeed, int workers, int batchSizePerWorker,
-        int epochSamples = 0, double epochLossSum = 0)
+        int epochSamples = 0, double epochLossSum = 0, string jobId = "")
     {
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(optimizerState);
@@ -81,7 +82,15 @@ public sealed class TrainingCheckpoint
         BatchSizePerWorker = batchSizePerWorker;
         EpochSamples = epochSamples;
         EpochLossSum = epochLossSum;
+        JobId = jobId ?? "";
     }
+
+    /// <summary>
+    /// Identity of the cluster job that wrote it (empty when unknown, e.g. single-node mode). A standby parameter server
+    /// that takes over resumes only from checkpoints of the job its workers were in, not from an earlier job's files
+    /// left in a shared folder.
+    /// </summary>
+    public string JobId { get; }
 
     /// <summary>All weights, layout order.</summary>
     public ParameterVector Weights { get; }
@@ -206,6 +215,7 @@ public sealed class TrainingCheckpoint
         ["epoch_loss_sum"] = EpochLossSum.ToString("R", CultureInfo.InvariantCulture),
         ["model_fingerprint"] = LayoutFingerprint(Weights.Layout),
         ["data_sha256"] = checksum,
+        ["job_id"] = JobId,
     };
 
     private static string Invariant(long value) => value.ToString(CultureInfo.InvariantCulture);
@@ -298,7 +308,8 @@ public sealed class TrainingCheckpoint
         {
             return new TrainingCheckpoint(weights, state, kind, GetLong("optimizer_steps"), GetLong("version"), GetInt("epoch"), GetInt("round"),
                 GetInt("shard_seed"), GetInt("workers"), GetInt("batch_size_per_worker"), GetInt("epoch_samples"),
-                double.Parse(Get("epoch_loss_sum"), NumberStyles.Float, CultureInfo.InvariantCulture));
+                double.Parse(Get("epoch_loss_sum"), NumberStyles.Float, CultureInfo.InvariantCulture),
+                metadata.GetValueOrDefault("job_id", "")); // optional: checkpoints written before job ids have none
         }
         catch (Exception e) when (e is ArgumentException or FormatException)
         {
