@@ -273,7 +273,7 @@ public sealed unsafe class Conv2D : ILayer
         {
             if (SimulatedOneDnnFailure != 0) throw new OneDnnException("dnnl_primitive_desc_create (simulated by a test)", SimulatedOneDnnFailure);
             _oneDnn ??= new OneDnnConvolution(Input, Output, KernelSize, Stride, Padding, HasBias, PreferredLayouts ?? ConvolutionKernels.OneDnnPreferredLayouts);
-            _oneDnn.Prepare(batch, needInputGradient, needWeightGradient);
+            _oneDnn.Prepare(batch, needInputGradient, needWeightGradient, Blas.ThreadsPerCall);
             return _oneDnn;
         }
         catch (OneDnnException e) when (_requestedBackend != ConvolutionBackend.OneDnn)

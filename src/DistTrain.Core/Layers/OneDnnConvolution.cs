@@ -27,6 +27,7 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
     private readonly long[] _lastUse = new long[MatrixBuffer.Capacity];
     private long _clock;
     private nint _stream;
+    private int _threads; // OpenMP threads the plans were made for
 
     internal OneDnnConvolution(TensorShape input, TensorShape output, int kernelSize, int stride, int padding, bool hasBias, bool preferredLayouts)
     {
@@ -51,8 +52,21 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
     /// weights when asked for. The first call per batch size creates them, so primitive-creation errors surface here.
     /// </summary>
     /// <exception cref="OneDnnException">oneDNN refused to create a primitive or memory.</exception>
-    internal void Prepare(int batch, bool backwardData, bool backwardWeights)
+    /// <remarks>
+    /// oneDNN splits a primitive's work among <c>omp_get_max_threads()</c> threads as of its creation and then asks
+    /// OpenMP for exactly that many threads when it runs, whatever the calling thread's setting is at that point. So the
+    /// thread count is set before any primitive is made, and a change of <paramref name="threads"/> remakes them all
+    /// (made with the process default, 2 threads on this machine, two single-threaded workers would run 4 threads on
+    /// 2 cores: measured 4x slower).
+    /// </remarks>
+    internal void Prepare(int batch, bool backwardData, bool backwardWeights, int threads)
     {
+        UseThreads(threads);
+        if (threads != _threads)
+        {
+            DisposePlans();
+            _threads = threads;
+        }
         var plan = PlanFor(batch);
         if (backwardWeights) plan.EnsureBackwardWeights(this);
         if (backwardData) plan.EnsureBackwardData(this);
@@ -152,13 +166,18 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
         return _plans[victim] = created;
     }
 
-    public void Dispose()
+    private void DisposePlans()
     {
         for (var i = 0; i < _plans.Length; i++)
         {
             _plans[i]?.Dispose();
             _plans[i] = null;
         }
+    }
+
+    public void Dispose()
+    {
+        DisposePlans();
         if (_stream != 0) StreamDestroy(_stream);
         _stream = 0;
         GC.SuppressFinalize(this);
