@@ -72,6 +72,10 @@ public static class ConvolutionKernels
         };
     }
 
+    /// <summary>True when <paramref name="model"/> has a Conv2D layer (so the start-up log names the convolution backend).</summary>
+    public static bool UsedBy(Models.ModelOptions model) =>
+        model.Layers.Any(layer => string.Equals(layer.Type, Models.LayerTypes.Conv2D, StringComparison.OrdinalIgnoreCase));
+
     /// <summary>One line naming the backend of layers built with <see cref="ConvolutionBackend.Auto"/>, and why im2col when it is.</summary>
     public static string Description => Resolve(ConvolutionBackend.Auto) == ConvolutionBackend.OneDnn
         ? $"Convolutions: oneDNN {OneDnnLibrary.VersionText} ({OneDnnLibrary.LoadedFrom}), {(OneDnnPreferredLayouts ? "its preferred blocked layouts" : "plain layouts")}, OpenMP threads per call as BLAS"
