@@ -14,7 +14,18 @@ namespace DistTrain.Core.Layers;
 /// <c>[OC·OH·OW, batch]</c> with <c>OH = ⌊(H + 2·padding − k) / stride⌋ + 1</c> (likewise OW). <c>weight</c> is
 /// <c>[OC, C, k, k]</c> and <c>bias</c> <c>[OC]</c>, PyTorch's tensors and layout, so fan_in = <c>C·k·k</c> and
 /// fan_out = <c>OC·k·k</c> as in <c>torch.nn.init._calculate_fan_in_and_fan_out</c>.</para>
-/// <para>Computed as im2col plus one sgemm per chunk of samples (Chellapilla et al., 2006, "High Performance
+/// <para>Two backends compute it (<see cref="Backend"/>, chosen by the constructor's <c>backend</c> argument, else
+/// process-wide by <see cref="ConvolutionKernels.Select"/> from <c>Compute:ConvolutionBackend</c>):</para>
+/// <para><b>oneDNN</b> (the default when Debian's <c>libdnnl2</c> loads; <see cref="ConvolutionBackend.OneDnn"/>):
+/// oneDNN 2.x's direct convolution primitives through its C API, the library PyTorch's CPU convolutions run in. The
+/// activations' memory is NCHW as it stands (a column per sample) and the weights are OIHW, so oneDNN reads and writes
+/// them in place or, with its preferred blocked layouts (the default: about 2x faster than plain NCHW here), reorders
+/// them into buffers of its own. Primitives and buffers are made per batch size on first use and reused: a steady
+/// step allocates nothing. Each call uses <see cref="Blas.ThreadsPerCall"/> OpenMP threads. The weight and bias
+/// gradients are overwritten, as on the im2col path; backward data is skipped when the input gradient is not needed.
+/// If oneDNN refuses to make a primitive, a layer built with <see cref="ConvolutionBackend.Auto"/> warns on standard
+/// error (naming the call and the <c>dnnl_status_t</c>) and continues on im2col.</para>
+/// <para><b>im2col</b> (<see cref="ConvolutionBackend.Im2Col"/>, the fallback): computed as im2col plus one sgemm per chunk of samples (Chellapilla et al., 2006, "High Performance
 /// Convolutional Neural Networks for Document Processing"): the patches of all positions of the chunk's samples are
 /// unfolded into <c>U [P·n, C·k·k]</c> (P = OH·OW positions, n samples), so the chunk is one product
 /// <c>U · Wᵀ → [P·n, OC]</c> on the BLAS path. Backward is <c>dWᵀ = Σ Uᵀ · dY</c> and <c>dU = dY · W</c>, folded
@@ -23,6 +34,8 @@ namespace DistTrain.Core.Layers;
 /// <see cref="PerSampleMinimumPositions"/> positions use one product per sample instead, written straight into the
 /// output. The forward pass keeps the whole batch's patches for backward when they fit in
 /// the keep limit (<see cref="DefaultKeepFloats"/>); otherwise (large evaluation batches) it keeps one chunk and backward unfolds again.</para>
+/// <para>The CNN's 32→64 5x5 layer on 14x14 maps, batch 64, forward and backward on one core: oneDNN about 30 ms,
+/// im2col 54 ms, PyTorch 1.13 33 ms (docs/benchmarks.md).</para>
 /// </remarks>
 public sealed unsafe class Conv2D : ILayer
 {
@@ -52,8 +65,8 @@ public sealed unsafe class Conv2D : ILayer
     /// <param name="kernelSize">Kernel height and width k.</param>
     /// <param name="stride">Step between positions, ≥ 1.</param>
     /// <param name="padding">Zeros added on every side, ≥ 0.</param>
-    /// <param name="chunkFloats">Floats of patches per chunk (at least one sample per chunk).</param>
-    /// <param name="keepFloats">Most floats of patches kept from forward for backward; beyond that backward unfolds again, chunk by chunk.</param>
+    /// <param name="chunkFloats">im2col: floats of patches per chunk (at least one sample per chunk).</param>
+    /// <param name="keepFloats">im2col: most floats of patches kept from forward for backward; beyond that backward unfolds again, chunk by chunk.</param>
     /// <param name="bias">False for no bias (PyTorch's <c>bias=False</c>), the usual choice before a BatchNorm, which
     /// cancels a per-channel bias: its gradient is exactly zero there.</param>
     /// <param name="backend">Which implementation computes the layer; <see cref="ConvolutionBackend.Auto"/> (default)
@@ -118,7 +131,7 @@ public sealed unsafe class Conv2D : ILayer
     /// <summary>Elements of one patch: <c>C·k·k</c>.</summary>
     public int PatchLength { get; }
 
-    /// <summary>Samples unfolded and multiplied at once.</summary>
+    /// <summary>Samples unfolded and multiplied at once on the im2col path.</summary>
     public int ChunkSamples { get; }
 
     /// <summary>Kernels <c>[OC, C, k, k]</c>.</summary>
