@@ -158,6 +158,17 @@ public class OneDnnConvolutionTests
         Assert.Equal(ConvolutionBackend.OneDnn, failing.Backend);
         CompareStep(reference, failing, 4, seed: 5, "after the fallback");
         Assert.Equal(ConvolutionBackend.Im2Col, failing.Backend);
+        // A refusal at the first backward pass (its primitives are made on first use), after a forward pass in oneDNN:
+        // backward continues on im2col, unfolding the patches the oneDNN forward pass did not keep.
+        var late = new Conv2D(input, 3, 3, 1, 1);
+        Randomize(reference, late, 6, out var x, out var dy, batch: 3);
+        Close(reference.Forward(x).ColumnMajorValues(), late.Forward(x).ColumnMajorValues(), "late fallback: y");
+        Assert.Equal(ConvolutionBackend.OneDnn, late.Backend);
+        late.SimulatedOneDnnFailure = 2; // dnnl_invalid_arguments
+        Close(reference.Backward(dy)!.ColumnMajorValues(), late.Backward(dy)!.ColumnMajorValues(), "late fallback: dx");
+        CompareGradients(reference, late, "late fallback");
+        Assert.Equal(ConvolutionBackend.Im2Col, late.Backend);
+
         // Asked for explicitly, the failure is an error naming the call and the status.
         var strict = new Conv2D(input, 3, 3, 1, 1, backend: ConvolutionBackend.OneDnn) { SimulatedOneDnnFailure = 3 };
         var error = Assert.Throws<OneDnnException>(() => strict.Forward(Matrix<float>.Build.Dense(input.Size, 2)));

@@ -169,6 +169,7 @@ public sealed unsafe class Conv2D : ILayer
         var y = output.ColumnMajorValues();
         if (OneDnnFor(batch, needInputGradient: false, needWeightGradient: false) is { } kernel)
         {
+            _keptAllPatches = false; // nothing unfolded: an im2col backward (after a fallback) unfolds again
             fixed (float* px = x, pw = Weight.Value, pb = Bias.Value, py = y)
                 kernel.Forward(px, pw, pb, py, batch, Blas.ThreadsPerCall);
             return output;
@@ -236,8 +237,7 @@ public sealed unsafe class Conv2D : ILayer
             return inputGradient;
         }
         if (biasGradient) Array.Clear(Bias.Gradient);
-        // Forward may have run in oneDNN (before a fallback): then nothing was kept, and a chunk is unfolded again.
-        if (_patches.Length < Math.Min(batch, ChunkSamples) * samplePatches) _keptAllPatches = false;
+        // Forward may have run in oneDNN before a fallback: then nothing was kept, and chunks are unfolded again here.
         Ensure(ref _patches, Math.Min(batch, ChunkSamples) * samplePatches);
         Ensure(ref _products, (long)Math.Min(batch, ChunkSamples) * positions * OutChannels);
         for (var start = 0; start < batch; start += ChunkSamples)
@@ -303,7 +303,7 @@ public sealed unsafe class Conv2D : ILayer
     internal bool? PreferredLayouts { get; init; }
 
     /// <summary>For tests: a <c>dnnl_status_t</c> the layer pretends oneDNN returned when creating its primitives (0: none).</summary>
-    internal int SimulatedOneDnnFailure { get; init; }
+    internal int SimulatedOneDnnFailure { get; set; }
 
     /// <summary>Backward in oneDNN: input gradient when wanted, weight and bias gradients unless frozen (overwritten).</summary>
     private void BackwardOneDnn(OneDnnConvolution kernel, float[] x, float[] dy, float[]? dx, int batch, bool biasGradient)

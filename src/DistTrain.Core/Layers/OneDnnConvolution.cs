@@ -278,18 +278,26 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
                 _inner = user;
                 return;
             }
-            _buffer = NativeMemory.AlignedAlloc(MemoryDescGetSize(innerMd), 64);
-            nint inner, reorderPd, reorder;
-            Check(MemoryCreate(&inner, innerMd, Engine, _buffer), "dnnl_memory_create");
-            _inner = inner;
-            var status = output
-                ? ReorderPrimitiveDescCreate(&reorderPd, innerMd, Engine, userMd, Engine, 0)
-                : ReorderPrimitiveDescCreate(&reorderPd, userMd, Engine, innerMd, Engine, 0);
-            Check(status, "dnnl_reorder_primitive_desc_create");
-            status = PrimitiveCreate(&reorder, reorderPd);
-            PrimitiveDescDestroy(reorderPd);
-            Check(status, "dnnl_primitive_create (reorder)");
-            _reorder = reorder;
+            try
+            {
+                _buffer = NativeMemory.AlignedAlloc(MemoryDescGetSize(innerMd), 64);
+                nint inner, reorderPd, reorder;
+                Check(MemoryCreate(&inner, innerMd, Engine, _buffer), "dnnl_memory_create");
+                _inner = inner;
+                var status = output
+                    ? ReorderPrimitiveDescCreate(&reorderPd, innerMd, Engine, userMd, Engine, 0)
+                    : ReorderPrimitiveDescCreate(&reorderPd, userMd, Engine, innerMd, Engine, 0);
+                Check(status, "dnnl_reorder_primitive_desc_create");
+                status = PrimitiveCreate(&reorder, reorderPd);
+                PrimitiveDescDestroy(reorderPd);
+                Check(status, "dnnl_primitive_create (reorder)");
+                _reorder = reorder;
+            }
+            catch
+            {
+                Dispose();
+                throw;
+            }
         }
 
         /// <summary>
