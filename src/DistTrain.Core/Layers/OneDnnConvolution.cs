@@ -44,9 +44,6 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
         _stream = stream;
     }
 
-    /// <summary>True when the primitives use oneDNN's preferred (blocked) layouts.</summary>
-    internal bool PreferredLayouts => _preferredLayouts;
-
     /// <summary>
     /// Makes (or finds) the primitives for <paramref name="batch"/> samples: forward, and backward data and backward
     /// weights when asked for. The first call per batch size creates them, so primitive-creation errors surface here.
@@ -57,7 +54,7 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
     /// OpenMP for exactly that many threads when it runs, whatever the calling thread's setting is at that point. So the
     /// thread count is set before any primitive is made, and a change of <paramref name="threads"/> remakes them all
     /// (made with the process default, 2 threads on this machine, two single-threaded workers would run 4 threads on
-    /// 2 cores: measured 4x slower).
+    /// 2 cores; the one-thread microbenchmark took about 200 ms instead of 30 on a busy machine).
     /// </remarks>
     internal void Prepare(int batch, bool backwardData, bool backwardWeights, int threads)
     {
@@ -185,7 +182,11 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
 
     ~OneDnnConvolution() => Dispose();
 
-    /// <summary>A 696-byte <c>dnnl_memory_desc_t</c> on the native heap, for the life of a plan's creation.</summary>
+    /// <summary>
+    /// Native blocks for the C structs passed by pointer while primitives are made (696-byte <c>dnnl_memory_desc_t</c>,
+    /// 5,976-byte <c>dnnl_convolution_desc_t</c>, <c>dnnl_dims_t</c>), all filled by oneDNN's init functions and freed
+    /// together once the primitives exist (oneDNN copies what it keeps).
+    /// </summary>
     private sealed class Descriptors : IDisposable
     {
         private readonly List<nint> _blocks = [];
