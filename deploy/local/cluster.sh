@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 workers="${1:-2}"; shift || true
 [ $# -gt 0 ] || set -- --config configs/fashion-mnist-mlp.json
 
-bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread
+bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2
 dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
 disttrain=(dotnet src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll)
 

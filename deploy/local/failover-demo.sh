@@ -12,7 +12,7 @@ out="${1:-runs/failover}"; kill_active="${KILL:-1}"
 mkdir -p "$out"
 rm -rf "$out/checkpoints"
 
-bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread
+bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2
 dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
 disttrain=(dotnet src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll)
 config=configs/fashion-mnist-mlp.json

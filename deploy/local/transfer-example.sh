@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread
+bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2
 dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
 disttrain() { dotnet src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll "$@"; }
 

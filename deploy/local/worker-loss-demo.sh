@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 out="${1:-runs/worker-loss}"; kill_one="${KILL:-1}"
 mkdir -p "$out"
 
-bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread
+bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2
 dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
 disttrain=(dotnet src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll)
 

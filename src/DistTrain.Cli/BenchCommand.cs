@@ -69,6 +69,7 @@ internal static class BenchCommand
         options.Training.Epochs = (warmup + steps) / Math.Max(1, stepsPerEpoch) + 1;
         Blas.Configure(options.Compute, options.Training.Workers);
         AnsiConsole.WriteLine(Blas.Description);
+        if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var probe = new BenchObserver(warmup, steps, stop);

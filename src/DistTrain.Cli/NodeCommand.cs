@@ -76,6 +76,7 @@ internal static class NodeCommand
         AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, seeds {string.Join(", ", options.Cluster.SeedNodes)}, port {options.Cluster.Port}");
         Blas.Configure(options.Compute, role == NodeRoles.Worker ? 1 : 0); // as ClusterNode will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
+        if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
         if (role == NodeRoles.Worker)
         {
             JobFinished? finished = null;

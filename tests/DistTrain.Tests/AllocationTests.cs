@@ -53,6 +53,34 @@ public class AllocationTests
     }
 
     [Fact]
+    public async Task CNN_workers_allocate_nothing_per_step_in_steady_state_with_oneDNN_convolutions()
+    {
+        // Two workers on actor threads running oneDNN primitives (two batch sizes per epoch: 30 and the short last one).
+        Assert.True(ConvolutionKernels.IsOneDnnAvailable, ConvolutionKernels.OneDnnFailure);
+        var data = TestData.Normalized();
+        var model = new ModelOptions
+        {
+            InputShape = [1, 28, 28],
+            Layers =
+            [
+                new() { Type = LayerTypes.Conv2D, Channels = 4, KernelSize = 5, Padding = 2 },
+                new() { Type = LayerTypes.ReLU },
+                new() { Type = LayerTypes.MaxPool2D, KernelSize = 2 },
+                new() { Type = LayerTypes.Conv2D, Channels = 8, KernelSize = 3, Padding = 1 },
+                new() { Type = LayerTypes.ReLU },
+                new() { Type = LayerTypes.Flatten },
+                new() { Type = LayerTypes.Dense, Units = 10 },
+            ],
+        };
+        var options = TestData.Options(model, workers: 2, batch: 30, epochs: 4);
+        var observer = new RecordingObserver();
+        await Cluster.Hosting.SingleNodeTrainer.RunAsync(options, data.Train, data.Test, observer).WithTestTimeout();
+        var steady = observer.Timings.Where(t => t.Epoch >= 3).ToList();
+        Assert.NotEmpty(steady);
+        Assert.All(steady, t => Assert.Equal(0, t.Timing.WorkerAllocatedBytes));
+    }
+
+    [Fact]
     public async Task Workers_and_the_parameter_server_allocate_nothing_per_step_in_steady_state()
     {
         // Each actor counts its handlers' managed allocations on its own thread and reports them per round.

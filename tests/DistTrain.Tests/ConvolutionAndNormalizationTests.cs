@@ -1,4 +1,5 @@
 using DistTrain.Core.Layers;
+using DistTrain.Core.LinearAlgebra;
 using DistTrain.Core.Models;
 using MathNet.Numerics.LinearAlgebra;
 using static DistTrain.Tests.GradientCheckTests;
@@ -27,7 +28,8 @@ public class ConvolutionAndNormalizationTests
     public void Conv2D_matches_finite_differences(int stride, int padding)
     {
         var input = new TensorShape(2, 5, 6);
-        CheckLayer(new Conv2D(input, 3, 3, stride, padding), input.Size, 3, awayFromZero: false);
+        // The im2col backend; OneDnnConvolutionTests checks oneDNN's the same way.
+        CheckLayer(new Conv2D(input, 3, 3, stride, padding, backend: ConvolutionBackend.Im2Col), input.Size, 3, awayFromZero: false);
     }
 
     [Fact]
@@ -47,16 +49,18 @@ public class ConvolutionAndNormalizationTests
     public void Conv2D_with_one_product_per_sample_matches_finite_differences()
     {
         var input = new TensorShape(2, 24, 24);
-        var conv = new Conv2D(input, 2, 3, 1, 1, chunkFloats: 2 * 576 * 18);
+        var conv = new Conv2D(input, 2, 3, 1, 1, chunkFloats: 2 * 576 * 18, backend: ConvolutionBackend.Im2Col);
         Assert.True(conv.PerSampleProducts);
         CheckLayer(conv, input.Size, 3, awayFromZero: false); // 3 samples, 2 per chunk: both chunk paths
     }
 
-    [Fact]
-    public void Conv2D_forward_matches_the_definition_of_cross_correlation()
+    [Theory]
+    [InlineData(ConvolutionBackend.Im2Col)]
+    [InlineData(ConvolutionBackend.OneDnn)]
+    public void Conv2D_forward_matches_the_definition_of_cross_correlation(ConvolutionBackend backend)
     {
         var input = new TensorShape(2, 6, 5);
-        var conv = new Conv2D(input, 3, 3, stride: 2, padding: 1);
+        var conv = new Conv2D(input, 3, 3, stride: 2, padding: 1, backend: backend);
         var random = new Random(4);
         foreach (var p in conv.Parameters) for (var i = 0; i < p.Value.Length; i++) p.Value[i] = (float)(random.NextDouble() - 0.5);
         var x = RandomMatrix(input.Size, 2, random);
@@ -85,8 +89,8 @@ public class ConvolutionAndNormalizationTests
     public void Conv2D_in_chunks_equals_Conv2D_in_one_piece()
     {
         var input = new TensorShape(2, 6, 6);
-        var whole = new Conv2D(input, 4, 3, 1, 1);
-        var chunked = new Conv2D(input, 4, 3, 1, 1, chunkFloats: 2 * 36 * 18); // two samples per chunk
+        var whole = new Conv2D(input, 4, 3, 1, 1, backend: ConvolutionBackend.Im2Col);
+        var chunked = new Conv2D(input, 4, 3, 1, 1, chunkFloats: 2 * 36 * 18, backend: ConvolutionBackend.Im2Col); // two samples per chunk
         Assert.Equal(2, chunked.ChunkSamples);
         var random = new Random(8);
         for (var p = 0; p < 2; p++)
@@ -98,7 +102,7 @@ public class ConvolutionAndNormalizationTests
         AssertClose(whole.Backward(dy)!, chunked.Backward(dy)!);
         for (var p = 0; p < 2; p++)
             Assert.All(whole.Parameters[p].Gradient.Zip(chunked.Parameters[p].Gradient), pair => Assert.Equal(pair.First, pair.Second, 4));
-        CheckLayer(new Conv2D(input, 2, 3, 1, 1, chunkFloats: 36 * 18), input.Size, 3, awayFromZero: false);
+        CheckLayer(new Conv2D(input, 2, 3, 1, 1, chunkFloats: 36 * 18, backend: ConvolutionBackend.Im2Col), input.Size, 3, awayFromZero: false);
     }
 
     private static void AssertClose(Matrix<float> expected, Matrix<float> actual)

@@ -55,6 +55,7 @@ public class DeploymentTests
         Assert.Contains("\nUSER app\n", dockerfile);
         Assert.Contains("HEALTHCHECK", dockerfile);
         Assert.Contains("libopenblas0-pthread", dockerfile);
+        Assert.Contains("libdnnl2", dockerfile); // oneDNN runs the convolutions; without it they fall back to im2col
         Assert.Matches(@"FROM mcr\.microsoft\.com/dotnet/sdk:10\.0 AS build", dockerfile);
         Assert.Matches(@"FROM mcr\.microsoft\.com/dotnet/runtime:10\.0", dockerfile);
     }

@@ -130,6 +130,13 @@ public sealed class ComputeOptions
     /// machine, so that workers × threads stays within the cores (deploy/local/cluster.sh does).
     /// </summary>
     public int BlasThreads { get; set; }
+
+    /// <summary>
+    /// Backend of Conv2D layers: <c>Auto</c> (default) runs oneDNN (Debian's <c>libdnnl2</c>) when it loads, else
+    /// im2col + sgemm; <c>Im2Col</c> always DistTrain's im2col; <c>OneDnn</c> requires oneDNN (start-up fails
+    /// without it). oneDNN uses <see cref="BlasThreads"/> threads per call as well.
+    /// </summary>
+    public ConvolutionBackend ConvolutionBackend { get; set; } = ConvolutionBackend.Auto;
 }
 
 /// <summary>Data source and preprocessing.</summary>

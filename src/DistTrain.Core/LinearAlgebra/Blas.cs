@@ -71,6 +71,7 @@ public static unsafe class Blas
     public static void SetThreadsPerCall(int threads)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
+        ThreadsPerCall = threads;
         // openblas_set_num_threads resizes OpenBLAS's thread pool: never call it while a product may be
         // running on another thread, and skip it when nothing changes.
         if (IsNative)
@@ -82,17 +83,25 @@ public static unsafe class Blas
     }
 
     /// <summary>
+    /// Threads one product (and one oneDNN convolution call, see <see cref="ConvolutionKernels"/>) may use: the last
+    /// <see cref="SetThreadsPerCall"/>, 1 before any.
+    /// </summary>
+    public static int ThreadsPerCall { get; private set; } = 1;
+
+    /// <summary>
     /// Applies a run's compute settings: selects <see cref="DistTrain.Core.Configuration.ComputeOptions.BlasProvider"/> and sets the threads
     /// per call to <see cref="DistTrain.Core.Configuration.ComputeOptions.BlasThreads"/>, or when that is 0 to
     /// <see cref="ThreadsFor"/>(<paramref name="workersInProcess"/>). The one place this rule lives: trainers
-    /// call it before starting, and the CLI before printing <see cref="Description"/>. Calling it again with
-    /// the same settings changes nothing.
+    /// call it before starting, and the CLI before printing <see cref="Description"/>. It also selects
+    /// <see cref="DistTrain.Core.Configuration.ComputeOptions.ConvolutionBackend"/> (<see cref="ConvolutionKernels.Select"/>),
+    /// whose oneDNN calls use the same threads per call. Calling it again with the same settings changes nothing.
     /// </summary>
     /// <param name="compute">The run's Compute section.</param>
     /// <param name="workersInProcess">Worker replicas that call products concurrently in this process.</param>
     public static void Configure(DistTrain.Core.Configuration.ComputeOptions compute, int workersInProcess)
     {
         Select(compute.BlasProvider);
+        ConvolutionKernels.Select(compute.ConvolutionBackend);
         SetThreadsPerCall(compute.BlasThreads > 0 ? compute.BlasThreads : ThreadsFor(workersInProcess));
     }
 
