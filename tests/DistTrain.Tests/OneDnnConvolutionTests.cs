@@ -186,6 +186,38 @@ public class OneDnnConvolutionTests
     }
 
     [Fact]
+    public void A_thread_count_change_between_forward_and_backward_remakes_the_primitives_and_keeps_the_gradients_right()
+    {
+        // A new thread count remakes every primitive, so the plan backward finds never saw a forward pass. Where backward
+        // shares forward's reordered x and w (when oneDNN picks the same layouts for both, which depends on the CPU) it
+        // must reorder them itself; new buffers start as NaN, so a missed reorder fails here. On this machine's layouts
+        // the test also passes without that reorder: it checks the remade primitives, not the sharing.
+        var input = new TensorShape(32, 14, 14); // the CNN's second layer, where backward shares forward's blocked x and w
+        var reference = new Conv2D(input, 64, 5, 1, 2, backend: ConvolutionBackend.Im2Col);
+        var oneDnn = new Conv2D(input, 64, 5, 1, 2, backend: ConvolutionBackend.OneDnn);
+        var threads = Blas.ThreadsPerCall;
+        try
+        {
+            foreach (var (first, second) in new[] { (1, 2), (2, 1) })
+            {
+                Blas.SetThreadsPerCall(first);
+                Randomize(reference, oneDnn, seed: 40 + first, out var x, out var dy, batch: 16);
+                foreach (var p in oneDnn.Parameters) Array.Fill(p.Gradient, float.NaN);
+                Close(reference.Forward(x).ColumnMajorValues(), oneDnn.Forward(x).ColumnMajorValues(), $"{first} thread(s): y");
+                Blas.SetThreadsPerCall(second);
+                Assert.Equal(second, Blas.ThreadsPerCall);
+                Close(reference.Backward(dy)!.ColumnMajorValues(), oneDnn.Backward(dy)!.ColumnMajorValues(), $"{first} -> {second} threads: dx");
+                CompareGradients(reference, oneDnn, $"{first} -> {second} threads");
+                Assert.Equal(second, OneDnnLibrary.MaxThreads);
+            }
+        }
+        finally
+        {
+            Blas.SetThreadsPerCall(threads);
+        }
+    }
+
+    [Fact]
     public void A_oneDNN_step_allocates_nothing_after_warm_up()
     {
         var input = new TensorShape(4, 10, 10);

@@ -225,16 +225,16 @@ public sealed unsafe class Conv2D : ILayer
         var samplePatches = (long)positions * PatchLength;
         var inputGradient = needInputGradient ? _inputGradient.Get(batch) : null;
         var dx = inputGradient?.ColumnMajorValues();
-        if (dx is not null)
-        {
-            Array.Clear(dx);
-            Ensure(ref _patchGradients, Math.Min(batch, ChunkSamples) * samplePatches);
-        }
         var biasGradient = HasBias && !Bias.Frozen;
         if (OneDnnFor(batch, dx is not null, !Weight.Frozen) is { } kernel)
         {
-            BackwardOneDnn(kernel, x, dy, dx, batch, biasGradient);
+            BackwardOneDnn(kernel, x, dy, dx, batch, biasGradient); // overwrites dx, dW and db
             return inputGradient;
+        }
+        if (dx is not null)
+        {
+            Array.Clear(dx); // col2im accumulates into it
+            Ensure(ref _patchGradients, Math.Min(batch, ChunkSamples) * samplePatches);
         }
         if (biasGradient) Array.Clear(Bias.Gradient);
         // Forward may have run in oneDNN before a fallback: then nothing was kept, and chunks are unfolded again here.

@@ -82,6 +82,7 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
         if (_hasBias) args[count++] = new ExecArg { Arg = ArgBias, Memory = Bind(plan.Bias, b) };
         if (plan.ForwardScratch.Memory != 0) args[count++] = new ExecArg { Arg = ArgScratchpad, Memory = plan.ForwardScratch.Memory };
         Execute(plan.Forward, args[..count], "convolution forward");
+        plan.ForwardRan = true;
         plan.Destination.Out(_stream);
         Check(StreamWait(_stream), "dnnl_stream_wait");
     }
@@ -96,6 +97,14 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
     {
         UseThreads(threads);
         var plan = PlanFor(batch);
+        if (!plan.ForwardRan)
+        {
+            // The plan was made after the forward pass (the thread count changed, or the batch-size cache evicted it):
+            // the backward operands that share the forward's reordered x and w would read memory nobody filled.
+            plan.Source.In(x, _stream);
+            plan.Weights.In(w, _stream);
+            plan.ForwardRan = true;
+        }
         Span<ExecArg> args = stackalloc ExecArg[6];
         nint weightsDiffDst = 0;
         if (dw != null)
@@ -281,7 +290,10 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
             }
             try
             {
-                _buffer = NativeMemory.AlignedAlloc(MemoryDescGetSize(innerMd), 64);
+                var bytes = MemoryDescGetSize(innerMd);
+                _buffer = NativeMemory.AlignedAlloc(bytes, 64);
+                // NaN until a reorder or a primitive writes it: a pass that reads it unfilled shows up, not plausible numbers.
+                new Span<float>(_buffer, checked((int)(bytes / sizeof(float)))).Fill(float.NaN);
                 nint inner, reorderPd, reorder;
                 Check(MemoryCreate(&inner, innerMd, Engine, _buffer), "dnnl_memory_create");
                 _inner = inner;
@@ -367,6 +379,8 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
         public Scratch ForwardScratch, DataScratch, WeightsScratch;
         public Operand? WeightsSource, WeightsDiffDst, DiffWeights, DataDiffDst, DataWeights, DiffSource;
         public bool DataDiffDstSharesWeights;
+        /// <summary>A forward pass ran on this plan since it was made, so operands shared with it hold its x and w.</summary>
+        public bool ForwardRan;
         private readonly nint _attributes;
 
         public Plan(OneDnnConvolution owner, int batch)
