@@ -34,7 +34,7 @@ namespace DistTrain.Core.Layers;
 /// <see cref="PerSampleMinimumPositions"/> positions use one product per sample instead, written straight into the
 /// output. The forward pass keeps the whole batch's patches for backward when they fit in
 /// the keep limit (<see cref="DefaultKeepFloats"/>); otherwise (large evaluation batches) it keeps one chunk and backward unfolds again.</para>
-/// <para>The CNN's 32→64 5x5 layer on 14x14 maps, batch 64, forward and backward on one core: oneDNN about 30 ms,
+/// <para>The CNN's 32→64 5x5 layer on 14x14 maps, batch 64, forward and backward on one core: oneDNN 31-32 ms,
 /// im2col 54 ms, PyTorch 1.13 33 ms (docs/benchmarks.md).</para>
 /// </remarks>
 public sealed unsafe class Conv2D : ILayer
