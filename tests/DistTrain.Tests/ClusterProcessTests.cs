@@ -121,6 +121,19 @@ public sealed class ClusterProcessTests : IDisposable
         }
         """;
 
+    /// <summary>
+    /// A 784-64-10 MLP, 3 workers in the config, batch 2 per worker, 30 epochs: thousands of short steps over the
+    /// 1,000-sample subset, so a process killed early lands inside a running job that still has most of its work left.
+    /// </summary>
+    private const string ManyShortStepsConfig = """
+        {
+          "Data": { "Normalization": "Global" },
+          "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 64 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
+          "Optimizer": { "LearningRate": 0.01, "Momentum": 0.5 },
+          "Training": { "Workers": 3, "Epochs": 30, "BatchSizePerWorker": 2, "Seed": 3, "StallTimeoutSeconds": 60 }
+        }
+        """;
+
     private string FinalWeightsPath() =>
         Directory.GetFiles(Path.Combine(_directory, "runs"), "model.safetensors", SearchOption.AllDirectories).Single();
 
@@ -182,14 +195,7 @@ public sealed class ClusterProcessTests : IDisposable
     {
         // Batch 2 over 1,000 samples and 3 workers: 167 rounds per epoch, so the kill lands inside an epoch (or, if the
         // output is read late, inside a later one), and 30 epochs leave time for it to land well before the end.
-        var configPath = Config($$"""
-            {
-              "Data": { "Normalization": "Global" },
-              "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 64 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
-              "Optimizer": { "LearningRate": 0.01, "Momentum": 0.5 },
-              "Training": { "Workers": 3, "Epochs": 30, "BatchSizePerWorker": 2, "Seed": 3, "StallTimeoutSeconds": 60 }
-            }
-            """);
+        var configPath = Config(ManyShortStepsConfig);
         var (psEnvironment, workerEnvironment) = Environments(workers: 3, configPath);
         psEnvironment["DISTTRAIN_Cluster__MinWorkers"] = "2"; // start with 3, carry on with 2
         workerEnvironment["DISTTRAIN_Cluster__MinWorkers"] = "2";
@@ -235,14 +241,7 @@ public sealed class ClusterProcessTests : IDisposable
         // 1,000 samples, 2 worker nodes of batch 2: 250 steps per epoch, 7,500 in all; a checkpoint every 100 steps.
         // Training:Workers (3) differs from the worker nodes on purpose: in cluster mode the nodes decide, and the
         // takeover must resume with the checkpoint's worker count, not the config's.
-        var configPath = Config($$"""
-            {
-              "Data": { "Normalization": "Global" },
-              "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 64 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
-              "Optimizer": { "LearningRate": 0.01, "Momentum": 0.5 },
-              "Training": { "Workers": 3, "Epochs": 30, "BatchSizePerWorker": 2, "Seed": 3, "StallTimeoutSeconds": 60 }
-            }
-            """);
+        var configPath = Config(ManyShortStepsConfig);
         // The compose file's checkpoint folder, shared by both parameter servers (here a local folder).
         var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 2);
         psEnvironment["DISTTRAIN_Checkpoint__EverySteps"] = standbyEnvironment["DISTTRAIN_Checkpoint__EverySteps"] = "100";

@@ -6,6 +6,7 @@ using DistTrain.Cluster.Protocol;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
 using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
 
 namespace DistTrain.Tests;
 
@@ -49,6 +50,19 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
         Assert.Equal((1L, 0, 30), (scored.Version, scored.Start, scored.SampleCount));
     }
 
+    /// <summary>
+    /// The test data, the model and its seed-1 weights, three workers named <paramref name="name"/>-0..2, and an observer
+    /// that stops worker 1 after epoch 1.
+    /// </summary>
+    private (TrainingData Data, Sequential Model, ParameterVector Weights, IActorRef[] Workers, KillingObserver Observer) ThreeWorkersLosingOne(string name)
+    {
+        var data = TestData.Normalized();
+        var model = ModelFactory.Build(Model);
+        var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
+        var workers = Enumerable.Range(0, 3).Select(i => Sys.ActorOf(Worker.Props(i, Model, data.Train, data.Test, 100), $"{name}-{i}")).ToArray();
+        return (data, model, weights, workers, new KillingObserver(workers[1]));
+    }
+
     /// <summary>Records the epochs; after epoch 1 it stops a worker and waits until it is gone, as a node that died.</summary>
     private sealed class KillingObserver(IActorRef victim) : ITrainingObserver
     {
@@ -70,12 +84,8 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
     [Fact]
     public async Task In_cluster_mode_a_lost_worker_is_covered_training_pauses_below_MinWorkers_and_resumes_when_one_joins()
     {
-        var data = TestData.Normalized();
-        var model = ModelFactory.Build(Model);
-        var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
-        var workers = Enumerable.Range(0, 3).Select(i => Sys.ActorOf(Worker.Props(i, Model, data.Train, data.Test, 100), $"elastic-worker-{i}")).ToArray();
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne("elastic-worker");
         var completion = new TaskCompletionSource<TrainingResult>();
-        var observer = new KillingObserver(workers[1]);
         var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
             StallTimeout: TimeSpan.FromSeconds(20), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 3);
         var coordinator = Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3),
@@ -99,12 +109,8 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
     [InlineData(false)]
     public async Task After_a_worker_is_lost_the_global_minibatch_is_kept_unless_turned_off(bool keepGlobalBatch)
     {
-        var data = TestData.Normalized();
-        var model = ModelFactory.Build(Model);
-        var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
-        var workers = Enumerable.Range(0, 3).Select(i => Sys.ActorOf(Worker.Props(i, Model, data.Train, data.Test, 100), $"batch-worker-{keepGlobalBatch}-{i}")).ToArray();
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne($"batch-worker-{keepGlobalBatch}");
         var completion = new TaskCompletionSource<TrainingResult>();
-        var observer = new KillingObserver(workers[1]);
         // 3 workers of 16: a global minibatch of 48. Worker 1 dies after epoch 1; epoch 3 is planned for the 2 left.
         var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
             StallTimeout: TimeSpan.FromSeconds(20), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2,
@@ -136,12 +142,8 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
     [Fact]
     public async Task After_a_worker_is_lost_checkpoints_are_written_only_where_a_resume_is_exact()
     {
-        var data = TestData.Normalized();
-        var model = ModelFactory.Build(Model);
-        var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
-        var workers = Enumerable.Range(0, 3).Select(i => Sys.ActorOf(Worker.Props(i, Model, data.Train, data.Test, 100), $"checkpoint-worker-{i}")).ToArray();
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne("checkpoint-worker");
         var completion = new TaskCompletionSource<TrainingResult>();
-        var observer = new KillingObserver(workers[1]);
         var directory = Directory.CreateTempSubdirectory("disttrain-lost-checkpoints-").FullName;
         try
         {

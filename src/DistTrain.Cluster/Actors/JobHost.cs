@@ -243,9 +243,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             _resumeSearched = true;
             try
             {
-                if (_options.Checkpoint.Resume || (_takeover && TakeoverCheckpointExists()))
+                if (_options.Checkpoint.Resume)
                     _resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line), matchWorkers: false,
                         jobId: _takeover ? _jobId : null);
+                else if (_takeover)
+                    _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, line => _log.Warning(line), _jobId);
                 if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
             }
             catch (CheckpointResumeException e)
@@ -289,25 +291,6 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         foreach (var index in _links.Keys.Where(i => i >= count).Order()) JoinRunningJob(index); // ready, but after a gap
         completion.Task.ContinueWith(t => new Done(t.IsCompletedSuccessfully ? t.Result : null, t.Exception?.GetBaseException()),
             TaskScheduler.Default).PipeTo(Self);
-    }
-
-    /// <summary>
-    /// A takeover resumes from the newest valid checkpoint. Without one (no Checkpoint:Directory, or the old parameter
-    /// server wrote none yet) it restarts the job from epoch 1, and says so.
-    /// </summary>
-    private bool TakeoverCheckpointExists()
-    {
-        if (!_options.Checkpoint.Enabled)
-        {
-            _log.Warning("Checkpoint:Directory is not set, so this takeover restarts the job from epoch 1. Set it to a folder shared by the parameter-server nodes.");
-            return false;
-        }
-        var search = new Core.Checkpoints.CheckpointStore(_options.Checkpoint.Directory, _options.Checkpoint.Keep).FindNewestValid(_model.Layout, _jobId);
-        if (search.Checkpoint is not null) return true;
-        foreach (var skipped in search.Skipped) _log.Warning("Skipping checkpoint {0}: {1}", skipped.Path, skipped.Reason);
-        _log.Warning("No valid checkpoint in {0}, so this takeover restarts the job from epoch 1. Is Checkpoint:Directory shared by the parameter-server nodes?",
-            Path.GetFullPath(_options.Checkpoint.Directory));
-        return false;
     }
 
     private void OnDone(Done done)

@@ -25,21 +25,48 @@ public static class CheckpointResume
     /// <exception cref="CheckpointResumeException">The directory holds no checkpoint, none is valid, the chosen one was
     /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>) or BatchSizePerWorker (the data
     /// order would differ), or it is already past Training:Epochs.</exception>
-    public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null)
+    public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null) =>
+        Search(options, layout, log, matchWorkers, jobId, takeover: false)!;
+
+    /// <summary>
+    /// The checkpoint a standby parameter server that takes over job <paramref name="jobId"/> resumes from: as
+    /// <see cref="Find"/> (without the Training:Workers check), except that no Checkpoint:Directory, or no valid
+    /// checkpoint of that job in it, is not an error: it says through <paramref name="log"/> that the job restarts from
+    /// epoch 1, and returns null.
+    /// </summary>
+    /// <param name="options">Validated options.</param>
+    /// <param name="layout">The model's layout.</param>
+    /// <param name="log">Receives one line per skipped checkpoint, and one for the chosen one or for the restart.</param>
+    /// <param name="jobId">The job the workers were in; null or empty accepts any job's checkpoints.</param>
+    /// <exception cref="CheckpointResumeException">The chosen checkpoint does not fit the config (seed, minibatch, epochs).</exception>
+    public static TrainingCheckpoint? FindForTakeover(TrainingOptions options, ParameterLayout layout, Action<string> log, string? jobId) =>
+        Search(options, layout, log, matchWorkers: false, jobId, takeover: true);
+
+    private static TrainingCheckpoint? Search(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers, string? jobId, bool takeover)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(log);
         var directory = options.Checkpoint.Directory;
         if (!options.Checkpoint.Enabled)
-            throw new CheckpointResumeException("Resuming needs Checkpoint:Directory: set it to the folder the interrupted run wrote its checkpoints to.");
+        {
+            if (!takeover)
+                throw new CheckpointResumeException("Resuming needs Checkpoint:Directory: set it to the folder the interrupted run wrote its checkpoints to.");
+            log("Checkpoint:Directory is not set, so this takeover restarts the job from epoch 1. Set it to a folder shared by the parameter-server nodes.");
+            return null;
+        }
         var store = new CheckpointStore(directory, options.Checkpoint.Keep);
         var search = store.FindNewestValid(layout, jobId);
         foreach (var skipped in search.Skipped)
             log($"Skipping checkpoint {skipped.Path}: {skipped.Reason}");
         if (search.Checkpoint is not { } checkpoint)
-            throw new CheckpointResumeException(search.Skipped.Count == 0
-                ? $"No checkpoint to resume from in {Path.GetFullPath(directory)}. Drop --resume (Checkpoint:Resume) to start a new run."
-                : $"None of the {search.Skipped.Count} checkpoints in {Path.GetFullPath(directory)} is valid (see above). Drop --resume (Checkpoint:Resume) to start a new run.");
+        {
+            if (!takeover)
+                throw new CheckpointResumeException(search.Skipped.Count == 0
+                    ? $"No checkpoint to resume from in {Path.GetFullPath(directory)}. Drop --resume (Checkpoint:Resume) to start a new run."
+                    : $"None of the {search.Skipped.Count} checkpoints in {Path.GetFullPath(directory)} is valid (see above). Drop --resume (Checkpoint:Resume) to start a new run.");
+            log($"No valid checkpoint in {Path.GetFullPath(directory)}, so this takeover restarts the job from epoch 1. Is Checkpoint:Directory shared by the parameter-server nodes?");
+            return null;
+        }
         var loop = options.Training;
         var problems = new List<string>();
         if (checkpoint.ShardSeed != loop.Seed) problems.Add($"Training:Seed = {loop.Seed}, the checkpoint's is {checkpoint.ShardSeed}");

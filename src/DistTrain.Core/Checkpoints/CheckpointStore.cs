@@ -95,6 +95,8 @@ public sealed partial class CheckpointStore
     /// The newest checkpoint that verifies against <paramref name="layout"/> (see <see cref="TrainingCheckpoint.Read"/>),
     /// with every newer one that did not and the reason.
     /// </summary>
+    /// <param name="layout">The model's layout; a checkpoint of another model does not verify.</param>
+    /// <param name="jobId">When set, a valid checkpoint of another job (<see cref="TrainingCheckpoint.JobId"/>) is skipped too.</param>
     public CheckpointSearch FindNewestValid(ParameterLayout layout, string? jobId = null)
     {
         ArgumentNullException.ThrowIfNull(layout);

@@ -23,6 +23,9 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
     private readonly long _stride, _padding;
     private readonly bool _hasBias;
     private readonly bool _preferredLayouts;
+
+    /// <summary>The layout asked of every primitive: oneDNN's choice (<c>any</c>, blocked) or plain NCHW/OIHW.</summary>
+    private int PrimitiveLayout => _preferredLayouts ? FormatAny : FormatAbcd;
     private readonly Plan?[] _plans = new Plan?[MatrixBuffer.Capacity];
     private readonly long[] _lastUse = new long[MatrixBuffer.Capacity];
     private long _clock;
@@ -394,7 +397,7 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
                 Check(AttrSetScratchpadMode(attributes, ScratchpadUser), "dnnl_primitive_attr_set_scratchpad_mode");
                 using var descriptors = new Descriptors();
                 owner.UserDescs(descriptors, batch, out var src, out var weights, out var bias, out var dst);
-                var layout = owner._preferredLayouts ? FormatAny : FormatAbcd;
+                var layout = owner.PrimitiveLayout;
                 var op = descriptors.New(ConvolutionDescBytes);
                 owner.Geometry(descriptors, out var strides, out var padding);
                 Check(ConvolutionForwardDescInit(op, ForwardTraining, ConvolutionDirect,
@@ -410,15 +413,20 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
                 Destination = new Operand(dst, PrimitiveDescQueryMd(desc, QueryDst, 0), output: true);
                 if (owner._hasBias) Bias = UserMemory(bias);
                 ForwardScratch = Scratch.For(desc);
-                nint primitive;
-                Check(PrimitiveCreate(&primitive, desc), "dnnl_primitive_create (convolution forward)");
-                Forward = primitive;
+                Forward = CreatePrimitive(desc, "convolution forward");
             }
             catch
             {
                 Dispose();
                 throw;
             }
+        }
+
+        private static nint CreatePrimitive(nint desc, string what)
+        {
+            nint primitive;
+            Check(PrimitiveCreate(&primitive, desc), $"dnnl_primitive_create ({what})");
+            return primitive;
         }
 
         private static nint UserMemory(byte* md)
@@ -433,7 +441,7 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
             if (BackwardWeights != 0) return;
             using var descriptors = new Descriptors();
             owner.UserDescs(descriptors, Batch, out var src, out var weights, out var bias, out var dst);
-            var layout = owner._preferredLayouts ? FormatAny : FormatAbcd;
+            var layout = owner.PrimitiveLayout;
             var op = descriptors.New(ConvolutionDescBytes);
             owner.Geometry(descriptors, out var strides, out var padding);
             Check(ConvolutionBackwardWeightsDescInit(op, ConvolutionDirect,
@@ -450,9 +458,7 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
                 DiffWeights = new Operand(weights, PrimitiveDescQueryMd(desc, QueryDiffWeights, 0), output: true);
                 if (owner._hasBias) DiffBias = UserMemory(bias);
                 WeightsScratch = Scratch.For(desc);
-                nint primitive;
-                Check(PrimitiveCreate(&primitive, desc), "dnnl_primitive_create (convolution backward weights)");
-                BackwardWeights = primitive;
+                BackwardWeights = CreatePrimitive(desc, "convolution backward weights");
                 // The data pass may reuse this dy reorder; decided when it is made (it needs the descriptor alive).
                 _weightsDiffDstDesc = (byte*)NativeMemory.Alloc(MemoryDescBytes);
                 Buffer.MemoryCopy(PrimitiveDescQueryMd(desc, QueryDiffDst, 0), _weightsDiffDstDesc, MemoryDescBytes, MemoryDescBytes);
@@ -470,7 +476,7 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
             if (BackwardData != 0) return;
             using var descriptors = new Descriptors();
             owner.UserDescs(descriptors, Batch, out var src, out var weights, out _, out var dst);
-            var layout = owner._preferredLayouts ? FormatAny : FormatAbcd;
+            var layout = owner.PrimitiveLayout;
             var op = descriptors.New(ConvolutionDescBytes);
             owner.Geometry(descriptors, out var strides, out var padding);
             Check(ConvolutionBackwardDataDescInit(op, ConvolutionDirect,
@@ -489,9 +495,7 @@ internal sealed unsafe class OneDnnConvolution : IDisposable
                 DataWeights = Operand.SharedWith(Weights, weights, PrimitiveDescQueryMd(desc, QueryWeights, 0));
                 DiffSource = new Operand(src, PrimitiveDescQueryMd(desc, QueryDiffSrc, 0), output: true);
                 DataScratch = Scratch.For(desc);
-                nint primitive;
-                Check(PrimitiveCreate(&primitive, desc), "dnnl_primitive_create (convolution backward data)");
-                BackwardData = primitive;
+                BackwardData = CreatePrimitive(desc, "convolution backward data");
             }
             finally
             {
