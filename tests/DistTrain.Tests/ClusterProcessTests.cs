@@ -287,6 +287,35 @@ public sealed class ClusterProcessTests : IDisposable
             Compare.Close(undisturbed.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, relative: 1e-4, absolute: 1e-6, segment.Name);
     }
 
+    [Fact]
+    public async Task The_parameter_server_stays_paused_when_every_worker_dies_at_once_and_resumes_with_new_workers()
+    {
+        // No standby, two workers killed together: the parameter server is the oldest node and alone against two
+        // unreachable ones, where Akka's keep-oldest with down-if-alone downed it. It must pause and wait instead.
+        var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 4"));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath,
+            new Dictionary<string, string> { ["DISTTRAIN_Cluster__StableAfterSeconds"] = "2" });
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
+        await ps.WaitForOutputAsync("epoch  1/4", TimeSpan.FromSeconds(90));
+        foreach (var worker in workers) worker.Kill();
+
+        // Both unreachable workers are downed by the parameter server's side, and the job pauses.
+        await ps.WaitForOutputAsync("the 2 unreachable node(s) are downed and it waits for workers to join", TimeSpan.FromSeconds(60));
+        await ps.WaitForOutputAsync("Training is paused", TimeSpan.FromSeconds(30));
+        var downedAt = ps.Output.IndexOf("unreachable node(s) are downed", StringComparison.Ordinal);
+        // Long enough after the decision for a wrong one to have shut the node down (stable-after 2 s, removal margin 3 s).
+        await Task.Delay(TimeSpan.FromSeconds(8));
+        Assert.False(ps.HasExited, $"the parameter server exited while paused. Output:\n{ps.Output}");
+
+        var replacements = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
+        await ps.WaitForOutputAsync("Training resumes", TimeSpan.FromSeconds(90), after: downedAt);
+        Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(180)));
+        foreach (var worker in replacements) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("Test accuracy after 4 epochs", ps.Output);
+        Assert.DoesNotContain("left the cluster before the job ended", ps.Output);
+    }
+
     /// <summary>A valid checkpoint of the config's model from another job (id <c>earlier-job</c>), at version 999,999, dated tomorrow.</summary>
     private static string WriteStaleCheckpoint(string configPath, string directory)
     {
@@ -330,6 +359,8 @@ public sealed class ClusterProcessTests : IDisposable
         }
 
         public string Output { get { lock (_output) return _output.ToString(); } }
+
+        public bool HasExited => _process.HasExited;
 
         /// <summary>SIGKILL, as a crashed or OOM-killed node.</summary>
         public void Kill() => _process.Kill(entireProcessTree: true);

@@ -37,12 +37,15 @@ public static class AkkaSettings
     public const double RemovalMarginSeconds = 3;
 
     /// <summary>
-    /// Split-brain resolver timing: an unreachable node is downed after <paramref name="stableAfterSeconds"/> of stable
-    /// membership, and a singleton (the job host) starts on the surviving side <see cref="RemovalMarginSeconds"/> after
-    /// the old node's removal. Akka's default margin equals stable-after; DistTrain shortens it to speed up a takeover,
-    /// since its one-parameter-server guarantee rests on each worker's single data-plane connection, not on the margin.
+    /// Split-brain resolution: DistTrain's own downing provider (<see cref="Membership.JobDowningProvider"/>, which keeps
+    /// the side of the active parameter server, see <see cref="Membership.ParameterServerSideRule"/>). An unreachable
+    /// node is downed after <paramref name="stableAfterSeconds"/> of stable membership, and a singleton (the job host)
+    /// starts on the surviving side <see cref="RemovalMarginSeconds"/> after the old node's removal. Akka's default margin
+    /// equals stable-after; DistTrain shortens it to speed up a takeover, since its one-parameter-server guarantee rests on
+    /// each worker's single data-plane connection, not on the margin.
     /// </summary>
     public static Config Downing(double stableAfterSeconds) => ConfigurationFactory.ParseString($$"""
+        akka.cluster.downing-provider-class = "{{typeof(Membership.JobDowningProvider).FullName}}, {{typeof(Membership.JobDowningProvider).Assembly.GetName().Name}}"
         akka.cluster.split-brain-resolver.stable-after = {{(long)(stableAfterSeconds * 1000)}}ms
         akka.cluster.down-removal-margin = {{(long)(RemovalMarginSeconds * 1000)}}ms
         """);

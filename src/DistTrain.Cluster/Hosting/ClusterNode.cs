@@ -1,6 +1,5 @@
 using Akka.Actor;
 using Akka.Cluster.Hosting;
-using Akka.Cluster.Hosting.SBR;
 using Akka.Hosting;
 using Akka.Remote.Hosting;
 using DistTrain.Cluster.Actors;
@@ -29,16 +28,13 @@ public static class ClusterNode
     /// Adds remoting, clustering and DistTrain's serializer, dispatcher and logging to an Akka.Hosting builder.
     /// </summary>
     /// <remarks>
-    /// Split-brain resolver: keep-oldest with down-if-alone. The first parameter-server node is the seed and so
-    /// the oldest member; in a partition the side with it survives and nodes cut off from it down themselves,
-    /// which is what a synchronous job needs: a side without the parameter server cannot train, and keep-majority
-    /// would let a majority of workers keep a cluster that has no parameter server. down-if-alone covers the oldest
-    /// node being isolated or dead: it is downed (it downs itself if alive), and a standby parameter server takes
-    /// over. The oldest is counted over all members, not only parameter-server ones: with the role filter, a dead
-    /// active parameter server and one standby are one node on each side, and keep-oldest then downs the
-    /// survivors. Never two parameter servers accept gradients because a worker has one data-plane connection
-    /// at a time and registers with a job host again only after it closed or the node at its other end was
-    /// downed; an isolated old parameter server has no worker left to reach it (docs/reliability.md).
+    /// Split-brain resolution is DistTrain's own (<see cref="Membership.ParameterServerSideRule"/>): the side that holds the
+    /// active parameter server (the oldest parameter-server node, where the job host singleton runs) stays and downs the
+    /// unreachable nodes, however many workers are lost and in whatever order; if the active parameter server is alone and
+    /// a standby is on the other side, the standby's side stays and takes over. Never two parameter servers accept
+    /// gradients because a worker has one data-plane connection at a time and registers with a job host again only after
+    /// it closed or the node at its other end was downed; an isolated old parameter server has no worker left to reach it
+    /// (docs/reliability.md).
     /// </remarks>
     public static AkkaConfigurationBuilder WithDistTrainNode(this AkkaConfigurationBuilder builder, TrainingOptions options, string role, int computeThreads) =>
         builder
@@ -57,7 +53,6 @@ public static class ClusterNode
             {
                 Roles = [role],
                 SeedNodes = [.. options.Cluster.SeedNodes],
-                SplitBrainResolver = new KeepOldestOption { DownIfAlone = true },
             });
 
     /// <summary>
@@ -123,13 +118,17 @@ public static class ClusterNode
     }
 
     /// <summary>
-    /// An actor system that ends before the job did was shut down under the node, typically because the split-brain
-    /// resolver downed it (it was cut off from the cluster's oldest node): the node's run fails rather than waiting forever.
+    /// An actor system that ends before the job did was shut down under the node, typically because it was downed
+    /// (<see cref="Membership.DowningReport"/> says why): the node's run fails with that reason rather than waiting forever.
     /// </summary>
     private static void FailWhenTerminated<T>(ActorSystem system, TaskCompletionSource<T> completion) =>
-        system.WhenTerminated.ContinueWith(_ => completion.TrySetException(new InvalidOperationException(
-            "This node left the cluster before the job ended: the split-brain resolver downed it (it was cut off from the cluster's oldest node) " +
-            "or its actor system stopped. See the log above; restart the node to rejoin.")), TaskScheduler.Default);
+        system.WhenTerminated.ContinueWith(_ =>
+        {
+            var downed = Membership.DowningReport.Get(system).Reason;
+            completion.TrySetException(new InvalidOperationException(downed is not null
+                ? $"This node left the cluster before the job ended: {downed}. See the log above; restart the node to rejoin."
+                : "This node's actor system stopped before the job ended (see the log above); restart the node to rejoin."));
+        }, TaskScheduler.Default);
 
     private static IHost BuildHost(TrainingOptions options, string role, int computeThreads, Action<ActorSystem, IActorRegistry> start)
     {
