@@ -41,7 +41,7 @@ public class AllocationTests
             model.ComputeGradients(x, t, loss);
             model.CopyGradientsTo(gradients[offset & 1]);
             var step = offset / 64;
-            var learningRate = (float)schedule.At(step / 10, step % 10, 10, 8, 0.01);
+            var learningRate = (float)schedule.At(SchedulePosition.Uniform(step, 10), 8, 0.01);
             optimizers[step % optimizers.Length].StepWeightedAverage(weights, gradients, scales, learningRate, broadcast);
         }
 

@@ -110,6 +110,15 @@ public class ConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void A_config_file_whose_name_starts_with_a_dot_loads()
+    {
+        // Microsoft.Extensions.Configuration's default file provider hides dot-files: this was "not found", and a crash.
+        var path = Path.Combine(_directory, ".local.json");
+        File.Copy(RepositoryConfig, path);
+        Assert.Equal(4, TrainingOptionsLoader.Load(path, ValidData, checkDataDirectory: true, NoEnvironment).Training.Workers);
+    }
+
+    [Fact]
     public void Environment_variables_override_the_file_and_command_line_overrides_win()
     {
         var environment = new Dictionary<string, string?>

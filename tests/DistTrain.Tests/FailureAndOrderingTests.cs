@@ -125,9 +125,10 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
         Assert.All(epoch1[..^1], samples => Assert.Equal(48, samples));
         if (keepGlobalBatch)
         {
-            // 2 workers of 24: the same samples per step and steps per epoch as with 3 workers of 16.
-            Assert.All(epoch3[..^1], samples => Assert.Equal(48, samples));
-            Assert.Equal(Rounds(data.Train.Count, workers: 2, batch: 24), epoch3.Length);
+            // The planned 21 steps, as with 3 workers of 16, each cut from 2 shards of 500 in balanced minibatches of
+            // 23 or 24: every step, the last included, has about the 48 samples of the starting global minibatch.
+            Assert.Equal(Rounds(data.Train.Count, workers: 3, batch: 16), epoch3.Length);
+            Assert.All(epoch3, samples => Assert.InRange(samples, 46, 48));
         }
         else
         {

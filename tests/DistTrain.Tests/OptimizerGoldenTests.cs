@@ -56,8 +56,7 @@ public class OptimizerGoldenTests
         var gradient = Enumerable.Repeat(float.NaN, length + 3).ToArray();
         for (var step = 0; step < rates.Length; step++)
         {
-            var (epoch, inEpoch) = (step / stepsPerEpoch, step % stepsPerEpoch);
-            var rate = schedule.At(epoch, inEpoch, stepsPerEpoch, epochs, options.LearningRate);
+            var rate = schedule.At(SchedulePosition.Uniform(step, stepsPerEpoch), epochs, options.LearningRate);
             Assert.True(Math.Abs(rate - rates[step]) <= 1e-12 * rates[step], $"step {step}: learning rate {rate:R} vs PyTorch {rates[step]:R}");
             var loss = 0.0;
             for (var i = 0; i < length; i++)
@@ -90,7 +89,7 @@ public class OptimizerGoldenTests
         Assert.Equal(stepsPerEpoch * epochs, expected.Length);
         for (var step = 0; step < expected.Length; step++)
         {
-            var actual = schedule.At(step / stepsPerEpoch, step % stepsPerEpoch, stepsPerEpoch, epochs, baseRate);
+            var actual = schedule.At(SchedulePosition.Uniform(step, stepsPerEpoch), epochs, baseRate);
             // torch steps CosineAnnealingLR recursively, which drifts from its closed form by rounding only.
             Assert.True(Math.Abs(actual - expected[step]) <= 1e-9 * baseRate, $"{name}, step {step}: {actual:R} vs PyTorch {expected[step]:R}");
         }

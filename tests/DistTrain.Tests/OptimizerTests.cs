@@ -168,8 +168,8 @@ public class OptimizerTests
         var optimizer = Optimizer.Create(new OptimizerOptions(), 3);
         Assert.Throws<ArgumentOutOfRangeException>(() => optimizer.Step(new float[3], new float[3], -0.1f));
         Assert.Throws<ArgumentException>(() => optimizer.Step(new float[3], new float[2], 0.1f));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new LearningRateSchedule(new() { StepEpochs = 0 }).At(0, 0, 1, 1, 0.1));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new LearningRateSchedule(new()).At(0, 0, 0, 1, 0.1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LearningRateSchedule(new() { StepEpochs = 0 }).At(new(0, 0, 0, 1), 1, 0.1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LearningRateSchedule(new()).At(new(0, 0, 0, 0), 1, 0.1));
     }
 
     [Fact]
@@ -186,9 +186,9 @@ public class OptimizerTests
     {
         var options = new LearningRateScheduleOptions { Kind = LearningRateScheduleKind.Cosine, MinLearningRate = 0.001, WarmupSteps = 7 };
         var first = new LearningRateSchedule(options);
-        var rates = Enumerable.Range(0, 30).Select(s => first.At(s / 10, s % 10, 10, 3, 0.1)).ToArray();
+        var rates = Enumerable.Range(0, 30).Select(s => first.At(SchedulePosition.Uniform(s, 10), 3, 0.1)).ToArray();
         var resumed = new LearningRateSchedule(options);
-        Assert.Equal(rates[17], resumed.At(1, 7, 10, 3, 0.1));
+        Assert.Equal(rates[17], resumed.At(new(17, 1, 7, 10), 3, 0.1));
         Assert.Equal(0.01, rates[0], 12);                                   // 0.1 · start factor 0.1
         Assert.True(rates[29] > 0.001 && rates[29] < 0.0015, $"{rates[29]}"); // close to the minimum at the end
     }

@@ -24,15 +24,28 @@ namespace DistTrain.Cluster.Actors;
 /// join. Null (single-node mode): a worker that stops fails the job.</param>
 /// <param name="MinWorkers">Cluster mode: with fewer workers, training pauses until enough join again.</param>
 /// <param name="GlobalBatchSize">Cluster mode: samples per step to keep when the number of workers alive differs from
-/// the planned one (Training:KeepGlobalBatch): each worker's minibatch becomes ⌈GlobalBatchSize / alive⌉. 0: every
-/// worker keeps <paramref name="BatchSizePerWorker"/>, so the global minibatch shrinks or grows with the workers.</param>
+/// the planned one (Training:KeepGlobalBatch): each worker's shard is then cut into the plan's steps per epoch
+/// (<see cref="PlannedStepsPerEpoch"/>) as balanced minibatches of about GlobalBatchSize / alive samples, so steps per
+/// epoch stay and no step is a runt. 0: every worker keeps <paramref name="BatchSizePerWorker"/>, so the global minibatch
+/// shrinks or grows with the workers.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
     ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
     int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1, int GlobalBatchSize = 0)
 {
-    /// <summary>Each worker's minibatch when <paramref name="aliveWorkers"/> take part (see <see cref="GlobalBatchSize"/>).</summary>
+    /// <summary>Each worker's (largest) minibatch when <paramref name="aliveWorkers"/> take part (see <see cref="GlobalBatchSize"/>).</summary>
     public int BatchSizeFor(int aliveWorkers) =>
         GlobalBatchSize > 0 && aliveWorkers > 0 ? (GlobalBatchSize + aliveWorkers - 1) / aliveWorkers : BatchSizePerWorker;
+
+    /// <summary>Optimizer steps of an epoch as planned: the largest of the planner's even shards in minibatches of <see cref="BatchSizePerWorker"/>.</summary>
+    public int PlannedStepsPerEpoch =>
+        ((Planner.SampleCount + Planner.Workers - 1) / Planner.Workers + BatchSizePerWorker - 1) / BatchSizePerWorker;
+
+    /// <summary>
+    /// Balanced minibatches for an epoch of <paramref name="aliveWorkers"/> workers: the plan's steps per epoch when the
+    /// global minibatch is kept and the worker count differs from the plan's; 0 (fixed minibatches) otherwise.
+    /// </summary>
+    public int BalancedStepsFor(int aliveWorkers) =>
+        GlobalBatchSize > 0 && aliveWorkers != Planner.Workers ? PlannedStepsPerEpoch : 0;
 
     /// <summary>True when the job survives losing workers (cluster mode).</summary>
     public bool ToleratesWorkerLoss => PlannerFor is not null;
@@ -81,6 +94,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private int[][] _segmentShards = [];
     private int _segmentFirstRound;
     private int _batchSize; // each worker's minibatch in the current part of the epoch
+    private int _segmentSteps; // balanced minibatches per worker in the current part (AssignShard.Steps); 0 = fixed _batchSize
     private int _epochSteps;
     private int _nextRound;
     private readonly List<int> _orphans = [];         // samples of lost workers not yet trained on this epoch
@@ -262,6 +276,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var planner = alive.Length == _settings.Planner.Workers ? _settings.Planner : _settings.PlannerFor!(alive.Length);
         var planned = planner.Plan(_epoch);
         _batchSize = _settings.BatchSizeFor(alive.Length);
+        _segmentSteps = _settings.BalancedStepsFor(alive.Length);
         _segmentShards = [.. _workers.Select(_ => Array.Empty<int>())];
         for (var j = 0; j < alive.Length; j++) _segmentShards[alive[j]] = planned[j];
         var batches = Batches(_segmentShards, 0);
@@ -269,7 +284,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         for (var i = 0; i < _workers.Count; i++)
         {
             _inEpoch[i] = _alive[i];
-            if (_alive[i]) _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _batchSize, 0, _epochSteps));
+            if (_alive[i]) _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _batchSize, 0, _epochSteps, _segmentSteps));
         }
         _segmentFirstRound = 0;
         _nextRound = firstRound;
@@ -285,11 +300,16 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     /// <summary>Each worker's last round + 1 (absolute), for shards whose first minibatch runs in <paramref name="firstRound"/>.</summary>
     private int[] Batches(int[][] shards, int firstRound) =>
-        [.. shards.Select(s => s.Length == 0 ? 0 : firstRound + (s.Length + _batchSize - 1) / _batchSize)];
+        [.. shards.Select(s => s.Length == 0 ? 0 : firstRound + Minibatches(s).Count)];
+
+    /// <summary>How the current part cuts a worker's shard into minibatches (as <see cref="AssignShard.Minibatches"/>).</summary>
+    private MinibatchPlan Minibatches(int[] shard) =>
+        _segmentSteps > 0 ? MinibatchPlan.Balanced(shard.Length, _segmentSteps) : MinibatchPlan.Fixed(shard.Length, _batchSize);
 
     /// <summary>
     /// A further part of the epoch: the samples the lost workers did not train on, split evenly across the workers
-    /// alive now, in the rounds after the last one applied. Every sample of the epoch is still used exactly once.
+    /// alive now, in the rounds after the last one applied, as balanced minibatches of up to the workers' minibatch (so
+    /// the part has no runt step). Every sample of the epoch is still used exactly once.
     /// </summary>
     private void ContinueEpoch() => WhenEnoughWorkers(() =>
     {
@@ -304,6 +324,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             var to = (int)((long)orphans.Length * (j + 1) / alive.Length);
             _segmentShards[alive[j]] = orphans[from..to];
         }
+        var largest = (orphans.Length + alive.Length - 1) / alive.Length;
+        _segmentSteps = Math.Max(1, (largest + _batchSize - 1) / _batchSize);
         // One round number is skipped: the previous part's closing broadcast used _nextRound, and a worker that has not
         // received its new shard yet must not mistake the new part's first weights for it.
         _segmentFirstRound = _nextRound + 1;
@@ -312,7 +334,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         foreach (var i in alive)
         {
             _inEpoch[i] = true;
-            _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _batchSize, _segmentFirstRound, rounds));
+            _workers[i].Tell(new AssignShard(_epoch, _segmentShards[i], _batchSize, _segmentFirstRound, rounds, _segmentSteps));
         }
         _log.Warning("Epoch {0}: the {1} samples lost workers had left go to {2} worker(s), from round {3}.",
             _epoch, orphans.Length, alive.Length, _segmentFirstRound);
@@ -325,7 +347,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var index = removed.WorkerIndex;
         if (index < 0 || index >= _segmentShards.Length) return;
         var shard = _segmentShards[index];
-        var from = Math.Max(0, (removed.FirstUnusedRound - _segmentFirstRound) * _batchSize);
+        var plan = Minibatches(shard);
+        var from = plan.Start(Math.Clamp(removed.FirstUnusedRound - _segmentFirstRound, 0, plan.Count));
         if (from < shard.Length) _orphans.AddRange(shard[from..]);
         _segmentShards[index] = [];
     }

@@ -250,7 +250,8 @@ public sealed class ParameterServer : ReceiveActor
         var epochDone = EpochDone();
         var checkpoint = new TrainingCheckpoint(_weights, _optimizer.State, _optimizerOptions.Kind, _optimizer.StepCount, _version,
             epochDone ? epoch.Epoch + 1 : epoch.Epoch, epochDone ? 0 : _round, settings.ShardSeed, epoch.Workers.Length,
-            settings.BatchSizePerWorker, epochDone ? 0 : _epochSamples, epochDone ? 0 : _epochLossSum, settings.JobId);
+            settings.BatchSizePerWorker, epochDone ? 0 : _epochSamples, epochDone ? 0 : _epochLossSum, settings.JobId,
+            _optimizerOptions.StateHyperparameters());
         var started = Stopwatch.GetTimestamp();
         var path = settings.Store.Save(checkpoint);
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
@@ -459,8 +460,9 @@ public sealed class ParameterServer : ReceiveActor
     }
 
     /// <summary>
-    /// This round's learning rate: the schedule at (epoch, round) over the epoch's steps (the most minibatches any
-    /// worker has), from the base rate, times the epoch's workers under the linear scaling rule.
+    /// This round's learning rate: the schedule at this optimizer step (the version it updates; warmup counts these) and
+    /// at (epoch, round) over the epoch's planned steps (the main schedule), from the base rate, times the epoch's workers
+    /// under the linear scaling rule.
     /// </summary>
     private double LearningRate()
     {
@@ -468,7 +470,7 @@ public sealed class ParameterServer : ReceiveActor
         var stepsPerEpoch = StepsPerEpoch(epoch);
         var workers = _scalingWorkers > 0 ? _scalingWorkers : _activeWorkers;
         var baseRate = _optimizerOptions.LearningRate * (_optimizerOptions.ScaleLearningRateByWorkers ? workers : 1);
-        return _schedule.At(Math.Max(0, epoch.Epoch - 1), _round, stepsPerEpoch, _totalEpochs, baseRate);
+        return _schedule.At(new SchedulePosition(_version, Math.Max(0, epoch.Epoch - 1), _round, stepsPerEpoch), _totalEpochs, baseRate);
     }
 
     /// <summary>

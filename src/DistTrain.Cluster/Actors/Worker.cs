@@ -149,10 +149,11 @@ public sealed class Worker : ReceiveActor, IWithStash
         var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         _model.LoadParameters(update.Weights);
         _version = update.Version;
-        var start = (update.Round - _shard.FirstRound) * _shard.BatchSize;
-        if (update.Epoch == _shard.Epoch && start >= 0 && start < _shard.SampleIndices.Length)
+        var minibatch = update.Round - _shard.FirstRound;
+        var plan = _shard.Minibatches();
+        if (update.Epoch == _shard.Epoch && minibatch >= 0 && minibatch < plan.Count)
         {
-            var indices = _shard.SampleIndices.AsSpan(start, Math.Min(_shard.BatchSize, _shard.SampleIndices.Length - start));
+            var indices = _shard.SampleIndices.AsSpan(plan.Start(minibatch), plan.Length(minibatch));
             var gradient = ComputeGradient(update, indices);
             gradient.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore, queueing);
             Sender.Tell(gradient);

@@ -24,7 +24,8 @@ public static class CheckpointResume
     /// <param name="jobId">Only checkpoints of this job (a takeover's); null or empty accepts any.</param>
     /// <exception cref="CheckpointResumeException">The directory holds no checkpoint, none is valid, the chosen one was
     /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>) or BatchSizePerWorker (the data
-    /// order would differ), or it is already past Training:Epochs.</exception>
+    /// order would differ), or another optimizer hyperparameter that its state depends on (see
+    /// <see cref="Core.Optimization.OptimizerOptions.StateHyperparameters"/>), or it is already past Training:Epochs.</exception>
     public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null) =>
         Search(options, layout, log, matchWorkers, jobId, takeover: false)!;
 
@@ -38,7 +39,7 @@ public static class CheckpointResume
     /// <param name="layout">The model's layout.</param>
     /// <param name="log">Receives one line per skipped checkpoint, and one for the chosen one or for the restart.</param>
     /// <param name="jobId">The job the workers were in; null or empty accepts any job's checkpoints.</param>
-    /// <exception cref="CheckpointResumeException">The chosen checkpoint does not fit the config (seed, minibatch, epochs).</exception>
+    /// <exception cref="CheckpointResumeException">The chosen checkpoint does not fit the config (seed, minibatch, optimizer state, epochs).</exception>
     public static TrainingCheckpoint? FindForTakeover(TrainingOptions options, ParameterLayout layout, Action<string> log, string? jobId) =>
         Search(options, layout, log, matchWorkers: false, jobId, takeover: true);
 
@@ -75,6 +76,13 @@ public static class CheckpointResume
         if (problems.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
                 "They fix the data order, so resume with the checkpoint's values.");
+        var changes = checkpoint.HyperparameterChanges(options.Optimizer);
+        if (changes.Count > 0)
+            throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", changes)}. " +
+                $"Its {checkpoint.OptimizerKind} state was built with the checkpoint's values, so resume with them, or start a new run " +
+                "without --resume (Checkpoint:Resume). The learning rate, its schedule, L1, L2 and clipping may change on resume.");
+        if (checkpoint.OptimizerHyperparameters is null)
+            log($"Checkpoint {search.Path} does not record the optimizer settings its state was built with (written by an earlier version); they cannot be checked.");
         if (checkpoint.Epoch > loop.Epochs)
             throw new CheckpointResumeException($"Checkpoint {search.Path} has completed all {checkpoint.Epoch - 1} epochs and Training:Epochs = {loop.Epochs}. " +
                 "Raise Training:Epochs (--epochs) to train further.");

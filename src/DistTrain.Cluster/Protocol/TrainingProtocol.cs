@@ -1,4 +1,5 @@
 using Akka.Actor;
+using DistTrain.Core.Data;
 using MessagePack;
 
 namespace DistTrain.Cluster.Protocol;
@@ -24,19 +25,28 @@ namespace DistTrain.Cluster.Protocol;
 /// <summary>The worker's shard of one epoch. Coordinator → Worker.</summary>
 /// <param name="Epoch">1-based epoch.</param>
 /// <param name="SampleIndices">Training-set indices in the order the worker consumes them.</param>
-/// <param name="BatchSize">Samples per minibatch; the last minibatch of the shard may be shorter.</param>
+/// <param name="BatchSize">Samples per minibatch; the last minibatch of the shard may be shorter. Ignored when
+/// <paramref name="Steps"/> is set.</param>
 /// <param name="FirstRound">The round of the shard's first minibatch: 0 for an epoch's shard; later for the part of an
 /// epoch that takes over a lost worker's samples.</param>
 /// <param name="Rounds">Rounds in this part of the epoch (the most minibatches of any worker); weights of a later round
 /// of the same epoch belong to a part whose shard has not arrived yet.</param>
+/// <param name="Steps">0: minibatches of <paramref name="BatchSize"/>. Otherwise the shard is cut into this many balanced
+/// minibatches, sizes differing by at most one (<see cref="MinibatchPlan.Balanced"/>), as when a job's worker count changed.</param>
 [MessagePackObject]
 public sealed record AssignShard(
     [property: Key(0)] int Epoch,
     [property: Key(1)] int[] SampleIndices,
     [property: Key(2)] int BatchSize,
     [property: Key(3)] int FirstRound = 0,
-    [property: Key(4)] int Rounds = int.MaxValue) : IDistTrainMessage
+    [property: Key(4)] int Rounds = int.MaxValue,
+    [property: Key(5)] int Steps = 0) : IDistTrainMessage
 {
+    /// <summary>How the shard is cut into minibatches; minibatch k runs in round <c>FirstRound + k</c>.</summary>
+    public MinibatchPlan Minibatches() => Steps > 0
+        ? MinibatchPlan.Balanced(SampleIndices.Length, Steps)
+        : MinibatchPlan.Fixed(SampleIndices.Length, BatchSize);
+
     /// <summary>
     /// True when weights for <paramref name="round"/> of this epoch belong to a later part of it (a shard not received
     /// yet). Round <c>FirstRound + Rounds</c> is this part's closing broadcast; a later part starts one round after it.

@@ -21,10 +21,12 @@ namespace DistTrain.Core.Checkpoints;
 /// <c>epoch</c>/<c>round</c> (the next minibatch to run: after the last round of epoch e it is e + 1, round 0), <c>version</c>
 /// (optimizer steps applied), <c>optimizer_kind</c>, <c>optimizer_steps</c>, the shard plan's <c>shard_seed</c>,
 /// <c>workers</c> and <c>batch_size_per_worker</c> (together they fix the data order), the partial epoch's
-/// <c>epoch_samples</c> and <c>epoch_loss_sum</c>, <c>model_fingerprint</c> (see <see cref="LayoutFingerprint"/>) and
-/// <c>data_sha256</c>, the SHA-256 of every byte after the header.</para>
-/// <para>The learning-rate schedule is a pure function of (epoch, round, steps per epoch, epochs), so the position
-/// is its whole state.</para>
+/// <c>epoch_samples</c> and <c>epoch_loss_sum</c>, <c>model_fingerprint</c> (see <see cref="LayoutFingerprint"/>),
+/// <c>optimizer_hyperparameters</c> (a JSON object of the settings the optimizer state depends on, by configuration key,
+/// see <see cref="OptimizerOptions.StateHyperparameters"/>) and <c>data_sha256</c>, the SHA-256 of every byte after the
+/// header.</para>
+/// <para>The learning-rate schedule is a pure function of the position (optimizer steps, epoch, round, steps per epoch),
+/// so the position is its whole state.</para>
 /// </remarks>
 public sealed class TrainingCheckpoint
 {
@@ -53,10 +55,12 @@ public sealed class TrainingCheckpoint
     /// <param name="epochSamples">Training samples already consumed in <paramref name="epoch"/> (0 at an epoch start).</param>
     /// <param name="epochLossSum">Sum of the per-sample losses over those samples.</param>
     /// <param name="jobId">The cluster job that writes it; empty when unknown (see <see cref="JobId"/>).</param>
+    /// <param name="optimizerHyperparameters">The settings the optimizer state depends on (see
+    /// <see cref="OptimizerOptions.StateHyperparameters"/>); null when unknown (a checkpoint written before they were recorded).</param>
     /// <exception cref="ArgumentException">A state buffer does not have the trainable length, or a count is out of range.</exception>
     public TrainingCheckpoint(ParameterVector weights, IReadOnlyList<(string Name, float[] Values)> optimizerState, OptimizerKind optimizerKind,
         long optimizerSteps, long version, int epoch, int round, int shardSeed, int workers, int batchSizePerWorker,
-        int epochSamples = 0, double epochLossSum = 0, string jobId = "")
+        int epochSamples = 0, double epochLossSum = 0, string jobId = "", IReadOnlyList<(string Key, string Value)>? optimizerHyperparameters = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(optimizerState);
@@ -83,6 +87,36 @@ public sealed class TrainingCheckpoint
         EpochSamples = epochSamples;
         EpochLossSum = epochLossSum;
         JobId = jobId ?? "";
+        OptimizerHyperparameters = optimizerHyperparameters;
+    }
+
+    /// <summary>
+    /// The settings the optimizer state was built with, by configuration key (for example <c>Optimizer:Beta2</c>), values
+    /// in round-trip form; null for a checkpoint that does not record them.
+    /// </summary>
+    public IReadOnlyList<(string Key, string Value)>? OptimizerHyperparameters { get; }
+
+    /// <summary>
+    /// The settings of <paramref name="options"/> that differ from the ones this checkpoint's optimizer state was built
+    /// with, one line each naming the key and both values; empty when they match or the checkpoint records none.
+    /// </summary>
+    public IReadOnlyList<string> HyperparameterChanges(OptimizerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (OptimizerHyperparameters is null) return [];
+        var recorded = OptimizerHyperparameters.ToDictionary(h => h.Key, h => h.Value, StringComparer.Ordinal);
+        var changes = new List<string>();
+        foreach (var (key, value) in options.StateHyperparameters())
+        {
+            if (!recorded.TryGetValue(key, out var written)) changes.Add($"{key} = {value}, the checkpoint does not record it");
+            else if (!SameValue(written, value)) changes.Add($"{key} = {value}, the checkpoint's state was built with {written}");
+        }
+        return changes;
+
+        static bool SameValue(string a, string b) =>
+            double.TryParse(a, NumberStyles.Float, CultureInfo.InvariantCulture, out var x) && double.TryParse(b, NumberStyles.Float, CultureInfo.InvariantCulture, out var y)
+                ? x.Equals(y)
+                : string.Equals(a, b, StringComparison.Ordinal);
     }
 
     /// <summary>
@@ -216,9 +250,27 @@ public sealed class TrainingCheckpoint
         ["model_fingerprint"] = LayoutFingerprint(Weights.Layout),
         ["data_sha256"] = checksum,
         ["job_id"] = JobId,
+        ["optimizer_hyperparameters"] = OptimizerHyperparameters is null
+            ? ""
+            : JsonSerializer.Serialize(OptimizerHyperparameters.ToDictionary(h => h.Key, h => h.Value, StringComparer.Ordinal)),
     };
 
     private static string Invariant(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>The recorded optimizer hyperparameters; null when the checkpoint has none (written before they were recorded).</summary>
+    private static List<(string Key, string Value)>? Hyperparameters(string path, string json)
+    {
+        if (json.Length == 0) return null;
+        try
+        {
+            return JsonSerializer.Deserialize<Dictionary<string, string>>(json)?.Select(kv => (kv.Key, kv.Value)).ToList()
+                ?? throw new JsonException("null");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: metadata optimizer_hyperparameters is not a JSON object of strings ({e.Message}). The file is corrupt.");
+        }
+    }
 
     /// <summary>
     /// Reads and verifies a checkpoint of a model laid out as <paramref name="layout"/>: the header, the format
@@ -309,7 +361,8 @@ public sealed class TrainingCheckpoint
             return new TrainingCheckpoint(weights, state, kind, GetLong("optimizer_steps"), GetLong("version"), GetInt("epoch"), GetInt("round"),
                 GetInt("shard_seed"), GetInt("workers"), GetInt("batch_size_per_worker"), GetInt("epoch_samples"),
                 double.Parse(Get("epoch_loss_sum"), NumberStyles.Float, CultureInfo.InvariantCulture),
-                metadata.GetValueOrDefault("job_id", "")); // optional: checkpoints written before job ids have none
+                metadata.GetValueOrDefault("job_id", ""), // optional: checkpoints written before job ids have none
+                Hyperparameters(path, metadata.GetValueOrDefault("optimizer_hyperparameters", "")));
         }
         catch (Exception e) when (e is ArgumentException or FormatException)
         {

@@ -27,7 +27,9 @@ public static class TrainingOptionsLoader
             var full = Path.GetFullPath(jsonPath);
             if (!File.Exists(full))
                 throw new ConfigurationException(source, [$"config file '{jsonPath}' not found (looked at {full}). Pass --config with a file from configs/."]);
-            builder.AddJsonFile(full, optional: false, reloadOnChange: false);
+            // The default file provider hides dot-files (ExclusionFilters.Sensitive), so configs/.local.json would be "not found".
+            builder.AddJsonFile(new Microsoft.Extensions.FileProviders.PhysicalFileProvider(Path.GetDirectoryName(full)!,
+                Microsoft.Extensions.FileProviders.Physical.ExclusionFilters.None), Path.GetFileName(full), optional: false, reloadOnChange: false);
         }
         var environmentKeys = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         IEnumerable<KeyValuePair<string, string?>> variables = environment
@@ -63,6 +65,10 @@ public static class TrainingOptionsLoader
         catch (FormatException e)
         {
             throw new ConfigurationException(source, [$"the file is not valid JSON: {e.InnerException?.Message ?? e.Message}"]);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigurationException(source, [$"the file cannot be read: {e.Message}"]);
         }
         var unknown = UnknownKeys.Find(configuration, typeof(TrainingOptions)).ToList();
         if (unknown.Count > 0)

@@ -53,19 +53,43 @@ public sealed class LearningRateScheduleOptions
     }
 }
 
+/// <summary>Where an optimizer step sits in the run, as <see cref="LearningRateSchedule.At"/> reads it.</summary>
+/// <param name="OptimizerStep">Optimizer steps applied before this one since the start of the run (the weights version
+/// it updates), ≥ 0. Warmup counts these, so it is continuous across worker joins, losses and resumes.</param>
+/// <param name="Epoch">0-based epoch, ≥ 0 (Step and Exponential decay by epoch).</param>
+/// <param name="StepInEpoch">0-based step within the epoch, ≥ 0; steps past <paramref name="StepsPerEpoch"/> (a further
+/// part of an epoch after a lost worker) count as the epoch's end.</param>
+/// <param name="StepsPerEpoch">Optimizer steps this epoch was planned with (the most minibatches any worker has), ≥ 1.</param>
+public readonly record struct SchedulePosition(long OptimizerStep, int Epoch, int StepInEpoch, int StepsPerEpoch)
+{
+    /// <summary>The position of global step <paramref name="step"/> in a run whose every epoch has <paramref name="stepsPerEpoch"/> steps.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="step"/> is negative or <paramref name="stepsPerEpoch"/> below 1.</exception>
+    public static SchedulePosition Uniform(long step, int stepsPerEpoch)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(step);
+        ArgumentOutOfRangeException.ThrowIfLessThan(stepsPerEpoch, 1);
+        return new(step, (int)(step / stepsPerEpoch), (int)(step % stepsPerEpoch), stepsPerEpoch);
+    }
+}
+
 /// <summary>
 /// The learning rate of every optimizer step: a main schedule (<see cref="LearningRateScheduleKind"/>) times an
 /// optional linear warmup, as <c>torch.optim.lr_scheduler.ChainedScheduler([LinearLR, main])</c>.
 /// </summary>
 /// <remarks>
-/// A pure function of the step's position, so a resumed run gets the same rate as an uninterrupted one.
-/// With global step <c>t = epoch · stepsPerEpoch + stepInEpoch</c> and <c>T = totalEpochs · stepsPerEpoch</c>,
-/// the rate is <c>warmup(t) · main(epoch, t)</c> where
+/// A pure function of the step's position (<see cref="SchedulePosition"/>), so a resumed run gets the same rate as an
+/// uninterrupted one. The rate is <c>warmup(t) · main(epoch, p)</c> where <c>t</c> is the optimizer step and
+/// <c>p = (epoch + min(stepInEpoch, S) / S) / totalEpochs</c> the fraction of the run's epochs done (S = the epoch's
+/// planned steps):
 /// <list type="bullet">
 /// <item><c>warmup(t) = f₀ + (1 − f₀) · min(t, W) / W</c> (<c>LinearLR(start_factor = f₀, total_iters = W)</c>; 1 when W = 0);</item>
 /// <item>Constant: <c>η</c>; Step: <c>η · γ^⌊epoch / StepEpochs⌋</c> (<c>StepLR</c>); Exponential: <c>η · γ^epoch</c> (<c>ExponentialLR</c>);</item>
-/// <item>Cosine: <c>η_min + (η − η_min)(1 + cos(π t / T)) / 2</c> (<c>CosineAnnealingLR</c>'s closed form, <c>T_max = T</c>).</item>
+/// <item>Cosine: <c>η_min + (η − η_min)(1 + cos(π p)) / 2</c> (<c>CosineAnnealingLR</c>'s closed form, <c>T_max</c> = the run's steps).</item>
 /// </list>
+/// When every epoch has the same S, <c>t = epoch · S + stepInEpoch</c> and <c>p = t / (totalEpochs · S)</c>, exactly
+/// torch's per-step schedule. When S changes (workers join or are lost with Training:KeepGlobalBatch off), warmup goes
+/// on counting optimizer steps and the cosine follows the fraction of epochs done, so neither jumps back: at an epoch
+/// boundary <c>p</c> is the same under the old and the new S.
 /// torch's chained schedulers update recursively; for Constant, Step, Exponential, and Cosine with
 /// <c>η_min = 0</c>, that recursion equals this product exactly; for Cosine with <c>η_min &gt; 0</c> and warmup,
 /// torch's recursion drifts from its own closed form, and this class keeps the closed form.
@@ -95,30 +119,30 @@ public sealed class LearningRateSchedule
     }
 
     /// <summary>The learning rate of one optimizer step.</summary>
-    /// <param name="epoch">0-based epoch.</param>
-    /// <param name="stepInEpoch">0-based step within the epoch.</param>
-    /// <param name="stepsPerEpoch">Optimizer steps per epoch (the most minibatches any worker has), ≥ 1.</param>
-    /// <param name="totalEpochs">Epochs of the run, ≥ 1 (Cosine anneals over <c>totalEpochs · stepsPerEpoch</c> steps).</param>
+    /// <param name="position">Where the step sits in the run.</param>
+    /// <param name="totalEpochs">Epochs of the run, ≥ 1 (Cosine anneals over all of them).</param>
     /// <param name="baseLearningRate">η, the rate the schedule shapes (already scaled by the worker count when that is on).</param>
     /// <returns>The rate, same unit as <paramref name="baseLearningRate"/>.</returns>
     /// <exception cref="ArgumentOutOfRangeException">A position is negative, or a count is below 1.</exception>
-    public double At(int epoch, int stepInEpoch, int stepsPerEpoch, int totalEpochs, double baseLearningRate)
+    public double At(SchedulePosition position, int totalEpochs, double baseLearningRate)
     {
+        var (optimizerStep, epoch, stepInEpoch, stepsPerEpoch) = position;
+        ArgumentOutOfRangeException.ThrowIfNegative(optimizerStep);
         ArgumentOutOfRangeException.ThrowIfNegative(epoch);
         ArgumentOutOfRangeException.ThrowIfNegative(stepInEpoch);
         ArgumentOutOfRangeException.ThrowIfLessThan(stepsPerEpoch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(totalEpochs, 1);
-        var step = (long)epoch * stepsPerEpoch + stepInEpoch;
         var rate = _kind switch
         {
             LearningRateScheduleKind.Step => baseLearningRate * Math.Pow(_gamma, epoch / _stepEpochs),
             LearningRateScheduleKind.Exponential => baseLearningRate * Math.Pow(_gamma, epoch),
+            // Written as t / T over this epoch's steps, so a run with equal epochs rounds as torch's per-step form does.
             LearningRateScheduleKind.Cosine => _minLearningRate + (baseLearningRate - _minLearningRate)
-                * (1 + Math.Cos(Math.PI * step / ((double)totalEpochs * stepsPerEpoch))) / 2,
+                * (1 + Math.Cos(Math.PI * ((long)epoch * stepsPerEpoch + Math.Min(stepInEpoch, stepsPerEpoch)) / ((double)totalEpochs * stepsPerEpoch))) / 2,
             _ => baseLearningRate,
         };
         if (_warmupSteps > 0)
-            rate *= _warmupStartFactor + (1 - _warmupStartFactor) * Math.Min(step, _warmupSteps) / _warmupSteps;
+            rate *= _warmupStartFactor + (1 - _warmupStartFactor) * Math.Min(optimizerStep, _warmupSteps) / _warmupSteps;
         return rate;
     }
 

@@ -85,6 +85,26 @@ public sealed class OptimizerOptions
     public LearningRateScheduleOptions Schedule { get; set; } = new();
 
     /// <summary>
+    /// The settings the optimizer's state depends on, by configuration key, with their values in round-trip form:
+    /// Sgd's momentum buffer is a sum decayed by Momentum; Adam's and AdamW's moments are decayed by Beta1 and Beta2 and
+    /// bias-corrected with them, and Epsilon is scaled against their square roots; RMSProp's square average is decayed by
+    /// Alpha, its momentum buffer by Momentum, with Epsilon as Adam's. Checkpoints record these, and a resume refuses a
+    /// change to any of them (<see cref="Checkpoints.TrainingCheckpoint.HyperparameterChanges"/>). The learning rate, its
+    /// schedule, L1, L2, clipping, Nesterov and the linear scaling rule shape each step but not the state's meaning, so
+    /// they may change on resume.
+    /// </summary>
+    public IReadOnlyList<(string Key, string Value)> StateHyperparameters()
+    {
+        static (string, string) Entry(string key, double value) => (key, value.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+        return Kind switch
+        {
+            OptimizerKind.Adam or OptimizerKind.AdamW => [Entry("Optimizer:Beta1", Beta1), Entry("Optimizer:Beta2", Beta2), Entry("Optimizer:Epsilon", Epsilon)],
+            OptimizerKind.RMSProp => [Entry("Optimizer:Alpha", Alpha), Entry("Optimizer:Epsilon", Epsilon), Entry("Optimizer:Momentum", Momentum)],
+            _ => [Entry("Optimizer:Momentum", Momentum)],
+        };
+    }
+
+    /// <summary>
     /// Every setting outside its range, one line each naming the key (<c>Optimizer:Name</c>), the value and the
     /// allowed range; empty when valid. The configuration validator and <see cref="Optimizer"/> share it.
     /// </summary>

@@ -1,0 +1,80 @@
+using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Optimization;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// A checkpoint records the optimizer settings its state was built with; a resume that changes one is refused with the
+/// key, both values and the fix, while settings that only shape each step (the learning rate) may change.
+/// </summary>
+public sealed class ResumeHyperparameterTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-resume-hyper-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    /// <summary>Adam, 2 workers x batch 50 over 1,000 samples (10 steps per epoch), checkpoints in the test's folder.</summary>
+    private TrainingOptions Adam(int epochs, bool resume, Action<OptimizerOptions>? change = null)
+    {
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: epochs);
+        options.Optimizer.Kind = OptimizerKind.Adam;
+        options.Optimizer.LearningRate = 0.003;
+        change?.Invoke(options.Optimizer);
+        options.Checkpoint = new CheckpointOptions { Directory = _directory, Keep = 10, Resume = resume };
+        return options;
+    }
+
+    private static Task<TrainingResult> Run(TrainingOptions options)
+    {
+        var data = TestData.Normalized();
+        return SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+    }
+
+    [Fact]
+    public async Task Checkpoints_record_the_betas_and_epsilon_of_Adam()
+    {
+        var run = await Run(Adam(epochs: 1, resume: false, o => o.Beta2 = 0.995));
+        var path = new CheckpointStore(_directory, 10).List()[0];
+        var checkpoint = TrainingCheckpoint.Read(path, run.FinalWeights.Layout);
+        Assert.Equal([("Optimizer:Beta1", "0.9"), ("Optimizer:Beta2", "0.995"), ("Optimizer:Epsilon", "1E-08")], checkpoint.OptimizerHyperparameters);
+        Assert.Equal("{\"Optimizer:Beta1\":\"0.9\",\"Optimizer:Beta2\":\"0.995\",\"Optimizer:Epsilon\":\"1E-08\"}",
+            SafeTensors.ReadMetadata(path)["optimizer_hyperparameters"]);
+    }
+
+    [Fact]
+    public async Task A_resume_that_changes_Beta2_is_refused_naming_the_key_both_values_and_the_fix()
+    {
+        await Run(Adam(epochs: 1, resume: false));
+        var error = await Assert.ThrowsAsync<CheckpointResumeException>(() => Run(Adam(epochs: 2, resume: true, o => o.Beta2 = 0.99)));
+        Assert.Contains("Optimizer:Beta2 = 0.99, the checkpoint's state was built with 0.999", error.Message);
+        Assert.Contains("resume with them, or start a new run without --resume", error.Message);
+        Assert.DoesNotContain("Beta1", error.Message);
+    }
+
+    [Theory]
+    [InlineData(OptimizerKind.Sgd, "Optimizer:Momentum = 0.5, the checkpoint's state was built with 0.9")]
+    [InlineData(OptimizerKind.RMSProp, "Optimizer:Alpha = 0.9, the checkpoint's state was built with 0.99")]
+    [InlineData(OptimizerKind.AdamW, "Optimizer:Epsilon = 1E-06, the checkpoint's state was built with 1E-08")]
+    public async Task Each_optimizer_refuses_a_change_to_what_its_state_depends_on(OptimizerKind kind, string expected)
+    {
+        await Run(Adam(epochs: 1, resume: false, o => { o.Kind = kind; o.Momentum = kind == OptimizerKind.AdamW ? 0 : 0.9; }));
+        var error = await Assert.ThrowsAsync<CheckpointResumeException>(() => Run(Adam(epochs: 2, resume: true, o =>
+        {
+            o.Kind = kind;
+            o.Momentum = kind == OptimizerKind.Sgd ? 0.5 : kind == OptimizerKind.AdamW ? 0 : 0.9;
+            if (kind == OptimizerKind.RMSProp) o.Alpha = 0.9;
+            if (kind == OptimizerKind.AdamW) o.Epsilon = 1e-6;
+        })));
+        Assert.Contains(expected, error.Message);
+    }
+
+    [Fact]
+    public async Task The_learning_rate_may_change_on_resume()
+    {
+        await Run(Adam(epochs: 1, resume: false));
+        var resumed = await Run(Adam(epochs: 2, resume: true, o => o.LearningRate = 0.001));
+        Assert.Equal(20, resumed.Version);
+    }
+}
