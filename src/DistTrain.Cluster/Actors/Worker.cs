@@ -27,7 +27,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly LabeledDataset _train;
     private readonly LabeledDataset _test;
     private readonly LabeledDataset? _validation;
-    private readonly int _evaluationBatchSize;
+    private readonly int _evaluationBatchSize; // samples per evaluation pass: Training:EvaluationBatchSize within the memory budget
     private readonly Sequential _model;
     private readonly ILoss _loss;
     private readonly ILoggingAdapter _log = Context.GetLogger();
@@ -57,14 +57,18 @@ public sealed class Worker : ReceiveActor, IWithStash
         _train = train;
         _test = test;
         _validation = validation;
-        _evaluationBatchSize = evaluationBatchSize;
         _model = ModelFactory.Build(model, dropoutSeed: workerIndex + 1);
+        _evaluationBatchSize = EvaluationPassSize(evaluationBatchSize, _model.ForwardBytesPerSample);
+        if (_evaluationBatchSize < evaluationBatchSize && workerIndex == 0)
+            _log.Warning("Training:EvaluationBatchSize = {0} would hold {1:N0} MB of buffers ({2:N0} bytes per sample); evaluation runs in passes of {3} samples ({4} MiB).",
+                evaluationBatchSize, evaluationBatchSize * _model.ForwardBytesPerSample / 1_000_000, _model.ForwardBytesPerSample, _evaluationBatchSize,
+                EvaluationMemoryBytes / (1024 * 1024));
         _loss = ModelFactory.BuildLoss(model.Loss);
         _inputs = new MatrixBuffer(train.FeatureCount);
         _targets = new MatrixBuffer(train.ClassCount);
         _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_model.Layout.WorkerReportLength]))];
         _evaluation = new(() => (EvaluationReplica(model), new MatrixBuffer(test.FeatureCount), new MatrixBuffer(test.ClassCount),
-            new MatrixBuffer(test.ClassCount), new int[evaluationBatchSize]));
+            new MatrixBuffer(test.ClassCount), new int[_evaluationBatchSize]));
         _weightsForEvaluation = new float[_model.Layout.TotalLength];
         Receive<AssignShard>(OnAssignShard);
         Receive<WeightsUpdated>(OnWeights);
@@ -73,6 +77,17 @@ public sealed class Worker : ReceiveActor, IWithStash
 
     /// <inheritdoc />
     public IStash Stash { get; set; } = null!;
+
+    /// <summary>Most bytes an evaluation pass's buffers may hold on one replica: 256 MiB.</summary>
+    public const long EvaluationMemoryBytes = 256L * 1024 * 1024;
+
+    /// <summary>
+    /// Samples per evaluation forward pass: <paramref name="evaluationBatchSize"/> (Training:EvaluationBatchSize), or fewer
+    /// so that <paramref name="bytesPerSample"/> (<see cref="Sequential.ForwardBytesPerSample"/>) times it stays within
+    /// <see cref="EvaluationMemoryBytes"/>; at least 1.
+    /// </summary>
+    public static int EvaluationPassSize(int evaluationBatchSize, long bytesPerSample) =>
+        (int)Math.Clamp(EvaluationMemoryBytes / Math.Max(1, bytesPerSample), 1, Math.Max(1, evaluationBatchSize));
 
     private static Sequential EvaluationReplica(ModelOptions options)
     {
@@ -197,9 +212,12 @@ public sealed class Worker : ReceiveActor, IWithStash
         // The training replica holds version _version (backward only writes gradients); copy it across.
         _model.CopyParametersTo(_weightsForEvaluation);
         model.LoadParameters(_weightsForEvaluation);
-        for (var start = request.Start; start < request.Start + request.Count; start += _evaluationBatchSize)
+        // Balanced passes (sizes differing by at most one), so a range uses at most two batch sizes and their buffers.
+        var passes = MinibatchPlan.Balanced(request.Count, Math.Max(1, (request.Count + _evaluationBatchSize - 1) / _evaluationBatchSize));
+        for (var pass = 0; pass < passes.Count; pass++)
         {
-            var count = Math.Min(_evaluationBatchSize, request.Start + request.Count - start);
+            var start = request.Start + passes.Start(pass);
+            var count = passes.Length(pass);
             var indices = indexBuffer.AsSpan(0, count);
             for (var i = 0; i < count; i++) indices[i] = start + i;
             var inputs = inputBuffer.Get(count);

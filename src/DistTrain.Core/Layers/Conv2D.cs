@@ -153,6 +153,11 @@ public sealed unsafe class Conv2D : ILayer
     public TensorShape OutputShape(TensorShape input) =>
         LayerChecks.Fitting(this, Input, input, Output);
 
+    /// <inheritdoc />
+    /// <remarks>The output, and oneDNN's copies of the input and output in its blocked layouts. im2col's patches are
+    /// not counted: they are kept for at most 64 MiB in all, and unfolded again in chunks beyond that.</remarks>
+    public long ForwardBytesPerSample(TensorShape input) => sizeof(float) * (2L * Output.Size + Input.Size);
+
     private static void Ensure(ref float[] buffer, long length)
     {
         if (buffer.Length < length) buffer = new float[checked((int)length)];

@@ -30,6 +30,13 @@ public interface ILayer
     /// </summary>
     void SetTraining(bool training) { }
 
+    /// <summary>
+    /// Bytes of buffers that a forward pass keeps for each sample of its batch, for an input of shape
+    /// <paramref name="input"/>: the output, and workspaces that grow with the batch. Workspaces of fixed size are not
+    /// counted. Used to size evaluation passes (<see cref="Models.Sequential.ForwardBytesPerSample"/>).
+    /// </summary>
+    long ForwardBytesPerSample(TensorShape input) => sizeof(float) * (long)OutputShape(input).Size;
+
     /// <summary>Computes the output <c>[out_features, batch]</c> for the input <c>[in_features, batch]</c>.</summary>
     Matrix<float> Forward(Matrix<float> input);
 

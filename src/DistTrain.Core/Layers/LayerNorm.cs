@@ -62,6 +62,10 @@ public sealed class LayerNorm : ILayer
         LayerChecks.Fitting(this, Input, input, input);
 
     /// <inheritdoc />
+    /// <remarks>Two buffers of the output's size: the output and the normalized input x̂ kept for backward.</remarks>
+    public long ForwardBytesPerSample(TensorShape input) => 2L * sizeof(float) * OutputShape(input).Size;
+
+    /// <inheritdoc />
     public Matrix<float> Forward(Matrix<float> input)
     {
         LayerChecks.Input(this, Input, input);

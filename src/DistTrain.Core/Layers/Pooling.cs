@@ -58,6 +58,9 @@ public abstract class Pooling2D : ILayer
         LayerChecks.Fitting(this, Input, input, Output);
 
     /// <inheritdoc />
+    public virtual long ForwardBytesPerSample(TensorShape input) => sizeof(float) * (long)Output.Size;
+
+    /// <inheritdoc />
     public Matrix<float> Forward(Matrix<float> input)
     {
         LayerChecks.Input(this, Input, input);
@@ -102,6 +105,10 @@ public sealed class MaxPool2D : Pooling2D
 
     /// <inheritdoc />
     public override string Description => $"MaxPool2D({KernelSize}x{KernelSize}, stride {Stride})";
+
+    /// <inheritdoc />
+    /// <remarks>The output and the index of each output's winning input (an int per output).</remarks>
+    public override long ForwardBytesPerSample(TensorShape input) => (sizeof(float) + sizeof(int)) * (long)Output.Size;
 
     /// <inheritdoc />
     protected override void Pool(float[] x, float[] y, int batch)
@@ -259,6 +266,10 @@ public sealed class Flatten : ILayer
 
     /// <inheritdoc />
     public TensorShape OutputShape(TensorShape input) => TensorShape.Flat(input.Size);
+
+    /// <inheritdoc />
+    /// <remarks>Nothing: the output is the input, viewed flat.</remarks>
+    public long ForwardBytesPerSample(TensorShape input) => 0;
 
     /// <inheritdoc />
     public Matrix<float> Forward(Matrix<float> input) => input;
