@@ -86,25 +86,27 @@ internal static class TransportProbe
         {
             using var socket = listener.AcceptSocket();
             TensorFrame.Tune(socket);
+            using var stream = new NetworkStream(socket);
             var buffer = new float[floats.Length];
             for (var i = 0; i < rounds + 20; i++)
             {
-                var header = TensorFrame.ReadHeader(socket);
-                TensorFrame.ReadValues(socket, buffer.AsSpan(0, header.Count));
-                TensorFrame.Write(socket, header, buffer.AsSpan(0, header.Count));
+                var header = TensorFrame.ReadHeader(stream);
+                TensorFrame.ReadValues(stream, buffer.AsSpan(0, header.Count));
+                TensorFrame.Write(stream, header, buffer.AsSpan(0, header.Count));
             }
         });
         using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
         TensorFrame.Tune(client);
         client.Connect(IPAddress.Loopback, port);
+        using var clientStream = new NetworkStream(client);
         var header = new TensorFrame.Header { Magic = TensorFrame.Magic, Version = TensorFrame.ProtocolVersion, Type = TensorFrame.WeightsType, Count = floats.Length };
         var clock = new Stopwatch();
         for (var i = 0; i < rounds + 20; i++)
         {
             if (i == 20) clock.Start();
-            TensorFrame.Write(client, header, floats);
-            var reply = TensorFrame.ReadHeader(client);
-            TensorFrame.ReadValues(client, floats.AsSpan(0, reply.Count));
+            TensorFrame.Write(clientStream, header, floats);
+            var reply = TensorFrame.ReadHeader(clientStream);
+            TensorFrame.ReadValues(clientStream, floats.AsSpan(0, reply.Count));
         }
         Report("DistTrain data plane (TCP), ping-pong", 2.0 * rounds, clock.Elapsed);
         server.Wait();

@@ -4,7 +4,9 @@ using Akka.Cluster.Hosting.SBR;
 using Akka.Hosting;
 using Akka.Remote.Hosting;
 using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Security;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
@@ -26,7 +28,8 @@ public static class ClusterNode
     public const long MaximumFrameSizeBytes = 4 * 1024 * 1024;
 
     /// <summary>
-    /// Adds remoting, clustering and DistTrain's serializer, dispatcher and logging to an Akka.Hosting builder.
+    /// Adds remoting (mutual TLS with the cluster's CA when <paramref name="security"/> has certificates), clustering and
+    /// DistTrain's serializer, dispatcher and logging to an Akka.Hosting builder.
     /// </summary>
     /// <remarks>
     /// Split-brain resolver: keep-oldest with down-if-alone. The first parameter-server node is the seed and so
@@ -40,7 +43,8 @@ public static class ClusterNode
     /// at a time and registers with a job host again only after it closed or the node at its other end was
     /// downed; an isolated old parameter server has no worker left to reach it (docs/reliability.md).
     /// </remarks>
-    public static AkkaConfigurationBuilder WithDistTrainNode(this AkkaConfigurationBuilder builder, TrainingOptions options, string role, int computeThreads) =>
+    public static AkkaConfigurationBuilder WithDistTrainNode(this AkkaConfigurationBuilder builder, TrainingOptions options, ClusterSecurity security,
+        string role, int computeThreads) =>
         builder
             .AddHocon(AkkaSettings.Serialization()
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
@@ -51,12 +55,23 @@ public static class ClusterNode
                 PublicHostName = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? null : options.Cluster.PublicHostname,
                 Port = options.Cluster.Port,
                 MaxFrameSize = MaximumFrameSizeBytes,
+                EnableSsl = security.Certificates is not null,
+                Ssl = security.Certificates is { } certificates
+                    ? new SslOptions
+                    {
+                        X509Certificate = certificates.Certificate,
+                        SuppressValidation = false,
+                        RequireMutualAuthentication = true,
+                        ValidateCertificateHostname = false, // nodes connect by container name or IP; the CA pin decides (docs/security.md)
+                        CustomValidator = certificates.ValidateAkkaPeer,
+                    }
+                    : new SslOptions(),
             })
             .AddHocon(AkkaSettings.Downing(options.Cluster.StableAfterSeconds), HoconAddMode.Prepend)
             .WithClustering(new AkkaClusterOptions
             {
                 Roles = [role],
-                SeedNodes = [.. options.Cluster.SeedNodes],
+                SeedNodes = [.. options.Cluster.SeedNodes.Select(security.SeedAddress)],
                 SplitBrainResolver = new KeepOldestOption { DownIfAlone = true },
             });
 
@@ -65,21 +80,27 @@ public static class ClusterNode
     /// nodes (<see cref="ParameterServerNode"/>): on the oldest it runs the job; on the others it waits as a standby and
     /// takes over from the newest checkpoint if the active node fails.
     /// </summary>
+    /// <param name="options">The node's validated options.</param>
+    /// <param name="security">The job's identity and the node's TLS certificates (<see cref="ClusterSecurity.Load"/>).</param>
+    /// <param name="listener">The node's data-plane listener, bound at start-up (<see cref="DataPlaneListener.Start"/>).</param>
+    /// <param name="data">The job's data.</param>
+    /// <param name="observer">Receives progress.</param>
+    /// <param name="cancellationToken">Stops the node.</param>
     /// <returns>The final weights and per-epoch summaries.</returns>
     /// <exception cref="InvalidOperationException">The job failed; the message says why.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node was a standby to the end: the job ended on another parameter-server node.</exception>
-    public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, TrainingData data, ITrainingObserver observer,
-        CancellationToken cancellationToken)
+    public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener,
+        TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken)
     {
         Blas.Configure(options.Compute, workersInProcess: 0); // the parameter server node computes no gradients
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var finishedElsewhere = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         var failover = new FailoverState();
         var dataHost = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname;
-        using var host = BuildHost(options, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
+        using var host = BuildHost(options, security, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
         {
             system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere), ParameterServerNode.Name);
-            var jobHost = JobHost.Props(options, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover);
+            var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover);
             system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
             FailWhenTerminated(system, completion);
         });
@@ -99,16 +120,21 @@ public static class ClusterNode
     }
 
     /// <summary>Runs a worker node until the parameter server reports the end of the job.</summary>
+    /// <param name="options">The node's validated options.</param>
+    /// <param name="security">The job's identity and the node's TLS certificates (<see cref="ClusterSecurity.Load"/>).</param>
+    /// <param name="data">The job's data.</param>
+    /// <param name="cancellationToken">Stops the node.</param>
     /// <returns>The job's outcome as the parameter server reported it.</returns>
-    /// <exception cref="InvalidOperationException">The node was refused or lost its connection.</exception>
+    /// <exception cref="WorkerRefusedException">The job host refused the node (another job, model or version), or a host of another job answered.</exception>
+    /// <exception cref="InvalidOperationException">The node's worker failed or the node left the cluster.</exception>
     /// <exception cref="TimeoutException">No parameter server accepted it within Cluster:JoinTimeoutSeconds.</exception>
-    public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, TrainingData data, CancellationToken cancellationToken)
+    public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, ClusterSecurity security, TrainingData data, CancellationToken cancellationToken)
     {
         Blas.Configure(options.Compute, workersInProcess: 1);
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var host = BuildHost(options, NodeRoles.Worker, computeThreads: 1, (system, _) =>
+        using var host = BuildHost(options, security, NodeRoles.Worker, computeThreads: 1, (system, _) =>
         {
-            system.ActorOf(WorkerAgent.Props(options, data, completion), "agent");
+            system.ActorOf(WorkerAgent.Props(options, security, data, completion), "agent");
             FailWhenTerminated(system, completion);
         });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -131,11 +157,11 @@ public static class ClusterNode
             "This node left the cluster before the job ended: the split-brain resolver downed it (it was cut off from the cluster's oldest node) " +
             "or its actor system stopped. See the log above; restart the node to rejoin.")), TaskScheduler.Default);
 
-    private static IHost BuildHost(TrainingOptions options, string role, int computeThreads, Action<ActorSystem, IActorRegistry> start)
+    private static IHost BuildHost(TrainingOptions options, ClusterSecurity security, string role, int computeThreads, Action<ActorSystem, IActorRegistry> start)
     {
         var builder = new HostBuilder();
         builder.ConfigureServices(services => services.AddAkka("disttrain", (akka, _) =>
-            akka.WithDistTrainNode(options, role, computeThreads).WithActors((system, registry) =>
+            akka.WithDistTrainNode(options, security, role, computeThreads).WithActors((system, registry) =>
             {
                 Metrics.DistTrainMetrics.WatchCluster(Akka.Cluster.Cluster.Get(system));
                 system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
