@@ -7,6 +7,8 @@
 # Usage: deploy/certs/make-certs.sh OUT_DIR [NAME...]
 #   DAYS=365 (validity of node certificates), CA_DAYS=3650. Files that exist are kept, so a second run adds
 #   node certificates signed by the same CA; delete OUT_DIR for a new CA and secret.
+#   KEY_UID=1654 gives the node keys and the secret to that user id (the Docker image's user app), for
+#   deploy/docker-compose.yml, which mounts OUT_DIR read-only; needs root (or sudo).
 # Keys are written with mode 600 and never belong in version control (runs/ and deploy/certs/out/ are ignored).
 # Nodes use them as:
 #   DISTTRAIN_Cluster__CertificateAuthorityFile=OUT_DIR/ca.crt
@@ -37,4 +39,10 @@ for name in "$@"; do
   rm -f "$out/$name.csr"
 done
 chmod 644 "$out"/*.crt
+chmod 755 "$out"
+if [ -n "${KEY_UID:-}" ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  for name in "$@"; do $sudo chown "$KEY_UID" "$out/$name.key"; done
+  $sudo chown "$KEY_UID" "$out/job-secret"
+fi
 echo "CA, node certificate(s) ($*) and job secret in $out"

@@ -15,10 +15,17 @@ namespace DistTrain.Tests;
 /// with the environment variables deploy/docker-compose.yml gives its services (host names and ports
 /// mapped to loopback), every run bounded in time.
 /// </summary>
-public sealed class ClusterProcessTests : IDisposable
+public sealed partial class ClusterProcessTests : IDisposable
 {
-    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-cluster-").FullName;
+    private readonly string _directory;
     private readonly List<NodeProcess> _nodes = [];
+    private readonly TestCertificates _certificates; // this test's job: its CA, node certificates and secret
+
+    public ClusterProcessTests()
+    {
+        _directory = Directory.CreateTempSubdirectory("disttrain-cluster-").FullName;
+        _certificates = new TestCertificates(_directory, "cluster-ca");
+    }
 
     public void Dispose()
     {
@@ -89,6 +96,10 @@ public sealed class ClusterProcessTests : IDisposable
         // Workers advertise the address the entrypoint script would give them; on loopback that is 127.0.0.1.
         worker["DISTTRAIN_Cluster__PublicHostname"] = "127.0.0.1";
         worker["DISTTRAIN_Cluster__DataPort"] = dataPort.ToString();
+        // The compose file's certificate and secret paths, mapped to this test's CA: each node its own certificate.
+        foreach (var (key, value) in _certificates.Environment("ps")) ps[key] = value;
+        foreach (var (key, value) in _certificates.Environment("ps-standby")) standby[key] = value;
+        foreach (var (key, value) in _certificates.Environment("worker")) worker[key] = value;
         foreach (var (key, value) in settings ?? [])
         {
             ps[key] = value;
@@ -184,7 +195,7 @@ public sealed class ClusterProcessTests : IDisposable
         var (psEnvironment, workerEnvironment) = Environments(workers: 1, psConfig);
         var ps = Start("parameter-server", psConfig, psEnvironment);
         var worker = Start("worker", workerConfig, workerEnvironment);
-        Assert.Equal(1, await worker.WaitAsync(TimeSpan.FromSeconds(90)));
+        Assert.Equal(2, await worker.WaitAsync(TimeSpan.FromSeconds(90)));
         Assert.Contains("refused this worker: model settings differ", worker.Output);
         Assert.Contains("\"Units\":48", worker.Output);
         await ps.WaitForOutputAsync("Refused worker node", TimeSpan.FromSeconds(10));

@@ -49,24 +49,7 @@ public static class ClusterNode
             .AddHocon(AkkaSettings.Serialization()
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
                 .WithFallback(AkkaSettings.Logging("INFO")), HoconAddMode.Prepend)
-            .WithRemoting(new RemoteOptions
-            {
-                HostName = options.Cluster.Hostname,
-                PublicHostName = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? null : options.Cluster.PublicHostname,
-                Port = options.Cluster.Port,
-                MaxFrameSize = MaximumFrameSizeBytes,
-                EnableSsl = security.Certificates is not null,
-                Ssl = security.Certificates is { } certificates
-                    ? new SslOptions
-                    {
-                        X509Certificate = certificates.Certificate,
-                        SuppressValidation = false,
-                        RequireMutualAuthentication = true,
-                        ValidateCertificateHostname = false, // nodes connect by container name or IP; the CA pin decides (docs/security.md)
-                        CustomValidator = certificates.ValidateAkkaPeer,
-                    }
-                    : new SslOptions(),
-            })
+            .WithRemoting(Remoting(options.Cluster, security))
             .AddHocon(AkkaSettings.Downing(options.Cluster.StableAfterSeconds), HoconAddMode.Prepend)
             .WithClustering(new AkkaClusterOptions
             {
@@ -74,6 +57,30 @@ public static class ClusterNode
                 SeedNodes = [.. options.Cluster.SeedNodes.Select(security.SeedAddress)],
                 SplitBrainResolver = new KeepOldestOption { DownIfAlone = true },
             });
+
+    /// <summary>
+    /// Akka.Remote's settings for a node: the address, the frame size, and with certificates mutual TLS where each side
+    /// presents its certificate and accepts only peers whose certificate <see cref="ClusterCertificates.Refusal"/> accepts
+    /// (the cluster's CA, within validity). Host names are not checked: the CA is what decides membership.
+    /// </summary>
+    public static RemoteOptions Remoting(Core.Configuration.ClusterOptions cluster, ClusterSecurity security) => new()
+    {
+        HostName = cluster.Hostname,
+        PublicHostName = string.IsNullOrWhiteSpace(cluster.PublicHostname) ? null : cluster.PublicHostname,
+        Port = cluster.Port,
+        MaxFrameSize = MaximumFrameSizeBytes,
+        EnableSsl = security.Certificates is not null,
+        Ssl = security.Certificates is { } certificates
+            ? new SslOptions
+            {
+                X509Certificate = certificates.Certificate,
+                SuppressValidation = false,
+                RequireMutualAuthentication = true,
+                ValidateCertificateHostname = false, // nodes connect by container name or IP; the CA pin decides (docs/security.md)
+                CustomValidator = certificates.ValidateAkkaPeer,
+            }
+            : new SslOptions(),
+    };
 
     /// <summary>
     /// Runs a parameter-server node until the job ends. The job host is a cluster singleton among the parameter-server
