@@ -96,14 +96,14 @@ internal static class NodeCommand
         if (role == NodeRoles.Worker)
         {
             JobFinished? finished = null;
-            WorkerRefusedException? refused = null;
+            NodeRefusedException? refused = null;
             var failed = await CliConsole.RunTrainingAsync(async () =>
             {
                 try
                 {
                     finished = await ClusterNode.RunWorkerAsync(options, security, data, cancellationToken);
                 }
-                catch (WorkerRefusedException e)
+                catch (NodeRefusedException e)
                 {
                     refused = e;
                 }
@@ -122,6 +122,7 @@ internal static class NodeCommand
         TrainingResult? result = null;
         RunReport? report = null;
         JobFinished? finishedElsewhere = null;
+        NodeRefusedException? refusedHere = null;
         var exit = await CliConsole.RunTrainingAsync(async () =>
             {
                 try
@@ -134,9 +135,18 @@ internal static class NodeCommand
                 {
                     finishedElsewhere = e.Finished;
                 }
+                catch (NodeRefusedException e)
+                {
+                    refusedHere = e;
+                }
             },
             diverged => RunOutputs.SaveLastGood(runDirectory!, options, diverged));
         if (exit is not null) return exit.Value;
+        if (refusedHere is not null)
+        {
+            CliConsole.Fail("refused", refusedHere.Message);
+            return 2;
+        }
         if (finishedElsewhere is not null)
         {
             // A standby to the end: the results are in the active parameter server's output directory.

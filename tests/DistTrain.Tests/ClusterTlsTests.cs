@@ -111,6 +111,17 @@ public sealed class ClusterTlsTests : IDisposable
     private static RemoteOptions Loopback(ClusterSecurity security) =>
         ClusterNode.Remoting(new ClusterOptions { Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = 0 }, security);
 
+    /// <summary>A peer that trusts any server and presents <paramref name="certificate"/> as its client certificate (or none).</summary>
+    private static RemoteOptions Rogue(X509Certificate2 certificate, bool presentsCertificate) => new()
+    {
+        HostName = "127.0.0.1", PublicHostName = "127.0.0.1", Port = 0, EnableSsl = true,
+        Ssl = new SslOptions
+        {
+            X509Certificate = certificate, RequireMutualAuthentication = presentsCertificate, SuppressValidation = true,
+            CustomValidator = (_, _, _, _, _) => true,
+        },
+    };
+
     private ClusterSecurity Node(ClusterCertificates certificates) =>
         new(JobIdentity.Load(new ClusterOptions { SecretFile = _cluster.SecretFile }), certificates);
 
@@ -138,19 +149,20 @@ public sealed class ClusterTlsTests : IDisposable
         var member = await StartSystemAsync(Loopback(Node(_cluster.Load("worker"))));
         Assert.True(await ReachesAsync(member, server), "a node with a certificate of the cluster's CA could not associate");
 
-        var otherCa = await StartSystemAsync(Loopback(Node(_otherCa.Load("rogue"))));
+        // The rogue peers accept any server certificate, so it is the cluster's node that refuses them.
+        var otherCa = await StartSystemAsync(Rogue(LoadNode(_otherCa.Node("rogue")), presentsCertificate: true));
         Assert.False(await ReachesAsync(otherCa, server), "a certificate from another CA was let in");
 
-        var expired = await StartSystemAsync(Loopback(Node(Expired())));
+        var expired = await StartSystemAsync(Rogue(Expired().Certificate, presentsCertificate: true));
         Assert.False(await ReachesAsync(expired, server), "an expired certificate was let in");
 
-        // No client certificate at all: TLS on, but the peer does not do mutual authentication and trusts anything.
-        var anonymous = await StartSystemAsync(new RemoteOptions
-        {
-            HostName = "127.0.0.1", PublicHostName = "127.0.0.1", Port = 0, EnableSsl = true,
-            Ssl = new SslOptions { X509Certificate = LoadNode(_otherCa.Node("anonymous")), RequireMutualAuthentication = false, SuppressValidation = true },
-        });
+        // No client certificate at all: TLS on, but the peer does not do mutual authentication.
+        var anonymous = await StartSystemAsync(Rogue(LoadNode(_otherCa.Node("anonymous")), presentsCertificate: false));
         Assert.False(await ReachesAsync(anonymous, server), "a node without a client certificate was let in");
+
+        // The same rogue settings with the cluster's own certificate do get in: the refusals above are the certificates'.
+        var control = await StartSystemAsync(Rogue(LoadNode(_cluster.Node("control")), presentsCertificate: true));
+        Assert.True(await ReachesAsync(control, server), "the rogue settings fail even with a certificate of the cluster's CA");
 
         // The cluster's node still works after the refusals.
         Assert.True(await ReachesAsync(member, server));

@@ -64,7 +64,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         Receive<RegistrationRefused>(refused =>
         {
             _log.Error("The parameter server refused this worker: {0}", refused.Reason);
-            _completion.TrySetException(new WorkerRefusedException("The parameter server refused this worker: " + refused.Reason));
+            _completion.TrySetException(new NodeRefusedException("The parameter server refused this worker: " + refused.Reason));
         });
         Receive<JobFinished>(finished =>
         {
@@ -77,7 +77,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             _completion.TrySetException(new TimeoutException(_lostParameterServer
                 ? $"No parameter server took over within {_options.Cluster.JoinTimeoutSeconds:F0} s of losing the active one. To survive that, run a standby " +
                   "parameter-server node with the same config and a Checkpoint:Directory shared with the active one."
-                : $"No parameter server accepted this worker within {_options.Cluster.JoinTimeoutSeconds:F0} s. Check Cluster:SeedNodes and that the parameter server node runs."));
+                : $"No parameter server accepted this worker within {_options.Cluster.JoinTimeoutSeconds:F0} s. Check Cluster:SeedNodes, that the parameter " +
+                  "server node runs, and that Cluster:Tls is the same on every node."));
         });
         Receive<Terminated>(OnTerminated);
         Receive<Lost>(OnLost);
@@ -96,7 +97,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <param name="options">The node's validated options.</param>
     /// <param name="security">The job's identity (proved at registration) and the node's TLS certificates (data plane).</param>
     /// <param name="data">The node's copy of the data.</param>
-    /// <param name="completion">Completed with the job's end; failed with a <see cref="WorkerRefusedException"/>, a failed worker or a timeout.</param>
+    /// <param name="completion">Completed with the job's end; failed with a <see cref="NodeRefusedException"/>, a failed worker or a timeout.</param>
     public static Props Props(TrainingOptions options, ClusterSecurity security, TrainingData data, TaskCompletionSource<JobFinished> completion) =>
         Akka.Actor.Props.Create(() => new WorkerAgent(options, security, data, completion));
 
@@ -150,7 +151,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             var reason = $"a job host at {Sender.Path.Address} accepted this worker without proving it knows job '{_security.Identity.Name}''s secret: " +
                          "it belongs to another job. Check Cluster:SeedNodes, Cluster:JobName and the secret.";
             _log.Error(reason);
-            _completion.TrySetException(new WorkerRefusedException(reason));
+            _completion.TrySetException(new NodeRefusedException(reason));
             return;
         }
         _accepted = true;
@@ -200,11 +201,12 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 }
 
 /// <summary>
-/// The job host refused this worker node (another job, another model or protocol), or a job host of another job answered
-/// it. The message names what differs and the fix; the node exits with code 2, as for a bad config.
+/// This node and the cluster do not belong together: the job host refused this worker (another job, model or protocol),
+/// a job host of another job answered it, or a TLS handshake with a peer failed (certificates of different CAs). The
+/// message names what differs and the fix; the node exits with code 2, as for a bad config.
 /// </summary>
 /// <param name="message">What differs and what to do.</param>
-public sealed class WorkerRefusedException(string message) : Exception(message);
+public sealed class NodeRefusedException(string message) : Exception(message);
 
 /// <summary>Cluster roles of DistTrain nodes.</summary>
 public static class NodeRoles

@@ -132,7 +132,7 @@ public static class ClusterNode
     /// <param name="data">The job's data.</param>
     /// <param name="cancellationToken">Stops the node.</param>
     /// <returns>The job's outcome as the parameter server reported it.</returns>
-    /// <exception cref="WorkerRefusedException">The job host refused the node (another job, model or version), or a host of another job answered.</exception>
+    /// <exception cref="NodeRefusedException">The job host refused the node (another job, model or version), or a host of another job answered.</exception>
     /// <exception cref="InvalidOperationException">The node's worker failed or the node left the cluster.</exception>
     /// <exception cref="TimeoutException">No parameter server accepted it within Cluster:JoinTimeoutSeconds.</exception>
     public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, ClusterSecurity security, TrainingData data, CancellationToken cancellationToken)
@@ -159,10 +159,19 @@ public static class ClusterNode
     /// An actor system that ends before the job did was shut down under the node, typically because the split-brain
     /// resolver downed it (it was cut off from the cluster's oldest node): the node's run fails rather than waiting forever.
     /// </summary>
+    /// <remarks>
+    /// Akka.Remote (1.5.52 and later) shuts a node down when its own outbound TLS handshake fails: the peer refused this
+    /// node's certificate or this node refused the peer's. That is a node of another cluster, not a crash, and fails the
+    /// run with <see cref="NodeRefusedException"/> (exit code 2).
+    /// </remarks>
     private static void FailWhenTerminated<T>(ActorSystem system, TaskCompletionSource<T> completion) =>
-        system.WhenTerminated.ContinueWith(_ => completion.TrySetException(new InvalidOperationException(
-            "This node left the cluster before the job ended: the split-brain resolver downed it (it was cut off from the cluster's oldest node) " +
-            "or its actor system stopped. See the log above; restart the node to rejoin.")), TaskScheduler.Default);
+        system.WhenTerminated.ContinueWith(_ => completion.TrySetException(
+            CoordinatedShutdown.Get(system).ShutdownReason is { } reason && reason.GetType().Name == "TlsHandshakeFailureReason"
+                ? new NodeRefusedException($"{reason}: this node and that peer do not trust each other's certificates. Each node needs a certificate " +
+                    "signed by the cluster's CA, and that CA as Cluster:CertificateAuthorityFile (deploy/certs/make-certs.sh); the TLS lines in the log above name the certificate refused.")
+                : new InvalidOperationException(
+                    "This node left the cluster before the job ended: the split-brain resolver downed it (it was cut off from the cluster's oldest node) " +
+                    "or its actor system stopped. See the log above; restart the node to rejoin.")), TaskScheduler.Default);
 
     private static IHost BuildHost(TrainingOptions options, ClusterSecurity security, string role, int computeThreads, Action<ActorSystem, IActorRegistry> start)
     {
