@@ -70,4 +70,43 @@ public sealed partial class ClusterProcessTests
         Assert.DoesNotContain("joins as worker 2", ps.Output);
         await AssertUndisturbedAsync(configPath, FinalWeightsPath());
     }
+
+    [Fact]
+    public async Task Two_clusters_run_side_by_side_each_ending_on_its_undisturbed_result_and_a_node_on_a_taken_port_exits_2()
+    {
+        var configA = Config(MlpConfig(hidden: 32, epochs: 2));
+        var configB = Config(MlpConfig(hidden: 24, epochs: 2).Replace("\"Seed\": 3", "\"Seed\": 5", StringComparison.Ordinal));
+        var (psA, workerA) = Environments(workers: 2, configA);
+        var (psB, workerB) = Environments(workers: 2, configB,
+            new Dictionary<string, string> { ["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-b") }, new TestCertificates(_directory, "second-job"));
+        var parameterServers = new[] { Start("parameter-server", configA, psA), Start("parameter-server", configB, psB) };
+        await parameterServers[0].WaitForOutputAsync("Job host waiting", TimeSpan.FromSeconds(60));
+
+        // A second parameter server on the first one's Akka port, then on its data plane port: one line each, exit 2.
+        var akkaPortTaken = Start("parameter-server", configA, new Dictionary<string, string>(psA) { ["DISTTRAIN_Metrics__Port"] = "0" });
+        Assert.Equal(2, await akkaPortTaken.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains($"Cluster:Port = {psA["DISTTRAIN_Cluster__Port"]}: the port is in use", akkaPortTaken.Output);
+        var dataPortTaken = Start("parameter-server", configA, new Dictionary<string, string>(psA)
+        {
+            ["DISTTRAIN_Cluster__Port"] = FreePort().ToString(), ["DISTTRAIN_Metrics__Port"] = "0",
+        });
+        Assert.Equal(2, await dataPortTaken.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains($"Cluster:DataPort = {psA["DISTTRAIN_Cluster__DataPort"]}: the port is in use", dataPortTaken.Output);
+        var metricsPortTaken = Start("parameter-server", configA, new Dictionary<string, string>(psA)
+        {
+            ["DISTTRAIN_Cluster__Port"] = FreePort().ToString(), ["DISTTRAIN_Cluster__DataPort"] = FreePort().ToString(),
+        });
+        Assert.Equal(2, await metricsPortTaken.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains($"Metrics:Port = {psA["DISTTRAIN_Metrics__Port"]}: the port is in use", metricsPortTaken.Output);
+
+        var workers = new[]
+        {
+            Start("worker", configA, workerA), Start("worker", configA, workerA), Start("worker", configB, workerB), Start("worker", configB, workerB),
+        };
+        foreach (var ps in parameterServers) Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(180)));
+        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        foreach (var ps in parameterServers) Assert.Contains("Training starts with 2 workers", ps.Output);
+        await AssertUndisturbedAsync(configA, FinalWeightsPath());
+        await AssertUndisturbedAsync(configB, FinalWeightsPath("runs-b"));
+    }
 }
