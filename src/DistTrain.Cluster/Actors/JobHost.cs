@@ -128,10 +128,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         {
             Metrics.DistTrainMetrics.RecordTakeover();
             _log.Warning("Taking over the job as the parameter server (the active one failed); waiting for {0} worker(s) to register again; data plane on port {1}",
-                _options.Cluster.MinWorkers, _options.Cluster.DataPort);
+                _options.Cluster.MinWorkers, _listener.Port);
         }
         else
-            _log.Info("Job host waiting for {0} worker(s); data plane on port {1}", _options.Cluster.MinWorkers, _options.Cluster.DataPort);
+            _log.Info("Job host waiting for {0} worker(s); data plane on port {1}", _options.Cluster.MinWorkers, _listener.Port);
     }
 
     /// <inheritdoc />
