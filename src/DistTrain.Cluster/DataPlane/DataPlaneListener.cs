@@ -110,7 +110,9 @@ public sealed class DataPlaneListener : IDisposable
             stream = new NetworkStream(socket, ownsSocket: false);
             if (_certificates is not null) stream = await _certificates.AuthenticateAsServerAsync(stream, timeout.Token).ConfigureAwait(false);
             var hello = await DataPlaneHello.ReadAsync(stream, timeout.Token).ConfigureAwait(false);
-            _owner.Tell(new Accepted(hello, new DataPlaneConnection(socket, stream, peer)));
+            var owner = _owner;
+            if (owner.IsNobody()) throw new IOException("no job host runs on this node any more.");
+            owner.Tell(new Accepted(hello, new DataPlaneConnection(socket, stream, peer)));
             stream = null; // the job host owns it now
         }
         catch (Exception e) when (e is IOException or SocketException or AuthenticationException or OperationCanceledException or ObjectDisposedException)
