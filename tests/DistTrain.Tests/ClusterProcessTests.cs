@@ -15,10 +15,17 @@ namespace DistTrain.Tests;
 /// with the environment variables deploy/docker-compose.yml gives its services (host names and ports
 /// mapped to loopback), every run bounded in time.
 /// </summary>
-public sealed class ClusterProcessTests : IDisposable
+public sealed partial class ClusterProcessTests : IDisposable
 {
-    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-cluster-").FullName;
+    private readonly string _directory;
     private readonly List<NodeProcess> _nodes = [];
+    private readonly TestCertificates _certificates; // this test's job: its CA, node certificates and secret
+
+    public ClusterProcessTests()
+    {
+        _directory = Directory.CreateTempSubdirectory("disttrain-cluster-").FullName;
+        _certificates = new TestCertificates(_directory, "cluster-ca");
+    }
 
     public void Dispose()
     {
@@ -44,16 +51,20 @@ public sealed class ClusterProcessTests : IDisposable
     }
 
     private (Dictionary<string, string> Ps, Dictionary<string, string> Worker) Environments(int workers, string configPath,
-        Dictionary<string, string>? settings = null)
+        Dictionary<string, string>? settings = null, TestCertificates? job = null)
     {
-        var (ps, _, worker) = EnvironmentsWithStandby(workers, settings);
+        var (ps, _, worker) = EnvironmentsWithStandby(workers, settings, job);
         return (ps, worker);
     }
 
     /// <summary>The compose file's ps, ps-standby and worker services mapped to loopback, each node with its own ports.</summary>
+    /// <param name="workers">Cluster:MinWorkers.</param>
+    /// <param name="settings">Further DISTTRAIN_* variables for every node.</param>
+    /// <param name="job">The job's CA and secret; default this test's.</param>
     private (Dictionary<string, string> Ps, Dictionary<string, string> Standby, Dictionary<string, string> Worker) EnvironmentsWithStandby(int workers,
-        Dictionary<string, string>? settings = null)
+        Dictionary<string, string>? settings = null, TestCertificates? job = null)
     {
+        job ??= _certificates;
         var remotePort = FreePort();
         var dataPort = FreePort();
         var metricsPort = FreePort();
@@ -89,6 +100,10 @@ public sealed class ClusterProcessTests : IDisposable
         // Workers advertise the address the entrypoint script would give them; on loopback that is 127.0.0.1.
         worker["DISTTRAIN_Cluster__PublicHostname"] = "127.0.0.1";
         worker["DISTTRAIN_Cluster__DataPort"] = dataPort.ToString();
+        // The compose file's certificate and secret paths, mapped to this test's CA: each node its own certificate.
+        foreach (var (key, value) in job.Environment("ps")) ps[key] = value;
+        foreach (var (key, value) in job.Environment("ps-standby")) standby[key] = value;
+        foreach (var (key, value) in job.Environment("worker")) worker[key] = value;
         foreach (var (key, value) in settings ?? [])
         {
             ps[key] = value;
@@ -134,8 +149,8 @@ public sealed class ClusterProcessTests : IDisposable
         }
         """;
 
-    private string FinalWeightsPath() =>
-        Directory.GetFiles(Path.Combine(_directory, "runs"), "model.safetensors", SearchOption.AllDirectories).Single();
+    private string FinalWeightsPath(string runs = "runs") =>
+        Directory.GetFiles(Path.Combine(_directory, runs), "model.safetensors", SearchOption.AllDirectories).Single();
 
     [Fact]
     public async Task One_parameter_server_and_two_worker_processes_train_to_the_same_weights_as_single_node_mode()
@@ -184,7 +199,7 @@ public sealed class ClusterProcessTests : IDisposable
         var (psEnvironment, workerEnvironment) = Environments(workers: 1, psConfig);
         var ps = Start("parameter-server", psConfig, psEnvironment);
         var worker = Start("worker", workerConfig, workerEnvironment);
-        Assert.Equal(1, await worker.WaitAsync(TimeSpan.FromSeconds(90)));
+        Assert.Equal(2, await worker.WaitAsync(TimeSpan.FromSeconds(90)));
         Assert.Contains("refused this worker: model settings differ", worker.Output);
         Assert.Contains("\"Units\":48", worker.Output);
         await ps.WaitForOutputAsync("Refused worker node", TimeSpan.FromSeconds(10));

@@ -6,10 +6,10 @@ namespace DistTrain.Cluster.DataPlane;
 
 /// <summary>
 /// The data plane's wire format: one fixed 56-byte little-endian header, then <see cref="Header.Count"/>
-/// raw little-endian floats. Weights go parameter server → worker, gradients worker → parameter server;
-/// a hello frame (no floats) opens each connection. The floats are read straight into the receiver's
-/// buffer and written straight from the sender's, so a 1 MB tensor costs one copy into and out of the
-/// kernel on each side.
+/// raw little-endian floats. Weights go parameter server → worker, gradients worker → parameter server,
+/// on a connection opened by <see cref="DataPlaneHello"/> (over TLS unless Cluster:Tls is false). The floats are
+/// read straight into the receiver's buffer and written straight from the sender's, so a 1 MB tensor costs one
+/// copy into and out of the kernel (and with TLS one encryption) on each side.
 /// </summary>
 internal static class TensorFrame
 {
@@ -19,7 +19,7 @@ internal static class TensorFrame
     /// <summary>Bumped when the layout changes; both ends must agree.</summary>
     public const byte ProtocolVersion = 1;
 
-    public const byte HelloType = 0, WeightsType = 1, GradientType = 2;
+    public const byte WeightsType = 1, GradientType = 2;
 
     /// <summary>Largest tensor accepted: 256 M floats (1 GiB). Anything larger is treated as a corrupt header.</summary>
     public const int MaxCount = 256 << 20;
@@ -53,11 +53,6 @@ internal static class TensorFrame
     /// <summary>Bytes this process read from data-plane sockets, since start.</summary>
     public static long BytesReceived => Interlocked.Read(ref _bytesReceived);
 
-    public static Header Hello(int workerIndex, int parameterCount) => new()
-    {
-        Magic = Magic, Type = HelloType, Version = ProtocolVersion, WorkerIndex = workerIndex, Count = 0, SampleCount = parameterCount,
-    };
-
     public static Header For(WeightsUpdated m) => new()
     {
         Magic = Magic, Type = WeightsType, Version = ProtocolVersion, Epoch = m.Epoch, Round = m.Round, WeightsVersion = m.Version,
@@ -72,20 +67,20 @@ internal static class TensorFrame
     };
 
     /// <summary>Writes the header and the floats; blocks until the kernel took them.</summary>
-    public static void Write(Socket socket, Header header, ReadOnlySpan<float> values)
+    public static void Write(Stream stream, Header header, ReadOnlySpan<float> values)
     {
         Span<byte> bytes = stackalloc byte[HeaderSize];
         MemoryMarshal.Write(bytes, in header);
-        SendAll(socket, bytes);
-        SendAll(socket, MemoryMarshal.AsBytes(values));
+        SendAll(stream, bytes);
+        SendAll(stream, MemoryMarshal.AsBytes(values));
     }
 
     /// <summary>Reads one header and checks magic, version and size.</summary>
     /// <exception cref="IOException">The peer closed the connection, or the header is not a DistTrain frame.</exception>
-    public static Header ReadHeader(Socket socket)
+    public static Header ReadHeader(Stream stream)
     {
         Span<byte> bytes = stackalloc byte[HeaderSize];
-        ReceiveAll(socket, bytes);
+        ReceiveAll(stream, bytes);
         var header = MemoryMarshal.Read<Header>(bytes);
         if (header.Magic != Magic)
             throw new IOException($"data plane: a frame starts with 0x{header.Magic:X8}, not DistTrain's 0x{Magic:X8}; something else is talking to this port.");
@@ -97,21 +92,21 @@ internal static class TensorFrame
     }
 
     /// <summary>
-    /// Reads frames from <paramref name="socket"/> on a background thread until the connection fails:
+    /// Reads frames from <paramref name="stream"/> on a background thread until the connection fails:
     /// for each, <paramref name="bufferFor"/> checks the header and returns the array to read the floats
     /// into (throwing <see cref="IOException"/> to refuse the frame), then <paramref name="deliver"/> gets it.
     /// <paramref name="failed"/> receives the reason the loop ended.
     /// </summary>
-    public static void StartReader(Socket socket, string threadName, Func<Header, float[]> bufferFor, Action<Header, float[]> deliver, Action<string> failed) =>
+    public static void StartReader(Stream stream, string threadName, Func<Header, float[]> bufferFor, Action<Header, float[]> deliver, Action<string> failed) =>
         new Thread(() =>
         {
             try
             {
                 while (true)
                 {
-                    var header = ReadHeader(socket);
+                    var header = ReadHeader(stream);
                     var buffer = bufferFor(header);
-                    ReadValues(socket, buffer);
+                    ReadValues(stream, buffer);
                     deliver(header, buffer);
                 }
             }
@@ -122,45 +117,39 @@ internal static class TensorFrame
         }) { IsBackground = true, Name = threadName }.Start();
 
     /// <summary>Reads <paramref name="values"/>.Length floats.</summary>
-    public static void ReadValues(Socket socket, Span<float> values) => ReceiveAll(socket, MemoryMarshal.AsBytes(values));
+    public static void ReadValues(Stream stream, Span<float> values) => ReceiveAll(stream, MemoryMarshal.AsBytes(values));
 
-    private static void SendAll(Socket socket, ReadOnlySpan<byte> bytes)
+    private static void SendAll(Stream stream, ReadOnlySpan<byte> bytes)
     {
         Interlocked.Add(ref _bytesSent, bytes.Length);
-        while (!bytes.IsEmpty)
-            bytes = bytes[socket.Send(bytes)..];
+        stream.Write(bytes);
     }
 
-    private static void ReceiveAll(Socket socket, Span<byte> bytes)
+    private static void ReceiveAll(Stream stream, Span<byte> bytes)
     {
         Interlocked.Add(ref _bytesReceived, bytes.Length);
-        while (!bytes.IsEmpty)
+        try
         {
-            var read = socket.Receive(bytes);
-            if (read == 0) throw new IOException("data plane: the peer closed the connection.");
-            bytes = bytes[read..];
+            stream.ReadExactly(bytes);
+        }
+        catch (EndOfStreamException)
+        {
+            throw new IOException("data plane: the peer closed the connection.");
         }
     }
 
     /// <summary>Writes a frame; on a broken connection returns the reason instead of throwing.</summary>
-    public static string? TryWrite(Socket? socket, Header header, ReadOnlySpan<float> values)
+    public static string? TryWrite(DataPlaneConnection? connection, Header header, ReadOnlySpan<float> values)
     {
         try
         {
-            Write(socket ?? throw new ObjectDisposedException("data plane socket"), header, values);
+            Write((connection ?? throw new ObjectDisposedException("data plane connection")).Stream, header, values);
             return null;
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
         {
             return e.Message;
         }
-    }
-
-    /// <summary>Shuts a data-plane socket down and releases it; safe to call on a closed or null socket.</summary>
-    public static void Close(Socket? socket)
-    {
-        try { socket?.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
-        socket?.Dispose();
     }
 
     /// <summary>TCP settings for 1 MB tensors: no Nagle delay, buffers that hold a whole tensor (Linux caps them at net.core.wmem_max).</summary>

@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
@@ -16,7 +15,7 @@ namespace DistTrain.Cluster.DataPlane;
 public sealed class WorkerLink : ReceiveActor, IWithStash
 {
     /// <summary>The accepted data-plane connection of this worker.</summary>
-    public sealed record Attach(Socket Socket);
+    internal sealed record Attach(DataPlaneConnection Connection);
 
     private sealed record ReaderFailed(string Reason);
 
@@ -25,7 +24,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     private readonly int _reportLength;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly float[][] _gradientBuffers;
-    private Socket? _socket;
+    private DataPlaneConnection? _connection;
     private volatile IActorRef _parameterServer = ActorRefs.Nobody;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
@@ -62,14 +61,14 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     protected override void PreStart() => Context.Watch(_remoteWorker);
 
     /// <inheritdoc />
-    protected override void PostStop() => TensorFrame.Close(_socket);
+    protected override void PostStop() => _connection?.Dispose();
 
     private void OnAttach(Attach attach)
     {
-        _socket = attach.Socket;
+        _connection = attach.Connection;
         var self = Self;
         var next = 0;
-        TensorFrame.StartReader(attach.Socket, $"dataplane-worker-{_workerIndex}",
+        TensorFrame.StartReader(attach.Connection.Stream, $"dataplane-worker-{_workerIndex}",
             header =>
             {
                 if (header.Type != TensorFrame.GradientType)
@@ -88,13 +87,13 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
 
     private void OnWeights(WeightsUpdated update)
     {
-        if (_socket is null)
+        if (_connection is null)
         {
             Stash.Stash();
             return;
         }
         _parameterServer = Sender;
-        if (TensorFrame.TryWrite(_socket, TensorFrame.For(update), update.Weights) is { } failure)
+        if (TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights) is { } failure)
         {
             _log.Error("Worker {0}: sending weights failed: {1}", _workerIndex, failure);
             Context.Stop(Self);

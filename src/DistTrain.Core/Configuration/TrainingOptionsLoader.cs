@@ -77,6 +77,9 @@ public static class TrainingOptionsLoader
         var options = new TrainingOptions();
         var problems = new List<string>();
         BindEachKey(configuration, options, problems, Origin);
+        if (!string.IsNullOrEmpty(configuration["Cluster:Secret"]) && Origin("Cluster:Secret").StartsWith("in ", StringComparison.Ordinal))
+            problems.Add($"Cluster:Secret is set in {jsonPath}: a secret in a config file travels with it (version control, images). " +
+                         "Put it in a file named by Cluster:SecretFile, or in the environment variable DISTTRAIN_Cluster__Secret.");
         if (problems.Count == 0)
             problems.AddRange(TrainingOptionsValidator.Validate(options, checkDataDirectory)
                 .Select(problem => AppendOrigin(problem, Origin)));
