@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Models;
 using Spectre.Console;
@@ -39,6 +40,15 @@ internal static class FinetuneCommand
             if (parse.GetValue(output) is { } o) overrides["Output:Directory"] = o;
             var frozen = (parse.GetValue(freeze) ?? []).SelectMany(f => f.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
             var checkpoint = parse.GetValue(from)!.FullName;
+            try
+            {
+                PretrainedWeights.RequireFile(checkpoint, "--from");
+            }
+            catch (InvalidDataException missing)
+            {
+                CliConsole.Fail("error", missing.Message);
+                return 2;
+            }
             var classes = parse.GetValue(replaceHead);
             if (classes is <= 0)
             {
@@ -98,7 +108,7 @@ internal static class FinetuneCommand
         AnsiConsole.Write(table);
         var difference = 100 * (tuned.FinalEpoch.TestAccuracy - scratch.FinalEpoch.TestAccuracy);
         AnsiConsole.MarkupLineInterpolated($"[bold]Fine-tuning from {Path.GetFileName(checkpoint)}: {difference:+0.00;-0.00} points of test accuracy against training from scratch with the same budget.[/]");
-        File.WriteAllText(Path.Combine(runDirectory, "comparison.json"), JsonSerializer.Serialize(new
+        File.WriteAllText(Path.Combine(runDirectory, RunFiles.Comparison), JsonSerializer.Serialize(new
         {
             pretrained = checkpoint,
             frozen,

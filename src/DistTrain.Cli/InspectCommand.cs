@@ -20,12 +20,13 @@ internal static class InspectCommand
             IReadOnlyDictionary<string, string> metadata;
             try
             {
+                DistTrain.Core.Models.PretrainedWeights.RequireFile(file.FullName, "checkpoint");
                 tensors = SafeTensors.Read(file.FullName);
                 metadata = SafeTensors.ReadMetadata(file.FullName);
             }
             catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
             {
-                CliConsole.Fail("error", e is FileNotFoundException ? $"{file.FullName}: no such file." : e.Message);
+                CliConsole.Fail("error", e.Message);
                 return 2;
             }
             var table = new Table().AddColumns("tensor", "shape", "elements", "L2 norm", "mean", "min", "max");

@@ -52,7 +52,7 @@ internal static class NodeCommand
             var model = ModelFactory.Build(options.Model); // a layer that does not fit fails here, not inside an actor
             if (role == NodeRoles.ParameterServer)
             {
-                ModelFactory.StartingWeights(model, options.Model, options.Training.Seed); // and so does a pretrained checkpoint
+                ModelFactory.StartingWeights(model, options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line)); // and so does a pretrained checkpoint
                 runDirectory = RunDirectory.Create(options.Output.Directory);
             }
         }

@@ -20,7 +20,7 @@ internal static class RunOutputs
     {
         if (diverged.LastGoodWeights is null) return;
         var layout = DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout;
-        var path = Path.Combine(runDirectory, "last-good.safetensors");
+        var path = Path.Combine(runDirectory, RunFiles.LastGood);
         SafeTensors.Write(path, new DistTrain.Core.Tensors.ParameterVector(layout, diverged.LastGoodWeights),
             new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "disttrain", ["version"] = diverged.LastGoodVersion.ToString(System.Globalization.CultureInfo.InvariantCulture), ["note"] = "last weights with a finite loss before training diverged" });
         CliConsole.Fail("saved", $"the last good weights (version {diverged.LastGoodVersion}) are in {path}");
@@ -33,17 +33,17 @@ internal static class RunOutputs
             try
             {
                 var plot = report.Write(runDirectory);
-                AnsiConsole.MarkupLineInterpolated($"Curves: {plot} (series in steps.csv and epochs.csv)");
+                AnsiConsole.MarkupLineInterpolated($"Curves: {plot} (series in {RunFiles.Steps} and {RunFiles.Epochs})");
             }
             catch (Exception e) when (e is IOException or TypeInitializationException or DllNotFoundException)
             {
                 CliConsole.Fail("warning", $"the run report could not be written ({e.Message}); the weights are saved regardless.");
             }
         }
-        var weightsPath = Path.Combine(runDirectory, "model.safetensors");
+        var weightsPath = Path.Combine(runDirectory, RunFiles.Model);
         var last = result.FinalEpoch;
         SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, result));
-        RunSummaryFile.Write(Path.Combine(runDirectory, "summary.json"), options, normalizer, result);
+        RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result);
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights (lowest validation loss {last.ValidationLoss:F4}).");
         AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");

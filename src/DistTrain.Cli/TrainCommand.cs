@@ -84,7 +84,7 @@ internal static class TrainCommand
             }
             data = TrainingData.Load(options.Data, options.Training.Seed);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
-            startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed);
+            startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line));
             if (options.Checkpoint.Resume)
                 resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line));
             runDirectory = RunDirectory.Create(options.Output.Directory);
