@@ -18,14 +18,15 @@ internal static class FinetuneCommand
 {
     public static Command Create()
     {
-        var config = new Option<FileInfo>("--config", "-c") { Description = "JSON config of the fine-tuning job (data, model, optimizer).", Required = true };
-        var from = new Option<FileInfo>("--from") { Description = "Pretrained checkpoint (.safetensors) written by DistTrain or exported from PyTorch.", Required = true };
-        var freeze = new Option<string[]>("--freeze") { Description = "Tensors to freeze: names (0.weight), layer indices (0) or prefixes ending in * (comma-separated or repeated).", AllowMultipleArgumentsPerToken = true };
-        var replaceHead = new Option<int?>("--replace-head") { Description = "Replace the last Dense layer by a new one with this many classes (initialized afresh)." };
-        var epochs = new Option<int?>("--epochs", "-e") { Description = "Override Training:Epochs." };
-        var workers = new Option<int?>("--workers", "-w") { Description = "Override Training:Workers." };
-        var data = new Option<string?>("--data") { Description = "Override Data:Directory." };
-        var output = new Option<string?>("--output", "-o") { Description = "Override Output:Directory." };
+        var config = CliOptions.File("--config", "JSON config of the fine-tuning job (data, model, optimizer).", CliOptions.ConfigTakes, required: true, "-c");
+        var from = CliOptions.File("--from", "Pretrained checkpoint (.safetensors) written by DistTrain or exported from PyTorch.",
+            $"a .safetensors checkpoint, such as a run's {DistTrain.Core.Checkpoints.RunFiles.Model}", required: true);
+        var freeze = new Option<string[]>("--freeze") { Description = "Tensors to freeze: names (0.weight), layer indices (0) or prefixes ending in * (comma-separated or repeated).", AllowMultipleArgumentsPerToken = true, HelpName = "NAMES" };
+        var replaceHead = CliOptions.WholeNumber("--replace-head", "Replace the last Dense layer by a new one with this many classes (initialized afresh).", "the number of classes of the new head, a whole number from 1");
+        var epochs = CliOptions.WholeNumber("--epochs", "Override Training:Epochs.", CliOptions.EpochsTakes, "-e");
+        var workers = CliOptions.WholeNumber("--workers", "Override Training:Workers.", CliOptions.WorkersTakes, "-w");
+        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory.", CliOptions.DataTakes);
+        var output = CliOptions.Text("--output", "DIR", "Override Output:Directory.", CliOptions.OutputTakes, "-o");
         var compare = new Option<bool>("--compare-scratch") { Description = "Also train the same model from scratch with the same budget and compare test accuracy." };
         var command = new Command("finetune", "Fine-tune pretrained weights: load a checkpoint, freeze tensors, replace the head, train.")
         {

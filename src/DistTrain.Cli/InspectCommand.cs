@@ -11,7 +11,8 @@ internal static class InspectCommand
 {
     public static Command Create()
     {
-        var path = new Argument<FileInfo>("checkpoint") { Description = "A .safetensors file (DistTrain's model.safetensors or a PyTorch export)." };
+        var path = CliOptions.FileArgument("checkpoint", $"A .safetensors file (DistTrain's {RunFiles.Model} or a PyTorch export).",
+            $"a .safetensors file, such as a run's {RunFiles.Model}");
         var command = new Command("inspect", "List a checkpoint's tensors: name, shape, elements, L2 norm, mean and range.") { path };
         command.SetAction(parse =>
         {

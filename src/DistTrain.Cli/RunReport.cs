@@ -16,8 +16,32 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     private readonly List<(int Epoch, int Step, long Version, int Samples, double Loss, double LearningRate, RoundTiming Timing)> _steps = [];
     private readonly List<EpochSummary> _epochs = [];
     private readonly object _gate = new();
+    private readonly Dictionary<int, int> _stepsOfEpoch = [];
 
-    public void EpochStarted(int epoch, int steps, int samples) => next.EpochStarted(epoch, steps, samples);
+    /// <summary>
+    /// The step that produced weights <paramref name="version"/>: its epoch, its 1-based number and the steps of that
+    /// epoch; null when no step of this run did (none applied yet).
+    /// </summary>
+    public (int Epoch, int Step, int Steps)? StepOf(long version)
+    {
+        lock (_gate)
+        {
+            var index = _steps.FindLastIndex(s => s.Version == version);
+            return index < 0 ? null : (_steps[index].Epoch, _steps[index].Step + 1, _stepsOfEpoch.GetValueOrDefault(_steps[index].Epoch));
+        }
+    }
+
+    /// <summary>The epochs finished so far.</summary>
+    public IReadOnlyList<EpochSummary> Epochs
+    {
+        get { lock (_gate) return [.. _epochs]; }
+    }
+
+    public void EpochStarted(int epoch, int steps, int samples)
+    {
+        lock (_gate) _stepsOfEpoch[epoch] = steps;
+        next.EpochStarted(epoch, steps, samples);
+    }
 
     public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
