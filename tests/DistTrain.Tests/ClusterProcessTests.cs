@@ -160,6 +160,31 @@ public sealed class ClusterProcessTests : IDisposable
     }
 
     [Fact]
+    public async Task A_successful_job_ends_in_order_each_worker_joins_once_and_no_node_logs_an_error()
+    {
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 2, trainLimit: 400, testLimit: 100));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath);
+        // Workers first, as deploy/local/cluster.sh starts them: they register every 2 s, and their singleton proxies hold
+        // each registration until the parameter server is up, then deliver them all.
+        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
+        foreach (var worker in workers) await worker.WaitForOutputAsync("Started up successfully", TimeSpan.FromSeconds(60));
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        var ps = Start("parameter-server", configPath, psEnvironment);
+
+        Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(120)));
+        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("Test accuracy after 2 epochs", ps.Output);
+        for (var index = 0; index < 2; index++)
+            Assert.Single(Regex.Matches(ps.Output, $@"joins as worker {index}\b"));
+        // Leaving in order (workers out first, then the parameter server) leaves nothing to report as failed.
+        foreach (var node in workers.Append(ps))
+        {
+            var problems = node.Output.Split('\n').Where(line => line.Contains("[ERROR]") || line.Contains("Disassociated") || line.StartsWith("   at ")).ToList();
+            Assert.True(problems.Count == 0, string.Join("\n", problems) + "\n---\n" + node.Output);
+        }
+    }
+
+    [Fact]
     public async Task A_ten_million_parameter_model_completes_synchronous_steps_across_processes()
     {
         // 784-12288-10: 9.8M weights in the first layer; 40 MB per weights or gradient message.
@@ -217,6 +242,12 @@ public sealed class ClusterProcessTests : IDisposable
             Assert.Equal(0, await survivor.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("is lost", ps.Output);
         Assert.Contains("Test accuracy after 30 epochs", ps.Output);
+        // The data plane's least traffic counts the workers of each step: 3 before the kill, 2 after (not 2 throughout).
+        var minimum = Regex.Match(ps.Output, @"bytes per step \(the minimum, 2 x model x [^,]*?, is ([\d,]+)\)");
+        Assert.True(minimum.Success, ps.Output);
+        const long parameters = 784 * 64 + 64 + 64 * 10 + 10;
+        var minimumBytes = long.Parse(minimum.Groups[1].Value.Replace(",", ""));
+        Assert.InRange(minimumBytes, 2 * sizeof(float) * parameters * 2 + 1, 2 * sizeof(float) * parameters * 3 - 1);
         Assert.True(resumedAfter < TimeSpan.FromSeconds(10), $"progress resumed {resumedAfter.TotalSeconds:F1} s after the kill");
         // Every epoch, including the one with the kill, trained on every sample exactly once.
         var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(
