@@ -54,7 +54,7 @@ internal static class RunOutputs
         if (weights is null || last is not { } stop || report is null)
         {
             var removed = TryRemoveEmpty(runDirectory) ? $"the empty run folder {runDirectory} was removed" : $"the run folder {runDirectory} is left as it was";
-            CliConsole.Fail("cancelled", (weights is null ? "stopped; no weights came back to save, " : "stopped before the first step: nothing to keep, ") + removed + "." + resume);
+            CliConsole.Fail("cancelled", (weights is null ? "stopped; no weights to save here, so " : "stopped before the first step: nothing to keep, so ") + removed + "." + resume);
             return;
         }
         var epochs = report.Epochs.Where(e => e.Version <= weights.Version).ToList(); // the epochs these weights have been through
