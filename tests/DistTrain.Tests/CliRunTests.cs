@@ -69,7 +69,9 @@ public sealed class CliRunTests : IDisposable
         Assert.Equal($"cancelled at epoch {epoch}, step {step} of 250", metadata["stopped"]);
         Assert.Equal(784 * 32 + 32 + 32 * 10 + 10, SafeTensors.Read(Path.Combine(folder, RunFiles.Model)).Values.Sum(t => t.Data.Length));
         var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, RunFiles.Summary))).RootElement;
-        Assert.Equal(epoch - 1, summary.GetProperty("epochs").GetArrayLength()); // the finished epochs, not the stopped one
+        // The finished epochs: those before the stopped one, and the stopped one too if it stopped after its last step and evaluation.
+        var finished = summary.GetProperty("epochs").GetArrayLength();
+        Assert.True(finished == epoch - 1 || (step == 250 && finished == epoch), $"{finished} epochs in summary.json, stopped at epoch {epoch} step {step}");
         Assert.True(File.Exists(Path.Combine(folder, RunFiles.Epochs)));
     }
 
