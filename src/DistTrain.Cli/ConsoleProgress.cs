@@ -56,6 +56,18 @@ internal static class ConsoleProgress
         string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"checkpoint {c.Path}: version {c.Version}, next epoch {c.Epoch} round {c.Round}, {c.Bytes:N0} bytes in {c.Seconds * 1000:F1} ms");
 
+    /// <summary>
+    /// Prints lines on a terminal, also while the live view runs. Spectre.Console writes them from the top row of the
+    /// view without clearing that area first, so a line shorter than the row it lands on would keep the row's tail (a
+    /// piece of the table); each line is therefore padded with spaces to the terminal width less one column.
+    /// </summary>
+    internal static void WriteAbove(string text)
+    {
+        var width = Math.Max(1, AnsiConsole.Profile.Width - 1);
+        foreach (var line in text.Split('\n'))
+            AnsiConsole.WriteLine(line.Length < width ? line.PadRight(width) : line);
+    }
+
     private sealed class LiveObserver(int epochs) : ITrainingObserver
     {
         private readonly object _gate = new();
@@ -100,18 +112,6 @@ internal static class ConsoleProgress
         public void EpochCompleted(EpochSummary summary) => WriteAbove(Describe(summary, epochs));
 
         public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved c) => WriteAbove(DescribeCheckpoint(c));
-
-        /// <summary>
-        /// Prints lines above the live view. Spectre.Console writes them from the top row of the view without clearing
-        /// that area first, so a line shorter than the row it lands on would keep the row's tail (a piece of the table);
-        /// each line is therefore padded with spaces to the terminal width less one column.
-        /// </summary>
-        private static void WriteAbove(string text)
-        {
-            var width = Math.Max(1, AnsiConsole.Profile.Width - 1);
-            foreach (var line in text.Split('\n'))
-                AnsiConsole.WriteLine(line.Length < width ? line.PadRight(width) : line);
-        }
 
         public Spectre.Console.Rendering.IRenderable Render()
         {

@@ -29,8 +29,10 @@ internal sealed class GracefulCancellation : IDisposable
             return;
         }
         context.Cancel = true;
-        CliConsole.Error.MarkupLine($"[yellow]{(context.Signal == PosixSignal.SIGINT ? "Ctrl-C" : "SIGTERM")}:[/] stopping at the next step " +
-                                    "(press Ctrl-C again to exit at once).");
+        var notice = $"{(context.Signal == PosixSignal.SIGINT ? "Ctrl-C" : "SIGTERM")}: stopping at the next step (press Ctrl-C again to exit at once).";
+        // On a terminal the live view owns the screen: the line goes above it, through the same console.
+        if (Console.IsOutputRedirected) CliConsole.Error.WriteLine(notice);
+        else ConsoleProgress.WriteAbove(notice);
         _source.Cancel();
     }
 
