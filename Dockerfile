@@ -8,7 +8,7 @@
 # Settings are overridden with DISTTRAIN_Section__Key environment variables.
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
-COPY Directory.Build.props Directory.Packages.props ./
+COPY global.json Directory.Build.props Directory.Packages.props ./
 COPY src/ src/
 RUN dotnet publish src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -o /app --nologo
 

@@ -20,8 +20,8 @@ internal static class UnknownKeys
             var path = prefix.Length == 0 ? child.Key : $"{prefix}:{child.Key}";
             if (!properties.TryGetValue(child.Key, out var property))
             {
-                var suggestion = properties.Keys.OrderBy(k => Distance(k.ToLowerInvariant(), child.Key.ToLowerInvariant())).FirstOrDefault();
-                var hint = suggestion is not null && Distance(suggestion.ToLowerInvariant(), child.Key.ToLowerInvariant()) <= 3
+                var suggestion = NameSuggestions.Closest(child.Key, properties.Keys);
+                var hint = suggestion is not null
                     ? $" Did you mean '{(prefix.Length == 0 ? suggestion : $"{prefix}:{suggestion}")}'?"
                     : $" Known keys here: {string.Join(", ", properties.Keys)}.";
                 yield return $"{path} is not a known key.{hint}";
@@ -40,19 +40,5 @@ internal static class UnknownKeys
         if (element is not null)
             return section.GetChildren().SelectMany(item => FindInValue(item, element, $"{path}:{item.Key}"));
         return Find(section, type, path);
-    }
-
-    private static int Distance(string a, string b)
-    {
-        var previous = Enumerable.Range(0, b.Length + 1).ToArray();
-        for (var i = 1; i <= a.Length; i++)
-        {
-            var current = new int[b.Length + 1];
-            current[0] = i;
-            for (var j = 1; j <= b.Length; j++)
-                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
-            previous = current;
-        }
-        return previous[b.Length];
     }
 }
