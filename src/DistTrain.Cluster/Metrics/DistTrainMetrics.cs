@@ -35,7 +35,8 @@ public static class DistTrainMetrics
 
     /// <summary>
     /// Time from sending a round's weights to a worker starting on them, seconds (queueing in the mailbox
-    /// and scheduling on the dispatcher). Tags: role=worker, node.
+    /// and scheduling on the dispatcher; in cluster mode from the weights' arrival on the worker node's data
+    /// plane). Tags: role=worker, node.
     /// </summary>
     public static readonly Histogram<double> QueueingSeconds = Meter.CreateHistogram<double>("actor.queueing.seconds", "s", "Delay from send to the start of handling.");
 
