@@ -31,6 +31,7 @@ RUN dotnet publish src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -r linux-x6
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libopenblas0-pthread libdnnl2 libssl3 dataset-fashion-mnist \
+ && apt-get clean \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir /data \
  && ln -s /usr/share/datasets/fashion-mnist/* /data/ \

@@ -20,13 +20,18 @@
 #
 # Usage: tests/containers/run.sh
 # Environment: ENGINE=docker|podman to choose; OUT=folder for logs (default runs/container-test);
-#   NO_CACHE=1 builds the image without the build cache (the cold build time).
+#   NO_CACHE=1 builds the image without the build cache (the cold build time). With podman the build stage stays
+#   tagged disttrain-build:latest, the cache of later runs (podman rmi disttrain-build:latest frees it).
 # Exit codes: 0 every check passed; 1 a check failed; 77 no container engine can run here (nothing was checked).
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$repo"
 out="$(mkdir -p "${OUT:-runs/container-test}" && cd "${OUT:-runs/container-test}" && pwd)"
-rm -rf "${out:?}"/*
+if [ -n "$(ls -A "$out")" ] && [ ! -e "$out/.disttrain-container-test" ]; then
+  echo "OUT=$out is not empty and was not written by this script: give an empty or new folder." >&2
+  exit 1
+fi
+find "$out" -mindepth 1 -delete && touch "$out/.disttrain-container-test"
 work="$(mktemp -d)"
 project="disttrain-test-$$"
 image=disttrain:latest
@@ -170,9 +175,8 @@ if [ "$engine" = podman ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
 fi
 nice -n 10 "$engine" build "${build_options[@]}" -t "$image" . >> "$out/build.log" 2>&1 || die "the image build failed: $(tail -5 "$out/build.log")"
 build_seconds=$(seconds_between "$t0" "$(now)")
-[ "$engine" = podman ] && podman rmi disttrain-build:latest > /dev/null 2>&1
 size_bytes=$("$engine" image inspect --format '{{.Size}}' "$image")
-log "image $image built in ${build_seconds} s ($( [ "${NO_CACHE:-0}" = 1 ] && echo 'no cache' || echo 'with the build cache')); size $(( size_bytes / 1000000 )) MB ($size_bytes bytes)"
+log "image $image built in ${build_seconds} s ($( [ "${NO_CACHE:-0}" = 1 ] && echo 'NO_CACHE=1: no layer cache' || echo 'reusing cached layers where their inputs are unchanged')); size $(( size_bytes / 1000000 )) MB ($size_bytes bytes)"
 
 user=$("$engine" image inspect --format '{{.Config.User}}' "$image")
 uid=$("$engine" run --rm --entrypoint id "$image" -u 2>/dev/null)
@@ -228,7 +232,7 @@ export WORKERS=2
 log "compose client: $compose_cmd ($($compose_cmd version 2>/dev/null | head -1)), project $project"
 if ss -ltn 2> /dev/null | grep -q ':9090 '; then die "port 9090, which the compose file publishes for Prometheus, is taken on this machine"; fi
 
-ids() { "${compose[@]}" ps -q "$1" 2> /dev/null; }
+ids() { "${compose[@]}" ps -a -q "$1" 2> /dev/null; }
 logs_of() { "$engine" logs "$1" 2>&1; }
 wait_for_log() { # wait_for_log CONTAINER PATTERN SECONDS: 0 once the container's log has a line matching PATTERN
   local deadline=$(( $(date +%s) + $3 ))
