@@ -4,7 +4,9 @@
 #
 #   docker build -t disttrain .
 #   docker run --rm disttrain
-#   docker run --rm -v "$PWD/runs:/app/runs" disttrain train --config configs/fashion-mnist-cnn.json
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/runs:/app/runs" disttrain train --config configs/fashion-mnist-cnn.json
+#
+# (--user lets the container write a folder of this machine's user; without it the image's user app, uid 1654, runs.)
 #
 # Other data in the same IDX layout: mount its folder at /data (it replaces the image's copy). Settings are
 # overridden with DISTTRAIN_Section__Key environment variables. deploy/README.md has the cluster, the image's
