@@ -35,6 +35,7 @@ public class MetricsTests
         var data = TestData.Normalized();
         var options = TestData.Options(TestData.Mlp(1024, 10), workers: 2, batch: 16, epochs: 30);
         var recorder = new RecordingObserver();
+        var beforeTraining = await http.GetStringAsync("metrics");
         var training = SingleNodeTrainer.RunAsync(options, data.Train, data.Test, new MetricsObserver(recorder))
             .WithTestTimeout();
 
@@ -47,6 +48,7 @@ public class MetricsTests
             await Task.Delay(150);
         }
         var result = await training;
+        var afterTraining = await http.GetStringAsync("metrics");
         Assert.True(scrapes.Count >= 2, $"only {scrapes.Count} scrapes while training ran");
         var first = scrapes[0];
         var last = scrapes[^1];
@@ -80,6 +82,13 @@ public class MetricsTests
         Assert.True(queried.Count >= 15, $"only {queried.Count} metric names found in the dashboard");
         var exportedNames = Regex.Matches(last, @"^(disttrain_[a-z_]+?)(_bucket|_sum|_count)?[{ ]", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToHashSet();
         Assert.All(queried, name => Assert.True(exportedNames.Contains(name), $"the dashboard queries {name}, which /metrics does not export"));
+
+        // Training samples, counted where steps are applied and where gradients are computed: both equal every
+        // epoch's training set (the counters are process-wide, so the difference over this run is compared; before the
+        // process's first training the instruments may not exist yet, which counts as 0).
+        var trained = (double)result.Epochs.Count * data.Train.Count;
+        foreach (var role in new[] { "parameter-server", "worker" })
+            Assert.Equal(trained, Value(afterTraining, "disttrain_training_samples", $"role=\"{role}\"") - (Value(beforeTraining, "disttrain_training_samples", $"role=\"{role}\"") ?? 0));
 
         // The exported samples/s (a one-second window over steps) agrees with the run's own figure within 2x.
         var exported = scrapes.Select(s => Value(s, "disttrain_training_samples_per_second") ?? 0).Where(v => v > 0).ToList();

@@ -188,6 +188,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         var message = _gradientMessages[_nextGradientBuffer];
         _nextGradientBuffer ^= 1;
         _model.CopyGradientsTo(message.Gradient);
+        Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
         return message.Reuse(update.Epoch, update.Round, update.Version, indices.Length, meanLoss * indices.Length);
     }
 

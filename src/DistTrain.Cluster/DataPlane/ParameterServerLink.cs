@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Security.Authentication;
 using System.Net.Sockets;
 using Akka.Actor;
@@ -87,7 +88,9 @@ public sealed class ParameterServerLink : ReceiveActor
                 next = (next + 1) % _weightBuffers.Length;
                 return buffer;
             },
-            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer), self),
+            // Stamped on arrival: the worker's queueing delay then covers its own process (mailbox and dispatcher),
+            // as in single-node mode; the network's part is in the step's messaging time.
+            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer, Stopwatch.GetTimestamp()), self),
             reason => self.Tell(new ReaderFailed(reason)));
         _log.Info("Worker {0}: data plane connected to {1}:{2}", _workerIndex, _host, _port);
     }

@@ -30,7 +30,7 @@ public sealed class MetricsObserver(ITrainingObserver next) : ITrainingObserver
     /// <inheritdoc />
     public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
-        DistTrainMetrics.Samples.Add(samples);
+        DistTrainMetrics.RecordSamplesApplied(samples);
         DistTrainMetrics.Steps.Add(1);
         DistTrainMetrics.StepPhaseSeconds.Record(timing.RoundSeconds, Round);
         DistTrainMetrics.StepPhaseSeconds.Record(timing.MaxComputeSeconds, Compute);
