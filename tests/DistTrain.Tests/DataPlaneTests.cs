@@ -12,16 +12,18 @@ namespace DistTrain.Tests;
 public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
 {
     [Fact]
-    public void Weights_from_the_data_plane_reach_the_worker_stamped_on_arrival_for_the_queueing_delay()
+    public async Task Weights_from_the_data_plane_reach_the_worker_stamped_on_arrival_for_the_queueing_delay()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         var port = ((IPEndPoint)listener.LocalEndpoint).Port;
         var worker = CreateTestProbe();
-        Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", port, workerIndex: 0, worker.Ref, parameterCount: 4));
-        using var parameterServer = listener.AcceptSocket();
-        var hello = TensorFrame.ReadHeader(parameterServer);
-        Assert.Equal(4, hello.SampleCount); // the hello announces the parameter count
+        var token = DataPlaneHello.NewToken();
+        Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", port, workerIndex: 0, worker.Ref, parameterCount: 4, token, certificates: null));
+        using var parameterServer = new NetworkStream(listener.AcceptSocket(), ownsSocket: true);
+        var hello = await DataPlaneHello.ReadAsync(parameterServer, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal((0, 4), (hello.WorkerIndex, hello.ParameterCount)); // the hello announces the parameter count
+        Assert.Equal(token, hello.Token);
 
         var sent = new WeightsUpdated(epoch: 2, round: 5, version: 17, weights: [1f, -2f, 3.5f, 4f]);
         var before = Stopwatch.GetTimestamp();
