@@ -44,7 +44,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
         });
         Receive<Terminated>(t =>
         {
-            _log.Error("Worker {0} ({1}) is gone (node left or crashed).", _workerIndex, t.ActorRef.Path);
+            _log.Warning("Worker {0} ({1}) is gone (node left or crashed); the worker counts as lost.", _workerIndex, t.ActorRef.Path);
             Context.Stop(Self);
         });
         Receive<IDistTrainMessage>(message => _remoteWorker.Forward(message));
@@ -95,7 +95,9 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
         _parameterServer = Sender;
         if (TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights) is { } failure)
         {
-            _log.Error("Worker {0}: sending weights failed: {1}", _workerIndex, failure);
+            // The worker's connection is gone (a killed process, a reset): the link stops, and its stop is how the
+            // coordinator learns the worker is lost. Not an ERROR: that would fail a job that tolerates losing workers.
+            _log.Warning("Worker {0}: sending weights failed, so its link closes and the worker counts as lost: {1}", _workerIndex, failure);
             Context.Stop(Self);
         }
     }
