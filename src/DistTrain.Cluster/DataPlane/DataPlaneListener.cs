@@ -22,6 +22,9 @@ public sealed class DataPlaneListener(int port, IActorRef owner) : IDisposable
     private readonly TcpListener _listener = new(IPAddress.Any, port);
     private readonly CancellationTokenSource _stop = new();
 
+    /// <summary>The TCP port listened on: the one given, or the one the system chose for port 0. Valid after <see cref="Start"/>.</summary>
+    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
     /// <summary>Starts listening; accepting runs on a background task.</summary>
     /// <exception cref="SocketException">The port is taken.</exception>
     public void Start()
