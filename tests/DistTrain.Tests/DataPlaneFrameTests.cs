@@ -153,6 +153,20 @@ public sealed class DataPlaneFrameTests() : TestKit(AkkaSettings.Serialization()
     }
 
     [Fact]
+    public void A_connection_that_never_says_hello_does_not_keep_the_next_worker_out_and_is_refused_after_the_hello_timeout()
+    {
+        var owner = CreateTestProbe();
+        var listener = Own(new DataPlaneListener(0, owner.Ref, helloTimeout: TimeSpan.FromSeconds(1)));
+        listener.Start();
+        var silent = Connect(listener.Port); // connects, sends nothing
+        var worker = Connect(listener.Port);
+        worker.Send(Bytes(TensorFrame.Hello(workerIndex: 1, parameterCount: 10)));
+        Own(owner.ExpectMsg<DataPlaneListener.Accepted>(Wait).Socket);
+        Assert.Contains("no hello frame within 1 s", owner.ExpectMsg<DataPlaneListener.Rejected>(Wait).Reason);
+        Assert.True(ClosedByPeer(silent), "the listener left the silent connection open");
+    }
+
+    [Fact]
     public void A_worker_link_sends_weights_frames_delivers_gradient_frames_and_passes_on_a_gradient_of_the_wrong_length()
     {
         var (linkSide, worker) = SocketPair();
