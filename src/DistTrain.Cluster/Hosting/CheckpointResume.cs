@@ -1,6 +1,7 @@
 using DistTrain.Cluster.Actors;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
+using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
 
 namespace DistTrain.Cluster.Hosting;
@@ -24,7 +25,8 @@ public static class CheckpointResume
     /// <param name="jobId">Only checkpoints of this job (a takeover's); null or empty accepts any.</param>
     /// <exception cref="CheckpointResumeException">The directory holds no checkpoint, none is valid, the chosen one was
     /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>) or BatchSizePerWorker (the data
-    /// order would differ), or it is already past Training:Epochs.</exception>
+    /// order would differ), holds the state of another optimizer (Optimizer:Kind, or momentum turned on or off), or it is
+    /// already past Training:Epochs.</exception>
     public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null) =>
         Search(options, layout, log, matchWorkers, jobId, takeover: false)!;
 
@@ -38,7 +40,7 @@ public static class CheckpointResume
     /// <param name="layout">The model's layout.</param>
     /// <param name="log">Receives one line per skipped checkpoint, and one for the chosen one or for the restart.</param>
     /// <param name="jobId">The job the workers were in; null or empty accepts any job's checkpoints.</param>
-    /// <exception cref="CheckpointResumeException">The chosen checkpoint does not fit the config (seed, minibatch, epochs).</exception>
+    /// <exception cref="CheckpointResumeException">The chosen checkpoint does not fit the config (seed, minibatch, optimizer, epochs).</exception>
     public static TrainingCheckpoint? FindForTakeover(TrainingOptions options, ParameterLayout layout, Action<string> log, string? jobId) =>
         Search(options, layout, log, matchWorkers: false, jobId, takeover: true);
 
@@ -75,11 +77,31 @@ public static class CheckpointResume
         if (problems.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
                 "They fix the data order, so resume with the checkpoint's values.");
+        CheckOptimizer(checkpoint, search.Path!, options, layout);
         if (checkpoint.Epoch > loop.Epochs)
             throw new CheckpointResumeException($"Checkpoint {search.Path} has completed all {checkpoint.Epoch - 1} epochs and Training:Epochs = {loop.Epochs}. " +
                 "Raise Training:Epochs (--epochs) to train further.");
         log($"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, epoch {checkpoint.Epoch} round {checkpoint.Round}");
         return checkpoint;
+    }
+
+    /// <summary>
+    /// Refuses, before training, a checkpoint whose optimizer state the configured optimizer cannot take (another
+    /// Optimizer:Kind, or other state buffers), by restoring it into a scratch optimizer as the parameter server will.
+    /// </summary>
+    /// <exception cref="CheckpointResumeException">The optimizer does not fit the checkpoint.</exception>
+    private static void CheckOptimizer(TrainingCheckpoint checkpoint, string path, TrainingOptions options, ParameterLayout layout)
+    {
+        var optimizer = Optimizer.Create(options.Optimizer, layout.TrainableLength,
+            ParameterGroups.Ranges(layout, layout.TrainableLength, options.Optimizer.DecayBiasAndNormParameters));
+        try
+        {
+            checkpoint.RestoreOptimizer(optimizer);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new CheckpointResumeException($"Checkpoint {path} does not fit the config: {e.Message}");
+        }
     }
 
     /// <summary>The parameter server's checkpoint settings from the options; null when Checkpoint:Directory is empty.</summary>
