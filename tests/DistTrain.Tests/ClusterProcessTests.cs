@@ -1,7 +1,5 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using System.Text.RegularExpressions;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Core.Checkpoints;
@@ -18,7 +16,7 @@ namespace DistTrain.Tests;
 public sealed class ClusterProcessTests : IDisposable
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-cluster-").FullName;
-    private readonly List<NodeProcess> _nodes = [];
+    private readonly List<DisttrainProcess> _nodes = [];
 
     public void Dispose()
     {
@@ -98,9 +96,10 @@ public sealed class ClusterProcessTests : IDisposable
         return (ps, standby, worker);
     }
 
-    private NodeProcess Start(string role, string configPath, Dictionary<string, string> environment)
+    /// <summary>A <c>disttrain node</c> process with the given environment.</summary>
+    private DisttrainProcess Start(string role, string configPath, Dictionary<string, string> environment)
     {
-        var node = new NodeProcess(role, configPath, environment);
+        var node = new DisttrainProcess(["node", "--role", role, "--config", configPath], environment);
         _nodes.Add(node);
         return node;
     }
@@ -300,68 +299,5 @@ public sealed class ClusterProcessTests : IDisposable
         var path = new CheckpointStore(directory, keep: 3).Save(stale);
         File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddDays(1));
         return path;
-    }
-
-    /// <summary>A <c>disttrain node</c> process with its output captured; killed on dispose if still running.</summary>
-    private sealed class NodeProcess : IDisposable
-    {
-        private readonly Process _process;
-        private readonly StringBuilder _output = new();
-
-        public NodeProcess(string role, string configPath, Dictionary<string, string> environment)
-        {
-            var start = new ProcessStartInfo("dotnet")
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "disttrain.dll"), "node", "--role", role, "--config", configPath })
-                start.ArgumentList.Add(argument);
-            foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("DISTTRAIN_", StringComparison.Ordinal)).ToList())
-                start.Environment.Remove(key);
-            foreach (var (key, value) in environment) start.Environment[key] = value;
-            _process = new Process { StartInfo = start };
-            _process.OutputDataReceived += (_, e) => { lock (_output) _output.AppendLine(e.Data); };
-            _process.ErrorDataReceived += (_, e) => { lock (_output) _output.AppendLine(e.Data); };
-            _process.Start();
-            _process.BeginOutputReadLine();
-            _process.BeginErrorReadLine();
-        }
-
-        public string Output { get { lock (_output) return _output.ToString(); } }
-
-        /// <summary>SIGKILL, as a crashed or OOM-killed node.</summary>
-        public void Kill() => _process.Kill(entireProcessTree: true);
-
-        public async Task<int> WaitAsync(TimeSpan timeout)
-        {
-            try
-            {
-                await _process.WaitForExitAsync().WaitAsync(timeout);
-            }
-            catch (TimeoutException)
-            {
-                Assert.Fail($"the node did not exit within {timeout.TotalSeconds} s. Output:\n{Output}");
-            }
-            _process.WaitForExit(); // flushes the redirected output
-            return _process.ExitCode;
-        }
-
-        public async Task WaitForOutputAsync(string text, TimeSpan timeout, int after = 0)
-        {
-            var deadline = DateTime.UtcNow + timeout;
-            while (Output.IndexOf(text, after, StringComparison.Ordinal) < 0)
-            {
-                if (DateTime.UtcNow > deadline) Assert.Fail($"'{text}' did not appear within {timeout.TotalSeconds} s. Output:\n{Output}");
-                await Task.Delay(100);
-            }
-        }
-
-        public void Dispose()
-        {
-            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-            _process.Dispose();
-        }
     }
 }
