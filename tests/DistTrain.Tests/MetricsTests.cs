@@ -81,10 +81,51 @@ public class MetricsTests
         var exportedNames = Regex.Matches(last, @"^(disttrain_[a-z_]+?)(_bucket|_sum|_count)?[{ ]", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToHashSet();
         Assert.All(queried, name => Assert.True(exportedNames.Contains(name), $"the dashboard queries {name}, which /metrics does not export"));
 
-        // The exported samples/s (a one-second window over steps) agrees with the run's own figure within 2x.
+        // Samples/s is exported once steps ran, finite and positive; how it is computed is pinned, without timing, by
+        // Samples_per_second_is_the_samples_of_each_window_over_its_training_time below.
         var exported = scrapes.Select(s => Value(s, "disttrain_training_samples_per_second") ?? 0).Where(v => v > 0).ToList();
         Assert.NotEmpty(exported);
-        var reported = result.Epochs.Skip(1).Average(e => e.SamplesPerSecond);
-        Assert.InRange(exported[^1], reported / 2, reported * 2);
+        Assert.All(exported, v => Assert.True(double.IsFinite(v), $"samples/s exported as {v}"));
+        Assert.Equal(30, result.Epochs.Count);
+    }
+
+    /// <summary>A clock the test moves by hand.</summary>
+    private sealed class ManualClock : TimeProvider
+    {
+        private long _ticks = 1;
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+        public override long GetTimestamp() => _ticks;
+        public void Advance(double seconds) => _ticks += (long)Math.Round(seconds * TimeSpan.TicksPerSecond);
+    }
+
+    [Fact]
+    public void Samples_per_second_is_the_samples_of_each_window_over_its_training_time()
+    {
+        var clock = new ManualClock();
+        var observer = new MetricsObserver(NullTrainingObserver.Instance, clock);
+        double Gauge() => DistTrainMetrics.Get("samples_per_second");
+        void Step(double afterSeconds, int samples)
+        {
+            clock.Advance(afterSeconds);
+            observer.StepApplied(1, 0, 1, samples, 0.5, 0.05, default);
+        }
+        DistTrainMetrics.Set("samples_per_second", -1);
+
+        observer.EpochStarted(1, 4, 224);
+        Step(0.4, 64);
+        Step(0.4, 64);
+        Assert.Equal(-1, Gauge()); // the window is still open after 0.8 s
+        Step(0.4, 64);
+        Assert.Equal(192 / 1.2, Gauge(), 9); // closed at the first step 1 s or more after it opened
+        Step(0.5, 32);
+        clock.Advance(3); // evaluation: not training time
+        observer.EpochCompleted(new EpochSummary(1, 4, 0.5, 0.5, 0.8, 250, 224, 2.2, 3));
+        Assert.Equal(32 / 0.5, Gauge(), 9); // the epoch's last step closes the window there, not at the end of evaluation
+
+        clock.Advance(10); // between epochs
+        observer.EpochStarted(2, 2, 100);
+        Step(0.25, 50);
+        Step(0.75, 50);
+        Assert.Equal(100 / 1.0, Gauge(), 9); // the new epoch's window starts at its start
     }
 }
