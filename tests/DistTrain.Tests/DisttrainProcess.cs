@@ -100,18 +100,25 @@ internal sealed class DisttrainProcess : IDisposable
     }
 
     /// <summary>Waits until <paramref name="text"/> appears in the output at or after index <paramref name="after"/>; returns its index.</summary>
-    public async Task<int> WaitForOutputAsync(string text, TimeSpan timeout, int after = 0)
+    public Task<int> WaitForOutputAsync(string text, TimeSpan timeout, int after = 0) =>
+        WaitForAsync($"'{text}'", output => output.IndexOf(text, after, StringComparison.Ordinal), timeout);
+
+    /// <summary>Waits until <paramref name="pattern"/> matches the output; returns the index of the match.</summary>
+    public Task<int> WaitForMatchAsync(System.Text.RegularExpressions.Regex pattern, TimeSpan timeout) =>
+        WaitForAsync($"a match of /{pattern}/", output => pattern.Match(output) is { Success: true } match ? match.Index : -1, timeout);
+
+    private async Task<int> WaitForAsync(string what, Func<string, int> find, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
         int index;
-        while ((index = Output.IndexOf(text, after, StringComparison.Ordinal)) < 0)
+        while ((index = find(Output)) < 0)
         {
-            if (DateTime.UtcNow > deadline) Assert.Fail($"'{text}' did not appear within {timeout.TotalSeconds} s. Output:\n{Output}");
-            if (_process.HasExited && Output.IndexOf(text, after, StringComparison.Ordinal) < 0)
+            if (DateTime.UtcNow > deadline) Assert.Fail($"{what} did not appear within {timeout.TotalSeconds} s. Output:\n{Output}");
+            if (_process.HasExited)
             {
-                _process.WaitForExit();
-                if (Output.IndexOf(text, after, StringComparison.Ordinal) < 0)
-                    Assert.Fail($"'{text}' did not appear before the process exited with {_process.ExitCode}. Output:\n{Output}");
+                _process.WaitForExit(); // flushes the redirected output
+                if ((index = find(Output)) >= 0) return index;
+                Assert.Fail($"{what} did not appear before the process exited with {_process.ExitCode}. Output:\n{Output}");
             }
             await Task.Delay(100);
         }
