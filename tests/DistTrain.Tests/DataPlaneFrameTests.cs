@@ -14,7 +14,7 @@ namespace DistTrain.Tests;
 /// The tensor data plane's frames on real loopback sockets: the listener's hello check, and both links' handling of good
 /// frames and of a bad magic number, protocol version, type or size (the connection closes with a log line that says so).
 /// </summary>
-public sealed class DataPlaneFrameTests() : TestKit(AkkaSettings.Serialization())
+public sealed class DataPlaneFrameTests() : TestKit(TestTimeouts.TestKitConfig)
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20); // a hang guard on a loaded machine, not a speed limit
     private readonly List<IDisposable> _resources = [];

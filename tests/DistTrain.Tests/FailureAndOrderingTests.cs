@@ -12,7 +12,7 @@ using DistTrain.Core.Tensors;
 namespace DistTrain.Tests;
 
 /// <summary>Messages that arrive out of order, and jobs that fail: they must fail fast with a named cause, never hang.</summary>
-public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
+public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
 {
     private static readonly ModelOptions Model = TestData.Mlp(8, 10);
 

@@ -13,7 +13,7 @@ namespace DistTrain.Tests;
 /// Every <see cref="IDistTrainMessage"/> type, found by reflection, through the Akka serializer and back, with every property set
 /// to a value other than its default, so a field that is not carried (a missing key, a setter MessagePack cannot reach) shows.
 /// </summary>
-public class MessageRoundTripTests() : TestKit(AkkaSettings.Serialization())
+public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
 {
     /// <summary>Every concrete message type in the protocol assembly.</summary>
     private static readonly Type[] MessageTypes = typeof(IDistTrainMessage).Assembly.GetTypes()

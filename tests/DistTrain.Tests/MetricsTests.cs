@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Metrics;
+using DistTrain.Cluster.Protocol;
 
 namespace DistTrain.Tests;
 
@@ -33,23 +34,24 @@ public class MetricsTests
         using var exporter = MetricsExporter.Start("localhost", port);
         using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(10) };
         var data = TestData.Normalized();
-        var options = TestData.Options(TestData.Mlp(1024, 10), workers: 2, batch: 16, epochs: 30);
-        var recorder = new RecordingObserver();
-        var training = SingleNodeTrainer.RunAsync(options, data.Train, data.Test, new MetricsObserver(recorder))
-            .WithTestTimeout();
+        var options = TestData.Options(TestData.Mlp(1024, 10), workers: 2, batch: 16, epochs: 10);
+        // Training holds at the end of epochs 2 and 8 until the test has scraped: the scrapes see a run in progress, at
+        // known points, however fast or slow the machine is.
+        var gate = new GateObserver(new RecordingObserver(), holdAfter: [2, 8]);
+        var training = SingleNodeTrainer.RunAsync(options, data.Train, data.Test, new MetricsObserver(gate)).WithTestTimeout();
 
         var scrapes = new List<string>();
-        while (!training.IsCompleted)
+        foreach (var epoch in new[] { 2, 8 })
         {
-            var scrape = await http.GetStringAsync("metrics");
-            if (new[] { "coordinator", "parameter-server", "worker" }.All(role => Value(scrape, "disttrain_actor_messages", $"role=\"{role}\"") > 0))
-                scrapes.Add(scrape);
-            await Task.Delay(150);
+            await gate.Reached(epoch).WaitAsync(TimeSpan.FromSeconds(120));
+            scrapes.Add(await http.GetStringAsync("metrics"));
+            gate.Release(epoch);
         }
         var result = await training;
-        Assert.True(scrapes.Count >= 2, $"only {scrapes.Count} scrapes while training ran");
         var first = scrapes[0];
         var last = scrapes[^1];
+        Assert.Equal(2, Value(first, "disttrain_training_epoch"));
+        Assert.Equal(8, Value(last, "disttrain_training_epoch"));
 
         // Messages processed: above zero and increasing, for every role.
         foreach (var role in new[] { "coordinator", "parameter-server", "worker" })
@@ -62,9 +64,11 @@ public class MetricsTests
         Assert.True(Value(last, "disttrain_actor_processing_seconds_count", "role=\"worker\"") > 0);
         Assert.True(Value(last, "disttrain_actor_queueing_seconds_count", "role=\"worker\"") > 0);
         Assert.NotNull(Value(last, "disttrain_actor_mailbox_depth", "role=\"parameter-server\""));
-        Assert.True(Value(last, "disttrain_training_steps") > Value(first, "disttrain_training_steps"));
+        // Epochs 3 to 8 ran between the scrapes: 6 epochs of 32 steps (1,000 samples, 2 workers x 16) and 6,000 samples.
+        Assert.Equal(6 * 32, Value(last, "disttrain_training_steps") - Value(first, "disttrain_training_steps"));
+        Assert.Equal(6 * 1000, Value(last, "disttrain_training_samples") - Value(first, "disttrain_training_samples"));
         Assert.True(Value(last, "disttrain_training_step_seconds_count", "phase=\"compute\"") > 0);
-        // 30 epochs on 1,000 samples overfit: the train loss ends anywhere between about 1e-5 and 0.5, but is positive and finite.
+        // 8 epochs on 1,000 samples overfit: the train loss is anywhere between about 1e-5 and 0.5, but is positive and finite.
         Assert.InRange(Value(last, "disttrain_training_train_loss")!.Value, 1e-9, 3);
         Assert.Equal(options.Optimizer.LearningRate, Value(last, "disttrain_training_learning_rate"));
         Assert.Equal(0, Value(last, "disttrain_training_staleness"));
@@ -83,10 +87,40 @@ public class MetricsTests
 
         // Samples/s is exported once steps ran, finite and positive; how it is computed is pinned, without timing, by
         // Samples_per_second_is_the_samples_of_each_window_over_its_training_time below.
-        var exported = scrapes.Select(s => Value(s, "disttrain_training_samples_per_second") ?? 0).Where(v => v > 0).ToList();
-        Assert.NotEmpty(exported);
-        Assert.All(exported, v => Assert.True(double.IsFinite(v), $"samples/s exported as {v}"));
-        Assert.Equal(30, result.Epochs.Count);
+        Assert.All(scrapes, s => Assert.True(Value(s, "disttrain_training_samples_per_second") is > 0 and < double.PositiveInfinity,
+            $"samples/s exported as {Value(s, "disttrain_training_samples_per_second")}"));
+        Assert.Equal(10, result.Epochs.Count);
+    }
+
+    /// <summary>Passes everything on; at the end of each epoch in <paramref name="holdAfter"/> it signals and waits to be released.</summary>
+    private sealed class GateObserver(ITrainingObserver next, int[] holdAfter) : ITrainingObserver
+    {
+        private readonly Dictionary<int, (TaskCompletionSource Reached, TaskCompletionSource Released)> _gates =
+            holdAfter.ToDictionary(e => e, _ => (new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), new TaskCompletionSource()));
+
+        public Task Reached(int epoch) => _gates[epoch].Reached.Task;
+        public void Release(int epoch) => _gates[epoch].Released.SetResult();
+        public void EpochStarted(int epoch, int steps, int samples) => next.EpochStarted(epoch, steps, samples);
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing) =>
+            next.StepApplied(epoch, step, version, samples, meanLoss, learningRate, timing);
+        public void EpochCompleted(EpochSummary summary)
+        {
+            next.EpochCompleted(summary);
+            if (!_gates.TryGetValue(summary.Epoch, out var gate)) return;
+            gate.Reached.SetResult();
+            gate.Released.Task.Wait(TimeSpan.FromSeconds(120)); // blocks the coordinator: nothing trains while the test scrapes
+        }
+    }
+
+    [Fact]
+    public async Task Counters_include_what_happened_before_the_first_scrape()
+    {
+        var port = FreePort();
+        using var exporter = MetricsExporter.Start("localhost", port);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(30) };
+        var tags = DistTrainMetrics.Tags("first-scrape-probe");
+        for (var i = 0; i < 7; i++) DistTrainMetrics.Handled(tags, System.Diagnostics.Stopwatch.GetTimestamp());
+        Assert.Equal(7, Value(await http.GetStringAsync("metrics"), "disttrain_actor_messages", "role=\"first-scrape-probe\""));
     }
 
     /// <summary>A clock the test moves by hand.</summary>

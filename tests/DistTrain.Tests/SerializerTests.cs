@@ -7,7 +7,7 @@ using DistTrain.Cluster.Serialization;
 
 namespace DistTrain.Tests;
 
-public class SerializerTests() : TestKit(AkkaSettings.Serialization())
+public class SerializerTests() : TestKit(TestTimeouts.TestKitConfig)
 {
     private object RoundTrip(object message)
     {

@@ -73,6 +73,15 @@ internal sealed class RecordingObserver : ITrainingObserver
 
 internal static class TestTimeouts
 {
+    /// <summary>
+    /// The actor-system config of the TestKit tests: DistTrain's serializer, and 30 s (instead of TestKit's 3 s) as the
+    /// default time an ExpectMsg waits, a hang guard that a loaded 2-core machine does not reach. Negative checks
+    /// (ExpectNoMsg) give their own short windows.
+    /// </summary>
+    public static Akka.Configuration.Config TestKitConfig =>
+        Akka.Configuration.ConfigurationFactory.ParseString("akka.test.single-expect-default = 30s")
+            .WithFallback(DistTrain.Cluster.Hosting.AkkaSettings.Serialization());
+
     /// <summary>Every training in the suite is bounded: a hang fails the test instead of stalling CI.</summary>
     public static Task<T> WithTestTimeout<T>(this Task<T> task, int seconds = 120) => task.WaitAsync(TimeSpan.FromSeconds(seconds));
 }

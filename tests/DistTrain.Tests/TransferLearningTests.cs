@@ -14,7 +14,7 @@ using MathNet.Numerics.LinearAlgebra;
 namespace DistTrain.Tests;
 
 /// <summary>Class filters, the validation split, pretrained weights, frozen tensors, BatchNorm statistics across replicas, early stopping.</summary>
-public class TransferLearningTests() : TestKit(AkkaSettings.Serialization())
+public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
 {
     /// <summary>A small CNN with BatchNorm: conv (0), BN (1), ReLU, pool, flatten, dense head (5).</summary>
     private static ModelOptions SmallCnn(int classes) => new()

@@ -27,6 +27,9 @@ public sealed class MetricsExporter : IDisposable
         });
         var server = new MetricServer(hostname, port);
         server.Start();
+        // prometheus-net starts its meter adapter (the listener that counts) at the registry's first collection, so
+        // counters and histograms would miss everything before the first scrape: collect once now.
+        Prometheus.Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null).GetAwaiter().GetResult();
         return new MetricsExporter(server);
     }
 
