@@ -50,7 +50,7 @@ internal static class BenchCommand
     {
         if (warmup < 1 || steps < 1)
         {
-            AnsiConsole.MarkupLine("[red]error:[/] --warmup and --steps must be at least 1.");
+            CliConsole.Fail("error", "--warmup and --steps must be at least 1.");
             return 2;
         }
         TrainingOptions options;
@@ -62,7 +62,7 @@ internal static class BenchCommand
         }
         catch (Exception e) when (e is ConfigurationException or DataFormatException)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            CliConsole.Fail("error", e.Message);
             return 2;
         }
         var stepsPerEpoch = (int)Math.Ceiling(trainingData.Train.Count / (double)(options.Training.Workers * options.Training.BatchSizePerWorker));
@@ -84,7 +84,7 @@ internal static class BenchCommand
         }
         if (!probe.Done)
         {
-            AnsiConsole.MarkupLine("[red]error:[/] the run ended before the measured steps completed.");
+            CliConsole.Fail("error", "the run ended before the measured steps completed.");
             return 1;
         }
         var report = probe.Report(options);

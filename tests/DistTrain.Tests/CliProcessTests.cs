@@ -248,6 +248,27 @@ public sealed class CliProcessTests : IDisposable
     }
 
     [Fact]
+    public async Task Bench_exits_0_with_a_json_report_of_the_measured_steps_and_2_with_errors_on_standard_error()
+    {
+        var (bench, exit) = await Disttrain(Run, "bench", "--config", Config(), "--workers", "2", "--warmup", "2", "--steps", "6", "--json");
+        Assert.True(exit == 0, bench.Output);
+        var json = bench.StandardOutput.Split('\n').Single(line => line.StartsWith('{'));
+        using var report = JsonDocument.Parse(json);
+        var root = report.RootElement;
+        Assert.Equal((2, 32, 6), (root.GetProperty("Workers").GetInt32(), root.GetProperty("BatchSizePerWorker").GetInt32(), root.GetProperty("Steps").GetInt32()));
+        foreach (var figure in new[] { "SamplesPerSecond", "StepMilliseconds", "ComputeMilliseconds" })
+            Assert.True(root.GetProperty(figure).GetDouble() is > 0 and < double.PositiveInfinity, $"{figure} = {root.GetProperty(figure)}");
+        Assert.True(root.GetProperty("PeakRssBytes").GetInt64() > 10 << 20, "peak RSS below 10 MiB");
+
+        var (noSteps, noStepsExit) = await Disttrain(Quick, "bench", "--config", Config(), "--steps", "0");
+        Assert.Equal(2, noStepsExit);
+        Assert.Contains("--warmup and --steps must be at least 1", noSteps.StandardError);
+        var (badConfig, badConfigExit) = await Disttrain(Quick, "bench", "--config", Path.Combine(_directory, "missing.json"));
+        Assert.Equal(2, badConfigExit);
+        Assert.Contains("not found", badConfig.StandardError);
+    }
+
+    [Fact]
     public async Task Finetune_with_compare_scratch_writes_comparison_json_with_both_runs_accuracies()
     {
         var (pretrain, pretrainExit) = await Disttrain(Run, "train", "--config", Config(), "--output", Folder("pretrain"));
