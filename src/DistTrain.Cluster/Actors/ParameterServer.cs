@@ -139,7 +139,6 @@ public sealed class ParameterServer : ReceiveActor
     /// <inheritdoc />
     protected override void PostStop() => _sampleTrace?.Dispose();
 
-
     /// <inheritdoc />
     protected override bool AroundReceive(Receive receive, object message)
     {
