@@ -23,7 +23,8 @@ internal static class CliConsole
 
     /// <summary>
     /// Runs a training (either mode) and maps its failures to the documented exit codes: 3 diverged,
-    /// 130 cancelled, 1 failed (stall, lost actor, refused or lost node, no checkpoint to resume fits); null when it completed.
+    /// 130 cancelled, 1 failed (stall, lost actor, refused or lost node, no checkpoint to resume fits, a checkpoint or other
+    /// file that could not be written or read); null when it completed.
     /// <paramref name="onCancelled"/> reports a cancellation (and keeps or removes the run folder); without it a line says nothing was saved.
     /// </summary>
     public static async Task<int?> RunTrainingAsync(Func<Task> training, Action<DistTrain.Cluster.Actors.TrainingDivergedException>? onDiverged = null,
@@ -47,7 +48,7 @@ internal static class CliConsole
             return 130;
         }
         catch (Exception e) when (e is InvalidOperationException or TimeoutException or DistTrain.Cluster.Actors.TrainingStalledException
-                                       or DistTrain.Cluster.Hosting.CheckpointResumeException)
+                                       or DistTrain.Cluster.Hosting.CheckpointResumeException or IOException)
         {
             Fail("training failed", e.Message);
             return 1;

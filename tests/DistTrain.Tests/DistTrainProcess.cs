@@ -4,63 +4,97 @@ using System.Text;
 
 namespace DistTrain.Tests;
 
-/// <summary>A <c>disttrain</c> process (the built CLI) with its output captured; killed on dispose if still running.</summary>
+/// <summary>
+/// A <c>disttrain</c> process built with the suite (its <c>disttrain.dll</c> is copied beside the tests), with standard
+/// output and error captured; killed on dispose if still running. Every wait has a timeout, a hang guard only.
+/// </summary>
 internal sealed class DistTrainProcess : IDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _output = new();
-    private readonly StringBuilder _error = new();
+    private readonly StringBuilder _standardOutput = new();
+    private readonly StringBuilder _standardError = new();
 
-    /// <summary>Starts <c>disttrain ARGUMENTS</c> with no DISTTRAIN_* variable of the test host, then <paramref name="environment"/>.</summary>
-    public DistTrainProcess(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null)
+    /// <summary>Starts <c>dotnet disttrain.dll <paramref name="arguments"/></c>.</summary>
+    /// <param name="arguments">The command line after the executable.</param>
+    /// <param name="environment">DISTTRAIN_* variables for the process; the test process's own DISTTRAIN_* variables are not passed on.</param>
+    /// <param name="workingDirectory">Its working directory; null for the test assembly's folder.</param>
+    /// <param name="defaultInterrupt">
+    /// Start it with SIGINT at its default action. A process started from a non-interactive shell's background job inherits
+    /// SIGINT ignored, and .NET keeps an inherited ignore, so a test that sends SIGINT would depend on how the suite was
+    /// launched; python3 (installed by tests/run.sh) resets it and then becomes the process (exec), so the pid is the same.
+    /// </param>
+    public DistTrainProcess(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null,
+        string? workingDirectory = null, bool defaultInterrupt = false)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var dll = Path.Combine(AppContext.BaseDirectory, "disttrain.dll");
+        var start = new ProcessStartInfo(defaultInterrupt ? "python3" : "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
             WorkingDirectory = workingDirectory ?? AppContext.BaseDirectory,
         };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "disttrain.dll"));
+        if (defaultInterrupt)
+            foreach (var argument in new[] { "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])", "dotnet" })
+                start.ArgumentList.Add(argument);
+        start.ArgumentList.Add(dll);
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("DISTTRAIN_", StringComparison.Ordinal)).ToList())
             start.Environment.Remove(key);
         foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
         _process = new Process { StartInfo = start };
-        _process.OutputDataReceived += (_, e) => { lock (_output) _output.AppendLine(e.Data); };
-        _process.ErrorDataReceived += (_, e) =>
-        {
-            lock (_output) _output.AppendLine(e.Data);
-            lock (_error) _error.AppendLine(e.Data);
-        };
+        _process.OutputDataReceived += (_, e) => Append(_standardOutput, e.Data);
+        _process.ErrorDataReceived += (_, e) => Append(_standardError, e.Data);
         _process.Start();
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
+    }
+
+    private void Append(StringBuilder stream, string? line)
+    {
+        if (line is null) return;
+        lock (_output)
+        {
+            stream.AppendLine(line);
+            _output.AppendLine(line);
+        }
     }
 
     /// <summary>A cluster node: <c>disttrain node --role ROLE --config FILE</c>.</summary>
     public static DistTrainProcess Node(string role, string configPath, IReadOnlyDictionary<string, string> environment) =>
         new(["node", "--role", role, "--config", configPath], environment);
 
-    /// <summary>Standard output and standard error, interleaved as they arrived.</summary>
+    /// <summary>Standard output and error, interleaved as they arrived.</summary>
     public string Output { get { lock (_output) return _output.ToString(); } }
 
-    /// <summary>Standard error alone.</summary>
-    public string Error { get { lock (_error) return _error.ToString(); } }
+    /// <summary>Standard output only.</summary>
+    public string StandardOutput { get { lock (_output) return _standardOutput.ToString(); } }
 
-    /// <summary>SIGKILL, as a crashed or OOM-killed process.</summary>
-    public void Kill() => _process.Kill(entireProcessTree: true);
+    /// <summary>Standard error only.</summary>
+    public string StandardError { get { lock (_output) return _standardError.ToString(); } }
+
+    /// <summary>Standard error only (the same as <see cref="StandardError"/>).</summary>
+    public string Error => StandardError;
 
     /// <summary>True once the process has exited.</summary>
     public bool HasExited => _process.HasExited;
 
-    /// <summary>Sends SIGINT, what Ctrl-C on a terminal sends.</summary>
-    public void Interrupt() => Assert.Equal(0, kill(_process.Id, 2 /* SIGINT */));
+    /// <summary>SIGKILL, as a crashed or OOM-killed node.</summary>
+    public void Kill() => _process.Kill(entireProcessTree: true);
 
-    [DllImport("libc", SetLastError = true)]
-    private static extern int kill(int pid, int signal);
+    /// <summary>Sends SIGINT, as Ctrl-C in a terminal.</summary>
+    public void Interrupt()
+    {
+        const int sigint = 2;
+        Assert.Equal(0, SendSignal(_process.Id, sigint));
+    }
 
-    /// <summary>Runs to the end: the exit code (the test fails if it takes longer than <paramref name="timeout"/>).</summary>
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
+
+    /// <summary>Waits for the exit; fails the test with the output if it takes longer than <paramref name="timeout"/>.</summary>
+    /// <returns>The exit code; 128 + the signal number for a process ended by a signal (.NET's convention, as a shell's).</returns>
     public async Task<int> WaitAsync(TimeSpan timeout)
     {
         try
@@ -75,16 +109,30 @@ internal sealed class DistTrainProcess : IDisposable
         return _process.ExitCode;
     }
 
-    public async Task WaitForOutputAsync(string text, TimeSpan timeout, int after = 0)
+    /// <summary>Waits until <paramref name="text"/> appears in the output at or after index <paramref name="after"/>; returns its index.</summary>
+    public Task<int> WaitForOutputAsync(string text, TimeSpan timeout, int after = 0) =>
+        WaitForAsync($"'{text}'", output => output.IndexOf(text, after, StringComparison.Ordinal), timeout);
+
+    /// <summary>Waits until <paramref name="pattern"/> matches the output; returns the index of the match.</summary>
+    public Task<int> WaitForMatchAsync(System.Text.RegularExpressions.Regex pattern, TimeSpan timeout) =>
+        WaitForAsync($"a match of /{pattern}/", output => pattern.Match(output) is { Success: true } match ? match.Index : -1, timeout);
+
+    private async Task<int> WaitForAsync(string what, Func<string, int> find, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
-        while (Output.IndexOf(text, after, StringComparison.Ordinal) < 0)
+        int index;
+        while ((index = find(Output)) < 0)
         {
-            if (_process.HasExited && Output.IndexOf(text, after, StringComparison.Ordinal) < 0)
-                Assert.Fail($"disttrain exited ({_process.ExitCode}) before '{text}' appeared. Output:\n{Output}");
-            if (DateTime.UtcNow > deadline) Assert.Fail($"'{text}' did not appear within {timeout.TotalSeconds} s. Output:\n{Output}");
+            if (DateTime.UtcNow > deadline) Assert.Fail($"{what} did not appear within {timeout.TotalSeconds} s. Output:\n{Output}");
+            if (_process.HasExited)
+            {
+                _process.WaitForExit(); // flushes the redirected output
+                if ((index = find(Output)) >= 0) return index;
+                Assert.Fail($"{what} did not appear before the process exited with {_process.ExitCode}. Output:\n{Output}");
+            }
             await Task.Delay(100);
         }
+        return index;
     }
 
     public void Dispose()

@@ -97,6 +97,9 @@ public static class DistTrainMetrics
         Gauges[name] = value;
     }
 
+    /// <summary>The current value of a training gauge (tests read it without an exporter).</summary>
+    internal static double Get(string name) => Gauges[name];
+
     /// <summary>The training gauges, published as <c>disttrain_training_{name}</c>.</summary>
     public static readonly string[] GaugeNames =
         ["train_loss", "test_loss", "test_accuracy", "learning_rate", "samples_per_second", "epoch", "weights_version", "staleness", "paused"];

@@ -38,6 +38,13 @@ public sealed class MetricsExporter : IDisposable
     public static MetricsExporter Start(string hostname, int port, Action<string>? warn = null) =>
         Start(() => new MetricServer(hostname, port), $"http://{hostname}:{port}/metrics", warn ?? (_ => { }));
 
+    /// <summary>
+    /// prometheus-net starts its meter adapter (the listener that counts) at the registry's first collection, so counters
+    /// and histograms would miss everything before the first scrape: collect once right after start-up.
+    /// </summary>
+    private static void CollectOnce() =>
+        Prometheus.Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null).GetAwaiter().GetResult();
+
     /// <summary>Starts the server <paramref name="create"/> makes (tests pass one that fails), with the retry described above.</summary>
     internal static MetricsExporter Start(Func<MetricHandler> create, string endpoint, Action<string> warn)
     {
@@ -51,6 +58,7 @@ public sealed class MetricsExporter : IDisposable
         {
             var server = create();
             server.Start();
+            CollectOnce();
             return new MetricsExporter(server, warn);
         }
         catch (Exception e) when (e is not HttpListenerException)
@@ -64,6 +72,7 @@ public sealed class MetricsExporter : IDisposable
         {
             var server = create();
             server.Start();
+            CollectOnce();
             return new MetricsExporter(server, warn);
         }
         catch (Exception e)
