@@ -3,6 +3,7 @@ using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Metrics;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
@@ -56,7 +57,7 @@ internal static class NodeCommand
                 runDirectory = RunDirectory.Create(options.Output.Directory);
             }
         }
-        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException or ArgumentException or InvalidDataException)
+        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException or ArgumentException or InvalidDataException or SafeTensorsFormatException)
         {
             CliConsole.Fail("error", e.Message);
             return 2;

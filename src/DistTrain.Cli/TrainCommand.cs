@@ -89,7 +89,7 @@ internal static class TrainCommand
                 resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line));
             runDirectory = RunDirectory.Create(options.Output.Directory);
         }
-        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException or InvalidDataException or ArgumentException or CheckpointResumeException)
+        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException or InvalidDataException or SafeTensorsFormatException or ArgumentException or CheckpointResumeException)
         {
             CliConsole.Fail("error", e.Message);
             return (2, null, null);

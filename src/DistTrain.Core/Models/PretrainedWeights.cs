@@ -27,8 +27,9 @@ public static class PretrainedWeights
     /// except the head's when <paramref name="replaceHead"/> is true (those keep their fresh initialization).
     /// </summary>
     /// <returns>The names loaded, in layout order.</returns>
-    /// <exception cref="InvalidDataException">The file cannot be read, or tensors are missing, have other shapes or are not
+    /// <exception cref="InvalidDataException">The file does not exist, or tensors are missing, have other shapes or are not
     /// part of the model; the message lists every such tensor with both shapes and says how to fix it.</exception>
+    /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors of F32 tensors; the message names the tensor and bytes.</exception>
     public static IReadOnlyList<string> Load(string path, Sequential model, ParameterVector weights, bool replaceHead)
     {
         if (!File.Exists(path))
