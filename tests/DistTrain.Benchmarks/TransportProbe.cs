@@ -89,7 +89,7 @@ internal static class TransportProbe
             var buffer = new float[floats.Length];
             for (var i = 0; i < rounds + 20; i++)
             {
-                var header = TensorFrame.ReadHeader(socket);
+                var header = TensorFrame.ReadHeader(socket, TensorFrame.WeightsType, floats.Length);
                 TensorFrame.ReadValues(socket, buffer.AsSpan(0, header.Count));
                 TensorFrame.Write(socket, header, buffer.AsSpan(0, header.Count));
             }
@@ -103,7 +103,7 @@ internal static class TransportProbe
         {
             if (i == 20) clock.Start();
             TensorFrame.Write(client, header, floats);
-            var reply = TensorFrame.ReadHeader(client);
+            var reply = TensorFrame.ReadHeader(client, TensorFrame.WeightsType, floats.Length);
             TensorFrame.ReadValues(client, floats.AsSpan(0, reply.Count));
         }
         Report("DistTrain data plane (TCP), ping-pong", 2.0 * rounds, clock.Elapsed);

@@ -46,14 +46,12 @@ public sealed class DataPlaneListener(int port, IActorRef owner) : IDisposable
             try
             {
                 TensorFrame.Tune(socket);
-                var hello = TensorFrame.ReadHeader(socket);
-                if (hello.Type != TensorFrame.HelloType)
-                    throw new IOException($"data plane: the first frame has type {hello.Type}, not hello.");
+                var hello = TensorFrame.ReadHeader(socket, TensorFrame.HelloType, expectedCount: 0);
                 owner.Tell(new Accepted(hello.WorkerIndex, hello.SampleCount, socket));
             }
             catch (Exception e) when (e is IOException or SocketException)
             {
-                owner.Tell(new Rejected($"{socket.RemoteEndPoint}: {e.Message}"));
+                owner.Tell(new Rejected(e is IOException ? e.Message : $"{TensorFrame.Peer(socket)}: {e.Message}"));
                 socket.Dispose();
             }
         }

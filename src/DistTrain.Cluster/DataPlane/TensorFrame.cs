@@ -21,8 +21,9 @@ internal static class TensorFrame
 
     public const byte HelloType = 0, WeightsType = 1, GradientType = 2;
 
-    /// <summary>Largest tensor accepted: 256 M floats (1 GiB). Anything larger is treated as a corrupt header.</summary>
-    public const int MaxCount = 256 << 20;
+    /// <summary>Largest tensor a frame may carry: 2^28 - 1 floats (just under 1 GiB). A header announcing more is refused
+    /// before anything is allocated, whatever the model; so is one announcing any count other than the model's.</summary>
+    public const int MaxCount = (1 << 28) - 1;
 
     [StructLayout(LayoutKind.Sequential, Pack = 1)]
     public struct Header
@@ -80,36 +81,81 @@ internal static class TensorFrame
         SendAll(socket, MemoryMarshal.AsBytes(values));
     }
 
-    /// <summary>Reads one header and checks magic, version and size.</summary>
-    /// <exception cref="IOException">The peer closed the connection, or the header is not a DistTrain frame.</exception>
-    public static Header ReadHeader(Socket socket)
+    /// <summary>Reads one header and checks it with <see cref="ParseHeader"/>.</summary>
+    /// <exception cref="IOException">The peer closed the connection, or the header is refused; the message names the peer.</exception>
+    public static Header ReadHeader(Socket socket, byte expectedType, int expectedCount)
     {
         Span<byte> bytes = stackalloc byte[HeaderSize];
         ReceiveAll(socket, bytes);
-        var header = MemoryMarshal.Read<Header>(bytes);
-        if (header.Magic != Magic)
-            throw new IOException($"data plane: a frame starts with 0x{header.Magic:X8}, not DistTrain's 0x{Magic:X8}; something else is talking to this port.");
-        if (header.Version != ProtocolVersion)
-            throw new IOException($"data plane: the peer speaks protocol version {header.Version}, this node {ProtocolVersion}; run the same DistTrain version on every node.");
-        if (header.Count < 0 || header.Count > MaxCount)
-            throw new IOException($"data plane: a frame announces {header.Count} floats (allowed 0..{MaxCount}); the stream is corrupt.");
-        return header;
+        return ParseHeader(bytes, expectedType, expectedCount, Peer(socket));
     }
 
     /// <summary>
-    /// Reads frames from <paramref name="socket"/> on a background thread until the connection fails:
-    /// for each, <paramref name="bufferFor"/> checks the header and returns the array to read the floats
-    /// into (throwing <see cref="IOException"/> to refuse the frame), then <paramref name="deliver"/> gets it.
-    /// <paramref name="failed"/> receives the reason the loop ended.
+    /// Decodes a frame header and checks it before anything is allocated for its floats: DistTrain's magic number, this
+    /// protocol version, the frame type the reader expects, a float count of exactly <paramref name="expectedCount"/>
+    /// (the model's length; 0 for a hello) and at most <see cref="MaxCount"/>, and no negative sample count.
     /// </summary>
-    public static void StartReader(Socket socket, string threadName, Func<Header, float[]> bufferFor, Action<Header, float[]> deliver, Action<string> failed) =>
+    /// <param name="bytes">At least <see cref="HeaderSize"/> bytes, as received.</param>
+    /// <param name="expectedType">The frame type the reader accepts (<see cref="HelloType"/>, <see cref="WeightsType"/>, <see cref="GradientType"/>).</param>
+    /// <param name="expectedCount">The float count the reader accepts: the model's length, 0 for a hello.</param>
+    /// <param name="peer">The remote address, for the message.</param>
+    /// <exception cref="IOException">The header is refused; the message names the peer, what it sent and what was expected.</exception>
+    public static Header ParseHeader(ReadOnlySpan<byte> bytes, byte expectedType, int expectedCount, string peer)
+    {
+        if (bytes.Length < HeaderSize)
+            throw new IOException($"data plane: {peer} sent a {bytes.Length}-byte frame header; a header has {HeaderSize} bytes.");
+        var header = MemoryMarshal.Read<Header>(bytes);
+        if (header.Magic != Magic)
+            throw new IOException($"data plane: {peer} sent a frame starting with 0x{header.Magic:X8}, not DistTrain's 0x{Magic:X8}; something else is talking to this port.");
+        if (header.Version != ProtocolVersion)
+            throw new IOException($"data plane: {peer} speaks protocol version {header.Version}, this node {ProtocolVersion}; run the same DistTrain version on every node.");
+        if (header.Type != expectedType)
+            throw new IOException($"data plane: {peer} sent a {TypeName(header.Type)} frame where a {TypeName(expectedType)} frame belongs; the connection is closed.");
+        if (header.Count < 0 || header.Count > MaxCount)
+            throw new IOException($"data plane: {peer} announced a {TypeName(header.Type)} of {header.Count} floats (allowed 0 to {MaxCount}); refused before allocating, the connection is closed.");
+        if (header.Count != expectedCount)
+            throw new IOException($"data plane: {peer} announced a {TypeName(header.Type)} of {header.Count} floats; this model's {(expectedType == HelloType ? "hello carries none" : $"tensors have {expectedCount}")}. Refused before allocating, the connection is closed: the peer runs another model or is not a DistTrain node.");
+        if (header.SampleCount < 0)
+            throw new IOException($"data plane: {peer} sent a {TypeName(header.Type)} with sample count {header.SampleCount}; counts are never negative.");
+        return header;
+    }
+
+    private static string TypeName(byte type) => type switch
+    {
+        HelloType => "hello",
+        WeightsType => "weights",
+        GradientType => "gradient",
+        _ => $"type-{type}",
+    };
+
+    /// <summary>The remote address of a data-plane socket, for messages.</summary>
+    public static string Peer(Socket socket)
+    {
+        try
+        {
+            return socket.RemoteEndPoint?.ToString() ?? "an unconnected peer";
+        }
+        catch (Exception e) when (e is ObjectDisposedException or SocketException)
+        {
+            return "a closed connection";
+        }
+    }
+
+    /// <summary>
+    /// Reads frames from <paramref name="socket"/> on a background thread until the connection fails: each header is
+    /// checked with <see cref="ParseHeader"/> against <paramref name="expectedType"/> and <paramref name="expectedCount"/>,
+    /// then <paramref name="bufferFor"/> returns the array of that length to read the floats into, then
+    /// <paramref name="deliver"/> gets it. <paramref name="failed"/> receives the reason the loop ended (naming the peer).
+    /// </summary>
+    public static void StartReader(Socket socket, string threadName, byte expectedType, int expectedCount, Func<Header, float[]> bufferFor,
+        Action<Header, float[]> deliver, Action<string> failed) =>
         new Thread(() =>
         {
             try
             {
                 while (true)
                 {
-                    var header = ReadHeader(socket);
+                    var header = ReadHeader(socket, expectedType, expectedCount);
                     var buffer = bufferFor(header);
                     ReadValues(socket, buffer);
                     deliver(header, buffer);
@@ -137,7 +183,7 @@ internal static class TensorFrame
         while (!bytes.IsEmpty)
         {
             var read = socket.Receive(bytes);
-            if (read == 0) throw new IOException("data plane: the peer closed the connection.");
+            if (read == 0) throw new IOException($"data plane: {Peer(socket)} closed the connection.");
             bytes = bytes[read..];
         }
     }
