@@ -6,13 +6,14 @@ namespace DistTrain.Fuzz;
 public static class FuzzTargets
 {
     /// <summary>Names accepted by <see cref="Create"/>.</summary>
-    public static readonly string[] Names = ["messagepack", "safetensors"];
+    public static readonly string[] Names = ["messagepack", "frame-header", "safetensors"];
 
     /// <summary>The named target.</summary>
     /// <exception cref="ArgumentException">The name is not one of <see cref="Names"/>.</exception>
     public static FuzzTarget Create(string name) => name switch
     {
         "messagepack" => new MessagePackTarget().Create(),
+        "frame-header" => FrameHeaderTarget.Create(),
         "safetensors" => SafeTensorsTarget.Create(),
         _ => throw new ArgumentException($"unknown fuzz target '{name}'; known: {string.Join(", ", Names)}", nameof(name)),
     };
