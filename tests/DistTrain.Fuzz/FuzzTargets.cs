@@ -6,7 +6,7 @@ namespace DistTrain.Fuzz;
 public static class FuzzTargets
 {
     /// <summary>Names accepted by <see cref="Create"/>.</summary>
-    public static readonly string[] Names = ["messagepack", "frame-header", "safetensors"];
+    public static readonly string[] Names = ["messagepack", "frame-header", "safetensors", "idx"];
 
     /// <summary>The named target.</summary>
     /// <exception cref="ArgumentException">The name is not one of <see cref="Names"/>.</exception>
@@ -15,6 +15,7 @@ public static class FuzzTargets
         "messagepack" => new MessagePackTarget().Create(),
         "frame-header" => FrameHeaderTarget.Create(),
         "safetensors" => SafeTensorsTarget.Create(),
+        "idx" => IdxTarget.Create(),
         _ => throw new ArgumentException($"unknown fuzz target '{name}'; known: {string.Join(", ", Names)}", nameof(name)),
     };
 }
