@@ -104,11 +104,36 @@ public static class ConfigTarget
     private static readonly byte[][] Committed = Directory.GetFiles(Path.Combine(AppContext.BaseDirectory, "configs"), "*.json")
         .Select(File.ReadAllBytes).ToArray();
 
+    /// <summary>The first number option (a <c>double</c> anywhere in the options) that is infinite or NaN, or null.</summary>
+    private static string? NonFinite(object options, string path)
+    {
+        foreach (var property in options.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0))
+        {
+            var value = property.GetValue(options);
+            var key = path.Length == 0 ? property.Name : $"{path}:{property.Name}";
+            if (value is double d && !double.IsFinite(d)) return key;
+            if (value is IEnumerable list and not string)
+            {
+                var i = 0;
+                foreach (var item in list)
+                    if (item is not null && !item.GetType().IsPrimitive && NonFinite(item, $"{key}:{i++}") is { } inner) return inner;
+            }
+            else if (value is not null && property.PropertyType.IsClass && property.PropertyType != typeof(string) && NonFinite(value, key) is { } nested)
+                return nested;
+        }
+        return null;
+    }
+
     /// <summary>The target.</summary>
     public static FuzzTarget Create() => new(
         "config",
         Gen.Frequency((3, ByteMutations.Of(Gen.OneOf(Committed))), (3, Structured), (1, Gen.OneOf(Committed)), (1, Gen.Byte.Array[0, 64])),
-        json => TrainingOptionsLoader.Load(FileName, json, overrides: null, checkDataDirectory: false, NoEnvironment),
+        json =>
+        {
+            var options = TrainingOptionsLoader.Load(FileName, json, overrides: null, checkDataDirectory: false, NoEnvironment);
+            if (NonFinite(options, "") is { } key)
+                throw new FuzzFinding("accepted", $"a config whose {key} is not a finite number");
+        },
         e => e is ConfigurationException,
         json => (64 << 20) + 512L * json.Length,
         (_, e) =>
