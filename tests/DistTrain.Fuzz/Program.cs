@@ -1,7 +1,7 @@
 using System.Globalization;
 using DistTrain.Fuzz;
 
-// DistTrain.Fuzz TARGET [--inputs N] [--seed SEED] [--hang-seconds S]
+// DistTrain.Fuzz TARGET [--inputs N] [--seed SEED] [--hang-seconds S]   (S: processor seconds one input may take, default 5)
 // Runs one reader of outside bytes for N generated inputs (tests/fuzz/run.sh runs them all). Exit code 0: no finding;
 // 1: a finding (the shrunk input, the seed to repeat it and the cause are printed); 2: bad command line.
 var targets = FuzzTargets.Names;
@@ -34,7 +34,7 @@ for (var i = 1; i < args.Length; i += 2)
 }
 try
 {
-    var report = FuzzRunner.Run(FuzzTargets.Create(args[0]), inputs, seed, TimeSpan.FromSeconds(hangSeconds));
+    var report = FuzzRunner.Run(FuzzTargets.Create(args[0]), inputs, seed, TimeSpan.FromSeconds(hangSeconds), Console.WriteLine);
     Console.WriteLine(report);
     return 0;
 }

@@ -109,7 +109,8 @@ public static class ModelFactory
     /// The version-0 weights of a run: <see cref="InitialWeights"/>, then, when <see cref="ModelOptions.Pretrained"/>
     /// is set, the pretrained tensors on top (all but the head when <see cref="ModelOptions.ReplaceHead"/>).
     /// </summary>
-    /// <exception cref="InvalidDataException">The checkpoint cannot be read or does not fit the model (see <see cref="PretrainedWeights.Load"/>).</exception>
+    /// <exception cref="InvalidDataException">The checkpoint is missing or does not fit the model (see <see cref="PretrainedWeights.Load"/>).</exception>
+    /// <exception cref="Checkpoints.SafeTensorsFormatException">The checkpoint is not valid safetensors of F32 tensors.</exception>
     public static ParameterVector StartingWeights(Sequential model, ModelOptions options, int seed)
     {
         var weights = InitialWeights(model, options.Initializer, seed);
