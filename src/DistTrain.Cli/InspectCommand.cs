@@ -25,7 +25,7 @@ internal static class InspectCommand
                 tensors = SafeTensors.Read(file.FullName);
                 metadata = SafeTensors.ReadMetadata(file.FullName);
             }
-            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+            catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)
             {
                 CliConsole.Fail("error", e.Message);
                 return 2;

@@ -79,11 +79,9 @@ public sealed class ParameterServerLink : ReceiveActor
         }
         var self = Self;
         var next = 0;
-        TensorFrame.StartReader(_connection.Stream, $"dataplane-ps-{_workerIndex}",
-            header =>
+        TensorFrame.StartReader(_connection, $"dataplane-ps-{_workerIndex}", TensorFrame.WeightsType, _parameterCount,
+            _ =>
             {
-                if (header.Type != TensorFrame.WeightsType || header.Count != _parameterCount)
-                    throw new IOException($"data plane: expected weights of {_parameterCount} floats, got frame type {header.Type} with {header.Count}.");
                 var buffer = _weightBuffers[next];
                 next = (next + 1) % _weightBuffers.Length;
                 return buffer;

@@ -68,13 +68,10 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
         _connection = attach.Connection;
         var self = Self;
         var next = 0;
-        TensorFrame.StartReader(attach.Connection.Stream, $"dataplane-worker-{_workerIndex}",
-            header =>
+        // A frame of another length is refused by its header, before anything is allocated (the connection closes).
+        TensorFrame.StartReader(attach.Connection, $"dataplane-worker-{_workerIndex}", TensorFrame.GradientType, _reportLength,
+            _ =>
             {
-                if (header.Type != TensorFrame.GradientType)
-                    throw new IOException($"data plane: expected a gradient frame, got type {header.Type}.");
-                // A gradient of the wrong length still arrives (in its own array) so the parameter server rejects and counts it.
-                if (header.Count != _reportLength) return new float[header.Count];
                 var buffer = _gradientBuffers[next];
                 next ^= 1;
                 return buffer;

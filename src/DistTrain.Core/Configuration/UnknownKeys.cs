@@ -6,7 +6,9 @@ namespace DistTrain.Core.Configuration;
 
 /// <summary>
 /// Finds configuration keys that bind to nothing, with their full path and the closest known key, so
-/// a typo such as <c>Optimizer:LearnRate</c> is reported as such instead of being ignored.
+/// a typo such as <c>Optimizer:LearnRate</c> is reported as such instead of being ignored; and values of the wrong
+/// shape: a list or object where one value belongs (<c>"Epochs": [3]</c>), or one value where a list or object belongs
+/// (<c>"InputShape": "28"</c>), which the binder would otherwise throw on.
 /// </summary>
 internal static class UnknownKeys
 {
@@ -35,8 +37,13 @@ internal static class UnknownKeys
     private static IEnumerable<string> FindInValue(IConfigurationSection section, Type type, string path)
     {
         if (type == typeof(string) || type.IsPrimitive || type.IsEnum || type == typeof(decimal))
-            return [];
+            return section.GetChildren().Any()
+                ? [$"{path} is a list or object, but it takes a single value ({(type.IsEnum ? $"one of {string.Join(", ", Enum.GetNames(type))}" : type == typeof(string) ? "a string" : type == typeof(bool) ? "true or false" : "a number")})."]
+                : [];
         var element = type.IsGenericType && typeof(IEnumerable).IsAssignableFrom(type) ? type.GetGenericArguments()[0] : null;
+        // An empty JSON list or object, or null, arrives as an empty value; anything else where a list or object belongs is a mistake.
+        if (!string.IsNullOrEmpty(section.Value))
+            return [$"{path} = '{TrainingOptionsLoader.Shown(section.Value)}' is a single value, but it takes {(element is null ? "an object of keys" : "a list, such as [1, 28, 28]")}."];
         if (element is not null)
             return section.GetChildren().SelectMany(item => FindInValue(item, element, $"{path}:{item.Key}"));
         return Find(section, type, path);

@@ -113,7 +113,8 @@ public static class ModelFactory
     /// <param name="options">Its options (initializer, pretrained checkpoint, new head).</param>
     /// <param name="seed">Seed of the initializer.</param>
     /// <param name="log">Receives what loading the checkpoint reports (a removed <c>module.</c> prefix); null drops it.</param>
-    /// <exception cref="InvalidDataException">The checkpoint cannot be read or does not fit the model (see <see cref="PretrainedWeights.Load"/>).</exception>
+    /// <exception cref="InvalidDataException">The checkpoint is missing or does not fit the model (see <see cref="PretrainedWeights.Load"/>).</exception>
+    /// <exception cref="Checkpoints.SafeTensorsFormatException">The checkpoint is not valid safetensors of F32 tensors.</exception>
     public static ParameterVector StartingWeights(Sequential model, ModelOptions options, int seed, Action<string>? log = null)
     {
         var weights = InitialWeights(model, options.Initializer, seed);

@@ -52,9 +52,10 @@ public static class PretrainedWeights
     /// <param name="replaceHead">Leave the last Dense layer's tensors as they are (a new head).</param>
     /// <param name="log">Receives the line about a removed prefix; null drops it.</param>
     /// <returns>The names loaded, in layout order.</returns>
-    /// <exception cref="InvalidDataException">The file cannot be read, or tensors are missing, have other shapes or are not
+    /// <exception cref="InvalidDataException">The file does not exist, or tensors are missing, have other shapes or are not
     /// part of the model; the message lists every such tensor with both shapes and says how to fix it: with the prefix
     /// the names carry when they differ from the model's only by one, with Model:ReplaceHead when only the head differs.</exception>
+    /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors of F32 tensors; the message names the tensor and bytes.</exception>
     public static IReadOnlyList<string> Load(string path, Sequential model, ParameterVector weights, bool replaceHead, Action<string>? log = null)
     {
         RequireFile(path, "Model:Pretrained");
