@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Authentication;
@@ -33,12 +34,14 @@ public sealed class DataPlaneListener : IDisposable
     private readonly ClusterCertificates? _certificates;
     private readonly CancellationTokenSource _stop = new();
     private readonly SemaphoreSlim _pending = new(MaxPendingHandshakes);
+    private readonly TimeSpan _handshakeTimeout;
     private volatile IActorRef _owner = ActorRefs.Nobody;
 
-    private DataPlaneListener(TcpListener listener, ClusterCertificates? certificates)
+    private DataPlaneListener(TcpListener listener, ClusterCertificates? certificates, TimeSpan handshakeTimeout)
     {
         _listener = listener;
         _certificates = certificates;
+        _handshakeTimeout = handshakeTimeout;
     }
 
     /// <summary>The bound port.</summary>
@@ -48,8 +51,18 @@ public sealed class DataPlaneListener : IDisposable
     /// <param name="port">Cluster:DataPort (0 picks a free port, for tests).</param>
     /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
     /// <exception cref="PortInUseException">The port is taken.</exception>
-    public static DataPlaneListener Start(int port, ClusterCertificates? certificates)
+    public static DataPlaneListener Start(int port, ClusterCertificates? certificates) =>
+        Start(port, certificates, TimeSpan.FromSeconds(HandshakeTimeoutSeconds));
+
+    /// <summary>
+    /// As <see cref="Start(int, ClusterCertificates?)"/>, with <paramref name="handshakeTimeout"/> instead of
+    /// <see cref="HandshakeTimeoutSeconds"/> for each connection's TLS handshake and hello (tests use a short one).
+    /// </summary>
+    /// <exception cref="PortInUseException">The port is taken.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="handshakeTimeout"/> is not positive.</exception>
+    internal static DataPlaneListener Start(int port, ClusterCertificates? certificates, TimeSpan handshakeTimeout)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(handshakeTimeout, TimeSpan.Zero);
         var listener = new TcpListener(IPAddress.Any, port);
         PortProbe.AllowTimeWait(listener.Server);
         try
@@ -61,7 +74,7 @@ public sealed class DataPlaneListener : IDisposable
             listener.Server.Dispose();
             throw new PortInUseException("Cluster:DataPort", port, e);
         }
-        var started = new DataPlaneListener(listener, certificates);
+        var started = new DataPlaneListener(listener, certificates, handshakeTimeout);
         _ = Task.Run(started.AcceptLoop);
         return started;
     }
@@ -106,7 +119,7 @@ public sealed class DataPlaneListener : IDisposable
         {
             TensorFrame.Tune(socket);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-            timeout.CancelAfter(TimeSpan.FromSeconds(HandshakeTimeoutSeconds));
+            timeout.CancelAfter(_handshakeTimeout);
             stream = new NetworkStream(socket, ownsSocket: false);
             if (_certificates is not null) stream = await _certificates.AuthenticateAsServerAsync(stream, timeout.Token).ConfigureAwait(false);
             var hello = await DataPlaneHello.ReadAsync(stream, timeout.Token).ConfigureAwait(false);
@@ -117,7 +130,9 @@ public sealed class DataPlaneListener : IDisposable
         }
         catch (Exception e) when (e is IOException or SocketException or AuthenticationException or OperationCanceledException or ObjectDisposedException)
         {
-            var reason = e is OperationCanceledException ? $"no TLS handshake and hello within {HandshakeTimeoutSeconds:F0} s" : e.Message;
+            var reason = e is OperationCanceledException
+                ? string.Create(CultureInfo.InvariantCulture, $"no TLS handshake and hello within {_handshakeTimeout.TotalSeconds:0.###} s")
+                : e.Message;
             _owner.Tell(new Rejected(peer, reason));
             new DataPlaneConnection(socket, stream ?? Stream.Null, peer).Dispose();
         }

@@ -91,7 +91,7 @@ public static class ClusterNode
     /// </summary>
     /// <param name="options">The node's validated options.</param>
     /// <param name="security">The job's identity and the node's TLS certificates (<see cref="ClusterSecurity.Load"/>).</param>
-    /// <param name="listener">The node's data-plane listener, bound at start-up (<see cref="DataPlaneListener.Start"/>).</param>
+    /// <param name="listener">The node's data-plane listener, bound at start-up (<see cref="DataPlaneListener.Start(int, ClusterCertificates?)"/>).</param>
     /// <param name="data">The job's data.</param>
     /// <param name="observer">Receives progress.</param>
     /// <param name="cancellationToken">Stops the node.</param>

@@ -1,0 +1,470 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Akka.Actor;
+using Akka.Event;
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.DataPlane;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Security;
+using DistTrain.Core.Models;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// The tensor data plane on real loopback sockets: the listener's hello (plain TCP, and inside TLS with the cluster's
+/// certificates), refused first bytes and silent connections, the job host's token check, and both links' frames,
+/// good and bad (a bad frame closes the connection, stops the link and logs why). The header check itself, as a pure
+/// function, is in <see cref="DataPlaneFrameTests"/>.
+/// </summary>
+public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.ConfigurationFactory.ParseString("akka.loglevel = INFO")
+    .WithFallback(TestTimeouts.TestKitConfig))
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20); // a hang guard on a loaded machine, not a speed limit
+    private readonly List<IDisposable> _resources = [];
+    private string? _certificateDirectory;
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            foreach (var resource in Enumerable.Reverse(_resources)) resource.Dispose();
+            if (_certificateDirectory is not null) Directory.Delete(_certificateDirectory, recursive: true);
+        }
+        base.Dispose(disposing);
+    }
+
+    private T Own<T>(T resource) where T : IDisposable
+    {
+        _resources.Add(resource);
+        return resource;
+    }
+
+    /// <summary>A parameter server's and a worker's TLS identities from one new CA, or nulls for plain TCP.</summary>
+    private (ClusterCertificates? ParameterServer, ClusterCertificates? Worker) Certificates(bool tls)
+    {
+        if (!tls) return (null, null);
+        _certificateDirectory ??= Directory.CreateTempSubdirectory("disttrain-dataplane-").FullName;
+        var cluster = new TestCertificates(_certificateDirectory, "cluster-ca");
+        return (Own(cluster.Load("ps")), Own(cluster.Load("worker")));
+    }
+
+    private DataPlaneListener StartListener(IActorRef owner, ClusterCertificates? certificates = null, TimeSpan? handshakeTimeout = null)
+    {
+        var listener = Own(handshakeTimeout is { } timeout
+            ? DataPlaneListener.Start(0, certificates, timeout)
+            : DataPlaneListener.Start(0, certificates));
+        listener.Attach(owner);
+        return listener;
+    }
+
+    private static TensorFrame.Header Header(byte type, int count, int workerIndex = 0) => new()
+    {
+        Magic = TensorFrame.Magic, Type = type, Version = TensorFrame.ProtocolVersion, Epoch = 3, Round = 4, WeightsVersion = 17,
+        WorkerIndex = workerIndex, SampleCount = 16, LossSum = 35.25, ComputeSeconds = 0.5, Count = count,
+    };
+
+    /// <summary>The bytes of one frame as the wire carries them: the header, then the floats (not necessarily <c>Count</c> of them).</summary>
+    private static byte[] Bytes(TensorFrame.Header header, params float[] values)
+    {
+        var bytes = new byte[TensorFrame.HeaderSize + values.Length * sizeof(float)];
+        MemoryMarshal.Write(bytes, in header);
+        MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(bytes.AsSpan(TensorFrame.HeaderSize));
+        return bytes;
+    }
+
+    /// <summary>The 48 bytes of <paramref name="hello"/> as <see cref="DataPlaneHello.Write"/> sends them.</summary>
+    private static byte[] Bytes(DataPlaneHello hello)
+    {
+        using var bytes = new MemoryStream();
+        hello.Write(bytes);
+        return bytes.ToArray();
+    }
+
+    private static byte[] Hello(int workerIndex, int parameterCount, byte[]? token = null) =>
+        Bytes(new DataPlaneHello(workerIndex, parameterCount, token ?? DataPlaneHello.NewToken()));
+
+    private Socket Connect(int port)
+    {
+        var client = Own(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = (int)Wait.TotalMilliseconds });
+        client.Connect(IPAddress.Loopback, port);
+        return client;
+    }
+
+    private static string PeerOf(Socket client) => client.LocalEndPoint!.ToString()!;
+
+    /// <summary>A connected loopback pair: (the side a link owns, as the listener hands it over after the hello; the side the test plays the peer on).</summary>
+    private (DataPlaneConnection Link, Socket Peer) ConnectionPair()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        try
+        {
+            var peer = Connect(((IPEndPoint)listener.LocalEndpoint).Port);
+            var socket = listener.AcceptSocket();
+            return (Own(new DataPlaneConnection(socket, new NetworkStream(socket, ownsSocket: false), PeerOf(peer))), peer);
+        }
+        finally
+        {
+            listener.Stop();
+        }
+    }
+
+    /// <summary>True once the other end has closed the connection (a read returns 0 bytes or the connection was reset); false if it stays open for <see cref="Wait"/>.</summary>
+    private static bool ClosedByPeer(Socket socket)
+    {
+        var buffer = new byte[4096];
+        try
+        {
+            while (true)
+                if (socket.Receive(buffer) == 0) return true; // drains anything still in flight
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            return true;
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut)
+        {
+            return false;
+        }
+    }
+
+    private static void ReceiveExactly(Socket socket, Span<byte> bytes)
+    {
+        while (!bytes.IsEmpty)
+        {
+            var read = socket.Receive(bytes);
+            Assert.True(read > 0, "the link closed the connection");
+            bytes = bytes[read..];
+        }
+    }
+
+    private static TensorFrame.Header ReceiveHeader(Socket socket)
+    {
+        var bytes = new byte[TensorFrame.HeaderSize];
+        ReceiveExactly(socket, bytes);
+        return MemoryMarshal.Read<TensorFrame.Header>(bytes);
+    }
+
+    /// <summary>A probe that gets every log event of <typeparamref name="TLevel"/> or above, as published.</summary>
+    private Akka.TestKit.TestProbe LogProbe<TLevel>() where TLevel : LogEvent
+    {
+        var log = CreateTestProbe();
+        Sys.EventStream.Subscribe(log.Ref, typeof(TLevel));
+        if (typeof(TLevel) == typeof(Info)) Sys.EventStream.Subscribe(log.Ref, typeof(Warning));
+        return log;
+    }
+
+    private static string FishLog(Akka.TestKit.TestProbe log, string contains, string what) =>
+        log.FishForMessage<LogEvent>(e => e.Message.ToString()!.Contains(contains, StringComparison.Ordinal), Wait, what).Message.ToString()!;
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task The_listener_hands_over_the_hellos_worker_index_parameter_count_and_token_with_a_connection_that_carries_frames(bool tls)
+    {
+        var (parameterServer, worker) = Certificates(tls);
+        var owner = CreateTestProbe();
+        var listener = StartListener(owner.Ref, parameterServer);
+        var token = DataPlaneHello.NewToken();
+        var client = Own(DataPlaneConnection.Connect("127.0.0.1", listener.Port, worker, new DataPlaneHello(5, 235_146, token)));
+
+        var accepted = owner.ExpectMsg<DataPlaneListener.Accepted>(Wait);
+        Own(accepted.Connection);
+        Assert.Equal((5, 235_146), (accepted.Hello.WorkerIndex, accepted.Hello.ParameterCount));
+        Assert.Equal(token, accepted.Hello.Token);
+        Assert.StartsWith("127.0.0.1:", accepted.Connection.Peer);
+
+        // The connection handed over is the one past the hello (inside TLS when on): frames go both ways.
+        var weights = new WeightsUpdated(3, 4, 17, [1f, -2f, 0.5f]);
+        TensorFrame.Write(accepted.Connection.Stream, TensorFrame.For(weights), weights.Weights);
+        var (header, values) = await Task.Run(() =>
+        {
+            var header = TensorFrame.ReadHeader(client.Stream, TensorFrame.WeightsType, 3, "the parameter server");
+            var values = new float[3];
+            TensorFrame.ReadValues(client.Stream, values, "the parameter server");
+            return (header, values);
+        }).WaitAsync(Wait);
+        Assert.Equal((3, 4, 17L), (header.Epoch, header.Round, header.WeightsVersion));
+        Assert.Equal([1f, -2f, 0.5f], values);
+
+        var gradient = new GradientComputed(3, 4, 17, 5, 64, 12.5, [0.25f, 8f, -1f], computeSeconds: 0.125);
+        TensorFrame.Write(client.Stream, TensorFrame.For(gradient), gradient.Gradient);
+        header = await Task.Run(() => TensorFrame.ReadHeader(accepted.Connection.Stream, TensorFrame.GradientType, 3, accepted.Connection.Peer)).WaitAsync(Wait);
+        Assert.Equal((5, 64, 12.5, 0.125), (header.WorkerIndex, header.SampleCount, header.LossSum, header.ComputeSeconds));
+        owner.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // one connection, one message
+    }
+
+    public static TheoryData<string, byte[], string> BadFirstBytes => new()
+    {
+        { "a tensor frame instead of a hello", Bytes(Header(TensorFrame.WeightsType, 0)), $"its first bytes (0x{TensorFrame.Magic:X8}) are not a DistTrain data-plane hello" },
+        { "bad magic", [.. "TTEG"u8, .. Hello(1, 10).AsSpan(4)], "its first bytes (0x47455454) are not a DistTrain data-plane hello" },
+        { "another hello version", [.. Hello(1, 10).AsSpan(0, 4), DataPlaneHello.Version + 1, .. Hello(1, 10).AsSpan(5)],
+            $"it speaks data-plane hello version {DataPlaneHello.Version + 1}, this node {DataPlaneHello.Version}" },
+        { "an HTTP request", "GET /metrics HTTP/1.1\r\nHost: ps:4054\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"u8.ToArray(), "(0x20544547) are not a DistTrain data-plane hello" },
+        { "closed before a whole hello", Hello(1, 10)[..20], "the peer closed the connection before its hello" },
+        { "closed without a byte", [], "the peer closed the connection before its hello" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadFirstBytes))]
+    public void The_listener_refuses_a_connection_whose_first_bytes_are_not_a_hello_closes_it_and_keeps_accepting(string what, byte[] bytes, string reason)
+    {
+        var owner = CreateTestProbe();
+        var listener = StartListener(owner.Ref);
+        var stranger = Connect(listener.Port);
+        stranger.Send(bytes);
+        if (bytes.Length < DataPlaneHello.Size) stranger.Shutdown(SocketShutdown.Send);
+
+        var rejected = owner.ExpectMsg<DataPlaneListener.Rejected>(Wait);
+        Assert.Contains(reason, rejected.Reason);
+        Assert.Equal(PeerOf(stranger), rejected.Peer);
+        Assert.True(ClosedByPeer(stranger), $"{what}: the listener left the connection open");
+
+        // The listener still serves the next worker.
+        var worker = Connect(listener.Port);
+        worker.Send(Hello(workerIndex: 2, parameterCount: 10));
+        var accepted = owner.ExpectMsg<DataPlaneListener.Accepted>(Wait);
+        Own(accepted.Connection);
+        Assert.Equal(2, accepted.Hello.WorkerIndex);
+    }
+
+    [Fact]
+    public void Connections_that_stall_before_or_inside_their_hello_do_not_keep_the_next_worker_out()
+    {
+        var owner = CreateTestProbe();
+        // A handshake limit far beyond the wait below: the worker is accepted while the stalled connections are still pending.
+        var listener = StartListener(owner.Ref, handshakeTimeout: TimeSpan.FromMinutes(10));
+        Connect(listener.Port); // connects, sends nothing
+        Connect(listener.Port).Send(Hello(0, 10)[..30]); // stops in the middle of its hello
+        var worker = Connect(listener.Port);
+        worker.Send(Hello(workerIndex: 1, parameterCount: 10));
+
+        var accepted = owner.ExpectMsg<DataPlaneListener.Accepted>(Wait);
+        Own(accepted.Connection);
+        Assert.Equal((1, PeerOf(worker)), (accepted.Hello.WorkerIndex, accepted.Connection.Peer));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_connection_that_never_says_hello_is_refused_and_closed_after_the_handshake_timeout(bool tls)
+    {
+        var owner = CreateTestProbe();
+        var timeout = TimeSpan.FromSeconds(0.5);
+        var listener = StartListener(owner.Ref, Certificates(tls).ParameterServer, timeout);
+        var clock = Stopwatch.StartNew();
+        var silent = Connect(listener.Port); // no TLS handshake, no hello
+
+        var rejected = owner.ExpectMsg<DataPlaneListener.Rejected>(Wait);
+        // Not before the limit; .NET's timers run on the kernel's coarse clock, so they may fire a few milliseconds early.
+        Assert.True(clock.Elapsed >= timeout - TimeSpan.FromMilliseconds(50),
+            $"refused after {clock.Elapsed.TotalSeconds:F3} s, before the {timeout.TotalSeconds} s limit");
+        Assert.Equal(PeerOf(silent), rejected.Peer);
+        Assert.Equal("no TLS handshake and hello within 0.5 s", rejected.Reason);
+        Assert.True(ClosedByPeer(silent), "the listener left the silent connection open");
+    }
+
+    [Fact]
+    public void A_worker_link_sends_weights_frames_and_delivers_gradient_frames_to_the_parameter_server()
+    {
+        var (linkSide, worker) = ConnectionPair();
+        var parameterServer = CreateTestProbe();
+        var link = Sys.ActorOf(WorkerLink.Props(1, CreateTestProbe().Ref, reportLength: 3));
+        link.Tell(new WorkerLink.Attach(linkSide));
+
+        parameterServer.Send(link, new WeightsUpdated(3, 4, 17, [1f, -2f, 0.5f]));
+        var weights = ReceiveHeader(worker);
+        Assert.Equal((TensorFrame.Magic, TensorFrame.WeightsType, TensorFrame.ProtocolVersion, 3, 4, 17L, 3),
+            (weights.Magic, weights.Type, weights.Version, weights.Epoch, weights.Round, weights.WeightsVersion, weights.Count));
+        var values = new float[3];
+        ReceiveExactly(worker, MemoryMarshal.AsBytes(values.AsSpan()));
+        Assert.Equal([1f, -2f, 0.5f], values);
+
+        for (var i = 0; i < 3; i++) // more gradients than the link has buffers: each arrives whole and in order
+        {
+            worker.Send(Bytes(Header(TensorFrame.GradientType, 3, workerIndex: 1) with { Round = 4 + i }, 0.25f * i, -0.75f, 8f));
+            var gradient = parameterServer.ExpectMsg<GradientComputed>(Wait);
+            Assert.Equal((3, 4 + i, 17L, 1, 16, 35.25, 0.5), (gradient.Epoch, gradient.Round, gradient.Version, gradient.WorkerIndex,
+                gradient.SampleCount, gradient.LossSum, gradient.ComputeSeconds));
+            Assert.Equal([0.25f * i, -0.75f, 8f], gradient.Gradient);
+            Assert.Equal(link, parameterServer.LastSender);
+        }
+    }
+
+    public static TheoryData<string, byte[], string> BadGradientFrames => new()
+    {
+        { "a gradient of another length", Bytes(Header(TensorFrame.GradientType, 2), 9f, 9f), "announced a gradient of 2 floats; this model's tensors have 3" },
+        { "bad magic", Bytes(Header(TensorFrame.GradientType, 3) with { Magic = 0xDEADBEEF }, 1f, 2f, 3f), "starting with 0xDEADBEEF" },
+        { "another protocol version", Bytes(Header(TensorFrame.GradientType, 3) with { Version = 0 }, 1f, 2f, 3f), "speaks protocol version 0" },
+        { "size above the limit", Bytes(Header(TensorFrame.GradientType, int.MaxValue)), $"announced a gradient of {int.MaxValue} floats (allowed 0 to {TensorFrame.MaxCount})" },
+        { "negative size", Bytes(Header(TensorFrame.GradientType, -1)), "announced a gradient of -1 floats" },
+        { "weights sent to the parameter server", Bytes(Header(TensorFrame.WeightsType, 3), 1f, 2f, 3f), "sent a weights frame where a gradient frame belongs" },
+        { "closed in the middle of the floats", Bytes(Header(TensorFrame.GradientType, 3), 1f, 2f), "closed the connection" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadGradientFrames))]
+    public void A_bad_frame_from_a_worker_closes_its_connection_stops_its_link_and_logs_why(string what, byte[] frame, string reason)
+    {
+        var (linkSide, worker) = ConnectionPair();
+        var parameterServer = CreateTestProbe();
+        var link = Sys.ActorOf(WorkerLink.Props(1, CreateTestProbe().Ref, reportLength: 3));
+        var watcher = CreateTestProbe();
+        watcher.Watch(link);
+        var log = LogProbe<Warning>();
+        link.Tell(new WorkerLink.Attach(linkSide));
+        parameterServer.Send(link, new WeightsUpdated(3, 4, 17, [1f, 2f, 3f])); // so gradients have somewhere to go
+        ReceiveExactly(worker, new byte[TensorFrame.HeaderSize + 3 * sizeof(float)]);
+
+        // A good frame first: the bad one ends a working connection.
+        worker.Send(Bytes(Header(TensorFrame.GradientType, 3, workerIndex: 1), 0.5f, 0.5f, 0.5f));
+        Assert.Equal([0.5f, 0.5f, 0.5f], parameterServer.ExpectMsg<GradientComputed>(Wait).Gradient);
+
+        worker.Send(frame);
+        if (what.StartsWith("closed", StringComparison.Ordinal)) worker.Shutdown(SocketShutdown.Send);
+        var warning = FishLog(log, "Worker 1: data plane closed", $"the link's warning about {what}");
+        Assert.Contains(reason, warning);
+        Assert.Contains(PeerOf(worker), warning);
+        watcher.ExpectTerminated(link, Wait);
+        Assert.True(ClosedByPeer(worker), $"{what}: the link left the connection open");
+        parameterServer.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // nothing of the bad frame was delivered
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_parameter_server_link_says_hello_with_its_token_delivers_weights_and_sends_gradients_through_the_listener(bool tls)
+    {
+        var (parameterServer, workerCertificates) = Certificates(tls);
+        var owner = CreateTestProbe();
+        var listener = StartListener(owner.Ref, parameterServer);
+        var worker = CreateTestProbe();
+        var token = DataPlaneHello.NewToken();
+        var link = Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", listener.Port, workerIndex: 2, worker.Ref, parameterCount: 3, token, workerCertificates));
+
+        var accepted = owner.ExpectMsg<DataPlaneListener.Accepted>(Wait);
+        var server = Own(accepted.Connection);
+        Assert.Equal((2, 3), (accepted.Hello.WorkerIndex, accepted.Hello.ParameterCount));
+        Assert.Equal(token, accepted.Hello.Token);
+
+        for (var version = 17L; version < 21; version++) // more versions than the link has buffers
+        {
+            var sent = new WeightsUpdated(3, 4, version, [4f, 5f, -version]);
+            TensorFrame.Write(server.Stream, TensorFrame.For(sent), sent.Weights);
+            var weights = worker.ExpectMsg<WeightsUpdated>(Wait);
+            Assert.Equal((3, 4, version), (weights.Epoch, weights.Round, weights.Version));
+            Assert.Equal([4f, 5f, -version], weights.Weights);
+            Assert.Equal(link, worker.LastSender);
+        }
+
+        worker.Send(link, new GradientComputed(3, 4, 20, 2, 64, 12.5, [0.25f, 8f, -1f], computeSeconds: 0.125));
+        var (header, values) = await Task.Run(() =>
+        {
+            var header = TensorFrame.ReadHeader(server.Stream, TensorFrame.GradientType, 3, server.Peer);
+            var values = new float[3];
+            TensorFrame.ReadValues(server.Stream, values, server.Peer);
+            return (header, values);
+        }).WaitAsync(Wait);
+        Assert.Equal((3, 4, 20L, 2, 64, 12.5, 0.125), (header.Epoch, header.Round, header.WeightsVersion, header.WorkerIndex,
+            header.SampleCount, header.LossSum, header.ComputeSeconds));
+        Assert.Equal([0.25f, 8f, -1f], values);
+    }
+
+    public static TheoryData<string, byte[], string> BadWeightsFrames => new()
+    {
+        { "weights of another size", Bytes(Header(TensorFrame.WeightsType, 4), 1f, 2f, 3f, 4f), "announced a weights of 4 floats; this model's tensors have 3" },
+        { "a gradient sent to a worker", Bytes(Header(TensorFrame.GradientType, 3), 1f, 2f, 3f), "sent a gradient frame where a weights frame belongs" },
+        { "bad magic", Bytes(Header(TensorFrame.WeightsType, 3) with { Magic = 0x54544547 }, 1f, 2f, 3f), "starting with 0x54544547" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadWeightsFrames))]
+    public void A_parameter_server_link_closes_its_connection_and_stops_on_a_bad_frame(string what, byte[] frame, string reason)
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var worker = CreateTestProbe();
+        var log = LogProbe<Info>();
+        IActorRef link;
+        Socket server;
+        try
+        {
+            link = Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, workerIndex: 2, worker.Ref,
+                parameterCount: 3, DataPlaneHello.NewToken(), certificates: null));
+            server = Own(listener.AcceptSocket());
+        }
+        finally
+        {
+            listener.Stop();
+        }
+        server.ReceiveTimeout = (int)Wait.TotalMilliseconds;
+        ReceiveExactly(server, new byte[DataPlaneHello.Size]);
+        var watcher = CreateTestProbe();
+        watcher.Watch(link);
+
+        server.Send(Bytes(Header(TensorFrame.WeightsType, 3), 4f, 5f, -6f));
+        Assert.Equal([4f, 5f, -6f], worker.ExpectMsg<WeightsUpdated>(Wait).Weights);
+
+        server.Send(frame);
+        var line = FishLog(log, "Worker 2: data plane to the parameter server closed", $"the link's log line about {what}");
+        Assert.Contains(reason, line);
+        watcher.ExpectTerminated(link, Wait);
+        Assert.True(ClosedByPeer(server), $"{what}: the link left the connection open");
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+    }
+
+    [Fact]
+    public void The_job_host_attaches_only_the_connection_that_carries_its_registrations_token_and_parameter_count()
+    {
+        var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
+        var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var listener = Own(DataPlaneListener.Start(0, certificates: null));
+        var log = LogProbe<Warning>();
+        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
+
+        var agent = CreateTestProbe();
+        var fingerprint = ModelFingerprint.Of(options);
+        const string node = "akka.tcp://disttrain@127.0.0.1:4100";
+        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
+            Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+        var accepted = agent.ExpectMsg<WorkerAccepted>(Wait);
+        Assert.Equal((0, listener.Port, parameterCount), (accepted.WorkerIndex, accepted.DataPort, accepted.ParameterCount));
+        var token = accepted.DataToken!;
+
+        void Refused(byte[] hello, string reason)
+        {
+            var stranger = Connect(listener.Port);
+            stranger.Send(hello);
+            var warning = FishLog(log, $"Data plane: refused a connection from {PeerOf(stranger)}", $"the refusal of a hello that {reason}");
+            Assert.Contains(reason, warning);
+            Assert.True(ClosedByPeer(stranger), $"the job host left open a connection whose hello {reason}");
+        }
+
+        Refused(Hello(0, parameterCount), "it claims worker 0 without that registration's token");
+        Refused(Hello(7, parameterCount, token), "it claims worker index 7, which no registered worker is waiting to connect as");
+        Refused(Hello(0, parameterCount + 1, token), $"worker 0 announced {parameterCount + 1} parameters, this model has {parameterCount}");
+        Refused(Hello(0, -4, token), $"worker 0 announced -4 parameters, this model has {parameterCount}");
+
+        // Two connections with the registration's token: whichever reaches the job host first is kept, the other refused.
+        Socket[] twins = [Connect(listener.Port), Connect(listener.Port)];
+        foreach (var twin in twins) twin.Send(Hello(0, parameterCount, token));
+        var duplicate = FishLog(log, "which is already connected", "the refusal of the second connection claiming worker 0");
+        Assert.Contains("it claims worker 0, which is already connected; the existing connection is kept", duplicate);
+        var refused = Assert.Single(twins, twin => duplicate.Contains($"from {PeerOf(twin)}:", StringComparison.Ordinal));
+        var worker = Assert.Single(twins, twin => twin != refused);
+        Assert.True(ClosedByPeer(refused), "the job host left the duplicate connection open");
+
+        // Once the worker is ready, the kept connection is worker 0's link: a gradient of another length ends it there.
+        agent.Send(host, new WorkerReady(0, CreateTestProbe().Ref));
+        worker.Send(Bytes(Header(TensorFrame.GradientType, 5), 1f, 2f, 3f, 4f, 5f));
+        var closed = FishLog(log, "Worker 0: data plane closed", "worker 0's link refusing the gradient");
+        Assert.Contains($"{PeerOf(worker)} announced a gradient of 5 floats; this model's tensors have {parameterCount}", closed);
+        Assert.True(ClosedByPeer(worker), "worker 0's link left the connection open");
+    }
+}
