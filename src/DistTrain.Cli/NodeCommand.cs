@@ -68,21 +68,25 @@ internal static class NodeCommand
         using var securityScope = security;
         MetricsExporter? exporter;
         DataPlaneListener? dataPlane = null;
+        SampleLog? sampleLog = null;
         try
         {
+            sampleLog = SampleLog.Open(options.Output.SampleLogFile);
             // Every port this node listens on, checked before anything starts: a taken one is one line and exit code 2.
             PortProbe.EnsureFree("Cluster:Port", options.Cluster.Hostname, options.Cluster.Port);
             PortProbe.EnsureFree("Metrics:Port", options.Metrics.Hostname, options.Metrics.Port);
             if (role == NodeRoles.ParameterServer) dataPlane = DataPlaneListener.Start(options.Cluster.DataPort, security.Certificates);
             exporter = MetricsSetup.Start(options, $"{role}@{(string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname)}:{options.Cluster.Port}");
         }
-        catch (Exception e) when (e is MetricsPortException or PortInUseException)
+        catch (Exception e) when (e is MetricsPortException or PortInUseException or IOException)
         {
             dataPlane?.Dispose();
+            sampleLog?.Dispose();
             CliConsole.Fail("error", e.Message);
             return 2;
         }
         using var dataPlaneScope = dataPlane;
+        using var sampleLogScope = sampleLog;
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
@@ -101,7 +105,7 @@ internal static class NodeCommand
             {
                 try
                 {
-                    finished = await ClusterNode.RunWorkerAsync(options, security, data, cancellationToken);
+                    finished = await ClusterNode.RunWorkerAsync(options, security, data, cancellationToken, sampleLog);
                 }
                 catch (NodeRefusedException e)
                 {
@@ -129,7 +133,7 @@ internal static class NodeCommand
                 {
                     result = await ConsoleProgress.RunAsync(loop.Epochs,
                         observer => ClusterNode.RunParameterServerAsync(options, security, dataPlane!, data, MetricsSetup.Wrap(report = new RunReport(observer), options),
-                            cancellationToken));
+                            cancellationToken, sampleLog));
                 }
                 catch (JobFinishedOnAnotherNodeException e)
                 {

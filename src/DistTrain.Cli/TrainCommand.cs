@@ -95,15 +95,18 @@ internal static class TrainCommand
             return (2, null, null);
         }
         MetricsExporter? exporter;
+        SampleLog? sampleLog;
         try
         {
+            sampleLog = SampleLog.Open(options.Output.SampleLogFile);
             exporter = MetricsSetup.Start(options, "local");
         }
-        catch (MetricsPortException e)
+        catch (Exception e) when (e is MetricsPortException or IOException)
         {
             CliConsole.Fail("error", e.Message);
             return (2, null, null);
         }
+        using var sampleLogScope = sampleLog;
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         var loop = options.Training;
@@ -131,7 +134,7 @@ internal static class TrainCommand
         RunReport? report = null;
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
             observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
-                initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom)),
+                initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom, sampleLog: sampleLog)),
             diverged => RunOutputs.SaveLastGood(runDirectory, options, diverged));
         if (exit is not null) return (exit.Value, null, runDirectory);
 

@@ -60,6 +60,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private IActorRef? _coordinator;
     private readonly HashSet<int> _joined = []; // workers handed to the coordinator
     private readonly FailoverState? _failover;
+    private readonly SampleLog? _sampleLog;
     private bool _takeover;
     private JobFinished? _finished;
     private bool _resumeSearched;
@@ -69,9 +70,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
-        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null)
+        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
+        SampleLog? sampleLog = null)
     {
         _options = options;
+        _sampleLog = sampleLog;
         _security = security;
         _listener = listener;
         _failover = failover;
@@ -106,9 +109,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <param name="observer">Receives progress.</param>
     /// <param name="completion">Completed with the result, or failed with the reason.</param>
     /// <param name="failover">The node's failover state; a host started after the node was a standby takes over from the newest checkpoint.</param>
+    /// <param name="sampleLog">The parameter server's sample log (Output:SampleLogFile); null for none.</param>
     public static Props Props(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
-        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null) =>
-        Akka.Actor.Props.Create(() => new JobHost(options, security, listener, trainCount, testCount, validationCount, dataHost, observer, completion, failover));
+        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null, SampleLog? sampleLog = null) =>
+        Akka.Actor.Props.Create(() => new JobHost(options, security, listener, trainCount, testCount, validationCount, dataHost, observer, completion, failover, sampleLog));
 
     /// <inheritdoc />
     public ITimerScheduler Timers { get; set; } = null!;
@@ -347,7 +351,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.BatchSizePerWorker : 0);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
-            CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0).WithDispatcher(AkkaSettings.ComputeDispatcher),
+            CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0, sampleLog: _sampleLog).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _observer, completion), "coordinator");
         _log.Info("Training starts with {0} workers (job {1})", workers.Length, _jobId);
         for (var i = 0; i < count; i++) _joined.Add(i);

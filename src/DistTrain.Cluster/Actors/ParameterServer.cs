@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Akka.Actor;
 using Akka.Event;
+using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using System.Numerics.Tensors;
 using DistTrain.Core.Checkpoints;
@@ -82,13 +83,15 @@ public sealed class ParameterServer : ReceiveActor
     private bool _midEpochResumable;  // a mid-part checkpoint of this part resumes exactly (StartEpoch.MidEpochResumable, no loss since)
     private bool _partLeftSamples;    // a worker lost in this part left samples, so a further part of the epoch follows
     private readonly int _scalingWorkers;
+    private readonly SampleLog? _sampleLog;
 
     /// <summary>Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>.</summary>
     /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
     public ParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0)
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, SampleLog? sampleLog = null)
     {
         _scalingWorkers = scalingWorkers;
+        _sampleLog = sampleLog;
         if (resumeFrom is not null)
         {
             if (resumeFrom.Weights.Layout.TotalLength != initialWeights.Layout.TotalLength)
@@ -152,9 +155,10 @@ public sealed class ParameterServer : ReceiveActor
     /// <param name="scalingWorkers">The worker count of the linear scaling rule (Optimizer:ScaleLearningRateByWorkers) when
     /// the global minibatch is kept constant as workers come and go (Training:KeepGlobalBatch): the workers the job started with.
     /// 0 scales by the workers taking part in the epoch.</param>
+    /// <param name="sampleLog">Receives an <c>applied</c> line per step (Output:SampleLogFile); null for none.</param>
     public static Props Props(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0) =>
-        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers));
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, SampleLog? sampleLog = null) =>
+        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, sampleLog));
 
     private void OnStartEpoch(StartEpoch start)
     {
@@ -356,6 +360,7 @@ public sealed class ParameterServer : ReceiveActor
                 _roundGradients[contributors] = g.Gradient;
                 _roundScales[contributors++] = (float)g.SampleCount / samples;
             }
+        _sampleLog?.Applied(_epoch!.Epoch, _round, _version, _received);
         if (!double.IsFinite(lossSum)) Diverged("a NaN or infinite loss");
         var learningRate = LearningRate();
         var finite = Step(contributors, (float)learningRate);

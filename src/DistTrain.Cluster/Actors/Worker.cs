@@ -46,13 +46,15 @@ public sealed class Worker : ReceiveActor, IWithStash
     private long _version = -1;
     private readonly float[] _weightsForEvaluation; // staging for copying the training replica into the evaluation replica
     private readonly int _seed;
+    private readonly Hosting.SampleLog? _sampleLog;
     private int _dropoutEpoch;
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0)
+        LabeledDataset? validation = null, int seed = 0, Hosting.SampleLog? sampleLog = null)
     {
         _workerIndex = workerIndex;
+        _sampleLog = sampleLog;
         _seed = seed;
         _train = train;
         _test = test;
@@ -108,11 +110,12 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// <summary>
     /// Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.
     /// <paramref name="validation"/> holds the samples held out of training, when the run has any. <paramref name="seed"/>
-    /// (Training:Seed) seeds the dropout masks, anew at every epoch from (seed, worker index, epoch).
+    /// (Training:Seed) seeds the dropout masks, anew at every epoch from (seed, worker index, epoch). <paramref name="sampleLog"/>
+    /// (Output:SampleLogFile) receives a <c>computed</c> line with the sample indices of every gradient sent; null for none.
     /// </summary>
     public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0) =>
-        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed));
+        LabeledDataset? validation = null, int seed = 0, Hosting.SampleLog? sampleLog = null) =>
+        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, sampleLog));
 
     private void OnAssignShard(AssignShard shard)
     {
@@ -171,6 +174,7 @@ public sealed class Worker : ReceiveActor, IWithStash
             var indices = _shard.SampleIndices.AsSpan(plan.Start(minibatch), plan.Length(minibatch));
             var gradient = ComputeGradient(update, indices);
             gradient.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore, queueing);
+            _sampleLog?.Computed(update.Epoch, update.Round, update.Version, _workerIndex, gradient.LossSum, indices);
             Sender.Tell(gradient);
         }
         UnstashAll();

@@ -46,7 +46,7 @@ public static class ClusterNode
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
                 .WithFallback(AkkaSettings.Logging("INFO")), HoconAddMode.Prepend)
             .WithRemoting(Remoting(options.Cluster, security))
-            .AddHocon(AkkaSettings.Downing(options.Cluster.StableAfterSeconds), HoconAddMode.Prepend)
+            .AddHocon(AkkaSettings.Membership(options.Cluster), HoconAddMode.Prepend)
             .WithClustering(new AkkaClusterOptions
             {
                 Roles = [role],
@@ -88,11 +88,12 @@ public static class ClusterNode
     /// <param name="data">The job's data.</param>
     /// <param name="observer">Receives progress.</param>
     /// <param name="cancellationToken">Stops the node.</param>
+    /// <param name="sampleLog">Receives an <c>applied</c> line per optimizer step (Output:SampleLogFile); null for none.</param>
     /// <returns>The final weights and per-epoch summaries.</returns>
     /// <exception cref="InvalidOperationException">The job failed; the message says why.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node was a standby to the end: the job ended on another parameter-server node.</exception>
     public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener,
-        TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken)
+        TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken, SampleLog? sampleLog = null)
     {
         Blas.Configure(options.Compute, workersInProcess: 0); // the parameter server node computes no gradients
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -102,7 +103,7 @@ public static class ClusterNode
         using var host = BuildHost(options, security, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
         {
             system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere), ParameterServerNode.Name);
-            var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover);
+            var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover, sampleLog);
             system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
             FailWhenTerminated(system, completion);
         });
@@ -126,17 +127,19 @@ public static class ClusterNode
     /// <param name="security">The job's identity and the node's TLS certificates (<see cref="ClusterSecurity.Load"/>).</param>
     /// <param name="data">The job's data.</param>
     /// <param name="cancellationToken">Stops the node.</param>
+    /// <param name="sampleLog">Receives a <c>computed</c> line per gradient sent (Output:SampleLogFile); null for none.</param>
     /// <returns>The job's outcome as the parameter server reported it.</returns>
     /// <exception cref="NodeRefusedException">The job host refused the node (another job, model or version), or a host of another job answered.</exception>
     /// <exception cref="InvalidOperationException">The node's worker failed or the node left the cluster.</exception>
     /// <exception cref="TimeoutException">No parameter server accepted it within Cluster:JoinTimeoutSeconds.</exception>
-    public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, ClusterSecurity security, TrainingData data, CancellationToken cancellationToken)
+    public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, ClusterSecurity security, TrainingData data, CancellationToken cancellationToken,
+        SampleLog? sampleLog = null)
     {
         Blas.Configure(options.Compute, workersInProcess: 1);
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         using var host = BuildHost(options, security, NodeRoles.Worker, computeThreads: 1, (system, _) =>
         {
-            system.ActorOf(WorkerAgent.Props(options, security, data, completion), "agent");
+            system.ActorOf(WorkerAgent.Props(options, security, data, completion, sampleLog), "agent");
             FailWhenTerminated(system, completion);
         });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);

@@ -28,6 +28,7 @@ public static class SingleNodeTrainer
     /// <param name="resumeFrom">A verified checkpoint to continue from (see <see cref="CheckpointResume.Find"/>); null with
     /// Checkpoint:Resume set finds the newest valid one in Checkpoint:Directory, null without it starts fresh.</param>
     /// <param name="log">Receives the lines about skipped and chosen checkpoints when this method finds one; null drops them.</param>
+    /// <param name="sampleLog">Receives the workers' <c>computed</c> and the parameter server's <c>applied</c> lines (Output:SampleLogFile); null for none.</param>
     /// <exception cref="CheckpointResumeException">Checkpoint:Resume is set and no checkpoint fits (see <see cref="CheckpointResume.Find"/>).</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data (input size or number of classes).</exception>
     /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite.</exception>
@@ -36,7 +37,7 @@ public static class SingleNodeTrainer
     public static async Task<TrainingResult> RunAsync(TrainingOptions options, LabeledDataset train, LabeledDataset test,
         ITrainingObserver? observer = null, bool verifySerialization = false, IShardPlanner? planner = null,
         ParameterVector? initialWeights = null, CancellationToken cancellationToken = default, LabeledDataset? validation = null,
-        TrainingCheckpoint? resumeFrom = null, Action<string>? log = null)
+        TrainingCheckpoint? resumeFrom = null, Action<string>? log = null, SampleLog? sampleLog = null)
     {
         var loop = options.Training;
         ModelFactory.CheckFitsData(options.Model, train.FeatureCount, train.ClassCount);
@@ -54,9 +55,9 @@ public static class SingleNodeTrainer
         system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = ParameterServer.Props(weights, options.Optimizer, loop.Epochs, options.Monitoring,
-            CheckpointResume.Settings(options), resumeFrom).WithDispatcher(AkkaSettings.ComputeDispatcher);
+            CheckpointResume.Settings(options), resumeFrom, sampleLog: sampleLog).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var workers = Enumerable.Range(0, loop.Workers)
-            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed).WithDispatcher(AkkaSettings.ComputeDispatcher))
+            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed, sampleLog).WithDispatcher(AkkaSettings.ComputeDispatcher))
             .ToArray();
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, planner, test.Count, model.Layout,
             TimeSpan.FromSeconds(loop.StallTimeoutSeconds), validation?.Count ?? 0, loop.EarlyStopping,
