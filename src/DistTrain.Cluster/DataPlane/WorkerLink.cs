@@ -9,8 +9,8 @@ namespace DistTrain.Cluster.DataPlane;
 /// server talk to it as if it were the worker: weights it writes to the worker's data-plane socket;
 /// control messages (shards, evaluations) it forwards over Akka.Remote, keeping the original sender so
 /// replies go straight back. A reader thread delivers the worker's gradients to the parameter server
-/// with this actor as the sender. If the socket or the remote worker goes away, the link stops, and the
-/// coordinator, which watches it, fails the job with the reason logged here.
+/// with this actor as the sender. If the socket or the remote worker goes away, the link stops with a warning naming the
+/// reason, and the coordinator, which watches it, handles the lost worker (docs/reliability.md).
 /// </summary>
 public sealed class WorkerLink : ReceiveActor, IWithStash
 {
@@ -42,9 +42,11 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
             _log.Warning("Worker {0}: data plane closed: {1}", _workerIndex, failed.Reason);
             Context.Stop(Self);
         });
+        // A lost worker is a warning, not an error: in cluster mode the coordinator re-plans around it, and an ERROR during
+        // training would fail the job. Partitioned (not crashed), a worker's socket stays open, so this is how it ends.
         Receive<Terminated>(t =>
         {
-            _log.Error("Worker {0} ({1}) is gone (node left or crashed).", _workerIndex, t.ActorRef.Path);
+            _log.Warning("Worker {0} ({1}) is gone (node left, crashed or was downed).", _workerIndex, t.ActorRef.Path);
             Context.Stop(Self);
         });
         Receive<IDistTrainMessage>(message => _remoteWorker.Forward(message));
@@ -95,7 +97,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
         _parameterServer = Sender;
         if (TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights) is { } failure)
         {
-            _log.Error("Worker {0}: sending weights failed: {1}", _workerIndex, failure);
+            _log.Warning("Worker {0}: sending weights failed: {1}", _workerIndex, failure);
             Context.Stop(Self);
         }
     }
