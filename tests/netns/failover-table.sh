@@ -57,11 +57,12 @@ for setting in "${settings[@]}"; do
     DISTTRAIN_Cluster__StableAfterSeconds="$stable" DISTTRAIN_Cluster__RemovalMarginSeconds="$margin"
     DISTTRAIN_Cluster__MinWorkers=2 DISTTRAIN_Compute__BlasThreads=1 DISTTRAIN_Training__Epochs=1000
     DISTTRAIN_Checkpoint__Directory="$run/checkpoints" DISTTRAIN_Checkpoint__EverySteps=100)
-  active=$(lab_cluster_start "$lab" 1 parameter-server "$run/ps-active.log" "${common[@]}" DISTTRAIN_Output__SampleLogFile="$run/samples-active.jsonl")
+  lab_cluster_start "$lab" 1 parameter-server "$run/ps-active.log" "${common[@]}" DISTTRAIN_Output__SampleLogFile="$run/samples-active.jsonl"
+  active=$LAB_CLUSTER_PID
   wait_for "$run/ps-active.log" "This node is the active parameter server" 120 || { echo "$setting: the active parameter server did not start" >&2; tail -5 "$run/ps-active.log" >&2; lab_down "$lab"; continue; }
-  lab_cluster_start "$lab" 2 parameter-server "$run/ps-standby.log" "${common[@]}" DISTTRAIN_Output__SampleLogFile="$run/samples-standby.jsonl" > /dev/null
+  lab_cluster_start "$lab" 2 parameter-server "$run/ps-standby.log" "${common[@]}" DISTTRAIN_Output__SampleLogFile="$run/samples-standby.jsonl"
   wait_for "$run/ps-standby.log" "Standby parameter server" 120
-  for i in 3 4; do lab_cluster_start "$lab" "$i" worker "$run/worker-$i.log" "${common[@]}" DISTTRAIN_Cluster__Port=0 > /dev/null; done
+  for i in 3 4; do lab_cluster_start "$lab" "$i" worker "$run/worker-$i.log" "${common[@]}" DISTTRAIN_Cluster__Port=0; done
   wait_for "$run/ps-active.log" "Training starts" 180 || { echo "$setting: training did not start" >&2; lab_down "$lab"; continue; }
   sleep "$duration"
 

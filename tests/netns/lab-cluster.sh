@@ -5,7 +5,8 @@
 #   lab_cluster_prepare RUN              certificates and secret in RUN/certs; exports the variables every node shares
 #   lab_cluster_start LAB I ROLE LOG [VAR=VALUE...]
 #                                        starts `disttrain node --role ROLE` in node I (seeds: nodes 1 and 2), output to
-#                                        LOG, and prints its process id (the node's own: ip netns exec execs it)
+#                                        LOG, as a child of the caller (so `wait` works); its process id (the node's own:
+#                                        ip netns exec execs it) goes to LAB_CLUSTER_PID
 #   lab_log_seconds LINE                 the UTC time of an Akka log line ([INFO][11/30/2026 04:07:23.055Z]...) in epoch seconds
 
 lab_cluster_prepare() {
@@ -27,7 +28,7 @@ lab_cluster_start() {
     DISTTRAIN_Cluster__SeedNodes__1="akka.tcp://disttrain@$(lab_addr "$lab" 2):4053" \
     "$@" ip netns exec "$(lab_node_ns "$lab" "$i")" dotnet "${CLI_DLL:-src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll}" \
     node --role "$role" --config "${CONFIG:?set CONFIG to the config file of the job}" > "$log" 2>&1 &
-  echo $!
+  LAB_CLUSTER_PID=$!
 }
 
 lab_log_seconds() {
