@@ -23,15 +23,19 @@ public sealed partial class NetworkLabProcessTests
         await WaitForSampleLogAsync(active, lines => lines.Length > 60, TimeSpan.FromSeconds(120), "a checkpoint (step 50) and a few steps more");
 
         lab.Partition(1);
+        Event("node 1 cut off from every other node");
         // Its side is the active parameter server alone with a standby on the other side: it downs itself and exits.
         Assert.Equal(1, await active.WaitAsync(TimeSpan.FromSeconds(60)));
+        Event("node 1's parameter server process exited with code 1");
         AssertDownedWithItsSide(active);
         // The other side downs it; the standby takes over from the newest checkpoint with both workers.
         await standby.WaitForOutputAsync("Training starts with 2 workers", TimeSpan.FromSeconds(60));
         Assert.Matches(@"Resuming from checkpoint \S+: weights version \d+", standby.Output);
         lab.Heal(1);
+        Event("node 1 healed");
 
         Assert.Equal(0, await standby.WaitAsync(TimeSpan.FromSeconds(180)));
+        Event("the standby finished the job (exit code 0)");
         foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("Test accuracy after 6 epochs", standby.Output);
         // Never two parameter servers training: the old one applied its last step before the standby applied its first.

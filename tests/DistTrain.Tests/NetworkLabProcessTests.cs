@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Text.RegularExpressions;
+using Xunit.Abstractions;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
@@ -19,16 +21,21 @@ public sealed partial class NetworkLabProcessTests : IDisposable
     private readonly List<NodeProcess> _nodes = [];
     private readonly List<NetworkLab> _labs = [];
     private readonly Dictionary<NodeProcess, string> _sampleLogs = [];
+    private readonly List<(NodeProcess Node, string Name)> _names = [];
+    private readonly List<(DateTime Time, string Text)> _events = [];
+    private readonly ITestOutputHelper _output;
     private int _processes;
 
-    public NetworkLabProcessTests()
+    public NetworkLabProcessTests(ITestOutputHelper output)
     {
+        _output = output;
         _directory = Directory.CreateTempSubdirectory("disttrain-lab-").FullName;
         _certificates = new TestCertificates(_directory, "lab-ca");
     }
 
     public void Dispose()
     {
+        WriteTimeline();
         foreach (var node in _nodes) node.Dispose();
         foreach (var lab in _labs) lab.Dispose();
         Directory.Delete(_directory, recursive: true);
@@ -88,7 +95,43 @@ public sealed partial class NetworkLabProcessTests : IDisposable
         var process = new NodeProcess(service == "worker" ? "worker" : "parameter-server", configPath, environment, lab.Namespace(node));
         _nodes.Add(process);
         _sampleLogs[process] = sampleLog;
+        _names.Add((process, $"node {node} ({service}, process {process.Id})"));
+        Event($"started node {node} ({service}, process {process.Id})");
         return process;
+    }
+
+    /// <summary>Notes a step of the test itself (a partition, a heal) for the timeline.</summary>
+    private void Event(string text) => _events.Add((DateTime.UtcNow, $"test: {text}"));
+
+    [GeneratedRegex(@"^\[\w+\]\[(\d\d/\d\d/\d{4} \d\d:\d\d:\d\d\.\d{3})Z\]")]
+    private static partial Regex AkkaTime();
+
+    private static readonly string[] TimelineMarks =
+    [
+        "Marking node(s) as UNREACHABLE", "Downing akka", "Marking unreachable node", "is lost", "Node has been marked as DOWN", "Training is paused",
+        "Training resumes", "Joined the job", "Taking over", "Resuming from checkpoint", "Training starts", "Lost the data plane",
+    ];
+
+    /// <summary>
+    /// Writes what each node logged about membership and training, merged in time with the test's own steps, to the test
+    /// output (dotnet test --logger "console;verbosity=detailed"): the record docs/reliability.md quotes.
+    /// </summary>
+    private void WriteTimeline()
+    {
+        var lines = new List<(DateTime Time, string Text)>(_events);
+        foreach (var (node, name) in _names)
+            foreach (var line in node.Output.Split('\n'))
+            {
+                var time = AkkaTime().Match(line);
+                if (!time.Success || !TimelineMarks.Any(m => line.Contains(m, StringComparison.Ordinal))) continue;
+                var at = DateTime.ParseExact(time.Groups[1].Value, "MM/dd/yyyy HH:mm:ss.fff", CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal);
+                var text = line[(line.IndexOf("] ", time.Length, StringComparison.Ordinal) + 2)..].Trim();
+                lines.Add((at, $"{name}: {(text.Length > 220 ? text[..220] + "..." : text)}"));
+            }
+        if (lines.Count == 0) return;
+        var start = lines.Min(l => l.Time);
+        foreach (var (time, text) in lines.OrderBy(l => l.Time))
+            _output.WriteLine($"{(time - start).TotalSeconds,7:F2} s  {text}");
     }
 
     private static int CompletedEpochs(NodeProcess parameterServer) =>

@@ -21,6 +21,7 @@ public sealed partial class NetworkLabProcessTests
         await WaitForSampleLogAsync(ps, lines => HasStepWithWorkers(lines, 2), TimeSpan.FromSeconds(120), "a step with both workers");
 
         lab.Partition(3);
+        Event("node 3 cut off from every other node");
         var partitionedAt = DateTime.UtcNow;
         var index = partitioned.Output.Contains("Joined the job as worker 1", StringComparison.Ordinal) ? 1 : 0;
         // The parameter server's side downs the worker; the worker's side (the worker alone, the active parameter server
@@ -29,6 +30,7 @@ public sealed partial class NetworkLabProcessTests
         var lostAt = ps.Output.IndexOf($"Worker {index} is lost", StringComparison.Ordinal);
         Assert.Contains("this side holds the active parameter server", ps.Output);
         Assert.Equal(1, await partitioned.WaitAsync(TimeSpan.FromSeconds(PartitionSeconds)));
+        Event("node 3's worker process exited with code 1");
         AssertDownedWithItsSide(partitioned);
         // The job goes on with the other worker while the partition lasts.
         var epochsAtLoss = CompletedEpochs(ps);
@@ -37,6 +39,7 @@ public sealed partial class NetworkLabProcessTests
         var healIn = partitionedAt.AddSeconds(PartitionSeconds) - DateTime.UtcNow;
         if (healIn > TimeSpan.Zero) await Task.Delay(healIn);
         lab.Heal(3);
+        Event("node 3 healed");
         var restarted = Start(lab, "worker", 3, configPath, settings);
         await restarted.WaitForOutputAsync("Joined the job as worker 2", TimeSpan.FromSeconds(60));
         // Once the rejoined worker took part in a whole epoch, every epoch so far can be checked.
@@ -45,6 +48,7 @@ public sealed partial class NetworkLabProcessTests
         var joinedEpoch = CompletedEpochs(ps) + 1;
         await ps.WaitForOutputAsync($"epoch {joinedEpoch + 1,2}/1000  train loss", TimeSpan.FromSeconds(120));
         ps.Kill();
+        Event($"epoch {joinedEpoch + 1} completed with the rejoined worker; the test ends the job");
 
         var trained = SampleAudit.TrainedSamplesByEpoch(_sampleLogs[ps], _sampleLogs.Where(kv => kv.Key != ps).Select(kv => kv.Value));
         Assert.True(epochsAtLoss + 1 < joinedEpoch, $"the loss came in epoch {epochsAtLoss + 1} and the rejoin in epoch {joinedEpoch}");
@@ -63,6 +67,7 @@ public sealed partial class NetworkLabProcessTests
         await WaitForSampleLogAsync(ps, lines => HasStepWithWorkers(lines, 2), TimeSpan.FromSeconds(120), "a step with both workers");
 
         lab.Partition(1);
+        Event("node 1 cut off from every other node");
         await ps.WaitForOutputAsync("the 2 unreachable node(s) are downed and it waits for workers to join", TimeSpan.FromSeconds(PartitionSeconds));
         await ps.WaitForOutputAsync("Training is paused", TimeSpan.FromSeconds(30));
         var downedAt = ps.Output.IndexOf("unreachable node(s) are downed", StringComparison.Ordinal);
@@ -70,6 +75,7 @@ public sealed partial class NetworkLabProcessTests
         foreach (var worker in workers)
         {
             Assert.Equal(1, await worker.WaitAsync(TimeSpan.FromSeconds(PartitionSeconds)));
+            Event("a worker process exited with code 1");
             AssertDownedWithItsSide(worker);
         }
         // Long enough after the decision for a wrong one to have shut the node down (stable-after 3 s, removal margin).
@@ -77,9 +83,11 @@ public sealed partial class NetworkLabProcessTests
         Assert.False(ps.HasExited, $"the parameter server exited while paused. Output:\n{ps.Output}");
 
         lab.Heal(1);
+        Event("node 1 healed");
         var replacements = new[] { Start(lab, "worker", 2, configPath, FastDowning), Start(lab, "worker", 3, configPath, FastDowning) };
         await ps.WaitForOutputAsync("Training resumes", TimeSpan.FromSeconds(90), after: downedAt);
         Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(180)));
+        Event("the parameter server finished the job (exit code 0)");
         foreach (var worker in replacements) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("Test accuracy after 4 epochs", ps.Output);
         Assert.DoesNotContain("left the cluster before the job ended", ps.Output);
