@@ -184,7 +184,7 @@ EOF
     ip netns exec "$node" chrt -f 50 "$binary" 0 "$delay_us" "$jitter_us" 2> "$log" &
     echo $! >> "$LAB_STATE_DIR/$lab/link-delay-pids"
     local tries=0
-    until grep -q ready "$log"; do
+    until grep -qs ready "$log"; do
       tries=$((tries + 1))
       [ "$tries" -lt 100 ] || { cat "$log" >&2; lab_fail "link-delay did not start on node $i"; return 1; }
       sleep 0.05
