@@ -22,11 +22,10 @@ internal static class NodeCommand
 {
     public static Command Create()
     {
-        var role = new Option<string>("--role", "-r") { Description = "parameter-server or worker.", Required = true };
-        role.AcceptOnlyFromAmong(NodeRoles.ParameterServer, NodeRoles.Worker);
-        var config = new Option<FileInfo>("--config", "-c") { Description = "JSON config, the same on every node.", Required = true };
-        var data = new Option<string?>("--data") { Description = "Override Data:Directory." };
-        var output = new Option<string?>("--output", "-o") { Description = "Override Output:Directory (parameter server only)." };
+        var role = CliOptions.OneOf("--role", "The node's role.", [NodeRoles.ParameterServer, NodeRoles.Worker], "-r");
+        var config = CliOptions.File("--config", "JSON config, the same on every node.", CliOptions.ConfigTakes, required: true, "-c");
+        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory.", CliOptions.DataTakes);
+        var output = CliOptions.Text("--output", "DIR", "Override Output:Directory (parameter server only).", CliOptions.OutputTakes, "-o");
         var command = new Command("node", "Run one node of cluster mode (Akka.Cluster): the parameter server, or a worker.")
         {
             role, config, data, output,
@@ -56,11 +55,11 @@ internal static class NodeCommand
             var model = ModelFactory.Build(options.Model); // a layer that does not fit fails here, not inside an actor
             if (role == NodeRoles.ParameterServer)
             {
-                ModelFactory.StartingWeights(model, options.Model, options.Training.Seed); // and so does a pretrained checkpoint
+                ModelFactory.StartingWeights(model, options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line)); // and so does a pretrained checkpoint
                 runDirectory = RunDirectory.Create(options.Output.Directory);
             }
         }
-        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException or ArgumentException or InvalidDataException)
+        catch (Exception e) when (CliConsole.IsInputError(e))
         {
             CliConsole.Fail("error", e.Message);
             return 2;
@@ -68,25 +67,21 @@ internal static class NodeCommand
         using var securityScope = security;
         MetricsExporter? exporter;
         DataPlaneListener? dataPlane = null;
-        SampleLog? sampleLog = null;
         try
         {
-            sampleLog = SampleLog.Open(options.Output.SampleLogFile);
             // Every port this node listens on, checked before anything starts: a taken one is one line and exit code 2.
             PortProbe.EnsureFree("Cluster:Port", options.Cluster.Hostname, options.Cluster.Port);
             PortProbe.EnsureFree("Metrics:Port", options.Metrics.Hostname, options.Metrics.Port);
             if (role == NodeRoles.ParameterServer) dataPlane = DataPlaneListener.Start(options.Cluster.DataPort, security.Certificates);
             exporter = MetricsSetup.Start(options, $"{role}@{(string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname)}:{options.Cluster.Port}");
         }
-        catch (Exception e) when (e is MetricsPortException or PortInUseException or IOException)
+        catch (Exception e) when (e is MetricsPortException or PortInUseException)
         {
             dataPlane?.Dispose();
-            sampleLog?.Dispose();
             CliConsole.Fail("error", e.Message);
             return 2;
         }
         using var dataPlaneScope = dataPlane;
-        using var sampleLogScope = sampleLog;
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
@@ -105,13 +100,13 @@ internal static class NodeCommand
             {
                 try
                 {
-                    finished = await ClusterNode.RunWorkerAsync(options, security, data, cancellationToken, sampleLog);
+                    finished = await ClusterNode.RunWorkerAsync(options, security, data, cancellationToken);
                 }
                 catch (NodeRefusedException e)
                 {
                     refused = e;
                 }
-            });
+            }, onCancelled: _ => CliConsole.Fail("cancelled", "this worker node left the cluster; a worker keeps no results."));
             if (failed is not null) return failed.Value;
             if (refused is not null)
             {
@@ -133,7 +128,7 @@ internal static class NodeCommand
                 {
                     result = await ConsoleProgress.RunAsync(loop.Epochs,
                         observer => ClusterNode.RunParameterServerAsync(options, security, dataPlane!, data, MetricsSetup.Wrap(report = new RunReport(observer), options),
-                            cancellationToken, sampleLog));
+                            cancellationToken));
                 }
                 catch (JobFinishedOnAnotherNodeException e)
                 {
@@ -144,7 +139,8 @@ internal static class NodeCommand
                     refusedHere = e;
                 }
             },
-            diverged => RunOutputs.SaveLastGood(runDirectory!, options, diverged));
+            diverged => RunOutputs.SaveLastGood(runDirectory!, options, diverged),
+            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, cancelled, report));
         if (exit is not null) return exit.Value;
         if (refusedHere is not null)
         {

@@ -17,25 +17,38 @@ internal static class RunSummaryFile
     /// see inputs on the wrong scale, so mean and std are stored (JSON arrays: one value for Global,
     /// one per feature for PerFeature).
     /// </summary>
-    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, TrainingResult result) => new()
+    /// <param name="options">The run's options.</param>
+    /// <param name="normalizer">The input standardization the weights expect.</param>
+    /// <param name="result">The weights and the epochs trained (none when a run was cancelled during its first epoch).</param>
+    /// <param name="stopped">For a cancelled run: where it stopped, e.g. "cancelled at epoch 3, step 120 of 235"; null otherwise.</param>
+    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, TrainingResult result, string? stopped = null)
     {
-        ["format"] = "pt",
-        ["producer"] = "disttrain",
-        ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
-        ["epochs"] = result.Epochs[^1].Epoch.ToString(CultureInfo.InvariantCulture), // the last epoch trained, also after a resume
-        ["test_accuracy"] = result.FinalEpoch.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture),
-        ["input_scale"] = "pixels / 255, then (x - input_mean) / input_std",
-        ["input_normalization"] = normalizer.Kind.ToString(),
-        ["input_mean"] = JsonSerializer.Serialize(normalizer.Mean),
-        ["input_std"] = JsonSerializer.Serialize(normalizer.Std),
-        ["layers"] = JsonSerializer.Serialize(options.Model.Layers.Select(l => l.Type == "Dense" ? $"Dense({l.Units})" : l.Type)),
-        ["model_config"] = JsonSerializer.Serialize(options.Model),
-    };
+        var metadata = new Dictionary<string, string>
+        {
+            ["format"] = "pt",
+            ["producer"] = "disttrain",
+            ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
+            // The last epoch finished, also after a resume; 0 when a cancelled run finished none.
+            ["epochs"] = (result.Epochs.Count == 0 ? 0 : result.Epochs[^1].Epoch).ToString(CultureInfo.InvariantCulture),
+            ["input_scale"] = "pixels / 255, then (x - input_mean) / input_std",
+            ["input_normalization"] = normalizer.Kind.ToString(),
+            ["input_mean"] = JsonSerializer.Serialize(normalizer.Mean),
+            ["input_std"] = JsonSerializer.Serialize(normalizer.Std),
+            ["layers"] = JsonSerializer.Serialize(options.Model.Layers.Select(l => l.Type == "Dense" ? $"Dense({l.Units})" : l.Type)),
+            ["model_config"] = JsonSerializer.Serialize(options.Model),
+        };
+        // A cancelled run's weights are those of the step it stopped at: no test accuracy describes them.
+        if (stopped is null) metadata["test_accuracy"] = result.FinalEpoch.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture);
+        else metadata["stopped"] = stopped;
+        return metadata;
+    }
 
-    public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result) =>
+    /// <summary>Writes <c>summary.json</c>; <paramref name="stopped"/> as in <see cref="Metadata"/>.</summary>
+    public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result, string? stopped = null) =>
         File.WriteAllText(path, JsonSerializer.Serialize(new
         {
             options,
+            stopped,
             normalization = new { normalizer.Kind, normalizer.Mean, normalizer.Std },
             version = result.Version,
             best_epoch = result.BestEpoch,

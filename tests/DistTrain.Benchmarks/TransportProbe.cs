@@ -110,8 +110,8 @@ internal static class TransportProbe
             var buffer = new float[floats.Length];
             for (var i = 0; i < rounds + 20; i++)
             {
-                var header = TensorFrame.ReadHeader(stream);
-                TensorFrame.ReadValues(stream, buffer.AsSpan(0, header.Count));
+                var header = TensorFrame.ReadHeader(stream, TensorFrame.WeightsType, floats.Length, "the probe's client");
+                TensorFrame.ReadValues(stream, buffer.AsSpan(0, header.Count), "the probe's client");
                 TensorFrame.Write(stream, header, buffer.AsSpan(0, header.Count));
             }
         });
@@ -125,8 +125,8 @@ internal static class TransportProbe
         {
             if (i == 20) clock.Start();
             TensorFrame.Write(clientStream, header, floats);
-            var reply = TensorFrame.ReadHeader(clientStream);
-            TensorFrame.ReadValues(clientStream, floats.AsSpan(0, reply.Count));
+            var reply = TensorFrame.ReadHeader(clientStream, TensorFrame.WeightsType, floats.Length, "the probe's server");
+            TensorFrame.ReadValues(clientStream, floats.AsSpan(0, reply.Count), "the probe's server");
         }
         Report(clientStream is System.Net.Security.SslStream ssl ? $"DistTrain data plane ({ssl.NegotiatedCipherSuite})" : "DistTrain data plane (TCP), ping-pong",
             2.0 * rounds, clock.Elapsed);

@@ -20,8 +20,9 @@ public sealed partial class NetworkLabProcessTests
         var standby = Start(lab, "ps-standby", 2, configPath, settings);
         await standby.WaitForOutputAsync("Standby parameter server: the active one is", TimeSpan.FromSeconds(60));
         var workers = new[] { Start(lab, "worker", 3, configPath, settings), Start(lab, "worker", 4, configPath, settings) };
-        await WaitForSampleLogAsync(active, lines => lines.Length > 60, TimeSpan.FromSeconds(120), "a checkpoint (step 50) and a few steps more");
+        await WaitForStepsAsync(active, steps => steps.Length > 60, TimeSpan.FromSeconds(120), "a checkpoint (step 50) and a few steps more");
 
+        var standbyIdleUntil = LastTimeBeforeFirstStepAsync(standby, TimeSpan.FromSeconds(180));
         lab.Partition(1);
         Event("node 1 cut off from every other node");
         // Its side is the active parameter server alone with a standby on the other side: it downs itself and exits.
@@ -38,12 +39,13 @@ public sealed partial class NetworkLabProcessTests
         Event("the standby finished the job (exit code 0)");
         foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("Test accuracy after 6 epochs", standby.Output);
-        // Never two parameter servers training: the old one applied its last step before the standby applied its first.
-        var oldSteps = SampleAudit.AppliedTimes(_sampleLogs[active]);
-        var newSteps = SampleAudit.AppliedTimes(_sampleLogs[standby]);
-        Assert.NotEmpty(oldSteps);
-        Assert.NotEmpty(newSteps);
-        Assert.True(oldSteps.Max() < newSteps.Min(), $"the old parameter server applied a step at {oldSteps.Max():O}, after the standby's first at {newSteps.Min():O}");
+        // Never two parameter servers training: the old one's steps file was last written (its last step) before a moment at
+        // which the standby's had no step yet.
+        var oldSteps = StepsFile(active);
+        Assert.NotEmpty(StepWorkers(oldSteps));
+        var lastOldStep = File.GetLastWriteTimeUtc(oldSteps);
+        var standbyIdle = await standbyIdleUntil;
+        Assert.True(lastOldStep < standbyIdle, $"the old parameter server applied a step at {lastOldStep:O}, when the standby may have been training (it had no step at {standbyIdle:O})");
 
         // Nothing lost or repeated: the job ends on an undisturbed run's weights (same seed, shard plan and summation order).
         var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },

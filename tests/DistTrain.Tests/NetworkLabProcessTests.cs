@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.RegularExpressions;
 using Xunit.Abstractions;
 using DistTrain.Cluster.Hosting;
@@ -18,13 +17,11 @@ public sealed partial class NetworkLabProcessTests : IDisposable
 {
     private readonly string _directory;
     private readonly TestCertificates _certificates;
-    private readonly List<NodeProcess> _nodes = [];
+    private readonly List<DistTrainProcess> _nodes = [];
     private readonly List<NetworkLab> _labs = [];
-    private readonly Dictionary<NodeProcess, string> _sampleLogs = [];
-    private readonly List<(NodeProcess Node, string Name)> _names = [];
+    private readonly List<(DistTrainProcess Node, string Name)> _names = [];
     private readonly List<(DateTime Time, string Text)> _events = [];
     private readonly ITestOutputHelper _output;
-    private int _processes;
 
     public NetworkLabProcessTests(ITestOutputHelper output)
     {
@@ -68,14 +65,15 @@ public sealed partial class NetworkLabProcessTests : IDisposable
     /// <summary>
     /// Starts compose service <paramref name="service"/> (ps, ps-standby or worker) as a process in lab node
     /// <paramref name="node"/>: the compose file's variables, with the service names as the lab's addresses (ps is node 1,
-    /// ps-standby node 2), this test's CA, data and folders, and a sample log per process.
+    /// ps-standby node 2), this test's CA, data and folders, and the sample trace on in <paramref name="traceDirectory"/>
+    /// (one per parameter server: the trace is joined within one parameter server's steps).
     /// </summary>
-    private NodeProcess Start(NetworkLab lab, string service, int node, string configPath, Dictionary<string, string> settings)
+    private DistTrainProcess Start(NetworkLab lab, string service, int node, string configPath, Dictionary<string, string> settings,
+        string traceDirectory = "trace")
     {
         // Compose's ${NAME:-default} take their defaults (as docker-compose does with NAME unset).
         var environment = ClusterProcessTests.ComposeEnvironment(service)
             .ToDictionary(kv => kv.Key, kv => Regex.Replace(kv.Value, @"\$\{\w+:-([^}]*)\}", "$1"));
-        var sampleLog = Path.Combine(_directory, $"samples-{Interlocked.Increment(ref _processes)}.jsonl");
         foreach (var (key, value) in new Dictionary<string, string>
                  {
                      ["DISTTRAIN_Cluster__PublicHostname"] = lab.Address(node),
@@ -83,7 +81,7 @@ public sealed partial class NetworkLabProcessTests : IDisposable
                      ["DISTTRAIN_Data__Directory"] = TestData.SubsetDirectory,
                      ["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, $"runs-node{node}"),
                      ["DISTTRAIN_Output__HealthFile"] = Path.Combine(_directory, $"alive-node{node}"),
-                     ["DISTTRAIN_Output__SampleLogFile"] = sampleLog,
+                     ["DISTTRAIN_Monitoring__SampleTraceDirectory"] = Path.Combine(_directory, traceDirectory),
                      ["DISTTRAIN_Checkpoint__Directory"] = Path.Combine(_directory, "checkpoints"),
                      ["DISTTRAIN_Metrics__Port"] = "0",
                  })
@@ -92,9 +90,8 @@ public sealed partial class NetworkLabProcessTests : IDisposable
             environment["DISTTRAIN_Cluster__SeedNodes__1"] = $"akka.tcp://disttrain@{lab.Address(2)}:4053";
         foreach (var (key, value) in _certificates.Environment($"{service}-{node}")) environment[key] = value;
         foreach (var (key, value) in settings) environment[key] = value;
-        var process = new NodeProcess(service == "worker" ? "worker" : "parameter-server", configPath, environment, lab.Namespace(node));
+        var process = DistTrainProcess.Node(service == "worker" ? "worker" : "parameter-server", configPath, environment, lab.Namespace(node));
         _nodes.Add(process);
-        _sampleLogs[process] = sampleLog;
         _names.Add((process, $"node {node} ({service}, process {process.Id})"));
         Event($"started node {node} ({service}, process {process.Id})");
         return process;
@@ -103,8 +100,26 @@ public sealed partial class NetworkLabProcessTests : IDisposable
     /// <summary>Notes a step of the test itself (a partition, a heal) for the timeline.</summary>
     private void Event(string text) => _events.Add((DateTime.UtcNow, $"test: {text}"));
 
-    [GeneratedRegex(@"^\[\w+\]\[(\d\d/\d\d/\d{4} \d\d:\d\d:\d\d\.\d{3})Z\]")]
-    private static partial Regex AkkaTime();
+
+    /// <summary>
+    /// Polls <paramref name="parameterServer"/>'s steps file every 50 ms until it holds a step; returns the last time (UTC) it
+    /// was seen without one, a moment before that parameter server's first step.
+    /// </summary>
+    private Task<DateTime> LastTimeBeforeFirstStepAsync(DistTrainProcess parameterServer, TimeSpan timeout) => Task.Run(async () =>
+    {
+        var path = StepsFile(parameterServer);
+        var deadline = DateTime.UtcNow + timeout;
+        var idle = DateTime.MinValue;
+        while (DateTime.UtcNow < deadline)
+        {
+            var now = DateTime.UtcNow; // taken before looking: a step written after the look came after this moment
+            if (File.Exists(path) && StepWorkers(path).Length > 0) return idle;
+            idle = now;
+            await Task.Delay(50);
+        }
+        Assert.Fail($"the parameter server applied no step within {timeout.TotalSeconds} s. Output:\n{parameterServer.Output}");
+        return idle;
+    });
 
     private static readonly string[] TimelineMarks =
     [
@@ -113,20 +128,18 @@ public sealed partial class NetworkLabProcessTests : IDisposable
     ];
 
     /// <summary>
-    /// Writes what each node logged about membership and training, merged in time with the test's own steps, to the test
-    /// output (dotnet test --logger "console;verbosity=detailed"): the record docs/reliability.md quotes.
+    /// Writes what each node logged about membership and training (timed as the test read each line), merged in time with
+    /// the test's own steps, to the test output (dotnet test --logger "console;verbosity=detailed"): the record docs/reliability.md quotes.
     /// </summary>
     private void WriteTimeline()
     {
         var lines = new List<(DateTime Time, string Text)>(_events);
         foreach (var (node, name) in _names)
-            foreach (var line in node.Output.Split('\n'))
+            foreach (var (time, line) in node.TimedLines)
             {
-                var time = AkkaTime().Match(line);
-                if (!time.Success || !TimelineMarks.Any(m => line.Contains(m, StringComparison.Ordinal))) continue;
-                var at = DateTime.ParseExact(time.Groups[1].Value, "MM/dd/yyyy HH:mm:ss.fff", CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal);
-                var text = line[(line.IndexOf("] ", time.Length, StringComparison.Ordinal) + 2)..].Trim();
-                lines.Add((at, $"{name}: {(text.Length > 220 ? text[..220] + "..." : text)}"));
+                if (!TimelineMarks.Any(m => line.Contains(m, StringComparison.Ordinal))) continue;
+                var text = line.Trim();
+                lines.Add((time, $"{name}: {(text.Length > 220 ? text[..220] + "..." : text)}"));
             }
         if (lines.Count == 0) return;
         var start = lines.Min(l => l.Time);
@@ -134,29 +147,38 @@ public sealed partial class NetworkLabProcessTests : IDisposable
             _output.WriteLine($"{(time - start).TotalSeconds,7:F2} s  {text}");
     }
 
-    private static int CompletedEpochs(NodeProcess parameterServer) =>
+    private static int CompletedEpochs(DistTrainProcess parameterServer) =>
         EpochLine().Matches(parameterServer.Output).Select(m => int.Parse(m.Groups[1].Value)).DefaultIfEmpty(0).Max();
 
     [GeneratedRegex(@"^epoch\s+(\d+)/\d+\s+train loss", RegexOptions.Multiline)]
     private static partial Regex EpochLine();
 
-    /// <summary>Waits until <paramref name="condition"/> holds on the parameter server's sample log, polling it.</summary>
-    private async Task WaitForSampleLogAsync(NodeProcess parameterServer, Func<string[], bool> condition, TimeSpan timeout, string what)
+    /// <summary>The sample trace's steps file of <paramref name="parameterServer"/> in <paramref name="traceDirectory"/> (the process id is the node's).</summary>
+    private string StepsFile(DistTrainProcess parameterServer, string traceDirectory = "trace") =>
+        Path.Combine(_directory, traceDirectory, $"steps-{parameterServer.Id}.csv");
+
+    /// <summary>
+    /// Waits until <paramref name="condition"/> holds on the workers of each step <paramref name="parameterServer"/> applied
+    /// so far (from its sample trace, polled).
+    /// </summary>
+    private async Task WaitForStepsAsync(DistTrainProcess parameterServer, Func<int[][], bool> condition, TimeSpan timeout, string what,
+        string traceDirectory = "trace")
     {
         var deadline = DateTime.UtcNow + timeout;
-        while (!(File.Exists(_sampleLogs[parameterServer]) && condition(ReadShared(_sampleLogs[parameterServer]))))
+        var path = StepsFile(parameterServer, traceDirectory);
+        while (!(File.Exists(path) && condition(StepWorkers(path))))
         {
             if (DateTime.UtcNow > deadline) Assert.Fail($"{what} did not happen within {timeout.TotalSeconds} s. Output:\n{parameterServer.Output}");
             await Task.Delay(200);
         }
     }
 
-    private static string[] ReadShared(string path)
+    /// <summary>The contributing workers of every step in a steps file (a last line still being written is left out).</summary>
+    private static int[][] StepWorkers(string path)
     {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        return new StreamReader(stream).ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var text = new StreamReader(stream).ReadToEnd();
+        return [.. text[..(text.LastIndexOf('\n') + 1)].Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1)
+            .Select(line => line.Split(',')[3].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray())];
     }
-
-    private static bool HasStepWithWorkers(string[] lines, int workers) =>
-        lines.Any(l => Regex.Matches(l, "\"worker\":").Count >= workers);
 }

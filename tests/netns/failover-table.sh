@@ -5,7 +5,7 @@
 # Fashion-MNIST, checkpoints every 100 steps in a folder both parameter servers share) for DURATION seconds; the
 # unreachable marks and downing decisions of that time are false alarms (no node failed). Then the active parameter
 # server gets kill -9, and the script times the standby's takeover: unreachable, downed, job host started, training
-# again (its first applied step, from its sample log). One line per setting; docs/reliability.md has the table.
+# again (its first applied step: the first line of its sample trace's steps file, polled every 0.1 s). One line per setting; docs/reliability.md has the table.
 #
 # Usage: tests/netns/failover-table.sh [SETTING...]   (as root)
 #   SETTING = HEARTBEAT_S/PAUSE_S/STABLE_AFTER_S/REMOVAL_MARGIN_S, e.g. 1/3/10/3 (Cluster:HeartbeatIntervalSeconds,
@@ -57,10 +57,10 @@ for setting in "${settings[@]}"; do
     DISTTRAIN_Cluster__StableAfterSeconds="$stable" DISTTRAIN_Cluster__RemovalMarginSeconds="$margin"
     DISTTRAIN_Cluster__MinWorkers=2 DISTTRAIN_Compute__BlasThreads=1 DISTTRAIN_Training__Epochs=1000
     DISTTRAIN_Checkpoint__Directory="$run/checkpoints" DISTTRAIN_Checkpoint__EverySteps=100)
-  lab_cluster_start "$lab" 1 parameter-server "$run/ps-active.log" "${common[@]}" DISTTRAIN_Output__SampleLogFile="$run/samples-active.jsonl"
+  lab_cluster_start "$lab" 1 parameter-server "$run/ps-active.log" "${common[@]}" DISTTRAIN_Monitoring__SampleTraceDirectory="$run/trace-active"
   active=$LAB_CLUSTER_PID
   wait_for "$run/ps-active.log" "This node is the active parameter server" 120 || { echo "$setting: the active parameter server did not start" >&2; tail -5 "$run/ps-active.log" >&2; lab_down "$lab"; continue; }
-  lab_cluster_start "$lab" 2 parameter-server "$run/ps-standby.log" "${common[@]}" DISTTRAIN_Output__SampleLogFile="$run/samples-standby.jsonl"
+  lab_cluster_start "$lab" 2 parameter-server "$run/ps-standby.log" "${common[@]}" DISTTRAIN_Monitoring__SampleTraceDirectory="$run/trace-standby"
   wait_for "$run/ps-standby.log" "Standby parameter server" 120
   for i in 3 4; do lab_cluster_start "$lab" "$i" worker "$run/worker-$i.log" "${common[@]}" DISTTRAIN_Cluster__Port=0; done
   wait_for "$run/ps-active.log" "Training starts" 180 || { echo "$setting: training did not start" >&2; lab_down "$lab"; continue; }
@@ -75,17 +75,14 @@ for setting in "${settings[@]}"; do
   for log in "${logs[@]}"; do grep -qE "left the cluster before the job ended|Shutting down\.\.\." "$log" && lost=$((lost + 1)); done
   kill -9 "$active"
   killed=$(date -u +%s.%N)
-  wait_for "$run/ps-standby.log" "Training starts" 180
+  # The standby's first applied step: its steps file gets its first line after the header.
+  training=""
+  deadline=$((SECONDS + 180))
+  until [ "$(cat "$run"/trace-standby/steps-*.csv 2> /dev/null | wc -l)" -ge 2 ] || [ $SECONDS -ge $deadline ]; do sleep 0.1; done
+  [ $SECONDS -ge $deadline ] || training=$(date -u +%s.%N)
   unreachable=$(first_line_seconds "$run/ps-standby.log" "Marking node\(s\) as UNREACHABLE.*$(lab_addr "$lab" 1)" "$killed")
   downed=$(first_line_seconds "$run/ps-standby.log" "Downing akka.*$(lab_addr "$lab" 1)" "$killed")
   host=$(first_line_seconds "$run/ps-standby.log" "Taking over the job" "$killed")
-  training=""
-  deadline=$((SECONDS + 120))
-  until [ -s "$run/samples-standby.jsonl" ] || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
-  if [ -s "$run/samples-standby.jsonl" ]; then
-    stamp=$(head -1 "$run/samples-standby.jsonl" | grep -oE '"time":"[^"]+"' | cut -d'"' -f4)
-    training=$(date -u -d "$stamp" +%s.%N)
-  fi
   sleep 2
   printf '%-18s | %-26s | %-14s | %-12s | %s, %s, %s, %s\n' "$setting" "$marks events ($marked nodes)" "$downings" "$lost of 4" \
     "$(since "$unreachable" "$killed")" "$(since "$downed" "$killed")" "$(since "$host" "$killed")" "$(since "$training" "$killed")"

@@ -5,9 +5,10 @@
 #   lab_cluster_prepare RUN              certificates and secret in RUN/certs; exports the variables every node shares
 #   lab_cluster_start LAB I ROLE LOG [VAR=VALUE...]
 #                                        starts `disttrain node --role ROLE` in node I (seeds: nodes 1 and 2), output to
-#                                        LOG, as a child of the caller (so `wait` works); its process id (the node's own:
-#                                        ip netns exec execs it) goes to LAB_CLUSTER_PID
-#   lab_log_seconds LINE                 the UTC time of an Akka log line ([INFO][11/30/2026 04:07:23.055Z]...) in epoch seconds
+#                                        LOG, each line prefixed with the time it was written (epoch seconds, ms), as a
+#                                        child of the caller (so `wait` works); its process id (the node's own: ip netns
+#                                        exec execs it) goes to LAB_CLUSTER_PID
+#   lab_log_seconds LINE                 the time of a line of such a LOG, in epoch seconds
 
 lab_cluster_prepare() {
   local run=$1
@@ -27,14 +28,14 @@ lab_cluster_start() {
     DISTTRAIN_Cluster__SeedNodes__0="akka.tcp://disttrain@$(lab_addr "$lab" 1):4053" \
     DISTTRAIN_Cluster__SeedNodes__1="akka.tcp://disttrain@$(lab_addr "$lab" 2):4053" \
     "$@" ip netns exec "$(lab_node_ns "$lab" "$i")" dotnet "${CLI_DLL:-src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll}" \
-    node --role "$role" --config "${CONFIG:?set CONFIG to the config file of the job}" > "$log" 2>&1 &
+    node --role "$role" --config "${CONFIG:?set CONFIG to the config file of the job}" \
+    > >(python3 -u -c 'import sys, time
+for line in sys.stdin: sys.stdout.write(f"{time.time():.3f} {line}")' > "$log") 2>&1 &
   LAB_CLUSTER_PID=$!
 }
 
 lab_log_seconds() {
-  local stamp month day year clock
-  stamp=$(echo "$1" | grep -oE '[0-9]{2}/[0-9]{2}/[0-9]{4} [0-9:.]+Z' | head -1)
-  [ -n "$stamp" ] || return 1
-  IFS='/ ' read -r month day year clock <<< "${stamp%Z}"
-  date -u -d "$year-$month-$day $clock UTC" +%s.%N
+  local stamp=${1%% *}
+  [[ "$stamp" =~ ^[0-9]+\.[0-9]+$ ]] || return 1
+  echo "$stamp"
 }

@@ -52,7 +52,7 @@ for round in $(seq 1 "$rounds"); do
     lab_down "$lab" 2> "$run/link-delay.txt"
     lab=""
     if [ "$status" -ne 0 ]; then echo "$profile: the parameter server exited with $status; log: $run/parameter-server.log" >&2; continue; fi
-    per_epoch=$(grep -E '^epoch +[0-9]+/[0-9]+ +train loss' "$run/parameter-server.log" | awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "samples/s") { gsub(",", "", $i); printf "%s%s", sep, $i; sep = " " } }')
+    per_epoch=$(grep -E '^[0-9.]+ epoch +[0-9]+/[0-9]+ +train loss' "$run/parameter-server.log" | awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "samples/s") { gsub(",", "", $i); printf "%s%s", sep, $i; sep = " " } }')
     mean=$(echo "$per_epoch" | awk '{ s = 0; for (i = 2; i <= NF; i++) s += $i; printf "%.0f", (NF > 1 ? s / (NF - 1) : $1) }')
     bytes=$(grep -oE '[0-9,]+ bytes per step' "$run/parameter-server.log" | head -1 | cut -d' ' -f1)
     steps=$(find "$run/runs" -name steps.csv | head -1)

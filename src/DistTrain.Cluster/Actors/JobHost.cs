@@ -60,21 +60,19 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private IActorRef? _coordinator;
     private readonly HashSet<int> _joined = []; // workers handed to the coordinator
     private readonly FailoverState? _failover;
-    private readonly SampleLog? _sampleLog;
     private bool _takeover;
     private JobFinished? _finished;
     private bool _resumeSearched;
     private Core.Checkpoints.TrainingCheckpoint? _resumeFrom;
     private bool _waitingForCheckpointWorkers;
     private string _jobId = NewJobId(); // a takeover adopts its workers' job id
+    private readonly WorkerStepCounter _workerSteps; // the observer given to the coordinator
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
-        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
-        SampleLog? sampleLog = null)
+        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null)
     {
         _options = options;
-        _sampleLog = sampleLog;
         _security = security;
         _listener = listener;
         _failover = failover;
@@ -85,6 +83,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _dataHost = dataHost;
         _observer = observer;
         _completion = completion;
+        _workerSteps = new WorkerStepCounter(observer);
         _fingerprint = ModelFingerprint.Of(options);
         _model = ModelFactory.Build(options.Model);
 
@@ -109,10 +108,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <param name="observer">Receives progress.</param>
     /// <param name="completion">Completed with the result, or failed with the reason.</param>
     /// <param name="failover">The node's failover state; a host started after the node was a standby takes over from the newest checkpoint.</param>
-    /// <param name="sampleLog">The parameter server's sample log (Output:SampleLogFile); null for none.</param>
     public static Props Props(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
-        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null, SampleLog? sampleLog = null) =>
-        Akka.Actor.Props.Create(() => new JobHost(options, security, listener, trainCount, testCount, validationCount, dataHost, observer, completion, failover, sampleLog));
+        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null) =>
+        Akka.Actor.Props.Create(() => new JobHost(options, security, listener, trainCount, testCount, validationCount, dataHost, observer, completion, failover));
 
     /// <inheritdoc />
     public ITimerScheduler Timers { get; set; } = null!;
@@ -181,15 +179,19 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
         // A repeated registration keeps its index. An agent whose data plane closed registers again: before training
         // starts it keeps its index, afterwards it joins as a new worker (the coordinator already counted the old one lost).
+        var joins = false;
         if (!_indexOf.TryGetValue(Sender, out var index) || (_started && _lostLinks.Contains(index)))
         {
             index = _agentAt.Count;
             _agentAt.Add(Sender);
             _indexOf[Sender] = index;
+            joins = true;
         }
-        _lostLinks.Remove(index);
+        joins |= _lostLinks.Remove(index);
         if (!_dataTokens.TryGetValue(index, out var token)) _dataTokens[index] = token = DataPlaneHello.NewToken();
-        _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
+        // A worker registers every 2 s until accepted, and the singleton proxy delivers every registration it buffered
+        // while the job host was not yet found: only the first of them (or one after a lost data plane) is a join.
+        if (joins) _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
         Sender.Tell(new WorkerAccepted(index, _dataHost, _listener.Port, _model.Layout.TotalLength, _jobId, token,
             identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token)));
     }
@@ -335,8 +337,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.BatchSizePerWorker : 0);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
-            CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0, sampleLog: _sampleLog).WithDispatcher(AkkaSettings.ComputeDispatcher),
-            workers, _observer, completion), "coordinator");
+            CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0).WithDispatcher(AkkaSettings.ComputeDispatcher),
+            workers, _workerSteps, completion), "coordinator");
         _log.Info("Training starts with {0} workers (job {1})", workers.Length, _jobId);
         for (var i = 0; i < count; i++) _joined.Add(i);
         foreach (var index in _links.Keys.Where(i => i >= count).Order()) JoinRunningJob(index); // ready, but after a gap
@@ -387,10 +389,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         foreach (var member in cluster.State.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress))
             Context.ActorSelection(new RootActorPath(member.Address) / "user" / ParameterServerNode.Name).Tell(_finished);
         if (done.Result is { Version: > 0 } finished)
-            _log.Info("Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x workers, is {4:N0})",
+            _log.Info("Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x the workers of each step, is {4:N0})",
                 TensorFrame.BytesSent, TensorFrame.BytesReceived, finished.Version,
                 (TensorFrame.BytesSent + TensorFrame.BytesReceived) / finished.Version,
-                2L * sizeof(float) * _model.Layout.TotalLength * _links.Count);
+                _workerSteps.MinimumBytesPerStep(_model.Layout.TotalLength));
         if (done.Result is not null) _completion.TrySetResult(done.Result);
         else _completion.TrySetException(done.Failure ?? new InvalidOperationException("The job ended without a result."));
     }

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Akka.Actor;
 using Akka.Event;
-using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using System.Numerics.Tensors;
 using DistTrain.Core.Checkpoints;
@@ -71,6 +70,8 @@ public sealed class ParameterServer : ReceiveActor
     private long _rejectedGradients;
     private readonly double _clipNorm;
     private readonly MonitoringOptions _monitoring;
+    private Metrics.SampleTrace? _sampleTrace;
+    private readonly int[] _traceWorkers = new int[MaxWorkers];
     private readonly GradientHealthMonitor _health;
     private readonly float[] _average;       // the averaged gradient, when it must exist whole (clipping, diagnostics)
     private readonly float[][] _averageList;
@@ -83,15 +84,13 @@ public sealed class ParameterServer : ReceiveActor
     private bool _midEpochResumable;  // a mid-part checkpoint of this part resumes exactly (StartEpoch.MidEpochResumable, no loss since)
     private bool _partLeftSamples;    // a worker lost in this part left samples, so a further part of the epoch follows
     private readonly int _scalingWorkers;
-    private readonly SampleLog? _sampleLog;
 
     /// <summary>Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>.</summary>
     /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
     public ParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, SampleLog? sampleLog = null)
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0)
     {
         _scalingWorkers = scalingWorkers;
-        _sampleLog = sampleLog;
         if (resumeFrom is not null)
         {
             if (resumeFrom.Weights.Layout.TotalLength != initialWeights.Layout.TotalLength)
@@ -134,6 +133,11 @@ public sealed class ParameterServer : ReceiveActor
     /// <summary>Most workers one server accepts (the validated range of Training:Workers).</summary>
     public const int MaxWorkers = 256;
 
+    /// <inheritdoc />
+    protected override void PreStart() => _sampleTrace = Metrics.SampleTrace.ForParameterServer(_monitoring.SampleTraceDirectory);
+
+    /// <inheritdoc />
+    protected override void PostStop() => _sampleTrace?.Dispose();
 
     /// <inheritdoc />
     protected override bool AroundReceive(Receive receive, object message)
@@ -155,10 +159,9 @@ public sealed class ParameterServer : ReceiveActor
     /// <param name="scalingWorkers">The worker count of the linear scaling rule (Optimizer:ScaleLearningRateByWorkers) when
     /// the global minibatch is kept constant as workers come and go (Training:KeepGlobalBatch): the workers the job started with.
     /// 0 scales by the workers taking part in the epoch.</param>
-    /// <param name="sampleLog">Receives an <c>applied</c> line per step (Output:SampleLogFile); null for none.</param>
     public static Props Props(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, SampleLog? sampleLog = null) =>
-        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, sampleLog));
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0) =>
+        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers));
 
     private void OnStartEpoch(StartEpoch start)
     {
@@ -360,13 +363,13 @@ public sealed class ParameterServer : ReceiveActor
                 _roundGradients[contributors] = g.Gradient;
                 _roundScales[contributors++] = (float)g.SampleCount / samples;
             }
-        _sampleLog?.Applied(_epoch!.Epoch, _round, _version, _received);
         if (!double.IsFinite(lossSum)) Diverged("a NaN or infinite loss");
         var learningRate = LearningRate();
         var finite = Step(contributors, (float)learningRate);
         if (finite) finite = MergeRunningStatistics(contributors);
         Array.Clear(_roundGradients);
         if (!finite) Diverged("a NaN or infinite averaged gradient or BatchNorm running statistic");
+        if (_sampleTrace is not null) TraceStep();
         _version++;
         _epochSamples += samples;
         _epochLossSum += lossSum;
@@ -393,6 +396,15 @@ public sealed class ParameterServer : ReceiveActor
         if (_checkpoints is not null)
             _checkpointDue = EpochDone() || (_midEpochResumable && _checkpoints.EverySteps > 0 && _version % _checkpoints.EverySteps == 0);
         BeginRound();
+    }
+
+    /// <summary>Writes the step being applied, on weights <see cref="_version"/>, and the workers whose gradients it averaged.</summary>
+    private void TraceStep()
+    {
+        var count = 0;
+        for (var i = 0; i < _received.Length; i++)
+            if (_received[i] is not null) _traceWorkers[count++] = i;
+        _sampleTrace!.Step(_epoch!.Epoch, _round, _version, _traceWorkers.AsSpan(0, count));
     }
 
     /// <summary>

@@ -46,16 +46,17 @@ public sealed class Worker : ReceiveActor, IWithStash
     private long _version = -1;
     private readonly float[] _weightsForEvaluation; // staging for copying the training replica into the evaluation replica
     private readonly int _seed;
-    private readonly Hosting.SampleLog? _sampleLog;
     private int _dropoutEpoch;
+    private readonly string _sampleTraceDirectory;
+    private Metrics.SampleTrace? _sampleTrace;
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, Hosting.SampleLog? sampleLog = null)
+        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "")
     {
         _workerIndex = workerIndex;
-        _sampleLog = sampleLog;
         _seed = seed;
+        _sampleTraceDirectory = sampleTraceDirectory;
         _train = train;
         _test = test;
         _validation = validation;
@@ -90,6 +91,11 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// </summary>
     public static int EvaluationPassSize(int evaluationBatchSize, long bytesPerSample) =>
         (int)Math.Clamp(EvaluationMemoryBytes / Math.Max(1, bytesPerSample), 1, Math.Max(1, evaluationBatchSize));
+    /// <inheritdoc />
+    protected override void PreStart() => _sampleTrace = Metrics.SampleTrace.ForWorker(_sampleTraceDirectory, _workerIndex);
+
+    /// <inheritdoc />
+    protected override void PostStop() => _sampleTrace?.Dispose();
 
     private static Sequential EvaluationReplica(ModelOptions options)
     {
@@ -110,12 +116,13 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// <summary>
     /// Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.
     /// <paramref name="validation"/> holds the samples held out of training, when the run has any. <paramref name="seed"/>
-    /// (Training:Seed) seeds the dropout masks, anew at every epoch from (seed, worker index, epoch). <paramref name="sampleLog"/>
-    /// (Output:SampleLogFile) receives a <c>computed</c> line with the sample indices of every gradient sent; null for none.
+    /// (Training:Seed) seeds the dropout masks, anew at every epoch from (seed, worker index, epoch).
+    /// <paramref name="sampleTraceDirectory"/> (Monitoring:SampleTraceDirectory) records every minibatch's samples there;
+    /// empty is off.
     /// </summary>
     public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, Hosting.SampleLog? sampleLog = null) =>
-        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, sampleLog));
+        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "") =>
+        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, sampleTraceDirectory));
 
     private void OnAssignShard(AssignShard shard)
     {
@@ -174,7 +181,8 @@ public sealed class Worker : ReceiveActor, IWithStash
             var indices = _shard.SampleIndices.AsSpan(plan.Start(minibatch), plan.Length(minibatch));
             var gradient = ComputeGradient(update, indices);
             gradient.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore, queueing);
-            _sampleLog?.Computed(update.Epoch, update.Round, update.Version, _workerIndex, gradient.LossSum, indices);
+            // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.
+            _sampleTrace?.Minibatch(update.Epoch, update.Round, update.Version, _workerIndex, indices);
             Sender.Tell(gradient);
         }
         UnstashAll();
@@ -192,6 +200,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         var message = _gradientMessages[_nextGradientBuffer];
         _nextGradientBuffer ^= 1;
         _model.CopyGradientsTo(message.Gradient);
+        Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
         return message.Reuse(update.Epoch, update.Round, update.Version, indices.Length, meanLoss * indices.Length);
     }
 

@@ -39,7 +39,6 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private readonly ClusterSecurity _security;
     private readonly TrainingData _data;
     private readonly TaskCompletionSource<JobFinished> _completion;
-    private readonly SampleLog? _sampleLog;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
     private IActorRef _jobHost = ActorRefs.Nobody;
@@ -54,10 +53,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private string _jobId = "";
 
     /// <summary>Creates the agent; see <see cref="Props"/>.</summary>
-    public WorkerAgent(TrainingOptions options, ClusterSecurity security, TrainingData data, TaskCompletionSource<JobFinished> completion,
-        SampleLog? sampleLog = null)
+    public WorkerAgent(TrainingOptions options, ClusterSecurity security, TrainingData data, TaskCompletionSource<JobFinished> completion)
     {
-        _sampleLog = sampleLog;
         _options = options;
         _security = security;
         _data = data;
@@ -101,10 +98,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <param name="security">The job's identity (proved at registration) and the node's TLS certificates (data plane).</param>
     /// <param name="data">The node's copy of the data.</param>
     /// <param name="completion">Completed with the job's end; failed with a <see cref="NodeRefusedException"/>, a failed worker or a timeout.</param>
-    /// <param name="sampleLog">The worker's sample log (Output:SampleLogFile); null for none.</param>
-    public static Props Props(TrainingOptions options, ClusterSecurity security, TrainingData data, TaskCompletionSource<JobFinished> completion,
-        SampleLog? sampleLog = null) =>
-        Akka.Actor.Props.Create(() => new WorkerAgent(options, security, data, completion, sampleLog));
+    public static Props Props(TrainingOptions options, ClusterSecurity security, TrainingData data, TaskCompletionSource<JobFinished> completion) =>
+        Akka.Actor.Props.Create(() => new WorkerAgent(options, security, data, completion));
 
     /// <inheritdoc />
     protected override void PreStart()
@@ -166,7 +161,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         Timers.Cancel("join-timeout");
         _generation++;
         var loop = _options.Training;
-        _worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed, _sampleLog)
+        _worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed,
+                _options.Monitoring.SampleTraceDirectory)
             .WithDispatcher(AkkaSettings.ComputeDispatcher), $"worker-{_generation}"));
         _link = Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, _worker, accepted.ParameterCount,
                 token, _security.Certificates),

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Security.Authentication;
 using System.Net.Sockets;
 using Akka.Actor;
@@ -78,16 +79,16 @@ public sealed class ParameterServerLink : ReceiveActor
         }
         var self = Self;
         var next = 0;
-        TensorFrame.StartReader(_connection.Stream, $"dataplane-ps-{_workerIndex}",
-            header =>
+        TensorFrame.StartReader(_connection, $"dataplane-ps-{_workerIndex}", TensorFrame.WeightsType, _parameterCount,
+            _ =>
             {
-                if (header.Type != TensorFrame.WeightsType || header.Count != _parameterCount)
-                    throw new IOException($"data plane: expected weights of {_parameterCount} floats, got frame type {header.Type} with {header.Count}.");
                 var buffer = _weightBuffers[next];
                 next = (next + 1) % _weightBuffers.Length;
                 return buffer;
             },
-            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer), self),
+            // Stamped on arrival: the worker's queueing delay then covers its own process (mailbox and dispatcher),
+            // as in single-node mode; the network's part is in the step's messaging time.
+            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer, Stopwatch.GetTimestamp()), self),
             reason => self.Tell(new ReaderFailed(reason)));
         _log.Info("Worker {0}: data plane connected to {1}:{2}", _workerIndex, _host, _port);
     }

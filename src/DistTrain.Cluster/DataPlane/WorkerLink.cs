@@ -9,8 +9,8 @@ namespace DistTrain.Cluster.DataPlane;
 /// server talk to it as if it were the worker: weights it writes to the worker's data-plane socket;
 /// control messages (shards, evaluations) it forwards over Akka.Remote, keeping the original sender so
 /// replies go straight back. A reader thread delivers the worker's gradients to the parameter server
-/// with this actor as the sender. If the socket or the remote worker goes away, the link stops with a warning naming the
-/// reason, and the coordinator, which watches it, handles the lost worker (docs/reliability.md).
+/// with this actor as the sender. If the socket or the remote worker goes away, the link stops, and the
+/// coordinator, which watches it, fails the job with the reason logged here.
 /// </summary>
 public sealed class WorkerLink : ReceiveActor, IWithStash
 {
@@ -42,11 +42,10 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
             _log.Warning("Worker {0}: data plane closed: {1}", _workerIndex, failed.Reason);
             Context.Stop(Self);
         });
-        // A lost worker is a warning, not an error: in cluster mode the coordinator re-plans around it, and an ERROR during
-        // training would fail the job. Partitioned (not crashed), a worker's socket stays open, so this is how it ends.
+        // Partitioned rather than crashed, a worker's socket stays open, so its link ends here when the node is downed.
         Receive<Terminated>(t =>
         {
-            _log.Warning("Worker {0} ({1}) is gone (node left, crashed or was downed).", _workerIndex, t.ActorRef.Path);
+            _log.Warning("Worker {0} ({1}) is gone (node left, crashed or was downed); the worker counts as lost.", _workerIndex, t.ActorRef.Path);
             Context.Stop(Self);
         });
         Receive<IDistTrainMessage>(message => _remoteWorker.Forward(message));
@@ -70,13 +69,10 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
         _connection = attach.Connection;
         var self = Self;
         var next = 0;
-        TensorFrame.StartReader(attach.Connection.Stream, $"dataplane-worker-{_workerIndex}",
-            header =>
+        // A frame of another length is refused by its header, before anything is allocated (the connection closes).
+        TensorFrame.StartReader(attach.Connection, $"dataplane-worker-{_workerIndex}", TensorFrame.GradientType, _reportLength,
+            _ =>
             {
-                if (header.Type != TensorFrame.GradientType)
-                    throw new IOException($"data plane: expected a gradient frame, got type {header.Type}.");
-                // A gradient of the wrong length still arrives (in its own array) so the parameter server rejects and counts it.
-                if (header.Count != _reportLength) return new float[header.Count];
                 var buffer = _gradientBuffers[next];
                 next ^= 1;
                 return buffer;
@@ -97,7 +93,9 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
         _parameterServer = Sender;
         if (TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights) is { } failure)
         {
-            _log.Warning("Worker {0}: sending weights failed: {1}", _workerIndex, failure);
+            // The worker's connection is gone (a killed process, a reset): the link stops, and its stop is how the
+            // coordinator learns the worker is lost. Not an ERROR: that would fail a job that tolerates losing workers.
+            _log.Warning("Worker {0}: sending weights failed, so its link closes and the worker counts as lost: {1}", _workerIndex, failure);
             Context.Stop(Self);
         }
     }

@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Akka.Cluster.Hosting;
+using Akka.Event;
 using Akka.Hosting;
 using Akka.Remote.Hosting;
 using DistTrain.Cluster.Actors;
@@ -37,11 +38,16 @@ public static class ClusterNode
     /// a standby is on the other side, the standby's side stays and takes over. Never two parameter servers accept
     /// gradients because a worker has one data-plane connection at a time and registers with a job host again only after
     /// it closed or the node at its other end was downed; an isolated old parameter server has no worker left to reach it
-    /// (docs/reliability.md).
+    /// (docs/reliability.md). Akka.Remote's reports about connections to nodes that left in order are dropped
+    /// (<see cref="DepartedNodesLogFilter"/>).
     /// </remarks>
     public static AkkaConfigurationBuilder WithDistTrainNode(this AkkaConfigurationBuilder builder, TrainingOptions options, ClusterSecurity security,
-        string role, int computeThreads) =>
-        builder
+        string role, int computeThreads)
+    {
+        var departed = new DepartedNodesLogFilter();
+        return builder
+            .AddSetup(new LogFilterBuilder().Add(departed).Build())
+            .WithActors((system, _) => system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes"))
             .AddHocon(AkkaSettings.Serialization()
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
                 .WithFallback(AkkaSettings.Logging("INFO")), HoconAddMode.Prepend)
@@ -52,6 +58,7 @@ public static class ClusterNode
                 Roles = [role],
                 SeedNodes = [.. options.Cluster.SeedNodes.Select(security.SeedAddress)],
             });
+    }
 
     /// <summary>
     /// Akka.Remote's settings for a node: the address, the frame size, and with certificates mutual TLS where each side
@@ -88,22 +95,23 @@ public static class ClusterNode
     /// <param name="data">The job's data.</param>
     /// <param name="observer">Receives progress.</param>
     /// <param name="cancellationToken">Stops the node.</param>
-    /// <param name="sampleLog">Receives an <c>applied</c> line per optimizer step (Output:SampleLogFile); null for none.</param>
     /// <returns>The final weights and per-epoch summaries.</returns>
     /// <exception cref="InvalidOperationException">The job failed; the message says why.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node was a standby to the end: the job ended on another parameter-server node.</exception>
     public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener,
-        TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken, SampleLog? sampleLog = null)
+        TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken)
     {
         Blas.Configure(options.Compute, workersInProcess: 0); // the parameter server node computes no gradients
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var finishedElsewhere = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         var failover = new FailoverState();
         var dataHost = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname;
+        ActorSystem? actorSystem = null;
         using var host = BuildHost(options, security, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
         {
+            actorSystem = system;
             system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere), ParameterServerNode.Name);
-            var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover, sampleLog);
+            var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover);
             system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
             FailWhenTerminated(system, completion);
         });
@@ -116,10 +124,35 @@ public static class ClusterNode
         }
         finally
         {
-            // Give the JobFinished messages a moment to reach the other nodes before leaving the cluster.
-            await Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None).ConfigureAwait(false);
+            // An orderly end: the other nodes leave once JobFinished reaches them, and this node, the cluster's oldest
+            // and its leader, moves them out (Leaving, Exiting, Removed) before it leaves itself. Leaving together, a
+            // node whose connection to another closed mid-leave logged the association as failed (WARNING, ERROR
+            // "Disassociated" and a stack trace) on a job that had succeeded.
+            if (completion.Task.IsCompleted && actorSystem is not null)
+                await WaitForOtherMembersToLeaveAsync(actorSystem, TimeSpan.FromSeconds(OtherMembersLeaveTimeoutSeconds)).ConfigureAwait(false);
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Longest wait, seconds, for the other nodes to leave at the end of a job before this one leaves anyway.</summary>
+    public const double OtherMembersLeaveTimeoutSeconds = 20;
+
+    /// <summary>
+    /// Waits until this node is the cluster's only member, counting neither removed members nor unreachable ones (a
+    /// dead node does not leave; the split-brain resolver removes it), for at most <paramref name="timeout"/>.
+    /// </summary>
+    private static async Task WaitForOtherMembersToLeaveAsync(ActorSystem system, TimeSpan timeout)
+    {
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        var deadline = DateTime.UtcNow + timeout;
+        bool OthersRemain()
+        {
+            var state = cluster.State;
+            return state.Members.Any(m => !m.UniqueAddress.Equals(cluster.SelfUniqueAddress) && m.Status != Akka.Cluster.MemberStatus.Removed
+                                          && !state.Unreachable.Contains(m));
+        }
+        while (!system.WhenTerminated.IsCompleted && DateTime.UtcNow < deadline && OthersRemain())
+            await Task.Delay(TimeSpan.FromMilliseconds(100)).ConfigureAwait(false);
     }
 
     /// <summary>Runs a worker node until the parameter server reports the end of the job.</summary>
@@ -127,19 +160,17 @@ public static class ClusterNode
     /// <param name="security">The job's identity and the node's TLS certificates (<see cref="ClusterSecurity.Load"/>).</param>
     /// <param name="data">The job's data.</param>
     /// <param name="cancellationToken">Stops the node.</param>
-    /// <param name="sampleLog">Receives a <c>computed</c> line per gradient sent (Output:SampleLogFile); null for none.</param>
     /// <returns>The job's outcome as the parameter server reported it.</returns>
     /// <exception cref="NodeRefusedException">The job host refused the node (another job, model or version), or a host of another job answered.</exception>
     /// <exception cref="InvalidOperationException">The node's worker failed or the node left the cluster.</exception>
     /// <exception cref="TimeoutException">No parameter server accepted it within Cluster:JoinTimeoutSeconds.</exception>
-    public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, ClusterSecurity security, TrainingData data, CancellationToken cancellationToken,
-        SampleLog? sampleLog = null)
+    public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, ClusterSecurity security, TrainingData data, CancellationToken cancellationToken)
     {
         Blas.Configure(options.Compute, workersInProcess: 1);
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         using var host = BuildHost(options, security, NodeRoles.Worker, computeThreads: 1, (system, _) =>
         {
-            system.ActorOf(WorkerAgent.Props(options, security, data, completion, sampleLog), "agent");
+            system.ActorOf(WorkerAgent.Props(options, security, data, completion), "agent");
             FailWhenTerminated(system, completion);
         });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);

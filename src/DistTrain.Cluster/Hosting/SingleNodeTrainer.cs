@@ -23,12 +23,12 @@ public static class SingleNodeTrainer
     /// <param name="verifySerialization">Serialize every message as if it crossed the network (tests).</param>
     /// <param name="planner">Shard planner; null plans even shards seeded by <see cref="TrainingLoopOptions.Seed"/>.</param>
     /// <param name="initialWeights">Version-0 weights; null draws them from the configured initializer and seed.</param>
-    /// <param name="cancellationToken">Stops the run; the task then fails with <see cref="OperationCanceledException"/>.</param>
+    /// <param name="cancellationToken">Stops the run at the next step; the task then fails with a <see cref="TrainingCancelledException"/>
+    /// that carries the weights at that point.</param>
     /// <param name="validation">Samples held out of training, scored after every epoch (early stopping); null for none.</param>
     /// <param name="resumeFrom">A verified checkpoint to continue from (see <see cref="CheckpointResume.Find"/>); null with
     /// Checkpoint:Resume set finds the newest valid one in Checkpoint:Directory, null without it starts fresh.</param>
     /// <param name="log">Receives the lines about skipped and chosen checkpoints when this method finds one; null drops them.</param>
-    /// <param name="sampleLog">Receives the workers' <c>computed</c> and the parameter server's <c>applied</c> lines (Output:SampleLogFile); null for none.</param>
     /// <exception cref="CheckpointResumeException">Checkpoint:Resume is set and no checkpoint fits (see <see cref="CheckpointResume.Find"/>).</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data (input size or number of classes).</exception>
     /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite.</exception>
@@ -37,7 +37,7 @@ public static class SingleNodeTrainer
     public static async Task<TrainingResult> RunAsync(TrainingOptions options, LabeledDataset train, LabeledDataset test,
         ITrainingObserver? observer = null, bool verifySerialization = false, IShardPlanner? planner = null,
         ParameterVector? initialWeights = null, CancellationToken cancellationToken = default, LabeledDataset? validation = null,
-        TrainingCheckpoint? resumeFrom = null, Action<string>? log = null, SampleLog? sampleLog = null)
+        TrainingCheckpoint? resumeFrom = null, Action<string>? log = null)
     {
         var loop = options.Training;
         ModelFactory.CheckFitsData(options.Model, train.FeatureCount, train.ClassCount);
@@ -55,9 +55,10 @@ public static class SingleNodeTrainer
         system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = ParameterServer.Props(weights, options.Optimizer, loop.Epochs, options.Monitoring,
-            CheckpointResume.Settings(options), resumeFrom, sampleLog: sampleLog).WithDispatcher(AkkaSettings.ComputeDispatcher);
+            CheckpointResume.Settings(options), resumeFrom).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var workers = Enumerable.Range(0, loop.Workers)
-            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed, sampleLog).WithDispatcher(AkkaSettings.ComputeDispatcher))
+            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed,
+                options.Monitoring.SampleTraceDirectory).WithDispatcher(AkkaSettings.ComputeDispatcher))
             .ToArray();
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, planner, test.Count, model.Layout,
             TimeSpan.FromSeconds(loop.StallTimeoutSeconds), validation?.Count ?? 0, loop.EarlyStopping,
@@ -69,10 +70,29 @@ public static class SingleNodeTrainer
             {
                 return await completion.Task.ConfigureAwait(false);
             }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                throw new TrainingCancelledException(await WeightsAtStopAsync(system).ConfigureAwait(false), cancellationToken);
+            }
             finally
             {
                 await system.Terminate().ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>The parameter server's current weights (it answers between two steps); null if it is gone or silent for 10 s.</summary>
+    private static async Task<Protocol.WeightsSnapshot?> WeightsAtStopAsync(ActorSystem system)
+    {
+        try
+        {
+            // The coordinator names its parameter-server child "parameter-server".
+            var parameterServer = await system.ActorSelection("/user/coordinator/parameter-server").ResolveOne(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+            return await parameterServer.Ask<Protocol.WeightsSnapshot>(Protocol.GetWeights.Instance, TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is ActorNotFoundException or AskTimeoutException or TaskCanceledException)
+        {
+            return null;
         }
     }
 }

@@ -287,12 +287,4 @@ public sealed class OutputOptions
     /// (the Dockerfile sets <c>/tmp/disttrain-alive</c>). Empty: none. Default empty.
     /// </summary>
     public string HealthFile { get; set; } = "";
-
-    /// <summary>
-    /// A file this process appends its sample log to (JSON lines): a worker logs the sample indices of every gradient it
-    /// sends, the parameter server every step it applies with each worker's sample count and loss sum, so which samples
-    /// trained each step can be checked from what each side did (docs/reliability.md). One file per process. Empty (the
-    /// default): off.
-    /// </summary>
-    public string SampleLogFile { get; set; } = "";
 }

@@ -44,6 +44,8 @@ public static class TrainingOptionsValidator
         Range("Model:Initializer:Gain", init.Gain, 0, 100);
         Range("Model:Initializer:UniformRange", init.UniformRange, 0, 100, minExclusive: true);
         Range("Model:Initializer:NormalStd", init.NormalStd, 0, 100, minExclusive: true);
+        if (!double.IsFinite(init.Constant))
+            problems.Add($"Model:Initializer:Constant = {init.Constant.ToString(CultureInfo.InvariantCulture)} is not a finite number: weights would start as infinities or NaN.");
 
         if (LossTypes.Canonical(options.Model.Loss) is null)
             problems.Add($"Model:Loss = '{options.Model.Loss}' is unknown: allowed {string.Join(", ", LossTypes.All)}.");
