@@ -26,7 +26,7 @@ public sealed partial class NetworkLabProcessTests
         lab.Partition(1);
         Event("node 1 cut off from every other node");
         // Its side is the active parameter server alone with a standby on the other side: it downs itself and exits.
-        Assert.Equal(1, await active.WaitAsync(TimeSpan.FromSeconds(60)));
+        await AssertExitAsync(active, 1, TimeSpan.FromSeconds(60));
         Event("node 1's parameter server process exited with code 1");
         AssertDownedWithItsSide(active);
         // The other side downs it; the standby takes over from the newest checkpoint with both workers.
@@ -35,9 +35,9 @@ public sealed partial class NetworkLabProcessTests
         lab.Heal(1);
         Event("node 1 healed");
 
-        Assert.Equal(0, await standby.WaitAsync(TimeSpan.FromSeconds(180)));
+        await AssertExitAsync(standby, 0, TimeSpan.FromSeconds(180));
         Event("the standby finished the job (exit code 0)");
-        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        foreach (var worker in workers) await AssertExitAsync(worker, 0, TimeSpan.FromSeconds(30));
         Assert.Contains("Test accuracy after 6 epochs", standby.Output);
         // Never two parameter servers training: the old one's steps file was last written (its last step) before a moment at
         // which the standby's had no step yet.

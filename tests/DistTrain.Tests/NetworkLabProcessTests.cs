@@ -97,6 +97,13 @@ public sealed partial class NetworkLabProcessTests : IDisposable
         return process;
     }
 
+    /// <summary>Waits for <paramref name="node"/> to exit and asserts its exit code; a wrong one fails with the node's output.</summary>
+    private static async Task AssertExitAsync(DistTrainProcess node, int expected, TimeSpan timeout)
+    {
+        var exit = await node.WaitAsync(timeout);
+        Assert.True(exit == expected, $"the node exited with {exit}, not {expected}. Output:\n{node.Output}");
+    }
+
     /// <summary>Notes a step of the test itself (a partition, a heal) for the timeline.</summary>
     private void Event(string text) => _events.Add((DateTime.UtcNow, $"test: {text}"));
 

@@ -29,7 +29,7 @@ public sealed partial class NetworkLabProcessTests
         await ps.WaitForOutputAsync($"Worker {index} is lost", TimeSpan.FromSeconds(PartitionSeconds));
         var lostAt = ps.Output.IndexOf($"Worker {index} is lost", StringComparison.Ordinal);
         Assert.Contains("this side holds the active parameter server", ps.Output);
-        Assert.Equal(1, await partitioned.WaitAsync(TimeSpan.FromSeconds(PartitionSeconds)));
+        await AssertExitAsync(partitioned, 1, TimeSpan.FromSeconds(PartitionSeconds));
         Event("node 3's worker process exited with code 1");
         AssertDownedWithItsSide(partitioned);
         // The job goes on with the other worker while the partition lasts.
@@ -73,7 +73,7 @@ public sealed partial class NetworkLabProcessTests
         // Each worker, alone with the other one and the active parameter server unreachable, leaves: restart to rejoin.
         foreach (var worker in workers)
         {
-            Assert.Equal(1, await worker.WaitAsync(TimeSpan.FromSeconds(PartitionSeconds)));
+            await AssertExitAsync(worker, 1, TimeSpan.FromSeconds(PartitionSeconds));
             Event("a worker process exited with code 1");
             AssertDownedWithItsSide(worker);
         }
@@ -85,9 +85,9 @@ public sealed partial class NetworkLabProcessTests
         Event("node 1 healed");
         var replacements = new[] { Start(lab, "worker", 2, configPath, FastDowning), Start(lab, "worker", 3, configPath, FastDowning) };
         await ps.WaitForOutputAsync("Training resumes", TimeSpan.FromSeconds(90), after: downedAt);
-        Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(180)));
+        await AssertExitAsync(ps, 0, TimeSpan.FromSeconds(180));
         Event("the parameter server finished the job (exit code 0)");
-        foreach (var worker in replacements) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        foreach (var worker in replacements) await AssertExitAsync(worker, 0, TimeSpan.FromSeconds(30));
         Assert.Contains("Test accuracy after 4 epochs", ps.Output);
         Assert.DoesNotContain("left the cluster before the job ended", ps.Output);
         SampleTraceLog.AssertEverySampleOnceEachEpoch(Path.Combine(_directory, "trace"), sampleCount: 1000, epochs: 4);
