@@ -2,7 +2,9 @@
 # Runs the whole test suite. Installs Debian's OpenBLAS and oneDNN (the native BLAS path and the oneDNN
 # convolution backend are under test),
 # docker-compose (it validates deploy/docker-compose.yml; no engine needed) and python3-torch
-# (TorchInteropTests loads DistTrain's checkpoint into PyTorch) if they are missing;
+# (TorchInteropTests loads DistTrain's checkpoint into PyTorch), iproute2 and nftables (the cluster tests across
+# network namespaces, tests/netns/lab.sh; they need root and are skipped with the reason without it, or with
+# DISTTRAIN_NETNS_TESTS=0) if they are missing;
 # NuGet packages are restored by the build; the test data (a Fashion-MNIST subset) and
 # the PyTorch golden values are committed.
 # DISTTRAIN_CONTAINER_TESTS=1 also runs tests/containers/run.sh (12 to 19 minutes here: builds the image and runs the
@@ -10,6 +12,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash deploy/local/apt-ensure.sh libopenblas0-pthread libdnnl2 docker-compose python3-torch
+bash deploy/local/apt-ensure.sh libopenblas0-pthread libdnnl2 docker-compose python3-torch iproute2 nftables
 
 dotnet test DistTrain.sln -c Release -nologo "$@"

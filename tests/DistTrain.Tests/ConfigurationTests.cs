@@ -168,4 +168,27 @@ public class ConfigurationTests : IDisposable
         var typo = Invalid(Config("""{ "Optimizer": { "Schedule": { "Gama": 0.5 } } }"""), ValidData);
         Assert.Contains("Optimizer:Schedule:Gama is not a known key. Did you mean 'Optimizer:Schedule:Gamma'?", typo.Message);
     }
+
+    [Fact]
+    public void Failure_detector_and_downing_keys_reach_akka_and_bad_values_name_the_key_and_the_range()
+    {
+        var options = TrainingOptionsLoader.Load(RepositoryConfig, new Dictionary<string, string?>(ValidData)
+        {
+            ["Cluster:HeartbeatIntervalSeconds"] = "0.25", ["Cluster:AcceptableHeartbeatPauseSeconds"] = "1.5",
+            ["Cluster:StableAfterSeconds"] = "4", ["Cluster:RemovalMarginSeconds"] = "0",
+        }, environment: NoEnvironment);
+        var akka = Cluster.Hosting.AkkaSettings.Membership(options.Cluster);
+        Assert.Equal(TimeSpan.FromMilliseconds(250), akka.GetTimeSpan("akka.cluster.failure-detector.heartbeat-interval"));
+        Assert.Equal(TimeSpan.FromMilliseconds(1500), akka.GetTimeSpan("akka.cluster.failure-detector.acceptable-heartbeat-pause"));
+        Assert.Equal(TimeSpan.FromSeconds(4), akka.GetTimeSpan("akka.cluster.split-brain-resolver.stable-after"));
+        Assert.Equal(TimeSpan.Zero, akka.GetTimeSpan("akka.cluster.down-removal-margin"));
+
+        var error = Invalid(RepositoryConfig, new(ValidData)
+        {
+            ["Cluster:HeartbeatIntervalSeconds"] = "0", ["Cluster:AcceptableHeartbeatPauseSeconds"] = "0.1", ["Cluster:RemovalMarginSeconds"] = "-1",
+        });
+        Assert.Contains("Cluster:HeartbeatIntervalSeconds = 0 (from a command-line option) is out of range: allowed [0.1, 60]", error.Message);
+        Assert.Contains("Cluster:AcceptableHeartbeatPauseSeconds = 0.1 (from a command-line option) is out of range: allowed [0.5, 300]", error.Message);
+        Assert.Contains("Cluster:RemovalMarginSeconds = -1 (from a command-line option) is out of range: allowed [0, 300]", error.Message);
+    }
 }

@@ -14,6 +14,7 @@ internal sealed class DistTrainProcess : IDisposable
     private readonly StringBuilder _output = new();
     private readonly StringBuilder _standardOutput = new();
     private readonly StringBuilder _standardError = new();
+    private readonly List<(DateTime Time, string Line)> _timedLines = [];
 
     /// <summary>Starts <c>dotnet disttrain.dll <paramref name="arguments"/></c>.</summary>
     /// <param name="arguments">The command line after the executable.</param>
@@ -24,11 +25,14 @@ internal sealed class DistTrainProcess : IDisposable
     /// SIGINT ignored, and .NET keeps an inherited ignore, so a test that sends SIGINT would depend on how the suite was
     /// launched; python3 (installed by tests/run.sh) resets it and then becomes the process (exec), so the pid is the same.
     /// </param>
+    /// <param name="networkNamespace">
+    /// A network namespace to run it in (<c>ip netns exec</c>, which execs dotnet, so the pid is the process's); null for this one.
+    /// </param>
     public DistTrainProcess(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null,
-        string? workingDirectory = null, bool defaultInterrupt = false)
+        string? workingDirectory = null, bool defaultInterrupt = false, string? networkNamespace = null)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "disttrain.dll");
-        var start = new ProcessStartInfo(defaultInterrupt ? "python3" : "dotnet")
+        var start = new ProcessStartInfo(defaultInterrupt ? "python3" : networkNamespace is null ? "dotnet" : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -37,6 +41,9 @@ internal sealed class DistTrainProcess : IDisposable
         };
         if (defaultInterrupt)
             foreach (var argument in new[] { "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])", "dotnet" })
+                start.ArgumentList.Add(argument);
+        else if (networkNamespace is not null)
+            foreach (var argument in new[] { "netns", "exec", networkNamespace, "dotnet" })
                 start.ArgumentList.Add(argument);
         start.ArgumentList.Add(dll);
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
@@ -58,15 +65,23 @@ internal sealed class DistTrainProcess : IDisposable
         {
             stream.AppendLine(line);
             _output.AppendLine(line);
+            _timedLines.Add((DateTime.UtcNow, line));
         }
     }
 
     /// <summary>A cluster node: <c>disttrain node --role ROLE --config FILE</c>.</summary>
-    public static DistTrainProcess Node(string role, string configPath, IReadOnlyDictionary<string, string> environment) =>
-        new(["node", "--role", role, "--config", configPath], environment);
+    /// <param name="networkNamespace">A network namespace to run it in; null for this one.</param>
+    public static DistTrainProcess Node(string role, string configPath, IReadOnlyDictionary<string, string> environment, string? networkNamespace = null) =>
+        new(["node", "--role", role, "--config", configPath], environment, networkNamespace: networkNamespace);
+
+    /// <summary>The process id.</summary>
+    public int Id => _process.Id;
 
     /// <summary>Standard output and error, interleaved as they arrived.</summary>
     public string Output { get { lock (_output) return _output.ToString(); } }
+
+    /// <summary>Every line of standard output and error with the UTC time this process read it (node logs carry no time of their own).</summary>
+    public IReadOnlyList<(DateTime Time, string Line)> TimedLines { get { lock (_output) return [.. _timedLines]; } }
 
     /// <summary>Standard output only.</summary>
     public string StandardOutput { get { lock (_output) return _standardOutput.ToString(); } }

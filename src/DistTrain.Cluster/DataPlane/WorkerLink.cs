@@ -42,9 +42,10 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
             _log.Warning("Worker {0}: data plane closed: {1}", _workerIndex, failed.Reason);
             Context.Stop(Self);
         });
+        // Partitioned rather than crashed, a worker's socket stays open, so its link ends here when the node is downed.
         Receive<Terminated>(t =>
         {
-            _log.Warning("Worker {0} ({1}) is gone (node left or crashed); the worker counts as lost.", _workerIndex, t.ActorRef.Path);
+            _log.Warning("Worker {0} ({1}) is gone (node left, crashed or was downed); the worker counts as lost.", _workerIndex, t.ActorRef.Path);
             Context.Stop(Self);
         });
         Receive<IDistTrainMessage>(message => _remoteWorker.Forward(message));

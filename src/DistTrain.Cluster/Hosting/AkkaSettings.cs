@@ -33,22 +33,27 @@ public static class AkkaSettings
         }
         """);
 
-    /// <summary>Seconds between an old parameter server's removal and a standby's start (Akka's <c>down-removal-margin</c>).</summary>
-    public const double RemovalMarginSeconds = 3;
-
     /// <summary>
-    /// Split-brain resolution: DistTrain's own downing provider (<see cref="Membership.JobDowningProvider"/>, which keeps
-    /// the side of the active parameter server, see <see cref="Membership.ParameterServerSideRule"/>). An unreachable
-    /// node is downed after <paramref name="stableAfterSeconds"/> of stable membership, and a singleton (the job host)
-    /// starts on the surviving side <see cref="RemovalMarginSeconds"/> after the old node's removal. Akka's default margin
-    /// equals stable-after; DistTrain shortens it to speed up a takeover, since its one-parameter-server guarantee rests on
-    /// each worker's single data-plane connection, not on the margin.
+    /// Failure detection and split-brain resolution from Cluster options. Akka.Cluster's phi-accrual failure detector
+    /// gets <see cref="Core.Configuration.ClusterOptions.HeartbeatIntervalSeconds"/> and
+    /// <see cref="Core.Configuration.ClusterOptions.AcceptableHeartbeatPauseSeconds"/>; downing is DistTrain's own provider
+    /// (<see cref="Membership.JobDowningProvider"/>, which keeps the side of the active parameter server, see
+    /// <see cref="Membership.ParameterServerSideRule"/>): an unreachable node is downed after
+    /// <see cref="Core.Configuration.ClusterOptions.StableAfterSeconds"/> of stable membership, and a singleton (the job
+    /// host) starts on the surviving side <see cref="Core.Configuration.ClusterOptions.RemovalMarginSeconds"/> after the old
+    /// node's removal. Akka's default margin equals stable-after; DistTrain's is shorter, since its one-parameter-server
+    /// guarantee rests on each worker's single data-plane connection, not on the margin.
     /// </summary>
-    public static Config Downing(double stableAfterSeconds) => ConfigurationFactory.ParseString($$"""
+    public static Config Membership(Core.Configuration.ClusterOptions cluster) => ConfigurationFactory.ParseString($$"""
+        akka.cluster.failure-detector.heartbeat-interval = {{Milliseconds(cluster.HeartbeatIntervalSeconds)}}ms
+        akka.cluster.failure-detector.acceptable-heartbeat-pause = {{Milliseconds(cluster.AcceptableHeartbeatPauseSeconds)}}ms
+        akka.cluster.failure-detector.expected-response-after = {{Milliseconds(cluster.HeartbeatIntervalSeconds)}}ms
         akka.cluster.downing-provider-class = "{{typeof(Membership.JobDowningProvider).FullName}}, {{typeof(Membership.JobDowningProvider).Assembly.GetName().Name}}"
-        akka.cluster.split-brain-resolver.stable-after = {{(long)(stableAfterSeconds * 1000)}}ms
-        akka.cluster.down-removal-margin = {{(long)(RemovalMarginSeconds * 1000)}}ms
+        akka.cluster.split-brain-resolver.stable-after = {{Milliseconds(cluster.StableAfterSeconds)}}ms
+        akka.cluster.down-removal-margin = {{Milliseconds(cluster.RemovalMarginSeconds)}}ms
         """);
+
+    private static long Milliseconds(double seconds) => (long)Math.Round(seconds * 1000);
 
     /// <summary>Logging through Akka's standard-out logger at <paramref name="level"/> (DEBUG, INFO, WARNING, ERROR, OFF).</summary>
     public static Config Logging(string level) => ConfigurationFactory.ParseString($$"""

@@ -52,7 +52,7 @@ public static class ClusterNode
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
                 .WithFallback(AkkaSettings.Logging("INFO")), HoconAddMode.Prepend)
             .WithRemoting(Remoting(options.Cluster, security))
-            .AddHocon(AkkaSettings.Downing(options.Cluster.StableAfterSeconds), HoconAddMode.Prepend)
+            .AddHocon(AkkaSettings.Membership(options.Cluster), HoconAddMode.Prepend)
             .WithClustering(new AkkaClusterOptions
             {
                 Roles = [role],
@@ -202,7 +202,11 @@ public static class ClusterNode
                     "signed by the cluster's CA, and that CA as Cluster:CertificateAuthorityFile (deploy/certs/make-certs.sh); the TLS lines in the log above name the certificate refused."));
                 return;
             }
-            var downed = Membership.DowningReport.Get(system).Reason;
+            var report = Membership.DowningReport.Get(system);
+            // A node that learns from gossip that it was downed shuts down before any event reaches its downing actor.
+            var downed = report.Reason ?? (CoordinatedShutdown.Get(system).ShutdownReason is CoordinatedShutdown.ClusterDowningReason
+                ? report.ReasonIfDowned ?? "another member downed this node"
+                : null);
             completion.TrySetException(new InvalidOperationException(downed is not null
                 ? $"This node left the cluster before the job ended: {downed}. See the log above; restart the node to rejoin."
                 : "This node's actor system stopped before the job ended (see the log above); restart the node to rejoin."));

@@ -37,9 +37,7 @@ internal sealed class JobDowningActor : ReceiveActor, IWithTimers
         Receive<ClusterEvent.MemberExited>(e => Change(() => Forget(e.Member)));
         Receive<ClusterEvent.MemberDowned>(e =>
         {
-            if (e.Member.UniqueAddress.Equals(_cluster.SelfUniqueAddress))
-                _report.Record($"another member downed this node: it was unreachable from the side that kept the active parameter server for " +
-                    $"{_stableAfter.TotalSeconds:0.#} s (Cluster:StableAfterSeconds)", ownDecision: false);
+            if (e.Member.UniqueAddress.Equals(_cluster.SelfUniqueAddress)) RecordDownedSelf();
             Change(() => Forget(e.Member));
         });
         Receive<ClusterEvent.IMemberEvent>(e => Change(() =>
@@ -88,6 +86,12 @@ internal sealed class JobDowningActor : ReceiveActor, IWithTimers
         apply();
         var after = PendingUnreachable().Count;
         _lastChange = Stopwatch.GetTimestamp();
+        if (after > 0)
+        {
+            var (reason, ownDecision) = ReasonIfDownedNow();
+            _report.Expect(reason, ownDecision);
+        }
+        else _report.Expect(null, false);
         if (after == 0)
         {
             if (before > 0) _log.Info("Every cluster member is reachable again; no node is downed.");
@@ -107,6 +111,35 @@ internal sealed class JobDowningActor : ReceiveActor, IWithTimers
     private static string Describe(Member member) =>
         $"{member.Address} ({(member.HasRole(NodeRoles.ParameterServer) ? NodeRoles.ParameterServer : string.Join(",", member.Roles))})";
 
+    /// <summary>The rule's decision on this node's current view: the members not down, exiting or removed, oldest first.</summary>
+    private (List<Member> View, DowningOutcome Outcome) Decide()
+    {
+        var view = _members.Values
+            .Where(m => m.Status is not (MemberStatus.Down or MemberStatus.Exiting or MemberStatus.Removed))
+            .OrderBy(m => m, Member.AgeOrdering)
+            .ToList();
+        return (view, ParameterServerSideRule.Decide(
+            [.. view.Select(m => new MemberSide(m.Address.ToString(), m.HasRole(NodeRoles.ParameterServer), !_unreachable.Contains(m.UniqueAddress)))]));
+    }
+
+    /// <summary>This node was downed: records why (<see cref="ReasonIfDownedNow"/>).</summary>
+    private void RecordDownedSelf()
+    {
+        var (reason, ownDecision) = ReasonIfDownedNow();
+        _report.Record(reason, ownDecision);
+    }
+
+    /// <summary>
+    /// Why this node would be downed now: if its own view has unreachable members and the rule, applied to that view, takes
+    /// this side down, its side's leader downs it with the rest of the side (a node of the losing side sees the same
+    /// split); otherwise the other side downs it after it was unreachable there.
+    /// </summary>
+    private (string Reason, bool OwnDecision) ReasonIfDownedNow() =>
+        _members.ContainsKey(_cluster.SelfUniqueAddress) && PendingUnreachable().Count > 0 && Decide().Outcome is { Decision: DowningDecision.DownReachable } outcome
+            ? (outcome.Reason, true)
+            : ($"another member downed this node: it was unreachable from the side that kept the active parameter server for " +
+               $"{_stableAfter.TotalSeconds:0.#} s (Cluster:StableAfterSeconds)", false);
+
     private void OnTick()
     {
         if (!_leader || !_selfUp) return;
@@ -116,12 +149,7 @@ internal sealed class JobDowningActor : ReceiveActor, IWithTimers
         var stable = Stopwatch.GetElapsedTime(_lastChange, now) >= _stableAfter;
         var unstableTooLong = _unstableSince != 0 && Stopwatch.GetElapsedTime(_unstableSince, now) >= 3 * _stableAfter;
         if (!stable && !unstableTooLong) return;
-        var view = _members.Values
-            .Where(m => m.Status is not (MemberStatus.Down or MemberStatus.Exiting or MemberStatus.Removed))
-            .OrderBy(m => m, Member.AgeOrdering)
-            .ToList();
-        var outcome = ParameterServerSideRule.Decide(
-            [.. view.Select(m => new MemberSide(m.Address.ToString(), m.HasRole(NodeRoles.ParameterServer), !_unreachable.Contains(m.UniqueAddress)))]);
+        var (view, outcome) = Decide();
         var down = outcome.Decision == DowningDecision.DownUnreachable
             ? view.Where(m => _unreachable.Contains(m.UniqueAddress)).ToList()
             : view.Where(m => !_unreachable.Contains(m.UniqueAddress)).ToList();

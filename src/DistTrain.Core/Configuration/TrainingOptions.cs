@@ -105,6 +105,28 @@ public sealed class ClusterOptions
     public double StableAfterSeconds { get; set; } = 10;
 
     /// <summary>
+    /// Seconds between the heartbeats each node sends the nodes it monitors (Akka.Cluster's
+    /// <c>failure-detector.heartbeat-interval</c>). 0.1 to 60. Default 1.
+    /// </summary>
+    public double HeartbeatIntervalSeconds { get; set; } = 1;
+
+    /// <summary>
+    /// Seconds of missing heartbeats the failure detector accepts before it marks a node unreachable (Akka.Cluster's
+    /// phi-accrual <c>failure-detector.acceptable-heartbeat-pause</c>; the mark comes about this plus one heartbeat interval
+    /// after the last heartbeat). Lower detects a dead node sooner; higher tolerates longer pauses (GC, a saturated host,
+    /// lost packets) without a false mark. 0.5 to 300. Default 3.
+    /// </summary>
+    public double AcceptableHeartbeatPauseSeconds { get; set; } = 3;
+
+    /// <summary>
+    /// Seconds between the removal of a downed active parameter server and the start of the job host on the standby
+    /// (Akka's <c>down-removal-margin</c>): time for the downed node, if it is alive on the other side of a partition, to
+    /// have shut itself down. DistTrain's one-parameter-server guarantee does not rest on it (docs/reliability.md).
+    /// 0 to 300. Default 3.
+    /// </summary>
+    public double RemovalMarginSeconds { get; set; } = 3;
+
+    /// <summary>
     /// Name of the job every node must share; a worker of another job is refused at join. Letters, digits, '.', '_' and
     /// '-', 1 to 64 characters. Default <c>disttrain</c>.
     /// </summary>

@@ -109,6 +109,9 @@ public static class TrainingOptionsValidator
         Range("Cluster:MinWorkers", options.Cluster.MinWorkers, 1, 256);
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
         Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
+        Range("Cluster:HeartbeatIntervalSeconds", options.Cluster.HeartbeatIntervalSeconds, 0.1, 60);
+        Range("Cluster:AcceptableHeartbeatPauseSeconds", options.Cluster.AcceptableHeartbeatPauseSeconds, 0.5, 300);
+        Range("Cluster:RemovalMarginSeconds", options.Cluster.RemovalMarginSeconds, 0, 300);
         if (string.IsNullOrWhiteSpace(options.Cluster.Hostname))
             problems.Add("Cluster:Hostname is empty: use 0.0.0.0 to listen on every interface.");
         for (var i = 0; i < options.Cluster.SeedNodes.Count; i++)
