@@ -3,8 +3,8 @@
 # convolution backend are under test),
 # docker-compose (it validates deploy/docker-compose.yml; no engine needed) and python3-torch
 # (TorchInteropTests loads DistTrain's checkpoint into PyTorch), iproute2 and nftables (the cluster tests across
-# network namespaces, tests/netns/lab.sh; they need root and are skipped with the reason without it, or with
-# DISTTRAIN_NETNS_TESTS=0) if they are missing;
+# network namespaces, tests/netns/lab.sh; they run only with DISTTRAIN_NETNS_TESTS=1 and as root, and are
+# reported as skipped with the reason otherwise) if they are missing;
 # NuGet packages are restored by the build; the test data (a Fashion-MNIST subset) and
 # the PyTorch golden values are committed.
 # DISTTRAIN_CONTAINER_TESTS=1 also runs tests/containers/run.sh (12 to 19 minutes here: builds the image and runs the
