@@ -23,6 +23,7 @@ public static class ModelFingerprint
         options.Data.Classes,
         options.Data.TrainLimit,
         options.Data.ValidationFraction,
+        options.Data.Augmentation,
         options.Training.Seed,
     }, Json);
 }

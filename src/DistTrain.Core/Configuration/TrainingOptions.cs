@@ -165,6 +165,9 @@ public sealed class DataOptions
     /// in [0, 0.5]. 0 (the default) holds out nothing.
     /// </summary>
     public double ValidationFraction { get; set; }
+
+    /// <summary>Random crops, translations and flips of the training images (off by default).</summary>
+    public AugmentationOptions Augmentation { get; set; } = new();
 }
 
 /// <summary>The data-parallel loop.</summary>

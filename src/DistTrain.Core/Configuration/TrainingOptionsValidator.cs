@@ -37,6 +37,7 @@ public static class TrainingOptionsValidator
         var shape = options.Model.InputShape;
         if (shape.Count != 0 && (shape.Count != 3 || shape.Any(d => d <= 0)))
             problems.Add($"Model:InputShape = [{string.Join(", ", shape)}] must be [channels, height, width] with positive values, such as [1, 28, 28], or left out for a flat input.");
+        AugmentationProblems(options, problems, Range);
         if (options.Model.ReplaceHead && string.IsNullOrWhiteSpace(options.Model.Pretrained))
             problems.Add("Model:ReplaceHead = true needs Model:Pretrained (the checkpoint whose head it replaces).");
 
@@ -121,5 +122,22 @@ public static class TrainingOptionsValidator
         if (string.IsNullOrWhiteSpace(options.Output.Directory))
             problems.Add("Output:Directory is empty: set a folder for run outputs, e.g. 'runs'.");
         return problems;
+    }
+
+    private static void AugmentationProblems(TrainingOptions options, List<string> problems, Action<string, double, double, double, bool, bool> range)
+    {
+        var augmentation = options.Data.Augmentation;
+        var shape = options.Model.InputShape;
+        range("Data:Augmentation:CropPadding", augmentation.CropPadding, 0, 1024, false, false);
+        range("Data:Augmentation:MaxTranslation", augmentation.MaxTranslation, 0, 0.5, false, false);
+        if (!augmentation.Enabled) return;
+        if (shape.Count != 3 || shape.Any(d => d <= 0) || shape[1] < 2 || shape[2] < 2)
+        {
+            problems.Add($"Data:Augmentation = {augmentation} needs image samples: set Model:InputShape to [channels, height, width] (for example [1, 28, 28]), or turn augmentation off.");
+            return;
+        }
+        var smaller = Math.Min(shape[1], shape[2]);
+        if (2 * augmentation.CropPadding > smaller)
+            problems.Add($"Data:Augmentation:CropPadding = {augmentation.CropPadding} is too large for {shape[1]}x{shape[2]} images: allowed 0 to {smaller / 2} (half the smaller side).");
     }
 }
