@@ -58,7 +58,7 @@ internal static class BenchCommand
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
-            trainingData = TrainingData.Load(options.Data, options.Training.Seed);
+            trainingData = TrainingData.Load(options);
         }
         catch (Exception e) when (e is ConfigurationException or DataFormatException)
         {

@@ -47,7 +47,7 @@ internal static class NodeCommand
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
-            data = TrainingData.Load(options.Data, options.Training.Seed);
+            data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
             var model = ModelFactory.Build(options.Model); // a layer that does not fit fails here, not inside an actor
             if (role == NodeRoles.ParameterServer)
@@ -110,7 +110,7 @@ internal static class NodeCommand
             AnsiConsole.MarkupLineInterpolated($"Standby parameter server: the job finished on the active one: {finishedElsewhere.Summary}");
             return finishedElsewhere.Succeeded ? 0 : 1;
         }
-        RunOutputs.Save(runDirectory!, options, data.Normalizer, result!, report);
+        RunOutputs.Save(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), result!, report);
         return 0;
     }
 }

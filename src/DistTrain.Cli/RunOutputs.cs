@@ -26,7 +26,7 @@ internal static class RunOutputs
         CliConsole.Fail("saved", $"the last good weights (version {diverged.LastGoodVersion}) are in {path}");
     }
 
-    public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, TrainingResult result, RunReport? report = null)
+    public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result, RunReport? report = null)
     {
         if (report is not null)
         {
@@ -42,7 +42,7 @@ internal static class RunOutputs
         }
         var weightsPath = Path.Combine(runDirectory, "model.safetensors");
         var last = result.FinalEpoch;
-        SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, result));
+        SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result));
         RunSummaryFile.Write(Path.Combine(runDirectory, "summary.json"), options, normalizer, result);
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights (lowest validation loss {last.ValidationLoss:F4}).");

@@ -15,22 +15,27 @@ internal static class RunSummaryFile
     /// <summary>
     /// Safetensors metadata. The input standardization is part of the model: without it the weights
     /// see inputs on the wrong scale, so mean and std are stored (JSON arrays: one value for Global,
-    /// one per feature for PerFeature).
+    /// one per feature for PerFeature), with what predict needs to read new inputs (<see cref="DataMetadata"/>).
     /// </summary>
-    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, TrainingResult result) => new()
+    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result)
     {
-        ["format"] = "pt",
-        ["producer"] = "disttrain",
-        ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
-        ["epochs"] = result.Epochs[^1].Epoch.ToString(CultureInfo.InvariantCulture), // the last epoch trained, also after a resume
-        ["test_accuracy"] = result.FinalEpoch.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture),
-        ["input_scale"] = "pixels / 255, then (x - input_mean) / input_std",
-        ["input_normalization"] = normalizer.Kind.ToString(),
-        ["input_mean"] = JsonSerializer.Serialize(normalizer.Mean),
-        ["input_std"] = JsonSerializer.Serialize(normalizer.Std),
-        ["layers"] = JsonSerializer.Serialize(options.Model.Layers.Select(l => l.Type == "Dense" ? $"Dense({l.Units})" : l.Type)),
-        ["model_config"] = JsonSerializer.Serialize(options.Model),
-    };
+        var metadata = new Dictionary<string, string>
+        {
+            ["format"] = "pt",
+            ["producer"] = "disttrain",
+            ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
+            ["epochs"] = result.Epochs[^1].Epoch.ToString(CultureInfo.InvariantCulture), // the last epoch trained, also after a resume
+            ["test_accuracy"] = result.FinalEpoch.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture),
+            ["input_scale"] = data.InputDivisor == 1 ? "values as read, then (x - input_mean) / input_std" : $"pixels / {data.InputDivisor.ToString(CultureInfo.InvariantCulture)}, then (x - input_mean) / input_std",
+            ["input_normalization"] = normalizer.Kind.ToString(),
+            ["input_mean"] = JsonSerializer.Serialize(normalizer.Mean),
+            ["input_std"] = JsonSerializer.Serialize(normalizer.Std),
+            ["layers"] = JsonSerializer.Serialize(options.Model.Layers.Select(l => l.Type == "Dense" ? $"Dense({l.Units})" : l.Type)),
+            ["model_config"] = JsonSerializer.Serialize(options.Model),
+        };
+        foreach (var (key, value) in data.ToMetadata()) metadata[key] = value;
+        return metadata;
+    }
 
     public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result) =>
         File.WriteAllText(path, JsonSerializer.Serialize(new

@@ -82,7 +82,7 @@ internal static class TrainCommand
                 var problems = TrainingOptionsValidator.Validate(options);
                 if (problems.Count > 0) throw new ConfigurationException(configPath, problems);
             }
-            data = TrainingData.Load(options.Data, options.Training.Seed);
+            data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
             startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed);
             if (options.Checkpoint.Resume)
@@ -108,7 +108,7 @@ internal static class TrainCommand
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated(
-            $"[bold]DistTrain[/] single-node: {loop.Workers} workers x batch {loop.BatchSizePerWorker}, {loop.Epochs} epochs, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {options.Data.Directory}");
+            $"[bold]DistTrain[/] single-node: {loop.Workers} workers x batch {loop.BatchSizePerWorker}, {loop.Epochs} epochs, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
         var o = options.Optimizer;
         var rule = o.Kind switch
         {
@@ -136,9 +136,10 @@ internal static class TrainCommand
         if (exit is not null) return (exit.Value, null, runDirectory);
 
         var normalizer = data.Normalizer;
+        var description = DataMetadata.Of(data, options.Data);
         data = null!; // the 219 MB of training and test floats are done with: release them before plotting
         RunOutputs.ReleaseMemory();
-        RunOutputs.Save(runDirectory, options, normalizer, result!, report);
+        RunOutputs.Save(runDirectory, options, normalizer, description, result!, report);
         return (0, result, runDirectory);
     }
 }

@@ -114,6 +114,11 @@ public sealed class LabeledDataset
         };
     }
 
+    /// <summary>The same samples (arrays shared, not copied) with the given class names.</summary>
+    /// <exception cref="ArgumentException">There are not <see cref="ClassCount"/> names.</exception>
+    public LabeledDataset WithClassNames(IReadOnlyList<string> classNames) =>
+        new(Features, Labels, FeatureCount, ClassCount, classNames) { Normalization = Normalization };
+
     /// <summary>A copy holding only the first <paramref name="count"/> samples.</summary>
     public LabeledDataset Take(int count)
     {
