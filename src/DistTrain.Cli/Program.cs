@@ -7,6 +7,8 @@ var root = new RootCommand("DistTrain: data-parallel neural-network training on 
     TrainCommand.Create(),
     FinetuneCommand.Create(),
     InspectCommand.Create(),
+    PredictCommand.Create(),
+    EvaluateCommand.Create(),
     BenchCommand.Create(),
     NodeCommand.Create(),
 };
