@@ -11,7 +11,8 @@ internal static class InspectCommand
 {
     public static Command Create()
     {
-        var path = new Argument<FileInfo>("checkpoint") { Description = "A .safetensors file (DistTrain's model.safetensors or a PyTorch export)." };
+        var path = CliOptions.FileArgument("checkpoint", $"A .safetensors file (DistTrain's {RunFiles.Model} or a PyTorch export).",
+            $"a .safetensors file, such as a run's {RunFiles.Model}");
         var command = new Command("inspect", "List a checkpoint's tensors: name, shape, elements, L2 norm, mean and range.") { path };
         command.SetAction(parse =>
         {
@@ -20,12 +21,13 @@ internal static class InspectCommand
             IReadOnlyDictionary<string, string> metadata;
             try
             {
+                DistTrain.Core.Models.PretrainedWeights.RequireFile(file.FullName, "checkpoint");
                 tensors = SafeTensors.Read(file.FullName);
                 metadata = SafeTensors.ReadMetadata(file.FullName);
             }
-            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+            catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)
             {
-                CliConsole.Fail("error", e is FileNotFoundException ? $"{file.FullName}: no such file." : e.Message);
+                CliConsole.Fail("error", e.Message);
                 return 2;
             }
             var table = new Table().AddColumns("tensor", "shape", "elements", "L2 norm", "mean", "min", "max");

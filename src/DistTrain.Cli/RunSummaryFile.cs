@@ -17,15 +17,20 @@ internal static class RunSummaryFile
     /// see inputs on the wrong scale, so mean and std are stored (JSON arrays: one value for Global,
     /// one per feature for PerFeature), with what predict needs to read new inputs (<see cref="DataMetadata"/>).
     /// </summary>
-    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result)
+    /// <param name="options">The run's options.</param>
+    /// <param name="normalizer">The input standardization the weights expect.</param>
+    /// <param name="data">What the run's data was (format, class names, label kind, CSV columns, input scaling), for predict.</param>
+    /// <param name="result">The weights and the epochs trained (none when a run was cancelled during its first epoch).</param>
+    /// <param name="stopped">For a cancelled run: where it stopped, e.g. "cancelled at epoch 3, step 120 of 235"; null otherwise.</param>
+    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result, string? stopped = null)
     {
         var metadata = new Dictionary<string, string>
         {
             ["format"] = "pt",
             ["producer"] = "disttrain",
             ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
-            ["epochs"] = result.Epochs[^1].Epoch.ToString(CultureInfo.InvariantCulture), // the last epoch trained, also after a resume
-            ["test_accuracy"] = result.FinalEpoch.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture),
+            // The last epoch finished, also after a resume; 0 when a cancelled run finished none.
+            ["epochs"] = (result.Epochs.Count == 0 ? 0 : result.Epochs[^1].Epoch).ToString(CultureInfo.InvariantCulture),
             ["input_scale"] = data.InputDivisor == 1 ? "values as read, then (x - input_mean) / input_std" : $"pixels / {data.InputDivisor.ToString(CultureInfo.InvariantCulture)}, then (x - input_mean) / input_std",
             ["input_normalization"] = normalizer.Kind.ToString(),
             ["input_mean"] = JsonSerializer.Serialize(normalizer.Mean),
@@ -34,13 +39,18 @@ internal static class RunSummaryFile
             ["model_config"] = JsonSerializer.Serialize(options.Model),
         };
         foreach (var (key, value) in data.ToMetadata()) metadata[key] = value;
+        // A cancelled run's weights are those of the step it stopped at: no test accuracy describes them.
+        if (stopped is null) metadata["test_accuracy"] = result.FinalEpoch.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture);
+        else metadata["stopped"] = stopped;
         return metadata;
     }
 
-    public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result) =>
+    /// <summary>Writes <c>summary.json</c>; <paramref name="stopped"/> as in <see cref="Metadata"/>.</summary>
+    public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result, string? stopped = null) =>
         File.WriteAllText(path, JsonSerializer.Serialize(new
         {
             options,
+            stopped,
             normalization = new { normalizer.Kind, normalizer.Mean, normalizer.Std },
             version = result.Version,
             best_epoch = result.BestEpoch,

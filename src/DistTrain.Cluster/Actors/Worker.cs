@@ -49,13 +49,16 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly int _seed;
     private int _dropoutEpoch;
     private readonly ImageAugmenter? _augmenter; // training minibatches only; evaluation sees the samples as they are
+    private readonly string _sampleTraceDirectory;
+    private Metrics.SampleTrace? _sampleTrace;
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, AugmentationOptions? augmentation = null)
+        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "", AugmentationOptions? augmentation = null)
     {
         _workerIndex = workerIndex;
         _seed = seed;
+        _sampleTraceDirectory = sampleTraceDirectory;
         _train = train;
         _test = test;
         _validation = validation;
@@ -92,6 +95,11 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// </summary>
     public static int EvaluationPassSize(int evaluationBatchSize, long bytesPerSample) =>
         (int)Math.Clamp(EvaluationMemoryBytes / Math.Max(1, bytesPerSample), 1, Math.Max(1, evaluationBatchSize));
+    /// <inheritdoc />
+    protected override void PreStart() => _sampleTrace = Metrics.SampleTrace.ForWorker(_sampleTraceDirectory, _workerIndex);
+
+    /// <inheritdoc />
+    protected override void PostStop() => _sampleTrace?.Dispose();
 
     private static Sequential EvaluationReplica(ModelOptions options)
     {
@@ -113,11 +121,13 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.
     /// <paramref name="validation"/> holds the samples held out of training, when the run has any. <paramref name="seed"/>
     /// (Training:Seed) seeds the dropout masks, anew at every epoch from (seed, worker index, epoch), and the
-    /// <paramref name="augmentation"/> of each training sample, from (seed, epoch, sample index).
+    /// <paramref name="augmentation"/> (Data:Augmentation) of each training sample, from (seed, epoch, sample index).
+    /// <paramref name="sampleTraceDirectory"/> (Monitoring:SampleTraceDirectory) records every minibatch's samples there;
+    /// empty is off.
     /// </summary>
     public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, AugmentationOptions? augmentation = null) =>
-        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, augmentation));
+        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "", AugmentationOptions? augmentation = null) =>
+        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, sampleTraceDirectory, augmentation));
 
     private void OnAssignShard(AssignShard shard)
     {
@@ -176,6 +186,8 @@ public sealed class Worker : ReceiveActor, IWithStash
             var indices = _shard.SampleIndices.AsSpan(plan.Start(minibatch), plan.Length(minibatch));
             var gradient = ComputeGradient(update, indices);
             gradient.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore, queueing);
+            // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.
+            _sampleTrace?.Minibatch(update.Epoch, update.Round, update.Version, _workerIndex, indices);
             Sender.Tell(gradient);
         }
         UnstashAll();
@@ -194,6 +206,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         var message = _gradientMessages[_nextGradientBuffer];
         _nextGradientBuffer ^= 1;
         _model.CopyGradientsTo(message.Gradient);
+        Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
         return message.Reuse(update.Epoch, update.Round, update.Version, indices.Length, meanLoss * indices.Length);
     }
 
