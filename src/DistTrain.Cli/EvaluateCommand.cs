@@ -17,9 +17,9 @@ internal static class EvaluateCommand
 {
     public static Command Create()
     {
-        var model = new Option<FileInfo>("--model", "-m") { Description = "The model.safetensors a training run wrote.", Required = true };
-        var data = new Option<string>("--data", "-d") { Description = "A folder with IDX files (its t10k test split), a folder of class sub-folders of images, or a labeled CSV file.", Required = true };
-        var heatmap = new Option<string>("--heatmap") { Description = "Where to draw the confusion matrix (PNG).", DefaultValueFactory = _ => "confusion-matrix.png" };
+        var model = CliOptions.File("--model", "The model.safetensors a training run wrote.", PredictCommand.ModelTakes, required: true, "-m");
+        var data = new Option<string>("--data", "-d") { Description = "A folder with IDX files (its t10k test split), a folder of class sub-folders of images, or a labeled CSV file.", Required = true, HelpName = "PATH" };
+        var heatmap = new Option<string>("--heatmap") { Description = "Where to draw the confusion matrix (PNG).", DefaultValueFactory = _ => "confusion-matrix.png", HelpName = "FILE" };
         var json = new Option<bool>("--json") { Description = "Print the results as JSON instead of tables." };
         var resize = new Option<bool>("--resize") { Description = "Resize images of another size to the model's input." };
         var command = new Command("evaluate", "Score a labeled data set: accuracy, per-class precision and recall, confusion matrix (printed and drawn as a PNG).")
@@ -37,7 +37,7 @@ internal static class EvaluateCommand
                 var (samples, dividedBy) = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages);
                 matrix = Evaluate(trained, samples, dividedBy);
             }
-            catch (Exception e) when (e is InvalidDataException or DataFormatException or IOException or UnauthorizedAccessException)
+            catch (Exception e) when (CliConsole.IsInputError(e) || e is IOException or UnauthorizedAccessException)
             {
                 CliConsole.Fail("error", e.Message);
                 return 2;

@@ -20,11 +20,14 @@ internal static class PredictCommand
     /// <summary>A class and its probability.</summary>
     internal sealed record ClassProbability(int Class, string? Name, double Probability);
 
+    /// <summary>What --model takes.</summary>
+    internal const string ModelTakes = "the model.safetensors a training run wrote (runs/<time>/model.safetensors)";
+
     public static Command Create()
     {
-        var model = new Option<FileInfo>("--model", "-m") { Description = "The model.safetensors a training run wrote.", Required = true };
+        var model = CliOptions.File("--model", "The model.safetensors a training run wrote.", ModelTakes, required: true, "-m");
         var inputs = new Argument<string[]>("inputs") { Description = "Image files (PNG, JPEG) or folders of them, CSV files, or IDX image files.", Arity = ArgumentArity.OneOrMore };
-        var top = new Option<int>("--top-k", "-k") { Description = "How many of the most probable classes to list per input.", DefaultValueFactory = _ => 3 };
+        var top = CliOptions.WholeNumber("--top-k", "How many of the most probable classes to list per input.", "a whole number of classes to list per input, at least 1", 3, "-k");
         var json = new Option<bool>("--json") { Description = "Print the predictions as a JSON array instead of a table." };
         var resize = new Option<bool>("--resize") { Description = "Resize images of another size to the model's input (as if trained with Data:ImageFolder:Resize)." };
         var command = new Command("predict", "Predict the class of images, CSV rows or IDX images with a trained model.") { model, inputs, top, json, resize };
@@ -43,7 +46,7 @@ internal static class PredictCommand
                 predictions = [.. parse.GetValue(inputs)!.SelectMany(input =>
                     Predict(trained, ModelInputs.Read(input, trained, parse.GetValue(resize) || trained.Data.ResizeImages), k))];
             }
-            catch (Exception e) when (e is InvalidDataException or DataFormatException or IOException or UnauthorizedAccessException)
+            catch (Exception e) when (CliConsole.IsInputError(e) || e is IOException or UnauthorizedAccessException)
             {
                 CliConsole.Fail("error", e.Message);
                 return 2;

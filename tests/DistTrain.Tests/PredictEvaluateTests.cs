@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using DistTrain.Cli;
 using DistTrain.Core.Data;
@@ -89,20 +88,11 @@ public class PredictEvaluateTests : IDisposable
         Assert.Equal(Enumerable.Range(0, 12).Count(i => fromIdx[i].Class == test.Labels[i]) / 12.0, folderMatrix.Accuracy, precision: 10);
     }
 
-    private static (int Exit, string Output, string Error) Cli(params string[] arguments)
+    private static async Task<(int Exit, string Output, string Error)> Cli(params string[] arguments)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "disttrain.dll"));
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(120_000))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"disttrain {string.Join(' ', arguments)} did not finish within 120 s");
-        }
-        return (process.ExitCode, output.Result, error.Result);
+        using var process = new DistTrainProcess(arguments);
+        var exit = await process.WaitAsync(TimeSpan.FromSeconds(120));
+        return (exit, process.StandardOutput, process.StandardError);
     }
 
     [Fact]
@@ -111,7 +101,7 @@ public class PredictEvaluateTests : IDisposable
         var (path, trainingAccuracy) = await TrainAsync(Mlp, epochs: 2);
         var image = Path.Combine(_directory, "one.png");
         ImageFolderTests.WriteImage(image, TestData.RawTest.Sample(0));
-        var (exit, output, error) = Cli("predict", "--model", path, "--json", "--top-k", "2", image);
+        var (exit, output, error) = await Cli("predict", "--model", path, "--json", "--top-k", "2", image);
         Assert.True(exit == 0, error);
         var predictions = JsonDocument.Parse(output).RootElement;
         Assert.Equal(1, predictions.GetArrayLength());
@@ -121,7 +111,7 @@ public class PredictEvaluateTests : IDisposable
         Assert.Equal(2, first.GetProperty("top").GetArrayLength());
 
         var heatmap = Path.Combine(_directory, "confusion.png");
-        (exit, output, error) = Cli("evaluate", "--model", path, "--data", TestData.SubsetDirectory, "--heatmap", heatmap, "--json");
+        (exit, output, error) = await Cli("evaluate", "--model", path, "--data", TestData.SubsetDirectory, "--heatmap", heatmap, "--json");
         Assert.True(exit == 0, error);
         var report = JsonDocument.Parse(output).RootElement;
         Assert.Equal(trainingAccuracy, report.GetProperty("accuracy").GetDouble(), precision: 10);
@@ -129,18 +119,23 @@ public class PredictEvaluateTests : IDisposable
         using (var png = SkiaSharp.SKBitmap.Decode(heatmap))
             Assert.True(png is { Width: > 500, Height: > 500 }, "the heatmap is a PNG");
 
-        (exit, _, error) = Cli("predict", "--model", Path.Combine(_directory, "missing.safetensors"), image);
+        (exit, _, error) = await Cli("predict", "--model", Path.Combine(_directory, "missing.safetensors"), image);
         Assert.Equal(2, exit);
         Assert.Contains("missing.safetensors: no such file", error);
+        var corrupt = Path.Combine(_directory, "corrupt.safetensors");
+        File.WriteAllBytes(corrupt, File.ReadAllBytes(path)[..100]); // a safetensors reader's refusal, not only the model's own checks
+        (exit, _, error) = await Cli("evaluate", "--model", corrupt, "--data", TestData.SubsetDirectory);
+        Assert.True(exit == 2, error);
+        Assert.Contains(corrupt, error);
         var csv = Path.Combine(_directory, "three-columns.csv");
         File.WriteAllText(csv, "1,2,3\n");
-        (exit, _, error) = Cli("predict", "--model", path, csv);
+        (exit, _, error) = await Cli("predict", "--model", path, csv);
         Assert.Equal(2, exit);
         Assert.Contains("the model reads 784 feature columns", error);
-        (exit, _, error) = Cli("evaluate", "--model", path, "--data", Path.Combine(_directory, "nowhere"));
+        (exit, _, error) = await Cli("evaluate", "--model", path, "--data", Path.Combine(_directory, "nowhere"));
         Assert.Equal(2, exit);
         Assert.Contains("give a folder with the IDX files", error);
-        (exit, _, _) = Cli("predict", "--model", path);
+        (exit, _, _) = await Cli("predict", "--model", path);
         Assert.Equal(1, exit); // no input: a bad command line
     }
 }
