@@ -26,11 +26,16 @@ public static class CsvDataset
     /// this file: whole numbers are class indices (classes = the largest + 1), anything else names, numbered in sorted order.</param>
     /// <returns>The raw samples; their <see cref="LabeledDataset.ClassNames"/> are the label names when labels are names.</returns>
     /// <exception cref="DataFormatException">The file is missing, empty or malformed, a column is not found, a value is not a
-    /// number, a label is unknown or there are more than 256 classes; the message names the file, line and column.</exception>
-    public static (LabeledDataset Data, Layout Layout, LabelVocabulary Vocabulary) Read(string path, CsvOptions options, LabelVocabulary? vocabulary = null)
+    /// number, a label is unknown, there are more than 256 classes or more feature values than one array holds; the message
+    /// names the file, line and column.</exception>
+    public static (LabeledDataset Data, Layout Layout, LabelVocabulary Vocabulary) Read(string path, CsvOptions options, LabelVocabulary? vocabulary = null) =>
+        Read(path, options, vocabulary, Array.MaxLength);
+
+    /// <summary>As <see cref="Read(string, CsvOptions, LabelVocabulary?)"/>, refusing files of more than <paramref name="maxValues"/> feature values.</summary>
+    internal static (LabeledDataset Data, Layout Layout, LabelVocabulary Vocabulary) Read(string path, CsvOptions options, LabelVocabulary? vocabulary, long maxValues)
     {
         var labelCells = new List<string>();
-        var (features, layout) = ReadRows(path, options, requireLabel: true, expectedFeatures: null, labelCells);
+        var (features, layout) = ReadRows(path, options, requireLabel: true, expectedFeatures: null, labelCells, maxValues);
         if (labelCells.Count == 0)
             throw new DataFormatException($"{path}: no data rows. The file needs at least one row of features and a label.");
         vocabulary ??= VocabularyOf(path, labelCells);
@@ -57,7 +62,7 @@ public static class CsvDataset
     /// <returns>Sample-major features, <c>rows · featureColumns.Count</c> values.</returns>
     /// <exception cref="DataFormatException">The file is missing or malformed, a column is missing or a value is not a number.</exception>
     public static float[] ReadFeatures(string path, CsvOptions options, IReadOnlyList<string> featureColumns) =>
-        ReadRows(path, options, requireLabel: false, featureColumns, labelCells: null).Features;
+        ReadRows(path, options, requireLabel: false, featureColumns, labelCells: null, Array.MaxLength).Features;
 
     private static LabelVocabulary VocabularyOf(string path, List<string> cells)
     {
@@ -79,18 +84,18 @@ public static class CsvDataset
     }
 
     private static (float[] Features, Layout Layout) ReadRows(string path, CsvOptions options, bool requireLabel,
-        IReadOnlyList<string>? expectedFeatures, List<string>? labelCells)
+        IReadOnlyList<string>? expectedFeatures, List<string>? labelCells, long maxValues)
     {
         if (!File.Exists(path))
             throw new DataFormatException($"{path}: CSV file not found. Check Data:Csv:TrainFile / TestFile (or the path given).");
         if (options.Separator.Length != 1)
             throw new DataFormatException($"Data:Csv:Separator = '{options.Separator}' must be one character, such as ',' or ';'.");
-        using var text = OpenText(path);
-        for (var skipped = 0; skipped < options.SkipRows; skipped++)
-            if (text.ReadLine() is null)
-                throw new DataFormatException($"{path}: the file has fewer than Data:Csv:SkipRows = {options.SkipRows} lines.");
         try
         {
+            using var text = OpenText(path);
+            for (var skipped = 0; skipped < options.SkipRows; skipped++)
+                if (text.ReadLine() is null)
+                    throw new DataFormatException($"{path}: the file has fewer than Data:Csv:SkipRows = {options.SkipRows} lines.");
             using var reader = Sep.New(options.Separator[0]).Reader(o => o with
             {
                 HasHeader = options.HasHeader,
@@ -110,6 +115,8 @@ public static class CsvDataset
             {
                 var line = firstLine + row;
                 layout ??= MakeLayout(path, options, null, record.ColCount, requireLabel, expectedFeatures);
+                if (values.Count + layout.FeatureIndices.Length > maxValues)
+                    throw new DataFormatException($"{path}: line {line}: the file holds more than {maxValues:N0} feature values, the most one data set holds in memory. Split the file, or list unused columns in Data:Csv:IgnoreColumns.");
                 if (record.ColCount != layout.ColumnCount)
                     throw new DataFormatException($"{path}: line {line} has {record.ColCount} columns but {(header is null ? "the first row" : "the header")} has {layout.ColumnCount}. Every row needs the same columns (check the separator, Data:Csv:Separator = '{options.Separator}').");
                 foreach (var column in layout.FeatureIndices)
@@ -129,6 +136,10 @@ public static class CsvDataset
         catch (Exception e) when (e is InvalidDataException or ArgumentException or NotSupportedException)
         {
             throw new DataFormatException($"{path}: not readable as CSV ({e.Message}).");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DataFormatException($"{path}: the file could not be read ({e.Message}). Check that it is readable.");
         }
     }
 

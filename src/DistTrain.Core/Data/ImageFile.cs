@@ -14,6 +14,13 @@ public static class ImageFile
     /// <summary>File name extensions read as images (case-insensitive); others in an image folder are skipped.</summary>
     public static readonly string[] Extensions = [".png", ".jpg", ".jpeg"];
 
+    /// <summary>
+    /// Largest image decoded, in pixels (width · height): 2^26, about 67 megapixels, 256 MiB as RGBA. The size in a file's
+    /// header is checked against it before anything is allocated for the pixels, so a header that claims, say,
+    /// 100,000 x 100,000 pixels is refused instead of allocating 40 GB.
+    /// </summary>
+    public const long MaxPixels = 1L << 26;
+
     /// <summary>True when <paramref name="path"/> ends in one of <see cref="Extensions"/>.</summary>
     public static bool HasImageExtension(string path) => Extensions.Any(e => path.EndsWith(e, StringComparison.OrdinalIgnoreCase));
 
@@ -22,7 +29,8 @@ public static class ImageFile
     /// <param name="shape">Channels (1 or 3), height and width wanted.</param>
     /// <param name="resize">Resample to height × width (bicubic, Mitchell) when the image has another size; false makes that an error.</param>
     /// <param name="sample">Receives the values.</param>
-    /// <exception cref="DataFormatException">The file is missing or not a decodable PNG or JPEG, or it has another size and <paramref name="resize"/> is false.</exception>
+    /// <exception cref="DataFormatException">The file is missing or unreadable, is not a decodable PNG or JPEG, its header
+    /// claims more than <see cref="MaxPixels"/> pixels, or it has another size and <paramref name="resize"/> is false.</exception>
     /// <exception cref="ArgumentException">The shape does not have 1 or 3 channels, or the span is not of its size.</exception>
     public static void Read(string path, TensorShape shape, bool resize, Span<float> sample)
     {
@@ -31,9 +39,25 @@ public static class ImageFile
         if (sample.Length != shape.Size)
             throw new ArgumentException($"The sample holds {sample.Length} values but {shape} needs {shape.Size}.");
         if (!File.Exists(path)) throw new DataFormatException($"{path}: no such image file.");
-        using var codec = SKCodec.Create(path, out var status)
+        try
+        {
+            Decode(path, shape, resize, sample);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DataFormatException($"{path}: the image could not be read ({e.Message}). Check that the file is readable.");
+        }
+    }
+
+    private static void Decode(string path, TensorShape shape, bool resize, Span<float> sample)
+    {
+        using var file = File.OpenRead(path);
+        using var codec = SKCodec.Create(file, out var status)
             ?? throw new DataFormatException($"{path}: not a PNG or JPEG image that can be decoded ({status}).");
-        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        var (width, height) = (codec.Info.Width, codec.Info.Height);
+        if (width <= 0 || height <= 0 || (long)width * height > MaxPixels)
+            throw new DataFormatException($"{path}: the header claims {width}x{height} pixels (width x height); at most {MaxPixels:N0} pixels are decoded. Scale the image down before training or predicting.");
+        var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         using var decoded = new SKBitmap(info);
         var result = codec.GetPixels(info, decoded.GetPixels());
         if (result != SKCodecResult.Success)

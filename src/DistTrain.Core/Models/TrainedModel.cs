@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.Layers;
 using DistTrain.Core.Tensors;
@@ -48,8 +49,10 @@ public sealed class TrainedModel
 
     /// <summary>Loads a model written by <c>disttrain train</c>.</summary>
     /// <param name="path">A <c>model.safetensors</c> with DistTrain's metadata.</param>
-    /// <exception cref="InvalidDataException">The file is missing, is not safetensors, lacks the metadata that describes the
-    /// network or its normalization, or its tensors do not fit that network; the message names the file and the fix.</exception>
+    /// <exception cref="InvalidDataException">The file is missing, lacks the metadata that describes the network or its
+    /// normalization, that network is not valid (as a config's Model section would be refused) or larger than the file, or
+    /// its tensors do not fit that network; the message names the file and the fix.</exception>
+    /// <exception cref="SafeTensorsFormatException">The file is not well-formed safetensors.</exception>
     public static TrainedModel Load(string path)
     {
         if (!File.Exists(path))
@@ -67,7 +70,26 @@ public sealed class TrainedModel
             var normalizer = Normalizer.FromStatistics(kind,
                 JsonSerializer.Deserialize<float[]>(Entry("input_mean")) ?? [], JsonSerializer.Deserialize<float[]>(Entry("input_std")) ?? []);
             var data = DataMetadata.FromMetadata(metadata);
-            var network = ModelFactory.Build(options);
+            var problems = TrainingOptionsValidator.Validate(new TrainingOptions { Model = options }, checkDataDirectory: false)
+                .Where(p => p.StartsWith("Model:", StringComparison.Ordinal)).ToList();
+            if (problems.Count > 0)
+                throw new InvalidDataException($"{path}: the network in the 'model_config' entry is not valid: {string.Join(" ", problems)}");
+            // The tensors must be in the file: a network larger than the file is refused before its tensors are allocated.
+            var weightCount = ModelFactory.WeightCountLowerBound(options);
+            var fileBytes = new FileInfo(path).Length;
+            if (weightCount > int.MaxValue)
+                throw new InvalidDataException($"{path}: the network in the 'model_config' entry has {weightCount:N0} weights, more than one array holds ({int.MaxValue:N0}); no run writes such a model. Give the model.safetensors its training run wrote.");
+            if (4 * weightCount > fileBytes)
+                throw new InvalidDataException($"{path}: the 'model_config' entry describes at least {weightCount:N0} weights ({4 * weightCount:N0} bytes of float32) but the file has {fileBytes:N0} bytes. Give the model.safetensors its training run wrote.");
+            Sequential network;
+            try
+            {
+                network = ModelFactory.Build(options);
+            }
+            catch (OverflowException)
+            {
+                throw new InvalidDataException($"{path}: the network in the 'model_config' entry has more parameters than one array holds ({int.MaxValue:N0}); no run writes such a model. Give the model.safetensors its training run wrote.");
+            }
             if (kind == NormalizationKind.PerFeature && normalizer.Mean.Length != network.InputSize)
                 throw new InvalidDataException($"{path}: the per-feature normalization has {normalizer.Mean.Length} values but the network reads {network.InputSize} features.");
             if (data.ClassNames is { } names && names.Count != network.OutputSize)
