@@ -15,13 +15,14 @@ internal static class RunSummaryFile
     /// <summary>
     /// Safetensors metadata. The input standardization is part of the model: without it the weights
     /// see inputs on the wrong scale, so mean and std are stored (JSON arrays: one value for Global,
-    /// one per feature for PerFeature).
+    /// one per feature for PerFeature), with what predict needs to read new inputs (<see cref="DataMetadata"/>).
     /// </summary>
     /// <param name="options">The run's options.</param>
     /// <param name="normalizer">The input standardization the weights expect.</param>
+    /// <param name="data">What the run's data was (format, class names, label kind, CSV columns, input scaling), for predict.</param>
     /// <param name="result">The weights and the epochs trained (none when a run was cancelled during its first epoch).</param>
     /// <param name="stopped">For a cancelled run: where it stopped, e.g. "cancelled at epoch 3, step 120 of 235"; null otherwise.</param>
-    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, TrainingResult result, string? stopped = null)
+    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result, string? stopped = null)
     {
         var metadata = new Dictionary<string, string>
         {
@@ -30,13 +31,14 @@ internal static class RunSummaryFile
             ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
             // The last epoch finished, also after a resume; 0 when a cancelled run finished none.
             ["epochs"] = (result.Epochs.Count == 0 ? 0 : result.Epochs[^1].Epoch).ToString(CultureInfo.InvariantCulture),
-            ["input_scale"] = "pixels / 255, then (x - input_mean) / input_std",
+            ["input_scale"] = data.InputDivisor == 1 ? "values as read, then (x - input_mean) / input_std" : $"pixels / {data.InputDivisor.ToString(CultureInfo.InvariantCulture)}, then (x - input_mean) / input_std",
             ["input_normalization"] = normalizer.Kind.ToString(),
             ["input_mean"] = JsonSerializer.Serialize(normalizer.Mean),
             ["input_std"] = JsonSerializer.Serialize(normalizer.Std),
             ["layers"] = JsonSerializer.Serialize(options.Model.Layers.Select(l => l.Type == "Dense" ? $"Dense({l.Units})" : l.Type)),
             ["model_config"] = JsonSerializer.Serialize(options.Model),
         };
+        foreach (var (key, value) in data.ToMetadata()) metadata[key] = value;
         // A cancelled run's weights are those of the step it stopped at: no test accuracy describes them.
         if (stopped is null) metadata["test_accuracy"] = result.FinalEpoch.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture);
         else metadata["stopped"] = stopped;

@@ -65,22 +65,50 @@ public sealed class Normalizer
         return new Normalizer(kind, mean, std);
     }
 
-    /// <summary>Standardizes the features of <paramref name="data"/> in place.</summary>
+    /// <summary>
+    /// A normalizer with given statistics, as stored in a model's metadata.
+    /// </summary>
+    /// <param name="kind">What the statistics are.</param>
+    /// <param name="mean">One value for <see cref="NormalizationKind.Global"/> and <see cref="NormalizationKind.None"/> (0), one per feature for <see cref="NormalizationKind.PerFeature"/>.</param>
+    /// <param name="std">As <paramref name="mean"/>; every value positive and finite (1 for None).</param>
+    /// <exception cref="ArgumentException">The lengths disagree with the kind or each other, or a value is not finite or a std not positive.</exception>
+    public static Normalizer FromStatistics(NormalizationKind kind, float[] mean, float[] std)
+    {
+        if (mean.Length != std.Length || mean.Length == 0 || (kind != NormalizationKind.PerFeature && mean.Length != 1))
+            throw new ArgumentException($"{kind} normalization needs {(kind == NormalizationKind.PerFeature ? "one mean and std per feature" : "one mean and one std")}; got {mean.Length} means and {std.Length} standard deviations.");
+        if (mean.Any(m => !float.IsFinite(m)) || std.Any(s => !float.IsFinite(s) || s <= 0))
+            throw new ArgumentException("Normalization statistics must be finite, and standard deviations positive.");
+        return new Normalizer(kind, mean, std);
+    }
+
+    /// <summary>Standardizes the features of <paramref name="data"/> in place and records it in <see cref="LabeledDataset.Normalization"/>.</summary>
+    /// <exception cref="InvalidOperationException">The data was standardized already.</exception>
+    /// <exception cref="ArgumentException">Per-feature statistics of another feature count.</exception>
     public void Apply(LabeledDataset data)
+    {
+        if (data.Normalization is not null)
+            throw new InvalidOperationException("The data set is standardized already; apply a normalizer once.");
+        Standardize(data.Features, data.FeatureCount);
+        data.Normalization = this;
+    }
+
+    /// <summary>Standardizes sample-major <paramref name="features"/> (<paramref name="featureCount"/> per sample) in place.</summary>
+    /// <exception cref="ArgumentException">Per-feature statistics of another feature count.</exception>
+    public void Standardize(Span<float> features, int featureCount)
     {
         if (Kind == NormalizationKind.None) return;
         if (Kind == NormalizationKind.Global)
         {
-            TensorPrimitives.Subtract(data.Features, Mean[0], data.Features);
-            TensorPrimitives.Multiply(data.Features, 1f / Std[0], data.Features);
+            TensorPrimitives.Subtract(features, Mean[0], features);
+            TensorPrimitives.Multiply(features, 1f / Std[0], features);
             return;
         }
-        if (Mean.Length != data.FeatureCount)
-            throw new ArgumentException($"The normalizer was fitted on {Mean.Length} features but the data has {data.FeatureCount}.");
+        if (Mean.Length != featureCount || features.Length % featureCount != 0)
+            throw new ArgumentException($"The normalizer was fitted on {Mean.Length} features but the data has {featureCount}.");
         var inverseStd = Std.Select(s => 1f / s).ToArray();
-        for (var sample = 0; sample < data.Count; sample++)
+        for (var sample = 0; sample < features.Length / featureCount; sample++)
         {
-            var span = data.Features.AsSpan(sample * data.FeatureCount, data.FeatureCount);
+            var span = features.Slice(sample * featureCount, featureCount);
             TensorPrimitives.Subtract(span, Mean, span);
             TensorPrimitives.Multiply(span, inverseStd, span);
         }
