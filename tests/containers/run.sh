@@ -270,10 +270,13 @@ if ss -ltn 2> /dev/null | grep -q ':9090 '; then die "port 9090, which the compo
 
 ids() { "${compose[@]}" ps -a -q "$1" 2> /dev/null; }
 logs_of() { "$engine" logs "$1" 2>&1; }
+# log_has CONTAINER PATTERN: 0 when the container's log has a line matching PATTERN. grep reads the whole log (no -q):
+# with pipefail, a grep -q that stops at its first match makes the log writer die of SIGPIPE and the pipe fail.
+log_has() { logs_of "$1" | grep -E -- "$2" > /dev/null; }
 wait_for_log() { # wait_for_log CONTAINER PATTERN SECONDS: 0 once the container's log has a line matching PATTERN
   local deadline=$(( $(date +%s) + $3 ))
   while [ "$(date +%s)" -lt "$deadline" ]; do
-    logs_of "$1" | grep -qE -- "$2" && return 0
+    log_has "$1" "$2" && return 0
     sleep 0.3
   done
   return 1
@@ -357,17 +360,17 @@ undisturbed_seconds=$(seconds_between "$t0" "$(now)")
 # plane is TLS on both ends, each end naming the certificate the other presented.
 tls_ok=0
 for id in "$ps_id" "$standby_id" "${worker_ids[@]}"; do
-  logs_of "$id" | grep -qE "Remoting (started|now listens).*\[akka\.ssl\.tcp://disttrain@" || tls_ok=1
-  ! logs_of "$id" | grep -qE "akka\.tcp://disttrain@[^ ]*:[0-9]+\]" || tls_ok=1
+  log_has "$id" "Remoting (started|now listens).*\[akka\.ssl\.tcp://disttrain@" || { tls_ok=1; log "no akka.ssl.tcp address in $id's log"; }
+  ! log_has "$id" "akka\.tcp://disttrain@[^ ]*:[0-9]+\]" || { tls_ok=1; log "an akka.tcp address in $id's log"; }
 done
 logs_of "$ps_id" | grep -E "Remoting (started|now listens)" | head -1 | sed 's/^.*\] //; s/^/  | /'
 check $tls_ok "every node speaks akka.ssl.tcp (Akka.Remote over mutual TLS), none akka.tcp"
 data_tls_ok=0
 for index in 0 1; do
-  logs_of "$ps_id" | grep -qE "Data plane: worker $index connected from .* \(TLS Tls1[23], TLS_[A-Z0-9_]+, peer 'CN=worker'\)" || data_tls_ok=1
+  log_has "$ps_id" "Data plane: worker $index connected from .* \(TLS Tls1[23], TLS_[A-Z0-9_]+, peer 'CN=worker'\)" || data_tls_ok=1
 done
 for id in "${worker_ids[@]}"; do
-  logs_of "$id" | grep -qE "data plane connected to ps:4054 \(TLS Tls1[23], TLS_[A-Z0-9_]+, peer 'CN=ps'\)" || data_tls_ok=1
+  log_has "$id" "data plane connected to ps:4054 \(TLS Tls1[23], TLS_[A-Z0-9_]+, peer 'CN=ps'\)" || data_tls_ok=1
 done
 { logs_of "$ps_id" | grep -E "Data plane: worker [0-9]+ connected"; logs_of "${worker_ids[0]}" | grep -E "data plane connected"; } | sed 's/^.*\] //; s/^/  | /'
 check $data_tls_ok "both workers' data planes are TLS on both ends (the ps sees CN=worker, each worker sees CN=ps)"
@@ -387,15 +390,15 @@ rogue_check() { # rogue_check NAME LINE: the rogue exited 2 and its log has LINE
 rogue_check other-ca "do not trust each other's certificates"
 rogue_check other-secret "refused this worker: its job secret differs from job"
 rogue_check no-secret "cluster mode needs the job's shared secret"
-logs_of "$ps_id" | grep -qE "Akka.Remote: refused a TLS connection with .* is not signed by this cluster's CA"
+log_has "$ps_id" "Akka.Remote: refused a TLS connection with .* is not signed by this cluster's CA"
 check $? "the parameter server refused the other CA's certificate: $(logs_of "$ps_id" | grep -oE "refused a TLS connection with .*" | head -1 | cut -c1-200)"
-logs_of "$ps_id" | grep -qE "Refused worker node .*its job secret differs"
+log_has "$ps_id" "Refused worker node .*its job secret differs"
 check $? "the parameter server refused the node with another job's secret: $(logs_of "$ps_id" | grep -oE "Refused worker node [^:]*" | head -1)"
 joins=$(logs_of "$ps_id" | grep -cE "joins as worker [0-9]+")
 rogue_addresses=$(cat "$out"/undisturbed/rogue-*.log | grep -oE "akka\.ssl\.tcp://disttrain@[0-9.]+:[0-9]+" | sort -u)
 rogue_joined=0
-for address in $rogue_addresses; do logs_of "$ps_id" | grep -F "joins as worker" | grep -qF "$address" && rogue_joined=1; done
-[ "$joins" -eq 2 ] && [ "$rogue_joined" -eq 0 ] && ! logs_of "$ps_id" | grep -qE "joins as worker [2-9]"
+for address in $rogue_addresses; do log_has "$ps_id" "Worker node ${address//./\\.} joins as worker" && rogue_joined=1; done
+[ "$joins" -eq 2 ] && [ "$rogue_joined" -eq 0 ] && ! log_has "$ps_id" "joins as worker [2-9]"
 check $? "only the job's own 2 workers got a worker index ($joins 'joins as worker' lines; rogue addresses: $(echo $rogue_addresses))"
 for rogue in "${rogues[@]}"; do "$engine" rm -f "$rogue" > /dev/null 2>&1; done
 rogues=()
