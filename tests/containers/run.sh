@@ -273,18 +273,21 @@ logs_of() { "$engine" logs "$1" 2>&1; }
 # log_has CONTAINER PATTERN: 0 when the container's log has a line matching PATTERN. grep reads the whole log (no -q):
 # with pipefail, a grep -q that stops at its first match makes the log writer die of SIGPIPE and the pipe fail.
 log_has() { logs_of "$1" | grep -E -- "$2" > /dev/null; }
-wait_for_log() { # wait_for_log CONTAINER PATTERN SECONDS: 0 once the container's log has a line matching PATTERN
+wait_for_log() { # wait_for_log CONTAINER PATTERN SECONDS: 0 once the container's log has a line matching PATTERN;
+  # seen_at is then the time it was seen (the log is read every 0.3 s, plus the time podman takes to return it)
   local deadline=$(( $(date +%s) + $3 ))
+  seen_at=""
   while [ "$(date +%s)" -lt "$deadline" ]; do
-    log_has "$1" "$2" && return 0
+    log_has "$1" "$2" && { seen_at=$(now); return 0; }
     sleep 0.3
   done
   return 1
 }
-log_time() { # log_time CONTAINER PATTERN: the Akka timestamp of the first matching line, as seconds since the epoch
+log_time() { # log_time CONTAINER PATTERN: the Akka timestamp of the first matching line, as seconds since the epoch;
+  # for a plain line (progress lines carry no timestamp), the time the last wait_for_log saw it
   local stamp
   stamp=$(logs_of "$1" | grep -E -- "$2" | head -1 | sed -n 's/.*\]\[\([0-9]*\/[0-9]*\/[0-9]* [0-9:.]*\)Z\].*/\1/p')
-  [ -n "$stamp" ] && date -u -d "$stamp" +%s.%N
+  if [ -n "$stamp" ]; then date -u -d "$stamp" +%s.%N; else echo "${seen_at:-}"; fi
 }
 exit_code() { timeout "${2:-900}" "$engine" wait "$1" 2> /dev/null | tail -1; }
 accuracy_of() { logs_of "$1" | sed -n 's/^Test accuracy after [0-9]* epochs: \([0-9.]*\)%.*/\1/p' | tail -1; }
@@ -454,8 +457,8 @@ t_kill=$(now)
 "$engine" kill "$ps_id" > /dev/null
 log "killed the ps container at epoch 3, 50% (its newest checkpoint: ${newest_checkpoint:-none})"
 wait_for_log "$standby_id" "Taking over the job" 120; check $? "the standby takes over the job"
-wait_for_log "$standby_id" "Training starts" 120; check $? "the standby starts training"
 t_takeover=$(log_time "$standby_id" "Taking over the job")
+wait_for_log "$standby_id" "Training starts" 120; check $? "the standby starts training"
 t_resumed=$(log_time "$standby_id" "Training starts")
 logs_of "$standby_id" | grep -E "Taking over|Resuming from|Training starts" | sed 's/^.*\] //; s/^/  | /'
 standby_status=$(exit_code "$standby_id"); worker_statuses="$(exit_code "${worker_ids[0]}" 60) $(exit_code "${worker_ids[1]}" 60)"
