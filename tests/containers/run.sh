@@ -398,7 +398,8 @@ check $? "the parameter server refused the other CA's certificate: $(logs_of "$p
 log_has "$ps_id" "Refused worker node .*its job secret differs"
 check $? "the parameter server refused the node with another job's secret: $(logs_of "$ps_id" | grep -oE "Refused worker node [^:]*" | head -1)"
 joins=$(logs_of "$ps_id" | grep -cE "joins as worker [0-9]+")
-rogue_addresses=$(cat "$out"/undisturbed/rogue-*.log | grep -oE "akka\.ssl\.tcp://disttrain@[0-9.]+:[0-9]+" | sort -u)
+# Each rogue's own address, from its Remoting line (the rogue with the cluster's CA also logs the members it met).
+rogue_addresses=$(cat "$out"/undisturbed/rogue-*.log | grep -E "Remoting started" | grep -oE "akka\.ssl\.tcp://disttrain@[0-9.]+:[0-9]+" | sort -u)
 rogue_joined=0
 for address in $rogue_addresses; do log_has "$ps_id" "Worker node ${address//./\\.} joins as worker" && rogue_joined=1; done
 [ "$joins" -eq 2 ] && [ "$rogue_joined" -eq 0 ] && ! log_has "$ps_id" "joins as worker [2-9]"
