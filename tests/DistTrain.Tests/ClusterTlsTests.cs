@@ -216,7 +216,10 @@ public sealed class ClusterTlsTests : IDisposable
         using var connection = DataPlaneConnection.Connect("127.0.0.1", listener.Port, worker, new DataPlaneHello(3, 10, DataPlaneHello.NewToken()));
         var accepted = await received.Next.Task.WaitAsync(TimeSpan.FromSeconds(15));
         Assert.Equal(3, Assert.IsType<DataPlaneListener.Accepted>(accepted).Hello.WorkerIndex);
-        ((DataPlaneListener.Accepted)accepted).Connection.Dispose();
+        // Both ends describe the connection for their logs as TLS with the other end's certificate.
+        using var serverSide = ((DataPlaneListener.Accepted)accepted).Connection;
+        Assert.Matches(@"^TLS Tls1[23], TLS_\w+, peer 'CN=worker'$", serverSide.Security);
+        Assert.Matches(@"^TLS Tls1[23], TLS_\w+, peer 'CN=ps'$", connection.Security);
     }
 
     /// <summary>The next message the listener sends to its owner.</summary>

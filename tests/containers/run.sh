@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # The docker path, for real: builds the image from the repository's Dockerfile, runs deploy/docker-compose.yml
-# unchanged (the parameter server, the standby, 2 workers and Prometheus) and attacks it:
+# unchanged (the parameter server, the standby, 2 workers and Prometheus) over mutual TLS, as a user runs it, and
+# attacks it:
+#   0. certificates: the cluster's CA, node certificates and job secret made by deploy/certs/make-certs.sh into
+#      deploy/certs/out, the folder the compose file mounts (removed at the end; the script refuses to run when
+#      that folder already exists, so it never replaces a cluster's own keys);
 #   1. image: size, non-root user, health check, no CA bundle inside; the start-up lines of a container show the
 #      OpenBLAS kernel and oneDNN convolutions on the image's own Fashion-MNIST; a mounted /data replaces it;
 #   2. reference: deploy/local/cluster.sh 2 on this machine, same seed and the same OpenBLAS kernel settings;
-#   3. compose, undisturbed: the final test accuracy equals the reference's; Prometheus's HTTP API returns
+#   3. compose, undisturbed: every node speaks akka.ssl.tcp and each worker's data plane is TLS with the other
+#      end's certificate (both ends' logs); rogue worker containers started beside the job (the compose file's worker
+#      service with a second CA's certificate, with another job's secret, with no secret) are refused, exit 2 and
+#      never get a worker index; the final test accuracy equals the reference's; Prometheus's HTTP API returns
 #      disttrain_training_samples for every node and data for every Grafana dashboard query; the health check passes;
 #   4. compose, a worker container killed mid-epoch: the job pauses (Cluster:MinWorkers = 2), the container is
 #      started again, and the job completes within 0.5 points of the undisturbed run;
 #   5. compose, the ps container killed mid-epoch: the standby takes over from the newest checkpoint (time to
 #      resume recorded) and the job completes.
-# Containers, networks and volumes are removed at the end, also when a check fails or the script is stopped.
+# Containers, networks, volumes and the certificates are removed at the end, also when a check fails or the script
+# is stopped.
 #
 # Engines: docker when its daemon answers, else podman (installed from Debian when missing). Where no registry is
 # reachable, base images are stood in for, under the names the Dockerfile and the compose file use (podman only):
 # debian:bookworm-slim from an mmdebstrap root file system, the .NET SDK image from it plus this machine's SDK, and
 # prom/prometheus from Debian's prometheus package (tests/containers/standins/). Run as root (podman) or as a user
-# of a running docker. Took 12 minutes here with base images present, 19 from nothing, on a loaded machine;
-# deploy/README.md has more.
+# of a running docker. Takes 13 to 20 minutes here with base images present, on a loaded machine; deploy/README.md
+# has more.
 #
 # Usage: tests/containers/run.sh
 # Environment: ENGINE=docker|podman to choose; OUT=folder for logs (default runs/container-test);
@@ -38,6 +46,9 @@ project="disttrain-test-$$"
 image=disttrain:latest
 failures=()
 service_pid=""
+certs="$repo/deploy/certs/out"  # the folder deploy/docker-compose.yml mounts at /certs in every node
+certs_made=""
+rogues=()
 script_start=$(date +%s)
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -59,7 +70,10 @@ teardown() {
     log "teardown: removing the compose project's containers, networks and volumes"
     "${compose[@]}" down -v --remove-orphans > "$out/teardown.log" 2>&1 || cat "$out/teardown.log"
   fi
+  local rogue
+  for rogue in "${rogues[@]}"; do "$engine" rm -f "$rogue" > /dev/null 2>&1; done
   [ -n "${engine:-}" ] && "$engine" ps -a --filter "name=^${project}" --format '{{.Names}}' 2>/dev/null | sed 's/^/teardown: left over: /'
+  if [ -n "$certs_made" ]; then log "teardown: removing the test's certificates ($certs)"; rm -rf "$certs"; fi
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
   rm -rf "$work"
   local elapsed=$(( $(date +%s) - script_start ))
@@ -68,6 +82,7 @@ teardown() {
   elif [ ${#failures[@]} -eq 0 ] && [ "$status" -eq 0 ]; then
     log "ALL CHECKS PASSED in ${elapsed} s (logs in $out)"
   else
+    [ ${#failures[@]} -gt 0 ] || failures+=("the script stopped with status $status before its checks ended (see the lines above)")
     log "${#failures[@]} CHECK(S) FAILED in ${elapsed} s (logs in $out):"
     printf '  - %s\n' "${failures[@]}"
     status=1
@@ -76,6 +91,7 @@ teardown() {
 }
 trap teardown EXIT
 trap 'log "interrupted"; failures+=("interrupted"); exit 1' INT TERM
+[ ! -e "$certs" ] || die "deploy/certs/out exists (a cluster's own CA and keys?): this test makes its own CA there, where the compose file mounts it, and removes it at the end; move that folder away and run again"
 
 # ---------------------------------------------------------------------------------------------------------------
 log "== engine"
@@ -206,11 +222,30 @@ log "OpenBLAS settings for both runs (compose passes them on): $blas_settings"
 DISTTRAIN_Cluster__Port=$(free_port) DISTTRAIN_Cluster__DataPort=$(free_port) DISTTRAIN_Output__Directory="$work/host-runs" \
   bash deploy/local/cluster.sh 2 > "$out/host-cluster.log" 2>&1
 host_status=$?
-cp runs/cluster-logs/worker-1.log "$out/host-worker-1.log" 2> /dev/null
+# cluster.sh names its run folder (logs, CA, keys) on its first line; its logs are kept here, the folder goes.
+host_run=$(sed -n 's/^Job .* logs in \(runs\/cluster\/[^/]*\)\/logs\/\.$/\1/p' "$out/host-cluster.log" | head -1)
+if [ -n "$host_run" ] && [ -d "$host_run/logs" ]; then
+  cp -r "$host_run/logs" "$out/host-logs" && cp "$host_run/logs/worker-1.log" "$out/host-worker-1.log"
+  rm -rf "$host_run"
+fi
 host_accuracy=$(sed -n 's/^Test accuracy after [0-9]* epochs: \([0-9.]*\)%.*/\1/p' "$out/host-cluster.log")
 host_blas=$(grep -o "kernel [A-Za-z0-9]*, [0-9]* thread(s) per call" "$out/host-worker-1.log" | head -1)
 grep -E "test acc|Test accuracy" "$out/host-cluster.log" | sed 's/^/  | /'
 [ $host_status -eq 0 ] && [ -n "$host_accuracy" ]; check $? "cluster.sh 2 finished: test accuracy ${host_accuracy:-?}%, workers' BLAS: ${host_blas:-?}"
+grep -qE "Remoting (started|now listens).*\[akka\.ssl\.tcp://" "$out/host-worker-1.log" 2> /dev/null && grep -qE "data plane connected to .* \(TLS Tls1[23], " "$out/host-worker-1.log"
+check $? "cluster.sh's nodes speak mutual TLS too (akka.ssl.tcp; $(grep -oE "data plane connected to .*" "$out/host-worker-1.log" 2> /dev/null | head -1))"
+
+# ---------------------------------------------------------------------------------------------------------------
+log "== certificates: deploy/certs/make-certs.sh, as deploy/README.md says"
+# The cluster's own CA, the three nodes' certificates and the job secret, in the folder the compose file mounts;
+# the image's user app (uid 1654) must read the keys (KEY_UID). A second CA, with its own secret, for the rogues.
+certs_made=1
+KEY_UID=1654 bash deploy/certs/make-certs.sh "$certs" ps ps-standby worker > "$out/make-certs.log" 2>&1 \
+  || die "make-certs.sh failed: $(tail -3 "$out/make-certs.log")"
+KEY_UID=1654 bash deploy/certs/make-certs.sh "$work/other-ca" worker >> "$out/make-certs.log" 2>&1 \
+  || die "make-certs.sh (the second CA) failed: $(tail -3 "$out/make-certs.log")"
+log "cluster CA: $(openssl x509 -in "$certs/ca.crt" -noout -subject | sed 's/^subject=//'); node certificates: $(cd "$certs" && ls *.crt | grep -v '^ca' | tr '\n' ' ')"
+log "second CA (rogue nodes): $(openssl x509 -in "$work/other-ca/ca.crt" -noout -subject | sed 's/^subject=//')"
 
 # ---------------------------------------------------------------------------------------------------------------
 log "== compose client"
@@ -235,18 +270,24 @@ if ss -ltn 2> /dev/null | grep -q ':9090 '; then die "port 9090, which the compo
 
 ids() { "${compose[@]}" ps -a -q "$1" 2> /dev/null; }
 logs_of() { "$engine" logs "$1" 2>&1; }
-wait_for_log() { # wait_for_log CONTAINER PATTERN SECONDS: 0 once the container's log has a line matching PATTERN
+# log_has CONTAINER PATTERN: 0 when the container's log has a line matching PATTERN. grep reads the whole log (no -q):
+# with pipefail, a grep -q that stops at its first match makes the log writer die of SIGPIPE and the pipe fail.
+log_has() { logs_of "$1" | grep -E -- "$2" > /dev/null; }
+wait_for_log() { # wait_for_log CONTAINER PATTERN SECONDS: 0 once the container's log has a line matching PATTERN;
+  # seen_at is then the time it was seen (the log is read every 0.3 s, plus the time podman takes to return it)
   local deadline=$(( $(date +%s) + $3 ))
+  seen_at=""
   while [ "$(date +%s)" -lt "$deadline" ]; do
-    logs_of "$1" | grep -qE -- "$2" && return 0
+    log_has "$1" "$2" && { seen_at=$(now); return 0; }
     sleep 0.3
   done
   return 1
 }
-log_time() { # log_time CONTAINER PATTERN: the Akka timestamp of the first matching line, as seconds since the epoch
+log_time() { # log_time CONTAINER PATTERN: the Akka timestamp of the first matching line, as seconds since the epoch;
+  # for a plain line (progress lines carry no timestamp), the time the last wait_for_log saw it
   local stamp
   stamp=$(logs_of "$1" | grep -E -- "$2" | head -1 | sed -n 's/.*\]\[\([0-9]*\/[0-9]*\/[0-9]* [0-9:.]*\)Z\].*/\1/p')
-  [ -n "$stamp" ] && date -u -d "$stamp" +%s.%N
+  if [ -n "$stamp" ]; then date -u -d "$stamp" +%s.%N; else echo "${seen_at:-}"; fi
 }
 exit_code() { timeout "${2:-900}" "$engine" wait "$1" 2> /dev/null | tail -1; }
 accuracy_of() { logs_of "$1" | sed -n 's/^Test accuracy after [0-9]* epochs: \([0-9.]*\)%.*/\1/p' | tail -1; }
@@ -259,20 +300,47 @@ save_logs() { # save_logs RUN: every container's log of the project into OUT/RUN
   done
 }
 within() { awk -v a="$1" -v b="$2" -v d="$3" 'BEGIN { x = a - b; if (x < 0) x = -x; exit !(x <= d + 1e-9) }'; }
-up() {
+up() { # up [COMMAND]: compose up, then COMMAND (while the nodes start), then wait for training to start
   "${compose[@]}" up -d --no-build --scale worker=2 ps ps-standby worker prometheus > "$work/up.log" 2>&1 \
     || die "compose up failed: $(tail -5 "$work/up.log")"
   ps_id=$(ids ps); standby_id=$(ids ps-standby); worker_ids=($(ids worker))
   [ ${#worker_ids[@]} -eq 2 ] || die "compose started ${#worker_ids[@]} worker containers, expected 2"
-  wait_for_log "$ps_id" "Training starts with 2 workers" 240 || die "training did not start within 240 s: $(logs_of "$ps_id" | tail -5)"
+  [ -z "${1:-}" ] || "$1"
+  wait_for_log "$ps_id" "Training starts with 2 workers" 480 || die "training did not start within 480 s: $(logs_of "$ps_id" | tail -5)"
 }
 down() { "${compose[@]}" down -v > "$work/down.log" 2>&1 || log "compose down: $(tail -3 "$work/down.log")"; }
 summary_lines() { logs_of "$1" | grep -E "^(BLAS|epoch +[0-9]+/[0-9]+ +train|Test accuracy)" | sed 's/^/  | /'; }
+# Rogue nodes: containers like the compose file's worker containers (the image, the environment compose gave the
+# first worker, its command, the project's network and the /certs mount) with some settings changed, started while
+# the job's own nodes start (docs/security.md's rogue-node test, on images). The second CA's folder is mounted at
+# /rogue. (`compose run` cannot make them under podman: its one-off containers carry links, which podman refuses.)
+rogue() { # rogue NAME KEY=VALUE...
+  local name="${project}-rogue-$1" setting settings=() changed=(); shift
+  for setting in "$@"; do settings+=(-e "$setting"); changed+=(-e "^${setting%%=*}="); done
+  "$engine" inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "${worker_ids[0]}" | grep -E '^(DISTTRAIN_|WORKERS_PER_MACHINE=|OPENBLAS_)' \
+    | grep -v "${changed[@]}" > "$work/rogue.env"
+  local command; command=$("$engine" inspect -f '{{range .Config.Cmd}}{{.}} {{end}}' "${worker_ids[0]}")
+  # shellcheck disable=SC2086 # the worker's command: words without spaces (node --role worker --config FILE)
+  if "$engine" run -d --name "$name" --network "${project}_default" --env-file "$work/rogue.env" "${settings[@]}" \
+      -v "$certs:/certs:ro" -v "$work/other-ca:/rogue:ro" "$image" $command > "$work/rogue.log" 2>&1; then
+    rogues+=("$name")
+  else
+    log "could not start the rogue container $name: $(tail -2 "$work/rogue.log")"
+  fi
+}
+start_rogues() {
+  # A whole other job: the second CA's certificate and key, and its own secret.
+  rogue other-ca DISTTRAIN_Cluster__CertificateAuthorityFile=/rogue/ca.crt DISTTRAIN_Cluster__CertificateFile=/rogue/worker.crt \
+    DISTTRAIN_Cluster__CertificateKeyFile=/rogue/worker.key DISTTRAIN_Cluster__SecretFile=/rogue/job-secret
+  # The cluster's CA and worker certificate, but not the job's secret: another job's, or none.
+  rogue other-secret DISTTRAIN_Cluster__SecretFile=/rogue/job-secret
+  rogue no-secret DISTTRAIN_Cluster__SecretFile=
+}
 
 # ---------------------------------------------------------------------------------------------------------------
-log "== compose run 1: undisturbed"
+log "== compose run 1: undisturbed, with rogue nodes"
 t0=$(now)
-up
+up start_rogues
 log "training started $(seconds_between "$t0" "$(now)") s after compose up"
 if [ "$engine" = podman ]; then # podman runs health checks from systemd timers; without systemd, on demand
   sleep 6; podman healthcheck run "$ps_id" > "$work/health.log" 2>&1; health=$?
@@ -290,6 +358,54 @@ check $prometheus_status "Prometheus scrapes all 4 nodes, returns disttrain_trai
 ps_status=$(exit_code "$ps_id"); standby_status=$(exit_code "$standby_id" 60)
 worker_statuses="$(exit_code "${worker_ids[0]}" 60) $(exit_code "${worker_ids[1]}" 60)"
 undisturbed_seconds=$(seconds_between "$t0" "$(now)")
+
+# Mutual TLS, from the nodes' own logs: Akka.Remote listens on akka.ssl.tcp on every node, and each worker's data
+# plane is TLS on both ends, each end naming the certificate the other presented.
+tls_ok=0
+for id in "$ps_id" "$standby_id" "${worker_ids[@]}"; do
+  log_has "$id" "Remoting (started|now listens).*\[akka\.ssl\.tcp://disttrain@" || { tls_ok=1; log "no akka.ssl.tcp address in $id's log"; }
+  ! log_has "$id" "akka\.tcp://disttrain@[^ ]*:[0-9]+\]" || { tls_ok=1; log "an akka.tcp address in $id's log"; }
+done
+logs_of "$ps_id" | grep -E "Remoting (started|now listens)" | head -1 | sed 's/^.*\] //; s/^/  | /'
+check $tls_ok "every node speaks akka.ssl.tcp (Akka.Remote over mutual TLS), none akka.tcp"
+data_tls_ok=0
+for index in 0 1; do
+  log_has "$ps_id" "Data plane: worker $index connected from .* \(TLS Tls1[23], TLS_[A-Z0-9_]+, peer 'CN=worker'\)" || data_tls_ok=1
+done
+for id in "${worker_ids[@]}"; do
+  log_has "$id" "data plane connected to ps:4054 \(TLS Tls1[23], TLS_[A-Z0-9_]+, peer 'CN=ps'\)" || data_tls_ok=1
+done
+{ logs_of "$ps_id" | grep -E "Data plane: worker [0-9]+ connected"; logs_of "${worker_ids[0]}" | grep -E "data plane connected"; } | sed 's/^.*\] //; s/^/  | /'
+check $data_tls_ok "both workers' data planes are TLS on both ends (the ps sees CN=worker, each worker sees CN=ps)"
+
+# The rogues: each exits 2 with its refusal; the parameter server logs the refusals and gives worker indices only to
+# the job's own two workers.
+mkdir -p "$out/undisturbed"
+rogue_check() { # rogue_check NAME LINE: the rogue exited 2 and its log has LINE
+  local name="${project}-rogue-$1" status
+  status=$(exit_code "$name" 300)
+  logs_of "$name" > "$out/undisturbed/rogue-$1.log"
+  grep -E "refused|error" "$out/undisturbed/rogue-$1.log" | head -1 | cut -c1-250 | sed 's/^/  | /'
+  [ "$status" = 2 ] && grep -qF -- "$2" "$out/undisturbed/rogue-$1.log"
+  check $? "rogue node '$1' is refused: exit ${status:-?} (2 expected), its log says '$2'"
+}
+[ ${#rogues[@]} -eq 3 ]; check $? "3 rogue containers started beside the job (${#rogues[@]} did)"
+rogue_check other-ca "do not trust each other's certificates"
+rogue_check other-secret "refused this worker: its job secret differs from job"
+rogue_check no-secret "cluster mode needs the job's shared secret"
+log_has "$ps_id" "Akka.Remote: refused a TLS connection with .* is not signed by this cluster's CA"
+check $? "the parameter server refused the other CA's certificate: $(logs_of "$ps_id" | grep -oE "refused a TLS connection with .*" | head -1 | cut -c1-200)"
+log_has "$ps_id" "Refused worker node .*its job secret differs"
+check $? "the parameter server refused the node with another job's secret: $(logs_of "$ps_id" | grep -oE "Refused worker node [^:]*" | head -1)"
+joins=$(logs_of "$ps_id" | grep -cE "joins as worker [0-9]+")
+# Each rogue's own address, from its Remoting line (the rogue with the cluster's CA also logs the members it met).
+rogue_addresses=$(cat "$out"/undisturbed/rogue-*.log | grep -E "Remoting started" | grep -oE "akka\.ssl\.tcp://disttrain@[0-9.]+:[0-9]+" | sort -u)
+rogue_joined=0
+for address in $rogue_addresses; do log_has "$ps_id" "Worker node ${address//./\\.} joins as worker" && rogue_joined=1; done
+[ "$joins" -eq 2 ] && [ "$rogue_joined" -eq 0 ] && ! log_has "$ps_id" "joins as worker [2-9]"
+check $? "only the job's own 2 workers got a worker index ($joins 'joins as worker' lines; rogue addresses: $(echo $rogue_addresses))"
+for rogue in "${rogues[@]}"; do "$engine" rm -f "$rogue" > /dev/null 2>&1; done
+rogues=()
 save_logs undisturbed
 summary_lines "$ps_id"
 container_accuracy=$(accuracy_of "$ps_id")
@@ -342,8 +458,8 @@ t_kill=$(now)
 "$engine" kill "$ps_id" > /dev/null
 log "killed the ps container at epoch 3, 50% (its newest checkpoint: ${newest_checkpoint:-none})"
 wait_for_log "$standby_id" "Taking over the job" 120; check $? "the standby takes over the job"
-wait_for_log "$standby_id" "Training starts" 120; check $? "the standby starts training"
 t_takeover=$(log_time "$standby_id" "Taking over the job")
+wait_for_log "$standby_id" "Training starts" 120; check $? "the standby starts training"
 t_resumed=$(log_time "$standby_id" "Training starts")
 logs_of "$standby_id" | grep -E "Taking over|Resuming from|Training starts" | sed 's/^.*\] //; s/^/  | /'
 standby_status=$(exit_code "$standby_id"); worker_statuses="$(exit_code "${worker_ids[0]}" 60) $(exit_code "${worker_ids[1]}" 60)"

@@ -256,6 +256,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private void Attach(int index, DataPlaneConnection connection)
     {
+        _log.Info("Data plane: worker {0} connected from {1} ({2})", index, connection.Peer, connection.Security);
         _links[index].Tell(new WorkerLink.Attach(connection));
         _attached.Add(index);
         TryStart();

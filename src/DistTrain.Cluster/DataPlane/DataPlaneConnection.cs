@@ -1,3 +1,4 @@
+using System.Net.Security;
 using System.Net.Sockets;
 using DistTrain.Cluster.Security;
 
@@ -17,6 +18,14 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
 
     /// <summary>The other end's address (<c>IP:port</c>), for logs.</summary>
     public string Peer { get; } = peer;
+
+    /// <summary>
+    /// What protects the connection, for logs: <c>TLS Tls13, TLS_AES_128_GCM_SHA256, peer 'CN=worker'</c> (the
+    /// negotiated protocol, cipher suite and the certificate the other end presented) or <c>plain TCP</c>.
+    /// </summary>
+    public string Security => Stream is SslStream tls
+        ? $"TLS {tls.SslProtocol}, {tls.NegotiatedCipherSuite}, peer '{tls.RemoteCertificate?.Subject ?? "no certificate"}'"
+        : "plain TCP";
 
     /// <summary>
     /// Connects to a parameter server's data plane, with TLS when <paramref name="certificates"/> is given, and sends
