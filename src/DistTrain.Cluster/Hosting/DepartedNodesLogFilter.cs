@@ -17,8 +17,13 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
     private readonly ConcurrentDictionary<string, byte> _departed = new(StringComparer.OrdinalIgnoreCase);
     private volatile bool _leaving;
 
-    /// <inheritdoc />
-    public override LogFilterType FilterType => LogFilterType.Source;
+    /// <summary>
+    /// <see cref="LogFilterType.Content"/>, although only the source is read: Akka.NET (1.5.74) prints what its filter
+    /// evaluator returns, and an evaluator whose filters are all <see cref="LogFilterType.Source"/> returns the bare message,
+    /// without the standard-out logger's <c>[LEVEL][time][Thread n][source]</c> prefix and without the exception of an error.
+    /// With a content filter it expands the whole event (<see cref="LogEvent.ToString"/>), which is printed as it is.
+    /// </summary>
+    public override LogFilterType FilterType => LogFilterType.Content;
 
     /// <summary><paramref name="address"/> left the cluster in order: its connection's closing is expected.</summary>
     public void Departed(Address address) => _departed.TryAdd(Uri.EscapeDataString(address.ToString()), 0);

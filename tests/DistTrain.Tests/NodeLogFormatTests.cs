@@ -1,0 +1,148 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using Akka.Actor;
+using Akka.Event;
+using Akka.Hosting;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Security;
+using DistTrain.Core.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// A cluster node's log lines on standard output carry Akka's standard-out prefix, level, UTC time, thread and source
+/// (<c>[WARNING][11/30/2026 05:00:00.123Z][Thread 0012][source] text</c>), and an error its exception, while
+/// <see cref="DepartedNodesLogFilter"/> still drops Akka.Remote's reports about nodes that left in order.
+/// </summary>
+public sealed partial class NodeLogFormatTests
+{
+    /// <summary>Akka's standard-out prefix: level, then the event's time as MM/dd/yyyy HH:mm:ss.fffK in UTC, then the thread.</summary>
+    [GeneratedRegex(@"^\[(?<level>DEBUG|INFO|WARNING|ERROR)\]\[\d\d/\d\d/\d{4} \d\d:\d\d:\d\d\.\d{3}Z\]\[Thread \d{4,}\]\[(?<source>[^\]]*)\] ")]
+    private static partial Regex AkkaPrefix();
+
+    [Fact]
+    public async Task A_node_built_like_ClusterNode_prints_each_log_line_with_its_level_time_and_source_and_an_errors_exception()
+    {
+        var marker = Guid.NewGuid().ToString("N");
+        var output = await CaptureStandardOutputAsync(async () =>
+        {
+            using var host = await StartNodeAsync();
+            var system = host.Services.GetRequiredService<ActorSystem>();
+            var log = Logging.GetLogger(system, "node-log-format-test");
+            log.Info("info {0}", marker);
+            log.Warning("warning {0}", marker);
+            log.Error(new InvalidOperationException("the cause " + marker), "error {0}", marker);
+            await WaitUntilAsync(() => Printed().Contains("error " + marker), TimeSpan.FromSeconds(30));
+            await host.StopAsync();
+        });
+
+        string Line(string text) => output.Split('\n').Select(l => l.TrimEnd('\r')).Single(l => l.EndsWith(text, StringComparison.Ordinal));
+        foreach (var (level, text) in new[] { ("INFO", "info " + marker), ("WARNING", "warning " + marker), ("ERROR", "error " + marker) })
+        {
+            var match = AkkaPrefix().Match(Line(text));
+            Assert.True(match.Success, $"no level/time prefix on a node's {level} line: '{Line(text)}'");
+            Assert.Equal(level, match.Groups["level"].Value);
+            Assert.StartsWith("node-log-format-test", match.Groups["source"].Value); // Akka adds the system: "(akka://disttrain)"
+        }
+        // The error's exception follows its line, so the stack trace is not lost either.
+        Assert.Contains($"error {marker}{Environment.NewLine}Cause: System.InvalidOperationException: the cause {marker}", output);
+        // Akka's own lines (Akka.Remote starting, the cluster node) carry the prefix too.
+        Assert.Contains(output.Split('\n'), l => l.Contains("Starting remoting") && AkkaPrefix().IsMatch(l));
+    }
+
+    [Fact]
+    public void The_departed_nodes_filter_drops_only_endpoint_reports_about_departed_nodes_and_keeps_the_prefix_of_the_rest()
+    {
+        var filter = new DepartedNodesLogFilter();
+        var evaluator = new LogFilterBuilder().Add(filter).Build().CreateEvaluator();
+        var departed = new Address("akka.tcp", "disttrain", "worker-1", 4053);
+        var stayed = new Address("akka.tcp", "disttrain", "worker-2", 4053);
+        Warning EndpointReport(Address peer) => new(
+            $"akka://disttrain/system/endpointManager/reliableEndpointWriter-{Uri.EscapeDataString(peer.ToString())}-1", typeof(object), "Association failed");
+        filter.Departed(departed);
+
+        Assert.False(evaluator.ShouldTryKeepMessage(EndpointReport(departed), out _));
+        Assert.True(evaluator.ShouldTryKeepMessage(EndpointReport(stayed), out var kept));
+        Assert.Matches(AkkaPrefix(), kept);
+        Assert.EndsWith("] Association failed", kept);
+        var error = new Error(new InvalidOperationException("boom"), "akka://disttrain/user/agent", typeof(object), "failed");
+        Assert.True(evaluator.ShouldTryKeepMessage(error, out var errorLine));
+        Assert.StartsWith("[ERROR][", errorLine);
+        Assert.Contains("Cause: System.InvalidOperationException: boom", errorLine);
+
+        filter.Leaving();
+        Assert.False(evaluator.ShouldTryKeepMessage(EndpointReport(stayed), out _));
+        Assert.True(evaluator.ShouldTryKeepMessage(error, out _));
+    }
+
+    /// <summary>A worker node on a free loopback port with no seed nodes, built by <see cref="ClusterNode.WithDistTrainNode"/> as the CLI builds it.</summary>
+    private static async Task<IHost> StartNodeAsync()
+    {
+        var options = new TrainingOptions { Cluster = { Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = 0, Tls = false } };
+        var security = new ClusterSecurity(new JobIdentity("log-format", Encoding.UTF8.GetBytes(new string('s', 64))), null);
+        var host = new HostBuilder()
+            .ConfigureServices(services => services.AddAkka("disttrain", (akka, _) => akka.WithDistTrainNode(options, security, NodeRoles.Worker, computeThreads: 1)))
+            .Build();
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        return host;
+    }
+
+    private static readonly StringBuilder Captured = new();
+
+    private static string Printed()
+    {
+        lock (Captured) return Captured.ToString();
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/> with standard output copied into a buffer (still written to the real standard output),
+    /// and returns what was printed. The test assembly runs its test classes one at a time (xunit.runner.json).
+    /// </summary>
+    private static async Task<string> CaptureStandardOutputAsync(Func<Task> body)
+    {
+        var original = Console.Out;
+        lock (Captured) Captured.Clear();
+        Console.SetOut(TextWriter.Synchronized(new TeeWriter(original)));
+        try
+        {
+            await body();
+        }
+        finally
+        {
+            Console.SetOut(original);
+        }
+        return Printed();
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, TimeSpan limit)
+    {
+        var deadline = DateTime.UtcNow + limit;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"not printed within {limit.TotalSeconds} s:\n{Printed()}");
+            await Task.Delay(50);
+        }
+    }
+
+    private sealed class TeeWriter(TextWriter inner) : TextWriter
+    {
+        public override Encoding Encoding => inner.Encoding;
+
+        public override void Write(char value)
+        {
+            lock (Captured) Captured.Append(value);
+            inner.Write(value);
+        }
+
+        public override void Write(string? value)
+        {
+            lock (Captured) Captured.Append(value);
+            inner.Write(value);
+        }
+
+        public override void WriteLine(string? value) => Write(value + Environment.NewLine);
+    }
+}
