@@ -80,7 +80,7 @@ internal sealed class DistTrainProcess : IDisposable
     /// <summary>Standard output and error, interleaved as they arrived.</summary>
     public string Output { get { lock (_output) return _output.ToString(); } }
 
-    /// <summary>Every line of standard output and error with the UTC time this process read it (node logs carry no time of their own).</summary>
+    /// <summary>Every line of standard output and error with the UTC time this process read it (progress lines carry no time of their own; Akka's log lines carry the time they were logged).</summary>
     public IReadOnlyList<(DateTime Time, string Line)> TimedLines { get { lock (_output) return [.. _timedLines]; } }
 
     /// <summary>Standard output only.</summary>
