@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using DistTrain.Cluster.Hosting;
@@ -17,20 +16,10 @@ internal static class RunSummaryFile
     /// see inputs on the wrong scale, so mean and std are stored (JSON arrays: one value for Global,
     /// one per feature for PerFeature).
     /// </summary>
-    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, TrainingResult result) => new()
-    {
-        ["format"] = "pt",
-        ["producer"] = "disttrain",
-        ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
-        ["epochs"] = result.Epochs[^1].Epoch.ToString(CultureInfo.InvariantCulture), // the last epoch trained, also after a resume
-        ["test_accuracy"] = result.FinalEpoch.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture),
-        ["input_scale"] = "pixels / 255, then (x - input_mean) / input_std",
-        ["input_normalization"] = normalizer.Kind.ToString(),
-        ["input_mean"] = JsonSerializer.Serialize(normalizer.Mean),
-        ["input_std"] = JsonSerializer.Serialize(normalizer.Std),
-        ["layers"] = JsonSerializer.Serialize(options.Model.Layers.Select(l => l.Type == "Dense" ? $"Dense({l.Units})" : l.Type)),
-        ["model_config"] = JsonSerializer.Serialize(options.Model),
-    };
+    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, TrainingResult result) =>
+        DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, result.Version,
+            epochs: result.Epochs[^1].Epoch, // the last epoch trained, also after a resume
+            result.FinalEpoch.TestAccuracy, options.Training.Seed);
 
     public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result) =>
         File.WriteAllText(path, JsonSerializer.Serialize(new

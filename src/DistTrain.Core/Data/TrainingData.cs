@@ -11,6 +11,16 @@ namespace DistTrain.Core.Data;
 public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Normalizer Normalizer, LabeledDataset? Validation = null)
 {
     /// <summary>
+    /// What the feature values are before standardization, in words, recorded in the trained weights' metadata
+    /// (<see cref="Models.ModelMetadata.InputScale"/>) so that users of the weights feed them the same: for IDX images
+    /// <see cref="Models.ModelMetadata.PixelScale"/>, for arrays given in memory <see cref="Models.ModelMetadata.GivenScale"/>.
+    /// </summary>
+    public string InputScale { get; init; } = Models.ModelMetadata.GivenScale;
+
+    /// <summary>Class names, index = class (after <see cref="DataOptions.Classes"/>), recorded in the weights' metadata; null when the data has none.</summary>
+    public IReadOnlyList<string>? ClassNames { get; init; }
+
+    /// <summary>
     /// Loads the splits named by <paramref name="options"/>, applies the limits, keeps the listed classes, holds out the
     /// validation samples (a seeded random choice) and fits the normalizer on what remains for training.
     /// </summary>
@@ -20,6 +30,29 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     public static TrainingData Load(DataOptions options, int seed = 1)
     {
         var (train, test) = FashionMnist.Load(options.Directory, options.TrainLimit, options.TestLimit);
+        return Prepare(train, test, options, seed) with { InputScale = Models.ModelMetadata.PixelScale };
+    }
+
+    /// <summary>
+    /// Turns raw splits from any source into what a run uses, exactly as <see cref="Load"/> does for IDX files: keeps the
+    /// first <see cref="DataOptions.TrainLimit"/> / <see cref="DataOptions.TestLimit"/> samples, keeps the
+    /// <see cref="DataOptions.Classes"/> (relabeled in the listed order), holds out
+    /// <see cref="DataOptions.ValidationFraction"/> of the training samples (chosen with <paramref name="seed"/>), fits
+    /// <see cref="DataOptions.Normalization"/> on the remaining training samples and applies it to every split.
+    /// <see cref="DataOptions.Directory"/> is not used.
+    /// </summary>
+    /// <param name="train">Training samples with their labels; its feature array is standardized in place when nothing
+    /// above made a copy (pass a copy to keep the original values).</param>
+    /// <param name="test">Test samples, with the same features per sample and classes as <paramref name="train"/>; standardized likewise.</param>
+    /// <param name="options">The data section.</param>
+    /// <param name="seed">Seed of the validation split (the run's Training:Seed).</param>
+    /// <exception cref="DataFormatException">The splits disagree in features or classes, or a setting leaves a split empty.</exception>
+    public static TrainingData Prepare(LabeledDataset train, LabeledDataset test, DataOptions options, int seed = 1)
+    {
+        if (train.FeatureCount != test.FeatureCount || train.ClassCount != test.ClassCount)
+            throw new DataFormatException($"The training samples have {train.FeatureCount} features and {train.ClassCount} classes but the test samples {test.FeatureCount} and {test.ClassCount}; both splits must come from the same data.");
+        if (options.TrainLimit > 0 && options.TrainLimit < train.Count) train = train.Take(options.TrainLimit);
+        if (options.TestLimit > 0 && options.TestLimit < test.Count) test = test.Take(options.TestLimit);
         if (options.Classes.Count > 0)
         {
             try
@@ -31,6 +64,8 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
                 throw new DataFormatException($"Data:Classes: {e.Message}");
             }
         }
+        if (train.Count == 0)
+            throw new DataFormatException("The training split holds no samples (after Data:TrainLimit and Data:Classes); give it at least one.");
         LabeledDataset? validation = null;
         if (options.ValidationFraction > 0)
         {
@@ -47,5 +82,44 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
         normalizer.Apply(test);
         if (validation is not null) normalizer.Apply(validation);
         return new TrainingData(train, test, normalizer, validation);
+    }
+
+    /// <summary>
+    /// Training data from arrays in memory, prepared as <see cref="Prepare"/> describes. The arrays are copied, so the
+    /// caller's values stay as they were.
+    /// </summary>
+    /// <param name="trainFeatures">Training samples, sample-major: <c>[samples, featureCount]</c> flattened row by row
+    /// (an image sample is <c>[channels, height, width]</c> in that order, as one sample of PyTorch's NCHW).</param>
+    /// <param name="trainLabels">Class of each training sample, in <c>[0, classCount)</c>.</param>
+    /// <param name="testFeatures">Test samples, laid out as <paramref name="trainFeatures"/>.</param>
+    /// <param name="testLabels">Class of each test sample.</param>
+    /// <param name="featureCount">Features per sample (<c>channels · height · width</c> for images).</param>
+    /// <param name="classCount">Number of classes, 1 to 256.</param>
+    /// <param name="options">Limits, classes, validation fraction and normalization; null for the defaults (Global normalization, no validation split).</param>
+    /// <param name="seed">Seed of the validation split.</param>
+    /// <exception cref="DataFormatException">Lengths disagree, a label is outside <c>[0, classCount)</c>, a feature is NaN or infinite, or a setting leaves a split empty.</exception>
+    public static TrainingData FromArrays(ReadOnlySpan<float> trainFeatures, ReadOnlySpan<int> trainLabels, ReadOnlySpan<float> testFeatures,
+        ReadOnlySpan<int> testLabels, int featureCount, int classCount, DataOptions? options = null, int seed = 1) =>
+        Prepare(Dataset("training", trainFeatures, trainLabels, featureCount, classCount),
+            Dataset("test", testFeatures, testLabels, featureCount, classCount), options ?? new DataOptions(), seed);
+
+    private static LabeledDataset Dataset(string split, ReadOnlySpan<float> features, ReadOnlySpan<int> labels, int featureCount, int classCount)
+    {
+        if (classCount is < 1 or > 256)
+            throw new DataFormatException($"{classCount} classes: DistTrain holds labels as bytes, so 1 to 256 classes are supported.");
+        if (featureCount <= 0 || features.Length != (long)labels.Length * featureCount)
+            throw new DataFormatException($"The {split} split has {features.Length} feature values and {labels.Length} labels, which is not {featureCount} features per sample.");
+        var bytes = new byte[labels.Length];
+        for (var i = 0; i < labels.Length; i++)
+        {
+            if ((uint)labels[i] >= (uint)classCount)
+                throw new DataFormatException($"The {split} split's label {labels[i]} of sample {i} is outside [0, {classCount}).");
+            bytes[i] = (byte)labels[i];
+        }
+        var copy = features.ToArray();
+        var bad = Array.FindIndex(copy, v => !float.IsFinite(v));
+        if (bad >= 0)
+            throw new DataFormatException($"The {split} split's sample {bad / featureCount}, feature {bad % featureCount} is {copy[bad]}; every feature must be a finite number.");
+        return new LabeledDataset(copy, bytes, featureCount, classCount);
     }
 }

@@ -1,0 +1,119 @@
+using System.Globalization;
+using System.Text.Json;
+using DistTrain.Core.Data;
+
+namespace DistTrain.Core.Models;
+
+/// <summary>
+/// The string metadata DistTrain stores in a checkpoint's safetensors header (<c>__metadata__</c>): what is needed to use
+/// the weights again (the layer stack, the input standardization) and what they achieved.
+/// </summary>
+public static class ModelMetadata
+{
+    /// <summary>The model section as JSON (<see cref="ModelOptions"/>).</summary>
+    public const string ModelConfig = "model_config";
+    /// <summary>The input standardization's kind (<see cref="NormalizationKind"/>).</summary>
+    public const string InputNormalization = "input_normalization";
+    /// <summary>JSON array of the standardization's means: one value for Global, one per feature for PerFeature.</summary>
+    public const string InputMean = "input_mean";
+    /// <summary>JSON array of the standardization's standard deviations, as <see cref="InputMean"/>.</summary>
+    public const string InputStd = "input_std";
+    /// <summary>What the input values are before standardization, in words (IDX images: pixels / 255).</summary>
+    public const string InputScale = "input_scale";
+    /// <summary>The training seed (Training:Seed), from which the initial weights were drawn.</summary>
+    public const string Seed = "seed";
+    /// <summary>Test accuracy of the weights, a fraction from 0 to 1 with four decimals.</summary>
+    public const string TestAccuracy = "test_accuracy";
+    /// <summary>Optional JSON array of class names, index = class.</summary>
+    public const string ClassNames = "class_names";
+
+    /// <summary>How IDX image data reaches the model: pixel bytes divided by 255, then standardized.</summary>
+    public const string PixelScale = "pixels / 255, then (x - input_mean) / input_std";
+
+    /// <summary>How in-memory data reaches the model: the values as given, then standardized.</summary>
+    public const string GivenScale = "features as given, then (x - input_mean) / input_std";
+
+    /// <summary>The metadata of trained weights.</summary>
+    /// <param name="model">The model section the weights belong to.</param>
+    /// <param name="normalizer">The input standardization fitted on the training split.</param>
+    /// <param name="version">Weights version (optimizer steps).</param>
+    /// <param name="epochs">The last epoch trained.</param>
+    /// <param name="testAccuracy">Test accuracy of these weights, 0 to 1.</param>
+    /// <param name="seed">Training:Seed.</param>
+    /// <param name="inputScale">What the inputs are before standardization (<see cref="PixelScale"/> for IDX data).</param>
+    /// <param name="classNames">Class names, index = class; null to record none.</param>
+    public static Dictionary<string, string> Create(ModelOptions model, Normalizer normalizer, long version, int epochs, double testAccuracy,
+        int seed, string inputScale = PixelScale, IReadOnlyList<string>? classNames = null)
+    {
+        var metadata = new Dictionary<string, string>
+        {
+            ["format"] = "pt",
+            ["producer"] = "disttrain",
+            ["version"] = version.ToString(CultureInfo.InvariantCulture),
+            ["epochs"] = epochs.ToString(CultureInfo.InvariantCulture),
+            [TestAccuracy] = testAccuracy.ToString("F4", CultureInfo.InvariantCulture),
+            [Seed] = seed.ToString(CultureInfo.InvariantCulture),
+            [InputScale] = inputScale,
+            [InputNormalization] = normalizer.Kind.ToString(),
+            [InputMean] = JsonSerializer.Serialize(normalizer.Mean),
+            [InputStd] = JsonSerializer.Serialize(normalizer.Std),
+            ["layers"] = JsonSerializer.Serialize(model.Layers.Select(l => l.Type == LayerTypes.Dense ? $"Dense({l.Units})" : l.Type)),
+            [ModelConfig] = JsonSerializer.Serialize(model),
+        };
+        if (classNames is not null) metadata[ClassNames] = JsonSerializer.Serialize(classNames);
+        return metadata;
+    }
+
+    /// <summary>Reads the model section back from <see cref="ModelConfig"/>.</summary>
+    /// <param name="metadata">A checkpoint's metadata.</param>
+    /// <param name="path">The checkpoint, named in errors.</param>
+    /// <exception cref="InvalidDataException">The key is missing or not a model section.</exception>
+    public static ModelOptions ReadModel(IReadOnlyDictionary<string, string> metadata, string path)
+    {
+        if (!metadata.TryGetValue(ModelConfig, out var json))
+            throw new InvalidDataException($"{path}: the metadata has no '{ModelConfig}', so the layers are unknown. Use a model.safetensors written by 'disttrain train' or the Trainer API (a PyTorch export holds only tensors).");
+        try
+        {
+            var model = JsonSerializer.Deserialize<ModelOptions>(json) ?? throw new JsonException("null");
+            model.Pretrained = "";
+            model.ReplaceHead = false;
+            model.Freeze = [];
+            return model;
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: metadata '{ModelConfig}' is not a model section ({e.Message}). The file is corrupt; train again or use another checkpoint.");
+        }
+    }
+
+    /// <summary>Reads the input standardization back from <see cref="InputNormalization"/>, <see cref="InputMean"/> and <see cref="InputStd"/>.</summary>
+    /// <exception cref="InvalidDataException">A key is missing or its value is not valid.</exception>
+    public static Normalizer ReadNormalizer(IReadOnlyDictionary<string, string> metadata, string path)
+    {
+        if (!metadata.TryGetValue(InputNormalization, out var kindText) || !Enum.TryParse<NormalizationKind>(kindText, out var kind)
+            || !metadata.TryGetValue(InputMean, out var meanJson) || !metadata.TryGetValue(InputStd, out var stdJson))
+            throw new InvalidDataException($"{path}: the metadata lacks a valid '{InputNormalization}', '{InputMean}' or '{InputStd}', so the input standardization the weights expect is unknown. Use a model.safetensors written by 'disttrain train' or the Trainer API.");
+        try
+        {
+            return Normalizer.FromStatistics(kind, JsonSerializer.Deserialize<float[]>(meanJson) ?? [], JsonSerializer.Deserialize<float[]>(stdJson) ?? []);
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException)
+        {
+            throw new InvalidDataException($"{path}: the input standardization in the metadata is not valid ({e.Message}). The file is corrupt; train again or use another checkpoint.");
+        }
+    }
+
+    /// <summary>The class names in <see cref="ClassNames"/>, or null when the checkpoint has none or they are not a JSON string array.</summary>
+    public static IReadOnlyList<string>? ReadClassNames(IReadOnlyDictionary<string, string> metadata)
+    {
+        if (!metadata.TryGetValue(ClassNames, out var json)) return null;
+        try
+        {
+            return JsonSerializer.Deserialize<string[]>(json);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+}
