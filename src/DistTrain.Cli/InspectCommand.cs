@@ -6,13 +6,23 @@ using Spectre.Console;
 
 namespace DistTrain.Cli;
 
-/// <summary><c>disttrain inspect</c>: lists a safetensors checkpoint's tensors with shapes, sizes and norms.</summary>
+/// <summary>
+/// <c>disttrain inspect</c>: lists a safetensors checkpoint's tensors with shapes, sizes and norms, and draws its first layer's
+/// filters and per-layer weight histograms (<see cref="InspectFigures"/>).
+/// </summary>
 internal static class InspectCommand
 {
     public static Command Create()
     {
         var path = new Argument<FileInfo>("checkpoint") { Description = "A .safetensors file (DistTrain's model.safetensors or a PyTorch export)." };
-        var command = new Command("inspect", "List a checkpoint's tensors: name, shape, elements, L2 norm, mean and range.") { path };
+        var filters = new Option<FileInfo?>("--filters") { Description = "Also draw the first layer's filters (conv kernels, or Dense units reshaped to the input image) as a PNG grid." };
+        var histograms = new Option<FileInfo?>("--histograms") { Description = "Also draw a histogram of every layer's weight tensor as a PNG." };
+        var compare = new Option<FileInfo?>("--compare") { Description = "Draw another checkpoint of the same model beside it in --filters and --histograms." };
+        var initialization = new Option<bool>("--compare-initialization") { Description = "Draw the initial weights the run started from (the model's initializer with the run's seed) beside it." };
+        var command = new Command("inspect", "List a checkpoint's tensors: name, shape, elements, L2 norm, mean and range; draw its filters and weight histograms.")
+        {
+            path, filters, histograms, compare, initialization,
+        };
         command.SetAction(parse =>
         {
             var file = parse.GetValue(path)!;
@@ -40,9 +50,45 @@ internal static class InspectCommand
             AnsiConsole.MarkupLineInterpolated($"{tensors.Count} tensors, {tensors.Values.Sum(t => (long)t.Data.Length):N0} elements, {file.Length:N0} bytes: {file.FullName}");
             foreach (var (key, value) in metadata.Where(m => m.Key is "producer" or "epochs" or "version" or "test_accuracy" or "input_normalization"))
                 AnsiConsole.MarkupLineInterpolated($"  {key}: {value}");
-            return 0;
+            return Figures(file.FullName, tensors, metadata, parse.GetValue(filters), parse.GetValue(histograms), parse.GetValue(compare), parse.GetValue(initialization));
         });
         return command;
+    }
+
+    /// <summary>The optional pictures; 0 when every one asked for was written, 2 for a bad comparison, output or checkpoint.</summary>
+    private static int Figures(string checkpoint, IReadOnlyDictionary<string, NamedTensor> tensors, IReadOnlyDictionary<string, string> metadata,
+        FileInfo? filters, FileInfo? histograms, FileInfo? compare, bool initialization)
+    {
+        if ((compare is not null || initialization) && filters is null && histograms is null)
+        {
+            CliConsole.Fail("error", "--compare and --compare-initialization draw beside --filters or --histograms: give at least one of them.");
+            return 2;
+        }
+        if (compare is not null && initialization)
+        {
+            CliConsole.Fail("error", "give either --compare CHECKPOINT or --compare-initialization, not both.");
+            return 2;
+        }
+        foreach (var output in new[] { filters, histograms })
+            if (output?.Directory is { Exists: false } folder)
+            {
+                CliConsole.Fail("error", $"{output.FullName}: the folder {folder.FullName} does not exist. Create it or choose another path.");
+                return 2;
+            }
+        try
+        {
+            var comparison = initialization ? InspectFigures.Initialization(checkpoint, metadata)
+                : compare is not null ? new InspectFigures.Comparison(SafeTensors.Read(compare.FullName), compare.Name)
+                : null;
+            var ok = filters is null || InspectFigures.DrawFilters(filters.FullName, checkpoint, tensors, metadata, comparison);
+            ok &= histograms is null || InspectFigures.DrawHistograms(histograms.FullName, checkpoint, tensors, comparison);
+            return ok ? 0 : 2;
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            CliConsole.Fail("error", e is FileNotFoundException f ? $"{f.FileName}: no such file." : e.Message);
+            return 2;
+        }
     }
 
     private static string Format(float value) => value.ToString("G5", CultureInfo.InvariantCulture);

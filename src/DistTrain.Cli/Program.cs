@@ -7,6 +7,7 @@ var root = new RootCommand("DistTrain: data-parallel neural-network training on 
     TrainCommand.Create(),
     FinetuneCommand.Create(),
     InspectCommand.Create(),
+    ExportCommand.Create(),
     BenchCommand.Create(),
     NodeCommand.Create(),
 };
