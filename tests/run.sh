@@ -2,12 +2,13 @@
 # Runs the whole test suite. Installs Debian's OpenBLAS and oneDNN (the native BLAS path and the oneDNN
 # convolution backend are under test),
 # docker-compose (it validates deploy/docker-compose.yml; no engine needed) and python3-torch
-# (TorchInteropTests loads DistTrain's checkpoint into PyTorch) if they are missing;
+# (TorchInteropTests loads DistTrain's checkpoint into PyTorch) and python3-onnx (the ONNX checker judges the
+# exported graphs) if they are missing;
 # NuGet packages are restored by the build; the test data (a Fashion-MNIST subset) and
 # the PyTorch golden values are committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash deploy/local/apt-ensure.sh libopenblas0-pthread libdnnl2 docker-compose python3-torch
+bash deploy/local/apt-ensure.sh libopenblas0-pthread libdnnl2 docker-compose python3-torch python3-onnx
 
 dotnet test DistTrain.sln -c Release -nologo "$@"

@@ -15,7 +15,7 @@ namespace DistTrain.Tests;
 /// ONNX export: the exported graph, run by ONNX Runtime on 100 test images given as raw pixels / 255, gives DistTrain's
 /// evaluation logits within 1e-4, for the MLP and the CNN configs trained briefly and for a model using every other layer.
 /// </summary>
-public class OnnxExportTests
+public class OnnxExportTests(Xunit.Abstractions.ITestOutputHelper log)
 {
     private const double Tolerance = 1e-4;
     private const int Images = 100;
@@ -46,7 +46,7 @@ public class OnnxExportTests
         return results.Single(r => r.Name == OnnxExporter.OutputName).AsEnumerable<float>().ToArray();
     }
 
-    private static void AssertSameLogits(TrainedModel model, string what)
+    private void AssertSameLogits(TrainedModel model, string what)
     {
         var expected = model.Logits(TestData.RawTest.Features.AsSpan(0, Images * 784));
         var actual = OnnxRuntimeLogits(OnnxExporter.ToBytes(model), model, out var session);
@@ -54,6 +54,7 @@ public class OnnxExportTests
         {
             Assert.Equal(Images * model.ClassCount, actual.Length);
             var worst = expected.Zip(actual).Max(p => Math.Abs(p.First - p.Second));
+            log.WriteLine($"{what}: largest |ONNX Runtime - DistTrain| over {Images} images x {model.ClassCount} logits = {worst:G3}; largest |logit| {expected.Max(Math.Abs):G3}");
             Compare.Close(expected, actual, Tolerance, Tolerance, $"{what}: ONNX Runtime vs DistTrain (largest difference {worst:G3})");
             Assert.Equal("batch", session.InputMetadata[OnnxExporter.InputName].SymbolicDimensions[0]);
             var metadata = session.ModelMetadata.CustomMetadataMap;
@@ -77,14 +78,23 @@ public class OnnxExportTests
     [Fact]
     public void Every_other_layer_and_per_feature_standardization_export_with_the_same_logits()
     {
+        var model = EveryLayerModel();
+
+        AssertSameLogits(model, "every layer");
+        Assert.Equal(["Sub", "Mul", "Conv", "LayerNormalization", "LeakyRelu", "AveragePool", "MaxPool", "Conv", "Tanh", "Flatten", "Gemm",
+            "BatchNormalization", "Sigmoid", "Gemm"], OnnxExporterOperators(model));
+    }
+
+    /// <summary>Every layer type the MLP and CNN configs do not use, on per-feature standardization, with random statistics.</summary>
+    private static TrainedModel EveryLayerModel()
+    {
         var options = new ModelBuilder(channels: 1, height: 28, width: 28)
             .Conv2D(4, kernelSize: 3, stride: 2, padding: 1).LayerNorm().LeakyReLU(0.2)
             .AvgPool2D(2, stride: 1).MaxPool2D(3, stride: 2)
             .Conv2D(3, kernelSize: 2).Tanh()
             .Dense(16).BatchNorm().Sigmoid().Dropout(0.5).Dense(10)
             .Build();
-        var sequential = ModelFactory.Build(options);
-        var weights = ModelFactory.InitialWeights(sequential, options.Initializer, seed: 3);
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 3);
         // Biases, norm scales and shifts, and running statistics away from their initial 0 and 1, so a misplaced one shows.
         var random = new Random(3);
         foreach (var segment in weights.Layout.Segments.Where(s => s.Role != ParameterRole.Weight))
@@ -92,12 +102,40 @@ public class OnnxExportTests
                 value = segment.Name.EndsWith("running_var", StringComparison.Ordinal)
                     ? 0.5f + (float)random.NextDouble()
                     : (float)(random.NextDouble() - 0.5);
-        var normalizer = Normalizer.Fit(TestData.RawTrain, NormalizationKind.PerFeature);
-        var model = new TrainedModel(options, weights, normalizer);
+        return new TrainedModel(options, weights, Normalizer.Fit(TestData.RawTrain, NormalizationKind.PerFeature));
+    }
 
-        AssertSameLogits(model, "every layer");
-        Assert.Equal(["Sub", "Mul", "Conv", "LayerNormalization", "LeakyRelu", "AveragePool", "MaxPool", "Conv", "Tanh", "Flatten", "Gemm",
-            "BatchNormalization", "Sigmoid", "Gemm"], OnnxExporterOperators(model));
+    [Fact]
+    public void The_exported_graphs_pass_the_ONNX_checker_with_shape_inference()
+    {
+        var directory = Directory.CreateTempSubdirectory("disttrain-onnx-check-").FullName;
+        try
+        {
+            var cnn = TrainingOptionsLoader.Load(Config("fashion-mnist-cnn.json"),
+                new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory }).Model;
+            OnnxExporter.Export(new TrainedModel(cnn, ModelFactory.InitialWeights(ModelFactory.Build(cnn), cnn.Initializer, seed: 1),
+                Normalizer.FromStatistics(NormalizationKind.Global, [0.286f], [0.353f])), Path.Combine(directory, "cnn.onnx"));
+            OnnxExporter.Export(EveryLayerModel(), Path.Combine(directory, "every-layer.onnx"));
+
+            // Debian's python3-onnx (1.12): the checker with full_check also runs strict shape inference over every node.
+            const string script =
+                "import sys, onnx\n" +
+                "for path in sys.argv[1:]:\n" +
+                "    model = onnx.load(path)\n" +
+                "    onnx.checker.check_model(model, full_check=True)\n" +
+                "    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)\n" +
+                "    dims = [d.dim_param or d.dim_value for d in inferred.graph.output[0].type.tensor_type.shape.dim]\n" +
+                "    print(path.split('/')[-1], 'opset', model.opset_import[0].version, 'ir', model.ir_version, 'logits', dims)\n";
+            var (exit, output) = TorchInteropTests.RunPython("-c", script, Path.Combine(directory, "cnn.onnx"), Path.Combine(directory, "every-layer.onnx"));
+
+            Assert.True(exit == 0, output);
+            Assert.Contains("cnn.onnx opset 17 ir 8 logits ['batch', 10]", output);
+            Assert.Contains("every-layer.onnx opset 17 ir 8 logits ['batch', 10]", output);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
     }
 
     private static IReadOnlyList<string> OnnxExporterOperators(TrainedModel model)
