@@ -89,6 +89,11 @@ internal static class InspectCommand
             CliConsole.Fail("error", e is FileNotFoundException f ? $"{f.FileName}: no such file." : e.Message);
             return 2;
         }
+        catch (Exception e) when (e is TypeInitializationException or DllNotFoundException)
+        {
+            CliConsole.Fail("error", $"drawing needs SkiaSharp's native library, which did not load on this platform ({e.GetBaseException().Message}); the tensor table above is complete.");
+            return 1;
+        }
     }
 
     private static string Format(float value) => value.ToString("G5", CultureInfo.InvariantCulture);

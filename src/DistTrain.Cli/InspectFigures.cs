@@ -77,7 +77,7 @@ internal static class InspectFigures
 
     private static string Achieved(IReadOnlyDictionary<string, string> metadata) =>
         metadata.TryGetValue("epochs", out var epochs) && metadata.TryGetValue(ModelMetadata.TestAccuracy, out var accuracy)
-        && double.TryParse(accuracy, CultureInfo.InvariantCulture, out var fraction)
+        && double.TryParse(accuracy, CultureInfo.InvariantCulture, out var fraction) && double.IsFinite(fraction)
             ? $"; after {epochs} epochs, test accuracy {100 * fraction:F2}%"
             : "";
 }
