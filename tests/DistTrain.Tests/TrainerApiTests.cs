@@ -139,6 +139,21 @@ public class TrainerApiTests
         Assert.Equal(outcome.History[0], recorder.Reports.Single(r => r.Kind == TrainingProgressKind.EpochCompleted).Summary);
         Assert.Equal(outcome.History[0].TestAccuracy, outcome.Model.Accuracy(TestData.RawTest, standardized: false), 10);
         Assert.True(outcome.History[0].TestAccuracy > 0.6, $"test accuracy {outcome.History[0].TestAccuracy}");
+
+        // Both nodes have left: the process reports itself as a cluster of one again, not the dead cluster's membership.
+        var members = new List<(int Count, string? Status)>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "DistTrain" && instrument.Name == "cluster.members") l.EnableMeasurementEvents(instrument);
+            },
+        };
+        listener.SetMeasurementEventCallback<int>((_, value, tags, _) =>
+            members.Add((value, tags.ToArray().Single(t => t.Key == "status").Value as string)));
+        listener.Start();
+        listener.RecordObservableInstruments();
+        Assert.Equal([(1, "up")], members);
     }
 
     [Fact]
