@@ -38,11 +38,12 @@ public static class ModelMetadata
     /// <param name="normalizer">The input standardization fitted on the training split.</param>
     /// <param name="version">Weights version (optimizer steps).</param>
     /// <param name="epochs">The last epoch trained.</param>
-    /// <param name="testAccuracy">Test accuracy of these weights, 0 to 1.</param>
+    /// <param name="testAccuracy">Test accuracy of these weights, 0 to 1; null when no evaluation describes them (weights
+    /// built in code, or a run stopped between evaluations), and the key is left out.</param>
     /// <param name="seed">Training:Seed.</param>
     /// <param name="inputScale">What the inputs are before standardization (<see cref="PixelScale"/> for IDX data).</param>
     /// <param name="classNames">Class names, index = class; null to record none.</param>
-    public static Dictionary<string, string> Create(ModelOptions model, Normalizer normalizer, long version, int epochs, double testAccuracy,
+    public static Dictionary<string, string> Create(ModelOptions model, Normalizer normalizer, long version, int epochs, double? testAccuracy,
         int seed, string inputScale = PixelScale, IReadOnlyList<string>? classNames = null)
     {
         var metadata = new Dictionary<string, string>
@@ -51,7 +52,6 @@ public static class ModelMetadata
             ["producer"] = "disttrain",
             ["version"] = version.ToString(CultureInfo.InvariantCulture),
             ["epochs"] = epochs.ToString(CultureInfo.InvariantCulture),
-            [TestAccuracy] = testAccuracy.ToString("F4", CultureInfo.InvariantCulture),
             [Seed] = seed.ToString(CultureInfo.InvariantCulture),
             [InputScale] = inputScale,
             [InputNormalization] = normalizer.Kind.ToString(),
@@ -60,6 +60,7 @@ public static class ModelMetadata
             ["layers"] = JsonSerializer.Serialize(model.Layers.Select(l => l.Type == LayerTypes.Dense ? $"Dense({l.Units})" : l.Type)),
             [ModelConfig] = JsonSerializer.Serialize(model),
         };
+        if (testAccuracy is { } accuracy) metadata[TestAccuracy] = accuracy.ToString("F4", CultureInfo.InvariantCulture);
         if (classNames is not null) metadata[ClassNames] = JsonSerializer.Serialize(classNames);
         return metadata;
     }

@@ -40,7 +40,7 @@ public sealed class TrainedModel
             weights.Segment(given[segment.Name]).CopyTo(Weights.Segment(segment));
         Model = model;
         Normalizer = normalizer;
-        Metadata = metadata ?? ModelMetadata.Create(model, normalizer, version: 0, epochs: 0, testAccuracy: double.NaN, seed: 0, ModelMetadata.GivenScale);
+        Metadata = metadata ?? ModelMetadata.Create(model, normalizer, version: 0, epochs: 0, testAccuracy: null, seed: 0, ModelMetadata.GivenScale);
     }
 
     /// <summary>The layer stack, input shape, loss and initializer.</summary>
