@@ -31,6 +31,8 @@ public sealed class PackagingTests : IDisposable
         {
             var cached = Path.Combine(globalPackages, id, _version);
             if (Directory.Exists(cached)) Directory.Delete(cached, recursive: true);
+            if (Directory.Exists(Path.GetDirectoryName(cached)) && !Directory.EnumerateFileSystemEntries(Path.GetDirectoryName(cached)!).Any())
+                Directory.Delete(Path.GetDirectoryName(cached)!);
         }
     }
 
