@@ -6,6 +6,8 @@
 # exported graphs) if they are missing;
 # NuGet packages are restored by the build; the test data (a Fashion-MNIST subset) and
 # the PyTorch golden values are committed.
+# DISTTRAIN_CONTAINER_TESTS=1 also runs tests/containers/run.sh (12 to 19 minutes here: builds the image and runs the
+# compose cluster; deploy/README.md); without it that test is reported as skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

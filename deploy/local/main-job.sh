@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job end to end on a fresh Debian machine that has the .NET SDK:
+# The main job end to end on a fresh Debian machine that has the .NET 10 SDK (global.json pins it):
 # installs the Fashion-MNIST data, OpenBLAS and oneDNN (convolutions) from Debian if they are missing, builds the CLI (NuGet restore
 # included, incremental), and trains configs/fashion-mnist-mlp.json in single-node mode.
 # Extra arguments go to `disttrain train`, e.g. --workers 2 --epochs 3.

@@ -7,6 +7,8 @@ using DistTrain.Cluster.Protocol;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
+using DistTrain.Core.Models;
+using DistTrain.Cluster.Metrics;
 using Spectre.Console;
 
 namespace DistTrain.Cli;
@@ -20,14 +22,15 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var config = new Option<FileInfo>("--config", "-c") { Description = "JSON config (default configs/fashion-mnist-mlp.json).", DefaultValueFactory = _ => new FileInfo("configs/fashion-mnist-mlp.json") };
-        var workers = new Option<int>("--workers", "-w") { Description = "Worker replicas.", DefaultValueFactory = _ => 2 };
-        var batch = new Option<int?>("--batch-size") { Description = "Override Training:BatchSizePerWorker." };
-        var steps = new Option<int>("--steps") { Description = "Measured synchronous steps.", DefaultValueFactory = _ => 400 };
-        var warmup = new Option<int>("--warmup") { Description = "Steps run before measuring (JIT, caches).", DefaultValueFactory = _ => 50 };
-        var data = new Option<string?>("--data") { Description = "Override Data:Directory." };
+        var config = CliOptions.File("--config", "JSON config.", CliOptions.ConfigTakes, "configs/fashion-mnist-mlp.json", "-c");
+        var workers = CliOptions.WholeNumber("--workers", "Worker replicas.", CliOptions.WorkersTakes, 2, "-w");
+        var batch = CliOptions.WholeNumber("--batch-size", "Override Training:BatchSizePerWorker.", CliOptions.BatchTakes);
+        var steps = CliOptions.WholeNumber("--steps", "Measured synchronous steps.", "a whole number of measured steps, at least 1", 400);
+        var warmup = CliOptions.WholeNumber("--warmup", "Steps run before measuring (JIT, caches).", "a whole number of warm-up steps, at least 1", 50);
+        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory.", CliOptions.DataTakes);
         var json = new Option<bool>("--json") { Description = "Also print the result as one JSON line." };
-        var metricsPort = new Option<int>("--metrics-port") { Description = "Serve Prometheus metrics on this port while measuring (0 = off), to measure their overhead." };
+        var metricsPort = CliOptions.WholeNumber("--metrics-port", "Serve Prometheus metrics on this port while measuring (0 = off), to measure their overhead.",
+            "a TCP port from 0 to 65,535 (0 = no metrics)", 0);
         var command = new Command("bench", "Measure single-node training throughput, step-time split, allocations per step and peak RSS.")
         {
             config, workers, batch, steps, warmup, data, json, metricsPort,
@@ -50,8 +53,8 @@ internal static class BenchCommand
     {
         if (warmup < 1 || steps < 1)
         {
-            AnsiConsole.MarkupLine("[red]error:[/] --warmup and --steps must be at least 1.");
-            return 2;
+            CliConsole.Fail("error", $"--warmup {warmup} --steps {steps}: both take a whole number of steps, at least 1.");
+            return 1;
         }
         TrainingOptions options;
         TrainingData trainingData;
@@ -59,10 +62,12 @@ internal static class BenchCommand
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
             trainingData = TrainingData.Load(options.Data, options.Training.Seed);
+            ModelFactory.CheckFitsData(options.Model, trainingData.Train.FeatureCount, trainingData.Train.ClassCount);
+            ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed); // a pretrained checkpoint that does not fit fails here
         }
-        catch (Exception e) when (e is ConfigurationException or DataFormatException)
+        catch (Exception e) when (CliConsole.IsInputError(e))
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            CliConsole.Fail("error", e.Message);
             return 2;
         }
         var stepsPerEpoch = (int)Math.Ceiling(trainingData.Train.Count / (double)(options.Training.Workers * options.Training.BatchSizePerWorker));
@@ -73,18 +78,33 @@ internal static class BenchCommand
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var probe = new BenchObserver(warmup, steps, stop);
-        using var exporter = MetricsSetup.Start(options, "local");
+        MetricsExporter? exporter;
         try
         {
-            await SingleNodeTrainer.RunAsync(options, trainingData.Train, trainingData.Test, MetricsSetup.Wrap(probe, options), cancellationToken: stop.Token);
+            exporter = MetricsSetup.Start(options, "local");
         }
-        catch (OperationCanceledException) when (probe.Done)
+        catch (MetricsPortException e)
         {
-            // The observer stops the run once the measured steps are in.
+            CliConsole.Fail("error", e.Message);
+            return 2;
         }
+        using var metrics = exporter;
+        var failed = await CliConsole.RunTrainingAsync(async () =>
+            {
+                try
+                {
+                    await SingleNodeTrainer.RunAsync(options, trainingData.Train, trainingData.Test, MetricsSetup.Wrap(probe, options), cancellationToken: stop.Token);
+                }
+                catch (OperationCanceledException) when (probe.Done)
+                {
+                    // The observer stops the run once the measured steps are in.
+                }
+            },
+            onCancelled: _ => CliConsole.Fail("cancelled", "stopped before the measured steps completed; nothing to report."));
+        if (failed is not null) return failed.Value;
         if (!probe.Done)
         {
-            AnsiConsole.MarkupLine("[red]error:[/] the run ended before the measured steps completed.");
+            CliConsole.Fail("error", "the run ended before the measured steps completed.");
             return 1;
         }
         var report = probe.Report(options);

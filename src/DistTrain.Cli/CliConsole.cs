@@ -8,18 +8,27 @@ internal static class CliConsole
     /// <summary>Standard error, for problems; standard output stays for progress and results.</summary>
     public static readonly IAnsiConsole Error = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
-    /// <summary>Called once at start-up: when output is redirected (CI, docker logs, files), do not wrap at Spectre's default of 80 columns.</summary>
+    /// <summary>
+    /// Called once at start-up: when output is redirected (CI, docker logs, files, pipes) nothing is wrapped, since no
+    /// terminal width applies (Spectre.Console would otherwise wrap at 80 columns): a line ends where its text does.
+    /// </summary>
     public static void Configure()
     {
-        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 240;
-        if (Console.IsErrorRedirected) Error.Profile.Width = 240;
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = UnlimitedWidth;
+        if (Console.IsErrorRedirected) Error.Profile.Width = UnlimitedWidth;
     }
+
+    /// <summary>The console width given to Spectre.Console for redirected output: no line is ever that long.</summary>
+    private const int UnlimitedWidth = int.MaxValue;
 
     /// <summary>
     /// Runs a training (either mode) and maps its failures to the documented exit codes: 3 diverged,
-    /// 130 cancelled, 1 failed (stall, lost actor, refused or lost node, no checkpoint to resume fits); null when it completed.
+    /// 130 cancelled, 1 failed (stall, lost actor, refused or lost node, no checkpoint to resume fits, a checkpoint or other
+    /// file that could not be written or read); null when it completed.
+    /// <paramref name="onCancelled"/> reports a cancellation (and keeps or removes the run folder); without it a line says nothing was saved.
     /// </summary>
-    public static async Task<int?> RunTrainingAsync(Func<Task> training, Action<DistTrain.Cluster.Actors.TrainingDivergedException>? onDiverged = null)
+    public static async Task<int?> RunTrainingAsync(Func<Task> training, Action<DistTrain.Cluster.Actors.TrainingDivergedException>? onDiverged = null,
+        Action<OperationCanceledException>? onCancelled = null)
     {
         try
         {
@@ -32,18 +41,28 @@ internal static class CliConsole
             onDiverged?.Invoke(e);
             return 3;
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException e)
         {
-            Fail("cancelled", "no weights were saved.");
+            if (onCancelled is null) Fail("cancelled", "stopped before the end; nothing was saved.");
+            else onCancelled(e);
             return 130;
         }
         catch (Exception e) when (e is InvalidOperationException or TimeoutException or DistTrain.Cluster.Actors.TrainingStalledException
-                                       or DistTrain.Cluster.Hosting.CheckpointResumeException)
+                                       or DistTrain.Cluster.Hosting.CheckpointResumeException or IOException)
         {
             Fail("training failed", e.Message);
             return 1;
         }
     }
+
+    /// <summary>
+    /// A problem with what the user gave (config, data file, checkpoint, output folder): reported with exit code 2, never
+    /// as a crash.
+    /// </summary>
+    public static bool IsInputError(Exception e) =>
+        e is DistTrain.Core.Configuration.ConfigurationException or DistTrain.Core.Data.DataFormatException or RunDirectoryException
+            or InvalidDataException or DistTrain.Core.Checkpoints.SafeTensorsFormatException or ArgumentException
+            or DistTrain.Cluster.Hosting.CheckpointResumeException or MetricsPortException;
 
     /// <summary>Prints "error: message" in red on standard error.</summary>
     public static void Fail(string label, string message) => Error.MarkupLineInterpolated($"[red]{label}:[/] {message}");

@@ -56,6 +56,18 @@ internal static class ConsoleProgress
         string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"checkpoint {c.Path}: version {c.Version}, next epoch {c.Epoch} round {c.Round}, {c.Bytes:N0} bytes in {c.Seconds * 1000:F1} ms");
 
+    /// <summary>
+    /// Prints lines on a terminal, also while the live view runs. Spectre.Console writes them from the top row of the
+    /// view without clearing that area first, so a line shorter than the row it lands on would keep the row's tail (a
+    /// piece of the table); each line is therefore padded with spaces to the terminal width less one column.
+    /// </summary>
+    internal static void WriteAbove(string text)
+    {
+        var width = Math.Max(1, AnsiConsole.Profile.Width - 1);
+        foreach (var line in text.Split('\n'))
+            AnsiConsole.WriteLine(line.Length < width ? line.PadRight(width) : line);
+    }
+
     private sealed class LiveObserver(int epochs) : ITrainingObserver
     {
         private readonly object _gate = new();
@@ -97,9 +109,9 @@ internal static class ConsoleProgress
             }
         }
 
-        public void EpochCompleted(EpochSummary summary) => AnsiConsole.WriteLine(Describe(summary, epochs));
+        public void EpochCompleted(EpochSummary summary) => WriteAbove(Describe(summary, epochs));
 
-        public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved c) => AnsiConsole.WriteLine(DescribeCheckpoint(c));
+        public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved c) => WriteAbove(DescribeCheckpoint(c));
 
         public Spectre.Console.Rendering.IRenderable Render()
         {
@@ -129,17 +141,22 @@ internal static class ConsoleProgress
         }
     }
 
+    /// <summary>
+    /// Plain lines for logs: one when the epoch passes each quarter (the first step at or past 25%, 50% and 75% of its
+    /// steps, with the percentage that step really is), none for the epoch's last step, which the epoch line reports.
+    /// An epoch of fewer than four steps prints fewer lines (a one-step epoch none).
+    /// </summary>
     private sealed class PlainObserver(int epochs) : ITrainingObserver
     {
         private int _steps;
-        private int _nextReport;
+        private int _nextQuarter;
         private double _lossSum;
         private int _lossCount;
 
         public void EpochStarted(int epoch, int steps, int samples)
         {
             _steps = steps;
-            _nextReport = 1;
+            _nextQuarter = 1;
             _lossSum = 0;
             _lossCount = 0;
         }
@@ -148,11 +165,10 @@ internal static class ConsoleProgress
         {
             _lossSum += meanLoss;
             _lossCount++;
-            if (_nextReport < 4 && step + 1 >= _steps * _nextReport / 4)
-            {
-                Console.WriteLine($"epoch {epoch,2}/{epochs}  {_nextReport * 25,3}%  step {step + 1}/{_steps}  loss {_lossSum / _lossCount:F4}  lr {learningRate:G4}");
-                _nextReport++;
-            }
+            var done = step + 1;
+            if (_nextQuarter > 3 || done >= _steps || 4L * done < (long)_steps * _nextQuarter) return;
+            while (_nextQuarter <= 3 && 4L * done >= (long)_steps * _nextQuarter) _nextQuarter++;
+            Console.WriteLine($"epoch {epoch,2}/{epochs}  {100.0 * done / _steps,3:F0}%  step {done}/{_steps}  loss {_lossSum / _lossCount:F4}  lr {learningRate:G4}");
         }
 
         public void EpochCompleted(EpochSummary summary) => Console.WriteLine(Describe(summary, epochs));

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Export;
 using DistTrain.Core.Models;
 using Spectre.Console;
@@ -10,8 +11,10 @@ internal static class ExportCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Argument<FileInfo>("checkpoint") { Description = "A model.safetensors written by 'disttrain train' (its metadata holds the layers and input normalization)." };
-        var onnx = new Option<FileInfo>("--onnx") { Description = "The ONNX file to write (opset 17; input normalization folded into the graph).", Required = true };
+        var checkpoint = CliOptions.FileArgument("checkpoint", $"A {RunFiles.Model} written by 'disttrain train' or the Trainer API (its metadata holds the layers and input normalization).",
+            $"a .safetensors file written by DistTrain, such as a run's {RunFiles.Model}");
+        var onnx = CliOptions.File("--onnx", "The ONNX file to write (opset 17; input normalization folded into the graph).",
+            "the ONNX file to write, e.g. model.onnx", required: true);
         var command = new Command("export", "Export trained weights to another format: --onnx writes an ONNX model for ONNX Runtime and other frameworks.")
         {
             checkpoint, onnx,
@@ -25,7 +28,7 @@ internal static class ExportCommand
             {
                 model = TrainedModel.Load(source.FullName);
             }
-            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+            catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)
             {
                 CliConsole.Fail("error", e.Message);
                 return 2;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Models;
 using Spectre.Console;
@@ -17,14 +18,15 @@ internal static class FinetuneCommand
 {
     public static Command Create()
     {
-        var config = new Option<FileInfo>("--config", "-c") { Description = "JSON config of the fine-tuning job (data, model, optimizer).", Required = true };
-        var from = new Option<FileInfo>("--from") { Description = "Pretrained checkpoint (.safetensors) written by DistTrain or exported from PyTorch.", Required = true };
-        var freeze = new Option<string[]>("--freeze") { Description = "Tensors to freeze: names (0.weight), layer indices (0) or prefixes ending in * (comma-separated or repeated).", AllowMultipleArgumentsPerToken = true };
-        var replaceHead = new Option<int?>("--replace-head") { Description = "Replace the last Dense layer by a new one with this many classes (initialized afresh)." };
-        var epochs = new Option<int?>("--epochs", "-e") { Description = "Override Training:Epochs." };
-        var workers = new Option<int?>("--workers", "-w") { Description = "Override Training:Workers." };
-        var data = new Option<string?>("--data") { Description = "Override Data:Directory." };
-        var output = new Option<string?>("--output", "-o") { Description = "Override Output:Directory." };
+        var config = CliOptions.File("--config", "JSON config of the fine-tuning job (data, model, optimizer).", CliOptions.ConfigTakes, required: true, "-c");
+        var from = CliOptions.File("--from", "Pretrained checkpoint (.safetensors) written by DistTrain or exported from PyTorch.",
+            $"a .safetensors checkpoint, such as a run's {DistTrain.Core.Checkpoints.RunFiles.Model}", required: true);
+        var freeze = new Option<string[]>("--freeze") { Description = "Tensors to freeze: names (0.weight), layer indices (0) or prefixes ending in * (comma-separated or repeated).", AllowMultipleArgumentsPerToken = true, HelpName = "NAMES" };
+        var replaceHead = CliOptions.WholeNumber("--replace-head", "Replace the last Dense layer by a new one with this many classes (initialized afresh).", "the number of classes of the new head, a whole number from 1");
+        var epochs = CliOptions.WholeNumber("--epochs", "Override Training:Epochs.", CliOptions.EpochsTakes, "-e");
+        var workers = CliOptions.WholeNumber("--workers", "Override Training:Workers.", CliOptions.WorkersTakes, "-w");
+        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory.", CliOptions.DataTakes);
+        var output = CliOptions.Text("--output", "DIR", "Override Output:Directory.", CliOptions.OutputTakes, "-o");
         var compare = new Option<bool>("--compare-scratch") { Description = "Also train the same model from scratch with the same budget and compare test accuracy." };
         var command = new Command("finetune", "Fine-tune pretrained weights: load a checkpoint, freeze tensors, replace the head, train.")
         {
@@ -39,6 +41,15 @@ internal static class FinetuneCommand
             if (parse.GetValue(output) is { } o) overrides["Output:Directory"] = o;
             var frozen = (parse.GetValue(freeze) ?? []).SelectMany(f => f.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
             var checkpoint = parse.GetValue(from)!.FullName;
+            try
+            {
+                PretrainedWeights.RequireFile(checkpoint, "--from");
+            }
+            catch (InvalidDataException missing)
+            {
+                CliConsole.Fail("error", missing.Message);
+                return 2;
+            }
             var classes = parse.GetValue(replaceHead);
             if (classes is <= 0)
             {
@@ -98,7 +109,7 @@ internal static class FinetuneCommand
         AnsiConsole.Write(table);
         var difference = 100 * (tuned.FinalEpoch.TestAccuracy - scratch.FinalEpoch.TestAccuracy);
         AnsiConsole.MarkupLineInterpolated($"[bold]Fine-tuning from {Path.GetFileName(checkpoint)}: {difference:+0.00;-0.00} points of test accuracy against training from scratch with the same budget.[/]");
-        File.WriteAllText(Path.Combine(runDirectory, "comparison.json"), JsonSerializer.Serialize(new
+        File.WriteAllText(Path.Combine(runDirectory, RunFiles.Comparison), JsonSerializer.Serialize(new
         {
             pretrained = checkpoint,
             frozen,

@@ -14,10 +14,14 @@ internal static class InspectCommand
 {
     public static Command Create()
     {
-        var path = new Argument<FileInfo>("checkpoint") { Description = "A .safetensors file (DistTrain's model.safetensors or a PyTorch export)." };
-        var filters = new Option<FileInfo?>("--filters") { Description = "Also draw the first layer's filters (conv kernels, or Dense units reshaped to the input image) as a PNG grid." };
-        var histograms = new Option<FileInfo?>("--histograms") { Description = "Also draw a histogram of every layer's weight tensor as a PNG." };
-        var compare = new Option<FileInfo?>("--compare") { Description = "Draw another checkpoint of the same model beside it in --filters and --histograms." };
+        var path = CliOptions.FileArgument("checkpoint", $"A .safetensors file (DistTrain's {RunFiles.Model} or a PyTorch export).",
+            $"a .safetensors file, such as a run's {RunFiles.Model}");
+        var filters = CliOptions.File("--filters", "Also draw the first layer's filters (conv kernels, or Dense units reshaped to the input image) as a PNG grid.",
+            "the PNG file to write, e.g. filters.png", required: false);
+        var histograms = CliOptions.File("--histograms", "Also draw a histogram of every layer's weight tensor as a PNG.",
+            "the PNG file to write, e.g. histograms.png", required: false);
+        var compare = CliOptions.File("--compare", "Draw another checkpoint of the same model beside it in --filters and --histograms.",
+            "a .safetensors file of the same model", required: false);
         var initialization = new Option<bool>("--compare-initialization") { Description = "Draw the initial weights the run started from (the model's initializer with the run's seed) beside it." };
         var command = new Command("inspect", "List a checkpoint's tensors: name, shape, elements, L2 norm, mean and range; draw its filters and weight histograms.")
         {
@@ -30,12 +34,13 @@ internal static class InspectCommand
             IReadOnlyDictionary<string, string> metadata;
             try
             {
+                DistTrain.Core.Models.PretrainedWeights.RequireFile(file.FullName, "checkpoint");
                 tensors = SafeTensors.Read(file.FullName);
                 metadata = SafeTensors.ReadMetadata(file.FullName);
             }
-            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+            catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)
             {
-                CliConsole.Fail("error", e is FileNotFoundException ? $"{file.FullName}: no such file." : e.Message);
+                CliConsole.Fail("error", e.Message);
                 return 2;
             }
             var table = new Table().AddColumns("tensor", "shape", "elements", "L2 norm", "mean", "min", "max");
@@ -84,7 +89,7 @@ internal static class InspectCommand
             ok &= histograms is null || InspectFigures.DrawHistograms(histograms.FullName, checkpoint, tensors, comparison);
             return ok ? 0 : 2;
         }
-        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)
         {
             CliConsole.Fail("error", e is FileNotFoundException f ? $"{f.FileName}: no such file." : e.Message);
             return 2;

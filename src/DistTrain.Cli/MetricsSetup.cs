@@ -8,16 +8,20 @@ namespace DistTrain.Cli;
 /// <summary>Starts the Prometheus endpoint when Metrics:Port is set, and wraps the progress observer so training figures become metrics.</summary>
 internal static class MetricsSetup
 {
-    /// <summary>The exporter, or null when metrics are off.</summary>
-    /// <exception cref="RunDirectoryException">Never; see <see cref="MetricsPortException"/>.</exception>
+    /// <summary>
+    /// The exporter, or null when metrics are off. Any other failure of the endpoint is a warning and the run goes on
+    /// (see <see cref="MetricsExporter"/>).
+    /// </summary>
+    /// <exception cref="MetricsPortException">The port is taken or may not be bound.</exception>
     public static MetricsExporter? Start(TrainingOptions options, string node)
     {
         DistTrainMetrics.Node = node;
         if (options.Metrics.Port == 0) return null;
         try
         {
-            var exporter = MetricsExporter.Start(options.Metrics.Hostname, options.Metrics.Port);
-            Spectre.Console.AnsiConsole.MarkupLineInterpolated($"Metrics: http://{(options.Metrics.Hostname == "+" ? "localhost" : options.Metrics.Hostname)}:{options.Metrics.Port}/metrics");
+            var exporter = MetricsExporter.Start(options.Metrics.Hostname, options.Metrics.Port, line => CliConsole.Fail("warning", line));
+            if (exporter.IsServing)
+                Spectre.Console.AnsiConsole.MarkupLineInterpolated($"Metrics: http://{(options.Metrics.Hostname == "+" ? "localhost" : options.Metrics.Hostname)}:{options.Metrics.Port}/metrics");
             return exporter;
         }
         catch (HttpListenerException e)

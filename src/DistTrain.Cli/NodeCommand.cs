@@ -1,6 +1,8 @@
 using System.CommandLine;
 using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Security;
 using DistTrain.Cluster.Metrics;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Core.Configuration;
@@ -20,11 +22,10 @@ internal static class NodeCommand
 {
     public static Command Create()
     {
-        var role = new Option<string>("--role", "-r") { Description = "parameter-server or worker.", Required = true };
-        role.AcceptOnlyFromAmong(NodeRoles.ParameterServer, NodeRoles.Worker);
-        var config = new Option<FileInfo>("--config", "-c") { Description = "JSON config, the same on every node.", Required = true };
-        var data = new Option<string?>("--data") { Description = "Override Data:Directory." };
-        var output = new Option<string?>("--output", "-o") { Description = "Override Output:Directory (parameter server only)." };
+        var role = CliOptions.OneOf("--role", "The node's role.", [NodeRoles.ParameterServer, NodeRoles.Worker], "-r");
+        var config = CliOptions.File("--config", "JSON config, the same on every node.", CliOptions.ConfigTakes, required: true, "-c");
+        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory.", CliOptions.DataTakes);
+        var output = CliOptions.Text("--output", "DIR", "Override Output:Directory (parameter server only).", CliOptions.OutputTakes, "-o");
         var command = new Command("node", "Run one node of cluster mode (Akka.Cluster): the parameter server, or a worker.")
         {
             role, config, data, output,
@@ -43,45 +44,75 @@ internal static class NodeCommand
     {
         TrainingOptions options;
         TrainingData data;
+        ClusterSecurity security;
         string? runDirectory = null;
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
+            security = ClusterSecurity.Load(options.Cluster);
             data = TrainingData.Load(options.Data, options.Training.Seed);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
             var model = ModelFactory.Build(options.Model); // a layer that does not fit fails here, not inside an actor
             if (role == NodeRoles.ParameterServer)
             {
-                ModelFactory.StartingWeights(model, options.Model, options.Training.Seed); // and so does a pretrained checkpoint
+                ModelFactory.StartingWeights(model, options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line)); // and so does a pretrained checkpoint
                 runDirectory = RunDirectory.Create(options.Output.Directory);
             }
         }
-        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException or ArgumentException or InvalidDataException)
+        catch (Exception e) when (CliConsole.IsInputError(e))
         {
             CliConsole.Fail("error", e.Message);
             return 2;
         }
+        using var securityScope = security;
         MetricsExporter? exporter;
+        DataPlaneListener? dataPlane = null;
         try
         {
+            // Every port this node listens on, checked before anything starts: a taken one is one line and exit code 2.
+            PortProbe.EnsureFree("Cluster:Port", options.Cluster.Hostname, options.Cluster.Port);
+            PortProbe.EnsureFree("Metrics:Port", options.Metrics.Hostname, options.Metrics.Port);
+            if (role == NodeRoles.ParameterServer) dataPlane = DataPlaneListener.Start(options.Cluster.DataPort, security.Certificates);
             exporter = MetricsSetup.Start(options, $"{role}@{(string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname)}:{options.Cluster.Port}");
         }
-        catch (MetricsPortException e)
+        catch (Exception e) when (e is MetricsPortException or PortInUseException)
         {
+            dataPlane?.Dispose();
             CliConsole.Fail("error", e.Message);
             return 2;
         }
+        using var dataPlaneScope = dataPlane;
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
-        AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, seeds {string.Join(", ", options.Cluster.SeedNodes)}, port {options.Cluster.Port}");
+        AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
+        if (security.Certificates is { } certificates)
+            AnsiConsole.MarkupLineInterpolated($"TLS: mutual, certificate '{certificates.Certificate.Subject}' (valid to {certificates.Certificate.NotAfter:yyyy-MM-dd}), peers must be signed by '{certificates.Authority.Subject}'");
+        else
+            CliConsole.Fail("warning", ClusterSecurity.PlainTcpWarning);
         Blas.Configure(options.Compute, role == NodeRoles.Worker ? 1 : 0); // as ClusterNode will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
         if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
         if (role == NodeRoles.Worker)
         {
             JobFinished? finished = null;
-            var failed = await CliConsole.RunTrainingAsync(async () => finished = await ClusterNode.RunWorkerAsync(options, data, cancellationToken));
+            NodeRefusedException? refused = null;
+            var failed = await CliConsole.RunTrainingAsync(async () =>
+            {
+                try
+                {
+                    finished = await ClusterNode.RunWorkerAsync(options, security, data, cancellationToken);
+                }
+                catch (NodeRefusedException e)
+                {
+                    refused = e;
+                }
+            }, onCancelled: _ => CliConsole.Fail("cancelled", "this worker node left the cluster; a worker keeps no results."));
             if (failed is not null) return failed.Value;
+            if (refused is not null)
+            {
+                CliConsole.Fail("refused", refused.Message);
+                return 2; // the node's settings do not fit this job: a config problem
+            }
             AnsiConsole.MarkupLineInterpolated($"Job finished: {finished!.Summary}");
             return finished.Succeeded ? 0 : 1;
         }
@@ -90,20 +121,32 @@ internal static class NodeCommand
         TrainingResult? result = null;
         RunReport? report = null;
         JobFinished? finishedElsewhere = null;
+        NodeRefusedException? refusedHere = null;
         var exit = await CliConsole.RunTrainingAsync(async () =>
             {
                 try
                 {
                     result = await ConsoleProgress.RunAsync(loop.Epochs,
-                        observer => ClusterNode.RunParameterServerAsync(options, data, MetricsSetup.Wrap(report = new RunReport(observer), options), cancellationToken));
+                        observer => ClusterNode.RunParameterServerAsync(options, security, dataPlane!, data, MetricsSetup.Wrap(report = new RunReport(observer), options),
+                            cancellationToken));
                 }
                 catch (JobFinishedOnAnotherNodeException e)
                 {
                     finishedElsewhere = e.Finished;
                 }
+                catch (NodeRefusedException e)
+                {
+                    refusedHere = e;
+                }
             },
-            diverged => RunOutputs.SaveLastGood(runDirectory!, options, diverged));
+            diverged => RunOutputs.SaveLastGood(runDirectory!, options, diverged),
+            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, cancelled, report));
         if (exit is not null) return exit.Value;
+        if (refusedHere is not null)
+        {
+            CliConsole.Fail("refused", refusedHere.Message);
+            return 2;
+        }
         if (finishedElsewhere is not null)
         {
             // A standby to the end: the results are in the active parameter server's output directory.

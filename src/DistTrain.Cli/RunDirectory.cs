@@ -1,27 +1,66 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 
 namespace DistTrain.Cli;
 
 /// <summary>The output folder cannot be created or written.</summary>
 internal sealed class RunDirectoryException(string message, Exception inner) : Exception(message, inner);
 
-/// <summary>Creates <c>Output:Directory/&lt;UTC time&gt;</c> before training and proves it is writable, so a bad path fails in a second, not after the run.</summary>
+/// <summary>
+/// Creates a run's own folder, <c>Output:Directory/&lt;UTC time&gt;</c>, before training and proves it is writable, so a bad
+/// path fails in a second, not after the run. The folder is created exclusively: a run started in the same second as
+/// another (or finding a folder of that name) takes <c>&lt;UTC time&gt;-2</c>, <c>-3</c>, and so on, never a folder it shares.
+/// </summary>
 internal static class RunDirectory
 {
+    /// <summary>Most runs that can start in one second under one output folder.</summary>
+    private const int MaxPerSecond = 1000;
+
+    /// <summary>Creates the run folder; returns its path.</summary>
+    /// <exception cref="RunDirectoryException">The output folder cannot be created or written, or already holds <see cref="MaxPerSecond"/> runs of this second.</exception>
     public static string Create(string outputDirectory)
     {
-        var path = Path.Combine(outputDirectory, DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+        var name = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
+        var path = Path.Combine(outputDirectory, name);
         try
         {
-            Directory.CreateDirectory(path);
-            var probe = Path.Combine(path, ".write-test");
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
-            return path;
+            Directory.CreateDirectory(outputDirectory);
+            for (var attempt = 1; attempt <= MaxPerSecond; attempt++)
+            {
+                path = Path.Combine(outputDirectory, attempt == 1 ? name : $"{name}-{attempt}");
+                if (!TryCreateNew(path)) continue;
+                var probe = Path.Combine(path, ".write-test");
+                File.WriteAllText(probe, "");
+                File.Delete(probe);
+                return path;
+            }
+            throw new IOException($"{MaxPerSecond} run folders named {name}* exist already");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new RunDirectoryException($"Output:Directory = '{outputDirectory}': cannot create or write '{path}' ({e.Message}). Pass --output with a writable folder.", e);
         }
     }
+
+    /// <summary>
+    /// Creates <paramref name="path"/> only if nothing of that name exists: false when it does. On Linux and macOS this is
+    /// mkdir(2), which fails with EEXIST atomically, so two processes can never both get the same folder; .NET's
+    /// <see cref="Directory.CreateDirectory(string)"/> succeeds on an existing folder. On Windows, a check then create.
+    /// </summary>
+    private static bool TryCreateNew(string path)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            if (Directory.Exists(path) || File.Exists(path)) return false;
+            Directory.CreateDirectory(path);
+            return true;
+        }
+        if (mkdir(path, 0b111_111_111 /* 0777, less the umask */) == 0) return true;
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno == 17 /* EEXIST */) return false;
+        throw new IOException($"mkdir failed: {Marshal.GetPInvokeErrorMessage(errno)}");
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int mkdir([MarshalAs(UnmanagedType.LPUTF8Str)] string path, uint mode);
 }

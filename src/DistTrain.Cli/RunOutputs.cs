@@ -20,7 +20,7 @@ internal static class RunOutputs
     {
         if (diverged.LastGoodWeights is null) return;
         var layout = DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout;
-        var path = Path.Combine(runDirectory, "last-good.safetensors");
+        var path = Path.Combine(runDirectory, RunFiles.LastGood);
         SafeTensors.Write(path, new DistTrain.Core.Tensors.ParameterVector(layout, diverged.LastGoodWeights),
             new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "disttrain", ["version"] = diverged.LastGoodVersion.ToString(System.Globalization.CultureInfo.InvariantCulture), ["note"] = "last weights with a finite loss before training diverged" });
         CliConsole.Fail("saved", $"the last good weights (version {diverged.LastGoodVersion}) are in {path}");
@@ -28,25 +28,72 @@ internal static class RunOutputs
 
     public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, TrainingResult result, RunReport? report = null)
     {
-        if (report is not null)
-        {
-            try
-            {
-                var plot = report.Write(runDirectory);
-                AnsiConsole.MarkupLineInterpolated($"Curves: {plot} (series in steps.csv and epochs.csv)");
-            }
-            catch (Exception e) when (e is IOException or TypeInitializationException or DllNotFoundException)
-            {
-                CliConsole.Fail("warning", $"the run report could not be written ({e.Message}); the weights are saved regardless.");
-            }
-        }
-        var weightsPath = Path.Combine(runDirectory, "model.safetensors");
+        WriteReport(runDirectory, report);
+        var weightsPath = Path.Combine(runDirectory, RunFiles.Model);
         var last = result.FinalEpoch;
         SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, result));
-        RunSummaryFile.Write(Path.Combine(runDirectory, "summary.json"), options, normalizer, result);
+        RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result);
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights (lowest validation loss {last.ValidationLoss:F4}).");
         AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");
         AnsiConsole.MarkupLineInterpolated($"Final weights (version {result.Version}, {result.FinalWeights.Layout.TotalLength:N0} parameters): {weightsPath}");
+    }
+
+    /// <summary>
+    /// After a cancellation (Ctrl-C): when training applied at least one step and the weights at the stop came back, the
+    /// run folder is kept with them in <c>model.safetensors</c>, the finished epochs in <c>summary.json</c> and the
+    /// report; otherwise nothing is worth keeping and the (empty) run folder is removed. Either way a line says which.
+    /// </summary>
+    public static void KeepOrRemoveCancelled(string runDirectory, TrainingOptions options, Normalizer normalizer, OperationCanceledException cancelled, RunReport? report)
+    {
+        var weights = (cancelled as TrainingCancelledException)?.Weights;
+        var last = weights is null ? null : report?.StepOf(weights.Version);
+        var resume = string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
+            ? ""
+            : $" Checkpoints are in {options.Checkpoint.Directory}: train --resume continues from the newest.";
+        if (weights is null || last is not { } stop || report is null)
+        {
+            var removed = TryRemoveEmpty(runDirectory) ? $"the empty run folder {runDirectory} was removed" : $"the run folder {runDirectory} is left as it was";
+            CliConsole.Fail("cancelled", (weights is null ? "stopped; no weights to save here, so " : "stopped before the first step: nothing to keep, so ") + removed + "." + resume);
+            return;
+        }
+        var epochs = report.Epochs.Where(e => e.Version <= weights.Version).ToList(); // the epochs these weights have been through
+        var stopped = $"cancelled at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}";
+        var result = new TrainingResult(new DistTrain.Core.Tensors.ParameterVector(DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout, weights.Weights),
+            weights.Version, epochs);
+        WriteReport(runDirectory, report);
+        SafeTensors.Write(Path.Combine(runDirectory, RunFiles.Model), result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, result, stopped));
+        RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped);
+        CliConsole.Fail("cancelled", $"stopped at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}. Kept the run folder {runDirectory}: " +
+            $"{RunFiles.Model} holds the weights of that step (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold the " +
+            $"{epochs.Count} finished epoch{(epochs.Count == 1 ? "" : "s")}.{resume}");
+    }
+
+    /// <summary>Removes the run folder if nothing was written into it; false when it holds something (or cannot be removed).</summary>
+    private static bool TryRemoveEmpty(string runDirectory)
+    {
+        try
+        {
+            Directory.Delete(runDirectory, recursive: false); // fails on a folder that is not empty
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    private static void WriteReport(string runDirectory, RunReport? report)
+    {
+        if (report is null) return;
+        try
+        {
+            var plot = report.Write(runDirectory);
+            AnsiConsole.MarkupLineInterpolated($"Curves: {plot} (series in {RunFiles.Steps} and {RunFiles.Epochs})");
+        }
+        catch (Exception e) when (e is IOException or TypeInitializationException or DllNotFoundException)
+        {
+            CliConsole.Fail("warning", $"the run report could not be written ({e.Message}); the weights are saved regardless.");
+        }
     }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Checkpoints;
 
 namespace DistTrain.Cli;
 
@@ -15,8 +16,32 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     private readonly List<(int Epoch, int Step, long Version, int Samples, double Loss, double LearningRate, RoundTiming Timing)> _steps = [];
     private readonly List<EpochSummary> _epochs = [];
     private readonly object _gate = new();
+    private readonly Dictionary<int, int> _stepsOfEpoch = [];
 
-    public void EpochStarted(int epoch, int steps, int samples) => next.EpochStarted(epoch, steps, samples);
+    /// <summary>
+    /// The step that produced weights <paramref name="version"/>: its epoch, its 1-based number and the steps of that
+    /// epoch; null when no step of this run did (none applied yet).
+    /// </summary>
+    public (int Epoch, int Step, int Steps)? StepOf(long version)
+    {
+        lock (_gate)
+        {
+            var index = _steps.FindLastIndex(s => s.Version == version);
+            return index < 0 ? null : (_steps[index].Epoch, _steps[index].Step + 1, _stepsOfEpoch.GetValueOrDefault(_steps[index].Epoch));
+        }
+    }
+
+    /// <summary>The epochs finished so far.</summary>
+    public IReadOnlyList<EpochSummary> Epochs
+    {
+        get { lock (_gate) return [.. _epochs]; }
+    }
+
+    public void EpochStarted(int epoch, int steps, int samples)
+    {
+        lock (_gate) _stepsOfEpoch[epoch] = steps;
+        next.EpochStarted(epoch, steps, samples);
+    }
 
     public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
@@ -44,11 +69,11 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
             var steps = new StringBuilder("epoch,step,version,samples,train_loss,learning_rate,round_seconds,compute_seconds,update_seconds,messaging_seconds,waiting_seconds\n");
             foreach (var s in _steps)
                 steps.Append(inv, $"{s.Epoch},{s.Step},{s.Version},{s.Samples},{s.Loss:R},{s.LearningRate:R},{s.Timing.RoundSeconds:R},{s.Timing.MaxComputeSeconds:R},{s.Timing.UpdateSeconds:R},{s.Timing.MessagingSeconds:R},{s.Timing.WaitingForWeightsSeconds:R}\n");
-            File.WriteAllText(Path.Combine(runDirectory, "steps.csv"), steps.ToString());
+            File.WriteAllText(Path.Combine(runDirectory, RunFiles.Steps), steps.ToString());
             var epochs = new StringBuilder("epoch,version,train_loss,test_loss,test_accuracy,validation_loss,validation_accuracy,l1_penalty,l2_penalty,samples_per_second,train_seconds,evaluation_seconds\n");
             foreach (var e in _epochs)
                 epochs.Append(inv, $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R}\n");
-            File.WriteAllText(Path.Combine(runDirectory, "epochs.csv"), epochs.ToString());
+            File.WriteAllText(Path.Combine(runDirectory, RunFiles.Epochs), epochs.ToString());
 
             // One chart: losses on the left axis, test accuracy on the right.
             var plot = new ScottPlot.Plot();
@@ -74,7 +99,7 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
             plot.XLabel("epoch");
             plot.YLabel("cross-entropy loss");
             plot.ShowLegend(ScottPlot.Alignment.UpperCenter);
-            var path = Path.Combine(runDirectory, "curves.png");
+            var path = Path.Combine(runDirectory, RunFiles.Curves);
             plot.SavePng(path, 1000, 600);
             return path;
         }

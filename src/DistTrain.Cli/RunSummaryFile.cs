@@ -16,15 +16,26 @@ internal static class RunSummaryFile
     /// see inputs on the wrong scale, so mean and std are stored (JSON arrays: one value for Global,
     /// one per feature for PerFeature).
     /// </summary>
-    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, TrainingResult result) =>
-        DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, result.Version,
-            epochs: result.Epochs[^1].Epoch, // the last epoch trained, also after a resume
-            result.FinalEpoch.TestAccuracy, options.Training.Seed);
+    /// <param name="options">The run's options.</param>
+    /// <param name="normalizer">The input standardization the weights expect.</param>
+    /// <param name="result">The weights and the epochs trained (none when a run was cancelled during its first epoch).</param>
+    /// <param name="stopped">For a cancelled run: where it stopped, e.g. "cancelled at epoch 3, step 120 of 235"; null otherwise.</param>
+    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, TrainingResult result, string? stopped = null)
+    {
+        // A cancelled run's weights are those of the step it stopped at: no test accuracy describes them.
+        var metadata = DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, result.Version,
+            epochs: result.Epochs.Count == 0 ? 0 : result.Epochs[^1].Epoch, // the last epoch finished, also after a resume
+            stopped is null ? result.FinalEpoch.TestAccuracy : null, options.Training.Seed);
+        if (stopped is not null) metadata["stopped"] = stopped;
+        return metadata;
+    }
 
-    public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result) =>
+    /// <summary>Writes <c>summary.json</c>; <paramref name="stopped"/> as in <see cref="Metadata"/>.</summary>
+    public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result, string? stopped = null) =>
         File.WriteAllText(path, JsonSerializer.Serialize(new
         {
             options,
+            stopped,
             normalization = new { normalizer.Kind, normalizer.Mean, normalizer.Std },
             version = result.Version,
             best_epoch = result.BestEpoch,

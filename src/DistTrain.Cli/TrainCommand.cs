@@ -18,16 +18,16 @@ internal static class TrainCommand
 {
     public static Command Create()
     {
-        var config = new Option<FileInfo>("--config", "-c") { Description = "JSON config, e.g. configs/fashion-mnist-mlp.json.", Required = true };
-        var workers = new Option<int?>("--workers", "-w") { Description = "Override Training:Workers (worker replicas)." };
-        var epochs = new Option<int?>("--epochs", "-e") { Description = "Override Training:Epochs." };
-        var seed = new Option<int?>("--seed") { Description = "Override Training:Seed (initial weights and shuffles)." };
-        var batch = new Option<int?>("--batch-size") { Description = "Override Training:BatchSizePerWorker." };
-        var data = new Option<string?>("--data") { Description = "Override Data:Directory (folder with the IDX files)." };
-        var output = new Option<string?>("--output", "-o") { Description = "Override Output:Directory (runs are written below it)." };
-        var trainLimit = new Option<int?>("--train-limit") { Description = "Override Data:TrainLimit (use the first N training samples)." };
-        var testLimit = new Option<int?>("--test-limit") { Description = "Override Data:TestLimit (use the first N test samples)." };
-        var checkpoints = new Option<string?>("--checkpoint-dir") { Description = "Override Checkpoint:Directory (where the parameter server writes checkpoints)." };
+        var config = CliOptions.File("--config", "JSON config, e.g. configs/fashion-mnist-mlp.json.", CliOptions.ConfigTakes, required: true, "-c");
+        var workers = CliOptions.WholeNumber("--workers", "Override Training:Workers (worker replicas).", CliOptions.WorkersTakes, "-w");
+        var epochs = CliOptions.WholeNumber("--epochs", "Override Training:Epochs.", CliOptions.EpochsTakes, "-e");
+        var seed = CliOptions.WholeNumber("--seed", "Override Training:Seed (initial weights and shuffles).", "a whole number, the seed of the initial weights and the shuffles (Training:Seed)");
+        var batch = CliOptions.WholeNumber("--batch-size", "Override Training:BatchSizePerWorker.", CliOptions.BatchTakes);
+        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory (folder with the IDX files).", CliOptions.DataTakes);
+        var output = CliOptions.Text("--output", "DIR", "Override Output:Directory (runs are written below it).", CliOptions.OutputTakes, "-o");
+        var trainLimit = CliOptions.WholeNumber("--train-limit", "Override Data:TrainLimit (use the first N training samples).", "a whole number of training samples to use, 0 for all (Data:TrainLimit)");
+        var testLimit = CliOptions.WholeNumber("--test-limit", "Override Data:TestLimit (use the first N test samples).", "a whole number of test samples to use, 0 for all (Data:TestLimit)");
+        var checkpoints = CliOptions.Text("--checkpoint-dir", "DIR", "Override Checkpoint:Directory (where the parameter server writes checkpoints).", "a folder for checkpoints (Checkpoint:Directory)");
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest valid checkpoint in Checkpoint:Directory (sets Checkpoint:Resume)." };
 
         var command = new Command("train", "Train in single-node mode: N worker actors and one parameter-server actor in this process.")
@@ -84,12 +84,17 @@ internal static class TrainCommand
             }
             data = TrainingData.Load(options.Data, options.Training.Seed);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
-            startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed);
+            startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line));
             if (options.Checkpoint.Resume)
                 resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line));
+            if (cancellationToken.IsCancellationRequested)
+            {
+                CliConsole.Fail("cancelled", "stopped before training started; nothing was written.");
+                return (130, null, null);
+            }
             runDirectory = RunDirectory.Create(options.Output.Directory);
         }
-        catch (Exception e) when (e is ConfigurationException or DataFormatException or RunDirectoryException or InvalidDataException or ArgumentException or CheckpointResumeException)
+        catch (Exception e) when (CliConsole.IsInputError(e))
         {
             CliConsole.Fail("error", e.Message);
             return (2, null, null);
@@ -102,6 +107,7 @@ internal static class TrainCommand
         catch (MetricsPortException e)
         {
             CliConsole.Fail("error", e.Message);
+            Directory.Delete(runDirectory); // still empty: nothing ran
             return (2, null, null);
         }
         using var metrics = exporter;
@@ -132,7 +138,8 @@ internal static class TrainCommand
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
             observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
                 initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom)),
-            diverged => RunOutputs.SaveLastGood(runDirectory, options, diverged));
+            diverged => RunOutputs.SaveLastGood(runDirectory, options, diverged),
+            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, cancelled, report));
         if (exit is not null) return (exit.Value, null, runDirectory);
 
         var normalizer = data.Normalizer;

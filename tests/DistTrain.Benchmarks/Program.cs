@@ -2,11 +2,11 @@ using BenchmarkDotNet.Running;
 using DistTrain.Benchmarks;
 
 // BenchmarkDotNet: dotnet run -c Release --project tests/DistTrain.Benchmarks -- --filter '*'
-// Transport probe: dotnet run -c Release --project tests/DistTrain.Benchmarks -- transport
+// Transport probe: dotnet run -c Release --project tests/DistTrain.Benchmarks -- transport [CERT_DIR]
 // (docs/benchmarks.md and docs/architecture.md list the commands and the recorded figures).
-if (args is ["transport"])
+if (args is ["transport", ..] && args.Length <= 2)
 {
-    await TransportProbe.RunAsync();
+    await TransportProbe.RunAsync(args.Length == 2 ? args[1] : null);
     return;
 }
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

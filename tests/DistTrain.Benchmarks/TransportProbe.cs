@@ -4,13 +4,17 @@ using System.Net.Sockets;
 using Akka.Actor;
 using Akka.Configuration;
 using DistTrain.Cluster.DataPlane;
+using DistTrain.Cluster.Security;
+using DistTrain.Core.Configuration;
 
 namespace DistTrain.Benchmarks;
 
 /// <summary>
 /// `transport` mode: moves 1 MB payloads over loopback between two endpoints in this process and prints
 /// MB/s for Akka.Remote (ping-pong and pipelined with 8 in flight) and for DistTrain's TCP data plane
-/// (ping-pong), so the choice in docs/architecture.md rests on a measurement on this machine.
+/// (ping-pong), so the choice in docs/architecture.md rests on a measurement on this machine. With a folder of
+/// certificates made by deploy/certs/make-certs.sh (<c>transport CERT_DIR</c>) the data plane also runs inside
+/// TLS 1.3 with the cluster's check, as cluster mode does, side by side with plain TCP (docs/benchmarks.md).
 /// </summary>
 internal static class TransportProbe
 {
@@ -49,7 +53,8 @@ internal static class TransportProbe
         }
         """);
 
-    public static async Task RunAsync()
+    /// <param name="certificates">A make-certs.sh folder with ca.crt, node.crt and node.key; null for plain TCP only.</param>
+    public static async Task RunAsync(string? certificates)
     {
         using var a = ActorSystem.Create("a", Remote(0));
         using var b = ActorSystem.Create("b", Remote(0));
@@ -72,10 +77,25 @@ internal static class TransportProbe
         await done.Task.WaitAsync(TimeSpan.FromMinutes(2));
         Report("Akka.Remote, pipelined (8 in flight)", 2.0 * total, clock.Elapsed);
 
-        DataPlanePingPong();
+        if (certificates is null)
+        {
+            DataPlanePingPong(null);
+            return;
+        }
+        using var tls = ClusterCertificates.Load(new ClusterOptions
+        {
+            CertificateAuthorityFile = Path.Combine(certificates, "ca.crt"),
+            CertificateFile = Path.Combine(certificates, "node.crt"),
+            CertificateKeyFile = Path.Combine(certificates, "node.key"),
+        });
+        for (var run = 0; run < 3; run++) // alternating, as the machine is shared
+        {
+            DataPlanePingPong(null);
+            DataPlanePingPong(tls);
+        }
     }
 
-    private static void DataPlanePingPong()
+    private static void DataPlanePingPong(ClusterCertificates? tls)
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
@@ -86,27 +106,30 @@ internal static class TransportProbe
         {
             using var socket = listener.AcceptSocket();
             TensorFrame.Tune(socket);
+            using Stream stream = tls is null ? new NetworkStream(socket) : tls.AuthenticateAsServerAsync(new NetworkStream(socket), CancellationToken.None).Result;
             var buffer = new float[floats.Length];
             for (var i = 0; i < rounds + 20; i++)
             {
-                var header = TensorFrame.ReadHeader(socket);
-                TensorFrame.ReadValues(socket, buffer.AsSpan(0, header.Count));
-                TensorFrame.Write(socket, header, buffer.AsSpan(0, header.Count));
+                var header = TensorFrame.ReadHeader(stream, TensorFrame.WeightsType, floats.Length, "the probe's client");
+                TensorFrame.ReadValues(stream, buffer.AsSpan(0, header.Count), "the probe's client");
+                TensorFrame.Write(stream, header, buffer.AsSpan(0, header.Count));
             }
         });
         using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
         TensorFrame.Tune(client);
         client.Connect(IPAddress.Loopback, port);
+        using Stream clientStream = tls is null ? new NetworkStream(client) : tls.AuthenticateAsClient(new NetworkStream(client), "localhost");
         var header = new TensorFrame.Header { Magic = TensorFrame.Magic, Version = TensorFrame.ProtocolVersion, Type = TensorFrame.WeightsType, Count = floats.Length };
         var clock = new Stopwatch();
         for (var i = 0; i < rounds + 20; i++)
         {
             if (i == 20) clock.Start();
-            TensorFrame.Write(client, header, floats);
-            var reply = TensorFrame.ReadHeader(client);
-            TensorFrame.ReadValues(client, floats.AsSpan(0, reply.Count));
+            TensorFrame.Write(clientStream, header, floats);
+            var reply = TensorFrame.ReadHeader(clientStream, TensorFrame.WeightsType, floats.Length, "the probe's server");
+            TensorFrame.ReadValues(clientStream, floats.AsSpan(0, reply.Count), "the probe's server");
         }
-        Report("DistTrain data plane (TCP), ping-pong", 2.0 * rounds, clock.Elapsed);
+        Report(clientStream is System.Net.Security.SslStream ssl ? $"DistTrain data plane ({ssl.NegotiatedCipherSuite})" : "DistTrain data plane (TCP), ping-pong",
+            2.0 * rounds, clock.Elapsed);
         server.Wait();
     }
 

@@ -101,7 +101,7 @@ public class ConvolutionAndNormalizationTests
         AssertClose(whole.Forward(x), chunked.Forward(x));
         AssertClose(whole.Backward(dy)!, chunked.Backward(dy)!);
         for (var p = 0; p < 2; p++)
-            Assert.All(whole.Parameters[p].Gradient.Zip(chunked.Parameters[p].Gradient), pair => Assert.Equal(pair.First, pair.Second, 4));
+            Compare.Close(whole.Parameters[p].Gradient, chunked.Parameters[p].Gradient, relative: 0, absolute: 1e-4, $"gradient of parameter {p}");
         CheckLayer(new Conv2D(input, 2, 3, 1, 1, chunkFloats: 36 * 18, backend: ConvolutionBackend.Im2Col), input.Size, 3, awayFromZero: false);
     }
 
@@ -109,9 +109,7 @@ public class ConvolutionAndNormalizationTests
     {
         Assert.Equal(expected.RowCount, actual.RowCount);
         Assert.Equal(expected.ColumnCount, actual.ColumnCount);
-        var e = expected.ColumnMajorValues();
-        var a = actual.ColumnMajorValues();
-        for (var i = 0; i < e.Length; i++) Assert.Equal(e[i], a[i], 4);
+        Compare.Close(expected.ColumnMajorValues(), actual.ColumnMajorValues(), relative: 0, absolute: 1e-4, "chunked against whole");
     }
 
     [Fact]
@@ -207,7 +205,7 @@ public class ConvolutionAndNormalizationTests
         Assert.All(y.Where(v => v != 0f), v => Assert.Equal(2f / 0.7f, v, 5));
         var dy = Matrix<float>.Build.Dense(100, 50, 1f);
         var dx = dropout.Backward(dy)!.ColumnMajorValues();
-        for (var i = 0; i < y.Length; i++) Assert.Equal(y[i] / 2f, dx[i], 6); // the same mask
+        Compare.Close(y.Select(v => v / 2f).ToArray(), dx, relative: 0, absolute: 1e-6, "dx against y / 2 (the same mask)");
         var again = new Dropout(0.3, seed: 5).Forward(x).ColumnMajorValues();
         Assert.Equal(y, again); // seeded
         dropout.SetTraining(false);

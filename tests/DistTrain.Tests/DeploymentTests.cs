@@ -45,7 +45,7 @@ public class DeploymentTests
         Assert.Equal(ps["DISTTRAIN_Cluster__MinWorkers"], standby["DISTTRAIN_Cluster__MinWorkers"]);
         var compose = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-compose.yml"));
         Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(compose, @"- checkpoints:/app/checkpoints").Count);
-        Assert.Contains("chown app /app/runs /app/checkpoints", File.ReadAllText(Path.Combine(Repository, "Dockerfile")));
+        Assert.Contains("chown app:app /app/runs /app/checkpoints", File.ReadAllText(Path.Combine(Repository, "Dockerfile")));
     }
 
     [Fact]
@@ -57,6 +57,59 @@ public class DeploymentTests
         Assert.Contains("libopenblas0-pthread", dockerfile);
         Assert.Contains("libdnnl2", dockerfile); // oneDNN runs the convolutions; without it they fall back to im2col
         Assert.Matches(@"FROM mcr\.microsoft\.com/dotnet/sdk:10\.0 AS build", dockerfile);
-        Assert.Matches(@"FROM mcr\.microsoft\.com/dotnet/runtime:10\.0", dockerfile);
+        // Debian bookworm packages oneDNN 2.x (libdnnl2), whose C API DistTrain calls; .NET's runtime images do not.
+        Assert.Matches(@"\nFROM debian:bookworm-slim\n", dockerfile);
+        Assert.Contains("-r linux-x64 --self-contained", dockerfile);
+    }
+
+    [Fact]
+    public void The_image_carries_Fashion_MNIST_and_compose_mounts_no_data_from_the_host_unless_asked()
+    {
+        var dockerfile = File.ReadAllText(Path.Combine(Repository, "Dockerfile"));
+        Assert.Contains("dataset-fashion-mnist", dockerfile);
+        Assert.Contains("ln -s /usr/share/datasets/fashion-mnist/* /data/", dockerfile);
+        Assert.DoesNotContain("VOLUME [\"/data\"", dockerfile); // an anonymous volume would hide the image's copy
+        var compose = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-compose.yml"));
+        Assert.DoesNotContain(":/data", compose);
+
+        // docker-compose.data.yml mounts DATA_DIR on every DistTrain node, and says what is missing without it.
+        var withData = ComposeConfig(new() { ["DATA_DIR"] = "/srv/idx" }, "docker-compose.yml", "docker-compose.data.yml");
+        Assert.Equal(0, withData.ExitCode);
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(withData.Output, @"- /srv/idx:/data:ro").Count);
+        var withoutData = ComposeConfig(new() { ["DATA_DIR"] = null }, "docker-compose.yml", "docker-compose.data.yml");
+        Assert.NotEqual(0, withoutData.ExitCode);
+        Assert.Contains("set DATA_DIR to the folder with the IDX files", withoutData.Errors);
+    }
+
+    [Fact]
+    public void Worker_containers_share_the_machine_s_cores_and_every_node_gets_the_caller_s_OpenBLAS_kernel()
+    {
+        var compose = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-compose.yml"));
+        Assert.Contains("- WORKERS_PER_MACHINE=${WORKERS:-2}", compose);
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(compose, @"^      - OPENBLAS_CORETYPE$", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(compose, @"^      - OPENBLAS_L2_SIZE$", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
+        var entrypoint = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-entrypoint.sh"));
+        Assert.Contains("threads=$(( $(nproc) / WORKERS_PER_MACHINE ))", entrypoint);
+    }
+
+    private static (int ExitCode, string Output, string Errors) ComposeConfig(Dictionary<string, string?> environment, params string[] files)
+    {
+        var start = new ProcessStartInfo("docker-compose") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var file in files)
+        {
+            start.ArgumentList.Add("-f");
+            start.ArgumentList.Add(Path.Combine(Repository, "deploy", file));
+        }
+        start.ArgumentList.Add("config");
+        foreach (var (key, value) in environment)
+        {
+            if (value is null) start.Environment.Remove(key);
+            else start.Environment[key] = value;
+        }
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var errors = process.StandardError.ReadToEnd();
+        Assert.True(process.WaitForExit(60_000), "docker-compose config did not finish");
+        return (process.ExitCode, output.Result, errors);
     }
 }

@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Event;
 using Akka.TestKit.Xunit2;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
@@ -11,9 +12,29 @@ using DistTrain.Core.Tensors;
 namespace DistTrain.Tests;
 
 /// <summary>Messages that arrive out of order, and jobs that fail: they must fail fast with a named cause, never hang.</summary>
-public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
+public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
 {
     private static readonly ModelOptions Model = TestData.Mlp(8, 10);
+
+    /// <summary>Hang guard for a training on a loaded 2-core machine; no assertion is about speed.</summary>
+    private static readonly TimeSpan Guard = TimeSpan.FromSeconds(120);
+
+    private readonly List<string> _directories = [];
+
+    protected override void Dispose(bool disposing)
+    {
+        base.Dispose(disposing);
+        if (disposing)
+            foreach (var directory in _directories) Directory.Delete(directory, recursive: true);
+    }
+
+    /// <summary>A fresh folder for a run's sample trace (Monitoring:SampleTraceDirectory), deleted after the test.</summary>
+    private string TraceDirectory()
+    {
+        var directory = Directory.CreateTempSubdirectory("disttrain-trace-").FullName;
+        _directories.Add(directory);
+        return directory;
+    }
 
     /// <summary>A worker that swallows everything: the round it belongs to can never complete.</summary>
     private sealed class SilentWorker : ReceiveActor
@@ -51,20 +72,59 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
     }
 
     /// <summary>
-    /// The test data, the model and its seed-1 weights, three workers named <paramref name="name"/>-0..2, and an observer
-    /// that stops worker 1 after epoch 1.
+    /// The test data, the model and its seed-1 weights, three workers named <paramref name="name"/>-0..2 that record their
+    /// minibatches in <paramref name="trace"/>, and an observer that stops worker 1 after epoch 1; or, with
+    /// <paramref name="dieAt"/>, worker 1 dies itself when the weights of that round arrive, before computing it.
     /// </summary>
-    private (TrainingData Data, Sequential Model, ParameterVector Weights, IActorRef[] Workers, KillingObserver Observer) ThreeWorkersLosingOne(string name)
+    private (TrainingData Data, Sequential Model, ParameterVector Weights, IActorRef[] Workers, KillingObserver Observer) ThreeWorkersLosingOne(string name,
+        string trace, (int Epoch, int Round)? dieAt = null)
     {
         var data = TestData.Normalized();
         var model = ModelFactory.Build(Model);
         var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
-        var workers = Enumerable.Range(0, 3).Select(i => Sys.ActorOf(Worker.Props(i, Model, data.Train, data.Test, 100), $"{name}-{i}")).ToArray();
-        return (data, model, weights, workers, new KillingObserver(workers[1]));
+        var workers = Enumerable.Range(0, 3).Select(i =>
+        {
+            var props = Worker.Props(i, Model, data.Train, data.Test, 100, sampleTraceDirectory: trace);
+            return Sys.ActorOf(i == 1 && dieAt is { } at ? Props.Create(() => new MortalWorker(props, at.Epoch, at.Round)) : props, $"{name}-{i}");
+        }).ToArray();
+        return (data, model, weights, workers, new KillingObserver(workers[1], stopAfterEpoch1: dieAt is null));
     }
 
-    /// <summary>Records the epochs; after epoch 1 it stops a worker and waits until it is gone, as a node that died.</summary>
-    private sealed class KillingObserver(IActorRef victim) : ITrainingObserver
+    /// <summary>
+    /// A worker that dies when the weights of (<paramref name="epoch"/>, <paramref name="round"/>) arrive, as a node killed in
+    /// the middle of an epoch: the parameter server is waiting for its gradient of that round. Until then it relays, as
+    /// cluster mode's link does: requests to the real worker inside, its gradients to the parameter server and its
+    /// evaluation results to the coordinator, with itself as the sender the parameter server checks.
+    /// </summary>
+    private sealed class MortalWorker : ReceiveActor
+    {
+        private IActorRef _parameterServer = ActorRefs.Nobody;
+        private IActorRef _coordinator = ActorRefs.Nobody;
+
+        public MortalWorker(Props worker, int epoch, int round)
+        {
+            var replica = Context.ActorOf(worker, "replica");
+            Receive<WeightsUpdated>(w => w.Epoch == epoch && w.Round == round, _ => Context.Stop(Self));
+            Receive<WeightsUpdated>(w =>
+            {
+                _parameterServer = Sender;
+                replica.Tell(w);
+            });
+            Receive<GradientComputed>(g => _parameterServer.Tell(g));
+            Receive<EvaluationResult>(r => _coordinator.Tell(r));
+            ReceiveAny(message =>
+            {
+                _coordinator = Sender;
+                replica.Tell(message);
+            });
+        }
+    }
+
+    /// <summary>The parameter server's settings that record its steps in <paramref name="trace"/> (no gradient diagnostics).</summary>
+    private static Core.Diagnostics.MonitoringOptions Traced(string trace) => new() { GradientNormEverySteps = 0, SampleTraceDirectory = trace };
+
+    /// <summary>Records the steps and epochs; with <paramref name="stopAfterEpoch1"/>, after epoch 1 it stops a worker and waits until it is gone, as a node that died.</summary>
+    private sealed class KillingObserver(IActorRef victim, bool stopAfterEpoch1) : ITrainingObserver
     {
         public List<EpochSummary> Epochs { get; } = [];
         public void EpochStarted(int epoch, int steps, int samples) { }
@@ -77,31 +137,72 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
         {
             Epochs.Add(summary);
             // Blocking the coordinator here is deliberate: epoch 2 then starts with a worker that is already dead.
-            if (summary.Epoch == 1) victim.GracefulStop(TimeSpan.FromSeconds(10)).Wait();
+            if (stopAfterEpoch1 && summary.Epoch == 1) victim.GracefulStop(TimeSpan.FromSeconds(30)).Wait();
         }
+    }
+
+    /// <summary>
+    /// Asserts from the sample trace that every epoch trained on every sample exactly once, and that the sample counts the
+    /// run reported agree with it.
+    /// </summary>
+    private static void AssertEverySampleOnce(string trace, TrainingResult result, int samples)
+    {
+        var used = SampleTraceLog.AssertEverySampleOnceEachEpoch(trace, samples, result.Epochs.Count);
+        Assert.Equal(used.Values.Select(s => s.Length), result.Epochs.Select(e => e.TrainSamples));
     }
 
     [Fact]
     public async Task In_cluster_mode_a_lost_worker_is_covered_training_pauses_below_MinWorkers_and_resumes_when_one_joins()
     {
-        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne("elastic-worker");
+        var trace = TraceDirectory();
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne("elastic-worker", trace);
         var completion = new TaskCompletionSource<TrainingResult>();
         var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
             StallTimeout: TimeSpan.FromSeconds(20), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 3);
-        var coordinator = Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3),
-            workers, observer, completion));
+        var log = CreateTestProbe();
+        Sys.EventStream.Subscribe(log.Ref, typeof(Warning));
+        var coordinator = Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3,
+            Traced(trace)), workers, observer, completion));
         // Epoch 2 was planned for 3 workers; the rounds go on without the dead one, and its samples wait for a further
-        // part of the epoch, which needs MinWorkers = 3: training pauses there. A pause is not a stall (the timeout is
-        // 20 s), and nothing completes while it lasts.
-        await Task.Delay(TimeSpan.FromSeconds(3));
+        // part of the epoch, which needs MinWorkers = 3: training pauses there, and says so. A pause is not a stall (the
+        // timeout is 20 s, the pause lasts until a worker joins), and nothing completes while it lasts.
+        log.FishForMessage<Warning>(w => w.Message.ToString()!.StartsWith("Training is paused at epoch 2: 2 of Cluster:MinWorkers = 3 workers", StringComparison.Ordinal),
+            Guard, "the pause below MinWorkers");
+        Assert.Equal(1, DistTrain.Cluster.Metrics.DistTrainMetrics.Get("paused"));
         Assert.False(completion.Task.IsCompleted);
-        Assert.Single(observer.Epochs);
-        coordinator.Tell(new AddWorker(Sys.ActorOf(Worker.Props(3, Model, data.Train, data.Test, 100), "elastic-worker-3"), 3));
-        var result = await completion.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal([1], observer.Epochs.Select(e => e.Epoch));
+        coordinator.Tell(new AddWorker(Sys.ActorOf(Worker.Props(3, Model, data.Train, data.Test, 100, sampleTraceDirectory: trace), "elastic-worker-3"), 3));
+        var result = await completion.Task.WaitAsync(Guard);
+        Assert.Equal(0, DistTrain.Cluster.Metrics.DistTrainMetrics.Get("paused"));
         Assert.Equal(3, result.Epochs.Count);
-        Assert.All(result.Epochs, e => Assert.Equal(data.Train.Count, e.TrainSamples)); // every sample once, also in epoch 2
+        AssertEverySampleOnce(trace, result, data.Train.Count); // also epoch 2, whose second part ran after the pause
         Assert.All(result.Epochs, e => Assert.Equal(data.Test.Count, e.TestSamples));
         Assert.True(result.FinalEpoch.TestAccuracy > 0.5, $"accuracy {result.FinalEpoch.TestAccuracy:P1}");
+    }
+
+    [Theory]
+    [InlineData(2, 3)]
+    [InlineData(2, 20)]
+    [InlineData(1, 0)]
+    public async Task A_worker_lost_in_the_middle_of_an_epoch_leaves_every_sample_of_every_epoch_trained_exactly_once(int epoch, int round)
+    {
+        // 3 workers of 16 (shards of 333 or 334 samples: 21 rounds per epoch); worker 1 dies when round (epoch, round)'s
+        // weights arrive, so that round completes without it and its samples from that round on go to the two others in
+        // a further part of the epoch (round 20 is its shard's last; round 0 of epoch 1 is before it trained at all).
+        var trace = TraceDirectory();
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne($"mid-epoch-worker-{epoch}-{round}", trace, dieAt: (epoch, round));
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
+            StallTimeout: TimeSpan.FromSeconds(60), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2, GlobalBatchSize: 48);
+        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3, Traced(trace)),
+            workers, observer, completion));
+        var result = await completion.Task.WaitAsync(Guard);
+        Assert.Equal(3, result.Epochs.Count);
+        AssertEverySampleOnce(trace, result, data.Train.Count);
+        // Worker 1 trained every round before the one it died at, and nothing from there on.
+        var trained = SampleTraceLog.Applied(trace).Where(m => m.Worker == 1).Select(m => (m.Epoch, m.Round)).ToList();
+        var expected = Enumerable.Range(1, epoch).SelectMany(e => Enumerable.Range(0, e < epoch ? 21 : round).Select(r => (e, r))).ToList();
+        Assert.Equal(expected, trained);
     }
 
     [Theory]
@@ -109,17 +210,18 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
     [InlineData(false)]
     public async Task After_a_worker_is_lost_the_global_minibatch_is_kept_unless_turned_off(bool keepGlobalBatch)
     {
-        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne($"batch-worker-{keepGlobalBatch}");
+        var trace = TraceDirectory();
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne($"batch-worker-{keepGlobalBatch}", trace);
         var completion = new TaskCompletionSource<TrainingResult>();
         // 3 workers of 16: a global minibatch of 48. Worker 1 dies after epoch 1; epoch 3 is planned for the 2 left.
         var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
             StallTimeout: TimeSpan.FromSeconds(20), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2,
             GlobalBatchSize: keepGlobalBatch ? 48 : 0);
-        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3),
+        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3, Traced(trace)),
             workers, observer, completion));
-        var result = await completion.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        var result = await completion.Task.WaitAsync(Guard);
 
-        Assert.All(result.Epochs, e => Assert.Equal(data.Train.Count, e.TrainSamples)); // every sample once
+        AssertEverySampleOnce(trace, result, data.Train.Count);
         var epoch1 = observer.Steps.Where(s => s.Epoch == 1).Select(s => s.Samples).ToArray();
         var epoch3 = observer.Steps.Where(s => s.Epoch == 3).Select(s => s.Samples).ToArray();
         Assert.All(epoch1[..^1], samples => Assert.Equal(48, samples));
@@ -143,7 +245,7 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
     [Fact]
     public async Task After_a_worker_is_lost_checkpoints_are_written_only_where_a_resume_is_exact()
     {
-        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne("checkpoint-worker");
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne("checkpoint-worker", trace: "");
         var completion = new TaskCompletionSource<TrainingResult>();
         var directory = Directory.CreateTempSubdirectory("disttrain-lost-checkpoints-").FullName;
         try
@@ -153,7 +255,7 @@ public class FailureAndOrderingTests() : TestKit(AkkaSettings.Serialization())
             var checkpoints = new CheckpointSettings(new Core.Checkpoints.CheckpointStore(directory, 1000), EverySteps: 1, ShardSeed: 1, BatchSizePerWorker: 16);
             Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3,
                 checkpoints: checkpoints, scalingWorkers: 3), workers, observer, completion));
-            var result = await completion.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            var result = await completion.Task.WaitAsync(Guard);
 
             // Epoch 1 (3 workers, undisturbed): a checkpoint after every step. Epoch 2 lost worker 1 and epoch 3 was planned
             // for the 2 left with larger minibatches: a mid-epoch position there would not resume exactly, so each of them

@@ -8,7 +8,7 @@ using DistTrain.Core.Tensors;
 
 namespace DistTrain.Tests;
 
-public class GradientHealthTests() : TestKit(AkkaSettings.Serialization())
+public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
 {
     private static readonly ParameterLayout Layout = new([("0.weight", [2]), ("0.bias", [1])]);
 

@@ -144,4 +144,45 @@ public class IdxFileTests : IDisposable
         Assert.Contains("apt-get install dataset-fashion-mnist", Assert.Throws<DataFormatException>(() => FashionMnist.LoadSplit(_directory, "train")).Message);
         Assert.Contains("does not exist", Assert.Throws<DataFormatException>(() => FashionMnist.Load(Path.Combine(_directory, "nope"))).Message);
     }
+
+    /// <summary>Reads with <paramref name="read"/>, which must refuse the file; returns the message and the bytes this thread allocated.</summary>
+    private static (string Message, long Allocated) RefuseMeasured(Action read)
+    {
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var error = Assert.Throws<DataFormatException>(read);
+        return (error.Message, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public void A_header_that_claims_more_data_than_the_file_holds_is_refused_before_allocating()
+    {
+        // 16 bytes of file whose header declares 10,000 x 100 x 100 = 100,000,000 bytes of pixels: before, the reader
+        // allocated the 100 MB (400 MB as floats) and only then found the data missing.
+        var raw = Write("claims-idx3-ubyte", Idx(0x08, [10_000, 100, 100], 0));
+        var gzip = Write("claims-idx3-ubyte.gz", Gzip(Idx(0x08, [10_000, 100, 100], 4)));
+        foreach (var path in new[] { raw, gzip })
+        {
+            var (bytes, bytesAllocated) = RefuseMeasured(() => IdxFile.Read(path, 3));
+            Assert.Contains(path, bytes);
+            Assert.Contains("[10000, 100, 100] = 100000000 bytes of data but only", bytes);
+            Assert.True(bytesAllocated < 10 << 20, $"{bytesAllocated:N0} bytes allocated: {bytes}");
+            var (floats, floatsAllocated) = RefuseMeasured(() => IdxFile.ReadAsSingles(path, 3, 255f));
+            Assert.Contains("truncated", floats);
+            Assert.True(floatsAllocated < 10 << 20, $"{floatsAllocated:N0} bytes allocated: {floats}");
+        }
+    }
+
+    [Fact]
+    public void Dimensions_whose_product_overflows_are_refused()
+    {
+        var path = Write("overflow-idx3-ubyte", Idx(0x08, [65_536, 65_536, 2], 0));
+        Assert.Contains("more than 2147483647 bytes of data", Assert.Throws<DataFormatException>(() => IdxFile.Read(path, 3)).Message);
+    }
+
+    private static byte[] Gzip(byte[] bytes)
+    {
+        using var output = new MemoryStream();
+        using (var gzip = new GZipStream(output, CompressionLevel.Fastest)) gzip.Write(bytes);
+        return output.ToArray();
+    }
 }

@@ -10,7 +10,7 @@ using DistTrain.Core.Tensors;
 namespace DistTrain.Tests;
 
 /// <summary>The parameter server driven by test probes in place of workers.</summary>
-public class ParameterServerTests() : TestKit(AkkaSettings.Serialization())
+public class ParameterServerTests() : TestKit(TestTimeouts.TestKitConfig)
 {
     private static readonly ParameterLayout OneWeight = new([("w", [1])]);
 

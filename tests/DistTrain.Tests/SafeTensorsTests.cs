@@ -36,7 +36,7 @@ public class SafeTensorsTests : IDisposable
         SafeTensors.Write(path, Sample());
         var bytes = File.ReadAllBytes(path);
         File.WriteAllBytes(path, bytes[..^8]);
-        var error = Assert.Throws<InvalidDataException>(() => SafeTensors.Read(path));
+        var error = Assert.Throws<SafeTensorsFormatException>(() => SafeTensors.Read(path));
         Assert.Contains(path, error.Message);
         Assert.Contains("truncated", error.Message);
     }

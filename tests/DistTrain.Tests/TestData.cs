@@ -73,23 +73,62 @@ internal sealed class RecordingObserver : ITrainingObserver
 
 internal static class TestTimeouts
 {
+    /// <summary>
+    /// The actor-system config of the TestKit tests: DistTrain's serializer, and 30 s (instead of TestKit's 3 s) as the
+    /// default time an ExpectMsg waits, a hang guard that a loaded 2-core machine does not reach. Negative checks
+    /// (ExpectNoMsg) give their own short windows.
+    /// </summary>
+    public static Akka.Configuration.Config TestKitConfig =>
+        Akka.Configuration.ConfigurationFactory.ParseString("akka.test.single-expect-default = 30s")
+            .WithFallback(DistTrain.Cluster.Hosting.AkkaSettings.Serialization());
+
     /// <summary>Every training in the suite is bounded: a hang fails the test instead of stalling CI.</summary>
     public static Task<T> WithTestTimeout<T>(this Task<T> task, int seconds = 120) => task.WaitAsync(TimeSpan.FromSeconds(seconds));
 }
 
 internal static class Compare
 {
-    /// <summary>Asserts |a − b| ≤ relative·|b| + absolute for every element, reporting the worst one.</summary>
+    /// <summary>
+    /// Asserts |a − b| ≤ relative·|b| + absolute for every element, reporting the worst one. A NaN or infinite element on
+    /// either side fails (a NaN difference compares false with every bound, so it is tested as "not within", never as
+    /// "beyond"): a layer, backend or run that produced NaN must not pass as close.
+    /// </summary>
     public static void Close(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double relative, double absolute, string what)
     {
         Assert.Equal(expected.Length, actual.Length);
+        for (var i = 0; i < expected.Length; i++)
+            if (!float.IsFinite(expected[i]) || !float.IsFinite(actual[i]))
+                Assert.Fail($"{what}: element {i} expected {expected[i]:R} but was {actual[i]:R} (not finite)");
         var worst = -1;
         var worstExcess = 0.0;
         for (var i = 0; i < expected.Length; i++)
         {
             var excess = Math.Abs(expected[i] - actual[i]) - (relative * Math.Abs(expected[i]) + absolute);
-            if (excess > worstExcess) { worstExcess = excess; worst = i; }
+            if (!(excess <= worstExcess)) { worstExcess = excess; worst = i; }
         }
         Assert.True(worst < 0, worst < 0 ? "" : $"{what}: element {worst} expected {expected[worst]:R} but was {actual[worst]:R}");
+    }
+
+    /// <summary>Asserts |a − b| ≤ relative·|b| + absolute for two scalars; a NaN or infinity on either side fails.</summary>
+    public static void Close(double expected, double actual, double relative, double absolute, string what)
+    {
+        Assert.True(double.IsFinite(expected) && double.IsFinite(actual), $"{what}: expected {expected:R} but was {actual:R} (not finite)");
+        Assert.True(Math.Abs(expected - actual) <= relative * Math.Abs(expected) + absolute, $"{what}: expected {expected:R} but was {actual:R}");
+    }
+
+    /// <summary>
+    /// Asserts bit-identical float arrays (every element's bits equal, so +0 and −0 differ) that are all finite: equal NaNs
+    /// would otherwise pass as identical. Reports the first differing element.
+    /// </summary>
+    public static void Identical(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (var i = 0; i < expected.Length; i++)
+        {
+            if (!float.IsFinite(expected[i]) || !float.IsFinite(actual[i]))
+                Assert.Fail($"{what}: element {i} expected {expected[i]:R} but was {actual[i]:R} (not finite)");
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                Assert.Fail($"{what}: element {i} expected {expected[i]:R} but was {actual[i]:R} (not bit-identical)");
+        }
     }
 }

@@ -14,7 +14,7 @@ using MathNet.Numerics.LinearAlgebra;
 namespace DistTrain.Tests;
 
 /// <summary>Class filters, the validation split, pretrained weights, frozen tensors, BatchNorm statistics across replicas, early stopping.</summary>
-public class TransferLearningTests() : TestKit(AkkaSettings.Serialization())
+public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
 {
     /// <summary>A small CNN with BatchNorm: conv (0), BN (1), ReLU, pool, flatten, dense head (5).</summary>
     private static ModelOptions SmallCnn(int classes) => new()
@@ -171,30 +171,72 @@ public class TransferLearningTests() : TestKit(AkkaSettings.Serialization())
         Assert.Equal(3f, second.Weights[2], 6);
     }
 
+    /// <summary>
+    /// The epoch early stopping should stop after and the one whose weights it keeps, by the documented rule applied to a
+    /// run's validation losses: an epoch improves when its loss is below the best so far minus MinDelta; training stops
+    /// after Patience epochs without improvement.
+    /// </summary>
+    private static (int Stop, int Best) ExpectedEarlyStop(IReadOnlyList<double> losses, int patience, double minDelta)
+    {
+        var best = 0;
+        for (var epoch = 1; epoch <= losses.Count; epoch++)
+        {
+            if (best == 0 || losses[epoch - 1] < losses[best - 1] - minDelta) best = epoch;
+            else if (epoch - best >= patience) return (epoch, best);
+        }
+        return (losses.Count, best);
+    }
+
     [Fact]
-    public async Task Early_stopping_stops_after_patience_and_restores_the_best_epochs_weights()
+    public async Task Early_stopping_with_MinDelta_0_and_001_stops_where_the_validation_losses_say_and_keeps_the_best_epochs_weights()
     {
         var data = TrainingData.Load(new DataOptions { Directory = TestData.SubsetDirectory, ValidationFraction = 0.2 }, seed: 7);
-        var options = TestData.Options(TestData.Mlp(32, 10), workers: 2, batch: 32, epochs: 6);
-        options.Data.ValidationFraction = 0.2;
-        // An improvement must beat the best loss by 10: nothing after epoch 1 does, so patience 2 stops after epoch 3.
-        options.Training.EarlyStopping = new EarlyStoppingOptions { Patience = 2, MinDelta = 10 };
-        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, validation: data.Validation).WithTestTimeout();
-        Assert.Equal(3, result.Epochs.Count);
-        Assert.True(result.StoppedEarly);
-        Assert.Equal(1, result.BestEpoch);
-        Assert.Equal(result.Epochs[0].Version, result.Version);
-        // The restored weights score epoch 1's validation loss, not epoch 3's.
-        var model = ModelFactory.Build(options.Model);
-        model.LoadParameters(result.FinalWeights.Values);
-        var validation = data.Validation!;
+        TrainingOptions Options(int patience, double minDelta)
+        {
+            var options = TestData.Options(TestData.Mlp(32, 10), workers: 2, batch: 32, epochs: 15);
+            options.Data.ValidationFraction = 0.2;
+            options.Training.EarlyStopping = new EarlyStoppingOptions { Patience = patience, MinDelta = minDelta };
+            return options;
+        }
+        Task<TrainingResult> Run(TrainingOptions options) =>
+            SingleNodeTrainer.RunAsync(options, data.Train, data.Test, validation: data.Validation).WithTestTimeout();
+
+        // The same run without early stopping: its validation losses decide what early stopping must do. Here they fall to
+        // a minimum at epoch 6, and epoch 9 beats it by about 0.002: an improvement with MinDelta 0, none with MinDelta 0.01.
+        var reference = await Run(Options(patience: 0, minDelta: 0));
+        var losses = reference.Epochs.Select(e => e.ValidationLoss).ToList();
+        Assert.All(losses, l => Assert.True(double.IsFinite(l) && l > 0, $"validation loss {l}"));
+        var withZero = ExpectedEarlyStop(losses, patience: 3, minDelta: 0);
+        var withSmall = ExpectedEarlyStop(losses, patience: 3, minDelta: 0.01);
+        Assert.True(withZero != withSmall && withZero.Stop < 15 && withSmall.Stop < 15,
+            $"the validation losses [{string.Join(", ", losses.Select(l => l.ToString("F4")))}] no longer make MinDelta 0.01 matter within 15 epochs");
+
+        foreach (var (minDelta, (stop, best)) in new[] { (0.0, withZero), (0.01, withSmall) })
+        {
+            var result = await Run(Options(patience: 3, minDelta));
+            Assert.True(result.StoppedEarly, $"MinDelta {minDelta}: ran all epochs");
+            Assert.Equal(stop, result.Epochs.Count);
+            Assert.Equal(best, result.BestEpoch);
+            // Early stopping only reads the losses: the epochs it ran are the reference's, bit for bit.
+            Assert.Equal(losses.Take(stop), result.Epochs.Select(e => e.ValidationLoss));
+            // The weights kept are the best epoch's: its version, and they score its validation loss, not the last epoch's.
+            Assert.Equal(reference.Epochs[best - 1].Version, result.Version);
+            var loss = ValidationLoss(result.FinalWeights, data.Validation!, Options(3, minDelta).Model);
+            Compare.Close(losses[best - 1], loss, relative: 1e-5, absolute: 1e-6, $"MinDelta {minDelta}: validation loss of the weights kept");
+            Assert.True(Math.Abs(losses[stop - 1] - loss) > 1e-3, $"MinDelta {minDelta}: the weights kept score the last epoch's loss");
+        }
+        Assert.All(reference.Epochs, e => Assert.True(e.L2Penalty > 0 && double.IsFinite(e.ValidationAccuracy)));
+    }
+
+    /// <summary>Mean cross-entropy of <paramref name="weights"/> on every validation sample, in one pass.</summary>
+    private static double ValidationLoss(ParameterVector weights, LabeledDataset validation, ModelOptions options)
+    {
+        var model = ModelFactory.Build(options);
+        model.LoadParameters(weights.Values);
         var inputs = Matrix<float>.Build.Dense(validation.FeatureCount, validation.Count);
         var targets = Matrix<float>.Build.Dense(validation.ClassCount, validation.Count);
         validation.Gather(Enumerable.Range(0, validation.Count).ToArray(), inputs, targets);
-        var loss = new Core.Losses.SoftmaxCrossEntropy().Compute(model.Forward(inputs), targets, Matrix<float>.Build.Dense(10, validation.Count));
-        Assert.Equal(result.Epochs[0].ValidationLoss, loss, 4);
-        Assert.NotEqual(result.Epochs[2].ValidationLoss, loss, 4);
-        Assert.All(result.Epochs, e => Assert.True(e.L2Penalty > 0 && double.IsFinite(e.ValidationAccuracy)));
+        return new Core.Losses.SoftmaxCrossEntropy().Compute(model.Forward(inputs), targets, Matrix<float>.Build.Dense(validation.ClassCount, validation.Count));
     }
 
     [Fact]

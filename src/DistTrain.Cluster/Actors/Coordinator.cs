@@ -181,9 +181,21 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         new OneForOneStrategy(exception =>
         {
             Metrics.DistTrainMetrics.RecordFailure(Sender.Equals(_parameterServer) ? NodeRoles.ParameterServer : NodeRoles.Worker);
-            _childFailure ??= exception;
+            _childFailure ??= CreationCause(exception);
             return Directive.Stop;
         });
+
+    /// <summary>
+    /// A child that threw in its constructor arrives as Akka's "Exception during creation", around "Error while creating actor
+    /// instance": the child's own exception, which says what was wrong, is inside those wrappers.
+    /// </summary>
+    private static Exception CreationCause(Exception exception)
+    {
+        var cause = exception;
+        while (cause is ActorInitializationException or TypeLoadException or System.Reflection.TargetInvocationException && cause.InnerException is { } inner)
+            cause = inner;
+        return cause;
+    }
 
     /// <inheritdoc />
     protected override void PreStart()

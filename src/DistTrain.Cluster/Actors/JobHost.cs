@@ -4,6 +4,7 @@ using Akka.Event;
 using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Security;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
@@ -12,8 +13,9 @@ using DistTrain.Core.Tensors;
 namespace DistTrain.Cluster.Actors;
 
 /// <summary>
-/// Runs a job on the parameter server node in cluster mode: accepts worker nodes (same protocol version
-/// and model fingerprint), gives each an index, opens the tensor data plane, and once
+/// Runs a job on the parameter server node in cluster mode: accepts worker nodes (same protocol version, job identity
+/// and model fingerprint), gives each an index and a one-time data-plane token, attaches each worker's data-plane
+/// connection that proves its registration with that token, and once
 /// <see cref="ClusterOptions.MinWorkers"/> workers are ready starts a <see cref="Coordinator"/> whose
 /// workers are <see cref="WorkerLink"/>s. When the job ends it tells the worker nodes and the other
 /// parameter-server nodes, and completes the task it was given.
@@ -28,6 +30,12 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 {
     private sealed record Done(TrainingResult? Result, Exception? Failure);
 
+    /// <summary>A valid data-plane connection whose worker's WorkerReady did not come in time.</summary>
+    private sealed record ReadyTimeout(int WorkerIndex);
+
+    /// <summary>Seconds a valid data-plane connection may wait for its worker's WorkerReady.</summary>
+    private const double ReadyTimeoutSeconds = 10;
+
     private readonly TrainingOptions _options;
     private readonly int _trainCount;
     private readonly int _testCount;
@@ -40,11 +48,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly Sequential _model;
     private readonly List<IActorRef> _agentAt = [];                   // worker index -> the agent it was given to
     private readonly Dictionary<IActorRef, int> _indexOf = [];         // agent -> its latest worker index
-    private readonly HashSet<int> _lostLinks = [];                     // indices whose data plane closed
+    private readonly HashSet<int> _lostLinks = [];
+    private readonly Dictionary<int, DataPlaneConnection> _waitingForReady = []; // valid connections whose WorkerReady is not in yet                     // indices whose data plane closed
     private int _linksCreated;
     private readonly Dictionary<int, IActorRef> _links = [];
     private readonly HashSet<int> _attached = [];
-    private DataPlaneListener? _listener;
+    private readonly Dictionary<int, byte[]> _dataTokens = [];        // worker index -> the token its data-plane hello must carry
+    private readonly ClusterSecurity _security;
+    private readonly DataPlaneListener _listener;
     private bool _started;
     private IActorRef? _coordinator;
     private readonly HashSet<int> _joined = []; // workers handed to the coordinator
@@ -55,12 +66,15 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private Core.Checkpoints.TrainingCheckpoint? _resumeFrom;
     private bool _waitingForCheckpointWorkers;
     private string _jobId = NewJobId(); // a takeover adopts its workers' job id
+    private readonly WorkerStepCounter _workerSteps; // the observer given to the coordinator
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
-    public JobHost(TrainingOptions options, int trainCount, int testCount, int validationCount, string dataHost, ITrainingObserver observer,
-        TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null)
+    public JobHost(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
+        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null)
     {
         _options = options;
+        _security = security;
+        _listener = listener;
         _failover = failover;
         _takeover = failover?.WasStandby ?? false;
         _trainCount = trainCount;
@@ -69,13 +83,15 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _dataHost = dataHost;
         _observer = observer;
         _completion = completion;
+        _workerSteps = new WorkerStepCounter(observer);
         _fingerprint = ModelFingerprint.Of(options);
         _model = ModelFactory.Build(options.Model);
 
         Receive<RegisterWorker>(OnRegister);
         Receive<WorkerReady>(OnReady);
         Receive<DataPlaneListener.Accepted>(OnDataConnection);
-        Receive<DataPlaneListener.Rejected>(r => _log.Warning("Data plane refused a connection: {0}", r.Reason));
+        Receive<ReadyTimeout>(OnReadyTimeout);
+        Receive<DataPlaneListener.Rejected>(r => _log.Warning("Data plane: refused a connection from {0}: {1}", r.Peer, r.Reason));
         Receive<Done>(OnDone);
         Receive<StartNow>(_ => TryStart(waited: true));
         Receive<Terminated>(OnLinkStopped);
@@ -83,6 +99,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     /// <summary>Props of the job host, which <see cref="ParameterServerNode.SingletonManagerProps"/> runs as a cluster singleton.</summary>
     /// <param name="options">The job's validated options.</param>
+    /// <param name="security">The job's identity (checked at registration) and the node's TLS certificates.</param>
+    /// <param name="listener">The node's data-plane listener, bound at start-up; the host attaches to it while it runs.</param>
     /// <param name="trainCount">Training samples (after any limit and validation split).</param>
     /// <param name="testCount">Test samples.</param>
     /// <param name="validationCount">Validation samples; 0 for none.</param>
@@ -90,9 +108,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <param name="observer">Receives progress.</param>
     /// <param name="completion">Completed with the result, or failed with the reason.</param>
     /// <param name="failover">The node's failover state; a host started after the node was a standby takes over from the newest checkpoint.</param>
-    public static Props Props(TrainingOptions options, int trainCount, int testCount, int validationCount, string dataHost, ITrainingObserver observer,
-        TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null) =>
-        Akka.Actor.Props.Create(() => new JobHost(options, trainCount, testCount, validationCount, dataHost, observer, completion, failover));
+    public static Props Props(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
+        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null) =>
+        Akka.Actor.Props.Create(() => new JobHost(options, security, listener, trainCount, testCount, validationCount, dataHost, observer, completion, failover));
 
     /// <inheritdoc />
     public ITimerScheduler Timers { get; set; } = null!;
@@ -100,8 +118,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <inheritdoc />
     protected override void PreStart()
     {
-        _listener = new DataPlaneListener(_options.Cluster.DataPort, Self);
-        _listener.Start();
+        _listener.Attach(Self);
         if (_failover is not null) _failover.HostsJob = true;
         if (_failover?.Finished is true)
         {
@@ -113,14 +130,18 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         {
             Metrics.DistTrainMetrics.RecordTakeover();
             _log.Warning("Taking over the job as the parameter server (the active one failed); waiting for {0} worker(s) to register again; data plane on port {1}",
-                _options.Cluster.MinWorkers, _options.Cluster.DataPort);
+                _options.Cluster.MinWorkers, _listener.Port);
         }
         else
-            _log.Info("Job host waiting for {0} worker(s); data plane on port {1}", _options.Cluster.MinWorkers, _options.Cluster.DataPort);
+            _log.Info("Job host waiting for {0} worker(s); data plane on port {1}", _options.Cluster.MinWorkers, _listener.Port);
     }
 
     /// <inheritdoc />
-    protected override void PostStop() => _listener?.Dispose();
+    protected override void PostStop()
+    {
+        _listener.Detach(Self);
+        foreach (var waiting in _waitingForReady.Values) waiting.Dispose();
+    }
 
     private void OnRegister(RegisterWorker register)
     {
@@ -131,8 +152,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             return;
         }
         string? refusal = null;
+        var identity = _security.Identity;
         if (register.ProtocolVersion != ClusterProtocolInfo.Version)
             refusal = $"protocol version {register.ProtocolVersion} differs from the parameter server's {ClusterProtocolInfo.Version}: run the same DistTrain version on every node.";
+        else if (register.JobName != identity.Name)
+            refusal = $"it belongs to another job: job name '{register.JobName}', this job is '{identity.Name}' (Cluster:JobName). Start it with this job's name and secret, or join it to its own job.";
+        else if (register.Proof is null || !JobIdentity.Matches(register.Proof,
+                     identity.RegistrationProof(register.NodeName, register.ProtocolVersion, register.ModelFingerprint)))
+            refusal = $"its job secret differs from job '{identity.Name}''s (Cluster:SecretFile or DISTTRAIN_Cluster__Secret): it belongs to another job, or was given the wrong secret.";
         else if (register.ModelFingerprint != _fingerprint)
             refusal = $"model settings differ from the parameter server's. Worker: {register.ModelFingerprint}; parameter server: {_fingerprint}. Use the same config on every node.";
         if (refusal is not null)
@@ -152,15 +179,21 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
         // A repeated registration keeps its index. An agent whose data plane closed registers again: before training
         // starts it keeps its index, afterwards it joins as a new worker (the coordinator already counted the old one lost).
+        var joins = false;
         if (!_indexOf.TryGetValue(Sender, out var index) || (_started && _lostLinks.Contains(index)))
         {
             index = _agentAt.Count;
             _agentAt.Add(Sender);
             _indexOf[Sender] = index;
+            joins = true;
         }
-        _lostLinks.Remove(index);
-        _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
-        Sender.Tell(new WorkerAccepted(index, _dataHost, _options.Cluster.DataPort, _model.Layout.TotalLength, _jobId));
+        joins |= _lostLinks.Remove(index);
+        if (!_dataTokens.TryGetValue(index, out var token)) _dataTokens[index] = token = DataPlaneHello.NewToken();
+        // A worker registers every 2 s until accepted, and the singleton proxy delivers every registration it buffered
+        // while the job host was not yet found: only the first of them (or one after a lost data plane) is a join.
+        if (joins) _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
+        Sender.Tell(new WorkerAccepted(index, _dataHost, _listener.Port, _model.Layout.TotalLength, _jobId, token,
+            identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token)));
     }
 
     private void OnReady(WorkerReady ready)
@@ -168,29 +201,65 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         if (_links.ContainsKey(ready.WorkerIndex)) return;
         _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _model.Layout.WorkerReportLength),
             $"worker-link-{ready.WorkerIndex}-{++_linksCreated}"));
+        if (_waitingForReady.Remove(ready.WorkerIndex, out var connection))
+        {
+            Timers.Cancel(("ready", ready.WorkerIndex));
+            Attach(ready.WorkerIndex, connection);
+            return;
+        }
         TryStart();
         JoinRunningJob(ready.WorkerIndex);
     }
 
+    /// <summary>
+    /// A data-plane connection that passed TLS and sent its hello: attached to its worker's link only if the hello carries
+    /// that registration's token and the worker has no connection yet. Anything else is closed and logged once; the
+    /// worker whose index it claimed is not disturbed.
+    /// </summary>
     private void OnDataConnection(DataPlaneListener.Accepted accepted)
     {
-        if (accepted.ParameterCount != _model.Layout.TotalLength)
+        var hello = accepted.Hello;
+        var index = hello.WorkerIndex;
+        string? refusal = null;
+        if (_attached.Contains(index) || _waitingForReady.ContainsKey(index))
+            refusal = $"it claims worker {index}, which is already connected; the existing connection is kept";
+        else if (!_dataTokens.TryGetValue(index, out var token))
+            refusal = $"it claims worker index {index}, which no registered worker is waiting to connect as";
+        else if (!JobIdentity.Matches(hello.Token, token))
+            refusal = $"it claims worker {index} without that registration's token (only the node that registered as worker {index} has it)";
+        else if (hello.ParameterCount != _model.Layout.TotalLength)
+            refusal = $"worker {index} announced {hello.ParameterCount} parameters, this model has {_model.Layout.TotalLength}";
+        if (refusal is not null)
         {
-            _log.Warning("Data plane: worker {0} announced {1} parameters, this model has {2}; connection closed.",
-                accepted.WorkerIndex, accepted.ParameterCount, _model.Layout.TotalLength);
-            accepted.Socket.Dispose();
+            _log.Warning("Data plane: refused a connection from {0}: {1}; closed.", accepted.Connection.Peer, refusal);
+            accepted.Connection.Dispose();
             return;
         }
-        if (!_links.TryGetValue(accepted.WorkerIndex, out var link))
+        _dataTokens.Remove(index); // one connection per registration
+        if (!_links.ContainsKey(index))
         {
-            // The socket can arrive before WorkerReady; look again shortly.
-            Timers.StartSingleTimer(("attach", accepted.WorkerIndex), accepted, TimeSpan.FromMilliseconds(50));
+            // A registered worker's connection can arrive before its WorkerReady: it waits, for a bounded time.
+            _waitingForReady[index] = accepted.Connection;
+            Timers.StartSingleTimer(("ready", index), new ReadyTimeout(index), TimeSpan.FromSeconds(ReadyTimeoutSeconds));
             return;
         }
-        link.Tell(new WorkerLink.Attach(accepted.Socket));
-        _attached.Add(accepted.WorkerIndex);
+        Attach(index, accepted.Connection);
+    }
+
+    private void OnReadyTimeout(ReadyTimeout timeout)
+    {
+        if (!_waitingForReady.Remove(timeout.WorkerIndex, out var connection)) return;
+        _log.Warning("Data plane: closed worker {0}'s connection from {1}: its WorkerReady did not arrive within {2} s.",
+            timeout.WorkerIndex, connection.Peer, ReadyTimeoutSeconds);
+        connection.Dispose();
+    }
+
+    private void Attach(int index, DataPlaneConnection connection)
+    {
+        _links[index].Tell(new WorkerLink.Attach(connection));
+        _attached.Add(index);
         TryStart();
-        JoinRunningJob(accepted.WorkerIndex);
+        JoinRunningJob(index);
     }
 
     /// <summary>A worker that is ready and attached after training started joins the coordinator's job (next epoch).</summary>
@@ -285,7 +354,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
             CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0).WithDispatcher(AkkaSettings.ComputeDispatcher),
-            workers, _observer, completion), "coordinator");
+            workers, _workerSteps, completion), "coordinator");
         _log.Info("Training starts with {0} workers (job {1})", workers.Length, _jobId);
         for (var i = 0; i < count; i++) _joined.Add(i);
         foreach (var index in _links.Keys.Where(i => i >= count).Order()) JoinRunningJob(index); // ready, but after a gap
@@ -309,10 +378,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         foreach (var member in cluster.State.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress))
             Context.ActorSelection(new RootActorPath(member.Address) / "user" / ParameterServerNode.Name).Tell(_finished);
         if (done.Result is { Version: > 0 } finished)
-            _log.Info("Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x workers, is {4:N0})",
+            _log.Info("Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x the workers of each step, is {4:N0})",
                 TensorFrame.BytesSent, TensorFrame.BytesReceived, finished.Version,
                 (TensorFrame.BytesSent + TensorFrame.BytesReceived) / finished.Version,
-                2L * sizeof(float) * _model.Layout.TotalLength * _links.Count);
+                _workerSteps.MinimumBytesPerStep(_model.Layout.TotalLength));
         if (done.Result is not null) _completion.TrySetResult(done.Result);
         else _completion.TrySetException(done.Failure ?? new InvalidOperationException("The job ended without a result."));
     }

@@ -70,6 +70,8 @@ public sealed class ParameterServer : ReceiveActor
     private long _rejectedGradients;
     private readonly double _clipNorm;
     private readonly MonitoringOptions _monitoring;
+    private Metrics.SampleTrace? _sampleTrace;
+    private readonly int[] _traceWorkers = new int[MaxWorkers];
     private readonly GradientHealthMonitor _health;
     private readonly float[] _average;       // the averaged gradient, when it must exist whole (clipping, diagnostics)
     private readonly float[][] _averageList;
@@ -131,6 +133,11 @@ public sealed class ParameterServer : ReceiveActor
     /// <summary>Most workers one server accepts (the validated range of Training:Workers).</summary>
     public const int MaxWorkers = 256;
 
+    /// <inheritdoc />
+    protected override void PreStart() => _sampleTrace = Metrics.SampleTrace.ForParameterServer(_monitoring.SampleTraceDirectory);
+
+    /// <inheritdoc />
+    protected override void PostStop() => _sampleTrace?.Dispose();
 
     /// <inheritdoc />
     protected override bool AroundReceive(Receive receive, object message)
@@ -362,6 +369,7 @@ public sealed class ParameterServer : ReceiveActor
         if (finite) finite = MergeRunningStatistics(contributors);
         Array.Clear(_roundGradients);
         if (!finite) Diverged("a NaN or infinite averaged gradient or BatchNorm running statistic");
+        if (_sampleTrace is not null) TraceStep();
         _version++;
         _epochSamples += samples;
         _epochLossSum += lossSum;
@@ -388,6 +396,15 @@ public sealed class ParameterServer : ReceiveActor
         if (_checkpoints is not null)
             _checkpointDue = EpochDone() || (_midEpochResumable && _checkpoints.EverySteps > 0 && _version % _checkpoints.EverySteps == 0);
         BeginRound();
+    }
+
+    /// <summary>Writes the step being applied, on weights <see cref="_version"/>, and the workers whose gradients it averaged.</summary>
+    private void TraceStep()
+    {
+        var count = 0;
+        for (var i = 0; i < _received.Length; i++)
+            if (_received[i] is not null) _traceWorkers[count++] = i;
+        _sampleTrace!.Step(_epoch!.Epoch, _round, _version, _traceWorkers.AsSpan(0, count));
     }
 
     /// <summary>

@@ -47,13 +47,16 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly float[] _weightsForEvaluation; // staging for copying the training replica into the evaluation replica
     private readonly int _seed;
     private int _dropoutEpoch;
+    private readonly string _sampleTraceDirectory;
+    private Metrics.SampleTrace? _sampleTrace;
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0)
+        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "")
     {
         _workerIndex = workerIndex;
         _seed = seed;
+        _sampleTraceDirectory = sampleTraceDirectory;
         _train = train;
         _test = test;
         _validation = validation;
@@ -89,6 +92,12 @@ public sealed class Worker : ReceiveActor, IWithStash
     public static int EvaluationPassSize(int evaluationBatchSize, long bytesPerSample) =>
         Sequential.EvaluationPassSize(evaluationBatchSize, bytesPerSample);
 
+    /// <inheritdoc />
+    protected override void PreStart() => _sampleTrace = Metrics.SampleTrace.ForWorker(_sampleTraceDirectory, _workerIndex);
+
+    /// <inheritdoc />
+    protected override void PostStop() => _sampleTrace?.Dispose();
+
     private static Sequential EvaluationReplica(ModelOptions options)
     {
         var replica = ModelFactory.Build(options);
@@ -109,10 +118,12 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.
     /// <paramref name="validation"/> holds the samples held out of training, when the run has any. <paramref name="seed"/>
     /// (Training:Seed) seeds the dropout masks, anew at every epoch from (seed, worker index, epoch).
+    /// <paramref name="sampleTraceDirectory"/> (Monitoring:SampleTraceDirectory) records every minibatch's samples there;
+    /// empty is off.
     /// </summary>
     public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0) =>
-        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed));
+        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "") =>
+        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, sampleTraceDirectory));
 
     private void OnAssignShard(AssignShard shard)
     {
@@ -171,6 +182,8 @@ public sealed class Worker : ReceiveActor, IWithStash
             var indices = _shard.SampleIndices.AsSpan(plan.Start(minibatch), plan.Length(minibatch));
             var gradient = ComputeGradient(update, indices);
             gradient.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore, queueing);
+            // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.
+            _sampleTrace?.Minibatch(update.Epoch, update.Round, update.Version, _workerIndex, indices);
             Sender.Tell(gradient);
         }
         UnstashAll();
@@ -188,6 +201,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         var message = _gradientMessages[_nextGradientBuffer];
         _nextGradientBuffer ^= 1;
         _model.CopyGradientsTo(message.Gradient);
+        Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
         return message.Reuse(update.Epoch, update.Round, update.Version, indices.Length, meanLoss * indices.Length);
     }
 

@@ -4,6 +4,7 @@ using Akka.Event;
 using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Security;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 
@@ -35,6 +36,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     public const double EndOfJobGraceSeconds = 2;
 
     private readonly TrainingOptions _options;
+    private readonly ClusterSecurity _security;
     private readonly TrainingData _data;
     private readonly TaskCompletionSource<JobFinished> _completion;
     private readonly ILoggingAdapter _log = Context.GetLogger();
@@ -51,9 +53,10 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private string _jobId = "";
 
     /// <summary>Creates the agent; see <see cref="Props"/>.</summary>
-    public WorkerAgent(TrainingOptions options, TrainingData data, TaskCompletionSource<JobFinished> completion)
+    public WorkerAgent(TrainingOptions options, ClusterSecurity security, TrainingData data, TaskCompletionSource<JobFinished> completion)
     {
         _options = options;
+        _security = security;
         _data = data;
         _completion = completion;
         Receive<RegisterAgain>(_ => Register());
@@ -61,7 +64,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         Receive<RegistrationRefused>(refused =>
         {
             _log.Error("The parameter server refused this worker: {0}", refused.Reason);
-            _completion.TrySetException(new InvalidOperationException("The parameter server refused this worker: " + refused.Reason));
+            _completion.TrySetException(new NodeRefusedException("The parameter server refused this worker: " + refused.Reason));
         });
         Receive<JobFinished>(finished =>
         {
@@ -74,7 +77,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             _completion.TrySetException(new TimeoutException(_lostParameterServer
                 ? $"No parameter server took over within {_options.Cluster.JoinTimeoutSeconds:F0} s of losing the active one. To survive that, run a standby " +
                   "parameter-server node with the same config and a Checkpoint:Directory shared with the active one."
-                : $"No parameter server accepted this worker within {_options.Cluster.JoinTimeoutSeconds:F0} s. Check Cluster:SeedNodes and that the parameter server node runs."));
+                : $"No parameter server accepted this worker within {_options.Cluster.JoinTimeoutSeconds:F0} s. Check Cluster:SeedNodes, that the parameter " +
+                  "server node runs, and that Cluster:Tls is the same on every node."));
         });
         Receive<Terminated>(OnTerminated);
         Receive<Lost>(OnLost);
@@ -90,8 +94,12 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     public ITimerScheduler Timers { get; set; } = null!;
 
     /// <summary>Props of the agent of a worker node holding <paramref name="data"/>.</summary>
-    public static Props Props(TrainingOptions options, TrainingData data, TaskCompletionSource<JobFinished> completion) =>
-        Akka.Actor.Props.Create(() => new WorkerAgent(options, data, completion));
+    /// <param name="options">The node's validated options.</param>
+    /// <param name="security">The job's identity (proved at registration) and the node's TLS certificates (data plane).</param>
+    /// <param name="data">The node's copy of the data.</param>
+    /// <param name="completion">Completed with the job's end; failed with a <see cref="NodeRefusedException"/>, a failed worker or a timeout.</param>
+    public static Props Props(TrainingOptions options, ClusterSecurity security, TrainingData data, TaskCompletionSource<JobFinished> completion) =>
+        Akka.Actor.Props.Create(() => new WorkerAgent(options, security, data, completion));
 
     /// <inheritdoc />
     protected override void PreStart()
@@ -128,12 +136,24 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private void Register()
     {
         if (_accepted) return;
-        _jobHost.Tell(new RegisterWorker(ClusterProtocolInfo.Version, ModelFingerprint.Of(_options), _cluster.SelfAddress.ToString(), _lostParameterServer, _jobId));
+        var node = _cluster.SelfAddress.ToString();
+        var fingerprint = ModelFingerprint.Of(_options);
+        _jobHost.Tell(new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, _lostParameterServer, _jobId, _security.Identity.Name,
+            _security.Identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
     }
 
     private void OnAccepted(WorkerAccepted accepted)
     {
         if (_accepted || _finished) return; // a repeated registration's answer
+        if (accepted.DataToken is not { Length: DataPlaneHello.TokenBytes } token || accepted.Proof is null || !JobIdentity.Matches(accepted.Proof,
+                _security.Identity.AcceptanceProof(_cluster.SelfAddress.ToString(), accepted.WorkerIndex, accepted.DataHost, accepted.DataPort, token)))
+        {
+            var reason = $"a job host at {Sender.Path.Address} accepted this worker without proving it knows job '{_security.Identity.Name}''s secret: " +
+                         "it belongs to another job. Check Cluster:SeedNodes, Cluster:JobName and the secret.";
+            _log.Error(reason);
+            _completion.TrySetException(new NodeRefusedException(reason));
+            return;
+        }
         _accepted = true;
         _hostNode = Sender.Path.Address;
         _jobId = accepted.JobId;
@@ -141,9 +161,11 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         Timers.Cancel("join-timeout");
         _generation++;
         var loop = _options.Training;
-        _worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed)
+        _worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed,
+                _options.Monitoring.SampleTraceDirectory)
             .WithDispatcher(AkkaSettings.ComputeDispatcher), $"worker-{_generation}"));
-        _link = Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, _worker, accepted.ParameterCount),
+        _link = Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, _worker, accepted.ParameterCount,
+                token, _security.Certificates),
             $"parameter-server-link-{_generation}"));
         Sender.Tell(new WorkerReady(accepted.WorkerIndex, _worker));
         _log.Info("Joined the job as worker {0}", accepted.WorkerIndex);
@@ -178,6 +200,14 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         StartRegistering();
     }
 }
+
+/// <summary>
+/// This node and the cluster do not belong together: the job host refused this worker (another job, model or protocol),
+/// a job host of another job answered it, or a TLS handshake with a peer failed (certificates of different CAs). The
+/// message names what differs and the fix; the node exits with code 2, as for a bad config.
+/// </summary>
+/// <param name="message">What differs and what to do.</param>
+public sealed class NodeRefusedException(string message) : Exception(message);
 
 /// <summary>Cluster roles of DistTrain nodes.</summary>
 public static class NodeRoles

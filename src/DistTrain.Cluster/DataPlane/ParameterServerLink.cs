@@ -1,13 +1,17 @@
+using System.Diagnostics;
+using System.Security.Authentication;
 using System.Net.Sockets;
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Security;
 
 namespace DistTrain.Cluster.DataPlane;
 
 /// <summary>
 /// A worker node's stand-in for the remote parameter server: it connects to the parameter server's
-/// data plane, hands every weights frame to the local worker with itself as the sender, and writes
+/// data plane (mutual TLS with the cluster's certificates unless Cluster:Tls is false), proves its registration with
+/// the hello's token, hands every weights frame to the local worker with itself as the sender, and writes
 /// the worker's gradient replies back to the socket. If the connection fails, the link stops and its
 /// parent (the worker node's agent) ends the node.
 /// </summary>
@@ -20,13 +24,17 @@ public sealed class ParameterServerLink : ReceiveActor
     private readonly int _workerIndex;
     private readonly IActorRef _worker;
     private readonly int _parameterCount;
+    private readonly byte[] _token;
+    private readonly ClusterCertificates? _certificates;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly float[][] _weightBuffers;
-    private Socket? _socket;
+    private DataPlaneConnection? _connection;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
-    public ParameterServerLink(string host, int port, int workerIndex, IActorRef worker, int parameterCount)
+    public ParameterServerLink(string host, int port, int workerIndex, IActorRef worker, int parameterCount, byte[] token, ClusterCertificates? certificates)
     {
+        _token = token;
+        _certificates = certificates;
         _host = host;
         _port = port;
         _workerIndex = workerIndex;
@@ -45,39 +53,52 @@ public sealed class ParameterServerLink : ReceiveActor
     }
 
     /// <summary>Props of the link from worker <paramref name="workerIndex"/> to the data plane at <paramref name="host"/>:<paramref name="port"/>.</summary>
-    public static Props Props(string host, int port, int workerIndex, IActorRef worker, int parameterCount) =>
-        Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, parameterCount));
+    /// <param name="host">The parameter server's data-plane host.</param>
+    /// <param name="port">Its data-plane port.</param>
+    /// <param name="workerIndex">This worker's index.</param>
+    /// <param name="worker">The local worker actor that gets the weights.</param>
+    /// <param name="parameterCount">Floats per weights tensor.</param>
+    /// <param name="token">The registration's data-plane token (<see cref="WorkerAccepted.DataToken"/>).</param>
+    /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
+    public static Props Props(string host, int port, int workerIndex, IActorRef worker, int parameterCount, byte[] token, ClusterCertificates? certificates) =>
+        Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, parameterCount, token, certificates));
 
     /// <inheritdoc />
     protected override void PreStart()
     {
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        TensorFrame.Tune(socket);
-        socket.Connect(_host, _port);
-        TensorFrame.Write(socket, TensorFrame.Hello(_workerIndex, _parameterCount), []);
-        _socket = socket;
+        try
+        {
+            _connection = DataPlaneConnection.Connect(_host, _port, _certificates, new DataPlaneHello(_workerIndex, _parameterCount, _token));
+        }
+        catch (Exception e) when (e is SocketException or IOException or AuthenticationException)
+        {
+            // The agent sees the link stop and registers again (a parameter server that is not there, or not this cluster's).
+            _log.Warning("Worker {0}: cannot open the data plane to {1}:{2}: {3}", _workerIndex, _host, _port, e.Message);
+            Context.Stop(Self);
+            return;
+        }
         var self = Self;
         var next = 0;
-        TensorFrame.StartReader(socket, $"dataplane-ps-{_workerIndex}",
-            header =>
+        TensorFrame.StartReader(_connection, $"dataplane-ps-{_workerIndex}", TensorFrame.WeightsType, _parameterCount,
+            _ =>
             {
-                if (header.Type != TensorFrame.WeightsType || header.Count != _parameterCount)
-                    throw new IOException($"data plane: expected weights of {_parameterCount} floats, got frame type {header.Type} with {header.Count}.");
                 var buffer = _weightBuffers[next];
                 next = (next + 1) % _weightBuffers.Length;
                 return buffer;
             },
-            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer), self),
+            // Stamped on arrival: the worker's queueing delay then covers its own process (mailbox and dispatcher),
+            // as in single-node mode; the network's part is in the step's messaging time.
+            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer, Stopwatch.GetTimestamp()), self),
             reason => self.Tell(new ReaderFailed(reason)));
         _log.Info("Worker {0}: data plane connected to {1}:{2}", _workerIndex, _host, _port);
     }
 
     /// <inheritdoc />
-    protected override void PostStop() => TensorFrame.Close(_socket);
+    protected override void PostStop() => _connection?.Dispose();
 
     private void OnGradient(GradientComputed gradient)
     {
-        if (TensorFrame.TryWrite(_socket, TensorFrame.For(gradient), gradient.Gradient) is { } failure)
+        if (TensorFrame.TryWrite(_connection, TensorFrame.For(gradient), gradient.Gradient) is { } failure)
         {
             _log.Error("Worker {0}: sending a gradient failed: {1}", _workerIndex, failure);
             Context.Stop(Self);

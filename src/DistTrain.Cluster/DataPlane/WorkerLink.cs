@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
@@ -16,7 +15,7 @@ namespace DistTrain.Cluster.DataPlane;
 public sealed class WorkerLink : ReceiveActor, IWithStash
 {
     /// <summary>The accepted data-plane connection of this worker.</summary>
-    public sealed record Attach(Socket Socket);
+    internal sealed record Attach(DataPlaneConnection Connection);
 
     private sealed record ReaderFailed(string Reason);
 
@@ -25,7 +24,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     private readonly int _reportLength;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly float[][] _gradientBuffers;
-    private Socket? _socket;
+    private DataPlaneConnection? _connection;
     private volatile IActorRef _parameterServer = ActorRefs.Nobody;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
@@ -45,7 +44,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
         });
         Receive<Terminated>(t =>
         {
-            _log.Error("Worker {0} ({1}) is gone (node left or crashed).", _workerIndex, t.ActorRef.Path);
+            _log.Warning("Worker {0} ({1}) is gone (node left or crashed); the worker counts as lost.", _workerIndex, t.ActorRef.Path);
             Context.Stop(Self);
         });
         Receive<IDistTrainMessage>(message => _remoteWorker.Forward(message));
@@ -62,20 +61,17 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     protected override void PreStart() => Context.Watch(_remoteWorker);
 
     /// <inheritdoc />
-    protected override void PostStop() => TensorFrame.Close(_socket);
+    protected override void PostStop() => _connection?.Dispose();
 
     private void OnAttach(Attach attach)
     {
-        _socket = attach.Socket;
+        _connection = attach.Connection;
         var self = Self;
         var next = 0;
-        TensorFrame.StartReader(attach.Socket, $"dataplane-worker-{_workerIndex}",
-            header =>
+        // A frame of another length is refused by its header, before anything is allocated (the connection closes).
+        TensorFrame.StartReader(attach.Connection, $"dataplane-worker-{_workerIndex}", TensorFrame.GradientType, _reportLength,
+            _ =>
             {
-                if (header.Type != TensorFrame.GradientType)
-                    throw new IOException($"data plane: expected a gradient frame, got type {header.Type}.");
-                // A gradient of the wrong length still arrives (in its own array) so the parameter server rejects and counts it.
-                if (header.Count != _reportLength) return new float[header.Count];
                 var buffer = _gradientBuffers[next];
                 next ^= 1;
                 return buffer;
@@ -88,15 +84,17 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
 
     private void OnWeights(WeightsUpdated update)
     {
-        if (_socket is null)
+        if (_connection is null)
         {
             Stash.Stash();
             return;
         }
         _parameterServer = Sender;
-        if (TensorFrame.TryWrite(_socket, TensorFrame.For(update), update.Weights) is { } failure)
+        if (TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights) is { } failure)
         {
-            _log.Error("Worker {0}: sending weights failed: {1}", _workerIndex, failure);
+            // The worker's connection is gone (a killed process, a reset): the link stops, and its stop is how the
+            // coordinator learns the worker is lost. Not an ERROR: that would fail a job that tolerates losing workers.
+            _log.Warning("Worker {0}: sending weights failed, so its link closes and the worker counts as lost: {1}", _workerIndex, failure);
             Context.Stop(Self);
         }
     }

@@ -1,6 +1,7 @@
 using DistTrain.Cluster.Actors;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
+using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
 
 namespace DistTrain.Cluster.Hosting;
@@ -24,7 +25,8 @@ public static class CheckpointResume
     /// <param name="jobId">Only checkpoints of this job (a takeover's); null or empty accepts any.</param>
     /// <exception cref="CheckpointResumeException">The directory holds no checkpoint, none is valid, the chosen one was
     /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>) or BatchSizePerWorker (the data
-    /// order would differ), or another optimizer hyperparameter that its state depends on (see
+    /// order would differ), holds the state of another optimizer (Optimizer:Kind, or momentum turned on or off), was built with
+    /// another optimizer hyperparameter that its state depends on (see
     /// <see cref="Core.Optimization.OptimizerOptions.StateHyperparameters"/>), or it is already past Training:Epochs.</exception>
     public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null) =>
         Search(options, layout, log, matchWorkers, jobId, takeover: false)!;
@@ -76,6 +78,7 @@ public static class CheckpointResume
         if (problems.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
                 "They fix the data order, so resume with the checkpoint's values.");
+        CheckOptimizer(checkpoint, search.Path!, options, layout);
         var changes = checkpoint.HyperparameterChanges(options.Optimizer);
         if (changes.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", changes)}. " +
@@ -88,6 +91,25 @@ public static class CheckpointResume
                 "Raise Training:Epochs (--epochs) to train further.");
         log($"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, epoch {checkpoint.Epoch} round {checkpoint.Round}");
         return checkpoint;
+    }
+
+    /// <summary>
+    /// Refuses, before training, a checkpoint whose optimizer state the configured optimizer cannot take (another
+    /// Optimizer:Kind, or other state buffers), by restoring it into a scratch optimizer as the parameter server will.
+    /// </summary>
+    /// <exception cref="CheckpointResumeException">The optimizer does not fit the checkpoint.</exception>
+    private static void CheckOptimizer(TrainingCheckpoint checkpoint, string path, TrainingOptions options, ParameterLayout layout)
+    {
+        var optimizer = Optimizer.Create(options.Optimizer, layout.TrainableLength,
+            ParameterGroups.Ranges(layout, layout.TrainableLength, options.Optimizer.DecayBiasAndNormParameters));
+        try
+        {
+            checkpoint.RestoreOptimizer(optimizer);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new CheckpointResumeException($"Checkpoint {path} does not fit the config: {e.Message}");
+        }
     }
 
     /// <summary>The parameter server's checkpoint settings from the options; null when Checkpoint:Directory is empty.</summary>

@@ -1,9 +1,12 @@
 using Akka.Actor;
 using Akka.Cluster.Hosting;
+using Akka.Event;
 using Akka.Hosting;
 using Akka.Remote.Hosting;
 using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Security;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
@@ -25,7 +28,8 @@ public static class ClusterNode
     public const long MaximumFrameSizeBytes = 4 * 1024 * 1024;
 
     /// <summary>
-    /// Adds remoting, clustering and DistTrain's serializer, dispatcher and logging to an Akka.Hosting builder.
+    /// Adds remoting (mutual TLS with the cluster's CA when <paramref name="security"/> has certificates), clustering and
+    /// DistTrain's serializer, dispatcher and logging to an Akka.Hosting builder.
     /// </summary>
     /// <remarks>
     /// Split-brain resolution is DistTrain's own (<see cref="Membership.ParameterServerSideRule"/>): the side that holds the
@@ -34,47 +38,80 @@ public static class ClusterNode
     /// a standby is on the other side, the standby's side stays and takes over. Never two parameter servers accept
     /// gradients because a worker has one data-plane connection at a time and registers with a job host again only after
     /// it closed or the node at its other end was downed; an isolated old parameter server has no worker left to reach it
-    /// (docs/reliability.md).
+    /// (docs/reliability.md). Akka.Remote's reports about connections to nodes that left in order are dropped
+    /// (<see cref="DepartedNodesLogFilter"/>).
     /// </remarks>
-    public static AkkaConfigurationBuilder WithDistTrainNode(this AkkaConfigurationBuilder builder, TrainingOptions options, string role, int computeThreads) =>
-        builder
+    public static AkkaConfigurationBuilder WithDistTrainNode(this AkkaConfigurationBuilder builder, TrainingOptions options, ClusterSecurity security,
+        string role, int computeThreads)
+    {
+        var departed = new DepartedNodesLogFilter();
+        return builder
+            .AddSetup(new LogFilterBuilder().Add(departed).Build())
+            .WithActors((system, _) => system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes"))
             .AddHocon(AkkaSettings.Serialization()
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
                 .WithFallback(AkkaSettings.Logging("INFO")), HoconAddMode.Prepend)
-            .WithRemoting(new RemoteOptions
-            {
-                HostName = options.Cluster.Hostname,
-                PublicHostName = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? null : options.Cluster.PublicHostname,
-                Port = options.Cluster.Port,
-                MaxFrameSize = MaximumFrameSizeBytes,
-            })
+            .WithRemoting(Remoting(options.Cluster, security))
             .AddHocon(AkkaSettings.Downing(options.Cluster.StableAfterSeconds), HoconAddMode.Prepend)
             .WithClustering(new AkkaClusterOptions
             {
                 Roles = [role],
-                SeedNodes = [.. options.Cluster.SeedNodes],
+                SeedNodes = [.. options.Cluster.SeedNodes.Select(security.SeedAddress)],
             });
+    }
+
+    /// <summary>
+    /// Akka.Remote's settings for a node: the address, the frame size, and with certificates mutual TLS where each side
+    /// presents its certificate and accepts only peers whose certificate <see cref="ClusterCertificates.Refusal"/> accepts
+    /// (the cluster's CA, within validity). Host names are not checked: the CA is what decides membership.
+    /// </summary>
+    public static RemoteOptions Remoting(Core.Configuration.ClusterOptions cluster, ClusterSecurity security) => new()
+    {
+        HostName = cluster.Hostname,
+        PublicHostName = string.IsNullOrWhiteSpace(cluster.PublicHostname) ? null : cluster.PublicHostname,
+        Port = cluster.Port,
+        MaxFrameSize = MaximumFrameSizeBytes,
+        EnableSsl = security.Certificates is not null,
+        Ssl = security.Certificates is { } certificates
+            ? new SslOptions
+            {
+                X509Certificate = certificates.Certificate,
+                SuppressValidation = false,
+                RequireMutualAuthentication = true,
+                ValidateCertificateHostname = false, // nodes connect by container name or IP; the CA pin decides (docs/security.md)
+                CustomValidator = certificates.ValidateAkkaPeer,
+            }
+            : new SslOptions(),
+    };
 
     /// <summary>
     /// Runs a parameter-server node until the job ends. The job host is a cluster singleton among the parameter-server
     /// nodes (<see cref="ParameterServerNode"/>): on the oldest it runs the job; on the others it waits as a standby and
     /// takes over from the newest checkpoint if the active node fails.
     /// </summary>
+    /// <param name="options">The node's validated options.</param>
+    /// <param name="security">The job's identity and the node's TLS certificates (<see cref="ClusterSecurity.Load"/>).</param>
+    /// <param name="listener">The node's data-plane listener, bound at start-up (<see cref="DataPlaneListener.Start"/>).</param>
+    /// <param name="data">The job's data.</param>
+    /// <param name="observer">Receives progress.</param>
+    /// <param name="cancellationToken">Stops the node.</param>
     /// <returns>The final weights and per-epoch summaries.</returns>
     /// <exception cref="InvalidOperationException">The job failed; the message says why.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node was a standby to the end: the job ended on another parameter-server node.</exception>
-    public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, TrainingData data, ITrainingObserver observer,
-        CancellationToken cancellationToken)
+    public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener,
+        TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken)
     {
         Blas.Configure(options.Compute, workersInProcess: 0); // the parameter server node computes no gradients
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var finishedElsewhere = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         var failover = new FailoverState();
         var dataHost = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname;
-        using var host = BuildHost(options, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
+        ActorSystem? actorSystem = null;
+        using var host = BuildHost(options, security, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
         {
+            actorSystem = system;
             system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere), ParameterServerNode.Name);
-            var jobHost = JobHost.Props(options, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover);
+            var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover);
             system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
             FailWhenTerminated(system, completion);
         });
@@ -87,23 +124,53 @@ public static class ClusterNode
         }
         finally
         {
-            // Give the JobFinished messages a moment to reach the other nodes before leaving the cluster.
-            await Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None).ConfigureAwait(false);
+            // An orderly end: the other nodes leave once JobFinished reaches them, and this node, the cluster's oldest
+            // and its leader, moves them out (Leaving, Exiting, Removed) before it leaves itself. Leaving together, a
+            // node whose connection to another closed mid-leave logged the association as failed (WARNING, ERROR
+            // "Disassociated" and a stack trace) on a job that had succeeded.
+            if (completion.Task.IsCompleted && actorSystem is not null)
+                await WaitForOtherMembersToLeaveAsync(actorSystem, TimeSpan.FromSeconds(OtherMembersLeaveTimeoutSeconds)).ConfigureAwait(false);
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }
 
+    /// <summary>Longest wait, seconds, for the other nodes to leave at the end of a job before this one leaves anyway.</summary>
+    public const double OtherMembersLeaveTimeoutSeconds = 20;
+
+    /// <summary>
+    /// Waits until this node is the cluster's only member, counting neither removed members nor unreachable ones (a
+    /// dead node does not leave; the split-brain resolver removes it), for at most <paramref name="timeout"/>.
+    /// </summary>
+    private static async Task WaitForOtherMembersToLeaveAsync(ActorSystem system, TimeSpan timeout)
+    {
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        var deadline = DateTime.UtcNow + timeout;
+        bool OthersRemain()
+        {
+            var state = cluster.State;
+            return state.Members.Any(m => !m.UniqueAddress.Equals(cluster.SelfUniqueAddress) && m.Status != Akka.Cluster.MemberStatus.Removed
+                                          && !state.Unreachable.Contains(m));
+        }
+        while (!system.WhenTerminated.IsCompleted && DateTime.UtcNow < deadline && OthersRemain())
+            await Task.Delay(TimeSpan.FromMilliseconds(100)).ConfigureAwait(false);
+    }
+
     /// <summary>Runs a worker node until the parameter server reports the end of the job.</summary>
+    /// <param name="options">The node's validated options.</param>
+    /// <param name="security">The job's identity and the node's TLS certificates (<see cref="ClusterSecurity.Load"/>).</param>
+    /// <param name="data">The job's data.</param>
+    /// <param name="cancellationToken">Stops the node.</param>
     /// <returns>The job's outcome as the parameter server reported it.</returns>
-    /// <exception cref="InvalidOperationException">The node was refused or lost its connection.</exception>
+    /// <exception cref="NodeRefusedException">The job host refused the node (another job, model or version), or a host of another job answered.</exception>
+    /// <exception cref="InvalidOperationException">The node's worker failed or the node left the cluster.</exception>
     /// <exception cref="TimeoutException">No parameter server accepted it within Cluster:JoinTimeoutSeconds.</exception>
-    public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, TrainingData data, CancellationToken cancellationToken)
+    public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, ClusterSecurity security, TrainingData data, CancellationToken cancellationToken)
     {
         Blas.Configure(options.Compute, workersInProcess: 1);
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var host = BuildHost(options, NodeRoles.Worker, computeThreads: 1, (system, _) =>
+        using var host = BuildHost(options, security, NodeRoles.Worker, computeThreads: 1, (system, _) =>
         {
-            system.ActorOf(WorkerAgent.Props(options, data, completion), "agent");
+            system.ActorOf(WorkerAgent.Props(options, security, data, completion), "agent");
             FailWhenTerminated(system, completion);
         });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -121,20 +188,31 @@ public static class ClusterNode
     /// An actor system that ends before the job did was shut down under the node, typically because it was downed
     /// (<see cref="Membership.DowningReport"/> says why): the node's run fails with that reason rather than waiting forever.
     /// </summary>
+    /// <remarks>
+    /// Akka.Remote (1.5.52 and later) shuts a node down when its own outbound TLS handshake fails: the peer refused this
+    /// node's certificate or this node refused the peer's. That is a node of another cluster, not a crash, and fails the
+    /// run with <see cref="NodeRefusedException"/> (exit code 2).
+    /// </remarks>
     private static void FailWhenTerminated<T>(ActorSystem system, TaskCompletionSource<T> completion) =>
         system.WhenTerminated.ContinueWith(_ =>
         {
+            if (CoordinatedShutdown.Get(system).ShutdownReason is { } reason && reason.GetType().Name == "TlsHandshakeFailureReason")
+            {
+                completion.TrySetException(new NodeRefusedException($"{reason}: this node and that peer do not trust each other's certificates. Each node needs a certificate " +
+                    "signed by the cluster's CA, and that CA as Cluster:CertificateAuthorityFile (deploy/certs/make-certs.sh); the TLS lines in the log above name the certificate refused."));
+                return;
+            }
             var downed = Membership.DowningReport.Get(system).Reason;
             completion.TrySetException(new InvalidOperationException(downed is not null
                 ? $"This node left the cluster before the job ended: {downed}. See the log above; restart the node to rejoin."
                 : "This node's actor system stopped before the job ended (see the log above); restart the node to rejoin."));
         }, TaskScheduler.Default);
 
-    private static IHost BuildHost(TrainingOptions options, string role, int computeThreads, Action<ActorSystem, IActorRegistry> start)
+    private static IHost BuildHost(TrainingOptions options, ClusterSecurity security, string role, int computeThreads, Action<ActorSystem, IActorRegistry> start)
     {
         var builder = new HostBuilder();
         builder.ConfigureServices(services => services.AddAkka("disttrain", (akka, _) =>
-            akka.WithDistTrainNode(options, role, computeThreads).WithActors((system, registry) =>
+            akka.WithDistTrainNode(options, security, role, computeThreads).WithActors((system, registry) =>
             {
                 Metrics.DistTrainMetrics.WatchCluster(Akka.Cluster.Cluster.Get(system));
                 system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));

@@ -23,7 +23,8 @@ public static class SingleNodeTrainer
     /// <param name="verifySerialization">Serialize every message as if it crossed the network (tests).</param>
     /// <param name="planner">Shard planner; null plans even shards seeded by <see cref="TrainingLoopOptions.Seed"/>.</param>
     /// <param name="initialWeights">Version-0 weights; null draws them from the configured initializer and seed.</param>
-    /// <param name="cancellationToken">Stops the run; the task then fails with <see cref="OperationCanceledException"/>.</param>
+    /// <param name="cancellationToken">Stops the run at the next step; the task then fails with a <see cref="TrainingCancelledException"/>
+    /// that carries the weights at that point.</param>
     /// <param name="validation">Samples held out of training, scored after every epoch (early stopping); null for none.</param>
     /// <param name="resumeFrom">A verified checkpoint to continue from (see <see cref="CheckpointResume.Find"/>); null with
     /// Checkpoint:Resume set finds the newest valid one in Checkpoint:Directory, null without it starts fresh.</param>
@@ -56,7 +57,8 @@ public static class SingleNodeTrainer
         var parameterServer = ParameterServer.Props(weights, options.Optimizer, loop.Epochs, options.Monitoring,
             CheckpointResume.Settings(options), resumeFrom).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var workers = Enumerable.Range(0, loop.Workers)
-            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed).WithDispatcher(AkkaSettings.ComputeDispatcher))
+            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed,
+                options.Monitoring.SampleTraceDirectory).WithDispatcher(AkkaSettings.ComputeDispatcher))
             .ToArray();
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, planner, test.Count, model.Layout,
             TimeSpan.FromSeconds(loop.StallTimeoutSeconds), validation?.Count ?? 0, loop.EarlyStopping,
@@ -68,10 +70,29 @@ public static class SingleNodeTrainer
             {
                 return await completion.Task.ConfigureAwait(false);
             }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                throw new TrainingCancelledException(await WeightsAtStopAsync(system).ConfigureAwait(false), cancellationToken);
+            }
             finally
             {
                 await system.Terminate().ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>The parameter server's current weights (it answers between two steps); null if it is gone or silent for 10 s.</summary>
+    private static async Task<Protocol.WeightsSnapshot?> WeightsAtStopAsync(ActorSystem system)
+    {
+        try
+        {
+            // The coordinator names its parameter-server child "parameter-server".
+            var parameterServer = await system.ActorSelection("/user/coordinator/parameter-server").ResolveOne(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+            return await parameterServer.Ask<Protocol.WeightsSnapshot>(Protocol.GetWeights.Instance, TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is ActorNotFoundException or AskTimeoutException or TaskCanceledException)
+        {
+            return null;
         }
     }
 }

@@ -1,5 +1,7 @@
 using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Security;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
@@ -25,7 +27,8 @@ public sealed record TrainingOutcome(TrainedModel Model, TrainingResult Result)
 /// actors in this process. Cluster mode: every node runs the same program with the same options; the parameter-server
 /// node calls <see cref="RunParameterServerAsync"/> (which returns the model) and each worker node
 /// <see cref="RunWorkerAsync"/>, or runs <c>disttrain node --role worker</c> with the same settings as a config file.
-/// Cluster settings are in <see cref="TrainingOptions.Cluster"/>.</para>
+/// Cluster settings are in <see cref="TrainingOptions.Cluster"/>; the job secret and TLS certificates come from there or
+/// from <see cref="Security"/>.</para>
 /// <para>Native libraries: matrix products use OpenBLAS and convolutions oneDNN when the operating system has them
 /// (Debian's <c>libopenblas0-pthread</c> and <c>libdnnl2</c>); otherwise managed code, much slower.</para>
 /// </remarks>
@@ -68,7 +71,8 @@ public sealed class Trainer
     /// <summary>Trains in single-node mode: Training:Workers worker actors and one parameter server in this process.</summary>
     /// <param name="data">Prepared splits (<see cref="TrainingData.Prepare"/>, <see cref="TrainingData.FromArrays"/> or a loader).</param>
     /// <param name="progress">Receives a report when each epoch starts, after every step and when each epoch is evaluated; null for none.</param>
-    /// <param name="cancellationToken">Stops the run; the task then fails with <see cref="OperationCanceledException"/>.</param>
+    /// <param name="cancellationToken">Stops the run at the next step; the task then fails with a
+    /// <see cref="TrainingCancelledException"/> (an <see cref="OperationCanceledException"/>) holding the weights at that step.</param>
     /// <returns>The trained model and the per-epoch history.</returns>
     /// <exception cref="ConfigurationException">The model does not fit the data (input features or number of classes).</exception>
     /// <exception cref="InvalidDataException">Model:Pretrained cannot be read or does not fit the model.</exception>
@@ -86,44 +90,67 @@ public sealed class Trainer
     }
 
     /// <summary>
-    /// Runs the parameter-server node of cluster mode until the job ends: joins the Akka.Cluster at
+    /// The job's identity and this node's TLS certificates for cluster mode, given in code (for example a certificate
+    /// from the operating system's store: <c>new ClusterSecurity(new JobIdentity(name, secretBytes), new
+    /// ClusterCertificates(certificate, authority))</c>). Null (the default): they are loaded from
+    /// <see cref="TrainingOptions.Cluster"/> as <c>disttrain node</c> loads them: the secret from Cluster:SecretFile or
+    /// Cluster:Secret, and with Cluster:Tls (the default) the PEM files Cluster:CertificateFile, Cluster:CertificateKeyFile
+    /// and Cluster:CertificateAuthorityFile. The caller keeps ownership of an instance given here. Not used in single-node mode.
+    /// </summary>
+    public ClusterSecurity? Security { get; init; }
+
+    /// <summary>
+    /// Runs the parameter-server node of cluster mode until the job ends: checks Cluster:Port is free, binds the data
+    /// plane on Cluster:DataPort (workers learn it when they register), joins the Akka.Cluster at
     /// Cluster:Hostname/Port with Cluster:SeedNodes, waits for Cluster:MinWorkers worker nodes
-    /// (<see cref="RunWorkerAsync"/> or <c>disttrain node --role worker</c>, with the same model and data settings) and
-    /// trains. A second parameter-server node started the same way is a standby that takes over from the newest
-    /// checkpoint if this one dies.
+    /// (<see cref="RunWorkerAsync"/> or <c>disttrain node --role worker</c>, with the same job, model and data settings)
+    /// and trains. A second parameter-server node started the same way is a standby that takes over from the newest
+    /// checkpoint if this one dies. Every node needs the same job name and secret, and with Cluster:Tls a certificate
+    /// signed by the cluster's CA (<see cref="Security"/>).
     /// </summary>
     /// <param name="data">Prepared splits; the parameter server uses their sizes, the workers their own copies.</param>
     /// <param name="progress">Receives the reports as in <see cref="TrainAsync"/>; null for none.</param>
     /// <param name="cancellationToken">Leaves the cluster and stops; the task then fails with <see cref="OperationCanceledException"/>.</param>
     /// <returns>The trained model and the per-epoch history.</returns>
-    /// <exception cref="ConfigurationException">The model does not fit the data.</exception>
+    /// <exception cref="ConfigurationException">The model does not fit the data, or the job secret or a certificate is
+    /// missing or not valid (the message names the key and the fix).</exception>
+    /// <exception cref="PortInUseException">Cluster:Port or Cluster:DataPort is taken.</exception>
     /// <exception cref="InvalidDataException">Model:Pretrained cannot be read or does not fit the model.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node stood by until the job ended on another parameter-server node.</exception>
+    /// <exception cref="NodeRefusedException">This node's TLS handshake failed: the peers' certificates are of another CA.</exception>
     /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite.</exception>
     /// <exception cref="InvalidOperationException">The job failed or this node was downed; the message says why.</exception>
     public async Task<TrainingOutcome> RunParameterServerAsync(TrainingData data, IProgress<TrainingProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
         CheckFits(data, startingWeights: true);
-        var result = await ClusterNode.RunParameterServerAsync(Options, data, Observe(progress), cancellationToken).ConfigureAwait(false);
+        using var owned = Security is null ? ClusterSecurity.Load(Options.Cluster) : null;
+        var security = Security ?? owned!;
+        PortProbe.EnsureFree("Cluster:Port", Options.Cluster.Hostname, Options.Cluster.Port);
+        using var listener = DataPlaneListener.Start(Options.Cluster.DataPort, security.Certificates);
+        var result = await ClusterNode.RunParameterServerAsync(Options, security, listener, data, Observe(progress), cancellationToken).ConfigureAwait(false);
         return Outcome(data, result);
     }
 
     /// <summary>
     /// Runs a worker node of cluster mode until the parameter server reports the end of the job: joins the cluster through
-    /// Cluster:SeedNodes, registers with the parameter server (same protocol version and model, else refused) and computes
-    /// gradients on its shards of <paramref name="data"/>.
+    /// Cluster:SeedNodes, registers with the parameter server (same job, protocol version and model, else refused) and
+    /// computes gradients on its shards of <paramref name="data"/>. Security as in <see cref="RunParameterServerAsync"/>.
     /// </summary>
     /// <param name="data">Prepared splits, the same samples in the same order as on every other node.</param>
     /// <param name="cancellationToken">Leaves the cluster and stops; the task then fails with <see cref="OperationCanceledException"/>.</param>
     /// <returns>The end of the job as the parameter server reported it; the weights are on the parameter-server node.</returns>
-    /// <exception cref="ConfigurationException">The model does not fit the data.</exception>
-    /// <exception cref="InvalidOperationException">The node was refused (another model or version) or lost the cluster.</exception>
+    /// <exception cref="ConfigurationException">The model does not fit the data, or the job secret or a certificate is missing or not valid.</exception>
+    /// <exception cref="PortInUseException">Cluster:Port is taken (0, any free port, never is).</exception>
+    /// <exception cref="NodeRefusedException">The job host refused the node (another job, model or version), or the TLS handshake failed.</exception>
+    /// <exception cref="InvalidOperationException">The node's worker failed or the node lost the cluster.</exception>
     /// <exception cref="TimeoutException">No parameter server accepted the node within Cluster:JoinTimeoutSeconds.</exception>
-    public Task<JobFinished> RunWorkerAsync(TrainingData data, CancellationToken cancellationToken = default)
+    public async Task<JobFinished> RunWorkerAsync(TrainingData data, CancellationToken cancellationToken = default)
     {
         CheckFits(data, startingWeights: false);
-        return ClusterNode.RunWorkerAsync(Options, data, cancellationToken);
+        using var owned = Security is null ? ClusterSecurity.Load(Options.Cluster) : null;
+        PortProbe.EnsureFree("Cluster:Port", Options.Cluster.Hostname, Options.Cluster.Port);
+        return await ClusterNode.RunWorkerAsync(Options, Security ?? owned!, data, cancellationToken).ConfigureAwait(false);
     }
 
     private ITrainingObserver Observe(IProgress<TrainingProgress>? progress) =>

@@ -35,7 +35,8 @@ public static class DistTrainMetrics
 
     /// <summary>
     /// Time from sending a round's weights to a worker starting on them, seconds (queueing in the mailbox
-    /// and scheduling on the dispatcher). Tags: role=worker, node.
+    /// and scheduling on the dispatcher; in cluster mode from the weights' arrival on the worker node's data
+    /// plane). Tags: role=worker, node.
     /// </summary>
     public static readonly Histogram<double> QueueingSeconds = Meter.CreateHistogram<double>("actor.queueing.seconds", "s", "Delay from send to the start of handling.");
 
@@ -64,8 +65,20 @@ public static class DistTrainMetrics
     /// <summary>Counts a takeover: this node's standby parameter server started the job after the active one failed.</summary>
     public static void RecordTakeover() => Interlocked.Increment(ref _takeovers);
 
-    /// <summary>Training samples consumed.</summary>
-    public static readonly Counter<long> Samples = Meter.CreateCounter<long>("training.samples", "{sample}", "Training samples consumed.");
+    private static long _samplesApplied;
+    private static long _samplesComputed;
+
+    /// <summary>
+    /// Counts <paramref name="samples"/> training samples in a step this process's parameter server applied
+    /// (<c>disttrain_training_samples{role="parameter-server"}</c>: the job's progress).
+    /// </summary>
+    public static void RecordSamplesApplied(int samples) => Interlocked.Add(ref _samplesApplied, samples);
+
+    /// <summary>
+    /// Counts <paramref name="samples"/> training samples a worker of this process computed a gradient on
+    /// (<c>disttrain_training_samples{role="worker"}</c>: per-node throughput, which shows a straggler).
+    /// </summary>
+    public static void RecordSamplesComputed(int samples) => Interlocked.Add(ref _samplesComputed, samples);
 
     /// <summary>Optimizer steps applied.</summary>
     public static readonly Counter<long> Steps = Meter.CreateCounter<long>("training.steps", "{step}", "Synchronous steps applied.");
@@ -83,6 +96,9 @@ public static class DistTrainMetrics
         if (!Gauges.ContainsKey(name)) throw new ArgumentException($"Unknown gauge '{name}'. Known: {string.Join(", ", GaugeNames)}.");
         Gauges[name] = value;
     }
+
+    /// <summary>The current value of a training gauge (tests read it without an exporter).</summary>
+    internal static double Get(string name) => Gauges[name];
 
     /// <summary>The training gauges, published as <c>disttrain_training_{name}</c>.</summary>
     public static readonly string[] GaugeNames =
@@ -110,6 +126,13 @@ public static class DistTrainMetrics
         Meter.CreateObservableCounter("actor.failures", () => new[] { "coordinator", "parameter-server", "worker" }
             .Select(role => new Measurement<long>(FailureCounts.GetValueOrDefault(role), new("role", role), new("node", Node))), "{failure}", "Actors stopped after an exception (DistTrain restarts none).");
         Meter.CreateObservableCounter("actor.dead_letters", () => new Measurement<long>(Interlocked.Read(ref _deadLetters), new KeyValuePair<string, object?>("node", Node)), "{message}", "Messages published as dead letters.");
+        // Both roles on every node, from the first scrape: a node that does not run a role reports 0 for it, so every
+        // node (a standby parameter server too) has the series and rate() sees a node's first samples.
+        Meter.CreateObservableCounter("training.samples", () => new[]
+        {
+            new Measurement<long>(Interlocked.Read(ref _samplesApplied), new("role", "parameter-server"), new("node", Node)),
+            new Measurement<long>(Interlocked.Read(ref _samplesComputed), new("role", "worker"), new("node", Node)),
+        }, "{sample}", "Training samples: in the steps this node's parameter server applied (role=parameter-server), and those this node's workers computed gradients on (role=worker).");
         Meter.CreateObservableCounter("training.clipped_steps", () => Interlocked.Read(ref _clippedSteps), "{step}", "Steps whose gradient was clipped by global norm.");
         Meter.CreateObservableCounter("training.workers_lost", () => Interlocked.Read(ref _workersLost), "{worker}", "Workers lost during training; the job continued without them.");
         Meter.CreateObservableCounter("training.parameter_server_takeovers", () => Interlocked.Read(ref _takeovers), "{takeover}",

@@ -1,3 +1,4 @@
+using System.Net;
 using Prometheus;
 
 namespace DistTrain.Cluster.Metrics;
@@ -7,17 +8,45 @@ namespace DistTrain.Cluster.Metrics;
 /// them, as Prometheus text at <c>http://HOST:PORT/metrics</c>, through prometheus-net's meter adapter and
 /// HTTP listener.
 /// </summary>
+/// <remarks>
+/// A failure of the endpoint never ends training: only a port that cannot be bound at start (a configuration problem)
+/// throws. .NET's managed <see cref="HttpListener"/> has a known race (dotnet/runtime#28658): a client that connects
+/// while <c>Start</c> runs can make it throw <see cref="ArgumentNullException"/>, and stopping can throw the same; a
+/// loop of 2,000 starts under a polling client hit it 7 times at start and 7 at stop. Such a start is retried once,
+/// after a full garbage collection has closed the socket the failed listener left bound; if that fails too, or the
+/// endpoint fails when stopped, a warning says so and the run goes on.
+/// </remarks>
 public sealed class MetricsExporter : IDisposable
 {
-    private readonly MetricServer _server;
+    private readonly MetricHandler? _server;
+    private readonly Action<string> _warn;
 
-    private MetricsExporter(MetricServer server) => _server = server;
+    private MetricsExporter(MetricHandler? server, Action<string> warn)
+    {
+        _server = server;
+        _warn = warn;
+    }
+
+    /// <summary>True when the endpoint is serving; false when it failed to start and the run goes on without it.</summary>
+    public bool IsServing => _server is not null;
 
     /// <summary>Starts serving on <paramref name="port"/>.</summary>
     /// <param name="hostname"><c>+</c> for every interface (containers), <c>localhost</c> for this machine only.</param>
     /// <param name="port">TCP port (Metrics:Port).</param>
-    /// <exception cref="System.Net.HttpListenerException">The port is taken or may not be bound.</exception>
-    public static MetricsExporter Start(string hostname, int port)
+    /// <param name="warn">Receives a line when the endpoint fails in a way that does not stop the run; null drops it.</param>
+    /// <exception cref="HttpListenerException">The port is taken or may not be bound.</exception>
+    public static MetricsExporter Start(string hostname, int port, Action<string>? warn = null) =>
+        Start(() => new MetricServer(hostname, port), $"http://{hostname}:{port}/metrics", warn ?? (_ => { }));
+
+    /// <summary>
+    /// prometheus-net starts its meter adapter (the listener that counts) at the registry's first collection, so counters
+    /// and histograms would miss everything before the first scrape: collect once right after start-up.
+    /// </summary>
+    private static void CollectOnce() =>
+        Prometheus.Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null).GetAwaiter().GetResult();
+
+    /// <summary>Starts the server <paramref name="create"/> makes (tests pass one that fails), with the retry described above.</summary>
+    internal static MetricsExporter Start(Func<MetricHandler> create, string endpoint, Action<string> warn)
     {
         Prometheus.Metrics.ConfigureMeterAdapter(options =>
         {
@@ -25,11 +54,44 @@ public sealed class MetricsExporter : IDisposable
             // Actor handlers and step phases take 10 µs to seconds: 20 buckets from 10 µs, doubling (to about 5 s).
             options.ResolveHistogramBuckets = _ => Histogram.ExponentialBuckets(0.00001, 2, 20);
         });
-        var server = new MetricServer(hostname, port);
-        server.Start();
-        return new MetricsExporter(server);
+        try
+        {
+            var server = create();
+            server.Start();
+            CollectOnce();
+            return new MetricsExporter(server, warn);
+        }
+        catch (Exception e) when (e is not HttpListenerException)
+        {
+            warn($"The metrics endpoint {endpoint} failed to start ({e.GetType().Name}: {e.Message}); retrying once.");
+        }
+        // The failed listener's socket is still bound until its finalizer closes it.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        try
+        {
+            var server = create();
+            server.Start();
+            CollectOnce();
+            return new MetricsExporter(server, warn);
+        }
+        catch (Exception e)
+        {
+            warn($"The metrics endpoint {endpoint} failed to start again ({e.GetType().Name}: {e.Message}); training goes on without it.");
+            return new MetricsExporter(null, warn);
+        }
     }
 
     /// <inheritdoc />
-    public void Dispose() => _server.Dispose();
+    public void Dispose()
+    {
+        try
+        {
+            ((IDisposable?)_server)?.Dispose();
+        }
+        catch (Exception e)
+        {
+            _warn($"The metrics endpoint failed while stopping ({e.GetType().Name}: {e.Message}); ignored, the run's results are unaffected.");
+        }
+    }
 }

@@ -5,8 +5,10 @@ namespace DistTrain.Cluster.Metrics;
 
 /// <summary>Records the training figures the coordinator reports as metrics, then passes them on to another observer.</summary>
 /// <param name="next">The observer that shows progress (console, tests).</param>
-public sealed class MetricsObserver(ITrainingObserver next) : ITrainingObserver
+/// <param name="clock">The clock of the samples/s window; null for the system's.</param>
+public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock = null) : ITrainingObserver
 {
+    private readonly TimeProvider _clock = clock ?? TimeProvider.System;
     private static readonly KeyValuePair<string, object?> Round = new("phase", "round");
     private static readonly KeyValuePair<string, object?> Compute = new("phase", "compute");
     private static readonly KeyValuePair<string, object?> Update = new("phase", "update");
@@ -14,14 +16,14 @@ public sealed class MetricsObserver(ITrainingObserver next) : ITrainingObserver
     private static readonly KeyValuePair<string, object?> Waiting = new("phase", "waiting");
     // samples_per_second covers training time only: the window restarts at each epoch's start, so
     // evaluation pauses do not count, and closes after a second or at the epoch's last step.
-    private long _windowStart = System.Diagnostics.Stopwatch.GetTimestamp();
+    private long _windowStart = (clock ?? TimeProvider.System).GetTimestamp();
     private long _lastStep;
     private long _windowSamples;
 
     /// <inheritdoc />
     public void EpochStarted(int epoch, int steps, int samples)
     {
-        _windowStart = System.Diagnostics.Stopwatch.GetTimestamp();
+        _windowStart = _clock.GetTimestamp();
         _windowSamples = 0;
         DistTrainMetrics.Set("epoch", epoch);
         next.EpochStarted(epoch, steps, samples);
@@ -30,7 +32,7 @@ public sealed class MetricsObserver(ITrainingObserver next) : ITrainingObserver
     /// <inheritdoc />
     public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
-        DistTrainMetrics.Samples.Add(samples);
+        DistTrainMetrics.RecordSamplesApplied(samples);
         DistTrainMetrics.Steps.Add(1);
         DistTrainMetrics.StepPhaseSeconds.Record(timing.RoundSeconds, Round);
         DistTrainMetrics.StepPhaseSeconds.Record(timing.MaxComputeSeconds, Compute);
@@ -43,15 +45,15 @@ public sealed class MetricsObserver(ITrainingObserver next) : ITrainingObserver
         // Synchronous mode: every gradient is computed on the current version.
         DistTrainMetrics.Set("staleness", 0);
         _windowSamples += samples;
-        _lastStep = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (System.Diagnostics.Stopwatch.GetElapsedTime(_windowStart, _lastStep).TotalSeconds >= 1)
+        _lastStep = _clock.GetTimestamp();
+        if (_clock.GetElapsedTime(_windowStart, _lastStep).TotalSeconds >= 1)
             CloseWindow();
         next.StepApplied(epoch, step, version, samples, meanLoss, learningRate, timing);
     }
 
     private void CloseWindow()
     {
-        var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(_windowStart, _lastStep).TotalSeconds;
+        var seconds = _clock.GetElapsedTime(_windowStart, _lastStep).TotalSeconds;
         if (seconds > 0) DistTrainMetrics.Set("samples_per_second", _windowSamples / seconds);
         _windowSamples = 0;
         _windowStart = _lastStep;

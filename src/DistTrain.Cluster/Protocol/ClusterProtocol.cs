@@ -16,13 +16,18 @@ namespace DistTrain.Cluster.Protocol;
 /// <param name="LostParameterServer">True when the worker was training and lost its parameter server: the job host that
 /// receives it continues that job from the newest checkpoint (a takeover).</param>
 /// <param name="JobId">The job the worker was in (from <see cref="WorkerAccepted.JobId"/>); empty for a new worker.</param>
+/// <param name="JobName">The worker's Cluster:JobName; must equal the host's.</param>
+/// <param name="Proof">HMAC-SHA256 under the job secret over the job name, <paramref name="NodeName"/>, the protocol version and
+/// the fingerprint (<see cref="Security.JobIdentity.RegistrationProof"/>): proves the worker holds the job's secret without sending it.</param>
 [MessagePackObject]
 public sealed record RegisterWorker(
     [property: Key(0)] int ProtocolVersion,
     [property: Key(1)] string ModelFingerprint,
     [property: Key(2)] string NodeName,
     [property: Key(3)] bool LostParameterServer = false,
-    [property: Key(4)] string JobId = "") : IDistTrainMessage;
+    [property: Key(4)] string JobId = "",
+    [property: Key(5)] string JobName = "",
+    [property: Key(6)] byte[]? Proof = null) : IDistTrainMessage;
 
 /// <summary>The worker may join as <paramref name="WorkerIndex"/>. JobHost → WorkerAgent.</summary>
 /// <param name="WorkerIndex">Its index in the job.</param>
@@ -30,13 +35,19 @@ public sealed record RegisterWorker(
 /// <param name="DataPort">Port of the data plane.</param>
 /// <param name="ParameterCount">Floats per weights and gradient tensor.</param>
 /// <param name="JobId">Identity of the job, written into its checkpoints; a takeover resumes only that job's checkpoints.</param>
+/// <param name="DataToken">Random 32 bytes for this registration: the worker's data-plane hello must carry them, so no other
+/// connection can take this worker's place on the data plane.</param>
+/// <param name="Proof">HMAC-SHA256 under the job secret over the worker's node, index, data plane and token
+/// (<see cref="Security.JobIdentity.AcceptanceProof"/>): proves the host belongs to the worker's job.</param>
 [MessagePackObject]
 public sealed record WorkerAccepted(
     [property: Key(0)] int WorkerIndex,
     [property: Key(1)] string DataHost,
     [property: Key(2)] int DataPort,
     [property: Key(3)] int ParameterCount,
-    [property: Key(4)] string JobId = "") : IDistTrainMessage;
+    [property: Key(4)] string JobId = "",
+    [property: Key(5)] byte[]? DataToken = null,
+    [property: Key(6)] byte[]? Proof = null) : IDistTrainMessage;
 
 /// <summary>The worker may not join; the reason names what differs and what to do. JobHost → WorkerAgent.</summary>
 /// <param name="Reason">Human-readable reason.</param>
@@ -63,5 +74,5 @@ public sealed record JobFinished(
 public static class ClusterProtocolInfo
 {
     /// <summary>Bumped whenever a message or the data-plane frame changes incompatibly.</summary>
-    public const int Version = 1;
+    public const int Version = 2;
 }

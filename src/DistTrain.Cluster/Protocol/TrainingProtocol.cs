@@ -150,9 +150,10 @@ public sealed record GradientComputed : ITensorMessage
     /// <param name="gradient">Gradient of the minibatch's mean loss, flat, layout order.</param>
     /// <param name="computeSeconds">Worker time from receiving the weights to sending this gradient, seconds.</param>
     /// <param name="allocatedBytes">Managed bytes the worker's step allocated (a diagnostic; 0 in steady state).</param>
+    /// <param name="queueingSeconds">Time from the parameter server sending the weights to the worker starting on them, seconds (0 when unknown).</param>
     [SerializationConstructor]
     public GradientComputed(int epoch, int round, long version, int workerIndex, int sampleCount, double lossSum, float[] gradient,
-        double computeSeconds = 0, long allocatedBytes = 0)
+        double computeSeconds = 0, long allocatedBytes = 0, double queueingSeconds = 0)
     {
         Epoch = epoch;
         Round = round;
@@ -163,6 +164,7 @@ public sealed record GradientComputed : ITensorMessage
         Gradient = gradient;
         ComputeSeconds = computeSeconds;
         AllocatedBytes = allocatedBytes;
+        QueueingSeconds = queueingSeconds;
     }
 
     /// <summary>Epoch of the round.</summary>
@@ -200,7 +202,7 @@ public sealed record GradientComputed : ITensorMessage
 
     /// <inheritdoc />
     public ITensorMessage WithTensor(float[] tensor) =>
-        new GradientComputed(Epoch, Round, Version, WorkerIndex, SampleCount, LossSum, tensor, ComputeSeconds, AllocatedBytes);
+        new GradientComputed(Epoch, Round, Version, WorkerIndex, SampleCount, LossSum, tensor, ComputeSeconds, AllocatedBytes, QueueingSeconds);
 
     /// <summary>Rewrites this loaned instance for the next gradient it carries (the gradient array stays the same).</summary>
     internal GradientComputed Reuse(int epoch, int round, long version, int sampleCount, double lossSum)
@@ -242,8 +244,12 @@ public sealed record RoundApplied : IDistTrainMessage
     /// <param name="lossSum">Their summed loss, on the weights before the step.</param>
     /// <param name="timing">Where the round's wall time went.</param>
     /// <param name="learningRate">The step's learning rate, after the schedule and the worker scaling.</param>
+    /// <param name="workerLosses">Each worker's mean loss this round, by worker index (NaN without a minibatch); null for none.</param>
+    /// <param name="workerComputeSeconds">Each worker's compute time this round, seconds, by worker index; null for none.</param>
+    /// <param name="workerQueueingSeconds">Each worker's queueing delay this round, seconds, by worker index; null for none.</param>
     [SerializationConstructor]
-    public RoundApplied(int epoch, int round, long version, int sampleCount, double lossSum, RoundTiming timing, double learningRate)
+    public RoundApplied(int epoch, int round, long version, int sampleCount, double lossSum, RoundTiming timing, double learningRate,
+        double[]? workerLosses = null, double[]? workerComputeSeconds = null, double[]? workerQueueingSeconds = null)
     {
         Epoch = epoch;
         Round = round;
@@ -252,6 +258,9 @@ public sealed record RoundApplied : IDistTrainMessage
         LossSum = lossSum;
         LearningRate = learningRate;
         Timing = timing;
+        WorkerLosses = workerLosses ?? [];
+        WorkerComputeSeconds = workerComputeSeconds ?? [];
+        WorkerQueueingSeconds = workerQueueingSeconds ?? [];
     }
 
     /// <summary>Epoch of the round.</summary>
@@ -276,13 +285,13 @@ public sealed record RoundApplied : IDistTrainMessage
     [Key(6)] public double LearningRate { get; private set; }
 
     /// <summary>Each worker's mean loss this round, by worker index (NaN for a worker without a minibatch).</summary>
-    [Key(7)] public double[] WorkerLosses { get; private set; } = [];
+    [Key(7)] public double[] WorkerLosses { get; private set; }
 
     /// <summary>Each worker's compute time this round, seconds, by worker index (0 without a minibatch).</summary>
-    [Key(8)] public double[] WorkerComputeSeconds { get; private set; } = [];
+    [Key(8)] public double[] WorkerComputeSeconds { get; private set; }
 
     /// <summary>Each worker's queueing delay before it started this round, seconds, by worker index.</summary>
-    [Key(9)] public double[] WorkerQueueingSeconds { get; private set; } = [];
+    [Key(9)] public double[] WorkerQueueingSeconds { get; private set; }
 
     /// <summary>Sizes the per-worker arrays (reallocating only when the worker count changes).</summary>
     internal RoundApplied ForWorkers(int workers)

@@ -26,6 +26,13 @@ public sealed class MessagePackMessageSerializer : SerializerWithStringManifest
         .Where(t => t is { IsClass: true, IsAbstract: false } && typeof(IDistTrainMessage).IsAssignableFrom(t))
         .ToFrozenDictionary(t => t.Name, StringComparer.Ordinal);
 
+    /// <summary>
+    /// Deepest nesting a message may have. DistTrain's messages nest at most three deep (a message, an array or a
+    /// <see cref="RoundTiming"/>, its values); MessagePack's untrusted-data default of 500 would let a hostile message
+    /// recurse further than any real one.
+    /// </summary>
+    public const int MaxObjectGraphDepth = 16;
+
     private readonly MessagePackSerializerOptions _options;
 
     /// <summary>Created by Akka with the system that owns it.</summary>
@@ -36,7 +43,7 @@ public sealed class MessagePackMessageSerializer : SerializerWithStringManifest
             new IFormatterResolver[] { StandardResolver.Instance });
         _options = MessagePackSerializerOptions.Standard
             .WithResolver(resolver)
-            .WithSecurity(MessagePackSecurity.UntrustedData);
+            .WithSecurity(MessagePackSecurity.UntrustedData.WithMaximumObjectGraphDepth(MaxObjectGraphDepth));
     }
 
     /// <inheritdoc />
@@ -65,7 +72,15 @@ public sealed class MessagePackMessageSerializer : SerializerWithStringManifest
     }
 
     /// <inheritdoc />
-    /// <exception cref="SerializationException">The manifest names no known message, or the bytes do not decode as that message.</exception>
+    /// <remarks>
+    /// Bytes from the network are untrusted: MessagePack's untrusted-data mode (hash-collision-resistant maps), at most
+    /// <see cref="MaxObjectGraphDepth"/> levels of nesting, and every length prefix (arrays, maps, strings, bins, the
+    /// tensor block's head length) checked against the bytes that remain before anything is allocated, so a forged
+    /// 2^31-element header costs nothing. A message must have the fields its type requires, no null where its type allows
+    /// none, and no bytes after it.
+    /// </remarks>
+    /// <exception cref="SerializationException">The manifest names no known message, or the bytes do not decode as that
+    /// message; the message names the type, the size and the problem.</exception>
     public override object FromBinary(byte[] bytes, string manifest)
     {
         if (!TypesByManifest.TryGetValue(manifest, out var type))
@@ -73,23 +88,46 @@ public sealed class MessagePackMessageSerializer : SerializerWithStringManifest
         try
         {
             if (!typeof(ITensorMessage).IsAssignableFrom(type))
-                return MessagePackSerializer.Deserialize(type, bytes, _options)
-                       ?? throw new SerializationException($"A {manifest} message decoded to null.");
+                return Decode(type, bytes, manifest, bytes.Length);
             if (bytes.Length < sizeof(int))
                 throw new SerializationException($"A {manifest} message of {bytes.Length} bytes is too short for its header.");
             var headLength = BinaryPrimitives.ReadInt32LittleEndian(bytes);
             var tensorBytes = bytes.Length - sizeof(int) - (long)headLength;
             if (headLength < 0 || tensorBytes < 0 || tensorBytes % sizeof(float) != 0)
                 throw new SerializationException($"A {manifest} message of {bytes.Length} bytes declares a {headLength}-byte header; the tensor part is not whole floats. The message is corrupt.");
-            var head = (ITensorMessage)(MessagePackSerializer.Deserialize(type, bytes.AsMemory(sizeof(int), headLength), _options)
-                ?? throw new SerializationException($"A {manifest} message decoded to null."));
+            var head = (ITensorMessage)Decode(type, bytes.AsMemory(sizeof(int), headLength), manifest, bytes.Length);
             var tensor = GC.AllocateUninitializedArray<float>((int)(tensorBytes / sizeof(float)));
             bytes.AsSpan(sizeof(int) + headLength).CopyTo(MemoryMarshal.AsBytes(tensor.AsSpan()));
             return head.WithTensor(tensor);
         }
+        catch (EndOfStreamException e)
+        {
+            throw new SerializationException($"A {manifest} message of {bytes.Length} bytes ends in the middle of a value. The message is truncated.", e);
+        }
         catch (MessagePackSerializationException e)
         {
-            throw new SerializationException($"A {manifest} message of {bytes.Length} bytes could not be decoded: {e.Message}", e);
+            // MessagePack wraps the reader's own error ("Failed to deserialize ... value."); the innermost one says what was wrong.
+            Exception cause = e;
+            while (cause.InnerException is { } inner) cause = inner;
+            throw new SerializationException($"A {manifest} message of {bytes.Length} bytes could not be decoded: {cause.Message} The message is corrupt or from another DistTrain version.", e);
         }
+    }
+
+    /// <summary>Decodes one MessagePack value of <paramref name="type"/> that must fill <paramref name="bytes"/> exactly.</summary>
+    private object Decode(Type type, ReadOnlyMemory<byte> bytes, string manifest, int messageLength)
+    {
+        var length = MessagePackStructure.ValueLength(bytes, MaxObjectGraphDepth);
+        if (length != bytes.Length)
+            throw new SerializationException($"A {manifest} message of {messageLength} bytes has {bytes.Length - length} bytes after its end. The message is corrupt.");
+        var shape = MessageShape.Of(type);
+        var reader = new MessagePackReader(bytes);
+        var peek = reader.CreatePeekReader();
+        if (peek.NextMessagePackType == MessagePackType.Array && peek.ReadArrayHeader() is var fields && fields < shape.RequiredFields)
+            throw new SerializationException($"A {manifest} message of {messageLength} bytes has {fields} fields; the type needs at least {shape.RequiredFields}. The message is truncated or from another DistTrain version.");
+        var message = MessagePackSerializer.Deserialize(type, ref reader, _options)
+                      ?? throw new SerializationException($"A {manifest} message decoded to null.");
+        if (shape.NullMember(message) is { } member)
+            throw new SerializationException($"A {manifest} message of {messageLength} bytes has no {member} (nil where the type needs a value). The message is corrupt.");
+        return message;
     }
 }

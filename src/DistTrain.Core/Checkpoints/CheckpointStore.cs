@@ -113,7 +113,7 @@ public sealed partial class CheckpointStore
                 }
                 return new CheckpointSearch(path, checkpoint, skipped);
             }
-            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            catch (Exception e) when (e is InvalidDataException or SafeTensorsFormatException or IOException or UnauthorizedAccessException)
             {
                 skipped.Add(new SkippedCheckpoint(path, e.Message));
             }

@@ -18,8 +18,6 @@ public sealed record NamedTensor(int[] Shape, float[] Data);
 /// </summary>
 public static class SafeTensors
 {
-    private const long MaxHeaderBytes = 100 * 1024 * 1024;
-
     /// <summary>Writes every segment of <paramref name="parameters"/> as an F32 tensor named as in its layout.</summary>
     /// <param name="path">Target file; written to a temporary file first, then renamed.</param>
     /// <param name="parameters">Flat weights and their layout.</param>
@@ -53,74 +51,54 @@ public static class SafeTensors
         File.Move(temporary, path, overwrite: true);
     }
 
-    /// <summary>The <c>__metadata__</c> string map of a safetensors file (empty when it has none).</summary>
-    /// <exception cref="InvalidDataException">The header is truncated or not valid JSON; the message names the file.</exception>
+    /// <summary>The <c>__metadata__</c> string map of a safetensors file (empty when it has none); reads only the header,
+    /// but validates it whole (see <see cref="SafeTensorsHeader"/>).</summary>
+    /// <exception cref="SafeTensorsFormatException">The header is malformed; the message names the file, the tensor and the bytes.</exception>
+    /// <exception cref="IOException">The file cannot be read.</exception>
     public static IReadOnlyDictionary<string, string> ReadMetadata(string path)
     {
         using var stream = File.OpenRead(path);
-        Span<byte> length = stackalloc byte[8];
-        if (stream.ReadAtLeast(length, 8, throwOnEndOfStream: false) < 8)
-            throw new InvalidDataException($"{path}: too short for a safetensors file (8-byte header length missing).");
-        var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(length);
-        if (headerLength > MaxHeaderBytes || 8 + (long)headerLength > stream.Length)
-            throw new InvalidDataException($"{path}: header length {headerLength} exceeds the file ({stream.Length} bytes). The file is truncated or not safetensors.");
+        Span<byte> start = stackalloc byte[8];
+        var read = stream.ReadAtLeast(start, 8, throwOnEndOfStream: false);
+        var headerLength = SafeTensorsHeader.ReadHeaderLength(path, start[..read], stream.Length);
         var header = new byte[headerLength];
         stream.ReadExactly(header);
-        try
-        {
-            using var document = JsonDocument.Parse(header);
-            if (!document.RootElement.TryGetProperty("__metadata__", out var metadata)) return new Dictionary<string, string>();
-            return metadata.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "", StringComparer.Ordinal);
-        }
-        catch (Exception e) when (e is JsonException or InvalidOperationException)
-        {
-            throw new InvalidDataException($"{path}: the safetensors header is not valid JSON ({e.Message}).");
-        }
+        return SafeTensorsHeader.Parse(path, header, stream.Length).Metadata;
     }
 
     /// <summary>Reads every tensor of a safetensors file.</summary>
-    /// <exception cref="InvalidDataException">The file is truncated, its header is not valid JSON, a dtype is not F32, or offsets do not match shapes; the message names the file.</exception>
+    /// <exception cref="SafeTensorsFormatException">The file breaks the format (see <see cref="SafeTensorsHeader"/>: header length,
+    /// JSON, overlapping, aliased or uncovered bytes, offsets past the end), or a tensor is not F32 (an int64
+    /// <c>*.num_batches_tracked</c> counter is skipped) or too large for one array; the message names the file, the tensor and the bytes.</exception>
+    /// <exception cref="IOException">The file cannot be read.</exception>
     public static IReadOnlyDictionary<string, NamedTensor> Read(string path) => Read(path, File.ReadAllBytes(path));
 
     /// <summary>Reads every tensor of a safetensors file already in memory; <paramref name="path"/> only names it in errors.</summary>
-    internal static IReadOnlyDictionary<string, NamedTensor> Read(string path, byte[] bytes)
+    /// <exception cref="SafeTensorsFormatException">As <see cref="Read(string)"/>.</exception>
+    internal static IReadOnlyDictionary<string, NamedTensor> Read(string path, byte[] bytes) => ReadWithMetadata(path, bytes).Tensors;
+
+    /// <summary>Reads every tensor and the metadata of a safetensors file already in memory, and where its data section starts.</summary>
+    /// <exception cref="SafeTensorsFormatException">As <see cref="Read(string)"/>.</exception>
+    internal static (IReadOnlyDictionary<string, NamedTensor> Tensors, IReadOnlyDictionary<string, string> Metadata, int DataStart) ReadWithMetadata(string path, byte[] bytes)
     {
-        if (bytes.Length < 8)
-            throw new InvalidDataException($"{path}: {bytes.Length} bytes is too short for a safetensors file (8-byte header length missing).");
-        var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        if (headerLength > MaxHeaderBytes || 8 + (long)headerLength > bytes.Length)
-            throw new InvalidDataException($"{path}: header length {headerLength} exceeds the file ({bytes.Length} bytes). The file is truncated or not safetensors.");
-        var dataStart = 8 + (int)headerLength;
+        if (!BitConverter.IsLittleEndian)
+            throw new PlatformNotSupportedException("safetensors data is little-endian; big-endian hosts are not supported.");
+        var headerLength = SafeTensorsHeader.ReadHeaderLength(path, bytes, bytes.Length);
+        var header = SafeTensorsHeader.Parse(path, bytes.AsMemory(8, headerLength), bytes.Length);
+        var data = bytes.AsSpan((int)header.DataStart);
         var result = new Dictionary<string, NamedTensor>(StringComparer.Ordinal);
-        try
+        foreach (var t in header.Tensors)
         {
-            using var document = JsonDocument.Parse(bytes.AsMemory(8, (int)headerLength));
-            foreach (var property in document.RootElement.EnumerateObject())
-            {
-                if (property.Name == "__metadata__") continue;
-                var dtype = property.Value.GetProperty("dtype").GetString();
-                // PyTorch's BatchNorm counter (int64); DistTrain keeps no such counter (it matters only with momentum None).
-                if (dtype != "F32" && property.Name.EndsWith(".num_batches_tracked", StringComparison.Ordinal)) continue;
-                if (dtype != "F32")
-                    throw new InvalidDataException($"{path}: tensor '{property.Name}' has dtype {dtype}; only F32 is supported. Save float32 weights.");
-                var shape = property.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-                var offsets = property.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-                var count = shape.Aggregate(1L, (p, d) => d < 0 || p > int.MaxValue ? -1 : p * d);
-                if (count < 0 || count > int.MaxValue / sizeof(float))
-                    throw new InvalidDataException($"{path}: tensor '{property.Name}' has shape [{string.Join(", ", shape)}], which is negative or too large to load.");
-                if (offsets.Length != 2 || offsets[1] - offsets[0] != count * sizeof(float) || offsets[0] < 0 || dataStart + offsets[1] > bytes.Length)
-                    throw new InvalidDataException($"{path}: tensor '{property.Name}' with shape [{string.Join(", ", shape)}] has data_offsets [{string.Join(", ", offsets)}] that do not fit the shape or the file ({bytes.Length} bytes). The file is truncated or corrupt.");
-                var data = new float[count];
-                bytes.AsSpan(dataStart + (int)offsets[0], (int)(count * sizeof(float))).CopyTo(MemoryMarshal.AsBytes(data.AsSpan()));
-                if (!BitConverter.IsLittleEndian)
-                    throw new PlatformNotSupportedException("safetensors data is little-endian; big-endian hosts are not supported.");
-                result[property.Name] = new NamedTensor(shape, data);
-            }
+            // PyTorch's BatchNorm counter (int64); DistTrain keeps no such counter (it matters only with momentum None).
+            if (t.Dtype == "I64" && t.Name.EndsWith(".num_batches_tracked", StringComparison.Ordinal)) continue;
+            if (t.Dtype != "F32")
+                throw new SafeTensorsFormatException(path, t.Name, $"{path}: tensor {SafeTensorsHeader.Quote(t.Name)} (bytes [{t.Start}, {t.End}) of the data section) has dtype {t.Dtype}; DistTrain loads only F32. Save float32 weights (tensor.float()).");
+            if (t.Shape.Any(d => d > int.MaxValue))
+                throw new SafeTensorsFormatException(path, t.Name, $"{path}: tensor {SafeTensorsHeader.Quote(t.Name)} has shape {t.ShapeText}, a dimension too large to load.");
+            var values = new float[(t.End - t.Start) / sizeof(float)];
+            data[(int)t.Start..(int)t.End].CopyTo(MemoryMarshal.AsBytes(values.AsSpan()));
+            result[t.Name] = new NamedTensor([.. t.Shape.Select(d => (int)d)], values);
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or FormatException or InvalidOperationException)
-        {
-            throw new InvalidDataException($"{path}: the safetensors header is not valid JSON with dtype/shape/data_offsets per tensor ({e.Message}).");
-        }
-        return result;
+        return (result, header.Metadata, (int)header.DataStart);
     }
 }

@@ -39,8 +39,6 @@ public sealed class TrainingCheckpoint
     /// <summary>Prefix of the optimizer state tensors' names.</summary>
     public const string OptimizerPrefix = "optimizer.";
 
-    private const long MaxHeaderBytes = 100 * 1024 * 1024;
-
     /// <summary>Creates a checkpoint over the given arrays (not copied: write it before they change).</summary>
     /// <param name="weights">All weights: trainable, running statistics and frozen, in layout order.</param>
     /// <param name="optimizerState">The optimizer's <see cref="Optimizer.State"/>: each buffer <see cref="ParameterLayout.TrainableLength"/> floats.</param>
@@ -278,35 +276,17 @@ public sealed class TrainingCheckpoint
     /// </summary>
     /// <param name="path">The checkpoint file.</param>
     /// <param name="layout">The model's layout; the checkpoint must hold exactly its tensors with their shapes.</param>
-    /// <exception cref="InvalidDataException">The file is truncated, corrupt (checksum mismatch), of another format or
-    /// version, or holds another model; the message names the file and the problem.</exception>
+    /// <exception cref="InvalidDataException">The file is corrupt (checksum mismatch), of another format or version, or holds
+    /// another model; the message names the file and the problem.</exception>
+    /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors (truncated, overlapping or uncovered bytes, ...).</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
     public static TrainingCheckpoint Read(string path, ParameterLayout layout)
     {
         ArgumentNullException.ThrowIfNull(layout);
         var bytes = File.ReadAllBytes(path);
-        if (bytes.Length < 8)
-            throw new InvalidDataException($"{path}: {bytes.Length} bytes is too short for a checkpoint (8-byte header length missing). The file is truncated.");
-        var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        if (headerLength > MaxHeaderBytes || 8 + (long)headerLength > bytes.Length)
-            throw new InvalidDataException($"{path}: header length {headerLength} exceeds the file ({bytes.Length} bytes). The file is truncated.");
-        var dataStart = 8 + (int)headerLength;
-        Dictionary<string, string> metadata;
-        long dataLength = 0;
-        try
-        {
-            using var document = JsonDocument.Parse(bytes.AsMemory(8, (int)headerLength));
-            if (!document.RootElement.TryGetProperty("__metadata__", out var meta))
-                throw new InvalidDataException($"{path}: no __metadata__ in the header; this is not a DistTrain checkpoint (a model.safetensors cannot be resumed from).");
-            metadata = meta.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "", StringComparer.Ordinal);
-            foreach (var property in document.RootElement.EnumerateObject())
-                if (property.Name != "__metadata__")
-                    dataLength = Math.Max(dataLength, property.Value.GetProperty("data_offsets")[1].GetInt64());
-        }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException or FormatException)
-        {
-            throw new InvalidDataException($"{path}: the checkpoint header is not valid safetensors JSON ({e.Message}). The file is corrupt.");
-        }
+        var (tensors, metadata, dataStart) = SafeTensors.ReadWithMetadata(path, bytes);
+        if (metadata.Count == 0)
+            throw new InvalidDataException($"{path}: no __metadata__ in the header; this is not a DistTrain checkpoint (a model.safetensors cannot be resumed from).");
         string Get(string key) => metadata.TryGetValue(key, out var value)
             ? value
             : throw new InvalidDataException($"{path}: metadata key '{key}' is missing; the file is not a complete DistTrain checkpoint.");
@@ -325,8 +305,6 @@ public sealed class TrainingCheckpoint
             throw new InvalidDataException($"{path}: format '{Get("format")}' is not '{Format}'.");
         if (GetLong("format_version") != FormatVersion)
             throw new InvalidDataException($"{path}: checkpoint format version {Get("format_version")} is not supported (this build reads version {FormatVersion}).");
-        if (bytes.Length - dataStart != dataLength)
-            throw new InvalidDataException($"{path}: the data section has {bytes.Length - dataStart} bytes, the header describes {dataLength}. The file is {(bytes.Length - dataStart < dataLength ? "truncated" : "corrupt (trailing bytes)")}.");
         var checksum = Convert.ToHexStringLower(SHA256.HashData(bytes.AsSpan(dataStart)));
         if (!string.Equals(checksum, Get("data_sha256"), StringComparison.Ordinal))
             throw new InvalidDataException($"{path}: checksum mismatch: the data section's SHA-256 is {checksum}, the header records {Get("data_sha256")}. The file is corrupt.");
@@ -336,7 +314,6 @@ public sealed class TrainingCheckpoint
         if (!Enum.TryParse<OptimizerKind>(Get("optimizer_kind"), ignoreCase: false, out var kind))
             throw new InvalidDataException($"{path}: metadata optimizer_kind = '{Get("optimizer_kind")}' is unknown.");
 
-        var tensors = SafeTensors.Read(path, bytes);
         var weights = new ParameterVector(layout);
         foreach (var segment in layout.Segments)
         {

@@ -103,6 +103,42 @@ public sealed class ClusterOptions
     /// 2 to 300. Default 10 (Akka's own default is 20).
     /// </summary>
     public double StableAfterSeconds { get; set; } = 10;
+
+    /// <summary>
+    /// Name of the job every node must share; a worker of another job is refused at join. Letters, digits, '.', '_' and
+    /// '-', 1 to 64 characters. Default <c>disttrain</c>.
+    /// </summary>
+    public string JobName { get; set; } = "disttrain";
+
+    /// <summary>
+    /// File holding the job's shared secret (at least 16 bytes; surrounding white space ignored), from which each node
+    /// proves it belongs to the job without sending the secret (HMAC-SHA256). Cluster mode needs this or
+    /// <see cref="Secret"/>; <c>deploy/certs/make-certs.sh</c> writes one.
+    /// </summary>
+    public string SecretFile { get; set; } = "";
+
+    /// <summary>
+    /// The job's shared secret itself, for environments that inject secrets as variables
+    /// (<c>DISTTRAIN_Cluster__Secret</c>); refused in a config file, and never written to a run's outputs.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string Secret { get; set; } = "";
+
+    /// <summary>
+    /// Mutual TLS on Akka.Remote and on the data plane, with certificates signed by the cluster's own CA
+    /// (<see cref="CertificateAuthorityFile"/>). Default true; false is plain TCP for a trusted private network and
+    /// prints a warning at start-up.
+    /// </summary>
+    public bool Tls { get; set; } = true;
+
+    /// <summary>This node's certificate (PEM), signed by the cluster's CA; with <see cref="Tls"/>.</summary>
+    public string CertificateFile { get; set; } = "";
+
+    /// <summary>The private key of <see cref="CertificateFile"/> (PEM, unencrypted PKCS#8 or PKCS#1/SEC1).</summary>
+    public string CertificateKeyFile { get; set; } = "";
+
+    /// <summary>The cluster's CA certificate (PEM): the only issuer whose certificates this node accepts from peers.</summary>
+    public string CertificateAuthorityFile { get; set; } = "";
 }
 
 /// <summary>The Prometheus endpoint every node can expose.</summary>

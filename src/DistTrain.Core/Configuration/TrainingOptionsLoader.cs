@@ -11,26 +11,54 @@ public static class TrainingOptionsLoader
     /// <summary>Prefix of environment variables that override keys: <c>DISTTRAIN_Optimizer__LearningRate=0.1</c>.</summary>
     public const string EnvironmentPrefix = "DISTTRAIN_";
 
+    /// <summary>Largest config file read, bytes (1 MiB; the committed configs are under 2 KB).</summary>
+    public const long MaxFileBytes = 1 << 20;
+
     /// <summary>Loads, binds and validates.</summary>
     /// <param name="jsonPath">Config file; null binds defaults, environment and overrides only.</param>
     /// <param name="overrides">Keys such as <c>Training:Workers</c> with their values; applied last.</param>
     /// <param name="checkDataDirectory">Require that the data directory exists.</param>
     /// <param name="environment">Environment variables to read; null reads the process environment.</param>
-    /// <exception cref="ConfigurationException">The file is missing or not valid JSON, a key is unknown, a value has the wrong type, or a value is out of range.</exception>
+    /// <exception cref="ConfigurationException">The file is missing, larger than <see cref="MaxFileBytes"/> or not valid JSON,
+    /// a key is unknown, a value has the wrong type, or a value is out of range.</exception>
     public static TrainingOptions Load(string? jsonPath, IReadOnlyDictionary<string, string?>? overrides = null,
         bool checkDataDirectory = true, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        var source = jsonPath ?? "defaults";
-        var builder = new ConfigurationBuilder();
-        if (jsonPath is not null)
+        if (jsonPath is null) return Load("defaults", null, overrides, checkDataDirectory, environment);
+        var full = Path.GetFullPath(jsonPath);
+        if (!File.Exists(full))
+            throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' not found (looked at {full}). Pass --config with a file from configs/."]);
+        byte[] json;
+        try
         {
-            var full = Path.GetFullPath(jsonPath);
-            if (!File.Exists(full))
-                throw new ConfigurationException(source, [$"config file '{jsonPath}' not found (looked at {full}). Pass --config with a file from configs/."]);
-            // The default file provider hides dot-files (ExclusionFilters.Sensitive), so configs/.local.json would be "not found".
-            builder.AddJsonFile(new Microsoft.Extensions.FileProviders.PhysicalFileProvider(Path.GetDirectoryName(full)!,
-                Microsoft.Extensions.FileProviders.Physical.ExclusionFilters.None), Path.GetFileName(full), optional: false, reloadOnChange: false);
+            // Read here rather than through AddJsonFile, whose default file provider hides dot-files (configs/.local.json
+            // would be "not found"); an unreadable file is one problem line below, not a crash.
+            using var file = File.OpenRead(full);
+            if (file.Length > MaxFileBytes)
+                throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' has {file.Length:N0} bytes, more than the {MaxFileBytes:N0} a config may have. Is this the right file?"]);
+            json = new byte[file.Length];
+            file.ReadExactly(json);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' cannot be read ({e.Message}). Check its permissions."]);
+        }
+        return Load(jsonPath, json, overrides, checkDataDirectory, environment);
+    }
+
+    /// <summary>Loads, binds and validates config JSON already in memory; <paramref name="source"/> names it in messages.</summary>
+    /// <param name="source">The file's name as the user gave it (or "defaults").</param>
+    /// <param name="json">The file's bytes; null binds defaults, environment and overrides only.</param>
+    /// <param name="overrides">As <see cref="Load(string?, IReadOnlyDictionary{string, string?}?, bool, IReadOnlyDictionary{string, string?}?)"/>.</param>
+    /// <param name="checkDataDirectory">Require that the data directory exists.</param>
+    /// <param name="environment">Environment variables to read; null reads the process environment.</param>
+    /// <exception cref="ConfigurationException">As the file overload.</exception>
+    internal static TrainingOptions Load(string source, byte[]? json, IReadOnlyDictionary<string, string?>? overrides,
+        bool checkDataDirectory, IReadOnlyDictionary<string, string?>? environment)
+    {
+        var builder = new ConfigurationBuilder();
+        if (json is not null)
+            builder.AddJsonStream(new MemoryStream(json, writable: false));
         var environmentKeys = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         IEnumerable<KeyValuePair<string, string?>> variables = environment
             ?? Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
@@ -51,24 +79,16 @@ public static class TrainingOptionsLoader
         string Origin(string key) =>
             overrides?.ContainsKey(key) == true ? "from a command-line option"
             : environmentKeys.TryGetValue(key, out var variable) ? $"from environment variable {variable}"
-            : jsonPath is not null ? $"in {jsonPath}" : "default";
+            : json is not null ? $"in {source}" : "default";
 
         IConfigurationRoot configuration;
         try
         {
             configuration = builder.Build();
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is InvalidDataException or FormatException or System.Text.Json.JsonException)
         {
-            throw new ConfigurationException(source, [$"the file is not valid JSON: {e.InnerException?.Message ?? e.Message}"]);
-        }
-        catch (FormatException e)
-        {
-            throw new ConfigurationException(source, [$"the file is not valid JSON: {e.InnerException?.Message ?? e.Message}"]);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ConfigurationException(source, [$"the file cannot be read: {e.Message}"]);
+            throw new ConfigurationException(source, [$"the file is not valid JSON: {ConfigurationException.OneLine(e.InnerException?.Message ?? e.Message, 300)}"]);
         }
         var unknown = UnknownKeys.Find(configuration, typeof(TrainingOptions)).ToList();
         if (unknown.Count > 0)
@@ -77,6 +97,9 @@ public static class TrainingOptionsLoader
         var options = new TrainingOptions();
         var problems = new List<string>();
         BindEachKey(configuration, options, problems, Origin);
+        if (!string.IsNullOrEmpty(configuration["Cluster:Secret"]) && Origin("Cluster:Secret").StartsWith("in ", StringComparison.Ordinal))
+            problems.Add($"Cluster:Secret is set in {source}: a secret in a config file travels with it (version control, images). " +
+                         "Put it in a file named by Cluster:SecretFile, or in the environment variable DISTTRAIN_Cluster__Secret.");
         if (problems.Count == 0)
             problems.AddRange(TrainingOptionsValidator.Validate(options, checkDataDirectory)
                 .Select(problem => AppendOrigin(problem, Origin)));
@@ -85,15 +108,28 @@ public static class TrainingOptionsLoader
         return options;
     }
 
-    /// <summary>Binds section by section so that every value of the wrong type is reported, not just the first.</summary>
+    /// <summary>
+    /// Binds the whole configuration; if that fails, binds key by key so that every value of the wrong type is reported,
+    /// not just the first.
+    /// </summary>
     private static void BindEachKey(IConfiguration configuration, TrainingOptions options, List<string> problems, Func<string, string> origin)
     {
+        try
+        {
+            configuration.Bind(options, o => o.ErrorOnUnknownConfiguration = true);
+            return;
+        }
+        catch (InvalidOperationException)
+        {
+            // Found below, key by key.
+        }
         foreach (var leaf in configuration.AsEnumerable().Where(kv => kv.Value is not null).OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             var single = new ConfigurationBuilder().AddInMemoryCollection([leaf]).Build();
             try
             {
-                single.Bind(new TrainingOptions());
+                // As the whole bind: a list element of the wrong type is an error, not silently dropped.
+                single.Bind(new TrainingOptions(), o => o.ErrorOnUnknownConfiguration = true);
             }
             catch (InvalidOperationException e)
             {
@@ -103,12 +139,15 @@ public static class TrainingOptionsLoader
                 var allowed = expected.StartsWith("DistTrain", StringComparison.Ordinal) && Type.GetType(expected + ", DistTrain.Core") is { IsEnum: true } enumType
                     ? $"one of {string.Join(", ", Enum.GetNames(enumType))}"
                     : expected switch { "System.Int32" => "a whole number", "System.Double" => "a number", "System.Boolean" => "true or false", _ => expected };
-                problems.Add($"{leaf.Key} = '{leaf.Value}' ({origin(leaf.Key)}) is not valid: expected {allowed}.");
+                problems.Add($"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is not valid: expected {allowed}.");
             }
         }
         if (problems.Count == 0)
-            configuration.Bind(options, o => o.ErrorOnUnknownConfiguration = true);
+            problems.Add("the configuration does not bind to the options, although every key binds on its own. Check the lists (Model:Layers, Model:InputShape) for mixed entries.");
     }
+
+    /// <summary>A value as echoed in a problem line: one line, at most 80 characters.</summary>
+    internal static string Shown(string value) => ConfigurationException.OneLine(value, 80);
 
     private static string AppendOrigin(string problem, Func<string, string> origin)
     {

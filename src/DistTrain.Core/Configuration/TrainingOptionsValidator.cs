@@ -44,6 +44,8 @@ public static class TrainingOptionsValidator
         Range("Model:Initializer:Gain", init.Gain, 0, 100);
         Range("Model:Initializer:UniformRange", init.UniformRange, 0, 100, minExclusive: true);
         Range("Model:Initializer:NormalStd", init.NormalStd, 0, 100, minExclusive: true);
+        if (!double.IsFinite(init.Constant))
+            problems.Add($"Model:Initializer:Constant = {init.Constant.ToString(CultureInfo.InvariantCulture)} is not a finite number: weights would start as infinities or NaN.");
 
         if (LossTypes.Canonical(options.Model.Loss) is null)
             problems.Add($"Model:Loss = '{options.Model.Loss}' is unknown: allowed {string.Join(", ", LossTypes.All)}.");
@@ -110,8 +112,11 @@ public static class TrainingOptionsValidator
         if (string.IsNullOrWhiteSpace(options.Cluster.Hostname))
             problems.Add("Cluster:Hostname is empty: use 0.0.0.0 to listen on every interface.");
         for (var i = 0; i < options.Cluster.SeedNodes.Count; i++)
-            if (!options.Cluster.SeedNodes[i].StartsWith("akka.tcp://disttrain@", StringComparison.Ordinal))
+            if (!options.Cluster.SeedNodes[i].StartsWith("akka.tcp://disttrain@", StringComparison.Ordinal)
+                && !options.Cluster.SeedNodes[i].StartsWith("akka.ssl.tcp://disttrain@", StringComparison.Ordinal))
                 problems.Add($"Cluster:SeedNodes:{i} = '{options.Cluster.SeedNodes[i]}' is not a DistTrain node address: expected akka.tcp://disttrain@HOST:PORT.");
+        if (!System.Text.RegularExpressions.Regex.IsMatch(options.Cluster.JobName, "^[A-Za-z0-9._-]{1,64}$"))
+            problems.Add($"Cluster:JobName = '{options.Cluster.JobName}' is not a job name: use 1 to 64 letters, digits, '.', '_' or '-'.");
         Range("Checkpoint:EverySteps", options.Checkpoint.EverySteps, 0, 1_000_000_000);
         Range("Checkpoint:Keep", options.Checkpoint.Keep, 1, 1000);
         if (options.Checkpoint.Resume && !options.Checkpoint.Enabled)

@@ -6,7 +6,9 @@ namespace DistTrain.Core.Configuration;
 
 /// <summary>
 /// Finds configuration keys that bind to nothing, with their full path and the closest known key, so
-/// a typo such as <c>Optimizer:LearnRate</c> is reported as such instead of being ignored.
+/// a typo such as <c>Optimizer:LearnRate</c> is reported as such instead of being ignored; and values of the wrong
+/// shape: a list or object where one value belongs (<c>"Epochs": [3]</c>), or one value where a list or object belongs
+/// (<c>"InputShape": "28"</c>), which the binder would otherwise throw on.
 /// </summary>
 internal static class UnknownKeys
 {
@@ -20,8 +22,8 @@ internal static class UnknownKeys
             var path = prefix.Length == 0 ? child.Key : $"{prefix}:{child.Key}";
             if (!properties.TryGetValue(child.Key, out var property))
             {
-                var suggestion = properties.Keys.OrderBy(k => Distance(k.ToLowerInvariant(), child.Key.ToLowerInvariant())).FirstOrDefault();
-                var hint = suggestion is not null && Distance(suggestion.ToLowerInvariant(), child.Key.ToLowerInvariant()) <= 3
+                var suggestion = NameSuggestions.Closest(child.Key, properties.Keys);
+                var hint = suggestion is not null
                     ? $" Did you mean '{(prefix.Length == 0 ? suggestion : $"{prefix}:{suggestion}")}'?"
                     : $" Known keys here: {string.Join(", ", properties.Keys)}.";
                 yield return $"{path} is not a known key.{hint}";
@@ -35,24 +37,15 @@ internal static class UnknownKeys
     private static IEnumerable<string> FindInValue(IConfigurationSection section, Type type, string path)
     {
         if (type == typeof(string) || type.IsPrimitive || type.IsEnum || type == typeof(decimal))
-            return [];
+            return section.GetChildren().Any()
+                ? [$"{path} is a list or object, but it takes a single value ({(type.IsEnum ? $"one of {string.Join(", ", Enum.GetNames(type))}" : type == typeof(string) ? "a string" : type == typeof(bool) ? "true or false" : "a number")})."]
+                : [];
         var element = type.IsGenericType && typeof(IEnumerable).IsAssignableFrom(type) ? type.GetGenericArguments()[0] : null;
+        // An empty JSON list or object, or null, arrives as an empty value; anything else where a list or object belongs is a mistake.
+        if (!string.IsNullOrEmpty(section.Value))
+            return [$"{path} = '{TrainingOptionsLoader.Shown(section.Value)}' is a single value, but it takes {(element is null ? "an object of keys" : "a list, such as [1, 28, 28]")}."];
         if (element is not null)
             return section.GetChildren().SelectMany(item => FindInValue(item, element, $"{path}:{item.Key}"));
         return Find(section, type, path);
-    }
-
-    private static int Distance(string a, string b)
-    {
-        var previous = Enumerable.Range(0, b.Length + 1).ToArray();
-        for (var i = 1; i <= a.Length; i++)
-        {
-            var current = new int[b.Length + 1];
-            current[0] = i;
-            for (var j = 1; j <= b.Length; j++)
-                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
-            previous = current;
-        }
-        return previous[b.Length];
     }
 }

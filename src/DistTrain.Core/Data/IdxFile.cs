@@ -33,13 +33,8 @@ public static class IdxFile
     /// <exception cref="DataFormatException">The file is missing, truncated, has extra bytes, a wrong magic number or bad sizes.</exception>
     /// <remarks>The data is read straight into one array of its exact size: no intermediate copies, so
     /// loading Fashion-MNIST's 47 MB of training pixels needs 47 MB.</remarks>
-    public static IdxArray Read(string path, int expectedDimensions, int maxItems = 0)
-    {
-        byte[]? data = null;
-        var dimensions = ReadChunked(path, expectedDimensions, maxItems, length => data = new byte[length],
-            (chunk, offset) => chunk.CopyTo(data.AsSpan((int)offset)));
-        return new IdxArray(dimensions, data!);
-    }
+    public static IdxArray Read(string path, int expectedDimensions, int maxItems = 0) =>
+        Open(path, file => Read(path, file, expectedDimensions, maxItems));
 
     /// <summary>
     /// Reads an IDX file of unsigned bytes straight into floats divided by <paramref name="divisor"/>
@@ -47,11 +42,16 @@ public static class IdxFile
     /// of the data never exists whole.
     /// </summary>
     /// <returns>The dimensions (first = items kept) and the values, row-major.</returns>
-    /// <exception cref="DataFormatException">As <see cref="Read"/>.</exception>
-    public static (int[] Dimensions, float[] Values) ReadAsSingles(string path, int expectedDimensions, float divisor, int maxItems = 0)
+    /// <exception cref="DataFormatException">As <see cref="Read(string, int, int)"/>.</exception>
+    public static (int[] Dimensions, float[] Values) ReadAsSingles(string path, int expectedDimensions, float divisor, int maxItems = 0) =>
+        Open(path, file => ReadAsSingles(path, file, expectedDimensions, divisor, maxItems));
+
+    /// <summary>As <see cref="ReadAsSingles(string, int, float, int)"/>, from a seekable stream; <paramref name="name"/> appears in the errors.</summary>
+    /// <exception cref="DataFormatException">As <see cref="Read(string, int, int)"/>.</exception>
+    internal static (int[] Dimensions, float[] Values) ReadAsSingles(string name, Stream seekable, int expectedDimensions, float divisor, int maxItems = 0)
     {
         float[]? values = null;
-        var dimensions = ReadChunked(path, expectedDimensions, maxItems, length => values = GC.AllocateUninitializedArray<float>(checked((int)length)),
+        var dimensions = ReadSeekable(name, seekable, expectedDimensions, maxItems, length => values = GC.AllocateUninitializedArray<float>(checked((int)length)),
             (chunk, offset) =>
             {
                 var target = values.AsSpan((int)offset, chunk.Length);
@@ -63,22 +63,14 @@ public static class IdxFile
 
     private delegate void ChunkSink(ReadOnlySpan<byte> chunk, long offset);
 
-    private static int[] ReadChunked(string path, int expectedDimensions, int maxItems, Action<long> allocate, ChunkSink sink)
+    private static T Open<T>(string path, Func<Stream, T> read)
     {
         if (!File.Exists(path))
             throw new DataFormatException($"{path}: file not found. Install the data (apt-get install dataset-fashion-mnist) or point Data:Directory at a folder that holds it.");
         try
         {
             using var file = File.OpenRead(path);
-            var first = file.ReadByte();
-            var second = file.ReadByte();
-            file.Position = 0;
-            using Stream stream = first == 0x1f && second == 0x8b ? new GZipStream(file, CompressionMode.Decompress) : file;
-            return ReadStream(path, stream, expectedDimensions, maxItems, allocate, sink);
-        }
-        catch (InvalidDataException e)
-        {
-            throw new DataFormatException($"{path}: the gzip stream is corrupt ({e.Message}). Download or reinstall the file.");
+            return read(file);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -86,14 +78,63 @@ public static class IdxFile
         }
     }
 
-    private static int[] ReadStream(string name, Stream stream, int expectedDimensions, int maxItems, Action<long> allocate, ChunkSink sink)
+    /// <summary>As <see cref="Read(string, int, int)"/>, from a seekable stream; <paramref name="name"/> appears in the errors.</summary>
+    /// <exception cref="DataFormatException">As <see cref="Read(string, int, int)"/>.</exception>
+    internal static IdxArray Read(string name, Stream seekable, int expectedDimensions, int maxItems = 0)
+    {
+        byte[]? data = null;
+        var dimensions = ReadSeekable(name, seekable, expectedDimensions, maxItems, length => data = new byte[length],
+            (chunk, offset) => chunk.CopyTo(data.AsSpan((int)offset)));
+        return new IdxArray(dimensions, data!);
+    }
+
+    /// <summary>
+    /// Reads a raw or gzip-compressed IDX file. The data's length is known before anything is allocated for it: a raw
+    /// file's from its size, a gzip file's from a first pass that decompresses without keeping the bytes. So a header that
+    /// declares more data than the file holds is refused at once, instead of allocating up to 2 GiB of bytes (8 GiB of
+    /// floats) for a few bytes of file; a gzip file costs a second decompression.
+    /// </summary>
+    private static int[] ReadSeekable(string name, Stream file, int expectedDimensions, int maxItems, Action<long> allocate, ChunkSink sink)
+    {
+        try
+        {
+            var first = file.ReadByte();
+            var second = file.ReadByte();
+            file.Position = 0;
+            if (first != 0x1f || second != 0x8b)
+                return ReadStream(name, file, file.Length, expectedDimensions, maxItems, allocate, sink);
+            long length;
+            using (var counting = new GZipStream(file, CompressionMode.Decompress, leaveOpen: true))
+                length = CountBytes(counting);
+            file.Position = 0;
+            using var stream = new GZipStream(file, CompressionMode.Decompress, leaveOpen: true);
+            return ReadStream(name, stream, length, expectedDimensions, maxItems, allocate, sink);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new DataFormatException($"{name}: the gzip stream is corrupt ({e.Message}). Download or reinstall the file.");
+        }
+    }
+
+    private static long CountBytes(Stream stream)
+    {
+        var chunk = new byte[64 * 1024];
+        long total = 0;
+        int read;
+        while ((read = stream.Read(chunk)) > 0) total += read;
+        return total;
+    }
+
+    /// <summary>Reads the header and data from <paramref name="stream"/>, which holds <paramref name="length"/> bytes (header included).</summary>
+    private static int[] ReadStream(string name, Stream stream, long length, int expectedDimensions, int maxItems, Action<long> allocate, ChunkSink sink)
     {
         Span<byte> magic = stackalloc byte[4];
         var headerRead = stream.ReadAtLeast(magic, 4, throwOnEndOfStream: false);
         var header = new byte[4 + 4 * Math.Min((int)(headerRead == 4 ? magic[3] : 0), 8)];
         magic[..headerRead].CopyTo(header);
         var more = headerRead == 4 ? stream.ReadAtLeast(header.AsSpan(4), header.Length - 4, throwOnEndOfStream: false) : 0;
-        var (dimensions, dataLength) = ParseHeader(name, header.AsSpan(0, headerRead + more), expectedDimensions, out _);
+        var (dimensions, dataLength) = ParseHeader(name, header.AsSpan(0, headerRead + more), expectedDimensions, out var headerLength);
+        CheckDataLength(name, dimensions, dataLength, length - headerLength);
         var itemLength = dataLength / dimensions[0];
         var keep = maxItems > 0 ? Math.Min(maxItems, dimensions[0]) : dimensions[0];
         var wanted = (long)keep * itemLength;
@@ -110,24 +151,26 @@ public static class IdxFile
             }
             total += read;
         }
-        if (total < dataLength)
-            throw new DataFormatException($"{name}: the header declares [{string.Join(", ", dimensions)}] = {dataLength} bytes of data but only {total} follow. The file is truncated; download it again.");
-        if (total > dataLength)
-            throw new DataFormatException($"{name}: the header declares [{string.Join(", ", dimensions)}] = {dataLength} bytes of data but {total} follow. The header and data disagree.");
+        CheckDataLength(name, dimensions, dataLength, total); // the file changed between the two passes
         dimensions[0] = keep;
         return dimensions;
     }
 
+    /// <exception cref="DataFormatException">The data that follows the header is shorter or longer than the header declares.</exception>
+    private static void CheckDataLength(string name, int[] dimensions, long declared, long present)
+    {
+        if (present < declared)
+            throw new DataFormatException($"{name}: the header declares [{string.Join(", ", dimensions)}] = {declared} bytes of data but only {present} follow. The file is truncated; download it again.");
+        if (present > declared)
+            throw new DataFormatException($"{name}: the header declares [{string.Join(", ", dimensions)}] = {declared} bytes of data but {present} follow. The header and data disagree.");
+    }
+
     /// <summary>Validates and splits the bytes of an IDX file; <paramref name="name"/> appears in the errors.</summary>
-    /// <exception cref="DataFormatException">See <see cref="Read"/>.</exception>
+    /// <exception cref="DataFormatException">See <see cref="Read(string, int, int)"/>.</exception>
     public static IdxArray Parse(string name, ReadOnlySpan<byte> bytes, int expectedDimensions)
     {
         var (sizes, expectedLength) = ParseHeader(name, bytes, expectedDimensions, out var headerLength);
-        var dataLength = bytes.Length - headerLength;
-        if (dataLength < expectedLength)
-            throw new DataFormatException($"{name}: the header declares [{string.Join(", ", sizes)}] = {expectedLength} bytes of data but only {dataLength} follow. The file is truncated; download it again.");
-        if (dataLength > expectedLength)
-            throw new DataFormatException($"{name}: the header declares [{string.Join(", ", sizes)}] = {expectedLength} bytes of data but {dataLength} follow. The header and data disagree.");
+        CheckDataLength(name, sizes, expectedLength, bytes.Length - headerLength);
         return new IdxArray(sizes, bytes[headerLength..].ToArray());
     }
 

@@ -24,6 +24,12 @@ public sealed class MonitoringOptions
 
     /// <summary>Warn after this many consecutive measurements beyond a threshold (K). Default 3.</summary>
     public int WarnAfterMeasurements { get; set; } = 3;
+
+    /// <summary>
+    /// Folder for the sample trace: which training samples each minibatch held and which workers' gradients each step
+    /// applied, one CSV line per minibatch and per step (DistTrain.Cluster's <c>SampleTrace</c>). Empty (the default) is off.
+    /// </summary>
+    public string SampleTraceDirectory { get; set; } = "";
 }
 
 /// <summary>

@@ -109,12 +109,17 @@ public static class ModelFactory
     /// The version-0 weights of a run: <see cref="InitialWeights"/>, then, when <see cref="ModelOptions.Pretrained"/>
     /// is set, the pretrained tensors on top (all but the head when <see cref="ModelOptions.ReplaceHead"/>).
     /// </summary>
-    /// <exception cref="InvalidDataException">The checkpoint cannot be read or does not fit the model (see <see cref="PretrainedWeights.Load"/>).</exception>
-    public static ParameterVector StartingWeights(Sequential model, ModelOptions options, int seed)
+    /// <param name="model">The model the weights are for.</param>
+    /// <param name="options">Its options (initializer, pretrained checkpoint, new head).</param>
+    /// <param name="seed">Seed of the initializer.</param>
+    /// <param name="log">Receives what loading the checkpoint reports (a removed <c>module.</c> prefix); null drops it.</param>
+    /// <exception cref="InvalidDataException">The checkpoint is missing or does not fit the model (see <see cref="PretrainedWeights.Load"/>).</exception>
+    /// <exception cref="Checkpoints.SafeTensorsFormatException">The checkpoint is not valid safetensors of F32 tensors.</exception>
+    public static ParameterVector StartingWeights(Sequential model, ModelOptions options, int seed, Action<string>? log = null)
     {
         var weights = InitialWeights(model, options.Initializer, seed);
         if (!string.IsNullOrEmpty(options.Pretrained))
-            PretrainedWeights.Load(options.Pretrained, model, weights, options.ReplaceHead);
+            PretrainedWeights.Load(options.Pretrained, model, weights, options.ReplaceHead, log);
         return weights;
     }
 

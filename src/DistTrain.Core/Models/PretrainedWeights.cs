@@ -23,19 +23,54 @@ public static class PretrainedWeights
     }
 
     /// <summary>
-    /// Copies every tensor of <paramref name="model"/>'s layout from the checkpoint into <paramref name="weights"/>,
-    /// except the head's when <paramref name="replaceHead"/> is true (those keep their fresh initialization).
+    /// The prefix <c>nn.DataParallel</c> and <c>DistributedDataParallel</c> put before every name of the module they wrap
+    /// (<c>module.0.weight</c>): a <c>state_dict</c> saved from the wrapper instead of from <c>model.module</c> carries it.
     /// </summary>
-    /// <returns>The names loaded, in layout order.</returns>
-    /// <exception cref="InvalidDataException">The file cannot be read, or tensors are missing, have other shapes or are not
-    /// part of the model; the message lists every such tensor with both shapes and says how to fix it.</exception>
-    public static IReadOnlyList<string> Load(string path, Sequential model, ParameterVector weights, bool replaceHead)
+    public const string DataParallelPrefix = "module.";
+
+    /// <summary>Throws when <paramref name="path"/> is not a file, naming <paramref name="setting"/> and what to give instead.</summary>
+    /// <param name="path">The checkpoint path as given.</param>
+    /// <param name="setting">Where it was given: <c>Model:Pretrained</c>, a command-line option such as <c>--from</c>, or an argument.</param>
+    /// <exception cref="InvalidDataException">No such file.</exception>
+    public static void RequireFile(string path, string setting)
     {
         if (!File.Exists(path))
-            throw new InvalidDataException($"Model:Pretrained = '{path}': no such file. Give the path of a .safetensors checkpoint (a run's weights.safetensors).");
-        var tensors = SafeTensors.Read(path);
-        var skipped = replaceHead ? HeadNames(model).ToHashSet() : [];
+            throw new InvalidDataException(
+                $"{setting} '{path}': no such file. Give the path of a .safetensors checkpoint: a run's {RunFiles.Model} " +
+                $"(Output:Directory/<run>/{RunFiles.Model}) or a PyTorch state_dict saved with safetensors.");
+    }
+
+    /// <summary>
+    /// Copies every tensor of <paramref name="model"/>'s layout from the checkpoint into <paramref name="weights"/>,
+    /// except the head's when <paramref name="replaceHead"/> is true (those keep their fresh initialization). When every
+    /// name in the checkpoint starts with <see cref="DataParallelPrefix"/>, that prefix is removed once first (as
+    /// PyTorch's <c>consume_prefix_in_state_dict_if_present</c> does) and <paramref name="log"/> says so.
+    /// </summary>
+    /// <param name="path">The safetensors checkpoint.</param>
+    /// <param name="model">The model the weights are for.</param>
+    /// <param name="weights">Receives the tensors; its layout is <paramref name="model"/>'s.</param>
+    /// <param name="replaceHead">Leave the last Dense layer's tensors as they are (a new head).</param>
+    /// <param name="log">Receives the line about a removed prefix; null drops it.</param>
+    /// <returns>The names loaded, in layout order.</returns>
+    /// <exception cref="InvalidDataException">The file does not exist, or tensors are missing, have other shapes or are not
+    /// part of the model; the message lists every such tensor with both shapes and says how to fix it: with the prefix
+    /// the names carry when they differ from the model's only by one, with Model:ReplaceHead when only the head differs.</exception>
+    /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors of F32 tensors; the message names the tensor and bytes.</exception>
+    public static IReadOnlyList<string> Load(string path, Sequential model, ParameterVector weights, bool replaceHead, Action<string>? log = null)
+    {
+        RequireFile(path, "Model:Pretrained");
+        IReadOnlyDictionary<string, NamedTensor> tensors = SafeTensors.Read(path);
+        if (tensors.Count > 0 && tensors.Keys.All(name => name.StartsWith(DataParallelPrefix, StringComparison.Ordinal)))
+        {
+            tensors = tensors.ToDictionary(t => t.Key[DataParallelPrefix.Length..], t => t.Value, StringComparer.Ordinal);
+            log?.Invoke($"{path}: every tensor name starts with '{DataParallelPrefix}' (a state_dict saved from nn.DataParallel or " +
+                        "DistributedDataParallel); loading them without that prefix.");
+        }
+        var head = TryHeadNames(model);
+        var skipped = replaceHead ? head.ToHashSet() : [];
         var problems = new List<string>();
+        var differing = new List<string>(); // model tensors that are missing or have another shape
+        var missing = new List<string>();
         var loaded = new List<string>();
         foreach (var segment in weights.Layout.Segments)
         {
@@ -43,25 +78,59 @@ public static class PretrainedWeights
             if (!tensors.TryGetValue(segment.Name, out var tensor))
             {
                 problems.Add($"'{segment.Name}' [{string.Join(", ", segment.Shape)}] is missing from the checkpoint");
+                differing.Add(segment.Name);
+                missing.Add(segment.Name);
                 continue;
             }
             if (!tensor.Shape.SequenceEqual(segment.Shape))
             {
                 problems.Add($"'{segment.Name}' is [{string.Join(", ", tensor.Shape)}] in the checkpoint but [{string.Join(", ", segment.Shape)}] in the model");
+                differing.Add(segment.Name);
                 continue;
             }
             tensor.Data.CopyTo(weights.Segment(segment));
             loaded.Add(segment.Name);
         }
         var names = weights.Layout.Segments.Select(s => s.Name).ToHashSet();
-        foreach (var name in tensors.Keys.Where(n => !names.Contains(n) && !skipped.Contains(n)).Order(StringComparer.Ordinal))
+        var extra = tensors.Keys.Where(n => !names.Contains(n) && !skipped.Contains(n)).Order(StringComparer.Ordinal).ToList();
+        foreach (var name in extra)
             problems.Add($"'{name}' [{string.Join(", ", tensors[name].Shape)}] is in the checkpoint but not in the model");
         if (problems.Count > 0)
-            throw new InvalidDataException(
-                $"{path} does not fit the model: {string.Join("; ", problems)}. " +
-                "Make Model:Layers match the network that wrote the checkpoint" +
-                (replaceHead ? "." : ", or set Model:ReplaceHead (finetune --replace-head) to train a new last Dense layer."));
+            throw new InvalidDataException($"{path} does not fit the model: {string.Join("; ", problems)}. {Hint(missing, extra, differing, head, replaceHead, path)}");
         model.LoadParameters(weights.Values);
         return loaded;
     }
+
+    /// <summary>What to do about a checkpoint that does not fit: the one fix that applies.</summary>
+    private static string Hint(List<string> missing, List<string> extra, List<string> differing, string[] head, bool replaceHead, string path)
+    {
+        if (CommonPrefix(missing, extra) is { } prefix)
+            return $"The checkpoint's names differ from the model's only by the prefix '{prefix}' ('{prefix}{missing[0]}' for '{missing[0]}'): " +
+                   $"save the state_dict without it, e.g. in PyTorch {{k.removeprefix('{prefix}'): v for k, v in state_dict.items()}}.";
+        const string replace = "Model:ReplaceHead (finetune --replace-head N) trains a new last Dense layer";
+        var headOnly = !replaceHead && head.Length > 0 && extra.Count == 0 && differing.All(head.Contains);
+        if (headOnly)
+            return $"Only the head ({string.Join(", ", differing)}) differs: set {replace}, or make its Units match the checkpoint.";
+        var match = $"Make Model:Layers match the network that wrote the checkpoint (`disttrain inspect {path}` lists its tensors)";
+        return !replaceHead && differing.Any(head.Contains) ? $"{match}; the head differs too: {replace}." : $"{match}.";
+    }
+
+    /// <summary>
+    /// The prefix <c>P</c> (ending in '.') for which every model tensor missing from the checkpoint is there as
+    /// <c>P + name</c>; null when there is none.
+    /// </summary>
+    private static string? CommonPrefix(List<string> missing, List<string> extra)
+    {
+        if (missing.Count == 0 || extra.Count == 0) return null;
+        var present = extra.ToHashSet(StringComparer.Ordinal);
+        foreach (var candidate in extra.Where(e => e.Length > missing[0].Length && e.EndsWith(missing[0], StringComparison.Ordinal)))
+        {
+            var prefix = candidate[..^missing[0].Length];
+            if (prefix.EndsWith('.') && missing.All(m => present.Contains(prefix + m))) return prefix;
+        }
+        return null;
+    }
+
+    /// <summary>The head's tensor names, or none when the model has no Dense layer.</summary>
+    private static string[] TryHeadNames(Sequential model) => model.Layers.Any(l => l is Dense) ? HeadNames(model) : [];
 }

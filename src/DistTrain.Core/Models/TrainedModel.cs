@@ -84,6 +84,7 @@ public sealed class TrainedModel
     /// <exception cref="FileNotFoundException">There is no such file.</exception>
     /// <exception cref="InvalidDataException">The file is not safetensors, its metadata lacks the model or normalization
     /// (a PyTorch export has only tensors), or its tensors do not fit the model; the message names the file and the fix.</exception>
+    /// <exception cref="SafeTensorsFormatException">The file breaks the safetensors format; the message names the tensor and bytes.</exception>
     public static TrainedModel Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file.", path);

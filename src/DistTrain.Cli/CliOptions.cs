@@ -1,0 +1,96 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+
+namespace DistTrain.Cli;
+
+/// <summary>
+/// Options and arguments of the <c>disttrain</c> commands, each made with what it takes, so a bad or missing value is
+/// reported in one line naming the option, the value and what it takes (see <see cref="ParseErrors"/>), instead of
+/// System.CommandLine's type names.
+/// </summary>
+internal static class CliOptions
+{
+    private static readonly ConditionalWeakTable<Symbol, string> TakesTable = new();
+
+    /// <summary>What --config takes.</summary>
+    public const string ConfigTakes = "a JSON config file, e.g. configs/fashion-mnist-mlp.json";
+
+    /// <summary>What --workers takes.</summary>
+    public const string WorkersTakes = "a whole number of worker replicas, 1 to 256 (Training:Workers)";
+
+    /// <summary>What --epochs takes.</summary>
+    public const string EpochsTakes = "a whole number of passes over the training set, 1 to 10,000 (Training:Epochs)";
+
+    /// <summary>What --batch-size takes.</summary>
+    public const string BatchTakes = "a whole number of samples per worker minibatch, 1 to 65,536 (Training:BatchSizePerWorker)";
+
+    /// <summary>What --data takes.</summary>
+    public const string DataTakes = "the folder with the four Fashion-MNIST IDX files (Data:Directory)";
+
+    /// <summary>What --output takes.</summary>
+    public const string OutputTakes = "a writable folder that run folders are created in (Output:Directory)";
+
+    /// <summary>What <paramref name="symbol"/> takes, in words ("a whole number of epochs, ..."); null for one made elsewhere.</summary>
+    public static string? Takes(Symbol symbol) => TakesTable.TryGetValue(symbol, out var takes) ? takes : null;
+
+    /// <summary>An optional whole-number option (null when not given).</summary>
+    public static Option<int?> WholeNumber(string name, string description, string takes, params string[] aliases) =>
+        Register(new Option<int?>(name, aliases) { Description = description, HelpName = "N", CustomParser = r => ParseWholeNumber(r, name, takes) }, takes);
+
+    /// <summary>A whole-number option with a default.</summary>
+    public static Option<int> WholeNumber(string name, string description, string takes, int defaultValue, params string[] aliases) =>
+        Register(new Option<int>(name, aliases)
+        {
+            Description = description,
+            HelpName = "N",
+            DefaultValueFactory = _ => defaultValue,
+            CustomParser = r => ParseWholeNumber(r, name, takes) ?? defaultValue,
+        }, takes);
+
+    /// <summary>An optional text option (a folder, a path): any value is accepted here; the command checks it.</summary>
+    public static Option<string?> Text(string name, string helpName, string description, string takes, params string[] aliases) =>
+        Register(new Option<string?>(name, aliases) { Description = description, HelpName = helpName }, takes);
+
+    /// <summary>A file option; <paramref name="required"/> ones are named in the usage line as such.</summary>
+    public static Option<FileInfo> File(string name, string description, string takes, bool required, params string[] aliases) =>
+        Register(new Option<FileInfo>(name, aliases) { Description = description, HelpName = "FILE", Required = required }, takes);
+
+    /// <summary>A file option with a default path.</summary>
+    public static Option<FileInfo> File(string name, string description, string takes, string defaultPath, params string[] aliases) =>
+        Register(new Option<FileInfo>(name, aliases) { Description = description, HelpName = "FILE", DefaultValueFactory = _ => new FileInfo(defaultPath) }, takes);
+
+    /// <summary>A required option whose value is one of <paramref name="values"/>.</summary>
+    public static Option<string> OneOf(string name, string description, string[] values, params string[] aliases)
+    {
+        var takes = string.Join(" or ", values);
+        var option = new Option<string>(name, aliases) { Description = description, HelpName = string.Join('|', values), Required = true };
+        option.Validators.Add(result =>
+        {
+            var value = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+            if (!values.Contains(value, StringComparer.Ordinal))
+                result.AddError($"{name} '{value}' is not allowed: {name} takes {takes}.");
+        });
+        option.CompletionSources.Add(values);
+        return Register(option, takes);
+    }
+
+    /// <summary>A required file argument.</summary>
+    public static Argument<FileInfo> FileArgument(string name, string description, string takes) =>
+        Register(new Argument<FileInfo>(name) { Description = description }, takes);
+
+    private static T Register<T>(T symbol, string takes) where T : Symbol
+    {
+        TakesTable.AddOrUpdate(symbol, takes);
+        return symbol;
+    }
+
+    private static int? ParseWholeNumber(ArgumentResult result, string name, string takes)
+    {
+        var token = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+        if (int.TryParse(token, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)) return value;
+        result.AddError($"{name} '{token}' is not a whole number: {name} takes {takes}.");
+        return null;
+    }
+}

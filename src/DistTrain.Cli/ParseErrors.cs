@@ -1,0 +1,132 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using DistTrain.Core.Configuration;
+
+namespace DistTrain.Cli;
+
+/// <summary>
+/// Turns a failed parse of the command line into one line per problem, each naming the option or argument, the value
+/// given and what it takes. It replaces System.CommandLine's report, which printed .NET type names
+/// (<c>System.Nullable`1[System.Int32]</c>), the whole help text, and "did you mean" lists for values (<c>2</c> after a
+/// mistyped option was offered <c>-c -w -e -o</c>). Tokens that nothing took are reported here, with the token before
+/// them for context, in place of the parser's "Unrecognized command or argument" errors.
+/// </summary>
+internal static class ParseErrors
+{
+    /// <summary>The problems of <paramref name="parse"/>, one line each; empty when it parsed.</summary>
+    public static IReadOnlyList<string> Describe(ParseResult parse)
+    {
+        var command = parse.CommandResult.Command;
+        var name = command is RootCommand ? "disttrain" : $"disttrain {command.Name}";
+        var lines = new List<string>();
+        var missingRequired = command.Options.Where(o => o.Required && parse.GetResult(o) is null or { Implicit: true }).ToList();
+        foreach (var option in missingRequired)
+            lines.Add($"{name} needs {option.Name} {option.HelpName}: {CliOptions.Takes(option) ?? option.Description}.");
+        foreach (var error in parse.Errors)
+        {
+            if (error.SymbolResult is CommandResult && parse.UnmatchedTokens.Any(t => error.Message.Contains($"'{t}'", StringComparison.Ordinal)))
+                continue; // an unmatched token: reported below
+            var line = Describe(error, name, command, missingRequired, parse.UnmatchedTokens.Count > 0);
+            if (line is not null && !lines.Contains(line)) lines.Add(line);
+        }
+        lines.AddRange(Unmatched(parse, name, command));
+        return lines;
+    }
+
+    private static string? Describe(ParseError error, string name, Command command, List<Option> missingRequired, bool unmatched)
+    {
+        switch (error.SymbolResult)
+        {
+            case OptionResult { Option: var option } when missingRequired.Contains(option):
+            case ArgumentResult { Parent: OptionResult { Option: var parentOption } } when missingRequired.Contains(parentOption):
+                return null; // reported above in DistTrain's words
+            case OptionResult { Option: var option } result when result.Tokens.Count == 0:
+                return NeedsValue(option);
+            case ArgumentResult { Parent: OptionResult { Option: var option } parent } when parent.Tokens.Count == 0:
+                return NeedsValue(option);
+            case OptionResult or ArgumentResult { Parent: OptionResult }:
+                return error.Message; // from CliOptions' parsers and validators: names the option, the value and what it takes
+            case ArgumentResult { Argument: var argument } result when result.Tokens.Count == 0:
+                return $"{name} needs {argument.Name.ToUpperInvariant()}: {CliOptions.Takes(argument) ?? argument.Description}.";
+            case CommandResult when command is RootCommand && unmatched:
+                return null; // the unmatched token is reported as an unknown command
+            case CommandResult when command is RootCommand && command.Subcommands.Count > 0:
+                return $"give a command: {string.Join(", ", command.Subcommands.Select(c => c.Name))} ('disttrain --help' describes them).";
+            case CommandResult when missingRequired.Any(o => error.Message.Contains($"'{o.Name}'", StringComparison.Ordinal)):
+                return null; // reported above in DistTrain's words
+            default:
+                return $"{error.Message} ('{name} --help' lists what it takes).";
+        }
+
+        static string NeedsValue(Option option) =>
+            $"{option.Name} needs a value: it takes {CliOptions.Takes(option) ?? option.HelpName ?? "one value"}.";
+    }
+
+    /// <summary>Tokens no option, argument or command took, in order, with the token before each for context.</summary>
+    private static IEnumerable<string> Unmatched(ParseResult parse, string name, Command command)
+    {
+        var consumed = new HashSet<Token>(ReferenceEqualityComparer.Instance);
+        Collect(parse.RootCommandResult, consumed);
+        var options = command.Options.Concat(parse.RootCommandResult.Command.Options).ToList();
+        var optionNames = options.SelectMany(o => o.Aliases.Prepend(o.Name)).Distinct().ToList();
+        Token? previous = null;
+        var afterUnknownOption = false;
+        foreach (var token in parse.Tokens)
+        {
+            if (token.Type is TokenType.Argument && !consumed.Contains(token))
+            {
+                if (token.Value.StartsWith('-'))
+                {
+                    var suggestion = NameSuggestions.Closest(token.Value, optionNames, maxDistance: 2);
+                    yield return $"{name} has no option {token.Value}{(suggestion is null ? "" : $" (did you mean {suggestion}?)")}; '{name} --help' lists its options.";
+                    afterUnknownOption = true;
+                }
+                else if (afterUnknownOption)
+                {
+                    afterUnknownOption = false; // the unknown option's value: nothing more to say about it
+                }
+                else if (command is RootCommand)
+                {
+                    var suggestion = NameSuggestions.Closest(token.Value, command.Subcommands.Select(c => c.Name), maxDistance: 2);
+                    yield return $"'{token.Value}' is not a command{(suggestion is null ? "" : $" (did you mean {suggestion}?)")}; " +
+                                 $"commands: {string.Join(", ", command.Subcommands.Select(c => c.Name))}.";
+                    yield break; // what follows belongs to a command that was not recognized
+                }
+                else if (previous is { Type: TokenType.Option } flag && options.FirstOrDefault(o => o.Name == flag.Value || o.Aliases.Contains(flag.Value)) is Option<bool>)
+                {
+                    yield return $"'{token.Value}' after {flag.Value}: {flag.Value} is a switch and takes no value.";
+                }
+                else
+                {
+                    yield return $"{name} takes no argument '{token.Value}'; '{name} --help' lists its options.";
+                }
+            }
+            else
+            {
+                afterUnknownOption = false;
+            }
+            previous = token;
+        }
+    }
+
+    private static void Collect(CommandResult result, HashSet<Token> consumed)
+    {
+        consumed.Add(result.IdentifierToken);
+        foreach (var child in result.Children)
+        {
+            switch (child)
+            {
+                case OptionResult option:
+                    consumed.UnionWith(option.Tokens);
+                    if (option.IdentifierToken is { } identifier) consumed.Add(identifier);
+                    break;
+                case ArgumentResult argument:
+                    consumed.UnionWith(argument.Tokens);
+                    break;
+                case CommandResult subcommand:
+                    Collect(subcommand, consumed);
+                    break;
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+using System.Net.Sockets;
+using DistTrain.Cluster.Security;
+
+namespace DistTrain.Cluster.DataPlane;
+
+/// <summary>
+/// One data-plane connection: the TCP socket and the stream frames travel on (TLS over the socket, or the socket
+/// itself with Cluster:Tls false). One thread may read while another writes.
+/// </summary>
+/// <param name="socket">The connected socket.</param>
+/// <param name="stream">The stream over <paramref name="socket"/> that frames are read from and written to.</param>
+/// <param name="peer">The other end's address, for logs.</param>
+internal sealed class DataPlaneConnection(Socket socket, Stream stream, string peer) : IDisposable
+{
+    /// <summary>The stream frames travel on.</summary>
+    public Stream Stream { get; } = stream;
+
+    /// <summary>The other end's address (<c>IP:port</c>), for logs.</summary>
+    public string Peer { get; } = peer;
+
+    /// <summary>
+    /// Connects to a parameter server's data plane, with TLS when <paramref name="certificates"/> is given, and sends
+    /// the hello that names this worker and proves its registration.
+    /// </summary>
+    /// <exception cref="SocketException">The connection failed.</exception>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The TLS handshake failed; the message says why.</exception>
+    public static DataPlaneConnection Connect(string host, int port, ClusterCertificates? certificates, DataPlaneHello hello)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            TensorFrame.Tune(socket);
+            socket.Connect(host, port);
+            Stream stream = new NetworkStream(socket, ownsSocket: false);
+            if (certificates is not null) stream = certificates.AuthenticateAsClient(stream, host);
+            var connection = new DataPlaneConnection(socket, stream, $"{host}:{port}");
+            hello.Write(connection.Stream);
+            return connection;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Shuts the connection down (a reader blocked on it wakes with an error) and releases it; safe to call twice.</summary>
+    public void Dispose()
+    {
+        try { socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        try { Stream.Dispose(); } catch (IOException) { } catch (ObjectDisposedException) { }
+        socket.Dispose();
+    }
+}

@@ -1,0 +1,61 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace DistTrain.Cluster.Hosting;
+
+/// <summary>
+/// Checks at start-up that a node's ports are free, so a taken port is one clear line and exit code 2 instead of an
+/// actor system that fails later. .NET's <c>ReuseAddress</c> on Linux also sets <c>SO_REUSEPORT</c>, which lets a
+/// second process listen on a port already in use (Akka.Remote's DotNetty transport sets it): the probe sets
+/// <c>SO_REUSEADDR</c> alone, which ignores connections of an earlier run lingering in TIME_WAIT but conflicts with
+/// any listener.
+/// </summary>
+public static class PortProbe
+{
+    private const int SolSocket = 1, SoReuseAddr = 2; // Linux <sys/socket.h>
+
+    /// <summary>Lets <paramref name="socket"/> bind a port that only has connections in TIME_WAIT, without sharing it with a listener.</summary>
+    public static void AllowTimeWait(Socket socket)
+    {
+        if (OperatingSystem.IsLinux()) socket.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
+    }
+
+    /// <summary>Throws when nothing can listen on <paramref name="host"/>:<paramref name="port"/> because another socket does.</summary>
+    /// <param name="key">The config key of the port, for the message (Cluster:Port, Metrics:Port).</param>
+    /// <param name="host">Address to bind (Cluster:Hostname); <c>0.0.0.0</c>, <c>+</c> or <c>*</c> for every interface.</param>
+    /// <param name="port">The port; 0 (any free port) always passes.</param>
+    /// <exception cref="PortInUseException">Another socket listens there.</exception>
+    public static void EnsureFree(string key, string host, int port)
+    {
+        if (port == 0) return;
+        var address = host is "+" or "*" or "0.0.0.0" or "" ? IPAddress.Any
+            : IPAddress.TryParse(host, out var parsed) ? parsed
+            : Dns.GetHostAddresses(host).FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ?? IPAddress.Any;
+        using var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        AllowTimeWait(socket);
+        try
+        {
+            socket.Bind(new IPEndPoint(address, port));
+            socket.Listen();
+        }
+        catch (SocketException e)
+        {
+            throw new PortInUseException(key, port, e);
+        }
+    }
+}
+
+/// <summary>A port a node needs is taken. The message is one line naming the key, the port and the fix.</summary>
+/// <param name="key">The config key of the port.</param>
+/// <param name="port">The port.</param>
+/// <param name="inner">The bind failure.</param>
+public sealed class PortInUseException(string key, int port, Exception inner)
+    : Exception($"{key} = {port}: the port is in use ({inner.Message}), probably by another DistTrain cluster or node on this machine. " +
+                $"Pick a free port (DISTTRAIN_{key.Replace(":", "__", StringComparison.Ordinal)}=...) or stop that process.", inner)
+{
+    /// <summary>The config key of the port.</summary>
+    public string Key { get; } = key;
+
+    /// <summary>The port.</summary>
+    public int Port { get; } = port;
+}

@@ -1,0 +1,90 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using DistTrain.Core.Configuration;
+
+namespace DistTrain.Cluster.Security;
+
+/// <summary>
+/// Who belongs to a job: its name (<c>Cluster:JobName</c>) and a secret shared by its nodes (<c>Cluster:SecretFile</c> or
+/// <c>DISTTRAIN_Cluster__Secret</c>). Nodes never send the secret: a worker proves it knows it with an HMAC-SHA256
+/// (RFC 2104) over its registration, and the job host proves the same over its answer, so a node of another job is
+/// refused at join, and a worker never trains under a parameter server of another job.
+/// </summary>
+public sealed class JobIdentity
+{
+    /// <summary>Shortest secret accepted, in bytes (128 bits).</summary>
+    public const int MinimumSecretBytes = 16;
+
+    private readonly byte[] _key;
+
+    /// <summary>Creates an identity from a job name and its secret.</summary>
+    /// <param name="name">Cluster:JobName.</param>
+    /// <param name="secret">The shared secret, at least <see cref="MinimumSecretBytes"/> bytes.</param>
+    /// <exception cref="ArgumentException">The secret is shorter than <see cref="MinimumSecretBytes"/>.</exception>
+    public JobIdentity(string name, ReadOnlySpan<byte> secret)
+    {
+        if (secret.Length < MinimumSecretBytes)
+            throw new ArgumentException($"a job secret needs at least {MinimumSecretBytes} bytes, this one has {secret.Length}.", nameof(secret));
+        Name = name;
+        _key = secret.ToArray();
+    }
+
+    /// <summary>The job's name, sent in clear with every registration so a refusal can say which job a node belongs to.</summary>
+    public string Name { get; }
+
+    /// <summary>Reads the job's identity from the cluster options.</summary>
+    /// <exception cref="ConfigurationException">No secret is set, both are set, the file cannot be read, or the secret is too short.</exception>
+    public static JobIdentity Load(ClusterOptions options)
+    {
+        var fromFile = !string.IsNullOrWhiteSpace(options.SecretFile);
+        var fromVariable = !string.IsNullOrEmpty(options.Secret);
+        string secret;
+        if (fromFile && fromVariable)
+            throw Problem("both Cluster:SecretFile and Cluster:Secret are set: keep one.");
+        if (!fromFile && !fromVariable)
+            throw Problem("cluster mode needs the job's shared secret: set Cluster:SecretFile to a file holding it (deploy/certs/make-certs.sh writes " +
+                          "job-secret), or the environment variable DISTTRAIN_Cluster__Secret. Every node of the job uses the same secret.");
+        if (fromFile)
+        {
+            try
+            {
+                secret = File.ReadAllText(options.SecretFile).Trim();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw Problem($"Cluster:SecretFile = '{options.SecretFile}' cannot be read: {e.Message} Make it with deploy/certs/make-certs.sh.");
+            }
+        }
+        else
+            secret = options.Secret.Trim();
+        var bytes = Encoding.UTF8.GetBytes(secret);
+        if (bytes.Length < MinimumSecretBytes)
+            throw Problem($"the job secret ({(fromFile ? $"Cluster:SecretFile = '{options.SecretFile}'" : "Cluster:Secret")}) has {bytes.Length} bytes; " +
+                          $"use at least {MinimumSecretBytes} random bytes, for example 'openssl rand -hex 32'.");
+        return new JobIdentity(options.JobName, bytes);
+    }
+
+    /// <summary>A worker's proof over its registration: HMAC-SHA256 of the job name, the node's address and the model fingerprint.</summary>
+    public byte[] RegistrationProof(string nodeAddress, int protocolVersion, string modelFingerprint) =>
+        Mac("register", nodeAddress, protocolVersion.ToString(CultureInfo.InvariantCulture), modelFingerprint);
+
+    /// <summary>The job host's proof over its acceptance of a worker: HMAC-SHA256 over the node, index, data plane and token.</summary>
+    public byte[] AcceptanceProof(string nodeAddress, int workerIndex, string dataHost, int dataPort, ReadOnlySpan<byte> dataToken) =>
+        Mac("accept", nodeAddress, workerIndex.ToString(CultureInfo.InvariantCulture), dataHost, dataPort.ToString(CultureInfo.InvariantCulture),
+            Convert.ToHexString(dataToken));
+
+    /// <summary>True when <paramref name="proof"/> equals <paramref name="expected"/> (compared in constant time).</summary>
+    public static bool Matches(ReadOnlySpan<byte> proof, ReadOnlySpan<byte> expected) =>
+        proof.Length == expected.Length && CryptographicOperations.FixedTimeEquals(proof, expected);
+
+    /// <summary>HMAC-SHA256 under the secret of a purpose and fields, each length-prefixed so no two field lists collide.</summary>
+    private byte[] Mac(string purpose, params string[] fields)
+    {
+        var text = new StringBuilder("disttrain-job-identity/1\n").Append(purpose).Append('\n').Append(Name.Length).Append(':').Append(Name);
+        foreach (var field in fields) text.Append('\n').Append(field.Length).Append(':').Append(field);
+        return HMACSHA256.HashData(_key, Encoding.UTF8.GetBytes(text.ToString()));
+    }
+
+    private static ConfigurationException Problem(string problem) => new("cluster security", [problem]);
+}

@@ -1,0 +1,94 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+
+namespace DistTrain.Fuzz.Targets;
+
+/// <summary>
+/// The test oracle for the safetensors target: the rules Hugging Face's reference reader (the <c>safetensors</c> crate,
+/// <c>safetensors/src/tensor.rs</c>: <c>read_metadata</c> and <c>Metadata::validate</c>) applies, written independently of
+/// DistTrain's reader. A file DistTrain accepts must pass them; a file that passes them and holds only F32 tensors (and
+/// int64 <c>num_batches_tracked</c> counters) must be accepted.
+/// </summary>
+internal static class SafeTensorsRules
+{
+    private static readonly Dictionary<string, int> DtypeSizes = new(StringComparer.Ordinal)
+    {
+        ["BOOL"] = 1, ["U8"] = 1, ["I8"] = 1, ["F8_E5M2"] = 1, ["F8_E4M3"] = 1, ["I16"] = 2, ["U16"] = 2, ["F16"] = 2, ["BF16"] = 2,
+        ["I32"] = 4, ["U32"] = 4, ["F32"] = 4, ["F64"] = 8, ["I64"] = 8, ["U64"] = 8,
+    };
+
+    /// <summary>Null when the file is valid safetensors; otherwise the first rule it breaks.</summary>
+    /// <param name="bytes">The whole file.</param>
+    /// <param name="loadable">Set when valid, every tensor is F32 or an int64 <c>*.num_batches_tracked</c>, and every dimension
+    /// fits an <c>int</c> (DistTrain's shapes are <c>int[]</c>).</param>
+    public static string? Violation(byte[] bytes, out bool loadable)
+    {
+        loadable = false;
+        if (bytes.Length < 8) return "HeaderTooSmall";
+        var n = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        if (n > 100_000_000) return "HeaderTooLarge";
+        if (8 + (long)n > bytes.Length) return "InvalidHeaderLength";
+        string text;
+        try
+        {
+            text = new UTF8Encoding(false, true).GetString(bytes, 8, (int)n);
+        }
+        catch (DecoderFallbackException)
+        {
+            return "InvalidHeader (not UTF-8)";
+        }
+        var tensors = new List<(string Name, string Dtype, ulong Start, ulong End, ulong Elements)>();
+        var allLoadable = true;
+        try
+        {
+            using var document = JsonDocument.Parse(text, new JsonDocumentOptions { AllowDuplicateProperties = false });
+            if (document.RootElement.ValueKind != JsonValueKind.Object) return "InvalidHeaderDeserialization (not an object)";
+            foreach (var property in document.RootElement.EnumerateObject())
+            {
+                var value = property.Value;
+                if (property.Name == "__metadata__")
+                {
+                    // Option<HashMap<String, String>>: null is None.
+                    if (value.ValueKind == JsonValueKind.Null) continue;
+                    if (value.ValueKind != JsonValueKind.Object || value.EnumerateObject().Any(p => p.Value.ValueKind != JsonValueKind.String))
+                        return "InvalidHeaderDeserialization (__metadata__ not a map of strings)";
+                    continue;
+                }
+                if (value.ValueKind != JsonValueKind.Object) return "InvalidHeaderDeserialization (tensor not an object)";
+                if (!value.TryGetProperty("dtype", out var dtype) || dtype.ValueKind != JsonValueKind.String || !DtypeSizes.ContainsKey(dtype.GetString()!))
+                    return "InvalidHeaderDeserialization (dtype)";
+                if (!value.TryGetProperty("shape", out var shape) || shape.ValueKind != JsonValueKind.Array) return "InvalidHeaderDeserialization (shape)";
+                if (!value.TryGetProperty("data_offsets", out var offsets) || offsets.ValueKind != JsonValueKind.Array || offsets.GetArrayLength() != 2)
+                    return "InvalidHeaderDeserialization (data_offsets)";
+                if (!offsets[0].TryGetUInt64(out var start) || !offsets[1].TryGetUInt64(out var end)) return "InvalidHeaderDeserialization (offset)";
+                ulong elements = 1;
+                foreach (var d in shape.EnumerateArray())
+                {
+                    if (d.ValueKind != JsonValueKind.Number || !d.TryGetUInt64(out var size)) return "InvalidHeaderDeserialization (dimension)";
+                    allLoadable &= size <= int.MaxValue;
+                    if (elements != 0 && size > ulong.MaxValue / elements) return "ValidationOverflow";
+                    elements *= size;
+                }
+                var name = dtype.GetString()!;
+                if (elements > ulong.MaxValue / (ulong)DtypeSizes[name]) return "ValidationOverflow";
+                tensors.Add((property.Name, name, start, end, elements));
+                allLoadable &= name == "F32" || (name == "I64" && property.Name.EndsWith(".num_batches_tracked", StringComparison.Ordinal));
+            }
+        }
+        catch (JsonException)
+        {
+            return "InvalidHeaderDeserialization";
+        }
+        ulong at = 0;
+        foreach (var t in tensors.OrderBy(t => t.Start).ThenBy(t => t.End))
+        {
+            if (t.Start != at || t.End < t.Start) return $"InvalidOffset({t.Name})";
+            if (t.End - t.Start != t.Elements * (ulong)DtypeSizes[t.Dtype]) return $"TensorInvalidInfo({t.Name})";
+            at = t.End;
+        }
+        if (at + 8 + n != (ulong)bytes.Length) return "MetadataIncompleteBuffer";
+        loadable = allLoadable;
+        return null;
+    }
+}

@@ -1,0 +1,294 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using DistTrain.Core.Models;
+using DistTrain.Core.Tensors;
+using MathNet.Numerics.LinearAlgebra;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// The built <c>disttrain</c> command as a user runs it, one real process per case: what it writes (model, summary.json,
+/// last-good.safetensors, comparison.json) and its exit codes (0 done, 1 bad command line or training failed, 2 bad config,
+/// data or checkpoint, 3 diverged, 130 interrupted). Jobs are tiny (300 training samples, 1 epoch of 5 steps).
+/// </summary>
+public sealed class CliProcessTests : IDisposable
+{
+    /// <summary>Hang guards for a loaded 2-core machine; no assertion is about speed.</summary>
+    private static readonly TimeSpan Run = TimeSpan.FromSeconds(120), Quick = TimeSpan.FromSeconds(60);
+
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-cli-").FullName;
+    private readonly List<DistTrainProcess> _processes = [];
+
+    public void Dispose()
+    {
+        foreach (var process in _processes) process.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    private string Folder(string name) => Path.Combine(_directory, name);
+
+    /// <summary>784-16-10, 2 workers x batch 32 over the first 300 training and 100 test images: 5 steps per epoch.</summary>
+    private string Config(int epochs = 1, string initializer = "", string extra = "")
+    {
+        var path = Path.Combine(_directory, $"{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, $$"""
+            {
+              "Data": { "Directory": "{{TestData.SubsetDirectory}}", "TrainLimit": 300, "TestLimit": 100 },
+              "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 16 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ]{{initializer}} },
+              "Optimizer": { "LearningRate": 0.05, "Momentum": 0.9 },
+              "Training": { "Workers": 2, "Epochs": {{epochs}}, "BatchSizePerWorker": 32, "Seed": 3, "EvaluationBatchSize": 50 }{{extra}}
+            }
+            """);
+        return path;
+    }
+
+    /// <summary>Runs <c>disttrain <paramref name="arguments"/></c> to its end; returns the process (for its output) and the exit code.</summary>
+    private async Task<(DistTrainProcess Process, int Exit)> Disttrain(TimeSpan timeout, params string[] arguments)
+    {
+        var process = Start(arguments);
+        return (process, await process.WaitAsync(timeout));
+    }
+
+    private DistTrainProcess Start(string[] arguments, bool defaultInterrupt = false)
+    {
+        var process = new DistTrainProcess(arguments, workingDirectory: _directory, defaultInterrupt: defaultInterrupt);
+        _processes.Add(process);
+        return process;
+    }
+
+    /// <summary>The one run folder below <paramref name="output"/>.</summary>
+    private static string RunFolder(string output) => Assert.Single(Directory.GetDirectories(output));
+
+    /// <summary>The test accuracies the command printed, in order ("Test accuracy after N epochs: X%").</summary>
+    private static double[] PrintedAccuracies(DistTrainProcess process) =>
+        [.. Regex.Matches(process.StandardOutput, @"Test accuracy after \d+ epochs?: ([\d.]+)%").Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) / 100)];
+
+    [Fact]
+    public async Task Train_exits_0_and_writes_weights_and_a_summary_whose_figures_the_weights_reproduce()
+    {
+        var output = Folder("runs");
+        var (train, exit) = await Disttrain(Run, "train", "--config", Config(), "--output", output);
+        Assert.True(exit == 0, train.Output);
+        var run = RunFolder(output);
+        foreach (var file in new[] { "model.safetensors", "summary.json", "steps.csv", "epochs.csv", "curves.png" })
+            Assert.True(File.Exists(Path.Combine(run, file)), $"{file} is missing from {run}");
+
+        using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "summary.json")));
+        var root = summary.RootElement;
+        Assert.Equal(5, root.GetProperty("version").GetInt64()); // 300 samples / (2 workers x 32) = 5 steps
+        var training = root.GetProperty("options").GetProperty("Training");
+        Assert.Equal((2, 32, 3), (training.GetProperty("Workers").GetInt32(), training.GetProperty("BatchSizePerWorker").GetInt32(), training.GetProperty("Seed").GetInt32()));
+        var epoch = Assert.Single(root.GetProperty("epochs").EnumerateArray());
+        Assert.Equal((1, 5L, 300, 100), (epoch.GetProperty("Epoch").GetInt32(), epoch.GetProperty("Version").GetInt64(),
+            epoch.GetProperty("TrainSamples").GetInt32(), epoch.GetProperty("TestSamples").GetInt32()));
+        Assert.True(double.IsFinite(epoch.GetProperty("TrainLoss").GetDouble()) && epoch.GetProperty("TrainLoss").GetDouble() > 0);
+        Assert.Equal(JsonValueKind.Null, epoch.GetProperty("ValidationLoss").ValueKind); // no validation split
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(run, "epochs.csv")).Length);
+        Assert.Equal(6, File.ReadAllLines(Path.Combine(run, "steps.csv")).Length); // header and 5 steps
+
+        // The tensors listed are the ones saved, and the saved weights, normalized as the summary says, score the
+        // summary's test accuracy and loss on the same 100 test images.
+        var weightsPath = Path.Combine(run, "model.safetensors");
+        var tensors = SafeTensors.Read(weightsPath);
+        var listed = root.GetProperty("tensors").EnumerateArray()
+            .ToDictionary(t => t.GetProperty("Name").GetString()!, t => t.GetProperty("Shape").EnumerateArray().Select(d => d.GetInt32()).ToArray());
+        Assert.Equal(["0.bias", "0.weight", "2.bias", "2.weight"], listed.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(listed.Keys.Order(StringComparer.Ordinal), tensors.Keys.Order(StringComparer.Ordinal));
+        Assert.All(listed, t => Assert.Equal(t.Value, tensors[t.Key].Shape));
+        var normalization = root.GetProperty("normalization");
+        Assert.Equal("Global", normalization.GetProperty("Kind").GetString());
+        var metadata = SafeTensors.ReadMetadata(weightsPath);
+        Assert.Equal(normalization.GetProperty("Mean").Deserialize<float[]>(), JsonSerializer.Deserialize<float[]>(metadata["input_mean"]));
+        Assert.Equal(normalization.GetProperty("Std").Deserialize<float[]>(), JsonSerializer.Deserialize<float[]>(metadata["input_std"]));
+        var (accuracy, loss) = Score(weightsPath, (float)normalization.GetProperty("Mean")[0].GetDouble(), (float)normalization.GetProperty("Std")[0].GetDouble());
+        Assert.Equal(accuracy, epoch.GetProperty("TestAccuracy").GetDouble());
+        Compare.Close(loss, epoch.GetProperty("TestLoss").GetDouble(), relative: 1e-5, absolute: 1e-6, "test loss of the saved weights");
+        Assert.Equal(accuracy.ToString("F4", CultureInfo.InvariantCulture), metadata["test_accuracy"]);
+        Assert.Equal([accuracy], PrintedAccuracies(train));
+
+        // inspect lists the saved tensors; a missing or corrupt file is a data error (2) that names it.
+        var (inspect, inspected) = await Disttrain(Quick, "inspect", weightsPath);
+        Assert.True(inspected == 0, inspect.Output);
+        Assert.Matches(@"0\.weight\s+│\s+\[16, 784\]\s+│\s+12,544", inspect.StandardOutput);
+        Assert.Contains("4 tensors, 12,730 elements", inspect.StandardOutput);
+        var (missing, missingExit) = await Disttrain(Quick, "inspect", Path.Combine(_directory, "none.safetensors"));
+        Assert.Equal(2, missingExit);
+        Assert.Contains($"{Path.Combine(_directory, "none.safetensors")}: no such file.", missing.StandardError);
+        var corrupt = Path.Combine(_directory, "corrupt.safetensors");
+        File.WriteAllBytes(corrupt, File.ReadAllBytes(weightsPath)[..100]);
+        var (truncated, truncatedExit) = await Disttrain(Quick, "inspect", corrupt);
+        Assert.Equal(2, truncatedExit);
+        Assert.Contains("truncated", truncated.StandardError);
+    }
+
+    /// <summary>Accuracy and mean loss of a saved model on the first 100 test images, pixels / 255 then (x − mean) / std.</summary>
+    private static (double Accuracy, double Loss) Score(string weightsPath, float mean, float std)
+    {
+        var test = FashionMnist.Load(TestData.SubsetDirectory, trainLimit: 0, testLimit: 100).Test;
+        var model = ModelFactory.Build(TestData.Mlp(16, 10));
+        var weights = new ParameterVector(model.Layout);
+        PretrainedWeights.Load(weightsPath, model, weights, replaceHead: false);
+        model.LoadParameters(weights.Values);
+        var x = Matrix<float>.Build.Dense(784, test.Count);
+        var t = Matrix<float>.Build.Dense(10, test.Count);
+        test.Gather([.. Enumerable.Range(0, test.Count)], x, t);
+        x.MapInplace(v => (v - mean) / std);
+        var output = model.Forward(x);
+        var correct = Enumerable.Range(0, test.Count).Count(i => output.Column(i).MaximumIndex() == test.Labels[i]);
+        var loss = ModelFactory.BuildLoss(LossTypes.SoftmaxCrossEntropy).Compute(output, t, Matrix<float>.Build.Dense(10, test.Count));
+        return (correct / (double)test.Count, loss);
+    }
+
+    public static TheoryData<string[], string> BadCommandLines => new()
+    {
+        { ["train"], "--config" },
+        { ["train", "--config", "CONFIG", "--workers", "two"], "--workers" },
+        { ["train", "--config", "CONFIG", "--learning-rate", "0.1"], "--learning-rate" },
+        { ["finetune", "--config", "CONFIG"], "--from" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadCommandLines))]
+    public async Task A_bad_command_line_exits_1_naming_the_option_and_trains_nothing(string[] arguments, string option)
+    {
+        var output = Folder("runs");
+        var config = Config();
+        var (process, exit) = await Disttrain(Quick, [.. arguments.Select(a => a == "CONFIG" ? config : a), "--output", output]);
+        Assert.True(exit == 1, process.Output);
+        Assert.Contains(option, process.StandardError);
+        Assert.False(Directory.Exists(output), "a run folder was created for a command line that cannot run");
+    }
+
+    public static TheoryData<string, string, string> BadConfigs => new()
+    {
+        { "unknown key", """{ "Training": { "Epochz": 3 } }""", "Training:Epochz is not a known key. Did you mean 'Training:Epochs'?" },
+        { "not JSON", """{ "Training": { "Epochs": 3, }""", "is not valid JSON" },
+        { "missing data", """{ "Data": { "Directory": "DATA" } }""", "is not an existing folder" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadConfigs))]
+    public async Task A_bad_config_exits_2_naming_the_problem_and_trains_nothing(string what, string json, string message)
+    {
+        var path = Path.Combine(_directory, "bad.json");
+        File.WriteAllText(path, json.Replace("DATA", Path.Combine(_directory, "no-such-folder"), StringComparison.Ordinal));
+        var output = Folder("runs");
+        var (process, exit) = await Disttrain(Quick, "train", "--config", path, "--output", output);
+        Assert.True(exit == 2, $"{what}: {process.Output}");
+        Assert.Contains(message, process.StandardError);
+        Assert.False(Directory.Exists(output), $"{what}: a run folder was created");
+    }
+
+    [Fact]
+    public async Task Divergence_exits_3_and_leaves_the_last_good_weights_in_a_loadable_file()
+    {
+        // Weights of 1e20 overflow in the second layer: the very first step's loss is NaN, so the last good weights are version 0.
+        var output = Folder("runs");
+        var config = Config(initializer: """, "Initializer": { "Kind": "Constant", "Constant": 1e20 }""");
+        var (process, exit) = await Disttrain(Run, "train", "--config", config, "--output", output);
+        Assert.True(exit == 3, process.Output);
+        Assert.Contains("training diverged: Training diverged at epoch 1, step 0", process.StandardError);
+        var run = RunFolder(output);
+        var lastGood = Path.Combine(run, "last-good.safetensors");
+        Assert.Contains($"saved: the last good weights (version 0) are in {lastGood}", process.StandardError);
+        Assert.False(File.Exists(Path.Combine(run, "model.safetensors")), "a diverged run must not leave model.safetensors");
+
+        var model = ModelFactory.Build(TestData.Mlp(16, 10));
+        var weights = new ParameterVector(model.Layout);
+        var loaded = PretrainedWeights.Load(lastGood, model, weights, replaceHead: false);
+        Assert.Equal(model.Layout.Segments.Select(s => s.Name).Order(), loaded.Order());
+        Assert.All(weights.Values, w => Assert.Equal(1e20f, w)); // the Constant initializer sets weights and biases
+        Assert.Equal("0", SafeTensors.ReadMetadata(lastGood)["version"]);
+    }
+
+    [Fact]
+    public async Task An_interrupt_exits_130_and_saves_no_weights()
+    {
+        var output = Folder("runs");
+        var process = Start(["train", "--config", Config(epochs: 10_000), "--output", output], defaultInterrupt: true);
+        await process.WaitForOutputAsync("train loss", Run); // the first epoch ended: training is under way
+        process.Interrupt();
+        Assert.Equal(130, await process.WaitAsync(Run));
+        Assert.DoesNotContain("Test accuracy after", process.StandardOutput);
+        Assert.Empty(Directory.GetFiles(output, "model.safetensors", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task A_checkpoint_that_cannot_be_written_exits_1_with_a_message_naming_the_file()
+    {
+        // The first checkpoint's name is taken by a folder, so writing it fails as on a full disk.
+        var checkpoints = Folder("checkpoints");
+        var blocked = Path.Combine(checkpoints, CheckpointStore.FileName(5, 2, 0));
+        Directory.CreateDirectory(blocked);
+        var (process, exit) = await Disttrain(Run, "train", "--config", Config(), "--output", Folder("runs"), "--checkpoint-dir", checkpoints);
+        Assert.True(exit == 1, process.Output);
+        Assert.Contains($"training failed: Could not write checkpoint {blocked}", process.StandardError);
+        Assert.DoesNotContain("Unhandled exception", process.Output);
+    }
+
+    [Fact]
+    public async Task A_resume_that_cannot_continue_the_run_exits_2_and_says_why()
+    {
+        var checkpoints = Folder("checkpoints");
+        var (empty, emptyExit) = await Disttrain(Run, "train", "--config", Config(), "--output", Folder("runs"), "--checkpoint-dir", checkpoints, "--resume");
+        Assert.True(emptyExit == 2, empty.Output);
+        Assert.Contains("No checkpoint to resume from in", empty.StandardError);
+        Assert.Contains("Drop --resume", empty.StandardError);
+
+        var (first, firstExit) = await Disttrain(Run, "train", "--config", Config(), "--output", Folder("runs"), "--checkpoint-dir", checkpoints);
+        Assert.True(firstExit == 0, first.Output);
+        var (otherSeed, otherSeedExit) = await Disttrain(Run, "train", "--config", Config(epochs: 2), "--output", Folder("runs"), "--checkpoint-dir", checkpoints,
+            "--resume", "--seed", "4");
+        Assert.True(otherSeedExit == 2, otherSeed.Output);
+        Assert.Contains("does not fit the config: Training:Seed = 4, the checkpoint's is 3", otherSeed.StandardError);
+    }
+
+    [Fact]
+    public async Task Bench_exits_0_with_a_json_report_of_the_measured_steps_and_2_with_errors_on_standard_error()
+    {
+        var (bench, exit) = await Disttrain(Run, "bench", "--config", Config(), "--workers", "2", "--warmup", "2", "--steps", "6", "--json");
+        Assert.True(exit == 0, bench.Output);
+        var json = bench.StandardOutput.Split('\n').Single(line => line.StartsWith('{'));
+        using var report = JsonDocument.Parse(json);
+        var root = report.RootElement;
+        Assert.Equal((2, 32, 6), (root.GetProperty("Workers").GetInt32(), root.GetProperty("BatchSizePerWorker").GetInt32(), root.GetProperty("Steps").GetInt32()));
+        foreach (var figure in new[] { "SamplesPerSecond", "StepMilliseconds", "ComputeMilliseconds" })
+            Assert.True(root.GetProperty(figure).GetDouble() is > 0 and < double.PositiveInfinity, $"{figure} = {root.GetProperty(figure)}");
+        Assert.True(root.GetProperty("PeakRssBytes").GetInt64() > 10 << 20, "peak RSS below 10 MiB");
+
+        var (noSteps, noStepsExit) = await Disttrain(Quick, "bench", "--config", Config(), "--steps", "0");
+        Assert.Equal(2, noStepsExit);
+        Assert.Contains("--warmup and --steps must be at least 1", noSteps.StandardError);
+        var (badConfig, badConfigExit) = await Disttrain(Quick, "bench", "--config", Path.Combine(_directory, "missing.json"));
+        Assert.Equal(2, badConfigExit);
+        Assert.Contains("not found", badConfig.StandardError);
+    }
+
+    [Fact]
+    public async Task Finetune_with_compare_scratch_writes_comparison_json_with_both_runs_accuracies()
+    {
+        var (pretrain, pretrainExit) = await Disttrain(Run, "train", "--config", Config(), "--output", Folder("pretrain"));
+        Assert.True(pretrainExit == 0, pretrain.Output);
+        var checkpoint = Path.Combine(RunFolder(Folder("pretrain")), "model.safetensors");
+
+        var output = Folder("finetune");
+        var (finetune, exit) = await Disttrain(Run, "finetune", "--config", Config(), "--from", checkpoint, "--freeze", "0", "--compare-scratch", "--output", output);
+        Assert.True(exit == 0, finetune.Output);
+        var printed = PrintedAccuracies(finetune);
+        Assert.Equal(2, printed.Length); // the fine-tuned run, then the one from scratch
+        var comparisonPath = Assert.Single(Directory.GetFiles(output, "comparison.json", SearchOption.AllDirectories));
+        using var comparison = JsonDocument.Parse(File.ReadAllText(comparisonPath));
+        var root = comparison.RootElement;
+        Assert.Equal(checkpoint, root.GetProperty("pretrained").GetString());
+        Assert.Equal(["0"], root.GetProperty("frozen").EnumerateArray().Select(f => f.GetString()));
+        Assert.Equal(1, root.GetProperty("epochs").GetInt32());
+        Assert.Equal(printed[0], Math.Round(root.GetProperty("fine_tuned_test_accuracy").GetDouble(), 4));
+        Assert.Equal(printed[1], Math.Round(root.GetProperty("scratch_test_accuracy").GetDouble(), 4));
+        var difference = 100 * (root.GetProperty("fine_tuned_test_accuracy").GetDouble() - root.GetProperty("scratch_test_accuracy").GetDouble());
+        Assert.Contains($"{difference.ToString("+0.00;-0.00", CultureInfo.InvariantCulture)} points of test accuracy against training from scratch", finetune.StandardOutput);
+    }
+}

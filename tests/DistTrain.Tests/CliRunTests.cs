@@ -1,0 +1,98 @@
+using System.Text.RegularExpressions;
+using DistTrain.Core.Checkpoints;
+
+namespace DistTrain.Tests;
+
+/// <summary>The <c>disttrain</c> executable run as a user runs it: its output in logs, Ctrl-C, its run folders.</summary>
+public sealed class CliRunTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private string Config(string json)
+    {
+        var path = Path.Combine(_directory, $"{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, json);
+        return path;
+    }
+
+    private static string Mlp(int hidden, int workers, int batch, int epochs, int trainLimit = 0) => $$"""
+        {
+          "Data": { "Normalization": "Global", "TrainLimit": {{trainLimit}} },
+          "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": {{hidden}} }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
+          "Optimizer": { "LearningRate": 0.01, "Momentum": 0.5, "L2": 0.0001 },
+          "Training": { "Workers": {{workers}}, "Epochs": {{epochs}}, "BatchSizePerWorker": {{batch}}, "Seed": 3, "StallTimeoutSeconds": 60 }
+        }
+        """;
+
+    private string[] Train(string config, string data) => ["train", "--config", config, "--data", data, "--output", Path.Combine(_directory, "runs")];
+
+    [Fact]
+    public async Task Logged_output_is_not_wrapped_a_one_step_epoch_prints_no_quarter_line_and_a_missing_from_names_the_file_runs_write()
+    {
+        // A data folder whose path alone is longer than the 240 columns output used to be wrapped at.
+        var data = Path.Combine(_directory, new string('d', 120), new string('e', 120));
+        Directory.CreateDirectory(data);
+        foreach (var file in Directory.GetFiles(TestData.SubsetDirectory)) File.Copy(file, Path.Combine(data, Path.GetFileName(file)));
+        using var train = new DistTrainProcess(Train(Config(Mlp(hidden: 16, workers: 1, batch: 100, epochs: 2, trainLimit: 100)), data));
+        Assert.Equal(0, await train.WaitAsync(TimeSpan.FromSeconds(120)));
+
+        Assert.Contains($"training / 250 test samples from {data}\n", train.Output.ReplaceLineEndings("\n")); // one line, unbroken
+        Assert.DoesNotContain("step 1/1", train.Output); // an epoch of one step: the epoch line says it all
+        Assert.Contains("epoch  2/2  train loss", train.Output);
+        var weights = Regex.Match(train.Output, @"Final weights \(version 2, [\d,]+ parameters\): (\S+)").Groups[1].Value;
+        Assert.True(File.Exists(weights), train.Output);
+
+        using var finetune = new DistTrainProcess(["finetune", "--config", Config(Mlp(16, 1, 100, 1)), "--from", Path.Combine(_directory, "missing.safetensors")]);
+        Assert.Equal(2, await finetune.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains($"a run's {Path.GetFileName(weights)}", finetune.Error);
+    }
+
+    [Fact]
+    public async Task A_first_Ctrl_C_stops_at_the_next_step_says_so_and_keeps_the_weights_of_that_step()
+    {
+        // 1,000 samples in steps of 2 x 2: 250 steps per epoch, so Ctrl-C lands in the middle of a later epoch.
+        using var train = new DistTrainProcess(Train(Config(Mlp(hidden: 32, workers: 2, batch: 2, epochs: 50)), TestData.SubsetDirectory));
+        await train.WaitForOutputAsync("epoch  1/50  train loss", TimeSpan.FromSeconds(90));
+        train.Interrupt();
+
+        Assert.Equal(130, await train.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("Ctrl-C: stopping at the next step (press Ctrl-C again to exit at once).", train.Error);
+        var cancelled = Regex.Match(train.Error, @"cancelled: stopped at epoch (\d+), step (\d+) of 250\. Kept the run folder (\S+): model\.safetensors holds the weights of that step \(version (\d+)\)");
+        Assert.True(cancelled.Success, train.Output);
+        var (epoch, step, folder, version) = (int.Parse(cancelled.Groups[1].Value), int.Parse(cancelled.Groups[2].Value), cancelled.Groups[3].Value, long.Parse(cancelled.Groups[4].Value));
+        Assert.Equal((epoch - 1) * 250L + step, version);
+        Assert.DoesNotContain("epoch 50/50", train.Output);
+        var metadata = SafeTensors.ReadMetadata(Path.Combine(folder, RunFiles.Model));
+        Assert.Equal(version.ToString(), metadata["version"]);
+        Assert.Equal($"cancelled at epoch {epoch}, step {step} of 250", metadata["stopped"]);
+        Assert.Equal(784 * 32 + 32 + 32 * 10 + 10, SafeTensors.Read(Path.Combine(folder, RunFiles.Model)).Values.Sum(t => t.Data.Length));
+        var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, RunFiles.Summary))).RootElement;
+        // The finished epochs: those before the stopped one, and the stopped one too if it stopped after its last step and evaluation.
+        var finished = summary.GetProperty("epochs").GetArrayLength();
+        Assert.True(finished == epoch - 1 || (step == 250 && finished == epoch), $"{finished} epochs in summary.json, stopped at epoch {epoch} step {step}");
+        Assert.True(File.Exists(Path.Combine(folder, RunFiles.Epochs)));
+    }
+
+    [Fact]
+    public async Task A_second_Ctrl_C_exits_at_once_without_waiting_for_the_first_to_finish()
+    {
+        // 5.8M parameters and one 1,000-sample minibatch per step: a step takes a good part of a second, so the clean stop
+        // (finish the step, save 23 MB of weights and the report) is still under way when the second Ctrl-C comes.
+        using var train = new DistTrainProcess(Train(Config("""
+            {
+              "Data": { "Normalization": "Global" },
+              "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 2048 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 2048 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
+              "Optimizer": { "LearningRate": 0.01 },
+              "Training": { "Workers": 1, "Epochs": 1000, "BatchSizePerWorker": 1000, "Seed": 3, "StallTimeoutSeconds": 60 }
+            }
+            """), TestData.SubsetDirectory));
+        await train.WaitForOutputAsync("epoch  1/1000  train loss", TimeSpan.FromSeconds(120));
+        train.Interrupt();
+        await train.WaitForOutputAsync("stopping at the next step", TimeSpan.FromSeconds(10));
+        train.Interrupt();
+        Assert.Equal(130, await train.WaitAsync(TimeSpan.FromSeconds(10))); // killed by SIGINT: 128 + 2
+        Assert.DoesNotContain("cancelled: stopped", train.Output); // the clean stop never finished
+    }
+}

@@ -1,0 +1,112 @@
+using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+
+namespace DistTrain.Tests;
+
+/// <summary>Only the job's own nodes get in, with real processes: rogue nodes, taken ports, two clusters side by side.</summary>
+public sealed partial class ClusterProcessTests
+{
+    /// <summary>Asserts that the job's final weights equal the same job's in one process (same seed, shard plan and summation order).</summary>
+    private static async Task AssertUndisturbedAsync(string configPath, string weightsPath)
+    {
+        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
+            environment: new Dictionary<string, string?>());
+        var data = TrainingData.Load(options.Data);
+        var single = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+        var tensors = SafeTensors.Read(weightsPath);
+        foreach (var segment in single.FinalWeights.Layout.Segments)
+            Compare.Close(single.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, relative: 1e-5, absolute: 1e-7, segment.Name);
+    }
+
+    [Fact]
+    public async Task Rogue_nodes_with_another_jobs_secret_another_CA_no_certificate_or_an_expired_one_are_refused_and_the_job_ends_undisturbed()
+    {
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 2));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        await ps.WaitForOutputAsync("Job host waiting for 2 worker(s)", TimeSpan.FromSeconds(60));
+
+        var otherJob = new TestCertificates(_directory, "other-job");
+        Dictionary<string, string> Rogue(Dictionary<string, string> changes)
+        {
+            var environment = new Dictionary<string, string>(workerEnvironment) { ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "8" };
+            foreach (var (key, value) in changes) environment[key] = value;
+            return environment;
+        }
+        // The cluster's CA and job name, but another job's secret.
+        var wrongSecret = Start("worker", configPath, Rogue(new() { ["DISTTRAIN_Cluster__SecretFile"] = otherJob.SecretFile }));
+        // A whole other job: its own CA, certificate and secret.
+        var otherCa = Start("worker", configPath, Rogue(otherJob.Environment("rogue")));
+        // No certificate at all: plain TCP against the cluster's TLS port.
+        var noCertificate = Start("worker", configPath, Rogue(new() { ["DISTTRAIN_Cluster__Tls"] = "false" }));
+        // A certificate of the cluster's CA that has expired.
+        var (expiredCertificate, expiredKey) = _certificates.Node("expired", DateTimeOffset.UtcNow.AddDays(-30), DateTimeOffset.UtcNow.AddDays(-1));
+        var expired = Start("worker", configPath, Rogue(new()
+        {
+            ["DISTTRAIN_Cluster__CertificateFile"] = expiredCertificate, ["DISTTRAIN_Cluster__CertificateKeyFile"] = expiredKey,
+        }));
+
+        Assert.Equal(2, await wrongSecret.WaitAsync(TimeSpan.FromSeconds(90)));
+        Assert.Contains("refused this worker: its job secret differs from job 'test-job''s", wrongSecret.Output);
+        await ps.WaitForOutputAsync("Refused worker node", TimeSpan.FromSeconds(10));
+        Assert.Equal(2, await expired.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains($"Cluster:CertificateFile = '{expiredCertificate}' would be refused by the other nodes", expired.Output);
+        // The node of another CA refuses the cluster's certificate as the cluster refuses its own; Akka.Remote then stops it.
+        Assert.Equal(2, await otherCa.WaitAsync(TimeSpan.FromSeconds(90)));
+        Assert.True(otherCa.Output.Contains("do not trust each other's certificates", StringComparison.Ordinal), otherCa.Output);
+        // Plain TCP never gets through the cluster's TLS port; the node gives up after its join timeout.
+        Assert.Equal(1, await noCertificate.WaitAsync(TimeSpan.FromSeconds(90)));
+        Assert.True(noCertificate.Output.Contains("No parameter server accepted this worker within 8 s", StringComparison.Ordinal), noCertificate.Output);
+        Assert.Contains("Rejected incoming connection from", ps.Output); // Akka.Remote: the plain-TCP handshake, and the other CA's
+        Assert.DoesNotContain("joins as worker", ps.Output); // none of them ever counted as a worker
+
+        // The job's own workers join and the job ends on the undisturbed run's weights.
+        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
+        Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(120)));
+        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("Training starts with 2 workers", ps.Output);
+        Assert.DoesNotContain("joins as worker 2", ps.Output);
+        await AssertUndisturbedAsync(configPath, FinalWeightsPath());
+    }
+
+    [Fact]
+    public async Task Two_clusters_run_side_by_side_each_ending_on_its_undisturbed_result_and_a_node_on_a_taken_port_exits_2()
+    {
+        var configA = Config(MlpConfig(hidden: 32, epochs: 2));
+        var configB = Config(MlpConfig(hidden: 24, epochs: 2).Replace("\"Seed\": 3", "\"Seed\": 5", StringComparison.Ordinal));
+        var (psA, workerA) = Environments(workers: 2, configA);
+        var (psB, workerB) = Environments(workers: 2, configB,
+            new Dictionary<string, string> { ["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-b") }, new TestCertificates(_directory, "second-job"));
+        var parameterServers = new[] { Start("parameter-server", configA, psA), Start("parameter-server", configB, psB) };
+        await parameterServers[0].WaitForOutputAsync("Job host waiting", TimeSpan.FromSeconds(60));
+
+        // A second parameter server on the first one's Akka port, then on its data plane port: one line each, exit 2.
+        var akkaPortTaken = Start("parameter-server", configA, new Dictionary<string, string>(psA) { ["DISTTRAIN_Metrics__Port"] = "0" });
+        Assert.Equal(2, await akkaPortTaken.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains($"Cluster:Port = {psA["DISTTRAIN_Cluster__Port"]}: the port is in use", akkaPortTaken.Output);
+        var dataPortTaken = Start("parameter-server", configA, new Dictionary<string, string>(psA)
+        {
+            ["DISTTRAIN_Cluster__Port"] = FreePort().ToString(), ["DISTTRAIN_Metrics__Port"] = "0",
+        });
+        Assert.Equal(2, await dataPortTaken.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains($"Cluster:DataPort = {psA["DISTTRAIN_Cluster__DataPort"]}: the port is in use", dataPortTaken.Output);
+        var metricsPortTaken = Start("parameter-server", configA, new Dictionary<string, string>(psA)
+        {
+            ["DISTTRAIN_Cluster__Port"] = FreePort().ToString(), ["DISTTRAIN_Cluster__DataPort"] = FreePort().ToString(),
+        });
+        Assert.Equal(2, await metricsPortTaken.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains($"Metrics:Port = {psA["DISTTRAIN_Metrics__Port"]}: the port is in use", metricsPortTaken.Output);
+
+        var workers = new[]
+        {
+            Start("worker", configA, workerA), Start("worker", configA, workerA), Start("worker", configB, workerB), Start("worker", configB, workerB),
+        };
+        foreach (var ps in parameterServers) Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(180)));
+        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        foreach (var ps in parameterServers) Assert.Contains("Training starts with 2 workers", ps.Output);
+        await AssertUndisturbedAsync(configA, FinalWeightsPath());
+        await AssertUndisturbedAsync(configB, FinalWeightsPath("runs-b"));
+    }
+}

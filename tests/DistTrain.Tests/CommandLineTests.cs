@@ -1,0 +1,73 @@
+using DistTrain.Cli;
+
+namespace DistTrain.Tests;
+
+/// <summary>The command line: bad values, unknown options and missing arguments each give one line that says what to do.</summary>
+public class CommandLineTests
+{
+    private static IReadOnlyList<string> Problems(params string[] args) =>
+        ParseErrors.Describe(DistTrainCommandLine.Create().Parse(args));
+
+    [Theory]
+    [InlineData("train -c c.json --epochs abc", "--epochs 'abc' is not a whole number: --epochs takes a whole number of passes over the training set")]
+    [InlineData("train -c c.json -w two", "--workers 'two' is not a whole number: --workers takes a whole number of worker replicas")]
+    [InlineData("train -c c.json --seed 1.5", "--seed '1.5' is not a whole number")]
+    [InlineData("train -c c.json --batch-size 64k", "--batch-size '64k' is not a whole number")]
+    [InlineData("train -c c.json --train-limit x", "--train-limit 'x' is not a whole number")]
+    [InlineData("train -c c.json --test-limit x", "--test-limit 'x' is not a whole number")]
+    [InlineData("train -c c.json --epochs", "--epochs needs a value: it takes a whole number of passes over the training set")]
+    [InlineData("train -c c.json --wrokers 2", "disttrain train has no option --wrokers (did you mean --workers?)")]
+    [InlineData("train -c c.json --resume yes", "'yes' after --resume: --resume is a switch and takes no value")]
+    [InlineData("train -c c.json extra", "disttrain train takes no argument 'extra'")]
+    [InlineData("train", "disttrain train needs --config FILE: a JSON config file")]
+    [InlineData("finetune -c c.json", "disttrain finetune needs --from FILE: a .safetensors checkpoint, such as a run's model.safetensors")]
+    [InlineData("finetune -c c.json --from m.safetensors --replace-head ten", "--replace-head 'ten' is not a whole number")]
+    [InlineData("finetune -c c.json --from m.safetensors -e x", "--epochs 'x' is not a whole number")]
+    [InlineData("inspect", "disttrain inspect needs CHECKPOINT: a .safetensors file")]
+    [InlineData("bench --steps many", "--steps 'many' is not a whole number: --steps takes a whole number of measured steps")]
+    [InlineData("bench --warmup x", "--warmup 'x' is not a whole number")]
+    [InlineData("bench --metrics-port http", "--metrics-port 'http' is not a whole number: --metrics-port takes a TCP port")]
+    [InlineData("bench -w x", "--workers 'x' is not a whole number")]
+    [InlineData("node --role boss -c c.json", "--role 'boss' is not allowed: --role takes parameter-server or worker")]
+    [InlineData("node -c c.json", "disttrain node needs --role parameter-server|worker")]
+    [InlineData("trian -c c.json", "'trian' is not a command (did you mean train?)")]
+    [InlineData("", "give a command: train, finetune, inspect, bench, node")]
+    public void Each_problem_is_one_line_naming_the_option_the_value_and_what_it_takes(string line, string expected)
+    {
+        var problems = Problems(line.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        var problem = Assert.Single(problems);
+        Assert.Contains(expected, problem);
+        Assert.DoesNotContain("System.", problem); // no .NET type names
+        Assert.DoesNotContain('\n', problem);
+    }
+
+    [Fact]
+    public void A_mistyped_option_is_reported_once_and_its_value_is_not_offered_option_names()
+    {
+        var problem = Assert.Single(Problems("train", "-c", "c.json", "--wrokers", "2"));
+        Assert.DoesNotContain("-c", problem.Replace("--wrokers", "").Replace("--workers", "").Replace("--help", ""));
+        Assert.DoesNotContain("'2'", problem);
+    }
+
+    [Theory]
+    [InlineData("train -c c.json -w 2 -e 3 --seed -4 --batch-size 8 --data d -o o --train-limit 10 --test-limit 5 --checkpoint-dir k --resume")]
+    [InlineData("finetune -c c.json --from m.safetensors --freeze 0,1 --replace-head 5 -e 2 -w 1 --data d -o o --compare-scratch")]
+    [InlineData("inspect m.safetensors")]
+    [InlineData("bench -c c.json -w 2 --batch-size 32 --steps 10 --warmup 5 --json --data d --metrics-port 0")]
+    [InlineData("bench")]
+    [InlineData("node --role worker -c c.json --data d -o o")]
+    [InlineData("node -r parameter-server -c c.json")]
+    public void Every_documented_option_parses(string line) => Assert.Empty(Problems(line.Split(' ')));
+
+    [Fact]
+    public async Task A_bad_value_prints_one_line_on_standard_error_and_no_help_and_exits_1()
+    {
+        using var process = new DistTrainProcess(["train", "--config", "configs/fashion-mnist-mlp.json", "--epochs", "abc"]);
+        Assert.Equal(1, await process.WaitAsync(TimeSpan.FromSeconds(60)));
+        var lines = process.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Equal("error: --epochs 'abc' is not a whole number: --epochs takes a whole number of passes over the training set, 1 to 10,000 (Training:Epochs).",
+            Assert.Single(lines));
+        Assert.DoesNotContain("Usage", process.Output);
+        Assert.DoesNotContain("Nullable", process.Output);
+    }
+}

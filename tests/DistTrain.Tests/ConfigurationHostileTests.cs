@@ -1,0 +1,71 @@
+using System.Text;
+using DistTrain.Core.Configuration;
+
+namespace DistTrain.Tests;
+
+/// <summary>Malformed, deep, huge or wrongly typed config files give the documented one-line-per-problem error (exit 2), never a crash.</summary>
+public class ConfigurationHostileTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-config-hostile-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static IReadOnlyList<string> Problems(string json)
+    {
+        var error = Assert.Throws<ConfigurationException>(() =>
+            TrainingOptionsLoader.Load("hostile.json", Encoding.UTF8.GetBytes(json), null, checkDataDirectory: false, new Dictionary<string, string?>()));
+        Assert.All(error.Problems, p => Assert.DoesNotContain('\n', p));
+        Assert.Equal(error.Problems.Count + 1, error.Message.Split(Environment.NewLine).Length);
+        return error.Problems;
+    }
+
+    [Fact]
+    public void A_list_where_a_value_belongs_is_a_problem_line_not_a_crash()
+    {
+        // Found by the fuzzer (smallest inputs): each threw InvalidOperationException out of the binder, an unhandled crash of the CLI.
+        Assert.Contains("Data:ValidationFraction is a list or object, but it takes a single value (a number).", Problems("""{"Data":{"ValidationFraction":[2]}}"""));
+        Assert.Contains("Model:InputShape = 'e' is a single value, but it takes a list, such as [1, 28, 28].", Problems("""{"Model":{"InputShape":"e"}}"""));
+        Assert.StartsWith("Model:Layers:0:Bias = '' (in hostile.json) is not valid", Assert.Single(Problems("""{"Model":{"Layers":[{"Bias":""}]}}""")));
+        Assert.Contains("Model:Initializer = '1' is a single value, but it takes an object of keys.", Problems("""{"Model":{"Initializer":1}}"""));
+    }
+
+    [Fact]
+    public void Empty_deep_or_malformed_JSON_is_one_problem_line()
+    {
+        Assert.StartsWith("the file is not valid JSON", Assert.Single(Problems("")));
+        Assert.StartsWith("the file is not valid JSON", Assert.Single(Problems(new string('[', 100_000))));
+        Assert.StartsWith("the file is not valid JSON", Assert.Single(Problems(string.Concat(Enumerable.Repeat("{\"a\":", 10_000)))));
+        Assert.StartsWith("the file is not valid JSON", Assert.Single(Problems("""{"Training": {"Epochs": 3,}""")));
+        Assert.StartsWith("the file is not valid JSON", Assert.Single(Problems("""{"Training": {"Epochs": 3, "Epochs": 4}}""")));
+    }
+
+    [Fact]
+    public void Huge_numbers_are_refused_as_out_of_range_or_not_finite()
+    {
+        Assert.Contains("Training:Epochs = '1e400' (in hostile.json) is not valid: expected a whole number.", Problems("""{"Training":{"Epochs":1e400}}"""));
+        Assert.Contains("Model:Initializer:Constant = Infinity (in hostile.json) is not a finite number: weights would start as infinities or NaN.",
+            Problems("""{"Model":{"Initializer":{"Constant":1e400}}}"""));
+        Assert.Contains("Optimizer:LearningRate = -Infinity (in hostile.json) is out of range: allowed (0, 10].", Problems("""{"Optimizer":{"LearningRate":-1e400}}"""));
+    }
+
+    [Fact]
+    public void Values_with_line_breaks_or_of_any_length_stay_on_one_short_line()
+    {
+        var problem = Problems("{\"Model\":{\"Loss\":\"Soft\\nmax " + new string('x', 5000) + "\"}}")[0];
+        Assert.StartsWith("Model:Loss = 'Soft max xxx", problem);
+        Assert.True(problem.Length < 1100, $"{problem.Length} characters");
+    }
+
+    [Fact]
+    public void A_file_over_one_mebibyte_is_refused_and_train_exits_with_code_2()
+    {
+        var big = Path.Combine(_directory, "big.json");
+        File.WriteAllText(big, "{\"Training\": {}, \"x\": \"" + new string('x', 1 << 20) + "\"}");
+        Assert.Contains("more than the 1,048,576 a config may have", Assert.Throws<ConfigurationException>(() => TrainingOptionsLoader.Load(big)).Message);
+        var crash = Path.Combine(_directory, "list.json");
+        File.WriteAllText(crash, """{"Data":{"ValidationFraction":[2]}}""");
+        var (exit, _, error) = CliProcess.Run(["train", "--config", crash]);
+        Assert.Equal(2, exit);
+        Assert.Contains("Data:ValidationFraction is a list or object", error);
+    }
+}

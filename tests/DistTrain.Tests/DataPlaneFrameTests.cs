@@ -1,0 +1,84 @@
+using Akka.Actor;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.DataPlane;
+
+namespace DistTrain.Tests;
+
+/// <summary>Data-plane frame headers are checked before anything is allocated for their floats, and refusals name the peer.</summary>
+public class DataPlaneFrameTests() : TestKit("akka.loglevel = INFO")
+{
+    private const string Peer = "192.0.2.7:40411";
+
+    private static byte[] Bytes(TensorFrame.Header header)
+    {
+        var bytes = new byte[TensorFrame.HeaderSize];
+        MemoryMarshal.Write(bytes, in header);
+        return bytes;
+    }
+
+    private static TensorFrame.Header Gradient(int count, int sampleCount = 16) => new()
+    {
+        Magic = TensorFrame.Magic, Version = TensorFrame.ProtocolVersion, Type = TensorFrame.GradientType, Epoch = 1, Round = 2,
+        WeightsVersion = 3, WorkerIndex = 1, SampleCount = sampleCount, LossSum = 4.5, Count = count,
+    };
+
+    private static string Refusal(TensorFrame.Header header, byte expectedType = TensorFrame.GradientType, int expectedCount = 1000)
+    {
+        var error = Assert.Throws<IOException>(() => TensorFrame.ParseHeader(Bytes(header), expectedType, expectedCount, Peer));
+        Assert.Contains(Peer, error.Message);
+        return error.Message;
+    }
+
+    [Fact]
+    public void A_header_of_the_expected_type_and_the_models_length_is_accepted()
+    {
+        var header = TensorFrame.ParseHeader(Bytes(Gradient(1000)), TensorFrame.GradientType, 1000, Peer);
+        Assert.Equal((1, 2, 3L, 1, 16, 4.5, 1000), (header.Epoch, header.Round, header.WeightsVersion, header.WorkerIndex, header.SampleCount, header.LossSum, header.Count));
+    }
+
+    [Fact]
+    public void Counts_above_the_maximum_other_than_the_models_or_negative_are_refused()
+    {
+        Assert.Contains("268435456 floats (allowed 0 to 268435455)", Refusal(Gradient(268_435_456)));
+        Assert.Contains("268435456 floats (allowed", Refusal(Gradient(268_435_456), expectedCount: 268_435_456));
+        Assert.Contains("of 999 floats; this model's tensors have 1000", Refusal(Gradient(999)));
+        Assert.Contains("-1 floats", Refusal(Gradient(-1)));
+        Assert.Contains("sample count -16", Refusal(Gradient(1000, sampleCount: -16)));
+        Assert.Contains("of 5 floats; this model's tensors have 4", Refusal(Gradient(5) with { Type = TensorFrame.WeightsType }, TensorFrame.WeightsType, 4));
+    }
+
+    [Fact]
+    public void Bad_magic_version_or_type_are_refused()
+    {
+        Assert.Contains("0x54544547, not DistTrain's", Refusal(Gradient(1000) with { Magic = 0x54544547 }));
+        Assert.Contains("protocol version 9", Refusal(Gradient(1000) with { Version = 9 }));
+        Assert.Contains("sent a weights frame where a gradient frame belongs", Refusal(Gradient(1000) with { Type = TensorFrame.WeightsType }));
+        Assert.Contains("type-77", Refusal(Gradient(1000) with { Type = 77 }));
+        Assert.Contains("3-byte frame header", Assert.Throws<IOException>(() => TensorFrame.ParseHeader([1, 2, 3], 2, 0, Peer)).Message);
+    }
+
+    [Fact]
+    public void A_worker_link_refuses_a_gradient_of_another_length_before_allocating_and_logs_the_peer()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+        var server = listener.AcceptSocket();
+        var link = Sys.ActorOf(WorkerLink.Props(0, TestActor, reportLength: 10));
+        Watch(link);
+        // The connection as the listener hands it over after the hello (plain TCP, as with Cluster:Tls false).
+        link.Tell(new WorkerLink.Attach(new DataPlaneConnection(server, new NetworkStream(server, ownsSocket: false), server.RemoteEndPoint!.ToString()!)), TestActor);
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+        EventFilter.Warning(contains: $":{((IPEndPoint)client.LocalEndPoint!).Port} announced a gradient of {TensorFrame.MaxCount} floats").ExpectOne(() =>
+        {
+            client.Send(Bytes(Gradient(TensorFrame.MaxCount)));
+            ExpectTerminated(link, TimeSpan.FromSeconds(10));
+        });
+        var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        Assert.True(allocated < 10 << 20, $"{allocated:N0} bytes allocated for a refused 1 GiB gradient header");
+    }
+}

@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// A <c>disttrain</c> process built with the suite (its <c>disttrain.dll</c> is copied beside the tests), with standard
+/// output and error captured; killed on dispose if still running. Every wait has a timeout, a hang guard only.
+/// </summary>
+internal sealed class DistTrainProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+    private readonly StringBuilder _standardOutput = new();
+    private readonly StringBuilder _standardError = new();
+
+    /// <summary>Starts <c>dotnet disttrain.dll <paramref name="arguments"/></c>.</summary>
+    /// <param name="arguments">The command line after the executable.</param>
+    /// <param name="environment">DISTTRAIN_* variables for the process; the test process's own DISTTRAIN_* variables are not passed on.</param>
+    /// <param name="workingDirectory">Its working directory; null for the test assembly's folder.</param>
+    /// <param name="defaultInterrupt">
+    /// Start it with SIGINT at its default action. A process started from a non-interactive shell's background job inherits
+    /// SIGINT ignored, and .NET keeps an inherited ignore, so a test that sends SIGINT would depend on how the suite was
+    /// launched; python3 (installed by tests/run.sh) resets it and then becomes the process (exec), so the pid is the same.
+    /// </param>
+    public DistTrainProcess(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null,
+        string? workingDirectory = null, bool defaultInterrupt = false)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "disttrain.dll");
+        var start = new ProcessStartInfo(defaultInterrupt ? "python3" : "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? AppContext.BaseDirectory,
+        };
+        if (defaultInterrupt)
+            foreach (var argument in new[] { "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])", "dotnet" })
+                start.ArgumentList.Add(argument);
+        start.ArgumentList.Add(dll);
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("DISTTRAIN_", StringComparison.Ordinal)).ToList())
+            start.Environment.Remove(key);
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
+        _process = new Process { StartInfo = start };
+        _process.OutputDataReceived += (_, e) => Append(_standardOutput, e.Data);
+        _process.ErrorDataReceived += (_, e) => Append(_standardError, e.Data);
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    private void Append(StringBuilder stream, string? line)
+    {
+        if (line is null) return;
+        lock (_output)
+        {
+            stream.AppendLine(line);
+            _output.AppendLine(line);
+        }
+    }
+
+    /// <summary>A cluster node: <c>disttrain node --role ROLE --config FILE</c>.</summary>
+    public static DistTrainProcess Node(string role, string configPath, IReadOnlyDictionary<string, string> environment) =>
+        new(["node", "--role", role, "--config", configPath], environment);
+
+    /// <summary>Standard output and error, interleaved as they arrived.</summary>
+    public string Output { get { lock (_output) return _output.ToString(); } }
+
+    /// <summary>Standard output only.</summary>
+    public string StandardOutput { get { lock (_output) return _standardOutput.ToString(); } }
+
+    /// <summary>Standard error only.</summary>
+    public string StandardError { get { lock (_output) return _standardError.ToString(); } }
+
+    /// <summary>Standard error only (the same as <see cref="StandardError"/>).</summary>
+    public string Error => StandardError;
+
+    /// <summary>True once the process has exited.</summary>
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>SIGKILL, as a crashed or OOM-killed node.</summary>
+    public void Kill() => _process.Kill(entireProcessTree: true);
+
+    /// <summary>Sends SIGINT, as Ctrl-C in a terminal.</summary>
+    public void Interrupt()
+    {
+        const int sigint = 2;
+        Assert.Equal(0, SendSignal(_process.Id, sigint));
+    }
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
+
+    /// <summary>Waits for the exit; fails the test with the output if it takes longer than <paramref name="timeout"/>.</summary>
+    /// <returns>The exit code; 128 + the signal number for a process ended by a signal (.NET's convention, as a shell's).</returns>
+    public async Task<int> WaitAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await _process.WaitForExitAsync().WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"disttrain did not exit within {timeout.TotalSeconds} s. Output:\n{Output}");
+        }
+        _process.WaitForExit(); // flushes the redirected output
+        return _process.ExitCode;
+    }
+
+    /// <summary>Waits until <paramref name="text"/> appears in the output at or after index <paramref name="after"/>; returns its index.</summary>
+    public Task<int> WaitForOutputAsync(string text, TimeSpan timeout, int after = 0) =>
+        WaitForAsync($"'{text}'", output => output.IndexOf(text, after, StringComparison.Ordinal), timeout);
+
+    /// <summary>Waits until <paramref name="pattern"/> matches the output; returns the index of the match.</summary>
+    public Task<int> WaitForMatchAsync(System.Text.RegularExpressions.Regex pattern, TimeSpan timeout) =>
+        WaitForAsync($"a match of /{pattern}/", output => pattern.Match(output) is { Success: true } match ? match.Index : -1, timeout);
+
+    private async Task<int> WaitForAsync(string what, Func<string, int> find, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        int index;
+        while ((index = find(Output)) < 0)
+        {
+            if (DateTime.UtcNow > deadline) Assert.Fail($"{what} did not appear within {timeout.TotalSeconds} s. Output:\n{Output}");
+            if (_process.HasExited)
+            {
+                _process.WaitForExit(); // flushes the redirected output
+                if ((index = find(Output)) >= 0) return index;
+                Assert.Fail($"{what} did not appear before the process exited with {_process.ExitCode}. Output:\n{Output}");
+            }
+            await Task.Delay(100);
+        }
+        return index;
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        _process.Dispose();
+    }
+}

@@ -1,0 +1,162 @@
+using System.Collections;
+using System.Reflection;
+using Akka.Actor;
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Serialization;
+using MessagePack;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// Every <see cref="IDistTrainMessage"/> type, found by reflection, through the Akka serializer and back, with every property set
+/// to a value other than its default, so a field that is not carried (a missing key, a setter MessagePack cannot reach) shows.
+/// </summary>
+public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
+{
+    /// <summary>Every concrete message type in the protocol assembly.</summary>
+    private static readonly Type[] MessageTypes = typeof(IDistTrainMessage).Assembly.GetTypes()
+        .Where(t => !t.IsAbstract && !t.IsInterface && typeof(IDistTrainMessage).IsAssignableFrom(t))
+        .OrderBy(t => t.Name, StringComparer.Ordinal)
+        .ToArray();
+
+    public static TheoryData<string> MessageTypeNames => [.. MessageTypes.Select(t => t.Name)];
+
+    /// <summary>A message of <paramref name="type"/> with no property at its default value; fails for a type it does not know.</summary>
+    private object Sample(Type type)
+    {
+        var probe = CreateTestProbe().Ref;
+        var tensor = new[] { 1.5f, -2f, float.Epsilon, 3e38f, -0f };
+        object? sample = type.Name switch
+        {
+            nameof(RegisterWorker) => new RegisterWorker(ClusterProtocolInfo.Version + 6, "{\"Model\":1}", "akka.tcp://disttrain@10.0.0.7:4053",
+                LostParameterServer: true, JobId: "0123456789ab"),
+            nameof(WorkerAccepted) => new WorkerAccepted(3, "ps.example", 4054, 235_146, "0123456789ab"),
+            nameof(RegistrationRefused) => new RegistrationRefused("model settings differ"),
+            nameof(WorkerReady) => new WorkerReady(2, probe),
+            nameof(JobFinished) => new JobFinished(true, "Test accuracy 88.40%"),
+            nameof(AssignShard) => new AssignShard(2, [5, 1, 9], 16, FirstRound: 4, Rounds: 7),
+            nameof(StartEpoch) => new StartEpoch(3, [probe, TestActor], [3, 2], FirstRound: 5, StepsPerEpoch: 12, MidEpochResumable: false),
+            nameof(WeightsUpdated) => new WeightsUpdated(3, 4, 17, tensor, sentTimestamp: 123_456_789),
+            nameof(GradientComputed) => Measured(new GradientComputed(3, 4, 17, 1, 16, 35.25, tensor, 0.0031, 4096)),
+            nameof(RoundApplied) => PerWorker(new RoundApplied(3, 4, 18, 64, 140.5, new RoundTiming(0.004, 0.003, 0.0025, 0.0004, 8, 16), 0.0125)),
+            nameof(EpochCompleted) => new EpochCompleted(3, 18, 1000, 400.5, L1Penalty: 0.25, L2Penalty: 0.125),
+            nameof(Evaluate) => new Evaluate(18, 100, 50, EvaluationSplit.Validation),
+            nameof(EvaluationResult) => new EvaluationResult(18, 2, 100, 50, 41, 20.75, EvaluationSplit.Validation),
+            nameof(GetWeights) => GetWeights.Instance,
+            nameof(WeightsSnapshot) => new WeightsSnapshot(18, tensor),
+            nameof(CheckpointSaved) => new CheckpointSaved("/checkpoints/checkpoint-v0000000018-e0003-r000004.safetensors", 18, 3, 4, 1_882_128, 0.0125),
+            nameof(WorkerLost) => new WorkerLost(2),
+            nameof(WorkerRemoved) => new WorkerRemoved(2, 5),
+            nameof(AddWorker) => new AddWorker(probe, 4),
+            _ => null,
+        };
+        Assert.True(sample is not null, $"{type.Name} is an IDistTrainMessage without a sample here: add one, with every property set.");
+        return sample!;
+
+        static GradientComputed Measured(GradientComputed message)
+        {
+            message.Measured(computeSeconds: 0.0031, allocatedBytes: 4096, queueingSeconds: 0.0007);
+            return message;
+        }
+
+        static RoundApplied PerWorker(RoundApplied message)
+        {
+            message.ForWorkers(3);
+            message.WorkerLosses[0] = 0.5;
+            message.WorkerLosses[1] = double.NaN; // a worker without a minibatch this round
+            message.WorkerLosses[2] = 2.25;
+            message.WorkerComputeSeconds[0] = 0.003;
+            message.WorkerComputeSeconds[2] = 0.004;
+            message.WorkerQueueingSeconds[2] = 0.0001;
+            return message;
+        }
+    }
+
+    /// <summary>The public, serialized properties of a message (not MessagePack-ignored, not the record's EqualityContract).</summary>
+    private static IEnumerable<PropertyInfo> SerializedProperties(Type type) => type
+        .GetProperties(BindingFlags.Public | BindingFlags.Instance)
+        .Where(p => p.Name != "EqualityContract" && p.GetCustomAttribute<IgnoreMemberAttribute>() is null);
+
+    private object RoundTrip(object message)
+    {
+        var serializer = Sys.Serialization.FindSerializerFor(message);
+        Assert.IsType<MessagePackMessageSerializer>(serializer);
+        var bytes = serializer.ToBinary(message);
+        var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, message);
+        Assert.Equal(message.GetType().Name, manifest);
+        return Sys.Serialization.Deserialize(bytes, serializer.Identifier, manifest);
+    }
+
+    [Fact]
+    public void The_protocol_has_the_messages_this_test_knows_and_every_one_is_a_MessagePack_object()
+    {
+        Assert.True(MessageTypes.Length >= 19, $"only {MessageTypes.Length} message types found");
+        foreach (var type in MessageTypes)
+        {
+            Assert.True(type.GetCustomAttribute<MessagePackObjectAttribute>() is not null, $"{type.Name} has no [MessagePackObject]");
+            Assert.True(type.IsClass, $"{type.Name} is a struct: the serializer's manifest table only registers classes");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(MessageTypeNames))]
+    public void Every_message_type_round_trips_with_every_property(string typeName)
+    {
+        var type = MessageTypes.Single(t => t.Name == typeName);
+        var message = Sample(type);
+        var properties = SerializedProperties(type).ToList();
+        foreach (var property in properties)
+            Assert.False(IsDefault(property.GetValue(message), ConstructorDefault(type, property)),
+                $"{type.Name}.{property.Name} is at its default value in the sample, so its round trip would prove nothing");
+
+        var back = RoundTrip(message);
+        Assert.IsType(type, back);
+        foreach (var property in properties)
+            AssertSameValue(property.GetValue(message), property.GetValue(back), $"{type.Name}.{property.Name}");
+        if (message is ITensorMessage tensor)
+            AssertSameValue(tensor.Tensor, ((ITensorMessage)back).Tensor, $"{type.Name}.Tensor");
+    }
+
+    /// <summary>
+    /// True when <paramref name="value"/> is what the receiver would also get if the property were not carried: the
+    /// constructor's default for that parameter when it has one, else the type's default (null, empty, 0, false).
+    /// </summary>
+    private static bool IsDefault(object? value, object? constructorDefault) => value switch
+    {
+        _ when constructorDefault is not null => Equals(value, constructorDefault),
+        null => true,
+        Array array => array.Length == 0,
+        string text => text.Length == 0,
+        IActorRef actor => actor.IsNobody(),
+        _ when value.GetType().IsValueType => value.Equals(Activator.CreateInstance(value.GetType())),
+        _ => false,
+    };
+
+    /// <summary>The default value of the serialization constructor's parameter for <paramref name="property"/>, if it has one.</summary>
+    private static object? ConstructorDefault(Type type, PropertyInfo property)
+    {
+        var constructors = type.GetConstructors();
+        var constructor = constructors.FirstOrDefault(c => c.GetCustomAttribute<SerializationConstructorAttribute>() is not null)
+                          ?? constructors.OrderByDescending(c => c.GetParameters().Length).FirstOrDefault();
+        var parameter = constructor?.GetParameters().FirstOrDefault(p => string.Equals(p.Name, property.Name, StringComparison.OrdinalIgnoreCase));
+        return parameter is { HasDefaultValue: true } ? parameter.DefaultValue : null;
+    }
+
+    /// <summary>Equal values; arrays element by element, floats and doubles by their bits (NaN and −0 included).</summary>
+    private static void AssertSameValue(object? expected, object? actual, string what)
+    {
+        var (sent, received) = expected switch
+        {
+            float[] floats => (Bits(floats.Select(BitConverter.SingleToInt32Bits)), Bits(Assert.IsType<float[]>(actual).Select(BitConverter.SingleToInt32Bits))),
+            double[] doubles => (Bits(doubles.Select(BitConverter.DoubleToInt64Bits)), Bits(Assert.IsType<double[]>(actual).Select(BitConverter.DoubleToInt64Bits))),
+            IEnumerable sequence and not string => (Bits(sequence.Cast<object>()), Bits(Assert.IsAssignableFrom<IEnumerable>(actual).Cast<object>())),
+            _ => (expected?.ToString(), actual?.ToString()),
+        };
+        var same = expected is IEnumerable and not string ? sent == received : Equals(expected, actual);
+        Assert.True(same, $"{what}: sent {sent}, received {received}");
+
+        static string Bits<T>(IEnumerable<T> values) => $"[{string.Join(", ", values)}]";
+    }
+}

@@ -1,0 +1,129 @@
+using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Optimization;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// A resume that would not continue the same run is refused before training, with a message that names the setting, both
+/// values and the fix; a checkpoint that cannot be written fails the run naming the file.
+/// </summary>
+public sealed class ResumeRefusalTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-refusal-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    /// <summary>A 784-8-10 MLP, 2 workers x batch 50 over the 1,000-sample subset: 10 steps per epoch, SGD with momentum.</summary>
+    private TrainingOptions Options(int epochs, bool resume, Action<TrainingOptions>? change = null)
+    {
+        var options = TestData.Options(TestData.Mlp(8, 10), workers: 2, batch: 50, epochs: epochs);
+        options.Checkpoint = new CheckpointOptions { Directory = _directory, Keep = 10, Resume = resume };
+        change?.Invoke(options);
+        return options;
+    }
+
+    private static async Task<TrainingResult> Run(TrainingOptions options, List<string>? log = null)
+    {
+        var data = TestData.Normalized();
+        return await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, log: log is null ? null : log.Add).WithTestTimeout();
+    }
+
+    /// <summary>One epoch with checkpoints: the directory then holds the checkpoint of step 10, positioned at epoch 2.</summary>
+    private async Task<string> FirstEpoch()
+    {
+        await Run(Options(epochs: 1, resume: false));
+        var newest = new CheckpointStore(_directory, 10).List()[0];
+        Assert.EndsWith(CheckpointStore.FileName(10, 2, 0), newest);
+        return newest;
+    }
+
+    public static TheoryData<string, string> ChangedDataOrder => new()
+    {
+        { "seed", "Training:Seed = 8, the checkpoint's is 7" },
+        { "workers", "Training:Workers = 4, the checkpoint's is 2" },
+        { "batch", "Training:BatchSizePerWorker = 25, the checkpoint's is 50" },
+    };
+
+    [Theory]
+    [MemberData(nameof(ChangedDataOrder))]
+    public async Task A_resume_with_another_seed_worker_count_or_batch_size_is_refused_naming_both_values(string changed, string expected)
+    {
+        var checkpoint = await FirstEpoch();
+        var options = Options(epochs: 3, resume: true, o =>
+        {
+            if (changed == "seed") o.Training.Seed = 8;
+            if (changed == "workers") o.Training.Workers = 4;
+            if (changed == "batch") o.Training.BatchSizePerWorker = 25;
+        });
+        var error = await Assert.ThrowsAsync<CheckpointResumeException>(() => Run(options));
+        Assert.StartsWith($"Checkpoint {checkpoint} does not fit the config: {expected}.", error.Message);
+        Assert.Contains("resume with the checkpoint's values", error.Message);
+    }
+
+    [Fact]
+    public async Task A_resume_past_the_last_epoch_is_refused_and_says_to_raise_the_epochs()
+    {
+        var checkpoint = await FirstEpoch();
+        var error = await Assert.ThrowsAsync<CheckpointResumeException>(() => Run(Options(epochs: 1, resume: true)));
+        Assert.Equal($"Checkpoint {checkpoint} has completed all 1 epochs and Training:Epochs = 1. Raise Training:Epochs (--epochs) to train further.",
+            error.Message);
+    }
+
+    public static TheoryData<string, string> ChangedOptimizer => new()
+    {
+        { "kind", "The checkpoint holds Sgd state, but Optimizer:Kind is Adam. Resume with the same optimizer, or start a new run." },
+        { "momentum off", "The checkpoint's Sgd state has buffers [momentum_buffer], the optimizer has []" },
+    };
+
+    [Theory]
+    [MemberData(nameof(ChangedOptimizer))]
+    public async Task A_resume_with_another_optimizer_kind_or_state_is_refused_before_any_step(string changed, string expected)
+    {
+        await FirstEpoch();
+        var observer = new RecordingObserver();
+        var options = Options(epochs: 3, resume: true, o =>
+        {
+            if (changed == "kind") o.Optimizer.Kind = OptimizerKind.Adam;
+            else o.Optimizer.Momentum = 0;
+        });
+        var data = TestData.Normalized();
+        var error = await Assert.ThrowsAsync<CheckpointResumeException>(() =>
+            SingleNodeTrainer.RunAsync(options, data.Train, data.Test, observer).WithTestTimeout());
+        Assert.StartsWith($"Checkpoint {Path.Combine(_directory, CheckpointStore.FileName(10, 2, 0))} does not fit the config: {expected}", error.Message);
+        Assert.Empty(observer.StepLosses);
+    }
+
+    [Fact]
+    public async Task A_parameter_server_given_a_checkpoint_it_cannot_take_fails_the_job_with_its_own_reason()
+    {
+        // Past CheckpointResume's check (a caller that hands the checkpoint over directly), the parameter server's constructor
+        // refuses it; the job must fail with that reason, not Akka's bare "Exception during creation".
+        await FirstEpoch();
+        var options = Options(epochs: 3, resume: false, o => o.Optimizer.Kind = OptimizerKind.RMSProp);
+        var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
+        var checkpoint = TrainingCheckpoint.Read(Path.Combine(_directory, CheckpointStore.FileName(10, 2, 0)), layout);
+        var data = TestData.Normalized();
+        var error = await Assert.ThrowsAsync<InvalidDataException>(() =>
+            SingleNodeTrainer.RunAsync(options, data.Train, data.Test, resumeFrom: checkpoint).WithTestTimeout());
+        Assert.Equal("The checkpoint holds Sgd state, but Optimizer:Kind is RMSProp. Resume with the same optimizer, or start a new run.", error.Message);
+    }
+
+    [Fact]
+    public async Task A_checkpoint_that_cannot_be_written_fails_the_run_with_an_error_naming_the_file()
+    {
+        // The first checkpoint's name is taken by a folder, so its rename fails as on a full or read-only disk (root, which
+        // runs the suite, ignores permission bits, so a read-only folder would not do).
+        var blocked = Path.Combine(_directory, CheckpointStore.FileName(10, 2, 0));
+        Directory.CreateDirectory(blocked);
+        var observer = new RecordingObserver();
+        var data = TestData.Normalized();
+        var error = await Assert.ThrowsAsync<IOException>(() =>
+            SingleNodeTrainer.RunAsync(Options(epochs: 2, resume: false), data.Train, data.Test, observer).WithTestTimeout());
+        Assert.StartsWith($"Could not write checkpoint {blocked}:", error.Message);
+        Assert.Contains("Check Checkpoint:Directory and the free space.", error.Message);
+        Assert.Equal(10, observer.StepLosses.Count); // it failed at the first checkpoint, after epoch 1's 10 steps, not later
+        Assert.Empty(Directory.GetFiles(_directory, "*.tmp")); // no half-written file left behind
+    }
+}

@@ -1,0 +1,102 @@
+using DistTrain.Cli;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Layers;
+using DistTrain.Core.Models;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Tests;
+
+/// <summary>Names of tensors and files: pretrained checkpoints with another naming, run folders of runs started together.</summary>
+public sealed class RunFilesAndNamesTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-names-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    /// <summary>A small CNN with BatchNorm: conv (0), BN (1), ReLU, pool, flatten, dense head (5).</summary>
+    private static ModelOptions SmallCnn(int classes) => new()
+    {
+        InputShape = [1, 28, 28],
+        Layers =
+        [
+            new() { Type = LayerTypes.Conv2D, Channels = 4, KernelSize = 3, Padding = 1 }, new() { Type = LayerTypes.BatchNorm },
+            new() { Type = LayerTypes.ReLU }, new() { Type = LayerTypes.MaxPool2D, KernelSize = 4 },
+            new() { Type = LayerTypes.Flatten }, new() { Type = LayerTypes.Dense, Units = classes },
+        ],
+    };
+
+    /// <summary>Writes <paramref name="weights"/> with every name prefixed by <paramref name="prefix"/>, as a wrapped module's state_dict.</summary>
+    private string WriteWithPrefix(ParameterVector weights, string prefix)
+    {
+        var renamed = new ParameterLayout(weights.Layout.Segments.Select(s => (prefix + s.Name, s.Shape)));
+        var path = Path.Combine(_directory, $"{Guid.NewGuid():N}.safetensors");
+        SafeTensors.Write(path, new ParameterVector(renamed, weights.Values));
+        return path;
+    }
+
+    [Fact]
+    public void A_state_dict_saved_from_DataParallel_loads_without_its_module_prefix_and_says_so()
+    {
+        var model = ModelFactory.Build(SmallCnn(10));
+        var saved = ModelFactory.InitialWeights(model, new(), seed: 5);
+        var path = WriteWithPrefix(saved, PretrainedWeights.DataParallelPrefix);
+        var lines = new List<string>();
+        var target = new ParameterVector(model.Layout);
+
+        var loaded = PretrainedWeights.Load(path, model, target, replaceHead: false, lines.Add);
+
+        Assert.Equal(model.Layout.Segments.Select(s => s.Name), loaded);
+        Assert.Equal(saved.Values, target.Values);
+        var line = Assert.Single(lines);
+        Assert.Contains("'module.'", line);
+        Assert.Contains("DataParallel", line);
+    }
+
+    [Fact]
+    public void Names_that_differ_from_the_model_only_by_a_prefix_get_a_hint_naming_that_prefix_not_ReplaceHead()
+    {
+        var model = ModelFactory.Build(SmallCnn(10));
+        var path = WriteWithPrefix(ModelFactory.InitialWeights(model, new(), seed: 5), "backbone.");
+
+        var error = Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(path, model, new ParameterVector(model.Layout), replaceHead: false));
+
+        Assert.Contains("'0.weight' [4, 1, 3, 3] is missing from the checkpoint", error.Message); // every tensor is still listed
+        Assert.Contains("'backbone.0.weight' [4, 1, 3, 3] is in the checkpoint but not in the model", error.Message);
+        Assert.Contains("only by the prefix 'backbone.'", error.Message);
+        Assert.Contains("k.removeprefix('backbone.')", error.Message);
+        Assert.DoesNotContain("ReplaceHead", error.Message);
+    }
+
+    [Fact]
+    public void Only_a_head_of_another_size_suggests_ReplaceHead_and_a_missing_file_names_what_runs_write()
+    {
+        var path = Path.Combine(_directory, "ten-classes.safetensors");
+        SafeTensors.Write(path, ModelFactory.InitialWeights(ModelFactory.Build(SmallCnn(10)), new(), seed: 5));
+        var fiveClasses = ModelFactory.Build(SmallCnn(5));
+
+        var error = Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(path, fiveClasses, new ParameterVector(fiveClasses.Layout), replaceHead: false));
+        Assert.Contains("Only the head (5.weight, 5.bias) differs: set Model:ReplaceHead", error.Message);
+
+        var missing = Assert.Throws<InvalidDataException>(() => PretrainedWeights.RequireFile(Path.Combine(_directory, "nope.safetensors"), "--from"));
+        Assert.Contains($"--from '{Path.Combine(_directory, "nope.safetensors")}': no such file", missing.Message);
+        Assert.Contains("a run's model.safetensors", missing.Message);
+        Assert.Equal("model.safetensors", RunFiles.Model);
+    }
+
+    [Fact]
+    public void Runs_started_in_the_same_second_each_get_a_folder_of_their_own()
+    {
+        var output = Path.Combine(_directory, "runs");
+        // Sixteen runs at once, as from sixteen processes: every folder is distinct and was created by its run.
+        var folders = new string[16];
+        Parallel.For(0, folders.Length, new ParallelOptions { MaxDegreeOfParallelism = 16 }, i => folders[i] = RunDirectory.Create(output));
+
+        Assert.Equal(folders.Length, folders.Distinct().Count());
+        Assert.All(folders, folder => Assert.True(Directory.Exists(folder) && !Directory.EnumerateFileSystemEntries(folder).Any(), folder));
+        // A folder of the name a run would take, left by an earlier run (or a clock set back), is not reused either.
+        var taken = folders.Select(Path.GetFileName).ToHashSet();
+        var next = RunDirectory.Create(output);
+        Assert.DoesNotContain(Path.GetFileName(next), taken);
+    }
+}

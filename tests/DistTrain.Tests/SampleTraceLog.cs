@@ -1,0 +1,73 @@
+using System.Globalization;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// Reads a run's sample trace (Monitoring:SampleTraceDirectory, written by the workers and the parameter server) and
+/// checks which samples each epoch trained on: the samples of every minibatch whose gradient a step applied, found by
+/// joining the parameter server's steps with the workers' minibatches on (weights version, worker).
+/// </summary>
+internal static class SampleTraceLog
+{
+    /// <summary>One minibatch whose gradient a step applied.</summary>
+    public sealed record AppliedMinibatch(int Epoch, int Round, long Version, int Worker, int[] Samples);
+
+    /// <summary>Per epoch, the training-set indices of every applied minibatch, sorted (a sample used twice appears twice).</summary>
+    public static SortedDictionary<int, int[]> SamplesByEpoch(string directory) =>
+        new(Applied(directory).GroupBy(m => m.Epoch).ToDictionary(g => g.Key, g => g.SelectMany(m => m.Samples).Order().ToArray()));
+
+    /// <summary>Every applied minibatch, in the order of the parameter server's steps.</summary>
+    public static List<AppliedMinibatch> Applied(string directory)
+    {
+        var minibatches = new Dictionary<(long Version, int Worker), (int Epoch, int Round, int[] Samples)>();
+        foreach (var file in Directory.GetFiles(directory, "minibatches-*.csv"))
+            foreach (var fields in Lines(file))
+            {
+                var key = (long.Parse(fields[2], CultureInfo.InvariantCulture), Int(fields[3]));
+                var samples = fields[4].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).ToArray();
+                Assert.True(minibatches.TryAdd(key, (Int(fields[0]), Int(fields[1]), samples)),
+                    $"worker {key.Item2} computed two gradients on weights version {key.Item1} ({file})");
+            }
+        var stepFiles = Directory.GetFiles(directory, "steps-*.csv");
+        Assert.True(stepFiles.Length == 1, $"expected the steps of one parameter server in {directory}, found {stepFiles.Length} files");
+        var applied = new List<AppliedMinibatch>();
+        var versions = new HashSet<long>();
+        foreach (var fields in Lines(stepFiles[0]))
+        {
+            var (epoch, round, version) = (Int(fields[0]), Int(fields[1]), long.Parse(fields[2], CultureInfo.InvariantCulture));
+            Assert.True(versions.Add(version), $"two steps on weights version {version}");
+            var workers = fields[3].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(Int).ToArray();
+            Assert.NotEmpty(workers);
+            foreach (var worker in workers)
+            {
+                Assert.True(minibatches.TryGetValue((version, worker), out var minibatch),
+                    $"the step on version {version} (epoch {epoch}, round {round}) applied worker {worker}'s gradient, but that worker recorded no minibatch for it");
+                Assert.True((minibatch.Epoch, minibatch.Round) == (epoch, round),
+                    $"worker {worker}'s minibatch on version {version} is epoch {minibatch.Epoch} round {minibatch.Round}, the step epoch {epoch} round {round}");
+                applied.Add(new AppliedMinibatch(epoch, round, version, worker, minibatch.Samples));
+            }
+        }
+        return applied;
+    }
+
+    /// <summary>Asserts that epochs 1 to <paramref name="epochs"/> each trained on samples 0 to <paramref name="sampleCount"/> − 1 exactly once.</summary>
+    /// <returns>The samples per epoch, for further checks.</returns>
+    public static SortedDictionary<int, int[]> AssertEverySampleOnceEachEpoch(string directory, int sampleCount, int epochs)
+    {
+        var byEpoch = SamplesByEpoch(directory);
+        Assert.Equal(Enumerable.Range(1, epochs), byEpoch.Keys);
+        foreach (var (epoch, samples) in byEpoch)
+        {
+            var repeated = samples.GroupBy(s => s).Where(g => g.Count() > 1).Select(g => g.Key).Take(10).ToList();
+            var missing = Enumerable.Range(0, sampleCount).Except(samples).Take(10).ToList();
+            Assert.True(repeated.Count == 0 && missing.Count == 0 && samples.Length == sampleCount,
+                $"epoch {epoch} trained on {samples.Length} samples; repeated: [{string.Join(", ", repeated)}], missing: [{string.Join(", ", missing)}] (first 10 of each)");
+        }
+        return byEpoch;
+    }
+
+    private static IEnumerable<string[]> Lines(string file) =>
+        File.ReadLines(file).Skip(1).Where(line => line.Length > 0).Select(line => line.Split(','));
+
+    private static int Int(string text) => int.Parse(text, CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# The docker path, for real: builds the image from the repository's Dockerfile, runs deploy/docker-compose.yml
+# unchanged (the parameter server, the standby, 2 workers and Prometheus) and attacks it:
+#   1. image: size, non-root user, health check, no CA bundle inside; the start-up lines of a container show the
+#      OpenBLAS kernel and oneDNN convolutions on the image's own Fashion-MNIST; a mounted /data replaces it;
+#   2. reference: deploy/local/cluster.sh 2 on this machine, same seed and the same OpenBLAS kernel settings;
+#   3. compose, undisturbed: the final test accuracy equals the reference's; Prometheus's HTTP API returns
+#      disttrain_training_samples for every node and data for every Grafana dashboard query; the health check passes;
+#   4. compose, a worker container killed mid-epoch: the job pauses (Cluster:MinWorkers = 2), the container is
+#      started again, and the job completes within 0.5 points of the undisturbed run;
+#   5. compose, the ps container killed mid-epoch: the standby takes over from the newest checkpoint (time to
+#      resume recorded) and the job completes.
+# Containers, networks and volumes are removed at the end, also when a check fails or the script is stopped.
+#
+# Engines: docker when its daemon answers, else podman (installed from Debian when missing). Where no registry is
+# reachable, base images are stood in for, under the names the Dockerfile and the compose file use (podman only):
+# debian:bookworm-slim from an mmdebstrap root file system, the .NET SDK image from it plus this machine's SDK, and
+# prom/prometheus from Debian's prometheus package (tests/containers/standins/). Run as root (podman) or as a user
+# of a running docker. Took 12 minutes here with base images present, 19 from nothing, on a loaded machine;
+# deploy/README.md has more.
+#
+# Usage: tests/containers/run.sh
+# Environment: ENGINE=docker|podman to choose; OUT=folder for logs (default runs/container-test);
+#   NO_CACHE=1 builds the image without the build cache (the cold build time). With podman the build stage stays
+#   tagged disttrain-build:latest, the cache of later runs (podman rmi disttrain-build:latest frees it).
+# Exit codes: 0 every check passed; 1 a check failed; 77 no container engine can run here (nothing was checked).
+set -uo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$repo"
+out="$(mkdir -p "${OUT:-runs/container-test}" && cd "${OUT:-runs/container-test}" && pwd)"
+if [ -n "$(ls -A "$out")" ] && [ ! -e "$out/.disttrain-container-test" ]; then
+  echo "OUT=$out is not empty and was not written by this script: give an empty or new folder." >&2
+  exit 1
+fi
+find "$out" -mindepth 1 -delete && touch "$out/.disttrain-container-test"
+work="$(mktemp -d)"
+project="disttrain-test-$$"
+image=disttrain:latest
+failures=()
+service_pid=""
+script_start=$(date +%s)
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+check() { # check CONDITION-EXIT-CODE MESSAGE: records a failed check and goes on
+  if [ "$1" -eq 0 ]; then log "ok: $2"; else log "FAILED: $2"; failures+=("$2"); fi
+}
+die() { log "FAILED: $*"; failures+=("$*"); exit 1; }
+skip() { log "SKIPPED: $*"; exit 77; }
+now() { date -u +%s.%N; }
+seconds_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# ---------------------------------------------------------------------------------------------------------------
+# Teardown: every container, network and volume of the compose project, the API service, the scratch folder.
+teardown() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [ -n "${compose_cmd:-}" ]; then
+    log "teardown: removing the compose project's containers, networks and volumes"
+    "${compose[@]}" down -v --remove-orphans > "$out/teardown.log" 2>&1 || cat "$out/teardown.log"
+  fi
+  [ -n "${engine:-}" ] && "$engine" ps -a --filter "name=^${project}" --format '{{.Names}}' 2>/dev/null | sed 's/^/teardown: left over: /'
+  [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
+  rm -rf "$work"
+  local elapsed=$(( $(date +%s) - script_start ))
+  if [ "$status" -eq 77 ]; then
+    log "skipped after ${elapsed} s"
+  elif [ ${#failures[@]} -eq 0 ] && [ "$status" -eq 0 ]; then
+    log "ALL CHECKS PASSED in ${elapsed} s (logs in $out)"
+  else
+    log "${#failures[@]} CHECK(S) FAILED in ${elapsed} s (logs in $out):"
+    printf '  - %s\n' "${failures[@]}"
+    status=1
+  fi
+  exit "$status"
+}
+trap teardown EXIT
+trap 'log "interrupted"; failures+=("interrupted"); exit 1' INT TERM
+
+# ---------------------------------------------------------------------------------------------------------------
+log "== engine"
+if [ -n "${ENGINE:-}" ]; then
+  engine="$ENGINE"
+elif command -v docker > /dev/null && timeout 20 docker info > /dev/null 2>&1; then
+  engine=docker
+else
+  engine=podman
+fi
+if [ "$engine" = podman ] && ! command -v podman > /dev/null; then
+  command -v apt-get > /dev/null || skip "no docker daemon answers, podman is not installed and there is no apt-get to install it"
+  [ "$(id -u)" -eq 0 ] || sudo -n true 2> /dev/null || skip "no docker daemon answers and podman is not installed (installing it needs root)"
+  bash deploy/local/apt-ensure.sh podman > "$out/install-podman.log" 2>&1 || skip "podman could not be installed from Debian: $(tail -3 "$out/install-podman.log")"
+fi
+"$engine" info > "$out/engine-info.log" 2>&1 || skip "$engine info failed: $(tail -3 "$out/engine-info.log")"
+log "engine: $engine ($("$engine" --version))"
+
+image_exists() { "$engine" image inspect "$1" > /dev/null 2>&1; }
+
+# Base images: the real ones when present or pullable, else stand-ins under the same names (podman only).
+standin_note=()
+ensure_debian() {
+  local name=docker.io/library/debian:bookworm-slim
+  image_exists "$name" && { log "base image $name: present"; return; }
+  timeout 120 "$engine" pull -q "$name" > "$work/pull.log" 2>&1 && { log "base image $name: pulled"; return; }
+  [ "$engine" = podman ] || die "cannot pull $name ($(tail -1 "$work/pull.log")); stand-in images are built with podman only"
+  log "base image $name: no registry ($(tail -1 "$work/pull.log" | cut -c1-120)); building a stand-in with mmdebstrap"
+  bash deploy/local/apt-ensure.sh mmdebstrap > "$out/install-mmdebstrap.log" 2>&1 || die "mmdebstrap could not be installed"
+  # This machine's apt settings that concern fetching (files with Acquire:: options), read now, passed to apt
+  # in the build; the minbase variant is what debian:bookworm-slim is made of, with its dpkg exclusions.
+  local aptopts=() file
+  for file in /etc/apt/apt.conf.d/*; do grep -q 'Acquire::' "$file" 2> /dev/null && aptopts+=("--aptopt=$file"); done
+  local t0; t0=$(now)
+  nice -n 10 mmdebstrap --variant=minbase "${aptopts[@]}" \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
+    bookworm "$work/rootfs.tar" < /dev/null > "$out/mmdebstrap.log" 2>&1 || die "mmdebstrap failed: $(tail -3 "$out/mmdebstrap.log")"
+  "$engine" import -q --change 'CMD ["bash"]' --change 'LABEL org.disttrain.stand-in=debian:bookworm-slim' \
+    "$work/rootfs.tar" "$name" > /dev/null || die "podman import of the root file system failed"
+  rm -f "$work/rootfs.tar"
+  standin_note+=("debian:bookworm-slim (mmdebstrap, $(seconds_between "$t0" "$(now)") s)")
+}
+ensure_image() { # ensure_image NAME CONTAINERFILE [podman build options...]
+  local name="$1" containerfile="$2"; shift 2
+  image_exists "$name" && { log "base image $name: present"; return; }
+  timeout 120 "$engine" pull -q "$name" > "$work/pull.log" 2>&1 && { log "base image $name: pulled"; return; }
+  [ "$engine" = podman ] || die "cannot pull $name ($(tail -1 "$work/pull.log")); stand-in images are built with podman only"
+  log "base image $name: no registry; building the stand-in $containerfile"
+  local t0; t0=$(now)
+  mkdir -p "$work/empty"
+  nice -n 10 "$engine" build --pull=never -q "$@" -f "$containerfile" -t "$name" "$work/empty" > "$out/standin-$(basename "$containerfile" .Containerfile).log" 2>&1 \
+    || die "stand-in $name failed: $(tail -3 "$out/standin-$(basename "$containerfile" .Containerfile).log")"
+  standin_note+=("$name ($(seconds_between "$t0" "$(now)") s)")
+}
+
+ensure_debian
+# runc refuses to start containers on some kernels unless podman leaves the ulimits alone; a drop-in says so.
+"$engine" run --rm docker.io/library/debian:bookworm-slim true > "$work/probe.log" 2>&1
+if grep -q "error setting rlimit" "$work/probe.log" && [ "$engine" = podman ]; then
+  log "runc cannot set podman's default ulimits here: writing /etc/containers/containers.conf.d/50-disttrain-ulimits.conf"
+  mkdir -p /etc/containers/containers.conf.d && printf '[containers]\ndefault_ulimits = []\n' > /etc/containers/containers.conf.d/50-disttrain-ulimits.conf
+  "$engine" run --rm docker.io/library/debian:bookworm-slim true > "$work/probe.log" 2>&1
+fi
+"$engine" run --rm docker.io/library/debian:bookworm-slim true > "$work/probe.log" 2>&1 || skip "$engine cannot start a container here: $(tail -2 "$work/probe.log")"
+log "a container starts"
+
+sdk_root=""
+if ! image_exists mcr.microsoft.com/dotnet/sdk:10.0; then
+  sdk_root="$(dotnet --list-sdks 2> /dev/null | awk '/^10\./ { sub(/^[^[]*\[/, ""); sub(/\]$/, ""); print; exit }')"
+  sdk_root="${sdk_root%/sdk}"
+fi
+ensure_image mcr.microsoft.com/dotnet/sdk:10.0 tests/containers/standins/sdk.Containerfile --volume "${sdk_root:-/nonexistent}:/mnt/dotnet-sdk:ro"
+ensure_image docker.io/prom/prometheus:v2.53.0 tests/containers/standins/prometheus.Containerfile
+[ ${#standin_note[@]} -eq 0 ] || log "stand-ins built: ${standin_note[*]}"
+
+# ---------------------------------------------------------------------------------------------------------------
+log "== image"
+build_options=(--pull=never)
+if [ "$engine" = podman ]; then
+  build_options+=(--format docker) # OCI images drop HEALTHCHECK
+  if [ "${NO_CACHE:-0}" = 1 ]; then
+    # A cold build: earlier builds' layers go (untagged images), the base images stay.
+    "$engine" rmi "$image" > /dev/null 2>&1
+    "$engine" image prune -f > /dev/null 2>&1
+  fi
+elif [ "${NO_CACHE:-0}" = 1 ]; then
+  build_options+=(--no-cache)
+fi
+: > "$out/build.log"
+t0=$(now)
+if [ "$engine" = podman ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  # NuGet restore over HTTPS trusts this machine's CAs: the build stage alone is built with the bundle mounted
+  # read-only; the full build then reuses its layers, so the runtime stage never sees the mount.
+  nice -n 10 podman build "${build_options[@]}" --target build \
+    --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro -t disttrain-build:latest . >> "$out/build.log" 2>&1 \
+    || die "the build stage failed: $(grep -E 'error|Error' "$out/build.log" | head -5)"
+fi
+nice -n 10 "$engine" build "${build_options[@]}" -t "$image" . >> "$out/build.log" 2>&1 || die "the image build failed: $(tail -5 "$out/build.log")"
+build_seconds=$(seconds_between "$t0" "$(now)")
+size_bytes=$("$engine" image inspect --format '{{.Size}}' "$image")
+log "image $image built in ${build_seconds} s ($( [ "${NO_CACHE:-0}" = 1 ] && echo 'NO_CACHE=1: no layer cache' || echo 'reusing cached layers where their inputs are unchanged')); size $(( size_bytes / 1000000 )) MB ($size_bytes bytes)"
+
+user=$("$engine" image inspect --format '{{.Config.User}}' "$image")
+uid=$("$engine" run --rm --entrypoint id "$image" -u 2>/dev/null)
+[ "$user" = app ] && [ "${uid:-0}" != 0 ]; check $? "the image runs as the non-root user '$user' (uid $uid)"
+"$engine" image inspect --format '{{json .Config.Healthcheck}}' "$image" | grep -q disttrain-alive; check $? "the image has the health check"
+"$engine" run --rm --entrypoint sh "$image" -c '! test -s /etc/ssl/certs/ca-certificates.crt' > /dev/null 2>&1
+check $? "the image holds no CA bundle from the build machine"
+
+blas_env=()
+for variable in OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; do [ -n "${!variable:-}" ] && blas_env+=(-e "$variable"); done
+"$engine" run --rm "${blas_env[@]}" "$image" train --config configs/fashion-mnist-cnn.json --epochs 1 --train-limit 512 --test-limit 256 \
+  > "$out/image-cnn.log" 2>&1
+cnn_status=$?
+grep -E "^(DistTrain|BLAS|virtualized|Convolutions|Test accuracy)" "$out/image-cnn.log" | sed 's/^/  | /'
+[ $cnn_status -eq 0 ] && grep -q "samples from /data" "$out/image-cnn.log"; check $? "a container trains on the image's own Fashion-MNIST (no mount)"
+grep -qE "^BLAS: OpenBLAS .*kernel (SkylakeX|Haswell)" "$out/image-cnn.log"; check $? "its start-up lines show the SkylakeX or Haswell BLAS kernel"
+grep -q "^Convolutions: oneDNN" "$out/image-cnn.log"; check $? "its start-up lines show oneDNN convolutions"
+"$engine" run --rm -v "$repo/tests/data/fashion-mnist-subset:/data:ro" "$image" train --config configs/fashion-mnist-mlp.json --epochs 1 \
+  > "$out/image-mounted-data.log" 2>&1
+grep -q "1,000 training / 250 test samples from /data" "$out/image-mounted-data.log"; check $? "a mounted /data replaces the image's data (the 1,000-sample subset)"
+
+# ---------------------------------------------------------------------------------------------------------------
+log "== reference: deploy/local/cluster.sh 2 on this machine"
+blas_settings="OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-(unset)}"
+log "OpenBLAS settings for both runs (compose passes them on): $blas_settings"
+DISTTRAIN_Cluster__Port=$(free_port) DISTTRAIN_Cluster__DataPort=$(free_port) DISTTRAIN_Output__Directory="$work/host-runs" \
+  bash deploy/local/cluster.sh 2 > "$out/host-cluster.log" 2>&1
+host_status=$?
+cp runs/cluster-logs/worker-1.log "$out/host-worker-1.log" 2> /dev/null
+host_accuracy=$(sed -n 's/^Test accuracy after [0-9]* epochs: \([0-9.]*\)%.*/\1/p' "$out/host-cluster.log")
+host_blas=$(grep -o "kernel [A-Za-z0-9]*, [0-9]* thread(s) per call" "$out/host-worker-1.log" | head -1)
+grep -E "test acc|Test accuracy" "$out/host-cluster.log" | sed 's/^/  | /'
+[ $host_status -eq 0 ] && [ -n "$host_accuracy" ]; check $? "cluster.sh 2 finished: test accuracy ${host_accuracy:-?}%, workers' BLAS: ${host_blas:-?}"
+
+# ---------------------------------------------------------------------------------------------------------------
+log "== compose client"
+if [ "$engine" = docker ] && docker compose version > /dev/null 2>&1; then
+  compose_cmd="docker compose"
+else
+  command -v docker-compose > /dev/null || bash deploy/local/apt-ensure.sh docker-compose > "$out/install-compose.log" 2>&1 \
+    || die "docker-compose could not be installed from Debian"
+  compose_cmd="docker-compose"
+  if [ "$engine" = podman ]; then
+    # Debian's docker-compose speaks the Docker API: podman serves it on a socket of this run's own.
+    podman system service --time=0 "unix://$work/podman.sock" > "$out/podman-service.log" 2>&1 &
+    service_pid=$!
+    for _ in $(seq 1 50); do [ -S "$work/podman.sock" ] && break; sleep 0.2; done
+    export DOCKER_HOST="unix://$work/podman.sock"
+  fi
+fi
+compose=($compose_cmd -p "$project" -f deploy/docker-compose.yml)
+export WORKERS=2
+log "compose client: $compose_cmd ($($compose_cmd version 2>/dev/null | head -1)), project $project"
+if ss -ltn 2> /dev/null | grep -q ':9090 '; then die "port 9090, which the compose file publishes for Prometheus, is taken on this machine"; fi
+
+ids() { "${compose[@]}" ps -a -q "$1" 2> /dev/null; }
+logs_of() { "$engine" logs "$1" 2>&1; }
+wait_for_log() { # wait_for_log CONTAINER PATTERN SECONDS: 0 once the container's log has a line matching PATTERN
+  local deadline=$(( $(date +%s) + $3 ))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    logs_of "$1" | grep -qE -- "$2" && return 0
+    sleep 0.3
+  done
+  return 1
+}
+log_time() { # log_time CONTAINER PATTERN: the Akka timestamp of the first matching line, as seconds since the epoch
+  local stamp
+  stamp=$(logs_of "$1" | grep -E -- "$2" | head -1 | sed -n 's/.*\]\[\([0-9]*\/[0-9]*\/[0-9]* [0-9:.]*\)Z\].*/\1/p')
+  [ -n "$stamp" ] && date -u -d "$stamp" +%s.%N
+}
+exit_code() { timeout "${2:-900}" "$engine" wait "$1" 2> /dev/null | tail -1; }
+accuracy_of() { logs_of "$1" | sed -n 's/^Test accuracy after [0-9]* epochs: \([0-9.]*\)%.*/\1/p' | tail -1; }
+save_logs() { # save_logs RUN: every container's log of the project into OUT/RUN/
+  mkdir -p "$out/$1"
+  local service id n
+  for service in ps ps-standby worker prometheus; do
+    n=0
+    for id in $(ids "$service"); do n=$((n + 1)); logs_of "$id" > "$out/$1/$service-$n.log"; done
+  done
+}
+within() { awk -v a="$1" -v b="$2" -v d="$3" 'BEGIN { x = a - b; if (x < 0) x = -x; exit !(x <= d + 1e-9) }'; }
+up() {
+  "${compose[@]}" up -d --no-build --scale worker=2 ps ps-standby worker prometheus > "$work/up.log" 2>&1 \
+    || die "compose up failed: $(tail -5 "$work/up.log")"
+  ps_id=$(ids ps); standby_id=$(ids ps-standby); worker_ids=($(ids worker))
+  [ ${#worker_ids[@]} -eq 2 ] || die "compose started ${#worker_ids[@]} worker containers, expected 2"
+  wait_for_log "$ps_id" "Training starts with 2 workers" 240 || die "training did not start within 240 s: $(logs_of "$ps_id" | tail -5)"
+}
+down() { "${compose[@]}" down -v > "$work/down.log" 2>&1 || log "compose down: $(tail -3 "$work/down.log")"; }
+summary_lines() { logs_of "$1" | grep -E "^(BLAS|epoch +[0-9]+/[0-9]+ +train|Test accuracy)" | sed 's/^/  | /'; }
+
+# ---------------------------------------------------------------------------------------------------------------
+log "== compose run 1: undisturbed"
+t0=$(now)
+up
+log "training started $(seconds_between "$t0" "$(now)") s after compose up"
+if [ "$engine" = podman ]; then # podman runs health checks from systemd timers; without systemd, on demand
+  sleep 6; podman healthcheck run "$ps_id" > "$work/health.log" 2>&1; health=$?
+else
+  for _ in $(seq 1 40); do [ "$(docker inspect -f '{{.State.Health.Status}}' "$ps_id")" = healthy ] && break; sleep 1; done
+  [ "$(docker inspect -f '{{.State.Health.Status}}' "$ps_id")" = healthy ]; health=$?
+fi
+check $health "the health check passes on the training parameter server"
+wait_for_log "$ps_id" "^epoch +3/10 " 300 || die "epoch 3 did not start"
+python3 tests/containers/prometheus_check.py --url http://127.0.0.1:9090 --dashboard deploy/grafana/dashboards/disttrain.json --targets 4 --timeout 60 \
+  > "$out/prometheus-check.log" 2>&1
+prometheus_status=$?
+sed 's/^/  | /' "$out/prometheus-check.log"
+check $prometheus_status "Prometheus scrapes all 4 nodes, returns disttrain_training_samples for each, and every dashboard query returns data"
+ps_status=$(exit_code "$ps_id"); standby_status=$(exit_code "$standby_id" 60)
+worker_statuses="$(exit_code "${worker_ids[0]}" 60) $(exit_code "${worker_ids[1]}" 60)"
+undisturbed_seconds=$(seconds_between "$t0" "$(now)")
+save_logs undisturbed
+summary_lines "$ps_id"
+container_accuracy=$(accuracy_of "$ps_id")
+container_blas=$(logs_of "${worker_ids[0]}" | grep -o "kernel [A-Za-z0-9]*, [0-9]* thread(s) per call" | head -1)
+[ "$ps_status" = 0 ] && [ "$standby_status" = 0 ] && [ "$worker_statuses" = "0 0" ]
+check $? "every node exited 0 (ps $ps_status, ps-standby $standby_status, workers $worker_statuses); ${undisturbed_seconds} s from compose up"
+[ "$container_blas" = "$host_blas" ]; check $? "the worker containers run the reference's kernel and threads ($container_blas; cluster.sh: $host_blas)"
+[ -n "$container_accuracy" ] && [ "$container_accuracy" = "$host_accuracy" ]
+check $? "the compose job's test accuracy equals cluster.sh 2's: ${container_accuracy:-?}% and ${host_accuracy:-?}%"
+down
+
+# ---------------------------------------------------------------------------------------------------------------
+log "== compose run 2: a worker container killed mid-epoch"
+up
+wait_for_log "$ps_id" "^epoch +3/10 +50%" 300 || die "epoch 3 did not reach 50%"
+victim=${worker_ids[1]}
+t_kill=$(now)
+"$engine" kill "$victim" > /dev/null
+log "killed worker container $("$engine" inspect -f '{{.Name}}' "$victim" | tr -d /) at epoch 3, 50%"
+wait_for_log "$ps_id" "is lost" 60; check $? "the parameter server sees the worker lost"
+t_lost=$(log_time "$ps_id" "is lost")
+logs_of "$ps_id" | grep -E "is lost" | sed 's/^.*\] //; s/^/  | /'
+if wait_for_log "$ps_id" "Training is paused" 120; then
+  t_paused=$(log_time "$ps_id" "Training is paused")
+  log "the job paused $(seconds_between "$t_kill" "$t_paused") s after the kill (1 of Cluster:MinWorkers = 2 workers); starting the worker container again"
+else
+  log "the job did not pause within 120 s; starting the worker container again"
+fi
+t_restart=$(now)
+"${compose[@]}" start worker > "$work/start.log" 2>&1; check $? "compose start worker brings the killed container back"
+wait_for_log "$ps_id" "Training resumes" 180; check $? "training resumes with 2 workers"
+t_resumed=$(log_time "$ps_id" "Training resumes")
+ps_status=$(exit_code "$ps_id"); survivor_status=$(exit_code "${worker_ids[0]}" 60); victim_status=$(exit_code "$victim" 60)
+save_logs worker-killed
+summary_lines "$ps_id"
+killed_accuracy=$(accuracy_of "$ps_id")
+log "kill -> lost: $(seconds_between "$t_kill" "${t_lost:-$t_kill}") s; kill -> paused: $(seconds_between "$t_kill" "${t_paused:-$t_kill}") s; worker started again -> training resumed: $(seconds_between "$t_restart" "${t_resumed:-$t_restart}") s"
+[ "$ps_status" = 0 ] && [ "$survivor_status" = 0 ] && [ "$victim_status" = 0 ]
+check $? "the job completed (ps $ps_status, surviving worker $survivor_status, restarted worker $victim_status)"
+[ -n "$killed_accuracy" ] && within "$killed_accuracy" "${container_accuracy:-0}" 0.5
+check $? "test accuracy with a worker killed: ${killed_accuracy:-?}%, within 0.5 points of the undisturbed ${container_accuracy:-?}%"
+down
+
+# ---------------------------------------------------------------------------------------------------------------
+log "== compose run 3: the ps container killed mid-epoch"
+up
+wait_for_log "$ps_id" "^epoch +3/10 +50%" 300 || die "epoch 3 did not reach 50%"
+newest_checkpoint=$(logs_of "$ps_id" | grep -o "^checkpoint [^ ]*: version [0-9]*" | tail -1)
+t_kill=$(now)
+"$engine" kill "$ps_id" > /dev/null
+log "killed the ps container at epoch 3, 50% (its newest checkpoint: ${newest_checkpoint:-none})"
+wait_for_log "$standby_id" "Taking over the job" 120; check $? "the standby takes over the job"
+wait_for_log "$standby_id" "Training starts" 120; check $? "the standby starts training"
+t_takeover=$(log_time "$standby_id" "Taking over the job")
+t_resumed=$(log_time "$standby_id" "Training starts")
+logs_of "$standby_id" | grep -E "Taking over|Resuming from|Training starts" | sed 's/^.*\] //; s/^/  | /'
+standby_status=$(exit_code "$standby_id"); worker_statuses="$(exit_code "${worker_ids[0]}" 60) $(exit_code "${worker_ids[1]}" 60)"
+ps_status=$(exit_code "$ps_id" 10)
+save_logs ps-killed
+summary_lines "$standby_id"
+failover_accuracy=$(accuracy_of "$standby_id")
+log "kill -> standby's job host: $(seconds_between "$t_kill" "${t_takeover:-$t_kill}") s; kill -> training resumed: $(seconds_between "$t_kill" "${t_resumed:-$t_kill}") s"
+[ "$standby_status" = 0 ] && [ "$worker_statuses" = "0 0" ]
+check $? "the job completed on the standby (standby $standby_status, workers $worker_statuses; killed ps $ps_status)"
+[ -n "$failover_accuracy" ] && within "$failover_accuracy" "${container_accuracy:-0}" 0.5
+check $? "test accuracy after the takeover: ${failover_accuracy:-?}% (undisturbed ${container_accuracy:-?}%)"
+down
+
+log "== figures: image $(( size_bytes / 1000000 )) MB, built in ${build_seconds} s; accuracy: cluster.sh 2 ${host_accuracy:-?}%, compose ${container_accuracy:-?}%, worker killed ${killed_accuracy:-?}%, ps killed ${failover_accuracy:-?}%"
