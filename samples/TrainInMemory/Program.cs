@@ -19,7 +19,7 @@ Directory.CreateDirectory(output);
 var (trainX, trainY) = Shapes.Make(2000, seed: 1);
 var (testX, testY) = Shapes.Make(500, seed: 2);
 var data = TrainingData.FromArrays(trainX, trainY, testX, testY, Features, classNames.Length,
-    new DataOptions { Normalization = NormalizationKind.Global }) with { ClassNames = classNames };
+    new DataOptions { Normalization = NormalizationKind.Global, ClassNames = [.. classNames] });
 
 // 2. Model and options: the same layers and keys as a config file's.
 var options = new TrainingOptions

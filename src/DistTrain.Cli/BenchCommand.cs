@@ -61,7 +61,7 @@ internal static class BenchCommand
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
-            trainingData = TrainingData.Load(options.Data, options.Training.Seed);
+            trainingData = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, trainingData.Train.FeatureCount, trainingData.Train.ClassCount);
             ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed); // a pretrained checkpoint that does not fit fails here
         }

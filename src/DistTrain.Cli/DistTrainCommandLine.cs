@@ -13,6 +13,8 @@ internal static class DistTrainCommandLine
             TrainCommand.Create(),
             FinetuneCommand.Create(),
             InspectCommand.Create(),
+            PredictCommand.Create(),
+            EvaluateCommand.Create(),
             ExportCommand.Create(),
             BenchCommand.Create(),
             NodeCommand.Create(),

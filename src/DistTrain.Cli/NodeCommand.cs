@@ -50,7 +50,7 @@ internal static class NodeCommand
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
             security = ClusterSecurity.Load(options.Cluster);
-            data = TrainingData.Load(options.Data, options.Training.Seed);
+            data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
             var model = ModelFactory.Build(options.Model); // a layer that does not fit fails here, not inside an actor
             if (role == NodeRoles.ParameterServer)
@@ -140,7 +140,7 @@ internal static class NodeCommand
                 }
             },
             diverged => RunOutputs.SaveLastGood(runDirectory!, options, diverged),
-            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, cancelled, report));
+            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report));
         if (exit is not null) return exit.Value;
         if (refusedHere is not null)
         {
@@ -153,7 +153,7 @@ internal static class NodeCommand
             AnsiConsole.MarkupLineInterpolated($"Standby parameter server: the job finished on the active one: {finishedElsewhere.Summary}");
             return finishedElsewhere.Succeeded ? 0 : 1;
         }
-        RunOutputs.Save(runDirectory!, options, data.Normalizer, result!, report);
+        RunOutputs.Save(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), result!, report);
         return 0;
     }
 }

@@ -26,12 +26,12 @@ internal static class RunOutputs
         CliConsole.Fail("saved", $"the last good weights (version {diverged.LastGoodVersion}) are in {path}");
     }
 
-    public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, TrainingResult result, RunReport? report = null)
+    public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result, RunReport? report = null)
     {
         WriteReport(runDirectory, report);
         var weightsPath = Path.Combine(runDirectory, RunFiles.Model);
         var last = result.FinalEpoch;
-        SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, result));
+        SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result));
         RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result);
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights (lowest validation loss {last.ValidationLoss:F4}).");
@@ -44,7 +44,7 @@ internal static class RunOutputs
     /// run folder is kept with them in <c>model.safetensors</c>, the finished epochs in <c>summary.json</c> and the
     /// report; otherwise nothing is worth keeping and the (empty) run folder is removed. Either way a line says which.
     /// </summary>
-    public static void KeepOrRemoveCancelled(string runDirectory, TrainingOptions options, Normalizer normalizer, OperationCanceledException cancelled, RunReport? report)
+    public static void KeepOrRemoveCancelled(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, OperationCanceledException cancelled, RunReport? report)
     {
         var weights = (cancelled as TrainingCancelledException)?.Weights;
         var last = weights is null ? null : report?.StepOf(weights.Version);
@@ -62,7 +62,7 @@ internal static class RunOutputs
         var result = new TrainingResult(new DistTrain.Core.Tensors.ParameterVector(DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout, weights.Weights),
             weights.Version, epochs);
         WriteReport(runDirectory, report);
-        SafeTensors.Write(Path.Combine(runDirectory, RunFiles.Model), result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, result, stopped));
+        SafeTensors.Write(Path.Combine(runDirectory, RunFiles.Model), result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result, stopped));
         RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped);
         CliConsole.Fail("cancelled", $"stopped at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}. Kept the run folder {runDirectory}: " +
             $"{RunFiles.Model} holds the weights of that step (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold the " +

@@ -14,16 +14,17 @@ internal static class RunSummaryFile
     /// <summary>
     /// Safetensors metadata. The input standardization is part of the model: without it the weights
     /// see inputs on the wrong scale, so mean and std are stored (JSON arrays: one value for Global,
-    /// one per feature for PerFeature).
+    /// one per feature for PerFeature), with what predict needs to read new inputs (<see cref="DataMetadata"/>).
     /// </summary>
     /// <param name="options">The run's options.</param>
     /// <param name="normalizer">The input standardization the weights expect.</param>
+    /// <param name="data">What the run's data was (format, class names, label kind, CSV columns, input scaling), for predict.</param>
     /// <param name="result">The weights and the epochs trained (none when a run was cancelled during its first epoch).</param>
     /// <param name="stopped">For a cancelled run: where it stopped, e.g. "cancelled at epoch 3, step 120 of 235"; null otherwise.</param>
-    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, TrainingResult result, string? stopped = null)
+    public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result, string? stopped = null)
     {
         // A cancelled run's weights are those of the step it stopped at: no test accuracy describes them.
-        var metadata = DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, result.Version,
+        var metadata = DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, data, result.Version,
             epochs: result.Epochs.Count == 0 ? 0 : result.Epochs[^1].Epoch, // the last epoch finished, also after a resume
             stopped is null ? result.FinalEpoch.TestAccuracy : null, options.Training.Seed);
         if (stopped is not null) metadata["stopped"] = stopped;

@@ -82,7 +82,7 @@ internal static class TrainCommand
                 var problems = TrainingOptionsValidator.Validate(options);
                 if (problems.Count > 0) throw new ConfigurationException(configPath, problems);
             }
-            data = TrainingData.Load(options.Data, options.Training.Seed);
+            data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
             startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line));
             if (options.Checkpoint.Resume)
@@ -114,7 +114,7 @@ internal static class TrainCommand
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated(
-            $"[bold]DistTrain[/] single-node: {loop.Workers} workers x batch {loop.BatchSizePerWorker}, {loop.Epochs} epochs, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {options.Data.Directory}");
+            $"[bold]DistTrain[/] single-node: {loop.Workers} workers x batch {loop.BatchSizePerWorker}, {loop.Epochs} epochs, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
         var o = options.Optimizer;
         var rule = o.Kind switch
         {
@@ -125,7 +125,7 @@ internal static class TrainCommand
         AnsiConsole.MarkupLineInterpolated(
             $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers ? $" x {loop.Workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
         AnsiConsole.MarkupLineInterpolated(
-            $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}{(data.Validation is null ? "" : $"; {data.Validation.Count:N0} validation samples held out")}");
+            $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}{(data.Validation is null ? "" : $"; {data.Validation.Count:N0} validation samples held out")}{(options.Data.Augmentation.Enabled ? $"; augmentation: {options.Data.Augmentation}" : "")}");
         if (!string.IsNullOrEmpty(options.Model.Pretrained))
             AnsiConsole.MarkupLineInterpolated(
                 $"pretrained weights from {options.Model.Pretrained}{(options.Model.ReplaceHead ? " (new head)" : "")}; frozen: {(options.Model.Freeze.Count == 0 ? "nothing" : string.Join(", ", options.Model.Freeze))}");
@@ -139,13 +139,14 @@ internal static class TrainCommand
             observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
                 initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom)),
             diverged => RunOutputs.SaveLastGood(runDirectory, options, diverged),
-            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, cancelled, report));
+            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report));
         if (exit is not null) return (exit.Value, null, runDirectory);
 
         var normalizer = data.Normalizer;
+        var description = DataMetadata.Of(data, options.Data);
         data = null!; // the 219 MB of training and test floats are done with: release them before plotting
         RunOutputs.ReleaseMemory();
-        RunOutputs.Save(runDirectory, options, normalizer, result!, report);
+        RunOutputs.Save(runDirectory, options, normalizer, description, result!, report);
         return (0, result, runDirectory);
     }
 }

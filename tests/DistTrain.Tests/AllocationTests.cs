@@ -80,15 +80,21 @@ public class AllocationTests
         Assert.All(steady, t => Assert.Equal(0, t.Timing.WorkerAllocatedBytes));
     }
 
-    [Fact]
-    public async Task Workers_and_the_parameter_server_allocate_nothing_per_step_in_steady_state()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Workers_and_the_parameter_server_allocate_nothing_per_step_in_steady_state(bool augment)
     {
         // Each actor counts its handlers' managed allocations on its own thread and reports them per round.
         // Epoch 1 warms up (JIT, buffers for both batch sizes); every step of epochs 3 and 4 must be zero.
         // The parameter server reports the previous round, so an epoch's first report carries the epoch
         // boundary (its EpochCompleted message, 40 bytes): not a steady-state step, left out.
+        // With augmentation the workers crop, translate and flip every training image of every step.
         var data = TestData.Normalized();
-        var options = TestData.Options(TestData.Mlp(64, 10), workers: 2, batch: 30, epochs: 4);
+        var model = TestData.Mlp(64, 10);
+        if (augment) model.InputShape = [1, 28, 28];
+        var options = TestData.Options(model, workers: 2, batch: 30, epochs: 4);
+        if (augment) options.Data.Augmentation = new() { CropPadding = 2, MaxTranslation = 0.1, HorizontalFlip = true };
         var observer = new RecordingObserver();
         await Cluster.Hosting.SingleNodeTrainer.RunAsync(options, data.Train, data.Test, observer).WithTestTimeout();
         var steady = observer.Timings.Where(t => t.Epoch >= 3).ToList();

@@ -24,6 +24,10 @@ public class CommandLineTests
     [InlineData("finetune -c c.json --from m.safetensors --replace-head ten", "--replace-head 'ten' is not a whole number")]
     [InlineData("finetune -c c.json --from m.safetensors -e x", "--epochs 'x' is not a whole number")]
     [InlineData("inspect", "disttrain inspect needs CHECKPOINT: a .safetensors file")]
+    [InlineData("predict -m m.safetensors", "disttrain predict needs INPUTS: Image files (PNG, JPEG) or folders of them")]
+    [InlineData("predict a.png", "disttrain predict needs --model FILE: the model.safetensors a training run wrote")]
+    [InlineData("predict -m m.safetensors --top-k two a.png", "--top-k 'two' is not a whole number: --top-k takes a whole number of classes")]
+    [InlineData("evaluate -m m.safetensors", "disttrain evaluate needs --data PATH: A folder with IDX files")]
     [InlineData("bench --steps many", "--steps 'many' is not a whole number: --steps takes a whole number of measured steps")]
     [InlineData("bench --warmup x", "--warmup 'x' is not a whole number")]
     [InlineData("bench --metrics-port http", "--metrics-port 'http' is not a whole number: --metrics-port takes a TCP port")]
@@ -31,7 +35,7 @@ public class CommandLineTests
     [InlineData("node --role boss -c c.json", "--role 'boss' is not allowed: --role takes parameter-server or worker")]
     [InlineData("node -c c.json", "disttrain node needs --role parameter-server|worker")]
     [InlineData("trian -c c.json", "'trian' is not a command (did you mean train?)")]
-    [InlineData("", "give a command: train, finetune, inspect, bench, node")]
+    [InlineData("", "give a command: train, finetune, inspect, predict, evaluate, bench, node")]
     public void Each_problem_is_one_line_naming_the_option_the_value_and_what_it_takes(string line, string expected)
     {
         var problems = Problems(line.Split(' ', StringSplitOptions.RemoveEmptyEntries));
@@ -53,6 +57,8 @@ public class CommandLineTests
     [InlineData("train -c c.json -w 2 -e 3 --seed -4 --batch-size 8 --data d -o o --train-limit 10 --test-limit 5 --checkpoint-dir k --resume")]
     [InlineData("finetune -c c.json --from m.safetensors --freeze 0,1 --replace-head 5 -e 2 -w 1 --data d -o o --compare-scratch")]
     [InlineData("inspect m.safetensors")]
+    [InlineData("predict -m m.safetensors -k 2 --json --resize a.png b.csv c-idx3-ubyte")]
+    [InlineData("evaluate --model m.safetensors --data d --heatmap h.png --json --resize")]
     [InlineData("bench -c c.json -w 2 --batch-size 32 --steps 10 --warmup 5 --json --data d --metrics-port 0")]
     [InlineData("bench")]
     [InlineData("node --role worker -c c.json --data d -o o")]

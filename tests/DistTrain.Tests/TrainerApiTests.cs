@@ -67,7 +67,8 @@ public class TrainerApiTests
     [Fact]
     public async Task A_trained_model_scores_as_the_workers_did_and_survives_save_and_load()
     {
-        var data = InMemory(new DataOptions { Normalization = NormalizationKind.PerFeature });
+        string[] names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+        var data = InMemory(new DataOptions { Normalization = NormalizationKind.PerFeature, ClassNames = [.. names] });
         var outcome = await new Trainer(MlpOptions(epochs: 1)).TrainAsync(data).WithTestTimeout();
         var model = outcome.Model;
 
@@ -87,6 +88,16 @@ public class TrainerApiTests
             Assert.Equal("7", loaded.Metadata[ModelMetadata.Seed]);
             var probabilities = loaded.Probabilities(sample);
             for (var i = 0; i < 20; i++) Assert.Equal(1.0, probabilities.AsSpan(i * 10, 10).ToArray().Sum(), 5);
+
+            // The one TrainedModel also serves predict and evaluate: the class names given as Data:ClassNames, and Score
+            // (what those commands call) brings inputs to the training scale: arrays are taken as given (divisor 1), so
+            // values read as x / 255 are multiplied back by 255 before the saved standardization.
+            Assert.Equal(names, loaded.ClassNames!);
+            Assert.Equal((1f, false), (loaded.Data.InputDivisor, loaded.Data.LabelsAreNames));
+            Assert.Equal(probabilities, loaded.Score(sample, dividedBy: 1));
+            var divided = sample.ToArray().Select(v => v / 255f).ToArray();
+            var rescaled = loaded.Score(divided, dividedBy: 255);
+            for (var i = 0; i < rescaled.Length; i++) Assert.Equal(probabilities[i], rescaled[i], 4);
         }
         finally
         {

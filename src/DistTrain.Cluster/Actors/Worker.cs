@@ -3,6 +3,7 @@ using System.Numerics.Tensors;
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.Layers;
 using DistTrain.Core.Losses;
@@ -47,12 +48,13 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly float[] _weightsForEvaluation; // staging for copying the training replica into the evaluation replica
     private readonly int _seed;
     private int _dropoutEpoch;
+    private readonly ImageAugmenter? _augmenter; // training minibatches only; evaluation sees the samples as they are
     private readonly string _sampleTraceDirectory;
     private Metrics.SampleTrace? _sampleTrace;
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "")
+        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "", AugmentationOptions? augmentation = null)
     {
         _workerIndex = workerIndex;
         _seed = seed;
@@ -67,6 +69,8 @@ public sealed class Worker : ReceiveActor, IWithStash
                 evaluationBatchSize, evaluationBatchSize * _model.ForwardBytesPerSample / 1_000_000, _model.ForwardBytesPerSample, _evaluationBatchSize,
                 EvaluationMemoryBytes / (1024 * 1024));
         _loss = ModelFactory.BuildLoss(model.Loss);
+        if (augmentation is { Enabled: true })
+            _augmenter = new ImageAugmenter(augmentation, _model.InputShape, train.Normalization, seed);
         _inputs = new MatrixBuffer(train.FeatureCount);
         _targets = new MatrixBuffer(train.ClassCount);
         _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_model.Layout.WorkerReportLength]))];
@@ -117,13 +121,14 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// <summary>
     /// Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.
     /// <paramref name="validation"/> holds the samples held out of training, when the run has any. <paramref name="seed"/>
-    /// (Training:Seed) seeds the dropout masks, anew at every epoch from (seed, worker index, epoch).
+    /// (Training:Seed) seeds the dropout masks, anew at every epoch from (seed, worker index, epoch), and the
+    /// <paramref name="augmentation"/> (Data:Augmentation) of each training sample, from (seed, epoch, sample index).
     /// <paramref name="sampleTraceDirectory"/> (Monitoring:SampleTraceDirectory) records every minibatch's samples there;
     /// empty is off.
     /// </summary>
     public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "") =>
-        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, sampleTraceDirectory));
+        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "", AugmentationOptions? augmentation = null) =>
+        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, sampleTraceDirectory, augmentation));
 
     private void OnAssignShard(AssignShard shard)
     {
@@ -194,6 +199,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         var inputs = _inputs.Get(indices.Length);
         var targets = _targets.Get(indices.Length);
         _train.Gather(indices, inputs, targets);
+        _augmenter?.Apply(inputs, indices, update.Epoch);
         // A NaN or infinite loss is sent on like any other: the parameter server stops training, names every
         // worker and tensor affected, and keeps the last good weights, which only it holds.
         var meanLoss = _model.ComputeGradients(inputs, targets, _loss);

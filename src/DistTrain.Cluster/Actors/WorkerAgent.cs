@@ -162,7 +162,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         _generation++;
         var loop = _options.Training;
         _worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed,
-                _options.Monitoring.SampleTraceDirectory)
+                _options.Monitoring.SampleTraceDirectory, _options.Data.Augmentation)
             .WithDispatcher(AkkaSettings.ComputeDispatcher), $"worker-{_generation}"));
         _link = Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, _worker, accepted.ParameterCount,
                 token, _security.Certificates),

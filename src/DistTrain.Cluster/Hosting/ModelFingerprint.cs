@@ -7,9 +7,10 @@ namespace DistTrain.Cluster.Hosting;
 /// <summary>
 /// The settings every node of a job must share, as canonical JSON: the whole model section (shapes, layers
 /// and their settings, loss, initializer, pretrained checkpoint, frozen tensors) and what decides which
-/// samples a shard index means (normalization, class filter, training limit, validation split and the seed
-/// that draws it). Two nodes whose fingerprints differ would compute gradients of different models or on
-/// different samples, so the parameter server refuses such a worker.
+/// samples a shard index means and how they are fed (data format, test split, normalization, class filter,
+/// training limit, validation split and the seed that draws it, augmentation). File and folder paths are left
+/// out: each node reads the data at its own paths. Two nodes whose fingerprints differ would compute gradients
+/// of different models or on different samples, so the parameter server refuses such a worker.
 /// </summary>
 public static class ModelFingerprint
 {
@@ -19,10 +20,14 @@ public static class ModelFingerprint
     public static string Of(TrainingOptions options) => JsonSerializer.Serialize(new
     {
         options.Model,
+        options.Data.Format,
+        options.Data.TestFraction,
+        options.Data.TestSplitSeed,
         options.Data.Normalization,
         options.Data.Classes,
         options.Data.TrainLimit,
         options.Data.ValidationFraction,
+        options.Data.Augmentation,
         options.Training.Seed,
     }, Json);
 }

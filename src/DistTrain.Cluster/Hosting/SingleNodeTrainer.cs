@@ -58,7 +58,7 @@ public static class SingleNodeTrainer
             CheckpointResume.Settings(options), resumeFrom).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var workers = Enumerable.Range(0, loop.Workers)
             .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed,
-                options.Monitoring.SampleTraceDirectory).WithDispatcher(AkkaSettings.ComputeDispatcher))
+                options.Monitoring.SampleTraceDirectory, options.Data.Augmentation).WithDispatcher(AkkaSettings.ComputeDispatcher))
             .ToArray();
         var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, planner, test.Count, model.Layout,
             TimeSpan.FromSeconds(loop.StallTimeoutSeconds), validation?.Count ?? 0, loop.EarlyStopping,

@@ -174,8 +174,8 @@ public sealed class Trainer
 
     private TrainingOutcome Outcome(TrainingData data, TrainingResult result)
     {
-        var metadata = ModelMetadata.Create(Options.Model, data.Normalizer, result.Version, result.Epochs[^1].Epoch,
-            result.FinalEpoch.TestAccuracy, Options.Training.Seed, data.InputScale, data.ClassNames);
+        var metadata = ModelMetadata.Create(Options.Model, data.Normalizer, DataMetadata.Of(data, Options.Data), result.Version,
+            result.Epochs[^1].Epoch, result.FinalEpoch.TestAccuracy, Options.Training.Seed);
         return new TrainingOutcome(new TrainedModel(Options.Model, result.FinalWeights, data.Normalizer, metadata), result);
     }
 }

@@ -178,8 +178,36 @@ public sealed class ComputeOptions
 /// <summary>Data source and preprocessing.</summary>
 public sealed class DataOptions
 {
-    /// <summary>Folder with the four MNIST-format IDX files. Default: Debian's <c>dataset-fashion-mnist</c> location.</summary>
+    /// <summary>How the data is stored: <see cref="DataFormat.Idx"/> (the default), <see cref="DataFormat.Csv"/> or <see cref="DataFormat.ImageFolder"/>.</summary>
+    public DataFormat Format { get; set; } = DataFormat.Idx;
+
+    /// <summary>Folder with the four MNIST-format IDX files (Format Idx). Default: Debian's <c>dataset-fashion-mnist</c> location.</summary>
     public string Directory { get; set; } = FashionMnist.DebianDirectory;
+
+    /// <summary>The CSV files and their columns (Format Csv).</summary>
+    public CsvOptions Csv { get; set; } = new();
+
+    /// <summary>The image folders (Format ImageFolder).</summary>
+    public ImageFolderOptions ImageFolder { get; set; } = new();
+
+    /// <summary>
+    /// Csv and ImageFolder without a test file or folder: the fraction of the training rows or images held out as the test
+    /// split, per class (stratified), chosen by <see cref="TestSplitSeed"/>; in (0, 0.9]. 0 (the default) with a test file.
+    /// </summary>
+    public double TestFraction { get; set; }
+
+    /// <summary>
+    /// Seed of the <see cref="TestFraction"/> split, separate from Training:Seed so runs with different seeds are scored on
+    /// the same test samples. The split is <see cref="Data.TestSplit"/>'s, reproducible outside DistTrain. Default 0.
+    /// </summary>
+    public int TestSplitSeed { get; set; }
+
+    /// <summary>
+    /// Names of the classes in label order, for data whose labels are numbers (IDX, CSV with integer labels): recorded in
+    /// the saved model so <c>disttrain predict</c> prints names. Empty (the default): none, or the data's own names (CSV
+    /// labels that are names, image sub-folders).
+    /// </summary>
+    public List<string> ClassNames { get; set; } = [];
 
     /// <summary>Input standardization fitted on the training split. Default <see cref="NormalizationKind.Global"/>.</summary>
     public NormalizationKind Normalization { get; set; } = NormalizationKind.Global;
@@ -201,6 +229,9 @@ public sealed class DataOptions
     /// in [0, 0.5]. 0 (the default) holds out nothing.
     /// </summary>
     public double ValidationFraction { get; set; }
+
+    /// <summary>Random crops, translations and flips of the training images (off by default).</summary>
+    public AugmentationOptions Augmentation { get; set; } = new();
 }
 
 /// <summary>The data-parallel loop.</summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using DistTrain.Core.Data;
 using DistTrain.Core.Models;
 
 namespace DistTrain.Core.Configuration;
@@ -37,6 +38,7 @@ public static class TrainingOptionsValidator
         var shape = options.Model.InputShape;
         if (shape.Count != 0 && (shape.Count != 3 || shape.Any(d => d <= 0)))
             problems.Add($"Model:InputShape = [{string.Join(", ", shape)}] must be [channels, height, width] with positive values, such as [1, 28, 28], or left out for a flat input.");
+        AugmentationProblems(options, problems, Range);
         if (options.Model.ReplaceHead && string.IsNullOrWhiteSpace(options.Model.Pretrained))
             problems.Add("Model:ReplaceHead = true needs Model:Pretrained (the checkpoint whose head it replaces).");
 
@@ -94,10 +96,7 @@ public static class TrainingOptionsValidator
         if (layers.Count > 0 && lastDense is null)
             problems.Add("Model:Layers has no Dense layer: the last Dense layer's Units must equal the number of classes.");
 
-        if (string.IsNullOrWhiteSpace(options.Data.Directory))
-            problems.Add("Data:Directory is empty: set it to the folder with the IDX files (Debian: /usr/share/datasets/fashion-mnist).");
-        else if (checkDataDirectory && !Directory.Exists(options.Data.Directory))
-            problems.Add($"Data:Directory = '{options.Data.Directory}' is not an existing folder: install the data with 'apt-get install dataset-fashion-mnist' or pass --data DIR.");
+        DataProblems(options, problems, checkDataDirectory, Range);
         Range("Metrics:Port", options.Metrics.Port, 0, 65_535);
         Range("Monitoring:GradientNormEverySteps", options.Monitoring.GradientNormEverySteps, 0, 1_000_000);
         Range("Monitoring:VanishingGradientNorm", options.Monitoring.VanishingGradientNorm, 0, 1e9);
@@ -126,5 +125,72 @@ public static class TrainingOptionsValidator
         if (string.IsNullOrWhiteSpace(options.Output.Directory))
             problems.Add("Output:Directory is empty: set a folder for run outputs, e.g. 'runs'.");
         return problems;
+    }
+
+    private static void DataProblems(TrainingOptions options, List<string> problems, bool checkFiles, Action<string, double, double, double, bool, bool> range)
+    {
+        var data = options.Data;
+        void NeedFile(string key, string path, bool required, string what)
+        {
+            if (string.IsNullOrWhiteSpace(path))
+            {
+                if (required) problems.Add($"{key} is empty: set it to the {what}.");
+            }
+            else if (checkFiles && !(what.Contains("folder", StringComparison.Ordinal) ? Directory.Exists(path) : File.Exists(path)))
+                problems.Add($"{key} = '{path}' is not an existing {(what.Contains("folder", StringComparison.Ordinal) ? "folder" : "file")}: give the path of the {what}.");
+        }
+        range("Data:TestFraction", data.TestFraction, 0, 0.9, false, false);
+        for (var i = 0; i < data.ClassNames.Count; i++)
+            if (string.IsNullOrWhiteSpace(data.ClassNames[i]) || data.ClassNames.IndexOf(data.ClassNames[i]) != i)
+                problems.Add($"Data:ClassNames:{i} = '{data.ClassNames[i]}' is {(string.IsNullOrWhiteSpace(data.ClassNames[i]) ? "empty" : "repeated")}: give each class a distinct name, in label order.");
+        string? separateTest = null;
+        switch (data.Format)
+        {
+            case DataFormat.Idx:
+                if (string.IsNullOrWhiteSpace(data.Directory))
+                    problems.Add("Data:Directory is empty: set it to the folder with the IDX files (Debian: /usr/share/datasets/fashion-mnist).");
+                else if (checkFiles && !Directory.Exists(data.Directory))
+                    problems.Add($"Data:Directory = '{data.Directory}' is not an existing folder: install the data with 'apt-get install dataset-fashion-mnist' or pass --data DIR.");
+                if (data.TestFraction > 0)
+                    problems.Add($"Data:TestFraction = {data.TestFraction} does not apply to Data:Format Idx, which has its own test files: set it to 0.");
+                return;
+            case DataFormat.Csv:
+                NeedFile("Data:Csv:TrainFile", data.Csv.TrainFile, true, "training CSV file (.csv or .csv.gz)");
+                NeedFile("Data:Csv:TestFile", data.Csv.TestFile, false, "test CSV file");
+                if (data.Csv.Separator.Length != 1)
+                    problems.Add($"Data:Csv:Separator = '{data.Csv.Separator}' is not one character: use ',', ';', '\t' or '|'.");
+                range("Data:Csv:SkipRows", data.Csv.SkipRows, 0, 1_000_000, false, false);
+                separateTest = string.IsNullOrWhiteSpace(data.Csv.TestFile) ? null : "Data:Csv:TestFile";
+                break;
+            case DataFormat.ImageFolder:
+                NeedFile("Data:ImageFolder:TrainDirectory", data.ImageFolder.TrainDirectory, true, "training image folder (one sub-folder per class)");
+                NeedFile("Data:ImageFolder:TestDirectory", data.ImageFolder.TestDirectory, false, "test image folder");
+                var shape = options.Model.InputShape;
+                if (shape.Count != 3 || shape[0] is not (1 or 3))
+                    problems.Add($"Data:Format = ImageFolder needs Model:InputShape [channels, height, width] with 1 (grayscale) or 3 (RGB) channels, such as [1, 28, 28]; it is [{string.Join(", ", shape)}].");
+                separateTest = string.IsNullOrWhiteSpace(data.ImageFolder.TestDirectory) ? null : "Data:ImageFolder:TestDirectory";
+                break;
+        }
+        if (separateTest is null && data.TestFraction <= 0)
+            problems.Add($"Data:TestFraction = {data.TestFraction} leaves no test samples: give a test {(data.Format == DataFormat.Csv ? "file (Data:Csv:TestFile)" : "folder (Data:ImageFolder:TestDirectory)")}, or hold out a fraction of the training data (for example Data:TestFraction 0.2).");
+        if (separateTest is not null && data.TestFraction > 0)
+            problems.Add($"Data:TestFraction = {data.TestFraction} conflicts with {separateTest}: the test samples come from one or the other. Set TestFraction to 0 or remove {separateTest}.");
+    }
+
+    private static void AugmentationProblems(TrainingOptions options, List<string> problems, Action<string, double, double, double, bool, bool> range)
+    {
+        var augmentation = options.Data.Augmentation;
+        var shape = options.Model.InputShape;
+        range("Data:Augmentation:CropPadding", augmentation.CropPadding, 0, 1024, false, false);
+        range("Data:Augmentation:MaxTranslation", augmentation.MaxTranslation, 0, 0.5, false, false);
+        if (!augmentation.Enabled) return;
+        if (shape.Count != 3 || shape.Any(d => d <= 0) || shape[1] < 2 || shape[2] < 2)
+        {
+            problems.Add($"Data:Augmentation = {augmentation} needs image samples: set Model:InputShape to [channels, height, width] (for example [1, 28, 28]), or turn augmentation off.");
+            return;
+        }
+        var smaller = Math.Min(shape[1], shape[2]);
+        if (2 * augmentation.CropPadding > smaller)
+            problems.Add($"Data:Augmentation:CropPadding = {augmentation.CropPadding} is too large for {shape[1]}x{shape[2]} images: allowed 0 to {smaller / 2} (half the smaller side).");
     }
 }

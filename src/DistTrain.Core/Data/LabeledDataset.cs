@@ -11,18 +11,26 @@ namespace DistTrain.Core.Data;
 public sealed class LabeledDataset
 {
     /// <summary>Wraps the arrays without copying.</summary>
-    /// <exception cref="ArgumentException">Lengths disagree, or a label is outside <c>[0, classCount)</c>.</exception>
-    public LabeledDataset(float[] features, byte[] labels, int featureCount, int classCount)
+    /// <param name="features">Sample-major feature values, <c>labels.Length · featureCount</c> elements.</param>
+    /// <param name="labels">Class of each sample, in <c>[0, classCount)</c>.</param>
+    /// <param name="featureCount">Features per sample.</param>
+    /// <param name="classCount">Number of classes.</param>
+    /// <param name="classNames">Name of each class (index = label), when the data names them; null otherwise.</param>
+    /// <exception cref="ArgumentException">Lengths disagree, a label is outside <c>[0, classCount)</c>, or there are not <paramref name="classCount"/> names.</exception>
+    public LabeledDataset(float[] features, byte[] labels, int featureCount, int classCount, IReadOnlyList<string>? classNames = null)
     {
         if (featureCount <= 0 || features.Length != (long)labels.Length * featureCount)
             throw new ArgumentException($"{features.Length} feature values do not make {labels.Length} samples of {featureCount} features.");
         for (var i = 0; i < labels.Length; i++)
             if (labels[i] >= classCount)
                 throw new ArgumentException($"Label {labels[i]} of sample {i} is outside [0, {classCount}).");
+        if (classNames is not null && classNames.Count != classCount)
+            throw new ArgumentException($"{classNames.Count} class names given for {classCount} classes.");
         Features = features;
         Labels = labels;
         FeatureCount = featureCount;
         ClassCount = classCount;
+        ClassNames = classNames;
     }
 
     /// <summary>Sample-major feature values, <c>Count · FeatureCount</c> elements.</summary>
@@ -36,6 +44,12 @@ public sealed class LabeledDataset
 
     /// <summary>Number of classes; labels are in <c>[0, ClassCount)</c>.</summary>
     public int ClassCount { get; }
+
+    /// <summary>Name of each class (index = label), or null when the data does not name its classes.</summary>
+    public IReadOnlyList<string>? ClassNames { get; }
+
+    /// <summary>The statistics the features were standardized with (set by <see cref="Normalizer.Apply"/>); null while they are raw.</summary>
+    public Normalizer? Normalization { get; internal set; }
 
     /// <summary>Number of samples.</summary>
     public int Count => Labels.Length;
@@ -76,7 +90,7 @@ public sealed class LabeledDataset
             Sample(indices[i]).CopyTo(features.AsSpan(i * FeatureCount, FeatureCount));
             labels[i] = Labels[indices[i]];
         }
-        return new LabeledDataset(features, labels, FeatureCount, ClassCount);
+        return new LabeledDataset(features, labels, FeatureCount, ClassCount, ClassNames) { Normalization = Normalization };
     }
 
     /// <summary>
@@ -94,13 +108,24 @@ public sealed class LabeledDataset
         var kept = Enumerable.Range(0, Count).Where(i => map[Labels[i]] >= 0).ToArray();
         var subset = Subset(kept);
         var labels = subset.Labels.Select(l => (byte)map[l]).ToArray();
-        return new LabeledDataset(subset.Features, labels, FeatureCount, classes.Count);
+        return new LabeledDataset(subset.Features, labels, FeatureCount, classes.Count, ClassNames is null ? null : [.. classes.Select(c => ClassNames[c])])
+        {
+            Normalization = Normalization,
+        };
     }
+
+    /// <summary>The same samples (arrays shared, not copied) with the given class names.</summary>
+    /// <exception cref="ArgumentException">There are not <see cref="ClassCount"/> names.</exception>
+    public LabeledDataset WithClassNames(IReadOnlyList<string> classNames) =>
+        new(Features, Labels, FeatureCount, ClassCount, classNames) { Normalization = Normalization };
 
     /// <summary>A copy holding only the first <paramref name="count"/> samples.</summary>
     public LabeledDataset Take(int count)
     {
         count = Math.Min(count, Count);
-        return new LabeledDataset(Features.AsSpan(0, count * FeatureCount).ToArray(), Labels.AsSpan(0, count).ToArray(), FeatureCount, ClassCount);
+        return new LabeledDataset(Features.AsSpan(0, count * FeatureCount).ToArray(), Labels.AsSpan(0, count).ToArray(), FeatureCount, ClassCount, ClassNames)
+        {
+            Normalization = Normalization,
+        };
     }
 }

@@ -82,16 +82,23 @@ public sealed class Normalizer
         return new Normalizer(kind, mean, std);
     }
 
-    /// <summary>Standardizes the features of <paramref name="data"/> in place.</summary>
-    /// <exception cref="ArgumentException">The normalizer is per feature and was fitted on another number of features.</exception>
-    public void Apply(LabeledDataset data) => Apply(data.Features, data.FeatureCount);
+    /// <summary>Standardizes the features of <paramref name="data"/> in place and records it in <see cref="LabeledDataset.Normalization"/>.</summary>
+    /// <exception cref="InvalidOperationException">The data was standardized already.</exception>
+    /// <exception cref="ArgumentException">Per-feature statistics of another feature count.</exception>
+    public void Apply(LabeledDataset data)
+    {
+        if (data.Normalization is not null)
+            throw new InvalidOperationException("The data set is standardized already; apply a normalizer once.");
+        Standardize(data.Features, data.FeatureCount);
+        data.Normalization = this;
+    }
 
     /// <summary>Standardizes sample-major features in place: <c>(x − mean) / std</c>.</summary>
     /// <param name="features">Samples one after another, <paramref name="featureCount"/> values each.</param>
     /// <param name="featureCount">Features per sample.</param>
     /// <exception cref="ArgumentException">The normalizer is per feature and was fitted on another number of features, or
     /// the length is not a multiple of <paramref name="featureCount"/>.</exception>
-    public void Apply(Span<float> features, int featureCount)
+    public void Standardize(Span<float> features, int featureCount)
     {
         if (featureCount <= 0 || features.Length % featureCount != 0)
             throw new ArgumentException($"{features.Length} values are not whole samples of {featureCount} features.");

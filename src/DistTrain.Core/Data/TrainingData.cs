@@ -1,4 +1,5 @@
 using DistTrain.Core.Configuration;
+using DistTrain.Core.Layers;
 
 namespace DistTrain.Core.Data;
 
@@ -10,49 +11,90 @@ namespace DistTrain.Core.Data;
 /// statistics; null when <see cref="DataOptions.ValidationFraction"/> is 0.</param>
 public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Normalizer Normalizer, LabeledDataset? Validation = null)
 {
-    /// <summary>
-    /// What the feature values are before standardization, in words, recorded in the trained weights' metadata
-    /// (<see cref="Models.ModelMetadata.InputScale"/>) so that users of the weights feed them the same: for IDX images
-    /// <see cref="Models.ModelMetadata.PixelScale"/>, for arrays given in memory <see cref="Models.ModelMetadata.GivenScale"/>.
-    /// </summary>
-    public string InputScale { get; init; } = Models.ModelMetadata.GivenScale;
-
-    /// <summary>Class names, index = class (after <see cref="DataOptions.Classes"/>), recorded in the weights' metadata; null when the data has none.</summary>
-    public IReadOnlyList<string>? ClassNames { get; init; }
+    /// <summary>What the data was read from (folder or files), for the start-up line; empty for arrays given in memory.</summary>
+    public string Description { get; init; } = "";
 
     /// <summary>
-    /// Loads the splits named by <paramref name="options"/>, applies the limits, keeps the listed classes, holds out the
-    /// validation samples (a seeded random choice) and fits the normalizer on what remains for training.
+    /// What raw values were divided by when read, before standardization: 255 for IDX files and image folders, 1 for CSV
+    /// values and arrays given in memory. Recorded in the trained weights' metadata (<see cref="DataMetadata"/>) so that
+    /// users of the weights feed them values on the same scale.
     /// </summary>
+    public float InputDivisor { get; init; } = 1f;
+
+    /// <summary>The classes' names in label order, after the class filter (from the data or Data:ClassNames); null when nothing names them.</summary>
+    public IReadOnlyList<string>? ClassNames => Train.ClassNames;
+
+    /// <summary>True when the data's labels are class names (CSV labels that are not numbers, image sub-folders), false when they are class indices.</summary>
+    public bool LabelsAreNames { get; init; }
+
+    /// <summary>The CSV feature columns' names, in order; null for images and arrays.</summary>
+    public IReadOnlyList<string>? FeatureNames { get; init; }
+
+    /// <summary>Loads the data a run's options describe (the image shape comes from Model:InputShape).</summary>
+    /// <exception cref="DataFormatException">A file is missing or malformed, or a setting leaves a split empty.</exception>
+    public static TrainingData Load(TrainingOptions options) =>
+        Load(options.Data, options.Training.Seed, options.Model.InputShape.Count == 3 ? options.Model.Input() : null);
+
+    /// <summary>Loads the data <paramref name="options"/> describe, in any format.</summary>
     /// <param name="options">The data section.</param>
     /// <param name="seed">Seed of the validation split (the run's Training:Seed), so a run and its resumption agree.</param>
+    /// <param name="inputShape">Model:InputShape, which image folders are read to; null for a flat input.</param>
     /// <exception cref="DataFormatException">A file is missing or malformed, or a setting leaves a split empty.</exception>
-    public static TrainingData Load(DataOptions options, int seed = 1)
+    public static TrainingData Load(DataOptions options, int seed = 1, TensorShape? inputShape = null) =>
+        Load(DataSources.For(options, inputShape), options, seed);
+
+    /// <summary>
+    /// Reads <paramref name="source"/>, applies the limits, names the classes (Data:ClassNames), keeps the listed classes,
+    /// holds out the validation samples (a seeded random choice) and fits the normalizer on what remains for training.
+    /// </summary>
+    /// <param name="source">Where the samples come from.</param>
+    /// <param name="options">The data section: limits, classes, validation fraction and normalization.</param>
+    /// <param name="seed">Seed of the validation split (the run's Training:Seed).</param>
+    /// <exception cref="DataFormatException">A file is missing or malformed, or a setting leaves a split empty.</exception>
+    public static TrainingData Load(IDataSource source, DataOptions options, int seed)
     {
-        var (train, test) = FashionMnist.Load(options.Directory, options.TrainLimit, options.TestLimit);
-        return Prepare(train, test, options, seed) with { InputScale = Models.ModelMetadata.PixelScale };
+        var (train, test) = source.Load(options.TrainLimit, options.TestLimit);
+        return Prepare(train, test, options, seed) with
+        {
+            Description = source.Description,
+            InputDivisor = source.InputDivisor,
+            FeatureNames = source.FeatureNames,
+        };
     }
 
     /// <summary>
-    /// Turns raw splits from any source into what a run uses, exactly as <see cref="Load"/> does for IDX files: keeps the
-    /// first <see cref="DataOptions.TrainLimit"/> / <see cref="DataOptions.TestLimit"/> samples, keeps the
+    /// Turns raw splits from any source into what a run uses, exactly as <see cref="Load(IDataSource, DataOptions, int)"/>
+    /// does for files: keeps the first <see cref="DataOptions.TrainLimit"/> / <see cref="DataOptions.TestLimit"/> samples,
+    /// names the classes with <see cref="DataOptions.ClassNames"/> (when the data does not name them), keeps the
     /// <see cref="DataOptions.Classes"/> (relabeled in the listed order), holds out
     /// <see cref="DataOptions.ValidationFraction"/> of the training samples (chosen with <paramref name="seed"/>), fits
     /// <see cref="DataOptions.Normalization"/> on the remaining training samples and applies it to every split.
-    /// <see cref="DataOptions.Directory"/> is not used.
+    /// The format settings (<see cref="DataOptions.Format"/>, <see cref="DataOptions.Directory"/>, CSV and image-folder
+    /// settings) are not used; <see cref="InputDivisor"/> is 1, the values as given.
     /// </summary>
-    /// <param name="train">Training samples with their labels; its feature array is standardized in place when nothing
-    /// above made a copy (pass a copy to keep the original values).</param>
+    /// <param name="train">Training samples with their labels, not yet standardized; its feature array is standardized in
+    /// place when nothing above made a copy (pass a copy to keep the original values).</param>
     /// <param name="test">Test samples, with the same features per sample and classes as <paramref name="train"/>; standardized likewise.</param>
     /// <param name="options">The data section.</param>
     /// <param name="seed">Seed of the validation split (the run's Training:Seed).</param>
-    /// <exception cref="DataFormatException">The splits disagree in features or classes, or a setting leaves a split empty.</exception>
+    /// <exception cref="DataFormatException">The splits disagree in features or classes, Data:ClassNames does not fit the
+    /// classes, or a setting leaves a split empty.</exception>
+    /// <exception cref="InvalidOperationException">A split was standardized already.</exception>
     public static TrainingData Prepare(LabeledDataset train, LabeledDataset test, DataOptions options, int seed = 1)
     {
         if (train.FeatureCount != test.FeatureCount || train.ClassCount != test.ClassCount)
             throw new DataFormatException($"The training samples have {train.FeatureCount} features and {train.ClassCount} classes but the test samples {test.FeatureCount} and {test.ClassCount}; both splits must come from the same data.");
         if (options.TrainLimit > 0 && options.TrainLimit < train.Count) train = train.Take(options.TrainLimit);
         if (options.TestLimit > 0 && options.TestLimit < test.Count) test = test.Take(options.TestLimit);
+        var labelsAreNames = train.ClassNames is not null;
+        if (options.ClassNames.Count > 0)
+        {
+            if (train.ClassNames is not null)
+                throw new DataFormatException($"Data:ClassNames is set, but the data names its classes already ({string.Join(", ", train.ClassNames)}). Remove Data:ClassNames.");
+            if (options.ClassNames.Count != train.ClassCount)
+                throw new DataFormatException($"Data:ClassNames lists {options.ClassNames.Count} names but the data has {train.ClassCount} classes. Give one name per class, in label order.");
+            (train, test) = (train.WithClassNames(options.ClassNames), test.WithClassNames(options.ClassNames));
+        }
         if (options.Classes.Count > 0)
         {
             try
@@ -81,7 +123,7 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
         normalizer.Apply(train);
         normalizer.Apply(test);
         if (validation is not null) normalizer.Apply(validation);
-        return new TrainingData(train, test, normalizer, validation);
+        return new TrainingData(train, test, normalizer, validation) { LabelsAreNames = labelsAreNames };
     }
 
     /// <summary>

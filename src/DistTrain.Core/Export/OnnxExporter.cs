@@ -136,7 +136,7 @@ public static class OnnxExporter
             ("transB", 1L));
 
     /// <summary>
-    /// <c>(x − mean) · (1 / std)</c>, as <see cref="Normalizer.Apply(Span{float}, int)"/> computes it (the same float
+    /// <c>(x − mean) · (1 / std)</c>, as <see cref="Normalizer.Standardize"/> computes it (the same float
     /// reciprocal), so the graph's standardized input equals DistTrain's bit for bit.
     /// </summary>
     private static string Standardize(GraphBuilder graph, Normalizer normalizer, string input, int rank, TensorShape shape)

@@ -37,6 +37,45 @@ public static class ModelFactory
         return model;
     }
 
+    /// <summary>
+    /// The elements of the Dense and Conv2D weight tensors <paramref name="options"/> describe, from the shapes alone (the
+    /// output-size formulas of <see cref="Conv2D"/> and the pooling layers), without building anything: a lower bound of
+    /// <c>Build(options).Layout.TotalLength</c> that allocates nothing, so a described network can be checked against the
+    /// bytes that should hold it before <see cref="Build"/> allocates its tensors. Counting stops at the first layer whose
+    /// input does not fit it (<see cref="Build"/> reports that layer).
+    /// </summary>
+    /// <returns>Weight elements (biases and normalization tensors left out), as a 64-bit count.</returns>
+    public static long WeightCountLowerBound(ModelOptions options)
+    {
+        var shape = options.Input();
+        long channels = shape.Channels, height = shape.Height, width = shape.Width, count = 0;
+        foreach (var layer in options.Layers)
+        {
+            var stride = layer.Stride > 0 ? layer.Stride : 1;
+            switch (LayerTypes.Canonical(layer.Type))
+            {
+                case LayerTypes.Dense:
+                    count += channels * height * width * layer.Units;
+                    (channels, height, width) = (layer.Units, 1, 1);
+                    break;
+                case LayerTypes.Conv2D:
+                    count += (long)layer.Channels * channels * layer.KernelSize * layer.KernelSize;
+                    (channels, height, width) = (layer.Channels, (height + 2L * layer.Padding - layer.KernelSize) / stride + 1,
+                        (width + 2L * layer.Padding - layer.KernelSize) / stride + 1);
+                    break;
+                case LayerTypes.MaxPool2D or LayerTypes.AvgPool2D:
+                    stride = layer.Stride > 0 ? layer.Stride : layer.KernelSize;
+                    (height, width) = ((height - layer.KernelSize) / stride + 1, (width - layer.KernelSize) / stride + 1);
+                    break;
+                case LayerTypes.Flatten:
+                    (channels, height, width) = (channels * height * width, 1, 1);
+                    break;
+            }
+            if (channels <= 0 || height <= 0 || width <= 0 || stride <= 0) break;
+        }
+        return count;
+    }
+
     /// <summary>Every Model:Freeze entry must name at least one tensor, and something must stay trainable.</summary>
     private static void CheckFreeze(ModelOptions options, Sequential model)
     {

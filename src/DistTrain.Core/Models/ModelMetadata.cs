@@ -24,27 +24,34 @@ public static class ModelMetadata
     public const string Seed = "seed";
     /// <summary>Test accuracy of the weights, a fraction from 0 to 1 with four decimals.</summary>
     public const string TestAccuracy = "test_accuracy";
-    /// <summary>Optional JSON array of class names, index = class.</summary>
-    public const string ClassNames = "class_names";
 
-    /// <summary>How IDX image data reaches the model: pixel bytes divided by 255, then standardized.</summary>
+    /// <summary>How IDX and image-folder data reaches the model: pixel bytes divided by 255, then standardized.</summary>
     public const string PixelScale = "pixels / 255, then (x - input_mean) / input_std";
 
-    /// <summary>How in-memory data reaches the model: the values as given, then standardized.</summary>
+    /// <summary>How CSV values and in-memory arrays reach the model: the values as given, then standardized.</summary>
     public const string GivenScale = "features as given, then (x - input_mean) / input_std";
+
+    /// <summary>The <see cref="InputScale"/> text of data whose raw values were divided by <paramref name="inputDivisor"/> when read.</summary>
+    /// <param name="inputDivisor"><see cref="DataMetadata.InputDivisor"/>: 255 for images, 1 for values used as given.</param>
+    public static string DescribeScale(float inputDivisor) => inputDivisor switch
+    {
+        1f => GivenScale,
+        255f => PixelScale,
+        _ => $"values / {inputDivisor.ToString(CultureInfo.InvariantCulture)}, then (x - input_mean) / input_std",
+    };
 
     /// <summary>The metadata of trained weights.</summary>
     /// <param name="model">The model section the weights belong to.</param>
     /// <param name="normalizer">The input standardization fitted on the training split.</param>
+    /// <param name="data">What the data was (format, input divisor, class names, CSV columns), so that predict reads new
+    /// inputs as the training run did; its entries (<see cref="DataMetadata.ToMetadata"/>) are stored too.</param>
     /// <param name="version">Weights version (optimizer steps).</param>
     /// <param name="epochs">The last epoch trained.</param>
     /// <param name="testAccuracy">Test accuracy of these weights, 0 to 1; null when no evaluation describes them (weights
     /// built in code, or a run stopped between evaluations), and the key is left out.</param>
     /// <param name="seed">Training:Seed.</param>
-    /// <param name="inputScale">What the inputs are before standardization (<see cref="PixelScale"/> for IDX data).</param>
-    /// <param name="classNames">Class names, index = class; null to record none.</param>
-    public static Dictionary<string, string> Create(ModelOptions model, Normalizer normalizer, long version, int epochs, double? testAccuracy,
-        int seed, string inputScale = PixelScale, IReadOnlyList<string>? classNames = null)
+    public static Dictionary<string, string> Create(ModelOptions model, Normalizer normalizer, DataMetadata data, long version, int epochs,
+        double? testAccuracy, int seed)
     {
         var metadata = new Dictionary<string, string>
         {
@@ -53,7 +60,7 @@ public static class ModelMetadata
             ["version"] = version.ToString(CultureInfo.InvariantCulture),
             ["epochs"] = epochs.ToString(CultureInfo.InvariantCulture),
             [Seed] = seed.ToString(CultureInfo.InvariantCulture),
-            [InputScale] = inputScale,
+            [InputScale] = DescribeScale(data.InputDivisor),
             [InputNormalization] = normalizer.Kind.ToString(),
             [InputMean] = JsonSerializer.Serialize(normalizer.Mean),
             [InputStd] = JsonSerializer.Serialize(normalizer.Std),
@@ -61,7 +68,7 @@ public static class ModelMetadata
             [ModelConfig] = JsonSerializer.Serialize(model),
         };
         if (testAccuracy is { } accuracy) metadata[TestAccuracy] = accuracy.ToString("F4", CultureInfo.InvariantCulture);
-        if (classNames is not null) metadata[ClassNames] = JsonSerializer.Serialize(classNames);
+        foreach (var (key, value) in data.ToMetadata()) metadata[key] = value;
         return metadata;
     }
 
@@ -101,20 +108,6 @@ public static class ModelMetadata
         catch (Exception e) when (e is JsonException or ArgumentException)
         {
             throw new InvalidDataException($"{path}: the input standardization in the metadata is not valid ({e.Message}). The file is corrupt; train again or use another checkpoint.");
-        }
-    }
-
-    /// <summary>The class names in <see cref="ClassNames"/>, or null when the checkpoint has none or they are not a JSON string array.</summary>
-    public static IReadOnlyList<string>? ReadClassNames(IReadOnlyDictionary<string, string> metadata)
-    {
-        if (!metadata.TryGetValue(ClassNames, out var json)) return null;
-        try
-        {
-            return JsonSerializer.Deserialize<string[]>(json);
-        }
-        catch (JsonException)
-        {
-            return null;
         }
     }
 }

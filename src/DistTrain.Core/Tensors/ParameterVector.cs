@@ -17,7 +17,8 @@ public sealed record ParameterSegment(string Name, int Offset, int[] Shape, Para
     public bool Trainable => !Frozen && Role != ParameterRole.RunningStatistic;
 
     /// <summary>Number of elements: the product of <see cref="Shape"/>.</summary>
-    public int Length => Shape.Aggregate(1, (product, dimension) => product * dimension);
+    /// <exception cref="OverflowException">The shape has more than <see cref="int.MaxValue"/> elements.</exception>
+    public int Length => Shape.Aggregate(1, (product, dimension) => checked(product * dimension));
 
 }
 

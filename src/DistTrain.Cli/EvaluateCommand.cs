@@ -1,0 +1,103 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Numerics.Tensors;
+using System.Text.Json;
+using DistTrain.Core.Data;
+using DistTrain.Core.Evaluation;
+using DistTrain.Core.Models;
+using Spectre.Console;
+
+namespace DistTrain.Cli;
+
+/// <summary>
+/// <c>disttrain evaluate</c>: scores a labeled data set with a trained model and prints the accuracy, each class's
+/// precision and recall, and the confusion matrix, which it also draws as a PNG heatmap.
+/// </summary>
+internal static class EvaluateCommand
+{
+    public static Command Create()
+    {
+        var model = CliOptions.File("--model", "The model.safetensors a training run wrote.", PredictCommand.ModelTakes, required: true, "-m");
+        var data = new Option<string>("--data", "-d") { Description = "A folder with IDX files (its t10k test split), a folder of class sub-folders of images, or a labeled CSV file.", Required = true, HelpName = "PATH" };
+        var heatmap = new Option<string>("--heatmap") { Description = "Where to draw the confusion matrix (PNG).", DefaultValueFactory = _ => "confusion-matrix.png", HelpName = "FILE" };
+        var json = new Option<bool>("--json") { Description = "Print the results as JSON instead of tables." };
+        var resize = new Option<bool>("--resize") { Description = "Resize images of another size to the model's input." };
+        var command = new Command("evaluate", "Score a labeled data set: accuracy, per-class precision and recall, confusion matrix (printed and drawn as a PNG).")
+        {
+            model, data, heatmap, json, resize,
+        };
+        command.SetAction(parse =>
+        {
+            TrainedModel trained;
+            ConfusionMatrix matrix;
+            string dataPath = parse.GetValue(data)!;
+            try
+            {
+                trained = TrainedModel.Load(parse.GetValue(model)!.FullName);
+                var (samples, dividedBy) = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages);
+                matrix = Evaluate(trained, samples, dividedBy);
+            }
+            catch (Exception e) when (CliConsole.IsInputError(e) || e is IOException or UnauthorizedAccessException)
+            {
+                CliConsole.Fail("error", e.Message);
+                return 2;
+            }
+            var names = Enumerable.Range(0, trained.ClassCount).Select(c => trained.ClassName(c) ?? c.ToString(CultureInfo.InvariantCulture)).ToArray();
+            var heatmapPath = Path.GetFullPath(parse.GetValue(heatmap)!);
+            try
+            {
+                ConfusionMatrixPlot.Write(matrix, names, $"{Path.GetFileName(dataPath.TrimEnd('/'))}: accuracy {100 * matrix.Accuracy:F2}% ({matrix.Total:N0} samples)", heatmapPath);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or DirectoryNotFoundException)
+            {
+                CliConsole.Fail("error", $"{heatmapPath}: the heatmap could not be written ({e.Message}). Pass --heatmap with a writable path.");
+                return 2;
+            }
+            if (parse.GetValue(json)) PrintJson(matrix, names, heatmapPath);
+            else Print(matrix, names, heatmapPath);
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>The confusion matrix of <paramref name="model"/> on <paramref name="data"/> (labels in the model's classes).</summary>
+    internal static ConfusionMatrix Evaluate(TrainedModel model, LabeledDataset data, float dividedBy)
+    {
+        var scores = model.Score(data.Features, dividedBy);
+        var matrix = new ConfusionMatrix(model.ClassCount);
+        for (var i = 0; i < data.Count; i++)
+            matrix.Add(data.Labels[i], TensorPrimitives.IndexOfMax(scores.AsSpan(i * model.ClassCount, model.ClassCount)));
+        return matrix;
+    }
+
+    private static void Print(ConfusionMatrix matrix, string[] names, string heatmapPath)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var perClass = new Table().AddColumns("class", "name", "samples", "precision", "recall");
+        for (var c = 0; c < matrix.ClassCount; c++)
+            perClass.AddRow(c.ToString(inv), Markup.Escape(names[c]), matrix.Support(c).ToString("N0", inv),
+                (100 * matrix.Precision(c)).ToString("F2", inv) + "%", (100 * matrix.Recall(c)).ToString("F2", inv) + "%");
+        AnsiConsole.Write(perClass);
+        var confusion = new Table { Title = new TableTitle("confusion matrix: rows true class, columns predicted") };
+        confusion.AddColumn("true \\ predicted");
+        foreach (var name in names) confusion.AddColumn(new TableColumn(Markup.Escape(name)).RightAligned());
+        for (var actual = 0; actual < matrix.ClassCount; actual++)
+            confusion.AddRow([Markup.Escape(names[actual]), .. Enumerable.Range(0, matrix.ClassCount).Select(p => matrix[actual, p].ToString(inv))]);
+        AnsiConsole.Write(confusion);
+        AnsiConsole.MarkupLineInterpolated($"[bold green]Accuracy: {100 * matrix.Accuracy:F2}%[/] ({matrix.Total:N0} samples)");
+        AnsiConsole.MarkupLineInterpolated($"Heatmap: {heatmapPath}");
+    }
+
+    private static void PrintJson(ConfusionMatrix matrix, string[] names, string heatmapPath) =>
+        Console.WriteLine(JsonSerializer.Serialize(new
+        {
+            accuracy = matrix.Accuracy,
+            samples = matrix.Total,
+            classes = Enumerable.Range(0, matrix.ClassCount).Select(c => new
+            {
+                @class = c, name = names[c], samples = matrix.Support(c), precision = matrix.Precision(c), recall = matrix.Recall(c),
+            }),
+            confusion = matrix.ToRows(),
+            heatmap = heatmapPath,
+        }, PredictCommand.Json));
+}

@@ -1,0 +1,112 @@
+using System.Globalization;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using DistTrain.Core.Models;
+
+namespace DistTrain.Cli;
+
+/// <summary>Samples read from files for a trained model: the values, what they were divided by, and a name per sample.</summary>
+/// <param name="Names">One name per sample: the file, <c>file:line N</c> for a CSV row, <c>file[i]</c> for an IDX image.</param>
+/// <param name="Values">Sample-major values, <c>Names.Count · input size</c>.</param>
+/// <param name="DividedBy">255 for images and IDX files (bytes / 255), 1 for CSV values.</param>
+internal sealed record InputBatch(IReadOnlyList<string> Names, float[] Values, float DividedBy);
+
+/// <summary>
+/// Reads what <c>disttrain predict</c> and <c>disttrain evaluate</c> are given, in the model's input shape: image files and
+/// folders (PNG, JPEG), CSV files (with the model's columns), IDX image files and IDX folders.
+/// </summary>
+internal static class ModelInputs
+{
+    private static bool IsCsv(string path) =>
+        path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".csv.gz", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The unlabeled samples of one input of <c>predict</c>: an image, a folder of images, a CSV or an IDX image file.</summary>
+    /// <exception cref="DataFormatException">The input is missing or malformed, or does not fit the model's input.</exception>
+    public static InputBatch Read(string path, TrainedModel model, bool resize)
+    {
+        var shape = model.InputShape;
+        if (Directory.Exists(path))
+        {
+            var images = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Where(ImageFile.HasImageExtension).Order(StringComparer.Ordinal).ToArray();
+            if (images.Length == 0) throw new DataFormatException($"{path}: the folder holds no {string.Join(", ", ImageFile.Extensions)} file.");
+            var values = new float[images.Length * shape.Size];
+            for (var i = 0; i < images.Length; i++) ImageFile.Read(images[i], ImageShape(model, images[i]), resize, values.AsSpan(i * shape.Size, shape.Size));
+            return new InputBatch(images, values, 255f);
+        }
+        if (!File.Exists(path)) throw new DataFormatException($"{path}: no such file or folder.");
+        if (ImageFile.HasImageExtension(path))
+        {
+            var values = new float[shape.Size];
+            ImageFile.Read(path, ImageShape(model, path), resize, values);
+            return new InputBatch([path], values, 255f);
+        }
+        if (IsCsv(path))
+        {
+            var csv = model.Data.Csv ?? new CsvOptions();
+            var features = model.Data.FeatureNames ?? [.. Enumerable.Range(0, shape.Size).Select(i => $"column {i}")];
+            var values = CsvDataset.ReadFeatures(path, csv, features);
+            var first = csv.SkipRows + (csv.HasHeader ? 2 : 1);
+            return new InputBatch([.. Enumerable.Range(0, values.Length / shape.Size).Select(i => $"{path}:line {first + i}")], values, 1f);
+        }
+        var (dimensions, pixels) = IdxFile.ReadAsSingles(path, expectedDimensions: 3, divisor: 255f);
+        CheckIdxShape(path, dimensions, model);
+        return new InputBatch([.. Enumerable.Range(0, dimensions[0]).Select(i => $"{path}[{i}]")], pixels, 255f);
+    }
+
+    /// <summary>
+    /// The labeled samples of <c>evaluate</c>'s data: a folder with IDX files (its <c>t10k</c> test split), a folder of class
+    /// sub-folders of images, or a CSV file with the label column. Labels are mapped to the model's classes (by name when
+    /// the model's labels are names, and through Data:Classes when the model was trained on some classes only).
+    /// </summary>
+    /// <exception cref="DataFormatException">The data is missing or malformed, or its labels or features do not fit the model.</exception>
+    public static (LabeledDataset Data, float DividedBy) ReadLabeled(string path, TrainedModel model, bool resize)
+    {
+        var classes = model.Data.Classes;
+        LabeledDataset data;
+        float dividedBy;
+        if (Directory.Exists(path) && Directory.EnumerateFiles(path, "t10k-images-idx3-ubyte*").Any())
+        {
+            data = FashionMnist.LoadSplit(path, "t10k");
+            CheckIdxShape(path, [data.Count, 28, 28], model);
+            (data, dividedBy) = (classes.Count > 0 ? data.KeepClasses(classes) : data, 255f);
+        }
+        else if (Directory.Exists(path))
+        {
+            var names = model.Data.ClassNames ?? [.. Enumerable.Range(0, model.ClassCount).Select(c => c.ToString(CultureInfo.InvariantCulture))];
+            (data, dividedBy) = (ImageFolderDataset.Read(path, ImageShape(model, path), resize, names), 255f);
+        }
+        else if (IsCsv(path))
+        {
+            var vocabulary = model.Data.LabelsAreNames
+                ? new LabelVocabulary(model.Data.ClassNames, model.ClassCount, IntegerLabels: false)
+                : new LabelVocabulary(null, classes.Count > 0 ? LabelVocabulary.MaxClasses : model.ClassCount, IntegerLabels: true);
+            data = CsvDataset.Read(path, model.Data.Csv ?? new CsvOptions(), vocabulary).Data;
+            if (!model.Data.LabelsAreNames && classes.Count > 0) data = data.KeepClasses(classes);
+            dividedBy = 1f;
+        }
+        else
+            throw new DataFormatException($"{path}: give a folder with the IDX files (t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]), a folder of class sub-folders of images, or a CSV file with the label column.");
+        if (data.FeatureCount != model.InputShape.Size)
+            throw new DataFormatException($"{path}: samples have {data.FeatureCount} features but the model reads {model.InputShape.Size} ({model.InputShape}).");
+        if (data.Count == 0)
+            throw new DataFormatException($"{path}: no samples of the model's classes.");
+        return (data, dividedBy);
+    }
+
+    private static Core.Layers.TensorShape ImageShape(TrainedModel model, string path)
+    {
+        var shape = model.InputShape;
+        if (!shape.IsFlat && shape.Channels is 1 or 3) return shape;
+        // A flat model trained on images (an MLP on 28x28 pixels) reads square grayscale images.
+        var side = (int)Math.Round(Math.Sqrt(shape.Size));
+        return side * side == shape.Size
+            ? new Core.Layers.TensorShape(1, side, side)
+            : throw new DataFormatException($"{path}: the model reads {shape.Size} features, not images; give it a CSV file.");
+    }
+
+    private static void CheckIdxShape(string path, int[] dimensions, TrainedModel model)
+    {
+        if (dimensions[1] * dimensions[2] != model.InputShape.Size || (!model.InputShape.IsFlat && model.InputShape.Channels != 1))
+            throw new DataFormatException($"{path}: the IDX images are {dimensions[1]}x{dimensions[2]} but the model reads {model.InputShape}.");
+    }
+}

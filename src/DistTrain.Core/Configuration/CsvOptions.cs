@@ -1,0 +1,30 @@
+namespace DistTrain.Core.Configuration;
+
+/// <summary>
+/// A CSV data set (configuration section <c>Data:Csv</c>, used when <c>Data:Format</c> is <c>Csv</c>): numeric feature
+/// columns and one label column per row. Labels that are all whole numbers are class indices (0 = first class); any other
+/// labels are class names, numbered in sorted (ordinal) order. See <see cref="Data.CsvDataset"/>.
+/// </summary>
+public sealed class CsvOptions
+{
+    /// <summary>The training file (<c>.csv</c>, or <c>.csv.gz</c> gzip-compressed). Required.</summary>
+    public string TrainFile { get; set; } = "";
+
+    /// <summary>The test file, with the same columns. Empty (the default): <see cref="DataOptions.TestFraction"/> of the training file's rows.</summary>
+    public string TestFile { get; set; } = "";
+
+    /// <summary>The label column: its header name, or its 0-based index. Empty (the default): the last column.</summary>
+    public string LabelColumn { get; set; } = "";
+
+    /// <summary>The first row (after <see cref="SkipRows"/>) names the columns. Default true.</summary>
+    public bool HasHeader { get; set; } = true;
+
+    /// <summary>Lines skipped at the start of each file, before the header or the first row (0 to 1,000,000). Default 0.</summary>
+    public int SkipRows { get; set; }
+
+    /// <summary>The column separator, one character (<c>,</c> <c>;</c> <c>\t</c> <c>|</c> ...). Default <c>,</c>.</summary>
+    public string Separator { get; set; } = ",";
+
+    /// <summary>Columns that are neither features nor the label (an id, a date): header names or 0-based indices. Default none.</summary>
+    public List<string> IgnoreColumns { get; set; } = [];
+}

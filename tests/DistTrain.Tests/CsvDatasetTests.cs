@@ -1,0 +1,134 @@
+using System.Diagnostics;
+using System.IO.Compression;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+
+namespace DistTrain.Tests;
+
+/// <summary>CSV data sets: columns, labels, errors that name the file, line and column, and the reproducible test split.</summary>
+public class CsvDatasetTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-csv-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private string Write(string name, string text)
+    {
+        var path = Path.Combine(_directory, name);
+        File.WriteAllText(path, text);
+        return path;
+    }
+
+    [Fact]
+    public void Name_labels_are_numbered_in_sorted_order_and_features_read_as_written()
+    {
+        var path = Write("animals.csv", "weight,height,label\n1.5,2,cat\n3,-4e-1,dog\n5,6,ant\n7,8,cat\n");
+        var (data, layout, vocabulary) = CsvDataset.Read(path, new CsvOptions { LabelColumn = "label" });
+        Assert.Equal(["ant", "cat", "dog"], data.ClassNames!);
+        Assert.Equal([1, 2, 0, 1], data.Labels.Select(l => (int)l));
+        Assert.Equal([1.5f, 2, 3, -0.4f, 5, 6, 7, 8], data.Features);
+        Assert.Equal(["weight", "height"], layout.FeatureColumns);
+        Assert.False(vocabulary.IntegerLabels);
+    }
+
+    [Fact]
+    public void Integer_labels_are_class_indices_and_a_test_file_is_read_with_the_training_files_classes()
+    {
+        var train = Write("train.csv", "0.5,0.25,2\n1,1,0\n");
+        var (data, _, vocabulary) = CsvDataset.Read(train, new CsvOptions { HasHeader = false });
+        Assert.Null(data.ClassNames);
+        Assert.Equal(3, data.ClassCount);
+        Assert.Equal([2, 0], data.Labels.Select(l => (int)l));
+        var test = CsvDataset.Read(Write("test.csv", "1,2,1\n"), new CsvOptions { HasHeader = false }, vocabulary).Data;
+        Assert.Equal(3, test.ClassCount);
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("bad.csv", "1,2,1\n3,4,7\n"), new CsvOptions { HasHeader = false }, vocabulary));
+        Assert.Contains("bad.csv: line 2", error.Message);
+        Assert.Contains("label '7' is not a class index 0 to 2", error.Message);
+    }
+
+    [Fact]
+    public void The_label_column_is_found_by_name_or_index_and_ignored_columns_are_skipped()
+    {
+        var withHeader = Write("h.csv", "id,x1,y,x2\n10,1,a,2\n11,3,b,4\n");
+        var (byName, layout, _) = CsvDataset.Read(withHeader, new CsvOptions { LabelColumn = "y", IgnoreColumns = ["id"] });
+        Assert.Equal([1f, 2, 3, 4], byName.Features);
+        Assert.Equal(["x1", "x2"], layout.FeatureColumns);
+        var withoutHeader = Write("n.csv", "10,1,a,2\n11,3,b,4\n");
+        var (byIndex, _, _) = CsvDataset.Read(withoutHeader, new CsvOptions { HasHeader = false, LabelColumn = "2", IgnoreColumns = ["0"] });
+        Assert.Equal(byName.Features, byIndex.Features);
+        Assert.Equal(byName.Labels, byIndex.Labels);
+        var missing = Assert.Throws<DataFormatException>(() => CsvDataset.Read(withHeader, new CsvOptions { LabelColumn = "class" }));
+        Assert.Contains("Data:Csv:LabelColumn = 'class' is no column: the header has 'id', 'x1', 'y', 'x2'", missing.Message);
+    }
+
+    [Fact]
+    public void A_value_that_is_not_a_number_names_the_file_line_and_column()
+    {
+        var path = Write("bad.csv", "x1,x2,label\n1,2,0\n3,abc,1\n");
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions()));
+        Assert.Contains($"{path}: line 3, column 'x2' (index 1): 'abc' is not a finite number", error.Message);
+        Assert.Contains("Data:Csv:IgnoreColumns", error.Message);
+        var nan = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("nan.csv", "x,label\nNaN,0\n"), new CsvOptions()));
+        Assert.Contains("line 2, column 'x'", nan.Message);
+        var empty = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("empty.csv", "x,label\n,0\n"), new CsvOptions()));
+        Assert.Contains("'' is not a finite number", empty.Message);
+    }
+
+    [Fact]
+    public void A_row_with_another_number_of_columns_is_reported_with_its_line()
+    {
+        var path = Write("ragged.csv", "a,b,label\n1,2,0\n3,1\n");
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions()));
+        Assert.Contains("line 3 has 2 columns but the header has 3", error.Message);
+        Assert.Contains("not found", Assert.Throws<DataFormatException>(() => CsvDataset.Read(Path.Combine(_directory, "none.csv"), new CsvOptions())).Message);
+    }
+
+    [Fact]
+    public void Gzip_skipped_lines_another_separator_and_quoted_cells_are_read()
+    {
+        var path = Path.Combine(_directory, "data.csv.gz");
+        using (var gzip = new GZipStream(File.Create(path), CompressionLevel.Fastest))
+        using (var writer = new StreamWriter(gzip))
+            writer.Write("summary line to skip\n\"a\";\"b\";\"kind\"\n\"1.25\";2;\"x;y\"\n3;4;z\n");
+        var (data, layout, _) = CsvDataset.Read(path, new CsvOptions { SkipRows = 1, Separator = ";" });
+        Assert.Equal([1.25f, 2, 3, 4], data.Features);
+        Assert.Equal(["x;y", "z"], data.ClassNames!);
+        Assert.Equal(["a", "b"], layout.FeatureColumns);
+    }
+
+    [Fact]
+    public void Features_to_score_are_picked_by_name_or_by_position_with_or_without_the_label()
+    {
+        var options = new CsvOptions { LabelColumn = "label", IgnoreColumns = ["id"] };
+        string[] features = ["x1", "x2"];
+        Assert.Equal([2f, 1, 4, 3], CsvDataset.ReadFeatures(Write("named.csv", "x2,id,x1\n1,9,2\n3,9,4\n"), options, features));
+        var positional = new CsvOptions { HasHeader = false, LabelColumn = "3", IgnoreColumns = ["0"] };
+        Assert.Equal([1f, 2], CsvDataset.ReadFeatures(Write("with-label.csv", "9,1,2,a\n"), positional, features));
+        Assert.Equal([1f, 2], CsvDataset.ReadFeatures(Write("without-label.csv", "9,1,2\n"), positional, features));
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.ReadFeatures(Write("wide.csv", "1,2,3,4,5\n"), positional, features));
+        Assert.Contains("the model reads 2 feature columns (x1, x2)", error.Message);
+    }
+
+    [Fact]
+    public void The_test_split_is_stratified_seeded_and_the_same_as_the_python_baselines()
+    {
+        var labels = Enumerable.Range(0, 203).Select(i => (byte)(i % 7 == 0 ? 2 : i % 3)).ToArray();
+        var test = TestSplit.TestIndices(labels, 0.25, seed: 5);
+        foreach (var label in labels.Distinct())
+        {
+            var count = labels.Count(l => l == label);
+            Assert.Equal((int)Math.Floor(0.25 * count + 0.5), test.Count(i => labels[i] == label));
+        }
+        Assert.Equal(test, TestSplit.TestIndices(labels, 0.25, seed: 5));
+        Assert.NotEqual(test, TestSplit.TestIndices(labels, 0.25, seed: 6));
+
+        var script = Path.Combine(AppContext.BaseDirectory, "baselines", "test_split.py");
+        var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in new[] { script, "0.25", "5" }.Concat(labels.Select(l => l.ToString()))) start.ArgumentList.Add(argument);
+        using var python = Process.Start(start)!;
+        var output = python.StandardOutput.ReadToEnd();
+        Assert.True(python.WaitForExit(60_000), "test_split.py did not finish");
+        Assert.True(python.ExitCode == 0, python.StandardError.ReadToEnd());
+        Assert.Equal(test, output.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse));
+    }
+}

@@ -1,0 +1,111 @@
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+
+namespace DistTrain.Tests;
+
+/// <summary>Data:Format, its keys, Data:ClassNames and Data:Augmentation are validated like every other key.</summary>
+public class DataConfigurationTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-dataconfig-").FullName;
+    private static readonly Dictionary<string, string?> NoEnvironment = [];
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private string Config(string json)
+    {
+        var path = Path.Combine(_directory, $"{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, json);
+        return path;
+    }
+
+    private const string Model = """ "Model": { "InputSize": 2, "Layers": [{ "Type": "Dense", "Units": 2 }] } """;
+
+    private static IReadOnlyList<string> Problems(string path) =>
+        Assert.Throws<ConfigurationException>(() => TrainingOptionsLoader.Load(path, environment: NoEnvironment)).Problems;
+
+    [Fact]
+    public void A_csv_config_binds_its_keys()
+    {
+        var train = Path.Combine(_directory, "train.csv");
+        File.WriteAllText(train, "a,b,label\n1,2,x\n");
+        var options = TrainingOptionsLoader.Load(Config($$"""
+            { "Data": { "Format": "csv", "Csv": { "TrainFile": "{{train}}", "LabelColumn": "label", "Separator": ";", "SkipRows": 2,
+                        "HasHeader": false, "IgnoreColumns": ["id"] }, "TestFraction": 0.2, "TestSplitSeed": 4, "ClassNames": ["x", "y"] }, {{Model}} }
+            """), environment: NoEnvironment);
+        Assert.Equal(DataFormat.Csv, options.Data.Format);
+        Assert.Equal(train, options.Data.Csv.TrainFile);
+        Assert.Equal(("label", ";", 2, false), (options.Data.Csv.LabelColumn, options.Data.Csv.Separator, options.Data.Csv.SkipRows, options.Data.Csv.HasHeader));
+        Assert.Equal(["id"], options.Data.Csv.IgnoreColumns);
+        Assert.Equal((0.2, 4), (options.Data.TestFraction, options.Data.TestSplitSeed));
+        Assert.Equal(["x", "y"], options.Data.ClassNames);
+    }
+
+    [Fact]
+    public void Csv_keys_that_are_missing_wrong_or_in_conflict_are_each_named()
+    {
+        var problems = Problems(Config($$"""
+            { "Data": { "Format": "Csv", "Csv": { "TrainFile": "{{_directory}}/none.csv", "Separator": ";;", "SkipRows": -1 }, "TestFraction": 0.95,
+                        "ClassNames": ["a", "a"] }, {{Model}} }
+            """));
+        Assert.Contains(problems, p => p.StartsWith($"Data:Csv:TrainFile = '{_directory}/none.csv' (in ", StringComparison.Ordinal) && p.Contains("is not an existing file"));
+        Assert.Contains(problems, p => p.Contains("Data:Csv:Separator = ';;'") && p.Contains("is not one character"));
+        Assert.Contains(problems, p => p.Contains("Data:Csv:SkipRows = -1") && p.Contains("allowed [0, 1000000]"));
+        Assert.Contains(problems, p => p.Contains("Data:TestFraction = 0.95") && p.Contains("allowed [0, 0.9]"));
+        Assert.Contains(problems, p => p.Contains("Data:ClassNames:1 = 'a'") && p.Contains("repeated"));
+
+        var noTest = Problems(Config($$"""{ "Data": { "Format": "Csv", "Csv": { "TrainFile": "" } }, {{Model}} }"""));
+        Assert.Contains(noTest, p => p.StartsWith("Data:Csv:TrainFile is empty", StringComparison.Ordinal));
+        Assert.Contains(noTest, p => p.Contains("leaves no test samples") && p.Contains("Data:Csv:TestFile"));
+
+        var file = Path.Combine(_directory, "t.csv");
+        File.WriteAllText(file, "1,0\n");
+        var both = Problems(Config($$"""{ "Data": { "Format": "Csv", "Csv": { "TrainFile": "{{file}}", "TestFile": "{{file}}" }, "TestFraction": 0.2 }, {{Model}} }"""));
+        Assert.Contains(both, p => p.Contains("conflicts with Data:Csv:TestFile"));
+    }
+
+    [Fact]
+    public void An_unknown_format_or_key_is_named_with_the_allowed_values()
+    {
+        var format = Problems(Config($$"""{ "Data": { "Format": "Parquet" }, {{Model}} }"""));
+        Assert.Contains(format, p => p.Contains("Data:Format = 'Parquet'") && p.Contains("one of Idx, Csv, ImageFolder"));
+        var key = Problems(Config($$"""{ "Data": { "Format": "Csv", "Csv": { "LabelColum": "y" } }, {{Model}} }"""));
+        Assert.Contains(key, p => p.Contains("Data:Csv:LabelColum is not a known key") && p.Contains("'Data:Csv:LabelColumn'"));
+    }
+
+    [Fact]
+    public void Image_folders_need_an_image_input_shape_and_existing_folders()
+    {
+        var problems = Problems(Config($$"""
+            { "Data": { "Format": "ImageFolder", "ImageFolder": { "TrainDirectory": "{{_directory}}/train", "TestDirectory": "{{_directory}}/test" } }, {{Model}} }
+            """));
+        Assert.Contains(problems, p => p.Contains($"Data:ImageFolder:TrainDirectory = '{_directory}/train'") && p.Contains("is not an existing folder"));
+        Assert.Contains(problems, p => p.Contains("Data:ImageFolder:TestDirectory") && p.Contains("is not an existing folder"));
+        Assert.Contains(problems, p => p.Contains("Data:Format = ImageFolder needs Model:InputShape") && p.Contains("1 (grayscale) or 3 (RGB)"));
+    }
+
+    [Fact]
+    public void Augmentation_needs_image_samples_and_a_padding_that_fits()
+    {
+        var flat = Problems(Config($$"""{ "Data": { "Directory": "{{TestData.SubsetDirectory}}", "Augmentation": { "HorizontalFlip": true } }, {{Model}} }"""));
+        Assert.Contains(flat, p => p.Contains("Data:Augmentation = horizontal flip needs image samples") && p.Contains("Model:InputShape"));
+        var large = Problems(Config($$"""
+            { "Data": { "Directory": "{{TestData.SubsetDirectory}}", "Augmentation": { "CropPadding": 20, "MaxTranslation": 0.7 } },
+              "Model": { "InputShape": [1, 28, 28], "Layers": [{ "Type": "Dense", "Units": 10 }] } }
+            """));
+        Assert.Contains(large, p => p.Contains("Data:Augmentation:MaxTranslation = 0.7") && p.Contains("allowed [0, 0.5]"));
+        Assert.Contains(large, p => p.Contains("Data:Augmentation:CropPadding = 20") && p.Contains("allowed 0 to 14"));
+    }
+
+    [Fact]
+    public void Class_names_must_fit_the_data_and_are_refused_when_the_data_names_its_classes()
+    {
+        var wrongCount = new DataOptions { Directory = TestData.SubsetDirectory, ClassNames = ["a", "b"] };
+        Assert.Contains("Data:ClassNames lists 2 names but the data has 10 classes", Assert.Throws<DataFormatException>(() => TrainingData.Load(wrongCount)).Message);
+        var csv = Path.Combine(_directory, "named.csv");
+        File.WriteAllText(csv, "x,label\n1,cat\n2,dog\n3,cat\n4,dog\n");
+        var named = new DataOptions { Format = DataFormat.Csv, Csv = new CsvOptions { TrainFile = csv }, TestFraction = 0.5, ClassNames = ["a", "b"] };
+        Assert.Contains("the data names its classes already (cat, dog)", Assert.Throws<DataFormatException>(() => TrainingData.Load(named)).Message);
+        var filtered = TrainingData.Load(new DataOptions { Directory = TestData.SubsetDirectory, ClassNames = [.. ImageFolderTests.FashionNames], Classes = [9, 1] });
+        Assert.Equal(["Ankle boot", "Trouser"], filtered.ClassNames!);
+    }
+}

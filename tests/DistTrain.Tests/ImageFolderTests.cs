@@ -1,0 +1,150 @@
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using DistTrain.Core.Layers;
+using SkiaSharp;
+
+namespace DistTrain.Tests;
+
+/// <summary>Image folders written from the Fashion-MNIST subset, read back through the ImageFolder loader.</summary>
+public class ImageFolderTests : IDisposable
+{
+    /// <summary>Fashion-MNIST's class names, as folder names (sorted order differs from the label order).</summary>
+    internal static readonly string[] FashionNames = ["T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-images-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    /// <summary>Writes a 28x28 (or <paramref name="scale"/> times larger, each pixel repeated) image of a subset sample.</summary>
+    internal static void WriteImage(string path, ReadOnlySpan<float> pixels, SKEncodedImageFormat format = SKEncodedImageFormat.Png, bool rgb = false, int scale = 1)
+    {
+        var side = 28 * scale;
+        using var bitmap = new SKBitmap(new SKImageInfo(side, side, rgb ? SKColorType.Rgba8888 : SKColorType.Gray8, SKAlphaType.Opaque));
+        var target = bitmap.GetPixelSpan();
+        for (var y = 0; y < side; y++)
+        for (var x = 0; x < side; x++)
+        {
+            var value = (byte)Math.Round(pixels[y / scale * 28 + x / scale] * 255);
+            if (!rgb) { target[y * side + x] = value; continue; }
+            var p = 4 * (y * side + x);
+            (target[p], target[p + 1], target[p + 2], target[p + 3]) = (value, value, value, 255);
+        }
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        using var data = bitmap.Encode(format, 100);
+        File.WriteAllBytes(path, data.ToArray());
+    }
+
+    /// <summary>Writes the first <paramref name="count"/> samples as class-folder/index.png; returns the folder.</summary>
+    internal static string WriteFolder(string root, LabeledDataset source, int count, SKEncodedImageFormat format = SKEncodedImageFormat.Png, bool rgb = false, int scale = 1)
+    {
+        var extension = format == SKEncodedImageFormat.Png ? "png" : "jpg";
+        for (var i = 0; i < count; i++)
+            WriteImage(Path.Combine(root, FashionNames[source.Labels[i]], $"{i:D5}.{extension}"), source.Sample(i), format, rgb, scale);
+        return root;
+    }
+
+    /// <summary>The subset index of each loaded sample, in the loader's order (classes sorted by name, then files).</summary>
+    private static int[] LoadedOrder(LabeledDataset source, int count) =>
+        [.. Enumerable.Range(0, count).OrderBy(i => FashionNames[source.Labels[i]], StringComparer.Ordinal).ThenBy(i => i)];
+
+    [Fact]
+    public void Png_images_read_back_exactly_with_classes_named_and_numbered_by_sorted_folder_name()
+    {
+        var source = TestData.RawTrain;
+        var folder = WriteFolder(Path.Combine(_directory, "png"), source, 60);
+        var data = ImageFolderDataset.Read(folder, new TensorShape(1, 28, 28), resize: false);
+        var sorted = FashionNames.Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal(sorted, data.ClassNames!);
+        Assert.Equal(60, data.Count);
+        var order = LoadedOrder(source, 60);
+        for (var i = 0; i < order.Length; i++)
+        {
+            Assert.Equal(FashionNames[source.Labels[order[i]]], data.ClassNames![data.Labels[i]]);
+            Assert.True(source.Sample(order[i]).SequenceEqual(data.Sample(i)), $"image {i} (subset sample {order[i]}) differs");
+        }
+    }
+
+    [Fact]
+    public void Jpeg_and_rgb_images_read_as_their_pixels()
+    {
+        var source = TestData.RawTrain;
+        var jpeg = ImageFolderDataset.Read(WriteFolder(Path.Combine(_directory, "jpeg"), source, 20, SKEncodedImageFormat.Jpeg), new TensorShape(1, 28, 28), resize: false);
+        var order = LoadedOrder(source, 20);
+        var meanError = order.Select((s, i) => source.Sample(s).ToArray().Zip(jpeg.Sample(i).ToArray()).Average(p => Math.Abs(p.First - p.Second))).Average();
+        Assert.InRange(meanError, 0, 0.02); // JPEG at quality 100 is lossy by a few grey levels around edges
+
+        var rgb = ImageFolderDataset.Read(WriteFolder(Path.Combine(_directory, "rgb"), source, 20, rgb: true), new TensorShape(3, 28, 28), resize: false);
+        for (var i = 0; i < order.Length; i++)
+        for (var channel = 0; channel < 3; channel++)
+            Assert.True(source.Sample(order[i]).SequenceEqual(rgb.Sample(i).Slice(channel * 784, 784)), $"image {i} channel {channel}");
+        // An RGB image read as grayscale: PIL's luma of equal R, G and B is the same grey.
+        var gray = ImageFolderDataset.Read(Path.Combine(_directory, "rgb"), new TensorShape(1, 28, 28), resize: false);
+        Assert.True(source.Sample(order[0]).SequenceEqual(gray.Sample(0)));
+    }
+
+    [Fact]
+    public void Images_of_another_size_are_resized_when_asked_and_refused_otherwise()
+    {
+        var source = TestData.RawTrain;
+        var folder = WriteFolder(Path.Combine(_directory, "large"), source, 10, scale: 2);
+        var error = Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(folder, new TensorShape(1, 28, 28), resize: false));
+        Assert.Contains("is 56x56 (width x height) but Model:InputShape [1, 28, 28] needs 28x28", error.Message);
+        Assert.Contains("Data:ImageFolder:Resize", error.Message);
+        var resized = ImageFolderDataset.Read(folder, new TensorShape(1, 28, 28), resize: true);
+        var order = LoadedOrder(source, 10);
+        var meanError = order.Select((s, i) => source.Sample(s).ToArray().Zip(resized.Sample(i).ToArray()).Average(p => Math.Abs(p.First - p.Second))).Average();
+        Assert.InRange(meanError, 0, 0.03);
+    }
+
+    [Fact]
+    public void Bad_folders_and_files_are_named_in_the_error()
+    {
+        var shape = new TensorShape(1, 28, 28);
+        var train = WriteFolder(Path.Combine(_directory, "train"), TestData.RawTrain, 30);
+        Assert.Contains("no such folder", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(Path.Combine(_directory, "none"), shape, false)).Message);
+        var flat = Directory.CreateDirectory(Path.Combine(_directory, "flat")).FullName;
+        Assert.Contains("no class sub-folders", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(flat, shape, false)).Message);
+
+        var test = Path.Combine(_directory, "test");
+        WriteImage(Path.Combine(test, "Hat", "0.png"), TestData.RawTest.Sample(0));
+        var classes = ImageFolderDataset.Read(train, shape, false).ClassNames;
+        Assert.Contains("'Hat' are not classes of the training folder", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(test, shape, false, classes)).Message);
+
+        Directory.CreateDirectory(Path.Combine(train, "Empty"));
+        File.WriteAllText(Path.Combine(train, "Empty", "notes.txt"), "not an image");
+        Assert.Contains("'Empty' hold no .png, .jpg, .jpeg file", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(train, shape, false)).Message);
+        Directory.Delete(Path.Combine(train, "Empty"), recursive: true);
+
+        var broken = Path.Combine(train, "Bag", "broken.png");
+        File.WriteAllBytes(broken, [0x89, 0x50, 0x4E, 0x47, 1, 2, 3]);
+        var error = Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(train, shape, false));
+        Assert.Contains(broken, error.Message);
+    }
+
+    [Fact]
+    public void An_image_folder_run_uses_the_same_split_class_filter_and_normalization_as_idx()
+    {
+        var folder = WriteFolder(Path.Combine(_directory, "all"), TestData.RawTrain, 200);
+        var options = new TrainingOptions
+        {
+            Data = new DataOptions
+            {
+                Format = DataFormat.ImageFolder, ImageFolder = new ImageFolderOptions { TrainDirectory = folder }, TestFraction = 0.2,
+                Classes = [9, 0], ValidationFraction = 0.1, Normalization = NormalizationKind.Global,
+            },
+            Model = new Core.Models.ModelOptions { InputShape = [1, 28, 28] },
+        };
+        var data = TrainingData.Load(options);
+        // Sorted folder names: index 0 is "Ankle boot", 9 is "Trouser".
+        Assert.Equal(["Trouser", "Ankle boot"], data.ClassNames!);
+        Assert.True(data.LabelsAreNames);
+        Assert.Equal(255f, data.InputDivisor);
+        var all = ImageFolderDataset.Read(folder, new TensorShape(1, 28, 28), resize: false);
+        var (train, test) = TestSplit.Split(all, 0.2, seed: 0, "folder");
+        var kept = train.KeepClasses([9, 0]);
+        Assert.Equal(kept.Count, data.Train.Count + data.Validation!.Count);
+        Assert.Equal(test.KeepClasses([9, 0]).Count, data.Test.Count);
+        Assert.Equal(NormalizationKind.Global, data.Train.Normalization!.Kind);
+        Assert.InRange(data.Train.Features.Average(), -1e-4, 1e-4);
+    }
+}

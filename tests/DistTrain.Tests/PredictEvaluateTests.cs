@@ -1,0 +1,141 @@
+using System.Text.Json;
+using DistTrain.Cli;
+using DistTrain.Core.Data;
+using DistTrain.Core.Models;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// <c>disttrain predict</c> and <c>evaluate</c> on a model trained on the subset: its saved weights and metadata score the
+/// test images as the training run's workers did, from IDX files, PNG files and folders alike, and the commands' exit codes.
+/// </summary>
+public class PredictEvaluateTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-predict-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private async Task<(string Model, double TestAccuracy)> TrainAsync(string modelJson, int epochs)
+    {
+        var config = Path.Combine(_directory, "config.json");
+        File.WriteAllText(config, $$"""
+            {
+              "Data": { "Directory": "{{TestData.SubsetDirectory}}", "Normalization": "PerFeature",
+                        "ClassNames": [{{string.Join(", ", ImageFolderTests.FashionNames.Select(n => $"\"{n}\""))}}] },
+              "Model": {{modelJson}},
+              "Optimizer": { "LearningRate": 0.05, "Momentum": 0.9 },
+              "Training": { "Workers": 2, "Epochs": {{epochs}}, "BatchSizePerWorker": 32, "EvaluationBatchSize": 100 },
+              "Output": { "Directory": "{{Path.Combine(_directory, "runs")}}" }
+            }
+            """);
+        var (exit, result, runDirectory) = await TrainCommand.RunJobAsync(config, [], null, CancellationToken.None).WithTestTimeout();
+        Assert.Equal(0, exit);
+        return (Path.Combine(runDirectory!, "model.safetensors"), result!.FinalEpoch.TestAccuracy);
+    }
+
+    private const string Mlp = """{ "InputSize": 784, "Layers": [{ "Type": "Dense", "Units": 32 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 }] }""";
+
+    private const string Cnn = """
+        { "InputShape": [1, 28, 28], "Layers": [{ "Type": "Conv2D", "Channels": 4, "KernelSize": 3, "Padding": 1 }, { "Type": "BatchNorm" },
+          { "Type": "ReLU" }, { "Type": "MaxPool2D", "KernelSize": 2 }, { "Type": "Flatten" }, { "Type": "Dropout", "Rate": 0.2 }, { "Type": "Dense", "Units": 10 }] }
+        """;
+
+    [Theory]
+    [InlineData(Mlp)]
+    [InlineData(Cnn)]
+    public async Task Evaluating_the_saved_model_on_the_test_files_gives_the_accuracy_training_reported(string model)
+    {
+        var (path, trainingAccuracy) = await TrainAsync(model, epochs: 3);
+        var trained = TrainedModel.Load(path);
+        Assert.Equal(ImageFolderTests.FashionNames, trained.Data.ClassNames!);
+        var (data, dividedBy) = ModelInputs.ReadLabeled(TestData.SubsetDirectory, trained, resize: false);
+        var matrix = EvaluateCommand.Evaluate(trained, data, dividedBy);
+        Assert.Equal(250, matrix.Total);
+        Assert.Equal(trainingAccuracy, matrix.Accuracy, precision: 10);
+        Assert.InRange(trainingAccuracy, 0.5, 1); // trained, not chance
+        for (var c = 0; c < 10; c++)
+        {
+            Assert.Equal(data.Labels.Count(l => l == c), matrix.Support(c));
+            Assert.Equal(matrix.Support(c) == 0 ? 0 : matrix[c, c] / (double)matrix.Support(c), matrix.Recall(c));
+        }
+    }
+
+    [Fact]
+    public async Task Png_files_and_folders_score_as_the_same_images_in_the_idx_file()
+    {
+        var (path, _) = await TrainAsync(Mlp, epochs: 2);
+        var trained = TrainedModel.Load(path);
+        var test = TestData.RawTest;
+        var files = Enumerable.Range(0, 12).Select(i => Path.Combine(_directory, "images", ImageFolderTests.FashionNames[test.Labels[i]], $"{i:D3}.png")).ToArray();
+        for (var i = 0; i < files.Length; i++) ImageFolderTests.WriteImage(files[i], test.Sample(i));
+
+        var idx = Path.Combine(TestData.SubsetDirectory, "t10k-images-idx3-ubyte.gz");
+        var fromIdx = PredictCommand.Predict(trained, ModelInputs.Read(idx, trained, resize: false), k: 3).Take(12).ToArray();
+        var fromPng = files.SelectMany(f => PredictCommand.Predict(trained, ModelInputs.Read(f, trained, resize: false), k: 3)).ToArray();
+        for (var i = 0; i < files.Length; i++)
+        {
+            Assert.Equal(fromIdx[i].Class, fromPng[i].Class);
+            Assert.Equal(ImageFolderTests.FashionNames[fromIdx[i].Class], fromPng[i].Name);
+            Assert.Equal(3, fromPng[i].Top.Count);
+            Assert.Equal(fromPng[i].Class, fromPng[i].Top[0].Class);
+            Assert.True(fromPng[i].Top[0].Probability >= fromPng[i].Top[1].Probability);
+            // One image alone against a batch of 250: BLAS sums in another order, so the last bits differ.
+            for (var j = 0; j < 3; j++) Assert.InRange(Math.Abs(fromIdx[i].Top[j].Probability - fromPng[i].Top[j].Probability), 0, 1e-5);
+        }
+        // A folder of class sub-folders evaluates with the model's class names; its accuracy is that of the same IDX images.
+        var (folderData, dividedBy) = ModelInputs.ReadLabeled(Path.Combine(_directory, "images"), trained, resize: false);
+        var folderMatrix = EvaluateCommand.Evaluate(trained, folderData, dividedBy);
+        Assert.Equal(Enumerable.Range(0, 12).Count(i => fromIdx[i].Class == test.Labels[i]) / 12.0, folderMatrix.Accuracy, precision: 10);
+    }
+
+    private static async Task<(int Exit, string Output, string Error)> Cli(params string[] arguments)
+    {
+        using var process = new DistTrainProcess(arguments);
+        var exit = await process.WaitAsync(TimeSpan.FromSeconds(120));
+        return (exit, process.StandardOutput, process.StandardError);
+    }
+
+    [Fact]
+    public async Task The_commands_print_json_draw_the_heatmap_and_exit_2_on_bad_input()
+    {
+        var (path, trainingAccuracy) = await TrainAsync(Mlp, epochs: 2);
+        var image = Path.Combine(_directory, "one.png");
+        ImageFolderTests.WriteImage(image, TestData.RawTest.Sample(0));
+        var (exit, output, error) = await Cli("predict", "--model", path, "--json", "--top-k", "2", image);
+        Assert.True(exit == 0, error);
+        var predictions = JsonDocument.Parse(output).RootElement;
+        Assert.Equal(1, predictions.GetArrayLength());
+        var first = predictions[0];
+        Assert.Equal(image, first.GetProperty("input").GetString());
+        Assert.Equal(ImageFolderTests.FashionNames[first.GetProperty("class").GetInt32()], first.GetProperty("name").GetString());
+        Assert.Equal(2, first.GetProperty("top").GetArrayLength());
+
+        var heatmap = Path.Combine(_directory, "confusion.png");
+        (exit, output, error) = await Cli("evaluate", "--model", path, "--data", TestData.SubsetDirectory, "--heatmap", heatmap, "--json");
+        Assert.True(exit == 0, error);
+        var report = JsonDocument.Parse(output).RootElement;
+        Assert.Equal(trainingAccuracy, report.GetProperty("accuracy").GetDouble(), precision: 10);
+        Assert.Equal(250, report.GetProperty("confusion").EnumerateArray().Sum(row => row.EnumerateArray().Sum(c => c.GetInt64())));
+        using (var png = SkiaSharp.SKBitmap.Decode(heatmap))
+            Assert.True(png is { Width: > 500, Height: > 500 }, "the heatmap is a PNG");
+
+        (exit, _, error) = await Cli("predict", "--model", Path.Combine(_directory, "missing.safetensors"), image);
+        Assert.Equal(2, exit);
+        Assert.Contains("missing.safetensors: no such file", error);
+        var corrupt = Path.Combine(_directory, "corrupt.safetensors");
+        File.WriteAllBytes(corrupt, File.ReadAllBytes(path)[..100]); // a safetensors reader's refusal, not only the model's own checks
+        (exit, _, error) = await Cli("evaluate", "--model", corrupt, "--data", TestData.SubsetDirectory);
+        Assert.True(exit == 2, error);
+        Assert.Contains(corrupt, error);
+        var csv = Path.Combine(_directory, "three-columns.csv");
+        File.WriteAllText(csv, "1,2,3\n");
+        (exit, _, error) = await Cli("predict", "--model", path, csv);
+        Assert.Equal(2, exit);
+        Assert.Contains("the model reads 784 feature columns", error);
+        (exit, _, error) = await Cli("evaluate", "--model", path, "--data", Path.Combine(_directory, "nowhere"));
+        Assert.Equal(2, exit);
+        Assert.Contains("give a folder with the IDX files", error);
+        (exit, _, _) = await Cli("predict", "--model", path);
+        Assert.Equal(1, exit); // no input: a bad command line
+    }
+}
