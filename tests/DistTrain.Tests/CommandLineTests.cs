@@ -31,7 +31,10 @@ public class CommandLineTests
     [InlineData("node --role boss -c c.json", "--role 'boss' is not allowed: --role takes parameter-server or worker")]
     [InlineData("node -c c.json", "disttrain node needs --role parameter-server|worker")]
     [InlineData("trian -c c.json", "'trian' is not a command (did you mean train?)")]
-    [InlineData("", "give a command: train, finetune, inspect, bench, node")]
+    [InlineData("export --onnx m.onnx", "disttrain export needs CHECKPOINT: a .safetensors file written by DistTrain")]
+    [InlineData("export m.safetensors", "disttrain export needs --onnx FILE: the ONNX file to write")]
+    [InlineData("inspect m.safetensors --filters", "--filters needs a value: it takes the PNG file to write")]
+    [InlineData("", "give a command: train, finetune, inspect, export, bench, node")]
     public void Each_problem_is_one_line_naming_the_option_the_value_and_what_it_takes(string line, string expected)
     {
         var problems = Problems(line.Split(' ', StringSplitOptions.RemoveEmptyEntries));
@@ -53,6 +56,9 @@ public class CommandLineTests
     [InlineData("train -c c.json -w 2 -e 3 --seed -4 --batch-size 8 --data d -o o --train-limit 10 --test-limit 5 --checkpoint-dir k --resume")]
     [InlineData("finetune -c c.json --from m.safetensors --freeze 0,1 --replace-head 5 -e 2 -w 1 --data d -o o --compare-scratch")]
     [InlineData("inspect m.safetensors")]
+    [InlineData("inspect m.safetensors --filters f.png --histograms h.png --compare-initialization")]
+    [InlineData("inspect m.safetensors --filters f.png --compare i.safetensors")]
+    [InlineData("export m.safetensors --onnx m.onnx")]
     [InlineData("bench -c c.json -w 2 --batch-size 32 --steps 10 --warmup 5 --json --data d --metrics-port 0")]
     [InlineData("bench")]
     [InlineData("node --role worker -c c.json --data d -o o")]
