@@ -53,7 +53,7 @@ public sealed class CliRunTests : IDisposable
     public async Task A_first_Ctrl_C_stops_at_the_next_step_says_so_and_keeps_the_weights_of_that_step()
     {
         // 1,000 samples in steps of 2 x 2: 250 steps per epoch, so Ctrl-C lands in the middle of a later epoch.
-        using var train = new DistTrainProcess(Train(Config(Mlp(hidden: 32, workers: 2, batch: 2, epochs: 50)), TestData.SubsetDirectory));
+        using var train = new DistTrainProcess(Train(Config(Mlp(hidden: 32, workers: 2, batch: 2, epochs: 50)), TestData.SubsetDirectory), defaultInterrupt: true);
         await train.WaitForOutputAsync("epoch  1/50  train loss", TimeSpan.FromSeconds(90));
         train.Interrupt();
 
@@ -87,7 +87,7 @@ public sealed class CliRunTests : IDisposable
               "Optimizer": { "LearningRate": 0.01 },
               "Training": { "Workers": 1, "Epochs": 1000, "BatchSizePerWorker": 1000, "Seed": 3, "StallTimeoutSeconds": 60 }
             }
-            """), TestData.SubsetDirectory));
+            """), TestData.SubsetDirectory), defaultInterrupt: true);
         await train.WaitForOutputAsync("epoch  1/1000  train loss", TimeSpan.FromSeconds(120));
         train.Interrupt();
         await train.WaitForOutputAsync("stopping at the next step", TimeSpan.FromSeconds(10));

@@ -126,12 +126,17 @@ public sealed class ClusterTlsTests : IDisposable
         new(JobIdentity.Load(new ClusterOptions { SecretFile = _cluster.SecretFile }), certificates);
 
     /// <summary>True when <paramref name="client"/> reaches the echo actor of <paramref name="server"/> within a few seconds.</summary>
-    private static async Task<bool> ReachesAsync(ActorSystem client, ActorSystem server)
+    /// <summary>
+    /// True when <paramref name="client"/> gets an answer from the server's echo actor within <paramref name="seconds"/>
+    /// (default 30, a hang guard: a refused peer never answers, so a refusal costs that long; a loaded 2-core machine
+    /// took more than 4 s to associate a node that is let in).
+    /// </summary>
+    private static async Task<bool> ReachesAsync(ActorSystem client, ActorSystem server, double seconds = 30)
     {
         var address = ((ExtendedActorSystem)server).Provider.DefaultAddress;
         try
         {
-            var identity = await client.ActorSelection($"{address}/user/echo").Ask<ActorIdentity>(new Identify(1), TimeSpan.FromSeconds(4));
+            var identity = await client.ActorSelection($"{address}/user/echo").Ask<ActorIdentity>(new Identify(1), TimeSpan.FromSeconds(seconds));
             return identity.Subject is not null;
         }
         catch (AskTimeoutException)
@@ -151,14 +156,14 @@ public sealed class ClusterTlsTests : IDisposable
 
         // The rogue peers accept any server certificate, so it is the cluster's node that refuses them.
         var otherCa = await StartSystemAsync(Rogue(LoadNode(_otherCa.Node("rogue")), presentsCertificate: true));
-        Assert.False(await ReachesAsync(otherCa, server), "a certificate from another CA was let in");
+        Assert.False(await ReachesAsync(otherCa, server, seconds: 10), "a certificate from another CA was let in");
 
         var expired = await StartSystemAsync(Rogue(Expired().Certificate, presentsCertificate: true));
-        Assert.False(await ReachesAsync(expired, server), "an expired certificate was let in");
+        Assert.False(await ReachesAsync(expired, server, seconds: 10), "an expired certificate was let in");
 
         // No client certificate at all: TLS on, but the peer does not do mutual authentication.
         var anonymous = await StartSystemAsync(Rogue(LoadNode(_otherCa.Node("anonymous")), presentsCertificate: false));
-        Assert.False(await ReachesAsync(anonymous, server), "a node without a client certificate was let in");
+        Assert.False(await ReachesAsync(anonymous, server, seconds: 10), "a node without a client certificate was let in");
 
         // The same rogue settings with the cluster's own certificate do get in: the refusals above are the certificates'.
         var control = await StartSystemAsync(Rogue(LoadNode(_cluster.Node("control")), presentsCertificate: true));

@@ -31,12 +31,12 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
         object? sample = type.Name switch
         {
             nameof(RegisterWorker) => new RegisterWorker(ClusterProtocolInfo.Version + 6, "{\"Model\":1}", "akka.tcp://disttrain@10.0.0.7:4053",
-                LostParameterServer: true, JobId: "0123456789ab"),
-            nameof(WorkerAccepted) => new WorkerAccepted(3, "ps.example", 4054, 235_146, "0123456789ab"),
+                LostParameterServer: true, JobId: "0123456789ab", JobName: "fashion-mnist", Proof: [7, 0, 255, 42]),
+            nameof(WorkerAccepted) => new WorkerAccepted(3, "ps.example", 4054, 235_146, "0123456789ab", DataToken: [1, 2, 3, 250], Proof: [9, 8, 7]),
             nameof(RegistrationRefused) => new RegistrationRefused("model settings differ"),
             nameof(WorkerReady) => new WorkerReady(2, probe),
             nameof(JobFinished) => new JobFinished(true, "Test accuracy 88.40%"),
-            nameof(AssignShard) => new AssignShard(2, [5, 1, 9], 16, FirstRound: 4, Rounds: 7),
+            nameof(AssignShard) => new AssignShard(2, [5, 1, 9], 16, FirstRound: 4, Rounds: 7, Steps: 2),
             nameof(StartEpoch) => new StartEpoch(3, [probe, TestActor], [3, 2], FirstRound: 5, StepsPerEpoch: 12, MidEpochResumable: false),
             nameof(WeightsUpdated) => new WeightsUpdated(3, 4, 17, tensor, sentTimestamp: 123_456_789),
             nameof(GradientComputed) => Measured(new GradientComputed(3, 4, 17, 1, 16, 35.25, tensor, 0.0031, 4096)),

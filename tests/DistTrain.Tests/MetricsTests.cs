@@ -66,7 +66,9 @@ public class MetricsTests
         Assert.NotNull(Value(last, "disttrain_actor_mailbox_depth", "role=\"parameter-server\""));
         // Epochs 3 to 8 ran between the scrapes: 6 epochs of 32 steps (1,000 samples, 2 workers x 16) and 6,000 samples.
         Assert.Equal(6 * 32, Value(last, "disttrain_training_steps") - Value(first, "disttrain_training_steps"));
-        Assert.Equal(6 * 1000, Value(last, "disttrain_training_samples") - Value(first, "disttrain_training_samples"));
+        // Training samples are counted where steps are applied and where gradients are computed: each role saw them all.
+        foreach (var role in new[] { "parameter-server", "worker" })
+            Assert.Equal(6 * 1000, Value(last, "disttrain_training_samples", $"role=\"{role}\"") - Value(first, "disttrain_training_samples", $"role=\"{role}\""));
         Assert.True(Value(last, "disttrain_training_step_seconds_count", "phase=\"compute\"") > 0);
         // 8 epochs on 1,000 samples overfit: the train loss is anywhere between about 1e-5 and 0.5, but is positive and finite.
         Assert.InRange(Value(last, "disttrain_training_train_loss")!.Value, 1e-9, 3);

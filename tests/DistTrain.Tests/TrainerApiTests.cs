@@ -186,6 +186,32 @@ public class TrainerApiTests
         Assert.Contains("Cluster:SecretFile", server.Message);
     }
 
+    [Fact]
+    public async Task A_certificate_given_in_code_is_checked_as_the_files_are()
+    {
+        var directory = Directory.CreateTempSubdirectory("disttrain-trainer-").FullName;
+        try
+        {
+            var authority = new TestCertificates(directory, "cluster-ca");
+            var (certificateFile, keyFile) = authority.Node("expired", DateTimeOffset.UtcNow.AddDays(-30), DateTimeOffset.UtcNow.AddDays(-1));
+            var options = MlpOptions(epochs: 1);
+            options.Cluster = new ClusterOptions { Port = 0, SeedNodes = ["akka.ssl.tcp://disttrain@127.0.0.1:1"] };
+            using var expired = new ClusterSecurity(new JobIdentity("test-job", new byte[32]),
+                new ClusterCertificates(System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(certificateFile, keyFile),
+                    authority.Authority));
+
+            var refused = await Assert.ThrowsAsync<ConfigurationException>(() =>
+                new Trainer(options) { Security = expired }.RunWorkerAsync(InMemory()));
+
+            Assert.Contains("Trainer.Security", refused.Message);
+            Assert.Contains("would be refused by the other nodes", refused.Message);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     private static void AssertClusterOutcome(TrainingOutcome outcome, JobFinished finished, Recorder recorder)
     {
         Assert.True(finished.Succeeded, finished.Summary);

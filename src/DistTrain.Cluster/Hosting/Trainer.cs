@@ -92,7 +92,8 @@ public sealed class Trainer
     /// <summary>
     /// The job's identity and this node's TLS certificates for cluster mode, given in code (for example a certificate
     /// from the operating system's store: <c>new ClusterSecurity(new JobIdentity(name, secretBytes), new
-    /// ClusterCertificates(certificate, authority))</c>). Null (the default): they are loaded from
+    /// ClusterCertificates(certificate, authority))</c>); the identity's name is the job name, and the certificate is checked
+    /// as the PEM files are (its private key, the CA's signature, its validity). Null (the default): they are loaded from
     /// <see cref="TrainingOptions.Cluster"/> as <c>disttrain node</c> loads them: the secret from Cluster:SecretFile or
     /// Cluster:Secret, and with Cluster:Tls (the default) the PEM files Cluster:CertificateFile, Cluster:CertificateKeyFile
     /// and Cluster:CertificateAuthorityFile. The caller keeps ownership of an instance given here. Not used in single-node mode.
@@ -113,7 +114,7 @@ public sealed class Trainer
     /// <param name="cancellationToken">Leaves the cluster and stops; the task then fails with <see cref="OperationCanceledException"/>.</param>
     /// <returns>The trained model and the per-epoch history.</returns>
     /// <exception cref="ConfigurationException">The model does not fit the data, or the job secret or a certificate is
-    /// missing or not valid (the message names the key and the fix).</exception>
+    /// missing or not valid (the message names the key, or <see cref="Security"/>, and the fix).</exception>
     /// <exception cref="PortInUseException">Cluster:Port or Cluster:DataPort is taken.</exception>
     /// <exception cref="InvalidDataException">Model:Pretrained cannot be read or does not fit the model.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node stood by until the job ended on another parameter-server node.</exception>
@@ -125,7 +126,7 @@ public sealed class Trainer
     {
         CheckFits(data, startingWeights: true);
         using var owned = Security is null ? ClusterSecurity.Load(Options.Cluster) : null;
-        var security = Security ?? owned!;
+        var security = Checked(Security) ?? owned!;
         PortProbe.EnsureFree("Cluster:Port", Options.Cluster.Hostname, Options.Cluster.Port);
         using var listener = DataPlaneListener.Start(Options.Cluster.DataPort, security.Certificates);
         var result = await ClusterNode.RunParameterServerAsync(Options, security, listener, data, Observe(progress), cancellationToken).ConfigureAwait(false);
@@ -150,7 +151,21 @@ public sealed class Trainer
         CheckFits(data, startingWeights: false);
         using var owned = Security is null ? ClusterSecurity.Load(Options.Cluster) : null;
         PortProbe.EnsureFree("Cluster:Port", Options.Cluster.Hostname, Options.Cluster.Port);
-        return await ClusterNode.RunWorkerAsync(Options, Security ?? owned!, data, cancellationToken).ConfigureAwait(false);
+        return await ClusterNode.RunWorkerAsync(Options, Checked(Security) ?? owned!, data, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The check <see cref="ClusterCertificates.Load"/> makes on certificate files, made on certificates given in code: a
+    /// node whose own certificate its peers would refuse stops here instead of failing every connection later.
+    /// </summary>
+    private static ClusterSecurity? Checked(ClusterSecurity? security)
+    {
+        if (security?.Certificates is not { } certificates) return security;
+        if (!certificates.Certificate.HasPrivateKey)
+            throw new ConfigurationException("Trainer.Security", ["the node certificate has no private key: give an X509Certificate2 with its key (X509Certificate2.CreateFromPemFile(certificate, key))."]);
+        if (certificates.Refusal(certificates.Certificate) is { } refusal)
+            throw new ConfigurationException("Trainer.Security", [$"the node certificate '{certificates.Certificate.Subject}' would be refused by the other nodes: {refusal}."]);
+        return security;
     }
 
     private ITrainingObserver Observe(IProgress<TrainingProgress>? progress) =>
