@@ -8,8 +8,8 @@ namespace DistTrain.Benchmarks;
 
 /// <summary>
 /// Augmenting one worker's minibatch of 64 Fashion-MNIST images (28x28, globally normalized) on one thread, as the
-/// worker does before every CNN step: flip only, and crop with padding 2 plus flip. Compare with the CNN step (hundreds
-/// of milliseconds, docs/benchmarks.md).
+/// worker does before every CNN step: flip only, and crop with padding 2 plus flip. Compare with the CNN step (about
+/// 50 ms on a quiet machine, docs/benchmarks.md).
 /// </summary>
 [MemoryDiagnoser]
 public class AugmentationBenchmarks
