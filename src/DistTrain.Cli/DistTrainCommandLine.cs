@@ -15,6 +15,7 @@ internal static class DistTrainCommandLine
             InspectCommand.Create(),
             PredictCommand.Create(),
             EvaluateCommand.Create(),
+            ExportCommand.Create(),
             BenchCommand.Create(),
             NodeCommand.Create(),
         };

@@ -6,14 +6,27 @@ using Spectre.Console;
 
 namespace DistTrain.Cli;
 
-/// <summary><c>disttrain inspect</c>: lists a safetensors checkpoint's tensors with shapes, sizes and norms.</summary>
+/// <summary>
+/// <c>disttrain inspect</c>: lists a safetensors checkpoint's tensors with shapes, sizes and norms, and draws its first layer's
+/// filters and per-layer weight histograms (<see cref="InspectFigures"/>).
+/// </summary>
 internal static class InspectCommand
 {
     public static Command Create()
     {
         var path = CliOptions.FileArgument("checkpoint", $"A .safetensors file (DistTrain's {RunFiles.Model} or a PyTorch export).",
             $"a .safetensors file, such as a run's {RunFiles.Model}");
-        var command = new Command("inspect", "List a checkpoint's tensors: name, shape, elements, L2 norm, mean and range.") { path };
+        var filters = CliOptions.File("--filters", "Also draw the first layer's filters (conv kernels, or Dense units reshaped to the input image) as a PNG grid.",
+            "the PNG file to write, e.g. filters.png", required: false);
+        var histograms = CliOptions.File("--histograms", "Also draw a histogram of every layer's weight tensor as a PNG.",
+            "the PNG file to write, e.g. histograms.png", required: false);
+        var compare = CliOptions.File("--compare", "Draw another checkpoint of the same model beside it in --filters and --histograms.",
+            "a .safetensors file of the same model", required: false);
+        var initialization = new Option<bool>("--compare-initialization") { Description = "Draw the initial weights the run started from (the model's initializer with the run's seed) beside it." };
+        var command = new Command("inspect", "List a checkpoint's tensors: name, shape, elements, L2 norm, mean and range; draw its filters and weight histograms.")
+        {
+            path, filters, histograms, compare, initialization,
+        };
         command.SetAction(parse =>
         {
             var file = parse.GetValue(path)!;
@@ -42,9 +55,50 @@ internal static class InspectCommand
             AnsiConsole.MarkupLineInterpolated($"{tensors.Count} tensors, {tensors.Values.Sum(t => (long)t.Data.Length):N0} elements, {file.Length:N0} bytes: {file.FullName}");
             foreach (var (key, value) in metadata.Where(m => m.Key is "producer" or "epochs" or "version" or "test_accuracy" or "input_normalization"))
                 AnsiConsole.MarkupLineInterpolated($"  {key}: {value}");
-            return 0;
+            return Figures(file.FullName, tensors, metadata, parse.GetValue(filters), parse.GetValue(histograms), parse.GetValue(compare), parse.GetValue(initialization));
         });
         return command;
+    }
+
+    /// <summary>The optional pictures; 0 when every one asked for was written, 2 for a bad comparison, output or checkpoint.</summary>
+    private static int Figures(string checkpoint, IReadOnlyDictionary<string, NamedTensor> tensors, IReadOnlyDictionary<string, string> metadata,
+        FileInfo? filters, FileInfo? histograms, FileInfo? compare, bool initialization)
+    {
+        if ((compare is not null || initialization) && filters is null && histograms is null)
+        {
+            CliConsole.Fail("error", "--compare and --compare-initialization draw beside --filters or --histograms: give at least one of them.");
+            return 2;
+        }
+        if (compare is not null && initialization)
+        {
+            CliConsole.Fail("error", "give either --compare CHECKPOINT or --compare-initialization, not both.");
+            return 2;
+        }
+        foreach (var output in new[] { filters, histograms })
+            if (output?.Directory is { Exists: false } folder)
+            {
+                CliConsole.Fail("error", $"{output.FullName}: the folder {folder.FullName} does not exist. Create it or choose another path.");
+                return 2;
+            }
+        try
+        {
+            var comparison = initialization ? InspectFigures.Initialization(checkpoint, metadata)
+                : compare is not null ? new InspectFigures.Comparison(SafeTensors.Read(compare.FullName), compare.Name)
+                : null;
+            var ok = filters is null || InspectFigures.DrawFilters(filters.FullName, checkpoint, tensors, metadata, comparison);
+            ok &= histograms is null || InspectFigures.DrawHistograms(histograms.FullName, checkpoint, tensors, comparison);
+            return ok ? 0 : 2;
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)
+        {
+            CliConsole.Fail("error", e is FileNotFoundException f ? $"{f.FileName}: no such file." : e.Message);
+            return 2;
+        }
+        catch (Exception e) when (e is TypeInitializationException or DllNotFoundException)
+        {
+            CliConsole.Fail("error", $"drawing needs SkiaSharp's native library, which did not load on this platform ({e.GetBaseException().Message}); the tensor table above is complete.");
+            return 1;
+        }
     }
 
     private static string Format(float value) => value.ToString("G5", CultureInfo.InvariantCulture);

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using DistTrain.Cluster.Hosting;
@@ -24,24 +23,11 @@ internal static class RunSummaryFile
     /// <param name="stopped">For a cancelled run: where it stopped, e.g. "cancelled at epoch 3, step 120 of 235"; null otherwise.</param>
     public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result, string? stopped = null)
     {
-        var metadata = new Dictionary<string, string>
-        {
-            ["format"] = "pt",
-            ["producer"] = "disttrain",
-            ["version"] = result.Version.ToString(CultureInfo.InvariantCulture),
-            // The last epoch finished, also after a resume; 0 when a cancelled run finished none.
-            ["epochs"] = (result.Epochs.Count == 0 ? 0 : result.Epochs[^1].Epoch).ToString(CultureInfo.InvariantCulture),
-            ["input_scale"] = data.InputDivisor == 1 ? "values as read, then (x - input_mean) / input_std" : $"pixels / {data.InputDivisor.ToString(CultureInfo.InvariantCulture)}, then (x - input_mean) / input_std",
-            ["input_normalization"] = normalizer.Kind.ToString(),
-            ["input_mean"] = JsonSerializer.Serialize(normalizer.Mean),
-            ["input_std"] = JsonSerializer.Serialize(normalizer.Std),
-            ["layers"] = JsonSerializer.Serialize(options.Model.Layers.Select(l => l.Type == "Dense" ? $"Dense({l.Units})" : l.Type)),
-            ["model_config"] = JsonSerializer.Serialize(options.Model),
-        };
-        foreach (var (key, value) in data.ToMetadata()) metadata[key] = value;
         // A cancelled run's weights are those of the step it stopped at: no test accuracy describes them.
-        if (stopped is null) metadata["test_accuracy"] = result.FinalEpoch.TestAccuracy.ToString("F4", CultureInfo.InvariantCulture);
-        else metadata["stopped"] = stopped;
+        var metadata = DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, data, result.Version,
+            epochs: result.Epochs.Count == 0 ? 0 : result.Epochs[^1].Epoch, // the last epoch finished, also after a resume
+            stopped is null ? result.FinalEpoch.TestAccuracy : null, options.Training.Seed);
+        if (stopped is not null) metadata["stopped"] = stopped;
         return metadata;
     }
 

@@ -35,7 +35,10 @@ public class CommandLineTests
     [InlineData("node --role boss -c c.json", "--role 'boss' is not allowed: --role takes parameter-server or worker")]
     [InlineData("node -c c.json", "disttrain node needs --role parameter-server|worker")]
     [InlineData("trian -c c.json", "'trian' is not a command (did you mean train?)")]
-    [InlineData("", "give a command: train, finetune, inspect, predict, evaluate, bench, node")]
+    [InlineData("export --onnx m.onnx", "disttrain export needs CHECKPOINT: a .safetensors file written by DistTrain")]
+    [InlineData("export m.safetensors", "disttrain export needs --onnx FILE: the ONNX file to write")]
+    [InlineData("inspect m.safetensors --filters", "--filters needs a value: it takes the PNG file to write")]
+    [InlineData("", "give a command: train, finetune, inspect, predict, evaluate, export, bench, node")]
     public void Each_problem_is_one_line_naming_the_option_the_value_and_what_it_takes(string line, string expected)
     {
         var problems = Problems(line.Split(' ', StringSplitOptions.RemoveEmptyEntries));
@@ -59,6 +62,9 @@ public class CommandLineTests
     [InlineData("inspect m.safetensors")]
     [InlineData("predict -m m.safetensors -k 2 --json --resize a.png b.csv c-idx3-ubyte")]
     [InlineData("evaluate --model m.safetensors --data d --heatmap h.png --json --resize")]
+    [InlineData("inspect m.safetensors --filters f.png --histograms h.png --compare-initialization")]
+    [InlineData("inspect m.safetensors --filters f.png --compare i.safetensors")]
+    [InlineData("export m.safetensors --onnx m.onnx")]
     [InlineData("bench -c c.json -w 2 --batch-size 32 --steps 10 --warmup 5 --json --data d --metrics-port 0")]
     [InlineData("bench")]
     [InlineData("node --role worker -c c.json --data d -o o")]

@@ -109,8 +109,8 @@ public class TorchInteropTests
         return new GoldenTensor(shape, Convert.ToBase64String(bytes));
     }
 
-    /// <summary>Runs Debian's python3 (with python3-torch, which tests/run.sh installs); returns the exit code and all output.</summary>
-    private static (int ExitCode, string Output) RunPython(params string[] arguments)
+    /// <summary>Runs Debian's python3 (with python3-torch and python3-onnx, which tests/run.sh installs); returns the exit code and all output.</summary>
+    internal static (int ExitCode, string Output) RunPython(params string[] arguments)
     {
         var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in arguments) start.ArgumentList.Add(argument);

@@ -85,16 +85,17 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// <inheritdoc />
     public IStash Stash { get; set; } = null!;
 
-    /// <summary>Most bytes an evaluation pass's buffers may hold on one replica: 256 MiB.</summary>
-    public const long EvaluationMemoryBytes = 256L * 1024 * 1024;
+    /// <summary>Most bytes an evaluation pass's buffers may hold on one replica: 256 MiB (<see cref="Sequential.EvaluationMemoryBytes"/>).</summary>
+    public const long EvaluationMemoryBytes = Sequential.EvaluationMemoryBytes;
 
     /// <summary>
     /// Samples per evaluation forward pass: <paramref name="evaluationBatchSize"/> (Training:EvaluationBatchSize), or fewer
     /// so that <paramref name="bytesPerSample"/> (<see cref="Sequential.ForwardBytesPerSample"/>) times it stays within
-    /// <see cref="EvaluationMemoryBytes"/>; at least 1.
+    /// <see cref="EvaluationMemoryBytes"/>; at least 1 (<see cref="Sequential.EvaluationPassSize"/>).
     /// </summary>
     public static int EvaluationPassSize(int evaluationBatchSize, long bytesPerSample) =>
-        (int)Math.Clamp(EvaluationMemoryBytes / Math.Max(1, bytesPerSample), 1, Math.Max(1, evaluationBatchSize));
+        Sequential.EvaluationPassSize(evaluationBatchSize, bytesPerSample);
+
     /// <inheritdoc />
     protected override void PreStart() => _sampleTrace = Metrics.SampleTrace.ForWorker(_sampleTraceDirectory, _workerIndex);
 

@@ -160,8 +160,16 @@ public static class DistTrainMetrics
                 yield return new Measurement<double>(value(layer), new("layer", layer.Name), new("node", Node));
     }
 
-    /// <summary>Publishes the membership of <paramref name="cluster"/> (cluster mode).</summary>
-    public static void WatchCluster(Akka.Cluster.Cluster cluster) => _cluster = cluster;
+    /// <summary>
+    /// Publishes the membership of <paramref name="cluster"/> (cluster mode) until its actor system terminates; then the
+    /// process reports itself as a cluster of one again, as in single-node mode, rather than the membership the dead
+    /// cluster last had (a program may run a cluster node through the Trainer API and train in single-node mode later).
+    /// </summary>
+    public static void WatchCluster(Akka.Cluster.Cluster cluster)
+    {
+        _cluster = cluster;
+        cluster.System.RegisterOnTermination(() => Interlocked.CompareExchange(ref _cluster, null, cluster));
+    }
 
     private static IEnumerable<Measurement<int>> ClusterMembers()
     {

@@ -24,6 +24,15 @@ public sealed record DataMetadata(DataFormat Format, float InputDivisor, IReadOn
     public static DataMetadata Of(TrainingData data, DataOptions options) => new(options.Format, data.InputDivisor, data.ClassNames,
         data.LabelsAreNames, data.FeatureNames, options.Format == DataFormat.Csv ? options.Csv : null, options.ImageFolder.Resize, options.Classes);
 
+    /// <summary>
+    /// Values given as they are, such as arrays in memory (<see cref="TrainingData.FromArrays"/>) or weights built in code:
+    /// input divisor 1, class indices as labels. The format is recorded as <see cref="DataFormat.Idx"/>, the default, so
+    /// <c>disttrain predict</c> scales an IDX file's bytes / 255 back to bytes before standardizing.
+    /// </summary>
+    /// <param name="classNames">Class names in output order, or null.</param>
+    public static DataMetadata GivenValues(IReadOnlyList<string>? classNames = null) =>
+        new(DataFormat.Idx, 1f, classNames, LabelsAreNames: false, FeatureNames: null, Csv: null, ResizeImages: false, Classes: []);
+
     /// <summary>The safetensors metadata entries (strings; lists as JSON arrays).</summary>
     public Dictionary<string, string> ToMetadata()
     {

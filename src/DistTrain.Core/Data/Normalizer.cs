@@ -35,6 +35,23 @@ public sealed class Normalizer
     /// <summary>Standard deviations (population), same length as <see cref="Mean"/>; zeros are replaced by 1.</summary>
     public float[] Std { get; }
 
+    /// <summary>
+    /// A normalizer with known statistics, such as those stored in a checkpoint's metadata (<c>input_mean</c>,
+    /// <c>input_std</c>).
+    /// </summary>
+    /// <param name="kind">The kind the statistics were fitted as.</param>
+    /// <param name="mean">Means: one value for <see cref="NormalizationKind.None"/> and <see cref="NormalizationKind.Global"/>, one per feature for <see cref="NormalizationKind.PerFeature"/>.</param>
+    /// <param name="std">Standard deviations, the same length as <paramref name="mean"/>; each finite and positive.</param>
+    /// <exception cref="ArgumentException">The lengths differ or do not fit <paramref name="kind"/>, or a value is not finite, or a standard deviation is not positive.</exception>
+    public static Normalizer FromStatistics(NormalizationKind kind, float[] mean, float[] std)
+    {
+        if (mean.Length != std.Length || mean.Length == 0 || (kind != NormalizationKind.PerFeature && mean.Length != 1))
+            throw new ArgumentException($"Normalization {kind} needs {(kind == NormalizationKind.PerFeature ? "one mean and standard deviation per feature" : "one mean and one standard deviation")}; got {mean.Length} means and {std.Length} standard deviations.");
+        if (mean.Any(m => !float.IsFinite(m)) || std.Any(s => !float.IsFinite(s) || s <= 0))
+            throw new ArgumentException("Normalization statistics must be finite, and standard deviations positive.");
+        return new Normalizer(kind, mean, std);
+    }
+
     /// <summary>Computes the statistics of <paramref name="train"/> in double precision.</summary>
     public static Normalizer Fit(LabeledDataset train, NormalizationKind kind)
     {
@@ -65,22 +82,6 @@ public sealed class Normalizer
         return new Normalizer(kind, mean, std);
     }
 
-    /// <summary>
-    /// A normalizer with given statistics, as stored in a model's metadata.
-    /// </summary>
-    /// <param name="kind">What the statistics are.</param>
-    /// <param name="mean">One value for <see cref="NormalizationKind.Global"/> and <see cref="NormalizationKind.None"/> (0), one per feature for <see cref="NormalizationKind.PerFeature"/>.</param>
-    /// <param name="std">As <paramref name="mean"/>; every value positive and finite (1 for None).</param>
-    /// <exception cref="ArgumentException">The lengths disagree with the kind or each other, or a value is not finite or a std not positive.</exception>
-    public static Normalizer FromStatistics(NormalizationKind kind, float[] mean, float[] std)
-    {
-        if (mean.Length != std.Length || mean.Length == 0 || (kind != NormalizationKind.PerFeature && mean.Length != 1))
-            throw new ArgumentException($"{kind} normalization needs {(kind == NormalizationKind.PerFeature ? "one mean and std per feature" : "one mean and one std")}; got {mean.Length} means and {std.Length} standard deviations.");
-        if (mean.Any(m => !float.IsFinite(m)) || std.Any(s => !float.IsFinite(s) || s <= 0))
-            throw new ArgumentException("Normalization statistics must be finite, and standard deviations positive.");
-        return new Normalizer(kind, mean, std);
-    }
-
     /// <summary>Standardizes the features of <paramref name="data"/> in place and records it in <see cref="LabeledDataset.Normalization"/>.</summary>
     /// <exception cref="InvalidOperationException">The data was standardized already.</exception>
     /// <exception cref="ArgumentException">Per-feature statistics of another feature count.</exception>
@@ -92,10 +93,15 @@ public sealed class Normalizer
         data.Normalization = this;
     }
 
-    /// <summary>Standardizes sample-major <paramref name="features"/> (<paramref name="featureCount"/> per sample) in place.</summary>
-    /// <exception cref="ArgumentException">Per-feature statistics of another feature count.</exception>
+    /// <summary>Standardizes sample-major features in place: <c>(x − mean) / std</c>.</summary>
+    /// <param name="features">Samples one after another, <paramref name="featureCount"/> values each.</param>
+    /// <param name="featureCount">Features per sample.</param>
+    /// <exception cref="ArgumentException">The normalizer is per feature and was fitted on another number of features, or
+    /// the length is not a multiple of <paramref name="featureCount"/>.</exception>
     public void Standardize(Span<float> features, int featureCount)
     {
+        if (featureCount <= 0 || features.Length % featureCount != 0)
+            throw new ArgumentException($"{features.Length} values are not whole samples of {featureCount} features.");
         if (Kind == NormalizationKind.None) return;
         if (Kind == NormalizationKind.Global)
         {
@@ -103,12 +109,12 @@ public sealed class Normalizer
             TensorPrimitives.Multiply(features, 1f / Std[0], features);
             return;
         }
-        if (Mean.Length != featureCount || features.Length % featureCount != 0)
+        if (Mean.Length != featureCount)
             throw new ArgumentException($"The normalizer was fitted on {Mean.Length} features but the data has {featureCount}.");
         var inverseStd = Std.Select(s => 1f / s).ToArray();
-        for (var sample = 0; sample < features.Length / featureCount; sample++)
+        for (var start = 0; start < features.Length; start += featureCount)
         {
-            var span = features.Slice(sample * featureCount, featureCount);
+            var span = features.Slice(start, featureCount);
             TensorPrimitives.Subtract(span, Mean, span);
             TensorPrimitives.Multiply(span, inverseStd, span);
         }

@@ -11,19 +11,23 @@ namespace DistTrain.Core.Data;
 /// statistics; null when <see cref="DataOptions.ValidationFraction"/> is 0.</param>
 public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Normalizer Normalizer, LabeledDataset? Validation = null)
 {
-    /// <summary>What the data was read from (folder or files), for the start-up line.</summary>
+    /// <summary>What the data was read from (folder or files), for the start-up line; empty for arrays given in memory.</summary>
     public string Description { get; init; } = "";
 
-    /// <summary>How raw values were scaled when read, before normalization: 255 for images, 1 for CSV values.</summary>
-    public float InputDivisor { get; init; } = 255f;
+    /// <summary>
+    /// What raw values were divided by when read, before standardization: 255 for IDX files and image folders, 1 for CSV
+    /// values and arrays given in memory. Recorded in the trained weights' metadata (<see cref="DataMetadata"/>) so that
+    /// users of the weights feed them values on the same scale.
+    /// </summary>
+    public float InputDivisor { get; init; } = 1f;
 
-    /// <summary>The classes' names in label order, after the class filter; null when the data does not name them.</summary>
+    /// <summary>The classes' names in label order, after the class filter (from the data or Data:ClassNames); null when nothing names them.</summary>
     public IReadOnlyList<string>? ClassNames => Train.ClassNames;
 
     /// <summary>True when the data's labels are class names (CSV labels that are not numbers, image sub-folders), false when they are class indices.</summary>
     public bool LabelsAreNames { get; init; }
 
-    /// <summary>The CSV feature columns' names, in order; null for images.</summary>
+    /// <summary>The CSV feature columns' names, in order; null for images and arrays.</summary>
     public IReadOnlyList<string>? FeatureNames { get; init; }
 
     /// <summary>Loads the data a run's options describe (the image shape comes from Model:InputShape).</summary>
@@ -50,6 +54,38 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     public static TrainingData Load(IDataSource source, DataOptions options, int seed)
     {
         var (train, test) = source.Load(options.TrainLimit, options.TestLimit);
+        return Prepare(train, test, options, seed) with
+        {
+            Description = source.Description,
+            InputDivisor = source.InputDivisor,
+            FeatureNames = source.FeatureNames,
+        };
+    }
+
+    /// <summary>
+    /// Turns raw splits from any source into what a run uses, exactly as <see cref="Load(IDataSource, DataOptions, int)"/>
+    /// does for files: keeps the first <see cref="DataOptions.TrainLimit"/> / <see cref="DataOptions.TestLimit"/> samples,
+    /// names the classes with <see cref="DataOptions.ClassNames"/> (when the data does not name them), keeps the
+    /// <see cref="DataOptions.Classes"/> (relabeled in the listed order), holds out
+    /// <see cref="DataOptions.ValidationFraction"/> of the training samples (chosen with <paramref name="seed"/>), fits
+    /// <see cref="DataOptions.Normalization"/> on the remaining training samples and applies it to every split.
+    /// The format settings (<see cref="DataOptions.Format"/>, <see cref="DataOptions.Directory"/>, CSV and image-folder
+    /// settings) are not used; <see cref="InputDivisor"/> is 1, the values as given.
+    /// </summary>
+    /// <param name="train">Training samples with their labels, not yet standardized; its feature array is standardized in
+    /// place when nothing above made a copy (pass a copy to keep the original values).</param>
+    /// <param name="test">Test samples, with the same features per sample and classes as <paramref name="train"/>; standardized likewise.</param>
+    /// <param name="options">The data section.</param>
+    /// <param name="seed">Seed of the validation split (the run's Training:Seed).</param>
+    /// <exception cref="DataFormatException">The splits disagree in features or classes, Data:ClassNames does not fit the
+    /// classes, or a setting leaves a split empty.</exception>
+    /// <exception cref="InvalidOperationException">A split was standardized already.</exception>
+    public static TrainingData Prepare(LabeledDataset train, LabeledDataset test, DataOptions options, int seed = 1)
+    {
+        if (train.FeatureCount != test.FeatureCount || train.ClassCount != test.ClassCount)
+            throw new DataFormatException($"The training samples have {train.FeatureCount} features and {train.ClassCount} classes but the test samples {test.FeatureCount} and {test.ClassCount}; both splits must come from the same data.");
+        if (options.TrainLimit > 0 && options.TrainLimit < train.Count) train = train.Take(options.TrainLimit);
+        if (options.TestLimit > 0 && options.TestLimit < test.Count) test = test.Take(options.TestLimit);
         var labelsAreNames = train.ClassNames is not null;
         if (options.ClassNames.Count > 0)
         {
@@ -70,6 +106,8 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
                 throw new DataFormatException($"Data:Classes: {e.Message}");
             }
         }
+        if (train.Count == 0)
+            throw new DataFormatException("The training split holds no samples (after Data:TrainLimit and Data:Classes); give it at least one.");
         LabeledDataset? validation = null;
         if (options.ValidationFraction > 0)
         {
@@ -85,12 +123,45 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
         normalizer.Apply(train);
         normalizer.Apply(test);
         if (validation is not null) normalizer.Apply(validation);
-        return new TrainingData(train, test, normalizer, validation)
+        return new TrainingData(train, test, normalizer, validation) { LabelsAreNames = labelsAreNames };
+    }
+
+    /// <summary>
+    /// Training data from arrays in memory, prepared as <see cref="Prepare"/> describes. The arrays are copied, so the
+    /// caller's values stay as they were.
+    /// </summary>
+    /// <param name="trainFeatures">Training samples, sample-major: <c>[samples, featureCount]</c> flattened row by row
+    /// (an image sample is <c>[channels, height, width]</c> in that order, as one sample of PyTorch's NCHW).</param>
+    /// <param name="trainLabels">Class of each training sample, in <c>[0, classCount)</c>.</param>
+    /// <param name="testFeatures">Test samples, laid out as <paramref name="trainFeatures"/>.</param>
+    /// <param name="testLabels">Class of each test sample.</param>
+    /// <param name="featureCount">Features per sample (<c>channels · height · width</c> for images).</param>
+    /// <param name="classCount">Number of classes, 1 to 256.</param>
+    /// <param name="options">Limits, classes, validation fraction and normalization; null for the defaults (Global normalization, no validation split).</param>
+    /// <param name="seed">Seed of the validation split.</param>
+    /// <exception cref="DataFormatException">Lengths disagree, a label is outside <c>[0, classCount)</c>, a feature is NaN or infinite, or a setting leaves a split empty.</exception>
+    public static TrainingData FromArrays(ReadOnlySpan<float> trainFeatures, ReadOnlySpan<int> trainLabels, ReadOnlySpan<float> testFeatures,
+        ReadOnlySpan<int> testLabels, int featureCount, int classCount, DataOptions? options = null, int seed = 1) =>
+        Prepare(Dataset("training", trainFeatures, trainLabels, featureCount, classCount),
+            Dataset("test", testFeatures, testLabels, featureCount, classCount), options ?? new DataOptions(), seed);
+
+    private static LabeledDataset Dataset(string split, ReadOnlySpan<float> features, ReadOnlySpan<int> labels, int featureCount, int classCount)
+    {
+        if (classCount is < 1 or > 256)
+            throw new DataFormatException($"{classCount} classes: DistTrain holds labels as bytes, so 1 to 256 classes are supported.");
+        if (featureCount <= 0 || features.Length != (long)labels.Length * featureCount)
+            throw new DataFormatException($"The {split} split has {features.Length} feature values and {labels.Length} labels, which is not {featureCount} features per sample.");
+        var bytes = new byte[labels.Length];
+        for (var i = 0; i < labels.Length; i++)
         {
-            Description = source.Description,
-            InputDivisor = source.InputDivisor,
-            LabelsAreNames = labelsAreNames,
-            FeatureNames = source.FeatureNames,
-        };
+            if ((uint)labels[i] >= (uint)classCount)
+                throw new DataFormatException($"The {split} split's label {labels[i]} of sample {i} is outside [0, {classCount}).");
+            bytes[i] = (byte)labels[i];
+        }
+        var copy = features.ToArray();
+        var bad = Array.FindIndex(copy, v => !float.IsFinite(v));
+        if (bad >= 0)
+            throw new DataFormatException($"The {split} split's sample {bad / featureCount}, feature {bad % featureCount} is {copy[bad]}; every feature must be a finite number.");
+        return new LabeledDataset(copy, bytes, featureCount, classCount);
     }
 }

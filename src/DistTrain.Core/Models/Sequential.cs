@@ -76,6 +76,17 @@ public sealed class Sequential
     /// </summary>
     public long ForwardBytesPerSample { get; }
 
+    /// <summary>Most bytes the buffers of one evaluation (inference) pass may hold per replica: 256 MiB.</summary>
+    public const long EvaluationMemoryBytes = 256L * 1024 * 1024;
+
+    /// <summary>
+    /// Samples per evaluation forward pass: <paramref name="maximumSamples"/>, or fewer so that
+    /// <paramref name="bytesPerSample"/> (<see cref="ForwardBytesPerSample"/>) times it stays within
+    /// <see cref="EvaluationMemoryBytes"/>; at least 1.
+    /// </summary>
+    public static int EvaluationPassSize(int maximumSamples, long bytesPerSample) =>
+        (int)Math.Clamp(EvaluationMemoryBytes / Math.Max(1, bytesPerSample), 1, Math.Max(1, maximumSamples));
+
     /// <summary>Shape of one input sample.</summary>
     public TensorShape InputShape { get; }
 

@@ -1,5 +1,5 @@
 using System.Globalization;
-using System.Text.Json;
+using System.Numerics.Tensors;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
@@ -10,140 +10,241 @@ using MathNet.Numerics.LinearAlgebra;
 namespace DistTrain.Core.Models;
 
 /// <summary>
-/// A model saved by a run (<c>model.safetensors</c>), ready to score new inputs: the network rebuilt from the
-/// <c>model_config</c> metadata with the saved tensors, in evaluation mode (dropout off, BatchNorm on running statistics),
-/// the input normalization it was trained with, and what it knows about its data (<see cref="DataMetadata"/>).
+/// Trained weights with what is needed to use them: the layer stack, the input standardization, what the data was
+/// (<see cref="DataMetadata"/>: format, input scaling, class names, CSV columns) and the checkpoint metadata. Loads from
+/// and saves to DistTrain's <c>model.safetensors</c> (written by <c>disttrain train</c>, the <c>Trainer</c> API or
+/// <see cref="Save"/>), and computes logits, probabilities and classes in evaluation mode (dropout off, BatchNorm on its
+/// running statistics). <c>disttrain predict</c>, <c>evaluate</c> and <c>export</c> all load models through <see cref="Load"/>.
 /// </summary>
+/// <remarks>Not thread-safe: the forward pass reuses one replica's buffers. Use one instance per thread.</remarks>
 public sealed class TrainedModel
 {
-    private const int BatchSize = 256;
-    private readonly Sequential _network;
-    private readonly bool _softmax;
+    private Sequential? _replica;
 
-    private TrainedModel(Sequential network, ModelOptions options, Normalizer normalizer, DataMetadata data)
+    /// <summary>Wraps trained weights.</summary>
+    /// <param name="model">The model section the weights belong to.</param>
+    /// <param name="weights">The weights: a tensor for every tensor of <paramref name="model"/>, matched by name and shape
+    /// (a training run's layout, with frozen tensors placed last, is accepted); they are copied.</param>
+    /// <param name="normalizer">The input standardization fitted on the training split.</param>
+    /// <param name="metadata">Checkpoint metadata (<see cref="ModelMetadata.Create"/>); null for the model and
+    /// normalization only, with inputs taken as given (<see cref="DataMetadata.GivenValues"/>).</param>
+    /// <exception cref="ArgumentException">The model cannot be built, or the weights' tensors differ from the model's in names or shapes.</exception>
+    /// <exception cref="InvalidDataException">The metadata's data entries (<see cref="DataMetadata.FromMetadata"/>) are malformed.</exception>
+    public TrainedModel(ModelOptions model, ParameterVector weights, Normalizer normalizer, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        _network = network;
-        Options = options;
+        var layout = ModelFactory.Build(model, isFrozen: _ => false).Layout;
+        var given = weights.Layout.Segments.ToDictionary(s => s.Name, StringComparer.Ordinal);
+        var problems = layout.Segments
+            .Where(s => !given.TryGetValue(s.Name, out var g) || !g.Shape.SequenceEqual(s.Shape))
+            .Select(s => $"{s.Name} [{string.Join(", ", s.Shape)}]")
+            .Concat(given.Keys.Where(name => !layout.Segments.Any(s => s.Name == name)).Select(name => $"{name} (not in the model)"))
+            .ToList();
+        if (problems.Count > 0)
+            throw new ArgumentException($"The weights do not fit the model: {string.Join(", ", problems)}.");
+        Weights = new ParameterVector(layout);
+        foreach (var segment in layout.Segments)
+            weights.Segment(given[segment.Name]).CopyTo(Weights.Segment(segment));
+        Model = model;
         Normalizer = normalizer;
-        Data = data;
-        _softmax = LossTypes.Canonical(options.Loss) == LossTypes.SoftmaxCrossEntropy;
+        Metadata = metadata ?? ModelMetadata.Create(model, normalizer, DataMetadata.GivenValues(), version: 0, epochs: 0, testAccuracy: null, seed: 0);
+        Data = DataMetadata.FromMetadata(Metadata);
     }
 
-    /// <summary>The model section it was trained with.</summary>
-    public ModelOptions Options { get; }
+    /// <summary>The layer stack, input shape, loss and initializer.</summary>
+    public ModelOptions Model { get; }
 
-    /// <summary>The input standardization it expects, applied by <see cref="Score"/>.</summary>
+    /// <summary>The trained weights, named as PyTorch's <c>state_dict</c> of the same <c>nn.Sequential</c>.</summary>
+    public ParameterVector Weights { get; }
+
+    /// <summary>The input standardization the weights expect.</summary>
     public Normalizer Normalizer { get; }
 
-    /// <summary>Its data's format, scaling, class names and columns.</summary>
+    /// <summary>What the data was: format, input divisor, class names, label kind, CSV columns.</summary>
     public DataMetadata Data { get; }
 
-    /// <summary>One input sample's shape.</summary>
-    public TensorShape InputShape => _network.InputShape;
+    /// <summary>Checkpoint metadata (keys in <see cref="ModelMetadata"/> and <see cref="DataMetadata.ToMetadata"/>).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
 
-    /// <summary>Number of classes (outputs).</summary>
-    public int ClassCount => _network.OutputSize;
+    /// <summary>Shape of one input sample: <c>[channels, height, width]</c>, or flat <c>[features]</c>.</summary>
+    public TensorShape InputShape => Model.Input();
+
+    /// <summary>Features per input sample.</summary>
+    public int FeatureCount => InputShape.Size;
+
+    /// <summary>Outputs per sample: the number of classes of a classifier.</summary>
+    public int ClassCount => Replica.OutputSize;
+
+    /// <summary>Class names in output order (<see cref="DataMetadata.ClassNames"/>), or null when the data had none.</summary>
+    public IReadOnlyList<string>? ClassNames => Data.ClassNames;
 
     /// <summary>The name of class <paramref name="index"/>, or null when the model's classes have no names.</summary>
-    public string? ClassName(int index) => Data.ClassNames is { } names && index < names.Count ? names[index] : null;
+    public string? ClassName(int index) => ClassNames is { } names && index < names.Count ? names[index] : null;
 
-    /// <summary>Loads a model written by <c>disttrain train</c>.</summary>
-    /// <param name="path">A <c>model.safetensors</c> with DistTrain's metadata.</param>
-    /// <exception cref="InvalidDataException">The file is missing, lacks the metadata that describes the network or its
-    /// normalization, that network is not valid (as a config's Model section would be refused) or larger than the file, or
-    /// its tensors do not fit that network; the message names the file and the fix.</exception>
-    /// <exception cref="SafeTensorsFormatException">The file is not well-formed safetensors.</exception>
-    public static TrainedModel Load(string path)
+    private Sequential Replica
     {
-        if (!File.Exists(path))
-            throw new InvalidDataException($"{path}: no such file. Give the model.safetensors a training run wrote (runs/<time>/model.safetensors).");
-        var metadata = SafeTensors.ReadMetadata(path);
-        string Entry(string key) => metadata.TryGetValue(key, out var value) ? value
-            : throw new InvalidDataException($"{path}: the metadata has no '{key}' entry, so the network or its input scaling is unknown. Give a model.safetensors written by 'disttrain train' (a PyTorch export has no such metadata).");
-        try
+        get
         {
-            var options = JsonSerializer.Deserialize<ModelOptions>(Entry("model_config"))
-                ?? throw new InvalidDataException($"{path}: the 'model_config' entry is empty.");
-            options.Pretrained = "";
-            options.ReplaceHead = false;
-            var kind = Enum.Parse<NormalizationKind>(Entry("input_normalization"), ignoreCase: true);
-            var normalizer = Normalizer.FromStatistics(kind,
-                JsonSerializer.Deserialize<float[]>(Entry("input_mean")) ?? [], JsonSerializer.Deserialize<float[]>(Entry("input_std")) ?? []);
-            var data = DataMetadata.FromMetadata(metadata);
-            var problems = TrainingOptionsValidator.Validate(new TrainingOptions { Model = options }, checkDataDirectory: false)
-                .Where(p => p.StartsWith("Model:", StringComparison.Ordinal)).ToList();
-            if (problems.Count > 0)
-                throw new InvalidDataException($"{path}: the network in the 'model_config' entry is not valid: {string.Join(" ", problems)}");
-            // The tensors must be in the file: a network larger than the file is refused before its tensors are allocated.
-            var weightCount = ModelFactory.WeightCountLowerBound(options);
-            var fileBytes = new FileInfo(path).Length;
-            if (weightCount > int.MaxValue)
-                throw new InvalidDataException($"{path}: the network in the 'model_config' entry has {weightCount:N0} weights, more than one array holds ({int.MaxValue:N0}); no run writes such a model. Give the model.safetensors its training run wrote.");
-            if (4 * weightCount > fileBytes)
-                throw new InvalidDataException($"{path}: the 'model_config' entry describes at least {weightCount:N0} weights ({4 * weightCount:N0} bytes of float32) but the file has {fileBytes:N0} bytes. Give the model.safetensors its training run wrote.");
-            Sequential network;
-            try
-            {
-                network = ModelFactory.Build(options);
-            }
-            catch (OverflowException)
-            {
-                throw new InvalidDataException($"{path}: the network in the 'model_config' entry has more parameters than one array holds ({int.MaxValue:N0}); no run writes such a model. Give the model.safetensors its training run wrote.");
-            }
-            if (kind == NormalizationKind.PerFeature && normalizer.Mean.Length != network.InputSize)
-                throw new InvalidDataException($"{path}: the per-feature normalization has {normalizer.Mean.Length} values but the network reads {network.InputSize} features.");
-            if (data.ClassNames is { } names && names.Count != network.OutputSize)
-                throw new InvalidDataException($"{path}: the metadata names {names.Count} classes but the network has {network.OutputSize} outputs.");
-            PretrainedWeights.Load(path, network, new ParameterVector(network.Layout), replaceHead: false);
-            network.SetTraining(false);
-            return new TrainedModel(network, options, normalizer, data);
-        }
-        catch (Exception e) when (e is JsonException or ArgumentException or NotSupportedException)
-        {
-            throw new InvalidDataException($"{path}: the model's metadata is malformed ({e.Message}).");
+            if (_replica is not null) return _replica;
+            var replica = ModelFactory.Build(Model, isFrozen: _ => false);
+            replica.LoadParameters(Weights.Values);
+            replica.SetTraining(false);
+            return _replica = replica;
         }
     }
 
     /// <summary>
-    /// Scores samples: brings the values to the scale the model was trained on (raw / the data's input divisor),
-    /// standardizes them as in training, runs the network and returns per sample the softmax probabilities (for a
-    /// SoftmaxCrossEntropy model; a MeanSquaredError model's outputs as they are), sample-major <c>[count, classes]</c>.
+    /// Loads a <c>model.safetensors</c> written by <c>disttrain train</c>, the Trainer API or <see cref="Save"/>. The file is
+    /// read as outside input: the network in its metadata is validated as a config's Model section would be, and must fit
+    /// in the file before any tensor is allocated.
     /// </summary>
-    /// <param name="values">Sample-major values, <c>count · InputShape.Size</c>. Not modified.</param>
+    /// <param name="path">The checkpoint.</param>
+    /// <exception cref="FileNotFoundException">There is no such file.</exception>
+    /// <exception cref="InvalidDataException">The metadata lacks the network or its normalization (a PyTorch export has
+    /// only tensors), that network is not valid or larger than the file, a metadata entry is malformed, or the tensors do
+    /// not fit the network; the message names the file and the fix.</exception>
+    /// <exception cref="SafeTensorsFormatException">The file breaks the safetensors format; the message names the tensor and bytes.</exception>
+    public static TrainedModel Load(string path)
+    {
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"{path}: no such file. Give the model.safetensors a training run wrote (runs/<time>/model.safetensors).", path);
+        var metadata = SafeTensors.ReadMetadata(path);
+        var model = ModelMetadata.ReadModel(metadata, path);
+        var normalizer = ModelMetadata.ReadNormalizer(metadata, path);
+        DataMetadata data;
+        try
+        {
+            data = DataMetadata.FromMetadata(metadata);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"{path}: {e.Message} The file is corrupt; train again or use another checkpoint.");
+        }
+        var problems = TrainingOptionsValidator.Validate(new TrainingOptions { Model = model }, checkDataDirectory: false)
+            .Where(p => p.StartsWith("Model:", StringComparison.Ordinal)).ToList();
+        if (problems.Count > 0)
+            throw new InvalidDataException($"{path}: the network in the '{ModelMetadata.ModelConfig}' entry is not valid: {string.Join(" ", problems)}");
+        // The tensors must be in the file: a network larger than the file is refused before its tensors are allocated.
+        var weightCount = ModelFactory.WeightCountLowerBound(model);
+        var fileBytes = new FileInfo(path).Length;
+        if (weightCount > int.MaxValue)
+            throw new InvalidDataException($"{path}: the network in the '{ModelMetadata.ModelConfig}' entry has {weightCount:N0} weights, more than one array holds ({int.MaxValue:N0}); no run writes such a model. Give the model.safetensors its training run wrote.");
+        if (4 * weightCount > fileBytes)
+            throw new InvalidDataException($"{path}: the '{ModelMetadata.ModelConfig}' entry describes at least {weightCount:N0} weights ({4 * weightCount:N0} bytes of float32) but the file has {fileBytes:N0} bytes. Give the model.safetensors its training run wrote.");
+        Sequential replica;
+        try
+        {
+            replica = ModelFactory.Build(model, isFrozen: _ => false);
+        }
+        catch (OverflowException)
+        {
+            throw new InvalidDataException($"{path}: the network in the '{ModelMetadata.ModelConfig}' entry has more parameters than one array holds ({int.MaxValue:N0}); no run writes such a model. Give the model.safetensors its training run wrote.");
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{path}: the network in the '{ModelMetadata.ModelConfig}' entry cannot be built ({e.Message}).");
+        }
+        if (normalizer.Kind == NormalizationKind.PerFeature && normalizer.Mean.Length != replica.InputSize)
+            throw new InvalidDataException($"{path}: the metadata's per-feature standardization has {normalizer.Mean.Length} values but the network reads {replica.InputSize} features.");
+        if (data.ClassNames is { } names && names.Count != replica.OutputSize)
+            throw new InvalidDataException($"{path}: the metadata names {names.Count} classes but the network has {replica.OutputSize} outputs.");
+        var weights = new ParameterVector(replica.Layout);
+        PretrainedWeights.Load(path, replica, weights, replaceHead: false);
+        return new TrainedModel(model, weights, normalizer, metadata);
+    }
+
+    /// <summary>Writes the weights and metadata as safetensors (loadable by <see cref="Load"/>, <c>disttrain</c> and PyTorch).</summary>
+    /// <param name="path">Target file; written to a temporary file first, then renamed.</param>
+    public void Save(string path) => SafeTensors.Write(path, Weights, Metadata);
+
+    /// <summary>
+    /// Logits of each sample, in evaluation mode. Samples pass through in batches whose buffers stay within 256 MiB.
+    /// </summary>
+    /// <param name="samples">Samples one after another, <c>[count, FeatureCount]</c> row-major, on the scale training read
+    /// them (<see cref="DataMetadata.InputDivisor"/>: IDX images pixels / 255, CSV values and arrays as given);
+    /// <see cref="Normalizer"/> is applied to a copy unless <paramref name="standardized"/>.</param>
+    /// <param name="standardized">True when the samples are already standardized (as <see cref="TrainingData"/>'s splits are).</param>
+    /// <returns>Logits <c>[count, ClassCount]</c> row-major.</returns>
+    /// <exception cref="ArgumentException">The length is not a multiple of <see cref="FeatureCount"/>.</exception>
+    public float[] Logits(ReadOnlySpan<float> samples, bool standardized = false) => Forward(samples, standardized ? null : 1f);
+
+    /// <summary>Softmax probabilities of each sample, <c>[count, ClassCount]</c> row-major; see <see cref="Logits"/>.</summary>
+    public float[] Probabilities(ReadOnlySpan<float> samples, bool standardized = false) => SoftMaxRows(Logits(samples, standardized));
+
+    /// <summary>The most likely class of each sample (the largest logit); see <see cref="Logits"/>.</summary>
+    public int[] Predict(ReadOnlySpan<float> samples, bool standardized = false)
+    {
+        var values = Logits(samples, standardized);
+        var classes = new int[values.Length / ClassCount];
+        for (var i = 0; i < classes.Length; i++)
+            classes[i] = TensorPrimitives.IndexOfMax(values.AsSpan(i * ClassCount, ClassCount));
+        return classes;
+    }
+
+    /// <summary>Fraction of <paramref name="data"/>'s samples whose predicted class is their label, 0 to 1.</summary>
+    /// <param name="data">Samples with labels.</param>
+    /// <param name="standardized">True when <paramref name="data"/> is already standardized (a <see cref="TrainingData"/> split).</param>
+    public double Accuracy(LabeledDataset data, bool standardized)
+    {
+        if (data.Count == 0) return double.NaN;
+        var predicted = Predict(data.Features, standardized);
+        var correct = 0;
+        for (var i = 0; i < predicted.Length; i++)
+            if (predicted[i] == data.Labels[i]) correct++;
+        return (double)correct / data.Count;
+    }
+
+    /// <summary>
+    /// Scores raw samples as <c>disttrain predict</c> and <c>evaluate</c> do: brings the values to the scale the model was
+    /// trained on (multiplied by <paramref name="dividedBy"/> / <see cref="DataMetadata.InputDivisor"/>), standardizes
+    /// them, runs the network and returns per sample the softmax probabilities (for a SoftmaxCrossEntropy model; a
+    /// MeanSquaredError model's outputs as they are), sample-major <c>[count, ClassCount]</c>.
+    /// </summary>
+    /// <param name="values">Sample-major values, <c>count · FeatureCount</c>. Not modified.</param>
     /// <param name="dividedBy">What <paramref name="values"/> were divided by when read: 255 for images and IDX files
     /// (bytes / 255), 1 for CSV values as written.</param>
-    /// <exception cref="ArgumentException">The length is not a multiple of the input size.</exception>
+    /// <exception cref="ArgumentException">The length is not a multiple of <see cref="FeatureCount"/>.</exception>
     public float[] Score(ReadOnlySpan<float> values, float dividedBy)
     {
-        var size = InputShape.Size;
-        if (values.Length % size != 0)
-            throw new ArgumentException($"{values.Length} values are not whole samples of {size} features.");
-        var count = values.Length / size;
-        var scores = new float[count * ClassCount];
-        for (var start = 0; start < count; start += BatchSize)
-        {
-            var batch = Math.Min(BatchSize, count - start);
-            var input = Matrix<float>.Build.Dense(size, batch);
-            var batchValues = input.ColumnMajorValues();
-            values.Slice(start * size, batch * size).CopyTo(batchValues);
-            if (dividedBy != Data.InputDivisor)
-                System.Numerics.Tensors.TensorPrimitives.Multiply(batchValues, dividedBy / Data.InputDivisor, batchValues);
-            Normalizer.Standardize(batchValues, size);
-            var output = _network.Forward(input).ColumnMajorValues();
-            for (var sample = 0; sample < batch; sample++)
-            {
-                var logits = output.AsSpan(sample * ClassCount, ClassCount);
-                var target = scores.AsSpan((start + sample) * ClassCount, ClassCount);
-                if (_softmax) System.Numerics.Tensors.TensorPrimitives.SoftMax(logits, target);
-                else logits.CopyTo(target);
-            }
-        }
-        return scores;
+        var outputs = Forward(values, dividedBy / Data.InputDivisor);
+        return LossTypes.Canonical(Model.Loss) == LossTypes.SoftmaxCrossEntropy ? SoftMaxRows(outputs) : outputs;
     }
 
     /// <summary>A description for the console: layers, classes and input.</summary>
     public override string ToString() =>
-        $"{string.Join(" ", _network.Layers.Select(l => l.Description))}; input {InputShape}, {ClassCount} classes" +
-        (Data.ClassNames is { } names ? $" ({string.Join(", ", names.Take(10))}{(names.Count > 10 ? ", ..." : "")})" : "") +
+        $"{string.Join(" ", Replica.Layers.Select(l => l.Description))}; input {InputShape}, {ClassCount} classes" +
+        (ClassNames is { } names ? $" ({string.Join(", ", names.Take(10))}{(names.Count > 10 ? ", ..." : "")})" : "") +
         $"; trained on {Data.Format.ToString().ToLower(CultureInfo.InvariantCulture)} data";
+
+    /// <summary>The network's outputs, batch by batch; <paramref name="scale"/> multiplies a copy of the values before
+    /// standardization, and null leaves them as they are (already standardized).</summary>
+    private float[] Forward(ReadOnlySpan<float> samples, float? scale)
+    {
+        var features = FeatureCount;
+        if (samples.Length % features != 0)
+            throw new ArgumentException($"{samples.Length} values are not whole samples of {features} features ({InputShape}).");
+        var count = samples.Length / features;
+        var classes = ClassCount;
+        var outputs = new float[count * classes];
+        var pass = Sequential.EvaluationPassSize(1024, Replica.ForwardBytesPerSample);
+        for (var start = 0; start < count; start += pass)
+        {
+            var batch = Math.Min(pass, count - start);
+            var input = Matrix<float>.Build.Dense(features, batch, samples.Slice(start * features, batch * features).ToArray());
+            if (scale is { } factor)
+            {
+                var values = input.ColumnMajorValues();
+                if (factor != 1f) TensorPrimitives.Multiply(values, factor, values);
+                Normalizer.Standardize(values, features);
+            }
+            Replica.Forward(input).ColumnMajorValues().AsSpan(0, batch * classes).CopyTo(outputs.AsSpan(start * classes));
+        }
+        return outputs;
+    }
+
+    private float[] SoftMaxRows(float[] values)
+    {
+        for (var start = 0; start < values.Length; start += ClassCount)
+            TensorPrimitives.SoftMax(values.AsSpan(start, ClassCount), values.AsSpan(start, ClassCount));
+        return values;
+    }
 }

@@ -1,0 +1,88 @@
+using System.CommandLine;
+using DistTrain.Cli;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Data;
+using DistTrain.Core.Models;
+using SkiaSharp;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// <c>disttrain inspect --filters / --histograms</c>: the filter grid shows each kernel's weights at the documented gray
+/// levels (0 mid-gray, +max white, −max black), the comparison panels hold the initialization the run started from, and
+/// bad requests exit with 2 and a reason.
+/// </summary>
+public sealed class InspectFiguresTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-inspect-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static int Run(params string[] args) => new RootCommand { InspectCommand.Create() }.Parse(args).Invoke();
+
+    /// <summary>A checkpoint whose first kernel is +2 at (0, 0), −2 at (0, 1) and 0 elsewhere; the rest as initialized with seed 0.</summary>
+    private string Checkpoint()
+    {
+        var options = new ModelBuilder(channels: 1, height: 8, width: 8).Conv2D(3, kernelSize: 5).ReLU().Flatten().Dense(4).Build();
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 0);
+        var kernel = weights.Segment("0.weight")[..25];
+        kernel.Clear();
+        kernel[0] = 2;
+        kernel[1] = -2;
+        var path = Path.Combine(_directory, "model.safetensors");
+        new TrainedModel(options, weights, Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f])).Save(path);
+        return path;
+    }
+
+    [Fact]
+    public void The_filter_grid_draws_each_kernel_weight_as_a_block_at_its_gray_level_beside_the_initialization()
+    {
+        var checkpoint = Checkpoint();
+        var filters = Path.Combine(_directory, "filters.png");
+
+        Assert.Equal(0, Run("inspect", checkpoint, "--filters", filters, "--compare-initialization"));
+
+        using var image = SKBitmap.Decode(filters);
+        // Layout: 10 px margin, 28 px caption, 5x5 kernels enlarged 11 times, 4 px gaps, 2 columns for 3 filters.
+        byte Gray(int x, int y) => image.GetPixel(x, y).Red;
+        const int left = 10, top = 10 + 28;
+        Assert.Equal(255, Gray(left + 5, top + 5));        // +2, the kernel's largest |w|: white
+        Assert.Equal(0, Gray(left + 11 + 5, top + 5));     // −2: black
+        Assert.Equal(128, Gray(left + 22 + 5, top + 5));   // 0: mid-gray
+        Assert.Equal(128, Gray(left + 44 + 5, top + 44 + 5));
+        // The second panel starts below two rows of tiles and a margin: the initialization, whose first weight is not 0.
+        var initialTop = top + 2 * (55 + 4) + 10 + 28;
+        var initial = ModelFactory.InitialWeights(ModelFactory.Build(TrainedModel.Load(checkpoint).Model), new(), seed: 0).Segment("0.weight")[..25].ToArray();
+        var largest = initial.Max(Math.Abs);
+        Assert.Equal((int)Math.Round(127.5 + 127.5 * initial[0] / largest), Gray(left + 5, initialTop + 5));
+        Assert.Equal((int)Math.Round(127.5 + 127.5 * initial[6] / largest), Gray(left + 11 + 5, initialTop + 11 + 5));
+    }
+
+    [Fact]
+    public void The_histograms_are_drawn_for_every_weight_tensor_and_against_another_checkpoint()
+    {
+        var checkpoint = Checkpoint();
+        var histograms = Path.Combine(_directory, "histograms.png");
+
+        Assert.Equal(0, Run("inspect", checkpoint, "--histograms", histograms, "--compare", checkpoint));
+
+        using var image = SKBitmap.Decode(histograms);
+        Assert.Equal((2 * 440, 340), (image.Width, image.Height)); // 0.weight and 3.weight side by side
+    }
+
+    [Fact]
+    public void Requests_that_cannot_be_drawn_exit_with_2()
+    {
+        var checkpoint = Checkpoint();
+        var torch = TestData.GoldenPath("torch_cnn.safetensors");
+        var png = Path.Combine(_directory, "out.png");
+
+        Assert.Equal(2, Run("inspect", torch, "--filters", png, "--compare-initialization")); // no model or seed in its metadata
+        Assert.Equal(2, Run("inspect", checkpoint, "--compare-initialization"));               // nothing to draw it beside
+        Assert.Equal(2, Run("inspect", checkpoint, "--filters", png, "--compare", torch));     // another model's first layer
+        Assert.Equal(2, Run("inspect", checkpoint, "--filters", Path.Combine(_directory, "missing", "out.png")));
+        Assert.False(File.Exists(png));
+        Assert.Equal(0, Run("inspect", torch, "--filters", png)); // a PyTorch export's kernels are drawn from their shapes alone
+        Assert.True(SafeTensors.Read(torch).ContainsKey("0.weight"));
+    }
+}
