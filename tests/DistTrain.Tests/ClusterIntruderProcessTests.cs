@@ -102,12 +102,6 @@ public sealed partial class ClusterProcessTests
         Assert.Contains("Test accuracy after 20 epochs", ps.Output);
 
         // Workers 0 and 1 were not disturbed: the job ends on the weights of the same job in one process.
-        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
-            environment: new Dictionary<string, string?>());
-        var data = TrainingData.Load(options.Data);
-        var single = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
-        var tensors = SafeTensors.Read(FinalWeightsPath());
-        foreach (var segment in single.FinalWeights.Layout.Segments)
-            Compare.Close(single.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, relative: 1e-5, absolute: 1e-7, segment.Name);
+        await AssertUndisturbedAsync(configPath, FinalWeightsPath());
     }
 }

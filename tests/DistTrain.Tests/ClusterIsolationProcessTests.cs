@@ -8,16 +8,22 @@ namespace DistTrain.Tests;
 /// <summary>Only the job's own nodes get in, with real processes: rogue nodes, taken ports, two clusters side by side.</summary>
 public sealed partial class ClusterProcessTests
 {
-    /// <summary>Asserts that the job's final weights equal the same job's in one process (same seed, shard plan and summation order).</summary>
-    private static async Task AssertUndisturbedAsync(string configPath, string weightsPath)
+    /// <summary>The final weights of the job in <paramref name="configPath"/> trained in one process (same seed, shard plan and summation order).</summary>
+    private static async Task<Core.Tensors.ParameterVector> SingleProcessWeightsAsync(string configPath)
     {
         var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
             environment: new Dictionary<string, string?>());
         var data = TrainingData.Load(options.Data);
-        var single = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+        return (await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout()).FinalWeights;
+    }
+
+    /// <summary>Asserts that the job's final weights equal the same job's in one process, within float summation noise.</summary>
+    private static async Task AssertUndisturbedAsync(string configPath, string weightsPath)
+    {
+        var single = await SingleProcessWeightsAsync(configPath);
         var tensors = SafeTensors.Read(weightsPath);
-        foreach (var segment in single.FinalWeights.Layout.Segments)
-            Compare.Close(single.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, relative: 1e-5, absolute: 1e-7, segment.Name);
+        foreach (var segment in single.Layout.Segments)
+            Compare.Close(single.Segment(segment).ToArray(), tensors[segment.Name].Data, relative: 1e-5, absolute: 1e-7, segment.Name);
     }
 
     [Fact]

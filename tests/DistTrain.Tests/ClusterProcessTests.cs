@@ -178,13 +178,10 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.True(File.Exists(Path.Combine(_directory, "ps-alive")), "the parameter server never touched its health file");
 
         // The same job in one process: same config, seed, shard plan and summation order.
-        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
-            environment: new Dictionary<string, string?>());
-        var data = TrainingData.Load(options.Data);
-        var single = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+        var single = await SingleProcessWeightsAsync(configPath);
         var tensors = SafeTensors.Read(FinalWeightsPath());
-        foreach (var segment in single.FinalWeights.Layout.Segments)
-            Compare.Identical(single.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+        foreach (var segment in single.Layout.Segments)
+            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
     }
 
     [Fact]

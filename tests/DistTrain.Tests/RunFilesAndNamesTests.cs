@@ -14,18 +14,6 @@ public sealed class RunFilesAndNamesTests : IDisposable
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
-    /// <summary>A small CNN with BatchNorm: conv (0), BN (1), ReLU, pool, flatten, dense head (5).</summary>
-    private static ModelOptions SmallCnn(int classes) => new()
-    {
-        InputShape = [1, 28, 28],
-        Layers =
-        [
-            new() { Type = LayerTypes.Conv2D, Channels = 4, KernelSize = 3, Padding = 1 }, new() { Type = LayerTypes.BatchNorm },
-            new() { Type = LayerTypes.ReLU }, new() { Type = LayerTypes.MaxPool2D, KernelSize = 4 },
-            new() { Type = LayerTypes.Flatten }, new() { Type = LayerTypes.Dense, Units = classes },
-        ],
-    };
-
     /// <summary>Writes <paramref name="weights"/> with every name prefixed by <paramref name="prefix"/>, as a wrapped module's state_dict.</summary>
     private string WriteWithPrefix(ParameterVector weights, string prefix)
     {
@@ -38,7 +26,7 @@ public sealed class RunFilesAndNamesTests : IDisposable
     [Fact]
     public void A_state_dict_saved_from_DataParallel_loads_without_its_module_prefix_and_says_so()
     {
-        var model = ModelFactory.Build(SmallCnn(10));
+        var model = ModelFactory.Build(TestData.SmallCnn(10));
         var saved = ModelFactory.InitialWeights(model, new(), seed: 5);
         var path = WriteWithPrefix(saved, PretrainedWeights.DataParallelPrefix);
         var lines = new List<string>();
@@ -56,7 +44,7 @@ public sealed class RunFilesAndNamesTests : IDisposable
     [Fact]
     public void Names_that_differ_from_the_model_only_by_a_prefix_get_a_hint_naming_that_prefix_not_ReplaceHead()
     {
-        var model = ModelFactory.Build(SmallCnn(10));
+        var model = ModelFactory.Build(TestData.SmallCnn(10));
         var path = WriteWithPrefix(ModelFactory.InitialWeights(model, new(), seed: 5), "backbone.");
 
         var error = Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(path, model, new ParameterVector(model.Layout), replaceHead: false));
@@ -72,8 +60,8 @@ public sealed class RunFilesAndNamesTests : IDisposable
     public void Only_a_head_of_another_size_suggests_ReplaceHead_and_a_missing_file_names_what_runs_write()
     {
         var path = Path.Combine(_directory, "ten-classes.safetensors");
-        SafeTensors.Write(path, ModelFactory.InitialWeights(ModelFactory.Build(SmallCnn(10)), new(), seed: 5));
-        var fiveClasses = ModelFactory.Build(SmallCnn(5));
+        SafeTensors.Write(path, ModelFactory.InitialWeights(ModelFactory.Build(TestData.SmallCnn(10)), new(), seed: 5));
+        var fiveClasses = ModelFactory.Build(TestData.SmallCnn(5));
 
         var error = Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(path, fiveClasses, new ParameterVector(fiveClasses.Layout), replaceHead: false));
         Assert.Contains("Only the head (5.weight, 5.bias) differs: set Model:ReplaceHead", error.Message);

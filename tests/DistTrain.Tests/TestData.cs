@@ -21,6 +21,18 @@ internal static class TestData
     /// <summary>Test split, pixels / 255. Shared: do not modify.</summary>
     public static LabeledDataset RawTest => Raw.Value.Test;
 
+/// <summary>A small CNN with BatchNorm for [1, 28, 28] inputs: conv (0), BN (1), ReLU, pool, flatten, dense head (5) with <paramref name="classes"/> logits.</summary>
+    public static ModelOptions SmallCnn(int classes) => new()
+    {
+        InputShape = [1, 28, 28],
+        Layers =
+        [
+            new() { Type = LayerTypes.Conv2D, Channels = 4, KernelSize = 3, Padding = 1 }, new() { Type = LayerTypes.BatchNorm },
+            new() { Type = LayerTypes.ReLU }, new() { Type = LayerTypes.MaxPool2D, KernelSize = 4 },
+            new() { Type = LayerTypes.Flatten }, new() { Type = LayerTypes.Dense, Units = classes },
+        ],
+    };
+
     /// <summary>Fresh, globally normalized copies (1000 train, 250 test samples).</summary>
     public static TrainingData Normalized() =>
         TrainingData.Load(new DataOptions { Directory = SubsetDirectory, Normalization = NormalizationKind.Global });

@@ -16,18 +16,13 @@ namespace DistTrain.Tests;
 /// <summary>Class filters, the validation split, pretrained weights, frozen tensors, BatchNorm statistics across replicas, early stopping.</summary>
 public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
 {
-    /// <summary>A small CNN with BatchNorm: conv (0), BN (1), ReLU, pool, flatten, dense head (5).</summary>
-    private static ModelOptions SmallCnn(int classes) => new()
+    /// <summary><see cref="TestData.SmallCnn"/> with He-normal weights.</summary>
+    private static ModelOptions SmallCnn(int classes)
     {
-        InputShape = [1, 28, 28],
-        Layers =
-        [
-            new() { Type = LayerTypes.Conv2D, Channels = 4, KernelSize = 3, Padding = 1 }, new() { Type = LayerTypes.BatchNorm },
-            new() { Type = LayerTypes.ReLU }, new() { Type = LayerTypes.MaxPool2D, KernelSize = 4 },
-            new() { Type = LayerTypes.Flatten }, new() { Type = LayerTypes.Dense, Units = classes },
-        ],
-        Initializer = new() { Kind = Core.Initialization.InitializerKind.HeNormal },
-    };
+        var model = TestData.SmallCnn(classes);
+        model.Initializer = new() { Kind = Core.Initialization.InitializerKind.HeNormal };
+        return model;
+    }
 
     [Fact]
     public void Keeping_classes_relabels_them_in_the_listed_order()
