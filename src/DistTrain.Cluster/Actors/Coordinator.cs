@@ -122,6 +122,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private EpochCompleted? _trained;
     private double _trainSeconds;
     private int _evaluationsPending;
+    private int _weightsOnlyParts; // parts started by ShareEpochWeights whose EpochCompleted has not come back yet
 
     /// <summary>Creates the coordinator; see <see cref="Props(CoordinatorSettings, Akka.Actor.Props, IReadOnlyList{Akka.Actor.Props}, ITrainingObserver, TaskCompletionSource{TrainingResult})"/>.</summary>
     public Coordinator(CoordinatorSettings settings, Props parameterServer, IReadOnlyList<Props>? workerProps,
@@ -407,6 +408,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     private void OnEpochTrained(EpochCompleted part)
     {
+        if (!_training && _weightsOnlyParts > 0 && part.SampleCount == 0)
+        {
+            _weightsOnlyParts--; // the end of a part that only sent the weights to evaluate (ShareEpochWeights)
+            return;
+        }
         if (!_training)
         {
             _log.Warning("Ignored an EpochCompleted for epoch {0} (weights version {1}) that arrived while no part of an epoch was running.", part.Epoch, part.Version);
@@ -448,26 +454,51 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         }
     }
 
-    /// <summary>Sends the unanswered evaluation ranges of a lost worker to the workers alive (or when one joins).</summary>
-    private void ReassignEvaluations(int lost)
+    /// <summary>
+    /// Sends the unanswered evaluation ranges of lost workers to the workers alive, at once or, below MinWorkers, when
+    /// enough have joined. The ranges are collected when they are sent, so every worker lost during a pause is covered.
+    /// </summary>
+    private void ReassignEvaluations()
     {
-        var orphaned = _evaluations.Where(e => e.Worker == lost && !e.Done).ToList();
-        if (orphaned.Count == 0) return;
+        if (!_evaluations.Any(e => !e.Done && !_alive[e.Worker])) return;
         WhenEnoughWorkers(() =>
         {
+            var orphaned = _evaluations.Where(e => !e.Done && !_alive[e.Worker]).ToList();
+            if (orphaned.Count == 0) return;
             var alive = EvaluatingWorkers;
-            if (alive.Length == 0)
-            {
-                // Only workers that joined after this epoch's weights went out are left: they cannot score it.
-                Fail(new InvalidOperationException($"Every worker that held epoch {_epoch}'s weights was lost before its evaluation finished."));
-                return;
-            }
+            if (alive.Length == 0) alive = ShareEpochWeights();
             for (var k = 0; k < orphaned.Count; k++)
             {
                 orphaned[k].Worker = alive[k % alive.Length];
                 _workers[orphaned[k].Worker].Tell(orphaned[k].Request);
             }
         });
+    }
+
+    /// <summary>
+    /// Every worker that held the finished epoch's weights is lost: the workers alive joined after those weights went out.
+    /// The parameter server still holds them (the next epoch starts only after this evaluation), so it sends them in a
+    /// part of the epoch with no minibatches: an empty shard for each worker alive, one round after the last, which the
+    /// parameter server broadcasts and closes at once (<see cref="EpochCompleted"/> with no samples, ignored here).
+    /// Nothing is trained twice. Returns the workers alive, which now hold the weights.
+    /// </summary>
+    private int[] ShareEpochWeights()
+    {
+        var alive = AliveWorkers;
+        _segmentShards = [.. _workers.Select(_ => Array.Empty<int>())];
+        _segmentSteps = 0;
+        _segmentFirstRound = _nextRound + 1;
+        _nextRound = _segmentFirstRound;
+        foreach (var i in alive)
+        {
+            _inEpoch[i] = true;
+            _workers[i].Tell(new AssignShard(_epoch, [], _batchSize, _segmentFirstRound, Rounds: 1));
+        }
+        _log.Warning("Every worker that held epoch {0}'s weights was lost during its evaluation: the parameter server sends them (version {1}) to the {2} worker(s) alive, which score the rest.",
+            _epoch, _trained!.Version, alive.Length);
+        _weightsOnlyParts++;
+        _parameterServer.Tell(new StartEpoch(_epoch, WorkerSlots, new int[_workers.Count], _segmentFirstRound, _epochSteps, MidEpochResumable: false));
+        return alive;
     }
 
     private void OnEvaluationResult(EvaluationResult result)
@@ -610,7 +641,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _log.Warning("Worker {0} is lost ({1}) at epoch {2} after step {3}; {4} of {5} workers remain. Its unfinished samples go to the others.",
             index, terminated.ActorRef.Path.Name, _epoch, _lastStep, AliveCount, _workers.Count);
         _parameterServer.Tell(new WorkerLost(index));
-        ReassignEvaluations(index);
+        ReassignEvaluations();
     }
 
     private void Fail(Exception reason)
