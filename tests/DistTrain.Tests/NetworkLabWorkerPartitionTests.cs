@@ -60,7 +60,7 @@ public sealed partial class NetworkLabProcessTests
         // No standby, and both workers lost together behind one partition: the parameter server is alone against two
         // unreachable nodes (where keep-oldest with down-if-alone downed it). It must pause and wait for workers.
         // 250 steps per epoch, so the cut, made within a few steps of the first, lands mid-epoch: both workers lost during
-        // an epoch's evaluation is a separate case (docs/reliability.md, "What the lab found").
+        // an epoch's evaluation is a separate case, tested in process by EvaluationWorkerLossTests.
         var lab = Lab(3);
         var configPath = Config(epochs: 4, batch: 2);
         var ps = Start(lab, "ps", 1, configPath, FastDowning);

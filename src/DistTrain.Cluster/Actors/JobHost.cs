@@ -172,7 +172,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             Sender.Tell(new RegistrationRefused(refusal));
             return;
         }
-        if (register.LostParameterServer && !_started && register.JobId.Length > 0) _jobId = register.JobId;
+        if (register.LostParameterServer && !_started && !_resumeSearched && register.JobId.Length > 0) _jobId = register.JobId;
         if (register.LostParameterServer && !_started && !_takeover)
         {
             // A worker that was training under another parameter server: this host continues that job, whether or not
@@ -198,6 +198,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         if (joins) _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
         Sender.Tell(new WorkerAccepted(index, _dataHost, _listener.Port, _model.Layout.TotalLength, _jobId, token,
             identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token)));
+        // A takeover knows its job once a worker reports it: the newest checkpoint is read and verified now, while the
+        // workers open their data planes, instead of after they are all ready (0.3-0.4 s of a takeover, measured).
+        if (_takeover && !_started && register.LostParameterServer && register.JobId.Length > 0) FindResumeCheckpoint();
     }
 
     private void OnReady(WorkerReady ready)
@@ -296,7 +299,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <summary>
     /// Starts one second after MinWorkers workers are ready, with every worker ready by then, so a cluster brought up
     /// together starts with all its workers; later ones join the running job at its next epoch. Resuming from a
-    /// mid-epoch checkpoint it starts as soon as that epoch's workers are ready.
+    /// mid-epoch checkpoint, or taking over from any checkpoint, it starts as soon as the checkpoint's workers are ready.
     /// </summary>
     private void TryStart(bool waited = false)
     {
@@ -309,8 +312,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var count = minimum;
         while (Ready(count)) count++; // every ready worker in an unbroken run of indices
         // A mid-epoch checkpoint starts with exactly its epoch's workers, so once they are ready nothing is gained by
-        // waiting for more: a takeover starts at once (about a second sooner).
-        if (!waited && !(_resumeFrom is { Round: > 0 } midEpoch && count >= midEpoch.Workers))
+        // waiting for more; nor in a takeover once the checkpoint's workers are back: it starts at once (a second sooner).
+        if (!waited && !(_resumeFrom is { } checkpoint && (checkpoint.Round > 0 || _takeover) && count >= checkpoint.Workers))
         {
             if (!Timers.IsTimerActive("start-now")) Timers.StartSingleTimer("start-now", new StartNow(), TimeSpan.FromSeconds(1));
             return;
