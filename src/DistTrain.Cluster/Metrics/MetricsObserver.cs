@@ -40,8 +40,6 @@ public sealed class MetricsObserver(ITrainingObserver next) : ITrainingObserver
         DistTrainMetrics.Set("train_loss", meanLoss);
         DistTrainMetrics.Set("learning_rate", learningRate);
         DistTrainMetrics.Set("weights_version", version);
-        // Synchronous mode: every gradient is computed on the current version.
-        DistTrainMetrics.Set("staleness", 0);
         _windowSamples += samples;
         _lastStep = System.Diagnostics.Stopwatch.GetTimestamp();
         if (System.Diagnostics.Stopwatch.GetElapsedTime(_windowStart, _lastStep).TotalSeconds >= 1)
@@ -60,6 +58,20 @@ public sealed class MetricsObserver(ITrainingObserver next) : ITrainingObserver
     /// <inheritdoc />
     public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds) =>
         next.WorkersReported(losses, computeSeconds, queueingSeconds);
+
+    /// <inheritdoc />
+    public void StalenessReported(ReadOnlySpan<double> versionsBehind)
+    {
+        var most = double.NaN;
+        foreach (var staleness in versionsBehind)
+        {
+            if (double.IsNaN(staleness)) continue;
+            DistTrainMetrics.Staleness.Record(staleness);
+            most = double.IsNaN(most) ? staleness : Math.Max(most, staleness);
+        }
+        if (!double.IsNaN(most)) DistTrainMetrics.Set("staleness", most);
+        next.StalenessReported(versionsBehind);
+    }
 
     /// <inheritdoc />
     public void CheckpointSaved(Protocol.CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);
