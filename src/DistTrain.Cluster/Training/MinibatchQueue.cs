@@ -97,7 +97,7 @@ public sealed class MinibatchQueue
     public (int Round, int Shard)? Assign(int worker, int lastRound)
     {
         while (_firstOpen < _rounds && _unassigned[_firstOpen] == 0) _firstOpen++;
-        var end = Math.Min(_rounds, lastRound - _first + 1);
+        var end = (int)Math.Min(_rounds, (long)lastRound - _first + 1); // long: int.MaxValue means no bound
         for (var r = _firstOpen; r < end; r++)
         {
             if (_unassigned[r] == 0) continue;
