@@ -80,6 +80,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private Exception? _childFailure;
     private long _lastVersion;
     private int _lastStep = -1;
+    private int _asyncStep; // Async: steps applied this epoch, one per minibatch (the observer's step index)
     private EpochCompleted? _trained;
     private double _trainSeconds;
 
@@ -231,7 +232,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private void StartNextEpoch() => WhenEnoughWorkers(() =>
     {
         var part = _plan.StartNextEpoch();
-        _observer.EpochStarted(part.Epoch, part.StepsPerEpoch, _settings.Planner.SampleCount);
+        _observer.EpochStarted(part.Epoch, ObservedStepsPerEpoch(part), _settings.Planner.SampleCount);
         _clock.Restart();
         RunPart(part);
     });
@@ -287,12 +288,27 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         }
     }
 
+    /// <summary>
+    /// The steps the observers are told an epoch has: its rounds, except in Async, which steps once per minibatch, so an
+    /// epoch has its rounds times its shards of steps (as the parameter server's schedule counts them); a resumed part
+    /// starts that far in.
+    /// </summary>
+    private int ObservedStepsPerEpoch(PlannedPart part)
+    {
+        if (_settings.Mode != Core.Configuration.TrainingMode.Async) return part.StepsPerEpoch;
+        var shards = Math.Max(1, part.Batches.Count(b => b > part.FirstRound));
+        _asyncStep = part.StartRound * shards;
+        return part.StepsPerEpoch * shards;
+    }
+
     private void OnRoundApplied(RoundApplied round)
     {
         _plan.RoundApplied(round.Round);
         _lastStep = round.Round;
         _lastVersion = round.Version;
-        _observer.StepApplied(round.Epoch, round.Round, round.Version, round.SampleCount, round.LossSum / Math.Max(1, round.SampleCount), round.LearningRate, round.Timing);
+        // Async applies the minibatches of a round one by one, in any order: the observers count steps, not rounds.
+        var step = _settings.Mode == Core.Configuration.TrainingMode.Async ? _asyncStep++ : round.Round;
+        _observer.StepApplied(round.Epoch, step, round.Version, round.SampleCount, round.LossSum / Math.Max(1, round.SampleCount), round.LearningRate, round.Timing);
         _observer.WorkersReported(round.WorkerLosses, round.WorkerComputeSeconds, round.WorkerQueueingSeconds);
         _observer.StalenessReported(round.WorkerStaleness);
         Sender.Tell(round); // back to the parameter server's pool
