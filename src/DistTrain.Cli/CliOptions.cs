@@ -86,6 +86,22 @@ internal static class CliOptions
         return symbol;
     }
 
+    /// <summary>A fraction option in (0, 1] with a default, e.g. a target accuracy of 0.88.</summary>
+    public static Option<double> Fraction(string name, string description, string takes, double defaultValue, params string[] aliases) =>
+        Register(new Option<double>(name, aliases)
+        {
+            Description = description,
+            HelpName = "FRACTION",
+            DefaultValueFactory = _ => defaultValue,
+            CustomParser = r =>
+            {
+                var token = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+                if (double.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value > 0 && value <= 1) return value;
+                r.AddError($"{name} '{token}' is not a fraction in (0, 1]: {name} takes {takes}.");
+                return defaultValue;
+            },
+        }, takes);
+
     private static int? ParseWholeNumber(ArgumentResult result, string name, string takes)
     {
         var token = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";

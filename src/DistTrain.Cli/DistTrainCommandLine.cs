@@ -16,6 +16,7 @@ internal static class DistTrainCommandLine
             PredictCommand.Create(),
             EvaluateCommand.Create(),
             ExportCommand.Create(),
+            CompareCommand.Create(),
             BenchCommand.Create(),
             NodeCommand.Create(),
         };

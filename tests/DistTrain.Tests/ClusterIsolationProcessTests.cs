@@ -74,6 +74,8 @@ public sealed partial class ClusterProcessTests
         foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("Training starts with 2 workers", ps.Output);
         Assert.DoesNotContain("joins as worker 2", ps.Output);
+        // One warning for the one rogue that reached registration, however many of its registrations arrived.
+        Assert.Single(ps.Output.Split('\n'), line => line.Contains("Refused worker node", StringComparison.Ordinal));
         await AssertUndisturbedAsync(configPath, FinalWeightsPath());
     }
 

@@ -51,6 +51,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly List<IActorRef> _agentAt = [];                   // worker index -> the agent it was given to
     private readonly Dictionary<IActorRef, int> _indexOf = [];         // agent -> its latest worker index
     private readonly HashSet<int> _lostLinks = [];
+    private readonly HashSet<IActorRef> _refused = []; // agents already told why they were refused
     private readonly Dictionary<int, DataPlaneConnection> _waitingForReady = []; // valid connections whose WorkerReady is not in yet                     // indices whose data plane closed
     private int _linksCreated;
     private readonly Dictionary<int, IActorRef> _links = [];
@@ -167,7 +168,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             refusal = $"model settings differ from the parameter server's. Worker: {register.ModelFingerprint}; parameter server: {_fingerprint}. Use the same config on every node.";
         if (refusal is not null)
         {
-            _log.Warning("Refused worker node {0}: {1}", register.NodeName, refusal);
+            // A refused agent's retries, and the registrations the singleton proxy buffered for it, repeat the refusal:
+            // one warning per agent, the repeats at debug level.
+            if (_refused.Add(Sender)) _log.Warning("Refused worker node {0}: {1}", register.NodeName, refusal);
+            else _log.Debug("Refused worker node {0} again: {1}", register.NodeName, refusal);
             Sender.Tell(new RegistrationRefused(refusal));
             return;
         }

@@ -1,0 +1,72 @@
+using System.CommandLine;
+using System.Globalization;
+using Spectre.Console;
+
+namespace DistTrain.Cli;
+
+/// <summary>
+/// <c>disttrain compare</c>: puts finished runs side by side: final test accuracy, the time each took to reach a target
+/// accuracy, and its training speed, printed as a table and drawn as test accuracy against time (a PNG, one line per
+/// run), as when comparing training modes, compression settings or augmentation.
+/// </summary>
+internal static class CompareCommand
+{
+    public static Command Create()
+    {
+        var runs = new Argument<string[]>("runs") { Description = "Run folders (each with the summary.json a training run wrote).", Arity = ArgumentArity.OneOrMore };
+        var labels = new Option<string[]>("--label") { Description = "A name for each run, in order (default: the folder's name).", HelpName = "NAME", AllowMultipleArgumentsPerToken = true };
+        var target = CliOptions.Fraction("--target", "The test accuracy to time each run to.", "a test accuracy as a fraction in (0, 1], e.g. 0.88", 0.88);
+        var plot = new Option<string>("--plot") { Description = "Where to draw test accuracy against time (PNG).", DefaultValueFactory = _ => "accuracy-vs-time.png", HelpName = "FILE" };
+        var command = new Command("compare", "Compare finished runs: final accuracy, time to a target accuracy, samples/s; drawn as accuracy against time (PNG).")
+        {
+            runs, labels, target, plot,
+        };
+        command.SetAction(parse =>
+        {
+            var folders = parse.GetValue(runs)!;
+            var names = parse.GetValue(labels) ?? [];
+            if (names.Length > 0 && names.Length != folders.Length)
+            {
+                CliConsole.Fail("error", $"{names.Length} --label value(s) for {folders.Length} run(s): give one label per run, in the runs' order, or none.");
+                return 1;
+            }
+            List<RunHistory> histories;
+            try
+            {
+                histories = folders.Select((folder, i) => RunHistory.Read(folder, names.Length > 0 ? names[i] : null)).ToList();
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                CliConsole.Fail("error", e.Message);
+                return 2;
+            }
+            var goal = parse.GetValue(target);
+            var plotPath = Path.GetFullPath(parse.GetValue(plot)!);
+            try
+            {
+                AccuracyTimePlot.Write(histories, goal, plotPath);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                CliConsole.Fail("error", $"{plotPath}: the plot could not be written ({e.Message}). Pass --plot with a writable path.");
+                return 2;
+            }
+            Print(histories, goal, plotPath);
+            return 0;
+        });
+        return command;
+    }
+
+    private static void Print(IReadOnlyList<RunHistory> histories, double target, string plotPath)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var table = new Table().AddColumns("run", "epochs", "final test accuracy", "best", $"seconds to {100 * target:0.##}%", "seconds in all", "samples/s");
+        foreach (var run in histories)
+            table.AddRow(Markup.Escape(run.Label), run.Epochs.Count.ToString(inv), (100 * run.FinalAccuracy).ToString("F2", inv) + "%",
+                (100 * run.Epochs.Max(e => e.TestAccuracy)).ToString("F2", inv) + "%",
+                run.SecondsTo(target)?.ToString("F1", inv) ?? "not reached", run.Epochs[^1].Seconds.ToString("F1", inv),
+                run.SamplesPerSecond.ToString("N0", inv));
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLineInterpolated($"Seconds are training plus evaluation, summed over epochs. Plot: {plotPath}");
+    }
+}

@@ -1,0 +1,54 @@
+using System.Text.Json;
+
+namespace DistTrain.Cli;
+
+/// <summary>One run's test accuracy over its training, read from the <c>summary.json</c> a run folder holds.</summary>
+/// <param name="Label">The run's name in tables and legends.</param>
+/// <param name="Epochs">Per epoch: its number, test accuracy (fraction), and the run's cumulative seconds of training
+/// and evaluation at its end (start-up and data loading not counted).</param>
+/// <param name="SamplesPerSecond">Training samples per second of training time over the whole run.</param>
+internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double TestAccuracy, double Seconds)> Epochs, double SamplesPerSecond)
+{
+    /// <summary>The test accuracy after the last epoch.</summary>
+    public double FinalAccuracy => Epochs[^1].TestAccuracy;
+
+    /// <summary>Cumulative seconds at the end of the first epoch whose test accuracy reached <paramref name="target"/>;
+    /// null when no epoch did.</summary>
+    public double? SecondsTo(double target) => Epochs.FirstOrDefault(e => e.TestAccuracy >= target) is { Epoch: > 0 } reached ? reached.Seconds : null;
+
+    /// <summary>Reads <c>summary.json</c> from <paramref name="runDirectory"/> (or a <c>summary.json</c> path).</summary>
+    /// <exception cref="InvalidDataException">The folder has no summary, or the summary is not a run summary or has no
+    /// finished epoch; the message names the file and the fix.</exception>
+    public static RunHistory Read(string runDirectory, string? label = null)
+    {
+        var path = Directory.Exists(runDirectory) ? Path.Combine(runDirectory, "summary.json") : runDirectory;
+        if (!File.Exists(path))
+            throw new InvalidDataException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
+        try
+        {
+            using var document = JsonDocument.Parse(File.ReadAllText(path));
+            if (!document.RootElement.TryGetProperty("epochs", out var epochs) || epochs.ValueKind != JsonValueKind.Array)
+                throw new InvalidDataException($"{path}: not a DistTrain run summary (no \"epochs\" array).");
+            var points = new List<(int, double, double)>();
+            double seconds = 0, trainSeconds = 0, samples = 0;
+            foreach (var epoch in epochs.EnumerateArray())
+            {
+                var train = epoch.GetProperty("TrainSeconds").GetDouble();
+                seconds += train + epoch.GetProperty("EvaluationSeconds").GetDouble();
+                trainSeconds += train;
+                samples += epoch.GetProperty("TrainSamples").GetDouble();
+                points.Add((epoch.GetProperty("Epoch").GetInt32(), epoch.GetProperty("TestAccuracy").GetDouble(), seconds));
+            }
+            if (points.Count == 0)
+                throw new InvalidDataException($"{path}: the run finished no epoch, so it has no test accuracy to compare.");
+            return new RunHistory(label ?? DefaultLabel(path), points, trainSeconds > 0 ? samples / trainSeconds : 0);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{path}: not a readable DistTrain run summary ({e.Message}). Pass the summary.json a training run wrote.", e);
+        }
+    }
+
+    private static string DefaultLabel(string summaryPath) =>
+        Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(summaryPath))) is { Length: > 0 } folder ? folder : summaryPath;
+}

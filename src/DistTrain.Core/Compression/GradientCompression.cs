@@ -1,0 +1,47 @@
+namespace DistTrain.Core.Compression;
+
+/// <summary>How a gradient is encoded for the wire (<c>Cluster:Compression</c>).</summary>
+public enum GradientCompression
+{
+    /// <summary>float32 as computed, 4 bytes per element; lossless.</summary>
+    None = 0,
+
+    /// <summary>IEEE 754 binary16, 2 bytes per element, round to nearest even (as <c>tensor.half()</c> and PyTorch
+    /// DDP's <c>fp16_compress_hook</c>). Range ±65504: a larger magnitude becomes ±infinity, which the parameter
+    /// server reports as a non-finite gradient. Magnitudes below about 6e-8 become zero.</summary>
+    Float16 = 1,
+
+    /// <summary>bfloat16 (the upper 16 bits of a float32, round to nearest even, as <c>tensor.bfloat16()</c>),
+    /// 2 bytes per element: float32's range with 8 significant bits.</summary>
+    BFloat16 = 2,
+
+    /// <summary>The <c>k = ⌈ratio·n⌉</c> elements of largest magnitude, as (index, float32 value) pairs, 8 bytes per
+    /// sent element; the rest stays in the worker's error-feedback residual (Lin et al., "Deep Gradient
+    /// Compression", ICLR 2018; Stich et al., "Sparsified SGD with Memory", NeurIPS 2018).</summary>
+    TopK = 3,
+}
+
+/// <summary>The settings of a gradient encoder.</summary>
+/// <param name="Kind">The encoding.</param>
+/// <param name="TopKRatio">For <see cref="GradientCompression.TopK"/>: the fraction of elements sent per push, in
+/// (0, 1]; 0.01 sends 1%.</param>
+/// <param name="ErrorFeedback">Whether what the encoding drops (TopK's unsent elements, a half-precision rounding
+/// error) is kept in a per-worker residual and added to the next gradient before encoding (Karimireddy et al.,
+/// "Error Feedback Fixes SignSGD and other Gradient Compression Schemes", ICML 2019). Without it TopK loses the
+/// unsent elements for good.</param>
+public sealed record GradientCompressionSettings(GradientCompression Kind, double TopKRatio = 0.01, bool ErrorFeedback = true)
+{
+    /// <summary>No compression: float32 on the wire.</summary>
+    public static GradientCompressionSettings None { get; } = new(GradientCompression.None, ErrorFeedback: false);
+
+    /// <summary>The number of elements TopK sends for a vector of <paramref name="length"/> elements:
+    /// <c>max(1, ⌈ratio·length⌉)</c>, at most <paramref name="length"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The length is not positive, or the ratio is not in (0, 1].</exception>
+    public int TopKCount(int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        if (!(TopKRatio > 0 && TopKRatio <= 1))
+            throw new ArgumentOutOfRangeException(nameof(TopKRatio), TopKRatio, "The TopK ratio must be in (0, 1], e.g. 0.01 to send 1% of the elements.");
+        return (int)Math.Min(length, Math.Max(1, Math.Ceiling(TopKRatio * length)));
+    }
+}

@@ -1,0 +1,170 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+
+namespace DistTrain.Core.Compression;
+
+/// <summary>
+/// A worker's gradient encoder: turns a float32 gradient into the wire message of its
+/// <see cref="GradientCompressionSettings"/>, and owns the worker's error-feedback residual.
+/// </summary>
+/// <remarks>
+/// <para>Message layout (little-endian): byte 0 the <see cref="GradientCompression"/> value; bytes 1-4 the dense
+/// length <c>n</c> as int32; then for <c>None</c> <c>n</c> float32, for <c>Float16</c> and <c>BFloat16</c> <c>n</c>
+/// 16-bit values, and for <c>TopK</c> the count <c>k</c> as int32, <c>k</c> int32 indices in ascending order and
+/// <c>k</c> float32 values. <see cref="GradientDecoder"/> reads it back.</para>
+/// <para>With error feedback, each push encodes <c>a = g + r</c> (the gradient plus the residual) and keeps
+/// <c>r = a − decode(encode(a))</c>, so nothing the encoding drops is lost: over any number of pushes, what was sent
+/// plus the last residual equals what was computed (Karimireddy et al., ICML 2019, Algorithm 2; for TopK,
+/// Stich et al., NeurIPS 2018). TopK picks the <c>k</c> largest magnitudes of <c>a</c> exactly (a selection, not
+/// DGC's sampled threshold), ties in index order; a NaN counts as the largest, so a non-finite gradient is always
+/// sent and the parameter server reports it.</para>
+/// <para>Not thread-safe: one encoder per worker replica. Encoding allocates nothing.</para>
+/// </remarks>
+public sealed class GradientEncoder
+{
+    /// <summary>Bytes before the payload: the format byte and the dense length.</summary>
+    public const int HeaderBytes = 5;
+
+    private readonly float[] _residual;
+    private readonly float[] _accumulated;
+    private readonly float[] _magnitudes;
+    private readonly int _topK;
+
+    /// <summary>Creates an encoder for gradients of <paramref name="length"/> elements, with a zero residual.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The length is not positive, the kind is unknown, or the TopK
+    /// ratio is not in (0, 1].</exception>
+    public GradientEncoder(GradientCompressionSettings settings, int length)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        if (!Enum.IsDefined(settings.Kind))
+            throw new ArgumentOutOfRangeException(nameof(settings), settings.Kind, "Unknown gradient compression.");
+        Settings = settings;
+        Length = length;
+        var keepsResidual = settings.ErrorFeedback && settings.Kind != GradientCompression.None;
+        _residual = keepsResidual ? new float[length] : [];
+        _accumulated = keepsResidual || settings.Kind == GradientCompression.TopK ? new float[length] : [];
+        _topK = settings.Kind == GradientCompression.TopK ? settings.TopKCount(length) : 0;
+        _magnitudes = settings.Kind == GradientCompression.TopK ? new float[length] : [];
+        MessageBytes = EncodedBytes(settings, length);
+    }
+
+    /// <summary>The settings this encoder was made with.</summary>
+    public GradientCompressionSettings Settings { get; }
+
+    /// <summary>Elements per gradient.</summary>
+    public int Length { get; }
+
+    /// <summary>Bytes of every message this encoder writes (fixed for a kind and length).</summary>
+    public int MessageBytes { get; }
+
+    /// <summary>Elements TopK sends per push (0 for the dense kinds).</summary>
+    public int TopKCount => _topK;
+
+    /// <summary>The error-feedback residual, <c>[Length]</c>; empty when the settings keep none. A checkpoint stores it
+    /// so that a resumed worker loses nothing it had not yet sent.</summary>
+    public ReadOnlySpan<float> Residual => _residual;
+
+    /// <summary>Replaces the residual, as on resume from a checkpoint.</summary>
+    /// <exception cref="ArgumentException">The length differs from the encoder's residual.</exception>
+    public void RestoreResidual(ReadOnlySpan<float> residual)
+    {
+        if (residual.Length != _residual.Length)
+            throw new ArgumentException($"The residual has {residual.Length} elements; this encoder keeps {_residual.Length}.", nameof(residual));
+        residual.CopyTo(_residual);
+    }
+
+    /// <summary>Bytes of a message for <paramref name="length"/> elements with <paramref name="settings"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The length is not positive or the ratio is out of range.</exception>
+    public static int EncodedBytes(GradientCompressionSettings settings, int length) => settings.Kind switch
+    {
+        GradientCompression.None => HeaderBytes + 4 * length,
+        GradientCompression.Float16 or GradientCompression.BFloat16 => HeaderBytes + 2 * length,
+        GradientCompression.TopK => HeaderBytes + 4 + 8 * settings.TopKCount(length),
+        _ => throw new ArgumentOutOfRangeException(nameof(settings), settings.Kind, "Unknown gradient compression."),
+    };
+
+    /// <summary>Encodes one gradient (plus the residual, with error feedback) and updates the residual.</summary>
+    /// <param name="gradient">The gradient, <c>[Length]</c>.</param>
+    /// <param name="destination">At least <see cref="MessageBytes"/> bytes.</param>
+    /// <returns>Bytes written: <see cref="MessageBytes"/>.</returns>
+    /// <exception cref="ArgumentException">The gradient's length differs, or the destination is too small.</exception>
+    public int Encode(ReadOnlySpan<float> gradient, Span<byte> destination)
+    {
+        if (gradient.Length != Length)
+            throw new ArgumentException($"The gradient has {gradient.Length} elements; this encoder was made for {Length}.", nameof(gradient));
+        if (destination.Length < MessageBytes)
+            throw new ArgumentException($"The destination holds {destination.Length} bytes; the message needs {MessageBytes}.", nameof(destination));
+        destination[0] = (byte)Settings.Kind;
+        BinaryPrimitives.WriteInt32LittleEndian(destination[1..], Length);
+        var payload = destination[HeaderBytes..MessageBytes];
+        var input = gradient;
+        if (_residual.Length > 0)
+        {
+            System.Numerics.Tensors.TensorPrimitives.Add(gradient, _residual, _accumulated);
+            input = _accumulated;
+        }
+        switch (Settings.Kind)
+        {
+            case GradientCompression.None:
+                MemoryMarshal.AsBytes(gradient).CopyTo(payload);
+                break;
+            case GradientCompression.Float16:
+                var halves = MemoryMarshal.Cast<byte, Half>(payload);
+                HalfPrecision.ToFloat16(input, halves);
+                if (_residual.Length > 0) KeepRoundingError(halves);
+                break;
+            case GradientCompression.BFloat16:
+                var bfloats = MemoryMarshal.Cast<byte, ushort>(payload);
+                HalfPrecision.ToBFloat16(input, bfloats);
+                if (_residual.Length > 0) KeepRoundingError(bfloats);
+                break;
+            case GradientCompression.TopK:
+                if (_residual.Length == 0) gradient.CopyTo(_accumulated);
+                EncodeTopK(payload);
+                break;
+        }
+        return MessageBytes;
+    }
+
+    private void KeepRoundingError(ReadOnlySpan<Half> sent)
+    {
+        HalfPrecision.FromFloat16(sent, _residual);
+        System.Numerics.Tensors.TensorPrimitives.Subtract(_accumulated, _residual, _residual);
+    }
+
+    private void KeepRoundingError(ReadOnlySpan<ushort> sent)
+    {
+        HalfPrecision.FromBFloat16(sent, _residual);
+        System.Numerics.Tensors.TensorPrimitives.Subtract(_accumulated, _residual, _residual);
+    }
+
+    private void EncodeTopK(Span<byte> payload)
+    {
+        var k = _topK;
+        BinaryPrimitives.WriteInt32LittleEndian(payload, k);
+        var indices = MemoryMarshal.Cast<byte, int>(payload.Slice(4, 4 * k));
+        var values = MemoryMarshal.Cast<byte, float>(payload.Slice(4 + 4 * k, 4 * k));
+        for (var i = 0; i < _accumulated.Length; i++) _magnitudes[i] = Magnitude(_accumulated[i]);
+        var threshold = Selection.KthLargest(_magnitudes, k);
+        var above = 0;
+        foreach (var value in _accumulated)
+            if (Magnitude(value) > threshold) above++;
+        var tiesToTake = k - above;
+        var written = 0;
+        for (var i = 0; i < _accumulated.Length && written < k; i++)
+        {
+            var magnitude = Magnitude(_accumulated[i]);
+            if (magnitude < threshold || (magnitude == threshold && tiesToTake-- <= 0)) continue;
+            indices[written] = i;
+            values[written] = _accumulated[i];
+            written++;
+        }
+        if (_residual.Length == 0) return;
+        _accumulated.CopyTo(_residual, 0);
+        foreach (var index in indices) _residual[index] = 0f;
+    }
+
+    /// <summary>|value|, with NaN as +infinity so that a NaN is always among the largest.</summary>
+    private static float Magnitude(float value) => float.IsNaN(value) ? float.PositiveInfinity : Math.Abs(value);
+}

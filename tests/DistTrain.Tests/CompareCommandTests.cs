@@ -1,0 +1,82 @@
+using DistTrain.Cli;
+
+namespace DistTrain.Tests;
+
+/// <summary><c>disttrain compare</c> reads what a run wrote: its epochs' test accuracies and times, the time to a target
+/// accuracy, the table and the plot, and refuses what is not a run.</summary>
+public sealed class CompareCommandTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-compare-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public async Task A_runs_history_is_its_epochs_accuracies_and_cumulative_seconds_and_the_command_draws_and_prints_them()
+    {
+        var config = Path.Combine(_directory, "config.json");
+        File.WriteAllText(config, $$"""
+            {
+              "Data": { "Directory": "{{TestData.SubsetDirectory}}" },
+              "Model": { "InputSize": 784, "Layers": [{ "Type": "Dense", "Units": 32 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 }] },
+              "Optimizer": { "LearningRate": 0.05, "Momentum": 0.9 },
+              "Training": { "Workers": 2, "Epochs": 4, "BatchSizePerWorker": 32, "EvaluationBatchSize": 100 },
+              "Output": { "Directory": "{{Path.Combine(_directory, "runs")}}" }
+            }
+            """);
+        var (exit, result, runDirectory) = await TrainCommand.RunJobAsync(config, [], null, CancellationToken.None).WithTestTimeout();
+        Assert.Equal(0, exit);
+
+        var history = RunHistory.Read(runDirectory!);
+        Assert.Equal(Path.GetFileName(runDirectory), history.Label);
+        Assert.Equal(result!.Epochs.Select(e => e.Epoch), history.Epochs.Select(e => e.Epoch));
+        Assert.Equal(result.Epochs.Select(e => e.TestAccuracy), history.Epochs.Select(e => e.TestAccuracy));
+        var seconds = 0.0;
+        for (var i = 0; i < result.Epochs.Count; i++)
+        {
+            seconds += result.Epochs[i].TrainSeconds + result.Epochs[i].EvaluationSeconds;
+            Assert.Equal(seconds, history.Epochs[i].Seconds, precision: 9);
+        }
+        var second = result.Epochs[1].TestAccuracy; // a target first met at epoch 2 or earlier
+        var firstReaching = result.Epochs.First(e => e.TestAccuracy >= second);
+        Assert.Equal(history.Epochs[firstReaching.Epoch - 1].Seconds, history.SecondsTo(second));
+        Assert.Null(history.SecondsTo(Math.Min(1, result.Epochs.Max(e => e.TestAccuracy) + 1e-6)));
+        var samples = result.Epochs.Sum(e => (double)e.TrainSamples);
+        Assert.Equal(samples / result.Epochs.Sum(e => e.TrainSeconds), history.SamplesPerSecond, precision: 6);
+
+        var plot = Path.Combine(_directory, "compare.png");
+        var (code, output, error) = CliProcess.Run(["compare", runDirectory!, runDirectory!, "--label", "first", "second", "--target", "0.5", "--plot", plot]);
+        Assert.True(code == 0, error);
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(plot)[..4]);
+        Assert.Contains("first", output);
+        Assert.Contains("second", output);
+        Assert.Contains($"{100 * history.FinalAccuracy:F2}%", output);
+    }
+
+    [Fact]
+    public void What_is_not_a_finished_run_is_refused_naming_the_file_and_the_fix()
+    {
+        var empty = Directory.CreateDirectory(Path.Combine(_directory, "empty")).FullName;
+        var (code, _, error) = CliProcess.Run(["compare", empty]);
+        Assert.Equal(2, code);
+        Assert.Contains("no summary.json there", error);
+
+        var broken = Directory.CreateDirectory(Path.Combine(_directory, "broken")).FullName;
+        File.WriteAllText(Path.Combine(broken, "summary.json"), """{ "epochs": [ { "Epoch": 1 } ] }""");
+        (code, _, error) = CliProcess.Run(["compare", broken]);
+        Assert.Equal(2, code);
+        Assert.Contains("not a readable DistTrain run summary", error);
+
+        File.WriteAllText(Path.Combine(broken, "summary.json"), """{ "epochs": [] }""");
+        (code, _, error) = CliProcess.Run(["compare", broken]);
+        Assert.Equal(2, code);
+        Assert.Contains("the run finished no epoch", error);
+
+        (code, _, error) = CliProcess.Run(["compare", broken, broken, "--label", "only-one"]);
+        Assert.Equal(1, code);
+        Assert.Contains("1 --label value(s) for 2 run(s)", error);
+
+        (code, _, error) = CliProcess.Run(["compare", broken, "--target", "88"]);
+        Assert.Equal(1, code);
+        Assert.Contains("--target '88' is not a fraction in (0, 1]", error);
+    }
+}

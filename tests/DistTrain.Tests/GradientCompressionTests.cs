@@ -1,0 +1,237 @@
+using System.Buffers.Binary;
+using DistTrain.Core.Compression;
+
+namespace DistTrain.Tests;
+
+/// <summary>The wire encodings of a gradient: PyTorch's rounding for the 16-bit formats, exact TopK selection, error
+/// feedback that loses nothing, and refusal of malformed messages.</summary>
+public sealed class GradientCompressionTests
+{
+    // float32 bits, then PyTorch 1.13's tensor.bfloat16() and tensor.half() bits of the same value: 20 random values
+    // (scales 1e-3 and 300) and 15 edge cases (ties to even both ways, just off a tie, the largest float32, the
+    // smallest subnormal, -0, ±infinity, binary16's overflow edge, its smallest subnormal, float32's smallest normal).
+    private static readonly (uint Float, ushort BFloat16, ushort Float16)[] TorchRounding =
+    [
+        (0x35A51BC0u, 0x35A5, 0x0015), (0x399CA0F3u, 0x399D, 0x0CE5), (0xB98FBA29u, 0xB990, 0x8C7E), (0xBA69769Cu, 0xBA69, 0x934C),
+        (0xB9EE60E2u, 0xB9EE, 0x8F73), (0xBA81FA23u, 0xBA82, 0x9410), (0x387C42B4u, 0x387C, 0x03F1), (0x3AAFAA2Au, 0x3AB0, 0x157D),
+        (0xBA01076Cu, 0xBA01, 0x9008), (0xBA22A75Eu, 0xBA23, 0x9115), (0x3A0068BFu, 0x3A00, 0x1003), (0x39BB1C91u, 0x39BB, 0x0DD9),
+        (0x41FCFE84u, 0x41FD, 0x4FE8), (0xC38B91F9u, 0xC38C, 0xDC5D), (0xC10C68A4u, 0xC10C, 0xC863), (0x43509749u, 0x4351, 0x5A85),
+        (0xC3C9A1D7u, 0xC3CA, 0xDE4D), (0xC30948E4u, 0xC309, 0xD84A), (0xC40E977Au, 0xC40F, 0xE075), (0xC3C16E40u, 0xC3C1, 0xDE0B),
+        (0x3F808000u, 0x3F80, 0x3C04), (0x3F818000u, 0x3F82, 0x3C0C), (0x3F807FFFu, 0x3F80, 0x3C04), (0x3F808001u, 0x3F81, 0x3C04),
+        (0x7F7FFFFFu, 0x7F80, 0x7C00), (0x00000001u, 0x0000, 0x0000), (0x80000000u, 0x8000, 0x8000), (0x7F800000u, 0x7F80, 0x7C00),
+        (0xFF800000u, 0xFF80, 0xFC00), (0x477FE000u, 0x4780, 0x7BFF), (0x477FF000u, 0x4780, 0x7C00), (0x33800000u, 0x3380, 0x0001),
+        (0x387FC000u, 0x3880, 0x03FF), (0xC2F6E979u, 0xC2F7, 0xD7B7), (0x00800000u, 0x0080, 0x0000),
+    ];
+
+    private static float[] TorchInputs() => TorchRounding.Select(r => BitConverter.UInt32BitsToSingle(r.Float)).ToArray();
+
+    [Fact]
+    public void BFloat16_and_Float16_round_as_PyTorch_does_in_the_vectorized_and_the_scalar_path()
+    {
+        var inputs = TorchInputs();
+        var bfloat16 = new ushort[inputs.Length];
+        var float16 = new Half[inputs.Length];
+        HalfPrecision.ToBFloat16(inputs, bfloat16); // 35 elements: vector blocks, then a scalar tail
+        HalfPrecision.ToFloat16(inputs, float16);
+        for (var i = 0; i < inputs.Length; i++)
+        {
+            Assert.True(TorchRounding[i].BFloat16 == bfloat16[i], $"bfloat16 of 0x{TorchRounding[i].Float:X8}: 0x{bfloat16[i]:X4}, PyTorch 0x{TorchRounding[i].BFloat16:X4}");
+            Assert.Equal(TorchRounding[i].BFloat16, HalfPrecision.ToBFloat16(TorchRounding[i].Float));
+            Assert.True(TorchRounding[i].Float16 == BitConverter.HalfToUInt16Bits(float16[i]), $"binary16 of 0x{TorchRounding[i].Float:X8}");
+        }
+        // Shifted by one element, every value also takes the other path.
+        var shifted = new ushort[inputs.Length - 1];
+        HalfPrecision.ToBFloat16(inputs.AsSpan(1), shifted);
+        Assert.Equal(bfloat16[1..], shifted);
+    }
+
+    [Fact]
+    public void Widening_is_exact_and_a_NaN_stays_a_NaN_with_its_sign()
+    {
+        var bits = TorchRounding.Select(r => r.BFloat16).ToArray();
+        var widened = new float[bits.Length];
+        HalfPrecision.FromBFloat16(bits, widened);
+        for (var i = 0; i < bits.Length; i++) Assert.Equal((uint)bits[i] << 16, BitConverter.SingleToUInt32Bits(widened[i]));
+
+        var nans = new[] { float.NaN, -float.NaN, BitConverter.UInt32BitsToSingle(0x7F800001) }; // the last a signalling NaN
+        var rounded = new ushort[nans.Length];
+        HalfPrecision.ToBFloat16(nans, rounded);
+        var back = new float[nans.Length];
+        HalfPrecision.FromBFloat16(rounded, back);
+        Assert.All(back, value => Assert.True(float.IsNaN(value)));
+        Assert.Equal(nans.Select(float.IsNegative), back.Select(float.IsNegative));
+    }
+
+    [Theory]
+    [InlineData(GradientCompression.None)]
+    [InlineData(GradientCompression.Float16)]
+    [InlineData(GradientCompression.BFloat16)]
+    public void A_dense_message_decodes_to_the_rounded_gradient_and_None_is_bit_identical(GradientCompression kind)
+    {
+        var gradient = RandomGradient(1_003, seed: 1, scale: 0.01f);
+        var encoder = new GradientEncoder(new GradientCompressionSettings(kind, ErrorFeedback: false), gradient.Length);
+        var message = new byte[encoder.MessageBytes];
+        Assert.Equal(GradientEncoder.HeaderBytes + (kind == GradientCompression.None ? 4 : 2) * gradient.Length, encoder.Encode(gradient, message));
+        var decoded = new float[gradient.Length];
+        Assert.Equal(kind, GradientDecoder.Decode(message, decoded));
+        for (var i = 0; i < gradient.Length; i++)
+        {
+            var expected = kind switch
+            {
+                GradientCompression.None => gradient[i],
+                GradientCompression.Float16 => (float)(Half)gradient[i],
+                _ => BitConverter.UInt32BitsToSingle((uint)HalfPrecision.ToBFloat16(BitConverter.SingleToUInt32Bits(gradient[i])) << 16),
+            };
+            Assert.Equal(BitConverter.SingleToUInt32Bits(expected), BitConverter.SingleToUInt32Bits(decoded[i]));
+        }
+        Assert.True(encoder.Residual.IsEmpty);
+    }
+
+    [Fact]
+    public void TopK_sends_exactly_the_k_largest_magnitudes_ties_in_index_order_and_keeps_the_rest_as_residual()
+    {
+        var gradient = RandomGradient(10_000, seed: 2, scale: 1f);
+        for (var i = 0; i < 40; i++) gradient[100 * i + 7] = i % 2 == 0 ? 3.5f : -3.5f; // 40 equal magnitudes, the largest
+        var settings = new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.003); // k = 30 of them
+        var encoder = new GradientEncoder(settings, gradient.Length);
+        Assert.Equal(30, encoder.TopKCount);
+        var decoded = Decode(encoder, gradient);
+
+        var sent = Enumerable.Range(0, decoded.Length).Where(i => decoded[i] != 0).ToArray();
+        Assert.Equal(Enumerable.Range(0, 30).Select(i => 100 * i + 7), sent); // the first 30 of the tie, by index
+        foreach (var i in sent) Assert.Equal(gradient[i], decoded[i]);
+        for (var i = 0; i < gradient.Length; i++) Assert.Equal(sent.Contains(i) ? 0f : gradient[i], encoder.Residual[i]);
+
+        // Without ties: the same set as a full sort by magnitude.
+        var plain = RandomGradient(50_001, seed: 3, scale: 1f);
+        var onePercent = new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, 0.01), plain.Length);
+        Assert.Equal(501, onePercent.TopKCount);
+        var expected = Enumerable.Range(0, plain.Length).OrderByDescending(i => Math.Abs(plain[i])).Take(501).Order();
+        var topK = Decode(onePercent, plain);
+        Assert.Equal(expected, Enumerable.Range(0, plain.Length).Where(i => topK[i] != 0));
+        Assert.Equal(GradientEncoder.HeaderBytes + 4 + 8 * 501, onePercent.MessageBytes);
+    }
+
+    [Theory]
+    [InlineData(GradientCompression.TopK)]
+    [InlineData(GradientCompression.Float16)]
+    [InlineData(GradientCompression.BFloat16)]
+    public void With_error_feedback_what_was_sent_plus_the_residual_is_what_was_computed(GradientCompression kind)
+    {
+        const int length = 4_096, pushes = 60;
+        var encoder = new GradientEncoder(new GradientCompressionSettings(kind, TopKRatio: 0.01), length);
+        var computed = new double[length];
+        var sent = new double[length];
+        for (var push = 0; push < pushes; push++)
+        {
+            var gradient = RandomGradient(length, seed: 10 + push, scale: 1e-3f);
+            var decoded = Decode(encoder, gradient);
+            for (var i = 0; i < length; i++) { computed[i] += gradient[i]; sent[i] += decoded[i]; }
+        }
+        // Each push splits g + r exactly into what is sent and the new residual, up to one float32 rounding of g + r.
+        for (var i = 0; i < length; i++)
+            Assert.True(Math.Abs(sent[i] + encoder.Residual[i] - computed[i]) <= 1e-8 * pushes + 1e-6 * Math.Abs(computed[i]),
+                $"element {i}: sent {sent[i]} + residual {encoder.Residual[i]} against computed {computed[i]}");
+        // Without error feedback, TopK loses most of what it does not send.
+        if (kind != GradientCompression.TopK) return;
+        var lossy = new GradientEncoder(new GradientCompressionSettings(kind, TopKRatio: 0.01, ErrorFeedback: false), length);
+        var lossySent = new double[length];
+        for (var push = 0; push < pushes; push++)
+        {
+            var decoded = Decode(lossy, RandomGradient(length, seed: 10 + push, scale: 1e-3f));
+            for (var i = 0; i < length; i++) lossySent[i] += decoded[i];
+        }
+        Assert.True(lossy.Residual.IsEmpty);
+        var lost = Enumerable.Range(0, length).Sum(i => Math.Abs(computed[i] - lossySent[i]));
+        Assert.True(lost > 0.5 * computed.Sum(Math.Abs), $"lost {lost} of {computed.Sum(Math.Abs)}");
+    }
+
+    [Fact]
+    public void TopK_sends_a_NaN_so_the_parameter_server_sees_a_non_finite_gradient()
+    {
+        var gradient = RandomGradient(1_000, seed: 4, scale: 1f);
+        gradient[500] = float.NaN;
+        var decoded = Decode(new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, 0.001), gradient.Length), gradient);
+        Assert.True(float.IsNaN(decoded[500]));
+        Assert.Equal(1, decoded.Count(value => value != 0));
+    }
+
+    [Fact]
+    public void Restoring_a_residual_continues_where_the_encoder_left_off()
+    {
+        var settings = new GradientCompressionSettings(GradientCompression.TopK, 0.05);
+        var first = new GradientEncoder(settings, 2_000);
+        Decode(first, RandomGradient(2_000, seed: 5, scale: 1f));
+        var resumed = new GradientEncoder(settings, 2_000);
+        resumed.RestoreResidual(first.Residual);
+        var next = RandomGradient(2_000, seed: 6, scale: 1f);
+        Assert.Equal(Decode(first, next), Decode(resumed, next));
+        Assert.Throws<ArgumentException>(() => resumed.RestoreResidual(new float[1_999]));
+    }
+
+    public static TheoryData<string, Func<byte[], byte[]>> Malformed => new()
+    {
+        { "fewer than its 5-byte header", message => message[..3] },
+        { "compression kind 9 is unknown", message => { message[0] = 9; return message; } },
+        { "gradient of 101 elements, and this model has 100 parameters", message => { BinaryPrimitives.WriteInt32LittleEndian(message.AsSpan(1), 101); return message; } },
+        { "TopK count 101 is outside [0, 100]", message => { BinaryPrimitives.WriteInt32LittleEndian(message.AsSpan(5), 101); return message; } },
+        { "TopK count -1 is outside", message => { BinaryPrimitives.WriteInt32LittleEndian(message.AsSpan(5), -1); return message; } },
+        { "payload has 83 bytes where 84 were expected", message => message[..^1] },
+        { "payload has 85 bytes where 84 were expected", message => [.. message, 0] },
+        { "index 100 is out of range or not ascending", message => { BinaryPrimitives.WriteInt32LittleEndian(message.AsSpan(9 + 4 * 9), 100); return message; } },
+        { "index 0 is out of range or not ascending", message => { BinaryPrimitives.WriteInt32LittleEndian(message.AsSpan(9 + 4), 0); return message; } },
+    };
+
+    [Theory]
+    [MemberData(nameof(Malformed))]
+    public void A_malformed_message_is_refused_naming_the_field_and_nothing_is_written(string problem, Func<byte[], byte[]> corrupt)
+    {
+        var gradient = RandomGradient(100, seed: 8, scale: 1f);
+        var encoder = new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, 0.1), gradient.Length);
+        var message = new byte[encoder.MessageBytes];
+        encoder.Encode(gradient, message);
+        var destination = Enumerable.Repeat(42f, gradient.Length).ToArray();
+        var error = Assert.Throws<InvalidDataException>(() => GradientDecoder.Decode(corrupt(message), destination));
+        Assert.Contains(problem, error.Message);
+        Assert.StartsWith("A compressed gradient message was refused", error.Message);
+        Assert.All(destination, value => Assert.Equal(42f, value));
+    }
+
+    [Fact]
+    public void Settings_out_of_range_are_refused_when_the_encoder_is_made()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, 0), 10));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, 1.5), 10));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GradientEncoder(new GradientCompressionSettings((GradientCompression)7), 10));
+        Assert.Equal(10, new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, 1), 10).TopKCount);
+        Assert.Equal(1, new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, 1e-9), 10).TopKCount);
+    }
+
+    [Fact]
+    public void Selection_finds_the_kth_largest_as_a_sort_does_with_duplicates()
+    {
+        var random = new Random(9);
+        for (var trial = 0; trial < 200; trial++)
+        {
+            var values = Enumerable.Range(0, random.Next(1, 300)).Select(_ => (float)random.Next(-20, 20)).ToArray();
+            var k = random.Next(1, values.Length + 1);
+            var expected = values.OrderByDescending(v => v).ElementAt(k - 1);
+            Assert.Equal(expected, Selection.KthLargest(values.ToArray(), k));
+        }
+    }
+
+    private static float[] Decode(GradientEncoder encoder, float[] gradient)
+    {
+        var message = new byte[encoder.MessageBytes];
+        encoder.Encode(gradient, message);
+        var decoded = new float[gradient.Length];
+        GradientDecoder.Decode(message, decoded);
+        return decoded;
+    }
+
+    private static float[] RandomGradient(int length, int seed, float scale)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1) * scale).ToArray();
+    }
+}
