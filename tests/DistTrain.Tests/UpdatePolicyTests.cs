@@ -15,12 +15,12 @@ public class UpdatePolicyTests
 {
     private const float Rate = 0.5f;
 
-    private static (ServerModel Model, WeightsOutbox Outbox, Recorder Output, WireLayout Wire) Server()
+    private static (ServerModel Model, WeightsOutbox Outbox, Recorder Output, WireLayout Wire) Server(double momentum = 0)
     {
         var options = new ModelOptions { InputSize = 2, Layers = [new() { Type = LayerTypes.Dense, Units = 1 }] };
         var layout = ModelFactory.Build(options).Layout;
         var weights = new ParameterVector(layout, new float[layout.TotalLength]); // all zero: the steps are easy to follow
-        var optimizer = new OptimizerOptions { LearningRate = Rate, Momentum = 0, L2 = 0 };
+        var optimizer = new OptimizerOptions { LearningRate = Rate, Momentum = momentum, L2 = 0 };
         var model = new ServerModel(weights, optimizer, totalEpochs: 1);
         var wire = WireLayout.For(layout, TrainingMode.Sync, optimizer);
         return (model, new WeightsOutbox((float[])weights.Values.Clone(), layout.TotalLength), new Recorder(), wire);
@@ -156,6 +156,30 @@ public class UpdatePolicyTests
         Assert.Equal(2, model.Version); // two optimizer steps per averaging
     }
 
+    [Theory]
+    [InlineData(0.9, 3, "Optimizer:Momentum = 0.23 (0.9 - 0.67)")]
+    [InlineData(0.9, 2, "Optimizer:Momentum = 0.4 (0.9 - 0.5)")]
+    [InlineData(0.5, 2, "Optimizer:Momentum = 0 (0.5 - 0.5)")]
+    [InlineData(0.4, 2, null)]  // below 1/N: the sum stays under 1
+    [InlineData(0.2, 3, null)]
+    [InlineData(0.9, 1, null)]  // one worker is synchronous training
+    [InlineData(0.0, 8, null)]
+    public void Async_warns_of_momentum_that_asynchrony_pushes_to_1_and_names_the_value_to_use(double momentum, int workers, string? expected)
+    {
+        var advice = AsyncPolicy.MomentumAdvice(momentum, workers);
+        if (expected is null) Assert.Null(advice);
+        else Assert.Contains(expected, advice);
+    }
+
+    [Fact]
+    public void Async_with_momentum_0_9_and_two_workers_warns_once_at_the_first_part()
+    {
+        var (model, outbox, output, wire) = Server(momentum: 0.9);
+        var policy = new AsyncPolicy(model, outbox, output, wire, stalenessAwareRate: false);
+        policy.Start(TwoWorkers(1));
+        Assert.Contains("Mitliagkas", Assert.Single(output.Warnings));
+    }
+
     /// <summary>Records what a policy asks the actor to send.</summary>
     private sealed class Recorder : IServerOutput
     {
@@ -171,6 +195,7 @@ public class UpdatePolicyTests
         public void WorkerRemoved(WorkerRemoved removed) { }
         public void PartCompleted(EpochCompleted completed) => Completed.Add(completed);
         public void MinibatchesLeft(MinibatchesLeft left) { }
-        public void Warning(string message) { }
+        public List<string> Warnings { get; } = [];
+        public void Warning(string message) => Warnings.Add(message);
     }
 }
