@@ -64,6 +64,17 @@ public class DataConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void A_missing_scikit_learn_data_file_names_the_Debian_package_that_installs_it()
+    {
+        const string missing = "/usr/lib/python3/dist-packages/sklearn/datasets/data/no-such-set.csv.gz";
+        var problems = Problems(Config($$"""{ "Data": { "Format": "Csv", "Csv": { "TrainFile": "{{missing}}" }, "TestFraction": 0.25 }, {{Model}} }"""));
+        Assert.Contains(problems, p => p.Contains($"Data:Csv:TrainFile = '{missing}'") && p.Contains("is not an existing file")
+            && p.Contains("apt-get install python3-sklearn"));
+        var elsewhere = Problems(Config($$"""{ "Data": { "Format": "Csv", "Csv": { "TrainFile": "{{_directory}}/none.csv" }, "TestFraction": 0.25 }, {{Model}} }"""));
+        Assert.DoesNotContain(elsewhere, p => p.Contains("python3-sklearn"));
+    }
+
+    [Fact]
     public void An_unknown_format_or_key_is_named_with_the_allowed_values()
     {
         var format = Problems(Config($$"""{ "Data": { "Format": "Parquet" }, {{Model}} }"""));

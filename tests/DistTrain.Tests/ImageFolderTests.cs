@@ -90,6 +90,7 @@ public class ImageFolderTests : IDisposable
         var error = Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(folder, new TensorShape(1, 28, 28), resize: false));
         Assert.Contains("is 56x56 (width x height) but Model:InputShape [1, 28, 28] needs 28x28", error.Message);
         Assert.Contains("Data:ImageFolder:Resize", error.Message);
+        Assert.Contains("--resize", error.Message); // the option predict and evaluate take
         var resized = ImageFolderDataset.Read(folder, new TensorShape(1, 28, 28), resize: true);
         var order = LoadedOrder(source, 10);
         var meanError = order.Select((s, i) => source.Sample(s).ToArray().Zip(resized.Sample(i).ToArray()).Average(p => Math.Abs(p.First - p.Second))).Average();

@@ -5,8 +5,9 @@ namespace DistTrain.Tests;
 
 /// <summary>
 /// The packages as a user gets them: <c>dotnet pack</c> of the solution, the DistTrain tool installed from the packed folder
-/// into a temporary tool path (its <c>disttrain</c> shows help, trains and exports), and samples/TrainInMemory built against
-/// the packed DistTrain.Cluster from that folder (not project references) and run.
+/// into a temporary tool path (its <c>disttrain</c> shows help, trains and exports), samples/TrainInMemory built against
+/// the packed DistTrain.Cluster from that folder (not project references) and run, and samples/CheckOnnx built against the
+/// packed DistTrain.Core and run on the tool's export.
 /// </summary>
 /// <remarks>
 /// The packages get a version of their own (<c>1.0.0-test.*</c>), so NuGet's global package folder never serves an older
@@ -68,6 +69,16 @@ public sealed class PackagingTests : IDisposable
         var output = await Run("dotnet", [Path.Combine(sample, "bin", "Release", "net10.0", "TrainInMemory.dll"), Path.Combine(_directory, "sample-output")], sample);
         Assert.Contains("epoch 4/4", output);
         Assert.Matches(@"largest logit difference from DistTrain over 500 test images \S+", output);
+
+        // samples/CheckOnnx, as the README's first session runs it: the tool's export against its model.safetensors in ONNX
+        // Runtime, on the 250 test images of the IDX file (it exits 1 when a logit differs by more than 1e-4).
+        var check = Path.Combine(_directory, "samples", "CheckOnnx");
+        await Run("dotnet", ["build", "-c", "Release", $"-p:DistTrainVersion={_version}", "--disable-build-servers", "-nologo"], check);
+        var images = Directory.GetFiles(TestData.SubsetDirectory, "t10k-images-idx3-ubyte*").Single();
+        var checkOutput = await Run("dotnet", [Path.Combine(check, "bin", "Release", "net10.0", "CheckOnnx.dll"), weights, onnx, images], _directory);
+        var match = System.Text.RegularExpressions.Regex.Match(checkOutput, @"on 250 samples: largest logit difference (\S+), predicted classes agree on 250 of 250");
+        Assert.True(match.Success, checkOutput);
+        Assert.InRange(double.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 1e-4);
     }
 
     private static void CopyFolder(string from, string to)

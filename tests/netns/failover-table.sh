@@ -6,6 +6,8 @@
 # unreachable marks and downing decisions of that time are false alarms (no node failed). Then the active parameter
 # server gets kill -9, and the script times the standby's takeover: unreachable, downed, job host started, training
 # again (its first applied step: the first line of its sample trace's steps file, polled every 0.1 s). One line per setting; docs/reliability.md has the table.
+# A starved process misses heartbeats as a slow link does, so every node runs at nice -10 (LAB_CLUSTER_NICE) and each line
+# gives the machine's 1-minute load average over its training time (lowest, mean, highest, sampled every 10 s).
 #
 # Usage: tests/netns/failover-table.sh [SETTING...]   (as root)
 #   SETTING = HEARTBEAT_S/PAUSE_S/STABLE_AFTER_S/REMOVAL_MARGIN_S, e.g. 1/3/10/3 (Cluster:HeartbeatIntervalSeconds,
@@ -19,6 +21,7 @@ set +e
 settings=("$@")
 [ ${#settings[@]} -gt 0 ] || settings=(1/3/3/1 1/3/5/1 1/3/10/1 0.5/2/3/1 0.5/2/5/1 0.5/2/10/1)
 duration=${DURATION:-600}
+export LAB_CLUSTER_NICE=${LAB_CLUSTER_NICE:--10}
 out=${OUT:-runs/lab-failover}
 reason=$(lab_check) || { echo "failover-table.sh: $reason" >&2; exit 1; }
 
@@ -43,7 +46,7 @@ first_line_seconds() { # FILE PATTERN [AFTER_EPOCH_SECONDS]
 since() { [ -n "$1" ] && awk -v t="$1" -v k="$2" 'BEGIN { printf "%.1f", t - k }' || echo "-"; }
 
 echo "Links: 1gbit, 2 ms latency, 1 ms jitter, 1% loss each way; ${duration} s of training per setting; $(uptime | sed 's/.*load/load/')"
-printf '%-18s | %-26s | %-14s | %-12s | %-40s\n' "hb/pause/stable/margin" "false unreachable marks" "false downings" "nodes lost" "kill -9 -> unreachable, downed, job host, training (s)"
+printf '%-18s | %-26s | %-14s | %-12s | %-40s | %s\n' "hb/pause/stable/margin" "false unreachable marks" "false downings" "nodes lost" "kill -9 -> unreachable, downed, job host, training (s)" "load min/mean/max"
 n=0
 for setting in "${settings[@]}"; do
   IFS=/ read -r heartbeat pause stable margin <<< "$setting"
@@ -64,7 +67,10 @@ for setting in "${settings[@]}"; do
   wait_for "$run/ps-standby.log" "Standby parameter server" 120
   for i in 3 4; do lab_cluster_start "$lab" "$i" worker "$run/worker-$i.log" "${common[@]}" DISTTRAIN_Cluster__Port=0; done
   wait_for "$run/ps-active.log" "Training starts" 180 || { echo "$setting: training did not start" >&2; lab_down "$lab"; continue; }
-  sleep "$duration"
+  : > "$run/loadavg.txt"
+  for _ in $(seq 1 $((duration / 10))); do cut -d' ' -f1 /proc/loadavg >> "$run/loadavg.txt"; sleep 10; done
+  sleep $((duration % 10))
+  load=$(awk 'NR == 1 || $1 < lo { lo = $1 } $1 > hi { hi = $1 } { sum += $1 } END { if (NR) printf "%.1f/%.1f/%.1f", lo, sum / NR, hi; else printf "-" }' "$run/loadavg.txt")
 
   # Everything logged so far is a false alarm: no node has failed yet.
   logs=("$run/ps-active.log" "$run/ps-standby.log" "$run/worker-3.log" "$run/worker-4.log")
@@ -84,8 +90,8 @@ for setting in "${settings[@]}"; do
   downed=$(first_line_seconds "$run/ps-standby.log" "Downing akka.*$(lab_addr "$lab" 1)" "$killed")
   host=$(first_line_seconds "$run/ps-standby.log" "Taking over the job" "$killed")
   sleep 2
-  printf '%-18s | %-26s | %-14s | %-12s | %s, %s, %s, %s\n' "$setting" "$marks events ($marked nodes)" "$downings" "$lost of 4" \
-    "$(since "$unreachable" "$killed")" "$(since "$downed" "$killed")" "$(since "$host" "$killed")" "$(since "$training" "$killed")"
+  printf '%-18s | %-26s | %-14s | %-12s | %-40s | %s\n' "$setting" "$marks events ($marked nodes)" "$downings" "$lost of 4" \
+    "$(since "$unreachable" "$killed"), $(since "$downed" "$killed"), $(since "$host" "$killed"), $(since "$training" "$killed")" "$load"
   lab_down "$lab" 2> "$run/link-delay.txt"
   lab=""
 done

@@ -7,7 +7,9 @@
 #                                        starts `disttrain node --role ROLE` in node I (seeds: nodes 1 and 2), output to
 #                                        LOG, each line prefixed with the time it was written (epoch seconds, ms), as a
 #                                        child of the caller (so `wait` works); its process id (the node's own: ip netns
-#                                        exec execs it) goes to LAB_CLUSTER_PID
+#                                        exec execs it) goes to LAB_CLUSTER_PID; LAB_CLUSTER_NICE (default 0) is its
+#                                        nice value: negative (as root) keeps other work on the machine from starving
+#                                        the node, which the failure detector would take for a lost node
 #   lab_log_seconds LINE                 the time of a line of such a LOG, in epoch seconds
 
 lab_cluster_prepare() {
@@ -27,7 +29,7 @@ lab_cluster_start() {
   env DISTTRAIN_Cluster__PublicHostname="$(lab_addr "$lab" "$i")" \
     DISTTRAIN_Cluster__SeedNodes__0="akka.tcp://disttrain@$(lab_addr "$lab" 1):4053" \
     DISTTRAIN_Cluster__SeedNodes__1="akka.tcp://disttrain@$(lab_addr "$lab" 2):4053" \
-    "$@" ip netns exec "$(lab_node_ns "$lab" "$i")" dotnet "${CLI_DLL:-src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll}" \
+    "$@" nice -n "${LAB_CLUSTER_NICE:-0}" ip netns exec "$(lab_node_ns "$lab" "$i")" dotnet "${CLI_DLL:-src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll}" \
     node --role "$role" --config "${CONFIG:?set CONFIG to the config file of the job}" \
     > >(python3 -u -c 'import sys, time
 for line in sys.stdin: sys.stdout.write(f"{time.time():.3f} {line}")' > "$log") 2>&1 &

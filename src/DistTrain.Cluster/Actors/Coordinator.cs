@@ -83,6 +83,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private int _asyncStep; // Async: steps applied this epoch, one per minibatch (the observer's step index)
     private EpochCompleted? _trained;
     private double _trainSeconds;
+    private int _weightsOnlyParts; // parts started by ShareEpochWeights whose EpochCompleted has not come back yet
 
     /// <summary>Creates the coordinator; see <see cref="Props(CoordinatorSettings, Akka.Actor.Props, IReadOnlyList{Akka.Actor.Props}, ITrainingObserver, TaskCompletionSource{TrainingResult})"/>.</summary>
     public Coordinator(CoordinatorSettings settings, Props parameterServer, IReadOnlyList<Props>? workerProps,
@@ -250,14 +251,20 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         RunPart(part);
     });
 
-    /// <summary>Sends each worker of the part its shard (every shard, in the asynchronous modes) and starts the part at the parameter server.</summary>
+    /// <summary>Runs a part of an epoch: training until the parameter server reports it done (<see cref="SendPart"/>).</summary>
     private void RunPart(PlannedPart part)
+    {
+        _phase = Phase.Training;
+        SendPart(part);
+    }
+
+    /// <summary>Sends each worker of the part its shard (every shard, in the asynchronous modes) and starts the part at the parameter server.</summary>
+    private void SendPart(PlannedPart part)
     {
         var scaling = _settings.ScalingWorkersFor(part.Receivers.Length);
         foreach (var i in part.Receivers)
             _workers[i].Tell(new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
                 part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling));
-        _phase = Phase.Training;
         _parameterServer.Tell(new StartEpoch(part.Epoch, WorkerSlots, part.Batches, part.StartRound, part.StepsPerEpoch, part.MidEpochResumable));
     }
 
@@ -316,6 +323,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     private void OnEpochTrained(EpochCompleted part)
     {
+        if (_phase != Phase.Training && _weightsOnlyParts > 0 && part.SampleCount == 0)
+        {
+            _weightsOnlyParts--; // the end of a part that only sent the weights to evaluate (ShareEpochWeights)
+            return;
+        }
         if (_phase != Phase.Training)
         {
             _log.Warning("Ignored an EpochCompleted for epoch {0} (weights version {1}) that arrived while no part of an epoch was running.", part.Epoch, part.Version);
@@ -334,22 +346,38 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             _workers[worker].Tell(request);
     }
 
-    /// <summary>Sends the unanswered evaluation ranges of a lost worker to the workers alive (or when one joins).</summary>
-    private void ReassignEvaluations(int lost)
+    /// <summary>
+    /// Sends the unanswered evaluation ranges of lost workers to the workers alive, at once or, below MinWorkers, when
+    /// enough have joined. The ranges are collected when they are sent, so every worker lost during a pause is covered.
+    /// </summary>
+    private void ReassignEvaluations()
     {
-        if (!_evaluation.HasUnanswered(lost)) return;
+        if (!_evaluation.HasOrphaned(_plan.IsAlive)) return;
         WhenEnoughWorkers(() =>
         {
+            if (!_evaluation.HasOrphaned(_plan.IsAlive)) return;
             var alive = _plan.EvaluatingWorkers;
-            if (alive.Length == 0)
-            {
-                // Only workers that joined after this epoch's weights went out are left: they cannot score it.
-                Fail(new InvalidOperationException($"Every worker that held epoch {_plan.Epoch}'s weights was lost before its evaluation finished."));
-                return;
-            }
-            foreach (var (worker, request) in _evaluation.Reassign(lost, alive))
+            if (alive.Length == 0) alive = ShareEpochWeights();
+            foreach (var (worker, request) in _evaluation.Reassign(_plan.IsAlive, alive))
                 _workers[worker].Tell(request);
         });
+    }
+
+    /// <summary>
+    /// Every worker that held the finished epoch's weights is lost: the workers alive joined after those weights went out.
+    /// The parameter server still holds them (the next epoch starts only after this evaluation), so it sends them in a
+    /// part of the epoch with no minibatches: an empty shard for each worker alive, one round after the last, which the
+    /// parameter server broadcasts and closes at once (<see cref="EpochCompleted"/> with no samples, ignored here).
+    /// Nothing is trained twice. Returns the workers alive, which now hold the weights.
+    /// </summary>
+    private int[] ShareEpochWeights()
+    {
+        var part = _plan.ShareWeights();
+        _log.Warning("Every worker that held epoch {0}'s weights was lost during its evaluation: the parameter server sends them (version {1}) to the {2} worker(s) alive, which score the rest.",
+            part.Epoch, _trained!.Version, part.Receivers.Length);
+        _weightsOnlyParts++;
+        SendPart(part);
+        return part.Receivers;
     }
 
     private void OnEvaluationResult(EvaluationResult result)
@@ -473,7 +501,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _log.Warning("Worker {0} is lost ({1}) at epoch {2} after step {3}; {4} of {5} workers remain. Its unfinished samples go to the others.",
             index, terminated.ActorRef.Path.Name, _plan.Epoch, _lastStep, _plan.AliveCount, _workers.Count);
         _parameterServer.Tell(new WorkerLost(index));
-        ReassignEvaluations(index);
+        ReassignEvaluations();
     }
 
     private void Fail(Exception reason)

@@ -166,6 +166,24 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         return new PlannedPart(Epoch, _shards, alive, _batchSize, _steps, _firstRound, rounds, batches, _firstRound, EpochSteps, false, settings.SharedShards);
     }
 
+    /// <summary>
+    /// A part with no minibatches that only hands the finished epoch's weights to the workers alive, when every worker that
+    /// held them was lost during its evaluation (the workers alive joined later): an empty shard for each, one round after
+    /// the last (as <see cref="ContinueEpoch"/> skips one), which the parameter server broadcasts and closes at once.
+    /// Nothing is trained twice; the workers alive then hold the epoch's weights (<see cref="EvaluatingWorkers"/>).
+    /// </summary>
+    public PlannedPart ShareWeights()
+    {
+        var alive = AliveWorkers;
+        _shards = [.. _alive.Select(_ => Array.Empty<int>())];
+        _steps = 0;
+        _firstRound = _nextRound + 1;
+        _nextRound = _firstRound;
+        foreach (var i in alive) _inEpoch[i] = true;
+        return new PlannedPart(Epoch, _shards, alive, _batchSize, 0, _firstRound, 1, Batches(_firstRound), _firstRound, EpochSteps, false,
+            settings.SharedShards);
+    }
+
     /// <summary>Each worker's last round + 1 (absolute) for the current part's shards, whose first minibatch runs in <paramref name="firstRound"/>.</summary>
     private int[] Batches(int firstRound) => [.. _shards.Select(s => s.Length == 0 ? 0 : firstRound + Minibatches(s).Count)];
 

@@ -72,15 +72,19 @@ public sealed class EvaluationPlan
         }
     }
 
-    /// <summary>True when worker <paramref name="worker"/> holds ranges not scored yet.</summary>
-    public bool HasUnanswered(int worker) => _requests.Any(r => r.Worker == worker && !r.Done);
+    /// <summary>True when a worker that is not alive (<paramref name="isAlive"/> false) holds ranges not scored yet.</summary>
+    public bool HasOrphaned(Func<int, bool> isAlive) => _requests.Any(r => !r.Done && !isAlive(r.Worker));
 
-    /// <summary>The unanswered ranges of worker <paramref name="lost"/>, given round-robin to <paramref name="workers"/>; returns what to send to whom.</summary>
+    /// <summary>
+    /// The unanswered ranges of every worker not alive (<paramref name="isAlive"/> false), given round-robin to
+    /// <paramref name="workers"/>; returns what to send to whom. Collected when called, so every worker lost before then
+    /// (during a pause, say) is covered.
+    /// </summary>
     /// <exception cref="ArgumentException"><paramref name="workers"/> is empty.</exception>
-    public IReadOnlyList<(int Worker, Evaluate Request)> Reassign(int lost, int[] workers)
+    public IReadOnlyList<(int Worker, Evaluate Request)> Reassign(Func<int, bool> isAlive, int[] workers)
     {
-        if (workers.Length == 0) throw new ArgumentException("No worker is left to score the lost worker's ranges.", nameof(workers));
-        var orphaned = _requests.Where(r => r.Worker == lost && !r.Done).ToList();
+        if (workers.Length == 0) throw new ArgumentException("No worker is left to score the lost workers' ranges.", nameof(workers));
+        var orphaned = _requests.Where(r => !r.Done && !isAlive(r.Worker)).ToList();
         var sends = new List<(int, Evaluate)>();
         for (var k = 0; k < orphaned.Count; k++)
         {

@@ -145,7 +145,9 @@ public sealed class GradientEncoder
         BinaryPrimitives.WriteInt32LittleEndian(payload, k);
         var indices = MemoryMarshal.Cast<byte, int>(payload.Slice(4, 4 * k));
         var values = MemoryMarshal.Cast<byte, float>(payload.Slice(4 + 4 * k, 4 * k));
-        for (var i = 0; i < _accumulated.Length; i++) _magnitudes[i] = Magnitude(_accumulated[i]);
+        System.Numerics.Tensors.TensorPrimitives.Abs(_accumulated, _magnitudes);
+        if (float.IsNaN(System.Numerics.Tensors.TensorPrimitives.Sum(_magnitudes)))
+            for (var i = 0; i < _magnitudes.Length; i++) _magnitudes[i] = Magnitude(_magnitudes[i]);
         var threshold = Selection.KthLargest(_magnitudes, k);
         var above = 0;
         foreach (var value in _accumulated)

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace DistTrain.Core.Compression;
@@ -86,6 +87,7 @@ public static class HalfPrecision
         return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector<uint> Round(Vector<uint> bits, Vector<uint> roundingBias, Vector<uint> one, Vector<uint> quietBit)
     {
         var rounded = (bits + roundingBias + ((bits >> 16) & one)) >> 16;

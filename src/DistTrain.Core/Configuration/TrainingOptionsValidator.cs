@@ -137,6 +137,9 @@ public static class TrainingOptionsValidator
         return problems;
     }
 
+    /// <summary>Where Debian's <c>python3-sklearn</c> installs scikit-learn's bundled data sets (configs/sklearn-*.json read them).</summary>
+    private const string DebianScikitLearnData = "/usr/lib/python3/dist-packages/sklearn/datasets/data/";
+
     private static void DataProblems(TrainingOptions options, List<string> problems, bool checkFiles, Action<string, double, double, double, bool, bool> range)
     {
         var data = options.Data;
@@ -147,7 +150,8 @@ public static class TrainingOptionsValidator
                 if (required) problems.Add($"{key} is empty: set it to the {what}.");
             }
             else if (checkFiles && !(what.Contains("folder", StringComparison.Ordinal) ? Directory.Exists(path) : File.Exists(path)))
-                problems.Add($"{key} = '{path}' is not an existing {(what.Contains("folder", StringComparison.Ordinal) ? "folder" : "file")}: give the path of the {what}.");
+                problems.Add($"{key} = '{path}' is not an existing {(what.Contains("folder", StringComparison.Ordinal) ? "folder" : "file")}: give the path of the {what}" +
+                    (path.StartsWith(DebianScikitLearnData, StringComparison.Ordinal) ? ", or install scikit-learn's data sets with 'apt-get install python3-sklearn'." : "."));
         }
         range("Data:TestFraction", data.TestFraction, 0, 0.9, false, false);
         for (var i = 0; i < data.ClassNames.Count; i++)

@@ -69,7 +69,7 @@ public static class ImageFile
             if (info.Width != shape.Width || info.Height != shape.Height)
             {
                 if (!resize)
-                    throw new DataFormatException($"{path}: the image is {info.Width}x{info.Height} (width x height) but Model:InputShape {shape} needs {shape.Width}x{shape.Height}. Resize the images, or set Data:ImageFolder:Resize to true.");
+                    throw new DataFormatException($"{path}: the image is {info.Width}x{info.Height} (width x height) but Model:InputShape {shape} needs {shape.Width}x{shape.Height}. Resize the images, or have DistTrain resize them: Data:ImageFolder:Resize true for training, --resize for predict and evaluate.");
                 resized = decoded.Resize(new SKImageInfo(shape.Width, shape.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul), new SKSamplingOptions(SKCubicResampler.Mitchell))
                     ?? throw new DataFormatException($"{path}: the image could not be resized to {shape.Width}x{shape.Height}.");
                 bitmap = resized;

@@ -1,26 +1,45 @@
 using System.Globalization;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
-using DistTrain.Core.Models;
+using DistTrain.Core.Layers;
 
-namespace DistTrain.Cli;
+namespace DistTrain.Core.Models;
 
 /// <summary>Samples read from files for a trained model: the values, what they were divided by, and a name per sample.</summary>
 /// <param name="Names">One name per sample: the file, <c>file:line N</c> for a CSV row, <c>file[i]</c> for an IDX image.</param>
-/// <param name="Values">Sample-major values, <c>Names.Count · input size</c>.</param>
-/// <param name="DividedBy">255 for images and IDX files (bytes / 255), 1 for CSV values.</param>
-internal sealed record InputBatch(IReadOnlyList<string> Names, float[] Values, float DividedBy);
+/// <param name="Values">Sample-major values <c>[Names.Count, input size]</c>, each sample in the model's input shape
+/// (<c>[channels, height, width]</c> for images).</param>
+/// <param name="DividedBy">What the raw values were divided by: 255 for images and IDX files (bytes / 255), 1 for CSV values.</param>
+public sealed record InputBatch(IReadOnlyList<string> Names, float[] Values, float DividedBy)
+{
+    /// <summary>
+    /// The values on the scale <paramref name="model"/> was trained on (<see cref="DataMetadata.InputDivisor"/>), before its
+    /// standardization: what <see cref="TrainedModel.Logits"/> and the input of the model's ONNX export take.
+    /// <see cref="Values"/> itself when the scales are the same, else a scaled copy.
+    /// </summary>
+    /// <param name="model">The model the batch was read for.</param>
+    public float[] OnModelScale(TrainedModel model)
+    {
+        var factor = DividedBy / model.Data.InputDivisor;
+        return factor == 1f ? Values : [.. Values.Select(v => v * factor)];
+    }
+}
 
 /// <summary>
-/// Reads what <c>disttrain predict</c> and <c>disttrain evaluate</c> are given, in the model's input shape: image files and
-/// folders (PNG, JPEG), CSV files (with the model's columns), IDX image files and IDX folders.
+/// Reads what <c>disttrain predict</c> and <c>disttrain evaluate</c> are given, in a trained model's input shape: image
+/// files and folders (PNG, JPEG), CSV files (with the model's columns, with or without the label), IDX image files and
+/// folders with IDX files.
 /// </summary>
-internal static class ModelInputs
+public static class ModelInputs
 {
     private static bool IsCsv(string path) =>
         path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".csv.gz", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The unlabeled samples of one input of <c>predict</c>: an image, a folder of images, a CSV or an IDX image file.</summary>
+    /// <param name="path">An image file, a folder searched recursively for images (in ordinal order of their paths), a
+    /// <c>.csv</c> or <c>.csv.gz</c> file, or an IDX image file.</param>
+    /// <param name="model">The model whose input shape, CSV columns and options the samples are read with.</param>
+    /// <param name="resize">Resize images of another size to the model's input (bicubic) instead of refusing them.</param>
     /// <exception cref="DataFormatException">The input is missing or malformed, or does not fit the model's input.</exception>
     public static InputBatch Read(string path, TrainedModel model, bool resize)
     {
@@ -58,6 +77,11 @@ internal static class ModelInputs
     /// sub-folders of images, or a CSV file with the label column. Labels are mapped to the model's classes (by name when
     /// the model's labels are names, and through Data:Classes when the model was trained on some classes only).
     /// </summary>
+    /// <param name="path">A folder with IDX files, a folder of class sub-folders of images, or a CSV file.</param>
+    /// <param name="model">The model whose input shape, classes and CSV options the samples are read with.</param>
+    /// <param name="resize">Resize images of another size to the model's input (bicubic) instead of refusing them.</param>
+    /// <returns>The samples with labels in the model's class numbering, and what their raw values were divided by (255 for
+    /// images and IDX files, 1 for CSV values).</returns>
     /// <exception cref="DataFormatException">The data is missing or malformed, or its labels or features do not fit the model.</exception>
     public static (LabeledDataset Data, float DividedBy) ReadLabeled(string path, TrainedModel model, bool resize)
     {
@@ -93,14 +117,14 @@ internal static class ModelInputs
         return (data, dividedBy);
     }
 
-    private static Core.Layers.TensorShape ImageShape(TrainedModel model, string path)
+    private static TensorShape ImageShape(TrainedModel model, string path)
     {
         var shape = model.InputShape;
         if (!shape.IsFlat && shape.Channels is 1 or 3) return shape;
         // A flat model trained on images (an MLP on 28x28 pixels) reads square grayscale images.
         var side = (int)Math.Round(Math.Sqrt(shape.Size));
         return side * side == shape.Size
-            ? new Core.Layers.TensorShape(1, side, side)
+            ? new TensorShape(1, side, side)
             : throw new DataFormatException($"{path}: the model reads {shape.Size} features, not images; give it a CSV file.");
     }
 
