@@ -274,9 +274,11 @@ public sealed record RoundApplied : IDistTrainMessage
     /// <param name="workerLosses">Each worker's mean loss this round, by worker index (NaN without a minibatch); null for none.</param>
     /// <param name="workerComputeSeconds">Each worker's compute time this round, seconds, by worker index; null for none.</param>
     /// <param name="workerQueueingSeconds">Each worker's queueing delay this round, seconds, by worker index; null for none.</param>
+    /// <param name="workerStaleness">Each worker's staleness this step, versions, by worker index (NaN without a report); null for none.</param>
     [SerializationConstructor]
     public RoundApplied(int epoch, int round, long version, int sampleCount, double lossSum, RoundTiming timing, double learningRate,
-        double[]? workerLosses = null, double[]? workerComputeSeconds = null, double[]? workerQueueingSeconds = null)
+        double[]? workerLosses = null, double[]? workerComputeSeconds = null, double[]? workerQueueingSeconds = null,
+        double[]? workerStaleness = null)
     {
         Epoch = epoch;
         Round = round;
@@ -288,6 +290,7 @@ public sealed record RoundApplied : IDistTrainMessage
         WorkerLosses = workerLosses ?? [];
         WorkerComputeSeconds = workerComputeSeconds ?? [];
         WorkerQueueingSeconds = workerQueueingSeconds ?? [];
+        WorkerStaleness = workerStaleness ?? [];
     }
 
     /// <summary>Epoch of the round.</summary>
@@ -324,7 +327,7 @@ public sealed record RoundApplied : IDistTrainMessage
     /// Each worker's staleness this step, by worker index: how many versions older than the one it updated the weights
     /// its gradient was computed on were (0 in synchronous training; NaN for a worker without a gradient in the step).
     /// </summary>
-    [Key(10)] public double[] WorkerStaleness { get; private set; } = [];
+    [Key(10)] public double[] WorkerStaleness { get; private set; }
 
     /// <summary>Sizes the per-worker arrays (reallocating only when the worker count changes).</summary>
     internal RoundApplied ForWorkers(int workers)
