@@ -235,7 +235,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         else if (!JobIdentity.Matches(hello.Token, token))
             refusal = $"it claims worker {index} without that registration's token (only the node that registered as worker {index} has it)";
         else if (hello.ParameterCount != _wire.WeightsLength)
-            refusal = $"worker {index} announced {hello.ParameterCount} floats of weights, this job sends {_wire.WeightsLength}";
+            refusal = $"worker {index} announced {hello.ParameterCount} parameters, this model has {_wire.WeightsLength}" +
+                (_wire.StateBuffers > 0 ? $" with its optimizer state ({_wire.StateBuffers} buffers, Training:Mode = LocalSgd)" : "");
         if (refusal is not null)
         {
             _log.Warning("Data plane: refused a connection from {0}: {1}; closed.", accepted.Connection.Peer, refusal);
