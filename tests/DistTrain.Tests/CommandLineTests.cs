@@ -38,7 +38,7 @@ public class CommandLineTests
     [InlineData("export --onnx m.onnx", "disttrain export needs CHECKPOINT: a .safetensors file written by DistTrain")]
     [InlineData("export m.safetensors", "disttrain export needs --onnx FILE: the ONNX file to write")]
     [InlineData("inspect m.safetensors --filters", "--filters needs a value: it takes the PNG file to write")]
-    [InlineData("", "give a command: train, finetune, inspect, predict, evaluate, export, bench, node")]
+    [InlineData("", "give a command: train, finetune, inspect, predict, evaluate, export, compare, bench, node")]
     public void Each_problem_is_one_line_naming_the_option_the_value_and_what_it_takes(string line, string expected)
     {
         var problems = Problems(line.Split(' ', StringSplitOptions.RemoveEmptyEntries));
