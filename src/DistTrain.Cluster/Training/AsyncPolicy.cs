@@ -56,7 +56,9 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
     /// <inheritdoc />
     protected override void OnStart(EpochPart part)
     {
-        if (!_momentumAdviceGiven && MomentumAdvice(Model.Options.Momentum, part.ActiveWorkers) is { } advice)
+        // Optimizer:Momentum is the momentum of Sgd and RMSProp; Adam's and AdamW's first moment is Beta1's.
+        if (!_momentumAdviceGiven && Model.Options.Kind is Core.Optimization.OptimizerKind.Sgd or Core.Optimization.OptimizerKind.RMSProp
+            && MomentumAdvice(Model.Options.Momentum, part.ActiveWorkers) is { } advice)
         {
             _momentumAdviceGiven = true;
             Output.Warning(advice);
