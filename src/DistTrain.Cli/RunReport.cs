@@ -17,6 +17,7 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     private readonly List<EpochSummary> _epochs = [];
     private readonly object _gate = new();
     private readonly Dictionary<int, int> _stepsOfEpoch = [];
+    private readonly Dictionary<long, long> _staleness = [];
 
     /// <summary>
     /// The step that produced weights <paramref name="version"/>: its epoch, its 1-based number and the steps of that
@@ -51,6 +52,20 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
 
     public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds) =>
         next.WorkersReported(losses, computeSeconds, queueingSeconds);
+
+    public void StalenessReported(ReadOnlySpan<double> versionsBehind)
+    {
+        lock (_gate)
+            foreach (var staleness in versionsBehind)
+                if (!double.IsNaN(staleness)) _staleness[(long)staleness] = _staleness.GetValueOrDefault((long)staleness) + 1;
+        next.StalenessReported(versionsBehind);
+    }
+
+    /// <summary>Gradients applied, by staleness in versions (how many versions older than the weights they updated their weights were).</summary>
+    public IReadOnlyDictionary<long, long> Staleness
+    {
+        get { lock (_gate) return new SortedDictionary<long, long>(_staleness); }
+    }
 
     public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);
 

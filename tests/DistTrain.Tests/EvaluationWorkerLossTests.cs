@@ -4,6 +4,7 @@ using Akka.TestKit.Xunit2;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
 using DistTrain.Core.Optimization;
@@ -107,7 +108,7 @@ public class EvaluationWorkerLossTests() : TestKit(TestTimeouts.TestKitConfig)
         var completion = new TaskCompletionSource<TrainingResult>();
         var dying = Enumerable.Range(0, 2).Select(i =>
         {
-            var worker = Worker.Props(i, Model, data.Train, data.Test, 10, sampleTraceDirectory: trace);
+            var worker = Worker.Props(i, Model, data.Train, data.Test, 10, settings: new ReplicaSettings(SampleTraceDirectory: trace));
             var answerFirst = firstAnswers && i == 0;
             return Props.Create(() => new DiesDuringEvaluation(worker, answerFirst));
         }).ToArray();
@@ -119,7 +120,7 @@ public class EvaluationWorkerLossTests() : TestKit(TestTimeouts.TestKitConfig)
 
         // Two new workers join, as worker nodes registering with the job host do.
         for (var i = 2; i < 4; i++)
-            coordinator.Tell(new AddWorker(Sys.ActorOf(Worker.Props(i, Model, data.Train, data.Test, 10, sampleTraceDirectory: trace)), i));
+            coordinator.Tell(new AddWorker(Sys.ActorOf(Worker.Props(i, Model, data.Train, data.Test, 10, settings: new ReplicaSettings(SampleTraceDirectory: trace))), i));
         var result = await completion.Task.WaitAsync(Guard);
 
         // Every epoch's evaluation is on the same weights as undisturbed, so it scores the same: epoch 1's too.

@@ -4,6 +4,7 @@ using Akka.TestKit.Xunit2;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
 using DistTrain.Core.Optimization;
@@ -84,7 +85,7 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
         var workers = Enumerable.Range(0, 3).Select(i =>
         {
-            var props = Worker.Props(i, Model, data.Train, data.Test, 100, sampleTraceDirectory: trace);
+            var props = Worker.Props(i, Model, data.Train, data.Test, 100, settings: new ReplicaSettings(SampleTraceDirectory: trace));
             return Sys.ActorOf(i == 1 && dieAt is { } at ? Props.Create(() => new MortalWorker(props, at.Epoch, at.Round)) : props, $"{name}-{i}");
         }).ToArray();
         return (data, model, weights, workers, new KillingObserver(workers[1], stopAfterEpoch1: dieAt is null));
@@ -171,7 +172,7 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.Equal(1, DistTrain.Cluster.Metrics.DistTrainMetrics.Get("paused"));
         Assert.False(completion.Task.IsCompleted);
         Assert.Equal([1], observer.Epochs.Select(e => e.Epoch));
-        coordinator.Tell(new AddWorker(Sys.ActorOf(Worker.Props(3, Model, data.Train, data.Test, 100, sampleTraceDirectory: trace), "elastic-worker-3"), 3));
+        coordinator.Tell(new AddWorker(Sys.ActorOf(Worker.Props(3, Model, data.Train, data.Test, 100, settings: new ReplicaSettings(SampleTraceDirectory: trace)), "elastic-worker-3"), 3));
         var result = await completion.Task.WaitAsync(Guard);
         Assert.Equal(0, DistTrain.Cluster.Metrics.DistTrainMetrics.Get("paused"));
         Assert.Equal(3, result.Epochs.Count);

@@ -36,9 +36,10 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(RegistrationRefused) => new RegistrationRefused("model settings differ"),
             nameof(WorkerReady) => new WorkerReady(2, probe),
             nameof(JobFinished) => new JobFinished(true, "Test accuracy 88.40%"),
-            nameof(AssignShard) => new AssignShard(2, [5, 1, 9], 16, FirstRound: 4, Rounds: 7, Steps: 2),
+            nameof(AssignShard) => new AssignShard(2, [5, 1, 9], 16, FirstRound: 4, Rounds: 7, Steps: 2,
+                Shards: [[5, 1, 9], [2, 8]], StepsPerEpoch: 12, ScalingWorkers: 3),
             nameof(StartEpoch) => new StartEpoch(3, [probe, TestActor], [3, 2], FirstRound: 5, StepsPerEpoch: 12, MidEpochResumable: false),
-            nameof(WeightsUpdated) => new WeightsUpdated(3, 4, 17, tensor, sentTimestamp: 123_456_789),
+            nameof(WeightsUpdated) => new WeightsUpdated(3, 4, 17, tensor, sentTimestamp: 123_456_789, shard: 2),
             nameof(GradientComputed) => Measured(new GradientComputed(3, 4, 17, 1, 16, 35.25, tensor, 0.0031, 4096)),
             nameof(RoundApplied) => PerWorker(new RoundApplied(3, 4, 18, 64, 140.5, new RoundTiming(0.004, 0.003, 0.0025, 0.0004, 8, 16), 0.0125)),
             nameof(EpochCompleted) => new EpochCompleted(3, 18, 1000, 400.5, L1Penalty: 0.25, L2Penalty: 0.125),
@@ -48,6 +49,7 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(WeightsSnapshot) => new WeightsSnapshot(18, tensor),
             nameof(CheckpointSaved) => new CheckpointSaved("/checkpoints/checkpoint-v0000000018-e0003-r000004.safetensors", 18, 3, 4, 1_882_128, 0.0125),
             nameof(WorkerLost) => new WorkerLost(2),
+            nameof(MinibatchesLeft) => new MinibatchesLeft(3, [0, 2], [4, 5]),
             nameof(WorkerRemoved) => new WorkerRemoved(2, 5),
             nameof(AddWorker) => new AddWorker(probe, 4),
             _ => null,
@@ -70,6 +72,9 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             message.WorkerComputeSeconds[0] = 0.003;
             message.WorkerComputeSeconds[2] = 0.004;
             message.WorkerQueueingSeconds[2] = 0.0001;
+            message.WorkerStaleness[0] = 0;
+            message.WorkerStaleness[1] = double.NaN;
+            message.WorkerStaleness[2] = 3;
             return message;
         }
     }

@@ -5,6 +5,7 @@ using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Security;
+using DistTrain.Cluster.Training;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
@@ -46,6 +47,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly string _fingerprint;
     private readonly Sequential _model;
+    private readonly WireLayout _wire; // floats of a weights message and of a worker's report in this job's mode
     private readonly List<IActorRef> _agentAt = [];                   // worker index -> the agent it was given to
     private readonly Dictionary<IActorRef, int> _indexOf = [];         // agent -> its latest worker index
     private readonly HashSet<int> _lostLinks = [];
@@ -87,6 +89,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _workerSteps = new WorkerStepCounter(observer);
         _fingerprint = ModelFingerprint.Of(options);
         _model = ModelFactory.Build(options.Model);
+        _wire = WireLayout.For(_model.Layout, options.Training.Mode, options.Optimizer);
 
         Receive<RegisterWorker>(OnRegister);
         Receive<WorkerReady>(OnReady);
@@ -196,7 +199,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // A worker registers every 2 s until accepted, and the singleton proxy delivers every registration it buffered
         // while the job host was not yet found: only the first of them (or one after a lost data plane) is a join.
         if (joins) _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
-        Sender.Tell(new WorkerAccepted(index, _dataHost, _listener.Port, _model.Layout.TotalLength, _jobId, token,
+        Sender.Tell(new WorkerAccepted(index, _dataHost, _listener.Port, _wire.WeightsLength, _jobId, token,
             identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token)));
         // A takeover knows its job once a worker reports it: the newest checkpoint is read and verified now, while the
         // workers open their data planes, instead of after they are all ready (0.3-0.4 s of a takeover, measured).
@@ -206,7 +209,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void OnReady(WorkerReady ready)
     {
         if (_links.ContainsKey(ready.WorkerIndex)) return;
-        _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _model.Layout.WorkerReportLength),
+        _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _wire.ReportLength),
             $"worker-link-{ready.WorkerIndex}-{++_linksCreated}"));
         if (_waitingForReady.Remove(ready.WorkerIndex, out var connection))
         {
@@ -234,8 +237,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             refusal = $"it claims worker index {index}, which no registered worker is waiting to connect as";
         else if (!JobIdentity.Matches(hello.Token, token))
             refusal = $"it claims worker {index} without that registration's token (only the node that registered as worker {index} has it)";
-        else if (hello.ParameterCount != _model.Layout.TotalLength)
-            refusal = $"worker {index} announced {hello.ParameterCount} parameters, this model has {_model.Layout.TotalLength}";
+        else if (hello.ParameterCount != _wire.WeightsLength)
+            refusal = $"worker {index} announced {hello.ParameterCount} parameters, this model has {_wire.WeightsLength}" +
+                (_wire.StateBuffers > 0 ? $" with its optimizer state ({_wire.StateBuffers} buffers, Training:Mode = LocalSgd)" : "");
         if (refusal is not null)
         {
             _log.Warning("Data plane: refused a connection from {0}: {1}; closed.", accepted.Connection.Peer, refusal);
@@ -338,14 +342,15 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _started = true;
         var workers = Enumerable.Range(0, count).Select(i => _links[i]).ToArray();
         var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
-        var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
+        var settings = new CoordinatorSettings(loop.Epochs, loop.MinibatchPerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
             _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping,
             FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0,
             PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum,
-            GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.BatchSizePerWorker : 0);
+            GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
-            CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0).WithDispatcher(AkkaSettings.ComputeDispatcher),
+            CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
+            update: UpdateSettings.From(loop)).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _workerSteps, completion), "coordinator");
         _log.Info("Training starts with {0} workers (job {1})", workers.Length, _jobId);
         for (var i = 0; i < count; i++) _joined.Add(i);

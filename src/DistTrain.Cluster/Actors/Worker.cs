@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
-using DistTrain.Core.Configuration;
+using DistTrain.Cluster.Training;
 using DistTrain.Core.Data;
 using DistTrain.Core.Layers;
 using DistTrain.Core.Losses;
@@ -25,7 +25,6 @@ namespace DistTrain.Cluster.Actors;
 public sealed class Worker : ReceiveActor, IWithStash
 {
     private readonly int _workerIndex;
-    private readonly LabeledDataset _train;
     private readonly LabeledDataset _test;
     private readonly LabeledDataset? _validation;
     private readonly int _evaluationBatchSize; // samples per evaluation pass: Training:EvaluationBatchSize within the memory budget
@@ -33,8 +32,8 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly ILoss _loss;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly System.Diagnostics.TagList _metricTags = Metrics.DistTrainMetrics.Tags(NodeRoles.Worker);
-    private readonly MatrixBuffer _inputs;
-    private readonly MatrixBuffer _targets;
+    private readonly ReplicaTrainer _trainer;
+    private readonly ReplicaSettings _settings;
     // Gradients are sent in loaned messages and arrays (see TrainingProtocol.cs): two, used in turn, so a
     // message is rewritten two rounds later, long after the parameter server has averaged it.
     private readonly GradientComputed[] _gradientMessages;
@@ -48,18 +47,17 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly float[] _weightsForEvaluation; // staging for copying the training replica into the evaluation replica
     private readonly int _seed;
     private int _dropoutEpoch;
-    private readonly ImageAugmenter? _augmenter; // training minibatches only; evaluation sees the samples as they are
     private readonly string _sampleTraceDirectory;
     private Metrics.SampleTrace? _sampleTrace;
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "", AugmentationOptions? augmentation = null)
+        LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null)
     {
+        _settings = settings ?? ReplicaSettings.Default;
         _workerIndex = workerIndex;
         _seed = seed;
-        _sampleTraceDirectory = sampleTraceDirectory;
-        _train = train;
+        _sampleTraceDirectory = _settings.SampleTraceDirectory;
         _test = test;
         _validation = validation;
         _model = ModelFactory.Build(model, dropoutSeed: workerIndex + 1);
@@ -69,11 +67,11 @@ public sealed class Worker : ReceiveActor, IWithStash
                 evaluationBatchSize, evaluationBatchSize * _model.ForwardBytesPerSample / 1_000_000, _model.ForwardBytesPerSample, _evaluationBatchSize,
                 EvaluationMemoryBytes / (1024 * 1024));
         _loss = ModelFactory.BuildLoss(model.Loss);
-        if (augmentation is { Enabled: true })
-            _augmenter = new ImageAugmenter(augmentation, _model.InputShape, train.Normalization, seed);
-        _inputs = new MatrixBuffer(train.FeatureCount);
-        _targets = new MatrixBuffer(train.ClassCount);
-        _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_model.Layout.WorkerReportLength]))];
+        var augmenter = _settings.Augmentation is { Enabled: true } augmentation
+            ? new ImageAugmenter(augmentation, _model.InputShape, train.Normalization, seed)
+            : null;
+        _trainer = new ReplicaTrainer(_model, _loss, train, _settings, augmenter);
+        _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_trainer.Wire.ReportLength]))];
         _evaluation = new(() => (EvaluationReplica(model), new MatrixBuffer(test.FeatureCount), new MatrixBuffer(test.ClassCount),
             new MatrixBuffer(test.ClassCount), new int[_evaluationBatchSize]));
         _weightsForEvaluation = new float[_model.Layout.TotalLength];
@@ -122,13 +120,13 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.
     /// <paramref name="validation"/> holds the samples held out of training, when the run has any. <paramref name="seed"/>
     /// (Training:Seed) seeds the dropout masks, anew at every epoch from (seed, worker index, epoch), and the
-    /// <paramref name="augmentation"/> (Data:Augmentation) of each training sample, from (seed, epoch, sample index).
-    /// <paramref name="sampleTraceDirectory"/> (Monitoring:SampleTraceDirectory) records every minibatch's samples there;
-    /// empty is off.
+    /// augmentation (<see cref="ReplicaSettings.Augmentation"/>) of each training sample, from (seed, epoch, sample index).
+    /// <paramref name="settings"/> says what the worker does with a minibatch in the run's mode, and where it traces its
+    /// minibatches' samples (null: synchronous, in one pass, no augmentation, no trace).
     /// </summary>
     public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, string sampleTraceDirectory = "", AugmentationOptions? augmentation = null) =>
-        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, sampleTraceDirectory, augmentation));
+        LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null) =>
+        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, settings));
 
     private void OnAssignShard(AssignShard shard)
     {
@@ -178,37 +176,62 @@ public sealed class Worker : ReceiveActor, IWithStash
         if (update.SentTimestamp > 0 && Metrics.DistTrainMetrics.QueueingSeconds.Enabled)
             Metrics.DistTrainMetrics.QueueingSeconds.Record(queueing, _metricTags);
         var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
-        _model.LoadParameters(update.Weights);
+        _model.LoadParameters(update.Weights.AsSpan(0, _model.Layout.TotalLength));
         _version = update.Version;
         var minibatch = update.Round - _shard.FirstRound;
-        var plan = _shard.Minibatches();
+        var shard = _shard.ShardIndices(update.Shard);
+        var plan = _shard.MinibatchesOf(shard.Length);
         if (update.Epoch == _shard.Epoch && minibatch >= 0 && minibatch < plan.Count)
         {
-            var indices = _shard.SampleIndices.AsSpan(plan.Start(minibatch), plan.Length(minibatch));
-            var gradient = ComputeGradient(update, indices);
-            gradient.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore, queueing);
-            // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.
-            _sampleTrace?.Minibatch(update.Epoch, update.Round, update.Version, _workerIndex, indices);
-            Sender.Tell(gradient);
+            var report = _trainer.IsLocalSgd ? LocalSteps(update, shard, plan, minibatch) : ComputeGradient(update, shard.AsSpan(plan.Start(minibatch), plan.Length(minibatch)));
+            report.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore, queueing);
+            Sender.Tell(report);
         }
         UnstashAll();
     }
 
-    private GradientComputed ComputeGradient(WeightsUpdated update, ReadOnlySpan<int> indices)
+    /// <summary>The next loaned report message: reused two reports later, after the parameter server has combined it.</summary>
+    private GradientComputed NextReport()
     {
-        var inputs = _inputs.Get(indices.Length);
-        var targets = _targets.Get(indices.Length);
-        _train.Gather(indices, inputs, targets);
-        _augmenter?.Apply(inputs, indices, update.Epoch);
-        // A NaN or infinite loss is sent on like any other: the parameter server stops training, names every
-        // worker and tensor affected, and keeps the last good weights, which only it holds.
-        var meanLoss = _model.ComputeGradients(inputs, targets, _loss);
-        // The gradient array and its message are loaned to the parameter server and reused two rounds later.
         var message = _gradientMessages[_nextGradientBuffer];
         _nextGradientBuffer ^= 1;
-        _model.CopyGradientsTo(message.Gradient);
+        return message;
+    }
+
+    private GradientComputed ComputeGradient(WeightsUpdated update, ReadOnlySpan<int> indices)
+    {
+        // A NaN or infinite loss is sent on like any other: the parameter server stops training, names every
+        // worker and tensor affected, and keeps the last good weights, which only it holds.
+        var message = NextReport();
+        var lossSum = _trainer.ComputeGradient(indices, message.Gradient, update.Epoch);
         Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
-        return message.Reuse(update.Epoch, update.Round, update.Version, indices.Length, meanLoss * indices.Length);
+        // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.
+        _sampleTrace?.Minibatch(update.Epoch, update.Round, update.Version, _workerIndex, indices);
+        return message.Reuse(update.Epoch, update.Round, update.Version, indices.Length, lossSum);
+    }
+
+    /// <summary>
+    /// Local SGD: up to Training:LocalSteps optimizer steps on this replica from minibatch <paramref name="first"/> on (fewer
+    /// where the shard ends), starting from the weights and optimizer state just received; the report is the model after them.
+    /// </summary>
+    private GradientComputed LocalSteps(WeightsUpdated update, int[] shard, MinibatchPlan plan, int first)
+    {
+        _trainer.LoadLocalState(update.Weights, update.Version);
+        var steps = Math.Min(_settings.LocalSteps, plan.Count - first);
+        var samples = 0;
+        var lossSum = 0.0;
+        for (var j = 0; j < steps; j++)
+        {
+            var indices = shard.AsSpan(plan.Start(first + j), plan.Length(first + j));
+            var (loss, _) = _trainer.LocalStep(indices, update.Version + j, (update.Epoch, update.Round + j, _shard!.StepsPerEpoch), _shard.ScalingWorkers);
+            _sampleTrace?.Minibatch(update.Epoch, update.Round + j, update.Version, _workerIndex, indices);
+            lossSum += loss;
+            samples += indices.Length;
+        }
+        var message = NextReport();
+        _trainer.CopyLocalModel(message.Gradient);
+        Metrics.DistTrainMetrics.RecordSamplesComputed(samples);
+        return message.Reuse(update.Epoch, update.Round, update.Version, samples, lossSum);
     }
 
     private void OnEvaluate(Evaluate request)

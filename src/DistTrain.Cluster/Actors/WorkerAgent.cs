@@ -4,6 +4,7 @@ using Akka.Event;
 using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
 using DistTrain.Cluster.Security;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
@@ -162,7 +163,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         _generation++;
         var loop = _options.Training;
         _worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed,
-                _options.Monitoring.SampleTraceDirectory, _options.Data.Augmentation)
+                ReplicaSettings.From(_options))
             .WithDispatcher(AkkaSettings.ComputeDispatcher), $"worker-{_generation}"));
         _link = Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, _worker, accepted.ParameterCount,
                 token, _security.Certificates),

@@ -88,7 +88,7 @@ public sealed class ParameterServerLink : ReceiveActor
             },
             // Stamped on arrival: the worker's queueing delay then covers its own process (mailbox and dispatcher),
             // as in single-node mode; the network's part is in the step's messaging time.
-            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer, Stopwatch.GetTimestamp()), self),
+            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer, Stopwatch.GetTimestamp(), header.WorkerIndex), self),
             reason => self.Tell(new ReaderFailed(reason)));
         _log.Info("Worker {0}: data plane connected to {1}:{2} ({3})", _workerIndex, _host, _port, _connection.Security);
     }

@@ -17,7 +17,7 @@ internal static class TensorFrame
     public const uint Magic = 0x50445444;
 
     /// <summary>Bumped when the layout changes; both ends must agree.</summary>
-    public const byte ProtocolVersion = 1;
+    public const byte ProtocolVersion = 2;
 
     public const byte WeightsType = 1, GradientType = 2;
 
@@ -54,10 +54,11 @@ internal static class TensorFrame
     /// <summary>Bytes this process read from data-plane sockets, since start.</summary>
     public static long BytesReceived => Interlocked.Read(ref _bytesReceived);
 
+    /// <summary>A weights frame's header; its worker field carries the shard whose minibatch the receiver computes (-1: its own).</summary>
     public static Header For(WeightsUpdated m) => new()
     {
         Magic = Magic, Type = WeightsType, Version = ProtocolVersion, Epoch = m.Epoch, Round = m.Round, WeightsVersion = m.Version,
-        Count = m.Weights.Length,
+        WorkerIndex = m.Shard, Count = m.Weights.Length,
     };
 
     public static Header For(GradientComputed m) => new()

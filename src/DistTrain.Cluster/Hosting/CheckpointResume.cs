@@ -24,9 +24,9 @@ public static class CheckpointResume
     /// mode passes false: there the job host waits for as many worker nodes as the checkpoint's epoch was planned for.</param>
     /// <param name="jobId">Only checkpoints of this job (a takeover's); null or empty accepts any.</param>
     /// <exception cref="CheckpointResumeException">The directory holds no checkpoint, none is valid, the chosen one was
-    /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>) or BatchSizePerWorker (the data
-    /// order would differ), holds the state of another optimizer (Optimizer:Kind, or momentum turned on or off), was built with
-    /// another optimizer hyperparameter that its state depends on (see
+    /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>), BatchSizePerWorker × AccumulationSteps
+    /// (the data order would differ) or Mode, holds the state of another optimizer (Optimizer:Kind, or momentum turned on or
+    /// off), was built with another optimizer hyperparameter that its state depends on (see
     /// <see cref="Core.Optimization.OptimizerOptions.StateHyperparameters"/>), or it is already past Training:Epochs.</exception>
     public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null) =>
         Search(options, layout, log, matchWorkers, jobId, takeover: false)!;
@@ -74,10 +74,14 @@ public static class CheckpointResume
         var problems = new List<string>();
         if (checkpoint.ShardSeed != loop.Seed) problems.Add($"Training:Seed = {loop.Seed}, the checkpoint's is {checkpoint.ShardSeed}");
         if (matchWorkers && checkpoint.Workers != loop.Workers) problems.Add($"Training:Workers = {loop.Workers}, the checkpoint's is {checkpoint.Workers}");
-        if (checkpoint.BatchSizePerWorker != loop.BatchSizePerWorker) problems.Add($"Training:BatchSizePerWorker = {loop.BatchSizePerWorker}, the checkpoint's is {checkpoint.BatchSizePerWorker}");
+        if (checkpoint.BatchSizePerWorker != loop.MinibatchPerWorker)
+            problems.Add(loop.AccumulationSteps == 1
+                ? $"Training:BatchSizePerWorker = {loop.BatchSizePerWorker}, the checkpoint's is {checkpoint.BatchSizePerWorker}"
+                : $"Training:BatchSizePerWorker × Training:AccumulationSteps = {loop.MinibatchPerWorker}, the checkpoint's minibatch per worker is {checkpoint.BatchSizePerWorker}");
+        if (checkpoint.Mode != loop.Mode) problems.Add($"Training:Mode = {loop.Mode}, the checkpoint's is {checkpoint.Mode}");
         if (problems.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
-                "They fix the data order, so resume with the checkpoint's values.");
+                "They fix the data order and what the checkpoint's position means, so resume with the checkpoint's values.");
         CheckOptimizer(checkpoint, search.Path!, options, layout);
         var changes = checkpoint.HyperparameterChanges(options.Optimizer);
         if (changes.Count > 0)
@@ -120,7 +124,8 @@ public static class CheckpointResume
         ArgumentNullException.ThrowIfNull(options);
         var c = options.Checkpoint;
         return c.Enabled
-            ? new CheckpointSettings(new CheckpointStore(c.Directory, c.Keep), c.EverySteps, options.Training.Seed, options.Training.BatchSizePerWorker, jobId)
+            ? new CheckpointSettings(new CheckpointStore(c.Directory, c.Keep), c.EverySteps, options.Training.Seed, options.Training.MinibatchPerWorker, jobId,
+                options.Training.Mode)
             : null;
     }
 }

@@ -1,5 +1,6 @@
 using Akka.Actor;
 using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Training;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
@@ -55,14 +56,14 @@ public static class SingleNodeTrainer
         system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = ParameterServer.Props(weights, options.Optimizer, loop.Epochs, options.Monitoring,
-            CheckpointResume.Settings(options), resumeFrom).WithDispatcher(AkkaSettings.ComputeDispatcher);
+            CheckpointResume.Settings(options), resumeFrom, update: UpdateSettings.From(loop)).WithDispatcher(AkkaSettings.ComputeDispatcher);
+        var replica = ReplicaSettings.From(options);
         var workers = Enumerable.Range(0, loop.Workers)
-            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed,
-                options.Monitoring.SampleTraceDirectory, options.Data.Augmentation).WithDispatcher(AkkaSettings.ComputeDispatcher))
+            .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed, replica).WithDispatcher(AkkaSettings.ComputeDispatcher))
             .ToArray();
-        var settings = new CoordinatorSettings(loop.Epochs, loop.BatchSizePerWorker, planner, test.Count, model.Layout,
+        var settings = new CoordinatorSettings(loop.Epochs, loop.MinibatchPerWorker, planner, test.Count, model.Layout,
             TimeSpan.FromSeconds(loop.StallTimeoutSeconds), validation?.Count ?? 0, loop.EarlyStopping,
-            FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0);
+            FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0, Mode: loop.Mode);
         system.ActorOf(Coordinator.Props(settings, parameterServer, workers, observer ?? NullTrainingObserver.Instance, completion), "coordinator");
         await using (cancellationToken.Register(() => completion.TrySetCanceled(cancellationToken)))
         {

@@ -64,6 +64,13 @@ public interface ITrainingObserver
     /// </summary>
     void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds) { }
 
+    /// <summary>
+    /// Staleness of each worker's gradient in the step just reported, by worker index: how many versions older than the
+    /// weights it updated the weights it was computed on were (0 in synchronous training; NaN for a worker without a
+    /// gradient in the step). The span is only valid during the call.
+    /// </summary>
+    void StalenessReported(ReadOnlySpan<double> versionsBehind) { }
+
     /// <summary>The parameter server wrote a checkpoint (only when Checkpoint:Directory is set).</summary>
     void CheckpointSaved(CheckpointSaved checkpoint) { }
 }

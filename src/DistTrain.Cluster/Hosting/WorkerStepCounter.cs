@@ -50,4 +50,7 @@ public sealed class WorkerStepCounter(ITrainingObserver next) : ITrainingObserve
         Interlocked.Increment(ref _steps);
         next.WorkersReported(losses, computeSeconds, queueingSeconds);
     }
+
+    /// <inheritdoc />
+    public void StalenessReported(ReadOnlySpan<double> versionsBehind) => next.StalenessReported(versionsBehind);
 }

@@ -86,6 +86,13 @@ public static class DistTrainMetrics
     /// <summary>Step phase durations, seconds. Tag: phase = round, compute, update, messaging, waiting.</summary>
     public static readonly Histogram<double> StepPhaseSeconds = Meter.CreateHistogram<double>("training.step.seconds", "s", "Where a synchronous step's time went.");
 
+    /// <summary>
+    /// Staleness of each applied gradient, in weights versions: how many optimizer steps were applied between the version
+    /// it was computed on and the step that applied it (0 in synchronous training and local SGD).
+    /// </summary>
+    public static readonly Histogram<double> Staleness = Meter.CreateHistogram<double>("training.staleness.versions", "{version}",
+        "Versions between the weights a gradient was computed on and the weights it updated.");
+
     private static readonly ConcurrentDictionary<string, double> Gauges = new();
     private static readonly ConcurrentDictionary<(string Role, string Path), IActorRef> Watched = new();
 

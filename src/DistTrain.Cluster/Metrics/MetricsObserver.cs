@@ -42,8 +42,6 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
         DistTrainMetrics.Set("train_loss", meanLoss);
         DistTrainMetrics.Set("learning_rate", learningRate);
         DistTrainMetrics.Set("weights_version", version);
-        // Synchronous mode: every gradient is computed on the current version.
-        DistTrainMetrics.Set("staleness", 0);
         _windowSamples += samples;
         _lastStep = _clock.GetTimestamp();
         if (_clock.GetElapsedTime(_windowStart, _lastStep).TotalSeconds >= 1)
@@ -62,6 +60,20 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
     /// <inheritdoc />
     public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds) =>
         next.WorkersReported(losses, computeSeconds, queueingSeconds);
+
+    /// <inheritdoc />
+    public void StalenessReported(ReadOnlySpan<double> versionsBehind)
+    {
+        var most = double.NaN;
+        foreach (var staleness in versionsBehind)
+        {
+            if (double.IsNaN(staleness)) continue;
+            DistTrainMetrics.Staleness.Record(staleness);
+            most = double.IsNaN(most) ? staleness : Math.Max(most, staleness);
+        }
+        if (!double.IsNaN(most)) DistTrainMetrics.Set("staleness", most);
+        next.StalenessReported(versionsBehind);
+    }
 
     /// <inheritdoc />
     public void CheckpointSaved(Protocol.CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);

@@ -17,6 +17,9 @@ namespace DistTrain.Cluster.Metrics;
 /// where version is the weights version the step's gradients were computed on (the step makes version + 1) and workers
 /// the indices of the workers whose gradients it averaged, separated by spaces.</para>
 /// Files are appended to; use one directory per run. A step adds one line per worker and one for the server.
+/// <para>In the modes other than Sync a step's version is the one it was applied to. In Async a worker has one minibatch
+/// in flight, so its steps pair with its minibatch lines in order (a worker also takes other shards' minibatches, whose
+/// rounds repeat); in LocalSgd a worker writes one line per local step, with the version it started from.</para>
 /// </remarks>
 public sealed class SampleTrace : IDisposable
 {

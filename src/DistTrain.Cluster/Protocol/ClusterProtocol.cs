@@ -33,7 +33,7 @@ public sealed record RegisterWorker(
 /// <param name="WorkerIndex">Its index in the job.</param>
 /// <param name="DataHost">Host of the parameter server's tensor data plane.</param>
 /// <param name="DataPort">Port of the data plane.</param>
-/// <param name="ParameterCount">Floats per weights and gradient tensor.</param>
+/// <param name="ParameterCount">Floats per weights message (the model's parameters, and in local SGD the optimizer state after them).</param>
 /// <param name="JobId">Identity of the job, written into its checkpoints; a takeover resumes only that job's checkpoints.</param>
 /// <param name="DataToken">Random 32 bytes for this registration: the worker's data-plane hello must carry them, so no other
 /// connection can take this worker's place on the data plane.</param>
@@ -74,5 +74,5 @@ public sealed record JobFinished(
 public static class ClusterProtocolInfo
 {
     /// <summary>Bumped whenever a message or the data-plane frame changes incompatibly.</summary>
-    public const int Version = 2;
+    public const int Version = 3;
 }

@@ -14,13 +14,18 @@ namespace DistTrain.Cluster.Protocol;
 //   ParameterServer -> Coordinator   EpochCompleted       (after the last round's weights went out)
 //   Coordinator -> Worker            Evaluate(v, range)   (each test sample scored exactly once)
 //   Worker -> Coordinator            EvaluationResult
+// The other modes (Training:Mode, src/DistTrain.Cluster/Training/) use the same messages: in Async and
+// BoundedStaleness the parameter server sends WeightsUpdated to one worker at a time, naming the round and the
+// shard whose minibatch it computes (every worker holds every shard of the part); in LocalSgd a round's
+// GradientComputed carries the worker's model and optimizer state after up to Training:LocalSteps local steps.
 // Tensors are float[] and travel as raw little-endian bytes (see RawFloatArrayFormatter).
 //
 // Loaned tensors: the float[] in WeightsUpdated and GradientComputed belongs to the sender, which
 // reuses it a few rounds later instead of allocating 1 MB per message. A receiver reads (or copies)
 // the array while it handles the message and keeps no reference past the round. The synchronous
 // protocol makes this safe: the parameter server writes a new version only after every gradient of
-// the round arrived, which each replica sends only after it copied the weights it computed on.
+// the round arrived, which each replica sends only after it copied the weights it computed on. Weights
+// for one worker alone come from that worker's own two arrays (Training/WeightsOutbox.cs).
 
 /// <summary>The worker's shard of one epoch. Coordinator → Worker.</summary>
 /// <param name="Epoch">1-based epoch.</param>
@@ -33,6 +38,10 @@ namespace DistTrain.Cluster.Protocol;
 /// of the same epoch belong to a part whose shard has not arrived yet.</param>
 /// <param name="Steps">0: minibatches of <paramref name="BatchSize"/>. Otherwise the shard is cut into this many balanced
 /// minibatches, sizes differing by at most one (<see cref="MinibatchPlan.Balanced"/>), as when a job's worker count changed.</param>
+/// <param name="Shards">The asynchronous modes: every shard of the part, by shard index, cut the same way, because the
+/// parameter server may hand this worker another shard's minibatch (<see cref="WeightsUpdated.Shard"/>); null otherwise.</param>
+/// <param name="StepsPerEpoch">Local SGD: the epoch's planned steps, the learning-rate schedule's unit (0 when unused).</param>
+/// <param name="ScalingWorkers">Local SGD: the workers the linear scaling rule multiplies the learning rate by (0 when unused).</param>
 [MessagePackObject]
 public sealed record AssignShard(
     [property: Key(0)] int Epoch,
@@ -40,12 +49,21 @@ public sealed record AssignShard(
     [property: Key(2)] int BatchSize,
     [property: Key(3)] int FirstRound = 0,
     [property: Key(4)] int Rounds = int.MaxValue,
-    [property: Key(5)] int Steps = 0) : IDistTrainMessage
+    [property: Key(5)] int Steps = 0,
+    [property: Key(6)] int[][]? Shards = null,
+    [property: Key(7)] int StepsPerEpoch = 0,
+    [property: Key(8)] int ScalingWorkers = 0) : IDistTrainMessage
 {
     /// <summary>How the shard is cut into minibatches; minibatch k runs in round <c>FirstRound + k</c>.</summary>
-    public MinibatchPlan Minibatches() => Steps > 0
-        ? MinibatchPlan.Balanced(SampleIndices.Length, Steps)
-        : MinibatchPlan.Fixed(SampleIndices.Length, BatchSize);
+    public MinibatchPlan Minibatches() => MinibatchesOf(SampleIndices.Length);
+
+    /// <summary>How a shard of <paramref name="samples"/> samples of this part is cut into minibatches.</summary>
+    public MinibatchPlan MinibatchesOf(int samples) => Steps > 0
+        ? MinibatchPlan.Balanced(samples, Steps)
+        : MinibatchPlan.Fixed(samples, BatchSize);
+
+    /// <summary>The sample indices of shard <paramref name="shard"/> (<see cref="Shards"/>), or this worker's own when the part has no others.</summary>
+    public int[] ShardIndices(int shard) => shard >= 0 && Shards is { } all && shard < all.Length ? all[shard] : SampleIndices;
 
     /// <summary>
     /// True when weights for <paramref name="round"/> of this epoch belong to a later part of it (a shard not received
@@ -93,14 +111,16 @@ public sealed record WeightsUpdated : ITensorMessage
     /// <param name="version">Weights version: the number of optimizer steps applied so far.</param>
     /// <param name="weights">The flat parameter vector, layout order.</param>
     /// <param name="sentTimestamp">Sender's <see cref="System.Diagnostics.Stopwatch"/> timestamp at sending, for the queueing-delay metric; 0 when unknown.</param>
+    /// <param name="shard">The shard whose minibatch <paramref name="round"/> the receiver computes; -1 for its own.</param>
     [SerializationConstructor]
-    public WeightsUpdated(int epoch, int round, long version, float[] weights, long sentTimestamp = 0)
+    public WeightsUpdated(int epoch, int round, long version, float[] weights, long sentTimestamp = 0, int shard = -1)
     {
         Epoch = epoch;
         Round = round;
         Version = version;
         Weights = weights;
         SentTimestamp = sentTimestamp;
+        Shard = shard;
     }
 
     /// <summary>Epoch the round belongs to.</summary>
@@ -118,19 +138,26 @@ public sealed record WeightsUpdated : ITensorMessage
     /// <summary>Sender's Stopwatch timestamp at sending (same machine only); 0 when unknown.</summary>
     [Key(4)] public long SentTimestamp { get; private set; }
 
+    /// <summary>
+    /// The shard whose minibatch <see cref="Round"/> the receiver computes (the asynchronous modes hand out any shard's
+    /// minibatches, see <see cref="AssignShard.Shards"/>); -1 for the receiver's own shard.
+    /// </summary>
+    [Key(5)] public int Shard { get; private set; }
+
     /// <inheritdoc />
     [IgnoreMember] public float[] Tensor => Weights;
 
     /// <inheritdoc />
-    public ITensorMessage WithTensor(float[] tensor) => new WeightsUpdated(Epoch, Round, Version, tensor, SentTimestamp);
+    public ITensorMessage WithTensor(float[] tensor) => new WeightsUpdated(Epoch, Round, Version, tensor, SentTimestamp, Shard);
 
-    /// <summary>Rewrites this loaned instance for the next round it carries (the weights array stays the same).</summary>
-    internal WeightsUpdated Reuse(int epoch, int round, long version, long sentTimestamp)
+    /// <summary>Rewrites this loaned instance for the next message it carries (the weights array stays the same).</summary>
+    internal WeightsUpdated Reuse(int epoch, int round, long version, long sentTimestamp, int shard = -1)
     {
         Epoch = epoch;
         Round = round;
         Version = version;
         SentTimestamp = sentTimestamp;
+        Shard = shard;
         return this;
     }
 }
@@ -247,9 +274,11 @@ public sealed record RoundApplied : IDistTrainMessage
     /// <param name="workerLosses">Each worker's mean loss this round, by worker index (NaN without a minibatch); null for none.</param>
     /// <param name="workerComputeSeconds">Each worker's compute time this round, seconds, by worker index; null for none.</param>
     /// <param name="workerQueueingSeconds">Each worker's queueing delay this round, seconds, by worker index; null for none.</param>
+    /// <param name="workerStaleness">Each worker's staleness this step, versions, by worker index (NaN without a report); null for none.</param>
     [SerializationConstructor]
     public RoundApplied(int epoch, int round, long version, int sampleCount, double lossSum, RoundTiming timing, double learningRate,
-        double[]? workerLosses = null, double[]? workerComputeSeconds = null, double[]? workerQueueingSeconds = null)
+        double[]? workerLosses = null, double[]? workerComputeSeconds = null, double[]? workerQueueingSeconds = null,
+        double[]? workerStaleness = null)
     {
         Epoch = epoch;
         Round = round;
@@ -261,6 +290,7 @@ public sealed record RoundApplied : IDistTrainMessage
         WorkerLosses = workerLosses ?? [];
         WorkerComputeSeconds = workerComputeSeconds ?? [];
         WorkerQueueingSeconds = workerQueueingSeconds ?? [];
+        WorkerStaleness = workerStaleness ?? [];
     }
 
     /// <summary>Epoch of the round.</summary>
@@ -293,6 +323,12 @@ public sealed record RoundApplied : IDistTrainMessage
     /// <summary>Each worker's queueing delay before it started this round, seconds, by worker index.</summary>
     [Key(9)] public double[] WorkerQueueingSeconds { get; private set; }
 
+    /// <summary>
+    /// Each worker's staleness this step, by worker index: how many versions older than the one it updated the weights
+    /// its gradient was computed on were (0 in synchronous training; NaN for a worker without a gradient in the step).
+    /// </summary>
+    [Key(10)] public double[] WorkerStaleness { get; private set; }
+
     /// <summary>Sizes the per-worker arrays (reallocating only when the worker count changes).</summary>
     internal RoundApplied ForWorkers(int workers)
     {
@@ -301,8 +337,28 @@ public sealed record RoundApplied : IDistTrainMessage
             WorkerLosses = new double[workers];
             WorkerComputeSeconds = new double[workers];
             WorkerQueueingSeconds = new double[workers];
+            WorkerStaleness = new double[workers];
         }
         return this;
+    }
+
+    /// <summary>Fills the per-worker arrays with "no report" (NaN loss and staleness, zero times).</summary>
+    internal RoundApplied ClearWorkers()
+    {
+        Array.Fill(WorkerLosses, double.NaN);
+        Array.Clear(WorkerComputeSeconds);
+        Array.Clear(WorkerQueueingSeconds);
+        Array.Fill(WorkerStaleness, double.NaN);
+        return this;
+    }
+
+    /// <summary>Records worker <paramref name="worker"/>'s report in this step.</summary>
+    internal void SetWorker(int worker, double meanLoss, double computeSeconds, double queueingSeconds, double staleness)
+    {
+        WorkerLosses[worker] = meanLoss;
+        WorkerComputeSeconds[worker] = computeSeconds;
+        WorkerQueueingSeconds[worker] = queueingSeconds;
+        WorkerStaleness[worker] = staleness;
     }
 
     /// <summary>Rewrites this loaned instance.</summary>
@@ -446,11 +502,25 @@ public sealed record WorkerLost([property: Key(0)] int WorkerIndex) : IDistTrain
 /// </summary>
 /// <param name="WorkerIndex">The lost worker's index.</param>
 /// <param name="FirstUnusedRound">The first round of the epoch whose minibatch the worker did not contribute: its samples
-/// from there on must go to the remaining workers.</param>
+/// from there on must go to the remaining workers. -1 in the asynchronous modes, where the parameter server hands the
+/// lost worker's minibatches to the others itself.</param>
 [MessagePackObject]
 public sealed record WorkerRemoved(
     [property: Key(0)] int WorkerIndex,
     [property: Key(1)] int FirstUnusedRound) : IDistTrainMessage;
+
+/// <summary>
+/// A part of an epoch ended before all its minibatches were trained: every worker of an asynchronous part was lost.
+/// ParameterServer → Coordinator, before the part's <see cref="EpochCompleted"/>; the coordinator plans their samples again.
+/// </summary>
+/// <param name="Epoch">The epoch.</param>
+/// <param name="Shards">Shard index of each untrained minibatch.</param>
+/// <param name="Rounds">Its round, in the same order.</param>
+[MessagePackObject]
+public sealed record MinibatchesLeft(
+    [property: Key(0)] int Epoch,
+    [property: Key(1)] int[] Shards,
+    [property: Key(2)] int[] Rounds) : IDistTrainMessage;
 
 /// <summary>A worker joined a running job. JobHost → Coordinator.</summary>
 /// <param name="Worker">The local link to the new worker; it takes part from the next epoch (or the next part of one).</param>

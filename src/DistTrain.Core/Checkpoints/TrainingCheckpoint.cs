@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using DistTrain.Core.Configuration;
 using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
 
@@ -23,8 +24,9 @@ namespace DistTrain.Core.Checkpoints;
 /// <c>workers</c> and <c>batch_size_per_worker</c> (together they fix the data order), the partial epoch's
 /// <c>epoch_samples</c> and <c>epoch_loss_sum</c>, <c>model_fingerprint</c> (see <see cref="LayoutFingerprint"/>),
 /// <c>optimizer_hyperparameters</c> (a JSON object of the settings the optimizer state depends on, by configuration key,
-/// see <see cref="OptimizerOptions.StateHyperparameters"/>) and <c>data_sha256</c>, the SHA-256 of every byte after the
-/// header.</para>
+/// see <see cref="OptimizerOptions.StateHyperparameters"/>), <c>training_mode</c> (Training:Mode), <c>trained_ahead</c>
+/// (asynchronous mode: <c>round:shard;...</c> of minibatches after the position already trained) and <c>data_sha256</c>,
+/// the SHA-256 of every byte after the header.</para>
 /// <para>The learning-rate schedule is a pure function of the position (optimizer steps, epoch, round, steps per epoch),
 /// so the position is its whole state.</para>
 /// </remarks>
@@ -55,10 +57,14 @@ public sealed class TrainingCheckpoint
     /// <param name="jobId">The cluster job that writes it; empty when unknown (see <see cref="JobId"/>).</param>
     /// <param name="optimizerHyperparameters">The settings the optimizer state depends on (see
     /// <see cref="OptimizerOptions.StateHyperparameters"/>); null when unknown (a checkpoint written before they were recorded).</param>
+    /// <param name="mode">The training mode that wrote it (Training:Mode).</param>
+    /// <param name="trainedAhead">Asynchronous mode: minibatches (round, shard) of rounds at or after <paramref name="round"/>
+    /// already trained, which a resume skips; null or empty for none.</param>
     /// <exception cref="ArgumentException">A state buffer does not have the trainable length, or a count is out of range.</exception>
     public TrainingCheckpoint(ParameterVector weights, IReadOnlyList<(string Name, float[] Values)> optimizerState, OptimizerKind optimizerKind,
         long optimizerSteps, long version, int epoch, int round, int shardSeed, int workers, int batchSizePerWorker,
-        int epochSamples = 0, double epochLossSum = 0, string jobId = "", IReadOnlyList<(string Key, string Value)>? optimizerHyperparameters = null)
+        int epochSamples = 0, double epochLossSum = 0, string jobId = "", IReadOnlyList<(string Key, string Value)>? optimizerHyperparameters = null,
+        TrainingMode mode = TrainingMode.Sync, IReadOnlyList<(int Round, int Shard)>? trainedAhead = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(optimizerState);
@@ -86,7 +92,18 @@ public sealed class TrainingCheckpoint
         EpochLossSum = epochLossSum;
         JobId = jobId ?? "";
         OptimizerHyperparameters = optimizerHyperparameters;
+        Mode = mode;
+        TrainedAhead = trainedAhead ?? [];
+        foreach (var (r, shard) in TrainedAhead)
+            if (r < round || shard < 0 || shard >= workers)
+                throw new ArgumentException($"A minibatch trained ahead, round {r} of shard {shard}, is not at or after round {round} of one of the {workers} shards.", nameof(trainedAhead));
     }
+
+    /// <summary>The training mode that wrote the checkpoint (Training:Mode; <see cref="TrainingMode.Sync"/> for one that does not record it).</summary>
+    public TrainingMode Mode { get; }
+
+    /// <summary>Asynchronous mode: minibatches (round, shard) at or after <see cref="Round"/> already trained, which a resume skips.</summary>
+    public IReadOnlyList<(int Round, int Shard)> TrainedAhead { get; }
 
     /// <summary>
     /// The settings the optimizer state was built with, by configuration key (for example <c>Optimizer:Beta2</c>), values
@@ -251,7 +268,24 @@ public sealed class TrainingCheckpoint
         ["optimizer_hyperparameters"] = OptimizerHyperparameters is null
             ? ""
             : JsonSerializer.Serialize(OptimizerHyperparameters.ToDictionary(h => h.Key, h => h.Value, StringComparer.Ordinal)),
+        ["training_mode"] = Mode.ToString(),
+        ["trained_ahead"] = string.Join(';', TrainedAhead.Select(m => $"{Invariant(m.Round)}:{Invariant(m.Shard)}")),
     };
+
+    /// <summary>The trained-ahead list of the metadata (<c>round:shard;round:shard</c>); empty for none.</summary>
+    private static List<(int Round, int Shard)> TrainedAheadFrom(string path, string text)
+    {
+        var list = new List<(int, int)>();
+        foreach (var item in text.Split(';', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parts = item.Split(':');
+            if (parts.Length != 2 || !int.TryParse(parts[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var round)
+                || !int.TryParse(parts[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out var shard))
+                throw new InvalidDataException($"{path}: metadata trained_ahead item '{item}' is not round:shard. The file is corrupt.");
+            list.Add((round, shard));
+        }
+        return list;
+    }
 
     private static string Invariant(long value) => value.ToString(CultureInfo.InvariantCulture);
 
@@ -313,6 +347,10 @@ public sealed class TrainingCheckpoint
             throw new InvalidDataException($"{path}: the checkpoint holds another model (fingerprint {Get("model_fingerprint")}, this model's is {fingerprint}). Resume with the config that wrote it.");
         if (!Enum.TryParse<OptimizerKind>(Get("optimizer_kind"), ignoreCase: false, out var kind))
             throw new InvalidDataException($"{path}: metadata optimizer_kind = '{Get("optimizer_kind")}' is unknown.");
+        // Optional: checkpoints written before the training modes are synchronous.
+        var modeText = metadata.GetValueOrDefault("training_mode", nameof(TrainingMode.Sync));
+        if (!Enum.TryParse<TrainingMode>(modeText, ignoreCase: false, out var mode) || !Enum.IsDefined(mode))
+            throw new InvalidDataException($"{path}: metadata training_mode = '{modeText}' is unknown.");
 
         var weights = new ParameterVector(layout);
         foreach (var segment in layout.Segments)
@@ -339,7 +377,8 @@ public sealed class TrainingCheckpoint
                 GetInt("shard_seed"), GetInt("workers"), GetInt("batch_size_per_worker"), GetInt("epoch_samples"),
                 double.Parse(Get("epoch_loss_sum"), NumberStyles.Float, CultureInfo.InvariantCulture),
                 metadata.GetValueOrDefault("job_id", ""), // optional: checkpoints written before job ids have none
-                Hyperparameters(path, metadata.GetValueOrDefault("optimizer_hyperparameters", "")));
+                Hyperparameters(path, metadata.GetValueOrDefault("optimizer_hyperparameters", "")),
+                mode, TrainedAheadFrom(path, metadata.GetValueOrDefault("trained_ahead", "")));
         }
         catch (Exception e) when (e is ArgumentException or FormatException)
         {

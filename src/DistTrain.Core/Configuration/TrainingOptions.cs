@@ -281,6 +281,37 @@ public sealed class TrainingLoopOptions
     /// <summary>Seed of the weight initializer and of the per-epoch shuffles. Default 1.</summary>
     public int Seed { get; set; } = 1;
 
+    /// <summary>How the parameter server combines the workers' work (<see cref="TrainingMode"/>). Default <see cref="TrainingMode.Sync"/>.</summary>
+    public TrainingMode Mode { get; set; } = TrainingMode.Sync;
+
+    /// <summary>
+    /// <see cref="TrainingMode.BoundedStaleness"/>: how many rounds past the oldest round not yet applied a worker may
+    /// compute, so no gradient is more than this many versions stale. 0 is synchronous training. 0 to 1,000. Default 2.
+    /// </summary>
+    public int StalenessBound { get; set; } = 2;
+
+    /// <summary>
+    /// <see cref="TrainingMode.Async"/> and <see cref="TrainingMode.BoundedStaleness"/>: divide each step's learning rate by
+    /// the staleness of its gradient plus one (Zhang, Gupta, Lian and Liu, IJCAI 2016). Default false.
+    /// </summary>
+    public bool StalenessAwareLearningRate { get; set; }
+
+    /// <summary>
+    /// <see cref="TrainingMode.LocalSgd"/>: optimizer steps each worker takes on its own replica between two averagings of
+    /// the models. 1 with plain SGD is synchronous training. 1 to 10,000. Default 4.
+    /// </summary>
+    public int LocalSteps { get; set; } = 4;
+
+    /// <summary>
+    /// Gradient accumulation, in every mode: each worker computes this many micro-batches of
+    /// <see cref="BatchSizePerWorker"/> samples and pushes their sample-weighted mean gradient, as one minibatch of
+    /// AccumulationSteps × BatchSizePerWorker samples computed with a micro-batch's memory. 1 to 1,024. Default 1.
+    /// </summary>
+    public int AccumulationSteps { get; set; } = 1;
+
+    /// <summary>Samples per worker push (or local step): <see cref="BatchSizePerWorker"/> × <see cref="AccumulationSteps"/>.</summary>
+    public int MinibatchPerWorker => BatchSizePerWorker * Math.Max(1, AccumulationSteps);
+
     /// <summary>Samples per forward pass during evaluation (memory only; results do not depend on it). Default 1000.</summary>
     public int EvaluationBatchSize { get; set; } = 1000;
 

@@ -26,6 +26,13 @@ public static class TrainingOptionsValidator
         Range("Training:BatchSizePerWorker", options.Training.BatchSizePerWorker, 1, 65_536);
         Range("Training:EvaluationBatchSize", options.Training.EvaluationBatchSize, 1, 65_536);
         Range("Training:StallTimeoutSeconds", options.Training.StallTimeoutSeconds, 1, 86_400);
+        if (!Enum.IsDefined(options.Training.Mode))
+            problems.Add($"Training:Mode = {(int)options.Training.Mode} is unknown: allowed {string.Join(", ", Enum.GetNames<TrainingMode>())}.");
+        Range("Training:StalenessBound", options.Training.StalenessBound, 0, 1000);
+        Range("Training:LocalSteps", options.Training.LocalSteps, 1, 10_000);
+        Range("Training:AccumulationSteps", options.Training.AccumulationSteps, 1, 1024);
+        if ((long)options.Training.BatchSizePerWorker * options.Training.AccumulationSteps > 1 << 24)
+            problems.Add($"Training:BatchSizePerWorker × Training:AccumulationSteps = {(long)options.Training.BatchSizePerWorker * options.Training.AccumulationSteps} samples per push is too many: allowed up to {1 << 24}.");
         problems.AddRange(options.Optimizer.Problems());
         Range("Data:TrainLimit", options.Data.TrainLimit, 0, int.MaxValue);
         Range("Data:TestLimit", options.Data.TestLimit, 0, int.MaxValue);

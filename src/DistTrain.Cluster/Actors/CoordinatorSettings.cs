@@ -1,0 +1,45 @@
+using DistTrain.Cluster.Training;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Cluster.Actors;
+
+/// <summary>What the coordinator needs to run a job.</summary>
+/// <param name="Epochs">Epochs to train.</param>
+/// <param name="BatchSizePerWorker">Samples per worker minibatch (per push: Training:BatchSizePerWorker × Training:AccumulationSteps).</param>
+/// <param name="Planner">Shard planner over the training set, one shard per worker.</param>
+/// <param name="TestSampleCount">Size of the test set; evaluation must score exactly this many.</param>
+/// <param name="Layout">Layout of the weights, for the result.</param>
+/// <param name="StallTimeout">Longest time without any progress message (a step, an evaluation result) before the job fails.</param>
+/// <param name="ValidationSampleCount">Samples held out for validation, scored after every epoch; 0 for none.</param>
+/// <param name="EarlyStopping">Stop when the validation loss has not improved for this many epochs (Patience 0 = off).</param>
+/// <param name="FirstEpoch">1-based epoch to start at: 1, or a resumed checkpoint's epoch.</param>
+/// <param name="FirstRound">Round to start <paramref name="FirstEpoch"/> at: 0, or a resumed checkpoint's round. Later epochs start at 0.</param>
+/// <param name="PlannerFor">Cluster mode: a shard planner for a given number of workers, used when workers are lost or
+/// join. Null (single-node mode): a worker that stops fails the job.</param>
+/// <param name="MinWorkers">Cluster mode: with fewer workers, training pauses until enough join again.</param>
+/// <param name="GlobalBatchSize">Cluster mode: samples per step to keep when the number of workers alive differs from
+/// the planned one (Training:KeepGlobalBatch): each worker's shard is then cut into the plan's steps per epoch
+/// (<see cref="EpochPlanSettings.PlannedStepsPerEpoch"/>) as balanced minibatches of about GlobalBatchSize / alive samples,
+/// so steps per epoch stay and no step is a runt. 0: every worker keeps <paramref name="BatchSizePerWorker"/>, so the
+/// global minibatch shrinks or grows with the workers.</param>
+/// <param name="Mode">The training mode (Training:Mode): in the asynchronous modes every worker gets every shard of a part.</param>
+public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
+    ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
+    int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1, int GlobalBatchSize = 0,
+    TrainingMode Mode = TrainingMode.Sync)
+{
+    /// <summary>True when the job survives losing workers (cluster mode).</summary>
+    public bool ToleratesWorkerLoss => PlannerFor is not null;
+
+    /// <summary>True when early stopping is on (it needs validation samples).</summary>
+    public bool StopsEarly => EarlyStopping is { Patience: > 0 } && ValidationSampleCount > 0;
+
+    /// <summary>The settings of the epoch plan.</summary>
+    public EpochPlanSettings PlanSettings => new(Planner, PlannerFor, BatchSizePerWorker, GlobalBatchSize, FirstEpoch, FirstRound,
+        SharedShards: Mode is TrainingMode.Async or TrainingMode.BoundedStaleness);
+
+    /// <summary>The workers the linear scaling rule multiplies the learning rate by in an epoch of <paramref name="aliveWorkers"/>.</summary>
+    public int ScalingWorkersFor(int aliveWorkers) => GlobalBatchSize > 0 ? Planner.Workers : aliveWorkers;
+}

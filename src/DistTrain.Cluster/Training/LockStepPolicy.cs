@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Checkpoints;
+
+namespace DistTrain.Cluster.Training;
+
+/// <summary>
+/// Lock-step rounds (<see cref="SyncPolicy"/>, <see cref="LocalSgdPolicy"/>): each round the same weights go to every
+/// worker; the round waits for one report from every worker that has a minibatch in it, combines them in worker order
+/// (so the result does not depend on arrival order), and the next round's weights go out. A lost worker is no longer
+/// waited for; its untrained rounds go back to the coordinator, which gives their samples to the others.
+/// </summary>
+public abstract class LockStepPolicy : UpdatePolicy
+{
+    private readonly GradientRound _round = new();
+    private readonly float[][] _reports = new float[MaxWorkers][];
+    private readonly float[] _scales = new float[MaxWorkers];
+
+    /// <inheritdoc />
+    protected LockStepPolicy(ServerModel model, WeightsOutbox outbox, IServerOutput output, WireLayout wire, int checkpointEverySteps,
+        TrainingCheckpoint? resumeFrom)
+        : base(model, outbox, output, wire, checkpointEverySteps, resumeFrom)
+    {
+    }
+
+    /// <summary>The open round.</summary>
+    protected GradientRound Round => _round;
+
+    /// <summary>Rounds one report covers from <paramref name="round"/> (local SGD's period; 1 for synchronous SGD).</summary>
+    protected abstract int Span(int round);
+
+    /// <summary>Writes the whole current state a broadcast carries into <paramref name="message"/> (at a part's start).</summary>
+    protected abstract void FillBroadcast(float[] message);
+
+    /// <summary>
+    /// Combines the round's <paramref name="reports"/> (in worker order, with <paramref name="scales"/> <c>nᵢ / Σ n</c>) into the
+    /// master weights and into <see cref="WeightsOutbox.NextShared"/>, the next broadcast; <paramref name="steps"/> optimizer
+    /// steps of the run at <paramref name="learningRate"/> (the first one's rate).
+    /// </summary>
+    /// <returns>False when the result is not finite.</returns>
+    protected abstract bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps);
+
+    /// <summary>What the divergence message calls a bad combined result.</summary>
+    protected abstract string NonFiniteResult { get; }
+
+    /// <inheritdoc />
+    protected override void OnStart(EpochPart part)
+    {
+        _round.StartPart(part.BatchesPerWorker);
+        FillBroadcast(Outbox.NextShared);
+        BeginRound(part.FirstRound);
+    }
+
+    /// <summary>Sends the weights in <see cref="WeightsOutbox.NextShared"/> (already filled) to every worker; ends the part when nobody has a minibatch left.</summary>
+    private void BeginRound(int round)
+    {
+        _round.Open(round);
+        // Every replica receives every version, so evaluation can run on any of them.
+        Output.Broadcast(Outbox.PublishShared(Part!.Epoch, round, Model.Version));
+        if (_round.Expected == 0) CompletePart();
+    }
+
+    /// <inheritdoc />
+    protected override string? Problem(GradientComputed g)
+    {
+        var part = Part!;
+        if (g.Epoch != part.Epoch || g.Round != _round.Round)
+            return $"it answers epoch {g.Epoch} round {g.Round}, but epoch {part.Epoch} round {_round.Round} is open";
+        if (g.Version != Model.Version) return $"it was computed on version {g.Version}, the current version is {Model.Version}";
+        return _round.Problem(g);
+    }
+
+    /// <inheritdoc />
+    protected override void Apply(GradientComputed report)
+    {
+        _round.Add(report);
+        if (_round.IsComplete) CompleteRound();
+    }
+
+    /// <inheritdoc />
+    protected override void OnRemoveWorker(int index)
+    {
+        var (awaited, firstUnused) = _round.Remove(index, Span(_round.Round));
+        Output.WorkerRemoved(new WorkerRemoved(index, firstUnused));
+        Output.Warning($"Worker {index} lost in epoch {Part!.Epoch} round {_round.Round}: the round continues without it; its rounds from {firstUnused} go to the other workers.");
+        if (!awaited) return;
+        if (_round.Expected == 0 && _round.Arrived == 0)
+        {
+            // Nobody is left in this round (and so in any later one): this part of the epoch ends here.
+            CompletePart();
+            _round.ClearBatches();
+        }
+        else if (_round.IsComplete) CompleteRound();
+    }
+
+    /// <summary>Every expected report of the round is in: combine, report, start the next round.</summary>
+    private void CompleteRound()
+    {
+        var part = Part!;
+        var round = _round.Round;
+        var updateStarted = Stopwatch.GetTimestamp();
+        var totals = _round.Totals();
+        var contributors = _round.Contributors(_reports, _scales, totals.Samples);
+        if (!double.IsFinite(totals.LossSum)) Diverged("a NaN or infinite loss", round, Model.Version, Reports());
+        var learningRate = Model.LearningRate(part.Epoch, round, part.PlannedSteps, part.ActiveWorkers);
+        var steps = Span(round);
+        var finite = Combine(_reports.AsSpan(0, contributors), _scales.AsSpan(0, contributors), (float)learningRate, steps);
+        Array.Clear(_reports);
+        if (!finite) Diverged(NonFiniteResult, round, Model.Version, Reports());
+        var previousVersion = Model.Version;
+        Model.Version += steps;
+        EpochSamples += totals.Samples;
+        EpochLossSum += totals.LossSum;
+        var finished = Stopwatch.GetTimestamp();
+        var timing = new RoundTiming(
+            RoundSeconds: Stopwatch.GetElapsedTime(_round.StartedTimestamp, finished).TotalSeconds,
+            MaxComputeSeconds: totals.MaxComputeSeconds,
+            MeanComputeSeconds: totals.SumComputeSeconds / _round.Expected,
+            UpdateSeconds: Stopwatch.GetElapsedTime(updateStarted, finished).TotalSeconds,
+            WorkerAllocatedBytes: totals.WorkerAllocatedBytes);
+        // A report covering several rounds (local SGD) is reported as its last round, so the next position follows it.
+        var report = Output.TakeReport(_round.Workers)
+            .Reuse(part.Epoch, round + steps - 1, Model.Version, totals.Samples, totals.LossSum, timing, learningRate);
+        for (var i = 0; i < _round.Workers; i++)
+        {
+            var g = _round[i];
+            report.WorkerLosses[i] = g is null ? double.NaN : g.LossSum / Math.Max(1, g.SampleCount);
+            report.WorkerComputeSeconds[i] = g?.ComputeSeconds ?? 0;
+            report.WorkerQueueingSeconds[i] = g?.QueueingSeconds ?? 0;
+            report.WorkerStaleness[i] = g is null ? double.NaN : 0; // every report of a round was computed on its weights
+        }
+        Output.StepApplied(report);
+        var next = round + steps;
+        AfterStep(previousVersion, next, _round.EpochDoneAt(next));
+        BeginRound(next);
+    }
+
+    private IEnumerable<(int, GradientComputed)> Reports()
+    {
+        for (var i = 0; i < _round.Workers; i++)
+            if (_round[i] is { } g) yield return (i, g);
+    }
+}

@@ -1,0 +1,226 @@
+using System.Numerics.Tensors;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Diagnostics;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Cluster.Training;
+
+/// <summary>
+/// The parameter server's model: the master weights, the optimizer and its state, the learning-rate schedule, gradient
+/// clipping and the gradient diagnostics. The update policies decide which reports a step combines; this class does the
+/// arithmetic, the same for every policy.
+/// </summary>
+/// <remarks>
+/// The flat vector holds the trainable tensors <c>[0, TrainableLength)</c>, the running statistics
+/// <c>[TrainableLength, WorkerReportLength)</c> and the frozen tensors after them (docs/architecture.md). A worker's report
+/// is the prefix <c>[0, WorkerReportLength)</c>: gradients (or, in local SGD, weights), then its running statistics.
+/// It covers the whole vector; a parameter-server shard would own one for its contiguous slice (docs/architecture.md).
+/// </remarks>
+public sealed class ServerModel
+{
+    private readonly ParameterVector _weights;
+    private readonly OptimizerOptions _options;
+    private readonly IReadOnlyList<ParameterGroupRange> _groups;
+    private readonly LearningRateSchedule _schedule;
+    private readonly int _totalEpochs;
+    private readonly int _scalingWorkers;
+    private readonly double _clipNorm;
+    private readonly MonitoringOptions _monitoring;
+    private readonly GradientHealthMonitor _health;
+    private readonly float[] _average;       // the averaged gradient, when it must exist whole (clipping, diagnostics)
+    private readonly float[][] _averageList;
+    private readonly float[] _clipScale = [1f];
+    private readonly float[] _before;        // the weights before a measured step (diagnostics only)
+
+    /// <summary>Creates the model from a copy of the version-0 weights, or of a checkpoint's.</summary>
+    /// <param name="initialWeights">Version-0 weights (copied); their layout names the model.</param>
+    /// <param name="optimizer">Update rule, regularization and learning-rate schedule.</param>
+    /// <param name="totalEpochs">Epochs of the run, which the schedule spans.</param>
+    /// <param name="monitoring">Gradient diagnostics; null turns them off.</param>
+    /// <param name="resumeFrom">A verified checkpoint whose weights, optimizer state and version replace version 0; null starts fresh.</param>
+    /// <param name="scalingWorkers">Workers of the linear scaling rule when the global minibatch is kept; 0 scales by the workers taking part.</param>
+    /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="totalEpochs"/> is below 1, or an optimizer setting is out of range.</exception>
+    public ServerModel(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
+        TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0)
+    {
+        ArgumentNullException.ThrowIfNull(initialWeights);
+        ArgumentNullException.ThrowIfNull(optimizer);
+        if (resumeFrom is not null)
+        {
+            if (resumeFrom.Weights.Layout.TotalLength != initialWeights.Layout.TotalLength)
+                throw new InvalidDataException($"The checkpoint holds {resumeFrom.Weights.Layout.TotalLength} weights, the model has {initialWeights.Layout.TotalLength}.");
+            initialWeights = new ParameterVector(initialWeights.Layout, resumeFrom.Weights.Values);
+        }
+        ArgumentOutOfRangeException.ThrowIfLessThan(totalEpochs, 1);
+        _options = optimizer;
+        _totalEpochs = totalEpochs;
+        _scalingWorkers = scalingWorkers;
+        _schedule = new LearningRateSchedule(optimizer.Schedule);
+        _clipNorm = optimizer.GradientClipNorm;
+        _monitoring = monitoring ?? new MonitoringOptions { GradientNormEverySteps = 0 };
+        _health = new GradientHealthMonitor(initialWeights.Layout, _monitoring);
+        _average = new float[initialWeights.Layout.TrainableLength];
+        _averageList = [_average];
+        _before = _monitoring.GradientNormEverySteps > 0 ? new float[initialWeights.Layout.TotalLength] : [];
+        _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
+        var trainable = initialWeights.Layout.TrainableLength;
+        _groups = ParameterGroups.Ranges(initialWeights.Layout, trainable, optimizer.DecayBiasAndNormParameters);
+        Optimizer = Optimizer.Create(optimizer, trainable, _groups);
+        if (resumeFrom is not null)
+        {
+            resumeFrom.RestoreOptimizer(Optimizer);
+            Version = resumeFrom.Version;
+        }
+    }
+
+    /// <summary>The master weights (all regions), live.</summary>
+    public ParameterVector Weights => _weights;
+
+    /// <summary>The weights' layout.</summary>
+    public ParameterLayout Layout => _weights.Layout;
+
+    /// <summary>The update rule and its state.</summary>
+    public Optimizer Optimizer { get; }
+
+    /// <summary>The optimizer settings.</summary>
+    public OptimizerOptions Options => _options;
+
+    /// <summary>The per-tensor norms the diagnostics measure (updated in place).</summary>
+    public LayerHealth[] Health => _health.Latest;
+
+    /// <summary>Weights version: optimizer steps applied since the start of the run.</summary>
+    public long Version { get; set; }
+
+    /// <summary>
+    /// The learning rate of the step at (<paramref name="epoch"/>, <paramref name="step"/>): the schedule at this optimizer
+    /// step (the version it updates; warmup counts these) and at that position over <paramref name="stepsPerEpoch"/>, from
+    /// the base rate, times the workers under the linear scaling rule (the job's starting workers when the global minibatch
+    /// is kept, else <paramref name="activeWorkers"/>).
+    /// </summary>
+    /// <param name="epoch">1-based epoch.</param>
+    /// <param name="step">0-based step within the epoch.</param>
+    /// <param name="stepsPerEpoch">Steps the epoch was planned with, ≥ 1.</param>
+    /// <param name="activeWorkers">Workers taking part in the epoch.</param>
+    /// <param name="version">The optimizer step; defaults to <see cref="Version"/>.</param>
+    public double LearningRate(int epoch, int step, int stepsPerEpoch, int activeWorkers, long? version = null)
+    {
+        var workers = _scalingWorkers > 0 ? _scalingWorkers : activeWorkers;
+        var baseRate = _options.LearningRate * (_options.ScaleLearningRateByWorkers ? workers : 1);
+        return _schedule.At(new SchedulePosition(version ?? Version, Math.Max(0, epoch - 1), step, stepsPerEpoch), _totalEpochs, baseRate);
+    }
+
+    private Span<float> Trainable(float[] values) => values.AsSpan(0, _weights.Layout.TrainableLength);
+
+    /// <summary>
+    /// One optimizer step from the weighted average <c>Σₖ scalesₖ · reportsₖ</c> of the reports' trainable prefixes, written
+    /// into the master weights and, when given, into <paramref name="copyTo"/>'s trainable prefix. Usually a single
+    /// cache-blocked pass that averages, regularizes and steps. When clipping is on, or on a diagnostics step, the average
+    /// is first formed whole, its global norm clips it, and the per-tensor norms are measured around the update.
+    /// </summary>
+    /// <param name="reports">Reports of at least the trainable length, in the order they are summed.</param>
+    /// <param name="scales">One weight per report (<c>nₖ / Σ n</c>).</param>
+    /// <param name="learningRate">The step's rate.</param>
+    /// <param name="copyTo">A full-length vector that receives the new trainable weights, or null.</param>
+    /// <param name="warnings">Receives the diagnostics' warnings, if any.</param>
+    /// <returns>False when the averaged gradient is not finite; the weights are then partly updated.</returns>
+    public bool Step(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, float[]? copyTo, Action<string> warnings)
+    {
+        var every = _monitoring.GradientNormEverySteps;
+        var measure = every > 0 && (Version + 1) % every == 0;
+        var target = copyTo is null ? [] : Trainable(copyTo);
+        if (!measure && _clipNorm <= 0)
+            return Optimizer.StepWeightedAverage(Trainable(_weights.Values), reports, scales, learningRate, target);
+
+        WeightedSum(reports, scales, 0, _average);
+        var norm = GradientHealthMonitor.GlobalNorm(_average);
+        _clipScale[0] = GradientHealthMonitor.ClipScale(norm, _clipNorm);
+        if (_clipScale[0] < 1f) Metrics.DistTrainMetrics.RecordClippedStep();
+        if (measure) _weights.Values.CopyTo(_before, 0);
+        var finite = Optimizer.StepWeightedAverage(Trainable(_weights.Values), _averageList, _clipScale, learningRate, target);
+        if (measure && finite)
+            foreach (var warning in _health.Measure(Version + 1, _average, _before, _weights.Values))
+                warnings(warning);
+        return finite;
+    }
+
+    /// <summary>
+    /// The running statistics (BatchNorm's running mean and variance) that follow the trainable prefix in each report
+    /// become the sample-weighted average of the replicas' values, in the master weights and, when given, in
+    /// <paramref name="copyTo"/>, so every replica continues from the same statistics (docs/architecture.md).
+    /// </summary>
+    /// <returns>False when a merged statistic is NaN or infinite.</returns>
+    public bool MergeRunningStatistics(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float[]? copyTo)
+    {
+        var layout = _weights.Layout;
+        if (!layout.HasRunningStatistics) return true;
+        var statistics = _weights.Values.AsSpan(layout.TrainableLength, layout.WorkerReportLength - layout.TrainableLength);
+        WeightedSum(reports, scales, layout.TrainableLength, statistics);
+        if (copyTo is not null) statistics.CopyTo(copyTo.AsSpan(layout.TrainableLength));
+        return float.IsFinite(TensorPrimitives.Sum(statistics));
+    }
+
+    /// <summary>
+    /// Local SGD's step: the master weights' report prefix (trainable weights and running statistics) and the optimizer
+    /// state become the weighted averages of the workers' models, read from each report as
+    /// <c>[weights prefix | state buffer 0 | state buffer 1 ...]</c> (see <see cref="WireLayout"/>). The optimizer's step
+    /// count advances by <paramref name="steps"/>.
+    /// </summary>
+    /// <returns>False when an averaged value is NaN or infinite.</returns>
+    public bool AverageModels(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, int steps)
+    {
+        var layout = _weights.Layout;
+        var prefix = _weights.Values.AsSpan(0, layout.WorkerReportLength);
+        WeightedSum(reports, scales, 0, prefix);
+        var finite = float.IsFinite(TensorPrimitives.Sum(prefix));
+        var offset = layout.WorkerReportLength;
+        foreach (var (_, values) in Optimizer.State)
+        {
+            WeightedSum(reports, scales, offset, values);
+            finite &= float.IsFinite(TensorPrimitives.Sum(values));
+            offset += values.Length;
+        }
+        Optimizer.StepCount += steps;
+        return finite;
+    }
+
+    /// <summary><c>target = Σₖ scaleₖ · reportₖ[offset, offset + target.Length)</c>, in report order.</summary>
+    private static void WeightedSum(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, int offset, Span<float> target)
+    {
+        TensorPrimitives.Multiply(reports[0].AsSpan(offset, target.Length), scales[0], target);
+        for (var k = 1; k < reports.Length; k++)
+            TensorPrimitives.MultiplyAdd(reports[k].AsSpan(offset, target.Length), scales[k], target, target);
+    }
+
+    /// <summary>
+    /// The regularization terms the optimizer adds, reported apart from the data loss: <c>λ₁ Σ|w|</c> and
+    /// <c>λ₂/2 Σw²</c> over the decayed groups of the current weights.
+    /// </summary>
+    public (double L1, double L2) RegularizationPenalties()
+    {
+        double absolute = 0, squares = 0;
+        foreach (var group in _groups)
+        {
+            if (!group.Decay) continue;
+            var w = _weights.Values.AsSpan(group.Offset, group.Length);
+            absolute += TensorPrimitives.SumOfMagnitudes(w);
+            squares += TensorPrimitives.SumOfSquares(w);
+        }
+        return (_options.L1 * absolute, _options.L2 / 2 * squares);
+    }
+
+    /// <summary>
+    /// The first tensor whose values in <paramref name="report"/> are not all finite, by <c>state_dict</c> name; null when
+    /// every tensor the report covers is finite.
+    /// </summary>
+    public string? FirstNonFiniteTensor(float[] report) =>
+        _weights.Layout.Segments.FirstOrDefault(s => s.Offset + s.Length <= report.Length && !AllFinite(report.AsSpan(s.Offset, s.Length)))?.Name;
+
+    private static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        foreach (var v in values)
+            if (!float.IsFinite(v)) return false;
+        return true;
+    }
+}

@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using DistTrain.Cluster.Protocol;
+
+namespace DistTrain.Cluster.Training;
+
+/// <summary>
+/// The parameter server's loaned weights messages (see TrainingProtocol.cs): a ring of three shared messages for
+/// broadcasts to every worker, and two per worker for weights sent to one worker alone. Receivers copy the weights while
+/// they handle the message and keep no reference, so the arrays are reused instead of allocating one per message.
+/// </summary>
+/// <remarks>
+/// <para>Shared ring: a broadcast's array is rewritten three broadcasts later. In lock-step rounds every active worker
+/// copies the weights before it answers, and the next broadcast needs every answer (docs/architecture.md).</para>
+/// <para>Per worker: a worker is sent new weights only after its previous report arrived, which it sent after copying
+/// the weights it computed on; the two arrays alternate.</para>
+/// <para>Every array starts as the whole version-0 vector, so the frozen tensors, which are never rewritten, are right
+/// in each.</para>
+/// </remarks>
+public sealed class WeightsOutbox
+{
+    private const int SharedSlots = 3;
+    private readonly WeightsUpdated[] _shared;
+    private readonly bool[] _sharedPublished = new bool[SharedSlots];
+    private readonly float[] _initial;
+    private readonly int _weightsLength;
+    private WeightsUpdated?[][] _perWorker = [];
+    private int[] _nextPerWorker = [];
+    private int _nextShared;
+
+    /// <summary>Creates the outbox.</summary>
+    /// <param name="initial">The first message's contents: the whole weights vector (and, for local SGD, the optimizer state after it).</param>
+    /// <param name="weightsLength">Floats of the weights vector at the start of each message (the layout's total length).</param>
+    public WeightsOutbox(float[] initial, int weightsLength)
+    {
+        ArgumentNullException.ThrowIfNull(initial);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(weightsLength, initial.Length);
+        _initial = (float[])initial.Clone();
+        _weightsLength = weightsLength;
+        _shared = [.. Enumerable.Range(0, SharedSlots).Select(_ => new WeightsUpdated(0, 0, 0, (float[])_initial.Clone()))];
+    }
+
+    /// <summary>The array the next broadcast will carry; fill it, then call <see cref="PublishShared"/>.</summary>
+    public float[] NextShared => _shared[_nextShared].Weights;
+
+    /// <summary>The array of the broadcast before the newest one.</summary>
+    public float[] PreviousShared => _shared[(_nextShared + SharedSlots - 1) % SharedSlots].Weights;
+
+    /// <summary>Stamps the message whose array is <see cref="NextShared"/> and moves the ring on; returns the message to send to every worker.</summary>
+    public WeightsUpdated PublishShared(int epoch, int round, long version)
+    {
+        var message = _shared[_nextShared].Reuse(epoch, round, version, Stopwatch.GetTimestamp(), shard: -1);
+        _sharedPublished[_nextShared] = true;
+        _nextShared = (_nextShared + 1) % SharedSlots;
+        return message;
+    }
+
+    /// <summary>Sizes the per-worker messages for a part with <paramref name="workers"/> slots (the first use allocates them).</summary>
+    public void ForWorkers(int workers)
+    {
+        if (_perWorker.Length >= workers) return;
+        var grown = new WeightsUpdated?[workers][];
+        Array.Copy(_perWorker, grown, _perWorker.Length);
+        for (var i = _perWorker.Length; i < workers; i++) grown[i] = new WeightsUpdated?[2];
+        _perWorker = grown;
+        Array.Resize(ref _nextPerWorker, workers);
+    }
+
+    /// <summary>
+    /// A message for worker <paramref name="worker"/> alone, with <paramref name="source"/> copied into the start of its
+    /// array: the weights of <paramref name="version"/>, on which it computes minibatch <paramref name="round"/> of shard
+    /// <paramref name="shard"/>. Call <see cref="ForWorkers"/> first.
+    /// </summary>
+    public WeightsUpdated ForWorker(int worker, int epoch, int round, long version, int shard, ReadOnlySpan<float> source)
+    {
+        var slots = _perWorker[worker];
+        var index = _nextPerWorker[worker];
+        _nextPerWorker[worker] ^= 1;
+        var message = slots[index] ??= new WeightsUpdated(0, 0, 0, (float[])_initial.Clone());
+        source.CopyTo(message.Weights);
+        return message.Reuse(epoch, round, version, Stopwatch.GetTimestamp(), shard);
+    }
+
+    /// <summary>
+    /// The last weights known to be good before those of <paramref name="failedVersion"/> went bad: the newest published
+    /// message older than that version, else that version's own message; null when none was published.
+    /// </summary>
+    /// <param name="failedVersion">The version whose reports were not finite (their computation used it).</param>
+    /// <returns>A copy of the weights vector and its version, or (null, -1).</returns>
+    public (float[]? Weights, long Version) LastGood(long failedVersion)
+    {
+        WeightsUpdated? best = null;
+        WeightsUpdated? same = null;
+        void Consider(WeightsUpdated candidate)
+        {
+            if (candidate.Version < failedVersion && (best is null || candidate.Version > best.Version)) best = candidate;
+            if (candidate.Version == failedVersion) same ??= candidate;
+        }
+        // The next shared slot may be half rewritten by a failed step: never a candidate.
+        for (var k = 1; k < SharedSlots; k++)
+        {
+            var slot = (_nextShared + SharedSlots - k) % SharedSlots;
+            if (_sharedPublished[slot]) Consider(_shared[slot]);
+        }
+        foreach (var slots in _perWorker)
+            foreach (var message in slots)
+                if (message is not null) Consider(message);
+        var chosen = best ?? same;
+        return chosen is null ? (null, -1) : (chosen.Weights.AsSpan(0, _weightsLength).ToArray(), chosen.Version);
+    }
+}

@@ -1,0 +1,201 @@
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Models;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// The update policies without actors: hand-made gradients for a 3-parameter model (Dense 2 → 1: two weights and a
+/// bias), given in chosen arrival orders, and the weights, versions, staleness and messages that come out.
+/// </summary>
+public class UpdatePolicyTests
+{
+    private const float Rate = 0.5f;
+
+    private static (ServerModel Model, WeightsOutbox Outbox, Recorder Output, WireLayout Wire) Server(double momentum = 0)
+    {
+        var options = new ModelOptions { InputSize = 2, Layers = [new() { Type = LayerTypes.Dense, Units = 1 }] };
+        var layout = ModelFactory.Build(options).Layout;
+        var weights = new ParameterVector(layout, new float[layout.TotalLength]); // all zero: the steps are easy to follow
+        var optimizer = new OptimizerOptions { LearningRate = Rate, Momentum = momentum, L2 = 0 };
+        var model = new ServerModel(weights, optimizer, totalEpochs: 1);
+        var wire = WireLayout.For(layout, TrainingMode.Sync, optimizer);
+        return (model, new WeightsOutbox((float[])weights.Values.Clone(), layout.TotalLength), new Recorder(), wire);
+    }
+
+    private static EpochPart TwoWorkers(int batchesEach) => new(1, [true, true], [batchesEach, batchesEach], 0, 0, MidEpochResumable: false);
+
+    private static GradientComputed Gradient(int worker, int round, long version, int samples, params float[] values) =>
+        new(1, round, version, worker, samples, lossSum: samples, values);
+
+    [Fact]
+    public void Sync_waits_for_every_worker_and_averages_by_sample_count_whatever_the_arrival_order()
+    {
+        foreach (var firstWorker in new[] { 0, 1 })
+        {
+            var (model, outbox, output, wire) = Server();
+            var policy = new SyncPolicy(model, outbox, output, wire);
+            policy.Start(TwoWorkers(1));
+            Assert.Single(output.Broadcasts); // version 0 to both
+            var reports = new[] { Gradient(0, 0, 0, 30, 1, 2, 3), Gradient(1, 0, 0, 10, 5, 6, 7) };
+            Assert.Null(policy.Accept(reports[firstWorker]));
+            Assert.Empty(output.Steps); // waits for the other worker
+            Assert.Null(policy.Accept(reports[1 - firstWorker]));
+            // (30·g0 + 10·g1) / 40 = (2, 3, 4); w = 0 − 0.5·(2, 3, 4)
+            Assert.Equal([-1f, -1.5f, -2f], model.Weights.Values);
+            Assert.Equal(1, model.Version);
+            Assert.Single(output.Steps);
+            Assert.Equal([0d, 0d], output.Steps[0].Staleness);
+            Assert.Single(output.Completed);
+        }
+    }
+
+    [Fact]
+    public void Sync_rejects_a_report_of_the_wrong_round_or_twice_and_never_applies_it()
+    {
+        var (model, outbox, output, wire) = Server();
+        var policy = new SyncPolicy(model, outbox, output, wire);
+        policy.Start(TwoWorkers(2));
+        Assert.NotNull(policy.Accept(Gradient(0, 1, 0, 10, 1, 1, 1)));
+        Assert.Null(policy.Accept(Gradient(0, 0, 0, 10, 1, 1, 1)));
+        Assert.NotNull(policy.Accept(Gradient(0, 0, 0, 10, 1, 1, 1)));
+        Assert.Equal(0, model.Version);
+    }
+
+    [Fact]
+    public void Async_applies_each_gradient_as_it_arrives_and_records_its_staleness()
+    {
+        var (model, outbox, output, wire) = Server();
+        var policy = new AsyncPolicy(model, outbox, output, wire, stalenessAwareRate: false);
+        policy.Start(TwoWorkers(2));
+        Assert.Equal([(0, 0L), (1, 0L)], output.Sent.Select(s => (s.Worker, s.Version)));
+        // Worker 1 answers first: applied alone at once, and worker 1 alone gets version 1 and its next minibatch.
+        Assert.Null(policy.Accept(Gradient(1, 0, 0, 10, 2, 2, 2)));
+        Assert.Equal([-1f, -1f, -1f], model.Weights.Values);
+        Assert.Equal((1, 1L), (output.Sent[^1].Worker, output.Sent[^1].Version));
+        // Worker 0's gradient was computed on version 0 and is applied at version 1: staleness 1.
+        Assert.Null(policy.Accept(Gradient(0, 0, 0, 10, 4, 0, 0)));
+        Assert.Equal([-3f, -1f, -1f], model.Weights.Values);
+        Assert.Equal(2, model.Version);
+        Assert.Equal([double.NaN, 0d], output.Steps[0].Staleness);
+        Assert.Equal([1d, double.NaN], output.Steps[1].Staleness);
+    }
+
+    [Fact]
+    public void Async_with_the_staleness_aware_rate_divides_a_stale_gradients_step_by_staleness_plus_one()
+    {
+        var (model, outbox, output, wire) = Server();
+        var policy = new AsyncPolicy(model, outbox, output, wire, stalenessAwareRate: true);
+        policy.Start(TwoWorkers(2));
+        policy.Accept(Gradient(1, 0, 0, 10, 2, 2, 2));
+        policy.Accept(Gradient(0, 0, 0, 10, 4, 0, 0)); // staleness 1: rate 0.25
+        Assert.Equal([-2f, -1f, -1f], model.Weights.Values);
+    }
+
+    [Fact]
+    public void Async_gives_a_lost_workers_minibatch_to_a_free_worker_and_every_minibatch_is_applied_once()
+    {
+        var (model, outbox, output, wire) = Server();
+        var policy = new AsyncPolicy(model, outbox, output, wire, stalenessAwareRate: false);
+        policy.Start(TwoWorkers(1)); // (round 0, shard 0) to worker 0, (0, 1) to worker 1
+        policy.Accept(Gradient(0, 0, 0, 10, 1, 1, 1));
+        policy.RemoveWorker(1);
+        // Worker 0 is free and takes shard 1's minibatch, on the newest weights.
+        Assert.Equal((0, 1L, 0, 1), (output.Sent[^1].Worker, output.Sent[^1].Version, output.Sent[^1].Round, output.Sent[^1].Shard));
+        Assert.Null(policy.Accept(Gradient(0, 0, 1, 10, 1, 1, 1)));
+        Assert.Equal(2, model.Version);
+        Assert.Single(output.Completed);
+        Assert.Equal(20, policy.EpochSamples);
+    }
+
+    [Fact]
+    public void BoundedStaleness_lets_a_fast_worker_run_the_bound_ahead_then_makes_it_wait()
+    {
+        var (model, outbox, output, wire) = Server();
+        var policy = new BoundedStalenessPolicy(model, outbox, output, wire, stalenessBound: 1, stalenessAwareRate: false);
+        policy.Start(TwoWorkers(3));
+        Assert.Equal(2, output.Sent.Count);
+        policy.Accept(Gradient(0, 0, 0, 10, 1, 1, 1));
+        // Round 0 waits for worker 1, but worker 0 may compute round 1 (the bound) on version 0.
+        Assert.Equal(0, model.Version);
+        Assert.Equal((0, 1, 0L), (output.Sent[^1].Worker, output.Sent[^1].Round, output.Sent[^1].Version));
+        policy.Accept(Gradient(0, 1, 0, 10, 1, 1, 1));
+        // Still within the bound: worker 0 takes shard 1's round-1 minibatch too; round 2 is beyond it.
+        Assert.Equal((0, 1, 1, 0L), (output.Sent[^1].Worker, output.Sent[^1].Round, output.Sent[^1].Shard, output.Sent[^1].Version));
+        Assert.Equal(4, output.Sent.Count);
+        policy.Accept(Gradient(1, 0, 0, 10, 1, 1, 1));
+        // Round 0 is applied (version 1); worker 1 now gets round 2 on version 1.
+        Assert.Equal(1, model.Version);
+        Assert.Equal((1, 2, 1L), (output.Sent[^1].Worker, output.Sent[^1].Round, output.Sent[^1].Version));
+        policy.Accept(Gradient(0, 1, 0, 10, 1, 1, 1));
+        // Round 1 (both minibatches from worker 0, computed on version 0) is applied at version 1: staleness 1.
+        Assert.Equal(2, model.Version);
+        Assert.Equal([1d, double.NaN], output.Steps[^1].Staleness);
+    }
+
+    [Fact]
+    public void LocalSgd_averages_the_workers_models_by_sample_count()
+    {
+        var options = new ModelOptions { InputSize = 2, Layers = [new() { Type = LayerTypes.Dense, Units = 1 }] };
+        var layout = ModelFactory.Build(options).Layout;
+        var optimizer = new OptimizerOptions { LearningRate = Rate, Momentum = 0, L2 = 0 };
+        var model = new ServerModel(new ParameterVector(layout, new float[layout.TotalLength]), optimizer, totalEpochs: 1);
+        var wire = WireLayout.For(layout, TrainingMode.LocalSgd, optimizer);
+        var initial = new float[wire.WeightsLength];
+        var output = new Recorder();
+        var policy = new LocalSgdPolicy(model, new WeightsOutbox(initial, layout.TotalLength), output, wire, localSteps: 2);
+        policy.Start(TwoWorkers(2));
+        // Each report is the worker's model after its 2 local steps (plain SGD: no optimizer state).
+        var zeros = new float[wire.ReportLength - 3];
+        Assert.Null(policy.Accept(Gradient(0, 0, 0, 30, [1, 2, 3, .. zeros])));
+        Assert.Null(policy.Accept(Gradient(1, 0, 0, 10, [5, 6, 7, .. zeros])));
+        Assert.Equal([2f, 3f, 4f], model.Weights.Values);
+        Assert.Equal(2, model.Version); // two optimizer steps per averaging
+    }
+
+    [Theory]
+    [InlineData(0.9, 3, "Optimizer:Momentum = 0.23 (0.9 - 0.67)")]
+    [InlineData(0.9, 2, "Optimizer:Momentum = 0.4 (0.9 - 0.5)")]
+    [InlineData(0.5, 2, "Optimizer:Momentum = 0 (0.5 - 0.5)")]
+    [InlineData(0.4, 2, null)]  // below 1/N: the sum stays under 1
+    [InlineData(0.2, 3, null)]
+    [InlineData(0.9, 1, null)]  // one worker is synchronous training
+    [InlineData(0.0, 8, null)]
+    public void Async_warns_of_momentum_that_asynchrony_pushes_to_1_and_names_the_value_to_use(double momentum, int workers, string? expected)
+    {
+        var advice = AsyncPolicy.MomentumAdvice(momentum, workers);
+        if (expected is null) Assert.Null(advice);
+        else Assert.Contains(expected, advice);
+    }
+
+    [Fact]
+    public void Async_with_momentum_0_9_and_two_workers_warns_once_at_the_first_part()
+    {
+        var (model, outbox, output, wire) = Server(momentum: 0.9);
+        var policy = new AsyncPolicy(model, outbox, output, wire, stalenessAwareRate: false);
+        policy.Start(TwoWorkers(1));
+        Assert.Contains("Mitliagkas", Assert.Single(output.Warnings));
+    }
+
+    /// <summary>Records what a policy asks the actor to send.</summary>
+    private sealed class Recorder : IServerOutput
+    {
+        public List<(int Worker, long Version, int Round, int Shard)> Sent { get; } = [];
+        public List<long> Broadcasts { get; } = [];
+        public List<(long Version, double[] Staleness)> Steps { get; } = [];
+        public List<EpochCompleted> Completed { get; } = [];
+
+        public void Broadcast(WeightsUpdated weights) => Broadcasts.Add(weights.Version);
+        public void Send(int worker, WeightsUpdated weights) => Sent.Add((worker, weights.Version, weights.Round, weights.Shard));
+        public RoundApplied TakeReport(int workers) => new RoundApplied(0, 0, 0, 0, 0, default, 0).ForWorkers(workers);
+        public void StepApplied(RoundApplied report) => Steps.Add((report.Version, (double[])report.WorkerStaleness.Clone()));
+        public void WorkerRemoved(WorkerRemoved removed) { }
+        public void PartCompleted(EpochCompleted completed) => Completed.Add(completed);
+        public void MinibatchesLeft(MinibatchesLeft left) { }
+        public List<string> Warnings { get; } = [];
+        public void Warning(string message) => Warnings.Add(message);
+    }
+}
