@@ -15,12 +15,12 @@ public class UpdatePolicyTests
 {
     private const float Rate = 0.5f;
 
-    private static (ServerModel Model, WeightsOutbox Outbox, Recorder Output, WireLayout Wire) Server(double momentum = 0)
+    private static (ServerModel Model, WeightsOutbox Outbox, Recorder Output, WireLayout Wire) Server(double momentum = 0, bool scaleByWorkers = false)
     {
         var options = new ModelOptions { InputSize = 2, Layers = [new() { Type = LayerTypes.Dense, Units = 1 }] };
         var layout = ModelFactory.Build(options).Layout;
         var weights = new ParameterVector(layout, new float[layout.TotalLength]); // all zero: the steps are easy to follow
-        var optimizer = new OptimizerOptions { LearningRate = Rate, Momentum = momentum, L2 = 0 };
+        var optimizer = new OptimizerOptions { LearningRate = Rate, Momentum = momentum, L2 = 0, ScaleLearningRateByWorkers = scaleByWorkers };
         var model = new ServerModel(weights, optimizer, totalEpochs: 1);
         var wire = WireLayout.For(layout, TrainingMode.Sync, optimizer);
         return (model, new WeightsOutbox((float[])weights.Values.Clone(), layout.TotalLength), new Recorder(), wire);
@@ -93,6 +93,23 @@ public class UpdatePolicyTests
         policy.Accept(Gradient(1, 0, 0, 10, 2, 2, 2));
         policy.Accept(Gradient(0, 0, 0, 10, 4, 0, 0)); // staleness 1: rate 0.25
         Assert.Equal([-2f, -1f, -1f], model.Weights.Values);
+    }
+
+    [Fact]
+    public void The_linear_scaling_rule_multiplies_a_lock_step_rate_by_the_workers_but_not_an_Async_step_of_one_workers_minibatch()
+    {
+        var (syncModel, syncOutbox, syncOutput, syncWire) = Server(scaleByWorkers: true);
+        var sync = new SyncPolicy(syncModel, syncOutbox, syncOutput, syncWire);
+        sync.Start(TwoWorkers(1));
+        sync.Accept(Gradient(0, 0, 0, 10, 2, 2, 2));
+        sync.Accept(Gradient(1, 0, 0, 10, 2, 2, 2));
+        Assert.Equal([-2f, -2f, -2f], syncModel.Weights.Values); // rate 0.5 × 2 workers on the average (2, 2, 2)
+
+        var (model, outbox, output, wire) = Server(scaleByWorkers: true);
+        var policy = new AsyncPolicy(model, outbox, output, wire, stalenessAwareRate: false);
+        policy.Start(TwoWorkers(2));
+        policy.Accept(Gradient(1, 0, 0, 10, 2, 2, 2));
+        Assert.Equal([-1f, -1f, -1f], model.Weights.Values); // rate 0.5: one worker's minibatch
     }
 
     [Fact]

@@ -109,7 +109,7 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
         var minibatch = _queue.InFlight(worker)!.Value;
         if (!double.IsFinite(g.LossSum)) Diverged("a NaN or infinite loss", minibatch.Round, g.Version, [(worker, g)]);
         var staleness = Model.Version - g.Version;
-        var rate = Model.LearningRate(part.Epoch, _stepInEpoch, _stepsPerEpoch, part.ActiveWorkers);
+        var rate = Model.LearningRate(part.Epoch, _stepInEpoch, _stepsPerEpoch, part.ActiveWorkers, oneWorkerPerStep: true);
         if (stalenessAwareRate) rate /= staleness + 1;
         _single[0] = g.Gradient;
         var finite = Model.Step(_single, _one, (float)rate, null, Warn);

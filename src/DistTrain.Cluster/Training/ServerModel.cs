@@ -104,9 +104,11 @@ public sealed class ServerModel
     /// <param name="stepsPerEpoch">Steps the epoch was planned with, ≥ 1.</param>
     /// <param name="activeWorkers">Workers taking part in the epoch.</param>
     /// <param name="version">The optimizer step; defaults to <see cref="Version"/>.</param>
-    public double LearningRate(int epoch, int step, int stepsPerEpoch, int activeWorkers, long? version = null)
+    /// <param name="oneWorkerPerStep">True when a step applies one worker's gradient alone (Async): its minibatch is one
+    /// worker's, so the linear scaling rule multiplies by 1.</param>
+    public double LearningRate(int epoch, int step, int stepsPerEpoch, int activeWorkers, long? version = null, bool oneWorkerPerStep = false)
     {
-        var workers = _scalingWorkers > 0 ? _scalingWorkers : activeWorkers;
+        var workers = oneWorkerPerStep ? 1 : _scalingWorkers > 0 ? _scalingWorkers : activeWorkers;
         var baseRate = _options.LearningRate * (_options.ScaleLearningRateByWorkers ? workers : 1);
         return _schedule.At(new SchedulePosition(version ?? Version, Math.Max(0, epoch - 1), step, stepsPerEpoch), _totalEpochs, baseRate);
     }

@@ -77,7 +77,8 @@ public sealed class OptimizerOptions
     /// <summary>
     /// Linear scaling rule (Goyal et al. 2017, "Accurate, Large Minibatch SGD"): multiply the learning rate by
     /// the number of workers taking part in the epoch, since the synchronous step averages that many
-    /// minibatches. Pair it with <see cref="LearningRateScheduleOptions.WarmupSteps"/>. Default false.
+    /// minibatches. Pair it with <see cref="LearningRateScheduleOptions.WarmupSteps"/>. In <c>Training:Mode</c> Async a
+    /// step applies one worker's minibatch, so the rate is not multiplied there. Default false.
     /// </summary>
     public bool ScaleLearningRateByWorkers { get; set; }
 
