@@ -23,11 +23,7 @@ settings=("$@")
 duration=${DURATION:-600}
 export LAB_CLUSTER_NICE=${LAB_CLUSTER_NICE:--10}
 out=${OUT:-runs/lab-failover}
-reason=$(lab_check) || { echo "failover-table.sh: $reason" >&2; exit 1; }
-
-bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
-[ -n "${CLI_DLL:-}" ] || dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet || exit 1
-export CONFIG=configs/fashion-mnist-mlp.json
+lab_script_prepare failover-table.sh
 
 lab=""
 trap '[ -z "$lab" ] || lab_down "$lab"' EXIT

@@ -41,3 +41,14 @@ lab_log_seconds() {
   [[ "$stamp" =~ ^[0-9]+\.[0-9]+$ ]] || return 1
   echo "$stamp"
 }
+
+# The preamble of the lab's measurement scripts: checks that a lab can run here (else exits 1, the message naming
+# SCRIPT), installs the Debian packages the nodes need, builds the CLI unless CLI_DLL names a built one, and sets
+# CONFIG to the main job's config.
+lab_script_prepare() { # SCRIPT
+  local reason
+  reason=$(lab_check) || { echo "$1: $reason" >&2; exit 1; }
+  bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
+  [ -n "${CLI_DLL:-}" ] || dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet || exit 1
+  export CONFIG=configs/fashion-mnist-mlp.json
+}

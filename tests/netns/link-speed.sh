@@ -19,11 +19,7 @@ profiles=("$@")
 epochs=${EPOCHS:-3}
 rounds=${ROUNDS:-2}
 out=${OUT:-runs/lab-link-speed}
-reason=$(lab_check) || { echo "link-speed.sh: $reason" >&2; exit 1; }
-
-bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
-[ -n "${CLI_DLL:-}" ] || dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet || exit 1
-export CONFIG=configs/fashion-mnist-mlp.json
+lab_script_prepare link-speed.sh
 
 lab=""
 trap '[ -z "$lab" ] || lab_down "$lab"' EXIT

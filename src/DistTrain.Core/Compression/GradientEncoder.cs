@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 
 namespace DistTrain.Core.Compression;
@@ -101,7 +102,7 @@ public sealed class GradientEncoder
         var input = gradient;
         if (_residual.Length > 0)
         {
-            System.Numerics.Tensors.TensorPrimitives.Add(gradient, _residual, _accumulated);
+            TensorPrimitives.Add(gradient, _residual, _accumulated);
             input = _accumulated;
         }
         switch (Settings.Kind)
@@ -130,13 +131,13 @@ public sealed class GradientEncoder
     private void KeepRoundingError(ReadOnlySpan<Half> sent)
     {
         HalfPrecision.FromFloat16(sent, _residual);
-        System.Numerics.Tensors.TensorPrimitives.Subtract(_accumulated, _residual, _residual);
+        TensorPrimitives.Subtract(_accumulated, _residual, _residual);
     }
 
     private void KeepRoundingError(ReadOnlySpan<ushort> sent)
     {
         HalfPrecision.FromBFloat16(sent, _residual);
-        System.Numerics.Tensors.TensorPrimitives.Subtract(_accumulated, _residual, _residual);
+        TensorPrimitives.Subtract(_accumulated, _residual, _residual);
     }
 
     private void EncodeTopK(Span<byte> payload)
@@ -145,8 +146,8 @@ public sealed class GradientEncoder
         BinaryPrimitives.WriteInt32LittleEndian(payload, k);
         var indices = MemoryMarshal.Cast<byte, int>(payload.Slice(4, 4 * k));
         var values = MemoryMarshal.Cast<byte, float>(payload.Slice(4 + 4 * k, 4 * k));
-        System.Numerics.Tensors.TensorPrimitives.Abs(_accumulated, _magnitudes);
-        if (float.IsNaN(System.Numerics.Tensors.TensorPrimitives.Sum(_magnitudes)))
+        TensorPrimitives.Abs(_accumulated, _magnitudes);
+        if (float.IsNaN(TensorPrimitives.Sum(_magnitudes)))
             for (var i = 0; i < _magnitudes.Length; i++) _magnitudes[i] = Magnitude(_magnitudes[i]);
         var threshold = Selection.KthLargest(_magnitudes, k);
         var above = 0;
