@@ -191,4 +191,23 @@ public class ConfigurationTests : IDisposable
         Assert.Contains("Cluster:AcceptableHeartbeatPauseSeconds = 0.1 (from a command-line option) is out of range: allowed [0.5, 300]", error.Message);
         Assert.Contains("Cluster:RemovalMarginSeconds = -1 (from a command-line option) is out of range: allowed [0, 300]", error.Message);
     }
+
+    [Fact]
+    public void Compression_keys_bind_into_the_workers_encoder_settings_and_bad_values_name_the_key_and_the_fix()
+    {
+        var options = TrainingOptionsLoader.Load(RepositoryConfig, new Dictionary<string, string?>(ValidData)
+        {
+            ["Cluster:Compression"] = "TopK", ["Cluster:TopKRatio"] = "0.02", ["Cluster:ErrorFeedback"] = "false",
+        }, environment: NoEnvironment);
+        Assert.Equal(new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK, 0.02, ErrorFeedback: false),
+            Cluster.Training.ReplicaSettings.From(options).Compression);
+        Assert.Null(Cluster.Training.ReplicaSettings.From(TrainingOptionsLoader.Load(RepositoryConfig, ValidData, environment: NoEnvironment)).Compression);
+
+        var error = Invalid(RepositoryConfig, new(ValidData) { ["Cluster:Compression"] = "Float16", ["Cluster:TopKRatio"] = "0", ["Training:Mode"] = "LocalSgd" });
+        Assert.Contains("Cluster:TopKRatio = 0 (from a command-line option) is out of range: allowed (0, 1]", error.Message);
+        Assert.Contains("Cluster:Compression = Float16 does not apply to Training:Mode = LocalSgd", error.Message);
+        var unknown = Invalid(RepositoryConfig, new(ValidData) { ["Cluster:Compression"] = "Gzip" });
+        Assert.Contains("Gzip", unknown.Message);
+        Assert.Contains("TopK", unknown.Message);
+    }
 }

@@ -1,3 +1,4 @@
+using DistTrain.Core.Compression;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
 using DistTrain.Core.Models;
@@ -85,6 +86,27 @@ public sealed class ClusterOptions
 
     /// <summary>TCP port of the parameter server's tensor data plane (weights and gradients). Default 4054.</summary>
     public int DataPort { get; set; } = 4054;
+
+    /// <summary>
+    /// How each worker encodes its gradient for the parameter server: <c>None</c> (default; float32, lossless),
+    /// <c>Float16</c>, <c>BFloat16</c> (2 bytes per element) or <c>TopK</c> (the <see cref="TopKRatio"/> largest
+    /// elements, 8 bytes each). Only the trainable parameters' gradients are encoded; BatchNorm running statistics and
+    /// the weights sent back stay float32. Single-node mode applies the same encoding in process, so a laptop run shows
+    /// its effect on accuracy. Not with Training:Mode LocalSgd, whose workers send models, not gradients.
+    /// </summary>
+    public GradientCompression Compression { get; set; } = GradientCompression.None;
+
+    /// <summary><see cref="GradientCompression.TopK"/>: the fraction of gradient elements each push sends, in (0, 1].
+    /// Default 0.01 (1%).</summary>
+    public double TopKRatio { get; set; } = 0.01;
+
+    /// <summary>
+    /// With <see cref="Compression"/> other than None: keep what the encoding drops in a per-worker residual and add it to
+    /// the next gradient (Karimireddy et al., ICML 2019). Default true; TopK without it loses the unsent elements.
+    /// The residual lives in the worker's memory only: a worker that restarts, or a resume from a checkpoint, starts
+    /// with a zero residual.
+    /// </summary>
+    public bool ErrorFeedback { get; set; } = true;
 
     /// <summary>Workers that must have joined before training starts. 1 to 256. Default 2.</summary>
     public int MinWorkers { get; set; } = 2;
