@@ -29,17 +29,23 @@ public sealed class GradientEncoder
     private readonly float[] _residual;
     private readonly float[] _accumulated;
     private readonly float[] _magnitudes;
+    private readonly float[] _velocity; // momentum correction: u = m·u + g
+    private readonly float _momentum;
     private readonly int _topK;
 
     /// <summary>Creates an encoder for gradients of <paramref name="length"/> elements, with a zero residual.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">The length is not positive, the kind is unknown, or the TopK
-    /// ratio is not in (0, 1].</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The length is not positive, the kind is unknown, the TopK
+    /// ratio is not in (0, 1], or a momentum correction is asked for outside TopK with error feedback or outside [0, 1).</exception>
     public GradientEncoder(GradientCompressionSettings settings, int length)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
         if (!Enum.IsDefined(settings.Kind))
             throw new ArgumentOutOfRangeException(nameof(settings), settings.Kind, "Unknown gradient compression.");
+        if (!(settings.Momentum >= 0 && settings.Momentum < 1))
+            throw new ArgumentOutOfRangeException(nameof(settings), settings.Momentum, "The momentum correction's coefficient must be in [0, 1).");
+        if (settings.Momentum > 0 && !(settings.Kind == GradientCompression.TopK && settings.ErrorFeedback))
+            throw new ArgumentOutOfRangeException(nameof(settings), settings.Momentum, "Momentum correction applies to TopK with error feedback only.");
         Settings = settings;
         Length = length;
         var keepsResidual = settings.ErrorFeedback && settings.Kind != GradientCompression.None;
@@ -48,6 +54,8 @@ public sealed class GradientEncoder
         _topK = settings.Kind == GradientCompression.TopK ? settings.TopKCount(length) : 0;
         _magnitudes = settings.Kind == GradientCompression.TopK ? new float[length] : [];
         MessageBytes = EncodedBytes(settings, length);
+        _momentum = (float)settings.Momentum;
+        _velocity = _momentum > 0 ? new float[length] : [];
     }
 
     /// <summary>The settings this encoder was made with.</summary>
@@ -100,7 +108,13 @@ public sealed class GradientEncoder
         BinaryPrimitives.WriteInt32LittleEndian(destination[1..], Length);
         var payload = destination[HeaderBytes..MessageBytes];
         var input = gradient;
-        if (_residual.Length > 0)
+        if (_velocity.Length > 0)
+        {
+            TensorPrimitives.MultiplyAdd(_velocity, _momentum, gradient, _velocity);
+            TensorPrimitives.Add(_velocity, _residual, _accumulated);
+            input = _accumulated;
+        }
+        else if (_residual.Length > 0)
         {
             TensorPrimitives.Add(gradient, _residual, _accumulated);
             input = _accumulated;
@@ -166,6 +180,8 @@ public sealed class GradientEncoder
         if (_residual.Length == 0) return;
         _accumulated.CopyTo(_residual, 0);
         foreach (var index in indices) _residual[index] = 0f;
+        if (_velocity.Length > 0)
+            foreach (var index in indices) _velocity[index] = 0f;
     }
 
     /// <summary>|value|, with NaN as +infinity so that a NaN is always among the largest.</summary>
