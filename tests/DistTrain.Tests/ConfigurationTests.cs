@@ -201,6 +201,16 @@ public class ConfigurationTests : IDisposable
         }, environment: NoEnvironment);
         Assert.Equal(new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK, 0.02, ErrorFeedback: false),
             Cluster.Training.ReplicaSettings.From(options).Compression);
+        Assert.Same(options.Optimizer, options.ParameterServerOptimizer()); // no error feedback: no momentum correction
+
+        // The main job's momentum SGD with TopK and error feedback: the workers take the momentum, the parameter server none.
+        options.Cluster.ErrorFeedback = true;
+        Assert.Equal(0.9, Cluster.Training.ReplicaSettings.From(options).Compression!.Momentum);
+        Assert.Equal((0.0, 0.9), (options.ParameterServerOptimizer().Momentum, options.Optimizer.Momentum));
+        Assert.Equal("gradients sent as TopK 2% with error feedback and momentum correction (momentum 0.9 on the workers, none at the parameter server)",
+            options.DescribeCompression());
+        options.Cluster.MomentumCorrection = false;
+        Assert.Equal((0.0, 0.9), (Cluster.Training.ReplicaSettings.From(options).Compression!.Momentum, options.ParameterServerOptimizer().Momentum));
         Assert.Null(Cluster.Training.ReplicaSettings.From(TrainingOptionsLoader.Load(RepositoryConfig, ValidData, environment: NoEnvironment)).Compression);
 
         var error = Invalid(RepositoryConfig, new(ValidData) { ["Cluster:Compression"] = "Float16", ["Cluster:TopKRatio"] = "0", ["Training:Mode"] = "LocalSgd" });

@@ -138,6 +138,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
         else
             _log.Info("Job host waiting for {0} worker(s); data plane on port {1}", _options.Cluster.MinWorkers, _listener.Port);
+        if (_options.DescribeCompression() is { } compression) _log.Info("Cluster:Compression: {0}", compression);
     }
 
     /// <inheritdoc />
@@ -210,7 +211,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     {
         if (_links.ContainsKey(ready.WorkerIndex)) return;
         _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _wire.ReportLength,
-            ReplicaSettings.CompressionOf(_options.Cluster), _model.Layout.TrainableLength),
+            ReplicaSettings.CompressionOf(_options), _model.Layout.TrainableLength),
             $"worker-link-{ready.WorkerIndex}-{++_linksCreated}"));
         if (_waitingForReady.Remove(ready.WorkerIndex, out var connection))
         {
@@ -349,7 +350,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum,
             GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
+        _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.Monitoring,
             CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
             update: UpdateSettings.From(loop)).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _workerSteps, completion), "coordinator");

@@ -37,14 +37,18 @@ public sealed record ReplicaSettings(TrainingMode Mode = TrainingMode.Sync, int 
         ArgumentNullException.ThrowIfNull(options);
         var loop = options.Training;
         return new ReplicaSettings(loop.Mode, loop.AccumulationSteps > 1 ? loop.BatchSizePerWorker : 0, loop.LocalSteps, options.Optimizer, loop.Epochs,
-            options.Data.Augmentation, options.Monitoring.SampleTraceDirectory, CompressionOf(options.Cluster));
+            options.Data.Augmentation, options.Monitoring.SampleTraceDirectory, CompressionOf(options));
     }
 
-    /// <summary>The encoder settings of Cluster:Compression, Cluster:TopKRatio and Cluster:ErrorFeedback; null for None.</summary>
-    public static GradientCompressionSettings? CompressionOf(ClusterOptions cluster)
+    /// <summary>The encoder settings of Cluster:Compression, Cluster:TopKRatio, Cluster:ErrorFeedback and
+    /// Cluster:MomentumCorrection (the optimizer's momentum when <see cref="TrainingOptions.UsesMomentumCorrection"/>);
+    /// null for None.</summary>
+    public static GradientCompressionSettings? CompressionOf(TrainingOptions options)
     {
-        ArgumentNullException.ThrowIfNull(cluster);
-        return cluster.Compression == GradientCompression.None ? null : new GradientCompressionSettings(cluster.Compression, cluster.TopKRatio, cluster.ErrorFeedback);
+        ArgumentNullException.ThrowIfNull(options);
+        var cluster = options.Cluster;
+        return cluster.Compression == GradientCompression.None ? null : new GradientCompressionSettings(cluster.Compression, cluster.TopKRatio,
+            cluster.ErrorFeedback, options.UsesMomentumCorrection ? options.Optimizer.Momentum : 0);
     }
 }
 
