@@ -232,6 +232,39 @@ public sealed class GradientCompressionTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, Momentum: 1), 4));
     }
 
+    /// <summary>
+    /// On vectors large enough for the encoder to narrow the selection to candidates above a sampled bound, TopK still
+    /// sends exactly the k largest magnitudes with ties in index order, as sorting every element does: for smooth
+    /// values, for values with many ties (a few distinct magnitudes), for a vector whose largest elements all sit between
+    /// the samples (all sampled values are 0, so the bound admits everything), and for one whose largest elements are
+    /// exactly the sampled ones (every 25th): the bound then admits about 400, fewer than k = 5,001, and the encoder falls
+    /// back to every element.
+    /// </summary>
+    [Theory]
+    [InlineData("smooth", 0.01)]
+    [InlineData("smooth", 0.2)]
+    [InlineData("ties", 0.01)]
+    [InlineData("between the samples", 0.001)]
+    [InlineData("the sampled ones", 0.05)]
+    public void TopK_on_large_vectors_sends_what_sorting_every_element_picks(string shape, double ratio)
+    {
+        const int n = 100_003;
+        var random = new Random(5);
+        var gradient = shape switch
+        {
+            "smooth" => RandomGradient(n, 3, 1f),
+            "ties" => Enumerable.Range(0, n).Select(_ => (float)random.Next(-6, 7)).ToArray(),
+            "between the samples" => Enumerable.Range(0, n).Select(i => i % 25 == 7 ? 10f + i % 97 : 1e-3f * (i % 5)).ToArray(),
+            _ => Enumerable.Range(0, n).Select(i => i % 25 == 0 ? 100f + 1e-3f * i : 1e-3f * (i % 1000)).ToArray(),
+        };
+        var encoder = new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, ratio, ErrorFeedback: false), n);
+        var k = encoder.TopKCount;
+        var expected = new float[n];
+        foreach (var i in Enumerable.Range(0, n).OrderByDescending(i => Math.Abs(gradient[i])).ThenBy(i => i).Take(k))
+            expected[i] = gradient[i];
+        Assert.Equal(expected, Decode(encoder, gradient));
+    }
+
     [Fact]
     public void Selection_finds_the_kth_largest_as_a_sort_does_with_duplicates()
     {
