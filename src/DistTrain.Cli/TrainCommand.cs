@@ -124,6 +124,7 @@ internal static class TrainCommand
         };
         AnsiConsole.MarkupLineInterpolated(
             $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && options.Training.Mode != TrainingMode.Async ? $" x {loop.Workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
+        if (options.DescribeCompression() is { } compression) AnsiConsole.MarkupLineInterpolated($"{compression}");
         AnsiConsole.MarkupLineInterpolated(
             $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}{(data.Validation is null ? "" : $"; {data.Validation.Count:N0} validation samples held out")}{(options.Data.Augmentation.Enabled ? $"; augmentation: {options.Data.Augmentation}" : "")}");
         if (!string.IsNullOrEmpty(options.Model.Pretrained))

@@ -191,4 +191,33 @@ public class ConfigurationTests : IDisposable
         Assert.Contains("Cluster:AcceptableHeartbeatPauseSeconds = 0.1 (from a command-line option) is out of range: allowed [0.5, 300]", error.Message);
         Assert.Contains("Cluster:RemovalMarginSeconds = -1 (from a command-line option) is out of range: allowed [0, 300]", error.Message);
     }
+
+    [Fact]
+    public void Compression_keys_bind_into_the_workers_encoder_settings_and_bad_values_name_the_key_and_the_fix()
+    {
+        var options = TrainingOptionsLoader.Load(RepositoryConfig, new Dictionary<string, string?>(ValidData)
+        {
+            ["Cluster:Compression"] = "TopK", ["Cluster:TopKRatio"] = "0.02", ["Cluster:ErrorFeedback"] = "false",
+        }, environment: NoEnvironment);
+        Assert.Equal(new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK, 0.02, ErrorFeedback: false),
+            Cluster.Training.ReplicaSettings.From(options).Compression);
+        Assert.Same(options.Optimizer, options.ParameterServerOptimizer()); // no error feedback: no momentum correction
+
+        // The main job's momentum SGD with TopK and error feedback: the workers take the momentum, the parameter server none.
+        options.Cluster.ErrorFeedback = true;
+        Assert.Equal(0.9, Cluster.Training.ReplicaSettings.From(options).Compression!.Momentum);
+        Assert.Equal((0.0, 0.9), (options.ParameterServerOptimizer().Momentum, options.Optimizer.Momentum));
+        Assert.Equal("gradients sent as TopK 2% with error feedback and momentum correction (momentum 0.9 on the workers, none at the parameter server)",
+            options.DescribeCompression());
+        options.Cluster.MomentumCorrection = false;
+        Assert.Equal((0.0, 0.9), (Cluster.Training.ReplicaSettings.From(options).Compression!.Momentum, options.ParameterServerOptimizer().Momentum));
+        Assert.Null(Cluster.Training.ReplicaSettings.From(TrainingOptionsLoader.Load(RepositoryConfig, ValidData, environment: NoEnvironment)).Compression);
+
+        var error = Invalid(RepositoryConfig, new(ValidData) { ["Cluster:Compression"] = "Float16", ["Cluster:TopKRatio"] = "0", ["Training:Mode"] = "LocalSgd" });
+        Assert.Contains("Cluster:TopKRatio = 0 (from a command-line option) is out of range: allowed (0, 1]", error.Message);
+        Assert.Contains("Cluster:Compression = Float16 does not apply to Training:Mode = LocalSgd", error.Message);
+        var unknown = Invalid(RepositoryConfig, new(ValidData) { ["Cluster:Compression"] = "Gzip" });
+        Assert.Contains("Gzip", unknown.Message);
+        Assert.Contains("TopK", unknown.Message);
+    }
 }

@@ -5,6 +5,8 @@ using Akka.TestKit.Xunit2;
 using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
+using DistTrain.Core.Compression;
 
 namespace DistTrain.Tests;
 
@@ -35,5 +37,73 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
         // The worker measures its queueing delay from this stamp (the dashboard's queueing panel): it was 0 in cluster
         // mode, so worker nodes recorded no queueing delay at all.
         Assert.InRange(received.SentTimestamp, before, Stopwatch.GetTimestamp());
+    }
+
+    /// <summary>
+    /// A worker's compressed gradient, end to end through both links: the worker's codec (TopK, 2 of 8 gradient elements,
+    /// with error feedback) → its parameter-server link → a real socket → the parameter server's worker link → the
+    /// parameter server. The frame carries the encoding (not 40 bytes of floats), and the parameter server gets exactly
+    /// the report the worker holds after encoding: the two largest gradient elements, zeros, and the two running
+    /// statistics as they were.
+    /// </summary>
+    [Fact]
+    public async Task A_compressed_gradient_crosses_the_data_plane_as_its_encoding_and_arrives_as_the_workers_decoded_report()
+    {
+        var settings = new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.25);
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var worker = CreateTestProbe();
+        var workerSide = Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, workerIndex: 1, worker.Ref,
+            parameterCount: 10, DataPlaneHello.NewToken(), certificates: null));
+        var socket = listener.AcceptSocket();
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+        var parameterServer = CreateTestProbe();
+        var serverSide = Sys.ActorOf(WorkerLink.Props(1, CreateTestProbe().Ref, reportLength: 10, settings, trainableLength: 8));
+        serverSide.Tell(new WorkerLink.Attach(new DataPlaneConnection(socket, stream, "worker 1")), TestActor);
+        parameterServer.Send(serverSide, new WeightsUpdated(1, 0, 5, new float[10])); // the link learns where gradients go
+        worker.ExpectMsg<WeightsUpdated>();
+
+        var codec = new GradientWireCodec(settings, trainableLength: 8);
+        float[] report = [0.1f, -3f, 0.2f, 0.3f, 2.5f, -0.4f, 0.05f, 1f, 7f, 8f];
+        var received = TensorFrame.BytesReceived;
+        var encoded = codec.Encode(report);
+        Assert.Equal([0f, -3f, 0f, 0f, 2.5f, 0f, 0f, 0f, 7f, 8f], report); // TopK kept -3 and 2.5; statistics untouched
+        worker.Send(workerSide, new GradientComputed(1, 0, 5, 1, 16, 4.0, report).WithEncoded(encoded));
+
+        var arrived = parameterServer.ExpectMsg<GradientComputed>();
+        Assert.Equal(report, arrived.Gradient);
+        Assert.Equal((1, 0, 5L, 1, 16, 4.0), (arrived.Epoch, arrived.Round, arrived.Version, arrived.WorkerIndex, arrived.SampleCount, arrived.LossSum));
+        // Header, the encoding (5 + 4 + 2 x 8 bytes), and the two statistics: 89 bytes where float32 takes 96.
+        Assert.Equal(TensorFrame.HeaderSize + 25 + 8, TensorFrame.BytesReceived - received);
+    }
+
+    /// <summary>A node whose Cluster:Compression differs from the parameter server's is refused at its first gradient, and the
+    /// refusal says to use the same setting everywhere.</summary>
+    [Fact]
+    public async Task A_worker_that_compresses_differently_from_the_parameter_server_is_refused_with_the_setting_named()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var worker = CreateTestProbe();
+        var workerSide = Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, workerIndex: 0, worker.Ref,
+            parameterCount: 10, DataPlaneHello.NewToken(), certificates: null));
+        var socket = listener.AcceptSocket();
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+        var serverSide = Sys.ActorOf(WorkerLink.Props(0, CreateTestProbe().Ref, reportLength: 10,
+            new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.5), trainableLength: 10));
+        Watch(serverSide);
+        serverSide.Tell(new WorkerLink.Attach(new DataPlaneConnection(socket, stream, "worker 0")), TestActor);
+        CreateTestProbe().Send(serverSide, new WeightsUpdated(1, 0, 5, new float[10]));
+        worker.ExpectMsg<WeightsUpdated>();
+
+        var codec = new GradientWireCodec(new GradientCompressionSettings(GradientCompression.Float16), trainableLength: 10);
+        var report = new float[10];
+        await EventFilter.Warning(contains: "every node must use the same Cluster:Compression").ExpectOneAsync(async () =>
+        {
+            worker.Send(workerSide, new GradientComputed(1, 0, 5, 0, 16, 4.0, report).WithEncoded(codec.Encode(report)));
+            await ExpectTerminatedAsync(serverSide, TimeSpan.FromSeconds(20));
+        });
     }
 }

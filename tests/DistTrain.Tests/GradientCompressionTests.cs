@@ -207,6 +207,64 @@ public sealed class GradientCompressionTests
         Assert.Equal(1, new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, 1e-9), 10).TopKCount);
     }
 
+    /// <summary>
+    /// Deep Gradient Compression's momentum correction (Lin et al., ICLR 2018, Algorithm in section 3.2, with momentum
+    /// factor masking), by hand for three pushes with m = 0.5 and k = 1 of 4: the velocity u = m·u + g accumulates into the
+    /// residual, the largest accumulated element is sent, and both u and the residual are cleared where it was sent.
+    /// </summary>
+    [Fact]
+    public void Momentum_correction_sends_the_largest_accumulated_velocity_and_clears_what_it_sent_from_velocity_and_residual()
+    {
+        var encoder = new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.25, Momentum: 0.5), 4);
+        // u = [1, -4, 2, 0.5], a = u: sends -4 at 1; residual [1, 0, 2, 0.5], u [1, 0, 2, 0.5].
+        Assert.Equal([0f, -4f, 0f, 0f], Decode(encoder, [1f, -4f, 2f, 0.5f]));
+        Assert.Equal([1f, 0f, 2f, 0.5f], encoder.Residual.ToArray());
+        // u = 0.5 [1, 0, 2, 0.5] + [1, 1, -1, 0] = [1.5, 1, 0, 0.25], a = u + residual = [2.5, 1, 2, 0.75]: sends 2.5 at 0.
+        Assert.Equal([2.5f, 0f, 0f, 0f], Decode(encoder, [1f, 1f, -1f, 0f]));
+        Assert.Equal([0f, 1f, 2f, 0.75f], encoder.Residual.ToArray());
+        // u = 0.5 [0, 1, 0, 0.25] = [0, 0.5, 0, 0.125], a = [0, 1.5, 2, 0.875]: sends 2 at 2. Without the masking of u at 0
+        // the velocity there would have been 0.75 and a[0] = 0.75.
+        Assert.Equal([0f, 0f, 2f, 0f], Decode(encoder, [0f, 0f, 0f, 0f]));
+        Assert.Equal([0f, 1.5f, 0f, 0.875f], encoder.Residual.ToArray());
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GradientEncoder(new GradientCompressionSettings(GradientCompression.Float16, Momentum: 0.9), 4));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, ErrorFeedback: false, Momentum: 0.9), 4));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, Momentum: 1), 4));
+    }
+
+    /// <summary>
+    /// On vectors large enough for the encoder to narrow the selection to candidates above a sampled bound, TopK still
+    /// sends exactly the k largest magnitudes with ties in index order, as sorting every element does: for smooth
+    /// values, for values with many ties (a few distinct magnitudes), for a vector whose largest elements all sit between
+    /// the samples (all sampled values are 0, so the bound admits everything), and for one whose largest elements are
+    /// exactly the sampled ones (every 25th): the bound then admits about 400, fewer than k = 5,001, and the encoder falls
+    /// back to every element.
+    /// </summary>
+    [Theory]
+    [InlineData("smooth", 0.01)]
+    [InlineData("smooth", 0.2)]
+    [InlineData("ties", 0.01)]
+    [InlineData("between the samples", 0.001)]
+    [InlineData("the sampled ones", 0.05)]
+    public void TopK_on_large_vectors_sends_what_sorting_every_element_picks(string shape, double ratio)
+    {
+        const int n = 100_003;
+        var random = new Random(5);
+        var gradient = shape switch
+        {
+            "smooth" => RandomGradient(n, 3, 1f),
+            "ties" => Enumerable.Range(0, n).Select(_ => (float)random.Next(-6, 7)).ToArray(),
+            "between the samples" => Enumerable.Range(0, n).Select(i => i % 25 == 7 ? 10f + i % 97 : 1e-3f * (i % 5)).ToArray(),
+            _ => Enumerable.Range(0, n).Select(i => i % 25 == 0 ? 100f + 1e-3f * i : 1e-3f * (i % 1000)).ToArray(),
+        };
+        var encoder = new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, ratio, ErrorFeedback: false), n);
+        var k = encoder.TopKCount;
+        var expected = new float[n];
+        foreach (var i in Enumerable.Range(0, n).OrderByDescending(i => Math.Abs(gradient[i])).ThenBy(i => i).Take(k))
+            expected[i] = gradient[i];
+        Assert.Equal(expected, Decode(encoder, gradient));
+    }
+
     [Fact]
     public void Selection_finds_the_kth_largest_as_a_sort_does_with_duplicates()
     {

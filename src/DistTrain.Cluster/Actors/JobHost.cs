@@ -138,6 +138,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
         else
             _log.Info("Job host waiting for {0} worker(s); data plane on port {1}", _options.Cluster.MinWorkers, _listener.Port);
+        if (_options.DescribeCompression() is { } compression) _log.Info("Cluster:Compression: {0}", compression);
     }
 
     /// <inheritdoc />
@@ -209,7 +210,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void OnReady(WorkerReady ready)
     {
         if (_links.ContainsKey(ready.WorkerIndex)) return;
-        _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _wire.ReportLength),
+        _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _wire.ReportLength,
+            ReplicaSettings.CompressionOf(_options), _model.Layout.TrainableLength),
             $"worker-link-{ready.WorkerIndex}-{++_linksCreated}"));
         if (_waitingForReady.Remove(ready.WorkerIndex, out var connection))
         {
@@ -348,7 +350,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum,
             GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.Optimizer, loop.Epochs, _options.Monitoring,
+        _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.Monitoring,
             CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
             update: UpdateSettings.From(loop)).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _workerSteps, completion), "coordinator");
@@ -402,10 +404,12 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         foreach (var member in cluster.State.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress))
             Context.ActorSelection(new RootActorPath(member.Address) / "user" / ParameterServerNode.Name).Tell(_finished);
         if (done.Result is { Version: > 0 } finished)
-            _log.Info("Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x the workers of each step, is {4:N0})",
+            _log.Info(string.Format(CultureInfo.InvariantCulture, "Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x the workers of each step, is {4:N0}); "
+                + "per step {5:N0} sent (weights) and {6:N0} received (gradients)",
                 TensorFrame.BytesSent, TensorFrame.BytesReceived, finished.Version,
                 (TensorFrame.BytesSent + TensorFrame.BytesReceived) / finished.Version,
-                _workerSteps.MinimumBytesPerStep(_model.Layout.TotalLength));
+                _workerSteps.MinimumBytesPerStep(_model.Layout.TotalLength),
+                TensorFrame.BytesSent / finished.Version, TensorFrame.BytesReceived / finished.Version));
         if (done.Result is not null) _completion.TrySetResult(done.Result);
         else _completion.TrySetException(done.Failure ?? new InvalidOperationException("The job ended without a result."));
     }

@@ -37,6 +37,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     // Gradients are sent in loaned messages and arrays (see TrainingProtocol.cs): two, used in turn, so a
     // message is rewritten two rounds later, long after the parameter server has averaged it.
     private readonly GradientComputed[] _gradientMessages;
+    private readonly GradientWireCodec? _codec; // Cluster:Compression
     private int _stashed;
     private int _nextGradientBuffer;
     // Evaluation has its own replica and buffers (batch Training:EvaluationBatchSize), so switching between
@@ -72,6 +73,9 @@ public sealed class Worker : ReceiveActor, IWithStash
             : null;
         _trainer = new ReplicaTrainer(_model, _loss, train, _settings, augmenter);
         _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_trainer.Wire.ReportLength]))];
+        _codec = _settings.Compression is { } compression && !_trainer.IsLocalSgd
+            ? new GradientWireCodec(compression, _model.Layout.TrainableLength)
+            : null;
         _evaluation = new(() => (EvaluationReplica(model), new MatrixBuffer(test.FeatureCount), new MatrixBuffer(test.ClassCount),
             new MatrixBuffer(test.ClassCount), new int[_evaluationBatchSize]));
         _weightsForEvaluation = new float[_model.Layout.TotalLength];
@@ -204,7 +208,10 @@ public sealed class Worker : ReceiveActor, IWithStash
         // worker and tensor affected, and keeps the last good weights, which only it holds.
         var message = NextReport();
         var lossSum = _trainer.ComputeGradient(indices, message.Gradient, update.Epoch);
+        message.WithEncoded(_codec?.Encode(message.Gradient));
         Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
+        Metrics.DistTrainMetrics.RecordGradientBytes(_codec is null ? 4L * message.Gradient.Length
+            : _codec.MessageBytes + 4L * (message.Gradient.Length - _model.Layout.TrainableLength));
         // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.
         _sampleTrace?.Minibatch(update.Epoch, update.Round, update.Version, _workerIndex, indices);
         return message.Reuse(update.Epoch, update.Round, update.Version, indices.Length, lossSum);

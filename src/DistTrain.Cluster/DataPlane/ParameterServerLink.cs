@@ -5,6 +5,7 @@ using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Security;
+using DistTrain.Core.Compression;
 
 namespace DistTrain.Cluster.DataPlane;
 
@@ -98,7 +99,11 @@ public sealed class ParameterServerLink : ReceiveActor
 
     private void OnGradient(GradientComputed gradient)
     {
-        if (TensorFrame.TryWrite(_connection, TensorFrame.For(gradient), gradient.Gradient) is { } failure)
+        // Compressed: the encoded gradient part, then the report's floats after it (running statistics) as they are.
+        var failure = gradient.Encoded is { } encoded
+            ? TensorFrame.TryWrite(_connection, TensorFrame.For(gradient), encoded, gradient.Gradient.AsSpan(GradientDecoder.DenseLength(encoded)))
+            : TensorFrame.TryWrite(_connection, TensorFrame.For(gradient), gradient.Gradient);
+        if (failure is not null)
         {
             _log.Error("Worker {0}: sending a gradient failed: {1}", _workerIndex, failure);
             Context.Stop(Self);

@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Compression;
 
 namespace DistTrain.Cluster.DataPlane;
 
@@ -22,14 +23,18 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     private readonly int _workerIndex;
     private readonly IActorRef _remoteWorker;
     private readonly int _reportLength;
+    private readonly GradientCompressionSettings? _compression;
+    private readonly int _trainableLength;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly float[][] _gradientBuffers;
     private DataPlaneConnection? _connection;
     private volatile IActorRef _parameterServer = ActorRefs.Nobody;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
-    public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength)
+    public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null, int trainableLength = 0)
     {
+        _compression = compression;
+        _trainableLength = trainableLength;
         _workerIndex = workerIndex;
         _remoteWorker = remoteWorker;
         _reportLength = reportLength;
@@ -55,8 +60,14 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     public IStash Stash { get; set; } = null!;
 
     /// <summary>Props of the link to worker <paramref name="workerIndex"/>.</summary>
-    public static Props Props(int workerIndex, IActorRef remoteWorker, int reportLength) =>
-        Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, reportLength));
+    /// <param name="workerIndex">The worker's index.</param>
+    /// <param name="remoteWorker">The worker actor on its node, for control messages.</param>
+    /// <param name="reportLength">Floats of one gradient report.</param>
+    /// <param name="compression">Cluster:Compression: the worker sends its reports' first <paramref name="trainableLength"/>
+    /// floats encoded with these settings (null: float32 frames).</param>
+    /// <param name="trainableLength">Floats of a report's gradient part, with <paramref name="compression"/>.</param>
+    public static Props Props(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null, int trainableLength = 0) =>
+        Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, reportLength, compression, trainableLength));
 
     /// <inheritdoc />
     protected override void PreStart() => Context.Watch(_remoteWorker);
@@ -79,7 +90,8 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
             },
             (header, buffer) => _parameterServer.Tell(new GradientComputed(header.Epoch, header.Round, header.WeightsVersion, header.WorkerIndex,
                 header.SampleCount, header.LossSum, buffer, header.ComputeSeconds), self),
-            reason => self.Tell(new ReaderFailed(reason)));
+            reason => self.Tell(new ReaderFailed(reason)),
+            _compression is null ? null : new CompressedGradientReader(_compression, _trainableLength));
         Stash.UnstashAll();
     }
 

@@ -83,7 +83,7 @@ public static class CheckpointResume
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
                 "They fix the data order and what the checkpoint's position means, so resume with the checkpoint's values.");
         CheckOptimizer(checkpoint, search.Path!, options, layout);
-        var changes = checkpoint.HyperparameterChanges(options.Optimizer);
+        var changes = checkpoint.HyperparameterChanges(options.ParameterServerOptimizer());
         if (changes.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", changes)}. " +
                 $"Its {checkpoint.OptimizerKind} state was built with the checkpoint's values, so resume with them, or start a new run " +
@@ -104,7 +104,7 @@ public static class CheckpointResume
     /// <exception cref="CheckpointResumeException">The optimizer does not fit the checkpoint.</exception>
     private static void CheckOptimizer(TrainingCheckpoint checkpoint, string path, TrainingOptions options, ParameterLayout layout)
     {
-        var optimizer = Optimizer.Create(options.Optimizer, layout.TrainableLength,
+        var optimizer = Optimizer.Create(options.ParameterServerOptimizer(), layout.TrainableLength,
             ParameterGroups.Ranges(layout, layout.TrainableLength, options.Optimizer.DecayBiasAndNormParameters));
         try
         {

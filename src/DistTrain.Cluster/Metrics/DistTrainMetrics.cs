@@ -80,6 +80,15 @@ public static class DistTrainMetrics
     /// </summary>
     public static void RecordSamplesComputed(int samples) => Interlocked.Add(ref _samplesComputed, samples);
 
+    private static long _gradientBytes;
+
+    /// <summary>
+    /// Counts the bytes of one gradient a worker of this process pushed, as encoded for the wire (Cluster:Compression;
+    /// 4 per float uncompressed), without frame headers (<c>disttrain_training_gradient_bytes</c>). Single-node mode counts
+    /// them too, though nothing crosses a network there.
+    /// </summary>
+    public static void RecordGradientBytes(long bytes) => Interlocked.Add(ref _gradientBytes, bytes);
+
     /// <summary>Optimizer steps applied.</summary>
     public static readonly Counter<long> Steps = Meter.CreateCounter<long>("training.steps", "{step}", "Synchronous steps applied.");
 
@@ -140,6 +149,8 @@ public static class DistTrainMetrics
             new Measurement<long>(Interlocked.Read(ref _samplesApplied), new("role", "parameter-server"), new("node", Node)),
             new Measurement<long>(Interlocked.Read(ref _samplesComputed), new("role", "worker"), new("node", Node)),
         }, "{sample}", "Training samples: in the steps this node's parameter server applied (role=parameter-server), and those this node's workers computed gradients on (role=worker).");
+        Meter.CreateObservableCounter("training.gradient_bytes", () => new Measurement<long>(Interlocked.Read(ref _gradientBytes), new KeyValuePair<string, object?>("node", Node)), "By",
+            "Bytes of the gradients this node's workers pushed, as encoded for the wire (Cluster:Compression), without frame headers.");
         Meter.CreateObservableCounter("training.clipped_steps", () => Interlocked.Read(ref _clippedSteps), "{step}", "Steps whose gradient was clipped by global norm.");
         Meter.CreateObservableCounter("training.workers_lost", () => Interlocked.Read(ref _workersLost), "{worker}", "Workers lost during training; the job continued without them.");
         Meter.CreateObservableCounter("training.parameter_server_takeovers", () => Interlocked.Read(ref _takeovers), "{takeover}",

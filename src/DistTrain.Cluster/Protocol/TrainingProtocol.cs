@@ -224,6 +224,13 @@ public sealed record GradientComputed : ITensorMessage
     /// <summary>Time from the parameter server sending the weights to this worker starting on them, seconds (0 when unknown).</summary>
     [Key(9)] public double QueueingSeconds { get; private set; }
 
+    /// <summary>
+    /// With Cluster:Compression: the gradient part of <see cref="Gradient"/> as the worker encoded it
+    /// (<see cref="Core.Compression.GradientEncoder"/>), which the data plane sends in its place; <see cref="Gradient"/>
+    /// already holds the decoded values. Null when uncompressed. Loaned with the message; never serialized.
+    /// </summary>
+    [IgnoreMember] public byte[]? Encoded { get; private set; }
+
     /// <inheritdoc />
     [IgnoreMember] public float[] Tensor => Gradient;
 
@@ -239,6 +246,13 @@ public sealed record GradientComputed : ITensorMessage
         Version = version;
         SampleCount = sampleCount;
         LossSum = lossSum;
+        return this;
+    }
+
+    /// <summary>Sets <see cref="Encoded"/> for the gradient this loaned instance now carries (null: uncompressed).</summary>
+    internal GradientComputed WithEncoded(byte[]? encoded)
+    {
+        Encoded = encoded;
         return this;
     }
 

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using DistTrain.Core.Compression;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.Diagnostics;
@@ -21,8 +22,11 @@ namespace DistTrain.Cluster.Training;
 /// disabled: none. Evaluation never augments.</param>
 /// <param name="SampleTraceDirectory">Monitoring:SampleTraceDirectory, where each minibatch's samples are recorded
 /// (<see cref="Metrics.SampleTrace"/>); empty: off.</param>
+/// <param name="Compression">Cluster:Compression and its settings: how the worker encodes each gradient's trainable
+/// part for the parameter server (null: float32, no encoding).</param>
 public sealed record ReplicaSettings(TrainingMode Mode = TrainingMode.Sync, int MicroBatchSize = 0, int LocalSteps = 1,
-    OptimizerOptions? Optimizer = null, int TotalEpochs = 1, AugmentationOptions? Augmentation = null, string SampleTraceDirectory = "")
+    OptimizerOptions? Optimizer = null, int TotalEpochs = 1, AugmentationOptions? Augmentation = null, string SampleTraceDirectory = "",
+    GradientCompressionSettings? Compression = null)
 {
     /// <summary>Synchronous training, each minibatch in one pass.</summary>
     public static readonly ReplicaSettings Default = new();
@@ -33,7 +37,18 @@ public sealed record ReplicaSettings(TrainingMode Mode = TrainingMode.Sync, int 
         ArgumentNullException.ThrowIfNull(options);
         var loop = options.Training;
         return new ReplicaSettings(loop.Mode, loop.AccumulationSteps > 1 ? loop.BatchSizePerWorker : 0, loop.LocalSteps, options.Optimizer, loop.Epochs,
-            options.Data.Augmentation, options.Monitoring.SampleTraceDirectory);
+            options.Data.Augmentation, options.Monitoring.SampleTraceDirectory, CompressionOf(options));
+    }
+
+    /// <summary>The encoder settings of Cluster:Compression, Cluster:TopKRatio, Cluster:ErrorFeedback and
+    /// Cluster:MomentumCorrection (the optimizer's momentum when <see cref="TrainingOptions.UsesMomentumCorrection"/>);
+    /// null for None.</summary>
+    public static GradientCompressionSettings? CompressionOf(TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var cluster = options.Cluster;
+        return cluster.Compression == GradientCompression.None ? null : new GradientCompressionSettings(cluster.Compression, cluster.TopKRatio,
+            cluster.ErrorFeedback, options.UsesMomentumCorrection ? options.Optimizer.Momentum : 0);
     }
 }
 

@@ -29,7 +29,11 @@ public enum GradientCompression
 /// error) is kept in a per-worker residual and added to the next gradient before encoding (Karimireddy et al.,
 /// "Error Feedback Fixes SignSGD and other Gradient Compression Schemes", ICML 2019). Without it TopK loses the
 /// unsent elements for good.</param>
-public sealed record GradientCompressionSettings(GradientCompression Kind, double TopKRatio = 0.01, bool ErrorFeedback = true)
+/// <param name="Momentum">For <see cref="GradientCompression.TopK"/> with error feedback: the momentum coefficient of Deep
+/// Gradient Compression's momentum correction (Lin et al., ICLR 2018, section 3.2), in [0, 1); 0 turns it off. The worker
+/// keeps a velocity <c>u = m·u + g</c>, the residual accumulates <c>u</c> instead of <c>g</c>, and each sent element is
+/// cleared from both (momentum factor masking). The parameter server must then step without momentum of its own.</param>
+public sealed record GradientCompressionSettings(GradientCompression Kind, double TopKRatio = 0.01, bool ErrorFeedback = true, double Momentum = 0)
 {
     /// <summary>No compression: float32 on the wire.</summary>
     public static GradientCompressionSettings None { get; } = new(GradientCompression.None, ErrorFeedback: false);

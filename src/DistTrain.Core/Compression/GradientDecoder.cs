@@ -49,6 +49,12 @@ public static class GradientDecoder
         return kind;
     }
 
+    /// <summary>The dense length a message announces (its bytes 1-4), without checking the rest.</summary>
+    /// <exception cref="InvalidDataException">The message is shorter than its header.</exception>
+    public static int DenseLength(ReadOnlySpan<byte> message) => message.Length >= GradientEncoder.HeaderBytes
+        ? BinaryPrimitives.ReadInt32LittleEndian(message[1..])
+        : throw Invalid($"it has {message.Length} bytes, fewer than its {GradientEncoder.HeaderBytes}-byte header");
+
     private static void DecodeTopK(ReadOnlySpan<byte> payload, Span<float> destination)
     {
         if (payload.Length < 4) throw Invalid("its TopK count is missing");

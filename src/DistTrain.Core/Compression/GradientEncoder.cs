@@ -29,17 +29,27 @@ public sealed class GradientEncoder
     private readonly float[] _residual;
     private readonly float[] _accumulated;
     private readonly float[] _magnitudes;
+    private readonly int[] _candidates;          // TopK: indices that may be among the k largest
+    private readonly float[] _candidateMagnitudes;
+    private readonly float[] _sample;            // TopK: strided sample of the magnitudes, for a lower bound of the k-th
+    private const int SampleSize = 4096;
+    private readonly float[] _velocity; // momentum correction: u = m·u + g
+    private readonly float _momentum;
     private readonly int _topK;
 
     /// <summary>Creates an encoder for gradients of <paramref name="length"/> elements, with a zero residual.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">The length is not positive, the kind is unknown, or the TopK
-    /// ratio is not in (0, 1].</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The length is not positive, the kind is unknown, the TopK
+    /// ratio is not in (0, 1], or a momentum correction is asked for outside TopK with error feedback or outside [0, 1).</exception>
     public GradientEncoder(GradientCompressionSettings settings, int length)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
         if (!Enum.IsDefined(settings.Kind))
             throw new ArgumentOutOfRangeException(nameof(settings), settings.Kind, "Unknown gradient compression.");
+        if (!(settings.Momentum >= 0 && settings.Momentum < 1))
+            throw new ArgumentOutOfRangeException(nameof(settings), settings.Momentum, "The momentum correction's coefficient must be in [0, 1).");
+        if (settings.Momentum > 0 && !(settings.Kind == GradientCompression.TopK && settings.ErrorFeedback))
+            throw new ArgumentOutOfRangeException(nameof(settings), settings.Momentum, "Momentum correction applies to TopK with error feedback only.");
         Settings = settings;
         Length = length;
         var keepsResidual = settings.ErrorFeedback && settings.Kind != GradientCompression.None;
@@ -47,7 +57,12 @@ public sealed class GradientEncoder
         _accumulated = keepsResidual || settings.Kind == GradientCompression.TopK ? new float[length] : [];
         _topK = settings.Kind == GradientCompression.TopK ? settings.TopKCount(length) : 0;
         _magnitudes = settings.Kind == GradientCompression.TopK ? new float[length] : [];
+        _candidates = settings.Kind == GradientCompression.TopK ? new int[length] : [];
+        _candidateMagnitudes = settings.Kind == GradientCompression.TopK ? new float[length] : [];
+        _sample = settings.Kind == GradientCompression.TopK ? new float[Math.Min(length, SampleSize)] : [];
         MessageBytes = EncodedBytes(settings, length);
+        _momentum = (float)settings.Momentum;
+        _velocity = _momentum > 0 ? new float[length] : [];
     }
 
     /// <summary>The settings this encoder was made with.</summary>
@@ -100,7 +115,13 @@ public sealed class GradientEncoder
         BinaryPrimitives.WriteInt32LittleEndian(destination[1..], Length);
         var payload = destination[HeaderBytes..MessageBytes];
         var input = gradient;
-        if (_residual.Length > 0)
+        if (_velocity.Length > 0)
+        {
+            TensorPrimitives.MultiplyAdd(_velocity, _momentum, gradient, _velocity);
+            TensorPrimitives.Add(_velocity, _residual, _accumulated);
+            input = _accumulated;
+        }
+        else if (_residual.Length > 0)
         {
             TensorPrimitives.Add(gradient, _residual, _accumulated);
             input = _accumulated;
@@ -149,23 +170,54 @@ public sealed class GradientEncoder
         TensorPrimitives.Abs(_accumulated, _magnitudes);
         if (float.IsNaN(TensorPrimitives.Sum(_magnitudes)))
             for (var i = 0; i < _magnitudes.Length; i++) _magnitudes[i] = Magnitude(_magnitudes[i]);
-        var threshold = Selection.KthLargest(_magnitudes, k);
+        // The k-th largest magnitude exactly, selected among the candidates (in ascending index order) that are at least a
+        // lower bound of it; the selection then runs over about 2k values instead of all of them.
+        var candidates = Candidates(k);
+        var candidateMagnitudes = _candidateMagnitudes.AsSpan(0, candidates.Length);
+        for (var j = 0; j < candidates.Length; j++) candidateMagnitudes[j] = _magnitudes[candidates[j]];
+        var threshold = Selection.KthLargest(candidateMagnitudes, k);
         var above = 0;
-        foreach (var value in _accumulated)
-            if (Magnitude(value) > threshold) above++;
+        foreach (var index in candidates)
+            if (_magnitudes[index] > threshold) above++;
         var tiesToTake = k - above;
         var written = 0;
-        for (var i = 0; i < _accumulated.Length && written < k; i++)
+        foreach (var index in candidates)
         {
-            var magnitude = Magnitude(_accumulated[i]);
+            var magnitude = _magnitudes[index];
             if (magnitude < threshold || (magnitude == threshold && tiesToTake-- <= 0)) continue;
-            indices[written] = i;
-            values[written] = _accumulated[i];
-            written++;
+            indices[written] = index;
+            values[written] = _accumulated[index];
+            if (++written == k) break;
         }
         if (_residual.Length == 0) return;
         _accumulated.CopyTo(_residual, 0);
         foreach (var index in indices) _residual[index] = 0f;
+        if (_velocity.Length > 0)
+            foreach (var index in indices) _velocity[index] = 0f;
+    }
+
+    /// <summary>
+    /// The indices, ascending, of every magnitude at least a lower bound of the k-th largest: the bound is the
+    /// (2k·s/n + 8)-th largest of s evenly strided samples, so about 2k indices qualify; if fewer than k do (an unlucky
+    /// sample), every index. Either way the k largest are all among them, so the selection stays exact.
+    /// </summary>
+    private ReadOnlySpan<int> Candidates(int k)
+    {
+        var n = _magnitudes.Length;
+        var stride = (n + SampleSize - 1) / SampleSize; // at most SampleSize samples
+        var samples = _sample.AsSpan(0, (n + stride - 1) / stride);
+        for (int i = 0, j = 0; j < samples.Length; i += stride, j++) samples[j] = _magnitudes[i];
+        var rank = (int)Math.Min(samples.Length, 2L * k * samples.Length / n + 8);
+        var bound = rank < samples.Length ? Selection.KthLargest(samples, rank) : float.NegativeInfinity;
+        var count = 0;
+        if (bound > float.NegativeInfinity)
+        {
+            for (var i = 0; i < n; i++)
+                if (_magnitudes[i] >= bound) _candidates[count++] = i;
+            if (count >= k) return _candidates.AsSpan(0, count);
+        }
+        for (var i = 0; i < n; i++) _candidates[i] = i;
+        return _candidates.AsSpan(0, n);
     }
 
     /// <summary>|value|, with NaN as +infinity so that a NaN is always among the largest.</summary>

@@ -1,3 +1,4 @@
+using DistTrain.Core.Compression;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
 using DistTrain.Core.Models;
@@ -22,6 +23,31 @@ public sealed class TrainingOptions
 
     /// <summary>Workers, epochs, minibatch and seed.</summary>
     public TrainingLoopOptions Training { get; set; } = new();
+
+    /// <summary>True when the workers apply the momentum (<see cref="ClusterOptions.MomentumCorrection"/>): TopK with error
+    /// feedback and plain momentum SGD.</summary>
+    public bool UsesMomentumCorrection => Cluster.MomentumCorrection && Cluster.Compression == GradientCompression.TopK && Cluster.ErrorFeedback
+        && Optimizer.Kind == OptimizerKind.Sgd && Optimizer.Momentum > 0 && !Optimizer.Nesterov;
+
+    /// <summary>The parameter server's optimizer settings: <see cref="Optimizer"/>, with momentum 0 when the workers apply it
+    /// (<see cref="UsesMomentumCorrection"/>).</summary>
+    public OptimizerOptions ParameterServerOptimizer() => UsesMomentumCorrection ? Optimizer.WithoutMomentum() : Optimizer;
+
+    /// <summary>One line on Cluster:Compression for the start-up output, e.g. <c>gradients sent as TopK 1% with error
+    /// feedback and momentum correction (momentum 0.9 on the workers, none at the parameter server)</c>; null for None.</summary>
+    public string? DescribeCompression()
+    {
+        var c = Cluster;
+        if (c.Compression == GradientCompression.None) return null;
+        var kind = c.Compression == GradientCompression.TopK
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"TopK {100 * c.TopKRatio:G4}%")
+            : c.Compression.ToString();
+        var feedback = c.ErrorFeedback ? " with error feedback" : " without error feedback";
+        var correction = UsesMomentumCorrection
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $" and momentum correction (momentum {Optimizer.Momentum} on the workers, none at the parameter server)")
+            : "";
+        return $"gradients sent as {kind}{feedback}{correction}";
+    }
 
     /// <summary>Where results are written.</summary>
     public OutputOptions Output { get; set; } = new();
@@ -85,6 +111,36 @@ public sealed class ClusterOptions
 
     /// <summary>TCP port of the parameter server's tensor data plane (weights and gradients). Default 4054.</summary>
     public int DataPort { get; set; } = 4054;
+
+    /// <summary>
+    /// How each worker encodes its gradient for the parameter server: <c>None</c> (default; float32, lossless),
+    /// <c>Float16</c>, <c>BFloat16</c> (2 bytes per element) or <c>TopK</c> (the <see cref="TopKRatio"/> largest
+    /// elements, 8 bytes each). Only the trainable parameters' gradients are encoded; BatchNorm running statistics and
+    /// the weights sent back stay float32. Single-node mode applies the same encoding in process, so a laptop run shows
+    /// its effect on accuracy. Not with Training:Mode LocalSgd, whose workers send models, not gradients.
+    /// </summary>
+    public GradientCompression Compression { get; set; } = GradientCompression.None;
+
+    /// <summary><see cref="GradientCompression.TopK"/>: the fraction of gradient elements each push sends, in (0, 1].
+    /// Default 0.01 (1%).</summary>
+    public double TopKRatio { get; set; } = 0.01;
+
+    /// <summary>
+    /// With <see cref="Compression"/> other than None: keep what the encoding drops in a per-worker residual and add it to
+    /// the next gradient (Karimireddy et al., ICML 2019). Default true; TopK without it loses the unsent elements.
+    /// The residual lives in the worker's memory only: a worker that restarts, or a resume from a checkpoint, starts
+    /// with a zero residual.
+    /// </summary>
+    public bool ErrorFeedback { get; set; } = true;
+
+    /// <summary>
+    /// With <see cref="Compression"/> TopK, <see cref="ErrorFeedback"/>, and Optimizer:Kind Sgd with Momentum &gt; 0 and
+    /// Nesterov off: Deep Gradient Compression's momentum correction (Lin et al., ICLR 2018, section 3.2). Each worker
+    /// applies Optimizer:Momentum to its own gradients before selecting the largest, and the parameter server steps
+    /// without momentum. Default true; ignored in every other case. On the main job at 1% it was worth 1.5 points of test
+    /// accuracy (docs/benchmarks.md). Like the residual, the workers' velocities are not checkpointed.
+    /// </summary>
+    public bool MomentumCorrection { get; set; } = true;
 
     /// <summary>Workers that must have joined before training starts. 1 to 256. Default 2.</summary>
     public int MinWorkers { get; set; } = 2;

@@ -113,6 +113,11 @@ public static class TrainingOptionsValidator
         Range("Cluster:Port", options.Cluster.Port, 0, 65_535);
         Range("Cluster:DataPort", options.Cluster.DataPort, 1, 65_535);
         Range("Cluster:MinWorkers", options.Cluster.MinWorkers, 1, 256);
+        if (!Enum.IsDefined(options.Cluster.Compression))
+            problems.Add($"Cluster:Compression = {(int)options.Cluster.Compression} is unknown: allowed {string.Join(", ", Enum.GetNames<Compression.GradientCompression>())}.");
+        Range("Cluster:TopKRatio", options.Cluster.TopKRatio, 0, 1, minExclusive: true);
+        if (options.Cluster.Compression != Compression.GradientCompression.None && options.Training.Mode == TrainingMode.LocalSgd)
+            problems.Add($"Cluster:Compression = {options.Cluster.Compression} does not apply to Training:Mode = LocalSgd, whose workers send their models rather than gradients: set Cluster:Compression to None, or choose another mode.");
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
         Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
         Range("Cluster:HeartbeatIntervalSeconds", options.Cluster.HeartbeatIntervalSeconds, 0.1, 60);

@@ -105,6 +105,16 @@ public sealed class OptimizerOptions
         };
     }
 
+    /// <summary>A copy of these settings with <see cref="Momentum"/> 0 (the parameter server's, when the workers apply
+    /// momentum under gradient compression's momentum correction).</summary>
+    public OptimizerOptions WithoutMomentum()
+    {
+        var copy = (OptimizerOptions)MemberwiseClone();
+        copy.Momentum = 0;
+        copy.Nesterov = false;
+        return copy;
+    }
+
     /// <summary>
     /// Every setting outside its range, one line each naming the key (<c>Optimizer:Name</c>), the value and the
     /// allowed range; empty when valid. The configuration validator and <see cref="Optimizer"/> share it.

@@ -1,0 +1,49 @@
+using DistTrain.Core.Compression;
+
+namespace DistTrain.Cluster.DataPlane;
+
+/// <summary>
+/// The parameter server's side of Cluster:Compression for one worker connection: reads a
+/// <see cref="TensorFrame.CompressedGradientType"/> frame's body (the encoded gradient, then the report's floats after
+/// the trainable part) into a dense float32 report. One instance per reader thread; its byte buffer is reused.
+/// </summary>
+public sealed class CompressedGradientReader
+{
+    private readonly byte[] _message;
+    private readonly int _trainableLength;
+
+    /// <summary>Creates the reader for gradients of <paramref name="trainableLength"/> trainable parameters.</summary>
+    /// <param name="settings">This node's Cluster:Compression settings; every node must use the same.</param>
+    /// <param name="trainableLength">Floats of a report's gradient part (<see cref="Core.Tensors.ParameterLayout.TrainableLength"/>).</param>
+    /// <exception cref="ArgumentOutOfRangeException">The length is not positive or the settings are out of range.</exception>
+    public CompressedGradientReader(GradientCompressionSettings settings, int trainableLength)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        MessageBytes = GradientEncoder.EncodedBytes(settings, trainableLength);
+        _message = new byte[MessageBytes];
+        _trainableLength = trainableLength;
+    }
+
+    /// <summary>Bytes of every encoded gradient a frame must announce (<see cref="TensorFrame.Header.PayloadBytes"/>).</summary>
+    public int MessageBytes { get; }
+
+    /// <summary>Reads one frame body from <paramref name="stream"/> into <paramref name="report"/>.</summary>
+    /// <param name="stream">The connection, positioned after a header that <see cref="TensorFrame.ParseHeader"/> accepted.</param>
+    /// <param name="report">The dense report, <c>[ReportLength]</c>: the decoded gradient (TopK's unsent elements zero), then the floats sent as they are.</param>
+    /// <param name="peer">The remote address, for messages.</param>
+    /// <exception cref="IOException">The peer closed the connection, or the encoding is malformed (the message names the
+    /// peer and the problem); nothing is delivered then.</exception>
+    public void Read(Stream stream, float[] report, string peer)
+    {
+        TensorFrame.ReadBytes(stream, _message, peer);
+        try
+        {
+            GradientDecoder.Decode(_message, report.AsSpan(0, _trainableLength));
+        }
+        catch (InvalidDataException e)
+        {
+            throw new IOException($"data plane: {peer}: {e.Message} The connection is closed.", e);
+        }
+        TensorFrame.ReadValues(stream, report.AsSpan(_trainableLength), peer);
+    }
+}
