@@ -16,7 +16,7 @@
 #     "TopK-1% Training:Mode=Sync Cluster:Compression=TopK Cluster:TopKRatio=0.01"
 #   Default: Sync; Async with momentum 0.23 (what Async's warning names for 3 workers and the config's 0.9);
 #   BoundedStaleness with StalenessBound 2; LocalSgd with LocalSteps 4.
-# Environment: EPOCHS (10), TARGET (0.88), QUOTA (50: percent of a core per equal worker), STRAGGLER (3: the slowed
+# Environment: EPOCHS (10), TARGET (0.88), QUOTA (30: percent of a core per equal worker), STRAGGLER (3: the slowed
 #   worker's number), PERIOD_US (10000: the CFS period of the quotas, microseconds), CONFIG (configs/fashion-mnist-mlp.json), TIMEOUT (3600 seconds per run), OUT
 #   (runs/straggler/<UTC time>), CLI_DLL (a built disttrain.dll; otherwise the CLI is built first).
 # Exits 1 when not root or no CPU controller is available, naming the reason; a run that fails or times out is a line of
@@ -26,7 +26,7 @@ cd "$(dirname "$0")/../.."
 workers=3
 epochs=${EPOCHS:-10}
 target=${TARGET:-0.88}
-quota=${QUOTA:-50}
+quota=${QUOTA:-30}
 straggler=${STRAGGLER:-3}
 config=${CONFIG:-configs/fashion-mnist-mlp.json}
 timeout=${TIMEOUT:-3600}
@@ -184,10 +184,10 @@ done
   echo "Config \`$config\`, $epochs epochs, Compute:BlasThreads 1; $(nproc) CPUs; $(date -u '+%Y-%m-%d %H:%M UTC')."
   echo
   echo "Seconds to $(python3 -c "print(f'{100 * $target:g}')")% and samples/s: training and evaluation seconds from summary.json, as \`disttrain compare\` counts them."
-  echo "Compute ms per minibatch: each worker's mean compute time per gradient report (summary.json \`workers\`), * the straggler."
+  echo "Compute ms per minibatch: each worker's mean compute time per gradient report and (its reports applied), from summary.json \`workers\`; * the straggler."
   echo "CPU: cores each worker's group used over the run's wall time (start-up included) and the share of CFS periods it was throttled in."
   echo
-  echo "| row | workers | seconds to $(python3 -c "print(f'{100 * $target:g}')")% | final test accuracy | samples/s | data-plane bytes per step | staleness: gradients, mean, p50, p90, max | compute ms per minibatch by worker | CPU cores used (throttled) by worker | wall s | load avg start-end |"
+  echo "| row | workers | seconds to $(python3 -c "print(f'{100 * $target:g}')")% | final test accuracy | samples/s | data-plane bytes per step | staleness: gradients, mean, p50, p90, max | compute ms per minibatch (reports) by worker | CPU cores used (throttled) by worker | wall s | load avg start-end |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   cat "$out/rows.md"
 } > "$out/straggler-table.md"

@@ -30,7 +30,7 @@ label = f"{args.label}, {args.variant}"
 
 
 def cell(values):
-    return " ".join(values) if values else "-"
+    return ", ".join(values) if values else "-"
 
 
 summaries = sorted(glob.glob(os.path.join(args.runs, "*", "summary.json")))
@@ -79,7 +79,7 @@ per_worker = []
 for number in sorted(usage):
     w = compute.get(index_of.get(number, -1))
     mark = "*" if number == args.straggler else ""
-    per_worker.append(f"{w['mean_compute_seconds'] * 1000:.2f}{mark}" if w else f"-{mark}")
+    per_worker.append(f"{w['mean_compute_seconds'] * 1000:.2f}{mark} ({w['reports']:,})" if w else f"-{mark}")
 cpu = []
 wall = float(args.wall)
 for number in sorted(usage):
