@@ -10,10 +10,10 @@
 # straggler runs: test accuracy against time, one line per row). docs/benchmarks.md describes it and its figures.
 #
 # Usage: tests/modes/straggler-table.sh [ROW...]   (as root)
-#   ROW = "LABEL SETTING..." with each SETTING a config key and value, Section:Key=Value (made DISTTRAIN_Section__Key)
+#   ROW = "LABEL SETTING..." (LABEL: letters, digits, . _ -; others become _) with each SETTING a config key and value, Section:Key=Value (made DISTTRAIN_Section__Key)
 #   or an environment variable DISTTRAIN_...=Value, e.g.
 #     "Sync Training:Mode=Sync"
-#     "TopK-1% Training:Mode=Sync Cluster:Compression=TopK Cluster:TopKRatio=0.01"
+#     "Sync-TopK-0.01 Training:Mode=Sync Cluster:Compression=TopK Cluster:TopKRatio=0.01"
 #   Default: Sync; Async with momentum 0.23 (what Async's warning names for 3 workers and the config's 0.9);
 #   BoundedStaleness with StalenessBound 2; LocalSgd with LocalSteps 4.
 # Environment: EPOCHS (10), TARGET (0.88), QUOTA (30: percent of a core per equal worker), STRAGGLER (3: the slowed
