@@ -10,15 +10,16 @@
 # straggler runs: test accuracy against time, one line per row). docs/benchmarks.md describes it and its figures.
 #
 # Usage: tests/modes/straggler-table.sh [ROW...]   (as root)
-#   ROW = "LABEL SETTING..." (LABEL: letters, digits, . _ -; others become _) with each SETTING a config key and value, Section:Key=Value (made DISTTRAIN_Section__Key)
-#   or an environment variable DISTTRAIN_...=Value, e.g.
+#   ROW = "LABEL SETTING...": LABEL of letters, digits and . _ - (others become _); each SETTING a config key and value,
+#   Section:Key=Value (made DISTTRAIN_Section__Key), or an environment variable DISTTRAIN_...=Value, e.g.
 #     "Sync Training:Mode=Sync"
 #     "Sync-TopK-0.01 Training:Mode=Sync Cluster:Compression=TopK Cluster:TopKRatio=0.01"
 #   Default: Sync; Async with momentum 0.23 (what Async's warning names for 3 workers and the config's 0.9);
 #   BoundedStaleness with StalenessBound 2; LocalSgd with LocalSteps 4.
 # Environment: EPOCHS (10), TARGET (0.88), QUOTA (30: percent of a core per equal worker), STRAGGLER (3: the slowed
-#   worker's number), PERIOD_US (10000: the CFS period of the quotas, microseconds), CONFIG (configs/fashion-mnist-mlp.json), TIMEOUT (3600 seconds per run), OUT
-#   (runs/straggler/<UTC time>), CLI_DLL (a built disttrain.dll; otherwise the CLI is built first).
+#   worker's number), PERIOD_US (10000: the CFS period of the quotas, microseconds), CONFIG
+#   (configs/fashion-mnist-mlp.json), TIMEOUT (3600 seconds per run), OUT (runs/straggler/<UTC time>), CLI_DLL (a built
+#   disttrain.dll; otherwise the CLI is built first).
 # Exits 1 when not root or no CPU controller is available, naming the reason; a run that fails or times out is a line of
 # the table saying so (its logs are in its folder), and the script goes on with the next.
 set -uo pipefail
