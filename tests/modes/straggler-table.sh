@@ -20,8 +20,8 @@
 #   worker's number), PERIOD_US (10000: the CFS period of the quotas, microseconds), CONFIG
 #   (configs/fashion-mnist-mlp.json), TIMEOUT (3600 seconds per run), OUT (runs/straggler/<UTC time>), CLI_DLL (a built
 #   disttrain.dll; otherwise the CLI is built first).
-# Exits 1 when not root or no CPU controller is available, naming the reason; a run that fails or times out is a line of
-# the table saying so (its logs are in its folder), and the script goes on with the next.
+# Exits 1 when not root, no CPU controller is available or a row is not "LABEL KEY=VALUE...", naming the reason; a run
+# that fails or times out is a line of the table saying so (its logs are in its folder), and the script goes on.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 workers=3
@@ -38,6 +38,13 @@ rows=("$@")
   "BoundedStaleness-2 Training:Mode=BoundedStaleness Training:StalenessBound=2" "LocalSgd-4 Training:Mode=LocalSgd Training:LocalSteps=4")
 
 fail() { echo "straggler-table.sh: $*" >&2; exit 1; }
+for row in "${rows[@]}"; do
+  read -r -a words <<< "$row"
+  [ ${#words[@]} -gt 0 ] || fail "an empty row: give \"LABEL SETTING...\"."
+  for setting in "${words[@]:1}"; do
+    [[ "$setting" == ?*=* ]] || fail "row '$row': '$setting' is not a setting; give Section:Key=Value or DISTTRAIN_...=Value."
+  done
+done
 [ "$(id -u)" -eq 0 ] || fail "CPU groups need root (running as uid $(id -u)); run it as root."
 [[ "$quota" =~ ^[0-9]+$ ]] && [ "$quota" -ge 2 ] && [ $((quota * workers)) -le 200 ] ||
   fail "QUOTA=$quota: give a whole percent of one core from 2 to $((200 / workers)), so that the $workers workers together stay within 2 cores."
@@ -131,7 +138,6 @@ run_one() { # LABEL VARIANT SETTING...
   rm -rf "$dir"; mkdir -p "$dir"
   for setting in "$@"; do
     key=${setting%%=*}
-    [[ "$setting" == *=* && -n "$key" ]] || { echo "straggler-table.sh: row $label: '$setting' is not KEY=VALUE" >&2; return 1; }
     [[ "$key" == DISTTRAIN_* ]] || key="DISTTRAIN_${key//:/__}"
     vars+=("$key=${setting#*=}")
   done
