@@ -160,7 +160,9 @@ run_one() { # LABEL VARIANT SETTING...
   ended=$(date +%s.%N)
   read_usage "$dir/cpu-usage.txt"
   remove_groups
+  # The nodes' logs (cluster.sh keeps them in its own run folder, beside the run's certificates) go next to the results.
   local logs; logs=$(sed -n 's/.*logs in \(.*\)\/\.$/\1/p' "$dir/cluster.log" | head -n 1)
+  if [ -n "$logs" ] && [ -d "$logs" ]; then cp -r "$logs" "$dir/logs" && logs="$dir/logs"; fi
   python3 tests/modes/straggler_row.py --label "$label" --variant "$variant" --runs "$dir/runs" --logs "$logs" \
     --usage "$dir/cpu-usage.txt" --straggler "$([ "$variant" = straggler ] && echo "$straggler" || echo 0)" --target "$target" \
     --exit-code "$code" --wall "$(awk -v a="$started" -v b="$ended" 'BEGIN { printf "%.1f", b - a }')" \
