@@ -77,18 +77,17 @@ group_name() { echo "disttrain-straggler-$$-worker$1"; }
 group_folders() { local g; g=$(group_name "$1"); echo "$cpu_root/$g${acct_root:+,$acct_root/$g}"; }
 
 make_groups() { # VARIANT
-  local i share folder
+  local i folder quota_us
   for i in $(seq 1 $workers); do
-    share=$quota; [ "$1" = straggler ] && [ "$i" -eq "$straggler" ] && share=$((quota / 2))
+    quota_us=$((quota * period_us / 100)); [ "$1" = straggler ] && [ "$i" -eq "$straggler" ] && quota_us=$((quota_us / 2))
     IFS=, read -r -a folders <<< "$(group_folders "$i")"
     for folder in "${folders[@]}"; do mkdir -p "$folder" || fail "cannot create the CPU group $folder."; done
-    local quota_us=$((share * period_us / 100))
     if [ $cgroups = v1 ]; then
       echo $period_us > "$cpu_root/$(group_name "$i")/cpu.cfs_period_us" && echo "$quota_us" > "$cpu_root/$(group_name "$i")/cpu.cfs_quota_us"
     else
       echo "$quota_us $period_us" > "$cpu_root/$(group_name "$i")/cpu.max"
     fi || fail "cannot set the quota of $cpu_root/$(group_name "$i")."
-    shares[$i]=$share
+    shares[$i]=$(awk -v q="$quota_us" -v p="$period_us" 'BEGIN { printf "%g", 100 * q / p }') # percent of a core
   done
 }
 
@@ -172,7 +171,7 @@ run_one() { # LABEL VARIANT SETTING...
 
 : > "$out/rows.md"
 straggler_runs=(); straggler_labels=()
-echo "Rows: ${#rows[@]}; $epochs epochs; workers at $quota% of a core each, the straggler (worker $straggler) at $((quota / 2))%; CPU groups: cgroup $cgroups; output in $out/"
+echo "Rows: ${#rows[@]}; $epochs epochs; workers at $quota% of a core each, the straggler (worker $straggler) at half that; CPU groups: cgroup $cgroups; output in $out/"
 n=0
 for row in "${rows[@]}"; do
   read -r -a words <<< "$row"
@@ -189,7 +188,7 @@ done
   echo "# Training modes with a straggler"
   echo
   echo "Cluster mode on loopback: 1 parameter-server process (no CPU quota) and $workers worker processes, each in its own"
-  echo "CPU group (cgroup $cgroups, CFS period $((period_us / 1000)) ms): equal = every worker $quota% of one core; straggler = worker $straggler at $((quota / 2))%."
+  echo "CPU group (cgroup $cgroups, CFS period $((period_us / 1000)) ms): equal = every worker $quota% of one core; straggler = worker $straggler at $(awk -v q="$quota" 'BEGIN { printf "%g", q / 2 }')%."
   echo "Config \`$config\`, $epochs epochs, Compute:BlasThreads 1; $(nproc) CPUs; $(date -u '+%Y-%m-%d %H:%M UTC')."
   echo
   echo "Seconds to $(python3 -c "print(f'{100 * $target:g}')")% and samples/s: training and evaluation seconds from summary.json, as \`disttrain compare\` counts them."

@@ -24,7 +24,7 @@ usage = {}
 with open(args.usage) as f:
     for line in f:
         number, share, seconds, periods, throttled = line.split()
-        usage[int(number)] = (int(share), float(seconds), int(periods), int(throttled))
+        usage[int(number)] = (share, float(seconds), int(periods), int(throttled))
 workers = ", ".join(f"{usage[n][0]}%" + ("*" if n == args.straggler else "") for n in sorted(usage))
 label = f"{args.label}, {args.variant}"
 
