@@ -8,6 +8,9 @@
 # ports, so two local clusters run side by side without meeting. Results go to runs/ as in single-node mode.
 # If any node fails (a taken port, a refused worker), the script says which, stops the others and exits
 # with that node's code.
+# WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
+# argument and the node's command after it, which it must exec (tests/modes/in-cpu-group.sh puts each worker in a CPU
+# group this way, before the node starts).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 workers="${1:-2}"; shift || true
@@ -32,7 +35,8 @@ echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Clust
 "${disttrain[@]}" node --role parameter-server "$@" > >(tee "$logs/parameter-server.log" | grep --line-buffered -v '^\[INFO\]') 2>&1 &
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server
 for i in $(seq 1 "$workers"); do
-  DISTTRAIN_Cluster__Port=0 "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
+  wrapper=(); [ -z "${WORKER_WRAPPER:-}" ] || wrapper=("$WORKER_WRAPPER" "$i")
+  DISTTRAIN_Cluster__Port=0 "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
   pids+=($!); names[$!]="worker-$i"
 done
 # The job ends when the parameter server does; a node that fails before that ends the run.

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Metrics;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Core.Checkpoints;
 
@@ -9,7 +10,8 @@ namespace DistTrain.Cli;
 /// <summary>
 /// Records every step and epoch a run reports (passing them on to the console), and at the end writes
 /// <c>steps.csv</c>, <c>epochs.csv</c> and <c>curves.png</c> (train loss per step and per epoch, test loss,
-/// test accuracy) into the run folder.
+/// test accuracy) into the run folder. It also keeps the staleness of the applied gradients and each worker's compute
+/// time, which <c>summary.json</c> records.
 /// </summary>
 internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
 {
@@ -17,7 +19,6 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     private readonly List<EpochSummary> _epochs = [];
     private readonly object _gate = new();
     private readonly Dictionary<int, int> _stepsOfEpoch = [];
-    private readonly Dictionary<long, long> _staleness = [];
 
     /// <summary>
     /// The step that produced weights <paramref name="version"/>: its epoch, its 1-based number and the steps of that
@@ -50,22 +51,23 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
         next.StepApplied(epoch, step, version, samples, meanLoss, learningRate, timing);
     }
 
-    public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds) =>
+    public void WorkersReported(ReadOnlySpan<double> losses, ReadOnlySpan<double> computeSeconds, ReadOnlySpan<double> queueingSeconds)
+    {
+        WorkerCompute.Add(losses, computeSeconds);
         next.WorkersReported(losses, computeSeconds, queueingSeconds);
+    }
 
     public void StalenessReported(ReadOnlySpan<double> versionsBehind)
     {
-        lock (_gate)
-            foreach (var staleness in versionsBehind)
-                if (!double.IsNaN(staleness)) _staleness[(long)staleness] = _staleness.GetValueOrDefault((long)staleness) + 1;
+        Staleness.Add(versionsBehind);
         next.StalenessReported(versionsBehind);
     }
 
-    /// <summary>Gradients applied, by staleness in versions (how many versions older than the weights they updated their weights were).</summary>
-    public IReadOnlyDictionary<long, long> Staleness
-    {
-        get { lock (_gate) return new SortedDictionary<long, long>(_staleness); }
-    }
+    /// <summary>The staleness of the gradients this process applied, in versions.</summary>
+    public StalenessDistribution Staleness { get; } = new();
+
+    /// <summary>Each worker's gradient reports applied and their compute seconds.</summary>
+    public WorkerComputeTally WorkerCompute { get; } = new();
 
     public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);
 

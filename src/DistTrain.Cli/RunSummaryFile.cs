@@ -31,8 +31,12 @@ internal static class RunSummaryFile
         return metadata;
     }
 
-    /// <summary>Writes <c>summary.json</c>; <paramref name="stopped"/> as in <see cref="Metadata"/>.</summary>
-    public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result, string? stopped = null) =>
+    /// <summary>
+    /// Writes <c>summary.json</c>; <paramref name="stopped"/> as in <see cref="Metadata"/>. With <paramref name="report"/>,
+    /// it also records the staleness of the applied gradients (<c>staleness</c>: count, mean, p50, p90, max and the counts
+    /// by versions behind; null when no step was applied) and each worker's reports and compute time (<c>workers</c>).
+    /// </summary>
+    public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result, string? stopped = null, RunReport? report = null) =>
         File.WriteAllText(path, JsonSerializer.Serialize(new
         {
             options,
@@ -49,6 +53,17 @@ internal static class RunSummaryFile
                 ValidationLoss = double.IsNaN(e.ValidationLoss) ? (double?)null : e.ValidationLoss,
                 ValidationAccuracy = double.IsNaN(e.ValidationAccuracy) ? (double?)null : e.ValidationAccuracy,
                 e.L1Penalty, e.L2Penalty,
+            }),
+            staleness = report?.Staleness.Summarize() is { } summary
+                ? new
+                {
+                    count = summary.Count, mean = summary.Mean, p50 = summary.P50, p90 = summary.P90, max = summary.Max,
+                    counts = summary.Counts.ToDictionary(c => c.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), c => c.Value),
+                }
+                : null,
+            workers = report?.WorkerCompute.Summarize().Select(w => new
+            {
+                worker = w.Worker, reports = w.Reports, compute_seconds = w.ComputeSeconds, mean_compute_seconds = w.MeanComputeSeconds,
             }),
         }, Json));
 }

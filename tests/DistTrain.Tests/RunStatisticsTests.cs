@@ -1,0 +1,101 @@
+using System.Text.Json;
+using DistTrain.Cli;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Metrics;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+
+namespace DistTrain.Tests;
+
+/// <summary>The staleness distribution and per-worker compute a run records in <c>summary.json</c>.</summary>
+public sealed class RunStatisticsTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-statistics-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public void Staleness_summary_counts_every_applied_gradient_and_takes_nearest_rank_percentiles()
+    {
+        var distribution = new StalenessDistribution();
+        Assert.Null(distribution.Summarize());
+        distribution.Add([0, double.NaN, 2]);
+        distribution.Add([1, 1, double.NaN]);
+        distribution.Add([3, 0, 0]);
+
+        // Sorted: 0 0 0 1 1 2 3. Mean 7 / 7 = 1; median is the 4th (⌈3.5⌉) = 1; p90 the 7th (⌈6.3⌉) = 3.
+        var summary = distribution.Summarize()!;
+        Assert.Equal(7, summary.Count);
+        Assert.Equal(1.0, summary.Mean, 12);
+        Assert.Equal(1, summary.P50);
+        Assert.Equal(3, summary.P90);
+        Assert.Equal(3, summary.Max);
+        Assert.Equal(new Dictionary<long, long> { [0] = 3, [1] = 2, [2] = 1, [3] = 1 }, summary.Counts);
+
+        // Nine at 0 and one at 5: p90 is the 9th value, 0; the mean 0.5.
+        var skewed = new StalenessDistribution();
+        skewed.Add([0, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
+        Assert.Equal((10L, 0.5, 0L, 0L, 5L), (skewed.Summarize()!.Count, skewed.Summarize()!.Mean, skewed.Summarize()!.P50, skewed.Summarize()!.P90, skewed.Summarize()!.Max));
+    }
+
+    [Fact]
+    public void Worker_compute_counts_only_the_workers_that_reported_in_each_step()
+    {
+        var tally = new WorkerComputeTally();
+        tally.Add([0.5, double.NaN, 0.7], [0.2, 0, 0.5]);
+        tally.Add([0.4, 0.3, double.NaN], [0.4, 0.6, 0]);
+
+        var workers = tally.Summarize();
+        Assert.Equal([0, 1, 2], workers.Select(w => w.Worker));
+        Assert.Equal([2L, 1L, 1L], workers.Select(w => w.Reports));
+        Assert.Equal(0.6, workers[0].ComputeSeconds, 12);
+        Assert.Equal(0.3, workers[0].MeanComputeSeconds, 12);
+        Assert.Equal(0.6, workers[1].MeanComputeSeconds, 12);
+        Assert.Equal(0.5, workers[2].MeanComputeSeconds, 12);
+    }
+
+    [Theory]
+    [InlineData(TrainingMode.Sync)]
+    [InlineData(TrainingMode.Async)]
+    public async Task Summary_json_records_the_staleness_of_the_applied_gradients_and_each_workers_compute(TrainingMode mode)
+    {
+        // 1,000 samples, 3 workers of batch 50: shards of 334, 333, 333, so 7 rounds of 3 minibatches per epoch.
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 3, batch: 50, epochs: 2, momentum: 0);
+        options.Training.Mode = mode;
+        options.Compute.BlasThreads = 1;
+        var report = new RunReport(NullTrainingObserver.Instance);
+        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, report).WithTestTimeout();
+        var path = Path.Combine(_directory, "summary.json");
+        RunSummaryFile.Write(path, options, data.Normalizer, result, report: report);
+
+        var summary = JsonDocument.Parse(File.ReadAllText(path)).RootElement;
+        var staleness = summary.GetProperty("staleness");
+        var counts = staleness.GetProperty("counts").EnumerateObject().ToDictionary(c => long.Parse(c.Name), c => c.Value.GetInt64());
+        var gradients = 2 * 7 * 3; // every minibatch of both epochs is applied once
+        Assert.Equal(gradients, staleness.GetProperty("count").GetInt64());
+        Assert.Equal(gradients, counts.Values.Sum());
+        Assert.Equal(counts.Sum(c => (double)c.Key * c.Value) / gradients, staleness.GetProperty("mean").GetDouble(), 12);
+        Assert.Equal(counts.Keys.Max(), staleness.GetProperty("max").GetInt64());
+        var workers = summary.GetProperty("workers").EnumerateArray().ToList();
+        Assert.Equal([0, 1, 2], workers.Select(w => w.GetProperty("worker").GetInt32()));
+        Assert.Equal(gradients, workers.Sum(w => w.GetProperty("reports").GetInt64()));
+        Assert.All(workers, w => Assert.Equal(w.GetProperty("compute_seconds").GetDouble() / w.GetProperty("reports").GetInt64(),
+            w.GetProperty("mean_compute_seconds").GetDouble(), 12));
+        Assert.All(workers, w => Assert.True(w.GetProperty("mean_compute_seconds").GetDouble() > 0));
+        if (mode == TrainingMode.Sync)
+        {
+            Assert.Equal(gradients / 3, result.Version); // one step per round, all three gradients at staleness 0
+            Assert.Equal([0L], counts.Keys);
+            Assert.All(workers, w => Assert.Equal(14, w.GetProperty("reports").GetInt64()));
+        }
+        else
+        {
+            // One step per gradient. The first step's three minibatches all start from version 0, so the second and third
+            // gradients applied are 1 and 2 versions behind: the distribution reaches at least 2.
+            Assert.Equal(gradients, result.Version);
+            Assert.True(staleness.GetProperty("max").GetInt64() >= 2, $"max staleness {staleness.GetProperty("max")}");
+            Assert.True(staleness.GetProperty("p50").GetInt64() <= staleness.GetProperty("p90").GetInt64());
+        }
+    }
+}
