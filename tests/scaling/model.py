@@ -143,25 +143,37 @@ def efficiency(job, link, n, **kwargs):
     return samples_per_second(job, link, n, **kwargs) / (n / job.compute_per_sample)
 
 
-def server_share(job, link, n, **kwargs):
-    """Fraction of the step the server's side takes: Sync and LocalSgd, the transfers through the server's NIC and its
-    averaging and step, over the step; Async and BoundedStaleness, the busier of the server's NIC and its update work
-    over a worker's own cycle (at 1 or more the server, not the workers, sets the pace)."""
-    t, terms = step_time(job, link, n, **kwargs)
-    if "worker cycle" in terms:
-        return max(terms["server NIC, busier direction"], terms["server updates"]) / terms["worker cycle"]
-    return (t - terms["compute (slowest)"]) / t
+def server_growth_per_worker(job, link, mode="Sync", shards=1, compression="None", local_steps=4, **_):
+    """Seconds each added worker adds to a step (Sync, LocalSgd: per local step) once N > K: its bytes through the
+    shard's link in both directions and its share of the averaging. In Async and BoundedStaleness: the server's time per
+    minibatch, the busier of its link and its update work."""
+    p, k = job.parameters, shards
+    w, g = WEIGHT_BYTES, gradient_bytes(compression)
+    if mode == "Sync":
+        return (w + g) * p / (k * link.bandwidth) + job.average_per_element * p / k
+    if mode == "LocalSgd":
+        moved = 2 * WEIGHT_BYTES * (1 + job.state_buffers) * p / (k * link.bandwidth)
+        return (moved + job.average_per_element * (1 + job.state_buffers) * p / k) / local_steps
+    link_time = max(w, g) * p / (k * link.bandwidth)
+    if mode == "Async":
+        return max(link_time, (job.step_per_element + job.average_per_element) * p / k)
+    return max(link_time, job.average_per_element * p / k)
+
+
+def ceiling(job, link, **kwargs):
+    """Samples/s as N grows without bound: b over the time each worker adds at the server. (Sync's straggler term grows
+    as about √(2 ln N) and does not change the limit.) BoundedStaleness adds the fixed step per round to its update
+    work, so its true ceiling is a little lower at small N."""
+    return job.batch / server_growth_per_worker(job, link, **kwargs)
 
 
 def saturation_workers(job, link, limit=4096, **kwargs):
-    """Smallest N from which the server's side takes at least half of the step (Sync, LocalSgd) or at least a worker's
-    whole cycle (Async, BoundedStaleness): past it, adding workers adds little. None if not reached by `limit`."""
+    """The knee: smallest N at which the samples/s reach half of the ceiling. There the time the workers add at the
+    server equals everything else in the step (Sync: N·growth = T0 in T = T0 + N·growth), and doubling N from there
+    adds at most a third. None if not reached by `limit`."""
+    half = ceiling(job, link, **kwargs) / 2
     for n in range(1, limit + 1):
-        t, terms = step_time(job, link, n, **kwargs)
-        if "worker cycle" in terms:
-            if max(terms["server NIC, busier direction"], terms["server updates"]) >= terms["worker cycle"]:
-                return n
-        elif t - terms["compute (slowest)"] >= terms["compute (slowest)"]:
+        if samples_per_second(job, link, n, **kwargs) >= half:
             return n
     return None
 
@@ -197,6 +209,19 @@ def calibrate(runs, parameters=235_146, batch=64, cores=2):
     # One worker's messaging time is its weights in and its gradient out, one after the other, so bytes per step over
     # messaging time is the rate of each direction.
     return Calibration(job, Link("loopback (TLS)", rate, 0.0), cores, runs)
+
+
+def raw_table(runs):
+    """Every run's samples/s and the 1-minute load average it started at, by worker count and round."""
+    rounds = sorted({r["round"] for r in runs})
+    lines = ["| workers | " + " | ".join(f"round {i}" for i in rounds) + " |", "|---" * (len(rounds) + 1) + "|"]
+    for n in sorted({r["workers"] for r in runs}):
+        cells = []
+        for i in rounds:
+            run = next((r for r in runs if r["workers"] == n and r["round"] == i), None)
+            cells.append(f"{run['samples_per_s']:,.0f} ({run['load_before']:.1f})" if run else "")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def loopback_table(cal):
@@ -286,15 +311,17 @@ SCENARIOS = [
 
 
 def prediction_table(job, link):
-    head = "| scenario | " + " | ".join(f"N={n}" for n in WORKERS) + " | server saturates at N |"
-    lines = [head, "|---" * (len(WORKERS) + 2) + "|"]
+    head = ("| scenario | " + " | ".join(f"N={n}" for n in WORKERS) +
+            " | ceiling (N → ∞) | knee: half the ceiling at N |")
+    lines = [head, "|---" * (len(WORKERS) + 3) + "|"]
     for name, kwargs in SCENARIOS:
         cells = []
         for n in WORKERS:
             x = samples_per_second(job, link, n, **kwargs)
             cells.append(f"{x:,.0f} ({100 * efficiency(job, link, n, **kwargs):.0f}%)")
         sat = saturation_workers(job, link, **kwargs)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {sat if sat else '> 4096'} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ceiling(job, link, **kwargs):,.0f} | "
+                     f"{sat if sat else '> 4096'} |")
     return "\n".join(lines)
 
 
@@ -311,7 +338,7 @@ def plot(cal, path):
         for i, (name, kwargs) in enumerate(SCENARIOS):
             style = "--" if "LocalSgd" in name or "Async" in name or "Staleness" in name else "-"
             ax.plot(ns, [samples_per_second(job, link, n, **kwargs) for n in ns], style, marker="o", markersize=3,
-                    label=name, color=plt.cm.tab10(i % 10))
+                    label=name, color=plt.cm.tab10(i) if i < 10 else "darkred")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(ns, [str(n) for n in ns])
@@ -330,23 +357,26 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default=DEFAULT_CSV, help="CSV from tests/scaling/measure-loopback.sh")
     parser.add_argument("--plot", metavar="PNG", help="also draw predicted samples/s against N (needs matplotlib)")
-    parser.add_argument("--max-load", type=float, default=3.0,
-                        help="use only runs that started at a 1-minute load average of at most this (default 3; a run adds its own processes to the load it ends at)")
+    parser.add_argument("--max-load", type=float, default=4.5,
+                        help="use only runs that started at a 1-minute load average of at most this (default 4.5: a run leaves its own N + 1 processes in the next run's starting figure)")
     args = parser.parse_args()
-    runs = [r for r in read_runs(args.runs) if r["load_before"] <= args.max_load]
+    all_runs = read_runs(args.runs)
+    runs = [r for r in all_runs if r["load_before"] <= args.max_load]
     if not any(r["workers"] == 1 for r in runs):
         parser.error(f"{args.runs} has no one-worker run at a load average of {args.max_load} or less to calibrate from; "
                      "raise --max-load or measure again on a quieter machine")
     cal = calibrate(runs)
     job = cal.job
     print(f"## Calibration ({os.path.basename(args.runs)}, {len(runs)} runs at a load average of {args.max_load} or less)\n")
-    print(f"- compute per sample c = {1e6 * job.compute_per_sample:.2f} µs (one core), CV of a minibatch's compute "
-          f"= {job.compute_cv:.3f}")
-    print(f"- server step s = {1e9 * job.step_per_element:.3f} ns per element, averaging a = "
+    print(f"- compute per sample c = {1e6 * job.compute_per_sample:.2f} µs (one core), coefficient of variation of a "
+          f"minibatch's compute v = {job.compute_cv:.3f}")
+    print(f"- server step u = {1e9 * job.step_per_element:.3f} ns per element, averaging a = "
           f"{1e9 * job.average_per_element:.3f} ns per element per worker")
     print(f"- loopback rate each way B = {cal.loopback.bandwidth / 1e6:,.0f} MB/s (TLS on, this machine)")
     print(f"- e_N, expected maximum of N standard normals: " +
           ", ".join(f"e_{n} = {expected_max_standard_normal(n):.3f}" for n in (2, 3, 4, 8, 16, 32, 64)) + "\n")
+    print("Every run: samples/s (1-minute load average at its start)\n")
+    print(raw_table(all_runs) + "\n")
     print(loopback_table(cal) + "\n")
     print("## Shaped links (network namespaces), 2 workers\n")
     print(shaped_table(job) + "\n")
