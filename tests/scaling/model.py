@@ -8,7 +8,7 @@ Standalone: python3 from Debian, standard library only; matplotlib (Debian's pyt
 
 The calibration figures come from a CSV written by tests/scaling/measure-loopback.sh (default: the committed
 tests/scaling/loopback-2026-11-30.csv). Every formula is stated in docs/scaling.md; the names below follow it.
-Units: seconds, bytes, bytes/s, samples/s.
+Units: seconds, bytes, bytes/s, samples/s. Every run first checks the closed forms and equivalences in self_check.
 """
 import argparse
 import csv
@@ -27,9 +27,9 @@ class Job:
     name: str
     parameters: int                 # P, elements of the flat vector
     compute_per_sample: float       # c, seconds of one worker's forward + backward per sample
-    compute_cv: float               # coefficient of variation of one worker's minibatch compute time
+    compute_cv: float               # v, coefficient of variation of one worker's minibatch compute time
     batch: int                      # b, minibatch per worker
-    step_per_element: float         # s, server optimizer step per element (seconds)
+    step_per_element: float         # u, server optimizer step per element (seconds)
     average_per_element: float      # a, server averaging per element per worker (seconds)
     state_buffers: int = 1          # optimizer state buffers LocalSgd carries (SGD momentum: 1, Adam: 2)
 
@@ -74,8 +74,8 @@ def expected_max_standard_normal(n):
 
 def slowest_compute(job, n, steps=1, stretch=1.0):
     """Expected compute time of the slowest of n workers over `steps` local minibatches (seconds).
-    Each minibatch: mean c·b·stretch, standard deviation cv times that, independent; the sum of `steps` of them has
-    coefficient of variation cv/√steps, and the maximum of n is approximated as normal: μ(1 + cv/√steps · e_n)."""
+    Each minibatch: mean c·b·stretch, standard deviation v times that, independent; the sum of `steps` of them has
+    coefficient of variation v/√steps, and the maximum of n is approximated as normal: μ(1 + v/√steps · e_n)."""
     mean = job.compute_per_sample * job.batch * stretch * steps
     return mean * (1 + job.compute_cv / math.sqrt(steps) * expected_max_standard_normal(n))
 
@@ -353,6 +353,24 @@ def plot(cal, path):
     fig.savefig(path, dpi=100)
 
 
+def self_check(job):
+    """Closed forms and the code's own equivalences the model must reproduce; raises AssertionError if not."""
+    # E[max of 2] = 1/√π and E[max of 3] = 3/(2√π) for standard normals.
+    assert abs(expected_max_standard_normal(2) - 1 / math.sqrt(math.pi)) < 1e-9
+    assert abs(expected_max_standard_normal(3) - 1.5 / math.sqrt(math.pi)) < 1e-9
+    link = LINKS[0]
+    # Async with one worker is Sync step for step (docs/architecture.md), and so is BoundedStaleness with s = 0.
+    sync = samples_per_second(job, link, 1)
+    assert abs(samples_per_second(job, link, 1, mode="Async") - sync) < 1e-6 * sync
+    # K shards with N <= K: every worker's own link is the limit, so K = N and K = 2N take as long to transfer.
+    assert transfer(4.0 * job.parameters, 4, 4, link) == transfer(4.0 * job.parameters, 4, 8, link)
+    # LocalSgd with k = 1 and no optimizer state moves Sync's bytes; it only skips the server's optimizer step.
+    plain = replace(job, state_buffers=0, step_per_element=0.0)
+    t_local, _ = step_time(plain, link, 8, mode="LocalSgd", local_steps=1)
+    t_sync, _ = step_time(plain, link, 8)
+    assert abs(t_local - t_sync) < 1e-12
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default=DEFAULT_CSV, help="CSV from tests/scaling/measure-loopback.sh")
@@ -367,6 +385,7 @@ def main():
                      "raise --max-load or measure again on a quieter machine")
     cal = calibrate(runs)
     job = cal.job
+    self_check(job)
     print(f"## Calibration ({os.path.basename(args.runs)}, {len(runs)} runs at a load average of {args.max_load} or less)\n")
     print(f"- compute per sample c = {1e6 * job.compute_per_sample:.2f} µs (one core), coefficient of variation of a "
           f"minibatch's compute v = {job.compute_cv:.3f}")
