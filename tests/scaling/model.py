@@ -226,8 +226,8 @@ def raw_table(runs):
 
 def loopback_table(cal):
     """Predicted against measured samples/s for each N measured; compute stretched by max(1, N/cores)."""
-    lines = ["| workers | runs | load (1 min) | measured samples/s | predicted | predicted / measured | "
-             "slowest compute ms, measured / predicted | slowest / mean compute, measured / 1 + cv·e_N | "
+    lines = ["| workers | runs | load average, lowest at a start to highest at an end | measured samples/s | predicted | predicted / measured | "
+             "slowest compute ms, measured / predicted | slowest / mean compute, measured / 1 + v·e_N | "
              "messaging ms, measured / predicted |",
              "|---|---|---|---|---|---|---|---|---|"]
     for n in sorted({r["workers"] for r in cal.runs}):
