@@ -195,7 +195,7 @@ class Calibration:
 
 def calibrate(runs, parameters=235_146, batch=64, cores=2):
     """From the one-worker runs: c = compute / b, its CV, the loopback's effective rate (bytes per step over messaging
-    time); from every run the server's update time as s + a·N per element (least squares over N)."""
+    time); from every run the server's update time as u + a·N per element (least squares over N)."""
     ones = [r for r in runs if r["workers"] == 1]
     compute = statistics.fmean(r["compute_ms"] for r in ones) / 1000
     cv = statistics.fmean(r["compute_cv"] for r in ones)
@@ -375,6 +375,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default=DEFAULT_CSV, help="CSV from tests/scaling/measure-loopback.sh")
     parser.add_argument("--plot", metavar="PNG", help="also draw predicted samples/s against N (needs matplotlib)")
+    parser.add_argument("--parameters", type=int, default=235_146,
+                        help="P of the measured job (default: the main job's MLP, 235,146)")
+    parser.add_argument("--batch", type=int, default=64, help="minibatch per worker of the measured job (default 64)")
+    parser.add_argument("--name", default="MLP 784-256-128-10", help="name of the measured job in the tables")
+    parser.add_argument("--cores", type=int, default=2,
+                        help="cores the measured job had to itself: N workers' compute is stretched by max(1, N/cores)")
+    parser.add_argument("--calibration-only", action="store_true",
+                        help="print the calibration and the loopback comparison only (for a job other than the MLP)")
     parser.add_argument("--max-load", type=float, default=4.5,
                         help="use only runs that started at a 1-minute load average of at most this (default 4.5: a run leaves its own N + 1 processes in the next run's starting figure)")
     args = parser.parse_args()
@@ -383,7 +391,8 @@ def main():
     if not any(r["workers"] == 1 for r in runs):
         parser.error(f"{args.runs} has no one-worker run at a load average of {args.max_load} or less to calibrate from; "
                      "raise --max-load or measure again on a quieter machine")
-    cal = calibrate(runs)
+    cal = calibrate(runs, parameters=args.parameters, batch=args.batch, cores=args.cores)
+    cal = replace(cal, job=replace(cal.job, name=args.name))
     job = cal.job
     self_check(job)
     print(f"## Calibration ({os.path.basename(args.runs)}, {len(runs)} runs at a load average of {args.max_load} or less)\n")
@@ -397,6 +406,8 @@ def main():
     print("Every run: samples/s (1-minute load average at its start)\n")
     print(raw_table(all_runs) + "\n")
     print(loopback_table(cal) + "\n")
+    if args.calibration_only:
+        return
     print("## Shaped links (network namespaces), 2 workers\n")
     print(shaped_table(job) + "\n")
     for model in (job, resnet50(cal)):
