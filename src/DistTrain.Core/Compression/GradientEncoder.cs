@@ -192,7 +192,10 @@ public sealed class GradientEncoder
         if (_residual.Length == 0) return;
         _accumulated.CopyTo(_residual, 0);
         foreach (var index in indices) _residual[index] = 0f;
-        if (_velocity.Length > 0)
+        // Momentum factor masking stops the momentum of elements whose update waited in the residual. When every element
+        // is sent at every push (k = n) none waited, and masking would clear the whole velocity each time, leaving plain
+        // SGD: the velocity is kept, so the messages are momentum SGD's (as DGC's reference does when not compressing).
+        if (_velocity.Length > 0 && k < _velocity.Length)
             foreach (var index in indices) _velocity[index] = 0f;
     }
 
