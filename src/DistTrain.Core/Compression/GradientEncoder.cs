@@ -77,11 +77,11 @@ public sealed class GradientEncoder
     /// <summary>Elements TopK sends per push (0 for the dense kinds).</summary>
     public int TopKCount => _topK;
 
-    /// <summary>The error-feedback residual, <c>[Length]</c>; empty when the settings keep none. A checkpoint stores it
-    /// so that a resumed worker loses nothing it had not yet sent.</summary>
+    /// <summary>The error-feedback residual, <c>[Length]</c>; empty when the settings keep none. Training checkpoints do
+    /// not store it (nor the momentum correction's velocity): a resumed worker starts from zero.</summary>
     public ReadOnlySpan<float> Residual => _residual;
 
-    /// <summary>Replaces the residual, as on resume from a checkpoint.</summary>
+    /// <summary>Replaces the residual (for callers that keep it themselves; the velocity is not restored).</summary>
     /// <exception cref="ArgumentException">The length differs from the encoder's residual.</exception>
     public void RestoreResidual(ReadOnlySpan<float> residual)
     {
