@@ -233,6 +233,32 @@ public sealed class GradientCompressionTests
     }
 
     /// <summary>
+    /// At TopKRatio 1 every element is sent at every push, so nothing waits in the residual and momentum factor masking
+    /// has nothing to correct: with momentum correction the workers' messages must carry momentum SGD's velocity, and a
+    /// parameter server stepping without momentum must move the weights exactly as momentum SGD on the raw gradients
+    /// (as DGC's reference implementation does when it does not compress). Masking every sent element there would clear
+    /// the velocity at every push and leave plain SGD.
+    /// </summary>
+    [Fact]
+    public void Momentum_correction_at_ratio_1_steps_exactly_as_momentum_SGD()
+    {
+        const int n = 1_000;
+        var encoder = new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 1, Momentum: 0.9), n);
+        var momentumSgd = Core.Optimization.Optimizer.Create(new Core.Optimization.OptimizerOptions { LearningRate = 0.1, Momentum = 0.9 }, n);
+        var plainSgd = Core.Optimization.Optimizer.Create(new Core.Optimization.OptimizerOptions { LearningRate = 0.1 }, n);
+        var reference = RandomGradient(n, seed: 11, scale: 1f);
+        var corrected = reference.ToArray();
+        for (var push = 0; push < 5; push++)
+        {
+            var gradient = RandomGradient(n, seed: 20 + push, scale: 0.1f);
+            momentumSgd.Step(reference, gradient.ToArray(), 0.1f);
+            plainSgd.Step(corrected, Decode(encoder, gradient), 0.1f);
+        }
+        Assert.Equal(reference, corrected);
+        Assert.All(encoder.Residual.ToArray(), value => Assert.Equal(0f, value));
+    }
+
+    /// <summary>
     /// On vectors large enough for the encoder to narrow the selection to candidates above a sampled bound, TopK still
     /// sends exactly the k largest magnitudes with ties in index order, as sorting every element does: for smooth
     /// values, for values with many ties (a few distinct magnitudes), for a vector whose largest elements all sit between

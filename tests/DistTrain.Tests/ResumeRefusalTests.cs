@@ -95,6 +95,30 @@ public sealed class ResumeRefusalTests : IDisposable
         Assert.Empty(observer.StepLosses);
     }
 
+    /// <summary>
+    /// Switching Cluster:Compression to TopK (momentum correction on by default) between the run and its resume moves the
+    /// momentum from the parameter server to the workers, so the checkpoint's momentum buffer no longer fits, though
+    /// Optimizer:Momentum did not change: the refusal names Cluster:MomentumCorrection and the fix, and the way back too.
+    /// </summary>
+    [Fact]
+    public async Task A_resume_that_switches_momentum_correction_is_refused_naming_Cluster_MomentumCorrection_and_the_fix()
+    {
+        var checkpoint = await FirstEpoch();
+        var error = await Assert.ThrowsAsync<CheckpointResumeException>(() => Run(Options(epochs: 3, resume: true,
+            o => o.Cluster.Compression = Core.Compression.GradientCompression.TopK)));
+        Assert.StartsWith($"Checkpoint {checkpoint} does not fit the config: The checkpoint's Sgd state has buffers [momentum_buffer], the optimizer has []", error.Message);
+        Assert.EndsWith("but this checkpoint's run kept one: to continue it, set Cluster:MomentumCorrection to false.", error.Message);
+
+        // The resume the message asks for goes through.
+        var resumed = await Run(Options(epochs: 2, resume: true, o =>
+        {
+            o.Cluster.Compression = Core.Compression.GradientCompression.TopK;
+            o.Cluster.MomentumCorrection = false;
+        }));
+        Assert.Equal([2], resumed.Epochs.Select(e => e.Epoch));
+        Assert.Equal(20, resumed.Version);
+    }
+
     [Fact]
     public async Task A_parameter_server_given_a_checkpoint_it_cannot_take_fails_the_job_with_its_own_reason()
     {

@@ -166,7 +166,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
                      identity.RegistrationProof(register.NodeName, register.ProtocolVersion, register.ModelFingerprint)))
             refusal = $"its job secret differs from job '{identity.Name}''s (Cluster:SecretFile or DISTTRAIN_Cluster__Secret): it belongs to another job, or was given the wrong secret.";
         else if (register.ModelFingerprint != _fingerprint)
-            refusal = $"model settings differ from the parameter server's. Worker: {register.ModelFingerprint}; parameter server: {_fingerprint}. Use the same config on every node.";
+            refusal = $"model settings differ from the parameter server's (the model, the data's samples, or Cluster:Compression with the momentum the workers apply). Worker: {register.ModelFingerprint}; parameter server: {_fingerprint}. Use the same config on every node.";
         if (refusal is not null)
         {
             // A refused agent's retries, and the registrations the singleton proxy buffered for it, repeat the refusal:

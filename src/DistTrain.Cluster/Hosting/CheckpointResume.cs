@@ -112,8 +112,23 @@ public static class CheckpointResume
         }
         catch (InvalidDataException e)
         {
-            throw new CheckpointResumeException($"Checkpoint {path} does not fit the config: {e.Message}");
+            throw new CheckpointResumeException($"Checkpoint {path} does not fit the config: {e.Message}{MomentumCorrectionHint(checkpoint, options)}");
         }
+    }
+
+    /// <summary>
+    /// For a momentum SGD config whose checkpoint's state does not fit: the likely cause when Optimizer:Momentum itself did
+    /// not change, Cluster:MomentumCorrection (the workers hold the momentum, the parameter server keeps no buffer), and
+    /// its fix; empty otherwise.
+    /// </summary>
+    private static string MomentumCorrectionHint(TrainingCheckpoint checkpoint, TrainingOptions options)
+    {
+        if (checkpoint.OptimizerKind != OptimizerKind.Sgd || options.Optimizer.Kind != OptimizerKind.Sgd || options.Optimizer.Momentum == 0) return "";
+        return options.UsesMomentumCorrection
+            ? " With Cluster:Compression TopK, Cluster:ErrorFeedback and Cluster:MomentumCorrection the workers apply Optimizer:Momentum and the parameter "
+              + "server keeps no momentum buffer, but this checkpoint's run kept one: to continue it, set Cluster:MomentumCorrection to false."
+            : " This checkpoint's parameter server kept no momentum buffer, as with Cluster:MomentumCorrection (Cluster:Compression TopK with error "
+              + "feedback), where the workers apply the momentum: resume with that run's Cluster:Compression, Cluster:ErrorFeedback and Cluster:MomentumCorrection.";
     }
 
     /// <summary>The parameter server's checkpoint settings from the options; null when Checkpoint:Directory is empty.</summary>

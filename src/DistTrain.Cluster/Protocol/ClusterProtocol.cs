@@ -11,7 +11,8 @@ namespace DistTrain.Cluster.Protocol;
 
 /// <summary>A worker node asks to join the job. WorkerAgent → JobHost.</summary>
 /// <param name="ProtocolVersion">The sender's <see cref="ClusterProtocolInfo.Version"/>; must equal the host's.</param>
-/// <param name="ModelFingerprint">Canonical text of the sender's model and data settings; must equal the host's.</param>
+/// <param name="ModelFingerprint">Canonical text of the sender's model, data and gradient-encoding settings
+/// (<see cref="Hosting.ModelFingerprint"/>); must equal the host's.</param>
 /// <param name="NodeName">The worker node's address, for logs.</param>
 /// <param name="LostParameterServer">True when the worker was training and lost its parameter server: the job host that
 /// receives it continues that job from the newest checkpoint (a takeover).</param>

@@ -77,11 +77,11 @@ public sealed class GradientEncoder
     /// <summary>Elements TopK sends per push (0 for the dense kinds).</summary>
     public int TopKCount => _topK;
 
-    /// <summary>The error-feedback residual, <c>[Length]</c>; empty when the settings keep none. A checkpoint stores it
-    /// so that a resumed worker loses nothing it had not yet sent.</summary>
+    /// <summary>The error-feedback residual, <c>[Length]</c>; empty when the settings keep none. Training checkpoints do
+    /// not store it (nor the momentum correction's velocity): a resumed worker starts from zero.</summary>
     public ReadOnlySpan<float> Residual => _residual;
 
-    /// <summary>Replaces the residual, as on resume from a checkpoint.</summary>
+    /// <summary>Replaces the residual (for callers that keep it themselves; the velocity is not restored).</summary>
     /// <exception cref="ArgumentException">The length differs from the encoder's residual.</exception>
     public void RestoreResidual(ReadOnlySpan<float> residual)
     {
@@ -192,7 +192,10 @@ public sealed class GradientEncoder
         if (_residual.Length == 0) return;
         _accumulated.CopyTo(_residual, 0);
         foreach (var index in indices) _residual[index] = 0f;
-        if (_velocity.Length > 0)
+        // Momentum factor masking stops the momentum of elements whose update waited in the residual. When every element
+        // is sent at every push (k = n) none waited, and masking would clear the whole velocity each time, leaving plain
+        // SGD: the velocity is kept, so the messages are momentum SGD's (as DGC's reference does when not compressing).
+        if (_velocity.Length > 0 && k < _velocity.Length)
             foreach (var index in indices) _velocity[index] = 0f;
     }
 

@@ -1,0 +1,36 @@
+using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Configuration;
+
+namespace DistTrain.Tests;
+
+/// <summary>What the registration fingerprint must cover so that a worker whose config would train differently is refused.</summary>
+public sealed class ModelFingerprintTests
+{
+    private static TrainingOptions Options(params (string Key, string Value)[] overrides)
+    {
+        var values = new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory };
+        foreach (var (key, value) in overrides) values[key] = value;
+        return TrainingOptionsLoader.Load(Path.Combine(AppContext.BaseDirectory, "configs", "fashion-mnist-mlp.json"), values, environment: new Dictionary<string, string?>());
+    }
+
+    /// <summary>
+    /// With TopK, error feedback and the main job's momentum SGD, the workers apply the momentum and the parameter server
+    /// steps without it. A worker whose Cluster:MomentumCorrection, Optimizer:Momentum or Cluster:ErrorFeedback differs
+    /// from the parameter server's would silently train with no momentum or with it twice, and the data plane cannot
+    /// see it (the frames have the same size): the fingerprint must differ. Without compression the workers never use the
+    /// momentum, so it stays a parameter-server setting and the fingerprint ignores it.
+    /// </summary>
+    [Fact]
+    public void Gradient_compression_and_the_momentum_the_workers_apply_are_part_of_the_fingerprint()
+    {
+        (string, string) topK = ("Cluster:Compression", "TopK");
+        var fingerprint = ModelFingerprint.Of(Options(topK));
+        Assert.Equal(fingerprint, ModelFingerprint.Of(Options(topK)));
+        Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Cluster:MomentumCorrection", "false"))));
+        Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Optimizer:Momentum", "0.5"))));
+        Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Cluster:ErrorFeedback", "false"))));
+        Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Cluster:TopKRatio", "0.02"))));
+        Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options()));
+        Assert.Equal(ModelFingerprint.Of(Options()), ModelFingerprint.Of(Options(("Optimizer:Momentum", "0.5"))));
+    }
+}
