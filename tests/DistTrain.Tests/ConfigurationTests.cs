@@ -209,6 +209,10 @@ public class ConfigurationTests : IDisposable
         Assert.Equal((0.0, 0.9), (options.ParameterServerOptimizer().Momentum, options.Optimizer.Momentum));
         Assert.Equal("gradients sent as TopK 2% with error feedback and momentum correction (momentum 0.9 on the workers, none at the parameter server)",
             options.DescribeCompression());
+        options.Optimizer.Nesterov = true; // the correction does not cover Nesterov momentum, and the line says so
+        Assert.Equal((0.0, 0.9), (Cluster.Training.ReplicaSettings.From(options).Compression!.Momentum, options.ParameterServerOptimizer().Momentum));
+        Assert.Contains("momentum correction off: it does not support Optimizer:Nesterov", options.DescribeCompression());
+        options.Optimizer.Nesterov = false;
         options.Cluster.MomentumCorrection = false;
         Assert.Equal((0.0, 0.9), (Cluster.Training.ReplicaSettings.From(options).Compression!.Momentum, options.ParameterServerOptimizer().Momentum));
         Assert.Null(Cluster.Training.ReplicaSettings.From(TrainingOptionsLoader.Load(RepositoryConfig, ValidData, environment: NoEnvironment)).Compression);

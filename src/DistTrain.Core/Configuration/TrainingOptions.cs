@@ -45,7 +45,10 @@ public sealed class TrainingOptions
         var feedback = c.ErrorFeedback ? " with error feedback" : " without error feedback";
         var correction = UsesMomentumCorrection
             ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $" and momentum correction (momentum {Optimizer.Momentum} on the workers, none at the parameter server)")
-            : "";
+            : c.MomentumCorrection && c.Compression == GradientCompression.TopK && c.ErrorFeedback && Optimizer.Kind == OptimizerKind.Sgd
+                && Optimizer.Momentum > 0 && Optimizer.Nesterov
+                ? "; momentum correction off: it does not support Optimizer:Nesterov, so the parameter server applies Nesterov momentum to the sparse updates (set Nesterov to false to use it)"
+                : "";
         return $"gradients sent as {kind}{feedback}{correction}";
     }
 
