@@ -61,6 +61,50 @@ public class DataPlaneFrameTests() : TestKit("akka.loglevel = INFO")
     }
 
     [Fact]
+    public void A_compressed_gradient_must_announce_exactly_the_encoded_length_of_this_nodes_setting_and_other_frames_none()
+    {
+        var compressed = Gradient(1000) with { Type = TensorFrame.CompressedGradientType, PayloadBytes = 809 };
+        Assert.Equal(809, TensorFrame.ParseHeader(Bytes(compressed), TensorFrame.CompressedGradientType, 1000, Peer, expectedPayloadBytes: 809).PayloadBytes);
+        var other = Assert.Throws<IOException>(() => TensorFrame.ParseHeader(Bytes(compressed with { PayloadBytes = 1 << 30 }),
+            TensorFrame.CompressedGradientType, 1000, Peer, expectedPayloadBytes: 809)).Message;
+        Assert.Contains("with 1073741824 encoded bytes where 809 belong", other);
+        Assert.Contains("every node must use the same Cluster:Compression and Cluster:TopKRatio", other);
+        Assert.Contains("with 5 encoded bytes where 0 belong", Refusal(Gradient(1000) with { PayloadBytes = 5 }));
+        // A compressed frame where float32 gradients belong (or the reverse) names the setting to align.
+        Assert.Contains("sent a compressed gradient frame where a gradient frame belongs; the connection is closed. Every node must use the same Cluster:Compression",
+            Refusal(compressed));
+    }
+
+    [Fact]
+    public void A_compressed_gradient_with_a_malformed_encoding_stops_the_link_naming_the_problem_and_delivers_nothing()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+        var server = listener.AcceptSocket();
+        var settings = new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK, TopKRatio: 0.2);
+        var link = Sys.ActorOf(WorkerLink.Props(0, TestActor, reportLength: 10, settings, trainableLength: 10));
+        Watch(link);
+        link.Tell(new WorkerLink.Attach(new DataPlaneConnection(server, new NetworkStream(server, ownsSocket: false), server.RemoteEndPoint!.ToString()!)), TestActor);
+        link.Tell(new Cluster.Protocol.WeightsUpdated(1, 0, 5, new float[10]), TestActor); // gradients now go to this test
+        // A TopK message of the right size (k = 2 of 10) whose indices are not ascending.
+        var message = new byte[Core.Compression.GradientEncoder.EncodedBytes(settings, 10)];
+        message[0] = (byte)Core.Compression.GradientCompression.TopK;
+        BitConverter.TryWriteBytes(message.AsSpan(1), 10);
+        BitConverter.TryWriteBytes(message.AsSpan(5), 2);
+        BitConverter.TryWriteBytes(message.AsSpan(9), 7);
+        BitConverter.TryWriteBytes(message.AsSpan(13), 3);
+        var header = Gradient(10) with { Type = TensorFrame.CompressedGradientType, PayloadBytes = message.Length };
+        EventFilter.Warning(contains: "its TopK index 3 is out of range or not ascending (after 7").ExpectOne(() =>
+        {
+            client.Send([.. Bytes(header), .. message]);
+            ExpectTerminated(link, TimeSpan.FromSeconds(10));
+        });
+        ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // nothing reached the parameter server
+    }
+
+    [Fact]
     public void A_worker_link_refuses_a_gradient_of_another_length_before_allocating_and_logs_the_peer()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);

@@ -180,6 +180,11 @@ internal static class TensorFrame
             {
                 failed(e.Message);
             }
+            catch (Exception e)
+            {
+                // Anything else would end the process from this background thread: the connection closes instead.
+                failed($"data plane: reading from {connection.Peer} failed unexpectedly ({e.GetType().Name}: {e.Message}); the connection is closed.");
+            }
         }) { IsBackground = true, Name = threadName }.Start();
 
     /// <summary>Reads <paramref name="bytes"/>.Length bytes.</summary>
