@@ -5,6 +5,7 @@ using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.Layers;
 using DistTrain.Core.Models;
+using Xunit.Abstractions;
 
 namespace DistTrain.Tests;
 
@@ -17,7 +18,7 @@ namespace DistTrain.Tests;
 /// weights than recorded, overwritten, or weighted wrongly would show, and what the mode does to training with momentum
 /// is the method's effect.
 /// </summary>
-public class BoundedStalenessReplayTests
+public class BoundedStalenessReplayTests(ITestOutputHelper output)
 {
     private const int Workers = 3, Batch = 20, Epochs = 2;
 
@@ -66,6 +67,7 @@ public class BoundedStalenessReplayTests
             Assert.All(rounds, r => Assert.Equal([0, 1, 2], r.Gradients.Select(g => g.Shard)));
             // Every gradient within the bound, and the run really was stale somewhere (else this would only re-test Sync).
             var staleness = rounds.SelectMany(r => r.Gradients.Select(g => r.AppliedTo - g.ComputedOn)).ToList();
+            output.WriteLine($"gradients by versions behind: {string.Join(", ", staleness.CountBy(s => s).OrderBy(p => p.Key).Select(p => $"{p.Key}: {p.Value}"))}");
             Assert.All(staleness, s => Assert.InRange(s, 0, bound));
             Assert.Contains(staleness, s => s > 0);
             // Every sample exactly once per epoch.
