@@ -1,5 +1,6 @@
 using System.Globalization;
 using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Training;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
@@ -82,6 +83,68 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
         {
             if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
         }
+    }
+
+    [Fact]
+    public void BoundedStaleness_with_a_slow_worker_equals_the_replay_with_gradients_two_versions_old()
+    {
+        // The policy driven directly, the test acting as the workers in a fixed order: workers 0 and 1 answer at once,
+        // worker 2 only when the bound stops the others. So every third round is applied two versions after its
+        // gradients were computed, which the threads of a real run produce only now and then.
+        var options = TestData.Options(MlpWithBatchNorm(), workers: Workers, batch: Batch, epochs: Epochs, momentum: 0.9);
+        options.Training.Mode = TrainingMode.BoundedStaleness;
+        var data = TestData.Normalized();
+        var planner = new ShardPlanner(data.Train.Count, Workers, options.Training.Seed);
+        var replica = ModelFactory.Build(options.Model);
+        var trainer = new ReplicaTrainer(replica, ModelFactory.BuildLoss(options.Model.Loss), data.Train, ReplicaSettings.Default);
+        var model = new ServerModel(ModelFactory.StartingWeights(replica, options.Model, options.Training.Seed), options.Optimizer, Epochs);
+        var wire = WireLayout.For(model.Layout, TrainingMode.BoundedStaleness, options.Optimizer);
+        var server = new ScriptedWorkers();
+        var policy = new BoundedStalenessPolicy(model, new WeightsOutbox((float[])model.Weights.Values.Clone(), model.Layout.TotalLength), server,
+            wire, stalenessBound: 2, stalenessAwareRate: false);
+        var gradients = new Dictionary<(int Epoch, int Round), List<RecordedGradient>>();
+        for (var epoch = 1; epoch <= Epochs; epoch++)
+        {
+            var shards = planner.Plan(epoch);
+            policy.Start(new EpochPart(epoch, [true, true, true], [17, 17, 17], 0, 17, MidEpochResumable: false));
+            while (server.Completed < epoch)
+            {
+                var worker = server.InFlight[0] is not null ? 0 : server.InFlight[1] is not null ? 1 : 2;
+                // The worker reads the loaned weights message only now, as a real one does when it handles it.
+                var weights = server.InFlight[worker] ?? throw new InvalidOperationException("no worker has a minibatch in flight");
+                server.InFlight[worker] = null;
+                int[] samples = [.. shards[weights.Shard].Skip(weights.Round * Batch).Take(Batch)];
+                replica.LoadParameters(weights.Weights.AsSpan(0, model.Layout.TotalLength));
+                var report = new float[wire.ReportLength];
+                var lossSum = trainer.ComputeGradient(samples, report, epoch);
+                var key = (epoch, weights.Round);
+                if (!gradients.TryGetValue(key, out var list)) gradients[key] = list = [];
+                list.Add(new RecordedGradient(worker, weights.Shard, weights.Version, samples));
+                Assert.Null(policy.Accept(new GradientComputed(epoch, weights.Round, weights.Version, worker, samples.Length, lossSum, report)));
+            }
+        }
+        var rounds = server.Steps.Select(step => new RecordedRound(step.Epoch, step.Round, step.AppliedTo,
+            [.. gradients[(step.Epoch, step.Round)].OrderBy(g => g.Shard)])).ToList();
+        Assert.Equal(Epochs * 17, rounds.Count);
+        // Worker 2's minibatch holds up round r; the others compute rounds r + 1 and r + 2 on the same weights meanwhile.
+        Assert.All(rounds, r => Assert.All(r.Gradients, g => Assert.Equal(r.Round % 3, r.AppliedTo - g.ComputedOn)));
+        Assert.Equal(model.Weights.Values, Replay(options, data.Train, rounds));
+    }
+
+    /// <summary>The parameter server's side of <see cref="BoundedStalenessPolicy"/>: the weights each worker was sent and not yet answered, and the steps.</summary>
+    private sealed class ScriptedWorkers : IServerOutput
+    {
+        public WeightsUpdated?[] InFlight { get; } = new WeightsUpdated?[Workers];
+        public List<(int Epoch, int Round, long AppliedTo)> Steps { get; } = [];
+        public int Completed { get; private set; }
+        public void Broadcast(WeightsUpdated weights) { }
+        public void Send(int worker, WeightsUpdated weights) => InFlight[worker] = weights;
+        public RoundApplied TakeReport(int workers) => new RoundApplied(0, 0, 0, 0, 0, default, 0).ForWorkers(workers);
+        public void StepApplied(RoundApplied report) => Steps.Add((report.Epoch, report.Round, report.Version - 1));
+        public void WorkerRemoved(WorkerRemoved removed) { }
+        public void PartCompleted(EpochCompleted completed) => Completed++;
+        public void MinibatchesLeft(MinibatchesLeft left) { }
+        public void Warning(string message) { }
     }
 
     /// <summary>
