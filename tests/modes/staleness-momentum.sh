@@ -3,8 +3,8 @@
 # row and repeat, and one line per run (tests/modes/staleness_row.py) with the test accuracy after every epoch, the final
 # one, the mean of the last five, the last epoch's train loss, and the staleness of the applied gradients from the run's
 # summary.json (mean and counts by versions behind). BoundedStaleness and Async are not
-# deterministic (the weights a gradient is computed on depend on arrival order), so each row runs REPEATS times; Sync rows
-# give the same figures every time. docs/architecture.md ("Training modes") describes the figures.
+# deterministic (the weights a gradient is computed on depend on arrival order), so each row runs REPEATS times; a Sync row
+# runs once (it gives the same figures every time). docs/architecture.md ("Training modes") describes the figures.
 #
 # Usage: tests/modes/staleness-momentum.sh [ROW...]
 #   ROW = "LABEL Section:Key=Value ...", each setting given to the run as DISTTRAIN_Section__Key=Value, e.g.
