@@ -85,6 +85,37 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
         }
     }
 
+    [SkippableFact]
+    public async Task BoundedStaleness_on_the_main_job_equals_its_replay()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("DISTTRAIN_MAIN_JOB_REPLAY") == "1",
+            "Set DISTTRAIN_MAIN_JOB_REPLAY=1 to replay the main job (configs/fashion-mnist-mlp.json, all 60,000 images, 3 workers, s = 2, 10 epochs; Debian's dataset-fashion-mnist): about 30 s.");
+        var directory = Path.Combine(Path.GetTempPath(), $"disttrain-bs-replay-{Guid.NewGuid():N}");
+        try
+        {
+            var options = TrainingOptionsLoader.Load(Path.Combine(AppContext.BaseDirectory, "configs", "fashion-mnist-mlp.json"),
+                new Dictionary<string, string?> { ["Training:Workers"] = "3", ["Training:Mode"] = "BoundedStaleness", ["Training:StalenessBound"] = "2" },
+                environment: new Dictionary<string, string?>());
+            options.Monitoring.SampleTraceDirectory = directory;
+            var data = TrainingData.Load(options);
+            var planner = new ShardPlanner(data.Train.Count, Workers, options.Training.Seed);
+            var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, planner: planner).WithTestTimeout(600);
+
+            var rounds = ReadRounds(directory, planner, options.Training.BatchSizePerWorker);
+            Assert.Equal(options.Training.Epochs * 313, rounds.Count); // 3 shards of 20,000 in minibatches of 64
+            var staleness = rounds.SelectMany(r => r.Gradients.Select(g => r.AppliedTo - g.ComputedOn)).ToList();
+            output.WriteLine($"gradients by versions behind: {string.Join(", ", staleness.CountBy(s => s).OrderBy(p => p.Key).Select(p => $"{p.Key}: {p.Value}"))}");
+            Assert.All(staleness, s => Assert.InRange(s, 0, 2));
+            foreach (var epoch in rounds.GroupBy(r => r.Epoch))
+                Assert.Equal(Enumerable.Range(0, data.Train.Count), epoch.SelectMany(r => r.Gradients.SelectMany(g => g.Samples)).Order());
+            Assert.Equal(result.FinalWeights.Values, Replay(options, data.Train, rounds));
+        }
+        finally
+        {
+            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Fact]
     public void BoundedStaleness_with_a_slow_worker_equals_the_replay_with_gradients_two_versions_old()
     {
@@ -93,6 +124,7 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
         // gradients were computed, which the threads of a real run produce only now and then.
         var options = TestData.Options(MlpWithBatchNorm(), workers: Workers, batch: Batch, epochs: Epochs, momentum: 0.9);
         options.Training.Mode = TrainingMode.BoundedStaleness;
+        options.Training.StalenessBound = 2;
         var data = TestData.Normalized();
         var planner = new ShardPlanner(data.Train.Count, Workers, options.Training.Seed);
         var replica = ModelFactory.Build(options.Model);
@@ -101,7 +133,7 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
         var wire = WireLayout.For(model.Layout, TrainingMode.BoundedStaleness, options.Optimizer);
         var server = new ScriptedWorkers();
         var policy = new BoundedStalenessPolicy(model, new WeightsOutbox((float[])model.Weights.Values.Clone(), model.Layout.TotalLength), server,
-            wire, stalenessBound: 2, stalenessAwareRate: false);
+            wire, options.Training.StalenessBound, stalenessAwareRate: false);
         var gradients = new Dictionary<(int Epoch, int Round), List<RecordedGradient>>();
         for (var epoch = 1; epoch <= Epochs; epoch++)
         {
@@ -152,7 +184,7 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
     /// that (epoch, round): with no worker lost each minibatch is computed once, so the pair is a key. Its shard is the one
     /// whose slice for that round holds exactly its samples in the planner's shards.
     /// </summary>
-    private static List<RecordedRound> ReadRounds(string directory, ShardPlanner planner)
+    private static List<RecordedRound> ReadRounds(string directory, ShardPlanner planner, int batch = Batch)
     {
         static int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
         static string[][] Rows(string path) => [.. File.ReadLines(path).Skip(1).Where(l => l.Length > 0).Select(line => line.Split(','))];
@@ -164,7 +196,7 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
                 var (epoch, round, worker) = (Int(row[0]), Int(row[1]), Int(row[3]));
                 int[] samples = [.. row[4].Split(' ').Select(Int)];
                 if (!plans.TryGetValue(epoch, out var shards)) plans[epoch] = shards = planner.Plan(epoch);
-                var shard = Array.FindIndex(shards, s => s.Skip(round * Batch).Take(Batch).SequenceEqual(samples));
+                var shard = Array.FindIndex(shards, s => s.Skip(round * batch).Take(batch).SequenceEqual(samples));
                 Assert.True(shard >= 0, $"worker {worker}'s minibatch of epoch {epoch} round {round} is no shard's slice of that round");
                 if (!byRound.TryGetValue((epoch, round), out var list)) byRound[(epoch, round)] = list = [];
                 list.Add(new RecordedGradient(worker, shard, long.Parse(row[2], CultureInfo.InvariantCulture), samples));
@@ -206,7 +238,8 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
             Array.Fill(decayed, true, segment.Offset, segment.Length);
         var weights = (float[])ModelFactory.StartingWeights(replica, options.Model, options.Training.Seed).Values.Clone();
         var velocity = new float[layout.TrainableLength];
-        var versions = new List<float[]> { (float[])weights.Clone() };
+        // The versions a later round may still have been computed on: those from its own minus the bound.
+        var versions = new Dictionary<long, float[]> { [0] = (float[])weights.Clone() };
         var reports = new float[Workers][];
         for (var k = 0; k < Workers; k++) reports[k] = new float[layout.WorkerReportLength];
         foreach (var round in rounds)
@@ -218,7 +251,7 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
             for (var k = 0; k < count; k++)
             {
                 var gradient = round.Gradients[k];
-                replica.LoadParameters(versions[(int)gradient.ComputedOn]);
+                replica.LoadParameters(versions[gradient.ComputedOn]);
                 trainer.ComputeGradient(gradient.Samples, reports[k], round.Epoch);
                 statisticsScales[k] = (float)gradient.Samples.Length / total;
                 scales[k] = options.Training.StalenessAwareLearningRate
@@ -239,7 +272,8 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
                 for (var k = 1; k < count; k++) s = reports[k][i] * statisticsScales[k] + s;
                 weights[i] = s;
             }
-            versions.Add((float[])weights.Clone());
+            versions[round.AppliedTo + 1] = (float[])weights.Clone();
+            versions.Remove(round.AppliedTo - options.Training.StalenessBound);
         }
         return weights;
     }
