@@ -20,7 +20,8 @@ namespace DistTrain.Cluster.Metrics;
 /// <para>In the modes other than Sync a step's version is the one it was applied to. In Async a worker has one minibatch
 /// in flight, so its steps pair with its minibatch lines in order (a worker also takes other shards' minibatches, whose
 /// rounds repeat); in BoundedStaleness each round is applied once, so a minibatch line pairs with the step of its (epoch,
-/// round) (a worker may compute two minibatches on one version); in LocalSgd a worker writes one line per local step, with the version it started from.</para>
+/// round) (a worker may compute two minibatches on one version); in LocalSgd a worker writes one line per local step, with
+/// the version it started from.</para>
 /// </remarks>
 public sealed class SampleTrace : IDisposable
 {
