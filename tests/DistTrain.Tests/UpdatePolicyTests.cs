@@ -197,6 +197,38 @@ public class UpdatePolicyTests
         Assert.Contains("Mitliagkas", Assert.Single(output.Warnings));
     }
 
+    [Theory]
+    [InlineData(0.9, 3, 2, "Optimizer:Momentum = 0.5 (0.9 - 0.4)")]  // τ = 2/3: 0.4 of implicit momentum
+    [InlineData(0.9, 3, 1, "Optimizer:Momentum = 0.5 (0.9 - 0.4)")]
+    [InlineData(0.9, 2, 2, "Optimizer:Momentum = 0.57 (0.9 - 0.33)")] // τ = 1/2: 1/3
+    [InlineData(0.7, 3, 2, "Optimizer:Momentum = 0.3 (0.7 - 0.4)")]
+    [InlineData(0.5, 3, 2, null)]                                     // 0.9: below 1
+    [InlineData(0.6, 2, 2, null)]
+    [InlineData(0.9, 3, 0, null)]                                     // s = 0 is synchronous training
+    [InlineData(0.9, 1, 2, null)]                                     // so is one worker
+    [InlineData(0.0, 8, 2, null)]
+    public void BoundedStaleness_warns_of_momentum_that_staleness_pushes_to_1_and_names_the_value_to_use(double momentum, int workers,
+        int bound, string? expected)
+    {
+        var advice = BoundedStalenessPolicy.MomentumAdvice(momentum, workers, bound);
+        if (expected is null) Assert.Null(advice);
+        else Assert.Contains(expected, advice);
+    }
+
+    [Theory]
+    [InlineData(0.9, 1, true)]
+    [InlineData(0.9, 0, false)]
+    [InlineData(0.5, 1, false)]
+    public void BoundedStaleness_with_momentum_warns_once_at_the_first_part_when_due(double momentum, int bound, bool warns)
+    {
+        var (model, outbox, output, wire) = Server(momentum: momentum);
+        var policy = new BoundedStalenessPolicy(model, outbox, output, wire, stalenessBound: bound, stalenessAwareRate: false);
+        policy.Start(TwoWorkers(1));
+        policy.Start(TwoWorkers(1));
+        if (warns) Assert.Contains("Mitliagkas", Assert.Single(output.Warnings));
+        else Assert.Empty(output.Warnings);
+    }
+
     /// <summary>Records what a policy asks the actor to send.</summary>
     private sealed class Recorder : IServerOutput
     {

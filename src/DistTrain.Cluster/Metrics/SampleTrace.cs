@@ -19,7 +19,9 @@ namespace DistTrain.Cluster.Metrics;
 /// Files are appended to; use one directory per run. A step adds one line per worker and one for the server.
 /// <para>In the modes other than Sync a step's version is the one it was applied to. In Async a worker has one minibatch
 /// in flight, so its steps pair with its minibatch lines in order (a worker also takes other shards' minibatches, whose
-/// rounds repeat); in LocalSgd a worker writes one line per local step, with the version it started from.</para>
+/// rounds repeat); in BoundedStaleness each round is applied once, so a minibatch line pairs with the step of its (epoch,
+/// round) (a worker may compute two minibatches on one version); in LocalSgd a worker writes one line per local step, with
+/// the version it started from.</para>
 /// </remarks>
 public sealed class SampleTrace : IDisposable
 {

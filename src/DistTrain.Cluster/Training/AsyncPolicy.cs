@@ -29,7 +29,6 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
     private long[] _sentTimestamp = [];
     private int _stepInEpoch;
     private int _stepsPerEpoch;
-    private bool _momentumAdviceGiven;
 
     /// <summary>
     /// The warning for Optimizer:Momentum <paramref name="momentum"/> in Async with <paramref name="workers"/> workers, or
@@ -56,13 +55,7 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
     /// <inheritdoc />
     protected override void OnStart(EpochPart part)
     {
-        // Optimizer:Momentum is the momentum of Sgd and RMSProp; Adam's and AdamW's first moment is Beta1's.
-        if (!_momentumAdviceGiven && Model.Options.Kind is Core.Optimization.OptimizerKind.Sgd or Core.Optimization.OptimizerKind.RMSProp
-            && MomentumAdvice(Model.Options.Momentum, part.ActiveWorkers) is { } advice)
-        {
-            _momentumAdviceGiven = true;
-            Output.Warning(advice);
-        }
+        AdviseOnMomentum(momentum => MomentumAdvice(momentum, part.ActiveWorkers));
         _queue.Start(part.BatchesPerWorker, part.FirstRound, part.Workers, ResumedAhead);
         _present = (bool[])part.Present.Clone();
         _sentVersion = new long[part.Workers];

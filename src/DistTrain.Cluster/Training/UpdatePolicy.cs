@@ -33,6 +33,7 @@ public abstract class UpdatePolicy
     private readonly int _checkpointEverySteps; // -1: no checkpoints
     private TrainingCheckpoint? _resumeFrom;     // until the epoch it resumes starts
     private CheckpointPosition? _dueCheckpoint;
+    private bool _momentumAdviceGiven;
 
     /// <summary>Creates the policy.</summary>
     /// <param name="model">The master weights and optimizer.</param>
@@ -102,6 +103,20 @@ public abstract class UpdatePolicy
         MidEpochResumable = part.MidEpochResumable;
         _dueCheckpoint = null;
         OnStart(part);
+    }
+
+    /// <summary>
+    /// Warns once per run with the text <paramref name="advice"/> gives for Optimizer:Momentum, if any: for the optimizers
+    /// whose momentum that is (SGD and RMSProp; Adam's and AdamW's first moment is Beta1's).
+    /// </summary>
+    /// <param name="advice">The mode's warning for a momentum, or null when none is due.</param>
+    protected void AdviseOnMomentum(Func<double, string?> advice)
+    {
+        ArgumentNullException.ThrowIfNull(advice);
+        if (_momentumAdviceGiven || Model.Options.Kind is not (Core.Optimization.OptimizerKind.Sgd or Core.Optimization.OptimizerKind.RMSProp)) return;
+        if (advice(Model.Options.Momentum) is not { } text) return;
+        _momentumAdviceGiven = true;
+        Output.Warning(text);
     }
 
     /// <summary>Starts the part in the mode's way: the first weights go out.</summary>
