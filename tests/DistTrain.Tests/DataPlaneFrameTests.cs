@@ -32,6 +32,24 @@ public class DataPlaneFrameTests() : TestKit("akka.loglevel = INFO")
         return error.Message;
     }
 
+    /// <summary>
+    /// A watched worker link made from <paramref name="props"/>, attached to one end of a loopback connection as the
+    /// listener hands it over after the hello (plain TCP, as with Cluster:Tls false); the other end is returned for the
+    /// test to play the worker on.
+    /// </summary>
+    private (IActorRef Link, Socket Client) AttachedLink(Props props)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+        var server = listener.AcceptSocket();
+        var link = Sys.ActorOf(props);
+        Watch(link);
+        link.Tell(new WorkerLink.Attach(new DataPlaneConnection(server, new NetworkStream(server, ownsSocket: false), server.RemoteEndPoint!.ToString()!)), TestActor);
+        return (link, client);
+    }
+
     [Fact]
     public void A_header_of_the_expected_type_and_the_models_length_is_accepted()
     {
@@ -78,15 +96,9 @@ public class DataPlaneFrameTests() : TestKit("akka.loglevel = INFO")
     [Fact]
     public void A_compressed_gradient_with_a_malformed_encoding_stops_the_link_naming_the_problem_and_delivers_nothing()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        client.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
-        var server = listener.AcceptSocket();
         var settings = new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK, TopKRatio: 0.2);
-        var link = Sys.ActorOf(WorkerLink.Props(0, TestActor, reportLength: 10, settings, trainableLength: 10));
-        Watch(link);
-        link.Tell(new WorkerLink.Attach(new DataPlaneConnection(server, new NetworkStream(server, ownsSocket: false), server.RemoteEndPoint!.ToString()!)), TestActor);
+        var (link, client) = AttachedLink(WorkerLink.Props(0, TestActor, reportLength: 10, settings, trainableLength: 10));
+        using var _ = client;
         link.Tell(new Cluster.Protocol.WeightsUpdated(1, 0, 5, new float[10]), TestActor); // gradients now go to this test
         // A TopK message of the right size (k = 2 of 10) whose indices are not ascending.
         var message = new byte[Core.Compression.GradientEncoder.EncodedBytes(settings, 10)];
@@ -107,15 +119,8 @@ public class DataPlaneFrameTests() : TestKit("akka.loglevel = INFO")
     [Fact]
     public void A_worker_link_refuses_a_gradient_of_another_length_before_allocating_and_logs_the_peer()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        client.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
-        var server = listener.AcceptSocket();
-        var link = Sys.ActorOf(WorkerLink.Props(0, TestActor, reportLength: 10));
-        Watch(link);
-        // The connection as the listener hands it over after the hello (plain TCP, as with Cluster:Tls false).
-        link.Tell(new WorkerLink.Attach(new DataPlaneConnection(server, new NetworkStream(server, ownsSocket: false), server.RemoteEndPoint!.ToString()!)), TestActor);
+        var (link, client) = AttachedLink(WorkerLink.Props(0, TestActor, reportLength: 10));
+        using var _ = client;
         var before = GC.GetTotalAllocatedBytes(precise: true);
         EventFilter.Warning(contains: $":{((IPEndPoint)client.LocalEndPoint!).Port} announced a gradient of {TensorFrame.MaxCount} floats").ExpectOne(() =>
         {

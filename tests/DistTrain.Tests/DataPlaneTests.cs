@@ -1,3 +1,4 @@
+using Akka.Actor;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -40,6 +41,31 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
     }
 
     /// <summary>
+    /// Both ends of one worker's data plane over a real loopback socket: the worker node's <see cref="ParameterServerLink"/>
+    /// (10 floats, delivering weights to the returned worker probe) and the parameter server's <see cref="WorkerLink"/>
+    /// decoding with <paramref name="compression"/>; the parameter-server probe has sent one weights frame through, so the
+    /// worker link delivers gradients to it.
+    /// </summary>
+    private async Task<(Akka.TestKit.TestProbe Worker, IActorRef WorkerSide, IActorRef ServerSide, Akka.TestKit.TestProbe ParameterServer)> LinkedPairAsync(
+        int workerIndex, GradientCompressionSettings compression, int trainableLength)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var worker = CreateTestProbe();
+        var workerSide = Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, workerIndex, worker.Ref,
+            parameterCount: 10, DataPlaneHello.NewToken(), certificates: null));
+        var socket = listener.AcceptSocket();
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+        var parameterServer = CreateTestProbe();
+        var serverSide = Sys.ActorOf(WorkerLink.Props(workerIndex, CreateTestProbe().Ref, reportLength: 10, compression, trainableLength));
+        serverSide.Tell(new WorkerLink.Attach(new DataPlaneConnection(socket, stream, $"worker {workerIndex}")), TestActor);
+        parameterServer.Send(serverSide, new WeightsUpdated(1, 0, 5, new float[10]));
+        worker.ExpectMsg<WeightsUpdated>();
+        return (worker, workerSide, serverSide, parameterServer);
+    }
+
+    /// <summary>
     /// A worker's compressed gradient, end to end through both links: the worker's codec (TopK, 2 of 8 gradient elements,
     /// with error feedback) → its parameter-server link → a real socket → the parameter server's worker link → the
     /// parameter server. The frame carries the encoding (not 40 bytes of floats), and the parameter server gets exactly
@@ -50,19 +76,7 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
     public async Task A_compressed_gradient_crosses_the_data_plane_as_its_encoding_and_arrives_as_the_workers_decoded_report()
     {
         var settings = new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.25);
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var worker = CreateTestProbe();
-        var workerSide = Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, workerIndex: 1, worker.Ref,
-            parameterCount: 10, DataPlaneHello.NewToken(), certificates: null));
-        var socket = listener.AcceptSocket();
-        var stream = new NetworkStream(socket, ownsSocket: true);
-        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
-        var parameterServer = CreateTestProbe();
-        var serverSide = Sys.ActorOf(WorkerLink.Props(1, CreateTestProbe().Ref, reportLength: 10, settings, trainableLength: 8));
-        serverSide.Tell(new WorkerLink.Attach(new DataPlaneConnection(socket, stream, "worker 1")), TestActor);
-        parameterServer.Send(serverSide, new WeightsUpdated(1, 0, 5, new float[10])); // the link learns where gradients go
-        worker.ExpectMsg<WeightsUpdated>();
+        var (worker, workerSide, _, parameterServer) = await LinkedPairAsync(1, settings, trainableLength: 8);
 
         var codec = new GradientWireCodec(settings, trainableLength: 8);
         float[] report = [0.1f, -3f, 0.2f, 0.3f, 2.5f, -0.4f, 0.05f, 1f, 7f, 8f];
@@ -83,20 +97,8 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
     [Fact]
     public async Task A_worker_that_compresses_differently_from_the_parameter_server_is_refused_with_the_setting_named()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var worker = CreateTestProbe();
-        var workerSide = Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, workerIndex: 0, worker.Ref,
-            parameterCount: 10, DataPlaneHello.NewToken(), certificates: null));
-        var socket = listener.AcceptSocket();
-        var stream = new NetworkStream(socket, ownsSocket: true);
-        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
-        var serverSide = Sys.ActorOf(WorkerLink.Props(0, CreateTestProbe().Ref, reportLength: 10,
-            new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.5), trainableLength: 10));
+        var (worker, workerSide, serverSide, _) = await LinkedPairAsync(0, new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.5), trainableLength: 10);
         Watch(serverSide);
-        serverSide.Tell(new WorkerLink.Attach(new DataPlaneConnection(socket, stream, "worker 0")), TestActor);
-        CreateTestProbe().Send(serverSide, new WeightsUpdated(1, 0, 5, new float[10]));
-        worker.ExpectMsg<WeightsUpdated>();
 
         var codec = new GradientWireCodec(new GradientCompressionSettings(GradientCompression.Float16), trainableLength: 10);
         var report = new float[10];

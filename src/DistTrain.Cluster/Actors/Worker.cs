@@ -210,8 +210,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         var lossSum = _trainer.ComputeGradient(indices, message.Gradient, update.Epoch);
         message.WithEncoded(_codec?.Encode(message.Gradient));
         Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
-        Metrics.DistTrainMetrics.RecordGradientBytes(_codec is null ? 4L * message.Gradient.Length
-            : _codec.MessageBytes + 4L * (message.Gradient.Length - _model.Layout.TrainableLength));
+        Metrics.DistTrainMetrics.RecordGradientBytes(_codec?.WireBytes(message.Gradient.Length) ?? 4L * message.Gradient.Length);
         // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.
         _sampleTrace?.Minibatch(update.Epoch, update.Round, update.Version, _workerIndex, indices);
         return message.Reuse(update.Epoch, update.Round, update.Version, indices.Length, lossSum);

@@ -31,6 +31,10 @@ public sealed class GradientWireCodec
     /// <summary>Bytes of every encoded message: <see cref="GradientEncoder.EncodedBytes"/> of the trainable length.</summary>
     public int MessageBytes => _encoder.MessageBytes;
 
+    /// <summary>Bytes a report of <paramref name="reportLength"/> floats takes on the wire: the encoded gradient part plus the
+    /// float32 floats after it (frame header excluded).</summary>
+    public long WireBytes(int reportLength) => MessageBytes + 4L * (reportLength - _encoder.Length);
+
     /// <summary>
     /// Encodes <paramref name="report"/>'s gradient part and replaces it with its decoded value.
     /// </summary>

@@ -26,8 +26,11 @@ public sealed class TrainingOptions
 
     /// <summary>True when the workers apply the momentum (<see cref="ClusterOptions.MomentumCorrection"/>): TopK with error
     /// feedback and plain momentum SGD.</summary>
-    public bool UsesMomentumCorrection => Cluster.MomentumCorrection && Cluster.Compression == GradientCompression.TopK && Cluster.ErrorFeedback
-        && Optimizer.Kind == OptimizerKind.Sgd && Optimizer.Momentum > 0 && !Optimizer.Nesterov;
+    public bool UsesMomentumCorrection => WantsMomentumCorrection && !Optimizer.Nesterov;
+
+    /// <summary>Cluster:MomentumCorrection would apply but for Nesterov momentum, which it does not cover.</summary>
+    private bool WantsMomentumCorrection => Cluster.MomentumCorrection && Cluster.Compression == GradientCompression.TopK && Cluster.ErrorFeedback
+        && Optimizer.Kind == OptimizerKind.Sgd && Optimizer.Momentum > 0;
 
     /// <summary>The parameter server's optimizer settings: <see cref="Optimizer"/>, with momentum 0 when the workers apply it
     /// (<see cref="UsesMomentumCorrection"/>).</summary>
@@ -45,8 +48,7 @@ public sealed class TrainingOptions
         var feedback = c.ErrorFeedback ? " with error feedback" : " without error feedback";
         var correction = UsesMomentumCorrection
             ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $" and momentum correction (momentum {Optimizer.Momentum} on the workers, none at the parameter server)")
-            : c.MomentumCorrection && c.Compression == GradientCompression.TopK && c.ErrorFeedback && Optimizer.Kind == OptimizerKind.Sgd
-                && Optimizer.Momentum > 0 && Optimizer.Nesterov
+            : WantsMomentumCorrection
                 ? "; momentum correction off: it does not support Optimizer:Nesterov, so the parameter server applies Nesterov momentum to the sparse updates (set Nesterov to false to use it)"
                 : "";
         return $"gradients sent as {kind}{feedback}{correction}";
