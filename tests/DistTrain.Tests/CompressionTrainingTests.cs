@@ -111,10 +111,36 @@ public sealed class CompressionTrainingTests
     }
 
     /// <summary>
+    /// A Float16 gradient element past ±65,504 would become infinity and the parameter server would report "diverged"
+    /// with no cause. First-layer weights a million times their initial scale make hidden activations, and with them the
+    /// output layer's weight gradients (hidden activation × softmax error), reach about 1e6: the worker must stop the job
+    /// naming the tensor ('2.weight', the output layer), the value and the fixes.
+    /// </summary>
+    [Fact]
+    public async Task A_Float16_overflow_stops_the_worker_naming_the_tensor_the_value_and_the_fixes()
+    {
+        var initial = ModelFactory.InitialWeights(ModelFactory.Build(Model), Model.Initializer, seed: 7);
+        var firstLayer = initial.Layout.Segments[0];
+        for (var i = firstLayer.Offset; i < firstLayer.Offset + firstLayer.Length; i++) initial.Values[i] *= 1e6f;
+        var options = Options(0, 0, false, GradientCompression.Float16);
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => Run(options, initialWeights: initial));
+        Assert.Contains("of tensor '2.weight'", error.Message);
+        Assert.Contains("beyond Float16's range of ±65,504", error.Message);
+        Assert.Contains("Set Cluster:Compression to BFloat16", error.Message);
+        Assert.Contains("Optimizer:GradientClipNorm", error.Message);
+        Assert.Contains("Optimizer:LearningRate", error.Message);
+        // BFloat16 has float32's range: the same start trains on (or diverges later for its own reasons), no overflow.
+        options.Cluster.Compression = GradientCompression.BFloat16;
+        options.Optimizer.GradientClipNorm = 1;
+        var bfloat16 = await Run(options, initialWeights: initial);
+        Assert.Equal(10, bfloat16.Version);
+    }
+
+    /// <summary>
     /// The codec's worker side by hand, on a layout of '0.weight' [2] and '0.bias' [1] with 4 workers per step: the gradient
     /// [3, 4, 12] has norm 13, clipped to 2/√4 = 1 it is [3, 4, 12] / (13 + 1e-6); then L2 0.5 and L1 0.25 add
     /// 0.5·w + 0.25·sign(w) to the weight only (biases are not decayed by default): w = [1, −2] adds [0.75, −1.25]. TopK at
-    /// ratio 1 sends all of it, so the report holds exactly that.
+    /// ratio 1 sends all of it, so the report holds exactly that. Float16 refuses 70,000 naming '0.bias' element 0.
     /// </summary>
     [Fact]
     public void The_worker_side_clips_to_the_local_norm_then_adds_L1_and_L2_on_the_decayed_tensors_by_hand()
@@ -127,6 +153,11 @@ public sealed class CompressionTrainingTests
         var scale = 1.0 / (13 + 1e-6);
         Compare.Close([(float)(3 * scale + 0.75), (float)(4 * scale - 1.25), (float)(12 * scale)], report, relative: 1e-6, absolute: 0, "prepared gradient");
 
+        var float16 = new Cluster.Training.GradientWireCodec(new GradientCompressionSettings(GradientCompression.Float16), layout);
+        var error = Assert.Throws<GradientOverflowException>(() => float16.Encode([1f, 65_519f, 70_000f]));
+        Assert.StartsWith("Gradient element 0 of tensor '0.bias' is 70000 (gradient plus error-feedback residual), beyond Float16's range", error.Message);
+        Assert.Equal((2, 70_000f), (error.Index, error.Value));
+        float16.Encode([1f, 65_519f, -65_519f]); // rounds to ±65,504: within range, the residual keeps the rest
     }
 
     private static double MaxDifference(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs((double)x - y)).Max();

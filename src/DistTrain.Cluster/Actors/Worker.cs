@@ -210,7 +210,16 @@ public sealed class Worker : ReceiveActor, IWithStash
         var lossSum = _trainer.ComputeGradient(indices, message.Gradient, update.Epoch);
         // Gradients one step averages, for local clipping: the round's workers, or one in Async.
         var workersPerStep = _settings.Mode == Core.Configuration.TrainingMode.Async ? 1 : _shard!.ScalingWorkers;
-        message.WithEncoded(_codec?.Encode(message.Gradient, update.Weights, workersPerStep));
+        try
+        {
+            message.WithEncoded(_codec?.Encode(message.Gradient, update.Weights, workersPerStep));
+        }
+        catch (Core.Compression.GradientOverflowException e)
+        {
+            // Fails this worker, and with it the job in single-node mode, with the cause instead of a divergence report.
+            throw new Core.Compression.GradientOverflowException(
+                $"Worker {_workerIndex}, epoch {update.Epoch}, round {update.Round} (weights version {update.Version}): {e.Message}", e.Index, e.Value, e);
+        }
         Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
         Metrics.DistTrainMetrics.RecordGradientBytes(_codec?.WireBytes(message.Gradient.Length) ?? 4L * message.Gradient.Length);
         // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.

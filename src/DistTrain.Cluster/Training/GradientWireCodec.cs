@@ -22,6 +22,7 @@ public sealed class GradientWireCodec
     private readonly byte[][] _messages;
     private readonly LocalGradientSettings? _local;
     private readonly IReadOnlyList<ParameterGroupRange> _groups;
+    private readonly ParameterLayout? _layout;
     private int _next;
 
     /// <summary>Creates the codec for reports whose first <paramref name="trainableLength"/> floats are the gradient, with no
@@ -35,7 +36,8 @@ public sealed class GradientWireCodec
         _groups = [];
     }
 
-    /// <summary>Creates the codec for a model's reports: their gradient part is <paramref name="layout"/>'s trainable prefix.</summary>
+    /// <summary>Creates the codec for a model's reports: their gradient part is <paramref name="layout"/>'s trainable prefix, whose
+    /// tensor names an error message gives.</summary>
     /// <param name="settings">The encoding.</param>
     /// <param name="layout">The model's parameter layout.</param>
     /// <param name="local">What the worker does to each gradient before encoding it; null: nothing.</param>
@@ -43,6 +45,7 @@ public sealed class GradientWireCodec
     public GradientWireCodec(GradientCompressionSettings settings, ParameterLayout layout, LocalGradientSettings? local = null)
         : this(settings, (layout ?? throw new ArgumentNullException(nameof(layout))).TrainableLength)
     {
+        _layout = layout;
         _local = local;
         _groups = local is { Regularizes: true } ? ParameterGroups.Ranges(layout, layout.TrainableLength, local.DecayBiasAndNormParameters) : [];
     }
@@ -70,6 +73,7 @@ public sealed class GradientWireCodec
     /// <returns>The encoded message (<see cref="MessageBytes"/> bytes), valid until the call after next.</returns>
     /// <exception cref="ArgumentException">The report is shorter than the trainable length, or the codec adds L1 or L2 and the
     /// weights are shorter.</exception>
+    /// <exception cref="GradientOverflowException">Float16: an element would become infinity; the message names its tensor.</exception>
     public byte[] Encode(float[] report, ReadOnlySpan<float> weights = default, int workersPerStep = 1)
     {
         ArgumentNullException.ThrowIfNull(report);
@@ -94,8 +98,22 @@ public sealed class GradientWireCodec
         }
         var message = _messages[_next];
         _next ^= 1;
-        _encoder.Encode(gradient, message);
+        try
+        {
+            _encoder.Encode(gradient, message);
+        }
+        catch (GradientOverflowException e) when (_layout is not null)
+        {
+            throw new GradientOverflowException(GradientOverflowException.Describe(Element(e.Index), e.Value, Settings.ErrorFeedback), e.Index, e.Value, e);
+        }
         GradientDecoder.Decode(message, gradient);
         return message;
+    }
+
+    /// <summary>"element 12 of tensor '0.weight'" for a flat index into the trainable prefix.</summary>
+    private string Element(int index)
+    {
+        var segment = _layout!.Segments.First(s => index >= s.Offset && index < s.Offset + s.Length);
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"element {index - segment.Offset:N0} of tensor '{segment.Name}'");
     }
 }
