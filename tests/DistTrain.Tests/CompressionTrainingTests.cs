@@ -137,6 +137,43 @@ public sealed class CompressionTrainingTests
     }
 
     /// <summary>
+    /// Compression in the asynchronous modes, which the policies see only as dense reports. BoundedStaleness with bound 0
+    /// runs step for step as Sync, so with TopK at ratio 1 and momentum correction it must give the uncompressed weights (to
+    /// float32 summation order, as above); with bound 2 and TopK 10% it must still train. Async with one worker is Sync,
+    /// and TopK at ratio 1 with momentum correction and L2 equals momentum SGD there bit for bit (one worker: the same
+    /// operations in the same order); with three workers and TopK 10% it must train and use every sample once per epoch.
+    /// </summary>
+    [Theory]
+    [InlineData(TrainingMode.BoundedStaleness)]
+    [InlineData(TrainingMode.Async)]
+    public async Task Compression_trains_in_the_asynchronous_modes_and_at_ratio_1_gives_the_uncompressed_weights(TrainingMode mode)
+    {
+        var workers = mode == TrainingMode.Async ? 1 : 2;
+        var exactNone = Options(0, 0.01, false, GradientCompression.None, workers: workers);
+        var exactTopK = Options(0, 0.01, false, GradientCompression.TopK, workers: workers);
+        foreach (var options in new[] { exactNone, exactTopK })
+        {
+            options.Training.Mode = mode;
+            options.Training.StalenessBound = 0;
+        }
+        var none = await Run(exactNone);
+        var topK = await Run(exactTopK);
+        Assert.Equal(none.Version, topK.Version);
+        if (mode == TrainingMode.Async) Compare.Identical(none.FinalWeights.Values, topK.FinalWeights.Values, "Async, 1 worker");
+        else Compare.Close(none.FinalWeights.Values, topK.FinalWeights.Values, relative: 0, absolute: 5e-7, "BoundedStaleness, bound 0");
+
+        var sparse = Options(0, 1e-4, false, GradientCompression.TopK, ratio: 0.1, workers: 3, epochs: 3);
+        sparse.Training.Mode = mode;
+        sparse.Training.StalenessBound = 2;
+        if (mode == TrainingMode.Async) sparse.Optimizer.Momentum = 0.23; // the momentum Async's warning names for 3 workers
+        var trained = await Run(sparse);
+        Assert.All(trained.Epochs, e => Assert.Equal(1000, e.TrainSamples));
+        Assert.True(trained.Epochs[^1].TrainLoss < 0.8 * trained.Epochs[0].TrainLoss,
+            $"train loss {trained.Epochs[0].TrainLoss:F3} after epoch 1, {trained.Epochs[^1].TrainLoss:F3} after epoch 3");
+        Assert.True(trained.Epochs[^1].TestAccuracy > 0.6, $"test accuracy {trained.Epochs[^1].TestAccuracy:P1}");
+    }
+
+    /// <summary>
     /// The codec's worker side by hand, on a layout of '0.weight' [2] and '0.bias' [1] with 4 workers per step: the gradient
     /// [3, 4, 12] has norm 13, clipped to 2/√4 = 1 it is [3, 4, 12] / (13 + 1e-6); then L2 0.5 and L1 0.25 add
     /// 0.5·w + 0.25·sign(w) to the weight only (biases are not decayed by default): w = [1, −2] adds [0.75, −1.25]. TopK at
