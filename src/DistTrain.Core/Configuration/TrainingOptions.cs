@@ -164,9 +164,9 @@ public sealed class ClusterOptions
     /// With <see cref="Compression"/> TopK, <see cref="ErrorFeedback"/>, and Optimizer:Kind Sgd with Momentum &gt; 0 and
     /// Nesterov off: Deep Gradient Compression's momentum correction (Lin et al., ICLR 2018, section 3.2). Each worker
     /// applies Optimizer:Momentum to its own gradients before selecting the largest, and the parameter server steps
-    /// without momentum. At TopKRatio 1 (every element sent) the gradients' update is exactly momentum SGD's; Optimizer:L1
-    /// and L2, added at the parameter server, then go without momentum (about 1/(1 − momentum) weaker). Default true; ignored in
-    /// every other case. On the main job at 1% it was worth 1.5 points of test accuracy (docs/benchmarks.md). Like the
+    /// without momentum. Optimizer:L1 and L2 are then added by each worker to its gradient before that momentum (the parameter
+    /// server adds none), so at TopKRatio 1 (every element sent) in Sync the update is exactly momentum SGD's, regularization
+    /// included. Default true; ignored in every other case. On the main job at 1% it was worth 1.5 points of test accuracy (docs/benchmarks.md). Like the
     /// residual, the workers' velocities are not checkpointed. Part of the registration fingerprint: every node must agree.
     /// </summary>
     public bool MomentumCorrection { get; set; } = true;
