@@ -40,8 +40,8 @@ public static class Regularization
         ArgumentNullException.ThrowIfNull(groups);
         if (weights.Length != gradient.Length)
             throw new ArgumentException($"The weights have {weights.Length} elements and the gradient {gradient.Length}; they must match.");
-        foreach (var group in groups)
-            if (group.Decay)
+        for (var i = 0; i < groups.Count; i++) // indexed: foreach over the interface would allocate an enumerator per push
+            if (groups[i] is { Decay: true } group)
                 AddToGradient(weights.Slice(group.Offset, group.Length), gradient.Slice(group.Offset, group.Length), l1, l2);
     }
 }
