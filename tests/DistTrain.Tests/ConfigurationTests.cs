@@ -207,8 +207,22 @@ public class ConfigurationTests : IDisposable
         options.Cluster.ErrorFeedback = true;
         Assert.Equal(0.9, Cluster.Training.ReplicaSettings.From(options).Compression!.Momentum);
         Assert.Equal((0.0, 0.9), (options.ParameterServerOptimizer().Momentum, options.Optimizer.Momentum));
-        Assert.Equal("gradients sent as TopK 2% with error feedback and momentum correction (momentum 0.9 on the workers, none at the parameter server)",
+        // The main job's L2 goes through the workers' momentum too: the parameter server adds none, yet reports the configured λ.
+        Assert.Equal((0.0, 1e-4), (options.ParameterServerOptimizer().L2, options.Optimizer.L2));
+        Assert.Equal(new Cluster.Training.LocalGradientSettings(0, 0, 1e-4, true), Cluster.Training.ReplicaSettings.From(options).LocalGradient);
+        Assert.Equal("gradients sent as TopK 2% with error feedback and momentum correction (momentum 0.9 and L1/L2 on the workers, none at the parameter server)",
             options.DescribeCompression());
+        // Clipping under TopK moves to the workers (DGC's local clipping); the parameter server clips nothing.
+        options.Optimizer.GradientClipNorm = 5;
+        Assert.Equal((0.0, 5.0), (options.ParameterServerOptimizer().GradientClipNorm, Cluster.Training.ReplicaSettings.From(options).LocalGradient!.ClipNorm));
+        Assert.Equal(2.5, Cluster.Training.ReplicaSettings.From(options).LocalGradient!.LocalClipNorm(workersPerStep: 4));
+        Assert.EndsWith("; each worker clips its gradient to Optimizer:GradientClipNorm 5 / sqrt(workers per step), the parameter server clips none",
+            options.DescribeCompression());
+        options.Cluster.Compression = Core.Compression.GradientCompression.Float16; // a dense encoding: the parameter server clips the average
+        Assert.Equal((5.0, 1e-4), (options.ParameterServerOptimizer().GradientClipNorm, options.ParameterServerOptimizer().L2));
+        Assert.Null(Cluster.Training.ReplicaSettings.From(options).LocalGradient);
+        options.Cluster.Compression = Core.Compression.GradientCompression.TopK;
+        options.Optimizer.GradientClipNorm = 0;
         options.Optimizer.Nesterov = true; // the correction does not cover Nesterov momentum, and the line says so
         Assert.Equal((0.0, 0.9), (Cluster.Training.ReplicaSettings.From(options).Compression!.Momentum, options.ParameterServerOptimizer().Momentum));
         Assert.Contains("momentum correction off: it does not support Optimizer:Nesterov", options.DescribeCompression());

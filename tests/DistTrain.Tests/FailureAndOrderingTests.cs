@@ -75,17 +75,18 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
     /// <summary>
     /// The test data, the model and its seed-1 weights, three workers named <paramref name="name"/>-0..2 that record their
     /// minibatches in <paramref name="trace"/>, and an observer that stops worker 1 after epoch 1; or, with
-    /// <paramref name="dieAt"/>, worker 1 dies itself when the weights of that round arrive, before computing it.
+    /// <paramref name="dieAt"/>, worker 1 dies itself when the weights of that round arrive, before computing it. The workers
+    /// encode their gradients with <paramref name="compression"/> (null: float32).
     /// </summary>
     private (TrainingData Data, Sequential Model, ParameterVector Weights, IActorRef[] Workers, KillingObserver Observer) ThreeWorkersLosingOne(string name,
-        string trace, (int Epoch, int Round)? dieAt = null)
+        string trace, (int Epoch, int Round)? dieAt = null, Core.Compression.GradientCompressionSettings? compression = null)
     {
         var data = TestData.Normalized();
         var model = ModelFactory.Build(Model);
         var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
         var workers = Enumerable.Range(0, 3).Select(i =>
         {
-            var props = Worker.Props(i, Model, data.Train, data.Test, 100, settings: new ReplicaSettings(SampleTraceDirectory: trace));
+            var props = Worker.Props(i, Model, data.Train, data.Test, 100, settings: new ReplicaSettings(SampleTraceDirectory: trace, Compression: compression));
             return Sys.ActorOf(i == 1 && dieAt is { } at ? Props.Create(() => new MortalWorker(props, at.Epoch, at.Round)) : props, $"{name}-{i}");
         }).ToArray();
         return (data, model, weights, workers, new KillingObserver(workers[1], stopAfterEpoch1: dieAt is null));
@@ -204,6 +205,31 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         var trained = SampleTraceLog.Applied(trace).Where(m => m.Worker == 1).Select(m => (m.Epoch, m.Round)).ToList();
         var expected = Enumerable.Range(1, epoch).SelectMany(e => Enumerable.Range(0, e < epoch ? 21 : round).Select(r => (e, r))).ToList();
         Assert.Equal(expected, trained);
+    }
+
+    /// <summary>
+    /// A worker lost in the middle of an epoch with Cluster:Compression TopK (10%, error feedback, momentum correction at 0.9,
+    /// so the parameter server steps without momentum): the job goes on as without compression. The lost worker's residual
+    /// and velocity, what it had computed but not yet sent, are gone with it; the two others keep theirs and train its
+    /// samples in a further part of the epoch, every sample once.
+    /// </summary>
+    [Fact]
+    public async Task With_TopK_a_worker_lost_in_the_middle_of_an_epoch_leaves_the_job_training_every_sample_once()
+    {
+        var trace = TraceDirectory();
+        var topK = new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK, TopKRatio: 0.1, Momentum: 0.9);
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne("topk-worker", trace, dieAt: (2, 5), compression: topK);
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
+            StallTimeout: TimeSpan.FromSeconds(60), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2, GlobalBatchSize: 48);
+        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3, Traced(trace)),
+            workers, observer, completion));
+        var result = await completion.Task.WaitAsync(Guard);
+        Assert.Equal(3, result.Epochs.Count);
+        AssertEverySampleOnce(trace, result, data.Train.Count);
+        Assert.DoesNotContain(SampleTraceLog.Applied(trace), m => m.Worker == 1 && (m.Epoch, m.Round).CompareTo((2, 5)) >= 0);
+        Assert.True(result.Epochs[^1].TrainLoss < result.Epochs[0].TrainLoss, $"train loss {result.Epochs[0].TrainLoss:F3} then {result.Epochs[^1].TrainLoss:F3}");
+        Assert.True(result.FinalEpoch.TestAccuracy > 0.5, $"accuracy {result.FinalEpoch.TestAccuracy:P1}");
     }
 
     [Theory]

@@ -17,8 +17,9 @@ public sealed class ModelFingerprintTests
     /// With TopK, error feedback and the main job's momentum SGD, the workers apply the momentum and the parameter server
     /// steps without it. A worker whose Cluster:MomentumCorrection, Optimizer:Momentum or Cluster:ErrorFeedback differs
     /// from the parameter server's would silently train with no momentum or with it twice, and the data plane cannot
-    /// see it (the frames have the same size): the fingerprint must differ. Without compression the workers never use the
-    /// momentum, so it stays a parameter-server setting and the fingerprint ignores it.
+    /// see it (the frames have the same size): the fingerprint must differ; so must L1, L2 and clipping, which the workers
+    /// apply under TopK. Without compression the workers never use them, so they stay parameter-server settings and the
+    /// fingerprint ignores them.
     /// </summary>
     [Fact]
     public void Gradient_compression_and_the_momentum_the_workers_apply_are_part_of_the_fingerprint()
@@ -30,6 +31,12 @@ public sealed class ModelFingerprintTests
         Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Optimizer:Momentum", "0.5"))));
         Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Cluster:ErrorFeedback", "false"))));
         Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Cluster:TopKRatio", "0.02"))));
+        // Under TopK the workers add L1 and L2 (momentum correction) and clip: a worker with other values would train differently.
+        Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Optimizer:L2", "0.001"))));
+        Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Optimizer:L1", "0.001"))));
+        Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Optimizer:DecayBiasAndNormParameters", "false"))));
+        Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Optimizer:GradientClipNorm", "5"))));
+        Assert.Equal(ModelFingerprint.Of(Options()), ModelFingerprint.Of(Options(("Optimizer:L2", "0.001"), ("Optimizer:GradientClipNorm", "5"))));
         Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options()));
         Assert.Equal(ModelFingerprint.Of(Options()), ModelFingerprint.Of(Options(("Optimizer:Momentum", "0.5"))));
     }

@@ -81,12 +81,13 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     /// <summary>Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>.</summary>
     /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
     public ParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, UpdateSettings? update = null)
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, UpdateSettings? update = null,
+        OptimizerOptions? configuredOptimizer = null)
     {
         update ??= UpdateSettings.Sync;
         _checkpoints = checkpoints;
         _optimizerOptions = optimizer;
-        _model = new ServerModel(initialWeights, optimizer, totalEpochs, monitoring, resumeFrom, scalingWorkers);
+        _model = new ServerModel(initialWeights, optimizer, totalEpochs, monitoring, resumeFrom, scalingWorkers, configuredOptimizer);
         _versionBeforeStep = _model.Version;
         _sampleTraceDirectory = monitoring?.SampleTraceDirectory ?? "";
         if (monitoring is { GradientNormEverySteps: > 0 }) Metrics.DistTrainMetrics.WatchLayerHealth(_model.Health);
@@ -142,9 +143,14 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     /// the global minibatch is kept constant as workers come and go (Training:KeepGlobalBatch): the workers the job started with.
     /// 0 scales by the workers taking part in the epoch.</param>
     /// <param name="update">The training mode and its settings; null is synchronous training.</param>
+    /// <param name="configuredOptimizer">The run's optimizer settings as configured, when <paramref name="optimizer"/> is the
+    /// parameter server's share of them (<see cref="TrainingOptions.ParameterServerOptimizer"/>): the epoch summaries report its
+    /// L1 and L2 penalties. Null: <paramref name="optimizer"/>'s.</param>
     public static Props Props(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, UpdateSettings? update = null) =>
-        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update));
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, UpdateSettings? update = null,
+        OptimizerOptions? configuredOptimizer = null) =>
+        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update,
+            configuredOptimizer));
 
     private void OnStartEpoch(StartEpoch start)
     {

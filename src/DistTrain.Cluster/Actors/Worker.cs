@@ -74,7 +74,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         _trainer = new ReplicaTrainer(_model, _loss, train, _settings, augmenter);
         _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_trainer.Wire.ReportLength]))];
         _codec = _settings.Compression is { } compression && !_trainer.IsLocalSgd
-            ? new GradientWireCodec(compression, _model.Layout.TrainableLength)
+            ? new GradientWireCodec(compression, _model.Layout, _settings.LocalGradient)
             : null;
         _evaluation = new(() => (EvaluationReplica(model), new MatrixBuffer(test.FeatureCount), new MatrixBuffer(test.ClassCount),
             new MatrixBuffer(test.ClassCount), new int[_evaluationBatchSize]));
@@ -208,7 +208,18 @@ public sealed class Worker : ReceiveActor, IWithStash
         // worker and tensor affected, and keeps the last good weights, which only it holds.
         var message = NextReport();
         var lossSum = _trainer.ComputeGradient(indices, message.Gradient, update.Epoch);
-        message.WithEncoded(_codec?.Encode(message.Gradient));
+        // Gradients one step averages, for local clipping: the round's workers, or one in Async.
+        var workersPerStep = _settings.Mode == Core.Configuration.TrainingMode.Async ? 1 : _shard!.ScalingWorkers;
+        try
+        {
+            message.WithEncoded(_codec?.Encode(message.Gradient, update.Weights, workersPerStep));
+        }
+        catch (Core.Compression.GradientOverflowException e)
+        {
+            // Fails this worker, and with it the job in single-node mode, with the cause instead of a divergence report.
+            throw new Core.Compression.GradientOverflowException(
+                $"Worker {_workerIndex}, epoch {update.Epoch}, round {update.Round} (weights version {update.Version}): {e.Message}", e.Index, e.Value, e);
+        }
         Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
         Metrics.DistTrainMetrics.RecordGradientBytes(_codec?.WireBytes(message.Gradient.Length) ?? 4L * message.Gradient.Length);
         // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.

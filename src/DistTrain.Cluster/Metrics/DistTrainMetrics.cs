@@ -52,7 +52,8 @@ public static class DistTrainMetrics
     /// <summary>Counts a message that reached no actor.</summary>
     public static void RecordDeadLetter() => Interlocked.Increment(ref _deadLetters);
 
-    /// <summary>Counts a step whose averaged gradient was clipped by Optimizer:GradientClipNorm.</summary>
+    /// <summary>Counts a step whose averaged gradient was clipped by Optimizer:GradientClipNorm, or under Cluster:Compression TopK a
+    /// worker's push whose own gradient was clipped.</summary>
     public static void RecordClippedStep() => Interlocked.Increment(ref _clippedSteps);
 
     private static long _workersLost;

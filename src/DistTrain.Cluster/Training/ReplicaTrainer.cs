@@ -24,9 +24,11 @@ namespace DistTrain.Cluster.Training;
 /// (<see cref="Metrics.SampleTrace"/>); empty: off.</param>
 /// <param name="Compression">Cluster:Compression and its settings: how the worker encodes each gradient's trainable
 /// part for the parameter server (null: float32, no encoding).</param>
+/// <param name="LocalGradient">With <paramref name="Compression"/> TopK: the clipping and the L1 and L2 terms the worker applies to
+/// each gradient before encoding it (null: none).</param>
 public sealed record ReplicaSettings(TrainingMode Mode = TrainingMode.Sync, int MicroBatchSize = 0, int LocalSteps = 1,
     OptimizerOptions? Optimizer = null, int TotalEpochs = 1, AugmentationOptions? Augmentation = null, string SampleTraceDirectory = "",
-    GradientCompressionSettings? Compression = null)
+    GradientCompressionSettings? Compression = null, LocalGradientSettings? LocalGradient = null)
 {
     /// <summary>Synchronous training, each minibatch in one pass.</summary>
     public static readonly ReplicaSettings Default = new();
@@ -37,7 +39,7 @@ public sealed record ReplicaSettings(TrainingMode Mode = TrainingMode.Sync, int 
         ArgumentNullException.ThrowIfNull(options);
         var loop = options.Training;
         return new ReplicaSettings(loop.Mode, loop.AccumulationSteps > 1 ? loop.BatchSizePerWorker : 0, loop.LocalSteps, options.Optimizer, loop.Epochs,
-            options.Data.Augmentation, options.Monitoring.SampleTraceDirectory, CompressionOf(options));
+            options.Data.Augmentation, options.Monitoring.SampleTraceDirectory, CompressionOf(options), LocalGradientSettings.Of(options));
     }
 
     /// <summary>The encoder settings of Cluster:Compression, Cluster:TopKRatio, Cluster:ErrorFeedback and

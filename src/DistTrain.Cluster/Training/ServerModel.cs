@@ -21,6 +21,7 @@ public sealed class ServerModel
 {
     private readonly ParameterVector _weights;
     private readonly OptimizerOptions _options;
+    private readonly OptimizerOptions _penalties; // whose L1 and L2 the epoch summary reports
     private readonly IReadOnlyList<ParameterGroupRange> _groups;
     private readonly LearningRateSchedule _schedule;
     private readonly int _totalEpochs;
@@ -40,10 +41,14 @@ public sealed class ServerModel
     /// <param name="monitoring">Gradient diagnostics; null turns them off.</param>
     /// <param name="resumeFrom">A verified checkpoint whose weights, optimizer state and version replace version 0; null starts fresh.</param>
     /// <param name="scalingWorkers">Workers of the linear scaling rule when the global minibatch is kept; 0 scales by the workers taking part.</param>
+    /// <param name="configuredOptimizer">The run's optimizer settings as configured, when <paramref name="optimizer"/> is the parameter
+    /// server's share of them (<see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/>): its L1 and L2 are the
+    /// penalties <see cref="RegularizationPenalties"/> reports, also when the workers add those terms to their gradients. Null:
+    /// <paramref name="optimizer"/>'s.</param>
     /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="totalEpochs"/> is below 1, or an optimizer setting is out of range.</exception>
     public ServerModel(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0)
+        TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, OptimizerOptions? configuredOptimizer = null)
     {
         ArgumentNullException.ThrowIfNull(initialWeights);
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -55,6 +60,7 @@ public sealed class ServerModel
         }
         ArgumentOutOfRangeException.ThrowIfLessThan(totalEpochs, 1);
         _options = optimizer;
+        _penalties = configuredOptimizer ?? optimizer;
         _totalEpochs = totalEpochs;
         _scalingWorkers = scalingWorkers;
         _schedule = new LearningRateSchedule(optimizer.Schedule);
@@ -196,8 +202,9 @@ public sealed class ServerModel
     }
 
     /// <summary>
-    /// The regularization terms the optimizer adds, reported apart from the data loss: <c>λ₁ Σ|w|</c> and
-    /// <c>λ₂/2 Σw²</c> over the decayed groups of the current weights.
+    /// The regularization terms of the objective, reported apart from the data loss: <c>λ₁ Σ|w|</c> and
+    /// <c>λ₂/2 Σw²</c> over the decayed groups of the current weights, with the configured λ₁ and λ₂ (also when the workers,
+    /// not this optimizer, add their gradients).
     /// </summary>
     public (double L1, double L2) RegularizationPenalties()
     {
@@ -209,7 +216,7 @@ public sealed class ServerModel
             absolute += TensorPrimitives.SumOfMagnitudes(w);
             squares += TensorPrimitives.SumOfSquares(w);
         }
-        return (_options.L1 * absolute, _options.L2 / 2 * squares);
+        return (_penalties.L1 * absolute, _penalties.L2 / 2 * squares);
     }
 
     /// <summary>

@@ -7,8 +7,9 @@ public enum GradientCompression
     None = 0,
 
     /// <summary>IEEE 754 binary16, 2 bytes per element, round to nearest even (as <c>tensor.half()</c> and PyTorch
-    /// DDP's <c>fp16_compress_hook</c>). Range ±65504: a larger magnitude becomes ±infinity, which the parameter
-    /// server reports as a non-finite gradient. Magnitudes below about 6e-8 become zero.</summary>
+    /// DDP's <c>fp16_compress_hook</c>). Range ±65504: a finite element that would round to ±infinity (magnitude 65,520 or
+    /// more) stops the worker with a <see cref="GradientOverflowException"/> naming it and the fixes, rather than reaching the
+    /// parameter server as a divergence. Magnitudes below about 6e-8 become zero.</summary>
     Float16 = 1,
 
     /// <summary>bfloat16 (the upper 16 bits of a float32, round to nearest even, as <c>tensor.bfloat16()</c>),

@@ -105,6 +105,9 @@ public sealed class GradientEncoder
     /// <param name="destination">At least <see cref="MessageBytes"/> bytes.</param>
     /// <returns>Bytes written: <see cref="MessageBytes"/>.</returns>
     /// <exception cref="ArgumentException">The gradient's length differs, or the destination is too small.</exception>
+    /// <exception cref="GradientOverflowException">Float16: a finite element (plus its residual) is at least
+    /// <see cref="Float16OverflowThreshold"/> in magnitude and would become infinity; nothing is sent, and the encoder is not
+    /// to be used again.</exception>
     public int Encode(ReadOnlySpan<float> gradient, Span<byte> destination)
     {
         if (gradient.Length != Length)
@@ -132,6 +135,7 @@ public sealed class GradientEncoder
                 MemoryMarshal.AsBytes(gradient).CopyTo(payload);
                 break;
             case GradientCompression.Float16:
+                RefuseFloat16Overflow(input);
                 var halves = MemoryMarshal.Cast<byte, Half>(payload);
                 HalfPrecision.ToFloat16(input, halves);
                 if (_residual.Length > 0) KeepRoundingError(halves);
@@ -147,6 +151,20 @@ public sealed class GradientEncoder
                 break;
         }
         return MessageBytes;
+    }
+
+    /// <summary>Smallest float32 magnitude binary16 rounds to infinity: halfway between its largest finite value, 65,504, and 2^16.</summary>
+    public const float Float16OverflowThreshold = 65_520f;
+
+    /// <summary>Throws <see cref="GradientOverflowException"/> for the first finite element that binary16 would turn into
+    /// infinity. A NaN or infinite element passes: it is the model's own, and the parameter server reports it with the tensor.</summary>
+    private void RefuseFloat16Overflow(ReadOnlySpan<float> input)
+    {
+        if (Math.Abs(TensorPrimitives.MaxMagnitude(input)) < Float16OverflowThreshold) return; // false for NaN: then look
+        for (var i = 0; i < input.Length; i++)
+            if (float.IsFinite(input[i]) && Math.Abs(input[i]) >= Float16OverflowThreshold)
+                throw new GradientOverflowException(GradientOverflowException.Describe(
+                    string.Create(System.Globalization.CultureInfo.InvariantCulture, $"element {i:N0}"), input[i], _residual.Length > 0), i, input[i]);
     }
 
     private void KeepRoundingError(ReadOnlySpan<Half> sent)

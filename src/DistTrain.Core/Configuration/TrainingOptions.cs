@@ -32,9 +32,26 @@ public sealed class TrainingOptions
     private bool WantsMomentumCorrection => Cluster.MomentumCorrection && Cluster.Compression == GradientCompression.TopK && Cluster.ErrorFeedback
         && Optimizer.Kind == OptimizerKind.Sgd && Optimizer.Momentum > 0;
 
+    /// <summary>True when the workers add Optimizer:L1 and L2 to their own gradients, before the momentum they apply
+    /// (<see cref="UsesMomentumCorrection"/> with a non-zero L1 or L2), so the terms get the momentum they get at the parameter
+    /// server without compression; the parameter server then adds none.</summary>
+    public bool RegularizesOnWorkers => UsesMomentumCorrection && (Optimizer.L1 > 0 || Optimizer.L2 > 0);
+
+    /// <summary>True when each worker clips its own gradient before encoding it (Cluster:Compression TopK with
+    /// Optimizer:GradientClipNorm &gt; 0: Deep Gradient Compression's local gradient clipping, Lin et al., ICLR 2018, section 3.3);
+    /// the parameter server then clips nothing, since what it receives is a sum of sparse selections, not a gradient.</summary>
+    public bool ClipsOnWorkers => Cluster.Compression == GradientCompression.TopK && Optimizer.GradientClipNorm > 0;
+
     /// <summary>The parameter server's optimizer settings: <see cref="Optimizer"/>, with momentum 0 when the workers apply it
-    /// (<see cref="UsesMomentumCorrection"/>).</summary>
-    public OptimizerOptions ParameterServerOptimizer() => UsesMomentumCorrection ? Optimizer.WithoutMomentum() : Optimizer;
+    /// (<see cref="UsesMomentumCorrection"/>), L1 and L2 0 when the workers add them (<see cref="RegularizesOnWorkers"/>), and
+    /// clipping off when the workers clip (<see cref="ClipsOnWorkers"/>); <see cref="Optimizer"/> itself when none applies.</summary>
+    public OptimizerOptions ParameterServerOptimizer()
+    {
+        var server = UsesMomentumCorrection ? Optimizer.WithoutMomentum() : Optimizer;
+        if (RegularizesOnWorkers) server = server.WithoutRegularization();
+        if (ClipsOnWorkers) server = server.WithoutClipping();
+        return server;
+    }
 
     /// <summary>One line on Cluster:Compression for the start-up output, e.g. <c>gradients sent as TopK 1% with error
     /// feedback and momentum correction (momentum 0.9 on the workers, none at the parameter server)</c>; null for None.</summary>
@@ -47,11 +64,16 @@ public sealed class TrainingOptions
             : c.Compression.ToString();
         var feedback = c.ErrorFeedback ? " with error feedback" : " without error feedback";
         var correction = UsesMomentumCorrection
-            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $" and momentum correction (momentum {Optimizer.Momentum} on the workers, none at the parameter server)")
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $" and momentum correction (momentum {Optimizer.Momentum}{(RegularizesOnWorkers ? " and L1/L2" : "")} on the workers, none at the parameter server)")
             : WantsMomentumCorrection
                 ? "; momentum correction off: it does not support Optimizer:Nesterov, so the parameter server applies Nesterov momentum to the sparse updates (set Nesterov to false to use it)"
                 : "";
-        return $"gradients sent as {kind}{feedback}{correction}";
+        var clipping = ClipsOnWorkers
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"; each worker clips its gradient to Optimizer:GradientClipNorm {Optimizer.GradientClipNorm} / sqrt(workers per step), the parameter server clips none")
+            : "";
+        return $"gradients sent as {kind}{feedback}{correction}{clipping}";
     }
 
     /// <summary>Where results are written.</summary>
@@ -142,9 +164,9 @@ public sealed class ClusterOptions
     /// With <see cref="Compression"/> TopK, <see cref="ErrorFeedback"/>, and Optimizer:Kind Sgd with Momentum &gt; 0 and
     /// Nesterov off: Deep Gradient Compression's momentum correction (Lin et al., ICLR 2018, section 3.2). Each worker
     /// applies Optimizer:Momentum to its own gradients before selecting the largest, and the parameter server steps
-    /// without momentum. At TopKRatio 1 (every element sent) the gradients' update is exactly momentum SGD's; Optimizer:L1
-    /// and L2, added at the parameter server, then go without momentum (about 1/(1 − momentum) weaker). Default true; ignored in
-    /// every other case. On the main job at 1% it was worth 1.5 points of test accuracy (docs/benchmarks.md). Like the
+    /// without momentum. Optimizer:L1 and L2 are then added by each worker to its gradient before that momentum (the parameter
+    /// server adds none), so at TopKRatio 1 (every element sent) in Sync the update is exactly momentum SGD's, regularization
+    /// included. Default true; ignored in every other case. On the main job at 1% it was worth 1.5 points of test accuracy (docs/benchmarks.md). Like the
     /// residual, the workers' velocities are not checkpointed. Part of the registration fingerprint: every node must agree.
     /// </summary>
     public bool MomentumCorrection { get; set; } = true;

@@ -1,5 +1,4 @@
 using System.Numerics.Tensors;
-using DistTrain.Core.Layers;
 
 namespace DistTrain.Core.Optimization;
 
@@ -167,12 +166,8 @@ public abstract class Optimizer
             if (!float.IsFinite(TensorPrimitives.Sum(g))) return false;
             if (block.Decay)
             {
-                if (_l1 != 0f) ElementWise.AddScaledSign(w, _l1, g);
-                if (_l2 != 0f)
-                {
-                    if (_decoupled) TensorPrimitives.Multiply(w, keep, w);
-                    else TensorPrimitives.MultiplyAdd(w, _l2, g, g);
-                }
+                Regularization.AddToGradient(w, g, _l1, _decoupled ? 0f : _l2);
+                if (_decoupled && _l2 != 0f) TensorPrimitives.Multiply(w, keep, w);
             }
             UpdateBlock(w, g, start, learningRate);
             if (copyTo.Length != 0) w.CopyTo(copyTo.Slice(start, count));

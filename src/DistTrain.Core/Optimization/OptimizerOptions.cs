@@ -52,7 +52,9 @@ public sealed class OptimizerOptions
 
     /// <summary>
     /// Clip the averaged gradient to this global L2 norm before the update, once, at the parameter server
-    /// (as <c>torch.nn.utils.clip_grad_norm_</c>); 0 turns clipping off. Default 0.
+    /// (as <c>torch.nn.utils.clip_grad_norm_</c>); 0 turns clipping off. Default 0. With Cluster:Compression TopK each
+    /// worker clips its own gradient instead, to this norm times N^(−1/2) (Deep Gradient Compression's local clipping;
+    /// <see cref="Configuration.TrainingOptions.ClipsOnWorkers"/>).
     /// </summary>
     public double GradientClipNorm { get; set; }
 
@@ -112,6 +114,25 @@ public sealed class OptimizerOptions
         var copy = (OptimizerOptions)MemberwiseClone();
         copy.Momentum = 0;
         copy.Nesterov = false;
+        return copy;
+    }
+
+    /// <summary>A copy of these settings with <see cref="L1"/> and <see cref="L2"/> 0 (the parameter server's, when the workers add
+    /// them to their gradients under gradient compression's momentum correction).</summary>
+    public OptimizerOptions WithoutRegularization()
+    {
+        var copy = (OptimizerOptions)MemberwiseClone();
+        copy.L1 = 0;
+        copy.L2 = 0;
+        return copy;
+    }
+
+    /// <summary>A copy of these settings with <see cref="GradientClipNorm"/> 0 (the parameter server's, when the workers clip their
+    /// own gradients under TopK compression).</summary>
+    public OptimizerOptions WithoutClipping()
+    {
+        var copy = (OptimizerOptions)MemberwiseClone();
+        copy.GradientClipNorm = 0;
         return copy;
     }
 
