@@ -73,6 +73,7 @@ internal static class TrainCommand
         string runDirectory;
         DistTrain.Core.Tensors.ParameterVector startingWeights;
         TrainingCheckpoint? resumeFrom = null;
+        string? shards = null;
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
@@ -87,6 +88,8 @@ internal static class TrainCommand
             startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line));
             if (options.Checkpoint.Resume)
                 resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line));
+            if (options.Cluster.ParameterServerShards > 1) // refuses, before training, more shards than the model has slices for
+                shards = ShardedParameterServer.Describe(startingWeights.Layout, options.Cluster.ParameterServerShards);
             if (cancellationToken.IsCancellationRequested)
             {
                 CliConsole.Fail("cancelled", "stopped before training started; nothing was written.");
@@ -125,6 +128,7 @@ internal static class TrainCommand
         AnsiConsole.MarkupLineInterpolated(
             $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && options.Training.Mode != TrainingMode.Async ? $" x {loop.Workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
         if (options.DescribeCompression() is { } compression) AnsiConsole.MarkupLineInterpolated($"{compression}");
+        if (shards is not null) AnsiConsole.MarkupLineInterpolated($"parameter server in {shards}");
         AnsiConsole.MarkupLineInterpolated(
             $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}{(data.Validation is null ? "" : $"; {data.Validation.Count:N0} validation samples held out")}{(options.Data.Augmentation.Enabled ? $"; augmentation: {options.Data.Augmentation}" : "")}");
         if (!string.IsNullOrEmpty(options.Model.Pretrained))

@@ -352,7 +352,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.Monitoring,
             CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
-            update: UpdateSettings.From(loop)).WithDispatcher(AkkaSettings.ComputeDispatcher),
+            update: UpdateSettings.From(loop), shards: _options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _workerSteps, completion), "coordinator");
         _log.Info("Training starts with {0} workers (job {1})", workers.Length, _jobId);
         for (var i = 0; i < count; i++) _joined.Add(i);

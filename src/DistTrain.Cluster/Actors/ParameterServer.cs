@@ -77,13 +77,16 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     private Metrics.SampleTrace? _sampleTrace;
     private readonly int[] _traceWorkers = new int[MaxWorkers];
     private long _versionBeforeStep; // the weights version the next step is applied to, for the sample trace
+    private readonly int _shardIndex; // -1: the whole vector; else this server is that shard of a ShardedParameterServer
 
     /// <summary>Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>.</summary>
     /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
     public ParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, UpdateSettings? update = null)
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, UpdateSettings? update = null,
+        int shardIndex = -1)
     {
         update ??= UpdateSettings.Sync;
+        _shardIndex = shardIndex;
         _checkpoints = checkpoints;
         _optimizerOptions = optimizer;
         _model = new ServerModel(initialWeights, optimizer, totalEpochs, monitoring, resumeFrom, scalingWorkers);
@@ -110,6 +113,9 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         Receive<WorkerLost>(lost => _policy.RemoveWorker(lost.WorkerIndex));
         Receive<RoundApplied>(returned => _freeReports.Push(returned));
         Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_model.Version, (float[])_model.Weights.Values.Clone())));
+        Receive<GetPublishedWeights>(get => Sender.Tell(_policy.PublishedWeights(get.Version) is { } published
+            ? new WeightsSnapshot(get.Version, published)
+            : new WeightsSnapshot(-1, [])));
     }
 
     /// <summary>Most workers one server accepts (the validated range of Training:Workers).</summary>
@@ -142,9 +148,20 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     /// the global minibatch is kept constant as workers come and go (Training:KeepGlobalBatch): the workers the job started with.
     /// 0 scales by the workers taking part in the epoch.</param>
     /// <param name="update">The training mode and its settings; null is synchronous training.</param>
+    /// <param name="shards">Cluster:ParameterServerShards: above 1, a <see cref="ShardedParameterServer"/> whose shards each
+    /// own a slice of the vector; else one server for the whole vector.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="shards"/> is outside 1..16, or too many for the model.</exception>
     public static Props Props(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, UpdateSettings? update = null) =>
-        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update));
+        CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, UpdateSettings? update = null,
+        int shards = 1) =>
+        shards > 1
+            ? ShardedParameterServer.Props(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update, shards)
+            : Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update, -1));
+
+    /// <summary>Props of shard <paramref name="shardIndex"/> of a <see cref="ShardedParameterServer"/>, over its slice's weights and checkpoint.</summary>
+    internal static Props ShardProps(ParameterVector sliceWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring,
+        CheckpointSettings? checkpoints, TrainingCheckpoint? resumeFrom, int scalingWorkers, UpdateSettings? update, int shardIndex) =>
+        Akka.Actor.Props.Create(() => new ParameterServer(sliceWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update, shardIndex));
 
     private void OnStartEpoch(StartEpoch start)
     {
@@ -202,16 +219,31 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     private void WriteDueCheckpoint()
     {
         if (_policy.TakeDueCheckpoint() is not { } position || _checkpoints is not { } settings) return;
-        var checkpoint = new TrainingCheckpoint(_model.Weights, _model.Optimizer.State, _optimizerOptions.Kind, _model.Optimizer.StepCount, _model.Version,
+        // A shard's slice goes to the sharded server, which writes the whole model once every shard's has come; copied,
+        // since this shard steps on before that.
+        var sharded = _shardIndex >= 0;
+        var weights = sharded ? new ParameterVector(_model.Layout, (float[])_model.Weights.Values.Clone()) : _model.Weights;
+        IReadOnlyList<(string Name, float[] Values)> state = sharded
+            ? [.. _model.Optimizer.State.Select(s => (s.Name, (float[])s.Values.Clone()))]
+            : _model.Optimizer.State;
+        var checkpoint = new TrainingCheckpoint(weights, state, _optimizerOptions.Kind, _model.Optimizer.StepCount, _model.Version,
             position.Epoch, position.Round, settings.ShardSeed, position.Workers, settings.BatchSizePerWorker, position.EpochSamples,
             position.EpochLossSum, settings.JobId, _optimizerOptions.StateHyperparameters(), settings.Mode, position.TrainedAhead);
+        if (sharded) Context.Parent.Tell(new ShardCheckpoint(_shardIndex, checkpoint));
+        else _coordinator.Tell(Save(settings.Store, checkpoint, _log), Self);
+    }
+
+    /// <summary>Writes <paramref name="checkpoint"/> into <paramref name="store"/>, logs it, and returns the coordinator's notice of it.</summary>
+    /// <exception cref="IOException">The file could not be written.</exception>
+    internal static CheckpointSaved Save(CheckpointStore store, TrainingCheckpoint checkpoint, ILoggingAdapter log)
+    {
         var started = Stopwatch.GetTimestamp();
-        var path = settings.Store.Save(checkpoint);
+        var path = store.Save(checkpoint);
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
         var bytes = new FileInfo(path).Length;
-        _log.Info("Checkpoint {0}: version {1}, next epoch {2} round {3}, {4:N0} bytes in {5:F1} ms", path, _model.Version,
+        log.Info("Checkpoint {0}: version {1}, next epoch {2} round {3}, {4:N0} bytes in {5:F1} ms", path, checkpoint.Version,
             checkpoint.Epoch, checkpoint.Round, bytes, seconds * 1000);
-        _coordinator.Tell(new CheckpointSaved(path, _model.Version, checkpoint.Epoch, checkpoint.Round, bytes, seconds), Self);
+        return new CheckpointSaved(path, checkpoint.Version, checkpoint.Epoch, checkpoint.Round, bytes, seconds);
     }
 
     /// <summary>
@@ -264,5 +296,10 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
 
     void IServerOutput.WorkerRemoved(WorkerRemoved removed) => Sender.Tell(removed);
 
-    void IServerOutput.Warning(string message) => _log.Warning(message);
+    void IServerOutput.Warning(string message)
+    {
+        // Every shard sees the same rounds and workers, so shard 0's warnings speak for all.
+        if (_shardIndex > 0) _log.Debug("Shard {0}: {1}", _shardIndex, message);
+        else _log.Warning(message);
+    }
 }

@@ -196,6 +196,9 @@ public abstract class UpdatePolicy
             : new CheckpointPosition(part.Epoch, nextRound, EpochSamples, EpochLossSum, part.Workers, trainedAhead ?? []);
     }
 
+    /// <summary>A copy of the weights this policy sent out as <paramref name="version"/>, if it still holds them (<see cref="WeightsOutbox.Published"/>).</summary>
+    public float[]? PublishedWeights(long version) => Outbox.Published(version);
+
     /// <summary>The checkpoint due after the message just handled, once; null when none is.</summary>
     public CheckpointPosition? TakeDueCheckpoint()
     {

@@ -81,6 +81,24 @@ public sealed class WeightsOutbox
     }
 
     /// <summary>
+    /// A copy of the weights vector of the newest published message of exactly <paramref name="version"/>, or null when
+    /// none of the messages still held is of it (a parameter-server shard answers with it when another shard's step went
+    /// bad, so the whole model's last good weights can be put together).
+    /// </summary>
+    public float[]? Published(long version)
+    {
+        for (var k = 1; k <= SharedSlots; k++)
+        {
+            var slot = (_nextShared + SharedSlots - k) % SharedSlots;
+            if (_sharedPublished[slot] && _shared[slot].Version == version) return _shared[slot].Weights.AsSpan(0, _weightsLength).ToArray();
+        }
+        foreach (var slots in _perWorker)
+            foreach (var message in slots)
+                if (message is not null && message.Version == version) return message.Weights.AsSpan(0, _weightsLength).ToArray();
+        return null;
+    }
+
+    /// <summary>
     /// The last weights known to be good before those of <paramref name="failedVersion"/> went bad: the newest published
     /// message older than that version, else that version's own message; null when none was published.
     /// </summary>

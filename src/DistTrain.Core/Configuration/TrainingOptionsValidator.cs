@@ -118,6 +118,11 @@ public static class TrainingOptionsValidator
         Range("Cluster:TopKRatio", options.Cluster.TopKRatio, 0, 1, minExclusive: true);
         if (options.Cluster.Compression != Compression.GradientCompression.None && options.Training.Mode == TrainingMode.LocalSgd)
             problems.Add($"Cluster:Compression = {options.Cluster.Compression} does not apply to Training:Mode = LocalSgd, whose workers send their models rather than gradients: set Cluster:Compression to None, or choose another mode.");
+        Range("Cluster:ParameterServerShards", options.Cluster.ParameterServerShards, 1, 16);
+        if (options.Cluster.ParameterServerShards > 1 && options.Training.Mode != TrainingMode.Sync)
+            problems.Add($"Cluster:ParameterServerShards = {options.Cluster.ParameterServerShards} needs Training:Mode = Sync (it is {options.Training.Mode}): the asynchronous modes and local SGD run on one shard. Set Cluster:ParameterServerShards to 1, or Training:Mode to Sync.");
+        if (options.Cluster.ParameterServerShards > 1 && options.Optimizer.GradientClipNorm > 0)
+            problems.Add($"Cluster:ParameterServerShards = {options.Cluster.ParameterServerShards} cannot clip gradients by their global norm (Optimizer:GradientClipNorm = {options.Optimizer.GradientClipNorm}), which needs every shard's part before any shard steps. Set Optimizer:GradientClipNorm to 0, or Cluster:ParameterServerShards to 1.");
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
         Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
         Range("Cluster:HeartbeatIntervalSeconds", options.Cluster.HeartbeatIntervalSeconds, 0.1, 60);
