@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Akka.Actor;
 using Akka.Event;
-using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Training;
 using DistTrain.Core.Checkpoints;
@@ -92,7 +91,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
             };
             var props = ParameterServer.ShardProps(shard.Slice(initialWeights), optimizer, totalEpochs, shardMonitoring, checkpoints,
                 resumeFrom is null ? null : shard.Slice(resumeFrom), scalingWorkers, update, k);
-            _shards[k] = Context.ActorOf(props.WithDispatcher(AkkaSettings.ComputeDispatcher), $"shard-{k}");
+            _shards[k] = Context.ActorOf(props.WithDispatcher(Context.Props.Dispatcher), $"shard-{k}"); // this actor's: the compute dispatcher
         }
         _rounds = new ShardMerge<RoundApplied>(shards);
         _parts = new ShardMerge<EpochCompleted>(shards);
@@ -168,7 +167,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
             }
             while (_joins.Count <= i)
                 _joins.Add(Context.ActorOf(ShardJoin.Props(_joins.Count, _shards, _plan, _initial.Values, _reportLength)
-                    .WithDispatcher(AkkaSettings.ComputeDispatcher), $"join-{_joins.Count}"));
+                    .WithDispatcher(Context.Props.Dispatcher), $"join-{_joins.Count}"));
             _joins[i].Tell(new ShardJoin.Worker(start.Workers[i]), Self);
             joins[i] = _joins[i];
         }
