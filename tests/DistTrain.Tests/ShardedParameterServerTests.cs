@@ -207,8 +207,8 @@ public sealed class ShardedParameterServerTests : IDisposable
     }
 
     [Theory]
-    [InlineData(TrainingMode.Async, 0, "needs Training:Mode = Sync (it is Async)")]
-    [InlineData(TrainingMode.Sync, 1.0, "cannot clip gradients by their global norm (Optimizer:GradientClipNorm = 1)")]
+    [InlineData(TrainingMode.Async, 0, "is for Training:Mode = Sync only, not Async")]
+    [InlineData(TrainingMode.Sync, 1.0, "is not possible with Optimizer:GradientClipNorm = 1: clipping by the global norm")]
     public void Shards_are_refused_where_they_cannot_give_the_single_servers_result(TrainingMode mode, double clipNorm, string expected)
     {
         var options = Options(MlpWithBatchNorm(), 2);

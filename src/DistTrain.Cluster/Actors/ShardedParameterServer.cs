@@ -34,7 +34,7 @@ internal sealed record GetPublishedWeights(long Version) : INoSerializationVerif
 /// <para>Only synchronous training is sharded: the asynchronous modes would need one shard to decide for all which
 /// minibatch a worker gets, and local SGD's reports carry the optimizer state after the weights (docs/architecture.md).
 /// Clipping by the global norm needs every shard's partial norm before any shard steps, and the per-tensor gradient
-/// diagnostics need whole tensors; the first is refused with shards, the second is off (a warning says so).</para>
+/// diagnostics need whole tensors; the first is refused with shards, the second is off (the start-up line says so).</para>
 /// </remarks>
 public sealed class ShardedParameterServer : ReceiveActor, IWithStash
 {
@@ -67,17 +67,14 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         ArgumentNullException.ThrowIfNull(optimizer);
         update ??= UpdateSettings.Sync;
         if (update.Mode != Core.Configuration.TrainingMode.Sync)
-            throw new ArgumentException($"Cluster:ParameterServerShards = {shards} needs Training:Mode = Sync (it is {update.Mode}). Use one shard in other modes.");
+            throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is for Training:Mode = Sync only, not {update.Mode}. Use one shard in other modes.");
         if (optimizer.GradientClipNorm > 0)
-            throw new ArgumentException($"Cluster:ParameterServerShards = {shards} cannot clip by the global norm (Optimizer:GradientClipNorm = {optimizer.GradientClipNorm}). Use one shard, or no clipping.");
+            throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is not possible with Optimizer:GradientClipNorm = {optimizer.GradientClipNorm}. Use one shard, or no clipping.");
         _plan = ParameterShards.Plan(initialWeights.Layout, shards);
-        _log.Info("Parameter server in {0}", Describe(initialWeights.Layout, shards));
+        _log.Info("Parameter server in {0}", Describe(initialWeights.Layout, shards, monitoring));
         _initial = new ParameterVector(initialWeights.Layout, (float[])(resumeFrom?.Weights.Values ?? initialWeights.Values).Clone());
         _reportLength = initialWeights.Layout.WorkerReportLength;
         _store = checkpoints?.Store;
-        if (monitoring is { GradientNormEverySteps: > 0 })
-            _log.Warning("Monitoring:GradientNormEverySteps = {0} is off with Cluster:ParameterServerShards = {1}: each shard holds only part of a tensor, so per-tensor gradient norms are not measured.",
-                monitoring.GradientNormEverySteps, shards);
         _shardTags = [.. _plan.Select(p => new TagList { { "shard", p.Index.ToString(System.Globalization.CultureInfo.InvariantCulture) }, { "node", Metrics.DistTrainMetrics.Node } })];
         _shards = new IActorRef[shards];
         for (var k = 0; k < shards; k++)
@@ -121,27 +118,37 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         Akka.Actor.Props.Create(() => new ShardedParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom,
             scalingWorkers, update, shards));
 
-    /// <summary>The shards for the start-up output: <c>2 shards of 12,752 and 12,826 weights</c>.</summary>
+    /// <summary>
+    /// The shards for the start-up output: <c>2 shards of 117,568 and 117,578 weights, stepped in parallel</c>, and, when
+    /// <paramref name="monitoring"/> asks for them, that per-tensor gradient norms are not measured.
+    /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">As <see cref="ParameterShards.Plan"/>.</exception>
-    public static string Describe(ParameterLayout layout, int shards)
+    public static string Describe(ParameterLayout layout, int shards, MonitoringOptions? monitoring)
     {
         var lengths = ParameterShards.Plan(layout, shards).Select(p => p.Length.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-        return $"{shards} shards of {string.Join(", ", lengths[..^1])} and {lengths[^1]} weights, stepped in parallel";
+        var norms = monitoring is { GradientNormEverySteps: > 0 }
+            ? "; per-tensor gradient norms (Monitoring:GradientNormEverySteps) are not measured, as each shard holds only part of a tensor"
+            : "";
+        return $"{shards} shards of {string.Join(", ", lengths[..^1])} and {lengths[^1]} weights, stepped in parallel{norms}";
     }
 
     /// <summary>A shard or a join failed: in <see cref="Fail"/>, the exception the coordinator gets.</summary>
     private sealed record ShardFailed(int Shard) : INoSerializationVerificationNeeded;
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Not logged here: the coordinator takes an ERROR in the log for a failure, and must first learn the exception itself,
+    /// which it does when this actor fails with it (and logs it then).
+    /// </remarks>
     protected override SupervisorStrategy SupervisorStrategy() =>
-        new OneForOneStrategy(exception =>
+        new OneForOneStrategy(-1, -1, exception =>
         {
             var shard = Array.IndexOf(_shards, Sender);
             if (shard >= 0 && exception is TrainingDivergedException diverged) _lastGood[shard] = diverged.LastGoodWeights;
             _failure ??= exception;
             Self.Tell(new ShardFailed(shard));
             return Directive.Stop;
-        });
+        }, loggingEnabled: false);
 
     private void Tell(object message)
     {
