@@ -21,6 +21,13 @@ namespace DistTrain.Cluster.Actors;
 public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, int ShardSeed, int BatchSizePerWorker, string JobId = "",
     TrainingMode Mode = TrainingMode.Sync);
 
+/// <summary>What makes a parameter server one shard of a <see cref="ShardedParameterServer"/>.</summary>
+/// <param name="Index">The shard's index.</param>
+/// <param name="Offset">Its slice's first element in the whole vector (<see cref="ParameterShard.Start"/>).</param>
+/// <param name="Wire">The whole model's message lengths: the shard reads its slice of the workers' whole reports.</param>
+/// <param name="Ring">The broadcast arrays all the shards share (<see cref="WeightsOutbox.SharedRing"/>), each writing its slice.</param>
+public sealed record ShardRole(int Index, int Offset, WireLayout Wire, float[][] Ring);
+
 /// <summary>How the parameter server combines the workers' reports: the mode and its settings (Training:*).</summary>
 /// <param name="Mode">Training:Mode.</param>
 /// <param name="StalenessBound">Training:StalenessBound (BoundedStaleness).</param>
@@ -79,25 +86,33 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     private long _versionBeforeStep; // the weights version the next step is applied to, for the sample trace
     private readonly int _shardIndex; // -1: the whole vector; else this server is that shard of a ShardedParameterServer
 
-    /// <summary>Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>.</summary>
+    /// <summary>
+    /// Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>. With
+    /// <paramref name="shard"/>, the weights and checkpoint are one shard's slice (<see cref="ShardedParameterServer"/>).
+    /// </summary>
     /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
     public ParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
         CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, UpdateSettings? update = null,
-        int shardIndex = -1)
+        ShardRole? shard = null)
     {
         update ??= UpdateSettings.Sync;
-        _shardIndex = shardIndex;
+        _shardIndex = shard?.Index ?? -1;
         _checkpoints = checkpoints;
         _optimizerOptions = optimizer;
-        _model = new ServerModel(initialWeights, optimizer, totalEpochs, monitoring, resumeFrom, scalingWorkers);
+        _model = new ServerModel(initialWeights, optimizer, totalEpochs, monitoring, resumeFrom, scalingWorkers, shard?.Offset ?? 0);
         _versionBeforeStep = _model.Version;
         _sampleTraceDirectory = monitoring?.SampleTraceDirectory ?? "";
         if (monitoring is { GradientNormEverySteps: > 0 }) Metrics.DistTrainMetrics.WatchLayerHealth(_model.Health);
-        var wire = WireLayout.For(_model.Layout, update.Mode, optimizer);
-        var first = new float[wire.WeightsLength];
-        _model.Weights.Values.CopyTo(first, 0);
-        // Every message starts as the full version-0 vector: frozen tensors are never rewritten after this.
-        var outbox = new WeightsOutbox(first, _model.Layout.TotalLength);
+        var wire = shard?.Wire ?? WireLayout.For(_model.Layout, update.Mode, optimizer);
+        WeightsOutbox outbox;
+        if (shard is not null) outbox = new WeightsOutbox(shard.Ring, shard.Offset, _model.Layout.TotalLength);
+        else
+        {
+            var first = new float[wire.WeightsLength];
+            _model.Weights.Values.CopyTo(first, 0);
+            // Every message starts as the full version-0 vector: frozen tensors are never rewritten after this.
+            outbox = new WeightsOutbox(first, _model.Layout.TotalLength);
+        }
         var every = checkpoints?.EverySteps ?? -1;
         _policy = update.Mode switch
         {
@@ -156,12 +171,12 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         int shards = 1) =>
         shards > 1
             ? ShardedParameterServer.Props(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update, shards)
-            : Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update, -1));
+            : Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update, null));
 
-    /// <summary>Props of shard <paramref name="shardIndex"/> of a <see cref="ShardedParameterServer"/>, over its slice's weights and checkpoint.</summary>
+    /// <summary>Props of a shard of a <see cref="ShardedParameterServer"/>, over its slice's weights and checkpoint.</summary>
     internal static Props ShardProps(ParameterVector sliceWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring,
-        CheckpointSettings? checkpoints, TrainingCheckpoint? resumeFrom, int scalingWorkers, UpdateSettings? update, int shardIndex) =>
-        Akka.Actor.Props.Create(() => new ParameterServer(sliceWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update, shardIndex));
+        CheckpointSettings? checkpoints, TrainingCheckpoint? resumeFrom, int scalingWorkers, UpdateSettings? update, ShardRole shard) =>
+        Akka.Actor.Props.Create(() => new ParameterServer(sliceWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update, shard));
 
     private void OnStartEpoch(StartEpoch start)
     {

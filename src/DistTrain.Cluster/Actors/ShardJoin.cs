@@ -1,54 +1,43 @@
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
-using DistTrain.Cluster.Training;
 
 namespace DistTrain.Cluster.Actors;
 
 /// <summary>
-/// A worker's side of a <see cref="ShardedParameterServer"/>: the shards take it for the worker. It puts each version's
-/// weights together from the K shards' slices and sends them whole to the worker; it cuts the worker's report into the K
-/// slices and sends each to its shard. The worker and the data plane are the same as with one parameter server.
+/// A worker's side of a <see cref="ShardedParameterServer"/>: the shards take it for the worker. The shards write their
+/// slices of each broadcast into arrays they share (<see cref="Training.WeightsOutbox.SharedRing"/>), so a version's
+/// weights are whole once every shard has published it: the join then passes shard 0's message on to the worker. The
+/// worker's report goes to every shard as it is, and each reads its slice. Nothing is copied on the way, and the worker and
+/// the data plane are the same as with one parameter server.
 /// </summary>
 /// <remarks>
-/// Every shard sends every message in the same order (they run the same rounds), so the n-th message from each shard
-/// belongs to the n-th assembly; <see cref="Assemblies"/> of them can be in progress, in a ring of loaned messages that the
-/// worker copies from while it handles them, as the parameter server's own outbox (<see cref="WeightsOutbox"/>).
+/// Every shard sends every broadcast in the same order (they run the same rounds), so the n-th message from each shard
+/// belongs to the n-th broadcast. Shard 0's messages wait in a ring of <see cref="Pending"/> until the slowest shard's
+/// n-th has come; a shard is never more than two broadcasts ahead of another (an epoch's last weights and the next part's
+/// first go out without a report between them).
 /// </remarks>
 public sealed class ShardJoin : ReceiveActor
 {
-    /// <summary>Weights messages in the ring: more than a worker ever holds unanswered (two: an epoch's last weights and the next epoch's first).</summary>
-    public const int Assemblies = 4;
+    /// <summary>Broadcasts that may wait for the other shards: more than a shard ever runs ahead.</summary>
+    public const int Pending = 4;
 
     private readonly int _workerIndex;
     private readonly IActorRef[] _shards;
-    private readonly ParameterShard[] _plan;
-    private readonly WeightsUpdated[] _assemblies;
+    private readonly int _reportLength;
+    private readonly WeightsUpdated?[] _pending = new WeightsUpdated?[Pending]; // shard 0's messages not yet complete
     private readonly int[] _received;            // messages received from each shard
-    private readonly GradientComputed[][] _slices; // per shard, two loaned report slices used in turn
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private IActorRef _worker = ActorRefs.Nobody;
-    private int _sent;                           // assemblies sent to the worker
-    private int _nextSlice;
-    private readonly int _reportLength;
+    private int _sent;                           // broadcasts passed on to the worker
 
     /// <summary>Creates the join; see <see cref="Props"/>.</summary>
-    public ShardJoin(int workerIndex, IActorRef[] shards, ParameterShard[] plan, float[] initialWeights, int reportLength)
+    public ShardJoin(int workerIndex, IActorRef[] shards, int reportLength)
     {
         _workerIndex = workerIndex;
-        _reportLength = reportLength;
         _shards = shards;
-        _plan = plan;
-        // Each assembly starts as the whole version-0 vector: the frozen tensors after the report prefix are never rewritten.
-        _assemblies = [.. Enumerable.Range(0, Assemblies).Select(_ => new WeightsUpdated(0, 0, 0, (float[])initialWeights.Clone()))];
+        _reportLength = reportLength;
         _received = new int[shards.Length];
-        _slices = [.. plan.Select(shard => new[]
-        {
-            new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[shard.Length]),
-            new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[shard.Length]),
-        })];
-        if (plan[^1].End != reportLength)
-            throw new ArgumentException($"The shard plan ends at {plan[^1].End}, a report has {reportLength} elements.", nameof(plan));
         Receive<Worker>(worker => _worker = worker.Ref);
         Receive<WeightsUpdated>(OnSlice);
         Receive<GradientComputed>(OnReport);
@@ -60,11 +49,9 @@ public sealed class ShardJoin : ReceiveActor
     /// <summary>Props of the join of worker slot <paramref name="workerIndex"/>.</summary>
     /// <param name="workerIndex">The slot.</param>
     /// <param name="shards">The shard servers, in shard order.</param>
-    /// <param name="plan">Their slices.</param>
-    /// <param name="initialWeights">The whole version-0 vector (the frozen tensors in it are never sent).</param>
     /// <param name="reportLength">Floats of a worker's report.</param>
-    public static Props Props(int workerIndex, IActorRef[] shards, ParameterShard[] plan, float[] initialWeights, int reportLength) =>
-        Akka.Actor.Props.Create(() => new ShardJoin(workerIndex, shards, plan, initialWeights, reportLength));
+    public static Props Props(int workerIndex, IActorRef[] shards, int reportLength) =>
+        Akka.Actor.Props.Create(() => new ShardJoin(workerIndex, shards, reportLength));
 
     private void OnSlice(WeightsUpdated slice)
     {
@@ -75,26 +62,21 @@ public sealed class ShardJoin : ReceiveActor
             return;
         }
         var n = _received[k]++;
-        if (n - _sent >= Assemblies)
-        {
-            // A shard ran a whole ring ahead of another: the shards no longer run the same rounds.
+        if (n - _sent >= Pending)
             throw new InvalidOperationException($"Parameter-server shard {k} sent {n - _sent + 1} weights messages that the other shards have not matched; the shards are out of step.");
-        }
-        var assembly = _assemblies[n % Assemblies];
-        slice.Weights.AsSpan(0, _plan[k].Length).CopyTo(assembly.Weights.AsSpan(_plan[k].Start));
-        if (k == 0 || slice.SentTimestamp > assembly.SentTimestamp)
-            assembly.Reuse(slice.Epoch, slice.Round, slice.Version, slice.SentTimestamp, slice.Shard);
+        if (k == 0) _pending[n % Pending] = slice;
         while (EveryShardSent(_sent))
         {
-            _worker.Tell(_assemblies[_sent % Assemblies], Self);
+            _worker.Tell(_pending[_sent % Pending], Self);
+            _pending[_sent % Pending] = null;
             _sent++;
         }
     }
 
-    private bool EveryShardSent(int assembly)
+    private bool EveryShardSent(int broadcast)
     {
         foreach (var received in _received)
-            if (received <= assembly) return false;
+            if (received <= broadcast) return false;
         return true;
     }
 
@@ -112,17 +94,6 @@ public sealed class ShardJoin : ReceiveActor
                 report.WorkerIndex, report.Gradient.Length, _reportLength);
             return;
         }
-        var buffer = _nextSlice;
-        _nextSlice ^= 1;
-        for (var k = 0; k < _plan.Length; k++)
-        {
-            var slice = report.WorkerIndex == _workerIndex
-                ? _slices[k][buffer]
-                : new GradientComputed(0, 0, 0, report.WorkerIndex, 0, 0, new float[_plan[k].Length]); // the shard rejects it, naming the index
-            report.Gradient.AsSpan(_plan[k].Start, _plan[k].Length).CopyTo(slice.Gradient);
-            slice.Reuse(report.Epoch, report.Round, report.Version, report.SampleCount, report.LossSum)
-                .Measured(report.ComputeSeconds, report.AllocatedBytes, report.QueueingSeconds);
-            _shards[k].Tell(slice, Self);
-        }
+        foreach (var shard in _shards) shard.Tell(report, Self);
     }
 }

@@ -77,6 +77,9 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         _store = checkpoints?.Store;
         _shardTags = [.. _plan.Select(p => new TagList { { "shard", p.Index.ToString(System.Globalization.CultureInfo.InvariantCulture) }, { "node", Metrics.DistTrainMetrics.Node } })];
         _shards = new IActorRef[shards];
+        var layout = initialWeights.Layout;
+        var wire = new WireLayout(layout.TotalLength, layout.WorkerReportLength, 0);
+        var ring = WeightsOutbox.SharedRing(_initial.Values);
         for (var k = 0; k < shards; k++)
         {
             var shard = _plan[k];
@@ -87,7 +90,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
                 SampleTraceDirectory = k == 0 ? monitoring?.SampleTraceDirectory ?? "" : "",
             };
             var props = ParameterServer.ShardProps(shard.Slice(initialWeights), optimizer, totalEpochs, shardMonitoring, checkpoints,
-                resumeFrom is null ? null : shard.Slice(resumeFrom), scalingWorkers, update, k);
+                resumeFrom is null ? null : shard.Slice(resumeFrom), scalingWorkers, update, new ShardRole(k, shard.Start, wire, ring));
             _shards[k] = Context.ActorOf(props.WithDispatcher(Context.Props.Dispatcher), $"shard-{k}"); // this actor's: the compute dispatcher
         }
         _rounds = new ShardMerge<RoundApplied>(shards);
@@ -173,7 +176,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
                 continue;
             }
             while (_joins.Count <= i)
-                _joins.Add(Context.ActorOf(ShardJoin.Props(_joins.Count, _shards, _plan, _initial.Values, _reportLength)
+                _joins.Add(Context.ActorOf(ShardJoin.Props(_joins.Count, _shards, _reportLength)
                     .WithDispatcher(Context.Props.Dispatcher), $"join-{_joins.Count}"));
             _joins[i].Tell(new ShardJoin.Worker(start.Workers[i]), Self);
             joins[i] = _joins[i];

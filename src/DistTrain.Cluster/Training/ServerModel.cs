@@ -40,11 +40,15 @@ public sealed class ServerModel
     /// <param name="monitoring">Gradient diagnostics; null turns them off.</param>
     /// <param name="resumeFrom">A verified checkpoint whose weights, optimizer state and version replace version 0; null starts fresh.</param>
     /// <param name="scalingWorkers">Workers of the linear scaling rule when the global minibatch is kept; 0 scales by the workers taking part.</param>
+    /// <param name="offset">Where this model's vector starts in the whole model's (a parameter-server shard's slice,
+    /// <see cref="ParameterShard.Start"/>): reports are read, and broadcasts written, from there. 0 for the whole model.</param>
     /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="totalEpochs"/> is below 1, or an optimizer setting is out of range.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="totalEpochs"/> is below 1, an optimizer setting is out of range, or <paramref name="offset"/> is negative.</exception>
     public ServerModel(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0)
+        TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, int offset = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        Offset = offset;
         ArgumentNullException.ThrowIfNull(initialWeights);
         ArgumentNullException.ThrowIfNull(optimizer);
         if (resumeFrom is not null)
@@ -74,6 +78,9 @@ public sealed class ServerModel
             Version = resumeFrom.Version;
         }
     }
+
+    /// <summary>Where this model's vector starts in the whole model's: reports are read, and broadcasts written, from there (0 unless sharded).</summary>
+    public int Offset { get; }
 
     /// <summary>The master weights (all regions), live.</summary>
     public ParameterVector Weights => _weights;
@@ -121,21 +128,21 @@ public sealed class ServerModel
     /// cache-blocked pass that averages, regularizes and steps. When clipping is on, or on a diagnostics step, the average
     /// is first formed whole, its global norm clips it, and the per-tensor norms are measured around the update.
     /// </summary>
-    /// <param name="reports">Reports of at least the trainable length, in the order they are summed.</param>
+    /// <param name="reports">Reports of at least <see cref="Offset"/> plus the trainable length, in the order they are summed.</param>
     /// <param name="scales">One weight per report (<c>nₖ / Σ n</c>).</param>
     /// <param name="learningRate">The step's rate.</param>
-    /// <param name="copyTo">A full-length vector that receives the new trainable weights, or null.</param>
+    /// <param name="copyTo">A full-length vector that receives the new trainable weights from <see cref="Offset"/> on, or null.</param>
     /// <param name="warnings">Receives the diagnostics' warnings, if any.</param>
     /// <returns>False when the averaged gradient is not finite; the weights are then partly updated.</returns>
     public bool Step(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, float[]? copyTo, Action<string> warnings)
     {
         var every = _monitoring.GradientNormEverySteps;
         var measure = every > 0 && (Version + 1) % every == 0;
-        var target = copyTo is null ? [] : Trainable(copyTo);
+        var target = copyTo is null ? [] : copyTo.AsSpan(Offset, _weights.Layout.TrainableLength);
         if (!measure && _clipNorm <= 0)
-            return Optimizer.StepWeightedAverage(Trainable(_weights.Values), reports, scales, learningRate, target);
+            return Optimizer.StepWeightedAverage(Trainable(_weights.Values), reports, scales, learningRate, target, Offset);
 
-        WeightedSum(reports, scales, 0, _average);
+        WeightedSum(reports, scales, Offset, _average);
         var norm = GradientHealthMonitor.GlobalNorm(_average);
         _clipScale[0] = GradientHealthMonitor.ClipScale(norm, _clipNorm);
         if (_clipScale[0] < 1f) Metrics.DistTrainMetrics.RecordClippedStep();
@@ -158,8 +165,8 @@ public sealed class ServerModel
         var layout = _weights.Layout;
         if (!layout.HasRunningStatistics) return true;
         var statistics = _weights.Values.AsSpan(layout.TrainableLength, layout.WorkerReportLength - layout.TrainableLength);
-        WeightedSum(reports, scales, layout.TrainableLength, statistics);
-        if (copyTo is not null) statistics.CopyTo(copyTo.AsSpan(layout.TrainableLength));
+        WeightedSum(reports, scales, Offset + layout.TrainableLength, statistics);
+        if (copyTo is not null) statistics.CopyTo(copyTo.AsSpan(Offset + layout.TrainableLength));
         return float.IsFinite(TensorPrimitives.Sum(statistics));
     }
 
@@ -217,7 +224,7 @@ public sealed class ServerModel
     /// every tensor the report covers is finite.
     /// </summary>
     public string? FirstNonFiniteTensor(float[] report) =>
-        _weights.Layout.Segments.FirstOrDefault(s => s.Offset + s.Length <= report.Length && !AllFinite(report.AsSpan(s.Offset, s.Length)))?.Name;
+        _weights.Layout.Segments.FirstOrDefault(s => Offset + s.Offset + s.Length <= report.Length && !AllFinite(report.AsSpan(Offset + s.Offset, s.Length)))?.Name;
 
     private static bool AllFinite(ReadOnlySpan<float> values)
     {

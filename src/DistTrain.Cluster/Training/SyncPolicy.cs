@@ -21,7 +21,7 @@ public sealed class SyncPolicy(ServerModel model, WeightsOutbox outbox, IServerO
     protected override int Span(int round) => 1;
 
     /// <inheritdoc />
-    protected override void FillBroadcast(float[] message) => Model.Weights.Values.CopyTo(message, 0);
+    protected override void FillBroadcast(float[] message) => Model.Weights.Values.CopyTo(message, Model.Offset);
 
     /// <inheritdoc />
     protected override string NonFiniteResult => "a NaN or infinite averaged gradient or BatchNorm running statistic";

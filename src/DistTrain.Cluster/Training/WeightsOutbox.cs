@@ -18,11 +18,11 @@ namespace DistTrain.Cluster.Training;
 /// </remarks>
 public sealed class WeightsOutbox
 {
-    private const int SharedSlots = 3;
     private readonly WeightsUpdated[] _shared;
     private readonly bool[] _sharedPublished = new bool[SharedSlots];
     private readonly float[] _initial;
     private readonly int _weightsLength;
+    private readonly int _offset; // where this outbox's weights start in its arrays (a shard's slice of a shared ring)
     private WeightsUpdated?[][] _perWorker = [];
     private int[] _nextPerWorker = [];
     private int _nextShared;
@@ -37,6 +37,37 @@ public sealed class WeightsOutbox
         _initial = (float[])initial.Clone();
         _weightsLength = weightsLength;
         _shared = [.. Enumerable.Range(0, SharedSlots).Select(_ => new WeightsUpdated(0, 0, 0, (float[])_initial.Clone()))];
+    }
+
+    /// <summary>
+    /// Creates a parameter-server shard's outbox over a ring that all the shards share (<see cref="SharedRing"/>): its
+    /// broadcasts carry the whole arrays, of which this shard writes <c>[offset, offset + length)</c>. The shards publish
+    /// the same sequence of broadcasts, so the n-th array of every shard's ring is the same array, complete once every
+    /// shard has published its n-th broadcast; no shard writes it again before every worker has copied it, as above.
+    /// </summary>
+    /// <param name="ring">The shared arrays, from <see cref="SharedRing"/>.</param>
+    /// <param name="offset">The shard's first element.</param>
+    /// <param name="length">Its elements.</param>
+    /// <exception cref="ArgumentException">The ring does not have <see cref="SharedSlots"/> arrays, or the slice does not fit them.</exception>
+    public WeightsOutbox(float[][] ring, int offset, int length)
+    {
+        ArgumentNullException.ThrowIfNull(ring);
+        if (ring.Length != SharedSlots || offset < 0 || length < 0 || ring.Any(a => (long)offset + length > a.Length))
+            throw new ArgumentException($"A shared ring has {SharedSlots} arrays that hold [{offset}, {(long)offset + length}).", nameof(ring));
+        _initial = (float[])ring[0].Clone();
+        _weightsLength = length;
+        _offset = offset;
+        _shared = [.. ring.Select(array => new WeightsUpdated(0, 0, 0, array))];
+    }
+
+    /// <summary>Broadcast arrays in the ring: a broadcast's array is rewritten this many broadcasts later.</summary>
+    public const int SharedSlots = 3;
+
+    /// <summary>The arrays of a ring shared by parameter-server shards, each a copy of <paramref name="initial"/> (the whole vector).</summary>
+    public static float[][] SharedRing(float[] initial)
+    {
+        ArgumentNullException.ThrowIfNull(initial);
+        return [.. Enumerable.Range(0, SharedSlots).Select(_ => (float[])initial.Clone())];
     }
 
     /// <summary>The array the next broadcast will carry; fill it, then call <see cref="PublishShared"/>.</summary>
@@ -90,11 +121,11 @@ public sealed class WeightsOutbox
         for (var k = 1; k <= SharedSlots; k++)
         {
             var slot = (_nextShared + SharedSlots - k) % SharedSlots;
-            if (_sharedPublished[slot] && _shared[slot].Version == version) return _shared[slot].Weights.AsSpan(0, _weightsLength).ToArray();
+            if (_sharedPublished[slot] && _shared[slot].Version == version) return _shared[slot].Weights.AsSpan(_offset, _weightsLength).ToArray();
         }
         foreach (var slots in _perWorker)
             foreach (var message in slots)
-                if (message is not null && message.Version == version) return message.Weights.AsSpan(0, _weightsLength).ToArray();
+                if (message is not null && message.Version == version) return message.Weights.AsSpan(_offset, _weightsLength).ToArray();
         return null;
     }
 
@@ -123,6 +154,6 @@ public sealed class WeightsOutbox
             foreach (var message in slots)
                 if (message is not null) Consider(message);
         var chosen = best ?? same;
-        return chosen is null ? (null, -1) : (chosen.Weights.AsSpan(0, _weightsLength).ToArray(), chosen.Version);
+        return chosen is null ? (null, -1) : (chosen.Weights.AsSpan(_offset, _weightsLength).ToArray(), chosen.Version);
     }
 }
