@@ -99,7 +99,10 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         _shardIndex = shard?.Index ?? -1;
         _checkpoints = checkpoints;
         _optimizerOptions = optimizer;
-        _model = new ServerModel(initialWeights, optimizer, totalEpochs, monitoring, resumeFrom, scalingWorkers, shard?.Offset ?? 0);
+        _model = new ServerModel(initialWeights, optimizer, totalEpochs, monitoring, resumeFrom, scalingWorkers, shard?.Offset ?? 0)
+        {
+            ClipsByShardedNorm = shard is not null && optimizer.GradientClipNorm > 0,
+        };
         _versionBeforeStep = _model.Version;
         _sampleTraceDirectory = monitoring?.SampleTraceDirectory ?? "";
         if (monitoring is { GradientNormEverySteps: > 0 }) Metrics.DistTrainMetrics.WatchLayerHealth(_model.Health);
@@ -125,6 +128,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         for (var i = 0; i < RoundApplied.PoolSize; i++) _freeReports.Push(new RoundApplied(0, 0, 0, 0, 0, default, 0));
         Receive<StartEpoch>(OnStartEpoch);
         Receive<GradientComputed>(OnGradient);
+        Receive<WholeGradientNorm>(OnWholeGradientNorm);
         Receive<WorkerLost>(lost => _policy.RemoveWorker(lost.WorkerIndex));
         Receive<RoundApplied>(returned => _freeReports.Push(returned));
         Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_model.Version, (float[])_model.Weights.Values.Clone())));
@@ -214,17 +218,38 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         }
         finally
         {
-            _roundAllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocatedBefore - _dispatchAllocatedBytes;
-            _dispatchAllocatedBytes = 0;
-            if (_roundClosed)
-            {
-                _lastRoundAllocatedBytes = _roundAllocatedBytes;
-                _roundAllocatedBytes = 0;
-                _roundClosed = false;
-            }
+            CountStepAllocations(allocatedBefore);
         }
         // Outside the measured step: a checkpoint allocates (its header, the hash) and takes I/O time.
         WriteDueCheckpoint();
+    }
+
+    /// <summary>A clipping shard's held-back step goes on with the whole gradient's norm.</summary>
+    private void OnWholeGradientNorm(WholeGradientNorm norm)
+    {
+        var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        try
+        {
+            _policy.ApplyGlobalNorm(norm.Norm);
+        }
+        finally
+        {
+            CountStepAllocations(allocatedBefore);
+        }
+        WriteDueCheckpoint();
+    }
+
+    /// <summary>Adds what a step handler allocated since <paramref name="allocatedBefore"/> to the step's count.</summary>
+    private void CountStepAllocations(long allocatedBefore)
+    {
+        _roundAllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocatedBefore - _dispatchAllocatedBytes;
+        _dispatchAllocatedBytes = 0;
+        if (_roundClosed)
+        {
+            _lastRoundAllocatedBytes = _roundAllocatedBytes;
+            _roundAllocatedBytes = 0;
+            _roundClosed = false;
+        }
     }
 
     /// <summary>
@@ -310,6 +335,8 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     void IServerOutput.MinibatchesLeft(MinibatchesLeft left) => Send(_coordinator, left);
 
     void IServerOutput.WorkerRemoved(WorkerRemoved removed) => Sender.Tell(removed);
+
+    void IServerOutput.ShardSquaredNorm(double squaredNorm) => Send(Context.Parent, new ShardNormPart(_shardIndex, squaredNorm));
 
     void IServerOutput.Warning(string message)
     {

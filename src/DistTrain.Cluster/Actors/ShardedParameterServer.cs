@@ -19,6 +19,12 @@ internal sealed record ShardCheckpoint(int Shard, TrainingCheckpoint Checkpoint)
 /// </summary>
 internal sealed record GetPublishedWeights(long Version) : INoSerializationVerificationNeeded;
 
+/// <summary>A clipping shard's squared norm of its part of a round's averaged gradient, to the sharded server (in process only).</summary>
+internal sealed record ShardNormPart(int Shard, double SquaredNorm) : INoSerializationVerificationNeeded;
+
+/// <summary>The whole averaged gradient's L2 norm, from the sharded server to every shard (in process only).</summary>
+internal sealed record WholeGradientNorm(double Norm) : INoSerializationVerificationNeeded;
+
 /// <summary>
 /// A parameter server of K shards (Cluster:ParameterServerShards): K <see cref="ParameterServer"/> children, each owning a
 /// contiguous slice of the flat vector (<see cref="ParameterShards"/>) with its own master weights, optimizer state and
@@ -51,6 +57,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
     private readonly ShardMerge<RoundApplied> _rounds;
     private readonly ShardMerge<EpochCompleted> _parts;
     private readonly ShardMerge<ShardCheckpoint> _checkpoints;
+    private readonly ShardMerge<ShardNormPart> _norms;
     private IActorRef _coordinator = ActorRefs.Nobody;
     private IActorRef? _snapshotFor;                // the requester of the snapshot being put together
     private WeightsSnapshot?[] _snapshot;
@@ -59,7 +66,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
 
     /// <summary>Creates the server and its shards; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="shards"/> is outside 1..16, or too many for the model.</exception>
-    /// <exception cref="ArgumentException">The mode is not synchronous, or gradient clipping is on.</exception>
+    /// <exception cref="ArgumentException">The mode is not synchronous.</exception>
     public ShardedParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring,
         CheckpointSettings? checkpoints, TrainingCheckpoint? resumeFrom, int scalingWorkers, UpdateSettings? update, int shards)
     {
@@ -68,8 +75,6 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         update ??= UpdateSettings.Sync;
         if (update.Mode != Core.Configuration.TrainingMode.Sync)
             throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is for Training:Mode = Sync only, not {update.Mode}. Use one shard in other modes.");
-        if (optimizer.GradientClipNorm > 0)
-            throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is not possible with Optimizer:GradientClipNorm = {optimizer.GradientClipNorm}. Use one shard, or no clipping.");
         _plan = ParameterShards.Plan(initialWeights.Layout, shards);
         _log.Info("Parameter server in {0}", Describe(initialWeights.Layout, shards, monitoring));
         _initial = new ParameterVector(initialWeights.Layout, (float[])(resumeFrom?.Weights.Values ?? initialWeights.Values).Clone());
@@ -96,6 +101,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         _rounds = new ShardMerge<RoundApplied>(shards);
         _parts = new ShardMerge<EpochCompleted>(shards);
         _checkpoints = new ShardMerge<ShardCheckpoint>(shards);
+        _norms = new ShardMerge<ShardNormPart>(shards);
         _snapshot = new WeightsSnapshot?[shards];
         _lastGood = new float[]?[shards];
         Receive<StartEpoch>(OnStartEpoch);
@@ -103,6 +109,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         Receive<RoundApplied>(OnRoundApplied);
         Receive<EpochCompleted>(OnPartCompleted);
         Receive<ShardCheckpoint>(OnShardCheckpoint);
+        Receive<ShardNormPart>(OnNormPart);
         Receive<WorkerRemoved>(removed => FromLeadShard(removed));
         Receive<MinibatchesLeft>(left => FromLeadShard(left));
         Receive<GetWeights>(_ => _snapshotFor is not null, _ => Stash.Stash());
@@ -224,6 +231,15 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
             l2 += p.L2Penalty;
         }
         _coordinator.Tell(parts[0] with { L1Penalty = l1, L2Penalty = l2 }, Self);
+    }
+
+    private void OnNormPart(ShardNormPart part)
+    {
+        if (!_norms.Add(part.Shard, part, out var parts)) return;
+        // The whole gradient's norm from the shards' parts, summed in shard order (as one server's norm up to rounding).
+        var squares = 0.0;
+        foreach (var p in parts) squares += p.SquaredNorm;
+        Tell(new WholeGradientNorm(Math.Sqrt(squares)));
     }
 
     private void OnShardCheckpoint(ShardCheckpoint part)

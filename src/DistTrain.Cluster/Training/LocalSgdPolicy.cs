@@ -36,7 +36,7 @@ public sealed class LocalSgdPolicy(ServerModel model, WeightsOutbox outbox, ISer
     }
 
     /// <inheritdoc />
-    protected override bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps)
+    protected override bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps, double? globalNorm)
     {
         var finite = Model.AverageModels(reports, scales, steps);
         var next = Outbox.NextShared;

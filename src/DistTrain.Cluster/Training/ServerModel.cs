@@ -82,6 +82,23 @@ public sealed class ServerModel
     /// <summary>Where this model's vector starts in the whole model's: reports are read, and broadcasts written, from there (0 unless sharded).</summary>
     public int Offset { get; }
 
+    /// <summary>
+    /// True for a parameter-server shard with Optimizer:GradientClipNorm: the clipping norm is the whole model's, so each step
+    /// first gives its part (<see cref="AverageSquaredNorm"/>) and then steps with the norm of all parts
+    /// (<see cref="Step"/>'s <c>globalNorm</c>).
+    /// </summary>
+    public bool ClipsByShardedNorm { get; init; }
+
+    /// <summary>
+    /// Forms the weighted average of this model's part of <paramref name="reports"/> (kept for the following
+    /// <see cref="Step"/>) and returns its squared L2 norm, this shard's share of the whole gradient's.
+    /// </summary>
+    public double AverageSquaredNorm(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales)
+    {
+        WeightedSum(reports, scales, Offset, _average);
+        return TensorPrimitives.SumOfSquares<float>(_average);
+    }
+
     /// <summary>The master weights (all regions), live.</summary>
     public ParameterVector Weights => _weights;
 
@@ -133,8 +150,11 @@ public sealed class ServerModel
     /// <param name="learningRate">The step's rate.</param>
     /// <param name="copyTo">A full-length vector that receives the new trainable weights from <see cref="Offset"/> on, or null.</param>
     /// <param name="warnings">Receives the diagnostics' warnings, if any.</param>
+    /// <param name="globalNorm">With <see cref="ClipsByShardedNorm"/>: the whole averaged gradient's L2 norm, from every
+    /// shard's <see cref="AverageSquaredNorm"/> (which formed this shard's average); null otherwise.</param>
     /// <returns>False when the averaged gradient is not finite; the weights are then partly updated.</returns>
-    public bool Step(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, float[]? copyTo, Action<string> warnings)
+    public bool Step(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, float[]? copyTo, Action<string> warnings,
+        double? globalNorm = null)
     {
         var every = _monitoring.GradientNormEverySteps;
         var measure = every > 0 && (Version + 1) % every == 0;
@@ -142,10 +162,10 @@ public sealed class ServerModel
         if (!measure && _clipNorm <= 0)
             return Optimizer.StepWeightedAverage(Trainable(_weights.Values), reports, scales, learningRate, target, Offset);
 
-        WeightedSum(reports, scales, Offset, _average);
-        var norm = GradientHealthMonitor.GlobalNorm(_average);
+        if (globalNorm is null) WeightedSum(reports, scales, Offset, _average);
+        var norm = globalNorm ?? GradientHealthMonitor.GlobalNorm(_average);
         _clipScale[0] = GradientHealthMonitor.ClipScale(norm, _clipNorm);
-        if (_clipScale[0] < 1f) Metrics.DistTrainMetrics.RecordClippedStep();
+        if (_clipScale[0] < 1f && Offset == 0) Metrics.DistTrainMetrics.RecordClippedStep(); // once per step, also when sharded
         if (measure) _weights.Values.CopyTo(_before, 0);
         var finite = Optimizer.StepWeightedAverage(Trainable(_weights.Values), _averageList, _clipScale, learningRate, target);
         if (measure && finite)

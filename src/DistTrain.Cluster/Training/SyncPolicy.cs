@@ -27,10 +27,10 @@ public sealed class SyncPolicy(ServerModel model, WeightsOutbox outbox, IServerO
     protected override string NonFiniteResult => "a NaN or infinite averaged gradient or BatchNorm running statistic";
 
     /// <inheritdoc />
-    protected override bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps)
+    protected override bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps, double? globalNorm)
     {
         var next = Outbox.NextShared;
-        var finite = Model.Step(reports, scales, learningRate, next, Warn);
+        var finite = Model.Step(reports, scales, learningRate, next, Warn, globalNorm);
         if (finite) finite = Model.MergeRunningStatistics(reports, scales, next);
         return finite;
     }

@@ -121,8 +121,6 @@ public static class TrainingOptionsValidator
         Range("Cluster:ParameterServerShards", options.Cluster.ParameterServerShards, 1, 16);
         if (options.Cluster.ParameterServerShards > 1 && options.Training.Mode != TrainingMode.Sync)
             problems.Add($"Cluster:ParameterServerShards = {options.Cluster.ParameterServerShards} is for Training:Mode = Sync only, not {options.Training.Mode}: the asynchronous modes and local SGD run on one shard. Set Cluster:ParameterServerShards to 1, or Training:Mode to Sync.");
-        if (options.Cluster.ParameterServerShards > 1 && options.Optimizer.GradientClipNorm > 0)
-            problems.Add($"Cluster:ParameterServerShards = {options.Cluster.ParameterServerShards} is not possible with Optimizer:GradientClipNorm = {options.Optimizer.GradientClipNorm}: clipping by the global norm needs every shard's part before any shard steps. Set Optimizer:GradientClipNorm to 0, or Cluster:ParameterServerShards to 1.");
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
         Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
         Range("Cluster:HeartbeatIntervalSeconds", options.Cluster.HeartbeatIntervalSeconds, 0.1, 60);
