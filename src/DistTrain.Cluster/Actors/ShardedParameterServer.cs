@@ -36,11 +36,13 @@ internal sealed record WholeGradientNorm(double Norm) : INoSerializationVerifica
 /// <para>The shards step in parallel, each on its own thread of the compute dispatcher; a round ends when the slowest
 /// has stepped (<c>disttrain_parameter_server_shard_round_seconds</c> per shard). In synchronous training every shard
 /// waits for the same reports and applies the same element-wise arithmetic to its slice, so K shards give the same
-/// weights as one, bit for bit (tested).</para>
+/// weights as one, bit for bit (tested). Nothing is copied for them: each reads its slice of the workers' whole reports,
+/// and all write their slices of each broadcast into one shared ring of arrays (<see cref="WeightsOutbox.SharedRing"/>).
+/// Clipping by the global norm takes one more exchange per step: each shard's squared norm of its part of the average
+/// comes here, and the whole norm goes back to every shard (equal to one server's up to the summation order).</para>
 /// <para>Only synchronous training is sharded: the asynchronous modes would need one shard to decide for all which
 /// minibatch a worker gets, and local SGD's reports carry the optimizer state after the weights (docs/architecture.md).
-/// Clipping by the global norm needs every shard's partial norm before any shard steps, and the per-tensor gradient
-/// diagnostics need whole tensors; the first is refused with shards, the second is off (the start-up line says so).</para>
+/// The per-tensor gradient diagnostics need whole tensors and are off (the start-up line says so).</para>
 /// </remarks>
 public sealed class ShardedParameterServer : ReceiveActor, IWithStash
 {
