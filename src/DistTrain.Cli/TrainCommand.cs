@@ -117,7 +117,7 @@ internal static class TrainCommand
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated(
-            $"[bold]DistTrain[/] single-node: {loop.Workers} workers x batch {loop.BatchSizePerWorker}, {loop.Epochs} epochs, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
+            $"[bold]DistTrain[/] single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
         var o = options.Optimizer;
         var rule = o.Kind switch
         {

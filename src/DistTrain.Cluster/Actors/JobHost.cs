@@ -354,7 +354,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
             update: UpdateSettings.From(loop), shards: _options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _workerSteps, completion), "coordinator");
-        _log.Info("Training starts with {0} workers (job {1})", workers.Length, _jobId);
+        _log.Info("Training starts with {0} worker{1} (job {2})", workers.Length, workers.Length == 1 ? "" : "s", _jobId);
         for (var i = 0; i < count; i++) _joined.Add(i);
         foreach (var index in _links.Keys.Where(i => i >= count).Order()) JoinRunningJob(index); // ready, but after a gap
         completion.Task.ContinueWith(t => new Done(t.IsCompletedSuccessfully ? t.Result : null, t.Exception?.GetBaseException()),
