@@ -89,7 +89,7 @@ internal static class TrainCommand
             if (options.Checkpoint.Resume)
                 resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line));
             if (options.Cluster.ParameterServerShards > 1) // refuses, before training, more shards than the model has slices for
-                shards = ShardedParameterServer.Describe(startingWeights.Layout, options.Cluster.ParameterServerShards, options.Monitoring);
+                shards = ShardedParameterServer.Describe(startingWeights.Layout, options.Cluster.ParameterServerShards);
             if (cancellationToken.IsCancellationRequested)
             {
                 CliConsole.Fail("cancelled", "stopped before training started; nothing was written.");

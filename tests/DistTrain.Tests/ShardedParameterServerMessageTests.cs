@@ -2,6 +2,8 @@ using Akka.Actor;
 using Akka.TestKit.Xunit2;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Protocol;
+using Akka.Event;
+using DistTrain.Core.Diagnostics;
 using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
 
@@ -38,10 +40,11 @@ public class ShardedParameterServerMessageTests() : TestKit(TestTimeouts.TestKit
             }, loggingEnabled: false);
     }
 
-    private (IActorRef Server, Akka.TestKit.TestProbe Worker, Akka.TestKit.TestProbe Coordinator, Akka.TestKit.TestProbe Failures) Start(OptimizerOptions optimizer)
+    private (IActorRef Server, Akka.TestKit.TestProbe Worker, Akka.TestKit.TestProbe Coordinator, Akka.TestKit.TestProbe Failures) Start(OptimizerOptions optimizer,
+        MonitoringOptions? monitoring = null)
     {
         var failures = CreateTestProbe();
-        var props = ParameterServer.Props(new ParameterVector(Layout, Ramp()), optimizer, totalEpochs: 1, shards: 2);
+        var props = ParameterServer.Props(new ParameterVector(Layout, Ramp()), optimizer, totalEpochs: 1, monitoring, shards: 2);
         var server = Sys.ActorOf(Props.Create(() => new Parent(props, failures.Ref)));
         var worker = CreateTestProbe();
         var coordinator = CreateTestProbe();
@@ -94,5 +97,23 @@ public class ShardedParameterServerMessageTests() : TestKit(TestTimeouts.TestKit
         Assert.Contains("First tensor with a non-finite gradient: b.weight", error.Message);
         Assert.Equal(0, error.LastGoodVersion);
         Assert.Equal(Ramp(), error.LastGoodWeights);
+    }
+
+    [Fact]
+    public void The_gradient_diagnostics_judge_whole_tensors_from_the_shards_parts()
+    {
+        // a.weight has 32 elements in shard 0 and 8 in shard 1; a gradient of 1 everywhere gives it a norm of √40 = 6.32.
+        var log = CreateTestProbe();
+        Sys.EventStream.Subscribe(log.Ref, typeof(Warning));
+        var monitoring = new MonitoringOptions { GradientNormEverySteps = 1, WarnAfterMeasurements = 1, ExplodingGradientNorm = 1 };
+        var (_, worker, _, _) = Start(new OptimizerOptions { LearningRate = 0.5 }, monitoring);
+        worker.ExpectMsg<WeightsUpdated>();
+        worker.Reply(new GradientComputed(1, 0, 0, 0, 10, 5, [.. Enumerable.Repeat(1f, 64)]));
+        worker.ExpectMsg<WeightsUpdated>();
+        var warnings = log.ReceiveWhile(TimeSpan.FromSeconds(2), m => m is Warning w ? w.Message.ToString()! : null);
+        var exploding = warnings.Where(w => w!.StartsWith("Exploding gradient", StringComparison.Ordinal)).Order().ToList();
+        Assert.Equal(2, exploding.Count);
+        Assert.Contains("a.weight has had a gradient norm above 1 for 1 measurements (now 6.32 at step 1)", exploding[0]);
+        Assert.Contains("b.weight has had a gradient norm above 1 for 1 measurements (now 4.9 at step 1)", exploding[1]);
     }
 }

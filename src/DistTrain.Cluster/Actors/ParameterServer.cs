@@ -99,13 +99,16 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         _shardIndex = shard?.Index ?? -1;
         _checkpoints = checkpoints;
         _optimizerOptions = optimizer;
+        var parent = Context.Parent;
+        var self = Self;
         _model = new ServerModel(initialWeights, optimizer, totalEpochs, monitoring, resumeFrom, scalingWorkers, shard?.Offset ?? 0)
         {
             ClipsByShardedNorm = shard is not null && optimizer.GradientClipNorm > 0,
+            HealthSink = shard is null ? null : (step, squares) => parent.Tell(new ShardHealthPart(shard.Index, step, squares), self),
         };
         _versionBeforeStep = _model.Version;
         _sampleTraceDirectory = monitoring?.SampleTraceDirectory ?? "";
-        if (monitoring is { GradientNormEverySteps: > 0 }) Metrics.DistTrainMetrics.WatchLayerHealth(_model.Health);
+        if (monitoring is { GradientNormEverySteps: > 0 } && shard is null) Metrics.DistTrainMetrics.WatchLayerHealth(_model.Health);
         var wire = shard?.Wire ?? WireLayout.For(_model.Layout, update.Mode, optimizer);
         WeightsOutbox outbox;
         if (shard is not null) outbox = new WeightsOutbox(shard.Ring, shard.Offset, _model.Layout.TotalLength);

@@ -22,6 +22,9 @@ internal sealed record GetPublishedWeights(long Version) : INoSerializationVerif
 /// <summary>A clipping shard's squared norm of its part of a round's averaged gradient, to the sharded server (in process only).</summary>
 internal sealed record ShardNormPart(int Shard, double SquaredNorm) : INoSerializationVerificationNeeded;
 
+/// <summary>A shard's per-tensor sums of squares of one measured step, over its slices of tensors (in process only).</summary>
+internal sealed record ShardHealthPart(int Shard, long Step, TensorSquares[] Squares) : INoSerializationVerificationNeeded;
+
 /// <summary>The whole averaged gradient's L2 norm, from the sharded server to every shard (in process only).</summary>
 internal sealed record WholeGradientNorm(double Norm) : INoSerializationVerificationNeeded;
 
@@ -42,7 +45,8 @@ internal sealed record WholeGradientNorm(double Norm) : INoSerializationVerifica
 /// comes here, and the whole norm goes back to every shard (equal to one server's up to the summation order).</para>
 /// <para>Only synchronous training is sharded: the asynchronous modes would need one shard to decide for all which
 /// minibatch a worker gets, and local SGD's reports carry the optimizer state after the weights (docs/architecture.md).
-/// The per-tensor gradient diagnostics need whole tensors and are off (the start-up line says so).</para>
+/// The per-tensor gradient diagnostics are measured by each shard over its slices of tensors and judged here over the whole
+/// tensors (a tensor's sums of squares are the sums of its parts').</para>
 /// </remarks>
 public sealed class ShardedParameterServer : ReceiveActor, IWithStash
 {
@@ -60,6 +64,10 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
     private readonly ShardMerge<EpochCompleted> _parts;
     private readonly ShardMerge<ShardCheckpoint> _checkpoints;
     private readonly ShardMerge<ShardNormPart> _norms;
+    private readonly ShardMerge<ShardHealthPart> _healthParts;
+    private readonly GradientHealthMonitor? _health;   // the whole tensors' diagnostics, from the shards' parts
+    private readonly int[][] _healthIndex = [];        // per shard: each of its slice tensors' index among the whole ones
+    private readonly TensorSquares[] _squares = [];
     private IActorRef _coordinator = ActorRefs.Nobody;
     private IActorRef? _snapshotFor;                // the requester of the snapshot being put together
     private WeightsSnapshot?[] _snapshot;
@@ -78,7 +86,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         if (update.Mode != Core.Configuration.TrainingMode.Sync)
             throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is for Training:Mode = Sync only, not {update.Mode}. Use one shard in other modes.");
         _plan = ParameterShards.Plan(initialWeights.Layout, shards);
-        _log.Info("Parameter server in {0}", Describe(initialWeights.Layout, shards, monitoring));
+        _log.Info("Parameter server in {0}", Describe(initialWeights.Layout, shards));
         _initial = new ParameterVector(initialWeights.Layout, (float[])(resumeFrom?.Weights.Values ?? initialWeights.Values).Clone());
         _reportLength = initialWeights.Layout.WorkerReportLength;
         _store = checkpoints?.Store;
@@ -90,16 +98,25 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         for (var k = 0; k < shards; k++)
         {
             var shard = _plan[k];
-            // Only shard 0 writes the sample trace; none measures per-tensor norms.
+            // Only shard 0 writes the sample trace. Each measures its slices of tensors on the same steps; this server judges.
             var shardMonitoring = new MonitoringOptions
             {
-                GradientNormEverySteps = 0,
+                GradientNormEverySteps = monitoring?.GradientNormEverySteps ?? 0,
                 SampleTraceDirectory = k == 0 ? monitoring?.SampleTraceDirectory ?? "" : "",
             };
             var props = ParameterServer.ShardProps(shard.Slice(initialWeights), optimizer, totalEpochs, shardMonitoring, checkpoints,
                 resumeFrom is null ? null : shard.Slice(resumeFrom), scalingWorkers, update, new ShardRole(k, shard.Start, wire, ring));
             _shards[k] = Context.ActorOf(props.WithDispatcher(Context.Props.Dispatcher), $"shard-{k}"); // this actor's: the compute dispatcher
         }
+        if (monitoring is { GradientNormEverySteps: > 0 })
+        {
+            _health = new GradientHealthMonitor(layout, monitoring);
+            Metrics.DistTrainMetrics.WatchLayerHealth(_health.Latest);
+            var whole = _health.TensorNames.Select((name, i) => (name, i)).ToDictionary(t => t.name, t => t.i, StringComparer.Ordinal);
+            _healthIndex = [.. _plan.Select(p => p.SliceLayout(layout).Segments.Where(s => s.Trainable).Select(s => whole[s.Name]).ToArray())];
+            _squares = new TensorSquares[whole.Count];
+        }
+        _healthParts = new ShardMerge<ShardHealthPart>(shards);
         _rounds = new ShardMerge<RoundApplied>(shards);
         _parts = new ShardMerge<EpochCompleted>(shards);
         _checkpoints = new ShardMerge<ShardCheckpoint>(shards);
@@ -112,6 +129,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         Receive<EpochCompleted>(OnPartCompleted);
         Receive<ShardCheckpoint>(OnShardCheckpoint);
         Receive<ShardNormPart>(OnNormPart);
+        Receive<ShardHealthPart>(OnHealthPart);
         Receive<WorkerRemoved>(removed => FromLeadShard(removed));
         Receive<MinibatchesLeft>(left => FromLeadShard(left));
         Receive<GetWeights>(_ => _snapshotFor is not null, _ => Stash.Stash());
@@ -131,17 +149,13 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
             scalingWorkers, update, shards));
 
     /// <summary>
-    /// The shards for the start-up output: <c>2 shards of 117,568 and 117,578 weights, stepped in parallel</c>, and, when
-    /// <paramref name="monitoring"/> asks for them, that per-tensor gradient norms are not measured.
+    /// The shards for the start-up output: <c>2 shards of 117,568 and 117,578 weights, stepped in parallel</c>.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">As <see cref="ParameterShards.Plan"/>.</exception>
-    public static string Describe(ParameterLayout layout, int shards, MonitoringOptions? monitoring)
+    public static string Describe(ParameterLayout layout, int shards)
     {
         var lengths = ParameterShards.Plan(layout, shards).Select(p => p.Length.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-        var norms = monitoring is { GradientNormEverySteps: > 0 }
-            ? "; per-tensor gradient norms (Monitoring:GradientNormEverySteps) are not measured, as each shard holds only part of a tensor"
-            : "";
-        return $"{shards} shards of {string.Join(", ", lengths[..^1])} and {lengths[^1]} weights, stepped in parallel{norms}";
+        return $"{shards} shards of {string.Join(", ", lengths[..^1])} and {lengths[^1]} weights, stepped in parallel";
     }
 
     /// <summary>A shard or a join failed: in <see cref="Fail"/>, the exception the coordinator gets.</summary>
@@ -233,6 +247,21 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
             l2 += p.L2Penalty;
         }
         _coordinator.Tell(parts[0] with { L1Penalty = l1, L2Penalty = l2 }, Self);
+    }
+
+    private void OnHealthPart(ShardHealthPart part)
+    {
+        if (_health is null || !_healthParts.Add(part.Shard, part, out var parts)) return;
+        // A tensor cut by a shard boundary has a part in each shard: its sums are the sums of the parts.
+        Array.Clear(_squares);
+        for (var k = 0; k < parts.Length; k++)
+            for (var i = 0; i < parts[k].Squares.Length; i++)
+            {
+                var (g, w, u) = parts[k].Squares[i];
+                var whole = _squares[_healthIndex[k][i]];
+                _squares[_healthIndex[k][i]] = new TensorSquares(whole.Gradient + g, whole.Weight + w, whole.Update + u);
+            }
+        foreach (var warning in _health.Judge(parts[0].Step, _squares)) _log.Warning(warning);
     }
 
     private void OnNormPart(ShardNormPart part)

@@ -90,6 +90,13 @@ public sealed class ServerModel
     public bool ClipsByShardedNorm { get; init; }
 
     /// <summary>
+    /// For a parameter-server shard: receives each measured step's per-tensor sums of squares of its slices of tensors
+    /// (<see cref="GradientHealthMonitor.Squares"/>) with the step's number, instead of this model judging them; the
+    /// sharded server judges the whole tensors. Null (the default) judges here and warns through <see cref="Step"/>.
+    /// </summary>
+    public Action<long, TensorSquares[]>? HealthSink { get; init; }
+
+    /// <summary>
     /// Forms the weighted average of this model's part of <paramref name="reports"/> (kept for the following
     /// <see cref="Step"/>) and returns its squared L2 norm, this shard's share of the whole gradient's.
     /// </summary>
@@ -168,7 +175,8 @@ public sealed class ServerModel
         if (_clipScale[0] < 1f && Offset == 0) Metrics.DistTrainMetrics.RecordClippedStep(); // once per step, also when sharded
         if (measure) _weights.Values.CopyTo(_before, 0);
         var finite = Optimizer.StepWeightedAverage(Trainable(_weights.Values), _averageList, _clipScale, learningRate, target);
-        if (measure && finite)
+        if (measure && finite && HealthSink is { } sink) sink(Version + 1, _health.Squares(_average, _before, _weights.Values));
+        else if (measure && finite)
             foreach (var warning in _health.Measure(Version + 1, _average, _before, _weights.Values))
                 warnings(warning);
         return finite;
