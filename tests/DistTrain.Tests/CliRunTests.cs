@@ -61,7 +61,7 @@ public sealed class CliRunTests : IDisposable
         using var asynchronous = new DistTrainProcess(Train(Config(sharded.Replace("\"Seed\": 3", "\"Seed\": 3, \"Mode\": \"Async\"")), TestData.SubsetDirectory));
         Assert.Equal(2, await asynchronous.WaitAsync(TimeSpan.FromSeconds(60)));
         Assert.Contains("Cluster:ParameterServerShards = 2 (in ", asynchronous.Error);
-        Assert.Contains(") is for Training:Mode = Sync only, not Async", asynchronous.Error);
+        Assert.Contains(") is for Training:Mode Sync and LocalSgd only, not Async", asynchronous.Error);
     }
 
     [Fact]

@@ -161,6 +161,24 @@ public sealed class ShardedParameterServerTests : IDisposable
     }
 
     [Fact]
+    public async Task Local_SGD_with_two_shards_averages_to_one_shards_models_bit_for_bit()
+    {
+        // Each report carries the model and the momentum buffer after it; each shard averages its slice of both.
+        TrainingOptions Local(int shards)
+        {
+            var options = Options(MlpWithBatchNorm(), shards);
+            options.Training.Mode = TrainingMode.LocalSgd;
+            options.Training.LocalSteps = 3;
+            return options;
+        }
+        var expected = await Run(Local(1));
+        var actual = await Run(Local(2));
+        Assert.Equal(20, expected.Version);
+        Compare.Identical(expected.FinalWeights.Values, actual.FinalWeights.Values, "final weights");
+        Assert.Equal(expected.Epochs[^1].TestAccuracy, actual.Epochs[^1].TestAccuracy);
+    }
+
+    [Fact]
     public async Task Two_shards_write_one_shards_checkpoints_and_a_run_resumed_on_the_other_count_matches()
     {
         TrainingOptions WithCheckpoints(int shards, string directory, int epochs, bool resume = false)
@@ -212,7 +230,7 @@ public sealed class ShardedParameterServerTests : IDisposable
         var options = Options(MlpWithBatchNorm(), 2);
         options.Training.Mode = TrainingMode.Async;
         var problems = TrainingOptionsValidator.Validate(options, checkDataDirectory: false);
-        Assert.Contains(problems, p => p.StartsWith("Cluster:ParameterServerShards = 2 is for Training:Mode = Sync only, not Async", StringComparison.Ordinal));
+        Assert.Contains(problems, p => p.StartsWith("Cluster:ParameterServerShards = 2 is for Training:Mode Sync and LocalSgd only, not Async", StringComparison.Ordinal));
     }
 
     [Fact]

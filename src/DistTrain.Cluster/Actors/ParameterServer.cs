@@ -26,7 +26,8 @@ public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, i
 /// <param name="Offset">Its slice's first element in the whole vector (<see cref="ParameterShard.Start"/>).</param>
 /// <param name="Wire">The whole model's message lengths: the shard reads its slice of the workers' whole reports.</param>
 /// <param name="Ring">The broadcast arrays all the shards share (<see cref="WeightsOutbox.SharedRing"/>), each writing its slice.</param>
-public sealed record ShardRole(int Index, int Offset, WireLayout Wire, float[][] Ring);
+/// <param name="WholeLayout">The whole model's layout, which places the optimizer state in local SGD's messages.</param>
+public sealed record ShardRole(int Index, int Offset, WireLayout Wire, float[][] Ring, ParameterLayout WholeLayout);
 
 /// <summary>How the parameter server combines the workers' reports: the mode and its settings (Training:*).</summary>
 /// <param name="Mode">Training:Mode.</param>
@@ -106,6 +107,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
             ClipsByShardedNorm = shard is not null && optimizer.GradientClipNorm > 0,
             HealthSink = shard is null ? null : (step, squares) => parent.Tell(new ShardHealthPart(shard.Index, step, squares), self),
         };
+        if (shard is not null) _model.Whole = (shard.WholeLayout.TotalLength, shard.WholeLayout.WorkerReportLength, shard.WholeLayout.TrainableLength);
         _versionBeforeStep = _model.Version;
         _sampleTraceDirectory = monitoring?.SampleTraceDirectory ?? "";
         if (monitoring is { GradientNormEverySteps: > 0 } && shard is null) Metrics.DistTrainMetrics.WatchLayerHealth(_model.Health);

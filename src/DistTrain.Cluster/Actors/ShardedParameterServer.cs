@@ -83,18 +83,21 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         ArgumentNullException.ThrowIfNull(initialWeights);
         ArgumentNullException.ThrowIfNull(optimizer);
         update ??= UpdateSettings.Sync;
-        if (update.Mode != Core.Configuration.TrainingMode.Sync)
-            throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is for Training:Mode = Sync only, not {update.Mode}. Use one shard in other modes.");
+        if (update.Mode is not (Core.Configuration.TrainingMode.Sync or Core.Configuration.TrainingMode.LocalSgd))
+            throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is for Training:Mode Sync and LocalSgd only, not {update.Mode}. Use one shard in other modes.");
         _plan = ParameterShards.Plan(initialWeights.Layout, shards);
         _log.Info("Parameter server in {0}", Describe(initialWeights.Layout, shards));
         _initial = new ParameterVector(initialWeights.Layout, (float[])(resumeFrom?.Weights.Values ?? initialWeights.Values).Clone());
-        _reportLength = initialWeights.Layout.WorkerReportLength;
         _store = checkpoints?.Store;
         _shardTags = [.. _plan.Select(p => new TagList { { "shard", p.Index.ToString(System.Globalization.CultureInfo.InvariantCulture) }, { "node", Metrics.DistTrainMetrics.Node } })];
         _shards = new IActorRef[shards];
         var layout = initialWeights.Layout;
-        var wire = new WireLayout(layout.TotalLength, layout.WorkerReportLength, 0);
-        var ring = WeightsOutbox.SharedRing(_initial.Values);
+        // The whole model's messages (in local SGD with the optimizer state after the weights, zero until a part starts).
+        var wire = WireLayout.For(layout, update.Mode, optimizer);
+        var first = new float[wire.WeightsLength];
+        _initial.Values.CopyTo(first, 0);
+        var ring = WeightsOutbox.SharedRing(first);
+        _reportLength = wire.ReportLength;
         for (var k = 0; k < shards; k++)
         {
             var shard = _plan[k];
@@ -105,7 +108,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
                 SampleTraceDirectory = k == 0 ? monitoring?.SampleTraceDirectory ?? "" : "",
             };
             var props = ParameterServer.ShardProps(shard.Slice(initialWeights), optimizer, totalEpochs, shardMonitoring, checkpoints,
-                resumeFrom is null ? null : shard.Slice(resumeFrom), scalingWorkers, update, new ShardRole(k, shard.Start, wire, ring));
+                resumeFrom is null ? null : shard.Slice(resumeFrom), scalingWorkers, update, new ShardRole(k, shard.Start, wire, ring, layout));
             _shards[k] = Context.ActorOf(props.WithDispatcher(Context.Props.Dispatcher), $"shard-{k}"); // this actor's: the compute dispatcher
         }
         if (monitoring is { GradientNormEverySteps: > 0 })

@@ -69,6 +69,7 @@ public sealed class ServerModel
         _averageList = [_average];
         _before = _monitoring.GradientNormEverySteps > 0 ? new float[initialWeights.Layout.TotalLength] : [];
         _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
+        Whole = (initialWeights.Layout.TotalLength, initialWeights.Layout.WorkerReportLength, initialWeights.Layout.TrainableLength);
         var trainable = initialWeights.Layout.TrainableLength;
         _groups = ParameterGroups.Ranges(initialWeights.Layout, trainable, optimizer.DecayBiasAndNormParameters);
         Optimizer = Optimizer.Create(optimizer, trainable, _groups);
@@ -88,6 +89,17 @@ public sealed class ServerModel
     /// (<see cref="Step"/>'s <c>globalNorm</c>).
     /// </summary>
     public bool ClipsByShardedNorm { get; init; }
+
+    /// <summary>
+    /// The whole model's lengths, where a shard's messages place the optimizer state after the weights (local SGD,
+    /// <see cref="WireLayout"/>): the whole vector's <see cref="ParameterLayout.TotalLength"/>, its report prefix
+    /// <see cref="ParameterLayout.WorkerReportLength"/> and its <see cref="ParameterLayout.TrainableLength"/>. This model's own
+    /// layout's unless sharded.
+    /// </summary>
+    public (int TotalLength, int ReportLength, int TrainableLength) Whole { get; set; }
+
+    /// <summary>Where state buffer <paramref name="buffer"/> of this model's slice starts in a message whose state follows <paramref name="prefix"/> floats.</summary>
+    public int StateOffset(int prefix, int buffer) => prefix + buffer * Whole.TrainableLength + Offset;
 
     /// <summary>
     /// For a parameter-server shard: receives each measured step's per-tensor sums of squares of its slices of tensors
@@ -209,14 +221,13 @@ public sealed class ServerModel
     {
         var layout = _weights.Layout;
         var prefix = _weights.Values.AsSpan(0, layout.WorkerReportLength);
-        WeightedSum(reports, scales, 0, prefix);
+        WeightedSum(reports, scales, Offset, prefix);
         var finite = float.IsFinite(TensorPrimitives.Sum(prefix));
-        var offset = layout.WorkerReportLength;
+        var buffer = 0;
         foreach (var (_, values) in Optimizer.State)
         {
-            WeightedSum(reports, scales, offset, values);
+            WeightedSum(reports, scales, StateOffset(Whole.ReportLength, buffer++), values);
             finite &= float.IsFinite(TensorPrimitives.Sum(values));
-            offset += values.Length;
         }
         Optimizer.StepCount += steps;
         return finite;
