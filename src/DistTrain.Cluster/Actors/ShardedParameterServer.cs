@@ -43,10 +43,9 @@ internal sealed record WholeGradientNorm(double Norm) : INoSerializationVerifica
 /// and all write their slices of each broadcast into one shared ring of arrays (<see cref="WeightsOutbox.SharedRing"/>).
 /// Clipping by the global norm takes one more exchange per step: each shard's squared norm of its part of the average
 /// comes here, and the whole norm goes back to every shard (equal to one server's up to the summation order).</para>
-/// <para>Only synchronous training is sharded: the asynchronous modes would need one shard to decide for all which
-/// minibatch a worker gets, and local SGD's reports carry the optimizer state after the weights (docs/architecture.md).
-/// The per-tensor gradient diagnostics are measured by each shard over its slices of tensors and judged here over the whole
-/// tensors (a tensor's sums of squares are the sums of its parts').</para>
+/// <para>Synchronous training and local SGD are sharded (local SGD's messages carry the optimizer state after the
+/// weights; each shard reads and writes its slice of both). The asynchronous modes are not: two shards could see two
+/// workers' gradients in different orders (docs/architecture.md).</para>
 /// </remarks>
 public sealed class ShardedParameterServer : ReceiveActor, IWithStash
 {
