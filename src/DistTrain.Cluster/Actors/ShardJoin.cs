@@ -8,8 +8,9 @@ namespace DistTrain.Cluster.Actors;
 /// A worker's side of a <see cref="ShardedParameterServer"/>: the shards take it for the worker. The shards write their
 /// slices of each broadcast into arrays they share (<see cref="Training.WeightsOutbox.SharedRing"/>), so a version's
 /// weights are whole once every shard has published it: the join then passes shard 0's message on to the worker. The
-/// worker's report goes to every shard as it is, and each reads its slice. Nothing is copied on the way, and the worker and
-/// the data plane are the same as with one parameter server.
+/// worker's report goes, as it is, to the sharded server, which hands it to every shard in the order it hands them
+/// everything else; each reads its slice. Nothing is copied on the way, and the worker and the data plane are the same as
+/// with one parameter server.
 /// </summary>
 /// <remarks>
 /// Every shard sends every broadcast in the same order (they run the same rounds), so the n-th message from each shard
@@ -94,6 +95,8 @@ public sealed class ShardJoin : ReceiveActor
                 report.WorkerIndex, report.Gradient.Length, _reportLength);
             return;
         }
-        foreach (var shard in _shards) shard.Tell(report, Self);
+        // Through the sharded server, which hands it to every shard: so every shard sees reports, lost workers and parts
+        // in one order (sent straight to the shards, a report could reach one shard before a worker's loss and another after).
+        Context.Parent.Tell(report, Self);
     }
 }

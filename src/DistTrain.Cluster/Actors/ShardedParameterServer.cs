@@ -127,6 +127,11 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         _lastGood = new float[]?[shards];
         Receive<StartEpoch>(OnStartEpoch);
         Receive<WorkerLost>(lost => Tell(lost));
+        // A worker's report, from its join: to every shard, keeping the join as the sender the shards check.
+        Receive<GradientComputed>(report =>
+        {
+            foreach (var shard in _shards) shard.Forward(report);
+        });
         Receive<RoundApplied>(OnRoundApplied);
         Receive<EpochCompleted>(OnPartCompleted);
         Receive<ShardCheckpoint>(OnShardCheckpoint);
