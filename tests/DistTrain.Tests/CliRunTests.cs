@@ -50,7 +50,7 @@ public sealed class CliRunTests : IDisposable
     }
 
     [Fact]
-    public async Task Parameter_server_shards_are_named_at_start_up_and_refused_in_an_asynchronous_mode_before_training()
+    public async Task Parameter_server_shards_are_named_at_start_up()
     {
         var sharded = Mlp(hidden: 16, workers: 2, batch: 50, epochs: 1, trainLimit: 200).Replace("\"Optimizer\"", "\"Cluster\": { \"ParameterServerShards\": 2 },\n  \"Optimizer\"");
         using var train = new DistTrainProcess(Train(Config(sharded), TestData.SubsetDirectory));
@@ -58,10 +58,6 @@ public sealed class CliRunTests : IDisposable
         // 784·16 + 16 + 16·10 + 10 = 12,730 weights: 6,352 (a multiple of 16) and 6,378.
         Assert.Contains("parameter server in 2 shards of 6,352 and 6,378 weights, stepped in parallel\n", train.Output.ReplaceLineEndings("\n"));
 
-        using var asynchronous = new DistTrainProcess(Train(Config(sharded.Replace("\"Seed\": 3", "\"Seed\": 3, \"Mode\": \"Async\"")), TestData.SubsetDirectory));
-        Assert.Equal(2, await asynchronous.WaitAsync(TimeSpan.FromSeconds(60)));
-        Assert.Contains("Cluster:ParameterServerShards = 2 (in ", asynchronous.Error);
-        Assert.Contains(") is for Training:Mode Sync and LocalSgd only, not Async", asynchronous.Error);
     }
 
     [Fact]

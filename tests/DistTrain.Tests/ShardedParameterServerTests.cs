@@ -225,15 +225,6 @@ public sealed class ShardedParameterServerTests : IDisposable
     }
 
     [Fact]
-    public void Shards_are_refused_in_the_modes_that_are_not_lock_step_synchronous()
-    {
-        var options = Options(MlpWithBatchNorm(), 2);
-        options.Training.Mode = TrainingMode.Async;
-        var problems = TrainingOptionsValidator.Validate(options, checkDataDirectory: false);
-        Assert.Contains(problems, p => p.StartsWith("Cluster:ParameterServerShards = 2 is for Training:Mode Sync and LocalSgd only, not Async", StringComparison.Ordinal));
-    }
-
-    [Fact]
     public async Task Clipping_by_the_global_norm_with_two_shards_uses_the_whole_gradients_norm()
     {
         // Clipping at 0.5 scales most steps down (the averaged gradient's norm starts near 2). Each shard gives the squared

@@ -25,9 +25,9 @@ public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, i
 /// <param name="Index">The shard's index.</param>
 /// <param name="Offset">Its slice's first element in the whole vector (<see cref="ParameterShard.Start"/>).</param>
 /// <param name="Wire">The whole model's message lengths: the shard reads its slice of the workers' whole reports.</param>
-/// <param name="Ring">The broadcast arrays all the shards share (<see cref="WeightsOutbox.SharedRing"/>), each writing its slice.</param>
+/// <param name="Shared">The weights arrays all the shards share, each writing its slice.</param>
 /// <param name="WholeLayout">The whole model's layout, which places the optimizer state in local SGD's messages.</param>
-public sealed record ShardRole(int Index, int Offset, WireLayout Wire, float[][] Ring, ParameterLayout WholeLayout);
+public sealed record ShardRole(int Index, int Offset, WireLayout Wire, SharedWeights Shared, ParameterLayout WholeLayout);
 
 /// <summary>How the parameter server combines the workers' reports: the mode and its settings (Training:*).</summary>
 /// <param name="Mode">Training:Mode.</param>
@@ -113,7 +113,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         if (monitoring is { GradientNormEverySteps: > 0 } && shard is null) Metrics.DistTrainMetrics.WatchLayerHealth(_model.Health);
         var wire = shard?.Wire ?? WireLayout.For(_model.Layout, update.Mode, optimizer);
         WeightsOutbox outbox;
-        if (shard is not null) outbox = new WeightsOutbox(shard.Ring, shard.Offset, _model.Layout.TotalLength);
+        if (shard is not null) outbox = new WeightsOutbox(shard.Shared, shard.Offset, _model.Layout.TotalLength);
         else
         {
             var first = new float[wire.WeightsLength];

@@ -6,7 +6,7 @@ namespace DistTrain.Cluster.Actors;
 
 /// <summary>
 /// A worker's side of a <see cref="ShardedParameterServer"/>: the shards take it for the worker. The shards write their
-/// slices of each broadcast into arrays they share (<see cref="Training.WeightsOutbox.SharedRing"/>), so a version's
+/// slices of each broadcast into arrays they share (<see cref="Training.SharedWeights"/>), so a version's
 /// weights are whole once every shard has published it: the join then passes shard 0's message on to the worker. The
 /// worker's report goes, as it is, to the sharded server, which hands it to every shard in the order it hands them
 /// everything else; each reads its slice. Nothing is copied on the way, and the worker and the data plane are the same as

@@ -40,7 +40,7 @@ internal sealed record WholeGradientNorm(double Norm) : INoSerializationVerifica
 /// has stepped (<c>disttrain_parameter_server_shard_round_seconds</c> per shard). In synchronous training every shard
 /// waits for the same reports and applies the same element-wise arithmetic to its slice, so K shards give the same
 /// weights as one, bit for bit (tested). Nothing is copied for them: each reads its slice of the workers' whole reports,
-/// and all write their slices of each broadcast into one shared ring of arrays (<see cref="WeightsOutbox.SharedRing"/>).
+/// and all write their slices of each broadcast into one shared ring of arrays (<see cref="SharedWeights"/>).
 /// Clipping by the global norm takes one more exchange per step: each shard's squared norm of its part of the average
 /// comes here, and the whole norm goes back to every shard (equal to one server's up to the summation order).</para>
 /// <para>Synchronous training and local SGD are sharded (local SGD's messages carry the optimizer state after the
@@ -75,15 +75,12 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
 
     /// <summary>Creates the server and its shards; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="shards"/> is outside 1..16, or too many for the model.</exception>
-    /// <exception cref="ArgumentException">The mode is not synchronous.</exception>
     public ShardedParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring,
         CheckpointSettings? checkpoints, TrainingCheckpoint? resumeFrom, int scalingWorkers, UpdateSettings? update, int shards)
     {
         ArgumentNullException.ThrowIfNull(initialWeights);
         ArgumentNullException.ThrowIfNull(optimizer);
         update ??= UpdateSettings.Sync;
-        if (update.Mode is not (Core.Configuration.TrainingMode.Sync or Core.Configuration.TrainingMode.LocalSgd))
-            throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is for Training:Mode Sync and LocalSgd only, not {update.Mode}. Use one shard in other modes.");
         _plan = ParameterShards.Plan(initialWeights.Layout, shards);
         _log.Info("Parameter server in {0}", Describe(initialWeights.Layout, shards));
         _initial = new ParameterVector(initialWeights.Layout, (float[])(resumeFrom?.Weights.Values ?? initialWeights.Values).Clone());
@@ -95,7 +92,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         var wire = WireLayout.For(layout, update.Mode, optimizer);
         var first = new float[wire.WeightsLength];
         _initial.Values.CopyTo(first, 0);
-        var ring = WeightsOutbox.SharedRing(first);
+        var shared = new SharedWeights(first);
         _reportLength = wire.ReportLength;
         for (var k = 0; k < shards; k++)
         {
@@ -107,7 +104,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
                 SampleTraceDirectory = k == 0 ? monitoring?.SampleTraceDirectory ?? "" : "",
             };
             var props = ParameterServer.ShardProps(shard.Slice(initialWeights), optimizer, totalEpochs, shardMonitoring, checkpoints,
-                resumeFrom is null ? null : shard.Slice(resumeFrom), scalingWorkers, update, new ShardRole(k, shard.Start, wire, ring, layout));
+                resumeFrom is null ? null : shard.Slice(resumeFrom), scalingWorkers, update, new ShardRole(k, shard.Start, wire, shared, layout));
             _shards[k] = Context.ActorOf(props.WithDispatcher(Context.Props.Dispatcher), $"shard-{k}"); // this actor's: the compute dispatcher
         }
         if (monitoring is { GradientNormEverySteps: > 0 })

@@ -119,8 +119,6 @@ public static class TrainingOptionsValidator
         if (options.Cluster.Compression != Compression.GradientCompression.None && options.Training.Mode == TrainingMode.LocalSgd)
             problems.Add($"Cluster:Compression = {options.Cluster.Compression} does not apply to Training:Mode = LocalSgd, whose workers send their models rather than gradients: set Cluster:Compression to None, or choose another mode.");
         Range("Cluster:ParameterServerShards", options.Cluster.ParameterServerShards, 1, 16);
-        if (options.Cluster.ParameterServerShards > 1 && options.Training.Mode is not (TrainingMode.Sync or TrainingMode.LocalSgd))
-            problems.Add($"Cluster:ParameterServerShards = {options.Cluster.ParameterServerShards} is for Training:Mode Sync and LocalSgd only, not {options.Training.Mode}: the asynchronous modes run on one shard. Set Cluster:ParameterServerShards to 1, or choose Sync or LocalSgd.");
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
         Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
         Range("Cluster:HeartbeatIntervalSeconds", options.Cluster.HeartbeatIntervalSeconds, 0.1, 60);
