@@ -224,6 +224,20 @@ public sealed class ShardedParameterServerTests : IDisposable
         Assert.All(error.LastGoodWeights.Take(layout["0.weight"].Length), w => Assert.Equal(1e20f, w));
     }
 
+    [Theory]
+    [InlineData(TrainingMode.Async)]
+    [InlineData(TrainingMode.BoundedStaleness)]
+    public void Shards_with_clipping_are_refused_in_the_modes_that_apply_each_gradient_as_it_arrives(TrainingMode mode)
+    {
+        var options = Options(MlpWithBatchNorm(), 2);
+        options.Training.Mode = mode;
+        options.Optimizer.GradientClipNorm = 1;
+        var problems = TrainingOptionsValidator.Validate(options, checkDataDirectory: false);
+        Assert.Contains(problems, p => p.StartsWith($"Cluster:ParameterServerShards = 2 is not possible with Optimizer:GradientClipNorm = 1 in Training:Mode {mode}", StringComparison.Ordinal));
+        options.Optimizer.GradientClipNorm = 0;
+        Assert.DoesNotContain(TrainingOptionsValidator.Validate(options, checkDataDirectory: false), p => p.StartsWith("Cluster:ParameterServerShards", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task Clipping_by_the_global_norm_with_two_shards_uses_the_whole_gradients_norm()
     {

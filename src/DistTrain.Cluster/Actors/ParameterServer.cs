@@ -100,14 +100,16 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         _shardIndex = shard?.Index ?? -1;
         _checkpoints = checkpoints;
         _optimizerOptions = optimizer;
+        var whole = shard?.WholeLayout ?? initialWeights.Layout;
         var parent = Context.Parent;
         var self = Self;
         _model = new ServerModel(initialWeights, optimizer, totalEpochs, monitoring, resumeFrom, scalingWorkers, shard?.Offset ?? 0)
         {
-            ClipsByShardedNorm = shard is not null && optimizer.GradientClipNorm > 0,
+            // Only Sync clips at the server with shards (local SGD clips on the workers; the asynchronous modes refuse it).
+            ClipsByShardedNorm = shard is not null && optimizer.GradientClipNorm > 0 && update.Mode == TrainingMode.Sync,
+            Whole = (whole.TotalLength, whole.WorkerReportLength, whole.TrainableLength),
             HealthSink = shard is null ? null : (step, squares) => parent.Tell(new ShardHealthPart(shard.Index, step, squares), self),
         };
-        if (shard is not null) _model.Whole = (shard.WholeLayout.TotalLength, shard.WholeLayout.WorkerReportLength, shard.WholeLayout.TrainableLength);
         _versionBeforeStep = _model.Version;
         _sampleTraceDirectory = monitoring?.SampleTraceDirectory ?? "";
         if (monitoring is { GradientNormEverySteps: > 0 } && shard is null) Metrics.DistTrainMetrics.WatchLayerHealth(_model.Health);
@@ -137,9 +139,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         Receive<WorkerLost>(lost => _policy.RemoveWorker(lost.WorkerIndex));
         Receive<RoundApplied>(returned => _freeReports.Push(returned));
         Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_model.Version, (float[])_model.Weights.Values.Clone())));
-        Receive<GetPublishedWeights>(get => Sender.Tell(_policy.PublishedWeights(get.Version) is { } published
-            ? new WeightsSnapshot(get.Version, published)
-            : new WeightsSnapshot(-1, [])));
+        Receive<GetPublishedWeights>(get => Sender.Tell(new PublishedWeights(get.Version, _policy.PublishedWeights(get.Version))));
     }
 
     /// <summary>Most workers one server accepts (the validated range of Training:Workers).</summary>

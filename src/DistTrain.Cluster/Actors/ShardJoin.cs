@@ -28,6 +28,8 @@ public sealed class ShardJoin : ReceiveActor
     private readonly int _reportLength;
     private readonly WeightsUpdated?[] _pending = new WeightsUpdated?[Pending]; // shard 0's messages not yet complete
     private readonly int[] _received;            // messages received from each shard
+    private readonly int[] _arrived = new int[Pending]; // shards whose n-th message has come, by n mod Pending
+    private readonly (int Epoch, int Round, long Version)[] _keys = new (int, int, long)[Pending]; // the n-th message's position
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private IActorRef _worker = ActorRefs.Nobody;
     private int _sent;                           // broadcasts passed on to the worker
@@ -65,11 +67,18 @@ public sealed class ShardJoin : ReceiveActor
         var n = _received[k]++;
         if (n - _sent >= Pending)
             throw new InvalidOperationException($"Parameter-server shard {k} sent {n - _sent + 1} weights messages that the other shards have not matched; the shards are out of step.");
+        // Every shard's n-th message must be of the same position: else the shards are out of step, and the whole array
+        // would hold slices of different versions. Fail with that rather than hand the worker torn weights.
+        var key = (slice.Epoch, slice.Round, slice.Version);
+        if (_arrived[n % Pending]++ == 0) _keys[n % Pending] = key;
+        else if (_keys[n % Pending] != key)
+            throw new InvalidOperationException($"Parameter-server shard {k} sent weights of epoch {slice.Epoch} round {slice.Round} version {slice.Version} where another shard sent epoch {_keys[n % Pending].Epoch} round {_keys[n % Pending].Round} version {_keys[n % Pending].Version}: the shards are out of step.");
         if (k == 0) _pending[n % Pending] = slice;
         while (EveryShardSent(_sent))
         {
             _worker.Tell(_pending[_sent % Pending], Self);
             _pending[_sent % Pending] = null;
+            _arrived[_sent % Pending] = 0;
             _sent++;
         }
     }

@@ -14,10 +14,13 @@ namespace DistTrain.Cluster.Actors;
 internal sealed record ShardCheckpoint(int Shard, TrainingCheckpoint Checkpoint) : INoSerializationVerificationNeeded;
 
 /// <summary>
-/// Asks a parameter server for the weights it sent out as <see cref="Version"/>, if it still holds them; it answers with a
-/// <see cref="WeightsSnapshot"/>, of version -1 when it does not. In process only.
+/// Asks a parameter server for the weights it sent out as <see cref="Version"/>, if it still holds them; it answers with
+/// <see cref="PublishedWeights"/>. In process only.
 /// </summary>
 internal sealed record GetPublishedWeights(long Version) : INoSerializationVerificationNeeded;
+
+/// <summary>The answer to <see cref="GetPublishedWeights"/>: the weights of <see cref="Version"/>, or null when they are no longer held.</summary>
+internal sealed record PublishedWeights(long Version, float[]? Weights) : INoSerializationVerificationNeeded;
 
 /// <summary>A clipping shard's squared norm of its part of a round's averaged gradient, to the sharded server (in process only).</summary>
 internal sealed record ShardNormPart(int Shard, double SquaredNorm) : INoSerializationVerificationNeeded;
@@ -43,9 +46,9 @@ internal sealed record WholeGradientNorm(double Norm) : INoSerializationVerifica
 /// and all write their slices of each broadcast into one shared ring of arrays (<see cref="SharedWeights"/>).
 /// Clipping by the global norm takes one more exchange per step: each shard's squared norm of its part of the average
 /// comes here, and the whole norm goes back to every shard (equal to one server's up to the summation order).</para>
-/// <para>Synchronous training and local SGD are sharded (local SGD's messages carry the optimizer state after the
-/// weights; each shard reads and writes its slice of both). The asynchronous modes are not: two shards could see two
-/// workers' gradients in different orders (docs/architecture.md).</para>
+/// <para>Every mode is sharded. Everything a shard acts on (parts, lost workers, the workers' reports) comes from this
+/// actor, so every shard sees it in one order and the asynchronous modes' shards make the same decisions. Local SGD's
+/// messages carry the optimizer state after the weights; each shard reads and writes its slice of both.</para>
 /// </remarks>
 public sealed class ShardedParameterServer : ReceiveActor, IWithStash
 {
@@ -75,12 +78,15 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
 
     /// <summary>Creates the server and its shards; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="shards"/> is outside 1..16, or too many for the model.</exception>
+    /// <exception cref="ArgumentException">Gradient clipping in an asynchronous mode.</exception>
     public ShardedParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring,
         CheckpointSettings? checkpoints, TrainingCheckpoint? resumeFrom, int scalingWorkers, UpdateSettings? update, int shards)
     {
         ArgumentNullException.ThrowIfNull(initialWeights);
         ArgumentNullException.ThrowIfNull(optimizer);
         update ??= UpdateSettings.Sync;
+        if (optimizer.GradientClipNorm > 0 && update.Mode is Core.Configuration.TrainingMode.Async or Core.Configuration.TrainingMode.BoundedStaleness)
+            throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is not possible with Optimizer:GradientClipNorm in Training:Mode {update.Mode}. Use one shard, no clipping, or Sync.");
         _plan = ParameterShards.Plan(initialWeights.Layout, shards);
         _log.Info("Parameter server in {0}", Describe(initialWeights.Layout, shards));
         _initial = new ParameterVector(initialWeights.Layout, (float[])(resumeFrom?.Weights.Values ?? initialWeights.Values).Clone());
@@ -139,6 +145,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         Receive<GetWeights>(_ => _snapshotFor is not null, _ => Stash.Stash());
         Receive<GetWeights>(_ => StartSnapshot());
         Receive<WeightsSnapshot>(OnSnapshotPart);
+        Receive<PublishedWeights>(OnPublished);
         Receive<ShardFailed>(OnShardFailed);
         Receive<ReceiveTimeout>(_ => _failure is not null, _ => Fail());
     }
@@ -294,27 +301,38 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
     private void OnSnapshotPart(WeightsSnapshot part)
     {
         var shard = Array.IndexOf(_shards, Sender);
+        if (shard < 0 || _failure is not null || _snapshotFor is null) return;
+        _snapshot[shard] = part;
+        CompleteSnapshot();
+    }
+
+    private void OnPublished(PublishedWeights published)
+    {
+        var shard = Array.IndexOf(_shards, Sender);
         if (shard < 0) return;
-        if (_failure is not null)
+        if (_failure is TrainingDivergedException diverged)
         {
-            if (part.Version >= 0) _lastGood[shard] = part.Weights;
+            // Only the version the failed step started from completes the last good model.
+            if (published.Weights is not null && published.Version == diverged.LastGoodVersion) _lastGood[shard] = published.Weights;
             if (_lastGood.All(w => w is not null)) Fail();
             return;
         }
         if (_snapshotFor is null) return;
-        _snapshot[shard] = part;
+        if (published.Weights is null)
+            throw new InvalidOperationException($"Parameter-server shard {shard} no longer holds weights version {published.Version}, which another shard is at: the shards are out of step, so no whole model can be put together.");
+        _snapshot[shard] = new WeightsSnapshot(published.Version, published.Weights);
+        CompleteSnapshot();
+    }
+
+    /// <summary>Answers the snapshot's asker once every shard's slice is in, all of one version.</summary>
+    private void CompleteSnapshot()
+    {
         if (_snapshot.Any(s => s is null)) return;
         var oldest = _snapshot.Min(s => s!.Version);
-        if (_snapshot.Any(s => s!.Version < 0))
-        {
-            // A shard no longer held the oldest shard's version: no consistent whole exists; the asker's timeout ends it.
-            _log.Warning("The parameter-server shards hold different weights versions and no common one; no weights snapshot is sent.");
-            EndSnapshot();
-            return;
-        }
         if (_snapshot.Any(s => s!.Version != oldest))
         {
-            // Between two messages one shard may have stepped and another not yet: ask the newer ones for the older version.
+            // Between two messages one shard may have stepped and another not yet: ask the newer ones for the older version,
+            // which they still hold (they are never more than a step apart).
             for (var k = 0; k < _shards.Length; k++)
             {
                 if (_snapshot[k]!.Version == oldest) continue;
@@ -323,7 +341,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
             }
             return;
         }
-        _snapshotFor.Tell(new WeightsSnapshot(oldest, Whole(_snapshot.Select(s => s!.Weights).ToArray())), Self);
+        _snapshotFor!.Tell(new WeightsSnapshot(oldest, Whole(_snapshot.Select(s => s!.Weights).ToArray())), Self);
         EndSnapshot();
     }
 
@@ -365,7 +383,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
             var whole = _lastGood.All(w => w is not null) ? Whole(_lastGood) : null;
             throw new TrainingDivergedException(diverged.Message, whole, whole is null ? -1 : diverged.LastGoodVersion);
         }
-        throw failure;
+        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw(); // with the shard's own stack trace
     }
 }
 

@@ -96,7 +96,7 @@ public sealed class ServerModel
     /// <see cref="ParameterLayout.WorkerReportLength"/> and its <see cref="ParameterLayout.TrainableLength"/>. This model's own
     /// layout's unless sharded.
     /// </summary>
-    public (int TotalLength, int ReportLength, int TrainableLength) Whole { get; set; }
+    public (int TotalLength, int ReportLength, int TrainableLength) Whole { get; init; }
 
     /// <summary>Where state buffer <paramref name="buffer"/> of this model's slice starts in a message whose state follows <paramref name="prefix"/> floats.</summary>
     public int StateOffset(int prefix, int buffer) => prefix + buffer * Whole.TrainableLength + Offset;
