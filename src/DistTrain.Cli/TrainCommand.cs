@@ -73,6 +73,7 @@ internal static class TrainCommand
         string runDirectory;
         DistTrain.Core.Tensors.ParameterVector startingWeights;
         TrainingCheckpoint? resumeFrom = null;
+        string? shards = null;
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
@@ -87,6 +88,8 @@ internal static class TrainCommand
             startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line));
             if (options.Checkpoint.Resume)
                 resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line));
+            if (options.Cluster.ParameterServerShards > 1) // refuses, before training, more shards than the model has slices for
+                shards = ShardedParameterServer.Describe(startingWeights.Layout, options.Cluster.ParameterServerShards);
             if (cancellationToken.IsCancellationRequested)
             {
                 CliConsole.Fail("cancelled", "stopped before training started; nothing was written.");
@@ -114,7 +117,7 @@ internal static class TrainCommand
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated(
-            $"[bold]DistTrain[/] single-node: {loop.Workers} workers x batch {loop.BatchSizePerWorker}, {loop.Epochs} epochs, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
+            $"[bold]DistTrain[/] single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
         var o = options.Optimizer;
         var rule = o.Kind switch
         {
@@ -125,6 +128,7 @@ internal static class TrainCommand
         AnsiConsole.MarkupLineInterpolated(
             $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && options.Training.Mode != TrainingMode.Async ? $" x {loop.Workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
         if (options.DescribeCompression() is { } compression) AnsiConsole.MarkupLineInterpolated($"{compression}");
+        if (shards is not null) AnsiConsole.MarkupLineInterpolated($"parameter server in {shards}");
         AnsiConsole.MarkupLineInterpolated(
             $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}{(data.Validation is null ? "" : $"; {data.Validation.Count:N0} validation samples held out")}{(options.Data.Augmentation.Enabled ? $"; augmentation: {options.Data.Augmentation}" : "")}");
         if (!string.IsNullOrEmpty(options.Model.Pretrained))

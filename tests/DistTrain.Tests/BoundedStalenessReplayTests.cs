@@ -40,15 +40,17 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
     private sealed record RecordedRound(int Epoch, int Round, long AppliedTo, RecordedGradient[] Gradients);
 
     [Theory]
-    [InlineData(1, false)]
-    [InlineData(2, false)]
-    [InlineData(2, true)]
-    public async Task BoundedStaleness_equals_a_single_process_replay_of_its_recorded_rounds(int bound, bool stalenessAwareRate)
+    [InlineData(1, false, 1)]
+    [InlineData(2, false, 1)]
+    [InlineData(2, true, 1)]
+    [InlineData(2, false, 2)]
+    public async Task BoundedStaleness_equals_a_single_process_replay_of_its_recorded_rounds(int bound, bool stalenessAwareRate, int parameterServerShards)
     {
         var directory = Path.Combine(Path.GetTempPath(), $"disttrain-bs-replay-{Guid.NewGuid():N}");
         try
         {
             var options = TestData.Options(MlpWithBatchNorm(), workers: Workers, batch: Batch, epochs: Epochs, momentum: 0.9);
+            options.Cluster.ParameterServerShards = parameterServerShards; // every shard applies the same rounds, or the replay differs
             options.Training.Mode = TrainingMode.BoundedStaleness;
             options.Training.StalenessBound = bound;
             options.Training.StalenessAwareLearningRate = stalenessAwareRate;

@@ -50,6 +50,17 @@ public sealed class CliRunTests : IDisposable
     }
 
     [Fact]
+    public async Task Parameter_server_shards_are_named_at_start_up()
+    {
+        var sharded = Mlp(hidden: 16, workers: 2, batch: 50, epochs: 1, trainLimit: 200).Replace("\"Optimizer\"", "\"Cluster\": { \"ParameterServerShards\": 2 },\n  \"Optimizer\"");
+        using var train = new DistTrainProcess(Train(Config(sharded), TestData.SubsetDirectory));
+        Assert.Equal(0, await train.WaitAsync(TimeSpan.FromSeconds(120)));
+        // 784·16 + 16 + 16·10 + 10 = 12,730 weights: 6,352 (a multiple of 16) and 6,378.
+        Assert.Contains("parameter server in 2 shards of 6,352 and 6,378 weights, stepped in parallel\n", train.Output.ReplaceLineEndings("\n"));
+
+    }
+
+    [Fact]
     public async Task A_first_Ctrl_C_stops_at_the_next_step_says_so_and_keeps_the_weights_of_that_step()
     {
         // 1,000 samples in steps of 2 x 2: 250 steps per epoch, so Ctrl-C lands in the middle of a later epoch. 5,000 epochs:

@@ -213,6 +213,28 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.InRange(long.Parse(received.Groups[1].Value.Replace(",", "")), 40_850, 40_850 + 64);
     }
 
+    /// <summary>
+    /// Cluster:ParameterServerShards = 2 in the parameter server's process, behind the data plane, with TopK gradients
+    /// decoded on the way in: the final weights are bit-identical to single-node mode with one shard.
+    /// </summary>
+    [Fact]
+    public async Task Two_parameter_server_shards_across_processes_train_to_the_weights_of_one_shard_in_single_node_mode()
+    {
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 1).Replace("\"Optimizer\"", "\"Cluster\": { \"Compression\": \"TopK\", \"TopKRatio\": 0.1 },\n  \"Optimizer\""));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath);
+        psEnvironment["DISTTRAIN_Cluster__ParameterServerShards"] = "2";
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
+        Assert.Equal(0, await ps.WaitAsync(Guard));
+        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(Guard));
+        Assert.Contains("Parameter server in 2 shards of 12,720 and 12,730 weights, stepped in parallel", ps.Output);
+
+        var single = await SingleProcessWeightsAsync(configPath); // one shard: the environment variable is the cluster's alone
+        var tensors = SafeTensors.Read(FinalWeightsPath());
+        foreach (var segment in single.Layout.Segments)
+            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+    }
+
     [Fact]
     public async Task A_successful_job_ends_in_order_each_worker_joins_once_and_no_node_logs_an_error()
     {

@@ -153,8 +153,10 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.Equal(used.Values.Select(s => s.Length), result.Epochs.Select(e => e.TrainSamples));
     }
 
-    [Fact]
-    public async Task In_cluster_mode_a_lost_worker_is_covered_training_pauses_below_MinWorkers_and_resumes_when_one_joins()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task In_cluster_mode_a_lost_worker_is_covered_training_pauses_below_MinWorkers_and_resumes_when_one_joins(int parameterServerShards)
     {
         var trace = TraceDirectory();
         var (data, model, weights, workers, observer) = ThreeWorkersLosingOne("elastic-worker", trace);
@@ -164,7 +166,7 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         var log = CreateTestProbe();
         Sys.EventStream.Subscribe(log.Ref, typeof(Warning));
         var coordinator = Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3,
-            Traced(trace)), workers, observer, completion));
+            Traced(trace), shards: parameterServerShards), workers, observer, completion));
         // Epoch 2 was planned for 3 workers; the rounds go on without the dead one, and its samples wait for a further
         // part of the epoch, which needs MinWorkers = 3: training pauses there, and says so. A pause is not a stall (the
         // timeout is 20 s, the pause lasts until a worker joins), and nothing completes while it lasts.
@@ -183,21 +185,22 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
     }
 
     [Theory]
-    [InlineData(2, 3)]
-    [InlineData(2, 20)]
-    [InlineData(1, 0)]
-    public async Task A_worker_lost_in_the_middle_of_an_epoch_leaves_every_sample_of_every_epoch_trained_exactly_once(int epoch, int round)
+    [InlineData(2, 3, 1)]
+    [InlineData(2, 20, 1)]
+    [InlineData(1, 0, 1)]
+    [InlineData(2, 3, 2)]
+    public async Task A_worker_lost_in_the_middle_of_an_epoch_leaves_every_sample_of_every_epoch_trained_exactly_once(int epoch, int round, int parameterServerShards)
     {
         // 3 workers of 16 (shards of 333 or 334 samples: 21 rounds per epoch); worker 1 dies when round (epoch, round)'s
         // weights arrive, so that round completes without it and its samples from that round on go to the two others in
         // a further part of the epoch (round 20 is its shard's last; round 0 of epoch 1 is before it trained at all).
         var trace = TraceDirectory();
-        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne($"mid-epoch-worker-{epoch}-{round}", trace, dieAt: (epoch, round));
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne($"mid-epoch-worker-{epoch}-{round}-{parameterServerShards}", trace, dieAt: (epoch, round));
         var completion = new TaskCompletionSource<TrainingResult>();
         var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
             StallTimeout: TimeSpan.FromSeconds(60), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2, GlobalBatchSize: 48);
-        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3, Traced(trace)),
-            workers, observer, completion));
+        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3, Traced(trace),
+            shards: parameterServerShards), workers, observer, completion));
         var result = await completion.Task.WaitAsync(Guard);
         Assert.Equal(3, result.Epochs.Count);
         AssertEverySampleOnce(trace, result, data.Train.Count);

@@ -352,9 +352,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.Monitoring,
             CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
-            update: UpdateSettings.From(loop), configuredOptimizer: _options.Optimizer).WithDispatcher(AkkaSettings.ComputeDispatcher),
+            update: UpdateSettings.From(loop), configuredOptimizer: _options.Optimizer, shards: _options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _workerSteps, completion), "coordinator");
-        _log.Info("Training starts with {0} workers (job {1})", workers.Length, _jobId);
+        _log.Info("Training starts with {0} worker{1} (job {2})", workers.Length, workers.Length == 1 ? "" : "s", _jobId);
         for (var i = 0; i < count; i++) _joined.Add(i);
         foreach (var index in _links.Keys.Where(i => i >= count).Order()) JoinRunningJob(index); // ready, but after a gap
         completion.Task.ContinueWith(t => new Done(t.IsCompletedSuccessfully ? t.Result : null, t.Exception?.GetBaseException()),

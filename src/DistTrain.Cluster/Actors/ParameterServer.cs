@@ -21,6 +21,14 @@ namespace DistTrain.Cluster.Actors;
 public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, int ShardSeed, int BatchSizePerWorker, string JobId = "",
     TrainingMode Mode = TrainingMode.Sync);
 
+/// <summary>What makes a parameter server one shard of a <see cref="ShardedParameterServer"/>.</summary>
+/// <param name="Index">The shard's index.</param>
+/// <param name="Offset">Its slice's first element in the whole vector (<see cref="ParameterShard.Start"/>).</param>
+/// <param name="Wire">The whole model's message lengths: the shard reads its slice of the workers' whole reports.</param>
+/// <param name="Shared">The weights arrays all the shards share, each writing its slice.</param>
+/// <param name="WholeLayout">The whole model's layout, which places the optimizer state in local SGD's messages.</param>
+public sealed record ShardRole(int Index, int Offset, WireLayout Wire, SharedWeights Shared, ParameterLayout WholeLayout);
+
 /// <summary>How the parameter server combines the workers' reports: the mode and its settings (Training:*).</summary>
 /// <param name="Mode">Training:Mode.</param>
 /// <param name="StalenessBound">Training:StalenessBound (BoundedStaleness).</param>
@@ -77,25 +85,44 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     private Metrics.SampleTrace? _sampleTrace;
     private readonly int[] _traceWorkers = new int[MaxWorkers];
     private long _versionBeforeStep; // the weights version the next step is applied to, for the sample trace
+    private readonly int _shardIndex; // -1: the whole vector; else this server is that shard of a ShardedParameterServer
 
-    /// <summary>Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>.</summary>
+    /// <summary>
+    /// Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>. With
+    /// <paramref name="shard"/>, the weights and checkpoint are one shard's slice (<see cref="ShardedParameterServer"/>).
+    /// </summary>
     /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
     public ParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
         CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, UpdateSettings? update = null,
-        OptimizerOptions? configuredOptimizer = null)
+        OptimizerOptions? configuredOptimizer = null, ShardRole? shard = null)
     {
         update ??= UpdateSettings.Sync;
+        _shardIndex = shard?.Index ?? -1;
         _checkpoints = checkpoints;
         _optimizerOptions = optimizer;
-        _model = new ServerModel(initialWeights, optimizer, totalEpochs, monitoring, resumeFrom, scalingWorkers, configuredOptimizer);
+        var whole = shard?.WholeLayout ?? initialWeights.Layout;
+        var parent = Context.Parent;
+        var self = Self;
+        _model = new ServerModel(initialWeights, optimizer, totalEpochs, monitoring, resumeFrom, scalingWorkers, configuredOptimizer, shard?.Offset ?? 0)
+        {
+            // Only Sync clips at the server with shards (local SGD clips on the workers; the asynchronous modes refuse it).
+            ClipsByShardedNorm = shard is not null && optimizer.GradientClipNorm > 0 && update.Mode == TrainingMode.Sync,
+            Whole = (whole.TotalLength, whole.WorkerReportLength, whole.TrainableLength),
+            HealthSink = shard is null ? null : (step, squares) => parent.Tell(new ShardHealthPart(shard.Index, step, squares), self),
+        };
         _versionBeforeStep = _model.Version;
         _sampleTraceDirectory = monitoring?.SampleTraceDirectory ?? "";
-        if (monitoring is { GradientNormEverySteps: > 0 }) Metrics.DistTrainMetrics.WatchLayerHealth(_model.Health);
-        var wire = WireLayout.For(_model.Layout, update.Mode, optimizer);
-        var first = new float[wire.WeightsLength];
-        _model.Weights.Values.CopyTo(first, 0);
-        // Every message starts as the full version-0 vector: frozen tensors are never rewritten after this.
-        var outbox = new WeightsOutbox(first, _model.Layout.TotalLength);
+        if (monitoring is { GradientNormEverySteps: > 0 } && shard is null) Metrics.DistTrainMetrics.WatchLayerHealth(_model.Health);
+        var wire = shard?.Wire ?? WireLayout.For(_model.Layout, update.Mode, optimizer);
+        WeightsOutbox outbox;
+        if (shard is not null) outbox = new WeightsOutbox(shard.Shared, shard.Offset, _model.Layout.TotalLength);
+        else
+        {
+            var first = new float[wire.WeightsLength];
+            _model.Weights.Values.CopyTo(first, 0);
+            // Every message starts as the full version-0 vector: frozen tensors are never rewritten after this.
+            outbox = new WeightsOutbox(first, _model.Layout.TotalLength);
+        }
         var every = checkpoints?.EverySteps ?? -1;
         _policy = update.Mode switch
         {
@@ -108,9 +135,11 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         for (var i = 0; i < RoundApplied.PoolSize; i++) _freeReports.Push(new RoundApplied(0, 0, 0, 0, 0, default, 0));
         Receive<StartEpoch>(OnStartEpoch);
         Receive<GradientComputed>(OnGradient);
+        Receive<WholeGradientNorm>(OnWholeGradientNorm);
         Receive<WorkerLost>(lost => _policy.RemoveWorker(lost.WorkerIndex));
         Receive<RoundApplied>(returned => _freeReports.Push(returned));
         Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_model.Version, (float[])_model.Weights.Values.Clone())));
+        Receive<GetPublishedWeights>(get => Sender.Tell(new PublishedWeights(get.Version, _policy.PublishedWeights(get.Version))));
     }
 
     /// <summary>Most workers one server accepts (the validated range of Training:Workers).</summary>
@@ -146,11 +175,24 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     /// <param name="configuredOptimizer">The run's optimizer settings as configured, when <paramref name="optimizer"/> is the
     /// parameter server's share of them (<see cref="TrainingOptions.ParameterServerOptimizer"/>): the epoch summaries report its
     /// L1 and L2 penalties. Null: <paramref name="optimizer"/>'s.</param>
+    /// <param name="shards">Cluster:ParameterServerShards: above 1, a <see cref="ShardedParameterServer"/> whose shards each
+    /// own a slice of the vector; else one server for the whole vector.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="shards"/> is outside 1..16, or too many for the model.</exception>
     public static Props Props(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
         CheckpointSettings? checkpoints = null, TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, UpdateSettings? update = null,
-        OptimizerOptions? configuredOptimizer = null) =>
-        Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update,
-            configuredOptimizer));
+        OptimizerOptions? configuredOptimizer = null, int shards = 1) =>
+        shards > 1
+            ? ShardedParameterServer.Props(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update, shards,
+                configuredOptimizer)
+            : Akka.Actor.Props.Create(() => new ParameterServer(initialWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update,
+                configuredOptimizer, null));
+
+    /// <summary>Props of a shard of a <see cref="ShardedParameterServer"/>, over its slice's weights and checkpoint.</summary>
+    internal static Props ShardProps(ParameterVector sliceWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring,
+        CheckpointSettings? checkpoints, TrainingCheckpoint? resumeFrom, int scalingWorkers, UpdateSettings? update, OptimizerOptions? configuredOptimizer,
+        ShardRole shard) =>
+        Akka.Actor.Props.Create(() => new ParameterServer(sliceWeights, optimizer, totalEpochs, monitoring, checkpoints, resumeFrom, scalingWorkers, update,
+            configuredOptimizer, shard));
 
     private void OnStartEpoch(StartEpoch start)
     {
@@ -188,17 +230,38 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         }
         finally
         {
-            _roundAllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocatedBefore - _dispatchAllocatedBytes;
-            _dispatchAllocatedBytes = 0;
-            if (_roundClosed)
-            {
-                _lastRoundAllocatedBytes = _roundAllocatedBytes;
-                _roundAllocatedBytes = 0;
-                _roundClosed = false;
-            }
+            CountStepAllocations(allocatedBefore);
         }
         // Outside the measured step: a checkpoint allocates (its header, the hash) and takes I/O time.
         WriteDueCheckpoint();
+    }
+
+    /// <summary>A clipping shard's held-back step goes on with the whole gradient's norm.</summary>
+    private void OnWholeGradientNorm(WholeGradientNorm norm)
+    {
+        var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        try
+        {
+            _policy.ApplyGlobalNorm(norm.Norm);
+        }
+        finally
+        {
+            CountStepAllocations(allocatedBefore);
+        }
+        WriteDueCheckpoint();
+    }
+
+    /// <summary>Adds what a step handler allocated since <paramref name="allocatedBefore"/> to the step's count.</summary>
+    private void CountStepAllocations(long allocatedBefore)
+    {
+        _roundAllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocatedBefore - _dispatchAllocatedBytes;
+        _dispatchAllocatedBytes = 0;
+        if (_roundClosed)
+        {
+            _lastRoundAllocatedBytes = _roundAllocatedBytes;
+            _roundAllocatedBytes = 0;
+            _roundClosed = false;
+        }
     }
 
     /// <summary>
@@ -208,16 +271,31 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     private void WriteDueCheckpoint()
     {
         if (_policy.TakeDueCheckpoint() is not { } position || _checkpoints is not { } settings) return;
-        var checkpoint = new TrainingCheckpoint(_model.Weights, _model.Optimizer.State, _optimizerOptions.Kind, _model.Optimizer.StepCount, _model.Version,
+        // A shard's slice goes to the sharded server, which writes the whole model once every shard's has come; copied,
+        // since this shard steps on before that.
+        var sharded = _shardIndex >= 0;
+        var weights = sharded ? new ParameterVector(_model.Layout, (float[])_model.Weights.Values.Clone()) : _model.Weights;
+        IReadOnlyList<(string Name, float[] Values)> state = sharded
+            ? [.. _model.Optimizer.State.Select(s => (s.Name, (float[])s.Values.Clone()))]
+            : _model.Optimizer.State;
+        var checkpoint = new TrainingCheckpoint(weights, state, _optimizerOptions.Kind, _model.Optimizer.StepCount, _model.Version,
             position.Epoch, position.Round, settings.ShardSeed, position.Workers, settings.BatchSizePerWorker, position.EpochSamples,
             position.EpochLossSum, settings.JobId, _optimizerOptions.StateHyperparameters(), settings.Mode, position.TrainedAhead);
+        if (sharded) Context.Parent.Tell(new ShardCheckpoint(_shardIndex, checkpoint));
+        else _coordinator.Tell(Save(settings.Store, checkpoint, _log), Self);
+    }
+
+    /// <summary>Writes <paramref name="checkpoint"/> into <paramref name="store"/>, logs it, and returns the coordinator's notice of it.</summary>
+    /// <exception cref="IOException">The file could not be written.</exception>
+    internal static CheckpointSaved Save(CheckpointStore store, TrainingCheckpoint checkpoint, ILoggingAdapter log)
+    {
         var started = Stopwatch.GetTimestamp();
-        var path = settings.Store.Save(checkpoint);
+        var path = store.Save(checkpoint);
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
         var bytes = new FileInfo(path).Length;
-        _log.Info("Checkpoint {0}: version {1}, next epoch {2} round {3}, {4:N0} bytes in {5:F1} ms", path, _model.Version,
+        log.Info("Checkpoint {0}: version {1}, next epoch {2} round {3}, {4:N0} bytes in {5:F1} ms", path, checkpoint.Version,
             checkpoint.Epoch, checkpoint.Round, bytes, seconds * 1000);
-        _coordinator.Tell(new CheckpointSaved(path, _model.Version, checkpoint.Epoch, checkpoint.Round, bytes, seconds), Self);
+        return new CheckpointSaved(path, checkpoint.Version, checkpoint.Epoch, checkpoint.Round, bytes, seconds);
     }
 
     /// <summary>
@@ -270,5 +348,12 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
 
     void IServerOutput.WorkerRemoved(WorkerRemoved removed) => Sender.Tell(removed);
 
-    void IServerOutput.Warning(string message) => _log.Warning(message);
+    void IServerOutput.ShardSquaredNorm(double squaredNorm) => Send(Context.Parent, new ShardNormPart(_shardIndex, squaredNorm));
+
+    void IServerOutput.Warning(string message)
+    {
+        // Every shard sees the same rounds and workers, so shard 0's warnings speak for all.
+        if (_shardIndex > 0) _log.Debug("Shard {0}: {1}", _shardIndex, message);
+        else _log.Warning(message);
+    }
 }

@@ -56,8 +56,8 @@ public static class SingleNodeTrainer
         system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = ParameterServer.Props(weights, options.ParameterServerOptimizer(), loop.Epochs, options.Monitoring,
-            CheckpointResume.Settings(options), resumeFrom, update: UpdateSettings.From(loop), configuredOptimizer: options.Optimizer)
-            .WithDispatcher(AkkaSettings.ComputeDispatcher);
+            CheckpointResume.Settings(options), resumeFrom, update: UpdateSettings.From(loop), configuredOptimizer: options.Optimizer,
+            shards: options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var replica = ReplicaSettings.From(options);
         var workers = Enumerable.Range(0, loop.Workers)
             .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed, replica).WithDispatcher(AkkaSettings.ComputeDispatcher))

@@ -97,6 +97,13 @@ public static class DistTrainMetrics
     public static readonly Histogram<double> StepPhaseSeconds = Meter.CreateHistogram<double>("training.step.seconds", "s", "Where a synchronous step's time went.");
 
     /// <summary>
+    /// With Cluster:ParameterServerShards above 1: each shard's round, from sending its slice of a round's weights to having
+    /// stepped its slice, seconds. Tag: shard (0-based). The slowest shard sets the step's pace.
+    /// </summary>
+    public static readonly Histogram<double> ShardRoundSeconds = Meter.CreateHistogram<double>("parameter_server.shard.round.seconds", "s",
+        "A parameter-server shard's round: from its slice of the weights going out to its slice's step.");
+
+    /// <summary>
     /// Staleness of each applied gradient, in weights versions: how many optimizer steps were applied between the version
     /// it was computed on and the step that applied it (0 in synchronous training and local SGD).
     /// </summary>

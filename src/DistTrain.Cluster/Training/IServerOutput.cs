@@ -36,4 +36,12 @@ public interface IServerOutput
 
     /// <summary>A warning for the log (gradient diagnostics).</summary>
     void Warning(string message);
+
+    /// <summary>
+    /// A parameter-server shard that clips by the global norm has formed its part of the round's average: its squared norm
+    /// goes to the sharded server, which answers every shard with the whole norm (<see cref="UpdatePolicy.ApplyGlobalNorm"/>).
+    /// </summary>
+    /// <exception cref="NotSupportedException">The server is not a shard (the default).</exception>
+    void ShardSquaredNorm(double squaredNorm) =>
+        throw new NotSupportedException("Only a parameter-server shard sends its part of the gradient norm.");
 }

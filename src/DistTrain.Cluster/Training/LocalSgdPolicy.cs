@@ -31,27 +31,25 @@ public sealed class LocalSgdPolicy(ServerModel model, WeightsOutbox outbox, ISer
     /// <inheritdoc />
     protected override void FillBroadcast(float[] message)
     {
-        Model.Weights.Values.CopyTo(message, 0);
+        Model.Weights.Values.CopyTo(message, Model.Offset);
         CopyState(message);
     }
 
     /// <inheritdoc />
-    protected override bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps)
+    protected override bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps, double? globalNorm)
     {
         var finite = Model.AverageModels(reports, scales, steps);
         var next = Outbox.NextShared;
-        Model.Weights.Values.AsSpan(0, Model.Layout.WorkerReportLength).CopyTo(next);
+        Model.Weights.Values.AsSpan(0, Model.Layout.WorkerReportLength).CopyTo(next.AsSpan(Model.Offset));
         CopyState(next);
         return finite;
     }
 
     private void CopyState(float[] message)
     {
-        var offset = Model.Layout.TotalLength;
+        // After the whole weights vector, one whole-trainable-length buffer after another (a shard writes its slice of each).
+        var buffer = 0;
         foreach (var (_, values) in Model.Optimizer.State)
-        {
-            values.CopyTo(message, offset);
-            offset += values.Length;
-        }
+            values.CopyTo(message, Model.StateOffset(Model.Whole.TotalLength, buffer++));
     }
 }

@@ -15,6 +15,7 @@ public abstract class LockStepPolicy : UpdatePolicy
     private readonly GradientRound _round = new();
     private readonly float[][] _reports = new float[MaxWorkers][];
     private readonly float[] _scales = new float[MaxWorkers];
+    private (RoundTotals Totals, int Contributors, long UpdateStarted)? _awaitingNorm; // a clipping shard's step, until the whole norm comes
 
     /// <inheritdoc />
     protected LockStepPolicy(ServerModel model, WeightsOutbox outbox, IServerOutput output, WireLayout wire, int checkpointEverySteps,
@@ -37,8 +38,13 @@ public abstract class LockStepPolicy : UpdatePolicy
     /// master weights and into <see cref="WeightsOutbox.NextShared"/>, the next broadcast; <paramref name="steps"/> optimizer
     /// steps of the run at <paramref name="learningRate"/> (the first one's rate).
     /// </summary>
+    /// <param name="reports">The reports, in worker order.</param>
+    /// <param name="scales">Their weights, <c>nᵢ / Σ n</c>.</param>
+    /// <param name="learningRate">The first step's rate.</param>
+    /// <param name="steps">Optimizer steps the reports cover.</param>
+    /// <param name="globalNorm">A clipping shard's whole-model gradient norm (<see cref="ServerModel.ClipsByShardedNorm"/>); else null.</param>
     /// <returns>False when the result is not finite.</returns>
-    protected abstract bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps);
+    protected abstract bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps, double? globalNorm);
 
     /// <summary>What the divergence message calls a bad combined result.</summary>
     protected abstract string NonFiniteResult { get; }
@@ -93,18 +99,40 @@ public abstract class LockStepPolicy : UpdatePolicy
         else if (_round.IsComplete) CompleteRound();
     }
 
-    /// <summary>Every expected report of the round is in: combine, report, start the next round.</summary>
+    /// <summary>
+    /// Every expected report of the round is in: combine, report, start the next round. A shard that clips by the whole
+    /// model's norm first gives its part of it and finishes the round when <see cref="ApplyGlobalNorm"/> brings the whole.
+    /// </summary>
     private void CompleteRound()
     {
-        var part = Part!;
-        var round = _round.Round;
         var updateStarted = Stopwatch.GetTimestamp();
         var totals = _round.Totals();
         var contributors = _round.Contributors(_reports, _scales, totals.Samples);
-        if (!double.IsFinite(totals.LossSum)) Diverged("a NaN or infinite loss", round, Model.Version, Reports());
+        if (!double.IsFinite(totals.LossSum)) Diverged("a NaN or infinite loss", _round.Round, Model.Version, Reports());
+        if (Model.ClipsByShardedNorm)
+        {
+            _awaitingNorm = (totals, contributors, updateStarted);
+            Output.ShardSquaredNorm(Model.AverageSquaredNorm(_reports.AsSpan(0, contributors), _scales.AsSpan(0, contributors)));
+            return;
+        }
+        FinishRound(totals, contributors, updateStarted, null);
+    }
+
+    /// <inheritdoc />
+    public override void ApplyGlobalNorm(double norm)
+    {
+        if (_awaitingNorm is not { } waiting) throw new InvalidOperationException("No round waits for the gradient norm.");
+        _awaitingNorm = null;
+        FinishRound(waiting.Totals, waiting.Contributors, waiting.UpdateStarted, norm);
+    }
+
+    private void FinishRound(RoundTotals totals, int contributors, long updateStarted, double? globalNorm)
+    {
+        var part = Part!;
+        var round = _round.Round;
         var learningRate = Model.LearningRate(part.Epoch, round, part.PlannedSteps, part.ActiveWorkers);
         var steps = Span(round);
-        var finite = Combine(_reports.AsSpan(0, contributors), _scales.AsSpan(0, contributors), (float)learningRate, steps);
+        var finite = Combine(_reports.AsSpan(0, contributors), _scales.AsSpan(0, contributors), (float)learningRate, steps, globalNorm);
         Array.Clear(_reports);
         if (!finite) Diverged(NonFiniteResult, round, Model.Version, Reports());
         var previousVersion = Model.Version;

@@ -45,11 +45,15 @@ public sealed class ServerModel
     /// server's share of them (<see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/>): its L1 and L2 are the
     /// penalties <see cref="RegularizationPenalties"/> reports, also when the workers add those terms to their gradients. Null:
     /// <paramref name="optimizer"/>'s.</param>
+    /// <param name="offset">Where this model's vector starts in the whole model's (a parameter-server shard's slice,
+    /// <see cref="ParameterShard.Start"/>): reports are read, and broadcasts written, from there. 0 for the whole model.</param>
     /// <exception cref="InvalidDataException"><paramref name="resumeFrom"/> does not fit the layout or the optimizer.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="totalEpochs"/> is below 1, or an optimizer setting is out of range.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="totalEpochs"/> is below 1, an optimizer setting is out of range, or <paramref name="offset"/> is negative.</exception>
     public ServerModel(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring = null,
-        TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, OptimizerOptions? configuredOptimizer = null)
+        TrainingCheckpoint? resumeFrom = null, int scalingWorkers = 0, OptimizerOptions? configuredOptimizer = null, int offset = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        Offset = offset;
         ArgumentNullException.ThrowIfNull(initialWeights);
         ArgumentNullException.ThrowIfNull(optimizer);
         if (resumeFrom is not null)
@@ -71,6 +75,7 @@ public sealed class ServerModel
         _averageList = [_average];
         _before = _monitoring.GradientNormEverySteps > 0 ? new float[initialWeights.Layout.TotalLength] : [];
         _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
+        Whole = (initialWeights.Layout.TotalLength, initialWeights.Layout.WorkerReportLength, initialWeights.Layout.TrainableLength);
         var trainable = initialWeights.Layout.TrainableLength;
         _groups = ParameterGroups.Ranges(initialWeights.Layout, trainable, optimizer.DecayBiasAndNormParameters);
         Optimizer = Optimizer.Create(optimizer, trainable, _groups);
@@ -79,6 +84,44 @@ public sealed class ServerModel
             resumeFrom.RestoreOptimizer(Optimizer);
             Version = resumeFrom.Version;
         }
+    }
+
+    /// <summary>Where this model's vector starts in the whole model's: reports are read, and broadcasts written, from there (0 unless sharded).</summary>
+    public int Offset { get; }
+
+    /// <summary>
+    /// True for a parameter-server shard with Optimizer:GradientClipNorm: the clipping norm is the whole model's, so each step
+    /// first gives its part (<see cref="AverageSquaredNorm"/>) and then steps with the norm of all parts
+    /// (<see cref="Step"/>'s <c>globalNorm</c>).
+    /// </summary>
+    public bool ClipsByShardedNorm { get; init; }
+
+    /// <summary>
+    /// The whole model's lengths, where a shard's messages place the optimizer state after the weights (local SGD,
+    /// <see cref="WireLayout"/>): the whole vector's <see cref="ParameterLayout.TotalLength"/>, its report prefix
+    /// <see cref="ParameterLayout.WorkerReportLength"/> and its <see cref="ParameterLayout.TrainableLength"/>. This model's own
+    /// layout's unless sharded.
+    /// </summary>
+    public (int TotalLength, int ReportLength, int TrainableLength) Whole { get; init; }
+
+    /// <summary>Where state buffer <paramref name="buffer"/> of this model's slice starts in a message whose state follows <paramref name="prefix"/> floats.</summary>
+    public int StateOffset(int prefix, int buffer) => prefix + buffer * Whole.TrainableLength + Offset;
+
+    /// <summary>
+    /// For a parameter-server shard: receives each measured step's per-tensor sums of squares of its slices of tensors
+    /// (<see cref="GradientHealthMonitor.Squares"/>) with the step's number, instead of this model judging them; the
+    /// sharded server judges the whole tensors. Null (the default) judges here and warns through <see cref="Step"/>.
+    /// </summary>
+    public Action<long, TensorSquares[]>? HealthSink { get; init; }
+
+    /// <summary>
+    /// Forms the weighted average of this model's part of <paramref name="reports"/> (kept for the following
+    /// <see cref="Step"/>) and returns its squared L2 norm, this shard's share of the whole gradient's.
+    /// </summary>
+    public double AverageSquaredNorm(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales)
+    {
+        WeightedSum(reports, scales, Offset, _average);
+        return TensorPrimitives.SumOfSquares<float>(_average);
     }
 
     /// <summary>The master weights (all regions), live.</summary>
@@ -127,27 +170,31 @@ public sealed class ServerModel
     /// cache-blocked pass that averages, regularizes and steps. When clipping is on, or on a diagnostics step, the average
     /// is first formed whole, its global norm clips it, and the per-tensor norms are measured around the update.
     /// </summary>
-    /// <param name="reports">Reports of at least the trainable length, in the order they are summed.</param>
+    /// <param name="reports">Reports of at least <see cref="Offset"/> plus the trainable length, in the order they are summed.</param>
     /// <param name="scales">One weight per report (<c>nₖ / Σ n</c>).</param>
     /// <param name="learningRate">The step's rate.</param>
-    /// <param name="copyTo">A full-length vector that receives the new trainable weights, or null.</param>
+    /// <param name="copyTo">A full-length vector that receives the new trainable weights from <see cref="Offset"/> on, or null.</param>
     /// <param name="warnings">Receives the diagnostics' warnings, if any.</param>
+    /// <param name="globalNorm">With <see cref="ClipsByShardedNorm"/>: the whole averaged gradient's L2 norm, from every
+    /// shard's <see cref="AverageSquaredNorm"/> (which formed this shard's average); null otherwise.</param>
     /// <returns>False when the averaged gradient is not finite; the weights are then partly updated.</returns>
-    public bool Step(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, float[]? copyTo, Action<string> warnings)
+    public bool Step(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, float[]? copyTo, Action<string> warnings,
+        double? globalNorm = null)
     {
         var every = _monitoring.GradientNormEverySteps;
         var measure = every > 0 && (Version + 1) % every == 0;
-        var target = copyTo is null ? [] : Trainable(copyTo);
+        var target = copyTo is null ? [] : copyTo.AsSpan(Offset, _weights.Layout.TrainableLength);
         if (!measure && _clipNorm <= 0)
-            return Optimizer.StepWeightedAverage(Trainable(_weights.Values), reports, scales, learningRate, target);
+            return Optimizer.StepWeightedAverage(Trainable(_weights.Values), reports, scales, learningRate, target, Offset);
 
-        WeightedSum(reports, scales, 0, _average);
-        var norm = GradientHealthMonitor.GlobalNorm(_average);
+        if (globalNorm is null) WeightedSum(reports, scales, Offset, _average);
+        var norm = globalNorm ?? GradientHealthMonitor.GlobalNorm(_average);
         _clipScale[0] = GradientHealthMonitor.ClipScale(norm, _clipNorm);
-        if (_clipScale[0] < 1f) Metrics.DistTrainMetrics.RecordClippedStep();
+        if (_clipScale[0] < 1f && Offset == 0) Metrics.DistTrainMetrics.RecordClippedStep(); // once per step, also when sharded
         if (measure) _weights.Values.CopyTo(_before, 0);
         var finite = Optimizer.StepWeightedAverage(Trainable(_weights.Values), _averageList, _clipScale, learningRate, target);
-        if (measure && finite)
+        if (measure && finite && HealthSink is { } sink) sink(Version + 1, _health.Squares(_average, _before, _weights.Values));
+        else if (measure && finite)
             foreach (var warning in _health.Measure(Version + 1, _average, _before, _weights.Values))
                 warnings(warning);
         return finite;
@@ -164,8 +211,8 @@ public sealed class ServerModel
         var layout = _weights.Layout;
         if (!layout.HasRunningStatistics) return true;
         var statistics = _weights.Values.AsSpan(layout.TrainableLength, layout.WorkerReportLength - layout.TrainableLength);
-        WeightedSum(reports, scales, layout.TrainableLength, statistics);
-        if (copyTo is not null) statistics.CopyTo(copyTo.AsSpan(layout.TrainableLength));
+        WeightedSum(reports, scales, Offset + layout.TrainableLength, statistics);
+        if (copyTo is not null) statistics.CopyTo(copyTo.AsSpan(Offset + layout.TrainableLength));
         return float.IsFinite(TensorPrimitives.Sum(statistics));
     }
 
@@ -180,14 +227,13 @@ public sealed class ServerModel
     {
         var layout = _weights.Layout;
         var prefix = _weights.Values.AsSpan(0, layout.WorkerReportLength);
-        WeightedSum(reports, scales, 0, prefix);
+        WeightedSum(reports, scales, Offset, prefix);
         var finite = float.IsFinite(TensorPrimitives.Sum(prefix));
-        var offset = layout.WorkerReportLength;
+        var buffer = 0;
         foreach (var (_, values) in Optimizer.State)
         {
-            WeightedSum(reports, scales, offset, values);
+            WeightedSum(reports, scales, StateOffset(Whole.ReportLength, buffer++), values);
             finite &= float.IsFinite(TensorPrimitives.Sum(values));
-            offset += values.Length;
         }
         Optimizer.StepCount += steps;
         return finite;
@@ -224,7 +270,7 @@ public sealed class ServerModel
     /// every tensor the report covers is finite.
     /// </summary>
     public string? FirstNonFiniteTensor(float[] report) =>
-        _weights.Layout.Segments.FirstOrDefault(s => s.Offset + s.Length <= report.Length && !AllFinite(report.AsSpan(s.Offset, s.Length)))?.Name;
+        _weights.Layout.Segments.FirstOrDefault(s => Offset + s.Offset + s.Length <= report.Length && !AllFinite(report.AsSpan(Offset + s.Offset, s.Length)))?.Name;
 
     private static bool AllFinite(ReadOnlySpan<float> values)
     {

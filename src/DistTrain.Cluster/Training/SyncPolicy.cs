@@ -21,16 +21,16 @@ public sealed class SyncPolicy(ServerModel model, WeightsOutbox outbox, IServerO
     protected override int Span(int round) => 1;
 
     /// <inheritdoc />
-    protected override void FillBroadcast(float[] message) => Model.Weights.Values.CopyTo(message, 0);
+    protected override void FillBroadcast(float[] message) => Model.Weights.Values.CopyTo(message, Model.Offset);
 
     /// <inheritdoc />
     protected override string NonFiniteResult => "a NaN or infinite averaged gradient or BatchNorm running statistic";
 
     /// <inheritdoc />
-    protected override bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps)
+    protected override bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps, double? globalNorm)
     {
         var next = Outbox.NextShared;
-        var finite = Model.Step(reports, scales, learningRate, next, Warn);
+        var finite = Model.Step(reports, scales, learningRate, next, Warn, globalNorm);
         if (finite) finite = Model.MergeRunningStatistics(reports, scales, next);
         return finite;
     }

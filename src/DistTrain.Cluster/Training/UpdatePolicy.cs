@@ -196,6 +196,17 @@ public abstract class UpdatePolicy
             : new CheckpointPosition(part.Epoch, nextRound, EpochSamples, EpochLossSum, part.Workers, trainedAhead ?? []);
     }
 
+    /// <summary>
+    /// The whole averaged gradient's norm, which a parameter-server shard that clips by it waits for after giving its part
+    /// (<see cref="IServerOutput.ShardSquaredNorm"/>): the step it holds back is applied now.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No step waits for the norm.</exception>
+    public virtual void ApplyGlobalNorm(double norm) =>
+        throw new InvalidOperationException($"{GetType().Name} has no step waiting for the gradient norm.");
+
+    /// <summary>A copy of the weights this policy sent out as <paramref name="version"/>, if it still holds them (<see cref="WeightsOutbox.Published"/>).</summary>
+    public float[]? PublishedWeights(long version) => Outbox.Published(version);
+
     /// <summary>The checkpoint due after the message just handled, once; null when none is.</summary>
     public CheckpointPosition? TakeDueCheckpoint()
     {

@@ -18,11 +18,12 @@ namespace DistTrain.Cluster.Training;
 /// </remarks>
 public sealed class WeightsOutbox
 {
-    private const int SharedSlots = 3;
     private readonly WeightsUpdated[] _shared;
     private readonly bool[] _sharedPublished = new bool[SharedSlots];
     private readonly float[] _initial;
     private readonly int _weightsLength;
+    private readonly int _offset; // where this outbox's weights start in its arrays (a shard's slice of shared arrays)
+    private readonly SharedWeights? _sharedWeights; // a shard's: the arrays all the shards write their slices into
     private WeightsUpdated?[][] _perWorker = [];
     private int[] _nextPerWorker = [];
     private int _nextShared;
@@ -38,6 +39,32 @@ public sealed class WeightsOutbox
         _weightsLength = weightsLength;
         _shared = [.. Enumerable.Range(0, SharedSlots).Select(_ => new WeightsUpdated(0, 0, 0, (float[])_initial.Clone()))];
     }
+
+    /// <summary>
+    /// Creates a parameter-server shard's outbox over the arrays all the shards share (<see cref="SharedWeights"/>): its
+    /// messages carry the whole arrays, of which this shard writes <c>[offset, offset + length)</c> (in local SGD, its slice
+    /// of each state buffer too). The shards send the same sequence of messages, so the n-th array of every shard's ring
+    /// (or of its two per worker) is the same array, whole once every shard has sent its n-th message; no shard writes it
+    /// again before its worker has copied it, by the rules above.
+    /// </summary>
+    /// <param name="shared">The arrays the shards share.</param>
+    /// <param name="offset">The shard's first element.</param>
+    /// <param name="length">Its elements.</param>
+    /// <exception cref="ArgumentException">The slice does not fit the arrays.</exception>
+    public WeightsOutbox(SharedWeights shared, int offset, int length)
+    {
+        ArgumentNullException.ThrowIfNull(shared);
+        if (offset < 0 || length < 0 || (long)offset + length > shared.Length)
+            throw new ArgumentException($"Shared weights arrays of {shared.Length} floats do not hold [{offset}, {(long)offset + length}).", nameof(shared));
+        _initial = [];
+        _sharedWeights = shared;
+        _weightsLength = length;
+        _offset = offset;
+        _shared = [.. shared.Ring.Select(array => new WeightsUpdated(0, 0, 0, array))];
+    }
+
+    /// <summary>Broadcast arrays in the ring: a broadcast's array is rewritten this many broadcasts later.</summary>
+    public const int SharedSlots = 3;
 
     /// <summary>The array the next broadcast will carry; fill it, then call <see cref="PublishShared"/>.</summary>
     public float[] NextShared => _shared[_nextShared].Weights;
@@ -66,8 +93,8 @@ public sealed class WeightsOutbox
     }
 
     /// <summary>
-    /// A message for worker <paramref name="worker"/> alone, with <paramref name="source"/> copied into the start of its
-    /// array: the weights of <paramref name="version"/>, on which it computes minibatch <paramref name="round"/> of shard
+    /// A message for worker <paramref name="worker"/> alone, with <paramref name="source"/> copied into its array (at this
+    /// outbox's offset): the weights of <paramref name="version"/>, on which it computes minibatch <paramref name="round"/> of shard
     /// <paramref name="shard"/>. Call <see cref="ForWorkers"/> first.
     /// </summary>
     public WeightsUpdated ForWorker(int worker, int epoch, int round, long version, int shard, ReadOnlySpan<float> source)
@@ -75,9 +102,27 @@ public sealed class WeightsOutbox
         var slots = _perWorker[worker];
         var index = _nextPerWorker[worker];
         _nextPerWorker[worker] ^= 1;
-        var message = slots[index] ??= new WeightsUpdated(0, 0, 0, (float[])_initial.Clone());
-        source.CopyTo(message.Weights);
+        var message = slots[index] ??= new WeightsUpdated(0, 0, 0, _sharedWeights?.PerWorker(worker, index) ?? (float[])_initial.Clone());
+        source.CopyTo(message.Weights.AsSpan(_offset));
         return message.Reuse(epoch, round, version, Stopwatch.GetTimestamp(), shard);
+    }
+
+    /// <summary>
+    /// A copy of the weights vector of the newest published message of exactly <paramref name="version"/>, or null when
+    /// none of the messages still held is of it (a parameter-server shard answers with it when another shard's step went
+    /// bad, so the whole model's last good weights can be put together).
+    /// </summary>
+    public float[]? Published(long version)
+    {
+        for (var k = 1; k <= SharedSlots; k++)
+        {
+            var slot = (_nextShared + SharedSlots - k) % SharedSlots;
+            if (_sharedPublished[slot] && _shared[slot].Version == version) return _shared[slot].Weights.AsSpan(_offset, _weightsLength).ToArray();
+        }
+        foreach (var slots in _perWorker)
+            foreach (var message in slots)
+                if (message is not null && message.Version == version) return message.Weights.AsSpan(_offset, _weightsLength).ToArray();
+        return null;
     }
 
     /// <summary>
@@ -105,6 +150,34 @@ public sealed class WeightsOutbox
             foreach (var message in slots)
                 if (message is not null) Consider(message);
         var chosen = best ?? same;
-        return chosen is null ? (null, -1) : (chosen.Weights.AsSpan(0, _weightsLength).ToArray(), chosen.Version);
+        return chosen is null ? (null, -1) : (chosen.Weights.AsSpan(_offset, _weightsLength).ToArray(), chosen.Version);
     }
+}
+
+/// <summary>
+/// The weights arrays that parameter-server shards share (<see cref="WeightsOutbox(SharedWeights, int, int)"/>): the
+/// broadcast ring, and two arrays per worker for the messages to one worker alone, made on first use. Each starts as a
+/// copy of the whole first message, so the frozen tensors, which no shard writes, are right in each.
+/// </summary>
+public sealed class SharedWeights
+{
+    private readonly float[] _initial;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(int Worker, int Slot), float[]> _perWorker = new();
+
+    /// <summary>Creates the arrays from the whole first message (the weights, and in local SGD the optimizer state after them).</summary>
+    public SharedWeights(float[] initial)
+    {
+        ArgumentNullException.ThrowIfNull(initial);
+        _initial = (float[])initial.Clone();
+        Ring = [.. Enumerable.Range(0, WeightsOutbox.SharedSlots).Select(_ => (float[])_initial.Clone())];
+    }
+
+    /// <summary>Floats of each array.</summary>
+    public int Length => _initial.Length;
+
+    /// <summary>The broadcast ring.</summary>
+    public float[][] Ring { get; }
+
+    /// <summary>Array <paramref name="slot"/> (0 or 1) of worker <paramref name="worker"/>'s messages, the same for every shard.</summary>
+    public float[] PerWorker(int worker, int slot) => _perWorker.GetOrAdd((worker, slot), static (_, initial) => (float[])initial.Clone(), _initial);
 }

@@ -171,6 +171,15 @@ public sealed class ClusterOptions
     /// </summary>
     public bool MomentumCorrection { get; set; } = true;
 
+    /// <summary>
+    /// Parameter-server shards: each owns a contiguous slice of the flat parameter vector (its weights, optimizer state and
+    /// step), and the shards step in parallel, each reading its slice of the workers' reports and writing its slice of the
+    /// weights they get. 1 to 16. Default 1. Above 1 in every Training:Mode (without Optimizer:GradientClipNorm in Async and BoundedStaleness); the weights are bit-identical to one
+    /// shard's (with Optimizer:GradientClipNorm equal up to the summation order of the norm). The shards run in the active
+    /// parameter server's process (docs/architecture.md).
+    /// </summary>
+    public int ParameterServerShards { get; set; } = 1;
+
     /// <summary>Workers that must have joined before training starts. 1 to 256. Default 2.</summary>
     public int MinWorkers { get; set; } = 2;
 

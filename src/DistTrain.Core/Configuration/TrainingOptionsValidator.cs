@@ -118,6 +118,10 @@ public static class TrainingOptionsValidator
         Range("Cluster:TopKRatio", options.Cluster.TopKRatio, 0, 1, minExclusive: true);
         if (options.Cluster.Compression != Compression.GradientCompression.None && options.Training.Mode == TrainingMode.LocalSgd)
             problems.Add($"Cluster:Compression = {options.Cluster.Compression} does not apply to Training:Mode = LocalSgd, whose workers send their models rather than gradients: set Cluster:Compression to None, or choose another mode.");
+        Range("Cluster:ParameterServerShards", options.Cluster.ParameterServerShards, 1, 16);
+        if (options.Cluster.ParameterServerShards > 1 && options.Optimizer.GradientClipNorm > 0
+            && options.Training.Mode is TrainingMode.Async or TrainingMode.BoundedStaleness)
+            problems.Add($"Cluster:ParameterServerShards = {options.Cluster.ParameterServerShards} is not possible with Optimizer:GradientClipNorm = {options.Optimizer.GradientClipNorm} in Training:Mode {options.Training.Mode}: clipping by the global norm needs every shard's part before any shard applies a gradient, which only Sync waits for. Set Optimizer:GradientClipNorm to 0, Cluster:ParameterServerShards to 1, or Training:Mode to Sync.");
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
         Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
         Range("Cluster:HeartbeatIntervalSeconds", options.Cluster.HeartbeatIntervalSeconds, 0.1, 60);

@@ -3,6 +3,12 @@ using DistTrain.Core.Tensors;
 
 namespace DistTrain.Core.Diagnostics;
 
+/// <summary>One tensor's sums of squares in one measured step: of its averaged gradient, of its weights after the update, and of the update.</summary>
+/// <param name="Gradient">Σ g².</param>
+/// <param name="Weight">Σ w² after the step.</param>
+/// <param name="Update">Σ (w_after − w_before)².</param>
+public readonly record struct TensorSquares(double Gradient, double Weight, double Update);
+
 /// <summary>Norms of one parameter tensor at one step.</summary>
 /// <param name="Name">Tensor name, e.g. <c>0.weight</c>.</param>
 /// <param name="GradientNorm">L2 norm of the averaged gradient (before clipping).</param>
@@ -78,19 +84,59 @@ public sealed class GradientHealthMonitor
         for (var i = 0; i < _segments.Length; i++)
         {
             var segment = _segments[i];
-            var g = gradient.Slice(segment.Offset, segment.Length);
             var w = after.Slice(segment.Offset, segment.Length);
-            var gradientNorm = (double)TensorPrimitives.Norm(g);
-            var weightNorm = (double)TensorPrimitives.Norm(w);
-            var updateNorm = (double)TensorPrimitives.Distance(w, before.Slice(segment.Offset, segment.Length));
-            Latest[i] = new LayerHealth(segment.Name, gradientNorm, weightNorm, weightNorm > 0 ? updateNorm / weightNorm : 0);
-            _vanishingRun[i] = gradientNorm < _options.VanishingGradientNorm ? _vanishingRun[i] + 1 : 0;
-            _explodingRun[i] = gradientNorm > _options.ExplodingGradientNorm || !double.IsFinite(gradientNorm) ? _explodingRun[i] + 1 : 0;
-            if (_vanishingRun[i] == _options.WarnAfterMeasurements)
-                (warnings ??= []).Add($"Vanishing gradient: {segment.Name} has had a gradient norm below {_options.VanishingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate.");
-            if (_explodingRun[i] == _options.WarnAfterMeasurements)
-                (warnings ??= []).Add($"Exploding gradient: {segment.Name} has had a gradient norm above {_options.ExplodingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.");
+            Record(i, step, TensorPrimitives.Norm(gradient.Slice(segment.Offset, segment.Length)), TensorPrimitives.Norm(w),
+                TensorPrimitives.Distance(w, before.Slice(segment.Offset, segment.Length)), ref warnings);
         }
         return (IReadOnlyList<string>?)warnings ?? [];
+    }
+
+    /// <summary>
+    /// One step's sums of squares per trainable tensor, in layout order, without judging them: a parameter-server shard
+    /// measures its slices of tensors this way, and the whole tensors' norms are the square roots of the shards' sums
+    /// (<see cref="Judge"/>).
+    /// </summary>
+    public TensorSquares[] Squares(ReadOnlySpan<float> gradient, ReadOnlySpan<float> before, ReadOnlySpan<float> after)
+    {
+        var squares = new TensorSquares[_segments.Length];
+        for (var i = 0; i < _segments.Length; i++)
+        {
+            var segment = _segments[i];
+            var w = after.Slice(segment.Offset, segment.Length);
+            var update = TensorPrimitives.Distance(w, before.Slice(segment.Offset, segment.Length));
+            squares[i] = new TensorSquares(TensorPrimitives.SumOfSquares(gradient.Slice(segment.Offset, segment.Length)),
+                TensorPrimitives.SumOfSquares(w), (double)update * update);
+        }
+        return squares;
+    }
+
+    /// <summary>
+    /// Judges one step from each trainable tensor's sums of squares (in layout order, as <see cref="Squares"/>, summed over
+    /// the shards that hold parts of it), as <see cref="Measure"/> does from the vectors.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="squares"/> does not have one entry per trainable tensor.</exception>
+    public IReadOnlyList<string> Judge(long step, ReadOnlySpan<TensorSquares> squares)
+    {
+        if (squares.Length != _segments.Length)
+            throw new ArgumentException($"{squares.Length} tensors measured; the model has {_segments.Length} trainable tensors.", nameof(squares));
+        List<string>? warnings = null;
+        for (var i = 0; i < squares.Length; i++)
+            Record(i, step, Math.Sqrt(squares[i].Gradient), Math.Sqrt(squares[i].Weight), Math.Sqrt(squares[i].Update), ref warnings);
+        return (IReadOnlyList<string>?)warnings ?? [];
+    }
+
+    /// <summary>Names of the trainable tensors, in the order of <see cref="Latest"/>, <see cref="Squares"/> and <see cref="Judge"/>.</summary>
+    public IEnumerable<string> TensorNames => _segments.Select(s => s.Name);
+
+    private void Record(int i, long step, double gradientNorm, double weightNorm, double updateNorm, ref List<string>? warnings)
+    {
+        var segment = _segments[i];
+        Latest[i] = new LayerHealth(segment.Name, gradientNorm, weightNorm, weightNorm > 0 ? updateNorm / weightNorm : 0);
+        _vanishingRun[i] = gradientNorm < _options.VanishingGradientNorm ? _vanishingRun[i] + 1 : 0;
+        _explodingRun[i] = gradientNorm > _options.ExplodingGradientNorm || !double.IsFinite(gradientNorm) ? _explodingRun[i] + 1 : 0;
+        if (_vanishingRun[i] == _options.WarnAfterMeasurements)
+            (warnings ??= []).Add($"Vanishing gradient: {segment.Name} has had a gradient norm below {_options.VanishingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate.");
+        if (_explodingRun[i] == _options.WarnAfterMeasurements)
+            (warnings ??= []).Add($"Exploding gradient: {segment.Name} has had a gradient norm above {_options.ExplodingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.");
     }
 }

@@ -136,19 +136,23 @@ public abstract class Optimizer
     /// <param name="scales">One weight per gradient.</param>
     /// <param name="learningRate">η of this step (already scheduled), finite and ≥ 0.</param>
     /// <param name="copyTo">Empty, or <see cref="Length"/> floats that receive the new weights.</param>
+    /// <param name="gradientOffset">Where in each gradient array this optimizer's parameters start (a parameter-server
+    /// shard reads its slice of the workers' whole reports); 0 by default.</param>
     /// <returns>False when the averaged gradient holds NaN or ±Inf. The update then stops at the first bad block,
     /// so the weights and state are partly updated: the caller must stop training and fall back to the last
     /// weights it published.</returns>
     /// <exception cref="ArgumentException">A length does not fit the optimizer's, or the scales do not match the gradients.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="learningRate"/> is negative or not finite.</exception>
-    public bool StepWeightedAverage(Span<float> weights, ReadOnlySpan<float[]> gradients, ReadOnlySpan<float> scales, float learningRate, Span<float> copyTo)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="learningRate"/> is negative or not finite, or <paramref name="gradientOffset"/> is negative.</exception>
+    public bool StepWeightedAverage(Span<float> weights, ReadOnlySpan<float[]> gradients, ReadOnlySpan<float> scales, float learningRate, Span<float> copyTo,
+        int gradientOffset = 0)
     {
         var length = Length;
+        ArgumentOutOfRangeException.ThrowIfNegative(gradientOffset);
         if (weights.Length != length || (copyTo.Length != 0 && copyTo.Length != length) || gradients.Length != scales.Length || gradients.Length == 0)
             throw new ArgumentException($"{GetType().Name} expects {length} parameters and one scale per gradient; got weights {weights.Length}, copy target {copyTo.Length}, {gradients.Length} gradients and {scales.Length} scales.");
         foreach (var gradient in gradients)
-            if (gradient.Length < length)
-                throw new ArgumentException($"{GetType().Name} expects gradients of at least {length} elements, got {gradient.Length}.");
+            if (gradient.Length < (long)gradientOffset + length)
+                throw new ArgumentException($"{GetType().Name} expects gradients of at least {(long)gradientOffset + length} elements, got {gradient.Length}.");
         if (!float.IsFinite(learningRate) || learningRate < 0)
             throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "The learning rate must be finite and >= 0.");
         _stepCount++;
@@ -160,9 +164,9 @@ public abstract class Optimizer
             var (start, count) = (block.Start, block.Length);
             var g = _average.AsSpan(0, count);
             var w = weights.Slice(start, count);
-            TensorPrimitives.Multiply(gradients[0].AsSpan(start, count), scales[0], g);
+            TensorPrimitives.Multiply(gradients[0].AsSpan(gradientOffset + start, count), scales[0], g);
             for (var k = 1; k < gradients.Length; k++)
-                TensorPrimitives.MultiplyAdd(gradients[k].AsSpan(start, count), scales[k], g, g);
+                TensorPrimitives.MultiplyAdd(gradients[k].AsSpan(gradientOffset + start, count), scales[k], g, g);
             if (!float.IsFinite(TensorPrimitives.Sum(g))) return false;
             if (block.Decay)
             {
