@@ -178,6 +178,23 @@ public sealed class ShardedParameterServerTests : IDisposable
         Assert.Equal(expected.Epochs[^1].TestAccuracy, actual.Epochs[^1].TestAccuracy);
     }
 
+    [Theory]
+    [InlineData(TrainingMode.Async, 1)]
+    [InlineData(TrainingMode.BoundedStaleness, 2)]
+    public async Task The_asynchronous_modes_with_two_shards_reduce_to_one_synchronous_server_weights_and_evaluations_alike(TrainingMode mode, int workers)
+    {
+        // Async with one worker and BoundedStaleness with bound 0 are synchronous training (ModeEquivalenceTests); with two
+        // shards they must still be, and the weights the workers evaluate (the part's last broadcast) must be whole.
+        var sync = await Run(Options(MlpWithBatchNorm(), 1, workers: workers));
+        var options = Options(MlpWithBatchNorm(), 2, workers: workers);
+        options.Training.Mode = mode;
+        options.Training.StalenessBound = 0;
+        var sharded = await Run(options);
+        Assert.Equal(sync.Version, sharded.Version);
+        Compare.Identical(sync.FinalWeights.Values, sharded.FinalWeights.Values, "final weights");
+        Assert.Equal(sync.Epochs.Select(e => (e.TestAccuracy, e.TestLoss)), sharded.Epochs.Select(e => (e.TestAccuracy, e.TestLoss)));
+    }
+
     [Fact]
     public async Task Two_shards_write_one_shards_checkpoints_and_a_run_resumed_on_the_other_count_matches()
     {

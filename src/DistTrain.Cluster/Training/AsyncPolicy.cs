@@ -141,7 +141,7 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
     private void Finish()
     {
         var part = Part!;
-        Model.Weights.Values.CopyTo(Outbox.NextShared, 0);
+        Model.Weights.Values.CopyTo(Outbox.NextShared, Model.Offset); // a shard writes its slice
         Output.Broadcast(Outbox.PublishShared(part.Epoch, _queue.EndRound, Model.Version));
         CompletePart();
     }

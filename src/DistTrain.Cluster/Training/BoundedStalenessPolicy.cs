@@ -256,7 +256,7 @@ public sealed class BoundedStalenessPolicy : UpdatePolicy
     /// <summary>Every round is applied: the final weights go to every worker (for evaluation), and the part ends.</summary>
     private void Finish()
     {
-        Model.Weights.Values.CopyTo(Outbox.NextShared, 0);
+        Model.Weights.Values.CopyTo(Outbox.NextShared, Model.Offset); // a shard writes its slice
         Output.Broadcast(Outbox.PublishShared(Part!.Epoch, _queue.EndRound, Model.Version));
         CompletePart();
     }
