@@ -154,6 +154,30 @@ public class UpdatePolicyTests
     }
 
     [Fact]
+    public void BoundedStaleness_records_the_position_of_the_last_round_when_one_report_completes_two()
+    {
+        // Checkpoints every 2 steps. Worker 0 runs ahead through rounds 1 and 2 (shard 1's round-2 minibatch too) while
+        // worker 1 computes round 1; its report then completes round 1 (version 2: a checkpoint is due) and round 2
+        // (version 3) in one message. The checkpoint is written after the message, of the weights at version 3, so it must
+        // name round 3 as the next: naming round 2 would have a resume apply round 2 a second time.
+        var (model, outbox, output, wire) = Server();
+        var policy = new BoundedStalenessPolicy(model, outbox, output, wire, stalenessBound: 1, stalenessAwareRate: false, checkpointEverySteps: 2);
+        policy.Start(new EpochPart(1, [true, true], [4, 4], 0, 0, MidEpochResumable: true));
+        Assert.Null(policy.Accept(Gradient(0, 0, 0, 10, 1, 1, 1)));
+        Assert.Null(policy.Accept(Gradient(1, 0, 0, 10, 1, 1, 1))); // round 0: version 1
+        Assert.Null(policy.Accept(Gradient(0, 1, 0, 10, 1, 1, 1))); // worker 0's round 1, computed on version 0
+        Assert.Null(policy.Accept(Gradient(0, 2, 1, 10, 1, 1, 1))); // its round 2
+        Assert.Null(policy.Accept(Gradient(0, 2, 1, 10, 1, 1, 1))); // shard 1's round 2: round 2 is complete, round 1 is not
+        Assert.Equal(1, model.Version);
+        Assert.Null(policy.TakeDueCheckpoint());
+        Assert.Null(policy.Accept(Gradient(1, 1, 1, 10, 1, 1, 1))); // rounds 1 and 2
+        Assert.Equal(3, model.Version);
+        var due = policy.TakeDueCheckpoint();
+        Assert.NotNull(due);
+        Assert.Equal((1, 3), (due.Epoch, due.Round));
+    }
+
+    [Fact]
     public void LocalSgd_averages_the_workers_models_by_sample_count()
     {
         var options = new ModelOptions { InputSize = 2, Layers = [new() { Type = LayerTypes.Dense, Units = 1 }] };

@@ -189,7 +189,14 @@ public abstract class UpdatePolicy
         if (_checkpointEverySteps < 0) return;
         var every = _checkpointEverySteps;
         var crossed = every > 0 && Model.Version / every > previousVersion / every;
-        if (!epochDone && !(MidEpochResumable && resumableHere && crossed)) return;
+        // A checkpoint already due from an earlier step of the same message would be written after this step, of these
+        // weights: its position must move on with them (one report can complete several rounds in BoundedStaleness).
+        var earlierDue = _dueCheckpoint is not null;
+        if (!epochDone && !(MidEpochResumable && resumableHere && (crossed || earlierDue)))
+        {
+            _dueCheckpoint = null; // not resumable exactly here: the next crossing writes one
+            return;
+        }
         var part = Part!;
         _dueCheckpoint = epochDone
             ? new CheckpointPosition(part.Epoch + 1, 0, 0, 0, part.Workers, [])
