@@ -89,7 +89,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         if (optimizer.GradientClipNorm > 0 && update.Mode is Core.Configuration.TrainingMode.Async or Core.Configuration.TrainingMode.BoundedStaleness)
             throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is not possible with Optimizer:GradientClipNorm in Training:Mode {update.Mode}. Use one shard, no clipping, or Sync.");
         _plan = ParameterShards.Plan(initialWeights.Layout, shards);
-        _log.Info("Parameter server in {0}", Describe(initialWeights.Layout, shards));
+        _log.Info("Parameter server in {0}", Describe(_plan));
         _initial = new ParameterVector(initialWeights.Layout, (float[])(resumeFrom?.Weights.Values ?? initialWeights.Values).Clone());
         _store = checkpoints?.Store;
         _shardTags = [.. _plan.Select(p => new TagList { { "shard", p.Index.ToString(System.Globalization.CultureInfo.InvariantCulture) }, { "node", Metrics.DistTrainMetrics.Node } })];
@@ -130,12 +130,9 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         _snapshot = new WeightsSnapshot?[shards];
         _lastGood = new float[]?[shards];
         Receive<StartEpoch>(OnStartEpoch);
-        Receive<WorkerLost>(lost => Tell(lost));
+        Receive<WorkerLost>(TellEveryShard);
         // A worker's report, from its join: to every shard, keeping the join as the sender the shards check.
-        Receive<GradientComputed>(report =>
-        {
-            foreach (var shard in _shards) shard.Forward(report);
-        });
+        Receive<GradientComputed>(ForwardToEveryShard);
         Receive<RoundApplied>(OnRoundApplied);
         Receive<EpochCompleted>(OnPartCompleted);
         Receive<ShardCheckpoint>(OnShardCheckpoint);
@@ -165,10 +162,12 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
     /// The shards for the start-up output: <c>2 shards of 117,568 and 117,578 weights, stepped in parallel</c>.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">As <see cref="ParameterShards.Plan"/>.</exception>
-    public static string Describe(ParameterLayout layout, int shards)
+    public static string Describe(ParameterLayout layout, int shards) => Describe(ParameterShards.Plan(layout, shards));
+
+    private static string Describe(ParameterShard[] plan)
     {
-        var lengths = ParameterShards.Plan(layout, shards).Select(p => p.Length.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-        return $"{shards} shards of {string.Join(", ", lengths[..^1])} and {lengths[^1]} weights, stepped in parallel";
+        var lengths = plan.Select(p => p.Length.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        return $"{plan.Length} shards of {string.Join(", ", lengths[..^1])} and {lengths[^1]} weights, stepped in parallel";
     }
 
     /// <summary>A shard or a join failed: in <see cref="Fail"/>, the exception the coordinator gets.</summary>
@@ -189,9 +188,14 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
             return Directive.Stop;
         }, loggingEnabled: false);
 
-    private void Tell(object message)
+    private void TellEveryShard(object message)
     {
         foreach (var shard in _shards) shard.Tell(message, Self);
+    }
+
+    private void ForwardToEveryShard(object message)
+    {
+        foreach (var shard in _shards) shard.Forward(message);
     }
 
     private void FromLeadShard(object message)
@@ -217,7 +221,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
             _joins[i].Tell(new ShardJoin.Worker(start.Workers[i]), Self);
             joins[i] = _joins[i];
         }
-        Tell(start with { Workers = joins });
+        TellEveryShard(start with { Workers = joins });
     }
 
     private void OnRoundApplied(RoundApplied round)
@@ -283,7 +287,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         // The whole gradient's norm from the shards' parts, summed in shard order (as one server's norm up to rounding).
         var squares = 0.0;
         foreach (var p in parts) squares += p.SquaredNorm;
-        Tell(new WholeGradientNorm(Math.Sqrt(squares)));
+        TellEveryShard(new WholeGradientNorm(Math.Sqrt(squares)));
     }
 
     private void OnShardCheckpoint(ShardCheckpoint part)
@@ -297,7 +301,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
     {
         _snapshotFor = Sender;
         Array.Clear(_snapshot);
-        Tell(GetWeights.Instance);
+        TellEveryShard(GetWeights.Instance);
     }
 
     private void OnSnapshotPart(WeightsSnapshot part)
