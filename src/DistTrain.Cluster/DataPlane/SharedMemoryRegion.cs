@@ -298,7 +298,8 @@ internal sealed unsafe class SharedSlots
 
     /// <summary>
     /// The sender's next slot, once the receiver has released the frame last written to it (normally at once: the
-    /// receiver's reader copies a body out as soon as its header arrives).
+    /// receiver's reader copies a body out as soon as its header arrives). Call inside a <see cref="Lease"/>: the wait
+    /// reads the region.
     /// </summary>
     /// <exception cref="IOException">The region was closed while waiting (the connection failed).</exception>
     public int Acquire()

@@ -324,9 +324,11 @@ internal static class TensorFrame
         var bodyBytes = payload.Length + values.Length * sizeof(float);
         if (bodyBytes > slots.SlotBytes)
             throw new IOException($"data plane: a {TypeName(header.Type)} body of {bodyBytes} bytes does not fit the agreed shared-memory slots of {slots.SlotBytes}.");
-        var slot = slots.Acquire();
+        int slot;
+        // The lease spans the wait too: a region disposed meanwhile (the link stopping) stays mapped until this returns.
         using (slots.Lease())
         {
+            slot = slots.Acquire();
             var body = slots.Slot(slot);
             payload.CopyTo(body);
             MemoryMarshal.AsBytes(values).CopyTo(body[payload.Length..]);
