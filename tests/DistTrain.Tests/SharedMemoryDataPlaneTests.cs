@@ -27,35 +27,33 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         base.Dispose(disposing);
     }
 
-    private SharedMemoryRegion Own(SharedMemoryRegion region)
+    private T Own<T>(T resource) where T : IDisposable
     {
-        _resources.Add(region);
-        _resources.Add(new Unlinker(region));
-        return region;
+        _resources.Add(resource);
+        return resource;
     }
 
-    private sealed class Unlinker(SharedMemoryRegion region) : IDisposable
-    {
-        public void Dispose() => region.Unlink();
-    }
-
+    /// <summary>The worker maps the parameter server's memory file through /proc and both see the same slots; neither can
+    /// resize the file (its seals), which would fault the other process's next access.</summary>
     [Fact]
-    public void A_region_opened_from_its_offer_shares_its_slots_with_the_parameter_server_and_its_file_is_owner_only()
+    public void A_region_opened_from_its_offer_shares_its_slots_and_its_size_is_sealed_for_both_processes()
     {
         var server = Own(SharedMemoryRegion.Create(2, 12, 3, 20));
-        Assert.Matches("^/dev/shm/disttrain-[0-9a-f]{32}$", server.Path);
-        if (!OperatingSystem.IsWindows()) Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(server.Path));
+        Assert.Matches($"^/proc/{Environment.ProcessId}/fd/[0-9]+$", server.Path);
         var worker = Own(SharedMemoryRegion.Open(SharedMemoryOffer.Parse(SharedMemoryOffer.Of(server).ToBytes()), weightSlotBytes: 12));
         Assert.Equal((2, 12, 3, 20), (worker.Weights.Count, worker.Weights.SlotBytes, worker.Gradients.Count, worker.Gradients.SlotBytes));
 
         float[] weights = [1.5f, -2f, 3.25f];
         using (server.Lease()) MemoryMarshal.AsBytes(weights.AsSpan()).CopyTo(server.Weights.Slot(1));
         using (worker.Lease()) Assert.Equal(weights, MemoryMarshal.Cast<byte, float>(worker.Weights.Slot(1)).ToArray());
-        using (worker.Lease()) "gradient".Select(c => (byte)c).ToArray().CopyTo(worker.Gradients.Slot(2));
+        using (worker.Lease()) "gradient"u8.CopyTo(worker.Gradients.Slot(2));
         using (server.Lease()) Assert.Equal("gradient"u8.ToArray(), server.Gradients.Slot(2)[..8].ToArray());
 
-        server.Unlink();
-        Assert.False(File.Exists(server.Path)); // both mappings stay valid without the name
+        using var other = new FileStream(server.Path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        var total = SharedMemoryRegion.TotalBytes(2, 12, 3, 20);
+        Assert.Equal(total, other.Length);
+        Assert.Throws<UnauthorizedAccessException>(() => other.SetLength(0)); // EPERM: F_SEAL_SHRINK
+        Assert.Throws<UnauthorizedAccessException>(() => other.SetLength(2 * total)); // EPERM: F_SEAL_GROW
         using (worker.Lease()) Assert.Equal(weights, MemoryMarshal.Cast<byte, float>(worker.Weights.Slot(1)).ToArray());
     }
 
@@ -83,35 +81,39 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
 
     public static TheoryData<string, string> RefusedOffers => new()
     {
-        { "outside /dev/shm", "is not a DistTrain region in /dev/shm" },
-        { "another name", "is not a DistTrain region in /dev/shm" },
-        { "no such file", "does not exist here: the parameter server runs on another host or in another container" },
-        { "a symbolic link", "is a symbolic link" },
-        { "another nonce", "is not the offered region: its nonce differs from the offer's" },
+        { "a path outside /proc", "the offered path is not a process's file descriptor under /proc" },
+        { "a path with a line break after it", "the offered path is not a process's file descriptor under /proc" },
+        { "a process that is not here", "the memory file is not visible here: the parameter server runs on another host or in another container" },
+        { "a file that is not sealed", "the offered file is not a memory file sealed against resizing" },
+        { "another nonce", "the memory file is not the offered region: its nonce differs from the offer's" },
+        { "other slots of the same total size", "the memory file is not the offered region: its slots differ from the offer's" },
         { "weights of another size", "the offer's weight slots hold 16 bytes, this worker's weights are 12" },
-        { "more slots than the file has", "has 12288 bytes where the offered slots need 16384" },
-        { "no slots", "the offer's slots are out of range" },
-        { "too many slots", "the offer's slots are out of range" },
+        { "more slots than the file has", "the memory file has 16384 bytes where the offered slots need 20480" },
+        { "no slots", "the offer's slot counts or sizes are out of range" },
+        { "too many slots", "the offer's slot counts or sizes are out of range" },
     };
 
     /// <summary>A worker maps only the parameter server's own region: each wrong offer is refused with its reason (which
-    /// the worker sends back as its answer) before anything is written, and the real region is untouched.</summary>
+    /// the worker sends back as its answer, so it fits the answer's 126 bytes) before anything is written.</summary>
     [Theory]
     [MemberData(nameof(RefusedOffers))]
     public void A_worker_refuses_an_offer_that_does_not_name_the_parameter_servers_own_region(string what, string reason)
     {
-        var server = Own(SharedMemoryRegion.Create(1, 12, 1, 12));
+        var server = Own(SharedMemoryRegion.Create(2, 12, 1, 12));
         var offer = SharedMemoryOffer.Of(server);
-        var link = $"{SharedMemoryRegion.Directory}/disttrain-{Guid.NewGuid():N}";
+        var plain = Path.GetTempFileName();
         try
         {
+            using var plainFile = new FileStream(plain, FileMode.Open, FileAccess.ReadWrite);
+            plainFile.SetLength(SharedMemoryRegion.TotalBytes(2, 12, 1, 12));
             var bad = what switch
             {
-                "outside /dev/shm" => offer with { Path = "/tmp/" + Path.GetFileName(server.Path) },
-                "another name" => offer with { Path = server.Path + "x" },
-                "no such file" => offer with { Path = $"{SharedMemoryRegion.Directory}/disttrain-{Guid.NewGuid():N}" },
-                "a symbolic link" => offer with { Path = File.CreateSymbolicLink(link, server.Path).FullName },
+                "a path outside /proc" => offer with { Path = "/dev/shm/disttrain-region" },
+                "a path with a line break after it" => offer with { Path = offer.Path + "\n" },
+                "a process that is not here" => offer with { Path = "/proc/999999999/fd/3" },
+                "a file that is not sealed" => offer with { Path = $"/proc/{Environment.ProcessId}/fd/{plainFile.SafeFileHandle.DangerousGetHandle()}" },
                 "another nonce" => offer with { Nonce = new byte[SharedMemoryRegion.NonceBytes] },
+                "other slots of the same total size" => offer with { WeightSlots = 1, GradientSlots = 2 },
                 "weights of another size" => offer with { WeightSlotBytes = 16 },
                 "more slots than the file has" => offer with { GradientSlots = 2 },
                 "no slots" => offer with { WeightSlots = 0 },
@@ -119,13 +121,36 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
                 _ => throw new ArgumentOutOfRangeException(nameof(what)),
             };
             var error = Assert.Throws<IOException>(() => SharedMemoryRegion.Open(bad, weightSlotBytes: 12));
-            Assert.Contains(reason, error.Message);
-            Assert.Equal(SharedMemoryRegion.TotalBytes(1, 12, 1, 12), new FileInfo(server.Path).Length);
+            Assert.Equal(reason, error.Message);
+            Assert.True(new SharedMemoryAnswer(false, error.Message).ToBytes()[1] == error.Message.Length, "the reason is cut in the answer");
         }
         finally
         {
-            File.Delete(link);
+            File.Delete(plain);
         }
+    }
+
+    /// <summary>A gradient write waiting for a slot while its link stops: the region is disposed under the wait (it stays
+    /// mapped until the writer's lease ends) and the writer returns the reason instead of faulting the process.</summary>
+    [Fact]
+    public async Task A_write_waiting_for_a_slot_returns_a_reason_when_the_region_is_disposed_under_it()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+        using var peer = listener.AcceptSocket();
+        var connection = Own(new DataPlaneConnection(client, new NetworkStream(client), "peer"));
+        var region = SharedMemoryRegion.Create(1, 8, 1, 8);
+        var header = TensorFrame.For(new WeightsUpdated(1, 0, 1, [1f, 2f]));
+        Assert.Null(TensorFrame.TryWrite(connection, header, [1f, 2f], region.Weights)); // slot 0, never released
+
+        var waiting = Task.Run(() => TensorFrame.TryWrite(connection, header, [3f, 4f], region.Weights));
+        await Task.Delay(200);
+        Assert.False(waiting.IsCompleted);
+        region.Dispose();
+        Assert.Contains("closed while waiting for a shared-memory slot", await waiting.WaitAsync(Wait));
+        Assert.Contains("Cannot access a", TensorFrame.TryWrite(connection, header, [5f, 6f], region.Weights)); // disposed: a reason, no fault
     }
 
     [Fact]
@@ -206,18 +231,12 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
     }
 
     /// <summary>Weights and gradients between two real links on one host: the bodies go through the region and the
-    /// socket carries the 56-byte headers only, the values arrive exactly, and the region's file is unlinked once the
-    /// worker has answered.</summary>
+    /// socket carries the 56-byte headers only, and the values arrive exactly.</summary>
     [Fact]
     public async Task Links_on_one_host_agree_on_shared_memory_and_tensors_cross_it_with_only_their_headers_on_the_socket()
     {
-        var logs = CreateTestProbe();
-        Sys.EventStream.Subscribe(logs.Ref, typeof(Akka.Event.Info));
-        var (worker, serverSide, parameterServer) = await LinkedPairAsync(serverOffers: true, workerAccepts: true);
-        var agreed = (string)logs.FishForMessage<Akka.Event.Info>(info => info.Message.ToString()!.Contains("go through shared memory (/dev/shm/"), Wait)
-            .Message.ToString()!;
-        var path = System.Text.RegularExpressions.Regex.Match(agreed, "/dev/shm/disttrain-[0-9a-f]{32}").Value;
-        Assert.False(File.Exists(path)); // unlinked once the worker answered; both mappings live on
+        var (worker, serverSide, parameterServer) = await EventFilter.Info(contains: "weights and gradients go through shared memory (/proc/")
+            .ExpectOneAsync(() => LinkedPairAsync(serverOffers: true, workerAccepts: true));
 
         for (var version = 6L; version < 11; version++) // more steps than either direction has slots
         {

@@ -12,8 +12,8 @@ namespace DistTrain.Cluster.DataPlane;
 /// <summary>
 /// A worker node's stand-in for the remote parameter server: it connects to the parameter server's
 /// data plane (mutual TLS with the cluster's certificates unless Cluster:Tls is false), proves its registration with
-/// the hello's token, hands every weights frame to the local worker with itself as the sender, and writes
-/// the worker's gradient replies back to the socket. If the connection fails, the link stops and its
+/// the hello's token, hands every weights frame to the local worker with a <see cref="GradientWriter"/> as the sender,
+/// which writes the worker's gradient replies back to the socket on the worker's own thread. If the connection fails, the link stops and its
 /// parent (the worker node's agent) ends the node.
 /// <para>If the parameter server's first frame offers a <see cref="SharedMemoryRegion"/> and this worker may use shared
 /// memory (Cluster:SharedMemory) and can open the region (it is on the same host, outside any container of its own),
@@ -115,7 +115,9 @@ public sealed class ParameterServerLink : ReceiveActor
             (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer, Stopwatch.GetTimestamp(), header.WorkerIndex), writer),
             reason =>
             {
-                _region?.Close(); // a write waiting for a slot gives up
+                // A write waiting for a slot gives up; disposed here too, since the link may have stopped before the
+                // reader set _region (the mapping outlives nobody: a lease still held keeps it until released).
+                _region?.Dispose();
                 self.Tell(new ReaderFailed(reason));
             },
             onOffer: offer => TakeOffer(offer, writer, self));

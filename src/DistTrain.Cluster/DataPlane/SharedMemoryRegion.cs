@@ -6,23 +6,24 @@ using System.Text.RegularExpressions;
 namespace DistTrain.Cluster.DataPlane;
 
 /// <summary>
-/// A file in <c>/dev/shm</c> that a parameter server and a worker on the same host both map, so that weights and
-/// gradients cross between their processes as one copy in and one copy out of shared memory instead of through the
-/// kernel's TCP stack. The data-plane connection stays: it still carries every frame's header, in order, and a header
-/// whose <see cref="TensorFrame.Header.SharedSlot"/> is set says the body is in that slot. The socket is also the
-/// memory barrier: a sender fills a slot before it writes the header, a receiver copies the slot out after it read it.
+/// Memory that a parameter server and a worker on the same host both map, so that weights and gradients cross between
+/// their processes as one copy in and one copy out instead of through the kernel's TCP stack. The data-plane connection
+/// stays: it still carries every frame's header, in order, and a header whose <see cref="TensorFrame.Header.SharedSlot"/>
+/// is set says the body is in that slot. The socket is also the memory barrier: a sender fills a slot before it writes
+/// the header, a receiver copies the slot out after it read it.
+/// <para>The memory is an anonymous Linux memory file (<c>memfd_create</c>), its size reserved up front (so a host out of
+/// memory fails the offer, not a later write) and then sealed against shrinking and growing (<c>F_SEAL_SHRINK</c>,
+/// <c>F_SEAL_GROW</c>), so neither process can cut it under the other's mapping (which would fault the other process
+/// with SIGBUS). It has no name in any directory: the worker opens it as <c>/proc/&lt;parameter server pid&gt;/fd/&lt;n&gt;</c>,
+/// which only a process of the same user (or root) in the same process namespace can do, and it vanishes with the last
+/// mapping, also when a process dies. A worker in another container or on another machine cannot open it and declines;
+/// the pair stays on TCP.</para>
 /// <para>Layout: a 4,096-byte header (magic "DTSM", layout version, the 32-byte nonce, the slot counts and sizes, then one
 /// 64-byte line per slot holding how many frames the receiver has released from it), then the weight slots (parameter
 /// server → worker), then the gradient slots (worker → parameter server), each slot starting on a 4,096-byte page.</para>
-/// <para>Only a process that can open the parameter server's file takes part: a worker in another container or on
-/// another machine finds no such file and declines, and the pair stays on TCP. The file is created owner-only
-/// (<c>0600</c>) and unlinked by the parameter server as soon as the worker has answered.</para>
 /// </summary>
 internal sealed unsafe partial class SharedMemoryRegion : IDisposable
 {
-    /// <summary>Where regions are created and the only place a worker opens one from.</summary>
-    public const string Directory = "/dev/shm";
-
     /// <summary>Slots per direction a region may have (an offer announcing more is declined).</summary>
     public const int MaxSlots = 8;
 
@@ -58,7 +59,7 @@ internal sealed unsafe partial class SharedMemoryRegion : IDisposable
         Gradients = new SharedSlots(this, gradientsStart, gradientSlots, gradientSlotBytes, firstCounter: weightSlots);
     }
 
-    /// <summary>The file's path, <c>/dev/shm/disttrain-</c> and 32 lowercase hex digits.</summary>
+    /// <summary>Where the worker opens the memory file: <c>/proc/&lt;parameter server pid&gt;/fd/&lt;descriptor&gt;</c>.</summary>
     public string Path { get; }
 
     /// <summary>The random nonce written in the file's header and sent in the offer.</summary>
@@ -77,95 +78,91 @@ internal sealed unsafe partial class SharedMemoryRegion : IDisposable
     public static long TotalBytes(int weightSlots, long weightSlotBytes, int gradientSlots, long gradientSlotBytes) =>
         HeaderBytes + weightSlots * RoundToPage(weightSlotBytes) + gradientSlots * RoundToPage(gradientSlotBytes);
 
-    [GeneratedRegex("^/dev/shm/disttrain-[0-9a-f]{32}$")]
+    [GeneratedRegex(@"^/proc/[0-9]{1,10}/fd/[0-9]{1,10}\z")]
     private static partial Regex RegionPath();
 
-    /// <summary>Creates a region in <see cref="Directory"/>, owner-only, with a fresh nonce.</summary>
+    /// <summary>Creates a region in a new sealed memory file, with a fresh nonce.</summary>
     /// <param name="weightSlots">Weight slots, 1 to <see cref="MaxSlots"/>.</param>
     /// <param name="weightSlotBytes">Bytes of one weights body: the model's floats × 4.</param>
     /// <param name="gradientSlots">Gradient slots, 1 to <see cref="MaxSlots"/>.</param>
     /// <param name="gradientSlotBytes">Bytes of one gradient body (float32, or a compressed encoding and the floats after it).</param>
-    /// <exception cref="IOException">The file cannot be created or sized (no <c>/dev/shm</c>, no space); the message says which.</exception>
-    /// <exception cref="UnauthorizedAccessException"><c>/dev/shm</c> is not writable by this process.</exception>
+    /// <exception cref="IOException">The memory file cannot be made, reserved or sealed (not Linux, out of memory); the
+    /// message says which.</exception>
     public static SharedMemoryRegion Create(int weightSlots, long weightSlotBytes, int gradientSlots, long gradientSlotBytes)
     {
         CheckLayout(weightSlots, weightSlotBytes, gradientSlots, gradientSlotBytes);
-        if (OperatingSystem.IsWindows()) throw new IOException("shared-memory regions are made in /dev/shm, which Windows does not have");
         var total = TotalBytes(weightSlots, weightSlotBytes, gradientSlots, gradientSlotBytes);
-        var path = $"{Directory}/disttrain-{Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant()}";
-        var stream = new FileStream(path, new FileStreamOptions
-        {
-            Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite,
-            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-            // Reserved now (fallocate): a /dev/shm too small fails here with an IOException, not later with SIGBUS on a write.
-            PreallocationSize = total,
-        });
+        var handle = MemoryFile.Create("disttrain-region", total);
+        var descriptor = (int)handle.DangerousGetHandle();
+        var stream = new FileStream(handle, FileAccess.ReadWrite);
         try
         {
-            stream.SetLength(total);
             var file = MemoryMappedFile.CreateFromFile(stream, null, total, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
             var nonce = RandomNumberGenerator.GetBytes(NonceBytes);
-            var region = new SharedMemoryRegion(path, nonce, file, file.CreateViewAccessor(0, total, MemoryMappedFileAccess.ReadWrite),
-                weightSlots, weightSlotBytes, gradientSlots, gradientSlotBytes);
+            var region = new SharedMemoryRegion($"/proc/{Environment.ProcessId}/fd/{descriptor}", nonce, file,
+                file.CreateViewAccessor(0, total, MemoryMappedFileAccess.ReadWrite), weightSlots, weightSlotBytes, gradientSlots, gradientSlotBytes);
             region.WriteHeader(weightSlots, weightSlotBytes, gradientSlots, gradientSlotBytes);
             return region;
         }
         catch
         {
             stream.Dispose();
-            TryDelete(path);
             throw;
         }
     }
 
     /// <summary>
-    /// Opens the region an offer names, on the worker's side, and checks it is the parameter server's own: the path is a
-    /// region's path in <see cref="Directory"/> and no symbolic link, the file's length is what the slots need, and its
-    /// header holds the magic, layout, slots and the offer's nonce. Nothing is written before every check passed.
+    /// Opens the region an offer names, on the worker's side, and checks it is the parameter server's own: the path is
+    /// a descriptor under <c>/proc</c>, the file is a memory file sealed against shrinking and growing, its length is what
+    /// the slots need, and its header holds the magic, layout, slots and the offer's nonce. Nothing is written before
+    /// every check passed.
     /// </summary>
     /// <param name="offer">The offer, as received.</param>
     /// <param name="weightSlotBytes">The weights body this worker expects: its model's floats × 4.</param>
-    /// <exception cref="IOException">Any check fails, or the file cannot be opened (another host or container has its
-    /// own <c>/dev/shm</c>); the message names the reason, which the worker sends back as its answer.</exception>
+    /// <exception cref="IOException">Any check fails, or the file cannot be opened (the parameter server runs on another
+    /// host or in another container); the message, at most a line, names the reason, which the worker sends back as its
+    /// answer.</exception>
     public static SharedMemoryRegion Open(SharedMemoryOffer offer, long weightSlotBytes)
     {
         if (!RegionPath().IsMatch(offer.Path))
-            throw new IOException($"the offered path '{offer.Path}' is not a DistTrain region in {Directory}");
+            throw new IOException("the offered path is not a process's file descriptor under /proc");
         try
         {
             CheckLayout(offer.WeightSlots, offer.WeightSlotBytes, offer.GradientSlots, offer.GradientSlotBytes);
         }
-        catch (ArgumentOutOfRangeException e)
+        catch (ArgumentOutOfRangeException)
         {
-            throw new IOException($"the offer's slots are out of range ({e.Message})");
+            throw new IOException("the offer's slot counts or sizes are out of range");
         }
         if (offer.WeightSlotBytes != weightSlotBytes)
             throw new IOException($"the offer's weight slots hold {offer.WeightSlotBytes} bytes, this worker's weights are {weightSlotBytes}");
-        var info = new FileInfo(offer.Path);
-        if (!info.Exists)
-            throw new IOException($"{offer.Path} does not exist here: the parameter server runs on another host or in another container");
-        if (info.LinkTarget is not null) throw new IOException($"{offer.Path} is a symbolic link");
         var total = TotalBytes(offer.WeightSlots, offer.WeightSlotBytes, offer.GradientSlots, offer.GradientSlotBytes);
         FileStream stream;
         try
         {
             stream = new FileStream(offer.Path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
         }
-        catch (Exception e) when (e is UnauthorizedAccessException or FileNotFoundException or DirectoryNotFoundException)
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            throw new IOException($"cannot open {offer.Path}: {e.Message}");
+            throw new IOException("the memory file is not visible here: the parameter server runs on another host or in another container");
+        }
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException or NotSupportedException)
+        {
+            throw new IOException($"the memory file cannot be opened ({e.GetType().Name}): another user's, or not a file");
         }
         try
         {
+            if (!MemoryFile.IsSealedAgainstResizing(stream.SafeFileHandle))
+                throw new IOException("the offered file is not a memory file sealed against resizing");
             if (stream.Length != total)
-                throw new IOException($"{offer.Path} has {stream.Length} bytes where the offered slots need {total}");
+                throw new IOException($"the memory file has {stream.Length} bytes where the offered slots need {total}");
             var file = MemoryMappedFile.CreateFromFile(stream, null, total, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
             var region = new SharedMemoryRegion(offer.Path, offer.Nonce, file, file.CreateViewAccessor(0, total, MemoryMappedFileAccess.ReadWrite),
                 offer.WeightSlots, offer.WeightSlotBytes, offer.GradientSlots, offer.GradientSlotBytes);
             if (region.HeaderMismatch(offer) is { } mismatch)
             {
                 region.Dispose();
-                throw new IOException($"{offer.Path} is not the offered region: {mismatch}");
+                throw new IOException($"the memory file is not the offered region: {mismatch}");
             }
             return region;
         }
@@ -175,9 +172,6 @@ internal sealed unsafe partial class SharedMemoryRegion : IDisposable
             throw;
         }
     }
-
-    /// <summary>Removes the file's name; both mappings stay valid until disposed. Safe to call twice.</summary>
-    public void Unlink() => TryDelete(Path);
 
     /// <summary>Makes a sender waiting in <see cref="SharedSlots.Acquire"/> give up: the connection is gone.</summary>
     public void Close() => _closed = true;
@@ -253,11 +247,6 @@ internal sealed unsafe partial class SharedMemoryRegion : IDisposable
             || MemoryMarshal.Read<long>(header[48..]) != offer.WeightSlotBytes || MemoryMarshal.Read<long>(header[56..]) != offer.GradientSlotBytes)
             return "its slots differ from the offer's";
         return null;
-    }
-
-    private static void TryDelete(string path)
-    {
-        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }
 

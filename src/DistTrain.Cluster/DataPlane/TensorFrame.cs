@@ -336,9 +336,10 @@ internal static class TensorFrame
         header.SharedSlot = (ushort)(slot + 1);
         Span<byte> bytes = stackalloc byte[HeaderSize];
         MemoryMarshal.Write(bytes, in header);
-        SendAll(stream, bytes);
+        // Counted before the header goes out, as on the socket path: once it is out, the receiver may act on the frame.
         Interlocked.Add(ref _bytesSent, bodyBytes);
         Interlocked.Add(ref _sharedBytesSent, bodyBytes);
+        SendAll(stream, bytes);
     }
 
     /// <summary>Writes a negotiation frame (<see cref="SharedMemoryOfferType"/> or <see cref="SharedMemoryAnswerType"/>) with its fixed-size body.</summary>

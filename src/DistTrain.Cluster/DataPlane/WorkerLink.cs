@@ -12,7 +12,8 @@ namespace DistTrain.Cluster.DataPlane;
 /// replies go straight back. A reader thread delivers the worker's gradients to the parameter server
 /// with this actor as the sender. If the socket or the remote worker goes away, the link stops, and the
 /// coordinator, which watches it, fails the job with the reason logged here.
-/// <para>With Cluster:SharedMemory, the link's first frame offers the worker a <see cref="SharedMemoryRegion"/>; weights
+/// <para>With Cluster:SharedMemory and a worker connecting from this host, the link's first frame offers the worker a
+/// <see cref="SharedMemoryRegion"/>; weights
 /// wait (stashed) until the worker's answer, and if it mapped the region, bodies go both ways through its slots while
 /// the socket carries the headers. A worker that does not answer within <see cref="NegotiationTimeoutSeconds"/> loses
 /// its link.</para>
@@ -107,7 +108,6 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     protected override void PostStop()
     {
         _connection?.Dispose();
-        _region?.Unlink();
         _region?.Dispose();
     }
 
@@ -117,7 +117,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         var self = Self;
         var next = 0;
         var compressed = _compression is null ? null : new CompressedGradientReader(_compression, _trainableLength);
-        var region = _weightsLength > 0 ? Offer(attach.Connection, compressed) : null;
+        var region = _weightsLength > 0 && attach.Connection.PeerIsOnThisHost ? Offer(attach.Connection, compressed) : null;
         if (region is null && _connection is null) return; // writing the offer failed: the link is stopping
         // A frame of another length is refused by its header, before anything is allocated (the connection closes).
         TensorFrame.StartReader(attach.Connection, $"dataplane-worker-{_workerIndex}", TensorFrame.GradientType, _reportLength,
@@ -155,7 +155,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         {
             region = SharedMemoryRegion.Create(2, (long)_weightsLength * sizeof(float), 2, gradientBytes);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (IOException e)
         {
             _log.Info("Worker {0}: no shared memory offered ({1}); its tensors go over the data-plane connection.", _workerIndex, e.Message);
             return null;
@@ -166,7 +166,6 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException)
         {
-            region.Unlink();
             region.Dispose();
             _log.Warning("Worker {0}: sending the shared-memory offer failed, so its link closes and the worker counts as lost: {1}", _workerIndex, e.Message);
             _connection = null;
@@ -177,15 +176,13 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         return _region = region;
     }
 
-    /// <summary>On the reader thread: the worker's answer, the first frame it sends after an offer. The file's name goes
-    /// either way: the worker has it mapped, or will not.</summary>
+    /// <summary>On the reader thread: the worker's answer, the first frame it sends after an offer.</summary>
     private static SharedSlots? ReadAnswer(DataPlaneConnection connection, SharedMemoryRegion region, IActorRef self)
     {
         TensorFrame.ReadHeader(connection.Stream, TensorFrame.SharedMemoryAnswerType, 0, connection.Peer);
         var body = new byte[SharedMemoryAnswer.Size];
         TensorFrame.ReadBytes(connection.Stream, body, connection.Peer);
         var answer = SharedMemoryAnswer.Parse(body);
-        region.Unlink();
         self.Tell(new Negotiated(answer));
         return answer.Accepted ? region.Gradients : null;
     }
