@@ -3,6 +3,7 @@
 # configs/fashion-mnist-mlp.json, TLS on and off (DISTTRAIN_Cluster__Tls), alternating within each pair
 # (on first in odd pairs, off first in even ones). Prints samples/s of every run (training samples over
 # training seconds, from summary.json, evaluation excluded) and the ratio off/on per pair.
+# Shared memory is off in both (Cluster:SharedMemory=false): on one host it would carry the tensors past TLS.
 # Usage: deploy/local/tls-cost.sh [PAIRS] [OUT]   (default 3 pairs, OUT runs/tls-cost); EPOCHS=3,
 # CONFIG=configs/fashion-mnist-mlp.json (CONFIG=configs/fashion-mnist-cnn.json EPOCHS=1 for the CNN).
 # docs/benchmarks.md has the figures.
@@ -17,7 +18,7 @@ mkdir -p "$out"
 run() { # run PAIR TLS -> samples/s
   local dir="$out/pair-$1-tls-$2"
   rm -rf "$dir"
-  DISTTRAIN_Cluster__Tls="$2" DISTTRAIN_Training__Epochs="$epochs" DISTTRAIN_Output__Directory="$dir" \
+  DISTTRAIN_Cluster__SharedMemory=false DISTTRAIN_Cluster__Tls="$2" DISTTRAIN_Training__Epochs="$epochs" DISTTRAIN_Output__Directory="$dir" \
     bash deploy/local/cluster.sh 2 --config "$config" > "$dir.log" 2>&1
   python3 -c 'import json,sys,glob
 s=json.load(open(glob.glob(sys.argv[1]+"/*/summary.json")[0]))

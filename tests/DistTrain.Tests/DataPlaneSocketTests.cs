@@ -358,10 +358,9 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
             var weights = worker.ExpectMsg<WeightsUpdated>(Wait);
             Assert.Equal((3, 4, version), (weights.Epoch, weights.Round, weights.Version));
             Assert.Equal([4f, 5f, -version], weights.Weights);
-            Assert.Equal(link, worker.LastSender);
         }
 
-        worker.Send(link, new GradientComputed(3, 4, 20, 2, 64, 12.5, [0.25f, 8f, -1f], computeSeconds: 0.125));
+        worker.Reply(new GradientComputed(3, 4, 20, 2, 64, 12.5, [0.25f, 8f, -1f], computeSeconds: 0.125));
         var (header, values) = await Task.Run(() =>
         {
             var header = TensorFrame.ReadHeader(server.Stream, TensorFrame.GradientType, 3, server.Peer);
@@ -421,6 +420,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     public void The_job_host_attaches_only_the_connection_that_carries_its_registrations_token_and_parameter_count()
     {
         var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
+        options.Cluster.SharedMemory = false; // the link's first frame is then a weights frame, not a shared-memory offer
         var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
         var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
         var listener = Own(DataPlaneListener.Start(0, certificates: null));

@@ -84,6 +84,8 @@ public sealed partial class NetworkLabProcessTests : IDisposable
                      ["DISTTRAIN_Monitoring__SampleTraceDirectory"] = Path.Combine(_directory, traceDirectory),
                      ["DISTTRAIN_Checkpoint__Directory"] = Path.Combine(_directory, "checkpoints"),
                      ["DISTTRAIN_Metrics__Port"] = "0",
+                     // Namespaces share /dev/shm: shared memory would carry the tensors past the shaped links.
+                     ["DISTTRAIN_Cluster__SharedMemory"] = "false",
                  })
             environment[key] = value;
         if (environment.ContainsKey("DISTTRAIN_Cluster__SeedNodes__1"))

@@ -22,6 +22,8 @@ lab_cluster_prepare() {
   export DISTTRAIN_Cluster__CertificateFile="$run/certs/node.crt" DISTTRAIN_Cluster__CertificateKeyFile="$run/certs/node.key"
   export DISTTRAIN_Cluster__Hostname=0.0.0.0 DISTTRAIN_Cluster__Port=4053 DISTTRAIN_Cluster__DataPort=4054
   export DISTTRAIN_Output__Directory="$run/runs"
+  # The namespaces share /dev/shm: with shared memory the tensors would bypass the shaped links being measured.
+  export DISTTRAIN_Cluster__SharedMemory=false
 }
 
 lab_cluster_start() {

@@ -17,6 +17,8 @@
 #   the run then goes ahead whatever the load, and the load is in its line.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# The model is of a network link: the worker processes' tensors go over loopback TCP, not shared memory.
+export DISTTRAIN_Cluster__SharedMemory="${DISTTRAIN_Cluster__SharedMemory:-false}"
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(1 2 3 4)
 rounds=${ROUNDS:-3}

@@ -211,7 +211,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     {
         if (_links.ContainsKey(ready.WorkerIndex)) return;
         _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _wire.ReportLength,
-            ReplicaSettings.CompressionOf(_options), _model.Layout.TrainableLength),
+            ReplicaSettings.CompressionOf(_options), _model.Layout.TrainableLength, _options.Cluster.SharedMemory ? _wire.WeightsLength : 0),
             $"worker-link-{ready.WorkerIndex}-{++_linksCreated}"));
         if (_waitingForReady.Remove(ready.WorkerIndex, out var connection))
         {

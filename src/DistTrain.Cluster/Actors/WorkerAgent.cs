@@ -166,7 +166,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
                 ReplicaSettings.From(_options))
             .WithDispatcher(AkkaSettings.ComputeDispatcher), $"worker-{_generation}"));
         _link = Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, _worker, accepted.ParameterCount,
-                token, _security.Certificates),
+                token, _security.Certificates, _options.Cluster.SharedMemory),
             $"parameter-server-link-{_generation}"));
         Sender.Tell(new WorkerReady(accepted.WorkerIndex, _worker));
         _log.Info("Joined the job as worker {0}", accepted.WorkerIndex);

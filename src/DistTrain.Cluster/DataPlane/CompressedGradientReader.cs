@@ -46,4 +46,30 @@ public sealed class CompressedGradientReader
         }
         TensorFrame.ReadValues(stream, report.AsSpan(_trainableLength), peer);
     }
+
+    /// <summary>Reads one frame body from a shared-memory slot into <paramref name="report"/>: the encoding is copied out
+    /// before it is decoded, so a peer that rewrites the slot meanwhile cannot make the decoder see two versions.</summary>
+    /// <param name="body">The slot's bytes (at least the body's).</param>
+    /// <param name="report">The dense report, <c>[ReportLength]</c>, as in <see cref="Read(Stream, float[], string)"/>.</param>
+    /// <param name="peer">The remote address, for messages.</param>
+    /// <returns>Bytes of the body: the encoding and the floats after it.</returns>
+    /// <exception cref="IOException">The body does not fit the slot, or the encoding is malformed.</exception>
+    public int Read(ReadOnlySpan<byte> body, float[] report, string peer)
+    {
+        var rest = System.Runtime.InteropServices.MemoryMarshal.AsBytes(report.AsSpan(_trainableLength));
+        var bodyBytes = MessageBytes + rest.Length;
+        if (bodyBytes > body.Length)
+            throw new IOException($"data plane: {peer} announced a compressed body of {bodyBytes} bytes in a shared-memory slot of {body.Length}; the connection is closed.");
+        body[..MessageBytes].CopyTo(_message);
+        try
+        {
+            GradientDecoder.Decode(_message, report.AsSpan(0, _trainableLength));
+        }
+        catch (InvalidDataException e)
+        {
+            throw new IOException($"data plane: {peer}: {e.Message} The connection is closed.", e);
+        }
+        body.Slice(MessageBytes, rest.Length).CopyTo(rest);
+        return bodyBytes;
+    }
 }

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.NetworkInformation;
 using System.Net.Security;
 using System.Net.Sockets;
 using DistTrain.Cluster.Security;
@@ -18,6 +20,30 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
 
     /// <summary>The other end's address (<c>IP:port</c>), for logs.</summary>
     public string Peer { get; } = peer;
+
+    /// <summary>
+    /// True if the other end connected from one of this machine's own addresses (loopback included): a worker that may
+    /// share memory with this process. A container on the same machine connects from its own address and is not.
+    /// </summary>
+    public bool PeerIsOnThisHost
+    {
+        get
+        {
+            try
+            {
+                if (socket.RemoteEndPoint is not IPEndPoint { Address: var address }) return false;
+                if (IPAddress.IsLoopback(address)) return true;
+                if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
+                return NetworkInterface.GetAllNetworkInterfaces()
+                    .SelectMany(i => i.GetIPProperties().UnicastAddresses)
+                    .Any(a => a.Address.Equals(address));
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or NetworkInformationException)
+            {
+                return false;
+            }
+        }
+    }
 
     /// <summary>
     /// What protects the connection, for logs: <c>TLS Tls13, TLS_AES_128_GCM_SHA256, peer 'CN=worker'</c> (the

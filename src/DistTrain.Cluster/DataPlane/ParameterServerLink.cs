@@ -12,13 +12,21 @@ namespace DistTrain.Cluster.DataPlane;
 /// <summary>
 /// A worker node's stand-in for the remote parameter server: it connects to the parameter server's
 /// data plane (mutual TLS with the cluster's certificates unless Cluster:Tls is false), proves its registration with
-/// the hello's token, hands every weights frame to the local worker with itself as the sender, and writes
-/// the worker's gradient replies back to the socket. If the connection fails, the link stops and its
+/// the hello's token, hands every weights frame to the local worker with a <see cref="GradientWriter"/> as the sender,
+/// which writes the worker's gradient replies back to the socket on the worker's own thread. If the connection fails, the link stops and its
 /// parent (the worker node's agent) ends the node.
+/// <para>If the parameter server's first frame offers a <see cref="SharedMemoryRegion"/> and this worker may use shared
+/// memory (Cluster:SharedMemory) and can open the region (it is on the same host, outside any container of its own),
+/// the link maps it and answers yes; from then on bodies go both ways through its slots. Otherwise it answers no, with
+/// the reason, and everything stays on the connection.</para>
 /// </summary>
 public sealed class ParameterServerLink : ReceiveActor
 {
     private sealed record ReaderFailed(string Reason);
+
+    private sealed record Answered(SharedMemoryAnswer Answer, SharedMemoryRegion? Region, string? WriteFailure);
+
+    private sealed record WriteFailed(string Reason);
 
     private readonly string _host;
     private readonly int _port;
@@ -30,10 +38,15 @@ public sealed class ParameterServerLink : ReceiveActor
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly float[][] _weightBuffers;
     private DataPlaneConnection? _connection;
+    private readonly bool _sharedMemory;
+    private volatile SharedMemoryRegion? _region;
+    private GradientWriter? _writer;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
-    public ParameterServerLink(string host, int port, int workerIndex, IActorRef worker, int parameterCount, byte[] token, ClusterCertificates? certificates)
+    public ParameterServerLink(string host, int port, int workerIndex, IActorRef worker, int parameterCount, byte[] token, ClusterCertificates? certificates,
+        bool sharedMemory = false)
     {
+        _sharedMemory = sharedMemory;
         _token = token;
         _certificates = certificates;
         _host = host;
@@ -45,6 +58,12 @@ public sealed class ParameterServerLink : ReceiveActor
         // worker before it answers, and the next one is only sent after every answer arrived.
         _weightBuffers = [new float[parameterCount], new float[parameterCount], new float[parameterCount]];
         Receive<GradientComputed>(OnGradient);
+        Receive<Answered>(OnAnswered);
+        Receive<WriteFailed>(failed =>
+        {
+            _log.Error("Worker {0}: sending a gradient failed: {1}", _workerIndex, failed.Reason);
+            Context.Stop(Self);
+        });
         Receive<ReaderFailed>(failed =>
         {
             // At the end of a job the parameter server closes first; the agent decides whether that was a failure.
@@ -61,8 +80,10 @@ public sealed class ParameterServerLink : ReceiveActor
     /// <param name="parameterCount">Floats per weights tensor.</param>
     /// <param name="token">The registration's data-plane token (<see cref="WorkerAccepted.DataToken"/>).</param>
     /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
-    public static Props Props(string host, int port, int workerIndex, IActorRef worker, int parameterCount, byte[] token, ClusterCertificates? certificates) =>
-        Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, parameterCount, token, certificates));
+    /// <param name="sharedMemory">Cluster:SharedMemory: accept the parameter server's shared-memory offer if it can be opened.</param>
+    public static Props Props(string host, int port, int workerIndex, IActorRef worker, int parameterCount, byte[] token, ClusterCertificates? certificates,
+        bool sharedMemory = false) =>
+        Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, parameterCount, token, certificates, sharedMemory));
 
     /// <inheritdoc />
     protected override void PreStart()
@@ -80,6 +101,7 @@ public sealed class ParameterServerLink : ReceiveActor
         }
         var self = Self;
         var next = 0;
+        var writer = _writer = new GradientWriter(_connection, self, ((IInternalActorRef)self).Provider);
         TensorFrame.StartReader(_connection, $"dataplane-ps-{_workerIndex}", TensorFrame.WeightsType, _parameterCount,
             _ =>
             {
@@ -89,24 +111,113 @@ public sealed class ParameterServerLink : ReceiveActor
             },
             // Stamped on arrival: the worker's queueing delay then covers its own process (mailbox and dispatcher),
             // as in single-node mode; the network's part is in the step's messaging time.
-            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer, Stopwatch.GetTimestamp(), header.WorkerIndex), self),
-            reason => self.Tell(new ReaderFailed(reason)));
+            // The worker replies to the writer, which writes its gradient on the worker's own thread.
+            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer, Stopwatch.GetTimestamp(), header.WorkerIndex), writer),
+            reason =>
+            {
+                // A write waiting for a slot gives up; disposed here too, since the link may have stopped before the
+                // reader set _region (the mapping outlives nobody: a lease still held keeps it until released).
+                _region?.Dispose();
+                self.Tell(new ReaderFailed(reason));
+            },
+            onOffer: offer => TakeOffer(offer, writer, self));
         _log.Info("Worker {0}: data plane connected to {1}:{2} ({3})", _workerIndex, _host, _port, _connection.Security);
     }
 
     /// <inheritdoc />
-    protected override void PostStop() => _connection?.Dispose();
-
-    private void OnGradient(GradientComputed gradient)
+    protected override void PostStop()
     {
-        // Compressed: the encoded gradient part, then the report's floats after it (running statistics) as they are.
-        var failure = gradient.Encoded is { } encoded
-            ? TensorFrame.TryWrite(_connection, TensorFrame.For(gradient), encoded, gradient.Gradient.AsSpan(GradientDecoder.DenseLength(encoded)))
-            : TensorFrame.TryWrite(_connection, TensorFrame.For(gradient), gradient.Gradient);
-        if (failure is not null)
+        _connection?.Dispose();
+        _region?.Dispose();
+    }
+
+    /// <summary>On the reader thread, before any weights are delivered: opens the offered region if this worker may and
+    /// can, and writes the answer (no gradient can be written before it: the worker has no weights yet).</summary>
+    /// <exception cref="IOException">Writing the answer failed (the reader then ends, and the link with it).</exception>
+    private SharedSlots? TakeOffer(SharedMemoryOffer offer, GradientWriter writer, IActorRef self)
+    {
+        SharedMemoryRegion? region = null;
+        var answer = new SharedMemoryAnswer(false, "Cluster:SharedMemory is false on this worker");
+        if (_sharedMemory)
         {
-            _log.Error("Worker {0}: sending a gradient failed: {1}", _workerIndex, failure);
-            Context.Stop(Self);
+            try
+            {
+                region = _region = SharedMemoryRegion.Open(offer, (long)_parameterCount * sizeof(float));
+                answer = new SharedMemoryAnswer(true, "");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                answer = new SharedMemoryAnswer(false, e.Message);
+            }
+        }
+        writer.WriteAnswer(answer, region?.Gradients);
+        self.Tell(new Answered(answer, region, null));
+        return region?.Weights;
+    }
+
+    private void OnAnswered(Answered answered)
+    {
+        if (answered.Region is { } region)
+            _log.Info("Worker {0}: weights and gradients go through shared memory with the parameter server ({1}).", _workerIndex, region.Path);
+        else
+            _log.Info("Worker {0}: declined the parameter server's shared memory ({1}); tensors go over the data-plane connection.", _workerIndex, answered.Answer.Reason);
+    }
+
+    /// <summary>A gradient sent to the link itself (the worker replies to the <see cref="GradientWriter"/>): written the same way.</summary>
+    private void OnGradient(GradientComputed gradient) => _writer?.Tell(gradient, Sender);
+
+    /// <summary>
+    /// What the worker replies to with its gradients: it writes each gradient frame on the calling thread (the worker's
+    /// own), which saves the hand-off through the link's mailbox on every step; any other message goes on to the link.
+    /// Writes are serialized by a lock, which the reader thread's shared-memory answer takes too. A failed write is
+    /// reported to the link, which stops.
+    /// </summary>
+    private sealed class GradientWriter(DataPlaneConnection connection, IActorRef link, IActorRefProvider provider) : MinimalActorRef
+    {
+        private readonly Lock _lock = new();
+        private SharedSlots? _slots;
+
+        /// <inheritdoc />
+        public override ActorPath Path { get; } = link.Path / "gradient-writer";
+
+        /// <inheritdoc />
+        public override IActorRefProvider Provider => provider;
+
+        /// <summary>Writes the answer to the parameter server's offer; with <paramref name="slots"/>, later gradients go through them.</summary>
+        /// <exception cref="IOException">The connection failed.</exception>
+        public void WriteAnswer(SharedMemoryAnswer answer, SharedSlots? slots)
+        {
+            lock (_lock)
+            {
+                try
+                {
+                    TensorFrame.WriteNegotiation(connection.Stream, TensorFrame.SharedMemoryAnswerType, 0, answer.ToBytes());
+                }
+                catch (Exception e) when (e is ObjectDisposedException or SocketException)
+                {
+                    throw new IOException($"data plane: sending the answer to the shared-memory offer failed: {e.Message}", e);
+                }
+                _slots = slots;
+            }
+        }
+
+        /// <inheritdoc />
+        protected override void TellInternal(object message, IActorRef sender)
+        {
+            if (message is not GradientComputed gradient)
+            {
+                link.Tell(message, sender);
+                return;
+            }
+            string? failure;
+            lock (_lock)
+            {
+                // Compressed: the encoded gradient part, then the report's floats after it (running statistics) as they are.
+                failure = gradient.Encoded is { } encoded
+                    ? TensorFrame.TryWrite(connection, TensorFrame.For(gradient), encoded, gradient.Gradient.AsSpan(GradientDecoder.DenseLength(encoded)), _slots)
+                    : TensorFrame.TryWrite(connection, TensorFrame.For(gradient), gradient.Gradient, _slots);
+            }
+            if (failure is not null) link.Tell(new WriteFailed(failure));
         }
     }
 }

@@ -11,7 +11,9 @@ namespace DistTrain.Cluster.DataPlane;
 /// part (BatchNorm running statistics). Weights go parameter server → worker, gradients worker → parameter server,
 /// on a connection opened by <see cref="DataPlaneHello"/> (over TLS unless Cluster:Tls is false). The floats are
 /// read straight into the receiver's buffer and written straight from the sender's, so a 1 MB tensor costs one
-/// copy into and out of the kernel (and with TLS one encryption) on each side.
+/// copy into and out of the kernel (and with TLS one encryption) on each side. With a <see cref="SharedMemoryRegion"/>
+/// negotiated (Cluster:SharedMemory, the two ends on one host), a header's <see cref="Header.SharedSlot"/> says the body
+/// is in that slot of the region instead of after the header: one copy in and one copy out, no kernel.
 /// </summary>
 internal static class TensorFrame
 {
@@ -19,10 +21,15 @@ internal static class TensorFrame
     public const uint Magic = 0x50445444;
 
     /// <summary>Bumped when the layout changes; both ends must agree.</summary>
-    public const byte ProtocolVersion = 3;
+    public const byte ProtocolVersion = 4;
 
     /// <summary>Frame types: float32 weights, float32 gradient, and a gradient encoded by Cluster:Compression.</summary>
     public const byte WeightsType = 1, GradientType = 2, CompressedGradientType = 3;
+
+    /// <summary>Frame types of the shared-memory negotiation: the parameter server's offer (<see cref="SharedMemoryOffer"/>,
+    /// the first frame it sends, if any) and the worker's answer (<see cref="SharedMemoryAnswer"/>). Both carry no floats
+    /// (a count of 0 for the answer, the model's for the offer) and a fixed-size body.</summary>
+    public const byte SharedMemoryOfferType = 4, SharedMemoryAnswerType = 5;
 
     /// <summary>Largest tensor a frame may carry: 2^28 - 1 floats (just under 1 GiB). A header announcing more is refused
     /// before anything is allocated, whatever the model; so is one announcing any count other than the model's.</summary>
@@ -34,7 +41,9 @@ internal static class TensorFrame
         public uint Magic;
         public byte Type;
         public byte Version;
-        public ushort Reserved;
+        /// <summary>0: the body follows the header on the stream. n &gt; 0: the body is in slot n - 1 of the connection's
+        /// <see cref="SharedMemoryRegion"/> (in the sender's direction), and nothing follows the header.</summary>
+        public ushort SharedSlot;
         public int Epoch;
         public int Round;
         public long WeightsVersion;
@@ -57,6 +66,15 @@ internal static class TensorFrame
 
     /// <summary>Bytes this process read from data-plane sockets, since start.</summary>
     public static long BytesReceived => Interlocked.Read(ref _bytesReceived);
+
+    private static long _sharedBytesSent;
+    private static long _sharedBytesReceived;
+
+    /// <summary>Of <see cref="BytesSent"/>, the bodies this process wrote to shared-memory slots instead of a socket.</summary>
+    public static long SharedBytesSent => Interlocked.Read(ref _sharedBytesSent);
+
+    /// <summary>Of <see cref="BytesReceived"/>, the bodies this process copied out of shared-memory slots.</summary>
+    public static long SharedBytesReceived => Interlocked.Read(ref _sharedBytesReceived);
 
     /// <summary>A weights frame's header; its worker field carries the shard whose minibatch the receiver computes (-1: its own).</summary>
     public static Header For(WeightsUpdated m) => new()
@@ -95,18 +113,22 @@ internal static class TensorFrame
     /// <exception cref="IOException">The peer closed the connection, or the header is refused; the message names the peer.</exception>
     /// <param name="expectedPayloadBytes">For <see cref="CompressedGradientType"/>: the encoded bytes the reader's
     /// Cluster:Compression gives (<see cref="Core.Compression.GradientEncoder.EncodedBytes"/>); 0 otherwise.</param>
-    public static Header ReadHeader(Stream stream, byte expectedType, int expectedCount, string peer, int expectedPayloadBytes = 0)
+    /// <param name="sharedSlots">Slots of the shared-memory region negotiated on this connection in the sender's direction; 0: none.</param>
+    /// <param name="alsoAccepted">A second frame type the reader accepts here (the worker's first frame may be an offer); 0: none.</param>
+    public static Header ReadHeader(Stream stream, byte expectedType, int expectedCount, string peer, int expectedPayloadBytes = 0, int sharedSlots = 0,
+        byte alsoAccepted = 0)
     {
         Span<byte> bytes = stackalloc byte[HeaderSize];
         ReceiveAll(stream, bytes, peer);
-        return ParseHeader(bytes, expectedType, expectedCount, peer, expectedPayloadBytes);
+        return ParseHeader(bytes, expectedType, expectedCount, peer, expectedPayloadBytes, sharedSlots, alsoAccepted);
     }
 
     /// <summary>
     /// Decodes a frame header and checks it before anything is allocated for its floats: DistTrain's magic number, this
     /// protocol version, the frame type the reader expects, a float count of exactly <paramref name="expectedCount"/>
-    /// (the model's length) and at most <see cref="MaxCount"/>, no negative sample count, and for a compressed gradient
-    /// exactly <paramref name="expectedPayloadBytes"/> encoded bytes (0 for the other types).
+    /// (the model's length) and at most <see cref="MaxCount"/>, no negative sample count, for a compressed gradient
+    /// exactly <paramref name="expectedPayloadBytes"/> encoded bytes (0 for the tensor types, the fixed body size for the
+    /// negotiation's), and a shared-memory slot only among the <paramref name="sharedSlots"/> negotiated.
     /// </summary>
     /// <param name="bytes">At least <see cref="HeaderSize"/> bytes, as received.</param>
     /// <param name="expectedType">The frame type the reader accepts (<see cref="WeightsType"/>, <see cref="GradientType"/>).</param>
@@ -114,8 +136,11 @@ internal static class TensorFrame
     /// <param name="peer">The remote address, for the message.</param>
     /// <param name="expectedPayloadBytes">For <see cref="CompressedGradientType"/>: the encoded bytes this node's
     /// Cluster:Compression gives; 0 otherwise.</param>
+    /// <param name="sharedSlots">Slots of the shared-memory region negotiated on this connection in the sender's direction; 0: none.</param>
+    /// <param name="alsoAccepted">A second frame type accepted here; 0: none.</param>
     /// <exception cref="IOException">The header is refused; the message names the peer, what it sent and what was expected.</exception>
-    public static Header ParseHeader(ReadOnlySpan<byte> bytes, byte expectedType, int expectedCount, string peer, int expectedPayloadBytes = 0)
+    public static Header ParseHeader(ReadOnlySpan<byte> bytes, byte expectedType, int expectedCount, string peer, int expectedPayloadBytes = 0,
+        int sharedSlots = 0, byte alsoAccepted = 0)
     {
         if (bytes.Length < HeaderSize)
             throw new IOException($"data plane: {peer} sent a {bytes.Length}-byte frame header; a header has {HeaderSize} bytes.");
@@ -124,7 +149,7 @@ internal static class TensorFrame
             throw new IOException($"data plane: {peer} sent a frame starting with 0x{header.Magic:X8}, not DistTrain's 0x{Magic:X8}; something else is talking to this port.");
         if (header.Version != ProtocolVersion)
             throw new IOException($"data plane: {peer} speaks protocol version {header.Version}, this node {ProtocolVersion}; run the same DistTrain version on every node.");
-        if (header.Type != expectedType)
+        if (header.Type != expectedType && (alsoAccepted == 0 || header.Type != alsoAccepted))
             throw new IOException($"data plane: {peer} sent a {TypeName(header.Type)} frame where a {TypeName(expectedType)} frame belongs; the connection is closed."
                 + (IsGradient(header.Type) && IsGradient(expectedType) ? " Every node must use the same Cluster:Compression." : ""));
         if (header.Count < 0 || header.Count > MaxCount)
@@ -133,11 +158,21 @@ internal static class TensorFrame
             throw new IOException($"data plane: {peer} announced a {TypeName(header.Type)} of {header.Count} floats; this model's tensors have {expectedCount}. Refused before allocating, the connection is closed: the peer runs another model or is not a DistTrain node.");
         if (header.SampleCount < 0)
             throw new IOException($"data plane: {peer} sent a {TypeName(header.Type)} with sample count {header.SampleCount}; counts are never negative.");
-        var payloadBytes = header.Type == CompressedGradientType ? expectedPayloadBytes : 0;
+        var payloadBytes = header.Type switch
+        {
+            CompressedGradientType => expectedPayloadBytes,
+            SharedMemoryOfferType => SharedMemoryOffer.Size,
+            SharedMemoryAnswerType => SharedMemoryAnswer.Size,
+            _ => 0,
+        };
         if (header.PayloadBytes != payloadBytes)
             throw new IOException($"data plane: {peer} announced a {TypeName(header.Type)} with {header.PayloadBytes} encoded bytes where {payloadBytes} belong"
                 + (header.Type == CompressedGradientType ? " with this node's Cluster:Compression; every node must use the same Cluster:Compression and Cluster:TopKRatio" : "")
                 + ". Refused before allocating, the connection is closed.");
+        var slots = header.Type is SharedMemoryOfferType or SharedMemoryAnswerType ? 0 : sharedSlots;
+        if (header.SharedSlot > slots)
+            throw new IOException($"data plane: {peer} sent a {TypeName(header.Type)} whose body is in shared-memory slot {header.SharedSlot - 1}, but "
+                + (slots == 0 ? "no shared memory was agreed for it on this connection" : $"only {slots} slots were agreed") + "; the connection is closed.");
         return header;
     }
 
@@ -146,6 +181,8 @@ internal static class TensorFrame
         WeightsType => "weights",
         GradientType => "gradient",
         CompressedGradientType => "compressed gradient",
+        SharedMemoryOfferType => "shared-memory offer",
+        SharedMemoryAnswerType => "shared-memory answer",
         _ => $"type-{type}",
     };
 
@@ -158,20 +195,39 @@ internal static class TensorFrame
     /// <paramref name="deliver"/> gets it. <paramref name="failed"/> receives the reason the loop ended (naming the peer).
     /// With <paramref name="compressed"/>, the reader expects <see cref="CompressedGradientType"/> frames and decodes each
     /// into the buffer (<see cref="CompressedGradientReader"/>); a malformed encoding ends the loop like a bad header.
+    /// <para><paramref name="negotiate"/>, if given, runs first on the reader thread and returns the shared-memory slots
+    /// that bodies arrive in from then on, or null for none (the parameter server reads the worker's
+    /// <see cref="SharedMemoryAnswer"/> there). With <paramref name="onOffer"/>, the first frame may be a
+    /// <see cref="SharedMemoryOfferType"/>: it gets the decoded offer and returns the slots that bodies arrive in from then
+    /// on, or null if the worker declined.</para>
     /// </summary>
     public static void StartReader(DataPlaneConnection connection, string threadName, byte expectedType, int expectedCount,
-        Func<Header, float[]> bufferFor, Action<Header, float[]> deliver, Action<string> failed, CompressedGradientReader? compressed = null) =>
+        Func<Header, float[]> bufferFor, Action<Header, float[]> deliver, Action<string> failed, CompressedGradientReader? compressed = null,
+        Func<SharedSlots?>? negotiate = null, Func<SharedMemoryOffer, SharedSlots?>? onOffer = null) =>
         new Thread(() =>
         {
             try
             {
                 var type = compressed is null ? expectedType : CompressedGradientType;
                 var payloadBytes = compressed?.MessageBytes ?? 0;
+                var slots = negotiate?.Invoke();
+                var offerAllowed = onOffer is not null;
                 while (true)
                 {
-                    var header = ReadHeader(connection.Stream, type, expectedCount, connection.Peer, payloadBytes);
+                    var header = ReadHeader(connection.Stream, type, expectedCount, connection.Peer, payloadBytes, slots?.Count ?? 0,
+                        offerAllowed ? SharedMemoryOfferType : (byte)0);
+                    if (header.Type == SharedMemoryOfferType)
+                    {
+                        var offer = new byte[SharedMemoryOffer.Size];
+                        ReadBytes(connection.Stream, offer, connection.Peer);
+                        slots = onOffer!(SharedMemoryOffer.Parse(offer));
+                        offerAllowed = false;
+                        continue;
+                    }
+                    offerAllowed = false;
                     var buffer = bufferFor(header);
-                    if (compressed is null) ReadValues(connection.Stream, buffer, connection.Peer);
+                    if (header.SharedSlot > 0) ReadShared(slots!, header.SharedSlot - 1, buffer, compressed, connection.Peer);
+                    else if (compressed is null) ReadValues(connection.Stream, buffer, connection.Peer);
                     else compressed.Read(connection.Stream, buffer, connection.Peer);
                     deliver(header, buffer);
                 }
@@ -186,6 +242,30 @@ internal static class TensorFrame
                 failed($"data plane: reading from {connection.Peer} failed unexpectedly ({e.GetType().Name}: {e.Message}); the connection is closed.");
             }
         }) { IsBackground = true, Name = threadName }.Start();
+
+    /// <summary>Copies a body out of shared-memory slot <paramref name="slot"/> into <paramref name="buffer"/> and releases the slot.</summary>
+    /// <exception cref="IOException">The body does not fit the slot, or the encoding is malformed.</exception>
+    /// <exception cref="ObjectDisposedException">The region is closing.</exception>
+    private static void ReadShared(SharedSlots slots, int slot, float[] buffer, CompressedGradientReader? compressed, string peer)
+    {
+        int bodyBytes;
+        using (slots.Lease())
+        {
+            var body = slots.Slot(slot);
+            if (compressed is null)
+            {
+                var bytes = MemoryMarshal.AsBytes(buffer.AsSpan());
+                bodyBytes = bytes.Length;
+                if (bodyBytes > body.Length)
+                    throw new IOException($"data plane: {peer} announced a body of {bodyBytes} bytes in a shared-memory slot of {body.Length}; the connection is closed.");
+                body[..bodyBytes].CopyTo(bytes);
+            }
+            else bodyBytes = compressed.Read(body, buffer, peer);
+            slots.Release(slot);
+        }
+        Interlocked.Add(ref _bytesReceived, bodyBytes);
+        Interlocked.Add(ref _sharedBytesReceived, bodyBytes);
+    }
 
     /// <summary>Reads <paramref name="bytes"/>.Length bytes.</summary>
     /// <exception cref="IOException">The peer (<paramref name="peer"/>, for the message) closed the connection first.</exception>
@@ -214,22 +294,60 @@ internal static class TensorFrame
         }
     }
 
-    /// <summary>Writes a frame; on a broken connection returns the reason instead of throwing.</summary>
-    public static string? TryWrite(DataPlaneConnection? connection, Header header, ReadOnlySpan<float> values) => TryWrite(connection, header, [], values);
+    /// <summary>Writes a frame (its body into the next of <paramref name="slots"/> when given); on a broken connection
+    /// returns the reason instead of throwing.</summary>
+    public static string? TryWrite(DataPlaneConnection? connection, Header header, ReadOnlySpan<float> values, SharedSlots? slots = null) =>
+        TryWrite(connection, header, [], values, slots);
 
     /// <summary>Writes a frame with a payload before its floats (<see cref="Write(Stream, Header, ReadOnlySpan{byte}, ReadOnlySpan{float})"/>);
-    /// on a broken connection returns the reason instead of throwing.</summary>
-    public static string? TryWrite(DataPlaneConnection? connection, Header header, ReadOnlySpan<byte> payload, ReadOnlySpan<float> values)
+    /// on a broken connection returns the reason instead of throwing. With <paramref name="slots"/>, the payload and the
+    /// floats go into the next slot (<see cref="SharedSlots.Acquire"/>, which may wait for the receiver to release it) and
+    /// only the header, naming that slot, goes on the stream.</summary>
+    public static string? TryWrite(DataPlaneConnection? connection, Header header, ReadOnlySpan<byte> payload, ReadOnlySpan<float> values,
+        SharedSlots? slots = null)
     {
         try
         {
-            Write((connection ?? throw new ObjectDisposedException("data plane connection")).Stream, header, payload, values);
+            var stream = (connection ?? throw new ObjectDisposedException("data plane connection")).Stream;
+            if (slots is null) Write(stream, header, payload, values);
+            else WriteShared(stream, header, payload, values, slots);
             return null;
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
         {
             return e.Message;
         }
+    }
+
+    private static void WriteShared(Stream stream, Header header, ReadOnlySpan<byte> payload, ReadOnlySpan<float> values, SharedSlots slots)
+    {
+        var bodyBytes = payload.Length + values.Length * sizeof(float);
+        if (bodyBytes > slots.SlotBytes)
+            throw new IOException($"data plane: a {TypeName(header.Type)} body of {bodyBytes} bytes does not fit the agreed shared-memory slots of {slots.SlotBytes}.");
+        int slot;
+        // The lease spans the wait too: a region disposed meanwhile (the link stopping) stays mapped until this returns.
+        using (slots.Lease())
+        {
+            slot = slots.Acquire();
+            var body = slots.Slot(slot);
+            payload.CopyTo(body);
+            MemoryMarshal.AsBytes(values).CopyTo(body[payload.Length..]);
+        }
+        header.SharedSlot = (ushort)(slot + 1);
+        Span<byte> bytes = stackalloc byte[HeaderSize];
+        MemoryMarshal.Write(bytes, in header);
+        // Counted before the header goes out, as on the socket path: once it is out, the receiver may act on the frame.
+        Interlocked.Add(ref _bytesSent, bodyBytes);
+        Interlocked.Add(ref _sharedBytesSent, bodyBytes);
+        SendAll(stream, bytes);
+    }
+
+    /// <summary>Writes a negotiation frame (<see cref="SharedMemoryOfferType"/> or <see cref="SharedMemoryAnswerType"/>) with its fixed-size body.</summary>
+    /// <exception cref="IOException">The connection failed.</exception>
+    public static void WriteNegotiation(Stream stream, byte type, int count, byte[] body)
+    {
+        Write(stream, new Header { Magic = Magic, Type = type, Version = ProtocolVersion, Count = count, PayloadBytes = body.Length }, body, []);
+        stream.Flush();
     }
 
     /// <summary>TCP settings for 1 MB tensors: no Nagle delay, buffers that hold a whole tensor (Linux caps them at net.core.wmem_max).</summary>

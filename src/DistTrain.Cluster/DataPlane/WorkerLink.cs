@@ -12,13 +12,25 @@ namespace DistTrain.Cluster.DataPlane;
 /// replies go straight back. A reader thread delivers the worker's gradients to the parameter server
 /// with this actor as the sender. If the socket or the remote worker goes away, the link stops, and the
 /// coordinator, which watches it, fails the job with the reason logged here.
+/// <para>With Cluster:SharedMemory and a worker connecting from this host, the link's first frame offers the worker a
+/// <see cref="SharedMemoryRegion"/>; weights
+/// wait (stashed) until the worker's answer, and if it mapped the region, bodies go both ways through its slots while
+/// the socket carries the headers. A worker that does not answer within <see cref="NegotiationTimeoutSeconds"/> loses
+/// its link.</para>
 /// </summary>
-public sealed class WorkerLink : ReceiveActor, IWithStash
+public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
 {
     /// <summary>The accepted data-plane connection of this worker.</summary>
     internal sealed record Attach(DataPlaneConnection Connection);
 
     private sealed record ReaderFailed(string Reason);
+
+    private sealed record Negotiated(SharedMemoryAnswer Answer);
+
+    private sealed record NegotiationTimeout;
+
+    /// <summary>Seconds a worker has to answer the shared-memory offer.</summary>
+    public const double NegotiationTimeoutSeconds = 10;
 
     private readonly int _workerIndex;
     private readonly IActorRef _remoteWorker;
@@ -29,10 +41,16 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     private readonly float[][] _gradientBuffers;
     private DataPlaneConnection? _connection;
     private volatile IActorRef _parameterServer = ActorRefs.Nobody;
+    private readonly int _weightsLength;
+    private SharedMemoryRegion? _region;
+    private SharedSlots? _weightSlots;
+    private bool _negotiated;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
-    public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null, int trainableLength = 0)
+    public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null, int trainableLength = 0,
+        int sharedMemoryWeightsLength = 0)
     {
+        _weightsLength = sharedMemoryWeightsLength;
         _compression = compression;
         _trainableLength = trainableLength;
         _workerIndex = workerIndex;
@@ -42,6 +60,14 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
         _gradientBuffers = [new float[reportLength], new float[reportLength]];
         Receive<Attach>(OnAttach);
         Receive<WeightsUpdated>(OnWeights);
+        Receive<Negotiated>(OnNegotiated);
+        Receive<NegotiationTimeout>(_ =>
+        {
+            if (_negotiated) return;
+            _log.Warning("Worker {0}: no answer to the shared-memory offer within {1} s; its link closes and the worker counts as lost.",
+                _workerIndex, NegotiationTimeoutSeconds);
+            Context.Stop(Self);
+        });
         Receive<ReaderFailed>(failed =>
         {
             _log.Warning("Worker {0}: data plane closed: {1}", _workerIndex, failed.Reason);
@@ -59,6 +85,9 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     /// <inheritdoc />
     public IStash Stash { get; set; } = null!;
 
+    /// <inheritdoc />
+    public ITimerScheduler Timers { get; set; } = null!;
+
     /// <summary>Props of the link to worker <paramref name="workerIndex"/>.</summary>
     /// <param name="workerIndex">The worker's index.</param>
     /// <param name="remoteWorker">The worker actor on its node, for control messages.</param>
@@ -66,20 +95,30 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
     /// <param name="compression">Cluster:Compression: the worker sends its reports' first <paramref name="trainableLength"/>
     /// floats encoded with these settings (null: float32 frames).</param>
     /// <param name="trainableLength">Floats of a report's gradient part, with <paramref name="compression"/>.</param>
-    public static Props Props(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null, int trainableLength = 0) =>
-        Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, reportLength, compression, trainableLength));
+    /// <param name="sharedMemoryWeightsLength">Cluster:SharedMemory: floats of a weights message, to offer the worker a
+    /// <see cref="SharedMemoryRegion"/> sized for them and for the reports; 0 (the default) offers none.</param>
+    public static Props Props(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null, int trainableLength = 0,
+        int sharedMemoryWeightsLength = 0) =>
+        Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, reportLength, compression, trainableLength, sharedMemoryWeightsLength));
 
     /// <inheritdoc />
     protected override void PreStart() => Context.Watch(_remoteWorker);
 
     /// <inheritdoc />
-    protected override void PostStop() => _connection?.Dispose();
+    protected override void PostStop()
+    {
+        _connection?.Dispose();
+        _region?.Dispose();
+    }
 
     private void OnAttach(Attach attach)
     {
         _connection = attach.Connection;
         var self = Self;
         var next = 0;
+        var compressed = _compression is null ? null : new CompressedGradientReader(_compression, _trainableLength);
+        var region = _weightsLength > 0 && attach.Connection.PeerIsOnThisHost ? Offer(attach.Connection, compressed) : null;
+        if (region is null && _connection is null) return; // writing the offer failed: the link is stopping
         // A frame of another length is refused by its header, before anything is allocated (the connection closes).
         TensorFrame.StartReader(attach.Connection, $"dataplane-worker-{_workerIndex}", TensorFrame.GradientType, _reportLength,
             _ =>
@@ -90,20 +129,93 @@ public sealed class WorkerLink : ReceiveActor, IWithStash
             },
             (header, buffer) => _parameterServer.Tell(new GradientComputed(header.Epoch, header.Round, header.WeightsVersion, header.WorkerIndex,
                 header.SampleCount, header.LossSum, buffer, header.ComputeSeconds), self),
-            reason => self.Tell(new ReaderFailed(reason)),
-            _compression is null ? null : new CompressedGradientReader(_compression, _trainableLength));
+            reason =>
+            {
+                region?.Close(); // a write waiting for a slot gives up
+                self.Tell(new ReaderFailed(reason));
+            },
+            compressed,
+            negotiate: region is null ? null : () => ReadAnswer(attach.Connection, region, self));
+        if (region is not null)
+        {
+            Timers.StartSingleTimer("negotiation", new NegotiationTimeout(), TimeSpan.FromSeconds(NegotiationTimeoutSeconds));
+            return;
+        }
+        _negotiated = true;
+        Stash.UnstashAll();
+    }
+
+    /// <summary>Creates a region for this worker and writes the offer; null if shared memory is not available here (or the
+    /// write failed, and the link stops).</summary>
+    private SharedMemoryRegion? Offer(DataPlaneConnection connection, CompressedGradientReader? compressed)
+    {
+        var gradientBytes = compressed is null ? (long)_reportLength * sizeof(float) : compressed.MessageBytes + (long)(_reportLength - _trainableLength) * sizeof(float);
+        SharedMemoryRegion region;
+        try
+        {
+            region = SharedMemoryRegion.Create(2, (long)_weightsLength * sizeof(float), 2, gradientBytes);
+        }
+        catch (IOException e)
+        {
+            _log.Info("Worker {0}: no shared memory offered ({1}); its tensors go over the data-plane connection.", _workerIndex, e.Message);
+            return null;
+        }
+        try
+        {
+            TensorFrame.WriteNegotiation(connection.Stream, TensorFrame.SharedMemoryOfferType, _weightsLength, SharedMemoryOffer.Of(region).ToBytes());
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException)
+        {
+            region.Dispose();
+            _log.Warning("Worker {0}: sending the shared-memory offer failed, so its link closes and the worker counts as lost: {1}", _workerIndex, e.Message);
+            _connection = null;
+            connection.Dispose();
+            Context.Stop(Self);
+            return null;
+        }
+        return _region = region;
+    }
+
+    /// <summary>On the reader thread: the worker's answer, the first frame it sends after an offer.</summary>
+    private static SharedSlots? ReadAnswer(DataPlaneConnection connection, SharedMemoryRegion region, IActorRef self)
+    {
+        TensorFrame.ReadHeader(connection.Stream, TensorFrame.SharedMemoryAnswerType, 0, connection.Peer);
+        var body = new byte[SharedMemoryAnswer.Size];
+        TensorFrame.ReadBytes(connection.Stream, body, connection.Peer);
+        var answer = SharedMemoryAnswer.Parse(body);
+        self.Tell(new Negotiated(answer));
+        return answer.Accepted ? region.Gradients : null;
+    }
+
+    private void OnNegotiated(Negotiated negotiated)
+    {
+        if (_negotiated || _region is null) return;
+        _negotiated = true;
+        Timers.Cancel("negotiation");
+        if (negotiated.Answer.Accepted)
+        {
+            _weightSlots = _region.Weights;
+            _log.Info("Worker {0}: weights and gradients go through shared memory ({1}; {2} + {3} slots of {4:N0} and {5:N0} bytes); the connection carries the frame headers.",
+                _workerIndex, _region.Path, _region.Weights.Count, _region.Gradients.Count, _region.Weights.SlotBytes, _region.Gradients.SlotBytes);
+        }
+        else
+        {
+            _log.Info("Worker {0}: declined shared memory ({1}); its tensors go over the data-plane connection.", _workerIndex, negotiated.Answer.Reason);
+            _region.Dispose();
+            _region = null;
+        }
         Stash.UnstashAll();
     }
 
     private void OnWeights(WeightsUpdated update)
     {
-        if (_connection is null)
+        if (_connection is null || !_negotiated)
         {
             Stash.Stash();
             return;
         }
         _parameterServer = Sender;
-        if (TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights) is { } failure)
+        if (TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights, _weightSlots) is { } failure)
         {
             // The worker's connection is gone (a killed process, a reset): the link stops, and its stop is how the
             // coordinator learns the worker is lost. Not an ERROR: that would fail a job that tolerates losing workers.

@@ -180,6 +180,16 @@ public sealed class ClusterOptions
     /// </summary>
     public int ParameterServerShards { get; set; } = 1;
 
+    /// <summary>
+    /// Workers on the parameter server's host (the same machine, user and process namespace, so not in a container of
+    /// their own) exchange weights and gradients with it through a sealed shared-memory file instead of the TCP data
+    /// plane: one copy in and one out, no kernel. The data-plane connection stays and carries every frame's header, so ordering,
+    /// authentication (the registration token, TLS) and loss detection are unchanged. A worker elsewhere declines the
+    /// offer and stays on TCP. Default true; false on either side keeps every byte on the connection (to measure a
+    /// network, as the network-namespace benchmarks do). Not part of the fingerprint: nodes may differ.
+    /// </summary>
+    public bool SharedMemory { get; set; } = true;
+
     /// <summary>Workers that must have joined before training starts. 1 to 256. Default 2.</summary>
     public int MinWorkers { get; set; } = 2;
 

@@ -1,0 +1,335 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Akka.Actor;
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.DataPlane;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
+using DistTrain.Core.Compression;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// Cluster:SharedMemory: the region a parameter server offers a worker on its host, the offer and answer on the
+/// data-plane connection, and tensors crossing through the region's slots while the socket carries only headers.
+/// </summary>
+public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serialization())
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20); // a hang guard on a loaded machine, not a speed limit
+    private readonly List<IDisposable> _resources = [];
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+            foreach (var resource in Enumerable.Reverse(_resources)) resource.Dispose();
+        base.Dispose(disposing);
+    }
+
+    private T Own<T>(T resource) where T : IDisposable
+    {
+        _resources.Add(resource);
+        return resource;
+    }
+
+    /// <summary>The worker maps the parameter server's memory file through /proc and both see the same slots; neither can
+    /// resize the file (its seals), which would fault the other process's next access.</summary>
+    [Fact]
+    public void A_region_opened_from_its_offer_shares_its_slots_and_its_size_is_sealed_for_both_processes()
+    {
+        var server = Own(SharedMemoryRegion.Create(2, 12, 3, 20));
+        Assert.Matches($"^/proc/{Environment.ProcessId}/fd/[0-9]+$", server.Path);
+        var worker = Own(SharedMemoryRegion.Open(SharedMemoryOffer.Parse(SharedMemoryOffer.Of(server).ToBytes()), weightSlotBytes: 12));
+        Assert.Equal((2, 12, 3, 20), (worker.Weights.Count, worker.Weights.SlotBytes, worker.Gradients.Count, worker.Gradients.SlotBytes));
+
+        float[] weights = [1.5f, -2f, 3.25f];
+        using (server.Lease()) MemoryMarshal.AsBytes(weights.AsSpan()).CopyTo(server.Weights.Slot(1));
+        using (worker.Lease()) Assert.Equal(weights, MemoryMarshal.Cast<byte, float>(worker.Weights.Slot(1)).ToArray());
+        using (worker.Lease()) "gradient"u8.CopyTo(worker.Gradients.Slot(2));
+        using (server.Lease()) Assert.Equal("gradient"u8.ToArray(), server.Gradients.Slot(2)[..8].ToArray());
+
+        using var other = new FileStream(server.Path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        var total = SharedMemoryRegion.TotalBytes(2, 12, 3, 20);
+        Assert.Equal(total, other.Length);
+        Assert.Throws<UnauthorizedAccessException>(() => other.SetLength(0)); // EPERM: F_SEAL_SHRINK
+        Assert.Throws<UnauthorizedAccessException>(() => other.SetLength(2 * total)); // EPERM: F_SEAL_GROW
+        using (worker.Lease()) Assert.Equal(weights, MemoryMarshal.Cast<byte, float>(worker.Weights.Slot(1)).ToArray());
+    }
+
+    [Fact]
+    public async Task A_sender_takes_the_slots_in_turn_waits_for_the_receiver_to_release_one_and_gives_up_when_the_region_closes()
+    {
+        var server = Own(SharedMemoryRegion.Create(2, 8, 1, 8));
+        var worker = Own(SharedMemoryRegion.Open(SharedMemoryOffer.Of(server), weightSlotBytes: 8));
+        Assert.Equal(0, server.Weights.Acquire());
+        Assert.Equal(1, server.Weights.Acquire());
+
+        var third = Task.Run(server.Weights.Acquire); // slot 0 again: written once, not yet released
+        await Task.Delay(200);
+        Assert.False(third.IsCompleted);
+        worker.Weights.Release(0);
+        Assert.Equal(0, await third.WaitAsync(Wait));
+        Assert.Equal(1, server.Weights.Waits);
+
+        var fourth = Task.Run(server.Weights.Acquire); // slot 1, never released
+        await Task.Delay(100);
+        server.Close(); // what the reader does when the connection fails
+        var error = await Assert.ThrowsAsync<IOException>(() => fourth.WaitAsync(Wait));
+        Assert.Contains("closed while waiting for a shared-memory slot", error.Message);
+    }
+
+    public static TheoryData<string, string> RefusedOffers => new()
+    {
+        { "a path outside /proc", "the offered path is not a process's file descriptor under /proc" },
+        { "a path with a line break after it", "the offered path is not a process's file descriptor under /proc" },
+        { "a process that is not here", "the memory file is not visible here: the parameter server runs on another host or in another container" },
+        { "a file that is not sealed", "the offered file is not a memory file sealed against resizing" },
+        { "another nonce", "the memory file is not the offered region: its nonce differs from the offer's" },
+        { "other slots of the same total size", "the memory file is not the offered region: its slots differ from the offer's" },
+        { "weights of another size", "the offer's weight slots hold 16 bytes, this worker's weights are 12" },
+        { "more slots than the file has", "the memory file has 16384 bytes where the offered slots need 20480" },
+        { "no slots", "the offer's slot counts or sizes are out of range" },
+        { "too many slots", "the offer's slot counts or sizes are out of range" },
+    };
+
+    /// <summary>A worker maps only the parameter server's own region: each wrong offer is refused with its reason (which
+    /// the worker sends back as its answer, so it fits the answer's 126 bytes) before anything is written.</summary>
+    [Theory]
+    [MemberData(nameof(RefusedOffers))]
+    public void A_worker_refuses_an_offer_that_does_not_name_the_parameter_servers_own_region(string what, string reason)
+    {
+        var server = Own(SharedMemoryRegion.Create(2, 12, 1, 12));
+        var offer = SharedMemoryOffer.Of(server);
+        var plain = Path.GetTempFileName();
+        try
+        {
+            using var plainFile = new FileStream(plain, FileMode.Open, FileAccess.ReadWrite);
+            plainFile.SetLength(SharedMemoryRegion.TotalBytes(2, 12, 1, 12));
+            var bad = what switch
+            {
+                "a path outside /proc" => offer with { Path = "/dev/shm/disttrain-region" },
+                "a path with a line break after it" => offer with { Path = offer.Path + "\n" },
+                "a process that is not here" => offer with { Path = "/proc/999999999/fd/3" },
+                "a file that is not sealed" => offer with { Path = $"/proc/{Environment.ProcessId}/fd/{plainFile.SafeFileHandle.DangerousGetHandle()}" },
+                "another nonce" => offer with { Nonce = new byte[SharedMemoryRegion.NonceBytes] },
+                "other slots of the same total size" => offer with { WeightSlots = 1, GradientSlots = 2 },
+                "weights of another size" => offer with { WeightSlotBytes = 16 },
+                "more slots than the file has" => offer with { GradientSlots = 2 },
+                "no slots" => offer with { WeightSlots = 0 },
+                "too many slots" => offer with { GradientSlots = SharedMemoryRegion.MaxSlots + 1 },
+                _ => throw new ArgumentOutOfRangeException(nameof(what)),
+            };
+            var error = Assert.Throws<IOException>(() => SharedMemoryRegion.Open(bad, weightSlotBytes: 12));
+            Assert.Equal(reason, error.Message);
+            Assert.True(new SharedMemoryAnswer(false, error.Message).ToBytes()[1] == error.Message.Length, "the reason is cut in the answer");
+        }
+        finally
+        {
+            File.Delete(plain);
+        }
+    }
+
+    /// <summary>A gradient write waiting for a slot while its link stops: the region is disposed under the wait (it stays
+    /// mapped until the writer's lease ends) and the writer returns the reason instead of faulting the process.</summary>
+    [Fact]
+    public async Task A_write_waiting_for_a_slot_returns_a_reason_when_the_region_is_disposed_under_it()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+        using var peer = listener.AcceptSocket();
+        var connection = Own(new DataPlaneConnection(client, new NetworkStream(client), "peer"));
+        var region = SharedMemoryRegion.Create(1, 8, 1, 8);
+        var header = TensorFrame.For(new WeightsUpdated(1, 0, 1, [1f, 2f]));
+        Assert.Null(TensorFrame.TryWrite(connection, header, [1f, 2f], region.Weights)); // slot 0, never released
+
+        var waiting = Task.Run(() => TensorFrame.TryWrite(connection, header, [3f, 4f], region.Weights));
+        await Task.Delay(200);
+        Assert.False(waiting.IsCompleted);
+        region.Dispose();
+        Assert.Contains("closed while waiting for a shared-memory slot", await waiting.WaitAsync(Wait));
+        Assert.Contains("Cannot access a", TensorFrame.TryWrite(connection, header, [5f, 6f], region.Weights)); // disposed: a reason, no fault
+    }
+
+    [Fact]
+    public void Offers_and_answers_survive_their_encoding_and_malformed_bodies_are_refused_by_name()
+    {
+        var offer = new SharedMemoryOffer(2, 3, 940_584, 940_600, Enumerable.Range(0, 32).Select(i => (byte)i).ToArray(), "/dev/shm/disttrain-" + new string('a', 32));
+        var parsed = SharedMemoryOffer.Parse(offer.ToBytes());
+        Assert.Equal((offer.WeightSlots, offer.GradientSlots, offer.WeightSlotBytes, offer.GradientSlotBytes, offer.Path),
+            (parsed.WeightSlots, parsed.GradientSlots, parsed.WeightSlotBytes, parsed.GradientSlotBytes, parsed.Path));
+        Assert.Equal(offer.Nonce, parsed.Nonce);
+        Assert.Equal(new SharedMemoryAnswer(false, "no /dev/shm here"), SharedMemoryAnswer.Parse(new SharedMemoryAnswer(false, "no /dev/shm here").ToBytes()));
+        Assert.Equal(126, SharedMemoryAnswer.Parse(new SharedMemoryAnswer(false, new string('x', 500)).ToBytes()).Reason.Length); // cut to fit
+
+        var body = offer.ToBytes();
+        Assert.Contains("has 128 bytes, not 127", Assert.Throws<IOException>(() => SharedMemoryOffer.Parse(body.AsSpan(0, 127))).Message);
+        BitConverter.TryWriteBytes(body.AsSpan(56), 69);
+        Assert.Contains("a path of 69 bytes (1 to 68)", Assert.Throws<IOException>(() => SharedMemoryOffer.Parse(body)).Message);
+        body = offer.ToBytes();
+        body[70] = 0xC3;
+        Assert.Contains("path is not ASCII", Assert.Throws<IOException>(() => SharedMemoryOffer.Parse(body)).Message);
+        var answer = new SharedMemoryAnswer(true, "").ToBytes();
+        answer[0] = 2;
+        Assert.Contains("flag is 2", Assert.Throws<IOException>(() => SharedMemoryAnswer.Parse(answer)).Message);
+        answer[0] = 0;
+        answer[1] = 127;
+        Assert.Contains("a reason of 127 bytes", Assert.Throws<IOException>(() => SharedMemoryAnswer.Parse(answer)).Message);
+    }
+
+    [Fact]
+    public void A_frame_header_may_name_a_shared_slot_only_among_those_agreed_on_its_connection()
+    {
+        var header = new TensorFrame.Header
+        {
+            Magic = TensorFrame.Magic, Type = TensorFrame.WeightsType, Version = TensorFrame.ProtocolVersion, Count = 3, SharedSlot = 2,
+        };
+        var bytes = new byte[TensorFrame.HeaderSize];
+        MemoryMarshal.Write(bytes, in header);
+        Assert.Contains("whose body is in shared-memory slot 1, but no shared memory was agreed for it on this connection",
+            Assert.Throws<IOException>(() => TensorFrame.ParseHeader(bytes, TensorFrame.WeightsType, 3, "peer")).Message);
+        Assert.Contains("only 1 slots were agreed",
+            Assert.Throws<IOException>(() => TensorFrame.ParseHeader(bytes, TensorFrame.WeightsType, 3, "peer", sharedSlots: 1)).Message);
+        Assert.Equal(2, TensorFrame.ParseHeader(bytes, TensorFrame.WeightsType, 3, "peer", sharedSlots: 2).SharedSlot);
+
+        var offer = header with { Type = TensorFrame.SharedMemoryOfferType, SharedSlot = 0, PayloadBytes = SharedMemoryOffer.Size };
+        MemoryMarshal.Write(bytes, in offer);
+        Assert.Contains("sent a shared-memory offer frame where a weights frame belongs",
+            Assert.Throws<IOException>(() => TensorFrame.ParseHeader(bytes, TensorFrame.WeightsType, 3, "peer")).Message);
+        Assert.Equal(TensorFrame.SharedMemoryOfferType,
+            TensorFrame.ParseHeader(bytes, TensorFrame.WeightsType, 3, "peer", alsoAccepted: TensorFrame.SharedMemoryOfferType).Type);
+        MemoryMarshal.Write(bytes, offer with { PayloadBytes = 4096 });
+        Assert.Contains("with 4096 encoded bytes where 128 belong",
+            Assert.Throws<IOException>(() => TensorFrame.ParseHeader(bytes, TensorFrame.WeightsType, 3, "peer", alsoAccepted: TensorFrame.SharedMemoryOfferType)).Message);
+    }
+
+    /// <summary>
+    /// Both ends of one worker's data plane over a real loopback socket, each with Cluster:SharedMemory as given: the worker
+    /// node's <see cref="ParameterServerLink"/> (10 floats, delivering weights to the returned worker probe) and the
+    /// parameter server's <see cref="WorkerLink"/>; the parameter-server probe has sent one weights frame through.
+    /// </summary>
+    private async Task<(Akka.TestKit.TestProbe Worker, IActorRef ServerSide, Akka.TestKit.TestProbe ParameterServer)> LinkedPairAsync(
+        bool serverOffers, bool workerAccepts, GradientCompressionSettings? compression = null, int trainableLength = 10)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var worker = CreateTestProbe();
+        Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, 0, worker.Ref, parameterCount: 10,
+            DataPlaneHello.NewToken(), certificates: null, sharedMemory: workerAccepts));
+        var socket = listener.AcceptSocket();
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(Wait);
+        var parameterServer = CreateTestProbe();
+        var serverSide = Sys.ActorOf(WorkerLink.Props(0, CreateTestProbe().Ref, reportLength: 10, compression, trainableLength,
+            sharedMemoryWeightsLength: serverOffers ? 10 : 0));
+        serverSide.Tell(new WorkerLink.Attach(new DataPlaneConnection(socket, stream, "worker 0")), TestActor);
+        parameterServer.Send(serverSide, new WeightsUpdated(1, 0, 5, new float[10]));
+        worker.ExpectMsg<WeightsUpdated>(Wait);
+        return (worker, serverSide, parameterServer);
+    }
+
+    /// <summary>Weights and gradients between two real links on one host: the bodies go through the region and the
+    /// socket carries the 56-byte headers only, and the values arrive exactly.</summary>
+    [Fact]
+    public async Task Links_on_one_host_agree_on_shared_memory_and_tensors_cross_it_with_only_their_headers_on_the_socket()
+    {
+        var (worker, serverSide, parameterServer) = await EventFilter.Info(contains: "weights and gradients go through shared memory (/proc/")
+            .ExpectOneAsync(() => LinkedPairAsync(serverOffers: true, workerAccepts: true));
+
+        for (var version = 6L; version < 11; version++) // more steps than either direction has slots
+        {
+            var (sent, shared) = (TensorFrame.BytesSent, TensorFrame.SharedBytesSent);
+            var weights = Enumerable.Range(0, 10).Select(i => i * 0.5f - version).ToArray();
+            parameterServer.Send(serverSide, new WeightsUpdated(1, (int)version - 5, version, weights));
+            var arrived = worker.ExpectMsg<WeightsUpdated>(Wait);
+            Assert.Equal(weights, arrived.Weights);
+            Assert.Equal(40, TensorFrame.SharedBytesSent - shared);
+            Assert.Equal(TensorFrame.HeaderSize + 40, TensorFrame.BytesSent - sent);
+
+            float[] gradient = [.. weights.Select(w => -2 * w)];
+            worker.Reply(new GradientComputed(1, (int)version - 5, version, 0, 32, 1.5, gradient));
+            var report = parameterServer.ExpectMsg<GradientComputed>(Wait);
+            Assert.Equal(gradient, report.Gradient);
+            Assert.Equal((version, 32, 1.5), (report.Version, report.SampleCount, report.LossSum));
+            Assert.Equal(serverSide, parameterServer.LastSender); // the parameter server's sender check is unchanged
+        }
+    }
+
+    [Fact]
+    public async Task A_compressed_gradient_crosses_shared_memory_as_its_encoding_and_arrives_decoded()
+    {
+        var settings = new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.25);
+        var (worker, _, parameterServer) = await LinkedPairAsync(serverOffers: true, workerAccepts: true, settings, trainableLength: 8);
+        var codec = new GradientWireCodec(settings, trainableLength: 8);
+        float[] report = [0.1f, -3f, 0.2f, 0.3f, 2.5f, -0.4f, 0.05f, 1f, 7f, 8f];
+        var shared = TensorFrame.SharedBytesSent;
+        var encoded = codec.Encode(report);
+        worker.Reply(new GradientComputed(1, 0, 5, 0, 16, 4.0, report).WithEncoded(encoded));
+
+        Assert.Equal([0f, -3f, 0f, 0f, 2.5f, 0f, 0f, 0f, 7f, 8f], parameterServer.ExpectMsg<GradientComputed>(Wait).Gradient);
+        Assert.Equal(25 + 8, TensorFrame.SharedBytesSent - shared); // the encoding and the two statistics
+    }
+
+    [Theory]
+    [InlineData(true, false, "declined shared memory (Cluster:SharedMemory is false on this worker)")]
+    [InlineData(false, true, null)]
+    public async Task With_shared_memory_off_on_either_side_the_tensors_stay_on_the_socket(bool serverOffers, bool workerAccepts, string? logged)
+    {
+        var pair = logged is null
+            ? LinkedPairAsync(serverOffers, workerAccepts)
+            : EventFilter.Info(contains: logged).ExpectOneAsync(() => LinkedPairAsync(serverOffers, workerAccepts));
+        var (worker, serverSide, parameterServer) = await pair;
+
+        var (sent, shared) = (TensorFrame.BytesSent, TensorFrame.SharedBytesSent);
+        float[] weights = [.. Enumerable.Range(0, 10).Select(i => (float)i)];
+        parameterServer.Send(serverSide, new WeightsUpdated(1, 1, 6, weights));
+        Assert.Equal(weights, worker.ExpectMsg<WeightsUpdated>(Wait).Weights);
+        worker.Reply(new GradientComputed(1, 1, 6, 0, 32, 1.5, weights));
+        Assert.Equal(weights, parameterServer.ExpectMsg<GradientComputed>(Wait).Gradient);
+        Assert.Equal(0, TensorFrame.SharedBytesSent - shared);
+        Assert.Equal(2 * (TensorFrame.HeaderSize + 40), TensorFrame.BytesSent - sent);
+    }
+
+    /// <summary>The worker's side against a socket that plays the parameter server, frame by frame: it answers the offer
+    /// yes, reads a weights body from the slot the header names, and writes its gradient's body into a gradient slot with
+    /// only the header on the socket.</summary>
+    [Fact]
+    public async Task A_worker_link_answers_an_offer_reads_weights_from_the_named_slot_and_writes_its_gradient_into_one()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var worker = CreateTestProbe();
+        Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, 3, worker.Ref, parameterCount: 4,
+            DataPlaneHello.NewToken(), certificates: null, sharedMemory: true));
+        var socket = listener.AcceptSocket();
+        using var stream = new NetworkStream(socket, ownsSocket: true);
+        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(Wait);
+        var region = Own(SharedMemoryRegion.Create(2, 16, 2, 16));
+
+        TensorFrame.WriteNegotiation(stream, TensorFrame.SharedMemoryOfferType, 4, SharedMemoryOffer.Of(region).ToBytes());
+        var (answerHeader, answer) = await Task.Run(() =>
+        {
+            var header = TensorFrame.ReadHeader(stream, TensorFrame.SharedMemoryAnswerType, 0, "worker");
+            var body = new byte[SharedMemoryAnswer.Size];
+            TensorFrame.ReadBytes(stream, body, "worker");
+            return (header, SharedMemoryAnswer.Parse(body));
+        }).WaitAsync(Wait);
+        Assert.True(answer.Accepted, answer.Reason);
+
+        float[] weights = [1f, 2f, -3f, 0.5f];
+        var slot = region.Weights.Acquire();
+        MemoryMarshal.AsBytes(weights.AsSpan()).CopyTo(region.Weights.Slot(slot));
+        TensorFrame.Write(stream, TensorFrame.For(new WeightsUpdated(2, 7, 40, weights)) with { SharedSlot = (ushort)(slot + 1) }, []);
+        Assert.Equal(weights, worker.ExpectMsg<WeightsUpdated>(Wait).Weights);
+        Assert.Equal(1, region.Weights.Acquire());
+        Assert.Equal(0, await Task.Run(region.Weights.Acquire).WaitAsync(Wait)); // free again: the worker released it
+
+        worker.Reply(new GradientComputed(2, 7, 40, 3, 8, 0.75, [0.5f, -0.25f, 4f, 8f]));
+        var gradient = await Task.Run(() => TensorFrame.ReadHeader(stream, TensorFrame.GradientType, 4, "worker", sharedSlots: 2)).WaitAsync(Wait);
+        Assert.Equal((2, 7, 40L, 3, 8, 1), (gradient.Epoch, gradient.Round, gradient.WeightsVersion, gradient.WorkerIndex, gradient.SampleCount, (int)gradient.SharedSlot));
+        Assert.Equal([0.5f, -0.25f, 4f, 8f], MemoryMarshal.Cast<byte, float>(region.Gradients.Slot(0)).ToArray());
+        Assert.Equal(0, socket.Available); // no body followed the header
+    }
+}
