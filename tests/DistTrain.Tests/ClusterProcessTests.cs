@@ -176,6 +176,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(Guard));
         Assert.Contains("Test accuracy after 2 epochs", ps.Output);
         Assert.True(File.Exists(Path.Combine(_directory, "ps-alive")), "the parameter server never touched its health file");
+        // Cluster:SharedMemory, on by default: both workers run on this host, so their tensors went through shared memory.
+        Assert.Equal(2, Regex.Matches(ps.Output, @"Worker \d: weights and gradients go through shared memory \(/proc/\d+/fd/\d+").Count);
 
         // The same job in one process: same config, seed, shard plan and summation order.
         var single = await SingleProcessWeightsAsync(configPath);
@@ -188,16 +190,19 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// Cluster:Compression on the wire: TopK at 10% with error feedback. The workers send encoded gradients (the data
     /// plane's bytes per step show it) and the parameter server decodes exactly what single-node mode, which applies the
     /// same encoding in process, trains on: the final weights are bit-identical. They differ from uncompressed training's.
+    /// Cluster:SharedMemory is off on the parameter server, so here every byte crosses loopback TCP.
     /// </summary>
     [Fact]
     public async Task Compressed_gradients_cross_processes_as_their_encoding_and_train_to_the_same_weights_as_single_node_mode()
     {
         var configPath = Config(MlpConfig(hidden: 32, epochs: 1).Replace("\"Optimizer\"", "\"Cluster\": { \"Compression\": \"TopK\", \"TopKRatio\": 0.1 },\n  \"Optimizer\""));
         var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath);
+        psEnvironment["DISTTRAIN_Cluster__SharedMemory"] = "false";
         var ps = Start("parameter-server", configPath, psEnvironment);
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
         Assert.Equal(0, await ps.WaitAsync(Guard));
         foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(Guard));
+        Assert.DoesNotContain("shared memory", ps.Output);
 
         var single = await SingleProcessWeightsAsync(configPath);
         var tensors = SafeTensors.Read(FinalWeightsPath());

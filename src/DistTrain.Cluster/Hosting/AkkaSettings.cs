@@ -51,6 +51,10 @@ public static class AkkaSettings
         akka.cluster.downing-provider-class = "{{typeof(Membership.JobDowningProvider).FullName}}, {{typeof(Membership.JobDowningProvider).Assembly.GetName().Name}}"
         akka.cluster.split-brain-resolver.stable-after = {{Milliseconds(cluster.StableAfterSeconds)}}ms
         akka.cluster.down-removal-margin = {{Milliseconds(cluster.RemovalMarginSeconds)}}ms
+        # A worker started a moment before its parameter server finds no one at the seed address; Akka then gates that
+        # address for 5 s and the join retries after 10 (measured: workers joining 9 s after the parameter server was up).
+        # With a 1 s gate the join's own once-a-second InitJoin gets through as soon as the seed listens.
+        akka.remote.retry-gate-closed-for = 1s
         """);
 
     private static long Milliseconds(double seconds) => (long)Math.Round(seconds * 1000);
