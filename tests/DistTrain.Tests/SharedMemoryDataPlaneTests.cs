@@ -332,4 +332,70 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         Assert.Equal([0.5f, -0.25f, 4f, 8f], MemoryMarshal.Cast<byte, float>(region.Gradients.Slot(0)).ToArray());
         Assert.Equal(0, socket.Available); // no body followed the header
     }
+
+    /// <summary>A worker that takes the offer and never answers: its weights stay stashed (none reaches the socket) and
+    /// its link stops after the negotiation time, with a warning, so the job counts the worker as lost instead of hanging.</summary>
+    [Fact]
+    public async Task A_worker_that_never_answers_the_offer_gets_no_weights_and_loses_its_link_after_the_negotiation_time()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var workerSocket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        workerSocket.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+        var linkSocket = listener.AcceptSocket();
+        using var worker = new NetworkStream(workerSocket);
+        var link = Sys.ActorOf(WorkerLink.Props(0, CreateTestProbe().Ref, reportLength: 4, sharedMemoryWeightsLength: 4,
+            negotiationTimeout: TimeSpan.FromSeconds(1)));
+        Watch(link);
+        await EventFilter.Warning(contains: "Worker 0: no answer to the shared-memory offer within 1 s").ExpectOneAsync(async () =>
+        {
+            link.Tell(new WorkerLink.Attach(new DataPlaneConnection(linkSocket, new NetworkStream(linkSocket, ownsSocket: false), "worker 0")));
+            CreateTestProbe().Send(link, new WeightsUpdated(1, 0, 1, [1f, 2f, 3f, 4f]));
+            await ExpectTerminatedAsync(link, Wait);
+        });
+
+        var offer = TensorFrame.ReadHeader(worker, TensorFrame.WeightsType, 4, "link", alsoAccepted: TensorFrame.SharedMemoryOfferType);
+        Assert.Equal(TensorFrame.SharedMemoryOfferType, offer.Type);
+        TensorFrame.ReadBytes(worker, new byte[SharedMemoryOffer.Size], "link");
+        Assert.Equal(0, worker.Read(new byte[1])); // closed, and the weights never went out
+    }
+
+    /// <summary>A worker that cannot open the offered file (here: a process that is not on its host) answers no with the
+    /// reason, and the tensors go on the socket both ways.</summary>
+    [Fact]
+    public async Task A_worker_that_cannot_open_the_offered_file_answers_no_with_the_reason_and_uses_the_socket()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var worker = CreateTestProbe();
+        Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, 1, worker.Ref, parameterCount: 2,
+            DataPlaneHello.NewToken(), certificates: null, sharedMemory: true));
+        var socket = listener.AcceptSocket();
+        using var stream = new NetworkStream(socket, ownsSocket: true);
+        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(Wait);
+
+        var elsewhere = new SharedMemoryOffer(2, 2, 8, 8, new byte[SharedMemoryRegion.NonceBytes], "/proc/999999999/fd/3");
+        TensorFrame.WriteNegotiation(stream, TensorFrame.SharedMemoryOfferType, 2, elsewhere.ToBytes());
+        var answer = await Task.Run(() =>
+        {
+            TensorFrame.ReadHeader(stream, TensorFrame.SharedMemoryAnswerType, 0, "worker");
+            var body = new byte[SharedMemoryAnswer.Size];
+            TensorFrame.ReadBytes(stream, body, "worker");
+            return SharedMemoryAnswer.Parse(body);
+        }).WaitAsync(Wait);
+        Assert.Equal(new SharedMemoryAnswer(false, "the memory file is not visible here: the parameter server runs on another host or in another container"), answer);
+
+        TensorFrame.Write(stream, TensorFrame.For(new WeightsUpdated(1, 0, 3, [0.5f, -1f])), [0.5f, -1f]);
+        Assert.Equal([0.5f, -1f], worker.ExpectMsg<WeightsUpdated>(Wait).Weights);
+        worker.Reply(new GradientComputed(1, 0, 3, 1, 4, 2.0, [7f, 8f]));
+        var (header, values) = await Task.Run(() =>
+        {
+            var header = TensorFrame.ReadHeader(stream, TensorFrame.GradientType, 2, "worker");
+            var values = new float[2];
+            TensorFrame.ReadValues(stream, values, "worker");
+            return (header, values);
+        }).WaitAsync(Wait);
+        Assert.Equal((0, 3L), (header.SharedSlot, header.WeightsVersion));
+        Assert.Equal([7f, 8f], values);
+    }
 }

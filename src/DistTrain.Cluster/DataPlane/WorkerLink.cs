@@ -15,7 +15,7 @@ namespace DistTrain.Cluster.DataPlane;
 /// <para>With Cluster:SharedMemory and a worker connecting from this host, the link's first frame offers the worker a
 /// <see cref="SharedMemoryRegion"/>; weights
 /// wait (stashed) until the worker's answer, and if it mapped the region, bodies go both ways through its slots while
-/// the socket carries the headers. A worker that does not answer within <see cref="NegotiationTimeoutSeconds"/> loses
+/// the socket carries the headers. A worker that does not answer within <see cref="NegotiationTimeout"/> loses
 /// its link.</para>
 /// </summary>
 public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
@@ -27,10 +27,12 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
 
     private sealed record Negotiated(SharedMemoryAnswer Answer);
 
-    private sealed record NegotiationTimeout;
+    private sealed record NegotiationTimedOut;
 
-    /// <summary>Seconds a worker has to answer the shared-memory offer.</summary>
-    public const double NegotiationTimeoutSeconds = 10;
+    /// <summary>Time a worker has to answer the shared-memory offer (tests shorten it through <see cref="Props"/>).</summary>
+    public static readonly TimeSpan NegotiationTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly TimeSpan _negotiationTimeout;
 
     private readonly int _workerIndex;
     private readonly IActorRef _remoteWorker;
@@ -48,9 +50,10 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
     public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null, int trainableLength = 0,
-        int sharedMemoryWeightsLength = 0)
+        int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null)
     {
         _weightsLength = sharedMemoryWeightsLength;
+        _negotiationTimeout = negotiationTimeout ?? NegotiationTimeout;
         _compression = compression;
         _trainableLength = trainableLength;
         _workerIndex = workerIndex;
@@ -61,11 +64,11 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         Receive<Attach>(OnAttach);
         Receive<WeightsUpdated>(OnWeights);
         Receive<Negotiated>(OnNegotiated);
-        Receive<NegotiationTimeout>(_ =>
+        Receive<NegotiationTimedOut>(_ =>
         {
             if (_negotiated) return;
             _log.Warning("Worker {0}: no answer to the shared-memory offer within {1} s; its link closes and the worker counts as lost.",
-                _workerIndex, NegotiationTimeoutSeconds);
+                _workerIndex, _negotiationTimeout.TotalSeconds);
             Context.Stop(Self);
         });
         Receive<ReaderFailed>(failed =>
@@ -97,9 +100,11 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     /// <param name="trainableLength">Floats of a report's gradient part, with <paramref name="compression"/>.</param>
     /// <param name="sharedMemoryWeightsLength">Cluster:SharedMemory: floats of a weights message, to offer the worker a
     /// <see cref="SharedMemoryRegion"/> sized for them and for the reports; 0 (the default) offers none.</param>
+    /// <param name="negotiationTimeout">Time the worker has to answer an offer; null: <see cref="NegotiationTimeout"/>.</param>
     public static Props Props(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null, int trainableLength = 0,
-        int sharedMemoryWeightsLength = 0) =>
-        Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, reportLength, compression, trainableLength, sharedMemoryWeightsLength));
+        int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null) =>
+        Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, reportLength, compression, trainableLength, sharedMemoryWeightsLength,
+            negotiationTimeout));
 
     /// <inheritdoc />
     protected override void PreStart() => Context.Watch(_remoteWorker);
@@ -138,7 +143,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
             negotiate: region is null ? null : () => ReadAnswer(attach.Connection, region, self));
         if (region is not null)
         {
-            Timers.StartSingleTimer("negotiation", new NegotiationTimeout(), TimeSpan.FromSeconds(NegotiationTimeoutSeconds));
+            Timers.StartSingleTimer("negotiation", new NegotiationTimedOut(), _negotiationTimeout);
             return;
         }
         _negotiated = true;
