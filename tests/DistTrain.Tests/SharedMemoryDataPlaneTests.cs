@@ -84,7 +84,8 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         { "a path outside /proc", "the offered path is not a process's file descriptor under /proc" },
         { "a path with a line break after it", "the offered path is not a process's file descriptor under /proc" },
         { "a process that is not here", "the memory file is not visible here: the parameter server runs on another host or in another container" },
-        { "a file that is not sealed", "the offered file is not a memory file sealed against resizing" },
+        { "a file that is not a DistTrain memory file", "the offered path does not name a DistTrain memory file here (another process namespace?)" },
+        { "a memory file that is not sealed", "the offered file is not a memory file sealed against resizing" },
         { "another nonce", "the memory file is not the offered region: its nonce differs from the offer's" },
         { "other slots of the same total size", "the memory file is not the offered region: its slots differ from the offer's" },
         { "weights of another size", "the offer's weight slots hold 16 bytes, this worker's weights are 12" },
@@ -106,12 +107,14 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         {
             using var plainFile = new FileStream(plain, FileMode.Open, FileAccess.ReadWrite);
             plainFile.SetLength(SharedMemoryRegion.TotalBytes(2, 12, 1, 12));
+            using var unsealed = MemoryFile.Create(SharedMemoryRegion.MemoryFileName, SharedMemoryRegion.TotalBytes(2, 12, 1, 12), seal: false);
             var bad = what switch
             {
                 "a path outside /proc" => offer with { Path = "/dev/shm/disttrain-region" },
                 "a path with a line break after it" => offer with { Path = offer.Path + "\n" },
                 "a process that is not here" => offer with { Path = "/proc/999999999/fd/3" },
-                "a file that is not sealed" => offer with { Path = $"/proc/{Environment.ProcessId}/fd/{plainFile.SafeFileHandle.DangerousGetHandle()}" },
+                "a file that is not a DistTrain memory file" => offer with { Path = $"/proc/{Environment.ProcessId}/fd/{plainFile.SafeFileHandle.DangerousGetHandle()}" },
+                "a memory file that is not sealed" => offer with { Path = $"/proc/{Environment.ProcessId}/fd/{unsealed.DangerousGetHandle()}" },
                 "another nonce" => offer with { Nonce = new byte[SharedMemoryRegion.NonceBytes] },
                 "other slots of the same total size" => offer with { WeightSlots = 1, GradientSlots = 2 },
                 "weights of another size" => offer with { WeightSlotBytes = 16 },

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.NetworkInformation;
 using System.Net.Security;
 using System.Net.Sockets;
 using DistTrain.Cluster.Security;
@@ -22,8 +21,10 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
     public string Peer { get; } = peer;
 
     /// <summary>
-    /// True if the other end connected from one of this machine's own addresses (loopback included): a worker that may
-    /// share memory with this process. A container on the same machine connects from its own address and is not.
+    /// True if the other end connected from loopback or from the very address it connected to (Linux uses a local
+    /// destination address as the source): a worker on this machine, which may share memory with this process. A
+    /// container with a network of its own connects from its own address and is not; host networking, or a port
+    /// forwarded by a proxy, looks local (the offer is then declined by the worker's own checks).
     /// </summary>
     public bool PeerIsOnThisHost
     {
@@ -31,14 +32,13 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
         {
             try
             {
-                if (socket.RemoteEndPoint is not IPEndPoint { Address: var address }) return false;
-                if (IPAddress.IsLoopback(address)) return true;
-                if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
-                return NetworkInterface.GetAllNetworkInterfaces()
-                    .SelectMany(i => i.GetIPProperties().UnicastAddresses)
-                    .Any(a => a.Address.Equals(address));
+                if (socket.RemoteEndPoint is not IPEndPoint { Address: var remote } || socket.LocalEndPoint is not IPEndPoint { Address: var local })
+                    return false;
+                if (remote.IsIPv4MappedToIPv6) remote = remote.MapToIPv4();
+                if (local.IsIPv4MappedToIPv6) local = local.MapToIPv4();
+                return IPAddress.IsLoopback(remote) || remote.Equals(local);
             }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException or NetworkInformationException)
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
                 return false;
             }

@@ -92,24 +92,34 @@ internal sealed unsafe partial class SharedMemoryRegion : IDisposable
     {
         CheckLayout(weightSlots, weightSlotBytes, gradientSlots, gradientSlotBytes);
         var total = TotalBytes(weightSlots, weightSlotBytes, gradientSlots, gradientSlotBytes);
-        var handle = MemoryFile.Create("disttrain-region", total);
+        var handle = MemoryFile.Create(MemoryFileName, total);
         var descriptor = (int)handle.DangerousGetHandle();
-        var stream = new FileStream(handle, FileAccess.ReadWrite);
+        FileStream? stream = null;
+        MemoryMappedFile? file = null;
         try
         {
-            var file = MemoryMappedFile.CreateFromFile(stream, null, total, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
-            var nonce = RandomNumberGenerator.GetBytes(NonceBytes);
-            var region = new SharedMemoryRegion($"/proc/{Environment.ProcessId}/fd/{descriptor}", nonce, file,
+            stream = new FileStream(handle, FileAccess.ReadWrite);
+            file = MemoryMappedFile.CreateFromFile(stream, null, total, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
+            var region = new SharedMemoryRegion($"/proc/{Environment.ProcessId}/fd/{descriptor}", RandomNumberGenerator.GetBytes(NonceBytes), file,
                 file.CreateViewAccessor(0, total, MemoryMappedFileAccess.ReadWrite), weightSlots, weightSlotBytes, gradientSlots, gradientSlotBytes);
             region.WriteHeader(weightSlots, weightSlotBytes, gradientSlots, gradientSlotBytes);
             return region;
         }
-        catch
+        catch (Exception e)
         {
-            stream.Dispose();
-            throw;
+            if (file is not null) file.Dispose();
+            else if (stream is not null) stream.Dispose();
+            else handle.Dispose();
+            // Every failure is an IOException for the caller, which then stays on TCP (a mapping the kernel refuses is an
+            // UnauthorizedAccessException here).
+            if (e is IOException) throw;
+            throw new IOException($"mapping the memory file failed ({e.GetType().Name}: {e.Message})", e);
         }
     }
+
+    /// <summary>The name every region's memory file carries, which the worker checks before it opens one
+    /// (<c>/proc/&lt;pid&gt;/fd/&lt;n&gt;</c> links to <c>/memfd:disttrain-region (deleted)</c>).</summary>
+    internal const string MemoryFileName = "disttrain-region";
 
     /// <summary>
     /// Opens the region an offer names, on the worker's side, and checks it is the parameter server's own: the path is
@@ -137,6 +147,22 @@ internal sealed unsafe partial class SharedMemoryRegion : IDisposable
         if (offer.WeightSlotBytes != weightSlotBytes)
             throw new IOException($"the offer's weight slots hold {offer.WeightSlotBytes} bytes, this worker's weights are {weightSlotBytes}");
         var total = TotalBytes(offer.WeightSlots, offer.WeightSlotBytes, offer.GradientSlots, offer.GradientSlotBytes);
+        // Opening a file can have effects of its own (a terminal becomes the controlling one, a device blocks): the link
+        // must name a DistTrain memory file before it is opened. A process in another pid namespace, or on another machine
+        // behind a forwarded port, names something else at the same path.
+        string? target;
+        try
+        {
+            target = File.ResolveLinkTarget(offer.Path, returnFinalTarget: false)?.FullName;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            target = null;
+        }
+        if (target is null)
+            throw new IOException("the memory file is not visible here: the parameter server runs on another host or in another container");
+        if (target != $"/memfd:{MemoryFileName} (deleted)")
+            throw new IOException("the offered path does not name a DistTrain memory file here (another process namespace?)");
         FileStream stream;
         try
         {

@@ -162,6 +162,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         }
         catch (IOException e)
         {
+            // SharedMemoryRegion.Create reports every failure as an IOException (no memfd, no memory, a mapping refused).
             _log.Info("Worker {0}: no shared memory offered ({1}); its tensors go over the data-plane connection.", _workerIndex, e.Message);
             return null;
         }

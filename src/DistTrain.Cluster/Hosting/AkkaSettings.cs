@@ -52,8 +52,8 @@ public static class AkkaSettings
         akka.cluster.split-brain-resolver.stable-after = {{Milliseconds(cluster.StableAfterSeconds)}}ms
         akka.cluster.down-removal-margin = {{Milliseconds(cluster.RemovalMarginSeconds)}}ms
         # A worker started a moment before its parameter server finds no one at the seed address; Akka then gates that
-        # address for 5 s and the join retries after 10 (measured: workers joining 9 s after the parameter server was up).
-        # With a 1 s gate the join's own once-a-second InitJoin gets through as soon as the seed listens.
+        # address for 5 s, which swallows the join's next InitJoin (sent after seed-node-timeout, 5 s): measured, such
+        # workers joined 9 s after the parameter server was up. With a 1 s gate that InitJoin gets through (4.2-4.4 s).
         akka.remote.retry-gate-closed-for = 1s
         """);
 
