@@ -295,30 +295,33 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         Assert.Equal(2 * (TensorFrame.HeaderSize + 40), TensorFrame.BytesSent - sent);
     }
 
+    /// <summary>A worker node's <see cref="ParameterServerLink"/> with Cluster:SharedMemory on, connected to a socket that
+    /// plays the parameter server, past the hello: the probe that gets its weights, the socket and its stream.</summary>
+    private async Task<(Akka.TestKit.TestProbe Worker, Socket Socket, NetworkStream Stream)> WorkerSideLinkAsync(int workerIndex, int parameterCount)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var worker = CreateTestProbe();
+        Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, workerIndex, worker.Ref, parameterCount,
+            DataPlaneHello.NewToken(), certificates: null, sharedMemory: true));
+        var socket = listener.AcceptSocket();
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(Wait);
+        return (worker, socket, stream);
+    }
+
     /// <summary>The worker's side against a socket that plays the parameter server, frame by frame: it answers the offer
     /// yes, reads a weights body from the slot the header names, and writes its gradient's body into a gradient slot with
     /// only the header on the socket.</summary>
     [Fact]
     public async Task A_worker_link_answers_an_offer_reads_weights_from_the_named_slot_and_writes_its_gradient_into_one()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var worker = CreateTestProbe();
-        Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, 3, worker.Ref, parameterCount: 4,
-            DataPlaneHello.NewToken(), certificates: null, sharedMemory: true));
-        var socket = listener.AcceptSocket();
-        using var stream = new NetworkStream(socket, ownsSocket: true);
-        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(Wait);
+        var (worker, socket, stream) = await WorkerSideLinkAsync(workerIndex: 3, parameterCount: 4);
+        using var ownedStream = stream;
         var region = Own(SharedMemoryRegion.Create(2, 16, 2, 16));
 
         TensorFrame.WriteNegotiation(stream, TensorFrame.SharedMemoryOfferType, 4, SharedMemoryOffer.Of(region).ToBytes());
-        var (answerHeader, answer) = await Task.Run(() =>
-        {
-            var header = TensorFrame.ReadHeader(stream, TensorFrame.SharedMemoryAnswerType, 0, "worker");
-            var body = new byte[SharedMemoryAnswer.Size];
-            TensorFrame.ReadBytes(stream, body, "worker");
-            return (header, SharedMemoryAnswer.Parse(body));
-        }).WaitAsync(Wait);
+        var answer = await Task.Run(() => SharedMemoryAnswer.ReadFrame(stream, "worker")).WaitAsync(Wait);
         Assert.True(answer.Accepted, answer.Reason);
 
         float[] weights = [1f, 2f, -3f, 0.5f];
@@ -368,24 +371,12 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
     [Fact]
     public async Task A_worker_that_cannot_open_the_offered_file_answers_no_with_the_reason_and_uses_the_socket()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var worker = CreateTestProbe();
-        Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, 1, worker.Ref, parameterCount: 2,
-            DataPlaneHello.NewToken(), certificates: null, sharedMemory: true));
-        var socket = listener.AcceptSocket();
-        using var stream = new NetworkStream(socket, ownsSocket: true);
-        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(Wait);
+        var (worker, _, stream) = await WorkerSideLinkAsync(workerIndex: 1, parameterCount: 2);
+        using var ownedStream = stream;
 
         var elsewhere = new SharedMemoryOffer(2, 2, 8, 8, new byte[SharedMemoryRegion.NonceBytes], "/proc/999999999/fd/3");
         TensorFrame.WriteNegotiation(stream, TensorFrame.SharedMemoryOfferType, 2, elsewhere.ToBytes());
-        var answer = await Task.Run(() =>
-        {
-            TensorFrame.ReadHeader(stream, TensorFrame.SharedMemoryAnswerType, 0, "worker");
-            var body = new byte[SharedMemoryAnswer.Size];
-            TensorFrame.ReadBytes(stream, body, "worker");
-            return SharedMemoryAnswer.Parse(body);
-        }).WaitAsync(Wait);
+        var answer = await Task.Run(() => SharedMemoryAnswer.ReadFrame(stream, "worker")).WaitAsync(Wait);
         Assert.Equal(new SharedMemoryAnswer(false, "the memory file is not visible here: the parameter server runs on another host or in another container"), answer);
 
         TensorFrame.Write(stream, TensorFrame.For(new WeightsUpdated(1, 0, 3, [0.5f, -1f])), [0.5f, -1f]);

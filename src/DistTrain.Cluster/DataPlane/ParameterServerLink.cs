@@ -24,7 +24,7 @@ public sealed class ParameterServerLink : ReceiveActor
 {
     private sealed record ReaderFailed(string Reason);
 
-    private sealed record Answered(SharedMemoryAnswer Answer, SharedMemoryRegion? Region, string? WriteFailure);
+    private sealed record Answered(SharedMemoryAnswer Answer, SharedMemoryRegion? Region);
 
     private sealed record WriteFailed(string Reason);
 
@@ -151,7 +151,7 @@ public sealed class ParameterServerLink : ReceiveActor
             }
         }
         writer.WriteAnswer(answer, region?.Gradients);
-        self.Tell(new Answered(answer, region, null));
+        self.Tell(new Answered(answer, region));
         return region?.Weights;
     }
 

@@ -82,6 +82,19 @@ internal sealed record SharedMemoryAnswer(bool Accepted, string Reason)
         return bytes;
     }
 
+    /// <summary>Reads a whole answer frame from <paramref name="stream"/>: its header (checked by
+    /// <see cref="TensorFrame.ParseHeader"/>), then its body.</summary>
+    /// <param name="stream">The connection, where the next frame must be an answer.</param>
+    /// <param name="peer">The remote address, for messages.</param>
+    /// <exception cref="IOException">The connection closed, the next frame is not an answer, or its body is malformed.</exception>
+    public static SharedMemoryAnswer ReadFrame(Stream stream, string peer)
+    {
+        TensorFrame.ReadHeader(stream, TensorFrame.SharedMemoryAnswerType, 0, peer);
+        var body = new byte[Size];
+        TensorFrame.ReadBytes(stream, body, peer);
+        return Parse(body);
+    }
+
     /// <summary>Decodes an answer's body.</summary>
     /// <exception cref="IOException">The body is not <see cref="Size"/> bytes, or its flag or reason length is impossible.</exception>
     public static SharedMemoryAnswer Parse(ReadOnlySpan<byte> bytes)

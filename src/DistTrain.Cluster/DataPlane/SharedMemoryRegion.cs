@@ -236,7 +236,8 @@ internal sealed unsafe partial class SharedMemoryRegion : IDisposable
 
     internal ref long Counter(int index) => ref *(long*)(_base + CounterOffset + (long)index * CounterStride);
 
-    private static long RoundToPage(long bytes) => (bytes + Page - 1) / Page * Page;
+    /// <summary><paramref name="bytes"/> rounded up to whole 4,096-byte pages: where each slot starts after the one before.</summary>
+    internal static long RoundToPage(long bytes) => (bytes + Page - 1) / Page * Page;
 
     private static void CheckLayout(int weightSlots, long weightSlotBytes, int gradientSlots, long gradientSlotBytes)
     {
@@ -297,7 +298,7 @@ internal sealed unsafe class SharedSlots
         _start = start;
         Count = count;
         SlotBytes = (int)slotBytes;
-        _stride = (slotBytes + 4095) / 4096 * 4096;
+        _stride = SharedMemoryRegion.RoundToPage(slotBytes);
         _firstCounter = firstCounter;
         _written = new long[count];
     }

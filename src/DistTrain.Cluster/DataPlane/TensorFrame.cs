@@ -98,9 +98,7 @@ internal static class TensorFrame
     /// <summary>Writes the header, then <paramref name="payload"/> (a compressed gradient's encoded bytes), then the floats.</summary>
     public static void Write(Stream stream, Header header, ReadOnlySpan<byte> payload, ReadOnlySpan<float> values)
     {
-        Span<byte> bytes = stackalloc byte[HeaderSize];
-        MemoryMarshal.Write(bytes, in header);
-        SendAll(stream, bytes);
+        WriteHeader(stream, header);
         if (!payload.IsEmpty) SendAll(stream, payload);
         SendAll(stream, MemoryMarshal.AsBytes(values));
     }
@@ -275,6 +273,13 @@ internal static class TensorFrame
     /// <exception cref="IOException">The peer (<paramref name="peer"/>, for the message) closed the connection first.</exception>
     public static void ReadValues(Stream stream, Span<float> values, string peer) => ReceiveAll(stream, MemoryMarshal.AsBytes(values), peer);
 
+    private static void WriteHeader(Stream stream, in Header header)
+    {
+        Span<byte> bytes = stackalloc byte[HeaderSize];
+        MemoryMarshal.Write(bytes, in header);
+        SendAll(stream, bytes);
+    }
+
     private static void SendAll(Stream stream, ReadOnlySpan<byte> bytes)
     {
         Interlocked.Add(ref _bytesSent, bytes.Length);
@@ -333,13 +338,10 @@ internal static class TensorFrame
             payload.CopyTo(body);
             MemoryMarshal.AsBytes(values).CopyTo(body[payload.Length..]);
         }
-        header.SharedSlot = (ushort)(slot + 1);
-        Span<byte> bytes = stackalloc byte[HeaderSize];
-        MemoryMarshal.Write(bytes, in header);
         // Counted before the header goes out, as on the socket path: once it is out, the receiver may act on the frame.
         Interlocked.Add(ref _bytesSent, bodyBytes);
         Interlocked.Add(ref _sharedBytesSent, bodyBytes);
-        SendAll(stream, bytes);
+        WriteHeader(stream, header with { SharedSlot = (ushort)(slot + 1) });
     }
 
     /// <summary>Writes a negotiation frame (<see cref="SharedMemoryOfferType"/> or <see cref="SharedMemoryAnswerType"/>) with its fixed-size body.</summary>

@@ -185,10 +185,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     /// <summary>On the reader thread: the worker's answer, the first frame it sends after an offer.</summary>
     private static SharedSlots? ReadAnswer(DataPlaneConnection connection, SharedMemoryRegion region, IActorRef self)
     {
-        TensorFrame.ReadHeader(connection.Stream, TensorFrame.SharedMemoryAnswerType, 0, connection.Peer);
-        var body = new byte[SharedMemoryAnswer.Size];
-        TensorFrame.ReadBytes(connection.Stream, body, connection.Peer);
-        var answer = SharedMemoryAnswer.Parse(body);
+        var answer = SharedMemoryAnswer.ReadFrame(connection.Stream, connection.Peer);
         self.Tell(new Negotiated(answer));
         return answer.Accepted ? region.Gradients : null;
     }
