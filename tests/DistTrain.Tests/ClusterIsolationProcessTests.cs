@@ -86,7 +86,10 @@ public sealed partial class ClusterProcessTests
         var configB = Config(MlpConfig(hidden: 24, epochs: 2).Replace("\"Seed\": 3", "\"Seed\": 5", StringComparison.Ordinal));
         var (psA, workerA) = Environments(workers: 2, configA);
         var (psB, workerB) = Environments(workers: 2, configB,
-            new Dictionary<string, string> { ["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-b") }, new TestCertificates(_directory, "second-job"));
+            new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-b"), ["DISTTRAIN_Checkpoint__Directory"] = Path.Combine(_directory, "checkpoints-b"),
+            }, new TestCertificates(_directory, "second-job"));
         var parameterServers = new[] { Start("parameter-server", configA, psA), Start("parameter-server", configB, psB) };
         await parameterServers[0].WaitForOutputAsync("Job host waiting", TimeSpan.FromSeconds(60));
 
