@@ -75,13 +75,39 @@ public class CheckpointFormatTests : IDisposable
     }
 
     [Fact]
-    public void The_store_keeps_the_newest_N_and_leaves_no_temporary_file()
+    public void The_store_keeps_the_newest_N_and_removes_abandoned_temporary_files_but_not_one_being_written()
     {
         var store = new CheckpointStore(_directory, keep: 3);
-        File.WriteAllText(Path.Combine(_directory, CheckpointStore.FileName(99, 9, 0) + ".tmp"), "crashed mid-write");
+        // Left by writers that crashed two hours ago, in the old and the current naming; and one written a moment ago,
+        // which may be another writer's in flight.
+        var abandoned = new[] { CheckpointStore.FileName(99, 9, 0) + ".tmp", CheckpointStore.FileName(98, 9, 0) + ".4242-0badf00d.tmp" };
+        foreach (var name in abandoned)
+        {
+            File.WriteAllText(Path.Combine(_directory, name), "crashed mid-write");
+            File.SetLastWriteTimeUtc(Path.Combine(_directory, name), DateTime.UtcNow.AddHours(-2));
+        }
+        var inFlight = Path.Combine(_directory, CheckpointStore.FileName(97, 9, 0) + ".4243-12345678.tmp");
+        File.WriteAllText(inFlight, "being written");
         for (var version = 1; version <= 5; version++) store.Save(Sample(version, epoch: 1, round: version));
         Assert.Equal([5L, 4L, 3L], store.List().Select(p => TrainingCheckpoint.Read(p, Layout).Version));
-        Assert.Equal(3, Directory.GetFiles(_directory).Length);
+        Assert.Equal([inFlight], Directory.GetFiles(_directory, "*.tmp"));
+    }
+
+    /// <summary>
+    /// Two stores on one folder (two jobs given the same Checkpoint:Directory) save checkpoints of the same names at the
+    /// same time: neither write fails, no temporary file is left, and each file holds one whole checkpoint. With one
+    /// temporary name per target, the two writers opened, truncated and renamed each other's file.
+    /// </summary>
+    [Fact]
+    public void Concurrent_writers_of_the_same_checkpoint_names_never_fail_and_leave_whole_files()
+    {
+        var stores = new[] { new CheckpointStore(_directory, keep: 50), new CheckpointStore(_directory, keep: 50) };
+        Parallel.For(0, 2, new ParallelOptions { MaxDegreeOfParallelism = 2 }, k =>
+        {
+            for (var version = 1; version <= 40; version++) stores[k].Save(Sample(version, epoch: 1, round: version));
+        });
+        Assert.Equal(40, stores[0].List().Count);
+        Assert.All(stores[0].List(), path => Assert.InRange(TrainingCheckpoint.Read(path, Layout).Version, 1, 40));
         Assert.Empty(Directory.GetFiles(_directory, "*.tmp"));
     }
 

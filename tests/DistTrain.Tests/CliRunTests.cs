@@ -36,7 +36,7 @@ public sealed class CliRunTests : IDisposable
         Directory.CreateDirectory(data);
         foreach (var file in Directory.GetFiles(TestData.SubsetDirectory)) File.Copy(file, Path.Combine(data, Path.GetFileName(file)));
         using var train = new DistTrainProcess(Train(Config(Mlp(hidden: 16, workers: 1, batch: 100, epochs: 2, trainLimit: 100)), data));
-        Assert.Equal(0, await train.WaitAsync(TimeSpan.FromSeconds(120)));
+        await train.AssertExitAsync(0, TimeSpan.FromSeconds(120));
 
         Assert.Contains($"training / 250 test samples from {data}\n", train.Output.ReplaceLineEndings("\n")); // one line, unbroken
         Assert.DoesNotContain("step 1/1", train.Output); // an epoch of one step: the epoch line says it all
@@ -45,7 +45,7 @@ public sealed class CliRunTests : IDisposable
         Assert.True(File.Exists(weights), train.Output);
 
         using var finetune = new DistTrainProcess(["finetune", "--config", Config(Mlp(16, 1, 100, 1)), "--from", Path.Combine(_directory, "missing.safetensors")]);
-        Assert.Equal(2, await finetune.WaitAsync(TimeSpan.FromSeconds(60)));
+        await finetune.AssertExitAsync(2, TimeSpan.FromSeconds(60));
         Assert.Contains($"a run's {Path.GetFileName(weights)}", finetune.Error);
     }
 
@@ -54,7 +54,7 @@ public sealed class CliRunTests : IDisposable
     {
         var sharded = Mlp(hidden: 16, workers: 2, batch: 50, epochs: 1, trainLimit: 200).Replace("\"Optimizer\"", "\"Cluster\": { \"ParameterServerShards\": 2 },\n  \"Optimizer\"");
         using var train = new DistTrainProcess(Train(Config(sharded), TestData.SubsetDirectory));
-        Assert.Equal(0, await train.WaitAsync(TimeSpan.FromSeconds(120)));
+        await train.AssertExitAsync(0, TimeSpan.FromSeconds(120));
         // 784·16 + 16 + 16·10 + 10 = 12,730 weights: 6,352 (a multiple of 16) and 6,378.
         Assert.Contains("parameter server in 2 shards of 6,352 and 6,378 weights, stepped in parallel\n", train.Output.ReplaceLineEndings("\n"));
 
@@ -69,7 +69,7 @@ public sealed class CliRunTests : IDisposable
         await train.WaitForMatchAsync(new Regex(@"epoch +1/5000  train loss"), TimeSpan.FromSeconds(90));
         train.Interrupt();
 
-        Assert.Equal(130, await train.WaitAsync(TimeSpan.FromSeconds(30)));
+        await train.AssertExitAsync(130, TimeSpan.FromSeconds(30));
         Assert.Contains("Ctrl-C: stopping at the next step (press Ctrl-C again to exit at once).", train.Error);
         var cancelled = Regex.Match(train.Error, @"cancelled: stopped at epoch (\d+), step (\d+) of 250\. Kept the run folder (\S+): model\.safetensors holds the weights of that step \(version (\d+)\)");
         Assert.True(cancelled.Success, train.Output);
@@ -104,7 +104,7 @@ public sealed class CliRunTests : IDisposable
         train.Interrupt();
         await train.WaitForOutputAsync("stopping at the next step", TimeSpan.FromSeconds(10));
         train.Interrupt();
-        Assert.Equal(130, await train.WaitAsync(TimeSpan.FromSeconds(10))); // killed by SIGINT: 128 + 2
+        await train.AssertExitAsync(130, TimeSpan.FromSeconds(10)); // killed by SIGINT: 128 + 2
         Assert.DoesNotContain("cancelled: stopped", train.Output); // the clean stop never finished
     }
 }

@@ -91,8 +91,8 @@ public sealed partial class ClusterProcessTests
             intruders.Add(localPort);
         }
 
-        Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(120)));
-        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        await ps.AssertExitAsync(0, TimeSpan.FromSeconds(120));
+        foreach (var worker in workers) await worker.AssertExitAsync(0, TimeSpan.FromSeconds(30));
         foreach (var localPort in intruders)
         {
             // Logged once: one line for the connection, no retries.

@@ -54,24 +54,24 @@ public sealed partial class ClusterProcessTests
             ["DISTTRAIN_Cluster__CertificateFile"] = expiredCertificate, ["DISTTRAIN_Cluster__CertificateKeyFile"] = expiredKey,
         }));
 
-        Assert.Equal(2, await wrongSecret.WaitAsync(TimeSpan.FromSeconds(90)));
+        await wrongSecret.AssertExitAsync(2, TimeSpan.FromSeconds(90));
         Assert.Contains("refused this worker: its job secret differs from job 'test-job''s", wrongSecret.Output);
         await ps.WaitForOutputAsync("Refused worker node", TimeSpan.FromSeconds(10));
-        Assert.Equal(2, await expired.WaitAsync(TimeSpan.FromSeconds(60)));
+        await expired.AssertExitAsync(2, TimeSpan.FromSeconds(60));
         Assert.Contains($"Cluster:CertificateFile = '{expiredCertificate}' would be refused by the other nodes", expired.Output);
         // The node of another CA refuses the cluster's certificate as the cluster refuses its own; Akka.Remote then stops it.
-        Assert.Equal(2, await otherCa.WaitAsync(TimeSpan.FromSeconds(90)));
+        await otherCa.AssertExitAsync(2, TimeSpan.FromSeconds(90));
         Assert.True(otherCa.Output.Contains("do not trust each other's certificates", StringComparison.Ordinal), otherCa.Output);
         // Plain TCP never gets through the cluster's TLS port; the node gives up after its join timeout.
-        Assert.Equal(1, await noCertificate.WaitAsync(TimeSpan.FromSeconds(90)));
+        await noCertificate.AssertExitAsync(1, TimeSpan.FromSeconds(90));
         Assert.True(noCertificate.Output.Contains("No parameter server accepted this worker within 8 s", StringComparison.Ordinal), noCertificate.Output);
         Assert.Contains("Rejected incoming connection from", ps.Output); // Akka.Remote: the plain-TCP handshake, and the other CA's
         Assert.DoesNotContain("joins as worker", ps.Output); // none of them ever counted as a worker
 
         // The job's own workers join and the job ends on the undisturbed run's weights.
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
-        Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(120)));
-        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        await ps.AssertExitAsync(0, TimeSpan.FromSeconds(120));
+        foreach (var worker in workers) await worker.AssertExitAsync(0, TimeSpan.FromSeconds(30));
         Assert.Contains("Training starts with 2 workers", ps.Output);
         Assert.DoesNotContain("joins as worker 2", ps.Output);
         // One warning for the one rogue that reached registration, however many of its registrations arrived.
@@ -86,33 +86,36 @@ public sealed partial class ClusterProcessTests
         var configB = Config(MlpConfig(hidden: 24, epochs: 2).Replace("\"Seed\": 3", "\"Seed\": 5", StringComparison.Ordinal));
         var (psA, workerA) = Environments(workers: 2, configA);
         var (psB, workerB) = Environments(workers: 2, configB,
-            new Dictionary<string, string> { ["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-b") }, new TestCertificates(_directory, "second-job"));
+            new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-b"), ["DISTTRAIN_Checkpoint__Directory"] = Path.Combine(_directory, "checkpoints-b"),
+            }, new TestCertificates(_directory, "second-job"));
         var parameterServers = new[] { Start("parameter-server", configA, psA), Start("parameter-server", configB, psB) };
         await parameterServers[0].WaitForOutputAsync("Job host waiting", TimeSpan.FromSeconds(60));
 
         // A second parameter server on the first one's Akka port, then on its data plane port: one line each, exit 2.
         var akkaPortTaken = Start("parameter-server", configA, new Dictionary<string, string>(psA) { ["DISTTRAIN_Metrics__Port"] = "0" });
-        Assert.Equal(2, await akkaPortTaken.WaitAsync(TimeSpan.FromSeconds(60)));
+        await akkaPortTaken.AssertExitAsync(2, TimeSpan.FromSeconds(60));
         Assert.Contains($"Cluster:Port = {psA["DISTTRAIN_Cluster__Port"]}: the port is in use", akkaPortTaken.Output);
         var dataPortTaken = Start("parameter-server", configA, new Dictionary<string, string>(psA)
         {
             ["DISTTRAIN_Cluster__Port"] = FreePort().ToString(), ["DISTTRAIN_Metrics__Port"] = "0",
         });
-        Assert.Equal(2, await dataPortTaken.WaitAsync(TimeSpan.FromSeconds(60)));
+        await dataPortTaken.AssertExitAsync(2, TimeSpan.FromSeconds(60));
         Assert.Contains($"Cluster:DataPort = {psA["DISTTRAIN_Cluster__DataPort"]}: the port is in use", dataPortTaken.Output);
         var metricsPortTaken = Start("parameter-server", configA, new Dictionary<string, string>(psA)
         {
             ["DISTTRAIN_Cluster__Port"] = FreePort().ToString(), ["DISTTRAIN_Cluster__DataPort"] = FreePort().ToString(),
         });
-        Assert.Equal(2, await metricsPortTaken.WaitAsync(TimeSpan.FromSeconds(60)));
+        await metricsPortTaken.AssertExitAsync(2, TimeSpan.FromSeconds(60));
         Assert.Contains($"Metrics:Port = {psA["DISTTRAIN_Metrics__Port"]}: the port is in use", metricsPortTaken.Output);
 
         var workers = new[]
         {
             Start("worker", configA, workerA), Start("worker", configA, workerA), Start("worker", configB, workerB), Start("worker", configB, workerB),
         };
-        foreach (var ps in parameterServers) Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(180)));
-        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        foreach (var ps in parameterServers) await ps.AssertExitAsync(0, TimeSpan.FromSeconds(180));
+        foreach (var worker in workers) await worker.AssertExitAsync(0, TimeSpan.FromSeconds(30));
         foreach (var ps in parameterServers) Assert.Contains("Training starts with 2 workers", ps.Output);
         await AssertUndisturbedAsync(configA, FinalWeightsPath());
         await AssertUndisturbedAsync(configB, FinalWeightsPath("runs-b"));

@@ -172,8 +172,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         var ps = Start("parameter-server", configPath, psEnvironment);
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
 
-        Assert.Equal(0, await ps.WaitAsync(Guard));
-        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(Guard));
+        await ps.AssertExitAsync(0, Guard);
+        foreach (var worker in workers) await worker.AssertExitAsync(0, Guard);
         Assert.Contains("Test accuracy after 2 epochs", ps.Output);
         Assert.True(File.Exists(Path.Combine(_directory, "ps-alive")), "the parameter server never touched its health file");
         // Cluster:SharedMemory, on by default: both workers run on this host, so their tensors went through shared memory.
@@ -200,8 +200,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         psEnvironment["DISTTRAIN_Cluster__SharedMemory"] = "false";
         var ps = Start("parameter-server", configPath, psEnvironment);
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
-        Assert.Equal(0, await ps.WaitAsync(Guard));
-        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(Guard));
+        await ps.AssertExitAsync(0, Guard);
+        foreach (var worker in workers) await worker.AssertExitAsync(0, Guard);
         Assert.DoesNotContain("shared memory", ps.Output);
 
         var single = await SingleProcessWeightsAsync(configPath);
@@ -230,8 +230,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         psEnvironment["DISTTRAIN_Cluster__ParameterServerShards"] = "2";
         var ps = Start("parameter-server", configPath, psEnvironment);
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
-        Assert.Equal(0, await ps.WaitAsync(Guard));
-        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(Guard));
+        await ps.AssertExitAsync(0, Guard);
+        foreach (var worker in workers) await worker.AssertExitAsync(0, Guard);
         Assert.Contains("Parameter server in 2 shards of 12,720 and 12,730 weights, stepped in parallel", ps.Output);
 
         var single = await SingleProcessWeightsAsync(configPath); // one shard: the environment variable is the cluster's alone
@@ -252,8 +252,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         await Task.Delay(TimeSpan.FromSeconds(5));
         var ps = Start("parameter-server", configPath, psEnvironment);
 
-        Assert.Equal(0, await ps.WaitAsync(TimeSpan.FromSeconds(120)));
-        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(60)));
+        await ps.AssertExitAsync(0, TimeSpan.FromSeconds(120));
+        foreach (var worker in workers) await worker.AssertExitAsync(0, TimeSpan.FromSeconds(60));
         Assert.Contains("Test accuracy after 2 epochs", ps.Output);
         for (var index = 0; index < 2; index++)
             Assert.Single(Regex.Matches(ps.Output, $@"joins as worker {index}\b"));
@@ -273,8 +273,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath);
         var ps = Start("parameter-server", configPath, psEnvironment);
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
-        Assert.Equal(0, await ps.WaitAsync(Guard));
-        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(Guard));
+        await ps.AssertExitAsync(0, Guard);
+        foreach (var worker in workers) await worker.AssertExitAsync(0, Guard);
         var tensors = SafeTensors.Read(FinalWeightsPath());
         Assert.Equal(new[] { 12_288, 784 }, tensors["0.weight"].Shape);
         Assert.True(tensors.Values.Sum(t => (long)t.Data.Length) > 9_000_000);
@@ -289,7 +289,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         var (psEnvironment, workerEnvironment) = Environments(workers: 1, psConfig);
         var ps = Start("parameter-server", psConfig, psEnvironment);
         var worker = Start("worker", workerConfig, workerEnvironment);
-        Assert.Equal(2, await worker.WaitAsync(Guard));
+        await worker.AssertExitAsync(2, Guard);
         Assert.Contains("refused this worker: model settings differ", worker.Output);
         Assert.Contains("\"Units\":48", worker.Output);
         await ps.WaitForOutputAsync("Refused worker node", Guard);
@@ -319,9 +319,9 @@ public sealed partial class ClusterProcessTests : IDisposable
         var lostAt = await ps.WaitForOutputAsync("Worker 0 is lost", Guard);
         await ps.WaitForOutputAsync("train loss", Guard, after: lostAt);
 
-        Assert.Equal(0, await ps.WaitAsync(Guard));
+        await ps.AssertExitAsync(0, Guard);
         foreach (var survivor in workers.Where(w => w != victim))
-            Assert.Equal(0, await survivor.WaitAsync(Guard));
+            await survivor.AssertExitAsync(0, Guard);
         Assert.Contains("Test accuracy after 30 epochs", ps.Output);
         // The data plane's least traffic counts the workers of each step (3, 2, or 1 while a part of an epoch is left to
         // one), so it is not the figure for the 2 workers left at the end, which it was before.
@@ -390,8 +390,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.True(long.Parse(resumed.Groups[1].Value) >= checkpointed,
             $"resumed at version {resumed.Groups[1].Value}, but the active server had written version {checkpointed}");
 
-        Assert.Equal(0, await standby.WaitAsync(Guard));
-        foreach (var worker in workers) Assert.Equal(0, await worker.WaitAsync(Guard));
+        await standby.AssertExitAsync(0, Guard);
+        foreach (var worker in workers) await worker.AssertExitAsync(0, Guard);
         Assert.Contains("Lost the data plane to the parameter server (", workers[0].Output);
         Assert.Contains("Test accuracy after 30 epochs", standby.Output);
         Assert.Contains("(version 7500,", standby.Output); // every step of the job, each once
@@ -432,7 +432,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         await ps.WaitForOutputAsync("Training resumes", Guard, after: downedAt);
         var exit = await ps.WaitAsync(Guard);
         Assert.True(exit == 0, $"the parameter server exited with {exit}. Output:\n{ps.Output}");
-        foreach (var worker in replacements) Assert.Equal(0, await worker.WaitAsync(Guard));
+        foreach (var worker in replacements) await worker.AssertExitAsync(0, Guard);
         Assert.Contains("Test accuracy after 4 epochs", ps.Output);
         Assert.DoesNotContain("left the cluster before the job ended", ps.Output);
     }

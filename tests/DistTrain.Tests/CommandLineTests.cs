@@ -75,7 +75,7 @@ public class CommandLineTests
     public async Task A_bad_value_prints_one_line_on_standard_error_and_no_help_and_exits_1()
     {
         using var process = new DistTrainProcess(["train", "--config", "configs/fashion-mnist-mlp.json", "--epochs", "abc"]);
-        Assert.Equal(1, await process.WaitAsync(TimeSpan.FromSeconds(60)));
+        await process.AssertExitAsync(1, TimeSpan.FromSeconds(60));
         var lines = process.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         Assert.Equal("error: --epochs 'abc' is not a whole number: --epochs takes a whole number of passes over the training set, 1 to 10,000 (Training:Epochs).",
             Assert.Single(lines));

@@ -124,6 +124,16 @@ internal sealed class DistTrainProcess : IDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>
+    /// Waits for the exit and asserts its code is <paramref name="expected"/>; a wrong code fails the test with the output,
+    /// which says why (a bare exit code does not).
+    /// </summary>
+    public async Task AssertExitAsync(int expected, TimeSpan timeout)
+    {
+        var code = await WaitAsync(timeout);
+        if (code != expected) Assert.Fail($"disttrain exited with {code}, expected {expected}. Output:\n{Output}");
+    }
+
     /// <summary>Waits until <paramref name="text"/> appears in the output at or after index <paramref name="after"/>; returns its index.</summary>
     public Task<int> WaitForOutputAsync(string text, TimeSpan timeout, int after = 0) =>
         WaitForAsync($"'{text}'", output => output.IndexOf(text, after, StringComparison.Ordinal), timeout);

@@ -5,21 +5,36 @@ namespace DistTrain.Core.Checkpoints;
 /// <summary>
 /// Replaces a file so that a reader sees either the old content or the whole new one, also across a crash or a
 /// power loss: write a temporary file in the same directory, flush it to the disk, rename it over the target
-/// (atomic within one file system), then flush the directory so the rename itself is durable.
+/// (atomic within one file system), then flush the directory so the rename itself is durable. Each write has a
+/// temporary file of its own (<c>name.pid-random.tmp</c>), so writers of the same path, in one process or in several
+/// sharing a folder, never write into or rename each other's: the last rename wins, whole.
 /// </summary>
 internal static class AtomicFile
 {
-    /// <summary>Suffix of the temporary file; a file with it is an unfinished write and is never read as a checkpoint.</summary>
+    /// <summary>Suffix of the temporary files; a file with it is an unfinished write and is never read as a checkpoint.</summary>
     public const string TemporarySuffix = ".tmp";
+
+    /// <summary>
+    /// Age (by last write) after which a temporary file is taken as left by a crashed writer and may be deleted
+    /// (<see cref="IsAbandoned"/>). A write in progress keeps writing its file; an hour is far above any checkpoint's.
+    /// </summary>
+    public static readonly TimeSpan AbandonedAfter = TimeSpan.FromHours(1);
+
+    /// <summary>The temporary files of writes of <paramref name="path"/>: this write's own name.</summary>
+    public static string TemporaryPath(string path) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{path}.{Environment.ProcessId}-{Random.Shared.Next():x8}{TemporarySuffix}");
+
+    /// <summary>True when the temporary file <paramref name="temporary"/> was last written more than <see cref="AbandonedAfter"/> ago.</summary>
+    public static bool IsAbandoned(string temporary) => DateTime.UtcNow - File.GetLastWriteTimeUtc(temporary) > AbandonedAfter;
 
     /// <summary>Writes <paramref name="path"/> through <paramref name="write"/>, atomically and durably.</summary>
     /// <exception cref="IOException">The write, flush or rename failed; the temporary file is removed and the target is unchanged.</exception>
     public static void Write(string path, Action<FileStream> write)
     {
-        var temporary = path + TemporarySuffix;
+        var temporary = TemporaryPath(path);
         try
         {
-            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 1 << 16))
+            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16))
             {
                 write(stream);
                 stream.Flush(flushToDisk: true);

@@ -20,9 +20,10 @@ public sealed record CheckpointSearch(string? Path, TrainingCheckpoint? Checkpoi
 /// them atomically, keeps the newest <see cref="Keep"/>, and finds the newest one that verifies.
 /// </summary>
 /// <remarks>
-/// Newest means highest weights version (the number in the name). A file being written has the suffix
-/// <c>.tmp</c> until it is complete, so a crash mid-write leaves a <c>.tmp</c> that is never read and is removed by the
-/// next <see cref="Save"/>, and the previous checkpoints stay intact.
+/// Newest means highest weights version (the number in the name). A file being written has a name of its own ending in
+/// <c>.tmp</c> until it is complete (see <see cref="AtomicFile"/>), so a crash mid-write leaves a <c>.tmp</c> that is never
+/// read, and the previous checkpoints stay intact; a <see cref="Save"/> removes those last written over an hour ago
+/// (<see cref="AtomicFile.AbandonedAfter"/>), never a write still in progress.
 /// </remarks>
 public sealed partial class CheckpointStore
 {
@@ -55,7 +56,7 @@ public sealed partial class CheckpointStore
     [GeneratedRegex(@"^checkpoint-v(\d+)-e\d+-r\d+\.safetensors$", RegexOptions.CultureInvariant)]
     private static partial Regex NamePattern();
 
-    /// <summary>Writes <paramref name="checkpoint"/> atomically, then deletes all but the <see cref="Keep"/> most recently written and any leftover temporary file.</summary>
+    /// <summary>Writes <paramref name="checkpoint"/> atomically, then deletes all but the <see cref="Keep"/> most recently written and any abandoned temporary file.</summary>
     /// <returns>The path written.</returns>
     /// <exception cref="IOException">The directory or the file could not be written; the message names it.</exception>
     public string Save(TrainingCheckpoint checkpoint)
@@ -75,8 +76,9 @@ public sealed partial class CheckpointStore
         // folder are pruned before this job's own.
         foreach (var old in List().OrderByDescending(File.GetLastWriteTimeUtc).Skip(Keep))
             File.Delete(old);
-        foreach (var temporary in System.IO.Directory.EnumerateFiles(Directory, Prefix + "*" + Extension + AtomicFile.TemporarySuffix))
-            File.Delete(temporary);
+        // Another writer's temporary file may be in flight (a second job given the same folder): only abandoned ones go.
+        foreach (var temporary in System.IO.Directory.EnumerateFiles(Directory, Prefix + "*" + Extension + "*" + AtomicFile.TemporarySuffix))
+            if (AtomicFile.IsAbandoned(temporary)) File.Delete(temporary);
         return path;
     }
 

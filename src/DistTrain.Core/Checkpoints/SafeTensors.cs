@@ -19,9 +19,10 @@ public sealed record NamedTensor(int[] Shape, float[] Data);
 public static class SafeTensors
 {
     /// <summary>Writes every segment of <paramref name="parameters"/> as an F32 tensor named as in its layout.</summary>
-    /// <param name="path">Target file; written to a temporary file first, then renamed.</param>
+    /// <param name="path">Target file; replaced atomically (<see cref="AtomicFile"/>): a reader sees the old file or the whole new one.</param>
     /// <param name="parameters">Flat weights and their layout.</param>
     /// <param name="metadata">Optional string metadata stored under <c>__metadata__</c>.</param>
+    /// <exception cref="IOException">The file could not be written; the target is unchanged.</exception>
     public static void Write(string path, ParameterVector parameters, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var header = new Dictionary<string, object>(StringComparer.Ordinal);
@@ -36,8 +37,7 @@ public static class SafeTensors
         var json = JsonSerializer.SerializeToUtf8Bytes(header);
         // Pad the header with spaces so the data starts 8-byte aligned, as the reference writer does.
         var padded = (json.Length + 7) / 8 * 8;
-        var temporary = path + ".tmp";
-        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write))
+        AtomicFile.Write(path, stream =>
         {
             Span<byte> length = stackalloc byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)padded);
@@ -46,9 +46,7 @@ public static class SafeTensors
             for (var i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
             foreach (var segment in parameters.Layout.Segments)
                 stream.Write(MemoryMarshal.AsBytes((ReadOnlySpan<float>)parameters.Segment(segment)));
-            stream.Flush(flushToDisk: true);
-        }
-        File.Move(temporary, path, overwrite: true);
+        });
     }
 
     /// <summary>The <c>__metadata__</c> string map of a safetensors file (empty when it has none); reads only the header,
