@@ -81,17 +81,19 @@ public class AllocationTests
     }
 
     [Theory]
-    [InlineData(false, false)]
-    [InlineData(true, false)]
-    [InlineData(false, true)]
-    public async Task Workers_and_the_parameter_server_allocate_nothing_per_step_in_steady_state(bool augment, bool topK)
+    [InlineData(false, false, false)]
+    [InlineData(true, false, false)]
+    [InlineData(false, true, false)]
+    [InlineData(false, true, true)]
+    public async Task Workers_and_the_parameter_server_allocate_nothing_per_step_in_steady_state(bool augment, bool topK, bool perTensor)
     {
         // Each actor counts its handlers' managed allocations on its own thread and reports them per round.
         // Epoch 1 warms up (JIT, buffers for both batch sizes); every step of epochs 3 and 4 must be zero.
         // The parameter server reports the previous round, so an epoch's first report carries the epoch
         // boundary (its EpochCompleted message, 40 bytes): not a steady-state step, left out.
         // With augmentation the workers crop, translate and flip every training image of every step. With TopK (10%, error
-        // feedback, momentum correction, L2 and clipping) they also clip, add L2 on their decayed groups and encode every push.
+        // feedback, momentum correction, L2 and clipping) they also clip, add L2 on their decayed groups and encode every push,
+        // selecting over the whole gradient or (perTensor) within each tensor.
         var data = TestData.Normalized();
         var model = TestData.Mlp(64, 10);
         if (augment) model.InputShape = [1, 28, 28];
@@ -102,6 +104,7 @@ public class AllocationTests
             options.Cluster.Compression = Core.Compression.GradientCompression.TopK;
             options.Cluster.TopKRatio = 0.1;
             options.Optimizer.GradientClipNorm = 0.5;
+            if (perTensor) options.Cluster.TopKScope = Core.Compression.TopKScope.PerTensor;
         }
         var observer = new RecordingObserver();
         await Cluster.Hosting.SingleNodeTrainer.RunAsync(options, data.Train, data.Test, observer).WithTestTimeout();

@@ -238,4 +238,25 @@ public class ConfigurationTests : IDisposable
         Assert.Contains("Gzip", unknown.Message);
         Assert.Contains("TopK", unknown.Message);
     }
+
+    /// <summary>Cluster:TopKScope binds into the encoder settings under TopK (and is Global, which they ignore, for the other
+    /// encodings); a value that is not a scope names the key and the allowed values.</summary>
+    [Fact]
+    public void TopK_scope_binds_into_the_encoder_settings_and_a_bad_value_names_the_key_and_the_allowed_values()
+    {
+        Assert.Equal(Core.Compression.TopKScope.Global, TrainingOptionsLoader.Load(RepositoryConfig, ValidData, environment: NoEnvironment).Cluster.TopKScope);
+        var options = TrainingOptionsLoader.Load(RepositoryConfig, new Dictionary<string, string?>(ValidData)
+        {
+            ["Cluster:Compression"] = "TopK", ["Cluster:TopKScope"] = "PerTensor",
+        }, environment: NoEnvironment);
+        Assert.Equal(Core.Compression.TopKScope.PerTensor, Cluster.Training.ReplicaSettings.From(options).Compression!.Scope);
+        Assert.StartsWith("gradients sent as TopK 1% per tensor with error feedback", options.DescribeCompression());
+        options.Cluster.Compression = Core.Compression.GradientCompression.BFloat16;
+        Assert.Equal(Core.Compression.TopKScope.Global, Cluster.Training.ReplicaSettings.From(options).Compression!.Scope);
+
+        var error = Invalid(RepositoryConfig, new(ValidData) { ["Cluster:TopKScope"] = "PerLayer" });
+        Assert.Contains("Cluster:TopKScope = 'PerLayer' (from a command-line option) is not valid: expected one of Global, PerTensor", error.Message);
+        var number = Invalid(RepositoryConfig, new(ValidData) { ["Cluster:TopKScope"] = "7" });
+        Assert.Contains("Cluster:TopKScope = 7 (from a command-line option) is unknown: allowed Global, PerTensor.", number.Message);
+    }
 }

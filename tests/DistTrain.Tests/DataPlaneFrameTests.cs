@@ -86,7 +86,7 @@ public class DataPlaneFrameTests() : TestKit("akka.loglevel = INFO")
         var other = Assert.Throws<IOException>(() => TensorFrame.ParseHeader(Bytes(compressed with { PayloadBytes = 1 << 30 }),
             TensorFrame.CompressedGradientType, 1000, Peer, expectedPayloadBytes: 809)).Message;
         Assert.Contains("with 1073741824 encoded bytes where 809 belong", other);
-        Assert.Contains("every node must use the same Cluster:Compression and Cluster:TopKRatio", other);
+        Assert.Contains("every node must use the same Cluster:Compression, Cluster:TopKRatio and Cluster:TopKScope", other);
         Assert.Contains("with 5 encoded bytes where 0 belong", Refusal(Gradient(1000) with { PayloadBytes = 5 }));
         // A compressed frame where float32 gradients belong (or the reverse) names the setting to align.
         Assert.Contains("sent a compressed gradient frame where a gradient frame belongs; the connection is closed. Every node must use the same Cluster:Compression",
@@ -97,7 +97,7 @@ public class DataPlaneFrameTests() : TestKit("akka.loglevel = INFO")
     public void A_compressed_gradient_with_a_malformed_encoding_stops_the_link_naming_the_problem_and_delivers_nothing()
     {
         var settings = new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK, TopKRatio: 0.2);
-        var (link, client) = AttachedLink(WorkerLink.Props(0, TestActor, reportLength: 10, settings, trainableLength: 10));
+        var (link, client) = AttachedLink(WorkerLink.Props(0, TestActor, reportLength: 10, settings, trainableTensorLengths: [10]));
         using var _ = client;
         link.Tell(new Cluster.Protocol.WeightsUpdated(1, 0, 5, new float[10]), TestActor); // gradients now go to this test
         // A TopK message of the right size (k = 2 of 10) whose indices are not ascending.

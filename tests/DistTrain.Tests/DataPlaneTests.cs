@@ -47,7 +47,7 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
     /// worker link delivers gradients to it.
     /// </summary>
     private async Task<(Akka.TestKit.TestProbe Worker, IActorRef WorkerSide, IActorRef ServerSide, Akka.TestKit.TestProbe ParameterServer)> LinkedPairAsync(
-        int workerIndex, GradientCompressionSettings compression, int trainableLength)
+        int workerIndex, GradientCompressionSettings compression, int[] trainableTensorLengths)
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
@@ -58,7 +58,7 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
         var stream = new NetworkStream(socket, ownsSocket: true);
         await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
         var parameterServer = CreateTestProbe();
-        var serverSide = Sys.ActorOf(WorkerLink.Props(workerIndex, CreateTestProbe().Ref, reportLength: 10, compression, trainableLength));
+        var serverSide = Sys.ActorOf(WorkerLink.Props(workerIndex, CreateTestProbe().Ref, reportLength: 10, compression, trainableTensorLengths));
         serverSide.Tell(new WorkerLink.Attach(new DataPlaneConnection(socket, stream, $"worker {workerIndex}")), TestActor);
         parameterServer.Send(serverSide, new WeightsUpdated(1, 0, 5, new float[10]));
         worker.ExpectMsg<WeightsUpdated>();
@@ -76,7 +76,7 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
     public async Task A_compressed_gradient_crosses_the_data_plane_as_its_encoding_and_arrives_as_the_workers_decoded_report()
     {
         var settings = new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.25);
-        var (worker, workerSide, _, parameterServer) = await LinkedPairAsync(1, settings, trainableLength: 8);
+        var (worker, workerSide, _, parameterServer) = await LinkedPairAsync(1, settings, trainableTensorLengths: [8]);
 
         var codec = new GradientWireCodec(settings, trainableLength: 8);
         float[] report = [0.1f, -3f, 0.2f, 0.3f, 2.5f, -0.4f, 0.05f, 1f, 7f, 8f];
@@ -97,7 +97,7 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
     [Fact]
     public async Task A_worker_that_compresses_differently_from_the_parameter_server_is_refused_with_the_setting_named()
     {
-        var (worker, workerSide, serverSide, _) = await LinkedPairAsync(0, new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.5), trainableLength: 10);
+        var (worker, workerSide, serverSide, _) = await LinkedPairAsync(0, new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.5), trainableTensorLengths: [10]);
         Watch(serverSide);
 
         var codec = new GradientWireCodec(new GradientCompressionSettings(GradientCompression.Float16), trainableLength: 10);
@@ -106,6 +106,36 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
         {
             worker.Send(workerSide, new GradientComputed(1, 0, 5, 0, 16, 4.0, report).WithEncoded(codec.Encode(report)));
             await ExpectTerminatedAsync(serverSide, TimeSpan.FromSeconds(20));
+        });
+    }
+
+    /// <summary>
+    /// Cluster:TopKScope PerTensor end to end: a gradient of two tensors (6 and 2 elements) at ratio 0.25 sends ⌈1.5⌉ = 2 of the
+    /// first and ⌈0.5⌉ = 1 of the second, 3 elements where Global sends 2, so the frame is 8 bytes longer than Global's. A
+    /// parameter server with the same scope expects exactly that length and delivers the worker's decoded report; one with
+    /// the Global scope refuses the frame and names the setting.
+    /// </summary>
+    [Fact]
+    public async Task A_per_tensor_TopK_gradient_has_the_length_the_parameter_server_expects_and_a_Global_one_refuses_it()
+    {
+        var perTensor = new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.25, Scope: TopKScope.PerTensor);
+        var (worker, workerSide, _, parameterServer) = await LinkedPairAsync(1, perTensor, trainableTensorLengths: [6, 2]);
+        var codec = new GradientWireCodec(perTensor, trainableTensorLengths: [6, 2]);
+        Assert.Equal(GradientEncoder.HeaderBytes + 4 + 8 * 3, codec.MessageBytes);
+        float[] report = [0.1f, -3f, 0.2f, 0.3f, 2.5f, -0.4f, 0.05f, 0.01f, 7f, 8f];
+        var received = TensorFrame.BytesReceived;
+        worker.Send(workerSide, new GradientComputed(1, 0, 5, 1, 16, 4.0, report).WithEncoded(codec.Encode(report)));
+        Assert.Equal([0f, -3f, 0f, 0f, 2.5f, 0f, 0.05f, 0f, 7f, 8f], report); // the second tensor sends its larger element
+        Assert.Equal(report, parameterServer.ExpectMsg<GradientComputed>().Gradient);
+        Assert.Equal(TensorFrame.HeaderSize + 33 + 8, TensorFrame.BytesReceived - received);
+
+        var global = perTensor with { Scope = TopKScope.Global };
+        var (otherWorker, otherWorkerSide, globalServerSide, _) = await LinkedPairAsync(0, global, trainableTensorLengths: [6, 2]);
+        Watch(globalServerSide);
+        await EventFilter.Warning(contains: "Cluster:TopKScope").ExpectOneAsync(async () =>
+        {
+            otherWorker.Send(otherWorkerSide, new GradientComputed(1, 0, 5, 0, 16, 4.0, report).WithEncoded(codec.Encode(report)));
+            await ExpectTerminatedAsync(globalServerSide, TimeSpan.FromSeconds(20));
         });
     }
 }

@@ -31,6 +31,13 @@ public sealed class ModelFingerprintTests
         Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Optimizer:Momentum", "0.5"))));
         Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Cluster:ErrorFeedback", "false"))));
         Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Cluster:TopKRatio", "0.02"))));
+        // A worker selecting per tensor sends other elements, and messages of another length: refused, the scope named in the
+        // fingerprint the refusal prints. The other encodings ignore the scope, so it does not set such nodes apart.
+        var perTensor = ModelFingerprint.Of(Options(topK, ("Cluster:TopKScope", "PerTensor")));
+        Assert.NotEqual(fingerprint, perTensor);
+        Assert.Contains("\"Scope\":\"PerTensor\"", perTensor);
+        (string, string) float16 = ("Cluster:Compression", "Float16");
+        Assert.Equal(ModelFingerprint.Of(Options(float16)), ModelFingerprint.Of(Options(float16, ("Cluster:TopKScope", "PerTensor"))));
         // Under TopK the workers add L1 and L2 (momentum correction) and clip: a worker with other values would train differently.
         Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Optimizer:L2", "0.001"))));
         Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options(topK, ("Optimizer:L1", "0.001"))));

@@ -225,7 +225,7 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         var stream = new NetworkStream(socket, ownsSocket: true);
         await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(Wait);
         var parameterServer = CreateTestProbe();
-        var serverSide = Sys.ActorOf(WorkerLink.Props(0, CreateTestProbe().Ref, reportLength: 10, compression, trainableLength,
+        var serverSide = Sys.ActorOf(WorkerLink.Props(0, CreateTestProbe().Ref, reportLength: 10, compression, [trainableLength],
             sharedMemoryWeightsLength: serverOffers ? 10 : 0));
         serverSide.Tell(new WorkerLink.Attach(new DataPlaneConnection(socket, stream, "worker 0")), TestActor);
         parameterServer.Send(serverSide, new WeightsUpdated(1, 0, 5, new float[10]));

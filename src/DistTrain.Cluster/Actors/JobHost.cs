@@ -166,7 +166,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
                      identity.RegistrationProof(register.NodeName, register.ProtocolVersion, register.ModelFingerprint)))
             refusal = $"its job secret differs from job '{identity.Name}''s (Cluster:SecretFile or DISTTRAIN_Cluster__Secret): it belongs to another job, or was given the wrong secret.";
         else if (register.ModelFingerprint != _fingerprint)
-            refusal = $"model settings differ from the parameter server's (the model, the data's samples, or Cluster:Compression with the momentum the workers apply). Worker: {register.ModelFingerprint}; parameter server: {_fingerprint}. Use the same config on every node.";
+            refusal = $"model settings differ from the parameter server's (the model, the data's samples, or Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply). Worker: {register.ModelFingerprint}; parameter server: {_fingerprint}. Use the same config on every node.";
         if (refusal is not null)
         {
             // A refused agent's retries, and the registrations the singleton proxy buffered for it, repeat the refusal:
@@ -211,7 +211,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     {
         if (_links.ContainsKey(ready.WorkerIndex)) return;
         _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _wire.ReportLength,
-            ReplicaSettings.CompressionOf(_options), _model.Layout.TrainableLength, _options.Cluster.SharedMemory ? _wire.WeightsLength : 0),
+            ReplicaSettings.CompressionOf(_options), _model.Layout.TrainableTensorLengths.ToArray(), _options.Cluster.SharedMemory ? _wire.WeightsLength : 0),
             $"worker-link-{ready.WorkerIndex}-{++_linksCreated}"));
         if (_waitingForReady.Remove(ready.WorkerIndex, out var connection))
         {

@@ -12,16 +12,17 @@ public sealed class CompressedGradientReader
     private readonly byte[] _message;
     private readonly int _trainableLength;
 
-    /// <summary>Creates the reader for gradients of <paramref name="trainableLength"/> trainable parameters.</summary>
-    /// <param name="settings">This node's Cluster:Compression settings; every node must use the same.</param>
-    /// <param name="trainableLength">Floats of a report's gradient part (<see cref="Core.Tensors.ParameterLayout.TrainableLength"/>).</param>
-    /// <exception cref="ArgumentOutOfRangeException">The length is not positive or the settings are out of range.</exception>
-    public CompressedGradientReader(GradientCompressionSettings settings, int trainableLength)
+    /// <summary>Creates the reader for gradients made of trainable tensors of <paramref name="trainableTensorLengths"/> floats.</summary>
+    /// <param name="settings">This node's Cluster:Compression settings (with TopKRatio and TopKScope); every node must use the same.</param>
+    /// <param name="trainableTensorLengths">Floats of each tensor of a report's gradient part, in order
+    /// (<see cref="Core.Tensors.ParameterLayout.TrainableTensorLengths"/>); under TopK they set the count a message must carry.</param>
+    /// <exception cref="ArgumentOutOfRangeException">There is no tensor, a length is not positive, or the settings are out of range.</exception>
+    public CompressedGradientReader(GradientCompressionSettings settings, ReadOnlySpan<int> trainableTensorLengths)
     {
         ArgumentNullException.ThrowIfNull(settings);
-        MessageBytes = GradientEncoder.EncodedBytes(settings, trainableLength);
+        MessageBytes = GradientEncoder.EncodedBytes(settings, trainableTensorLengths);
         _message = new byte[MessageBytes];
-        _trainableLength = trainableLength;
+        foreach (var length in trainableTensorLengths) _trainableLength += length;
     }
 
     /// <summary>Bytes of every encoded gradient a frame must announce (<see cref="TensorFrame.Header.PayloadBytes"/>).</summary>

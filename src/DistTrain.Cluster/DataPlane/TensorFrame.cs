@@ -110,7 +110,7 @@ internal static class TensorFrame
     /// <param name="peer">The remote address, for messages.</param>
     /// <exception cref="IOException">The peer closed the connection, or the header is refused; the message names the peer.</exception>
     /// <param name="expectedPayloadBytes">For <see cref="CompressedGradientType"/>: the encoded bytes the reader's
-    /// Cluster:Compression gives (<see cref="Core.Compression.GradientEncoder.EncodedBytes"/>); 0 otherwise.</param>
+    /// Cluster:Compression gives (<see cref="Core.Compression.GradientEncoder.EncodedBytes(Core.Compression.GradientCompressionSettings, ReadOnlySpan{int})"/>); 0 otherwise.</param>
     /// <param name="sharedSlots">Slots of the shared-memory region negotiated on this connection in the sender's direction; 0: none.</param>
     /// <param name="alsoAccepted">A second frame type the reader accepts here (the worker's first frame may be an offer); 0: none.</param>
     public static Header ReadHeader(Stream stream, byte expectedType, int expectedCount, string peer, int expectedPayloadBytes = 0, int sharedSlots = 0,
@@ -165,7 +165,7 @@ internal static class TensorFrame
         };
         if (header.PayloadBytes != payloadBytes)
             throw new IOException($"data plane: {peer} announced a {TypeName(header.Type)} with {header.PayloadBytes} encoded bytes where {payloadBytes} belong"
-                + (header.Type == CompressedGradientType ? " with this node's Cluster:Compression; every node must use the same Cluster:Compression and Cluster:TopKRatio" : "")
+                + (header.Type == CompressedGradientType ? " with this node's Cluster:Compression; every node must use the same Cluster:Compression, Cluster:TopKRatio and Cluster:TopKScope" : "")
                 + ". Refused before allocating, the connection is closed.");
         var slots = header.Type is SharedMemoryOfferType or SharedMemoryAnswerType ? 0 : sharedSlots;
         if (header.SharedSlot > slots)

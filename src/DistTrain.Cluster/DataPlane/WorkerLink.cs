@@ -38,6 +38,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     private readonly IActorRef _remoteWorker;
     private readonly int _reportLength;
     private readonly GradientCompressionSettings? _compression;
+    private readonly int[] _trainableTensorLengths;
     private readonly int _trainableLength;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly float[][] _gradientBuffers;
@@ -49,13 +50,14 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     private bool _negotiated;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
-    public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null, int trainableLength = 0,
-        int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null)
+    public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null,
+        int[]? trainableTensorLengths = null, int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null)
     {
         _weightsLength = sharedMemoryWeightsLength;
         _negotiationTimeout = negotiationTimeout ?? NegotiationTimeout;
         _compression = compression;
-        _trainableLength = trainableLength;
+        _trainableTensorLengths = trainableTensorLengths ?? [];
+        _trainableLength = _trainableTensorLengths.Sum();
         _workerIndex = workerIndex;
         _remoteWorker = remoteWorker;
         _reportLength = reportLength;
@@ -95,15 +97,16 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     /// <param name="workerIndex">The worker's index.</param>
     /// <param name="remoteWorker">The worker actor on its node, for control messages.</param>
     /// <param name="reportLength">Floats of one gradient report.</param>
-    /// <param name="compression">Cluster:Compression: the worker sends its reports' first <paramref name="trainableLength"/>
-    /// floats encoded with these settings (null: float32 frames).</param>
-    /// <param name="trainableLength">Floats of a report's gradient part, with <paramref name="compression"/>.</param>
+    /// <param name="compression">Cluster:Compression: the worker sends its reports' gradient part (the first
+    /// <paramref name="trainableTensorLengths"/> floats) encoded with these settings (null: float32 frames).</param>
+    /// <param name="trainableTensorLengths">Floats of each tensor of a report's gradient part, in order
+    /// (<see cref="Core.Tensors.ParameterLayout.TrainableTensorLengths"/>), with <paramref name="compression"/>.</param>
     /// <param name="sharedMemoryWeightsLength">Cluster:SharedMemory: floats of a weights message, to offer the worker a
     /// <see cref="SharedMemoryRegion"/> sized for them and for the reports; 0 (the default) offers none.</param>
     /// <param name="negotiationTimeout">Time the worker has to answer an offer; null: <see cref="NegotiationTimeout"/>.</param>
-    public static Props Props(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null, int trainableLength = 0,
-        int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null) =>
-        Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, reportLength, compression, trainableLength, sharedMemoryWeightsLength,
+    public static Props Props(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null,
+        int[]? trainableTensorLengths = null, int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null) =>
+        Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, reportLength, compression, trainableTensorLengths, sharedMemoryWeightsLength,
             negotiationTimeout));
 
     /// <inheritdoc />
@@ -121,7 +124,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         _connection = attach.Connection;
         var self = Self;
         var next = 0;
-        var compressed = _compression is null ? null : new CompressedGradientReader(_compression, _trainableLength);
+        var compressed = _compression is null ? null : new CompressedGradientReader(_compression, _trainableTensorLengths);
         var region = _weightsLength > 0 && attach.Connection.PeerIsOnThisHost ? Offer(attach.Connection, compressed) : null;
         if (region is null && _connection is null) return; // writing the offer failed: the link is stopping
         // A frame of another length is refused by its header, before anything is allocated (the connection closes).

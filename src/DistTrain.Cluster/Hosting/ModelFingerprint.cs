@@ -9,7 +9,7 @@ namespace DistTrain.Cluster.Hosting;
 /// and their settings, loss, initializer, pretrained checkpoint, frozen tensors) and what decides which
 /// samples a shard index means and how they are fed (data format, test split, normalization, class filter,
 /// training limit, validation split and the seed that draws it, augmentation), and how the workers encode gradients
-/// (Cluster:Compression, TopKRatio, ErrorFeedback, and the momentum, L1, L2 and clipping the workers apply under TopK and
+/// (Cluster:Compression, TopKRatio, TopKScope, ErrorFeedback, and the momentum, L1, L2 and clipping the workers apply under TopK and
 /// MomentumCorrection, which the parameter server then leaves out of its own step). File and folder paths are left out: each node reads the data at
 /// its own paths. Two nodes whose fingerprints differ would compute gradients of different models or on different
 /// samples, or would apply momentum twice or not at all, so the parameter server refuses such a worker.

@@ -29,9 +29,15 @@ public sealed class GradientWireCodec
     /// local clipping or regularization.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The length is not positive, or the settings are out of range
     /// (<see cref="GradientEncoder(GradientCompressionSettings, int)"/>).</exception>
-    public GradientWireCodec(GradientCompressionSettings settings, int trainableLength)
+    public GradientWireCodec(GradientCompressionSettings settings, int trainableLength) : this(settings, [trainableLength]) { }
+
+    /// <summary>Creates the codec for reports whose gradient part is tensors of <paramref name="trainableTensorLengths"/> floats
+    /// laid out back to back (<see cref="ParameterLayout.TrainableTensorLengths"/>), with no local clipping or regularization.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">There is no tensor, a length is not positive, or the settings are out of
+    /// range (<see cref="GradientEncoder(GradientCompressionSettings, ReadOnlySpan{int})"/>).</exception>
+    public GradientWireCodec(GradientCompressionSettings settings, ReadOnlySpan<int> trainableTensorLengths)
     {
-        _encoder = new GradientEncoder(settings, trainableLength);
+        _encoder = new GradientEncoder(settings, trainableTensorLengths);
         _messages = [new byte[_encoder.MessageBytes], new byte[_encoder.MessageBytes]];
         _groups = [];
     }
@@ -43,7 +49,7 @@ public sealed class GradientWireCodec
     /// <param name="local">What the worker does to each gradient before encoding it; null: nothing.</param>
     /// <exception cref="ArgumentOutOfRangeException">The model has no trainable parameters, or the settings are out of range.</exception>
     public GradientWireCodec(GradientCompressionSettings settings, ParameterLayout layout, LocalGradientSettings? local = null)
-        : this(settings, (layout ?? throw new ArgumentNullException(nameof(layout))).TrainableLength)
+        : this(settings, (layout ?? throw new ArgumentNullException(nameof(layout))).TrainableTensorLengths)
     {
         _layout = layout;
         _local = local;
@@ -53,7 +59,8 @@ public sealed class GradientWireCodec
     /// <summary>The encoder's settings.</summary>
     public GradientCompressionSettings Settings => _encoder.Settings;
 
-    /// <summary>Bytes of every encoded message: <see cref="GradientEncoder.EncodedBytes"/> of the trainable length.</summary>
+    /// <summary>Bytes of every encoded message: <see cref="GradientEncoder.EncodedBytes(GradientCompressionSettings, ReadOnlySpan{int})"/>
+    /// of the trainable tensors.</summary>
     public int MessageBytes => _encoder.MessageBytes;
 
     /// <summary>Bytes a report of <paramref name="reportLength"/> floats takes on the wire: the encoded gradient part plus the

@@ -42,7 +42,8 @@ public sealed record ReplicaSettings(TrainingMode Mode = TrainingMode.Sync, int 
             options.Data.Augmentation, options.Monitoring.SampleTraceDirectory, CompressionOf(options), LocalGradientSettings.Of(options));
     }
 
-    /// <summary>The encoder settings of Cluster:Compression, Cluster:TopKRatio, Cluster:ErrorFeedback and
+    /// <summary>The encoder settings of Cluster:Compression, Cluster:TopKRatio, Cluster:TopKScope (Global for the encodings
+    /// other than TopK, which ignore it, so that it cannot set two such nodes apart), Cluster:ErrorFeedback and
     /// Cluster:MomentumCorrection (the optimizer's momentum when <see cref="TrainingOptions.UsesMomentumCorrection"/>);
     /// null for None.</summary>
     public static GradientCompressionSettings? CompressionOf(TrainingOptions options)
@@ -50,7 +51,8 @@ public sealed record ReplicaSettings(TrainingMode Mode = TrainingMode.Sync, int 
         ArgumentNullException.ThrowIfNull(options);
         var cluster = options.Cluster;
         return cluster.Compression == GradientCompression.None ? null : new GradientCompressionSettings(cluster.Compression, cluster.TopKRatio,
-            cluster.ErrorFeedback, options.UsesMomentumCorrection ? options.Optimizer.Momentum : 0);
+            cluster.ErrorFeedback, options.UsesMomentumCorrection ? options.Optimizer.Momentum : 0,
+            cluster.Compression == GradientCompression.TopK ? cluster.TopKScope : TopKScope.Global);
     }
 }
 

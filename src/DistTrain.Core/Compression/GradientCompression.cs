@@ -16,8 +16,8 @@ public enum GradientCompression
     /// 2 bytes per element: float32's range with 8 significant bits.</summary>
     BFloat16 = 2,
 
-    /// <summary>The <c>k = ⌈ratio·n⌉</c> elements of largest magnitude, as (index, float32 value) pairs, 8 bytes per
-    /// sent element; the rest stays in the worker's error-feedback residual (Lin et al., "Deep Gradient
+    /// <summary>The <c>k = ⌈ratio·n⌉</c> elements of largest magnitude (of the whole gradient, or of each tensor:
+    /// <see cref="TopKScope"/>), as (index, float32 value) pairs, 8 bytes per sent element; the rest stays in the worker's error-feedback residual (Lin et al., "Deep Gradient
     /// Compression", ICLR 2018; Stich et al., "Sparsified SGD with Memory", NeurIPS 2018).</summary>
     TopK = 3,
 }
@@ -35,7 +35,10 @@ public enum GradientCompression
 /// keeps a velocity <c>u = m·u + g</c>, the residual accumulates <c>u</c> instead of <c>g</c>, and each sent element is
 /// cleared from both (momentum factor masking; not when <c>k</c> is the whole length, where the messages are then momentum
 /// SGD's velocity exactly). The parameter server must then step without momentum of its own.</param>
-public sealed record GradientCompressionSettings(GradientCompression Kind, double TopKRatio = 0.01, bool ErrorFeedback = true, double Momentum = 0)
+/// <param name="Scope">For <see cref="GradientCompression.TopK"/>: whether the ratio applies to the whole gradient or to each
+/// trainable tensor on its own (<see cref="TopKScope"/>).</param>
+public sealed record GradientCompressionSettings(GradientCompression Kind, double TopKRatio = 0.01, bool ErrorFeedback = true, double Momentum = 0,
+    TopKScope Scope = TopKScope.Global)
 {
     /// <summary>No compression: float32 on the wire.</summary>
     public static GradientCompressionSettings None { get; } = new(GradientCompression.None, ErrorFeedback: false);
@@ -49,5 +52,29 @@ public sealed record GradientCompressionSettings(GradientCompression Kind, doubl
         if (!(TopKRatio > 0 && TopKRatio <= 1))
             throw new ArgumentOutOfRangeException(nameof(TopKRatio), TopKRatio, "The TopK ratio must be in (0, 1], e.g. 0.01 to send 1% of the elements.");
         return (int)Math.Min(length, Math.Max(1, Math.Ceiling(TopKRatio * length)));
+    }
+
+    /// <summary>The number of elements TopK sends for a gradient made of tensors of <paramref name="tensorLengths"/>
+    /// elements, in order: <see cref="TopKCount(int)"/> of their total under <see cref="TopKScope.Global"/>, the sum of
+    /// <see cref="TopKCount(int)"/> of each length under <see cref="TopKScope.PerTensor"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">There is no tensor, a length is not positive, the total exceeds
+    /// <see cref="int.MaxValue"/>, the ratio is not in (0, 1], or the scope is unknown.</exception>
+    public int TopKCount(ReadOnlySpan<int> tensorLengths)
+    {
+        if (tensorLengths.IsEmpty) throw new ArgumentOutOfRangeException(nameof(tensorLengths), "A gradient has at least one tensor.");
+        var total = 0L;
+        var perTensor = 0;
+        foreach (var length in tensorLengths)
+        {
+            perTensor += TopKCount(length);
+            total += length;
+        }
+        if (total > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(tensorLengths), total, "The tensors hold more than int.MaxValue elements.");
+        return Scope switch
+        {
+            TopKScope.Global => TopKCount((int)total),
+            TopKScope.PerTensor => perTensor,
+            _ => throw new ArgumentOutOfRangeException(nameof(Scope), Scope, "Unknown TopK scope: allowed Global, PerTensor."),
+        };
     }
 }

@@ -18,7 +18,9 @@ namespace DistTrain.Core.Compression;
 /// plus the last residual equals what was computed (Karimireddy et al., ICML 2019, Algorithm 2; for TopK,
 /// Stich et al., NeurIPS 2018). TopK picks the <c>k</c> largest magnitudes of <c>a</c> exactly (a selection, not
 /// DGC's sampled threshold), ties in index order; a NaN counts as the largest, so a non-finite gradient is always
-/// sent and the parameter server reports it.</para>
+/// sent and the parameter server reports it. With <see cref="TopKScope.PerTensor"/> the same exact selection runs within
+/// each tensor (<c>⌈ratio·length⌉</c> of it, at least 1), and the message holds every tensor's picks in one ascending list:
+/// the wire format does not change, only which indices it carries.</para>
 /// <para>Not thread-safe: one encoder per worker replica. Encoding allocates nothing.</para>
 /// </remarks>
 public sealed class GradientEncoder
@@ -36,14 +38,32 @@ public sealed class GradientEncoder
     private readonly float[] _velocity; // momentum correction: u = m·u + g
     private readonly float _momentum;
     private readonly int _topK;
+    private readonly int[] _tensorOffsets;       // TopK: where each selection range starts, then the length (one range under Global)
 
-    /// <summary>Creates an encoder for gradients of <paramref name="length"/> elements, with a zero residual.</summary>
+    /// <summary>Creates an encoder for gradients of <paramref name="length"/> elements, with a zero residual; the gradient is
+    /// one tensor, so <see cref="TopKScope.PerTensor"/> selects as <see cref="TopKScope.Global"/> does.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The length is not positive, the kind is unknown, the TopK
     /// ratio is not in (0, 1], or a momentum correction is asked for outside TopK with error feedback or outside [0, 1).</exception>
-    public GradientEncoder(GradientCompressionSettings settings, int length)
+    public GradientEncoder(GradientCompressionSettings settings, int length) : this(settings, [length]) { }
+
+    /// <summary>Creates an encoder for gradients made of tensors of <paramref name="tensorLengths"/> elements laid out back to
+    /// back (a model's trainable tensors, <see cref="Tensors.ParameterLayout.TrainableTensorLengths"/>), with a zero residual.
+    /// Only <see cref="TopKScope.PerTensor"/> uses the tensor boundaries.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">There is no tensor, a length is not positive, the kind or TopK scope is
+    /// unknown, the TopK ratio is not in (0, 1], or a momentum correction is asked for outside TopK with error feedback or
+    /// outside [0, 1).</exception>
+    public GradientEncoder(GradientCompressionSettings settings, ReadOnlySpan<int> tensorLengths)
     {
         ArgumentNullException.ThrowIfNull(settings);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        if (tensorLengths.IsEmpty) throw new ArgumentOutOfRangeException(nameof(tensorLengths), "A gradient has at least one tensor.");
+        var total = 0L;
+        foreach (var tensorLength in tensorLengths)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(tensorLength, nameof(tensorLengths));
+            total += tensorLength;
+        }
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(total, int.MaxValue, nameof(tensorLengths));
+        var length = (int)total;
         if (!Enum.IsDefined(settings.Kind))
             throw new ArgumentOutOfRangeException(nameof(settings), settings.Kind, "Unknown gradient compression.");
         if (!(settings.Momentum >= 0 && settings.Momentum < 1))
@@ -55,12 +75,13 @@ public sealed class GradientEncoder
         var keepsResidual = settings.ErrorFeedback && settings.Kind != GradientCompression.None;
         _residual = keepsResidual ? new float[length] : [];
         _accumulated = keepsResidual || settings.Kind == GradientCompression.TopK ? new float[length] : [];
-        _topK = settings.Kind == GradientCompression.TopK ? settings.TopKCount(length) : 0;
+        _topK = settings.Kind == GradientCompression.TopK ? settings.TopKCount(tensorLengths) : 0;
+        _tensorOffsets = settings.Kind == GradientCompression.TopK ? SelectionRanges(settings.Scope, tensorLengths, length) : [];
         _magnitudes = settings.Kind == GradientCompression.TopK ? new float[length] : [];
         _candidates = settings.Kind == GradientCompression.TopK ? new int[length] : [];
         _candidateMagnitudes = settings.Kind == GradientCompression.TopK ? new float[length] : [];
         _sample = settings.Kind == GradientCompression.TopK ? new float[Math.Min(length, SampleSize)] : [];
-        MessageBytes = EncodedBytes(settings, length);
+        MessageBytes = EncodedBytes(settings, tensorLengths);
         _momentum = (float)settings.Momentum;
         _velocity = _momentum > 0 ? new float[length] : [];
     }
@@ -90,15 +111,39 @@ public sealed class GradientEncoder
         residual.CopyTo(_residual);
     }
 
-    /// <summary>Bytes of a message for <paramref name="length"/> elements with <paramref name="settings"/>.</summary>
+    /// <summary>Bytes of a message for a gradient of one tensor of <paramref name="length"/> elements with
+    /// <paramref name="settings"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The length is not positive or the ratio is out of range.</exception>
-    public static int EncodedBytes(GradientCompressionSettings settings, int length) => settings.Kind switch
+    public static int EncodedBytes(GradientCompressionSettings settings, int length) => EncodedBytes(settings, [length]);
+
+    /// <summary>Bytes of a message for a gradient made of tensors of <paramref name="tensorLengths"/> elements with
+    /// <paramref name="settings"/>: for TopK, 9 + 8·<see cref="GradientCompressionSettings.TopKCount(ReadOnlySpan{int})"/>, the
+    /// count of the settings' <see cref="TopKScope"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">There is no tensor, a length is not positive, or the kind, ratio or scope
+    /// is out of range.</exception>
+    public static int EncodedBytes(GradientCompressionSettings settings, ReadOnlySpan<int> tensorLengths)
     {
-        GradientCompression.None => HeaderBytes + 4 * length,
-        GradientCompression.Float16 or GradientCompression.BFloat16 => HeaderBytes + 2 * length,
-        GradientCompression.TopK => HeaderBytes + 4 + 8 * settings.TopKCount(length),
-        _ => throw new ArgumentOutOfRangeException(nameof(settings), settings.Kind, "Unknown gradient compression."),
-    };
+        ArgumentNullException.ThrowIfNull(settings);
+        var length = 0L;
+        foreach (var tensorLength in tensorLengths) length += tensorLength;
+        return settings.Kind switch
+        {
+            GradientCompression.None => checked(HeaderBytes + 4 * (int)length),
+            GradientCompression.Float16 or GradientCompression.BFloat16 => checked(HeaderBytes + 2 * (int)length),
+            GradientCompression.TopK => HeaderBytes + 4 + 8 * settings.TopKCount(tensorLengths),
+            _ => throw new ArgumentOutOfRangeException(nameof(settings), settings.Kind, "Unknown gradient compression."),
+        };
+    }
+
+    /// <summary>The start of each range TopK selects within, then the total length: one range under Global, one per tensor
+    /// under PerTensor.</summary>
+    private static int[] SelectionRanges(TopKScope scope, ReadOnlySpan<int> tensorLengths, int length)
+    {
+        if (scope == TopKScope.Global) return [0, length];
+        var offsets = new int[tensorLengths.Length + 1];
+        for (var t = 0; t < tensorLengths.Length; t++) offsets[t + 1] = offsets[t] + tensorLengths[t];
+        return offsets;
+    }
 
     /// <summary>Encodes one gradient (plus the residual, with error feedback) and updates the residual.</summary>
     /// <param name="gradient">The gradient, <c>[Length]</c>.</param>
@@ -188,9 +233,34 @@ public sealed class GradientEncoder
         TensorPrimitives.Abs(_accumulated, _magnitudes);
         if (float.IsNaN(TensorPrimitives.Sum(_magnitudes)))
             for (var i = 0; i < _magnitudes.Length; i++) _magnitudes[i] = Magnitude(_magnitudes[i]);
+        // Ranges in ascending order, each selection's indices ascending: the whole list is ascending.
+        var written = 0;
+        for (var r = 0; r + 1 < _tensorOffsets.Length; r++)
+        {
+            var start = _tensorOffsets[r];
+            var rangeLength = _tensorOffsets[r + 1] - start;
+            var count = _tensorOffsets.Length == 2 ? k : Settings.TopKCount(rangeLength);
+            SelectLargest(start, rangeLength, indices.Slice(written, count), values.Slice(written, count));
+            written += count;
+        }
+        if (_residual.Length == 0) return;
+        _accumulated.CopyTo(_residual, 0);
+        foreach (var index in indices) _residual[index] = 0f;
+        // Momentum factor masking stops the momentum of elements whose update waited in the residual. When every element
+        // is sent at every push (k = n) none waited, and masking would clear the whole velocity each time, leaving plain
+        // SGD: the velocity is kept, so the messages are momentum SGD's (as DGC's reference does when not compressing).
+        if (_velocity.Length > 0 && k < _velocity.Length)
+            foreach (var index in indices) _velocity[index] = 0f;
+    }
+
+    /// <summary>Writes the indices (ascending) and values of the <c>indices.Length</c> largest magnitudes of
+    /// <c>[start, start + length)</c>, exactly, ties in index order.</summary>
+    private void SelectLargest(int start, int length, Span<int> indices, Span<float> values)
+    {
+        var k = indices.Length;
         // The k-th largest magnitude exactly, selected among the candidates (in ascending index order) that are at least a
         // lower bound of it; the selection then runs over about 2k values instead of all of them.
-        var candidates = Candidates(k);
+        var candidates = Candidates(start, length, k);
         var candidateMagnitudes = _candidateMagnitudes.AsSpan(0, candidates.Length);
         for (var j = 0; j < candidates.Length; j++) candidateMagnitudes[j] = _magnitudes[candidates[j]];
         var threshold = Selection.KthLargest(candidateMagnitudes, k);
@@ -207,37 +277,29 @@ public sealed class GradientEncoder
             values[written] = _accumulated[index];
             if (++written == k) break;
         }
-        if (_residual.Length == 0) return;
-        _accumulated.CopyTo(_residual, 0);
-        foreach (var index in indices) _residual[index] = 0f;
-        // Momentum factor masking stops the momentum of elements whose update waited in the residual. When every element
-        // is sent at every push (k = n) none waited, and masking would clear the whole velocity each time, leaving plain
-        // SGD: the velocity is kept, so the messages are momentum SGD's (as DGC's reference does when not compressing).
-        if (_velocity.Length > 0 && k < _velocity.Length)
-            foreach (var index in indices) _velocity[index] = 0f;
     }
 
     /// <summary>
-    /// The indices, ascending, of every magnitude at least a lower bound of the k-th largest: the bound is the
-    /// (2k·s/n + 8)-th largest of s evenly strided samples, so about 2k indices qualify; if fewer than k do (an unlucky
-    /// sample), every index. Either way the k largest are all among them, so the selection stays exact.
+    /// The indices, ascending, of every magnitude in <c>[start, start + n)</c> at least a lower bound of its k-th largest: the
+    /// bound is the (2k·s/n + 8)-th largest of s evenly strided samples, so about 2k indices qualify; if fewer than k do (an
+    /// unlucky sample), every index of the range. Either way the k largest are all among them, so the selection stays exact.
     /// </summary>
-    private ReadOnlySpan<int> Candidates(int k)
+    private ReadOnlySpan<int> Candidates(int start, int n, int k)
     {
-        var n = _magnitudes.Length;
+        var magnitudes = _magnitudes.AsSpan(start, n);
         var stride = (n + SampleSize - 1) / SampleSize; // at most SampleSize samples
         var samples = _sample.AsSpan(0, (n + stride - 1) / stride);
-        for (int i = 0, j = 0; j < samples.Length; i += stride, j++) samples[j] = _magnitudes[i];
+        for (int i = 0, j = 0; j < samples.Length; i += stride, j++) samples[j] = magnitudes[i];
         var rank = (int)Math.Min(samples.Length, 2L * k * samples.Length / n + 8);
         var bound = rank < samples.Length ? Selection.KthLargest(samples, rank) : float.NegativeInfinity;
         var count = 0;
         if (bound > float.NegativeInfinity)
         {
             for (var i = 0; i < n; i++)
-                if (_magnitudes[i] >= bound) _candidates[count++] = i;
+                if (magnitudes[i] >= bound) _candidates[count++] = start + i;
             if (count >= k) return _candidates.AsSpan(0, count);
         }
-        for (var i = 0; i < n; i++) _candidates[i] = i;
+        for (var i = 0; i < n; i++) _candidates[i] = start + i;
         return _candidates.AsSpan(0, n);
     }
 

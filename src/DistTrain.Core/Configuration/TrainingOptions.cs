@@ -60,7 +60,7 @@ public sealed class TrainingOptions
         var c = Cluster;
         if (c.Compression == GradientCompression.None) return null;
         var kind = c.Compression == GradientCompression.TopK
-            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"TopK {100 * c.TopKRatio:G4}%")
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"TopK {100 * c.TopKRatio:G4}%{(c.TopKScope == TopKScope.PerTensor ? " per tensor" : "")}")
             : c.Compression.ToString();
         var feedback = c.ErrorFeedback ? " with error feedback" : " without error feedback";
         var correction = UsesMomentumCorrection
@@ -151,6 +151,16 @@ public sealed class ClusterOptions
     /// <summary><see cref="GradientCompression.TopK"/>: the fraction of gradient elements each push sends, in (0, 1].
     /// Default 0.01 (1%).</summary>
     public double TopKRatio { get; set; } = 0.01;
+
+    /// <summary>
+    /// <see cref="GradientCompression.TopK"/>: <c>Global</c> (default) sends the <see cref="TopKRatio"/> largest elements of the
+    /// whole gradient; <c>PerTensor</c> sends each trainable tensor's own <see cref="TopKRatio"/> largest (at least one per
+    /// tensor), as Deep Gradient Compression selects layer by layer (Lin et al., ICLR 2018, section 3), so a tensor with small
+    /// gradients (a first layer, a bias) is not starved by one with large gradients. Only gradients are selected: BatchNorm
+    /// running statistics are not gradients, carry no residual and are sent float32 whole in either scope. Ignored by the other
+    /// encodings. Part of the registration fingerprint: every node must agree.
+    /// </summary>
+    public TopKScope TopKScope { get; set; } = TopKScope.Global;
 
     /// <summary>
     /// With <see cref="Compression"/> other than None: keep what the encoding drops in a per-worker residual and add it to

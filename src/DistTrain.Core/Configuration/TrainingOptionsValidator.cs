@@ -116,6 +116,8 @@ public static class TrainingOptionsValidator
         if (!Enum.IsDefined(options.Cluster.Compression))
             problems.Add($"Cluster:Compression = {(int)options.Cluster.Compression} is unknown: allowed {string.Join(", ", Enum.GetNames<Compression.GradientCompression>())}.");
         Range("Cluster:TopKRatio", options.Cluster.TopKRatio, 0, 1, minExclusive: true);
+        if (!Enum.IsDefined(options.Cluster.TopKScope))
+            problems.Add($"Cluster:TopKScope = {(int)options.Cluster.TopKScope} is unknown: allowed {string.Join(", ", Enum.GetNames<Compression.TopKScope>())}.");
         if (options.Cluster.Compression != Compression.GradientCompression.None && options.Training.Mode == TrainingMode.LocalSgd)
             problems.Add($"Cluster:Compression = {options.Cluster.Compression} does not apply to Training:Mode = LocalSgd, whose workers send their models rather than gradients: set Cluster:Compression to None, or choose another mode.");
         Range("Cluster:ParameterServerShards", options.Cluster.ParameterServerShards, 1, 16);

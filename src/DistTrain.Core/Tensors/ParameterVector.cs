@@ -37,6 +37,7 @@ public sealed record ParameterSegment(string Name, int Offset, int[] Shape, Para
 public sealed class ParameterLayout
 {
     private readonly Dictionary<string, ParameterSegment> _byName;
+    private readonly int[] _trainableTensorLengths;
 
     /// <summary>
     /// Builds a layout of trainable tensors from (name, shape) pairs laid out back to back in the given order; a name
@@ -71,6 +72,7 @@ public sealed class ParameterLayout
         }
         Segments = segments;
         TrainableLength = regionEnds[0];
+        _trainableTensorLengths = [.. segments.Where(s => s.Trainable).Select(s => s.Length)];
         WorkerReportLength = regionEnds[1];
         TotalLength = offset;
         _byName = new Dictionary<string, ParameterSegment>(StringComparer.Ordinal);
@@ -87,6 +89,10 @@ public sealed class ParameterLayout
 
     /// <summary>Elements of the trainable tensors, the prefix <c>[0, TrainableLength)</c> that the optimizer updates.</summary>
     public int TrainableLength { get; }
+
+    /// <summary>Elements of each trainable tensor, in flat order; they sum to <see cref="TrainableLength"/> (the gradient's
+    /// tensors, which <c>Cluster:TopKScope</c> PerTensor selects within).</summary>
+    public ReadOnlySpan<int> TrainableTensorLengths => _trainableTensorLengths;
 
     /// <summary>
     /// Elements a worker reports each round: the gradients of the trainable tensors, then its running statistics

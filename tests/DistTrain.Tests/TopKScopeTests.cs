@@ -1,0 +1,134 @@
+using DistTrain.Core.Compression;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// Cluster:TopKScope: TopK over the whole gradient (Global) or over each tensor on its own (PerTensor, Deep Gradient
+/// Compression's layer-wise selection), checked against sorting every tensor's elements.
+/// </summary>
+public sealed class TopKScopeTests
+{
+    private static GradientCompressionSettings Settings(double ratio, TopKScope scope, bool errorFeedback = true) =>
+        new(GradientCompression.TopK, ratio, errorFeedback, Scope: scope);
+
+    /// <summary>
+    /// Six tensors, as an MLP's weights and biases: one large enough for the encoder's sampled candidate bound (100,003), a
+    /// 7-element and a 1-element tensor where ⌈ratio·length⌉ is 1, and one of a few distinct values (ties, broken in index
+    /// order). Over three pushes with error feedback, each tensor must send exactly the ⌈ratio·length⌉ largest magnitudes of
+    /// its gradient plus residual, as sorting that tensor's elements picks, and keep the rest in the residual.
+    /// </summary>
+    [Theory]
+    [InlineData(0.01, 1)]
+    [InlineData(0.05, 2)]
+    [InlineData(0.3, 3)]
+    public void PerTensor_sends_exactly_each_tensors_largest_as_sorting_each_tensor_does(double ratio, int seed)
+    {
+        int[] lengths = [3_000, 7, 100_003, 1, 400, 64];
+        var n = lengths.Sum();
+        var encoder = new GradientEncoder(Settings(ratio, TopKScope.PerTensor), lengths);
+        var expectedCount = lengths.Sum(length => Math.Max(1, (int)Math.Ceiling(ratio * length)));
+        Assert.Equal(expectedCount, encoder.TopKCount);
+        Assert.Equal(GradientEncoder.HeaderBytes + 4 + 8 * expectedCount, encoder.MessageBytes);
+        Assert.Equal(encoder.MessageBytes, GradientEncoder.EncodedBytes(encoder.Settings, lengths));
+        var random = new Random(seed);
+        var residual = new float[n];
+        for (var push = 0; push < 3; push++)
+        {
+            var gradient = Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+            var tiesStart = n - 64 - 400;
+            for (var i = tiesStart; i < tiesStart + 400; i++) gradient[i] = random.Next(-3, 4); // the 400-element tensor: ties
+            var accumulated = gradient.Zip(residual, (g, r) => g + r).ToArray();
+            var expected = new float[n];
+            var offset = 0;
+            foreach (var length in lengths)
+            {
+                var take = Math.Max(1, (int)Math.Ceiling(ratio * length));
+                foreach (var i in Enumerable.Range(offset, length).OrderByDescending(i => Math.Abs(accumulated[i])).ThenBy(i => i).Take(take))
+                    expected[i] = accumulated[i];
+                offset += length;
+            }
+            Assert.Equal(expected, Decode(encoder, gradient));
+            residual = accumulated.Zip(expected, (a, sent) => a - sent).ToArray();
+            Assert.Equal(residual, encoder.Residual.ToArray());
+        }
+    }
+
+    /// <summary>At TopKRatio 1 every tensor sends all its elements: the same message, byte for byte, as Global's, which
+    /// decodes to the gradient itself.</summary>
+    [Fact]
+    public void At_ratio_1_PerTensor_sends_everything_byte_for_byte_as_Global()
+    {
+        int[] lengths = [500, 3, 1, 250];
+        var gradient = Enumerable.Range(0, lengths.Sum()).Select(i => MathF.Sin(i * 0.7f) * (1 + i % 13)).ToArray();
+        var perTensor = new GradientEncoder(Settings(1, TopKScope.PerTensor), lengths);
+        var global = new GradientEncoder(Settings(1, TopKScope.Global), lengths);
+        Assert.Equal(global.MessageBytes, perTensor.MessageBytes);
+        var perTensorMessage = new byte[perTensor.MessageBytes];
+        var globalMessage = new byte[global.MessageBytes];
+        perTensor.Encode(gradient, perTensorMessage);
+        global.Encode(gradient, globalMessage);
+        Assert.Equal(globalMessage, perTensorMessage);
+        var decoded = new float[gradient.Length];
+        GradientDecoder.Decode(perTensorMessage, decoded);
+        Assert.Equal(gradient, decoded);
+    }
+
+    /// <summary>
+    /// The point of the option: two tensors of 1,000 elements, the second's gradients 1000x smaller. At 1%, Global sends the
+    /// 20 largest of the whole gradient, all from the first tensor, and the second's gradient waits in the residual;
+    /// PerTensor sends 10 of each, the second's being its own 10 largest.
+    /// </summary>
+    [Fact]
+    public void A_tensor_with_1000x_smaller_gradients_sends_nothing_under_Global_and_its_share_under_PerTensor()
+    {
+        int[] lengths = [1_000, 1_000];
+        var random = new Random(4);
+        var gradient = Enumerable.Range(0, 2_000).Select(i => (float)(random.NextDouble() * 2 - 1) * (i < 1_000 ? 1f : 1e-3f)).ToArray();
+
+        var global = new GradientEncoder(Settings(0.01, TopKScope.Global), lengths);
+        var globalSent = Decode(global, gradient);
+        Assert.Equal(20, globalSent.Take(1_000).Count(v => v != 0));
+        Assert.All(globalSent.Skip(1_000), value => Assert.Equal(0f, value));
+        Assert.Equal(gradient.Skip(1_000), global.Residual.ToArray().Skip(1_000));
+
+        var perTensor = new GradientEncoder(Settings(0.01, TopKScope.PerTensor), lengths);
+        var perTensorSent = Decode(perTensor, gradient);
+        Assert.Equal(10, perTensorSent.Take(1_000).Count(v => v != 0));
+        var smallest = Enumerable.Range(1_000, 1_000).OrderByDescending(i => Math.Abs(gradient[i])).Take(10).Order();
+        Assert.Equal(smallest, Enumerable.Range(1_000, 1_000).Where(i => perTensorSent[i] != 0));
+        Assert.Equal(smallest.Select(i => gradient[i]), smallest.Select(i => perTensorSent[i]));
+    }
+
+    /// <summary>The count a message carries, which the parameter server's length check uses too
+    /// (<see cref="GradientEncoder.EncodedBytes(GradientCompressionSettings, ReadOnlySpan{int})"/>): the main job's MLP
+    /// (784-256-128-10) at 1% sends 2,352 elements under Global and 2,008 + 3 + 328 + 2 + 13 + 1 = 2,355 under PerTensor.</summary>
+    [Fact]
+    public void The_count_is_the_sum_of_each_tensors_ceiling_and_matches_the_parameter_servers_expected_length()
+    {
+        var layout = Core.Models.ModelFactory.Build(TestData.Mlp(256, 128, 10)).Layout;
+        Assert.Equal([200_704, 256, 32_768, 128, 1_280, 10], layout.TrainableTensorLengths.ToArray());
+        Assert.Equal(2_352, Settings(0.01, TopKScope.Global).TopKCount(layout.TrainableTensorLengths));
+        Assert.Equal(2_355, Settings(0.01, TopKScope.PerTensor).TopKCount(layout.TrainableTensorLengths));
+        foreach (var scope in new[] { TopKScope.Global, TopKScope.PerTensor })
+        {
+            var settings = Settings(0.01, scope);
+            var codec = new Cluster.Training.GradientWireCodec(settings, layout);
+            var reader = new Cluster.DataPlane.CompressedGradientReader(settings, layout.TrainableTensorLengths);
+            Assert.Equal(GradientEncoder.HeaderBytes + 4 + 8 * settings.TopKCount(layout.TrainableTensorLengths), codec.MessageBytes);
+            Assert.Equal(codec.MessageBytes, reader.MessageBytes);
+            Assert.Equal(codec.MessageBytes, codec.Encode(new float[layout.WorkerReportLength]).Length);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => Settings(0.01, (TopKScope)5).TopKCount([10, 10]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GradientEncoder(Settings(0.01, TopKScope.PerTensor), [10, 0]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GradientEncoder(Settings(0.01, TopKScope.PerTensor), ReadOnlySpan<int>.Empty));
+    }
+
+    private static float[] Decode(GradientEncoder encoder, float[] gradient)
+    {
+        var message = new byte[encoder.MessageBytes];
+        encoder.Encode(gradient, message);
+        var decoded = new float[gradient.Length];
+        GradientDecoder.Decode(message, decoded);
+        return decoded;
+    }
+}
