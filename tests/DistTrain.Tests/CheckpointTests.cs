@@ -94,6 +94,23 @@ public class CheckpointFormatTests : IDisposable
     }
 
     /// <summary>
+    /// A write whose temporary name is taken (another writer's file of the same name) fails with an IOException and leaves
+    /// that file and the target as they were; it used to delete the other writer's file on its way out.
+    /// </summary>
+    [Fact]
+    public void A_write_whose_temporary_name_is_taken_fails_and_leaves_the_other_file_alone()
+    {
+        var path = Path.Combine(_directory, "c.safetensors");
+        Sample(1).Write(path);
+        var before = File.ReadAllBytes(path);
+        var taken = AtomicFile.TemporaryPath(path);
+        File.WriteAllText(taken, "another writer's");
+        Assert.ThrowsAny<IOException>(() => AtomicFile.Write(path, stream => stream.WriteByte(1), taken));
+        Assert.Equal("another writer's", File.ReadAllText(taken));
+        Assert.Equal(before, File.ReadAllBytes(path));
+    }
+
+    /// <summary>
     /// Two stores on one folder (two jobs given the same Checkpoint:Directory) save checkpoints of the same names at the
     /// same time: neither write fails, no temporary file is left, and each file holds one whole checkpoint. With one
     /// temporary name per target, the two writers opened, truncated and renamed each other's file.

@@ -29,12 +29,18 @@ internal static class AtomicFile
 
     /// <summary>Writes <paramref name="path"/> through <paramref name="write"/>, atomically and durably.</summary>
     /// <exception cref="IOException">The write, flush or rename failed; the temporary file is removed and the target is unchanged.</exception>
-    public static void Write(string path, Action<FileStream> write)
+    public static void Write(string path, Action<FileStream> write) => Write(path, write, TemporaryPath(path));
+
+    /// <summary>As <see cref="Write(string, Action{FileStream})"/>, through the temporary file <paramref name="temporary"/>.</summary>
+    /// <exception cref="IOException">As there; also when <paramref name="temporary"/> exists already, which is then left alone
+    /// (it is another write's).</exception>
+    internal static void Write(string path, Action<FileStream> write, string temporary)
     {
-        var temporary = TemporaryPath(path);
+        // Created here or not at all: a failure to create it must not delete a file of the same name that another writer owns.
+        var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16);
         try
         {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16))
+            using (stream)
             {
                 write(stream);
                 stream.Flush(flushToDisk: true);
