@@ -39,11 +39,7 @@ public class DataPlaneFrameTests() : TestKit("akka.loglevel = INFO")
     /// </summary>
     private (IActorRef Link, Socket Client) AttachedLink(Props props)
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        client.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
-        var server = listener.AcceptSocket();
+        var (client, server) = LoopbackSockets.Pair();
         var link = Sys.ActorOf(props);
         Watch(link);
         link.Tell(new WorkerLink.Attach(new DataPlaneConnection(server, new NetworkStream(server, ownsSocket: false), server.RemoteEndPoint!.ToString()!)), TestActor);

@@ -304,7 +304,8 @@ public sealed class GradientCompressionTests
         }
     }
 
-    private static float[] Decode(GradientEncoder encoder, float[] gradient)
+    /// <summary>Encodes <paramref name="gradient"/> with <paramref name="encoder"/> and decodes the message: what the parameter server receives.</summary>
+    internal static float[] Decode(GradientEncoder encoder, float[] gradient)
     {
         var message = new byte[encoder.MessageBytes];
         encoder.Encode(gradient, message);

@@ -138,11 +138,9 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
     [Fact]
     public async Task A_write_waiting_for_a_slot_returns_a_reason_when_the_region_is_disposed_under_it()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        client.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
-        using var peer = listener.AcceptSocket();
+        var (client, peer) = LoopbackSockets.Pair();
+        using var clientScope = client;
+        using var peerScope = peer;
         var connection = Own(new DataPlaneConnection(client, new NetworkStream(client), "peer"));
         var region = SharedMemoryRegion.Create(1, 8, 1, 8);
         var header = TensorFrame.For(new WeightsUpdated(1, 0, 1, [1f, 2f]));
@@ -344,11 +342,8 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
     [Fact]
     public async Task A_worker_that_never_answers_the_offer_gets_no_weights_and_loses_its_link_after_the_negotiation_time()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        using var workerSocket = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        workerSocket.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
-        var linkSocket = listener.AcceptSocket();
+        var (workerSocket, linkSocket) = LoopbackSockets.Pair();
+        using var workerScope = workerSocket;
         using var worker = new NetworkStream(workerSocket);
         var link = Sys.ActorOf(WorkerLink.Props(0, CreateTestProbe().Ref, reportLength: 4, sharedMemoryWeightsLength: 4,
             negotiationTimeout: TimeSpan.FromSeconds(1)));

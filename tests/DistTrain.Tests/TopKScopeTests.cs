@@ -47,7 +47,7 @@ public sealed class TopKScopeTests
                     expected[i] = accumulated[i];
                 offset += length;
             }
-            Assert.Equal(expected, Decode(encoder, gradient));
+            Assert.Equal(expected, GradientCompressionTests.Decode(encoder, gradient));
             residual = accumulated.Zip(expected, (a, sent) => a - sent).ToArray();
             Assert.Equal(residual, encoder.Residual.ToArray());
         }
@@ -86,13 +86,13 @@ public sealed class TopKScopeTests
         var gradient = Enumerable.Range(0, 2_000).Select(i => (float)(random.NextDouble() * 2 - 1) * (i < 1_000 ? 1f : 1e-3f)).ToArray();
 
         var global = new GradientEncoder(Settings(0.01, TopKScope.Global), lengths);
-        var globalSent = Decode(global, gradient);
+        var globalSent = GradientCompressionTests.Decode(global, gradient);
         Assert.Equal(20, globalSent.Take(1_000).Count(v => v != 0));
         Assert.All(globalSent.Skip(1_000), value => Assert.Equal(0f, value));
         Assert.Equal(gradient.Skip(1_000), global.Residual.ToArray().Skip(1_000));
 
         var perTensor = new GradientEncoder(Settings(0.01, TopKScope.PerTensor), lengths);
-        var perTensorSent = Decode(perTensor, gradient);
+        var perTensorSent = GradientCompressionTests.Decode(perTensor, gradient);
         Assert.Equal(10, perTensorSent.Take(1_000).Count(v => v != 0));
         var smallest = Enumerable.Range(1_000, 1_000).OrderByDescending(i => Math.Abs(gradient[i])).Take(10).Order();
         Assert.Equal(smallest, Enumerable.Range(1_000, 1_000).Where(i => perTensorSent[i] != 0));
@@ -121,14 +121,5 @@ public sealed class TopKScopeTests
         Assert.Throws<ArgumentOutOfRangeException>(() => Settings(0.01, (TopKScope)5).TopKCount([10, 10]));
         Assert.Throws<ArgumentOutOfRangeException>(() => new GradientEncoder(Settings(0.01, TopKScope.PerTensor), [10, 0]));
         Assert.Throws<ArgumentOutOfRangeException>(() => new GradientEncoder(Settings(0.01, TopKScope.PerTensor), ReadOnlySpan<int>.Empty));
-    }
-
-    private static float[] Decode(GradientEncoder encoder, float[] gradient)
-    {
-        var message = new byte[encoder.MessageBytes];
-        encoder.Encode(gradient, message);
-        var decoded = new float[gradient.Length];
-        GradientDecoder.Decode(message, decoded);
-        return decoded;
     }
 }

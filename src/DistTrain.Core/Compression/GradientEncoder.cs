@@ -38,7 +38,7 @@ public sealed class GradientEncoder
     private readonly float[] _velocity; // momentum correction: u = m·u + g
     private readonly float _momentum;
     private readonly int _topK;
-    private readonly int[] _tensorOffsets;       // TopK: where each selection range starts, then the length (one range under Global)
+    private readonly (int Start, int Length, int Count)[] _selections; // TopK: each range selected within and its count (one range under Global)
 
     /// <summary>Creates an encoder for gradients of <paramref name="length"/> elements, with a zero residual; the gradient is
     /// one tensor, so <see cref="TopKScope.PerTensor"/> selects as <see cref="TopKScope.Global"/> does.</summary>
@@ -76,7 +76,7 @@ public sealed class GradientEncoder
         _residual = keepsResidual ? new float[length] : [];
         _accumulated = keepsResidual || settings.Kind == GradientCompression.TopK ? new float[length] : [];
         _topK = settings.Kind == GradientCompression.TopK ? settings.TopKCount(tensorLengths) : 0;
-        _tensorOffsets = settings.Kind == GradientCompression.TopK ? SelectionRanges(settings.Scope, tensorLengths, length) : [];
+        _selections = settings.Kind == GradientCompression.TopK ? Selections(settings, tensorLengths, length) : [];
         _magnitudes = settings.Kind == GradientCompression.TopK ? new float[length] : [];
         _candidates = settings.Kind == GradientCompression.TopK ? new int[length] : [];
         _candidateMagnitudes = settings.Kind == GradientCompression.TopK ? new float[length] : [];
@@ -135,14 +135,15 @@ public sealed class GradientEncoder
         };
     }
 
-    /// <summary>The start of each range TopK selects within, then the total length: one range under Global, one per tensor
-    /// under PerTensor.</summary>
-    private static int[] SelectionRanges(TopKScope scope, ReadOnlySpan<int> tensorLengths, int length)
+    /// <summary>The ranges TopK selects within, with the count each sends: the whole gradient under Global, each tensor
+    /// under PerTensor (their counts sum to <see cref="GradientCompressionSettings.TopKCount(ReadOnlySpan{int})"/>).</summary>
+    private static (int Start, int Length, int Count)[] Selections(GradientCompressionSettings settings, ReadOnlySpan<int> tensorLengths, int length)
     {
-        if (scope == TopKScope.Global) return [0, length];
-        var offsets = new int[tensorLengths.Length + 1];
-        for (var t = 0; t < tensorLengths.Length; t++) offsets[t + 1] = offsets[t] + tensorLengths[t];
-        return offsets;
+        if (settings.Scope == TopKScope.Global) return [(0, length, settings.TopKCount(length))];
+        var selections = new (int Start, int Length, int Count)[tensorLengths.Length];
+        for (int t = 0, start = 0; t < tensorLengths.Length; start += tensorLengths[t], t++)
+            selections[t] = (start, tensorLengths[t], settings.TopKCount(tensorLengths[t]));
+        return selections;
     }
 
     /// <summary>Encodes one gradient (plus the residual, with error feedback) and updates the residual.</summary>
@@ -235,11 +236,8 @@ public sealed class GradientEncoder
             for (var i = 0; i < _magnitudes.Length; i++) _magnitudes[i] = Magnitude(_magnitudes[i]);
         // Ranges in ascending order, each selection's indices ascending: the whole list is ascending.
         var written = 0;
-        for (var r = 0; r + 1 < _tensorOffsets.Length; r++)
+        foreach (var (start, rangeLength, count) in _selections)
         {
-            var start = _tensorOffsets[r];
-            var rangeLength = _tensorOffsets[r + 1] - start;
-            var count = _tensorOffsets.Length == 2 ? k : Settings.TopKCount(rangeLength);
             SelectLargest(start, rangeLength, indices.Slice(written, count), values.Slice(written, count));
             written += count;
         }
