@@ -99,6 +99,56 @@ public sealed class TopKScopeTests
         Assert.Equal(smallest.Select(i => gradient[i]), smallest.Select(i => perTensorSent[i]));
     }
 
+    /// <summary>
+    /// Momentum correction under PerTensor, by hand (m = 0.5, ratio 0.25): a 4-element tensor sends its largest accumulated
+    /// velocity, and its sent element is cleared from velocity and residual (momentum factor masking), exactly as
+    /// GradientCompressionTests works out for one tensor; a 1-element tensor sends its only element at every push, so
+    /// nothing of it ever waits in the residual and, as under Global when k is the whole length, its velocity is kept: it
+    /// sends momentum SGD's velocity 1, 0.5·1 + 1 = 1.5, 0.5·1.5 + 1 = 1.75 for a constant gradient of 1. Masking it would
+    /// send 1 at every push, plain SGD for that tensor while the parameter server steps without momentum.
+    /// </summary>
+    [Fact]
+    public void Under_momentum_correction_a_tensor_that_sends_every_element_keeps_its_velocity()
+    {
+        var encoder = new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.25, Momentum: 0.5,
+            Scope: TopKScope.PerTensor), [4, 1]);
+        Assert.Equal(2, encoder.TopKCount);
+        Assert.Equal([0f, -4f, 0f, 0f, 1f], GradientCompressionTests.Decode(encoder, [1f, -4f, 2f, 0.5f, 1f]));
+        Assert.Equal([1f, 0f, 2f, 0.5f, 0f], encoder.Residual.ToArray());
+        Assert.Equal([2.5f, 0f, 0f, 0f, 1.5f], GradientCompressionTests.Decode(encoder, [1f, 1f, -1f, 0f, 1f]));
+        Assert.Equal([0f, 1f, 2f, 0.75f, 0f], encoder.Residual.ToArray());
+        Assert.Equal([0f, 0f, 2f, 0f, 1.75f], GradientCompressionTests.Decode(encoder, [0f, 0f, 0f, 0f, 1f]));
+        Assert.Equal([0f, 1.5f, 0f, 0.875f, 0f], encoder.Residual.ToArray());
+    }
+
+    /// <summary>
+    /// PerTensor encodes each tensor exactly as a Global encoder of that tensor alone, with the same settings, would: the same
+    /// sent values, the same residual, over five pushes with error feedback and momentum correction (m = 0.9). The tensors
+    /// include ones that send every element at the ratio (1 element at 0.1; 1 and 2 elements at 0.6), which keep their
+    /// velocity as a whole gradient sent at k = n does, and ones that send part of theirs, whose sent elements are masked.
+    /// </summary>
+    [Theory]
+    [InlineData(0.1, 7)]
+    [InlineData(0.6, 8)]
+    public void PerTensor_encodes_each_tensor_as_a_Global_encoder_of_that_tensor_alone_with_momentum_correction(double ratio, int seed)
+    {
+        int[] lengths = [3_000, 1, 2, 3, 64];
+        var settings = new GradientCompressionSettings(GradientCompression.TopK, ratio, Momentum: 0.9);
+        var perTensor = new GradientEncoder(settings with { Scope = TopKScope.PerTensor }, lengths);
+        var alone = lengths.Select(length => new GradientEncoder(settings, length)).ToArray();
+        var random = new Random(seed);
+        for (var push = 0; push < 5; push++)
+        {
+            var gradient = Enumerable.Range(0, lengths.Sum()).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+            var sent = GradientCompressionTests.Decode(perTensor, gradient);
+            for (int t = 0, offset = 0; t < lengths.Length; offset += lengths[t], t++)
+            {
+                Assert.Equal(GradientCompressionTests.Decode(alone[t], gradient[offset..(offset + lengths[t])]), sent[offset..(offset + lengths[t])]);
+                Assert.Equal(alone[t].Residual.ToArray(), perTensor.Residual.Slice(offset, lengths[t]).ToArray());
+            }
+        }
+    }
+
     /// <summary>The count a message carries, which the parameter server's length check uses too
     /// (<see cref="GradientEncoder.EncodedBytes(GradientCompressionSettings, ReadOnlySpan{int})"/>): the main job's MLP
     /// (784-256-128-10) at 1% sends 2,352 elements under Global and 2,008 + 3 + 328 + 2 + 13 + 1 = 2,355 under PerTensor.</summary>
