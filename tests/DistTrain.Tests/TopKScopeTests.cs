@@ -149,6 +149,72 @@ public sealed class TopKScopeTests
         }
     }
 
+    /// <summary>
+    /// Transfer learning and BatchNorm under PerTensor: a model of Dense 8→6, BatchNorm, ReLU, Dense 6→5 (frozen), ReLU,
+    /// Dense 5→3. Its trainable tensors are 0.weight, 0.bias, 1.weight, 1.bias, 5.weight and 5.bias, back to back in the
+    /// report (48 + 6 + 6 + 6 + 15 + 3 = 84); the frozen layer travels nothing and the running statistics (12) follow the
+    /// gradient. The worker's codec must send, for each trainable tensor found by name in the layout, its own ⌈0.2·length⌉
+    /// largest, leave the running statistics float32 as they are, and the parameter server's reader must decode the same
+    /// report from the message and the floats after it.
+    /// </summary>
+    [Fact]
+    public void With_frozen_tensors_and_running_statistics_each_trainable_tensor_sends_its_own_largest_and_the_statistics_stay_whole()
+    {
+        var options = new Core.Models.ModelOptions
+        {
+            InputSize = 8,
+            Layers =
+            [
+                new() { Type = Core.Models.LayerTypes.Dense, Units = 6 }, new() { Type = Core.Models.LayerTypes.BatchNorm },
+                new() { Type = Core.Models.LayerTypes.ReLU }, new() { Type = Core.Models.LayerTypes.Dense, Units = 5 },
+                new() { Type = Core.Models.LayerTypes.ReLU }, new() { Type = Core.Models.LayerTypes.Dense, Units = 3 },
+            ],
+            Freeze = ["3"],
+        };
+        var layout = Core.Models.ModelFactory.Build(options).Layout;
+        Assert.Equal([48, 6, 6, 6, 15, 3], layout.TrainableTensorLengths.ToArray());
+        Assert.Equal((84, 96, 131), (layout.TrainableLength, layout.WorkerReportLength, layout.TotalLength));
+        var settings = Settings(0.2, TopKScope.PerTensor);
+        var codec = new Cluster.Training.GradientWireCodec(settings, layout);
+        var random = new Random(12);
+        var report = Enumerable.Range(0, layout.WorkerReportLength).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var expected = new float[report.Length];
+        foreach (var segment in layout.Segments.Where(s => s.Trainable))
+        {
+            var take = (int)Math.Ceiling(0.2 * segment.Length);
+            foreach (var i in Enumerable.Range(segment.Offset, segment.Length).OrderByDescending(i => Math.Abs(report[i])).Take(take))
+                expected[i] = report[i];
+        }
+        Array.Copy(report, layout.TrainableLength, expected, layout.TrainableLength, layout.WorkerReportLength - layout.TrainableLength);
+        Assert.Equal(10 + 2 + 2 + 2 + 3 + 1, expected.Take(layout.TrainableLength).Count(v => v != 0));
+
+        var message = codec.Encode(report);
+        Assert.Equal(expected, report);
+        var body = message.Concat(System.Runtime.InteropServices.MemoryMarshal.AsBytes(report.AsSpan(layout.TrainableLength)).ToArray()).ToArray();
+        var received = new float[layout.WorkerReportLength];
+        var reader = new Cluster.DataPlane.CompressedGradientReader(settings, layout.TrainableTensorLengths);
+        Assert.Equal(body.Length, reader.Read(body, received, "worker 0"));
+        Assert.Equal(expected, received);
+    }
+
+    /// <summary>A NaN is sent as under Global (it counts as the largest): one in a 1,000-element tensor and one in a 3-element
+    /// tensor both reach the parameter server, each taking its tensor's one slot at 0.1%.</summary>
+    [Fact]
+    public void PerTensor_sends_a_NaN_in_each_tensor_that_has_one()
+    {
+        int[] lengths = [1_000, 3, 500];
+        var random = new Random(13);
+        var gradient = Enumerable.Range(0, lengths.Sum()).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        gradient[400] = float.NaN;
+        gradient[1_001] = float.NaN;
+        var decoded = GradientCompressionTests.Decode(new GradientEncoder(Settings(0.001, TopKScope.PerTensor), lengths), gradient);
+        Assert.True(float.IsNaN(decoded[400]));
+        Assert.True(float.IsNaN(decoded[1_001]));
+        var largestOfThird = Enumerable.Range(1_003, 500).MaxBy(i => Math.Abs(gradient[i]));
+        Assert.Equal(gradient[largestOfThird], decoded[largestOfThird]);
+        Assert.Equal(3, decoded.Count(value => value != 0));
+    }
+
     /// <summary>The count a message carries, which the parameter server's length check uses too
     /// (<see cref="GradientEncoder.EncodedBytes(GradientCompressionSettings, ReadOnlySpan{int})"/>): the main job's MLP
     /// (784-256-128-10) at 1% sends 2,352 elements under Global and 2,008 + 3 + 328 + 2 + 13 + 1 = 2,355 under PerTensor.</summary>
