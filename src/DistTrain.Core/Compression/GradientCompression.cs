@@ -33,8 +33,9 @@ public enum GradientCompression
 /// <param name="Momentum">For <see cref="GradientCompression.TopK"/> with error feedback: the momentum coefficient of Deep
 /// Gradient Compression's momentum correction (Lin et al., ICLR 2018, section 3.2), in [0, 1); 0 turns it off. The worker
 /// keeps a velocity <c>u = m·u + g</c>, the residual accumulates <c>u</c> instead of <c>g</c>, and each sent element is
-/// cleared from both (momentum factor masking; not when <c>k</c> is the whole length, where the messages are then momentum
-/// SGD's velocity exactly). The parameter server must then step without momentum of its own.</param>
+/// cleared from both (momentum factor masking; not where a selection sends all its elements, <c>k</c> the whole length or,
+/// under <see cref="TopKScope.PerTensor"/>, a tensor whose count is its length, where the messages are then momentum SGD's
+/// velocity exactly). The parameter server must then step without momentum of its own.</param>
 /// <param name="Scope">For <see cref="GradientCompression.TopK"/>: whether the ratio applies to the whole gradient or to each
 /// trainable tensor on its own (<see cref="TopKScope"/>).</param>
 public sealed record GradientCompressionSettings(GradientCompression Kind, double TopKRatio = 0.01, bool ErrorFeedback = true, double Momentum = 0,

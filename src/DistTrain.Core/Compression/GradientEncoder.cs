@@ -244,11 +244,25 @@ public sealed class GradientEncoder
         if (_residual.Length == 0) return;
         _accumulated.CopyTo(_residual, 0);
         foreach (var index in indices) _residual[index] = 0f;
-        // Momentum factor masking stops the momentum of elements whose update waited in the residual. When every element
-        // is sent at every push (k = n) none waited, and masking would clear the whole velocity each time, leaving plain
-        // SGD: the velocity is kept, so the messages are momentum SGD's (as DGC's reference does when not compressing).
-        if (_velocity.Length > 0 && k < _velocity.Length)
-            foreach (var index in indices) _velocity[index] = 0f;
+        if (_velocity.Length > 0) MaskVelocity(indices);
+    }
+
+    /// <summary>
+    /// Momentum factor masking (Lin et al., ICLR 2018, section 3.2): clears the velocity of the sent elements, which stops
+    /// the momentum of updates that waited in the residual. A range that sends all its elements at every push (the whole
+    /// gradient at k = n; under PerTensor, a tensor with ⌈ratio·length⌉ = length, such as a 1-element bias) has nothing
+    /// waiting, and masking would clear its whole velocity each time, leaving plain SGD for it: its velocity is kept, so its
+    /// values are momentum SGD's (as DGC's reference does for what it does not compress).
+    /// </summary>
+    private void MaskVelocity(ReadOnlySpan<int> indices)
+    {
+        var written = 0;
+        foreach (var (_, rangeLength, count) in _selections)
+        {
+            if (count < rangeLength)
+                foreach (var index in indices.Slice(written, count)) _velocity[index] = 0f;
+            written += count;
+        }
     }
 
     /// <summary>Writes the indices (ascending) and values of the <c>indices.Length</c> largest magnitudes of
