@@ -133,6 +133,62 @@ internal static class TransportProbe
         server.Wait();
     }
 
+    /// <summary>
+    /// `transport shm`: the main job's round trip through the shared-memory data plane, in one process: a gradient of the
+    /// MLP's 235,146 floats goes into the region's gradient slots with its header on a loopback socket, the other thread
+    /// copies it out and sends it back as weights through the weight slots, as a parameter server answers. Prints the
+    /// median and quartiles of the round trip (µs) over <paramref name="rounds"/> after 50 warm-up rounds. With
+    /// <paramref name="cold"/>, 64 MB are written before each round, as a step's compute does, so the copies start cold.
+    /// </summary>
+    public static void SharedMemoryPingPong(int rounds, bool cold)
+    {
+        const int count = 235_146; // configs/fashion-mnist-mlp.json's parameters
+        const int warmup = 50;
+        using var region = SharedMemoryRegion.Create(2, count * sizeof(float), 2, count * sizeof(float));
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var server = Task.Run(() =>
+        {
+            using var socket = listener.AcceptSocket();
+            TensorFrame.Tune(socket);
+            using var connection = new DataPlaneConnection(socket, new NetworkStream(socket), "the probe's worker");
+            var buffer = new float[count];
+            for (var i = 0; i < rounds + warmup; i++)
+            {
+                var header = TensorFrame.ReadHeader(connection.Stream, TensorFrame.GradientType, count, connection.Peer, sharedSlots: region.Gradients.Count);
+                TensorFrame.ReadShared(region.Gradients, header.SharedSlot - 1, buffer, null, connection.Peer);
+                var failure = TensorFrame.TryWrite(connection, header with { Type = TensorFrame.WeightsType, SharedSlot = 0 }, buffer, region.Weights);
+                if (failure is not null) throw new IOException(failure);
+            }
+        });
+        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        TensorFrame.Tune(client);
+        client.Connect(IPAddress.Loopback, port);
+        using var worker = new DataPlaneConnection(client, new NetworkStream(client), "the probe's parameter server");
+        var gradient = Enumerable.Range(0, count).Select(i => (float)i).ToArray();
+        var weights = new float[count];
+        var header = new TensorFrame.Header { Magic = TensorFrame.Magic, Version = TensorFrame.ProtocolVersion, Type = TensorFrame.GradientType, Count = count };
+        var times = new List<double>(rounds);
+        // Between rounds the worker computes, which takes the tensors out of the caches: 64 MB of other memory is
+        // written first, so each round's copies start cold, as in training.
+        var evict = new byte[64 << 20];
+        for (var i = 0; i < rounds + warmup; i++)
+        {
+            if (cold) evict.AsSpan().Fill((byte)i);
+            var started = Stopwatch.GetTimestamp();
+            if (TensorFrame.TryWrite(worker, header, gradient, region.Gradients) is { } failure) throw new IOException(failure);
+            var reply = TensorFrame.ReadHeader(worker.Stream, TensorFrame.WeightsType, count, worker.Peer, sharedSlots: region.Weights.Count);
+            TensorFrame.ReadShared(region.Weights, reply.SharedSlot - 1, weights, null, worker.Peer);
+            if (i >= warmup) times.Add(Stopwatch.GetElapsedTime(started).TotalMicroseconds);
+        }
+        server.Wait();
+        if (!weights.AsSpan().SequenceEqual(gradient)) throw new InvalidOperationException("the round trip changed the tensor");
+        times.Sort();
+        Console.WriteLine($"shared-memory round trip ({(cold ? "cold" : "warm")} caches), {count:N0} floats each way: median {times[times.Count / 2]:F0} us "
+            + $"(quartiles {times[times.Count / 4]:F0}-{times[3 * times.Count / 4]:F0} us) over {rounds} rounds");
+    }
+
     private static void Report(string path, double megabytes, TimeSpan elapsed) =>
         Console.WriteLine($"{path,-45} {megabytes / elapsed.TotalSeconds,8:N0} MB/s  ({megabytes:N0} x 1 MB in {elapsed.TotalSeconds:F2} s)");
 }

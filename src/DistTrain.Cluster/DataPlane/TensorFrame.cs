@@ -244,7 +244,7 @@ internal static class TensorFrame
     /// <summary>Copies a body out of shared-memory slot <paramref name="slot"/> into <paramref name="buffer"/> and releases the slot.</summary>
     /// <exception cref="IOException">The body does not fit the slot, or the encoding is malformed.</exception>
     /// <exception cref="ObjectDisposedException">The region is closing.</exception>
-    private static void ReadShared(SharedSlots slots, int slot, float[] buffer, CompressedGradientReader? compressed, string peer)
+    internal static void ReadShared(SharedSlots slots, int slot, float[] buffer, CompressedGradientReader? compressed, string peer)
     {
         int bodyBytes;
         using (slots.Lease())
