@@ -197,6 +197,25 @@ public sealed class GradientCompressionTests
         Assert.All(destination, value => Assert.Equal(42f, value));
     }
 
+    /// <summary>TopK sends ⌈ratio·n⌉ of the ratio as written: 7 of 100 at 0.07, where binary floating point makes the product
+    /// 7.000000000000001 (and its ceiling 8); the main MLP's 2,352 of 235,146 at 1% (2,351.46 rounded up); at least one.</summary>
+    [Theory]
+    [InlineData(0.07, 100, 7)]
+    [InlineData(0.14, 100, 14)]
+    [InlineData(0.28, 100, 28)]
+    [InlineData(0.56, 100, 56)]
+    [InlineData(0.07, 1000, 70)]
+    [InlineData(0.01, 235_146, 2_352)]
+    [InlineData(1e-9, 10, 1)]
+    [InlineData(1.0, 10, 10)]
+    public void TopK_sends_the_ceiling_of_the_ratio_as_written_times_the_length(double ratio, int length, int expected)
+    {
+        var settings = new GradientCompressionSettings(GradientCompression.TopK, ratio);
+        Assert.Equal(expected, settings.TopKCount(length));
+        Assert.Equal(expected, new GradientEncoder(settings, length).TopKCount);
+        Assert.Equal(GradientEncoder.HeaderBytes + 4 + 8 * expected, GradientEncoder.EncodedBytes(settings, length));
+    }
+
     [Fact]
     public void Settings_out_of_range_are_refused_when_the_encoder_is_made()
     {

@@ -45,14 +45,16 @@ public sealed record GradientCompressionSettings(GradientCompression Kind, doubl
     public static GradientCompressionSettings None { get; } = new(GradientCompression.None, ErrorFeedback: false);
 
     /// <summary>The number of elements TopK sends for a vector of <paramref name="length"/> elements:
-    /// <c>max(1, ⌈ratio·length⌉)</c>, at most <paramref name="length"/>.</summary>
+    /// <c>max(1, ⌈ratio·length⌉)</c>, at most <paramref name="length"/>. The product is taken in decimal, from the ratio as
+    /// written (C#'s conversion keeps 15 significant digits), so a ratio of 0.07 on 100 elements sends 7: in binary
+    /// floating point 0.07·100 is 7.000000000000001, whose ceiling is 8.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The length is not positive, or the ratio is not in (0, 1].</exception>
     public int TopKCount(int length)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
         if (!(TopKRatio > 0 && TopKRatio <= 1))
             throw new ArgumentOutOfRangeException(nameof(TopKRatio), TopKRatio, "The TopK ratio must be in (0, 1], e.g. 0.01 to send 1% of the elements.");
-        return (int)Math.Min(length, Math.Max(1, Math.Ceiling(TopKRatio * length)));
+        return (int)Math.Min(length, Math.Max(1m, Math.Ceiling((decimal)TopKRatio * length)));
     }
 
     /// <summary>The number of elements TopK sends for a gradient made of tensors of <paramref name="tensorLengths"/>

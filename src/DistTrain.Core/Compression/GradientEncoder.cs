@@ -119,8 +119,8 @@ public sealed class GradientEncoder
     /// <summary>Bytes of a message for a gradient made of tensors of <paramref name="tensorLengths"/> elements with
     /// <paramref name="settings"/>: for TopK, 9 + 8·<see cref="GradientCompressionSettings.TopKCount(ReadOnlySpan{int})"/>, the
     /// count of the settings' <see cref="TopKScope"/>.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">There is no tensor, a length is not positive, or the kind, ratio or scope
-    /// is out of range.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">For TopK: there is no tensor, a length is not positive, or the ratio or
+    /// scope is out of range. For any kind: the kind is unknown.</exception>
     public static int EncodedBytes(GradientCompressionSettings settings, ReadOnlySpan<int> tensorLengths)
     {
         ArgumentNullException.ThrowIfNull(settings);
