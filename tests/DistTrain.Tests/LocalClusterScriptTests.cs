@@ -16,6 +16,7 @@ public class LocalClusterScriptTests
         Directory.CreateDirectory(folder);
         var wrapper = Path.Combine(folder, "wrapper.sh");
         File.WriteAllText(wrapper, "#!/usr/bin/env bash\n[ \"$1\" != 1 ] || kill -9 $$\nshift\nexec \"$@\"\n");
+        string? runFolder = null;
         try
         {
             var start = new ProcessStartInfo("bash")
@@ -48,6 +49,9 @@ public class LocalClusterScriptTests
                 catch (OperationCanceledException) { process.Kill(entireProcessTree: true); throw; }
             }
             var (output, errors) = (await standardOutput, await standardError);
+            // The script's run folder (logs, CA, secret) goes with the test's own: "logs in runs/cluster/<run>/logs/".
+            var run = System.Text.RegularExpressions.Regex.Match(output, @"logs in (runs/cluster/[^/\s]+)/logs/");
+            if (run.Success) runFolder = Path.Combine(Repository, run.Groups[1].Value);
             Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}\n{output}\n{errors}");
             Assert.Contains("worker-1 was killed (signal 9); the job goes on without it", errors);
             Assert.Contains("add-worker.sh starts a replacement", errors);
@@ -56,6 +60,7 @@ public class LocalClusterScriptTests
         finally
         {
             Directory.Delete(folder, recursive: true);
+            if (runFolder is not null && Directory.Exists(runFolder)) Directory.Delete(runFolder, recursive: true);
         }
     }
 }
