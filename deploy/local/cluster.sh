@@ -6,8 +6,11 @@
 # Each run gets its own folder runs/cluster/<UTC time>-<pid>/ with its logs, its CA, node certificate and
 # job secret (deploy/certs/make-certs.sh; mutual TLS is on unless DISTTRAIN_Cluster__Tls=false), and free
 # ports, so two local clusters run side by side without meeting. Results go to runs/ as in single-node mode.
-# If any node fails (a taken port, a refused worker), the script says which, stops the others and exits
-# with that node's code.
+# If any node fails (a taken port, a refused worker: exit code 1 or 2), the script says which, stops the others and
+# exits with that node's code. A worker killed by a signal (kill -9 mid-run) does not end the run: the job goes on
+# without it, pausing below Cluster:MinWorkers, as the README's cluster-mode section describes.
+# Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P the
+# parameter server serves metrics on port P and worker i on port P + i (each node needs its own port).
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
 # argument and the node's command after it, which it must exec (tests/modes/in-cpu-group.sh puts each worker in a CPU
 # group this way, before the node starts).
@@ -23,7 +26,7 @@ disttrain=(dotnet "${CLI_DLL:-src/DistTrain.Cli/bin/Release/net10.0/disttrain.dl
 
 RUN="runs/cluster/$(date -u +%Y%m%d-%H%M%S)-$$"
 source deploy/local/cluster-env.sh
-export DISTTRAIN_Cluster__MinWorkers="$workers"
+export DISTTRAIN_Cluster__MinWorkers="${DISTTRAIN_Cluster__MinWorkers:-$workers}"
 # The worker nodes share this machine's cores.
 export DISTTRAIN_Compute__BlasThreads="${DISTTRAIN_Compute__BlasThreads:-$(( $(nproc) / workers > 0 ? $(nproc) / workers : 1 ))}"
 
@@ -32,11 +35,19 @@ declare -A names
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $logs/."
+metrics_port="${DISTTRAIN_Metrics__Port:-}"
+# $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
+# next epoch), with the run's environment; its log goes to the standard output.
+{ echo '#!/usr/bin/env bash'; echo "cd $(printf %q "$PWD")"; export -p | grep ' DISTTRAIN_' | grep -v 'DISTTRAIN_Metrics__Port='
+  printf 'export DISTTRAIN_Cluster__Port=0\nexec'; printf ' %q' "${disttrain[@]}" node --role worker "$@"; echo; } > "$RUN/add-worker.sh"
+chmod +x "$RUN/add-worker.sh"
+[ -z "$metrics_port" ] || echo "Metrics: parameter server http://localhost:$metrics_port/metrics, worker i on port $metrics_port + i."
 "${disttrain[@]}" node --role parameter-server "$@" > >(tee "$logs/parameter-server.log" | grep --line-buffered -v '^\[INFO\]') 2>&1 &
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server
 for i in $(seq 1 "$workers"); do
   wrapper=(); [ -z "${WORKER_WRAPPER:-}" ] || wrapper=("$WORKER_WRAPPER" "$i")
-  DISTTRAIN_Cluster__Port=0 "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
+  metrics=(); [ -z "$metrics_port" ] || metrics=("DISTTRAIN_Metrics__Port=$(( metrics_port + i ))")
+  env DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
   pids+=($!); names[$!]="worker-$i"
 done
 # The job ends when the parameter server does; a node that fails before that ends the run.
@@ -45,8 +56,14 @@ running=("${pids[@]}")
 while true; do
   set +e; wait -n -p ended "${running[@]}"; code=$?; set -e
   rest=(); for pid in "${running[@]}"; do [ "$pid" = "$ended" ] || rest+=("$pid"); done; running=("${rest[@]}")
-  if [ "$ended" = "$ps_pid" ]; then status=$code; break; fi
-  if [ "$code" -ne 0 ]; then
+  if [ "$ended" = "$ps_pid" ]; then
+    status=$code
+    [ "$code" -eq 0 ] || echo "parameter-server exited with code $code; stopping the run (its log: $logs/parameter-server.log)." >&2
+    break
+  fi
+  if [ "$code" -gt 128 ]; then
+    echo "${names[$ended]} was killed (signal $(( code - 128 ))); the job goes on without it (training pauses while fewer than $DISTTRAIN_Cluster__MinWorkers workers are alive). Its log: $logs/${names[$ended]}.log; $RUN/add-worker.sh starts a replacement." >&2
+  elif [ "$code" -ne 0 ]; then
     echo "${names[$ended]} exited with code $code; stopping the run. Its log ($logs/${names[$ended]}.log) ends with:" >&2
     tail -n 3 "$logs/${names[$ended]}.log" >&2
     status=$code; break

@@ -292,6 +292,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         await worker.AssertExitAsync(2, Guard);
         Assert.Contains("refused this worker: model settings differ", worker.Output);
         Assert.Contains("\"Units\":48", worker.Output);
+        Assert.Matches(@"Model\.Layers\[\d\]\.Units: 48 vs 32", worker.Output); // the differing setting is named first
         await ps.WaitForOutputAsync("Refused worker node", Guard);
     }
 

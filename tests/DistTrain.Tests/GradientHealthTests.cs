@@ -65,4 +65,64 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.Equal(1f, GradientHealthMonitor.ClipScale(10, 0));
         Assert.Equal((float)(1 / (10 + 1e-6)), GradientHealthMonitor.ClipScale(10, 1));
     }
+
+    /// <summary>
+    /// Under Cluster:Compression TopK the parameter server measures sparse gradients: a tensor none of whose elements was
+    /// sent reads exactly 0, which is no sign of a vanishing gradient. Such measurements neither count toward the warning nor
+    /// interrupt a run of small non-zero ones.
+    /// </summary>
+    [Fact]
+    public void With_sparse_gradients_a_tensor_that_was_not_sent_is_not_reported_as_vanishing()
+    {
+        var options = new MonitoringOptions { VanishingGradientNorm = 1e-6, WarnAfterMeasurements = 3 };
+        var sparse = new GradientHealthMonitor(Layout, options.ForSparseGradients());
+        Assert.False(options.SparseGradients); // the copy is marked, not the run's settings
+        float[] w = [1f, 1f, 1f];
+        for (var step = 1; step <= 5; step++) Assert.Empty(sparse.Measure(step, [1f, 1f, 0f], w, w));
+        // Small non-zero norms still warn, with unsent steps between them.
+        Assert.Empty(sparse.Measure(6, [1f, 1f, 1e-9f], w, w));
+        Assert.Empty(sparse.Measure(7, [1f, 1f, 0f], w, w));
+        Assert.Empty(sparse.Measure(8, [1f, 1f, 1e-9f], w, w));
+        Assert.Single(sparse.Measure(9, [1f, 1f, 1e-9f], w, w), x => x.StartsWith("Vanishing gradient: 0.bias", StringComparison.Ordinal));
+        // Dense gradients: exactly 0 is a vanishing gradient (a dead ReLU layer's).
+        var dense = new GradientHealthMonitor(Layout, options);
+        for (var step = 1; step <= 2; step++) Assert.Empty(dense.Measure(step, [1f, 1f, 0f], w, w));
+        Assert.Single(dense.Measure(3, [1f, 1f, 0f], w, w));
+    }
+
+    /// <summary>
+    /// The main job's MLP with TopK at 1% (Global scope) on the test subset: the last layer's 10-element bias is rarely among
+    /// the 2,352 largest elements, so with a measurement every step it read 0 three times by step 30 and was reported as
+    /// vanishing although it trains. The run must end without that warning.
+    /// </summary>
+    [Fact]
+    public void TopK_training_reports_no_vanishing_gradient_for_a_tensor_it_did_not_send()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), $"disttrain-topk-health-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        try
+        {
+            var config = Path.Combine(folder, "config.json");
+            File.WriteAllText(config, $$"""
+                {
+                  "Data": { "Directory": {{System.Text.Json.JsonSerializer.Serialize(TestData.SubsetDirectory)}} },
+                  "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 256 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 128 },
+                    { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
+                  "Optimizer": { "LearningRate": 0.05, "Momentum": 0.9, "L2": 0.0001, "DecayBiasAndNormParameters": true },
+                  "Training": { "Workers": 2, "Epochs": 5, "BatchSizePerWorker": 64, "Seed": 1 },
+                  "Cluster": { "Compression": "TopK", "TopKScope": "Global" },
+                  "Monitoring": { "GradientNormEverySteps": 1 },
+                  "Output": { "Directory": {{System.Text.Json.JsonSerializer.Serialize(folder)}} }
+                }
+                """);
+            var (exitCode, output, error) = CliProcess.Run(["train", "--config", config]);
+            Assert.True(exitCode == 0, output + error);
+            Assert.Contains("Test accuracy after 5 epochs", output);
+            Assert.DoesNotContain("Vanishing gradient", output + error);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
 }

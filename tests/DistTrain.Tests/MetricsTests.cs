@@ -127,6 +127,29 @@ public class MetricsTests
         Assert.Equal(7, Value(await http.GetStringAsync("metrics"), "disttrain_actor_messages", "role=\"first-scrape-probe\""));
     }
 
+    /// <summary>
+    /// Staleness is a whole number of weights versions: its histogram has a bucket at each small count (a gradient 3 versions
+    /// old lands between le="2" and le="3"), not the seconds buckets of the timing histograms (10 µs doubling, where every
+    /// staleness of 2 or more fell between 1.31 and 2.62 or above 5.24).
+    /// </summary>
+    [Fact]
+    public async Task The_staleness_histogram_has_a_bucket_per_version_count()
+    {
+        var port = FreePort();
+        using var exporter = MetricsExporter.Start("localhost", port);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(30) };
+        double Bucket(string scrape, string bound) => Value(scrape, "disttrain_training_staleness_versions_bucket", $"le=\"{bound}\"")
+            ?? throw new Xunit.Sdk.XunitException($"no bucket le=\"{bound}\" in\n{string.Join('\n', scrape.Split('\n').Where(l => l.Contains("staleness_versions")))}");
+        DistTrainMetrics.Staleness.Record(0); // the family appears once something was recorded
+        var before = await http.GetStringAsync("metrics");
+        for (var i = 0; i < 5; i++) DistTrainMetrics.Staleness.Record(3);
+        var after = await http.GetStringAsync("metrics");
+        var bounds = Regex.Matches(after, @"^disttrain_training_staleness_versions_bucket\{[^}]*le=""([^""]+)""", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal(["0", "1", "2", "3", "4", "5", "6", "7", "8", "16", "32", "64", "128", "256", "512", "1024", "+Inf"], bounds);
+        // Other tests may record staleness at the same time: what this one added shows as at least five more in (2, 3].
+        Assert.True((Bucket(after, "3") - Bucket(after, "2")) - (Bucket(before, "3") - Bucket(before, "2")) >= 5);
+    }
+
     /// <summary>A clock the test moves by hand.</summary>
     private sealed class ManualClock : TimeProvider
     {

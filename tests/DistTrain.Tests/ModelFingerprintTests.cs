@@ -47,4 +47,28 @@ public sealed class ModelFingerprintTests
         Assert.NotEqual(fingerprint, ModelFingerprint.Of(Options()));
         Assert.Equal(ModelFingerprint.Of(Options()), ModelFingerprint.Of(Options(("Optimizer:Momentum", "0.5"))));
     }
+
+    /// <summary>
+    /// A worker refused for other settings is told which ones: a worker started with Cluster:Compression Float16 beside a
+    /// parameter server without compression, or with another hidden width, gets the differing paths and both values
+    /// rather than two 1,000-character fingerprints to compare by eye.
+    /// </summary>
+    [Fact]
+    public void Differences_name_each_differing_setting_with_both_values()
+    {
+        var server = ModelFingerprint.Of(Options(("Cluster:Compression", "TopK")));
+        var worker = ModelFingerprint.Of(Options(("Cluster:Compression", "TopK"), ("Cluster:TopKScope", "PerTensor"), ("Training:Seed", "7")));
+        Assert.Equal(["Seed: 7 vs 1", "GradientEncoding.Scope: \"PerTensor\" vs \"Global\""], ModelFingerprint.Differences(worker, server));
+        Assert.Empty(ModelFingerprint.Differences(server, server));
+
+        var float16 = ModelFingerprint.Of(Options(("Cluster:Compression", "Float16")));
+        var none = ModelFingerprint.Of(Options());
+        var difference = Assert.Single(ModelFingerprint.Differences(float16, none));
+        Assert.StartsWith("GradientEncoding: {\"Kind\":\"Float16\"", difference);
+        Assert.EndsWith(" vs null", difference);
+
+        var wider = ModelFingerprint.Of(Options(("Model:Layers:0:Units", "300")));
+        Assert.Equal(["Model.Layers[0].Units: 300 vs 256"], ModelFingerprint.Differences(wider, none));
+        Assert.Single(ModelFingerprint.Differences(worker, none, limit: 1));
+    }
 }

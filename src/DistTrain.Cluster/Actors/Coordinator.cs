@@ -83,6 +83,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private int _asyncStep; // Async: steps applied this epoch, one per minibatch (the observer's step index)
     private EpochCompleted? _trained;
     private double _trainSeconds;
+    private string _pausedWork = "";
     private int _weightsOnlyParts; // parts started by ShareEpochWeights whose EpochCompleted has not come back yet
 
     /// <summary>Creates the coordinator; see <see cref="Props(CoordinatorSettings, Akka.Actor.Props, IReadOnlyList{Akka.Actor.Props}, ITrainingObserver, TaskCompletionSource{TrainingResult})"/>.</summary>
@@ -111,8 +112,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Receive<WorkerRemoved>(removed => _plan.WorkerRemoved(removed.WorkerIndex, removed.FirstUnusedRound));
         Receive<AddWorker>(OnAddWorker);
         Receive<PausedStatus>(_ => _phase == Phase.Paused, _ => _log.Warning(
-            "Training is paused at epoch {0}: {1} of Cluster:MinWorkers = {2} workers. Start worker nodes to continue.",
-            _plan.Epoch, _plan.AliveCount, _settings.MinWorkers));
+            "Training is paused at epoch {0}: {1} of Cluster:MinWorkers = {2} workers; {3} when enough are alive. Start worker nodes to continue.",
+            _plan.Epoch, _plan.AliveCount, _settings.MinWorkers, _pausedWork));
         Receive<PausedStatus>(_ => { });
         Receive<ReceiveTimeout>(_ => Fail(new TrainingStalledException(
             $"No progress for {_settings.StallTimeout.TotalSeconds:F0} s at epoch {_plan.Epoch}, after step {_lastStep} (weights version {_lastVersion}), " +
@@ -214,7 +215,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         error.Message?.ToString()?.Contains("data plane closed", StringComparison.Ordinal) == true;
 
     /// <summary>Runs <paramref name="action"/> now if enough workers are alive, else pauses until they are.</summary>
-    private void WhenEnoughWorkers(Action action)
+    /// <summary>Runs <paramref name="action"/> now, or pauses until Cluster:MinWorkers workers are alive.</summary>
+    /// <param name="action">The work to start.</param>
+    /// <param name="work">What waits during a pause, for the log ("epoch 4 starts"): the plan's epoch is the one finished
+    /// before a new epoch, and the current one before a further part.</param>
+    private void WhenEnoughWorkers(Action action, string work)
     {
         if (_plan.AliveCount >= Math.Max(1, _settings.MinWorkers))
         {
@@ -222,6 +227,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             return;
         }
         _pausedFrom = _phase;
+        _pausedWork = work;
         _phase = Phase.Paused;
         _onResume = action;
         Context.SetReceiveTimeout(null); // a pause is not a stall
@@ -236,7 +242,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _observer.EpochStarted(part.Epoch, ObservedStepsPerEpoch(part), _settings.Planner.SampleCount);
         _clock.Restart();
         RunPart(part);
-    });
+    }, $"epoch {_plan.Epoch + 1} starts");
 
     /// <summary>
     /// A further part of the epoch: the samples the lost workers did not train on, split evenly across the workers
@@ -249,7 +255,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _log.Warning("Epoch {0}: the {1} samples lost workers had left go to {2} worker(s), from round {3}.",
             part.Epoch, orphans, part.Receivers.Length, part.FirstRound);
         RunPart(part);
-    });
+    }, $"the rest of epoch {_plan.Epoch} goes on");
 
     /// <summary>Runs a part of an epoch: training until the parameter server reports it done (<see cref="SendPart"/>).</summary>
     private void RunPart(PlannedPart part)
@@ -290,7 +296,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             Timers.Cancel("paused-status");
             Metrics.DistTrainMetrics.Set("paused", 0);
             Context.SetReceiveTimeout(_settings.StallTimeout);
-            _log.Info("Training resumes at epoch {0} with {1} workers.", _plan.Epoch, _plan.AliveCount);
+            _log.Info("Training resumes with {0} workers: {1}.", _plan.AliveCount, _pausedWork);
             resume();
         }
     }
@@ -360,7 +366,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             if (alive.Length == 0) alive = ShareEpochWeights();
             foreach (var (worker, request) in _evaluation.Reassign(_plan.IsAlive, alive))
                 _workers[worker].Tell(request);
-        });
+        }, $"the evaluation of epoch {_plan.Epoch} goes on");
     }
 
     /// <summary>

@@ -148,6 +148,20 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         foreach (var waiting in _waitingForReady.Values) waiting.Dispose();
     }
 
+    /// <summary>The settings in which a worker's fingerprint differs from this host's, for its refusal.</summary>
+    private string DescribeDifferences(string workerFingerprint)
+    {
+        try
+        {
+            var differences = ModelFingerprint.Differences(workerFingerprint, _fingerprint);
+            return differences.Count == 0 ? "the fingerprints differ in form only" : string.Join("; ", differences);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return "the worker's fingerprint is not JSON";
+        }
+    }
+
     private void OnRegister(RegisterWorker register)
     {
         if (_finished is not null || _failover?.Finished is true)
@@ -166,7 +180,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
                      identity.RegistrationProof(register.NodeName, register.ProtocolVersion, register.ModelFingerprint)))
             refusal = $"its job secret differs from job '{identity.Name}''s (Cluster:SecretFile or DISTTRAIN_Cluster__Secret): it belongs to another job, or was given the wrong secret.";
         else if (register.ModelFingerprint != _fingerprint)
-            refusal = $"model settings differ from the parameter server's (the model, the data's samples, or Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply). Worker: {register.ModelFingerprint}; parameter server: {_fingerprint}. Use the same config on every node.";
+            refusal = $"model settings differ from the parameter server's ({DescribeDifferences(register.ModelFingerprint)}; worker's value vs the parameter server's). " +
+                "The settings compared: the model, the data's samples, and Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply. " +
+                $"Use the same config and DISTTRAIN_* variables on every node. Worker: {register.ModelFingerprint}; parameter server: {_fingerprint}.";
         if (refusal is not null)
         {
             // A refused agent's retries, and the registrations the singleton proxy buffered for it, repeat the refusal:
@@ -350,7 +366,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum,
             GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.Monitoring,
+        _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, ReplicaSettings.ParameterServerMonitoring(_options),
             CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
             update: UpdateSettings.From(loop), configuredOptimizer: _options.Optimizer, shards: _options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _workerSteps, completion), "coordinator");

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using DistTrain.Core.Configuration;
 
@@ -34,4 +35,43 @@ public static class ModelFingerprint
         GradientEncoding = Training.ReplicaSettings.CompressionOf(options),
         LocalGradient = Training.LocalGradientSettings.Of(options),
     }, Json);
+
+    /// <summary>
+    /// The settings in which two fingerprints differ, one entry per differing value, as
+    /// <c>path: first value vs second value</c> (the path in the fingerprint's JSON, e.g. <c>GradientEncoding.Kind</c> for
+    /// Cluster:Compression; a list of another length is one entry), in document order; at most <paramref name="limit"/>.
+    /// </summary>
+    /// <param name="first">A fingerprint from <see cref="Of"/> (for a refusal, the worker's).</param>
+    /// <param name="second">Another fingerprint (the parameter server's).</param>
+    /// <param name="limit">Most entries returned, at least 1.</param>
+    /// <returns>The differences; empty when the fingerprints are equal as JSON.</returns>
+    /// <exception cref="JsonException">A fingerprint is not JSON (a node of another version sent something else).</exception>
+    public static IReadOnlyList<string> Differences(string first, string second, int limit = 5)
+    {
+        var differences = new List<string>();
+        Compare(JsonNode.Parse(first), JsonNode.Parse(second), "", differences, Math.Max(1, limit));
+        return differences;
+    }
+
+    private static void Compare(JsonNode? first, JsonNode? second, string path, List<string> differences, int limit)
+    {
+        if (differences.Count >= limit) return;
+        switch (first, second)
+        {
+            case (JsonObject a, JsonObject b):
+                foreach (var key in a.Select(p => p.Key).Concat(b.Select(p => p.Key)).Distinct())
+                    Compare(a[key], b[key], path.Length == 0 ? key : $"{path}.{key}", differences, limit);
+                return;
+            case (JsonArray a, JsonArray b) when a.Count == b.Count:
+                for (var i = 0; i < a.Count; i++) Compare(a[i], b[i], $"{path}[{i}]", differences, limit);
+                return;
+            case (JsonArray a, JsonArray b):
+                differences.Add($"{path}: {a.Count} entries vs {b.Count}");
+                return;
+            default:
+                var (textA, textB) = (first?.ToJsonString() ?? "null", second?.ToJsonString() ?? "null");
+                if (textA != textB) differences.Add($"{path}: {textA} vs {textB}");
+                return;
+        }
+    }
 }

@@ -27,6 +27,12 @@ public sealed class MetricsExporter : IDisposable
         _warn = warn;
     }
 
+    /// <summary>
+    /// Upper bounds of the staleness histogram's buckets, in weights versions: every count to 8, then doubling to 1,024
+    /// (Training:StalenessBound allows 1,000 rounds ahead).
+    /// </summary>
+    public static readonly double[] StalenessBuckets = [0, 1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 64, 128, 256, 512, 1024];
+
     /// <summary>True when the endpoint is serving; false when it failed to start and the run goes on without it.</summary>
     public bool IsServing => _server is not null;
 
@@ -51,8 +57,11 @@ public sealed class MetricsExporter : IDisposable
         Prometheus.Metrics.ConfigureMeterAdapter(options =>
         {
             options.InstrumentFilterPredicate = instrument => instrument.Meter.Name == DistTrainMetrics.MeterName;
-            // Actor handlers and step phases take 10 µs to seconds: 20 buckets from 10 µs, doubling (to about 5 s).
-            options.ResolveHistogramBuckets = _ => Histogram.ExponentialBuckets(0.00001, 2, 20);
+            // Actor handlers and step phases take 10 µs to seconds: 20 buckets from 10 µs, doubling (to about 5 s). Staleness
+            // counts weights versions, whole numbers up to Training:StalenessBound times the workers: buckets at each small count.
+            options.ResolveHistogramBuckets = instrument => instrument == DistTrainMetrics.Staleness
+                ? StalenessBuckets
+                : Histogram.ExponentialBuckets(0.00001, 2, 20);
         });
         try
         {

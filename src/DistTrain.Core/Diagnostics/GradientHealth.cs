@@ -36,6 +36,22 @@ public sealed class MonitoringOptions
     /// applied, one CSV line per minibatch and per step (DistTrain.Cluster's <c>SampleTrace</c>). Empty (the default) is off.
     /// </summary>
     public string SampleTraceDirectory { get; set; } = "";
+
+    /// <summary>
+    /// The measured gradients are sparse (Cluster:Compression TopK sends a fraction of the elements per push): a tensor
+    /// whose gradient norm is exactly 0 had none of its elements sent in that step, which says nothing about its true
+    /// gradient, so the measurement neither counts toward nor interrupts a vanishing-gradient run. Not a config key: set
+    /// through <see cref="ForSparseGradients"/>.
+    /// </summary>
+    public bool SparseGradients { get; private set; }
+
+    /// <summary>A copy of these settings with <see cref="SparseGradients"/> set.</summary>
+    public MonitoringOptions ForSparseGradients()
+    {
+        var copy = (MonitoringOptions)MemberwiseClone();
+        copy.SparseGradients = true;
+        return copy;
+    }
 }
 
 /// <summary>
@@ -132,7 +148,8 @@ public sealed class GradientHealthMonitor
     {
         var segment = _segments[i];
         Latest[i] = new LayerHealth(segment.Name, gradientNorm, weightNorm, weightNorm > 0 ? updateNorm / weightNorm : 0);
-        _vanishingRun[i] = gradientNorm < _options.VanishingGradientNorm ? _vanishingRun[i] + 1 : 0;
+        if (!(_options.SparseGradients && gradientNorm == 0))
+            _vanishingRun[i] = gradientNorm < _options.VanishingGradientNorm ? _vanishingRun[i] + 1 : 0;
         _explodingRun[i] = gradientNorm > _options.ExplodingGradientNorm || !double.IsFinite(gradientNorm) ? _explodingRun[i] + 1 : 0;
         if (_vanishingRun[i] == _options.WarnAfterMeasurements)
             (warnings ??= []).Add($"Vanishing gradient: {segment.Name} has had a gradient norm below {_options.VanishingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate.");
