@@ -30,6 +30,20 @@ internal static class MetricsSetup
         }
     }
 
+    /// <summary>
+    /// The <c>node</c> label of this node's series: <c>worker@HOST:PORT</c> (Cluster:PublicHostname, or the machine's name,
+    /// and Cluster:Port). A node on Cluster:Port 0 (local workers: the system picks the port when the actor system binds,
+    /// after the metrics endpoint has already served its first series, which keep their label) is
+    /// <c>worker@HOST/pid PID</c> instead, so that two such nodes on one machine never share a label.
+    /// </summary>
+    public static string NodeLabel(string role, ClusterOptions cluster, int processId)
+    {
+        var host = string.IsNullOrWhiteSpace(cluster.PublicHostname) ? Dns.GetHostName() : cluster.PublicHostname;
+        return cluster.Port == 0
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{role}@{host}/pid {processId}")
+            : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{role}@{host}:{cluster.Port}");
+    }
+
     /// <summary>The observer to give the trainer: metrics first, then the console.</summary>
     public static ITrainingObserver Wrap(ITrainingObserver console, TrainingOptions options) =>
         options.Metrics.Port == 0 ? console : new MetricsObserver(console);

@@ -73,7 +73,7 @@ internal static class NodeCommand
             PortProbe.EnsureFree("Cluster:Port", options.Cluster.Hostname, options.Cluster.Port);
             PortProbe.EnsureFree("Metrics:Port", options.Metrics.Hostname, options.Metrics.Port);
             if (role == NodeRoles.ParameterServer) dataPlane = DataPlaneListener.Start(options.Cluster.DataPort, security.Certificates);
-            exporter = MetricsSetup.Start(options, $"{role}@{(string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname)}:{options.Cluster.Port}");
+            exporter = MetricsSetup.Start(options, MetricsSetup.NodeLabel(role, options.Cluster, Environment.ProcessId));
         }
         catch (Exception e) when (e is MetricsPortException or PortInUseException)
         {

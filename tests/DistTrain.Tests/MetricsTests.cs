@@ -27,6 +27,21 @@ public class MetricsTests
         return matches.Count == 0 ? null : matches.Sum(m => double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
     }
 
+    /// <summary>A node's <c>node</c> label: its advertised host and Cluster:Port; on port 0 (local workers, whose port the
+    /// system picks only after the endpoint served its first series) its process id instead of ":0", so two workers on
+    /// one machine never share a label.</summary>
+    [Fact]
+    public void A_node_is_labelled_by_its_host_and_port_or_on_port_0_by_its_process()
+    {
+        var fixedPort = new DistTrain.Core.Configuration.ClusterOptions { PublicHostname = "ps", Port = 4053 };
+        Assert.Equal("parameter-server@ps:4053", DistTrain.Cli.MetricsSetup.NodeLabel("parameter-server", fixedPort, 17));
+        var anyPort = new DistTrain.Core.Configuration.ClusterOptions { PublicHostname = "127.0.0.1", Port = 0 };
+        Assert.Equal("worker@127.0.0.1/pid 17", DistTrain.Cli.MetricsSetup.NodeLabel("worker", anyPort, 17));
+        Assert.NotEqual(DistTrain.Cli.MetricsSetup.NodeLabel("worker", anyPort, 17), DistTrain.Cli.MetricsSetup.NodeLabel("worker", anyPort, 18));
+        var unnamed = new DistTrain.Core.Configuration.ClusterOptions { Port = 4053 };
+        Assert.Equal($"worker@{Dns.GetHostName()}:4053", DistTrain.Cli.MetricsSetup.NodeLabel("worker", unnamed, 17));
+    }
+
     [Fact]
     public async Task Metrics_are_served_during_training_with_sane_values()
     {
