@@ -93,6 +93,21 @@ public class ConfigurationTests : IDisposable
         Assert.Contains("Training:Workers = 'four' (from a command-line option) is not valid: expected a whole number.", error.Message);
     }
 
+    /// <summary>A misspelt name of an allowed value gets the closest one (at most two edits, ignoring case); a name far from
+    /// every allowed one gets none.</summary>
+    [Theory]
+    [InlineData("Training:Mode", "Asynch", " Did you mean 'Async'?")]
+    [InlineData("Training:Mode", "LocalSdg", " Did you mean 'LocalSgd'?")]
+    [InlineData("Cluster:TopKScope", "PerTensr", " Did you mean 'PerTensor'?")]
+    [InlineData("Cluster:Compression", "Float61", " Did you mean 'Float16'?")]
+    [InlineData("Optimizer:Kind", "Lion", "")]
+    public void A_misspelt_value_gets_the_closest_allowed_name(string key, string value, string hint)
+    {
+        var error = Invalid(RepositoryConfig, new(ValidData) { [key] = value });
+        var line = Assert.Single(error.Problems, p => p.StartsWith($"{key} = '{value}'", StringComparison.Ordinal));
+        Assert.EndsWith("." + hint, line);
+    }
+
     [Fact]
     public void A_bad_value_names_the_environment_variable_or_file_it_came_from()
     {

@@ -136,10 +136,15 @@ public static class TrainingOptionsLoader
                 var expected = e.Message.Contains("to type '", StringComparison.Ordinal)
                     ? e.Message[(e.Message.IndexOf("to type '", StringComparison.Ordinal) + 9)..].Split('\'')[0]
                     : "the documented type";
-                var allowed = expected.StartsWith("DistTrain", StringComparison.Ordinal) && Type.GetType(expected + ", DistTrain.Core") is { IsEnum: true } enumType
-                    ? $"one of {string.Join(", ", Enum.GetNames(enumType))}"
+                var names = expected.StartsWith("DistTrain", StringComparison.Ordinal) && Type.GetType(expected + ", DistTrain.Core") is { IsEnum: true } enumType
+                    ? Enum.GetNames(enumType)
+                    : null;
+                var allowed = names is not null
+                    ? $"one of {string.Join(", ", names)}"
                     : expected switch { "System.Int32" => "a whole number", "System.Double" => "a number", "System.Boolean" => "true or false", _ => expected };
-                problems.Add($"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is not valid: expected {allowed}.");
+                // A misspelt name (Asynch, PerTensr) gets the closest allowed one; two edits at most, so "Lion" suggests no optimizer.
+                var hint = names is not null && NameSuggestions.Closest(leaf.Value!, names, maxDistance: 2) is { } closest ? $" Did you mean '{closest}'?" : "";
+                problems.Add($"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is not valid: expected {allowed}.{hint}");
             }
         }
         if (problems.Count == 0)
