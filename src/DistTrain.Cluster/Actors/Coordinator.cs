@@ -214,8 +214,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         error.LogClass.Namespace?.StartsWith("Akka.Remote", StringComparison.Ordinal) == true ||
         error.Message?.ToString()?.Contains("data plane closed", StringComparison.Ordinal) == true;
 
-    /// <summary>Runs <paramref name="action"/> now if enough workers are alive, else pauses until they are.</summary>
-    /// <summary>Runs <paramref name="action"/> now, or pauses until Cluster:MinWorkers workers are alive.</summary>
+    /// <summary>Runs <paramref name="action"/> now if Cluster:MinWorkers workers are alive, else pauses until they are.</summary>
     /// <param name="action">The work to start.</param>
     /// <param name="work">What waits during a pause, for the log ("epoch 4 starts"): the plan's epoch is the one finished
     /// before a new epoch, and the current one before a further part.</param>

@@ -55,7 +55,7 @@ public static class SingleNodeTrainer
         using var system = ActorSystem.Create("disttrain", config);
         system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var parameterServer = ParameterServer.Props(weights, options.ParameterServerOptimizer(), loop.Epochs, ReplicaSettings.ParameterServerMonitoring(options),
+        var parameterServer = ParameterServer.Props(weights, options.ParameterServerOptimizer(), loop.Epochs, options.ParameterServerMonitoring(),
             CheckpointResume.Settings(options), resumeFrom, update: UpdateSettings.From(loop), configuredOptimizer: options.Optimizer,
             shards: options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var replica = ReplicaSettings.From(options);

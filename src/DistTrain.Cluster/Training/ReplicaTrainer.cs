@@ -54,16 +54,6 @@ public sealed record ReplicaSettings(TrainingMode Mode = TrainingMode.Sync, int 
             cluster.ErrorFeedback, options.UsesMomentumCorrection ? options.Optimizer.Momentum : 0,
             cluster.Compression == GradientCompression.TopK ? cluster.TopKScope : TopKScope.Global);
     }
-
-    /// <summary>
-    /// The parameter server's gradient diagnostics: Monitoring:*, marked <see cref="MonitoringOptions.SparseGradients"/>
-    /// under Cluster:Compression TopK, whose pushes leave most elements at zero.
-    /// </summary>
-    public static MonitoringOptions ParameterServerMonitoring(TrainingOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        return options.Cluster.Compression == GradientCompression.TopK ? options.Monitoring.ForSparseGradients() : options.Monitoring;
-    }
 }
 
 /// <summary>

@@ -53,6 +53,11 @@ public sealed class TrainingOptions
         return server;
     }
 
+    /// <summary>The parameter server's gradient diagnostics: <see cref="Monitoring"/>, marked
+    /// <see cref="Diagnostics.MonitoringOptions.SparseGradients"/> under Cluster:Compression TopK, whose pushes leave most elements at zero.</summary>
+    public Diagnostics.MonitoringOptions ParameterServerMonitoring() =>
+        Cluster.Compression == GradientCompression.TopK ? Monitoring.ForSparseGradients() : Monitoring;
+
     /// <summary>One line on Cluster:Compression for the start-up output, e.g. <c>gradients sent as TopK 1% with error
     /// feedback and momentum correction (momentum 0.9 on the workers, none at the parameter server)</c>; null for None.</summary>
     public string? DescribeCompression()
