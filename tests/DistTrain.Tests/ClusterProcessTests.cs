@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
@@ -406,6 +407,33 @@ public sealed partial class ClusterProcessTests : IDisposable
         var tensors = SafeTensors.Read(FinalWeightsPath());
         foreach (var segment in undisturbed.FinalWeights.Layout.Segments)
             Compare.Identical(undisturbed.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+    }
+
+    /// <summary>
+    /// A worker node stopped (SIGTERM) right after its parameter server died. A graceful cluster leave needs a leader to
+    /// move the node out, and the only other member is gone, so the leave waited until the node downed itself (8.4 s after
+    /// the signal, measured) and the node reported a failure. It now skips the leave and exits at once, as cancelled.
+    /// </summary>
+    [Fact]
+    public async Task A_worker_stopped_after_its_parameter_server_died_exits_at_once_as_cancelled()
+    {
+        var configPath = Config(ManyShortStepsConfig);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        await ps.WaitForMatchAsync(new Regex(@"epoch +1/30 +(25|50|75)%"), Guard);
+        ps.Kill(); // SIGKILL: no goodbye on any channel
+        await worker.WaitForOutputAsync("data plane to the parameter server closed", Guard);
+
+        var stopping = Stopwatch.StartNew();
+        worker.Terminate();
+        var exit = await worker.WaitAsync(Guard);
+        stopping.Stop();
+        Assert.True(exit == 130, $"the worker exited with {exit}, not 130 (cancelled). Output:\n{worker.Output}");
+        Assert.Contains("cancelled: this worker node left the cluster", worker.Output);
+        // The downing decision alone takes Cluster:StableAfterSeconds (3 s) after the failure detector's verdict.
+        Assert.True(stopping.Elapsed < TimeSpan.FromSeconds(4),
+            $"the worker took {stopping.Elapsed.TotalSeconds:F1} s to exit after SIGTERM. Output:\n{worker.Output}");
     }
 
     [Fact]

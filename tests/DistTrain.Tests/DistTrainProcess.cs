@@ -105,6 +105,13 @@ internal sealed class DistTrainProcess : IDisposable
         Assert.Equal(0, SendSignal(_process.Id, sigint));
     }
 
+    /// <summary>Sends SIGTERM, as <c>docker stop</c> or a process manager.</summary>
+    public void Terminate()
+    {
+        const int sigterm = 15;
+        Assert.Equal(0, SendSignal(_process.Id, sigterm));
+    }
+
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int SendSignal(int pid, int signal);
 

@@ -27,6 +27,14 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 
     private sealed record Lost(string Name);
 
+    /// <summary>Asks whether this worker has a data-plane link to a parameter server now; the answer is a <see cref="bool"/>
+    /// (false from the moment the link closes, before the end-of-job grace, and while registering).</summary>
+    public sealed record HasDataPlane : INoSerializationVerificationNeeded
+    {
+        /// <summary>The message.</summary>
+        public static readonly HasDataPlane Instance = new();
+    }
+
     /// <summary>Seconds between registration attempts while no parameter server has accepted this worker.</summary>
     public const double RegisterIntervalSeconds = 2;
 
@@ -45,6 +53,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private IActorRef _jobHost = ActorRefs.Nobody;
     private IActorRef? _worker;
     private IActorRef? _link;
+    private bool _linkOpen; // _link runs: it has not stopped (its data plane did not close)
     private int _generation;
     private bool _accepted;
     private bool _finished;
@@ -83,6 +92,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         });
         Receive<Terminated>(OnTerminated);
         Receive<Lost>(OnLost);
+        Receive<HasDataPlane>(_ => Sender.Tell(_linkOpen));
         // A parameter-server node that vanishes without closing its sockets (power loss, a partition) is noticed
         // through membership: once the split-brain resolver downs it, its data plane counts as lost.
         Receive<ClusterEvent.MemberDowned>(e => HostNodeGone(e.Member));
@@ -165,6 +175,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         _worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed,
                 ReplicaSettings.From(_options))
             .WithDispatcher(AkkaSettings.ComputeDispatcher), $"worker-{_generation}"));
+        _linkOpen = true;
         _link = Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, _worker, accepted.ParameterCount,
                 token, _security.Certificates, _options.Cluster.SharedMemory),
             $"parameter-server-link-{_generation}"));
@@ -177,6 +188,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         if (_finished || (!terminated.ActorRef.Equals(_worker) && !terminated.ActorRef.Equals(_link))) return; // an earlier generation's
         // The worker's own failure wins over the link closing after it (the parameter server drops a dead worker's link).
         if (terminated.ActorRef.Equals(_worker)) _workerFailed = true;
+        else _linkOpen = false;
         Timers.StartSingleTimer("lost", new Lost(terminated.ActorRef.Path.Name), TimeSpan.FromSeconds(EndOfJobGraceSeconds));
     }
 

@@ -55,6 +55,10 @@ public static class AkkaSettings
         # address for 5 s, which swallows the join's next InitJoin (sent after seed-node-timeout, 5 s): measured, such
         # workers joined 9 s after the parameter server was up. With a 1 s gate that InitJoin gets through (4.2-4.4 s).
         akka.remote.retry-gate-closed-for = 1s
+        # The command running the node decides how it stops (ClusterNode): a graceful leave, or none when no parameter
+        # server is left to leave through. Run from process exit, Akka's hook would start a leave of its own and hold
+        # the process until it ends (until the node is downed, when the parameter server is gone).
+        akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
         """);
 
     private static long Milliseconds(double seconds) => (long)Math.Round(seconds * 1000);
