@@ -227,7 +227,7 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
             sharedMemoryWeightsLength: serverOffers ? 10 : 0));
         serverSide.Tell(new WorkerLink.Attach(new DataPlaneConnection(socket, stream, "worker 0")), TestActor);
         parameterServer.Send(serverSide, new WeightsUpdated(1, 0, 5, new float[10]));
-        worker.ExpectMsg<WeightsUpdated>(Wait);
+        worker.ExpectMsg<WeightsUpdated>(Wait).ReleaseShared(); // a worker releases weights read in place from a slot
         return (worker, serverSide, parameterServer);
     }
 
@@ -245,7 +245,9 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
             var weights = Enumerable.Range(0, 10).Select(i => i * 0.5f - version).ToArray();
             parameterServer.Send(serverSide, new WeightsUpdated(1, (int)version - 5, version, weights));
             var arrived = worker.ExpectMsg<WeightsUpdated>(Wait);
-            Assert.Equal(weights, arrived.Weights);
+            Assert.Empty(arrived.Weights); // left in the slot, not copied out
+            Assert.Equal(weights, arrived.Values().ToArray());
+            arrived.ReleaseShared(); // as the worker does after its step
             Assert.Equal(40, TensorFrame.SharedBytesSent - shared);
             Assert.Equal(TensorFrame.HeaderSize + 40, TensorFrame.BytesSent - sent);
 
@@ -326,9 +328,17 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         var slot = region.Weights.Acquire();
         MemoryMarshal.AsBytes(weights.AsSpan()).CopyTo(region.Weights.Slot(slot));
         TensorFrame.Write(stream, TensorFrame.For(new WeightsUpdated(2, 7, 40, weights)) with { SharedSlot = (ushort)(slot + 1) }, []);
-        Assert.Equal(weights, worker.ExpectMsg<WeightsUpdated>(Wait).Weights);
+        var arrived = worker.ExpectMsg<WeightsUpdated>(Wait);
+        Assert.Equal(weights, arrived.Values().ToArray()); // read in place from the slot the header named
+        Assert.Empty(arrived.Weights);
         Assert.Equal(1, region.Weights.Acquire());
-        Assert.Equal(0, await Task.Run(region.Weights.Acquire).WaitAsync(Wait)); // free again: the worker released it
+        // Slot 0 stays the worker's until it is done with the weights: the parameter server's next write there waits.
+        var third = Task.Run(region.Weights.Acquire);
+        await Task.Delay(200);
+        Assert.False(third.IsCompleted, "the parameter server could write a slot whose weights the worker had not released");
+        arrived.ReleaseShared();
+        Assert.Equal(0, await third.WaitAsync(Wait)); // free again: the worker released it
+        arrived.ReleaseShared(); // a second release is harmless
 
         worker.Reply(new GradientComputed(2, 7, 40, 3, 8, 0.75, [0.5f, -0.25f, 4f, 8f]));
         var gradient = await Task.Run(() => TensorFrame.ReadHeader(stream, TensorFrame.GradientType, 4, "worker", sharedSlots: 2)).WaitAsync(Wait);

@@ -169,6 +169,19 @@ public sealed class Worker : ReceiveActor, IWithStash
             StashCurrent();
             return;
         }
+        try
+        {
+            Train(update, _shard);
+        }
+        finally
+        {
+            update.ReleaseShared(); // weights read in place from a data-plane slot: the parameter server may write it again
+        }
+    }
+
+    /// <summary>Loads the weights of <paramref name="update"/> and computes the report of its round of <paramref name="current"/>, if this worker has one.</summary>
+    private void Train(WeightsUpdated update, AssignShard current)
+    {
         if (update.Version < _version)
         {
             _log.Warning("Worker {0} ignored weights version {1}: it already holds version {2}.", _workerIndex, update.Version, _version);
@@ -180,12 +193,12 @@ public sealed class Worker : ReceiveActor, IWithStash
         if (update.SentTimestamp > 0 && Metrics.DistTrainMetrics.QueueingSeconds.Enabled)
             Metrics.DistTrainMetrics.QueueingSeconds.Record(queueing, _metricTags);
         var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
-        _model.LoadParameters(update.Weights.AsSpan(0, _model.Layout.TotalLength));
+        _model.LoadParameters(update.Values()[.._model.Layout.TotalLength]);
         _version = update.Version;
-        var minibatch = update.Round - _shard.FirstRound;
-        var shard = _shard.ShardIndices(update.Shard);
-        var plan = _shard.MinibatchesOf(shard.Length);
-        if (update.Epoch == _shard.Epoch && minibatch >= 0 && minibatch < plan.Count)
+        var minibatch = update.Round - current.FirstRound;
+        var shard = current.ShardIndices(update.Shard);
+        var plan = current.MinibatchesOf(shard.Length);
+        if (update.Epoch == current.Epoch && minibatch >= 0 && minibatch < plan.Count)
         {
             var report = _trainer.IsLocalSgd ? LocalSteps(update, shard, plan, minibatch) : ComputeGradient(update, shard.AsSpan(plan.Start(minibatch), plan.Length(minibatch)));
             report.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore, queueing);
@@ -212,7 +225,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         var workersPerStep = _settings.Mode == Core.Configuration.TrainingMode.Async ? 1 : _shard!.ScalingWorkers;
         try
         {
-            message.WithEncoded(_codec?.Encode(message.Gradient, update.Weights, workersPerStep));
+            message.WithEncoded(_codec?.Encode(message.Gradient, update.Values(), workersPerStep));
         }
         catch (Core.Compression.GradientOverflowException e)
         {
@@ -233,7 +246,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// </summary>
     private GradientComputed LocalSteps(WeightsUpdated update, int[] shard, MinibatchPlan plan, int first)
     {
-        _trainer.LoadLocalState(update.Weights, update.Version);
+        _trainer.LoadLocalState(update.Values(), update.Version);
         var steps = Math.Min(_settings.LocalSteps, plan.Count - first);
         var samples = 0;
         var lossSum = 0.0;

@@ -101,6 +101,8 @@ public sealed class ParameterServerLink : ReceiveActor
         }
         var self = Self;
         var next = 0;
+        var peer = _connection.Peer;
+        SharedSlotBody[]? bodies = null; // set on the reader thread when the offer is taken, before any weights arrive
         var writer = _writer = new GradientWriter(_connection, self, ((IInternalActorRef)self).Provider);
         TensorFrame.StartReader(_connection, $"dataplane-ps-{_workerIndex}", TensorFrame.WeightsType, _parameterCount,
             _ =>
@@ -120,7 +122,15 @@ public sealed class ParameterServerLink : ReceiveActor
                 _region?.Dispose();
                 self.Tell(new ReaderFailed(reason));
             },
-            onOffer: offer => TakeOffer(offer, writer, self));
+            onOffer: offer =>
+            {
+                var slots = TakeOffer(offer, writer, self);
+                if (slots is not null) bodies = SharedSlotBody.For(slots);
+                return slots;
+            },
+            // Weights in a shared-memory slot are not copied out: the worker loads its model from the slot, then releases it.
+            deliverInPlace: (header, slot) => _worker.Tell(WeightsUpdated.InSharedSlot(header.Epoch, header.Round, header.WeightsVersion,
+                bodies![slot].Take(header.Count, peer), Stopwatch.GetTimestamp(), header.WorkerIndex), writer));
         _log.Info("Worker {0}: data plane connected to {1}:{2} ({3})", _workerIndex, _host, _port, _connection.Security);
     }
 

@@ -198,10 +198,13 @@ internal static class TensorFrame
     /// <see cref="SharedMemoryAnswer"/> there). With <paramref name="onOffer"/>, the first frame may be a
     /// <see cref="SharedMemoryOfferType"/>: it gets the decoded offer and returns the slots that bodies arrive in from then
     /// on, or null if the worker declined.</para>
+    /// <para>With <paramref name="deliverInPlace"/>, a float32 body that arrives in a shared-memory slot is not copied out:
+    /// it gets the header and the slot's index, takes the body in place (<see cref="SharedSlotBody"/>) and delivers it;
+    /// the slot stays the receiver's until that body is released.</para>
     /// </summary>
     public static void StartReader(DataPlaneConnection connection, string threadName, byte expectedType, int expectedCount,
         Func<Header, float[]> bufferFor, Action<Header, float[]> deliver, Action<string> failed, CompressedGradientReader? compressed = null,
-        Func<SharedSlots?>? negotiate = null, Func<SharedMemoryOffer, SharedSlots?>? onOffer = null) =>
+        Func<SharedSlots?>? negotiate = null, Func<SharedMemoryOffer, SharedSlots?>? onOffer = null, Action<Header, int>? deliverInPlace = null) =>
         new Thread(() =>
         {
             try
@@ -223,6 +226,14 @@ internal static class TensorFrame
                         continue;
                     }
                     offerAllowed = false;
+                    if (header.SharedSlot > 0 && compressed is null && deliverInPlace is not null)
+                    {
+                        var bodyBytes = (long)header.Count * sizeof(float);
+                        Interlocked.Add(ref _bytesReceived, bodyBytes);
+                        Interlocked.Add(ref _sharedBytesReceived, bodyBytes);
+                        deliverInPlace(header, header.SharedSlot - 1);
+                        continue;
+                    }
                     var buffer = bufferFor(header);
                     if (header.SharedSlot > 0) ReadShared(slots!, header.SharedSlot - 1, buffer, compressed, connection.Peer);
                     else if (compressed is null) ReadValues(connection.Stream, buffer, connection.Peer);

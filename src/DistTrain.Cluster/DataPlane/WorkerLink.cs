@@ -29,6 +29,13 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
 
     private sealed record NegotiationTimedOut;
 
+    /// <summary>
+    /// Weight slots offered: the worker loads its model straight from a slot and releases it only after its step, and may
+    /// hold two sets of weights unhandled (an epoch's last and the next part's first go out without a report between
+    /// them), so a third slot keeps the parameter server from waiting on either.
+    /// </summary>
+    internal const int WeightSlots = 3;
+
     /// <summary>Time a worker has to answer the shared-memory offer (tests shorten it through <see cref="Props"/>).</summary>
     public static readonly TimeSpan NegotiationTimeout = TimeSpan.FromSeconds(10);
 
@@ -161,7 +168,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         SharedMemoryRegion region;
         try
         {
-            region = SharedMemoryRegion.Create(2, (long)_weightsLength * sizeof(float), 2, gradientBytes);
+            region = SharedMemoryRegion.Create(WeightSlots, (long)_weightsLength * sizeof(float), 2, gradientBytes);
         }
         catch (IOException e)
         {

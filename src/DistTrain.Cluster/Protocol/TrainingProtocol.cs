@@ -147,6 +147,23 @@ public sealed record WeightsUpdated : ITensorMessage
     /// <inheritdoc />
     [IgnoreMember] public float[] Tensor => Weights;
 
+    /// <summary>
+    /// Weights left in a shared-memory slot of the data plane (<see cref="DataPlane.SharedSlotBody"/>), read in place
+    /// instead of copied out; null when they are in <see cref="Weights"/>. Never serialized: such a message only goes from
+    /// a worker node's data-plane reader to its worker, which calls <see cref="ReleaseShared"/> once done with them.
+    /// </summary>
+    [IgnoreMember] internal DataPlane.SharedSlotBody? SharedBody { get; private init; }
+
+    /// <summary>The weights, layout order: <see cref="Weights"/>, or the shared-memory slot they were left in.</summary>
+    public ReadOnlySpan<float> Values() => SharedBody is { } body ? body.Values : Weights;
+
+    /// <summary>Hands a shared-memory slot holding the weights back to the parameter server; nothing for weights in an array.</summary>
+    public void ReleaseShared() => SharedBody?.Release();
+
+    /// <summary>A message whose weights stay in a shared-memory slot (<see cref="SharedBody"/>).</summary>
+    internal static WeightsUpdated InSharedSlot(int epoch, int round, long version, DataPlane.SharedSlotBody body, long sentTimestamp, int shard) =>
+        new(epoch, round, version, [], sentTimestamp, shard) { SharedBody = body };
+
     /// <inheritdoc />
     public ITensorMessage WithTensor(float[] tensor) => new WeightsUpdated(Epoch, Round, Version, tensor, SentTimestamp, Shard);
 
