@@ -106,7 +106,7 @@ internal static class NodeCommand
                 {
                     refused = e;
                 }
-            }, onCancelled: _ => CliConsole.Fail("cancelled", "this worker node left the cluster; a worker keeps no results."));
+            }, onCancelled: _ => CliConsole.Fail("cancelled", "this worker node stopped and is out of the job; a worker keeps no results."));
             if (failed is not null) return failed.Value;
             if (refused is not null)
             {

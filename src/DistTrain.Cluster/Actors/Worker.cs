@@ -102,7 +102,14 @@ public sealed class Worker : ReceiveActor, IWithStash
     protected override void PreStart() => _sampleTrace = Metrics.SampleTrace.ForWorker(_sampleTraceDirectory, _workerIndex);
 
     /// <inheritdoc />
-    protected override void PostStop() => _sampleTrace?.Dispose();
+    protected override void PostStop()
+    {
+        _sampleTrace?.Dispose();
+        // Weights stashed in place in a data-plane slot (waiting for their shard) go back to the parameter server, and with
+        // them the lease that keeps the region mapped: a worker stopped after a failover must not keep the old one.
+        foreach (var envelope in Stash.ClearStash())
+            (envelope.Message as WeightsUpdated)?.ReleaseShared();
+    }
 
     private static Sequential EvaluationReplica(ModelOptions options)
     {

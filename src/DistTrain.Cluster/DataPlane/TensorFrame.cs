@@ -73,7 +73,7 @@ internal static class TensorFrame
     /// <summary>Of <see cref="BytesSent"/>, the bodies this process wrote to shared-memory slots instead of a socket.</summary>
     public static long SharedBytesSent => Interlocked.Read(ref _sharedBytesSent);
 
-    /// <summary>Of <see cref="BytesReceived"/>, the bodies this process copied out of shared-memory slots.</summary>
+    /// <summary>Of <see cref="BytesReceived"/>, the bodies this process received in shared-memory slots (copied out, or read in place).</summary>
     public static long SharedBytesReceived => Interlocked.Read(ref _sharedBytesReceived);
 
     /// <summary>A weights frame's header; its worker field carries the shard whose minibatch the receiver computes (-1: its own).</summary>

@@ -206,9 +206,11 @@ public static class ClusterNode
         {
             connected = await agent.Ask<bool>(WorkerAgent.HasDataPlane.Instance, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+        catch (Exception e)
         {
-            connected = false; // an agent that cannot answer within a second has no live link to speak for
+            // An agent that cannot answer within a second (or is gone) has no live link to speak for; the node still stops.
+            system.Log.Info("Stopping: the worker agent did not say whether it has a data plane ({0}); leaving without a cluster leave.", e.Message);
+            connected = false;
         }
         if (!connected)
             await CoordinatedShutdown.Get(system).Run(NoParameterServerReason.Instance, CoordinatedShutdown.PhaseBeforeActorSystemTerminate).ConfigureAwait(false);

@@ -148,11 +148,11 @@ public sealed record WeightsUpdated : ITensorMessage
     [IgnoreMember] public float[] Tensor => Weights;
 
     /// <summary>
-    /// Weights left in a shared-memory slot of the data plane (<see cref="DataPlane.SharedSlotBody"/>), read in place
+    /// Weights left in a shared-memory slot of the data plane (<see cref="DataPlane.SharedSlotLoan"/>), read in place
     /// instead of copied out; null when they are in <see cref="Weights"/>. Never serialized: such a message only goes from
     /// a worker node's data-plane reader to its worker, which calls <see cref="ReleaseShared"/> once done with them.
     /// </summary>
-    [IgnoreMember] internal DataPlane.SharedSlotBody? SharedBody { get; private init; }
+    [IgnoreMember] internal DataPlane.SharedSlotLoan? SharedBody { get; private init; }
 
     /// <summary>The weights, layout order: <see cref="Weights"/>, or the shared-memory slot they were left in.</summary>
     public ReadOnlySpan<float> Values() => SharedBody is { } body ? body.Values : Weights;
@@ -161,7 +161,7 @@ public sealed record WeightsUpdated : ITensorMessage
     public void ReleaseShared() => SharedBody?.Release();
 
     /// <summary>A message whose weights stay in a shared-memory slot (<see cref="SharedBody"/>).</summary>
-    internal static WeightsUpdated InSharedSlot(int epoch, int round, long version, DataPlane.SharedSlotBody body, long sentTimestamp, int shard) =>
+    internal static WeightsUpdated InSharedSlot(int epoch, int round, long version, DataPlane.SharedSlotLoan body, long sentTimestamp, int shard) =>
         new(epoch, round, version, [], sentTimestamp, shard) { SharedBody = body };
 
     /// <inheritdoc />
