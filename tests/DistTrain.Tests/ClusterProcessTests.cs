@@ -434,6 +434,35 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.DoesNotContain("as [Leaving]", worker.Output);
     }
 
+    /// <summary>
+    /// A worker node stopped while its parameter server is unreachable but its sockets stay open (a frozen machine, a
+    /// partition): the data plane still looks connected, but no leave can finish while a member is unreachable, so the
+    /// worker skips the leave here too instead of waiting for its side to be downed.
+    /// </summary>
+    [Fact]
+    public async Task A_worker_stopped_while_its_parameter_server_is_unreachable_skips_the_cluster_leave_and_exits_as_cancelled()
+    {
+        var configPath = Config(ManyShortStepsConfig);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        await ps.WaitForMatchAsync(new Regex(@"epoch +1/30 +(25|50|75)%"), Guard);
+        ps.Suspend();
+        try
+        {
+            await worker.WaitForOutputAsync("Marking node(s) as UNREACHABLE", Guard);
+            worker.Terminate();
+            var exit = await worker.WaitAsync(Guard);
+            Assert.True(exit == 130, $"the worker exited with {exit}, not 130 (cancelled). Output:\n{worker.Output}");
+            Assert.Contains("CoordinatedShutdown invoked due to [Reason:DistTrain.Cluster.Hosting.ClusterNode+NoParameterServerReason]", worker.Output);
+            Assert.DoesNotContain("as [Leaving]", worker.Output);
+        }
+        finally
+        {
+            ps.Resume();
+        }
+    }
+
     [Fact]
     public async Task The_parameter_server_stays_paused_when_every_worker_dies_at_once_and_resumes_with_new_workers()
     {

@@ -112,6 +112,20 @@ internal sealed class DistTrainProcess : IDisposable
         Assert.Equal(0, SendSignal(_process.Id, sigterm));
     }
 
+    /// <summary>Sends SIGSTOP: the process and its sockets stay, but it answers nothing (a frozen machine, a partition).</summary>
+    public void Suspend()
+    {
+        const int sigstop = 19;
+        Assert.Equal(0, SendSignal(_process.Id, sigstop));
+    }
+
+    /// <summary>Sends SIGCONT to a process stopped with <see cref="Suspend"/>.</summary>
+    public void Resume()
+    {
+        const int sigcont = 18;
+        SendSignal(_process.Id, sigcont); // the process may have been killed meanwhile
+    }
+
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int SendSignal(int pid, int signal);
 

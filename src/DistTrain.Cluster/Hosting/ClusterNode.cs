@@ -190,14 +190,15 @@ public static class ClusterNode
     }
 
     /// <summary>
-    /// A worker stopped (Ctrl-C, SIGTERM) while it has no data plane to a parameter server, typically because the
-    /// parameter server died: a graceful cluster leave needs a leader to move this node out, and the leader may be that
-    /// dead node, so the leave would wait until this node is downed (8.4 s measured, then reported as a failure). The
-    /// shutdown then skips the leave, and the cluster's own shutdown phase, which timed out after 5 s without a leader: it
-    /// starts at <see cref="CoordinatedShutdown.PhaseBeforeActorSystemTerminate"/> (the node exits about 0.2 s after the
-    /// signal, measured). The other members down
-    /// this node as unreachable, as they would a killed one, and no parameter server holds any of its work. With a live data
-    /// plane the worker leaves gracefully, as before.
+    /// A worker stopped (Ctrl-C, SIGTERM) while no graceful cluster leave can finish: it has no data plane to a parameter
+    /// server (typically because the parameter server died), or a member is unreachable (a parameter server that froze or
+    /// was cut off keeps the data plane's sockets open). A leave needs a leader to move this node out once the cluster
+    /// converges; the leader may be the dead node, and an unreachable member blocks convergence until it is downed, so the
+    /// leave waited until this node was downed itself (8.4-9.1 s measured, then reported as a failure). The shutdown then
+    /// skips the leave and the cluster's own shutdown phase, which timed out after 5 s without a leader: it starts at
+    /// <see cref="CoordinatedShutdown.PhaseBeforeActorSystemTerminate"/> (the node exits about 0.2 s after the signal,
+    /// measured). The other members down this node as unreachable, as they would a killed one. With a live data plane and
+    /// every member reachable, the worker leaves gracefully, as before.
     /// </summary>
     private static async Task LeaveWithoutParameterServerAsync(ActorSystem system, IActorRef agent)
     {
@@ -212,11 +213,15 @@ public static class ClusterNode
             system.Log.Info("Stopping: the worker agent did not say whether it has a data plane ({0}); leaving without a cluster leave.", e.Message);
             connected = false;
         }
-        if (!connected)
-            await CoordinatedShutdown.Get(system).Run(NoParameterServerReason.Instance, CoordinatedShutdown.PhaseBeforeActorSystemTerminate).ConfigureAwait(false);
+        var unreachable = Akka.Cluster.Cluster.Get(system).State.Unreachable.Count;
+        if (connected && unreachable == 0) return;
+        system.Log.Info("Stopping without a cluster leave: {0}.",
+            connected ? $"{unreachable} member(s) unreachable, so no leave could finish before they are downed" : "no data plane to a parameter server");
+        await CoordinatedShutdown.Get(system).Run(NoParameterServerReason.Instance, CoordinatedShutdown.PhaseBeforeActorSystemTerminate).ConfigureAwait(false);
     }
 
-    /// <summary>Why a worker shut down without a cluster leave: stopped with no data plane to a parameter server.</summary>
+    /// <summary>Why a worker shut down without a cluster leave: stopped when no leave could finish (no parameter server to
+    /// leave through, or an unreachable member).</summary>
     private sealed class NoParameterServerReason : CoordinatedShutdown.Reason
     {
         public static readonly NoParameterServerReason Instance = new();
