@@ -239,12 +239,16 @@ public static class ClusterNode
     /// <remarks>
     /// Akka.Remote (1.5.52 and later) shuts a node down when its own outbound TLS handshake fails: the peer refused this
     /// node's certificate or this node refused the peer's. That is a node of another cluster, not a crash, and fails the
-    /// run with <see cref="NodeRefusedException"/> (exit code 2).
+    /// run with <see cref="NodeRefusedException"/> (exit code 2), unless this node's side had already been downed: a
+    /// downed peer closing a connection mid-handshake fails it too, and the run then fails with the downing's reason.
     /// </remarks>
     private static void FailWhenTerminated<T>(ActorSystem system, TaskCompletionSource<T> completion) =>
         system.WhenTerminated.ContinueWith(_ =>
         {
-            if (CoordinatedShutdown.Get(system).ShutdownReason is { } reason && reason.GetType().Name == "TlsHandshakeFailureReason")
+            // A TLS handshake that fails after this node was downed (a downed peer closing mid-handshake) is the downing's
+            // consequence, not a certificate problem: the downing is the reason given.
+            if (CoordinatedShutdown.Get(system).ShutdownReason is { } reason && reason.GetType().Name == "TlsHandshakeFailureReason"
+                && Membership.DowningReport.Get(system).Reason is null)
             {
                 completion.TrySetException(new NodeRefusedException($"{reason}: this node and that peer do not trust each other's certificates. Each node needs a certificate " +
                     "signed by the cluster's CA, and that CA as Cluster:CertificateAuthorityFile (deploy/certs/make-certs.sh); the TLS lines in the log above name the certificate refused."));

@@ -142,7 +142,7 @@ internal sealed class JobDowningActor : ReceiveActor, IWithTimers
 
     private void OnTick()
     {
-        if (!_leader || !_selfUp) return;
+        if (!_leader) return;
         var pending = PendingUnreachable();
         if (pending.Count == 0) return;
         var now = Stopwatch.GetTimestamp();
@@ -150,6 +150,9 @@ internal sealed class JobDowningActor : ReceiveActor, IWithTimers
         var unstableTooLong = _unstableSince != 0 && Stopwatch.GetElapsedTime(_unstableSince, now) >= 3 * _stableAfter;
         if (!stable && !unstableTooLong) return;
         var (view, outcome) = Decide();
+        // A node not yet Up (Joining, WeaklyUp) only ever downs its own side: it may not down members it barely knows, but
+        // cut off before it was moved to Up, it would otherwise stay alone forever instead of leaving to be restarted.
+        if (!_selfUp && outcome.Decision != DowningDecision.DownReachable) return;
         var down = outcome.Decision == DowningDecision.DownUnreachable
             ? view.Where(m => _unreachable.Contains(m.UniqueAddress)).ToList()
             : view.Where(m => !_unreachable.Contains(m.UniqueAddress)).ToList();
