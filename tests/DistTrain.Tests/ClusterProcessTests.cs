@@ -417,21 +417,12 @@ public sealed partial class ClusterProcessTests : IDisposable
     [Fact]
     public async Task A_worker_stopped_after_its_parameter_server_died_skips_the_cluster_leave_and_exits_as_cancelled()
     {
-        var configPath = Config(ManyShortStepsConfig);
-        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
-        var ps = Start("parameter-server", configPath, psEnvironment);
-        var worker = Start("worker", configPath, workerEnvironment);
-        await ps.WaitForMatchAsync(new Regex(@"epoch +1/30 +(25|50|75)%"), Guard);
+        var (ps, worker) = await OneWorkerMidEpochAsync();
         ps.Kill(); // SIGKILL: no goodbye on any channel
         await worker.WaitForOutputAsync("data plane to the parameter server closed", Guard);
 
-        worker.Terminate();
-        var exit = await worker.WaitAsync(Guard);
-        Assert.True(exit == 130, $"the worker exited with {exit}, not 130 (cancelled). Output:\n{worker.Output}");
+        await AssertStopsWithoutLeaveAsync(worker);
         Assert.Contains("cancelled: this worker node stopped", worker.Output);
-        // The shutdown started past the leave, for the node's own reason, and no leave began.
-        Assert.Contains("CoordinatedShutdown invoked due to [Reason:DistTrain.Cluster.Hosting.ClusterNode+NoParameterServerReason]", worker.Output);
-        Assert.DoesNotContain("as [Leaving]", worker.Output);
     }
 
     /// <summary>
@@ -442,25 +433,39 @@ public sealed partial class ClusterProcessTests : IDisposable
     [Fact]
     public async Task A_worker_stopped_while_its_parameter_server_is_unreachable_skips_the_cluster_leave_and_exits_as_cancelled()
     {
-        var configPath = Config(ManyShortStepsConfig);
-        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
-        var ps = Start("parameter-server", configPath, psEnvironment);
-        var worker = Start("worker", configPath, workerEnvironment);
-        await ps.WaitForMatchAsync(new Regex(@"epoch +1/30 +(25|50|75)%"), Guard);
+        var (ps, worker) = await OneWorkerMidEpochAsync();
         ps.Suspend();
         try
         {
             await worker.WaitForOutputAsync("Marking node(s) as UNREACHABLE", Guard);
-            worker.Terminate();
-            var exit = await worker.WaitAsync(Guard);
-            Assert.True(exit == 130, $"the worker exited with {exit}, not 130 (cancelled). Output:\n{worker.Output}");
-            Assert.Contains("CoordinatedShutdown invoked due to [Reason:DistTrain.Cluster.Hosting.ClusterNode+NoParameterServerReason]", worker.Output);
-            Assert.DoesNotContain("as [Leaving]", worker.Output);
+            await AssertStopsWithoutLeaveAsync(worker);
         }
         finally
         {
             ps.Resume();
         }
+    }
+
+    /// <summary>A parameter server and one worker node of <see cref="ManyShortStepsConfig"/>, once epoch 1 is under way.</summary>
+    private async Task<(DistTrainProcess Ps, DistTrainProcess Worker)> OneWorkerMidEpochAsync()
+    {
+        var configPath = Config(ManyShortStepsConfig);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        await ps.WaitForMatchAsync(new Regex(@"epoch +1/30 +(25|50|75)%"), Guard);
+        return (ps, worker);
+    }
+
+    /// <summary>Sends the worker SIGTERM: it exits as cancelled (130), its shutdown started past the leave for the node's own
+    /// reason, and no leave began.</summary>
+    private static async Task AssertStopsWithoutLeaveAsync(DistTrainProcess worker)
+    {
+        worker.Terminate();
+        var exit = await worker.WaitAsync(Guard);
+        Assert.True(exit == 130, $"the worker exited with {exit}, not 130 (cancelled). Output:\n{worker.Output}");
+        Assert.Contains("CoordinatedShutdown invoked due to [Reason:DistTrain.Cluster.Hosting.ClusterNode+NoParameterServerReason]", worker.Output);
+        Assert.DoesNotContain("as [Leaving]", worker.Output);
     }
 
     [Fact]

@@ -228,9 +228,7 @@ internal static class TensorFrame
                     offerAllowed = false;
                     if (header.SharedSlot > 0 && compressed is null && deliverInPlace is not null)
                     {
-                        var bodyBytes = (long)header.Count * sizeof(float);
-                        Interlocked.Add(ref _bytesReceived, bodyBytes);
-                        Interlocked.Add(ref _sharedBytesReceived, bodyBytes);
+                        CountSharedReceived((long)header.Count * sizeof(float));
                         deliverInPlace(header, header.SharedSlot - 1);
                         continue;
                     }
@@ -272,6 +270,12 @@ internal static class TensorFrame
             else bodyBytes = compressed.Read(body, buffer, peer);
             slots.Release(slot);
         }
+        CountSharedReceived(bodyBytes);
+    }
+
+    /// <summary>Counts a body received in a shared-memory slot, bytes, in <see cref="BytesReceived"/> and <see cref="SharedBytesReceived"/>.</summary>
+    private static void CountSharedReceived(long bodyBytes)
+    {
         Interlocked.Add(ref _bytesReceived, bodyBytes);
         Interlocked.Add(ref _sharedBytesReceived, bodyBytes);
     }

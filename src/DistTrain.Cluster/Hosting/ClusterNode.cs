@@ -184,7 +184,7 @@ public static class ClusterNode
         finally
         {
             if (cancellationToken.IsCancellationRequested && actorSystem is not null)
-                await LeaveWithoutParameterServerAsync(actorSystem, agent).ConfigureAwait(false);
+                await SkipLeaveIfItCannotFinishAsync(actorSystem, agent).ConfigureAwait(false);
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }
@@ -200,23 +200,24 @@ public static class ClusterNode
     /// measured). The other members down this node as unreachable, as they would a killed one. With a live data plane and
     /// every member reachable, the worker leaves gracefully, as before.
     /// </summary>
-    private static async Task LeaveWithoutParameterServerAsync(ActorSystem system, IActorRef agent)
+    private static async Task SkipLeaveIfItCannotFinishAsync(ActorSystem system, IActorRef agent)
     {
-        bool connected;
+        string? why;
         try
         {
-            connected = await agent.Ask<bool>(WorkerAgent.HasDataPlane.Instance, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+            why = await agent.Ask<bool>(WorkerAgent.HasDataPlane.Instance, TimeSpan.FromSeconds(1)).ConfigureAwait(false)
+                ? null
+                : "no data plane to a parameter server";
         }
         catch (Exception e)
         {
             // An agent that cannot answer within a second (or is gone) has no live link to speak for; the node still stops.
-            system.Log.Info("Stopping: the worker agent did not say whether it has a data plane ({0}); leaving without a cluster leave.", e.Message);
-            connected = false;
+            why = $"the worker agent did not say whether it has a data plane ({e.Message})";
         }
         var unreachable = Akka.Cluster.Cluster.Get(system).State.Unreachable.Count;
-        if (connected && unreachable == 0) return;
-        system.Log.Info("Stopping without a cluster leave: {0}.",
-            connected ? $"{unreachable} member(s) unreachable, so no leave could finish before they are downed" : "no data plane to a parameter server");
+        why ??= unreachable > 0 ? $"{unreachable} member(s) unreachable, so no leave could finish before they are downed" : null;
+        if (why is null) return;
+        system.Log.Info("Stopping without a cluster leave: {0}.", why);
         await CoordinatedShutdown.Get(system).Run(NoParameterServerReason.Instance, CoordinatedShutdown.PhaseBeforeActorSystemTerminate).ConfigureAwait(false);
     }
 
@@ -229,7 +230,7 @@ public static class ClusterNode
         // Unused: Akka exits the process with it only under akka.coordinated-shutdown.exit-clr (off); the CLI sets the code.
         public override int ExitCode => 0;
 
-        public override string ToString() => "stopped with no parameter server to leave through";
+        public override string ToString() => "stopped when no cluster leave could finish";
     }
 
     /// <summary>
