@@ -347,6 +347,46 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         Assert.Equal(0, socket.Available); // no body followed the header
     }
 
+    /// <summary>A worker computes its report straight into a gradient slot the writer lends it: the header that follows
+    /// names that slot and nothing else crosses the socket; a report abandoned half-written gives its slot back, so the
+    /// next report takes the same slot instead of waiting for a release the parameter server would never make.</summary>
+    [Fact]
+    public async Task A_report_written_in_a_lent_slot_crosses_as_its_header_alone_and_an_abandoned_one_gives_the_slot_back()
+    {
+        var (worker, socket, stream) = await WorkerSideLinkAsync(workerIndex: 1, parameterCount: 4);
+        using var ownedStream = stream;
+        var region = Own(SharedMemoryRegion.Create(2, 16, 2, 16));
+        TensorFrame.WriteNegotiation(stream, TensorFrame.SharedMemoryOfferType, 4, SharedMemoryOffer.Of(region).ToBytes());
+        Assert.True((await Task.Run(() => SharedMemoryAnswer.ReadFrame(stream, "worker")).WaitAsync(Wait)).Accepted);
+        var slot = region.Weights.Acquire();
+        TensorFrame.Write(stream, TensorFrame.For(new WeightsUpdated(1, 0, 5, new float[4])) with { SharedSlot = (ushort)(slot + 1) }, []);
+        worker.ExpectMsg<WeightsUpdated>(Wait).ReleaseShared();
+        var lender = Assert.IsAssignableFrom<IGradientSlotLender>(worker.LastSender);
+        Assert.Null(lender.TryLend(5)); // 20 bytes do not fit a 16-byte slot: the report goes the ordinary way
+
+        var abandoned = lender.TryLend(4)!;
+        Assert.Equal(0, abandoned.Slot);
+        abandoned.Values.Fill(9f);
+        abandoned.Abandon();
+        Assert.Throws<ObjectDisposedException>(() => abandoned.Values.Length);
+
+        var written = lender.TryLend(4)!;
+        Assert.Equal(0, written.Slot); // the abandoned slot again, with no wait
+        float[] values = [0.5f, -0.25f, 4f, 8f];
+        values.CopyTo(written.Values);
+        worker.Reply(new GradientComputed(1, 0, 5, 1, 8, 0.5, new float[4]).InSlot(written));
+        var header = await Task.Run(() => TensorFrame.ReadHeader(stream, TensorFrame.GradientType, 4, "worker", sharedSlots: 2)).WaitAsync(Wait);
+        Assert.Equal((1, 0, 5L, 4, 1), (header.Epoch, header.Round, header.WeightsVersion, header.Count, (int)header.SharedSlot));
+        Assert.Equal(values, MemoryMarshal.Cast<byte, float>(region.Gradients.Slot(0)).ToArray());
+        await Task.Delay(100);
+        Assert.Equal(0, socket.Available); // no body followed the header
+
+        // The next slot is 1; slot 0 is the parameter server's until it releases it.
+        var next = lender.TryLend(4)!;
+        Assert.Equal(1, next.Slot);
+        next.Abandon();
+    }
+
     /// <summary>A worker that takes the offer and never answers: its weights stay stashed (none reaches the socket) and
     /// its link stops after the negotiation time, with a warning, so the job counts the worker as lost instead of hanging.</summary>
     [Fact]

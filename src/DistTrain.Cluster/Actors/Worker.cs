@@ -219,7 +219,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     {
         var message = _gradientMessages[_nextGradientBuffer];
         _nextGradientBuffer ^= 1;
-        return message;
+        return message.InSlot(null);
     }
 
     private GradientComputed ComputeGradient(WeightsUpdated update, ReadOnlySpan<int> indices)
@@ -227,24 +227,34 @@ public sealed class Worker : ReceiveActor, IWithStash
         // A NaN or infinite loss is sent on like any other: the parameter server stops training, names every
         // worker and tensor affected, and keeps the last good weights, which only it holds.
         var message = NextReport();
-        var lossSum = _trainer.ComputeGradient(indices, message.Gradient, update.Epoch);
-        // Gradients one step averages, for local clipping: the round's workers, or one in Async.
-        var workersPerStep = _settings.Mode == Core.Configuration.TrainingMode.Async ? 1 : _shard!.ScalingWorkers;
+        // Uncompressed through shared memory: the report is computed straight into the data-plane slot that carries it.
+        var slot = _codec is null ? (Sender as DataPlane.IGradientSlotLender)?.TryLend(message.Gradient.Length) : null;
         try
         {
-            message.WithEncoded(_codec?.Encode(message.Gradient, update.Values(), workersPerStep));
+            var lossSum = _trainer.ComputeGradient(indices, slot is null ? message.Gradient : slot.Values, update.Epoch);
+            // Gradients one step averages, for local clipping: the round's workers, or one in Async.
+            var workersPerStep = _settings.Mode == Core.Configuration.TrainingMode.Async ? 1 : _shard!.ScalingWorkers;
+            try
+            {
+                message.WithEncoded(_codec?.Encode(message.Gradient, update.Values(), workersPerStep));
+            }
+            catch (Core.Compression.GradientOverflowException e)
+            {
+                // Fails this worker, and with it the job in single-node mode, with the cause instead of a divergence report.
+                throw new Core.Compression.GradientOverflowException(
+                    $"Worker {_workerIndex}, epoch {update.Epoch}, round {update.Round} (weights version {update.Version}): {e.Message}", e.Index, e.Value, e);
+            }
+            Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
+            Metrics.DistTrainMetrics.RecordGradientBytes(_codec?.WireBytes(message.Gradient.Length) ?? 4L * message.Gradient.Length);
+            // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.
+            _sampleTrace?.Minibatch(update.Epoch, update.Round, update.Version, _workerIndex, indices);
+            return message.InSlot(slot).Reuse(update.Epoch, update.Round, update.Version, indices.Length, lossSum);
         }
-        catch (Core.Compression.GradientOverflowException e)
+        catch
         {
-            // Fails this worker, and with it the job in single-node mode, with the cause instead of a divergence report.
-            throw new Core.Compression.GradientOverflowException(
-                $"Worker {_workerIndex}, epoch {update.Epoch}, round {update.Round} (weights version {update.Version}): {e.Message}", e.Index, e.Value, e);
+            slot?.Abandon(); // never announced: the next report takes the slot again
+            throw;
         }
-        Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
-        Metrics.DistTrainMetrics.RecordGradientBytes(_codec?.WireBytes(message.Gradient.Length) ?? 4L * message.Gradient.Length);
-        // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.
-        _sampleTrace?.Minibatch(update.Epoch, update.Round, update.Version, _workerIndex, indices);
-        return message.Reuse(update.Epoch, update.Round, update.Version, indices.Length, lossSum);
     }
 
     /// <summary>

@@ -182,7 +182,7 @@ public sealed class ParameterServerLink : ReceiveActor
     /// Writes are serialized by a lock, which the reader thread's shared-memory answer takes too. A failed write is
     /// reported to the link, which stops.
     /// </summary>
-    private sealed class GradientWriter(DataPlaneConnection connection, IActorRef link, IActorRefProvider provider) : MinimalActorRef
+    private sealed class GradientWriter(DataPlaneConnection connection, IActorRef link, IActorRefProvider provider) : MinimalActorRef, IGradientSlotLender
     {
         private readonly Lock _lock = new();
         private SharedSlots? _slots;
@@ -212,6 +212,15 @@ public sealed class ParameterServerLink : ReceiveActor
         }
 
         /// <inheritdoc />
+        public SharedSlotWrite? TryLend(int count)
+        {
+            lock (_lock)
+            {
+                return _slots is { } slots ? SharedSlotWrite.TryStart(slots, count) : null;
+            }
+        }
+
+        /// <inheritdoc />
         protected override void TellInternal(object message, IActorRef sender)
         {
             if (message is not GradientComputed gradient)
@@ -222,8 +231,11 @@ public sealed class ParameterServerLink : ReceiveActor
             string? failure;
             lock (_lock)
             {
-                // Compressed: the encoded gradient part, then the report's floats after it (running statistics) as they are.
-                failure = gradient.Encoded is { } encoded
+                // Written in place into a lent slot: only the header goes out. Compressed: the encoded gradient part, then
+                // the report's floats after it (running statistics) as they are.
+                failure = gradient.WrittenInSlot is { } written
+                    ? TensorFrame.TryAnnounce(connection, TensorFrame.For(gradient), written)
+                    : gradient.Encoded is { } encoded
                     ? TensorFrame.TryWrite(connection, TensorFrame.For(gradient), encoded, gradient.Gradient.AsSpan(GradientDecoder.DenseLength(encoded)), _slots)
                     : TensorFrame.TryWrite(connection, TensorFrame.For(gradient), gradient.Gradient, _slots);
             }

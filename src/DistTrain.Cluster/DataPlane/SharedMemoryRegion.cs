@@ -337,6 +337,20 @@ internal sealed unsafe class SharedSlots
         return slot;
     }
 
+    /// <summary>
+    /// Gives back the slot <see cref="Acquire"/> returned last, never announced to the receiver (a report abandoned while
+    /// it was being written in place): the next <see cref="Acquire"/> returns it again, without waiting for a release
+    /// that would never come.
+    /// </summary>
+    /// <exception cref="InvalidOperationException"><paramref name="slot"/> is not the slot acquired last.</exception>
+    public void Unacquire(int slot)
+    {
+        if ((slot + 1) % Count != _next || _written[slot] == 0)
+            throw new InvalidOperationException($"Shared-memory slot {slot} is not the one acquired last; only that one can be given back.");
+        _written[slot]--;
+        _next = slot;
+    }
+
     /// <summary>Keeps the region mapped while a slot is copied (<see cref="SharedMemoryRegion.Lease"/>).</summary>
     /// <exception cref="ObjectDisposedException">The region was disposed.</exception>
     public SharedMemoryRegion.MappingLease Lease() => _region.Lease();

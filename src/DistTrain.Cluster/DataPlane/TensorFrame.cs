@@ -339,6 +339,32 @@ internal static class TensorFrame
         }
     }
 
+    /// <summary>
+    /// Sends the header of a body already written in place into a shared-memory slot (<see cref="SharedSlotWrite"/>):
+    /// ends the write's lease and writes the header naming its slot. On a broken connection returns the reason instead of
+    /// throwing, as <see cref="TryWrite(DataPlaneConnection?, Header, ReadOnlySpan{float}, SharedSlots?)"/> does.
+    /// </summary>
+    /// <exception cref="ArgumentException">The header's count is not the body's.</exception>
+    public static string? TryAnnounce(DataPlaneConnection? connection, Header header, SharedSlotWrite written)
+    {
+        if (header.Count != written.Count || header.PayloadBytes != 0)
+            throw new ArgumentException($"A header of {header.Count} floats and {header.PayloadBytes} payload bytes cannot announce a body of {written.Count} floats.", nameof(header));
+        written.Announce();
+        try
+        {
+            var stream = (connection ?? throw new ObjectDisposedException("data plane connection")).Stream;
+            // Counted before the header goes out, as in WriteShared.
+            Interlocked.Add(ref _bytesSent, written.Bytes);
+            Interlocked.Add(ref _sharedBytesSent, written.Bytes);
+            WriteHeader(stream, header with { SharedSlot = (ushort)(written.Slot + 1) });
+            return null;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+        {
+            return e.Message;
+        }
+    }
+
     private static void WriteShared(Stream stream, Header header, ReadOnlySpan<byte> payload, ReadOnlySpan<float> values, SharedSlots slots)
     {
         var bodyBytes = payload.Length + values.Length * sizeof(float);

@@ -248,6 +248,13 @@ public sealed record GradientComputed : ITensorMessage
     /// </summary>
     [IgnoreMember] public byte[]? Encoded { get; private set; }
 
+    /// <summary>
+    /// The shared-memory slot of the data plane the worker wrote this report into in place (<see cref="DataPlane.SharedSlotWrite"/>);
+    /// <see cref="Gradient"/> then does not hold it. Null when the report is in <see cref="Gradient"/>. Never serialized:
+    /// such a report only goes from a worker to its data-plane writer, which sends the header that names the slot.
+    /// </summary>
+    [IgnoreMember] internal DataPlane.SharedSlotWrite? WrittenInSlot { get; private set; }
+
     /// <inheritdoc />
     [IgnoreMember] public float[] Tensor => Gradient;
 
@@ -263,6 +270,13 @@ public sealed record GradientComputed : ITensorMessage
         Version = version;
         SampleCount = sampleCount;
         LossSum = lossSum;
+        return this;
+    }
+
+    /// <summary>Sets <see cref="WrittenInSlot"/> for the report this loaned instance now carries (null: it is in <see cref="Gradient"/>).</summary>
+    internal GradientComputed InSlot(DataPlane.SharedSlotWrite? written)
+    {
+        WrittenInSlot = written;
         return this;
     }
 

@@ -125,10 +125,11 @@ public sealed class ReplicaTrainer
     /// replica's running statistics after it.
     /// </summary>
     /// <param name="indices">The minibatch's sample indices into the training split.</param>
-    /// <param name="report">Receives the report; at least <see cref="Core.Tensors.ParameterLayout.WorkerReportLength"/> floats.</param>
+    /// <param name="report">Receives the report; at least <see cref="Core.Tensors.ParameterLayout.WorkerReportLength"/> floats (an array, or a
+    /// shared-memory slot of the data plane).</param>
     /// <param name="epoch">The epoch (1-based), which seeds each sample's augmentation.</param>
     /// <returns>The summed loss over the samples.</returns>
-    public double ComputeGradient(ReadOnlySpan<int> indices, float[] report, int epoch)
+    public double ComputeGradient(ReadOnlySpan<int> indices, Span<float> report, int epoch)
     {
         var micro = _settings.MicroBatchSize;
         if (micro <= 0 || indices.Length <= micro)
@@ -147,10 +148,10 @@ public sealed class ReplicaTrainer
             lossSum += Pass(part, epoch) * part.Length;
             _model.CopyGradientsTo(_micro);
             var scale = (float)part.Length / indices.Length;
-            if (j == 0) TensorPrimitives.Multiply(_micro.AsSpan(0, trainable), scale, report.AsSpan(0, trainable));
-            else TensorPrimitives.MultiplyAdd(_micro.AsSpan(0, trainable), scale, report.AsSpan(0, trainable), report.AsSpan(0, trainable));
+            if (j == 0) TensorPrimitives.Multiply(_micro.AsSpan(0, trainable), scale, report[..trainable]);
+            else TensorPrimitives.MultiplyAdd(_micro.AsSpan(0, trainable), scale, report[..trainable], report[..trainable]);
         }
-        _micro.AsSpan(trainable, _model.Layout.WorkerReportLength - trainable).CopyTo(report.AsSpan(trainable));
+        _micro.AsSpan(trainable, _model.Layout.WorkerReportLength - trainable).CopyTo(report[trainable..]);
         return lossSum;
     }
 
