@@ -36,7 +36,7 @@ public sealed class ParameterServerLink : ReceiveActor
     private readonly byte[] _token;
     private readonly ClusterCertificates? _certificates;
     private readonly ILoggingAdapter _log = Context.GetLogger();
-    private readonly float[][] _weightBuffers;
+    private readonly float[]?[] _weightBuffers = new float[3][]; // allocated on first use: with shared memory weights never need them
     private DataPlaneConnection? _connection;
     private readonly bool _sharedMemory;
     private volatile SharedMemoryRegion? _region;
@@ -54,9 +54,6 @@ public sealed class ParameterServerLink : ReceiveActor
         _workerIndex = workerIndex;
         _worker = worker;
         _parameterCount = parameterCount;
-        // Three buffers in turn, as the parameter server's own broadcast ring: a version is copied by the
-        // worker before it answers, and the next one is only sent after every answer arrived.
-        _weightBuffers = [new float[parameterCount], new float[parameterCount], new float[parameterCount]];
         Receive<GradientComputed>(OnGradient);
         Receive<Answered>(OnAnswered);
         Receive<WriteFailed>(failed =>
@@ -105,9 +102,11 @@ public sealed class ParameterServerLink : ReceiveActor
         SharedSlotBody[]? bodies = null; // set on the reader thread when the offer is taken, before any weights arrive
         var writer = _writer = new GradientWriter(_connection, self, ((IInternalActorRef)self).Provider);
         TensorFrame.StartReader(_connection, $"dataplane-ps-{_workerIndex}", TensorFrame.WeightsType, _parameterCount,
+            // Three buffers in turn, as the parameter server's own broadcast ring: a version is copied by the worker
+            // before it answers, and the next one is only sent after every answer arrived.
             _ =>
             {
-                var buffer = _weightBuffers[next];
+                var buffer = _weightBuffers[next] ??= new float[_parameterCount];
                 next = (next + 1) % _weightBuffers.Length;
                 return buffer;
             },
