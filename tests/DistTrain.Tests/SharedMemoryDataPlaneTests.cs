@@ -310,6 +310,25 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         return (worker, socket, stream);
     }
 
+    /// <summary>Plays the parameter server's side of the negotiation with a 4-float model (2 + 2 slots of 16 bytes): offers a
+    /// region on <paramref name="stream"/> and checks the worker's link took it.</summary>
+    private async Task<SharedMemoryRegion> AcceptedRegionAsync(NetworkStream stream)
+    {
+        var region = Own(SharedMemoryRegion.Create(2, 16, 2, 16));
+        TensorFrame.WriteNegotiation(stream, TensorFrame.SharedMemoryOfferType, 4, SharedMemoryOffer.Of(region).ToBytes());
+        var answer = await Task.Run(() => SharedMemoryAnswer.ReadFrame(stream, "worker")).WaitAsync(Wait);
+        Assert.True(answer.Accepted, answer.Reason);
+        return region;
+    }
+
+    /// <summary>Writes <paramref name="update"/>'s weights into the region's next weight slot and the header naming it.</summary>
+    private static void WriteWeightsInSlot(NetworkStream stream, SharedMemoryRegion region, WeightsUpdated update)
+    {
+        var slot = region.Weights.Acquire();
+        MemoryMarshal.AsBytes(update.Weights.AsSpan()).CopyTo(region.Weights.Slot(slot));
+        TensorFrame.Write(stream, TensorFrame.For(update) with { SharedSlot = (ushort)(slot + 1) }, []);
+    }
+
     /// <summary>The worker's side against a socket that plays the parameter server, frame by frame: it answers the offer
     /// yes, reads a weights body from the slot the header names, and writes its gradient's body into a gradient slot with
     /// only the header on the socket.</summary>
@@ -318,16 +337,10 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
     {
         var (worker, socket, stream) = await WorkerSideLinkAsync(workerIndex: 3, parameterCount: 4);
         using var ownedStream = stream;
-        var region = Own(SharedMemoryRegion.Create(2, 16, 2, 16));
-
-        TensorFrame.WriteNegotiation(stream, TensorFrame.SharedMemoryOfferType, 4, SharedMemoryOffer.Of(region).ToBytes());
-        var answer = await Task.Run(() => SharedMemoryAnswer.ReadFrame(stream, "worker")).WaitAsync(Wait);
-        Assert.True(answer.Accepted, answer.Reason);
+        var region = await AcceptedRegionAsync(stream);
 
         float[] weights = [1f, 2f, -3f, 0.5f];
-        var slot = region.Weights.Acquire();
-        MemoryMarshal.AsBytes(weights.AsSpan()).CopyTo(region.Weights.Slot(slot));
-        TensorFrame.Write(stream, TensorFrame.For(new WeightsUpdated(2, 7, 40, weights)) with { SharedSlot = (ushort)(slot + 1) }, []);
+        WriteWeightsInSlot(stream, region, new WeightsUpdated(2, 7, 40, weights));
         var arrived = worker.ExpectMsg<WeightsUpdated>(Wait);
         Assert.Equal(weights, arrived.Values().ToArray()); // read in place from the slot the header named
         Assert.Empty(arrived.Weights);
@@ -355,11 +368,8 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
     {
         var (worker, socket, stream) = await WorkerSideLinkAsync(workerIndex: 1, parameterCount: 4);
         using var ownedStream = stream;
-        var region = Own(SharedMemoryRegion.Create(2, 16, 2, 16));
-        TensorFrame.WriteNegotiation(stream, TensorFrame.SharedMemoryOfferType, 4, SharedMemoryOffer.Of(region).ToBytes());
-        Assert.True((await Task.Run(() => SharedMemoryAnswer.ReadFrame(stream, "worker")).WaitAsync(Wait)).Accepted);
-        var slot = region.Weights.Acquire();
-        TensorFrame.Write(stream, TensorFrame.For(new WeightsUpdated(1, 0, 5, new float[4])) with { SharedSlot = (ushort)(slot + 1) }, []);
+        var region = await AcceptedRegionAsync(stream);
+        WriteWeightsInSlot(stream, region, new WeightsUpdated(1, 0, 5, new float[4]));
         worker.ExpectMsg<WeightsUpdated>(Wait).ReleaseShared();
         var lender = Assert.IsAssignableFrom<IGradientSlotLender>(worker.LastSender);
         Assert.Null(lender.TryLend(5)); // 20 bytes do not fit a 16-byte slot: the report goes the ordinary way

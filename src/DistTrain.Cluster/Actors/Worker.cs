@@ -232,18 +232,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         try
         {
             var lossSum = _trainer.ComputeGradient(indices, slot is null ? message.Gradient : slot.Values, update.Epoch);
-            // Gradients one step averages, for local clipping: the round's workers, or one in Async.
-            var workersPerStep = _settings.Mode == Core.Configuration.TrainingMode.Async ? 1 : _shard!.ScalingWorkers;
-            try
-            {
-                message.WithEncoded(_codec?.Encode(message.Gradient, update.Values(), workersPerStep));
-            }
-            catch (Core.Compression.GradientOverflowException e)
-            {
-                // Fails this worker, and with it the job in single-node mode, with the cause instead of a divergence report.
-                throw new Core.Compression.GradientOverflowException(
-                    $"Worker {_workerIndex}, epoch {update.Epoch}, round {update.Round} (weights version {update.Version}): {e.Message}", e.Index, e.Value, e);
-            }
+            message.WithEncoded(Encode(message.Gradient, update));
             Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
             Metrics.DistTrainMetrics.RecordGradientBytes(_codec?.WireBytes(message.Gradient.Length) ?? 4L * message.Gradient.Length);
             // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.
@@ -254,6 +243,25 @@ public sealed class Worker : ReceiveActor, IWithStash
         {
             slot?.Abandon(); // never announced: the next report takes the slot again
             throw;
+        }
+    }
+
+    /// <summary>Cluster:Compression's encoding of <paramref name="gradient"/>; null without compression.</summary>
+    /// <exception cref="Core.Compression.GradientOverflowException">An element does not fit the encoding; the message names this worker's step.</exception>
+    private byte[]? Encode(float[] gradient, WeightsUpdated update)
+    {
+        if (_codec is null) return null;
+        // Gradients one step averages, for local clipping: the round's workers, or one in Async.
+        var workersPerStep = _settings.Mode == Core.Configuration.TrainingMode.Async ? 1 : _shard!.ScalingWorkers;
+        try
+        {
+            return _codec.Encode(gradient, update.Values(), workersPerStep);
+        }
+        catch (Core.Compression.GradientOverflowException e)
+        {
+            // Fails this worker, and with it the job in single-node mode, with the cause instead of a divergence report.
+            throw new Core.Compression.GradientOverflowException(
+                $"Worker {_workerIndex}, epoch {update.Epoch}, round {update.Round} (weights version {update.Version}): {e.Message}", e.Index, e.Value, e);
         }
     }
 

@@ -352,11 +352,7 @@ internal static class TensorFrame
         written.Announce();
         try
         {
-            var stream = (connection ?? throw new ObjectDisposedException("data plane connection")).Stream;
-            // Counted before the header goes out, as in WriteShared.
-            Interlocked.Add(ref _bytesSent, written.Bytes);
-            Interlocked.Add(ref _sharedBytesSent, written.Bytes);
-            WriteHeader(stream, header with { SharedSlot = (ushort)(written.Slot + 1) });
+            AnnounceShared((connection ?? throw new ObjectDisposedException("data plane connection")).Stream, header, written.Slot, written.Bytes);
             return null;
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
@@ -379,6 +375,13 @@ internal static class TensorFrame
             payload.CopyTo(body);
             MemoryMarshal.AsBytes(values).CopyTo(body[payload.Length..]);
         }
+        AnnounceShared(stream, header, slot, bodyBytes);
+    }
+
+    /// <summary>Counts a body of <paramref name="bodyBytes"/> written into shared-memory slot <paramref name="slot"/>, then
+    /// writes the header naming it.</summary>
+    private static void AnnounceShared(Stream stream, Header header, int slot, long bodyBytes)
+    {
         // Counted before the header goes out, as on the socket path: once it is out, the receiver may act on the frame.
         Interlocked.Add(ref _bytesSent, bodyBytes);
         Interlocked.Add(ref _sharedBytesSent, bodyBytes);
