@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 rounds="${1:-4}"; out="${2:-runs/cluster-vs-single}"
 epochs="${EPOCHS:-3}"; config="${CONFIG:-configs/fashion-mnist-mlp.json}"; workers="${WORKERS:-2}"; tls="${TLS:-false}"
 [ -z "${BASELINE_DLL:-}" ] || [ -f "$BASELINE_DLL" ] || { echo "BASELINE_DLL=$BASELINE_DLL: no such file; give the disttrain.dll of a build." >&2; exit 2; }
-bash deploy/local/apt-ensure.sh python3
+bash deploy/local/apt-ensure.sh python3 dataset-fashion-mnist libopenblas0-pthread libdnnl2
 dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
 build=src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll
 mkdir -p "$out"
