@@ -4,6 +4,7 @@ using Akka.TestKit.Xunit2;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
 using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
 
@@ -37,6 +38,35 @@ public class ParameterServerTests() : TestKit(TestTimeouts.TestKitConfig)
             var update = worker.ExpectMsg<WeightsUpdated>();
             Assert.Equal(1, update.Version);
             Assert.Equal(0.9f, update.Weights[0], 6);
+        }
+    }
+
+    /// <summary>With <see cref="UpdateSettings.AnnounceBroadcastWrites"/> (cluster mode with shared memory), every worker is
+    /// told of each synchronous step's broadcast before the optimizer writes it, and the broadcast that follows carries the
+    /// announced array, whole and finished; the part's first weights, written before any step, go out unannounced.</summary>
+    [Fact]
+    public void With_broadcast_writes_announced_each_step_tells_every_worker_of_its_array_before_the_broadcast()
+    {
+        var weights = new float[3 * Optimizer.BlockLength];
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights),
+            new OptimizerOptions { LearningRate = 0.5 }, totalEpochs: 1, update: new UpdateSettings(AnnounceBroadcastWrites: true)));
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [2, 2]), CreateTestProbe().Ref);
+        foreach (var worker in workers) Assert.Equal(0, worker.ExpectMsg<WeightsUpdated>().Version);
+        for (var round = 0; round < 2; round++)
+        {
+            for (var i = 0; i < 2; i++)
+                workers[i].Send(server, new GradientComputed(1, round, round, i, 8, 0, Enumerable.Repeat(1f + i, weights.Length).ToArray()));
+            foreach (var worker in workers)
+            {
+                var announced = worker.ExpectMsg<WeightsInProgress>();
+                var update = worker.ExpectMsg<WeightsUpdated>();
+                Assert.Same(announced.Weights, update.Weights);
+                var target = new float[weights.Length];
+                Assert.True(announced.CopyTo(target, out _)); // finished: returns at once
+                Assert.Equal(-0.75f * (round + 1), target[^1], 6); // w − 0.5 · (1 + 2) / 2 per step
+                Assert.Equal(update.Weights, target);
+            }
         }
     }
 
