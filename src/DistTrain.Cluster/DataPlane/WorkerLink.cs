@@ -256,12 +256,12 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
             return;
         }
         _parameterServer = Sender;
-        var filled = _filledEarly is { } early && ReferenceEquals(early.Weights, update.Weights) && early.Slot.Count == update.Weights.Length;
-        var slot = _filledEarly?.Slot;
-        if (!filled) DropFilledEarly();
+        var early = _filledEarly;
         _filledEarly = null;
+        var filled = early is { } e && ReferenceEquals(e.Weights, update.Weights) && e.Slot.Count == update.Weights.Length;
+        if (!filled) early?.Slot.Abandon();
         var failure = filled
-            ? TensorFrame.TryAnnounce(_connection, TensorFrame.For(update), slot!)
+            ? TensorFrame.TryAnnounce(_connection, TensorFrame.For(update), early!.Value.Slot)
             : TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights, _weightSlots);
         if (failure is not null)
         {
