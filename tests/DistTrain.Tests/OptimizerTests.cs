@@ -67,11 +67,6 @@ public class OptimizerTests
         Assert.Equal(0f, adamW.State[0].Values[0]);
     }
 
-    /// <summary>
-    /// The fused, blocked step of every kind against a naive per-element loop in double of the torch rule, over
-    /// a vector of several blocks whose group boundaries fall in the middle of blocks at odd offsets; the
-    /// gradients are longer than the parameters, with NaN after the trainable prefix.
-    /// </summary>
     /// <summary>The step reports its copy target's written prefix block by block, in order, so another thread can copy it on
     /// during the step: at every call the prefix already holds the step's final weights, and the last call covers them all.</summary>
     [Fact]
@@ -102,6 +97,11 @@ public class OptimizerTests
         optimizer.StepWeightedAverage(weights, [gradient], [1f], 0.1f, [], written: _ => Assert.Fail("no copy target, no calls"));
     }
 
+    /// <summary>
+    /// The fused, blocked step of every kind against a naive per-element loop in double of the torch rule, over
+    /// a vector of several blocks whose group boundaries fall in the middle of blocks at odd offsets; the
+    /// gradients are longer than the parameters, with NaN after the trainable prefix.
+    /// </summary>
     [Theory]
     [InlineData(OptimizerKind.Sgd, false)]
     [InlineData(OptimizerKind.Sgd, true)]

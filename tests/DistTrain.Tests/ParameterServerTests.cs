@@ -4,7 +4,6 @@ using Akka.TestKit.Xunit2;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
-using DistTrain.Cluster.Training;
 using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
 
@@ -63,11 +62,63 @@ public class ParameterServerTests() : TestKit(TestTimeouts.TestKitConfig)
                 var update = worker.ExpectMsg<WeightsUpdated>();
                 Assert.Same(announced.Weights, update.Weights);
                 var target = new float[weights.Length];
-                Assert.True(announced.CopyTo(target, out _)); // finished: returns at once
+                Assert.True(announced.CopyTo(target, out _, out var version)); // finished: returns at once
+                Assert.Equal(update.Version, version);
                 Assert.Equal(-0.75f * (round + 1), target[^1], 6); // w − 0.5 · (1 + 2) / 2 per step
                 Assert.Equal(update.Weights, target);
             }
         }
+    }
+
+    /// <summary>Announcing the broadcasts keeps the server's steps free of allocations (notices are reused, and sending them
+    /// is left out of the count as any send is).</summary>
+    [Fact]
+    public void Announced_steps_allocate_nothing_on_the_server()
+    {
+        var weights = new float[3 * Optimizer.BlockLength];
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights),
+            new OptimizerOptions { LearningRate = 0.01 }, totalEpochs: 1, update: new UpdateSettings(AnnounceBroadcastWrites: true)));
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        var coordinator = CreateTestProbe();
+        const int rounds = 40;
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [rounds, rounds]), coordinator.Ref);
+        foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();
+        var gradients = new[] { new float[weights.Length], new float[weights.Length] };
+        var allocated = new List<long>();
+        for (var round = 0; round < rounds; round++)
+        {
+            for (var i = 0; i < 2; i++)
+                workers[i].Send(server, new GradientComputed(1, round, round, i, 8, 0, gradients[i]));
+            foreach (var worker in workers)
+            {
+                worker.ExpectMsg<WeightsInProgress>();
+                worker.ExpectMsg<WeightsUpdated>();
+            }
+            var report = coordinator.ExpectMsg<RoundApplied>();
+            allocated.Add(report.Timing.ServerAllocatedBytes);
+            server.Tell(report, coordinator.Ref); // back to the pool, as the coordinator does
+        }
+        Assert.All(allocated.Skip(10), bytes => Assert.Equal(0, bytes));
+    }
+
+    /// <summary>A step whose averaged gradient is not finite abandons its notice: a link copying it gives up at once, and no
+    /// broadcast follows.</summary>
+    [Fact]
+    public void A_step_that_is_not_finite_abandons_its_announced_broadcast()
+    {
+        var weights = new float[3 * Optimizer.BlockLength];
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights),
+            new OptimizerOptions { LearningRate = 0.5 }, totalEpochs: 1, update: new UpdateSettings(AnnounceBroadcastWrites: true)));
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [2, 2]), CreateTestProbe().Ref);
+        foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();
+        var bad = new float[weights.Length];
+        bad[^1] = float.NaN; // a finite loss, a gradient whose last block is not
+        workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 8, 0, new float[weights.Length]));
+        workers[1].Send(server, new GradientComputed(1, 0, 0, 1, 8, 0, bad));
+        var notice = workers[0].ExpectMsg<WeightsInProgress>();
+        Assert.False(notice.CopyTo(new float[weights.Length], out _, out _));
+        workers[0].ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no broadcast follows
     }
 
     [Fact]

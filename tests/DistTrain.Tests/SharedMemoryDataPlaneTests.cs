@@ -375,7 +375,7 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         for (var version = 6L; version < 10; version++) // more rounds than the region's three weight slots
         {
             var weights = new float[10];
-            progress.Begin(weights);
+            progress.Begin(weights, version);
             parameterServer.Send(serverSide, progress);
             for (var i = 0; i < 10; i++) weights[i] = version + i * 0.25f;
             progress.Advance(6);
@@ -383,8 +383,9 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
             progress.Advance(10);
             progress.Finish();
             var written = (float[])weights.Clone();
-            await Task.Delay(100); // the link has copied by now; what it sends must be that copy
-            weights.AsSpan().Fill(-1f);
+            // The link answers only after it has handled the notice, that is, copied the finished weights.
+            await serverSide.Ask<ActorIdentity>(new Identify(version), Wait);
+            weights.AsSpan().Fill(-1f); // what the link sends must be its copy, not the array as it is now
             var (sent, shared) = (TensorFrame.BytesSent, TensorFrame.SharedBytesSent);
             parameterServer.Send(serverSide, new WeightsUpdated(1, (int)version - 5, version, weights));
             var arrived = worker.ExpectMsg<WeightsUpdated>(Wait);
@@ -399,7 +400,7 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
             var weights = Enumerable.Range(0, 10).Select(i => version - i).Select(v => (float)v).ToArray();
             var abandoned = version % 2 == 0;
             var other = new float[10];
-            progress.Begin(other);
+            progress.Begin(other, version);
             parameterServer.Send(serverSide, progress);
             progress.Advance(10);
             if (abandoned) progress.Abandon(); // the step was not finite
@@ -409,6 +410,25 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
             Assert.Equal(weights, arrived.Values().ToArray());
             arrived.ReleaseShared();
         }
+
+        // A link that handles a notice only after the server began it again (the same ring array, a later version) copies
+        // the later write; the broadcast of the earlier version must not go out with it, but be copied as it stands.
+        var ring = new float[10];
+        progress.Begin(ring, 14);
+        ring.AsSpan().Fill(14f);
+        progress.Advance(10);
+        progress.Finish();
+        progress.Begin(ring, 17);
+        ring.AsSpan().Fill(17f);
+        progress.Advance(10);
+        progress.Finish();
+        parameterServer.Send(serverSide, progress); // handled now: the link copies version 17's floats
+        await serverSide.Ask<ActorIdentity>(new Identify(0), Wait);
+        ring.AsSpan().Fill(15f);
+        parameterServer.Send(serverSide, new WeightsUpdated(1, 9, 14, ring));
+        var late = worker.ExpectMsg<WeightsUpdated>(Wait);
+        Assert.All(late.Values().ToArray(), value => Assert.Equal(15f, value));
+        late.ReleaseShared();
     }
 
     /// <summary>A worker computes its report straight into a gradient slot the writer lends it: the header that follows

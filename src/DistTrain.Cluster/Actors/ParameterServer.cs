@@ -326,12 +326,12 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
 
     void IServerOutput.Send(int worker, WeightsUpdated weights) => Send(_workers[worker], weights);
 
-    WeightsInProgress? IServerOutput.WritingBroadcast(float[] weights)
+    WeightsInProgress? IServerOutput.WritingBroadcast(float[] weights, long version)
     {
         if (_broadcastsInProgress.Length == 0 || _workers.Length == 0) return null;
         var progress = _broadcastsInProgress[_nextInProgress];
         _nextInProgress = (_nextInProgress + 1) % _broadcastsInProgress.Length;
-        progress.Begin(weights);
+        progress.Begin(weights, version);
         foreach (var worker in _workers)
             Send(worker, progress);
         return progress;

@@ -1,7 +1,6 @@
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Protocol;
-using DistTrain.Cluster.Training;
 using DistTrain.Core.Compression;
 
 namespace DistTrain.Cluster.DataPlane;
@@ -58,7 +57,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     private bool _negotiated;
     // A weight slot filled during the parameter server's update (WeightsInProgress), and the array it holds a copy of,
     // until the broadcast of that array comes and only its header goes out.
-    private (float[] Weights, SharedSlotWrite Slot)? _filledEarly;
+    private (float[] Weights, long Version, SharedSlotWrite Slot)? _filledEarly;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
     public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null,
@@ -237,8 +236,16 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         DropFilledEarly();
         if (_connection is null || !_negotiated || _weightSlots is null) return;
         if (SharedSlotWrite.TryStart(_weightSlots, progress.Weights.Length) is not { } slot) return;
-        if (progress.CopyTo(slot.Values, out var weights)) _filledEarly = (weights, slot);
-        else slot.Abandon();
+        try
+        {
+            if (progress.CopyTo(slot.Values, out var weights, out var version)) _filledEarly = (weights, version, slot);
+            else slot.Abandon();
+        }
+        catch
+        {
+            slot.Abandon();
+            throw;
+        }
     }
 
     /// <summary>Gives back a slot filled early whose broadcast did not come (another array came, or the link stops).</summary>
@@ -258,7 +265,8 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         _parameterServer = Sender;
         var early = _filledEarly;
         _filledEarly = null;
-        var filled = early is { } e && ReferenceEquals(e.Weights, update.Weights) && e.Slot.Count == update.Weights.Length;
+        // The same array and version: a link that fell behind may have copied a later write of the same ring array.
+        var filled = early is { } e && ReferenceEquals(e.Weights, update.Weights) && e.Version == update.Version && e.Slot.Count == update.Weights.Length;
         if (!filled) early?.Slot.Abandon();
         var failure = filled
             ? TensorFrame.TryAnnounce(_connection, TensorFrame.For(update), early!.Value.Slot)
