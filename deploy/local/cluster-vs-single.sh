@@ -3,7 +3,8 @@
 # `disttrain train --workers W` (one process) and once as deploy/local/cluster.sh W (one parameter-server process and
 # W worker processes on loopback), the order swapped every round, and prints for each run the samples/s (training
 # samples over training seconds, from summary.json, evaluation excluded), the median step time and the median
-# messaging time per step (steps.csv, the first 100 steps left out), and cluster/single per round. With BASELINE_DLL
+# messaging time per step (steps.csv, the first 100 steps left out), and cluster/single per round, by samples/s and by
+# median step time (the second is less touched by the tails a shared machine adds). With BASELINE_DLL
 # (the disttrain.dll of another build, for example the one before a change) that build's cluster mode runs in every
 # round too, so a change is measured against its predecessor and against single-node mode in one sitting.
 # Usage: deploy/local/cluster-vs-single.sh [ROUNDS] [OUT]   (default 4 rounds, OUT runs/cluster-vs-single)
@@ -46,15 +47,15 @@ run() { # run ROUND KIND -> measurement; KIND is single, cluster or baseline
 }
 
 kinds=(single cluster); [ -z "${BASELINE_DLL:-}" ] || kinds+=(baseline)
-echo "round  run       samples/s  step ms  messaging ms  (cluster/single)"
+echo "round  run       samples/s  step ms  messaging ms  (cluster/single by samples/s, by median step)"
 for round in $(seq 1 "$rounds"); do
   order=("${kinds[@]}"); [ $((round % 2)) -eq 1 ] || order=($(printf '%s\n' "${kinds[@]}" | tac))
   declare -A result=()
   for kind in "${order[@]}"; do result[$kind]=$(run "$round" "$kind"); done
-  single=${result[single]%% *}
+  read -r single single_step _ <<< "${result[single]}"
   for kind in "${kinds[@]}"; do
     read -r rate step messaging <<< "${result[$kind]}"
-    ratio=""; [ "$kind" = single ] || ratio=$(python3 -c "print('%.2fx' % ($rate / $single))")
+    ratio=""; [ "$kind" = single ] || ratio=$(python3 -c "print('%.2fx  %.2fx' % ($rate / $single, $single_step / $step))")
     printf "%-6s %-9s %-10s %-8s %-13s %s\n" "$round" "$kind" "$rate" "$step" "$messaging" "$ratio"
   done
   unset result

@@ -67,6 +67,36 @@ public class OptimizerTests
         Assert.Equal(0f, adamW.State[0].Values[0]);
     }
 
+    /// <summary>The step reports its copy target's written prefix block by block, in order, so another thread can copy it on
+    /// during the step: at every call the prefix already holds the step's final weights, and the last call covers them all.</summary>
+    [Fact]
+    public void The_fused_step_reports_each_written_prefix_of_its_copy_target_and_every_reported_float_is_final()
+    {
+        const int length = 3 * Optimizer.BlockLength + 300; // 12,588
+        ParameterGroupRange[] groups = [new(0, 5000, true), new(5000, length - 5000, false)];
+        var options = new OptimizerOptions { Momentum = 0.9, L2 = 0.01 };
+        var random = new Random(11);
+        var weights = Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var gradient = Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var expected = (float[])weights.Clone();
+        Optimizer.Create(options, length, groups).StepWeightedAverage(expected, [gradient], [1f], 0.1f, []);
+
+        var copy = new float[length];
+        copy.AsSpan().Fill(float.NaN);
+        var ends = new List<int>();
+        var optimizer = Optimizer.Create(options, length, groups);
+        Assert.True(optimizer.StepWeightedAverage(weights, [gradient], [1f], 0.1f, copy, written: end =>
+        {
+            ends.Add(end);
+            Assert.Equal(expected.AsSpan(0, end).ToArray(), copy.AsSpan(0, end).ToArray());
+            Assert.True(end == length || float.IsNaN(copy[end]), "a float past the reported prefix was already written");
+        }));
+        // Blocks end at the group boundary (5,000) and every 4,096 floats inside a group.
+        Assert.Equal([4096, 5000, 9096, length], ends);
+        Assert.Equal(expected, copy);
+        optimizer.StepWeightedAverage(weights, [gradient], [1f], 0.1f, [], written: _ => Assert.Fail("no copy target, no calls"));
+    }
+
     /// <summary>
     /// The fused, blocked step of every kind against a naive per-element loop in double of the torch rule, over
     /// a vector of several blocks whose group boundaries fall in the middle of blocks at odd offsets; the

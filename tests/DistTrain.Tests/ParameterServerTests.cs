@@ -40,6 +40,87 @@ public class ParameterServerTests() : TestKit(TestTimeouts.TestKitConfig)
         }
     }
 
+    /// <summary>With <see cref="UpdateSettings.AnnounceBroadcastWrites"/> (cluster mode with shared memory), every worker is
+    /// told of each synchronous step's broadcast before the optimizer writes it, and the broadcast that follows carries the
+    /// announced array, whole and finished; the part's first weights, written before any step, go out unannounced.</summary>
+    [Fact]
+    public void With_broadcast_writes_announced_each_step_tells_every_worker_of_its_array_before_the_broadcast()
+    {
+        var weights = new float[3 * Optimizer.BlockLength];
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights),
+            new OptimizerOptions { LearningRate = 0.5 }, totalEpochs: 1, update: new UpdateSettings(AnnounceBroadcastWrites: true)));
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [2, 2]), CreateTestProbe().Ref);
+        foreach (var worker in workers) Assert.Equal(0, worker.ExpectMsg<WeightsUpdated>().Version);
+        for (var round = 0; round < 2; round++)
+        {
+            for (var i = 0; i < 2; i++)
+                workers[i].Send(server, new GradientComputed(1, round, round, i, 8, 0, Enumerable.Repeat(1f + i, weights.Length).ToArray()));
+            foreach (var worker in workers)
+            {
+                var announced = worker.ExpectMsg<WeightsInProgress>();
+                var update = worker.ExpectMsg<WeightsUpdated>();
+                Assert.Same(announced.Weights, update.Weights);
+                var target = new float[weights.Length];
+                Assert.True(announced.CopyTo(target, out _, out var version)); // finished: returns at once
+                Assert.Equal(update.Version, version);
+                Assert.Equal(-0.75f * (round + 1), target[^1], 6); // w − 0.5 · (1 + 2) / 2 per step
+                Assert.Equal(update.Weights, target);
+            }
+        }
+    }
+
+    /// <summary>Announcing the broadcasts keeps the server's steps free of allocations (notices are reused, and sending them
+    /// is left out of the count as any send is).</summary>
+    [Fact]
+    public void Announced_steps_allocate_nothing_on_the_server()
+    {
+        var weights = new float[3 * Optimizer.BlockLength];
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights),
+            new OptimizerOptions { LearningRate = 0.01 }, totalEpochs: 1, update: new UpdateSettings(AnnounceBroadcastWrites: true)));
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        var coordinator = CreateTestProbe();
+        const int rounds = 40;
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [rounds, rounds]), coordinator.Ref);
+        foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();
+        var gradients = new[] { new float[weights.Length], new float[weights.Length] };
+        var allocated = new List<long>();
+        for (var round = 0; round < rounds; round++)
+        {
+            for (var i = 0; i < 2; i++)
+                workers[i].Send(server, new GradientComputed(1, round, round, i, 8, 0, gradients[i]));
+            foreach (var worker in workers)
+            {
+                worker.ExpectMsg<WeightsInProgress>();
+                worker.ExpectMsg<WeightsUpdated>();
+            }
+            var report = coordinator.ExpectMsg<RoundApplied>();
+            allocated.Add(report.Timing.ServerAllocatedBytes);
+            server.Tell(report, coordinator.Ref); // back to the pool, as the coordinator does
+        }
+        Assert.All(allocated.Skip(10), bytes => Assert.Equal(0, bytes));
+    }
+
+    /// <summary>A step whose averaged gradient is not finite abandons its notice: a link copying it gives up at once, and no
+    /// broadcast follows.</summary>
+    [Fact]
+    public void A_step_that_is_not_finite_abandons_its_announced_broadcast()
+    {
+        var weights = new float[3 * Optimizer.BlockLength];
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights),
+            new OptimizerOptions { LearningRate = 0.5 }, totalEpochs: 1, update: new UpdateSettings(AnnounceBroadcastWrites: true)));
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [2, 2]), CreateTestProbe().Ref);
+        foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();
+        var bad = new float[weights.Length];
+        bad[^1] = float.NaN; // a finite loss, a gradient whose last block is not
+        workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 8, 0, new float[weights.Length]));
+        workers[1].Send(server, new GradientComputed(1, 0, 0, 1, 8, 0, bad));
+        var notice = workers[0].ExpectMsg<WeightsInProgress>();
+        Assert.False(notice.CopyTo(new float[weights.Length], out _, out _));
+        workers[0].ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no broadcast follows
+    }
+
     [Fact]
     public void Gradients_are_averaged_weighted_by_sample_count()
     {

@@ -360,6 +360,77 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         Assert.Equal(0, socket.Available); // no body followed the header
     }
 
+    /// <summary>
+    /// The parameter server's link copies a broadcast into the worker's slot while the optimizer writes it
+    /// (<see cref="WeightsInProgress"/>), and the broadcast that follows sends only its header: the worker gets the values
+    /// as they stood when the write finished, not as the array holds them when the broadcast is handled (changed here in
+    /// between to tell the two apart). A write abandoned, or followed by a broadcast of another array, gives its slot
+    /// back: more rounds than the region has weight slots all arrive, with the broadcast's own values.
+    /// </summary>
+    [Fact]
+    public async Task A_link_fills_the_slot_while_the_weights_are_written_and_the_broadcast_sends_only_its_header()
+    {
+        var (worker, serverSide, parameterServer) = await LinkedPairAsync(serverOffers: true, workerAccepts: true);
+        var progress = new WeightsInProgress();
+        for (var version = 6L; version < 10; version++) // more rounds than the region's three weight slots
+        {
+            var weights = new float[10];
+            progress.Begin(weights, version);
+            parameterServer.Send(serverSide, progress);
+            for (var i = 0; i < 10; i++) weights[i] = version + i * 0.25f;
+            progress.Advance(6);
+            await Task.Delay(20);
+            progress.Advance(10);
+            progress.Finish();
+            var written = (float[])weights.Clone();
+            // The link answers only after it has handled the notice, that is, copied the finished weights.
+            await serverSide.Ask<ActorIdentity>(new Identify(version), Wait);
+            weights.AsSpan().Fill(-1f); // what the link sends must be its copy, not the array as it is now
+            var (sent, shared) = (TensorFrame.BytesSent, TensorFrame.SharedBytesSent);
+            parameterServer.Send(serverSide, new WeightsUpdated(1, (int)version - 5, version, weights));
+            var arrived = worker.ExpectMsg<WeightsUpdated>(Wait);
+            Assert.Equal(version, arrived.Version);
+            Assert.Equal(written, arrived.Values().ToArray());
+            arrived.ReleaseShared();
+            Assert.Equal((TensorFrame.HeaderSize + 40L, 40L), (TensorFrame.BytesSent - sent, TensorFrame.SharedBytesSent - shared));
+        }
+
+        for (var version = 10L; version < 14; version++)
+        {
+            var weights = Enumerable.Range(0, 10).Select(i => version - i).Select(v => (float)v).ToArray();
+            var abandoned = version % 2 == 0;
+            var other = new float[10];
+            progress.Begin(other, version);
+            parameterServer.Send(serverSide, progress);
+            progress.Advance(10);
+            if (abandoned) progress.Abandon(); // the step was not finite
+            else progress.Finish(); // finished, but the broadcast that comes carries another array
+            parameterServer.Send(serverSide, new WeightsUpdated(1, (int)version - 5, version, weights));
+            var arrived = worker.ExpectMsg<WeightsUpdated>(Wait);
+            Assert.Equal(weights, arrived.Values().ToArray());
+            arrived.ReleaseShared();
+        }
+
+        // A link that handles a notice only after the server began it again (the same ring array, a later version) copies
+        // the later write; the broadcast of the earlier version must not go out with it, but be copied as it stands.
+        var ring = new float[10];
+        progress.Begin(ring, 14);
+        ring.AsSpan().Fill(14f);
+        progress.Advance(10);
+        progress.Finish();
+        progress.Begin(ring, 17);
+        ring.AsSpan().Fill(17f);
+        progress.Advance(10);
+        progress.Finish();
+        parameterServer.Send(serverSide, progress); // handled now: the link copies version 17's floats
+        await serverSide.Ask<ActorIdentity>(new Identify(0), Wait);
+        ring.AsSpan().Fill(15f);
+        parameterServer.Send(serverSide, new WeightsUpdated(1, 9, 14, ring));
+        var late = worker.ExpectMsg<WeightsUpdated>(Wait);
+        Assert.All(late.Values().ToArray(), value => Assert.Equal(15f, value));
+        late.ReleaseShared();
+    }
+
     /// <summary>A worker computes its report straight into a gradient slot the writer lends it: the header that follows
     /// names that slot and nothing else crosses the socket; a report abandoned half-written gives its slot back, so the
     /// next report takes the same slot instead of waiting for a release the parameter server would never make.</summary>

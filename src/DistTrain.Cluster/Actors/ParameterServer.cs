@@ -34,8 +34,12 @@ public sealed record ShardRole(int Index, int Offset, WireLayout Wire, SharedWei
 /// <param name="StalenessBound">Training:StalenessBound (BoundedStaleness).</param>
 /// <param name="StalenessAwareLearningRate">Training:StalenessAwareLearningRate (Async, BoundedStaleness).</param>
 /// <param name="LocalSteps">Training:LocalSteps (LocalSgd).</param>
+/// <param name="AnnounceBroadcastWrites">Tell the workers a <see cref="WeightsInProgress"/> before each synchronous step writes
+/// the next broadcast, so their data-plane links (<see cref="DataPlane.WorkerLink"/>) copy it into shared memory during the
+/// update: set by the cluster's job host when Cluster:SharedMemory is on. Ignored by parameter-server shards. Receivers
+/// that are not links (single-node workers, test probes) would get messages they do not expect, so it is off by default.</param>
 public sealed record UpdateSettings(TrainingMode Mode = TrainingMode.Sync, int StalenessBound = 0, bool StalenessAwareLearningRate = false,
-    int LocalSteps = 1)
+    int LocalSteps = 1, bool AnnounceBroadcastWrites = false)
 {
     /// <summary>Synchronous training.</summary>
     public static readonly UpdateSettings Sync = new();
@@ -86,6 +90,9 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     private readonly int[] _traceWorkers = new int[MaxWorkers];
     private long _versionBeforeStep; // the weights version the next step is applied to, for the sample trace
     private readonly int _shardIndex; // -1: the whole vector; else this server is that shard of a ShardedParameterServer
+    // UpdateSettings.AnnounceBroadcastWrites: used in turn, as many as the outbox's broadcast ring has arrays.
+    private readonly WeightsInProgress[] _broadcastsInProgress = [];
+    private int _nextInProgress;
 
     /// <summary>
     /// Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>. With
@@ -124,6 +131,8 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
             outbox = new WeightsOutbox(first, _model.Layout.TotalLength);
         }
         var every = checkpoints?.EverySteps ?? -1;
+        if (update.AnnounceBroadcastWrites && shard is null)
+            _broadcastsInProgress = [.. Enumerable.Range(0, WeightsOutbox.SharedSlots).Select(_ => new WeightsInProgress())];
         _policy = update.Mode switch
         {
             TrainingMode.Async => new AsyncPolicy(_model, outbox, this, wire, update.StalenessAwareLearningRate, every, resumeFrom),
@@ -316,6 +325,17 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     }
 
     void IServerOutput.Send(int worker, WeightsUpdated weights) => Send(_workers[worker], weights);
+
+    WeightsInProgress? IServerOutput.WritingBroadcast(float[] weights, long version)
+    {
+        if (_broadcastsInProgress.Length == 0 || _workers.Length == 0) return null;
+        var progress = _broadcastsInProgress[_nextInProgress];
+        _nextInProgress = (_nextInProgress + 1) % _broadcastsInProgress.Length;
+        progress.Begin(weights, version);
+        foreach (var worker in _workers)
+            Send(worker, progress);
+        return progress;
+    }
 
     RoundApplied IServerOutput.TakeReport(int workers) =>
         (_freeReports.Count > 0 ? _freeReports.Pop() : new RoundApplied(0, 0, 0, 0, 0, default, 0)).ForWorkers(workers);

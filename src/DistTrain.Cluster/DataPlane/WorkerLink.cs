@@ -55,6 +55,9 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     private SharedMemoryRegion? _region;
     private SharedSlots? _weightSlots;
     private bool _negotiated;
+    // A weight slot filled during the parameter server's update (WeightsInProgress), and the array it holds a copy of,
+    // until the broadcast of that array comes and only its header goes out.
+    private (float[] Weights, long Version, SharedSlotWrite Slot)? _filledEarly;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
     public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null,
@@ -72,6 +75,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         _gradientBuffers = [new float[reportLength], new float[reportLength]];
         Receive<Attach>(OnAttach);
         Receive<WeightsUpdated>(OnWeights);
+        Receive<WeightsInProgress>(OnWeightsInProgress);
         Receive<Negotiated>(OnNegotiated);
         Receive<NegotiationTimedOut>(_ =>
         {
@@ -122,6 +126,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     /// <inheritdoc />
     protected override void PostStop()
     {
+        DropFilledEarly();
         _connection?.Dispose();
         _region?.Dispose();
     }
@@ -220,6 +225,36 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         Stash.UnstashAll();
     }
 
+    /// <summary>
+    /// The parameter server is writing its next broadcast: with shared memory, take the next weight slot and copy the
+    /// weights into it as the optimizer writes them, on this link's thread while the update runs on the server's. The
+    /// broadcast that follows then sends only its header (<see cref="OnWeights"/>). Without shared memory, or before the
+    /// negotiation ended, nothing happens here and the broadcast is written as usual.
+    /// </summary>
+    private void OnWeightsInProgress(WeightsInProgress progress)
+    {
+        DropFilledEarly();
+        if (_connection is null || !_negotiated || _weightSlots is null) return;
+        if (SharedSlotWrite.TryStart(_weightSlots, progress.Weights.Length) is not { } slot) return;
+        try
+        {
+            if (progress.CopyTo(slot.Values, out var weights, out var version)) _filledEarly = (weights, version, slot);
+            else slot.Abandon();
+        }
+        catch
+        {
+            slot.Abandon();
+            throw;
+        }
+    }
+
+    /// <summary>Gives back a slot filled early whose broadcast did not come (another array came, or the link stops).</summary>
+    private void DropFilledEarly()
+    {
+        _filledEarly?.Slot.Abandon();
+        _filledEarly = null;
+    }
+
     private void OnWeights(WeightsUpdated update)
     {
         if (_connection is null || !_negotiated)
@@ -228,7 +263,15 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
             return;
         }
         _parameterServer = Sender;
-        if (TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights, _weightSlots) is { } failure)
+        var early = _filledEarly;
+        _filledEarly = null;
+        // The same array and version: a link that fell behind may have copied a later write of the same ring array.
+        var filled = early is { } e && ReferenceEquals(e.Weights, update.Weights) && e.Version == update.Version && e.Slot.Count == update.Weights.Length;
+        if (!filled) early?.Slot.Abandon();
+        var failure = filled
+            ? TensorFrame.TryAnnounce(_connection, TensorFrame.For(update), early!.Value.Slot)
+            : TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights, _weightSlots);
+        if (failure is not null)
         {
             // The worker's connection is gone (a killed process, a reset): the link stops, and its stop is how the
             // coordinator learns the worker is lost. Not an ERROR: that would fail a job that tolerates losing workers.

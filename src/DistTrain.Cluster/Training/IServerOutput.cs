@@ -15,6 +15,15 @@ public interface IServerOutput
     /// <summary>Sends <paramref name="weights"/> to worker <paramref name="worker"/> alone.</summary>
     void Send(int worker, WeightsUpdated weights);
 
+    /// <summary>
+    /// The policy's optimizer is about to write the next broadcast, of weights version <paramref name="version"/>, into
+    /// <paramref name="weights"/>: returns the notice to
+    /// advance, finish or abandon as it writes (<see cref="WeightsInProgress"/>), which the server has passed to every
+    /// worker of the part so in-process receivers can copy the weights on during the update; or null when nobody copies
+    /// early (the default, and every server but an unsharded one in a cluster with shared memory).
+    /// </summary>
+    WeightsInProgress? WritingBroadcast(float[] weights, long version) => null;
+
     /// <summary>A step report to fill (pooled), its per-worker arrays sized for <paramref name="workers"/> slots.</summary>
     RoundApplied TakeReport(int workers);
 

@@ -177,22 +177,24 @@ public sealed class ServerModel
     /// <param name="warnings">Receives the diagnostics' warnings, if any.</param>
     /// <param name="globalNorm">With <see cref="ClipsByShardedNorm"/>: the whole averaged gradient's L2 norm, from every
     /// shard's <see cref="AverageSquaredNorm"/> (which formed this shard's average); null otherwise.</param>
+    /// <param name="written">With <paramref name="copyTo"/>: called as the optimizer's blocks land in it, with the floats written
+    /// so far from <see cref="Offset"/> on (<see cref="Optimizer.StepWeightedAverage"/>); null: no calls.</param>
     /// <returns>False when the averaged gradient is not finite; the weights are then partly updated.</returns>
     public bool Step(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, float[]? copyTo, Action<string> warnings,
-        double? globalNorm = null)
+        double? globalNorm = null, Action<int>? written = null)
     {
         var every = _monitoring.GradientNormEverySteps;
         var measure = every > 0 && (Version + 1) % every == 0;
         var target = copyTo is null ? [] : copyTo.AsSpan(Offset, _weights.Layout.TrainableLength);
         if (!measure && _clipNorm <= 0)
-            return Optimizer.StepWeightedAverage(Trainable(_weights.Values), reports, scales, learningRate, target, Offset);
+            return Optimizer.StepWeightedAverage(Trainable(_weights.Values), reports, scales, learningRate, target, Offset, written);
 
         if (globalNorm is null) WeightedSum(reports, scales, Offset, _average);
         var norm = globalNorm ?? GradientHealthMonitor.GlobalNorm(_average);
         _clipScale[0] = GradientHealthMonitor.ClipScale(norm, _clipNorm);
         if (_clipScale[0] < 1f && Offset == 0) Metrics.DistTrainMetrics.RecordClippedStep(); // once per step, also when sharded
         if (measure) _weights.Values.CopyTo(_before, 0);
-        var finite = Optimizer.StepWeightedAverage(Trainable(_weights.Values), _averageList, _clipScale, learningRate, target);
+        var finite = Optimizer.StepWeightedAverage(Trainable(_weights.Values), _averageList, _clipScale, learningRate, target, written: written);
         if (measure && finite && HealthSink is { } sink) sink(Version + 1, _health.Squares(_average, _before, _weights.Values));
         else if (measure && finite)
             foreach (var warning in _health.Measure(Version + 1, _average, _before, _weights.Values))

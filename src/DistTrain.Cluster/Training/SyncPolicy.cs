@@ -30,8 +30,20 @@ public sealed class SyncPolicy(ServerModel model, WeightsOutbox outbox, IServerO
     protected override bool Combine(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, int steps, double? globalNorm)
     {
         var next = Outbox.NextShared;
-        var finite = Model.Step(reports, scales, learningRate, next, Warn, globalNorm);
-        if (finite) finite = Model.MergeRunningStatistics(reports, scales, next);
+        var progress = Output.WritingBroadcast(next, Model.Version + steps);
+        bool finite;
+        try
+        {
+            finite = Model.Step(reports, scales, learningRate, next, Warn, globalNorm, progress?.Advance);
+            if (finite) finite = Model.MergeRunningStatistics(reports, scales, next);
+        }
+        catch
+        {
+            progress?.Abandon();
+            throw;
+        }
+        if (finite) progress?.Finish();
+        else progress?.Abandon();
         return finite;
     }
 }

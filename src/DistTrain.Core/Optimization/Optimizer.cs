@@ -138,13 +138,17 @@ public abstract class Optimizer
     /// <param name="copyTo">Empty, or <see cref="Length"/> floats that receive the new weights.</param>
     /// <param name="gradientOffset">Where in each gradient array this optimizer's parameters start (a parameter-server
     /// shard reads its slice of the workers' whole reports); 0 by default.</param>
+    /// <param name="written">Called after each block's new weights are in <paramref name="copyTo"/>, with the floats of
+    /// <paramref name="copyTo"/> written so far from its start (the blocks go in order, so the written part is always a
+    /// prefix; the last call gives <see cref="Length"/>); null: no calls. A reader on another thread can copy the prefix on
+    /// while the step runs (the cluster's data-plane links do). Not called when <paramref name="copyTo"/> is empty.</param>
     /// <returns>False when the averaged gradient holds NaN or ±Inf. The update then stops at the first bad block,
     /// so the weights and state are partly updated: the caller must stop training and fall back to the last
     /// weights it published.</returns>
     /// <exception cref="ArgumentException">A length does not fit the optimizer's, or the scales do not match the gradients.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="learningRate"/> is negative or not finite, or <paramref name="gradientOffset"/> is negative.</exception>
     public bool StepWeightedAverage(Span<float> weights, ReadOnlySpan<float[]> gradients, ReadOnlySpan<float> scales, float learningRate, Span<float> copyTo,
-        int gradientOffset = 0)
+        int gradientOffset = 0, Action<int>? written = null)
     {
         var length = Length;
         ArgumentOutOfRangeException.ThrowIfNegative(gradientOffset);
@@ -174,7 +178,9 @@ public abstract class Optimizer
                 if (_decoupled && _l2 != 0f) TensorPrimitives.Multiply(w, keep, w);
             }
             UpdateBlock(w, g, start, learningRate);
-            if (copyTo.Length != 0) w.CopyTo(copyTo.Slice(start, count));
+            if (copyTo.Length == 0) continue;
+            w.CopyTo(copyTo.Slice(start, count));
+            written?.Invoke(start + count);
         }
         return true;
     }
