@@ -57,22 +57,35 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         using (worker.Lease()) Assert.Equal(weights, MemoryMarshal.Cast<byte, float>(worker.Weights.Slot(1)).ToArray());
     }
 
+    /// <summary>A sender takes the lowest free slot, so in lock-step use (each frame released before the next is written)
+    /// one slot carries every frame and stays in the caches; it takes another only while the receiver holds the first, and
+    /// waits while the receiver holds them all.</summary>
     [Fact]
-    public async Task A_sender_takes_the_slots_in_turn_waits_for_the_receiver_to_release_one_and_gives_up_when_the_region_closes()
+    public async Task A_sender_takes_the_lowest_free_slot_waits_for_the_receiver_to_release_one_and_gives_up_when_the_region_closes()
     {
         var server = Own(SharedMemoryRegion.Create(2, 8, 1, 8));
         var worker = Own(SharedMemoryRegion.Open(SharedMemoryOffer.Of(server), weightSlotBytes: 8));
+        for (var frame = 0; frame < 3; frame++)
+        {
+            Assert.Equal(0, server.Weights.Acquire()); // released before the next frame: the same slot every time
+            worker.Weights.Release(0);
+        }
         Assert.Equal(0, server.Weights.Acquire());
         Assert.Equal(1, server.Weights.Acquire());
+        worker.Weights.Release(1);
+        Assert.Equal(1, server.Weights.Acquire()); // 0 is still held
+        worker.Weights.Release(1);
+        Assert.Equal(0, server.Weights.Waits);
+        Assert.Equal(1, server.Weights.Acquire());
 
-        var third = Task.Run(server.Weights.Acquire); // slot 0 again: written once, not yet released
+        var third = Task.Run(server.Weights.Acquire); // both slots held: it waits for a release
         await Task.Delay(200);
         Assert.False(third.IsCompleted);
         worker.Weights.Release(0);
         Assert.Equal(0, await third.WaitAsync(Wait));
         Assert.Equal(1, server.Weights.Waits);
 
-        var fourth = Task.Run(server.Weights.Acquire); // slot 1, never released
+        var fourth = Task.Run(server.Weights.Acquire); // both held again, and never released
         await Task.Delay(100);
         server.Close(); // what the reader does when the connection fails
         var error = await Assert.ThrowsAsync<IOException>(() => fourth.WaitAsync(Wait));

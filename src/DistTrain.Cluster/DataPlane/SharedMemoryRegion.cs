@@ -278,10 +278,14 @@ internal sealed unsafe partial class SharedMemoryRegion : IDisposable
 }
 
 /// <summary>
-/// The slots of one direction of a <see cref="SharedMemoryRegion"/>, used round-robin. The sender takes the next slot
-/// with <see cref="Acquire"/> (waiting while the receiver has not yet released what was last written there), fills it and
-/// writes the frame header naming it; the receiver copies the body out and calls <see cref="Release"/>. Each side is
-/// used by one thread at a time: the sender by the link actor that writes frames, the receiver by the reader thread.
+/// The slots of one direction of a <see cref="SharedMemoryRegion"/>. The sender takes the lowest-numbered free slot with
+/// <see cref="Acquire"/> (waiting while the receiver holds them all), fills it and writes the frame header naming it; the
+/// receiver copies the body out, or reads it in place, and calls <see cref="Release"/>. Each side is used by one thread at
+/// a time: the sender by the link actor that writes frames, the receiver by the reader thread.
+/// <para>Lowest free first, not in turn: in lock-step training the receiver has released the slot before the next frame
+/// is written, so one slot carries every frame and stays in the caches. Taken in turn, the three weight slots and two
+/// gradient slots of each worker would all be touched every few steps: 9.4 MB for the main job's two workers, on a
+/// shared last-level cache (docs/benchmarks.md, "Kept: shared-memory slots reused lowest first").</para>
 /// </summary>
 internal sealed unsafe class SharedSlots
 {
@@ -290,7 +294,7 @@ internal sealed unsafe class SharedSlots
     private readonly int _firstCounter;
     private readonly long _stride;
     private readonly long[] _written;
-    private int _next;
+    private int _last = -1; // the slot Acquire returned last, until it is given back
 
     internal SharedSlots(SharedMemoryRegion region, long start, int count, long slotBytes, int firstCounter)
     {
@@ -309,46 +313,52 @@ internal sealed unsafe class SharedSlots
     /// <summary>Bytes a slot holds.</summary>
     public int SlotBytes { get; }
 
-    /// <summary>Times the sender found its next slot still unreleased and had to wait.</summary>
+    /// <summary>Times the sender found every slot unreleased and had to wait.</summary>
     public long Waits { get; private set; }
 
     /// <summary>
-    /// The sender's next slot, once the receiver has released the frame last written to it (normally at once: the
-    /// receiver's reader copies a body out as soon as its header arrives). Call inside a <see cref="Lease"/>: the wait
-    /// reads the region.
+    /// The lowest-numbered slot whose last frame the receiver has released, waiting while there is none (normally there
+    /// is: the receiver's reader copies a gradient out as soon as its header arrives, and a worker releases its weights
+    /// after its step). Call inside a <see cref="Lease"/>: the search reads the region.
     /// </summary>
     /// <exception cref="IOException">The region was closed while waiting (the connection failed).</exception>
     public int Acquire()
     {
-        var slot = _next;
-        ref var released = ref _region.Counter(_firstCounter + slot);
-        if (Volatile.Read(ref released) < _written[slot])
+        var slot = FirstFree();
+        if (slot < 0)
         {
             Waits++;
             var spin = new SpinWait();
-            while (Volatile.Read(ref released) < _written[slot])
+            while ((slot = FirstFree()) < 0)
             {
                 if (_region.IsClosed) throw new IOException("data plane: the connection closed while waiting for a shared-memory slot.");
                 spin.SpinOnce();
             }
         }
         _written[slot]++;
-        _next = (slot + 1) % Count;
+        _last = slot;
         return slot;
+    }
+
+    /// <summary>The lowest-numbered slot the receiver has released everything written to, or -1.</summary>
+    private int FirstFree()
+    {
+        for (var slot = 0; slot < Count; slot++)
+            if (Volatile.Read(ref _region.Counter(_firstCounter + slot)) >= _written[slot]) return slot;
+        return -1;
     }
 
     /// <summary>
     /// Gives back the slot <see cref="Acquire"/> returned last, never announced to the receiver (a report abandoned while
-    /// it was being written in place): the next <see cref="Acquire"/> returns it again, without waiting for a release
-    /// that would never come.
+    /// it was being written in place): it is free again at once, without waiting for a release that would never come.
     /// </summary>
     /// <exception cref="InvalidOperationException"><paramref name="slot"/> is not the slot acquired last.</exception>
     public void Unacquire(int slot)
     {
-        if ((slot + 1) % Count != _next || _written[slot] == 0)
+        if (slot != _last || _written[slot] == 0)
             throw new InvalidOperationException($"Shared-memory slot {slot} is not the one acquired last; only that one can be given back.");
         _written[slot]--;
-        _next = slot;
+        _last = -1;
     }
 
     /// <summary>Keeps the region mapped while a slot is copied (<see cref="SharedMemoryRegion.Lease"/>).</summary>
