@@ -14,9 +14,14 @@ public class ParameterServerTests() : TestKit(TestTimeouts.TestKitConfig)
 {
     private static readonly ParameterLayout OneWeight = new([("w", [1])]);
 
-    private (IActorRef Server, TestProbe[] Workers, TestProbe Coordinator) Start(float[] weights, OptimizerOptions optimizer, int[] batches)
+    /// <summary>Cluster mode with shared memory: each synchronous step's broadcast is announced to the workers first.</summary>
+    private static readonly UpdateSettings Announced = new(AnnounceBroadcastWrites: true);
+
+    private (IActorRef Server, TestProbe[] Workers, TestProbe Coordinator) Start(float[] weights, OptimizerOptions optimizer, int[] batches,
+        UpdateSettings? update = null)
     {
-        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights), optimizer, totalEpochs: 1));
+        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights), optimizer,
+            totalEpochs: 1, update: update));
         var workers = batches.Select(_ => CreateTestProbe()).ToArray();
         var coordinator = CreateTestProbe();
         server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), batches), coordinator.Ref);
@@ -47,11 +52,7 @@ public class ParameterServerTests() : TestKit(TestTimeouts.TestKitConfig)
     public void With_broadcast_writes_announced_each_step_tells_every_worker_of_its_array_before_the_broadcast()
     {
         var weights = new float[3 * Optimizer.BlockLength];
-        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights),
-            new OptimizerOptions { LearningRate = 0.5 }, totalEpochs: 1, update: new UpdateSettings(AnnounceBroadcastWrites: true)));
-        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
-        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [2, 2]), CreateTestProbe().Ref);
-        foreach (var worker in workers) Assert.Equal(0, worker.ExpectMsg<WeightsUpdated>().Version);
+        var (server, workers, _) = Start(weights, new OptimizerOptions { LearningRate = 0.5 }, [2, 2], Announced);
         for (var round = 0; round < 2; round++)
         {
             for (var i = 0; i < 2; i++)
@@ -76,13 +77,8 @@ public class ParameterServerTests() : TestKit(TestTimeouts.TestKitConfig)
     public void Announced_steps_allocate_nothing_on_the_server()
     {
         var weights = new float[3 * Optimizer.BlockLength];
-        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights),
-            new OptimizerOptions { LearningRate = 0.01 }, totalEpochs: 1, update: new UpdateSettings(AnnounceBroadcastWrites: true)));
-        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
-        var coordinator = CreateTestProbe();
         const int rounds = 40;
-        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [rounds, rounds]), coordinator.Ref);
-        foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();
+        var (server, workers, coordinator) = Start(weights, new OptimizerOptions { LearningRate = 0.01 }, [rounds, rounds], Announced);
         var gradients = new[] { new float[weights.Length], new float[weights.Length] };
         var allocated = new List<long>();
         for (var round = 0; round < rounds; round++)
@@ -107,11 +103,7 @@ public class ParameterServerTests() : TestKit(TestTimeouts.TestKitConfig)
     public void A_step_that_is_not_finite_abandons_its_announced_broadcast()
     {
         var weights = new float[3 * Optimizer.BlockLength];
-        var server = Sys.ActorOf(ParameterServer.Props(new ParameterVector(new ParameterLayout([("w", [weights.Length])]), weights),
-            new OptimizerOptions { LearningRate = 0.5 }, totalEpochs: 1, update: new UpdateSettings(AnnounceBroadcastWrites: true)));
-        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
-        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [2, 2]), CreateTestProbe().Ref);
-        foreach (var worker in workers) worker.ExpectMsg<WeightsUpdated>();
+        var (server, workers, _) = Start(weights, new OptimizerOptions { LearningRate = 0.5 }, [2, 2], Announced);
         var bad = new float[weights.Length];
         bad[^1] = float.NaN; // a finite loss, a gradient whose last block is not
         workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 8, 0, new float[weights.Length]));

@@ -55,8 +55,8 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     private SharedMemoryRegion? _region;
     private SharedSlots? _weightSlots;
     private bool _negotiated;
-    // A weight slot filled during the parameter server's update (WeightsInProgress), and the array it holds a copy of,
-    // until the broadcast of that array comes and only its header goes out.
+    // A weight slot filled during the parameter server's update (WeightsInProgress), with the array and version it holds
+    // a copy of, until the broadcast of that version comes and only its header goes out.
     private (float[] Weights, long Version, SharedSlotWrite Slot)? _filledEarly;
 
     /// <summary>Creates the link; see <see cref="Props"/>.</summary>
@@ -263,14 +263,12 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
             return;
         }
         _parameterServer = Sender;
-        var early = _filledEarly;
-        _filledEarly = null;
         // The same array and version: a link that fell behind may have copied a later write of the same ring array.
-        var filled = early is { } e && ReferenceEquals(e.Weights, update.Weights) && e.Version == update.Version && e.Slot.Count == update.Weights.Length;
-        if (!filled) early?.Slot.Abandon();
-        var failure = filled
-            ? TensorFrame.TryAnnounce(_connection, TensorFrame.For(update), early!.Value.Slot)
+        if (_filledEarly is { } early && !(ReferenceEquals(early.Weights, update.Weights) && early.Version == update.Version)) DropFilledEarly();
+        var failure = _filledEarly is { } filled
+            ? TensorFrame.TryAnnounce(_connection, TensorFrame.For(update), filled.Slot)
             : TensorFrame.TryWrite(_connection, TensorFrame.For(update), update.Weights, _weightSlots);
+        _filledEarly = null;
         if (failure is not null)
         {
             // The worker's connection is gone (a killed process, a reset): the link stops, and its stop is how the

@@ -103,12 +103,13 @@ public sealed class WeightsInProgress : INoSerializationVerificationNeeded
                 Interlocked.MemoryBarrier(); // the copy's reads before the stamp's
                 if (Volatile.Read(ref _stamp) >> 2 != generation) return false;
                 spin.Reset();
-                if (finished) return true;
-                continue;
+            }
+            else if (!finished)
+            {
+                spin.SpinOnce(sleep1Threshold: -1); // never a 1 ms sleep: the update takes a fraction of that
+                if (spin.Count % 1024 == 0 && Stopwatch.GetElapsedTime(started) > WaitLimit) return false;
             }
             if (finished) return true;
-            spin.SpinOnce(sleep1Threshold: -1); // never a 1 ms sleep: the update takes a fraction of that
-            if (spin.Count % 1024 == 0 && Stopwatch.GetElapsedTime(started) > WaitLimit) return false;
         }
     }
 }

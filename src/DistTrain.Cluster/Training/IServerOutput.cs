@@ -17,10 +17,10 @@ public interface IServerOutput
 
     /// <summary>
     /// The policy's optimizer is about to write the next broadcast, of weights version <paramref name="version"/>, into
-    /// <paramref name="weights"/>: returns the notice to
-    /// advance, finish or abandon as it writes (<see cref="WeightsInProgress"/>), which the server has passed to every
-    /// worker of the part so in-process receivers can copy the weights on during the update; or null when nobody copies
-    /// early (the default, and every server but an unsharded one in a cluster with shared memory).
+    /// <paramref name="weights"/>: returns the notice to advance, finish or abandon as it writes
+    /// (<see cref="WeightsInProgress"/>), which the server has passed to every worker of the part so in-process receivers
+    /// can copy the weights on during the update; or null when nobody copies early (the default, and every server but an
+    /// unsharded one in a cluster with shared memory).
     /// </summary>
     WeightsInProgress? WritingBroadcast(float[] weights, long version) => null;
 
