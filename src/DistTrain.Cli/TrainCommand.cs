@@ -73,6 +73,7 @@ internal static class TrainCommand
         string runDirectory;
         DistTrain.Core.Tensors.ParameterVector startingWeights;
         TrainingCheckpoint? resumeFrom = null;
+        CheckpointDirectoryLock? checkpointLock = null;
         string? shards = null;
         try
         {
@@ -86,6 +87,8 @@ internal static class TrainCommand
             data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
             startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line));
+            // Before the search: a second job in the folder is refused before it reads, and before any run folder exists.
+            checkpointLock = CheckpointDirectoryLock.For(options.Checkpoint);
             if (options.Checkpoint.Resume)
                 resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line));
             if (options.Cluster.ParameterServerShards > 1) // refuses, before training, more shards than the model has slices for
@@ -93,6 +96,7 @@ internal static class TrainCommand
             if (cancellationToken.IsCancellationRequested)
             {
                 CliConsole.Fail("cancelled", "stopped before training started; nothing was written.");
+                checkpointLock?.Dispose();
                 return (130, null, null);
             }
             runDirectory = RunDirectory.Create(options.Output.Directory);
@@ -100,8 +104,10 @@ internal static class TrainCommand
         catch (Exception e) when (CliConsole.IsInputError(e))
         {
             CliConsole.Fail("error", e.Message);
+            checkpointLock?.Dispose();
             return (2, null, null);
         }
+        using var heldCheckpointDirectory = checkpointLock; // released when the run is saved, or failed
         MetricsExporter? exporter;
         try
         {
@@ -142,7 +148,8 @@ internal static class TrainCommand
         RunReport? report = null;
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
             observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
-                initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom)),
+                initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom,
+                checkpointLock: checkpointLock)),
             diverged => RunOutputs.SaveLastGood(runDirectory, options, diverged),
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report));
         if (exit is not null) return (exit.Value, null, runDirectory);

@@ -93,6 +93,43 @@ public class CheckpointFormatTests : IDisposable
         Assert.Equal([inFlight], Directory.GetFiles(_directory, "*.tmp"));
     }
 
+    [Fact]
+    public void A_second_hold_on_a_checkpoint_directory_is_refused_naming_it_until_the_first_is_released()
+    {
+        var directory = Path.Combine(_directory, "job");
+        using (var first = CheckpointDirectoryLock.Acquire(directory))
+        {
+            Assert.True(Directory.Exists(directory));
+            var refused = Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.Acquire(directory));
+            Assert.True(refused.InUse);
+            Assert.StartsWith($"Checkpoint:Directory '{directory}' is in use by another running job", refused.Message);
+            Assert.Contains("Give this job its own Checkpoint:Directory", refused.Message);
+            // The holder's store writes and prunes beside the lock file, which is never listed as a checkpoint.
+            var store = new CheckpointStore(directory, keep: 1);
+            store.Save(Sample(1));
+            store.Save(Sample(2));
+            Assert.Equal([Path.Combine(directory, CheckpointStore.FileName(2, 2, 3))], store.List());
+            Assert.True(File.Exists(Path.Combine(directory, CheckpointDirectoryLock.FileName)));
+        }
+        using var again = CheckpointDirectoryLock.Acquire(directory);
+        Assert.Equal(directory, again.Directory);
+    }
+
+    [Fact]
+    public void A_checkpoint_directory_that_cannot_be_created_is_an_error_naming_its_lock_file()
+    {
+        var file = Path.Combine(_directory, "a-file");
+        File.WriteAllText(file, "not a folder");
+        var error = Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.Acquire(Path.Combine(file, "checkpoints")));
+        Assert.False(error.InUse);
+        Assert.StartsWith($"Could not create the checkpoint lock file {Path.Combine(file, "checkpoints", CheckpointDirectoryLock.FileName)}", error.Message);
+        // A resume from a folder that does not exist takes no lock and creates nothing: the resume's own error names the folder.
+        var missing = Path.Combine(_directory, "missing");
+        Assert.Null(CheckpointDirectoryLock.For(new CheckpointOptions { Directory = missing, Resume = true }));
+        Assert.False(Directory.Exists(missing));
+        Assert.Null(CheckpointDirectoryLock.For(new CheckpointOptions()));
+    }
+
     /// <summary>
     /// A write whose temporary name is taken (another writer's file of the same name) fails with an IOException and leaves
     /// that file and the target as they were; it used to delete the other writer's file on its way out.
@@ -277,6 +314,23 @@ public class ResumeTests : IDisposable
         Assert.StartsWith("Resuming from checkpoint " + Path.Combine(_directory, CheckpointStore.FileName(16, 2, 6)), lines[1]);
         Assert.Equal(30, resumed.Version);
         Compare.Identical(uninterrupted.FinalWeights.Values, resumed.FinalWeights.Values, "weights after falling back to step 16");
+    }
+
+    [Fact]
+    public async Task A_run_given_a_checkpoint_directory_another_job_holds_is_refused_before_training_and_writes_nothing()
+    {
+        var options = Options(TestData.Mlp(8, 10), epochs: 1, checkpoints: _directory);
+        using (CheckpointDirectoryLock.Acquire(_directory))
+        {
+            var refused = await Assert.ThrowsAsync<CheckpointDirectoryException>(() => Run(options));
+            Assert.True(refused.InUse);
+            Assert.Empty(new CheckpointStore(_directory, 100).List());
+        }
+        // Released: the same run now writes its checkpoint, and releases the folder at its end for the next one.
+        var first = await Run(options);
+        var second = await Run(options);
+        Assert.Equal(first.Version, second.Version);
+        Assert.Single(new CheckpointStore(_directory, 100).List());
     }
 
     [Fact]

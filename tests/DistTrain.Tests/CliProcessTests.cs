@@ -219,6 +219,24 @@ public sealed class CliProcessTests : IDisposable
     }
 
     [Fact]
+    public async Task A_checkpoint_folder_another_process_holds_exits_2_naming_it_and_creates_no_run_folder()
+    {
+        // This test process stands for a running job: it holds the folder's lock as train does.
+        var checkpoints = Folder("checkpoints");
+        using (CheckpointDirectoryLock.Acquire(checkpoints))
+        {
+            var (refused, exit) = await Disttrain(Run, "train", "--config", Config(), "--output", Folder("runs"), "--checkpoint-dir", checkpoints);
+            Assert.True(exit == 2, refused.Output);
+            Assert.Contains($"error: Checkpoint:Directory '{checkpoints}' is in use by another running job", refused.StandardError);
+            Assert.False(Directory.Exists(Folder("runs")));
+            Assert.Empty(new CheckpointStore(checkpoints, 10).List());
+        }
+        var (released, releasedExit) = await Disttrain(Run, "train", "--config", Config(), "--output", Folder("runs"), "--checkpoint-dir", checkpoints);
+        Assert.True(releasedExit == 0, released.Output);
+        Assert.Single(new CheckpointStore(checkpoints, 10).List());
+    }
+
+    [Fact]
     public async Task A_resume_that_cannot_continue_the_run_exits_2_and_says_why()
     {
         var checkpoints = Folder("checkpoints");

@@ -296,6 +296,29 @@ public sealed partial class ClusterProcessTests : IDisposable
         await ps.WaitForOutputAsync("Refused worker node", Guard);
     }
 
+    /// <summary>
+    /// The parameter server takes Checkpoint:Directory when its job starts: a folder another running job holds (here this
+    /// test process) ends the job before training, with the reason on the parameter server and on the worker, and
+    /// nothing is written into it.
+    /// </summary>
+    [Fact]
+    public async Task A_job_whose_checkpoint_folder_another_job_holds_ends_before_training_naming_the_folder()
+    {
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 1));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
+        var checkpoints = psEnvironment["DISTTRAIN_Checkpoint__Directory"];
+        using var otherJob = CheckpointDirectoryLock.Acquire(checkpoints);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        var psExit = await ps.WaitAsync(Guard);
+        var workerExit = await worker.WaitAsync(Guard);
+        Assert.True(psExit == 1 && workerExit == 1, $"exit codes {psExit} and {workerExit}\n{ps.Output}\n{worker.Output}");
+        Assert.Contains($"Checkpoint:Directory '{checkpoints}' is in use by another running job", ps.Output);
+        Assert.Contains("is in use by another running job", worker.Output);
+        Assert.DoesNotContain("Training starts", ps.Output);
+        Assert.Empty(new CheckpointStore(checkpoints, 10).List());
+    }
+
     [Fact]
     public async Task A_worker_killed_mid_epoch_is_covered_by_the_others_every_sample_is_used_and_training_completes()
     {

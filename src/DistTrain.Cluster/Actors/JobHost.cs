@@ -66,6 +66,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private bool _takeover;
     private JobFinished? _finished;
     private bool _resumeSearched;
+    private Core.Checkpoints.CheckpointDirectoryLock? _checkpointLock; // this job's hold on Checkpoint:Directory, from its first search on
     private Core.Checkpoints.TrainingCheckpoint? _resumeFrom;
     private bool _waitingForCheckpointWorkers;
     private string _jobId = NewJobId(); // a takeover adopts its workers' job id
@@ -144,6 +145,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <inheritdoc />
     protected override void PostStop()
     {
+        _checkpointLock?.Dispose();
         _listener.Detach(Self);
         foreach (var waiting in _waitingForReady.Values) waiting.Dispose();
     }
@@ -387,6 +389,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _resumeSearched = true;
         try
         {
+            TakeCheckpointDirectory();
             if (_options.Checkpoint.Resume)
                 _resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line), matchWorkers: false,
                     jobId: _takeover ? _jobId : null);
@@ -395,12 +398,32 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
             return true;
         }
-        catch (CheckpointResumeException e)
+        catch (Exception e) when (e is CheckpointResumeException or Core.Checkpoints.CheckpointDirectoryException)
         {
             _log.Error(e.Message);
             _started = true;
             Self.Tell(new Done(null, e)); // tells the worker nodes too, so they do not wait for a job that will not start
             return false;
+        }
+    }
+
+    /// <summary>
+    /// Takes Checkpoint:Directory for this job (<see cref="Core.Checkpoints.CheckpointDirectoryLock"/>), so a second job given
+    /// the same folder is refused instead of overwriting and pruning this one's checkpoints. A takeover goes on without the
+    /// lock when it is held: the failed parameter server that holds it may still be shutting down, and refusing would end
+    /// the job that the standby exists to continue.
+    /// </summary>
+    /// <exception cref="Core.Checkpoints.CheckpointDirectoryException">Not a takeover, and another running job holds the
+    /// directory, or it cannot be created.</exception>
+    private void TakeCheckpointDirectory()
+    {
+        try
+        {
+            _checkpointLock = Core.Checkpoints.CheckpointDirectoryLock.For(_options.Checkpoint);
+        }
+        catch (Core.Checkpoints.CheckpointDirectoryException e) when (_takeover && e.InUse)
+        {
+            _log.Warning("{0} This takeover goes on without the lock: the parameter server it replaces may still be shutting down.", e.Message);
         }
     }
 

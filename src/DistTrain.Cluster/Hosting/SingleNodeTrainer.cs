@@ -30,6 +30,9 @@ public static class SingleNodeTrainer
     /// <param name="resumeFrom">A verified checkpoint to continue from (see <see cref="CheckpointResume.Find"/>); null with
     /// Checkpoint:Resume set finds the newest valid one in Checkpoint:Directory, null without it starts fresh.</param>
     /// <param name="log">Receives the lines about skipped and chosen checkpoints when this method finds one; null drops them.</param>
+    /// <param name="checkpointLock">The caller's hold on Checkpoint:Directory, taken before it searched for a checkpoint to
+    /// resume from; null: with Checkpoint:Directory set, this method takes it for the run and releases it at the end.</param>
+    /// <exception cref="CheckpointDirectoryException">Another running job holds Checkpoint:Directory, or it cannot be created (<see cref="CheckpointDirectoryLock"/>).</exception>
     /// <exception cref="CheckpointResumeException">Checkpoint:Resume is set and no checkpoint fits (see <see cref="CheckpointResume.Find"/>).</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data (input size or number of classes).</exception>
     /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite.</exception>
@@ -38,10 +41,11 @@ public static class SingleNodeTrainer
     public static async Task<TrainingResult> RunAsync(TrainingOptions options, LabeledDataset train, LabeledDataset test,
         ITrainingObserver? observer = null, bool verifySerialization = false, IShardPlanner? planner = null,
         ParameterVector? initialWeights = null, CancellationToken cancellationToken = default, LabeledDataset? validation = null,
-        TrainingCheckpoint? resumeFrom = null, Action<string>? log = null)
+        TrainingCheckpoint? resumeFrom = null, Action<string>? log = null, CheckpointDirectoryLock? checkpointLock = null)
     {
         var loop = options.Training;
         ModelFactory.CheckFitsData(options.Model, train.FeatureCount, train.ClassCount);
+        using var ownLock = checkpointLock is null ? CheckpointDirectoryLock.For(options.Checkpoint) : null;
         var model = ModelFactory.Build(options.Model);
         var weights = initialWeights ?? ModelFactory.StartingWeights(model, options.Model, loop.Seed);
         if (resumeFrom is null && options.Checkpoint.Resume)
