@@ -366,7 +366,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping,
             FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0,
             PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum,
-            GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode);
+            GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode,
+            PauseTimeout: _options.Cluster.PauseTimeoutSeconds > 0 ? TimeSpan.FromSeconds(_options.Cluster.PauseTimeoutSeconds) : null);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
             CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
