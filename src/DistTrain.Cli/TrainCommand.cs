@@ -90,7 +90,7 @@ internal static class TrainCommand
             // Before the search: a second job in the folder is refused before it reads, and before any run folder exists.
             checkpointLock = CheckpointDirectoryLock.For(options.Checkpoint);
             if (options.Checkpoint.Resume)
-                resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line));
+                resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line), trainSamples: data.Train.Count);
             if (options.Cluster.ParameterServerShards > 1) // refuses, before training, more shards than the model has slices for
                 shards = ShardedParameterServer.Describe(startingWeights.Layout, options.Cluster.ParameterServerShards);
             if (cancellationToken.IsCancellationRequested)

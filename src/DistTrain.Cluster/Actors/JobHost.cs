@@ -370,7 +370,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             PauseTimeout: _options.Cluster.PauseTimeoutSeconds > 0 ? TimeSpan.FromSeconds(_options.Cluster.PauseTimeoutSeconds) : null);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
-            CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
+            CheckpointResume.Settings(_options, _jobId, _trainCount), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
             update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer, shards: _options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _workerSteps, completion), "coordinator");
         _log.Info("Training starts with {0} worker{1} (job {2})", workers.Length, workers.Length == 1 ? "" : "s", _jobId);
@@ -393,9 +393,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             TakeCheckpointDirectory();
             if (_options.Checkpoint.Resume)
                 _resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line), matchWorkers: false,
-                    jobId: _takeover ? _jobId : null);
+                    jobId: _takeover ? _jobId : null, trainSamples: _trainCount);
             else if (_takeover)
-                _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, line => _log.Warning(line), _jobId);
+                _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, line => _log.Warning(line), _jobId, _trainCount);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
             return true;
         }
