@@ -203,6 +203,11 @@ public sealed class CliProcessTests : IDisposable
         Assert.Equal(model.Layout.Segments.Select(s => s.Name).Order(), loaded.Order());
         Assert.All(weights.Values, w => Assert.Equal(1e20f, w)); // the Constant initializer sets weights and biases
         Assert.Equal("0", SafeTensors.ReadMetadata(lastGood)["version"]);
+        // It carries the model's metadata, so evaluate, predict and export load it as they load model.safetensors.
+        var trained = TrainedModel.Load(lastGood);
+        Assert.Equal("0", trained.Metadata["version"]);
+        Assert.Equal(16, trained.Model.Layers[0].Units);
+        Assert.All(trained.Weights.Values, w => Assert.Equal(1e20f, w));
     }
 
     [Fact]
