@@ -192,6 +192,10 @@ public sealed class CliProcessTests : IDisposable
         var (process, exit) = await Disttrain(Run, "train", "--config", config, "--output", output);
         Assert.True(exit == 3, process.Output);
         Assert.Contains("training diverged: Training diverged at epoch 1, step 0", process.StandardError);
+        // Said once, without a stack trace: a divergence is an outcome of training, not a crash.
+        Assert.Single(Regex.Matches(process.Output, "Training diverged at epoch 1"));
+        Assert.DoesNotContain("[ERROR]", process.Output);
+        Assert.DoesNotContain("   at ", process.Output);
         var run = RunFolder(output);
         var lastGood = Path.Combine(run, "last-good.safetensors");
         Assert.Contains($"saved: the last good weights (version 0) are in {lastGood}", process.StandardError);

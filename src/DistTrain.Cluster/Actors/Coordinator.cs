@@ -147,13 +147,26 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Akka.Actor.Props.Create(() => new Coordinator(settings, parameterServer, null, workers, observer, completion));
 
     /// <inheritdoc />
-    protected override SupervisorStrategy SupervisorStrategy() =>
-        new OneForOneStrategy(exception =>
+    /// <remarks>
+    /// A child's failure is logged as an ERROR with its stack trace, and the coordinator, which receives that <see cref="Error"/>,
+    /// fails the job. A divergence is the one failure that is an outcome of training rather than a fault: it is
+    /// not logged here, its message is the job's error (the caller prints it once), and the child's termination fails the job.
+    /// </remarks>
+    protected override SupervisorStrategy SupervisorStrategy() => new DivergenceQuietStrategy(exception =>
+    {
+        Metrics.DistTrainMetrics.RecordFailure(Sender.Equals(_parameterServer) ? NodeRoles.ParameterServer : NodeRoles.Worker);
+        _childFailure ??= CreationCause(exception);
+        return Directive.Stop;
+    });
+
+    /// <summary>One-for-one supervision that logs every failure but a <see cref="TrainingDivergedException"/>.</summary>
+    private sealed class DivergenceQuietStrategy(Func<Exception, Directive> decider) : OneForOneStrategy(decider)
+    {
+        protected override void LogFailure(IActorContext context, IActorRef child, Exception cause, Directive directive)
         {
-            Metrics.DistTrainMetrics.RecordFailure(Sender.Equals(_parameterServer) ? NodeRoles.ParameterServer : NodeRoles.Worker);
-            _childFailure ??= CreationCause(exception);
-            return Directive.Stop;
-        });
+            if (CreationCause(cause) is not TrainingDivergedException) base.LogFailure(context, child, cause, directive);
+        }
+    }
 
     /// <summary>
     /// A child that threw in its constructor arrives as Akka's "Exception during creation", around "Error while creating actor
@@ -525,7 +538,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         if (_phase == Phase.Finished) return;
         _phase = Phase.Finished;
         _completion.TrySetException(reason);
-        _log.Warning("Training failed: {0}", reason.Message);
+        // A divergence is an outcome the caller reports with its last good weights: here it is information, not a fault.
+        if (reason is TrainingDivergedException) _log.Info("Training stopped: {0}", reason.Message);
+        else _log.Warning("Training failed: {0}", reason.Message);
         Context.Stop(Self);
     }
 }
