@@ -392,10 +392,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         {
             TakeCheckpointDirectory();
             if (_options.Checkpoint.Resume)
-                _resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line), matchWorkers: false,
+                _resumeFrom = CheckpointResume.Find(_options, _model.Layout, LogResumeLine, matchWorkers: false,
                     jobId: _takeover ? _jobId : null, trainSamples: _trainCount);
             else if (_takeover)
-                _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, line => _log.Warning(line), _jobId, _trainCount);
+                _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, LogResumeLine, _jobId, _trainCount);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
             return true;
         }
@@ -406,6 +406,13 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             Self.Tell(new Done(null, e)); // tells the worker nodes too, so they do not wait for a job that will not start
             return false;
         }
+    }
+
+    /// <summary>The resume search's lines: the checkpoint chosen is news (INFO); a skipped one, or none, is a warning.</summary>
+    private void LogResumeLine(string line)
+    {
+        if (line.StartsWith("Resuming from checkpoint ", StringComparison.Ordinal)) _log.Info(line);
+        else _log.Warning(line);
     }
 
     /// <summary>

@@ -64,7 +64,8 @@ public static class CheckpointResume
         var store = new CheckpointStore(directory, options.Checkpoint.Keep);
         var search = store.FindNewestValid(layout, jobId);
         foreach (var skipped in search.Skipped)
-            log($"Skipping checkpoint {skipped.Path}: {skipped.Reason}");
+            // The reader's errors start with the file's path, which the line already names.
+            log($"Skipping checkpoint {skipped.Path}: {(skipped.Reason.StartsWith(skipped.Path + ": ", StringComparison.Ordinal) ? skipped.Reason[(skipped.Path.Length + 2)..] : skipped.Reason)}");
         if (search.Checkpoint is not { } checkpoint)
         {
             if (!takeover)
