@@ -16,7 +16,17 @@
 # group this way, before the node starts).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-workers="${1:-2}"; shift || true
+# WORKERS, when given, comes first; without it (no arguments, or the node options straight away) there are 2.
+if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
+  workers=$((10#$1)); shift
+  if [ "$workers" -lt 1 ] || [ "$workers" -gt 256 ]; then
+    echo "cluster.sh: WORKERS = $workers; give 1 to 256 worker nodes. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...]" >&2; exit 2
+  fi
+elif [ -z "${1:-}" ] || [[ "$1" == -* ]]; then
+  workers=2
+else
+  echo "cluster.sh: '$1' is not a number of workers. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...], for example deploy/local/cluster.sh 2 --config configs/fashion-mnist-mlp.json" >&2; exit 2
+fi
 [ $# -gt 0 ] || set -- --config configs/fashion-mnist-mlp.json
 
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl

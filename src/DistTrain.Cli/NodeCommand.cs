@@ -139,7 +139,7 @@ internal static class NodeCommand
                     refusedHere = e;
                 }
             },
-            diverged => RunOutputs.SaveLastGood(runDirectory!, options, diverged),
+            diverged => RunOutputs.SaveLastGood(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report),
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report));
         if (exit is not null) return exit.Value;
         if (refusedHere is not null)

@@ -15,14 +15,22 @@ internal static class RunOutputs
     /// </summary>
     public static void ReleaseMemory() => GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
 
-    /// <summary>After divergence: the last good weights go to <c>last-good.safetensors</c>, so the run is not lost.</summary>
-    public static void SaveLastGood(string runDirectory, TrainingOptions options, DistTrain.Cluster.Actors.TrainingDivergedException diverged)
+    /// <summary>
+    /// After divergence: the last good weights go to <c>last-good.safetensors</c>, so the run is not lost. The file carries
+    /// the model's metadata as <c>model.safetensors</c> does (model section, normalization, data description), so
+    /// <c>evaluate</c>, <c>predict</c>, <c>export</c> and <c>Model:Pretrained</c> load it; no test accuracy describes it.
+    /// </summary>
+    public static void SaveLastGood(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data,
+        DistTrain.Cluster.Actors.TrainingDivergedException diverged, RunReport? report)
     {
         if (diverged.LastGoodWeights is null) return;
         var layout = DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout;
         var path = Path.Combine(runDirectory, RunFiles.LastGood);
-        SafeTensors.Write(path, new DistTrain.Core.Tensors.ParameterVector(layout, diverged.LastGoodWeights),
-            new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "disttrain", ["version"] = diverged.LastGoodVersion.ToString(System.Globalization.CultureInfo.InvariantCulture), ["note"] = "last weights with a finite loss before training diverged" });
+        var version = diverged.LastGoodVersion;
+        var epochs = report?.Epochs.LastOrDefault(e => e.Version <= version)?.Epoch ?? 0; // the epochs these weights have been through
+        var metadata = DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, data, version, epochs, testAccuracy: null, options.Training.Seed);
+        metadata["stopped"] = "training diverged; these are the last weights with a finite loss";
+        SafeTensors.Write(path, new DistTrain.Core.Tensors.ParameterVector(layout, diverged.LastGoodWeights), metadata);
         CliConsole.Fail("saved", $"the last good weights (version {diverged.LastGoodVersion}) are in {path}");
     }
 

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
@@ -309,7 +310,8 @@ public class ResumeTests : IDisposable
 
         var lines = new List<string>();
         var resumed = await Run(Options(model, epochs: 3, checkpoints: _directory, resume: true), log: lines.Add);
-        Assert.StartsWith($"Skipping checkpoint {newest}: {newest}: ", lines[0]);
+        Assert.StartsWith($"Skipping checkpoint {newest}: ", lines[0]);
+        Assert.Single(Regex.Matches(lines[0], Regex.Escape(newest))); // named once
         Assert.Contains("truncated", lines[0]);
         Assert.StartsWith("Resuming from checkpoint " + Path.Combine(_directory, CheckpointStore.FileName(16, 2, 6)), lines[1]);
         Assert.Equal(30, resumed.Version);
@@ -331,6 +333,29 @@ public class ResumeTests : IDisposable
         var second = await Run(options);
         Assert.Equal(first.Version, second.Version);
         Assert.Single(new CheckpointStore(_directory, 100).List());
+    }
+
+    /// <summary>
+    /// A resume onto other training data (here half of it, as a changed Data:TrainLimit gives) used to start: mid-epoch
+    /// it planned shards the checkpoint's position does not fit and stalled until the stall timeout; at an epoch
+    /// boundary it went on silently with another data order. The checkpoint records the run's training samples, and a
+    /// resume with another count is refused before training, naming both.
+    /// </summary>
+    [Fact]
+    public async Task Resuming_onto_another_number_of_training_samples_is_refused_naming_both_counts()
+    {
+        var model = TestData.Mlp(8, 10);
+        await Run(Options(model, epochs: 1, checkpoints: _directory, everySteps: 4));
+        var path = new CheckpointStore(_directory, 100).List()[0];
+        Assert.Equal(1000, TrainingCheckpoint.Read(path, ModelFactory.Build(model).Layout).TrainSamples);
+        var data = TestData.Normalized();
+        var refused = await Assert.ThrowsAsync<CheckpointResumeException>(() =>
+            SingleNodeTrainer.RunAsync(Options(model, epochs: 2, checkpoints: _directory, resume: true), data.Train.Take(500), data.Test).WithTestTimeout());
+        Assert.Equal($"Checkpoint {path} does not fit the config: the data gives 500 training samples (after Data:TrainLimit, Data:Classes and the validation " +
+            "split), the checkpoint's run had 1,000. They fix the data order and what the checkpoint's position means, so resume with the checkpoint's values.",
+            refused.Message);
+        // The same data resumes.
+        Assert.Equal(20, (await Run(Options(model, epochs: 2, checkpoints: _directory, resume: true))).Version);
     }
 
     [Fact]

@@ -192,6 +192,10 @@ public sealed class CliProcessTests : IDisposable
         var (process, exit) = await Disttrain(Run, "train", "--config", config, "--output", output);
         Assert.True(exit == 3, process.Output);
         Assert.Contains("training diverged: Training diverged at epoch 1, step 0", process.StandardError);
+        // Said once, without a stack trace: a divergence is an outcome of training, not a crash.
+        Assert.Single(Regex.Matches(process.Output, "Training diverged at epoch 1"));
+        Assert.DoesNotContain("[ERROR]", process.Output);
+        Assert.DoesNotContain("   at ", process.Output);
         var run = RunFolder(output);
         var lastGood = Path.Combine(run, "last-good.safetensors");
         Assert.Contains($"saved: the last good weights (version 0) are in {lastGood}", process.StandardError);
@@ -203,6 +207,11 @@ public sealed class CliProcessTests : IDisposable
         Assert.Equal(model.Layout.Segments.Select(s => s.Name).Order(), loaded.Order());
         Assert.All(weights.Values, w => Assert.Equal(1e20f, w)); // the Constant initializer sets weights and biases
         Assert.Equal("0", SafeTensors.ReadMetadata(lastGood)["version"]);
+        // It carries the model's metadata, so evaluate, predict and export load it as they load model.safetensors.
+        var trained = TrainedModel.Load(lastGood);
+        Assert.Equal("0", trained.Metadata["version"]);
+        Assert.Equal(16, trained.Model.Layers[0].Units);
+        Assert.All(trained.Weights.Values, w => Assert.Equal(1e20f, w));
     }
 
     [Fact]

@@ -129,8 +129,15 @@ public sealed partial class ClusterProcessTests : IDisposable
         return path;
     }
 
+    /// <summary>
+    /// A small MLP job. Compute:BlasThreads is 1 on every node and in the single-process runs it is compared with: a worker
+    /// node alone in its process would otherwise give each product every core, single-node mode half of them each, and
+    /// OpenBLAS's Haswell kernel (which OPENBLAS_CORETYPE selects on some machines) rounds a product differently with
+    /// another thread count, so the weights would differ in the last bits there.
+    /// </summary>
     private static string MlpConfig(int hidden, int epochs, int trainLimit = 0, int testLimit = 0) => $$"""
         {
+          "Compute": { "BlasThreads": 1 },
           "Data": { "Normalization": "Global", "TrainLimit": {{trainLimit}}, "TestLimit": {{testLimit}} },
           "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": {{hidden}} }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
           "Optimizer": { "LearningRate": 0.05, "Momentum": 0.9, "L2": 0.0001 },
@@ -144,6 +151,7 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// </summary>
     private const string ManyShortStepsConfig = """
         {
+          "Compute": { "BlasThreads": 1 },
           "Data": { "Normalization": "Global" },
           "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 64 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
           "Optimizer": { "LearningRate": 0.01, "Momentum": 0.5 },

@@ -50,6 +50,18 @@ public sealed class CompareCommandTests : IDisposable
         Assert.Contains("first", output);
         Assert.Contains("second", output);
         Assert.Contains($"{100 * history.FinalAccuracy:F2}%", output);
+        Assert.DoesNotContain("resumed", output);
+
+        // A run resumed at epoch 3 holds epochs 3 to 6 only: the table says so instead of "4 epochs".
+        var resumed = Path.Combine(_directory, "resumed");
+        Directory.CreateDirectory(resumed);
+        var summary = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(runDirectory!, "summary.json")))!;
+        foreach (var epoch in summary["epochs"]!.AsArray()) epoch!["Epoch"] = epoch["Epoch"]!.GetValue<int>() + 2;
+        File.WriteAllText(Path.Combine(resumed, "summary.json"), summary.ToJsonString());
+        var (resumedCode, resumedOutput, resumedError) = CliProcess.Run(["compare", runDirectory!, resumed, "--plot", plot]);
+        Assert.True(resumedCode == 0, resumedError);
+        Assert.Contains("3-6 (resumed)", resumedOutput);
+        Assert.Contains("A run resumed from a checkpoint holds only the epochs it trained", resumedOutput);
     }
 
     [Fact]

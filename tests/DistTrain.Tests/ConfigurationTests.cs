@@ -148,6 +148,29 @@ public class ConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void An_unknown_key_from_the_environment_names_its_variable_and_the_suites_own_switches_are_not_keys()
+    {
+        var error = Invalid(RepositoryConfig, ValidData, new()
+        {
+            ["DISTTRAIN_Optimizer__LearningRat"] = "0.1",
+            ["DISTTRAIN_Bogus__A"] = "1",
+            ["DISTTRAIN_Bogus__B"] = "2",
+            ["DISTTRAIN_NETNS_TESTS"] = "1",
+            ["DISTTRAIN_MAIN_JOB_REPLAY"] = "1",
+            ["DISTTRAIN_CONTAINER_TESTS"] = "1",
+        });
+        Assert.Contains("Optimizer:LearningRat is not a known key. Did you mean 'Optimizer:LearningRate'? (from environment variable DISTTRAIN_Optimizer__LearningRat)",
+            error.Problems);
+        Assert.Contains(error.Problems, p => p.StartsWith("Bogus is not a known key.", StringComparison.Ordinal)
+            && p.EndsWith("(from environment variables DISTTRAIN_Bogus__A, DISTTRAIN_Bogus__B)", StringComparison.Ordinal));
+        Assert.Equal(2, error.Problems.Count);
+        // The switches alone bind nothing and break nothing; a misspelt key in the file still names no variable.
+        TrainingOptionsLoader.Load(RepositoryConfig, ValidData, environment: new Dictionary<string, string?> { ["DISTTRAIN_NETNS_TESTS"] = "1" });
+        var inFile = Invalid(Config("""{ "Optimizer": { "LearnRate": 0.1 } }"""), ValidData, new() { ["DISTTRAIN_Training__Epochs"] = "2" });
+        Assert.Equal(["Optimizer:LearnRate is not a known key. Did you mean 'Optimizer:LearningRate'?"], inFile.Problems);
+    }
+
+    [Fact]
     public void Optimizer_kind_and_schedule_bind_case_insensitively_with_their_defaults()
     {
         var options = TrainingOptionsLoader.Load(RepositoryConfig, new Dictionary<string, string?>(ValidData)

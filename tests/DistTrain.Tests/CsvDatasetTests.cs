@@ -20,6 +20,16 @@ public class CsvDatasetTests : IDisposable
     }
 
     [Fact]
+    public void A_file_without_a_header_read_as_having_one_is_refused_saying_so()
+    {
+        var path = Write("no-header.csv", "0,0,5,0,1\n0,3,0,0,2\n");
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions()));
+        Assert.Equal($"{path}: the header row (line 1) names column '0' 3 times, and column names must be unique. If that row is data, the file has " +
+            "no header row: set Data:Csv:HasHeader to false (a model trained on such a file reads its CSV files that way).", error.Message);
+        Assert.Equal(2, CsvDataset.Read(path, new CsvOptions { HasHeader = false }).Data.Count);
+    }
+
+    [Fact]
     public void Name_labels_are_numbered_in_sorted_order_and_features_read_as_written()
     {
         var path = Write("animals.csv", "weight,height,label\n1.5,2,cat\n3,-4e-1,dog\n5,6,ant\n7,8,cat\n");

@@ -189,6 +189,23 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.True(result.FinalEpoch.TestAccuracy > 0.5, $"accuracy {result.FinalEpoch.TestAccuracy:P1}");
     }
 
+    [Fact]
+    public async Task A_pause_below_MinWorkers_that_outlasts_the_pause_timeout_ends_the_job_saying_what_to_change()
+    {
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne("timed-out-worker", TraceDirectory());
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
+            StallTimeout: TimeSpan.FromSeconds(20), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 3,
+            PauseTimeout: TimeSpan.FromSeconds(1));
+        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3),
+            workers, observer, completion));
+        // Paused in epoch 2 (as in the test above), no worker joins: the job fails after 1 s, not after the 20 s stall timeout.
+        var failure = await Assert.ThrowsAsync<TrainingStalledException>(() => completion.Task.WaitAsync(Guard));
+        Assert.StartsWith("Training was paused for 1 s at epoch 2 with 2 of Cluster:MinWorkers = 3 workers alive, and no worker joined; the job ends. " +
+            "Start worker nodes within Cluster:PauseTimeoutSeconds, lower Cluster:MinWorkers, or set Cluster:PauseTimeoutSeconds = 0", failure.Message);
+        Assert.Equal([1], observer.Epochs.Select(e => e.Epoch));
+    }
+
     [Theory]
     [InlineData(2, 3, 1)]
     [InlineData(2, 20, 1)]

@@ -7,6 +7,25 @@ public class LocalClusterScriptTests
 {
     private static string Repository => Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", ".."));
 
+    /// <summary>A first argument that is not a worker count used to end in a shell error ("abc: unbound variable", "division by 0").</summary>
+    [Theory]
+    [InlineData("abc", "cluster.sh: 'abc' is not a number of workers. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...]")]
+    [InlineData("0", "cluster.sh: WORKERS = 0; give 1 to 256 worker nodes.")]
+    [InlineData("300", "cluster.sh: WORKERS = 300; give 1 to 256 worker nodes.")]
+    public async Task A_first_argument_that_is_not_a_worker_count_exits_2_with_the_usage_before_anything_starts(string argument, string message)
+    {
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Repository };
+        start.ArgumentList.Add(Path.Combine(Repository, "deploy", "local", "cluster.sh"));
+        start.ArgumentList.Add(argument);
+        using var process = Process.Start(start)!;
+        var errors = process.StandardError.ReadToEndAsync();
+        var output = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(2, process.ExitCode);
+        Assert.StartsWith(message, await errors);
+        Assert.Equal("", output); // nothing built, installed or started
+    }
+
     [Fact]
     public async Task A_worker_killed_by_a_signal_does_not_end_the_run_and_a_preset_MinWorkers_is_kept()
     {

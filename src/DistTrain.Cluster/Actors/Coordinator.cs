@@ -115,6 +115,12 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             "Training is paused at epoch {0}: {1} of Cluster:MinWorkers = {2} workers; {3} when enough are alive. Start worker nodes to continue.",
             _plan.Epoch, _plan.AliveCount, _settings.MinWorkers, _pausedWork));
         Receive<PausedStatus>(_ => { });
+        Receive<PauseTimedOut>(_ => _phase == Phase.Paused, _ => Fail(new TrainingStalledException(string.Format(System.Globalization.CultureInfo.InvariantCulture,
+            "Training was paused for {0:F0} s at epoch {1} with {2} of Cluster:MinWorkers = {3} workers alive, and no worker joined; the job ends. " +
+            "Start worker nodes within Cluster:PauseTimeoutSeconds, lower Cluster:MinWorkers, or set Cluster:PauseTimeoutSeconds = 0 to wait for ever. " +
+            "With Checkpoint:Directory set, --resume continues from the newest checkpoint.",
+            _settings.PauseTimeout!.Value.TotalSeconds, _plan.Epoch, _plan.AliveCount, _settings.MinWorkers))));
+        Receive<PauseTimedOut>(_ => { });
         Receive<ReceiveTimeout>(_ => Fail(new TrainingStalledException(
             $"No progress for {_settings.StallTimeout.TotalSeconds:F0} s at epoch {_plan.Epoch}, after step {_lastStep} (weights version {_lastVersion}), " +
             $"{(_evaluation.Pending > 0 ? $"waiting for {_evaluation.Pending} evaluation result(s)" : "waiting for a round to complete")}. " +
@@ -141,13 +147,26 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Akka.Actor.Props.Create(() => new Coordinator(settings, parameterServer, null, workers, observer, completion));
 
     /// <inheritdoc />
-    protected override SupervisorStrategy SupervisorStrategy() =>
-        new OneForOneStrategy(exception =>
+    /// <remarks>
+    /// A child's failure is logged as an ERROR with its stack trace, and the coordinator, which receives that <see cref="Error"/>,
+    /// fails the job. A divergence is the one failure that is an outcome of training rather than a fault: it is
+    /// not logged here, its message is the job's error (the caller prints it once), and the child's termination fails the job.
+    /// </remarks>
+    protected override SupervisorStrategy SupervisorStrategy() => new DivergenceQuietStrategy(exception =>
+    {
+        Metrics.DistTrainMetrics.RecordFailure(Sender.Equals(_parameterServer) ? NodeRoles.ParameterServer : NodeRoles.Worker);
+        _childFailure ??= CreationCause(exception);
+        return Directive.Stop;
+    });
+
+    /// <summary>One-for-one supervision that logs every failure but a <see cref="TrainingDivergedException"/>.</summary>
+    private sealed class DivergenceQuietStrategy(Func<Exception, Directive> decider) : OneForOneStrategy(decider)
+    {
+        protected override void LogFailure(IActorContext context, IActorRef child, Exception cause, Directive directive)
         {
-            Metrics.DistTrainMetrics.RecordFailure(Sender.Equals(_parameterServer) ? NodeRoles.ParameterServer : NodeRoles.Worker);
-            _childFailure ??= CreationCause(exception);
-            return Directive.Stop;
-        });
+            if (CreationCause(cause) is not TrainingDivergedException) base.LogFailure(context, child, cause, directive);
+        }
+    }
 
     /// <summary>
     /// A child that threw in its constructor arrives as Akka's "Exception during creation", around "Error while creating actor
@@ -206,6 +225,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     private sealed record PausedStatus;
 
+    /// <summary>The pause has lasted Cluster:PauseTimeoutSeconds.</summary>
+    private sealed record PauseTimedOut;
+
     /// <summary>The workers for a StartEpoch: lost ones are <see cref="ActorRefs.Nobody"/>, so nothing is sent to them.</summary>
     private IActorRef[] WorkerSlots => [.. Enumerable.Range(0, _workers.Count).Select(i => _plan.IsAlive(i) ? _workers[i] : ActorRefs.Nobody)];
 
@@ -233,6 +255,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Metrics.DistTrainMetrics.Set("paused", 1);
         Self.Tell(new PausedStatus());
         Timers.StartPeriodicTimer("paused-status", new PausedStatus(), TimeSpan.FromSeconds(10));
+        if (_settings.PauseTimeout is { } timeout) Timers.StartSingleTimer("pause-timeout", new PauseTimedOut(), timeout);
     }
 
     private void StartNextEpoch() => WhenEnoughWorkers(() =>
@@ -293,6 +316,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             _onResume = null;
             _phase = _pausedFrom;
             Timers.Cancel("paused-status");
+            Timers.Cancel("pause-timeout");
             Metrics.DistTrainMetrics.Set("paused", 0);
             Context.SetReceiveTimeout(_settings.StallTimeout);
             _log.Info("Training resumes with {0} workers: {1}.", _plan.AliveCount, _pausedWork);
@@ -514,7 +538,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         if (_phase == Phase.Finished) return;
         _phase = Phase.Finished;
         _completion.TrySetException(reason);
-        _log.Warning("Training failed: {0}", reason.Message);
+        // A divergence is an outcome the caller reports with its last good weights: here it is information, not a fault.
+        if (reason is TrainingDivergedException) _log.Info("Training stopped: {0}", reason.Message);
+        else _log.Warning("Training failed: {0}", reason.Message);
         Context.Stop(Self);
     }
 }

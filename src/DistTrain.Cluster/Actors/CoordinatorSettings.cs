@@ -25,10 +25,12 @@ namespace DistTrain.Cluster.Actors;
 /// so steps per epoch stay and no step is a runt. 0: every worker keeps <paramref name="BatchSizePerWorker"/>, so the
 /// global minibatch shrinks or grows with the workers.</param>
 /// <param name="Mode">The training mode (Training:Mode): in the asynchronous modes every worker gets every shard of a part.</param>
+/// <param name="PauseTimeout">Cluster mode: longest pause below <paramref name="MinWorkers"/> before the job fails
+/// (Cluster:PauseTimeoutSeconds); null waits for ever.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
     ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
     int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1, int GlobalBatchSize = 0,
-    TrainingMode Mode = TrainingMode.Sync)
+    TrainingMode Mode = TrainingMode.Sync, TimeSpan? PauseTimeout = null)
 {
     /// <summary>True when the job survives losing workers (cluster mode).</summary>
     public bool ToleratesWorkerLoss => PlannerFor is not null;

@@ -366,10 +366,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping,
             FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0,
             PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum,
-            GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode);
+            GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode,
+            PauseTimeout: _options.Cluster.PauseTimeoutSeconds > 0 ? TimeSpan.FromSeconds(_options.Cluster.PauseTimeoutSeconds) : null);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
-            CheckpointResume.Settings(_options, _jobId), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
+            CheckpointResume.Settings(_options, _jobId, _trainCount), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
             update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer, shards: _options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _workerSteps, completion), "coordinator");
         _log.Info("Training starts with {0} worker{1} (job {2})", workers.Length, workers.Length == 1 ? "" : "s", _jobId);
@@ -391,10 +392,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         {
             TakeCheckpointDirectory();
             if (_options.Checkpoint.Resume)
-                _resumeFrom = CheckpointResume.Find(_options, _model.Layout, line => _log.Warning(line), matchWorkers: false,
-                    jobId: _takeover ? _jobId : null);
+                _resumeFrom = CheckpointResume.Find(_options, _model.Layout, LogResumeLine, matchWorkers: false,
+                    jobId: _takeover ? _jobId : null, trainSamples: _trainCount);
             else if (_takeover)
-                _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, line => _log.Warning(line), _jobId);
+                _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, LogResumeLine, _jobId, _trainCount);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
             return true;
         }
@@ -405,6 +406,13 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             Self.Tell(new Done(null, e)); // tells the worker nodes too, so they do not wait for a job that will not start
             return false;
         }
+    }
+
+    /// <summary>The resume search's lines: the checkpoint chosen is news (INFO); a skipped one, or none, is a warning.</summary>
+    private void LogResumeLine(string line)
+    {
+        if (line.StartsWith("Resuming from checkpoint ", StringComparison.Ordinal)) _log.Info(line);
+        else _log.Warning(line);
     }
 
     /// <summary>

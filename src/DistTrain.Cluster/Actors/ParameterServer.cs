@@ -18,8 +18,9 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="ShardSeed">Seed of the shard planner (Training:Seed), recorded so a resume can check it.</param>
 /// <param name="BatchSizePerWorker">Samples per worker minibatch (a push: Training:BatchSizePerWorker × Training:AccumulationSteps), recorded likewise.</param>
 /// <param name="Mode">The training mode, recorded likewise (a resume in another mode is refused).</param>
+/// <param name="TrainSamples">Training samples of the run, recorded likewise (<see cref="TrainingCheckpoint.TrainSamples"/>); 0 records none.</param>
 public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, int ShardSeed, int BatchSizePerWorker, string JobId = "",
-    TrainingMode Mode = TrainingMode.Sync);
+    TrainingMode Mode = TrainingMode.Sync, int TrainSamples = 0);
 
 /// <summary>What makes a parameter server one shard of a <see cref="ShardedParameterServer"/>.</summary>
 /// <param name="Index">The shard's index.</param>
@@ -289,7 +290,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
             : _model.Optimizer.State;
         var checkpoint = new TrainingCheckpoint(weights, state, _optimizerOptions.Kind, _model.Optimizer.StepCount, _model.Version,
             position.Epoch, position.Round, settings.ShardSeed, position.Workers, settings.BatchSizePerWorker, position.EpochSamples,
-            position.EpochLossSum, settings.JobId, _optimizerOptions.StateHyperparameters(), settings.Mode, position.TrainedAhead);
+            position.EpochLossSum, settings.JobId, _optimizerOptions.StateHyperparameters(), settings.Mode, position.TrainedAhead, settings.TrainSamples);
         if (sharded) Context.Parent.Tell(new ShardCheckpoint(_shardIndex, checkpoint));
         else _coordinator.Tell(Save(settings.Store, checkpoint, _log), Self);
     }

@@ -23,13 +23,15 @@ public static class CheckpointResume
     /// <param name="matchWorkers">Require Training:Workers to equal the checkpoint's worker count (single-node mode). Cluster
     /// mode passes false: there the job host waits for as many worker nodes as the checkpoint's epoch was planned for.</param>
     /// <param name="jobId">Only checkpoints of this job (a takeover's); null or empty accepts any.</param>
+    /// <param name="trainSamples">The run's training samples (after limits, class filter and validation split); 0 skips that check.</param>
     /// <exception cref="CheckpointResumeException">The directory holds no checkpoint, none is valid, the chosen one was
-    /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>), BatchSizePerWorker × AccumulationSteps
-    /// (the data order would differ) or Mode, holds the state of another optimizer (Optimizer:Kind, or momentum turned on or
+    /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>), BatchSizePerWorker × AccumulationSteps,
+    /// number of training samples (<paramref name="trainSamples"/>; the data order would differ) or Mode, holds the state of another optimizer (Optimizer:Kind, or momentum turned on or
     /// off), was built with another optimizer hyperparameter that its state depends on (see
     /// <see cref="Core.Optimization.OptimizerOptions.StateHyperparameters"/>), or it is already past Training:Epochs.</exception>
-    public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null) =>
-        Search(options, layout, log, matchWorkers, jobId, takeover: false)!;
+    public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null,
+        int trainSamples = 0) =>
+        Search(options, layout, log, matchWorkers, jobId, takeover: false, trainSamples)!;
 
     /// <summary>
     /// The checkpoint a standby parameter server that takes over job <paramref name="jobId"/> resumes from: as
@@ -41,11 +43,13 @@ public static class CheckpointResume
     /// <param name="layout">The model's layout.</param>
     /// <param name="log">Receives one line per skipped checkpoint, and one for the chosen one or for the restart.</param>
     /// <param name="jobId">The job the workers were in; null or empty accepts any job's checkpoints.</param>
-    /// <exception cref="CheckpointResumeException">The chosen checkpoint does not fit the config (seed, minibatch, optimizer state, epochs).</exception>
-    public static TrainingCheckpoint? FindForTakeover(TrainingOptions options, ParameterLayout layout, Action<string> log, string? jobId) =>
-        Search(options, layout, log, matchWorkers: false, jobId, takeover: true);
+    /// <param name="trainSamples">As <see cref="Find"/>.</param>
+    /// <exception cref="CheckpointResumeException">The chosen checkpoint does not fit the config (seed, minibatch, training samples, optimizer state, epochs).</exception>
+    public static TrainingCheckpoint? FindForTakeover(TrainingOptions options, ParameterLayout layout, Action<string> log, string? jobId, int trainSamples = 0) =>
+        Search(options, layout, log, matchWorkers: false, jobId, takeover: true, trainSamples);
 
-    private static TrainingCheckpoint? Search(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers, string? jobId, bool takeover)
+    private static TrainingCheckpoint? Search(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers, string? jobId, bool takeover,
+        int trainSamples)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(log);
@@ -60,7 +64,8 @@ public static class CheckpointResume
         var store = new CheckpointStore(directory, options.Checkpoint.Keep);
         var search = store.FindNewestValid(layout, jobId);
         foreach (var skipped in search.Skipped)
-            log($"Skipping checkpoint {skipped.Path}: {skipped.Reason}");
+            // The reader's errors start with the file's path, which the line already names.
+            log($"Skipping checkpoint {skipped.Path}: {(skipped.Reason.StartsWith(skipped.Path + ": ", StringComparison.Ordinal) ? skipped.Reason[(skipped.Path.Length + 2)..] : skipped.Reason)}");
         if (search.Checkpoint is not { } checkpoint)
         {
             if (!takeover)
@@ -79,6 +84,8 @@ public static class CheckpointResume
                 ? $"Training:BatchSizePerWorker = {loop.BatchSizePerWorker}, the checkpoint's is {checkpoint.BatchSizePerWorker}"
                 : $"Training:BatchSizePerWorker × Training:AccumulationSteps = {loop.MinibatchPerWorker}, the checkpoint's minibatch per worker is {checkpoint.BatchSizePerWorker}");
         if (checkpoint.Mode != loop.Mode) problems.Add($"Training:Mode = {loop.Mode}, the checkpoint's is {checkpoint.Mode}");
+        if (trainSamples > 0 && checkpoint.TrainSamples > 0 && checkpoint.TrainSamples != trainSamples)
+            problems.Add($"the data gives {trainSamples:N0} training samples (after Data:TrainLimit, Data:Classes and the validation split), the checkpoint's run had {checkpoint.TrainSamples:N0}");
         if (problems.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
                 "They fix the data order and what the checkpoint's position means, so resume with the checkpoint's values.");
@@ -88,6 +95,8 @@ public static class CheckpointResume
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", changes)}. " +
                 $"Its {checkpoint.OptimizerKind} state was built with the checkpoint's values, so resume with them, or start a new run " +
                 "without --resume (Checkpoint:Resume). The learning rate, its schedule, L1, L2 and clipping may change on resume.");
+        if (trainSamples > 0 && checkpoint.TrainSamples == 0)
+            log($"Checkpoint {search.Path} does not record its run's number of training samples (written by an earlier version); resume with the same Data settings, as it cannot be checked.");
         if (checkpoint.OptimizerHyperparameters is null)
             log($"Checkpoint {search.Path} does not record the optimizer settings its state was built with (written by an earlier version); they cannot be checked.");
         if (checkpoint.Epoch > loop.Epochs)
@@ -134,13 +143,14 @@ public static class CheckpointResume
     /// <summary>The parameter server's checkpoint settings from the options; null when Checkpoint:Directory is empty.</summary>
     /// <param name="options">Validated options.</param>
     /// <param name="jobId">The cluster job's identity, written into each checkpoint; empty in single-node mode.</param>
-    public static CheckpointSettings? Settings(TrainingOptions options, string jobId = "")
+    /// <param name="trainSamples">The run's training samples, written into each checkpoint for a resume to check; 0 writes none.</param>
+    public static CheckpointSettings? Settings(TrainingOptions options, string jobId = "", int trainSamples = 0)
     {
         ArgumentNullException.ThrowIfNull(options);
         var c = options.Checkpoint;
         return c.Enabled
             ? new CheckpointSettings(new CheckpointStore(c.Directory, c.Keep), c.EverySteps, options.Training.Seed, options.Training.MinibatchPerWorker, jobId,
-                options.Training.Mode)
+                options.Training.Mode, trainSamples)
             : null;
     }
 }

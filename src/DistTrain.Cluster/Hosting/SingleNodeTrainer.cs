@@ -49,7 +49,7 @@ public static class SingleNodeTrainer
         var model = ModelFactory.Build(options.Model);
         var weights = initialWeights ?? ModelFactory.StartingWeights(model, options.Model, loop.Seed);
         if (resumeFrom is null && options.Checkpoint.Resume)
-            resumeFrom = CheckpointResume.Find(options, model.Layout, log ?? (_ => { }));
+            resumeFrom = CheckpointResume.Find(options, model.Layout, log ?? (_ => { }), trainSamples: train.Count);
         planner ??= new ShardPlanner(train.Count, loop.Workers, loop.Seed);
         Blas.Configure(options.Compute, loop.Workers);
 
@@ -60,7 +60,7 @@ public static class SingleNodeTrainer
         system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = ParameterServer.Props(weights, options.ParameterServerOptimizer(), loop.Epochs, options.ParameterServerMonitoring(),
-            CheckpointResume.Settings(options), resumeFrom, update: UpdateSettings.From(loop), configuredOptimizer: options.Optimizer,
+            CheckpointResume.Settings(options, trainSamples: train.Count), resumeFrom, update: UpdateSettings.From(loop), configuredOptimizer: options.Optimizer,
             shards: options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var replica = ReplicaSettings.From(options);
         var workers = Enumerable.Range(0, loop.Workers)

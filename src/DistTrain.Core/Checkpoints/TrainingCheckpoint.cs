@@ -60,11 +60,12 @@ public sealed class TrainingCheckpoint
     /// <param name="mode">The training mode that wrote it (Training:Mode).</param>
     /// <param name="trainedAhead">Asynchronous mode: minibatches (round, shard) of rounds at or after <paramref name="round"/>
     /// already trained, which a resume skips; null or empty for none.</param>
+    /// <param name="trainSamples">The run's training samples (see <see cref="TrainSamples"/>); 0 when unknown.</param>
     /// <exception cref="ArgumentException">A state buffer does not have the trainable length, or a count is out of range.</exception>
     public TrainingCheckpoint(ParameterVector weights, IReadOnlyList<(string Name, float[] Values)> optimizerState, OptimizerKind optimizerKind,
         long optimizerSteps, long version, int epoch, int round, int shardSeed, int workers, int batchSizePerWorker,
         int epochSamples = 0, double epochLossSum = 0, string jobId = "", IReadOnlyList<(string Key, string Value)>? optimizerHyperparameters = null,
-        TrainingMode mode = TrainingMode.Sync, IReadOnlyList<(int Round, int Shard)>? trainedAhead = null)
+        TrainingMode mode = TrainingMode.Sync, IReadOnlyList<(int Round, int Shard)>? trainedAhead = null, int trainSamples = 0)
     {
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(optimizerState);
@@ -78,6 +79,7 @@ public sealed class TrainingCheckpoint
         ArgumentOutOfRangeException.ThrowIfLessThan(workers, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSizePerWorker, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(epochSamples);
+        ArgumentOutOfRangeException.ThrowIfNegative(trainSamples);
         Weights = weights;
         OptimizerState = optimizerState;
         OptimizerKind = optimizerKind;
@@ -93,6 +95,7 @@ public sealed class TrainingCheckpoint
         JobId = jobId ?? "";
         OptimizerHyperparameters = optimizerHyperparameters;
         Mode = mode;
+        TrainSamples = trainSamples;
         TrainedAhead = trainedAhead ?? [];
         foreach (var (r, shard) in TrainedAhead)
             if (r < round || shard < 0 || shard >= workers)
@@ -101,6 +104,12 @@ public sealed class TrainingCheckpoint
 
     /// <summary>The training mode that wrote the checkpoint (Training:Mode; <see cref="TrainingMode.Sync"/> for one that does not record it).</summary>
     public TrainingMode Mode { get; }
+
+    /// <summary>
+    /// Training samples of the run that wrote it (after Data:TrainLimit, the class filter and the validation split), which
+    /// with the seed and the workers fix every epoch's shard plan; 0 for a checkpoint that does not record them.
+    /// </summary>
+    public int TrainSamples { get; }
 
     /// <summary>Asynchronous mode: minibatches (round, shard) at or after <see cref="Round"/> already trained, which a resume skips.</summary>
     public IReadOnlyList<(int Round, int Shard)> TrainedAhead { get; }
@@ -270,6 +279,7 @@ public sealed class TrainingCheckpoint
             : JsonSerializer.Serialize(OptimizerHyperparameters.ToDictionary(h => h.Key, h => h.Value, StringComparer.Ordinal)),
         ["training_mode"] = Mode.ToString(),
         ["trained_ahead"] = string.Join(';', TrainedAhead.Select(m => $"{Invariant(m.Round)}:{Invariant(m.Shard)}")),
+        ["train_samples"] = Invariant(TrainSamples),
     };
 
     /// <summary>The trained-ahead list of the metadata (<c>round:shard;round:shard</c>); empty for none.</summary>
@@ -378,7 +388,8 @@ public sealed class TrainingCheckpoint
                 double.Parse(Get("epoch_loss_sum"), NumberStyles.Float, CultureInfo.InvariantCulture),
                 metadata.GetValueOrDefault("job_id", ""), // optional: checkpoints written before job ids have none
                 Hyperparameters(path, metadata.GetValueOrDefault("optimizer_hyperparameters", "")),
-                mode, TrainedAheadFrom(path, metadata.GetValueOrDefault("trained_ahead", "")));
+                mode, TrainedAheadFrom(path, metadata.GetValueOrDefault("trained_ahead", "")),
+                metadata.ContainsKey("train_samples") ? GetInt("train_samples") : 0); // optional: earlier checkpoints do not record it
         }
         catch (Exception e) when (e is ArgumentException or FormatException)
         {

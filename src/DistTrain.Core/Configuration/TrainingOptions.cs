@@ -215,6 +215,14 @@ public sealed class ClusterOptions
     public double JoinTimeoutSeconds { get; set; } = 120;
 
     /// <summary>
+    /// Seconds training may stay paused below <see cref="MinWorkers"/> (workers lost, none joined) before the parameter
+    /// server ends the job with an error that says so; 0 waits for ever. 0 to 604,800 (a week). Default 600, the default
+    /// time PyTorch's elastic rendezvous waits for enough nodes (<c>join_timeout</c>). With Checkpoint:Directory set,
+    /// <c>--resume</c> continues such a job later.
+    /// </summary>
+    public double PauseTimeoutSeconds { get; set; } = 600;
+
+    /// <summary>
     /// Seconds an unreachable node must stay unreachable, with membership otherwise stable, before the split-brain
     /// resolver downs it (Akka's <c>split-brain-resolver.stable-after</c>). It bounds how fast a standby parameter
     /// server takes over from a dead one: about failure detection (3–5 s) + this + the removal margin + the restart.

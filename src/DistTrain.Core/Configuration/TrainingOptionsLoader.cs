@@ -11,6 +11,14 @@ public static class TrainingOptionsLoader
     /// <summary>Prefix of environment variables that override keys: <c>DISTTRAIN_Optimizer__LearningRate=0.1</c>.</summary>
     public const string EnvironmentPrefix = "DISTTRAIN_";
 
+    /// <summary>
+    /// Variables of the <see cref="EnvironmentPrefix"/> that are not config keys: the switches of DistTrain's own test
+    /// suite and scripts (<c>DISTTRAIN_NETNS_TESTS=1</c> and the like), named without it. Every other variable of the prefix
+    /// must name a key, or loading fails naming the variable.
+    /// </summary>
+    public static readonly IReadOnlySet<string> NonConfigVariables =
+        new HashSet<string>(["NETNS_TESTS", "MAIN_JOB_REPLAY", "CONTAINER_TESTS"], StringComparer.OrdinalIgnoreCase);
+
     /// <summary>Largest config file read, bytes (1 MiB; the committed configs are under 2 KB).</summary>
     public const long MaxFileBytes = 1 << 20;
 
@@ -66,7 +74,7 @@ public static class TrainingOptionsLoader
         var fromEnvironment = new List<KeyValuePair<string, string?>>();
         foreach (var (name, value) in variables)
         {
-            if (!name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase)) continue;
+            if (!name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase) || NonConfigVariables.Contains(name[EnvironmentPrefix.Length..])) continue;
             var key = name[EnvironmentPrefix.Length..].Replace("__", ":");
             environmentKeys[key] = name;
             fromEnvironment.Add(new(key, value));
@@ -90,7 +98,15 @@ public static class TrainingOptionsLoader
         {
             throw new ConfigurationException(source, [$"the file is not valid JSON: {ConfigurationException.OneLine(e.InnerException?.Message ?? e.Message, 300)}"]);
         }
-        var unknown = UnknownKeys.Find(configuration, typeof(TrainingOptions)).ToList();
+        // An unknown key set by a variable names the variable: the file may not hold it at all.
+        var unknown = UnknownKeys.Find(configuration, typeof(TrainingOptions)).Select(problem =>
+        {
+            var path = problem[..Math.Max(0, problem.IndexOf(" is not a known key", StringComparison.Ordinal))];
+            var variables = environmentKeys.Where(kv => kv.Key.Equals(path, StringComparison.OrdinalIgnoreCase)
+                || kv.Key.StartsWith(path + ":", StringComparison.OrdinalIgnoreCase)).Select(kv => kv.Value).Order(StringComparer.Ordinal).ToList();
+            return path.Length == 0 || variables.Count == 0 || overrides?.ContainsKey(path) == true ? problem
+                : $"{problem} (from environment variable{(variables.Count == 1 ? "" : "s")} {string.Join(", ", variables)})";
+        }).ToList();
         if (unknown.Count > 0)
             throw new ConfigurationException(source, unknown);
 

@@ -125,6 +125,7 @@ public static class TrainingOptionsValidator
             && options.Training.Mode is TrainingMode.Async or TrainingMode.BoundedStaleness)
             problems.Add($"Cluster:ParameterServerShards = {options.Cluster.ParameterServerShards} is not possible with Optimizer:GradientClipNorm = {options.Optimizer.GradientClipNorm} in Training:Mode {options.Training.Mode}: clipping by the global norm needs every shard's part before any shard applies a gradient, which only Sync waits for. Set Optimizer:GradientClipNorm to 0, Cluster:ParameterServerShards to 1, or Training:Mode to Sync.");
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
+        Range("Cluster:PauseTimeoutSeconds", options.Cluster.PauseTimeoutSeconds, 0, 604_800);
         Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
         Range("Cluster:HeartbeatIntervalSeconds", options.Cluster.HeartbeatIntervalSeconds, 0.1, 60);
         Range("Cluster:AcceptableHeartbeatPauseSeconds", options.Cluster.AcceptableHeartbeatPauseSeconds, 0.5, 300);

@@ -10,8 +10,12 @@ namespace DistTrain.Core.Data;
 /// is a numeric feature, read as a float as it is written (no scaling; standardize with Data:Normalization). A value that
 /// is not a finite number, or a row with another number of columns, is an error naming the file, line and column.
 /// </summary>
-public static class CsvDataset
+public static partial class CsvDataset
 {
+    /// <summary>Sep's refusal of a header that repeats a name: <c>Col name '0' found 30 times at ...</c>.</summary>
+    [System.Text.RegularExpressions.GeneratedRegex(@"^Col name '([^']*)' found (\d+) times", System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
+    private static partial System.Text.RegularExpressions.Regex DuplicateColumnName();
+
     /// <summary>A file's column layout: which columns are features, which is the label.</summary>
     /// <param name="FeatureColumns">Names of the feature columns, in order (the header's, or <c>column N</c>, 0-based, without one).</param>
     /// <param name="FeatureIndices">Their 0-based positions.</param>
@@ -132,6 +136,13 @@ public static class CsvDataset
             if (layout is null)
                 throw new DataFormatException($"{path}: the file is empty.");
             return ([.. values], layout);
+        }
+        catch (ArgumentException e) when (options.HasHeader && DuplicateColumnName().Match(e.Message) is { Success: true } duplicate)
+        {
+            // Sep refuses a header that repeats a name; most often the "header" is a first row of numbers.
+            throw new DataFormatException($"{path}: the header row (line {options.SkipRows + 1}) names column '{duplicate.Groups[1].Value}' " +
+                $"{duplicate.Groups[2].Value} times, and column names must be unique. If that row is data, the file has no header row: set " +
+                "Data:Csv:HasHeader to false (a model trained on such a file reads its CSV files that way).");
         }
         catch (Exception e) when (e is InvalidDataException or ArgumentException or NotSupportedException)
         {
