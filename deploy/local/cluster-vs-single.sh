@@ -6,7 +6,8 @@
 # messaging time per step (steps.csv, the first 100 steps left out), and cluster/single per round, by samples/s and by
 # median step time (the second is less touched by the tails a shared machine adds). With BASELINE_DLL
 # (the disttrain.dll of another build, for example the one before a change) that build's cluster mode runs in every
-# round too, so a change is measured against its predecessor and against single-node mode in one sitting.
+# round too, so a change is measured against its predecessor and against single-node mode in one sitting. With PINNED=1
+# a cluster run with PIN_WORKERS=1 (each worker node on one core; deploy/local/cluster.sh) runs in every round as well.
 # Usage: deploy/local/cluster-vs-single.sh [ROUNDS] [OUT]   (default 4 rounds, OUT runs/cluster-vs-single)
 # EPOCHS=3, CONFIG=configs/fashion-mnist-mlp.json, WORKERS=2, TLS=false (Cluster:Tls of the cluster runs; shared
 # memory stays on, the default). docs/benchmarks.md has the figures.
@@ -38,15 +39,15 @@ run() { # run ROUND KIND -> measurement; KIND is single, cluster or baseline
   case $2 in
     single) DISTTRAIN_Training__Epochs="$epochs" DISTTRAIN_Output__Directory="$dir" \
               dotnet "$build" train -c "$config" --workers "$workers" > "$dir.log" 2>&1 ;;
-    cluster|baseline)
-      local dll="$build"; [ "$2" = cluster ] || dll="$BASELINE_DLL"
-      CLI_DLL="$dll" DISTTRAIN_Cluster__Tls="$tls" DISTTRAIN_Training__Epochs="$epochs" DISTTRAIN_Output__Directory="$dir" \
+    cluster|baseline|pinned)
+      local dll="$build" pin=0; [ "$2" != baseline ] || dll="$BASELINE_DLL"; [ "$2" != pinned ] || pin=1
+      PIN_WORKERS="$pin" CLI_DLL="$dll" DISTTRAIN_Cluster__Tls="$tls" DISTTRAIN_Training__Epochs="$epochs" DISTTRAIN_Output__Directory="$dir" \
         bash deploy/local/cluster.sh "$workers" --config "$config" > "$dir.log" 2>&1 ;;
   esac || { echo "round $1, $2: the run failed; its output is in $dir.log" >&2; exit 1; }
   measure "$dir"
 }
 
-kinds=(single cluster); [ -z "${BASELINE_DLL:-}" ] || kinds+=(baseline)
+kinds=(single cluster); [ -z "${BASELINE_DLL:-}" ] || kinds+=(baseline); [ "${PINNED:-0}" != 1 ] || kinds+=(pinned)
 echo "round  run       samples/s  step ms  messaging ms  (cluster/single by samples/s, by median step)"
 for round in $(seq 1 "$rounds"); do
   order=("${kinds[@]}"); [ $((round % 2)) -eq 1 ] || order=($(printf '%s\n' "${kinds[@]}" | tac))

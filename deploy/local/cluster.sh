@@ -14,6 +14,9 @@
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
 # argument and the node's command after it, which it must exec (tests/modes/in-cpu-group.sh puts each worker in a CPU
 # group this way, before the node starts).
+# PIN_WORKERS=1: worker node i runs on core (i - 1) mod nproc only (taskset), as MPI's --bind-to core places its ranks;
+# the parameter server is not pinned. On this 2-core machine it made cluster mode faster (docs/benchmarks.md), but a
+# pinned worker cannot move off a core that other work keeps busy, so on a shared machine it can be slower.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # WORKERS, when given, comes first; without it (no arguments, or the node options straight away) there are 2.
@@ -56,6 +59,7 @@ chmod +x "$RUN/add-worker.sh"
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server
 for i in $(seq 1 "$workers"); do
   wrapper=(); [ -z "${WORKER_WRAPPER:-}" ] || wrapper=("$WORKER_WRAPPER" "$i")
+  [ "${PIN_WORKERS:-0}" != 1 ] || wrapper+=(taskset -c "$(( (i - 1) % $(nproc) ))")
   metrics=(); [ -z "$metrics_port" ] || metrics=("DISTTRAIN_Metrics__Port=$(( metrics_port + i ))")
   env DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
   pids+=($!); names[$!]="worker-$i"

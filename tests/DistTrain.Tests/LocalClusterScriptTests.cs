@@ -30,11 +30,12 @@ public class LocalClusterScriptTests
     public async Task A_worker_killed_by_a_signal_does_not_end_the_run_and_a_preset_MinWorkers_is_kept()
     {
         // Worker 1's wrapper kills itself with SIGKILL before the node starts (exit 137, as kill -9 mid-run gives); with
-        // Cluster:MinWorkers 1 the job trains on worker 2 and must end with its result and exit code 0.
+        // Cluster:MinWorkers 1 the job trains on worker 2 and must end with its result and exit code 0. PIN_WORKERS=1 puts
+        // taskset before each node's command, which the wrapper records: worker 2 trains pinned to its core.
         var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
         var wrapper = Path.Combine(folder, "wrapper.sh");
-        File.WriteAllText(wrapper, "#!/usr/bin/env bash\n[ \"$1\" != 1 ] || kill -9 $$\nshift\nexec \"$@\"\n");
+        File.WriteAllText(wrapper, "#!/usr/bin/env bash\necho \"${@:2:3}\" > \"$(dirname \"$0\")/worker-$1.command\"\n[ \"$1\" != 1 ] || kill -9 $$\nshift\nexec \"$@\"\n");
         string? runFolder = null;
         try
         {
@@ -51,6 +52,7 @@ public class LocalClusterScriptTests
                 start.Environment.Remove(key);
             start.Environment["CLI_DLL"] = Path.Combine(AppContext.BaseDirectory, "disttrain.dll");
             start.Environment["WORKER_WRAPPER"] = wrapper;
+            start.Environment["PIN_WORKERS"] = "1";
             start.Environment["DISTTRAIN_Cluster__MinWorkers"] = "1";
             start.Environment["DISTTRAIN_Cluster__Tls"] = "false";
             start.Environment["DISTTRAIN_Data__Directory"] = Path.Combine(Repository, "tests", "data", "fashion-mnist-subset");
@@ -75,6 +77,8 @@ public class LocalClusterScriptTests
             Assert.Contains("worker-1 was killed (signal 9); the job goes on without it", errors);
             Assert.Contains("add-worker.sh starts a replacement", errors);
             Assert.Contains("Test accuracy after 1 epoch", output);
+            Assert.Equal($"taskset -c {1 % Environment.ProcessorCount}", File.ReadAllText(Path.Combine(folder, "worker-2.command")).Trim());
+            Assert.Equal("taskset -c 0", File.ReadAllText(Path.Combine(folder, "worker-1.command")).Trim());
         }
         finally
         {
