@@ -14,8 +14,9 @@
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
 # argument and the node's command after it, which it must exec (tests/modes/in-cpu-group.sh puts each worker in a CPU
 # group this way, before the node starts).
-# PIN_WORKERS=1: worker node i runs on core (i - 1) mod nproc only (taskset), as MPI's --bind-to core places its ranks;
-# the parameter server is not pinned. On this 2-core machine it made cluster mode faster (docs/benchmarks.md), but a
+# PIN_WORKERS=1: worker node i runs only on its own block of Compute:BlasThreads CPUs (the i-th, in turn, of the CPUs
+# this script may use; with 2 workers on 2 cores, worker i on core i - 1), with taskset, as MPI's --bind-to core places
+# its ranks; the parameter server is not pinned. On this 2-core machine it made cluster mode faster (docs/benchmarks.md), but a
 # pinned worker cannot move off a core that other work keeps busy, so on a shared machine it can be slower.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,6 +26,8 @@ if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
   if [ "$workers" -lt 1 ] || [ "$workers" -gt 256 ]; then
     echo "cluster.sh: WORKERS = $workers; give 1 to 256 worker nodes. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...]" >&2; exit 2
   fi
+elif [ $# -gt 0 ] && [ -z "$1" ]; then
+  workers=2; shift  # an empty WORKERS (cluster.sh "" ...) is the default
 elif [ -z "${1:-}" ] || [[ "$1" == -* ]]; then
   workers=2
 else
@@ -43,6 +46,21 @@ export DISTTRAIN_Cluster__MinWorkers="${DISTTRAIN_Cluster__MinWorkers:-$workers}
 # The worker nodes share this machine's cores.
 export DISTTRAIN_Compute__BlasThreads="${DISTTRAIN_Compute__BlasThreads:-$(( $(nproc) / workers > 0 ? $(nproc) / workers : 1 ))}"
 
+# PIN_WORKERS: the CPUs this script may use (its affinity, which a container or cgroup may limit; not nproc, which
+# OMP_NUM_THREADS lowers), and worker i's block of DISTTRAIN_Compute__BlasThreads of them, in turn.
+allowed_cpus=()
+for range in $(taskset -pc $$ | sed 's/.*: //' | tr ',' ' '); do
+  if [[ "$range" == *-* ]]; then for cpu in $(seq "${range%-*}" "${range#*-}"); do allowed_cpus+=("$cpu"); done; else allowed_cpus+=("$range"); fi
+done
+cores_of_worker() { # cores_of_worker I -> "c1,c2,...": worker I's DISTTRAIN_Compute__BlasThreads CPUs
+  local threads=$(( DISTTRAIN_Compute__BlasThreads > 0 ? DISTTRAIN_Compute__BlasThreads : 1 )) first list="" k
+  for ((k = 0; k < threads; k++)); do
+    first=$(( (($1 - 1) * threads + k) % ${#allowed_cpus[@]} ))
+    list+="${list:+,}${allowed_cpus[$first]}"
+  done
+  echo "$list"
+}
+
 logs="$RUN/logs"
 declare -A names
 pids=()
@@ -59,7 +77,7 @@ chmod +x "$RUN/add-worker.sh"
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server
 for i in $(seq 1 "$workers"); do
   wrapper=(); [ -z "${WORKER_WRAPPER:-}" ] || wrapper=("$WORKER_WRAPPER" "$i")
-  [ "${PIN_WORKERS:-0}" != 1 ] || wrapper+=(taskset -c "$(( (i - 1) % $(nproc) ))")
+  [ "${PIN_WORKERS:-0}" != 1 ] || wrapper+=(taskset -c "$(cores_of_worker "$i")")
   metrics=(); [ -z "$metrics_port" ] || metrics=("DISTTRAIN_Metrics__Port=$(( metrics_port + i ))")
   env DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
   pids+=($!); names[$!]="worker-$i"

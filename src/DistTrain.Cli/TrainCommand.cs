@@ -107,6 +107,11 @@ internal static class TrainCommand
             checkpointLock?.Dispose();
             return (2, null, null);
         }
+        catch
+        {
+            checkpointLock?.Dispose(); // an unexpected failure: the folder is not kept from the next job of this process
+            throw;
+        }
         using var heldCheckpointDirectory = checkpointLock; // released when the run is saved, or failed
         MetricsExporter? exporter;
         try

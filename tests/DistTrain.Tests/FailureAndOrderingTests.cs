@@ -201,7 +201,7 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
             workers, observer, completion));
         // Paused in epoch 2 (as in the test above), no worker joins: the job fails after 1 s, not after the 20 s stall timeout.
         var failure = await Assert.ThrowsAsync<TrainingStalledException>(() => completion.Task.WaitAsync(Guard));
-        Assert.StartsWith("Training was paused for 1 s at epoch 2 with 2 of Cluster:MinWorkers = 3 workers alive, and no worker joined; the job ends. " +
+        Assert.StartsWith("Training was paused for 1 s at epoch 2 with 2 of Cluster:MinWorkers = 3 workers alive, and no worker joined in that time; the job ends. " +
             "Start worker nodes within Cluster:PauseTimeoutSeconds, lower Cluster:MinWorkers, or set Cluster:PauseTimeoutSeconds = 0", failure.Message);
         Assert.Equal([1], observer.Epochs.Select(e => e.Epoch));
     }

@@ -7,6 +7,19 @@ public class LocalClusterScriptTests
 {
     private static string Repository => Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", ".."));
 
+    /// <summary>The CPUs this process may run on (<c>Cpus_allowed_list</c> of /proc/self/status: <c>0-3,6</c>), in order.</summary>
+    private static List<int> AllowedCpus()
+    {
+        var list = File.ReadLines("/proc/self/status").Single(l => l.StartsWith("Cpus_allowed_list:", StringComparison.Ordinal)).Split(':')[1].Trim();
+        var cpus = new List<int>();
+        foreach (var range in list.Split(','))
+        {
+            var ends = range.Split('-').Select(int.Parse).ToArray();
+            for (var cpu = ends[0]; cpu <= ends[^1]; cpu++) cpus.Add(cpu);
+        }
+        return cpus;
+    }
+
     /// <summary>A first argument that is not a worker count used to end in a shell error ("abc: unbound variable", "division by 0").</summary>
     [Theory]
     [InlineData("abc", "cluster.sh: 'abc' is not a number of workers. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...]")]
@@ -53,6 +66,7 @@ public class LocalClusterScriptTests
             start.Environment["CLI_DLL"] = Path.Combine(AppContext.BaseDirectory, "disttrain.dll");
             start.Environment["WORKER_WRAPPER"] = wrapper;
             start.Environment["PIN_WORKERS"] = "1";
+            start.Environment["DISTTRAIN_Compute__BlasThreads"] = "1";
             start.Environment["DISTTRAIN_Cluster__MinWorkers"] = "1";
             start.Environment["DISTTRAIN_Cluster__Tls"] = "false";
             start.Environment["DISTTRAIN_Data__Directory"] = Path.Combine(Repository, "tests", "data", "fashion-mnist-subset");
@@ -77,8 +91,10 @@ public class LocalClusterScriptTests
             Assert.Contains("worker-1 was killed (signal 9); the job goes on without it", errors);
             Assert.Contains("add-worker.sh starts a replacement", errors);
             Assert.Contains("Test accuracy after 1 epoch", output);
-            Assert.Equal($"taskset -c {1 % Environment.ProcessorCount}", File.ReadAllText(Path.Combine(folder, "worker-2.command")).Trim());
-            Assert.Equal("taskset -c 0", File.ReadAllText(Path.Combine(folder, "worker-1.command")).Trim());
+            // One BLAS thread each: worker i gets the i-th CPU this process may run on, in turn.
+            var cpus = AllowedCpus();
+            Assert.Equal($"taskset -c {cpus[0]}", File.ReadAllText(Path.Combine(folder, "worker-1.command")).Trim());
+            Assert.Equal($"taskset -c {cpus[1 % cpus.Count]}", File.ReadAllText(Path.Combine(folder, "worker-2.command")).Trim());
         }
         finally
         {

@@ -116,7 +116,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             _plan.Epoch, _plan.AliveCount, _settings.MinWorkers, _pausedWork));
         Receive<PausedStatus>(_ => { });
         Receive<PauseTimedOut>(_ => _phase == Phase.Paused, _ => Fail(new TrainingStalledException(string.Format(System.Globalization.CultureInfo.InvariantCulture,
-            "Training was paused for {0:F0} s at epoch {1} with {2} of Cluster:MinWorkers = {3} workers alive, and no worker joined; the job ends. " +
+            "Training was paused for {0:F0} s at epoch {1} with {2} of Cluster:MinWorkers = {3} workers alive, and no worker joined in that time; the job ends. " +
             "Start worker nodes within Cluster:PauseTimeoutSeconds, lower Cluster:MinWorkers, or set Cluster:PauseTimeoutSeconds = 0 to wait for ever. " +
             "With Checkpoint:Directory set, --resume continues from the newest checkpoint.",
             _settings.PauseTimeout!.Value.TotalSeconds, _plan.Epoch, _plan.AliveCount, _settings.MinWorkers))));
@@ -322,6 +322,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             _log.Info("Training resumes with {0} workers: {1}.", _plan.AliveCount, _pausedWork);
             resume();
         }
+        else if (_phase == Phase.Paused && _settings.PauseTimeout is { } timeout)
+            Timers.StartSingleTimer("pause-timeout", new PauseTimedOut(), timeout); // a join is progress: the wait starts again
     }
 
     /// <summary>

@@ -437,6 +437,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private void OnDone(Done done)
     {
+        // The job is over: the folder is free for the next one now, not when this node has finished leaving the cluster.
+        _checkpointLock?.Dispose();
+        _checkpointLock = null;
         var summary = done.Result is { } result
             ? $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs[^1].Epoch} epochs".ToString(CultureInfo.InvariantCulture)
             : $"failed: {done.Failure?.Message}";

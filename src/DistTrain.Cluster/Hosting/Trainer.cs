@@ -77,6 +77,7 @@ public sealed class Trainer
     /// <exception cref="ConfigurationException">The model does not fit the data (input features or number of classes).</exception>
     /// <exception cref="InvalidDataException">Model:Pretrained cannot be read or does not fit the model.</exception>
     /// <exception cref="CheckpointResumeException">Checkpoint:Resume is set and no checkpoint fits.</exception>
+    /// <exception cref="Core.Checkpoints.CheckpointDirectoryException">Another running job holds Checkpoint:Directory, or it cannot be created.</exception>
     /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite; it holds the last good weights.</exception>
     /// <exception cref="TrainingStalledException">No progress within Training:StallTimeoutSeconds.</exception>
     /// <exception cref="InvalidOperationException">An actor failed; the message says which and why.</exception>

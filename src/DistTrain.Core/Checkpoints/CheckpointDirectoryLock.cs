@@ -53,12 +53,12 @@ public sealed class CheckpointDirectoryLock : IDisposable
         {
             System.IO.Directory.CreateDirectory(directory);
             // OpenOrCreate, never truncated or deleted: the file holds nothing, and deleting it could race a job that is
-            // opening it (it would lock a file no longer in the directory).
-            return new CheckpointDirectoryLock(directory, new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+            // opening it (it would lock a file no longer in the directory). Read access is enough for the exclusive lock,
+            // which FileShare.None takes whatever the access, so a job of another user can open a file created 0644.
+            return new CheckpointDirectoryLock(directory, new FileStream(path, FileMode.OpenOrCreate, FileAccess.Read, FileShare.None));
         }
-        catch (IOException e) when (e is not (FileNotFoundException or DirectoryNotFoundException or PathTooLongException) && File.Exists(path))
+        catch (IOException e) when (IsLockConflict(e))
         {
-            // Opened by a holder of the lock: .NET reports the sharing violation as a plain IOException.
             throw new CheckpointDirectoryException(
                 $"Checkpoint:Directory '{directory}' is in use by another running job (it holds the lock file {path}). Two jobs in one folder " +
                 "would write checkpoints of the same names over each other's and delete each other's as old ones. Give this job its own " +
@@ -69,6 +69,14 @@ public sealed class CheckpointDirectoryLock : IDisposable
             throw new CheckpointDirectoryException($"Could not create the checkpoint lock file {path}: {e.Message}. Check Checkpoint:Directory and its permissions.", e);
         }
     }
+
+    /// <summary>
+    /// True for the refusal of the lock itself: flock's EWOULDBLOCK, which .NET reports as an <see cref="IOException"/>
+    /// whose HResult is the errno (11 on Linux, 35 on macOS; measured on Linux with .NET 10), or Windows' sharing and lock
+    /// violations. Any other failure (a read-only or stale mount, no file descriptors left) is not another job's doing.
+    /// </summary>
+    private static bool IsLockConflict(IOException e) =>
+        e.GetType() == typeof(IOException) && e.HResult is 11 or 35 or unchecked((int)0x80070020) or unchecked((int)0x80070021);
 
     /// <summary>
     /// Takes the directory of <paramref name="options"/>. Null when checkpoints are off (no Checkpoint:Directory), and when
