@@ -20,14 +20,22 @@ internal static class RunOutputs
     /// the model's metadata as <c>model.safetensors</c> does (model section, normalization, data description), so
     /// <c>evaluate</c>, <c>predict</c>, <c>export</c> and <c>Model:Pretrained</c> load it; no test accuracy describes it.
     /// </summary>
+    /// <param name="runDirectory">The run folder.</param>
+    /// <param name="options">The run's options (the model section, the seed).</param>
+    /// <param name="normalizer">The input standardization fitted on the training split.</param>
+    /// <param name="data">The data description, as in <c>model.safetensors</c>.</param>
+    /// <param name="diverged">The divergence, with the last good weights and their version.</param>
+    /// <param name="report">The run's report: the epochs those weights have been through; null when there is none.</param>
+    /// <param name="epochsBefore">Epochs finished before this run started (a resumed run's checkpoint epoch − 1), recorded
+    /// when the run diverged before finishing an epoch of its own.</param>
     public static void SaveLastGood(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data,
-        DistTrain.Cluster.Actors.TrainingDivergedException diverged, RunReport? report)
+        DistTrain.Cluster.Actors.TrainingDivergedException diverged, RunReport? report, int epochsBefore = 0)
     {
         if (diverged.LastGoodWeights is null) return;
         var layout = DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout;
         var path = Path.Combine(runDirectory, RunFiles.LastGood);
         var version = diverged.LastGoodVersion;
-        var epochs = report?.Epochs.LastOrDefault(e => e.Version <= version)?.Epoch ?? 0; // the epochs these weights have been through
+        var epochs = report?.Epochs.LastOrDefault(e => e.Version <= version)?.Epoch ?? epochsBefore; // the epochs these weights have been through
         var metadata = DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, data, version, epochs, testAccuracy: null, options.Training.Seed);
         metadata["stopped"] = "training diverged; these are the last weights with a finite loss";
         SafeTensors.Write(path, new DistTrain.Core.Tensors.ParameterVector(layout, diverged.LastGoodWeights), metadata);

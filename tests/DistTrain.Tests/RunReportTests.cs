@@ -10,6 +10,26 @@ public class RunReportTests : IDisposable
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
+    /// <summary>
+    /// The last good weights of a run that diverged before finishing an epoch record the epochs they have been through:
+    /// those of the run before it when it was resumed (its checkpoint's epoch − 1), not 0; and they load as a model.
+    /// </summary>
+    [Fact]
+    public void Last_good_weights_of_a_resumed_run_that_diverged_in_its_first_epoch_record_the_epochs_before_it()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 5);
+        var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
+        var weights = Enumerable.Range(0, layout.TotalLength).Select(i => i * 1e-4f).ToArray();
+        var diverged = new Cluster.Actors.TrainingDivergedException("diverged", weights, lastGoodVersion: 60);
+        RunOutputs.SaveLastGood(_directory, options, data.Normalizer, Core.Data.DataMetadata.Of(data, options.Data), diverged,
+            new RunReport(NullTrainingObserver.Instance), epochsBefore: 3);
+        var model = Core.Models.TrainedModel.Load(Path.Combine(_directory, Core.Checkpoints.RunFiles.LastGood));
+        Assert.Equal("3", model.Metadata["epochs"]);
+        Assert.Equal("60", model.Metadata["version"]);
+        Assert.Equal(weights, model.Weights.Values);
+    }
+
     [Fact]
     public async Task A_run_writes_its_step_and_epoch_series_and_a_png_of_the_curves()
     {
