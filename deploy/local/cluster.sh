@@ -26,10 +26,10 @@ if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
   if [ "$workers" -lt 1 ] || [ "$workers" -gt 256 ]; then
     echo "cluster.sh: WORKERS = $workers; give 1 to 256 worker nodes. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...]" >&2; exit 2
   fi
-elif [ $# -gt 0 ] && [ -z "$1" ]; then
-  workers=2; shift  # an empty WORKERS (cluster.sh "" ...) is the default
-elif [ -z "${1:-}" ] || [[ "$1" == -* ]]; then
+elif [ $# -eq 0 ] || [[ "$1" == -* ]]; then
   workers=2
+elif [ -z "$1" ]; then
+  workers=2; shift  # an empty WORKERS (cluster.sh "" ...) is the default
 else
   echo "cluster.sh: '$1' is not a number of workers. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...], for example deploy/local/cluster.sh 2 --config configs/fashion-mnist-mlp.json" >&2; exit 2
 fi

@@ -12,6 +12,9 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
     /// <summary>The test accuracy after the last epoch.</summary>
     public double FinalAccuracy => Epochs[^1].TestAccuracy;
 
+    /// <summary>True for a run resumed from a checkpoint: its first epoch is not epoch 1, and the epochs before it are another run's.</summary>
+    public bool Resumed => Epochs[0].Epoch > 1;
+
     /// <summary>Cumulative seconds at the end of the first epoch whose test accuracy reached <paramref name="target"/>;
     /// null when no epoch did.</summary>
     public double? SecondsTo(double target) => Epochs.FirstOrDefault(e => e.TestAccuracy >= target) is { Epoch: > 0 } reached ? reached.Seconds : null;

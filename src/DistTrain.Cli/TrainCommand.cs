@@ -74,6 +74,7 @@ internal static class TrainCommand
         DistTrain.Core.Tensors.ParameterVector startingWeights;
         TrainingCheckpoint? resumeFrom = null;
         CheckpointDirectoryLock? checkpointLock = null;
+        var prepared = false; // until then, every way out releases the checkpoint folder
         string? shards = null;
         try
         {
@@ -96,21 +97,19 @@ internal static class TrainCommand
             if (cancellationToken.IsCancellationRequested)
             {
                 CliConsole.Fail("cancelled", "stopped before training started; nothing was written.");
-                checkpointLock?.Dispose();
                 return (130, null, null);
             }
             runDirectory = RunDirectory.Create(options.Output.Directory);
+            prepared = true;
         }
         catch (Exception e) when (CliConsole.IsInputError(e))
         {
             CliConsole.Fail("error", e.Message);
-            checkpointLock?.Dispose();
             return (2, null, null);
         }
-        catch
+        finally
         {
-            checkpointLock?.Dispose(); // an unexpected failure: the folder is not kept from the next job of this process
-            throw;
+            if (!prepared) checkpointLock?.Dispose();
         }
         using var heldCheckpointDirectory = checkpointLock; // released when the run is saved, or failed
         MetricsExporter? exporter;

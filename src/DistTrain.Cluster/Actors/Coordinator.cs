@@ -255,6 +255,12 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Metrics.DistTrainMetrics.Set("paused", 1);
         Self.Tell(new PausedStatus());
         Timers.StartPeriodicTimer("paused-status", new PausedStatus(), TimeSpan.FromSeconds(10));
+        StartPauseTimeout();
+    }
+
+    /// <summary>Starts (or starts again) the wait of Cluster:PauseTimeoutSeconds, when there is one.</summary>
+    private void StartPauseTimeout()
+    {
         if (_settings.PauseTimeout is { } timeout) Timers.StartSingleTimer("pause-timeout", new PauseTimedOut(), timeout);
     }
 
@@ -322,8 +328,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             _log.Info("Training resumes with {0} workers: {1}.", _plan.AliveCount, _pausedWork);
             resume();
         }
-        else if (_phase == Phase.Paused && _settings.PauseTimeout is { } timeout)
-            Timers.StartSingleTimer("pause-timeout", new PauseTimedOut(), timeout); // a join is progress: the wait starts again
+        else if (_phase == Phase.Paused)
+            StartPauseTimeout(); // a join is progress: the wait starts again
     }
 
     /// <summary>

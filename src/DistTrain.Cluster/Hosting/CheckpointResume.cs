@@ -64,8 +64,7 @@ public static class CheckpointResume
         var store = new CheckpointStore(directory, options.Checkpoint.Keep);
         var search = store.FindNewestValid(layout, jobId);
         foreach (var skipped in search.Skipped)
-            // The reader's errors start with the file's path, which the line already names.
-            log($"Skipping checkpoint {skipped.Path}: {(skipped.Reason.StartsWith(skipped.Path + ": ", StringComparison.Ordinal) ? skipped.Reason[(skipped.Path.Length + 2)..] : skipped.Reason)}");
+            log($"Skipping checkpoint {skipped.Path}: {skipped.Reason}");
         if (search.Checkpoint is not { } checkpoint)
         {
             if (!takeover)

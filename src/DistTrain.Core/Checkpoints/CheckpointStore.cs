@@ -6,7 +6,8 @@ namespace DistTrain.Core.Checkpoints;
 
 /// <summary>A checkpoint file that <see cref="CheckpointStore.FindNewestValid"/> passed over, and why.</summary>
 /// <param name="Path">The file.</param>
-/// <param name="Reason">The verification error (truncated, checksum mismatch, another model, ...).</param>
+/// <param name="Reason">The verification error (truncated, checksum mismatch, another model, ...), without the path, which
+/// <paramref name="Path"/> gives.</param>
 public sealed record SkippedCheckpoint(string Path, string Reason);
 
 /// <summary>The result of looking for a checkpoint to resume from.</summary>
@@ -117,7 +118,8 @@ public sealed partial class CheckpointStore
             }
             catch (Exception e) when (e is InvalidDataException or SafeTensorsFormatException or IOException or UnauthorizedAccessException)
             {
-                skipped.Add(new SkippedCheckpoint(path, e.Message));
+                // The reader's errors start with the file's path.
+                skipped.Add(new SkippedCheckpoint(path, e.Message.StartsWith(path + ": ", StringComparison.Ordinal) ? e.Message[(path.Length + 2)..] : e.Message));
             }
         }
         return new CheckpointSearch(null, null, skipped);

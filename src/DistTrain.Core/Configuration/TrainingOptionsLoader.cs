@@ -99,13 +99,12 @@ public static class TrainingOptionsLoader
             throw new ConfigurationException(source, [$"the file is not valid JSON: {ConfigurationException.OneLine(e.InnerException?.Message ?? e.Message, 300)}"]);
         }
         // An unknown key set by a variable names the variable: the file may not hold it at all.
-        var unknown = UnknownKeys.Find(configuration, typeof(TrainingOptions)).Select(problem =>
+        var unknown = UnknownKeys.Find(configuration, typeof(TrainingOptions)).Select(found =>
         {
-            var path = problem[..Math.Max(0, problem.IndexOf(" is not a known key", StringComparison.Ordinal))];
-            var variables = environmentKeys.Where(kv => kv.Key.Equals(path, StringComparison.OrdinalIgnoreCase)
-                || kv.Key.StartsWith(path + ":", StringComparison.OrdinalIgnoreCase)).Select(kv => kv.Value).Order(StringComparer.Ordinal).ToList();
-            return path.Length == 0 || variables.Count == 0 || overrides?.ContainsKey(path) == true ? problem
-                : $"{problem} (from environment variable{(variables.Count == 1 ? "" : "s")} {string.Join(", ", variables)})";
+            var variables = environmentKeys.Where(kv => kv.Key.Equals(found.Path, StringComparison.OrdinalIgnoreCase)
+                || kv.Key.StartsWith(found.Path + ":", StringComparison.OrdinalIgnoreCase)).Select(kv => kv.Value).Order(StringComparer.Ordinal).ToList();
+            return variables.Count == 0 || overrides?.ContainsKey(found.Path) == true ? found.Problem
+                : $"{found.Problem} (from environment variable{(variables.Count == 1 ? "" : "s")} {string.Join(", ", variables)})";
         }).ToList();
         if (unknown.Count > 0)
             throw new ConfigurationException(source, unknown);

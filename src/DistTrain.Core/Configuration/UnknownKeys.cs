@@ -12,7 +12,9 @@ namespace DistTrain.Core.Configuration;
 /// </summary>
 internal static class UnknownKeys
 {
-    public static IEnumerable<string> Find(IConfiguration configuration, Type type, string prefix = "")
+    /// <summary>Every key of <paramref name="configuration"/> that binds to nothing in <paramref name="type"/>, or has the wrong
+    /// shape: its full path (<c>Optimizer:LearnRate</c>) and the problem line that names it.</summary>
+    public static IEnumerable<(string Path, string Problem)> Find(IConfiguration configuration, Type type, string prefix = "")
     {
         var properties = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
             .Where(p => p.CanWrite)
@@ -26,7 +28,7 @@ internal static class UnknownKeys
                 var hint = suggestion is not null
                     ? $" Did you mean '{(prefix.Length == 0 ? suggestion : $"{prefix}:{suggestion}")}'?"
                     : $" Known keys here: {string.Join(", ", properties.Keys)}.";
-                yield return $"{path} is not a known key.{hint}";
+                yield return (path, $"{path} is not a known key.{hint}");
                 continue;
             }
             foreach (var problem in FindInValue(child, property.PropertyType, path))
@@ -34,16 +36,16 @@ internal static class UnknownKeys
         }
     }
 
-    private static IEnumerable<string> FindInValue(IConfigurationSection section, Type type, string path)
+    private static IEnumerable<(string Path, string Problem)> FindInValue(IConfigurationSection section, Type type, string path)
     {
         if (type == typeof(string) || type.IsPrimitive || type.IsEnum || type == typeof(decimal))
             return section.GetChildren().Any()
-                ? [$"{path} is a list or object, but it takes a single value ({(type.IsEnum ? $"one of {string.Join(", ", Enum.GetNames(type))}" : type == typeof(string) ? "a string" : type == typeof(bool) ? "true or false" : "a number")})."]
+                ? [(path, $"{path} is a list or object, but it takes a single value ({(type.IsEnum ? $"one of {string.Join(", ", Enum.GetNames(type))}" : type == typeof(string) ? "a string" : type == typeof(bool) ? "true or false" : "a number")}).")]
                 : [];
         var element = type.IsGenericType && typeof(IEnumerable).IsAssignableFrom(type) ? type.GetGenericArguments()[0] : null;
         // An empty JSON list or object, or null, arrives as an empty value; anything else where a list or object belongs is a mistake.
         if (!string.IsNullOrEmpty(section.Value))
-            return [$"{path} = '{TrainingOptionsLoader.Shown(section.Value)}' is a single value, but it takes {(element is null ? "an object of keys" : "a list, such as [1, 28, 28]")}."];
+            return [(path, $"{path} = '{TrainingOptionsLoader.Shown(section.Value)}' is a single value, but it takes {(element is null ? "an object of keys" : "a list, such as [1, 28, 28]")}.")];
         if (element is not null)
             return section.GetChildren().SelectMany(item => FindInValue(item, element, $"{path}:{item.Key}"));
         return Find(section, type, path);
