@@ -10,6 +10,7 @@ using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Security;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Models;
 
 namespace DistTrain.Tests;
@@ -466,5 +467,48 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         var closed = FishLog(log, "Worker 0: data plane closed", "worker 0's link refusing the gradient");
         Assert.Contains($"{PeerOf(worker)} announced a gradient of 5 floats; this model's tensors have {parameterCount}", closed);
         Assert.True(ClosedByPeer(worker), "worker 0's link left the connection open");
+    }
+
+    [Fact]
+    public void A_takeover_that_found_the_checkpoint_directory_held_goes_on_and_takes_it_once_the_old_server_lets_go()
+    {
+        var directory = Directory.CreateTempSubdirectory("disttrain-takeover-lock-").FullName;
+        try
+        {
+            var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
+            options.Checkpoint.Directory = directory;
+            var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+            var listener = Own(DataPlaneListener.Start(0, certificates: null));
+            var log = LogProbe<Info>();
+            var oldServer = CheckpointDirectoryLock.Acquire(directory); // the failed parameter server, still shutting down
+            var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+                new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>(), new FailoverState { WasStandby = true },
+                retakeCheckpointDirectoryEvery: TimeSpan.FromMilliseconds(100)));
+
+            // A worker that lost the old parameter server registers: the takeover searches the folder for its checkpoint.
+            var fingerprint = ModelFingerprint.Of(options);
+            const string node = "akka.tcp://disttrain@127.0.0.1:4100";
+            var agent = CreateTestProbe();
+            agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: true, JobId: "job-1",
+                JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+            agent.ExpectMsg<WorkerAccepted>(Wait);
+            Assert.Contains("goes on without the lock", FishLog(log, "is in use by another running job", "the takeover's warning about the held folder"));
+            Assert.Null(CheckpointDirectoryLock.TryAcquire(directory)); // still the old server's
+
+            oldServer.Dispose();
+            FishLog(log, "is now held by this job", "the takeover taking the folder once the old server let it go");
+            var second = Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.Acquire(directory));
+            Assert.True(second.InUse, second.Message);
+
+            Watch(host);
+            Sys.Stop(host);
+            ExpectTerminated(host, Wait);
+            using var free = CheckpointDirectoryLock.TryAcquire(directory);
+            Assert.NotNull(free); // a stopped host lets the folder go
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
     }
 }

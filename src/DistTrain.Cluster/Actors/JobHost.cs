@@ -34,6 +34,17 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <summary>A valid data-plane connection whose worker's WorkerReady did not come in time.</summary>
     private sealed record ReadyTimeout(int WorkerIndex);
 
+    /// <summary>A takeover that went on without the checkpoint directory's lock tries to take it again.</summary>
+    private sealed record RetakeCheckpointDirectory
+    {
+        public static readonly RetakeCheckpointDirectory Instance = new();
+    }
+
+    /// <summary>How often a takeover without the checkpoint directory's lock tries to take it again, by default.</summary>
+    public static readonly TimeSpan RetakeCheckpointDirectoryEvery = TimeSpan.FromSeconds(5);
+
+    private readonly TimeSpan _retakeCheckpointDirectoryEvery;
+
     /// <summary>Seconds a valid data-plane connection may wait for its worker's WorkerReady.</summary>
     private const double ReadyTimeoutSeconds = 10;
 
@@ -74,8 +85,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
-        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null)
+        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
+        TimeSpan? retakeCheckpointDirectoryEvery = null)
     {
+        _retakeCheckpointDirectoryEvery = retakeCheckpointDirectoryEvery ?? RetakeCheckpointDirectoryEvery;
         _options = options;
         _security = security;
         _listener = listener;
@@ -100,6 +113,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Receive<Done>(OnDone);
         Receive<StartNow>(_ => TryStart(waited: true));
         Receive<Terminated>(OnLinkStopped);
+        Receive<RetakeCheckpointDirectory>(_ => OnRetakeCheckpointDirectory());
     }
 
     /// <summary>Props of the job host, which <see cref="ParameterServerNode.SingletonManagerProps"/> runs as a cluster singleton.</summary>
@@ -113,9 +127,13 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <param name="observer">Receives progress.</param>
     /// <param name="completion">Completed with the result, or failed with the reason.</param>
     /// <param name="failover">The node's failover state; a host started after the node was a standby takes over from the newest checkpoint.</param>
+    /// <param name="retakeCheckpointDirectoryEvery">How often a takeover that found Checkpoint:Directory still held tries to take
+    /// it again; null: <see cref="RetakeCheckpointDirectoryEvery"/>.</param>
     public static Props Props(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
-        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null) =>
-        Akka.Actor.Props.Create(() => new JobHost(options, security, listener, trainCount, testCount, validationCount, dataHost, observer, completion, failover));
+        string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
+        TimeSpan? retakeCheckpointDirectoryEvery = null) =>
+        Akka.Actor.Props.Create(() => new JobHost(options, security, listener, trainCount, testCount, validationCount, dataHost, observer, completion, failover,
+            retakeCheckpointDirectoryEvery));
 
     /// <inheritdoc />
     public ITimerScheduler Timers { get; set; } = null!;
@@ -419,7 +437,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// Takes Checkpoint:Directory for this job (<see cref="Core.Checkpoints.CheckpointDirectoryLock"/>), so a second job given
     /// the same folder is refused instead of overwriting and pruning this one's checkpoints. A takeover goes on without the
     /// lock when it is held: the failed parameter server that holds it may still be shutting down, and refusing would end
-    /// the job that the standby exists to continue.
+    /// the job that the standby exists to continue. It then tries again every few seconds (<see cref="RetakeCheckpointDirectoryEvery"/>)
+    /// and holds the lock from the moment the old server lets it go, so a second job given the folder is refused again.
     /// </summary>
     /// <exception cref="Core.Checkpoints.CheckpointDirectoryException">Not a takeover, and another running job holds the
     /// directory, or it cannot be created.</exception>
@@ -431,8 +450,30 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
         catch (Core.Checkpoints.CheckpointDirectoryException e) when (_takeover && e.InUse)
         {
-            _log.Warning("{0} This takeover goes on without the lock: the parameter server it replaces may still be shutting down.", e.Message);
+            _log.Warning("{0} This takeover goes on without the lock: the parameter server it replaces may still be shutting down. "
+                + "It takes the lock once that server lets it go.", e.Message);
+            Timers.StartPeriodicTimer(nameof(RetakeCheckpointDirectory), RetakeCheckpointDirectory.Instance, _retakeCheckpointDirectoryEvery);
         }
+    }
+
+    private void OnRetakeCheckpointDirectory()
+    {
+        if (_checkpointLock is not null || _finished is not null)
+        {
+            Timers.Cancel(nameof(RetakeCheckpointDirectory));
+            return;
+        }
+        try
+        {
+            _checkpointLock = Core.Checkpoints.CheckpointDirectoryLock.TryAcquire(_options.Checkpoint.Directory);
+            if (_checkpointLock is null) return;
+            _log.Info("Checkpoint:Directory '{0}' is now held by this job: the parameter server it took over from let it go.", _options.Checkpoint.Directory);
+        }
+        catch (Core.Checkpoints.CheckpointDirectoryException e)
+        {
+            _log.Warning("{0} This takeover goes on without the lock.", e.Message);
+        }
+        Timers.Cancel(nameof(RetakeCheckpointDirectory));
     }
 
     private void OnDone(Done done)
@@ -440,6 +481,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // The job is over: the folder is free for the next one now, not when this node has finished leaving the cluster.
         _checkpointLock?.Dispose();
         _checkpointLock = null;
+        Timers.Cancel(nameof(RetakeCheckpointDirectory));
         var summary = done.Result is { } result
             ? $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs[^1].Epoch} epochs".ToString(CultureInfo.InvariantCulture)
             : $"failed: {done.Failure?.Message}";

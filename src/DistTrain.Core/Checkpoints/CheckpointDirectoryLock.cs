@@ -71,6 +71,26 @@ public sealed class CheckpointDirectoryLock : IDisposable
     }
 
     /// <summary>
+    /// Takes <paramref name="directory"/> as <see cref="Acquire"/> does, or returns null while another job holds it: for a
+    /// holder that waits for the directory to be let go (a parameter server that took over from one that may still be
+    /// shutting down).
+    /// </summary>
+    /// <param name="directory">Checkpoint:Directory.</param>
+    /// <exception cref="CheckpointDirectoryException">The directory or its lock file cannot be created.</exception>
+    /// <exception cref="ArgumentException"><paramref name="directory"/> is empty.</exception>
+    public static CheckpointDirectoryLock? TryAcquire(string directory)
+    {
+        try
+        {
+            return Acquire(directory);
+        }
+        catch (CheckpointDirectoryException e) when (e.InUse)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
     /// True for the refusal of the lock itself: flock's EWOULDBLOCK, which .NET reports as an <see cref="IOException"/>
     /// whose HResult is the errno (11 on Linux, 35 on macOS; measured on Linux with .NET 10), or Windows' sharing and lock
     /// violations. Any other failure (a read-only or stale mount, no file descriptors left) is not another job's doing.
