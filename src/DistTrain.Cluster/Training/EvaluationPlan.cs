@@ -20,6 +20,10 @@ public enum EvaluationOutcome
 /// disjoint ranges, one per worker that holds the epoch's weights; ranges of a lost worker go to the others; the scores
 /// add up, and the scored ranges must tile each split exactly once.
 /// </summary>
+/// <remarks>
+/// A split of fewer samples than workers leaves some workers no range: only non-empty ranges are sent, so no two ranges
+/// start at the same sample and a result is matched to its range by its start alone. A split of no samples sends nothing.
+/// </remarks>
 public sealed class EvaluationPlan
 {
     /// <summary>One range sent to a worker; sent again to another worker if that one is lost first.</summary>
@@ -43,7 +47,8 @@ public sealed class EvaluationPlan
 
     /// <summary>
     /// Starts the evaluation of <paramref name="version"/>: <c>[0, testCount)</c> and <c>[0, validationCount)</c> split evenly
-    /// over <paramref name="workers"/>. Returns what to send to whom.
+    /// over <paramref name="workers"/> (workers whose share would be empty get none). Returns what to send to whom; nothing,
+    /// and <see cref="Pending"/> 0, when both splits are empty.
     /// </summary>
     public IReadOnlyList<(int Worker, Evaluate Request)> Begin(long version, int testCount, int validationCount, int[] workers)
     {
@@ -65,6 +70,7 @@ public sealed class EvaluationPlan
         {
             var start = (int)((long)total * j / workers.Length);
             var end = (int)((long)total * (j + 1) / workers.Length);
+            if (end == start) continue; // more workers than samples: this one scores nothing
             var request = new Request(workers[j], new Evaluate(Version, start, end - start, split));
             _requests.Add(request);
             sends.Add((workers[j], request.Evaluate));
