@@ -38,19 +38,34 @@ internal static class CliConsole
         catch (DistTrain.Cluster.Actors.TrainingDivergedException e)
         {
             Fail("training diverged", e.Message);
-            onDiverged?.Invoke(e);
-            return 3;
+            return WhatIsKept(() => onDiverged?.Invoke(e), 3);
         }
         catch (OperationCanceledException e)
         {
             if (onCancelled is null) Fail("cancelled", "stopped before the end; nothing was saved.");
-            else onCancelled(e);
+            else return WhatIsKept(() => onCancelled(e), 130);
             return 130;
         }
         catch (Exception e) when (e is InvalidOperationException or TimeoutException or DistTrain.Cluster.Actors.TrainingStalledException
                                        or DistTrain.Cluster.Hosting.CheckpointResumeException or IOException)
         {
             Fail("training failed", e.Message);
+            return 1;
+        }
+    }
+
+    /// <summary>Runs <paramref name="save"/>, which writes what a stopped run keeps; <paramref name="exit"/>, or 1 with the
+    /// reason when that could not be written (<see cref="RunOutputsException"/>).</summary>
+    private static int WhatIsKept(Action save, int exit)
+    {
+        try
+        {
+            save();
+            return exit;
+        }
+        catch (RunOutputsException e)
+        {
+            Fail("error", e.Message);
             return 1;
         }
     }

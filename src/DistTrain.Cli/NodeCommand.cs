@@ -141,6 +141,7 @@ internal static class NodeCommand
             },
             diverged => RunOutputs.SaveLastGood(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report),
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report));
+        if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory!);
         if (exit is not null) return exit.Value;
         if (refusedHere is not null)
         {
@@ -153,7 +154,15 @@ internal static class NodeCommand
             AnsiConsole.MarkupLineInterpolated($"Standby parameter server: the job finished on the active one: {finishedElsewhere.Summary}");
             return finishedElsewhere.Succeeded ? 0 : 1;
         }
-        RunOutputs.Save(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), result!, report);
+        try
+        {
+            RunOutputs.Save(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), result!, report);
+        }
+        catch (RunOutputsException e)
+        {
+            CliConsole.Fail("error", e.Message);
+            return 1;
+        }
         return 0;
     }
 }

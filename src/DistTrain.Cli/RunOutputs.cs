@@ -6,9 +6,49 @@ using Spectre.Console;
 
 namespace DistTrain.Cli;
 
+/// <summary>
+/// A run's outputs could not be written (a full disk, no permission): the message names the file, the cause, the fix and
+/// where the newest checkpoint is, if any. The commands report it with exit code 1 instead of a stack trace.
+/// </summary>
+internal sealed class RunOutputsException(string message, Exception inner) : Exception(message, inner);
+
 /// <summary>The end of a run, in either mode: weights and summary into the run folder, and the final lines.</summary>
 internal static class RunOutputs
 {
+    /// <summary>
+    /// Runs <paramref name="write"/>, which writes <paramref name="what"/> into <paramref name="runDirectory"/>; a failure
+    /// to write becomes a <see cref="RunOutputsException"/> that says what was lost and what is left.
+    /// </summary>
+    /// <exception cref="RunOutputsException">An <see cref="IOException"/> or <see cref="UnauthorizedAccessException"/> from
+    /// <paramref name="write"/>.</exception>
+    private static void Writing(string runDirectory, TrainingOptions options, string what, Action write)
+    {
+        try
+        {
+            write();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            var checkpoints = string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
+                ? []
+                : new CheckpointStore(options.Checkpoint.Directory, options.Checkpoint.Keep).List();
+            var left = checkpoints.Count > 0
+                ? $" The newest checkpoint is {checkpoints[0]}; train --resume continues from it (raise Training:Epochs if it is of the last epoch)."
+                : " No checkpoint holds them (Checkpoint:Directory keeps some for the next run).";
+            throw new RunOutputsException($"training ended, but {what} could not be written to {runDirectory}: {e.Message}. Free space on that " +
+                $"disk, or check its permissions, or set Output:Directory to another folder.{left}", e);
+        }
+    }
+
+    /// <summary>
+    /// After a failed run (exit code 1): removes the run folder if nothing was written into it, so that listings of the
+    /// output folder (and <c>compare</c>) see only runs with results, and says so.
+    /// </summary>
+    public static void RemoveIfEmptyAfterFailure(string runDirectory)
+    {
+        if (TryRemoveEmpty(runDirectory)) CliConsole.Fail("removed", $"the empty run folder {runDirectory}");
+    }
+
     /// <summary>
     /// Returns the freed data set's memory to the operating system before the report's plot loads Skia and
     /// renders (about 20 MB of native memory), so the run's peak resident set stays at its training figure.
@@ -38,17 +78,25 @@ internal static class RunOutputs
         var epochs = report?.Epochs.LastOrDefault(e => e.Version <= version)?.Epoch ?? epochsBefore; // the epochs these weights have been through
         var metadata = DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, data, version, epochs, testAccuracy: null, options.Training.Seed);
         metadata["stopped"] = "training diverged; these are the last weights with a finite loss";
-        SafeTensors.Write(path, new DistTrain.Core.Tensors.ParameterVector(layout, diverged.LastGoodWeights), metadata);
+        Writing(runDirectory, options, $"the last good weights ({RunFiles.LastGood})",
+            () => SafeTensors.Write(path, new DistTrain.Core.Tensors.ParameterVector(layout, diverged.LastGoodWeights), metadata));
         CliConsole.Fail("saved", $"the last good weights (version {diverged.LastGoodVersion}) are in {path}");
     }
 
+    /// <summary>
+    /// At the end of a run: the weights (<c>model.safetensors</c>) first, then <c>summary.json</c>, then the report (curves
+    /// and series), so that on a nearly full disk the weights are the part that is written; then the final lines.
+    /// </summary>
+    /// <exception cref="RunOutputsException">The weights or the summary could not be written.</exception>
     public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result, RunReport? report = null)
     {
-        WriteReport(runDirectory, report);
         var weightsPath = Path.Combine(runDirectory, RunFiles.Model);
         var last = result.FinalEpoch;
-        SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result));
-        RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, report: report);
+        Writing(runDirectory, options, $"the final weights ({RunFiles.Model})",
+            () => SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result)));
+        Writing(runDirectory, options, $"the run's summary ({RunFiles.Summary}; {RunFiles.Model} was written)",
+            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, report: report));
+        WriteReport(runDirectory, report);
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights (lowest validation loss {last.ValidationLoss:F4}).");
         AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");
@@ -66,7 +114,9 @@ internal static class RunOutputs
         var last = weights is null ? null : report?.StepOf(weights.Version);
         var resume = string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
             ? ""
-            : $" Checkpoints are in {options.Checkpoint.Directory}: train --resume continues from the newest.";
+            : new CheckpointStore(options.Checkpoint.Directory, options.Checkpoint.Keep).List().Count > 0
+                ? $" Checkpoints are in {options.Checkpoint.Directory}: train --resume continues from the newest."
+                : $" No checkpoint was written to {options.Checkpoint.Directory} yet, so a new run starts from the beginning.";
         if (weights is null || last is not { } stop || report is null)
         {
             var removed = TryRemoveEmpty(runDirectory) ? $"the empty run folder {runDirectory} was removed" : $"the run folder {runDirectory} is left as it was";
@@ -77,9 +127,11 @@ internal static class RunOutputs
         var stopped = $"cancelled at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}";
         var result = new TrainingResult(new DistTrain.Core.Tensors.ParameterVector(DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout, weights.Weights),
             weights.Version, epochs);
+        Writing(runDirectory, options, $"the weights at the stop ({RunFiles.Model})",
+            () => SafeTensors.Write(Path.Combine(runDirectory, RunFiles.Model), result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result, stopped)));
+        Writing(runDirectory, options, $"the run's summary ({RunFiles.Summary}; {RunFiles.Model} was written)",
+            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report));
         WriteReport(runDirectory, report);
-        SafeTensors.Write(Path.Combine(runDirectory, RunFiles.Model), result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result, stopped));
-        RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report);
         CliConsole.Fail("cancelled", $"stopped at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}. Kept the run folder {runDirectory}: " +
             $"{RunFiles.Model} holds the weights of that step (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold the " +
             $"{epochs.Count} finished epoch{(epochs.Count == 1 ? "" : "s")}.{resume}");
@@ -107,7 +159,7 @@ internal static class RunOutputs
             var plot = report.Write(runDirectory);
             AnsiConsole.MarkupLineInterpolated($"Curves: {plot} (series in {RunFiles.Steps} and {RunFiles.Epochs})");
         }
-        catch (Exception e) when (e is IOException or TypeInitializationException or DllNotFoundException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or TypeInitializationException or DllNotFoundException)
         {
             CliConsole.Fail("warning", $"the run report could not be written ({e.Message}); the weights are saved regardless.");
         }

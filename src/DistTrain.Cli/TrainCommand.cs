@@ -157,13 +157,22 @@ internal static class TrainCommand
             diverged => RunOutputs.SaveLastGood(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
                 epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report));
+        if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory);
         if (exit is not null) return (exit.Value, null, runDirectory);
 
         var normalizer = data.Normalizer;
         var description = DataMetadata.Of(data, options.Data);
         data = null!; // the 219 MB of training and test floats are done with: release them before plotting
         RunOutputs.ReleaseMemory();
-        RunOutputs.Save(runDirectory, options, normalizer, description, result!, report);
+        try
+        {
+            RunOutputs.Save(runDirectory, options, normalizer, description, result!, report);
+        }
+        catch (RunOutputsException e)
+        {
+            CliConsole.Fail("error", e.Message);
+            return (1, null, runDirectory);
+        }
         return (0, result, runDirectory);
     }
 }

@@ -88,6 +88,29 @@ public sealed class CliRunTests : IDisposable
     }
 
     [Fact]
+    public async Task A_Ctrl_C_before_the_first_checkpoint_does_not_point_to_a_resume_that_has_nothing_to_resume_from()
+    {
+        // 5.8M parameters, 30 steps of 100 samples per epoch: the first epoch's checkpoint is a few seconds away when the
+        // signal comes, right after the run's first line.
+        var checkpoints = Path.Combine(_directory, "checkpoints");
+        using var train = new DistTrainProcess([.. Train(Config("""
+            {
+              "Data": { "Normalization": "Global", "TrainLimit": 3000 },
+              "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 2048 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 2048 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
+              "Optimizer": { "LearningRate": 0.01 },
+              "Training": { "Workers": 1, "Epochs": 1000, "BatchSizePerWorker": 100, "Seed": 3, "StallTimeoutSeconds": 60 }
+            }
+            """), TestData.SubsetDirectory), "--checkpoint-dir", checkpoints], defaultInterrupt: true);
+        await train.WaitForOutputAsync("DistTrain single-node", TimeSpan.FromSeconds(120));
+        train.Interrupt();
+
+        await train.AssertExitAsync(130, TimeSpan.FromSeconds(60));
+        Assert.Empty(new CheckpointStore(checkpoints, 3).List());
+        Assert.Contains($"No checkpoint was written to {checkpoints} yet, so a new run starts from the beginning.", train.Error);
+        Assert.DoesNotContain("--resume", train.Error);
+    }
+
+    [Fact]
     public async Task A_second_Ctrl_C_exits_at_once_without_waiting_for_the_first_to_finish()
     {
         // 5.8M parameters and one 1,000-sample minibatch per step: a step takes a good part of a second, so the clean stop

@@ -30,6 +30,57 @@ public class RunReportTests : IDisposable
         Assert.Equal(weights, model.Weights.Values);
     }
 
+    /// <summary>
+    /// Weights that cannot be written (here the run folder is a file, as a full disk or a lost permission would fail the
+    /// write) are reported with the folder, the cause and the fix, and the newest checkpoint when there is one; not as a
+    /// stack trace.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Weights_that_cannot_be_written_fail_with_the_folder_the_cause_and_the_newest_checkpoint(bool checkpoints)
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 5);
+        var runDirectory = Path.Combine(_directory, "run");
+        File.WriteAllText(runDirectory, "a file where the run folder should be");
+        string? newest = null;
+        if (checkpoints)
+        {
+            options.Checkpoint.Directory = Path.Combine(_directory, "checkpoints");
+            Directory.CreateDirectory(options.Checkpoint.Directory);
+            foreach (var version in new[] { 40, 120, 80 })
+                File.WriteAllText(Path.Combine(options.Checkpoint.Directory, Core.Checkpoints.CheckpointStore.FileName(version, version / 40, 0)), "");
+            newest = Path.Combine(options.Checkpoint.Directory, Core.Checkpoints.CheckpointStore.FileName(120, 3, 0));
+        }
+        var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
+        var diverged = new Cluster.Actors.TrainingDivergedException("diverged", new float[layout.TotalLength], lastGoodVersion: 60);
+
+        var error = Assert.Throws<RunOutputsException>(() => RunOutputs.SaveLastGood(runDirectory, options, data.Normalizer,
+            Core.Data.DataMetadata.Of(data, options.Data), diverged, new RunReport(NullTrainingObserver.Instance)));
+        Assert.StartsWith($"training ended, but the last good weights ({Core.Checkpoints.RunFiles.LastGood}) could not be written to {runDirectory}: ", error.Message);
+        Assert.Contains("Free space on that disk, or check its permissions, or set Output:Directory to another folder.", error.Message);
+        Assert.IsAssignableFrom<IOException>(error.InnerException);
+        if (checkpoints) Assert.EndsWith($"The newest checkpoint is {newest}; train --resume continues from it (raise Training:Epochs if it is of the last epoch).", error.Message);
+        else Assert.EndsWith("No checkpoint holds them (Checkpoint:Directory keeps some for the next run).", error.Message);
+    }
+
+    /// <summary>The weights and the summary are written before the report, and a report that cannot be written costs neither.</summary>
+    [Fact]
+    public async Task A_report_that_cannot_be_written_leaves_the_weights_and_summary_written()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 1);
+        var report = new RunReport(NullTrainingObserver.Instance);
+        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, report).WithTestTimeout();
+        Directory.CreateDirectory(Path.Combine(_directory, Core.Checkpoints.RunFiles.Steps)); // a folder where the series should go
+
+        RunOutputs.Save(_directory, options, data.Normalizer, Core.Data.DataMetadata.Of(data, options.Data), result, report);
+
+        Assert.Equal(result.FinalWeights.Values, Core.Models.TrainedModel.Load(Path.Combine(_directory, Core.Checkpoints.RunFiles.Model)).Weights.Values);
+        Assert.True(File.Exists(Path.Combine(_directory, Core.Checkpoints.RunFiles.Summary)));
+    }
+
     [Fact]
     public async Task A_run_writes_its_step_and_epoch_series_and_a_png_of_the_curves()
     {
