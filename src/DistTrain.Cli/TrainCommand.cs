@@ -144,6 +144,7 @@ internal static class TrainCommand
         if (!string.IsNullOrEmpty(options.Model.Pretrained))
             AnsiConsole.MarkupLineInterpolated(
                 $"pretrained weights from {options.Model.Pretrained}{(options.Model.ReplaceHead ? " (new head)" : "")}; frozen: {(options.Model.Freeze.Count == 0 ? "nothing" : string.Join(", ", options.Model.Freeze))}");
+        if (WarmupOutlastsRun(options, data.Train.Count) is { } warmup) CliConsole.Fail("warning", warmup);
         Blas.Configure(options.Compute, loop.Workers); // as the trainer will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
         if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
@@ -174,5 +175,21 @@ internal static class TrainCommand
             return (1, null, runDirectory);
         }
         return (0, result, runDirectory);
+    }
+
+    /// <summary>
+    /// A warning when Optimizer:Schedule:WarmupSteps is at least the run's optimizer steps (epochs × minibatch rounds per
+    /// epoch, an upper bound in the modes that step less often): the learning rate then never reaches
+    /// Optimizer:LearningRate. Null otherwise.
+    /// </summary>
+    internal static string? WarmupOutlastsRun(TrainingOptions options, int trainSamples)
+    {
+        var warmup = options.Optimizer.Schedule.WarmupSteps;
+        var loop = options.Training;
+        var stepsPerEpoch = (long)Math.Ceiling(trainSamples / (double)Math.Max(1, loop.Workers * loop.BatchSizePerWorker));
+        var steps = stepsPerEpoch * loop.Epochs;
+        return warmup > 0 && warmup >= steps
+            ? $"Optimizer:Schedule:WarmupSteps = {warmup:N0} is not less than this run's {steps:N0} steps ({loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")} of {stepsPerEpoch:N0}), so the learning rate stays below Optimizer:LearningRate for the whole run. Lower WarmupSteps, or train longer."
+            : null;
     }
 }

@@ -67,4 +67,14 @@ public class EvaluationPlanTests
             Compare.Close(four.Epochs[e].TestLoss, one.Epochs[e].TestLoss, relative: 1e-12, absolute: 0, $"epoch {e + 1}'s test loss");
         }
     }
+
+    [Fact]
+    public async Task An_empty_test_set_is_refused_before_training()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 16, epochs: 1);
+        var error = await Assert.ThrowsAsync<ArgumentException>(() => SingleNodeTrainer.RunAsync(options, data.Train, data.Test.Subset([])));
+        Assert.Equal("test", error.ParamName);
+        Assert.StartsWith("The test set is empty, so no epoch could be scored", error.Message);
+    }
 }

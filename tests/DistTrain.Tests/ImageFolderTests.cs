@@ -65,6 +65,23 @@ public class ImageFolderTests : IDisposable
     }
 
     [Fact]
+    public void Hidden_folders_and_files_are_neither_classes_nor_images()
+    {
+        var source = TestData.RawTrain;
+        var plain = ImageFolderDataset.Read(WriteFolder(Path.Combine(_directory, "plain"), source, 30), new TensorShape(1, 28, 28), resize: false);
+        var folder = WriteFolder(Path.Combine(_directory, "with-hidden"), source, 30);
+        var someClass = Directory.GetDirectories(folder).Order(StringComparer.Ordinal).First();
+        WriteImage(Path.Combine(folder, ".ipynb_checkpoints", "00000-checkpoint.png"), source.Sample(0)); // a notebook's copy
+        WriteImage(Path.Combine(someClass, ".thumbnails", "small.png"), source.Sample(1));
+        File.WriteAllBytes(Path.Combine(someClass, "._00000.png"), [0, 5, 22, 7, 0, 2, 0, 0]); // a macOS resource file, not a PNG
+
+        var data = ImageFolderDataset.Read(folder, new TensorShape(1, 28, 28), resize: false);
+        Assert.Equal(plain.ClassNames!, data.ClassNames!);
+        Assert.Equal(plain.Labels, data.Labels);
+        Assert.Equal(plain.Features, data.Features);
+    }
+
+    [Fact]
     public void Jpeg_and_rgb_images_read_as_their_pixels()
     {
         var source = TestData.RawTrain;

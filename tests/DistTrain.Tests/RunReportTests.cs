@@ -65,6 +65,19 @@ public class RunReportTests : IDisposable
         else Assert.EndsWith("No checkpoint holds them (Checkpoint:Directory keeps some for the next run).", error.Message);
     }
 
+    [Theory]
+    [InlineData(100_000, 1, "Optimizer:Schedule:WarmupSteps = 100,000 is not less than this run's 4 steps (1 epoch of 4), so the learning rate stays below Optimizer:LearningRate for the whole run. Lower WarmupSteps, or train longer.")]
+    [InlineData(12, 3, "Optimizer:Schedule:WarmupSteps = 12 is not less than this run's 12 steps (3 epochs of 4), so the learning rate stays below Optimizer:LearningRate for the whole run. Lower WarmupSteps, or train longer.")]
+    [InlineData(11, 3, null)]
+    [InlineData(0, 1, null)]
+    public void A_warmup_as_long_as_the_run_is_warned_of(int warmupSteps, int epochs, string? expected)
+    {
+        // 350 samples in minibatches of 2 x 50: 4 steps per epoch, the last one short.
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: epochs);
+        options.Optimizer.Schedule.WarmupSteps = warmupSteps;
+        Assert.Equal(expected, TrainCommand.WarmupOutlastsRun(options, trainSamples: 350));
+    }
+
     /// <summary>The weights and the summary are written before the report, and a report that cannot be written costs neither.</summary>
     [Fact]
     public async Task A_report_that_cannot_be_written_leaves_the_weights_and_summary_written()

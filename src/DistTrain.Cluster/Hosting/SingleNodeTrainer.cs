@@ -35,6 +35,7 @@ public static class SingleNodeTrainer
     /// <exception cref="CheckpointDirectoryException">Another running job holds Checkpoint:Directory, or it cannot be created (<see cref="CheckpointDirectoryLock"/>).</exception>
     /// <exception cref="CheckpointResumeException">Checkpoint:Resume is set and no checkpoint fits (see <see cref="CheckpointResume.Find"/>).</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data (input size or number of classes).</exception>
+    /// <exception cref="ArgumentException"><paramref name="train"/> or <paramref name="test"/> holds no sample.</exception>
     /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite.</exception>
     /// <exception cref="TrainingStalledException">No progress within <see cref="TrainingLoopOptions.StallTimeoutSeconds"/>.</exception>
     /// <exception cref="InvalidOperationException">An actor failed or Akka reported an error; the message says which.</exception>
@@ -44,6 +45,9 @@ public static class SingleNodeTrainer
         TrainingCheckpoint? resumeFrom = null, Action<string>? log = null, CheckpointDirectoryLock? checkpointLock = null)
     {
         var loop = options.Training;
+        if (train.Count == 0) throw new ArgumentException("The training set is empty: give at least one training sample.", nameof(train));
+        if (test.Count == 0)
+            throw new ArgumentException("The test set is empty, so no epoch could be scored: give at least one test sample (hold some out of the training data if there is no test set).", nameof(test));
         ModelFactory.CheckFitsData(options.Model, train.FeatureCount, train.ClassCount);
         using var ownLock = checkpointLock is null ? CheckpointDirectoryLock.For(options.Checkpoint) : null;
         var model = ModelFactory.Build(options.Model);

@@ -7,6 +7,11 @@ namespace DistTrain.Core.Data;
 /// sorted, ordinal order of the sub-folder names), each holding PNG or JPEG files (searched recursively, in sorted
 /// order; files with other extensions are skipped). Each image becomes a sample of <see cref="ImageFile"/>.
 /// </summary>
+/// <remarks>
+/// Hidden entries, whose names start with a dot, are skipped at every level: a notebook's <c>.ipynb_checkpoints</c>
+/// folder is not a class, and macOS's <c>._name.png</c> resource files are not images. (torchvision's ImageFolder takes
+/// a hidden folder for a class.)
+/// </remarks>
 public static class ImageFolderDataset
 {
     /// <summary>Reads every image of <paramref name="directory"/>.</summary>
@@ -26,7 +31,7 @@ public static class ImageFolderDataset
         string[] folders;
         try
         {
-            folders = [.. Directory.GetDirectories(directory).Select(d => Path.GetFileName(d)).Order(StringComparer.Ordinal)];
+            folders = [.. Directory.GetDirectories(directory).Select(d => Path.GetFileName(d)).Where(name => !IsHidden(name)).Order(StringComparer.Ordinal)];
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -61,6 +66,9 @@ public static class ImageFolderDataset
         return new LabeledDataset(features, [.. files.Select(f => f.Label)], shape.Size, classes.Count, [.. classes]);
     }
 
+    /// <summary>A hidden file or folder (its name starts with a dot), skipped.</summary>
+    private static bool IsHidden(string name) => name.StartsWith('.');
+
     /// <summary>The image files of each class folder, in sorted order, with their class index.</summary>
     private static List<(string Path, byte Label)> ListImages(string directory, string[] folders, IReadOnlyList<string> classes)
     {
@@ -71,8 +79,10 @@ public static class ImageFolderDataset
             string[] images;
             try
             {
-                images = [.. Directory.EnumerateFiles(Path.Combine(directory, folder), "*", SearchOption.AllDirectories)
-                    .Where(ImageFile.HasImageExtension).Order(StringComparer.Ordinal)];
+                var classFolder = Path.Combine(directory, folder);
+                images = [.. Directory.EnumerateFiles(classFolder, "*", SearchOption.AllDirectories)
+                    .Where(path => ImageFile.HasImageExtension(path) && !Path.GetRelativePath(classFolder, path).Split(Path.DirectorySeparatorChar).Any(IsHidden))
+                    .Order(StringComparer.Ordinal)];
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
