@@ -143,7 +143,7 @@ public sealed class ResumeRefusalTests : IDisposable
         Directory.CreateDirectory(blocked);
         var observer = new RecordingObserver();
         var data = TestData.Normalized();
-        var error = await Assert.ThrowsAsync<IOException>(() =>
+        var error = await Assert.ThrowsAsync<CheckpointWriteException>(() =>
             SingleNodeTrainer.RunAsync(Options(epochs: 2, resume: false), data.Train, data.Test, observer).WithTestTimeout());
         Assert.StartsWith($"Could not write checkpoint {blocked}:", error.Message);
         Assert.Contains("Check Checkpoint:Directory and the free space.", error.Message);

@@ -149,8 +149,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     /// <inheritdoc />
     /// <remarks>
     /// A child's failure is logged as an ERROR with its stack trace, and the coordinator, which receives that <see cref="Error"/>,
-    /// fails the job. A divergence is the one failure that is an outcome of training rather than a fault: it is
-    /// not logged here, its message is the job's error (the caller prints it once), and the child's termination fails the job.
+    /// fails the job. A divergence is an outcome of training rather than a fault, and a checkpoint that could not be
+    /// written is told in full by its message: neither is logged here, the message is the job's error (the caller prints it
+    /// once), and the child's termination fails the job.
     /// </remarks>
     protected override SupervisorStrategy SupervisorStrategy() => new DivergenceQuietStrategy(exception =>
     {
@@ -159,12 +160,16 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         return Directive.Stop;
     });
 
-    /// <summary>One-for-one supervision that logs every failure but a <see cref="TrainingDivergedException"/>.</summary>
+    /// <summary>
+    /// One-for-one supervision that logs every failure but a <see cref="TrainingDivergedException"/> and a
+    /// <see cref="Core.Checkpoints.CheckpointWriteException"/>, whose messages say all there is and become the job's error.
+    /// </summary>
     private sealed class DivergenceQuietStrategy(Func<Exception, Directive> decider) : OneForOneStrategy(decider)
     {
         protected override void LogFailure(IActorContext context, IActorRef child, Exception cause, Directive directive)
         {
-            if (CreationCause(cause) is not TrainingDivergedException) base.LogFailure(context, child, cause, directive);
+            if (CreationCause(cause) is not (TrainingDivergedException or Core.Checkpoints.CheckpointWriteException))
+                base.LogFailure(context, child, cause, directive);
         }
     }
 

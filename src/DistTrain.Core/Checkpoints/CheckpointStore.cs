@@ -4,6 +4,13 @@ using DistTrain.Core.Tensors;
 
 namespace DistTrain.Core.Checkpoints;
 
+/// <summary>
+/// A checkpoint could not be written (a full disk, no permission): the run stops rather than go on without the
+/// checkpoints it was asked to keep. The message names the file, the cause and the fix; it is the run's error, printed
+/// once, not logged with a stack trace.
+/// </summary>
+public sealed class CheckpointWriteException(string message, Exception inner) : IOException(message, inner);
+
 /// <summary>A checkpoint file that <see cref="CheckpointStore.FindNewestValid"/> passed over, and why.</summary>
 /// <param name="Path">The file.</param>
 /// <param name="Reason">The verification error (truncated, checksum mismatch, another model, ...), without the path, which
@@ -59,7 +66,7 @@ public sealed partial class CheckpointStore
 
     /// <summary>Writes <paramref name="checkpoint"/> atomically, then deletes all but the <see cref="Keep"/> most recently written and any abandoned temporary file.</summary>
     /// <returns>The path written.</returns>
-    /// <exception cref="IOException">The directory or the file could not be written; the message names it.</exception>
+    /// <exception cref="CheckpointWriteException">The directory or the file could not be written; the message names it.</exception>
     public string Save(TrainingCheckpoint checkpoint)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
@@ -71,7 +78,7 @@ public sealed partial class CheckpointStore
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new IOException($"Could not write checkpoint {path}: {e.Message}. Check Checkpoint:Directory and the free space.", e);
+            throw new CheckpointWriteException($"Could not write checkpoint {path}: {e.Message}. Check Checkpoint:Directory and the free space.", e);
         }
         // Newest written first (ties: highest version), so an earlier job's files with higher versions in a reused
         // folder are pruned before this job's own.
