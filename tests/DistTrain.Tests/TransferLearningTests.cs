@@ -84,6 +84,39 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
         }
     }
 
+    /// <summary>
+    /// A training checkpoint gives its weights as pretrained weights (its optimizer state left out); where a model is needed
+    /// (predict, evaluate, export) it is refused with a message that says what it is and how to use it.
+    /// </summary>
+    [Fact]
+    public async Task A_training_checkpoint_loads_as_pretrained_weights_and_is_refused_as_a_model_with_the_way_to_use_it()
+    {
+        var directory = Directory.CreateTempSubdirectory("disttrain-checkpoint-pretrained-").FullName;
+        try
+        {
+            var data = TestData.Normalized();
+            var options = TestData.Options(TestData.Mlp(8, 10), workers: 2, batch: 50, epochs: 1); // momentum 0.9: an optimizer state
+            options.Checkpoint = new CheckpointOptions { Directory = directory };
+            var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+            var checkpoint = Assert.Single(new CheckpointStore(directory, 3).List()); // the end of epoch 1: the final weights
+            Assert.Contains(SafeTensors.Read(checkpoint).Keys, name => name.StartsWith(TrainingCheckpoint.OptimizerPrefix, StringComparison.Ordinal));
+
+            var model = ModelFactory.Build(options.Model);
+            var weights = new ParameterVector(model.Layout);
+            var loaded = PretrainedWeights.Load(checkpoint, model, weights, replaceHead: false);
+            Assert.Equal(model.Layout.Segments.Select(s => s.Name), loaded);
+            Compare.Identical(result.FinalWeights.Values, weights.Values, "the checkpoint's weights");
+
+            var error = Assert.Throws<InvalidDataException>(() => TrainedModel.Load(checkpoint));
+            Assert.StartsWith($"{checkpoint} is a training checkpoint (Checkpoint:Directory): it holds the weights and the optimizer's state but not the network's layers", error.Message);
+            Assert.Contains("Model:Pretrained or 'finetune --from'", error.Message);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task Fine_tuning_leaves_frozen_tensors_and_their_statistics_bit_identical_and_trains_the_new_head()
     {

@@ -75,10 +75,15 @@ public static class ModelMetadata
     /// <summary>Reads the model section back from <see cref="ModelConfig"/>.</summary>
     /// <param name="metadata">A checkpoint's metadata.</param>
     /// <param name="path">The checkpoint, named in errors.</param>
-    /// <exception cref="InvalidDataException">The key is missing or not a model section.</exception>
+    /// <exception cref="InvalidDataException">The key is missing (a training checkpoint's message says how to use one) or not a
+    /// model section.</exception>
     public static ModelOptions ReadModel(IReadOnlyDictionary<string, string> metadata, string path)
     {
-        if (!metadata.TryGetValue(ModelConfig, out var json))
+        if (!metadata.TryGetValue(ModelConfig, out var json) && metadata.TryGetValue("format", out var format) && format == Checkpoints.TrainingCheckpoint.Format)
+            throw new InvalidDataException($"{path} is a training checkpoint (Checkpoint:Directory): it holds the weights and the optimizer's state but not the network's layers, " +
+                "so it cannot be used as a model here. Let the run finish (train --resume) for a model.safetensors, or load its weights into the " +
+                "run's network with Model:Pretrained or 'finetune --from' and its config.");
+        if (json is null)
             throw new InvalidDataException($"{path}: the metadata has no '{ModelConfig}', so the layers are unknown. Use a model.safetensors written by 'disttrain train' or the Trainer API (a PyTorch export holds only tensors).");
         try
         {

@@ -44,7 +44,8 @@ public static class PretrainedWeights
     /// Copies every tensor of <paramref name="model"/>'s layout from the checkpoint into <paramref name="weights"/>,
     /// except the head's when <paramref name="replaceHead"/> is true (those keep their fresh initialization). When every
     /// name in the checkpoint starts with <see cref="DataParallelPrefix"/>, that prefix is removed once first (as
-    /// PyTorch's <c>consume_prefix_in_state_dict_if_present</c> does) and <paramref name="log"/> says so.
+    /// PyTorch's <c>consume_prefix_in_state_dict_if_present</c> does) and <paramref name="log"/> says so. A training
+    /// checkpoint (<see cref="TrainingCheckpoint"/>) gives its weights; its optimizer state is left out.
     /// </summary>
     /// <param name="path">The safetensors checkpoint.</param>
     /// <param name="model">The model the weights are for.</param>
@@ -65,6 +66,12 @@ public static class PretrainedWeights
             tensors = tensors.ToDictionary(t => t.Key[DataParallelPrefix.Length..], t => t.Value, StringComparer.Ordinal);
             log?.Invoke($"{path}: every tensor name starts with '{DataParallelPrefix}' (a state_dict saved from nn.DataParallel or " +
                         "DistributedDataParallel); loading them without that prefix.");
+        }
+        if (SafeTensors.ReadMetadata(path).TryGetValue("format", out var format) && format == TrainingCheckpoint.Format)
+        {
+            // A training checkpoint: its weights are the model's tensors; its optimizer state is not part of the model.
+            tensors = tensors.Where(t => !t.Key.StartsWith(TrainingCheckpoint.OptimizerPrefix, StringComparison.Ordinal))
+                .ToDictionary(t => t.Key, t => t.Value, StringComparer.Ordinal);
         }
         var head = TryHeadNames(model);
         var skipped = replaceHead ? head.ToHashSet() : [];
