@@ -9,6 +9,9 @@
 # If any node fails (a taken port, a refused worker: exit code 1 or 2), the script says which, stops the others and
 # exits with that node's code. A worker killed by a signal (kill -9 mid-run) does not end the run: the job goes on
 # without it, pausing below Cluster:MinWorkers, as the README's cluster-mode section describes.
+# Ctrl-C stops the nodes as Ctrl-C stops a single node (at the next step, keeping what the parameter server keeps), lets
+# them write their last lines to their logs and the screen, and exits with the parameter server's code (130); a second
+# Ctrl-C ends them at once.
 # Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P the
 # parameter server serves metrics on port P and worker i on port P + i (each node needs its own port).
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
@@ -65,6 +68,11 @@ logs="$RUN/logs"
 declare -A names
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+# Ctrl-C reaches the whole process group. The nodes, started in the background, ignore SIGINT (bash's rule without job
+# control), and so does the parameter server's log pipeline, so nothing is cut off: the script asks each node to stop with
+# SIGTERM, which a node takes as it takes Ctrl-C (GracefulCancellation; a second one ends it at once), then waits for them.
+interrupted=0
+trap 'interrupted=1; [ ${#pids[@]} -gt 0 ] || exit 130; kill -TERM "${pids[@]}" 2>/dev/null || true' INT
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $logs/."
 metrics_port="${DISTTRAIN_Metrics__Port:-}"
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
@@ -73,8 +81,13 @@ metrics_port="${DISTTRAIN_Metrics__Port:-}"
   printf 'export DISTTRAIN_Cluster__Port=0\nexec'; printf ' %q' "${disttrain[@]}" node --role worker "$@"; echo; } > "$RUN/add-worker.sh"
 chmod +x "$RUN/add-worker.sh"
 [ -z "$metrics_port" ] || echo "Metrics: parameter server http://localhost:$metrics_port/metrics, worker i on port $metrics_port + i."
-"${disttrain[@]}" node --role parameter-server "$@" > >(tee "$logs/parameter-server.log" | grep --line-buffered -v '^\[INFO\]') 2>&1 &
+# The parameter server's output goes to its log and, without the [INFO] lines, to the screen; the pipeline ends when the
+# node closes its output (the script's own copy of the pipe is closed at once, and later nodes never get it).
+exec {ps_output}> >(trap '' INT; tee "$logs/parameter-server.log" | grep --line-buffered -v '^\[INFO\]')
+ps_output_pid=$!
+"${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 &
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server
+exec {ps_output}>&-
 for i in $(seq 1 "$workers"); do
   wrapper=(); [ -z "${WORKER_WRAPPER:-}" ] || wrapper=("$WORKER_WRAPPER" "$i")
   [ "${PIN_WORKERS:-0}" != 1 ] || wrapper+=(taskset -c "$(cores_of_worker "$i")")
@@ -87,12 +100,14 @@ status=0
 running=("${pids[@]}")
 while true; do
   set +e; wait -n -p ended "${running[@]}"; code=$?; set -e
+  [ -n "${ended:-}" ] || continue  # Ctrl-C interrupted the wait: the nodes are stopping
   rest=(); for pid in "${running[@]}"; do [ "$pid" = "$ended" ] || rest+=("$pid"); done; running=("${rest[@]}")
   if [ "$ended" = "$ps_pid" ]; then
     status=$code
-    [ "$code" -eq 0 ] || echo "parameter-server exited with code $code; stopping the run (its log: $logs/parameter-server.log)." >&2
+    [ "$code" -eq 0 ] || [ "$interrupted" = 1 ] || echo "parameter-server exited with code $code; stopping the run (its log: $logs/parameter-server.log)." >&2
     break
   fi
+  [ "$interrupted" = 0 ] || continue  # a worker that stopped on Ctrl-C
   if [ "$code" -gt 128 ]; then
     echo "${names[$ended]} was killed (signal $(( code - 128 ))); the job goes on without it (training pauses while fewer than $DISTTRAIN_Cluster__MinWorkers workers are alive). Its log: $logs/${names[$ended]}.log; $RUN/add-worker.sh starts a replacement." >&2
   elif [ "$code" -ne 0 ]; then
@@ -103,5 +118,9 @@ while true; do
 done
 if [ "$status" -eq 0 ]; then
   for pid in "${running[@]}"; do wait "$pid" || status=1; done
+elif [ "$interrupted" = 1 ]; then
+  for pid in "${running[@]}"; do wait "$pid" || true; done  # the workers' last lines reach their logs
 fi
+# Once the parameter server has ended, its last lines reach its log and the screen before the script exits.
+[ "$ended" != "$ps_pid" ] || wait "$ps_output_pid" || true
 exit "$status"

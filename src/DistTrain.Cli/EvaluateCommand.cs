@@ -61,9 +61,11 @@ internal static class EvaluateCommand
     }
 
     /// <summary>The confusion matrix of <paramref name="model"/> on <paramref name="data"/> (labels in the model's classes).</summary>
+    /// <exception cref="DataFormatException">Some samples' outputs are not finite; the message names them (<see cref="PredictCommand.CheckedScores"/>).</exception>
     internal static ConfusionMatrix Evaluate(TrainedModel model, LabeledDataset data, float dividedBy)
     {
-        var scores = model.Score(data.Features, dividedBy);
+        var scores = PredictCommand.CheckedScores(model, data.Features, dividedBy,
+            i => data.SampleNames?[i] ?? $"sample {i.ToString(CultureInfo.InvariantCulture)}");
         var matrix = new ConfusionMatrix(model.ClassCount);
         for (var i = 0; i < data.Count; i++)
             matrix.Add(data.Labels[i], TensorPrimitives.IndexOfMax(scores.AsSpan(i * model.ClassCount, model.ClassCount)));

@@ -61,9 +61,10 @@ internal static class PredictCommand
     internal static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
 
     /// <summary>The predictions for one batch of inputs: per sample the most probable class and the top <paramref name="k"/>.</summary>
+    /// <exception cref="DataFormatException">Some samples' outputs are not finite; the message names them (<see cref="CheckedScores"/>).</exception>
     internal static IEnumerable<Prediction> Predict(TrainedModel model, InputBatch batch, int k)
     {
-        var scores = model.Score(batch.Values, batch.DividedBy);
+        var scores = CheckedScores(model, batch.Values, batch.DividedBy, i => batch.Names[i]);
         var classes = model.ClassCount;
         for (var i = 0; i < batch.Names.Count; i++)
         {
@@ -73,6 +74,27 @@ internal static class PredictCommand
             var best = TensorPrimitives.IndexOfMax(sample);
             yield return new Prediction(batch.Names[i], best, model.ClassName(best), top);
         }
+    }
+
+    /// <summary>
+    /// <see cref="TrainedModel.Score"/>, with every sample's outputs checked: samples whose logits are not finite get no
+    /// prediction but an error that names them and the likely cause. Shared by predict and evaluate.
+    /// </summary>
+    /// <param name="model">The model.</param>
+    /// <param name="values">The samples, as <see cref="TrainedModel.Score"/> takes them.</param>
+    /// <param name="dividedBy">What the raw values were divided by when read.</param>
+    /// <param name="name">The name of sample <c>i</c> (a file, <c>file:line N</c>, <c>file[i]</c>).</param>
+    /// <exception cref="DataFormatException">Some samples' outputs are NaN or infinite.</exception>
+    internal static float[] CheckedScores(TrainedModel model, ReadOnlySpan<float> values, float dividedBy, Func<int, string> name)
+    {
+        var scores = model.Score(values, dividedBy);
+        var bad = model.NonFiniteSamples(scores);
+        if (bad.Count == 0) return scores;
+        const int Listed = 5;
+        var names = string.Join(", ", bad.Take(Listed).Select(name)) + (bad.Count > Listed ? $" and {bad.Count - Listed:N0} more" : "");
+        throw new DataFormatException($"{names}: the model's outputs for {(bad.Count == 1 ? "this sample are" : $"these {bad.Count:N0} samples are")} " +
+            "not finite (NaN or infinity), so there is no prediction. The input values are likely far outside the range of the training " +
+            "data (a value such as 3e38 overflows the network); give values on the training data's scale or leave these samples out.");
     }
 
     private static void Print(IReadOnlyList<Prediction> predictions)

@@ -1,4 +1,7 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.RegularExpressions;
 
 namespace DistTrain.Tests;
 
@@ -19,6 +22,45 @@ public class LocalClusterScriptTests
         }
         return cpus;
     }
+
+    /// <summary>
+    /// <c>deploy/local/cluster.sh 2 --config configs/fashion-mnist-mlp.json</c> with the suite's disttrain.dll, plain TCP, one
+    /// BLAS thread per node, on 512 training and 200 test images of the subset, for <paramref name="epochs"/> epochs, its
+    /// results in <paramref name="folder"/>.
+    /// </summary>
+    /// <param name="asFromTerminal">Start it as a shell starts a command in a terminal: in its own process group (here its own
+    /// session, so the group is its pid) with SIGINT at its default action, so a SIGINT to the group is a Ctrl-C. A test run
+    /// from a non-interactive shell's background job would otherwise inherit SIGINT ignored (see <see cref="DistTrainProcess"/>).</param>
+    private static ProcessStartInfo ClusterScript(string folder, int epochs, bool asFromTerminal = false)
+    {
+        var start = new ProcessStartInfo(asFromTerminal ? "python3" : "bash")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = Repository,
+        };
+        if (asFromTerminal)
+            foreach (var argument in new[] { "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])", "bash" })
+                start.ArgumentList.Add(argument);
+        foreach (var argument in new[] { Path.Combine(Repository, "deploy", "local", "cluster.sh"), "2", "--config", "configs/fashion-mnist-mlp.json" })
+            start.ArgumentList.Add(argument);
+        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("DISTTRAIN_", StringComparison.Ordinal)).ToList())
+            start.Environment.Remove(key);
+        start.Environment["CLI_DLL"] = Path.Combine(AppContext.BaseDirectory, "disttrain.dll");
+        start.Environment["DISTTRAIN_Compute__BlasThreads"] = "1";
+        start.Environment["DISTTRAIN_Cluster__Tls"] = "false";
+        start.Environment["DISTTRAIN_Data__Directory"] = Path.Combine(Repository, "tests", "data", "fashion-mnist-subset");
+        start.Environment["DISTTRAIN_Data__TrainLimit"] = "512";
+        start.Environment["DISTTRAIN_Data__TestLimit"] = "200";
+        start.Environment["DISTTRAIN_Training__Epochs"] = epochs.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        start.Environment["DISTTRAIN_Output__Directory"] = folder;
+        return start;
+    }
+
+    /// <summary>The script's run folder (logs, CA, secret) named on its first line, "logs in runs/cluster/&lt;run&gt;/logs/"; null before it.</summary>
+    private static string? RunFolder(string output) =>
+        Regex.Match(output, @"logs in (runs/cluster/[^/\s]+)/logs/") is { Success: true } run ? Path.Combine(Repository, run.Groups[1].Value) : null;
 
     /// <summary>A first argument that is not a worker count used to end in a shell error ("abc: unbound variable", "division by 0").</summary>
     [Theory]
@@ -52,28 +94,10 @@ public class LocalClusterScriptTests
         string? runFolder = null;
         try
         {
-            var start = new ProcessStartInfo("bash")
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-                WorkingDirectory = Repository,
-            };
-            foreach (var argument in new[] { Path.Combine(Repository, "deploy", "local", "cluster.sh"), "2", "--config", "configs/fashion-mnist-mlp.json" })
-                start.ArgumentList.Add(argument);
-            foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("DISTTRAIN_", StringComparison.Ordinal)).ToList())
-                start.Environment.Remove(key);
-            start.Environment["CLI_DLL"] = Path.Combine(AppContext.BaseDirectory, "disttrain.dll");
+            var start = ClusterScript(folder, epochs: 1);
             start.Environment["WORKER_WRAPPER"] = wrapper;
             start.Environment["PIN_WORKERS"] = "1";
-            start.Environment["DISTTRAIN_Compute__BlasThreads"] = "1";
             start.Environment["DISTTRAIN_Cluster__MinWorkers"] = "1";
-            start.Environment["DISTTRAIN_Cluster__Tls"] = "false";
-            start.Environment["DISTTRAIN_Data__Directory"] = Path.Combine(Repository, "tests", "data", "fashion-mnist-subset");
-            start.Environment["DISTTRAIN_Data__TrainLimit"] = "512";
-            start.Environment["DISTTRAIN_Data__TestLimit"] = "200";
-            start.Environment["DISTTRAIN_Training__Epochs"] = "1";
-            start.Environment["DISTTRAIN_Output__Directory"] = folder;
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(wrapper, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             using var process = Process.Start(start)!;
             var standardError = process.StandardError.ReadToEndAsync();
@@ -84,9 +108,7 @@ public class LocalClusterScriptTests
                 catch (OperationCanceledException) { process.Kill(entireProcessTree: true); throw; }
             }
             var (output, errors) = (await standardOutput, await standardError);
-            // The script's run folder (logs, CA, secret) goes with the test's own: "logs in runs/cluster/<run>/logs/".
-            var run = System.Text.RegularExpressions.Regex.Match(output, @"logs in (runs/cluster/[^/\s]+)/logs/");
-            if (run.Success) runFolder = Path.Combine(Repository, run.Groups[1].Value);
+            runFolder = RunFolder(output); // the script's run folder goes with the test's own
             Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}\n{output}\n{errors}");
             Assert.Contains("worker-1 was killed (signal 9); the job goes on without it", errors);
             Assert.Contains("add-worker.sh starts a replacement", errors);
@@ -102,4 +124,62 @@ public class LocalClusterScriptTests
             if (runFolder is not null && Directory.Exists(runFolder)) Directory.Delete(runFolder, recursive: true);
         }
     }
+
+    /// <summary>
+    /// Ctrl-C (SIGINT to the script's process group, as a terminal sends it) mid-training. The parameter server's log
+    /// pipeline (tee, and grep for the screen) used to die with the script at once, so its log and the screen lost the
+    /// node's last lines; the nodes now stop as on Ctrl-C, their shutdown lines reach the logs and the screen, and the
+    /// script exits with the parameter server's code, 130 (cancelled).
+    /// </summary>
+    [Fact]
+    public async Task Ctrl_C_stops_the_nodes_and_their_last_lines_reach_the_logs_and_the_screen_and_the_script_exits_130()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        var output = new StringBuilder();
+        var errors = new StringBuilder();
+        string? runFolder = null;
+        using var process = new Process { StartInfo = ClusterScript(folder, epochs: 500, asFromTerminal: true) };
+        process.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { lock (errors) errors.AppendLine(e.Data); };
+        try
+        {
+            process.Start();
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            string Output() { lock (output) return output.ToString(); }
+            // Training is under way once the screen shows an epoch's summary ("epoch   1/500  train loss ...").
+            var started = Stopwatch.StartNew();
+            while (!Regex.IsMatch(Output(), @"epoch +\d+/500 +train loss") && !process.HasExited && started.Elapsed < TimeSpan.FromSeconds(120))
+                await Task.Delay(100);
+            runFolder = RunFolder(Output());
+            Assert.True(!process.HasExited && runFolder is not null, $"training did not start:\n{Output()}\n{errors}");
+
+            const int sigint = 2;
+            Assert.Equal(0, SendSignal(-process.Id, sigint)); // the whole group, as Ctrl-C
+            var interrupted = Stopwatch.StartNew();
+            using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+                await process.WaitForExitAsync(timeout.Token);
+            Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}\n{Output()}\n{errors}");
+            Assert.InRange(interrupted.Elapsed.TotalSeconds, 0, 30); // promptly: the nodes stop at their next step
+            var logs = Path.Combine(runFolder!, "logs");
+            var psLog = File.ReadAllLines(Path.Combine(logs, "parameter-server.log"));
+            Assert.Contains(psLog, l => l.StartsWith("SIGTERM: stopping at the next step", StringComparison.Ordinal));
+            Assert.StartsWith("cancelled: ", psLog[^1]);
+            Assert.Contains(psLog[^1], Output()); // on the screen too
+            foreach (var worker in new[] { "worker-1", "worker-2" })
+                Assert.Equal("cancelled: this worker node stopped and is out of the job; a worker keeps no results.",
+                    File.ReadAllLines(Path.Combine(logs, $"{worker}.log"))[^1]);
+            Assert.DoesNotContain("was killed", errors.ToString()); // a worker that stopped on Ctrl-C is not reported as lost
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+            Directory.Delete(folder, recursive: true);
+            if (runFolder is not null && Directory.Exists(runFolder)) Directory.Delete(runFolder, recursive: true);
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
 }

@@ -138,4 +138,78 @@ public class PredictEvaluateTests : IDisposable
         (exit, _, _) = await Cli("predict", "--model", path);
         Assert.Equal(1, exit); // no input: a bad command line
     }
+
+    [Fact]
+    public async Task Outputs_that_are_not_finite_and_weights_that_are_not_finite_exit_2_naming_the_rows_or_the_tensor_never_a_prediction()
+    {
+        var overrides = new Dictionary<string, string?> { ["Training:Epochs"] = "60", ["Optimizer:LearningRate"] = "0.01", ["Output:Directory"] = _directory };
+        var (trainExit, _, run) = await TrainCommand.RunJobAsync(SklearnCsvTests.Config("iris"), overrides, null, CancellationToken.None).WithTestTimeout();
+        Assert.Equal(0, trainExit);
+        var path = Path.Combine(run!, "model.safetensors");
+        var model = TrainedModel.Load(path);
+        // The config skips iris.csv's summary line: a normal row (line 2), one whose logits overflow (3e38 standardizes to
+        // infinity), and one far out whose logits stay finite (about 1e21: probabilities, not the NaN of an unshifted softmax).
+        var rows = Path.Combine(_directory, "pred.csv");
+        File.WriteAllLines(rows, ["150,4,setosa,versicolor,virginica", "5.1,3.5,1.4,0.2", "5.1,3e38,1.4,0.2", "1e20,3.5,1.4,0.2"]);
+        var error = Assert.Throws<DataFormatException>(() => PredictCommand.Predict(model, ModelInputs.Read(rows, model, resize: false), k: 3).ToArray());
+        Assert.True(CliConsole.IsInputError(error));
+        Assert.StartsWith($"{rows}:line 3: the model's outputs for this sample are not finite (NaN or infinity), so there is no prediction.", error.Message);
+        Assert.Contains("far outside the range of the training data (a value such as 3e38", error.Message);
+        Assert.Equal([1], model.NonFiniteSamples(model.Score(ModelInputs.Read(rows, model, resize: false).Values, dividedBy: 1)));
+
+        var (exit, output, errors) = await Cli("predict", "--model", path, rows);
+        Assert.Equal(2, exit);
+        Assert.Contains($"error: {rows}:line 3: the model's outputs for this sample are not finite", errors);
+        Assert.DoesNotContain("NaN%", output);
+        (exit, output, errors) = await Cli("predict", "--model", path, "--json", rows);
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        Assert.Contains($"{rows}:line 3:", errors);
+        Assert.DoesNotContain("Unhandled exception", errors);
+
+        // Without the overflowing row the same file predicts, and the normal row as the model's own logits say.
+        File.WriteAllLines(rows, ["150,4,setosa,versicolor,virginica", "5.1,3.5,1.4,0.2", "1e20,3.5,1.4,0.2"]);
+        (exit, output, errors) = await Cli("predict", "--model", path, "--json", rows);
+        Assert.True(exit == 0, errors);
+        var predictions = JsonDocument.Parse(output).RootElement;
+        var expected = model.Probabilities([5.1f, 3.5f, 1.4f, 0.2f]);
+        Assert.Equal("setosa", predictions[0].GetProperty("name").GetString());
+        Assert.Equal(model.Predict([5.1f, 3.5f, 1.4f, 0.2f])[0], predictions[0].GetProperty("class").GetInt32());
+        Assert.Equal(expected.Max(), predictions[0].GetProperty("top")[0].GetProperty("probability").GetDouble(), precision: 6);
+        Assert.Equal(1, predictions[1].GetProperty("top")[0].GetProperty("probability").GetDouble(), precision: 6);
+
+        // evaluate: the labeled rows, one of them overflowing, name that row's line and exit 2 with --json too.
+        var labeled = Path.Combine(_directory, "labeled.csv");
+        File.WriteAllLines(labeled, ["150,4,setosa,versicolor,virginica", "5.1,3.5,1.4,0.2,0", "7.0,3.2,4.7,1.4,1", "6.3,3.3,6.0,3e38,2"]);
+        (exit, output, errors) = await Cli("evaluate", "--model", path, "--data", labeled, "--json", "--heatmap", Path.Combine(_directory, "h.png"));
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        Assert.Contains($"error: {labeled}:line 4: the model's outputs for this sample are not finite", errors);
+
+        // A model with one NaN weight: refused when loaded, naming the tensor, by predict and evaluate alike.
+        model.Weights.Segment("0.weight")[5] = float.NaN;
+        var broken = Path.Combine(_directory, "nan-weight.safetensors");
+        model.Save(broken);
+        var message = $"{broken}: tensor '0.weight' holds 1 value(s) that are not finite (the first, NaN, at index 5)";
+        Assert.StartsWith(message, Assert.Throws<InvalidDataException>(() => TrainedModel.Load(broken)).Message);
+        (exit, output, errors) = await Cli("evaluate", "--model", broken, "--data", labeled, "--json");
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        Assert.Contains(message, errors);
+        (exit, _, errors) = await Cli("predict", "--model", broken, "--json", rows);
+        Assert.Equal(2, exit);
+        Assert.Contains(message, errors);
+
+        // A CSV-trained model reads CSV files only: an image (4 features would read as a 2x2 one) or a folder is refused.
+        var image = Path.Combine(_directory, "x.png");
+        ImageFolderTests.WriteImage(image, TestData.RawTest.Sample(0));
+        (exit, output, errors) = await Cli("predict", "--model", path, image);
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        Assert.Contains($"{image}: the model was trained on CSV data (4 feature columns", errors);
+        Assert.Contains("Give it a CSV file with the training file's columns.", errors);
+        (exit, _, errors) = await Cli("evaluate", "--model", path, "--data", TestData.SubsetDirectory);
+        Assert.Equal(2, exit);
+        Assert.Contains($"{TestData.SubsetDirectory}: the model was trained on CSV data", errors);
+    }
 }

@@ -16,7 +16,7 @@ public class SklearnCsvTests : IDisposable
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
-    private static string Config(string name) => Path.Combine(AppContext.BaseDirectory, "configs", $"sklearn-{name}.json");
+    internal static string Config(string name) => Path.Combine(AppContext.BaseDirectory, "configs", $"sklearn-{name}.json");
 
     [Theory]
     [InlineData("iris", 111, 39, 4, 3, "setosa")]

@@ -20,7 +20,7 @@ public static class ImageFolderDataset
     /// <param name="resize">Resample images of another size (Data:ImageFolder:Resize); false makes them an error.</param>
     /// <param name="classNames">The training folder's classes, when reading a test folder: its sub-folders must be among
     /// them (some may be missing) and keep the training folder's numbering. Null: this folder's sub-folders are the classes.</param>
-    /// <returns>The samples, class by class, with <see cref="LabeledDataset.ClassNames"/> set.</returns>
+    /// <returns>The samples, class by class, with <see cref="LabeledDataset.ClassNames"/> and <see cref="LabeledDataset.SampleNames"/> (the files) set.</returns>
     /// <exception cref="DataFormatException">The folder is missing or has no class sub-folders, a class has no image, a
     /// sub-folder is not one of the training classes, a folder cannot be listed, the images would not fit in one array,
     /// or an image cannot be read or decoded, is too large (<see cref="ImageFile.MaxPixels"/>) or has another size.</exception>
@@ -63,7 +63,7 @@ public static class ImageFolderDataset
             }
         });
         if (failures.FirstOrDefault(f => f is not null) is { } failure) throw failure;
-        return new LabeledDataset(features, [.. files.Select(f => f.Label)], shape.Size, classes.Count, [.. classes]);
+        return new LabeledDataset(features, [.. files.Select(f => f.Label)], shape.Size, classes.Count, [.. classes]) { SampleNames = [.. files.Select(f => f.Path)] };
     }
 
     /// <summary>A hidden file or folder (its name starts with a dot), skipped.</summary>

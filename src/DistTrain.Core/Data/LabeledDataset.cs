@@ -48,6 +48,12 @@ public sealed class LabeledDataset
     /// <summary>Name of each class (index = label), or null when the data does not name its classes.</summary>
     public IReadOnlyList<string>? ClassNames { get; }
 
+    /// <summary>
+    /// What each sample was read from, by index (a file, <c>file:line N</c> for a CSV row, <c>file[i]</c> for an IDX image),
+    /// for messages about single samples; null when the reader does not name them. Kept by the copies below.
+    /// </summary>
+    public IReadOnlyList<string>? SampleNames { get; init; }
+
     /// <summary>The statistics the features were standardized with (set by <see cref="Normalizer.Apply"/>); null while they are raw.</summary>
     public Normalizer? Normalization { get; internal set; }
 
@@ -90,7 +96,11 @@ public sealed class LabeledDataset
             Sample(indices[i]).CopyTo(features.AsSpan(i * FeatureCount, FeatureCount));
             labels[i] = Labels[indices[i]];
         }
-        return new LabeledDataset(features, labels, FeatureCount, ClassCount, ClassNames) { Normalization = Normalization };
+        return new LabeledDataset(features, labels, FeatureCount, ClassCount, ClassNames)
+        {
+            Normalization = Normalization,
+            SampleNames = SampleNames is null ? null : [.. indices.Select(i => SampleNames[i])],
+        };
     }
 
     /// <summary>
@@ -111,13 +121,20 @@ public sealed class LabeledDataset
         return new LabeledDataset(subset.Features, labels, FeatureCount, classes.Count, ClassNames is null ? null : [.. classes.Select(c => ClassNames[c])])
         {
             Normalization = Normalization,
+            SampleNames = subset.SampleNames,
         };
     }
 
     /// <summary>The same samples (arrays shared, not copied) with the given class names.</summary>
     /// <exception cref="ArgumentException">There are not <see cref="ClassCount"/> names.</exception>
     public LabeledDataset WithClassNames(IReadOnlyList<string> classNames) =>
-        new(Features, Labels, FeatureCount, ClassCount, classNames) { Normalization = Normalization };
+        new(Features, Labels, FeatureCount, ClassCount, classNames) { Normalization = Normalization, SampleNames = SampleNames };
+
+    /// <summary>The same samples (arrays shared, not copied) with the given <see cref="SampleNames"/>.</summary>
+    /// <exception cref="ArgumentException">There are not <see cref="Count"/> names.</exception>
+    public LabeledDataset WithSampleNames(IReadOnlyList<string> sampleNames) => sampleNames.Count == Count
+        ? new(Features, Labels, FeatureCount, ClassCount, ClassNames) { Normalization = Normalization, SampleNames = sampleNames }
+        : throw new ArgumentException($"{sampleNames.Count} sample names given for {Count} samples.");
 
     /// <summary>A copy holding only the first <paramref name="count"/> samples.</summary>
     public LabeledDataset Take(int count)
@@ -126,6 +143,7 @@ public sealed class LabeledDataset
         return new LabeledDataset(Features.AsSpan(0, count * FeatureCount).ToArray(), Labels.AsSpan(0, count).ToArray(), FeatureCount, ClassCount, ClassNames)
         {
             Normalization = Normalization,
+            SampleNames = SampleNames?.Take(count).ToArray(),
         };
     }
 }

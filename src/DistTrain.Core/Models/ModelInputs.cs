@@ -40,10 +40,12 @@ public static class ModelInputs
     /// <c>.csv</c> or <c>.csv.gz</c> file, or an IDX image file.</param>
     /// <param name="model">The model whose input shape, CSV columns and options the samples are read with.</param>
     /// <param name="resize">Resize images of another size to the model's input (bicubic) instead of refusing them.</param>
-    /// <exception cref="DataFormatException">The input is missing or malformed, or does not fit the model's input.</exception>
+    /// <exception cref="DataFormatException">The input is missing or malformed, does not fit the model's input, or is not a
+    /// CSV file for a model trained on CSV data.</exception>
     public static InputBatch Read(string path, TrainedModel model, bool resize)
     {
         var shape = model.InputShape;
+        if (!IsCsv(path)) CheckNotCsvModel(path, model);
         if (Directory.Exists(path))
         {
             var images = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Where(ImageFile.HasImageExtension).Order(StringComparer.Ordinal).ToArray();
@@ -64,8 +66,7 @@ public static class ModelInputs
             var csv = model.Data.Csv ?? new CsvOptions();
             var features = model.Data.FeatureNames ?? [.. Enumerable.Range(0, shape.Size).Select(i => $"column {i}")];
             var values = CsvDataset.ReadFeatures(path, csv, features);
-            var first = csv.SkipRows + (csv.HasHeader ? 2 : 1);
-            return new InputBatch([.. Enumerable.Range(0, values.Length / shape.Size).Select(i => $"{path}:line {first + i}")], values, 1f);
+            return new InputBatch(CsvLineNames(path, csv, values.Length / shape.Size), values, 1f);
         }
         var (dimensions, pixels) = IdxFile.ReadAsSingles(path, expectedDimensions: 3, divisor: 255f);
         CheckIdxShape(path, dimensions, model);
@@ -80,17 +81,23 @@ public static class ModelInputs
     /// <param name="path">A folder with IDX files, a folder of class sub-folders of images, or a CSV file.</param>
     /// <param name="model">The model whose input shape, classes and CSV options the samples are read with.</param>
     /// <param name="resize">Resize images of another size to the model's input (bicubic) instead of refusing them.</param>
-    /// <returns>The samples with labels in the model's class numbering, and what their raw values were divided by (255 for
-    /// images and IDX files, 1 for CSV values).</returns>
-    /// <exception cref="DataFormatException">The data is missing or malformed, or its labels or features do not fit the model.</exception>
+    /// <returns>The samples with labels in the model's class numbering and <see cref="LabeledDataset.SampleNames"/> set, and
+    /// what their raw values were divided by (255 for images and IDX files, 1 for CSV values).</returns>
+    /// <exception cref="DataFormatException">The data is missing or malformed, its labels or features do not fit the model,
+    /// or it is a folder for a model trained on CSV data.</exception>
     public static (LabeledDataset Data, float DividedBy) ReadLabeled(string path, TrainedModel model, bool resize)
     {
         var classes = model.Data.Classes;
         LabeledDataset data;
         float dividedBy;
+        if (Directory.Exists(path)) CheckNotCsvModel(path, model);
         if (Directory.Exists(path) && Directory.EnumerateFiles(path, "t10k-images-idx3-ubyte*").Any())
         {
             data = FashionMnist.LoadSplit(path, "t10k");
+            // Named as predict names an IDX file's images; LoadSplit reads the .gz file when there is one.
+            var images = Path.Combine(path, "t10k-images-idx3-ubyte");
+            if (File.Exists(images + ".gz")) images += ".gz";
+            data = data.WithSampleNames([.. Enumerable.Range(0, data.Count).Select(i => $"{images}[{i}]")]);
             CheckIdxShape(path, [data.Count, 28, 28], model);
             (data, dividedBy) = (classes.Count > 0 ? data.KeepClasses(classes) : data, 255f);
         }
@@ -104,7 +111,9 @@ public static class ModelInputs
             var vocabulary = model.Data.LabelsAreNames
                 ? new LabelVocabulary(model.Data.ClassNames, model.ClassCount, IntegerLabels: false)
                 : new LabelVocabulary(null, classes.Count > 0 ? LabelVocabulary.MaxClasses : model.ClassCount, IntegerLabels: true);
-            data = CsvDataset.Read(path, model.Data.Csv ?? new CsvOptions(), vocabulary).Data;
+            var csv = model.Data.Csv ?? new CsvOptions();
+            data = CsvDataset.Read(path, csv, vocabulary).Data;
+            data = data.WithSampleNames(CsvLineNames(path, csv, data.Count));
             if (!model.Data.LabelsAreNames && classes.Count > 0) data = data.KeepClasses(classes);
             dividedBy = 1f;
         }
@@ -115,6 +124,22 @@ public static class ModelInputs
         if (data.Count == 0)
             throw new DataFormatException($"{path}: no samples of the model's classes.");
         return (data, dividedBy);
+    }
+
+    /// <summary>Names the samples of a CSV file by their line: <c>file:line N</c>, past the skipped rows and the header.</summary>
+    private static string[] CsvLineNames(string path, CsvOptions csv, int count)
+    {
+        var first = csv.SkipRows + (csv.HasHeader ? 2 : 1);
+        return [.. Enumerable.Range(0, count).Select(i => $"{path}:line {first + i}")];
+    }
+
+    /// <summary>A model trained on CSV data reads CSV files only: its features are the training file's columns, not pixels.</summary>
+    private static void CheckNotCsvModel(string path, TrainedModel model)
+    {
+        if (model.Data.Format != DataFormat.Csv) return;
+        var columns = model.Data.FeatureNames is { } names ? $": {string.Join(", ", names.Take(5))}{(names.Count > 5 ? ", ..." : "")}" : "";
+        throw new DataFormatException($"{path}: the model was trained on CSV data ({model.FeatureCount} feature columns{columns}) and reads " +
+            "CSV files (.csv or .csv.gz) only, not images or IDX files. Give it a CSV file with the training file's columns.");
     }
 
     private static TensorShape ImageShape(TrainedModel model, string path)

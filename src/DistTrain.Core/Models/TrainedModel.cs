@@ -101,7 +101,7 @@ public sealed class TrainedModel
     /// <exception cref="FileNotFoundException">There is no such file.</exception>
     /// <exception cref="InvalidDataException">The metadata lacks the network or its normalization (a PyTorch export has
     /// only tensors), that network is not valid or larger than the file, a metadata entry is malformed, or the tensors do
-    /// not fit the network; the message names the file and the fix.</exception>
+    /// not fit the network, or a tensor holds NaN or infinity; the message names the file, the tensor and the fix.</exception>
     /// <exception cref="SafeTensorsFormatException">The file breaks the safetensors format; the message names the tensor and bytes.</exception>
     public static TrainedModel Load(string path)
     {
@@ -149,6 +149,18 @@ public sealed class TrainedModel
             throw new InvalidDataException($"{path}: the metadata names {names.Count} classes but the network has {replica.OutputSize} outputs.");
         var weights = new ParameterVector(replica.Layout);
         PretrainedWeights.Load(path, replica, weights, replaceHead: false);
+        // A diverged run's weights load as any others but make every output NaN: refused here, naming the tensor.
+        foreach (var segment in weights.Layout.Segments)
+        {
+            var values = weights.Segment(segment);
+            var (bad, first) = (0, -1);
+            for (var i = 0; i < values.Length; i++)
+                if (!float.IsFinite(values[i]) && bad++ == 0) first = i;
+            if (bad > 0)
+                throw new InvalidDataException($"{path}: tensor '{segment.Name}' holds {bad:N0} value(s) that are not finite (the first, " +
+                    $"{values[first].ToString(CultureInfo.InvariantCulture)}, at index {first:N0}), so every output would be NaN. The run that wrote it " +
+                    $"diverged or the file is damaged; use an earlier checkpoint ({RunFiles.LastGood} after a divergence) or train again.");
+        }
         return new TrainedModel(model, weights, normalizer, metadata);
     }
 
@@ -197,7 +209,9 @@ public sealed class TrainedModel
     /// Scores raw samples as <c>disttrain predict</c> and <c>evaluate</c> do: brings the values to the scale the model was
     /// trained on (multiplied by <paramref name="dividedBy"/> / <see cref="DataMetadata.InputDivisor"/>), standardizes
     /// them, runs the network and returns per sample the softmax probabilities (for a SoftmaxCrossEntropy model; a
-    /// MeanSquaredError model's outputs as they are), sample-major <c>[count, ClassCount]</c>.
+    /// MeanSquaredError model's outputs as they are), sample-major <c>[count, ClassCount]</c>. A sample whose outputs are
+    /// not all finite (values far outside the training data's range, such as 3e38, overflow them) gets NaN in every
+    /// column, never probabilities; <see cref="NonFiniteSamples"/> finds them.
     /// </summary>
     /// <param name="values">Sample-major values, <c>count · FeatureCount</c>. Not modified.</param>
     /// <param name="dividedBy">What <paramref name="values"/> were divided by when read: 255 for images and IDX files
@@ -206,7 +220,19 @@ public sealed class TrainedModel
     public float[] Score(ReadOnlySpan<float> values, float dividedBy)
     {
         var outputs = Forward(values, dividedBy / Data.InputDivisor);
+        foreach (var sample in NonFiniteSamples(outputs))
+            outputs.AsSpan(sample * ClassCount, ClassCount).Fill(float.NaN);
         return LossTypes.Canonical(Model.Loss) == LossTypes.SoftmaxCrossEntropy ? SoftMaxRows(outputs) : outputs;
+    }
+
+    /// <summary>The samples whose outputs are not all finite (NaN or infinite), in order.</summary>
+    /// <param name="outputs">Sample-major outputs <c>[count, ClassCount]</c>, from <see cref="Logits"/> or <see cref="Score"/>.</param>
+    public IReadOnlyList<int> NonFiniteSamples(ReadOnlySpan<float> outputs)
+    {
+        var samples = new List<int>();
+        for (var i = 0; i < outputs.Length / ClassCount; i++)
+            if (!TensorPrimitives.IsFiniteAll(outputs.Slice(i * ClassCount, ClassCount))) samples.Add(i);
+        return samples;
     }
 
     /// <summary>A description for the console: layers, classes and input.</summary>
@@ -241,10 +267,16 @@ public sealed class TrainedModel
         return outputs;
     }
 
+    /// <summary>Softmax of each row, after subtracting the row's largest value: large finite logits (above 88, where
+    /// e^x overflows a float) still give probabilities, not NaN.</summary>
     private float[] SoftMaxRows(float[] values)
     {
         for (var start = 0; start < values.Length; start += ClassCount)
-            TensorPrimitives.SoftMax(values.AsSpan(start, ClassCount), values.AsSpan(start, ClassCount));
+        {
+            var row = values.AsSpan(start, ClassCount);
+            TensorPrimitives.Subtract(row, TensorPrimitives.Max(row), row);
+            TensorPrimitives.SoftMax(row, row);
+        }
         return values;
     }
 }
