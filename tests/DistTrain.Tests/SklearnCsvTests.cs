@@ -75,6 +75,58 @@ public class SklearnCsvTests : IDisposable
         Assert.All(predictions, p => Assert.Equal(1, p.Top.Sum(t => t.Probability), precision: 5));
     }
 
+    private static string IrisFile => TrainingOptionsLoader.Load(Config("iris"), environment: new Dictionary<string, string?>()).Data.Csv.TrainFile;
+
+    /// <summary>iris.csv's 150 rows under a header, each row's cells in <paramref name="order"/>; the rows where <paramref name="keep"/> holds.</summary>
+    private string IrisWithHeader(string name, string[] header, int[] order, Func<int, bool> keep)
+    {
+        var rows = Lines(IrisFile)[1..].Where((_, i) => keep(i)).Select(r => string.Join(',', order.Select(c => r.Split(',')[c])));
+        var path = Path.Combine(_directory, name);
+        File.WriteAllLines(path, [string.Join(',', order.Select(c => header[c])), .. rows]);
+        return path;
+    }
+
+    [Fact]
+    public async Task Evaluate_and_a_test_file_match_a_header_by_name_so_swapped_columns_score_the_same_and_renamed_ones_are_refused()
+    {
+        string[] names = ["sepal_length", "sepal_width", "petal_length", "petal_width", "species"];
+        int[] inOrder = [0, 1, 2, 3, 4], swappedOrder = [1, 0, 2, 3, 4];
+        var train = IrisWithHeader("train.csv", names, inOrder, i => i % 4 != 0);
+        var test = IrisWithHeader("test.csv", names, inOrder, i => i % 4 == 0);
+        var swapped = IrisWithHeader("swapped.csv", names, swappedOrder, i => i % 4 == 0);
+        var renamed = IrisWithHeader("renamed.csv", ["a", "b", "c", "d", "species"], inOrder, i => i % 4 == 0);
+        Dictionary<string, string?> Overrides(string testFile) => new()
+        {
+            ["Data:Csv:TrainFile"] = train, ["Data:Csv:TestFile"] = testFile, ["Data:Csv:HasHeader"] = "true", ["Data:Csv:SkipRows"] = "0",
+            ["Data:TestFraction"] = "0", ["Training:Epochs"] = "60", ["Optimizer:LearningRate"] = "0.01", ["Output:Directory"] = _directory,
+        };
+
+        // Training's test file: the swapped file loads to the same test samples.
+        TrainingData Load(string testFile) => TrainingData.Load(TrainingOptionsLoader.Load(Config("iris"), Overrides(testFile), environment: new Dictionary<string, string?>()));
+        var original = Load(test);
+        Assert.Equal(38, original.Test.Count);
+        Assert.Equal(original.Test.Features, Load(swapped).Test.Features);
+        Assert.Equal(original.Test.Labels, Load(swapped).Test.Labels);
+        Assert.Contains("the header lacks 'sepal_length', 'sepal_width', 'petal_length', 'petal_width'", Assert.Throws<DataFormatException>(() => Load(renamed)).Message);
+
+        // evaluate and predict: the swapped file scores exactly as the original, which scores as training reported.
+        var (exit, result, run) = await TrainCommand.RunJobAsync(Config("iris"), Overrides(test), null, CancellationToken.None).WithTestTimeout();
+        Assert.Equal(0, exit);
+        Assert.InRange(result!.FinalEpoch.TestAccuracy, 0.85, 1);
+        var model = TrainedModel.Load(Path.Combine(run!, "model.safetensors"));
+        Assert.Equal(names[..4], model.Data.FeatureNames!);
+        var matrix = EvaluateCommand.Evaluate(model, ModelInputs.ReadLabeled(test, model, resize: false).Data, 1f);
+        var swappedMatrix = EvaluateCommand.Evaluate(model, ModelInputs.ReadLabeled(swapped, model, resize: false).Data, 1f);
+        Assert.Equal(result.FinalEpoch.TestAccuracy, matrix.Accuracy, precision: 10);
+        Assert.Equal(matrix.ToRows(), swappedMatrix.ToRows());
+        Assert.Equal(PredictCommand.Predict(model, ModelInputs.Read(test, model, resize: false), 3).Select(p => p.Class),
+            PredictCommand.Predict(model, ModelInputs.Read(swapped, model, resize: false), 3).Select(p => p.Class));
+        var error = Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(renamed, model, resize: false));
+        Assert.Equal($"{renamed}: columns are matched by name with the training file's, and the header lacks 'sepal_length', 'sepal_width', " +
+            "'petal_length', 'petal_width'; 'a', 'b', 'c', 'd' are not among its columns. Name the columns as the training file does ('sepal_length', " +
+            "'sepal_width', 'petal_length', 'petal_width', then the label; in any order) and remove the others.", error.Message);
+    }
+
     internal static string[] Lines(string path)
     {
         using var stream = path.EndsWith(".gz", StringComparison.Ordinal)

@@ -61,11 +61,10 @@ public static class ModelInputs
         }
         if (IsCsv(path))
         {
-            var csv = model.Data.Csv ?? new CsvOptions();
+            // By the header's names when the model knows them (as evaluate reads its file), else by position.
             var features = model.Data.FeatureNames ?? [.. Enumerable.Range(0, shape.Size).Select(i => $"column {i}")];
-            var values = CsvDataset.ReadFeatures(path, csv, features);
-            var first = csv.SkipRows + (csv.HasHeader ? 2 : 1);
-            return new InputBatch([.. Enumerable.Range(0, values.Length / shape.Size).Select(i => $"{path}:line {first + i}")], values, 1f);
+            var (values, lines) = CsvDataset.ReadFeatures(path, model.Data.Csv ?? new CsvOptions(), features, byName: model.Data.FeatureNames is not null);
+            return new InputBatch([.. lines.Select(line => $"{path}:line {line}")], values, 1f);
         }
         var (dimensions, pixels) = IdxFile.ReadAsSingles(path, expectedDimensions: 3, divisor: 255f);
         CheckIdxShape(path, dimensions, model);
@@ -75,7 +74,8 @@ public static class ModelInputs
     /// <summary>
     /// The labeled samples of <c>evaluate</c>'s data: a folder with IDX files (its <c>t10k</c> test split), a folder of class
     /// sub-folders of images, or a CSV file with the label column. Labels are mapped to the model's classes (by name when
-    /// the model's labels are names, and through Data:Classes when the model was trained on some classes only).
+    /// the model's labels are names, and through Data:Classes when the model was trained on some classes only). A CSV
+    /// file's feature columns are matched by name with the model's when it has a header row, as <c>predict</c> does.
     /// </summary>
     /// <param name="path">A folder with IDX files, a folder of class sub-folders of images, or a CSV file.</param>
     /// <param name="model">The model whose input shape, classes and CSV options the samples are read with.</param>
@@ -104,7 +104,8 @@ public static class ModelInputs
             var vocabulary = model.Data.LabelsAreNames
                 ? new LabelVocabulary(model.Data.ClassNames, model.ClassCount, IntegerLabels: false)
                 : new LabelVocabulary(null, classes.Count > 0 ? LabelVocabulary.MaxClasses : model.ClassCount, IntegerLabels: true);
-            data = CsvDataset.Read(path, model.Data.Csv ?? new CsvOptions(), vocabulary).Data;
+            // The model's feature columns, by the header's names as predict reads them (by position without a header row).
+            data = CsvDataset.Read(path, model.Data.Csv ?? new CsvOptions(), vocabulary, model.Data.FeatureNames).Data;
             if (!model.Data.LabelsAreNames && classes.Count > 0) data = data.KeepClasses(classes);
             dividedBy = 1f;
         }
