@@ -86,7 +86,7 @@ internal static class TrainCommand
                 if (problems.Count > 0) throw new ConfigurationException(configPath, problems);
             }
             data = TrainingData.Load(options);
-            ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
+            ModelFactory.CheckFitsData(options.Model, data);
             startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line));
             // Before the search: a second job in the folder is refused before it reads, and before any run folder exists.
             checkpointLock = CheckpointDirectoryLock.For(options.Checkpoint);

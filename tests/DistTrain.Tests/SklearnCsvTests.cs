@@ -127,6 +127,51 @@ public class SklearnCsvTests : IDisposable
             "'sepal_width', 'petal_length', 'petal_width', then the label; in any order) and remove the others.", error.Message);
     }
 
+    /// <summary>The problem loading iris.csv with <paramref name="edit"/> applied to each line (1-based) gives, with a model of 3 outputs.</summary>
+    private string ClassProblem(string name, Func<int, string, string> edit, bool classNames)
+    {
+        var path = Path.Combine(_directory, name);
+        File.WriteAllLines(path, File.ReadAllLines(IrisFile).Select((line, i) => i == 0 ? line : edit(i + 1, line)));
+        var overrides = new Dictionary<string, string?> { ["Data:Csv:TrainFile"] = path };
+        var options = TrainingOptionsLoader.Load(Config("iris"), overrides, environment: new Dictionary<string, string?>());
+        if (!classNames) options.Data.ClassNames = [];
+        try
+        {
+            ModelFactory.CheckFitsData(options.Model, TrainingData.Load(options));
+        }
+        catch (Exception e) when (e is ConfigurationException or DataFormatException)
+        {
+            return e.Message;
+        }
+        throw new Xunit.Sdk.XunitException($"{name} loaded without a problem");
+    }
+
+    private static string WithLabel(string line, string label) => line[..(line.LastIndexOf(',') + 1)] + label;
+
+    [Fact]
+    public void A_class_count_that_does_not_fit_names_the_labels_found_their_lines_and_both_fixes()
+    {
+        var path = Path.Combine(_directory, "stray.csv");
+        var stray = ClassProblem("stray.csv", (n, line) => n == 100 ? WithLabel(line, "7") : line, classNames: false);
+        Assert.Contains($"Model:Layers:2:Units = 3 does not match the data: the last Dense layer outputs one logit per class and the data has 8 classes: " +
+            $"{path}, column 'column 4', holds the labels 0 to 2 and 7 (line 100). If that label is stray, correct or remove line 100; " +
+            "if the data has 8 classes, set Units to 8.", stray);
+        // With the config's Data:ClassNames, that count is the first to disagree; the same labels are named.
+        Assert.Contains("Data:ClassNames lists 3 names but the data has 8 classes: " + $"{path}, column 'column 4', holds the labels 0 to 2 and 7 (line 100). " +
+            "If that label is stray, correct or remove line 100; if the data has 8 classes, give Data:ClassNames 8 names, in label order.",
+            ClassProblem("stray.csv", (n, line) => n == 100 ? WithLabel(line, "7") : line, classNames: true));
+
+        var fraction = ClassProblem("fraction.csv", (n, line) => n == 152 - 1 ? WithLabel(line, "1.5") : line, classNames: false);
+        Assert.Contains("the data has 4 classes: " + Path.Combine(_directory, "fraction.csv") + ", column 'column 4', holds the labels 0 to 2 and '1.5' (line 151); " +
+            "'1.5' is not a whole number, so every label was read as a name. If that label is stray, correct or remove line 151; if the data has 4 classes, set Units to 4.", fraction);
+
+        // Without its label column the last feature (petal width, 22 values) is read as the label.
+        var noLabel = ClassProblem("no-label.csv", (_, line) => line[..line.LastIndexOf(',')], classNames: false);
+        Assert.Contains("the data has 22 classes: " + Path.Combine(_directory, "no-label.csv") + ", column 'column 3' (the last: Data:Csv:LabelColumn is not set), " +
+            "holds 22 distinct labels, read as names: '0.1' (5 rows), '0.2' (29 rows), ", noLabel);
+        Assert.Contains("If that is not the label column, set Data:Csv:LabelColumn to it; if the data has 22 classes, set Units to 22.", noLabel);
+    }
+
     internal static string[] Lines(string path)
     {
         using var stream = path.EndsWith(".gz", StringComparison.Ordinal)
