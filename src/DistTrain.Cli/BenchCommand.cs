@@ -62,7 +62,7 @@ internal static class BenchCommand
         {
             options = TrainingOptionsLoader.Load(configPath, overrides);
             trainingData = TrainingData.Load(options);
-            ModelFactory.CheckFitsData(options.Model, trainingData.Train.FeatureCount, trainingData.Train.ClassCount);
+            ModelFactory.CheckFitsData(options.Model, trainingData);
             ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed); // a pretrained checkpoint that does not fit fails here
         }
         catch (Exception e) when (CliConsole.IsInputError(e))

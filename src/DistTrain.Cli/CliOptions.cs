@@ -27,7 +27,7 @@ internal static class CliOptions
     public const string BatchTakes = "a whole number of samples per worker minibatch, 1 to 65,536 (Training:BatchSizePerWorker)";
 
     /// <summary>What --data takes.</summary>
-    public const string DataTakes = "the folder with the four Fashion-MNIST IDX files (Data:Directory)";
+    public const string DataTakes = "the folder with the four Fashion-MNIST IDX files (Data:Directory; Data:Format Idx only)";
 
     /// <summary>What --output takes.</summary>
     public const string OutputTakes = "a writable folder that run folders are created in (Output:Directory)";

@@ -51,7 +51,7 @@ internal static class NodeCommand
             options = TrainingOptionsLoader.Load(configPath, overrides);
             security = ClusterSecurity.Load(options.Cluster);
             data = TrainingData.Load(options);
-            ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
+            ModelFactory.CheckFitsData(options.Model, data);
             var model = ModelFactory.Build(options.Model); // a layer that does not fit fails here, not inside an actor
             if (role == NodeRoles.ParameterServer)
             {

@@ -23,7 +23,7 @@ internal static class TrainCommand
         var epochs = CliOptions.WholeNumber("--epochs", "Override Training:Epochs.", CliOptions.EpochsTakes, "-e");
         var seed = CliOptions.WholeNumber("--seed", "Override Training:Seed (initial weights and shuffles).", "a whole number, the seed of the initial weights and the shuffles (Training:Seed)");
         var batch = CliOptions.WholeNumber("--batch-size", "Override Training:BatchSizePerWorker.", CliOptions.BatchTakes);
-        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory (folder with the IDX files).", CliOptions.DataTakes);
+        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory (folder with the IDX files; refused for the Csv and ImageFolder formats, which read their own paths).", CliOptions.DataTakes);
         var output = CliOptions.Text("--output", "DIR", "Override Output:Directory (runs are written below it).", CliOptions.OutputTakes, "-o");
         var trainLimit = CliOptions.WholeNumber("--train-limit", "Override Data:TrainLimit (use the first N training samples).", "a whole number of training samples to use, 0 for all (Data:TrainLimit)");
         var testLimit = CliOptions.WholeNumber("--test-limit", "Override Data:TestLimit (use the first N test samples).", "a whole number of test samples to use, 0 for all (Data:TestLimit)");
@@ -86,7 +86,7 @@ internal static class TrainCommand
                 if (problems.Count > 0) throw new ConfigurationException(configPath, problems);
             }
             data = TrainingData.Load(options);
-            ModelFactory.CheckFitsData(options.Model, data.Train.FeatureCount, data.Train.ClassCount);
+            ModelFactory.CheckFitsData(options.Model, data);
             startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line));
             // Before the search: a second job in the folder is refused before it reads, and before any run folder exists.
             checkpointLock = CheckpointDirectoryLock.For(options.Checkpoint);

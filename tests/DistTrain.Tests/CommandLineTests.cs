@@ -71,6 +71,18 @@ public class CommandLineTests
     [InlineData("node -r parameter-server -c c.json")]
     public void Every_documented_option_parses(string line) => Assert.Empty(Problems(line.Split(' ')));
 
+    [Theory]
+    [InlineData("configs/sklearn-iris.json", "Csv", "Data:Csv:TrainFile (and Data:Csv:TestFile)", "DISTTRAIN_Data__Csv__TrainFile")]
+    [InlineData("configs/fashion-mnist-image-folder.json", "ImageFolder", "Data:ImageFolder:TrainDirectory (and Data:ImageFolder:TestDirectory)", "DISTTRAIN_Data__ImageFolder__TrainDirectory")]
+    public async Task Data_for_a_format_that_does_not_read_Data_Directory_is_refused_with_exit_2_naming_its_settings(string config, string format, string settings, string variable)
+    {
+        using var process = new DistTrainProcess(["train", "--config", config, "--data", "/nonexistent", "--epochs", "1"]);
+        await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+        Assert.Contains($"Data:Directory = '/nonexistent' (from a command-line option, --data) is the folder of IDX files, but Data:Format is {format}, " +
+            $"which reads {settings} instead. Set those in ", process.Error);
+        Assert.Contains($"{config}, or in the environment ({variable}), and leave out --data.", process.Error);
+    }
+
     [Fact]
     public async Task A_bad_value_prints_one_line_on_standard_error_and_no_help_and_exits_1()
     {

@@ -120,6 +120,64 @@ public class CsvDatasetTests : IDisposable
     }
 
     [Fact]
+    public void Blank_lines_in_the_middle_and_at_the_end_are_skipped_and_lines_keep_their_numbers()
+    {
+        var options = new CsvOptions { SkipRows = 1 };
+        const string rows = "1,2,0\n3,4,1\n5,6,2\n";
+        var (plain, _, _) = CsvDataset.Read(Write("plain.csv", "summary\nx1,x2,label\n" + rows), options);
+        var (blank, layout, _) = CsvDataset.Read(Write("blank.csv", "summary\n\nx1,x2,label\n1,2,0\n\n3,4,1\n  \t\n5,6,2\n\n"), options);
+        Assert.Equal([1f, 2, 3, 4, 5, 6], blank.Features);
+        Assert.Equal(plain.Features, blank.Features);
+        Assert.Equal(plain.Labels, blank.Labels);
+        Assert.Equal(["x1", "x2"], layout.FeatureColumns);
+        var noHeader = new CsvOptions { HasHeader = false };
+        Assert.Equal(plain.Features, CsvDataset.Read(Write("no-header.csv", "\r\n1,2,0\r\n\r\n3,4,1\r\n5,6,2\r\n\r\n"), noHeader).Data.Features);
+        Assert.Equal([1f, 2, 3, 4, 5, 6], CsvDataset.ReadFeatures(Write("score.csv", "x1,x2\n1,2\n\n3,4\n5,6\n\n\n"), new CsvOptions(), ["x1", "x2"]));
+        // A line number in a message counts the blank lines: 'abc' is on line 6 of the file.
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("bad.csv", "x1,x2,label\n\n1,2,0\n\n\nabc,4,1\n"), new CsvOptions()));
+        Assert.Contains("line 6, column 'x1' (index 0): 'abc'", error.Message);
+    }
+
+    [Fact]
+    public void A_file_with_a_header_read_with_the_training_columns_matches_them_by_name_and_refuses_missing_ones()
+    {
+        var options = new CsvOptions();
+        var (train, layout, vocabulary) = CsvDataset.Read(Write("train.csv", "x1,x2,x3,label\n1,2,3,a\n4,5,6,b\n"), options);
+        var inOrder = CsvDataset.Read(Write("test.csv", "x1,x2,x3,label\n7,8,9,b\n10,11,12,a\n"), options, vocabulary, layout.FeatureColumns).Data;
+        var swapped = CsvDataset.Read(Write("swapped.csv", "x2,x1,x3,label\n8,7,9,b\n11,10,12,a\n"), options, vocabulary, layout.FeatureColumns).Data;
+        Assert.Equal([7f, 8, 9, 10, 11, 12], inOrder.Features);
+        Assert.Equal(inOrder.Features, swapped.Features);
+        Assert.Equal([1, 0], swapped.Labels.Select(l => (int)l));
+
+        var renamed = Write("renamed.csv", "a,b,c,label\n7,8,9,b\n");
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(renamed, options, vocabulary, layout.FeatureColumns));
+        Assert.Equal($"{renamed}: columns are matched by name with the training file's, and the header lacks 'x1', 'x2', 'x3'; 'a', 'b', 'c' are " +
+            "not among its columns. Name the columns as the training file does ('x1', 'x2', 'x3', then the label; in any order) and remove the others.", error.Message);
+        var missing = Assert.Throws<DataFormatException>(() => CsvDataset.ReadFeatures(Write("two.csv", "x3,x1\n1,2\n"), options, layout.FeatureColumns));
+        Assert.Contains("the header lacks 'x2'. Name the columns", missing.Message);
+        // Without a header row the columns are read by position, as before.
+        var positional = new CsvOptions { HasHeader = false };
+        Assert.Equal([7f, 8, 9], CsvDataset.Read(Write("rows.csv", "7,8,9,b\n"), positional, vocabulary, ["column 0", "column 1", "column 2"]).Data.Features);
+    }
+
+    [Fact]
+    public void A_csv_test_file_with_swapped_columns_loads_the_same_test_split()
+    {
+        var train = Write("train.csv", "x1,x2,label\n" + string.Concat(Enumerable.Range(0, 8).Select(i => $"{i},{i * 10},{i % 2}\n")));
+        var test = Write("test.csv", "x1,x2,label\n1.5,-2,1\n3,4,0\n");
+        var swapped = Write("swapped.csv", "label,x2,x1\n1,-2,1.5\n0,4,3\n");
+        DataOptions Options(string testFile) => new() { Format = DataFormat.Csv, Normalization = NormalizationKind.None, Csv = new CsvOptions { TrainFile = train, TestFile = testFile, LabelColumn = "label" } };
+        var original = TrainingData.Load(Options(test));
+        var fromSwapped = TrainingData.Load(Options(swapped));
+        Assert.Equal([1.5f, -2, 3, 4], original.Test.Features);
+        Assert.Equal(original.Test.Features, fromSwapped.Test.Features);
+        Assert.Equal(original.Test.Labels, fromSwapped.Test.Labels);
+        var renamed = Write("renamed.csv", "x1,y2,label\n1.5,-2,1\n");
+        var error = Assert.Throws<DataFormatException>(() => TrainingData.Load(Options(renamed)));
+        Assert.Contains($"{renamed}: columns are matched by name with the training file's, and the header lacks 'x2'; 'y2' is not among its columns", error.Message);
+    }
+
+    [Fact]
     public void The_test_split_is_stratified_seeded_and_the_same_as_the_python_baselines()
     {
         var labels = Enumerable.Range(0, 203).Select(i => (byte)(i % 7 == 0 ? 2 : i % 3)).ToArray();

@@ -175,7 +175,7 @@ public sealed class Trainer
     /// <summary>What the CLI's node command checks before starting, so a misfit fails here and not inside an actor.</summary>
     private void CheckFits(TrainingData data, bool startingWeights)
     {
-        ModelFactory.CheckFitsData(Options.Model, data.Train.FeatureCount, data.Train.ClassCount);
+        ModelFactory.CheckFitsData(Options.Model, data);
         Sequential model;
         try
         {

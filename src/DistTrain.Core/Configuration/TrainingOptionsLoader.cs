@@ -1,3 +1,4 @@
+using DistTrain.Core.Data;
 using Microsoft.Extensions.Configuration;
 
 namespace DistTrain.Core.Configuration;
@@ -115,12 +116,27 @@ public static class TrainingOptionsLoader
         if (!string.IsNullOrEmpty(configuration["Cluster:Secret"]) && Origin("Cluster:Secret").StartsWith("in ", StringComparison.Ordinal))
             problems.Add($"Cluster:Secret is set in {source}: a secret in a config file travels with it (version control, images). " +
                          "Put it in a file named by Cluster:SecretFile, or in the environment variable DISTTRAIN_Cluster__Secret.");
+        if (problems.Count == 0 && overrides?.ContainsKey("Data:Directory") == true && options.Data.Format != DataFormat.Idx)
+            problems.Add(DirectoryOfOtherFormat(options.Data, source));
         if (problems.Count == 0)
             problems.AddRange(TrainingOptionsValidator.Validate(options, checkDataDirectory)
                 .Select(problem => AppendOrigin(problem, Origin)));
         if (problems.Count > 0)
             throw new ConfigurationException(source, problems);
         return options;
+    }
+
+    /// <summary>
+    /// The refusal of Data:Directory given on the command line (<c>--data</c>) for a format that does not read it, rather
+    /// than training on the configured files as if it had been used: names the format's own path settings.
+    /// </summary>
+    private static string DirectoryOfOtherFormat(DataOptions data, string source)
+    {
+        var (train, test) = data.Format == DataFormat.Csv
+            ? ("Data:Csv:TrainFile", "Data:Csv:TestFile")
+            : ("Data:ImageFolder:TrainDirectory", "Data:ImageFolder:TestDirectory");
+        return $"Data:Directory = '{data.Directory}' (from a command-line option, --data) is the folder of IDX files, but Data:Format is {data.Format}, " +
+            $"which reads {train} (and {test}) instead. Set those in {source}, or in the environment ({EnvironmentPrefix}{train.Replace(":", "__", StringComparison.Ordinal)}), and leave out --data.";
     }
 
     /// <summary>

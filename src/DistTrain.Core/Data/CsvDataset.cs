@@ -21,7 +21,11 @@ public static partial class CsvDataset
     /// <param name="FeatureIndices">Their 0-based positions.</param>
     /// <param name="LabelIndex">Position of the label column, or −1 when the file has none (prediction inputs).</param>
     /// <param name="ColumnCount">Columns per row.</param>
-    public sealed record Layout(IReadOnlyList<string> FeatureColumns, int[] FeatureIndices, int LabelIndex, int ColumnCount);
+    public sealed record Layout(IReadOnlyList<string> FeatureColumns, int[] FeatureIndices, int LabelIndex, int ColumnCount)
+    {
+        /// <summary>The label column's header name; null without a header row or a label column.</summary>
+        public string? LabelName { get; init; }
+    }
 
     /// <summary>Reads a labeled file.</summary>
     /// <param name="path">A <c>.csv</c> file, or <c>.csv.gz</c>.</param>
@@ -35,40 +39,81 @@ public static partial class CsvDataset
     public static (LabeledDataset Data, Layout Layout, LabelVocabulary Vocabulary) Read(string path, CsvOptions options, LabelVocabulary? vocabulary = null) =>
         Read(path, options, vocabulary, Array.MaxLength);
 
+    /// <summary>
+    /// Reads a labeled file with another file's feature columns: a test file with the training file's, or the file
+    /// <c>disttrain evaluate</c> scores with the model's. With a header row the columns are matched by name, in any order,
+    /// and the features come in <paramref name="featureColumns"/>' order; without one they are read by position.
+    /// </summary>
+    /// <param name="path">A <c>.csv</c> file, or <c>.csv.gz</c>.</param>
+    /// <param name="options">Columns, header and separator (the training file's).</param>
+    /// <param name="vocabulary">How labels map to classes, as in <see cref="Read(string, CsvOptions, LabelVocabulary?)"/>.</param>
+    /// <param name="featureColumns">The training file's feature columns (<see cref="Layout.FeatureColumns"/>), in order;
+    /// null reads the file as a training file.</param>
+    /// <exception cref="DataFormatException">As <see cref="Read(string, CsvOptions, LabelVocabulary?)"/>, and when a header
+    /// lacks one of <paramref name="featureColumns"/> or has a column that is none of them, the label or an ignored one.</exception>
+    public static (LabeledDataset Data, Layout Layout, LabelVocabulary Vocabulary) Read(string path, CsvOptions options, LabelVocabulary? vocabulary,
+        IReadOnlyList<string>? featureColumns)
+    {
+        var file = ReadFile(path, options, vocabulary, featureColumns, Array.MaxLength);
+        return (file.Data, file.Layout, file.Vocabulary);
+    }
+
     /// <summary>As <see cref="Read(string, CsvOptions, LabelVocabulary?)"/>, refusing files of more than <paramref name="maxValues"/> feature values.</summary>
     internal static (LabeledDataset Data, Layout Layout, LabelVocabulary Vocabulary) Read(string path, CsvOptions options, LabelVocabulary? vocabulary, long maxValues)
     {
+        var file = ReadFile(path, options, vocabulary, null, maxValues);
+        return (file.Data, file.Layout, file.Vocabulary);
+    }
+
+    /// <summary>A labeled file as read, with what its label column held (for messages about its classes) and each sample's
+    /// line in the file (for messages about a sample).</summary>
+    internal sealed record LabeledFile(LabeledDataset Data, Layout Layout, LabelVocabulary Vocabulary, LabelSummary Labels, IReadOnlyList<int> Lines);
+
+    /// <summary>Reads a labeled file; <paramref name="featureColumns"/> as in <see cref="Read(string, CsvOptions, LabelVocabulary?, IReadOnlyList{string}?)"/>.</summary>
+    internal static LabeledFile ReadFile(string path, CsvOptions options, LabelVocabulary? vocabulary, IReadOnlyList<string>? featureColumns, long maxValues)
+    {
         var labelCells = new List<string>();
-        var (features, layout) = ReadRows(path, options, requireLabel: true, expectedFeatures: null, labelCells, maxValues);
+        var (features, layout, lines) = ReadRows(path, options, requireLabel: true, featureColumns, byName: featureColumns is not null, labelCells, maxValues);
         if (labelCells.Count == 0)
             throw new DataFormatException($"{path}: no data rows. The file needs at least one row of features and a label.");
-        vocabulary ??= VocabularyOf(path, labelCells);
+        var column = ColumnName(layout, layout.LabelIndex, options);
+        var summary = LabelSummary.Of(path, column, options.LabelColumn.Length == 0, labelCells, lines);
+        vocabulary ??= VocabularyOf(path, labelCells, lines);
         var labels = new byte[labelCells.Count];
-        var firstLine = options.SkipRows + (options.HasHeader ? 2 : 1);
         for (var i = 0; i < labels.Length; i++)
         {
             var index = vocabulary.IndexOf(labelCells[i]);
             if (index < 0)
-                throw new DataFormatException($"{path}: line {firstLine + i}, column '{ColumnName(layout, layout.LabelIndex, options)}': label '{labelCells[i]}' is not {vocabulary.Describe()}, the training data's classes.");
+                throw new DataFormatException($"{path}: line {lines[i]}, column '{column}': label '{labelCells[i]}' is not {vocabulary.Describe()}, the training data's classes.");
             labels[i] = (byte)index;
         }
         var names = vocabulary.IntegerLabels ? null : vocabulary.Names;
-        return (new LabeledDataset(features, labels, layout.FeatureIndices.Length, vocabulary.ClassCount, names), layout, vocabulary);
+        return new LabeledFile(new LabeledDataset(features, labels, layout.FeatureIndices.Length, vocabulary.ClassCount, names), layout, vocabulary, summary, lines);
     }
 
     /// <summary>
-    /// Reads the feature columns of a file to score (<c>disttrain predict</c>): by the header's names when the model knows
-    /// them, else by position, with or without the label column.
+    /// Reads the feature columns of a file to score (<c>disttrain predict</c>): by the header's names when the file has a
+    /// header row, else by position, with or without the label column.
     /// </summary>
     /// <param name="path">A <c>.csv</c> file, or <c>.csv.gz</c>.</param>
     /// <param name="options">The settings the model was trained with.</param>
     /// <param name="featureColumns">The training file's feature column names, in order.</param>
     /// <returns>Sample-major features, <c>rows · featureColumns.Count</c> values.</returns>
-    /// <exception cref="DataFormatException">The file is missing or malformed, a column is missing or a value is not a number.</exception>
+    /// <exception cref="DataFormatException">The file is missing or malformed, a column is missing or unknown or a value is not a number.</exception>
     public static float[] ReadFeatures(string path, CsvOptions options, IReadOnlyList<string> featureColumns) =>
-        ReadRows(path, options, requireLabel: false, featureColumns, labelCells: null, Array.MaxLength).Features;
+        ReadFeatures(path, options, featureColumns, byName: true).Features;
 
-    private static LabelVocabulary VocabularyOf(string path, List<string> cells)
+    /// <summary>
+    /// As <see cref="ReadFeatures(string, CsvOptions, IReadOnlyList{string})"/>, with each row's line number;
+    /// <paramref name="byName"/> false reads by position even with a header (a model that knows no column names).
+    /// </summary>
+    internal static (float[] Features, IReadOnlyList<int> Lines) ReadFeatures(string path, CsvOptions options, IReadOnlyList<string> featureColumns, bool byName)
+    {
+        var (features, _, lines) = ReadRows(path, options, requireLabel: false, featureColumns, byName, labelCells: null, Array.MaxLength);
+        return (features, lines);
+    }
+
+    private static LabelVocabulary VocabularyOf(string path, List<string> cells, List<int> lines)
     {
         var integers = new int[cells.Count];
         var allIntegers = true;
@@ -78,7 +123,7 @@ public static partial class CsvDataset
         {
             var bad = Array.FindIndex(integers, l => l < 0 || l >= LabelVocabulary.MaxClasses);
             if (bad >= 0)
-                throw new DataFormatException($"{path}: label {integers[bad]} (data row {bad + 1}) is not a class index 0 to {LabelVocabulary.MaxClasses - 1}. Write labels as 0-based class indices, or as names.");
+                throw new DataFormatException($"{path}: label {integers[bad]} (line {lines[bad]}) is not a class index 0 to {LabelVocabulary.MaxClasses - 1}. Write labels as 0-based class indices, or as names.");
             return new LabelVocabulary(null, integers.Max() + 1, IntegerLabels: true);
         }
         var names = cells.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
@@ -87,19 +132,19 @@ public static partial class CsvDataset
         return new LabelVocabulary(names, names.Length, IntegerLabels: false);
     }
 
-    private static (float[] Features, Layout Layout) ReadRows(string path, CsvOptions options, bool requireLabel,
-        IReadOnlyList<string>? expectedFeatures, List<string>? labelCells, long maxValues)
+    private static (float[] Features, Layout Layout, List<int> Lines) ReadRows(string path, CsvOptions options, bool requireLabel,
+        IReadOnlyList<string>? expectedFeatures, bool byName, List<string>? labelCells, long maxValues)
     {
         if (!File.Exists(path))
             throw new DataFormatException($"{path}: CSV file not found. Check Data:Csv:TrainFile / TestFile (or the path given).");
         if (options.Separator.Length != 1)
             throw new DataFormatException($"Data:Csv:Separator = '{options.Separator}' must be one character, such as ',' or ';'.");
+        var before = options.SkipRows; // lines before the header (or the first row), blank ones included
         try
         {
+            before = LinesBefore(path, options);
             using var text = OpenText(path);
-            for (var skipped = 0; skipped < options.SkipRows; skipped++)
-                if (text.ReadLine() is null)
-                    throw new DataFormatException($"{path}: the file has fewer than Data:Csv:SkipRows = {options.SkipRows} lines.");
+            for (var skipped = 0; skipped < before; skipped++) text.ReadLine();
             using var reader = Sep.New(options.Separator[0]).Reader(o => o with
             {
                 HasHeader = options.HasHeader,
@@ -111,14 +156,16 @@ public static partial class CsvDataset
             var header = options.HasHeader ? reader.Header.ColNames : null;
             if (options.HasHeader && (header is null || header.Count == 0))
                 throw new DataFormatException($"{path}: no header row (Data:Csv:HasHeader is true). Set HasHeader to false if the file has none.");
-            Layout? layout = header is null ? null : MakeLayout(path, options, header, header.Count, requireLabel, expectedFeatures);
+            Layout? layout = header is null ? null : MakeLayout(path, options, header, header.Count, requireLabel, expectedFeatures, byName);
             var values = new List<float>();
-            var firstLine = options.SkipRows + (options.HasHeader ? 2 : 1);
-            var row = 0;
+            var lines = new List<int>();
             foreach (var record in reader)
             {
-                var line = firstLine + row;
-                layout ??= MakeLayout(path, options, null, record.ColCount, requireLabel, expectedFeatures);
+                // Blank lines are skipped, as pandas' read_csv does (skip_blank_lines=True).
+                if (record.ColCount == 1 && record[0].Span.IsWhiteSpace()) continue;
+                // Sep 0.17 numbers the first row of a file without a header from line 2 (to line 2, exclusive); the smaller is right.
+                var line = before + Math.Min(record.LineNumberFrom, record.LineNumberToExcl - 1);
+                layout ??= MakeLayout(path, options, null, record.ColCount, requireLabel, expectedFeatures, byName);
                 if (values.Count + layout.FeatureIndices.Length > maxValues)
                     throw new DataFormatException($"{path}: line {line}: the file holds more than {maxValues:N0} feature values, the most one data set holds in memory. Split the file, or list unused columns in Data:Csv:IgnoreColumns.");
                 if (record.ColCount != layout.ColumnCount)
@@ -131,16 +178,16 @@ public static partial class CsvDataset
                     values.Add(value);
                 }
                 if (layout.LabelIndex >= 0) labelCells?.Add(record[layout.LabelIndex].ToString());
-                row++;
+                lines.Add(line);
             }
             if (layout is null)
                 throw new DataFormatException($"{path}: the file is empty.");
-            return ([.. values], layout);
+            return ([.. values], layout, lines);
         }
         catch (ArgumentException e) when (options.HasHeader && DuplicateColumnName().Match(e.Message) is { Success: true } duplicate)
         {
             // Sep refuses a header that repeats a name; most often the "header" is a first row of numbers.
-            throw new DataFormatException($"{path}: the header row (line {options.SkipRows + 1}) names column '{duplicate.Groups[1].Value}' " +
+            throw new DataFormatException($"{path}: the header row (line {before + 1}) names column '{duplicate.Groups[1].Value}' " +
                 $"{duplicate.Groups[2].Value} times, and column names must be unique. If that row is data, the file has no header row: set " +
                 "Data:Csv:HasHeader to false (a model trained on such a file reads its CSV files that way).");
         }
@@ -154,6 +201,18 @@ public static partial class CsvDataset
         }
     }
 
+    /// <summary>The lines before the header (or the first row): Data:Csv:SkipRows, then any blank lines.</summary>
+    private static int LinesBefore(string path, CsvOptions options)
+    {
+        using var text = OpenText(path);
+        for (var skipped = 0; skipped < options.SkipRows; skipped++)
+            if (text.ReadLine() is null)
+                throw new DataFormatException($"{path}: the file has fewer than Data:Csv:SkipRows = {options.SkipRows} lines.");
+        var lines = options.SkipRows;
+        while (text.ReadLine() is { } line && string.IsNullOrWhiteSpace(line)) lines++;
+        return lines;
+    }
+
     private static TextReader OpenText(string path)
     {
         Stream stream = File.OpenRead(path);
@@ -164,7 +223,7 @@ public static partial class CsvDataset
     private static string ColumnName(Layout layout, int column, CsvOptions options)
     {
         var feature = Array.IndexOf(layout.FeatureIndices, column);
-        return feature >= 0 ? layout.FeatureColumns[feature] : options.HasHeader && column == layout.LabelIndex && options.LabelColumn.Length > 0 ? options.LabelColumn : $"column {column}";
+        return feature >= 0 ? layout.FeatureColumns[feature] : column == layout.LabelIndex && layout.LabelName is { Length: > 0 } label ? label : $"column {column}";
     }
 
     /// <summary>Finds a column by header name, else by 0-based index; −1 when it is neither.</summary>
@@ -177,7 +236,7 @@ public static partial class CsvDataset
     }
 
     private static Layout MakeLayout(string path, CsvOptions options, IReadOnlyList<string>? header, int columnCount, bool requireLabel,
-        IReadOnlyList<string>? expectedFeatures)
+        IReadOnlyList<string>? expectedFeatures, bool byName)
     {
         string Known() => header is null ? $"the file has {columnCount} columns (0 to {columnCount - 1})" : $"the header has {string.Join(", ", header.Select(h => $"'{h}'"))}";
         var ignored = new HashSet<int>();
@@ -192,19 +251,16 @@ public static partial class CsvDataset
             throw new DataFormatException($"{path}: Data:Csv:LabelColumn = '{options.LabelColumn}' is no column: {Known()}. Give the label column's name or 0-based index.");
         string Name(int i) => header?[i] is { Length: > 0 } h ? h : $"column {i}";
 
-        if (expectedFeatures is null)
+        if (expectedFeatures is not null && byName && header is not null)
+            return ByName(path, options, header, label, ignored, requireLabel, expectedFeatures);
+        if (expectedFeatures is null || requireLabel)
         {
             var features = Enumerable.Range(0, columnCount).Where(i => i != label && !ignored.Contains(i)).ToArray();
             if (features.Length == 0)
                 throw new DataFormatException($"{path}: no feature columns are left besides the label and the ignored columns ({Known()}).");
-            return new Layout([.. features.Select(Name)], features, label, columnCount);
+            return new Layout([.. features.Select(Name)], features, label, columnCount) { LabelName = label >= 0 ? header?[label] : null };
         }
-        // A file to score: the model's feature columns by name, or by position with or without the label column.
-        if (header is not null && expectedFeatures.All(f => header.Contains(f)))
-        {
-            var indices = expectedFeatures.Select(f => header.ToList().IndexOf(f)).ToArray();
-            return new Layout(expectedFeatures, indices, -1, columnCount);
-        }
+        // A file to score without a header row (or for a model that knows no column names): by position, with or without the label column.
         var positional = Enumerable.Range(0, columnCount).Where(i => !ignored.Contains(i)).ToArray();
         if (positional.Length == expectedFeatures.Count)
             return new Layout(expectedFeatures, positional, -1, columnCount);
@@ -212,5 +268,31 @@ public static partial class CsvDataset
         if (label >= 0 && withoutLabel.Length == expectedFeatures.Count)
             return new Layout(expectedFeatures, withoutLabel, label, columnCount);
         throw new DataFormatException($"{path}: the model reads {expectedFeatures.Count} feature columns ({string.Join(", ", expectedFeatures.Take(8))}{(expectedFeatures.Count > 8 ? ", ..." : "")}) but {Known()}{(options.IgnoreColumns.Count > 0 ? $", {ignored.Count} ignored" : "")}. Give a file with the training file's columns, with or without the label.");
+    }
+
+    /// <summary>
+    /// The layout of a file with a header read with the training file's feature columns: each found by name, in the
+    /// training file's order. A feature column the header lacks, or a header column that is none of the features, the
+    /// label or an ignored column, is an error naming them.
+    /// </summary>
+    private static Layout ByName(string path, CsvOptions options, IReadOnlyList<string> header, int label, HashSet<int> ignored, bool requireLabel,
+        IReadOnlyList<string> expectedFeatures)
+    {
+        var indices = expectedFeatures.Select(f => FindColumn(f, header, 0)).ToArray();
+        // Without Data:Csv:LabelColumn the label is the last column, unless that is a feature (a file to score without it).
+        if (options.LabelColumn.Length == 0 && indices.Contains(label)) label = -1;
+        var missing = expectedFeatures.Where((_, i) => indices[i] < 0).ToList();
+        var unknown = header.Where((_, i) => i != label && !ignored.Contains(i) && !indices.Contains(i)).ToList();
+        static string List(IEnumerable<string> names) => string.Join(", ", names.Take(8).Select(n => $"'{n}'")) + (names.Count() > 8 ? ", ..." : "");
+        if (missing.Count > 0 || unknown.Count > 0)
+            throw new DataFormatException($"{path}: columns are matched by name with the training file's, and " +
+                (missing.Count > 0 ? $"the header lacks {List(missing)}" : "") + (missing.Count > 0 && unknown.Count > 0 ? "; " : "") +
+                (unknown.Count > 0 ? $"{List(unknown)} {(unknown.Count == 1 ? "is" : "are")} not among its columns" : "") +
+                $". Name the columns as the training file does ({List(expectedFeatures)}" +
+                (!requireLabel ? "" : options.LabelColumn.Length > 0 ? $", label '{options.LabelColumn}'" : ", then the label") +
+                $"; in any order){(unknown.Count > 0 ? " and remove the others" : "")}.");
+        if (requireLabel && label < 0)
+            throw new DataFormatException($"{path}: no label column: the last column, '{header[^1]}', is one of the training file's features. Add the label column, last.");
+        return new Layout(expectedFeatures, indices, label, header.Count) { LabelName = label >= 0 ? header[label] : null };
     }
 }

@@ -34,12 +34,14 @@ public static class DataSources
         public string Description => csv.TestFile.Length > 0 ? $"{csv.TrainFile} and {csv.TestFile}" : $"{csv.TrainFile} ({testFraction:0.###} held out for testing)";
         public float InputDivisor => 1f;
         public IReadOnlyList<string>? FeatureNames { get; private set; }
+        public LabelSummary? Labels { get; private set; }
         public (LabeledDataset Train, LabeledDataset Test) Load(int trainLimit, int testLimit)
         {
-            var (train, layout, vocabulary) = CsvDataset.Read(csv.TrainFile, csv);
-            FeatureNames = layout.FeatureColumns;
+            var (train, layout, vocabulary, labels, _) = CsvDataset.ReadFile(csv.TrainFile, csv, null, null, Array.MaxLength);
+            (FeatureNames, Labels) = (layout.FeatureColumns, labels);
+            // The test file's columns are the training file's: by name with a header row, else by position.
             var test = csv.TestFile.Length > 0
-                ? CsvDataset.Read(csv.TestFile, csv, vocabulary).Data
+                ? CsvDataset.Read(csv.TestFile, csv, vocabulary, layout.FeatureColumns).Data
                 : null;
             if (test is null) (train, test) = TestSplit.Split(train, testFraction, splitSeed, csv.TrainFile);
             return Limit(train, test, trainLimit, testLimit);

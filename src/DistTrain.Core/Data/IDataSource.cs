@@ -15,6 +15,10 @@ public interface IDataSource
     /// <summary>The feature columns' names (CSV), known once <see cref="Load"/> has run; null for images.</summary>
     IReadOnlyList<string>? FeatureNames { get; }
 
+    /// <summary>What the training file's label column held (CSV), known once <see cref="Load"/> has run; null when the
+    /// source does not say. Messages about the data's classes name its values.</summary>
+    LabelSummary? Labels => null;
+
     /// <summary>Reads the raw (not normalized) training and test splits, with the same classes and features.</summary>
     /// <param name="trainLimit">Keep only the first N training samples (0 = all); a source may stop reading early.</param>
     /// <param name="testLimit">Keep only the first N test samples (0 = all).</param>

@@ -30,6 +30,10 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     /// <summary>The CSV feature columns' names, in order; null for images and arrays.</summary>
     public IReadOnlyList<string>? FeatureNames { get; init; }
 
+    /// <summary>What the training file's label column held (CSV; <see cref="IDataSource.Labels"/>), for messages when the
+    /// classes do not fit the model; null for other sources and when Data:Classes picks the classes.</summary>
+    public LabelSummary? Labels { get; init; }
+
     /// <summary>Loads the data a run's options describe (the image shape comes from Model:InputShape).</summary>
     /// <exception cref="DataFormatException">A file is missing or malformed, or a setting leaves a split empty.</exception>
     public static TrainingData Load(TrainingOptions options) =>
@@ -54,11 +58,15 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     public static TrainingData Load(IDataSource source, DataOptions options, int seed)
     {
         var (train, test) = source.Load(options.TrainLimit, options.TestLimit);
+        if (options.ClassNames.Count > 0 && train.ClassNames is null && options.ClassNames.Count != train.ClassCount && source.Labels is { } labels)
+            throw new DataFormatException($"Data:ClassNames lists {options.ClassNames.Count} names but the data has {train.ClassCount} classes: " +
+                labels.Describe(train.ClassCount, options.ClassNames.Count, $"give Data:ClassNames {train.ClassCount} names, in label order"));
         return Prepare(train, test, options, seed) with
         {
             Description = source.Description,
             InputDivisor = source.InputDivisor,
             FeatureNames = source.FeatureNames,
+            Labels = options.Classes.Count > 0 ? null : source.Labels,
         };
     }
 

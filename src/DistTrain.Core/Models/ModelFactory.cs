@@ -1,4 +1,5 @@
 using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
 using DistTrain.Core.Initialization;
 using DistTrain.Core.Layers;
 using DistTrain.Core.Losses;
@@ -120,7 +121,18 @@ public static class ModelFactory
 
     /// <summary>Checks that the model's input size and last Dense layer match the data.</summary>
     /// <exception cref="ConfigurationException">They do not; the message names the key and the value the data needs.</exception>
-    public static void CheckFitsData(ModelOptions options, int featureCount, int classCount)
+    public static void CheckFitsData(ModelOptions options, int featureCount, int classCount) => CheckFitsData(options, featureCount, classCount, null);
+
+    /// <summary>
+    /// Checks that the model's input size and last Dense layer match a run's data; when the classes do not, and the data
+    /// says what its label column held (<see cref="TrainingData.Labels"/>), the message names those labels (the stray ones
+    /// with their lines) and offers the data's fix as well as the model's.
+    /// </summary>
+    /// <exception cref="ConfigurationException">They do not; the message names the key and the value the data needs.</exception>
+    public static void CheckFitsData(ModelOptions options, TrainingData data) =>
+        CheckFitsData(options, data.Train.FeatureCount, data.Train.ClassCount, data.Labels);
+
+    private static void CheckFitsData(ModelOptions options, int featureCount, int classCount, LabelSummary? labels)
     {
         var problems = new List<string>();
         var input = options.Input();
@@ -130,7 +142,8 @@ public static class ModelFactory
                 : $"Model:InputSize = {options.InputSize} does not match the data: its samples have {featureCount} features. Set Model:InputSize to {featureCount}.");
         var lastDense = options.Layers.FindLastIndex(l => LayerTypes.Canonical(l.Type) == LayerTypes.Dense);
         if (lastDense >= 0 && options.Layers[lastDense].Units != classCount)
-            problems.Add($"Model:Layers:{lastDense}:Units = {options.Layers[lastDense].Units} does not match the data: the last Dense layer outputs one logit per class and the data has {classCount} classes. Set it to {classCount}.");
+            problems.Add($"Model:Layers:{lastDense}:Units = {options.Layers[lastDense].Units} does not match the data: the last Dense layer outputs one logit per class and the data has {classCount} classes" +
+                (labels is null ? $". Set it to {classCount}." : $": {labels.Describe(classCount, options.Layers[lastDense].Units, $"set Units to {classCount}")}"));
         if (problems.Count > 0)
             throw new ConfigurationException("model against data", problems);
     }

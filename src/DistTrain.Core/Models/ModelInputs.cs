@@ -63,10 +63,10 @@ public static class ModelInputs
         }
         if (IsCsv(path))
         {
-            var csv = model.Data.Csv ?? new CsvOptions();
+            // By the header's names when the model knows them (as evaluate reads its file), else by position.
             var features = model.Data.FeatureNames ?? [.. Enumerable.Range(0, shape.Size).Select(i => $"column {i}")];
-            var values = CsvDataset.ReadFeatures(path, csv, features);
-            return new InputBatch(CsvLineNames(path, csv, values.Length / shape.Size), values, 1f);
+            var (values, lines) = CsvDataset.ReadFeatures(path, model.Data.Csv ?? new CsvOptions(), features, byName: model.Data.FeatureNames is not null);
+            return new InputBatch(LineNames(path, lines), values, 1f);
         }
         var (dimensions, pixels) = IdxFile.ReadAsSingles(path, expectedDimensions: 3, divisor: 255f);
         CheckIdxShape(path, dimensions, model);
@@ -76,7 +76,8 @@ public static class ModelInputs
     /// <summary>
     /// The labeled samples of <c>evaluate</c>'s data: a folder with IDX files (its <c>t10k</c> test split), a folder of class
     /// sub-folders of images, or a CSV file with the label column. Labels are mapped to the model's classes (by name when
-    /// the model's labels are names, and through Data:Classes when the model was trained on some classes only).
+    /// the model's labels are names, and through Data:Classes when the model was trained on some classes only). A CSV
+    /// file's feature columns are matched by name with the model's when it has a header row, as <c>predict</c> does.
     /// </summary>
     /// <param name="path">A folder with IDX files, a folder of class sub-folders of images, or a CSV file.</param>
     /// <param name="model">The model whose input shape, classes and CSV options the samples are read with.</param>
@@ -111,9 +112,9 @@ public static class ModelInputs
             var vocabulary = model.Data.LabelsAreNames
                 ? new LabelVocabulary(model.Data.ClassNames, model.ClassCount, IntegerLabels: false)
                 : new LabelVocabulary(null, classes.Count > 0 ? LabelVocabulary.MaxClasses : model.ClassCount, IntegerLabels: true);
-            var csv = model.Data.Csv ?? new CsvOptions();
-            data = CsvDataset.Read(path, csv, vocabulary).Data;
-            data = data.WithSampleNames(CsvLineNames(path, csv, data.Count));
+            // The model's feature columns, by the header's names as predict reads them (by position without a header row).
+            var file = CsvDataset.ReadFile(path, model.Data.Csv ?? new CsvOptions(), vocabulary, model.Data.FeatureNames, Array.MaxLength);
+            data = file.Data.WithSampleNames(LineNames(path, file.Lines));
             if (!model.Data.LabelsAreNames && classes.Count > 0) data = data.KeepClasses(classes);
             dividedBy = 1f;
         }
@@ -126,12 +127,8 @@ public static class ModelInputs
         return (data, dividedBy);
     }
 
-    /// <summary>Names the samples of a CSV file by their line: <c>file:line N</c>, past the skipped rows and the header.</summary>
-    private static string[] CsvLineNames(string path, CsvOptions csv, int count)
-    {
-        var first = csv.SkipRows + (csv.HasHeader ? 2 : 1);
-        return [.. Enumerable.Range(0, count).Select(i => $"{path}:line {first + i}")];
-    }
+    /// <summary>Each CSV row's name for messages: the file and the row's own line number (blank lines and the header counted).</summary>
+    private static string[] LineNames(string path, IReadOnlyList<int> lines) => [.. lines.Select(line => $"{path}:line {line}")];
 
     /// <summary>A model trained on CSV data reads CSV files only: its features are the training file's columns, not pixels.</summary>
     private static void CheckNotCsvModel(string path, TrainedModel model)
