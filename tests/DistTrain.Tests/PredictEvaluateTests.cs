@@ -177,6 +177,13 @@ public class PredictEvaluateTests : IDisposable
         Assert.Equal(model.Predict([5.1f, 3.5f, 1.4f, 0.2f])[0], predictions[0].GetProperty("class").GetInt32());
         Assert.Equal(expected.Max(), predictions[0].GetProperty("top")[0].GetProperty("probability").GetDouble(), precision: 6);
         Assert.Equal(1, predictions[1].GetProperty("top")[0].GetProperty("probability").GetDouble(), precision: 6);
+        // The same rows in a file of another extension (a model trained on CSV reads any file but an image as CSV), and the
+        // run folder given for the model it holds: the same predictions.
+        var text = Path.Combine(_directory, "pred.txt");
+        File.Copy(rows, text);
+        var (textExit, textOutput, textErrors) = await Cli("predict", "--model", run!, "--json", text);
+        Assert.True(textExit == 0, textErrors);
+        Assert.Equal(output.Replace(rows, text), textOutput);
 
         // evaluate: the labeled rows, one of them overflowing, name that row's line and exit 2 with --json too.
         var labeled = Path.Combine(_directory, "labeled.csv");

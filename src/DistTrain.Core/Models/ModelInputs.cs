@@ -32,12 +32,17 @@ public sealed record InputBatch(IReadOnlyList<string> Names, float[] Values, flo
 /// </summary>
 public static class ModelInputs
 {
-    private static bool IsCsv(string path) =>
-        path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".csv.gz", StringComparison.OrdinalIgnoreCase);
+    /// <summary>
+    /// A file read as CSV: one named <c>.csv</c> or <c>.csv.gz</c>, or, for a model trained on CSV data, any file that is not
+    /// an image (its training file may have been a <c>.tsv</c> or <c>.txt</c>; Data:Csv:Separator says how to split it).
+    /// </summary>
+    private static bool IsCsv(string path, TrainedModel model) =>
+        path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".csv.gz", StringComparison.OrdinalIgnoreCase)
+        || (model.Data.Format == DataFormat.Csv && File.Exists(path) && !ImageFile.HasImageExtension(path));
 
     /// <summary>The unlabeled samples of one input of <c>predict</c>: an image, a folder of images, a CSV or an IDX image file.</summary>
     /// <param name="path">An image file, a folder searched recursively for images (in ordinal order of their paths), a
-    /// <c>.csv</c> or <c>.csv.gz</c> file, or an IDX image file.</param>
+    /// <c>.csv</c> or <c>.csv.gz</c> file (any file but an image for a model trained on CSV data), or an IDX image file.</param>
     /// <param name="model">The model whose input shape, CSV columns and options the samples are read with.</param>
     /// <param name="resize">Resize images of another size to the model's input (bicubic) instead of refusing them.</param>
     /// <exception cref="DataFormatException">The input is missing or malformed, does not fit the model's input, or is not a
@@ -45,7 +50,7 @@ public static class ModelInputs
     public static InputBatch Read(string path, TrainedModel model, bool resize)
     {
         var shape = model.InputShape;
-        if (!IsCsv(path)) CheckNotCsvModel(path, model);
+        if (!IsCsv(path, model)) CheckNotCsvModel(path, model);
         if (Directory.Exists(path))
         {
             var images = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Where(ImageFile.HasImageExtension).Order(StringComparer.Ordinal).ToArray();
@@ -61,7 +66,7 @@ public static class ModelInputs
             ImageFile.Read(path, ImageShape(model, path), resize, values);
             return new InputBatch([path], values, 255f);
         }
-        if (IsCsv(path))
+        if (IsCsv(path, model))
         {
             // By the header's names when the model knows them (as evaluate reads its file), else by position.
             var features = model.Data.FeatureNames ?? [.. Enumerable.Range(0, shape.Size).Select(i => $"column {i}")];
@@ -107,7 +112,7 @@ public static class ModelInputs
             var names = model.Data.ClassNames ?? [.. Enumerable.Range(0, model.ClassCount).Select(c => c.ToString(CultureInfo.InvariantCulture))];
             (data, dividedBy) = (ImageFolderDataset.Read(path, ImageShape(model, path), resize, names), 255f);
         }
-        else if (IsCsv(path))
+        else if (IsCsv(path, model))
         {
             var vocabulary = model.Data.LabelsAreNames
                 ? new LabelVocabulary(model.Data.ClassNames, model.ClassCount, IntegerLabels: false)
@@ -136,7 +141,7 @@ public static class ModelInputs
         if (model.Data.Format != DataFormat.Csv) return;
         var columns = model.Data.FeatureNames is { } names ? $": {string.Join(", ", names.Take(5))}{(names.Count > 5 ? ", ..." : "")}" : "";
         throw new DataFormatException($"{path}: the model was trained on CSV data ({model.FeatureCount} feature columns{columns}) and reads " +
-            "CSV files (.csv or .csv.gz) only, not images or IDX files. Give it a CSV file with the training file's columns.");
+            "CSV files only, not images or IDX files. Give it a CSV file with the training file's columns.");
     }
 
     private static TensorShape ImageShape(TrainedModel model, string path)

@@ -97,7 +97,7 @@ public sealed class TrainedModel
     /// read as outside input: the network in its metadata is validated as a config's Model section would be, and must fit
     /// in the file before any tensor is allocated.
     /// </summary>
-    /// <param name="path">The checkpoint.</param>
+    /// <param name="path">The checkpoint, or a run folder holding one as <c>model.safetensors</c>.</param>
     /// <exception cref="FileNotFoundException">There is no such file.</exception>
     /// <exception cref="InvalidDataException">The metadata lacks the network or its normalization (a PyTorch export has
     /// only tensors), that network is not valid or larger than the file, a metadata entry is malformed, or the tensors do
@@ -105,6 +105,8 @@ public sealed class TrainedModel
     /// <exception cref="SafeTensorsFormatException">The file breaks the safetensors format; the message names the tensor and bytes.</exception>
     public static TrainedModel Load(string path)
     {
+        // A run folder stands for the model it holds, as users point at runs/<time>/ as often as at the file in it.
+        if (Directory.Exists(path) && File.Exists(Path.Combine(path, RunFiles.Model))) path = Path.Combine(path, RunFiles.Model);
         if (!File.Exists(path))
             throw new FileNotFoundException($"{path}: no such file. Give the model.safetensors a training run wrote (runs/<time>/model.safetensors).", path);
         var metadata = SafeTensors.ReadMetadata(path);
