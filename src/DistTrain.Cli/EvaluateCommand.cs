@@ -17,7 +17,7 @@ internal static class EvaluateCommand
 {
     public static Command Create()
     {
-        var model = CliOptions.File("--model", "The model.safetensors a training run wrote.", PredictCommand.ModelTakes, required: true, "-m");
+        var model = CliOptions.File("--model", "The model.safetensors a training run wrote, or its run folder.", PredictCommand.ModelTakes, required: true, "-m");
         var data = new Option<string>("--data", "-d") { Description = "A folder with IDX files (its t10k test split), a folder of class sub-folders of images, or a labeled CSV file.", Required = true, HelpName = "PATH" };
         var heatmap = new Option<string>("--heatmap") { Description = "Where to draw the confusion matrix (PNG).", DefaultValueFactory = _ => "confusion-matrix.png", HelpName = "FILE" };
         var json = new Option<bool>("--json") { Description = "Print the results as JSON instead of tables." };

@@ -76,7 +76,15 @@ internal static class FinetuneCommand
                 if (classes is { } n) SetHeadUnits(options.Model, n);
             }, cancellationToken);
             if (scratchExit != 0) return scratchExit;
-            Report(tuned!, scratch!, checkpoint, frozen, runDirectory!);
+            try
+            {
+                Report(tuned!, scratch!, checkpoint, frozen, runDirectory!);
+            }
+            catch (RunOutputsException writeFailed)
+            {
+                CliConsole.Fail("error", writeFailed.Message);
+                return 1;
+            }
             return 0;
         });
         return command;
@@ -109,13 +117,14 @@ internal static class FinetuneCommand
         AnsiConsole.Write(table);
         var difference = 100 * (tuned.FinalEpoch.TestAccuracy - scratch.FinalEpoch.TestAccuracy);
         AnsiConsole.MarkupLineInterpolated($"[bold]Fine-tuning from {Path.GetFileName(checkpoint)}: {difference:+0.00;-0.00} points of test accuracy against training from scratch with the same budget.[/]");
-        File.WriteAllText(Path.Combine(runDirectory, RunFiles.Comparison), JsonSerializer.Serialize(new
-        {
-            pretrained = checkpoint,
-            frozen,
-            fine_tuned_test_accuracy = tuned.FinalEpoch.TestAccuracy,
-            scratch_test_accuracy = scratch.FinalEpoch.TestAccuracy,
-            epochs = tuned.Epochs.Count,
-        }, new JsonSerializerOptions { WriteIndented = true }));
+        RunOutputs.Writing(runDirectory, $"the comparison ({RunFiles.Comparison}; the fine-tuned run's outputs were written)",
+            () => File.WriteAllText(Path.Combine(runDirectory, RunFiles.Comparison), JsonSerializer.Serialize(new
+            {
+                pretrained = checkpoint,
+                frozen,
+                fine_tuned_test_accuracy = tuned.FinalEpoch.TestAccuracy,
+                scratch_test_accuracy = scratch.FinalEpoch.TestAccuracy,
+                epochs = tuned.Epochs.Count,
+            }, new JsonSerializerOptions { WriteIndented = true })));
     }
 }

@@ -21,11 +21,11 @@ internal static class PredictCommand
     internal sealed record ClassProbability(int Class, string? Name, double Probability);
 
     /// <summary>What --model takes.</summary>
-    internal const string ModelTakes = "the model.safetensors a training run wrote (runs/<time>/model.safetensors)";
+    internal const string ModelTakes = "the model.safetensors a training run wrote (runs/<time>/model.safetensors), or its run folder";
 
     public static Command Create()
     {
-        var model = CliOptions.File("--model", "The model.safetensors a training run wrote.", ModelTakes, required: true, "-m");
+        var model = CliOptions.File("--model", "The model.safetensors a training run wrote, or its run folder.", ModelTakes, required: true, "-m");
         var inputs = new Argument<string[]>("inputs") { Description = "Image files (PNG, JPEG) or folders of them, CSV files, or IDX image files.", Arity = ArgumentArity.OneOrMore };
         var top = CliOptions.WholeNumber("--top-k", "How many of the most probable classes to list per input.", "a whole number of classes to list per input, at least 1", 3, "-k");
         var json = new Option<bool>("--json") { Description = "Print the predictions as a JSON array instead of a table." };

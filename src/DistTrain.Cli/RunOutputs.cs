@@ -17,11 +17,12 @@ internal static class RunOutputs
 {
     /// <summary>
     /// Runs <paramref name="write"/>, which writes <paramref name="what"/> into <paramref name="runDirectory"/>; a failure
-    /// to write becomes a <see cref="RunOutputsException"/> that says what was lost and what is left.
+    /// to write becomes a <see cref="RunOutputsException"/> that says what was lost and, given the run's
+    /// <paramref name="options"/>, which checkpoint is left.
     /// </summary>
     /// <exception cref="RunOutputsException">An <see cref="IOException"/> or <see cref="UnauthorizedAccessException"/> from
     /// <paramref name="write"/>.</exception>
-    private static void Writing(string runDirectory, TrainingOptions options, string what, Action write)
+    internal static void Writing(string runDirectory, string what, Action write, TrainingOptions? options = null)
     {
         try
         {
@@ -29,12 +30,13 @@ internal static class RunOutputs
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            var checkpoints = string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
+            var checkpoints = options is null || string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
                 ? []
                 : new CheckpointStore(options.Checkpoint.Directory, options.Checkpoint.Keep).List();
-            var left = checkpoints.Count > 0
-                ? $" The newest checkpoint is {checkpoints[0]}; train --resume continues from it (raise Training:Epochs if it is of the last epoch)."
-                : " No checkpoint holds them (Checkpoint:Directory keeps some for the next run).";
+            var left = options is null ? ""
+                : checkpoints.Count > 0
+                    ? $" The newest checkpoint is {checkpoints[0]}; a resume (train --resume, or Checkpoint:Resume) continues from it (raise Training:Epochs if it is of the last epoch)."
+                    : " No checkpoint holds them (Checkpoint:Directory keeps some for the next run).";
             throw new RunOutputsException($"training ended, but {what} could not be written to {runDirectory}: {e.Message}. Free space on that " +
                 $"disk, or check its permissions, or set Output:Directory to another folder.{left}", e);
         }
@@ -78,8 +80,8 @@ internal static class RunOutputs
         var epochs = report?.Epochs.LastOrDefault(e => e.Version <= version)?.Epoch ?? epochsBefore; // the epochs these weights have been through
         var metadata = DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, data, version, epochs, testAccuracy: null, options.Training.Seed);
         metadata["stopped"] = "training diverged; these are the last weights with a finite loss";
-        Writing(runDirectory, options, $"the last good weights ({RunFiles.LastGood})",
-            () => SafeTensors.Write(path, new DistTrain.Core.Tensors.ParameterVector(layout, diverged.LastGoodWeights), metadata));
+        Writing(runDirectory, $"the last good weights ({RunFiles.LastGood})",
+            () => SafeTensors.Write(path, new DistTrain.Core.Tensors.ParameterVector(layout, diverged.LastGoodWeights), metadata), options);
         CliConsole.Fail("saved", $"the last good weights (version {diverged.LastGoodVersion}) are in {path}");
     }
 
@@ -92,10 +94,10 @@ internal static class RunOutputs
     {
         var weightsPath = Path.Combine(runDirectory, RunFiles.Model);
         var last = result.FinalEpoch;
-        Writing(runDirectory, options, $"the final weights ({RunFiles.Model})",
-            () => SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result)));
-        Writing(runDirectory, options, $"the run's summary ({RunFiles.Summary}; {RunFiles.Model} was written)",
-            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, report: report));
+        Writing(runDirectory, $"the final weights ({RunFiles.Model})",
+            () => SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result)), options);
+        Writing(runDirectory, $"the run's summary ({RunFiles.Summary}; {RunFiles.Model} was written)",
+            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, report: report), options);
         WriteReport(runDirectory, report);
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights (lowest validation loss {last.ValidationLoss:F4}).");
@@ -127,10 +129,10 @@ internal static class RunOutputs
         var stopped = $"cancelled at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}";
         var result = new TrainingResult(new DistTrain.Core.Tensors.ParameterVector(DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout, weights.Weights),
             weights.Version, epochs);
-        Writing(runDirectory, options, $"the weights at the stop ({RunFiles.Model})",
-            () => SafeTensors.Write(Path.Combine(runDirectory, RunFiles.Model), result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result, stopped)));
-        Writing(runDirectory, options, $"the run's summary ({RunFiles.Summary}; {RunFiles.Model} was written)",
-            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report));
+        Writing(runDirectory, $"the weights at the stop ({RunFiles.Model})",
+            () => SafeTensors.Write(Path.Combine(runDirectory, RunFiles.Model), result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result, stopped)), options);
+        Writing(runDirectory, $"the run's summary ({RunFiles.Summary}; {RunFiles.Model} was written)",
+            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report), options);
         WriteReport(runDirectory, report);
         CliConsole.Fail("cancelled", $"stopped at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}. Kept the run folder {runDirectory}: " +
             $"{RunFiles.Model} holds the weights of that step (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold the " +

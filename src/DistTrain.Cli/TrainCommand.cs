@@ -179,14 +179,16 @@ internal static class TrainCommand
 
     /// <summary>
     /// A warning when Optimizer:Schedule:WarmupSteps is at least the run's optimizer steps (epochs × minibatch rounds per
-    /// epoch, an upper bound in the modes that step less often): the learning rate then never reaches
+    /// epoch, × workers in Async, which steps once per minibatch; an upper bound in the modes that step less often, such as
+    /// LocalSgd): the learning rate then never reaches
     /// Optimizer:LearningRate. Null otherwise.
     /// </summary>
     internal static string? WarmupOutlastsRun(TrainingOptions options, int trainSamples)
     {
         var warmup = options.Optimizer.Schedule.WarmupSteps;
         var loop = options.Training;
-        var stepsPerEpoch = (long)Math.Ceiling(trainSamples / (double)Math.Max(1, loop.Workers * loop.BatchSizePerWorker));
+        var rounds = (long)Math.Ceiling(trainSamples / (double)Math.Max(1, loop.Workers * loop.BatchSizePerWorker));
+        var stepsPerEpoch = loop.Mode == TrainingMode.Async ? rounds * loop.Workers : rounds; // Async steps once per minibatch
         var steps = stepsPerEpoch * loop.Epochs;
         return warmup > 0 && warmup >= steps
             ? $"Optimizer:Schedule:WarmupSteps = {warmup:N0} is not less than this run's {steps:N0} steps ({loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")} of {stepsPerEpoch:N0}), so the learning rate stays below Optimizer:LearningRate for the whole run. Lower WarmupSteps, or train longer."

@@ -161,6 +161,26 @@ public class CsvDatasetTests : IDisposable
     }
 
     [Fact]
+    public void By_name_an_empty_header_cell_is_found_by_position_and_a_label_away_from_the_end_is_found_as_the_one_other_column()
+    {
+        // pandas' to_csv writes its index column with an empty header cell: training names it "column 0".
+        var options = new CsvOptions();
+        var (_, layout, vocabulary) = CsvDataset.Read(Write("train.csv", ",x1,x2,label\n0,1,2,a\n1,3,4,b\n"), options);
+        Assert.Equal(["column 0", "x1", "x2"], layout.FeatureColumns);
+        var test = CsvDataset.Read(Write("test.csv", ",x1,x2,label\n0,5,6,b\n1,7,8,a\n"), options, vocabulary, layout.FeatureColumns).Data;
+        Assert.Equal([0f, 5, 6, 1, 7, 8], test.Features);
+        Assert.Equal([1, 0], test.Labels.Select(l => (int)l));
+        // The unnamed column where it was (it has only its position), then the label and the named features in another order:
+        // the one column that is no feature is the label.
+        var moved = CsvDataset.Read(Write("moved.csv", ",label,x2,x1\n0,b,6,5\n1,a,8,7\n"), options, vocabulary, layout.FeatureColumns).Data;
+        Assert.Equal(test.Features, moved.Features);
+        Assert.Equal(test.Labels, moved.Labels);
+        // Two columns that are no feature: which is the label is not guessed.
+        var two = Write("two-others.csv", ",label,x2,x1,note\n0,b,6,5,n\n");
+        Assert.Throws<DataFormatException>(() => CsvDataset.Read(two, options, vocabulary, layout.FeatureColumns));
+    }
+
+    [Fact]
     public void A_csv_test_file_with_swapped_columns_loads_the_same_test_split()
     {
         var train = Write("train.csv", "x1,x2,label\n" + string.Concat(Enumerable.Range(0, 8).Select(i => $"{i},{i * 10},{i % 2}\n")));

@@ -69,6 +69,16 @@ public class EvaluationPlanTests
     }
 
     [Fact]
+    public void A_test_split_that_Data_TestLimit_and_Data_Classes_leave_empty_is_refused_when_the_data_is_prepared()
+    {
+        // The first test sample only, and a class filter that does not keep its class.
+        var firstLabel = TestData.RawTest.Labels[0];
+        var data = new Core.Configuration.DataOptions { Directory = TestData.SubsetDirectory, TestLimit = 1, Classes = [firstLabel == 0 ? 1 : 0] };
+        var error = Assert.Throws<Core.Data.DataFormatException>(() => Core.Data.TrainingData.Load(data));
+        Assert.StartsWith("The test split holds no samples (after Data:TestLimit and Data:Classes), so no epoch could be scored.", error.Message);
+    }
+
+    [Fact]
     public async Task An_empty_test_set_is_refused_before_training()
     {
         var data = TestData.Normalized();

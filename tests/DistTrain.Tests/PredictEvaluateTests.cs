@@ -218,5 +218,18 @@ public class PredictEvaluateTests : IDisposable
         (exit, _, errors) = await Cli("evaluate", "--model", path, "--data", TestData.SubsetDirectory);
         Assert.Equal(2, exit);
         Assert.Contains($"{TestData.SubsetDirectory}: the model was trained on CSV data", errors);
+        // An IDX file is not read as CSV, whatever its name (here a copy without the usual one, found by its magic number);
+        // a path that does not exist is reported as such.
+        var idx = Path.Combine(_directory, "images.bin");
+        using (var gzip = new System.IO.Compression.GZipStream(File.OpenRead(Path.Combine(TestData.SubsetDirectory, "t10k-images-idx3-ubyte.gz")), System.IO.Compression.CompressionMode.Decompress))
+        using (var copy = File.Create(idx))
+            gzip.CopyTo(copy);
+        (exit, _, errors) = await Cli("predict", "--model", path, idx);
+        Assert.Equal(2, exit);
+        Assert.Contains($"{idx}: the model was trained on CSV data", errors);
+        var typo = Path.Combine(_directory, "rows-typo.txt");
+        (exit, _, errors) = await Cli("predict", "--model", path, typo);
+        Assert.Equal(2, exit);
+        Assert.Contains($"{typo}: no such file or folder.", errors);
     }
 }

@@ -61,7 +61,7 @@ public class RunReportTests : IDisposable
         Assert.StartsWith($"training ended, but the last good weights ({Core.Checkpoints.RunFiles.LastGood}) could not be written to {runDirectory}: ", error.Message);
         Assert.Contains("Free space on that disk, or check its permissions, or set Output:Directory to another folder.", error.Message);
         Assert.IsAssignableFrom<IOException>(error.InnerException);
-        if (checkpoints) Assert.EndsWith($"The newest checkpoint is {newest}; train --resume continues from it (raise Training:Epochs if it is of the last epoch).", error.Message);
+        if (checkpoints) Assert.EndsWith($"The newest checkpoint is {newest}; a resume (train --resume, or Checkpoint:Resume) continues from it (raise Training:Epochs if it is of the last epoch).", error.Message);
         else Assert.EndsWith("No checkpoint holds them (Checkpoint:Directory keeps some for the next run).", error.Message);
     }
 
@@ -92,6 +92,13 @@ public class RunReportTests : IDisposable
 
         Assert.Equal(result.FinalWeights.Values, Core.Models.TrainedModel.Load(Path.Combine(_directory, Core.Checkpoints.RunFiles.Model)).Weights.Values);
         Assert.True(File.Exists(Path.Combine(_directory, Core.Checkpoints.RunFiles.Summary)));
+
+        // In a folder that takes everything, the weights and the summary are written before the curves' plot.
+        var whole = Directory.CreateDirectory(Path.Combine(_directory, "whole")).FullName;
+        RunOutputs.Save(whole, options, data.Normalizer, Core.Data.DataMetadata.Of(data, options.Data), result, report);
+        DateTime Written(string file) => File.GetLastWriteTimeUtc(Path.Combine(whole, file));
+        Assert.True(Written(Core.Checkpoints.RunFiles.Model) <= Written(Core.Checkpoints.RunFiles.Summary), "the summary was written before the weights");
+        Assert.True(Written(Core.Checkpoints.RunFiles.Summary) <= Written(Core.Checkpoints.RunFiles.Curves), "the curves were written before the summary");
     }
 
     [Fact]

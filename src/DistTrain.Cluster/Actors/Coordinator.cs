@@ -386,7 +386,6 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _phase = Phase.Evaluating;
         foreach (var (worker, request) in _evaluation.Begin(_trained.Version, _settings.TestSampleCount, _settings.ValidationSampleCount, _plan.EvaluatingWorkers))
             _workers[worker].Tell(request);
-        if (_evaluation.Pending == 0) EpochEvaluated(); // no test and no validation samples: nothing to score
     }
 
     /// <summary>

@@ -48,7 +48,7 @@ public sealed class EvaluationPlan
     /// <summary>
     /// Starts the evaluation of <paramref name="version"/>: <c>[0, testCount)</c> and <c>[0, validationCount)</c> split evenly
     /// over <paramref name="workers"/> (workers whose share would be empty get none). Returns what to send to whom; nothing,
-    /// and <see cref="Pending"/> 0, when both splits are empty.
+    /// and <see cref="Pending"/> 0, when both splits are empty (training refuses an empty test split before it starts).
     /// </summary>
     public IReadOnlyList<(int Worker, Evaluate Request)> Begin(long version, int testCount, int validationCount, int[] workers)
     {

@@ -278,9 +278,24 @@ public static partial class CsvDataset
     private static Layout ByName(string path, CsvOptions options, IReadOnlyList<string> header, int label, HashSet<int> ignored, bool requireLabel,
         IReadOnlyList<string> expectedFeatures)
     {
-        var indices = expectedFeatures.Select(f => FindColumn(f, header, 0)).ToArray();
-        // Without Data:Csv:LabelColumn the label is the last column, unless that is a feature (a file to score without it).
-        if (options.LabelColumn.Length == 0 && indices.Contains(label)) label = -1;
+        // A training column with an empty header cell is named "column i" (as pandas' to_csv writes its index column): it is
+        // found as the empty cell at that position.
+        int Find(string feature)
+        {
+            var index = FindColumn(feature, header, 0);
+            if (index >= 0) return index;
+            return feature.StartsWith("column ", StringComparison.Ordinal)
+                   && int.TryParse(feature.AsSpan(7), NumberStyles.None, CultureInfo.InvariantCulture, out var position)
+                   && position < header.Count && header[position].Length == 0 ? position : -1;
+        }
+        var indices = expectedFeatures.Select(Find).ToArray();
+        // Without Data:Csv:LabelColumn the label is the last column, unless that is a feature: then, in a file that must have
+        // a label, it is the one column that is neither a feature nor ignored, wherever it stands; in a file to score, none.
+        if (options.LabelColumn.Length == 0 && indices.Contains(label))
+        {
+            var others = Enumerable.Range(0, header.Count).Where(i => !ignored.Contains(i) && !indices.Contains(i)).ToArray();
+            label = requireLabel && others.Length == 1 ? others[0] : -1;
+        }
         var missing = expectedFeatures.Where((_, i) => indices[i] < 0).ToList();
         var unknown = header.Where((_, i) => i != label && !ignored.Contains(i) && !indices.Contains(i)).ToList();
         static string List(IEnumerable<string> names) => string.Join(", ", names.Take(8).Select(n => $"'{n}'")) + (names.Count() > 8 ? ", ..." : "");

@@ -69,6 +69,11 @@ public static class ImageFolderDataset
     /// <summary>A hidden file or folder (its name starts with a dot), skipped.</summary>
     private static bool IsHidden(string name) => name.StartsWith('.');
 
+    /// <summary>True when <paramref name="path"/>, found under <paramref name="root"/>, is hidden or inside a hidden folder
+    /// below it (a name on the way starts with a dot): such files are not images to read (<c>._name.png</c>, <c>.thumbnails/</c>).</summary>
+    internal static bool IsHiddenBelow(string root, string path) =>
+        Path.GetRelativePath(root, path).Split(Path.DirectorySeparatorChar).Any(IsHidden);
+
     /// <summary>The image files of each class folder, in sorted order, with their class index.</summary>
     private static List<(string Path, byte Label)> ListImages(string directory, string[] folders, IReadOnlyList<string> classes)
     {
@@ -81,7 +86,7 @@ public static class ImageFolderDataset
             {
                 var classFolder = Path.Combine(directory, folder);
                 images = [.. Directory.EnumerateFiles(classFolder, "*", SearchOption.AllDirectories)
-                    .Where(path => ImageFile.HasImageExtension(path) && !Path.GetRelativePath(classFolder, path).Split(Path.DirectorySeparatorChar).Any(IsHidden))
+                    .Where(path => ImageFile.HasImageExtension(path) && !IsHiddenBelow(classFolder, path))
                     .Order(StringComparer.Ordinal)];
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -116,6 +116,8 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
         }
         if (train.Count == 0)
             throw new DataFormatException("The training split holds no samples (after Data:TrainLimit and Data:Classes); give it at least one.");
+        if (test.Count == 0)
+            throw new DataFormatException("The test split holds no samples (after Data:TestLimit and Data:Classes), so no epoch could be scored. Raise Data:TestLimit (0 takes every test sample), or check that Data:Classes names classes the test data has.");
         LabeledDataset? validation = null;
         if (options.ValidationFraction > 0)
         {
