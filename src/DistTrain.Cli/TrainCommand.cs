@@ -144,7 +144,7 @@ internal static class TrainCommand
         if (!string.IsNullOrEmpty(options.Model.Pretrained))
             AnsiConsole.MarkupLineInterpolated(
                 $"pretrained weights from {options.Model.Pretrained}{(options.Model.ReplaceHead ? " (new head)" : "")}; frozen: {(options.Model.Freeze.Count == 0 ? "nothing" : string.Join(", ", options.Model.Freeze))}");
-        if (WarmupOutlastsRun(options, data.Train.Count) is { } warmup) CliConsole.Fail("warning", warmup);
+        foreach (var warning in RunWarnings(options, data.Train)) CliConsole.Fail("warning", warning);
         Blas.Configure(options.Compute, loop.Workers); // as the trainer will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
         if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
@@ -175,6 +175,33 @@ internal static class TrainCommand
             return (1, null, runDirectory);
         }
         return (0, result, runDirectory);
+    }
+
+    /// <summary>
+    /// Settings and data that train without an error but not as meant: a warmup as long as the run
+    /// (<see cref="WarmupOutlastsRun"/>), a momentum the optimizer does not use, classes without a training sample.
+    /// </summary>
+    /// <param name="options">The run's options.</param>
+    /// <param name="train">The training split, after Data:TrainLimit, Data:Classes and the validation split.</param>
+    internal static IEnumerable<string> RunWarnings(TrainingOptions options, LabeledDataset train)
+    {
+        if (WarmupOutlastsRun(options, train.Count) is { } warmup) yield return warmup;
+        var optimizer = options.Optimizer;
+        if (optimizer.Kind is OptimizerKind.Adam or OptimizerKind.AdamW && optimizer.Momentum > 0)
+            yield return $"Optimizer:Momentum = {optimizer.Momentum.ToString(CultureInfo.InvariantCulture)} is not used by Optimizer:Kind {optimizer.Kind}, whose " +
+                $"first moment decays by Optimizer:Beta1 ({optimizer.Beta1.ToString(CultureInfo.InvariantCulture)}) instead. Remove Momentum, or set Kind Sgd to use it.";
+        var counts = new int[train.ClassCount];
+        foreach (var label in train.Labels) counts[label]++;
+        var empty = Enumerable.Range(0, counts.Length).Where(c => counts[c] == 0).ToList();
+        if (empty.Count > 0)
+        {
+            var named = empty.Take(8).Select(c => train.ClassNames is { } names ? $"'{names[c]}'" : c.ToString(CultureInfo.InvariantCulture));
+            var oneBased = empty[0] == 0 && train.ClassNames is null
+                ? " Labels that start at 1 leave class 0 empty: write them from 0 (subtract 1), as class indices are 0-based."
+                : "";
+            yield return $"{empty.Count} of the {counts.Length} classes ha{(empty.Count == 1 ? "s" : "ve")} no training sample (class{(empty.Count == 1 ? "" : "es")} " +
+                $"{string.Join(", ", named)}{(empty.Count > 8 ? ", ..." : "")}): the model keeps an output for each, which training only pushes down.{oneBased}";
+        }
     }
 
     /// <summary>

@@ -181,6 +181,15 @@ public class CsvDatasetTests : IDisposable
     }
 
     [Fact]
+    public void Ignoring_the_label_column_is_refused_naming_it()
+    {
+        var path = Write("ignored-label.csv", "id,x1,x2,label\n0,1,2,a\n1,3,4,b\n");
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions { IgnoreColumns = ["id", "label"] }));
+        Assert.Equal($"{path}: Data:Csv:IgnoreColumns names the label column ('label'). Remove it from IgnoreColumns, or set Data:Csv:LabelColumn to the column that holds the labels.", error.Message);
+        Assert.Equal([1f, 2, 3, 4], CsvDataset.Read(path, new CsvOptions { IgnoreColumns = ["id"] }).Data.Features);
+    }
+
+    [Fact]
     public void A_csv_test_file_with_swapped_columns_loads_the_same_test_split()
     {
         var train = Write("train.csv", "x1,x2,label\n" + string.Concat(Enumerable.Range(0, 8).Select(i => $"{i},{i * 10},{i % 2}\n")));

@@ -78,6 +78,27 @@ public class RunReportTests : IDisposable
         Assert.Equal(expected, TrainCommand.WarmupOutlastsRun(options, trainSamples: 350));
     }
 
+    [Fact]
+    public void A_momentum_that_Adam_ignores_and_classes_without_a_training_sample_are_warned_of()
+    {
+        var options = TestData.Options(TestData.Mlp(16, 4), workers: 2, batch: 50, epochs: 2); // SGD, momentum 0.9: no warning
+        var oneBased = new Core.Data.LabeledDataset(new float[6 * 784], [1, 2, 3, 1, 2, 3], 784, classCount: 4, null);
+        var complete = new Core.Data.LabeledDataset(new float[4 * 784], [0, 1, 2, 3], 784, classCount: 4, null);
+        Assert.Empty(TrainCommand.RunWarnings(options, complete));
+        Assert.Equal(["1 of the 4 classes has no training sample (class 0): the model keeps an output for each, which training only pushes down. " +
+            "Labels that start at 1 leave class 0 empty: write them from 0 (subtract 1), as class indices are 0-based."], TrainCommand.RunWarnings(options, oneBased));
+        var named = new Core.Data.LabeledDataset(new float[2 * 784], [0, 0], 784, classCount: 3, ["cat", "dog", "emu"]);
+        Assert.Equal(["2 of the 3 classes have no training sample (classes 'dog', 'emu'): the model keeps an output for each, which training only pushes down."],
+            TrainCommand.RunWarnings(options, named));
+
+        options.Optimizer.Kind = OptimizerKind.Adam;
+        options.Optimizer.LearningRate = 0.001;
+        Assert.Equal(["Optimizer:Momentum = 0.9 is not used by Optimizer:Kind Adam, whose first moment decays by Optimizer:Beta1 (0.9) instead. Remove Momentum, or set Kind Sgd to use it."],
+            TrainCommand.RunWarnings(options, complete));
+        options.Optimizer.Momentum = 0;
+        Assert.Empty(TrainCommand.RunWarnings(options, complete));
+    }
+
     /// <summary>The weights and the summary are written before the report, and a report that cannot be written costs neither.</summary>
     [Fact]
     public async Task A_report_that_cannot_be_written_leaves_the_weights_and_summary_written()

@@ -249,6 +249,9 @@ public static partial class CsvDataset
         var label = options.LabelColumn.Length == 0 ? columnCount - 1 : FindColumn(options.LabelColumn, header, columnCount);
         if (label < 0 && requireLabel)
             throw new DataFormatException($"{path}: Data:Csv:LabelColumn = '{options.LabelColumn}' is no column: {Known()}. Give the label column's name or 0-based index.");
+        if (label >= 0 && ignored.Contains(label) && (requireLabel || options.LabelColumn.Length > 0))
+            throw new DataFormatException($"{path}: Data:Csv:IgnoreColumns names the label column ({(header is null ? $"column {label}" : $"'{header[label]}'")}). " +
+                "Remove it from IgnoreColumns, or set Data:Csv:LabelColumn to the column that holds the labels.");
         string Name(int i) => header?[i] is { Length: > 0 } h ? h : $"column {i}";
 
         if (expectedFeatures is not null && byName && header is not null)
