@@ -57,6 +57,21 @@ public class CsvDatasetTests : IDisposable
     }
 
     [Fact]
+    public void Whole_number_labels_written_as_floats_are_class_indices_as_the_integers_are()
+    {
+        // pandas writes an integer column that held a missing value as floats, NumPy's savetxt every number.
+        var options = new CsvOptions { HasHeader = false };
+        var (floats, _, vocabulary) = CsvDataset.Read(Write("floats.csv", "0.5,0.25,2.0\n1,1,0.0\n3,3,1e0\n"), options);
+        var integers = CsvDataset.Read(Write("integers.csv", "0.5,0.25,2\n1,1,0\n3,3,1\n"), options).Data;
+        Assert.Null(floats.ClassNames);
+        Assert.Equal(integers.ClassCount, floats.ClassCount);
+        Assert.Equal(integers.Labels, floats.Labels);
+        Assert.Equal([1], CsvDataset.Read(Write("test.csv", "1,2,1.0\n"), options, vocabulary).Data.Labels.Select(l => (int)l));
+        // A fraction keeps them names, as before.
+        Assert.Equal(["0.5", "2"], CsvDataset.Read(Write("fraction.csv", "1,1,0.5\n2,2,2\n"), options).Data.ClassNames!);
+    }
+
+    [Fact]
     public void The_label_column_is_found_by_name_or_index_and_ignored_columns_are_skipped()
     {
         var withHeader = Write("h.csv", "id,x1,y,x2\n10,1,a,2\n11,3,b,4\n");

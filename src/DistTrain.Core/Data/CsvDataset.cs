@@ -118,7 +118,7 @@ public static partial class CsvDataset
         var integers = new int[cells.Count];
         var allIntegers = true;
         for (var i = 0; i < cells.Count && allIntegers; i++)
-            allIntegers = int.TryParse(cells[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out integers[i]);
+            allIntegers = LabelVocabulary.TryParseWhole(cells[i], out integers[i]);
         if (allIntegers)
         {
             var bad = Array.FindIndex(integers, l => l < 0 || l >= LabelVocabulary.MaxClasses);

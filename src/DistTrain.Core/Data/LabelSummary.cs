@@ -19,7 +19,7 @@ public sealed record LabelSummary(string File, string Column, bool IsLastColumn,
     public sealed record Label(string Text, int Rows, IReadOnlyList<int> Lines)
     {
         /// <summary>The label as a whole number, or null when it is not one.</summary>
-        public int? Integer => int.TryParse(Text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : null;
+        public int? Integer => LabelVocabulary.TryParseWhole(Text, out var value) ? value : null;
 
         /// <summary>"line 152", "lines 3, 9, 40, ...": where the label is.</summary>
         internal string Where => $"line{(Lines.Count == 1 ? "" : "s")} {string.Join(", ", Lines)}{(Rows > Lines.Count ? ", ..." : "")}";

@@ -17,12 +17,32 @@ public sealed record LabelVocabulary(IReadOnlyList<string>? Names, int ClassCoun
     public int IndexOf(string cell)
     {
         if (IntegerLabels)
-            return int.TryParse(cell, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var index)
-                && index >= 0 && index < ClassCount ? index : -1;
+            return TryParseWhole(cell, out var index) && index >= 0 && index < ClassCount ? index : -1;
         if (Names is null) return -1;
         for (var i = 0; i < Names.Count; i++)
             if (string.Equals(Names[i], cell, StringComparison.Ordinal)) return i;
         return -1;
+    }
+
+    /// <summary>
+    /// Reads a label that is a whole number: written as one (<c>3</c>), or as a float with no fraction (<c>3.0</c>, as pandas
+    /// writes an integer column that held a missing value, or NumPy's <c>savetxt</c> any number).
+    /// </summary>
+    /// <param name="cell">The label cell, trimmed.</param>
+    /// <param name="value">The whole number; 0 when the cell is not one.</param>
+    /// <returns>False for anything else: a name, a fraction (<c>1.5</c>), a number outside the range of an int.</returns>
+    public static bool TryParseWhole(string cell, out int value)
+    {
+        var invariant = System.Globalization.CultureInfo.InvariantCulture;
+        if (int.TryParse(cell, System.Globalization.NumberStyles.Integer, invariant, out value)) return true;
+        if (double.TryParse(cell, System.Globalization.NumberStyles.Float, invariant, out var number) && number == Math.Floor(number)
+            && number is >= int.MinValue and <= int.MaxValue)
+        {
+            value = (int)number;
+            return true;
+        }
+        value = 0;
+        return false;
     }
 
     /// <summary>What a label may be, for error messages.</summary>
