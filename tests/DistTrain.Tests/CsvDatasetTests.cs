@@ -196,6 +196,21 @@ public class CsvDatasetTests : IDisposable
     }
 
     [Fact]
+    public void A_file_of_another_separator_and_a_value_beyond_float32_are_named_as_such()
+    {
+        var semicolons = Write("semicolons.csv", "a;b;c;label\n1;2;3;x\n");
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(semicolons, new CsvOptions()));
+        Assert.Equal($"{semicolons}: the header reads as one column, 'a;b;c;label', which holds ';'. Is that the separator? Set Data:Csv:Separator to \";\" (it is ',').", error.Message);
+        Assert.Equal([1f, 2, 3], CsvDataset.Read(semicolons, new CsvOptions { Separator = ";" }).Data.Features);
+
+        var huge = Write("huge.csv", "a,b,label\n1e39,2,x\n");
+        error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(huge, new CsvOptions()));
+        Assert.Equal($"{huge}: line 2, column 'a' (index 0): '1e39' is outside the range of float32 (±3.4E+38), in which features are held. Rescale the column.", error.Message);
+        var text = Write("text.csv", "a,b,label\nn/a,2,x\n");
+        Assert.Contains("'n/a' is not a finite number.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(text, new CsvOptions())).Message);
+    }
+
+    [Fact]
     public void Ignoring_the_label_column_is_refused_naming_it()
     {
         var path = Write("ignored-label.csv", "id,x1,x2,label\n0,1,2,a\n1,3,4,b\n");

@@ -174,7 +174,10 @@ public static partial class CsvDataset
                 {
                     var cell = record[column].Span;
                     if (!float.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !float.IsFinite(value))
-                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns.");
+                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' " +
+                            (double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var wide) && double.IsFinite(wide)
+                                ? $"is outside the range of float32 (±{float.MaxValue.ToString("G3", CultureInfo.InvariantCulture)}), in which features are held. Rescale the column."
+                                : "is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns."));
                     values.Add(value);
                 }
                 if (layout.LabelIndex >= 0) labelCells?.Add(record[layout.LabelIndex].ToString());
@@ -239,6 +242,11 @@ public static partial class CsvDataset
         IReadOnlyList<string>? expectedFeatures, bool byName)
     {
         string Known() => header is null ? $"the file has {columnCount} columns (0 to {columnCount - 1})" : $"the header has {string.Join(", ", header.Select(h => $"'{h}'"))}";
+        // One column holding another common separator: the file is split by that one (a semicolon file read with commas, say).
+        var firstCell = header?[0] ?? "";
+        if (columnCount == 1 && new[] { ';', '\t', '|', ',' }.FirstOrDefault(c => c.ToString() != options.Separator && firstCell.Contains(c)) is var other and not '\0')
+            throw new DataFormatException($"{path}: the {(header is null ? "first row" : "header")} reads as one column, '{firstCell}', which holds '{(other == '\t' ? "\\t" : other.ToString())}'. " +
+                $"Is that the separator? Set Data:Csv:Separator to \"{(other == '\t' ? "\\t" : other.ToString())}\" (it is '{options.Separator}').");
         var ignored = new HashSet<int>();
         foreach (var name in options.IgnoreColumns)
         {
@@ -260,7 +268,7 @@ public static partial class CsvDataset
         {
             var features = Enumerable.Range(0, columnCount).Where(i => i != label && !ignored.Contains(i)).ToArray();
             if (features.Length == 0)
-                throw new DataFormatException($"{path}: no feature columns are left besides the label and the ignored columns ({Known()}).");
+                throw new DataFormatException($"{path}: no feature columns are left besides the label and the ignored columns ({Known()}; Data:Csv:Separator is '{options.Separator}').");
             return new Layout([.. features.Select(Name)], features, label, columnCount) { LabelName = label >= 0 ? header?[label] : null };
         }
         // A file to score without a header row (or for a model that knows no column names): by position, with or without the label column.
