@@ -344,7 +344,18 @@ public sealed partial class ClusterProcessTests : IDisposable
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
         // The first progress line within an epoch, of whichever epoch (epoch 1's, unless the output is read late).
         await ps.WaitForMatchAsync(new Regex(@"epoch +\d+/30 +(25|50|75)%"), Guard);
-        // Kill worker 0: it is always among the workers training starts with (a slow third process may join later).
+        // All three in the job first (a slow third process joins at the start of a later epoch), so that losing worker 0
+        // leaves the two that Cluster:MinWorkers asks for: killed while only two were in, the job rightly pauses.
+        try
+        {
+            await ps.WaitForOutputAsync("joins as worker 2", Guard);
+        }
+        catch (Exception e)
+        {
+            // Once seen in a loaded suite run: the third worker never registered. Its own output says why.
+            throw new Xunit.Sdk.XunitException($"{e.Message}\nThe worker nodes' output:\n{string.Join("\n---\n", workers.Select(w => w.Output))}");
+        }
+        // Kill worker 0: it is always among the workers training starts with.
         var victim = workers.First(w => w.Output.Contains("Joined the job as worker 0", StringComparison.Ordinal));
         victim.Kill(); // SIGKILL: no goodbye on any channel
         // In this order: the loss is detected, then training goes on (a further epoch line or the end).
@@ -362,7 +373,9 @@ public sealed partial class ClusterProcessTests : IDisposable
         const long perWorker = 2 * sizeof(float) * (784 * 64 + 64 + 64 * 10 + 10);
         var minimumBytes = long.Parse(minimum.Groups[1].Value.Replace(",", ""));
         Assert.InRange(minimumBytes, perWorker + 1, 3 * perWorker - 1);
-        Assert.NotEqual(2 * perWorker, minimumBytes);
+        // With all three training from the start some steps had 3 workers; a third that joined late may have taken worker
+        // 0's place before any step had three.
+        if (ps.Output.Contains("Training starts with 3 workers", StringComparison.Ordinal)) Assert.NotEqual(2 * perWorker, minimumBytes);
 
         // Which samples ran: every epoch, including the one with the kill, trained on each of the 1,000 exactly once, and
         // the run's own per-epoch counts say the same.
