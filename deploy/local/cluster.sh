@@ -89,6 +89,7 @@ ps_output_pid=$!
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server
 exec {ps_output}>&-
 for i in $(seq 1 "$workers"); do
+  [ "$interrupted" = 0 ] || break  # Ctrl-C while the nodes start: start no more
   wrapper=(); [ -z "${WORKER_WRAPPER:-}" ] || wrapper=("$WORKER_WRAPPER" "$i")
   [ "${PIN_WORKERS:-0}" != 1 ] || wrapper+=(taskset -c "$(cores_of_worker "$i")")
   metrics=(); [ -z "$metrics_port" ] || metrics=("DISTTRAIN_Metrics__Port=$(( metrics_port + i ))")
@@ -116,10 +117,10 @@ while true; do
     status=$code; break
   fi
 done
-if [ "$status" -eq 0 ]; then
-  for pid in "${running[@]}"; do wait "$pid" || status=1; done
-elif [ "$interrupted" = 1 ]; then
+if [ "$interrupted" = 1 ]; then
   for pid in "${running[@]}"; do wait "$pid" || true; done  # the workers' last lines reach their logs
+elif [ "$status" -eq 0 ]; then
+  for pid in "${running[@]}"; do wait "$pid" || status=1; done
 fi
 # Once the parameter server has ended, its last lines reach its log and the screen before the script exits.
 [ "$ended" != "$ps_pid" ] || wait "$ps_output_pid" || true
