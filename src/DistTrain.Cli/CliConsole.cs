@@ -38,12 +38,12 @@ internal static class CliConsole
         catch (DistTrain.Cluster.Actors.TrainingDivergedException e)
         {
             Fail("training diverged", e.Message);
-            return WhatIsKept(() => onDiverged?.Invoke(e), 3);
+            return SavedOr1(() => onDiverged?.Invoke(e), 3);
         }
         catch (OperationCanceledException e)
         {
             if (onCancelled is null) Fail("cancelled", "stopped before the end; nothing was saved.");
-            else return WhatIsKept(() => onCancelled(e), 130);
+            else return SavedOr1(() => onCancelled(e), 130);
             return 130;
         }
         catch (Exception e) when (e is InvalidOperationException or TimeoutException or DistTrain.Cluster.Actors.TrainingStalledException
@@ -54,9 +54,9 @@ internal static class CliConsole
         }
     }
 
-    /// <summary>Runs <paramref name="save"/>, which writes what a stopped run keeps; <paramref name="exit"/>, or 1 with the
-    /// reason when that could not be written (<see cref="RunOutputsException"/>).</summary>
-    private static int WhatIsKept(Action save, int exit)
+    /// <summary>Runs <paramref name="save"/>, which writes a run's outputs (or what a stopped run keeps); returns
+    /// <paramref name="exit"/>, or 1 after printing the reason when they could not be written (<see cref="RunOutputsException"/>).</summary>
+    public static int SavedOr1(Action save, int exit)
     {
         try
         {

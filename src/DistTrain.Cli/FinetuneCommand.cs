@@ -76,16 +76,7 @@ internal static class FinetuneCommand
                 if (classes is { } n) SetHeadUnits(options.Model, n);
             }, cancellationToken);
             if (scratchExit != 0) return scratchExit;
-            try
-            {
-                Report(tuned!, scratch!, checkpoint, frozen, runDirectory!);
-            }
-            catch (RunOutputsException writeFailed)
-            {
-                CliConsole.Fail("error", writeFailed.Message);
-                return 1;
-            }
-            return 0;
+            return CliConsole.SavedOr1(() => Report(tuned!, scratch!, checkpoint, frozen, runDirectory!), 0);
         });
         return command;
     }

@@ -154,15 +154,6 @@ internal static class NodeCommand
             AnsiConsole.MarkupLineInterpolated($"Standby parameter server: the job finished on the active one: {finishedElsewhere.Summary}");
             return finishedElsewhere.Succeeded ? 0 : 1;
         }
-        try
-        {
-            RunOutputs.Save(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), result!, report);
-        }
-        catch (RunOutputsException e)
-        {
-            CliConsole.Fail("error", e.Message);
-            return 1;
-        }
-        return 0;
+        return CliConsole.SavedOr1(() => RunOutputs.Save(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), result!, report), 0);
     }
 }

@@ -30,16 +30,40 @@ internal static class RunOutputs
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            var checkpoints = options is null || string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
-                ? []
-                : new CheckpointStore(options.Checkpoint.Directory, options.Checkpoint.Keep).List();
             var left = options is null ? ""
-                : checkpoints.Count > 0
-                    ? $" The newest checkpoint is {checkpoints[0]}; a resume (train --resume, or Checkpoint:Resume) continues from it (raise Training:Epochs if it is of the last epoch)."
+                : NewestCheckpoint(options) is { } newest
+                    ? $" The newest checkpoint is {newest}; a resume (train --resume, or Checkpoint:Resume) continues from it (raise Training:Epochs if it is of the last epoch)."
                     : " No checkpoint holds them (Checkpoint:Directory keeps some for the next run).";
             throw new RunOutputsException($"training ended, but {what} could not be written to {runDirectory}: {e.Message}. Free space on that " +
                 $"disk, or check its permissions, or set Output:Directory to another folder.{left}", e);
         }
+    }
+
+    /// <summary>The newest checkpoint in Checkpoint:Directory; null when checkpoints are off or none was written.</summary>
+    private static string? NewestCheckpoint(TrainingOptions options) =>
+        options.Checkpoint.Enabled ? new CheckpointStore(options.Checkpoint.Directory, options.Checkpoint.Keep).List().FirstOrDefault() : null;
+
+    /// <summary>
+    /// Writes a run's outputs in the order that keeps the most on a nearly full disk: the weights (<c>model.safetensors</c>),
+    /// then <c>summary.json</c>, then the report (curves and series, whose failure is only a warning).
+    /// </summary>
+    /// <param name="runDirectory">The run folder.</param>
+    /// <param name="options">The run's options (and its checkpoint folder, named if a write fails).</param>
+    /// <param name="normalizer">The input standardization fitted on the training split.</param>
+    /// <param name="data">The data description.</param>
+    /// <param name="result">The weights and the epochs to record.</param>
+    /// <param name="report">The run's report; null writes none.</param>
+    /// <param name="stopped">Why the run stopped early (a cancellation), recorded in both files; null for a finished run.</param>
+    /// <param name="weightsWhat">The weights, as the error names them.</param>
+    /// <exception cref="RunOutputsException">The weights or the summary could not be written.</exception>
+    private static void WriteRun(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result,
+        RunReport? report, string? stopped, string weightsWhat)
+    {
+        Writing(runDirectory, $"{weightsWhat} ({RunFiles.Model})",
+            () => SafeTensors.Write(Path.Combine(runDirectory, RunFiles.Model), result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result, stopped)), options);
+        Writing(runDirectory, $"the run's summary ({RunFiles.Summary}; {RunFiles.Model} was written)",
+            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report), options);
+        WriteReport(runDirectory, report);
     }
 
     /// <summary>
@@ -94,11 +118,7 @@ internal static class RunOutputs
     {
         var weightsPath = Path.Combine(runDirectory, RunFiles.Model);
         var last = result.FinalEpoch;
-        Writing(runDirectory, $"the final weights ({RunFiles.Model})",
-            () => SafeTensors.Write(weightsPath, result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result)), options);
-        Writing(runDirectory, $"the run's summary ({RunFiles.Summary}; {RunFiles.Model} was written)",
-            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, report: report), options);
-        WriteReport(runDirectory, report);
+        WriteRun(runDirectory, options, normalizer, data, result, report, stopped: null, "the final weights");
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights (lowest validation loss {last.ValidationLoss:F4}).");
         AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");
@@ -116,7 +136,7 @@ internal static class RunOutputs
         var last = weights is null ? null : report?.StepOf(weights.Version);
         var resume = string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
             ? ""
-            : new CheckpointStore(options.Checkpoint.Directory, options.Checkpoint.Keep).List().Count > 0
+            : NewestCheckpoint(options) is not null
                 ? $" Checkpoints are in {options.Checkpoint.Directory}: train --resume continues from the newest."
                 : $" No checkpoint was written to {options.Checkpoint.Directory} yet, so a new run starts from the beginning.";
         if (weights is null || last is not { } stop || report is null)
@@ -129,11 +149,7 @@ internal static class RunOutputs
         var stopped = $"cancelled at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}";
         var result = new TrainingResult(new DistTrain.Core.Tensors.ParameterVector(DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout, weights.Weights),
             weights.Version, epochs);
-        Writing(runDirectory, $"the weights at the stop ({RunFiles.Model})",
-            () => SafeTensors.Write(Path.Combine(runDirectory, RunFiles.Model), result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result, stopped)), options);
-        Writing(runDirectory, $"the run's summary ({RunFiles.Summary}; {RunFiles.Model} was written)",
-            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report), options);
-        WriteReport(runDirectory, report);
+        WriteRun(runDirectory, options, normalizer, data, result, report, stopped, "the weights at the stop");
         CliConsole.Fail("cancelled", $"stopped at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}. Kept the run folder {runDirectory}: " +
             $"{RunFiles.Model} holds the weights of that step (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold the " +
             $"{epochs.Count} finished epoch{(epochs.Count == 1 ? "" : "s")}.{resume}");

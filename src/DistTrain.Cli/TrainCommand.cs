@@ -3,6 +3,7 @@ using System.Globalization;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Metrics;
+using DistTrain.Cluster.Training;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
@@ -165,16 +166,8 @@ internal static class TrainCommand
         var description = DataMetadata.Of(data, options.Data);
         data = null!; // the 219 MB of training and test floats are done with: release them before plotting
         RunOutputs.ReleaseMemory();
-        try
-        {
-            RunOutputs.Save(runDirectory, options, normalizer, description, result!, report);
-        }
-        catch (RunOutputsException e)
-        {
-            CliConsole.Fail("error", e.Message);
-            return (1, null, runDirectory);
-        }
-        return (0, result, runDirectory);
+        var saved = CliConsole.SavedOr1(() => RunOutputs.Save(runDirectory, options, normalizer, description, result!, report), 0);
+        return (saved, saved == 0 ? result : null, runDirectory);
     }
 
     /// <summary>
@@ -214,7 +207,7 @@ internal static class TrainCommand
     {
         var warmup = options.Optimizer.Schedule.WarmupSteps;
         var loop = options.Training;
-        var rounds = (long)Math.Ceiling(trainSamples / (double)Math.Max(1, loop.Workers * loop.BatchSizePerWorker));
+        long rounds = EpochPlanSettings.StepsPerEpoch(trainSamples, loop.Workers, loop.BatchSizePerWorker);
         var stepsPerEpoch = loop.Mode == TrainingMode.Async ? rounds * loop.Workers : rounds; // Async steps once per minibatch
         var steps = stepsPerEpoch * loop.Epochs;
         return warmup > 0 && warmup >= steps

@@ -227,6 +227,10 @@ public class PredictEvaluateTests : IDisposable
         (exit, _, errors) = await Cli("predict", "--model", path, idx);
         Assert.Equal(2, exit);
         Assert.Contains($"{idx}: the model was trained on CSV data", errors);
+        var gzipped = Path.Combine(TestData.SubsetDirectory, "t10k-images-idx3-ubyte.gz"); // compressed: found through gzip
+        (exit, _, errors) = await Cli("predict", "--model", path, gzipped);
+        Assert.Equal(2, exit);
+        Assert.Contains($"{gzipped}: the model was trained on CSV data", errors);
         var typo = Path.Combine(_directory, "rows-typo.txt");
         (exit, _, errors) = await Cli("predict", "--model", path, typo);
         Assert.Equal(2, exit);

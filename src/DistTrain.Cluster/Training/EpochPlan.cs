@@ -20,8 +20,14 @@ public sealed record EpochPlanSettings(IShardPlanner Planner, Func<int, IShardPl
         GlobalBatchSize > 0 && aliveWorkers > 0 ? (GlobalBatchSize + aliveWorkers - 1) / aliveWorkers : BatchSizePerWorker;
 
     /// <summary>Optimizer steps of an epoch as planned: the largest of the planner's even shards in minibatches of <see cref="BatchSizePerWorker"/>.</summary>
-    public int PlannedStepsPerEpoch =>
-        ((Planner.SampleCount + Planner.Workers - 1) / Planner.Workers + BatchSizePerWorker - 1) / BatchSizePerWorker;
+    public int PlannedStepsPerEpoch => StepsPerEpoch(Planner.SampleCount, Planner.Workers, BatchSizePerWorker);
+
+    /// <summary>
+    /// Synchronous rounds of an epoch of <paramref name="samples"/> over <paramref name="workers"/> even shards in
+    /// minibatches of <paramref name="batchSizePerWorker"/>: the largest shard, ⌈samples / workers⌉, in ⌈· / batch⌉ minibatches.
+    /// </summary>
+    public static int StepsPerEpoch(int samples, int workers, int batchSizePerWorker) =>
+        ((samples + workers - 1) / workers + batchSizePerWorker - 1) / batchSizePerWorker;
 
     /// <summary>Balanced minibatches for an epoch of <paramref name="aliveWorkers"/>: the plan's steps per epoch when the global
     /// minibatch is kept and the worker count differs from the plan's; 0 (fixed minibatches) otherwise.</summary>

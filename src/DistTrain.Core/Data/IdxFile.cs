@@ -61,6 +61,33 @@ public static class IdxFile
         return (dimensions, values!);
     }
 
+    /// <summary>
+    /// True when <paramref name="path"/> starts as an IDX file of unsigned bytes: <c>0x00 0x00 0x08</c> and a dimension count
+    /// of 1 to 4, read through gzip when the file is compressed (detected from its content, as the readers do). Reads at
+    /// most a few bytes; false for a file that cannot be read (the reader that follows reports it).
+    /// </summary>
+    public static bool StartsWithMagic(string path)
+    {
+        try
+        {
+            using var file = File.OpenRead(path);
+            Span<byte> magic = stackalloc byte[4];
+            var read = file.ReadAtLeast(magic, 2, throwOnEndOfStream: false);
+            if (read >= 2 && magic[0] == 0x1f && magic[1] == 0x8b)
+            {
+                file.Position = 0;
+                using var unzipped = new GZipStream(file, CompressionMode.Decompress);
+                read = unzipped.ReadAtLeast(magic, 4, throwOnEndOfStream: false);
+            }
+            else if (read < 4) read += file.ReadAtLeast(magic[read..], 4 - read, throwOnEndOfStream: false);
+            return read == 4 && magic[0] == 0 && magic[1] == 0 && magic[2] == UnsignedByteType && magic[3] is >= 1 and <= 4;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            return false;
+        }
+    }
+
     private delegate void ChunkSink(ReadOnlySpan<byte> chunk, long offset);
 
     private static T Open<T>(string path, Func<Stream, T> read)

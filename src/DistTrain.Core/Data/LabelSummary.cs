@@ -60,10 +60,9 @@ public sealed record LabelSummary(string File, string Column, bool IsLastColumn,
     /// <param name="settingFix">The other fix, such as "set Units to 8".</param>
     public string Describe(int classCount, int expected, string settingFix)
     {
-        var units = expected;
         var integers = Values.All(v => v.Integer is not null);
-        // Stray labels: those that would not fit the model, when the others do (whole numbers 0 to units - 1).
-        var stray = Values.Where(v => v.Integer is not { } n || n >= units).ToList();
+        // Stray labels: those that would not fit the model, when the others do (whole numbers 0 to expected - 1).
+        var stray = Values.Where(v => v.Integer is not { } n || n >= expected).ToList();
         var fitting = Values.Except(stray).Select(v => v.Integer!.Value).ToList();
         var modelFix = $"if the data has {classCount} classes, {settingFix}.";
         if (stray.Count > 0 && fitting.Count > 0 && stray.Sum(v => v.Rows) <= FewRows)

@@ -38,24 +38,7 @@ public static class ModelInputs
     /// </summary>
     private static bool IsCsv(string path, TrainedModel model) =>
         path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".csv.gz", StringComparison.OrdinalIgnoreCase)
-        || (model.Data.Format == DataFormat.Csv && File.Exists(path) && !ImageFile.HasImageExtension(path) && !IsIdxFile(path));
-
-    /// <summary>An IDX file: named as Fashion-MNIST's (<c>...-idx3-ubyte</c>, <c>.gz</c> or not), or starting with IDX's magic
-    /// number for unsigned bytes (<c>00 00 08</c>, then the dimension count).</summary>
-    private static bool IsIdxFile(string path)
-    {
-        if (Path.GetFileName(path).Contains("-ubyte", StringComparison.OrdinalIgnoreCase)) return true;
-        Span<byte> magic = stackalloc byte[4];
-        try
-        {
-            using var file = File.OpenRead(path);
-            return file.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && magic[0] == 0 && magic[1] == 0 && magic[2] == 8 && magic[3] is >= 1 and <= 4;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return false; // the reader that follows reports it
-        }
-    }
+        || (model.Data.Format == DataFormat.Csv && File.Exists(path) && !ImageFile.HasImageExtension(path) && !IdxFile.StartsWithMagic(path));
 
     /// <summary>The unlabeled samples of one input of <c>predict</c>: an image, a folder of images, a CSV or an IDX image file.</summary>
     /// <param name="path">An image file, a folder searched recursively for images (in ordinal order of their paths), a
