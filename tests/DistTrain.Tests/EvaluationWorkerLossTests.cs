@@ -13,8 +13,9 @@ using DistTrain.Core.Tensors;
 namespace DistTrain.Tests;
 
 /// <summary>
-/// Cluster mode: every worker that held a finished epoch's weights is lost while that epoch is being evaluated. The
-/// workers that join afterwards must get those weights and the ranges still unscored, so no epoch's accuracy is lost.
+/// Cluster mode: every worker that held a finished epoch's weights is lost while that epoch is being evaluated, or right
+/// after its last gradient, before the epoch's end reaches the coordinator. The workers that join afterwards must get
+/// those weights and the ranges still unscored, so no epoch's accuracy is lost and the job does not stall.
 /// </summary>
 public class EvaluationWorkerLossTests() : TestKit(TestTimeouts.TestKitConfig)
 {
@@ -32,22 +33,40 @@ public class EvaluationWorkerLossTests() : TestKit(TestTimeouts.TestKitConfig)
             foreach (var directory in _directories) Directory.Delete(directory, recursive: true);
     }
 
+    /// <summary>When a <see cref="DiesDuringEvaluation"/> worker node dies.</summary>
+    public enum Death
+    {
+        /// <summary>When asked for its first evaluation, before scoring its range.</summary>
+        BeforeScoring,
+
+        /// <summary>Right after its first evaluation result went out.</summary>
+        AfterScoring,
+
+        /// <summary>Right after its last gradient of epoch 1 went out, before the epoch ends.</summary>
+        AfterLastGradient,
+    }
+
     /// <summary>
-    /// A worker node that dies during the first evaluation it is asked for: before scoring its range, or right after its
-    /// result went out (<paramref name="answerFirst"/>). Until then it relays as cluster mode's link does: requests to the
-    /// real worker inside, gradients to the parameter server and evaluation results to the coordinator.
+    /// A worker node that dies at <paramref name="death"/>. Until then it relays as cluster mode's link does: requests to
+    /// the real worker inside, gradients to the parameter server and evaluation results to the coordinator.
     /// </summary>
     private sealed class DiesDuringEvaluation : ReceiveActor
     {
         private IActorRef _parameterServer = ActorRefs.Nobody;
         private IActorRef _coordinator = ActorRefs.Nobody;
+        private int _lastRound = -1; // epoch 1's last round of this worker's shard
 
-        public DiesDuringEvaluation(Props worker, bool answerFirst)
+        public DiesDuringEvaluation(Props worker, Death death)
         {
             var replica = Context.ActorOf(worker, "replica");
+            Receive<AssignShard>(shard =>
+            {
+                if (shard.Epoch == 1) _lastRound = shard.FirstRound + shard.Minibatches().Count - 1;
+                replica.Forward(shard);
+            });
             Receive<Evaluate>(request =>
             {
-                if (!answerFirst)
+                if (death != Death.AfterScoring)
                 {
                     Context.Stop(Self);
                     return;
@@ -65,8 +84,47 @@ public class EvaluationWorkerLossTests() : TestKit(TestTimeouts.TestKitConfig)
                 _parameterServer = Sender;
                 replica.Tell(weights);
             });
-            Receive<GradientComputed>(gradient => _parameterServer.Tell(gradient));
+            Receive<GradientComputed>(gradient =>
+            {
+                _parameterServer.Tell(gradient);
+                if (death == Death.AfterLastGradient && gradient.Epoch == 1 && gradient.Round == _lastRound) Context.Stop(Self);
+            });
             ReceiveAny(message => replica.Tell(message));
+        }
+    }
+
+    /// <summary>
+    /// The parameter server behind a relay that holds back epoch 1's end until every worker of that epoch has stopped: in
+    /// cluster mode a worker node that dies right after its last gradient is noticed by the coordinator (its link stops)
+    /// while the parameter server is still applying that gradient, so the coordinator learns of the loss first.
+    /// </summary>
+    private sealed class HoldsEpochEndUntilWorkersStop : ReceiveActor
+    {
+        private readonly HashSet<IActorRef> _running = [];
+        private EpochCompleted? _held;
+
+        public HoldsEpochEndUntilWorkersStop(Props parameterServer)
+        {
+            var server = Context.ActorOf(parameterServer, "server");
+            Receive<StartEpoch>(start =>
+            {
+                if (start.Epoch == 1)
+                    foreach (var worker in start.Workers) _running.Add(Context.Watch(worker));
+                server.Tell(start, Self); // the server reports to its Sender: this relay
+            });
+            Receive<EpochCompleted>(completed => Sender.Equals(server) && completed.Epoch == 1 && _running.Count > 0, completed => _held = completed);
+            Receive<Terminated>(stopped =>
+            {
+                _running.Remove(stopped.ActorRef);
+                if (_running.Count > 0 || _held is null) return;
+                Context.Parent.Tell(_held, Self);
+                _held = null;
+            });
+            ReceiveAny(message =>
+            {
+                if (Sender.Equals(server)) Context.Parent.Tell(message, Self);
+                else server.Forward(message);
+            });
         }
     }
 
@@ -86,9 +144,10 @@ public class EvaluationWorkerLossTests() : TestKit(TestTimeouts.TestKitConfig)
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task Workers_that_join_after_every_evaluating_worker_was_lost_finish_the_evaluation_on_the_epochs_weights(bool firstAnswers)
+    [InlineData(Death.BeforeScoring)]
+    [InlineData(Death.AfterScoring)]
+    [InlineData(Death.AfterLastGradient)]
+    public async Task Workers_that_join_after_every_evaluating_worker_was_lost_finish_the_evaluation_on_the_epochs_weights(Death death)
     {
         var data = TestData.Normalized();
         var model = ModelFactory.Build(Model);
@@ -100,8 +159,9 @@ public class EvaluationWorkerLossTests() : TestKit(TestTimeouts.TestKitConfig)
             [.. Enumerable.Range(0, 2).Select(i => Worker.Props(i, Model, data.Train, data.Test, 10))], NullTrainingObserver.Instance, undisturbed));
         var expected = await undisturbed.Task.WaitAsync(Guard);
 
-        // Both workers die during epoch 1's evaluation (evaluation passes of 10 samples; with firstAnswers, worker 0
-        // scores its range before it dies, so only worker 1's range is left). The job pauses below MinWorkers = 2.
+        // Both workers die during epoch 1's evaluation (evaluation passes of 10 samples; AfterScoring: worker 0 scores its
+        // range before it dies, so only worker 1's range is left), or both right after their last gradient of epoch 1, so
+        // no worker alive holds its weights when the epoch ends. The job pauses below MinWorkers = 2.
         var trace = TraceDirectory();
         var log = CreateTestProbe();
         Sys.EventStream.Subscribe(log.Ref, typeof(Warning));
@@ -109,11 +169,12 @@ public class EvaluationWorkerLossTests() : TestKit(TestTimeouts.TestKitConfig)
         var dying = Enumerable.Range(0, 2).Select(i =>
         {
             var worker = Worker.Props(i, Model, data.Train, data.Test, 10, settings: new ReplicaSettings(SampleTraceDirectory: trace));
-            var answerFirst = firstAnswers && i == 0;
-            return Props.Create(() => new DiesDuringEvaluation(worker, answerFirst));
+            var dies = death == Death.AfterScoring && i == 1 ? Death.BeforeScoring : death;
+            return Props.Create(() => new DiesDuringEvaluation(worker, dies));
         }).ToArray();
-        var coordinator = Sys.ActorOf(Coordinator.Props(Settings(data, model.Layout), ParameterServerProps(weights, trace), dying,
-            NullTrainingObserver.Instance, completion));
+        var server = ParameterServerProps(weights, trace);
+        if (death == Death.AfterLastGradient) server = Props.Create(() => new HoldsEpochEndUntilWorkersStop(server));
+        var coordinator = Sys.ActorOf(Coordinator.Props(Settings(data, model.Layout), server, dying, NullTrainingObserver.Instance, completion));
         log.FishForMessage<Warning>(w => w.Message.ToString()!.StartsWith("Training is paused at epoch 1: 0 of Cluster:MinWorkers = 2 workers; the evaluation of epoch 1 goes on", StringComparison.Ordinal),
             Guard, "the pause after both workers were lost");
         Assert.False(completion.Task.IsCompleted);

@@ -384,7 +384,19 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _trainSeconds = _clock.Elapsed.TotalSeconds;
         _clock.Restart();
         _phase = Phase.Evaluating;
-        foreach (var (worker, request) in _evaluation.Begin(_trained.Version, _settings.TestSampleCount, _settings.ValidationSampleCount, _plan.EvaluatingWorkers))
+        if (_plan.EvaluatingWorkers.Length > 0)
+        {
+            BeginEvaluation(_plan.EvaluatingWorkers);
+            return;
+        }
+        // Every worker that held these weights was lost after its last gradient, before the epoch's end came here.
+        WhenEnoughWorkers(() => BeginEvaluation(ShareEpochWeights()), $"the evaluation of epoch {_plan.Epoch} goes on");
+    }
+
+    /// <summary>Sends <paramref name="holders"/>, which hold the finished epoch's weights, their ranges of the test (and validation) split.</summary>
+    private void BeginEvaluation(int[] holders)
+    {
+        foreach (var (worker, request) in _evaluation.Begin(_trained!.Version, _settings.TestSampleCount, _settings.ValidationSampleCount, holders))
             _workers[worker].Tell(request);
     }
 
@@ -406,7 +418,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// Every worker that held the finished epoch's weights is lost: the workers alive joined after those weights went out.
+    /// Every worker that held the finished epoch's weights is lost (after its last gradient, or during the evaluation): the
+    /// workers alive joined after those weights went out.
     /// The parameter server still holds them (the next epoch starts only after this evaluation), so it sends them in a
     /// part of the epoch with no minibatches: an empty shard for each worker alive, one round after the last, which the
     /// parameter server broadcasts and closes at once (<see cref="EpochCompleted"/> with no samples, ignored here).
@@ -415,7 +428,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private int[] ShareEpochWeights()
     {
         var part = _plan.ShareWeights();
-        _log.Warning("Every worker that held epoch {0}'s weights was lost during its evaluation: the parameter server sends them (version {1}) to the {2} worker(s) alive, which score the rest.",
+        _log.Warning("Every worker that held epoch {0}'s weights was lost before it was scored: the parameter server sends them (version {1}) to the {2} worker(s) alive, which score the rest.",
             part.Epoch, _trained!.Version, part.Receivers.Length);
         _weightsOnlyParts++;
         SendPart(part);

@@ -174,7 +174,7 @@ public sealed class EpochPlan(EpochPlanSettings settings)
 
     /// <summary>
     /// A part with no minibatches that only hands the finished epoch's weights to the workers alive, when every worker that
-    /// held them was lost during its evaluation (the workers alive joined later): an empty shard for each, one round after
+    /// held them was lost before it was scored (the workers alive joined later): an empty shard for each, one round after
     /// the last (as <see cref="ContinueEpoch"/> skips one), which the parameter server broadcasts and closes at once.
     /// Nothing is trained twice; the workers alive then hold the epoch's weights (<see cref="EvaluatingWorkers"/>).
     /// </summary>
