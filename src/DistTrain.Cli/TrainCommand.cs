@@ -172,7 +172,8 @@ internal static class TrainCommand
 
     /// <summary>
     /// Settings and data that train without an error but not as meant: a warmup as long as the run
-    /// (<see cref="WarmupOutlastsRun"/>), a momentum the optimizer does not use, classes without a training sample.
+    /// (<see cref="WarmupOutlastsRun"/>), a momentum the optimizer does not use, classes without a training sample, images
+    /// in the image folders that are skipped because their format is not read (<see cref="ImageFolderDataset.UnreadImages"/>).
     /// </summary>
     /// <param name="options">The run's options.</param>
     /// <param name="train">The training split, after Data:TrainLimit, Data:Classes and the validation split.</param>
@@ -195,6 +196,20 @@ internal static class TrainCommand
             yield return $"{empty.Count} of the {counts.Length} classes ha{(empty.Count == 1 ? "s" : "ve")} no training sample (class{(empty.Count == 1 ? "" : "es")} " +
                 $"{string.Join(", ", named)}{(empty.Count > 8 ? ", ..." : "")}): the model keeps an output for each, which training only pushes down.{oneBased}";
         }
+        if (options.Data.Format == DataFormat.ImageFolder)
+            foreach (var folder in new[] { options.Data.ImageFolder.TrainDirectory, options.Data.ImageFolder.TestDirectory }.Where(f => f.Length > 0))
+                if (SkippedImages(folder) is { } skipped) yield return skipped;
+    }
+
+    /// <summary>A warning naming the images of <paramref name="folder"/> that are skipped for their format, or null when there are none.</summary>
+    internal static string? SkippedImages(string folder)
+    {
+        var unread = ImageFolderDataset.UnreadImages(folder);
+        if (unread.Count == 0) return null;
+        var byFormat = unread.GroupBy(path => Path.GetExtension(path).ToLowerInvariant()).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => $"{g.Count().ToString(CultureInfo.InvariantCulture)} {g.Key}");
+        return $"{folder}: {unread.Count.ToString(CultureInfo.InvariantCulture)} image(s) skipped, as only {string.Join(", ", ImageFile.Extensions)} files are read " +
+            $"({string.Join(", ", byFormat)}; the first is {unread[0]}). Convert them to PNG to train on them, or remove them.";
     }
 
     /// <summary>

@@ -82,6 +82,28 @@ public class ImageFolderTests : IDisposable
     }
 
     [Fact]
+    public void Images_of_formats_not_read_are_skipped_and_named_in_a_warning()
+    {
+        var source = TestData.RawTrain;
+        var folder = WriteFolder(Path.Combine(_directory, "mixed"), source, 30);
+        var classes = Directory.GetDirectories(folder).Order(StringComparer.Ordinal).ToArray();
+        Assert.Null(Cli.TrainCommand.SkippedImages(folder));
+        Assert.Empty(ImageFolderDataset.UnreadImages(Path.Combine(_directory, "missing")));
+
+        File.WriteAllBytes(Path.Combine(classes[1], "scan.GIF"), [0x47, 0x49, 0x46, 0x38, 0x39, 0x61]);
+        File.WriteAllBytes(Path.Combine(classes[0], "b.bmp"), [0x42, 0x4D]);
+        File.WriteAllBytes(Path.Combine(classes[0], "a.bmp"), [0x42, 0x4D]);
+        File.WriteAllBytes(Path.Combine(classes[0], "._c.bmp"), [0]);      // hidden: not counted
+        File.WriteAllText(Path.Combine(classes[0], "README.txt"), "notes"); // not an image: skipped without a word
+        var data = ImageFolderDataset.Read(folder, new TensorShape(1, 28, 28), resize: false);
+        Assert.Equal(30, data.Count);
+
+        Assert.Equal([Path.Combine(classes[0], "a.bmp"), Path.Combine(classes[0], "b.bmp"), Path.Combine(classes[1], "scan.GIF")], ImageFolderDataset.UnreadImages(folder));
+        Assert.Equal($"{folder}: 3 image(s) skipped, as only .png, .jpg, .jpeg files are read (2 .bmp, 1 .gif; the first is {Path.Combine(classes[0], "a.bmp")}). " +
+            "Convert them to PNG to train on them, or remove them.", Cli.TrainCommand.SkippedImages(folder));
+    }
+
+    [Fact]
     public void Jpeg_and_rgb_images_read_as_their_pixels()
     {
         var source = TestData.RawTrain;

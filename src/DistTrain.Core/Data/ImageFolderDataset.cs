@@ -66,6 +66,32 @@ public static class ImageFolderDataset
         return new LabeledDataset(features, [.. files.Select(f => f.Label)], shape.Size, classes.Count, [.. classes]) { SampleNames = [.. files.Select(f => f.Path)] };
     }
 
+    /// <summary>
+    /// Image formats that are not read (<see cref="ImageFile"/> decodes PNG and JPEG): their files in class folders are
+    /// skipped as every other file is, but <see cref="UnreadImages"/> finds them, so that training can say so.
+    /// </summary>
+    public static readonly string[] UnreadImageExtensions = [".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".avif"];
+
+    /// <summary>
+    /// The files in the class folders of <paramref name="directory"/> (not hidden, as <see cref="Read"/> lists them) that
+    /// are images of a format not read (<see cref="UnreadImageExtensions"/>), in sorted order; empty when the folder is
+    /// missing or cannot be listed (<see cref="Read"/> reports that).
+    /// </summary>
+    public static IReadOnlyList<string> UnreadImages(string directory)
+    {
+        try
+        {
+            return [.. Directory.GetDirectories(directory).Where(d => !IsHidden(Path.GetFileName(d)))
+                .SelectMany(classFolder => Directory.EnumerateFiles(classFolder, "*", SearchOption.AllDirectories)
+                    .Where(path => UnreadImageExtensions.Any(e => path.EndsWith(e, StringComparison.OrdinalIgnoreCase)) && !IsHiddenBelow(classFolder, path)))
+                .Order(StringComparer.Ordinal)];
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return [];
+        }
+    }
+
     /// <summary>A hidden file or folder (its name starts with a dot), skipped.</summary>
     private static bool IsHidden(string name) => name.StartsWith('.');
 
