@@ -97,6 +97,21 @@ public class RunReportTests : IDisposable
             TrainCommand.RunWarnings(options, complete));
         options.Optimizer.Momentum = 0;
         Assert.Empty(TrainCommand.RunWarnings(options, complete));
+
+        // Schedule settings the schedule's kind does not use.
+        options.Optimizer.Schedule.Gamma = 0.5;
+        options.Optimizer.Schedule.MinLearningRate = 1e-5;
+        Assert.Equal(["Optimizer:Schedule:Gamma = 0.5 is not used by Optimizer:Schedule:Kind Constant, only by Step or Exponential. Set Kind to Step or Exponential, or remove Gamma.",
+            "Optimizer:Schedule:MinLearningRate = 1E-05 is not used by Optimizer:Schedule:Kind Constant, only by Cosine. Set Kind to Cosine, or remove MinLearningRate."],
+            TrainCommand.RunWarnings(options, complete));
+        options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Exponential;
+        options.Optimizer.Schedule.StepEpochs = 5;
+        Assert.Equal(["Optimizer:Schedule:StepEpochs = 5 is not used by Optimizer:Schedule:Kind Exponential, only by Step. Set Kind to Step, or remove StepEpochs.",
+            "Optimizer:Schedule:MinLearningRate = 1E-05 is not used by Optimizer:Schedule:Kind Exponential, only by Cosine. Set Kind to Cosine, or remove MinLearningRate."],
+            TrainCommand.RunWarnings(options, complete));
+        options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Step;
+        options.Optimizer.Schedule.MinLearningRate = 0;
+        Assert.Empty(TrainCommand.RunWarnings(options, complete));
     }
 
     /// <summary>The weights and the summary are written before the report, and a report that cannot be written costs neither.</summary>

@@ -37,6 +37,26 @@ public sealed class LearningRateScheduleOptions
     /// <summary>Warmup's first factor (torch <c>LinearLR</c>'s <c>start_factor</c>) in (0, 1]: step 0 uses this times the scheduled rate. Default 0.1.</summary>
     public double WarmupStartFactor { get; set; } = 0.1;
 
+    /// <summary>
+    /// Settings changed from their defaults that <see cref="Kind"/> does not use, one line each naming the key, its value and
+    /// the kinds that use it (Gamma: Step and Exponential; StepEpochs: Step; MinLearningRate: Cosine). A value set to its
+    /// default is not told from one left out, so it is not reported.
+    /// </summary>
+    public IEnumerable<string> UnusedSettings()
+    {
+        var defaults = new LearningRateScheduleOptions();
+        if (Gamma != defaults.Gamma && Kind is not (LearningRateScheduleKind.Step or LearningRateScheduleKind.Exponential))
+            yield return Unused("Gamma", Gamma, "Step or Exponential");
+        if (StepEpochs != defaults.StepEpochs && Kind != LearningRateScheduleKind.Step)
+            yield return Unused("StepEpochs", StepEpochs, "Step");
+        if (MinLearningRate != defaults.MinLearningRate && Kind != LearningRateScheduleKind.Cosine)
+            yield return Unused("MinLearningRate", MinLearningRate, "Cosine");
+    }
+
+    private string Unused(string key, double value, string kinds) =>
+        $"Optimizer:Schedule:{key} = {value.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not used by Optimizer:Schedule:Kind {Kind}, only by {kinds}. " +
+        $"Set Kind to {kinds}, or remove {key}.";
+
     /// <summary>Every setting outside its range, one line each naming the key, the value and the allowed range.</summary>
     /// <param name="baseLearningRate">The optimizer's base learning rate, the upper bound of <see cref="MinLearningRate"/>.</param>
     public IReadOnlyList<string> Problems(double baseLearningRate)
