@@ -156,6 +156,10 @@ public class PredictEvaluateTests : IDisposable
         Assert.StartsWith($"{rows}:line 3: the model's outputs for this sample are not finite (NaN or infinity), so there is no prediction.", error.Message);
         Assert.Contains("far outside the range of the training data (a value such as 3e38", error.Message);
         Assert.Equal([1], model.NonFiniteSamples(model.Score(ModelInputs.Read(rows, model, resize: false).Values, dividedBy: 1)));
+        // The C# API: no class for that sample (-1), and it counts as wrong in the accuracy.
+        var samples = new[] { 5.1f, 3.5f, 1.4f, 0.2f, 5.1f, 3e38f, 1.4f, 0.2f };
+        Assert.Equal([0, -1], model.Predict(samples));
+        Assert.Equal(0.5, model.Accuracy(new LabeledDataset(samples, [0, 0], 4, 3, null), standardized: false));
 
         var (exit, output, errors) = await Cli("predict", "--model", path, rows);
         Assert.Equal(2, exit);

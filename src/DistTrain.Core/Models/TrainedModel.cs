@@ -191,17 +191,26 @@ public sealed class TrainedModel
     /// <summary>Softmax probabilities of each sample, <c>[count, ClassCount]</c> row-major; see <see cref="Logits"/>.</summary>
     public float[] Probabilities(ReadOnlySpan<float> samples, bool standardized = false) => SoftMaxRows(Logits(samples, standardized));
 
-    /// <summary>The most likely class of each sample (the largest logit); see <see cref="Logits"/>.</summary>
+    /// <summary>
+    /// The most likely class of each sample (the largest logit), or -1 for a sample whose logits are not all finite (values
+    /// far outside the training data's range overflow them; <see cref="NonFiniteSamples"/>); see <see cref="Logits"/>.
+    /// </summary>
     public int[] Predict(ReadOnlySpan<float> samples, bool standardized = false)
     {
         var values = Logits(samples, standardized);
         var classes = new int[values.Length / ClassCount];
         for (var i = 0; i < classes.Length; i++)
-            classes[i] = TensorPrimitives.IndexOfMax(values.AsSpan(i * ClassCount, ClassCount));
+        {
+            var logits = values.AsSpan(i * ClassCount, ClassCount);
+            classes[i] = TensorPrimitives.IsFiniteAll(logits) ? TensorPrimitives.IndexOfMax(logits) : -1;
+        }
         return classes;
     }
 
-    /// <summary>Fraction of <paramref name="data"/>'s samples whose predicted class is their label, 0 to 1.</summary>
+    /// <summary>
+    /// Fraction of <paramref name="data"/>'s samples whose predicted class is their label, 0 to 1 (NaN for no samples); a
+    /// sample without a prediction (<see cref="Predict"/>'s -1) counts as wrong.
+    /// </summary>
     /// <param name="data">Samples with labels.</param>
     /// <param name="standardized">True when <paramref name="data"/> is already standardized (a <see cref="TrainingData"/> split).</param>
     public double Accuracy(LabeledDataset data, bool standardized)
