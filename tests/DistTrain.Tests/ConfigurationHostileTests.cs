@@ -40,6 +40,17 @@ public class ConfigurationHostileTests : IDisposable
     }
 
     [Fact]
+    public void A_null_value_is_refused_by_its_key_instead_of_binding_as_zero()
+    {
+        // Bound, a null would be 0 or empty (Epochs 0, LearningRate 0, TestFraction 0), not the default, and reported as "= 0".
+        Assert.Equal(["Training:Epochs is null in hostile.json: leave the key out to keep its default, or give it a value (null is not a setting).",
+            "Model:Layers:1 is null in hostile.json: leave the key out to keep its default, or give it a value (null is not a setting)."],
+            Problems("""{"Training": {"Epochs": null /* a comment */}, "Model": {"Layers": [{"Type": "Dense", "Units": 10}, null]}, "Data": {}}"""));
+        Assert.Equal(["Optimizer is null in hostile.json: leave the key out to keep its default, or give it a value (null is not a setting)."],
+            Problems("""{"Optimizer": null}"""));
+    }
+
+    [Fact]
     public void Huge_numbers_are_refused_as_out_of_range_or_not_finite()
     {
         Assert.Contains("Training:Epochs = '1e400' (in hostile.json) is not valid: expected a whole number.", Problems("""{"Training":{"Epochs":1e400}}"""));

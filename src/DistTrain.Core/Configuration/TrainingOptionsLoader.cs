@@ -1,3 +1,4 @@
+using System.Text.Json;
 using DistTrain.Core.Data;
 using Microsoft.Extensions.Configuration;
 
@@ -99,6 +100,10 @@ public static class TrainingOptionsLoader
         {
             throw new ConfigurationException(source, [$"the file is not valid JSON: {ConfigurationException.OneLine(e.InnerException?.Message ?? e.Message, 300)}"]);
         }
+        // A JSON null binds as zero or empty, not as the default, and would be reported as "= 0": refuse it by name.
+        if (json is not null && NullValues(json) is { Count: > 0 } nulls)
+            throw new ConfigurationException(source, [.. nulls.Select(key =>
+                $"{key} is null in {source}: leave the key out to keep its default, or give it a value (null is not a setting).")]);
         // An unknown key set by a variable names the variable: the file may not hold it at all.
         var unknown = UnknownKeys.Find(configuration, typeof(TrainingOptions)).Select(found =>
         {
@@ -124,6 +129,46 @@ public static class TrainingOptionsLoader
         if (problems.Count > 0)
             throw new ConfigurationException(source, problems);
         return options;
+    }
+
+    /// <summary>
+    /// The keys (<c>Training:Epochs</c>, <c>Model:Layers:0</c>) whose value in <paramref name="json"/> is a JSON null, in
+    /// file order. Read with the JSON configuration provider's leniency (comments, trailing commas); called only on a file
+    /// that provider has read.
+    /// </summary>
+    internal static List<string> NullValues(byte[] json)
+    {
+        var keys = new List<string>();
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException)
+        {
+            return keys; // what the provider read, this reader refuses: the provider's own checks stand
+        }
+        using var _ = document;
+        void Visit(JsonElement element, string key)
+        {
+            switch (element.ValueKind)
+            {
+                case JsonValueKind.Null:
+                    keys.Add(key);
+                    break;
+                case JsonValueKind.Object:
+                    foreach (var property in element.EnumerateObject())
+                        Visit(property.Value, key.Length == 0 ? property.Name : $"{key}:{property.Name}");
+                    break;
+                case JsonValueKind.Array:
+                    var index = 0;
+                    foreach (var item in element.EnumerateArray())
+                        Visit(item, $"{key}:{index++}");
+                    break;
+            }
+        }
+        Visit(document.RootElement, "");
+        return keys;
     }
 
     /// <summary>
