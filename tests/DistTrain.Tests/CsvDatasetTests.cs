@@ -97,6 +97,13 @@ public class CsvDatasetTests : IDisposable
         Assert.Contains("line 2, column 'x'", nan.Message);
         var empty = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("empty.csv", "x,label\n,0\n"), new CsvOptions()));
         Assert.Contains("'' is not a finite number", empty.Message);
+        // A decimal comma, as a European locale writes with ';' between columns: the hint gives the number with a point.
+        var comma = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("comma.csv", "a;b;label\n5,1;3,5;0\n"), new CsvOptions { Separator = ";" }));
+        Assert.Contains("line 2, column 'a' (index 0): '5,1' is not a number: a decimal comma? Numbers are read with a decimal point ('5.1')", comma.Message);
+        Assert.Null(CsvDataset.DecimalComma("1,2,3"));
+        Assert.Null(CsvDataset.DecimalComma("a,b"));
+        Assert.Null(CsvDataset.DecimalComma("1.5,2"));
+        Assert.Equal("-0.25", CsvDataset.DecimalComma("-0,25"));
     }
 
     [Fact]

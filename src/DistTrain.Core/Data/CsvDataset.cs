@@ -12,6 +12,17 @@ namespace DistTrain.Core.Data;
 /// </summary>
 public static partial class CsvDataset
 {
+    /// <summary>
+    /// <paramref name="cell"/> written with a point instead of its one comma (<c>5,1</c> → <c>5.1</c>), when that reads as a
+    /// finite number; null otherwise. For the hint on files written with a decimal comma (a European locale's separator ';').
+    /// </summary>
+    internal static string? DecimalComma(ReadOnlySpan<char> cell)
+    {
+        if (cell.Count(',') != 1 || cell.Contains('.')) return null;
+        var point = cell.ToString().Replace(',', '.');
+        return float.TryParse(point, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && float.IsFinite(value) ? point.Trim() : null;
+    }
+
     /// <summary>Sep's refusal of a header that repeats a name: <c>Col name '0' found 30 times at ...</c>.</summary>
     [System.Text.RegularExpressions.GeneratedRegex(@"^Col name '([^']*)' found (\d+) times", System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
     private static partial System.Text.RegularExpressions.Regex DuplicateColumnName();
@@ -177,7 +188,9 @@ public static partial class CsvDataset
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' " +
                             (double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var wide) && double.IsFinite(wide)
                                 ? $"is outside the range of float32 (±{float.MaxValue.ToString("G3", CultureInfo.InvariantCulture)}), in which features are held. Rescale the column."
-                                : "is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns."));
+                                : DecimalComma(cell) is { } point
+                                    ? $"is not a number: a decimal comma? Numbers are read with a decimal point ('{point}'); write them so (pandas: to_csv(decimal='.')), or list the column in Data:Csv:IgnoreColumns."
+                                    : "is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns."));
                     values.Add(value);
                 }
                 if (layout.LabelIndex >= 0) labelCells?.Add(record[layout.LabelIndex].ToString());
