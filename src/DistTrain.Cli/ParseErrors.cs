@@ -44,6 +44,10 @@ internal static class ParseErrors
                 return NeedsValue(option);
             case ArgumentResult { Parent: OptionResult { Option: var option } parent } when parent.Tokens.Count == 0:
                 return NeedsValue(option);
+            case OptionResult { Option: var option } result when option.Arity.MaximumNumberOfValues == 1 && result.Tokens.Count > 1:
+                return GivenTwice(option, result);
+            case ArgumentResult { Parent: OptionResult { Option: var option } parent } when option.Arity.MaximumNumberOfValues == 1 && parent.Tokens.Count > 1:
+                return GivenTwice(option, parent);
             case OptionResult or ArgumentResult { Parent: OptionResult }:
                 return error.Message; // from CliOptions' parsers and validators: names the option, the value and what it takes
             case ArgumentResult { Argument: var argument } result when result.Tokens.Count == 0:
@@ -57,6 +61,11 @@ internal static class ParseErrors
             default:
                 return $"{error.Message} ('{name} --help' lists what it takes).";
         }
+
+        // "-o A --output B": the parser's "Option '-o' expects a single argument but 2 were provided" named one spelling.
+        static string GivenTwice(Option option, OptionResult result) =>
+            $"{string.Join("/", option.Aliases.Order(StringComparer.Ordinal).Append(option.Name))} is given {result.Tokens.Count} times " +
+            $"({string.Join(", ", result.Tokens.Select(t => $"'{t.Value}'"))}); it takes one value: give it once.";
 
         static string NeedsValue(Option option) =>
             $"{option.Name} needs a value: it takes {CliOptions.Takes(option) ?? option.HelpName ?? "one value"}.";
