@@ -46,13 +46,15 @@ internal static class RunSummaryFile
             best_epoch = result.BestEpoch,
             stopped_early = result.StoppedEarly,
             tensors = result.FinalWeights.Layout.Segments.Select(s => new { s.Name, s.Shape }),
+            // A figure that is not known (no validation split; the training loss of an epoch a takeover only evaluated) or not
+            // finite is null: JSON has no NaN.
             epochs = result.Epochs.Select(e => new
             {
-                e.Epoch, e.Version, e.TrainLoss, e.TestLoss, e.TestAccuracy, e.TestSamples, e.TrainSamples,
-                e.TrainSeconds, e.EvaluationSeconds, e.SamplesPerSecond,
-                ValidationLoss = double.IsNaN(e.ValidationLoss) ? (double?)null : e.ValidationLoss,
-                ValidationAccuracy = double.IsNaN(e.ValidationAccuracy) ? (double?)null : e.ValidationAccuracy,
-                e.L1Penalty, e.L2Penalty,
+                e.Epoch, e.Version, TrainLoss = Finite(e.TrainLoss), TestLoss = Finite(e.TestLoss), e.TestAccuracy, e.TestSamples, e.TrainSamples,
+                e.TrainSeconds, e.EvaluationSeconds, SamplesPerSecond = Finite(e.SamplesPerSecond),
+                ValidationLoss = Finite(e.ValidationLoss),
+                ValidationAccuracy = Finite(e.ValidationAccuracy),
+                L1Penalty = Finite(e.L1Penalty), L2Penalty = Finite(e.L2Penalty),
             }),
             staleness = report?.Staleness.Summarize() is { } summary
                 ? new
@@ -66,4 +68,6 @@ internal static class RunSummaryFile
                 worker = w.Worker, reports = w.Reports, compute_seconds = w.ComputeSeconds, mean_compute_seconds = w.MeanComputeSeconds,
             }),
         }, Json));
+
+    private static double? Finite(double value) => double.IsFinite(value) ? value : null;
 }

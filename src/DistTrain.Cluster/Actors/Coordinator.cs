@@ -190,8 +190,25 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     {
         Context.System.EventStream.Subscribe(Self, typeof(Error));
         Context.SetReceiveTimeout(_settings.StallTimeout);
-        Guard(StartNextEpoch);
+        Guard(_plan.Epoch >= _settings.Epochs ? EvaluateTrainedRun : StartNextEpoch);
     }
+
+    /// <summary>
+    /// A run resumed from the checkpoint written when the last epoch's training ended, before that epoch was evaluated (a
+    /// standby took over then): nothing is left to train. The parameter server, which resumed from that checkpoint, sends
+    /// its weights (<see cref="CoordinatorSettings.ResumedVersion"/>) to the workers (<see cref="ShareEpochWeights"/>), they
+    /// score them as the last epoch's, and the run finishes as usual. That epoch's training loss is not known here (NaN).
+    /// </summary>
+    private void EvaluateTrainedRun() => WhenEnoughWorkers(() =>
+    {
+        _log.Warning("All {0} epochs were trained before this run started, but epoch {1} was not evaluated: the workers score its weights (version {2}), then the job ends.",
+            _settings.Epochs, _plan.Epoch, _settings.ResumedVersion);
+        _trained = new EpochCompleted(_plan.Epoch, _settings.ResumedVersion, 0, double.NaN);
+        _trainSeconds = 0;
+        _clock.Restart();
+        _phase = Phase.Evaluating;
+        BeginEvaluation(ShareEpochWeights());
+    }, $"the evaluation of epoch {_plan.Epoch} goes on");
 
     /// <inheritdoc />
     protected override bool AroundReceive(Receive receive, object message)
@@ -390,7 +407,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             return;
         }
         // Every worker that held these weights was lost after its last gradient, before the epoch's end came here.
-        WhenEnoughWorkers(() => BeginEvaluation(ShareEpochWeights()), $"the evaluation of epoch {_plan.Epoch} goes on");
+        WhenEnoughWorkers(() =>
+        {
+            LogHoldersLost();
+            BeginEvaluation(ShareEpochWeights());
+        }, $"the evaluation of epoch {_plan.Epoch} goes on");
     }
 
     /// <summary>Sends <paramref name="holders"/>, which hold the finished epoch's weights, their ranges of the test (and validation) split.</summary>
@@ -411,11 +432,19 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         {
             if (!_evaluation.HasOrphaned(_plan.IsAlive)) return;
             var alive = _plan.EvaluatingWorkers;
-            if (alive.Length == 0) alive = ShareEpochWeights();
+            if (alive.Length == 0)
+            {
+                LogHoldersLost();
+                alive = ShareEpochWeights();
+            }
             foreach (var (worker, request) in _evaluation.Reassign(_plan.IsAlive, alive))
                 _workers[worker].Tell(request);
         }, $"the evaluation of epoch {_plan.Epoch} goes on");
     }
+
+    private void LogHoldersLost() => _log.Warning(
+        "Every worker that held epoch {0}'s weights was lost before it was scored: the parameter server sends them (version {1}) to the {2} worker(s) alive, which score the rest.",
+        _plan.Epoch, _trained!.Version, _plan.AliveCount);
 
     /// <summary>
     /// Every worker that held the finished epoch's weights is lost (after its last gradient, or during the evaluation): the
@@ -428,8 +457,6 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private int[] ShareEpochWeights()
     {
         var part = _plan.ShareWeights();
-        _log.Warning("Every worker that held epoch {0}'s weights was lost before it was scored: the parameter server sends them (version {1}) to the {2} worker(s) alive, which score the rest.",
-            part.Epoch, _trained!.Version, part.Receivers.Length);
         _weightsOnlyParts++;
         SendPart(part);
         return part.Receivers;

@@ -27,10 +27,13 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="Mode">The training mode (Training:Mode): in the asynchronous modes every worker gets every shard of a part.</param>
 /// <param name="PauseTimeout">Cluster mode: longest pause below <paramref name="MinWorkers"/> before the job fails
 /// (Cluster:PauseTimeoutSeconds); null waits for ever.</param>
+/// <param name="ResumedVersion">The weights version of the checkpoint the run resumes from; 0 for a new run. When
+/// <paramref name="FirstEpoch"/> is past <paramref name="Epochs"/> (a takeover from the checkpoint written at the end of the
+/// last epoch's training, before its evaluation), the version scored as the last epoch's.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
     ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
     int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1, int GlobalBatchSize = 0,
-    TrainingMode Mode = TrainingMode.Sync, TimeSpan? PauseTimeout = null)
+    TrainingMode Mode = TrainingMode.Sync, TimeSpan? PauseTimeout = null, long ResumedVersion = 0)
 {
     /// <summary>True when the job survives losing workers (cluster mode).</summary>
     public bool ToleratesWorkerLoss => PlannerFor is not null;
