@@ -122,13 +122,31 @@ internal static class NodeCommand
         RunReport? report = null;
         JobFinished? finishedElsewhere = null;
         NodeRefusedException? refusedHere = null;
+        // The weights and summary are written before the job's end goes out to the other nodes, so that if this node dies
+        // before they are on disk a standby takes over instead of the job ending without them.
+        System.Runtime.ExceptionServices.ExceptionDispatchInfo? saveFailure = null;
+        var saved = false;
+        Task SaveWeightsAndSummary(TrainingResult finished)
+        {
+            try
+            {
+                RunOutputs.SaveWeightsAndSummary(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), finished, report);
+                saved = true;
+            }
+            catch (Exception e)
+            {
+                saveFailure = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e);
+                throw;
+            }
+            return Task.CompletedTask;
+        }
         var exit = await CliConsole.RunTrainingAsync(async () =>
             {
                 try
                 {
                     result = await ConsoleProgress.RunAsync(loop.Epochs,
                         observer => ClusterNode.RunParameterServerAsync(options, security, dataPlane!, data, MetricsSetup.Wrap(report = new RunReport(observer), options),
-                            cancellationToken));
+                            cancellationToken, SaveWeightsAndSummary));
                 }
                 catch (JobFinishedOnAnotherNodeException e)
                 {
@@ -154,6 +172,10 @@ internal static class NodeCommand
             AnsiConsole.MarkupLineInterpolated($"Standby parameter server: the job finished on the active one: {finishedElsewhere.Summary}");
             return finishedElsewhere.Succeeded ? 0 : 1;
         }
-        return CliConsole.SavedOr1(() => RunOutputs.Save(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), result!, report), 0);
+        return CliConsole.SavedOr1(() =>
+        {
+            saveFailure?.Throw();
+            RunOutputs.Save(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), result!, report, weightsAndSummaryWritten: saved);
+        }, 0);
     }
 }

@@ -59,12 +59,30 @@ internal static class RunOutputs
     private static void WriteRun(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result,
         RunReport? report, string? stopped, string weightsWhat)
     {
+        WriteWeightsAndSummary(runDirectory, options, normalizer, data, result, report, stopped, weightsWhat);
+        WriteReport(runDirectory, report);
+    }
+
+    /// <summary>The first two files of <see cref="WriteRun"/>: the weights, then <c>summary.json</c>.</summary>
+    /// <exception cref="RunOutputsException">Either could not be written.</exception>
+    private static void WriteWeightsAndSummary(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result,
+        RunReport? report, string? stopped, string weightsWhat)
+    {
         Writing(runDirectory, $"{weightsWhat} ({RunFiles.Model})",
             () => SafeTensors.Write(Path.Combine(runDirectory, RunFiles.Model), result.FinalWeights, RunSummaryFile.Metadata(options, normalizer, data, result, stopped)), options);
         Writing(runDirectory, $"the run's summary ({RunFiles.Summary}; {RunFiles.Model} was written)",
             () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report), options);
-        WriteReport(runDirectory, report);
     }
+
+    /// <summary>
+    /// A finished run's weights (<c>model.safetensors</c>) and <c>summary.json</c>, the part of <see cref="Save"/> that a
+    /// cluster's parameter server writes before it tells the other nodes the job is over; <see cref="Save"/> with
+    /// <c>weightsAndSummaryWritten</c> then adds the report and the final lines. Prints nothing.
+    /// </summary>
+    /// <exception cref="RunOutputsException">The weights or the summary could not be written.</exception>
+    public static void SaveWeightsAndSummary(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result,
+        RunReport? report) =>
+        WriteWeightsAndSummary(runDirectory, options, normalizer, data, result, report, stopped: null, "the final weights");
 
     /// <summary>
     /// After a failed run (exit code 1): removes the run folder if nothing was written into it, so that listings of the
@@ -114,11 +132,21 @@ internal static class RunOutputs
     /// and series), so that on a nearly full disk the weights are the part that is written; then the final lines.
     /// </summary>
     /// <exception cref="RunOutputsException">The weights or the summary could not be written.</exception>
-    public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result, RunReport? report = null)
+    /// <param name="runDirectory">The run folder.</param>
+    /// <param name="options">The run's options.</param>
+    /// <param name="normalizer">The input standardization fitted on the training split.</param>
+    /// <param name="data">The data description.</param>
+    /// <param name="result">The weights and the epochs to record.</param>
+    /// <param name="report">The run's report; null writes none.</param>
+    /// <param name="weightsAndSummaryWritten">True when <see cref="SaveWeightsAndSummary"/> already wrote those two: only the
+    /// report is written.</param>
+    public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result, RunReport? report = null,
+        bool weightsAndSummaryWritten = false)
     {
         var weightsPath = Path.Combine(runDirectory, RunFiles.Model);
         var last = result.FinalEpoch;
-        WriteRun(runDirectory, options, normalizer, data, result, report, stopped: null, "the final weights");
+        if (weightsAndSummaryWritten) WriteReport(runDirectory, report);
+        else WriteRun(runDirectory, options, normalizer, data, result, report, stopped: null, "the final weights");
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights (lowest validation loss {last.ValidationLoss:F4}).");
         AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");

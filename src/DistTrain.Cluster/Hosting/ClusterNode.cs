@@ -95,11 +95,13 @@ public static class ClusterNode
     /// <param name="data">The job's data.</param>
     /// <param name="observer">Receives progress.</param>
     /// <param name="cancellationToken">Stops the node.</param>
+    /// <param name="saveOutputs">Writes the finished job's weights where the node keeps them, before the other nodes learn of
+    /// the end (<see cref="JobHost.Props"/>); null tells them at once.</param>
     /// <returns>The final weights and per-epoch summaries.</returns>
     /// <exception cref="InvalidOperationException">The job failed; the message says why.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node was a standby to the end: the job ended on another parameter-server node.</exception>
     public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener,
-        TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken)
+        TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken, Func<TrainingResult, Task>? saveOutputs = null)
     {
         Blas.Configure(options.Compute, workersInProcess: 0); // the parameter server node computes no gradients
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -111,7 +113,8 @@ public static class ClusterNode
         {
             actorSystem = system;
             system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere), ParameterServerNode.Name);
-            var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover);
+            var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover,
+                saveOutputs: saveOutputs);
             system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
             FailWhenTerminated(system, completion);
         });
