@@ -470,6 +470,34 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     }
 
     [Fact]
+    public async Task A_job_whose_workers_are_not_ready_within_the_pause_timeout_ends_telling_its_workers_why()
+    {
+        var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
+        options.Cluster.MinWorkers = 2;
+        options.Cluster.PauseTimeoutSeconds = 2;
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var listener = Own(DataPlaneListener.Start(0, certificates: null));
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), completion));
+
+        // One worker registers (and then, say, dies before its data plane is up); the second never comes.
+        var agent = CreateTestProbe();
+        var fingerprint = ModelFingerprint.Of(options);
+        const string node = "akka.tcp://disttrain@127.0.0.1:4100";
+        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
+            Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+        agent.ExpectMsg<WorkerAccepted>(Wait);
+
+        var error = await Assert.ThrowsAsync<TrainingStalledException>(() => completion.Task.WaitAsync(Wait));
+        Assert.Matches(@"^The job did not start: after [23] s \(Cluster:PauseTimeoutSeconds\) 0 of Cluster:MinWorkers = 2 workers are ready\. Start worker nodes within " +
+            @"Cluster:PauseTimeoutSeconds, lower Cluster:MinWorkers, or set Cluster:PauseTimeoutSeconds = 0 to wait for ever\.$", error.Message);
+        var finished = agent.FishForMessage<JobFinished>(_ => true, Wait);
+        Assert.False(finished.Succeeded);
+        Assert.Equal($"failed: {error.Message}", finished.Summary);
+    }
+
+    [Fact]
     public void A_takeover_that_found_the_checkpoint_directory_held_goes_on_and_takes_it_once_the_old_server_lets_go()
     {
         var directory = Directory.CreateTempSubdirectory("disttrain-takeover-lock-").FullName;

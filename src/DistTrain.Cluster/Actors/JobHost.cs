@@ -31,8 +31,21 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 {
     private sealed record Done(TrainingResult? Result, Exception? Failure);
 
+    /// <summary>The node's outputs of a finished job are written (<see cref="Failure"/> null) or could not be.</summary>
+    private sealed record OutputsSaved(Done Done, Exception? Failure);
+
     /// <summary>A valid data-plane connection whose worker's WorkerReady did not come in time.</summary>
     private sealed record ReadyTimeout(int WorkerIndex);
+
+    /// <summary>Every 10 s until the job starts: says which workers it waits for.</summary>
+    private sealed record StartStatus;
+
+    /// <summary>Cluster:PauseTimeoutSeconds passed without Cluster:MinWorkers workers ready: the job ends.</summary>
+    private sealed record StartTimedOut;
+
+    /// <summary>How often a job that has not started says what it waits for.</summary>
+    private static readonly TimeSpan StartStatusEvery = TimeSpan.FromSeconds(10);
+    private readonly System.Diagnostics.Stopwatch _waitingToStart = new();
 
     /// <summary>A takeover that went on without the checkpoint directory's lock tries to take it again.</summary>
     private sealed record RetakeCheckpointDirectory
@@ -82,12 +95,15 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private bool _waitingForCheckpointWorkers;
     private string _jobId = NewJobId(); // a takeover adopts its workers' job id
     private readonly WorkerStepCounter _workerSteps; // the observer given to the coordinator
+    private readonly Func<TrainingResult, Task>? _saveOutputs;
+    private bool _saving;
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
         string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
-        TimeSpan? retakeCheckpointDirectoryEvery = null)
+        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null)
     {
+        _saveOutputs = saveOutputs;
         _retakeCheckpointDirectoryEvery = retakeCheckpointDirectoryEvery ?? RetakeCheckpointDirectoryEvery;
         _options = options;
         _security = security;
@@ -111,7 +127,19 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Receive<ReadyTimeout>(OnReadyTimeout);
         Receive<DataPlaneListener.Rejected>(r => _log.Warning("Data plane: refused a connection from {0}: {1}", r.Peer, r.Reason));
         Receive<Done>(OnDone);
+        Receive<OutputsSaved>(saved => Finish(saved.Done, saved.Failure));
         Receive<StartNow>(_ => TryStart(waited: true));
+        Receive<StartStatus>(_ => !_started, _ => _log.Warning("{0}", WaitingToStart()));
+        Receive<StartStatus>(_ => { });
+        Receive<StartTimedOut>(_ => !_started, _ =>
+        {
+            _started = true;
+            var reason = string.Format(CultureInfo.InvariantCulture,
+                "The job did not start: after {0:F0} s (Cluster:PauseTimeoutSeconds) {1}. Start worker nodes within Cluster:PauseTimeoutSeconds, " +
+                "lower Cluster:MinWorkers, or set Cluster:PauseTimeoutSeconds = 0 to wait for ever.", _waitingToStart.Elapsed.TotalSeconds, ReadyCount());
+            Self.Tell(new Done(null, new TrainingStalledException(reason))); // the node reports it, and tells the workers
+        });
+        Receive<StartTimedOut>(_ => { });
         Receive<Terminated>(OnLinkStopped);
         Receive<RetakeCheckpointDirectory>(_ => OnRetakeCheckpointDirectory());
     }
@@ -129,11 +157,15 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <param name="failover">The node's failover state; a host started after the node was a standby takes over from the newest checkpoint.</param>
     /// <param name="retakeCheckpointDirectoryEvery">How often a takeover that found Checkpoint:Directory still held tries to take
     /// it again; null: <see cref="RetakeCheckpointDirectoryEvery"/>.</param>
+    /// <param name="saveOutputs">Writes the finished job's weights (and summary) where the node keeps them. The job's end goes
+    /// out to the workers and the standbys only once it has completed, so that a node that dies before then leaves the job
+    /// to a standby, which takes over from the newest checkpoint, instead of the trained weights being lost. Null: the end
+    /// goes out at once.</param>
     public static Props Props(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
         string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
-        TimeSpan? retakeCheckpointDirectoryEvery = null) =>
+        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null) =>
         Akka.Actor.Props.Create(() => new JobHost(options, security, listener, trainCount, testCount, validationCount, dataHost, observer, completion, failover,
-            retakeCheckpointDirectoryEvery));
+            retakeCheckpointDirectoryEvery, saveOutputs));
 
     /// <inheritdoc />
     public ITimerScheduler Timers { get; set; } = null!;
@@ -157,6 +189,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
         else
             _log.Info("Job host waiting for {0} worker(s); data plane on port {1}", _options.Cluster.MinWorkers, _listener.Port);
+        // A job that cannot start (its workers never came, or died before it started) says so, and ends as a pause would.
+        _waitingToStart.Start();
+        Timers.StartPeriodicTimer(nameof(StartStatus), new StartStatus(), StartStatusEvery);
+        if (_options.Cluster.PauseTimeoutSeconds > 0)
+            Timers.StartSingleTimer(nameof(StartTimedOut), new StartTimedOut(), TimeSpan.FromSeconds(_options.Cluster.PauseTimeoutSeconds));
         if (_options.DescribeCompression() is { } compression) _log.Info("Cluster:Compression: {0}", compression);
     }
 
@@ -338,6 +375,21 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private bool Ready(int index) => _attached.Contains(index) && _links.ContainsKey(index);
 
+    /// <summary>"1 of Cluster:MinWorkers = 2 workers are ready (worker 0)", for the lines of a job that has not started.</summary>
+    private string ReadyCount()
+    {
+        var ready = _links.Keys.Where(Ready).Order().ToList();
+        return string.Format(CultureInfo.InvariantCulture, "{0} of Cluster:MinWorkers = {1} workers {2} ready{3}", ready.Count, _options.Cluster.MinWorkers,
+            ready.Count == 1 ? "is" : "are", ready.Count == 0 ? "" : $" (worker{(ready.Count == 1 ? "" : "s")} {string.Join(", ", ready)})");
+    }
+
+    /// <summary>The periodic line of a job that has not started yet.</summary>
+    private string WaitingToStart() => string.Format(CultureInfo.InvariantCulture,
+        "The job has not started after {0:F0} s: {1}. Start worker nodes{2}.", _waitingToStart.Elapsed.TotalSeconds, ReadyCount(),
+        _options.Cluster.PauseTimeoutSeconds > 0
+            ? string.Format(CultureInfo.InvariantCulture, "; the job ends if they are not ready {0:F0} s after it began waiting (Cluster:PauseTimeoutSeconds)", _options.Cluster.PauseTimeoutSeconds)
+            : "");
+
     /// <summary>
     /// Starts one second after MinWorkers workers are ready, with every worker ready by then, so a cluster brought up
     /// together starts with all its workers; later ones join the running job at its next epoch. Resuming from a
@@ -378,6 +430,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             count = resumeFrom.Workers;
         }
         _started = true;
+        Timers.Cancel(nameof(StartStatus));
+        Timers.Cancel(nameof(StartTimedOut));
         var workers = Enumerable.Range(0, count).Select(i => _links[i]).ToArray();
         var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
         var settings = new CoordinatorSettings(loop.Epochs, loop.MinibatchPerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
@@ -479,23 +533,43 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private void OnDone(Done done)
     {
+        if (done.Result is { } trained && _saveOutputs is { } save && !_saving)
+        {
+            // The workers and standbys learn of the end once the weights are on disk: until then a standby still takes over.
+            _saving = true;
+            Task.Run(() => save(trained)).ContinueWith(t => new OutputsSaved(done, t.Exception?.GetBaseException()), TaskScheduler.Default).PipeTo(Self);
+            return;
+        }
+        Finish(done, saveFailure: null);
+    }
+
+    /// <summary>Ends the job: tells the workers and the standby parameter servers, and completes the node's run.</summary>
+    /// <param name="done">The job's result or failure.</param>
+    /// <param name="saveFailure">Why the node's outputs could not be written; the job's end then says so, and it is not a success.</param>
+    private void Finish(Done done, Exception? saveFailure)
+    {
         // The job is over: the folder is free for the next one now, not when this node has finished leaving the cluster.
         _checkpointLock?.Dispose();
         _checkpointLock = null;
         Timers.Cancel(nameof(RetakeCheckpointDirectory));
         var summary = done.Result is { } result
-            ? $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs[^1].Epoch} epochs".ToString(CultureInfo.InvariantCulture)
+            ? saveFailure is null
+                ? $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs[^1].Epoch} epochs".ToString(CultureInfo.InvariantCulture)
+                : $"failed: training ended (test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}%), but the parameter server could not write its outputs: {saveFailure.Message}".ToString(CultureInfo.InvariantCulture)
             : $"failed: {done.Failure?.Message}";
-        _finished = new JobFinished(done.Result is not null, summary);
+        _finished = new JobFinished(done.Result is not null && saveFailure is null, summary);
         // Close the data plane from this side first, so the workers' goodbyes are not reported as failures.
         foreach (var link in _links.Values)
             Context.Stop(link);
         foreach (var agent in _indexOf.Keys)
             agent.Tell(_finished);
-        // Standby parameter-server nodes end too.
-        var cluster = Akka.Cluster.Cluster.Get(Context.System);
-        foreach (var member in cluster.State.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress))
-            Context.ActorSelection(new RootActorPath(member.Address) / "user" / ParameterServerNode.Name).Tell(_finished);
+        // Standby parameter-server nodes end too (a host in an actor system without clustering, as in tests, has none).
+        if (((ExtendedActorSystem)Context.System).Provider is Akka.Cluster.ClusterActorRefProvider)
+        {
+            var cluster = Akka.Cluster.Cluster.Get(Context.System);
+            foreach (var member in cluster.State.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress))
+                Context.ActorSelection(new RootActorPath(member.Address) / "user" / ParameterServerNode.Name).Tell(_finished);
+        }
         if (done.Result is { Version: > 0 } finished)
             _log.Info(string.Format(CultureInfo.InvariantCulture, "Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x the workers of each step, is {4:N0}); "
                 + "per step {5:N0} sent (weights) and {6:N0} received (gradients)",
