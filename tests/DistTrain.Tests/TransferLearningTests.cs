@@ -77,6 +77,21 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
             var loaded = PretrainedWeights.Load(path, fitting, new ParameterVector(fitting.Layout), replaceHead: true);
             Assert.DoesNotContain("5.weight", loaded);
             Assert.Contains("1.running_var", loaded);
+
+            // A NaN or infinity in a tensor that would be loaded (a diverged run's weights) is refused, naming it; in the
+            // head that a new head replaces, it is not loaded, so it does not matter.
+            var weights = ModelFactory.InitialWeights(source, new(), 1);
+            weights.Segment("1.weight")[2] = float.PositiveInfinity;
+            weights.Segment("1.weight")[3] = float.NaN;
+            weights.Segment("5.weight")[0] = float.NaN;
+            SafeTensors.Write(path, weights);
+            var target10 = ModelFactory.Build(SmallCnn(10));
+            var nan = Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(path, target10, new ParameterVector(target10.Layout), replaceHead: false));
+            Assert.StartsWith($"{path}: tensor '1.weight' holds 2 value(s) that are not finite (the first, Infinity, at index 2), so every output would be NaN.", nan.Message);
+            weights.Segment("1.weight")[2] = weights.Segment("1.weight")[3] = 1f;
+            SafeTensors.Write(path, weights);
+            Assert.Contains("'5.weight'", Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(path, target10, new ParameterVector(target10.Layout), replaceHead: false)).Message);
+            Assert.DoesNotContain("5.weight", PretrainedWeights.Load(path, fitting, new ParameterVector(fitting.Layout), replaceHead: true));
         }
         finally
         {

@@ -57,6 +57,8 @@ public static class PretrainedWeights
     /// part of the model; the message lists every such tensor with both shapes and says how to fix it: with the prefix
     /// the names carry when they differ from the model's only by one, with Model:ReplaceHead when only the head differs.</exception>
     /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors of F32 tensors; the message names the tensor and bytes.</exception>
+    /// <exception cref="InvalidDataException">A tensor loaded holds a NaN or an infinity (a diverged run's weights, or a damaged
+    /// file): the message names the tensor, the count and the first such value.</exception>
     public static IReadOnlyList<string> Load(string path, Sequential model, ParameterVector weights, bool replaceHead, Action<string>? log = null)
     {
         RequireFile(path, "Model:Pretrained");
@@ -95,6 +97,14 @@ public static class PretrainedWeights
                 differing.Add(segment.Name);
                 continue;
             }
+            // A diverged run's weights load as any others but make every output NaN: refused, naming the tensor.
+            var (bad, first) = (0, -1);
+            for (var i = 0; i < tensor.Data.Length; i++)
+                if (!float.IsFinite(tensor.Data[i]) && bad++ == 0) first = i;
+            if (bad > 0)
+                throw new InvalidDataException($"{path}: tensor '{segment.Name}' holds {bad:N0} value(s) that are not finite (the first, " +
+                    $"{tensor.Data[first].ToString(System.Globalization.CultureInfo.InvariantCulture)}, at index {first:N0}), so every output would be NaN. The run " +
+                    $"that wrote it diverged or the file is damaged; use an earlier checkpoint ({RunFiles.LastGood} after a divergence) or train again.");
             tensor.Data.CopyTo(weights.Segment(segment));
             loaded.Add(segment.Name);
         }

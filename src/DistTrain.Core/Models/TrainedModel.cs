@@ -157,19 +157,7 @@ public sealed class TrainedModel
         if (data.ClassNames is { } names && names.Count != replica.OutputSize)
             throw new InvalidDataException($"{path}: the metadata names {names.Count} classes but the network has {replica.OutputSize} outputs.");
         var weights = new ParameterVector(replica.Layout);
-        PretrainedWeights.Load(path, replica, weights, replaceHead: false);
-        // A diverged run's weights load as any others but make every output NaN: refused here, naming the tensor.
-        foreach (var segment in weights.Layout.Segments)
-        {
-            var values = weights.Segment(segment);
-            var (bad, first) = (0, -1);
-            for (var i = 0; i < values.Length; i++)
-                if (!float.IsFinite(values[i]) && bad++ == 0) first = i;
-            if (bad > 0)
-                throw new InvalidDataException($"{path}: tensor '{segment.Name}' holds {bad:N0} value(s) that are not finite (the first, " +
-                    $"{values[first].ToString(CultureInfo.InvariantCulture)}, at index {first:N0}), so every output would be NaN. The run that wrote it " +
-                    $"diverged or the file is damaged; use an earlier checkpoint ({RunFiles.LastGood} after a divergence) or train again.");
-        }
+        PretrainedWeights.Load(path, replica, weights, replaceHead: false); // refuses weights that are not finite, naming the tensor
         return new TrainedModel(model, weights, normalizer, metadata);
     }
 
