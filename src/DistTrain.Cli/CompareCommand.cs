@@ -63,12 +63,15 @@ internal static class CompareCommand
         var table = new Table().AddColumns("run", "epochs", "final test accuracy", "best", $"seconds to {100 * target:0.##}%", "seconds in all", "samples/s");
         foreach (var run in histories)
             table.AddRow(Markup.Escape(run.Label),
-                run.Resumed ? $"{run.Epochs[0].Epoch}-{run.Epochs[^1].Epoch} (resumed)" : run.Epochs.Count.ToString(inv), (100 * run.FinalAccuracy).ToString("F2", inv) + "%",
+                run.Resumed ? $"{run.Epochs[0].Epoch}-{run.Epochs[^1].Epoch} (resumed)" : run.Epochs.Count.ToString(inv),
+                (100 * run.FinalAccuracy).ToString("F2", inv) + "%" + (run.KeptEarlierEpoch ? $" (epoch {run.KeptEpoch} kept)" : ""),
                 (100 * run.Epochs.Max(e => e.TestAccuracy)).ToString("F2", inv) + "%",
                 run.SecondsTo(target)?.ToString("F1", inv) ?? "not reached", run.Epochs[^1].Seconds.ToString("F1", inv),
                 run.SamplesPerSecond.ToString("N0", inv));
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLineInterpolated($"Seconds are training plus evaluation, summed over epochs. Plot: {plotPath}");
+        if (histories.Any(run => run.KeptEarlierEpoch))
+            AnsiConsole.WriteLine("\"epoch k kept\": early stopping kept that epoch's weights, so the final test accuracy is that epoch's, the accuracy of the saved model.");
         if (histories.Any(run => run.Resumed))
             AnsiConsole.WriteLine("A run resumed from a checkpoint holds only the epochs it trained: its seconds start at the resume, and the epochs " +
                 "before it are in the run folder of the run that wrote the checkpoint.");

@@ -62,6 +62,21 @@ public sealed class CompareCommandTests : IDisposable
         Assert.True(resumedCode == 0, resumedError);
         Assert.Contains("3-6 (resumed)", resumedOutput);
         Assert.Contains("A run resumed from a checkpoint holds only the epochs it trained", resumedOutput);
+
+        // Early stopping kept epoch 2's weights: the final accuracy is that epoch's, the saved model's, not the last epoch's.
+        var stopped = Path.Combine(_directory, "stopped");
+        Directory.CreateDirectory(stopped);
+        summary = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(runDirectory!, "summary.json")))!;
+        summary["best_epoch"] = 2;
+        File.WriteAllText(Path.Combine(stopped, "summary.json"), summary.ToJsonString());
+        var kept = RunHistory.Read(stopped);
+        Assert.Equal(result.Epochs[1].TestAccuracy, kept.FinalAccuracy);
+        Assert.True(kept.KeptEarlierEpoch);
+        Assert.False(history.KeptEarlierEpoch);
+        var (stoppedCode, stoppedOutput, stoppedError) = CliProcess.Run(["compare", stopped, "--plot", plot]);
+        Assert.True(stoppedCode == 0, stoppedError);
+        Assert.Contains($"{100 * result.Epochs[1].TestAccuracy:F2}%", stoppedOutput);
+        Assert.Contains("early stopping kept that epoch's weights", stoppedOutput);
     }
 
     [Fact]
