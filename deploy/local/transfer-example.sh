@@ -2,7 +2,8 @@
 # Transfer learning on Fashion-MNIST: pretrain the CNN on classes 0-4 (configs/transfer-pretrain.json), then
 # fine-tune it on classes 5-9 with the convolutions and their BatchNorm frozen and a new 5-class head
 # (configs/transfer-finetune.json: 6,000 training images, of which about 3,000 are classes 5-9, 3 epochs), and train the
-# same model from scratch with the same budget for comparison. Prints both test accuracies.
+# same model from scratch with the same budget for comparison. Prints both test accuracies. Arguments go to both
+# commands (e.g. --epochs 1 --train-limit 1000 for a quick look).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

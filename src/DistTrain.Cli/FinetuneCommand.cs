@@ -32,6 +32,8 @@ internal static class FinetuneCommand
         {
             config, from, freeze, replaceHead, epochs, workers, data, output, compare,
         };
+        var sizes = new RunSizeOptions();
+        sizes.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var overrides = new Dictionary<string, string?>();
@@ -39,6 +41,7 @@ internal static class FinetuneCommand
             if (parse.GetValue(workers) is { } w) overrides["Training:Workers"] = w.ToString(CultureInfo.InvariantCulture);
             if (parse.GetValue(data) is { } d) overrides["Data:Directory"] = d;
             if (parse.GetValue(output) is { } o) overrides["Output:Directory"] = o;
+            sizes.Read(parse, overrides);
             var frozen = (parse.GetValue(freeze) ?? []).SelectMany(f => f.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
             var checkpoint = parse.GetValue(from)!.FullName;
             try

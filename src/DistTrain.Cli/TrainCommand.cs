@@ -22,19 +22,17 @@ internal static class TrainCommand
         var config = CliOptions.File("--config", "JSON config, e.g. configs/fashion-mnist-mlp.json.", CliOptions.ConfigTakes, required: true, "-c");
         var workers = CliOptions.WholeNumber("--workers", "Override Training:Workers (worker replicas).", CliOptions.WorkersTakes, "-w");
         var epochs = CliOptions.WholeNumber("--epochs", "Override Training:Epochs.", CliOptions.EpochsTakes, "-e");
-        var seed = CliOptions.WholeNumber("--seed", "Override Training:Seed (initial weights and shuffles).", "a whole number, the seed of the initial weights and the shuffles (Training:Seed)");
-        var batch = CliOptions.WholeNumber("--batch-size", "Override Training:BatchSizePerWorker.", CliOptions.BatchTakes);
         var data = CliOptions.Text("--data", "DIR", "Override Data:Directory (folder with the IDX files; refused for the Csv and ImageFolder formats, which read their own paths).", CliOptions.DataTakes);
         var output = CliOptions.Text("--output", "DIR", "Override Output:Directory (runs are written below it).", CliOptions.OutputTakes, "-o");
-        var trainLimit = CliOptions.WholeNumber("--train-limit", "Override Data:TrainLimit (use the first N training samples).", "a whole number of training samples to use, 0 for all (Data:TrainLimit)");
-        var testLimit = CliOptions.WholeNumber("--test-limit", "Override Data:TestLimit (use the first N test samples).", "a whole number of test samples to use, 0 for all (Data:TestLimit)");
         var checkpoints = CliOptions.Text("--checkpoint-dir", "DIR", "Override Checkpoint:Directory (where the parameter server writes checkpoints).", "a folder for checkpoints (Checkpoint:Directory)");
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest valid checkpoint in Checkpoint:Directory (sets Checkpoint:Resume)." };
 
         var command = new Command("train", "Train in single-node mode: N worker actors and one parameter-server actor in this process.")
         {
-            config, workers, epochs, seed, batch, data, output, trainLimit, testLimit, checkpoints, resume,
+            config, workers, epochs, data, output, checkpoints, resume,
         };
+        var sizes = new RunSizeOptions();
+        sizes.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var overrides = new Dictionary<string, string?>();
@@ -45,12 +43,9 @@ internal static class TrainCommand
             }
             Set(workers, "Training:Workers");
             Set(epochs, "Training:Epochs");
-            Set(seed, "Training:Seed");
-            Set(batch, "Training:BatchSizePerWorker");
             Set(data, "Data:Directory");
             Set(output, "Output:Directory");
-            Set(trainLimit, "Data:TrainLimit");
-            Set(testLimit, "Data:TestLimit");
+            sizes.Read(parse, overrides);
             Set(checkpoints, "Checkpoint:Directory");
             if (parse.GetValue(resume)) overrides["Checkpoint:Resume"] = "true";
             return await RunAsync(parse.GetValue(config)!.FullName, overrides, cancellationToken);
