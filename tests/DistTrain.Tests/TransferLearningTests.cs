@@ -179,6 +179,15 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
         var everything = SmallCnn(10);
         everything.Freeze = ["*"];
         Assert.Contains("nothing would train", Assert.Throws<ArgumentException>(() => ModelFactory.Build(everything)).Message);
+
+        // A new head that is frozen would keep its random weights: refused, naming its tensors. Frozen without a new head, it is fine.
+        var frozenHead = SmallCnn(10);
+        frozenHead.Freeze = ["0", "5"];
+        frozenHead.ReplaceHead = true;
+        Assert.Contains("Model:Freeze freezes 5.weight, 5.bias, the new head that Model:ReplaceHead (finetune --replace-head) initializes afresh, so it would never learn",
+            Assert.Throws<ArgumentException>(() => ModelFactory.Build(frozenHead)).Message);
+        frozenHead.ReplaceHead = false;
+        Assert.True(ModelFactory.Build(frozenHead).Layers[5].Parameters.All(p => p.Frozen));
     }
 
     [Fact]

@@ -77,7 +77,10 @@ public static class ModelFactory
         return count;
     }
 
-    /// <summary>Every Model:Freeze entry must name at least one tensor, and something must stay trainable.</summary>
+    /// <summary>
+    /// Every Model:Freeze entry must name at least one tensor, something must stay trainable, and a new head
+    /// (Model:ReplaceHead) must not be frozen: it would keep its random initialization.
+    /// </summary>
     private static void CheckFreeze(ModelOptions options, Sequential model)
     {
         var names = model.Layout.Segments.Select(s => s.Name).ToArray();
@@ -91,6 +94,9 @@ public static class ModelFactory
         }
         if (options.Freeze.Count > 0 && model.Layout.TrainableLength == 0)
             problems.Add("Model:Freeze freezes every tensor, so nothing would train");
+        else if (options.ReplaceHead && model.Layers.Any(l => l is Dense) && PretrainedWeights.HeadNames(model).Where(options.IsFrozen).ToList() is { Count: > 0 } frozenHead)
+            problems.Add($"Model:Freeze freezes {string.Join(", ", frozenHead)}, the new head that Model:ReplaceHead (finetune --replace-head) initializes afresh, " +
+                "so it would never learn: leave the head's layer out of Model:Freeze");
         if (problems.Count > 0)
             throw new ArgumentException($"{string.Join("; ", problems)}. Tensors: {string.Join(", ", names)}. Give names (0.weight), layer indices (0) or prefixes (0.*).");
     }
