@@ -165,6 +165,38 @@ public class MetricsTests
         Assert.True((Bucket(after, "3") - Bucket(after, "2")) - (Bucket(before, "3") - Bucket(before, "2")) >= 5);
     }
 
+    /// <summary>
+    /// Every member status is reported with its current count, 0 when no member has it: when the last joining member is
+    /// up, joining drops to 0 instead of keeping its last value (3 nodes all up read joining 2; at the end up 1, joining 2,
+    /// leaving 2, exiting 2).
+    /// </summary>
+    [Fact]
+    public void Cluster_members_report_every_status_with_0_for_a_status_no_member_has()
+    {
+        static Dictionary<string, int> Counts(params Akka.Cluster.MemberStatus[] statuses) =>
+            DistTrainMetrics.MemberCounts(statuses).ToDictionary(m => (string)m.Tags.ToArray().Single(t => t.Key == "status").Value!, m => m.Value);
+        var all = Enum.GetValues<Akka.Cluster.MemberStatus>().Select(s => s.ToString().ToLowerInvariant()).ToHashSet();
+
+        var starting = Counts(Akka.Cluster.MemberStatus.Joining, Akka.Cluster.MemberStatus.Joining, Akka.Cluster.MemberStatus.Up);
+        Assert.Equal(all, starting.Keys.ToHashSet());
+        Assert.Equal(2, starting["joining"]);
+        Assert.Equal(1, starting["up"]);
+
+        var training = Counts(Akka.Cluster.MemberStatus.Up, Akka.Cluster.MemberStatus.Up, Akka.Cluster.MemberStatus.Up);
+        Assert.Equal(all, training.Keys.ToHashSet());
+        Assert.Equal(3, training["up"]);
+        Assert.Equal(0, training["joining"]);
+        Assert.Equal(3, training.Values.Sum());
+
+        var ending = Counts(Akka.Cluster.MemberStatus.Up, Akka.Cluster.MemberStatus.Exiting);
+        Assert.Equal(new Dictionary<string, int> { ["up"] = 1, ["exiting"] = 1 }, ending.Where(kv => kv.Value > 0).ToDictionary());
+        Assert.Equal(0, ending["leaving"]);
+
+        var alone = Counts();
+        Assert.Equal(all, alone.Keys.ToHashSet());
+        Assert.All(alone.Values, n => Assert.Equal(0, n));
+    }
+
     /// <summary>A clock the test moves by hand.</summary>
     private sealed class ManualClock : TimeProvider
     {

@@ -197,16 +197,20 @@ public static class DistTrainMetrics
         cluster.System.RegisterOnTermination(() => Interlocked.CompareExchange(ref _cluster, null, cluster));
     }
 
-    private static IEnumerable<Measurement<int>> ClusterMembers()
+    private static IEnumerable<Measurement<int>> ClusterMembers() =>
+        // Single-node mode is a cluster of one.
+        MemberCounts(_cluster is { } cluster ? cluster.State.Members.Select(m => m.Status) : [Akka.Cluster.MemberStatus.Up]);
+
+    /// <summary>
+    /// One measurement per <see cref="Akka.Cluster.MemberStatus"/>, its count among <paramref name="statuses"/>: 0 for a
+    /// status no member has. The Prometheus adapter keeps a label set's last value until it is measured again, so a status
+    /// left out when its last member moved on (joining to up, leaving to exiting) went on reporting that member.
+    /// </summary>
+    internal static IEnumerable<Measurement<int>> MemberCounts(IEnumerable<Akka.Cluster.MemberStatus> statuses)
     {
-        if (_cluster is null)
-        {
-            // Single-node mode is a cluster of one.
-            yield return new Measurement<int>(1, new("status", "up"), new("node", Node));
-            yield break;
-        }
-        foreach (var group in _cluster.State.Members.GroupBy(m => m.Status))
-            yield return new Measurement<int>(group.Count(), new("status", group.Key.ToString().ToLowerInvariant()), new("node", Node));
+        var counts = statuses.CountBy(s => s).ToDictionary();
+        foreach (var status in Enum.GetValues<Akka.Cluster.MemberStatus>())
+            yield return new Measurement<int>(counts.GetValueOrDefault(status), new("status", status.ToString().ToLowerInvariant()), new("node", Node));
     }
 
     private static IEnumerable<Measurement<long>> MailboxDepths()
