@@ -71,8 +71,8 @@ public class MetricsTests
         // Messages processed: above zero and increasing, for every role.
         foreach (var role in new[] { "coordinator", "parameter-server", "worker" })
         {
-            var before = Value(first, "disttrain_actor_messages", $"role=\"{role}\"");
-            var after = Value(last, "disttrain_actor_messages", $"role=\"{role}\"");
+            var before = Value(first, "disttrain_actor_messages_total", $"role=\"{role}\"");
+            var after = Value(last, "disttrain_actor_messages_total", $"role=\"{role}\"");
             Assert.True(before > 0, $"{role}: no messages counted");
             Assert.True(after > before, $"{role}: messages did not increase ({before} -> {after})");
         }
@@ -80,12 +80,12 @@ public class MetricsTests
         Assert.True(Value(last, "disttrain_actor_queueing_seconds_count", "role=\"worker\"") > 0);
         Assert.NotNull(Value(last, "disttrain_actor_mailbox_depth", "role=\"parameter-server\""));
         // Epochs 3 to 8 ran between the scrapes: 6 epochs of 32 steps (1,000 samples, 2 workers x 16) and 6,000 samples.
-        Assert.Equal(6 * 32, Value(last, "disttrain_training_steps") - Value(first, "disttrain_training_steps"));
+        Assert.Equal(6 * 32, Value(last, "disttrain_training_steps_total") - Value(first, "disttrain_training_steps_total"));
         // Training samples are counted where steps are applied and where gradients are computed: each role saw them all.
         foreach (var role in new[] { "parameter-server", "worker" })
-            Assert.Equal(6 * 1000, Value(last, "disttrain_training_samples", $"role=\"{role}\"") - Value(first, "disttrain_training_samples", $"role=\"{role}\""));
+            Assert.Equal(6 * 1000, Value(last, "disttrain_training_samples_total", $"role=\"{role}\"") - Value(first, "disttrain_training_samples_total", $"role=\"{role}\""));
         // Each of those 6 x 32 x 2 pushes is a float32 gradient of the 784-1024-10 MLP's 814,090 parameters.
-        Assert.Equal(6 * 32 * 2 * 4.0 * 814_090, Value(last, "disttrain_training_gradient_bytes") - Value(first, "disttrain_training_gradient_bytes"));
+        Assert.Equal(6 * 32 * 2 * 4.0 * 814_090, Value(last, "disttrain_training_gradient_bytes_total") - Value(first, "disttrain_training_gradient_bytes_total"));
         Assert.True(Value(last, "disttrain_training_step_seconds_count", "phase=\"compute\"") > 0);
         // 8 epochs on 1,000 samples overfit: the train loss is anywhere between about 1e-5 and 0.5, but is positive and finite.
         Assert.InRange(Value(last, "disttrain_training_train_loss")!.Value, 1e-9, 3);
@@ -139,7 +139,49 @@ public class MetricsTests
         using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(30) };
         var tags = DistTrainMetrics.Tags("first-scrape-probe");
         for (var i = 0; i < 7; i++) DistTrainMetrics.Handled(tags, System.Diagnostics.Stopwatch.GetTimestamp());
-        Assert.Equal(7, Value(await http.GetStringAsync("metrics"), "disttrain_actor_messages", "role=\"first-scrape-probe\""));
+        Assert.Equal(7, Value(await http.GetStringAsync("metrics"), "disttrain_actor_messages_total", "role=\"first-scrape-probe\""));
+    }
+
+    /// <summary>
+    /// Counters are Prometheus counters named <c>..._total</c>, the observable ones (read from a field) as well as those
+    /// incremented through the meter; gauges stay gauges. prometheus-net's meter adapter alone exported every counter as a
+    /// gauge without the suffix (<c># TYPE disttrain_actor_dead_letters gauge</c>, HELP ending "(ObservableCounter`1)").
+    /// </summary>
+    [Fact]
+    public async Task Counters_are_exported_as_counters_named_total_and_gauges_as_gauges()
+    {
+        var port = FreePort();
+        using var exporter = MetricsExporter.Start("localhost", port);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(30) };
+        var tags = DistTrainMetrics.Tags("exposition-probe");
+        DistTrainMetrics.Steps.Add(0); // a counter incremented through the meter is exported from its first measurement
+        var before = await http.GetStringAsync("metrics");
+        for (var i = 0; i < 3; i++) DistTrainMetrics.RecordDeadLetter();
+        for (var i = 0; i < 4; i++) DistTrainMetrics.Handled(tags, System.Diagnostics.Stopwatch.GetTimestamp());
+        var after = await http.GetStringAsync("metrics");
+
+        string[] counters =
+        [
+            "disttrain_actor_messages_total", "disttrain_actor_failures_total", "disttrain_actor_dead_letters_total",
+            "disttrain_training_steps_total", "disttrain_training_samples_total", "disttrain_training_gradient_bytes_total",
+            "disttrain_training_clipped_steps_total", "disttrain_training_workers_lost_total",
+            "disttrain_training_parameter_server_takeovers_total", "disttrain_dataplane_bytes_total",
+        ];
+        foreach (var name in counters)
+            Assert.Matches($@"(?m)^# TYPE {name} counter$", after);
+        Assert.Matches(@"(?m)^# HELP disttrain_actor_dead_letters_total \(\{message\}\) Messages published as dead letters\.$", after);
+        foreach (var name in new[] { "disttrain_training_epoch", "disttrain_training_samples_per_second", "disttrain_cluster_members", "disttrain_actor_mailbox_depth" })
+            Assert.Matches($@"(?m)^# TYPE {name} gauge$", after);
+        Assert.Matches(@"(?m)^# TYPE disttrain_actor_processing_seconds histogram$", after);
+        // No counter is left as a gauge under its old name, nor typed after the .NET instrument.
+        Assert.DoesNotMatch(@"(?m)^disttrain_(actor_messages|actor_dead_letters|training_steps|training_samples|dataplane_bytes|training_workers_lost)[{ ]", after);
+        Assert.DoesNotContain("Counter`1)", after);
+
+        // The values are the running totals.
+        Assert.Equal(3, Value(after, "disttrain_actor_dead_letters_total") - Value(before, "disttrain_actor_dead_letters_total"));
+        Assert.Equal(4, Value(after, "disttrain_actor_messages_total", "role=\"exposition-probe\""));
+        Assert.Matches($@"(?m)^disttrain_actor_messages_total\{{node=""{Regex.Escape(DistTrainMetrics.Node)}"",role=""exposition-probe""\}} 4$", after);
+        Assert.Equal(0, Value(after, "disttrain_training_workers_lost_total"));
     }
 
     /// <summary>

@@ -13,8 +13,9 @@ namespace DistTrain.Cluster.Metrics;
 /// </summary>
 /// <remarks>
 /// Actor instruments carry the tags <c>role</c> (coordinator, parameter-server, worker) and <c>node</c>.
-/// Prometheus names are the meter's name and the instrument's, with dots as underscores: for example
-/// <c>disttrain_actor_messages</c>, <c>disttrain_training_test_accuracy</c>.
+/// Prometheus names are the meter's name and the instrument's, with dots as underscores, and for a counter (a
+/// <see cref="Counter{T}"/> or <see cref="ObservableCounter{T}"/>, exported as a Prometheus counter) <c>_total</c>: for
+/// example <c>disttrain_actor_messages_total</c> (counter), <c>disttrain_training_test_accuracy</c> (gauge).
 /// </remarks>
 public static class DistTrainMetrics
 {
@@ -71,13 +72,13 @@ public static class DistTrainMetrics
 
     /// <summary>
     /// Counts <paramref name="samples"/> training samples in a step this process's parameter server applied
-    /// (<c>disttrain_training_samples{role="parameter-server"}</c>: the job's progress).
+    /// (<c>disttrain_training_samples_total{role="parameter-server"}</c>: the job's progress).
     /// </summary>
     public static void RecordSamplesApplied(int samples) => Interlocked.Add(ref _samplesApplied, samples);
 
     /// <summary>
     /// Counts <paramref name="samples"/> training samples a worker of this process computed a gradient on
-    /// (<c>disttrain_training_samples{role="worker"}</c>: per-node throughput, which shows a straggler).
+    /// (<c>disttrain_training_samples_total{role="worker"}</c>: per-node throughput, which shows a straggler).
     /// </summary>
     public static void RecordSamplesComputed(int samples) => Interlocked.Add(ref _samplesComputed, samples);
 
@@ -85,7 +86,7 @@ public static class DistTrainMetrics
 
     /// <summary>
     /// Counts the bytes of one gradient a worker of this process pushed, as encoded for the wire (Cluster:Compression;
-    /// 4 per float uncompressed), without frame headers (<c>disttrain_training_gradient_bytes</c>). Single-node mode counts
+    /// 4 per float uncompressed), without frame headers (<c>disttrain_training_gradient_bytes_total</c>). Single-node mode counts
     /// them too, though nothing crosses a network there.
     /// </summary>
     public static void RecordGradientBytes(long bytes) => Interlocked.Add(ref _gradientBytes, bytes);
