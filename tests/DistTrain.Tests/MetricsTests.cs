@@ -254,28 +254,35 @@ public class MetricsTests
         var clock = new ManualClock();
         var observer = new MetricsObserver(NullTrainingObserver.Instance, clock);
         double Gauge() => DistTrainMetrics.Get("samples_per_second");
+        var step = 0;
+        void Start(int epoch, int steps, int samples)
+        {
+            step = 0;
+            observer.EpochStarted(epoch, steps, samples);
+        }
         void Step(double afterSeconds, int samples)
         {
             clock.Advance(afterSeconds);
-            observer.StepApplied(1, 0, 1, samples, 0.5, 0.05, default);
+            observer.StepApplied(1, step++, 1, samples, 0.5, 0.05, default);
         }
         DistTrainMetrics.Set("samples_per_second", -1);
 
-        observer.EpochStarted(1, 4, 224);
+        Start(1, 4, 224);
         Step(0.4, 64);
         Step(0.4, 64);
         Assert.Equal(-1, Gauge()); // the window is still open after 0.8 s
         Step(0.4, 64);
         Assert.Equal(192 / 1.2, Gauge(), 9); // closed at the first step 1 s or more after it opened
         Step(0.5, 32);
+        Assert.Equal(32 / 0.5, Gauge(), 9); // the epoch's last step closes the window, before the evaluation that follows
         clock.Advance(3); // evaluation: not training time
         observer.EpochCompleted(new EpochSummary(1, 4, 0.5, 0.5, 0.8, 250, 224, 2.2, 3));
-        Assert.Equal(32 / 0.5, Gauge(), 9); // the epoch's last step closes the window there, not at the end of evaluation
+        Assert.Equal(32 / 0.5, Gauge(), 9);
 
         clock.Advance(10); // between epochs
-        observer.EpochStarted(2, 2, 100);
+        Start(2, 2, 100);
         Step(0.25, 50);
-        Step(0.75, 50);
-        Assert.Equal(100 / 1.0, Gauge(), 9); // the new epoch's window starts at its start
+        Step(0.5, 50);
+        Assert.Equal(100 / 0.75, Gauge(), 9); // an epoch shorter than a second is measured at its last step, from its start
     }
 }
