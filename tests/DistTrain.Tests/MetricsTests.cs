@@ -71,8 +71,8 @@ public class MetricsTests
         // Messages processed: above zero and increasing, for every role.
         foreach (var role in new[] { "coordinator", "parameter-server", "worker" })
         {
-            var before = Value(first, "disttrain_actor_messages", $"role=\"{role}\"");
-            var after = Value(last, "disttrain_actor_messages", $"role=\"{role}\"");
+            var before = Value(first, "disttrain_actor_messages_total", $"role=\"{role}\"");
+            var after = Value(last, "disttrain_actor_messages_total", $"role=\"{role}\"");
             Assert.True(before > 0, $"{role}: no messages counted");
             Assert.True(after > before, $"{role}: messages did not increase ({before} -> {after})");
         }
@@ -80,12 +80,12 @@ public class MetricsTests
         Assert.True(Value(last, "disttrain_actor_queueing_seconds_count", "role=\"worker\"") > 0);
         Assert.NotNull(Value(last, "disttrain_actor_mailbox_depth", "role=\"parameter-server\""));
         // Epochs 3 to 8 ran between the scrapes: 6 epochs of 32 steps (1,000 samples, 2 workers x 16) and 6,000 samples.
-        Assert.Equal(6 * 32, Value(last, "disttrain_training_steps") - Value(first, "disttrain_training_steps"));
+        Assert.Equal(6 * 32, Value(last, "disttrain_training_steps_total") - Value(first, "disttrain_training_steps_total"));
         // Training samples are counted where steps are applied and where gradients are computed: each role saw them all.
         foreach (var role in new[] { "parameter-server", "worker" })
-            Assert.Equal(6 * 1000, Value(last, "disttrain_training_samples", $"role=\"{role}\"") - Value(first, "disttrain_training_samples", $"role=\"{role}\""));
+            Assert.Equal(6 * 1000, Value(last, "disttrain_training_samples_total", $"role=\"{role}\"") - Value(first, "disttrain_training_samples_total", $"role=\"{role}\""));
         // Each of those 6 x 32 x 2 pushes is a float32 gradient of the 784-1024-10 MLP's 814,090 parameters.
-        Assert.Equal(6 * 32 * 2 * 4.0 * 814_090, Value(last, "disttrain_training_gradient_bytes") - Value(first, "disttrain_training_gradient_bytes"));
+        Assert.Equal(6 * 32 * 2 * 4.0 * 814_090, Value(last, "disttrain_training_gradient_bytes_total") - Value(first, "disttrain_training_gradient_bytes_total"));
         Assert.True(Value(last, "disttrain_training_step_seconds_count", "phase=\"compute\"") > 0);
         // 8 epochs on 1,000 samples overfit: the train loss is anywhere between about 1e-5 and 0.5, but is positive and finite.
         Assert.InRange(Value(last, "disttrain_training_train_loss")!.Value, 1e-9, 3);
@@ -139,7 +139,49 @@ public class MetricsTests
         using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(30) };
         var tags = DistTrainMetrics.Tags("first-scrape-probe");
         for (var i = 0; i < 7; i++) DistTrainMetrics.Handled(tags, System.Diagnostics.Stopwatch.GetTimestamp());
-        Assert.Equal(7, Value(await http.GetStringAsync("metrics"), "disttrain_actor_messages", "role=\"first-scrape-probe\""));
+        Assert.Equal(7, Value(await http.GetStringAsync("metrics"), "disttrain_actor_messages_total", "role=\"first-scrape-probe\""));
+    }
+
+    /// <summary>
+    /// Counters are Prometheus counters named <c>..._total</c>, the observable ones (read from a field) as well as those
+    /// incremented through the meter; gauges stay gauges. prometheus-net's meter adapter alone exported every counter as a
+    /// gauge without the suffix (<c># TYPE disttrain_actor_dead_letters gauge</c>, HELP ending "(ObservableCounter`1)").
+    /// </summary>
+    [Fact]
+    public async Task Counters_are_exported_as_counters_named_total_and_gauges_as_gauges()
+    {
+        var port = FreePort();
+        using var exporter = MetricsExporter.Start("localhost", port);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(30) };
+        var tags = DistTrainMetrics.Tags("exposition-probe");
+        DistTrainMetrics.Steps.Add(0); // a counter incremented through the meter is exported from its first measurement
+        var before = await http.GetStringAsync("metrics");
+        for (var i = 0; i < 3; i++) DistTrainMetrics.RecordDeadLetter();
+        for (var i = 0; i < 4; i++) DistTrainMetrics.Handled(tags, System.Diagnostics.Stopwatch.GetTimestamp());
+        var after = await http.GetStringAsync("metrics");
+
+        string[] counters =
+        [
+            "disttrain_actor_messages_total", "disttrain_actor_failures_total", "disttrain_actor_dead_letters_total",
+            "disttrain_training_steps_total", "disttrain_training_samples_total", "disttrain_training_gradient_bytes_total",
+            "disttrain_training_clipped_steps_total", "disttrain_training_workers_lost_total",
+            "disttrain_training_parameter_server_takeovers_total", "disttrain_dataplane_bytes_total",
+        ];
+        foreach (var name in counters)
+            Assert.Matches($@"(?m)^# TYPE {name} counter$", after);
+        Assert.Matches(@"(?m)^# HELP disttrain_actor_dead_letters_total \(\{message\}\) Messages published as dead letters\.$", after);
+        foreach (var name in new[] { "disttrain_training_epoch", "disttrain_training_samples_per_second", "disttrain_cluster_members", "disttrain_actor_mailbox_depth" })
+            Assert.Matches($@"(?m)^# TYPE {name} gauge$", after);
+        Assert.Matches(@"(?m)^# TYPE disttrain_actor_processing_seconds histogram$", after);
+        // No counter is left as a gauge under its old name, nor typed after the .NET instrument.
+        Assert.DoesNotMatch(@"(?m)^disttrain_(actor_messages|actor_dead_letters|training_steps|training_samples|dataplane_bytes|training_workers_lost)[{ ]", after);
+        Assert.DoesNotContain("Counter`1)", after);
+
+        // The values are the running totals.
+        Assert.Equal(3, Value(after, "disttrain_actor_dead_letters_total") - Value(before, "disttrain_actor_dead_letters_total"));
+        Assert.Equal(4, Value(after, "disttrain_actor_messages_total", "role=\"exposition-probe\""));
+        Assert.Matches($@"(?m)^disttrain_actor_messages_total\{{node=""{Regex.Escape(DistTrainMetrics.Node)}"",role=""exposition-probe""\}} 4$", after);
+        Assert.Equal(0, Value(after, "disttrain_training_workers_lost_total"));
     }
 
     /// <summary>
@@ -165,6 +207,38 @@ public class MetricsTests
         Assert.True((Bucket(after, "3") - Bucket(after, "2")) - (Bucket(before, "3") - Bucket(before, "2")) >= 5);
     }
 
+    /// <summary>
+    /// Every member status is reported with its current count, 0 when no member has it: when the last joining member is
+    /// up, joining drops to 0 instead of keeping its last value (3 nodes all up read joining 2; at the end up 1, joining 2,
+    /// leaving 2, exiting 2).
+    /// </summary>
+    [Fact]
+    public void Cluster_members_report_every_status_with_0_for_a_status_no_member_has()
+    {
+        static Dictionary<string, int> Counts(params Akka.Cluster.MemberStatus[] statuses) =>
+            DistTrainMetrics.MemberCounts(statuses).ToDictionary(m => (string)m.Tags.ToArray().Single(t => t.Key == "status").Value!, m => m.Value);
+        var all = Enum.GetValues<Akka.Cluster.MemberStatus>().Select(s => s.ToString().ToLowerInvariant()).ToHashSet();
+
+        var starting = Counts(Akka.Cluster.MemberStatus.Joining, Akka.Cluster.MemberStatus.Joining, Akka.Cluster.MemberStatus.Up);
+        Assert.Equal(all, starting.Keys.ToHashSet());
+        Assert.Equal(2, starting["joining"]);
+        Assert.Equal(1, starting["up"]);
+
+        var training = Counts(Akka.Cluster.MemberStatus.Up, Akka.Cluster.MemberStatus.Up, Akka.Cluster.MemberStatus.Up);
+        Assert.Equal(all, training.Keys.ToHashSet());
+        Assert.Equal(3, training["up"]);
+        Assert.Equal(0, training["joining"]);
+        Assert.Equal(3, training.Values.Sum());
+
+        var ending = Counts(Akka.Cluster.MemberStatus.Up, Akka.Cluster.MemberStatus.Exiting);
+        Assert.Equal(new Dictionary<string, int> { ["up"] = 1, ["exiting"] = 1 }, ending.Where(kv => kv.Value > 0).ToDictionary());
+        Assert.Equal(0, ending["leaving"]);
+
+        var alone = Counts();
+        Assert.Equal(all, alone.Keys.ToHashSet());
+        Assert.All(alone.Values, n => Assert.Equal(0, n));
+    }
+
     /// <summary>A clock the test moves by hand.</summary>
     private sealed class ManualClock : TimeProvider
     {
@@ -180,28 +254,35 @@ public class MetricsTests
         var clock = new ManualClock();
         var observer = new MetricsObserver(NullTrainingObserver.Instance, clock);
         double Gauge() => DistTrainMetrics.Get("samples_per_second");
+        var step = 0;
+        void Start(int epoch, int steps, int samples)
+        {
+            step = 0;
+            observer.EpochStarted(epoch, steps, samples);
+        }
         void Step(double afterSeconds, int samples)
         {
             clock.Advance(afterSeconds);
-            observer.StepApplied(1, 0, 1, samples, 0.5, 0.05, default);
+            observer.StepApplied(1, step++, 1, samples, 0.5, 0.05, default);
         }
         DistTrainMetrics.Set("samples_per_second", -1);
 
-        observer.EpochStarted(1, 4, 224);
+        Start(1, 4, 224);
         Step(0.4, 64);
         Step(0.4, 64);
         Assert.Equal(-1, Gauge()); // the window is still open after 0.8 s
         Step(0.4, 64);
         Assert.Equal(192 / 1.2, Gauge(), 9); // closed at the first step 1 s or more after it opened
         Step(0.5, 32);
+        Assert.Equal(32 / 0.5, Gauge(), 9); // the epoch's last step closes the window, before the evaluation that follows
         clock.Advance(3); // evaluation: not training time
         observer.EpochCompleted(new EpochSummary(1, 4, 0.5, 0.5, 0.8, 250, 224, 2.2, 3));
-        Assert.Equal(32 / 0.5, Gauge(), 9); // the epoch's last step closes the window there, not at the end of evaluation
+        Assert.Equal(32 / 0.5, Gauge(), 9);
 
         clock.Advance(10); // between epochs
-        observer.EpochStarted(2, 2, 100);
+        Start(2, 2, 100);
         Step(0.25, 50);
-        Step(0.75, 50);
-        Assert.Equal(100 / 1.0, Gauge(), 9); // the new epoch's window starts at its start
+        Step(0.5, 50);
+        Assert.Equal(100 / 0.75, Gauge(), 9); // an epoch shorter than a second is measured at its last step, from its start
     }
 }

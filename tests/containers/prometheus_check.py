@@ -3,7 +3,7 @@
 
 Waits (up to --timeout seconds) until
   * Prometheus has --targets scrape targets, all up;
-  * disttrain_training_samples has a series for every target, with samples counted where the node's role
+  * disttrain_training_samples_total has a series for every target, with samples counted where the node's role
     runs (role="parameter-server" on the node that trains, role="worker" on every worker node);
   * every query of the Grafana dashboard returns data (Grafana itself is not started: its queries are run here).
 Prints what it found. Exit code 0 when all of it holds, 1 when the time ran out first.
@@ -58,15 +58,15 @@ def check(url, expected_targets, queries):
         problems.append(f"targets not up: {', '.join(down)}")
 
     samples = {}
-    for series in api(url, "query", query="disttrain_training_samples")["result"]:
+    for series in api(url, "query", query="disttrain_training_samples_total")["result"]:
         labels = series["metric"]
         samples.setdefault(labels["instance"], {})[labels.get("role", "?")] = float(series["value"][1])
     for target in targets:
         instance, job = target["labels"]["instance"], target["labels"]["job"]
         roles = samples.get(instance)
-        report.append(f"disttrain_training_samples on {instance} ({job}): {roles}")
+        report.append(f"disttrain_training_samples_total on {instance} ({job}): {roles}")
         if roles is None:
-            problems.append(f"no disttrain_training_samples from {instance}")
+            problems.append(f"no disttrain_training_samples_total from {instance}")
         elif "worker" in job and not roles.get("worker", 0) > 0:
             problems.append(f"{instance}: no samples computed by its worker yet")
     if not any(roles.get("parameter-server", 0) > 0 for roles in samples.values()):

@@ -12,7 +12,7 @@
 #      end's certificate (both ends' logs); rogue worker containers started beside the job (the compose file's worker
 #      service with a second CA's certificate, with another job's secret, with no secret) are refused, exit 2 and
 #      never get a worker index; the final test accuracy equals the reference's; Prometheus's HTTP API returns
-#      disttrain_training_samples for every node and data for every Grafana dashboard query; the health check passes;
+#      disttrain_training_samples_total for every node and data for every Grafana dashboard query; the health check passes;
 #   4. compose, a worker container killed mid-epoch: the job pauses (Cluster:MinWorkers = 2), the container is
 #      started again, and the job completes within 0.5 points of the undisturbed run;
 #   5. compose, the ps container killed mid-epoch: the standby takes over from the newest checkpoint (time to
@@ -354,7 +354,7 @@ python3 tests/containers/prometheus_check.py --url http://127.0.0.1:9090 --dashb
   > "$out/prometheus-check.log" 2>&1
 prometheus_status=$?
 sed 's/^/  | /' "$out/prometheus-check.log"
-check $prometheus_status "Prometheus scrapes all 4 nodes, returns disttrain_training_samples for each, and every dashboard query returns data"
+check $prometheus_status "Prometheus scrapes all 4 nodes, returns disttrain_training_samples_total for each, and every dashboard query returns data"
 ps_status=$(exit_code "$ps_id"); standby_status=$(exit_code "$standby_id" 60)
 worker_statuses="$(exit_code "${worker_ids[0]}" 60) $(exit_code "${worker_ids[1]}" 60)"
 undisturbed_seconds=$(seconds_between "$t0" "$(now)")

@@ -13,8 +13,9 @@ namespace DistTrain.Cluster.Metrics;
 /// </summary>
 /// <remarks>
 /// Actor instruments carry the tags <c>role</c> (coordinator, parameter-server, worker) and <c>node</c>.
-/// Prometheus names are the meter's name and the instrument's, with dots as underscores: for example
-/// <c>disttrain_actor_messages</c>, <c>disttrain_training_test_accuracy</c>.
+/// Prometheus names are the meter's name and the instrument's, with dots as underscores, and for a counter (a
+/// <see cref="Counter{T}"/> or <see cref="ObservableCounter{T}"/>, exported as a Prometheus counter) <c>_total</c>: for
+/// example <c>disttrain_actor_messages_total</c> (counter), <c>disttrain_training_test_accuracy</c> (gauge).
 /// </remarks>
 public static class DistTrainMetrics
 {
@@ -71,13 +72,13 @@ public static class DistTrainMetrics
 
     /// <summary>
     /// Counts <paramref name="samples"/> training samples in a step this process's parameter server applied
-    /// (<c>disttrain_training_samples{role="parameter-server"}</c>: the job's progress).
+    /// (<c>disttrain_training_samples_total{role="parameter-server"}</c>: the job's progress).
     /// </summary>
     public static void RecordSamplesApplied(int samples) => Interlocked.Add(ref _samplesApplied, samples);
 
     /// <summary>
     /// Counts <paramref name="samples"/> training samples a worker of this process computed a gradient on
-    /// (<c>disttrain_training_samples{role="worker"}</c>: per-node throughput, which shows a straggler).
+    /// (<c>disttrain_training_samples_total{role="worker"}</c>: per-node throughput, which shows a straggler).
     /// </summary>
     public static void RecordSamplesComputed(int samples) => Interlocked.Add(ref _samplesComputed, samples);
 
@@ -85,7 +86,7 @@ public static class DistTrainMetrics
 
     /// <summary>
     /// Counts the bytes of one gradient a worker of this process pushed, as encoded for the wire (Cluster:Compression;
-    /// 4 per float uncompressed), without frame headers (<c>disttrain_training_gradient_bytes</c>). Single-node mode counts
+    /// 4 per float uncompressed), without frame headers (<c>disttrain_training_gradient_bytes_total</c>). Single-node mode counts
     /// them too, though nothing crosses a network there.
     /// </summary>
     public static void RecordGradientBytes(long bytes) => Interlocked.Add(ref _gradientBytes, bytes);
@@ -197,16 +198,20 @@ public static class DistTrainMetrics
         cluster.System.RegisterOnTermination(() => Interlocked.CompareExchange(ref _cluster, null, cluster));
     }
 
-    private static IEnumerable<Measurement<int>> ClusterMembers()
+    private static IEnumerable<Measurement<int>> ClusterMembers() =>
+        // Single-node mode is a cluster of one.
+        MemberCounts(_cluster is { } cluster ? cluster.State.Members.Select(m => m.Status) : [Akka.Cluster.MemberStatus.Up]);
+
+    /// <summary>
+    /// One measurement per <see cref="Akka.Cluster.MemberStatus"/>, its count among <paramref name="statuses"/>: 0 for a
+    /// status no member has. The Prometheus adapter keeps a label set's last value until it is measured again, so a status
+    /// left out when its last member moved on (joining to up, leaving to exiting) went on reporting that member.
+    /// </summary>
+    internal static IEnumerable<Measurement<int>> MemberCounts(IEnumerable<Akka.Cluster.MemberStatus> statuses)
     {
-        if (_cluster is null)
-        {
-            // Single-node mode is a cluster of one.
-            yield return new Measurement<int>(1, new("status", "up"), new("node", Node));
-            yield break;
-        }
-        foreach (var group in _cluster.State.Members.GroupBy(m => m.Status))
-            yield return new Measurement<int>(group.Count(), new("status", group.Key.ToString().ToLowerInvariant()), new("node", Node));
+        var counts = statuses.CountBy(s => s).ToDictionary();
+        foreach (var status in Enum.GetValues<Akka.Cluster.MemberStatus>())
+            yield return new Measurement<int>(counts.GetValueOrDefault(status), new("status", status.ToString().ToLowerInvariant()), new("node", Node));
     }
 
     private static IEnumerable<Measurement<long>> MailboxDepths()

@@ -4,9 +4,9 @@ using Prometheus;
 namespace DistTrain.Cluster.Metrics;
 
 /// <summary>
-/// Serves every <see cref="System.Diagnostics.Metrics.Meter"/> instrument of the process, DistTrain's among
-/// them, as Prometheus text at <c>http://HOST:PORT/metrics</c>, through prometheus-net's meter adapter and
-/// HTTP listener.
+/// Serves the instruments of DistTrain's <see cref="System.Diagnostics.Metrics.Meter"/> as Prometheus text at
+/// <c>http://HOST:PORT/metrics</c>, through prometheus-net's HTTP listener: counters as Prometheus counters named
+/// <c>..._total</c> (<see cref="PrometheusCounters"/>), gauges and histograms through prometheus-net's meter adapter.
 /// </summary>
 /// <remarks>
 /// A failure of the endpoint never ends training: only a port that cannot be bound at start (a configuration problem)
@@ -56,13 +56,15 @@ public sealed class MetricsExporter : IDisposable
     {
         Prometheus.Metrics.ConfigureMeterAdapter(options =>
         {
-            options.InstrumentFilterPredicate = instrument => instrument.Meter.Name == DistTrainMetrics.MeterName;
+            // The adapter would publish counters as gauges: PrometheusCounters exports those.
+            options.InstrumentFilterPredicate = instrument => instrument.Meter.Name == DistTrainMetrics.MeterName && !PrometheusCounters.Exports(instrument);
             // Actor handlers and step phases take 10 µs to seconds: 20 buckets from 10 µs, doubling (to about 5 s). Staleness
             // counts weights versions, whole numbers up to Training:StalenessBound times the workers: buckets at each small count.
             options.ResolveHistogramBuckets = instrument => instrument == DistTrainMetrics.Staleness
                 ? StalenessBuckets
                 : Histogram.ExponentialBuckets(0.00001, 2, 20);
         });
+        PrometheusCounters.Start(Prometheus.Metrics.DefaultRegistry);
         try
         {
             var server = create();

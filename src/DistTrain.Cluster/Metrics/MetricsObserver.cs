@@ -15,8 +15,10 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
     private static readonly KeyValuePair<string, object?> Messaging = new("phase", "messaging");
     private static readonly KeyValuePair<string, object?> Waiting = new("phase", "waiting");
     // samples_per_second covers training time only: the window restarts at each epoch's start, so
-    // evaluation pauses do not count, and closes after a second or at the epoch's last step.
+    // evaluation pauses do not count, and closes after a second or at the epoch's last step (then, not after the
+    // evaluation that follows: an epoch shorter than a second had read 0 until it was evaluated).
     private long _windowStart = (clock ?? TimeProvider.System).GetTimestamp();
+    private int _stepsInEpoch;
     private long _lastStep;
     private long _windowSamples;
 
@@ -25,6 +27,7 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
     {
         _windowStart = _clock.GetTimestamp();
         _windowSamples = 0;
+        _stepsInEpoch = steps;
         DistTrainMetrics.Set("epoch", epoch);
         next.EpochStarted(epoch, steps, samples);
     }
@@ -44,7 +47,7 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
         DistTrainMetrics.Set("weights_version", version);
         _windowSamples += samples;
         _lastStep = _clock.GetTimestamp();
-        if (_clock.GetElapsedTime(_windowStart, _lastStep).TotalSeconds >= 1)
+        if (_clock.GetElapsedTime(_windowStart, _lastStep).TotalSeconds >= 1 || step + 1 == _stepsInEpoch)
             CloseWindow();
         next.StepApplied(epoch, step, version, samples, meanLoss, learningRate, timing);
     }
