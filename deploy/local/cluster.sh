@@ -80,7 +80,7 @@ metrics_port="${DISTTRAIN_Metrics__Port:-}"
 { echo '#!/usr/bin/env bash'; echo "cd $(printf %q "$PWD")"; export -p | grep ' DISTTRAIN_' | grep -v 'DISTTRAIN_Metrics__Port='
   printf 'export DISTTRAIN_Cluster__Port=0\nexec'; printf ' %q' "${disttrain[@]}" node --role worker "$@"; echo; } > "$RUN/add-worker.sh"
 chmod +x "$RUN/add-worker.sh"
-[ -z "$metrics_port" ] || echo "Metrics: parameter server http://localhost:$metrics_port/metrics, worker i on port $metrics_port + i."
+[ -z "$metrics_port" ] || echo "Metrics: worker i on port $metrics_port + i (the parameter server prints its own address)."
 # The parameter server's output goes to its log and, without the [INFO] lines, to the screen; the pipeline ends when the
 # node closes its output (the script's own copy of the pipe is closed at once, and later nodes never get it).
 exec {ps_output}> >(trap '' INT; tee "$logs/parameter-server.log" | grep --line-buffered -v '^\[INFO\]')
@@ -109,8 +109,21 @@ while true; do
     break
   fi
   [ "$interrupted" = 0 ] || continue  # a worker that stopped on Ctrl-C
-  if [ "$code" -gt 128 ]; then
-    echo "${names[$ended]} was killed (signal $(( code - 128 ))); the job goes on without it (training pauses while fewer than $DISTTRAIN_Cluster__MinWorkers workers are alive). Its log: $logs/${names[$ended]}.log; $RUN/add-worker.sh starts a replacement." >&2
+  if [ "$code" -ne 0 ] && [ "$code" -ne 130 ]; then
+    # A worker that fails as the job ends (the parameter server told it the job failed) is not the cause: give the
+    # parameter server a few seconds to end and report its own exit.
+    for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1; done
+    if ! kill -0 "$ps_pid" 2>/dev/null; then
+      set +e; wait "$ps_pid"; status=$?; set -e; ended=$ps_pid
+      [ "$status" -eq 0 ] || echo "parameter-server exited with code $status; stopping the run (its log: $logs/parameter-server.log)." >&2
+      break
+    fi
+  fi
+  alive_rule="training pauses while fewer than Cluster:MinWorkers = $DISTTRAIN_Cluster__MinWorkers workers are alive"
+  if [ "$code" -eq 130 ]; then
+    echo "${names[$ended]} was stopped (SIGTERM or Ctrl-C to it alone); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $RUN/add-worker.sh starts a replacement." >&2
+  elif [ "$code" -gt 128 ]; then
+    echo "${names[$ended]} was killed (signal $(( code - 128 ))); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $RUN/add-worker.sh starts a replacement." >&2
   elif [ "$code" -ne 0 ]; then
     echo "${names[$ended]} exited with code $code; stopping the run. Its log ($logs/${names[$ended]}.log) ends with:" >&2
     tail -n 3 "$logs/${names[$ended]}.log" >&2
