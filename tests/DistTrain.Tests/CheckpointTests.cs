@@ -124,6 +124,10 @@ public class CheckpointFormatTests : IDisposable
         var error = Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.Acquire(Path.Combine(file, "checkpoints")));
         Assert.False(error.InUse);
         Assert.StartsWith($"Could not create the checkpoint lock file {Path.Combine(file, "checkpoints", CheckpointDirectoryLock.FileName)}", error.Message);
+        Assert.DoesNotContain("..", error.Message);
+        // The file itself given as the folder: said in those words.
+        Assert.Equal($"Checkpoint:Directory '{file}' is a file, not a folder. Give a folder for the checkpoints (it is created if missing).",
+            Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.Acquire(file)).Message);
         // A resume from a folder that does not exist takes no lock and creates nothing: the resume's own error names the folder.
         var missing = Path.Combine(_directory, "missing");
         Assert.Null(CheckpointDirectoryLock.For(new CheckpointOptions { Directory = missing, Resume = true }));

@@ -49,6 +49,8 @@ public sealed class CheckpointDirectoryLock : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         var path = Path.Combine(directory, FileName);
+        if (File.Exists(directory))
+            throw new CheckpointDirectoryException($"Checkpoint:Directory '{directory}' is a file, not a folder. Give a folder for the checkpoints (it is created if missing).");
         try
         {
             System.IO.Directory.CreateDirectory(directory);
@@ -66,7 +68,7 @@ public sealed class CheckpointDirectoryLock : IDisposable
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new CheckpointDirectoryException($"Could not create the checkpoint lock file {path}: {e.Message}. Check Checkpoint:Directory and its permissions.", e);
+            throw new CheckpointDirectoryException($"Could not create the checkpoint lock file {path}: {e.Message.TrimEnd('.')}. Check Checkpoint:Directory and its permissions.", e);
         }
     }
 
