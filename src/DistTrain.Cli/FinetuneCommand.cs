@@ -43,12 +43,13 @@ internal static class FinetuneCommand
             if (parse.GetValue(output) is { } o) overrides["Output:Directory"] = o;
             sizes.Read(parse, overrides);
             var frozen = (parse.GetValue(freeze) ?? []).SelectMany(f => f.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
-            var checkpoint = parse.GetValue(from)!.FullName;
+            string checkpoint;
             try
             {
+                checkpoint = DistTrain.Core.Checkpoints.RunFiles.ModelIn(parse.GetValue(from)!.FullName); // a run folder stands for its model
                 PretrainedWeights.RequireFile(checkpoint, "--from");
             }
-            catch (InvalidDataException missing)
+            catch (Exception missing) when (missing is InvalidDataException or FileNotFoundException)
             {
                 CliConsole.Fail("error", missing.Message);
                 return 2;

@@ -29,11 +29,12 @@ internal static class InspectCommand
         };
         command.SetAction(parse =>
         {
-            var file = parse.GetValue(path)!;
+            FileInfo file;
             IReadOnlyDictionary<string, NamedTensor> tensors;
             IReadOnlyDictionary<string, string> metadata;
             try
             {
+                file = new FileInfo(RunFiles.ModelIn(parse.GetValue(path)!.FullName)); // a run folder stands for its model
                 DistTrain.Core.Models.PretrainedWeights.RequireFile(file.FullName, "checkpoint");
                 tensors = SafeTensors.Read(file.FullName);
                 metadata = SafeTensors.ReadMetadata(file.FullName);
@@ -83,7 +84,7 @@ internal static class InspectCommand
         try
         {
             var comparison = initialization ? InspectFigures.Initialization(checkpoint, metadata)
-                : compare is not null ? new InspectFigures.Comparison(SafeTensors.Read(compare.FullName), compare.Name)
+                : compare is not null ? Compared(checkpoint, tensors, RunFiles.ModelIn(compare.FullName))
                 : null;
             var ok = filters is null || InspectFigures.DrawFilters(filters.FullName, checkpoint, tensors, metadata, comparison);
             ok &= histograms is null || InspectFigures.DrawHistograms(histograms.FullName, checkpoint, tensors, comparison);
@@ -91,7 +92,7 @@ internal static class InspectCommand
         }
         catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)
         {
-            CliConsole.Fail("error", e is FileNotFoundException f ? $"{f.FileName}: no such file." : e.Message);
+            CliConsole.Fail("error", e is FileNotFoundException { FileName: { } name } f && !f.Message.StartsWith(name, StringComparison.Ordinal) ? $"{name}: no such file." : e.Message);
             return 2;
         }
         catch (Exception e) when (e is TypeInitializationException or DllNotFoundException)
@@ -114,5 +115,28 @@ internal static class InspectCommand
         var (ia, na) = Key(a);
         var (ib, nb) = Key(b);
         return ia != ib ? ia.CompareTo(ib) : string.CompareOrdinal(na, nb);
+    }
+
+    /// <summary>
+    /// The checkpoint <paramref name="otherPath"/> drawn beside <paramref name="checkpoint"/>: it must hold every tensor
+    /// of it with the same shape (another checkpoint of the same model); its label names its folder when both files have
+    /// the same name (two runs' model.safetensors).
+    /// </summary>
+    /// <exception cref="InvalidDataException">A tensor is missing from the other checkpoint or has another shape there.</exception>
+    internal static InspectFigures.Comparison Compared(string checkpoint, IReadOnlyDictionary<string, NamedTensor> tensors, string otherPath)
+    {
+        var other = SafeTensors.Read(otherPath);
+        var differing = tensors.Where(t => !other.TryGetValue(t.Key, out var o) || !o.Shape.SequenceEqual(t.Value.Shape))
+            .Select(t => other.TryGetValue(t.Key, out var o)
+                ? $"'{t.Key}' is [{string.Join(", ", t.Value.Shape)}] here but [{string.Join(", ", o.Shape)}] there"
+                : $"'{t.Key}' is missing there")
+            .ToList();
+        if (differing.Count > 0)
+            throw new InvalidDataException($"--compare {otherPath} is not a checkpoint of the same model: {string.Join("; ", differing.Take(5))}" +
+                $"{(differing.Count > 5 ? $"; and {differing.Count - 5} more" : "")}. Compare checkpoints of one model (two runs of one config, or a run and its resume).");
+        var label = Path.GetFileName(otherPath) == Path.GetFileName(checkpoint)
+            ? Path.Combine(Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(otherPath))) ?? "", Path.GetFileName(otherPath))
+            : Path.GetFileName(otherPath);
+        return new InspectFigures.Comparison(other, label);
     }
 }

@@ -84,5 +84,16 @@ public sealed class InspectFiguresTests : IDisposable
         Assert.False(File.Exists(png));
         Assert.Equal(0, Run("inspect", torch, "--filters", png)); // a PyTorch export's kernels are drawn from their shapes alone
         Assert.True(SafeTensors.Read(torch).ContainsKey("0.weight"));
+
+        // --compare with another model's checkpoint is refused by the tensors that differ; one of the same model is labeled
+        // by its folder when both files have the same name; a run folder stands for its model.safetensors.
+        var tensors = SafeTensors.Read(checkpoint);
+        var error = Assert.Throws<InvalidDataException>(() => InspectCommand.Compared(checkpoint, tensors, torch));
+        Assert.StartsWith($"--compare {torch} is not a checkpoint of the same model: '0.weight' is [3, 1, 5, 5] here but [", error.Message);
+        var other = Directory.CreateDirectory(Path.Combine(_directory, "run-b")).FullName;
+        File.Copy(checkpoint, Path.Combine(other, RunFiles.Model));
+        Assert.Equal(Path.Combine("run-b", RunFiles.Model), InspectCommand.Compared(checkpoint, tensors, Path.Combine(other, RunFiles.Model)).Label);
+        Assert.Equal(0, Run("inspect", _directory, "--histograms", Path.Combine(_directory, "h.png"), "--compare", other));
+        Assert.Equal(2, Run("inspect", Directory.CreateDirectory(Path.Combine(_directory, "empty-run")).FullName));
     }
 }

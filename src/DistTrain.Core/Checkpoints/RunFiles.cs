@@ -12,6 +12,23 @@ public static class RunFiles
     /// <summary>After divergence: the last weights with a finite loss.</summary>
     public const string LastGood = "last-good.safetensors";
 
+    /// <summary>
+    /// The model a path stands for: a run folder stands for its <see cref="Model"/>, as users point at <c>runs/&lt;time&gt;/</c>
+    /// as often as at the file in it; any other path is returned as it is (a missing file is the caller's to report).
+    /// </summary>
+    /// <param name="path">A checkpoint file or a run folder.</param>
+    /// <exception cref="FileNotFoundException"><paramref name="path"/> is a folder without <see cref="Model"/>; the message
+    /// names <see cref="LastGood"/> when the folder holds that instead (a run that diverged).</exception>
+    public static string ModelIn(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (!Directory.Exists(path)) return path;
+        if (File.Exists(Path.Combine(path, Model))) return Path.Combine(path, Model);
+        throw new FileNotFoundException($"{path} is a folder without {Model}" + (File.Exists(Path.Combine(path, LastGood))
+            ? $"; it holds {LastGood}, the last good weights of a run that diverged: give that file."
+            : ". Give a run folder that finished, or the model file itself."), path);
+    }
+
     /// <summary>Options, input normalization and per-epoch figures (JSON).</summary>
     public const string Summary = "summary.json";
 

@@ -105,15 +105,7 @@ public sealed class TrainedModel
     /// <exception cref="SafeTensorsFormatException">The file breaks the safetensors format; the message names the tensor and bytes.</exception>
     public static TrainedModel Load(string path)
     {
-        // A run folder stands for the model it holds, as users point at runs/<time>/ as often as at the file in it.
-        if (Directory.Exists(path))
-        {
-            if (File.Exists(Path.Combine(path, RunFiles.Model))) path = Path.Combine(path, RunFiles.Model);
-            else
-                throw new FileNotFoundException($"{path} is a folder without {RunFiles.Model}" + (File.Exists(Path.Combine(path, RunFiles.LastGood))
-                    ? $"; it holds {RunFiles.LastGood}, the last good weights of a run that diverged: give that file."
-                    : ". Give a run folder that finished, or the model file itself."), path);
-        }
+        path = RunFiles.ModelIn(path);
         if (!File.Exists(path))
             throw new FileNotFoundException($"{path}: no such file. Give the model.safetensors a training run wrote (runs/<time>/model.safetensors).", path);
         var metadata = SafeTensors.ReadMetadata(path);
