@@ -53,8 +53,10 @@ internal static class BenchCommand
     {
         if (warmup < 1 || steps < 1)
         {
-            CliConsole.Fail("error", $"--warmup {warmup} --steps {steps}: both take a whole number of steps, at least 1.");
-            return 1;
+            CliConsole.Fail("error", steps < 1
+                ? $"--steps {steps}: it takes a whole number of measured steps, at least 1."
+                : $"--warmup {warmup}: it takes a whole number of unmeasured steps, at least 1.");
+            return 1; // a bad command line
         }
         TrainingOptions options;
         TrainingData trainingData;

@@ -51,7 +51,7 @@ internal static class ParseErrors
             case OptionResult or ArgumentResult { Parent: OptionResult }:
                 return error.Message; // from CliOptions' parsers and validators: names the option, the value and what it takes
             case ArgumentResult { Argument: var argument } result when result.Tokens.Count == 0:
-                return $"{name} needs {argument.Name.ToUpperInvariant()}: {CliOptions.Takes(argument) ?? argument.Description}.";
+                return $"{name} needs {argument.Name.ToUpperInvariant()}: {(CliOptions.Takes(argument) ?? argument.Description)?.TrimEnd('.')}.";
             case CommandResult when command is RootCommand && unmatched:
                 return null; // the unmatched token is reported as an unknown command
             case CommandResult when command is RootCommand && command.Subcommands.Count > 0:

@@ -30,6 +30,10 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
     public static RunHistory Read(string runDirectory, string? label = null)
     {
         var path = Directory.Exists(runDirectory) ? Path.Combine(runDirectory, "summary.json") : runDirectory;
+        // Another file of a run folder (its model.safetensors, say) stands for the folder's summary.
+        if (File.Exists(path) && Path.GetFileName(path) != "summary.json" && Path.GetDirectoryName(Path.GetFullPath(path)) is { } folder
+            && File.Exists(Path.Combine(folder, "summary.json")))
+            path = Path.Combine(folder, "summary.json");
         if (!File.Exists(path))
             throw new InvalidDataException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
         try

@@ -277,7 +277,8 @@ public sealed class CliProcessTests : IDisposable
 
         var (noSteps, noStepsExit) = await Disttrain(Quick, "bench", "--config", Config(), "--steps", "0");
         Assert.Equal(1, noStepsExit); // a bad command line
-        Assert.Contains("--steps 0: both take a whole number of steps, at least 1.", noSteps.StandardError);
+        Assert.Contains("--steps 0: it takes a whole number of measured steps, at least 1.", noSteps.StandardError);
+        Assert.DoesNotContain("--warmup", noSteps.StandardError); // not given, so not named
         var (badConfig, badConfigExit) = await Disttrain(Quick, "bench", "--config", Path.Combine(_directory, "missing.json"));
         Assert.Equal(2, badConfigExit);
         Assert.Contains("not found", badConfig.StandardError);

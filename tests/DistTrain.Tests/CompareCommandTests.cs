@@ -77,6 +77,8 @@ public sealed class CompareCommandTests : IDisposable
         Assert.True(stoppedCode == 0, stoppedError);
         Assert.Contains($"{100 * result.Epochs[1].TestAccuracy:F2}%", stoppedOutput);
         Assert.Contains("early stopping kept that epoch's weights", stoppedOutput);
+        // The run's model file stands for its folder.
+        Assert.Equal(history.Epochs, RunHistory.Read(Path.Combine(runDirectory!, "model.safetensors")).Epochs);
     }
 
     [Fact]
