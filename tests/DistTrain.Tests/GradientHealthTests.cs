@@ -72,6 +72,29 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
     /// interrupt a run of small non-zero ones.
     /// </summary>
     [Fact]
+    public void A_bias_right_before_a_BatchNorm_is_reported_with_the_advice_to_drop_it()
+    {
+        // Conv2D (0) then BatchNorm (1): the convolution's bias gets a zero gradient by design; the Dense bias (5) does not
+        // have a BatchNorm after it, so its warning keeps the general advice.
+        var layout = Core.Models.ModelFactory.Build(TestData.SmallCnn(10)).Layout;
+        var monitor = new GradientHealthMonitor(layout, new MonitoringOptions { WarnAfterMeasurements = 2 });
+        var gradient = new float[layout.TotalLength];
+        Array.Fill(gradient, 1f);
+        var bias = layout.Segments.Single(s => s.Name == "0.bias");
+        var head = layout.Segments.Single(s => s.Name == "5.bias");
+        gradient.AsSpan(bias.Offset, bias.Length).Clear();
+        gradient.AsSpan(head.Offset, head.Length).Clear();
+        var weights = new float[layout.TotalLength];
+        Assert.Empty(monitor.Measure(1, gradient, weights, weights));
+        var warnings = monitor.Measure(2, gradient, weights, weights);
+        Assert.Equal(2, warnings.Count);
+        Assert.EndsWith("Layer 1 is a BatchNorm, which subtracts the batch mean and with it this bias, so its gradient is zero by design: " +
+            "set \"Bias\": false on layer 0 (as PyTorch models do before BatchNorm).", Assert.Single(warnings, w => w.StartsWith("Vanishing gradient: 0.bias", StringComparison.Ordinal)));
+        Assert.EndsWith("Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate.",
+            Assert.Single(warnings, w => w.StartsWith("Vanishing gradient: 5.bias", StringComparison.Ordinal)));
+    }
+
+    [Fact]
     public void With_sparse_gradients_a_tensor_that_was_not_sent_is_not_reported_as_vanishing()
     {
         var options = new MonitoringOptions { VanishingGradientNorm = 1e-6, WarnAfterMeasurements = 3 };

@@ -65,11 +65,18 @@ public sealed class GradientHealthMonitor
     private readonly MonitoringOptions _options;
     private readonly int[] _vanishingRun;
     private readonly int[] _explodingRun;
+    private readonly int?[] _batchNormAfter; // per trainable tensor: for a layer's bias that a BatchNorm follows, that layer's index
 
     /// <summary>Creates the monitor for a model's layout.</summary>
     public GradientHealthMonitor(ParameterLayout layout, MonitoringOptions options)
     {
         _segments = [.. layout.Segments.Where(s => s.Trainable)];
+        // A bias right before a BatchNorm (the only layer with running statistics) has a zero gradient by design: the
+        // BatchNorm subtracts the batch mean, and with it any constant the bias adds.
+        var names = layout.Segments.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
+        _batchNormAfter = [.. _segments.Select(s => s.Name.EndsWith(".bias", StringComparison.Ordinal)
+            && int.TryParse(s.Name[..^".bias".Length], System.Globalization.CultureInfo.InvariantCulture, out var layer)
+            && names.Contains($"{layer + 1}.running_mean") ? layer : (int?)null)];
         _options = options;
         _vanishingRun = new int[_segments.Length];
         _explodingRun = new int[_segments.Length];
@@ -152,7 +159,10 @@ public sealed class GradientHealthMonitor
             _vanishingRun[i] = gradientNorm < _options.VanishingGradientNorm ? _vanishingRun[i] + 1 : 0;
         _explodingRun[i] = gradientNorm > _options.ExplodingGradientNorm || !double.IsFinite(gradientNorm) ? _explodingRun[i] + 1 : 0;
         if (_vanishingRun[i] == _options.WarnAfterMeasurements)
-            (warnings ??= []).Add($"Vanishing gradient: {segment.Name} has had a gradient norm below {_options.VanishingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate.");
+            (warnings ??= []).Add($"Vanishing gradient: {segment.Name} has had a gradient norm below {_options.VanishingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). " +
+                (_batchNormAfter[i] is { } layer
+                    ? $"Layer {layer + 1} is a BatchNorm, which subtracts the batch mean and with it this bias, so its gradient is zero by design: set \"Bias\": false on layer {layer} (as PyTorch models do before BatchNorm)."
+                    : "Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate."));
         if (_explodingRun[i] == _options.WarnAfterMeasurements)
             (warnings ??= []).Add($"Exploding gradient: {segment.Name} has had a gradient norm above {_options.ExplodingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.");
     }
