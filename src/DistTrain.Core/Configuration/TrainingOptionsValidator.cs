@@ -1,4 +1,6 @@
+using System.Collections;
 using System.Globalization;
+using System.Reflection;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
 
@@ -7,11 +9,19 @@ namespace DistTrain.Core.Configuration;
 /// <summary>Checks <see cref="TrainingOptions"/> before anything starts; every problem names key, value and the allowed range.</summary>
 public static class TrainingOptionsValidator
 {
-    /// <summary>Returns every problem found; empty when the options are valid.</summary>
+    /// <summary>
+    /// Returns every problem found; empty when the options are valid. A section, list or text set to null in code
+    /// (<c>Model = null</c>) is a problem naming its key; when there is one, only those are returned, as the other checks
+    /// read inside the sections.
+    /// </summary>
     /// <param name="options">Bound options.</param>
     /// <param name="checkDataDirectory">Also require that <see cref="DataOptions.Directory"/> exists.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     public static IReadOnlyList<string> Validate(TrainingOptions options, bool checkDataDirectory = true)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        var nulls = NullSettings(options, "");
+        if (nulls.Count > 0) return nulls;
         var problems = new List<string>();
         void Range(string key, double value, double min, double max, bool minExclusive = false, bool maxExclusive = false)
         {
@@ -201,6 +211,61 @@ public static class TrainingOptionsValidator
             problems.Add($"Data:TestFraction = {data.TestFraction} leaves no test samples: give a test {(data.Format == DataFormat.Csv ? "file (Data:Csv:TestFile)" : "folder (Data:ImageFolder:TestDirectory)")}, or hold out a fraction of the training data (for example Data:TestFraction 0.2).");
         if (separateTest is not null && data.TestFraction > 0)
             problems.Add($"Data:TestFraction = {data.TestFraction} conflicts with {separateTest}: the test samples come from one or the other. Set TestFraction to 0 or remove {separateTest}.");
+    }
+
+    /// <summary>
+    /// The settings of <paramref name="section"/>, and of the sections and lists below it, that are null although they are
+    /// not nullable: a section (<c>Model</c>), a list (<c>Model:Layers</c>), a list entry (<c>Model:Layers:2</c>) or a text
+    /// (<c>Output:Directory</c>). A config file cannot give such a null (the loader refuses it by its key); options built
+    /// in code can, and every check after this one would stop at it with a NullReferenceException.
+    /// </summary>
+    /// <param name="section">An options object: <see cref="TrainingOptions"/> or one of its sections.</param>
+    /// <param name="key">The key of <paramref name="section"/> (<c>Data</c>), or empty for <see cref="TrainingOptions"/>.</param>
+    internal static List<string> NullSettings(object section, string key)
+    {
+        var problems = new List<string>();
+        var nullability = new NullabilityInfoContext();
+        void Visit(object value, string prefix)
+        {
+            object? defaults = null;
+            foreach (var property in value.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance))
+            {
+                if (property.PropertyType.IsValueType || property.GetIndexParameters().Length > 0
+                    || property.GetMethod is not { IsPublic: true } || property.SetMethod is not { IsPublic: true }) continue;
+                var name = prefix.Length == 0 ? property.Name : $"{prefix}:{property.Name}";
+                var info = nullability.Create(property);
+                var current = property.GetValue(value);
+                if (current is null)
+                {
+                    if (info.ReadState == NullabilityState.Nullable) continue;
+                    defaults ??= Activator.CreateInstance(value.GetType());
+                    problems.Add($"{name} is null: leave it at its default ({Shown(defaults is null ? null : property.GetValue(defaults), property.PropertyType)}), or give it a value (null is not a setting).");
+                }
+                else if (current is IList list && info.GenericTypeArguments is [{ } element] && !element.Type.IsValueType)
+                {
+                    for (var i = 0; i < list.Count; i++)
+                        if (list[i] is { } entry)
+                        {
+                            if (IsSection(entry.GetType())) Visit(entry, $"{name}:{i}");
+                        }
+                        else if (element.ReadState != NullabilityState.Nullable)
+                            problems.Add($"{name}:{i} is null: give the entry a value, or remove it (null is not a setting).");
+                }
+                else if (IsSection(property.PropertyType))
+                    Visit(current, name);
+            }
+        }
+        static bool IsSection(Type type) => type.IsClass && type != typeof(string) && type.Namespace?.StartsWith("DistTrain", StringComparison.Ordinal) == true;
+        static string Shown(object? value, Type type) => value switch
+        {
+            string text => $"'{text}'",
+            IList { Count: 0 } => "an empty list",
+            IList list => $"[{string.Join(", ", list.Cast<object>())}]",
+            null => "none",
+            _ => $"new {type.Name}()",
+        };
+        Visit(section, key);
+        return problems;
     }
 
     private static void AugmentationProblems(TrainingOptions options, List<string> problems, Action<string, double, double, double, bool, bool> range)

@@ -14,9 +14,11 @@ public static class ModelFactory
     /// <param name="options">The model section.</param>
     /// <param name="dropoutSeed">Seed of the replica's dropout masks; give each replica its own.</param>
     /// <param name="isFrozen">Given a tensor name, true when it is frozen (transfer learning); null uses <see cref="ModelOptions.Freeze"/>.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentException">A layer type is unknown or shapes do not fit; the message names the layer by its index.</exception>
     public static Sequential Build(ModelOptions options, int dropoutSeed = 0, Func<string, bool>? isFrozen = null)
     {
+        ArgumentNullException.ThrowIfNull(options);
         var layers = new List<ILayer>();
         var shape = options.Input();
         for (var index = 0; index < options.Layers.Count; index++)
@@ -120,17 +122,27 @@ public static class ModelFactory
     }
 
     /// <summary>Checks that the model's input size and last Dense layer match the data.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ConfigurationException">They do not; the message names the key and the value the data needs.</exception>
-    public static void CheckFitsData(ModelOptions options, int featureCount, int classCount) => CheckFitsData(options, featureCount, classCount, null);
+    public static void CheckFitsData(ModelOptions options, int featureCount, int classCount)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        CheckFitsData(options, featureCount, classCount, null);
+    }
 
     /// <summary>
     /// Checks that the model's input size and last Dense layer match a run's data; when the classes do not, and the data
     /// says what its label column held (<see cref="TrainingData.Labels"/>), the message names those labels (the stray ones
     /// with their lines) and offers the data's fix as well as the model's.
     /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> or <paramref name="data"/> is null.</exception>
     /// <exception cref="ConfigurationException">They do not; the message names the key and the value the data needs.</exception>
-    public static void CheckFitsData(ModelOptions options, TrainingData data) =>
+    public static void CheckFitsData(ModelOptions options, TrainingData data)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(data);
         CheckFitsData(options, data.Train.FeatureCount, data.Train.ClassCount, data.Labels);
+    }
 
     private static void CheckFitsData(ModelOptions options, int featureCount, int classCount, LabelSummary? labels)
     {

@@ -1,0 +1,85 @@
+using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using DistTrain.Core.Export;
+using DistTrain.Core.Models;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// The C# API refuses what it is given at its own entry points, naming the public parameter or the options key, instead of
+/// failing deep inside with a NullReferenceException or an error about an internal name (a temporary file, 'destFileName').
+/// </summary>
+public sealed class PublicApiArgumentTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-api-args-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    /// <summary>A small untrained model: 4 features, 3 classes.</summary>
+    private static TrainedModel SmallModel()
+    {
+        var options = new ModelBuilder(4).Dense(3).Build();
+        return new TrainedModel(options, ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1),
+            Normalizer.FromStatistics(NormalizationKind.Global, [0f], [1f]));
+    }
+
+    private static TrainingData SmallData() => TrainingData.FromArrays(new float[8], [0, 1], new float[4], [2], featureCount: 4, classCount: 3);
+
+    [Fact]
+    public async Task Null_arguments_of_the_trainer_name_the_parameter()
+    {
+        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => new Trainer(null!)).ParamName);
+        var trainer = new Trainer(new TrainingOptions { Model = new ModelBuilder(4).Dense(3).Build() });
+        Assert.Equal("data", (await Assert.ThrowsAsync<ArgumentNullException>(() => trainer.TrainAsync(null!))).ParamName);
+        Assert.Equal("data", (await Assert.ThrowsAsync<ArgumentNullException>(() => trainer.RunWorkerAsync(null!))).ParamName);
+        Assert.Equal("data", (await Assert.ThrowsAsync<ArgumentNullException>(() => trainer.RunParameterServerAsync(null!))).ParamName);
+        var noTest = SmallData() with { Test = null! };
+        var split = await Assert.ThrowsAsync<ArgumentNullException>(() => trainer.TrainAsync(noTest));
+        Assert.StartsWith("data.Test is null: give TrainingData from TrainingData.FromArrays", split.Message);
+    }
+
+    [Fact]
+    public void A_null_section_list_or_entry_of_the_options_is_a_problem_naming_its_key()
+    {
+        var sections = Assert.Throws<ConfigurationException>(() => new Trainer(new TrainingOptions { Model = null!, Optimizer = null!, Training = null! }));
+        Assert.Contains("Model is null: leave it at its default (new ModelOptions()), or give it a value (null is not a setting).", sections.Message);
+        Assert.Contains("Optimizer is null: leave it at its default (new OptimizerOptions())", sections.Message);
+        Assert.Contains("Training is null: leave it at its default (new TrainingLoopOptions())", sections.Message);
+
+        var inner = new TrainingOptions { Model = new ModelBuilder(4).Dense(3).Build() };
+        inner.Model.Layers.Insert(0, null!);
+        inner.Output.Directory = null!;
+        inner.Cluster.SeedNodes = null!;
+        inner.Data.Csv = null!;
+        Assert.Equal(
+        [
+            "Data:Csv is null: leave it at its default (new CsvOptions()), or give it a value (null is not a setting).",
+            "Model:Layers:0 is null: give the entry a value, or remove it (null is not a setting).",
+            "Output:Directory is null: leave it at its default ('runs'), or give it a value (null is not a setting).",
+            "Cluster:SeedNodes is null: leave it at its default (an empty list), or give it a value (null is not a setting).",
+        ], TrainingOptionsValidator.Validate(inner, checkDataDirectory: false));
+        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => TrainingOptionsValidator.Validate(null!)).ParamName);
+    }
+
+    [Fact]
+    public void Null_or_empty_arguments_of_the_model_api_name_the_parameter()
+    {
+        var model = SmallModel();
+        var path = Path.Combine(_directory, "m.onnx");
+        Assert.Equal("model", Assert.Throws<ArgumentNullException>(() => OnnxExporter.Export(null!, path)).ParamName);
+        Assert.Equal("path", Assert.Throws<ArgumentNullException>(() => OnnxExporter.Export(model, null!)).ParamName);
+        Assert.Equal("model", Assert.Throws<ArgumentNullException>(() => OnnxExporter.ToBytes(null!)).ParamName);
+        Assert.Equal("data", Assert.Throws<ArgumentNullException>(() => model.Accuracy(null!, standardized: false)).ParamName);
+        Assert.Equal("path", Assert.Throws<ArgumentNullException>(() => model.Save(null!)).ParamName);
+        Assert.Equal("path", Assert.Throws<ArgumentException>(() => model.Save("")).ParamName);
+        Assert.Equal("path", Assert.Throws<ArgumentException>(() => model.Save("  ")).ParamName);
+        Assert.Equal("path", Assert.Throws<ArgumentNullException>(() => TrainedModel.Load(null!)).ParamName);
+        Assert.Equal("path", Assert.Throws<ArgumentException>(() => TrainedModel.Load("")).ParamName);
+        Assert.Equal("path", Assert.Throws<ArgumentNullException>(() => ModelInputs.Read(null!, model, resize: false)).ParamName);
+        Assert.Equal("model", Assert.Throws<ArgumentNullException>(() => ModelInputs.Read(path, null!, resize: false)).ParamName);
+        Assert.Equal("path", Assert.Throws<ArgumentException>(() => ModelInputs.ReadLabeled("", model, resize: false)).ParamName);
+        Assert.Equal("model", Assert.Throws<ArgumentNullException>(() => new TrainedModel(null!, model.Weights, model.Normalizer)).ParamName);
+        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelFactory.CheckFitsData(null!, SmallData())).ParamName);
+    }
+}
