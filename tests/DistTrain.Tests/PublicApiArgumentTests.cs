@@ -82,4 +82,24 @@ public sealed class PublicApiArgumentTests : IDisposable
         Assert.Equal("model", Assert.Throws<ArgumentNullException>(() => new TrainedModel(null!, model.Weights, model.Normalizer)).ParamName);
         Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelFactory.CheckFitsData(null!, SmallData())).ParamName);
     }
+
+    [Fact]
+    public void Saving_into_a_missing_folder_or_onto_a_folder_names_the_path_given_not_the_temporary_file()
+    {
+        var model = SmallModel();
+        var missing = Path.Combine(_directory, "no-such-folder", "m.safetensors");
+        var error = Assert.Throws<DirectoryNotFoundException>(() => model.Save(missing));
+        Assert.Equal($"{missing}: the folder {Path.Combine(_directory, "no-such-folder")} does not exist. Create it first, or give a path in an existing folder.", error.Message);
+
+        var folder = Assert.Throws<IOException>(() => model.Save(_directory));
+        Assert.Equal($"{_directory} is a folder, not a file: give the path of the file to write, with a file name inside that folder.", folder.Message);
+        var onnx = Assert.Throws<IOException>(() => OnnxExporter.Export(model, _directory));
+        Assert.Equal(folder.Message, onnx.Message);
+
+        var file = Path.Combine(_directory, "file");
+        File.WriteAllText(file, "");
+        var underFile = Assert.Throws<DirectoryNotFoundException>(() => model.Save(Path.Combine(file, "m.safetensors")));
+        Assert.Equal($"{Path.Combine(file, "m.safetensors")}: {file} is a file, not a folder. Give a path in an existing folder.", underFile.Message);
+        Assert.Equal(["file"], Directory.GetFileSystemEntries(_directory).Select(Path.GetFileName)); // no temporary file left
+    }
 }
