@@ -102,4 +102,44 @@ public sealed class PublicApiArgumentTests : IDisposable
         Assert.Equal($"{Path.Combine(file, "m.safetensors")}: {file} is a file, not a folder. Give a path in an existing folder.", underFile.Message);
         Assert.Equal(["file"], Directory.GetFileSystemEntries(_directory).Select(Path.GetFileName)); // no temporary file left
     }
+
+    [Theory]
+    [InlineData(double.NaN, 0, "Data:ValidationFraction = NaN is out of range: allowed [0, 0.5].")]
+    [InlineData(-1.0, 0, "Data:ValidationFraction = -1 is out of range: allowed [0, 0.5].")]
+    [InlineData(0.9, 0, "Data:ValidationFraction = 0.9 is out of range: allowed [0, 0.5].")]
+    [InlineData(0.0, -5, "Data:TrainLimit = -5 is out of range: allowed [0, 2147483647].")]
+    public void Data_options_given_in_code_meet_the_config_files_limits_with_its_wording(double validationFraction, int trainLimit, string problem)
+    {
+        var options = new DataOptions { ValidationFraction = validationFraction, TrainLimit = trainLimit };
+        var error = Assert.Throws<ArgumentException>(() => TrainingData.FromArrays(new float[8], [0, 1], new float[4], [2], 4, 3, options));
+        Assert.Equal($"{problem} (Parameter 'options')", error.Message);
+
+        // The config file says the same (and Prepare and Load, for data from any source, too).
+        var config = new TrainingOptions { Data = options };
+        Assert.Contains(problem, TrainingOptionsValidator.Validate(config, checkDataDirectory: false));
+        var raw = new LabeledDataset(new float[8], [0, 1], 4, 3);
+        Assert.Equal(error.Message, Assert.Throws<ArgumentException>(() => TrainingData.Prepare(raw, raw, options)).Message);
+        Assert.Equal(error.Message, Assert.Throws<ArgumentException>(() => TrainingData.Load(options)).Message);
+    }
+
+    [Fact]
+    public void Class_names_given_in_code_are_checked_as_a_config_files_are()
+    {
+        var repeated = new DataOptions { ClassNames = ["cat", "dog", "cat"] };
+        Assert.Equal("Data:ClassNames:2 = 'cat' is repeated: give each class a distinct name, in label order. (Parameter 'options')",
+            Assert.Throws<ArgumentException>(() => TrainingData.FromArrays(new float[8], [0, 1], new float[4], [2], 4, 3, repeated)).Message);
+        var withNull = new DataOptions { ClassNames = ["cat", null!, "bird"] };
+        Assert.Equal("Data:ClassNames:1 is null: give the entry a value, or remove it (null is not a setting). (Parameter 'options')",
+            Assert.Throws<ArgumentException>(() => TrainingData.FromArrays(new float[8], [0, 1], new float[4], [2], 4, 3, withNull)).Message);
+        var nullList = new DataOptions { ClassNames = null! };
+        Assert.StartsWith("Data:ClassNames is null: leave it at its default (an empty list)",
+            Assert.Throws<ArgumentException>(() => TrainingData.FromArrays(new float[8], [0, 1], new float[4], [2], 4, 3, nullList)).Message);
+        var unknown = new DataOptions { Normalization = (NormalizationKind)7 };
+        Assert.StartsWith("Data:Normalization = 7 is unknown: allowed None, Global, PerFeature.",
+            Assert.Throws<ArgumentException>(() => TrainingData.FromArrays(new float[8], [0, 1], new float[4], [2], 4, 3, unknown)).Message);
+
+        var named = TrainingData.FromArrays(new float[8], [0, 1], new float[4], [2], 4, 3, new DataOptions { ClassNames = ["cat", "dog", "bird"] });
+        Assert.Equal(["cat", "dog", "bird"], named.ClassNames);
+        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => TrainingData.Prepare(named.Train, named.Test, null!)).ParamName);
+    }
 }

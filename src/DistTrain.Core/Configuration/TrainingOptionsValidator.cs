@@ -44,9 +44,7 @@ public static class TrainingOptionsValidator
         if ((long)options.Training.BatchSizePerWorker * options.Training.AccumulationSteps > 1 << 24)
             problems.Add($"Training:BatchSizePerWorker × Training:AccumulationSteps = {(long)options.Training.BatchSizePerWorker * options.Training.AccumulationSteps} samples per push is too many: allowed up to {1 << 24}.");
         problems.AddRange(options.Optimizer.Problems());
-        Range("Data:TrainLimit", options.Data.TrainLimit, 0, int.MaxValue);
-        Range("Data:TestLimit", options.Data.TestLimit, 0, int.MaxValue);
-        Range("Data:ValidationFraction", options.Data.ValidationFraction, 0, 0.5);
+        PreparationProblems(options.Data, problems);
         Range("Training:EarlyStopping:Patience", options.Training.EarlyStopping.Patience, 0, 1000);
         Range("Training:EarlyStopping:MinDelta", options.Training.EarlyStopping.MinDelta, 0, 1e9);
         if (options.Training.EarlyStopping.Patience > 0 && options.Data.ValidationFraction <= 0)
@@ -159,6 +157,34 @@ public static class TrainingOptionsValidator
         return problems;
     }
 
+    /// <summary>
+    /// The problems of the data settings that apply to data from any source, arrays in memory included
+    /// (<see cref="TrainingData.Prepare"/>): the limits, the validation fraction, the class names and the normalization. The
+    /// config's own rules, with its wording: <see cref="Validate"/> reports them among the others.
+    /// </summary>
+    /// <param name="data">The data section.</param>
+    /// <returns>Every problem found (a null section, list or name first, alone); empty when the settings are valid.</returns>
+    internal static List<string> PreparationProblems(DataOptions data)
+    {
+        var nulls = NullSettings(data, "Data");
+        if (nulls.Count > 0) return nulls;
+        var problems = new List<string>();
+        PreparationProblems(data, problems);
+        return problems;
+    }
+
+    private static void PreparationProblems(DataOptions data, List<string> problems)
+    {
+        Optimization.Ranges.Check(problems, "Data:TrainLimit", data.TrainLimit, 0, int.MaxValue);
+        Optimization.Ranges.Check(problems, "Data:TestLimit", data.TestLimit, 0, int.MaxValue);
+        Optimization.Ranges.Check(problems, "Data:ValidationFraction", data.ValidationFraction, 0, 0.5);
+        if (!Enum.IsDefined(data.Normalization))
+            problems.Add($"Data:Normalization = {(int)data.Normalization} is unknown: allowed {string.Join(", ", Enum.GetNames<NormalizationKind>())}.");
+        for (var i = 0; i < data.ClassNames.Count; i++)
+            if (string.IsNullOrWhiteSpace(data.ClassNames[i]) || data.ClassNames.IndexOf(data.ClassNames[i]) != i)
+                problems.Add($"Data:ClassNames:{i} = '{data.ClassNames[i]}' is {(string.IsNullOrWhiteSpace(data.ClassNames[i]) ? "empty" : "repeated")}: give each class a distinct name, in label order.");
+    }
+
     /// <summary>Where Debian's <c>python3-sklearn</c> installs scikit-learn's bundled data sets (configs/sklearn-*.json read them).</summary>
     private const string DebianScikitLearnData = "/usr/lib/python3/dist-packages/sklearn/datasets/data/";
 
@@ -176,9 +202,6 @@ public static class TrainingOptionsValidator
                     (path.StartsWith(DebianScikitLearnData, StringComparison.Ordinal) ? ", or install scikit-learn's data sets with 'apt-get install python3-sklearn'." : "."));
         }
         range("Data:TestFraction", data.TestFraction, 0, 0.9, false, false);
-        for (var i = 0; i < data.ClassNames.Count; i++)
-            if (string.IsNullOrWhiteSpace(data.ClassNames[i]) || data.ClassNames.IndexOf(data.ClassNames[i]) != i)
-                problems.Add($"Data:ClassNames:{i} = '{data.ClassNames[i]}' is {(string.IsNullOrWhiteSpace(data.ClassNames[i]) ? "empty" : "repeated")}: give each class a distinct name, in label order.");
         string? separateTest = null;
         switch (data.Format)
         {
