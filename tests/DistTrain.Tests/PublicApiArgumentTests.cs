@@ -142,4 +142,46 @@ public sealed class PublicApiArgumentTests : IDisposable
         Assert.Equal(["cat", "dog", "bird"], named.ClassNames);
         Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => TrainingData.Prepare(named.Train, named.Test, null!)).ParamName);
     }
+
+    [Fact]
+    public void The_model_builder_refuses_numbers_that_are_not_finite_and_unknown_initializers_at_the_call()
+    {
+        var builder = new ModelBuilder(4).Dense(8);
+        var rate = Assert.Throws<ArgumentOutOfRangeException>(() => builder.Dropout(double.NaN));
+        Assert.Equal(("rate", "Model:Layers:1:Rate = NaN is out of range: allowed [0, 1). (Parameter 'rate')"), (rate.ParamName, rate.Message));
+        var momentum = Assert.Throws<ArgumentOutOfRangeException>(() => builder.BatchNorm(momentum: double.NaN));
+        Assert.Equal(("momentum", "Model:Layers:1:Momentum = NaN is out of range: allowed (0, 1]. (Parameter 'momentum')"), (momentum.ParamName, momentum.Message));
+        var epsilon = Assert.Throws<ArgumentOutOfRangeException>(() => builder.LayerNorm(double.PositiveInfinity));
+        Assert.Equal("Model:Layers:1:Epsilon = Infinity is out of range: allowed (0, 1]. (Parameter 'epsilon')", epsilon.Message);
+        var slope = Assert.Throws<ArgumentOutOfRangeException>(() => builder.LeakyReLU(double.NaN));
+        Assert.Equal("Model:Layers:1:NegativeSlope = NaN is out of range: allowed [0, 1]. (Parameter 'negativeSlope')", slope.Message);
+        var gain = Assert.Throws<ArgumentOutOfRangeException>(() => builder.Initializer(Core.Initialization.InitializerKind.HeNormal, double.NaN));
+        Assert.Equal("Model:Initializer:Gain = NaN is out of range: allowed [0, 100]. (Parameter 'gain')", gain.Message);
+        var kind = Assert.Throws<ArgumentOutOfRangeException>(() => builder.Initializer((Core.Initialization.InitializerKind)99));
+        Assert.Equal("Model:Initializer:Kind = 99 is unknown: allowed Uniform, Normal, Zeros, Constant, HeNormal, HeUniform, XavierNormal, " +
+            "XavierUniform. (Parameter 'kind')", kind.Message);
+        Assert.Equal("loss", Assert.Throws<ArgumentNullException>(() => builder.Loss(null!)).ParamName);
+
+        // Nothing refused was kept: the builder still builds what was given before.
+        var model = builder.ReLU().Dense(3).Build();
+        Assert.Equal(["Dense", "ReLU", "Dense"], model.Layers.Select(l => l.Type));
+        Assert.Equal(Core.Initialization.InitializerKind.HeNormal, model.Initializer.Kind);
+        // A finite value out of range is still one of Build's problems, as in a config file.
+        Assert.Contains("Model:Layers:1:Rate = 1.5 is out of range: allowed [0, 1).",
+            Assert.Throws<ConfigurationException>(() => new ModelBuilder(4).Dense(8).Dropout(1.5).Dense(3).Build()).Message);
+    }
+
+    [Fact]
+    public void An_initializer_kind_that_does_not_exist_is_a_config_problem()
+    {
+        var options = new TrainingOptions();
+        options.Model.Layers.Add(new LayerOptions { Type = "Dense", Units = 10 });
+        options.Model.Initializer.Kind = (Core.Initialization.InitializerKind)99;
+        Assert.Equal(["Model:Initializer:Kind = 99 is unknown: allowed Uniform, Normal, Zeros, Constant, HeNormal, HeUniform, XavierNormal, XavierUniform."],
+            TrainingOptionsValidator.Validate(options, checkDataDirectory: false));
+        var json = """{ "Model": { "Initializer": { "Kind": "99" }, "Layers": [ { "Type": "Dense", "Units": 10 } ] } }""";
+        var loaded = Assert.Throws<ConfigurationException>(() => TrainingOptionsLoader.Load("k.json", System.Text.Encoding.UTF8.GetBytes(json), null,
+            checkDataDirectory: false, new Dictionary<string, string?>()));
+        Assert.Contains("Model:Initializer:Kind = 99 (in k.json) is unknown", loaded.Message);
+    }
 }

@@ -58,6 +58,8 @@ public static class TrainingOptionsValidator
             problems.Add("Model:ReplaceHead = true needs Model:Pretrained (the checkpoint whose head it replaces).");
 
         var init = options.Model.Initializer;
+        if (!Enum.IsDefined(init.Kind))
+            problems.Add($"Model:Initializer:Kind = {(int)init.Kind} is unknown: allowed {string.Join(", ", Enum.GetNames<Initialization.InitializerKind>())}.");
         Range("Model:Initializer:Gain", init.Gain, 0, 100);
         Range("Model:Initializer:UniformRange", init.UniformRange, 0, 100, minExclusive: true);
         Range("Model:Initializer:NormalStd", init.NormalStd, 0, 100, minExclusive: true);
