@@ -112,6 +112,8 @@ public static class TrainingOptionsValidator
         var lastDense = layers.LastOrDefault(l => LayerTypes.Canonical(l.Type) == LayerTypes.Dense);
         if (layers.Count > 0 && lastDense is null)
             problems.Add("Model:Layers has no Dense layer: the last Dense layer's Units must equal the number of classes.");
+        if (!problems.Any(p => p.StartsWith("Model:", StringComparison.Ordinal)))
+            SizeProblems(options.Model, problems);
 
         DataProblems(options, problems, checkDataDirectory, Range);
         Range("Metrics:Port", options.Metrics.Port, 0, 65_535);
@@ -157,6 +159,33 @@ public static class TrainingOptionsValidator
         if (string.IsNullOrWhiteSpace(options.Output.Directory))
             problems.Add("Output:Directory is empty: set a folder for run outputs, e.g. 'runs'.");
         return problems;
+    }
+
+    /// <summary>
+    /// A layer, or the whole model, with more parameters than one float array holds (<see cref="Array.MaxLength"/>):
+    /// DistTrain keeps each tensor, and all of a model's parameters together, in one array, so such a model cannot be
+    /// built. Counted from the shapes (<see cref="ModelFactory.ParameterCounts"/>), before anything is allocated.
+    /// </summary>
+    private static void SizeProblems(ModelOptions model, List<string> problems)
+    {
+        var counts = ModelFactory.ParameterCounts(model);
+        for (var i = 0; i < counts.Count; i++)
+        {
+            var layer = model.Layers[i];
+            if (counts[i] > Array.MaxLength)
+                problems.Add($"Model:Layers:{i} ({LayerTypes.Canonical(layer.Type)}{Shape(layer)}) has {counts[i]:N0} parameters, more than one array holds ({Array.MaxLength:N0}): " +
+                    "give it fewer units or channels, or put a pooling layer or a smaller layer before it.");
+        }
+        var total = counts.Sum();
+        if (total > Array.MaxLength && counts.All(c => c <= Array.MaxLength))
+            problems.Add($"Model:Layers hold {total:N0} parameters in all, more than the one array that holds a model's parameters can ({Array.MaxLength:N0}): " +
+                "give the layers fewer units or channels.");
+        string Shape(LayerOptions layer) => LayerTypes.Canonical(layer.Type) switch
+        {
+            LayerTypes.Dense => $", {layer.Units:N0} units",
+            LayerTypes.Conv2D => $", {layer.Channels:N0} channels of {layer.KernelSize}x{layer.KernelSize}",
+            _ => "",
+        };
     }
 
     /// <summary>
