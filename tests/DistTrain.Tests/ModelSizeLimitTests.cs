@@ -75,4 +75,44 @@ public sealed class ModelSizeLimitTests : IDisposable
         Assert.DoesNotContain("OverflowException", train.Error + train.Output);
         Assert.False(Directory.Exists(Path.Combine(_directory, "runs")));
     }
+
+    [Fact]
+    public void Running_out_of_memory_for_a_model_is_one_line_with_its_parameters_and_bytes()
+    {
+        // 2^15 inputs x 2^15 units: fits int32 (1,073,774,592 parameters) but 4 GiB per copy. Counted, never allocated.
+        var options = new TrainingOptions { Model = new ModelOptions { InputSize = 1 << 15, Layers = [new() { Type = "Dense", Units = 1 << 15 }] } };
+        options.Training.Workers = 2;
+        Assert.Equal("out of memory building the model: it has 1,073,774,592 parameters, 4,295,098,368 bytes (4.0 GiB) as float32, and training holds " +
+            "several copies of them (weights and gradients in each of the 2 workers, weights, gradients and optimizer state at the parameter server). " +
+            "Use a smaller model (fewer Units or Channels in Model:Layers), fewer Training:Workers, or a machine with more memory.",
+            DistTrain.Cli.CliConsole.OutOfMemory(options));
+        options.Training.Workers = 1;
+        Assert.Contains("in each of the 1 worker, weights", DistTrain.Cli.CliConsole.OutOfMemory(options));
+    }
+
+    [Fact]
+    public async Task An_out_of_memory_exception_in_training_ends_it_with_exit_code_1_not_a_crash()
+    {
+        var options = new TrainingOptions { Model = new ModelOptions { InputSize = 4, Layers = [new() { Type = "Dense", Units = 3 }] } };
+        Assert.Equal(1, await DistTrain.Cli.CliConsole.RunTrainingAsync(() => throw new OutOfMemoryException(), model: options));
+        // Without the model (other commands), it is not caught here.
+        await Assert.ThrowsAsync<OutOfMemoryException>(() => DistTrain.Cli.CliConsole.RunTrainingAsync(() => throw new OutOfMemoryException()));
+    }
+
+    [Fact]
+    public async Task Disttrain_train_reports_a_model_larger_than_memory_in_one_line_with_exit_code_1()
+    {
+        // 238,500,010 parameters (954 MB) under a 256 MiB GC heap limit: the first tensor's allocation fails, so nothing
+        // large is ever allocated.
+        var config = Path.Combine(_directory, "memory.json");
+        File.WriteAllText(config, """
+            { "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 300000 }, { "Type": "Dense", "Units": 10 } ] }, "Training": { "Workers": 1, "Epochs": 1 } }
+            """);
+        using var train = new DistTrainProcess(["train", "--config", config, "--data", TestData.SubsetDirectory, "--output", Path.Combine(_directory, "runs")],
+            new Dictionary<string, string> { ["DOTNET_GCHeapHardLimit"] = "0x10000000" });
+        await train.AssertExitAsync(1, TimeSpan.FromSeconds(60));
+        Assert.Equal("error: out of memory building the model: it has 238,500,010 parameters, 954,000,040 bytes (0.9 GiB) as float32, and training holds " +
+            "several copies of them (weights and gradients in each of the 1 worker, weights, gradients and optimizer state at the parameter server). " +
+            "Use a smaller model (fewer Units or Channels in Model:Layers), fewer Training:Workers, or a machine with more memory.", train.Error.Trim());
+    }
 }
