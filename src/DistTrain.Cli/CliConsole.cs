@@ -26,9 +26,12 @@ internal static class CliConsole
     /// 130 cancelled, 1 failed (stall, lost actor, refused or lost node, no checkpoint to resume fits, a checkpoint or other
     /// file that could not be written or read); null when it completed.
     /// <paramref name="onCancelled"/> reports a cancellation (and keeps or removes the run folder); without it a line says nothing was saved.
+    /// <paramref name="model"/>, when given, turns an <see cref="OutOfMemoryException"/> (building the replicas or the
+    /// optimizer state of a model too large for this machine) into one <c>error:</c> line (<see cref="OutOfMemory"/>) and exit
+    /// code 1, instead of an unhandled exception.
     /// </summary>
     public static async Task<int?> RunTrainingAsync(Func<Task> training, Action<DistTrain.Cluster.Actors.TrainingDivergedException>? onDiverged = null,
-        Action<OperationCanceledException>? onCancelled = null)
+        Action<OperationCanceledException>? onCancelled = null, DistTrain.Core.Configuration.TrainingOptions? model = null)
     {
         try
         {
@@ -52,6 +55,29 @@ internal static class CliConsole
             Fail("training failed", e.Message);
             return 1;
         }
+        catch (OutOfMemoryException) when (model is not null)
+        {
+            Fail("error", OutOfMemory(model));
+            return 1;
+        }
+    }
+
+    /// <summary>
+    /// The one line for an <see cref="OutOfMemoryException"/> while the model, its replicas or its optimizer state were
+    /// built: the model's parameters and their bytes as float32, counted from the shapes (nothing more is allocated), and
+    /// what to change.
+    /// </summary>
+    /// <param name="options">The run's options: the model and the number of workers.</param>
+    public static string OutOfMemory(DistTrain.Core.Configuration.TrainingOptions options)
+    {
+        var parameters = DistTrain.Core.Models.ModelFactory.ParameterCounts(options.Model).Sum();
+        var bytes = parameters * sizeof(float);
+        var workers = options.Training.Workers;
+        var culture = System.Globalization.CultureInfo.InvariantCulture;
+        var size = $"{parameters.ToString("N0", culture)} parameters, {bytes.ToString("N0", culture)} bytes ({(bytes / (double)(1L << 30)).ToString("0.0", culture)} GiB)";
+        return $"out of memory building the model: it has {size} as float32, and training holds several copies of them (weights and gradients in " +
+            $"each of the {workers} worker{(workers == 1 ? "" : "s")}, weights, gradients and optimizer state at the parameter server). Use a smaller " +
+            "model (fewer Units or Channels in Model:Layers), fewer Training:Workers, or a machine with more memory.";
     }
 
     /// <summary>Runs <paramref name="save"/>, which writes a run's outputs (or what a stopped run keeps); returns

@@ -59,7 +59,7 @@ internal static class TrainCommand
     /// <summary>
     /// Loads the config (with <paramref name="overrides"/>, then <paramref name="adjust"/> for changes that are not
     /// plain keys), trains in single-node mode and saves the run. Exit codes as <see cref="CliConsole.RunTrainingAsync"/>,
-    /// 2 for config, data, checkpoint or output errors.
+    /// 2 for config, data, checkpoint or output errors, 1 when the model does not fit in memory (<see cref="CliConsole.OutOfMemory"/>).
     /// </summary>
     internal static async Task<(int Exit, TrainingResult? Result, string? RunDirectory)> RunJobAsync(string configPath,
         Dictionary<string, string?> overrides, Action<TrainingOptions>? adjust, CancellationToken cancellationToken)
@@ -83,7 +83,15 @@ internal static class TrainCommand
             }
             data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data);
-            startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line));
+            try
+            {
+                startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line));
+            }
+            catch (OutOfMemoryException)
+            {
+                CliConsole.Fail("error", CliConsole.OutOfMemory(options));
+                return (1, null, null);
+            }
             // Before the search: a second job in the folder is refused before it reads, and before any run folder exists.
             checkpointLock = CheckpointDirectoryLock.For(options.Checkpoint);
             if (options.Checkpoint.Resume)
@@ -153,7 +161,8 @@ internal static class TrainCommand
                 checkpointLock: checkpointLock)),
             diverged => RunOutputs.SaveLastGood(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
                 epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
-            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report));
+            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report),
+            model: options);
         if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory);
         if (exit is not null) return (exit.Value, null, runDirectory);
 

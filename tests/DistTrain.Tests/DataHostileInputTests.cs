@@ -115,9 +115,10 @@ public class DataHostileInputTests : IDisposable
         Assert.Contains($"{path}: the 'model_config' entry describes at least 1,073,741,824 weights (4,294,967,296 bytes of float32) but the file has", error.Message);
         Assert.True(GC.GetTotalAllocatedBytes(precise: true) - before < 64 << 20, "allocated 64 MiB or more before refusing");
 
-        // More weights than an array index reaches (2^31): refused, not an unhandled OverflowException.
+        // More weights than an array index reaches (2^31): refused as a config's model is, not an unhandled OverflowException.
         path = ModelFileDescribing(new ModelOptions { InputSize = 1 << 11, Layers = [new LayerOptions { Type = "Dense", Units = 1 << 20 }] });
-        Assert.Contains("has 2,147,483,648 weights, more than one array holds", Assert.Throws<InvalidDataException>(() => TrainedModel.Load(path)).Message);
+        Assert.Contains($"{path}: the network in the 'model_config' entry is not valid: Model:Layers:0 (Dense, 1,048,576 units) has 2,148,532,224 parameters, " +
+            "more than one array holds (2,147,483,591)", Assert.Throws<InvalidDataException>(() => TrainedModel.Load(path)).Message);
     }
 
     [Fact]
@@ -135,6 +136,10 @@ public class DataHostileInputTests : IDisposable
                 .Sum(s => (long)s.Length);
             Assert.True(weights == ModelFactory.WeightCountLowerBound(options), $"{config}: {weights} weights built, {ModelFactory.WeightCountLowerBound(options)} counted");
             Assert.InRange(weights, 1, model.Layout.TotalLength);
+            // Every parameter, counted from the shapes as the validator counts them, is what Build allocates.
+            var parameters = ModelFactory.ParameterCounts(options);
+            Assert.Equal(options.Layers.Count, parameters.Count);
+            Assert.True(parameters.Sum() == model.Layout.TotalLength, $"{config}: {model.Layout.TotalLength} parameters built, {parameters.Sum()} counted");
         }
     }
 

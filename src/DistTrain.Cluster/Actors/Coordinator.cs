@@ -161,14 +161,16 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     });
 
     /// <summary>
-    /// One-for-one supervision that logs every failure but a <see cref="TrainingDivergedException"/> and a
-    /// <see cref="Core.Checkpoints.CheckpointWriteException"/>, whose messages say all there is and become the job's error.
+    /// One-for-one supervision that logs every failure but a <see cref="TrainingDivergedException"/>, a
+    /// <see cref="Core.Checkpoints.CheckpointWriteException"/> and an <see cref="OutOfMemoryException"/> (a model too large
+    /// for the machine, which <c>disttrain train</c> reports in one line with the model's size), whose messages say all
+    /// there is and become the job's error.
     /// </summary>
     private sealed class DivergenceQuietStrategy(Func<Exception, Directive> decider) : OneForOneStrategy(decider)
     {
         protected override void LogFailure(IActorContext context, IActorRef child, Exception cause, Directive directive)
         {
-            if (CreationCause(cause) is not (TrainingDivergedException or Core.Checkpoints.CheckpointWriteException))
+            if (CreationCause(cause) is not (TrainingDivergedException or Core.Checkpoints.CheckpointWriteException or OutOfMemoryException))
                 base.LogFailure(context, child, cause, directive);
         }
     }

@@ -51,9 +51,12 @@ public sealed class Trainer
     /// <param name="options">Model, optimizer, training loop, checkpoint and cluster settings. The data section's
     /// Directory is not used; its limits, classes, validation fraction and normalization are applied by
     /// <see cref="TrainingData.Prepare"/> before the data reaches the trainer.</param>
-    /// <exception cref="ConfigurationException">A value is out of range or a layer is not valid; one line per problem, naming the key.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <exception cref="ConfigurationException">A value is out of range, a layer is not valid, or a section or list is
+    /// null (<c>Model = null</c>); one line per problem, naming the key.</exception>
     public Trainer(TrainingOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
         var problems = TrainingOptionsValidator.Validate(options, checkDataDirectory: false);
         if (problems.Count > 0) throw new ConfigurationException("Trainer options", problems);
         Options = options;
@@ -74,6 +77,7 @@ public sealed class Trainer
     /// <param name="cancellationToken">Stops the run at the next step; the task then fails with a
     /// <see cref="TrainingCancelledException"/> (an <see cref="OperationCanceledException"/>) holding the weights at that step.</param>
     /// <returns>The trained model and the per-epoch history.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="data"/> or one of its splits is null.</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data (input features or number of classes).</exception>
     /// <exception cref="InvalidDataException">Model:Pretrained cannot be read or does not fit the model.</exception>
     /// <exception cref="CheckpointResumeException">Checkpoint:Resume is set and no checkpoint fits.</exception>
@@ -114,6 +118,7 @@ public sealed class Trainer
     /// <param name="progress">Receives the reports as in <see cref="TrainAsync"/>; null for none.</param>
     /// <param name="cancellationToken">Leaves the cluster and stops; the task then fails with <see cref="OperationCanceledException"/>.</param>
     /// <returns>The trained model and the per-epoch history.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="data"/> or one of its splits is null.</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data, or the job secret or a certificate is
     /// missing or not valid (the message names the key, or <see cref="Security"/>, and the fix).</exception>
     /// <exception cref="PortInUseException">Cluster:Port or Cluster:DataPort is taken.</exception>
@@ -142,6 +147,7 @@ public sealed class Trainer
     /// <param name="data">Prepared splits, the same samples in the same order as on every other node.</param>
     /// <param name="cancellationToken">Leaves the cluster and stops; the task then fails with <see cref="OperationCanceledException"/>.</param>
     /// <returns>The end of the job as the parameter server reported it; the weights are on the parameter-server node.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="data"/> or one of its splits is null.</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data, or the job secret or a certificate is missing or not valid.</exception>
     /// <exception cref="PortInUseException">Cluster:Port is taken (0, any free port, never is).</exception>
     /// <exception cref="NodeRefusedException">The job host refused the node (another job, model or version), or the TLS handshake failed.</exception>
@@ -175,6 +181,10 @@ public sealed class Trainer
     /// <summary>What the CLI's node command checks before starting, so a misfit fails here and not inside an actor.</summary>
     private void CheckFits(TrainingData data, bool startingWeights)
     {
+        ArgumentNullException.ThrowIfNull(data);
+        if (data.Train is null || data.Test is null || data.Normalizer is null)
+            throw new ArgumentNullException(nameof(data), $"data.{(data.Train is null ? "Train" : data.Test is null ? "Test" : "Normalizer")} is null: give " +
+                "TrainingData from TrainingData.FromArrays, TrainingData.Prepare or TrainingData.Load, which set every split.");
         ModelFactory.CheckFitsData(Options.Model, data);
         Sequential model;
         try

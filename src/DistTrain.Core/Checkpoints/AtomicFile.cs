@@ -28,7 +28,10 @@ internal static class AtomicFile
     public static bool IsAbandoned(string temporary) => DateTime.UtcNow - File.GetLastWriteTimeUtc(temporary) > AbandonedAfter;
 
     /// <summary>Writes <paramref name="path"/> through <paramref name="write"/>, atomically and durably.</summary>
-    /// <exception cref="IOException">The write, flush or rename failed; the temporary file is removed and the target is unchanged.</exception>
+    /// <exception cref="DirectoryNotFoundException">The folder of <paramref name="path"/> does not exist; the message names
+    /// <paramref name="path"/> and the folder, not the temporary file.</exception>
+    /// <exception cref="IOException"><paramref name="path"/> is a folder (the message says so), or the write, flush or rename
+    /// failed; the temporary file is removed and the target is unchanged.</exception>
     public static void Write(string path, Action<FileStream> write) => Write(path, write, TemporaryPath(path));
 
     /// <summary>As <see cref="Write(string, Action{FileStream})"/>, through the temporary file <paramref name="temporary"/>.</summary>
@@ -36,6 +39,7 @@ internal static class AtomicFile
     /// (it is another write's).</exception>
     internal static void Write(string path, Action<FileStream> write, string temporary)
     {
+        CheckTarget(path);
         // Created here or not at all: a failure to create it must not delete a file of the same name that another writer owns.
         var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16);
         try
@@ -53,6 +57,22 @@ internal static class AtomicFile
             throw;
         }
         FlushDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    /// <summary>
+    /// Refuses a target that cannot be written, naming it as the caller gave it: otherwise the failure would come from
+    /// creating the temporary file (a missing folder, named by the temporary file's name) or from the rename ("Is a
+    /// directory").
+    /// </summary>
+    private static void CheckTarget(string path)
+    {
+        if (Directory.Exists(path))
+            throw new IOException($"{path} is a folder, not a file: give the path of the file to write, with a file name inside that folder.");
+        var folder = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (folder is not null && File.Exists(folder))
+            throw new DirectoryNotFoundException($"{path}: {folder} is a file, not a folder. Give a path in an existing folder.");
+        if (folder is not null && !Directory.Exists(folder))
+            throw new DirectoryNotFoundException($"{path}: the folder {folder} does not exist. Create it first, or give a path in an existing folder.");
     }
 
     private static void TryDelete(string path)

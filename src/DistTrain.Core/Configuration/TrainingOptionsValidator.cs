@@ -1,4 +1,6 @@
+using System.Collections;
 using System.Globalization;
+using System.Reflection;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
 
@@ -7,11 +9,19 @@ namespace DistTrain.Core.Configuration;
 /// <summary>Checks <see cref="TrainingOptions"/> before anything starts; every problem names key, value and the allowed range.</summary>
 public static class TrainingOptionsValidator
 {
-    /// <summary>Returns every problem found; empty when the options are valid.</summary>
+    /// <summary>
+    /// Returns every problem found; empty when the options are valid. A section, list or text set to null in code
+    /// (<c>Model = null</c>) is a problem naming its key; when there is one, only those are returned, as the other checks
+    /// read inside the sections.
+    /// </summary>
     /// <param name="options">Bound options.</param>
     /// <param name="checkDataDirectory">Also require that <see cref="DataOptions.Directory"/> exists.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     public static IReadOnlyList<string> Validate(TrainingOptions options, bool checkDataDirectory = true)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        var nulls = NullSettings(options, "");
+        if (nulls.Count > 0) return nulls;
         var problems = new List<string>();
         void Range(string key, double value, double min, double max, bool minExclusive = false, bool maxExclusive = false)
         {
@@ -34,9 +44,7 @@ public static class TrainingOptionsValidator
         if ((long)options.Training.BatchSizePerWorker * options.Training.AccumulationSteps > 1 << 24)
             problems.Add($"Training:BatchSizePerWorker × Training:AccumulationSteps = {(long)options.Training.BatchSizePerWorker * options.Training.AccumulationSteps} samples per push is too many: allowed up to {1 << 24}.");
         problems.AddRange(options.Optimizer.Problems());
-        Range("Data:TrainLimit", options.Data.TrainLimit, 0, int.MaxValue);
-        Range("Data:TestLimit", options.Data.TestLimit, 0, int.MaxValue);
-        Range("Data:ValidationFraction", options.Data.ValidationFraction, 0, 0.5);
+        PreparationProblems(options.Data, problems);
         Range("Training:EarlyStopping:Patience", options.Training.EarlyStopping.Patience, 0, 1000);
         Range("Training:EarlyStopping:MinDelta", options.Training.EarlyStopping.MinDelta, 0, 1e9);
         if (options.Training.EarlyStopping.Patience > 0 && options.Data.ValidationFraction <= 0)
@@ -50,6 +58,8 @@ public static class TrainingOptionsValidator
             problems.Add("Model:ReplaceHead = true needs Model:Pretrained (the checkpoint whose head it replaces).");
 
         var init = options.Model.Initializer;
+        if (!Enum.IsDefined(init.Kind))
+            problems.Add($"Model:Initializer:Kind = {(int)init.Kind} is unknown: allowed {string.Join(", ", Enum.GetNames<Initialization.InitializerKind>())}.");
         Range("Model:Initializer:Gain", init.Gain, 0, 100);
         Range("Model:Initializer:UniformRange", init.UniformRange, 0, 100, minExclusive: true);
         Range("Model:Initializer:NormalStd", init.NormalStd, 0, 100, minExclusive: true);
@@ -102,6 +112,8 @@ public static class TrainingOptionsValidator
         var lastDense = layers.LastOrDefault(l => LayerTypes.Canonical(l.Type) == LayerTypes.Dense);
         if (layers.Count > 0 && lastDense is null)
             problems.Add("Model:Layers has no Dense layer: the last Dense layer's Units must equal the number of classes.");
+        if (!problems.Any(p => p.StartsWith("Model:", StringComparison.Ordinal)))
+            SizeProblems(options.Model, problems);
 
         DataProblems(options, problems, checkDataDirectory, Range);
         Range("Metrics:Port", options.Metrics.Port, 0, 65_535);
@@ -149,6 +161,61 @@ public static class TrainingOptionsValidator
         return problems;
     }
 
+    /// <summary>
+    /// A layer, or the whole model, with more parameters than one float array holds (<see cref="Array.MaxLength"/>):
+    /// DistTrain keeps each tensor, and all of a model's parameters together, in one array, so such a model cannot be
+    /// built. Counted from the shapes (<see cref="ModelFactory.ParameterCounts"/>), before anything is allocated.
+    /// </summary>
+    private static void SizeProblems(ModelOptions model, List<string> problems)
+    {
+        var counts = ModelFactory.ParameterCounts(model);
+        for (var i = 0; i < counts.Count; i++)
+        {
+            var layer = model.Layers[i];
+            if (counts[i] > Array.MaxLength)
+                problems.Add($"Model:Layers:{i} ({LayerTypes.Canonical(layer.Type)}{Shape(layer)}) has {counts[i]:N0} parameters, more than one array holds ({Array.MaxLength:N0}): " +
+                    "give it fewer units or channels, or put a pooling layer or a smaller layer before it.");
+        }
+        var total = counts.Sum();
+        if (total > Array.MaxLength && counts.All(c => c <= Array.MaxLength))
+            problems.Add($"Model:Layers hold {total:N0} parameters in all, more than the one array that holds a model's parameters can ({Array.MaxLength:N0}): " +
+                "give the layers fewer units or channels.");
+        string Shape(LayerOptions layer) => LayerTypes.Canonical(layer.Type) switch
+        {
+            LayerTypes.Dense => $", {layer.Units:N0} units",
+            LayerTypes.Conv2D => $", {layer.Channels:N0} channels of {layer.KernelSize}x{layer.KernelSize}",
+            _ => "",
+        };
+    }
+
+    /// <summary>
+    /// The problems of the data settings that apply to data from any source, arrays in memory included
+    /// (<see cref="TrainingData.Prepare"/>): the limits, the validation fraction, the class names and the normalization. The
+    /// config's own rules, with its wording: <see cref="Validate"/> reports them among the others.
+    /// </summary>
+    /// <param name="data">The data section.</param>
+    /// <returns>Every problem found (a null section, list or name first, alone); empty when the settings are valid.</returns>
+    internal static List<string> PreparationProblems(DataOptions data)
+    {
+        var nulls = NullSettings(data, "Data");
+        if (nulls.Count > 0) return nulls;
+        var problems = new List<string>();
+        PreparationProblems(data, problems);
+        return problems;
+    }
+
+    private static void PreparationProblems(DataOptions data, List<string> problems)
+    {
+        Optimization.Ranges.Check(problems, "Data:TrainLimit", data.TrainLimit, 0, int.MaxValue);
+        Optimization.Ranges.Check(problems, "Data:TestLimit", data.TestLimit, 0, int.MaxValue);
+        Optimization.Ranges.Check(problems, "Data:ValidationFraction", data.ValidationFraction, 0, 0.5);
+        if (!Enum.IsDefined(data.Normalization))
+            problems.Add($"Data:Normalization = {(int)data.Normalization} is unknown: allowed {string.Join(", ", Enum.GetNames<NormalizationKind>())}.");
+        for (var i = 0; i < data.ClassNames.Count; i++)
+            if (string.IsNullOrWhiteSpace(data.ClassNames[i]) || data.ClassNames.IndexOf(data.ClassNames[i]) != i)
+                problems.Add($"Data:ClassNames:{i} = '{data.ClassNames[i]}' is {(string.IsNullOrWhiteSpace(data.ClassNames[i]) ? "empty" : "repeated")}: give each class a distinct name, in label order.");
+    }
+
     /// <summary>Where Debian's <c>python3-sklearn</c> installs scikit-learn's bundled data sets (configs/sklearn-*.json read them).</summary>
     private const string DebianScikitLearnData = "/usr/lib/python3/dist-packages/sklearn/datasets/data/";
 
@@ -166,9 +233,6 @@ public static class TrainingOptionsValidator
                     (path.StartsWith(DebianScikitLearnData, StringComparison.Ordinal) ? ", or install scikit-learn's data sets with 'apt-get install python3-sklearn'." : "."));
         }
         range("Data:TestFraction", data.TestFraction, 0, 0.9, false, false);
-        for (var i = 0; i < data.ClassNames.Count; i++)
-            if (string.IsNullOrWhiteSpace(data.ClassNames[i]) || data.ClassNames.IndexOf(data.ClassNames[i]) != i)
-                problems.Add($"Data:ClassNames:{i} = '{data.ClassNames[i]}' is {(string.IsNullOrWhiteSpace(data.ClassNames[i]) ? "empty" : "repeated")}: give each class a distinct name, in label order.");
         string? separateTest = null;
         switch (data.Format)
         {
@@ -201,6 +265,61 @@ public static class TrainingOptionsValidator
             problems.Add($"Data:TestFraction = {data.TestFraction} leaves no test samples: give a test {(data.Format == DataFormat.Csv ? "file (Data:Csv:TestFile)" : "folder (Data:ImageFolder:TestDirectory)")}, or hold out a fraction of the training data (for example Data:TestFraction 0.2).");
         if (separateTest is not null && data.TestFraction > 0)
             problems.Add($"Data:TestFraction = {data.TestFraction} conflicts with {separateTest}: the test samples come from one or the other. Set TestFraction to 0 or remove {separateTest}.");
+    }
+
+    /// <summary>
+    /// The settings of <paramref name="section"/>, and of the sections and lists below it, that are null although they are
+    /// not nullable: a section (<c>Model</c>), a list (<c>Model:Layers</c>), a list entry (<c>Model:Layers:2</c>) or a text
+    /// (<c>Output:Directory</c>). A config file cannot give such a null (the loader refuses it by its key); options built
+    /// in code can, and every check after this one would stop at it with a NullReferenceException.
+    /// </summary>
+    /// <param name="section">An options object: <see cref="TrainingOptions"/> or one of its sections.</param>
+    /// <param name="key">The key of <paramref name="section"/> (<c>Data</c>), or empty for <see cref="TrainingOptions"/>.</param>
+    internal static List<string> NullSettings(object section, string key)
+    {
+        var problems = new List<string>();
+        var nullability = new NullabilityInfoContext();
+        void Visit(object value, string prefix)
+        {
+            object? defaults = null;
+            foreach (var property in value.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance))
+            {
+                if (property.PropertyType.IsValueType || property.GetIndexParameters().Length > 0
+                    || property.GetMethod is not { IsPublic: true } || property.SetMethod is not { IsPublic: true }) continue;
+                var name = prefix.Length == 0 ? property.Name : $"{prefix}:{property.Name}";
+                var info = nullability.Create(property);
+                var current = property.GetValue(value);
+                if (current is null)
+                {
+                    if (info.ReadState == NullabilityState.Nullable) continue;
+                    defaults ??= Activator.CreateInstance(value.GetType());
+                    problems.Add($"{name} is null: leave it at its default ({Shown(defaults is null ? null : property.GetValue(defaults), property.PropertyType)}), or give it a value (null is not a setting).");
+                }
+                else if (current is IList list && info.GenericTypeArguments is [{ } element] && !element.Type.IsValueType)
+                {
+                    for (var i = 0; i < list.Count; i++)
+                        if (list[i] is { } entry)
+                        {
+                            if (IsSection(entry.GetType())) Visit(entry, $"{name}:{i}");
+                        }
+                        else if (element.ReadState != NullabilityState.Nullable)
+                            problems.Add($"{name}:{i} is null: give the entry a value, or remove it (null is not a setting).");
+                }
+                else if (IsSection(property.PropertyType))
+                    Visit(current, name);
+            }
+        }
+        static bool IsSection(Type type) => type.IsClass && type != typeof(string) && type.Namespace?.StartsWith("DistTrain", StringComparison.Ordinal) == true;
+        static string Shown(object? value, Type type) => value switch
+        {
+            string text => $"'{text}'",
+            IList { Count: 0 } => "an empty list",
+            IList list => $"[{string.Join(", ", list.Cast<object>())}]",
+            null => "none",
+            _ => $"new {type.Name}()",
+        };
+        Visit(section, key);
+        return problems;
     }
 
     private static void AugmentationProblems(TrainingOptions options, List<string> problems, Action<string, double, double, double, bool, bool> range)

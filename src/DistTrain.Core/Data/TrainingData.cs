@@ -35,17 +35,30 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     public LabelSummary? Labels { get; init; }
 
     /// <summary>Loads the data a run's options describe (the image shape comes from Model:InputShape).</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentException">A data setting is out of range or null (<see cref="Prepare"/>).</exception>
     /// <exception cref="DataFormatException">A file is missing or malformed, or a setting leaves a split empty.</exception>
-    public static TrainingData Load(TrainingOptions options) =>
-        Load(options.Data, options.Training.Seed, options.Model.InputShape.Count == 3 ? options.Model.Input() : null);
+    public static TrainingData Load(TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(options.Data, "options.Data");
+        ArgumentNullException.ThrowIfNull(options.Training, "options.Training");
+        ArgumentNullException.ThrowIfNull(options.Model, "options.Model");
+        return Load(options.Data, options.Training.Seed, options.Model.InputShape?.Count == 3 ? options.Model.Input() : null);
+    }
 
     /// <summary>Loads the data <paramref name="options"/> describe, in any format.</summary>
     /// <param name="options">The data section.</param>
     /// <param name="seed">Seed of the validation split (the run's Training:Seed), so a run and its resumption agree.</param>
     /// <param name="inputShape">Model:InputShape, which image folders are read to; null for a flat input.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentException">A data setting is out of range or null (<see cref="Prepare"/>).</exception>
     /// <exception cref="DataFormatException">A file is missing or malformed, or a setting leaves a split empty.</exception>
-    public static TrainingData Load(DataOptions options, int seed = 1, TensorShape? inputShape = null) =>
-        Load(DataSources.For(options, inputShape), options, seed);
+    public static TrainingData Load(DataOptions options, int seed = 1, TensorShape? inputShape = null)
+    {
+        CheckOptions(options);
+        return Load(DataSources.For(options, inputShape), options, seed);
+    }
 
     /// <summary>
     /// Reads <paramref name="source"/>, applies the limits, names the classes (Data:ClassNames), keeps the listed classes,
@@ -54,9 +67,13 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     /// <param name="source">Where the samples come from.</param>
     /// <param name="options">The data section: limits, classes, validation fraction and normalization.</param>
     /// <param name="seed">Seed of the validation split (the run's Training:Seed).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="source"/> or <paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentException">A data setting is out of range or null (<see cref="Prepare"/>).</exception>
     /// <exception cref="DataFormatException">A file is missing or malformed, or a setting leaves a split empty.</exception>
     public static TrainingData Load(IDataSource source, DataOptions options, int seed)
     {
+        ArgumentNullException.ThrowIfNull(source);
+        CheckOptions(options);
         var (train, test) = source.Load(options.TrainLimit, options.TestLimit);
         if (options.ClassNames.Count > 0 && train.ClassNames is null && options.ClassNames.Count != train.ClassCount && source.Labels is { } labels)
             throw new DataFormatException($"Data:ClassNames lists {options.ClassNames.Count} names but the data has {train.ClassCount} classes: " +
@@ -77,7 +94,8 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     /// <see cref="DataOptions.Classes"/> (relabeled in the listed order), holds out
     /// <see cref="DataOptions.ValidationFraction"/> of the training samples (chosen with <paramref name="seed"/>), fits
     /// <see cref="DataOptions.Normalization"/> on the remaining training samples and applies it to every split.
-    /// The format settings (<see cref="DataOptions.Format"/>, <see cref="DataOptions.Directory"/>, CSV and image-folder
+    /// The settings it uses are checked as a config file's are, with the same limits and wording
+    /// (<c>Data:ValidationFraction = 0.9 is out of range: allowed [0, 0.5].</c>). The format settings (<see cref="DataOptions.Format"/>, <see cref="DataOptions.Directory"/>, CSV and image-folder
     /// settings) are not used; <see cref="InputDivisor"/> is 1, the values as given.
     /// </summary>
     /// <param name="train">Training samples with their labels, not yet standardized; its feature array is standardized in
@@ -85,11 +103,18 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     /// <param name="test">Test samples, with the same features per sample and classes as <paramref name="train"/>; standardized likewise.</param>
     /// <param name="options">The data section.</param>
     /// <param name="seed">Seed of the validation split (the run's Training:Seed).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="train"/>, <paramref name="test"/> or <paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentException">A setting of <paramref name="options"/> is out of range (Data:TrainLimit,
+    /// Data:TestLimit, Data:ValidationFraction, Data:Normalization), a class name is empty, null or repeated, or a list is
+    /// null; the message names every such key, as a config file's check does.</exception>
     /// <exception cref="DataFormatException">The splits disagree in features or classes, Data:ClassNames does not fit the
     /// classes, or a setting leaves a split empty.</exception>
     /// <exception cref="InvalidOperationException">A split was standardized already.</exception>
     public static TrainingData Prepare(LabeledDataset train, LabeledDataset test, DataOptions options, int seed = 1)
     {
+        ArgumentNullException.ThrowIfNull(train);
+        ArgumentNullException.ThrowIfNull(test);
+        CheckOptions(options);
         if (train.FeatureCount != test.FeatureCount || train.ClassCount != test.ClassCount)
             throw new DataFormatException($"The training samples have {train.FeatureCount} features and {train.ClassCount} classes but the test samples {test.FeatureCount} and {test.ClassCount}; both splits must come from the same data.");
         if (options.TrainLimit > 0 && options.TrainLimit < train.Count) train = train.Take(options.TrainLimit);
@@ -149,11 +174,30 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     /// <param name="classCount">Number of classes, 1 to 256.</param>
     /// <param name="options">Limits, classes, validation fraction and normalization; null for the defaults (Global normalization, no validation split).</param>
     /// <param name="seed">Seed of the validation split.</param>
+    /// <exception cref="ArgumentException">A setting of <paramref name="options"/> is out of range or null, or a class name
+    /// is empty or repeated (<see cref="Prepare"/>); checked before the arrays are copied.</exception>
     /// <exception cref="DataFormatException">Lengths disagree, a label is outside <c>[0, classCount)</c>, a feature is NaN or infinite, or a setting leaves a split empty.</exception>
     public static TrainingData FromArrays(ReadOnlySpan<float> trainFeatures, ReadOnlySpan<int> trainLabels, ReadOnlySpan<float> testFeatures,
-        ReadOnlySpan<int> testLabels, int featureCount, int classCount, DataOptions? options = null, int seed = 1) =>
-        Prepare(Dataset("training", trainFeatures, trainLabels, featureCount, classCount),
-            Dataset("test", testFeatures, testLabels, featureCount, classCount), options ?? new DataOptions(), seed);
+        ReadOnlySpan<int> testLabels, int featureCount, int classCount, DataOptions? options = null, int seed = 1)
+    {
+        options ??= new DataOptions();
+        CheckOptions(options);
+        return Prepare(Dataset("training", trainFeatures, trainLabels, featureCount, classCount),
+            Dataset("test", testFeatures, testLabels, featureCount, classCount), options, seed);
+    }
+
+    /// <summary>
+    /// The config file's checks of the settings that apply to data from any source (<see cref="TrainingOptionsValidator"/>),
+    /// so that options built in code meet the same limits: a NaN or negative validation fraction is refused, not read as 0.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentException">A setting is out of range or null; the message lists every problem by its key.</exception>
+    private static void CheckOptions(DataOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (TrainingOptionsValidator.PreparationProblems(options) is { Count: > 0 } problems)
+            throw new ArgumentException(string.Join(" ", problems), nameof(options));
+    }
 
     private static LabeledDataset Dataset(string split, ReadOnlySpan<float> features, ReadOnlySpan<int> labels, int featureCount, int classCount)
     {

@@ -50,17 +50,27 @@ public static class OnnxExporter
     public const string OutputName = "logits";
 
     /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> (a temporary file first, then renamed).</summary>
-    /// <exception cref="IOException">The file cannot be written.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="model"/> or <paramref name="path"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty or white space.</exception>
+    /// <exception cref="DirectoryNotFoundException">The folder of <paramref name="path"/> does not exist; the message names it.</exception>
+    /// <exception cref="IOException"><paramref name="path"/> is a folder, or the file cannot be written.</exception>
     /// <exception cref="UnauthorizedAccessException">The folder is not writable.</exception>
     public static OnnxExportSummary Export(TrainedModel model, string path)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
         var (proto, summary) = Build(model);
         AtomicFile.Write(path, stream => proto.WriteTo(stream));
         return summary with { Bytes = new FileInfo(path).Length };
     }
 
     /// <summary>The serialized ONNX model of <paramref name="model"/>.</summary>
-    public static byte[] ToBytes(TrainedModel model) => Build(model).Proto.ToByteArray();
+    /// <exception cref="ArgumentNullException"><paramref name="model"/> is null.</exception>
+    public static byte[] ToBytes(TrainedModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return Build(model).Proto.ToByteArray();
+    }
 
     private static (ModelProto Proto, OnnxExportSummary Summary) Build(TrainedModel model)
     {

@@ -30,6 +30,8 @@ public sealed class LayerParameter
     /// <param name="fanIn">Inputs that feed one output unit (for initializers), PyTorch's fan_in.</param>
     /// <param name="fanOut">Outputs that one input unit feeds (for initializers), PyTorch's fan_out.</param>
     /// <param name="role">What the tensor is for; a bias unless named otherwise is <see cref="ParameterRole.Weight"/>.</param>
+    /// <exception cref="ArgumentException">The shape has more elements than one array holds (<see cref="Array.MaxLength"/>);
+    /// nothing is allocated.</exception>
     public LayerParameter(string name, int[] shape, int fanIn, int fanOut, ParameterRole? role = null)
     {
         Name = name;
@@ -37,7 +39,11 @@ public sealed class LayerParameter
         FanIn = fanIn;
         FanOut = fanOut;
         Role = role ?? (name == "bias" ? ParameterRole.Bias : ParameterRole.Weight);
-        var length = shape.Aggregate(1, (p, d) => p * d);
+        // In 64 bits: an int product wraps (65,537 x 65,536 is 65,536) and would allocate a wrongly sized array.
+        var elements = shape.Aggregate(1L, (p, d) => p * d);
+        if (elements > Array.MaxLength)
+            throw new ArgumentException($"tensor '{name}' of shape [{string.Join(", ", shape)}] has {elements:N0} elements, more than one array holds ({Array.MaxLength:N0}). Use fewer units or channels.");
+        var length = (int)elements;
         Value = new float[length];
         Gradient = Role == ParameterRole.RunningStatistic ? [] : new float[length];
     }

@@ -7,6 +7,9 @@ namespace DistTrain.Core.Models;
 /// Builds a <see cref="ModelOptions"/> in code, layer by layer, with the same layers, keys and defaults as a config
 /// file's <c>Model</c> section (and PyTorch's modules of the same names), and checks it as a config is checked.
 /// </summary>
+/// <remarks>A value a model section cannot hold is refused at the call that gives it, with the config's rule for its key:
+/// a NaN or infinite number (<c>Dropout(double.NaN)</c>) or an initializer kind that does not exist. Other values out of
+/// range (<c>Dense(0)</c>, <c>Dropout(1.5)</c>) are reported by <see cref="Build"/>, all at once.</remarks>
 /// <example>
 /// <code>
 /// var cnn = new ModelBuilder(channels: 1, height: 28, width: 28)
@@ -55,20 +58,28 @@ public sealed class ModelBuilder
     /// <summary>Batch normalization per channel, or per feature on flat inputs (<c>nn.BatchNorm2d</c> / <c>nn.BatchNorm1d</c>).</summary>
     /// <param name="momentum">Weight of the newest batch in the running statistics, in (0, 1].</param>
     /// <param name="epsilon">Added to the variance, in (0, 1].</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="momentum"/> or <paramref name="epsilon"/> is NaN or infinite.</exception>
     public ModelBuilder BatchNorm(double momentum = 0.1, double epsilon = 1e-5) =>
-        Add(new LayerOptions { Type = LayerTypes.BatchNorm, Momentum = momentum, Epsilon = epsilon });
+        Add(new LayerOptions { Type = LayerTypes.BatchNorm, Momentum = momentum, Epsilon = epsilon },
+            (nameof(momentum), "Momentum", momentum), (nameof(epsilon), "Epsilon", epsilon));
 
     /// <summary>Layer normalization over each whole sample (<c>nn.LayerNorm(sample shape)</c>).</summary>
-    public ModelBuilder LayerNorm(double epsilon = 1e-5) => Add(new LayerOptions { Type = LayerTypes.LayerNorm, Epsilon = epsilon });
+    /// <param name="epsilon">Added to the variance, in (0, 1].</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="epsilon"/> is NaN or infinite.</exception>
+    public ModelBuilder LayerNorm(double epsilon = 1e-5) =>
+        Add(new LayerOptions { Type = LayerTypes.LayerNorm, Epsilon = epsilon }, (nameof(epsilon), "Epsilon", epsilon));
 
     /// <summary>Inverted dropout zeroing each value with probability <paramref name="rate"/> in [0, 1) while training (<c>nn.Dropout</c>).</summary>
-    public ModelBuilder Dropout(double rate) => Add(new LayerOptions { Type = LayerTypes.Dropout, Rate = rate });
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="rate"/> is NaN or infinite.</exception>
+    public ModelBuilder Dropout(double rate) => Add(new LayerOptions { Type = LayerTypes.Dropout, Rate = rate }, (nameof(rate), "Rate", rate));
 
     /// <summary><c>max(0, x)</c>.</summary>
     public ModelBuilder ReLU() => Add(new LayerOptions { Type = LayerTypes.ReLU });
 
-    /// <summary><c>x</c> for x ≥ 0, else <c>negativeSlope · x</c>.</summary>
-    public ModelBuilder LeakyReLU(double negativeSlope = 0.01) => Add(new LayerOptions { Type = LayerTypes.LeakyReLU, NegativeSlope = negativeSlope });
+    /// <summary><c>x</c> for x ≥ 0, else <c>negativeSlope · x</c>, with <paramref name="negativeSlope"/> in [0, 1].</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="negativeSlope"/> is NaN or infinite.</exception>
+    public ModelBuilder LeakyReLU(double negativeSlope = 0.01) =>
+        Add(new LayerOptions { Type = LayerTypes.LeakyReLU, NegativeSlope = negativeSlope }, (nameof(negativeSlope), "NegativeSlope", negativeSlope));
 
     /// <summary>The logistic sigmoid <c>1 / (1 + e^−x)</c>.</summary>
     public ModelBuilder Sigmoid() => Add(new LayerOptions { Type = LayerTypes.Sigmoid });
@@ -77,15 +88,28 @@ public sealed class ModelBuilder
     public ModelBuilder Tanh() => Add(new LayerOptions { Type = LayerTypes.Tanh });
 
     /// <summary>Sets the weight initializer (default He normal); see <see cref="InitializerOptions"/> for the other keys.</summary>
+    /// <param name="kind">One of the <see cref="InitializerKind"/> values.</param>
+    /// <param name="gain">Gain in [0, 100]; 0 for the kind's default.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="kind"/> is not an <see cref="InitializerKind"/>, or
+    /// <paramref name="gain"/> is NaN or infinite.</exception>
     public ModelBuilder Initializer(InitializerKind kind, double gain = 0)
     {
+        var previous = _options.Initializer;
         _options.Initializer = new InitializerOptions { Kind = kind, Gain = gain };
-        return this;
+        var refused = !Enum.IsDefined(kind) ? Refusal(nameof(kind), "Model:Initializer:Kind")
+            : !double.IsFinite(gain) ? Refusal(nameof(gain), "Model:Initializer:Gain")
+            : null;
+        if (refused is null) return this;
+        _options.Initializer = previous;
+        throw refused;
     }
 
     /// <summary>Sets the loss: <see cref="LossTypes.SoftmaxCrossEntropy"/> (the default, on logits) or <see cref="LossTypes.MeanSquaredError"/>.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="loss"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="loss"/> is empty or white space.</exception>
     public ModelBuilder Loss(string loss)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(loss);
         _options.Loss = loss;
         return this;
     }
@@ -96,9 +120,10 @@ public sealed class ModelBuilder
     /// layer; every problem is listed with its key (<c>Model:Layers:2:Units</c>).</exception>
     public ModelOptions Build()
     {
-        var model = System.Text.Json.JsonSerializer.Deserialize<ModelOptions>(System.Text.Json.JsonSerializer.Serialize(_options))!;
-        var problems = TrainingOptionsValidator.Validate(new TrainingOptions { Model = model }, checkDataDirectory: false);
+        // Checked before the copy through JSON, which cannot write a NaN: every value is reported by its key.
+        var problems = TrainingOptionsValidator.Validate(new TrainingOptions { Model = _options }, checkDataDirectory: false);
         if (problems.Count > 0) throw new ConfigurationException("ModelBuilder", problems);
+        var model = System.Text.Json.JsonSerializer.Deserialize<ModelOptions>(System.Text.Json.JsonSerializer.Serialize(_options))!;
         try
         {
             ModelFactory.Build(model);
@@ -110,9 +135,29 @@ public sealed class ModelBuilder
         return model;
     }
 
-    private ModelBuilder Add(LayerOptions layer)
+    /// <summary>Adds <paramref name="layer"/>, unless one of its <paramref name="numbers"/> is NaN or infinite.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A number is NaN or infinite; the message is the config's problem for its key.</exception>
+    private ModelBuilder Add(LayerOptions layer, params (string Parameter, string Key, double Value)[] numbers)
     {
         _options.Layers.Add(layer);
+        foreach (var (parameter, key, value) in numbers)
+        {
+            if (double.IsFinite(value)) continue;
+            var refused = Refusal(parameter, $"Model:Layers:{_options.Layers.Count - 1}:{key}");
+            _options.Layers.RemoveAt(_options.Layers.Count - 1);
+            throw refused;
+        }
         return this;
+    }
+
+    /// <summary>
+    /// The refusal of the value just given for <paramref name="key"/>: the config's own problem for that key (its range and
+    /// wording, <c>Model:Layers:3:Rate = NaN is out of range: allowed [0, 1).</c>), naming <paramref name="parameter"/>.
+    /// </summary>
+    private ArgumentOutOfRangeException Refusal(string parameter, string key)
+    {
+        var problem = TrainingOptionsValidator.Validate(new TrainingOptions { Model = _options }, checkDataDirectory: false)
+            .First(p => p.StartsWith(key + " = ", StringComparison.Ordinal));
+        return new ArgumentOutOfRangeException(parameter, problem);
     }
 }

@@ -14,9 +14,11 @@ public static class ModelFactory
     /// <param name="options">The model section.</param>
     /// <param name="dropoutSeed">Seed of the replica's dropout masks; give each replica its own.</param>
     /// <param name="isFrozen">Given a tensor name, true when it is frozen (transfer learning); null uses <see cref="ModelOptions.Freeze"/>.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentException">A layer type is unknown or shapes do not fit; the message names the layer by its index.</exception>
     public static Sequential Build(ModelOptions options, int dropoutSeed = 0, Func<string, bool>? isFrozen = null)
     {
+        ArgumentNullException.ThrowIfNull(options);
         var layers = new List<ILayer>();
         var shape = options.Input();
         for (var index = 0; index < options.Layers.Count; index++)
@@ -46,35 +48,63 @@ public static class ModelFactory
     /// input does not fit it (<see cref="Build"/> reports that layer).
     /// </summary>
     /// <returns>Weight elements (biases and normalization tensors left out), as a 64-bit count.</returns>
-    public static long WeightCountLowerBound(ModelOptions options)
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    public static long WeightCountLowerBound(ModelOptions options) => LayerSizes(options).Sum(layer => layer.Weights);
+
+    /// <summary>
+    /// The parameters of each layer <paramref name="options"/> describes (weights, biases, normalization scales and shifts,
+    /// running statistics: the elements <see cref="Build"/> would allocate for it), from the shapes alone and in 64-bit
+    /// arithmetic, so that a layer or model larger than one array can hold is refused before anything is allocated.
+    /// Counting stops at the first layer whose input does not fit it (<see cref="Build"/> reports that layer), so the
+    /// list may be shorter than the layers.
+    /// </summary>
+    /// <returns>One count per layer, in order, as far as the shapes fit.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    public static IReadOnlyList<long> ParameterCounts(ModelOptions options) => [.. LayerSizes(options).Select(layer => layer.Parameters)];
+
+    /// <summary>
+    /// Each layer's weight elements (Dense and Conv2D weights) and all its parameter elements, walking the shapes with the
+    /// layers' output-size formulas in 64-bit arithmetic; stops after the first layer whose output is empty.
+    /// </summary>
+    private static IEnumerable<(long Weights, long Parameters)> LayerSizes(ModelOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
         var shape = options.Input();
-        long channels = shape.Channels, height = shape.Height, width = shape.Width, count = 0;
+        long channels = shape.Channels, height = shape.Height, width = shape.Width;
         foreach (var layer in options.Layers)
         {
             var stride = layer.Stride > 0 ? layer.Stride : 1;
+            long weights = 0, parameters = 0;
             switch (LayerTypes.Canonical(layer.Type))
             {
                 case LayerTypes.Dense:
-                    count += channels * height * width * layer.Units;
+                    weights = channels * height * width * layer.Units;
+                    parameters = weights + (layer.Bias ? layer.Units : 0);
                     (channels, height, width) = (layer.Units, 1, 1);
                     break;
                 case LayerTypes.Conv2D:
-                    count += (long)layer.Channels * channels * layer.KernelSize * layer.KernelSize;
+                    weights = (long)layer.Channels * channels * layer.KernelSize * layer.KernelSize;
+                    parameters = weights + (layer.Bias ? layer.Channels : 0);
                     (channels, height, width) = (layer.Channels, (height + 2L * layer.Padding - layer.KernelSize) / stride + 1,
                         (width + 2L * layer.Padding - layer.KernelSize) / stride + 1);
                     break;
                 case LayerTypes.MaxPool2D or LayerTypes.AvgPool2D:
                     stride = layer.Stride > 0 ? layer.Stride : layer.KernelSize;
-                    (height, width) = ((height - layer.KernelSize) / stride + 1, (width - layer.KernelSize) / stride + 1);
+                    if (stride > 0) (height, width) = ((height - layer.KernelSize) / stride + 1, (width - layer.KernelSize) / stride + 1);
                     break;
                 case LayerTypes.Flatten:
                     (channels, height, width) = (channels * height * width, 1, 1);
                     break;
+                case LayerTypes.BatchNorm:
+                    parameters = 4 * channels; // weight, bias, running_mean, running_var per channel (per feature when flat)
+                    break;
+                case LayerTypes.LayerNorm:
+                    parameters = 2 * channels * height * width; // weight and bias over the whole sample
+                    break;
             }
-            if (channels <= 0 || height <= 0 || width <= 0 || stride <= 0) break;
+            yield return (weights, parameters);
+            if (channels <= 0 || height <= 0 || width <= 0 || stride <= 0) yield break;
         }
-        return count;
     }
 
     /// <summary>
@@ -126,17 +156,27 @@ public static class ModelFactory
     }
 
     /// <summary>Checks that the model's input size and last Dense layer match the data.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ConfigurationException">They do not; the message names the key and the value the data needs.</exception>
-    public static void CheckFitsData(ModelOptions options, int featureCount, int classCount) => CheckFitsData(options, featureCount, classCount, null);
+    public static void CheckFitsData(ModelOptions options, int featureCount, int classCount)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        CheckFitsData(options, featureCount, classCount, null);
+    }
 
     /// <summary>
     /// Checks that the model's input size and last Dense layer match a run's data; when the classes do not, and the data
     /// says what its label column held (<see cref="TrainingData.Labels"/>), the message names those labels (the stray ones
     /// with their lines) and offers the data's fix as well as the model's.
     /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> or <paramref name="data"/> is null.</exception>
     /// <exception cref="ConfigurationException">They do not; the message names the key and the value the data needs.</exception>
-    public static void CheckFitsData(ModelOptions options, TrainingData data) =>
+    public static void CheckFitsData(ModelOptions options, TrainingData data)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(data);
         CheckFitsData(options, data.Train.FeatureCount, data.Train.ClassCount, data.Labels);
+    }
 
     private static void CheckFitsData(ModelOptions options, int featureCount, int classCount, LabelSummary? labels)
     {

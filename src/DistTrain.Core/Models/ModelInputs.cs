@@ -18,8 +18,10 @@ public sealed record InputBatch(IReadOnlyList<string> Names, float[] Values, flo
     /// <see cref="Values"/> itself when the scales are the same, else a scaled copy.
     /// </summary>
     /// <param name="model">The model the batch was read for.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="model"/> is null.</exception>
     public float[] OnModelScale(TrainedModel model)
     {
+        ArgumentNullException.ThrowIfNull(model);
         var factor = DividedBy / model.Data.InputDivisor;
         return factor == 1f ? Values : [.. Values.Select(v => v * factor)];
     }
@@ -45,10 +47,14 @@ public static class ModelInputs
     /// <c>.csv</c> or <c>.csv.gz</c> file (any file but an image for a model trained on CSV data), or an IDX image file.</param>
     /// <param name="model">The model whose input shape, CSV columns and options the samples are read with.</param>
     /// <param name="resize">Resize images of another size to the model's input (bicubic) instead of refusing them.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> or <paramref name="model"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty or white space.</exception>
     /// <exception cref="DataFormatException">The input is missing or malformed, does not fit the model's input, or is not a
     /// CSV file for a model trained on CSV data.</exception>
     public static InputBatch Read(string path, TrainedModel model, bool resize)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ArgumentNullException.ThrowIfNull(model);
         var shape = model.InputShape;
         if (!Directory.Exists(path) && !File.Exists(path)) throw new DataFormatException($"{path}: no such file or folder.");
         if (!IsCsv(path, model)) CheckNotCsvModel(path, model);
@@ -91,10 +97,14 @@ public static class ModelInputs
     /// <param name="resize">Resize images of another size to the model's input (bicubic) instead of refusing them.</param>
     /// <returns>The samples with labels in the model's class numbering and <see cref="LabeledDataset.SampleNames"/> set, and
     /// what their raw values were divided by (255 for images and IDX files, 1 for CSV values).</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> or <paramref name="model"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty or white space.</exception>
     /// <exception cref="DataFormatException">The data is missing or malformed, its labels or features do not fit the model,
     /// or it is a folder for a model trained on CSV data.</exception>
     public static (LabeledDataset Data, float DividedBy) ReadLabeled(string path, TrainedModel model, bool resize)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ArgumentNullException.ThrowIfNull(model);
         var classes = model.Data.Classes;
         LabeledDataset data;
         float dividedBy;

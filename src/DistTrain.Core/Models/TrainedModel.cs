@@ -28,10 +28,14 @@ public sealed class TrainedModel
     /// <param name="normalizer">The input standardization fitted on the training split.</param>
     /// <param name="metadata">Checkpoint metadata (<see cref="ModelMetadata.Create"/>); null for the model and
     /// normalization only, with inputs taken as given (<see cref="DataMetadata.GivenValues"/>).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="model"/>, <paramref name="weights"/> or <paramref name="normalizer"/> is null.</exception>
     /// <exception cref="ArgumentException">The model cannot be built, or the weights' tensors differ from the model's in names or shapes.</exception>
     /// <exception cref="InvalidDataException">The metadata's data entries (<see cref="DataMetadata.FromMetadata"/>) are malformed.</exception>
     public TrainedModel(ModelOptions model, ParameterVector weights, Normalizer normalizer, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(normalizer);
         var layout = ModelFactory.Build(model, isFrozen: _ => false).Layout;
         var given = weights.Layout.Segments.ToDictionary(s => s.Name, StringComparer.Ordinal);
         var problems = layout.Segments
@@ -98,6 +102,8 @@ public sealed class TrainedModel
     /// in the file before any tensor is allocated.
     /// </summary>
     /// <param name="path">The checkpoint, or a run folder holding one as <c>model.safetensors</c>.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty or white space.</exception>
     /// <exception cref="FileNotFoundException">There is no such file.</exception>
     /// <exception cref="InvalidDataException">The metadata lacks the network or its normalization (a PyTorch export has
     /// only tensors), that network is not valid or larger than the file, a metadata entry is malformed, or the tensors do
@@ -105,6 +111,7 @@ public sealed class TrainedModel
     /// <exception cref="SafeTensorsFormatException">The file breaks the safetensors format; the message names the tensor and bytes.</exception>
     public static TrainedModel Load(string path)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
         path = RunFiles.ModelIn(path);
         if (!File.Exists(path))
             throw new FileNotFoundException($"{path}: no such file. Give the model.safetensors a training run wrote (runs/<time>/model.safetensors).", path);
@@ -155,7 +162,16 @@ public sealed class TrainedModel
 
     /// <summary>Writes the weights and metadata as safetensors (loadable by <see cref="Load"/>, <c>disttrain</c> and PyTorch).</summary>
     /// <param name="path">Target file; written to a temporary file first, then renamed.</param>
-    public void Save(string path) => SafeTensors.Write(path, Weights, Metadata);
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty or white space.</exception>
+    /// <exception cref="DirectoryNotFoundException">The folder of <paramref name="path"/> does not exist; the message names it.</exception>
+    /// <exception cref="IOException"><paramref name="path"/> is a folder, or the file cannot be written.</exception>
+    /// <exception cref="UnauthorizedAccessException">The folder is not writable.</exception>
+    public void Save(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        SafeTensors.Write(path, Weights, Metadata);
+    }
 
     /// <summary>
     /// Logits of each sample, in evaluation mode. Samples pass through in batches whose buffers stay within 256 MiB.
@@ -193,8 +209,11 @@ public sealed class TrainedModel
     /// </summary>
     /// <param name="data">Samples with labels.</param>
     /// <param name="standardized">True when <paramref name="data"/> is already standardized (a <see cref="TrainingData"/> split).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="data"/> is null.</exception>
+    /// <exception cref="ArgumentException">The samples do not have <see cref="FeatureCount"/> features.</exception>
     public double Accuracy(LabeledDataset data, bool standardized)
     {
+        ArgumentNullException.ThrowIfNull(data);
         if (data.Count == 0) return double.NaN;
         var predicted = Predict(data.Features, standardized);
         var correct = 0;

@@ -48,13 +48,17 @@ public sealed class ParameterLayout
         : this(tensors.Select(t => (t.Name, t.Shape, t.Name.EndsWith(".bias", StringComparison.Ordinal) ? ParameterRole.Bias : ParameterRole.Weight, false))) { }
 
     /// <summary>Builds a layout: trainable tensors first, then running statistics, then frozen tensors, each group in the given order.</summary>
-    /// <exception cref="ArgumentException">A name repeats, or a dimension is not positive.</exception>
+    /// <exception cref="ArgumentException">A name repeats, a dimension is not positive, or the tensors have more elements in
+    /// all than one array holds (<see cref="Array.MaxLength"/>).</exception>
     public ParameterLayout(IEnumerable<(string Name, int[] Shape, ParameterRole Role, bool Frozen)> tensors)
     {
         var all = tensors.ToArray();
         foreach (var (name, shape, _, _) in all)
             if (shape.Length == 0 || shape.Any(d => d <= 0))
                 throw new ArgumentException($"Parameter '{name}' has shape [{string.Join(", ", shape)}]; every dimension must be positive.");
+        var elements = all.Sum(t => t.Shape.Aggregate(1L, (p, d) => p * d));
+        if (elements > Array.MaxLength)
+            throw new ArgumentException($"The model's tensors have {elements:N0} elements in all, more than one array holds ({Array.MaxLength:N0}). Use fewer units or channels.");
         static int Region((string Name, int[] Shape, ParameterRole Role, bool Frozen) t) =>
             t.Frozen ? 2 : t.Role == ParameterRole.RunningStatistic ? 1 : 0;
         var segments = new List<ParameterSegment>();
