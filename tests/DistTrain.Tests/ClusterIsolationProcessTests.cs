@@ -55,7 +55,7 @@ public sealed partial class ClusterProcessTests
         }));
 
         await wrongSecret.AssertExitAsync(2, TimeSpan.FromSeconds(90));
-        Assert.Contains("refused this worker: its job secret differs from job 'test-job''s", wrongSecret.Output);
+        Assert.Contains("refused this worker: its job secret differs from the secret of job 'test-job' (", wrongSecret.Output);
         await ps.WaitForOutputAsync("Refused worker node", TimeSpan.FromSeconds(10));
         await expired.AssertExitAsync(2, TimeSpan.FromSeconds(60));
         Assert.Contains($"Cluster:CertificateFile = '{expiredCertificate}' would be refused by the other nodes", expired.Output);

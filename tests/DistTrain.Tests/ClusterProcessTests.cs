@@ -517,12 +517,13 @@ public sealed partial class ClusterProcessTests : IDisposable
     {
         // No standby, two workers killed together: the parameter server is the oldest node and alone against two
         // unreachable ones, where Akka's keep-oldest with down-if-alone downed it. It must pause and wait instead.
-        var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 4"));
+        // 12 epochs of about 0.1-0.4 s: on a fast machine 4 ended before the kill of both workers took effect.
+        var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 12"));
         var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath,
             new Dictionary<string, string> { ["DISTTRAIN_Cluster__StableAfterSeconds"] = "2" });
         var ps = Start("parameter-server", configPath, psEnvironment);
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
-        await ps.WaitForOutputAsync("epoch  1/4", Guard);
+        await ps.WaitForOutputAsync("epoch  1/12", Guard);
         foreach (var worker in workers) worker.Kill();
 
         // Both unreachable workers are downed by the parameter server's side, and the job pauses.
@@ -538,7 +539,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         var exit = await ps.WaitAsync(Guard);
         Assert.True(exit == 0, $"the parameter server exited with {exit}. Output:\n{ps.Output}");
         foreach (var worker in replacements) await worker.AssertExitAsync(0, Guard);
-        Assert.Contains("Test accuracy after 4 epochs", ps.Output);
+        Assert.Contains("Test accuracy after 12 epochs", ps.Output);
         Assert.DoesNotContain("left the cluster before the job ended", ps.Output);
     }
 

@@ -181,7 +181,7 @@ public class MetricsTests
         Assert.Equal(3, Value(after, "disttrain_actor_dead_letters_total") - Value(before, "disttrain_actor_dead_letters_total"));
         Assert.Equal(4, Value(after, "disttrain_actor_messages_total", "role=\"exposition-probe\""));
         Assert.Matches($@"(?m)^disttrain_actor_messages_total\{{node=""{Regex.Escape(DistTrainMetrics.Node)}"",role=""exposition-probe""\}} 4$", after);
-        Assert.Equal(0, Value(after, "disttrain_training_workers_lost_total"));
+        // (Workers lost is process-wide, and other tests in this process lose workers: only its type is checked above.)
     }
 
     /// <summary>

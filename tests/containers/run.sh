@@ -391,7 +391,7 @@ rogue_check() { # rogue_check NAME LINE: the rogue exited 2 and its log has LINE
 }
 [ ${#rogues[@]} -eq 3 ]; check $? "3 rogue containers started beside the job (${#rogues[@]} did)"
 rogue_check other-ca "do not trust each other's certificates"
-rogue_check other-secret "refused this worker: its job secret differs from job"
+rogue_check other-secret "refused this worker: its job secret differs from the secret of job"
 rogue_check no-secret "cluster mode needs the job's shared secret"
 log_has "$ps_id" "Akka.Remote: refused a TLS connection with .* is not signed by this cluster's CA"
 check $? "the parameter server refused the other CA's certificate: $(logs_of "$ps_id" | grep -oE "refused a TLS connection with .*" | head -1 | cut -c1-200)"

@@ -235,7 +235,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             refusal = $"it belongs to another job: job name '{register.JobName}', this job is '{identity.Name}' (Cluster:JobName). Start it with this job's name and secret, or join it to its own job.";
         else if (register.Proof is null || !JobIdentity.Matches(register.Proof,
                      identity.RegistrationProof(register.NodeName, register.ProtocolVersion, register.ModelFingerprint)))
-            refusal = $"its job secret differs from job '{identity.Name}''s (Cluster:SecretFile or DISTTRAIN_Cluster__Secret): it belongs to another job, or was given the wrong secret.";
+            refusal = $"its job secret differs from the secret of job '{identity.Name}' (Cluster:SecretFile or DISTTRAIN_Cluster__Secret): it belongs to another job, or was given the wrong secret.";
         else if (register.ModelFingerprint != _fingerprint)
             refusal = $"model settings differ from the parameter server's ({DescribeDifferences(register.ModelFingerprint)}; worker's value vs the parameter server's). " +
                 "The settings compared: the model, the data's samples, and Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply. " +

@@ -149,6 +149,15 @@ public static class TrainingOptionsLoader
             return keys; // what the provider read, this reader refuses: the provider's own checks stand
         }
         using var _ = document;
+        try
+        {
+            Visit(document.RootElement, "");
+        }
+        catch (InvalidOperationException)
+        {
+            // A property name that is not valid UTF-8: the provider reports the file as it reads it.
+        }
+        return keys;
         void Visit(JsonElement element, string key)
         {
             switch (element.ValueKind)
@@ -167,8 +176,6 @@ public static class TrainingOptionsLoader
                     break;
             }
         }
-        Visit(document.RootElement, "");
-        return keys;
     }
 
     /// <summary>
