@@ -104,6 +104,8 @@ public class CsvDatasetTests : IDisposable
         Assert.Null(CsvDataset.DecimalComma("a,b"));
         Assert.Null(CsvDataset.DecimalComma("1.5,2"));
         Assert.Equal("-0.25", CsvDataset.DecimalComma("-0,25"));
+        var thousands = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("thousands.csv", "a;label\n1,000;0\n"), new CsvOptions { Separator = ";" }));
+        Assert.Contains("'1,000' is not a number: a decimal comma ('1.000') or a thousands separator ('1000')?", thousands.Message);
     }
 
     [Fact]

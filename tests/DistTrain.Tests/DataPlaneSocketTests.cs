@@ -497,6 +497,53 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         Assert.Equal($"failed: {error.Message}", finished.Summary);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task The_jobs_end_reaches_the_workers_only_after_the_outputs_are_written(bool saveFails)
+    {
+        var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
+        options.Cluster.MinWorkers = 1;
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var listener = Own(DataPlaneListener.Start(0, certificates: null));
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var writing = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        async Task Save(TrainingResult result)
+        {
+            writing.SetResult(result);
+            await release.Task;
+            if (saveFails) throw new IOException("No space left on device");
+        }
+        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), completion, saveOutputs: Save));
+        var agent = CreateTestProbe();
+        var fingerprint = ModelFingerprint.Of(options);
+        const string node = "akka.tcp://disttrain@127.0.0.1:4100";
+        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
+            Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+        agent.ExpectMsg<WorkerAccepted>(Wait);
+
+        // The job ends with a result (as the coordinator's completion does): the node's save starts, and until it has ended
+        // neither the worker nor the node's run hears of the end; a second end is ignored.
+        var layout = ModelFactory.Build(options.Model).Layout;
+        var result = new TrainingResult(new Core.Tensors.ParameterVector(layout), 42, [new EpochSummary(1, 42, 0.5, 0.6, 0.75, 250, 1000, 1, 0.1)]);
+        host.Tell(new JobHost.Done(result, null));
+        Assert.Same(result, await writing.Task.WaitAsync(Wait));
+        host.Tell(new JobHost.Done(null, new InvalidOperationException("a second end")));
+        agent.ExpectNoMsg(TimeSpan.FromMilliseconds(500));
+        Assert.False(completion.Task.IsCompleted);
+
+        release.SetResult();
+        var finished = agent.FishForMessage<JobFinished>(_ => true, Wait);
+        Assert.Equal(!saveFails, finished.Succeeded);
+        Assert.Equal(saveFails
+            ? "failed: the parameter server could not write its outputs after training (test accuracy 75.00%): No space left on device"
+            : "test accuracy 75.00% after 1 epochs", finished.Summary);
+        Assert.Same(result, await completion.Task.WaitAsync(Wait)); // the node reports its own save's failure
+        agent.ExpectNoMsg(TimeSpan.FromMilliseconds(300)); // told once
+    }
+
     [Fact]
     public void A_takeover_that_found_the_checkpoint_directory_held_goes_on_and_takes_it_once_the_old_server_lets_go()
     {

@@ -94,13 +94,16 @@ public class EvaluationWorkerLossTests() : TestKit(TestTimeouts.TestKitConfig)
     }
 
     /// <summary>
-    /// The parameter server behind a relay that holds back epoch 1's end until every worker of that epoch has stopped: in
-    /// cluster mode a worker node that dies right after its last gradient is noticed by the coordinator (its link stops)
-    /// while the parameter server is still applying that gradient, so the coordinator learns of the loss first.
+    /// The parameter server behind a relay that holds back epoch 1's end until every worker of that epoch has stopped and the
+    /// coordinator has told the server of each loss (so it has handled each one): in cluster mode a worker node that dies
+    /// right after its last gradient is noticed by the coordinator (its link stops) while the parameter server is still
+    /// applying that gradient, so the coordinator learns of the loss first.
     /// </summary>
     private sealed class HoldsEpochEndUntilWorkersStop : ReceiveActor
     {
         private readonly HashSet<IActorRef> _running = [];
+        private int _lost; // WorkerLost messages relayed from the coordinator
+        private int _workers;
         private EpochCompleted? _held;
 
         public HoldsEpochEndUntilWorkersStop(Props parameterServer)
@@ -108,23 +111,41 @@ public class EvaluationWorkerLossTests() : TestKit(TestTimeouts.TestKitConfig)
             var server = Context.ActorOf(parameterServer, "server");
             Receive<StartEpoch>(start =>
             {
-                if (start.Epoch == 1)
+                if (start.Epoch == 1 && _workers == 0)
+                {
                     foreach (var worker in start.Workers) _running.Add(Context.Watch(worker));
+                    _workers = start.Workers.Length;
+                }
                 server.Tell(start, Self); // the server reports to its Sender: this relay
             });
-            Receive<EpochCompleted>(completed => Sender.Equals(server) && completed.Epoch == 1 && _running.Count > 0, completed => _held = completed);
+            Receive<EpochCompleted>(completed => Sender.Equals(server) && completed.Epoch == 1 && (_running.Count > 0 || _lost < _workers), completed =>
+            {
+                _held = completed;
+                Release();
+            });
             Receive<Terminated>(stopped =>
             {
                 _running.Remove(stopped.ActorRef);
-                if (_running.Count > 0 || _held is null) return;
-                Context.Parent.Tell(_held, Self);
-                _held = null;
+                Release();
+            });
+            Receive<WorkerLost>(lost =>
+            {
+                server.Forward(lost);
+                _lost++;
+                Release();
             });
             ReceiveAny(message =>
             {
                 if (Sender.Equals(server)) Context.Parent.Tell(message, Self);
                 else server.Forward(message);
             });
+
+            void Release()
+            {
+                if (_running.Count > 0 || _lost < _workers || _held is null) return;
+                Context.Parent.Tell(_held, Self);
+                _held = null;
+            }
         }
     }
 

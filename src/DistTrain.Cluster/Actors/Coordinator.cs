@@ -192,6 +192,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     {
         Context.System.EventStream.Subscribe(Self, typeof(Error));
         Context.SetReceiveTimeout(_settings.StallTimeout);
+        if (_settings.StopsEarly && _settings.FirstEpoch > 1)
+            _log.Warning("Training:EarlyStopping starts over at epoch {0}: a checkpoint does not record the best epoch before it, so the weights kept are " +
+                "the best from here on.", Math.Min(_settings.FirstEpoch, _settings.Epochs));
         Guard(_plan.Epoch >= _settings.Epochs ? EvaluateTrainedRun : StartNextEpoch);
     }
 
@@ -201,7 +204,15 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     /// its weights (<see cref="CoordinatorSettings.ResumedVersion"/>) to the workers (<see cref="ShareEpochWeights"/>), they
     /// score them as the last epoch's, and the run finishes as usual. That epoch's training loss is not known here (NaN).
     /// </summary>
-    private void EvaluateTrainedRun() => WhenEnoughWorkers(() =>
+    private void EvaluateTrainedRun()
+    {
+        if (_settings.ResumedVersion <= 0)
+            throw new InvalidOperationException($"The run starts at epoch {_settings.FirstEpoch}, past Training:Epochs = {_settings.Epochs}, so it only evaluates " +
+                "the weights it resumed from, but CoordinatorSettings.ResumedVersion does not name their version.");
+        WhenEnoughWorkers(EvaluateResumedWeights, $"the evaluation of epoch {_plan.Epoch} goes on");
+    }
+
+    private void EvaluateResumedWeights()
     {
         _log.Warning("All {0} epochs were trained before this run started, but epoch {1} was not evaluated: the workers score its weights (version {2}), then the job ends.",
             _settings.Epochs, _plan.Epoch, _settings.ResumedVersion);
@@ -210,7 +221,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _clock.Restart();
         _phase = Phase.Evaluating;
         BeginEvaluation(ShareEpochWeights());
-    }, $"the evaluation of epoch {_plan.Epoch} goes on");
+    }
 
     /// <inheritdoc />
     protected override bool AroundReceive(Receive receive, object message)
@@ -384,7 +395,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     private void OnEpochTrained(EpochCompleted part)
     {
-        if (_phase != Phase.Training && _weightsOnlyParts > 0 && part.SampleCount == 0)
+        // The end of a part that only sent the weights to evaluate (ShareEpochWeights): during that evaluation, or after it
+        // when the next epoch has already started (the part's epoch is then an earlier one).
+        if (_weightsOnlyParts > 0 && part.SampleCount == 0 && (_phase != Phase.Training || part.Epoch != _plan.Epoch))
         {
             _weightsOnlyParts--; // the end of a part that only sent the weights to evaluate (ShareEpochWeights)
             return;

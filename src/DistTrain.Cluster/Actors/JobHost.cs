@@ -29,7 +29,7 @@ namespace DistTrain.Cluster.Actors;
 /// </remarks>
 public sealed class JobHost : ReceiveActor, IWithTimers
 {
-    private sealed record Done(TrainingResult? Result, Exception? Failure);
+    internal sealed record Done(TrainingResult? Result, Exception? Failure);
 
     /// <summary>The node's outputs of a finished job are written (<see cref="Failure"/> null) or could not be.</summary>
     private sealed record OutputsSaved(Done Done, Exception? Failure);
@@ -136,7 +136,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             _started = true;
             var reason = string.Format(CultureInfo.InvariantCulture,
                 "The job did not start: after {0:F0} s (Cluster:PauseTimeoutSeconds) {1}. Start worker nodes within Cluster:PauseTimeoutSeconds, " +
-                "lower Cluster:MinWorkers, or set Cluster:PauseTimeoutSeconds = 0 to wait for ever.", _waitingToStart.Elapsed.TotalSeconds, ReadyCount());
+                "{2}or set Cluster:PauseTimeoutSeconds = 0 to wait for ever.", _waitingToStart.Elapsed.TotalSeconds, ReadyCount(),
+                _waitingForCheckpointWorkers ? "" : "lower Cluster:MinWorkers, "); // a mid-epoch checkpoint needs its epoch's workers whatever MinWorkers is
             Self.Tell(new Done(null, new TrainingStalledException(reason))); // the node reports it, and tells the workers
         });
         Receive<StartTimedOut>(_ => { });
@@ -375,11 +376,17 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private bool Ready(int index) => _attached.Contains(index) && _links.ContainsKey(index);
 
-    /// <summary>"1 of Cluster:MinWorkers = 2 workers are ready (worker 0)", for the lines of a job that has not started.</summary>
+    /// <summary>
+    /// "1 of Cluster:MinWorkers = 2 workers is ready (worker 0)", for the lines of a job that has not started; while a
+    /// mid-epoch checkpoint waits for its epoch's workers, their count instead.
+    /// </summary>
     private string ReadyCount()
     {
         var ready = _links.Keys.Where(Ready).Order().ToList();
-        return string.Format(CultureInfo.InvariantCulture, "{0} of Cluster:MinWorkers = {1} workers {2} ready{3}", ready.Count, _options.Cluster.MinWorkers,
+        var needed = _waitingForCheckpointWorkers && _resumeFrom is { } checkpoint
+            ? $"the {checkpoint.Workers} workers the checkpoint's epoch was planned for"
+            : $"Cluster:MinWorkers = {_options.Cluster.MinWorkers} workers";
+        return string.Format(CultureInfo.InvariantCulture, "{0} of {1} {2} ready{3}", ready.Count, needed,
             ready.Count == 1 ? "is" : "are", ready.Count == 0 ? "" : $" (worker{(ready.Count == 1 ? "" : "s")} {string.Join(", ", ready)})");
     }
 
@@ -533,11 +540,22 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private void OnDone(Done done)
     {
-        if (done.Result is { } trained && _saveOutputs is { } save && !_saving)
+        if (_saving || _finished is not null) return; // the job ends once
+        if (done.Result is { } trained && _saveOutputs is { } save)
         {
             // The workers and standbys learn of the end once the weights are on disk: until then a standby still takes over.
+            // A save that does not end within Training:StallTimeoutSeconds (a hung network file system) fails the job
+            // rather than leaving every node waiting.
             _saving = true;
-            Task.Run(() => save(trained)).ContinueWith(t => new OutputsSaved(done, t.Exception?.GetBaseException()), TaskScheduler.Default).PipeTo(Self);
+            var limit = TimeSpan.FromSeconds(_options.Training.StallTimeoutSeconds);
+            Task.Run(() => save(trained)).WaitAsync(limit).ContinueWith(t => new OutputsSaved(done, t switch
+            {
+                { IsFaulted: true } => t.Exception!.GetBaseException() is TimeoutException
+                    ? new TimeoutException($"writing them took longer than Training:StallTimeoutSeconds = {limit.TotalSeconds:F0} s")
+                    : t.Exception.GetBaseException(),
+                { IsCanceled: true } => new OperationCanceledException("writing them was cancelled"),
+                _ => null,
+            }), TaskScheduler.Default).PipeTo(Self);
             return;
         }
         Finish(done, saveFailure: null);
@@ -548,14 +566,17 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <param name="saveFailure">Why the node's outputs could not be written; the job's end then says so, and it is not a success.</param>
     private void Finish(Done done, Exception? saveFailure)
     {
+        if (_finished is not null) return;
         // The job is over: the folder is free for the next one now, not when this node has finished leaving the cluster.
         _checkpointLock?.Dispose();
         _checkpointLock = null;
         Timers.Cancel(nameof(RetakeCheckpointDirectory));
+        Timers.Cancel(nameof(StartStatus));
+        Timers.Cancel(nameof(StartTimedOut));
         var summary = done.Result is { } result
             ? saveFailure is null
                 ? $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs[^1].Epoch} epochs".ToString(CultureInfo.InvariantCulture)
-                : $"failed: training ended (test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}%), but the parameter server could not write its outputs: {saveFailure.Message}".ToString(CultureInfo.InvariantCulture)
+                : $"failed: the parameter server could not write its outputs after training (test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}%): {saveFailure.Message}".ToString(CultureInfo.InvariantCulture)
             : $"failed: {done.Failure?.Message}";
         _finished = new JobFinished(done.Result is not null && saveFailure is null, summary);
         // Close the data plane from this side first, so the workers' goodbyes are not reported as failures.

@@ -189,7 +189,9 @@ public static partial class CsvDataset
                             (double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var wide) && double.IsFinite(wide)
                                 ? $"is outside the range of float32 (±{float.MaxValue.ToString("G3", CultureInfo.InvariantCulture)}), in which features are held. Rescale the column."
                                 : DecimalComma(cell) is { } point
-                                    ? $"is not a number: a decimal comma? Numbers are read with a decimal point ('{point}'); write them so (pandas: to_csv(decimal='.')), or list the column in Data:Csv:IgnoreColumns."
+                                    ? (System.Text.RegularExpressions.Regex.IsMatch(cell, @"^\s*[-+]?\d{1,3},\d{3}\s*$")
+                                        ? $"is not a number: a decimal comma ('{point}') or a thousands separator ('{cell.ToString().Replace(",", "").Trim()}')? Numbers are read with a decimal point and no separators; write them so (pandas: to_csv(decimal='.')), or list the column in Data:Csv:IgnoreColumns."
+                                        : $"is not a number: a decimal comma? Numbers are read with a decimal point ('{point}'); write them so (pandas: to_csv(decimal='.')), or list the column in Data:Csv:IgnoreColumns.")
                                     : "is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns."));
                     values.Add(value);
                 }
