@@ -56,6 +56,14 @@ internal static class InspectCommand
             AnsiConsole.MarkupLineInterpolated($"{tensors.Count} tensors, {tensors.Values.Sum(t => (long)t.Data.Length):N0} elements, {file.Length:N0} bytes: {file.FullName}");
             foreach (var (key, value) in metadata.Where(m => m.Key is "producer" or "epochs" or "version" or "test_accuracy" or "input_normalization"))
                 AnsiConsole.MarkupLineInterpolated($"  {key}: {value}");
+            if (metadata.TryGetValue("format", out var format) && format == TrainingCheckpoint.Format)
+            {
+                // A training checkpoint: where a resume continues, and the settings a resume must match.
+                string Get(string key) => metadata.TryGetValue(key, out var value) && value.Length > 0 ? value : "?";
+                AnsiConsole.WriteLine($"  training checkpoint: a resume continues at epoch {Get("epoch")} round {Get("round")}; Training:Mode {Get("training_mode")}, " +
+                    $"{Get("workers")} workers x {Get("batch_size_per_worker")} samples per minibatch, seed {Get("shard_seed")}, {Get("train_samples")} training samples, " +
+                    $"optimizer {Get("optimizer_kind")} after {Get("optimizer_steps")} steps{(metadata.TryGetValue("job_id", out var job) && job.Length > 0 ? $", cluster job {job}" : "")}");
+            }
             return Figures(file.FullName, tensors, metadata, parse.GetValue(filters), parse.GetValue(histograms), parse.GetValue(compare), parse.GetValue(initialization));
         });
         return command;

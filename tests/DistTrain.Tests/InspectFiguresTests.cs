@@ -71,6 +71,21 @@ public sealed class InspectFiguresTests : IDisposable
     }
 
     [Fact]
+    public void A_training_checkpoint_is_shown_with_where_a_resume_continues_and_the_settings_it_must_match()
+    {
+        var options = new ModelBuilder(channels: 1, height: 8, width: 8).Flatten().Dense(4).Build();
+        var model = ModelFactory.Build(options);
+        var weights = ModelFactory.InitialWeights(model, options.Initializer, seed: 0);
+        var checkpoint = new TrainingCheckpoint(weights, [("momentum_buffer", new float[model.Layout.TrainableLength])], Core.Optimization.OptimizerKind.Sgd,
+            optimizerSteps: 120, version: 120, epoch: 3, round: 40, shardSeed: 7, workers: 2, batchSizePerWorker: 64, jobId: "job-1");
+        var path = new CheckpointStore(_directory, keep: 3).Save(checkpoint);
+        var (code, output, error) = CliProcess.Run(["inspect", path]);
+        Assert.True(code == 0, error);
+        Assert.Contains("training checkpoint: a resume continues at epoch 3 round 40; Training:Mode Sync, 2 workers x 64 samples per minibatch, seed 7,", output);
+        Assert.Contains("optimizer Sgd after 120 steps, cluster job job-1", output);
+    }
+
+    [Fact]
     public void Requests_that_cannot_be_drawn_exit_with_2()
     {
         var checkpoint = Checkpoint();
