@@ -164,8 +164,9 @@ internal static class RunOutputs
         var last = weights is null ? null : report?.StepOf(weights.Version);
         var resume = string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
             ? ""
-            : NewestCheckpoint(options) is not null
-                ? $" Checkpoints are in {options.Checkpoint.Directory}: train --resume continues from the newest."
+            : NewestCheckpoint(options) is { } newest
+                ? $" Checkpoints are in {options.Checkpoint.Directory}: train --resume continues from the newest" +
+                  (CheckpointStore.PositionOf(newest) is { } at ? $", at epoch {at.Epoch} round {at.Round} (weights version {at.Version})." : ".")
                 : $" No checkpoint was written to {options.Checkpoint.Directory} yet, so a new run starts from the beginning.";
         if (weights is null || last is not { } stop || report is null)
         {

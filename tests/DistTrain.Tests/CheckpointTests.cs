@@ -117,6 +117,15 @@ public class CheckpointFormatTests : IDisposable
     }
 
     [Fact]
+    public void A_checkpoint_file_name_gives_where_a_resume_continues()
+    {
+        Assert.Equal((96L, 2, 0), CheckpointStore.PositionOf(Path.Combine(_directory, CheckpointStore.FileName(96, 2, 0))));
+        Assert.Equal((1_234_567L, 12, 345), CheckpointStore.PositionOf(CheckpointStore.FileName(1_234_567, 12, 345)));
+        Assert.Null(CheckpointStore.PositionOf("model.safetensors"));
+        Assert.Null(CheckpointStore.PositionOf("checkpoint-v99999999999999999999-e0001-r000000.safetensors")); // no long holds it
+    }
+
+    [Fact]
     public void A_checkpoint_directory_that_cannot_be_created_is_an_error_naming_its_lock_file()
     {
         var file = Path.Combine(_directory, "a-file");

@@ -61,8 +61,22 @@ public sealed partial class CheckpointStore
     public static string FileName(long version, int epoch, int round) =>
         string.Create(CultureInfo.InvariantCulture, $"{Prefix}v{version:D10}-e{epoch:D4}-r{round:D6}{Extension}");
 
-    [GeneratedRegex(@"^checkpoint-v(\d+)-e\d+-r\d+\.safetensors$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^checkpoint-v(\d+)-e(\d+)-r(\d+)\.safetensors$", RegexOptions.CultureInvariant)]
     private static partial Regex NamePattern();
+
+    /// <summary>
+    /// The position a checkpoint's file name (<see cref="FileName"/>) gives: where a resume from it continues; null for
+    /// another name. Read from the name alone, so the file is not opened or verified.
+    /// </summary>
+    public static (long Version, int Epoch, int Round)? PositionOf(string path)
+    {
+        var match = NamePattern().Match(Path.GetFileName(path));
+        return match.Success && long.TryParse(match.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var version)
+            && int.TryParse(match.Groups[2].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var epoch)
+            && int.TryParse(match.Groups[3].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var round)
+            ? (version, epoch, round)
+            : null;
+    }
 
     /// <summary>Writes <paramref name="checkpoint"/> atomically, then deletes all but the <see cref="Keep"/> most recently written and any abandoned temporary file.</summary>
     /// <returns>The path written.</returns>
