@@ -63,12 +63,27 @@ public sealed class ResumeRefusalTests : IDisposable
     }
 
     [Fact]
-    public async Task A_resume_past_the_last_epoch_is_refused_and_says_to_raise_the_epochs()
+    public async Task A_resume_of_the_finished_training_scores_it_and_a_resume_past_it_is_refused()
     {
-        var checkpoint = await FirstEpoch();
+        // The checkpoint written when the last epoch's training ended: a resume trains nothing, scores those weights as the
+        // last epoch's and returns them (how a run whose final save failed gets its model).
+        var data = TestData.Normalized();
+        var first = await SingleNodeTrainer.RunAsync(Options(epochs: 1, resume: false), data.Train, data.Test).WithTestTimeout();
+        var checkpoint = new CheckpointStore(_directory, 10).List()[0];
+        var log = new List<string>();
+        var resumed = await Run(Options(epochs: 1, resume: true), log);
+        Assert.Contains(log, line => line.EndsWith("all 1 epochs trained; epoch 1 is evaluated and the model written, then the run ends (raise Training:Epochs to train further)", StringComparison.Ordinal));
+        var scored = Assert.Single(resumed.Epochs);
+        Assert.Equal((1, first.Version, first.Epochs[0].TestAccuracy), (scored.Epoch, resumed.Version, scored.TestAccuracy));
+        Assert.True(double.IsNaN(scored.TrainLoss));
+        Compare.Identical(first.FinalWeights.Values, resumed.FinalWeights.Values, "weights");
+
+        // A second epoch trained on it, then a resume asking for 1 epoch: the checkpoint is past the run's end, refused.
+        await Run(Options(epochs: 2, resume: true));
+        var second = new CheckpointStore(_directory, 10).List()[0];
+        Assert.NotEqual(checkpoint, second);
         var error = await Assert.ThrowsAsync<CheckpointResumeException>(() => Run(Options(epochs: 1, resume: true)));
-        Assert.Equal($"Checkpoint {checkpoint} has completed all 1 epochs and Training:Epochs = 1. Raise Training:Epochs (--epochs) to train further.",
-            error.Message);
+        Assert.Equal($"Checkpoint {second} has completed all 2 epochs and Training:Epochs = 1. Raise Training:Epochs (--epochs) to train further.", error.Message);
     }
 
     public static TheoryData<string, string> ChangedOptimizer => new()

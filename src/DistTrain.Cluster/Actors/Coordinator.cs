@@ -199,8 +199,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// A run resumed from the checkpoint written when the last epoch's training ended, before that epoch was evaluated (a
-    /// standby took over then): nothing is left to train. The parameter server, which resumed from that checkpoint, sends
+    /// A run resumed from the checkpoint written when the last epoch's training ended (a standby that took over before that
+    /// epoch was evaluated or its model written, or a user's resume of a finished run): nothing is left to train. The parameter server, which resumed from that checkpoint, sends
     /// its weights (<see cref="CoordinatorSettings.ResumedVersion"/>) to the workers (<see cref="ShareEpochWeights"/>), they
     /// score them as the last epoch's, and the run finishes as usual. That epoch's training loss is not known here (NaN).
     /// </summary>
@@ -214,8 +214,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     private void EvaluateResumedWeights()
     {
-        _log.Warning("All {0} epochs were trained before this run started, but epoch {1} was not evaluated: the workers score its weights (version {2}), then the job ends.",
-            _settings.Epochs, _plan.Epoch, _settings.ResumedVersion);
+        _log.Warning("All {0} epochs were trained before this run started: the workers score epoch {1}'s weights (version {2}), and the run ends with them. " +
+            "Raise Training:Epochs to train further.", _settings.Epochs, _plan.Epoch, _settings.ResumedVersion);
         _trained = new EpochCompleted(_plan.Epoch, _settings.ResumedVersion, 0, double.NaN);
         _trainSeconds = 0;
         _clock.Restart();

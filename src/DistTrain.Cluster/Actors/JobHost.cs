@@ -473,7 +473,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             TakeCheckpointDirectory();
             if (_options.Checkpoint.Resume)
                 _resumeFrom = CheckpointResume.Find(_options, _model.Layout, LogResumeLine, matchWorkers: false,
-                    jobId: _takeover ? _jobId : null, trainSamples: _trainCount, takeover: _takeover);
+                    jobId: _takeover ? _jobId : null, trainSamples: _trainCount);
             else if (_takeover)
                 _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, LogResumeLine, _jobId, _trainCount);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job

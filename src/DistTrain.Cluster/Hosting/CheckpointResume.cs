@@ -24,17 +24,17 @@ public static class CheckpointResume
     /// mode passes false: there the job host waits for as many worker nodes as the checkpoint's epoch was planned for.</param>
     /// <param name="jobId">Only checkpoints of this job (a takeover's); null or empty accepts any.</param>
     /// <param name="trainSamples">The run's training samples (after limits, class filter and validation split); 0 skips that check.</param>
-    /// <param name="takeover">A standby taking over the job: the checkpoint written when the last epoch's training ended
-    /// (epoch Training:Epochs + 1, round 0) is accepted, as the run that was cut short before evaluating it.</param>
     /// <exception cref="CheckpointResumeException">The directory holds no checkpoint, none is valid, the chosen one was
     /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>), BatchSizePerWorker × AccumulationSteps,
     /// number of training samples (<paramref name="trainSamples"/>; the data order would differ) or Mode, holds the state of another optimizer (Optimizer:Kind, or momentum turned on or
     /// off), was built with another optimizer hyperparameter that its state depends on (see
-    /// <see cref="Core.Optimization.OptimizerOptions.StateHyperparameters"/>), or it is already past Training:Epochs (unless
-    /// <paramref name="takeover"/>, by one epoch).</exception>
+    /// <see cref="Core.Optimization.OptimizerOptions.StateHyperparameters"/>), or it is past the end of Training:Epochs. The
+    /// checkpoint written when the last epoch's training ended (epoch Training:Epochs + 1, round 0) is accepted: the run then
+    /// trains nothing, evaluates those weights as the last epoch's and writes the model (<see cref="CoordinatorSettings.ResumedVersion"/>),
+    /// which is how a run whose final save failed, or whose parameter server died before it, gets its model.</exception>
     public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null,
-        int trainSamples = 0, bool takeover = false) =>
-        Search(options, layout, log, matchWorkers, jobId, takeover, trainSamples, required: true)!;
+        int trainSamples = 0) =>
+        Search(options, layout, log, matchWorkers, jobId, trainSamples, required: true)!;
 
     /// <summary>
     /// The checkpoint a standby parameter server that takes over job <paramref name="jobId"/> resumes from: as
@@ -50,9 +50,9 @@ public static class CheckpointResume
     /// <param name="trainSamples">As <see cref="Find"/>.</param>
     /// <exception cref="CheckpointResumeException">The chosen checkpoint does not fit the config (seed, minibatch, training samples, optimizer state, epochs).</exception>
     public static TrainingCheckpoint? FindForTakeover(TrainingOptions options, ParameterLayout layout, Action<string> log, string? jobId, int trainSamples = 0) =>
-        Search(options, layout, log, matchWorkers: false, jobId, takeover: true, trainSamples, required: false);
+        Search(options, layout, log, matchWorkers: false, jobId, trainSamples, required: false);
 
-    private static TrainingCheckpoint? Search(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers, string? jobId, bool takeover,
+    private static TrainingCheckpoint? Search(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers, string? jobId,
         int trainSamples, bool required)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -102,12 +102,12 @@ public static class CheckpointResume
             log($"Checkpoint {search.Path} does not record its run's number of training samples (written by an earlier version); resume with the same Data settings, as it cannot be checked.");
         if (checkpoint.OptimizerHyperparameters is null)
             log($"Checkpoint {search.Path} does not record the optimizer settings its state was built with (written by an earlier version); they cannot be checked.");
-        var trained = takeover && checkpoint.Epoch == loop.Epochs + 1 && checkpoint.Round == 0;
+        var trained = checkpoint.Epoch == loop.Epochs + 1 && checkpoint.Round == 0; // every epoch trained: evaluated, not refused
         if (checkpoint.Epoch > loop.Epochs && !trained)
             throw new CheckpointResumeException($"Checkpoint {search.Path} has completed all {checkpoint.Epoch - 1} epochs and Training:Epochs = {loop.Epochs}. " +
                 "Raise Training:Epochs (--epochs) to train further.");
         log(trained
-            ? $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, all {loop.Epochs} epochs trained; epoch {loop.Epochs} is evaluated, then the job ends"
+            ? $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, all {loop.Epochs} epochs trained; epoch {loop.Epochs} is evaluated and the model written, then the run ends (raise Training:Epochs to train further)"
             : $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, epoch {checkpoint.Epoch} round {checkpoint.Round}");
         return checkpoint;
     }
