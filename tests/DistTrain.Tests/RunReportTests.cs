@@ -61,7 +61,7 @@ public class RunReportTests : IDisposable
         Assert.StartsWith($"training ended, but the last good weights ({Core.Checkpoints.RunFiles.LastGood}) could not be written to {runDirectory}: ", error.Message);
         Assert.Contains("Free space on that disk, or check its permissions, or set Output:Directory to another folder.", error.Message);
         Assert.IsAssignableFrom<IOException>(error.InnerException);
-        if (checkpoints) Assert.EndsWith($"The newest checkpoint is {newest}; a resume (train --resume, or Checkpoint:Resume) continues from it (raise Training:Epochs if it is of the last epoch).", error.Message);
+        if (checkpoints) Assert.EndsWith($"The newest checkpoint is {newest}; a resume (train --resume, or Checkpoint:Resume) continues from it, and from one written after the last epoch it only evaluates the weights and writes the model.", error.Message);
         else Assert.EndsWith("No checkpoint holds them (Checkpoint:Directory keeps some for the next run).", error.Message);
     }
 
