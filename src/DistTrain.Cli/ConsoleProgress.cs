@@ -38,6 +38,8 @@ internal static class ConsoleProgress
     /// </summary>
     internal static string Describe(EpochSummary s, int epochs)
     {
+        if (s.TrainSamples == 0) // an epoch trained before a resume, only scored in this run
+            return $"epoch {s.Epoch,2}/{epochs}  trained before this run   test acc {100 * s.TestAccuracy:F2}%";
         var line = $"epoch {s.Epoch,2}/{epochs}  train loss {s.TrainLoss:F4}  test acc {100 * s.TestAccuracy:F2}%  " +
                    $"{s.SamplesPerSecond,7:N0} samples/s  {s.TrainSeconds,5:F1} s";
         var extra = new List<string>();

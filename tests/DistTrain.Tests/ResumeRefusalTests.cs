@@ -77,6 +77,8 @@ public sealed class ResumeRefusalTests : IDisposable
         Assert.Equal((1, first.Version, first.Epochs[0].TestAccuracy), (scored.Epoch, resumed.Version, scored.TestAccuracy));
         Assert.True(double.IsNaN(scored.TrainLoss));
         Compare.Identical(first.FinalWeights.Values, resumed.FinalWeights.Values, "weights");
+        Assert.Equal(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"epoch  1/1  trained before this run   test acc {100 * scored.TestAccuracy:F2}%"),
+            Cli.ConsoleProgress.Describe(scored, 1));
 
         // A second epoch trained on it, then a resume asking for 1 epoch: the checkpoint is past the run's end, refused.
         await Run(Options(epochs: 2, resume: true));
