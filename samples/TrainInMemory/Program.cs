@@ -12,8 +12,8 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 
 const int Side = 8, Features = Side * Side;
 string[] classNames = ["horizontal bar", "vertical bar", "diagonal", "square"];
-var output = args.Length > 0 ? args[0] : Path.Combine(Path.GetTempPath(), "disttrain-sample");
-Directory.CreateDirectory(output);
+// The folder given, or a new one of this run's own under the temporary folder (so two users or runs never share one).
+var output = args.Length > 0 ? Directory.CreateDirectory(args[0]).FullName : Directory.CreateTempSubdirectory("disttrain-sample-").FullName;
 
 // 1. Data: arrays in memory, [samples, 1, 8, 8] flattened, labels 0..3.
 var (trainX, trainY) = Shapes.Make(2000, seed: 1);

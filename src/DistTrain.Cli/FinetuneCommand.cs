@@ -43,6 +43,11 @@ internal static class FinetuneCommand
             if (parse.GetValue(output) is { } o) overrides["Output:Directory"] = o;
             sizes.Read(parse, overrides);
             var frozen = (parse.GetValue(freeze) ?? []).SelectMany(f => f.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+            if (parse.GetValue(freeze) is { Length: > 0 } given && frozen.Count == 0)
+            {
+                CliConsole.Fail("error", $"--freeze '{string.Join(" ", given)}' names no tensor: give names (0.weight), layer indices (0) or prefixes (0.*), comma-separated.");
+                return 1; // a bad command line
+            }
             string checkpoint;
             try
             {

@@ -292,7 +292,11 @@ public sealed class CliProcessTests : IDisposable
         var checkpoint = Path.Combine(RunFolder(Folder("pretrain")), "model.safetensors");
 
         var output = Folder("finetune");
-        var (finetune, exit) = await Disttrain(Run, "finetune", "--config", Config(), "--from", checkpoint, "--freeze", "0", "--compare-scratch", "--output", output);
+        // A --freeze that names nothing is refused, not taken as "freeze nothing"; the run folder stands for its model.
+        var (noFreeze, noFreezeExit) = await Disttrain(Quick, "finetune", "--config", Config(), "--from", checkpoint, "--freeze", ",,", "--output", output);
+        Assert.Equal(1, noFreezeExit);
+        Assert.Contains("--freeze ',,' names no tensor", noFreeze.StandardError);
+        var (finetune, exit) = await Disttrain(Run, "finetune", "--config", Config(), "--from", Path.GetDirectoryName(checkpoint)!, "--freeze", "0", "--compare-scratch", "--output", output);
         Assert.True(exit == 0, finetune.Output);
         var printed = PrintedAccuracies(finetune);
         Assert.Equal(2, printed.Length); // the fine-tuned run, then the one from scratch
