@@ -102,7 +102,7 @@ internal static class BenchCommand
                     // The observer stops the run once the measured steps are in.
                 }
             },
-            onCancelled: _ => CliConsole.Fail("cancelled", "stopped before the measured steps completed; nothing to report."));
+            onCancelled: _ => CliConsole.Fail("cancelled", "stopped before the measured steps completed; nothing to report."), model: options);
         if (failed is not null) return failed.Value;
         if (!probe.Done)
         {

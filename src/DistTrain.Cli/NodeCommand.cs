@@ -106,7 +106,7 @@ internal static class NodeCommand
                 {
                     refused = e;
                 }
-            }, onCancelled: _ => CliConsole.Fail("cancelled", "this worker node stopped and is out of the job; a worker keeps no results."));
+            }, onCancelled: _ => CliConsole.Fail("cancelled", "this worker node stopped and is out of the job; a worker keeps no results."), model: options);
             if (failed is not null) return failed.Value;
             if (refused is not null)
             {
@@ -158,7 +158,8 @@ internal static class NodeCommand
                 }
             },
             diverged => RunOutputs.SaveLastGood(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report),
-            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report));
+            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report),
+            model: options);
         if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory!);
         if (exit is not null) return exit.Value;
         if (refusedHere is not null)
