@@ -417,6 +417,22 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
     }
 
+    /// <summary>
+    /// A worker node's agent (a probe) registers with <paramref name="host"/> as a node of <paramref name="options"/>'s job
+    /// would, with the job's proof (and, given <paramref name="lostParameterServerOfJob"/>, as one that lost that job's
+    /// parameter server); returns the probe and the acceptance.
+    /// </summary>
+    private (Akka.TestKit.TestProbe Agent, WorkerAccepted Accepted) Register(IActorRef host, Core.Configuration.TrainingOptions options, JobIdentity identity,
+        string? lostParameterServerOfJob = null)
+    {
+        var agent = CreateTestProbe();
+        var fingerprint = ModelFingerprint.Of(options);
+        const string node = "akka.tcp://disttrain@127.0.0.1:4100";
+        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: lostParameterServerOfJob is not null,
+            JobId: lostParameterServerOfJob ?? "", JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+        return (agent, agent.ExpectMsg<WorkerAccepted>(Wait));
+    }
+
     [Fact]
     public void The_job_host_attaches_only_the_connection_that_carries_its_registrations_token_and_parameter_count()
     {
@@ -429,12 +445,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
             new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
 
-        var agent = CreateTestProbe();
-        var fingerprint = ModelFingerprint.Of(options);
-        const string node = "akka.tcp://disttrain@127.0.0.1:4100";
-        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
-            Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
-        var accepted = agent.ExpectMsg<WorkerAccepted>(Wait);
+        var (agent, accepted) = Register(host, options, identity);
         Assert.Equal((0, listener.Port, parameterCount), (accepted.WorkerIndex, accepted.DataPort, accepted.ParameterCount));
         var token = accepted.DataToken!;
 
@@ -482,12 +493,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
             new NullTrainingObserver(), completion));
 
         // One worker registers (and then, say, dies before its data plane is up); the second never comes.
-        var agent = CreateTestProbe();
-        var fingerprint = ModelFingerprint.Of(options);
-        const string node = "akka.tcp://disttrain@127.0.0.1:4100";
-        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
-            Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
-        agent.ExpectMsg<WorkerAccepted>(Wait);
+        var (agent, _) = Register(host, options, identity);
 
         var error = await Assert.ThrowsAsync<TrainingStalledException>(() => completion.Task.WaitAsync(Wait));
         Assert.Matches(@"^The job did not start: after [23] s \(Cluster:PauseTimeoutSeconds\) 0 of Cluster:MinWorkers = 2 workers are ready\. Start worker nodes within " +
@@ -517,12 +523,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         }
         var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
             new NullTrainingObserver(), completion, saveOutputs: Save));
-        var agent = CreateTestProbe();
-        var fingerprint = ModelFingerprint.Of(options);
-        const string node = "akka.tcp://disttrain@127.0.0.1:4100";
-        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
-            Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
-        agent.ExpectMsg<WorkerAccepted>(Wait);
+        var (agent, _) = Register(host, options, identity);
 
         // The job ends with a result (as the coordinator's completion does): the node's save starts, and until it has ended
         // neither the worker nor the node's run hears of the end; a second end is ignored.
@@ -561,12 +562,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
                 retakeCheckpointDirectoryEvery: TimeSpan.FromMilliseconds(100)));
 
             // A worker that lost the old parameter server registers: the takeover searches the folder for its checkpoint.
-            var fingerprint = ModelFingerprint.Of(options);
-            const string node = "akka.tcp://disttrain@127.0.0.1:4100";
-            var agent = CreateTestProbe();
-            agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: true, JobId: "job-1",
-                JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
-            agent.ExpectMsg<WorkerAccepted>(Wait);
+            Register(host, options, identity, lostParameterServerOfJob: "job-1");
             Assert.Contains("goes on without the lock", FishLog(log, "is in use by another running job", "the takeover's warning about the held folder"));
             Assert.Null(CheckpointDirectoryLock.TryAcquire(directory)); // still the old server's
 

@@ -18,6 +18,29 @@ public class MetricsTests
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
+    /// <summary>An exporter on a free loopback port and a client that scrapes it; disposing stops both.</summary>
+    private sealed class Endpoint : IDisposable
+    {
+        private readonly IDisposable _exporter;
+        private readonly HttpClient _http;
+
+        public Endpoint(TimeSpan timeout)
+        {
+            var port = FreePort();
+            _exporter = MetricsExporter.Start("localhost", port);
+            _http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = timeout };
+        }
+
+        /// <summary>One scrape: the exposition text.</summary>
+        public Task<string> ScrapeAsync() => _http.GetStringAsync("metrics");
+
+        public void Dispose()
+        {
+            _http.Dispose();
+            _exporter.Dispose();
+        }
+    }
+
     /// <summary>Sum of every sample of a metric family (all label sets), or null when absent.</summary>
     private static double? Value(string scrape, string name, string? labelFilter = null)
     {
@@ -45,9 +68,7 @@ public class MetricsTests
     [Fact]
     public async Task Metrics_are_served_during_training_with_sane_values()
     {
-        var port = FreePort();
-        using var exporter = MetricsExporter.Start("localhost", port);
-        using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(10) };
+        using var endpoint = new Endpoint(TimeSpan.FromSeconds(10));
         var data = TestData.Normalized();
         var options = TestData.Options(TestData.Mlp(1024, 10), workers: 2, batch: 16, epochs: 10);
         // Training holds at the end of epochs 2 and 8 until the test has scraped: the scrapes see a run in progress, at
@@ -59,7 +80,7 @@ public class MetricsTests
         foreach (var epoch in new[] { 2, 8 })
         {
             await gate.Reached(epoch).WaitAsync(TimeSpan.FromSeconds(120));
-            scrapes.Add(await http.GetStringAsync("metrics"));
+            scrapes.Add(await endpoint.ScrapeAsync());
             gate.Release(epoch);
         }
         var result = await training;
@@ -134,12 +155,10 @@ public class MetricsTests
     [Fact]
     public async Task Counters_include_what_happened_before_the_first_scrape()
     {
-        var port = FreePort();
-        using var exporter = MetricsExporter.Start("localhost", port);
-        using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(30) };
+        using var endpoint = new Endpoint(TimeSpan.FromSeconds(30));
         var tags = DistTrainMetrics.Tags("first-scrape-probe");
         for (var i = 0; i < 7; i++) DistTrainMetrics.Handled(tags, System.Diagnostics.Stopwatch.GetTimestamp());
-        Assert.Equal(7, Value(await http.GetStringAsync("metrics"), "disttrain_actor_messages_total", "role=\"first-scrape-probe\""));
+        Assert.Equal(7, Value(await endpoint.ScrapeAsync(), "disttrain_actor_messages_total", "role=\"first-scrape-probe\""));
     }
 
     /// <summary>
@@ -150,15 +169,13 @@ public class MetricsTests
     [Fact]
     public async Task Counters_are_exported_as_counters_named_total_and_gauges_as_gauges()
     {
-        var port = FreePort();
-        using var exporter = MetricsExporter.Start("localhost", port);
-        using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(30) };
+        using var endpoint = new Endpoint(TimeSpan.FromSeconds(30));
         var tags = DistTrainMetrics.Tags("exposition-probe");
         DistTrainMetrics.Steps.Add(0); // a counter incremented through the meter is exported from its first measurement
-        var before = await http.GetStringAsync("metrics");
+        var before = await endpoint.ScrapeAsync();
         for (var i = 0; i < 3; i++) DistTrainMetrics.RecordDeadLetter();
         for (var i = 0; i < 4; i++) DistTrainMetrics.Handled(tags, System.Diagnostics.Stopwatch.GetTimestamp());
-        var after = await http.GetStringAsync("metrics");
+        var after = await endpoint.ScrapeAsync();
 
         string[] counters =
         [
@@ -192,15 +209,13 @@ public class MetricsTests
     [Fact]
     public async Task The_staleness_histogram_has_a_bucket_per_version_count()
     {
-        var port = FreePort();
-        using var exporter = MetricsExporter.Start("localhost", port);
-        using var http = new HttpClient { BaseAddress = new Uri($"http://localhost:{port}/"), Timeout = TimeSpan.FromSeconds(30) };
+        using var endpoint = new Endpoint(TimeSpan.FromSeconds(30));
         double Bucket(string scrape, string bound) => Value(scrape, "disttrain_training_staleness_versions_bucket", $"le=\"{bound}\"")
             ?? throw new Xunit.Sdk.XunitException($"no bucket le=\"{bound}\" in\n{string.Join('\n', scrape.Split('\n').Where(l => l.Contains("staleness_versions")))}");
         DistTrainMetrics.Staleness.Record(0); // the family appears once something was recorded
-        var before = await http.GetStringAsync("metrics");
+        var before = await endpoint.ScrapeAsync();
         for (var i = 0; i < 5; i++) DistTrainMetrics.Staleness.Record(3);
-        var after = await http.GetStringAsync("metrics");
+        var after = await endpoint.ScrapeAsync();
         var bounds = Regex.Matches(after, @"^disttrain_training_staleness_versions_bucket\{[^}]*le=""([^""]+)""", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToList();
         Assert.Equal(["0", "1", "2", "3", "4", "5", "6", "7", "8", "16", "32", "64", "128", "256", "512", "1024", "+Inf"], bounds);
         // Other tests may record staleness at the same time: what this one added shows as at least five more in (2, 3].

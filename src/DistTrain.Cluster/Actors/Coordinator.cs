@@ -399,7 +399,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         // when the next epoch has already started (the part's epoch is then an earlier one).
         if (_weightsOnlyParts > 0 && part.SampleCount == 0 && (_phase != Phase.Training || part.Epoch != _plan.Epoch))
         {
-            _weightsOnlyParts--; // the end of a part that only sent the weights to evaluate (ShareEpochWeights)
+            _weightsOnlyParts--;
             return;
         }
         if (_phase != Phase.Training)
@@ -416,17 +416,13 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _trainSeconds = _clock.Elapsed.TotalSeconds;
         _clock.Restart();
         _phase = Phase.Evaluating;
-        if (_plan.EvaluatingWorkers.Length > 0)
+        if (_plan.EvaluatingWorkers is { Length: > 0 } holders)
         {
-            BeginEvaluation(_plan.EvaluatingWorkers);
+            BeginEvaluation(holders);
             return;
         }
         // Every worker that held these weights was lost after its last gradient, before the epoch's end came here.
-        WhenEnoughWorkers(() =>
-        {
-            LogHoldersLost();
-            BeginEvaluation(ShareEpochWeights());
-        }, $"the evaluation of epoch {_plan.Epoch} goes on");
+        WhenEnoughWorkers(() => BeginEvaluation(ShareWeightsOfLostHolders()), $"the evaluation of epoch {_plan.Epoch} goes on");
     }
 
     /// <summary>Sends <paramref name="holders"/>, which hold the finished epoch's weights, their ranges of the test (and validation) split.</summary>
@@ -447,19 +443,19 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         {
             if (!_evaluation.HasOrphaned(_plan.IsAlive)) return;
             var alive = _plan.EvaluatingWorkers;
-            if (alive.Length == 0)
-            {
-                LogHoldersLost();
-                alive = ShareEpochWeights();
-            }
+            if (alive.Length == 0) alive = ShareWeightsOfLostHolders();
             foreach (var (worker, request) in _evaluation.Reassign(_plan.IsAlive, alive))
                 _workers[worker].Tell(request);
         }, $"the evaluation of epoch {_plan.Epoch} goes on");
     }
 
-    private void LogHoldersLost() => _log.Warning(
-        "Every worker that held epoch {0}'s weights was lost before it was scored: the parameter server sends them (version {1}) to the {2} worker(s) alive, which score the rest.",
-        _plan.Epoch, _trained!.Version, _plan.AliveCount);
+    /// <summary><see cref="ShareEpochWeights"/> after every worker that held the epoch's weights was lost, saying so.</summary>
+    private int[] ShareWeightsOfLostHolders()
+    {
+        _log.Warning("Every worker that held epoch {0}'s weights was lost before it was scored: the parameter server sends them (version {1}) to the " +
+            "{2} worker(s) alive, which score the rest.", _plan.Epoch, _trained!.Version, _plan.AliveCount);
+        return ShareEpochWeights();
+    }
 
     /// <summary>
     /// Every worker that held the finished epoch's weights is lost (after its last gradient, or during the evaluation): the

@@ -29,6 +29,7 @@ namespace DistTrain.Cluster.Actors;
 /// </remarks>
 public sealed class JobHost : ReceiveActor, IWithTimers
 {
+    /// <summary>The job ended: with its result, or with the reason it failed (the coordinator's completion, or a refusal to start).</summary>
     internal sealed record Done(TrainingResult? Result, Exception? Failure);
 
     /// <summary>The node's outputs of a finished job are written (<see cref="Failure"/> null) or could not be.</summary>
@@ -390,6 +391,13 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             ready.Count == 1 ? "is" : "are", ready.Count == 0 ? "" : $" (worker{(ready.Count == 1 ? "" : "s")} {string.Join(", ", ready)})");
     }
 
+    /// <summary>Stops the start's status line and its timeout: the job started, or ended before it did.</summary>
+    private void StopWaitingToStart()
+    {
+        Timers.Cancel(nameof(StartStatus));
+        Timers.Cancel(nameof(StartTimedOut));
+    }
+
     /// <summary>The periodic line of a job that has not started yet.</summary>
     private string WaitingToStart() => string.Format(CultureInfo.InvariantCulture,
         "The job has not started after {0:F0} s: {1}. Start worker nodes{2}.", _waitingToStart.Elapsed.TotalSeconds, ReadyCount(),
@@ -437,8 +445,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             count = resumeFrom.Workers;
         }
         _started = true;
-        Timers.Cancel(nameof(StartStatus));
-        Timers.Cancel(nameof(StartTimedOut));
+        StopWaitingToStart();
         var workers = Enumerable.Range(0, count).Select(i => _links[i]).ToArray();
         var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
         var settings = new CoordinatorSettings(loop.Epochs, loop.MinibatchPerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
@@ -571,12 +578,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _checkpointLock?.Dispose();
         _checkpointLock = null;
         Timers.Cancel(nameof(RetakeCheckpointDirectory));
-        Timers.Cancel(nameof(StartStatus));
-        Timers.Cancel(nameof(StartTimedOut));
+        StopWaitingToStart();
         var summary = done.Result is { } result
             ? saveFailure is null
-                ? $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs[^1].Epoch} epochs".ToString(CultureInfo.InvariantCulture)
-                : $"failed: the parameter server could not write its outputs after training (test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}%): {saveFailure.Message}".ToString(CultureInfo.InvariantCulture)
+                ? string.Create(CultureInfo.InvariantCulture, $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs[^1].Epoch} epochs")
+                : string.Create(CultureInfo.InvariantCulture, $"failed: the parameter server could not write its outputs after training (test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}%): {saveFailure.Message}")
             : $"failed: {done.Failure?.Message}";
         _finished = new JobFinished(done.Result is not null && saveFailure is null, summary);
         // Close the data plane from this side first, so the workers' goodbyes are not reported as failures.

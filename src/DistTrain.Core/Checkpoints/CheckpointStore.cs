@@ -109,9 +109,9 @@ public sealed partial class CheckpointStore
     {
         if (!System.IO.Directory.Exists(Directory)) return [];
         return [.. System.IO.Directory.EnumerateFiles(Directory, Prefix + "*" + Extension)
-            .Select(path => (Path: path, Match: NamePattern().Match(Path.GetFileName(path))))
-            .Where(f => f.Match.Success && long.TryParse(f.Match.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out _))
-            .OrderByDescending(f => long.Parse(f.Match.Groups[1].Value, CultureInfo.InvariantCulture))
+            .Select(path => (Path: path, Position: PositionOf(path)))
+            .Where(f => f.Position is not null)
+            .OrderByDescending(f => f.Position!.Value.Version)
             .Select(f => f.Path)];
     }
 

@@ -12,6 +12,19 @@ namespace DistTrain.Core.Data;
 /// </summary>
 public static partial class CsvDataset
 {
+    /// <summary>Why a feature cell that did not read as a finite float32 is refused, and the fix: the end of its error message.</summary>
+    private static string NotAFeature(ReadOnlySpan<char> cell)
+    {
+        if (double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var wide) && double.IsFinite(wide))
+            return $"is outside the range of float32 (±{float.MaxValue.ToString("G3", CultureInfo.InvariantCulture)}), in which features are held. Rescale the column.";
+        if (DecimalComma(cell) is not { } point)
+            return "is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns.";
+        const string fix = "write them so (pandas: to_csv(decimal='.')), or list the column in Data:Csv:IgnoreColumns.";
+        return System.Text.RegularExpressions.Regex.IsMatch(cell, @"^\s*[-+]?\d{1,3},\d{3}\s*$") // "1,000": either reading
+            ? $"is not a number: a decimal comma ('{point}') or a thousands separator ('{cell.ToString().Replace(",", "").Trim()}')? Numbers are read with a decimal point and no separators; {fix}"
+            : $"is not a number: a decimal comma? Numbers are read with a decimal point ('{point}'); {fix}";
+    }
+
     /// <summary>
     /// <paramref name="cell"/> written with a point instead of its one comma (<c>5,1</c> → <c>5.1</c>), when that reads as a
     /// finite number; null otherwise. For the hint on files written with a decimal comma (a European locale's separator ';').
@@ -185,14 +198,7 @@ public static partial class CsvDataset
                 {
                     var cell = record[column].Span;
                     if (!float.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !float.IsFinite(value))
-                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' " +
-                            (double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var wide) && double.IsFinite(wide)
-                                ? $"is outside the range of float32 (±{float.MaxValue.ToString("G3", CultureInfo.InvariantCulture)}), in which features are held. Rescale the column."
-                                : DecimalComma(cell) is { } point
-                                    ? (System.Text.RegularExpressions.Regex.IsMatch(cell, @"^\s*[-+]?\d{1,3},\d{3}\s*$")
-                                        ? $"is not a number: a decimal comma ('{point}') or a thousands separator ('{cell.ToString().Replace(",", "").Trim()}')? Numbers are read with a decimal point and no separators; write them so (pandas: to_csv(decimal='.')), or list the column in Data:Csv:IgnoreColumns."
-                                        : $"is not a number: a decimal comma? Numbers are read with a decimal point ('{point}'); write them so (pandas: to_csv(decimal='.')), or list the column in Data:Csv:IgnoreColumns.")
-                                    : "is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns."));
+                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' {NotAFeature(cell)}");
                     values.Add(value);
                 }
                 if (layout.LabelIndex >= 0) labelCells?.Add(record[layout.LabelIndex].ToString());
