@@ -28,7 +28,8 @@ internal static class CliConsole
     /// <paramref name="onCancelled"/> reports a cancellation (and keeps or removes the run folder); without it a line says nothing was saved.
     /// <paramref name="model"/>, when given, turns an <see cref="OutOfMemoryException"/> (building the replicas or the
     /// optimizer state of a model too large for this machine) into one <c>error:</c> line (<see cref="OutOfMemory"/>) and exit
-    /// code 1, instead of an unhandled exception.
+    /// code 1, instead of an unhandled exception. Any other exception is a fault in DistTrain: an <c>internal error:</c> line,
+    /// the exception for a report, and exit code 1.
     /// </summary>
     public static async Task<int?> RunTrainingAsync(Func<Task> training, Action<DistTrain.Cluster.Actors.TrainingDivergedException>? onDiverged = null,
         Action<OperationCanceledException>? onCancelled = null, DistTrain.Core.Configuration.TrainingOptions? model = null)
@@ -50,7 +51,7 @@ internal static class CliConsole
             return 130;
         }
         catch (Exception e) when (e is InvalidOperationException or TimeoutException or DistTrain.Cluster.Actors.TrainingStalledException
-                                       or DistTrain.Cluster.Hosting.CheckpointResumeException or IOException)
+                                       or DistTrain.Cluster.Hosting.CheckpointResumeException or IOException or UnauthorizedAccessException)
         {
             Fail("training failed", e.Message);
             return 1;
@@ -58,6 +59,14 @@ internal static class CliConsole
         catch (OutOfMemoryException) when (model is not null)
         {
             Fail("error", OutOfMemory(model));
+            return 1;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A fault in DistTrain itself, not in the input: one line that says so, then the details to report.
+            Fail("internal error", $"{e.GetType().Name}: {e.Message} This is a fault in DistTrain, not in the config or data; " +
+                "with Checkpoint:Directory set, --resume continues from the last checkpoint. The details for a report follow.");
+            Error.WriteLine(e.ToString(), Style.Plain);
             return 1;
         }
     }

@@ -33,6 +33,8 @@ public sealed class MinibatchPlanTests
         Assert.Equal(Math.Min(samples, steps), plan.Count);
         var lengths = Enumerable.Range(0, plan.Count).Select(plan.Length).ToArray();
         Assert.Equal(samples, lengths.Sum());
+        Assert.Equal(0, plan.Start(0));
+        Assert.Equal(samples, plan.Start(plan.Count));
         if (samples > 0)
         {
             Assert.True(lengths.Max() - lengths.Min() <= 1, string.Join(",", lengths));

@@ -46,7 +46,8 @@ public readonly record struct MinibatchPlan(int Samples, int BatchSize, int Step
     {
         ArgumentOutOfRangeException.ThrowIfNegative(k);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(k, Count);
-        return Steps > 0 ? (int)((long)k * Samples / Count) : Math.Min(Samples, k * BatchSize);
+        if (Steps > 0) return Count == 0 ? 0 : (int)((long)k * Samples / Count);
+        return Math.Min(Samples, k * BatchSize);
     }
 
     /// <summary>Samples in minibatch <paramref name="k"/>.</summary>

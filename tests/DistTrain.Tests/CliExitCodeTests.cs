@@ -1,0 +1,20 @@
+using DistTrain.Cli;
+
+namespace DistTrain.Tests;
+
+/// <summary>How <see cref="CliConsole.RunTrainingAsync"/> maps a training's end to the documented exit codes.</summary>
+public sealed class CliExitCodeTests
+{
+    [Fact]
+    public async Task Each_kind_of_failure_gets_its_exit_code_and_a_fault_in_DistTrain_is_not_an_unhandled_crash()
+    {
+        Assert.Null(await CliConsole.RunTrainingAsync(() => Task.CompletedTask));
+        Assert.Equal(130, await CliConsole.RunTrainingAsync(() => throw new OperationCanceledException()));
+        Assert.Equal(1, await CliConsole.RunTrainingAsync(() => throw new TimeoutException("no progress")));
+        Assert.Equal(1, await CliConsole.RunTrainingAsync(() => throw new UnauthorizedAccessException("model.safetensors")));
+        // A bug (as a coordinator's bookkeeping fault once was): exit code 1 with an "internal error" line, not an
+        // unhandled exception from the command line's pipeline.
+        Assert.Equal(1, await CliConsole.RunTrainingAsync(() => throw new DivideByZeroException()));
+        Assert.Equal(1, await CliConsole.RunTrainingAsync(() => throw new NullReferenceException()));
+    }
+}
