@@ -71,4 +71,29 @@ public sealed class ModelFingerprintTests
         Assert.Equal(["Model.Layers[0].Units: 300 vs 256"], ModelFingerprint.Differences(wider, none));
         Assert.Single(ModelFingerprint.Differences(worker, none, limit: 1));
     }
+
+    /// <summary>
+    /// A worker steps by its own Training:Mode and micro-batches, and under LocalSgd by its own optimizer for its own
+    /// LocalSteps: a worker whose learning rate differs from the parameter server's would train its local steps with it and
+    /// nothing would say so. Outside LocalSgd only the parameter server steps the optimizer: a worker's learning rate is unused
+    /// and does not set it apart.
+    /// </summary>
+    [Fact]
+    public void The_mode_and_under_local_SGD_the_optimizer_the_workers_step_by_are_part_of_the_fingerprint()
+    {
+        (string, string) localSgd = ("Training:Mode", "LocalSgd");
+        var server = ModelFingerprint.Of(Options(localSgd, ("Training:LocalSteps", "4")));
+        Assert.Equal(["WorkerSteps.Optimizer.LearningRate: 0.1 vs 0.05"],
+            ModelFingerprint.Differences(ModelFingerprint.Of(Options(localSgd, ("Training:LocalSteps", "4"), ("Optimizer:LearningRate", "0.1"))), server));
+        Assert.Equal(["WorkerSteps.LocalSteps: 8 vs 4"],
+            ModelFingerprint.Differences(ModelFingerprint.Of(Options(localSgd, ("Training:LocalSteps", "8"))), server));
+        Assert.Equal(["WorkerSteps.Epochs: 3 vs 10"],
+            ModelFingerprint.Differences(ModelFingerprint.Of(Options(localSgd, ("Training:LocalSteps", "4"), ("Training:Epochs", "3"))), server));
+
+        var sync = ModelFingerprint.Of(Options());
+        Assert.Equal(["WorkerSteps.Mode: \"Async\" vs \"Sync\""], ModelFingerprint.Differences(ModelFingerprint.Of(Options(("Training:Mode", "Async"))), sync));
+        Assert.Equal(["WorkerSteps.MicroBatchSize: 64 vs 0"],
+            ModelFingerprint.Differences(ModelFingerprint.Of(Options(("Training:AccumulationSteps", "2"))), sync));
+        Assert.Equal(sync, ModelFingerprint.Of(Options(("Optimizer:LearningRate", "0.1"), ("Training:Epochs", "3"), ("Training:LocalSteps", "8"))));
+    }
 }

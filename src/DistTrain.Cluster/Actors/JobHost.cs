@@ -240,7 +240,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             refusal = $"its job secret differs from the secret of job '{identity.Name}' (Cluster:SecretFile or DISTTRAIN_Cluster__Secret): it belongs to another job, or was given the wrong secret.";
         else if (register.ModelFingerprint != _fingerprint)
             refusal = $"model settings differ from the parameter server's ({DescribeDifferences(register.ModelFingerprint)}; worker's value vs the parameter server's). " +
-                "The settings compared: the model, the data's samples, and Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply. " +
+                "The settings compared: the model, the data's samples, Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply, " +
+                "and Training:Mode and AccumulationSteps (under LocalSgd also LocalSteps, Epochs and the Optimizer section, which the workers apply). " +
                 $"Use the same config and DISTTRAIN_* variables on every node. Worker: {register.ModelFingerprint}; parameter server: {_fingerprint}.";
         if (refusal is not null)
         {

@@ -13,7 +13,9 @@ namespace DistTrain.Cluster.Hosting;
 /// (Cluster:Compression, TopKRatio, TopKScope, ErrorFeedback, and the momentum, L1, L2 and clipping the workers apply under TopK and
 /// MomentumCorrection, which the parameter server then leaves out of its own step). File and folder paths are left out: each node reads the data at
 /// its own paths. Two nodes whose fingerprints differ would compute gradients of different models or on different
-/// samples, or would apply momentum twice or not at all, so the parameter server refuses such a worker.
+/// samples, or would apply momentum twice or not at all, so the parameter server refuses such a worker. The worker's own
+/// step settings are compared too: Training:Mode and the micro-batches of AccumulationSteps, and under LocalSgd the
+/// LocalSteps, optimizer and epochs a worker applies itself (a worker with another learning rate would train silently apart).
 /// </summary>
 public static class ModelFingerprint
 {
@@ -34,7 +36,28 @@ public static class ModelFingerprint
         options.Training.Seed,
         GradientEncoding = Training.ReplicaSettings.CompressionOf(options),
         LocalGradient = Training.LocalGradientSettings.Of(options),
+        WorkerSteps = WorkerStepsOf(options),
     }, Json);
+
+    /// <summary>
+    /// What a worker's own config decides about its steps (<see cref="Training.ReplicaSettings.From"/>): Training:Mode, the
+    /// micro-batches of Training:AccumulationSteps, and under LocalSgd the Training:LocalSteps, the optimizer (learning rate,
+    /// schedule, momentum, ...) and the epochs its schedule spans, which the workers apply themselves. Outside LocalSgd the
+    /// parameter server alone steps the optimizer, so its settings stay the server's.
+    /// </summary>
+    private static object WorkerStepsOf(TrainingOptions options)
+    {
+        var replica = Training.ReplicaSettings.From(options);
+        var local = replica.Mode == TrainingMode.LocalSgd;
+        return new
+        {
+            replica.Mode,
+            replica.MicroBatchSize,
+            LocalSteps = local ? replica.LocalSteps : (int?)null,
+            Optimizer = local ? replica.Optimizer : null,
+            Epochs = local ? replica.TotalEpochs : (int?)null,
+        };
+    }
 
     /// <summary>
     /// The settings in which two fingerprints differ, one entry per differing value, as
