@@ -8,14 +8,17 @@ namespace DistTrain.Cli;
 /// and evaluation at its end (start-up and data loading not counted).</param>
 /// <param name="SamplesPerSecond">Training samples per second of training time over the whole run.</param>
 /// <param name="KeptEpoch">With early stopping, the epoch whose weights the run kept (<c>best_epoch</c>); null otherwise.</param>
+/// <param name="KeptAccuracy">With early stopping, that epoch's test accuracy (<c>best_epoch_test_accuracy</c>), which a run
+/// resumed after its best epoch holds though the epoch is not among its own; null in older summaries.</param>
 internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double TestAccuracy, double Seconds)> Epochs, double SamplesPerSecond,
-    int? KeptEpoch = null)
+    int? KeptEpoch = null, double? KeptAccuracy = null)
 {
     /// <summary>The test accuracy of the weights the run kept: the kept epoch's with early stopping, else the last epoch's.</summary>
-    public double FinalAccuracy => KeptEpoch is { } kept && Epochs.Any(e => e.Epoch == kept) ? Epochs.First(e => e.Epoch == kept).TestAccuracy : Epochs[^1].TestAccuracy;
+    public double FinalAccuracy => KeptEpoch is { } kept && Epochs.Any(e => e.Epoch == kept) ? Epochs.First(e => e.Epoch == kept).TestAccuracy
+        : KeptEpoch is not null && KeptAccuracy is { } accuracy ? accuracy : Epochs[^1].TestAccuracy;
 
     /// <summary>True when early stopping kept the weights of an epoch before the last.</summary>
-    public bool KeptEarlierEpoch => KeptEpoch is { } kept && kept != Epochs[^1].Epoch && Epochs.Any(e => e.Epoch == kept);
+    public bool KeptEarlierEpoch => KeptEpoch is { } kept && kept != Epochs[^1].Epoch && (Epochs.Any(e => e.Epoch == kept) || KeptAccuracy is not null);
 
     /// <summary>True for a run resumed from a checkpoint: its first epoch is not epoch 1, and the epochs before it are another run's.</summary>
     public bool Resumed => Epochs[0].Epoch > 1;
@@ -54,7 +57,9 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
             if (points.Count == 0)
                 throw new InvalidDataException($"{path}: the run finished no epoch, so it has no test accuracy to compare.");
             int? kept = document.RootElement.TryGetProperty("best_epoch", out var best) && best.ValueKind == JsonValueKind.Number ? best.GetInt32() : null;
-            return new RunHistory(label ?? DefaultLabel(path), points, trainSeconds > 0 ? samples / trainSeconds : 0, kept);
+            double? keptAccuracy = document.RootElement.TryGetProperty("best_epoch_test_accuracy", out var accuracy) && accuracy.ValueKind == JsonValueKind.Number
+                ? accuracy.GetDouble() : null;
+            return new RunHistory(label ?? DefaultLabel(path), points, trainSeconds > 0 ? samples / trainSeconds : 0, kept, keptAccuracy);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {

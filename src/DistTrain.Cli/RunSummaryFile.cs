@@ -44,6 +44,8 @@ internal static class RunSummaryFile
             normalization = new { normalizer.Kind, normalizer.Mean, normalizer.Std },
             version = result.Version,
             best_epoch = result.BestEpoch,
+            // The kept epoch's test accuracy, also when that epoch was trained before a resume (so is not in "epochs").
+            best_epoch_test_accuracy = result.BestEpoch is null ? (double?)null : result.FinalEpoch.TestAccuracy,
             stopped_early = result.StoppedEarly,
             tensors = result.FinalWeights.Layout.Segments.Select(s => new { s.Name, s.Shape }),
             // A figure that is not known (no validation split; the training loss of an epoch a takeover only evaluated) or not

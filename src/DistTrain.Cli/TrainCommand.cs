@@ -96,6 +96,14 @@ internal static class TrainCommand
             checkpointLock = CheckpointDirectoryLock.For(options.Checkpoint);
             if (options.Checkpoint.Resume)
                 resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line), trainSamples: data.Train.Count);
+            if (resumeFrom is { Epoch: > 1 } && options.Training.EarlyStopping.Patience > 0)
+            {
+                // What the coordinator will restore from the checkpoint directory: its info lines are not shown in this mode (its
+                // warning, when early stopping starts over, is).
+                var restored = EarlyStoppingRecord.Restore(options.Checkpoint.Directory, resumeFrom.Epoch, resumeFrom.Round, resumeFrom.Version,
+                    options.Training.EarlyStopping.MinDelta, startingWeights.Layout, out _);
+                if (restored is not null) AnsiConsole.WriteLine(EarlyStoppingRecord.GoesOn(restored, options.Training.EarlyStopping.Patience));
+            }
             if (options.Cluster.ParameterServerShards > 1) // refuses, before training, more shards than the model has slices for
                 shards = ShardedParameterServer.Describe(startingWeights.Layout, options.Cluster.ParameterServerShards);
             if (cancellationToken.IsCancellationRequested)

@@ -77,6 +77,14 @@ public sealed class CompareCommandTests : IDisposable
         Assert.True(stoppedCode == 0, stoppedError);
         Assert.Contains($"{100 * result.Epochs[1].TestAccuracy:F2}%", stoppedOutput);
         Assert.Contains("early stopping kept that epoch's weights", stoppedOutput);
+        // Resumed after its best epoch (1, trained before the resume and so not among its epochs 3 to 6): the kept accuracy
+        // comes from best_epoch_test_accuracy.
+        summary = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(resumed, "summary.json")))!;
+        summary["best_epoch"] = 1;
+        summary["best_epoch_test_accuracy"] = 0.5;
+        File.WriteAllText(Path.Combine(resumed, "summary.json"), summary.ToJsonString());
+        var keptBefore = RunHistory.Read(resumed);
+        Assert.Equal((0.5, true), (keptBefore.FinalAccuracy, keptBefore.KeptEarlierEpoch));
         // The run's model file stands for its folder.
         Assert.Equal(history.Epochs, RunHistory.Read(Path.Combine(runDirectory!, "model.safetensors")).Epochs);
     }

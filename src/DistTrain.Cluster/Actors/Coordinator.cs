@@ -76,6 +76,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private WeightsSnapshot? _best;
     private int _bestEpoch;
     private double _bestValidationLoss = double.PositiveInfinity;
+    private readonly List<EpochSummary> _validations = []; // every evaluated epoch, resumed ones included (early stopping)
+    private EpochSummary? _bestBefore;                     // the best epoch's summary when it was trained before this run
     private bool _stoppedEarly;
     private Exception? _childFailure;
     private long _lastVersion;
@@ -192,10 +194,44 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     {
         Context.System.EventStream.Subscribe(Self, typeof(Error));
         Context.SetReceiveTimeout(_settings.StallTimeout);
-        if (_settings.StopsEarly && _settings.FirstEpoch > 1)
-            _log.Warning("Training:EarlyStopping starts over at epoch {0}: a checkpoint does not record the best epoch before it, so the weights kept are " +
-                "the best from here on.", Math.Min(_settings.FirstEpoch, _settings.Epochs));
-        Guard(_plan.Epoch >= _settings.Epochs ? EvaluateTrainedRun : StartNextEpoch);
+        var stoppedBefore = false;
+        if (_settings.ResumedVersion == 0 && _settings.EarlyStoppingDirectory is { } directory && Directory.Exists(directory))
+            Guard(() => EarlyStoppingRecord.Clear(directory)); // a new run: an earlier run's record is not its own
+        Guard(() => stoppedBefore = _settings.StopsEarly && _settings.FirstEpoch > 1 && RestoreEarlyStopping());
+        if (_plan.Epoch >= _settings.Epochs)
+            Guard(() => EvaluateTrainedRun($"All {_settings.Epochs} epochs were trained before this run started", "Training:Epochs"));
+        else if (stoppedBefore)
+            Guard(() => EvaluateTrainedRun($"Early stopping ended the run after epoch {_plan.Epoch} (best epoch {_bestEpoch}) before this run started",
+                "Training:EarlyStopping:Patience"));
+        else Guard(StartNextEpoch);
+    }
+
+    /// <summary>
+    /// A run resumed from a checkpoint with early stopping goes on with the best epoch so far and its weights, from
+    /// <see cref="EarlyStoppingRecord"/> in the checkpoint directory; without it (or when it does not fit the checkpoint)
+    /// early stopping starts over, and says why. True when early stopping had already ended the run at the epoch before the
+    /// checkpoint (a takeover while the results were saved): the run then only scores the checkpoint's weights and ends.
+    /// </summary>
+    private bool RestoreEarlyStopping()
+    {
+        var stopping = _settings.EarlyStopping!;
+        string? problem = "Checkpoint:Directory is not set, so nothing records the best epoch before it";
+        var restored = _settings.EarlyStoppingDirectory is { } directory
+            ? EarlyStoppingRecord.Restore(directory, _settings.FirstEpoch, _settings.FirstRound, _settings.ResumedVersion, stopping.MinDelta, _settings.Layout, out problem)
+            : null;
+        if (restored is null)
+        {
+            if (problem is not null) _log.Warning(EarlyStoppingRecord.StartsOver(Math.Min(_settings.FirstEpoch, _settings.Epochs), problem));
+            return false;
+        }
+        _validations.AddRange(restored.Epochs);
+        _bestBefore = restored.Best;
+        _bestEpoch = restored.Best.Epoch;
+        _bestValidationLoss = restored.Best.ValidationLoss;
+        _best = new WeightsSnapshot(restored.Best.Version, restored.BestWeights);
+        var last = restored.Epochs[^1].Epoch;
+        _log.Info(EarlyStoppingRecord.GoesOn(restored, stopping.Patience));
+        return _settings.FirstRound == 0 && last == _settings.FirstEpoch - 1 && last - _bestEpoch >= stopping.Patience;
     }
 
     /// <summary>
@@ -204,18 +240,20 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     /// its weights (<see cref="CoordinatorSettings.ResumedVersion"/>) to the workers (<see cref="ShareEpochWeights"/>), they
     /// score them as the last epoch's, and the run finishes as usual. That epoch's training loss is not known here (NaN).
     /// </summary>
-    private void EvaluateTrainedRun()
+    /// <summary>The run trains nothing (<paramref name="reason"/>; raising the setting <paramref name="toTrainFurther"/> would
+    /// train on): the workers score the weights it resumed from, and it ends.</summary>
+    private void EvaluateTrainedRun(string reason, string toTrainFurther)
     {
         if (_settings.ResumedVersion <= 0)
-            throw new InvalidOperationException($"The run starts at epoch {_settings.FirstEpoch}, past Training:Epochs = {_settings.Epochs}, so it only evaluates " +
-                "the weights it resumed from, but CoordinatorSettings.ResumedVersion does not name their version.");
-        WhenEnoughWorkers(EvaluateResumedWeights, $"the evaluation of epoch {_plan.Epoch} goes on");
+            throw new InvalidOperationException($"The run starts at epoch {_settings.FirstEpoch} and only evaluates the weights it resumed from ({reason}), " +
+                "but CoordinatorSettings.ResumedVersion does not name their version.");
+        WhenEnoughWorkers(() => EvaluateResumedWeights(reason, toTrainFurther), $"the evaluation of epoch {_plan.Epoch} goes on");
     }
 
-    private void EvaluateResumedWeights()
+    private void EvaluateResumedWeights(string reason, string toTrainFurther)
     {
-        _log.Warning("All {0} epochs were trained before this run started: the workers score epoch {1}'s weights (version {2}), and the run ends with them. " +
-            "Raise Training:Epochs to train further.", _settings.Epochs, _plan.Epoch, _settings.ResumedVersion);
+        _log.Warning("{0}: the workers score epoch {1}'s weights (version {2}), and the run ends with {3}. Raise {4} to train further.",
+            reason, _plan.Epoch, _settings.ResumedVersion, _settings.StopsEarly ? "the best epoch's weights" : "them", toTrainFurther);
         _trained = new EpochCompleted(_plan.Epoch, _settings.ResumedVersion, 0, double.NaN);
         _trainSeconds = 0;
         _clock.Restart();
@@ -523,14 +561,17 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         if (_settings.StopsEarly)
         {
             var stopping = _settings.EarlyStopping!;
+            _validations.RemoveAll(v => v.Epoch >= epoch); // a resumed epoch scored again
+            _validations.Add(summary);
             // The first epoch is the best so far even when its loss is not finite, so there are always weights to keep.
             if (_bestEpoch == 0 || validationLoss < _bestValidationLoss - stopping.MinDelta)
             {
                 _bestValidationLoss = validationLoss;
                 _bestEpoch = epoch;
-                RequestSnapshot(best: true); // the parameter server answers before it starts the next epoch
+                RequestSnapshot(best: true); // the parameter server answers before it starts the next epoch; the record is saved then
             }
-            else if (epoch - _bestEpoch >= stopping.Patience)
+            else SaveEarlyStopping(newBest: null);
+            if (_bestEpoch != epoch && epoch - _bestEpoch >= stopping.Patience)
             {
                 _stoppedEarly = epoch < _settings.Epochs;
                 _log.Info("Early stopping after epoch {0}: validation loss has not improved on {1:F4} (epoch {2}) for {3} epochs; restoring epoch {2}'s weights.",
@@ -543,6 +584,17 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             StartNextEpoch();
         else
             Finish();
+    }
+
+    /// <summary>With a checkpoint directory, records the evaluated epochs and, when <paramref name="newBest"/> is given, the best
+    /// epoch's weights, for a run resumed from a checkpoint (<see cref="EarlyStoppingRecord"/>).</summary>
+    /// <exception cref="IOException">A file could not be written: the job fails, as when a checkpoint cannot be written.</exception>
+    private void SaveEarlyStopping(WeightsSnapshot? newBest)
+    {
+        if (_settings.EarlyStoppingDirectory is not { } directory) return;
+        Directory.CreateDirectory(directory);
+        EarlyStoppingRecord.Save(directory, _validations, _bestEpoch,
+            newBest is null ? null : (new ParameterVector(_settings.Layout, newBest.Weights), newBest.Version));
     }
 
     private void RequestSnapshot(bool best)
@@ -567,7 +619,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             return;
         }
         var best = _snapshotIsBest.Dequeue();
-        if (best) _best = snapshot;
+        if (best)
+        {
+            _best = snapshot;
+            SaveEarlyStopping(newBest: snapshot);
+        }
         if (_phase != Phase.Finishing || _snapshotIsBest.Count > 0) return;
         Complete(_settings.StopsEarly ? _best! : snapshot);
     }
@@ -576,7 +632,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     {
         _phase = Phase.Finished;
         _completion.TrySetResult(new TrainingResult(new ParameterVector(_settings.Layout, weights.Weights), weights.Version, _summaries,
-            _settings.StopsEarly ? _bestEpoch : null, _stoppedEarly));
+            _settings.StopsEarly ? _bestEpoch : null, _stoppedEarly,
+            _settings.StopsEarly && _summaries.All(e => e.Epoch != _bestEpoch) ? _bestBefore : null));
         Context.Stop(Self);
     }
 

@@ -30,10 +30,12 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="ResumedVersion">The weights version of the checkpoint the run resumes from; 0 for a new run. When
 /// <paramref name="FirstEpoch"/> is past <paramref name="Epochs"/> (a takeover from the checkpoint written at the end of the
 /// last epoch's training, before its evaluation), the version scored as the last epoch's.</param>
+/// <param name="EarlyStoppingDirectory">Checkpoint:Directory when checkpoints are on: with early stopping the coordinator keeps
+/// its state there (<see cref="Training.EarlyStoppingRecord"/>) and a resumed run restores it; null keeps nothing.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
     ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
     int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1, int GlobalBatchSize = 0,
-    TrainingMode Mode = TrainingMode.Sync, TimeSpan? PauseTimeout = null, long ResumedVersion = 0)
+    TrainingMode Mode = TrainingMode.Sync, TimeSpan? PauseTimeout = null, long ResumedVersion = 0, string? EarlyStoppingDirectory = null)
 {
     /// <summary>True when the job survives losing workers (cluster mode).</summary>
     public bool ToleratesWorkerLoss => PlannerFor is not null;

@@ -455,7 +455,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum,
             GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode,
             PauseTimeout: _options.Cluster.PauseTimeoutSeconds > 0 ? TimeSpan.FromSeconds(_options.Cluster.PauseTimeoutSeconds) : null,
-            ResumedVersion: resumeFrom?.Version ?? 0);
+            ResumedVersion: resumeFrom?.Version ?? 0, EarlyStoppingDirectory: _options.Checkpoint.Enabled ? _options.Checkpoint.Directory : null);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
             CheckpointResume.Settings(_options, _jobId, _trainCount), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,

@@ -72,7 +72,8 @@ public static class SingleNodeTrainer
             .ToArray();
         var settings = new CoordinatorSettings(loop.Epochs, loop.MinibatchPerWorker, planner, test.Count, model.Layout,
             TimeSpan.FromSeconds(loop.StallTimeoutSeconds), validation?.Count ?? 0, loop.EarlyStopping,
-            FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0, Mode: loop.Mode, ResumedVersion: resumeFrom?.Version ?? 0);
+            FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0, Mode: loop.Mode, ResumedVersion: resumeFrom?.Version ?? 0,
+            EarlyStoppingDirectory: options.Checkpoint.Enabled ? options.Checkpoint.Directory : null);
         system.ActorOf(Coordinator.Props(settings, parameterServer, workers, observer ?? NullTrainingObserver.Instance, completion), "coordinator");
         await using (cancellationToken.Register(() => completion.TrySetCanceled(cancellationToken)))
         {

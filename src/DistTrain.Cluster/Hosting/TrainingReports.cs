@@ -33,11 +33,18 @@ public sealed record EpochSummary(
 /// <param name="BestEpoch">With early stopping: the epoch of the lowest validation loss, whose weights
 /// <paramref name="FinalWeights"/> are (restored); null without early stopping.</param>
 /// <param name="StoppedEarly">True when early stopping ended the run before Training:Epochs.</param>
+/// <param name="BestEpochBefore">With early stopping in a run resumed from a checkpoint: the summary of
+/// <paramref name="BestEpoch"/> when that epoch was trained before this run, so is not in <paramref name="Epochs"/>
+/// (restored from the checkpoint directory's <c>early-stopping.json</c>); null otherwise.</param>
 public sealed record TrainingResult(ParameterVector FinalWeights, long Version, IReadOnlyList<EpochSummary> Epochs,
-    int? BestEpoch = null, bool StoppedEarly = false)
+    int? BestEpoch = null, bool StoppedEarly = false, EpochSummary? BestEpochBefore = null)
 {
     /// <summary>The summary that describes <see cref="FinalWeights"/>: the best epoch's with early stopping, else the last.</summary>
-    public EpochSummary FinalEpoch => BestEpoch is { } best ? Epochs.First(e => e.Epoch == best) : Epochs[^1];
+    /// <exception cref="InvalidOperationException">The best epoch's summary is neither in <see cref="Epochs"/> nor <see cref="BestEpochBefore"/>.</exception>
+    public EpochSummary FinalEpoch => BestEpoch is { } best
+        ? Epochs.FirstOrDefault(e => e.Epoch == best) ?? (BestEpochBefore?.Epoch == best ? BestEpochBefore
+            : throw new InvalidOperationException($"The summary of best epoch {best} is missing from the result."))
+        : Epochs[^1];
 }
 
 /// <summary>

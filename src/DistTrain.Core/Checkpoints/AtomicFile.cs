@@ -9,7 +9,7 @@ namespace DistTrain.Core.Checkpoints;
 /// temporary file of its own (<c>name.pid-random.tmp</c>), so writers of the same path, in one process or in several
 /// sharing a folder, never write into or rename each other's: the last rename wins, whole.
 /// </summary>
-internal static class AtomicFile
+public static class AtomicFile
 {
     /// <summary>Suffix of the temporary files; a file with it is an unfinished write and is never read as a checkpoint.</summary>
     public const string TemporarySuffix = ".tmp";
