@@ -194,16 +194,18 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     {
         Context.System.EventStream.Subscribe(Self, typeof(Error));
         Context.SetReceiveTimeout(_settings.StallTimeout);
-        var stoppedBefore = false;
-        if (_settings.ResumedVersion == 0 && _settings.EarlyStoppingDirectory is { } directory && Directory.Exists(directory))
-            Guard(() => EarlyStoppingRecord.Clear(directory)); // a new run: an earlier run's record is not its own
-        Guard(() => stoppedBefore = _settings.StopsEarly && _settings.FirstEpoch > 1 && RestoreEarlyStopping());
-        if (_plan.Epoch >= _settings.Epochs)
-            Guard(() => EvaluateTrainedRun($"All {_settings.Epochs} epochs were trained before this run started", "Training:Epochs"));
-        else if (stoppedBefore)
-            Guard(() => EvaluateTrainedRun($"Early stopping ended the run after epoch {_plan.Epoch} (best epoch {_bestEpoch}) before this run started",
-                "Training:EarlyStopping:Patience"));
-        else Guard(StartNextEpoch);
+        Guard(() =>
+        {
+            if (_settings.ResumedVersion == 0 && _settings.EarlyStoppingDirectory is { } directory && Directory.Exists(directory))
+                EarlyStoppingRecord.Clear(directory); // a new run: an earlier run's record is not its own
+            var stoppedBefore = _settings.StopsEarly && _settings.FirstEpoch > 1 && RestoreEarlyStopping();
+            if (_plan.Epoch >= _settings.Epochs)
+                EvaluateTrainedRun($"All {_settings.Epochs} epochs were trained before this run started", "Training:Epochs");
+            else if (stoppedBefore)
+                EvaluateTrainedRun($"Early stopping ended the run after epoch {_plan.Epoch} (best epoch {_bestEpoch}) before this run started",
+                    "Training:EarlyStopping:Patience");
+            else StartNextEpoch();
+        });
     }
 
     /// <summary>
@@ -235,13 +237,13 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// A run resumed from the checkpoint written when the last epoch's training ended (a standby that took over before that
-    /// epoch was evaluated or its model written, or a user's resume of a finished run): nothing is left to train. The parameter server, which resumed from that checkpoint, sends
+    /// A run resumed from the checkpoint written when the last epoch's training ended, or the epoch's after which early
+    /// stopping ended the run (a standby that took over before that epoch was evaluated or its model written, or a user's
+    /// resume of a finished run): nothing is left to train (<paramref name="reason"/>; raising the setting
+    /// <paramref name="toTrainFurther"/> would train on). The parameter server, which resumed from that checkpoint, sends
     /// its weights (<see cref="CoordinatorSettings.ResumedVersion"/>) to the workers (<see cref="ShareEpochWeights"/>), they
-    /// score them as the last epoch's, and the run finishes as usual. That epoch's training loss is not known here (NaN).
+    /// score them as that epoch's, and the run finishes as usual. That epoch's training loss is not known here (NaN).
     /// </summary>
-    /// <summary>The run trains nothing (<paramref name="reason"/>; raising the setting <paramref name="toTrainFurther"/> would
-    /// train on): the workers score the weights it resumed from, and it ends.</summary>
     private void EvaluateTrainedRun(string reason, string toTrainFurther)
     {
         if (_settings.ResumedVersion <= 0)
