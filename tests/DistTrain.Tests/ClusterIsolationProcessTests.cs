@@ -56,6 +56,8 @@ public sealed partial class ClusterProcessTests
 
         await wrongSecret.AssertExitAsync(2, TimeSpan.FromSeconds(90));
         Assert.Contains("refused this worker: its job secret differs from the secret of job 'test-job' (", wrongSecret.Output);
+        // Once on the worker's screen, however many of its registrations were answered.
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(wrongSecret.Output, "its job secret differs"));
         await ps.WaitForOutputAsync("Refused worker node", TimeSpan.FromSeconds(10));
         await expired.AssertExitAsync(2, TimeSpan.FromSeconds(60));
         Assert.Contains($"Cluster:CertificateFile = '{expiredCertificate}' would be refused by the other nodes", expired.Output);

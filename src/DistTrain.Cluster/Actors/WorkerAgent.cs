@@ -73,8 +73,10 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         Receive<WorkerAccepted>(OnAccepted);
         Receive<RegistrationRefused>(refused =>
         {
-            _log.Error("The parameter server refused this worker: {0}", refused.Reason);
-            _completion.TrySetException(new NodeRefusedException("The parameter server refused this worker: " + refused.Reason));
+            // The caller reports the exception (the CLI: one "refused:" line); the registrations sent again while the first
+            // was answered get the same refusal, logged at debug level only.
+            if (!_completion.TrySetException(new NodeRefusedException("The parameter server refused this worker: " + refused.Reason)))
+                _log.Debug("The parameter server refused this worker again: {0}", refused.Reason);
         });
         Receive<JobFinished>(finished =>
         {
