@@ -28,7 +28,8 @@ internal static class CliConsole
     /// <paramref name="onCancelled"/> reports a cancellation (and keeps or removes the run folder); without it a line says nothing was saved.
     /// <paramref name="model"/>, when given, turns an <see cref="OutOfMemoryException"/> (building the replicas or the
     /// optimizer state of a model too large for this machine) into one <c>error:</c> line (<see cref="OutOfMemory"/>) and exit
-    /// code 1, instead of an unhandled exception. Any other exception is a fault in DistTrain: an <c>internal error:</c> line,
+    /// code 1, instead of an unhandled exception. An input problem found only during training (<see cref="IsInputError"/>)
+    /// is an <c>error:</c> line and exit code 2; any other exception is a fault in DistTrain: an <c>internal error:</c> line,
     /// the exception for a report, and exit code 1.
     /// </summary>
     public static async Task<int?> RunTrainingAsync(Func<Task> training, Action<DistTrain.Cluster.Actors.TrainingDivergedException>? onDiverged = null,
@@ -60,6 +61,12 @@ internal static class CliConsole
         {
             Fail("error", OutOfMemory(model));
             return 1;
+        }
+        catch (Exception e) when (IsInputError(e))
+        {
+            // A problem with the input found only once training ran (an empty training set, a checkpoint of another size).
+            Fail("error", e.Message);
+            return 2;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {

@@ -11,7 +11,9 @@ public sealed class CliExitCodeTests
         Assert.Null(await CliConsole.RunTrainingAsync(() => Task.CompletedTask));
         Assert.Equal(130, await CliConsole.RunTrainingAsync(() => throw new OperationCanceledException()));
         Assert.Equal(1, await CliConsole.RunTrainingAsync(() => throw new TimeoutException("no progress")));
-        Assert.Equal(1, await CliConsole.RunTrainingAsync(() => throw new UnauthorizedAccessException("model.safetensors")));
+        // An input problem found only once training ran is a bad input (2), not a fault in DistTrain (1).
+        Assert.Equal(2, await CliConsole.RunTrainingAsync(() => throw new ArgumentException("The training set is empty.")));
+        Assert.Equal(2, await CliConsole.RunTrainingAsync(() => throw new InvalidDataException("checkpoint of another size")));
         // A bug (as a coordinator's bookkeeping fault once was): exit code 1 with an "internal error" line, not an
         // unhandled exception from the command line's pipeline.
         Assert.Equal(1, await CliConsole.RunTrainingAsync(() => throw new DivideByZeroException()));

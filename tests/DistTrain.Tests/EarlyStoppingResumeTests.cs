@@ -22,8 +22,8 @@ public sealed class EarlyStoppingResumeTests : IDisposable
     private static readonly TrainingData Data =
         TrainingData.Load(new DataOptions { Directory = TestData.SubsetDirectory, ValidationFraction = 0.2 }, seed: 7);
 
-    /// <summary>The early-stopping run of <c>TransferLearningTests</c> (its validation loss is lowest at epoch 6 of 15, so
-    /// patience 3 stops it at epoch 9), with checkpoints in <paramref name="checkpoints"/>.</summary>
+    /// <summary>An early-stopping run of 15 epochs with patience 3 (the tests read its best and stop epochs from an undisturbed
+    /// run), with checkpoints in <paramref name="checkpoints"/>.</summary>
     private static TrainingOptions Options(int epochs, string checkpoints, bool resume = false)
     {
         var options = TestData.Options(TestData.Mlp(32, 10), workers: 2, batch: 32, epochs: epochs);
@@ -95,6 +95,30 @@ public sealed class EarlyStoppingResumeTests : IDisposable
     }
 
     [Fact]
+    public async Task A_resume_whose_record_lacks_the_checkpoints_last_epoch_scores_it_first_and_stops_where_the_undisturbed_run_does()
+    {
+        var reference = await Run(Options(15, Folder("reference")));
+        var (best, stop) = (reference.BestEpoch!.Value, reference.Epochs[^1].Epoch);
+
+        // A run killed while it scored its best epoch: its checkpoint (written when the epoch's training ended) is at epoch
+        // best + 1, its record still the one before (as a run cut after epoch best - 1 wrote it).
+        var before = Folder("before");
+        await Run(Options(best - 1, before));
+        var checkpoints = Folder("cut");
+        await Run(Options(best, checkpoints));
+        File.Delete(Path.Combine(checkpoints, EarlyStoppingRecord.StateFileName));
+        foreach (var file in Directory.EnumerateFiles(checkpoints, EarlyStoppingRecord.BestWeightsPrefix + "*")) File.Delete(file);
+        foreach (var file in Directory.EnumerateFiles(before, "early-stopping*")) File.Copy(file, Path.Combine(checkpoints, Path.GetFileName(file)));
+        var resumed = await Run(Options(15, checkpoints, resume: true));
+
+        // Epoch best is scored first (nothing trained), becomes the best, and the run stops where the undisturbed one does.
+        Assert.Equal((best, 0), (resumed.Epochs[0].Epoch, resumed.Epochs[0].TrainSamples));
+        Assert.Equal(reference.Epochs[best - 1].ValidationLoss, resumed.Epochs[0].ValidationLoss);
+        Assert.Equal((best, stop, true), (resumed.BestEpoch!.Value, resumed.Epochs[^1].Epoch, resumed.StoppedEarly));
+        Compare.Identical(reference.FinalWeights.Values, resumed.FinalWeights.Values, "weights kept");
+    }
+
+    [Fact]
     public void A_record_that_does_not_fit_the_checkpoint_is_not_restored_and_says_why()
     {
         var layout = new ParameterLayout([("dense.weight", [2, 3]), ("dense.bias", [2])]);
@@ -106,33 +130,47 @@ public sealed class EarlyStoppingResumeTests : IDisposable
             EarlyStoppingRecord.Restore(directory, firstEpoch, firstRound, version, minDelta: 0.01, layout, out problem);
 
         Assert.Null(Restore(3, 20, out var missing));
-        Assert.Contains("early-stopping.json does not exist", missing);
+        Assert.Contains("early-stopping.json does not exist (early stopping was off", missing);
+        // At epoch 2 a missing record is epoch 1's evaluation cut off: nothing to restore, nothing to warn about.
+        Assert.Null(Restore(2, 10, out var notScored));
+        Assert.Null(notScored);
 
         // Epochs 1 to 4 at versions 10, 20, 30, 40; epoch 2 is the best (epoch 4 improves by less than MinDelta).
         EpochSummary[] epochs = [Epoch(1, 10, 0.9), Epoch(2, 20, 0.5), Epoch(3, 30, 0.6), Epoch(4, 40, 0.495)];
+        EarlyStoppingRecord.Save(directory, epochs[..1], bestEpoch: 1, (weights, 10));
         EarlyStoppingRecord.Save(directory, epochs[..2], bestEpoch: 2, (weights, 20));
         EarlyStoppingRecord.Save(directory, epochs, bestEpoch: 2, newBest: null);
+        // Only the best's weights file is left, once the record names it.
+        Assert.Equal([EarlyStoppingRecord.BestWeightsFileName(20)],
+            Directory.EnumerateFiles(directory, EarlyStoppingRecord.BestWeightsPrefix + "*").Select(Path.GetFileName));
 
         var restored = Restore(5, 40, out var none)!;
         Assert.Null(none);
         Assert.Equal(4, restored.Epochs.Count);
         Assert.Equal(epochs[1], restored.Best);
         Assert.Equal(weights.Values, restored.BestWeights);
+        // The record's own best, even where this run's MinDelta would pick another (0.5: epoch 2 is no improvement on epoch 1).
+        Assert.Equal(2, EarlyStoppingRecord.Restore(directory, 5, 0, 40, minDelta: 0.5, layout, out _)!.Best.Epoch);
         // A resume from an earlier checkpoint leaves out the later epochs; from a mid-epoch checkpoint, its epoch's versions are below.
         Assert.Equal(3, Restore(4, 30, out _)!.Epochs.Count);
         Assert.Equal(3, Restore(4, 35, out _, firstRound: 5)!.Epochs.Count);
-        // Nothing evaluated before the resumed epoch: nothing to restore, nothing to warn about.
-        Assert.Null(Restore(1, 0, out var nothing));
-        Assert.Null(nothing);
+        // The checkpoint's last epoch (5, version 50) not scored yet: the record is restored without it, and the run scores it.
+        Assert.Equal(4, Restore(6, 50, out _)!.Epochs.Count);
+        // Epochs 5 and 6 trained without being scored (early stopping was off): not restored.
+        Assert.Null(Restore(7, 60, out var gap));
+        Assert.Contains("records epochs up to 4, but the checkpoint resumes at epoch 7: epochs 5 to 6 were trained without being scored", gap);
 
         // Another run's record: epoch 4 at version 40, but this checkpoint's epoch 5 starts at version 44.
         Assert.Null(Restore(5, 44, out var otherRun));
         Assert.Contains("records epoch 4 at weights version 40, which does not lead to the checkpoint's version 44 at epoch 5", otherRun);
-        // The best before epoch 2 is epoch 1, whose weights the file does not hold.
-        Assert.Null(Restore(2, 10, out var otherWeights));
-        Assert.Contains("holds weights version 20, not the best epoch's (1, version 10)", otherWeights);
-        // Weights of another model.
-        SafeTensors.Write(Path.Combine(directory, EarlyStoppingRecord.BestWeightsFileName), new ParameterVector(new ParameterLayout([("dense.weight", [3, 2]), ("dense.bias", [2])])),
+        // The best before epoch 2 is epoch 1, whose weights file was removed when epoch 2 became the best.
+        Assert.Null(Restore(2, 10, out var removed));
+        Assert.Contains("early-stopping-best-v000000000010.safetensors, the best epoch's weights (epoch 1), does not exist", removed);
+        // A file that holds another version, and weights of another model.
+        File.Copy(Path.Combine(directory, EarlyStoppingRecord.BestWeightsFileName(20)), Path.Combine(directory, EarlyStoppingRecord.BestWeightsFileName(10)));
+        Assert.Null(Restore(2, 10, out var otherVersion));
+        Assert.Contains("holds weights version 20, not the best epoch's (1, version 10)", otherVersion);
+        SafeTensors.Write(Path.Combine(directory, EarlyStoppingRecord.BestWeightsFileName(20)), new ParameterVector(new ParameterLayout([("dense.weight", [3, 2]), ("dense.bias", [2])])),
             new Dictionary<string, string> { ["version"] = "20" });
         Assert.Null(Restore(5, 40, out var otherModel));
         Assert.Contains("has no tensor 'dense.weight' [2, 3] (it was written for another model)", otherModel);

@@ -196,35 +196,65 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Context.SetReceiveTimeout(_settings.StallTimeout);
         Guard(() =>
         {
-            if (_settings.ResumedVersion == 0 && _settings.EarlyStoppingDirectory is { } directory && Directory.Exists(directory))
+            if (_settings is { ResumedVersion: 0, FirstEpoch: 1, FirstRound: 0, EarlyStoppingDirectory: { } directory } && Directory.Exists(directory))
                 EarlyStoppingRecord.Clear(directory); // a new run: an earlier run's record is not its own
-            var stoppedBefore = _settings.StopsEarly && _settings.FirstEpoch > 1 && RestoreEarlyStopping();
+            var start = _settings.StopsEarly && _settings.FirstEpoch > 1 ? RestoreEarlyStopping() : EarlyStoppingStart.AsNew;
+            var resumed = $"epoch {_plan.Epoch}'s weights (version {_settings.ResumedVersion})";
+            var keeps = _settings.StopsEarly ? "the best epoch's weights" : "them";
             if (_plan.Epoch >= _settings.Epochs)
-                EvaluateTrainedRun($"All {_settings.Epochs} epochs were trained before this run started", "Training:Epochs");
-            else if (stoppedBefore)
-                EvaluateTrainedRun($"Early stopping ended the run after epoch {_plan.Epoch} (best epoch {_bestEpoch}) before this run started",
-                    "Training:EarlyStopping:Patience");
+                ScoreResumedWeights($"All {_settings.Epochs} epochs were trained before this run started: the workers score {resumed}, and the run " +
+                    $"ends with {keeps}. Raise Training:Epochs to train further.", warning: true);
+            else if (start == EarlyStoppingStart.AlreadyStopped)
+                ScoreResumedWeights($"Early stopping ended the run after epoch {_plan.Epoch} (best epoch {_bestEpoch}) before this run started: the " +
+                    $"workers score {resumed}, and the run ends with {keeps}. Raise Training:EarlyStopping:Patience to train further.", warning: true);
+            else if (start == EarlyStoppingStart.ScoreResumedEpoch)
+                ScoreResumedWeights($"Epoch {_plan.Epoch} was trained but not scored before this run started: the workers score {resumed} for early " +
+                    "stopping first, then training goes on.", warning: false);
             else StartNextEpoch();
         });
+    }
+
+    /// <summary>How early stopping starts in a run: see <see cref="RestoreEarlyStopping"/>.</summary>
+    private enum EarlyStoppingStart
+    {
+        /// <summary>With no epoch before it (a new run, or one whose early stopping starts over).</summary>
+        AsNew,
+
+        /// <summary>With the recorded epochs, the best of them and its weights.</summary>
+        GoesOn,
+
+        /// <summary>As <see cref="GoesOn"/>, but the record lacks the epoch before the checkpoint (its evaluation was cut off):
+        /// the run scores the checkpoint's weights as that epoch first.</summary>
+        ScoreResumedEpoch,
+
+        /// <summary>Early stopping had already ended the run at the epoch before the checkpoint (a takeover while the results
+        /// were saved): the run only scores the checkpoint's weights again and ends.</summary>
+        AlreadyStopped,
     }
 
     /// <summary>
     /// A run resumed from a checkpoint with early stopping goes on with the best epoch so far and its weights, from
     /// <see cref="EarlyStoppingRecord"/> in the checkpoint directory; without it (or when it does not fit the checkpoint)
-    /// early stopping starts over, and says why. True when early stopping had already ended the run at the epoch before the
-    /// checkpoint (a takeover while the results were saved): the run then only scores the checkpoint's weights and ends.
+    /// early stopping starts over, and says why.
     /// </summary>
-    private bool RestoreEarlyStopping()
+    private EarlyStoppingStart RestoreEarlyStopping()
     {
         var stopping = _settings.EarlyStopping!;
+        var resumedEpoch = _settings.FirstEpoch - 1;
+        var epochEnd = _settings.FirstRound == 0; // the checkpoint holds the weights epoch FirstEpoch - 1 ended with
         string? problem = "Checkpoint:Directory is not set, so nothing records the best epoch before it";
         var restored = _settings.EarlyStoppingDirectory is { } directory
             ? EarlyStoppingRecord.Restore(directory, _settings.FirstEpoch, _settings.FirstRound, _settings.ResumedVersion, stopping.MinDelta, _settings.Layout, out problem)
             : null;
         if (restored is null)
         {
-            if (problem is not null) _log.Warning(EarlyStoppingRecord.StartsOver(Math.Min(_settings.FirstEpoch, _settings.Epochs), problem));
-            return false;
+            if (problem is not null)
+            {
+                _log.Warning(EarlyStoppingRecord.StartsOver(Math.Min(_settings.FirstEpoch, _settings.Epochs), problem));
+                return EarlyStoppingStart.AsNew;
+            }
+            // Resumed at epoch 2 with epoch 1 never scored.
+            return epochEnd ? EarlyStoppingStart.ScoreResumedEpoch : EarlyStoppingStart.AsNew;
         }
         _validations.AddRange(restored.Epochs);
         _bestBefore = restored.Best;
@@ -233,34 +263,37 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _best = new WeightsSnapshot(restored.Best.Version, restored.BestWeights);
         var last = restored.Epochs[^1].Epoch;
         _log.Info(EarlyStoppingRecord.GoesOn(restored, stopping.Patience));
-        return _settings.FirstRound == 0 && last == _settings.FirstEpoch - 1 && last - _bestEpoch >= stopping.Patience;
+        if (epochEnd && last < resumedEpoch) return EarlyStoppingStart.ScoreResumedEpoch;
+        return epochEnd && last == resumedEpoch && last - _bestEpoch >= stopping.Patience ? EarlyStoppingStart.AlreadyStopped : EarlyStoppingStart.GoesOn;
     }
 
     /// <summary>
-    /// A run resumed from the checkpoint written when the last epoch's training ended, or the epoch's after which early
-    /// stopping ended the run (a standby that took over before that epoch was evaluated or its model written, or a user's
-    /// resume of a finished run): nothing is left to train (<paramref name="reason"/>; raising the setting
-    /// <paramref name="toTrainFurther"/> would train on). The parameter server, which resumed from that checkpoint, sends
-    /// its weights (<see cref="CoordinatorSettings.ResumedVersion"/>) to the workers (<see cref="ShareEpochWeights"/>), they
-    /// score them as that epoch's, and the run finishes as usual. That epoch's training loss is not known here (NaN).
+    /// The workers score the weights the run resumed from (<see cref="CoordinatorSettings.ResumedVersion"/>) as the epoch
+    /// before the checkpoint's, and the run goes on from that evaluation as after any other
+    /// (<see cref="EpochEvaluated"/>): it ends when that was the last epoch or early stopping ends it there, else it trains
+    /// the next. For a checkpoint written when the last epoch's training ended, or after the epoch at which early stopping
+    /// ended the run (a standby that took over before that epoch was evaluated or its model written, or a user's resume of a
+    /// finished run), and for an epoch whose evaluation for early stopping was cut off. The parameter server, which resumed
+    /// from that checkpoint, sends its weights to the workers (<see cref="ShareEpochWeights"/>). That epoch's training loss
+    /// is not known here (NaN).
     /// </summary>
-    private void EvaluateTrainedRun(string reason, string toTrainFurther)
+    /// <param name="line">What the log says about it.</param>
+    /// <param name="warning">True to log it as a warning (the run trains nothing), false as information.</param>
+    private void ScoreResumedWeights(string line, bool warning)
     {
         if (_settings.ResumedVersion <= 0)
-            throw new InvalidOperationException($"The run starts at epoch {_settings.FirstEpoch} and only evaluates the weights it resumed from ({reason}), " +
+            throw new InvalidOperationException($"The run starts at epoch {_settings.FirstEpoch} and first scores the weights it resumed from, " +
                 "but CoordinatorSettings.ResumedVersion does not name their version.");
-        WhenEnoughWorkers(() => EvaluateResumedWeights(reason, toTrainFurther), $"the evaluation of epoch {_plan.Epoch} goes on");
-    }
-
-    private void EvaluateResumedWeights(string reason, string toTrainFurther)
-    {
-        _log.Warning("{0}: the workers score epoch {1}'s weights (version {2}), and the run ends with {3}. Raise {4} to train further.",
-            reason, _plan.Epoch, _settings.ResumedVersion, _settings.StopsEarly ? "the best epoch's weights" : "them", toTrainFurther);
-        _trained = new EpochCompleted(_plan.Epoch, _settings.ResumedVersion, 0, double.NaN);
-        _trainSeconds = 0;
-        _clock.Restart();
-        _phase = Phase.Evaluating;
-        BeginEvaluation(ShareEpochWeights());
+        WhenEnoughWorkers(() =>
+        {
+            if (warning) _log.Warning(line);
+            else _log.Info(line);
+            _trained = new EpochCompleted(_plan.Epoch, _settings.ResumedVersion, 0, double.NaN);
+            _trainSeconds = 0;
+            _clock.Restart();
+            _phase = Phase.Evaluating;
+            BeginEvaluation(ShareEpochWeights());
+        }, $"the evaluation of epoch {_plan.Epoch} goes on");
     }
 
     /// <inheritdoc />

@@ -27,11 +27,13 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="Mode">The training mode (Training:Mode): in the asynchronous modes every worker gets every shard of a part.</param>
 /// <param name="PauseTimeout">Cluster mode: longest pause below <paramref name="MinWorkers"/> before the job fails
 /// (Cluster:PauseTimeoutSeconds); null waits for ever.</param>
-/// <param name="ResumedVersion">The weights version of the checkpoint the run resumes from; 0 for a new run. When
-/// <paramref name="FirstEpoch"/> is past <paramref name="Epochs"/> (a takeover from the checkpoint written at the end of the
-/// last epoch's training, before its evaluation), the version scored as the last epoch's.</param>
+/// <param name="ResumedVersion">The weights version of the checkpoint the run resumes from; 0 for a new run. When the run
+/// first scores the checkpoint's weights as the epoch before <paramref name="FirstEpoch"/> (a checkpoint past
+/// <paramref name="Epochs"/>, written when the last epoch's training ended; one after the epoch at which early stopping
+/// ended the run; one whose epoch the early-stopping record lacks), the version scored.</param>
 /// <param name="EarlyStoppingDirectory">Checkpoint:Directory when checkpoints are on: with early stopping the coordinator keeps
-/// its state there (<see cref="Training.EarlyStoppingRecord"/>) and a resumed run restores it; null keeps nothing.</param>
+/// its state there (<see cref="Training.EarlyStoppingRecord"/>) and a resumed run restores it; a new run (epoch 1, round 0, no
+/// resumed version) removes an earlier run's record from it. Null keeps nothing.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
     ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
     int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1, int GlobalBatchSize = 0,

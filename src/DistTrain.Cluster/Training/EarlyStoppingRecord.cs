@@ -8,9 +8,10 @@ using DistTrain.Core.Tensors;
 namespace DistTrain.Cluster.Training;
 
 /// <summary>Early stopping's state as restored for a run that resumes: the epochs evaluated before it, the best of them and its weights.</summary>
-/// <param name="Epochs">The evaluated epochs before the resumed one, in order.</param>
-/// <param name="Best">The best of them by <see cref="EarlyStoppingRecord.BestOf"/>.</param>
-/// <param name="BestWeights">Its weights (version <c>Best.Version</c>), in the model's layout.</param>
+/// <param name="Epochs">The evaluated epochs before the resumed one, in order; not empty.</param>
+/// <param name="Best">The best of them: the record's own when it is among them, else by <see cref="EarlyStoppingRecord.BestOf"/>.</param>
+/// <param name="BestWeights">Its weights (version <c>Best.Version</c>): the model's flat parameter vector, <c>layout.TotalLength</c>
+/// floats in the layout's order.</param>
 public sealed record RestoredEarlyStopping(IReadOnlyList<EpochSummary> Epochs, EpochSummary Best, float[] BestWeights);
 
 /// <summary>
@@ -21,21 +22,27 @@ public sealed record RestoredEarlyStopping(IReadOnlyList<EpochSummary> Epochs, E
 /// file. Two files:
 /// <list type="bullet">
 /// <item><c>early-stopping.json</c>: every evaluated epoch's summary (its weights version, validation loss and test
-/// accuracy among them), rewritten after each evaluation;</item>
-/// <item><c>early-stopping-best.safetensors</c>: the best epoch's weights, with its version in the metadata, rewritten
-/// when an epoch improves on the best (before the JSON that names it).</item>
+/// accuracy among them) and the best epoch, rewritten after each evaluation;</item>
+/// <item><c>early-stopping-best-v{version}.safetensors</c>: the best epoch's weights, written when an epoch improves on the
+/// best, before the JSON that names it; the previous best's file is removed after that JSON is written, so a crash between
+/// any two writes leaves a JSON whose best has its file.</item>
 /// </list>
-/// Both are written atomically (<see cref="AtomicFile"/>). A training checkpoint is written when an epoch's training ends
-/// and before its evaluation, so the record may hold one epoch fewer than the checkpoint: that epoch is then not a
-/// candidate for the best, which costs at most one epoch of patience.
+/// Every file is written atomically (<see cref="AtomicFile"/>). A training checkpoint is written when an epoch's training
+/// ends and before its evaluation, so the record may lack the checkpoint's last epoch; the resumed run then scores that
+/// epoch's weights first (the coordinator does), and nothing is missed.
 /// </summary>
 public static class EarlyStoppingRecord
 {
     /// <summary>File name of the evaluated epochs.</summary>
     public const string StateFileName = "early-stopping.json";
 
-    /// <summary>File name of the best epoch's weights.</summary>
-    public const string BestWeightsFileName = "early-stopping-best.safetensors";
+    /// <summary>Start of the names of the best epoch's weights files.</summary>
+    public const string BestWeightsPrefix = "early-stopping-best-v";
+
+    /// <summary>File name of the best epoch's weights at <paramref name="version"/>.</summary>
+    /// <param name="version">The weights version, ≥ 0.</param>
+    public static string BestWeightsFileName(long version) =>
+        string.Create(CultureInfo.InvariantCulture, $"{BestWeightsPrefix}{version:D12}.safetensors");
 
     private const string VersionKey = "version";
     private const string EpochKey = "epoch";
@@ -50,7 +57,9 @@ public static class EarlyStoppingRecord
         [property: JsonPropertyName("epochs")] List<EpochSummary>? Epochs,
         [property: JsonPropertyName("best_epoch")] int BestEpoch);
 
-    /// <summary>The line for a resumed run that goes on with <paramref name="restored"/> under Training:EarlyStopping:Patience <paramref name="patience"/>.</summary>
+    /// <summary>The line for a resumed run that goes on with <paramref name="restored"/>.</summary>
+    /// <param name="restored">The restored state (its epochs are not empty).</param>
+    /// <param name="patience">Training:EarlyStopping:Patience.</param>
     public static string GoesOn(RestoredEarlyStopping restored, int patience)
     {
         var last = restored.Epochs[^1].Epoch;
@@ -59,7 +68,9 @@ public static class EarlyStoppingRecord
             $"{last - restored.Best.Epoch} of {patience} epochs of patience used by epoch {last}.");
     }
 
-    /// <summary>The warning for a resumed run whose early stopping starts over at <paramref name="epoch"/> because of <paramref name="problem"/>.</summary>
+    /// <summary>The warning for a resumed run whose early stopping starts over.</summary>
+    /// <param name="epoch">The epoch it starts over at.</param>
+    /// <param name="problem">Why the record was not restored (<see cref="Restore"/>).</param>
     public static string StartsOver(int epoch, string problem) =>
         string.Create(CultureInfo.InvariantCulture, $"Training:EarlyStopping starts over at epoch {epoch}: {problem}; the weights kept are the best from here on.");
 
@@ -83,23 +94,28 @@ public static class EarlyStoppingRecord
 
     /// <summary>
     /// Writes the record after an evaluation: <paramref name="newBest"/>'s weights first when the epoch just evaluated is the
-    /// new best, then the evaluated epochs.
+    /// new best, then the evaluated epochs, then removes the weights files of earlier bests (and temporary files left by a
+    /// crashed write).
     /// </summary>
-    /// <param name="directory">Checkpoint:Directory; it exists (the checkpoints are written there).</param>
-    /// <param name="epochs">Every evaluated epoch of the run, resumed ones included, in order.</param>
-    /// <param name="bestEpoch">The best epoch among them.</param>
+    /// <param name="directory">Checkpoint:Directory; created when missing.</param>
+    /// <param name="epochs">Every evaluated epoch of the run, resumed ones included, in order; <paramref name="bestEpoch"/> among them.</param>
+    /// <param name="bestEpoch">The best epoch.</param>
     /// <param name="newBest">The best epoch's weights when it is the epoch just evaluated; null when the best did not change.</param>
     /// <exception cref="IOException">A file could not be written; the files before it are unchanged.</exception>
+    /// <exception cref="UnauthorizedAccessException">The directory may not be written.</exception>
     public static void Save(string directory, IReadOnlyList<EpochSummary> epochs, int bestEpoch, (ParameterVector Weights, long Version)? newBest)
     {
+        Directory.CreateDirectory(directory);
         if (newBest is { } best)
-            SafeTensors.Write(Path.Combine(directory, BestWeightsFileName), best.Weights, new Dictionary<string, string>
+            SafeTensors.Write(Path.Combine(directory, BestWeightsFileName(best.Version)), best.Weights, new Dictionary<string, string>
             {
                 [VersionKey] = best.Version.ToString(CultureInfo.InvariantCulture),
                 [EpochKey] = bestEpoch.ToString(CultureInfo.InvariantCulture),
             });
         var json = JsonSerializer.SerializeToUtf8Bytes(new StateFile([.. epochs], bestEpoch), Json);
         AtomicFile.Write(Path.Combine(directory, StateFileName), stream => stream.Write(json));
+        var keep = epochs.FirstOrDefault(e => e.Epoch == bestEpoch) is { } kept ? BestWeightsFileName(kept.Version) : null;
+        RemoveFiles(directory, name => name != keep);
     }
 
     /// <summary>
@@ -107,26 +123,40 @@ public static class EarlyStoppingRecord
     /// epochs would otherwise pass for the new run's, whose weights versions are the same step counts.
     /// </summary>
     /// <exception cref="IOException">A file could not be removed.</exception>
+    /// <exception cref="UnauthorizedAccessException">The directory may not be written.</exception>
     public static void Clear(string directory)
     {
         File.Delete(Path.Combine(directory, StateFileName)); // no error when it does not exist
-        File.Delete(Path.Combine(directory, BestWeightsFileName));
+        RemoveFiles(directory, _ => true);
+    }
+
+    /// <summary>Removes the best-weights files whose names <paramref name="remove"/> picks, and abandoned temporary files of the record.</summary>
+    private static void RemoveFiles(string directory, Func<string, bool> remove)
+    {
+        foreach (var path in Directory.EnumerateFiles(directory, BestWeightsPrefix + "*"))
+        {
+            var name = Path.GetFileName(path);
+            if (name.EndsWith(AtomicFile.TemporarySuffix, StringComparison.Ordinal) ? AtomicFile.IsAbandoned(path) : remove(name)) File.Delete(path);
+        }
+        foreach (var temporary in Directory.EnumerateFiles(directory, StateFileName + "*" + AtomicFile.TemporarySuffix))
+            if (AtomicFile.IsAbandoned(temporary)) File.Delete(temporary);
     }
 
     /// <summary>
     /// The state to go on with for a run that resumes at <paramref name="firstEpoch"/> from a checkpoint of weights
-    /// <paramref name="resumedVersion"/>: the recorded epochs before it, their best (by <see cref="BestOf"/>) and its
-    /// weights. Epochs recorded at or after <paramref name="firstEpoch"/> (a resume from an earlier checkpoint than the
-    /// newest) are left out.
+    /// <paramref name="resumedVersion"/>: the recorded epochs before it, their best and its weights. Epochs recorded at or
+    /// after <paramref name="firstEpoch"/> (a resume from an earlier checkpoint than the newest) are left out. The record may
+    /// lack the epoch before <paramref name="firstEpoch"/> (its evaluation was cut off), but no earlier one.
     /// </summary>
     /// <param name="directory">Checkpoint:Directory.</param>
     /// <param name="firstEpoch">The epoch the run resumes at (&gt; 1).</param>
     /// <param name="firstRound">The round it resumes at: 0 when the checkpoint was written at an epoch's end.</param>
     /// <param name="resumedVersion">The checkpoint's weights version.</param>
-    /// <param name="minDelta">Training:EarlyStopping:MinDelta.</param>
+    /// <param name="minDelta">Training:EarlyStopping:MinDelta, for the best of the epochs kept when the record's own best is
+    /// not among them.</param>
     /// <param name="layout">The model's layout.</param>
-    /// <param name="problem">Why nothing was restored, for a warning; null when the record was restored or the run had
-    /// no evaluated epoch before <paramref name="firstEpoch"/> to restore.</param>
+    /// <param name="problem">Why nothing was restored, for a warning; null when the record was restored, or when nothing
+    /// was to be restored (a run resumed at epoch 2 whose epoch 1 was never scored).</param>
     /// <returns>The restored state; null when there is none (see <paramref name="problem"/>).</returns>
     public static RestoredEarlyStopping? Restore(string directory, int firstEpoch, int firstRound, long resumedVersion, double minDelta,
         ParameterLayout layout, out string? problem)
@@ -135,22 +165,32 @@ public static class EarlyStoppingRecord
         var statePath = Path.Combine(directory, StateFileName);
         if (!File.Exists(statePath))
         {
-            problem = $"{statePath} does not exist (the checkpoints were written by a version of DistTrain that did not keep it, or it was deleted)";
+            if (firstEpoch > 2)
+                problem = $"{statePath} does not exist (early stopping was off for the epochs before, the checkpoints were written by an earlier " +
+                    "DistTrain, or the file was deleted)";
             return null;
         }
-        List<EpochSummary> epochs;
+        StateFile state;
         try
         {
-            epochs = JsonSerializer.Deserialize<StateFile>(File.ReadAllBytes(statePath), Json)?.Epochs
-                ?? throw new JsonException("it has no \"epochs\" list");
+            state = JsonSerializer.Deserialize<StateFile>(File.ReadAllBytes(statePath), Json) is { Epochs: not null } read
+                ? read : throw new JsonException("it has no \"epochs\" list");
         }
-        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or NotSupportedException)
         {
             problem = $"{statePath} could not be read ({e.Message})";
             return null;
         }
-        var kept = epochs.Where(e => e is not null && e.Epoch < firstEpoch).ToList();
-        if (kept.Count == 0) return null;
+        var kept = state.Epochs!.Where(e => e is not null && e.Epoch < firstEpoch).ToList();
+        var last = kept.Count == 0 ? 0 : kept[^1].Epoch;
+        if (last < firstEpoch - 2)
+        {
+            if (kept.Count > 0 || firstEpoch > 2)
+                problem = $"{statePath} records epochs up to {last}, but the checkpoint resumes at epoch {firstEpoch}: epochs {last + 1} to " +
+                    $"{firstEpoch - 1} were trained without being scored for early stopping (it was off, or the record is another run's)";
+            return null;
+        }
+        if (kept.Count == 0) return null; // resumed at epoch 2, epoch 1 never scored
         // The record belongs to the checkpoint's run when its epochs and versions lead to the checkpoint's version: epochs in
         // order, versions rising to at most the checkpoint's, and equal to it for the epoch just before an epoch-end checkpoint.
         for (var i = 0; i < kept.Count; i++)
@@ -165,13 +205,15 @@ public static class EarlyStoppingRecord
                 return null;
             }
         }
-        var best = kept[BestOf(kept, minDelta)];
-        var weightsPath = Path.Combine(directory, BestWeightsFileName);
+        // The record's own best when it is among the epochs kept (it was decided under the MinDelta of its time), else the best
+        // of the epochs kept (a resume from an earlier checkpoint than the newest).
+        var best = kept.FirstOrDefault(e => e.Epoch == state.BestEpoch) ?? kept[BestOf(kept, minDelta)];
+        var weightsPath = Path.Combine(directory, BestWeightsFileName(best.Version));
         try
         {
             if (!File.Exists(weightsPath))
             {
-                problem = $"{weightsPath} does not exist";
+                problem = $"{weightsPath}, the best epoch's weights (epoch {best.Epoch}), does not exist";
                 return null;
             }
             var metadata = SafeTensors.ReadMetadata(weightsPath);
