@@ -172,6 +172,8 @@ public class MetricsTests
         using var endpoint = new Endpoint(TimeSpan.FromSeconds(30));
         var tags = DistTrainMetrics.Tags("exposition-probe");
         DistTrainMetrics.Steps.Add(0); // a counter incremented through the meter is exported from its first measurement
+        DistTrainMetrics.Set("epoch", DistTrainMetrics.Get("epoch")); // the gauges below are published once set
+        DistTrainMetrics.Set("samples_per_second", DistTrainMetrics.Get("samples_per_second"));
         var before = await endpoint.ScrapeAsync();
         for (var i = 0; i < 3; i++) DistTrainMetrics.RecordDeadLetter();
         for (var i = 0; i < 4; i++) DistTrainMetrics.Handled(tags, System.Diagnostics.Stopwatch.GetTimestamp());
@@ -199,6 +201,38 @@ public class MetricsTests
         Assert.Equal(4, Value(after, "disttrain_actor_messages_total", "role=\"exposition-probe\""));
         Assert.Matches($@"(?m)^disttrain_actor_messages_total\{{node=""{Regex.Escape(DistTrainMetrics.Node)}"",role=""exposition-probe""\}} 4$", after);
         // (Workers lost is process-wide, and other tests in this process lose workers: only its type is checked above.)
+    }
+
+    /// <summary>
+    /// A training gauge reports a value from its first one on: a worker node, which never sets them (its coordinator runs on
+    /// the parameter-server node), exports none of them instead of zeros that read as "epoch 0, loss 0". Read here at the
+    /// instrument (the exporter's registry is process-wide and remembers series other tests created).
+    /// </summary>
+    [Fact]
+    public void A_training_gauge_reports_nothing_until_it_is_set()
+    {
+        var measured = new List<double>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == DistTrainMetrics.Meter.Name && instrument.Name == "training.epoch") l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<double>((_, value, _, _) => measured.Add(value));
+        listener.Start();
+        var before = DistTrainMetrics.Get("epoch");
+        try
+        {
+            DistTrainMetrics.ForgetGauges();
+            listener.RecordObservableInstruments();
+            Assert.Empty(measured);
+            DistTrainMetrics.Set("epoch", 3);
+            listener.RecordObservableInstruments();
+            Assert.Equal([3.0], measured);
+        }
+        finally
+        {
+            DistTrainMetrics.Set("epoch", before);
+        }
     }
 
     /// <summary>

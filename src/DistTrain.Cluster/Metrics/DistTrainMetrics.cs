@@ -114,16 +114,23 @@ public static class DistTrainMetrics
     private static readonly ConcurrentDictionary<string, double> Gauges = new();
     private static readonly ConcurrentDictionary<(string Role, string Path), IActorRef> Watched = new();
 
-    /// <summary>Sets a last-value gauge published as <c>disttrain_training_{name}</c> (e.g. train_loss, test_accuracy, samples_per_second).</summary>
+    /// <summary>
+    /// Sets a last-value gauge published as <c>disttrain_training_{name}</c> (e.g. train_loss, test_accuracy,
+    /// samples_per_second). A gauge is published from its first value on, so a node that never trains (a worker node,
+    /// whose coordinator runs elsewhere) exports none of them rather than zeros.
+    /// </summary>
     /// <exception cref="ArgumentException">The gauge is not one of <see cref="GaugeNames"/>.</exception>
     public static void Set(string name, double value)
     {
-        if (!Gauges.ContainsKey(name)) throw new ArgumentException($"Unknown gauge '{name}'. Known: {string.Join(", ", GaugeNames)}.");
+        if (Array.IndexOf(GaugeNames, name) < 0) throw new ArgumentException($"Unknown gauge '{name}'. Known: {string.Join(", ", GaugeNames)}.");
         Gauges[name] = value;
     }
 
-    /// <summary>The current value of a training gauge (tests read it without an exporter).</summary>
-    internal static double Get(string name) => Gauges[name];
+    /// <summary>Unpublishes every training gauge, as in a process that never trained (tests, which share one process).</summary>
+    internal static void ForgetGauges() => Gauges.Clear();
+
+    /// <summary>The current value of a training gauge (tests read it without an exporter); 0 before its first value.</summary>
+    internal static double Get(string name) => Gauges.TryGetValue(name, out var value) ? value : 0;
 
     /// <summary>The training gauges, published as <c>disttrain_training_{name}</c>.</summary>
     public static readonly string[] GaugeNames =
@@ -138,11 +145,11 @@ public static class DistTrainMetrics
     static DistTrainMetrics()
     {
         foreach (var name in GaugeNames)
-            Gauges[name] = 0;
-        foreach (var name in Gauges.Keys)
         {
             var key = name;
-            Meter.CreateObservableGauge($"training.{key}", () => Gauges.TryGetValue(key, out var v) ? v : 0, description: $"Last value of {key.Replace('_', ' ')}.");
+            Meter.CreateObservableGauge($"training.{key}",
+                () => Gauges.TryGetValue(key, out var v) ? [new Measurement<double>(v)] : Array.Empty<Measurement<double>>(),
+                description: $"Last value of {key.Replace('_', ' ')}.");
         }
         Meter.CreateObservableGauge("actor.mailbox.depth", MailboxDepths, "{message}", "Messages waiting in an actor's mailbox.");
         Meter.CreateObservableGauge("training.gradient_norm", () => LayerValues(l => l.GradientNorm), description: "L2 norm of the averaged gradient, per tensor.");
