@@ -101,7 +101,7 @@ internal static class TrainCommand
                 // What the coordinator will restore from the checkpoint directory: its info lines are not shown in this mode (its
                 // warning, when early stopping starts over, is).
                 var restored = EarlyStoppingRecord.Restore(options.Checkpoint.Directory, resumeFrom.Epoch, resumeFrom.Round, resumeFrom.Version,
-                    options.Training.EarlyStopping.MinDelta, startingWeights.Layout, out _);
+                    options.Training.EarlyStopping.MinDelta, startingWeights.Layout, data.Validation?.Count ?? 0, out _);
                 if (restored is not null) AnsiConsole.WriteLine(EarlyStoppingRecord.GoesOn(restored, options.Training.EarlyStopping.Patience));
             }
             if (options.Cluster.ParameterServerShards > 1) // refuses, before training, more shards than the model has slices for

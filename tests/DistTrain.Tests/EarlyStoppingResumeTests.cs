@@ -127,7 +127,7 @@ public sealed class EarlyStoppingResumeTests : IDisposable
             new(epoch, version, 0.5, 0.4, 0.8, 100, 1000, 1, 0.1, validationLoss, 0.7);
         var directory = Folder("record");
         RestoredEarlyStopping? Restore(int firstEpoch, long version, out string? problem, int firstRound = 0) =>
-            EarlyStoppingRecord.Restore(directory, firstEpoch, firstRound, version, minDelta: 0.01, layout, out problem);
+            EarlyStoppingRecord.Restore(directory, firstEpoch, firstRound, version, minDelta: 0.01, layout, validationSamples: 200, out problem);
 
         Assert.Null(Restore(3, 20, out var missing));
         Assert.Contains("early-stopping.json does not exist (early stopping was off", missing);
@@ -137,9 +137,9 @@ public sealed class EarlyStoppingResumeTests : IDisposable
 
         // Epochs 1 to 4 at versions 10, 20, 30, 40; epoch 2 is the best (epoch 4 improves by less than MinDelta).
         EpochSummary[] epochs = [Epoch(1, 10, 0.9), Epoch(2, 20, 0.5), Epoch(3, 30, 0.6), Epoch(4, 40, 0.495)];
-        EarlyStoppingRecord.Save(directory, epochs[..1], bestEpoch: 1, (weights, 10));
-        EarlyStoppingRecord.Save(directory, epochs[..2], bestEpoch: 2, (weights, 20));
-        EarlyStoppingRecord.Save(directory, epochs, bestEpoch: 2, newBest: null);
+        EarlyStoppingRecord.Save(directory, epochs[..1], bestEpoch: 1, (weights, 10), validationSamples: 200);
+        EarlyStoppingRecord.Save(directory, epochs[..2], bestEpoch: 2, (weights, 20), validationSamples: 200);
+        EarlyStoppingRecord.Save(directory, epochs, bestEpoch: 2, newBest: null, validationSamples: 200);
         // Only the best's weights file is left, once the record names it.
         Assert.Equal([EarlyStoppingRecord.BestWeightsFileName(20)],
             Directory.EnumerateFiles(directory, EarlyStoppingRecord.BestWeightsPrefix + "*").Select(Path.GetFileName));
@@ -150,7 +150,7 @@ public sealed class EarlyStoppingResumeTests : IDisposable
         Assert.Equal(epochs[1], restored.Best);
         Assert.Equal(weights.Values, restored.BestWeights);
         // The record's own best, even where this run's MinDelta would pick another (0.5: epoch 2 is no improvement on epoch 1).
-        Assert.Equal(2, EarlyStoppingRecord.Restore(directory, 5, 0, 40, minDelta: 0.5, layout, out _)!.Best.Epoch);
+        Assert.Equal(2, EarlyStoppingRecord.Restore(directory, 5, 0, 40, minDelta: 0.5, layout, 200, out _)!.Best.Epoch);
         // A resume from an earlier checkpoint leaves out the later epochs; from a mid-epoch checkpoint, its epoch's versions are below.
         Assert.Equal(3, Restore(4, 30, out _)!.Epochs.Count);
         Assert.Equal(3, Restore(4, 35, out _, firstRound: 5)!.Epochs.Count);
@@ -159,6 +159,20 @@ public sealed class EarlyStoppingResumeTests : IDisposable
         // Epochs 5 and 6 trained without being scored (early stopping was off): not restored.
         Assert.Null(Restore(7, 60, out var gap));
         Assert.Contains("records epochs up to 4, but the checkpoint resumes at epoch 7: epochs 5 to 6 were trained without being scored", gap);
+
+        // Losses measured on another validation set (the split changed) do not compare with this run's.
+        Assert.Null(EarlyStoppingRecord.Restore(directory, 5, 0, 40, 0.01, layout, validationSamples: 150, out var otherValidation));
+        Assert.Contains("holds validation losses measured on 200 samples, and this run holds out 150", otherValidation);
+        // A best-weights file whose bytes were changed in place (same size, same header) is found by its SHA-256.
+        var bestPath = Path.Combine(directory, EarlyStoppingRecord.BestWeightsFileName(20));
+        var intact = File.ReadAllBytes(bestPath);
+        var damagedBytes = intact.ToArray();
+        damagedBytes[^5] ^= 0x40;
+        File.WriteAllBytes(bestPath, damagedBytes);
+        Assert.Null(Restore(5, 40, out var changed));
+        Assert.Contains("is damaged: the SHA-256 of its weights differs from the one written with them", changed);
+        File.WriteAllBytes(bestPath, intact);
+        Assert.NotNull(Restore(5, 40, out _));
 
         // Another run's record: epoch 4 at version 40, but this checkpoint's epoch 5 starts at version 44.
         Assert.Null(Restore(5, 44, out var otherRun));
@@ -171,9 +185,14 @@ public sealed class EarlyStoppingResumeTests : IDisposable
         Assert.Null(Restore(2, 10, out var otherVersion));
         Assert.Contains("holds weights version 20, not the best epoch's (1, version 10)", otherVersion);
         SafeTensors.Write(Path.Combine(directory, EarlyStoppingRecord.BestWeightsFileName(20)), new ParameterVector(new ParameterLayout([("dense.weight", [3, 2]), ("dense.bias", [2])])),
-            new Dictionary<string, string> { ["version"] = "20" });
+            new Dictionary<string, string> { ["version"] = "20", ["sha256"] = "0" });
         Assert.Null(Restore(5, 40, out var otherModel));
         Assert.Contains("has no tensor 'dense.weight' [2, 3] (it was written for another model)", otherModel);
+        // A folder where the record should be.
+        var folderRecord = Folder("folder-record");
+        Directory.CreateDirectory(Path.Combine(folderRecord, EarlyStoppingRecord.StateFileName));
+        Assert.Null(EarlyStoppingRecord.Restore(folderRecord, 5, 0, 40, 0.01, layout, 200, out var folder));
+        Assert.Contains("early-stopping.json is a folder, not the record early stopping writes there; remove it", folder);
         // A damaged record.
         File.WriteAllText(Path.Combine(directory, EarlyStoppingRecord.StateFileName), "{ \"epochs\": [ { \"Epoch\": ");
         Assert.Null(Restore(5, 40, out var damaged));

@@ -205,8 +205,10 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
                 ScoreResumedWeights($"All {_settings.Epochs} epochs were trained before this run started: the workers score {resumed}, and the run " +
                     $"ends with {keeps}. Raise Training:Epochs to train further.", warning: true);
             else if (start == EarlyStoppingStart.AlreadyStopped)
-                ScoreResumedWeights($"Early stopping ended the run after epoch {_plan.Epoch} (best epoch {_bestEpoch}) before this run started: the " +
-                    $"workers score {resumed}, and the run ends with {keeps}. Raise Training:EarlyStopping:Patience to train further.", warning: true);
+                ScoreResumedWeights($"Early stopping ends the run at epoch {_plan.Epoch}, trained before this run started: its validation loss has not " +
+                    $"improved on epoch {_bestEpoch}'s for {_plan.Epoch - _bestEpoch} epochs, at least Training:EarlyStopping:Patience = " +
+                    $"{_settings.EarlyStopping!.Patience}. The workers score {resumed}, and the run ends with {keeps}. Raise the patience to train further.",
+                    warning: true);
             else if (start == EarlyStoppingStart.ScoreResumedEpoch)
                 ScoreResumedWeights($"Epoch {_plan.Epoch} was trained but not scored before this run started: the workers score {resumed} for early " +
                     "stopping first, then training goes on.", warning: false);
@@ -244,7 +246,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var epochEnd = _settings.FirstRound == 0; // the checkpoint holds the weights epoch FirstEpoch - 1 ended with
         string? problem = "Checkpoint:Directory is not set, so nothing records the best epoch before it";
         var restored = _settings.EarlyStoppingDirectory is { } directory
-            ? EarlyStoppingRecord.Restore(directory, _settings.FirstEpoch, _settings.FirstRound, _settings.ResumedVersion, stopping.MinDelta, _settings.Layout, out problem)
+            ? EarlyStoppingRecord.Restore(directory, _settings.FirstEpoch, _settings.FirstRound, _settings.ResumedVersion, stopping.MinDelta, _settings.Layout,
+                _settings.ValidationSampleCount, out problem)
             : null;
         if (restored is null)
         {
@@ -629,7 +632,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         if (_settings.EarlyStoppingDirectory is not { } directory) return;
         Directory.CreateDirectory(directory);
         EarlyStoppingRecord.Save(directory, _validations, _bestEpoch,
-            newBest is null ? null : (new ParameterVector(_settings.Layout, newBest.Weights), newBest.Version));
+            newBest is null ? null : (new ParameterVector(_settings.Layout, newBest.Weights), newBest.Version), _settings.ValidationSampleCount);
     }
 
     private void RequestSnapshot(bool best)

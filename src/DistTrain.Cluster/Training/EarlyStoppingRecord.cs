@@ -46,6 +46,7 @@ public static class EarlyStoppingRecord
 
     private const string VersionKey = "version";
     private const string EpochKey = "epoch";
+    private const string HashKey = "sha256";
 
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -55,7 +56,12 @@ public static class EarlyStoppingRecord
 
     private sealed record StateFile(
         [property: JsonPropertyName("epochs")] List<EpochSummary>? Epochs,
-        [property: JsonPropertyName("best_epoch")] int BestEpoch);
+        [property: JsonPropertyName("best_epoch")] int BestEpoch,
+        [property: JsonPropertyName("validation_samples")] int ValidationSamples);
+
+    /// <summary>SHA-256 (hex) of the weights' float32 bytes in layout order, as the best-weights file's data section holds them.</summary>
+    private static string HashOf(float[] values) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan())));
 
     /// <summary>The line for a resumed run that goes on with <paramref name="restored"/>.</summary>
     /// <param name="restored">The restored state (its epochs are not empty).</param>
@@ -101,9 +107,12 @@ public static class EarlyStoppingRecord
     /// <param name="epochs">Every evaluated epoch of the run, resumed ones included, in order; <paramref name="bestEpoch"/> among them.</param>
     /// <param name="bestEpoch">The best epoch.</param>
     /// <param name="newBest">The best epoch's weights when it is the epoch just evaluated; null when the best did not change.</param>
+    /// <param name="validationSamples">Validation samples the losses were measured on: a resume with another validation set
+    /// starts early stopping over.</param>
     /// <exception cref="IOException">A file could not be written; the files before it are unchanged.</exception>
     /// <exception cref="UnauthorizedAccessException">The directory may not be written.</exception>
-    public static void Save(string directory, IReadOnlyList<EpochSummary> epochs, int bestEpoch, (ParameterVector Weights, long Version)? newBest)
+    public static void Save(string directory, IReadOnlyList<EpochSummary> epochs, int bestEpoch, (ParameterVector Weights, long Version)? newBest,
+        int validationSamples)
     {
         Directory.CreateDirectory(directory);
         if (newBest is { } best)
@@ -111,8 +120,9 @@ public static class EarlyStoppingRecord
             {
                 [VersionKey] = best.Version.ToString(CultureInfo.InvariantCulture),
                 [EpochKey] = bestEpoch.ToString(CultureInfo.InvariantCulture),
+                [HashKey] = HashOf(best.Weights.Values),
             });
-        var json = JsonSerializer.SerializeToUtf8Bytes(new StateFile([.. epochs], bestEpoch), Json);
+        var json = JsonSerializer.SerializeToUtf8Bytes(new StateFile([.. epochs], bestEpoch, validationSamples), Json);
         AtomicFile.Write(Path.Combine(directory, StateFileName), stream => stream.Write(json));
         var keep = epochs.FirstOrDefault(e => e.Epoch == bestEpoch) is { } kept ? BestWeightsFileName(kept.Version) : null;
         RemoveFiles(directory, name => name != keep);
@@ -155,14 +165,20 @@ public static class EarlyStoppingRecord
     /// <param name="minDelta">Training:EarlyStopping:MinDelta, for the best of the epochs kept when the record's own best is
     /// not among them.</param>
     /// <param name="layout">The model's layout.</param>
+    /// <param name="validationSamples">Validation samples of this run: the record's losses count only if measured on as many.</param>
     /// <param name="problem">Why nothing was restored, for a warning; null when the record was restored, or when nothing
     /// was to be restored (a run resumed at epoch 2 whose epoch 1 was never scored).</param>
     /// <returns>The restored state; null when there is none (see <paramref name="problem"/>).</returns>
     public static RestoredEarlyStopping? Restore(string directory, int firstEpoch, int firstRound, long resumedVersion, double minDelta,
-        ParameterLayout layout, out string? problem)
+        ParameterLayout layout, int validationSamples, out string? problem)
     {
         problem = null;
         var statePath = Path.Combine(directory, StateFileName);
+        if (Directory.Exists(statePath))
+        {
+            problem = $"{statePath} is a folder, not the record early stopping writes there; remove it";
+            return null;
+        }
         if (!File.Exists(statePath))
         {
             if (firstEpoch > 2)
@@ -179,6 +195,12 @@ public static class EarlyStoppingRecord
         catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or NotSupportedException)
         {
             problem = $"{statePath} could not be read ({e.Message})";
+            return null;
+        }
+        if (state.ValidationSamples != validationSamples)
+        {
+            problem = $"{statePath} holds validation losses measured on {state.ValidationSamples:N0} samples, and this run holds out " +
+                $"{validationSamples:N0} (Data:ValidationFraction, Data:TrainLimit or Data:Classes changed), so they do not compare";
             return null;
         }
         var kept = state.Epochs!.Where(e => e is not null && e.Epoch < firstEpoch).ToList();
@@ -223,6 +245,11 @@ public static class EarlyStoppingRecord
                 problem = $"{weightsPath} holds weights version {text ?? "(none)"}, not the best epoch's ({best.Epoch}, version {best.Version})";
                 return null;
             }
+            if (!metadata.TryGetValue(HashKey, out var expectedHash))
+            {
+                problem = $"{weightsPath} has no {HashKey} in its metadata, so its weights cannot be checked";
+                return null;
+            }
             var tensors = SafeTensors.Read(weightsPath);
             var weights = new ParameterVector(layout);
             foreach (var segment in layout.Segments)
@@ -237,6 +264,11 @@ public static class EarlyStoppingRecord
             if (tensors.Count != layout.Segments.Count)
             {
                 problem = $"{weightsPath} has {tensors.Count} tensors, the model {layout.Segments.Count} (it was written for another model)";
+                return null;
+            }
+            if (HashOf(weights.Values) != expectedHash)
+            {
+                problem = $"{weightsPath} is damaged: the SHA-256 of its weights differs from the one written with them";
                 return null;
             }
             return new RestoredEarlyStopping(kept, best, weights.Values);
