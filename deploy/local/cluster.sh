@@ -82,9 +82,9 @@ metrics_port="${DISTTRAIN_Metrics__Port:-}"
 chmod +x "$RUN/add-worker.sh"
 [ -z "$metrics_port" ] || echo "Metrics: worker i on port $metrics_port + i (the parameter server prints its own address)."
 # The parameter server's output goes to its log and, without the [INFO] lines (but the one naming the checkpoint a
-# resume or takeover continues from), to the screen; the pipeline ends when the node closes its output (the script's own
+# resume or takeover continues from, and the one saying early stopping goes on from its record), to the screen; the pipeline ends when the node closes its output (the script's own
 # copy of the pipe is closed at once, and later nodes never get it).
-exec {ps_output}> >(trap '' INT; tee "$logs/parameter-server.log" | awk '!/^\[INFO\]/ || /Resuming from checkpoint/ { print; fflush() }')
+exec {ps_output}> >(trap '' INT; tee "$logs/parameter-server.log" | awk '!/^\[INFO\]/ || /Resuming from checkpoint|EarlyStopping goes on/ { print; fflush() }')
 ps_output_pid=$!
 "${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 &
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server

@@ -158,7 +158,8 @@ internal static class NodeCommand
                 }
             },
             diverged => RunOutputs.SaveLastGood(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report),
-            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report),
+            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report,
+                resumeWith: "starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true)"),
             model: options);
         if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory!);
         if (exit is not null) return exit.Value;

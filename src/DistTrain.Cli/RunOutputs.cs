@@ -156,16 +156,18 @@ internal static class RunOutputs
     /// <summary>
     /// After a cancellation (Ctrl-C): when training applied at least one step and the weights at the stop came back, the
     /// run folder is kept with them in <c>model.safetensors</c>, the finished epochs in <c>summary.json</c> and the
-    /// report; otherwise nothing is worth keeping and the (empty) run folder is removed. Either way a line says which.
+    /// report; otherwise nothing is worth keeping and the (empty) run folder is removed. Either way a line says which, and
+    /// how to resume from the newest checkpoint: <paramref name="resumeWith"/> (the command or setting, by mode).
     /// </summary>
-    public static void KeepOrRemoveCancelled(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, OperationCanceledException cancelled, RunReport? report)
+    public static void KeepOrRemoveCancelled(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, OperationCanceledException cancelled, RunReport? report,
+        string resumeWith = "train --resume")
     {
         var weights = (cancelled as TrainingCancelledException)?.Weights;
         var last = weights is null ? null : report?.StepOf(weights.Version);
         var resume = string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
             ? ""
             : NewestCheckpoint(options) is { } newest
-                ? $" Checkpoints are in {options.Checkpoint.Directory}: train --resume continues from the newest" +
+                ? $" Checkpoints are in {options.Checkpoint.Directory}: {resumeWith} continues from the newest" +
                   (CheckpointStore.PositionOf(newest) is { } at ? $", at epoch {at.Epoch} round {at.Round} (weights version {at.Version})." : ".")
                 : $" No checkpoint was written to {options.Checkpoint.Directory} yet, so a new run starts from the beginning.";
         if (weights is null || last is not { } stop || report is null)

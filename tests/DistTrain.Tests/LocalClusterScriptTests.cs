@@ -165,6 +165,10 @@ public class LocalClusterScriptTests
             var logs = Path.Combine(runFolder!, "logs");
             var psLog = File.ReadAllLines(Path.Combine(logs, "parameter-server.log"));
             Assert.Contains(psLog, l => l.StartsWith("SIGTERM: stopping at the next step", StringComparison.Ordinal));
+            // It stops stepping then, not after leaving the cluster (seconds, in which it used to train on): at most the epoch
+            // under way ends.
+            var afterStop = psLog.SkipWhile(l => !l.StartsWith("SIGTERM: ", StringComparison.Ordinal)).ToList();
+            Assert.True(afterStop.Count(l => Regex.IsMatch(l, @"^epoch +\d+/500 +train loss")) <= 1, string.Join("\n", afterStop));
             Assert.StartsWith("cancelled: ", psLog[^1]);
             Assert.Contains(psLog[^1], Output()); // on the screen too
             foreach (var worker in new[] { "worker-1", "worker-2" })

@@ -94,7 +94,8 @@ public static class ClusterNode
     /// <param name="listener">The node's data-plane listener, bound at start-up (<see cref="DataPlaneListener.Start(int, ClusterCertificates?)"/>).</param>
     /// <param name="data">The job's data.</param>
     /// <param name="observer">Receives progress.</param>
-    /// <param name="cancellationToken">Stops the node.</param>
+    /// <param name="cancellationToken">Stops the node: it leaves the cluster, and the call ends with
+    /// <see cref="OperationCanceledException"/>, unless the job finished while the node left (then its result).</param>
     /// <param name="saveOutputs">Writes the finished job's weights where the node keeps them, before the other nodes learn of
     /// the end (<see cref="JobHost.Props"/>); null tells them at once.</param>
     /// <returns>The final weights and per-epoch summaries.</returns>
@@ -119,11 +120,20 @@ public static class ClusterNode
             FailWhenTerminated(system, completion);
         });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
+        var stopped = false;
         try
         {
             var ended = await Task.WhenAny(completion.Task, finishedElsewhere.Task).WaitAsync(cancellationToken).ConfigureAwait(false);
             if (ended == finishedElsewhere.Task) throw new JobFinishedOnAnotherNodeException(finishedElsewhere.Task.Result);
             return await completion.Task.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            stopped = true;
+            // Stop stepping now, as the stop's notice says: leaving the cluster takes seconds, in which the job would train on.
+            // The newest checkpoint stays the one to resume from; a standby, if any, takes the job over from it.
+            actorSystem?.ActorSelection($"/user/{ParameterServerNode.SingletonManagerName}/{ParameterServerNode.SingletonName}/coordinator")
+                .Tell(PoisonPill.Instance);
         }
         finally
         {
@@ -135,6 +145,10 @@ public static class ClusterNode
                 await WaitForOtherMembersToLeaveAsync(actorSystem, TimeSpan.FromSeconds(OtherMembersLeaveTimeoutSeconds)).ConfigureAwait(false);
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
+        // The node trains on while it leaves the cluster, so the job may have ended meanwhile, its outputs written: that end,
+        // not the stop, is the outcome (a stop reported over a finished job's files would contradict them).
+        if (stopped && completion.Task.IsCompletedSuccessfully) return completion.Task.Result;
+        throw new OperationCanceledException(cancellationToken);
     }
 
     /// <summary>Longest wait, seconds, for the other nodes to leave at the end of a job before this one leaves anyway.</summary>
