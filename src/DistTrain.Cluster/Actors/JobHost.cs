@@ -32,6 +32,18 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <summary>The job ended: with its result, or with the reason it failed (the coordinator's completion, or a refusal to start).</summary>
     internal sealed record Done(TrainingResult? Result, Exception? Failure);
 
+    /// <summary>
+    /// The node is stopping (Ctrl-C, SIGTERM): stop stepping now, rather than for the seconds the node takes to leave the
+    /// cluster, and end nothing. The job is not over: the newest checkpoint stays where it resumes, and a standby takes it over.
+    /// </summary>
+    internal sealed class StopTraining : INoSerializationVerificationNeeded
+    {
+        /// <summary>The only instance.</summary>
+        public static readonly StopTraining Instance = new();
+
+        private StopTraining() { }
+    }
+
     /// <summary>The node's outputs of a finished job are written (<see cref="Failure"/> null) or could not be.</summary>
     private sealed record OutputsSaved(Done Done, Exception? Failure);
 
@@ -98,6 +110,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly WorkerStepCounter _workerSteps; // the observer given to the coordinator
     private readonly Func<TrainingResult, Task>? _saveOutputs;
     private bool _saving;
+    private bool _stopping; // StopTraining came: the coordinator's end (it was stopped) is not the job's
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
@@ -128,6 +141,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Receive<ReadyTimeout>(OnReadyTimeout);
         Receive<DataPlaneListener.Rejected>(r => _log.Warning("Data plane: refused a connection from {0}: {1}", r.Peer, r.Reason));
         Receive<Done>(OnDone);
+        Receive<StopTraining>(_ =>
+        {
+            _stopping = true;
+            if (_coordinator is not null && !_saving && _finished is null) Context.Stop(_coordinator);
+        });
         Receive<OutputsSaved>(saved => Finish(saved.Done, saved.Failure));
         Receive<StartNow>(_ => TryStart(waited: true));
         Receive<StartStatus>(_ => !_started, _ => _log.Warning("{0}", WaitingToStart()));
@@ -549,6 +567,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void OnDone(Done done)
     {
         if (_saving || _finished is not null) return; // the job ends once
+        if (_stopping && done.Result is null) return; // the coordinator stopped with the node: the job goes on elsewhere, or on resume
         if (done.Result is { } trained && _saveOutputs is { } save)
         {
             // The workers and standbys learn of the end once the weights are on disk: until then a standby still takes over.

@@ -132,8 +132,8 @@ public static class ClusterNode
             stopped = true;
             // Stop stepping now, as the stop's notice says: leaving the cluster takes seconds, in which the job would train on.
             // The newest checkpoint stays the one to resume from; a standby, if any, takes the job over from it.
-            actorSystem?.ActorSelection($"/user/{ParameterServerNode.SingletonManagerName}/{ParameterServerNode.SingletonName}/coordinator")
-                .Tell(PoisonPill.Instance);
+            actorSystem?.ActorSelection($"/user/{ParameterServerNode.SingletonManagerName}/{ParameterServerNode.SingletonName}")
+                .Tell(JobHost.StopTraining.Instance);
         }
         finally
         {
