@@ -401,8 +401,10 @@ public sealed partial class ClusterProcessTests : IDisposable
             $"test accuracy {accuracy:P1} with a worker killed, {undisturbed.FinalEpoch.TestAccuracy:P1} undisturbed: {differentSamples} of 250 test samples apart");
     }
 
-    [Fact]
-    public async Task The_standby_parameter_server_takes_over_from_the_newest_checkpoint_when_the_active_one_is_killed()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // SIGTERM (Ctrl-C, docker stop): the active node stops stepping at once and ends nothing, so the standby goes on
+    public async Task The_standby_parameter_server_takes_over_from_the_newest_checkpoint_when_the_active_one_is_killed_or_stopped(bool stopped)
     {
         // 1,000 samples, 2 worker nodes of batch 2: 250 steps per epoch, 7,500 in all; a checkpoint every 100 steps.
         // Training:Workers (3) differs from the worker nodes on purpose: in cluster mode the nodes decide, and the
@@ -421,7 +423,14 @@ public sealed partial class ClusterProcessTests : IDisposable
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
 
         await active.WaitForOutputAsync("epoch  3/30", Guard);
-        active.Kill(); // SIGKILL: no goodbye on any channel
+        if (stopped)
+        {
+            active.Terminate();
+            await active.AssertExitAsync(130, Guard);
+            Assert.Contains("cancelled: ", active.Output);
+            Assert.DoesNotContain("Job finished", active.Output);
+        }
+        else active.Kill(); // SIGKILL: no goodbye on any channel
         var checkpointed = Regex.Matches(active.Output, @"Checkpoint \S+: version (\d+)").Select(m => long.Parse(m.Groups[1].Value)).Max();
 
         // In this order on the standby: it takes over, resumes from a checkpoint, then training starts again with the workers.

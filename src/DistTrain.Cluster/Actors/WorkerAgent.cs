@@ -25,7 +25,9 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 
     private sealed record RegisterAgain;
 
-    private sealed record Lost(string Name);
+    /// <summary>The data plane of acceptance <paramref name="Generation"/> is lost (<paramref name="Name"/> says how); a Lost of an
+    /// earlier acceptance (a timer started before this worker was accepted again) is stale and ignored.</summary>
+    private sealed record Lost(string Name, int Generation);
 
     /// <summary>Asks whether this worker has a data-plane link to a parameter server now; the answer is a <see cref="bool"/>
     /// (false from the moment the link closes, before the end-of-job grace, and while registering).</summary>
@@ -128,7 +130,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private void HostNodeGone(Member member)
     {
         if (_accepted && !_finished && member.Address.Equals(_hostNode))
-            Self.Tell(new Lost($"the parameter-server node {member.Address} ({member.Status})"));
+            Self.Tell(new Lost($"the parameter-server node {member.Address} ({member.Status})", _generation));
     }
 
     /// <inheritdoc />
@@ -191,12 +193,14 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         // The worker's own failure wins over the link closing after it (the parameter server drops a dead worker's link).
         if (terminated.ActorRef.Equals(_worker)) _workerFailed = true;
         else _linkOpen = false;
-        Timers.StartSingleTimer("lost", new Lost(terminated.ActorRef.Path.Name), TimeSpan.FromSeconds(EndOfJobGraceSeconds));
+        Timers.StartSingleTimer("lost", new Lost(terminated.ActorRef.Path.Name, _generation), TimeSpan.FromSeconds(EndOfJobGraceSeconds));
     }
 
     private void OnLost(Lost lost)
     {
-        if (_finished) return;
+        // A standby accepted this worker again before the grace timer of the old link ran out (the old parameter server
+        // closed its sockets only as its process exited, after a graceful stop): that loss is over, the new link is not lost.
+        if (_finished || lost.Generation != _generation) return;
         if (_workerFailed)
         {
             // A failure on this node, not a lost parameter server: registering again would repeat it.
