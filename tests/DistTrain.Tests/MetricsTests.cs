@@ -219,10 +219,9 @@ public class MetricsTests
         };
         listener.SetMeasurementEventCallback<double>((_, value, _, _) => measured.Add(value));
         listener.Start();
-        var before = DistTrainMetrics.Get("epoch");
+        var before = DistTrainMetrics.ForgetGauges();
         try
         {
-            DistTrainMetrics.ForgetGauges();
             listener.RecordObservableInstruments();
             Assert.Empty(measured);
             DistTrainMetrics.Set("epoch", 3);
@@ -231,7 +230,7 @@ public class MetricsTests
         }
         finally
         {
-            DistTrainMetrics.Set("epoch", before);
+            DistTrainMetrics.RestoreGauges(before);
         }
     }
 

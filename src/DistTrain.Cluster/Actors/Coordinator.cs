@@ -194,6 +194,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     {
         Context.System.EventStream.Subscribe(Self, typeof(Error));
         Context.SetReceiveTimeout(_settings.StallTimeout);
+        Metrics.DistTrainMetrics.Set("paused", 0); // published from the start on the node that trains, for alerts on it
         Guard(() =>
         {
             if (_settings is { ResumedVersion: 0, FirstEpoch: 1, FirstRound: 0, EarlyStoppingDirectory: { } directory } && Directory.Exists(directory))
@@ -316,7 +317,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         for (var i = 0; i < _workers.Count; i++)
             if (_plan.IsAlive(i)) Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.Worker, _workers[i]);
         Context.System.EventStream.Unsubscribe(Self);
-        _completion.TrySetException(new InvalidOperationException("The coordinator stopped before training completed."));
+        _completion.TrySetException(new CoordinatorStoppedException("The coordinator stopped before training completed."));
     }
 
     private void Guard(Action action)
@@ -703,3 +704,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Context.Stop(Self);
     }
 }
+
+/// <summary>The coordinator stopped before its training completed (its node stopping, or its parent stopping it).</summary>
+/// <param name="message">What happened.</param>
+public sealed class CoordinatorStoppedException(string message) : InvalidOperationException(message);

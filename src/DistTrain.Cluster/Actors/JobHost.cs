@@ -34,7 +34,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     /// <summary>
     /// The node is stopping (Ctrl-C, SIGTERM): stop stepping now, rather than for the seconds the node takes to leave the
-    /// cluster, and end nothing. The job is not over: the newest checkpoint stays where it resumes, and a standby takes it over.
+    /// cluster, start nothing, and end nothing. The job is not over: the newest checkpoint stays where it resumes, and a
+    /// standby takes it over. Answered with a <see cref="bool"/>: true when the job is ending already (its outputs are being
+    /// written), so the node should wait for that end before it leaves.
     /// </summary>
     internal sealed class StopTraining : INoSerializationVerificationNeeded
     {
@@ -144,7 +146,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Receive<StopTraining>(_ =>
         {
             _stopping = true;
-            if (_coordinator is not null && !_saving && _finished is null) Context.Stop(_coordinator);
+            // True when the job is ending already (its outputs being written, or written): the node waits for that end.
+            var ending = _saving || _finished is not null;
+            if (_coordinator is not null && !ending) Context.Stop(_coordinator);
+            Sender.Tell(ending);
         });
         Receive<OutputsSaved>(saved => Finish(saved.Done, saved.Failure));
         Receive<StartNow>(_ => TryStart(waited: true));
@@ -431,7 +436,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// </summary>
     private void TryStart(bool waited = false)
     {
-        if (_failover?.Finished is true) return;
+        if (_failover?.Finished is true || _stopping) return; // a node that is stopping starts no training
         var minimum = _options.Cluster.MinWorkers;
         if (_started || Enumerable.Range(0, minimum).Any(i => !Ready(i)))
             return;
@@ -567,7 +572,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void OnDone(Done done)
     {
         if (_saving || _finished is not null) return; // the job ends once
-        if (_stopping && done.Result is null) return; // the coordinator stopped with the node: the job goes on elsewhere, or on resume
+        // The coordinator stopped with the node: the job goes on elsewhere, or on resume. Any other failure is the job's.
+        if (_stopping && done.Failure is CoordinatorStoppedException) return;
         if (done.Result is { } trained && _saveOutputs is { } save)
         {
             // The workers and standbys learn of the end once the weights are on disk: until then a standby still takes over.

@@ -131,9 +131,11 @@ public static class ClusterNode
         {
             stopped = true;
             // Stop stepping now, as the stop's notice says: leaving the cluster takes seconds, in which the job would train on.
-            // The newest checkpoint stays the one to resume from; a standby, if any, takes the job over from it.
-            actorSystem?.ActorSelection($"/user/{ParameterServerNode.SingletonManagerName}/{ParameterServerNode.SingletonName}")
-                .Tell(JobHost.StopTraining.Instance);
+            // The newest checkpoint stays the one to resume from; a standby, if any, takes the job over from it. A job whose
+            // outputs are being written already is let end first, within Training:StallTimeoutSeconds: the leave would
+            // stop its host mid-write, and the other nodes would never learn that the job ended.
+            if (actorSystem is not null && await StopTrainingAsync(actorSystem).ConfigureAwait(false))
+                await Task.WhenAny(completion.Task, Task.Delay(TimeSpan.FromSeconds(options.Training.StallTimeoutSeconds))).ConfigureAwait(false);
         }
         finally
         {
@@ -145,10 +147,28 @@ public static class ClusterNode
                 await WaitForOtherMembersToLeaveAsync(actorSystem, TimeSpan.FromSeconds(OtherMembersLeaveTimeoutSeconds)).ConfigureAwait(false);
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
-        // The node trains on while it leaves the cluster, so the job may have ended meanwhile, its outputs written: that end,
-        // not the stop, is the outcome (a stop reported over a finished job's files would contradict them).
+        // The job may have ended as the node stopped, its outputs written: that end, not the stop, is the outcome (a stop
+        // reported over a finished job's files would contradict them).
         if (stopped && completion.Task.IsCompletedSuccessfully) return completion.Task.Result;
         throw new OperationCanceledException(cancellationToken);
+    }
+
+    /// <summary>
+    /// Tells this node's job host, if it runs here, to stop training (<see cref="JobHost.StopTraining"/>); true when the job
+    /// is ending already (its outputs being written). False on a node with no job host (a standby) or no answer within 2 s.
+    /// </summary>
+    private static async Task<bool> StopTrainingAsync(ActorSystem system)
+    {
+        try
+        {
+            var host = await system.ActorSelection($"/user/{ParameterServerNode.SingletonManagerName}/{ParameterServerNode.SingletonName}")
+                .ResolveOne(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+            return await host.Ask<bool>(JobHost.StopTraining.Instance, TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is ActorNotFoundException or AskTimeoutException or TaskCanceledException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Longest wait, seconds, for the other nodes to leave at the end of a job before this one leaves anyway.</summary>

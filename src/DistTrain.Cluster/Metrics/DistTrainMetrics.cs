@@ -127,7 +127,20 @@ public static class DistTrainMetrics
     }
 
     /// <summary>Unpublishes every training gauge, as in a process that never trained (tests, which share one process).</summary>
-    internal static void ForgetGauges() => Gauges.Clear();
+    /// <returns>The gauges set before, for <see cref="RestoreGauges"/>.</returns>
+    internal static Dictionary<string, double> ForgetGauges()
+    {
+        var before = new Dictionary<string, double>(Gauges);
+        Gauges.Clear();
+        return before;
+    }
+
+    /// <summary>Publishes exactly <paramref name="gauges"/> again, as <see cref="ForgetGauges"/> returned them.</summary>
+    internal static void RestoreGauges(IReadOnlyDictionary<string, double> gauges)
+    {
+        Gauges.Clear();
+        foreach (var (name, value) in gauges) Gauges[name] = value;
+    }
 
     /// <summary>The current value of a training gauge (tests read it without an exporter); 0 before its first value.</summary>
     internal static double Get(string name) => Gauges.TryGetValue(name, out var value) ? value : 0;

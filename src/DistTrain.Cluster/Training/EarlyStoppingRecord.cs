@@ -199,8 +199,10 @@ public static class EarlyStoppingRecord
         }
         if (state.ValidationSamples != validationSamples)
         {
-            problem = $"{statePath} holds validation losses measured on {state.ValidationSamples:N0} samples, and this run holds out " +
-                $"{validationSamples:N0} (Data:ValidationFraction, Data:TrainLimit or Data:Classes changed), so they do not compare";
+            problem = state.ValidationSamples <= 0
+                ? $"{statePath} does not say how many validation samples its losses were measured on (an earlier DistTrain wrote it)"
+                : $"{statePath} holds validation losses measured on {state.ValidationSamples:N0} samples, and this run holds out " +
+                  $"{validationSamples:N0} (Data:ValidationFraction, Data:TrainLimit or Data:Classes changed), so they do not compare";
             return null;
         }
         var kept = state.Epochs!.Where(e => e is not null && e.Epoch < firstEpoch).ToList();
