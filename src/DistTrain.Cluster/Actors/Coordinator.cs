@@ -77,7 +77,6 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private int _bestEpoch;
     private double _bestValidationLoss = double.PositiveInfinity;
     private readonly List<EpochSummary> _validations = []; // every evaluated epoch, resumed ones included (early stopping)
-    private EpochSummary? _bestBefore;                     // the best epoch's summary when it was trained before this run
     private bool _stoppedEarly;
     private Exception? _childFailure;
     private long _lastVersion;
@@ -261,7 +260,6 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             return epochEnd ? EarlyStoppingStart.ScoreResumedEpoch : EarlyStoppingStart.AsNew;
         }
         _validations.AddRange(restored.Epochs);
-        _bestBefore = restored.Best;
         _bestEpoch = restored.Best.Epoch;
         _bestValidationLoss = restored.Best.ValidationLoss;
         _best = new WeightsSnapshot(restored.Best.Version, restored.BestWeights);
@@ -609,14 +607,17 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
                 _bestEpoch = epoch;
                 RequestSnapshot(best: true); // the parameter server answers before it starts the next epoch; the record is saved then
             }
-            else SaveEarlyStopping(newBest: null);
-            if (_bestEpoch != epoch && epoch - _bestEpoch >= stopping.Patience)
+            else
             {
-                _stoppedEarly = epoch < _settings.Epochs;
-                _log.Info("Early stopping after epoch {0}: validation loss has not improved on {1:F4} (epoch {2}) for {3} epochs; restoring epoch {2}'s weights.",
-                    epoch, _bestValidationLoss, _bestEpoch, epoch - _bestEpoch);
-                Finish();
-                return;
+                SaveEarlyStopping(newBest: null);
+                if (epoch - _bestEpoch >= stopping.Patience)
+                {
+                    _stoppedEarly = epoch < _settings.Epochs;
+                    _log.Info("Early stopping after epoch {0}: validation loss has not improved on {1:F4} (epoch {2}) for {3} epochs; restoring epoch {2}'s weights.",
+                        epoch, _bestValidationLoss, _bestEpoch, epoch - _bestEpoch);
+                    Finish();
+                    return;
+                }
             }
         }
         if (epoch < _settings.Epochs)
@@ -631,7 +632,6 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private void SaveEarlyStopping(WeightsSnapshot? newBest)
     {
         if (_settings.EarlyStoppingDirectory is not { } directory) return;
-        Directory.CreateDirectory(directory);
         EarlyStoppingRecord.Save(directory, _validations, _bestEpoch,
             newBest is null ? null : (new ParameterVector(_settings.Layout, newBest.Weights), newBest.Version), _settings.ValidationSampleCount);
     }
@@ -672,7 +672,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _phase = Phase.Finished;
         _completion.TrySetResult(new TrainingResult(new ParameterVector(_settings.Layout, weights.Weights), weights.Version, _summaries,
             _settings.StopsEarly ? _bestEpoch : null, _stoppedEarly,
-            _settings.StopsEarly && _summaries.All(e => e.Epoch != _bestEpoch) ? _bestBefore : null));
+            _settings.StopsEarly && _summaries.All(e => e.Epoch != _bestEpoch) ? _validations.Find(v => v.Epoch == _bestEpoch) : null));
         Context.Stop(Self);
     }
 

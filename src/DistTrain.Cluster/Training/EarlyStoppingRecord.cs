@@ -209,9 +209,8 @@ public static class EarlyStoppingRecord
         var last = kept.Count == 0 ? 0 : kept[^1].Epoch;
         if (last < firstEpoch - 2)
         {
-            if (kept.Count > 0 || firstEpoch > 2)
-                problem = $"{statePath} records epochs up to {last}, but the checkpoint resumes at epoch {firstEpoch}: epochs {last + 1} to " +
-                    $"{firstEpoch - 1} were trained without being scored for early stopping (it was off, or the record is another run's)";
+            problem = $"{statePath} records epochs up to {last}, but the checkpoint resumes at epoch {firstEpoch}: epochs {last + 1} to " +
+                $"{firstEpoch - 1} were trained without being scored for early stopping (it was off, or the record is another run's)";
             return null;
         }
         if (kept.Count == 0) return null; // resumed at epoch 2, epoch 1 never scored

@@ -207,7 +207,7 @@ public sealed class EpochPlan(EpochPlanSettings settings)
     /// </summary>
     public void WorkerRemoved(int index, int firstUnusedRound)
     {
-        if (index < 0 || index >= _shards.Length || firstUnusedRound < 0 || _shards[index].Length == 0) return;
+        if (index < 0 || index >= _shards.Length || firstUnusedRound < 0) return;
         var shard = _shards[index];
         var plan = Minibatches(shard);
         var from = plan.Start(Math.Clamp(firstUnusedRound - _firstRound, 0, plan.Count));
