@@ -121,6 +121,7 @@ internal static class NodeCommand
         TrainingResult? result = null;
         RunReport? report = null;
         JobFinished? finishedElsewhere = null;
+        JobHandedOverException? handedOver = null;
         NodeRefusedException? refusedHere = null;
         // The weights and summary are written before the job's end goes out to the other nodes, so that if this node dies
         // before they are on disk a standby takes over instead of the job ending without them.
@@ -152,6 +153,10 @@ internal static class NodeCommand
                 {
                     finishedElsewhere = e.Finished;
                 }
+                catch (JobHandedOverException e)
+                {
+                    handedOver = e;
+                }
                 catch (NodeRefusedException e)
                 {
                     refusedHere = e;
@@ -167,6 +172,12 @@ internal static class NodeCommand
         {
             CliConsole.Fail("refused", refusedHere.Message);
             return 2;
+        }
+        if (handedOver is not null)
+        {
+            RunOutputs.RemoveIfEmptyAfterFailure(runDirectory!);
+            CliConsole.Fail("failed", handedOver.Message);
+            return 1;
         }
         if (finishedElsewhere is not null)
         {

@@ -34,7 +34,7 @@ internal static class RunOutputs
                 : NewestCheckpoint(options) is { } newest
                     ? $" The newest checkpoint is {newest}; a resume (train --resume, or Checkpoint:Resume) continues from it, and from one written after the last epoch it only evaluates the weights and writes the model."
                     : " No checkpoint holds them (Checkpoint:Directory keeps some for the next run).";
-            throw new RunOutputsException($"training ended, but {what} could not be written to {runDirectory}: {e.Message}. Free space on that " +
+            throw new RunOutputsException($"training ended, but {what} could not be written to {runDirectory}: {e.Message.TrimEnd('.')}. Free space on that " +
                 $"disk, or check its permissions, or set Output:Directory to another folder.{left}", e);
         }
     }

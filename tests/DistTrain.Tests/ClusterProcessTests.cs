@@ -462,6 +462,45 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// The active parameter server trains the job to its end but cannot write its outputs (here its run folder already
+    /// holds a directory named model.safetensors; in life a full or failing disk). With a standby up, it leaves the job to
+    /// the standby instead of ending it for every node: the standby takes over from the checkpoint of the finished training,
+    /// scores it and writes the model, which is the undisturbed run's.
+    /// </summary>
+    [Fact]
+    public async Task An_active_parameter_server_that_cannot_write_its_outputs_leaves_the_job_to_the_standby_which_writes_them()
+    {
+        var configPath = Config(MlpConfig(hidden: 16, epochs: 2));
+        var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 2);
+        var activeRuns = Path.Combine(_directory, "runs-active");
+        psEnvironment["DISTTRAIN_Output__Directory"] = activeRuns;
+        var active = Start("parameter-server", configPath, psEnvironment);
+        await active.WaitForOutputAsync("This node is the active parameter server", Guard);
+        Directory.CreateDirectory(Path.Combine(Directory.GetDirectories(activeRuns).Single(), "model.safetensors"));
+        var standby = Start("parameter-server", configPath, standbyEnvironment);
+        await standby.WaitForOutputAsync("Standby parameter server: the active one is", Guard);
+        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
+
+        await active.AssertExitAsync(1, Guard);
+        Assert.Contains("could not write its outputs after training", active.Output);
+        Assert.Matches(@"The job is left to the standby parameter server at akka\.(ssl\.)?tcp://disttrain@127\.0\.0\.1:\d+, which takes it over from the newest checkpoint in ", active.Output);
+        Assert.DoesNotContain("Job finished", active.Output);
+        var takeover = await standby.WaitForOutputAsync("Taking over the job as the parameter server", Guard);
+        await standby.WaitForOutputAsync("Resuming from checkpoint", Guard, after: takeover);
+        await standby.AssertExitAsync(0, Guard);
+        foreach (var worker in workers) await worker.AssertExitAsync(0, Guard);
+        Assert.Contains("Test accuracy after 2 epochs", standby.Output);
+
+        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
+            environment: new Dictionary<string, string?>());
+        var data = TrainingData.Load(options.Data);
+        var undisturbed = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
+        var tensors = SafeTensors.Read(FinalWeightsPath());
+        foreach (var segment in undisturbed.FinalWeights.Layout.Segments)
+            Compare.Identical(undisturbed.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+    }
+
+    /// <summary>
     /// A worker node stopped (SIGTERM) right after its parameter server died. A graceful cluster leave needs a leader to
     /// move the node out, and the only other member is gone, so the leave waited until the node downed itself (8.4-9.1 s
     /// after the signal, measured) and the node then reported a failure (exit code 1) or its cancellation. It now skips

@@ -151,7 +151,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             if (_coordinator is not null && !ending) Context.Stop(_coordinator);
             Sender.Tell(ending);
         });
-        Receive<OutputsSaved>(saved => Finish(saved.Done, saved.Failure));
+        Receive<OutputsSaved>(saved =>
+        {
+            if (saved.Failure is null || !HandOverToStandby(saved.Done, saved.Failure)) Finish(saved.Done, saved.Failure);
+        });
         Receive<StartNow>(_ => TryStart(waited: true));
         Receive<StartStatus>(_ => !_started, _ => _log.Warning("{0}", WaitingToStart()));
         Receive<StartStatus>(_ => { });
@@ -592,6 +595,40 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             return;
         }
         Finish(done, saveFailure: null);
+    }
+
+    /// <summary>
+    /// The job trained to its end but its outputs could not be written on this node (a full or failing disk): when a standby
+    /// parameter server is up, the job is left to it rather than ended without them. Nothing goes out to the other nodes;
+    /// this node's run fails with <see cref="JobHandedOverException"/>, the node leaves the cluster, and the standby takes
+    /// the job over from the newest checkpoint as after a crash: a checkpoint of the finished training is only scored again,
+    /// and the standby writes the outputs on its node. Without Checkpoint:Directory the standby trains the job again from
+    /// epoch 1, which is still better than losing it.
+    /// </summary>
+    /// <param name="done">The finished job.</param>
+    /// <param name="saveFailure">Why the outputs could not be written.</param>
+    /// <returns>False when no standby is up (then the job ends here, failed).</returns>
+    private bool HandOverToStandby(Done done, Exception saveFailure)
+    {
+        if (done.Result is not { } result || ((ExtendedActorSystem)Context.System).Provider is not Akka.Cluster.ClusterActorRefProvider) return false;
+        var cluster = Akka.Cluster.Cluster.Get(Context.System);
+        var standby = cluster.State.Members.FirstOrDefault(m => m.Status == Akka.Cluster.MemberStatus.Up && m.HasRole(NodeRoles.ParameterServer)
+            && m.Address != cluster.SelfAddress && !cluster.State.Unreachable.Contains(m));
+        if (standby is null) return false;
+        // The standby takes Checkpoint:Directory at once instead of at its next retry.
+        _checkpointLock?.Dispose();
+        _checkpointLock = null;
+        Timers.Cancel(nameof(RetakeCheckpointDirectory));
+        StopWaitingToStart();
+        var from = string.IsNullOrWhiteSpace(_options.Checkpoint.Directory)
+            ? "from epoch 1 (Checkpoint:Directory is not set, so no checkpoint holds the trained weights)"
+            : $"from the newest checkpoint in {_options.Checkpoint.Directory}";
+        var message = string.Create(CultureInfo.InvariantCulture,
+            $"The parameter server could not write its outputs after training (test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}%): {saveFailure.Message.TrimEnd('.')}. " +
+            $"The job is left to the standby parameter server at {standby.Address}, which takes it over {from} and writes them on its node.");
+        _log.Error(message);
+        _completion.TrySetException(new JobHandedOverException(message, saveFailure));
+        return true;
     }
 
     /// <summary>Ends the job: tells the workers and the standby parameter servers, and completes the node's run.</summary>

@@ -143,7 +143,8 @@ public static class ClusterNode
             // and its leader, moves them out (Leaving, Exiting, Removed) before it leaves itself. Leaving together, a
             // node whose connection to another closed mid-leave logged the association as failed (WARNING, ERROR
             // "Disassociated" and a stack trace) on a job that had succeeded.
-            if (completion.Task.IsCompleted && actorSystem is not null)
+            // A job handed over to a standby is not over: the other nodes stay for it.
+            if (completion.Task.IsCompleted && completion.Task.Exception?.InnerException is not JobHandedOverException && actorSystem is not null)
                 await WaitForOtherMembersToLeaveAsync(actorSystem, TimeSpan.FromSeconds(OtherMembersLeaveTimeoutSeconds)).ConfigureAwait(false);
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
@@ -315,6 +316,16 @@ public static class ClusterNode
         return builder.Build();
     }
 }
+
+/// <summary>
+/// This parameter-server node trained the job to its end but could not write its outputs (the weights and summary), and
+/// left the job to a standby parameter server instead of ending it: the standby takes it over from the newest checkpoint
+/// in Checkpoint:Directory, scores the trained weights and writes them on its own node. A failure of this node, not of the
+/// job; the message names the write's error and the standby.
+/// </summary>
+/// <param name="message">What failed, and which node goes on.</param>
+/// <param name="saveFailure">The error of the write.</param>
+public sealed class JobHandedOverException(string message, Exception saveFailure) : Exception(message, saveFailure);
 
 /// <summary>
 /// This parameter-server node stood by until the job ended on another one (the active parameter server). Not a
