@@ -11,7 +11,7 @@
 # without it, pausing below Cluster:MinWorkers, as the README's cluster-mode section describes.
 # Ctrl-C stops the nodes as Ctrl-C stops a single node (at the next step, keeping what the parameter server keeps), lets
 # them write their last lines to their logs and the screen, and exits with the parameter server's code (130); a second
-# Ctrl-C ends them at once.
+# Ctrl-C ends them at once, and the script still exits only after every node has.
 # Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P the
 # parameter server serves metrics on port P and worker i on port P + i (each node needs its own port).
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
@@ -97,6 +97,16 @@ for i in $(seq 1 "$workers"); do
   env DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
   pids+=($!); names[$!]="worker-$i"
 done
+# wait_for PID: waits until that process has exited, also through a second Ctrl-C (which interrupts `wait` and
+# would otherwise skip the node's end), and returns its exit code.
+wait_for() {
+  local code
+  while true; do
+    set +e; wait "$1"; code=$?; set -e
+    if [ "$code" -gt 128 ] && kill -0 "$1" 2>/dev/null; then continue; fi
+    return "$code"
+  done
+}
 # The job ends when the parameter server does; a node that fails before that ends the run.
 status=0
 running=("${pids[@]}")
@@ -132,10 +142,10 @@ while true; do
   fi
 done
 if [ "$interrupted" = 1 ]; then
-  for pid in "${running[@]}"; do wait "$pid" || true; done  # the workers' last lines reach their logs
+  for pid in "${running[@]}"; do wait_for "$pid" || true; done  # the workers' last lines reach their logs
 elif [ "$status" -eq 0 ]; then
-  for pid in "${running[@]}"; do wait "$pid" || status=1; done
+  for pid in "${running[@]}"; do wait_for "$pid" || status=1; done
 fi
 # Once the parameter server has ended, its last lines reach its log and the screen before the script exits.
-[ "$ended" != "$ps_pid" ] || wait "$ps_output_pid" || true
+[ "$ended" != "$ps_pid" ] || wait_for "$ps_output_pid" || true
 exit "$status"

@@ -213,6 +213,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
                      "(a standby takes over from the newest checkpoint)", lost.Name, _options.Cluster.JoinTimeoutSeconds);
         _lostParameterServer = true;
         _accepted = false;
+        _linkOpen = false; // also when the loss came through membership, with the old link's socket still open
         if (_worker is not null) Context.Stop(_worker);
         if (_link is not null) Context.Stop(_link);
         _worker = _link = null;

@@ -35,6 +35,9 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
     /// <inheritdoc />
     public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
+        // The version first: a scrape between the two then sees the step's version with the count before it, never a
+        // count ahead of the version.
+        DistTrainMetrics.Set("weights_version", version);
         DistTrainMetrics.RecordSamplesApplied(samples);
         DistTrainMetrics.Steps.Add(1);
         DistTrainMetrics.StepPhaseSeconds.Record(timing.RoundSeconds, Round);
@@ -44,7 +47,6 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
         DistTrainMetrics.StepPhaseSeconds.Record(timing.WaitingForWeightsSeconds, Waiting);
         DistTrainMetrics.Set("train_loss", meanLoss);
         DistTrainMetrics.Set("learning_rate", learningRate);
-        DistTrainMetrics.Set("weights_version", version);
         _windowSamples += samples;
         _lastStep = _clock.GetTimestamp();
         if (_clock.GetElapsedTime(_windowStart, _lastStep).TotalSeconds >= 1 || step + 1 == _stepsInEpoch)
