@@ -118,14 +118,47 @@ public class IdxFileTests : IDisposable
         Assert.Contains(flipped, flippedError.Message);
     }
 
-    [Fact]
-    public void Image_and_label_counts_must_match()
+    /// <summary>
+    /// Images and labels of different splits are refused, also when a limit reads only the first items of each (a user
+    /// who put the training labels beside the test images trained on wrong labels without a word while
+    /// Data:TestLimit was set); gzip files as the dataset ships them.
+    /// </summary>
+    [Theory]
+    [InlineData(0, false)]
+    [InlineData(2, false)]
+    [InlineData(2, true)]
+    public void Image_and_label_counts_must_match(int limit, bool gzip)
     {
-        Write("train-images-idx3-ubyte", Idx(0x08, [3, 2, 2], 12));
-        Write("train-labels-idx1-ubyte", Idx(0x08, [2], 2));
-        var error = Assert.Throws<DataFormatException>(() => FashionMnist.LoadSplit(_directory, "train"));
+        if (gzip)
+        {
+            WriteGzip("train-images-idx3-ubyte.gz", Idx(0x08, [3, 2, 2], 12));
+            WriteGzip("train-labels-idx1-ubyte.gz", Idx(0x08, [4], 4));
+        }
+        else
+        {
+            Write("train-images-idx3-ubyte", Idx(0x08, [3, 2, 2], 12));
+            Write("train-labels-idx1-ubyte", Idx(0x08, [4], 4));
+        }
+        var error = Assert.Throws<DataFormatException>(() => FashionMnist.LoadSplit(_directory, "train", limit));
         Assert.Contains("holds 3 images but", error.Message);
-        Assert.Contains("holds 2 labels", error.Message);
+        Assert.Contains("holds 4 labels", error.Message);
+    }
+
+    [Fact]
+    public void The_declared_count_is_read_from_the_header_of_raw_and_gzip_files_and_a_short_file_is_an_error()
+    {
+        Assert.Equal(3, IdxFile.DeclaredCount(Write("images", Idx(0x08, [3, 2, 2], 12))));
+        Assert.Equal(70_000, IdxFile.DeclaredCount(WriteGzip("labels.gz", Idx(0x08, [70_000], 70_000))));
+        var shortFile = Write("short", [0, 0, 8, 1, 0]);
+        Assert.Contains("too short for an IDX header", Assert.Throws<DataFormatException>(() => IdxFile.DeclaredCount(shortFile)).Message);
+    }
+
+    private string WriteGzip(string name, byte[] content)
+    {
+        var buffer = new MemoryStream();
+        using (var gz = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true))
+            gz.Write(content);
+        return Write(name, buffer.ToArray());
     }
 
     [Fact]

@@ -36,8 +36,15 @@ public static class FashionMnist
         var labels = IdxFile.Read(labelsPath, expectedDimensions: 1, maxItems: limit);
         if (limit == 0 && imageDimensions[0] != labels.Count)
             throw new DataFormatException($"{imagesPath} holds {imageDimensions[0]} images but {labelsPath} holds {labels.Count} labels; the two files must come from the same split.");
-        if (limit > 0 && imageDimensions[0] != labels.Count)
-            throw new DataFormatException($"{imagesPath} and {labelsPath} do not both hold {limit} items (Data:TrainLimit/TestLimit): {imageDimensions[0]} images, {labels.Count} labels.");
+        if (limit > 0)
+        {
+            // Only the first items were read: the headers still say whether the two files belong together.
+            var (declaredImages, declaredLabels) = (IdxFile.DeclaredCount(imagesPath), IdxFile.DeclaredCount(labelsPath));
+            if (declaredImages != declaredLabels)
+                throw new DataFormatException($"{imagesPath} holds {declaredImages} images but {labelsPath} holds {declaredLabels} labels; the two files must come from the same split.");
+            if (imageDimensions[0] != labels.Count)
+                throw new DataFormatException($"{imagesPath} and {labelsPath} do not both hold {limit} items (Data:TrainLimit/TestLimit): {imageDimensions[0]} images, {labels.Count} labels.");
+        }
         for (var i = 0; i < labels.Data.Length; i++)
             if (labels.Data[i] >= ClassCount)
                 throw new DataFormatException($"{labelsPath}: label {labels.Data[i]} of item {i} is outside 0..{ClassCount - 1}.");

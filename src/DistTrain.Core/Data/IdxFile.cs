@@ -88,6 +88,41 @@ public static class IdxFile
         }
     }
 
+    /// <summary>
+    /// The item count an IDX file's header declares (its first dimension), read through gzip when the file is compressed;
+    /// reads only the header. For checking that two files match when only the first items of each are read.
+    /// </summary>
+    /// <param name="path">A <c>.gz</c> or raw IDX file.</param>
+    /// <exception cref="DataFormatException">The file is missing, unreadable, or too short for a header.</exception>
+    public static long DeclaredCount(string path) => Open(path, file =>
+    {
+        Stream stream = file;
+        Span<byte> header = stackalloc byte[8];
+        var read = file.ReadAtLeast(header[..2], 2, throwOnEndOfStream: false);
+        GZipStream? unzipped = null;
+        try
+        {
+            if (read == 2 && header[0] == 0x1f && header[1] == 0x8b)
+            {
+                file.Position = 0;
+                stream = unzipped = new GZipStream(file, CompressionMode.Decompress);
+                read = 0;
+            }
+            read += stream.ReadAtLeast(header[read..], header.Length - read, throwOnEndOfStream: false);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new DataFormatException($"{path}: not a valid gzip file ({e.Message}). Download it again.");
+        }
+        finally
+        {
+            unzipped?.Dispose();
+        }
+        if (read < header.Length)
+            throw new DataFormatException($"{path}: {read} bytes, too short for an IDX header (8 bytes at least). Is this the right file?");
+        return BinaryPrimitives.ReadUInt32BigEndian(header[4..]);
+    });
+
     private delegate void ChunkSink(ReadOnlySpan<byte> chunk, long offset);
 
     private static T Open<T>(string path, Func<Stream, T> read)

@@ -111,6 +111,7 @@ public static class ModelInputs
         if (Directory.Exists(path)) CheckNotCsvModel(path, model);
         if (Directory.Exists(path) && Directory.EnumerateFiles(path, "t10k-images-idx3-ubyte*").Any())
         {
+            CheckNumberedClasses(path, model);
             data = FashionMnist.LoadSplit(path, "t10k");
             // Named as predict names an IDX file's images; LoadSplit reads the .gz file when there is one.
             var images = Path.Combine(path, "t10k-images-idx3-ubyte");
@@ -146,6 +147,20 @@ public static class ModelInputs
 
     /// <summary>Each CSV row's name for messages: the file and the row's own line number (blank lines and the header counted).</summary>
     private static string[] LineNames(string path, IReadOnlyList<int> lines) => [.. lines.Select(line => $"{path}:line {line}")];
+
+    /// <summary>
+    /// IDX labels are class numbers without names. They mean the model's outputs only for a model whose labels were numbers
+    /// too; a model whose classes come from names (image sub-folders, sorted by name) numbers them in its own order, so the
+    /// IDX labels cannot be matched to its classes: refused, instead of a score against the wrong classes.
+    /// </summary>
+    private static void CheckNumberedClasses(string path, TrainedModel model)
+    {
+        if (!model.Data.LabelsAreNames) return;
+        var names = model.Data.ClassNames is { } classNames ? $" ({string.Join(", ", classNames.Take(4))}{(classNames.Count > 4 ? ", ..." : "")})" : "";
+        throw new DataFormatException($"{path}: IDX labels are class numbers without names, but the model's classes are names{names} from its " +
+            $"{model.Data.Format} training data, numbered in its own order, so the IDX labels cannot be matched to them. Evaluate it on data " +
+            "labelled by name: a folder of class sub-folders of images.");
+    }
 
     /// <summary>A model trained on CSV data reads CSV files only: its features are the training file's columns, not pixels.</summary>
     private static void CheckNotCsvModel(string path, TrainedModel model)
