@@ -55,11 +55,12 @@ internal static class CliOptions
 
     /// <summary>A file option; <paramref name="required"/> ones are named in the usage line as such.</summary>
     public static Option<FileInfo> File(string name, string description, string takes, bool required, params string[] aliases) =>
-        Register(new Option<FileInfo>(name, aliases) { Description = description, HelpName = "FILE", Required = required }, takes);
+        Register(new Option<FileInfo>(name, aliases) { Description = description, HelpName = "FILE", Required = required, CustomParser = result => ParseFile(result, name, takes) }, takes);
 
     /// <summary>A file option with a default path.</summary>
     public static Option<FileInfo> File(string name, string description, string takes, string defaultPath, params string[] aliases) =>
-        Register(new Option<FileInfo>(name, aliases) { Description = description, HelpName = "FILE", DefaultValueFactory = _ => new FileInfo(defaultPath) }, takes);
+        Register(new Option<FileInfo>(name, aliases) { Description = description, HelpName = "FILE", DefaultValueFactory = _ => new FileInfo(defaultPath),
+            CustomParser = result => ParseFile(result, name, takes) }, takes);
 
     /// <summary>A required option whose value is one of <paramref name="values"/>.</summary>
     public static Option<string> OneOf(string name, string description, string[] values, params string[] aliases)
@@ -78,7 +79,62 @@ internal static class CliOptions
 
     /// <summary>A required file argument.</summary>
     public static Argument<FileInfo> FileArgument(string name, string description, string takes) =>
-        Register(new Argument<FileInfo>(name) { Description = description }, takes);
+        Register(new Argument<FileInfo>(name) { Description = description, CustomParser = result => ParseFile(result, name.ToUpperInvariant(), takes) }, takes);
+
+    /// <summary>
+    /// A file path as given; an empty one is an error naming <paramref name="name"/> and what it takes, instead of
+    /// System.CommandLine's "Cannot parse argument '' ... as expected type 'System.IO.FileInfo'".
+    /// </summary>
+    private static FileInfo? ParseFile(ArgumentResult result, string name, string takes)
+    {
+        var value = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+        if (!string.IsNullOrWhiteSpace(value)) return new FileInfo(value);
+        result.AddError($"{name} is empty: it takes {takes}.");
+        return null;
+    }
+
+    /// <summary>Refuses an empty value of a path option given as text (an empty path cannot be written).</summary>
+    /// <returns><paramref name="option"/>.</returns>
+    public static Option<string> NotEmptyPath(Option<string> option)
+    {
+        option.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && string.IsNullOrWhiteSpace(result.Tokens[^1].Value))
+                result.AddError($"{option.Name} is empty: it takes a path of a file to write, {option.Description?.TrimEnd('.').ToLowerInvariant()}.");
+        });
+        return option;
+    }
+
+    /// <summary>
+    /// The error for an output path that names one of the command's input files (links resolved): writing it would destroy
+    /// the input (a user's <c>export model.safetensors --onnx model.safetensors</c> replaced the trained weights with the
+    /// ONNX file). Null when it names none of them.
+    /// </summary>
+    /// <param name="option">The output's option, for the message.</param>
+    /// <param name="output">The output path as given.</param>
+    /// <param name="inputs">The files the command reads; null entries are skipped.</param>
+    public static string? OverwritesInput(string option, string output, params string?[] inputs)
+    {
+        var target = Resolved(output);
+        foreach (var input in inputs)
+            if (input is not null && string.Equals(target, Resolved(input), StringComparison.Ordinal))
+                return $"{option} {output} is a file this command reads ({Path.GetFullPath(input)}): writing it would destroy it. Give {option} another path.";
+        return null;
+    }
+
+    /// <summary>The full path, through a symbolic link to the file it points at.</summary>
+    private static string Resolved(string path)
+    {
+        var full = Path.GetFullPath(path);
+        try
+        {
+            return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+        }
+        catch (IOException)
+        {
+            return full; // a link loop: the path as given
+        }
+    }
 
     private static T Register<T>(T symbol, string takes) where T : Symbol
     {

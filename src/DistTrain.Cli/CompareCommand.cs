@@ -16,7 +16,7 @@ internal static class CompareCommand
         var runs = new Argument<string[]>("runs") { Description = "Run folders (each with the summary.json a training run wrote).", Arity = ArgumentArity.OneOrMore };
         var labels = new Option<string[]>("--label") { Description = "A name for each run, in order (default: the folder's name).", HelpName = "NAME", AllowMultipleArgumentsPerToken = true };
         var target = CliOptions.Fraction("--target", "The test accuracy to time each run to.", "a test accuracy as a fraction in (0, 1], e.g. 0.88", 0.88);
-        var plot = new Option<string>("--plot") { Description = "Where to draw test accuracy against time (PNG).", DefaultValueFactory = _ => "accuracy-vs-time.png", HelpName = "FILE" };
+        var plot = CliOptions.NotEmptyPath(new Option<string>("--plot") { Description = "Where to draw test accuracy against time (PNG).", DefaultValueFactory = _ => "accuracy-vs-time.png", HelpName = "FILE" });
         var command = new Command("compare", "Compare finished runs: final accuracy, time to a target accuracy, samples/s; drawn as accuracy against time (PNG).")
         {
             runs, labels, target, plot,
@@ -42,6 +42,11 @@ internal static class CompareCommand
             }
             var goal = parse.GetValue(target);
             var plotPath = Path.GetFullPath(parse.GetValue(plot)!);
+            if (CliOptions.OverwritesInput("--plot", plotPath, [.. folders.Select(f => Path.Combine(f, Core.Checkpoints.RunFiles.Summary))]) is { } overwrite)
+            {
+                CliConsole.Fail("error", overwrite);
+                return 2;
+            }
             try
             {
                 AccuracyTimePlot.Write(histories, goal, plotPath);

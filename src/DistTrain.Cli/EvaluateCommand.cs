@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Numerics.Tensors;
 using System.Text.Json;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Data;
 using DistTrain.Core.Evaluation;
 using DistTrain.Core.Models;
@@ -19,7 +20,7 @@ internal static class EvaluateCommand
     {
         var model = CliOptions.File("--model", "The model.safetensors a training run wrote, or its run folder.", PredictCommand.ModelTakes, required: true, "-m");
         var data = new Option<string>("--data", "-d") { Description = "A folder with IDX files (its t10k test split), a folder of class sub-folders of images, or a labeled CSV file.", Required = true, HelpName = "PATH" };
-        var heatmap = new Option<string>("--heatmap") { Description = "Where to draw the confusion matrix (PNG).", DefaultValueFactory = _ => "confusion-matrix.png", HelpName = "FILE" };
+        var heatmap = CliOptions.NotEmptyPath(new Option<string>("--heatmap") { Description = "Where to draw the confusion matrix (PNG).", DefaultValueFactory = _ => "confusion-matrix.png", HelpName = "FILE" });
         var json = new Option<bool>("--json") { Description = "Print the results as JSON instead of tables." };
         var resize = new Option<bool>("--resize") { Description = "Resize images of another size to the model's input." };
         var command = new Command("evaluate", "Score a labeled data set: accuracy, per-class precision and recall, confusion matrix (printed and drawn as a PNG).")
@@ -33,6 +34,12 @@ internal static class EvaluateCommand
             string dataPath = parse.GetValue(data)!;
             try
             {
+                var modelFile = RunFiles.ModelIn(parse.GetValue(model)!.FullName);
+                if (CliOptions.OverwritesInput("--heatmap", parse.GetValue(heatmap)!, modelFile, File.Exists(dataPath) ? dataPath : null) is { } overwrite)
+                {
+                    CliConsole.Fail("error", overwrite);
+                    return 2;
+                }
                 trained = TrainedModel.Load(parse.GetValue(model)!.FullName);
                 var (samples, dividedBy) = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages);
                 matrix = Evaluate(trained, samples, dividedBy);

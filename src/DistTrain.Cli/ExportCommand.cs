@@ -26,6 +26,11 @@ internal static class ExportCommand
             TrainedModel model;
             try
             {
+                if (CliOptions.OverwritesInput("--onnx", target.FullName, RunFiles.ModelIn(source.FullName)) is { } overwrite)
+                {
+                    CliConsole.Fail("error", overwrite);
+                    return 2;
+                }
                 model = TrainedModel.Load(source.FullName);
             }
             catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)

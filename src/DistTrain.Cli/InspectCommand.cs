@@ -36,6 +36,13 @@ internal static class InspectCommand
             {
                 file = new FileInfo(RunFiles.ModelIn(parse.GetValue(path)!.FullName)); // a run folder stands for its model
                 DistTrain.Core.Models.PretrainedWeights.RequireFile(file.FullName, "checkpoint");
+                var compared = parse.GetValue(compare)?.FullName;
+                foreach (var (option, output) in new[] { ("--filters", parse.GetValue(filters)), ("--histograms", parse.GetValue(histograms)) })
+                    if (output is not null && CliOptions.OverwritesInput(option, output.FullName, file.FullName, compared) is { } overwrite)
+                    {
+                        CliConsole.Fail("error", overwrite);
+                        return 2;
+                    }
                 tensors = SafeTensors.Read(file.FullName);
                 metadata = SafeTensors.ReadMetadata(file.FullName);
             }

@@ -1,0 +1,74 @@
+using System.Security.Cryptography;
+using DistTrain.Core.Data;
+using DistTrain.Core.Models;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// An output path that names a command's own input is refused before anything is written (a user's
+/// <c>export model.safetensors --onnx model.safetensors</c> replaced the trained weights with the ONNX graph, exit 0), and an
+/// empty output path is a one-line error naming the option instead of an unhandled ArgumentException or System.CommandLine's
+/// type names. Each case runs the real executable.
+/// </summary>
+public sealed class OutputPathTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-output-paths-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    /// <summary>An untrained 784-10 model, saved as a run's model.safetensors.</summary>
+    private string Model()
+    {
+        var options = new ModelBuilder(784).Dense(10).Build();
+        var path = Path.Combine(_directory, "model.safetensors");
+        new TrainedModel(options, ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1),
+            Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f])).Save(path);
+        return path;
+    }
+
+    [Fact]
+    public void Export_evaluate_and_inspect_refuse_to_write_over_the_model_they_read_and_leave_it_as_it_was()
+    {
+        var model = Model();
+        var before = SHA256.HashData(File.ReadAllBytes(model));
+        // The same file by another path: relative to a folder and through a symbolic link.
+        var link = Path.Combine(_directory, "link.safetensors");
+        File.CreateSymbolicLink(link, model);
+        string[][] commands =
+        [
+            ["export", model, "--onnx", model],
+            ["export", _directory, "--onnx", link], // a run folder stands for its model.safetensors
+            ["evaluate", "-m", model, "-d", TestData.SubsetDirectory, "--heatmap", Path.Combine(_directory, ".", "model.safetensors")],
+            ["inspect", model, "--filters", link],
+            ["inspect", model, "--histograms", model],
+        ];
+        foreach (var command in commands)
+        {
+            var (exit, _, error) = CliProcess.Run(command);
+            Assert.True(exit == 2, $"disttrain {string.Join(' ', command)}: exit {exit}\n{error}");
+            Assert.Contains($"is a file this command reads ({model}): writing it would destroy it. Give --", error);
+            Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(model)));
+        }
+    }
+
+    [Theory]
+    [InlineData("export", "--onnx", "--onnx is empty: it takes the ONNX file to write")]
+    [InlineData("evaluate", "--heatmap", "--heatmap is empty: it takes a path of a file to write, where to draw the confusion matrix (png)")]
+    [InlineData("compare", "--plot", "--plot is empty: it takes a path of a file to write, where to draw test accuracy against time (png)")]
+    [InlineData("inspect", "--filters", "--filters is empty: it takes the PNG file to write")]
+    public void An_empty_output_path_is_a_one_line_error_naming_the_option(string command, string option, string message)
+    {
+        var model = Model();
+        string[] arguments = command switch
+        {
+            "evaluate" => ["evaluate", "-m", model, "-d", TestData.SubsetDirectory, option, ""],
+            "compare" => ["compare", _directory, option, ""],
+            _ => [command, model, option, ""],
+        };
+        var (exit, _, error) = CliProcess.Run(arguments);
+        Assert.True(exit is 1 or 2, $"exit {exit}\n{error}");
+        Assert.Contains(message, error);
+        Assert.DoesNotContain("Exception", error);
+        Assert.DoesNotContain("System.IO.FileInfo", error);
+    }
+}
