@@ -53,6 +53,7 @@ internal static class NodeCommand
             data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data);
             var model = ModelFactory.Build(options.Model); // a layer that does not fit fails here, not inside an actor
+            OutputSettings.Check(options);
             if (role == NodeRoles.ParameterServer)
             {
                 ModelFactory.StartingWeights(model, options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line)); // and so does a pretrained checkpoint

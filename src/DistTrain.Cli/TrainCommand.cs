@@ -111,6 +111,7 @@ internal static class TrainCommand
                 CliConsole.Fail("cancelled", "stopped before training started; nothing was written.");
                 return (130, null, null);
             }
+            OutputSettings.Check(options);
             runDirectory = RunDirectory.Create(options.Output.Directory);
             prepared = true;
         }
