@@ -69,7 +69,7 @@ internal static class InspectCommand
                 string Get(string key) => metadata.TryGetValue(key, out var value) && value.Length > 0 ? value : "?";
                 AnsiConsole.WriteLine($"  training checkpoint: a resume continues at epoch {Get("epoch")} round {Get("round")}; Training:Mode {Get("training_mode")}, " +
                     $"{Get("workers")} workers x {Get("batch_size_per_worker")} samples per minibatch, seed {Get("shard_seed")}, {Get("train_samples")} training samples, " +
-                    $"optimizer {Get("optimizer_kind")} after {Get("optimizer_steps")} steps{(metadata.TryGetValue("job_id", out var job) && job.Length > 0 ? $", cluster job {job}" : "")}");
+                    $"optimizer {Get("optimizer_kind")} after {Get("optimizer_steps")} steps{(metadata.TryGetValue("job_id", out var job) && job.Length > 0 ? $", job {job} (a cluster job or single-node run)" : "")}");
             }
             return Figures(file.FullName, tensors, metadata, parse.GetValue(filters), parse.GetValue(histograms), parse.GetValue(compare), parse.GetValue(initialization));
         });

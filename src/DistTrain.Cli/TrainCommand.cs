@@ -96,6 +96,8 @@ internal static class TrainCommand
             checkpointLock = CheckpointDirectoryLock.For(options.Checkpoint);
             if (options.Checkpoint.Resume)
                 resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line), trainSamples: data.Train.Count);
+            else if (CheckpointResume.ReusedFolderWarning(options) is { } reused)
+                CliConsole.Fail("warning", reused);
             if (resumeFrom is { Epoch: > 1 } && options.Training.EarlyStopping.Patience > 0)
             {
                 // What the coordinator will restore from the checkpoint directory: its info lines are not shown in this mode (its

@@ -167,4 +167,36 @@ public sealed class ResumeRefusalTests : IDisposable
         Assert.Equal(10, observer.StepLosses.Count); // it failed at the first checkpoint, after epoch 1's 10 steps, not later
         Assert.Empty(Directory.GetFiles(_directory, "*.tmp")); // no half-written file left behind
     }
+
+    /// <summary>
+    /// Two runs in one folder: a user's resume continues the run written last, not the other run's checkpoint of a higher
+    /// version (which was refused as not fitting the config, or, with the same settings, would have continued the wrong run),
+    /// and a new run in a folder that holds checkpoints is warned that they are another run's.
+    /// </summary>
+    [Fact]
+    public async Task A_resume_in_a_folder_shared_by_two_runs_continues_the_run_written_last()
+    {
+        Assert.Null(CheckpointResume.ReusedFolderWarning(Options(epochs: 3, resume: false)));
+        await Run(Options(epochs: 3, resume: false)); // run A, seed 7: checkpoints of versions 10, 20 and 30
+        var warning = CheckpointResume.ReusedFolderWarning(Options(epochs: 1, resume: false, o => o.Training.Seed = 8));
+        Assert.Contains("already holds 3 checkpoint(s) of an earlier run", warning);
+        Assert.Contains("count toward Checkpoint:Keep = 10", warning);
+        var runA = TrainingCheckpoint.Read(new CheckpointStore(_directory, 10).List()[0], ModelLayout()).JobId;
+        Assert.Matches("^[0-9a-f]{12}$", runA);
+
+        await Run(Options(epochs: 1, resume: false, o => o.Training.Seed = 8)); // run B, seed 8: version 10, written last
+        var runB = TrainingCheckpoint.Read(Path.Combine(_directory, CheckpointStore.FileName(10, 2, 0)), ModelLayout()).JobId;
+        Assert.NotEqual(runA, runB);
+
+        var log = new List<string>();
+        var resumed = await Run(Options(epochs: 2, resume: true, o => o.Training.Seed = 8), log);
+        Assert.Contains(log, l => l.Contains(CheckpointStore.FileName(30, 4, 0)) && l.Contains($"written by another job (job {runA}; this one is job {runB})"));
+        Assert.Contains(log, l => l.StartsWith("Resuming from checkpoint ", StringComparison.Ordinal) && l.Contains("weights version 10, epoch 2 round 0"));
+        var epoch = Assert.Single(resumed.Epochs);
+        Assert.Equal((2, 20L), (epoch.Epoch, resumed.Version));
+        // The resumed run keeps its id: its next checkpoint is run B's too.
+        Assert.Equal(runB, TrainingCheckpoint.Read(Path.Combine(_directory, CheckpointStore.FileName(20, 3, 0)), ModelLayout()).JobId);
+    }
+
+    private static Core.Tensors.ParameterLayout ModelLayout() => Core.Models.ModelFactory.Build(TestData.Options(TestData.Mlp(8, 10), workers: 2, batch: 50, epochs: 1).Model).Layout;
 }

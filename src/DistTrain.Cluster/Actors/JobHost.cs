@@ -510,6 +510,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
                     jobId: _takeover ? _jobId : null, trainSamples: _trainCount);
             else if (_takeover)
                 _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, LogResumeLine, _jobId, _trainCount);
+            else if (CheckpointResume.ReusedFolderWarning(_options) is { } reused)
+                _log.Warning(reused);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
             return true;
         }

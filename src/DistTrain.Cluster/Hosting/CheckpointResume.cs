@@ -66,6 +66,9 @@ public static class CheckpointResume
             return null;
         }
         var store = new CheckpointStore(directory, options.Checkpoint.Keep);
+        // A user's resume continues the run written last: a folder reused by several runs holds other runs' checkpoints,
+        // perhaps of higher versions, which are skipped (a takeover names its job instead).
+        if (string.IsNullOrEmpty(jobId) && store.LastWrittenJobId() is { Length: > 0 } lastRun) jobId = lastRun;
         var search = store.FindNewestValid(layout, jobId);
         foreach (var skipped in search.Skipped)
             log($"Skipping checkpoint {skipped.Path}: {skipped.Reason}");
@@ -146,9 +149,34 @@ public static class CheckpointResume
               + "feedback), where the workers apply the momentum: resume with that run's Cluster:Compression, Cluster:ErrorFeedback and Cluster:MomentumCorrection.";
     }
 
+    /// <summary>
+    /// The warning for a new run (no resume) whose Checkpoint:Directory already holds checkpoints: they are another run's,
+    /// count toward Checkpoint:Keep, and go as this run writes its own. Null when the folder holds none or is not set.
+    /// </summary>
+    /// <param name="options">Validated options.</param>
+    public static string? ReusedFolderWarning(TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (!options.Checkpoint.Enabled || options.Checkpoint.Resume) return null;
+        var existing = new CheckpointStore(options.Checkpoint.Directory, options.Checkpoint.Keep).List().Count;
+        return existing == 0 ? null
+            : $"Checkpoint:Directory {Path.GetFullPath(options.Checkpoint.Directory)} already holds {existing} checkpoint(s) of an earlier run. This new run's " +
+              $"checkpoints go beside them; the earlier ones count toward Checkpoint:Keep = {options.Checkpoint.Keep} and are removed as this run writes its own, " +
+              "and a later --resume continues the run written last. Give each run its own folder to keep them, or --resume to continue that run.";
+    }
+
+    /// <summary>
+    /// The identity a single-node run writes into its checkpoints (<see cref="TrainingCheckpoint.JobId"/>), as a cluster job
+    /// does: the resumed checkpoint's, so a resumed run stays one run, or a new one. It tells apart the runs that share a
+    /// Checkpoint:Directory, so <see cref="Find"/> resumes the run written last rather than another run's newer version.
+    /// </summary>
+    /// <param name="resumeFrom">The checkpoint the run resumes from; null for a new run.</param>
+    public static string RunIdOf(TrainingCheckpoint? resumeFrom) =>
+        resumeFrom is { JobId.Length: > 0 } resumed ? resumed.JobId : Guid.NewGuid().ToString("N")[..12];
+
     /// <summary>The parameter server's checkpoint settings from the options; null when Checkpoint:Directory is empty.</summary>
     /// <param name="options">Validated options.</param>
-    /// <param name="jobId">The cluster job's identity, written into each checkpoint; empty in single-node mode.</param>
+    /// <param name="jobId">The job's or single-node run's identity (<see cref="RunIdOf"/>), written into each checkpoint.</param>
     /// <param name="trainSamples">The run's training samples, written into each checkpoint for a resume to check; 0 writes none.</param>
     public static CheckpointSettings? Settings(TrainingOptions options, string jobId = "", int trainSamples = 0)
     {

@@ -64,7 +64,7 @@ public static class SingleNodeTrainer
         system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = ParameterServer.Props(weights, options.ParameterServerOptimizer(), loop.Epochs, options.ParameterServerMonitoring(),
-            CheckpointResume.Settings(options, trainSamples: train.Count), resumeFrom, update: UpdateSettings.From(loop), configuredOptimizer: options.Optimizer,
+            CheckpointResume.Settings(options, CheckpointResume.RunIdOf(resumeFrom), train.Count), resumeFrom, update: UpdateSettings.From(loop), configuredOptimizer: options.Optimizer,
             shards: options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var replica = ReplicaSettings.From(options);
         var workers = Enumerable.Range(0, loop.Workers)

@@ -116,6 +116,26 @@ public sealed partial class CheckpointStore
     }
 
     /// <summary>
+    /// The job (or single-node run) id of the checkpoint written last (file time; ties: the higher version) whose metadata can
+    /// be read; empty when it has none (written by an earlier version) or the directory holds no readable checkpoint.
+    /// </summary>
+    public string LastWrittenJobId()
+    {
+        foreach (var path in List().OrderByDescending(File.GetLastWriteTimeUtc))
+        {
+            try
+            {
+                return SafeTensors.ReadMetadata(path).GetValueOrDefault(TrainingCheckpoint.JobIdKey, "");
+            }
+            catch (Exception e) when (e is InvalidDataException or SafeTensorsFormatException or IOException or UnauthorizedAccessException)
+            {
+                // unreadable: the one written before it decides
+            }
+        }
+        return "";
+    }
+
+    /// <summary>
     /// The newest checkpoint that verifies against <paramref name="layout"/> (see <see cref="TrainingCheckpoint.Read"/>),
     /// with every newer one that did not and the reason.
     /// </summary>

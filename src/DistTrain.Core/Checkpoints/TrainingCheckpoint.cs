@@ -32,6 +32,9 @@ namespace DistTrain.Core.Checkpoints;
 /// </remarks>
 public sealed class TrainingCheckpoint
 {
+    /// <summary>Metadata key of <see cref="JobId"/>.</summary>
+    public const string JobIdKey = "job_id";
+
     /// <summary>Value of the <c>format</c> metadata key.</summary>
     public const string Format = "disttrain-checkpoint";
 
@@ -273,7 +276,7 @@ public sealed class TrainingCheckpoint
         ["epoch_loss_sum"] = EpochLossSum.ToString("R", CultureInfo.InvariantCulture),
         ["model_fingerprint"] = LayoutFingerprint(Weights.Layout),
         ["data_sha256"] = checksum,
-        ["job_id"] = JobId,
+        [JobIdKey] = JobId,
         ["optimizer_hyperparameters"] = OptimizerHyperparameters is null
             ? ""
             : JsonSerializer.Serialize(OptimizerHyperparameters.ToDictionary(h => h.Key, h => h.Value, StringComparer.Ordinal)),
@@ -386,7 +389,7 @@ public sealed class TrainingCheckpoint
             return new TrainingCheckpoint(weights, state, kind, GetLong("optimizer_steps"), GetLong("version"), GetInt("epoch"), GetInt("round"),
                 GetInt("shard_seed"), GetInt("workers"), GetInt("batch_size_per_worker"), GetInt("epoch_samples"),
                 double.Parse(Get("epoch_loss_sum"), NumberStyles.Float, CultureInfo.InvariantCulture),
-                metadata.GetValueOrDefault("job_id", ""), // optional: checkpoints written before job ids have none
+                metadata.GetValueOrDefault(JobIdKey, ""), // optional: checkpoints written before job ids have none
                 Hyperparameters(path, metadata.GetValueOrDefault("optimizer_hyperparameters", "")),
                 mode, TrainedAheadFrom(path, metadata.GetValueOrDefault("trained_ahead", "")),
                 metadata.ContainsKey("train_samples") ? GetInt("train_samples") : 0); // optional: earlier checkpoints do not record it
