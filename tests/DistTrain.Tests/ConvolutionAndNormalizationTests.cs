@@ -195,6 +195,36 @@ public class ConvolutionAndNormalizationTests
     }
 
     [Fact]
+    public void A_keyed_dropout_mask_depends_on_the_sample_epoch_and_layer_not_on_the_column_or_the_batch()
+    {
+        var dropout = new Dropout(0.3, seed: 5);
+        var seed = Dropout.LayerSeed(7, layerIndex: 2);
+        float[] MaskOf(int sample, int epoch, long layerSeed, int[] batch)
+        {
+            dropout.SetMaskKeys(layerSeed, epoch, batch);
+            var mask = dropout.Forward(Matrix<float>.Build.Dense(99, batch.Length, 1f)).ColumnMajorValues();
+            var column = Array.IndexOf(batch, sample);
+            return mask[(column * 99)..((column + 1) * 99)];
+        }
+        var alone = MaskOf(42, 2, seed, [42]);
+        Assert.Equal(alone, MaskOf(42, 2, seed, [3, 5, 42, 8])); // the third column of another batch
+        Assert.Equal(alone, MaskOf(42, 2, seed, [42, 42]));
+        Assert.NotEqual(alone, MaskOf(42, 3, seed, [42]));                                  // another epoch
+        Assert.NotEqual(alone, MaskOf(42, 2, Dropout.LayerSeed(7, layerIndex: 4), [42]));   // another layer
+        Assert.NotEqual(alone, MaskOf(43, 2, seed, [43]));                                  // another sample
+        Assert.NotEqual(Dropout.LayerSeed(7, 2), Dropout.LayerSeed(8, 2));
+
+        // Over 200 samples x 99 features (odd: the last element of a column takes a draw of its own) about p are dropped.
+        dropout.SetMaskKeys(seed, 1, [.. Enumerable.Range(0, 200)]);
+        var y = dropout.Forward(Matrix<float>.Build.Dense(99, 200, 2f)).ColumnMajorValues();
+        Assert.InRange(y.Count(v => v == 0f) / 19800.0, 0.28, 0.32); // 0.3 ± 6 standard deviations
+        Assert.All(y.Where(v => v != 0f), v => Assert.Equal(2f / 0.7f, v, 5));
+        Assert.InRange(Enumerable.Range(0, 200).Count(j => y[j * 99 + 98] == 0f), 35, 85); // the odd last row too (0.3 · 200 = 60)
+        var wrong = Assert.Throws<ArgumentException>(() => dropout.Forward(Matrix<float>.Build.Dense(99, 3, 1f)));
+        Assert.Contains("3 columns but the masks were keyed for 200 samples", wrong.Message);
+    }
+
+    [Fact]
     public void Dropout_zeroes_about_p_scales_survivors_and_is_the_identity_in_evaluation()
     {
         var dropout = new Dropout(0.3, seed: 5);

@@ -16,15 +16,16 @@ public class DistributedEquivalenceTests
     /// The single-process reference: one model, one optimizer; step r trains on the concatenation of
     /// every worker's minibatch r — one worker whose minibatch is the union.
     /// </summary>
-    private static float[] SingleProcess(LabeledDataset train, int[][] shards, int batch, int epochs, ParameterVector initial, OptimizerOptions options)
+    private static float[] SingleProcess(ModelOptions modelOptions, LabeledDataset train, int[][] shards, int batch, int epochs, ParameterVector initial,
+        OptimizerOptions options, int seed)
     {
-        var model = ModelFactory.Build(Model);
+        var model = ModelFactory.Build(modelOptions);
         var weights = (float[])initial.Values.Clone();
         // One optimizer: momentum carries across epochs. Biases are not decayed, as at the parameter server.
         var optimizer = Optimizer.Create(options, weights.Length,
             ParameterGroups.Ranges(initial.Layout, weights.Length, options.DecayBiasAndNormParameters));
         var gradient = new float[weights.Length];
-        var loss = ModelFactory.BuildLoss(Model.Loss);
+        var loss = ModelFactory.BuildLoss(modelOptions.Loss);
         var rounds = shards.Max(s => (s.Length + batch - 1) / batch);
         for (var epoch = 0; epoch < epochs; epoch++)
         for (var round = 0; round < rounds; round++)
@@ -34,6 +35,7 @@ public class DistributedEquivalenceTests
             var t = Matrix<float>.Build.Dense(train.ClassCount, indices.Length);
             train.Gather(indices, x, t);
             model.LoadParameters(weights);
+            model.SetDropoutKeys(seed, epoch + 1, indices); // each sample's masks, as the workers key them
             model.ComputeGradients(x, t, loss);
             model.CopyGradientsTo(gradient);
             optimizer.Step(weights, gradient, (float)options.LearningRate);
@@ -41,19 +43,21 @@ public class DistributedEquivalenceTests
         return weights;
     }
 
-    private static async Task<(float[] Distributed, float[] Reference, long Version)> TrainBothWays(int[] shardSizes, int batch, int epochs = 1)
+    private static async Task<(float[] Distributed, float[] Reference, long Version)> TrainBothWays(int[] shardSizes, int batch, int epochs = 1,
+        ModelOptions? modelOptions = null)
     {
+        var model = modelOptions ?? Model;
         var data = TestData.Normalized();
         var order = Enumerable.Range(0, data.Train.Count).ToArray();
         new Random(3).Shuffle(order);
         var shards = new int[shardSizes.Length][];
         var start = 0;
         for (var i = 0; i < shardSizes.Length; i++) { shards[i] = order[start..(start + shardSizes[i])]; start += shardSizes[i]; }
-        var options = TestData.Options(Model, workers: shardSizes.Length, batch: batch, epochs: epochs);
-        var initial = ModelFactory.InitialWeights(ModelFactory.Build(Model), Model.Initializer, seed: 7);
+        var options = TestData.Options(model, workers: shardSizes.Length, batch: batch, epochs: epochs);
+        var initial = ModelFactory.InitialWeights(ModelFactory.Build(model), model.Initializer, seed: 7);
         var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test,
             planner: new FixedShardPlan(shardSizes.Sum(), shards), initialWeights: initial).WithTestTimeout();
-        var reference = SingleProcess(data.Train, shards, batch, epochs, initial, options.Optimizer);
+        var reference = SingleProcess(model, data.Train, shards, batch, epochs, initial, options.Optimizer, options.Training.Seed);
         return (result.FinalWeights.Values, reference, result.Version);
     }
 
@@ -63,6 +67,20 @@ public class DistributedEquivalenceTests
         var (distributed, reference, version) = await TrainBothWays([80, 80, 80, 80], batch: 16);
         Assert.Equal(5, version);
         Compare.Close(reference, distributed, relative: 1e-5, absolute: 1e-7, "weights after 5 steps");
+    }
+
+    /// <summary>
+    /// A sample's dropout masks depend on (seed, layer, epoch, sample) only, so with dropout too N workers equal one worker
+    /// whose minibatch is their union (they used to draw from one generator per worker, so the masks depended on the worker).
+    /// </summary>
+    [Fact]
+    public async Task With_dropout_three_workers_match_one_worker_of_their_union_over_two_epochs()
+    {
+        var model = TestData.Mlp(32, 10);
+        model.Layers.Insert(2, new LayerOptions { Type = LayerTypes.Dropout, Rate = 0.3 });
+        var (distributed, reference, version) = await TrainBothWays([100, 100, 100], batch: 20, epochs: 2, model);
+        Assert.Equal(10, version);
+        Compare.Close(reference, distributed, relative: 2e-5, absolute: 2e-7, "weights after 2 epochs with dropout");
     }
 
     [Fact]

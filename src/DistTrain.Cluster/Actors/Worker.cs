@@ -46,8 +46,6 @@ public sealed class Worker : ReceiveActor, IWithStash
     private AssignShard? _shard;
     private long _version = -1;
     private readonly float[] _weightsForEvaluation; // staging for copying the training replica into the evaluation replica
-    private readonly int _seed;
-    private int _dropoutEpoch;
     private readonly string _sampleTraceDirectory;
     private Metrics.SampleTrace? _sampleTrace;
 
@@ -57,7 +55,6 @@ public sealed class Worker : ReceiveActor, IWithStash
     {
         _settings = settings ?? ReplicaSettings.Default;
         _workerIndex = workerIndex;
-        _seed = seed;
         _sampleTraceDirectory = _settings.SampleTraceDirectory;
         _test = test;
         _validation = validation;
@@ -71,7 +68,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         var augmenter = _settings.Augmentation is { Enabled: true } augmentation
             ? new ImageAugmenter(augmentation, _model.InputShape, train.Normalization, seed)
             : null;
-        _trainer = new ReplicaTrainer(_model, _loss, train, _settings, augmenter);
+        _trainer = new ReplicaTrainer(_model, _loss, train, _settings, augmenter, seed);
         _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_trainer.Wire.ReportLength]))];
         _codec = _settings.Compression is { } compression && !_trainer.IsLocalSgd
             ? new GradientWireCodec(compression, _model.Layout, _settings.LocalGradient)
@@ -130,8 +127,9 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// <summary>
     /// Props of worker <paramref name="workerIndex"/>; the data sets are shared read-only within the process.
     /// <paramref name="validation"/> holds the samples held out of training, when the run has any. <paramref name="seed"/>
-    /// (Training:Seed) seeds the dropout masks, anew at every epoch from (seed, worker index, epoch), and the
-    /// augmentation (<see cref="ReplicaSettings.Augmentation"/>) of each training sample, from (seed, epoch, sample index).
+    /// (Training:Seed) seeds each training sample's dropout masks, from (seed, layer, epoch, sample index), and its
+    /// augmentation (<see cref="ReplicaSettings.Augmentation"/>), from (seed, epoch, sample index): neither depends on the
+    /// worker that holds the sample, and a resumed run draws them as the uninterrupted one did.
     /// <paramref name="settings"/> says what the worker does with a minibatch in the run's mode, and where it traces its
     /// minibatches' samples (null: synchronous, in one pass, no augmentation, no trace).
     /// </summary>
@@ -142,18 +140,8 @@ public sealed class Worker : ReceiveActor, IWithStash
     private void OnAssignShard(AssignShard shard)
     {
         _shard = shard;
-        if (shard.Epoch != _dropoutEpoch)
-        {
-            _dropoutEpoch = shard.Epoch;
-            for (var i = 0; i < _model.Layers.Count; i++)
-                if (_model.Layers[i] is Dropout dropout) dropout.Reseed(DropoutSeed(_seed, _workerIndex, shard.Epoch, i));
-        }
         UnstashAll();
     }
-
-    /// <summary>The mask seed of one dropout layer in one epoch: a fixed mix of its inputs (HashCode is randomized per process).</summary>
-    internal static int DropoutSeed(int seed, int workerIndex, int epoch, int layerIndex) =>
-        unchecked(((seed * 1_000_003 + workerIndex) * 1_000_003 + epoch) * 1_000_003 + layerIndex);
 
     private void StashCurrent()
     {

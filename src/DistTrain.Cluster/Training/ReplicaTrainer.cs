@@ -77,6 +77,7 @@ public sealed class ReplicaTrainer
     private readonly float[] _gradient;  // local SGD: one step's gradient
     private readonly float[][] _single = new float[1][];
     private readonly float[] _clip = [1f];
+    private readonly int _seed;
 
     /// <summary>Creates the trainer over <paramref name="model"/>.</summary>
     /// <param name="model">The replica.</param>
@@ -84,10 +85,13 @@ public sealed class ReplicaTrainer
     /// <param name="train">The training split; minibatches are index lists into it.</param>
     /// <param name="settings">The mode's settings.</param>
     /// <param name="augmenter">Augments each gathered training minibatch (from <see cref="ReplicaSettings.Augmentation"/>); null: none.</param>
+    /// <param name="seed">The run's seed (Training:Seed), which keys every sample's dropout masks with the epoch
+    /// (<see cref="Sequential.SetDropoutKeys"/>), so they do not depend on the worker or on where a run resumed.</param>
     /// <exception cref="ArgumentException">Local SGD without optimizer settings.</exception>
-    public ReplicaTrainer(Sequential model, ILoss loss, LabeledDataset train, ReplicaSettings settings, ImageAugmenter? augmenter = null)
+    public ReplicaTrainer(Sequential model, ILoss loss, LabeledDataset train, ReplicaSettings settings, ImageAugmenter? augmenter = null, int seed = 0)
     {
         _augmenter = augmenter;
+        _seed = seed;
         _model = model;
         _loss = loss;
         _train = train;
@@ -127,7 +131,7 @@ public sealed class ReplicaTrainer
     /// <param name="indices">The minibatch's sample indices into the training split.</param>
     /// <param name="report">Receives the report; at least <see cref="Core.Tensors.ParameterLayout.WorkerReportLength"/> floats (an array, or a
     /// shared-memory slot of the data plane).</param>
-    /// <param name="epoch">The epoch (1-based), which seeds each sample's augmentation.</param>
+    /// <param name="epoch">The epoch (1-based), which seeds each sample's augmentation and dropout masks.</param>
     /// <returns>The summed loss over the samples.</returns>
     public double ComputeGradient(ReadOnlySpan<int> indices, Span<float> report, int epoch)
     {
@@ -161,6 +165,7 @@ public sealed class ReplicaTrainer
         var targets = _targets.Get(indices.Length);
         _train.Gather(indices, inputs, targets);
         _augmenter?.Apply(inputs, indices, epoch);
+        _model.SetDropoutKeys(_seed, epoch, indices);
         return _model.ComputeGradients(inputs, targets, _loss);
     }
 

@@ -153,6 +153,22 @@ public sealed class Sequential
     }
 
     /// <summary>
+    /// Keys the masks of every <see cref="Dropout"/> layer for the following training passes: column j of their input
+    /// <c>[InputSize, batch]</c> is training sample <paramref name="sampleIndices"/>[j] of <paramref name="epoch"/>, and its
+    /// mask in the layer at index i is a function of (<paramref name="runSeed"/>, i, <paramref name="epoch"/>, that sample)
+    /// only (<see cref="Dropout.SetMaskKeys"/>). Does nothing for a model without dropout; allocates only for a batch
+    /// larger than any keyed before.
+    /// </summary>
+    /// <param name="runSeed">The run's seed (Training:Seed).</param>
+    /// <param name="epoch">The epoch (1-based).</param>
+    /// <param name="sampleIndices">The training-split index of each column of the next inputs.</param>
+    public void SetDropoutKeys(int runSeed, int epoch, ReadOnlySpan<int> sampleIndices)
+    {
+        for (var i = 0; i < _layers.Length; i++)
+            if (_layers[i] is Dropout dropout) dropout.SetMaskKeys(Dropout.LayerSeed(runSeed, i), epoch, sampleIndices);
+    }
+
+    /// <summary>
     /// One forward and backward pass on a minibatch: returns the mean loss and leaves the gradient of
     /// the mean loss in each layer (read it with <see cref="CopyGradientsTo"/>).
     /// </summary>
