@@ -176,6 +176,9 @@ internal static class TrainCommand
             model: options);
         if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory);
         if (exit is not null) return (exit.Value, null, runDirectory);
+        if (cancellationToken.IsCancellationRequested) // the coordinator let the last epoch's evaluation finish (Coordinator.StopRequested)
+            AnsiConsole.MarkupLineInterpolated(
+                $"The stop came after the last training step (epoch {result!.Epochs[^1].Epoch}), so that epoch's evaluation was allowed to finish: the run is complete and saved as such.");
 
         var normalizer = data.Normalizer;
         var description = DataMetadata.Of(data, options.Data);

@@ -69,7 +69,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private readonly EvaluationPlan _evaluation = new();
     private readonly List<EpochSummary> _summaries = [];
     private readonly Stopwatch _clock = new();
-    private readonly Queue<bool> _snapshotIsBest = new(); // what each requested WeightsSnapshot is for
+    private readonly Queue<SnapshotFor> _snapshots = new(); // what each requested WeightsSnapshot is for, in the order asked
     private Phase _phase = Phase.Training;
     private Phase _pausedFrom;                            // the phase a pause returns to
     private Action? _onResume;                            // what a pause waits to do
@@ -86,6 +86,34 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private double _trainSeconds;
     private string _pausedWork = "";
     private int _weightsOnlyParts; // parts started by ShareEpochWeights whose EpochCompleted has not come back yet
+    private bool _stopRequested;   // the caller asked to stop (StopRequested)
+
+    /// <summary>What a requested <see cref="WeightsSnapshot"/> is for.</summary>
+    private enum SnapshotFor
+    {
+        /// <summary>The run's final weights (without early stopping).</summary>
+        Final,
+
+        /// <summary>A new best epoch's weights (early stopping).</summary>
+        Best,
+
+        /// <summary>The weights to stop with, after <see cref="StopRequested"/>.</summary>
+        Stop,
+    }
+
+    /// <summary>
+    /// The caller asks the job to stop (single-node mode: its cancellation token, as Ctrl-C cancels it). While anything is
+    /// left to train, the job ends with a <see cref="TrainingCancelledException"/> that holds the parameter server's weights
+    /// between two steps. Once the last epoch is trained (only its evaluation, or the final weights, remain) the job
+    /// finishes instead: the evaluation is short, and cutting it off would leave a finished training without its score.
+    /// </summary>
+    internal sealed class StopRequested : INoSerializationVerificationNeeded
+    {
+        /// <summary>The shared instance.</summary>
+        public static readonly StopRequested Instance = new();
+
+        private StopRequested() { }
+    }
 
     /// <summary>Creates the coordinator; see <see cref="Props(CoordinatorSettings, Akka.Actor.Props, IReadOnlyList{Akka.Actor.Props}, ITrainingObserver, TaskCompletionSource{TrainingResult})"/>.</summary>
     public Coordinator(CoordinatorSettings settings, Props parameterServer, IReadOnlyList<Props>? workerProps,
@@ -108,6 +136,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Receive<MinibatchesLeft>(left => _plan.MinibatchesLeft(left.Shards, left.Rounds));
         Receive<EvaluationResult>(OnEvaluationResult);
         Receive<WeightsSnapshot>(OnWeightsSnapshot);
+        Receive<StopRequested>(_ => OnStopRequested());
         Receive<CheckpointSaved>(saved => _observer.CheckpointSaved(saved));
         Receive<Terminated>(OnChildTerminated);
         Receive<WorkerRemoved>(removed => _plan.WorkerRemoved(removed.WorkerIndex, removed.FirstUnusedRound));
@@ -605,7 +634,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             {
                 _bestValidationLoss = validationLoss;
                 _bestEpoch = epoch;
-                RequestSnapshot(best: true); // the parameter server answers before it starts the next epoch; the record is saved then
+                RequestSnapshot(SnapshotFor.Best); // the parameter server answers before it starts the next epoch; the record is saved then
             }
             else
             {
@@ -636,9 +665,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             newBest is null ? null : (new ParameterVector(_settings.Layout, newBest.Weights), newBest.Version), _settings.ValidationSampleCount);
     }
 
-    private void RequestSnapshot(bool best)
+    private void RequestSnapshot(SnapshotFor purpose)
     {
-        _snapshotIsBest.Enqueue(best);
+        _snapshots.Enqueue(purpose);
         _parameterServer.Tell(GetWeights.Instance);
     }
 
@@ -646,24 +675,33 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private void Finish()
     {
         _phase = Phase.Finishing;
-        if (!_settings.StopsEarly) RequestSnapshot(best: false);
-        else if (_snapshotIsBest.Count == 0) Complete(_best!);
+        if (!_settings.StopsEarly) RequestSnapshot(SnapshotFor.Final);
+        else if (_snapshots.Count == 0) Complete(_best!);
     }
 
     private void OnWeightsSnapshot(WeightsSnapshot snapshot)
     {
-        if (_snapshotIsBest.Count == 0)
+        if (_snapshots.Count == 0)
         {
             Fail(new InvalidOperationException($"The parameter server sent weights version {snapshot.Version} that nobody asked for."));
             return;
         }
-        var best = _snapshotIsBest.Dequeue();
-        if (best)
+        var purpose = _snapshots.Dequeue();
+        if (purpose == SnapshotFor.Best)
         {
             _best = snapshot;
             SaveEarlyStopping(newBest: snapshot);
         }
-        if (_phase != Phase.Finishing || _snapshotIsBest.Count > 0) return;
+        else if (purpose == SnapshotFor.Stop)
+        {
+            if (!OnlyEvaluationLeft)
+            {
+                Cancel(snapshot);
+                return;
+            }
+            LogStopAfterTraining(); // the last epoch's training ended while its weights were on their way
+        }
+        if (_phase != Phase.Finishing || _snapshots.Count > 0) return;
         Complete(_settings.StopsEarly ? _best! : snapshot);
     }
 
@@ -673,6 +711,34 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _completion.TrySetResult(new TrainingResult(new ParameterVector(_settings.Layout, weights.Weights), weights.Version, _summaries,
             _settings.StopsEarly ? _bestEpoch : null, _stoppedEarly,
             _settings.StopsEarly && _summaries.All(e => e.Epoch != _bestEpoch) ? _validations.Find(v => v.Epoch == _bestEpoch) : null));
+        Context.Stop(Self);
+    }
+
+    /// <summary>True once nothing is left to train: the last epoch (or the one early stopping ended the run at) is being
+    /// evaluated, or the final weights are awaited.</summary>
+    private bool OnlyEvaluationLeft => _phase == Phase.Finishing || (_phase == Phase.Evaluating && _plan.Epoch >= _settings.Epochs);
+
+    /// <summary>
+    /// See <see cref="StopRequested"/>. The decision waits for the parameter server's weights: it answers between two
+    /// steps, after it sent the end of a part it just finished, so a stop that comes after the last step but before that end
+    /// reached this actor still finds the run evaluating its last epoch, and lets it finish.
+    /// </summary>
+    private void OnStopRequested()
+    {
+        if (_phase == Phase.Finished || _stopRequested) return;
+        _stopRequested = true;
+        if (OnlyEvaluationLeft) LogStopAfterTraining();
+        else RequestSnapshot(SnapshotFor.Stop);
+    }
+
+    private void LogStopAfterTraining() =>
+        _log.Info("Stop requested after the last training step: the evaluation of epoch {0} finishes and the run ends as completed.", _plan.Epoch);
+
+    /// <summary>Ends the job as cancelled, with the weights at the stop.</summary>
+    private void Cancel(WeightsSnapshot weights)
+    {
+        _phase = Phase.Finished;
+        _completion.TrySetException(new TrainingCancelledException(weights, CancellationToken.None));
         Context.Stop(Self);
     }
 

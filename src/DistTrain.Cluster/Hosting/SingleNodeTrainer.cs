@@ -25,7 +25,8 @@ public static class SingleNodeTrainer
     /// <param name="planner">Shard planner; null plans even shards seeded by <see cref="TrainingLoopOptions.Seed"/>.</param>
     /// <param name="initialWeights">Version-0 weights; null draws them from the configured initializer and seed.</param>
     /// <param name="cancellationToken">Stops the run at the next step; the task then fails with a <see cref="TrainingCancelledException"/>
-    /// that carries the weights at that point.</param>
+    /// that carries the weights at that point. A cancellation after the last epoch's last training step does not cut off
+    /// that epoch's evaluation: the run finishes and the task returns its result as without the cancellation.</param>
     /// <param name="validation">Samples held out of training, scored after every epoch (early stopping); null for none.</param>
     /// <param name="resumeFrom">A verified checkpoint to continue from (see <see cref="CheckpointResume.Find"/>); null with
     /// Checkpoint:Resume set finds the newest valid one in Checkpoint:Directory, null without it starts fresh.</param>
@@ -74,16 +75,18 @@ public static class SingleNodeTrainer
             TimeSpan.FromSeconds(loop.StallTimeoutSeconds), validation?.Count ?? 0, loop.EarlyStopping,
             FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0, Mode: loop.Mode, ResumedVersion: resumeFrom?.Version ?? 0,
             EarlyStoppingDirectory: options.Checkpoint.Enabled ? options.Checkpoint.Directory : null);
-        system.ActorOf(Coordinator.Props(settings, parameterServer, workers, observer ?? NullTrainingObserver.Instance, completion), "coordinator");
-        await using (cancellationToken.Register(() => completion.TrySetCanceled(cancellationToken)))
+        var coordinator = system.ActorOf(Coordinator.Props(settings, parameterServer, workers, observer ?? NullTrainingObserver.Instance, completion), "coordinator");
+        // The coordinator decides: it ends the run as cancelled with the weights between two steps, or, when only the last
+        // epoch's evaluation is left, lets the run finish (Coordinator.StopRequested).
+        await using (cancellationToken.Register(() => coordinator.Tell(Coordinator.StopRequested.Instance)))
         {
             try
             {
                 return await completion.Task.ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            catch (TrainingCancelledException stopped) when (cancellationToken.IsCancellationRequested)
             {
-                throw new TrainingCancelledException(await WeightsAtStopAsync(system).ConfigureAwait(false), cancellationToken);
+                throw new TrainingCancelledException(stopped.Weights ?? await WeightsAtStopAsync(system).ConfigureAwait(false), cancellationToken);
             }
             finally
             {
