@@ -65,6 +65,7 @@ internal static class BenchCommand
             options = TrainingOptionsLoader.Load(configPath, overrides);
             trainingData = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, trainingData);
+            if (!CliConsole.FitsInMemory(options)) return 2;
             ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed); // a pretrained checkpoint that does not fit fails here
         }
         catch (Exception e) when (CliConsole.IsInputError(e))

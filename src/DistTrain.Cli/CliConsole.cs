@@ -1,3 +1,4 @@
+using DistTrain.Cluster.Hosting;
 using Spectre.Console;
 
 namespace DistTrain.Cli;
@@ -94,6 +95,27 @@ internal static class CliConsole
         return $"out of memory building the model: it has {size} as float32, and training holds several copies of them (weights and gradients in " +
             $"each of the {workers} worker{(workers == 1 ? "" : "s")}, weights, gradients and optimizer state at the parameter server). Use a smaller " +
             "model (fewer Units or Channels in Model:Layers), fewer Training:Workers, or a machine with more memory.";
+    }
+
+    /// <summary>
+    /// Before a single-node run allocates its model: false, after one <c>error:</c> line (<see cref="TrainingMemory.Refusal"/>:
+    /// the parameters, the bytes needed and available, and the fix), when the run's estimated memory
+    /// (<see cref="TrainingMemory.SingleNode"/>) exceeds what this process may use (<see cref="TrainingMemory.AvailableBytes"/>);
+    /// the caller exits with code 2. True when it fits, after a line naming the model and its memory when that is at least
+    /// <see cref="TrainingMemory.AnnouncedBytes"/>, so a long allocation is never silent.
+    /// </summary>
+    /// <param name="options">The run's validated options.</param>
+    /// <param name="availableBytes">Bytes the process may use; null asks <see cref="TrainingMemory.AvailableBytes"/>.</param>
+    public static bool FitsInMemory(DistTrain.Core.Configuration.TrainingOptions options, long? availableBytes = null)
+    {
+        var memory = TrainingMemory.SingleNode(options);
+        if (memory.Refusal(availableBytes ?? TrainingMemory.AvailableBytes()) is { } refusal)
+        {
+            Fail("error", refusal);
+            return false;
+        }
+        if (memory.TotalBytes >= TrainingMemory.AnnouncedBytes) AnsiConsole.WriteLine(memory.Announcement());
+        return true;
     }
 
     /// <summary>Runs <paramref name="save"/>, which writes a run's outputs (or what a stopped run keeps); returns

@@ -59,7 +59,8 @@ internal static class TrainCommand
     /// <summary>
     /// Loads the config (with <paramref name="overrides"/>, then <paramref name="adjust"/> for changes that are not
     /// plain keys), trains in single-node mode and saves the run. Exit codes as <see cref="CliConsole.RunTrainingAsync"/>,
-    /// 2 for config, data, checkpoint or output errors, 1 when the model does not fit in memory (<see cref="CliConsole.OutOfMemory"/>).
+    /// 2 for config, data, checkpoint or output errors and for a run whose estimated memory exceeds what the process may use
+    /// (<see cref="TrainingMemory"/>), 1 when the model still runs out of memory while it is built (<see cref="CliConsole.OutOfMemory"/>).
     /// </summary>
     internal static async Task<(int Exit, TrainingResult? Result, string? RunDirectory)> RunJobAsync(string configPath,
         Dictionary<string, string?> overrides, Action<TrainingOptions>? adjust, CancellationToken cancellationToken)
@@ -83,6 +84,7 @@ internal static class TrainCommand
             }
             data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data);
+            if (!CliConsole.FitsInMemory(options)) return (2, null, null);
             try
             {
                 startingWeights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line));

@@ -51,10 +51,12 @@ public static class SingleNodeTrainer
             throw new ArgumentException("The test set is empty, so no epoch could be scored: give at least one test sample (hold some out of the training data if there is no test set).", nameof(test));
         ModelFactory.CheckFitsData(options.Model, train.FeatureCount, train.ClassCount);
         using var ownLock = checkpointLock is null ? CheckpointDirectoryLock.For(options.Checkpoint) : null;
-        var model = ModelFactory.Build(options.Model);
-        var weights = initialWeights ?? ModelFactory.StartingWeights(model, options.Model, loop.Seed);
+        // Given the weights, their layout is the model's: no replica is built here only to read it (for a large model, two
+        // parameter-sized arrays more).
+        var weights = initialWeights ?? ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, loop.Seed);
+        var layout = weights.Layout;
         if (resumeFrom is null && options.Checkpoint.Resume)
-            resumeFrom = CheckpointResume.Find(options, model.Layout, log ?? (_ => { }), trainSamples: train.Count);
+            resumeFrom = CheckpointResume.Find(options, layout, log ?? (_ => { }), trainSamples: train.Count);
         planner ??= new ShardPlanner(train.Count, loop.Workers, loop.Seed);
         Blas.Configure(options.Compute, loop.Workers);
 
@@ -71,7 +73,7 @@ public static class SingleNodeTrainer
         var workers = Enumerable.Range(0, loop.Workers)
             .Select(i => Worker.Props(i, options.Model, train, test, loop.EvaluationBatchSize, validation, loop.Seed, replica).WithDispatcher(AkkaSettings.ComputeDispatcher))
             .ToArray();
-        var settings = new CoordinatorSettings(loop.Epochs, loop.MinibatchPerWorker, planner, test.Count, model.Layout,
+        var settings = new CoordinatorSettings(loop.Epochs, loop.MinibatchPerWorker, planner, test.Count, layout,
             TimeSpan.FromSeconds(loop.StallTimeoutSeconds), validation?.Count ?? 0, loop.EarlyStopping,
             FirstEpoch: resumeFrom?.Epoch ?? 1, FirstRound: resumeFrom?.Round ?? 0, Mode: loop.Mode, ResumedVersion: resumeFrom?.Version ?? 0,
             EarlyStoppingDirectory: options.Checkpoint.Enabled ? options.Checkpoint.Directory : null);

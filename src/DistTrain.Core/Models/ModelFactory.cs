@@ -63,10 +63,40 @@ public static class ModelFactory
     public static IReadOnlyList<long> ParameterCounts(ModelOptions options) => [.. LayerSizes(options).Select(layer => layer.Parameters)];
 
     /// <summary>
-    /// Each layer's weight elements (Dense and Conv2D weights) and all its parameter elements, walking the shapes with the
-    /// layers' output-size formulas in 64-bit arithmetic; stops after the first layer whose output is empty.
+    /// <see cref="Sequential.ForwardBytesPerSample"/> of the model <paramref name="options"/> describes, from the shapes
+    /// alone (nothing is built or allocated): per layer the bytes its <see cref="ILayer.ForwardBytesPerSample"/> gives (4 per
+    /// output element; 8 for BatchNorm, LayerNorm and MaxPool2D; 4 × (2 × output + input) for Conv2D; none for Flatten and
+    /// for a ReLU that rectifies the output of a Dense, Conv2D, BatchNorm or LayerNorm in place). Counting stops at the
+    /// first layer whose input does not fit it, as <see cref="ParameterCounts"/> does.
     /// </summary>
-    private static IEnumerable<(long Weights, long Parameters)> LayerSizes(ModelOptions options)
+    /// <returns>Bytes per sample of a forward pass, as a 64-bit count.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    public static long ForwardBytesPerSample(ModelOptions options)
+    {
+        long bytes = 0;
+        string? previous = null;
+        foreach (var (type, input, output) in LayerSizes(options).Select(layer => (layer.Type, layer.Input, layer.Output)))
+        {
+            bytes += type switch
+            {
+                LayerTypes.Flatten => 0,
+                LayerTypes.ReLU when previous is LayerTypes.Dense or LayerTypes.Conv2D or LayerTypes.BatchNorm or LayerTypes.LayerNorm => 0,
+                LayerTypes.Conv2D => sizeof(float) * (2 * output + input),
+                LayerTypes.BatchNorm or LayerTypes.LayerNorm => 2L * sizeof(float) * output,
+                LayerTypes.MaxPool2D => (sizeof(float) + sizeof(int)) * output,
+                _ => sizeof(float) * output,
+            };
+            previous = type;
+        }
+        return bytes;
+    }
+
+    /// <summary>
+    /// Each layer's weight elements (Dense and Conv2D weights), all its parameter elements, its canonical type and the
+    /// elements of one sample's input and output, walking the shapes with the layers' output-size formulas in 64-bit
+    /// arithmetic; stops after the first layer whose output is empty.
+    /// </summary>
+    private static IEnumerable<(long Weights, long Parameters, string? Type, long Input, long Output)> LayerSizes(ModelOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         var shape = options.Input();
@@ -75,7 +105,9 @@ public static class ModelFactory
         {
             var stride = layer.Stride > 0 ? layer.Stride : 1;
             long weights = 0, parameters = 0;
-            switch (LayerTypes.Canonical(layer.Type))
+            var input = channels * height * width;
+            var type = LayerTypes.Canonical(layer.Type);
+            switch (type)
             {
                 case LayerTypes.Dense:
                     weights = channels * height * width * layer.Units;
@@ -102,7 +134,7 @@ public static class ModelFactory
                     parameters = 2 * channels * height * width; // weight and bias over the whole sample
                     break;
             }
-            yield return (weights, parameters);
+            yield return (weights, parameters, type, input, channels * height * width);
             if (channels <= 0 || height <= 0 || width <= 0 || stride <= 0) yield break;
         }
     }
