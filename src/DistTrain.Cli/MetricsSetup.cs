@@ -26,7 +26,34 @@ internal static class MetricsSetup
         }
         catch (HttpListenerException e)
         {
-            throw new MetricsPortException($"Metrics:Port = {options.Metrics.Port}: cannot listen ({e.Message}). Pick a free port or set Metrics:Port to 0.");
+            throw new MetricsPortException(CannotListen(options.Metrics.Hostname, options.Metrics.Port, e));
+        }
+    }
+
+    /// <summary>
+    /// The problem when the endpoint cannot listen: a Metrics:Hostname that is not a host name or does not resolve
+    /// (<see cref="HostProblem"/>) is named with its fix; otherwise the port is taken or may not be bound.
+    /// </summary>
+    internal static string CannotListen(string hostname, int port, HttpListenerException e) =>
+        HostProblem(hostname) is { } host
+            ? $"Metrics:Hostname = '{hostname}' {host} ({e.Message}): set Metrics:Hostname to + for every interface, localhost for this machine only, or a name or address of this machine."
+            : $"Metrics:Port = {port}: cannot listen on {hostname} ({e.Message}). Pick a free port or set Metrics:Port to 0.";
+
+    /// <summary>
+    /// Why <paramref name="hostname"/> cannot be listened on, or null when it is <c>+</c>, <c>*</c> or a host name that
+    /// resolves: "is not a host name" (<see cref="Uri.CheckHostName"/>), or "does not resolve to an address".
+    /// </summary>
+    internal static string? HostProblem(string hostname)
+    {
+        if (hostname is "+" or "*") return null;
+        if (Uri.CheckHostName(hostname) == UriHostNameType.Unknown) return "is not a host name";
+        try
+        {
+            return Dns.GetHostAddresses(hostname).Length == 0 ? "does not resolve to an address" : null;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return "does not resolve to an address";
         }
     }
 

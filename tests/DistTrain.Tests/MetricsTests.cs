@@ -333,4 +333,62 @@ public class MetricsTests
         Step(0.5, 50);
         Assert.Equal(100 / 0.75, Gauge(), 9); // an epoch shorter than a second is measured at its last step, from its start
     }
+
+    /// <summary>
+    /// Bound to a loopback name, the endpoint answers whichever of localhost and 127.0.0.1 the request's Host header
+    /// names: .NET's HttpListener answered 404 to a Prometheus target written as 127.0.0.1 when it listened on localhost.
+    /// </summary>
+    [Theory]
+    [InlineData("localhost")]
+    [InlineData("127.0.0.1")]
+    [InlineData("LocalHost")]
+    public async Task A_loopback_endpoint_answers_requests_to_localhost_and_to_127_0_0_1(string hostname)
+    {
+        var port = FreePort();
+        using var exporter = MetricsExporter.Start(hostname, port);
+        Assert.True(exporter.IsServing);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        foreach (var host in new[] { "127.0.0.1", "localhost" })
+        {
+            using var response = await http.GetAsync($"http://{host}:{port}/metrics");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.Matches(@"(?m)^# TYPE disttrain_\w+ ", text);
+        }
+        Assert.Equal(["localhost", "127.0.0.1"], MetricListener.Hosts(hostname));
+    }
+
+    [Fact]
+    public void Another_host_name_is_listened_on_as_given()
+    {
+        Assert.Equal(["+"], MetricListener.Hosts("+"));
+        Assert.Equal(["ps.example"], MetricListener.Hosts("ps.example"));
+    }
+
+    /// <summary>A Metrics:Hostname that is not a host name is named as the problem, not the port.</summary>
+    [Fact]
+    public void A_bad_metrics_host_name_is_refused_naming_it_not_the_port()
+    {
+        var problems = Assert.Throws<DistTrain.Core.Configuration.ConfigurationException>(() => DistTrain.Core.Configuration.TrainingOptionsLoader.Load(null,
+            checkDataDirectory: false, environment: new Dictionary<string, string?> { ["DISTTRAIN_Metrics__Hostname"] = "bad host!", ["DISTTRAIN_Metrics__Port"] = "9100" }));
+        Assert.Contains("Metrics:Hostname = 'bad host!' (from environment variable DISTTRAIN_Metrics__Hostname) is not a host name: use + for every interface, " +
+            "localhost for this machine only, or a name or address of this machine.", problems.Message);
+
+        // Given to the endpoint anyway (the C# API), the listener's refusal names the host as well.
+        var refused = new HttpListenerException(50, "Only Uri prefixes with a valid hostname are supported.");
+        Assert.Equal("Metrics:Hostname = 'bad host!' is not a host name (Only Uri prefixes with a valid hostname are supported.): set Metrics:Hostname to + for " +
+            "every interface, localhost for this machine only, or a name or address of this machine.", DistTrain.Cli.MetricsSetup.CannotListen("bad host!", 9100, refused));
+    }
+
+    [Fact]
+    public void A_taken_port_is_still_named_as_the_problem()
+    {
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        var e = Assert.Throws<HttpListenerException>(() => MetricsExporter.Start("localhost", port));
+        var message = DistTrain.Cli.MetricsSetup.CannotListen("localhost", port, e);
+        Assert.StartsWith($"Metrics:Port = {port}: cannot listen on localhost (", message);
+        Assert.EndsWith("). Pick a free port or set Metrics:Port to 0.", message);
+    }
 }

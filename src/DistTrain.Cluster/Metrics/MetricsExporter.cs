@@ -36,13 +36,17 @@ public sealed class MetricsExporter : IDisposable
     /// <summary>True when the endpoint is serving; false when it failed to start and the run goes on without it.</summary>
     public bool IsServing => _server is not null;
 
-    /// <summary>Starts serving on <paramref name="port"/>.</summary>
+    /// <summary>
+    /// Starts serving on <paramref name="port"/> (<see cref="MetricListener"/>: bound to <c>localhost</c> or
+    /// <c>127.0.0.1</c>, it answers requests that name either host).
+    /// </summary>
     /// <param name="hostname"><c>+</c> for every interface (containers), <c>localhost</c> for this machine only.</param>
     /// <param name="port">TCP port (Metrics:Port).</param>
     /// <param name="warn">Receives a line when the endpoint fails in a way that does not stop the run; null drops it.</param>
-    /// <exception cref="HttpListenerException">The port is taken or may not be bound.</exception>
+    /// <exception cref="HttpListenerException">The port is taken or may not be bound, or <paramref name="hostname"/> does not
+    /// resolve to an address of this machine.</exception>
     public static MetricsExporter Start(string hostname, int port, Action<string>? warn = null) =>
-        Start(() => new MetricServer(hostname, port), $"http://{hostname}:{port}/metrics", warn ?? (_ => { }));
+        Start(() => new MetricListener(hostname, port), $"http://{hostname}:{port}/metrics", warn ?? (_ => { }));
 
     /// <summary>
     /// prometheus-net starts its meter adapter (the listener that counts) at the registry's first collection, so counters

@@ -117,6 +117,8 @@ public static class TrainingOptionsValidator
 
         DataProblems(options, problems, checkDataDirectory, Range);
         Range("Metrics:Port", options.Metrics.Port, 0, 65_535);
+        if (options.Metrics.Hostname is not ("+" or "*") && Uri.CheckHostName(options.Metrics.Hostname) == UriHostNameType.Unknown)
+            problems.Add($"Metrics:Hostname = '{options.Metrics.Hostname}' is not a host name: use + for every interface, localhost for this machine only, or a name or address of this machine.");
         Range("Monitoring:GradientNormEverySteps", options.Monitoring.GradientNormEverySteps, 0, 1_000_000);
         Range("Monitoring:VanishingGradientNorm", options.Monitoring.VanishingGradientNorm, 0, 1e9);
         Range("Monitoring:ExplodingGradientNorm", options.Monitoring.ExplodingGradientNorm, 0, 1e30, minExclusive: true);
