@@ -85,11 +85,42 @@ public static class TrainingOptionsLoader
         if (overrides is not null)
             builder.AddInMemoryCollection(overrides);
 
-        // Where a key's value came from, for the error messages: the last layer that sets it wins.
-        string Origin(string key) =>
-            overrides?.ContainsKey(key) == true ? "from a command-line option"
-            : environmentKeys.TryGetValue(key, out var variable) ? $"from environment variable {variable}"
-            : json is not null ? $"in {source}" : "default";
+        IConfiguration? file = null;
+        if (json is not null)
+        {
+            try
+            {
+                file = new ConfigurationBuilder().AddJsonStream(new MemoryStream(json, writable: false)).Build();
+            }
+            catch (Exception e) when (e is InvalidDataException or FormatException or System.Text.Json.JsonException)
+            {
+                // Reported below, as the merged configuration fails the same way.
+            }
+        }
+
+        // Where a key's value came from, for the error messages: the last layer that sets it wins. A key no layer sets
+        // has its default; when a variable or option added the entry it belongs to (DISTTRAIN_Model__Layers__5__Type
+        // appends a layer whose Units no one set), that entry is named, not the file.
+        string Origin(string key)
+        {
+            if (overrides?.ContainsKey(key) == true) return "from a command-line option";
+            if (environmentKeys.TryGetValue(key, out var variable)) return $"from environment variable {variable}";
+            if (file is not null && (file[key] is not null || file.GetSection(key).GetChildren().Any())) return $"in {source}";
+            var parts = key.Split(':');
+            for (var length = parts.Length - 1; length > 0; length--)
+            {
+                if (!int.TryParse(parts[length - 1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _)) continue; // list entries only
+                var entry = string.Join(':', parts[..length]);
+                if (file is not null && file.GetSection(entry).GetChildren().Any()) break; // the entry is the file's: the key is its default
+                var adding = environmentKeys.Where(kv => kv.Key.StartsWith(entry + ":", StringComparison.OrdinalIgnoreCase)).Select(kv => kv.Value)
+                    .Order(StringComparer.Ordinal).ToList();
+                if (overrides?.Keys.Any(k => k.StartsWith(entry + ":", StringComparison.OrdinalIgnoreCase)) == true)
+                    return $"not set: the default of {entry}, which a command-line option adds";
+                if (adding.Count > 0)
+                    return $"not set: the default of {entry}, which environment variable{(adding.Count == 1 ? "" : "s")} {string.Join(", ", adding)} add{(adding.Count == 1 ? "s" : "")}";
+            }
+            return json is not null ? $"in {source}" : "default";
+        }
 
         IConfigurationRoot configuration;
         try
@@ -104,6 +135,10 @@ public static class TrainingOptionsLoader
         if (json is not null && NullValues(json) is { Count: > 0 } nulls)
             throw new ConfigurationException(source, [.. nulls.Select(key =>
                 $"{key} is null in {source}: leave the key out to keep its default, or give it a value (null is not a setting).")]);
+        // A list index past the end (DISTTRAIN_Model__Layers__7__Type on a file of 5 layers) would be compacted by the binder
+        // into the next free index, and reported, if at all, under that index and the file's name: refuse it by its own.
+        if (ListGaps(configuration, file, json is not null, source, Origin, environmentKeys, overrides) is { Count: > 0 } gaps)
+            throw new ConfigurationException(source, gaps);
         // An unknown key set by a variable names the variable: the file may not hold it at all.
         var unknown = UnknownKeys.Find(configuration, typeof(TrainingOptions)).Select(found =>
         {
@@ -129,6 +164,69 @@ public static class TrainingOptionsLoader
         if (problems.Count > 0)
             throw new ConfigurationException(source, problems);
         return options;
+    }
+
+    /// <summary>
+    /// One problem per list (a section whose children are all whole-number indices, such as Model:Layers or
+    /// Model:InputShape) whose indices are not 0, 1, 2, ... without a gap: the configuration binder would compact them,
+    /// so an entry set at index 7 of a 5-entry list would become entry 5 and be reported, if at all, under the wrong index
+    /// and source. Names the first index past the gap, where it was set (the environment variable or variables, a
+    /// command-line option, or the file) and how many consecutive entries the list has, and in the file alone.
+    /// </summary>
+    /// <param name="configuration">The merged configuration.</param>
+    /// <param name="file">The config file alone, to count a list's entries in it; null when there is none.</param>
+    /// <param name="hasFile">True when a config file was read.</param>
+    /// <param name="source">The file's name as the user gave it.</param>
+    /// <param name="origin">Where a key's value came from (as in the other problems).</param>
+    /// <param name="environmentKeys">Config keys set by environment variables, with the variables' names.</param>
+    /// <param name="overrides">Keys set on the command line.</param>
+    internal static List<string> ListGaps(IConfiguration configuration, IConfiguration? file, bool hasFile, string source, Func<string, string> origin,
+        IReadOnlyDictionary<string, string> environmentKeys, IReadOnlyDictionary<string, string?>? overrides)
+    {
+        var problems = new List<string>();
+        Visit(configuration);
+        return problems;
+
+        void Visit(IConfiguration section)
+        {
+            foreach (var child in section.GetChildren())
+            {
+                var items = child.GetChildren().ToList();
+                var indices = items.Select(item => int.TryParse(item.Key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var i) ? i : -1).ToList();
+                if (items.Count > 0 && indices.All(i => i >= 0))
+                {
+                    var present = indices.ToHashSet();
+                    var consecutive = 0;
+                    while (present.Contains(consecutive)) consecutive++;
+                    if (consecutive < items.Count)
+                    {
+                        var list = child.Path;
+                        var stray = indices.Where(i => i > consecutive).Min();
+                        var key = $"{list}:{stray.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+                        var inFile = file?.GetSection(list).GetChildren().Count() ?? 0;
+                        var fileCount = !hasFile ? "" : $"; the list in {source} has {inFile} entr{(inFile == 1 ? "y" : "ies")}";
+                        problems.Add($"{key} ({Where(key)}) leaves a gap in {list}: list indices must be consecutive from 0, and {list} has " +
+                            $"{consecutive} entr{(consecutive == 1 ? "y" : "ies")} before it ({(consecutive == 0 ? "none" : $"0 to {consecutive - 1}")}){fileCount}. " +
+                            $"Set {list}:{consecutive.ToString(System.Globalization.CultureInfo.InvariantCulture)} instead, or give the entries in between too.");
+                    }
+                    if (items.Count > 0) foreach (var item in items) Visit(item);
+                    continue;
+                }
+                Visit(child);
+            }
+        }
+
+        // Every variable or option that sets the entry or a key inside it; else the file.
+        string Where(string key)
+        {
+            var variables = environmentKeys.Where(kv => kv.Key.Equals(key, StringComparison.OrdinalIgnoreCase)
+                || kv.Key.StartsWith(key + ":", StringComparison.OrdinalIgnoreCase)).Select(kv => kv.Value).Order(StringComparer.Ordinal).ToList();
+            if (overrides?.Keys.Any(k => k.Equals(key, StringComparison.OrdinalIgnoreCase) || k.StartsWith(key + ":", StringComparison.OrdinalIgnoreCase)) == true)
+                return "from a command-line option";
+            if (variables.Count > 0)
+                return $"from environment variable{(variables.Count == 1 ? "" : "s")} {string.Join(", ", variables)}";
+            return origin(key);
+        }
     }
 
     /// <summary>
