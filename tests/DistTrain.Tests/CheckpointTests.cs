@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
 using DistTrain.Core.Models;
 using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
@@ -400,10 +401,36 @@ public class ResumeTests : IDisposable
         var refused = await Assert.ThrowsAsync<CheckpointResumeException>(() =>
             SingleNodeTrainer.RunAsync(Options(model, epochs: 2, checkpoints: _directory, resume: true), data.Train.Take(500), data.Test).WithTestTimeout());
         Assert.Equal($"Checkpoint {path} does not fit the config: the data gives 500 training samples (after Data:TrainLimit, Data:Classes and the validation " +
-            "split), the checkpoint's run had 1,000. They fix the data order and what the checkpoint's position means, so resume with the checkpoint's values.",
+            "split), the checkpoint's run had 1,000. They fix the data order, the samples and what the checkpoint's position means, so resume with the checkpoint's values.",
             refused.Message);
         // The same data resumes.
         Assert.Equal(20, (await Run(Options(model, epochs: 2, checkpoints: _directory, resume: true))).Version);
+    }
+
+    /// <summary>
+    /// A resume with another input normalization trained on silently (a user's Data:Normalization None on a Global run:
+    /// train loss 0.555 to 0.92, accuracy 77.4% to 72.0%). The checkpoint records the data settings, and a resume that
+    /// changes one is refused before training, naming the key and both values; the same settings resume.
+    /// </summary>
+    [Fact]
+    public async Task Resuming_with_another_normalization_or_data_split_is_refused_naming_the_setting_and_both_values()
+    {
+        var model = TestData.Mlp(8, 10);
+        var first = Options(model, epochs: 1, checkpoints: _directory, everySteps: 4);
+        first.Data.Normalization = NormalizationKind.Global;
+        await Run(first);
+        var path = new CheckpointStore(_directory, 100).List()[0];
+        Assert.Contains("\"Data:Normalization\":\"Global\"", TrainingCheckpoint.Read(path, ModelFactory.Build(model).Layout).DataSettings);
+        var changed = Options(model, epochs: 2, checkpoints: _directory, resume: true);
+        changed.Data.Normalization = NormalizationKind.None;
+        changed.Data.ValidationFraction = 0.1;
+        var refused = await Assert.ThrowsAsync<CheckpointResumeException>(() => Run(changed));
+        Assert.Equal($"Checkpoint {path} does not fit the config: Data:Normalization = None, the checkpoint's is Global; " +
+            "Data:ValidationFraction = 0.1, the checkpoint's is 0. They fix the data order, the samples and what the checkpoint's position means, " +
+            "so resume with the checkpoint's values.", refused.Message);
+        var same = Options(model, epochs: 2, checkpoints: _directory, resume: true);
+        same.Data.Normalization = NormalizationKind.Global;
+        Assert.Equal(20, (await Run(same)).Version);
     }
 
     [Fact]

@@ -19,8 +19,9 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="BatchSizePerWorker">Samples per worker minibatch (a push: Training:BatchSizePerWorker × Training:AccumulationSteps), recorded likewise.</param>
 /// <param name="Mode">The training mode, recorded likewise (a resume in another mode is refused).</param>
 /// <param name="TrainSamples">Training samples of the run, recorded likewise (<see cref="TrainingCheckpoint.TrainSamples"/>); 0 records none.</param>
+/// <param name="DataSettings">The run's data settings as canonical JSON, recorded likewise (<see cref="TrainingCheckpoint.DataSettings"/>); empty records none.</param>
 public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, int ShardSeed, int BatchSizePerWorker, string JobId = "",
-    TrainingMode Mode = TrainingMode.Sync, int TrainSamples = 0);
+    TrainingMode Mode = TrainingMode.Sync, int TrainSamples = 0, string DataSettings = "");
 
 /// <summary>What makes a parameter server one shard of a <see cref="ShardedParameterServer"/>.</summary>
 /// <param name="Index">The shard's index.</param>
@@ -290,7 +291,8 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
             : _model.Optimizer.State;
         var checkpoint = new TrainingCheckpoint(weights, state, _optimizerOptions.Kind, _model.Optimizer.StepCount, _model.Version,
             position.Epoch, position.Round, settings.ShardSeed, position.Workers, settings.BatchSizePerWorker, position.EpochSamples,
-            position.EpochLossSum, settings.JobId, _optimizerOptions.StateHyperparameters(), settings.Mode, position.TrainedAhead, settings.TrainSamples);
+            position.EpochLossSum, settings.JobId, _optimizerOptions.StateHyperparameters(), settings.Mode, position.TrainedAhead, settings.TrainSamples)
+            { DataSettings = settings.DataSettings };
         if (sharded) Context.Parent.Tell(new ShardCheckpoint(_shardIndex, checkpoint));
         else _coordinator.Tell(Save(settings.Store, checkpoint, _log), Self);
     }

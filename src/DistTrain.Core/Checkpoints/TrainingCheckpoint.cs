@@ -114,6 +114,13 @@ public sealed class TrainingCheckpoint
     /// </summary>
     public int TrainSamples { get; }
 
+    /// <summary>
+    /// The data settings that decide what each training sample is (format, test split, normalization, class filter, limit,
+    /// validation split) as canonical JSON, which a resume compares with its own; empty for a checkpoint that does not record
+    /// them (written by an earlier version, or by code that gives none).
+    /// </summary>
+    public string DataSettings { get; init; } = "";
+
     /// <summary>Asynchronous mode: minibatches (round, shard) at or after <see cref="Round"/> already trained, which a resume skips.</summary>
     public IReadOnlyList<(int Round, int Shard)> TrainedAhead { get; }
 
@@ -283,6 +290,7 @@ public sealed class TrainingCheckpoint
         ["training_mode"] = Mode.ToString(),
         ["trained_ahead"] = string.Join(';', TrainedAhead.Select(m => $"{Invariant(m.Round)}:{Invariant(m.Shard)}")),
         ["train_samples"] = Invariant(TrainSamples),
+        ["data_settings"] = DataSettings,
     };
 
     /// <summary>The trained-ahead list of the metadata (<c>round:shard;round:shard</c>); empty for none.</summary>
@@ -392,7 +400,10 @@ public sealed class TrainingCheckpoint
                 metadata.GetValueOrDefault(JobIdKey, ""), // optional: checkpoints written before job ids have none
                 Hyperparameters(path, metadata.GetValueOrDefault("optimizer_hyperparameters", "")),
                 mode, TrainedAheadFrom(path, metadata.GetValueOrDefault("trained_ahead", "")),
-                metadata.ContainsKey("train_samples") ? GetInt("train_samples") : 0); // optional: earlier checkpoints do not record it
+                metadata.ContainsKey("train_samples") ? GetInt("train_samples") : 0) // optional: earlier checkpoints do not record it
+            {
+                DataSettings = metadata.GetValueOrDefault("data_settings", ""), // optional likewise
+            };
         }
         catch (Exception e) when (e is ArgumentException or FormatException)
         {
