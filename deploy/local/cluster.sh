@@ -22,6 +22,21 @@
 # its ranks; the parameter server is not pinned. On this 2-core machine it made cluster mode faster (docs/benchmarks.md), but a
 # pinned worker cannot move off a core that other work keeps busy, so on a shared machine it can be slower.
 set -euo pipefail
+# Relative paths in the node options (--config, --data, --output) are the caller's, as for any disttrain command: made
+# absolute here, before the script moves to the repository's root.
+caller="$PWD"
+args=()
+expect_path=0
+for arg in "$@"; do
+  if [ "$expect_path" = 1 ] && [ -n "$arg" ] && [[ "$arg" != /* ]]; then arg="$caller/$arg"; fi
+  expect_path=0
+  case "$arg" in
+    --config|-c|--data|--output|-o) expect_path=1 ;;
+    --config=*|--data=*|--output=*) value="${arg#*=}"; [[ -z "$value" || "$value" == /* ]] || arg="${arg%%=*}=$caller/$value" ;;
+  esac
+  args+=("$arg")
+done
+set -- ${args[@]+"${args[@]}"}
 cd "$(dirname "$0")/../.."
 # WORKERS, when given, comes first; without it (no arguments, or the node options straight away) there are 2.
 if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
