@@ -167,7 +167,9 @@ public class ConfigurationTests : IDisposable
         // The switches alone bind nothing and break nothing; a misspelt key in the file still names no variable.
         TrainingOptionsLoader.Load(RepositoryConfig, ValidData, environment: new Dictionary<string, string?> { ["DISTTRAIN_NETNS_TESTS"] = "1" });
         var inFile = Invalid(Config("""{ "Optimizer": { "LearnRate": 0.1 } }"""), ValidData, new() { ["DISTTRAIN_Training__Epochs"] = "2" });
-        Assert.Equal(["Optimizer:LearnRate is not a known key. Did you mean 'Optimizer:LearningRate'?"], inFile.Problems);
+        // Reported with the file's other problem (it lists no layers), not instead of it.
+        Assert.Equal(["Optimizer:LearnRate is not a known key. Did you mean 'Optimizer:LearningRate'?",
+            "Model:Layers is empty: list at least one Dense layer, e.g. [{\"Type\": \"Dense\", \"Units\": 10}]."], inFile.Problems);
     }
 
     [Fact]

@@ -131,36 +131,44 @@ public static class TrainingOptionsLoader
         {
             throw new ConfigurationException(source, [$"the file is not valid JSON: {ConfigurationException.OneLine(e.InnerException?.Message ?? e.Message, 300)}"]);
         }
+        // Every category of problem is reported together: nulls, list gaps, unknown keys, values of the wrong type, then
+        // out-of-range values. A key found wrong in one category is left out of the later ones (bound as its default, and
+        // the validator's lines that name it dropped), so it is reported once, by its own problem, never as "= 0".
+        var problems = new List<string>();
+        var skipped = new List<string>();
         // A JSON null binds as zero or empty, not as the default, and would be reported as "= 0": refuse it by name.
-        if (json is not null && NullValues(json) is { Count: > 0 } nulls)
-            throw new ConfigurationException(source, [.. nulls.Select(key =>
-                $"{key} is null in {source}: leave the key out to keep its default, or give it a value (null is not a setting).")]);
+        var nulls = json is not null ? NullValues(json) : [];
+        problems.AddRange(nulls.Select(key =>
+            $"{key} is null in {source}: leave the key out to keep its default, or give it a value (null is not a setting)."));
+        skipped.AddRange(nulls);
         // A list index past the end (DISTTRAIN_Model__Layers__7__Type on a file of 5 layers) would be compacted by the binder
         // into the next free index, and reported, if at all, under that index and the file's name: refuse it by its own.
-        if (ListGaps(configuration, file, json is not null, source, Origin, environmentKeys, overrides) is { Count: > 0 } gaps)
-            throw new ConfigurationException(source, gaps);
+        var gapLists = new List<string>();
+        problems.AddRange(ListGaps(configuration, file, json is not null, source, Origin, environmentKeys, overrides, gapLists));
+        skipped.AddRange(gapLists);
         // An unknown key set by a variable names the variable: the file may not hold it at all.
-        var unknown = UnknownKeys.Find(configuration, typeof(TrainingOptions)).Select(found =>
+        foreach (var found in UnknownKeys.Find(configuration, typeof(TrainingOptions)))
         {
-            var variables = environmentKeys.Where(kv => kv.Key.Equals(found.Path, StringComparison.OrdinalIgnoreCase)
+            if (IsUnder(found.Path, nulls)) continue; // reported as null
+            var setBy = environmentKeys.Where(kv => kv.Key.Equals(found.Path, StringComparison.OrdinalIgnoreCase)
                 || kv.Key.StartsWith(found.Path + ":", StringComparison.OrdinalIgnoreCase)).Select(kv => kv.Value).Order(StringComparer.Ordinal).ToList();
-            return variables.Count == 0 || overrides?.ContainsKey(found.Path) == true ? found.Problem
-                : $"{found.Problem} (from environment variable{(variables.Count == 1 ? "" : "s")} {string.Join(", ", variables)})";
-        }).ToList();
-        if (unknown.Count > 0)
-            throw new ConfigurationException(source, unknown);
+            problems.Add(setBy.Count == 0 || overrides?.ContainsKey(found.Path) == true ? found.Problem
+                : $"{found.Problem} (from environment variable{(setBy.Count == 1 ? "" : "s")} {string.Join(", ", setBy)})");
+            skipped.Add(found.Path);
+            // A misspelt key (Model:Layerz) leaves the key it stands for at its default: its checks would blame that default.
+            if (System.Text.RegularExpressions.Regex.Match(found.Problem, "Did you mean '([^']+)'") is { Success: true } meant) skipped.Add(meant.Groups[1].Value);
+        }
 
         var options = new TrainingOptions();
-        var problems = new List<string>();
-        BindEachKey(configuration, options, problems, Origin);
+        BindEachKey(configuration, options, problems, Origin, skipped);
         if (!string.IsNullOrEmpty(configuration["Cluster:Secret"]) && Origin("Cluster:Secret").StartsWith("in ", StringComparison.Ordinal))
             problems.Add($"Cluster:Secret is set in {source}: a secret in a config file travels with it (version control, images). " +
                          "Put it in a file named by Cluster:SecretFile, or in the environment variable DISTTRAIN_Cluster__Secret.");
-        if (problems.Count == 0 && overrides?.ContainsKey("Data:Directory") == true && options.Data.Format != DataFormat.Idx)
+        if (!IsUnder("Data:Format", skipped) && overrides?.ContainsKey("Data:Directory") == true && options.Data.Format != DataFormat.Idx)
             problems.Add(DirectoryOfOtherFormat(options.Data, source));
-        if (problems.Count == 0)
-            problems.AddRange(TrainingOptionsValidator.Validate(options, checkDataDirectory)
-                .Select(problem => AppendOrigin(problem, Origin)));
+        problems.AddRange(TrainingOptionsValidator.Validate(options, checkDataDirectory)
+            .Where(problem => !skipped.Any(key => Names(problem, key)))
+            .Select(problem => AppendOrigin(problem, Origin)));
         if (problems.Count > 0)
             throw new ConfigurationException(source, problems);
         return options;
@@ -180,8 +188,9 @@ public static class TrainingOptionsLoader
     /// <param name="origin">Where a key's value came from (as in the other problems).</param>
     /// <param name="environmentKeys">Config keys set by environment variables, with the variables' names.</param>
     /// <param name="overrides">Keys set on the command line.</param>
+    /// <param name="lists">When given, receives the path of each list with a gap.</param>
     internal static List<string> ListGaps(IConfiguration configuration, IConfiguration? file, bool hasFile, string source, Func<string, string> origin,
-        IReadOnlyDictionary<string, string> environmentKeys, IReadOnlyDictionary<string, string?>? overrides)
+        IReadOnlyDictionary<string, string> environmentKeys, IReadOnlyDictionary<string, string?>? overrides, List<string>? lists = null)
     {
         var problems = new List<string>();
         Visit(configuration);
@@ -201,6 +210,7 @@ public static class TrainingOptionsLoader
                     if (consecutive < items.Count)
                     {
                         var list = child.Path;
+                        lists?.Add(list);
                         var stray = indices.Where(i => i > consecutive).Min();
                         var key = $"{list}:{stray.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
                         var inFile = file?.GetSection(list).GetChildren().Count() ?? 0;
@@ -290,21 +300,30 @@ public static class TrainingOptionsLoader
     }
 
     /// <summary>
-    /// Binds the whole configuration; if that fails, binds key by key so that every value of the wrong type is reported,
-    /// not just the first.
+    /// Binds the configuration, less the keys of <paramref name="skipped"/> (reported already; they keep their defaults);
+    /// if that fails, binds key by key so that every value of the wrong type is reported, not just the first, adds those
+    /// keys to <paramref name="skipped"/> and binds the rest.
     /// </summary>
-    private static void BindEachKey(IConfiguration configuration, TrainingOptions options, List<string> problems, Func<string, string> origin)
+    private static void BindEachKey(IConfiguration configuration, TrainingOptions options, List<string> problems, Func<string, string> origin, List<string> skipped)
     {
+        // A key inside a list entry is skipped with its whole list: leaving out one entry would renumber the ones after it.
+        for (var i = 0; i < skipped.Count; i++) skipped[i] = ListOf(skipped[i]);
+        IConfiguration Without(List<string> keys) => keys.Count == 0 ? configuration
+            : new ConfigurationBuilder().AddInMemoryCollection(configuration.AsEnumerable()
+                .Where(kv => kv.Value is not null && !IsUnder(kv.Key, keys))).Build();
+        var bindable = Without(skipped);
         try
         {
-            configuration.Bind(options, o => o.ErrorOnUnknownConfiguration = true);
+            bindable.Bind(options, o => o.ErrorOnUnknownConfiguration = true);
             return;
         }
         catch (InvalidOperationException)
         {
             // Found below, key by key.
         }
-        foreach (var leaf in configuration.AsEnumerable().Where(kv => kv.Value is not null).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        var before = problems.Count;
+        var failed = new List<string>();
+        foreach (var leaf in bindable.AsEnumerable().Where(kv => kv.Value is not null).OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             var single = new ConfigurationBuilder().AddInMemoryCollection([leaf]).Build();
             try
@@ -314,22 +333,95 @@ public static class TrainingOptionsLoader
             }
             catch (InvalidOperationException e)
             {
-                var expected = e.Message.Contains("to type '", StringComparison.Ordinal)
+                // The key's type from the options' own properties: the binder names it only for a property, not for a list
+                // element (Data:Classes:0, Model:Layers:0:Units), whose message it wraps.
+                var type = KeyType(leaf.Key);
+                var expected = type?.FullName ?? (e.Message.Contains("to type '", StringComparison.Ordinal)
                     ? e.Message[(e.Message.IndexOf("to type '", StringComparison.Ordinal) + 9)..].Split('\'')[0]
-                    : "the documented type";
-                var names = expected.StartsWith("DistTrain", StringComparison.Ordinal) && Type.GetType(expected + ", DistTrain.Core") is { IsEnum: true } enumType
+                    : null);
+                var names = type is { IsEnum: true } ? Enum.GetNames(type)
+                    : expected is not null && expected.StartsWith("DistTrain", StringComparison.Ordinal) && Type.GetType(expected + ", DistTrain.Core") is { IsEnum: true } enumType
                     ? Enum.GetNames(enumType)
                     : null;
                 var allowed = names is not null
                     ? $"one of {string.Join(", ", names)}"
-                    : expected switch { "System.Int32" => "a whole number", "System.Double" => "a number", "System.Boolean" => "true or false", _ => expected };
+                    : expected switch
+                    {
+                        "System.Int32" or "System.Int64" => "a whole number",
+                        "System.Double" or "System.Single" or "System.Decimal" => "a number",
+                        "System.Boolean" => "true or false",
+                        null => "a value of the key's documented type (see docs/configuration.md)",
+                        _ => expected,
+                    };
                 // A misspelt name (Asynch, PerTensr) gets the closest allowed one; two edits at most, so "Lion" suggests no optimizer.
                 var hint = names is not null && NameSuggestions.Closest(leaf.Value!, names, maxDistance: 2) is { } closest ? $" Did you mean '{closest}'?" : "";
-                problems.Add($"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is not valid: expected {allowed}.{hint}");
+                // A whole number too large for the key (99999999999 for an Int32) is one, but out of range: say so, with the range.
+                var outOfRange = expected == "System.Int32" && System.Numerics.BigInteger.TryParse(leaf.Value!.Trim(), System.Globalization.NumberStyles.AllowLeadingSign,
+                    System.Globalization.CultureInfo.InvariantCulture, out _);
+                failed.Add(ListOf(leaf.Key));
+                problems.Add(outOfRange
+                    ? $"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is out of range: expected a whole number from {int.MinValue:D} to {int.MaxValue:D}."
+                    : $"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is not valid: expected {allowed}.{hint}");
             }
         }
-        if (problems.Count == 0)
-            problems.Add("the configuration does not bind to the options, although every key binds on its own. Check the lists (Model:Layers, Model:InputShape) for mixed entries.");
+        skipped.AddRange(failed);
+        try
+        {
+            Without(skipped).Bind(options, o => o.ErrorOnUnknownConfiguration = true);
+            if (problems.Count > before) return;
+        }
+        catch (InvalidOperationException)
+        {
+            // Below.
+        }
+        problems.Add("the configuration does not bind to the options, although every key binds on its own. Check the lists (Model:Layers, Model:InputShape) for mixed entries.");
+        skipped.Add(""); // nothing bound: no range check can be trusted
+    }
+
+    /// <summary>True when <paramref name="key"/> is one of <paramref name="keys"/> or inside one (ignoring case); "" holds every key.</summary>
+    private static bool IsUnder(string key, IEnumerable<string> keys) => keys.Any(k => k.Length == 0 || key.Equals(k, StringComparison.OrdinalIgnoreCase)
+        || key.StartsWith(k + ":", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The list a key inside a list entry belongs to (<c>Model:Layers</c> for <c>Model:Layers:2:Units</c>); other keys as they are.</summary>
+    private static string ListOf(string key)
+    {
+        var parts = key.Split(':');
+        var index = Array.FindIndex(parts, part => int.TryParse(part, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _));
+        return index > 0 ? string.Join(':', parts[..index]) : key;
+    }
+
+    /// <summary>True when <paramref name="problem"/> names <paramref name="key"/> or a key inside it (ignoring case); "" names every key.</summary>
+    private static bool Names(string problem, string key)
+    {
+        if (key.Length == 0) return true;
+        for (var at = problem.IndexOf(key, StringComparison.OrdinalIgnoreCase); at >= 0; at = problem.IndexOf(key, at + 1, StringComparison.OrdinalIgnoreCase))
+        {
+            var end = at + key.Length;
+            var startsWord = at == 0 || !(char.IsLetterOrDigit(problem[at - 1]) || problem[at - 1] == ':');
+            if (startsWord && (end == problem.Length || !char.IsLetterOrDigit(problem[end]))) return true;
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// The type a key such as <c>Model:Layers:0:Units</c> or <c>Data:Classes:0</c> binds to in <see cref="TrainingOptions"/>,
+    /// following properties by name (ignoring case) and list indices to the element type; null when the path names no property.
+    /// </summary>
+    internal static Type? KeyType(string key)
+    {
+        Type? type = typeof(TrainingOptions);
+        foreach (var part in key.Split(':'))
+        {
+            if (type is null) return null;
+            if (type != typeof(string) && type.IsGenericType && typeof(System.Collections.IEnumerable).IsAssignableFrom(type))
+            {
+                if (!int.TryParse(part, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _)) return null;
+                type = type.GetGenericArguments()[0];
+                continue;
+            }
+            type = type.GetProperty(part, System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.IgnoreCase)?.PropertyType;
+        }
+        return type;
     }
 
     /// <summary>A value as echoed in a problem line: one line, at most 80 characters.</summary>

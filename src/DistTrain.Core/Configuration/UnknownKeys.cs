@@ -46,6 +46,19 @@ internal static class UnknownKeys
         // An empty JSON list or object, or null, arrives as an empty value; anything else where a list or object belongs is a mistake.
         if (!string.IsNullOrEmpty(section.Value))
             return [(path, $"{path} = '{TrainingOptionsLoader.Shown(section.Value)}' is a single value, but it takes {(element is null ? "an object of keys" : "a list, such as [1, 28, 28]")}.")];
+        // An object where a list belongs ("Layers": {"Type": "Dense"}): its keys are not indices. Name the list, not its
+        // first key (Model:Layers:Type), which would be blamed for being a single value.
+        if (element is not null && section.GetChildren().FirstOrDefault(item => !int.TryParse(item.Key, System.Globalization.NumberStyles.None,
+                System.Globalization.CultureInfo.InvariantCulture, out _)) is { } stray)
+        {
+            var objects = !(element == typeof(string) || element.IsPrimitive || element.IsEnum);
+            var what = element == typeof(DistTrain.Core.Models.LayerOptions) ? "layer objects, such as [{\"Type\": \"Dense\", \"Units\": 10}]"
+                : objects ? "objects"
+                : element == typeof(string) ? "strings, such as [\"a\", \"b\"]"
+                : "whole numbers, such as [1, 28, 28]";
+            return [(path, $"{path} is an object (it has the key {path}:{stray.Key}), but it takes a list (JSON array) of {what}: " +
+                $"put the entries in [ ]{(objects ? ", one { } object per entry" : "")}.")];
+        }
         if (element is not null)
             return section.GetChildren().SelectMany(item => FindInValue(item, element, $"{path}:{item.Key}"));
         return Find(section, type, path);
