@@ -162,6 +162,13 @@ internal static class CliOptions
     {
         var token = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
         if (int.TryParse(token, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)) return value;
+        // A whole number past Int32 (--seed 99999999999) is one: say it is out of range, and what the range is.
+        if (System.Numerics.BigInteger.TryParse(token, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var big))
+        {
+            result.AddError($"{name} '{token}' is out of range: it is {(big.Sign > 0 ? "larger" : "smaller")} than any whole number an option takes " +
+                $"({int.MinValue:D} to {int.MaxValue:D}). {name} takes {takes}.");
+            return null;
+        }
         result.AddError($"{name} '{token}' is not a whole number: {name} takes {takes}.");
         return null;
     }

@@ -12,6 +12,8 @@ public class CommandLineTests
     [InlineData("train -c c.json --epochs abc", "--epochs 'abc' is not a whole number: --epochs takes a whole number of passes over the training set")]
     [InlineData("train -c c.json -w two", "--workers 'two' is not a whole number: --workers takes a whole number of worker replicas")]
     [InlineData("train -c c.json --seed 1.5", "--seed '1.5' is not a whole number")]
+    [InlineData("train -c c.json --seed 99999999999", "--seed '99999999999' is out of range: it is larger than any whole number an option takes (-2147483648 to 2147483647). --seed takes a whole number, the seed of the initial weights and the shuffles (Training:Seed).")]
+    [InlineData("train -c c.json -w -99999999999", "--workers '-99999999999' is out of range: it is smaller than any whole number an option takes (-2147483648 to 2147483647). --workers takes a whole number of worker replicas, 1 to 256")]
     [InlineData("train -c c.json --batch-size 64k", "--batch-size '64k' is not a whole number")]
     [InlineData("train -c c.json --train-limit x", "--train-limit 'x' is not a whole number")]
     [InlineData("train -c c.json --test-limit x", "--test-limit 'x' is not a whole number")]
