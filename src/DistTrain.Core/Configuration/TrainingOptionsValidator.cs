@@ -164,6 +164,58 @@ public static class TrainingOptionsValidator
     }
 
     /// <summary>
+    /// Layer settings that are valid but do nothing, one line each: a key the layer's type does not use (<c>Units</c> on a
+    /// ReLU, <c>KernelSize</c> on a Dropout), which is ignored, and a Dropout without a Rate, which drops nothing. A key is
+    /// taken as set when it differs from its default. Printed as warnings before a run; the run proceeds.
+    /// </summary>
+    /// <param name="model">The model section; layers of unknown type are left to <see cref="Validate"/>.</param>
+    /// <returns>The warnings, in layer order; empty when every layer setting is used.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="model"/> is null.</exception>
+    public static IReadOnlyList<string> LayerWarnings(ModelOptions model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var warnings = new List<string>();
+        var defaults = new LayerOptions();
+        for (var i = 0; i < (model.Layers?.Count ?? 0); i++)
+        {
+            var layer = model.Layers![i];
+            if (layer is null || LayerTypes.Canonical(layer.Type) is not { } type) continue;
+            string[] uses = type switch
+            {
+                LayerTypes.Dense => [nameof(LayerOptions.Units), nameof(LayerOptions.Bias)],
+                LayerTypes.LeakyReLU => [nameof(LayerOptions.NegativeSlope)],
+                LayerTypes.Conv2D => [nameof(LayerOptions.Channels), nameof(LayerOptions.KernelSize), nameof(LayerOptions.Stride), nameof(LayerOptions.Padding), nameof(LayerOptions.Bias)],
+                LayerTypes.MaxPool2D or LayerTypes.AvgPool2D => [nameof(LayerOptions.KernelSize), nameof(LayerOptions.Stride)],
+                LayerTypes.BatchNorm => [nameof(LayerOptions.Momentum), nameof(LayerOptions.Epsilon)],
+                LayerTypes.LayerNorm => [nameof(LayerOptions.Epsilon)],
+                LayerTypes.Dropout => [nameof(LayerOptions.Rate)],
+                _ => [],
+            };
+            var set = new (string Key, object Value, bool IsSet)[]
+            {
+                (nameof(LayerOptions.Units), layer.Units, layer.Units != defaults.Units),
+                (nameof(LayerOptions.NegativeSlope), layer.NegativeSlope, layer.NegativeSlope != defaults.NegativeSlope),
+                (nameof(LayerOptions.Bias), layer.Bias ? "true" : "false", layer.Bias != defaults.Bias),
+                (nameof(LayerOptions.Channels), layer.Channels, layer.Channels != defaults.Channels),
+                (nameof(LayerOptions.KernelSize), layer.KernelSize, layer.KernelSize != defaults.KernelSize),
+                (nameof(LayerOptions.Stride), layer.Stride, layer.Stride != defaults.Stride),
+                (nameof(LayerOptions.Padding), layer.Padding, layer.Padding != defaults.Padding),
+                (nameof(LayerOptions.Rate), layer.Rate, layer.Rate != defaults.Rate),
+                (nameof(LayerOptions.Momentum), layer.Momentum, layer.Momentum != defaults.Momentum),
+                (nameof(LayerOptions.Epsilon), layer.Epsilon, layer.Epsilon != defaults.Epsilon),
+            };
+            var usesText = uses.Length == 0 ? "uses no settings besides Type" : $"uses only {string.Join(", ", uses)}";
+            foreach (var (key, value, isSet) in set)
+                if (isSet && !uses.Contains(key))
+                    warnings.Add($"Model:Layers:{i}:{key} = {Convert.ToString(value, CultureInfo.InvariantCulture)} is ignored: a {type} layer does not use {key} (it {usesText}). " +
+                        $"Remove {key} from layer {i}, or change its Type.");
+            if (type == LayerTypes.Dropout && layer.Rate == 0)
+                warnings.Add($"Model:Layers:{i} (Dropout) has no Rate, so it drops nothing: set Model:Layers:{i}:Rate in [0, 1), such as 0.5, or remove the layer.");
+        }
+        return warnings;
+    }
+
+    /// <summary>
     /// A layer, or the whole model, with more parameters than one float array holds (<see cref="Array.MaxLength"/>):
     /// DistTrain keeps each tensor, and all of a model's parameters together, in one array, so such a model cannot be
     /// built. Counted from the shapes (<see cref="ModelFactory.ParameterCounts"/>), before anything is allocated.

@@ -1,0 +1,45 @@
+using System.Text;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Models;
+
+namespace DistTrain.Tests;
+
+/// <summary>Layer settings a layer's type does not use, and a Dropout without a Rate, are warned before a run, naming the key, the layer and the fix.</summary>
+public class LayerWarningTests
+{
+    private const string Mlp = """{ "Model": { "Layers": [{ "Type": "Dense", "Units": 32 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 }] } }""";
+
+    [Fact]
+    public void Layer_settings_a_type_does_not_use_and_a_dropout_without_rate_are_warned()
+    {
+        var model = new ModelOptions
+        {
+            Layers =
+            [
+                new LayerOptions { Type = "Dense", Units = 32 },
+                new LayerOptions { Type = "relu", Units = 64 },
+                new LayerOptions { Type = "Dropout", KernelSize = 3 },
+                new LayerOptions { Type = "Dropout", Rate = 0.5 },
+                new LayerOptions { Type = "Dense", Units = 10, Bias = false },
+            ],
+        };
+        Assert.Equal([
+            "Model:Layers:1:Units = 64 is ignored: a ReLU layer does not use Units (it uses no settings besides Type). Remove Units from layer 1, or change its Type.",
+            "Model:Layers:2:KernelSize = 3 is ignored: a Dropout layer does not use KernelSize (it uses only Rate). Remove KernelSize from layer 2, or change its Type.",
+            "Model:Layers:2 (Dropout) has no Rate, so it drops nothing: set Model:Layers:2:Rate in [0, 1), such as 0.5, or remove the layer.",
+        ], TrainingOptionsValidator.LayerWarnings(model));
+        var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(Mlp), null, checkDataDirectory: false, new Dictionary<string, string?>());
+        Assert.Empty(TrainingOptionsValidator.LayerWarnings(options.Model));
+    }
+
+    [Fact]
+    public void The_layer_warnings_are_among_the_warnings_printed_before_training()
+    {
+        var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(
+            """{ "Model": { "InputSize": 2, "Layers": [{ "Type": "Dense", "Units": 4 }, { "Type": "Dropout" }, { "Type": "Dense", "Units": 2 }] } }"""),
+            null, checkDataDirectory: false, new Dictionary<string, string?>());
+        var train = new DistTrain.Core.Data.LabeledDataset([0f, 1f, 1f, 0f], [0, 1], 2, 2, null);
+        Assert.Equal(["Model:Layers:1 (Dropout) has no Rate, so it drops nothing: set Model:Layers:1:Rate in [0, 1), such as 0.5, or remove the layer."],
+            DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+    }
+}
