@@ -81,6 +81,12 @@ public static class ModelInputs
             var (values, lines) = CsvDataset.ReadFeatures(path, model.Data.Csv ?? new CsvOptions(), features, byName: model.Data.FeatureNames is not null);
             return new InputBatch(LineNames(path, lines), values, 1f);
         }
+        // A file with an extension that is neither an image, a CSV nor an IDX file (photo.bmp, scan.tiff): name what is read,
+        // rather than the IDX reader's "magic number ... this is not an IDX file". IDX files often have no extension.
+        if (Path.GetExtension(path) is { Length: > 0 } extension && !IdxFile.StartsWithMagic(path))
+            throw new DataFormatException($"{path}: predict reads PNG and JPEG images ({string.Join(", ", ImageFile.Extensions)}), CSV files (.csv, .csv.gz) " +
+                $"and IDX image files (such as t10k-images-idx3-ubyte[.gz]); a '{extension.ToLowerInvariant()}' file is none of them, and its content is not IDX. " +
+                "Convert it to PNG, or give one of those files.");
         var (dimensions, pixels) = IdxFile.ReadAsSingles(path, expectedDimensions: 3, divisor: 255f);
         CheckIdxShape(path, dimensions, model);
         return new InputBatch([.. Enumerable.Range(0, dimensions[0]).Select(i => $"{path}[{i}]")], pixels, 255f);
@@ -120,6 +126,14 @@ public static class ModelInputs
             CheckIdxShape(path, [data.Count, 28, 28], model);
             (data, dividedBy) = (classes.Count > 0 ? data.KeepClasses(classes) : data, 255f);
         }
+        else if (Directory.Exists(path) && Directory.EnumerateFiles(path, "*-idx?-ubyte*").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList() is { Count: > 0 } idx)
+        {
+            // IDX files, but not the test split's (a folder of train-*-ubyte only): not "no class sub-folders".
+            throw new DataFormatException($"{path}: evaluate reads the t10k test split of a folder of IDX files, t10k-images-idx3-ubyte[.gz] and " +
+                $"t10k-labels-idx1-ubyte[.gz], and this folder has {(idx.Any(f => f!.StartsWith("t10k-", StringComparison.Ordinal)) ? "" : "none of them; it has ")}" +
+                $"{string.Join(", ", idx)}{(idx.Any(f => f!.StartsWith("t10k-", StringComparison.Ordinal)) ? " but not t10k-images-idx3-ubyte[.gz]" : "")}. " +
+                "Add the t10k files to the folder (the test split the model did not train on), or give a folder that has them.");
+        }
         else if (Directory.Exists(path))
         {
             var names = model.Data.ClassNames ?? [.. Enumerable.Range(0, model.ClassCount).Select(c => c.ToString(CultureInfo.InvariantCulture))];
@@ -138,6 +152,16 @@ public static class ModelInputs
         }
         else
             throw new DataFormatException($"{path}: give a folder with the IDX files (t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]), a folder of class sub-folders of images, or a CSV file with the label column.");
+        // A CSV file whose rows are one column short of the features and the label: read without its label, the last feature
+        // became the label. Say that the label column seems missing, rather than "samples have 63 features".
+        if (dividedBy == 1f && data.FeatureCount == model.InputShape.Size - 1 && File.Exists(path))
+        {
+            var csv = model.Data.Csv ?? new CsvOptions();
+            throw new DataFormatException($"{path}: rows have {data.FeatureCount + 1} columns{(csv.IgnoreColumns.Count > 0 ? " besides Data:Csv:IgnoreColumns" : "")}, one fewer than " +
+                $"the model's {model.InputShape.Size} features plus the label column, so the label column seems to be missing " +
+                $"(the model's Data:Csv:LabelColumn is {(csv.LabelColumn.Length == 0 ? "the last column" : $"'{csv.LabelColumn}'")}, Data:Csv:HasHeader {(csv.HasHeader ? "true" : "false")}). " +
+                "evaluate needs each row's label in that column: add it, or score unlabeled rows with predict.");
+        }
         if (data.FeatureCount != model.InputShape.Size)
             throw new DataFormatException($"{path}: samples have {data.FeatureCount} features but the model reads {model.InputShape.Size} ({model.InputShape}).");
         if (data.Count == 0)

@@ -1,0 +1,77 @@
+using DistTrain.Cli;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
+using DistTrain.Core.Models;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// predict, evaluate, finetune and inspect name the real problem and its fix: an image format predict does not read, a
+/// CSV file without its label column, an IDX folder without the test split, a --replace-head that does not fit the data,
+/// and inspect options that cannot go together (a bad command line, exit 1, before anything is printed).
+/// </summary>
+public class CommandMessageTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-messages-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static TrainedModel Model(int features, int classes, DataMetadata metadata)
+    {
+        var options = new ModelBuilder(features).Dense(classes).Build();
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
+        var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]);
+        return new TrainedModel(options, weights, normalizer, ModelMetadata.Create(options, normalizer, metadata, version: 0, epochs: 0, testAccuracy: null, seed: 0));
+    }
+
+    private static TrainedModel IdxModel() => Model(784, 10, new DataMetadata(DataFormat.Idx, 255f, null, LabelsAreNames: false, null, null, false, []));
+
+    [Fact]
+    public void Predict_on_a_bmp_names_the_formats_it_reads()
+    {
+        var bitmap = Path.Combine(_directory, "x.bmp");
+        File.WriteAllBytes(bitmap, [(byte)'B', (byte)'M', 58, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0]);
+        var expected = $"{bitmap}: predict reads PNG and JPEG images (.png, .jpg, .jpeg), CSV files (.csv, .csv.gz) and IDX image files " +
+            "(such as t10k-images-idx3-ubyte[.gz]); a '.bmp' file is none of them, and its content is not IDX. Convert it to PNG, or give one of those files.";
+        var model = IdxModel();
+        Assert.Equal(expected, Assert.Throws<DataFormatException>(() => ModelInputs.Read(bitmap, model, resize: false)).Message);
+
+        var path = Path.Combine(_directory, "model.safetensors");
+        model.Save(path);
+        var (exit, output, error) = CliProcess.Run(["predict", "-m", path, bitmap]);
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        Assert.Contains($"error: {expected}", error.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal));
+        // An IDX file without an extension is still read as one.
+        Assert.Equal(250, ModelInputs.Read(Path.Combine(TestData.SubsetDirectory, "t10k-images-idx3-ubyte.gz"), model, resize: false).Names.Count);
+    }
+
+    [Fact]
+    public void Evaluate_on_a_headerless_csv_without_the_label_column_says_the_label_seems_missing()
+    {
+        var csv = new CsvOptions { HasHeader = false };
+        var model = Model(4, 3, new DataMetadata(DataFormat.Csv, 1f, null, LabelsAreNames: false, null, csv, false, []));
+        var rows = Path.Combine(_directory, "rows.csv");
+        File.WriteAllLines(rows, ["5,1,2,0", "4,3,1,2", "6,2,2,1"]); // four features, no label
+        var error = Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(rows, model, resize: false));
+        Assert.Equal($"{rows}: rows have 4 columns, one fewer than the model's 4 features plus the label column, so the label column seems to be missing " +
+            "(the model's Data:Csv:LabelColumn is the last column, Data:Csv:HasHeader false). evaluate needs each row's label in that column: add it, " +
+            "or score unlabeled rows with predict.", error.Message);
+        // With the label the same rows read.
+        File.WriteAllLines(rows, ["5,1,2,0,1", "4,3,1,2,0", "6,2,2,1,2"]);
+        Assert.Equal(3, ModelInputs.ReadLabeled(rows, model, resize: false).Data.Count);
+    }
+
+    [Fact]
+    public void Evaluate_on_a_folder_of_train_idx_files_only_names_the_missing_test_files()
+    {
+        var folder = Path.Combine(_directory, "train-only");
+        Directory.CreateDirectory(folder);
+        foreach (var name in new[] { "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz" })
+            File.Copy(Path.Combine(TestData.SubsetDirectory, name), Path.Combine(folder, name));
+        var error = Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(folder, IdxModel(), resize: false));
+        Assert.Equal($"{folder}: evaluate reads the t10k test split of a folder of IDX files, t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz], " +
+            "and this folder has none of them; it has train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz. Add the t10k files to the folder " +
+            "(the test split the model did not train on), or give a folder that has them.", error.Message);
+    }
+}
