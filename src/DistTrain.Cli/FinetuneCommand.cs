@@ -73,7 +73,8 @@ internal static class FinetuneCommand
                 if (classes is { } n) ReplaceHead(options.Model, n);
             }
             var configPath = parse.GetValue(config)!.FullName;
-            var (exit, tuned, runDirectory) = await TrainCommand.RunJobAsync(configPath, overrides, FineTune, cancellationToken);
+            var (exit, tuned, runDirectory) = await TrainCommand.RunJobAsync(configPath, overrides, FineTune, cancellationToken,
+                (options, loaded) => { if (classes is { } n) CheckHeadFitsData(n, options, loaded.Train.ClassCount); });
             if (exit != 0 || !parse.GetValue(compare)) return exit;
 
             AnsiConsole.MarkupLine("[bold]From scratch, same model and budget:[/]");
@@ -95,6 +96,25 @@ internal static class FinetuneCommand
     {
         SetHeadUnits(model, classes);
         model.ReplaceHead = true;
+    }
+
+    /// <summary>
+    /// Refuses a --replace-head whose number of classes is not the data's, naming the option (the model's own check would
+    /// blame the head's Model:Layers:N:Units, which the option set) and both ways out: the data's class count, or
+    /// Data:Classes to train on that many classes of the data.
+    /// </summary>
+    /// <exception cref="ConfigurationException">The counts differ.</exception>
+    internal static void CheckHeadFitsData(int classes, TrainingOptions options, int dataClasses)
+    {
+        if (classes == dataClasses) return;
+        var head = options.Model.Layers.FindLastIndex(l => LayerTypes.Canonical(l.Type) == LayerTypes.Dense);
+        var selected = options.Data.Classes.Count > 0 ? $" (Data:Classes selects [{string.Join(", ", options.Data.Classes)}])" : "";
+        var keep = classes < dataClasses
+            ? $", or keep {classes} classes by setting Data:Classes in the config to the {classes} class indices to train on, such as [{string.Join(", ", Enumerable.Range(0, classes))}]"
+            : "";
+        throw new ConfigurationException("--replace-head", [
+            $"--replace-head {classes} gives the new head (Model:Layers:{head}) {classes} classes, but the data has {dataClasses}{selected}: " +
+            $"give --replace-head {dataClasses}{keep}."]);
     }
 
     private static void SetHeadUnits(ModelOptions model, int classes)

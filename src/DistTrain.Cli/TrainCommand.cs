@@ -61,9 +61,13 @@ internal static class TrainCommand
     /// plain keys), trains in single-node mode and saves the run. Exit codes as <see cref="CliConsole.RunTrainingAsync"/>,
     /// 2 for config, data, checkpoint or output errors and for a run whose estimated memory exceeds what the process may use
     /// (<see cref="TrainingMemory"/>), 1 when the model still runs out of memory while it is built (<see cref="CliConsole.OutOfMemory"/>).
+    /// <paramref name="checkData"/>, when given, checks the options against the loaded data before the model's own check
+    /// (<see cref="ModelFactory.CheckFitsData(ModelOptions, TrainingData)"/>), so a command can name its own option in a
+    /// mismatch it caused (finetune's --replace-head); it throws <see cref="ConfigurationException"/> to refuse.
     /// </summary>
     internal static async Task<(int Exit, TrainingResult? Result, string? RunDirectory)> RunJobAsync(string configPath,
-        Dictionary<string, string?> overrides, Action<TrainingOptions>? adjust, CancellationToken cancellationToken)
+        Dictionary<string, string?> overrides, Action<TrainingOptions>? adjust, CancellationToken cancellationToken,
+        Action<TrainingOptions, TrainingData>? checkData = null)
     {
         TrainingOptions options;
         TrainingData data;
@@ -83,6 +87,7 @@ internal static class TrainCommand
                 if (problems.Count > 0) throw new ConfigurationException(configPath, problems);
             }
             data = TrainingData.Load(options);
+            checkData?.Invoke(options, data);
             ModelFactory.CheckFitsData(options.Model, data);
             if (!CliConsole.FitsInMemory(options)) return (2, null, null);
             try

@@ -74,4 +74,30 @@ public class CommandMessageTests : IDisposable
             "and this folder has none of them; it has train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz. Add the t10k files to the folder " +
             "(the test split the model did not train on), or give a folder that has them.", error.Message);
     }
+
+    [Fact]
+    public void Finetune_replace_head_that_does_not_fit_the_data_names_the_option_and_data_classes()
+    {
+        var options = new TrainingOptions();
+        options.Model = new ModelBuilder(784).Dense(32).ReLU().Dense(5).Build();
+        var error = Assert.Throws<ConfigurationException>(() => FinetuneCommand.CheckHeadFitsData(5, options, 10));
+        Assert.Equal(["--replace-head 5 gives the new head (Model:Layers:2) 5 classes, but the data has 10: give --replace-head 10, or keep 5 classes " +
+            "by setting Data:Classes in the config to the 5 class indices to train on, such as [0, 1, 2, 3, 4]."], error.Problems);
+        FinetuneCommand.CheckHeadFitsData(10, options, 10); // fits: no error
+
+        // The real command: a checkpoint of the same model on the 10-class subset.
+        var model = IdxModel();
+        var checkpoint = Path.Combine(_directory, "pretrained.safetensors");
+        model.Save(checkpoint);
+        var config = Path.Combine(_directory, "config.json");
+        File.WriteAllText(config, $$"""
+            { "Data": { "Directory": "{{TestData.SubsetDirectory}}" }, "Model": { "InputSize": 784, "Layers": [{ "Type": "Dense", "Units": 10 }] },
+              "Training": { "Workers": 1, "Epochs": 1 }, "Output": { "Directory": "{{Path.Combine(_directory, "runs")}}" } }
+            """);
+        var (exit, _, errors) = CliProcess.Run(["finetune", "-c", config, "--from", checkpoint, "--replace-head", "5"]);
+        Assert.Equal(2, exit);
+        Assert.Contains("--replace-head 5 gives the new head (Model:Layers:0) 5 classes, but the data has 10: give --replace-head 10, or keep 5 classes " +
+            "by setting Data:Classes", errors);
+        Assert.DoesNotContain("Set it to 10", errors);
+    }
 }
