@@ -29,6 +29,13 @@ internal static class InspectCommand
         };
         command.SetAction(parse =>
         {
+            // Options that cannot go together are a bad command line: refused first (exit 1), before the tensor table.
+            if (ConflictingOptions(parse.GetValue(compare) is not null, parse.GetValue(initialization),
+                    parse.GetValue(filters) is not null || parse.GetValue(histograms) is not null) is { } conflict)
+            {
+                CliConsole.Fail("error", conflict);
+                return 1;
+            }
             FileInfo file;
             IReadOnlyDictionary<string, NamedTensor> tensors;
             IReadOnlyDictionary<string, string> metadata;
@@ -76,20 +83,11 @@ internal static class InspectCommand
         return command;
     }
 
-    /// <summary>The optional pictures; 0 when every one asked for was written, 2 for a bad comparison, output or checkpoint.</summary>
+    /// <summary>The optional pictures; 0 when every one asked for was written, 2 for a bad comparison, output or checkpoint
+    /// (the options' combination is checked before, by <see cref="ConflictingOptions"/>).</summary>
     private static int Figures(string checkpoint, IReadOnlyDictionary<string, NamedTensor> tensors, IReadOnlyDictionary<string, string> metadata,
         FileInfo? filters, FileInfo? histograms, FileInfo? compare, bool initialization)
     {
-        if ((compare is not null || initialization) && filters is null && histograms is null)
-        {
-            CliConsole.Fail("error", "--compare and --compare-initialization draw beside --filters or --histograms: give at least one of them.");
-            return 2;
-        }
-        if (compare is not null && initialization)
-        {
-            CliConsole.Fail("error", "give either --compare CHECKPOINT or --compare-initialization, not both.");
-            return 2;
-        }
         foreach (var output in new[] { filters, histograms })
             if (output?.Directory is { Exists: false } folder)
             {
@@ -116,6 +114,17 @@ internal static class InspectCommand
             return 1;
         }
     }
+
+    /// <summary>
+    /// The error for options of <c>inspect</c> that cannot be used together, or null: --compare and --compare-initialization
+    /// both (one picture beside the checkpoint's), or either without --filters or --histograms (nothing to draw them in).
+    /// </summary>
+    internal static string? ConflictingOptions(bool compare, bool initialization, bool drawing) =>
+        compare && initialization
+            ? "--compare and --compare-initialization cannot be used together: the figures draw one set of weights beside the checkpoint's. Give either --compare CHECKPOINT or --compare-initialization."
+            : (compare || initialization) && !drawing
+            ? $"{(compare ? "--compare" : "--compare-initialization")} draws beside --filters or --histograms, and neither is given: add --filters FILE or --histograms FILE, or leave it out."
+            : null;
 
     private static string Format(float value) => value.ToString("G5", CultureInfo.InvariantCulture);
 

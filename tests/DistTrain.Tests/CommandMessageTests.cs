@@ -100,4 +100,22 @@ public class CommandMessageTests : IDisposable
             "by setting Data:Classes", errors);
         Assert.DoesNotContain("Set it to 10", errors);
     }
+
+    [Fact]
+    public void Inspect_with_compare_and_compare_initialization_is_a_bad_command_line_refused_before_the_table()
+    {
+        var model = IdxModel();
+        var path = Path.Combine(_directory, "model.safetensors");
+        model.Save(path);
+        var (exit, output, error) = CliProcess.Run(["inspect", path, "--compare", path, "--compare-initialization", "--filters", Path.Combine(_directory, "f.png")]);
+        Assert.Equal(1, exit);
+        Assert.Equal("", output);
+        Assert.Contains("error: --compare and --compare-initialization cannot be used together: the figures draw one set of weights beside the checkpoint's. " +
+            "Give either --compare CHECKPOINT or --compare-initialization.", error.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal));
+        (exit, output, error) = CliProcess.Run(["inspect", path, "--compare-initialization"]);
+        Assert.Equal(1, exit);
+        Assert.Equal("", output);
+        Assert.Contains("--compare-initialization draws beside --filters or --histograms, and neither is given", error);
+        Assert.False(File.Exists(Path.Combine(_directory, "f.png")));
+    }
 }
