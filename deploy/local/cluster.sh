@@ -22,22 +22,11 @@
 # its ranks; the parameter server is not pinned. On this 2-core machine it made cluster mode faster (docs/benchmarks.md), but a
 # pinned worker cannot move off a core that other work keeps busy, so on a shared machine it can be slower.
 set -euo pipefail
-# Relative paths in the node options (--config, --data, --output) are the caller's, as for any disttrain command: made
-# absolute here, before the script moves to the repository's root.
+# The nodes run in the caller's folder, so relative paths (in the options, the config file and DISTTRAIN_ variables)
+# are the caller's, as for any disttrain command; the script's own files are found from the repository's root.
 caller="$PWD"
-args=()
-expect_path=0
-for arg in "$@"; do
-  if [ "$expect_path" = 1 ] && [ -n "$arg" ] && [[ "$arg" != /* ]]; then arg="$caller/$arg"; fi
-  expect_path=0
-  case "$arg" in
-    --config|-c|--data|--output|-o) expect_path=1 ;;
-    --config=*|--data=*|--output=*) value="${arg#*=}"; [[ -z "$value" || "$value" == /* ]] || arg="${arg%%=*}=$caller/$value" ;;
-  esac
-  args+=("$arg")
-done
-set -- ${args[@]+"${args[@]}"}
 cd "$(dirname "$0")/../.."
+repo="$PWD"
 # WORKERS, when given, comes first; without it (no arguments, or the node options straight away) there are 2.
 if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
   workers=$((10#$1)); shift
@@ -51,15 +40,21 @@ elif [ -z "$1" ]; then
 else
   echo "cluster.sh: '$1' is not a number of workers. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...], for example deploy/local/cluster.sh 2 --config configs/fashion-mnist-mlp.json" >&2; exit 2
 fi
-[ $# -gt 0 ] || set -- --config configs/fashion-mnist-mlp.json
+[ $# -gt 0 ] || set -- --config "$repo/configs/fashion-mnist-mlp.json"
 
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
 # CLI_DLL: a disttrain.dll already built (skips the build).
 [ -n "${CLI_DLL:-}" ] || dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
-disttrain=(dotnet "${CLI_DLL:-src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll}")
+dll="${CLI_DLL:-src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll}"; [[ "$dll" == /* ]] || dll="$repo/$dll"
+disttrain=(dotnet "$dll")
 
 RUN="runs/cluster/$(date -u +%Y%m%d-%H%M%S)-$$"
 source deploy/local/cluster-env.sh
+# This run's certificates and secret, for nodes that run in the caller's folder.
+for key in DISTTRAIN_Cluster__SecretFile DISTTRAIN_Cluster__CertificateAuthorityFile DISTTRAIN_Cluster__CertificateFile DISTTRAIN_Cluster__CertificateKeyFile; do
+  [[ "${!key:-}" != "$RUN/"* ]] || export "$key=$repo/${!key}"
+done
+[ -z "${WORKER_WRAPPER:-}" ] || [[ "$WORKER_WRAPPER" == /* ]] || [ ! -e "$WORKER_WRAPPER" ] || WORKER_WRAPPER="$repo/$WORKER_WRAPPER"
 export DISTTRAIN_Cluster__MinWorkers="${DISTTRAIN_Cluster__MinWorkers:-$workers}"
 # The worker nodes share this machine's cores.
 export DISTTRAIN_Compute__BlasThreads="${DISTTRAIN_Compute__BlasThreads:-$(( $(nproc) / workers > 0 ? $(nproc) / workers : 1 ))}"
@@ -79,7 +74,7 @@ cores_of_worker() { # cores_of_worker I -> "c1,c2,...": worker I's DISTTRAIN_Com
   echo "$list"
 }
 
-logs="$RUN/logs"
+logs="$repo/$RUN/logs"
 declare -A names
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
@@ -88,13 +83,14 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 # SIGTERM, which a node takes as it takes Ctrl-C (GracefulCancellation; a second one ends it at once), then waits for them.
 interrupted=0
 trap 'interrupted=1; [ ${#pids[@]} -gt 0 ] || exit 130; kill -TERM "${pids[@]}" 2>/dev/null || true' INT
-echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $logs/."
+echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $RUN/logs/."
 metrics_port="${DISTTRAIN_Metrics__Port:-}"
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
 # next epoch), with the run's environment; its log goes to the standard output.
-{ echo '#!/usr/bin/env bash'; echo "cd $(printf %q "$PWD")"; export -p | grep ' DISTTRAIN_' | grep -v 'DISTTRAIN_Metrics__Port='
-  printf 'export DISTTRAIN_Cluster__Port=0\nexec'; printf ' %q' "${disttrain[@]}" node --role worker "$@"; echo; } > "$RUN/add-worker.sh"
-chmod +x "$RUN/add-worker.sh"
+{ echo '#!/usr/bin/env bash'; echo "cd $(printf %q "$caller")"; export -p | grep ' DISTTRAIN_' | grep -v 'DISTTRAIN_Metrics__Port='
+  printf 'export DISTTRAIN_Cluster__Port=0\nexec'; printf ' %q' "${disttrain[@]}" node --role worker "$@"; echo; } > "$repo/$RUN/add-worker.sh"
+chmod +x "$repo/$RUN/add-worker.sh"
+cd "$caller"
 [ -z "$metrics_port" ] || echo "Metrics: worker i on port $metrics_port + i (the parameter server prints its own address)."
 # The parameter server's output goes to its log and, without the [INFO] lines (but the one naming the checkpoint a
 # resume or takeover continues from, and the one saying early stopping goes on from its record), to the screen; the pipeline ends when the node closes its output (the script's own
@@ -147,9 +143,9 @@ while true; do
   fi
   alive_rule="training pauses while fewer than Cluster:MinWorkers = $DISTTRAIN_Cluster__MinWorkers workers are alive"
   if [ "$code" -eq 130 ]; then
-    echo "${names[$ended]} was stopped (SIGTERM or Ctrl-C to it alone); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $RUN/add-worker.sh starts a replacement." >&2
+    echo "${names[$ended]} was stopped (SIGTERM or Ctrl-C to it alone); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
   elif [ "$code" -gt 128 ]; then
-    echo "${names[$ended]} was killed (signal $(( code - 128 ))); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $RUN/add-worker.sh starts a replacement." >&2
+    echo "${names[$ended]} was killed (signal $(( code - 128 ))); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
   elif [ "$code" -ne 0 ]; then
     echo "${names[$ended]} exited with code $code; stopping the run. Its log ($logs/${names[$ended]}.log) ends with:" >&2
     tail -n 3 "$logs/${names[$ended]}.log" >&2

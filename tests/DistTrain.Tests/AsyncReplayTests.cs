@@ -139,7 +139,7 @@ public class AsyncReplayTests
         var data = TestData.Normalized();
         var replica = ModelFactory.Build(options.Model, dropoutSeed: 1);
         var server = new ServerModel(ModelFactory.StartingWeights(replica, options.Model, options.Training.Seed), options.Optimizer, options.Training.Epochs);
-        var trainer = new ReplicaTrainer(replica, ModelFactory.BuildLoss(options.Model.Loss), data.Train, ReplicaSettings.Default);
+        var trainer = new ReplicaTrainer(replica, ModelFactory.BuildLoss(options.Model.Loss), data.Train, ReplicaSettings.Default, options.Training.Seed);
         var versions = new List<float[]> { (float[])server.Weights.Values.Clone() };
         var report = new float[replica.Layout.WorkerReportLength];
         foreach (var step in steps)

@@ -130,7 +130,7 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
         var data = TestData.Normalized();
         var planner = new ShardPlanner(data.Train.Count, Workers, options.Training.Seed);
         var replica = ModelFactory.Build(options.Model);
-        var trainer = new ReplicaTrainer(replica, ModelFactory.BuildLoss(options.Model.Loss), data.Train, ReplicaSettings.Default);
+        var trainer = new ReplicaTrainer(replica, ModelFactory.BuildLoss(options.Model.Loss), data.Train, ReplicaSettings.Default, options.Training.Seed);
         var model = new ServerModel(ModelFactory.StartingWeights(replica, options.Model, options.Training.Seed), options.Optimizer, Epochs);
         var wire = WireLayout.For(model.Layout, TrainingMode.BoundedStaleness, options.Optimizer);
         var server = new ScriptedWorkers();
@@ -234,7 +234,7 @@ public class BoundedStalenessReplayTests(ITestOutputHelper output)
 
         var replica = ModelFactory.Build(options.Model);
         var layout = replica.Layout;
-        var trainer = new ReplicaTrainer(replica, ModelFactory.BuildLoss(options.Model.Loss), train, ReplicaSettings.Default);
+        var trainer = new ReplicaTrainer(replica, ModelFactory.BuildLoss(options.Model.Loss), train, ReplicaSettings.Default, options.Training.Seed);
         var decayed = new bool[layout.TrainableLength];
         foreach (var segment in layout.Segments.Where(s => s.Trainable && (s.Role == ParameterRole.Weight || optimizer.DecayBiasAndNormParameters)))
             Array.Fill(decayed, true, segment.Offset, segment.Length);

@@ -130,11 +130,9 @@ public class LocalClusterScriptTests
     /// pipeline (tee, and grep for the screen) used to die with the script at once, so its log and the screen lost the
     /// node's last lines; the nodes now stop as on Ctrl-C, their shutdown lines reach the logs and the screen, and the
     /// script exits with the parameter server's code, 130 (cancelled).
-    /// </summary>
-    /// <summary>
-    /// Ctrl-C stops the run in order. With <paramref name="again"/>, a second Ctrl-C comes once the parameter server has
+    /// <para>Ctrl-C stops the run in order. With <paramref name="again"/>, a second Ctrl-C comes once the parameter server has
     /// ended, while the script waits for the workers to leave: it ends them at once, and the script still waits for their
-    /// processes (a `wait` the signal interrupted used to skip a worker, so the script exited while it still ran).
+    /// processes (a `wait` the signal interrupted used to skip a worker, so the script exited while it still ran).</para>
     /// </summary>
     [Theory]
     [InlineData(false)]
@@ -181,10 +179,12 @@ public class LocalClusterScriptTests
             var logs = Path.Combine(runFolder!, "logs");
             var psLog = File.ReadAllLines(Path.Combine(logs, "parameter-server.log"));
             Assert.Contains(psLog, l => l.StartsWith("SIGTERM: stopping at the next step", StringComparison.Ordinal));
-            // It stops stepping then, not after leaving the cluster (seconds, in which it used to train on): at most the epoch
-            // under way ends.
+            // It stops stepping then, not after leaving the cluster (seconds, in which it used to train on hundreds of these
+            // 4-step epochs of about 5 ms). The signal's way to the job host crosses threads, and on a loaded machine
+            // (the whole suite on 2 cores) three epochs ended after the SIGTERM line: the bound tells a stop within tens
+            // of milliseconds from one after the leave, not one thread hand-off from another.
             var afterStop = psLog.SkipWhile(l => !l.StartsWith("SIGTERM: ", StringComparison.Ordinal)).ToList();
-            Assert.True(afterStop.Count(l => Regex.IsMatch(l, @"^epoch +\d+/500 +train loss")) <= 1, string.Join("\n", afterStop));
+            Assert.True(afterStop.Count(l => Regex.IsMatch(l, @"^epoch +\d+/500 +train loss")) <= 20, string.Join("\n", afterStop));
             Assert.StartsWith("cancelled: ", psLog[^1]);
             Assert.Contains(psLog[^1], Output()); // on the screen too
             foreach (var worker in again ? [] : new[] { "worker-1", "worker-2" }) // a second Ctrl-C ends them without their line

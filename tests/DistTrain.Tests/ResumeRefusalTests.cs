@@ -198,5 +198,20 @@ public sealed class ResumeRefusalTests : IDisposable
         Assert.Equal(runB, TrainingCheckpoint.Read(Path.Combine(_directory, CheckpointStore.FileName(20, 3, 0)), ModelLayout()).JobId);
     }
 
+    /// <summary>Another model's run written last in the folder does not hide this model's run from a resume.</summary>
+    [Fact]
+    public async Task A_resume_continues_its_own_model_when_another_model_wrote_the_folder_last()
+    {
+        await Run(Options(epochs: 1, resume: false)); // this model, version 10
+        var other = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 25, epochs: 1);
+        other.Checkpoint = new CheckpointOptions { Directory = _directory, Keep = 10 };
+        await Run(other); // another model, 20 steps an epoch: version 20, written last
+        var log = new List<string>();
+        var resumed = await Run(Options(epochs: 2, resume: true), log);
+        Assert.Equal(20, resumed.Version);
+        Assert.Contains(log, l => l.StartsWith("Resuming from checkpoint ", StringComparison.Ordinal) && l.Contains("weights version 10, epoch 2 round 0"));
+        Assert.Contains(log, l => l.StartsWith("Skipping checkpoint ", StringComparison.Ordinal) && l.Contains(CheckpointStore.FileName(20, 2, 0)));
+    }
+
     private static Core.Tensors.ParameterLayout ModelLayout() => Core.Models.ModelFactory.Build(TestData.Options(TestData.Mlp(8, 10), workers: 2, batch: 50, epochs: 1).Model).Layout;
 }

@@ -137,6 +137,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Receive<EvaluationResult>(OnEvaluationResult);
         Receive<WeightsSnapshot>(OnWeightsSnapshot);
         Receive<StopRequested>(_ => OnStopRequested());
+        Receive<StopSnapshotTimedOut>(_ => OnStopSnapshotTimedOut());
         Receive<CheckpointSaved>(saved => _observer.CheckpointSaved(saved));
         Receive<Terminated>(OnChildTerminated);
         Receive<WorkerRemoved>(removed => _plan.WorkerRemoved(removed.WorkerIndex, removed.FirstUnusedRound));
@@ -728,14 +729,36 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         if (_phase == Phase.Finished || _stopRequested) return;
         _stopRequested = true;
         if (OnlyEvaluationLeft) LogStopAfterTraining();
-        else RequestSnapshot(SnapshotFor.Stop);
+        else
+        {
+            RequestSnapshot(SnapshotFor.Stop);
+            // A parameter server that does not answer (stuck writing a checkpoint to a hung disk) must not hold the stop:
+            // the run then ends cancelled without the weights, as before this message existed.
+            Timers.StartSingleTimer(nameof(StopSnapshotTimedOut), StopSnapshotTimedOut.Instance, StopSnapshotTimeout);
+        }
+    }
+
+    /// <summary>How long a stop waits for the parameter server's weights before it ends the run without them.</summary>
+    internal static readonly TimeSpan StopSnapshotTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>The parameter server did not answer a stop's request for its weights within <see cref="StopSnapshotTimeout"/>.</summary>
+    private sealed class StopSnapshotTimedOut
+    {
+        public static readonly StopSnapshotTimedOut Instance = new();
+    }
+
+    private void OnStopSnapshotTimedOut()
+    {
+        if (_phase == Phase.Finished || !_snapshots.Contains(SnapshotFor.Stop)) return;
+        _log.Warning("The parameter server did not send its weights within {0:F0} s of the stop; the run ends cancelled without them.", StopSnapshotTimeout.TotalSeconds);
+        Cancel(null);
     }
 
     private void LogStopAfterTraining() =>
         _log.Info("Stop requested after the last training step: the evaluation of epoch {0} finishes and the run ends as completed.", _plan.Epoch);
 
     /// <summary>Ends the job as cancelled, with the weights at the stop.</summary>
-    private void Cancel(WeightsSnapshot weights)
+    private void Cancel(WeightsSnapshot? weights)
     {
         _phase = Phase.Finished;
         _completion.TrySetException(new TrainingCancelledException(weights, CancellationToken.None));

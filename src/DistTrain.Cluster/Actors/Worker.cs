@@ -68,7 +68,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         var augmenter = _settings.Augmentation is { Enabled: true } augmentation
             ? new ImageAugmenter(augmentation, _model.InputShape, train.Normalization, seed)
             : null;
-        _trainer = new ReplicaTrainer(_model, _loss, train, _settings, augmenter, seed);
+        _trainer = new ReplicaTrainer(_model, _loss, train, _settings, seed, augmenter);
         _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_trainer.Wire.ReportLength]))];
         _codec = _settings.Compression is { } compression && !_trainer.IsLocalSgd
             ? new GradientWireCodec(compression, _model.Layout, _settings.LocalGradient)

@@ -1,6 +1,7 @@
 using DistTrain.Cluster.Actors;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
 using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
 
@@ -66,10 +67,12 @@ public static class CheckpointResume
             return null;
         }
         var store = new CheckpointStore(directory, options.Checkpoint.Keep);
-        // A user's resume continues the run written last: a folder reused by several runs holds other runs' checkpoints,
-        // perhaps of higher versions, which are skipped (a takeover names its job instead).
-        if (string.IsNullOrEmpty(jobId) && store.LastWrittenJobId() is { Length: > 0 } lastRun) jobId = lastRun;
-        var search = store.FindNewestValid(layout, jobId);
+        // A user's resume continues the run written last (of this model): a folder reused by several runs holds other runs'
+        // checkpoints, perhaps of higher versions, which are skipped. A takeover names its job instead, or accepts any.
+        var lastRun = required && string.IsNullOrEmpty(jobId) ? store.LastWrittenJobId(layout) : "";
+        var search = store.FindNewestValid(layout, lastRun.Length > 0 ? lastRun : jobId);
+        if (lastRun.Length > 0 && search.Checkpoint is null)
+            search = store.FindNewestValid(layout, jobId); // none of that run's verifies: the newest valid of any run, as before run ids
         foreach (var skipped in search.Skipped)
             log($"Skipping checkpoint {skipped.Path}: {skipped.Reason}");
         if (search.Checkpoint is not { } checkpoint)
@@ -152,7 +155,8 @@ public static class CheckpointResume
 
     /// <summary>
     /// The data settings a checkpoint records and a resume must keep (<see cref="TrainingCheckpoint.DataSettings"/>), as
-    /// canonical JSON: Data:Format, TestFraction, TestSplitSeed, Normalization, Classes, TrainLimit and ValidationFraction.
+    /// canonical JSON: Data:Format, Normalization, Classes, TrainLimit and ValidationFraction, and TestFraction and
+    /// TestSplitSeed when the test split is held out of the training file (CSV or image folders without a test file).
     /// Each changes what a sample index means or the values the network was trained on (a resume with Data:Normalization
     /// None on a Global-normalized run trained on silently, its loss jumping from 0.56 to 0.92). Paths are left out, so a
     /// run may resume with its data in another folder; augmentation is left out, as a setting a resume may change.
@@ -162,16 +166,27 @@ public static class CheckpointResume
     {
         ArgumentNullException.ThrowIfNull(options);
         var data = options.Data;
-        return System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+        var settings = new Dictionary<string, object>
         {
             ["Data:Format"] = data.Format.ToString(),
-            ["Data:TestFraction"] = data.TestFraction,
-            ["Data:TestSplitSeed"] = data.TestSplitSeed,
             ["Data:Normalization"] = data.Normalization.ToString(),
             ["Data:Classes"] = data.Classes,
             ["Data:TrainLimit"] = data.TrainLimit,
             ["Data:ValidationFraction"] = data.ValidationFraction,
-        });
+        };
+        // The test split is drawn from the training file only without a test file or folder (DataSources.For).
+        var heldOut = data.Format switch
+        {
+            DataFormat.Csv => data.Csv.TestFile.Length == 0,
+            DataFormat.ImageFolder => data.ImageFolder.TestDirectory.Length == 0,
+            _ => false,
+        };
+        if (heldOut)
+        {
+            settings["Data:TestFraction"] = data.TestFraction;
+            settings["Data:TestSplitSeed"] = data.TestSplitSeed;
+        }
+        return System.Text.Json.JsonSerializer.Serialize(settings);
     }
 
     /// <summary>The data settings in which <paramref name="checkpoint"/>'s run differs from <paramref name="options"/>, as
@@ -210,7 +225,8 @@ public static class CheckpointResume
         return existing == 0 ? null
             : $"Checkpoint:Directory {Path.GetFullPath(options.Checkpoint.Directory)} already holds {existing} checkpoint(s) of an earlier run. This new run's " +
               $"checkpoints go beside them; the earlier ones count toward Checkpoint:Keep = {options.Checkpoint.Keep} and are removed as this run writes its own, " +
-              "and a later --resume continues the run written last. Give each run its own folder to keep them, or --resume to continue that run.";
+              "and a later --resume continues the run written last (a checkpoint at the same step replaces the earlier run's file). Give each run its own " +
+              "folder to keep them, or --resume to continue that run.";
     }
 
     /// <summary>

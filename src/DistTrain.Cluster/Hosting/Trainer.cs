@@ -76,7 +76,8 @@ public sealed class Trainer
     /// <param name="progress">Receives a report when each epoch starts, after every step and when each epoch is evaluated; null for none.</param>
     /// <param name="cancellationToken">Stops the run at the next step; the task then fails with a
     /// <see cref="TrainingCancelledException"/> (an <see cref="OperationCanceledException"/>) holding the weights at that step.
-    /// After the last epoch's last step it lets that epoch's evaluation finish, and the task returns the completed run.</param>
+    /// After the last epoch's last step it lets that epoch's evaluation finish, and the task returns the completed run (a
+    /// stop during an earlier epoch's evaluation cancels it, also when early stopping would have ended the run there).</param>
     /// <returns>The trained model and the per-epoch history.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="data"/> or one of its splits is null.</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data (input features or number of classes).</exception>

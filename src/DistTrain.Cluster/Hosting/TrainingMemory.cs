@@ -98,9 +98,10 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
     /// <summary>
     /// Bytes this process may still allocate: <see cref="GCMemoryInfo.TotalAvailableMemoryBytes"/> (the machine's memory,
     /// or less under a container's memory limit or <c>DOTNET_GCHeapHardLimit</c>) less the managed heap already in use
-    /// (<see cref="GC.GetTotalMemory(bool)"/>: the loaded data set, mostly).
+    /// (<see cref="GC.GetTotalMemory(bool)"/> after a full collection, so the garbage of loading is not counted: the loaded
+    /// data set, mostly).
     /// </summary>
-    public static long AvailableBytes() => Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - GC.GetTotalMemory(forceFullCollection: false));
+    public static long AvailableBytes() => Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - GC.GetTotalMemory(forceFullCollection: true));
 
     /// <summary>
     /// The <c>error:</c> line's text when the run needs more than <paramref name="availableBytes"/>, naming the model's

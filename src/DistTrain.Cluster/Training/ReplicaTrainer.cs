@@ -84,11 +84,11 @@ public sealed class ReplicaTrainer
     /// <param name="loss">The loss on its output.</param>
     /// <param name="train">The training split; minibatches are index lists into it.</param>
     /// <param name="settings">The mode's settings.</param>
-    /// <param name="augmenter">Augments each gathered training minibatch (from <see cref="ReplicaSettings.Augmentation"/>); null: none.</param>
     /// <param name="seed">The run's seed (Training:Seed), which keys every sample's dropout masks with the epoch
     /// (<see cref="Sequential.SetDropoutKeys"/>), so they do not depend on the worker or on where a run resumed.</param>
+    /// <param name="augmenter">Augments each gathered training minibatch (from <see cref="ReplicaSettings.Augmentation"/>); null: none.</param>
     /// <exception cref="ArgumentException">Local SGD without optimizer settings.</exception>
-    public ReplicaTrainer(Sequential model, ILoss loss, LabeledDataset train, ReplicaSettings settings, ImageAugmenter? augmenter = null, int seed = 0)
+    public ReplicaTrainer(Sequential model, ILoss loss, LabeledDataset train, ReplicaSettings settings, int seed, ImageAugmenter? augmenter = null)
     {
         _augmenter = augmenter;
         _seed = seed;

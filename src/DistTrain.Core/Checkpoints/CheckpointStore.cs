@@ -116,16 +116,23 @@ public sealed partial class CheckpointStore
     }
 
     /// <summary>
-    /// The job (or single-node run) id of the checkpoint written last (file time; ties: the higher version) whose metadata can
-    /// be read; empty when it has none (written by an earlier version) or the directory holds no readable checkpoint.
+    /// The job (or single-node run) id of the checkpoint of <paramref name="layout"/>'s model written last (file time; ties:
+    /// the higher version) whose metadata can be read; empty when it has none (written by an earlier version) or the
+    /// directory holds no readable checkpoint of that model. File times decide between runs only: a folder copied without
+    /// its times (<c>cp -r</c> without <c>-p</c>) may then name another run of the same model.
     /// </summary>
-    public string LastWrittenJobId()
+    /// <param name="layout">The model's layout; checkpoints of other models (another <c>model_fingerprint</c>) are passed over.</param>
+    public string LastWrittenJobId(ParameterLayout layout)
     {
+        ArgumentNullException.ThrowIfNull(layout);
+        var fingerprint = TrainingCheckpoint.LayoutFingerprint(layout);
         foreach (var path in List().OrderByDescending(File.GetLastWriteTimeUtc))
         {
             try
             {
-                return SafeTensors.ReadMetadata(path).GetValueOrDefault(TrainingCheckpoint.JobIdKey, "");
+                var metadata = SafeTensors.ReadMetadata(path);
+                if (metadata.GetValueOrDefault("model_fingerprint") != fingerprint) continue;
+                return metadata.GetValueOrDefault(TrainingCheckpoint.JobIdKey, "");
             }
             catch (Exception e) when (e is InvalidDataException or SafeTensorsFormatException or IOException or UnauthorizedAccessException)
             {
