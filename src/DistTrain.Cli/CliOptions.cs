@@ -122,6 +122,29 @@ internal static class CliOptions
         return null;
     }
 
+    /// <summary>
+    /// The error for a PNG output whose path does not end in <c>.png</c> (the file would hold PNG data under another
+    /// name), or one inside any of <paramref name="folders"/> the command reads (a data folder's images, a run folder's
+    /// files); null when it is neither.
+    /// </summary>
+    /// <param name="option">The output's option, for the message.</param>
+    /// <param name="output">The output path as given.</param>
+    /// <param name="folders">Folders the command reads; null entries and paths that are not folders are skipped.</param>
+    public static string? BadPngOutput(string option, string output, params string?[] folders)
+    {
+        if (!output.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
+            return $"{option} {output}: the picture is written as PNG, so give a file name ending in .png.";
+        var target = Resolved(output);
+        foreach (var folder in folders)
+        {
+            if (folder is null || !Directory.Exists(folder)) continue;
+            var inside = Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+            if (target.StartsWith(inside, StringComparison.Ordinal))
+                return $"{option} {output} is inside {Path.GetFullPath(folder)}, which this command reads: writing there would change its input. Give {option} a path outside it.";
+        }
+        return null;
+    }
+
     /// <summary>The full path, through a symbolic link to the file it points at.</summary>
     private static string Resolved(string path)
     {

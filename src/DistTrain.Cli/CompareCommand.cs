@@ -30,6 +30,14 @@ internal static class CompareCommand
                 CliConsole.Fail("error", $"{names.Length} --label value(s) for {folders.Length} run(s): give one label per run, in the runs' order, or none.");
                 return 1;
             }
+            var goal = parse.GetValue(target);
+            var plotPath = Path.GetFullPath(parse.GetValue(plot)!);
+            if ((CliOptions.OverwritesInput("--plot", plotPath, [.. folders.Select(f => Path.Combine(f, Core.Checkpoints.RunFiles.Summary))])
+                 ?? CliOptions.BadPngOutput("--plot", plotPath, folders)) is { } overwrite)
+            {
+                CliConsole.Fail("error", overwrite);
+                return 2;
+            }
             List<RunHistory> histories;
             try
             {
@@ -38,13 +46,6 @@ internal static class CompareCommand
             catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
             {
                 CliConsole.Fail("error", e.Message);
-                return 2;
-            }
-            var goal = parse.GetValue(target);
-            var plotPath = Path.GetFullPath(parse.GetValue(plot)!);
-            if (CliOptions.OverwritesInput("--plot", plotPath, [.. folders.Select(f => Path.Combine(f, Core.Checkpoints.RunFiles.Summary))]) is { } overwrite)
-            {
-                CliConsole.Fail("error", overwrite);
                 return 2;
             }
             try

@@ -35,7 +35,8 @@ internal static class EvaluateCommand
             try
             {
                 var modelFile = RunFiles.ModelIn(parse.GetValue(model)!.FullName);
-                if (CliOptions.OverwritesInput("--heatmap", parse.GetValue(heatmap)!, modelFile, File.Exists(dataPath) ? dataPath : null) is { } overwrite)
+                if ((CliOptions.OverwritesInput("--heatmap", parse.GetValue(heatmap)!, modelFile, File.Exists(dataPath) ? dataPath : null)
+                     ?? CliOptions.BadPngOutput("--heatmap", parse.GetValue(heatmap)!, dataPath)) is { } overwrite)
                 {
                     CliConsole.Fail("error", overwrite);
                     return 2;

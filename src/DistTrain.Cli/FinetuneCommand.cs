@@ -84,6 +84,12 @@ internal static class FinetuneCommand
                 options.Model.Freeze = [];
                 options.Model.ReplaceHead = false;
                 if (classes is { } n) SetHeadUnits(options.Model, n);
+                // Its own checkpoint folder: in the fine-tuned run's, files of the same steps replaced that run's.
+                if (options.Checkpoint.Enabled)
+                {
+                    options.Checkpoint.Directory = Path.Combine(options.Checkpoint.Directory, "scratch");
+                    options.Checkpoint.Resume = false;
+                }
             }, cancellationToken);
             if (scratchExit != 0) return scratchExit;
             return CliConsole.SavedOr1(() => Report(tuned!, scratch!, checkpoint, frozen, runDirectory!), 0);

@@ -45,7 +45,8 @@ internal static class InspectCommand
                 DistTrain.Core.Models.PretrainedWeights.RequireFile(file.FullName, "checkpoint");
                 var compared = parse.GetValue(compare)?.FullName;
                 foreach (var (option, output) in new[] { ("--filters", parse.GetValue(filters)), ("--histograms", parse.GetValue(histograms)) })
-                    if (output is not null && CliOptions.OverwritesInput(option, output.FullName, file.FullName, compared) is { } overwrite)
+                    if (output is not null && (CliOptions.OverwritesInput(option, output.FullName, file.FullName, compared)
+                        ?? CliOptions.BadPngOutput(option, output.FullName)) is { } overwrite)
                     {
                         CliConsole.Fail("error", overwrite);
                         return 2;

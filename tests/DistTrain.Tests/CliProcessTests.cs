@@ -296,8 +296,20 @@ public sealed class CliProcessTests : IDisposable
         var (noFreeze, noFreezeExit) = await Disttrain(Quick, "finetune", "--config", Config(), "--from", checkpoint, "--freeze", ",,", "--output", output);
         Assert.Equal(1, noFreezeExit);
         Assert.Contains("--freeze ',,' names no tensor", noFreeze.StandardError);
-        var (finetune, exit) = await Disttrain(Run, "finetune", "--config", Config(), "--from", Path.GetDirectoryName(checkpoint)!, "--freeze", "0", "--compare-scratch", "--output", output);
+        // With Checkpoint:Directory, the run from scratch keeps its checkpoints in a folder of its own: in the same one, its
+        // files of the same steps replaced the fine-tuned run's.
+        var checkpoints = Folder("checkpoints");
+        var (finetune, exit) = await Disttrain(Run, "finetune", "--config", Config(extra: $$""", "Checkpoint": { "Directory": "{{checkpoints}}" }"""),
+            "--from", Path.GetDirectoryName(checkpoint)!, "--freeze", "0", "--compare-scratch", "--output", output);
         Assert.True(exit == 0, finetune.Output);
+        var layout = Core.Models.ModelFactory.Build(Core.Configuration.TrainingOptionsLoader.Load(Config(), checkDataDirectory: false, environment: new Dictionary<string, string?>()).Model).Layout;
+        foreach (var (folder, frozen) in new[] { (checkpoints, true), (Path.Combine(checkpoints, "scratch"), false) })
+        {
+            var newest = new Core.Checkpoints.CheckpointStore(folder, 10).List();
+            Assert.NotEmpty(newest);
+            foreach (var file in newest) // the fine-tuned run's layout holds tensor 0 frozen; the run from scratch's does not
+                Assert.Equal(frozen, Core.Checkpoints.SafeTensors.ReadMetadata(file)["model_fingerprint"] != Core.Checkpoints.TrainingCheckpoint.LayoutFingerprint(layout));
+        }
         var printed = PrintedAccuracies(finetune);
         Assert.Equal(2, printed.Length); // the fine-tuned run, then the one from scratch
         var comparisonPath = Assert.Single(Directory.GetFiles(output, "comparison.json", SearchOption.AllDirectories));

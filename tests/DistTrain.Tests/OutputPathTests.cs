@@ -51,6 +51,40 @@ public sealed class OutputPathTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// The pictures are PNG files, and a folder the command reads is not written into: <c>compare --plot RUN/model.safetensors</c>
+    /// replaced a run's model with a PNG (and <c>--plot RUN/curves.png</c> its curves), and <c>evaluate --heatmap</c> into the
+    /// scored image folder damaged the test set. Nothing is written in any of these cases.
+    /// </summary>
+    [Fact]
+    public void Pictures_need_a_png_name_and_are_not_written_into_the_runs_or_data_folders_read()
+    {
+        var model = Model();
+        var run = Path.Combine(_directory, "run");
+        Directory.CreateDirectory(run);
+        var curves = Path.Combine(run, "curves.png");
+        File.WriteAllText(curves, "the run's curves");
+        var data = Path.Combine(_directory, "images");
+        Directory.CreateDirectory(Path.Combine(data, "Bag"));
+        (string[] Arguments, string Message)[] cases =
+        [
+            (["compare", run, "--plot", Path.Combine(run, "model.safetensors")], "the picture is written as PNG, so give a file name ending in .png."),
+            (["compare", run, "--plot", curves], $"--plot {curves} is inside {run}, which this command reads: writing there would change its input."),
+            (["evaluate", "-m", model, "-d", data, "--heatmap", Path.Combine(data, "Bag", "1.png")], $"is inside {data}, which this command reads"),
+            (["evaluate", "-m", model, "-d", TestData.SubsetDirectory, "--heatmap", Path.Combine(_directory, "heatmap.jpg")], "give a file name ending in .png."),
+            (["inspect", model, "--histograms", Path.Combine(_directory, "h.jpg")], "give a file name ending in .png."),
+        ];
+        foreach (var (arguments, message) in cases)
+        {
+            var (exit, _, error) = CliProcess.Run(arguments);
+            Assert.True(exit == 2, $"disttrain {string.Join(' ', arguments)}: exit {exit}\n{error}");
+            Assert.Contains(message, error);
+        }
+        Assert.Equal("the run's curves", File.ReadAllText(curves));
+        Assert.Empty(Directory.GetFiles(data, "*", SearchOption.AllDirectories));
+        Assert.False(File.Exists(Path.Combine(_directory, "heatmap.jpg")) || File.Exists(Path.Combine(_directory, "h.jpg")));
+    }
+
     [Theory]
     [InlineData("export", "--onnx", "--onnx is empty: it takes the ONNX file to write")]
     [InlineData("evaluate", "--heatmap", "--heatmap is empty: it takes a path of a file to write, where to draw the confusion matrix (png)")]
