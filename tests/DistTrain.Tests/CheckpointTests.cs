@@ -433,6 +433,28 @@ public class ResumeTests : IDisposable
         Assert.Equal(20, (await Run(same)).Version);
     }
 
+    /// <summary>
+    /// A resume with another activation trained on silently: the weights' shapes are the same. The checkpoint records the
+    /// layers as configured, and a resume that changes one is refused naming the layer and both settings; the same layers,
+    /// written in other letter cases, resume.
+    /// </summary>
+    [Fact]
+    public async Task Resuming_with_another_activation_is_refused_naming_the_layer()
+    {
+        var model = TestData.Mlp(8, 10);
+        await Run(Options(model, epochs: 1, checkpoints: _directory, everySteps: 4));
+        var path = new CheckpointStore(_directory, 100).List()[0];
+        var sigmoid = TestData.Mlp(8, 10);
+        var activation = sigmoid.Layers.FindIndex(l => l.Type == LayerTypes.ReLU);
+        sigmoid.Layers[activation].Type = LayerTypes.Sigmoid;
+        var refused = await Assert.ThrowsAsync<CheckpointResumeException>(() => Run(Options(sigmoid, epochs: 2, checkpoints: _directory, resume: true)));
+        Assert.StartsWith($"Checkpoint {path} does not fit the config: Model:Layers:{activation} = {{\"type\":\"sigmoid\",", refused.Message);
+        Assert.Contains($", the checkpoint's is {{\"type\":\"relu\",", refused.Message);
+        var lower = TestData.Mlp(8, 10);
+        lower.Layers[activation].Type = "relu";
+        Assert.Equal(20, (await Run(Options(lower, epochs: 2, checkpoints: _directory, resume: true))).Version);
+    }
+
     [Fact]
     public async Task Resuming_from_an_empty_directory_is_an_error_naming_it()
     {

@@ -121,6 +121,13 @@ public sealed class TrainingCheckpoint
     /// </summary>
     public string DataSettings { get; init; } = "";
 
+    /// <summary>
+    /// The network's layers and loss as configured (Model:Layers, Model:Loss), as canonical JSON: a resume compares them
+    /// with its own, since an activation or a dropout rate changes the network without changing its weights' shapes;
+    /// empty for a checkpoint that does not record them.
+    /// </summary>
+    public string ModelSettings { get; init; } = "";
+
     /// <summary>Asynchronous mode: minibatches (round, shard) at or after <see cref="Round"/> already trained, which a resume skips.</summary>
     public IReadOnlyList<(int Round, int Shard)> TrainedAhead { get; }
 
@@ -291,6 +298,7 @@ public sealed class TrainingCheckpoint
         ["trained_ahead"] = string.Join(';', TrainedAhead.Select(m => $"{Invariant(m.Round)}:{Invariant(m.Shard)}")),
         ["train_samples"] = Invariant(TrainSamples),
         ["data_settings"] = DataSettings,
+        ["model_settings"] = ModelSettings,
     };
 
     /// <summary>The trained-ahead list of the metadata (<c>round:shard;round:shard</c>); empty for none.</summary>
@@ -403,6 +411,7 @@ public sealed class TrainingCheckpoint
                 metadata.ContainsKey("train_samples") ? GetInt("train_samples") : 0) // optional: earlier checkpoints do not record it
             {
                 DataSettings = metadata.GetValueOrDefault("data_settings", ""), // optional likewise
+                ModelSettings = metadata.GetValueOrDefault("model_settings", ""),
             };
         }
         catch (Exception e) when (e is ArgumentException or FormatException)
