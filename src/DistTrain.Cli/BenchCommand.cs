@@ -26,7 +26,7 @@ internal static class BenchCommand
         var workers = CliOptions.WholeNumber("--workers", "Worker replicas.", CliOptions.WorkersTakes, 2, "-w");
         var batch = CliOptions.WholeNumber("--batch-size", "Override Training:BatchSizePerWorker.", CliOptions.BatchTakes);
         var steps = CliOptions.WholeNumber("--steps", "Measured synchronous steps.", "a whole number of measured steps, at least 1", 400);
-        var warmup = CliOptions.WholeNumber("--warmup", "Steps run before measuring (JIT, caches).", "a whole number of warm-up steps, at least 1", 50);
+        var warmup = CliOptions.WholeNumber("--warmup", "Steps run before measuring (JIT, caches); at least 1.", "a whole number of warm-up steps, at least 1", 50);
         var data = CliOptions.Text("--data", "DIR", "Override Data:Directory.", CliOptions.DataTakes);
         var json = new Option<bool>("--json") { Description = "Also print the result as one JSON line." };
         var metricsPort = CliOptions.WholeNumber("--metrics-port", "Serve Prometheus metrics on this port while measuring (0 = off), to measure their overhead.",
