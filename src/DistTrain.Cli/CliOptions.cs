@@ -132,6 +132,8 @@ internal static class CliOptions
     /// <param name="folders">Folders the command reads; null entries and paths that are not folders are skipped.</param>
     public static string? BadPngOutput(string option, string output, params string?[] folders)
     {
+        if (Directory.Exists(output))
+            return $"{option} {output} is a folder: give the path of a PNG file to write, such as one inside that folder.";
         if (!output.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
             return $"{option} {output}: the picture is written as PNG, so give a file name ending in .png.";
         var target = Resolved(output);

@@ -44,6 +44,12 @@ internal static class InspectCommand
                 file = new FileInfo(RunFiles.ModelIn(parse.GetValue(path)!.FullName)); // a run folder stands for its model
                 DistTrain.Core.Models.PretrainedWeights.RequireFile(file.FullName, "checkpoint");
                 var compared = parse.GetValue(compare)?.FullName;
+                if (parse.GetValue(filters) is { } filtersFile && parse.GetValue(histograms) is { } histogramsFile
+                    && CliOptions.OverwritesInput("--histograms", histogramsFile.FullName, filtersFile.FullName) is not null)
+                {
+                    CliConsole.Fail("error", $"--filters and --histograms name the same file ({filtersFile.FullName}): the second picture would replace the first. Give each its own path.");
+                    return 2;
+                }
                 foreach (var (option, output) in new[] { ("--filters", parse.GetValue(filters)), ("--histograms", parse.GetValue(histograms)) })
                     if (output is not null && (CliOptions.OverwritesInput(option, output.FullName, file.FullName, compared)
                         ?? CliOptions.BadPngOutput(option, output.FullName)) is { } overwrite)

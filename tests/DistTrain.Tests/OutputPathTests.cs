@@ -73,6 +73,10 @@ public sealed class OutputPathTests : IDisposable
             (["evaluate", "-m", model, "-d", data, "--heatmap", Path.Combine(data, "Bag", "1.png")], $"is inside {data}, which this command reads"),
             (["evaluate", "-m", model, "-d", TestData.SubsetDirectory, "--heatmap", Path.Combine(_directory, "heatmap.jpg")], "give a file name ending in .png."),
             (["inspect", model, "--histograms", Path.Combine(_directory, "h.jpg")], "give a file name ending in .png."),
+            (["evaluate", "-m", model, "-d", TestData.SubsetDirectory, "--heatmap", run], $"--heatmap {run} is a folder: give the path of a PNG file to write"),
+            (["inspect", model, "--filters", Path.Combine(_directory, "x.png"), "--histograms", Path.Combine(_directory, "x.png")],
+                "--filters and --histograms name the same file"),
+            (["train", "-c", run], $"config file '{run}' is a folder ({run}), not a file."),
         ];
         foreach (var (arguments, message) in cases)
         {
@@ -82,7 +86,7 @@ public sealed class OutputPathTests : IDisposable
         }
         Assert.Equal("the run's curves", File.ReadAllText(curves));
         Assert.Empty(Directory.GetFiles(data, "*", SearchOption.AllDirectories));
-        Assert.False(File.Exists(Path.Combine(_directory, "heatmap.jpg")) || File.Exists(Path.Combine(_directory, "h.jpg")));
+        Assert.False(File.Exists(Path.Combine(_directory, "heatmap.jpg")) || File.Exists(Path.Combine(_directory, "h.jpg")) || File.Exists(Path.Combine(_directory, "x.png")));
     }
 
     [Theory]

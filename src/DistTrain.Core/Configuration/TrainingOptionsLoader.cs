@@ -36,6 +36,8 @@ public static class TrainingOptionsLoader
     {
         if (jsonPath is null) return Load("defaults", null, overrides, checkDataDirectory, environment);
         var full = Path.GetFullPath(jsonPath);
+        if (Directory.Exists(full))
+            throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' is a folder ({full}), not a file. Pass --config with a JSON file, such as one from configs/."]);
         if (!File.Exists(full))
             throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' not found (looked at {full}). Pass --config with a file from configs/."]);
         byte[] json;
