@@ -115,9 +115,8 @@ internal static class CliOptions
     /// <param name="inputs">The files the command reads; null entries are skipped.</param>
     public static string? OverwritesInput(string option, string output, params string?[] inputs)
     {
-        var target = Resolved(output);
         foreach (var input in inputs)
-            if (input is not null && string.Equals(target, Resolved(input), StringComparison.Ordinal))
+            if (input is not null && SameFile(output, input))
                 return $"{option} {output} is a file this command reads ({Path.GetFullPath(input)}): writing it would destroy it. Give {option} another path.";
         return null;
     }
@@ -146,6 +145,9 @@ internal static class CliOptions
         }
         return null;
     }
+
+    /// <summary>True when <paramref name="first"/> and <paramref name="second"/> name one file: the same full path, symbolic links resolved.</summary>
+    public static bool SameFile(string first, string second) => string.Equals(Resolved(first), Resolved(second), StringComparison.Ordinal);
 
     /// <summary>The full path, through a symbolic link to the file it points at.</summary>
     private static string Resolved(string path)

@@ -35,13 +35,14 @@ internal static class EvaluateCommand
             try
             {
                 var modelFile = RunFiles.ModelIn(parse.GetValue(model)!.FullName);
-                if ((CliOptions.OverwritesInput("--heatmap", parse.GetValue(heatmap)!, modelFile, File.Exists(dataPath) ? dataPath : null)
-                     ?? CliOptions.BadPngOutput("--heatmap", parse.GetValue(heatmap)!, dataPath)) is { } overwrite)
+                var heatmapFile = parse.GetValue(heatmap)!;
+                if ((CliOptions.OverwritesInput("--heatmap", heatmapFile, modelFile, File.Exists(dataPath) ? dataPath : null)
+                     ?? CliOptions.BadPngOutput("--heatmap", heatmapFile, dataPath)) is { } overwrite)
                 {
                     CliConsole.Fail("error", overwrite);
                     return 2;
                 }
-                trained = TrainedModel.Load(parse.GetValue(model)!.FullName);
+                trained = TrainedModel.Load(modelFile);
                 var (samples, dividedBy) = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages);
                 matrix = Evaluate(trained, samples, dividedBy);
             }

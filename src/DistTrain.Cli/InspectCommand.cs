@@ -45,7 +45,7 @@ internal static class InspectCommand
                 DistTrain.Core.Models.PretrainedWeights.RequireFile(file.FullName, "checkpoint");
                 var compared = parse.GetValue(compare)?.FullName;
                 if (parse.GetValue(filters) is { } filtersFile && parse.GetValue(histograms) is { } histogramsFile
-                    && CliOptions.OverwritesInput("--histograms", histogramsFile.FullName, filtersFile.FullName) is not null)
+                    && CliOptions.SameFile(histogramsFile.FullName, filtersFile.FullName))
                 {
                     CliConsole.Fail("error", $"--filters and --histograms name the same file ({filtersFile.FullName}): the second picture would replace the first. Give each its own path.");
                     return 2;

@@ -451,14 +451,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Contains("(version 7500,", standby.Output); // every step of the job, each once
 
         // Nothing was lost or repeated: the job ends on the weights of an undisturbed run (same seed, shard plan and summation order).
-        var options = TrainingOptionsLoader.Load(configPath,
-            new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory, ["Training:Workers"] = "2" },
-            environment: new Dictionary<string, string?>());
-        var data = TrainingData.Load(options.Data);
-        var undisturbed = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
-        var tensors = SafeTensors.Read(FinalWeightsPath());
-        foreach (var segment in undisturbed.FinalWeights.Layout.Segments)
-            Compare.Identical(undisturbed.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+        await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2);
     }
 
     /// <summary>
@@ -491,7 +484,17 @@ public sealed partial class ClusterProcessTests : IDisposable
         foreach (var worker in workers) await worker.AssertExitAsync(0, Guard);
         Assert.Contains("Test accuracy after 2 epochs", standby.Output);
 
-        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
+        await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2);
+    }
+
+    /// <summary>
+    /// The model.safetensors of the job (<see cref="FinalWeightsPath"/>) holds, bit for bit, the weights single-node mode
+    /// trains from <paramref name="configPath"/> with <paramref name="workers"/> workers on the test subset.
+    /// </summary>
+    private async Task AssertFinalWeightsAreAnUndisturbedRunsAsync(string configPath, int workers)
+    {
+        var options = TrainingOptionsLoader.Load(configPath,
+            new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory, ["Training:Workers"] = workers.ToString() },
             environment: new Dictionary<string, string?>());
         var data = TrainingData.Load(options.Data);
         var undisturbed = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
