@@ -125,8 +125,12 @@ public class TrainerApiTests
         Assert.True(recorder.Reports.Count(r => r.Kind == TrainingProgressKind.EpochCompleted) < epochs / 2);
     }
 
-    [Fact]
-    public async Task Cluster_mode_from_the_same_API_trains_with_a_worker_node_over_mutual_TLS_and_returns_the_model()
+    /// <summary>
+    /// Runs <paramref name="body"/> with the options of a parameter-server node and a worker node of one job on loopback,
+    /// 1 worker, over mutual TLS. The parameter server loads its secret and certificate files from the options, as
+    /// 'disttrain node' does; the worker is given them in code (the third argument).
+    /// </summary>
+    private static async Task WithClusterNodesAsync(int epochs, Func<TrainingOptions, TrainingOptions, ClusterSecurity, Task> body)
     {
         static int FreePort()
         {
@@ -141,7 +145,7 @@ public class TrainerApiTests
             var (remotePort, dataPort) = (FreePort(), FreePort());
             TrainingOptions Node(int port, ClusterOptions security)
             {
-                var options = MlpOptions(epochs: 1);
+                var options = MlpOptions(epochs);
                 options.Training.Workers = 1;
                 security.Hostname = security.PublicHostname = "127.0.0.1";
                 security.Port = port;
@@ -151,13 +155,21 @@ public class TrainerApiTests
                 options.Cluster = security;
                 return options;
             }
-            // The parameter server loads its secret and certificate files from the options, as 'disttrain node' does;
-            // the worker is given them in code.
-            var parameterServer = Node(remotePort, authority.Options("ps"));
-            var worker = Node(0, new ClusterOptions { JobName = "test-job", Tls = true });
             using var workerSecurity = new ClusterSecurity(
                 new JobIdentity("test-job", System.Text.Encoding.UTF8.GetBytes(File.ReadAllText(authority.SecretFile).Trim())),
                 authority.Load("worker"));
+            await body(Node(remotePort, authority.Options("ps")), Node(0, new ClusterOptions { JobName = "test-job", Tls = true }), workerSecurity);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public Task Cluster_mode_from_the_same_API_trains_with_a_worker_node_over_mutual_TLS_and_returns_the_model() =>
+        WithClusterNodesAsync(epochs: 1, async (parameterServer, worker, workerSecurity) =>
+        {
             var recorder = new Recorder();
 
             var serving = new Trainer(parameterServer).RunParameterServerAsync(InMemory(), recorder);
@@ -166,12 +178,59 @@ public class TrainerApiTests
             var finished = await working.WithTestTimeout(60);
 
             AssertClusterOutcome(outcome, finished, recorder);
-        }
-        finally
+        });
+
+    /// <summary>
+    /// Stopping the parameter-server node (its cancellation token, as Ctrl-C cancels it in 'disttrain node') after the last
+    /// epoch's last step used to cut off that epoch's evaluation: the job ended as a stop, without its model or score. The
+    /// coordinator now lets the evaluation finish, as in single-node mode (<see cref="StopAfterLastStepTests"/>), and the
+    /// node returns the finished job; the worker is told it succeeded.
+    /// </summary>
+    [Fact]
+    public Task In_cluster_mode_a_stop_after_the_last_training_step_lets_the_final_evaluation_finish() =>
+        WithClusterNodesAsync(epochs: 2, async (parameterServer, worker, workerSecurity) =>
         {
-            Directory.Delete(directory, recursive: true);
-        }
-    }
+            var single = MlpOptions(epochs: 2);
+            single.Training.Workers = 1;
+            var uninterrupted = await new Trainer(single).TrainAsync(InMemory()).WithTestTimeout();
+            using var stop = new CancellationTokenSource();
+            var recorder = new Recorder
+            {
+                OnReport = r => { if (r is { Kind: TrainingProgressKind.Step, Epoch: 2 } && r.Step == r.StepsInEpoch) stop.Cancel(); },
+            };
+
+            var serving = new Trainer(parameterServer).RunParameterServerAsync(InMemory(), recorder, stop.Token);
+            var working = new Trainer(worker) { Security = workerSecurity }.RunWorkerAsync(InMemory());
+            var outcome = await serving.WithTestTimeout(180);
+            var finished = await working.WithTestTimeout(60);
+
+            Assert.True(stop.IsCancellationRequested);
+            Assert.True(finished.Succeeded, finished.Summary);
+            Assert.Equal([1, 2], outcome.History.Select(e => e.Epoch));
+            Assert.Equal(uninterrupted.History[^1].TestAccuracy, outcome.History[^1].TestAccuracy);
+            Assert.Equal(uninterrupted.Result.FinalWeights.Values, outcome.Result.FinalWeights.Values);
+        });
+
+    /// <summary>A stop while an epoch is left to train still stops the node: the job is not over (a standby or a resume
+    /// goes on with it), so the call fails with <see cref="OperationCanceledException"/> and nothing is returned.</summary>
+    [Fact]
+    public Task In_cluster_mode_a_stop_before_the_last_epoch_still_stops_the_node() =>
+        WithClusterNodesAsync(epochs: 2, async (parameterServer, worker, workerSecurity) =>
+        {
+            using var stop = new CancellationTokenSource();
+            using var stopWorker = new CancellationTokenSource();
+            var recorder = new Recorder
+            {
+                OnReport = r => { if (r is { Kind: TrainingProgressKind.Step, Epoch: 1 } && r.Step == r.StepsInEpoch) stop.Cancel(); },
+            };
+
+            var serving = new Trainer(parameterServer).RunParameterServerAsync(InMemory(), recorder, stop.Token);
+            var working = new Trainer(worker) { Security = workerSecurity }.RunWorkerAsync(InMemory(), stopWorker.Token);
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => serving.WithTestTimeout(180));
+            Assert.DoesNotContain(recorder.Reports, r => r is { Kind: TrainingProgressKind.EpochCompleted, Epoch: 2 });
+            stopWorker.Cancel();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => working.WithTestTimeout(60));
+        });
 
     [Fact]
     public async Task Cluster_mode_without_a_job_secret_is_refused_before_anything_starts()

@@ -87,6 +87,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private string _pausedWork = "";
     private int _weightsOnlyParts; // parts started by ShareEpochWeights whose EpochCompleted has not come back yet
     private bool _stopRequested;   // the caller asked to stop (StopRequested)
+    private readonly List<IActorRef> _stopReplyTo = []; // await the stop's decision (StopRequested.ReplyTo)
 
     /// <summary>What a requested <see cref="WeightsSnapshot"/> is for.</summary>
     private enum SnapshotFor
@@ -102,17 +103,18 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// The caller asks the job to stop (single-node mode: its cancellation token, as Ctrl-C cancels it). While anything is
-    /// left to train, the job ends with a <see cref="TrainingCancelledException"/> that holds the parameter server's weights
-    /// between two steps. Once the last epoch is trained (only its evaluation, or the final weights, remain) the job
-    /// finishes instead: the evaluation is short, and cutting it off would leave a finished training without its score.
+    /// The caller asks the job to stop (single-node mode: its cancellation token, as Ctrl-C cancels it; cluster mode: the
+    /// parameter-server node stopping, through <see cref="JobHost.StopTraining"/>). While anything is left to train, the job
+    /// ends with a <see cref="TrainingCancelledException"/> that holds the parameter server's weights between two steps.
+    /// Once the last epoch is trained (only its evaluation, or the final weights, remain) the job finishes instead: the
+    /// evaluation is short, and cutting it off would leave a finished training without its score.
     /// </summary>
-    internal sealed class StopRequested : INoSerializationVerificationNeeded
+    /// <param name="ReplyTo">Told the decision once it is made: true when the job finishes, false when it ends cancelled;
+    /// null tells nobody.</param>
+    internal sealed record StopRequested(IActorRef? ReplyTo) : INoSerializationVerificationNeeded
     {
-        /// <summary>The shared instance.</summary>
-        public static readonly StopRequested Instance = new();
-
-        private StopRequested() { }
+        /// <summary>A stop whose decision nobody awaits.</summary>
+        public static readonly StopRequested Instance = new((IActorRef?)null);
     }
 
     /// <summary>Creates the coordinator; see <see cref="Props(CoordinatorSettings, Akka.Actor.Props, IReadOnlyList{Akka.Actor.Props}, ITrainingObserver, TaskCompletionSource{TrainingResult})"/>.</summary>
@@ -136,7 +138,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Receive<MinibatchesLeft>(left => _plan.MinibatchesLeft(left.Shards, left.Rounds));
         Receive<EvaluationResult>(OnEvaluationResult);
         Receive<WeightsSnapshot>(OnWeightsSnapshot);
-        Receive<StopRequested>(_ => OnStopRequested());
+        Receive<StopRequested>(OnStopRequested);
         Receive<StopSnapshotTimedOut>(_ => OnStopSnapshotTimedOut());
         Receive<CheckpointSaved>(saved => _observer.CheckpointSaved(saved));
         Receive<Terminated>(OnChildTerminated);
@@ -724,10 +726,22 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     /// steps, after it sent the end of a part it just finished, so a stop that comes after the last step but before that end
     /// reached this actor still finds the run evaluating its last epoch, and lets it finish.
     /// </summary>
-    private void OnStopRequested()
+    private void OnStopRequested(StopRequested stop)
     {
-        if (_phase == Phase.Finished || _stopRequested) return;
+        if (_phase == Phase.Finished)
+        {
+            stop.ReplyTo?.Tell(_completion.Task.IsCompletedSuccessfully);
+            return;
+        }
+        if (_stopRequested)
+        {
+            // Decided already (the run finishes), or awaiting the parameter server's weights: then this caller is told too.
+            if (!_snapshots.Contains(SnapshotFor.Stop)) stop.ReplyTo?.Tell(true);
+            else if (stop.ReplyTo is not null) _stopReplyTo.Add(stop.ReplyTo);
+            return;
+        }
         _stopRequested = true;
+        if (stop.ReplyTo is not null) _stopReplyTo.Add(stop.ReplyTo);
         if (OnlyEvaluationLeft) LogStopAfterTraining();
         else
         {
@@ -754,12 +768,22 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Cancel(null);
     }
 
-    private void LogStopAfterTraining() =>
+    private void LogStopAfterTraining()
+    {
         _log.Info("Stop requested after the last training step: the evaluation of epoch {0} finishes and the run ends as completed.", _plan.Epoch);
+        TellStopDecision(finishes: true);
+    }
+
+    private void TellStopDecision(bool finishes)
+    {
+        foreach (var caller in _stopReplyTo) caller.Tell(finishes);
+        _stopReplyTo.Clear();
+    }
 
     /// <summary>Ends the job as cancelled, with the weights at the stop.</summary>
     private void Cancel(WeightsSnapshot? weights)
     {
+        TellStopDecision(finishes: false);
         _phase = Phase.Finished;
         _completion.TrySetException(new TrainingCancelledException(weights, CancellationToken.None));
         Context.Stop(Self);
@@ -785,6 +809,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private void Fail(Exception reason)
     {
         if (_phase == Phase.Finished) return;
+        TellStopDecision(finishes: false);
         _phase = Phase.Finished;
         _completion.TrySetException(reason);
         // A divergence is an outcome the caller reports with its last good weights: here it is information, not a fault.

@@ -36,7 +36,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// The node is stopping (Ctrl-C, SIGTERM): stop stepping now, rather than for the seconds the node takes to leave the
     /// cluster, start nothing, and end nothing. The job is not over: the newest checkpoint stays where it resumes, and a
     /// standby takes it over. Answered with a <see cref="bool"/>: true when the job is ending already (its outputs are being
-    /// written), so the node should wait for that end before it leaves.
+    /// written, or only the last epoch's evaluation is left, which the coordinator lets finish), so the node should wait for
+    /// that end before it leaves. The answer waits for the coordinator's decision (<see cref="Coordinator.StopRequested"/>),
+    /// which waits for the parameter server's weights, up to <see cref="Coordinator.StopSnapshotTimeout"/>.
     /// </summary>
     internal sealed class StopTraining : INoSerializationVerificationNeeded
     {
@@ -146,10 +148,12 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Receive<StopTraining>(_ =>
         {
             _stopping = true;
-            // True when the job is ending already (its outputs being written, or written): the node waits for that end.
-            var ending = _saving || _finished is not null;
-            if (_coordinator is not null && !ending) Context.Stop(_coordinator);
-            Sender.Tell(ending);
+            // True when the job is ending already (its outputs being written, or written), or when only the last epoch's
+            // evaluation is left (the coordinator lets it finish, as in single-node mode): the node waits for that end.
+            // Otherwise the coordinator ends the run cancelled; the job goes on on a standby, or on resume.
+            if (_saving || _finished is not null) Sender.Tell(true);
+            else if (_coordinator is not null) _coordinator.Tell(new Coordinator.StopRequested(Sender));
+            else Sender.Tell(false);
         });
         Receive<OutputsSaved>(saved =>
         {
@@ -578,7 +582,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     {
         if (_saving || _finished is not null) return; // the job ends once
         // The coordinator stopped with the node: the job goes on elsewhere, or on resume. Any other failure is the job's.
-        if (_stopping && done.Failure is CoordinatorStoppedException) return;
+        if (_stopping && done.Failure is CoordinatorStoppedException or TrainingCancelledException) return;
         if (done.Result is { } trained && _saveOutputs is { } save)
         {
             // The workers and standbys learn of the end once the weights are on disk: until then a standby still takes over.

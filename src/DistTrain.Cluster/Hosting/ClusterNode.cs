@@ -156,7 +156,8 @@ public static class ClusterNode
 
     /// <summary>
     /// Tells this node's job host, if it runs here, to stop training (<see cref="JobHost.StopTraining"/>); true when the job
-    /// is ending already (its outputs being written). False on a node with no job host (a standby) or no answer within 2 s.
+    /// is ending already (its outputs being written, or only the last evaluation left). False on a node with no job host (a
+    /// standby), or no answer within the coordinator's stop timeout and 2 s.
     /// </summary>
     private static async Task<bool> StopTrainingAsync(ActorSystem system)
     {
@@ -164,7 +165,8 @@ public static class ClusterNode
         {
             var host = await system.ActorSelection($"/user/{ParameterServerNode.SingletonManagerName}/{ParameterServerNode.SingletonName}")
                 .ResolveOne(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
-            return await host.Ask<bool>(JobHost.StopTraining.Instance, TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+            // The coordinator decides once the parameter server's weights are in, or gives up on them after StopSnapshotTimeout.
+            return await host.Ask<bool>(JobHost.StopTraining.Instance, Coordinator.StopSnapshotTimeout + TimeSpan.FromSeconds(2)).ConfigureAwait(false);
         }
         catch (Exception e) when (e is ActorNotFoundException or AskTimeoutException or TaskCanceledException)
         {

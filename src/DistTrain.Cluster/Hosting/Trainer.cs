@@ -118,7 +118,8 @@ public sealed class Trainer
     /// </summary>
     /// <param name="data">Prepared splits; the parameter server uses their sizes, the workers their own copies.</param>
     /// <param name="progress">Receives the reports as in <see cref="TrainAsync"/>; null for none.</param>
-    /// <param name="cancellationToken">Leaves the cluster and stops; the task then fails with <see cref="OperationCanceledException"/>.</param>
+    /// <param name="cancellationToken">Leaves the cluster and stops; the task then fails with <see cref="OperationCanceledException"/>,
+    /// unless the last epoch's training had ended: its evaluation then finishes and the task returns the finished job.</param>
     /// <returns>The trained model and the per-epoch history.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="data"/> or one of its splits is null.</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data, or the job secret or a certificate is
