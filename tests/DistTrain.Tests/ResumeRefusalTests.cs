@@ -62,6 +62,46 @@ public sealed class ResumeRefusalTests : IDisposable
         Assert.Contains("resume with the checkpoint's values", error.Message);
     }
 
+    /// <summary>
+    /// The training samples' content is recorded in each checkpoint (a digest): a resume on data with one label or one
+    /// pixel changed, or two samples swapped, used to continue without a word, since the count and the settings agree.
+    /// </summary>
+    [Theory]
+    [InlineData("label")]
+    [InlineData("pixel")]
+    [InlineData("order")]
+    public async Task A_resume_on_changed_training_samples_is_refused_naming_both_digests_and_the_fix(string change)
+    {
+        var checkpoint = await FirstEpoch();
+        var data = TestData.Normalized();
+        var (features, labels) = (data.Train.Features.ToArray(), data.Train.Labels.ToArray());
+        var width = data.Train.FeatureCount;
+        switch (change)
+        {
+            case "label": labels[17] = (byte)((labels[17] + 1) % 10); break;
+            case "pixel": features[17 * width + 300] += 0.5f; break;
+            default:
+                var second = Array.FindIndex(labels, l => l != labels[0]); // two samples of different classes change places
+                (labels[0], labels[second]) = (labels[second], labels[0]);
+                var first = features.AsSpan(0, width).ToArray();
+                features.AsSpan(second * width, width).CopyTo(features.AsSpan(0, width));
+                first.CopyTo(features.AsSpan(second * width, width));
+                break;
+        }
+        var changed = new Core.Data.LabeledDataset(features, labels, width, data.Train.ClassCount);
+
+        var error = await Assert.ThrowsAsync<CheckpointResumeException>(() =>
+            SingleNodeTrainer.RunAsync(Options(epochs: 3, resume: true), changed, data.Test).WithTestTimeout());
+
+        Assert.NotEqual(data.Train.ContentDigest(), changed.ContentDigest());
+        Assert.StartsWith($"Checkpoint {checkpoint} does not fit the config: {CheckpointResume.TrainDigestKey} = {changed.ContentDigest()}, " +
+            $"the checkpoint's is {data.Train.ContentDigest()}.", error.Message);
+        Assert.Contains("the data files its run read. To train on other data, start a new run, or fine-tune the checkpoint's model (disttrain finetune).", error.Message);
+        // The same samples in new arrays resume.
+        var copy = new Core.Data.LabeledDataset(data.Train.Features.ToArray(), data.Train.Labels.ToArray(), width, data.Train.ClassCount);
+        Assert.Equal(3, (await SingleNodeTrainer.RunAsync(Options(epochs: 3, resume: true), copy, data.Test).WithTestTimeout()).Epochs[^1].Epoch);
+    }
+
     [Fact]
     public async Task A_resume_of_the_finished_training_scores_it_and_a_resume_past_it_is_refused()
     {

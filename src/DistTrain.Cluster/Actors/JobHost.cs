@@ -80,6 +80,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private readonly TrainingOptions _options;
     private readonly int _trainCount;
+    private readonly string _trainDigest; // the training samples' ContentDigest, for the checkpoints; empty records none
     private readonly int _testCount;
     private readonly int _validationCount;
     private readonly string _dataHost;
@@ -119,8 +120,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
         string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
-        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null)
+        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null, string trainDigest = "")
     {
+        _trainDigest = trainDigest;
         _saveOutputs = saveOutputs;
         _retakeCheckpointDirectoryEvery = retakeCheckpointDirectoryEvery ?? RetakeCheckpointDirectoryEvery;
         _options = options;
@@ -193,11 +195,13 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// out to the workers and the standbys only once it has completed, so that a node that dies before then leaves the job
     /// to a standby, which takes over from the newest checkpoint, instead of the trained weights being lost. Null: the end
     /// goes out at once.</param>
+    /// <param name="trainDigest">The training samples' <see cref="Core.Data.LabeledDataset.ContentDigest"/>: written into the
+    /// checkpoints, and checked on resume and takeover; empty for none.</param>
     public static Props Props(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
         string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
-        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null) =>
+        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null, string trainDigest = "") =>
         Akka.Actor.Props.Create(() => new JobHost(options, security, listener, trainCount, testCount, validationCount, dataHost, observer, completion, failover,
-            retakeCheckpointDirectoryEvery, saveOutputs));
+            retakeCheckpointDirectoryEvery, saveOutputs, trainDigest));
 
     /// <inheritdoc />
     public ITimerScheduler Timers { get; set; } = null!;
@@ -488,7 +492,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             ResumedVersion: resumeFrom?.Version ?? 0, EarlyStoppingDirectory: _options.Checkpoint.Enabled ? _options.Checkpoint.Directory : null);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
-            CheckpointResume.Settings(_options, _jobId, _trainCount), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
+            CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
             update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer, shards: _options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher),
             workers, _workerSteps, completion), "coordinator");
         _log.Info("Training starts with {0} worker{1} (job {2})", workers.Length, workers.Length == 1 ? "" : "s", _jobId);
@@ -511,9 +515,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             TakeCheckpointDirectory();
             if (_options.Checkpoint.Resume)
                 _resumeFrom = CheckpointResume.Find(_options, _model.Layout, LogResumeLine, matchWorkers: false,
-                    jobId: _takeover ? _jobId : null, trainSamples: _trainCount);
+                    jobId: _takeover ? _jobId : null, trainSamples: _trainCount, trainDigest: _trainDigest);
             else if (_takeover)
-                _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, LogResumeLine, _jobId, _trainCount);
+                _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, LogResumeLine, _jobId, _trainCount, _trainDigest);
             else if (CheckpointResume.ReusedFolderWarning(_options) is { } reused)
                 _log.Warning(reused);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job

@@ -25,8 +25,11 @@ public static class CheckpointResume
     /// mode passes false: there the job host waits for as many worker nodes as the checkpoint's epoch was planned for.</param>
     /// <param name="jobId">Only checkpoints of this job (a takeover's); null or empty accepts any.</param>
     /// <param name="trainSamples">The run's training samples (after limits, class filter and validation split); 0 skips that check.</param>
+    /// <param name="trainDigest">The training samples' <see cref="Core.Data.LabeledDataset.ContentDigest"/>; empty skips that check,
+    /// as does a checkpoint written before checkpoints recorded it.</param>
     /// <exception cref="CheckpointResumeException">The directory holds no checkpoint, none is valid, the chosen one was
-    /// written with another Training:Seed, Workers (when <paramref name="matchWorkers"/>), BatchSizePerWorker × AccumulationSteps,
+    /// written with other training samples (<paramref name="trainDigest"/>: a changed label or image, or another file),
+    /// another Training:Seed, Workers (when <paramref name="matchWorkers"/>), BatchSizePerWorker × AccumulationSteps,
     /// number of training samples (<paramref name="trainSamples"/>; the data order would differ) or Mode, holds the state of another optimizer (Optimizer:Kind, or momentum turned on or
     /// off), was built with another optimizer hyperparameter that its state depends on (see
     /// <see cref="Core.Optimization.OptimizerOptions.StateHyperparameters"/>), or it is past the end of Training:Epochs. The
@@ -34,8 +37,8 @@ public static class CheckpointResume
     /// trains nothing, evaluates those weights as the last epoch's and writes the model (<see cref="CoordinatorSettings.ResumedVersion"/>),
     /// which is how a run whose final save failed, or whose parameter server died before it, gets its model.</exception>
     public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null,
-        int trainSamples = 0) =>
-        Search(options, layout, log, matchWorkers, jobId, trainSamples, required: true)!;
+        int trainSamples = 0, string trainDigest = "") =>
+        Search(options, layout, log, matchWorkers, jobId, trainSamples, trainDigest, required: true)!;
 
     /// <summary>
     /// The checkpoint a standby parameter server that takes over job <paramref name="jobId"/> resumes from: as
@@ -49,12 +52,14 @@ public static class CheckpointResume
     /// <param name="log">Receives one line per skipped checkpoint, and one for the chosen one or for the restart.</param>
     /// <param name="jobId">The job the workers were in; null or empty accepts any job's checkpoints.</param>
     /// <param name="trainSamples">As <see cref="Find"/>.</param>
+    /// <param name="trainDigest">As <see cref="Find"/>.</param>
     /// <exception cref="CheckpointResumeException">The chosen checkpoint does not fit the config (seed, minibatch, training samples, optimizer state, epochs).</exception>
-    public static TrainingCheckpoint? FindForTakeover(TrainingOptions options, ParameterLayout layout, Action<string> log, string? jobId, int trainSamples = 0) =>
-        Search(options, layout, log, matchWorkers: false, jobId, trainSamples, required: false);
+    public static TrainingCheckpoint? FindForTakeover(TrainingOptions options, ParameterLayout layout, Action<string> log, string? jobId, int trainSamples = 0,
+        string trainDigest = "") =>
+        Search(options, layout, log, matchWorkers: false, jobId, trainSamples, trainDigest, required: false);
 
     private static TrainingCheckpoint? Search(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers, string? jobId,
-        int trainSamples, bool required)
+        int trainSamples, string trainDigest, bool required)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(log);
@@ -93,12 +98,16 @@ public static class CheckpointResume
                 ? $"Training:BatchSizePerWorker = {loop.BatchSizePerWorker}, the checkpoint's is {checkpoint.BatchSizePerWorker}"
                 : $"Training:BatchSizePerWorker × Training:AccumulationSteps = {loop.MinibatchPerWorker}, the checkpoint's minibatch per worker is {checkpoint.BatchSizePerWorker}");
         if (checkpoint.Mode != loop.Mode) problems.Add($"Training:Mode = {loop.Mode}, the checkpoint's is {checkpoint.Mode}");
-        problems.AddRange(DataChanges(checkpoint, options));
-        if (trainSamples > 0 && checkpoint.TrainSamples > 0 && checkpoint.TrainSamples != trainSamples)
+        var otherCount = trainSamples > 0 && checkpoint.TrainSamples > 0 && checkpoint.TrainSamples != trainSamples;
+        problems.AddRange(DataChanges(checkpoint, options, otherCount ? "" : trainDigest)); // other counts are named as such, below
+        if (otherCount)
             problems.Add($"the data gives {trainSamples:N0} training samples (after Data:TrainLimit, Data:Classes and the validation split), the checkpoint's run had {checkpoint.TrainSamples:N0}");
         if (problems.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
-                "They fix the data order, the samples and what the checkpoint's position means, so resume with the checkpoint's values.");
+                "They fix the data order, the samples and what the checkpoint's position means, so resume with the checkpoint's values" +
+                (problems.Any(p => p.StartsWith(TrainDigestKey, StringComparison.Ordinal))
+                    ? " and the data files its run read. To train on other data, start a new run, or fine-tune the checkpoint's model (disttrain finetune)."
+                    : "."));
         CheckOptimizer(checkpoint, search.Path!, options, layout);
         var changes = checkpoint.HyperparameterChanges(options.ParameterServerOptimizer());
         if (changes.Count > 0)
@@ -162,7 +171,10 @@ public static class CheckpointResume
     /// run may resume with its data in another folder; augmentation is left out, as a setting a resume may change.
     /// </summary>
     /// <param name="options">Validated options.</param>
-    public static string DataSettingsOf(TrainingOptions options)
+    /// <param name="trainDigest">The training samples' <see cref="Core.Data.LabeledDataset.ContentDigest"/>, recorded under
+    /// <see cref="TrainDigestKey"/> so that a resume on other data is refused (a changed label or inverted images resumed
+    /// without a word before); empty records none.</param>
+    public static string DataSettingsOf(TrainingOptions options, string trainDigest = "")
     {
         ArgumentNullException.ThrowIfNull(options);
         var data = options.Data;
@@ -186,6 +198,7 @@ public static class CheckpointResume
             settings["Data:TestFraction"] = data.TestFraction;
             settings["Data:TestSplitSeed"] = data.TestSplitSeed;
         }
+        if (trainDigest.Length > 0) settings[TrainDigestKey] = trainDigest;
         return System.Text.Json.JsonSerializer.Serialize(settings);
     }
 
@@ -211,10 +224,13 @@ public static class CheckpointResume
         return System.Text.Json.JsonSerializer.Serialize(settings);
     }
 
+    /// <summary>The name under which <see cref="DataSettingsOf"/> records the training samples' digest, as a refusal shows it.</summary>
+    public const string TrainDigestKey = "the training samples (SHA-256 of their labels and values)";
+
     /// <summary>The data settings in which <paramref name="checkpoint"/>'s run differs from <paramref name="options"/>, as
     /// "Key = this value, the checkpoint's is that value"; empty when they agree or the checkpoint records none.</summary>
-    private static IEnumerable<string> DataChanges(TrainingCheckpoint checkpoint, TrainingOptions options) =>
-        Changes(checkpoint.DataSettings, DataSettingsOf(options)).Concat(Changes(checkpoint.ModelSettings, ModelSettingsOf(options)));
+    private static IEnumerable<string> DataChanges(TrainingCheckpoint checkpoint, TrainingOptions options, string trainDigest) =>
+        Changes(checkpoint.DataSettings, DataSettingsOf(options, trainDigest)).Concat(Changes(checkpoint.ModelSettings, ModelSettingsOf(options)));
 
     /// <summary>The keys of <paramref name="currentSettings"/> whose values differ in <paramref name="recordedSettings"/>, as
     /// "Key = this value, the checkpoint's is that value"; none when nothing was recorded.</summary>
@@ -269,13 +285,14 @@ public static class CheckpointResume
     /// <param name="options">Validated options.</param>
     /// <param name="jobId">The job's or single-node run's identity (<see cref="RunIdOf"/>), written into each checkpoint.</param>
     /// <param name="trainSamples">The run's training samples, written into each checkpoint for a resume to check; 0 writes none.</param>
-    public static CheckpointSettings? Settings(TrainingOptions options, string jobId = "", int trainSamples = 0)
+    /// <param name="trainDigest">Their <see cref="Core.Data.LabeledDataset.ContentDigest"/>, written likewise; empty writes none.</param>
+    public static CheckpointSettings? Settings(TrainingOptions options, string jobId = "", int trainSamples = 0, string trainDigest = "")
     {
         ArgumentNullException.ThrowIfNull(options);
         var c = options.Checkpoint;
         return c.Enabled
             ? new CheckpointSettings(new CheckpointStore(c.Directory, c.Keep), c.EverySteps, options.Training.Seed, options.Training.MinibatchPerWorker, jobId,
-                options.Training.Mode, trainSamples, DataSettingsOf(options), ModelSettingsOf(options))
+                options.Training.Mode, trainSamples, DataSettingsOf(options, trainDigest), ModelSettingsOf(options))
             : null;
     }
 }

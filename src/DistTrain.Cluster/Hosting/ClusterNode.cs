@@ -115,7 +115,7 @@ public static class ClusterNode
             actorSystem = system;
             system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere), ParameterServerNode.Name);
             var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover,
-                saveOutputs: saveOutputs);
+                saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? data.Train.ContentDigest() : "");
             system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
             FailWhenTerminated(system, completion);
         });

@@ -55,8 +55,10 @@ public static class SingleNodeTrainer
         // parameter-sized arrays more).
         var weights = initialWeights ?? ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, loop.Seed);
         var layout = weights.Layout;
+        // What the training samples were, recorded in each checkpoint for a resume to check (a changed label or image).
+        var trainDigest = options.Checkpoint.Enabled ? train.ContentDigest() : "";
         if (resumeFrom is null && options.Checkpoint.Resume)
-            resumeFrom = CheckpointResume.Find(options, layout, log ?? (_ => { }), trainSamples: train.Count);
+            resumeFrom = CheckpointResume.Find(options, layout, log ?? (_ => { }), trainSamples: train.Count, trainDigest: trainDigest);
         planner ??= new ShardPlanner(train.Count, loop.Workers, loop.Seed);
         Blas.Configure(options.Compute, loop.Workers);
 
@@ -67,7 +69,7 @@ public static class SingleNodeTrainer
         system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = ParameterServer.Props(weights, options.ParameterServerOptimizer(), loop.Epochs, options.ParameterServerMonitoring(),
-            CheckpointResume.Settings(options, CheckpointResume.RunIdOf(resumeFrom), train.Count), resumeFrom, update: UpdateSettings.From(loop), configuredOptimizer: options.Optimizer,
+            CheckpointResume.Settings(options, CheckpointResume.RunIdOf(resumeFrom), train.Count, trainDigest), resumeFrom, update: UpdateSettings.From(loop), configuredOptimizer: options.Optimizer,
             shards: options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher);
         var replica = ReplicaSettings.From(options);
         var workers = Enumerable.Range(0, loop.Workers)

@@ -60,6 +60,20 @@ public sealed class LabeledDataset
     /// <summary>Number of samples.</summary>
     public int Count => Labels.Length;
 
+    /// <summary>
+    /// A digest of the samples as they are now: SHA-256 over the labels, then the feature values' float32 bytes in memory
+    /// order (little-endian on every platform .NET runs DistTrain on), as the first 16 hex digits. The same files read with
+    /// the same Data settings give the same digest; a changed label, pixel or sample order gives another. Computed on each
+    /// call, in about 0.1 s for Fashion-MNIST's 60,000 training images (188 MB) with the CPU's SHA instructions.
+    /// </summary>
+    public string ContentDigest()
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        sha.AppendData(Labels);
+        sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Features.AsSpan()));
+        return Convert.ToHexStringLower(sha.GetHashAndReset())[..16];
+    }
+
     /// <summary>The features of one sample.</summary>
     public ReadOnlySpan<float> Sample(int index) => Features.AsSpan(index * FeatureCount, FeatureCount);
 
