@@ -16,18 +16,31 @@ internal static class InspectFigures
     public sealed record Comparison(IReadOnlyDictionary<string, NamedTensor> Tensors, string Label);
 
     /// <summary>
-    /// The weights the run started from: the model's initializer drawn with the run's seed (both from the checkpoint's
-    /// metadata), as <c>disttrain train</c> draws them.
+    /// The weights the run started from, as <c>disttrain train</c> and <c>finetune</c> built them
+    /// (<see cref="ModelFactory.StartingWeights"/>): the model's initializer drawn with the run's seed (both from the
+    /// checkpoint's metadata), and for a fine-tuned model (Model:Pretrained in its metadata) the pretrained tensors on top,
+    /// all but a replaced head, read again from that file.
     /// </summary>
-    /// <exception cref="InvalidDataException">The metadata lacks the model or the seed.</exception>
+    /// <exception cref="InvalidDataException">The metadata lacks the model or the seed, or a fine-tuned model's pretrained
+    /// file is gone or no longer fits it.</exception>
     public static Comparison Initialization(string path, IReadOnlyDictionary<string, string> metadata)
     {
-        var model = ModelMetadata.ReadModel(metadata, path);
+        var model = ModelMetadata.ReadModel(metadata, path, keepTransferSettings: true);
         if (!metadata.TryGetValue(ModelMetadata.Seed, out var seedText) || !int.TryParse(seedText, CultureInfo.InvariantCulture, out var seed))
             throw new InvalidDataException($"{path}: the metadata has no '{ModelMetadata.Seed}' (the checkpoint was written before DistTrain recorded it), so the initialization cannot be drawn again. Use --compare with another checkpoint instead.");
-        var weights = ModelFactory.InitialWeights(ModelFactory.Build(model, isFrozen: _ => false), model.Initializer, seed);
+        var network = ModelFactory.Build(model, isFrozen: _ => false);
+        var label = $"initialization ({model.Initializer.Kind}, seed {seed})";
+        if (!string.IsNullOrEmpty(model.Pretrained))
+        {
+            // A fine-tuned model started from its pretrained file, not from the initializer (but for a replaced head).
+            if (!File.Exists(model.Pretrained))
+                throw new InvalidDataException($"{path} was fine-tuned from {model.Pretrained}, which is gone, so the weights it started from cannot be read again. " +
+                    "Put that file back, or give it as --compare FILE instead of --compare-initialization.");
+            label = $"starting weights ({Path.GetFileName(model.Pretrained)}{(model.ReplaceHead ? $", new head: {model.Initializer.Kind}, seed {seed}" : "")})";
+        }
+        var weights = ModelFactory.StartingWeights(network, model, seed);
         var tensors = weights.Layout.Segments.ToDictionary(s => s.Name, s => new NamedTensor(s.Shape, weights.Segment(s).ToArray()), StringComparer.Ordinal);
-        return new Comparison(tensors, $"initialization ({model.Initializer.Kind}, seed {seed})");
+        return new Comparison(tensors, label);
     }
 
     /// <summary>Draws the first layer's filters; returns false (with the reason on standard error) when nothing can be drawn.</summary>

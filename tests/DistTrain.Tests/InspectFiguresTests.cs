@@ -58,6 +58,39 @@ public sealed class InspectFiguresTests : IDisposable
         Assert.Equal((int)Math.Round(127.5 + 127.5 * initial[6] / largest), Gray(left + 11 + 5, initialTop + 11 + 5));
     }
 
+    /// <summary>
+    /// A fine-tuned model started from its pretrained file (all but the replaced head), not from the initializer: the
+    /// comparison used to draw the initializer's weights for every layer, frozen ones included.
+    /// </summary>
+    [Fact]
+    public void A_fine_tuned_models_starting_weights_are_the_pretrained_tensors_with_the_new_head_drawn_by_the_initializer()
+    {
+        var pretrained = Checkpoint();
+        var options = new ModelBuilder(channels: 1, height: 8, width: 8).Conv2D(3, kernelSize: 5).ReLU().Flatten().Dense(4).Build();
+        options.Pretrained = pretrained;
+        options.ReplaceHead = true;
+        options.Freeze = ["0.*"];
+        var tuned = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 5); // stands for the fine-tuned weights
+        var path = Path.Combine(_directory, "tuned.safetensors");
+        var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]);
+        new TrainedModel(options, tuned, normalizer, ModelMetadata.Create(options, normalizer, DataMetadata.GivenValues(), version: 10, epochs: 1, testAccuracy: null, seed: 9)).Save(path);
+
+        var comparison = InspectFigures.Initialization(path, SafeTensors.ReadMetadata(path));
+
+        var source = TrainedModel.Load(pretrained).Weights;
+        Assert.Equal(source.Segment("0.weight").ToArray(), comparison.Tensors["0.weight"].Data);
+        Assert.Equal([2f, -2f], comparison.Tensors["0.weight"].Data[..2]);
+        var head = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 9).Segment("3.weight").ToArray();
+        Assert.Equal(head, comparison.Tensors["3.weight"].Data);
+        Assert.NotEqual(source.Segment("3.weight").ToArray(), head);
+        Assert.Equal("starting weights (model.safetensors, new head: HeNormal, seed 9)", comparison.Label);
+
+        File.Delete(pretrained);
+        var gone = Assert.Throws<InvalidDataException>(() => InspectFigures.Initialization(path, SafeTensors.ReadMetadata(path)));
+        Assert.Equal($"{path} was fine-tuned from {pretrained}, which is gone, so the weights it started from cannot be read again. " +
+            "Put that file back, or give it as --compare FILE instead of --compare-initialization.", gone.Message);
+    }
+
     [Fact]
     public void The_histograms_are_drawn_for_every_weight_tensor_and_against_another_checkpoint()
     {

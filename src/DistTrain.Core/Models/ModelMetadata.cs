@@ -75,9 +75,11 @@ public static class ModelMetadata
     /// <summary>Reads the model section back from <see cref="ModelConfig"/>.</summary>
     /// <param name="metadata">A checkpoint's metadata.</param>
     /// <param name="path">The checkpoint, named in errors.</param>
+    /// <param name="keepTransferSettings">Keep how a fine-tuned model was built (Model:Pretrained, ReplaceHead, Freeze), as
+    /// its run recorded them; false (the default) clears them, for a model that is used rather than trained again.</param>
     /// <exception cref="InvalidDataException">The key is missing (a training checkpoint's message says how to use one) or not a
     /// model section.</exception>
-    public static ModelOptions ReadModel(IReadOnlyDictionary<string, string> metadata, string path)
+    public static ModelOptions ReadModel(IReadOnlyDictionary<string, string> metadata, string path, bool keepTransferSettings = false)
     {
         if (!metadata.TryGetValue(ModelConfig, out var json) && metadata.TryGetValue("format", out var format) && format == Checkpoints.TrainingCheckpoint.Format)
             throw new InvalidDataException($"{path} is a training checkpoint (Checkpoint:Directory): it holds the weights and the optimizer's state but not the network's layers, " +
@@ -88,6 +90,7 @@ public static class ModelMetadata
         try
         {
             var model = JsonSerializer.Deserialize<ModelOptions>(json) ?? throw new JsonException("null");
+            if (keepTransferSettings) return model;
             model.Pretrained = "";
             model.ReplaceHead = false;
             model.Freeze = [];
