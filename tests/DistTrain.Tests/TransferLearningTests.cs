@@ -162,59 +162,6 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
         }
     }
 
-    /// <summary>
-    /// A fine-tuning run standardizes its data with the pretrained model's statistics, which its layers were trained on,
-    /// and says so; it used to refit them on the new data without a word. A pretrained file without them (a PyTorch
-    /// export) or with inputs on another scale gets them fitted on the data, with a line saying why.
-    /// </summary>
-    [Fact]
-    public void Fine_tuning_standardizes_the_data_with_the_pretrained_models_statistics_and_says_when_it_cannot()
-    {
-        var options = TestData.Options(TestData.Mlp(8, 10), workers: 1, batch: 50, epochs: 1);
-        var fitted = TrainingData.Load(options);
-        Assert.Equal("", fitted.NormalizationNote);
-        var directory = Directory.CreateTempSubdirectory("disttrain-pretrained-").FullName;
-        try
-        {
-            string Pretrained(DataMetadata data)
-            {
-                var path = Path.Combine(directory, $"model-{data.InputDivisor}.safetensors");
-                var statistics = Normalizer.FromStatistics(NormalizationKind.Global, [0.3f], [0.4f]);
-                var weights = ModelFactory.InitialWeights(ModelFactory.Build(options.Model), options.Model.Initializer, seed: 1);
-                new TrainedModel(options.Model, weights, statistics, ModelMetadata.Create(options.Model, statistics, data, version: 1, epochs: 1, testAccuracy: null, seed: 1)).Save(path);
-                return path;
-            }
-            TrainingData FineTuning(string pretrained)
-            {
-                var tuning = TestData.Options(TestData.Mlp(8, 10), workers: 1, batch: 50, epochs: 1);
-                tuning.Model.Pretrained = pretrained;
-                return TrainingData.Load(tuning);
-            }
-
-            var kept = FineTuning(Pretrained(DataMetadata.Of(fitted, options.Data)));
-            Assert.Equal(NormalizationKind.Global, kept.Normalizer.Kind);
-            Assert.Equal([0.3f], kept.Normalizer.Mean);
-            Assert.Equal([0.4f], kept.Normalizer.Std);
-            var raw = TestData.RawTrain.Features[300]; // the IDX pixel / 255, standardized with the pretrained statistics
-            Assert.Equal((raw - 0.3f) / 0.4f, kept.Train.Features[300], 5);
-            Assert.Equal("normalization of the pretrained model model-255.safetensors (Global, mean 0.3, std 0.4), not fitted on this data: " +
-                "its layers were trained on inputs standardized so", kept.NormalizationNote);
-
-            var otherScale = FineTuning(Pretrained(DataMetadata.GivenValues()));
-            Assert.Equal(fitted.Normalizer.Mean, otherScale.Normalizer.Mean);
-            Assert.Equal($"normalization fitted on this data: model-1.safetensors read its inputs as '{ModelMetadata.GivenScale}', this data as '{ModelMetadata.PixelScale}'", otherScale.NormalizationNote);
-
-            var export = FineTuning(TestData.GoldenPath("torch_cnn.safetensors"));
-            Assert.Equal(fitted.Normalizer.Std, export.Normalizer.Std);
-            Assert.Equal("normalization fitted on this data (torch_cnn.safetensors records no input standardization: a PyTorch export or a training checkpoint)",
-                export.NormalizationNote);
-        }
-        finally
-        {
-            Directory.Delete(directory, recursive: true);
-        }
-    }
-
     [Fact]
     public void Freezing_part_of_a_BatchNorm_freezes_the_layer_and_unmatched_freeze_entries_are_errors()
     {

@@ -1,7 +1,7 @@
 namespace DistTrain.Core.Data;
 
 /// <summary>
-/// Where a run's samples come from, in any <see cref="DataFormat"/>. A source only reads: <see cref="TrainingData.Load(IDataSource, Configuration.DataOptions, int, Normalizer)"/>
+/// Where a run's samples come from, in any <see cref="DataFormat"/>. A source only reads: <see cref="TrainingData.Load(IDataSource, Configuration.DataOptions, int)"/>
 /// then applies the same limits, class filter, validation split and normalization to every format.
 /// </summary>
 public interface IDataSource

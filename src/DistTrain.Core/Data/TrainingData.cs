@@ -34,21 +34,7 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     /// classes do not fit the model; null for other sources and when Data:Classes picks the classes.</summary>
     public LabelSummary? Labels { get; init; }
 
-    /// <summary>
-    /// How the inputs were standardized when it was not fitted on this data, for the start-up line: a fine-tuning run
-    /// (Model:Pretrained) standardizes with its pretrained model's statistics, or says why it could not. Empty otherwise.
-    /// </summary>
-    public string NormalizationNote { get; init; } = "";
-
-    /// <summary>
-    /// Loads the data a run's options describe (the image shape comes from Model:InputShape). A fine-tuning run
-    /// (Model:Pretrained a model.safetensors of DistTrain, which records its input standardization) standardizes with
-    /// that model's statistics instead of fitting new ones, as torchvision's pretrained models keep their ImageNet mean
-    /// and std: the pretrained layers, frozen ones above all, were trained on inputs standardized so, and refitting on
-    /// other data shifts every input they see. A pretrained file without the statistics (a PyTorch export, a training
-    /// checkpoint), or one whose inputs were on another scale (<see cref="InputDivisor"/>), gets Data:Normalization fitted
-    /// on this data, as before; <see cref="NormalizationNote"/> says which.
-    /// </summary>
+    /// <summary>Loads the data a run's options describe (the image shape comes from Model:InputShape).</summary>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentException">A data setting is out of range or null (<see cref="Prepare"/>).</exception>
     /// <exception cref="DataFormatException">A file is missing or malformed, or a setting leaves a split empty.</exception>
@@ -58,51 +44,7 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
         ArgumentNullException.ThrowIfNull(options.Data, "options.Data");
         ArgumentNullException.ThrowIfNull(options.Training, "options.Training");
         ArgumentNullException.ThrowIfNull(options.Model, "options.Model");
-        CheckOptions(options.Data);
-        var source = DataSources.For(options.Data, options.Model.InputShape?.Count == 3 ? options.Model.Input() : null);
-        if (string.IsNullOrEmpty(options.Model.Pretrained)) return Load(source, options.Data, options.Training.Seed);
-        var (pretrained, note) = PretrainedNormalizer(options.Model.Pretrained, source.InputDivisor);
-        var data = Load(source, options.Data, options.Training.Seed, pretrained);
-        if (pretrained is not null && !ReferenceEquals(data.Normalizer, pretrained)) // per-feature statistics of another width (Prepare)
-            note = $"normalization fitted on this data: the pretrained model's per-feature statistics are for {pretrained.Mean.Length} features, this data has {data.Train.FeatureCount}";
-        return data with { NormalizationNote = note };
-    }
-
-    /// <summary>The input standardization recorded in a pretrained model file, or null (with the reason) when there is none
-    /// to use for data read at <paramref name="inputDivisor"/>.</summary>
-    private static (Normalizer? Normalizer, string Note) PretrainedNormalizer(string path, float inputDivisor)
-    {
-        IReadOnlyDictionary<string, string> metadata;
-        try
-        {
-            metadata = Checkpoints.SafeTensors.ReadMetadata(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Checkpoints.SafeTensorsFormatException)
-        {
-            return (null, ""); // the weights' loading reports the file's problem, in its own words
-        }
-        var name = Path.GetFileName(path);
-        if (!metadata.ContainsKey(Models.ModelMetadata.InputNormalization))
-            return (null, $"normalization fitted on this data ({name} records no input standardization: a PyTorch export or a training checkpoint)");
-        var scale = Models.ModelMetadata.DescribeScale(inputDivisor);
-        if (metadata.TryGetValue(Models.ModelMetadata.InputScale, out var theirs) && theirs != scale)
-            return (null, $"normalization fitted on this data: {name} read its inputs as '{theirs}', this data as '{scale}'");
-        Normalizer normalizer;
-        try
-        {
-            normalizer = Models.ModelMetadata.ReadNormalizer(metadata, path);
-        }
-        catch (InvalidDataException e)
-        {
-            return (null, $"normalization fitted on this data ({e.Message})");
-        }
-        var statistics = normalizer.Kind switch
-        {
-            NormalizationKind.Global => string.Create(System.Globalization.CultureInfo.InvariantCulture, $", mean {normalizer.Mean[0]:G4}, std {normalizer.Std[0]:G4}"),
-            NormalizationKind.PerFeature => $", {normalizer.Mean.Length} features",
-            _ => "",
-        };
-        return (normalizer, $"normalization of the pretrained model {name} ({normalizer.Kind}{statistics}), not fitted on this data: its layers were trained on inputs standardized so");
+        return Load(options.Data, options.Training.Seed, options.Model.InputShape?.Count == 3 ? options.Model.Input() : null);
     }
 
     /// <summary>Loads the data <paramref name="options"/> describe, in any format.</summary>
@@ -128,9 +70,7 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     /// <exception cref="ArgumentNullException"><paramref name="source"/> or <paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentException">A data setting is out of range or null (<see cref="Prepare"/>).</exception>
     /// <exception cref="DataFormatException">A file is missing or malformed, or a setting leaves a split empty.</exception>
-    /// <param name="normalizer">Statistics to standardize with instead of fitting Data:Normalization (a pretrained
-    /// model's); null fits them.</param>
-    public static TrainingData Load(IDataSource source, DataOptions options, int seed, Normalizer? normalizer = null)
+    public static TrainingData Load(IDataSource source, DataOptions options, int seed)
     {
         ArgumentNullException.ThrowIfNull(source);
         CheckOptions(options);
@@ -138,7 +78,7 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
         if (options.ClassNames.Count > 0 && train.ClassNames is null && options.ClassNames.Count != train.ClassCount && source.Labels is { } labels)
             throw new DataFormatException($"Data:ClassNames lists {options.ClassNames.Count} names but the data has {train.ClassCount} classes: " +
                 labels.Describe(train.ClassCount, options.ClassNames.Count, $"give Data:ClassNames {train.ClassCount} names, in label order"));
-        return Prepare(train, test, options, seed, normalizer) with
+        return Prepare(train, test, options, seed) with
         {
             Description = source.Description,
             InputDivisor = source.InputDivisor,
@@ -148,7 +88,7 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     }
 
     /// <summary>
-    /// Turns raw splits from any source into what a run uses, exactly as <see cref="Load(IDataSource, DataOptions, int, Normalizer)"/>
+    /// Turns raw splits from any source into what a run uses, exactly as <see cref="Load(IDataSource, DataOptions, int)"/>
     /// does for files: keeps the first <see cref="DataOptions.TrainLimit"/> / <see cref="DataOptions.TestLimit"/> samples,
     /// names the classes with <see cref="DataOptions.ClassNames"/> (when the data does not name them), keeps the
     /// <see cref="DataOptions.Classes"/> (relabeled in the listed order), holds out
@@ -169,10 +109,8 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     /// null; the message names every such key, as a config file's check does.</exception>
     /// <exception cref="DataFormatException">The splits disagree in features or classes, Data:ClassNames does not fit the
     /// classes, or a setting leaves a split empty.</exception>
-    /// <param name="normalizer">Statistics to standardize with instead of fitting Data:Normalization; null fits them, as
-    /// does a per-feature <paramref name="normalizer"/> for another number of features.</param>
     /// <exception cref="InvalidOperationException">A split was standardized already.</exception>
-    public static TrainingData Prepare(LabeledDataset train, LabeledDataset test, DataOptions options, int seed = 1, Normalizer? normalizer = null)
+    public static TrainingData Prepare(LabeledDataset train, LabeledDataset test, DataOptions options, int seed = 1)
     {
         ArgumentNullException.ThrowIfNull(train);
         ArgumentNullException.ThrowIfNull(test);
@@ -216,8 +154,7 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
             validation = train.Subset(order[..held].Order().ToArray());
             train = train.Subset(order[held..].Order().ToArray());
         }
-        if (normalizer is { Kind: NormalizationKind.PerFeature } && normalizer.Mean.Length != train.FeatureCount) normalizer = null;
-        normalizer ??= Normalizer.Fit(train, options.Normalization);
+        var normalizer = Normalizer.Fit(train, options.Normalization);
         normalizer.Apply(train);
         normalizer.Apply(test);
         if (validation is not null) normalizer.Apply(validation);
