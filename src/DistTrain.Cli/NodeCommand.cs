@@ -91,6 +91,7 @@ internal static class NodeCommand
         else
             CliConsole.Fail("warning", ClusterSecurity.PlainTcpWarning);
         Blas.Configure(options.Compute, role == NodeRoles.Worker ? 1 : 0); // as ClusterNode will, so the line below is true
+        if (data.NormalizationNote.Length > 0) AnsiConsole.MarkupLineInterpolated($"{data.NormalizationNote}");
         AnsiConsole.WriteLine(Blas.Description);
         if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
         if (role == NodeRoles.Worker)

@@ -162,6 +162,45 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
         }
     }
 
+    /// <summary>
+    /// A fine-tuning run fits the input standardization on its own data (which beat keeping the pretrained statistics on
+    /// the README's transfer example) and says so, with the pretrained model's statistics; it used to say nothing.
+    /// </summary>
+    [Fact]
+    public void Fine_tuning_fits_the_standardization_on_its_data_and_names_the_pretrained_models_statistics()
+    {
+        var options = TestData.Options(TestData.Mlp(8, 10), workers: 1, batch: 50, epochs: 1);
+        var fitted = TrainingData.Load(options);
+        Assert.Equal("", fitted.NormalizationNote);
+        var directory = Directory.CreateTempSubdirectory("disttrain-pretrained-").FullName;
+        try
+        {
+            var path = Path.Combine(directory, "model.safetensors");
+            var statistics = Normalizer.FromStatistics(NormalizationKind.Global, [0.3f], [0.4f]);
+            var weights = ModelFactory.InitialWeights(ModelFactory.Build(options.Model), options.Model.Initializer, seed: 1);
+            new TrainedModel(options.Model, weights, statistics, ModelMetadata.Create(options.Model, statistics, DataMetadata.Of(fitted, options.Data), 1, 1, null, 1)).Save(path);
+            TrainingData FineTuning(string pretrained)
+            {
+                var tuning = TestData.Options(TestData.Mlp(8, 10), workers: 1, batch: 50, epochs: 1);
+                tuning.Model.Pretrained = pretrained;
+                return TrainingData.Load(tuning);
+            }
+
+            var tuned = FineTuning(path);
+            Assert.Equal(fitted.Normalizer.Mean, tuned.Normalizer.Mean);
+            Assert.Equal(fitted.Normalizer.Std, tuned.Normalizer.Std);
+            var ours = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Global, mean {fitted.Normalizer.Mean[0]:G4}, std {fitted.Normalizer.Std[0]:G4}");
+            Assert.Equal($"input standardization fitted on this data ({ours}); model.safetensors was trained on inputs standardized with its own (Global, mean 0.3, std 0.4)",
+                tuned.NormalizationNote);
+            Assert.Equal($"input standardization fitted on this data ({ours}); torch_cnn.safetensors records none (a PyTorch export or a training checkpoint)",
+                FineTuning(TestData.GoldenPath("torch_cnn.safetensors")).NormalizationNote);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Fact]
     public void Freezing_part_of_a_BatchNorm_freezes_the_layer_and_unmatched_freeze_entries_are_errors()
     {
