@@ -4,7 +4,7 @@ using DistTrain.Core.Models;
 
 namespace DistTrain.Tests;
 
-/// <summary>Layer settings a layer's type does not use, and a Dropout without a Rate, are warned before a run, naming the key, the layer and the fix.</summary>
+/// <summary>Layer settings a layer's type does not use, a Dropout without a Rate, and an activation on the logits are warned before a run, naming the key, the layer and the fix.</summary>
 public class LayerWarningTests
 {
     private const string Mlp = """{ "Model": { "Layers": [{ "Type": "Dense", "Units": 32 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 }] } }""";
@@ -30,6 +30,29 @@ public class LayerWarningTests
         ], TrainingOptionsValidator.LayerWarnings(model));
         var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(Mlp), null, checkDataDirectory: false, new Dictionary<string, string?>());
         Assert.Empty(TrainingOptionsValidator.LayerWarnings(options.Model));
+    }
+
+    [Fact]
+    public void An_activation_or_dropout_after_the_last_dense_layer_is_warned_under_softmax_cross_entropy()
+    {
+        var model = new ModelOptions
+        {
+            Layers =
+            [
+                new LayerOptions { Type = "Dense", Units = 32 },
+                new LayerOptions { Type = "ReLU" },
+                new LayerOptions { Type = "Dense", Units = 10 },
+                new LayerOptions { Type = "relu" },
+                new LayerOptions { Type = "Dropout", Rate = 0.5 },
+            ],
+        };
+        Assert.Equal([
+            "Model:Layers:3 (ReLU) comes after the last Dense layer (Model:Layers:2), on the logits: Model:Loss SoftmaxCrossEntropy applies softmax to the logits itself, so the ReLU only clips them at 0. Remove layer 3.",
+            "Model:Layers:4 (Dropout) comes after the last Dense layer (Model:Layers:2), on the logits: Model:Loss SoftmaxCrossEntropy applies softmax to the logits itself, so the Dropout only zeroes some of them at random. Remove layer 4.",
+        ], TrainingOptionsValidator.LayerWarnings(model));
+        // Mean squared error against one-hot targets takes the outputs as they are: a Sigmoid there is a choice.
+        model.Loss = LossTypes.MeanSquaredError;
+        Assert.Empty(TrainingOptionsValidator.LayerWarnings(model));
     }
 
     [Fact]

@@ -165,8 +165,10 @@ public static class TrainingOptionsValidator
 
     /// <summary>
     /// Layer settings that are valid but do nothing, one line each: a key the layer's type does not use (<c>Units</c> on a
-    /// ReLU, <c>KernelSize</c> on a Dropout), which is ignored, and a Dropout without a Rate, which drops nothing. A key is
-    /// taken as set when it differs from its default. Printed as warnings before a run; the run proceeds.
+    /// ReLU, <c>KernelSize</c> on a Dropout), which is ignored, a Dropout without a Rate, which drops nothing, and an
+    /// activation or Dropout after the last Dense layer under softmax cross-entropy, which changes the logits the loss
+    /// applies softmax to. A key is taken as set when it differs from its default. Printed as warnings before a run; the
+    /// run proceeds.
     /// </summary>
     /// <param name="model">The model section; layers of unknown type are left to <see cref="Validate"/>.</param>
     /// <returns>The warnings, in layer order; empty when every layer setting is used.</returns>
@@ -212,7 +214,36 @@ public static class TrainingOptionsValidator
             if (type == LayerTypes.Dropout && layer.Rate == 0)
                 warnings.Add($"Model:Layers:{i} (Dropout) has no Rate, so it drops nothing: set Model:Layers:{i}:Rate in [0, 1), such as 0.5, or remove the layer.");
         }
+        warnings.AddRange(LogitWarnings(model));
         return warnings;
+    }
+
+    /// <summary>
+    /// An activation or Dropout after the last Dense layer when the loss is softmax cross-entropy: the loss applies softmax to
+    /// the last Dense layer's outputs (the logits) itself, so a layer between them only changes the logits (a ReLU clips
+    /// them at 0, and the classes it zeroes all get the same probability).
+    /// </summary>
+    private static IEnumerable<string> LogitWarnings(ModelOptions model)
+    {
+        if (LossTypes.Canonical(model.Loss) != LossTypes.SoftmaxCrossEntropy) yield break;
+        var types = (model.Layers ?? []).Select(l => LayerTypes.Canonical(l?.Type)).ToList();
+        var lastDense = types.LastIndexOf(LayerTypes.Dense);
+        if (lastDense < 0) yield break;
+        for (var i = lastDense + 1; i < types.Count; i++)
+        {
+            var effect = types[i] switch
+            {
+                LayerTypes.ReLU => "clips them at 0",
+                LayerTypes.LeakyReLU => "shrinks the negative ones",
+                LayerTypes.Sigmoid => "squashes them into (0, 1)",
+                LayerTypes.Tanh => "squashes them into (-1, 1)",
+                LayerTypes.Dropout => "zeroes some of them at random",
+                _ => null,
+            };
+            if (effect is not null)
+                yield return $"Model:Layers:{i} ({types[i]}) comes after the last Dense layer (Model:Layers:{lastDense}), on the logits: Model:Loss " +
+                    $"{LossTypes.SoftmaxCrossEntropy} applies softmax to the logits itself, so the {types[i]} only {effect}. Remove layer {i}.";
+        }
     }
 
     /// <summary>
