@@ -6,7 +6,8 @@ namespace DistTrain.Cli;
 /// Checks, before training, the settings that name places a run writes to during training, so a bad one is a config error
 /// (exit code 2) instead of a failure mid-run or a setting that silently does nothing: Monitoring:SampleTraceDirectory (a
 /// file given as the folder failed inside an actor, with 51 stack frames and exit code 1) and Output:HealthFile (in a folder
-/// that does not exist it was never written, so a container health check would call a live node dead).
+/// that does not exist it was never written, so a container health check would call a live node dead; a folder given as the
+/// file read 'Access to the path is denied').
 /// </summary>
 internal static class OutputSettings
 {
@@ -34,7 +35,10 @@ internal static class OutputSettings
             try
             {
                 var folder = Path.GetDirectoryName(Path.GetFullPath(health));
-                if (folder is not null && !Directory.Exists(folder))
+                if (Directory.Exists(health))
+                    problems.Add($"Output:HealthFile = '{health}' is a folder, not a file. Give the path of a file to touch, such as " +
+                                 $"'{Path.Combine(health, "healthy")}', or leave Output:HealthFile empty.");
+                else if (folder is not null && !Directory.Exists(folder))
                     problems.Add($"Output:HealthFile = '{health}': the folder {folder} does not exist, so the file would never be written and a health check would " +
                                  "report this process dead. Create the folder, or leave Output:HealthFile empty.");
                 else File.WriteAllText(health, DateTime.UtcNow.ToString("O"));

@@ -43,4 +43,25 @@ public sealed class OutputSettingsTests : IDisposable
         Assert.True(File.Exists(health));
         Assert.NotEmpty(Directory.GetFiles(file, "minibatches-*.csv"));
     }
+
+    [Fact]
+    public void A_folder_given_as_the_health_file_is_refused_by_name()
+    {
+        var runs = Path.Combine(_directory, "runs");
+        var config = Path.Combine(_directory, "config.json");
+        File.WriteAllText(config, $$"""
+            {
+              "Data": { "Directory": "{{TestData.SubsetDirectory}}", "TrainLimit": 64, "TestLimit": 20 },
+              "Model": { "InputSize": 784, "Layers": [{ "Type": "Dense", "Units": 10 }] },
+              "Training": { "Workers": 1, "Epochs": 1, "BatchSizePerWorker": 16 },
+              "Output": { "Directory": "{{runs}}", "HealthFile": "{{_directory}}" }
+            }
+            """);
+        var (exit, output, error) = CliProcess.Run(["train", "-c", config]);
+        Assert.True(exit == 2, $"exit {exit}\n{output}\n{error}");
+        Assert.Contains($"Output:HealthFile = '{_directory}' is a folder, not a file. Give the path of a file to touch, such as " +
+                        $"'{Path.Combine(_directory, "healthy")}', or leave Output:HealthFile empty.", error);
+        Assert.DoesNotContain("Access to the path", error);
+        Assert.False(Directory.Exists(runs), "a run folder was created");
+    }
 }
