@@ -95,8 +95,13 @@ public class CsvDatasetTests : IDisposable
         Assert.Contains("Data:Csv:IgnoreColumns", error.Message);
         var nan = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("nan.csv", "x,label\nNaN,0\n"), new CsvOptions()));
         Assert.Contains("line 2, column 'x'", nan.Message);
-        var empty = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("empty.csv", "x,label\n,0\n"), new CsvOptions()));
-        Assert.Contains("'' is not a finite number", empty.Message);
+        // An empty cell, as a missing value is written: said to be empty, not a non-numeric column to ignore.
+        var emptyPath = Write("empty.csv", "x,y,label\n1,2,0\n3, ,1\n");
+        var empty = Assert.Throws<DataFormatException>(() => CsvDataset.Read(emptyPath, new CsvOptions()));
+        Assert.Equal($"{emptyPath}: line 3, column 'y' (index 1) is empty: every feature needs a value. Fill the cell (for example with the column's mean), or drop the row.", empty.Message);
+        var emptyNoHeader = Write("empty-no-header.csv", "1,2,0\n,4,1\n");
+        Assert.Equal($"{emptyNoHeader}: line 2, column 'column 0' (index 0) is empty: every feature needs a value. Fill the cell (for example with the column's mean), or drop the row.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(emptyNoHeader, new CsvOptions { HasHeader = false })).Message);
         // A decimal comma, as a European locale writes with ';' between columns: the hint gives the number with a point.
         var comma = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("comma.csv", "a;b;label\n5,1;3,5;0\n"), new CsvOptions { Separator = ";" }));
         Assert.Contains("line 2, column 'a' (index 0): '5,1' is not a number: a decimal comma? Numbers are read with a decimal point ('5.1')", comma.Message);

@@ -8,7 +8,8 @@ namespace DistTrain.Core.Data;
 /// <summary>
 /// Reads CSV data sets (<see cref="CsvOptions"/>) with the Sep parser: every column but the label and the ignored ones
 /// is a numeric feature, read as a float as it is written (no scaling; standardize with Data:Normalization). A value that
-/// is not a finite number, or a row with another number of columns, is an error naming the file, line and column.
+/// is not a finite number, an empty feature cell, or a row with another number of columns, is an error naming the file,
+/// line and column.
 /// </summary>
 public static partial class CsvDataset
 {
@@ -197,6 +198,9 @@ public static partial class CsvDataset
                 foreach (var column in layout.FeatureIndices)
                 {
                     var cell = record[column].Span;
+                    if (cell.IsWhiteSpace())
+                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}) is empty: every feature needs a value. " +
+                            "Fill the cell (for example with the column's mean), or drop the row.");
                     if (!float.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !float.IsFinite(value))
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' {NotAFeature(cell)}");
                     values.Add(value);
