@@ -55,7 +55,7 @@ public class ConfigurationHostileTests : IDisposable
     [Fact]
     public void Huge_numbers_are_refused_as_out_of_range_or_not_finite()
     {
-        Assert.Contains("Training:Epochs = '1e400' (in hostile.json) is not valid: expected a whole number.", Problems("""{"Training":{"Epochs":1e400}}"""));
+        Assert.Contains("Training:Epochs = '1e400' (in hostile.json) is out of range: allowed [1, 10000].", Problems("""{"Training":{"Epochs":1e400}}"""));
         Assert.Contains("Model:Initializer:Constant = Infinity (in hostile.json) is not a finite number: weights would start as infinities or NaN.",
             Problems("""{"Model":{"Initializer":{"Constant":1e400}}}"""));
         Assert.Contains("Optimizer:LearningRate = -Infinity (in hostile.json) is out of range: allowed (0, 10].", Problems("""{"Optimizer":{"LearningRate":-1e400}}"""));

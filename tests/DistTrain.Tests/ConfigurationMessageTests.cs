@@ -50,6 +50,16 @@ public class ConfigurationMessageTests
     {
         Assert.Equal(["Training:Seed = '99999999999' (from environment variable DISTTRAIN_Training__Seed) is out of range: expected a whole number from -2147483648 to 2147483647."],
             Problems(Mlp, new() { ["DISTTRAIN_Training__Seed"] = "99999999999" }));
+        // Written with an exponent, as JSON allows: a whole number still, out of range for the key, with the key's own range.
+        Assert.Equal(["Training:Epochs = '1e10' (in test.json) is out of range: allowed [1, 10000]."],
+            Problems("""{ "Training": { "Epochs": 1e10 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        Assert.Equal(["Model:Layers:2:Units = '-3E10' (in test.json) is out of range: allowed [1, 1048576]."],
+            Problems("""{ "Model": { "Layers": [{ "Type": "Dense", "Units": 32 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": -3E10 }] } }"""));
+        Assert.Equal(["Training:Seed = '1e10' (in test.json) is out of range: expected a whole number from -2147483648 to 2147483647."],
+            Problems("""{ "Training": { "Seed": 1e10 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        // In range but with an exponent: the binder does not read it, so say how to write it.
+        Assert.Equal(["Training:Epochs = '1e3' (in test.json) is not valid: expected a whole number written in digits, such as 1000."],
+            Problems("""{ "Training": { "Epochs": 1e3 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
     }
 
     [Fact]

@@ -357,13 +357,18 @@ public static class TrainingOptionsLoader
                     };
                 // A misspelt name (Asynch, PerTensr) gets the closest allowed one; two edits at most, so "Lion" suggests no optimizer.
                 var hint = names is not null && NameSuggestions.Closest(leaf.Value!, names, maxDistance: 2) is { } closest ? $" Did you mean '{closest}'?" : "";
-                // A whole number too large for the key (99999999999 for an Int32) is one, but out of range: say so, with the range.
-                var outOfRange = expected == "System.Int32" && System.Numerics.BigInteger.TryParse(leaf.Value!.Trim(), System.Globalization.NumberStyles.AllowLeadingSign,
-                    System.Globalization.CultureInfo.InvariantCulture, out _);
+                // A whole number too large for the key (99999999999, or 1e10 or 1e400 as JSON may write it, for an Int32) is one, but out
+                // of range: say so, with the key's own range when it has one (Training:Epochs: [1, 10000]), else Int32's.
+                // A whole number in range written with an exponent (1e3) is not read: say how to write it.
+                var whole = WholeNumber(leaf.Value!);
                 failed.Add(ListOf(leaf.Key));
-                problems.Add(outOfRange
-                    ? $"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is out of range: expected a whole number from {int.MinValue:D} to {int.MaxValue:D}."
-                    : $"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is not valid: expected {allowed}.{hint}");
+                if (expected == "System.Int32" && whole is { } big && (big > int.MaxValue || big < int.MinValue))
+                    problems.Add($"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is out of range: " +
+                        (KeyRange(bindable, leaf.Key, big > 0 ? int.MaxValue : int.MinValue) is { } range ? $"{range}." : $"expected a whole number from {int.MinValue:D} to {int.MaxValue:D}."));
+                else if (expected == "System.Int32" && whole is { } inRange)
+                    problems.Add($"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is not valid: expected a whole number written in digits, such as {inRange.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)}.");
+                else
+                    problems.Add($"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is not valid: expected {allowed}.{hint}");
             }
         }
         skipped.AddRange(failed);
@@ -378,6 +383,51 @@ public static class TrainingOptionsLoader
         }
         problems.Add("the configuration does not bind to the options, although every key binds on its own. Check the lists (Model:Layers, Model:InputShape) for mixed entries.");
         skipped.Add(""); // nothing bound: no range check can be trusted
+    }
+
+    /// <summary>
+    /// The whole number <paramref name="value"/> stands for, written in digits (<c>99999999999</c>) or as JSON may write
+    /// it, with an exponent or a fraction of zero (<c>1e10</c>, <c>3.0</c>); infinity for one past a double (<c>1e400</c>);
+    /// null when it is not a whole number. Exact within Int32, the only range it is shown in.
+    /// </summary>
+    private static double? WholeNumber(string value)
+    {
+        var text = value.Trim();
+        return text.Any(char.IsAsciiDigit)
+            && double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var number)
+            && (double.IsInfinity(number) || Math.Floor(number) == number)
+            ? number
+            : null;
+    }
+
+    /// <summary>
+    /// The validator's range for the whole-number <paramref name="key"/> (<c>allowed [1, 10000]</c>), found by validating
+    /// <paramref name="limit"/> (Int32's bound on the side the value is past) in its place, with the rest of its list when
+    /// it is inside one (a layer's Units depend on its Type); null when the key takes every Int32 (Training:Seed) or its
+    /// range cannot be found.
+    /// </summary>
+    private static string? KeyRange(IConfiguration configuration, string key, int limit)
+    {
+        // A key inside a list entry is validated with its whole list: the entry alone would be bound as entry 0.
+        var list = ListOf(key);
+        var values = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        if (list != key)
+            foreach (var kv in configuration.AsEnumerable().Where(kv => kv.Value is not null && IsUnder(kv.Key, [list])))
+                values[kv.Key] = kv.Value;
+        values[key] = limit.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var options = new TrainingOptions();
+        try
+        {
+            new ConfigurationBuilder().AddInMemoryCollection(values).Build().Bind(options, o => o.ErrorOnUnknownConfiguration = true);
+        }
+        catch (InvalidOperationException)
+        {
+            return null; // another key of the entry is of the wrong type: reported on its own
+        }
+        var prefix = $"{key} = ";
+        var problem = TrainingOptionsValidator.Validate(options, checkDataDirectory: false)
+            .FirstOrDefault(p => p.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) && p.Contains(" is out of range: allowed ", StringComparison.Ordinal));
+        return problem is null ? null : problem[(problem.IndexOf(" is out of range: ", StringComparison.Ordinal) + " is out of range: ".Length)..].TrimEnd('.');
     }
 
     /// <summary>True when <paramref name="key"/> is one of <paramref name="keys"/> or inside one (ignoring case); "" holds every key.</summary>
