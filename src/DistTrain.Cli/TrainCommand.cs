@@ -202,7 +202,8 @@ internal static class TrainCommand
     /// (<see cref="WarmupOutlastsRun"/>), a momentum the optimizer does not use, schedule settings the schedule's kind does
     /// not use (<see cref="LearningRateScheduleOptions.UnusedSettings"/>), layer settings the layer's type does not use and a
     /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), classes without a training sample, images
-    /// in the image folders that are skipped because their format is not read (<see cref="ImageFolderDataset.UnreadImages"/>).
+    /// in the image folders that are skipped because their format is not read (<see cref="ImageFolderDataset.UnreadImages"/>), raw
+    /// IDX files ignored for the <c>.gz</c> files beside them (<see cref="FashionMnist.IgnoredRawFilesNotice"/>).
     /// </summary>
     /// <param name="options">The run's options.</param>
     /// <param name="train">The training split, after Data:TrainLimit, Data:Classes and the validation split.</param>
@@ -227,6 +228,7 @@ internal static class TrainCommand
             yield return $"{empty.Count} of the {counts.Length} classes ha{(empty.Count == 1 ? "s" : "ve")} no training sample (class{(empty.Count == 1 ? "" : "es")} " +
                 $"{string.Join(", ", named)}{(empty.Count > 8 ? ", ..." : "")}): the model keeps an output for each, which training only pushes down.{oneBased}";
         }
+        if (options.Data.Format == DataFormat.Idx && FashionMnist.IgnoredRawFilesNotice(options.Data.Directory) is { } ignored) yield return ignored;
         if (options.Data.Format == DataFormat.ImageFolder)
             foreach (var folder in new[] { options.Data.ImageFolder.TrainDirectory, options.Data.ImageFolder.TestDirectory }.Where(f => f.Length > 0))
                 if (SkippedImages(folder) is { } skipped) yield return skipped;

@@ -28,6 +28,32 @@ public class IdxFileTests : IDisposable
     }
 
     [Fact]
+    public void Raw_idx_files_beside_their_gz_files_are_named_as_ignored_before_training()
+    {
+        foreach (var file in Directory.GetFiles(TestData.SubsetDirectory)) File.Copy(file, Path.Combine(_directory, Path.GetFileName(file)));
+        var options = new DistTrain.Core.Configuration.TrainingOptions();
+        options.Data.Directory = _directory;
+        var train = FashionMnist.LoadSplit(_directory, "train");
+        Assert.Null(FashionMnist.IgnoredRawFilesNotice(_directory));
+        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+
+        // Unpacked beside the .gz files (gunzip -k): the .gz files are still read, and the raw ones named as ignored.
+        foreach (var name in new[] { "train-images-idx3-ubyte", "train-labels-idx1-ubyte" })
+        {
+            using var gz = new GZipStream(File.OpenRead(Path.Combine(_directory, name + ".gz")), CompressionMode.Decompress);
+            using var raw = File.Create(Path.Combine(_directory, name));
+            gz.CopyTo(raw);
+        }
+        var notice = $"{_directory} holds train-images-idx3-ubyte, train-labels-idx1-ubyte both gzip-compressed (.gz) and raw: the .gz files are read " +
+                     "and the raw ones ignored. Delete or move the copies you do not mean to use.";
+        Assert.Equal(notice, FashionMnist.IgnoredRawFilesNotice(_directory));
+        Assert.Equal([notice], DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+        File.Delete(Path.Combine(_directory, "train-labels-idx1-ubyte.gz"));
+        Assert.Equal($"{_directory} holds train-images-idx3-ubyte both gzip-compressed (.gz) and raw: the .gz file is read and the raw one ignored. " +
+                     "Delete or move the copy you do not mean to use.", FashionMnist.IgnoredRawFilesNotice(_directory));
+    }
+
+    [Fact]
     public void The_committed_subset_reads_as_Fashion_MNIST()
     {
         var (train, test) = FashionMnist.Load(TestData.SubsetDirectory);

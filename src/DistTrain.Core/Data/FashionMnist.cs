@@ -51,6 +51,33 @@ public static class FashionMnist
         return new LabeledDataset(features, labels.Data, imageDimensions[1] * imageDimensions[2], ClassCount);
     }
 
+    /// <summary>The four IDX files' names without <c>.gz</c>, training split first.</summary>
+    public static readonly IReadOnlyList<string> FileNames =
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+
+    /// <summary>
+    /// The IDX files of <paramref name="directory"/> held both gzip-compressed and raw (<c>train-images-idx3-ubyte.gz</c>
+    /// beside <c>train-images-idx3-ubyte</c>), by their raw names, in <see cref="FileNames"/> order: the loader reads the
+    /// <c>.gz</c> file of each and ignores the raw one, which callers say once.
+    /// </summary>
+    /// <param name="directory">Folder with the IDX files; a missing folder has none.</param>
+    public static IReadOnlyList<string> IgnoredRawFiles(string directory) =>
+        [.. FileNames.Where(name => File.Exists(Path.Combine(directory, name + ".gz")) && File.Exists(Path.Combine(directory, name)))];
+
+    /// <summary>
+    /// One line naming the raw IDX files of <paramref name="directory"/> that are ignored because their <c>.gz</c>
+    /// files are read (<see cref="IgnoredRawFiles"/>), with the fix; null when there are none.
+    /// </summary>
+    /// <param name="directory">Folder with the IDX files.</param>
+    public static string? IgnoredRawFilesNotice(string directory)
+    {
+        var ignored = IgnoredRawFiles(directory);
+        if (ignored.Count == 0) return null;
+        var one = ignored.Count == 1;
+        return $"{directory} holds {string.Join(", ", ignored)} both gzip-compressed (.gz) and raw: the .gz file{(one ? " is" : "s are")} read " +
+            $"and the raw {(one ? "one" : "ones")} ignored. Delete or move the cop{(one ? "y" : "ies")} you do not mean to use.";
+    }
+
     private static string Find(string directory, string baseName)
     {
         var gz = Path.Combine(directory, baseName + ".gz");
