@@ -22,7 +22,8 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var config = CliOptions.File("--config", "JSON config.", CliOptions.ConfigTakes, "configs/fashion-mnist-mlp.json", "-c");
+        var config = CliOptions.File("--config", "JSON config (default: configs/fashion-mnist-mlp.json in the current folder, else the one shipped with disttrain).",
+            CliOptions.ConfigTakes, DefaultConfig, "-c");
         var workers = CliOptions.WholeNumber("--workers", "Worker replicas.", CliOptions.WorkersTakes, 2, "-w");
         var batch = CliOptions.WholeNumber("--batch-size", "Override Training:BatchSizePerWorker.", CliOptions.BatchTakes);
         var steps = CliOptions.WholeNumber("--steps", "Measured synchronous steps.", "a whole number of measured steps, at least 1", 400);
@@ -44,10 +45,37 @@ internal static class BenchCommand
             if (parse.GetValue(batch) is { } b) overrides["Training:BatchSizePerWorker"] = b.ToString(CultureInfo.InvariantCulture);
             if (parse.GetValue(data) is { } d) overrides["Data:Directory"] = d;
             overrides["Metrics:Port"] = parse.GetValue(metricsPort).ToString(CultureInfo.InvariantCulture);
-            return await RunAsync(parse.GetValue(config)!.FullName, overrides, parse.GetValue(warmup), parse.GetValue(steps), parse.GetValue(json), cancellationToken);
+            var configPath = parse.GetValue(config)!.FullName;
+            if (parse.GetResult(config) is null or { Implicit: true })
+            {
+                if (ShippedConfig(Directory.GetCurrentDirectory(), AppContext.BaseDirectory) is not { } found)
+                {
+                    CliConsole.Fail("error", NoDefaultConfig(Directory.GetCurrentDirectory(), AppContext.BaseDirectory));
+                    return 2;
+                }
+                configPath = found;
+            }
+            return await RunAsync(configPath, overrides, parse.GetValue(warmup), parse.GetValue(steps), parse.GetValue(json), cancellationToken);
         });
         return command;
     }
+
+    /// <summary>The config <c>bench</c> runs without <c>--config</c>, relative to the current folder or to <see cref="ShippedConfig"/>'s.</summary>
+    internal const string DefaultConfig = "configs/fashion-mnist-mlp.json";
+
+    /// <summary>
+    /// The full path of the config <c>bench</c> runs without <c>--config</c>: <see cref="DefaultConfig"/> in
+    /// <paramref name="currentDirectory"/> when it is there (a clone of the repository), else the copy shipped next to the
+    /// executable in <paramref name="baseDirectory"/> (the build output and the installed tool hold <c>configs/</c>); null
+    /// when neither exists.
+    /// </summary>
+    internal static string? ShippedConfig(string currentDirectory, string baseDirectory) =>
+        new[] { currentDirectory, baseDirectory }.Select(folder => Path.GetFullPath(Path.Combine(folder, DefaultConfig))).FirstOrDefault(File.Exists);
+
+    /// <summary>The error when neither <see cref="ShippedConfig"/> place holds <see cref="DefaultConfig"/>: both places, and <c>--config</c> as the fix.</summary>
+    internal static string NoDefaultConfig(string currentDirectory, string baseDirectory) =>
+        $"no --config given, and the default {DefaultConfig} is neither in the current folder ({currentDirectory}) nor shipped with disttrain " +
+        $"({Path.Combine(baseDirectory, "configs")}). Pass --config with a JSON config file, such as {DefaultConfig} of the repository.";
 
     private static async Task<int> RunAsync(string configPath, Dictionary<string, string?> overrides, int warmup, int steps, bool json, CancellationToken cancellationToken)
     {

@@ -285,6 +285,25 @@ public sealed class CliProcessTests : IDisposable
     }
 
     [Fact]
+    public async Task Bench_without_config_run_from_another_folder_runs_the_config_shipped_with_the_executable()
+    {
+        // The working folder (_directory) has no configs/: the copy next to disttrain.dll is run, not "not found".
+        Assert.False(Directory.Exists(Folder("configs")));
+        var (bench, exit) = await Disttrain(Run, "bench", "--data", TestData.SubsetDirectory, "--warmup", "1", "--steps", "2", "--json");
+        Assert.True(exit == 0, bench.Output);
+        using var report = JsonDocument.Parse(bench.StandardOutput.Split('\n').Single(line => line.StartsWith('{')));
+        Assert.Equal(64, report.RootElement.GetProperty("BatchSizePerWorker").GetInt32()); // configs/fashion-mnist-mlp.json's
+
+        Assert.Equal(Path.Combine(AppContext.BaseDirectory, "configs", "fashion-mnist-mlp.json"), DistTrain.Cli.BenchCommand.ShippedConfig(_directory, AppContext.BaseDirectory));
+        var empty = Folder("empty");
+        Directory.CreateDirectory(empty);
+        Assert.Null(DistTrain.Cli.BenchCommand.ShippedConfig(_directory, empty));
+        Assert.Equal($"no --config given, and the default configs/fashion-mnist-mlp.json is neither in the current folder ({_directory}) nor shipped with disttrain " +
+                     $"({Path.Combine(empty, "configs")}). Pass --config with a JSON config file, such as configs/fashion-mnist-mlp.json of the repository.",
+            DistTrain.Cli.BenchCommand.NoDefaultConfig(_directory, empty));
+    }
+
+    [Fact]
     public async Task Finetune_with_compare_scratch_writes_comparison_json_with_both_runs_accuracies()
     {
         var (pretrain, pretrainExit) = await Disttrain(Run, "train", "--config", Config(), "--output", Folder("pretrain"));
