@@ -90,7 +90,7 @@ internal static class BenchCommand
         TrainingData trainingData;
         try
         {
-            options = TrainingOptionsLoader.Load(configPath, overrides);
+            options = TrainingOptionsLoader.Load(configPath, overrides, CliOptions.OptionOfKey);
             trainingData = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, trainingData);
             if (!CliConsole.FitsInMemory(options)) return 2;

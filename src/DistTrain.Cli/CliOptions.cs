@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using DistTrain.Core.Configuration;
 using System.Runtime.CompilerServices;
 
 namespace DistTrain.Cli;
@@ -16,6 +17,25 @@ internal static class CliOptions
 
     /// <summary>What --config takes.</summary>
     public const string ConfigTakes = "a JSON config file, e.g. configs/fashion-mnist-mlp.json";
+
+    /// <summary>
+    /// The option that sets each config key the commands override (<c>Training:BatchSizePerWorker</c> → <c>--batch-size</c>),
+    /// so a config problem with the value names the option the user typed (<see cref="TrainingOptionsLoader"/>).
+    /// </summary>
+    public static readonly IReadOnlyDictionary<string, string> OptionOfKey = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase)
+    {
+        ["Training:Workers"] = "--workers",
+        ["Training:Epochs"] = "--epochs",
+        ["Training:Seed"] = "--seed",
+        ["Training:BatchSizePerWorker"] = "--batch-size",
+        ["Data:TrainLimit"] = "--train-limit",
+        ["Data:TestLimit"] = "--test-limit",
+        ["Data:Directory"] = "--data",
+        ["Output:Directory"] = "--output",
+        ["Checkpoint:Directory"] = "--checkpoint-dir",
+        ["Checkpoint:Resume"] = "--resume",
+        ["Metrics:Port"] = "--metrics-port",
+    };
 
     /// <summary>What --workers takes.</summary>
     public const string WorkersTakes = "a whole number of worker replicas, 1 to 256 (Training:Workers)";

@@ -48,7 +48,7 @@ internal static class NodeCommand
         string? runDirectory = null;
         try
         {
-            options = TrainingOptionsLoader.Load(configPath, overrides);
+            options = TrainingOptionsLoader.Load(configPath, overrides, CliOptions.OptionOfKey);
             security = ClusterSecurity.Load(options.Cluster);
             data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data);

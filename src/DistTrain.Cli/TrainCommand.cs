@@ -79,7 +79,7 @@ internal static class TrainCommand
         string? shards = null;
         try
         {
-            options = TrainingOptionsLoader.Load(configPath, overrides);
+            options = TrainingOptionsLoader.Load(configPath, overrides, CliOptions.OptionOfKey);
             if (adjust is not null)
             {
                 adjust(options);

@@ -89,6 +89,15 @@ public class CommandLineTests
     }
 
     [Fact]
+    public async Task A_value_out_of_range_for_its_config_key_names_the_option_that_set_it()
+    {
+        using var process = new DistTrainProcess(["train", "--config", "configs/fashion-mnist-mlp.json", "--batch-size", "0", "-w", "0", "--data", TestData.SubsetDirectory]);
+        await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+        Assert.Contains("Training:BatchSizePerWorker = 0 (from a command-line option, --batch-size) is out of range: allowed [1, 65536].", process.Error);
+        Assert.Contains("Training:Workers = 0 (from a command-line option, --workers) is out of range: allowed [1, 256].", process.Error);
+    }
+
+    [Fact]
     public async Task A_bad_value_prints_one_line_on_standard_error_and_no_help_and_exits_1()
     {
         using var process = new DistTrainProcess(["train", "--config", "configs/fashion-mnist-mlp.json", "--epochs", "abc"]);

@@ -32,9 +32,25 @@ public static class TrainingOptionsLoader
     /// <exception cref="ConfigurationException">The file is missing, larger than <see cref="MaxFileBytes"/> or not valid JSON,
     /// a key is unknown, a value has the wrong type, or a value is out of range.</exception>
     public static TrainingOptions Load(string? jsonPath, IReadOnlyDictionary<string, string?>? overrides = null,
+        bool checkDataDirectory = true, IReadOnlyDictionary<string, string?>? environment = null) =>
+        Load(jsonPath, overrides, optionNames: null, checkDataDirectory, environment);
+
+    /// <summary>
+    /// Loads, binds and validates, as <see cref="Load(string?, IReadOnlyDictionary{string, string?}?, bool, IReadOnlyDictionary{string, string?}?)"/>,
+    /// naming the command-line option that set an override in its problems: <c>Training:BatchSizePerWorker = 0 (from a
+    /// command-line option, --batch-size) is out of range</c>.
+    /// </summary>
+    /// <param name="jsonPath">Config file; null binds defaults, environment and overrides only.</param>
+    /// <param name="overrides">Keys such as <c>Training:Workers</c> with their values; applied last.</param>
+    /// <param name="optionNames">The option that sets each key of <paramref name="overrides"/> (<c>Training:BatchSizePerWorker</c>
+    /// → <c>--batch-size</c>); an override whose key it lacks is named only as a command-line option. Null names none.</param>
+    /// <param name="checkDataDirectory">Require that the data directory exists.</param>
+    /// <param name="environment">Environment variables to read; null reads the process environment.</param>
+    /// <exception cref="ConfigurationException">As the overload without <paramref name="optionNames"/>.</exception>
+    public static TrainingOptions Load(string? jsonPath, IReadOnlyDictionary<string, string?>? overrides, IReadOnlyDictionary<string, string>? optionNames,
         bool checkDataDirectory = true, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        if (jsonPath is null) return Load("defaults", null, overrides, checkDataDirectory, environment);
+        if (jsonPath is null) return Load("defaults", null, overrides, checkDataDirectory, environment, optionNames);
         var full = Path.GetFullPath(jsonPath);
         if (Directory.Exists(full))
             throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' is a folder ({full}), not a file. Pass --config with a JSON file, such as one from configs/."]);
@@ -55,7 +71,7 @@ public static class TrainingOptionsLoader
         {
             throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' cannot be read ({e.Message}). Check its permissions."]);
         }
-        return Load(jsonPath, json, overrides, checkDataDirectory, environment);
+        return Load(jsonPath, json, overrides, checkDataDirectory, environment, optionNames);
     }
 
     /// <summary>Loads, binds and validates config JSON already in memory; <paramref name="source"/> names it in messages.</summary>
@@ -64,9 +80,10 @@ public static class TrainingOptionsLoader
     /// <param name="overrides">As <see cref="Load(string?, IReadOnlyDictionary{string, string?}?, bool, IReadOnlyDictionary{string, string?}?)"/>.</param>
     /// <param name="checkDataDirectory">Require that the data directory exists.</param>
     /// <param name="environment">Environment variables to read; null reads the process environment.</param>
+    /// <param name="optionNames">The command-line option that sets each override's key, for messages; null names none.</param>
     /// <exception cref="ConfigurationException">As the file overload.</exception>
     internal static TrainingOptions Load(string source, byte[]? json, IReadOnlyDictionary<string, string?>? overrides,
-        bool checkDataDirectory, IReadOnlyDictionary<string, string?>? environment)
+        bool checkDataDirectory, IReadOnlyDictionary<string, string?>? environment, IReadOnlyDictionary<string, string>? optionNames = null)
     {
         var builder = new ConfigurationBuilder();
         if (json is not null)
@@ -105,7 +122,8 @@ public static class TrainingOptionsLoader
         // appends a layer whose Units no one set), that entry is named, not the file.
         string Origin(string key)
         {
-            if (overrides?.ContainsKey(key) == true) return "from a command-line option";
+            if (overrides?.ContainsKey(key) == true)
+                return optionNames?.TryGetValue(key, out var option) == true ? $"from a command-line option, {option}" : "from a command-line option";
             if (environmentKeys.TryGetValue(key, out var variable)) return $"from environment variable {variable}";
             if (file is not null && (file[key] is not null || file.GetSection(key).GetChildren().Any())) return $"in {source}";
             var parts = key.Split(':');
