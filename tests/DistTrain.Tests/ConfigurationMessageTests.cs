@@ -63,6 +63,25 @@ public class ConfigurationMessageTests
     }
 
     [Fact]
+    public void A_stride_of_0_is_refused_naming_the_default_to_get_by_leaving_it_out()
+    {
+        static string Cnn(string convStride, string poolStride) => $$"""
+            { "Model": { "InputShape": [1, 28, 28], "Layers": [
+                { "Type": "Conv2D", "Channels": 4, "KernelSize": 3{{convStride}} }, { "Type": "MaxPool2D", "KernelSize": 2{{poolStride}} },
+                { "Type": "Flatten" }, { "Type": "Dense", "Units": 10 }] } }
+            """;
+        Assert.Equal([
+            "Model:Layers:0:Stride = 0 (in test.json) is out of range: strides are at least 1, as in PyTorch. Leave out Stride for the Conv2D default, 1, or set 1 to 1024.",
+            "Model:Layers:1:Stride = 0 (from environment variable DISTTRAIN_Model__Layers__1__Stride) is out of range: strides are at least 1, as in PyTorch. " +
+                "Leave out Stride for the MaxPool2D default, the kernel size (2), or set 1 to 1024.",
+        ], Problems(Cnn(", \"Stride\": 0", ""), new() { ["DISTTRAIN_Model__Layers__1__Stride"] = "0" }));
+        Assert.Equal(["Model:Layers:0:Stride = -1 (in test.json) is out of range: allowed [1, 1024]."], Problems(Cnn(", \"Stride\": -1", "")));
+        // Left out, the defaults: 1 for the convolution, the kernel size for the pooling.
+        var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(Cnn("", "")), null, checkDataDirectory: false, new Dictionary<string, string?>());
+        Assert.Equal(4 * 13 * 13, ((DistTrain.Core.Layers.Dense)DistTrain.Core.Models.ModelFactory.Build(options.Model).Layers[^1]).InFeatures);
+    }
+
+    [Fact]
     public void Every_category_of_problem_is_reported_together_and_a_bad_key_once()
     {
         // An unknown key, a value of the wrong type, a null and a value out of range: all four, each once.

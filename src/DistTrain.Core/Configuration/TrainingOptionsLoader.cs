@@ -181,6 +181,7 @@ public static class TrainingOptionsLoader
 
         var options = new TrainingOptions();
         BindEachKey(configuration, options, problems, Origin, skipped);
+        if (!IsUnder("Model:Layers", skipped)) problems.AddRange(ZeroStrides(configuration, options.Model, Origin));
         if (!string.IsNullOrEmpty(configuration["Cluster:Secret"]) && Origin("Cluster:Secret").StartsWith("in ", StringComparison.Ordinal))
             problems.Add($"Cluster:Secret is set in {source}: a secret in a config file travels with it (version control, images). " +
                          "Put it in a file named by Cluster:SecretFile, or in the environment variable DISTTRAIN_Cluster__Secret.");
@@ -303,6 +304,25 @@ public static class TrainingOptionsLoader
                         Visit(item, $"{key}:{index++}");
                     break;
             }
+        }
+    }
+
+    /// <summary>
+    /// A Stride of 0 set for a Conv2D or pooling layer: bound, 0 stands for the key left out (the default), so only the
+    /// configuration tells the two apart. PyTorch refuses a stride of 0; so does DistTrain, naming the default to get by
+    /// leaving the key out.
+    /// </summary>
+    private static IEnumerable<string> ZeroStrides(IConfiguration configuration, Models.ModelOptions model, Func<string, string> origin)
+    {
+        for (var i = 0; i < model.Layers.Count; i++)
+        {
+            var key = $"Model:Layers:{i.ToString(System.Globalization.CultureInfo.InvariantCulture)}:Stride";
+            var type = Models.LayerTypes.Canonical(model.Layers[i]?.Type);
+            if (configuration[key] is null || model.Layers[i].Stride != 0
+                || type is not (Models.LayerTypes.Conv2D or Models.LayerTypes.MaxPool2D or Models.LayerTypes.AvgPool2D)) continue;
+            var fallback = type == Models.LayerTypes.Conv2D ? "1" : $"the kernel size ({model.Layers[i].KernelSize.ToString(System.Globalization.CultureInfo.InvariantCulture)})";
+            yield return $"{key} = 0 ({origin(key)}) is out of range: strides are at least 1, as in PyTorch. " +
+                $"Leave out Stride for the {type} default, {fallback}, or set 1 to 1024.";
         }
     }
 

@@ -90,12 +90,12 @@ public static class TrainingOptionsValidator
                 case LayerTypes.Conv2D:
                     Range($"{key}:Channels", layer.Channels, 1, 1 << 16);
                     Range($"{key}:KernelSize", layer.KernelSize, 1, 1024);
-                    Range($"{key}:Stride", layer.Stride, 0, 1024);
+                    if (layer.Stride != 0) Range($"{key}:Stride", layer.Stride, 1, 1024); // 0: not set (a config that sets it is refused by the loader)
                     Range($"{key}:Padding", layer.Padding, 0, 1024);
                     break;
                 case LayerTypes.MaxPool2D or LayerTypes.AvgPool2D:
                     Range($"{key}:KernelSize", layer.KernelSize, 1, 1024);
-                    Range($"{key}:Stride", layer.Stride, 0, 1024);
+                    if (layer.Stride != 0) Range($"{key}:Stride", layer.Stride, 1, 1024);
                     break;
                 case LayerTypes.Dropout:
                     Range($"{key}:Rate", layer.Rate, 0, 1, maxExclusive: true);

@@ -74,7 +74,10 @@ public sealed class LayerOptions
     /// <summary>Kernel (window) height and width of Conv2D, MaxPool2D and AvgPool2D.</summary>
     public int KernelSize { get; set; }
 
-    /// <summary>Step between positions; 0 means the default: 1 for Conv2D, the kernel size for pooling (as PyTorch).</summary>
+    /// <summary>
+    /// Step between positions, at least 1; 0 stands for not set, the default: 1 for Conv2D, the kernel size for pooling (as
+    /// PyTorch). A config file, variable or option that sets 0 is refused, as PyTorch refuses a stride of 0: leave the key out.
+    /// </summary>
     public int Stride { get; set; }
 
     /// <summary>Zeros added on every side of a Conv2D input. Default 0.</summary>
