@@ -162,6 +162,46 @@ public class PredictEvaluateTests : IDisposable
         Assert.Equal(1, exit); // no input: a bad command line
     }
 
+    /// <summary>
+    /// predict and evaluate read CSV files with the model's training settings. A file without a column the training run
+    /// ignored (an id) used to be refused, though the column is not used; and the reader's messages told the user to set
+    /// Data:Csv keys, which these commands do not take.
+    /// </summary>
+    [Fact]
+    public async Task A_csv_file_without_an_ignored_column_is_scored_and_csv_errors_give_the_models_settings()
+    {
+        var rows = File.ReadAllLines("/usr/lib/python3/dist-packages/sklearn/datasets/data/iris.csv").Skip(1).ToArray();
+        var training = Path.Combine(_directory, "with-id.csv");
+        File.WriteAllLines(training, ["id,a,b,c,d,species", .. rows.Select((row, i) => $"{1000 + i},{row}")]);
+        var overrides = new Dictionary<string, string?>
+        {
+            ["Data:Csv:TrainFile"] = training, ["Data:Csv:HasHeader"] = "true", ["Data:Csv:SkipRows"] = "0", ["Data:Csv:LabelColumn"] = "species",
+            ["Data:Csv:IgnoreColumns:0"] = "id", ["Training:Epochs"] = "5", ["Output:Directory"] = _directory,
+        };
+        var (trainExit, _, run) = await TrainCommand.RunJobAsync(SklearnCsvTests.Config("iris"), overrides, null, CancellationToken.None).WithTestTimeout();
+        Assert.Equal(0, trainExit);
+        var path = Path.Combine(run!, "model.safetensors");
+        var model = TrainedModel.Load(path);
+
+        var withoutId = Path.Combine(_directory, "without-id.csv");
+        File.WriteAllLines(withoutId, ["a,b,c,d,species", .. rows]);
+        Assert.Equal(ModelInputs.Read(training, model, resize: false).Values, ModelInputs.Read(withoutId, model, resize: false).Values);
+        var (data, _) = ModelInputs.ReadLabeled(withoutId, model, resize: false);
+        Assert.Equal(ModelInputs.ReadLabeled(training, model, resize: false).Data.Labels, data.Labels);
+        var (exit, output, error) = await Cli("evaluate", "--model", path, "--data", withoutId);
+        Assert.True(exit == 0, error);
+        Assert.Contains("150", output);
+
+        var semicolons = Path.Combine(_directory, "semicolons.csv");
+        File.WriteAllLines(semicolons, ["a;b;c;d", "5.1;3.5;1.4;0.2"]);
+        (exit, _, error) = await Cli("predict", "--model", path, semicolons);
+        Assert.Equal(2, exit);
+        var message = string.Join(" ", error.Split('\n', StringSplitOptions.TrimEntries));
+        Assert.Contains("Is that the separator? Set Data:Csv:Separator to \";\" (it is ','). Here the Data:Csv settings are the model's, from its training run " +
+            "(Separator ',', HasHeader true, LabelColumn 'species', IgnoreColumns id): predict and evaluate read every CSV file with them and take no " +
+            "config keys, so write the file to match them.", message);
+    }
+
     [Fact]
     public async Task Outputs_that_are_not_finite_and_weights_that_are_not_finite_exit_2_naming_the_rows_or_the_tensor_never_a_prediction()
     {

@@ -276,6 +276,8 @@ public static partial class CsvDataset
         foreach (var name in options.IgnoreColumns)
         {
             var index = FindColumn(name, header, columnCount);
+            // A file scored with a model's columns, found by the header's names: an ignored column it lacks is not needed.
+            if (index < 0 && expectedFeatures is not null && byName && header is not null) continue;
             if (index < 0) throw new DataFormatException($"{path}: Data:Csv:IgnoreColumns names '{name}', which is no column: {Known()}.");
             ignored.Add(index);
         }

@@ -78,7 +78,8 @@ public static class ModelInputs
         {
             // By the header's names when the model knows them (as evaluate reads its file), else by position.
             var features = model.Data.FeatureNames ?? [.. Enumerable.Range(0, shape.Size).Select(i => $"column {i}")];
-            var (values, lines) = CsvDataset.ReadFeatures(path, model.Data.Csv ?? new CsvOptions(), features, byName: model.Data.FeatureNames is not null);
+            var (values, lines) = WithTrainingCsvSettings(model, () =>
+                CsvDataset.ReadFeatures(path, model.Data.Csv ?? new CsvOptions(), features, byName: model.Data.FeatureNames is not null));
             return new InputBatch(LineNames(path, lines), values, 1f);
         }
         // A file with an extension that is neither an image, a CSV nor an IDX file (photo.bmp, scan.tiff): name what is read,
@@ -90,6 +91,33 @@ public static class ModelInputs
         var (dimensions, pixels) = IdxFile.ReadAsSingles(path, expectedDimensions: 3, divisor: 255f);
         CheckIdxShape(path, dimensions, model);
         return new InputBatch([.. Enumerable.Range(0, dimensions[0]).Select(i => $"{path}[{i}]")], pixels, 255f);
+    }
+
+    /// <summary>
+    /// Runs a CSV read with the settings the model was trained with. The reader's messages name the Data:Csv keys to change,
+    /// which is the fix for a training run; <c>predict</c> and <c>evaluate</c> take no config keys, so such a message gets
+    /// the model's settings and the fix that applies: write the file to match them.
+    /// </summary>
+    private static T WithTrainingCsvSettings<T>(TrainedModel model, Func<T> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (DataFormatException e) when (e.Message.Contains("Data:Csv:", StringComparison.Ordinal))
+        {
+            var csv = model.Data.Csv ?? new CsvOptions();
+            var settings = string.Join(", ", new[]
+            {
+                $"Separator '{(csv.Separator == "\t" ? "\\t" : csv.Separator)}'",
+                $"HasHeader {(csv.HasHeader ? "true" : "false")}",
+                csv.SkipRows > 0 ? $"SkipRows {csv.SkipRows}" : null,
+                csv.LabelColumn.Length > 0 ? $"LabelColumn '{csv.LabelColumn}'" : "the label in the last column",
+                csv.IgnoreColumns.Count > 0 ? $"IgnoreColumns {string.Join(", ", csv.IgnoreColumns)}" : null,
+            }.Where(s => s is not null));
+            throw new DataFormatException($"{e.Message} Here the Data:Csv settings are the model's, from its training run ({settings}): predict and evaluate " +
+                "read every CSV file with them and take no config keys, so write the file to match them.");
+        }
     }
 
     /// <summary>
@@ -145,7 +173,7 @@ public static class ModelInputs
                 ? new LabelVocabulary(model.Data.ClassNames, model.ClassCount, IntegerLabels: false)
                 : new LabelVocabulary(null, classes.Count > 0 ? LabelVocabulary.MaxClasses : model.ClassCount, IntegerLabels: true);
             // The model's feature columns, by the header's names as predict reads them (by position without a header row).
-            var file = CsvDataset.ReadFile(path, model.Data.Csv ?? new CsvOptions(), vocabulary, model.Data.FeatureNames, Array.MaxLength);
+            var file = WithTrainingCsvSettings(model, () => CsvDataset.ReadFile(path, model.Data.Csv ?? new CsvOptions(), vocabulary, model.Data.FeatureNames, Array.MaxLength));
             data = file.Data.WithSampleNames(LineNames(path, file.Lines));
             if (!model.Data.LabelsAreNames && classes.Count > 0) data = data.KeepClasses(classes);
             dividedBy = 1f;
