@@ -103,6 +103,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly DataPlaneListener _listener;
     private bool _started;
     private IActorRef? _coordinator;
+    private Task<TrainingResult>? _coordinatorCompletion; // the coordinator's outcome, which reaches this actor as Done
     private readonly HashSet<int> _joined = []; // workers handed to the coordinator
     private readonly FailoverState? _failover;
     private bool _takeover;
@@ -153,7 +154,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // True when the job is ending already (its outputs being written, or written), or when only the last epoch's
             // evaluation is left (the coordinator lets it finish, as in single-node mode): the node waits for that end.
             // Otherwise the coordinator ends the run cancelled; the job goes on on a standby, or on resume.
-            if (_saving || _finished is not null) Sender.Tell(true);
+            // A coordinator that has completed is stopping itself and its result is on its way here (Done): the job is ending.
+            if (_saving || _finished is not null || _coordinatorCompletion?.IsCompletedSuccessfully == true) Sender.Tell(true);
+            else if (_coordinatorCompletion?.IsCompleted == true) Sender.Tell(false);
             else if (_coordinator is not null) _coordinator.Tell(new Coordinator.StopRequested(Sender));
             else Sender.Tell(false);
         });
@@ -498,6 +501,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _log.Info("Training starts with {0} worker{1} (job {2})", workers.Length, workers.Length == 1 ? "" : "s", _jobId);
         for (var i = 0; i < count; i++) _joined.Add(i);
         foreach (var index in _links.Keys.Where(i => i >= count).Order()) JoinRunningJob(index); // ready, but after a gap
+        _coordinatorCompletion = completion.Task;
         completion.Task.ContinueWith(t => new Done(t.IsCompletedSuccessfully ? t.Result : null, t.Exception?.GetBaseException()),
             TaskScheduler.Default).PipeTo(Self);
     }

@@ -151,6 +151,8 @@ public static class ClusterNode
         // The job may have ended as the node stopped, its outputs written: that end, not the stop, is the outcome (a stop
         // reported over a finished job's files would contradict them).
         if (stopped && completion.Task.IsCompletedSuccessfully) return completion.Task.Result;
+        // Likewise a standby stopped as the job ended on the active node: that end is the outcome, as without the stop.
+        if (stopped && finishedElsewhere.Task.IsCompletedSuccessfully) throw new JobFinishedOnAnotherNodeException(finishedElsewhere.Task.Result);
         throw new OperationCanceledException(cancellationToken);
     }
 
