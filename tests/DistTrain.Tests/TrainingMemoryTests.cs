@@ -33,7 +33,8 @@ public sealed class TrainingMemoryTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(1_576, ModelFactory.ForwardBytesPerSample(TestData.Mlp(256, 128, 10))); // as Sequential's documentation says
     }
 
-    private static ModelOptions DropoutAndNorms() => new()
+    /// <summary>A small CNN with every layer type that holds parameters or activations.</summary>
+    internal static ModelOptions DropoutAndNorms() => new()
     {
         InputShape = [1, 28, 28],
         Layers =

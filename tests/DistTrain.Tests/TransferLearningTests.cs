@@ -25,6 +25,33 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
     }
 
     [Fact]
+    public void Frozen_tensors_are_left_out_of_the_gradients_and_optimizer_state_of_the_memory_estimate()
+    {
+        // Not among TrainingMemoryTests, which measure the process's allocations: building these models there disturbed them.
+        // Counted from the shapes as the built model freezes them (a BatchNorm with one frozen tensor is frozen whole).
+        foreach (var (model, freeze) in new[] { (TestData.Mlp(2048, 10), new List<string> { "0" }), (TrainingMemoryTests.DropoutAndNorms(), ["0.weight", "9.bias"]), (TrainingMemoryTests.DropoutAndNorms(), ["4.*", "5"]) })
+        {
+            model.Freeze = freeze;
+            var layout = ModelFactory.Build(model).Layout;
+            Assert.Equal(layout.TotalLength - layout.WorkerReportLength, ModelFactory.FrozenParameterCount(model));
+        }
+
+        // 784-2048-10 with its first layer frozen, as finetune --freeze 0 runs it: of the 1,628,170 parameters only the
+        // head's 20,490 get an averaged gradient and momentum at the parameter server and a gradient in the workers' two
+        // report messages, so 6 copies of the 25 shrink to the trainable share.
+        var options = TestData.Options(TestData.Mlp(2048, 10), workers: 2, batch: 100, epochs: 1);
+        var whole = TrainingMemory.SingleNode(options);
+        options.Model.Freeze = ["0"];
+        var frozen = TrainingMemory.SingleNode(options);
+        var share = 20_490 / 1_628_170.0;
+        Assert.Equal(2 + 9 + 2 * 7, whole.Copies);
+        Assert.Equal(2 + 9 + 2 * 7 - 6 * (1 - share), frozen.Copies, precision: 9);
+        Assert.Equal(whole.Parameters, frozen.Parameters);
+        Assert.Equal(whole.ActivationBytes, frozen.ActivationBytes);
+        Assert.True(frozen.TotalBytes < whole.TotalBytes - 5L * 1_607_680 * sizeof(float), $"{frozen.TotalBytes:N0} of {whole.TotalBytes:N0}");
+    }
+
+    [Fact]
     public void Keeping_classes_relabels_them_in_the_listed_order()
     {
         var train = TestData.RawTrain;

@@ -28,8 +28,9 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
 
     /// <summary>
     /// The memory of a single-node run of <paramref name="options"/>, with <c>P</c> the parameters and <c>T</c> ≤ <c>P</c>
-    /// the trainable ones (frozen tensors are counted as trainable: an upper bound). Counted, each as a float32 array, as
-    /// the code allocates them:
+    /// those not frozen by Model:Freeze (<see cref="ModelFactory.FrozenParameterCount"/>; running statistics are counted
+    /// with them, an upper bound): frozen tensors get no gradient in the reports and no optimizer state. Counted, each as
+    /// a float32 array, as the code allocates them:
     /// <list type="bullet">
     /// <item>the version-0 weights the command keeps for the run (P) and the final weights it receives (P);</item>
     /// <item>the parameter server (<see cref="Training.ServerModel"/>, <see cref="Training.WeightsOutbox"/>): master weights
@@ -38,10 +39,10 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
     /// (the first, its copy and a ring of three), plus two per worker in Async and BoundedStaleness; in LocalSgd each message
     /// also carries the optimizer state;</item>
     /// <item>each worker (<see cref="Actors.Worker"/>, <see cref="Training.ReplicaTrainer"/>): its replica's weights and
-    /// gradients (2P), two gradient messages (2P), the staging array for evaluation (P), the evaluation replica (2P); with
-    /// gradient accumulation a micro-batch gradient (P); in LocalSgd its own weights, gradient and optimizer state; with
-    /// Cluster:Compression the encoder's residual, accumulator, TopK magnitudes and momentum-correction velocity (P each as
-    /// used);</item>
+    /// gradients (2P), two gradient messages (2T), the staging array for evaluation (P), the evaluation replica (2P); with
+    /// gradient accumulation a micro-batch gradient (T); in LocalSgd its own weights (P), gradient (T) and optimizer state;
+    /// with Cluster:Compression the encoder's residual, accumulator, TopK magnitudes and momentum-correction velocity (T
+    /// each as used);</item>
     /// <item>activations, per worker: the training pass, Training:BatchSizePerWorker × (2 × the forward bytes per sample of
     /// <see cref="ModelFactory.ForwardBytesPerSample"/>, forward outputs and backward input gradients, + the input and
     /// target columns), and the evaluation pass, Training:EvaluationBatchSize × forward bytes per sample, at most
@@ -58,6 +59,8 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
         ArgumentNullException.ThrowIfNull(options);
         var model = options.Model;
         long parameters = ModelFactory.ParameterCounts(model).Sum();
+        // The share of the parameters that trains: gradients, reports and optimizer state cover only those tensors.
+        var trainable = parameters == 0 ? 1 : (parameters - ModelFactory.FrozenParameterCount(model)) / (double)parameters;
         var loop = options.Training;
         var workers = Math.Max(1, loop.Workers);
         var optimizer = options.Optimizer;
@@ -68,12 +71,14 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
             _ => optimizer.Momentum != 0 ? 1 : 0,
         };
         var localSgd = loop.Mode == TrainingMode.LocalSgd;
-        var message = 1 + (localSgd ? state : 0); // a weights message: the weights, and in local SGD the optimizer state
+        var message = 1 + (localSgd ? state * trainable : 0); // a weights message: the weights, and in local SGD the optimizer state
+        var report = trainable * (1 + (localSgd ? state : 0)); // a worker's report: the gradient (in local SGD the weights) and optimizer state
         var perWorkerMessages = loop.Mode is TrainingMode.Async or TrainingMode.BoundedStaleness ? 2 : 0;
 
         var command = 2.0;
-        var server = 1 + 1 + (options.Monitoring.GradientNormEverySteps > 0 ? 1 : 0) + state + (5 + perWorkerMessages * workers) * message;
-        var worker = 2 + 2 * message + 1 + 2 + (loop.AccumulationSteps > 1 ? 1 : 0) + (localSgd ? 2 + state : 0) + CompressionCopies(options);
+        var server = 1 + trainable + (options.Monitoring.GradientNormEverySteps > 0 ? 1 : 0) + state * trainable + (5 + perWorkerMessages * workers) * message;
+        var worker = 2 + 2 * report + 1 + 2 + (loop.AccumulationSteps > 1 ? trainable : 0) + (localSgd ? 1 + trainable * (1 + state) : 0)
+            + trainable * CompressionCopies(options);
 
         var forward = ModelFactory.ForwardBytesPerSample(model);
         var input = (long)model.Input().Size * sizeof(float);

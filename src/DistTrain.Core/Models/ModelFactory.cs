@@ -63,6 +63,38 @@ public static class ModelFactory
     public static IReadOnlyList<long> ParameterCounts(ModelOptions options) => [.. LayerSizes(options).Select(layer => layer.Parameters)];
 
     /// <summary>
+    /// The parameter elements of <see cref="ParameterCounts"/> that Model:Freeze freezes, from the shapes alone: each tensor
+    /// (<c>0.weight</c>, <c>0.bias</c>, a BatchNorm's <c>running_mean</c> and <c>running_var</c>) that
+    /// <see cref="ModelOptions.IsFrozen"/> names, and, as <see cref="Sequential"/> freezes them, every tensor of a
+    /// normalization layer with running statistics of which one tensor is frozen. Frozen tensors get no gradient in the
+    /// workers' reports and no optimizer state.
+    /// </summary>
+    /// <returns>The frozen elements; 0 without Model:Freeze.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    public static long FrozenParameterCount(ModelOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Freeze.Count == 0) return 0;
+        long frozen = 0;
+        var index = 0;
+        foreach (var layer in LayerSizes(options))
+        {
+            (string Name, long Elements)[] tensors = layer.Type switch
+            {
+                LayerTypes.Dense or LayerTypes.Conv2D => [("weight", layer.Weights), ("bias", layer.Parameters - layer.Weights)],
+                LayerTypes.BatchNorm => [("weight", layer.Parameters / 4), ("bias", layer.Parameters / 4), ("running_mean", layer.Parameters / 4), ("running_var", layer.Parameters / 4)],
+                LayerTypes.LayerNorm => [("weight", layer.Parameters / 2), ("bias", layer.Parameters / 2)],
+                _ => [],
+            };
+            var prefix = index.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var named = tensors.Where(t => t.Elements > 0).Select(t => (t.Elements, Frozen: options.IsFrozen($"{prefix}.{t.Name}"))).ToList();
+            frozen += layer.Type == LayerTypes.BatchNorm && named.Any(t => t.Frozen) ? layer.Parameters : named.Where(t => t.Frozen).Sum(t => t.Elements);
+            index++;
+        }
+        return frozen;
+    }
+
+    /// <summary>
     /// <see cref="Sequential.ForwardBytesPerSample"/> of the model <paramref name="options"/> describes, from the shapes
     /// alone (nothing is built or allocated): per layer the bytes its <see cref="ILayer.ForwardBytesPerSample"/> gives (4 per
     /// output element; 8 for BatchNorm, LayerNorm and MaxPool2D; 4 × (2 × output + input) for Conv2D; none for Flatten and
