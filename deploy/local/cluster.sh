@@ -22,8 +22,9 @@
 # its ranks; the parameter server is not pinned. On this 2-core machine it made cluster mode faster (docs/benchmarks.md), but a
 # pinned worker cannot move off a core that other work keeps busy, so on a shared machine it can be slower.
 set -euo pipefail
-# The nodes run in the caller's folder, so relative paths (in the options, the config file and DISTTRAIN_ variables)
-# are the caller's, as for any disttrain command; the script's own files are found from the repository's root.
+# The nodes run in the caller's folder, so relative paths (in the options, the config file, DISTTRAIN_ variables, CLI_DLL
+# and WORKER_WRAPPER) are the caller's, as for any disttrain command; the script's own files are found from the
+# repository's root.
 caller="$PWD"
 cd "$(dirname "$0")/../.."
 repo="$PWD"
@@ -43,9 +44,14 @@ fi
 [ $# -gt 0 ] || set -- --config "$repo/configs/fashion-mnist-mlp.json"
 
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
-# CLI_DLL: a disttrain.dll already built (skips the build).
+# CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's.
 [ -n "${CLI_DLL:-}" ] || dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
-dll="${CLI_DLL:-src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll}"; [[ "$dll" == /* ]] || dll="$repo/$dll"
+if [ -n "${CLI_DLL:-}" ]; then
+  dll="$CLI_DLL"; [[ "$dll" == /* ]] || dll="$caller/$dll"
+  [ -f "$dll" ] || { echo "cluster.sh: CLI_DLL = $CLI_DLL: no such file ($dll). Set CLI_DLL to a built disttrain.dll (relative to the folder you run the script in), or leave it unset to build one." >&2; exit 2; }
+else
+  dll="$repo/src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll"
+fi
 disttrain=(dotnet "$dll")
 
 RUN="runs/cluster/$(date -u +%Y%m%d-%H%M%S)-$$"
@@ -54,7 +60,8 @@ source deploy/local/cluster-env.sh
 for key in DISTTRAIN_Cluster__SecretFile DISTTRAIN_Cluster__CertificateAuthorityFile DISTTRAIN_Cluster__CertificateFile DISTTRAIN_Cluster__CertificateKeyFile; do
   [[ "${!key:-}" != "$RUN/"* ]] || export "$key=$repo/${!key}"
 done
-[ -z "${WORKER_WRAPPER:-}" ] || [[ "$WORKER_WRAPPER" == /* ]] || [ ! -e "$WORKER_WRAPPER" ] || WORKER_WRAPPER="$repo/$WORKER_WRAPPER"
+# A relative WORKER_WRAPPER that is a file in the caller's folder is that file; any other name is a command on the PATH.
+[ -z "${WORKER_WRAPPER:-}" ] || [[ "$WORKER_WRAPPER" == /* ]] || [ ! -e "$caller/$WORKER_WRAPPER" ] || WORKER_WRAPPER="$caller/$WORKER_WRAPPER"
 export DISTTRAIN_Cluster__MinWorkers="${DISTTRAIN_Cluster__MinWorkers:-$workers}"
 # The worker nodes share this machine's cores.
 export DISTTRAIN_Compute__BlasThreads="${DISTTRAIN_Compute__BlasThreads:-$(( $(nproc) / workers > 0 ? $(nproc) / workers : 1 ))}"
