@@ -106,9 +106,13 @@ internal static class CliConsole
     /// </summary>
     /// <param name="options">The run's validated options.</param>
     /// <param name="availableBytes">Bytes the process may use; null asks <see cref="TrainingMemory.AvailableBytes"/>.</param>
-    public static bool FitsInMemory(DistTrain.Core.Configuration.TrainingOptions options, long? availableBytes = null)
+    public static bool FitsInMemory(DistTrain.Core.Configuration.TrainingOptions options, long? availableBytes = null) =>
+        FitsInMemory(TrainingMemory.SingleNode(options), availableBytes);
+
+    /// <summary>As <see cref="FitsInMemory(DistTrain.Core.Configuration.TrainingOptions, long?)"/>, for an estimate made
+    /// already (a cluster node's, <see cref="TrainingMemory.Node"/>).</summary>
+    public static bool FitsInMemory(TrainingMemory memory, long? availableBytes = null)
     {
-        var memory = TrainingMemory.SingleNode(options);
         if (memory.Refusal(availableBytes ?? TrainingMemory.AvailableBytes()) is { } refusal)
         {
             Fail("error", refusal);

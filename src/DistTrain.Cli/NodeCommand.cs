@@ -52,6 +52,8 @@ internal static class NodeCommand
             security = ClusterSecurity.Load(options.Cluster);
             data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data);
+            // Before anything is allocated: a model too large for this node is one line, not minutes of growing to a crash.
+            if (!CliConsole.FitsInMemory(TrainingMemory.Node(options, parameterServer: role == NodeRoles.ParameterServer))) return 2;
             var model = ModelFactory.Build(options.Model); // a layer that does not fit fails here, not inside an actor
             OutputSettings.Check(options);
             if (role == NodeRoles.ParameterServer)

@@ -305,6 +305,27 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// A node whose model does not fit its memory is refused before it allocates anything, in one line naming the node,
+    /// as train refuses a single-node run; it used to grow until the machine ran out. Both roles, under a 256 MiB GC heap
+    /// limit, with a 238,500,010-parameter model (954 MB a copy).
+    /// </summary>
+    [Theory]
+    [InlineData("worker", "this worker node holds about 12 copies of them and ")]
+    [InlineData("parameter-server", "this parameter-server node holds about 16 copies of them: ")]
+    public async Task A_node_whose_model_does_not_fit_its_memory_is_refused_at_once_naming_the_node(string role, string expected)
+    {
+        var config = Config(MlpConfig(hidden: 300_000, epochs: 1));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, config);
+        var environment = role == "worker" ? workerEnvironment : psEnvironment;
+        environment["DOTNET_GCHeapHardLimit"] = "0x10000000";
+        var node = Start(role, config, environment);
+        await node.AssertExitAsync(2, Guard);
+        Assert.True(node.Output.Contains("error: not enough memory to build the model: it has 238,500,010 parameters, 954,000,040 bytes (0.9 GiB) as float32, and " + expected,
+            StringComparison.Ordinal), node.Output);
+        Assert.Contains("or a machine (or container memory limit) with more memory.", node.Output);
+    }
+
+    /// <summary>
     /// The parameter server takes Checkpoint:Directory when its job starts: a folder another running job holds (here this
     /// test process) ends the job before training, with the reason on the parameter server and on the worker, and
     /// nothing is written into it.

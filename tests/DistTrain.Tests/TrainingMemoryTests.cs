@@ -100,6 +100,11 @@ public sealed class TrainingMemoryTests(ITestOutputHelper output) : IDisposable
         var one = Huge();
         one.Training.Workers = 1;
         Assert.Equal(18, TrainingMemory.SingleNode(one).Copies);
+        // A cluster's nodes split those copies, each side adding five data-plane slots per worker: 2 + 9 + 2 x 5 at the
+        // parameter server (Cluster:MinWorkers, 2 by default) and 7 + 5 in a worker node.
+        Assert.Equal(2, one.Cluster.MinWorkers);
+        Assert.Equal((21, 0L), (TrainingMemory.Node(one, parameterServer: true).Copies, TrainingMemory.Node(one, parameterServer: true).ActivationBytes));
+        Assert.Equal((12, estimate.ActivationBytes / 4), (TrainingMemory.Node(one, parameterServer: false).Copies, TrainingMemory.Node(one, parameterServer: false).ActivationBytes));
     }
 
     [Fact]

@@ -56,6 +56,37 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     public static TrainingMemory SingleNode(TrainingOptions options)
     {
+        var parts = Parts(options);
+        return new TrainingMemory(parts.Parameters, parts.Command + parts.Server + parts.Workers * parts.Worker, parts.Workers * parts.Activations, parts.Workers);
+    }
+
+    /// <summary>
+    /// The memory of one node of cluster mode (<c>disttrain node</c>), counted as <see cref="SingleNode"/> counts it: a
+    /// parameter-server node holds the command's and the parameter server's arrays and, for each of Cluster:MinWorkers
+    /// workers, its data-plane slots (three weight and two gradient messages, in shared memory or socket buffers); a worker
+    /// node holds one worker's arrays and activations and its five slots. More workers than Cluster:MinWorkers add five
+    /// copies each at the parameter server.
+    /// </summary>
+    /// <param name="options">Validated options.</param>
+    /// <param name="parameterServer">True for a parameter-server node, false for a worker node.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    public static TrainingMemory Node(TrainingOptions options, bool parameterServer)
+    {
+        var parts = Parts(options);
+        const int slots = 5;
+        var workers = Math.Max(1, options.Cluster.MinWorkers);
+        return parameterServer
+            ? new TrainingMemory(parts.Parameters, parts.Command + parts.Server + workers * slots, 0, workers) { NodeName = "this parameter-server node" }
+            : new TrainingMemory(parts.Parameters, parts.Worker + slots, parts.Activations, 1) { NodeName = "this worker node" };
+    }
+
+    /// <summary>Empty for a single-node run; else which node of cluster mode the estimate is for (<see cref="Node"/>), as
+    /// its messages say.</summary>
+    public string NodeName { get; init; } = "";
+
+    /// <summary>Parameter-sized copies of each part of a run (see <see cref="SingleNode"/>), and one worker's activation bytes.</summary>
+    private static (long Parameters, int Workers, double Command, double Server, double Worker, long Activations) Parts(TrainingOptions options)
+    {
         ArgumentNullException.ThrowIfNull(options);
         var model = options.Model;
         long parameters = ModelFactory.ParameterCounts(model).Sum();
@@ -87,7 +118,7 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
         var training = batch * (2 * forward + input + output);
         var evaluationSamples = Sequential.EvaluationPassSize(loop.EvaluationBatchSize, forward);
         var evaluation = Math.Min(loop.EvaluationBatchSize * forward, Sequential.EvaluationMemoryBytes) + evaluationSamples * (input + 2 * output);
-        return new TrainingMemory(parameters, command + server + workers * worker, workers * (training + evaluation), workers);
+        return (parameters, workers, command, server, worker, training + evaluation);
     }
 
     /// <summary>Parameter-sized arrays of a worker's gradient encoder (<see cref="GradientEncoder"/>): residual with error
@@ -117,6 +148,11 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
     {
         if (TotalBytes <= availableBytes) return null;
         var culture = CultureInfo.InvariantCulture;
+        if (NodeName.Length > 0)
+            return $"not enough memory to build the model: it has {Size(Parameters, ParameterBytes)} as float32, and {NodeName} holds about " +
+                $"{Copies.ToString("0", culture)} copies of them{(ActivationBytes > 0 ? $" and {Bytes(ActivationBytes)} of activations" : "")}: {Bytes(TotalBytes)} in all, " +
+                $"more than the {Bytes(availableBytes)} this process may use. Use a smaller model (fewer Units or Channels in Model:Layers)" +
+                $"{(ActivationBytes > 0 ? ", a smaller Training:BatchSizePerWorker" : "")}, or a machine (or container memory limit) with more memory.";
         return $"not enough memory to build the model: it has {Size(Parameters, ParameterBytes)} as float32, and training it with {Workers} worker" +
             $"{(Workers == 1 ? "" : "s")} holds about {Copies.ToString("0", culture)} copies of them (weights, gradients and evaluation replicas in each worker, " +
             $"weights, gradients, optimizer state and weights messages at the parameter server) and {Bytes(ActivationBytes)} of activations: " +
@@ -125,8 +161,9 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
     }
 
     /// <summary>The line printed before a run of at least <see cref="AnnouncedBytes"/> allocates its model, which can take a while.</summary>
-    public string Announcement() =>
-        $"building the model: {Size(Parameters, ParameterBytes)} as float32; training with {Workers} worker{(Workers == 1 ? "" : "s")} holds about {Bytes(TotalBytes)}";
+    public string Announcement() => NodeName.Length > 0
+        ? $"building the model: {Size(Parameters, ParameterBytes)} as float32; {NodeName} holds about {Bytes(TotalBytes)}"
+        : $"building the model: {Size(Parameters, ParameterBytes)} as float32; training with {Workers} worker{(Workers == 1 ? "" : "s")} holds about {Bytes(TotalBytes)}";
 
     private static string Size(long parameters, long bytes) =>
         $"{parameters.ToString("N0", CultureInfo.InvariantCulture)} parameters, {Bytes(bytes)}";
