@@ -38,10 +38,17 @@ internal static class CompareCommand
                 CliConsole.Fail("error", overwrite);
                 return 2;
             }
+            // A run folder without summary.json (a run interrupted before it wrote one, as a second Ctrl-C leaves it, matched
+            // by runs/*) is skipped with a warning while another run is left; alone, it is refused below as before.
+            var finished = Enumerable.Range(0, folders.Length).Where(i => !Unfinished(folders[i])).ToList();
+            if (finished.Count > 0)
+                foreach (var i in Enumerable.Range(0, folders.Length).Except(finished))
+                    CliConsole.Fail("warning", $"{folders[i]} holds no finished run (no summary.json; an interrupted run?): skipped. Leave it out of the runs to compare.");
+            else finished = [.. Enumerable.Range(0, folders.Length)];
             List<RunHistory> histories;
             try
             {
-                histories = folders.Select((folder, i) => RunHistory.Read(folder, names.Length > 0 ? names[i] : null)).ToList();
+                histories = finished.Select(i => RunHistory.Read(folders[i], names.Length > 0 ? names[i] : null)).ToList();
             }
             catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
             {
@@ -62,6 +69,9 @@ internal static class CompareCommand
         });
         return command;
     }
+
+    /// <summary>True for a folder without the summary.json a finished run writes: nothing of it can be compared.</summary>
+    private static bool Unfinished(string folder) => Directory.Exists(folder) && !File.Exists(Path.Combine(folder, Core.Checkpoints.RunFiles.Summary));
 
     private static void Print(IReadOnlyList<RunHistory> histories, double target, string plotPath)
     {

@@ -85,6 +85,16 @@ public sealed class CompareCommandTests : IDisposable
         File.WriteAllText(Path.Combine(resumed, "summary.json"), summary.ToJsonString());
         var keptBefore = RunHistory.Read(resumed);
         Assert.Equal((0.5, true), (keptBefore.FinalAccuracy, keptBefore.KeptEarlierEpoch));
+        // runs/* after a second Ctrl-C: the empty run folder it left is skipped with a warning; the finished runs are compared.
+        var interrupted = Directory.CreateDirectory(Path.Combine(_directory, "interrupted")).FullName;
+        var (skipCode, skipOutput, skipError) = CliProcess.Run(["compare", runDirectory!, interrupted, stopped, "--label", "a", "b", "c", "--plot", plot]);
+        Assert.True(skipCode == 0, skipError);
+        Assert.Equal($"warning: {interrupted} holds no finished run (no summary.json; an interrupted run?): skipped. Leave it out of the runs to compare.",
+            skipError.Trim());
+        Assert.Contains("│ a ", skipOutput);
+        Assert.Contains("│ c ", skipOutput);
+        Assert.DoesNotContain("│ b ", skipOutput);
+
         // The run's model file stands for its folder.
         Assert.Equal(history.Epochs, RunHistory.Read(Path.Combine(runDirectory!, "model.safetensors")).Epochs);
     }
