@@ -347,6 +347,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         for (var i = 0; i < _workers.Count; i++)
             if (_plan.IsAlive(i)) Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.Worker, _workers[i]);
         Context.System.EventStream.Unsubscribe(Self);
+        TellStopDecision(finishes: false); // a stop still waiting for the weights is not left to its timeout
         _completion.TrySetException(new CoordinatorStoppedException("The coordinator stopped before training completed."));
     }
 
@@ -387,6 +388,14 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         if (_plan.AliveCount >= Math.Max(1, _settings.MinWorkers))
         {
             action();
+            return;
+        }
+        if (_stopRequested)
+        {
+            // A stop let the last evaluation finish, but the workers went too (a whole cluster stopped at once): nothing is
+            // left to wait for, and a pause would hold the stopping node until Training:StallTimeoutSeconds.
+            _log.Info("The workers left after the stop, before {0}: the run ends cancelled.", work);
+            Cancel(null);
             return;
         }
         _pausedFrom = _phase;

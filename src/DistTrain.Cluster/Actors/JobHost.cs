@@ -34,7 +34,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     /// <summary>
     /// The node is stopping (Ctrl-C, SIGTERM): stop stepping now, rather than for the seconds the node takes to leave the
-    /// cluster, start nothing, and end nothing. The job is not over: the newest checkpoint stays where it resumes, and a
+    /// cluster, and start nothing; unless only the last evaluation is left (below), end nothing. The job is not over: the newest checkpoint stays where it resumes, and a
     /// standby takes it over. Answered with a <see cref="bool"/>: true when the job is ending already (its outputs are being
     /// written, or only the last epoch's evaluation is left, which the coordinator lets finish), so the node should wait for
     /// that end before it leaves. The answer waits for the coordinator's decision (<see cref="Coordinator.StopRequested"/>),
@@ -590,7 +590,12 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     {
         if (_saving || _finished is not null) return; // the job ends once
         // The coordinator stopped with the node: the job goes on elsewhere, or on resume. Any other failure is the job's.
-        if (_stopping && done.Failure is CoordinatorStoppedException or TrainingCancelledException) return;
+        if (_stopping && done.Failure is CoordinatorStoppedException or TrainingCancelledException)
+        {
+            // Nothing ends for the other nodes; the stopping node, which may be waiting for a finishing run, stops waiting.
+            _completion.TrySetException(new OperationCanceledException("The parameter-server node stopped; the job goes on on a standby or on resume."));
+            return;
+        }
         if (done.Result is { } trained && _saveOutputs is { } save)
         {
             // The workers and standbys learn of the end once the weights are on disk: until then a standby still takes over.

@@ -144,7 +144,7 @@ public static class ClusterNode
             // node whose connection to another closed mid-leave logged the association as failed (WARNING, ERROR
             // "Disassociated" and a stack trace) on a job that had succeeded.
             // A job handed over to a standby is not over: the other nodes stay for it.
-            if (completion.Task.IsCompleted && completion.Task.Exception?.InnerException is not JobHandedOverException && actorSystem is not null)
+            if (completion.Task.IsCompleted && completion.Task.Exception?.InnerException is not (JobHandedOverException or OperationCanceledException) && actorSystem is not null)
                 await WaitForOtherMembersToLeaveAsync(actorSystem, TimeSpan.FromSeconds(OtherMembersLeaveTimeoutSeconds)).ConfigureAwait(false);
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
