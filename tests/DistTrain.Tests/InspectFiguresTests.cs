@@ -67,7 +67,7 @@ public sealed class InspectFiguresTests : IDisposable
     {
         var pretrained = Checkpoint();
         var options = new ModelBuilder(channels: 1, height: 8, width: 8).Conv2D(3, kernelSize: 5).ReLU().Flatten().Dense(4).Build();
-        options.Pretrained = pretrained;
+        options.Pretrained = Path.GetRelativePath(Environment.CurrentDirectory, pretrained); // as a config may give it
         options.ReplaceHead = true;
         options.Freeze = ["0.*"];
         var tuned = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 5); // stands for the fine-tuned weights
@@ -76,6 +76,8 @@ public sealed class InspectFiguresTests : IDisposable
         new TrainedModel(options, tuned, normalizer, ModelMetadata.Create(options, normalizer, DataMetadata.GivenValues(), version: 10, epochs: 1, testAccuracy: null, seed: 9)).Save(path);
 
         var comparison = InspectFigures.Initialization(path, SafeTensors.ReadMetadata(path));
+        // Recorded as a full path, so that the model can be inspected from any folder.
+        Assert.Equal(pretrained, ModelMetadata.ReadModel(SafeTensors.ReadMetadata(path), path, keepTransferSettings: true).Pretrained);
 
         var source = TrainedModel.Load(pretrained).Weights;
         Assert.Equal(source.Segment("0.weight").ToArray(), comparison.Tensors["0.weight"].Data);

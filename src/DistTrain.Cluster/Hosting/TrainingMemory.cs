@@ -56,7 +56,7 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     public static TrainingMemory SingleNode(TrainingOptions options)
     {
-        var parts = Parts(options);
+        var parts = Parts(options, Math.Max(1, options?.Training.Workers ?? 1));
         return new TrainingMemory(parts.Parameters, parts.Command + parts.Server + parts.Workers * parts.Worker, parts.Workers * parts.Activations, parts.Workers);
     }
 
@@ -72,9 +72,10 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     public static TrainingMemory Node(TrainingOptions options, bool parameterServer)
     {
-        var parts = Parts(options);
+        ArgumentNullException.ThrowIfNull(options);
+        var workers = Math.Max(1, options.Cluster.MinWorkers); // cluster mode's workers: Training:Workers is single-node mode's
+        var parts = Parts(options, workers);
         const int slots = 5;
-        var workers = Math.Max(1, options.Cluster.MinWorkers);
         return parameterServer
             ? new TrainingMemory(parts.Parameters, parts.Command + parts.Server + workers * slots, 0, workers) { NodeName = "this parameter-server node" }
             : new TrainingMemory(parts.Parameters, parts.Worker + slots, parts.Activations, 1) { NodeName = "this worker node" };
@@ -85,7 +86,7 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
     public string NodeName { get; init; } = "";
 
     /// <summary>Parameter-sized copies of each part of a run (see <see cref="SingleNode"/>), and one worker's activation bytes.</summary>
-    private static (long Parameters, int Workers, double Command, double Server, double Worker, long Activations) Parts(TrainingOptions options)
+    private static (long Parameters, int Workers, double Command, double Server, double Worker, long Activations) Parts(TrainingOptions options, int workers)
     {
         ArgumentNullException.ThrowIfNull(options);
         var model = options.Model;
@@ -93,7 +94,6 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
         // The share of the parameters that trains: gradients, reports and optimizer state cover only those tensors.
         var trainable = parameters == 0 ? 1 : (parameters - ModelFactory.FrozenParameterCount(model)) / (double)parameters;
         var loop = options.Training;
-        var workers = Math.Max(1, loop.Workers);
         var optimizer = options.Optimizer;
         double state = optimizer.Kind switch
         {

@@ -65,11 +65,20 @@ public static class ModelMetadata
             [InputMean] = JsonSerializer.Serialize(normalizer.Mean),
             [InputStd] = JsonSerializer.Serialize(normalizer.Std),
             ["layers"] = JsonSerializer.Serialize(model.Layers.Select(l => l.Type == LayerTypes.Dense ? $"Dense({l.Units})" : l.Type)),
-            [ModelConfig] = JsonSerializer.Serialize(model),
+            // Model:Pretrained as a full path: a relative one would be read from wherever the model is inspected later.
+            [ModelConfig] = JsonSerializer.Serialize(string.IsNullOrEmpty(model.Pretrained) ? model : WithFullPretrainedPath(model)),
         };
         if (testAccuracy is { } accuracy) metadata[TestAccuracy] = accuracy.ToString("F4", CultureInfo.InvariantCulture);
         foreach (var (key, value) in data.ToMetadata()) metadata[key] = value;
         return metadata;
+    }
+
+    /// <summary>A copy of <paramref name="model"/> with Model:Pretrained resolved against the current folder, as it was read.</summary>
+    private static ModelOptions WithFullPretrainedPath(ModelOptions model)
+    {
+        var copy = JsonSerializer.Deserialize<ModelOptions>(JsonSerializer.Serialize(model))!;
+        copy.Pretrained = Path.GetFullPath(model.Pretrained);
+        return copy;
     }
 
     /// <summary>Reads the model section back from <see cref="ModelConfig"/>.</summary>
