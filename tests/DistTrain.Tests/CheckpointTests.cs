@@ -310,6 +310,14 @@ public class ResumeTests : IDisposable
         Compare.Identical(uninterrupted.FinalWeights.Values, resumed.FinalWeights.Values, $"weights after resuming from {Path.GetFileName(midEpoch)}");
         Assert.Equal(uninterrupted.Epochs[1].TrainLoss, resumed.Epochs[0].TrainLoss);
         Assert.Equal(uninterrupted.Epochs[2].TestAccuracy, resumed.Epochs[1].TestAccuracy);
+        // The resumed epoch's throughput counts only the samples trained after the checkpoint (its samples/s was credited
+        // with the whole epoch's, about 12 times too high in a cluster run resumed late in an epoch).
+        var before = TrainingCheckpoint.Read(midEpoch, ModelFactory.Build(model).Layout).EpochSamples;
+        Assert.True(before > 0);
+        Assert.Equal((uninterrupted.Epochs[1].TrainSamples, uninterrupted.Epochs[1].TrainSamples - before),
+            (resumed.Epochs[0].TrainSamples, resumed.Epochs[0].SamplesTrainedThisRun));
+        Assert.Equal(resumed.Epochs[0].SamplesTrainedThisRun!.Value / resumed.Epochs[0].TrainSeconds, resumed.Epochs[0].SamplesPerSecond, 6);
+        Assert.Equal(resumed.Epochs[1].TrainSamples, resumed.Epochs[1].SamplesTrainedThisRun);
     }
 
     [Fact]

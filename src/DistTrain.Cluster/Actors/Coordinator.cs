@@ -84,6 +84,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private int _asyncStep; // Async: steps applied this epoch, one per minibatch (the observer's step index)
     private EpochCompleted? _trained;
     private double _trainSeconds;
+    private (int Epoch, int Samples) _stepSamples; // samples of the steps applied in this run, in the epoch they belong to
     private string _pausedWork = "";
     private int _weightsOnlyParts; // parts started by ShareEpochWeights whose EpochCompleted has not come back yet
     private bool _stopRequested;   // the caller asked to stop (StopRequested)
@@ -499,6 +500,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private void OnRoundApplied(RoundApplied round)
     {
         _plan.RoundApplied(round.Round);
+        _stepSamples = (round.Epoch, (_stepSamples.Epoch == round.Epoch ? _stepSamples.Samples : 0) + round.SampleCount);
         _lastStep = round.Round;
         _lastVersion = round.Version;
         // Async applies the minibatches of a round one by one, in any order: the observers count steps, not rounds.
@@ -632,7 +634,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             ValidationLoss: validationLoss,
             ValidationAccuracy: validation > 0 ? (double)_evaluation.Correct(EvaluationSplit.Validation) / validation : double.NaN,
             L1Penalty: trained.L1Penalty,
-            L2Penalty: trained.L2Penalty);
+            L2Penalty: trained.L2Penalty,
+            SamplesTrainedThisRun: _stepSamples.Epoch == epoch ? _stepSamples.Samples : 0);
         _summaries.Add(summary);
         _log.Info("Epoch {0}: train loss {1:F4}, test accuracy {2:P2}", summary.Epoch, summary.TrainLoss, summary.TestAccuracy);
         _observer.EpochCompleted(summary);

@@ -17,13 +17,17 @@ namespace DistTrain.Cluster.Hosting;
 /// <param name="ValidationAccuracy">Fraction of validation samples classified correctly (NaN when none).</param>
 /// <param name="L1Penalty">L1 term <c>λ₁ Σ|w|</c> at the end of the epoch, reported apart from the data loss.</param>
 /// <param name="L2Penalty">L2 term <c>λ₂/2 Σw²</c> at the end of the epoch, reported apart from the data loss.</param>
+/// <param name="SamplesTrainedThisRun">Of <paramref name="TrainSamples"/>, those trained in <paramref name="TrainSeconds"/>:
+/// fewer in an epoch resumed from a mid-epoch checkpoint, whose earlier samples were trained before; null for all of them.</param>
 public sealed record EpochSummary(
     int Epoch, long Version, double TrainLoss, double TestLoss, double TestAccuracy, int TestSamples,
     int TrainSamples, double TrainSeconds, double EvaluationSeconds,
-    double ValidationLoss = double.NaN, double ValidationAccuracy = double.NaN, double L1Penalty = 0, double L2Penalty = 0)
+    double ValidationLoss = double.NaN, double ValidationAccuracy = double.NaN, double L1Penalty = 0, double L2Penalty = 0,
+    int? SamplesTrainedThisRun = null)
 {
-    /// <summary>Training throughput, samples per second of training wall time.</summary>
-    public double SamplesPerSecond => TrainSamples / Math.Max(TrainSeconds, 1e-9);
+    /// <summary>Training throughput, samples per second of training wall time: the samples trained in that time, so an
+    /// epoch resumed mid-way is not credited with the samples trained before the resume.</summary>
+    public double SamplesPerSecond => (SamplesTrainedThisRun ?? TrainSamples) / Math.Max(TrainSeconds, 1e-9);
 }
 
 /// <summary>The end of a run: the parameter server's final weights and every epoch's summary.</summary>
