@@ -53,7 +53,7 @@ internal static class CliConsole
             return 130;
         }
         catch (Exception e) when (e is InvalidOperationException or TimeoutException or DistTrain.Cluster.Actors.TrainingStalledException
-                                       or DistTrain.Cluster.Hosting.CheckpointResumeException or IOException or UnauthorizedAccessException)
+                                       or IOException or UnauthorizedAccessException)
         {
             Fail("training failed", e.Message);
             return 1;

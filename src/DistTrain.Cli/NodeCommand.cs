@@ -170,7 +170,7 @@ internal static class NodeCommand
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report,
                 resumeWith: "starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true)"),
             model: options);
-        if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory!);
+        if (exit is 1 or 2) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory!); // 2: a checkpoint refused once the job started
         if (exit is not null) return exit.Value;
         if (refusedHere is not null)
         {
