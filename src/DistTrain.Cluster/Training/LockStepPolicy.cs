@@ -88,7 +88,8 @@ public abstract class LockStepPolicy : UpdatePolicy
     {
         var (awaited, firstUnused) = _round.Remove(index, Span(_round.Round));
         Output.WorkerRemoved(new WorkerRemoved(index, firstUnused));
-        Output.Warning($"Worker {index} lost in epoch {Part!.Epoch} round {_round.Round}: the round continues without it; its rounds from {firstUnused} go to the other workers.");
+        Output.Warning($"Worker {index} lost in epoch {Part!.Epoch} round {_round.Round}: the round continues without it; its rounds from {firstUnused} go to the other workers " +
+            $"after this part of the epoch (round {_round.EndRound}). Until then each step carries only the other workers' minibatches, a smaller global minibatch.");
         if (!awaited) return;
         if (_round.Expected == 0 && _round.Arrived == 0)
         {
