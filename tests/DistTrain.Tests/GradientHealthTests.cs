@@ -26,6 +26,19 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.Equal(0, monitor.Latest[1].UpdateRatio, 5);
     }
 
+    /// <summary>A vanishing threshold at or above the exploding one reported every tensor as vanishing, without a word about the config.</summary>
+    [Fact]
+    public void A_vanishing_threshold_not_below_the_exploding_one_is_a_config_error_naming_both()
+    {
+        var options = new Core.Configuration.TrainingOptions();
+        options.Monitoring.VanishingGradientNorm = 5000;
+        Assert.Contains("Monitoring:VanishingGradientNorm = 5000 is not below Monitoring:ExplodingGradientNorm = 1000: every tensor would be reported as " +
+            "vanishing (or exploding). Set the vanishing threshold below the exploding one (defaults 1e-7 and 1e3).",
+            Core.Configuration.TrainingOptionsValidator.Validate(options, checkDataDirectory: false));
+        options.Monitoring.VanishingGradientNorm = 999;
+        Assert.DoesNotContain(Core.Configuration.TrainingOptionsValidator.Validate(options, checkDataDirectory: false), p => p.Contains("VanishingGradientNorm", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Vanishing_and_exploding_gradients_warn_after_K_consecutive_measurements_naming_tensor_and_step()
     {

@@ -663,7 +663,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         StopWaitingToStart();
         var summary = done.Result is { } result
             ? saveFailure is null
-                ? string.Create(CultureInfo.InvariantCulture, $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs[^1].Epoch} epochs")
+                ? string.Create(CultureInfo.InvariantCulture, $"test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}% after {result.Epochs[^1].Epoch} epoch{(result.Epochs[^1].Epoch == 1 ? "" : "s")}")
                 : string.Create(CultureInfo.InvariantCulture, $"failed: the parameter server could not write its outputs after training (test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}%): {saveFailure.Message}")
             : $"failed: {done.Failure?.Message}";
         _finished = new JobFinished(done.Result is not null && saveFailure is null, summary);

@@ -122,6 +122,9 @@ public static class TrainingOptionsValidator
         Range("Monitoring:GradientNormEverySteps", options.Monitoring.GradientNormEverySteps, 0, 1_000_000);
         Range("Monitoring:VanishingGradientNorm", options.Monitoring.VanishingGradientNorm, 0, 1e9);
         Range("Monitoring:ExplodingGradientNorm", options.Monitoring.ExplodingGradientNorm, 0, 1e30, minExclusive: true);
+        if (options.Monitoring.VanishingGradientNorm >= options.Monitoring.ExplodingGradientNorm && options.Monitoring.ExplodingGradientNorm > 0)
+            problems.Add(FormattableString.Invariant($"Monitoring:VanishingGradientNorm = {options.Monitoring.VanishingGradientNorm} is not below Monitoring:ExplodingGradientNorm = {options.Monitoring.ExplodingGradientNorm}: ") +
+                "every tensor would be reported as vanishing (or exploding). Set the vanishing threshold below the exploding one (defaults 1e-7 and 1e3).");
         Range("Monitoring:WarnAfterMeasurements", options.Monitoring.WarnAfterMeasurements, 1, 1_000_000);
         Range("Compute:BlasThreads", options.Compute.BlasThreads, 0, 1024);
         Range("Cluster:Port", options.Cluster.Port, 0, 65_535);
