@@ -96,10 +96,15 @@ public sealed class ResumeRefusalTests : IDisposable
         Assert.NotEqual(data.Train.ContentDigest(), changed.ContentDigest());
         Assert.StartsWith($"Checkpoint {checkpoint} does not fit the config: {CheckpointResume.TrainDigestKey} = {changed.ContentDigest()}, " +
             $"the checkpoint's is {data.Train.ContentDigest()}.", error.Message);
-        Assert.Contains("the data files its run read. To train on other data, start a new run, or fine-tune the checkpoint's model (disttrain finetune).", error.Message);
+        Assert.Contains("the data files its run read. To train on other data, start a new run, or fine-tune the checkpoint's model (disttrain finetune); " +
+            "to go on with data changed on purpose, set Checkpoint:CheckTrainingData to false.", error.Message);
         // The same samples in new arrays resume.
         var copy = new Core.Data.LabeledDataset(data.Train.Features.ToArray(), data.Train.Labels.ToArray(), width, data.Train.ClassCount);
         Assert.Equal(3, (await SingleNodeTrainer.RunAsync(Options(epochs: 3, resume: true), copy, data.Test).WithTestTimeout()).Epochs[^1].Epoch);
+        // Checkpoint:CheckTrainingData = false lets the changed data resume (here its last checkpoint: scored, not refused).
+        var lenient = Options(epochs: 3, resume: true, o => o.Checkpoint.CheckTrainingData = false);
+        await Assert.ThrowsAsync<CheckpointResumeException>(() => SingleNodeTrainer.RunAsync(Options(epochs: 3, resume: true), changed, data.Test).WithTestTimeout());
+        Assert.Equal(3, (await SingleNodeTrainer.RunAsync(lenient, changed, data.Test).WithTestTimeout()).Epochs[^1].Epoch);
     }
 
     [Fact]

@@ -99,14 +99,16 @@ public static class CheckpointResume
                 : $"Training:BatchSizePerWorker × Training:AccumulationSteps = {loop.MinibatchPerWorker}, the checkpoint's minibatch per worker is {checkpoint.BatchSizePerWorker}");
         if (checkpoint.Mode != loop.Mode) problems.Add($"Training:Mode = {loop.Mode}, the checkpoint's is {checkpoint.Mode}");
         var otherCount = trainSamples > 0 && checkpoint.TrainSamples > 0 && checkpoint.TrainSamples != trainSamples;
-        problems.AddRange(DataChanges(checkpoint, options, otherCount ? "" : trainDigest)); // other counts are named as such, below
+        // Other counts are named as such, below; Checkpoint:CheckTrainingData = false accepts other samples.
+        problems.AddRange(DataChanges(checkpoint, options, otherCount || !options.Checkpoint.CheckTrainingData ? "" : trainDigest));
         if (otherCount)
             problems.Add($"the data gives {trainSamples:N0} training samples (after Data:TrainLimit, Data:Classes and the validation split), the checkpoint's run had {checkpoint.TrainSamples:N0}");
         if (problems.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
                 "They fix the data order, the samples and what the checkpoint's position means, so resume with the checkpoint's values" +
                 (problems.Any(p => p.StartsWith(TrainDigestKey, StringComparison.Ordinal))
-                    ? " and the data files its run read. To train on other data, start a new run, or fine-tune the checkpoint's model (disttrain finetune)."
+                    ? " and the data files its run read. To train on other data, start a new run, or fine-tune the checkpoint's model (disttrain finetune); " +
+                      "to go on with data changed on purpose, set Checkpoint:CheckTrainingData to false."
                     : "."));
         CheckOptimizer(checkpoint, search.Path!, options, layout);
         var changes = checkpoint.HyperparameterChanges(options.ParameterServerOptimizer());

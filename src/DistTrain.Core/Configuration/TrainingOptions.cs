@@ -119,6 +119,13 @@ public sealed class CheckpointOptions
     /// <summary>Continue from the newest valid checkpoint in <see cref="Directory"/> (<c>disttrain train --resume</c>). Default false.</summary>
     public bool Resume { get; set; }
 
+    /// <summary>
+    /// Refuse a resume (or a standby's takeover) whose training samples differ from those the checkpoint's run trained on,
+    /// by their digest (a changed label or image). Default true; false lets a run go on with data changed on purpose
+    /// (labels corrected mid-run), or with images decoded by another platform's image library into other pixels.
+    /// </summary>
+    public bool CheckTrainingData { get; set; } = true;
+
     /// <summary>True when a directory is set.</summary>
     public bool Enabled => !string.IsNullOrWhiteSpace(Directory);
 }
