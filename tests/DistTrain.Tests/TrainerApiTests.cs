@@ -212,7 +212,8 @@ public class TrainerApiTests
         });
 
     /// <summary>A stop while an epoch is left to train still stops the node: the job is not over (a standby or a resume
-    /// goes on with it), so the call fails with <see cref="OperationCanceledException"/> and nothing is returned.</summary>
+    /// goes on with it), so the call fails with <see cref="TrainingCancelledException"/>, which carries the weights at the
+    /// stop (it carried none: a cluster's stopped parameter server kept only its checkpoints).</summary>
     [Fact]
     public Task In_cluster_mode_a_stop_before_the_last_epoch_still_stops_the_node() =>
         WithClusterNodesAsync(epochs: 2, async (parameterServer, worker, workerSecurity) =>
@@ -226,7 +227,9 @@ public class TrainerApiTests
 
             var serving = new Trainer(parameterServer).RunParameterServerAsync(InMemory(), recorder, stop.Token);
             var working = new Trainer(worker) { Security = workerSecurity }.RunWorkerAsync(InMemory(), stopWorker.Token);
-            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => serving.WithTestTimeout(180));
+            // With the weights at the stop, epoch 1's last, for the node to keep (as train keeps a stopped run's).
+            var cancelled = await Assert.ThrowsAsync<TrainingCancelledException>(() => serving.WithTestTimeout(180));
+            Assert.Equal(recorder.Reports.First(r => r.Kind == TrainingProgressKind.EpochStarted).StepsInEpoch, cancelled.Weights!.Version);
             Assert.DoesNotContain(recorder.Reports, r => r is { Kind: TrainingProgressKind.EpochCompleted, Epoch: 2 });
             stopWorker.Cancel();
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() => working.WithTestTimeout(60));

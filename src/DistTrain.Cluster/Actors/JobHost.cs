@@ -592,8 +592,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // The coordinator stopped with the node: the job goes on elsewhere, or on resume. Any other failure is the job's.
         if (_stopping && done.Failure is CoordinatorStoppedException or TrainingCancelledException)
         {
-            // Nothing ends for the other nodes; the stopping node, which may be waiting for a finishing run, stops waiting.
-            _completion.TrySetException(new OperationCanceledException("The parameter-server node stopped; the job goes on on a standby or on resume."));
+            // Nothing ends for the other nodes; the stopping node, which may be waiting for a finishing run, stops waiting,
+            // with the weights at the stop when the coordinator had them (the node keeps them, as train keeps a stopped run's).
+            _completion.TrySetException(done.Failure as TrainingCancelledException
+                ?? new OperationCanceledException("The parameter-server node stopped; the job goes on on a standby or on resume."));
             return;
         }
         if (done.Result is { } trained && _saveOutputs is { } save)

@@ -95,7 +95,8 @@ public static class ClusterNode
     /// <param name="data">The job's data.</param>
     /// <param name="observer">Receives progress.</param>
     /// <param name="cancellationToken">Stops the node: it leaves the cluster, and the call ends with
-    /// <see cref="OperationCanceledException"/>, unless the job finished while the node left (then its result).</param>
+    /// <see cref="OperationCanceledException"/> (a <see cref="TrainingCancelledException"/> with the weights at the stop, when the
+    /// coordinator had them), unless the job finished while the node left (then its result).</param>
     /// <param name="saveOutputs">Writes the finished job's weights where the node keeps them, before the other nodes learn of
     /// the end (<see cref="JobHost.Props"/>); null tells them at once.</param>
     /// <returns>The final weights and per-epoch summaries.</returns>
@@ -153,6 +154,9 @@ public static class ClusterNode
         if (stopped && completion.Task.IsCompletedSuccessfully) return completion.Task.Result;
         // Likewise a standby stopped as the job ended on the active node: that end is the outcome, as without the stop.
         if (stopped && finishedElsewhere.Task.IsCompletedSuccessfully) throw new JobFinishedOnAnotherNodeException(finishedElsewhere.Task.Result);
+        // The weights at the stop, when the coordinator had them: the node keeps them with the finished epochs.
+        if (completion.Task.Exception?.InnerException is TrainingCancelledException { Weights: not null } cancelled)
+            throw new TrainingCancelledException(cancelled.Weights, cancellationToken);
         throw new OperationCanceledException(cancellationToken);
     }
 
