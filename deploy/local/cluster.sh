@@ -135,6 +135,10 @@ while true; do
   if [ "$ended" = "$ps_pid" ]; then
     status=$code
     [ "$code" -eq 0 ] || [ "$interrupted" = 1 ] || echo "parameter-server exited with code $code; stopping the run (its log: $logs/parameter-server.log)." >&2
+    # Killed (a crash, the OOM killer): its checkpoints, if it wrote any, are where the job can go on.
+    if [ "$code" -gt 128 ] && [ "$code" -ne 130 ] && [ "$interrupted" = 0 ]; then
+      echo "With Checkpoint:Directory set (in the config or DISTTRAIN_Checkpoint__Directory), the same command with DISTTRAIN_Checkpoint__Resume=true continues from its newest checkpoint; without it, set it on the next run to be able to resume after a crash." >&2
+    fi
     break
   fi
   [ "$interrupted" = 0 ] || continue  # a worker that stopped on Ctrl-C
