@@ -444,12 +444,16 @@ public sealed partial class ClusterProcessTests : IDisposable
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
 
         await active.WaitForOutputAsync("epoch  3/30", Guard);
+        string? kept = null;
         if (stopped)
         {
             active.Terminate();
             await active.AssertExitAsync(130, Guard);
             Assert.Contains("cancelled: ", active.Output);
             Assert.DoesNotContain("Job finished", active.Output);
+            // The stopped active keeps its run folder with the weights at the stop, as train does; the job goes on elsewhere.
+            kept = Regex.Match(active.Output, @"Kept the run folder (\S+):").Groups[1].Value;
+            Assert.True(File.Exists(Path.Combine(kept, "model.safetensors")), active.Output);
         }
         else active.Kill(); // SIGKILL: no goodbye on any channel
         var checkpointed = Regex.Matches(active.Output, @"Checkpoint \S+: version (\d+)").Select(m => long.Parse(m.Groups[1].Value)).Max();
@@ -472,7 +476,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Contains("(version 7500,", standby.Output); // every step of the job, each once
 
         // Nothing was lost or repeated: the job ends on the weights of an undisturbed run (same seed, shard plan and summation order).
-        await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2);
+        await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2, besides: kept);
     }
 
     /// <summary>
@@ -512,14 +516,17 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// The model.safetensors of the job (<see cref="FinalWeightsPath"/>) holds, bit for bit, the weights single-node mode
     /// trains from <paramref name="configPath"/> with <paramref name="workers"/> workers on the test subset.
     /// </summary>
-    private async Task AssertFinalWeightsAreAnUndisturbedRunsAsync(string configPath, int workers)
+    /// <param name="besides">A run folder to leave out: a stopped parameter server's, which holds the weights at its stop.</param>
+    private async Task AssertFinalWeightsAreAnUndisturbedRunsAsync(string configPath, int workers, string? besides = null)
     {
         var options = TrainingOptionsLoader.Load(configPath,
             new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory, ["Training:Workers"] = workers.ToString() },
             environment: new Dictionary<string, string?>());
         var data = TrainingData.Load(options.Data);
         var undisturbed = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout();
-        var tensors = SafeTensors.Read(FinalWeightsPath());
+        var tensors = SafeTensors.Read(besides is null ? FinalWeightsPath()
+            : Directory.GetFiles(Path.Combine(_directory, "runs"), "model.safetensors", SearchOption.AllDirectories)
+                .Single(f => Path.GetFullPath(Path.GetDirectoryName(f)!) != Path.GetFullPath(besides)));
         foreach (var segment in undisturbed.FinalWeights.Layout.Segments)
             Compare.Identical(undisturbed.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
     }

@@ -540,7 +540,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         Assert.Equal(!saveFails, finished.Succeeded);
         Assert.Equal(saveFails
             ? "failed: the parameter server could not write its outputs after training (test accuracy 75.00%): No space left on device"
-            : "test accuracy 75.00% after 1 epochs", finished.Summary);
+            : "test accuracy 75.00% after 1 epoch", finished.Summary);
         Assert.Same(result, await completion.Task.WaitAsync(Wait)); // the node reports its own save's failure
         agent.ExpectNoMsg(TimeSpan.FromMilliseconds(300)); // told once
     }
