@@ -11,6 +11,23 @@ public sealed class OutputSettingsTests : IDisposable
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
+    /// <summary>A one-epoch config on 64 training samples, writing runs to <c>runs</c> in the test's folder and touching
+    /// <paramref name="healthFile"/>; <paramref name="sections"/> adds sections (each ending in a comma).</summary>
+    private string Config(string healthFile, string sections = "")
+    {
+        var config = Path.Combine(_directory, "config.json");
+        File.WriteAllText(config, $$"""
+            {
+              "Data": { "Directory": "{{TestData.SubsetDirectory}}", "TrainLimit": 64, "TestLimit": 20 },
+              "Model": { "InputSize": 784, "Layers": [{ "Type": "Dense", "Units": 10 }] },
+              "Training": { "Workers": 1, "Epochs": 1, "BatchSizePerWorker": 16 },
+              {{sections}}
+              "Output": { "Directory": "{{Path.Combine(_directory, "runs")}}", "HealthFile": "{{healthFile}}" }
+            }
+            """);
+        return config;
+    }
+
     [Fact]
     public void A_sample_trace_folder_that_is_a_file_and_a_health_file_in_a_missing_folder_are_config_errors_before_training()
     {
@@ -18,15 +35,8 @@ public sealed class OutputSettingsTests : IDisposable
         File.WriteAllText(file, "");
         var health = Path.Combine(_directory, "missing", "alive");
         var runs = Path.Combine(_directory, "runs");
-        var config = Path.Combine(_directory, "config.json");
-        File.WriteAllText(config, $$"""
-            {
-              "Data": { "Directory": "{{TestData.SubsetDirectory}}", "TrainLimit": 64, "TestLimit": 20 },
-              "Model": { "InputSize": 784, "Layers": [{ "Type": "Dense", "Units": 10 }] },
-              "Training": { "Workers": 1, "Epochs": 1, "BatchSizePerWorker": 16 },
+        var config = Config(health, $$"""
               "Monitoring": { "SampleTraceDirectory": "{{file}}" },
-              "Output": { "Directory": "{{runs}}", "HealthFile": "{{health}}" }
-            }
             """);
         var (exit, output, error) = CliProcess.Run(["train", "-c", config]);
         Assert.True(exit == 2, $"exit {exit}\n{output}\n{error}");
@@ -48,15 +58,7 @@ public sealed class OutputSettingsTests : IDisposable
     public void A_folder_given_as_the_health_file_is_refused_by_name()
     {
         var runs = Path.Combine(_directory, "runs");
-        var config = Path.Combine(_directory, "config.json");
-        File.WriteAllText(config, $$"""
-            {
-              "Data": { "Directory": "{{TestData.SubsetDirectory}}", "TrainLimit": 64, "TestLimit": 20 },
-              "Model": { "InputSize": 784, "Layers": [{ "Type": "Dense", "Units": 10 }] },
-              "Training": { "Workers": 1, "Epochs": 1, "BatchSizePerWorker": 16 },
-              "Output": { "Directory": "{{runs}}", "HealthFile": "{{_directory}}" }
-            }
-            """);
+        var config = Config(_directory);
         var (exit, output, error) = CliProcess.Run(["train", "-c", config]);
         Assert.True(exit == 2, $"exit {exit}\n{output}\n{error}");
         Assert.Contains($"Output:HealthFile = '{_directory}' is a folder, not a file. Give the path of a file to touch, such as " +

@@ -34,10 +34,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     /// <summary>
     /// The node is stopping (Ctrl-C, SIGTERM): stop stepping now, rather than for the seconds the node takes to leave the
-    /// cluster, and start nothing; unless only the last evaluation is left (below), end nothing. The job is not over: the newest checkpoint stays where it resumes, and a
-    /// standby takes it over. Answered with a <see cref="bool"/>: true when the job is ending already (its outputs are being
-    /// written, or only the last epoch's evaluation is left, which the coordinator lets finish), so the node should wait for
-    /// that end before it leaves. The answer waits for the coordinator's decision (<see cref="Coordinator.StopRequested"/>),
+    /// cluster, and start nothing; unless only the last evaluation is left (below), end nothing. The job is not over: the
+    /// newest checkpoint stays where it resumes, and a standby takes it over. Answered with a <see cref="bool"/>: true when
+    /// the job is ending already (its outputs are being written, or only the last epoch's evaluation is left, which the
+    /// coordinator lets finish), so the node should wait for that end before it leaves. The answer waits for the coordinator's decision (<see cref="Coordinator.StopRequested"/>),
     /// which waits for the parameter server's weights, up to <see cref="Coordinator.StopSnapshotTimeout"/>.
     /// </summary>
     internal sealed class StopTraining : INoSerializationVerificationNeeded
@@ -151,10 +151,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Receive<StopTraining>(_ =>
         {
             _stopping = true;
-            // True when the job is ending already (its outputs being written, or written), or when only the last epoch's
-            // evaluation is left (the coordinator lets it finish, as in single-node mode): the node waits for that end.
-            // Otherwise the coordinator ends the run cancelled; the job goes on on a standby, or on resume.
-            // A coordinator that has completed is stopping itself and its result is on its way here (Done): the job is ending.
+            // True when the job is ending already: its outputs being written or written, or the coordinator completed (it is
+            // stopping itself and its result is on its way here as Done), or only the last epoch's evaluation is left (the
+            // coordinator lets it finish, as in single-node mode). The node then waits for that end. Otherwise the
+            // coordinator ends the run cancelled; the job goes on on a standby, or on resume.
             if (_saving || _finished is not null || _coordinatorCompletion?.IsCompletedSuccessfully == true) Sender.Tell(true);
             else if (_coordinatorCompletion?.IsCompleted == true) Sender.Tell(false);
             else if (_coordinator is not null) _coordinator.Tell(new Coordinator.StopRequested(Sender));

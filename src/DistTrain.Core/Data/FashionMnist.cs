@@ -29,8 +29,8 @@ public static class FashionMnist
     /// <exception cref="DataFormatException">A file is missing or malformed, or the counts differ.</exception>
     public static LabeledDataset LoadSplit(string directory, string prefix, int limit = 0)
     {
-        var imagesPath = Find(directory, $"{prefix}-images-idx3-ubyte");
-        var labelsPath = Find(directory, $"{prefix}-labels-idx1-ubyte");
+        var imagesPath = Find(directory, ImagesFile(prefix));
+        var labelsPath = Find(directory, LabelsFile(prefix));
         // Pixels go straight into floats in [0, 1]: the 47 MB byte form of the training images never exists whole.
         var (imageDimensions, features) = IdxFile.ReadAsSingles(imagesPath, expectedDimensions: 3, divisor: 255f, maxItems: limit);
         var labels = IdxFile.Read(labelsPath, expectedDimensions: 1, maxItems: limit);
@@ -53,7 +53,13 @@ public static class FashionMnist
 
     /// <summary>The four IDX files' names without <c>.gz</c>, training split first.</summary>
     public static readonly IReadOnlyList<string> FileNames =
-        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+        [ImagesFile("train"), LabelsFile("train"), ImagesFile("t10k"), LabelsFile("t10k")];
+
+    /// <summary>The images file of split <paramref name="prefix"/> (<c>train</c> or <c>t10k</c>), without <c>.gz</c>.</summary>
+    private static string ImagesFile(string prefix) => $"{prefix}-images-idx3-ubyte";
+
+    /// <summary>The labels file of split <paramref name="prefix"/>, without <c>.gz</c>.</summary>
+    private static string LabelsFile(string prefix) => $"{prefix}-labels-idx1-ubyte";
 
     /// <summary>
     /// The IDX files of <paramref name="directory"/> held both gzip-compressed and raw (<c>train-images-idx3-ubyte.gz</c>
