@@ -28,12 +28,12 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
         Assert.Equal((0, 4), (hello.WorkerIndex, hello.ParameterCount)); // the hello announces the parameter count
         Assert.Equal(token, hello.Token);
 
-        var sent = new WeightsUpdated(epoch: 2, round: 5, version: 17, weights: [1f, -2f, 3.5f, 4f]);
+        var sent = new WeightsUpdated(epoch: 2, round: 5, version: 17, weights: [1f, -2f, 3.5f, 4f], part: 1, endRound: 6);
         var before = Stopwatch.GetTimestamp();
         TensorFrame.Write(parameterServer, TensorFrame.For(sent), sent.Weights);
         var received = worker.ExpectMsg<WeightsUpdated>();
 
-        Assert.Equal((2, 5, 17L), (received.Epoch, received.Round, received.Version));
+        Assert.Equal((2, 5, 17L, 1, 6), (received.Epoch, received.Round, received.Version, received.Part, received.EndRound));
         Assert.Equal(sent.Weights, received.Weights);
         // The worker measures its queueing delay from this stamp (the dashboard's queueing panel): it was 0 in cluster
         // mode, so worker nodes recorded no queueing delay at all.

@@ -62,4 +62,38 @@ public sealed class EpochPlanTests
         Assert.True(plan.PartTrained(6, 2.0));
         Assert.Equal(30, plan.EpochSamples);
     }
+
+    [Fact]
+    public void A_part_cut_at_a_loss_replans_the_survivors_rest_with_the_lost_workers_at_the_global_minibatch_without_a_sample_twice()
+    {
+        // Training:KeepGlobalBatch: worker 2 is lost while round 1 is open (it had trained round 0); the parameter server ends
+        // the part at round 2 for everybody. Workers 0 and 1 trained rounds 0 and 1 (4 samples each), worker 2 round 0 (2).
+        var plan = ThreeWorkers();
+        var part = plan.StartNextEpoch();
+        Assert.True(part.KeepGlobalBatch);
+        Assert.Equal(0, part.Part);
+        int[][] shards = [.. part.Shards.Select(s => s.ToArray())];
+        Assert.True(plan.Lose(2));
+        plan.WorkerRemoved(2, 1);
+        plan.PartCut(2);
+        Assert.Equal(8 + 6 + 6, plan.OrphanCount);
+
+        // Worker 1 is lost too, before its report of round 1: only that minibatch is added, not its cut rounds again.
+        Assert.True(plan.Lose(1));
+        plan.WorkerRemoved(1, 1);
+        Assert.Equal(22, plan.OrphanCount);
+        plan.RoundApplied(1);
+        Assert.False(plan.PartTrained(8, 4.0));
+
+        var further = plan.ContinueEpoch();
+        Assert.Equal(1, further.Part);
+        Assert.Equal(3, further.FirstRound); // round 2 is the cut part's closing broadcast
+        Assert.Equal([0], further.Receivers);
+        Assert.Equal(6, further.BatchSize);  // the global 6, on the one worker alive
+        Assert.Equal(4, further.Steps);      // 22 samples in 4 balanced minibatches of 5 or 6
+        int[] expected = [.. shards[2][2..], .. shards[0][4..], .. shards[1][2..]];
+        Assert.Equal(expected.Order(), further.Shards.SelectMany(s => s).Order());
+        Assert.True(plan.PartTrained(22, 9.0));
+        Assert.Equal(30, plan.EpochSamples);
+    }
 }

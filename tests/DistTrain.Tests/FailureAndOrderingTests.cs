@@ -72,6 +72,30 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.Equal((1L, 0, 30), (scored.Version, scored.Start, scored.SampleCount));
     }
 
+    [Fact]
+    public void A_worker_never_trains_a_cut_short_shard_past_the_parts_end_nor_on_the_next_parts_weights()
+    {
+        // Part 0: 20 samples in minibatches of 4 (rounds 0-4). A loss elsewhere ends the part at round 1 for everybody
+        // (Training:KeepGlobalBatch): round 1's broadcast says the part ends there, so the worker computes nothing, though
+        // its shard still has a minibatch 1. Part 1's weights (round 2) arrive before its shard: they wait, and are then
+        // computed on the new shard (6 samples in one minibatch), never on the old shard's minibatch 2.
+        var data = TestData.Normalized();
+        var worker = Sys.ActorOf(Worker.Props(0, Model, data.Train, data.Test, evaluationBatchSize: 100));
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(Model), Model.Initializer, seed: 1).Values;
+        worker.Tell(new AssignShard(1, [.. Enumerable.Range(0, 20)], 4, Part: 0));
+        worker.Tell(new WeightsUpdated(1, 0, 0, weights, part: 0, endRound: 5));
+        var first = ExpectMsg<GradientComputed>();
+        Assert.Equal((0, 4), (first.Round, first.SampleCount));
+
+        worker.Tell(new WeightsUpdated(1, 1, 1, weights, part: 0, endRound: 1));
+        ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        worker.Tell(new WeightsUpdated(1, 2, 1, weights, part: 1, endRound: 3));
+        ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        worker.Tell(new AssignShard(1, [.. Enumerable.Range(100, 6)], 6, FirstRound: 2, Part: 1));
+        var gradient = ExpectMsg<GradientComputed>();
+        Assert.Equal((1, 2, 1L, 6), (gradient.Epoch, gradient.Round, gradient.Version, gradient.SampleCount));
+    }
+
     /// <summary>
     /// The test data, the model and its seed-1 weights, three workers named <paramref name="name"/>-0..2 that record their
     /// minibatches in <paramref name="trace"/>, and an observer that stops worker 1 after epoch 1; or, with
@@ -292,6 +316,45 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
 
         // Steps of an epoch: the rounds of the largest shard.
         static int Rounds(int samples, int workers, int batch) => ((samples + workers - 1) / workers + batch - 1) / batch;
+    }
+
+    [Theory]
+    [InlineData(true, 1)]
+    [InlineData(true, 2)]
+    [InlineData(false, 1)]
+    public async Task A_worker_lost_in_the_middle_of_an_epoch_leaves_the_global_minibatch_kept_from_the_next_step_on_unless_turned_off(bool keepGlobalBatch,
+        int parameterServerShards)
+    {
+        // 3 workers of 16 (a global minibatch of 48, 21 rounds per epoch); worker 1 dies when epoch 2's round 3 arrives, so
+        // round 3 is a step of the other two workers' 32 samples.
+        var trace = TraceDirectory();
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne($"kept-batch-worker-{keepGlobalBatch}-{parameterServerShards}", trace,
+            dieAt: (2, 3));
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
+            StallTimeout: TimeSpan.FromSeconds(60), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2,
+            GlobalBatchSize: keepGlobalBatch ? 48 : 0);
+        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3, Traced(trace),
+            shards: parameterServerShards), workers, observer, completion));
+        var result = await completion.Task.WaitAsync(Guard);
+
+        AssertEverySampleOnce(trace, result, data.Train.Count);
+        var epoch2 = observer.Steps.Where(s => s.Epoch == 2).Select(s => s.Samples).ToArray();
+        Assert.Equal([48, 48, 48, 32], epoch2[..4]);
+        if (keepGlobalBatch)
+        {
+            // The part ends at round 4 for everybody; the 824 samples left (the lost worker's and the others') go to the
+            // two alive in 18 balanced minibatches of up to 24 each: every later step has 44 to 46 samples, none 32.
+            Assert.Equal(4 + 18, epoch2.Length);
+            Assert.All(epoch2[4..], samples => Assert.InRange(samples, 44, 48));
+        }
+        else
+        {
+            // The others finish their shards with their own minibatches (rounds 4-20: 32 samples, the last smaller), then
+            // train the lost worker's rest.
+            Assert.All(epoch2[4..20], samples => Assert.Equal(32, samples));
+        }
+        Assert.True(result.FinalEpoch.TestAccuracy > 0.5, $"accuracy {result.FinalEpoch.TestAccuracy:P1}");
     }
 
     [Fact]

@@ -353,9 +353,10 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         var region = await AcceptedRegionAsync(stream);
 
         float[] weights = [1f, 2f, -3f, 0.5f];
-        WriteWeightsInSlot(stream, region, new WeightsUpdated(2, 7, 40, weights));
+        WriteWeightsInSlot(stream, region, new WeightsUpdated(2, 7, 40, weights, part: 2, endRound: 8));
         var arrived = worker.ExpectMsg<WeightsUpdated>(Wait);
         Assert.Equal(weights, arrived.Values().ToArray()); // read in place from the slot the header named
+        Assert.Equal((2, 7, 40L, 2, 8), (arrived.Epoch, arrived.Round, arrived.Version, arrived.Part, arrived.EndRound));
         Assert.Empty(arrived.Weights);
         Assert.Equal(1, region.Weights.Acquire());
         // Slot 0 stays the worker's until it is done with the weights: the parameter server's next write there waits.

@@ -35,10 +35,10 @@ public sealed class SharedSlotReleaseTests() : TestKit(TestTimeouts.TestKitConfi
         using var region = SharedMemoryRegion.Create(1, 16, 1, 16);
         var bodies = SharedSlotBody.For(region.Weights);
         Assert.Equal(0, await NextWrite(region));
-        var first = WeightsUpdated.InSharedSlot(1, 0, 0, bodies[0].Take(4, "parameter server"), 0, -1);
+        var first = WeightsUpdated.InSharedSlot(1, 0, 0, bodies[0].Take(4, "parameter server"), 0, -1, 0, int.MaxValue);
         first.ReleaseShared();
         Assert.Equal(0, await NextWrite(region).WaitAsync(Wait));
-        var second = WeightsUpdated.InSharedSlot(1, 1, 1, bodies[0].Take(4, "parameter server"), 0, -1);
+        var second = WeightsUpdated.InSharedSlot(1, 1, 1, bodies[0].Take(4, "parameter server"), 0, -1, 0, int.MaxValue);
 
         first.ReleaseShared(); // "safe to call twice"
         var overwrite = NextWrite(region);
@@ -63,7 +63,7 @@ public sealed class SharedSlotReleaseTests() : TestKit(TestTimeouts.TestKitConfi
         Assert.Equal(0, await NextWrite(region));
         var worker = Sys.ActorOf(Worker.Props(0, Model, data.Train, data.Test, evaluationBatchSize: 100));
         Watch(worker);
-        worker.Tell(WeightsUpdated.InSharedSlot(1, 0, 0, bodies[0].Take(length, "parameter server"), 0, -1));
+        worker.Tell(WeightsUpdated.InSharedSlot(1, 0, 0, bodies[0].Take(length, "parameter server"), 0, -1, 0, int.MaxValue));
         ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no shard yet: stashed, slot held
 
         Sys.Stop(worker);

@@ -143,7 +143,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Receive<StopSnapshotTimedOut>(_ => OnStopSnapshotTimedOut());
         Receive<CheckpointSaved>(saved => _observer.CheckpointSaved(saved));
         Receive<Terminated>(OnChildTerminated);
-        Receive<WorkerRemoved>(removed => _plan.WorkerRemoved(removed.WorkerIndex, removed.FirstUnusedRound));
+        Receive<WorkerRemoved>(removed =>
+        {
+            _plan.WorkerRemoved(removed.WorkerIndex, removed.FirstUnusedRound);
+            _plan.PartCut(removed.OthersCutFrom);
+        });
         Receive<AddWorker>(OnAddWorker);
         Receive<PausedStatus>(_ => _phase == Phase.Paused, _ => _log.Warning(
             "Training is paused at epoch {0}: {1} of Cluster:MinWorkers = {2} workers; {3} when enough are alive. Start worker nodes to continue.",
@@ -432,8 +436,10 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     {
         var orphans = _plan.OrphanCount;
         var part = _plan.ContinueEpoch();
-        _log.Warning("Epoch {0}: the {1} samples lost workers had left go to {2} worker(s), from round {3}.",
-            part.Epoch, orphans, part.Receivers.Length, part.FirstRound);
+        _log.Warning(part.KeepGlobalBatch
+                ? "Epoch {0}: the {1} samples left untrained when a worker was lost go to {2} worker(s), from round {3}, in {4} steps of up to {5} samples per worker (Training:KeepGlobalBatch)."
+                : "Epoch {0}: the {1} samples lost workers had left go to {2} worker(s), from round {3}, in {4} steps of up to {5} samples per worker.",
+            part.Epoch, orphans, part.Receivers.Length, part.FirstRound, part.Steps, part.BatchSize);
         RunPart(part);
     }, $"the rest of epoch {_plan.Epoch} goes on");
 
@@ -450,8 +456,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         var scaling = _settings.ScalingWorkersFor(part.Receivers.Length);
         foreach (var i in part.Receivers)
             _workers[i].Tell(new AssignShard(part.Epoch, part.Shards[i], part.BatchSize, part.FirstRound, part.Rounds, part.Steps,
-                part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling));
-        _parameterServer.Tell(new StartEpoch(part.Epoch, WorkerSlots, part.Batches, part.StartRound, part.StepsPerEpoch, part.MidEpochResumable));
+                part.SharedShards ? part.Shards : null, part.StepsPerEpoch, scaling, part.Part));
+        _parameterServer.Tell(new StartEpoch(part.Epoch, WorkerSlots, part.Batches, part.StartRound, part.StepsPerEpoch, part.MidEpochResumable,
+            part.Part, part.KeepGlobalBatch));
     }
 
     private void OnAddWorker(AddWorker added)

@@ -220,7 +220,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         // yet makes a step take a fresh one from the pool, and sizing it there would allocate inside the step.
         foreach (var report in _freeReports) report.ForWorkers(start.Workers.Length);
         _policy.Start(new EpochPart(start.Epoch, [.. start.Workers.Select(w => !w.IsNobody())], start.BatchesPerWorker, start.FirstRound,
-            start.StepsPerEpoch, start.MidEpochResumable));
+            start.StepsPerEpoch, start.MidEpochResumable, start.Part, start.KeepGlobalBatch));
         WriteDueCheckpoint();
     }
 

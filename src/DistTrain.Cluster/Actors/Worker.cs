@@ -159,7 +159,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     private void OnWeights(WeightsUpdated update)
     {
         // Weights of a later epoch, or of a later part of this one (a lost worker's samples), wait for their shard.
-        if (_shard is null || update.Epoch > _shard.Epoch || (update.Epoch == _shard.Epoch && _shard.IsBefore(update.Round)))
+        if (_shard is null || update.IsAfter(_shard))
         {
             StashCurrent();
             return;
@@ -193,7 +193,8 @@ public sealed class Worker : ReceiveActor, IWithStash
         var minibatch = update.Round - current.FirstRound;
         var shard = current.ShardIndices(update.Shard);
         var plan = current.MinibatchesOf(shard.Length);
-        if (update.Epoch == current.Epoch && minibatch >= 0 && minibatch < plan.Count)
+        // Weights of an earlier part, or past the part's end (a part cut short when a worker was lost), are only loaded.
+        if (update.IsTrainedWith(current) && minibatch >= 0 && minibatch < plan.Count)
         {
             var report = _trainer.IsLocalSgd ? LocalSteps(update, shard, plan, minibatch) : ComputeGradient(update, shard.AsSpan(plan.Start(minibatch), plan.Length(minibatch)));
             report.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore, queueing);
@@ -260,7 +261,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     private GradientComputed LocalSteps(WeightsUpdated update, int[] shard, MinibatchPlan plan, int first)
     {
         _trainer.LoadLocalState(update.Values(), update.Version);
-        var steps = Math.Min(_settings.LocalSteps, plan.Count - first);
+        var steps = Math.Min(Math.Min(_settings.LocalSteps, plan.Count - first), update.EndRound - update.Round);
         var samples = 0;
         var lossSum = 0.0;
         for (var j = 0; j < steps; j++)

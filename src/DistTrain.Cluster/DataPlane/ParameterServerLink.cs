@@ -113,7 +113,8 @@ public sealed class ParameterServerLink : ReceiveActor
             // Stamped on arrival: the worker's queueing delay then covers its own process (mailbox and dispatcher),
             // as in single-node mode; the network's part is in the step's messaging time.
             // The worker replies to the writer, which writes its gradient on the worker's own thread.
-            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer, Stopwatch.GetTimestamp(), header.WorkerIndex), writer),
+            (header, buffer) => _worker.Tell(new WeightsUpdated(header.Epoch, header.Round, header.WeightsVersion, buffer, Stopwatch.GetTimestamp(), header.WorkerIndex,
+                header.Part, header.EndRound), writer),
             reason =>
             {
                 // A write waiting for a slot gives up; disposed here too, since the link may have stopped before the
@@ -129,7 +130,7 @@ public sealed class ParameterServerLink : ReceiveActor
             },
             // Weights in a shared-memory slot are not copied out: the worker loads its model from the slot, then releases it.
             deliverInPlace: (header, slot) => _worker.Tell(WeightsUpdated.InSharedSlot(header.Epoch, header.Round, header.WeightsVersion,
-                bodies![slot].Take(header.Count, peer), Stopwatch.GetTimestamp(), header.WorkerIndex), writer));
+                bodies![slot].Take(header.Count, peer), Stopwatch.GetTimestamp(), header.WorkerIndex, header.Part, header.EndRound), writer));
         _log.Info("Worker {0}: data plane connected to {1}:{2} ({3})", _workerIndex, _host, _port, _connection.Security);
     }
 

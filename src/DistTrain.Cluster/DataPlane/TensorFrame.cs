@@ -5,7 +5,7 @@ using DistTrain.Cluster.Protocol;
 namespace DistTrain.Cluster.DataPlane;
 
 /// <summary>
-/// The data plane's wire format: one fixed 56-byte little-endian header, then <see cref="Header.Count"/>
+/// The data plane's wire format: one fixed 64-byte little-endian header, then <see cref="Header.Count"/>
 /// raw little-endian floats; or, for a compressed gradient (Cluster:Compression), <see cref="Header.PayloadBytes"/> bytes
 /// of the encoded gradient (<see cref="Core.Compression.GradientEncoder"/>) followed by the floats after the trainable
 /// part (BatchNorm running statistics). Weights go parameter server → worker, gradients worker → parameter server,
@@ -21,7 +21,7 @@ internal static class TensorFrame
     public const uint Magic = 0x50445444;
 
     /// <summary>Bumped when the layout changes; both ends must agree.</summary>
-    public const byte ProtocolVersion = 4;
+    public const byte ProtocolVersion = 5;
 
     /// <summary>Frame types: float32 weights, float32 gradient, and a gradient encoded by Cluster:Compression.</summary>
     public const byte WeightsType = 1, GradientType = 2, CompressedGradientType = 3;
@@ -54,6 +54,10 @@ internal static class TensorFrame
         public int Count;
         /// <summary>A compressed gradient's encoded bytes (the floats after the trainable part follow them); 0 otherwise.</summary>
         public int PayloadBytes;
+        /// <summary>Weights: the part of the epoch they belong to (<see cref="WeightsUpdated.Part"/>); 0 in a gradient.</summary>
+        public int Part;
+        /// <summary>Weights: the round after the part's last minibatch (<see cref="WeightsUpdated.EndRound"/>); 0 in a gradient.</summary>
+        public int EndRound;
     }
 
     public static readonly int HeaderSize = Marshal.SizeOf<Header>();
@@ -80,7 +84,7 @@ internal static class TensorFrame
     public static Header For(WeightsUpdated m) => new()
     {
         Magic = Magic, Type = WeightsType, Version = ProtocolVersion, Epoch = m.Epoch, Round = m.Round, WeightsVersion = m.Version,
-        WorkerIndex = m.Shard, Count = m.Weights.Length,
+        WorkerIndex = m.Shard, Count = m.Weights.Length, Part = m.Part, EndRound = m.EndRound,
     };
 
     /// <summary>A gradient frame's header: <see cref="CompressedGradientType"/> with the encoded length when the message

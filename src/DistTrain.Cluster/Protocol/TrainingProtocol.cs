@@ -34,14 +34,16 @@ namespace DistTrain.Cluster.Protocol;
 /// <paramref name="Steps"/> is set.</param>
 /// <param name="FirstRound">The round of the shard's first minibatch: 0 for an epoch's shard; later for the part of an
 /// epoch that takes over a lost worker's samples.</param>
-/// <param name="Rounds">Rounds in this part of the epoch (the most minibatches of any worker); weights of a later round
-/// of the same epoch belong to a part whose shard has not arrived yet.</param>
+/// <param name="Rounds">Rounds in this part of the epoch as planned (the most minibatches of any worker).</param>
 /// <param name="Steps">0: minibatches of <paramref name="BatchSize"/>. Otherwise the shard is cut into this many balanced
 /// minibatches, sizes differing by at most one (<see cref="MinibatchPlan.Balanced"/>), as when a job's worker count changed.</param>
 /// <param name="Shards">The asynchronous modes: every shard of the part, by shard index, cut the same way, because the
 /// parameter server may hand this worker another shard's minibatch (<see cref="WeightsUpdated.Shard"/>); null otherwise.</param>
 /// <param name="StepsPerEpoch">Local SGD: the epoch's planned steps, the learning-rate schedule's unit (0 when unused).</param>
 /// <param name="ScalingWorkers">Local SGD: the workers the linear scaling rule multiplies the learning rate by (0 when unused).</param>
+/// <param name="Part">The part of the epoch this shard belongs to: 0 for the epoch's first, counting up for each further
+/// part (<see cref="StartEpoch.Part"/>). Weights of a later part wait for its shard; weights of an earlier part are never
+/// trained on with this shard.</param>
 [MessagePackObject]
 public sealed record AssignShard(
     [property: Key(0)] int Epoch,
@@ -52,7 +54,8 @@ public sealed record AssignShard(
     [property: Key(5)] int Steps = 0,
     [property: Key(6)] int[][]? Shards = null,
     [property: Key(7)] int StepsPerEpoch = 0,
-    [property: Key(8)] int ScalingWorkers = 0) : IDistTrainMessage
+    [property: Key(8)] int ScalingWorkers = 0,
+    [property: Key(9)] int Part = 0) : IDistTrainMessage
 {
     /// <summary>How the shard is cut into minibatches; minibatch k runs in round <c>FirstRound + k</c>.</summary>
     public MinibatchPlan Minibatches() => MinibatchesOf(SampleIndices.Length);
@@ -64,12 +67,6 @@ public sealed record AssignShard(
 
     /// <summary>The sample indices of shard <paramref name="shard"/> (<see cref="Shards"/>), or this worker's own when the part has no others.</summary>
     public int[] ShardIndices(int shard) => shard >= 0 && Shards is { } all && shard < all.Length ? all[shard] : SampleIndices;
-
-    /// <summary>
-    /// True when weights for <paramref name="round"/> of this epoch belong to a later part of it (a shard not received
-    /// yet). Round <c>FirstRound + Rounds</c> is this part's closing broadcast; a later part starts one round after it.
-    /// </summary>
-    public bool IsBefore(int round) => round - FirstRound > Rounds;
 }
 
 /// <summary>Starts an epoch at the parameter server. Coordinator → ParameterServer.</summary>
@@ -84,6 +81,13 @@ public sealed record AssignShard(
 /// of an epoch planned over all the job's workers at Training:BatchSizePerWorker, so the epoch's shards follow from
 /// (seed, epoch, worker count) alone. False for a part that takes over a lost worker's samples and for an epoch planned
 /// after workers were lost or joined; the parameter server then writes checkpoints only at the epoch's true end.</param>
+/// <param name="Part">Which part of the epoch this is: 0 for the first, counting up for each further part. Every broadcast
+/// of the part carries it (<see cref="WeightsUpdated.Part"/>), so a worker trains only on weights of the part its shard
+/// (<see cref="AssignShard.Part"/>) belongs to, whichever of the two messages arrives first.</param>
+/// <param name="KeepGlobalBatch">Training:KeepGlobalBatch in a lock-step mode: a worker lost in this part ends the part for
+/// every worker after the open round, and the coordinator plans the samples left in a further part at the global
+/// minibatch over the workers alive (<see cref="WorkerRemoved.OthersCutFrom"/>), instead of the survivors finishing their
+/// shards with only their own minibatches per step.</param>
 [MessagePackObject]
 public sealed record StartEpoch(
     [property: Key(0)] int Epoch,
@@ -91,7 +95,9 @@ public sealed record StartEpoch(
     [property: Key(2)] int[] BatchesPerWorker,
     [property: Key(3)] int FirstRound = 0,
     [property: Key(4)] int StepsPerEpoch = 0,
-    [property: Key(5)] bool MidEpochResumable = true) : IDistTrainMessage;
+    [property: Key(5)] bool MidEpochResumable = true,
+    [property: Key(6)] int Part = 0,
+    [property: Key(7)] bool KeepGlobalBatch = false) : IDistTrainMessage;
 
 /// <summary>
 /// New weights. ParameterServer → Worker. A worker that has minibatch <see cref="Round"/> of
@@ -112,8 +118,11 @@ public sealed record WeightsUpdated : ITensorMessage
     /// <param name="weights">The flat parameter vector, layout order.</param>
     /// <param name="sentTimestamp">Sender's <see cref="System.Diagnostics.Stopwatch"/> timestamp at sending, for the queueing-delay metric; 0 when unknown.</param>
     /// <param name="shard">The shard whose minibatch <paramref name="round"/> the receiver computes; -1 for its own.</param>
+    /// <param name="part">The part of the epoch the weights belong to (<see cref="StartEpoch.Part"/>).</param>
+    /// <param name="endRound">The round after the part's last minibatch, as the parameter server knows it when sending.</param>
     [SerializationConstructor]
-    public WeightsUpdated(int epoch, int round, long version, float[] weights, long sentTimestamp = 0, int shard = -1)
+    public WeightsUpdated(int epoch, int round, long version, float[] weights, long sentTimestamp = 0, int shard = -1, int part = 0,
+        int endRound = int.MaxValue)
     {
         Epoch = epoch;
         Round = round;
@@ -121,6 +130,8 @@ public sealed record WeightsUpdated : ITensorMessage
         Weights = weights;
         SentTimestamp = sentTimestamp;
         Shard = shard;
+        Part = part;
+        EndRound = endRound;
     }
 
     /// <summary>Epoch the round belongs to.</summary>
@@ -144,6 +155,23 @@ public sealed record WeightsUpdated : ITensorMessage
     /// </summary>
     [Key(5)] public int Shard { get; private set; }
 
+    /// <summary>The part of <see cref="Epoch"/> the weights belong to (<see cref="StartEpoch.Part"/>): a worker computes
+    /// only with the shard of the same part (<see cref="AssignShard.Part"/>).</summary>
+    [Key(6)] public int Part { get; private set; }
+
+    /// <summary>
+    /// The round after the part's last minibatch when the weights were sent: no worker computes a round at or after it.
+    /// It moves earlier when a lost worker ends the part for everybody (Training:KeepGlobalBatch), so the part's closing
+    /// broadcast is not mistaken for a minibatch a survivor still had in its shard; <see cref="int.MaxValue"/> when unknown.
+    /// </summary>
+    [Key(7)] public int EndRound { get; private set; }
+
+    /// <summary>True when the receiver computes minibatch <see cref="Round"/> of <paramref name="shard"/>'s part: the same epoch and part, before the part's end.</summary>
+    public bool IsTrainedWith(AssignShard shard) => shard.Epoch == Epoch && shard.Part == Part && Round < EndRound;
+
+    /// <summary>True when the weights belong to a later part than <paramref name="shard"/> (a later epoch, or a further part of its epoch): they wait for their shard.</summary>
+    public bool IsAfter(AssignShard shard) => Epoch > shard.Epoch || (Epoch == shard.Epoch && Part > shard.Part);
+
     /// <inheritdoc />
     [IgnoreMember] public float[] Tensor => Weights;
 
@@ -161,20 +189,23 @@ public sealed record WeightsUpdated : ITensorMessage
     public void ReleaseShared() => SharedBody?.Release();
 
     /// <summary>A message whose weights stay in a shared-memory slot (<see cref="SharedBody"/>).</summary>
-    internal static WeightsUpdated InSharedSlot(int epoch, int round, long version, DataPlane.SharedSlotLoan body, long sentTimestamp, int shard) =>
-        new(epoch, round, version, [], sentTimestamp, shard) { SharedBody = body };
+    internal static WeightsUpdated InSharedSlot(int epoch, int round, long version, DataPlane.SharedSlotLoan body, long sentTimestamp, int shard,
+        int part, int endRound) =>
+        new(epoch, round, version, [], sentTimestamp, shard, part, endRound) { SharedBody = body };
 
     /// <inheritdoc />
-    public ITensorMessage WithTensor(float[] tensor) => new WeightsUpdated(Epoch, Round, Version, tensor, SentTimestamp, Shard);
+    public ITensorMessage WithTensor(float[] tensor) => new WeightsUpdated(Epoch, Round, Version, tensor, SentTimestamp, Shard, Part, EndRound);
 
     /// <summary>Rewrites this loaned instance for the next message it carries (the weights array stays the same).</summary>
-    internal WeightsUpdated Reuse(int epoch, int round, long version, long sentTimestamp, int shard = -1)
+    internal WeightsUpdated Reuse(int epoch, int round, long version, long sentTimestamp, int shard, int part, int endRound)
     {
         Epoch = epoch;
         Round = round;
         Version = version;
         SentTimestamp = sentTimestamp;
         Shard = shard;
+        Part = part;
+        EndRound = endRound;
         return this;
     }
 }
@@ -549,10 +580,14 @@ public sealed record WorkerLost([property: Key(0)] int WorkerIndex) : IDistTrain
 /// <param name="FirstUnusedRound">The first round of the epoch whose minibatch the worker did not contribute: its samples
 /// from there on must go to the remaining workers. -1 in the asynchronous modes, where the parameter server hands the
 /// lost worker's minibatches to the others itself.</param>
+/// <param name="OthersCutFrom">With <see cref="StartEpoch.KeepGlobalBatch"/>: the round from which the other workers'
+/// minibatches of this part were cut off as well (the part ends there), so that a further part trains them with the lost
+/// worker's at the global minibatch; -1 when nothing else was cut.</param>
 [MessagePackObject]
 public sealed record WorkerRemoved(
     [property: Key(0)] int WorkerIndex,
-    [property: Key(1)] int FirstUnusedRound) : IDistTrainMessage;
+    [property: Key(1)] int FirstUnusedRound,
+    [property: Key(2)] int OthersCutFrom = -1) : IDistTrainMessage;
 
 /// <summary>
 /// A part of an epoch ended before all its minibatches were trained: every worker of an asynchronous part was lost.

@@ -77,7 +77,7 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
         if (_queue.Assign(worker, int.MaxValue) is not { } minibatch) return;
         _sentVersion[worker] = Model.Version;
         _sentTimestamp[worker] = Stopwatch.GetTimestamp();
-        Output.Send(worker, Outbox.ForWorker(worker, Part!.Epoch, minibatch.Round, Model.Version, minibatch.Shard,
+        Output.Send(worker, Outbox.ForWorker(worker, Part!, minibatch.Round, Model.Version, minibatch.Shard,
             Model.Weights.Values.AsSpan(0, Model.Layout.WorkerReportLength)));
     }
 
@@ -142,7 +142,7 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
     {
         var part = Part!;
         Model.Weights.Values.CopyTo(Outbox.NextShared, Model.Offset); // a shard writes its slice
-        Output.Broadcast(Outbox.PublishShared(part.Epoch, _queue.EndRound, Model.Version));
+        Output.Broadcast(Outbox.PublishShared(part, _queue.EndRound, Model.Version, _queue.EndRound));
         CompletePart();
     }
 

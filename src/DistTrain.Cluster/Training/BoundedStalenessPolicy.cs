@@ -143,7 +143,7 @@ public sealed class BoundedStalenessPolicy : UpdatePolicy
             if (_queue.Assign(worker, last) is not { } minibatch) continue;
             Pending(minibatch.Round);
             _sentVersion[worker] = Model.Version;
-            Output.Send(worker, Outbox.ForWorker(worker, Part!.Epoch, minibatch.Round, Model.Version, minibatch.Shard,
+            Output.Send(worker, Outbox.ForWorker(worker, Part!, minibatch.Round, Model.Version, minibatch.Shard,
                 Model.Weights.Values.AsSpan(0, Model.Layout.WorkerReportLength)));
         }
     }
@@ -257,7 +257,7 @@ public sealed class BoundedStalenessPolicy : UpdatePolicy
     private void Finish()
     {
         Model.Weights.Values.CopyTo(Outbox.NextShared, Model.Offset); // a shard writes its slice
-        Output.Broadcast(Outbox.PublishShared(Part!.Epoch, _queue.EndRound, Model.Version));
+        Output.Broadcast(Outbox.PublishShared(Part!, _queue.EndRound, Model.Version, _queue.EndRound));
         CompletePart();
     }
 

@@ -10,7 +10,10 @@ namespace DistTrain.Cluster.Training;
 /// <param name="FirstRound">The round the part starts at.</param>
 /// <param name="StepsPerEpoch">Steps of the whole epoch as planned (the schedule's unit); 0 means the most minibatches of any worker.</param>
 /// <param name="MidEpochResumable">True when a checkpoint inside this part resumes exactly (see <c>StartEpoch</c>).</param>
-public sealed record EpochPart(int Epoch, bool[] Present, int[] BatchesPerWorker, int FirstRound, int StepsPerEpoch, bool MidEpochResumable)
+/// <param name="Part">Which part of the epoch: 0 for the first, counting up (<c>StartEpoch.Part</c>).</param>
+/// <param name="KeepGlobalBatch">A lost worker ends the part for every worker after the open round (<c>StartEpoch.KeepGlobalBatch</c>).</param>
+public sealed record EpochPart(int Epoch, bool[] Present, int[] BatchesPerWorker, int FirstRound, int StepsPerEpoch, bool MidEpochResumable,
+    int Part = 0, bool KeepGlobalBatch = false)
 {
     /// <summary>Worker slots, present or not.</summary>
     public int Workers => Present.Length;

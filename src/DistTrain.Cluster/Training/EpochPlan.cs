@@ -48,8 +48,10 @@ public sealed record EpochPlanSettings(IShardPlanner Planner, Func<int, IShardPl
 /// <param name="StepsPerEpoch">Steps of the epoch as first planned (the schedule's unit).</param>
 /// <param name="MidEpochResumable">A checkpoint inside this part resumes exactly.</param>
 /// <param name="SharedShards">Every receiver gets every shard (the asynchronous modes).</param>
+/// <param name="Part">Which part of the epoch: 0 for the first, counting up.</param>
+/// <param name="KeepGlobalBatch">A lost worker ends this part for every worker (Training:KeepGlobalBatch in a lock-step mode).</param>
 public sealed record PlannedPart(int Epoch, int[][] Shards, int[] Receivers, int BatchSize, int Steps, int FirstRound, int Rounds,
-    int[] Batches, int StartRound, int StepsPerEpoch, bool MidEpochResumable, bool SharedShards);
+    int[] Batches, int StartRound, int StepsPerEpoch, bool MidEpochResumable, bool SharedShards, int Part, bool KeepGlobalBatch);
 
 /// <summary>
 /// The coordinator's epoch bookkeeping: which workers are alive and hold the epoch's weights, the shards of each part of
@@ -62,6 +64,8 @@ public sealed class EpochPlan(EpochPlanSettings settings)
     private readonly List<bool> _inEpoch = []; // sent this epoch's weights (a worker that joined mid-epoch has none yet)
     private readonly List<int> _orphans = [];  // samples of lost workers not yet trained on this epoch
     private int[][] _shards = [];              // the current part's shards, by worker
+    private int[] _ends = [];                  // by worker: the round after its last minibatch still in the current part
+    private int _part;                         // the current part's number within the epoch
     private int _firstRound;
     private int _batchSize = settings.BatchSizePerWorker;
     private int _steps;
@@ -135,12 +139,14 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         EpochSteps = Math.Max(1, batches.Max());
         for (var i = 0; i < _alive.Count; i++) _inEpoch[i] = _alive[i];
         _firstRound = 0;
+        _part = 0;
         _nextRound = startRound;
         _orphans.Clear();
         EpochSamples = 0;
         EpochLossSum = 0;
         var resumable = alive.Length == settings.Planner.Workers && alive.Length == _alive.Count && _batchSize == settings.BatchSizePerWorker;
-        return new PlannedPart(Epoch, _shards, alive, _batchSize, _steps, 0, EpochSteps, batches, startRound, EpochSteps, resumable, settings.SharedShards);
+        return new PlannedPart(Epoch, _shards, alive, _batchSize, _steps, 0, EpochSteps, batches, startRound, EpochSteps, resumable, settings.SharedShards,
+            _part, KeepsGlobalBatch);
     }
 
     /// <summary>
@@ -169,7 +175,9 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         var batches = Batches(_firstRound);
         var rounds = Math.Max(1, batches.Max() - _firstRound);
         foreach (var i in alive) _inEpoch[i] = true;
-        return new PlannedPart(Epoch, _shards, alive, _batchSize, _steps, _firstRound, rounds, batches, _firstRound, EpochSteps, false, settings.SharedShards);
+        _part++;
+        return new PlannedPart(Epoch, _shards, alive, _batchSize, _steps, _firstRound, rounds, batches, _firstRound, EpochSteps, false, settings.SharedShards,
+            _part, KeepsGlobalBatch);
     }
 
     /// <summary>
@@ -186,12 +194,24 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         _firstRound = _nextRound + 1;
         _nextRound = _firstRound;
         foreach (var i in alive) _inEpoch[i] = true;
+        _part++;
         return new PlannedPart(Epoch, _shards, alive, _batchSize, 0, _firstRound, 1, Batches(_firstRound), _firstRound, EpochSteps, false,
-            settings.SharedShards);
+            settings.SharedShards, _part, KeepsGlobalBatch);
     }
 
-    /// <summary>Each worker's last round + 1 (absolute) for the current part's shards, whose first minibatch runs in <paramref name="firstRound"/>.</summary>
-    private int[] Batches(int firstRound) => [.. _shards.Select(s => s.Length == 0 ? 0 : firstRound + Minibatches(s).Count)];
+    /// <summary>A lost worker ends a part for every worker: Training:KeepGlobalBatch in a lock-step mode (the asynchronous modes hand out minibatches one by one).</summary>
+    private bool KeepsGlobalBatch => settings.GlobalBatchSize > 0 && !settings.SharedShards;
+
+    /// <summary>
+    /// Each worker's last round + 1 (absolute) for the current part's shards, whose first minibatch runs in
+    /// <paramref name="firstRound"/>; also where each worker's minibatches of the part end, until a loss cuts them.
+    /// </summary>
+    private int[] Batches(int firstRound)
+    {
+        int[] batches = [.. _shards.Select(s => s.Length == 0 ? 0 : firstRound + Minibatches(s).Count)];
+        _ends = (int[])batches.Clone();
+        return batches;
+    }
 
     /// <summary>How the current part cuts a shard into minibatches (as <c>AssignShard.Minibatches</c>).</summary>
     private MinibatchPlan Minibatches(int[] shard) =>
@@ -208,11 +228,31 @@ public sealed class EpochPlan(EpochPlanSettings settings)
     public void WorkerRemoved(int index, int firstUnusedRound)
     {
         if (index < 0 || index >= _shards.Length || firstUnusedRound < 0) return;
-        var shard = _shards[index];
-        var plan = Minibatches(shard);
-        var from = plan.Start(Math.Clamp(firstUnusedRound - _firstRound, 0, plan.Count));
-        if (from < shard.Length) _orphans.AddRange(shard[from..]);
+        KeepMinibatches(index, firstUnusedRound);
         _shards[index] = [];
+    }
+
+    /// <summary>
+    /// The parameter server ended the current part at <paramref name="round"/> for every worker (Training:KeepGlobalBatch
+    /// after a loss): the minibatches of the workers alive from that round on are kept for a further part, with the lost
+    /// workers' samples.
+    /// </summary>
+    public void PartCut(int round)
+    {
+        if (round < 0) return;
+        for (var i = 0; i < _shards.Length; i++) KeepMinibatches(i, round);
+    }
+
+    /// <summary>Keeps worker <paramref name="index"/>'s minibatches of the current part from <paramref name="round"/> to where they end (<c>_ends</c>), which moves to that round.</summary>
+    private void KeepMinibatches(int index, int round)
+    {
+        var shard = _shards[index];
+        if (shard.Length == 0 || index >= _ends.Length || round >= _ends[index]) return;
+        var plan = Minibatches(shard);
+        var from = plan.Start(Math.Clamp(round - _firstRound, 0, plan.Count));
+        var to = plan.Start(Math.Clamp(_ends[index] - _firstRound, 0, plan.Count));
+        if (from < to) _orphans.AddRange(shard[from..to]);
+        _ends[index] = round;
     }
 
     /// <summary>Minibatches (shard, round) of the current part that were never trained are kept for a further part.</summary>

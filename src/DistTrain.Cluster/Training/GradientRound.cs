@@ -103,6 +103,23 @@ public sealed class GradientRound
         return (awaited, firstUnused);
     }
 
+    /// <summary>
+    /// Ends the part at <paramref name="round"/> for every worker (Training:KeepGlobalBatch after a loss): minibatches in it
+    /// and later are left for a further part. Returns true when any worker had one.
+    /// </summary>
+    public bool Cut(int round)
+    {
+        var cut = false;
+        for (var i = 0; i < _batches.Length; i++)
+            if (_batches[i] > round)
+            {
+                _batches[i] = round;
+                cut = true;
+            }
+        if (cut) PartLeftSamples = true;
+        return cut;
+    }
+
     /// <summary>Ends the part early: no worker has minibatches left.</summary>
     public void ClearBatches() => _batches = new int[_received.Length];
 

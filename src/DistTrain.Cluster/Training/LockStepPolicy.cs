@@ -8,7 +8,9 @@ namespace DistTrain.Cluster.Training;
 /// Lock-step rounds (<see cref="SyncPolicy"/>, <see cref="LocalSgdPolicy"/>): each round the same weights go to every
 /// worker; the round waits for one report from every worker that has a minibatch in it, combines them in worker order
 /// (so the result does not depend on arrival order), and the next round's weights go out. A lost worker is no longer
-/// waited for; its untrained rounds go back to the coordinator, which gives their samples to the others.
+/// waited for; its untrained rounds go back to the coordinator, which gives their samples to the others. With
+/// Training:KeepGlobalBatch (<see cref="EpochPart.KeepGlobalBatch"/>) the part ends for every worker after the open round,
+/// and the coordinator plans all the samples left at the global minibatch over the workers alive.
 /// </summary>
 public abstract class LockStepPolicy : UpdatePolicy
 {
@@ -62,7 +64,7 @@ public abstract class LockStepPolicy : UpdatePolicy
     {
         _round.Open(round);
         // Every replica receives every version, so evaluation can run on any of them.
-        Output.Broadcast(Outbox.PublishShared(Part!.Epoch, round, Model.Version));
+        Output.Broadcast(Outbox.PublishShared(Part!, round, Model.Version, _round.EndRound));
         if (_round.Expected == 0) CompletePart();
     }
 
@@ -86,10 +88,20 @@ public abstract class LockStepPolicy : UpdatePolicy
     /// <inheritdoc />
     protected override void OnRemoveWorker(int index)
     {
-        var (awaited, firstUnused) = _round.Remove(index, Span(_round.Round));
-        Output.WorkerRemoved(new WorkerRemoved(index, firstUnused));
-        Output.Warning($"Worker {index} lost in epoch {Part!.Epoch} round {_round.Round}: the round continues without it; its rounds from {firstUnused} go to the other workers " +
-            $"after this part of the epoch (round {_round.EndRound}). Until then each step carries only the other workers' minibatches, a smaller global minibatch.");
+        // The rounds the open round's reports cover: the other workers' reports in flight were computed on them.
+        var span = Span(_round.Round);
+        var (awaited, firstUnused) = _round.Remove(index, span);
+        var part = Part!;
+        // Training:KeepGlobalBatch: everybody's minibatches after the open round go to a further part, planned at the global
+        // minibatch over the workers alive; the broadcasts carry the new end, so no survivor computes past it.
+        var cutFrom = part.KeepGlobalBatch && _round.Cut(_round.Round + span) ? _round.Round + span : -1;
+        Output.WorkerRemoved(new WorkerRemoved(index, firstUnused, cutFrom));
+        Output.Warning(cutFrom >= 0
+            ? $"Worker {index} lost in epoch {part.Epoch} round {_round.Round}: the round continues without it, a smaller global minibatch for this step. " +
+              $"Training:KeepGlobalBatch: this part of the epoch ends at round {cutFrom}; its rounds from {firstUnused} and the other workers' from {cutFrom} " +
+              "are planned again over the workers alive, at the global minibatch."
+            : $"Worker {index} lost in epoch {part.Epoch} round {_round.Round}: the round continues without it; its rounds from {firstUnused} go to the other workers " +
+              $"after this part of the epoch (round {_round.EndRound}). Until then each step carries only the other workers' minibatches, a smaller global minibatch.");
         if (!awaited) return;
         if (_round.Expected == 0 && _round.Arrived == 0)
         {

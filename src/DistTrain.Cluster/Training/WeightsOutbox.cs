@@ -72,10 +72,15 @@ public sealed class WeightsOutbox
     /// <summary>The array of the broadcast before the newest one.</summary>
     public float[] PreviousShared => _shared[(_nextShared + SharedSlots - 1) % SharedSlots].Weights;
 
-    /// <summary>Stamps the message whose array is <see cref="NextShared"/> and moves the ring on; returns the message to send to every worker.</summary>
-    public WeightsUpdated PublishShared(int epoch, int round, long version)
+    /// <summary>
+    /// Stamps the message whose array is <see cref="NextShared"/> and moves the ring on; returns the message to send to every
+    /// worker: the weights of <paramref name="version"/> for <paramref name="round"/> of <paramref name="part"/>, whose
+    /// minibatches end before <paramref name="endRound"/>.
+    /// </summary>
+    public WeightsUpdated PublishShared(EpochPart part, int round, long version, int endRound)
     {
-        var message = _shared[_nextShared].Reuse(epoch, round, version, Stopwatch.GetTimestamp(), shard: -1);
+        ArgumentNullException.ThrowIfNull(part);
+        var message = _shared[_nextShared].Reuse(part.Epoch, round, version, Stopwatch.GetTimestamp(), shard: -1, part.Part, endRound);
         _sharedPublished[_nextShared] = true;
         _nextShared = (_nextShared + 1) % SharedSlots;
         return message;
@@ -95,16 +100,17 @@ public sealed class WeightsOutbox
     /// <summary>
     /// A message for worker <paramref name="worker"/> alone, with <paramref name="source"/> copied into its array (at this
     /// outbox's offset): the weights of <paramref name="version"/>, on which it computes minibatch <paramref name="round"/> of shard
-    /// <paramref name="shard"/>. Call <see cref="ForWorkers"/> first.
+    /// <paramref name="shard"/> in <paramref name="part"/>. Call <see cref="ForWorkers"/> first.
     /// </summary>
-    public WeightsUpdated ForWorker(int worker, int epoch, int round, long version, int shard, ReadOnlySpan<float> source)
+    public WeightsUpdated ForWorker(int worker, EpochPart part, int round, long version, int shard, ReadOnlySpan<float> source)
     {
+        ArgumentNullException.ThrowIfNull(part);
         var slots = _perWorker[worker];
         var index = _nextPerWorker[worker];
         _nextPerWorker[worker] ^= 1;
         var message = slots[index] ??= new WeightsUpdated(0, 0, 0, _sharedWeights?.PerWorker(worker, index) ?? (float[])_initial.Clone());
         source.CopyTo(message.Weights.AsSpan(_offset));
-        return message.Reuse(epoch, round, version, Stopwatch.GetTimestamp(), shard);
+        return message.Reuse(part.Epoch, round, version, Stopwatch.GetTimestamp(), shard, part.Part, int.MaxValue);
     }
 
     /// <summary>
