@@ -78,6 +78,26 @@ public sealed partial class NodeLogFormatTests
         Assert.True(evaluator.ShouldTryKeepMessage(error, out _));
     }
 
+    [Fact]
+    public void The_filter_drops_the_closed_connection_reports_of_a_lost_node_and_keeps_its_other_association_failures()
+    {
+        // A node killed mid-job: Akka.Remote's endpoint writer fails with EndpointDisassociatedException (an ERROR with the
+        // stack trace) and its supervisor warns with the same exception; other failures of the same endpoint stay.
+        var evaluator = new LogFilterBuilder().Add(new DepartedNodesLogFilter()).Build().CreateEvaluator();
+        const string writer = "akka://disttrain/system/endpointManager/reliableEndpointWriter-akka.tcp%3A%2F%2Fdisttrain%40worker-1%3A4053-3";
+        var closed = (Exception)Activator.CreateInstance(typeof(Akka.Remote.RemoteSettings).Assembly.GetType("Akka.Remote.EndpointDisassociatedException")!,
+            "Disassociated")!;
+        Assert.False(evaluator.ShouldTryKeepMessage(new Error(closed, writer + "/endpointWriter", typeof(object), "Disassociated"), out _));
+        Assert.False(evaluator.ShouldTryKeepMessage(new Warning(writer, typeof(object),
+            $"Association with remote system akka.tcp://disttrain@worker-1:4053 has failed; address is now gated for 1000 ms. Reason is: [{closed}]"), out _));
+
+        Assert.True(evaluator.ShouldTryKeepMessage(new Error(new InvalidOperationException("refused"), writer + "/endpointWriter", typeof(object), "Association failed"),
+            out _));
+        Assert.True(evaluator.ShouldTryKeepMessage(new Warning(writer, typeof(object), "Association with remote system failed: connection refused"), out _));
+        // The same exception type outside Akka.Remote's endpoints is not Akka.Remote's report: kept.
+        Assert.True(evaluator.ShouldTryKeepMessage(new Error(closed, "akka://disttrain/user/agent", typeof(object), "failed"), out _));
+    }
+
     /// <summary>A worker node on a free loopback port with no seed nodes, built by <see cref="ClusterNode.WithDistTrainNode"/> as the CLI builds it.</summary>
     private static async Task<IHost> StartNodeAsync()
     {

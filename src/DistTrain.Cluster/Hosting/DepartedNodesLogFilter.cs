@@ -10,7 +10,10 @@ namespace DistTrain.Cluster.Hosting;
 /// all of them once this node itself is leaving. At the end of a job every node leaves; the TCP connection between two
 /// of them then closes while one side still holds it, and Akka.Remote logs that as a failed association (a WARNING, an
 /// ERROR "Disassociated" and a stack trace) although nothing failed. A node that is lost without leaving (killed,
-/// partitioned, downed) is not in the set: what Akka.Remote says about it is still logged.
+/// partitioned, downed) is not in the set: what Akka.Remote says about it is still logged, except that same pair about
+/// the closed connection (<c>EndpointDisassociatedException</c>), whose two stack traces say no more than the lines the
+/// loss already gets (<c>data plane closed</c>, <c>Worker 1 is lost</c>, Akka.Cluster's <c>Marking node(s) as
+/// UNREACHABLE</c>) and made a recovery DistTrain handles look like a crash.
 /// </summary>
 public sealed class DepartedNodesLogFilter : LogFilterBase
 {
@@ -37,11 +40,27 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
         // Endpoint actors are named after the remote address, URL-encoded: .../endpointManager/reliableEndpointWriter-akka.tcp%3A%2F%2F...
         var source = content.LogSource;
         if (source is null || !source.Contains("/endpointManager/", StringComparison.Ordinal)) return LogFilterDecision.NoDecision;
-        if (_leaving) return LogFilterDecision.Drop;
+        if (_leaving || ReportsClosedConnection(content, expandedMessage)) return LogFilterDecision.Drop;
         foreach (var address in _departed.Keys)
             if (source.Contains(address, StringComparison.OrdinalIgnoreCase)) return LogFilterDecision.Drop;
         return LogFilterDecision.NoDecision;
     }
+
+    /// <summary>Akka.Remote's exception for a connection its peer closed (internal to Akka.Remote, so matched by name).</summary>
+    private const string ClosedConnectionException = "Akka.Remote.EndpointDisassociatedException";
+
+    /// <summary>
+    /// True for Akka.Remote's two reports that a connection closed: the endpoint writer's failure (an ERROR whose cause is
+    /// <see cref="ClosedConnectionException"/>) and its supervisor's WARNING "Association with remote system ... has failed",
+    /// which quotes that exception with its stack trace. Other association failures (a refused certificate, a peer that
+    /// cannot be reached) are kept.
+    /// </summary>
+    private static bool ReportsClosedConnection(LogEvent content, string? expandedMessage) => content switch
+    {
+        Error { Cause: { } cause } => cause.GetType().FullName == ClosedConnectionException,
+        Warning => (expandedMessage ?? content.Message?.ToString())?.Contains(ClosedConnectionException + ": Disassociated", StringComparison.Ordinal) == true,
+        _ => false,
+    };
 
     /// <summary>Props of the actor that feeds <paramref name="filter"/> from the cluster's membership events.</summary>
     public static Props WatcherProps(DepartedNodesLogFilter filter) => Props.Create(() => new Watcher(filter));
