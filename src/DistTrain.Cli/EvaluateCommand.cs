@@ -87,7 +87,7 @@ internal static class EvaluateCommand
         var perClass = new Table().AddColumns("class", "name", "samples", "precision", "recall");
         for (var c = 0; c < matrix.ClassCount; c++)
             perClass.AddRow(c.ToString(inv), Markup.Escape(names[c]), matrix.Support(c).ToString("N0", inv),
-                (100 * matrix.Precision(c)).ToString("F2", inv) + "%", (100 * matrix.Recall(c)).ToString("F2", inv) + "%");
+                Percent(matrix.Precision(c), matrix.Predicted(c)), Percent(matrix.Recall(c), matrix.Support(c)));
         AnsiConsole.Write(perClass);
         var confusion = new Table { Title = new TableTitle("confusion matrix: rows true class, columns predicted") };
         confusion.AddColumn("true \\ predicted");
@@ -99,16 +99,27 @@ internal static class EvaluateCommand
         AnsiConsole.MarkupLineInterpolated($"Heatmap: {heatmapPath}");
     }
 
+    /// <summary>A precision or recall as a percentage, or "n/a" when nothing was counted for it (<paramref name="of"/> = 0): no
+    /// sample of the class, or none predicted as it. <see cref="ConfusionMatrix"/> gives 0 there, scikit-learn's default.</summary>
+    internal static string Percent(double fraction, long of) =>
+        of == 0 ? "n/a" : (100 * fraction).ToString("F2", CultureInfo.InvariantCulture) + "%";
+
     private static void PrintJson(ConfusionMatrix matrix, string[] names, string heatmapPath) =>
-        Console.WriteLine(JsonSerializer.Serialize(new
+        Console.WriteLine(JsonReport(matrix, names, heatmapPath));
+
+    /// <summary>The <c>--json</c> report: accuracy, per class samples, precision and recall (null where undefined), the matrix's rows, the heatmap's path.</summary>
+    internal static string JsonReport(ConfusionMatrix matrix, string[] names, string heatmapPath) =>
+        JsonSerializer.Serialize(new
         {
             accuracy = matrix.Accuracy,
             samples = matrix.Total,
             classes = Enumerable.Range(0, matrix.ClassCount).Select(c => new
             {
-                @class = c, name = names[c], samples = matrix.Support(c), precision = matrix.Precision(c), recall = matrix.Recall(c),
+                @class = c, name = names[c], samples = matrix.Support(c),
+                // null where the figure is undefined (no sample predicted as the class, or none of it), not scikit-learn's 0.
+                precision = matrix.Predicted(c) == 0 ? (double?)null : matrix.Precision(c), recall = matrix.Support(c) == 0 ? (double?)null : matrix.Recall(c),
             }),
             confusion = matrix.ToRows(),
             heatmap = heatmapPath,
-        }, PredictCommand.Json));
+        }, PredictCommand.Json);
 }

@@ -119,6 +119,23 @@ public class PredictEvaluateTests : IDisposable
     }
 
     [Fact]
+    public void Precision_and_recall_of_a_class_without_samples_or_predictions_read_n_a_and_null_not_0()
+    {
+        // Class 2 has no sample and is never predicted; class 1 is predicted once, wrongly.
+        var matrix = new DistTrain.Core.Evaluation.ConfusionMatrix(3);
+        matrix.Add(0, 0);
+        matrix.Add(0, 1);
+        matrix.Add(1, 0);
+        Assert.Equal(["50.00%", "0.00%", "n/a"], Enumerable.Range(0, 3).Select(c => EvaluateCommand.Percent(matrix.Precision(c), matrix.Predicted(c))));
+        Assert.Equal(["50.00%", "0.00%", "n/a"], Enumerable.Range(0, 3).Select(c => EvaluateCommand.Percent(matrix.Recall(c), matrix.Support(c))));
+        var classes = JsonDocument.Parse(EvaluateCommand.JsonReport(matrix, ["a", "b", "c"], "h.png")).RootElement.GetProperty("classes");
+        Assert.Equal(0.5, classes[0].GetProperty("recall").GetDouble());
+        Assert.Equal(0.0, classes[1].GetProperty("precision").GetDouble());
+        Assert.Equal(JsonValueKind.Null, classes[2].GetProperty("precision").ValueKind);
+        Assert.Equal(JsonValueKind.Null, classes[2].GetProperty("recall").ValueKind);
+    }
+
+    [Fact]
     public async Task The_commands_print_json_draw_the_heatmap_and_exit_2_on_bad_input()
     {
         var (path, trainingAccuracy) = await TrainAsync(Mlp, epochs: 2);
