@@ -116,7 +116,7 @@ public sealed partial class ClusterProcessTests
         {
             Start("worker", configA, workerA), Start("worker", configA, workerA), Start("worker", configB, workerB), Start("worker", configB, workerB),
         };
-        foreach (var ps in parameterServers) await ps.AssertExitAsync(0, TimeSpan.FromSeconds(180));
+        foreach (var ps in parameterServers) await ps.AssertExitAsync(0, TimeSpan.FromSeconds(180), alongside: workers);
         foreach (var worker in workers) await worker.AssertExitAsync(0, TimeSpan.FromSeconds(30));
         foreach (var ps in parameterServers) Assert.Contains("Training starts with 2 workers", ps.Output);
         await AssertUndisturbedAsync(configA, FinalWeightsPath());

@@ -129,9 +129,12 @@ internal sealed class DistTrainProcess : IDisposable
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int SendSignal(int pid, int signal);
 
-    /// <summary>Waits for the exit; fails the test with the output if it takes longer than <paramref name="timeout"/>.</summary>
+    /// <summary>
+    /// Waits for the exit; fails the test with the output if it takes longer than <paramref name="timeout"/>, and with the
+    /// end of each of <paramref name="alongside"/>'s (the nodes it waits for), whose failure is often the cause.
+    /// </summary>
     /// <returns>The exit code; 128 + the signal number for a process ended by a signal (.NET's convention, as a shell's).</returns>
-    public async Task<int> WaitAsync(TimeSpan timeout)
+    public async Task<int> WaitAsync(TimeSpan timeout, IReadOnlyList<DistTrainProcess>? alongside = null)
     {
         try
         {
@@ -139,7 +142,7 @@ internal sealed class DistTrainProcess : IDisposable
         }
         catch (TimeoutException)
         {
-            Assert.Fail($"disttrain did not exit within {timeout.TotalSeconds} s. Output:\n{Output}");
+            Assert.Fail($"disttrain did not exit within {timeout.TotalSeconds} s. Output:\n{Output}{Others(alongside)}");
         }
         _process.WaitForExit(); // flushes the redirected output
         return _process.ExitCode;
@@ -149,10 +152,24 @@ internal sealed class DistTrainProcess : IDisposable
     /// Waits for the exit and asserts its code is <paramref name="expected"/>; a wrong code fails the test with the output,
     /// which says why (a bare exit code does not).
     /// </summary>
-    public async Task AssertExitAsync(int expected, TimeSpan timeout)
+    public async Task AssertExitAsync(int expected, TimeSpan timeout, IReadOnlyList<DistTrainProcess>? alongside = null)
     {
-        var code = await WaitAsync(timeout);
-        if (code != expected) Assert.Fail($"disttrain exited with {code}, expected {expected}. Output:\n{Output}");
+        var code = await WaitAsync(timeout, alongside);
+        if (code != expected) Assert.Fail($"disttrain exited with {code}, expected {expected}. Output:\n{Output}{Others(alongside)}");
+    }
+
+    /// <summary>The last 4,000 characters of each process's output, with its exit state, for a failure message.</summary>
+    private static string Others(IReadOnlyList<DistTrainProcess>? processes)
+    {
+        if (processes is null) return "";
+        var text = new System.Text.StringBuilder();
+        for (var i = 0; i < processes.Count; i++)
+        {
+            var output = processes[i].Output;
+            var state = processes[i]._process.HasExited ? $"exited with {processes[i]._process.ExitCode}" : "still running";
+            text.Append($"\n--- node {i} alongside ({state}), last {Math.Min(4000, output.Length)} characters:\n").Append(output[Math.Max(0, output.Length - 4000)..]);
+        }
+        return text.ToString();
     }
 
     /// <summary>Waits until <paramref name="text"/> appears in the output at or after index <paramref name="after"/>; returns its index.</summary>
