@@ -198,6 +198,42 @@ public class UpdatePolicyTests
     }
 
     [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void LocalSgd_with_the_global_minibatch_kept_ends_the_part_after_the_period_in_progress_when_a_worker_is_lost(bool keepGlobalBatch)
+    {
+        // 3 workers with 6 minibatches each, periods of 2 local steps; worker 2 is lost before reporting the first period.
+        var options = new ModelOptions { InputSize = 2, Layers = [new() { Type = LayerTypes.Dense, Units = 1 }] };
+        var layout = ModelFactory.Build(options).Layout;
+        var optimizer = new OptimizerOptions { LearningRate = Rate, Momentum = 0, L2 = 0 };
+        var model = new ServerModel(new ParameterVector(layout, new float[layout.TotalLength]), optimizer, totalEpochs: 1);
+        var wire = WireLayout.For(layout, TrainingMode.LocalSgd, optimizer);
+        var output = new Recorder();
+        var policy = new LocalSgdPolicy(model, new WeightsOutbox(new float[wire.WeightsLength], layout.TotalLength), output, wire, localSteps: 2);
+        policy.Start(new EpochPart(1, [true, true, true], [6, 6, 6], 0, 0, MidEpochResumable: true, Part: 3, KeepGlobalBatch: keepGlobalBatch));
+        Assert.Equal((0, 3, 6), output.BroadcastRounds[0]);
+        policy.RemoveWorker(2);
+        var removed = Assert.Single(output.Removed);
+        Assert.Equal((2, 0, keepGlobalBatch ? 2 : -1), (removed.WorkerIndex, removed.FirstUnusedRound, removed.OthersCutFrom));
+        var zeros = new float[wire.ReportLength - 3];
+        Assert.Null(policy.Accept(Gradient(0, 0, 0, 10, [1, 2, 3, .. zeros])));
+        Assert.Null(policy.Accept(Gradient(1, 0, 0, 10, [3, 4, 5, .. zeros])));
+        Assert.Equal(2, model.Version);
+        if (keepGlobalBatch)
+        {
+            // The period after it is the part's closing broadcast: it says the part ends there, and the part is complete.
+            Assert.Equal((2, 3, 2), output.BroadcastRounds[^1]);
+            Assert.Single(output.Completed);
+        }
+        else
+        {
+            // The two others go on with their own minibatches: round 2 is a period of 2 more steps each.
+            Assert.Equal((2, 3, 6), output.BroadcastRounds[^1]);
+            Assert.Empty(output.Completed);
+        }
+    }
+
+    [Theory]
     [InlineData(0.9, 3, "Optimizer:Momentum = 0.23 (0.9 - 0.67)")]
     [InlineData(0.9, 2, "Optimizer:Momentum = 0.4 (0.9 - 0.5)")]
     [InlineData(0.5, 2, "Optimizer:Momentum = 0 (0.5 - 0.5)")]
@@ -258,14 +294,20 @@ public class UpdatePolicyTests
     {
         public List<(int Worker, long Version, int Round, int Shard)> Sent { get; } = [];
         public List<long> Broadcasts { get; } = [];
+        public List<(int Round, int Part, int EndRound)> BroadcastRounds { get; } = [];
+        public List<WorkerRemoved> Removed { get; } = [];
         public List<(long Version, double[] Staleness)> Steps { get; } = [];
         public List<EpochCompleted> Completed { get; } = [];
 
-        public void Broadcast(WeightsUpdated weights) => Broadcasts.Add(weights.Version);
+        public void Broadcast(WeightsUpdated weights)
+        {
+            Broadcasts.Add(weights.Version);
+            BroadcastRounds.Add((weights.Round, weights.Part, weights.EndRound));
+        }
         public void Send(int worker, WeightsUpdated weights) => Sent.Add((worker, weights.Version, weights.Round, weights.Shard));
         public RoundApplied TakeReport(int workers) => new RoundApplied(0, 0, 0, 0, 0, default, 0).ForWorkers(workers);
         public void StepApplied(RoundApplied report) => Steps.Add((report.Version, (double[])report.WorkerStaleness.Clone()));
-        public void WorkerRemoved(WorkerRemoved removed) { }
+        public void WorkerRemoved(WorkerRemoved removed) => Removed.Add(removed);
         public void PartCompleted(EpochCompleted completed) => Completed.Add(completed);
         public void MinibatchesLeft(MinibatchesLeft left) { }
         public List<string> Warnings { get; } = [];
