@@ -75,5 +75,5 @@ public sealed record JobFinished(
 public static class ClusterProtocolInfo
 {
     /// <summary>Bumped whenever a message or the data-plane frame changes incompatibly.</summary>
-    public const int Version = 3;
+    public const int Version = 4;
 }
