@@ -98,6 +98,47 @@ public sealed partial class NodeLogFormatTests
         Assert.True(evaluator.ShouldTryKeepMessage(new Error(closed, "akka://disttrain/user/agent", typeof(object), "failed"), out _));
     }
 
+    [Fact]
+    public async Task A_connection_that_closes_unexpectedly_gets_one_info_line_in_place_of_Akka_Remotes_stack_traces()
+    {
+        var peer = new Address("akka.tcp", "disttrain", "worker-" + Guid.NewGuid().ToString("N")[..8], 4053);
+        var output = await CaptureStandardOutputAsync(async () =>
+        {
+            using var host = await StartNodeAsync();
+            var system = host.Services.GetRequiredService<ActorSystem>();
+            var self = Akka.Cluster.Cluster.Get(system).SelfAddress;
+            // What Akka.Remote publishes when the peer's TCP connection closes (a node killed, or a dropped connection).
+            // The watcher subscribes once it has started: publish until it reports.
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (!Printed().Contains($"The connection to {peer} closed") && DateTime.UtcNow < deadline)
+            {
+                system.EventStream.Publish(new Akka.Remote.DisassociatedEvent(self, peer, inbound: true));
+                await Task.Delay(100);
+            }
+            // A dead node's address closes again on every reconnection attempt: reported once until it connects again.
+            system.EventStream.Publish(new Akka.Remote.DisassociatedEvent(self, peer, inbound: false));
+            system.EventStream.Publish(new Akka.Remote.AssociatedEvent(self, peer, inbound: false));
+            system.EventStream.Publish(new Akka.Remote.DisassociatedEvent(self, peer, inbound: false));
+            await WaitUntilAsync(() => Printed().Contains($"The connection to {peer} closed (this node"), TimeSpan.FromSeconds(30));
+            await host.StopAsync();
+        });
+        var lines = output.Split('\n').Where(l => l.Contains($"The connection to {peer} closed", StringComparison.Ordinal)).Select(l => l.TrimEnd('\r')).ToList();
+        Assert.Equal(2, lines.Count);
+        Assert.Equal("INFO", AkkaPrefix().Match(lines[0]).Groups["level"].Value);
+        Assert.EndsWith($"The connection to {peer} closed (it had connected to this node); messages sent to that node in the next 1 s are dropped.", lines[0]);
+        Assert.EndsWith($"The connection to {peer} closed (this node had connected to it); messages sent to that node in the next 1 s are dropped.", lines[1]);
+
+        // A node that left in order, or any node once this one is leaving: its connection's closing is expected.
+        var filter = new DepartedNodesLogFilter();
+        Assert.False(filter.IsExpectedClose(peer));
+        filter.Departed(peer);
+        Assert.True(filter.IsExpectedClose(peer));
+        var other = new Address("akka.tcp", "disttrain", "worker-2", 4053);
+        Assert.False(filter.IsExpectedClose(other));
+        filter.Leaving();
+        Assert.True(filter.IsExpectedClose(other));
+    }
+
     /// <summary>A worker node on a free loopback port with no seed nodes, built by <see cref="ClusterNode.WithDistTrainNode"/> as the CLI builds it.</summary>
     private static async Task<IHost> StartNodeAsync()
     {

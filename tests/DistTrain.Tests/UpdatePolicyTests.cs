@@ -233,6 +233,26 @@ public class UpdatePolicyTests
         }
     }
 
+    [Fact]
+    public void With_the_global_minibatch_kept_losing_a_worker_with_nothing_left_in_the_part_cuts_nothing()
+    {
+        // Slot 2 is not in the part (a worker that joined after it began, or whose shard was empty): its loss leaves no
+        // sample behind, so the others keep their minibatches and the part its end.
+        var (model, outbox, output, wire) = Server();
+        var policy = new SyncPolicy(model, outbox, output, wire);
+        policy.Start(new EpochPart(1, [true, true, false], [6, 6, 0], 0, 0, MidEpochResumable: false, KeepGlobalBatch: true));
+        policy.RemoveWorker(2);
+        Assert.Equal((2, 0, -1), (output.Removed[0].WorkerIndex, output.Removed[0].FirstUnusedRound, output.Removed[0].OthersCutFrom));
+        Assert.Null(policy.Accept(Gradient(0, 0, 0, 10, 1, 1, 1)));
+        Assert.Null(policy.Accept(Gradient(1, 0, 0, 10, 1, 1, 1)));
+        Assert.Equal((1, 0, 6), output.BroadcastRounds[^1]);
+        Assert.Empty(output.Completed);
+
+        // A worker of the part that is lost with minibatches left does cut: the part ends after the open round.
+        policy.RemoveWorker(1);
+        Assert.Equal(2, output.Removed[1].OthersCutFrom);
+    }
+
     [Theory]
     [InlineData(0.9, 3, "Optimizer:Momentum = 0.23 (0.9 - 0.67)")]
     [InlineData(0.9, 2, "Optimizer:Momentum = 0.4 (0.9 - 0.5)")]

@@ -474,7 +474,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _workers[index] = Context.Watch(added.Worker);
         _plan.AddWorker(index);
         Metrics.DistTrainMetrics.WatchMailbox(NodeRoles.Worker, added.Worker);
-        _log.Info("Worker {0} joined: it takes part from the next epoch ({1} workers alive).", index, _plan.AliveCount);
+        _log.Info("Worker {0} joined: it takes part from the next epoch, or from the next part of this one ({1} workers alive).", index, _plan.AliveCount);
         if (_phase == Phase.Paused && _plan.AliveCount >= Math.Max(1, _settings.MinWorkers))
         {
             var resume = _onResume!;

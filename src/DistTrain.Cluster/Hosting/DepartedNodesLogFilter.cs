@@ -11,9 +11,12 @@ namespace DistTrain.Cluster.Hosting;
 /// of them then closes while one side still holds it, and Akka.Remote logs that as a failed association (a WARNING, an
 /// ERROR "Disassociated" and a stack trace) although nothing failed. A node that is lost without leaving (killed,
 /// partitioned, downed) is not in the set: what Akka.Remote says about it is still logged, except that same pair about
-/// the closed connection (<c>EndpointDisassociatedException</c>), whose two stack traces say no more than the lines the
-/// loss already gets (<c>data plane closed</c>, <c>Worker 1 is lost</c>, Akka.Cluster's <c>Marking node(s) as
-/// UNREACHABLE</c>) and made a recovery DistTrain handles look like a crash.
+/// the closed connection (<c>EndpointDisassociatedException</c>), whose two stack traces made a recovery DistTrain handles
+/// look like a crash. In their place the <see cref="WatcherProps">watcher</see> logs one INFO line when a connection closes
+/// unexpectedly (from Akka.Remote's <see cref="Akka.Remote.DisassociatedEvent"/>; once per address until it connects again): a killed node's loss has its own
+/// lines as well (<c>data plane closed</c>, <c>Worker 1 is lost</c>, Akka.Cluster's <c>Marking node(s) as UNREACHABLE</c>),
+/// but a connection to a live node that drops has only this one, and messages sent to that node while Akka.Remote gates
+/// its address are dropped.
 /// </summary>
 public sealed class DepartedNodesLogFilter : LogFilterBase
 {
@@ -33,6 +36,9 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
 
     /// <summary>This node is leaving: every connection's closing is expected from now on.</summary>
     public void Leaving() => _leaving = true;
+
+    /// <summary>True when the closing of a connection to <paramref name="address"/> is expected: it left in order, or this node is leaving.</summary>
+    public bool IsExpectedClose(Address address) => _leaving || _departed.ContainsKey(Uri.EscapeDataString(address.ToString()));
 
     /// <inheritdoc />
     public override LogFilterDecision ShouldKeepMessage(LogEvent content, string? expandedMessage = null)
@@ -62,15 +68,30 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
         _ => false,
     };
 
-    /// <summary>Props of the actor that feeds <paramref name="filter"/> from the cluster's membership events.</summary>
+    /// <summary>
+    /// Props of the actor that feeds <paramref name="filter"/> from the cluster's membership events, and logs one INFO line
+    /// for each connection that closed unexpectedly (the filter drops Akka.Remote's own reports of it).
+    /// </summary>
     public static Props WatcherProps(DepartedNodesLogFilter filter) => Props.Create(() => new Watcher(filter));
 
     private sealed class Watcher : ReceiveActor
     {
         private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
+        private readonly ILoggingAdapter _log = Context.GetLogger();
+        private readonly HashSet<Address> _closed = []; // reported closed, not connected again since
 
         public Watcher(DepartedNodesLogFilter filter)
         {
+            // akka.remote.retry-gate-closed-for (AkkaSettings.Remoting): how long messages to the address are dropped.
+            var gate = Context.System.Settings.Config.GetTimeSpan("akka.remote.retry-gate-closed-for", TimeSpan.FromSeconds(5), allowInfinite: false);
+            // Once per address until it connects again: a dead node's address closes again on every reconnection attempt.
+            Receive<Akka.Remote.AssociatedEvent>(e => _closed.Remove(e.RemoteAddress));
+            Receive<Akka.Remote.DisassociatedEvent>(e =>
+            {
+                if (filter.IsExpectedClose(e.RemoteAddress) || !_closed.Add(e.RemoteAddress)) return;
+                _log.Info("The connection to {0} closed ({1}); messages sent to that node in the next {2:0.#} s are dropped.", e.RemoteAddress,
+                    e.IsInbound ? "it had connected to this node" : "this node had connected to it", gate.TotalSeconds);
+            });
             Receive<ClusterEvent.MemberLeft>(e => Mark(filter, e.Member));
             Receive<ClusterEvent.MemberExited>(e => Mark(filter, e.Member));
             Receive<ClusterEvent.MemberRemoved>(e =>
@@ -85,9 +106,18 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
             else filter.Departed(member.Address);
         }
 
-        protected override void PreStart() => _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
-            typeof(ClusterEvent.MemberLeft), typeof(ClusterEvent.MemberExited), typeof(ClusterEvent.MemberRemoved));
+        protected override void PreStart()
+        {
+            _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
+                typeof(ClusterEvent.MemberLeft), typeof(ClusterEvent.MemberExited), typeof(ClusterEvent.MemberRemoved));
+            Context.System.EventStream.Subscribe(Self, typeof(Akka.Remote.DisassociatedEvent));
+            Context.System.EventStream.Subscribe(Self, typeof(Akka.Remote.AssociatedEvent));
+        }
 
-        protected override void PostStop() => _cluster.Unsubscribe(Self);
+        protected override void PostStop()
+        {
+            _cluster.Unsubscribe(Self);
+            Context.System.EventStream.Unsubscribe(Self);
+        }
     }
 }

@@ -150,11 +150,11 @@ public sealed class EpochPlan(EpochPlanSettings settings)
     }
 
     /// <summary>
-    /// A further part of the epoch: the samples the lost workers did not train on, split evenly across the workers alive
-    /// now, in the rounds after the last one applied, as balanced minibatches of up to the workers' minibatch (so the part
-    /// has no runt step). One round number is skipped: the previous part's closing broadcast used the round after the
-    /// last one applied, and a worker that has not received its new shard yet must not mistake the new part's first
-    /// weights for it.
+    /// A further part of the epoch: the samples the lost workers did not train on (with Training:KeepGlobalBatch, also the
+    /// others' after the loss), split evenly across the workers alive now, in the rounds after the last one applied, as
+    /// balanced minibatches of up to the workers' minibatch (so the part has no runt step). One round number is skipped:
+    /// the previous part's closing broadcast used the round after the last one applied. The part's number tells its
+    /// weights from the previous part's (<c>WeightsUpdated.Part</c>).
     /// </summary>
     public PlannedPart ContinueEpoch()
     {

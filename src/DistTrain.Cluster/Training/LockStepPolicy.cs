@@ -90,11 +90,14 @@ public abstract class LockStepPolicy : UpdatePolicy
     {
         // The rounds the open round's reports cover: the other workers' reports in flight were computed on them.
         var span = Span(_round.Round);
+        var end = _round.EndOf(index);
         var (awaited, firstUnused) = _round.Remove(index, span);
         var part = Part!;
-        // Training:KeepGlobalBatch: everybody's minibatches after the open round go to a further part, planned at the global
-        // minibatch over the workers alive; the broadcasts carry the new end, so no survivor computes past it.
-        var cutFrom = part.KeepGlobalBatch && _round.Cut(_round.Round + span) ? _round.Round + span : -1;
+        // Training:KeepGlobalBatch: when the lost worker left minibatches of this part untrained, everybody's minibatches
+        // after the open round go to a further part, planned at the global minibatch over the workers alive; the broadcasts
+        // carry the new end, so no survivor computes past it. A worker that had nothing left (its shard done, or a worker
+        // that joined after the part began) cuts nothing.
+        var cutFrom = part.KeepGlobalBatch && firstUnused < end && _round.Cut(_round.Round + span) ? _round.Round + span : -1;
         Output.WorkerRemoved(new WorkerRemoved(index, firstUnused, cutFrom));
         Output.Warning(cutFrom >= 0
             ? $"Worker {index} lost in epoch {part.Epoch} round {_round.Round}: the round continues without it, a smaller global minibatch for this step. " +
