@@ -74,6 +74,7 @@ internal static class TrainCommand
         string runDirectory;
         DistTrain.Core.Tensors.ParameterVector startingWeights;
         TrainingCheckpoint? resumeFrom = null;
+        string? trainDigest = null; // computed once (0.1 s for Fashion-MNIST) for the resume's check and the new checkpoints
         CheckpointDirectoryLock? checkpointLock = null;
         var prepared = false; // until then, every way out releases the checkpoint folder
         string? shards = null;
@@ -103,7 +104,7 @@ internal static class TrainCommand
             checkpointLock = CheckpointDirectoryLock.For(options.Checkpoint);
             if (options.Checkpoint.Resume)
                 resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line), trainSamples: data.Train.Count,
-                    trainDigest: data.Train.ContentDigest());
+                    trainDigest: trainDigest = data.Train.ContentDigest());
             else if (CheckpointResume.ReusedFolderWarning(options) is { } reused)
                 CliConsole.Fail("warning", reused);
             if (resumeFrom is { Epoch: > 1 } && options.Training.EarlyStopping.Patience > 0)
@@ -178,7 +179,7 @@ internal static class TrainCommand
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
             observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
                 initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom,
-                checkpointLock: checkpointLock)),
+                checkpointLock: checkpointLock, trainDigest: trainDigest)),
             diverged => RunOutputs.SaveLastGood(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
                 epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report),

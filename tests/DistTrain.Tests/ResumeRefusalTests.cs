@@ -39,6 +39,17 @@ public sealed class ResumeRefusalTests : IDisposable
         return newest;
     }
 
+    [Fact]
+    public async Task A_digest_the_caller_computed_is_the_one_the_checkpoints_record()
+    {
+        // The train command computes the digest once for its own resume check and hands it over (instead of a second
+        // 0.1 s pass over the samples): the checkpoints record what it was given.
+        var data = TestData.Normalized();
+        await SingleNodeTrainer.RunAsync(Options(epochs: 1, resume: false), data.Train, data.Test, trainDigest: "0123456789abcdef").WithTestTimeout();
+        var error = await Assert.ThrowsAsync<CheckpointResumeException>(() => Run(Options(epochs: 2, resume: true)));
+        Assert.Contains($"{CheckpointResume.TrainDigestKey} = {data.Train.ContentDigest()}, the checkpoint's is 0123456789abcdef.", error.Message);
+    }
+
     public static TheoryData<string, string> ChangedDataOrder => new()
     {
         { "seed", "Training:Seed = 8, the checkpoint's is 7" },

@@ -33,6 +33,8 @@ public static class SingleNodeTrainer
     /// <param name="log">Receives the lines about skipped and chosen checkpoints when this method finds one; null drops them.</param>
     /// <param name="checkpointLock">The caller's hold on Checkpoint:Directory, taken before it searched for a checkpoint to
     /// resume from; null: with Checkpoint:Directory set, this method takes it for the run and releases it at the end.</param>
+    /// <param name="trainDigest"><paramref name="train"/>'s <see cref="LabeledDataset.ContentDigest"/> when the caller has
+    /// computed it already (for its own resume check); null computes it here when checkpoints are on.</param>
     /// <exception cref="CheckpointDirectoryException">Another running job holds Checkpoint:Directory, or it cannot be created (<see cref="CheckpointDirectoryLock"/>).</exception>
     /// <exception cref="CheckpointResumeException">Checkpoint:Resume is set and no checkpoint fits (see <see cref="CheckpointResume.Find"/>).</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data (input size or number of classes).</exception>
@@ -43,7 +45,7 @@ public static class SingleNodeTrainer
     public static async Task<TrainingResult> RunAsync(TrainingOptions options, LabeledDataset train, LabeledDataset test,
         ITrainingObserver? observer = null, bool verifySerialization = false, IShardPlanner? planner = null,
         ParameterVector? initialWeights = null, CancellationToken cancellationToken = default, LabeledDataset? validation = null,
-        TrainingCheckpoint? resumeFrom = null, Action<string>? log = null, CheckpointDirectoryLock? checkpointLock = null)
+        TrainingCheckpoint? resumeFrom = null, Action<string>? log = null, CheckpointDirectoryLock? checkpointLock = null, string? trainDigest = null)
     {
         var loop = options.Training;
         if (train.Count == 0) throw new ArgumentException("The training set is empty: give at least one training sample.", nameof(train));
@@ -56,7 +58,7 @@ public static class SingleNodeTrainer
         var weights = initialWeights ?? ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, loop.Seed);
         var layout = weights.Layout;
         // What the training samples were, recorded in each checkpoint for a resume to check (a changed label or image).
-        var trainDigest = options.Checkpoint.Enabled ? train.ContentDigest() : "";
+        trainDigest = options.Checkpoint.Enabled ? trainDigest ?? train.ContentDigest() : "";
         if (resumeFrom is null && options.Checkpoint.Resume)
             resumeFrom = CheckpointResume.Find(options, layout, log ?? (_ => { }), trainSamples: train.Count, trainDigest: trainDigest);
         planner ??= new ShardPlanner(train.Count, loop.Workers, loop.Seed);
