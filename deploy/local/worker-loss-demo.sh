@@ -6,6 +6,7 @@
 # WORKERS (default 3) sets the worker nodes, KILL_AT the progress line that triggers the kill; DISTTRAIN_*
 # variables override the config as usual (for example DISTTRAIN_Training__BatchSizePerWorker=16).
 # The run has its own CA, node certificate, job secret and free ports (deploy/local/cluster-env.sh).
+# Exit code: the parameter server's, or 3 when KILL=1 and no progress line matched KILL_AT (nothing was killed).
 # Usage: KILL=1 [WORKERS=3] [KILL_AT='epoch  3/10   50%'] deploy/local/worker-loss-demo.sh [OUT]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,15 +29,26 @@ for i in $(seq 1 "$workers"); do
 done
 DISTTRAIN_Cluster__Port="$ps_port" "${disttrain[@]}" node --role parameter-server --config configs/fashion-mnist-mlp.json > "$out/parameter-server.log" 2>&1 &
 ps=$!
+killed=0
 if [ "$kill_one" = 1 ]; then
   until grep -qF "$kill_at" "$out/parameter-server.log" 2>/dev/null; do
-    kill -0 "$ps" 2>/dev/null || { echo "the parameter server ended before printing '$kill_at'" >&2; break; }
+    kill -0 "$ps" 2>/dev/null || break
     sleep 0.05
   done
-  kill -9 "${pids[1]}"
-  echo "killed worker process ${pids[1]} at $(date -u +%H:%M:%S.%N)"
+  if grep -qF "$kill_at" "$out/parameter-server.log" 2>/dev/null; then
+    kill -9 "${pids[1]}" && killed=1
+    echo "killed worker process ${pids[1]} at $(date -u +%H:%M:%S.%N)"
+  fi
 fi
 wait "$ps"; status=$?
+if [ "$kill_one" = 1 ] && [ "$killed" = 0 ]; then
+  # The progress lines' percentages depend on the steps per epoch (local SGD prints 26%, 51%, 75%): say so, do not measure nothing.
+  echo "error: no worker was killed: the parameter server never printed '$kill_at'. Its progress lines were:" >&2
+  grep -E "^epoch " "$out/parameter-server.log" | head -8 >&2
+  echo "Set KILL_AT to one of them (as printed) and run again." >&2
+  trap - EXIT
+  exit 3
+fi
 grep -E "is lost|go to|Test accuracy" "$out/parameter-server.log"
 trap - EXIT
 exit "$status"

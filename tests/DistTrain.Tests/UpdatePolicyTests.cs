@@ -215,6 +215,10 @@ public class UpdatePolicyTests
         policy.RemoveWorker(2);
         var removed = Assert.Single(output.Removed);
         Assert.Equal((2, 0, keepGlobalBatch ? 2 : -1), (removed.WorkerIndex, removed.FirstUnusedRound, removed.OthersCutFrom));
+        if (!keepGlobalBatch)
+            Assert.Equal("Worker 2 lost in epoch 1 round 0: the round continues without it, a smaller global minibatch for this step; its rounds from 0 go to " +
+                "the workers alive in a further part of the epoch, after round 6. Until then each step carries only the other workers' minibatches, a smaller " +
+                "global minibatch.", output.Warnings[^1]);
         var zeros = new float[wire.ReportLength - 3];
         Assert.Null(policy.Accept(Gradient(0, 0, 0, 10, [1, 2, 3, .. zeros])));
         Assert.Null(policy.Accept(Gradient(1, 0, 0, 10, [3, 4, 5, .. zeros])));
@@ -243,6 +247,8 @@ public class UpdatePolicyTests
         policy.Start(new EpochPart(1, [true, true, false], [6, 6, 0], 0, 0, MidEpochResumable: false, KeepGlobalBatch: true));
         policy.RemoveWorker(2);
         Assert.Equal((2, 0, -1), (output.Removed[0].WorkerIndex, output.Removed[0].FirstUnusedRound, output.Removed[0].OthersCutFrom));
+        Assert.Equal("Worker 2 lost in epoch 1 round 0: it had no minibatch left in this part of the epoch, so nothing of it is planned again; " +
+            "the others go on as planned.", output.Warnings[^1]);
         Assert.Null(policy.Accept(Gradient(0, 0, 0, 10, 1, 1, 1)));
         Assert.Null(policy.Accept(Gradient(1, 0, 0, 10, 1, 1, 1)));
         Assert.Equal((1, 0, 6), output.BroadcastRounds[^1]);
@@ -251,6 +257,9 @@ public class UpdatePolicyTests
         // A worker of the part that is lost with minibatches left does cut: the part ends after the open round.
         policy.RemoveWorker(1);
         Assert.Equal(2, output.Removed[1].OthersCutFrom);
+        Assert.Equal("Worker 1 lost in epoch 1 round 1: the round continues without it, a smaller global minibatch for this step. Training:KeepGlobalBatch: " +
+            "this part of the epoch ends at round 2; its rounds from 1 and the other workers' from 2 are planned again over the workers alive, at the global minibatch.",
+            output.Warnings[^1]);
     }
 
     [Theory]

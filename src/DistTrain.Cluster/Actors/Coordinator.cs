@@ -819,7 +819,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         if (!_plan.Lose(index)) return;
         Metrics.DistTrainMetrics.RecordWorkerLost();
         Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.Worker, terminated.ActorRef);
-        _log.Warning("Worker {0} is lost ({1}) at epoch {2} after step {3}; {4} of {5} workers remain. Its unfinished samples go to the others.",
+        _log.Warning("Worker {0} is lost ({1}) at epoch {2} after step {3}; {4} of {5} workers remain. Any samples it had left go to the others.",
             index, terminated.ActorRef.Path.Name, _plan.Epoch, _lastStep, _plan.AliveCount, _workers.Count);
         _parameterServer.Tell(new WorkerLost(index));
         ReassignEvaluations();

@@ -82,7 +82,8 @@ internal sealed class JobDowningActor : ReceiveActor, IWithTimers
     /// <summary>Applies a change of the view and restarts the stable-after wait.</summary>
     private void Change(Action apply)
     {
-        var before = PendingUnreachable().Count;
+        var pending = PendingUnreachable();
+        var before = pending.Count;
         apply();
         var after = PendingUnreachable().Count;
         _lastChange = Stopwatch.GetTimestamp();
@@ -94,7 +95,9 @@ internal sealed class JobDowningActor : ReceiveActor, IWithTimers
         else _report.Expect(null, false);
         if (after == 0)
         {
-            if (before > 0) _log.Info("Every cluster member is reachable again; no node is downed.");
+            // Only when they came back: members that left the count because they were downed (or left) are not reachable.
+            if (before > 0 && pending.All(m => _members.TryGetValue(m.UniqueAddress, out var now) && now.Status is not (MemberStatus.Down or MemberStatus.Exiting)))
+                _log.Info("Every cluster member is reachable again; no node is downed.");
             _unstableSince = 0;
             return;
         }

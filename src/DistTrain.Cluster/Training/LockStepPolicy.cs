@@ -99,12 +99,7 @@ public abstract class LockStepPolicy : UpdatePolicy
         // that joined after the part began) cuts nothing.
         var cutFrom = part.KeepGlobalBatch && firstUnused < end && _round.Cut(_round.Round + span) ? _round.Round + span : -1;
         Output.WorkerRemoved(new WorkerRemoved(index, firstUnused, cutFrom));
-        Output.Warning(cutFrom >= 0
-            ? $"Worker {index} lost in epoch {part.Epoch} round {_round.Round}: the round continues without it, a smaller global minibatch for this step. " +
-              $"Training:KeepGlobalBatch: this part of the epoch ends at round {cutFrom}; its rounds from {firstUnused} and the other workers' from {cutFrom} " +
-              "are planned again over the workers alive, at the global minibatch."
-            : $"Worker {index} lost in epoch {part.Epoch} round {_round.Round}: the round continues without it; its rounds from {firstUnused} go to the other workers " +
-              $"after this part of the epoch (round {_round.EndRound}). Until then each step carries only the other workers' minibatches, a smaller global minibatch.");
+        Output.Warning(LossMessage(index, awaited, firstUnused, end, cutFrom, span));
         if (!awaited) return;
         if (_round.Expected == 0 && _round.Arrived == 0)
         {
@@ -113,6 +108,28 @@ public abstract class LockStepPolicy : UpdatePolicy
             _round.ClearBatches();
         }
         else if (_round.IsComplete) CompleteRound();
+    }
+
+    /// <summary>
+    /// What a loss means for the part, in words that fit the case: the lost worker had nothing left in it; or the part
+    /// was cut for everybody (Training:KeepGlobalBatch); or its rounds wait for a further part while the others go on
+    /// (with smaller steps only if they have rounds left after this one).
+    /// </summary>
+    private string LossMessage(int index, bool awaited, int firstUnused, int end, int cutFrom, int span)
+    {
+        var lost = $"Worker {index} lost in epoch {Part!.Epoch} round {_round.Round}";
+        if (firstUnused >= end)
+            return $"{lost}: it had no minibatch left in this part of the epoch, so nothing of it is planned again; the others go on as planned.";
+        var round = !awaited ? "its report of this round arrived"
+            : _round.Expected == 0 && _round.Arrived == 0 ? "no other worker has a minibatch in this round, so this part of the epoch ends here"
+            : "the round continues without it, a smaller global minibatch for this step";
+        if (cutFrom >= 0)
+            return $"{lost}: {round}. Training:KeepGlobalBatch: this part of the epoch ends at round {cutFrom}; its rounds from {firstUnused} and the " +
+                $"other workers' from {cutFrom} are planned again over the workers alive, at the global minibatch.";
+        var later = _round.EndRound > _round.Round + span
+            ? $" Until then each step carries only the other workers' minibatches, a smaller global minibatch."
+            : "";
+        return $"{lost}: {round}; its rounds from {firstUnused} go to the workers alive in a further part of the epoch, after round {Math.Max(_round.EndRound, _round.Round + span)}.{later}";
     }
 
     /// <summary>
