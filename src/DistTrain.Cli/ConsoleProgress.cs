@@ -41,7 +41,7 @@ internal static class ConsoleProgress
         if (s.TrainSamples == 0) // an epoch trained before a resume, only scored in this run
             return $"epoch {s.Epoch,2}/{epochs}  trained before this run   test acc {100 * s.TestAccuracy:F2}%";
         var line = $"epoch {s.Epoch,2}/{epochs}  train loss {s.TrainLoss:F4}  test acc {100 * s.TestAccuracy:F2}%  " +
-                   $"{s.SamplesPerSecond,7:N0} samples/s  {s.TrainSeconds,5:F1} s";
+                   $"{s.SamplesPerSecond,7:N0} samples/s  {s.TrainSeconds,5:F1} s" + (s.PausedSeconds > 0 ? $" (paused {s.PausedSeconds:F1} s)" : "");
         var extra = new List<string>();
         if (!double.IsNaN(s.ValidationLoss)) extra.Add($"val loss {s.ValidationLoss:F4}  val acc {100 * s.ValidationAccuracy:F2}%");
         if (s.L1Penalty > 0) extra.Add($"L1 term {s.L1Penalty:G3}");

@@ -204,10 +204,18 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.Equal(1, DistTrain.Cluster.Metrics.DistTrainMetrics.Get("paused"));
         Assert.False(completion.Task.IsCompleted);
         Assert.Equal([1], observer.Epochs.Select(e => e.Epoch));
+        await Task.Delay(500); // the pause lasts at least this long
         coordinator.Tell(new AddWorker(Sys.ActorOf(Worker.Props(3, Model, data.Train, data.Test, 100, settings: new ReplicaSettings(SampleTraceDirectory: trace)), "elastic-worker-3"), 3));
         var result = await completion.Task.WaitAsync(Guard);
         Assert.Equal(0, DistTrain.Cluster.Metrics.DistTrainMetrics.Get("paused"));
         Assert.Equal(3, result.Epochs.Count);
+        // Epoch 2's training time holds the pause, and its samples/s leaves it out; the other epochs never paused.
+        Assert.Equal([0d, 0d], new[] { result.Epochs[0].PausedSeconds, result.Epochs[2].PausedSeconds });
+        var paused = result.Epochs[1];
+        Assert.InRange(paused.PausedSeconds, 0.45, paused.TrainSeconds);
+        Assert.Equal(paused.TrainSamples / (paused.TrainSeconds - paused.PausedSeconds), paused.SamplesPerSecond, precision: 6);
+        Assert.EndsWith($" s (paused {paused.PausedSeconds:F1} s)", DistTrain.Cli.ConsoleProgress.Describe(paused, 3).Split('\n')[0]);
+        Assert.DoesNotContain("paused", DistTrain.Cli.ConsoleProgress.Describe(result.Epochs[0], 3));
         AssertEverySampleOnce(trace, result, data.Train.Count); // also epoch 2, whose second part ran after the pause
         Assert.All(result.Epochs, e => Assert.Equal(data.Test.Count, e.TestSamples));
         Assert.True(result.FinalEpoch.TestAccuracy > 0.5, $"accuracy {result.FinalEpoch.TestAccuracy:P1}");

@@ -84,6 +84,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private int _asyncStep; // Async: steps applied this epoch, one per minibatch (the observer's step index)
     private EpochCompleted? _trained;
     private double _trainSeconds;
+    private double _pausedSeconds;      // of _clock's time, paused below MinWorkers
+    private double _trainPausedSeconds; // of _trainSeconds, paused
+    private long _pauseStarted;         // Stopwatch timestamp of the pause in progress
     private (int Epoch, int Samples) _stepSamples; // samples of the steps applied in this run, in the epoch they belong to
     private string _pausedWork = "";
     private int _weightsOnlyParts; // parts started by ShareEpochWeights whose EpochCompleted has not come back yet
@@ -329,7 +332,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             else _log.Info(line);
             _trained = new EpochCompleted(_plan.Epoch, _settings.ResumedVersion, 0, double.NaN);
             _trainSeconds = 0;
-            _clock.Restart();
+            RestartClock();
             _phase = Phase.Evaluating;
             BeginEvaluation(ShareEpochWeights());
         }, $"the evaluation of epoch {_plan.Epoch} goes on");
@@ -405,6 +408,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         }
         _pausedFrom = _phase;
         _pausedWork = work;
+        _pauseStarted = Stopwatch.GetTimestamp();
         _phase = Phase.Paused;
         _onResume = action;
         Context.SetReceiveTimeout(null); // a pause is not a stall
@@ -412,6 +416,13 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Self.Tell(new PausedStatus());
         Timers.StartPeriodicTimer("paused-status", new PausedStatus(), TimeSpan.FromSeconds(10));
         StartPauseTimeout();
+    }
+
+    /// <summary>Starts the clock of a phase (training or evaluation) over, with no pause counted in it yet.</summary>
+    private void RestartClock()
+    {
+        _clock.Restart();
+        _pausedSeconds = 0;
     }
 
     /// <summary>Starts (or starts again) the wait of Cluster:PauseTimeoutSeconds, when there is one.</summary>
@@ -424,7 +435,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     {
         var part = _plan.StartNextEpoch();
         _observer.EpochStarted(part.Epoch, ObservedStepsPerEpoch(part), _settings.Planner.SampleCount);
-        _clock.Restart();
+        RestartClock();
         RunPart(part);
     }, $"epoch {_plan.Epoch + 1} starts");
 
@@ -484,6 +495,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             Timers.Cancel("pause-timeout");
             Metrics.DistTrainMetrics.Set("paused", 0);
             Context.SetReceiveTimeout(_settings.StallTimeout);
+            _pausedSeconds += Stopwatch.GetElapsedTime(_pauseStarted).TotalSeconds;
             _log.Info("Training resumes with {0} workers: {1}.", _plan.AliveCount, _pausedWork);
             resume();
         }
@@ -539,7 +551,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         }
         _trained = part with { SampleCount = _plan.EpochSamples, LossSum = _plan.EpochLossSum };
         _trainSeconds = _clock.Elapsed.TotalSeconds;
-        _clock.Restart();
+        _trainPausedSeconds = _pausedSeconds;
+        RestartClock();
         _phase = Phase.Evaluating;
         if (_plan.EvaluatingWorkers is { Length: > 0 } holders)
         {
@@ -642,7 +655,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             ValidationAccuracy: validation > 0 ? (double)_evaluation.Correct(EvaluationSplit.Validation) / validation : double.NaN,
             L1Penalty: trained.L1Penalty,
             L2Penalty: trained.L2Penalty,
-            SamplesTrainedThisRun: _stepSamples.Epoch == epoch ? _stepSamples.Samples : 0);
+            SamplesTrainedThisRun: _stepSamples.Epoch == epoch ? _stepSamples.Samples : 0,
+            PausedSeconds: _trainPausedSeconds);
         _summaries.Add(summary);
         _log.Info("Epoch {0}: train loss {1:F4}, test accuracy {2:P2}", summary.Epoch, summary.TrainLoss, summary.TestAccuracy);
         _observer.EpochCompleted(summary);

@@ -19,15 +19,18 @@ namespace DistTrain.Cluster.Hosting;
 /// <param name="L2Penalty">L2 term <c>λ₂/2 Σw²</c> at the end of the epoch, reported apart from the data loss.</param>
 /// <param name="SamplesTrainedThisRun">Of <paramref name="TrainSamples"/>, those trained in <paramref name="TrainSeconds"/>:
 /// fewer in an epoch resumed from a mid-epoch checkpoint, whose earlier samples were trained before; null for all of them.</param>
+/// <param name="PausedSeconds">Of <paramref name="TrainSeconds"/>, the time training was paused below Cluster:MinWorkers
+/// (cluster mode), seconds; 0 when it never paused.</param>
 public sealed record EpochSummary(
     int Epoch, long Version, double TrainLoss, double TestLoss, double TestAccuracy, int TestSamples,
     int TrainSamples, double TrainSeconds, double EvaluationSeconds,
     double ValidationLoss = double.NaN, double ValidationAccuracy = double.NaN, double L1Penalty = 0, double L2Penalty = 0,
-    int? SamplesTrainedThisRun = null)
+    int? SamplesTrainedThisRun = null, double PausedSeconds = 0)
 {
-    /// <summary>Training throughput, samples per second of training wall time: the samples trained in that time, so an
-    /// epoch resumed mid-way is not credited with the samples trained before the resume.</summary>
-    public double SamplesPerSecond => (SamplesTrainedThisRun ?? TrainSamples) / Math.Max(TrainSeconds, 1e-9);
+    /// <summary>Training throughput, samples per second of training wall time outside pauses (<see cref="PausedSeconds"/>):
+    /// the samples trained in that time, so an epoch resumed mid-way is not credited with the samples trained before the
+    /// resume, nor an epoch that waited for workers charged with the wait.</summary>
+    public double SamplesPerSecond => (SamplesTrainedThisRun ?? TrainSamples) / Math.Max(TrainSeconds - PausedSeconds, 1e-9);
 }
 
 /// <summary>The end of a run: the parameter server's final weights and every epoch's summary.</summary>
