@@ -87,7 +87,7 @@ internal static class EvaluateCommand
         var perClass = new Table().AddColumns("class", "name", "samples", "precision", "recall");
         for (var c = 0; c < matrix.ClassCount; c++)
             perClass.AddRow(c.ToString(inv), Markup.Escape(names[c]), matrix.Support(c).ToString("N0", inv),
-                Percent(matrix.Precision(c), matrix.Predicted(c)), Percent(matrix.Recall(c), matrix.Support(c)));
+                Percent(Defined(matrix.Precision(c), matrix.Predicted(c))), Percent(Defined(matrix.Recall(c), matrix.Support(c))));
         AnsiConsole.Write(perClass);
         var confusion = new Table { Title = new TableTitle("confusion matrix: rows true class, columns predicted") };
         confusion.AddColumn("true \\ predicted");
@@ -99,10 +99,13 @@ internal static class EvaluateCommand
         AnsiConsole.MarkupLineInterpolated($"Heatmap: {heatmapPath}");
     }
 
-    /// <summary>A precision or recall as a percentage, or "n/a" when nothing was counted for it (<paramref name="of"/> = 0): no
-    /// sample of the class, or none predicted as it. <see cref="ConfusionMatrix"/> gives 0 there, scikit-learn's default.</summary>
-    internal static string Percent(double fraction, long of) =>
-        of == 0 ? "n/a" : (100 * fraction).ToString("F2", CultureInfo.InvariantCulture) + "%";
+    /// <summary>A precision or recall, or null when nothing was counted for it (<paramref name="of"/> = 0): no sample of the
+    /// class, or none predicted as it. <see cref="ConfusionMatrix"/> gives 0 there, scikit-learn's default.</summary>
+    internal static double? Defined(double fraction, long of) => of == 0 ? null : fraction;
+
+    /// <summary>A <see cref="Defined"/> fraction as a percentage with two decimals, or "n/a".</summary>
+    internal static string Percent(double? fraction) =>
+        fraction is { } value ? (100 * value).ToString("F2", CultureInfo.InvariantCulture) + "%" : "n/a";
 
     private static void PrintJson(ConfusionMatrix matrix, string[] names, string heatmapPath) =>
         Console.WriteLine(JsonReport(matrix, names, heatmapPath));
@@ -116,8 +119,7 @@ internal static class EvaluateCommand
             classes = Enumerable.Range(0, matrix.ClassCount).Select(c => new
             {
                 @class = c, name = names[c], samples = matrix.Support(c),
-                // null where the figure is undefined (no sample predicted as the class, or none of it), not scikit-learn's 0.
-                precision = matrix.Predicted(c) == 0 ? (double?)null : matrix.Precision(c), recall = matrix.Support(c) == 0 ? (double?)null : matrix.Recall(c),
+                precision = Defined(matrix.Precision(c), matrix.Predicted(c)), recall = Defined(matrix.Recall(c), matrix.Support(c)),
             }),
             confusion = matrix.ToRows(),
             heatmap = heatmapPath,

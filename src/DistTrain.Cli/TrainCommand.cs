@@ -103,8 +103,11 @@ internal static class TrainCommand
             // Before the search: a second job in the folder is refused before it reads, and before any run folder exists.
             checkpointLock = CheckpointDirectoryLock.For(options.Checkpoint);
             if (options.Checkpoint.Resume)
+            {
+                trainDigest = data.Train.ContentDigest();
                 resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line), trainSamples: data.Train.Count,
-                    trainDigest: trainDigest = data.Train.ContentDigest());
+                    trainDigest: trainDigest);
+            }
             else if (CheckpointResume.ReusedFolderWarning(options) is { } reused)
                 CliConsole.Fail("warning", reused);
             if (resumeFrom is { Epoch: > 1 } && options.Training.EarlyStopping.Patience > 0)

@@ -126,8 +126,8 @@ public class PredictEvaluateTests : IDisposable
         matrix.Add(0, 0);
         matrix.Add(0, 1);
         matrix.Add(1, 0);
-        Assert.Equal(["50.00%", "0.00%", "n/a"], Enumerable.Range(0, 3).Select(c => EvaluateCommand.Percent(matrix.Precision(c), matrix.Predicted(c))));
-        Assert.Equal(["50.00%", "0.00%", "n/a"], Enumerable.Range(0, 3).Select(c => EvaluateCommand.Percent(matrix.Recall(c), matrix.Support(c))));
+        Assert.Equal(["50.00%", "0.00%", "n/a"], Enumerable.Range(0, 3).Select(c => EvaluateCommand.Percent(EvaluateCommand.Defined(matrix.Precision(c), matrix.Predicted(c)))));
+        Assert.Equal(["50.00%", "0.00%", "n/a"], Enumerable.Range(0, 3).Select(c => EvaluateCommand.Percent(EvaluateCommand.Defined(matrix.Recall(c), matrix.Support(c)))));
         var classes = JsonDocument.Parse(EvaluateCommand.JsonReport(matrix, ["a", "b", "c"], "h.png")).RootElement.GetProperty("classes");
         Assert.Equal(0.5, classes[0].GetProperty("recall").GetDouble());
         Assert.Equal(0.0, classes[1].GetProperty("precision").GetDouble());

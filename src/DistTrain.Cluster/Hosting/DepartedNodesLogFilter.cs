@@ -13,10 +13,10 @@ namespace DistTrain.Cluster.Hosting;
 /// partitioned, downed) is not in the set: what Akka.Remote says about it is still logged, except that same pair about
 /// the closed connection (<c>EndpointDisassociatedException</c>), whose two stack traces made a recovery DistTrain handles
 /// look like a crash. In their place the <see cref="WatcherProps">watcher</see> logs one INFO line when a connection closes
-/// unexpectedly (from Akka.Remote's <see cref="Akka.Remote.DisassociatedEvent"/>; once per address until it connects again): a killed node's loss has its own
-/// lines as well (<c>data plane closed</c>, <c>Worker 1 is lost</c>, Akka.Cluster's <c>Marking node(s) as UNREACHABLE</c>),
-/// but a connection to a live node that drops has only this one, and messages sent to that node while Akka.Remote gates
-/// its address are dropped.
+/// unexpectedly (from Akka.Remote's <see cref="Akka.Remote.DisassociatedEvent"/>; once per address until it connects
+/// again). A killed node's loss has its own lines as well (<c>data plane closed</c>, <c>Worker 1 is lost</c>,
+/// Akka.Cluster's <c>Marking node(s) as UNREACHABLE</c>); a connection to a live node that drops has only this one, and
+/// messages sent to that node while Akka.Remote gates its address are dropped.
 /// </summary>
 public sealed class DepartedNodesLogFilter : LogFilterBase
 {

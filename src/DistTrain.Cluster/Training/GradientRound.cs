@@ -86,9 +86,6 @@ public sealed class GradientRound
     /// <summary>The round after worker <paramref name="index"/>'s last minibatch in the part (0 for none).</summary>
     public int EndOf(int index) => _batches[index];
 
-    /// <summary>True when worker <paramref name="index"/> has minibatches in rounds after <paramref name="round"/>.</summary>
-    public bool HasMinibatchAfter(int index, int round) => _batches[index] > round;
-
     /// <summary>
     /// Worker <paramref name="index"/> is lost. The round stops waiting for it if its report was not in; its later rounds
     /// are cut off.

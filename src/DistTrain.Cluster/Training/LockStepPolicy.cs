@@ -127,7 +127,7 @@ public abstract class LockStepPolicy : UpdatePolicy
             return $"{lost}: {round}. Training:KeepGlobalBatch: this part of the epoch ends at round {cutFrom}; its rounds from {firstUnused} and the " +
                 $"other workers' from {cutFrom} are planned again over the workers alive, at the global minibatch.";
         var later = _round.EndRound > _round.Round + span
-            ? $" Until then each step carries only the other workers' minibatches, a smaller global minibatch."
+            ? " Until then each step carries only the other workers' minibatches, a smaller global minibatch."
             : "";
         return $"{lost}: {round}; its rounds from {firstUnused} go to the workers alive in a further part of the epoch, after round {Math.Max(_round.EndRound, _round.Round + span)}.{later}";
     }
