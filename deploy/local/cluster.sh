@@ -88,8 +88,8 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 # Ctrl-C reaches the whole process group. The nodes, started in the background, ignore SIGINT (bash's rule without job
 # control), and so does the parameter server's log pipeline, so nothing is cut off: the script asks each node to stop with
 # SIGTERM, which a node takes as it takes Ctrl-C (GracefulCancellation; a second one ends it at once), then waits for them.
-interrupted=0
-trap 'interrupted=1; [ ${#pids[@]} -gt 0 ] || exit 130; kill -TERM "${pids[@]}" 2>/dev/null || true' INT
+interrupted=0; signals=0
+trap 'interrupted=1; signals=$(( signals + 1 )); [ ${#pids[@]} -gt 0 ] || exit 130; kill -TERM "${pids[@]}" 2>/dev/null || true' INT
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $RUN/logs/."
 metrics_port="${DISTTRAIN_Metrics__Port:-}"
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
@@ -115,25 +115,40 @@ for i in $(seq 1 "$workers"); do
   env DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
   pids+=($!); names[$!]="worker-$i"
 done
-# wait_for PID: waits until that process has exited, also through a second Ctrl-C (which interrupts `wait` and
-# would otherwise skip the node's end), and returns its exit code.
+# wait_for PID: waits until that process has exited and returns its exit code. A Ctrl-C interrupts `wait` (which then
+# returns 128 + 2 at once, whatever the node's state): the wait starts again, so the node's end is not skipped and its
+# code is its own.
 wait_for() {
-  local code
+  local code seen
   while true; do
+    seen=$signals
     set +e; wait "$1"; code=$?; set -e
-    if [ "$code" -gt 128 ] && kill -0 "$1" 2>/dev/null; then continue; fi
+    if [ "$code" -gt 128 ] && [ "$seen" != "$signals" ]; then continue; fi
     return "$code"
   done
+}
+# next_ended: sets `ended` to a node of `running` that has exited (and `code` to its exit code), polling every 0.1 s.
+# Not `wait -n`: bash 5.2 loses the status of a child that ends while a trap interrupts `wait -n` ("no such job" at
+# every later call, or a wrong code), which a second Ctrl-C made happen.
+next_ended() {
+  ended=
+  while [ -z "$ended" ]; do
+    for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null || { ended=$pid; break; }; done
+    [ -n "$ended" ] || sleep 0.1 || true
+  done
+  code=0; wait_for "$ended" || code=$?
 }
 # The job ends when the parameter server does; a node that fails before that ends the run.
 status=0
 running=("${pids[@]}")
 while true; do
-  set +e; wait -n -p ended "${running[@]}"; code=$?; set -e
-  [ -n "${ended:-}" ] || continue  # Ctrl-C interrupted the wait: the nodes are stopping
+  next_ended
   rest=(); for pid in "${running[@]}"; do [ "$pid" = "$ended" ] || rest+=("$pid"); done; running=("${rest[@]}")
   if [ "$ended" = "$ps_pid" ]; then
     status=$code
+    # Ctrl-C twice: the second one ended the parameter server at once (143, SIGTERM's default action); the run was
+    # still cancelled.
+    [ "$interrupted" = 0 ] || [ "$code" -le 128 ] || status=130
     [ "$code" -eq 0 ] || [ "$interrupted" = 1 ] || echo "parameter-server exited with code $code; stopping the run (its log: $logs/parameter-server.log)." >&2
     # Killed (a crash, the OOM killer): its checkpoints, if it wrote any, are where the job can go on.
     if [ "$code" -gt 128 ] && [ "$code" -ne 130 ] && [ "$interrupted" = 0 ]; then
@@ -147,7 +162,7 @@ while true; do
     # parameter server a few seconds to end and report its own exit.
     for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
-      set +e; wait "$ps_pid"; status=$?; set -e; ended=$ps_pid
+      status=0; wait_for "$ps_pid" || status=$?; ended=$ps_pid
       [ "$status" -eq 0 ] || echo "parameter-server exited with code $status; stopping the run (its log: $logs/parameter-server.log)." >&2
       break
     fi
