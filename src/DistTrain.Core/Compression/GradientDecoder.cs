@@ -22,7 +22,9 @@ public static class GradientDecoder
         if (message.Length < GradientEncoder.HeaderBytes)
             throw Invalid($"it has {message.Length} bytes, fewer than its {GradientEncoder.HeaderBytes}-byte header");
         var kind = (GradientCompression)message[0];
-        if (!Enum.IsDefined(kind))
+        // Not Enum.IsDefined: the runtime caches its answer weakly, and rebuilding it after a garbage collection allocates
+        // on a step that must not.
+        if (kind is not (GradientCompression.None or GradientCompression.Float16 or GradientCompression.BFloat16 or GradientCompression.TopK))
             throw Invalid($"its compression kind {message[0]} is unknown (known: None, Float16, BFloat16, TopK); the sender may run another DistTrain version");
         var length = BinaryPrimitives.ReadInt32LittleEndian(message[1..]);
         if (length != destination.Length)
