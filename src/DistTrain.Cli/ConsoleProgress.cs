@@ -86,6 +86,11 @@ internal static class ConsoleProgress
             lock (_gate) { _epoch = epoch; _steps = steps; _step = 0; _lossSum = 0; _lossCount = 0; }
         }
 
+        public void EpochStepsChanged(int epoch, int steps)
+        {
+            lock (_gate) _steps = steps;
+        }
+
         public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
         {
             lock (_gate) { _step = step + 1; _version = version; _roundSeconds = timing.RoundSeconds; _lossSum += meanLoss; _lossCount++; _learningRate = learningRate; }
@@ -162,6 +167,8 @@ internal static class ConsoleProgress
             _lossSum = 0;
             _lossCount = 0;
         }
+
+        public void EpochStepsChanged(int epoch, int steps) => _steps = steps;
 
         public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
         {

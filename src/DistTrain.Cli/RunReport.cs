@@ -45,6 +45,12 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
         next.EpochStarted(epoch, steps, samples);
     }
 
+    public void EpochStepsChanged(int epoch, int steps)
+    {
+        lock (_gate) _stepsOfEpoch[epoch] = steps;
+        next.EpochStepsChanged(epoch, steps);
+    }
+
     public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
         lock (_gate) _steps.Add((epoch, step, version, samples, meanLoss, learningRate, timing));

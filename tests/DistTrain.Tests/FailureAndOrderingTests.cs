@@ -153,12 +153,19 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
     private sealed class KillingObserver(IActorRef victim, bool stopAfterEpoch1) : ITrainingObserver
     {
         public List<EpochSummary> Epochs { get; } = [];
-        public void EpochStarted(int epoch, int steps, int samples) { }
+        /// <summary>By epoch: the steps it was last said to have (EpochStarted, then EpochStepsChanged), and the last step applied.</summary>
+        public Dictionary<int, (int Said, int Last)> EpochSteps { get; } = [];
+        public void EpochStarted(int epoch, int steps, int samples) => EpochSteps[epoch] = (steps, -1);
+        public void EpochStepsChanged(int epoch, int steps) => EpochSteps[epoch] = (steps, EpochSteps[epoch].Last);
         public List<(int Epoch, int Samples)> Steps { get; } = [];
         public List<CheckpointSaved> Checkpoints { get; } = [];
         public void CheckpointSaved(CheckpointSaved checkpoint) => Checkpoints.Add(checkpoint);
-        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing) =>
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
+        {
             Steps.Add((epoch, samples));
+            EpochSteps[epoch] = (EpochSteps[epoch].Said, step);
+        }
+
         public void EpochCompleted(EpochSummary summary)
         {
             Epochs.Add(summary);
@@ -239,20 +246,24 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
     }
 
     [Theory]
-    [InlineData(2, 3, 1)]
-    [InlineData(2, 20, 1)]
-    [InlineData(1, 0, 1)]
-    [InlineData(2, 3, 2)]
-    public async Task A_worker_lost_in_the_middle_of_an_epoch_leaves_every_sample_of_every_epoch_trained_exactly_once(int epoch, int round, int parameterServerShards)
+    [InlineData(2, 3, 1, true)]
+    [InlineData(2, 20, 1, true)]
+    [InlineData(1, 0, 1, true)]
+    [InlineData(2, 3, 2, true)]
+    [InlineData(2, 3, 1, false)]
+    public async Task A_worker_lost_in_the_middle_of_an_epoch_leaves_every_sample_of_every_epoch_trained_exactly_once(int epoch, int round,
+        int parameterServerShards, bool keepGlobalBatch)
     {
         // 3 workers of 16 (shards of 333 or 334 samples: 21 rounds per epoch); worker 1 dies when round (epoch, round)'s
         // weights arrive, so that round completes without it and its samples from that round on go to the two others in
         // a further part of the epoch (round 20 is its shard's last; round 0 of epoch 1 is before it trained at all).
         var trace = TraceDirectory();
-        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne($"mid-epoch-worker-{epoch}-{round}-{parameterServerShards}", trace, dieAt: (epoch, round));
+        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne($"mid-epoch-worker-{epoch}-{round}-{parameterServerShards}-{keepGlobalBatch}", trace,
+            dieAt: (epoch, round));
         var completion = new TaskCompletionSource<TrainingResult>();
         var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
-            StallTimeout: TimeSpan.FromSeconds(60), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2, GlobalBatchSize: 48);
+            StallTimeout: TimeSpan.FromSeconds(60), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2,
+            GlobalBatchSize: keepGlobalBatch ? 48 : 0);
         Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3, Traced(trace),
             shards: parameterServerShards), workers, observer, completion));
         var result = await completion.Task.WaitAsync(Guard);
@@ -262,6 +273,10 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         var trained = SampleTraceLog.Applied(trace).Where(m => m.Worker == 1).Select(m => (m.Epoch, m.Round)).ToList();
         var expected = Enumerable.Range(1, epoch).SelectMany(e => Enumerable.Range(0, e < epoch ? 21 : round).Select(r => (e, r))).ToList();
         Assert.Equal(expected, trained);
+        // The progress lines' "step n/total" ends at its total in every epoch, the one with the loss too: the observers were
+        // told the steps of the epoch as planned anew. Without KeepGlobalBatch that epoch has more of them than planned.
+        Assert.All(observer.EpochSteps, e => Assert.True(e.Value.Said == e.Value.Last + 1, $"epoch {e.Key}: said {e.Value.Said} steps, its last was step {e.Value.Last + 1}"));
+        if (!keepGlobalBatch && round < 20) Assert.True(observer.EpochSteps[epoch].Said > 21, $"epoch {epoch}: {observer.EpochSteps[epoch].Said} steps");
     }
 
     /// <summary>

@@ -42,6 +42,12 @@ internal sealed class ProgressObserver(IProgress<TrainingProgress>? progress, in
         next.EpochStarted(epoch, steps, samples);
     }
 
+    public void EpochStepsChanged(int epoch, int steps)
+    {
+        _steps = steps;
+        next.EpochStepsChanged(epoch, steps);
+    }
+
     public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
         progress?.Report(new TrainingProgress(TrainingProgressKind.Step, epoch, epochs, step + 1, _steps, version, meanLoss, learningRate, null));

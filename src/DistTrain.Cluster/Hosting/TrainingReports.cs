@@ -64,6 +64,14 @@ public interface ITrainingObserver
     void EpochStarted(int epoch, int steps, int samples);
 
     /// <summary>
+    /// The epoch now ends after <paramref name="steps"/> steps instead of the number <see cref="EpochStarted"/> gave: a worker
+    /// was lost, and the samples it had left were planned anew over the workers alive (more steps when they keep their own
+    /// minibatch size, Training:KeepGlobalBatch off; about as many when it is on). Not called in the Async mode, whose
+    /// steps are minibatches.
+    /// </summary>
+    void EpochStepsChanged(int epoch, int steps) { }
+
+    /// <summary>
     /// One optimizer step was applied; <paramref name="meanLoss"/> is the mean loss of its samples and
     /// <paramref name="learningRate"/> the rate the step used (after the schedule and the worker scaling).
     /// </summary>

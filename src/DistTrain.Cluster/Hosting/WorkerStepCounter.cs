@@ -31,6 +31,9 @@ public sealed class WorkerStepCounter(ITrainingObserver next) : ITrainingObserve
     public void EpochStarted(int epoch, int steps, int samples) => next.EpochStarted(epoch, steps, samples);
 
     /// <inheritdoc />
+    public void EpochStepsChanged(int epoch, int steps) => next.EpochStepsChanged(epoch, steps);
+
+    /// <inheritdoc />
     public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing) =>
         next.StepApplied(epoch, step, version, samples, meanLoss, learningRate, timing);
 

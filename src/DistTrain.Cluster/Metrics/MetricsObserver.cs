@@ -33,6 +33,13 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
     }
 
     /// <inheritdoc />
+    public void EpochStepsChanged(int epoch, int steps)
+    {
+        _stepsInEpoch = steps;
+        next.EpochStepsChanged(epoch, steps);
+    }
+
+    /// <inheritdoc />
     public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
         // The version first: a scrape between the two then sees the step's version with the count before it, never a
