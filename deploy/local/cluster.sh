@@ -83,13 +83,14 @@ cores_of_worker() { # cores_of_worker I -> "c1,c2,...": worker I's DISTTRAIN_Com
 
 logs="$repo/$RUN/logs"
 declare -A names
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+pids=()  # the nodes not known to have ended: the traps signal these only, never a PID the system may have reused
+started=0
+trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true' EXIT
 # Ctrl-C reaches the whole process group. The nodes, started in the background, ignore SIGINT (bash's rule without job
 # control), and so does the parameter server's log pipeline, so nothing is cut off: the script asks each node to stop with
 # SIGTERM, which a node takes as it takes Ctrl-C (GracefulCancellation; a second one ends it at once), then waits for them.
 interrupted=0; signals=0
-trap 'interrupted=1; signals=$(( signals + 1 )); [ ${#pids[@]} -gt 0 ] || exit 130; kill -TERM "${pids[@]}" 2>/dev/null || true' INT
+trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130; [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true' INT
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $RUN/logs/."
 metrics_port="${DISTTRAIN_Metrics__Port:-}"
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
@@ -105,7 +106,7 @@ cd "$caller"
 exec {ps_output}> >(trap '' INT; tee "$logs/parameter-server.log" | awk '!/^\[INFO\]/ || /Resuming from checkpoint|EarlyStopping goes on/ { print; fflush() }')
 ps_output_pid=$!
 "${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 &
-ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server
+ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server; started=1
 exec {ps_output}>&-
 for i in $(seq 1 "$workers"); do
   [ "$interrupted" = 0 ] || break  # Ctrl-C while the nodes start: start no more
@@ -143,12 +144,12 @@ status=0
 running=("${pids[@]}")
 while true; do
   next_ended
-  rest=(); for pid in "${running[@]}"; do [ "$pid" = "$ended" ] || rest+=("$pid"); done; running=("${rest[@]}")
+  rest=(); for pid in "${running[@]}"; do [ "$pid" = "$ended" ] || rest+=("$pid"); done; running=("${rest[@]}"); pids=("${rest[@]}")
   if [ "$ended" = "$ps_pid" ]; then
     status=$code
     # Ctrl-C twice: the second one ended the parameter server at once (143, SIGTERM's default action); the run was
-    # still cancelled.
-    [ "$interrupted" = 0 ] || [ "$code" -le 128 ] || status=130
+    # still cancelled. Any other signal (a crash, the OOM killer) keeps its code.
+    [ "$interrupted" = 0 ] || [ "$code" -ne 143 ] || status=130
     [ "$code" -eq 0 ] || [ "$interrupted" = 1 ] || echo "parameter-server exited with code $code; stopping the run (its log: $logs/parameter-server.log)." >&2
     # Killed (a crash, the OOM killer): its checkpoints, if it wrote any, are where the job can go on.
     if [ "$code" -gt 128 ] && [ "$code" -ne 130 ] && [ "$interrupted" = 0 ]; then
@@ -160,9 +161,10 @@ while true; do
   if [ "$code" -ne 0 ] && [ "$code" -ne 130 ]; then
     # A worker that fails as the job ends (the parameter server told it the job failed) is not the cause: give the
     # parameter server a few seconds to end and report its own exit.
-    for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
       status=0; wait_for "$ps_pid" || status=$?; ended=$ps_pid
+      rest=(); for pid in "${running[@]}"; do [ "$pid" = "$ps_pid" ] || rest+=("$pid"); done; running=("${rest[@]}"); pids=("${rest[@]}")
       [ "$status" -eq 0 ] || echo "parameter-server exited with code $status; stopping the run (its log: $logs/parameter-server.log)." >&2
       break
     fi
@@ -174,14 +176,16 @@ while true; do
     echo "${names[$ended]} was killed (signal $(( code - 128 ))); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
   elif [ "$code" -ne 0 ]; then
     echo "${names[$ended]} exited with code $code; stopping the run. Its log ($logs/${names[$ended]}.log) ends with:" >&2
-    tail -n 3 "$logs/${names[$ended]}.log" >&2
+    tail -n 3 "$logs/${names[$ended]}.log" >&2 || true
     status=$code; break
   fi
 done
 if [ "$interrupted" = 1 ]; then
   for pid in "${running[@]}"; do wait_for "$pid" || true; done  # the workers' last lines reach their logs
+  pids=()
 elif [ "$status" -eq 0 ]; then
   for pid in "${running[@]}"; do wait_for "$pid" || status=1; done
+  pids=()
 fi
 # Once the parameter server has ended, its last lines reach its log and the screen before the script exits.
 [ "$ended" != "$ps_pid" ] || wait_for "$ps_output_pid" || true
