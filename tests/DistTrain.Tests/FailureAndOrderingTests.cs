@@ -280,6 +280,37 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
     }
 
     /// <summary>
+    /// Async: both workers die in the middle of epoch 2, and one joins. The minibatches left are cut anew for it (a
+    /// further part of the epoch), and the observers are told the epoch's new number of steps: its last step is that total.
+    /// </summary>
+    [Fact]
+    public async Task In_Async_the_epoch_the_workers_were_lost_in_ends_at_the_steps_the_observers_were_told()
+    {
+        var data = TestData.Normalized();
+        var model = ModelFactory.Build(Model);
+        var weights = ModelFactory.InitialWeights(model, Model.Initializer, seed: 1);
+        Props WorkerProps(int i) => Worker.Props(i, Model, data.Train, data.Test, 100);
+        var workers = Enumerable.Range(0, 2).Select(i =>
+        {
+            var props = WorkerProps(i);
+            return Sys.ActorOf(Props.Create(() => new MortalWorker(props, 2, 3)), $"async-mortal-{i}");
+        }).ToArray();
+        var observer = new KillingObserver(workers[0], stopAfterEpoch1: false);
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 2, 1), data.Test.Count, model.Layout,
+            StallTimeout: TimeSpan.FromSeconds(60), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 1, Mode: Core.Configuration.TrainingMode.Async);
+        var log = CreateTestProbe();
+        Sys.EventStream.Subscribe(log.Ref, typeof(Warning));
+        var coordinator = Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3,
+            update: new UpdateSettings(Core.Configuration.TrainingMode.Async)), workers, observer, completion));
+        log.FishForMessage<Warning>(w => w.Message.ToString()!.StartsWith("Training is paused", StringComparison.Ordinal), Guard, "the pause with no worker");
+        coordinator.Tell(new AddWorker(Sys.ActorOf(WorkerProps(2), "async-joiner"), 2));
+        var result = await completion.Task.WaitAsync(Guard);
+        Assert.All(result.Epochs, e => Assert.Equal(data.Train.Count, e.TrainSamples));
+        Assert.All(observer.EpochSteps, e => Assert.True(e.Value.Said == e.Value.Last + 1, $"epoch {e.Key}: said {e.Value.Said} steps, its last was step {e.Value.Last + 1}"));
+    }
+
+    /// <summary>
     /// A worker lost in the middle of an epoch with Cluster:Compression TopK (10%, error feedback, momentum correction at 0.9,
     /// so the parameter server steps without momentum): the job goes on as without compression. The lost worker's residual
     /// and velocity, what it had computed but not yet sent, are gone with it; the two others keep theirs and train its

@@ -141,6 +141,7 @@ public class MetricsTests
         public Task Reached(int epoch) => _gates[epoch].Reached.Task;
         public void Release(int epoch) => _gates[epoch].Released.SetResult();
         public void EpochStarted(int epoch, int steps, int samples) => next.EpochStarted(epoch, steps, samples);
+        public void EpochStepsChanged(int epoch, int steps) => next.EpochStepsChanged(epoch, steps);
         public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing) =>
             next.StepApplied(epoch, step, version, samples, meanLoss, learningRate, timing);
         public void EpochCompleted(EpochSummary summary)

@@ -451,8 +451,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
                 ? "Epoch {0}: the {1} samples left untrained when a worker was lost go to {2} worker(s), from round {3}, in {4} steps of up to {5} samples per worker (Training:KeepGlobalBatch)."
                 : "Epoch {0}: the {1} samples lost workers had left go to {2} worker(s), from round {3}, in {4} steps of up to {5} samples per worker.",
             part.Epoch, orphans, part.Receivers.Length, part.FirstRound, part.Steps, part.BatchSize);
-        // The epoch's steps are its rounds, numbered on from the earlier parts: it now ends after this part's last round.
-        if (_settings.Mode != Core.Configuration.TrainingMode.Async) _observer.EpochStepsChanged(part.Epoch, part.FirstRound + part.Rounds);
+        // The epoch's steps are its rounds, numbered on from the earlier parts: it now ends after this part's last round. In
+        // Async they are its minibatches: those applied so far and this part's.
+        _observer.EpochStepsChanged(part.Epoch, _settings.Mode == Core.Configuration.TrainingMode.Async
+            ? _asyncStep + part.Batches.Sum(end => Math.Max(0, end - part.FirstRound))
+            : part.FirstRound + part.Rounds);
         RunPart(part);
     }, $"the rest of epoch {_plan.Epoch} goes on");
 

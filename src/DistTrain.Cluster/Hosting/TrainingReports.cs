@@ -66,8 +66,8 @@ public interface ITrainingObserver
     /// <summary>
     /// The epoch now ends after <paramref name="steps"/> steps instead of the number <see cref="EpochStarted"/> gave: a worker
     /// was lost, and the samples it had left were planned anew over the workers alive (more steps when they keep their own
-    /// minibatch size, Training:KeepGlobalBatch off; about as many when it is on). Not called in the Async mode, whose
-    /// steps are minibatches.
+    /// minibatch size, Training:KeepGlobalBatch off; about as many when it is on). In the Async mode, whose steps are
+    /// minibatches, after every worker was lost: the minibatches left may be cut anew for the workers that join.
     /// </summary>
     void EpochStepsChanged(int epoch, int steps) { }
 
