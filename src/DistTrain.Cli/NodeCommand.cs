@@ -117,7 +117,12 @@ internal static class NodeCommand
                 CliConsole.Fail("refused", refused.Message);
                 return 2; // the node's settings do not fit this job: a config problem
             }
-            AnsiConsole.MarkupLineInterpolated($"Job finished: {finished!.Summary}");
+            if (finished!.Cancelled)
+            {
+                CliConsole.Fail("cancelled", $"{finished.Summary.Replace("cancelled: ", "", StringComparison.Ordinal)}; this worker node leaves.");
+                return 130;
+            }
+            AnsiConsole.MarkupLineInterpolated($"Job finished: {finished.Summary}");
             return finished.Succeeded ? 0 : 1;
         }
         var loop = options.Training;

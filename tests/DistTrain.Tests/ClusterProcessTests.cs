@@ -569,6 +569,30 @@ public sealed partial class ClusterProcessTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// The parameter-server node stopped (SIGTERM) with no standby and no Checkpoint:Directory: nothing can continue the
+    /// job, so its worker ends at once, cancelled (130), as the parameter server does. It used to wait
+    /// Cluster:JoinTimeoutSeconds (120 s by default) "for a standby" and then exit 1, failed.
+    /// </summary>
+    [Fact]
+    public async Task A_parameter_server_stopped_with_no_standby_and_no_checkpoints_ends_its_workers_at_once_as_cancelled()
+    {
+        var configPath = Config(ManyShortStepsConfig);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
+        psEnvironment.Remove("DISTTRAIN_Checkpoint__Directory");
+        psEnvironment["DISTTRAIN_Checkpoint__EverySteps"] = "0";
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        await ps.WaitForMatchAsync(new Regex(@"epoch +1/30 +(25|50|75)%"), Guard);
+        ps.Terminate();
+        await ps.AssertExitAsync(130, Guard, [worker]);
+        var exit = await worker.WaitAsync(TimeSpan.FromSeconds(30), [ps]);
+        Assert.True(exit == 130, $"the worker exited with {exit}, not 130 (cancelled). Output:\n{worker.Output}");
+        Assert.Contains("cancelled: the parameter-server node was stopped, and no standby parameter server is up and Checkpoint:Directory is not set, " +
+            "so nothing can continue the job; this worker node leaves.", worker.Output);
+        Assert.DoesNotContain("waiting up to", worker.Output);
+    }
+
     /// <summary>A parameter server and one worker node of <see cref="ManyShortStepsConfig"/>, once epoch 1 is under way.</summary>
     private async Task<(DistTrainProcess Ps, DistTrainProcess Worker)> OneWorkerMidEpochAsync()
     {

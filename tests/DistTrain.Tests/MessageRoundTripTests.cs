@@ -35,7 +35,7 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(WorkerAccepted) => new WorkerAccepted(3, "ps.example", 4054, 235_146, "0123456789ab", DataToken: [1, 2, 3, 250], Proof: [9, 8, 7]),
             nameof(RegistrationRefused) => new RegistrationRefused("model settings differ"),
             nameof(WorkerReady) => new WorkerReady(2, probe),
-            nameof(JobFinished) => new JobFinished(true, "Test accuracy 88.40%"),
+            nameof(JobFinished) => new JobFinished(true, "Test accuracy 88.40%", Cancelled: true), // every field set, as the round trip needs
             nameof(AssignShard) => new AssignShard(2, [5, 1, 9], 16, FirstRound: 4, Rounds: 7, Steps: 2,
                 Shards: [[5, 1, 9], [2, 8]], StepsPerEpoch: 12, ScalingWorkers: 3, Part: 1),
             nameof(StartEpoch) => new StartEpoch(3, [probe, TestActor], [3, 2], FirstRound: 5, StepsPerEpoch: 12, MidEpochResumable: false,

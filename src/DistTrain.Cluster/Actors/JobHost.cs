@@ -596,6 +596,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // with the weights at the stop when the coordinator had them (the node keeps them, as train keeps a stopped run's).
             _completion.TrySetException(done.Failure as TrainingCancelledException
                 ?? new OperationCanceledException("The parameter-server node stopped; the job goes on on a standby or on resume."));
+            // With neither a standby nor checkpoints, nothing can continue the job: the workers end now, cancelled, rather
+            // than waiting Cluster:JoinTimeoutSeconds for a parameter server and then failing.
+            if (string.IsNullOrWhiteSpace(_options.Checkpoint.Directory) && StandbyUp() is null) EndWorkers(new JobFinished(false,
+                "cancelled: the parameter-server node was stopped, and no standby parameter server is up and Checkpoint:Directory " +
+                "is not set, so nothing can continue the job", Cancelled: true));
             return;
         }
         if (done.Result is { } trained && _saveOutputs is { } save)
@@ -631,11 +636,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <returns>False when no standby is up (then the job ends here, failed).</returns>
     private bool HandOverToStandby(Done done, Exception saveFailure)
     {
-        if (done.Result is not { } result || ((ExtendedActorSystem)Context.System).Provider is not Akka.Cluster.ClusterActorRefProvider) return false;
-        var cluster = Akka.Cluster.Cluster.Get(Context.System);
-        var standby = cluster.State.Members.FirstOrDefault(m => m.Status == Akka.Cluster.MemberStatus.Up && m.HasRole(NodeRoles.ParameterServer)
-            && m.Address != cluster.SelfAddress && !cluster.State.Unreachable.Contains(m));
-        if (standby is null) return false;
+        if (done.Result is not { } result || StandbyUp() is not { } standby) return false;
         // The standby takes Checkpoint:Directory at once instead of at its next retry.
         _checkpointLock?.Dispose();
         _checkpointLock = null;
@@ -650,6 +651,25 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _log.Error(message);
         _completion.TrySetException(new JobHandedOverException(message, saveFailure));
         return true;
+    }
+
+    /// <summary>A standby parameter-server node that is up and reachable, or null (also outside a cluster, as in tests).</summary>
+    private Akka.Cluster.Member? StandbyUp()
+    {
+        if (((ExtendedActorSystem)Context.System).Provider is not Akka.Cluster.ClusterActorRefProvider) return null;
+        var cluster = Akka.Cluster.Cluster.Get(Context.System);
+        return cluster.State.Members.FirstOrDefault(m => m.Status == Akka.Cluster.MemberStatus.Up && m.HasRole(NodeRoles.ParameterServer)
+            && m.Address != cluster.SelfAddress && !cluster.State.Unreachable.Contains(m));
+    }
+
+    /// <summary>Tells the worker nodes that the job ended, closing their data planes from this side first so that their
+    /// goodbyes are not reported as failures.</summary>
+    private void EndWorkers(JobFinished finished)
+    {
+        foreach (var link in _links.Values)
+            Context.Stop(link);
+        foreach (var agent in _indexOf.Keys)
+            agent.Tell(finished);
     }
 
     /// <summary>Ends the job: tells the workers and the standby parameter servers, and completes the node's run.</summary>
@@ -669,11 +689,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
                 : string.Create(CultureInfo.InvariantCulture, $"failed: the parameter server could not write its outputs after training (test accuracy {100 * result.FinalEpoch.TestAccuracy:F2}%): {saveFailure.Message}")
             : $"failed: {done.Failure?.Message}";
         _finished = new JobFinished(done.Result is not null && saveFailure is null, summary);
-        // Close the data plane from this side first, so the workers' goodbyes are not reported as failures.
-        foreach (var link in _links.Values)
-            Context.Stop(link);
-        foreach (var agent in _indexOf.Keys)
-            agent.Tell(_finished);
+        EndWorkers(_finished);
         // Standby parameter-server nodes end too (a host in an actor system without clustering, as in tests, has none).
         if (((ExtendedActorSystem)Context.System).Provider is Akka.Cluster.ClusterActorRefProvider)
         {

@@ -66,10 +66,14 @@ public sealed record WorkerReady(
 /// <summary>The job ended; worker nodes shut down. JobHost → WorkerAgent.</summary>
 /// <param name="Succeeded">True when training completed.</param>
 /// <param name="Summary">Final accuracy, or the failure.</param>
+/// <param name="Cancelled">The parameter-server node was stopped (SIGTERM or Ctrl-C) and nothing can continue the job: no
+/// standby parameter server is up and Checkpoint:Directory is not set. Worker nodes then exit with code 130, as the
+/// parameter server does.</param>
 [MessagePackObject]
 public sealed record JobFinished(
     [property: Key(0)] bool Succeeded,
-    [property: Key(1)] string Summary) : IDistTrainMessage;
+    [property: Key(1)] string Summary,
+    [property: Key(2)] bool Cancelled = false) : IDistTrainMessage;
 
 /// <summary>Versioning of the cluster protocol.</summary>
 public static class ClusterProtocolInfo
