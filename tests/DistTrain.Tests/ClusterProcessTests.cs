@@ -588,8 +588,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         await ps.AssertExitAsync(130, Guard, [worker]);
         var exit = await worker.WaitAsync(TimeSpan.FromSeconds(30), [ps]);
         Assert.True(exit == 130, $"the worker exited with {exit}, not 130 (cancelled). Output:\n{worker.Output}");
-        Assert.Contains("cancelled: the parameter-server node was stopped, and no standby parameter server is up and Checkpoint:Directory is not set, " +
-            "so nothing can continue the job; this worker node leaves.", worker.Output);
+        Assert.Contains("cancelled: the parameter-server node was stopped, and no other parameter-server node is in the cluster and " +
+            "Checkpoint:Directory is not set, so nothing can continue the job; this worker node leaves.", worker.Output);
         Assert.DoesNotContain("waiting up to", worker.Output);
     }
 

@@ -158,7 +158,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             if (_saving || _finished is not null || _coordinatorCompletion?.IsCompletedSuccessfully == true) Sender.Tell(true);
             else if (_coordinatorCompletion?.IsCompleted == true) Sender.Tell(false);
             else if (_coordinator is not null) _coordinator.Tell(new Coordinator.StopRequested(Sender));
-            else Sender.Tell(false);
+            else
+            {
+                EndWorkersIfNothingCanContinue(); // the job had not started: the workers waiting for it end too
+                Sender.Tell(false);
+            }
         });
         Receive<OutputsSaved>(saved =>
         {
@@ -594,13 +598,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         {
             // Nothing ends for the other nodes; the stopping node, which may be waiting for a finishing run, stops waiting,
             // with the weights at the stop when the coordinator had them (the node keeps them, as train keeps a stopped run's).
+            EndWorkersIfNothingCanContinue(); // first: the node's run ends with the next statement
             _completion.TrySetException(done.Failure as TrainingCancelledException
                 ?? new OperationCanceledException("The parameter-server node stopped; the job goes on on a standby or on resume."));
-            // With neither a standby nor checkpoints, nothing can continue the job: the workers end now, cancelled, rather
-            // than waiting Cluster:JoinTimeoutSeconds for a parameter server and then failing.
-            if (string.IsNullOrWhiteSpace(_options.Checkpoint.Directory) && StandbyUp() is null) EndWorkers(new JobFinished(false,
-                "cancelled: the parameter-server node was stopped, and no standby parameter server is up and Checkpoint:Directory " +
-                "is not set, so nothing can continue the job", Cancelled: true));
             return;
         }
         if (done.Result is { } trained && _saveOutputs is { } save)
@@ -651,6 +651,28 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _log.Error(message);
         _completion.TrySetException(new JobHandedOverException(message, saveFailure));
         return true;
+    }
+
+    /// <summary>
+    /// This node stopped (SIGTERM or Ctrl-C) with no other parameter-server node in the cluster (in any state but leaving)
+    /// and no Checkpoint:Directory: nothing can continue the job, so the workers end now, cancelled, rather than waiting
+    /// Cluster:JoinTimeoutSeconds for a parameter server and then failing. A worker that registers later is told the same.
+    /// </summary>
+    private void EndWorkersIfNothingCanContinue()
+    {
+        if (!string.IsNullOrWhiteSpace(_options.Checkpoint.Directory) || _finished is not null) return;
+        if (((ExtendedActorSystem)Context.System).Provider is Akka.Cluster.ClusterActorRefProvider)
+        {
+            var cluster = Akka.Cluster.Cluster.Get(Context.System);
+            // Also a standby still joining, or unreachable for a moment: it may take the job over, which ending the workers
+            // would leave with none.
+            if (cluster.State.Members.Any(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress
+                    && m.Status is Akka.Cluster.MemberStatus.Joining or Akka.Cluster.MemberStatus.WeaklyUp or Akka.Cluster.MemberStatus.Up))
+                return;
+        }
+        _finished = new JobFinished(false, "cancelled: the parameter-server node was stopped, and no other parameter-server node is in " +
+            "the cluster and Checkpoint:Directory is not set, so nothing can continue the job", Cancelled: true);
+        EndWorkers(_finished);
     }
 
     /// <summary>A standby parameter-server node that is up and reachable, or null (also outside a cluster, as in tests).</summary>

@@ -149,7 +149,9 @@ public sealed class Trainer
     /// </summary>
     /// <param name="data">Prepared splits, the same samples in the same order as on every other node.</param>
     /// <param name="cancellationToken">Leaves the cluster and stops; the task then fails with <see cref="OperationCanceledException"/>.</param>
-    /// <returns>The end of the job as the parameter server reported it; the weights are on the parameter-server node.</returns>
+    /// <returns>The end of the job as the parameter server reported it; the weights are on the parameter-server node. A
+    /// parameter-server node stopped with nothing to continue the job (no other parameter-server node, no Checkpoint:Directory)
+    /// reports it <see cref="JobFinished.Cancelled"/>.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="data"/> or one of its splits is null.</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data, or the job secret or a certificate is missing or not valid.</exception>
     /// <exception cref="PortInUseException">Cluster:Port is taken (0, any free port, never is).</exception>
