@@ -139,12 +139,18 @@ next_ended() {
   done
   code=0; wait_for "$ended" || code=$?
 }
+# forget PID: the node has ended; it leaves `running`, and `pids`, which the traps signal.
+forget() {
+  local rest=() pid
+  for pid in "${running[@]}"; do [ "$pid" = "$1" ] || rest+=("$pid"); done
+  running=("${rest[@]}"); pids=("${rest[@]}")
+}
 # The job ends when the parameter server does; a node that fails before that ends the run.
 status=0
 running=("${pids[@]}")
 while true; do
   next_ended
-  rest=(); for pid in "${running[@]}"; do [ "$pid" = "$ended" ] || rest+=("$pid"); done; running=("${rest[@]}"); pids=("${rest[@]}")
+  forget "$ended"
   if [ "$ended" = "$ps_pid" ]; then
     status=$code
     # Ctrl-C twice: the second one ended the parameter server at once (143, SIGTERM's default action); the run was
@@ -164,7 +170,7 @@ while true; do
     for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
       status=0; wait_for "$ps_pid" || status=$?; ended=$ps_pid
-      rest=(); for pid in "${running[@]}"; do [ "$pid" = "$ps_pid" ] || rest+=("$pid"); done; running=("${rest[@]}"); pids=("${rest[@]}")
+      forget "$ps_pid"
       [ "$status" -eq 0 ] || echo "parameter-server exited with code $status; stopping the run (its log: $logs/parameter-server.log)." >&2
       break
     fi

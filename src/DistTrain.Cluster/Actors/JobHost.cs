@@ -661,28 +661,26 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void EndWorkersIfNothingCanContinue()
     {
         if (!string.IsNullOrWhiteSpace(_options.Checkpoint.Directory) || _finished is not null) return;
-        if (((ExtendedActorSystem)Context.System).Provider is Akka.Cluster.ClusterActorRefProvider)
-        {
-            var cluster = Akka.Cluster.Cluster.Get(Context.System);
-            // Also a standby still joining, or unreachable for a moment: it may take the job over, which ending the workers
-            // would leave with none.
-            if (cluster.State.Members.Any(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress
-                    && m.Status is Akka.Cluster.MemberStatus.Joining or Akka.Cluster.MemberStatus.WeaklyUp or Akka.Cluster.MemberStatus.Up))
-                return;
-        }
+        // Also a standby still joining, or unreachable for a moment: it may take the job over, which ending the workers
+        // would leave with none.
+        if (OtherParameterServers().Any(m => m.Status is Akka.Cluster.MemberStatus.Joining or Akka.Cluster.MemberStatus.WeaklyUp or Akka.Cluster.MemberStatus.Up))
+            return;
         _finished = new JobFinished(false, "cancelled: the parameter-server node was stopped, and no other parameter-server node is in " +
             "the cluster and Checkpoint:Directory is not set, so nothing can continue the job", Cancelled: true);
         EndWorkers(_finished);
     }
 
-    /// <summary>A standby parameter-server node that is up and reachable, or null (also outside a cluster, as in tests).</summary>
-    private Akka.Cluster.Member? StandbyUp()
+    /// <summary>The cluster's other parameter-server members, in any state; none outside a cluster (as in tests).</summary>
+    private IEnumerable<Akka.Cluster.Member> OtherParameterServers()
     {
-        if (((ExtendedActorSystem)Context.System).Provider is not Akka.Cluster.ClusterActorRefProvider) return null;
+        if (((ExtendedActorSystem)Context.System).Provider is not Akka.Cluster.ClusterActorRefProvider) return [];
         var cluster = Akka.Cluster.Cluster.Get(Context.System);
-        return cluster.State.Members.FirstOrDefault(m => m.Status == Akka.Cluster.MemberStatus.Up && m.HasRole(NodeRoles.ParameterServer)
-            && m.Address != cluster.SelfAddress && !cluster.State.Unreachable.Contains(m));
+        return cluster.State.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress);
     }
+
+    /// <summary>A standby parameter-server node that is up and reachable, or null.</summary>
+    private Akka.Cluster.Member? StandbyUp() => OtherParameterServers().FirstOrDefault(m =>
+        m.Status == Akka.Cluster.MemberStatus.Up && !Akka.Cluster.Cluster.Get(Context.System).State.Unreachable.Contains(m));
 
     /// <summary>Tells the worker nodes that the job ended, closing their data planes from this side first so that their
     /// goodbyes are not reported as failures.</summary>
@@ -712,13 +710,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             : $"failed: {done.Failure?.Message}";
         _finished = new JobFinished(done.Result is not null && saveFailure is null, summary);
         EndWorkers(_finished);
-        // Standby parameter-server nodes end too (a host in an actor system without clustering, as in tests, has none).
-        if (((ExtendedActorSystem)Context.System).Provider is Akka.Cluster.ClusterActorRefProvider)
-        {
-            var cluster = Akka.Cluster.Cluster.Get(Context.System);
-            foreach (var member in cluster.State.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress))
-                Context.ActorSelection(new RootActorPath(member.Address) / "user" / ParameterServerNode.Name).Tell(_finished);
-        }
+        // Standby parameter-server nodes end too.
+        foreach (var member in OtherParameterServers())
+            Context.ActorSelection(new RootActorPath(member.Address) / "user" / ParameterServerNode.Name).Tell(_finished);
         if (done.Result is { Version: > 0 } finished)
             _log.Info(string.Format(CultureInfo.InvariantCulture, "Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x the workers of each step, is {4:N0}); "
                 + "per step {5:N0} sent (weights) and {6:N0} received (gradients)",

@@ -67,8 +67,8 @@ public sealed record WorkerReady(
 /// <param name="Succeeded">True when training completed.</param>
 /// <param name="Summary">Final accuracy, or the failure.</param>
 /// <param name="Cancelled">The parameter-server node was stopped (SIGTERM or Ctrl-C) and nothing can continue the job: no
-/// standby parameter server is up and Checkpoint:Directory is not set. Worker nodes then exit with code 130, as the
-/// parameter server does.</param>
+/// other parameter-server node is in the cluster and Checkpoint:Directory is not set. Worker nodes then exit with code 130,
+/// as the parameter server does.</param>
 [MessagePackObject]
 public sealed record JobFinished(
     [property: Key(0)] bool Succeeded,
