@@ -1,4 +1,5 @@
 using DistTrain.Cli;
 
+FailSafeConsole.Install();
 CliConsole.Configure();
-return await DistTrainCommandLine.RunAsync(args);
+return FailSafeConsole.Finish(await DistTrainCommandLine.RunAsync(args));
