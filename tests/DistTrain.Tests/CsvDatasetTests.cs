@@ -136,6 +136,27 @@ public class CsvDatasetTests : IDisposable
     }
 
     [Fact]
+    public void A_truncated_gzip_file_is_refused_as_truncated_even_when_it_is_cut_at_the_end_of_a_row()
+    {
+        var rows = string.Concat(Enumerable.Range(0, 2000).Select(i => $"{i % 7},{i % 11},{(i % 2 == 0 ? "a" : "b")}\n"));
+        var whole = Path.Combine(_directory, "whole.csv.gz");
+        using (var gzip = new GZipStream(File.Create(whole), CompressionLevel.Optimal))
+        using (var writer = new StreamWriter(gzip))
+            writer.Write("x,y,kind\n" + rows);
+        Assert.Equal(2000, CsvDataset.Read(whole, new CsvOptions()).Data.Count);
+        var bytes = File.ReadAllBytes(whole);
+
+        // Cut at every length from a header-only stub to one byte short: each is refused, none is read as fewer rows.
+        foreach (var length in new[] { 5, 20, bytes.Length / 3, bytes.Length / 2, bytes.Length - 8, bytes.Length - 1 })
+        {
+            var cut = Path.Combine(_directory, $"cut-{length}.csv.gz");
+            File.WriteAllBytes(cut, bytes[..length]);
+            var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(cut, new CsvOptions()));
+            Assert.Contains("truncated", error.Message);
+        }
+    }
+
+    [Fact]
     public void Features_to_score_are_picked_by_name_or_by_position_with_or_without_the_label()
     {
         var options = new CsvOptions { LabelColumn = "label", IgnoreColumns = ["id"] };

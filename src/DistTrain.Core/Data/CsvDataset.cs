@@ -167,6 +167,7 @@ public static partial class CsvDataset
         var before = options.SkipRows; // lines before the header (or the first row), blank ones included
         try
         {
+            if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) GzipFile.CheckComplete(path);
             before = LinesBefore(path, options);
             using var text = OpenText(path);
             for (var skipped = 0; skipped < before; skipped++) text.ReadLine();
