@@ -39,11 +39,12 @@ internal static class CompareCommand
                 return 2;
             }
             // A run folder without summary.json (a run interrupted before it wrote one, as a second Ctrl-C leaves it, matched
-            // by runs/*) is skipped with a warning while another run is left; alone, it is refused below as before.
+            // by runs/*), or with one of no finished epoch (a run cancelled in its first), is skipped with a warning while
+            // another run is left; alone, it is refused below as before.
             var finished = Enumerable.Range(0, folders.Length).Where(i => !Unfinished(folders[i])).ToList();
             if (finished.Count > 0)
                 foreach (var i in Enumerable.Range(0, folders.Length).Except(finished))
-                    CliConsole.Fail("warning", $"{folders[i]} holds no finished run (no summary.json; an interrupted run?): skipped. Leave it out of the runs to compare.");
+                    CliConsole.Fail("warning", $"{folders[i]} holds no finished run (no summary.json, or one with no finished epoch: an interrupted run?): skipped. Leave it out of the runs to compare.");
             else finished = [.. Enumerable.Range(0, folders.Length)];
             List<RunHistory> histories;
             try
@@ -70,8 +71,28 @@ internal static class CompareCommand
         return command;
     }
 
-    /// <summary>True for a folder without the summary.json a finished run writes: nothing of it can be compared.</summary>
-    private static bool Unfinished(string folder) => Directory.Exists(folder) && !File.Exists(Path.Combine(folder, Core.Checkpoints.RunFiles.Summary));
+    /// <summary>
+    /// True for a folder without the summary.json a finished run writes, or whose summary lists no epoch (a run cancelled
+    /// during its first epoch): nothing of it can be compared. A summary that cannot be read counts as finished, so that
+    /// <see cref="RunHistory.Read"/> reports what is wrong with it.
+    /// </summary>
+    private static bool Unfinished(string folder)
+    {
+        if (!Directory.Exists(folder)) return false;
+        var summary = Path.Combine(folder, Core.Checkpoints.RunFiles.Summary);
+        if (!File.Exists(summary)) return true;
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllText(summary));
+            return document.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
+                   && document.RootElement.TryGetProperty("epochs", out var epochs) && epochs.ValueKind == System.Text.Json.JsonValueKind.Array
+                   && epochs.GetArrayLength() == 0;
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
 
     private static void Print(IReadOnlyList<RunHistory> histories, double target, string plotPath)
     {

@@ -89,11 +89,24 @@ public sealed class CompareCommandTests : IDisposable
         var interrupted = Directory.CreateDirectory(Path.Combine(_directory, "interrupted")).FullName;
         var (skipCode, skipOutput, skipError) = CliProcess.Run(["compare", runDirectory!, interrupted, stopped, "--label", "a", "b", "c", "--plot", plot]);
         Assert.True(skipCode == 0, skipError);
-        Assert.Equal($"warning: {interrupted} holds no finished run (no summary.json; an interrupted run?): skipped. Leave it out of the runs to compare.",
-            skipError.Trim());
+        Assert.Equal($"warning: {interrupted} holds no finished run (no summary.json, or one with no finished epoch: an interrupted run?): skipped. " +
+            "Leave it out of the runs to compare.", skipError.Trim());
         Assert.Contains("│ a ", skipOutput);
         Assert.Contains("│ c ", skipOutput);
         Assert.DoesNotContain("│ b ", skipOutput);
+        // A run cancelled during its first epoch wrote a summary with no epoch: skipped the same way beside finished runs.
+        var cancelled = Directory.CreateDirectory(Path.Combine(_directory, "cancelled")).FullName;
+        var noEpoch = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(runDirectory!, "summary.json")))!;
+        noEpoch["epochs"] = new System.Text.Json.Nodes.JsonArray();
+        File.WriteAllText(Path.Combine(cancelled, "summary.json"), noEpoch.ToJsonString());
+        var (cancelledCode, cancelledOutput, cancelledError) = CliProcess.Run(["compare", cancelled, stopped, "--plot", plot]);
+        Assert.True(cancelledCode == 0, cancelledError);
+        Assert.Contains($"warning: {cancelled} holds no finished run", cancelledError);
+        Assert.Contains("early stopping kept that epoch's weights", cancelledOutput);
+        // Alone, it is still refused, naming why.
+        var (aloneCode, _, aloneError) = CliProcess.Run(["compare", cancelled, "--plot", plot]);
+        Assert.Equal(2, aloneCode);
+        Assert.Contains("the run finished no epoch", aloneError);
 
         // The run's model file stands for its folder.
         Assert.Equal(history.Epochs, RunHistory.Read(Path.Combine(runDirectory!, "model.safetensors")).Epochs);
