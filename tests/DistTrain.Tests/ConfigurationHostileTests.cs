@@ -24,7 +24,11 @@ public class ConfigurationHostileTests : IDisposable
     {
         // Found by the fuzzer (smallest inputs): each threw InvalidOperationException out of the binder, an unhandled crash of the CLI.
         Assert.Contains("Data:ValidationFraction is a list or object, but it takes a single value (a number).", Problems("""{"Data":{"ValidationFraction":[2]}}"""));
-        Assert.Contains("Model:InputShape = 'e' is a single value, but it takes a list, such as [1, 28, 28].", Problems("""{"Model":{"InputShape":"e"}}"""));
+        Assert.Contains("Model:InputShape = 'e' is a single value, but it takes a list: in JSON such as [1, 28, 28]; as environment variables one per entry, " +
+            "DISTTRAIN_Model__InputShape__0 for the first, __1 for the second.", Problems("""{"Model":{"InputShape":"e"}}"""));
+        Assert.Contains("Cluster:SeedNodes = 'akka.tcp://disttrain@127.0.0.1:1' is a single value, but it takes a list: in JSON such as " +
+            "[\"akka.tcp://disttrain@HOST:PORT\"]; as environment variables one per entry, DISTTRAIN_Cluster__SeedNodes__0 for the first, __1 for the second.",
+            Problems("""{"Cluster":{"SeedNodes":"akka.tcp://disttrain@127.0.0.1:1"}}"""));
         Assert.StartsWith("Model:Layers:0:Bias = '' (in hostile.json) is not valid", Assert.Single(Problems("""{"Model":{"Layers":[{"Bias":""}]}}""")));
         Assert.Contains("Model:Initializer = '1' is a single value, but it takes an object of keys.", Problems("""{"Model":{"Initializer":1}}"""));
     }

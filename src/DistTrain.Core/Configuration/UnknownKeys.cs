@@ -36,6 +36,14 @@ internal static class UnknownKeys
         }
     }
 
+    /// <summary>A JSON list fit for the key at <paramref name="path"/>, whose entries are <paramref name="element"/>s.</summary>
+    private static string ListExample(string path, Type element) =>
+        path.Equals("Cluster:SeedNodes", StringComparison.OrdinalIgnoreCase) ? "[\"akka.tcp://disttrain@HOST:PORT\"]"
+        : element == typeof(DistTrain.Core.Models.LayerOptions) ? "[{\"Type\": \"Dense\", \"Units\": 10}]"
+        : element == typeof(string) ? "[\"a\", \"b\"]"
+        : element.IsPrimitive ? "[1, 28, 28]"
+        : "[{ ... }, { ... }]";
+
     private static IEnumerable<(string Path, string Problem)> FindInValue(IConfigurationSection section, Type type, string path)
     {
         if (type == typeof(string) || type.IsPrimitive || type.IsEnum || type == typeof(decimal))
@@ -45,7 +53,9 @@ internal static class UnknownKeys
         var element = type.IsGenericType && typeof(IEnumerable).IsAssignableFrom(type) ? type.GetGenericArguments()[0] : null;
         // An empty JSON list or object, or null, arrives as an empty value; anything else where a list or object belongs is a mistake.
         if (!string.IsNullOrEmpty(section.Value))
-            return [(path, $"{path} = '{TrainingOptionsLoader.Shown(section.Value)}' is a single value, but it takes {(element is null ? "an object of keys" : "a list, such as [1, 28, 28]")}.")];
+            return [(path, $"{path} = '{TrainingOptionsLoader.Shown(section.Value)}' is a single value, but it takes " +
+                (element is null ? "an object of keys." : $"a list: in JSON such as {ListExample(path, element)}; as environment variables one per entry, " +
+                    $"DISTTRAIN_{path.Replace(":", "__", StringComparison.Ordinal)}__0 for the first, __1 for the second."))];
         // An object where a list belongs ("Layers": {"Type": "Dense"}): its keys are not indices. Name the list, not its
         // first key (Model:Layers:Type), which would be blamed for being a single value.
         if (element is not null && section.GetChildren().FirstOrDefault(item => !int.TryParse(item.Key, System.Globalization.NumberStyles.None,
