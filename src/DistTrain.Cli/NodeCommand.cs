@@ -49,6 +49,15 @@ internal static class NodeCommand
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides, CliOptions.OptionOfKey);
+            if (options.Cluster.SeedNodes.Count == 0)
+            {
+                // With no seed a node forms no cluster with the others: a parameter server would wait for workers that can
+                // never join it, and a worker for Cluster:JoinTimeoutSeconds.
+                CliConsole.Fail("error", "Cluster:SeedNodes is empty, so this node has no address to join the cluster through. Give the parameter " +
+                    "server's address, the same on every node: DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT (PORT is its Cluster:Port, " +
+                    "4053 by default), or \"SeedNodes\": [\"akka.tcp://disttrain@HOST:PORT\"] in the config's Cluster section.");
+                return 2;
+            }
             security = ClusterSecurity.Load(options.Cluster);
             data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data);
@@ -82,6 +91,7 @@ internal static class NodeCommand
         {
             dataPlane?.Dispose();
             CliConsole.Fail("error", e.Message);
+            if (runDirectory is not null) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory);
             return 2;
         }
         using var dataPlaneScope = dataPlane;

@@ -88,6 +88,28 @@ public class CommandLineTests
         Assert.Contains($"{config}, or in the environment ({variable}), and leave out --data.", process.Error);
     }
 
+    [Theory]
+    [InlineData("worker")]
+    [InlineData("parameter-server")]
+    public async Task A_cluster_node_without_seed_nodes_is_refused_with_exit_2_naming_the_setting_at_once(string role)
+    {
+        // Before, a parameter server waited for workers that could never join it, and a worker for Cluster:JoinTimeoutSeconds.
+        var output = Directory.CreateTempSubdirectory("disttrain-noseed-").FullName;
+        try
+        {
+            using var process = new DistTrainProcess(["node", "--role", role, "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
+                "--output", output], new Dictionary<string, string> { ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false" });
+            await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+            Assert.Contains("error: Cluster:SeedNodes is empty, so this node has no address to join the cluster through.", process.Error);
+            Assert.Contains("DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT", process.Error);
+            Assert.Empty(Directory.GetFileSystemEntries(output)); // no run folder
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task A_value_out_of_range_for_its_config_key_names_the_option_that_set_it()
     {
