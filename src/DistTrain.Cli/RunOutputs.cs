@@ -34,8 +34,10 @@ internal static class RunOutputs
                 : NewestCheckpoint(options) is { } newest
                     ? $" The newest checkpoint is {newest}; a resume (train --resume, or Checkpoint:Resume) continues from it, and from one written after the last epoch it only evaluates the weights and writes the model."
                     : " No checkpoint holds them (Checkpoint:Directory keeps some for the next run).";
+            // Nothing written yet (the weights come first): the empty run folder goes, as after any failed run.
+            var removed = TryRemoveEmpty(runDirectory) ? " The run folder, left empty, was removed." : "";
             throw new RunOutputsException($"training ended, but {what} could not be written to {runDirectory}: {e.Message.TrimEnd('.')}. Free space on that " +
-                $"disk, or check its permissions, or set Output:Directory to another folder.{left}", e);
+                $"disk, or check its permissions, or set Output:Directory to another folder.{removed}{left}", e);
         }
     }
 
