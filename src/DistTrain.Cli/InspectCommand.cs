@@ -92,6 +92,21 @@ internal static class InspectCommand
 
     /// <summary>The optional pictures; 0 when every one asked for was written, 2 for a bad comparison, output or checkpoint
     /// (the options' combination is checked before, by <see cref="ConflictingOptions"/>).</summary>
+    /// <summary>Runs <paramref name="draw"/>, which writes the PNG at <paramref name="path"/> for <paramref name="option"/>;
+    /// a write that fails (a read-only or full disk) is one <c>error:</c> line naming the file, the cause and the option, and false.</summary>
+    private static bool Drawn(string option, string path, Func<bool> draw)
+    {
+        try
+        {
+            return draw();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            CliConsole.Fail("error", $"{path}: the picture could not be written ({e.Message.TrimEnd('.')}). Pass {option} with a writable path.");
+            return false;
+        }
+    }
+
     private static int Figures(string checkpoint, IReadOnlyDictionary<string, NamedTensor> tensors, IReadOnlyDictionary<string, string> metadata,
         FileInfo? filters, FileInfo? histograms, FileInfo? compare, bool initialization)
     {
@@ -106,8 +121,8 @@ internal static class InspectCommand
             var comparison = initialization ? InspectFigures.Initialization(checkpoint, metadata)
                 : compare is not null ? Compared(checkpoint, tensors, RunFiles.ModelIn(compare.FullName))
                 : null;
-            var ok = filters is null || InspectFigures.DrawFilters(filters.FullName, checkpoint, tensors, metadata, comparison);
-            ok &= histograms is null || InspectFigures.DrawHistograms(histograms.FullName, checkpoint, tensors, comparison);
+            var ok = filters is null || Drawn("--filters", filters.FullName, () => InspectFigures.DrawFilters(filters.FullName, checkpoint, tensors, metadata, comparison));
+            ok &= histograms is null || Drawn("--histograms", histograms.FullName, () => InspectFigures.DrawHistograms(histograms.FullName, checkpoint, tensors, comparison));
             return ok ? 0 : 2;
         }
         catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)

@@ -106,6 +106,19 @@ public sealed class InspectFiguresTests : IDisposable
     }
 
     [Fact]
+    public void A_picture_that_cannot_be_written_exits_2_naming_the_file_and_the_option()
+    {
+        var checkpoint = Checkpoint();
+
+        // /sys refuses new files even to root: the write fails as on a read-only disk.
+        var (exit, _, error) = CliProcess.Run(["inspect", checkpoint, "--histograms", "/sys/histograms.png"]);
+
+        Assert.Equal(2, exit);
+        Assert.Contains("error: /sys/histograms.png: the picture could not be written (", error);
+        Assert.Contains("Pass --histograms with a writable path.", error);
+    }
+
+    [Fact]
     public void A_training_checkpoint_is_shown_with_where_a_resume_continues_and_the_settings_it_must_match()
     {
         var options = new ModelBuilder(channels: 1, height: 8, width: 8).Flatten().Dense(4).Build();
