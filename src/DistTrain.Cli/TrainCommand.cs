@@ -226,7 +226,8 @@ internal static class TrainCommand
         if (empty.Count > 0)
         {
             var named = empty.Take(8).Select(c => train.ClassNames is { } names ? $"'{names[c]}'" : c.ToString(CultureInfo.InvariantCulture));
-            var oneBased = empty[0] == 0 && train.ClassNames is null
+            // Only class 0 empty looks like labels written from 1; a small subset that misses other classes too does not.
+            var oneBased = empty is [0] && train.ClassNames is null
                 ? " Labels that start at 1 leave class 0 empty: write them from 0 (subtract 1), as class indices are 0-based."
                 : "";
             yield return $"{empty.Count} of the {counts.Length} classes ha{(empty.Count == 1 ? "s" : "ve")} no training sample (class{(empty.Count == 1 ? "" : "es")} " +

@@ -87,6 +87,10 @@ public class RunReportTests : IDisposable
         Assert.Empty(TrainCommand.RunWarnings(options, complete));
         Assert.Equal(["1 of the 4 classes has no training sample (class 0): the model keeps an output for each, which training only pushes down. " +
             "Labels that start at 1 leave class 0 empty: write them from 0 (subtract 1), as class indices are 0-based."], TrainCommand.RunWarnings(options, oneBased));
+        // One sample of class 3: classes 0 to 2 are empty, which is a small subset, not labels written from 1.
+        var one = new Core.Data.LabeledDataset(new float[784], [3], 784, classCount: 4, null);
+        Assert.Equal(["3 of the 4 classes have no training sample (classes 0, 1, 2): the model keeps an output for each, which training only pushes down."],
+            TrainCommand.RunWarnings(options, one));
         var named = new Core.Data.LabeledDataset(new float[2 * 784], [0, 0], 784, classCount: 3, ["cat", "dog", "emu"]);
         Assert.Equal(["2 of the 3 classes have no training sample (classes 'dog', 'emu'): the model keeps an output for each, which training only pushes down."],
             TrainCommand.RunWarnings(options, named));
