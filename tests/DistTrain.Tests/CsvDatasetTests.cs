@@ -136,6 +136,21 @@ public class CsvDatasetTests : IDisposable
     }
 
     [Fact]
+    public void Without_a_label_column_set_the_column_headed_label_is_the_label_wherever_it_stands()
+    {
+        // Kaggle's Fashion-MNIST layout: label first, then the pixels. Before, the last pixel was read as the label.
+        var path = Write("kaggle.csv", "label,pixel1,pixel2\n3,0,0\n1,5,0\n");
+        var (data, layout, _) = CsvDataset.Read(path, new CsvOptions());
+        Assert.Equal(["pixel1", "pixel2"], layout.FeatureColumns);
+        Assert.Equal([3, 1], data.Labels);
+        Assert.Equal([0f, 0, 5, 0], data.Features);
+        // Scored by a model that knows no column names (trained on IDX): by position, the label column left out.
+        Assert.Equal([0f, 0, 5, 0], CsvDataset.ReadFeatures(path, new CsvOptions(), ["0", "1"], byName: false).Features);
+        // Two columns headed label, or none: the last column, as before.
+        Assert.Equal([1, 2], CsvDataset.Read(Write("plain.csv", "a,b,kind\n1,2,1\n3,4,2\n"), new CsvOptions()).Data.Labels);
+    }
+
+    [Fact]
     public void A_truncated_gzip_file_is_refused_as_truncated_even_when_it_is_cut_at_the_end_of_a_row()
     {
         var rows = string.Concat(Enumerable.Range(0, 2000).Select(i => $"{i % 7},{i % 11},{(i % 2 == 0 ? "a" : "b")}\n"));

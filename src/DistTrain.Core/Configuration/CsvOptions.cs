@@ -13,7 +13,8 @@ public sealed class CsvOptions
     /// <summary>The test file, with the same columns. Empty (the default): <see cref="DataOptions.TestFraction"/> of the training file's rows.</summary>
     public string TestFile { get; set; } = "";
 
-    /// <summary>The label column: its header name, or its 0-based index. Empty (the default): the last column.</summary>
+    /// <summary>The label column: its header name, or its 0-based index. Empty (the default): the column whose header is
+    /// <c>label</c> (any case; Kaggle's MNIST-style CSVs put it first), else the last column.</summary>
     public string LabelColumn { get; set; } = "";
 
     /// <summary>The first row (after <see cref="SkipRows"/>) names the columns. Default true.</summary>

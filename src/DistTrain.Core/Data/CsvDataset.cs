@@ -255,6 +255,17 @@ public static partial class CsvDataset
         return feature >= 0 ? layout.FeatureColumns[feature] : column == layout.LabelIndex && layout.LabelName is { Length: > 0 } label ? label : $"column {column}";
     }
 
+    /// <summary>
+    /// The label column when Data:Csv:LabelColumn is not set: the one header column named <c>label</c> (any case), as
+    /// Kaggle's Fashion-MNIST and MNIST CSVs put first; otherwise the last column.
+    /// </summary>
+    private static int DefaultLabelColumn(IReadOnlyList<string>? header, int columnCount)
+    {
+        if (header is null) return columnCount - 1;
+        var named = Enumerable.Range(0, header.Count).Where(i => string.Equals(header[i].Trim(), "label", StringComparison.OrdinalIgnoreCase)).ToList();
+        return named.Count == 1 ? named[0] : columnCount - 1;
+    }
+
     /// <summary>Finds a column by header name, else by 0-based index; −1 when it is neither.</summary>
     private static int FindColumn(string name, IReadOnlyList<string>? header, int columnCount)
     {
@@ -282,7 +293,7 @@ public static partial class CsvDataset
             if (index < 0) throw new DataFormatException($"{path}: Data:Csv:IgnoreColumns names '{name}', which is no column: {Known()}.");
             ignored.Add(index);
         }
-        var label = options.LabelColumn.Length == 0 ? columnCount - 1 : FindColumn(options.LabelColumn, header, columnCount);
+        var label = options.LabelColumn.Length == 0 ? DefaultLabelColumn(header, columnCount) : FindColumn(options.LabelColumn, header, columnCount);
         if (label < 0 && requireLabel)
             throw new DataFormatException($"{path}: Data:Csv:LabelColumn = '{options.LabelColumn}' is no column: {Known()}. Give the label column's name or 0-based index.");
         if (label >= 0 && ignored.Contains(label) && (requireLabel || options.LabelColumn.Length > 0))
