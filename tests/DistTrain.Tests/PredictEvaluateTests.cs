@@ -84,6 +84,34 @@ public class PredictEvaluateTests : IDisposable
     }
 
     [Fact]
+    public void A_model_trained_on_idx_files_reads_csv_files_with_or_without_a_header_and_with_the_label_first()
+    {
+        var options = new ModelBuilder(784).Dense(10).Build();
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
+        var fromIdx = new TrainedModel(options, weights, Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]),
+            new DataMetadata(DataFormat.Idx, 255f, ImageFolderTests.FashionNames, LabelsAreNames: false, null, null, false, []).ToMetadata());
+        var test = TestData.RawTest;
+        string Row(int i) => string.Join(",", test.Sample(i).ToArray().Select(v => v.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var pixels = string.Join(",", Enumerable.Range(1, 784).Select(i => $"pixel{i}"));
+        var headerless = Path.Combine(_directory, "no-header.csv");
+        File.WriteAllText(headerless, string.Concat(Enumerable.Range(0, 5).Select(i => Row(i) + "\n")));
+        var named = Path.Combine(_directory, "header.csv");
+        File.WriteAllText(named, pixels + "\n" + string.Concat(Enumerable.Range(0, 5).Select(i => Row(i) + "\n")));
+        var expected = Enumerable.Range(0, 5).SelectMany(i => test.Sample(i).ToArray()).ToArray();
+
+        // Before, a first row of numbers was read as a header and refused with advice (Data:Csv:HasHeader) predict cannot take.
+        Assert.Equal(expected, ModelInputs.Read(headerless, fromIdx, resize: false).Values);
+        Assert.Equal(expected, ModelInputs.Read(named, fromIdx, resize: false).Values);
+
+        // Kaggle's layout, the label first: each row's label is its test label, not its last pixel.
+        var kaggle = Path.Combine(_directory, "kaggle.csv");
+        File.WriteAllText(kaggle, "label," + pixels + "\n" + string.Concat(Enumerable.Range(0, 5).Select(i => $"{test.Labels[i]},{Row(i)}\n")));
+        var (labeled, _) = ModelInputs.ReadLabeled(kaggle, fromIdx, resize: false);
+        Assert.Equal(test.Labels.Take(5), labeled.Labels);
+        Assert.Equal(expected, labeled.Features);
+    }
+
+    [Fact]
     public async Task Png_files_and_folders_score_as_the_same_images_in_the_idx_file()
     {
         var (path, _) = await TrainAsync(Mlp, epochs: 2);

@@ -242,6 +242,28 @@ public static partial class CsvDataset
         return lines;
     }
 
+    /// <summary>
+    /// True when the first line that is not blank splits at <paramref name="separator"/> into numbers only: a row of data,
+    /// which no header row is. False for an empty or unreadable file (the read that follows reports it).
+    /// </summary>
+    internal static bool FirstRowIsNumbers(string path, char separator)
+    {
+        try
+        {
+            using var text = OpenText(path);
+            while (text.ReadLine() is { } line)
+            {
+                if (string.IsNullOrWhiteSpace(line)) continue;
+                return line.Split(separator).All(cell => double.TryParse(cell.Trim().Trim('"'), NumberStyles.Float, CultureInfo.InvariantCulture, out _));
+            }
+            return false;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            return false;
+        }
+    }
+
     private static TextReader OpenText(string path)
     {
         Stream stream = File.OpenRead(path);

@@ -79,7 +79,7 @@ public static class ModelInputs
             // By the header's names when the model knows them (as evaluate reads its file), else by position.
             var features = model.Data.FeatureNames ?? [.. Enumerable.Range(0, shape.Size).Select(i => $"column {i}")];
             var (values, lines) = WithTrainingCsvSettings(model, () =>
-                CsvDataset.ReadFeatures(path, model.Data.Csv ?? new CsvOptions(), features, byName: model.Data.FeatureNames is not null));
+                CsvDataset.ReadFeatures(path, CsvSettings(model, path), features, byName: model.Data.FeatureNames is not null));
             return new InputBatch(LineNames(path, lines), values, 1f);
         }
         // A file with an extension that is neither an image, a CSV nor an IDX file (photo.bmp, scan.tiff): name what is read,
@@ -94,6 +94,14 @@ public static class ModelInputs
     }
 
     /// <summary>
+    /// The CSV settings <paramref name="path"/> is read with: the model's own when it was trained on CSV; otherwise (a model
+    /// trained on IDX files or image folders, which has none) the defaults, with the header row found from the file: a
+    /// first row of numbers only is data, not column names.
+    /// </summary>
+    private static CsvOptions CsvSettings(TrainedModel model, string path) =>
+        model.Data.Csv ?? new CsvOptions { HasHeader = !CsvDataset.FirstRowIsNumbers(path, ',') };
+
+    /// <summary>
     /// Runs a CSV read with the settings the model was trained with. The reader's messages name the Data:Csv keys to change,
     /// which is the fix for a training run; <c>predict</c> and <c>evaluate</c> take no config keys, so such a message gets
     /// the model's settings and the fix that applies: write the file to match them.
@@ -106,7 +114,11 @@ public static class ModelInputs
         }
         catch (DataFormatException e) when (e.Message.Contains("Data:Csv:", StringComparison.Ordinal))
         {
-            var csv = model.Data.Csv ?? new CsvOptions();
+            if (model.Data.Csv is null)
+                throw new DataFormatException($"{e.Message} The model was not trained on CSV files, so predict and evaluate read CSV files for it with " +
+                    "the default Data:Csv settings: separated by commas, a header row or none (a first row of numbers is data), the label in the column " +
+                    "headed 'label', else the last; they take no config keys, so write the file that way.");
+            var csv = model.Data.Csv;
             var settings = string.Join(", ", new[]
             {
                 $"Separator '{(csv.Separator == "\t" ? "\\t" : csv.Separator)}'",
@@ -173,7 +185,7 @@ public static class ModelInputs
                 ? new LabelVocabulary(model.Data.ClassNames, model.ClassCount, IntegerLabels: false)
                 : new LabelVocabulary(null, classes.Count > 0 ? LabelVocabulary.MaxClasses : model.ClassCount, IntegerLabels: true);
             // The model's feature columns, by the header's names as predict reads them (by position without a header row).
-            var file = WithTrainingCsvSettings(model, () => CsvDataset.ReadFile(path, model.Data.Csv ?? new CsvOptions(), vocabulary, model.Data.FeatureNames, Array.MaxLength));
+            var file = WithTrainingCsvSettings(model, () => CsvDataset.ReadFile(path, CsvSettings(model, path), vocabulary, model.Data.FeatureNames, Array.MaxLength));
             data = file.Data.WithSampleNames(LineNames(path, file.Lines));
             if (!model.Data.LabelsAreNames && classes.Count > 0) data = data.KeepClasses(classes);
             dividedBy = 1f;
@@ -184,7 +196,7 @@ public static class ModelInputs
         // became the label. Say that the label column seems missing, rather than "samples have 63 features".
         if (dividedBy == 1f && data.FeatureCount == model.InputShape.Size - 1 && File.Exists(path))
         {
-            var csv = model.Data.Csv ?? new CsvOptions();
+            var csv = CsvSettings(model, path);
             throw new DataFormatException($"{path}: rows have {data.FeatureCount + 1} columns{(csv.IgnoreColumns.Count > 0 ? " besides Data:Csv:IgnoreColumns" : "")}, one fewer than " +
                 $"the model's {model.InputShape.Size} features plus the label column, so the label column seems to be missing " +
                 $"(the model's Data:Csv:LabelColumn is {(csv.LabelColumn.Length == 0 ? "the last column" : $"'{csv.LabelColumn}'")}, Data:Csv:HasHeader {(csv.HasHeader ? "true" : "false")}). " +
