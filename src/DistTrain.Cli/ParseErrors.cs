@@ -21,7 +21,7 @@ internal static class ParseErrors
         var lines = new List<string>();
         var missingRequired = command.Options.Where(o => o.Required && parse.GetResult(o) is null or { Implicit: true }).ToList();
         foreach (var option in missingRequired)
-            lines.Add($"{name} needs {option.Name} {option.HelpName}: {CliOptions.Takes(option) ?? option.Description}.");
+            lines.Add($"{name} needs {option.Name} {option.HelpName}: {(CliOptions.Takes(option) ?? option.Description)?.TrimEnd('.')}.");
         foreach (var error in parse.Errors)
         {
             if (error.SymbolResult is CommandResult && parse.UnmatchedTokens.Any(t => error.Message.Contains($"'{t}'", StringComparison.Ordinal)))
