@@ -159,6 +159,17 @@ public class ImageFolderTests : IDisposable
         File.WriteAllBytes(broken, [0x89, 0x50, 0x4E, 0x47, 1, 2, 3]);
         var error = Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(train, shape, false));
         Assert.Contains(broken, error.Message);
+
+        // An empty file, and one of text: what is wrong in words, not the decoder's status name ("Unimplemented").
+        var sample = new float[shape.Size];
+        var empty = Path.Combine(_directory, "empty.png");
+        File.WriteAllBytes(empty, []);
+        Assert.Equal($"{empty}: the file is empty (0 bytes), not an image. Write or copy the image again.",
+            Assert.Throws<DataFormatException>(() => ImageFile.Read(empty, shape, false, sample)).Message);
+        var text = Path.Combine(_directory, "text.png");
+        File.WriteAllText(text, "not an image at all");
+        Assert.Equal($"{text}: not a PNG or JPEG image that can be decoded (its first bytes are neither a PNG nor a JPEG signature).",
+            Assert.Throws<DataFormatException>(() => ImageFile.Read(text, shape, false, sample)).Message);
     }
 
     [Fact]

@@ -52,8 +52,10 @@ public static class ImageFile
     private static void Decode(string path, TensorShape shape, bool resize, Span<float> sample)
     {
         using var file = File.OpenRead(path);
+        if (file.Length == 0) throw new DataFormatException($"{path}: the file is empty (0 bytes), not an image. Write or copy the image again.");
         using var codec = SKCodec.Create(file, out var status)
-            ?? throw new DataFormatException($"{path}: not a PNG or JPEG image that can be decoded ({status}).");
+            ?? throw new DataFormatException($"{path}: not a PNG or JPEG image that can be decoded ({(status == SKCodecResult.Unimplemented
+                ? "its first bytes are neither a PNG nor a JPEG signature" : status)}).");
         var (width, height) = (codec.Info.Width, codec.Info.Height);
         if (width <= 0 || height <= 0 || (long)width * height > MaxPixels)
             throw new DataFormatException($"{path}: the header claims {width}x{height} pixels (width x height); at most {MaxPixels:N0} pixels are decoded. Scale the image down before training or predicting.");
