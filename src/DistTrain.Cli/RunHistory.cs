@@ -46,13 +46,22 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
                 throw new InvalidDataException($"{path}: not a DistTrain run summary (no \"epochs\" array).");
             var points = new List<(int, double, double)>();
             double seconds = 0, trainSeconds = 0, samples = 0;
+            // A summary edited by hand (or by another tool) could hold any number: each is checked against what a run writes.
+            double Field(JsonElement epoch, string name, double max)
+            {
+                var value = epoch.GetProperty(name).GetDouble();
+                if (!double.IsFinite(value) || value < 0 || value > max)
+                    throw new InvalidDataException($"{path}: epoch {points.Count + 1}'s {name} is {value.ToString(System.Globalization.CultureInfo.InvariantCulture)}, " +
+                        $"which no run writes ({(max == 1 ? "a fraction from 0 to 1" : "a number of at least 0")}). Pass the summary.json a training run wrote, unedited.");
+                return value;
+            }
             foreach (var epoch in epochs.EnumerateArray())
             {
-                var train = epoch.GetProperty("TrainSeconds").GetDouble();
-                seconds += train + epoch.GetProperty("EvaluationSeconds").GetDouble();
+                var train = Field(epoch, "TrainSeconds", double.MaxValue);
+                seconds += train + Field(epoch, "EvaluationSeconds", double.MaxValue);
                 trainSeconds += train;
-                samples += epoch.GetProperty("TrainSamples").GetDouble();
-                points.Add((epoch.GetProperty("Epoch").GetInt32(), epoch.GetProperty("TestAccuracy").GetDouble(), seconds));
+                samples += Field(epoch, "TrainSamples", double.MaxValue);
+                points.Add((epoch.GetProperty("Epoch").GetInt32(), Field(epoch, "TestAccuracy", 1), seconds));
             }
             if (points.Count == 0)
                 throw new InvalidDataException($"{path}: the run finished no epoch, so it has no test accuracy to compare.");
