@@ -55,7 +55,7 @@ public class CommandMessageTests : IDisposable
         File.WriteAllLines(rows, ["5,1,2,0", "4,3,1,2", "6,2,2,1"]); // four features, no label
         var error = Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(rows, model, resize: false));
         Assert.Equal($"{rows}: rows have 4 columns, one fewer than the model's 4 features plus the label column, so the label column seems to be missing " +
-            "(the model's Data:Csv:LabelColumn is the last column, Data:Csv:HasHeader false). evaluate needs each row's label in that column: add it, " +
+            "(the model's Data:Csv:LabelColumn is not set: the column headed 'label', else the last, Data:Csv:HasHeader false). evaluate needs each row's label in that column: add it, " +
             "or score unlabeled rows with predict.", error.Message);
         // With the label the same rows read.
         File.WriteAllLines(rows, ["5,1,2,0,1", "4,3,1,2,0", "6,2,2,1,2"]);

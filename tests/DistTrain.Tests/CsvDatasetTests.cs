@@ -146,8 +146,10 @@ public class CsvDatasetTests : IDisposable
         Assert.Equal([0f, 0, 5, 0], data.Features);
         // Scored by a model that knows no column names (trained on IDX): by position, the label column left out.
         Assert.Equal([0f, 0, 5, 0], CsvDataset.ReadFeatures(path, new CsvOptions(), ["0", "1"], byName: false).Features);
-        // Two columns headed label, or none: the last column, as before.
+        // Two columns headed label, or none, or the one ignored: the last column, as before.
         Assert.Equal([1, 2], CsvDataset.Read(Write("plain.csv", "a,b,kind\n1,2,1\n3,4,2\n"), new CsvOptions()).Data.Labels);
+        Assert.Equal([1, 2], CsvDataset.Read(Write("two.csv", "label,Label,kind\n7,8,1\n7,8,2\n"), new CsvOptions()).Data.Labels);
+        Assert.Equal([1, 2], CsvDataset.Read(Write("ignored.csv", "label,a,kind\n7,8,1\n7,8,2\n"), new CsvOptions { IgnoreColumns = ["label"] }).Data.Labels);
     }
 
     [Fact]

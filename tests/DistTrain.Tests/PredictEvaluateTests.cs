@@ -102,6 +102,10 @@ public class PredictEvaluateTests : IDisposable
         // Before, a first row of numbers was read as a header and refused with advice (Data:Csv:HasHeader) predict cannot take.
         Assert.Equal(expected, ModelInputs.Read(headerless, fromIdx, resize: false).Values);
         Assert.Equal(expected, ModelInputs.Read(named, fromIdx, resize: false).Values);
+        // pandas' header for a frame without column names, 0 to 783, is a header, not a row of data.
+        var numbered = Path.Combine(_directory, "numbered.csv");
+        File.WriteAllText(numbered, string.Join(",", Enumerable.Range(0, 784)) + "\n" + string.Concat(Enumerable.Range(0, 5).Select(i => Row(i) + "\n")));
+        Assert.Equal(expected, ModelInputs.Read(numbered, fromIdx, resize: false).Values);
 
         // Kaggle's layout, the label first: each row's label is its test label, not its last pixel.
         var kaggle = Path.Combine(_directory, "kaggle.csv");

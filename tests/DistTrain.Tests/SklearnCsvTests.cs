@@ -167,7 +167,7 @@ public class SklearnCsvTests : IDisposable
 
         // Without its label column the last feature (petal width, 22 values) is read as the label.
         var noLabel = ClassProblem("no-label.csv", (_, line) => line[..line.LastIndexOf(',')], classNames: false);
-        Assert.Contains("the data has 22 classes: " + Path.Combine(_directory, "no-label.csv") + ", column 'column 3' (the last: Data:Csv:LabelColumn is not set), " +
+        Assert.Contains("the data has 22 classes: " + Path.Combine(_directory, "no-label.csv") + ", column 'column 3' (chosen by default, Data:Csv:LabelColumn not being set: the column headed 'label', else the last), " +
             "holds 22 distinct labels, read as names: '0.1' (5 rows), '0.2' (29 rows), ", noLabel);
         Assert.Contains("If that is not the label column, set Data:Csv:LabelColumn to it; if the data has 22 classes, set Units to 22.", noLabel);
     }

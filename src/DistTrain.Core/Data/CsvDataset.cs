@@ -244,7 +244,8 @@ public static partial class CsvDataset
 
     /// <summary>
     /// True when the first line that is not blank splits at <paramref name="separator"/> into numbers only: a row of data,
-    /// which no header row is. False for an empty or unreadable file (the read that follows reports it).
+    /// which no header row is, except column numbers counted from 0 or 1 (pandas writes <c>0,1,...,783</c> as the header
+    /// of an unnamed frame). False for an empty or unreadable file (the read that follows reports it).
     /// </summary>
     internal static bool FirstRowIsNumbers(string path, char separator)
     {
@@ -254,7 +255,10 @@ public static partial class CsvDataset
             while (text.ReadLine() is { } line)
             {
                 if (string.IsNullOrWhiteSpace(line)) continue;
-                return line.Split(separator).All(cell => double.TryParse(cell.Trim().Trim('"'), NumberStyles.Float, CultureInfo.InvariantCulture, out _));
+                var cells = line.Split(separator).Select(cell => cell.Trim().Trim('"')).ToArray();
+                if (!cells.All(cell => double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out _))) return false;
+                bool CountsFrom(int first) => cells.Select((cell, i) => cell == (i + first).ToString(CultureInfo.InvariantCulture)).All(match => match);
+                return cells.Length < 2 || !(CountsFrom(0) || CountsFrom(1));
             }
             return false;
         }
@@ -278,13 +282,14 @@ public static partial class CsvDataset
     }
 
     /// <summary>
-    /// The label column when Data:Csv:LabelColumn is not set: the one header column named <c>label</c> (any case), as
-    /// Kaggle's Fashion-MNIST and MNIST CSVs put first; otherwise the last column.
+    /// The label column when Data:Csv:LabelColumn is not set: the one header column named <c>label</c> (any case) that is
+    /// not in Data:Csv:IgnoreColumns, as Kaggle's Fashion-MNIST and MNIST CSVs put first; otherwise the last column.
     /// </summary>
-    private static int DefaultLabelColumn(IReadOnlyList<string>? header, int columnCount)
+    private static int DefaultLabelColumn(IReadOnlyList<string>? header, int columnCount, HashSet<int> ignored)
     {
         if (header is null) return columnCount - 1;
-        var named = Enumerable.Range(0, header.Count).Where(i => string.Equals(header[i].Trim(), "label", StringComparison.OrdinalIgnoreCase)).ToList();
+        var named = Enumerable.Range(0, header.Count)
+            .Where(i => !ignored.Contains(i) && string.Equals(header[i].Trim(), "label", StringComparison.OrdinalIgnoreCase)).ToList();
         return named.Count == 1 ? named[0] : columnCount - 1;
     }
 
@@ -315,7 +320,7 @@ public static partial class CsvDataset
             if (index < 0) throw new DataFormatException($"{path}: Data:Csv:IgnoreColumns names '{name}', which is no column: {Known()}.");
             ignored.Add(index);
         }
-        var label = options.LabelColumn.Length == 0 ? DefaultLabelColumn(header, columnCount) : FindColumn(options.LabelColumn, header, columnCount);
+        var label = options.LabelColumn.Length == 0 ? DefaultLabelColumn(header, columnCount, ignored) : FindColumn(options.LabelColumn, header, columnCount);
         if (label < 0 && requireLabel)
             throw new DataFormatException($"{path}: Data:Csv:LabelColumn = '{options.LabelColumn}' is no column: {Known()}. Give the label column's name or 0-based index.");
         if (label >= 0 && ignored.Contains(label) && (requireLabel || options.LabelColumn.Length > 0))
@@ -361,7 +366,7 @@ public static partial class CsvDataset
                    && position < header.Count && header[position].Length == 0 ? position : -1;
         }
         var indices = expectedFeatures.Select(Find).ToArray();
-        // Without Data:Csv:LabelColumn the label is the last column, unless that is a feature: then, in a file that must have
+        // Without Data:Csv:LabelColumn the label is the column headed 'label', else the last column, unless that is a feature: then, in a file that must have
         // a label, it is the one column that is neither a feature nor ignored, wherever it stands; in a file to score, none.
         if (options.LabelColumn.Length == 0 && indices.Contains(label))
         {

@@ -8,9 +8,10 @@ namespace DistTrain.Core.Data;
 /// </summary>
 /// <param name="File">The file read.</param>
 /// <param name="Column">The label column's name (<c>column N</c>, 0-based, without a header row).</param>
-/// <param name="IsLastColumn">The label is the last column because Data:Csv:LabelColumn is not set.</param>
+/// <param name="ChosenByDefault">Data:Csv:LabelColumn is not set, so the label column is the default: the one headed
+/// <c>label</c>, else the last.</param>
 /// <param name="Values">The distinct labels: by value when all are whole numbers, else in ordinal order.</param>
-public sealed record LabelSummary(string File, string Column, bool IsLastColumn, IReadOnlyList<LabelSummary.Label> Values)
+public sealed record LabelSummary(string File, string Column, bool ChosenByDefault, IReadOnlyList<LabelSummary.Label> Values)
 {
     /// <summary>One distinct label.</summary>
     /// <param name="Text">The label as written.</param>
@@ -35,7 +36,7 @@ public sealed record LabelSummary(string File, string Column, bool IsLastColumn,
     private const int FewRows = 5;
 
     /// <summary>The summary of the label cells of <paramref name="file"/>, read at <paramref name="lines"/>.</summary>
-    internal static LabelSummary Of(string file, string column, bool isLastColumn, IReadOnlyList<string> cells, IReadOnlyList<int> lines)
+    internal static LabelSummary Of(string file, string column, bool chosenByDefault, IReadOnlyList<string> cells, IReadOnlyList<int> lines)
     {
         var found = new Dictionary<string, (int Rows, List<int> Lines)>(StringComparer.Ordinal);
         for (var i = 0; i < cells.Count; i++)
@@ -45,7 +46,7 @@ public sealed record LabelSummary(string File, string Column, bool IsLastColumn,
             found[cells[i]] = (label.Rows + 1, label.Lines);
         }
         var values = found.Select(kv => new Label(kv.Key, kv.Value.Rows, kv.Value.Lines)).ToList();
-        return new LabelSummary(file, column, isLastColumn, values.All(v => v.Integer is not null)
+        return new LabelSummary(file, column, chosenByDefault, values.All(v => v.Integer is not null)
             ? [.. values.OrderBy(v => v.Integer)]
             : [.. values.OrderBy(v => v.Text, StringComparer.Ordinal)]);
     }
@@ -77,7 +78,7 @@ public sealed record LabelSummary(string File, string Column, bool IsLastColumn,
         var labels = integers
             ? $"the labels {Compact([.. Values.Select(v => v.Integer!.Value)])}"
             : $"{Values.Count} distinct labels, read as names: {string.Join(", ", Values.Take(8).Select(v => $"'{v.Text}' ({(v.Rows <= MaxLines ? v.Where : $"{v.Rows:N0} rows")})"))}{(Values.Count > 8 ? ", ..." : "")}";
-        return $"{File}, column '{Column}'{(IsLastColumn ? " (the last: Data:Csv:LabelColumn is not set)" : "")}, holds {labels}. " +
+        return $"{File}, column '{Column}'{(ChosenByDefault ? " (chosen by default, Data:Csv:LabelColumn not being set: the column headed 'label', else the last)" : "")}, holds {labels}. " +
             $"If that is not the label column, set Data:Csv:LabelColumn to it; {modelFix}";
     }
 

@@ -124,7 +124,7 @@ public static class ModelInputs
                 $"Separator '{(csv.Separator == "\t" ? "\\t" : csv.Separator)}'",
                 $"HasHeader {(csv.HasHeader ? "true" : "false")}",
                 csv.SkipRows > 0 ? $"SkipRows {csv.SkipRows}" : null,
-                csv.LabelColumn.Length > 0 ? $"LabelColumn '{csv.LabelColumn}'" : "the label in the last column",
+                csv.LabelColumn.Length > 0 ? $"LabelColumn '{csv.LabelColumn}'" : "the label in the column headed 'label', else the last",
                 csv.IgnoreColumns.Count > 0 ? $"IgnoreColumns {string.Join(", ", csv.IgnoreColumns)}" : null,
             }.Where(s => s is not null));
             throw new DataFormatException($"{e.Message} Here the Data:Csv settings are the model's, from its training run ({settings}): predict and evaluate " +
@@ -199,7 +199,7 @@ public static class ModelInputs
             var csv = CsvSettings(model, path);
             throw new DataFormatException($"{path}: rows have {data.FeatureCount + 1} columns{(csv.IgnoreColumns.Count > 0 ? " besides Data:Csv:IgnoreColumns" : "")}, one fewer than " +
                 $"the model's {model.InputShape.Size} features plus the label column, so the label column seems to be missing " +
-                $"(the model's Data:Csv:LabelColumn is {(csv.LabelColumn.Length == 0 ? "the last column" : $"'{csv.LabelColumn}'")}, Data:Csv:HasHeader {(csv.HasHeader ? "true" : "false")}). " +
+                $"(the model's Data:Csv:LabelColumn is {(csv.LabelColumn.Length == 0 ? "not set: the column headed 'label', else the last" : $"'{csv.LabelColumn}'")}, Data:Csv:HasHeader {(csv.HasHeader ? "true" : "false")}). " +
                 "evaluate needs each row's label in that column: add it, or score unlabeled rows with predict.");
         }
         if (data.FeatureCount != model.InputShape.Size)
