@@ -108,11 +108,12 @@ internal static class CliOptions
     private static FileInfo? ParseFile(ArgumentResult result, string name, string takes)
     {
         var value = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
-        // An option's value missing ("--model --data x.csv", an empty $MODEL): the next option was taken as the path.
-        if (name.StartsWith("--", StringComparison.Ordinal) && value.StartsWith("--", StringComparison.Ordinal))
+        // An option's value missing ("--model --data x.csv", "-m -c x.json", an empty $MODEL): the next option was taken as the path.
+        if (name.StartsWith("--", StringComparison.Ordinal)
+            && (value.StartsWith("--", StringComparison.Ordinal) || value is ['-', var letter] && char.IsAsciiLetter(letter)))
         {
             result.AddError($"{name} got '{value}', which is an option, not a path: {name} takes {takes}. Give it right after {name} " +
-                $"(a file whose name starts with '--' is given as ./{value}).");
+                $"(a file whose name starts with '-' is given as ./{value}).");
             return null;
         }
         if (!string.IsNullOrWhiteSpace(value)) return new FileInfo(value);

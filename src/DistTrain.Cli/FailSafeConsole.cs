@@ -4,7 +4,7 @@ namespace DistTrain.Cli;
 
 /// <summary>
 /// Standard output and standard error that a failed write cannot stop: a write that fails (a full disk under a redirected
-/// log, a closed descriptor, a pipe whose reader went away) is dropped with every later write to that stream, the
+/// log, a closed descriptor; .NET itself ignores a pipe whose reader went away) is dropped with every later write to that stream, the
 /// command runs on (a training run keeps training and writes its files), and at the end <see cref="Finish"/> says what
 /// was lost and turns a success into exit code 1. Without this, the first failed write threw out of whatever was
 /// printing: a stack trace, or a training run ended as failed with its finished epochs thrown away.
@@ -29,14 +29,17 @@ internal static class FailSafeConsole
     /// write went through; otherwise 1 in place of 0, after one <c>error:</c> line on whichever stream still works naming
     /// the stream, the reason and what was lost.
     /// </summary>
-    public static int Finish(int exitCode)
+    /// <param name="exitCode">The command's exit code.</param>
+    /// <param name="command">The command line's first word (train, predict, ...), to say where a training run's files are.</param>
+    public static int Finish(int exitCode, string? command = null)
     {
         var failed = _out?.Failure ?? _error?.Failure;
         if (failed is null) return exitCode;
         var stream = _out?.Failure is not null ? _out : _error!;
         var other = ReferenceEquals(stream, _out) ? _error : _out;
         other?.WriteLine($"error: writing to {stream.Name} failed ({failed}), so the command's output from then on is lost. " +
-                         $"The command itself ran to its end{(exitCode == 0 ? "" : $" (exit code {exitCode})")}; a training run's files are in its run folder. " +
+                         $"The command itself ran to its end{(exitCode == 0 ? "" : $" (exit code {exitCode})")}" +
+                         (command is "train" or "finetune" or "node" ? "; the run's files are in its run folder. " : ". ") +
                          $"Free space where {stream.Name} goes, or send it elsewhere.");
         return exitCode == 0 ? 1 : exitCode;
     }

@@ -90,8 +90,6 @@ internal static class InspectCommand
         return command;
     }
 
-    /// <summary>The optional pictures; 0 when every one asked for was written, 2 for a bad comparison, output or checkpoint
-    /// (the options' combination is checked before, by <see cref="ConflictingOptions"/>).</summary>
     /// <summary>Runs <paramref name="draw"/>, which writes the PNG at <paramref name="path"/> for <paramref name="option"/>;
     /// a write that fails (a read-only or full disk) is one <c>error:</c> line naming the file, the cause and the option, and false.</summary>
     private static bool Drawn(string option, string path, Func<bool> draw)
@@ -107,6 +105,8 @@ internal static class InspectCommand
         }
     }
 
+    /// <summary>The optional pictures; 0 when every one asked for was written, 2 for a bad comparison, output or checkpoint
+    /// (the options' combination is checked before, by <see cref="ConflictingOptions"/>).</summary>
     private static int Figures(string checkpoint, IReadOnlyDictionary<string, NamedTensor> tensors, IReadOnlyDictionary<string, string> metadata,
         FileInfo? filters, FileInfo? histograms, FileInfo? compare, bool initialization)
     {

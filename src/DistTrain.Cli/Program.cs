@@ -2,4 +2,4 @@ using DistTrain.Cli;
 
 FailSafeConsole.Install();
 CliConsole.Configure();
-return FailSafeConsole.Finish(await DistTrainCommandLine.RunAsync(args));
+return FailSafeConsole.Finish(await DistTrainCommandLine.RunAsync(args), args.FirstOrDefault());

@@ -47,27 +47,28 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
             var points = new List<(int, double, double)>();
             double seconds = 0, trainSeconds = 0, samples = 0;
             // A summary edited by hand (or by another tool) could hold any number: each is checked against what a run writes.
-            double Field(JsonElement epoch, string name, double max)
+            double Checked(double value, string what, double max)
             {
-                var value = epoch.GetProperty(name).GetDouble();
                 if (!double.IsFinite(value) || value < 0 || value > max)
-                    throw new InvalidDataException($"{path}: epoch {points.Count + 1}'s {name} is {value.ToString(System.Globalization.CultureInfo.InvariantCulture)}, " +
-                        $"which no run writes ({(max == 1 ? "a fraction from 0 to 1" : "a number of at least 0")}). Pass the summary.json a training run wrote, unedited.");
+                    throw new InvalidDataException($"{path}: {what} is {value.ToString(System.Globalization.CultureInfo.InvariantCulture)}, which no run writes " +
+                        $"({(max == 1 ? "a fraction from 0 to 1" : "a number of at least 0")}). Pass the summary.json a training run wrote, unedited.");
                 return value;
             }
             foreach (var epoch in epochs.EnumerateArray())
             {
+                var number = epoch.GetProperty("Epoch").GetInt32();
+                double Field(JsonElement e, string name, double max) => Checked(e.GetProperty(name).GetDouble(), $"epoch {number}'s {name}", max);
                 var train = Field(epoch, "TrainSeconds", double.MaxValue);
                 seconds += train + Field(epoch, "EvaluationSeconds", double.MaxValue);
                 trainSeconds += train;
                 samples += Field(epoch, "TrainSamples", double.MaxValue);
-                points.Add((epoch.GetProperty("Epoch").GetInt32(), Field(epoch, "TestAccuracy", 1), seconds));
+                points.Add((number, Field(epoch, "TestAccuracy", 1), seconds));
             }
             if (points.Count == 0)
                 throw new InvalidDataException($"{path}: the run finished no epoch, so it has no test accuracy to compare.");
             int? kept = document.RootElement.TryGetProperty("best_epoch", out var best) && best.ValueKind == JsonValueKind.Number ? best.GetInt32() : null;
             double? keptAccuracy = document.RootElement.TryGetProperty("best_epoch_test_accuracy", out var accuracy) && accuracy.ValueKind == JsonValueKind.Number
-                ? accuracy.GetDouble() : null;
+                ? Checked(accuracy.GetDouble(), "best_epoch_test_accuracy", 1) : null;
             return new RunHistory(label ?? DefaultLabel(path), points, trainSeconds > 0 ? samples / trainSeconds : 0, kept, keptAccuracy);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)

@@ -31,6 +31,7 @@ public class CommandLineTests
     [InlineData("predict -m m.safetensors --top-k two a.png", "--top-k 'two' is not a whole number: --top-k takes a whole number of classes")]
     [InlineData("evaluate -m m.safetensors", "disttrain evaluate needs --data PATH: A folder with IDX files")]
     [InlineData("predict --model --top-k a.png", "--model got '--top-k', which is an option, not a path: --model takes the model.safetensors a training run wrote")]
+    [InlineData("predict -m -k a.png", "--model got '-k', which is an option, not a path")]
     [InlineData("bench --steps many", "--steps 'many' is not a whole number: --steps takes a whole number of measured steps")]
     [InlineData("bench --warmup x", "--warmup 'x' is not a whole number")]
     [InlineData("bench --metrics-port http", "--metrics-port 'http' is not a whole number: --metrics-port takes a TCP port")]

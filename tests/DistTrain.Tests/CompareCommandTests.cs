@@ -128,8 +128,8 @@ public sealed class CompareCommandTests : IDisposable
 
         // Values no run writes (an accuracy above 1, negative seconds) are refused, not shown as 500.00% or -2.9 s.
         File.WriteAllText(Path.Combine(broken, "summary.json"),
-            """{ "epochs": [{ "Epoch": 1, "TrainSeconds": 1.5, "EvaluationSeconds": 0.1, "TrainSamples": 100, "TestAccuracy": 5.0 }] }""");
-        Assert.Contains("epoch 1's TestAccuracy is 5, which no run writes (a fraction from 0 to 1)", Assert.Throws<InvalidDataException>(() => RunHistory.Read(broken)).Message);
+            """{ "epochs": [{ "Epoch": 6, "TrainSeconds": 1.5, "EvaluationSeconds": 0.1, "TrainSamples": 100, "TestAccuracy": 5.0 }] }""");
+        Assert.Contains("epoch 6's TestAccuracy is 5, which no run writes (a fraction from 0 to 1)", Assert.Throws<InvalidDataException>(() => RunHistory.Read(broken)).Message);
         File.WriteAllText(Path.Combine(broken, "summary.json"),
             """{ "epochs": [{ "Epoch": 1, "TrainSeconds": -2.9, "EvaluationSeconds": 0.1, "TrainSamples": 100, "TestAccuracy": 0.5 }] }""");
         Assert.Contains("epoch 1's TrainSeconds is -2.9, which no run writes (a number of at least 0)", Assert.Throws<InvalidDataException>(() => RunHistory.Read(broken)).Message);

@@ -74,6 +74,7 @@ public sealed class FailSafeConsoleTests : IDisposable
 
         Assert.Equal(1, exit);
         Assert.Contains("error: writing to standard output failed (No space left on device)", error);
+        Assert.DoesNotContain("run folder", error); // no run: the line says nothing of one
         Assert.DoesNotContain("   at ", error);
         Assert.DoesNotContain("Unhandled exception", error);
     }
@@ -96,6 +97,7 @@ public sealed class FailSafeConsoleTests : IDisposable
 
         Assert.Equal(1, exit);
         Assert.Contains("error: writing to standard output failed", error);
+        Assert.Contains("The command itself ran to its end; the run's files are in its run folder.", error);
         Assert.DoesNotContain("training failed", error);
         var run = Assert.Single(Directory.GetDirectories(output));
         Assert.True(File.Exists(Path.Combine(run, "model.safetensors")), "the run's model was not written");

@@ -41,8 +41,12 @@ internal static class UnknownKeys
         path.Equals("Cluster:SeedNodes", StringComparison.OrdinalIgnoreCase) ? "[\"akka.tcp://disttrain@HOST:PORT\"]"
         : element == typeof(DistTrain.Core.Models.LayerOptions) ? "[{\"Type\": \"Dense\", \"Units\": 10}]"
         : element == typeof(string) ? "[\"a\", \"b\"]"
-        : element.IsPrimitive ? "[1, 28, 28]"
+        : element.IsPrimitive && path.EndsWith("InputShape", StringComparison.OrdinalIgnoreCase) ? "[1, 28, 28]"
+        : element.IsPrimitive ? "[0, 3, 7]"
         : "[{ ... }, { ... }]";
+
+    /// <summary>True for a type set by one value (a number, a string, an enum), false for an object of keys.</summary>
+    private static bool IsValue(Type type) => type == typeof(string) || type.IsPrimitive || type.IsEnum || type == typeof(decimal);
 
     private static IEnumerable<(string Path, string Problem)> FindInValue(IConfigurationSection section, Type type, string path)
     {
@@ -55,7 +59,7 @@ internal static class UnknownKeys
         if (!string.IsNullOrEmpty(section.Value))
             return [(path, $"{path} = '{TrainingOptionsLoader.Shown(section.Value)}' is a single value, but it takes " +
                 (element is null ? "an object of keys." : $"a list: in JSON such as {ListExample(path, element)}; as environment variables one per entry, " +
-                    $"DISTTRAIN_{path.Replace(":", "__", StringComparison.Ordinal)}__0 for the first, __1 for the second."))];
+                    $"DISTTRAIN_{path.Replace(":", "__", StringComparison.Ordinal)}__0{(IsValue(element) ? "" : "__KEY")} for the first, __1 for the second."))];
         // An object where a list belongs ("Layers": {"Type": "Dense"}): its keys are not indices. Name the list, not its
         // first key (Model:Layers:Type), which would be blamed for being a single value.
         if (element is not null && section.GetChildren().FirstOrDefault(item => !int.TryParse(item.Key, System.Globalization.NumberStyles.None,
