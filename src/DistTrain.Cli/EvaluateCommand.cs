@@ -44,6 +44,8 @@ internal static class EvaluateCommand
                 }
                 trained = TrainedModel.Load(modelFile);
                 var (samples, dividedBy) = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages);
+                // As train warns: raw IDX files beside their .gz copies are not read.
+                if (Directory.Exists(dataPath) && FashionMnist.IgnoredRawFilesNotice(dataPath) is { } ignored) CliConsole.Fail("warning", ignored);
                 matrix = Evaluate(trained, samples, dividedBy);
             }
             catch (Exception e) when (CliConsole.IsInputError(e) || e is IOException or UnauthorizedAccessException)

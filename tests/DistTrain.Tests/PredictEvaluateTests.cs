@@ -116,6 +116,27 @@ public class PredictEvaluateTests : IDisposable
     }
 
     [Fact]
+    public void Evaluate_warns_of_raw_idx_files_that_it_ignores_for_their_gz_copies()
+    {
+        var options = new ModelBuilder(784).Dense(10).Build();
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
+        var model = Path.Combine(_directory, "model.safetensors");
+        new TrainedModel(options, weights, Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f])).Save(model);
+        var folder = Directory.CreateDirectory(Path.Combine(_directory, "both")).FullName;
+        foreach (var name in new[] { "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz" })
+            File.Copy(Path.Combine(TestData.SubsetDirectory, name), Path.Combine(folder, name));
+        using (var labels = new System.IO.Compression.GZipStream(File.OpenRead(Path.Combine(folder, "t10k-labels-idx1-ubyte.gz")), System.IO.Compression.CompressionMode.Decompress))
+        using (var raw = File.Create(Path.Combine(folder, "t10k-labels-idx1-ubyte")))
+            labels.CopyTo(raw);
+
+        var (exit, output, error) = CliProcess.Run(["evaluate", "--model", model, "--data", folder, "--heatmap", Path.Combine(_directory, "heatmap.png")]);
+
+        Assert.True(exit == 0, error);
+        Assert.Contains("Accuracy:", output);
+        Assert.Contains($"warning: {folder} holds t10k-labels-idx1-ubyte both gzip-compressed (.gz) and raw: the .gz file is read and the raw one ignored.", error);
+    }
+
+    [Fact]
     public async Task Png_files_and_folders_score_as_the_same_images_in_the_idx_file()
     {
         var (path, _) = await TrainAsync(Mlp, epochs: 2);
