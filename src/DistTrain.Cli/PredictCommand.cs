@@ -43,6 +43,8 @@ internal static class PredictCommand
             try
             {
                 var trained = TrainedModel.Load(parse.GetValue(model)!.FullName);
+                if (k > trained.ClassCount)
+                    CliConsole.Fail("warning", $"--top-k {k} is more than the model's {trained.ClassCount} classes: each input lists all {trained.ClassCount}.");
                 predictions = [.. parse.GetValue(inputs)!.SelectMany(input =>
                     Predict(trained, ModelInputs.Read(input, trained, parse.GetValue(resize) || trained.Data.ResizeImages), k))];
             }

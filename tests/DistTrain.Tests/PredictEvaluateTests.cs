@@ -134,6 +134,12 @@ public class PredictEvaluateTests : IDisposable
         Assert.True(exit == 0, error);
         Assert.Contains("Accuracy:", output);
         Assert.Contains($"warning: {folder} holds t10k-labels-idx1-ubyte both gzip-compressed (.gz) and raw: the .gz file is read and the raw one ignored.", error);
+
+        // predict, asked for more classes than the model has, says it lists them all.
+        (exit, output, error) = CliProcess.Run(["predict", "--model", model, "--top-k", "11", "--json", Path.Combine(folder, "t10k-images-idx3-ubyte.gz")]);
+        Assert.True(exit == 0, error);
+        Assert.Equal("warning: --top-k 11 is more than the model's 10 classes: each input lists all 10.", error.Trim());
+        Assert.Equal(10, System.Text.RegularExpressions.Regex.Matches(output.Split("\"input\"")[1], "\"probability\"").Count);
     }
 
     [Fact]
