@@ -38,24 +38,32 @@ internal static class CompareCommand
                 CliConsole.Fail("error", overwrite);
                 return 2;
             }
-            // A run folder without summary.json (a run interrupted before it wrote one, as a second Ctrl-C leaves it, matched
-            // by runs/*), or with one of no finished epoch (a run cancelled in its first), is skipped with a warning while
-            // another run is left; alone, it is refused below as before.
-            var finished = Enumerable.Range(0, folders.Length).Where(i => !Unfinished(folders[i])).ToList();
-            if (finished.Count > 0)
-                foreach (var i in Enumerable.Range(0, folders.Length).Except(finished))
-                    CliConsole.Fail("warning", $"{folders[i]} holds no finished run (no summary.json, or one with no finished epoch: an interrupted run?): skipped. Leave it out of the runs to compare.");
-            else finished = [.. Enumerable.Range(0, folders.Length)];
-            List<RunHistory> histories;
-            try
+            // Each folder read once. One that holds no finished run (no summary.json, as a second Ctrl-C leaves a run folder
+            // that runs/* matches, or a summary of no finished epoch) is skipped with a warning while another run is left;
+            // alone, it is refused below with the others' problems.
+            var read = new List<(string Folder, RunHistory? History, Exception? Problem)>();
+            for (var i = 0; i < folders.Length; i++)
             {
-                histories = finished.Select(i => RunHistory.Read(folders[i], names.Length > 0 ? names[i] : null)).ToList();
+                try
+                {
+                    read.Add((folders[i], RunHistory.Read(folders[i], names.Length > 0 ? names[i] : null), null));
+                }
+                catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+                {
+                    read.Add((folders[i], null, e));
+                }
             }
-            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            var finished = read.Where(r => r.Problem is not UnfinishedRunException).ToList();
+            if (finished.Count > 0)
+                foreach (var (folder, _, _) in read.Where(r => r.Problem is UnfinishedRunException))
+                    CliConsole.Fail("warning", $"{folder} holds no finished run (no summary.json, or one with no finished epoch: an interrupted run?): skipped. Leave it out of the runs to compare.");
+            else finished = read;
+            if (finished.FirstOrDefault(r => r.Problem is not null).Problem is { } problem)
             {
-                CliConsole.Fail("error", e.Message);
+                CliConsole.Fail("error", problem.Message);
                 return 2;
             }
+            var histories = finished.Select(r => r.History!).ToList();
             try
             {
                 AccuracyTimePlot.Write(histories, goal, plotPath);
@@ -69,29 +77,6 @@ internal static class CompareCommand
             return 0;
         });
         return command;
-    }
-
-    /// <summary>
-    /// True for a folder without the summary.json a finished run writes, or whose summary lists no epoch (a run cancelled
-    /// during its first epoch): nothing of it can be compared. A summary that cannot be read counts as finished, so that
-    /// <see cref="RunHistory.Read"/> reports what is wrong with it.
-    /// </summary>
-    private static bool Unfinished(string folder)
-    {
-        if (!Directory.Exists(folder)) return false;
-        var summary = Path.Combine(folder, Core.Checkpoints.RunFiles.Summary);
-        if (!File.Exists(summary)) return true;
-        try
-        {
-            using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllText(summary));
-            return document.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
-                   && document.RootElement.TryGetProperty("epochs", out var epochs) && epochs.ValueKind == System.Text.Json.JsonValueKind.Array
-                   && epochs.GetArrayLength() == 0;
-        }
-        catch (Exception e) when (e is System.Text.Json.JsonException or IOException or UnauthorizedAccessException)
-        {
-            return false;
-        }
     }
 
     private static void Print(IReadOnlyList<RunHistory> histories, double target, string plotPath)

@@ -28,8 +28,10 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
     public double? SecondsTo(double target) => Epochs.FirstOrDefault(e => e.TestAccuracy >= target) is { Epoch: > 0 } reached ? reached.Seconds : null;
 
     /// <summary>Reads <c>summary.json</c> from <paramref name="runDirectory"/> (or a <c>summary.json</c> path).</summary>
-    /// <exception cref="InvalidDataException">The folder has no summary, or the summary is not a run summary or has no
-    /// finished epoch; the message names the file and the fix.</exception>
+    /// <exception cref="UnfinishedRunException">A folder without summary.json, or a summary of no finished epoch (an
+    /// interrupted run); the message names the file.</exception>
+    /// <exception cref="InvalidDataException">No such folder or file, or the summary is not a run summary or holds values
+    /// no run writes; the message names the file and the fix.</exception>
     public static RunHistory Read(string runDirectory, string? label = null)
     {
         var path = Directory.Exists(runDirectory) ? Path.Combine(runDirectory, "summary.json") : runDirectory;
@@ -37,6 +39,8 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
         if (File.Exists(path) && Path.GetFileName(path) != "summary.json" && Path.GetDirectoryName(Path.GetFullPath(path)) is { } folder
             && File.Exists(Path.Combine(folder, "summary.json")))
             path = Path.Combine(folder, "summary.json");
+        if (!File.Exists(path) && Directory.Exists(runDirectory))
+            throw new UnfinishedRunException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
         if (!File.Exists(path))
             throw new InvalidDataException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
         try
@@ -65,7 +69,7 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
                 points.Add((number, Field(epoch, "TestAccuracy", 1), seconds));
             }
             if (points.Count == 0)
-                throw new InvalidDataException($"{path}: the run finished no epoch, so it has no test accuracy to compare.");
+                throw new UnfinishedRunException($"{path}: the run finished no epoch, so it has no test accuracy to compare.");
             int? kept = document.RootElement.TryGetProperty("best_epoch", out var best) && best.ValueKind == JsonValueKind.Number ? best.GetInt32() : null;
             double? keptAccuracy = document.RootElement.TryGetProperty("best_epoch_test_accuracy", out var accuracy) && accuracy.ValueKind == JsonValueKind.Number
                 ? Checked(accuracy.GetDouble(), "best_epoch_test_accuracy", 1) : null;
@@ -80,3 +84,8 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
     private static string DefaultLabel(string summaryPath) =>
         Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(summaryPath))) is { Length: > 0 } folder ? folder : summaryPath;
 }
+
+/// <summary>A run folder that holds no finished run: no summary.json (a run interrupted before it wrote one), or a summary
+/// of no finished epoch (a run cancelled in its first).</summary>
+/// <param name="message">The folder or file, and what is missing.</param>
+internal sealed class UnfinishedRunException(string message) : IOException(message);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using DistTrain.Cli;
 
 namespace DistTrain.Tests;
@@ -48,29 +47,10 @@ public sealed class FailSafeConsoleTests : IDisposable
         Assert.Equal("epoch 1/2" + Environment.NewLine, System.Text.Encoding.UTF8.GetString(disk.ToArray()));
     }
 
-    /// <summary>Runs <c>disttrain ARGS</c> through bash with <paramref name="redirect"/> (such as <c>&gt; /dev/full</c>).</summary>
-    private static (int ExitCode, string Output, string Error) RunRedirected(string redirect, params string[] arguments)
-    {
-        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add("-c");
-        start.ArgumentList.Add($"exec dotnet \"$0\" \"$@\" {redirect}");
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "disttrain.dll"));
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(120_000))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"disttrain {string.Join(' ', arguments)} {redirect} did not exit within 120 s.");
-        }
-        return (process.ExitCode, output.Result, error.Result);
-    }
-
     [Fact]
     public void Help_written_to_a_full_disk_exits_1_with_one_error_line_and_no_stack_trace()
     {
-        var (exit, _, error) = RunRedirected("> /dev/full", "--help");
+        var (exit, _, error) = CliProcess.Run(["--help"], shellRedirect: "> /dev/full");
 
         Assert.Equal(1, exit);
         Assert.Contains("error: writing to standard output failed (No space left on device)", error);
@@ -93,7 +73,7 @@ public sealed class FailSafeConsoleTests : IDisposable
             }
             """);
 
-        var (exit, _, error) = RunRedirected("> /dev/full", "train", "-c", config, "-o", output);
+        var (exit, _, error) = CliProcess.Run(["train", "-c", config, "-o", output], shellRedirect: "> /dev/full");
 
         Assert.Equal(1, exit);
         Assert.Contains("error: writing to standard output failed", error);

@@ -50,7 +50,7 @@ internal static class UnknownKeys
 
     private static IEnumerable<(string Path, string Problem)> FindInValue(IConfigurationSection section, Type type, string path)
     {
-        if (type == typeof(string) || type.IsPrimitive || type.IsEnum || type == typeof(decimal))
+        if (IsValue(type))
             return section.GetChildren().Any()
                 ? [(path, $"{path} is a list or object, but it takes a single value ({(type.IsEnum ? $"one of {string.Join(", ", Enum.GetNames(type))}" : type == typeof(string) ? "a string" : type == typeof(bool) ? "true or false" : "a number")}).")]
                 : [];
