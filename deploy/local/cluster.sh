@@ -90,7 +90,9 @@ trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true' EXIT
 # control), and so does the parameter server's log pipeline, so nothing is cut off: the script asks each node to stop with
 # SIGTERM, which a node takes as it takes Ctrl-C (GracefulCancellation; a second one ends it at once), then waits for them.
 interrupted=0; signals=0
-trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130; [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true' INT
+trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130
+  [ "$signals" -gt 1 ] || echo "Ctrl-C: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); Ctrl-C again stops them at once." >&2
+  [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true' INT
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $RUN/logs/."
 metrics_port="${DISTTRAIN_Metrics__Port:-}"
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the

@@ -172,6 +172,7 @@ internal static class TrainCommand
             AnsiConsole.MarkupLineInterpolated(
                 $"pretrained weights from {options.Model.Pretrained}{(options.Model.ReplaceHead ? " (new head)" : "")}; frozen: {(options.Model.Freeze.Count == 0 ? "nothing" : string.Join(", ", options.Model.Freeze))}");
         if (data.NormalizationNote.Length > 0) AnsiConsole.MarkupLineInterpolated($"{data.NormalizationNote}");
+        if (data.Labels?.DefaultColumnNote is { } labelColumn) AnsiConsole.MarkupLineInterpolated($"{labelColumn}");
         foreach (var warning in RunWarnings(options, data.Train)) CliConsole.Fail("warning", warning);
         Blas.Configure(options.Compute, loop.Workers); // as the trainer will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);

@@ -47,6 +47,41 @@ public class CommandMessageTests : IDisposable
     }
 
     [Fact]
+    public void Predict_on_a_float_idx_file_names_its_element_type_not_a_foreign_format()
+    {
+        var floats = Path.Combine(_directory, "images.idx");
+        // IDX of float32 (type 0x0D), [1, 2, 2]: a header the format allows, with an element type DistTrain does not read.
+        File.WriteAllBytes(floats, [0, 0, 0x0D, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2, .. new byte[16]]);
+        Assert.Equal($"{floats}: element type 0x0D is not supported; only unsigned bytes (0x08) are, as in MNIST and Fashion-MNIST.",
+            Assert.Throws<DataFormatException>(() => ModelInputs.Read(floats, IdxModel(), resize: false)).Message);
+    }
+
+    [Fact]
+    public void A_folder_where_an_idx_file_belongs_is_named_as_a_folder()
+    {
+        var data = Path.Combine(_directory, "data");
+        Directory.CreateDirectory(data);
+        foreach (var name in FashionMnist.FileNames.Skip(1))
+            File.Copy(Path.Combine(TestData.SubsetDirectory, name + ".gz"), Path.Combine(data, name + ".gz"));
+        var folder = Path.Combine(data, FashionMnist.FileNames[0] + ".gz");
+        Directory.CreateDirectory(folder);
+        Assert.Equal($"{folder}: a folder, where the IDX file of that name is expected. Move the folder out of the way and put the file there.",
+            Assert.Throws<DataFormatException>(() => FashionMnist.Load(data)).Message);
+        Assert.Equal($"{folder}: a folder, where an IDX file is expected. Give the file's path, or move the folder out of the way.",
+            Assert.Throws<DataFormatException>(() => IdxFile.DeclaredCount(folder)).Message);
+    }
+
+    [Fact]
+    public void A_model_whose_label_kind_is_neither_name_nor_index_is_refused()
+    {
+        var entries = new Dictionary<string, string> { ["label_kind"] = "weird" };
+        Assert.Equal("the model's metadata entry 'label_kind' = 'weird' is malformed (it must be 'name' (labels written as class names) or 'index' " +
+            "(labels written as class indices)).", Assert.Throws<InvalidDataException>(() => DataMetadata.FromMetadata(entries)).Message);
+        Assert.True(DataMetadata.FromMetadata(new Dictionary<string, string> { ["label_kind"] = "name" }).LabelsAreNames);
+        Assert.False(DataMetadata.FromMetadata(new Dictionary<string, string>()).LabelsAreNames);
+    }
+
+    [Fact]
     public void Evaluate_on_a_headerless_csv_without_the_label_column_says_the_label_seems_missing()
     {
         var csv = new CsvOptions { HasHeader = false };

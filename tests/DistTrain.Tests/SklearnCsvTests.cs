@@ -172,6 +172,37 @@ public class SklearnCsvTests : IDisposable
         Assert.Contains("If that is not the label column, set Data:Csv:LabelColumn to it; if the data has 22 classes, set Units to 22.", noLabel);
     }
 
+    [Fact]
+    public void Data_of_one_class_is_refused_rather_than_trained_to_a_constant_100_percent()
+    {
+        var path = Path.Combine(_directory, "one-class.csv");
+        var problem = ClassProblem("one-class.csv", (_, line) => WithLabel(line, "0"), classNames: false);
+        Assert.Contains($"The data has 1 class ({path}, column 'column 4'): a classifier needs 2 at least; with one, the softmax of its only logit is " +
+            "always 1, so there is nothing to learn and every prediction is right. Set Data:Csv:LabelColumn to the column that holds the classes, " +
+            "or give data of 2 classes or more.", problem);
+        Assert.DoesNotContain("Units", problem); // the model's size is not the fix
+    }
+
+    [Fact]
+    public void The_label_column_chosen_by_default_is_named_at_start_up()
+    {
+        string Note(string[] header)
+        {
+            var path = IrisWithHeader("named.csv", header, [0, 1, 2, 3, 4], _ => true);
+            var overrides = new Dictionary<string, string?> { ["Data:Csv:TrainFile"] = path, ["Data:Csv:HasHeader"] = "true", ["Data:Csv:SkipRows"] = "0" };
+            var options = TrainingOptionsLoader.Load(Config("iris"), overrides, environment: new Dictionary<string, string?>());
+            return TrainingData.Load(options).Labels!.DefaultColumnNote!;
+        }
+        var file = Path.Combine(_directory, "named.csv");
+        Assert.Equal($"labels from {file}'s last column, 'species', as none is headed 'label' (Data:Csv:LabelColumn not being set; set it to read another)",
+            Note(["a", "b", "c", "d", "species"]));
+        // A column headed 'label' wins over the last, wherever it is: the line says so.
+        Assert.Equal($"labels from {file}'s column 'Label', the one headed 'label' (Data:Csv:LabelColumn not being set; set it to read another)",
+            Note(["a", "b", "c", "d", "Label"]));
+        var set = TrainingOptionsLoader.Load(Config("iris"), new Dictionary<string, string?> { ["Data:Csv:LabelColumn"] = "4" }, environment: new Dictionary<string, string?>());
+        Assert.Null(TrainingData.Load(set).Labels!.DefaultColumnNote);
+    }
+
     internal static string[] Lines(string path)
     {
         using var stream = path.EndsWith(".gz", StringComparison.Ordinal)

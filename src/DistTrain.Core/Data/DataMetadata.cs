@@ -79,7 +79,12 @@ public sealed record DataMetadata(DataFormat Format, float InputDivisor, IReadOn
         var csv = Parse<CsvOptions?>("csv", null, t => JsonSerializer.Deserialize<CsvOptions>(t));
         var resize = Parse("image_resize", false, bool.Parse);
         var classes = Parse<IReadOnlyList<int>>("data_classes", [], t => JsonSerializer.Deserialize<int[]>(t) ?? []);
-        var labelKind = metadata.TryGetValue("label_kind", out var kind) ? kind : "index";
-        return new DataMetadata(format, divisor, names, labelKind == "name", features, csv, resize, classes);
+        var labelsAreNames = Parse("label_kind", false, t => t switch
+        {
+            "name" => true,
+            "index" => false,
+            _ => throw new FormatException("it must be 'name' (labels written as class names) or 'index' (labels written as class indices)"),
+        });
+        return new DataMetadata(format, divisor, names, labelsAreNames, features, csv, resize, classes);
     }
 }

@@ -62,8 +62,8 @@ public static class IdxFile
     }
 
     /// <summary>
-    /// True when <paramref name="path"/> starts as an IDX file of unsigned bytes: <c>0x00 0x00 0x08</c> and a dimension count
-    /// of 1 to 4, read through gzip when the file is compressed (detected from its content, as the readers do). Reads at
+    /// True when <paramref name="path"/> starts as an IDX file: <c>0x00 0x00</c>, one of the format's element types (unsigned
+    /// byte 0x08 to double 0x0E, though the readers take unsigned bytes only) and a dimension count of 1 to 4, read through gzip when the file is compressed (detected from its content, as the readers do). Reads at
     /// most a few bytes; false for a file that cannot be read (the reader that follows reports it).
     /// </summary>
     public static bool StartsWithMagic(string path)
@@ -80,13 +80,16 @@ public static class IdxFile
                 read = unzipped.ReadAtLeast(magic, 4, throwOnEndOfStream: false);
             }
             else if (read < 4) read += file.ReadAtLeast(magic[read..], 4 - read, throwOnEndOfStream: false);
-            return read == 4 && magic[0] == 0 && magic[1] == 0 && magic[2] == UnsignedByteType && magic[3] is >= 1 and <= 4;
+            return read == 4 && magic[0] == 0 && magic[1] == 0 && IsElementType(magic[2]) && magic[3] is >= 1 and <= 4;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
         {
             return false;
         }
     }
+
+    /// <summary>The IDX element types (LeCun et al.'s format): unsigned and signed byte, short, int, float, double.</summary>
+    private static bool IsElementType(byte type) => type is UnsignedByteType or 0x09 or 0x0B or 0x0C or 0x0D or 0x0E;
 
     /// <summary>
     /// The item count an IDX file's header declares (its first dimension), read through gzip when the file is compressed;
@@ -127,6 +130,8 @@ public static class IdxFile
 
     private static T Open<T>(string path, Func<Stream, T> read)
     {
+        if (Directory.Exists(path))
+            throw new DataFormatException($"{path}: a folder, where an IDX file is expected. Give the file's path, or move the folder out of the way.");
         if (!File.Exists(path))
             throw new DataFormatException($"{path}: file not found. Install the data (apt-get install dataset-fashion-mnist) or point Data:Directory at a folder that holds it.");
         try

@@ -82,6 +82,15 @@ public sealed record LabelSummary(string File, string Column, bool ChosenByDefau
             $"If that is not the label column, set Data:Csv:LabelColumn to it; {modelFix}";
     }
 
+    /// <summary>
+    /// The start-up line that says which column the labels came from when Data:Csv:LabelColumn is not set (the default
+    /// picks the column headed <c>label</c>, else the last, so a file's header decides it); null when the setting chose it.
+    /// </summary>
+    public string? DefaultColumnNote => !ChosenByDefault ? null
+        : string.Equals(Column.Trim(), "label", StringComparison.OrdinalIgnoreCase)
+            ? $"labels from {File}'s column '{Column}', the one headed 'label' (Data:Csv:LabelColumn not being set; set it to read another)"
+            : $"labels from {File}'s last column, '{Column}', as none is headed 'label' (Data:Csv:LabelColumn not being set; set it to read another)";
+
     /// <summary>"0 to 7" for a run of whole numbers, else the numbers listed (the first 12).</summary>
     private static string Compact(List<int> values)
     {

@@ -250,8 +250,12 @@ public static class ModelFactory
             problems.Add(options.InputShape.Count > 0
                 ? $"Model:InputShape = {input} ({input.Size} values) does not match the data: its samples have {featureCount} features. Set Model:InputShape so that channels x height x width = {featureCount}."
                 : $"Model:InputSize = {options.InputSize} does not match the data: its samples have {featureCount} features. Set Model:InputSize to {featureCount}.");
+        if (classCount < 2)
+            problems.Add($"The data has {classCount} class{(classCount == 1 ? "" : "es")}{(labels is null ? "" : $" ({labels.File}, column '{labels.Column}')")}: a classifier " +
+                "needs 2 at least; with one, the softmax of its only logit is always 1, so there is nothing to learn and every prediction is right. " +
+                (labels is { ChosenByDefault: true } ? "Set Data:Csv:LabelColumn to the column that holds the classes, or give data of 2 classes or more." : "Give data of 2 classes or more."));
         var lastDense = options.Layers.FindLastIndex(l => LayerTypes.Canonical(l.Type) == LayerTypes.Dense);
-        if (lastDense >= 0 && options.Layers[lastDense].Units != classCount)
+        if (lastDense >= 0 && classCount >= 2 && options.Layers[lastDense].Units != classCount)
             problems.Add($"Model:Layers:{lastDense}:Units = {options.Layers[lastDense].Units} does not match the data: the last Dense layer outputs one logit per class and the data has {classCount} classes" +
                 (labels is null ? $". Set it to {classCount}." : $": {labels.Describe(classCount, options.Layers[lastDense].Units, $"set Units to {classCount}")}"));
         if (problems.Count > 0)
