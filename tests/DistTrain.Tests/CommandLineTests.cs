@@ -113,6 +113,33 @@ public class CommandLineTests
     }
 
     [Fact]
+    public async Task A_parameter_server_whose_port_is_taken_exits_2_naming_it_and_removes_its_empty_run_folder()
+    {
+        // The run folder is made before the ports are checked (after the data and model are); a taken port removes it again.
+        var output = Directory.CreateTempSubdirectory("disttrain-taken-").FullName;
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        try
+        {
+            using var process = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
+                "--output", output], new Dictionary<string, string>
+                {
+                    ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                    ["DISTTRAIN_Cluster__Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
+                });
+            await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+            Assert.Contains($"error: Cluster:Port = {port}: the port is in use", process.Error);
+            Assert.Empty(Directory.GetFileSystemEntries(output)); // the run folder was made, then removed
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task A_value_out_of_range_for_its_config_key_names_the_option_that_set_it()
     {
         using var process = new DistTrainProcess(["train", "--config", "configs/fashion-mnist-mlp.json", "--batch-size", "0", "-w", "0", "--data", TestData.SubsetDirectory]);

@@ -65,6 +65,24 @@ public class RunReportTests : IDisposable
         else Assert.EndsWith("No checkpoint holds them (Checkpoint:Directory keeps some for the next run).", error.Message);
     }
 
+    [Fact]
+    public void A_run_folder_left_empty_by_a_failed_write_is_removed_and_one_that_holds_files_is_kept()
+    {
+        var empty = Directory.CreateDirectory(Path.Combine(_directory, "empty")).FullName;
+        var kept = Directory.CreateDirectory(Path.Combine(_directory, "kept")).FullName;
+        File.WriteAllText(Path.Combine(kept, "model.safetensors"), "written before the failure");
+        static void Full() => throw new IOException("No space left on device");
+
+        var removed = Assert.Throws<RunOutputsException>(() => RunOutputs.Writing(empty, "the weights", Full));
+        Assert.Equal($"training ended, but the weights could not be written to {empty}: No space left on device. Free space on that disk, or check its " +
+            "permissions, or set Output:Directory to another folder. The run folder, left empty, was removed.", removed.Message);
+        Assert.False(Directory.Exists(empty));
+
+        var notRemoved = Assert.Throws<RunOutputsException>(() => RunOutputs.Writing(kept, "the summary", Full));
+        Assert.DoesNotContain("removed", notRemoved.Message);
+        Assert.True(File.Exists(Path.Combine(kept, "model.safetensors")));
+    }
+
     [Theory]
     [InlineData(100_000, 1, "Optimizer:Schedule:WarmupSteps = 100,000 is not less than this run's 4 steps (1 epoch of 4), so the learning rate stays below Optimizer:LearningRate for the whole run. Lower WarmupSteps, or train longer.")]
     [InlineData(12, 3, "Optimizer:Schedule:WarmupSteps = 12 is not less than this run's 12 steps (3 epochs of 4), so the learning rate stays below Optimizer:LearningRate for the whole run. Lower WarmupSteps, or train longer.")]
