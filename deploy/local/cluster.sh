@@ -166,7 +166,7 @@ while true; do
     break
   fi
   [ "$interrupted" = 0 ] || continue  # a worker that stopped on Ctrl-C
-  if [ "$code" -ne 0 ] && [ "$code" -ne 130 ]; then
+  if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne 4 ]; then
     # A worker that fails as the job ends (the parameter server told it the job failed) is not the cause: give the
     # parameter server a few seconds to end and report its own exit.
     for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
@@ -180,6 +180,8 @@ while true; do
   alive_rule="training pauses while fewer than Cluster:MinWorkers = $DISTTRAIN_Cluster__MinWorkers workers are alive"
   if [ "$code" -eq 130 ]; then
     echo "${names[$ended]} was stopped (SIGTERM or Ctrl-C to it alone); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
+  elif [ "$code" -eq 4 ]; then
+    echo "${names[$ended]} was removed from the cluster (downed by the other nodes after it stopped answering: frozen, or cut off); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
   elif [ "$code" -gt 128 ]; then
     echo "${names[$ended]} was killed (signal $(( code - 128 ))); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
   elif [ "$code" -ne 0 ]; then

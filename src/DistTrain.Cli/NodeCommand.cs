@@ -110,6 +110,7 @@ internal static class NodeCommand
         {
             JobFinished? finished = null;
             NodeRefusedException? refused = null;
+            NodeDownedException? downed = null;
             var failed = await CliConsole.RunTrainingAsync(async () =>
             {
                 try
@@ -120,12 +121,22 @@ internal static class NodeCommand
                 {
                     refused = e;
                 }
+                catch (NodeDownedException e)
+                {
+                    downed = e;
+                }
             }, onCancelled: _ => CliConsole.Fail("cancelled", "this worker node stopped and is out of the job; a worker keeps no results."), model: options);
             if (failed is not null) return failed.Value;
             if (refused is not null)
             {
                 CliConsole.Fail("refused", refused.Message);
                 return 2; // the node's settings do not fit this job: a config problem
+            }
+            if (downed is not null)
+            {
+                // A lost worker, not a failed job: the job goes on without it (paused below Cluster:MinWorkers).
+                CliConsole.Fail("removed", $"{downed.Message} The job goes on without this worker; a worker keeps no results.");
+                return 4;
             }
             if (finished!.Cancelled)
             {

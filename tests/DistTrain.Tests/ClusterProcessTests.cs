@@ -646,6 +646,41 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.DoesNotContain("left the cluster before the job ended", ps.Output);
     }
 
+    [Fact]
+    public async Task A_worker_frozen_until_it_is_downed_exits_4_as_a_lost_worker_and_the_job_goes_on_with_a_replacement()
+    {
+        // A long GC pause, a stalled VM, `docker pause`: the others down the frozen worker, the job pauses below
+        // Cluster:MinWorkers, and the worker, woken, finds itself out of the cluster. That is a lost worker (exit 4),
+        // not a failed job (exit 1, which cluster.sh took as the end of the run).
+        var configPath = Config(ManyShortStepsConfig);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath,
+            new Dictionary<string, string> { ["DISTTRAIN_Cluster__StableAfterSeconds"] = "2" });
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
+        await ps.WaitForOutputAsync("epoch  1/30", Guard);
+        var frozen = workers[0];
+        frozen.Suspend();
+        try
+        {
+            await ps.WaitForOutputAsync("Training is paused", Guard);
+        }
+        finally
+        {
+            frozen.Resume();
+        }
+        await frozen.AssertExitAsync(4, Guard);
+        Assert.Contains("removed: This node left the cluster before the job ended:", frozen.Output);
+        Assert.Contains("The job goes on without this worker", frozen.Output);
+        Assert.False(ps.HasExited, $"the parameter server exited. Output:\n{ps.Output}");
+
+        var pausedAt = ps.Output.IndexOf("Training is paused", StringComparison.Ordinal);
+        var replacement = Start("worker", configPath, workerEnvironment);
+        await ps.WaitForOutputAsync("Training resumes", Guard, after: pausedAt);
+        await ps.AssertExitAsync(0, Guard);
+        await replacement.AssertExitAsync(0, Guard);
+        await workers[1].AssertExitAsync(0, Guard);
+    }
+
     /// <summary>A valid checkpoint of the config's model from another job (id <c>earlier-job</c>), at version 999,999, dated tomorrow.</summary>
     private static string WriteStaleCheckpoint(string configPath, string directory)
     {

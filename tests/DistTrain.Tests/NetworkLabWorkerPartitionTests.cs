@@ -29,8 +29,8 @@ public sealed partial class NetworkLabProcessTests
         await ps.WaitForOutputAsync($"Worker {index} is lost", TimeSpan.FromSeconds(PartitionSeconds));
         var lostAt = ps.Output.IndexOf($"Worker {index} is lost", StringComparison.Ordinal);
         Assert.Contains("this side holds the active parameter server", ps.Output);
-        await AssertExitAsync(partitioned, 1, TimeSpan.FromSeconds(PartitionSeconds));
-        Event("node 3's worker process exited with code 1");
+        await AssertExitAsync(partitioned, 4, TimeSpan.FromSeconds(PartitionSeconds)); // a lost worker, not a failed job
+        Event("node 3's worker process exited with code 4");
         AssertDownedWithItsSide(partitioned);
         // The job goes on with the other worker while the partition lasts.
         var epochsAtLoss = CompletedEpochs(ps);
@@ -75,8 +75,8 @@ public sealed partial class NetworkLabProcessTests
         // Each worker, alone with the other one and the active parameter server unreachable, leaves: restart to rejoin.
         foreach (var worker in workers)
         {
-            await AssertExitAsync(worker, 1, TimeSpan.FromSeconds(PartitionSeconds));
-            Event("a worker process exited with code 1");
+            await AssertExitAsync(worker, 4, TimeSpan.FromSeconds(PartitionSeconds));
+            Event("a worker process exited with code 4");
             AssertDownedWithItsSide(worker);
         }
         // Long enough after the decision for a wrong one to have shut the node down (stable-after 3 s, removal margin).

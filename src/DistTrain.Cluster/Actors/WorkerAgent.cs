@@ -229,6 +229,14 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 /// <param name="message">What differs and what to do.</param>
 public sealed class NodeRefusedException(string message) : Exception(message);
 
+/// <summary>
+/// This node was downed by the rest of the cluster before the job ended (unreachable for longer than the split-brain
+/// resolver waits: a frozen process or machine, a cut link), so the job went on without it. A worker node exits with
+/// code 4 for it: a lost worker, which <c>cluster.sh</c> does not take for a failed job.
+/// </summary>
+/// <param name="message">What happened (the downing's reason) and what to do.</param>
+public sealed class NodeDownedException(string message) : InvalidOperationException(message);
+
 /// <summary>Cluster roles of DistTrain nodes.</summary>
 public static class NodeRoles
 {

@@ -306,9 +306,9 @@ public static class ClusterNode
             var downed = report.Reason ?? (CoordinatedShutdown.Get(system).ShutdownReason is CoordinatedShutdown.ClusterDowningReason
                 ? report.ReasonIfDowned ?? "another member downed this node"
                 : null);
-            completion.TrySetException(new InvalidOperationException(downed is not null
-                ? $"This node left the cluster before the job ended: {downed}. See the log above; restart the node to rejoin."
-                : "This node's actor system stopped before the job ended (see the log above); restart the node to rejoin."));
+            completion.TrySetException(downed is not null
+                ? new Actors.NodeDownedException($"This node left the cluster before the job ended: {downed}. See the log above; restart the node to rejoin.")
+                : new InvalidOperationException("This node's actor system stopped before the job ended (see the log above); restart the node to rejoin."));
         }, TaskScheduler.Default);
 
     private static IHost BuildHost(TrainingOptions options, ClusterSecurity security, string role, int computeThreads, Action<ActorSystem, IActorRegistry> start)
