@@ -195,7 +195,9 @@ internal static class NodeCommand
             diverged => RunOutputs.SaveLastGood(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report),
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report,
                 resumeWith: "starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true)"),
-            model: options);
+            model: options,
+            onStalled: stalled => RunOutputs.KeepAfterFailure(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), stalled.Weights, report,
+                resumeWith: "starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true)"));
         if (exit is 1 or 2) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory!); // 2: a checkpoint refused once the job started
         if (exit is not null) return exit.Value;
         if (refusedHere is not null)

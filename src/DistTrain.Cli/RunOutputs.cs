@@ -1,4 +1,5 @@
 using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
@@ -166,27 +167,57 @@ internal static class RunOutputs
     {
         var weights = (cancelled as TrainingCancelledException)?.Weights;
         var last = weights is null ? null : report?.StepOf(weights.Version);
-        var resume = string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
-            ? ""
-            : NewestCheckpoint(options) is { } newest
-                ? $" Checkpoints are in {options.Checkpoint.Directory}: {resumeWith} continues from the newest" +
-                  (CheckpointStore.PositionOf(newest) is { } at ? $", at epoch {at.Epoch} round {at.Round} (weights version {at.Version})." : ".")
-                : $" No checkpoint was written to {options.Checkpoint.Directory} yet, so a new run starts from the beginning.";
+        var resume = ResumeHint(options, resumeWith);
         if (weights is null || last is not { } stop || report is null)
         {
             var removed = TryRemoveEmpty(runDirectory) ? $"the empty run folder {runDirectory} was removed" : $"the run folder {runDirectory} is left as it was";
             CliConsole.Fail("cancelled", (weights is null ? "stopped; no weights to save here, so " : "stopped before the first step: nothing to keep, so ") + removed + "." + resume);
             return;
         }
-        var epochs = report.Epochs.Where(e => e.Version <= weights.Version).ToList(); // the epochs these weights have been through
-        var stopped = $"cancelled at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}";
-        var result = new TrainingResult(new DistTrain.Core.Tensors.ParameterVector(DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout, weights.Weights),
-            weights.Version, epochs);
-        WriteRun(runDirectory, options, normalizer, data, result, report, stopped, "the weights at the stop");
+        var epochs = WriteAtStep(runDirectory, options, normalizer, data, weights, report, $"cancelled at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}", "the weights at the stop");
         CliConsole.Fail("cancelled", $"stopped at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}. Kept the run folder {runDirectory}: " +
             $"{RunFiles.Model} holds the weights of that step (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold the " +
-            $"{epochs.Count} finished epoch{(epochs.Count == 1 ? "" : "s")}.{resume}");
+            $"{epochs} finished epoch{(epochs == 1 ? "" : "s")}.{resume}");
     }
+
+    /// <summary>
+    /// After a job that failed while its parameter server still held the weights (<see cref="DistTrain.Cluster.Actors.TrainingStalledException.Weights"/>:
+    /// Cluster:PauseTimeoutSeconds ran out with too few workers alive): when training applied at least one step, the run
+    /// folder keeps them in <c>model.safetensors</c> (marked <c>stopped</c>, as a cancelled run's), the finished epochs in
+    /// <c>summary.json</c> and the report, and a line says so; otherwise nothing is written, and the caller removes the empty folder.
+    /// </summary>
+    /// <returns>True when the run folder was written.</returns>
+    /// <exception cref="RunOutputsException">The weights or the summary could not be written.</exception>
+    public static bool KeepAfterFailure(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, WeightsSnapshot? weights,
+        RunReport? report, string resumeWith)
+    {
+        if (weights is null || report?.StepOf(weights.Version) is not { } stop) return false;
+        var epochs = WriteAtStep(runDirectory, options, normalizer, data, weights, report, $"failed at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}", "the weights at the failure");
+        CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Model} holds the weights of the last step, epoch {stop.Epoch} step {stop.Step} of " +
+            $"{stop.Steps} (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold the {epochs} finished epoch{(epochs == 1 ? "" : "s")}." +
+            ResumeHint(options, resumeWith));
+        return true;
+    }
+
+    /// <summary>Writes the run with <paramref name="weights"/> of a step, not an epoch's end, and the epochs they went through; returns how many.</summary>
+    private static int WriteAtStep(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, WeightsSnapshot weights, RunReport report,
+        string stopped, string weightsWhat)
+    {
+        var epochs = report.Epochs.Where(e => e.Version <= weights.Version).ToList(); // the epochs these weights have been through
+        var result = new TrainingResult(new DistTrain.Core.Tensors.ParameterVector(DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout, weights.Weights),
+            weights.Version, epochs);
+        WriteRun(runDirectory, options, normalizer, data, result, report, stopped, weightsWhat);
+        return epochs.Count;
+    }
+
+    /// <summary>" Checkpoints are in ...: <paramref name="resumeWith"/> continues from the newest, at ..." or that none was written; empty without checkpoints.</summary>
+    private static string ResumeHint(TrainingOptions options, string resumeWith) =>
+        string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
+            ? ""
+            : NewestCheckpoint(options) is { } newest
+                ? $" Checkpoints are in {options.Checkpoint.Directory}: {resumeWith} continues from the newest" +
+                  (CheckpointStore.PositionOf(newest) is { } at ? $", at epoch {at.Epoch} round {at.Round} (weights version {at.Version})." : ".")
+                : $" No checkpoint was written to {options.Checkpoint.Directory} yet, so a new run starts from the beginning.";
 
     /// <summary>Removes the run folder if nothing was written into it; false when it holds something (or cannot be removed).</summary>
     private static bool TryRemoveEmpty(string runDirectory)

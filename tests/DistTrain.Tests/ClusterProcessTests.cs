@@ -681,6 +681,30 @@ public sealed partial class ClusterProcessTests : IDisposable
         await workers[1].AssertExitAsync(0, Guard);
     }
 
+    [Fact]
+    public async Task A_job_that_fails_on_the_pause_timeout_keeps_the_weights_and_the_finished_epochs()
+    {
+        // Before, the run folder was "empty" (nothing is written before the end) and removed: every finished epoch was lost.
+        // The pause timeout also bounds the wait for the first worker at start-up, hence 15 s.
+        var configPath = Config(ManyShortStepsConfig);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath,
+            new Dictionary<string, string> { ["DISTTRAIN_Cluster__PauseTimeoutSeconds"] = "15", ["DISTTRAIN_Cluster__StableAfterSeconds"] = "2" });
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        await ps.WaitForOutputAsync("test acc", Guard); // epoch 1 finished
+        worker.Kill();
+        await ps.AssertExitAsync(1, Guard);
+        Assert.Contains("training failed: Training was paused for 15 s at epoch", ps.Output);
+        var run = Assert.Single(Directory.GetDirectories(Path.Combine(_directory, "runs")));
+        Assert.Contains($"kept: the run folder {run}: model.safetensors holds the weights of the last step, epoch", ps.Output);
+        Assert.DoesNotContain("removed: the empty run folder", ps.Output);
+        var model = Core.Models.TrainedModel.Load(Path.Combine(run, RunFiles.Model));
+        Assert.Matches(@"^failed at epoch \d+, step \d+ of \d+$", model.Metadata["stopped"]);
+        var epochs = File.ReadAllLines(Path.Combine(run, RunFiles.Epochs)).Length - 1; // under a header
+        Assert.InRange(epochs, 1, 29);
+        Assert.Contains($"hold the {epochs} finished epoch", ps.Output);
+    }
+
     /// <summary>A valid checkpoint of the config's model from another job (id <c>earlier-job</c>), at version 999,999, dated tomorrow.</summary>
     private static string WriteStaleCheckpoint(string configPath, string directory)
     {

@@ -243,6 +243,11 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.StartsWith("Training was paused for 1 s at epoch 2 with 2 of Cluster:MinWorkers = 3 workers alive, and no worker joined in that time; the job ends. " +
             "Start worker nodes within Cluster:PauseTimeoutSeconds, lower Cluster:MinWorkers, or set Cluster:PauseTimeoutSeconds = 0", failure.Message);
         Assert.Equal([1], observer.Epochs.Select(e => e.Epoch));
+        // It carries the parameter server's weights, past epoch 1 (for the run folder to keep with that epoch).
+        var kept = Assert.IsType<WeightsSnapshot>(failure.Weights);
+        Assert.True(kept.Version > observer.Epochs[0].Version, $"version {kept.Version}, epoch 1 ended at {observer.Epochs[0].Version}");
+        Assert.Equal(model.Layout.TotalLength, kept.Weights.Length);
+        Assert.NotEqual(weights.Values, kept.Weights);
     }
 
     [Theory]

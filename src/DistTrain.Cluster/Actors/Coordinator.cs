@@ -9,7 +9,14 @@ using DistTrain.Core.Tensors;
 namespace DistTrain.Cluster.Actors;
 
 /// <summary>The job made no progress within <see cref="CoordinatorSettings.StallTimeout"/>: a message or an actor was lost.</summary>
-public sealed class TrainingStalledException(string message) : Exception(message);
+public sealed class TrainingStalledException(string message, WeightsSnapshot? weights = null) : Exception(message)
+{
+    /// <summary>
+    /// The parameter server's weights when the job ended, for the caller to keep with the finished epochs; null when they
+    /// are not to be had (a stall, where the parameter server itself may be stuck).
+    /// </summary>
+    public WeightsSnapshot? Weights { get; } = weights;
+}
 
 /// <summary>
 /// Runs one job: starts the parameter server and the workers as its children, plans every epoch's
@@ -91,6 +98,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private string _pausedWork = "";
     private int _weightsOnlyParts; // parts started by ShareEpochWeights whose EpochCompleted has not come back yet
     private bool _stopRequested;   // the caller asked to stop (StopRequested)
+    private string? _pauseTimedOut; // Cluster:PauseTimeoutSeconds ran out: the failure, sent once the weights are in
     private readonly List<IActorRef> _stopReplyTo = []; // await the stop's decision (StopRequested.ReplyTo)
 
     /// <summary>What a requested <see cref="WeightsSnapshot"/> is for.</summary>
@@ -104,6 +112,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
         /// <summary>The weights to stop with, after <see cref="StopRequested"/>.</summary>
         Stop,
+
+        /// <summary>The weights to fail with, after Cluster:PauseTimeoutSeconds ran out (<see cref="_pauseTimedOut"/>).</summary>
+        Failure,
     }
 
     /// <summary>
@@ -156,11 +167,17 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             "Training is paused at epoch {0}: {1} of Cluster:MinWorkers = {2} workers; {3} when enough are alive. Start worker nodes to continue.",
             _plan.Epoch, _plan.AliveCount, _settings.MinWorkers, _pausedWork));
         Receive<PausedStatus>(_ => { });
-        Receive<PauseTimedOut>(_ => _phase == Phase.Paused, _ => Fail(new TrainingStalledException(string.Format(System.Globalization.CultureInfo.InvariantCulture,
-            "Training was paused for {0:F0} s at epoch {1} with {2} of Cluster:MinWorkers = {3} workers alive, and no worker joined in that time; the job ends. " +
-            "Start worker nodes within Cluster:PauseTimeoutSeconds, lower Cluster:MinWorkers, or set Cluster:PauseTimeoutSeconds = 0 to wait for ever. " +
-            "With Checkpoint:Directory set, --resume continues from the newest checkpoint.",
-            _settings.PauseTimeout!.Value.TotalSeconds, _plan.Epoch, _plan.AliveCount, _settings.MinWorkers))));
+        Receive<PauseTimedOut>(_ => _phase == Phase.Paused && _pauseTimedOut is null, _ =>
+        {
+            _pauseTimedOut = string.Format(System.Globalization.CultureInfo.InvariantCulture,
+                "Training was paused for {0:F0} s at epoch {1} with {2} of Cluster:MinWorkers = {3} workers alive, and no worker joined in that time; the job ends. " +
+                "Start worker nodes within Cluster:PauseTimeoutSeconds, lower Cluster:MinWorkers, or set Cluster:PauseTimeoutSeconds = 0 to wait for ever. " +
+                "With Checkpoint:Directory set, --resume continues from the newest checkpoint.",
+                _settings.PauseTimeout!.Value.TotalSeconds, _plan.Epoch, _plan.AliveCount, _settings.MinWorkers);
+            // The parameter server is idle and holds what the run trained: the job fails with it, so the finished epochs are kept.
+            RequestSnapshot(SnapshotFor.Failure);
+            Timers.StartSingleTimer(nameof(StopSnapshotTimedOut), StopSnapshotTimedOut.Instance, StopSnapshotTimeout);
+        });
         Receive<PauseTimedOut>(_ => { });
         Receive<ReceiveTimeout>(_ => Fail(new TrainingStalledException(
             $"No progress for {_settings.StallTimeout.TotalSeconds:F0} s at epoch {_plan.Epoch}, after step {_lastStep} (weights version {_lastVersion}), " +
@@ -733,6 +750,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             _best = snapshot;
             SaveEarlyStopping(newBest: snapshot);
         }
+        else if (purpose == SnapshotFor.Failure)
+        {
+            Fail(new TrainingStalledException(_pauseTimedOut!, snapshot));
+            return;
+        }
         else if (purpose == SnapshotFor.Stop)
         {
             if (!OnlyEvaluationLeft)
@@ -801,6 +823,12 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     private void OnStopSnapshotTimedOut()
     {
+        if (_phase != Phase.Finished && _snapshots.Contains(SnapshotFor.Failure))
+        {
+            _log.Warning("The parameter server did not send its weights within {0:F0} s; the run fails without them.", StopSnapshotTimeout.TotalSeconds);
+            Fail(new TrainingStalledException(_pauseTimedOut!));
+            return;
+        }
         if (_phase == Phase.Finished || !_snapshots.Contains(SnapshotFor.Stop)) return;
         _log.Warning("The parameter server did not send its weights within {0:F0} s of the stop; the run ends cancelled without them.", StopSnapshotTimeout.TotalSeconds);
         Cancel(null);
