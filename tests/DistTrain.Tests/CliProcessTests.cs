@@ -215,6 +215,20 @@ public sealed class CliProcessTests : IDisposable
     }
 
     [Fact]
+    public async Task A_Float16_overflow_fails_the_run_in_one_line_naming_the_tensor_without_stack_traces()
+    {
+        // Every weight 10,000 makes hidden activations, and the output layer's gradients, far beyond Float16's ±65,504 at the first step.
+        var config = Config(initializer: """, "Initializer": { "Kind": "Constant", "Constant": 10000 }""", extra: """, "Cluster": { "Compression": "Float16" }""");
+        var (run, exit) = await Disttrain(Run, "train", "--config", config, "--output", Folder("runs"));
+        Assert.True(exit == 1, run.Output);
+        Assert.Matches(@"training failed: Worker \d, epoch 1, round \d+ \(weights version \d+\): Gradient element [\d,]+ of tensor '\d\.(weight|bias)' is", run.StandardError);
+        Assert.Contains("Set Cluster:Compression to BFloat16", run.StandardError);
+        // Before, the workers' failures were logged as four ERROR blocks with 65 stack-trace lines.
+        Assert.DoesNotContain("   at ", run.Output);
+        Assert.DoesNotContain("[ERROR]", run.Output);
+    }
+
+    [Fact]
     public async Task A_checkpoint_that_cannot_be_written_exits_1_with_a_message_naming_the_file()
     {
         // The first checkpoint's name is taken by a folder, so writing it fails as on a full disk.

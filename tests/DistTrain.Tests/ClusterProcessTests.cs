@@ -705,6 +705,30 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Contains($"hold the {epochs} finished epoch", ps.Output);
     }
 
+    [Fact]
+    public async Task A_Float16_overflow_on_a_worker_node_ends_the_job_naming_the_tensor_on_the_parameter_server()
+    {
+        // The job's settings fail every worker alike, so the job ends with the cause. Before, the worker left with "The
+        // worker actor stopped: it failed (see the log)", and the parameter server lost a worker "after step -1" and waited
+        // Cluster:PauseTimeoutSeconds for another, never naming Float16.
+        var configPath = Config(ManyShortStepsConfig);
+        var overflow = new Dictionary<string, string>
+        {
+            ["DISTTRAIN_Cluster__Compression"] = "Float16", ["DISTTRAIN_Model__Initializer__Kind"] = "Constant", ["DISTTRAIN_Model__Initializer__Constant"] = "10000",
+        };
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath, overflow);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        await ps.AssertExitAsync(1, Guard, [worker]);
+        Assert.Matches(@"training failed: Worker 0, epoch 1, round \d+ \(weights version \d+\): Gradient element [\d,]+ of tensor '\d\.(weight|bias)' is", ps.Output);
+        Assert.Contains("Set Cluster:Compression to BFloat16", ps.Output);
+        await worker.AssertExitAsync(1, Guard);
+        // The job's end usually reaches the worker node before its own grace for a lost worker actor runs out; either way it says why.
+        Assert.Matches("(Job finished: failed|The worker failed): Worker 0, epoch 1, round", worker.Output);
+        Assert.DoesNotContain("GradientOverflowException", worker.Output); // one line, no stack trace
+        Assert.DoesNotContain("Training is paused", ps.Output);
+    }
+
     /// <summary>A valid checkpoint of the config's model from another job (id <c>earlier-job</c>), at version 999,999, dated tomorrow.</summary>
     private static string WriteStaleCheckpoint(string configPath, string directory)
     {

@@ -36,6 +36,7 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(RegistrationRefused) => new RegistrationRefused("model settings differ"),
             nameof(WorkerReady) => new WorkerReady(2, probe),
             nameof(JobFinished) => new JobFinished(true, "Test accuracy 88.40%", Cancelled: true), // every field set, as the round trip needs
+            nameof(WorkerFailed) => new WorkerFailed(2, "Gradient element 1,543 of tensor '2.weight' is 85009.82, beyond Float16's range"),
             nameof(AssignShard) => new AssignShard(2, [5, 1, 9], 16, FirstRound: 4, Rounds: 7, Steps: 2,
                 Shards: [[5, 1, 9], [2, 8]], StepsPerEpoch: 12, ScalingWorkers: 3, Part: 1),
             nameof(StartEpoch) => new StartEpoch(3, [probe, TestActor], [3, 2], FirstRound: 5, StepsPerEpoch: 12, MidEpochResumable: false,

@@ -163,6 +163,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             _plan.PartCut(removed.OthersCutFrom);
         });
         Receive<AddWorker>(OnAddWorker);
+        Receive<WorkerFailed>(failed => Fail(new InvalidOperationException(failed.Reason)));
         Receive<PausedStatus>(_ => _phase == Phase.Paused, _ => _log.Warning(
             "Training is paused at epoch {0}: {1} of Cluster:MinWorkers = {2} workers; {3} when enough are alive. Start worker nodes to continue.",
             _plan.Epoch, _plan.AliveCount, _settings.MinWorkers, _pausedWork));
@@ -220,15 +221,17 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     /// <summary>
     /// One-for-one supervision that logs every failure but a <see cref="TrainingDivergedException"/>, a
-    /// <see cref="Core.Checkpoints.CheckpointWriteException"/> and an <see cref="OutOfMemoryException"/> (a model too large
-    /// for the machine, which <c>disttrain train</c> reports in one line with the model's size), whose messages say all
+    /// <see cref="Core.Checkpoints.CheckpointWriteException"/>, an <see cref="OutOfMemoryException"/> (a model too large
+    /// for the machine, which <c>disttrain train</c> reports in one line with the model's size) and a
+    /// <see cref="Core.Compression.GradientOverflowException"/> (the tensor, the value and the fixes), whose messages say all
     /// there is and become the job's error.
     /// </summary>
     private sealed class DivergenceQuietStrategy(Func<Exception, Directive> decider) : OneForOneStrategy(decider)
     {
         protected override void LogFailure(IActorContext context, IActorRef child, Exception cause, Directive directive)
         {
-            if (CreationCause(cause) is not (TrainingDivergedException or Core.Checkpoints.CheckpointWriteException or OutOfMemoryException))
+            if (CreationCause(cause) is not (TrainingDivergedException or Core.Checkpoints.CheckpointWriteException or OutOfMemoryException
+                or Core.Compression.GradientOverflowException))
                 base.LogFailure(context, child, cause, directive);
         }
     }

@@ -144,6 +144,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
         Receive<RegisterWorker>(OnRegister);
         Receive<WorkerReady>(OnReady);
+        Receive<WorkerFailed>(failed =>
+        {
+            // Only from a worker of this job: a registered index (the sender is a member, authenticated by the cluster).
+            if (_links.ContainsKey(failed.WorkerIndex)) _coordinator?.Tell(failed);
+        });
         Receive<DataPlaneListener.Accepted>(OnDataConnection);
         Receive<ReadyTimeout>(OnReadyTimeout);
         Receive<DataPlaneListener.Rejected>(r => _log.Warning("Data plane: refused a connection from {0}: {1}", r.Peer, r.Reason));

@@ -61,6 +61,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private bool _finished;
     private bool _lostParameterServer;
     private bool _workerFailed;
+    private string? _failure;        // the worker's failure, when it says all there is (WorkerFailed)
+    private int _workerIndex;
     private Address? _hostNode; // the node of the job host that accepted this worker
     private string _jobId = "";
 
@@ -136,9 +138,17 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <inheritdoc />
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
     {
-        _log.Error(e, "Worker node failure: {0}", e.Message);
+        if (e is Core.Compression.GradientOverflowException && _accepted)
+        {
+            // The job's settings, not this node: every worker would fail alike, so the job ends with the reason, which says
+            // all there is (no stack trace).
+            _failure = e.Message;
+            _log.Error("Worker failed: {0}", e.Message);
+            _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message));
+        }
+        else _log.Error(e, "Worker node failure: {0}", e.Message);
         return Directive.Stop;
-    });
+    }, loggingEnabled: false);
 
     private void StartRegistering()
     {
@@ -172,6 +182,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         _accepted = true;
         _hostNode = Sender.Path.Address;
         _jobId = accepted.JobId;
+        _workerIndex = accepted.WorkerIndex;
         Timers.Cancel("register");
         Timers.Cancel("join-timeout");
         _generation++;
@@ -205,7 +216,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         {
             // A failure on this node, not a lost parameter server: registering again would repeat it.
             _log.Error("The worker stopped; this worker node leaves the job.");
-            _completion.TrySetException(new InvalidOperationException("The worker actor stopped: it failed (see the log)."));
+            _completion.TrySetException(new InvalidOperationException(_failure is null ? "The worker actor stopped: it failed (see the log)." : $"The worker failed: {_failure}"));
             return;
         }
         if (!_accepted) return; // already registering again

@@ -7,6 +7,7 @@ namespace DistTrain.Cluster.Protocol;
 //   WorkerAgent (worker node) -> JobHost (parameter server node)   RegisterWorker
 //   JobHost -> WorkerAgent                                          WorkerAccepted | RegistrationRefused
 //   WorkerAgent -> JobHost                                          WorkerReady (its worker actor, data plane connected)
+//   WorkerAgent -> JobHost                                          WorkerFailed (a failure that ends the job)
 //   JobHost -> WorkerAgent                                          JobFinished (the node may exit)
 
 /// <summary>A worker node asks to join the job. WorkerAgent → JobHost.</summary>
@@ -75,9 +76,21 @@ public sealed record JobFinished(
     [property: Key(1)] string Summary,
     [property: Key(2)] bool Cancelled = false) : IDistTrainMessage;
 
+/// <summary>
+/// The worker failed in a way that every worker of the job would, since it comes from the job's settings, not from this
+/// node: a gradient too large for Cluster:Compression's Float16 (<see cref="Core.Compression.GradientOverflowException"/>).
+/// The job ends with <paramref name="Reason"/> instead of going on without the worker. WorkerAgent → JobHost.
+/// </summary>
+/// <param name="WorkerIndex">Index from <see cref="WorkerAccepted"/>.</param>
+/// <param name="Reason">What failed and the fix, as the worker's exception says it.</param>
+[MessagePackObject]
+public sealed record WorkerFailed(
+    [property: Key(0)] int WorkerIndex,
+    [property: Key(1)] string Reason) : IDistTrainMessage;
+
 /// <summary>Versioning of the cluster protocol.</summary>
 public static class ClusterProtocolInfo
 {
     /// <summary>Bumped whenever a message or the data-plane frame changes incompatibly.</summary>
-    public const int Version = 4;
+    public const int Version = 5;
 }
