@@ -49,14 +49,14 @@ reached() {
 }
 env "${ps_settings[@]}" DISTTRAIN_Cluster__Port="$active_port" DISTTRAIN_Cluster__DataPort="$active_data_port" \
   "${disttrain[@]}" node --role parameter-server --config "$config" > "$out/ps-active.log" 2>&1 &
-active=$!; pids+=($active)
+active=$!; pids+=("$active")
 until grep -q "This node is the active parameter server" "$out/ps-active.log" 2>/dev/null; do
   kill -0 "$active" 2>/dev/null || { echo "the active parameter server exited:" >&2; tail -n 3 "$out/ps-active.log" >&2; exit 2; }
   sleep 0.1
 done
 env "${ps_settings[@]}" DISTTRAIN_Cluster__Port="$standby_port" DISTTRAIN_Cluster__DataPort="$standby_data_port" \
   "${disttrain[@]}" node --role parameter-server --config "$config" > "$out/ps-standby.log" 2>&1 &
-standby=$!; pids+=($standby)
+standby=$!; pids+=("$standby")
 for i in 1 2; do
   DISTTRAIN_Cluster__Port=0 "${disttrain[@]}" node --role worker --config "$config" > "$out/worker-$i.log" 2>&1 &
   pids+=($!)
