@@ -103,9 +103,11 @@ chmod +x "$repo/$RUN/add-worker.sh"
 cd "$caller"
 [ -z "$metrics_port" ] || echo "Metrics: worker i on port $metrics_port + i (the parameter server prints its own address)."
 # The parameter server's output goes to its log and, without the [INFO] lines (but the one naming the checkpoint a
-# resume or takeover continues from, and the one saying early stopping goes on from its record), to the screen; the pipeline ends when the node closes its output (the script's own
-# copy of the pipe is closed at once, and later nodes never get it).
-exec {ps_output}> >(trap '' INT; tee "$logs/parameter-server.log" | awk '!/^\[INFO\]/ || /Resuming from checkpoint|EarlyStopping goes on/ { print; fflush() }')
+# resume or takeover continues from, and the one saying early stopping goes on from its record), to the screen, each
+# line as the node prints it: GNU sed -u reads its input a line at a time and flushes each line it prints (not awk:
+# Debian's mawk reads a pipe in blocks, so the screen got the lines only at the job's end). The pipeline ends when the
+# node closes its output (the script's own copy of the pipe is closed at once, and later nodes never get it).
+exec {ps_output}> >(trap '' INT; tee "$logs/parameter-server.log" | sed -u -E '/^\[INFO\]/ { /Resuming from checkpoint|EarlyStopping goes on/!d; }')
 ps_output_pid=$!
 "${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 &
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server; started=1

@@ -2,14 +2,27 @@
 # Losing the parameter server, measured: two parameter-server nodes (the active one and a standby) and 2
 # worker nodes on loopback train configs/fashion-mnist-mlp.json with checkpoints every 100 steps in a folder
 # both parameter servers share. With KILL=1 (the default) the active parameter server gets kill -9 when it
-# prints "epoch  3/10   50%"; the standby takes over from the newest checkpoint and the workers register
-# with it again. Logs, checkpoints and the run folder go to OUT (default runs/failover); compare the final
-# accuracy and weights with KILL=0. docs/reliability.md has the figures. The run has its own CA, node
-# certificate, job secret and free ports (deploy/local/cluster-env.sh), so it can run beside another cluster.
-# Usage: KILL=1 deploy/local/failover-demo.sh [OUT]
+# prints the progress line KILL_AT (default "epoch  3/10   50%"), or the first line past it: a progress line
+# of that epoch at a higher percentage (local SGD prints 26%, 51%, 75%) or any line of a later epoch (the
+# number of epochs after the slash is not compared). The standby takes over from the newest checkpoint and
+# the workers register with it again. Logs, checkpoints and the run folder go to OUT (default runs/failover);
+# compare the final accuracy and weights with KILL=0. docs/reliability.md has the figures. DISTTRAIN_*
+# variables override the config as usual. The run has its own CA, node certificate, job secret and free
+# ports (deploy/local/cluster-env.sh), so it can run beside another cluster.
+# Exit code: the parameter server's that finished the job, 2 when KILL_AT is not a progress line or the
+# active parameter server failed to start, or 3 when KILL=1 and the active parameter server ended before
+# printing KILL_AT or a line past it (nothing was killed; the other nodes are stopped).
+# Usage: KILL=1 [KILL_AT='epoch  3/10   50%'] deploy/local/failover-demo.sh [OUT]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-out="${1:-runs/failover}"; kill_active="${KILL:-1}"
+out="${1:-runs/failover}"; kill_active="${KILL:-1}"; kill_at="${KILL_AT:-epoch  3/10   50%}"
+# KILL_AT as the parameter server prints a progress line: "epoch", the epoch/the epochs, the percentage.
+if [[ "$kill_at" =~ ^\ *epoch\ +([0-9]+)/[0-9]+\ +([0-9]+)%\ *$ ]]; then
+  kill_epoch=$((10#${BASH_REMATCH[1]})) kill_percent=$((10#${BASH_REMATCH[2]}))
+else
+  echo "failover-demo.sh: KILL_AT = '$kill_at' is not a progress line; give one as the parameter server prints it, for example KILL_AT='epoch  3/10   50%'." >&2
+  exit 2
+fi
 mkdir -p "$out"
 rm -rf "$out/checkpoints"
 
@@ -27,23 +40,50 @@ export DISTTRAIN_Cluster__SeedNodes__1="akka.tcp://disttrain@127.0.0.1:${standby
 ps_settings=(DISTTRAIN_Checkpoint__Directory="$out/checkpoints" DISTTRAIN_Checkpoint__EverySteps=100)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+# reached LOG: LOG has a progress line of KILL_AT's epoch at or past its percentage, or a line of a later epoch.
+reached() {
+  grep -E '^epoch +[0-9]+/[0-9]+ ' "$1" 2>/dev/null | awk -v e="$kill_epoch" -v p="$kill_percent" '
+    { split($2, n, "/") }
+    n[1] + 0 > e || (n[1] + 0 == e && $3 ~ /^[0-9]+%$/ && $3 + 0 >= p) { found = 1; exit }
+    END { exit !found }'
+}
 env "${ps_settings[@]}" DISTTRAIN_Cluster__Port="$active_port" DISTTRAIN_Cluster__DataPort="$active_data_port" \
   "${disttrain[@]}" node --role parameter-server --config "$config" > "$out/ps-active.log" 2>&1 &
-active=$!; pids+=($active)
+active=$!; pids+=("$active")
 until grep -q "This node is the active parameter server" "$out/ps-active.log" 2>/dev/null; do
   kill -0 "$active" 2>/dev/null || { echo "the active parameter server exited:" >&2; tail -n 3 "$out/ps-active.log" >&2; exit 2; }
   sleep 0.1
 done
 env "${ps_settings[@]}" DISTTRAIN_Cluster__Port="$standby_port" DISTTRAIN_Cluster__DataPort="$standby_data_port" \
   "${disttrain[@]}" node --role parameter-server --config "$config" > "$out/ps-standby.log" 2>&1 &
-standby=$!; pids+=($standby)
+standby=$!; pids+=("$standby")
 for i in 1 2; do
   DISTTRAIN_Cluster__Port=0 "${disttrain[@]}" node --role worker --config "$config" > "$out/worker-$i.log" 2>&1 &
   pids+=($!)
 done
 finisher=$active
 if [ "$kill_active" = 1 ]; then
-  until grep -q "epoch  3/10   50%" "$out/ps-active.log" 2>/dev/null; do sleep 0.05; done
+  until reached "$out/ps-active.log"; do
+    kill -0 "$active" 2>/dev/null || break
+    sleep 0.05
+  done
+  if ! reached "$out/ps-active.log"; then
+    wait "$active" 2>/dev/null; code=$?
+    if [ "$code" -eq 0 ]; then
+      # The progress lines' epochs and percentages depend on the config (Training:Epochs, the steps per epoch): say so,
+      # do not measure nothing.
+      echo "error: the active parameter server was not killed: it finished the job before printing '$kill_at' or a line past it. Its progress lines were:" >&2
+      grep -E "^epoch " "$out/ps-active.log" | head -8 >&2
+      echo "Set KILL_AT to one of them (as printed) and run again." >&2
+    else
+      echo "error: the active parameter server was not killed: it ended with code $code before printing '$kill_at' or a line past it; its log ($out/ps-active.log) ends with:" >&2
+      tail -n 3 "$out/ps-active.log" >&2
+    fi
+    echo "Stopping the other nodes; nothing was measured." >&2
+    pids=("${pids[@]:1}")  # the standby and the workers: SIGTERM, which a node takes as Ctrl-C, and wait for them
+    kill "${pids[@]}" 2>/dev/null; wait; trap - EXIT
+    exit 3
+  fi
   kill -9 "$active"
   echo "killed the active parameter server (process $active) at $(date -u +%H:%M:%S.%N)"
   grep -o "Checkpoint [^ ]*: version [0-9]*" "$out/ps-active.log" | tail -1

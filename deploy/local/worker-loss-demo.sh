@@ -1,16 +1,39 @@
 #!/usr/bin/env bash
 # Losing a worker, measured: a parameter-server node and 3 worker nodes on loopback train
-# configs/fashion-mnist-mlp.json (Cluster:MinWorkers 2 unless set); with KILL=1 (the default) one worker gets
-# kill -9 when the parameter server prints "epoch  3/10   50%". Logs and the run folder go to OUT
-# (default runs/worker-loss); compare the final accuracy with KILL=0. docs/reliability.md has the figures.
-# WORKERS (default 3) sets the worker nodes, KILL_AT the progress line that triggers the kill; DISTTRAIN_*
-# variables override the config as usual (for example DISTTRAIN_Training__BatchSizePerWorker=16).
+# configs/fashion-mnist-mlp.json (Cluster:MinWorkers one less than the worker nodes, 2, unless set); with KILL=1
+# (the default) one worker gets kill -9 when the parameter server prints "epoch  3/10   50%", and the job goes
+# on with the others. Logs and the run folder go to OUT (default runs/worker-loss); compare the final accuracy
+# with KILL=0. docs/reliability.md has the figures.
+# WORKERS (default 3) sets the worker nodes (at least 2 with KILL=1, so one is left after the kill), KILL_AT the
+# progress line that triggers the kill; DISTTRAIN_* variables override the config as usual (for example
+# DISTTRAIN_Training__BatchSizePerWorker=16; a DISTTRAIN_Cluster__MinWorkers set must leave the job able to go on:
+# at most WORKERS - 1 with KILL=1, WORKERS with KILL=0).
 # The run has its own CA, node certificate, job secret and free ports (deploy/local/cluster-env.sh).
-# Exit code: the parameter server's, or 3 when KILL=1 and no progress line matched KILL_AT (nothing was killed).
+# Ctrl-C stops every node (SIGTERM, which a node takes as Ctrl-C; a second Ctrl-C ends them at once), waits for
+# them and exits with the parameter server's code (130: cancelled).
+# Exit code: the parameter server's, 2 for a WORKERS or MinWorkers that cannot work, or 3 when KILL=1 and no
+# progress line matched KILL_AT (nothing was killed).
 # Usage: KILL=1 [WORKERS=3] [KILL_AT='epoch  3/10   50%'] deploy/local/worker-loss-demo.sh [OUT]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-runs/worker-loss}"; kill_one="${KILL:-1}"; workers="${WORKERS:-3}"; kill_at="${KILL_AT:-epoch  3/10   50%}"
+# The worker nodes, and Cluster:MinWorkers: the job must go on after the kill, with WORKERS - 1 workers.
+least=1; [ "$kill_one" != 1 ] || least=2
+if ! [[ "$workers" =~ ^[0-9]+$ ]] || [ "$((10#$workers))" -lt "$least" ] || [ "$((10#$workers))" -gt 256 ]; then
+  echo "worker-loss-demo.sh: WORKERS = '$workers'; give $least to 256 worker nodes$([ "$least" = 1 ] || echo " (with KILL=1 one is killed, and the job goes on with the others)")." >&2
+  exit 2
+fi
+workers=$((10#$workers))
+most=$workers; [ "$kill_one" != 1 ] || most=$((workers - 1))
+min_workers="${DISTTRAIN_Cluster__MinWorkers:-$(( workers > 1 ? workers - 1 : 1 ))}"
+if [[ "$min_workers" =~ ^[0-9]+$ ]] && [ "$((10#$min_workers))" -gt "$most" ]; then
+  if [ "$kill_one" = 1 ]; then
+    echo "worker-loss-demo.sh: DISTTRAIN_Cluster__MinWorkers = $min_workers with WORKERS = $workers: after the kill $most worker(s) are left, so the job would pause for Cluster:PauseTimeoutSeconds and then fail. Set DISTTRAIN_Cluster__MinWorkers to at most $most (or leave it unset: WORKERS - 1), or raise WORKERS." >&2
+  else
+    echo "worker-loss-demo.sh: DISTTRAIN_Cluster__MinWorkers = $min_workers with WORKERS = $workers: the job would wait for more workers than start. Set DISTTRAIN_Cluster__MinWorkers to at most $most (or leave it unset: WORKERS - 1), or raise WORKERS." >&2
+  fi
+  exit 2
+fi
 mkdir -p "$out"
 
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
@@ -19,28 +42,60 @@ disttrain=(dotnet src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll)
 
 RUN="$out"
 source deploy/local/cluster-env.sh  # this run's job, certificates (mutual TLS) and free ports
-export DISTTRAIN_Cluster__MinWorkers="${DISTTRAIN_Cluster__MinWorkers:-2}" DISTTRAIN_Compute__BlasThreads=1 DISTTRAIN_Output__Directory="$out/runs"
+export DISTTRAIN_Cluster__MinWorkers="$min_workers" DISTTRAIN_Compute__BlasThreads=1 DISTTRAIN_Output__Directory="$out/runs"
 ps_port=$DISTTRAIN_Cluster__Port
-pids=()
+pids=()  # every node started: the parameter server and the workers
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+# Ctrl-C reaches the whole process group, but the nodes, started in the background, ignore SIGINT (bash's rule without
+# job control): as deploy/local/cluster.sh does, the script asks each node to stop with SIGTERM, which a node takes as it
+# takes Ctrl-C (a second one ends it at once), then waits for them all.
+interrupted=0; signals=0
+trap 'interrupted=1; signals=$(( signals + 1 ))
+  [ "$signals" -gt 1 ] || echo "Ctrl-C: stopping every node with SIGTERM (Ctrl-C again stops them at once); their logs are in $out." >&2
+  [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true' INT
+# wait_for PID: waits until that process has exited and returns its exit code; a wait that Ctrl-C interrupted (128 + 2,
+# whatever the node's state) starts again.
+wait_for() {
+  local code seen
+  while true; do
+    seen=$signals
+    wait "$1"; code=$?
+    if [ "$code" -gt 128 ] && [ "$seen" != "$signals" ]; then continue; fi
+    return "$code"
+  done
+}
+victim=
 for i in $(seq 1 "$workers"); do
+  [ "$interrupted" = 0 ] || break  # Ctrl-C while the nodes start: start no more
   DISTTRAIN_Cluster__Port=0 "${disttrain[@]}" node --role worker --config configs/fashion-mnist-mlp.json > "$out/worker-$i.log" 2>&1 &
-  pids+=($!)
+  pids+=("$!"); [ "$i" != 2 ] || victim=$!  # worker 2 is the one killed
 done
-DISTTRAIN_Cluster__Port="$ps_port" "${disttrain[@]}" node --role parameter-server --config configs/fashion-mnist-mlp.json > "$out/parameter-server.log" 2>&1 &
-ps=$!
+ps=
+if [ "$interrupted" = 0 ]; then
+  DISTTRAIN_Cluster__Port="$ps_port" "${disttrain[@]}" node --role parameter-server --config configs/fashion-mnist-mlp.json > "$out/parameter-server.log" 2>&1 &
+  ps=$!; pids+=("$ps")
+fi
 killed=0
-if [ "$kill_one" = 1 ]; then
+if [ "$kill_one" = 1 ] && [ "$interrupted" = 0 ]; then
   until grep -qF "$kill_at" "$out/parameter-server.log" 2>/dev/null; do
+    [ "$interrupted" = 0 ] || break
     kill -0 "$ps" 2>/dev/null || break
     sleep 0.05
   done
-  if grep -qF "$kill_at" "$out/parameter-server.log" 2>/dev/null; then
-    kill -9 "${pids[1]}" && killed=1
-    echo "killed worker process ${pids[1]} at $(date -u +%H:%M:%S.%N)"
+  if [ "$interrupted" = 0 ] && grep -qF "$kill_at" "$out/parameter-server.log" 2>/dev/null; then
+    kill -9 "$victim" && killed=1
+    echo "killed worker process $victim at $(date -u +%H:%M:%S.%N)"
   fi
 fi
-wait "$ps"; status=$?
+status=130
+[ -z "$ps" ] || { wait_for "$ps"; status=$?; }
+if [ "$interrupted" = 1 ]; then
+  for pid in "${pids[@]}"; do wait_for "$pid"; done  # every node has ended before the script does
+  trap - EXIT
+  # A second Ctrl-C ended the parameter server at once (143, SIGTERM's default action): the run was still cancelled.
+  [ "$status" -ne 143 ] || status=130
+  exit "$status"
+fi
 if [ "$kill_one" = 1 ] && [ "$killed" = 0 ]; then
   # The progress lines' percentages depend on the steps per epoch (local SGD prints 26%, 51%, 75%): say so, do not measure nothing.
   echo "error: no worker was killed: the parameter server never printed '$kill_at'. Its progress lines were:" >&2
