@@ -127,7 +127,7 @@ public class LocalClusterScriptTests
 
     /// <summary>
     /// Ctrl-C (SIGINT to the script's process group, as a terminal sends it) mid-training. The parameter server's log
-    /// pipeline (tee, and grep for the screen) used to die with the script at once, so its log and the screen lost the
+    /// pipeline (tee, and a filter for the screen) used to die with the script at once, so its log and the screen lost the
     /// node's last lines; the nodes now stop as on Ctrl-C, their shutdown lines reach the logs and the screen, and the
     /// script exits with the parameter server's code, 130 (cancelled).
     /// <para>Ctrl-C stops the run in order. With <paramref name="again"/>, a second Ctrl-C comes once the parameter server has
