@@ -92,7 +92,7 @@ public sealed class ModelFingerprintTests
 
         var sync = ModelFingerprint.Of(Options());
         Assert.Equal(["WorkerSteps.Mode: \"Async\" vs \"Sync\""], ModelFingerprint.Differences(ModelFingerprint.Of(Options(("Training:Mode", "Async"))), sync));
-        Assert.Equal(["WorkerSteps.MicroBatchSize: 64 vs 0"],
+        Assert.Equal(["WorkerSteps.AccumulationSteps: 2 vs 1", "WorkerSteps.BatchSizePerWorker: 64 vs null"],
             ModelFingerprint.Differences(ModelFingerprint.Of(Options(("Training:AccumulationSteps", "2"))), sync));
         Assert.Equal(sync, ModelFingerprint.Of(Options(("Optimizer:LearningRate", "0.1"), ("Training:Epochs", "3"), ("Training:LocalSteps", "8"))));
     }

@@ -52,7 +52,9 @@ public static class ModelFingerprint
         return new
         {
             replica.Mode,
-            replica.MicroBatchSize,
+            // Named as the config keys, for the refusal's message: the micro-batch is Training:BatchSizePerWorker when accumulating.
+            options.Training.AccumulationSteps,
+            BatchSizePerWorker = replica.MicroBatchSize > 0 ? replica.MicroBatchSize : (int?)null,
             LocalSteps = local ? replica.LocalSteps : (int?)null,
             Optimizer = local ? replica.Optimizer : null,
             Epochs = local ? replica.TotalEpochs : (int?)null,
