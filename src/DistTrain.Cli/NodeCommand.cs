@@ -194,7 +194,7 @@ internal static class NodeCommand
             },
             diverged => RunOutputs.SaveLastGood(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report),
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report,
-                resumeWith: "starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true)"),
+                resumeWith: "a standby parameter-server node, if one is up, or else starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true),"),
             model: options,
             onStalled: stalled => RunOutputs.KeepAfterFailure(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), stalled.Weights, report,
                 resumeWith: "starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true)"));

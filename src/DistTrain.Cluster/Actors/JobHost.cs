@@ -232,7 +232,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         if (_takeover)
         {
             Metrics.DistTrainMetrics.RecordTakeover();
-            _log.Warning("Taking over the job as the parameter server (the active one failed); waiting for {0} worker(s) to register again; data plane on port {1}",
+            _log.Warning("Taking over the job as the parameter server (the active one failed or was stopped); waiting for {0} worker(s) to register again; data plane on port {1}",
                 _options.Cluster.MinWorkers, _listener.Port);
         }
         else
