@@ -179,6 +179,16 @@ public static class TrainingOptionsLoader
             if (System.Text.RegularExpressions.Regex.Match(found.Problem, "Did you mean '([^']+)'") is { Success: true } meant) skipped.Add(meant.Groups[1].Value);
         }
 
+        // An enum key takes one of its names (ignoring case). The binder would also take a number, as a position in the list
+        // of names (Training:Mode 3 is LocalSgd), and names joined by commas, their positions or-ed together ("Async,
+        // BoundedStaleness" is LocalSgd too): every enum key is checked here, before the binder reads it.
+        foreach (var (key, value) in configuration.AsEnumerable().Where(kv => kv.Value is not null).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList())
+        {
+            if (IsUnder(key, skipped) || EnumProblem(key, value!, Origin(key)) is not { } problem) continue;
+            problems.Add(problem);
+            skipped.Add(key);
+        }
+
         var options = new TrainingOptions();
         BindEachKey(configuration, options, problems, Origin, skipped);
         if (!IsUnder("Model:Layers", skipped)) problems.AddRange(ZeroStrides(configuration, options.Model, Origin));
@@ -421,6 +431,27 @@ public static class TrainingOptionsLoader
         }
         problems.Add("the configuration does not bind to the options, although every key binds on its own. Check the lists (Model:Layers, Model:InputShape) for mixed entries.");
         skipped.Add(""); // nothing bound: no range check can be trusted
+    }
+
+    /// <summary>
+    /// The problem of <paramref name="value"/> for a key of an enum type (<c>Training:Mode</c>) when it is not one of the
+    /// enum's names, ignoring case and surrounding white space: the allowed names, and why a number or a list of names is
+    /// not read, or the closest name to a misspelt one. Null when it is a name, or the key is not of an enum type.
+    /// </summary>
+    /// <param name="key">The key, as in the configuration.</param>
+    /// <param name="value">Its value.</param>
+    /// <param name="origin">Where the value came from, as the other problems name it (<c>in test.json</c>).</param>
+    internal static string? EnumProblem(string key, string value, string origin)
+    {
+        if (KeyType(key) is not { } type || (Nullable.GetUnderlyingType(type) ?? type) is not { IsEnum: true } enumType) return null;
+        var names = Enum.GetNames(enumType);
+        var text = value.Trim();
+        if (names.Any(name => name.Equals(text, StringComparison.OrdinalIgnoreCase))) return null;
+        var why = text.Any(char.IsAsciiDigit) && double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out _)
+            ? " Write the name: a number is not read as a position in that list."
+            : text.Contains(',', StringComparison.Ordinal) ? " Write one name: a list of names is not read."
+            : NameSuggestions.Closest(text, names, maxDistance: 2) is { } closest ? $" Did you mean '{closest}'?" : "";
+        return $"{key} = '{Shown(value)}' ({origin}) is not valid: expected one of {string.Join(", ", names)}.{why}";
     }
 
     /// <summary>
