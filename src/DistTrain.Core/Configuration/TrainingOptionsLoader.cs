@@ -192,9 +192,13 @@ public static class TrainingOptionsLoader
         var options = new TrainingOptions();
         BindEachKey(configuration, options, problems, Origin, skipped);
         if (!IsUnder("Model:Layers", skipped)) problems.AddRange(ZeroStrides(configuration, options.Model, Origin));
-        if (!string.IsNullOrEmpty(configuration["Cluster:Secret"]) && Origin("Cluster:Secret").StartsWith("in ", StringComparison.Ordinal))
-            problems.Add($"Cluster:Secret is set in {source}: a secret in a config file travels with it (version control, images). " +
-                         "Put it in a file named by Cluster:SecretFile, or in the environment variable DISTTRAIN_Cluster__Secret.");
+        // The file's own secret, whatever overrides it: the file travels (version control, images), and the secret with it.
+        if (!string.IsNullOrEmpty(file?["Cluster:Secret"]))
+            problems.Add(Origin("Cluster:Secret") is var secretFrom && secretFrom.StartsWith("in ", StringComparison.Ordinal)
+                ? $"Cluster:Secret is set in {source}: a secret in a config file travels with it (version control, images). " +
+                  "Put it in a file named by Cluster:SecretFile, or in the environment variable DISTTRAIN_Cluster__Secret."
+                : $"Cluster:Secret is set in {source}, although it is also set {secretFrom}: a secret in a config file travels with it " +
+                  $"(version control, images), overridden or not. Remove it from {source}; the one {secretFrom} is enough.");
         if (!IsUnder("Data:Format", skipped) && overrides?.ContainsKey("Data:Directory") == true && options.Data.Format != DataFormat.Idx)
             problems.Add(DirectoryOfOtherFormat(options.Data, source));
         problems.AddRange(TrainingOptionsValidator.Validate(options, checkDataDirectory)
