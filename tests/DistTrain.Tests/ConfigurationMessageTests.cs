@@ -134,6 +134,23 @@ public class ConfigurationMessageTests
                 Problems(Mlp, overrides: new() { [key] = "0" }));
     }
 
+    [Fact]
+    public void A_file_value_of_the_wrong_type_is_refused_although_an_override_replaces_it()
+    {
+        // The override was bound and the file's value never read: "Epochs": "two" trained under -e 1, and failed without it.
+        const string file = """{ "Training": { "Epochs": "two", "Mode": 3 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }""";
+        const string fix = "Correct it in test.json too: the file's value applies wherever the file is used without the override.";
+        Assert.Equal([
+            "Training:Epochs = 'two' (in test.json, overridden from a command-line option) is not valid: expected a whole number. " + fix,
+            "Training:Mode = '3' (in test.json, overridden from environment variable DISTTRAIN_Training__Mode) is not valid: " +
+                "expected one of Sync, Async, BoundedStaleness, LocalSgd. Write the name: a number is not read as a position in that list. " + fix,
+        ], Problems(file, new() { ["DISTTRAIN_Training__Mode"] = "Sync" }, new() { ["Training:Epochs"] = "1" }));
+        // Only the type is checked: a value of the right type out of range is the override's to replace (only it is bound).
+        var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes("""{ "Training": { "Epochs": 0 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""),
+            new Dictionary<string, string?> { ["Training:Epochs"] = "2" }, checkDataDirectory: false, new Dictionary<string, string?>());
+        Assert.Equal(2, options.Training.Epochs);
+    }
+
     /// <summary>The keys of the enum-typed settings of <paramref name="type"/> and its sections (lists left out), with their types.</summary>
     private static IEnumerable<(string Key, Type Type)> EnumKeys(Type type, string prefix)
     {
