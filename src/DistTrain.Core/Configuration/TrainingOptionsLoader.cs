@@ -461,7 +461,7 @@ public static class TrainingOptionsLoader
                 "System.Int32" or "System.Int64" => "a whole number",
                 "System.Double" or "System.Single" or "System.Decimal" => "a number",
                 "System.Boolean" => "true or false",
-                null => "a value of the key's documented type (see docs/configuration.md)",
+                null => "a value of the key's documented type (see the Configuration table of README.md)",
                 _ => expected,
             };
         // A misspelt name (Asynch, PerTensr) gets the closest allowed one; two edits at most, so "Lion" suggests no optimizer.
