@@ -204,8 +204,8 @@ internal static class TrainCommand
 
     /// <summary>
     /// Settings and data that train without an error but not as meant: a warmup as long as the run
-    /// (<see cref="WarmupOutlastsRun"/>), a momentum the optimizer does not use, schedule settings the schedule's kind does
-    /// not use (<see cref="LearningRateScheduleOptions.UnusedSettings"/>), layer settings the layer's type does not use and a
+    /// (<see cref="WarmupOutlastsRun"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
+    /// compression does not use (<see cref="TrainingOptions.UnusedSettings"/>), layer settings the layer's type does not use and a
     /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), classes without a training sample, images
     /// in the image folders that are skipped because their format is not read (<see cref="ImageFolderDataset.UnreadImages"/>), raw
     /// IDX files ignored for the <c>.gz</c> files beside them (<see cref="FashionMnist.IgnoredRawFilesNotice"/>).
@@ -215,11 +215,7 @@ internal static class TrainCommand
     internal static IEnumerable<string> RunWarnings(TrainingOptions options, LabeledDataset train)
     {
         if (WarmupOutlastsRun(options, train.Count) is { } warmup) yield return warmup;
-        var optimizer = options.Optimizer;
-        if (optimizer.Kind is OptimizerKind.Adam or OptimizerKind.AdamW && optimizer.Momentum > 0)
-            yield return $"Optimizer:Momentum = {optimizer.Momentum.ToString(CultureInfo.InvariantCulture)} is not used by Optimizer:Kind {optimizer.Kind}, whose " +
-                $"first moment decays by Optimizer:Beta1 ({optimizer.Beta1.ToString(CultureInfo.InvariantCulture)}) instead. Remove Momentum, or set Kind Sgd to use it.";
-        foreach (var unused in optimizer.Schedule.UnusedSettings()) yield return unused;
+        foreach (var unused in options.UnusedSettings()) yield return unused;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
         var counts = new int[train.ClassCount];
         foreach (var label in train.Labels) counts[label]++;
