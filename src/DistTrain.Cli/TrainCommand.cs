@@ -154,7 +154,8 @@ internal static class TrainCommand
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated(
-            $"[bold]DistTrain[/] single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
+            $"[bold]DistTrain[/] single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}{(loop.AccumulationSteps > 1 ? $" x {loop.AccumulationSteps} accumulation steps" : "")}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
+        if (DescribeMode(loop) is { } mode) AnsiConsole.MarkupLineInterpolated($"{mode}");
         var o = options.Optimizer;
         var rule = o.Kind switch
         {
@@ -163,7 +164,7 @@ internal static class TrainCommand
             _ => $"momentum {o.Momentum}{(o.Nesterov ? " Nesterov" : "")}",
         };
         AnsiConsole.MarkupLineInterpolated(
-            $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && options.Training.Mode != TrainingMode.Async ? $" x {loop.Workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
+            $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && options.Training.Mode != TrainingMode.Async ? $" x {loop.Workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}{(o.GradientClipNorm > 0 ? $"; gradient clip norm {o.GradientClipNorm}" : "")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
         if (options.DescribeCompression() is { } compression) AnsiConsole.MarkupLineInterpolated($"{compression}");
         if (shards is not null) AnsiConsole.MarkupLineInterpolated($"parameter server in {shards}");
         AnsiConsole.MarkupLineInterpolated(
@@ -200,6 +201,23 @@ internal static class TrainCommand
         RunOutputs.ReleaseMemory();
         var saved = CliConsole.SavedOr1(() => RunOutputs.Save(runDirectory, options, normalizer, description, result!, report), 0);
         return (saved, saved == 0 ? result : null, runDirectory);
+    }
+
+    /// <summary>
+    /// The start-up line on Training:Mode and its own settings, such as <c>mode BoundedStaleness, StalenessBound 5</c> or
+    /// <c>mode LocalSgd, LocalSteps 4</c>; null for Sync, the default.
+    /// </summary>
+    internal static string? DescribeMode(TrainingLoopOptions loop)
+    {
+        var aware = loop.StalenessAwareLearningRate ? ", StalenessAwareLearningRate" : "";
+        return loop.Mode switch
+        {
+            TrainingMode.Sync => null,
+            TrainingMode.Async => $"mode Async{aware}",
+            TrainingMode.BoundedStaleness => string.Create(CultureInfo.InvariantCulture, $"mode BoundedStaleness, StalenessBound {loop.StalenessBound}{aware}"),
+            TrainingMode.LocalSgd => string.Create(CultureInfo.InvariantCulture, $"mode LocalSgd, LocalSteps {loop.LocalSteps}"),
+            _ => $"mode {loop.Mode}",
+        };
     }
 
     /// <summary>

@@ -195,6 +195,19 @@ public class RunReportTests : IDisposable
             TrainCommand.RunWarnings(scaled, complete));
     }
 
+    [Fact]
+    public void The_start_up_line_on_the_mode_names_its_own_settings_and_is_left_out_for_Sync()
+    {
+        var loop = new Core.Configuration.TrainingLoopOptions { StalenessBound = 5, LocalSteps = 8, StalenessAwareLearningRate = true };
+        Assert.Null(TrainCommand.DescribeMode(loop));
+        loop.Mode = Core.Configuration.TrainingMode.Async;
+        Assert.Equal("mode Async, StalenessAwareLearningRate", TrainCommand.DescribeMode(loop));
+        loop.Mode = Core.Configuration.TrainingMode.BoundedStaleness;
+        Assert.Equal("mode BoundedStaleness, StalenessBound 5, StalenessAwareLearningRate", TrainCommand.DescribeMode(loop));
+        loop.Mode = Core.Configuration.TrainingMode.LocalSgd;
+        Assert.Equal("mode LocalSgd, LocalSteps 8", TrainCommand.DescribeMode(loop));
+    }
+
     /// <summary>The weights and the summary are written before the report, and a report that cannot be written costs neither.</summary>
     [Fact]
     public async Task A_report_that_cannot_be_written_leaves_the_weights_and_summary_written()
