@@ -16,7 +16,10 @@ namespace DistTrain.Cli;
 /// <summary>
 /// <c>disttrain bench</c>: trains the configured job in single-node mode for a fixed number of
 /// synchronous steps after a warm-up and reports throughput, the split of step time, allocations
-/// per step and peak resident memory. Evaluation is not part of the measured window.
+/// per step and peak resident memory, with the settings that change what a step is (its samples, with
+/// gradient accumulation; the gradient compression; the parameter-server shards). Only Training:Mode Sync is
+/// measured: the other modes' steps are not rounds of every worker, which the split of step time describes.
+/// Evaluation is not part of the measured window. With <c>--json</c>, standard output holds the JSON line alone.
 /// </summary>
 internal static class BenchCommand
 {
@@ -29,7 +32,7 @@ internal static class BenchCommand
         var steps = CliOptions.WholeNumber("--steps", "Measured synchronous steps.", "a whole number of measured steps, at least 1", 400);
         var warmup = CliOptions.WholeNumber("--warmup", "Steps run before measuring (JIT, caches); at least 1.", "a whole number of warm-up steps, at least 1", 50);
         var data = CliOptions.Text("--data", "DIR", "Override Data:Directory.", CliOptions.DataTakes);
-        var json = new Option<bool>("--json") { Description = "Also print the result as one JSON line." };
+        var json = new Option<bool>("--json") { Description = "Print the result as one JSON line on standard output, alone: the table and the other lines go to standard error." };
         var metricsPort = CliOptions.WholeNumber("--metrics-port", "Serve Prometheus metrics on this port while measuring (0 = off), to measure their overhead.",
             "a TCP port from 0 to 65,535 (0 = no metrics)", 0);
         var command = new Command("bench", "Measure single-node training throughput, step-time split, allocations per step and peak RSS.")
@@ -86,22 +89,67 @@ internal static class BenchCommand
                 : $"--warmup {warmup}: it takes a whole number of unmeasured steps, at least 1.");
             return 1; // a bad command line
         }
+        // With --json, standard output holds the JSON line alone, for a parser: every other line (the BLAS line, the table, a
+        // metrics address, Akka's log lines) goes to standard error.
+        var standardOutput = Console.Out;
+        var console = AnsiConsole.Console;
+        if (json)
+        {
+            AnsiConsole.Console = CliConsole.Error;
+            Console.SetOut(Console.Error);
+        }
+        try
+        {
+            var exit = await MeasureAsync(configPath, overrides, warmup, steps, cancellationToken);
+            if (exit.Report is { } report && json)
+                standardOutput.WriteLine(JsonSerializer.Serialize(report));
+            return exit.Code;
+        }
+        finally
+        {
+            if (json)
+            {
+                Console.SetOut(standardOutput);
+                AnsiConsole.Console = console;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The error when Training:Mode is not Sync: bench measures synchronous steps, each a round of every worker's minibatch, and
+    /// splits their time into the slowest worker's compute, the update and the waiting, which the other modes do not have.
+    /// </summary>
+    internal static string NotSync(TrainingMode mode) =>
+        $"Training:Mode is {mode}, and bench measures synchronous steps only (Training:Mode Sync): each step a round of every worker's " +
+        "minibatch, whose time its table splits into compute, update and waiting. Set Training:Mode to Sync for bench " +
+        "(in the config, or DISTTRAIN_Training__Mode=Sync); train's epoch lines give the samples/s of the other modes.";
+
+    /// <summary>Trains and measures; the exit code, and the report when the measured steps completed.</summary>
+    private static async Task<(int Code, BenchReport? Report)> MeasureAsync(string configPath, Dictionary<string, string?> overrides, int warmup, int steps,
+        CancellationToken cancellationToken)
+    {
         TrainingOptions options;
         TrainingData trainingData;
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides, CliOptions.OptionOfKey);
+            if (options.Training.Mode != TrainingMode.Sync)
+            {
+                CliConsole.Fail("error", NotSync(options.Training.Mode));
+                return (2, null);
+            }
             trainingData = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, trainingData);
-            if (!CliConsole.FitsInMemory(options)) return 2;
+            if (!CliConsole.FitsInMemory(options)) return (2, null);
             ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed); // a pretrained checkpoint that does not fit fails here
         }
         catch (Exception e) when (CliConsole.IsInputError(e))
         {
             CliConsole.Fail("error", e.Message);
-            return 2;
+            return (2, null);
         }
-        var stepsPerEpoch = (int)Math.Ceiling(trainingData.Train.Count / (double)(options.Training.Workers * options.Training.BatchSizePerWorker));
+        // A step takes each worker's minibatch: BatchSizePerWorker samples per micro-batch, AccumulationSteps micro-batches.
+        var stepsPerEpoch = (int)Math.Ceiling(trainingData.Train.Count / (double)(options.Training.Workers * options.Training.MinibatchPerWorker));
         options.Training.Epochs = (warmup + steps) / Math.Max(1, stepsPerEpoch) + 1;
         Blas.Configure(options.Compute, options.Training.Workers);
         AnsiConsole.WriteLine(Blas.Description);
@@ -117,7 +165,7 @@ internal static class BenchCommand
         catch (MetricsPortException e)
         {
             CliConsole.Fail("error", e.Message);
-            return 2;
+            return (2, null);
         }
         using var metrics = exporter;
         var failed = await CliConsole.RunTrainingAsync(async () =>
@@ -132,15 +180,22 @@ internal static class BenchCommand
                 }
             },
             onCancelled: _ => CliConsole.Fail("cancelled", "stopped before the measured steps completed; nothing to report."), model: options);
-        if (failed is not null) return failed.Value;
+        if (failed is not null) return (failed.Value, null);
         if (!probe.Done)
         {
             CliConsole.Fail("error", "the run ended before the measured steps completed.");
-            return 1;
+            return (1, null);
         }
         var report = probe.Report(options);
         var table = new Table().AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
-        table.AddRow("workers x batch", $"{options.Training.Workers} x {options.Training.BatchSizePerWorker}");
+        table.AddRow("mode", $"{report.Mode} (synchronous steps)");
+        if (report.AccumulationSteps > 1)
+            table.AddRow("workers x batch x accumulation steps", $"{report.Workers} x {report.BatchSizePerWorker} x {report.AccumulationSteps}");
+        else
+            table.AddRow("workers x batch", $"{report.Workers} x {report.BatchSizePerWorker}");
+        table.AddRow("samples per step (at most; the last of an epoch takes what is left)", report.SamplesPerStep.ToString("N0", CultureInfo.InvariantCulture));
+        table.AddRow("gradient compression", report.Compression);
+        table.AddRow("parameter-server shards", report.ParameterServerShards.ToString(CultureInfo.InvariantCulture));
         table.AddRow("metrics", options.Metrics.Port == 0 ? "off" : $"on, port {options.Metrics.Port}");
         table.AddRow("measured steps (after warm-up)", $"{report.Steps} (after {warmup})");
         table.AddRow("samples/s", report.SamplesPerSecond.ToString("N0", CultureInfo.InvariantCulture));
@@ -155,17 +210,29 @@ internal static class BenchCommand
         table.AddRow("GC collections gen0/1/2", $"{report.Gen0}/{report.Gen1}/{report.Gen2}");
         table.AddRow("peak RSS", $"{report.PeakRssBytes / (1024.0 * 1024.0):F1} MiB");
         AnsiConsole.Write(table);
-        if (json)
-            Console.WriteLine(JsonSerializer.Serialize(report));
-        return 0;
+        return (0, report);
     }
 
-    /// <summary>Bench figures; times are means per step.</summary>
+    /// <summary>
+    /// Cluster:Compression as the report names it: <c>None</c>, or the start-up line's description without its
+    /// "gradients sent as" (<c>TopK 1% with error feedback and momentum correction (...)</c>).
+    /// </summary>
+    internal static string CompressionOf(TrainingOptions options)
+    {
+        const string prefix = "gradients sent as ";
+        var described = options.DescribeCompression();
+        return described is null ? "None" : described.StartsWith(prefix, StringComparison.Ordinal) ? described[prefix.Length..] : described;
+    }
+
+    /// <summary>Bench figures; times are means per step. A step is one synchronous round (<see cref="Mode"/> is always Sync)
+    /// of up to <see cref="SamplesPerStep"/> samples: <see cref="Workers"/> × <see cref="BatchSizePerWorker"/> × <see cref="AccumulationSteps"/>,
+    /// as <see cref="SamplesPerSecond"/> counts them (the last step of an epoch takes the samples left).</summary>
     internal sealed record BenchReport(
         string Blas, int Workers, int BatchSizePerWorker, int Steps, double SamplesPerSecond, double StepMilliseconds,
         double ComputeMilliseconds, double UpdateMilliseconds, double MessagingMilliseconds, double WaitingMilliseconds,
         double AllocatedBytesPerStep, double WorkerAllocatedBytesPerStep, double ServerAllocatedBytesPerStep,
-        int Gen0, int Gen1, int Gen2, long PeakRssBytes);
+        int Gen0, int Gen1, int Gen2, long PeakRssBytes,
+        string Mode, int AccumulationSteps, int SamplesPerStep, string Compression, int ParameterServerShards);
 
     private sealed class BenchObserver(int warmup, int steps, CancellationTokenSource stop) : ITrainingObserver
     {
@@ -226,7 +293,9 @@ internal static class BenchCommand
             return new BenchReport(Blas.Description, options.Training.Workers, options.Training.BatchSizePerWorker, _measured,
                 _samples / seconds, PerStep(_round), PerStep(_compute), PerStep(_update), PerStep(_messaging), PerStep(_waiting),
                 (_endAllocated - _startAllocated) / (double)_measured, _workerAllocated / (double)_measured, _serverAllocated / (double)_measured,
-                _gen0, _gen1, _gen2, PeakResidentBytes());
+                _gen0, _gen1, _gen2, PeakResidentBytes(),
+                options.Training.Mode.ToString(), options.Training.AccumulationSteps, options.Training.Workers * options.Training.MinibatchPerWorker,
+                CompressionOf(options), options.Cluster.ParameterServerShards);
         }
 
         private static long PeakResidentBytes()

@@ -154,7 +154,8 @@ internal static class TrainCommand
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated(
-            $"[bold]DistTrain[/] single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
+            $"[bold]DistTrain[/] single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}{(loop.AccumulationSteps > 1 ? $" x {loop.AccumulationSteps} accumulation steps" : "")}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
+        if (DescribeMode(loop) is { } mode) AnsiConsole.MarkupLineInterpolated($"{mode}");
         var o = options.Optimizer;
         var rule = o.Kind switch
         {
@@ -163,7 +164,7 @@ internal static class TrainCommand
             _ => $"momentum {o.Momentum}{(o.Nesterov ? " Nesterov" : "")}",
         };
         AnsiConsole.MarkupLineInterpolated(
-            $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && options.Training.Mode != TrainingMode.Async ? $" x {loop.Workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
+            $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && options.Training.Mode != TrainingMode.Async ? $" x {loop.Workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}{(o.GradientClipNorm > 0 ? $"; gradient clip norm {o.GradientClipNorm}" : "")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
         if (options.DescribeCompression() is { } compression) AnsiConsole.MarkupLineInterpolated($"{compression}");
         if (shards is not null) AnsiConsole.MarkupLineInterpolated($"parameter server in {shards}");
         AnsiConsole.MarkupLineInterpolated(
@@ -203,9 +204,26 @@ internal static class TrainCommand
     }
 
     /// <summary>
+    /// The start-up line on Training:Mode and its own settings, such as <c>mode BoundedStaleness, StalenessBound 5</c> or
+    /// <c>mode LocalSgd, LocalSteps 4</c>; null for Sync, the default.
+    /// </summary>
+    internal static string? DescribeMode(TrainingLoopOptions loop)
+    {
+        var aware = loop.StalenessAwareLearningRate ? ", StalenessAwareLearningRate" : "";
+        return loop.Mode switch
+        {
+            TrainingMode.Sync => null,
+            TrainingMode.Async => $"mode Async{aware}",
+            TrainingMode.BoundedStaleness => string.Create(CultureInfo.InvariantCulture, $"mode BoundedStaleness, StalenessBound {loop.StalenessBound}{aware}"),
+            TrainingMode.LocalSgd => string.Create(CultureInfo.InvariantCulture, $"mode LocalSgd, LocalSteps {loop.LocalSteps}"),
+            _ => $"mode {loop.Mode}",
+        };
+    }
+
+    /// <summary>
     /// Settings and data that train without an error but not as meant: a warmup as long as the run
-    /// (<see cref="WarmupOutlastsRun"/>), a momentum the optimizer does not use, schedule settings the schedule's kind does
-    /// not use (<see cref="LearningRateScheduleOptions.UnusedSettings"/>), layer settings the layer's type does not use and a
+    /// (<see cref="WarmupOutlastsRun"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
+    /// compression does not use (<see cref="TrainingOptions.UnusedSettings"/>), layer settings the layer's type does not use and a
     /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), classes without a training sample, images
     /// in the image folders that are skipped because their format is not read (<see cref="ImageFolderDataset.UnreadImages"/>), raw
     /// IDX files ignored for the <c>.gz</c> files beside them (<see cref="FashionMnist.IgnoredRawFilesNotice"/>).
@@ -215,11 +233,7 @@ internal static class TrainCommand
     internal static IEnumerable<string> RunWarnings(TrainingOptions options, LabeledDataset train)
     {
         if (WarmupOutlastsRun(options, train.Count) is { } warmup) yield return warmup;
-        var optimizer = options.Optimizer;
-        if (optimizer.Kind is OptimizerKind.Adam or OptimizerKind.AdamW && optimizer.Momentum > 0)
-            yield return $"Optimizer:Momentum = {optimizer.Momentum.ToString(CultureInfo.InvariantCulture)} is not used by Optimizer:Kind {optimizer.Kind}, whose " +
-                $"first moment decays by Optimizer:Beta1 ({optimizer.Beta1.ToString(CultureInfo.InvariantCulture)}) instead. Remove Momentum, or set Kind Sgd to use it.";
-        foreach (var unused in optimizer.Schedule.UnusedSettings()) yield return unused;
+        foreach (var unused in options.UnusedSettings()) yield return unused;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
         var counts = new int[train.ClassCount];
         foreach (var label in train.Labels) counts[label]++;

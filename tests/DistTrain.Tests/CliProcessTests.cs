@@ -279,12 +279,33 @@ public sealed class CliProcessTests : IDisposable
     [Fact]
     public async Task Bench_exits_0_with_a_json_report_of_the_measured_steps_and_2_with_errors_on_standard_error()
     {
-        var (bench, exit) = await Disttrain(Run, "bench", "--config", Config(), "--workers", "2", "--warmup", "2", "--steps", "6", "--json");
+        // Gradient accumulation, compression and shards change what a step is: the report says so. With --json, standard output
+        // is the JSON line alone (it held the BLAS line and the table before it, so a JSON parser of the output failed).
+        var config = Config();
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"Seed\": 3", "\"Seed\": 3, \"AccumulationSteps\": 2", StringComparison.Ordinal)
+            .Replace("\"Optimizer\":", "\"Cluster\": { \"Compression\": \"BFloat16\", \"ParameterServerShards\": 2 }, \"Optimizer\":", StringComparison.Ordinal));
+        var (bench, exit) = await Disttrain(Run, "bench", "--config", config, "--workers", "2", "--warmup", "2", "--steps", "6", "--json");
         Assert.True(exit == 0, bench.Output);
-        var json = bench.StandardOutput.Split('\n').Single(line => line.StartsWith('{'));
-        using var report = JsonDocument.Parse(json);
+        using var report = JsonDocument.Parse(bench.StandardOutput);
+        Assert.Single(bench.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         var root = report.RootElement;
         Assert.Equal((2, 32, 6), (root.GetProperty("Workers").GetInt32(), root.GetProperty("BatchSizePerWorker").GetInt32(), root.GetProperty("Steps").GetInt32()));
+        Assert.Equal(("Sync", 2, 2 * 32 * 2, "BFloat16 with error feedback", 2), (root.GetProperty("Mode").GetString(), root.GetProperty("AccumulationSteps").GetInt32(),
+            root.GetProperty("SamplesPerStep").GetInt32(), root.GetProperty("Compression").GetString(), root.GetProperty("ParameterServerShards").GetInt32()));
+        // The table went to standard error, with the batch figure samples/s counts.
+        Assert.Matches(@"workers x batch x accumulation steps\W+2 x 32 x 2\W", bench.StandardError);
+        Assert.Matches(@"gradient compression\W+BFloat16 with error feedback\W", bench.StandardError);
+        Assert.Contains("BLAS: ", bench.StandardError);
+
+        // Another mode's steps are not what bench measures: refused, not measured as if they were synchronous rounds.
+        var async = Config();
+        File.WriteAllText(async, File.ReadAllText(async).Replace("\"Seed\": 3", "\"Seed\": 3, \"Mode\": \"Async\"", StringComparison.Ordinal));
+        var (refused, refusedExit) = await Disttrain(Quick, "bench", "--config", async, "--json");
+        Assert.Equal(2, refusedExit);
+        Assert.Equal("", refused.StandardOutput);
+        Assert.Equal("error: Training:Mode is Async, and bench measures synchronous steps only (Training:Mode Sync): each step a round of every worker's minibatch, " +
+            "whose time its table splits into compute, update and waiting. Set Training:Mode to Sync for bench (in the config, or DISTTRAIN_Training__Mode=Sync); " +
+            "train's epoch lines give the samples/s of the other modes.", refused.StandardError.Trim());
         foreach (var figure in new[] { "SamplesPerSecond", "StepMilliseconds", "ComputeMilliseconds" })
             Assert.True(root.GetProperty(figure).GetDouble() is > 0 and < double.PositiveInfinity, $"{figure} = {root.GetProperty(figure)}");
         Assert.True(root.GetProperty("PeakRssBytes").GetInt64() > 10 << 20, "peak RSS below 10 MiB");

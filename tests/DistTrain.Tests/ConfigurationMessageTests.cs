@@ -99,4 +99,68 @@ public class ConfigurationMessageTests
             "Training:Workers = 0 (from a command-line option) is out of range: allowed [1, 256]."],
             Problems(Mlp, new() { ["DISTTRAIN_Bogus"] = "1" }, new() { ["Training:Workers"] = "0" }));
     }
+
+    [Fact]
+    public void A_number_for_an_enum_key_is_refused_with_the_names_not_taken_as_a_position()
+    {
+        const string number = "Write the name: a number is not read as a position in that list.";
+        // The binder took a number as the enum's position: 3 trained as LocalSgd, 2 as BoundedStaleness, 1 as Float16.
+        Assert.Equal([$"Training:Mode = '3' (in test.json) is not valid: expected one of Sync, Async, BoundedStaleness, LocalSgd. {number}"],
+            Problems("""{ "Training": { "Mode": 3 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        Assert.Equal([
+            $"Cluster:Compression = '1' (from environment variable DISTTRAIN_Cluster__Compression) is not valid: expected one of None, Float16, BFloat16, TopK. {number}",
+            $"Training:Mode = '2' (from environment variable DISTTRAIN_Training__Mode) is not valid: expected one of Sync, Async, BoundedStaleness, LocalSgd. {number}",
+        ], Problems(Mlp, new() { ["DISTTRAIN_Training__Mode"] = "2", ["DISTTRAIN_Cluster__Compression"] = "1" }));
+        // Out of the enum's range, signed, or written as JSON may write a number: the same problem, not "unknown".
+        foreach (var value in new[] { "-1", "7", "+1", "1.0", "1e0" })
+            Assert.Equal([$"Training:Mode = '{value}' (from a command-line option) is not valid: expected one of Sync, Async, BoundedStaleness, LocalSgd. {number}"],
+                Problems(Mlp, overrides: new() { ["Training:Mode"] = value }));
+        // Names joined by commas were or-ed together: "Async, BoundedStaleness" (1 | 2) trained as LocalSgd.
+        Assert.Equal(["Training:Mode = 'Async, BoundedStaleness' (from environment variable DISTTRAIN_Training__Mode) is not valid: " +
+            "expected one of Sync, Async, BoundedStaleness, LocalSgd. Write one name: a list of names is not read."],
+            Problems(Mlp, new() { ["DISTTRAIN_Training__Mode"] = "Async, BoundedStaleness" }));
+        Assert.Equal(["Training:Mode = 'Asynch' (in test.json) is not valid: expected one of Sync, Async, BoundedStaleness, LocalSgd. Did you mean 'Async'?"],
+            Problems("""{ "Training": { "Mode": "Asynch" }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        // A name is still read ignoring case and surrounding white space.
+        var named = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(Mlp), null, checkDataDirectory: false,
+            new Dictionary<string, string?> { ["DISTTRAIN_Training__Mode"] = " localsgd ", ["DISTTRAIN_Optimizer__Kind"] = "ADAM" });
+        Assert.Equal((TrainingMode.LocalSgd, DistTrain.Core.Optimization.OptimizerKind.Adam), (named.Training.Mode, named.Optimizer.Kind));
+
+        // Every enum key of the options, found by their types, refuses its first position, 0, naming its own names.
+        var keys = EnumKeys(typeof(TrainingOptions), "").ToList();
+        Assert.Equal(10, keys.Count);
+        foreach (var (key, type) in keys)
+            Assert.Equal([$"{key} = '0' (from a command-line option) is not valid: expected one of {string.Join(", ", Enum.GetNames(type))}. {number}"],
+                Problems(Mlp, overrides: new() { [key] = "0" }));
+    }
+
+    [Fact]
+    public void A_file_value_of_the_wrong_type_is_refused_although_an_override_replaces_it()
+    {
+        // The override was bound and the file's value never read: "Epochs": "two" trained under -e 1, and failed without it.
+        const string file = """{ "Training": { "Epochs": "two", "Mode": 3 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }""";
+        const string fix = "Correct it in test.json too: the file's value applies wherever the file is used without the override.";
+        Assert.Equal([
+            "Training:Epochs = 'two' (in test.json, overridden from a command-line option) is not valid: expected a whole number. " + fix,
+            "Training:Mode = '3' (in test.json, overridden from environment variable DISTTRAIN_Training__Mode) is not valid: " +
+                "expected one of Sync, Async, BoundedStaleness, LocalSgd. Write the name: a number is not read as a position in that list. " + fix,
+        ], Problems(file, new() { ["DISTTRAIN_Training__Mode"] = "Sync" }, new() { ["Training:Epochs"] = "1" }));
+        // Only the type is checked: a value of the right type out of range is the override's to replace (only it is bound).
+        var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes("""{ "Training": { "Epochs": 0 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""),
+            new Dictionary<string, string?> { ["Training:Epochs"] = "2" }, checkDataDirectory: false, new Dictionary<string, string?>());
+        Assert.Equal(2, options.Training.Epochs);
+    }
+
+    /// <summary>The keys of the enum-typed settings of <paramref name="type"/> and its sections (lists left out), with their types.</summary>
+    private static IEnumerable<(string Key, Type Type)> EnumKeys(Type type, string prefix)
+    {
+        foreach (var property in type.GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance))
+        {
+            if (property.SetMethod is not { IsPublic: true }) continue;
+            var key = prefix.Length == 0 ? property.Name : $"{prefix}:{property.Name}";
+            if (property.PropertyType.IsEnum) yield return (key, property.PropertyType);
+            else if (property.PropertyType.IsClass && property.PropertyType.Namespace?.StartsWith("DistTrain", StringComparison.Ordinal) == true)
+                foreach (var inner in EnumKeys(property.PropertyType, key)) yield return inner;
+        }
+    }
 }

@@ -204,7 +204,7 @@ public class ConfigurationTests : IDisposable
         var kind = Invalid(RepositoryConfig, new(ValidData) { ["Optimizer:Kind"] = "Lion" });
         Assert.Contains("Optimizer:Kind = 'Lion' (from a command-line option) is not valid: expected one of Sgd, Adam, AdamW, RMSProp.", kind.Message);
         var number = Invalid(RepositoryConfig, new(ValidData) { ["Optimizer:Schedule:Kind"] = "9" });
-        Assert.Contains("Optimizer:Schedule:Kind = 9 (from a command-line option) is unknown: allowed Constant, Step, Exponential, Cosine.", number.Message);
+        Assert.Contains("Optimizer:Schedule:Kind = '9' (from a command-line option) is not valid: expected one of Constant, Step, Exponential, Cosine. Write the name", number.Message);
         var typo = Invalid(Config("""{ "Optimizer": { "Schedule": { "Gama": 0.5 } } }"""), ValidData);
         Assert.Contains("Optimizer:Schedule:Gama is not a known key. Did you mean 'Optimizer:Schedule:Gamma'?", typo.Message);
     }
@@ -297,6 +297,6 @@ public class ConfigurationTests : IDisposable
         var error = Invalid(RepositoryConfig, new(ValidData) { ["Cluster:TopKScope"] = "PerLayer" });
         Assert.Contains("Cluster:TopKScope = 'PerLayer' (from a command-line option) is not valid: expected one of Global, PerTensor", error.Message);
         var number = Invalid(RepositoryConfig, new(ValidData) { ["Cluster:TopKScope"] = "7" });
-        Assert.Contains("Cluster:TopKScope = 7 (from a command-line option) is unknown: allowed Global, PerTensor.", number.Message);
+        Assert.Contains("Cluster:TopKScope = '7' (from a command-line option) is not valid: expected one of Global, PerTensor. Write the name", number.Message);
     }
 }

@@ -76,6 +76,22 @@ public sealed class JobIdentityTests : IDisposable
     }
 
     [Fact]
+    public void A_secret_in_a_config_file_is_refused_when_the_environment_sets_one_too()
+    {
+        // The file travels with its secret whatever overrides it: it was accepted when DISTTRAIN_Cluster__Secret was set as well.
+        var config = Path.Combine(_directory, "config.json");
+        File.WriteAllText(config, """{ "Cluster": { "Secret": "0123456789abcdef0123" }, "Model": { "Layers": [ { "Type": "Dense", "Units": 10 } ] } }""");
+        var refused = Assert.Throws<ConfigurationException>(() => TrainingOptionsLoader.Load(config,
+            new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
+            environment: new Dictionary<string, string?> { ["DISTTRAIN_Cluster__Secret"] = "fedcba9876543210fedcba9876543210" }));
+        Assert.Equal([$"Cluster:Secret is set in {config}, although it is also set from environment variable DISTTRAIN_Cluster__Secret: a secret in a config file " +
+            $"travels with it (version control, images), overridden or not. Remove it from {config}; the one from environment variable DISTTRAIN_Cluster__Secret is enough."],
+            refused.Problems);
+        Assert.DoesNotContain("0123456789abcdef", refused.Message);
+        Assert.DoesNotContain("fedcba98", refused.Message);
+    }
+
+    [Fact]
     public void Seed_addresses_take_the_scheme_of_Cluster_Tls_and_bad_job_names_are_refused()
     {
         var identity = new JobIdentity("job", new byte[16]);

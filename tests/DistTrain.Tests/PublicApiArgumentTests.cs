@@ -182,6 +182,8 @@ public sealed class PublicApiArgumentTests : IDisposable
         var json = """{ "Model": { "Initializer": { "Kind": "99" }, "Layers": [ { "Type": "Dense", "Units": 10 } ] } }""";
         var loaded = Assert.Throws<ConfigurationException>(() => TrainingOptionsLoader.Load("k.json", System.Text.Encoding.UTF8.GetBytes(json), null,
             checkDataDirectory: false, new Dictionary<string, string?>()));
-        Assert.Contains("Model:Initializer:Kind = 99 (in k.json) is unknown", loaded.Message);
+        // From a config, a number is refused before it is bound, as not a name (ConfigurationMessageTests).
+        Assert.Contains("Model:Initializer:Kind = '99' (in k.json) is not valid: expected one of Uniform, Normal, Zeros, Constant, HeNormal, HeUniform, XavierNormal, XavierUniform. " +
+            "Write the name: a number is not read as a position in that list.", loaded.Message);
     }
 }

@@ -136,6 +136,78 @@ public class RunReportTests : IDisposable
         Assert.Empty(TrainCommand.RunWarnings(options, complete));
     }
 
+    [Fact]
+    public void Settings_that_the_mode_the_optimizer_or_the_compression_does_not_use_are_warned_of()
+    {
+        var options = TestData.Options(TestData.Mlp(16, 4), workers: 2, batch: 50, epochs: 2, momentum: 0); // Sync, Sgd, no compression
+        var complete = new Core.Data.LabeledDataset(new float[4 * 784], [0, 1, 2, 3], 784, classCount: 4, null);
+        Assert.Empty(TrainCommand.RunWarnings(options, complete));
+
+        // Each of these trained as if it were not set, without a word.
+        options.Training.LocalSteps = 8;
+        options.Training.StalenessBound = 5;
+        options.Training.StalenessAwareLearningRate = true;
+        options.Cluster.TopKRatio = 0.5;
+        options.Cluster.TopKScope = Core.Compression.TopKScope.PerTensor;
+        options.Cluster.MomentumCorrection = false;
+        options.Cluster.ErrorFeedback = false;
+        options.Optimizer.Beta1 = 0.5;
+        options.Optimizer.Beta2 = 0.9;
+        options.Optimizer.Epsilon = 1e-6;
+        options.Optimizer.Alpha = 0.9;
+        Assert.Equal([
+            "Optimizer:Beta1 = 0.5 is not used by Optimizer:Kind Sgd, only by Adam or AdamW. Set Kind to Adam or AdamW, or remove Beta1.",
+            "Optimizer:Beta2 = 0.9 is not used by Optimizer:Kind Sgd, only by Adam or AdamW. Set Kind to Adam or AdamW, or remove Beta2.",
+            "Optimizer:Epsilon = 1E-06 is not used by Optimizer:Kind Sgd, only by Adam, AdamW or RMSProp. Set Kind to Adam, AdamW or RMSProp, or remove Epsilon.",
+            "Optimizer:Alpha = 0.9 is not used by Optimizer:Kind Sgd, only by RMSProp. Set Kind to RMSProp, or remove Alpha.",
+            "Training:StalenessBound = 5 is not used by Training:Mode Sync, only by BoundedStaleness. Set Mode to BoundedStaleness, or remove StalenessBound.",
+            "Training:StalenessAwareLearningRate = true is not used by Training:Mode Sync, only by Async or BoundedStaleness. Set Mode to Async or BoundedStaleness, or remove StalenessAwareLearningRate.",
+            "Training:LocalSteps = 8 is not used by Training:Mode Sync, only by LocalSgd. Set Mode to LocalSgd, or remove LocalSteps.",
+            "Cluster:TopKRatio = 0.5 is not used by Cluster:Compression None, only by TopK. Set Compression to TopK, or remove TopKRatio.",
+            "Cluster:TopKScope = PerTensor is not used by Cluster:Compression None, only by TopK. Set Compression to TopK, or remove TopKScope.",
+            "Cluster:MomentumCorrection = false is not used by Cluster:Compression None, only by TopK. Set Compression to TopK, or remove MomentumCorrection.",
+            "Cluster:ErrorFeedback = false is not used by Cluster:Compression None, only by Float16, BFloat16 or TopK. Set Compression to Float16, BFloat16 or TopK, or remove ErrorFeedback.",
+        ], TrainCommand.RunWarnings(options, complete));
+
+        // Where they are used, none is warned of: BoundedStaleness uses the bound and the staleness-aware rate, TopK its settings,
+        // RMSProp Alpha and Epsilon, Adam the betas (Alpha and LocalSteps are left over, each in its own line).
+        options.Training.Mode = Core.Configuration.TrainingMode.BoundedStaleness;
+        options.Cluster.Compression = Core.Compression.GradientCompression.TopK;
+        options.Optimizer.Kind = OptimizerKind.RMSProp;
+        Assert.Equal([
+            "Optimizer:Beta1 = 0.5 is not used by Optimizer:Kind RMSProp, only by Adam or AdamW. Set Kind to Adam or AdamW, or remove Beta1.",
+            "Optimizer:Beta2 = 0.9 is not used by Optimizer:Kind RMSProp, only by Adam or AdamW. Set Kind to Adam or AdamW, or remove Beta2.",
+            "Training:LocalSteps = 8 is not used by Training:Mode BoundedStaleness, only by LocalSgd. Set Mode to LocalSgd, or remove LocalSteps.",
+        ], TrainCommand.RunWarnings(options, complete));
+        options.Optimizer.Kind = OptimizerKind.Adam;
+        options.Optimizer.LearningRate = 0.001;
+        options.Training.LocalSteps = 4;
+        Assert.Equal(["Optimizer:Alpha = 0.9 is not used by Optimizer:Kind Adam, only by RMSProp. Set Kind to RMSProp, or remove Alpha."],
+            TrainCommand.RunWarnings(options, complete));
+
+        // The linear scaling rule in Async, where a step applies one worker's minibatch.
+        var scaled = TestData.Options(TestData.Mlp(16, 4), workers: 2, batch: 50, epochs: 2, momentum: 0);
+        scaled.Optimizer.ScaleLearningRateByWorkers = true;
+        Assert.Empty(TrainCommand.RunWarnings(scaled, complete));
+        scaled.Training.Mode = Core.Configuration.TrainingMode.Async;
+        Assert.Equal(["Optimizer:ScaleLearningRateByWorkers = true is not used by Training:Mode Async, whose steps each apply one worker's minibatch, " +
+            "only by Sync, BoundedStaleness or LocalSgd. Set Training:Mode to one of those, or remove ScaleLearningRateByWorkers."],
+            TrainCommand.RunWarnings(scaled, complete));
+    }
+
+    [Fact]
+    public void The_start_up_line_on_the_mode_names_its_own_settings_and_is_left_out_for_Sync()
+    {
+        var loop = new Core.Configuration.TrainingLoopOptions { StalenessBound = 5, LocalSteps = 8, StalenessAwareLearningRate = true };
+        Assert.Null(TrainCommand.DescribeMode(loop));
+        loop.Mode = Core.Configuration.TrainingMode.Async;
+        Assert.Equal("mode Async, StalenessAwareLearningRate", TrainCommand.DescribeMode(loop));
+        loop.Mode = Core.Configuration.TrainingMode.BoundedStaleness;
+        Assert.Equal("mode BoundedStaleness, StalenessBound 5, StalenessAwareLearningRate", TrainCommand.DescribeMode(loop));
+        loop.Mode = Core.Configuration.TrainingMode.LocalSgd;
+        Assert.Equal("mode LocalSgd, LocalSteps 8", TrainCommand.DescribeMode(loop));
+    }
+
     /// <summary>The weights and the summary are written before the report, and a report that cannot be written costs neither.</summary>
     [Fact]
     public async Task A_report_that_cannot_be_written_leaves_the_weights_and_summary_written()

@@ -81,6 +81,49 @@ public sealed class TrainingOptions
         return $"gradients sent as {kind}{feedback}{correction}{clipping}";
     }
 
+    /// <summary>
+    /// Settings changed from their defaults that this run does not use, one line each naming the key, its value, the
+    /// setting that leaves it unused and what would use it, as <c>warning:</c> lines before training: those of the
+    /// optimizer's kind (<see cref="OptimizerOptions.UnusedSettings"/>) and of the schedule's
+    /// (<see cref="LearningRateScheduleOptions.UnusedSettings"/>); Training:StalenessBound outside BoundedStaleness,
+    /// Training:StalenessAwareLearningRate outside Async and BoundedStaleness, Training:LocalSteps outside LocalSgd,
+    /// Optimizer:ScaleLearningRateByWorkers in Async (a step applies one worker's minibatch); Cluster:TopKRatio, TopKScope and
+    /// MomentumCorrection without Cluster:Compression TopK, and Cluster:ErrorFeedback without compression. A value set to
+    /// its default is not told from one left out, so it is not reported.
+    /// </summary>
+    public IEnumerable<string> UnusedSettings()
+    {
+        foreach (var unused in Optimizer.UnusedSettings()) yield return unused;
+        foreach (var unused in Optimizer.Schedule.UnusedSettings()) yield return unused;
+        var loop = Training;
+        var defaults = new TrainingLoopOptions();
+        if (loop.StalenessBound != defaults.StalenessBound && loop.Mode != TrainingMode.BoundedStaleness)
+            yield return UnusedInMode("StalenessBound", Shown(loop.StalenessBound), "BoundedStaleness");
+        if (loop.StalenessAwareLearningRate != defaults.StalenessAwareLearningRate && loop.Mode is not (TrainingMode.Async or TrainingMode.BoundedStaleness))
+            yield return UnusedInMode("StalenessAwareLearningRate", Shown(loop.StalenessAwareLearningRate), "Async or BoundedStaleness");
+        if (loop.LocalSteps != defaults.LocalSteps && loop.Mode != TrainingMode.LocalSgd)
+            yield return UnusedInMode("LocalSteps", Shown(loop.LocalSteps), "LocalSgd");
+        if (Optimizer.ScaleLearningRateByWorkers && loop.Mode == TrainingMode.Async)
+            yield return "Optimizer:ScaleLearningRateByWorkers = true is not used by Training:Mode Async, whose steps each apply one worker's minibatch, " +
+                "only by Sync, BoundedStaleness or LocalSgd. Set Training:Mode to one of those, or remove ScaleLearningRateByWorkers.";
+        var cluster = Cluster;
+        var clusterDefaults = new ClusterOptions();
+        if (cluster.Compression != GradientCompression.TopK)
+        {
+            if (cluster.TopKRatio != clusterDefaults.TopKRatio) yield return UnusedByCompression("TopKRatio", Shown(cluster.TopKRatio), "TopK");
+            if (cluster.TopKScope != clusterDefaults.TopKScope) yield return UnusedByCompression("TopKScope", cluster.TopKScope.ToString(), "TopK");
+            if (cluster.MomentumCorrection != clusterDefaults.MomentumCorrection) yield return UnusedByCompression("MomentumCorrection", Shown(cluster.MomentumCorrection), "TopK");
+        }
+        if (cluster.ErrorFeedback != clusterDefaults.ErrorFeedback && cluster.Compression == GradientCompression.None)
+            yield return UnusedByCompression("ErrorFeedback", Shown(cluster.ErrorFeedback), "Float16, BFloat16 or TopK");
+
+        string UnusedInMode(string key, string value, string modes) =>
+            $"Training:{key} = {value} is not used by Training:Mode {loop.Mode}, only by {modes}. Set Mode to {modes}, or remove {key}.";
+        string UnusedByCompression(string key, string value, string kinds) =>
+            $"Cluster:{key} = {value} is not used by Cluster:Compression {cluster.Compression}, only by {kinds}. Set Compression to {kinds}, or remove {key}.";
+        static string Shown(IConvertible value) => value is bool flag ? (flag ? "true" : "false") : value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>Where results are written.</summary>
     public OutputOptions Output { get; set; } = new();
 

@@ -179,12 +179,29 @@ public static class TrainingOptionsLoader
             if (System.Text.RegularExpressions.Regex.Match(found.Problem, "Did you mean '([^']+)'") is { Success: true } meant) skipped.Add(meant.Groups[1].Value);
         }
 
+        // An enum key takes one of its names (ignoring case). The binder would also take a number, as a position in the list
+        // of names (Training:Mode 3 is LocalSgd), and names joined by commas, their positions or-ed together ("Async,
+        // BoundedStaleness" is LocalSgd too): every enum key is checked here, before the binder reads it.
+        foreach (var (key, value) in configuration.AsEnumerable().Where(kv => kv.Value is not null).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList())
+        {
+            if (IsUnder(key, skipped) || EnumProblem(key, value!, Origin(key)) is not { } problem) continue;
+            problems.Add(problem);
+            skipped.Add(key);
+        }
+        // A file value that a variable or an option overrides is not bound, but the file is used again without the override (on
+        // another node, in another shell): its type is checked all the same, as the file's nulls and unknown keys are.
+        if (file is not null) problems.AddRange(OverriddenFileValues(file, source, Origin, skipped));
+
         var options = new TrainingOptions();
         BindEachKey(configuration, options, problems, Origin, skipped);
         if (!IsUnder("Model:Layers", skipped)) problems.AddRange(ZeroStrides(configuration, options.Model, Origin));
-        if (!string.IsNullOrEmpty(configuration["Cluster:Secret"]) && Origin("Cluster:Secret").StartsWith("in ", StringComparison.Ordinal))
-            problems.Add($"Cluster:Secret is set in {source}: a secret in a config file travels with it (version control, images). " +
-                         "Put it in a file named by Cluster:SecretFile, or in the environment variable DISTTRAIN_Cluster__Secret.");
+        // The file's own secret, whatever overrides it: the file travels (version control, images), and the secret with it.
+        if (!string.IsNullOrEmpty(file?["Cluster:Secret"]))
+            problems.Add(Origin("Cluster:Secret") is var secretFrom && secretFrom.StartsWith("in ", StringComparison.Ordinal)
+                ? $"Cluster:Secret is set in {source}: a secret in a config file travels with it (version control, images). " +
+                  "Put it in a file named by Cluster:SecretFile, or in the environment variable DISTTRAIN_Cluster__Secret."
+                : $"Cluster:Secret is set in {source}, although it is also set {secretFrom}: a secret in a config file travels with it " +
+                  $"(version control, images), overridden or not. Remove it from {source}; the one {secretFrom} is enough.");
         if (!IsUnder("Data:Format", skipped) && overrides?.ContainsKey("Data:Directory") == true && options.Data.Format != DataFormat.Idx)
             problems.Add(DirectoryOfOtherFormat(options.Data, source));
         problems.AddRange(TrainingOptionsValidator.Validate(options, checkDataDirectory)
@@ -373,40 +390,8 @@ public static class TrainingOptionsLoader
             }
             catch (InvalidOperationException e)
             {
-                // The key's type from the options' own properties: the binder names it only for a property, not for a list
-                // element (Data:Classes:0, Model:Layers:0:Units), whose message it wraps.
-                var type = KeyType(leaf.Key);
-                var expected = type?.FullName ?? (e.Message.Contains("to type '", StringComparison.Ordinal)
-                    ? e.Message[(e.Message.IndexOf("to type '", StringComparison.Ordinal) + 9)..].Split('\'')[0]
-                    : null);
-                var names = type is { IsEnum: true } ? Enum.GetNames(type)
-                    : expected is not null && expected.StartsWith("DistTrain", StringComparison.Ordinal) && Type.GetType(expected + ", DistTrain.Core") is { IsEnum: true } enumType
-                    ? Enum.GetNames(enumType)
-                    : null;
-                var allowed = names is not null
-                    ? $"one of {string.Join(", ", names)}"
-                    : expected switch
-                    {
-                        "System.Int32" or "System.Int64" => "a whole number",
-                        "System.Double" or "System.Single" or "System.Decimal" => "a number",
-                        "System.Boolean" => "true or false",
-                        null => "a value of the key's documented type (see docs/configuration.md)",
-                        _ => expected,
-                    };
-                // A misspelt name (Asynch, PerTensr) gets the closest allowed one; two edits at most, so "Lion" suggests no optimizer.
-                var hint = names is not null && NameSuggestions.Closest(leaf.Value!, names, maxDistance: 2) is { } closest ? $" Did you mean '{closest}'?" : "";
-                // A whole number too large for the key (99999999999, or 1e10 or 1e400 as JSON may write it, for an Int32) is one, but out
-                // of range: say so, with the key's own range when it has one (Training:Epochs: [1, 10000]), else Int32's.
-                // A whole number in range written with an exponent (1e3) is not read: say how to write it.
-                var whole = WholeNumber(leaf.Value!);
                 failed.Add(ListOf(leaf.Key));
-                if (expected == "System.Int32" && whole is { } big && (big > int.MaxValue || big < int.MinValue))
-                    problems.Add($"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is out of range: " +
-                        (KeyRange(bindable, leaf.Key, big > 0 ? int.MaxValue : int.MinValue) is { } range ? $"{range}." : $"expected a whole number from {int.MinValue:D} to {int.MaxValue:D}."));
-                else if (expected == "System.Int32" && whole is { } inRange)
-                    problems.Add($"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is not valid: expected a whole number written in digits, such as {inRange.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)}.");
-                else
-                    problems.Add($"{leaf.Key} = '{Shown(leaf.Value!)}' ({origin(leaf.Key)}) is not valid: expected {allowed}.{hint}");
+                problems.Add(TypeProblem(bindable, leaf.Key, leaf.Value!, origin(leaf.Key), e));
             }
         }
         skipped.AddRange(failed);
@@ -421,6 +406,111 @@ public static class TrainingOptionsLoader
         }
         problems.Add("the configuration does not bind to the options, although every key binds on its own. Check the lists (Model:Layers, Model:InputShape) for mixed entries.");
         skipped.Add(""); // nothing bound: no range check can be trusted
+    }
+
+    /// <summary>
+    /// One problem per value of the config file that a variable or a command-line option overrides and that is not of its
+    /// key's type (<c>"Epochs": "two"</c> under <c>--epochs 1</c>), or not a name for an enum key: the override is bound, not
+    /// the file's value, but the file is used again without it. Keys reported already (<paramref name="skipped"/>: nulls, list
+    /// gaps, unknown keys) are left out; the range of a value is not checked, as only the override is bound.
+    /// </summary>
+    /// <param name="file">The config file alone.</param>
+    /// <param name="source">The file's name as the user gave it.</param>
+    /// <param name="origin">Where a key's value came from (as in the other problems).</param>
+    /// <param name="skipped">Keys reported already.</param>
+    private static List<string> OverriddenFileValues(IConfiguration file, string source, Func<string, string> origin, List<string> skipped)
+    {
+        var problems = new List<string>();
+        foreach (var (key, value) in file.AsEnumerable().Where(kv => kv.Value is not null).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            var from = origin(key);
+            if (from.StartsWith("in ", StringComparison.Ordinal) || IsUnder(key, skipped)) continue;
+            var where = $"in {source}, overridden {from}";
+            if ((EnumProblem(key, value!, where) ?? TypeProblem(file, key, value!, where)) is { } problem)
+                problems.Add($"{problem} Correct it in {source} too: the file's value applies wherever the file is used without the override.");
+        }
+        return problems;
+    }
+
+    /// <summary>
+    /// The problem of <paramref name="value"/>, which the binder refused for <paramref name="key"/> with <paramref name="e"/>:
+    /// what the key takes (a whole number, a number, true or false, an enum's names, with the closest to a misspelt one), or,
+    /// for a whole number too large for its key, the key's range.
+    /// </summary>
+    /// <param name="context">The configuration the key is in, for the key's range when it depends on its list entry.</param>
+    /// <param name="key">The key.</param>
+    /// <param name="value">Its value.</param>
+    /// <param name="origin">Where the value came from, as the other problems name it (<c>in test.json</c>).</param>
+    /// <param name="e">The binder's exception.</param>
+    private static string TypeProblem(IConfiguration context, string key, string value, string origin, InvalidOperationException e)
+    {
+        // The key's type from the options' own properties: the binder names it only for a property, not for a list
+        // element (Data:Classes:0, Model:Layers:0:Units), whose message it wraps.
+        var type = KeyType(key);
+        var expected = type?.FullName ?? (e.Message.Contains("to type '", StringComparison.Ordinal)
+            ? e.Message[(e.Message.IndexOf("to type '", StringComparison.Ordinal) + 9)..].Split('\'')[0]
+            : null);
+        var names = type is { IsEnum: true } ? Enum.GetNames(type)
+            : expected is not null && expected.StartsWith("DistTrain", StringComparison.Ordinal) && Type.GetType(expected + ", DistTrain.Core") is { IsEnum: true } enumType
+            ? Enum.GetNames(enumType)
+            : null;
+        var allowed = names is not null
+            ? $"one of {string.Join(", ", names)}"
+            : expected switch
+            {
+                "System.Int32" or "System.Int64" => "a whole number",
+                "System.Double" or "System.Single" or "System.Decimal" => "a number",
+                "System.Boolean" => "true or false",
+                null => "a value of the key's documented type (see the Configuration table of README.md)",
+                _ => expected,
+            };
+        // A misspelt name (Asynch, PerTensr) gets the closest allowed one; two edits at most, so "Lion" suggests no optimizer.
+        var hint = names is not null && NameSuggestions.Closest(value, names, maxDistance: 2) is { } closest ? $" Did you mean '{closest}'?" : "";
+        // A whole number too large for the key (99999999999, or 1e10 or 1e400 as JSON may write it, for an Int32) is one, but out
+        // of range: say so, with the key's own range when it has one (Training:Epochs: [1, 10000]), else Int32's.
+        // A whole number in range written with an exponent (1e3) is not read: say how to write it.
+        var whole = WholeNumber(value);
+        if (expected == "System.Int32" && whole is { } big && (big > int.MaxValue || big < int.MinValue))
+            return $"{key} = '{Shown(value)}' ({origin}) is out of range: " +
+                (KeyRange(context, key, big > 0 ? int.MaxValue : int.MinValue) is { } range ? $"{range}." : $"expected a whole number from {int.MinValue:D} to {int.MaxValue:D}.");
+        if (expected == "System.Int32" && whole is { } inRange)
+            return $"{key} = '{Shown(value)}' ({origin}) is not valid: expected a whole number written in digits, such as {inRange.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)}.";
+        return $"{key} = '{Shown(value)}' ({origin}) is not valid: expected {allowed}.{hint}";
+    }
+
+    /// <summary>The problem of <paramref name="value"/> for <paramref name="key"/> when the binder refuses it on its own; null when it binds.</summary>
+    private static string? TypeProblem(IConfiguration context, string key, string value, string origin)
+    {
+        try
+        {
+            new ConfigurationBuilder().AddInMemoryCollection([new(key, value)]).Build().Bind(new TrainingOptions(), o => o.ErrorOnUnknownConfiguration = true);
+            return null;
+        }
+        catch (InvalidOperationException e)
+        {
+            return TypeProblem(context, key, value, origin, e);
+        }
+    }
+
+    /// <summary>
+    /// The problem of <paramref name="value"/> for a key of an enum type (<c>Training:Mode</c>) when it is not one of the
+    /// enum's names, ignoring case and surrounding white space: the allowed names, and why a number or a list of names is
+    /// not read, or the closest name to a misspelt one. Null when it is a name, or the key is not of an enum type.
+    /// </summary>
+    /// <param name="key">The key, as in the configuration.</param>
+    /// <param name="value">Its value.</param>
+    /// <param name="origin">Where the value came from, as the other problems name it (<c>in test.json</c>).</param>
+    internal static string? EnumProblem(string key, string value, string origin)
+    {
+        if (KeyType(key) is not { } type || (Nullable.GetUnderlyingType(type) ?? type) is not { IsEnum: true } enumType) return null;
+        var names = Enum.GetNames(enumType);
+        var text = value.Trim();
+        if (names.Any(name => name.Equals(text, StringComparison.OrdinalIgnoreCase))) return null;
+        var why = text.Any(char.IsAsciiDigit) && double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out _)
+            ? " Write the name: a number is not read as a position in that list."
+            : text.Contains(',', StringComparison.Ordinal) ? " Write one name: a list of names is not read."
+            : NameSuggestions.Closest(text, names, maxDistance: 2) is { } closest ? $" Did you mean '{closest}'?" : "";
+        return $"{key} = '{Shown(value)}' ({origin}) is not valid: expected one of {string.Join(", ", names)}.{why}";
     }
 
     /// <summary>

@@ -137,6 +137,28 @@ public sealed class OptimizerOptions
     }
 
     /// <summary>
+    /// Settings changed from their defaults that <see cref="Kind"/> does not use, one line each naming the key, its value and
+    /// the kinds that use it: Momentum (Sgd and RMSProp; Adam's and AdamW's first moment decays by Beta1 instead), Beta1 and
+    /// Beta2 (Adam and AdamW), Epsilon (Adam, AdamW and RMSProp), Alpha (RMSProp). A value set to its default is not told
+    /// from one left out, so it is not reported. The schedule's own are <see cref="LearningRateScheduleOptions.UnusedSettings"/>.
+    /// </summary>
+    public IEnumerable<string> UnusedSettings()
+    {
+        var defaults = new OptimizerOptions();
+        var adam = Kind is OptimizerKind.Adam or OptimizerKind.AdamW;
+        if (adam && Momentum > 0)
+            yield return $"Optimizer:Momentum = {Ranges.Format(Momentum)} is not used by Optimizer:Kind {Kind}, whose " +
+                $"first moment decays by Optimizer:Beta1 ({Ranges.Format(Beta1)}) instead. Remove Momentum, or set Kind Sgd to use it.";
+        if (Beta1 != defaults.Beta1 && !adam) yield return Unused("Beta1", Beta1, "Adam or AdamW");
+        if (Beta2 != defaults.Beta2 && !adam) yield return Unused("Beta2", Beta2, "Adam or AdamW");
+        if (Epsilon != defaults.Epsilon && Kind == OptimizerKind.Sgd) yield return Unused("Epsilon", Epsilon, "Adam, AdamW or RMSProp");
+        if (Alpha != defaults.Alpha && Kind != OptimizerKind.RMSProp) yield return Unused("Alpha", Alpha, "RMSProp");
+    }
+
+    private string Unused(string key, double value, string kinds) =>
+        $"Optimizer:{key} = {Ranges.Format(value)} is not used by Optimizer:Kind {Kind}, only by {kinds}. Set Kind to {kinds}, or remove {key}.";
+
+    /// <summary>
     /// Every setting outside its range, one line each naming the key (<c>Optimizer:Name</c>), the value and the
     /// allowed range; empty when valid. The configuration validator and <see cref="Optimizer"/> share it.
     /// </summary>
