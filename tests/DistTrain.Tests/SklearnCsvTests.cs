@@ -186,19 +186,19 @@ public class SklearnCsvTests : IDisposable
     [Fact]
     public void The_label_column_chosen_by_default_is_named_at_start_up()
     {
-        string Note(string[] header)
+        string Note(string[] header, int[] order)
         {
-            var path = IrisWithHeader("named.csv", header, [0, 1, 2, 3, 4], _ => true);
+            var path = IrisWithHeader("named.csv", header, order, _ => true);
             var overrides = new Dictionary<string, string?> { ["Data:Csv:TrainFile"] = path, ["Data:Csv:HasHeader"] = "true", ["Data:Csv:SkipRows"] = "0" };
             var options = TrainingOptionsLoader.Load(Config("iris"), overrides, environment: new Dictionary<string, string?>());
             return TrainingData.Load(options).Labels!.DefaultColumnNote!;
         }
         var file = Path.Combine(_directory, "named.csv");
         Assert.Equal($"labels from {file}'s last column, 'species', as none is headed 'label' (Data:Csv:LabelColumn not being set; set it to read another)",
-            Note(["a", "b", "c", "d", "species"]));
-        // A column headed 'label' wins over the last, wherever it is: the line says so.
+            Note(["a", "b", "c", "d", "species"], [0, 1, 2, 3, 4]));
+        // A column headed 'label' wins over the last, wherever it is (here the first, with the species): the line says so.
         Assert.Equal($"labels from {file}'s column 'Label', the one headed 'label' (Data:Csv:LabelColumn not being set; set it to read another)",
-            Note(["a", "b", "c", "d", "Label"]));
+            Note(["a", "b", "c", "d", "Label"], [4, 0, 1, 2, 3]));
         var set = TrainingOptionsLoader.Load(Config("iris"), new Dictionary<string, string?> { ["Data:Csv:LabelColumn"] = "4" }, environment: new Dictionary<string, string?>());
         Assert.Null(TrainingData.Load(set).Labels!.DefaultColumnNote);
     }

@@ -8,7 +8,10 @@ using DistTrain.Core.Tensors;
 
 namespace DistTrain.Cluster.Actors;
 
-/// <summary>The job made no progress within <see cref="CoordinatorSettings.StallTimeout"/>: a message or an actor was lost.</summary>
+/// <summary>
+/// The job made no progress within <see cref="CoordinatorSettings.StallTimeout"/> (a message or an actor was lost), or it
+/// stayed paused below Cluster:MinWorkers, or waited for its first workers, longer than Cluster:PauseTimeoutSeconds.
+/// </summary>
 public sealed class TrainingStalledException(string message, WeightsSnapshot? weights = null) : Exception(message)
 {
     /// <summary>
@@ -168,12 +171,13 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             "Training is paused at epoch {0}: {1} of Cluster:MinWorkers = {2} workers; {3} when enough are alive. Start worker nodes to continue.",
             _plan.Epoch, _plan.AliveCount, _settings.MinWorkers, _pausedWork));
         Receive<PausedStatus>(_ => { });
-        Receive<PauseTimedOut>(_ => _phase == Phase.Paused && _pauseTimedOut is null, _ =>
+        // Not after a stop request: the stop has asked for the weights already, and ends the run as cancelled.
+        Receive<PauseTimedOut>(_ => _phase == Phase.Paused && _pauseTimedOut is null && !_stopRequested, _ =>
         {
             _pauseTimedOut = string.Format(System.Globalization.CultureInfo.InvariantCulture,
                 "Training was paused for {0:F0} s at epoch {1} with {2} of Cluster:MinWorkers = {3} workers alive, and no worker joined in that time; the job ends. " +
                 "Start worker nodes within Cluster:PauseTimeoutSeconds, lower Cluster:MinWorkers, or set Cluster:PauseTimeoutSeconds = 0 to wait for ever. " +
-                "With Checkpoint:Directory set, --resume continues from the newest checkpoint.",
+                "With Checkpoint:Directory set, Checkpoint:Resume = true continues from the newest checkpoint.",
                 _settings.PauseTimeout!.Value.TotalSeconds, _plan.Epoch, _plan.AliveCount, _settings.MinWorkers);
             // The parameter server is idle and holds what the run trained: the job fails with it, so the finished epochs are kept.
             RequestSnapshot(SnapshotFor.Failure);
@@ -500,6 +504,12 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private void OnAddWorker(AddWorker added)
     {
         var index = added.WorkerIndex;
+        if (_pauseTimedOut is not null)
+        {
+            // The pause timed out and the job ends once the weights are in: a worker that comes now does not resume it.
+            _log.Warning("Worker {0} joined after Cluster:PauseTimeoutSeconds ran out; the job is ending and does not resume.", index);
+            return;
+        }
         if (index < 0 || index >= ParameterServer.MaxWorkers || _plan.IsAlive(index))
         {
             _log.Warning("Ignored a worker joining as index {0}: out of range or already taken.", index);

@@ -146,8 +146,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Receive<WorkerReady>(OnReady);
         Receive<WorkerFailed>(failed =>
         {
-            // Only from a worker of this job: a registered index (the sender is a member, authenticated by the cluster).
-            if (_links.ContainsKey(failed.WorkerIndex)) _coordinator?.Tell(failed);
+            // Only from the agent registered as that worker (a member, authenticated by the cluster). By its sender, not by the
+            // worker's link, which the worker's death may have stopped first.
+            if (_indexOf.TryGetValue(Sender, out var index) && index == failed.WorkerIndex) _coordinator?.Tell(failed);
         });
         Receive<DataPlaneListener.Accepted>(OnDataConnection);
         Receive<ReadyTimeout>(OnReadyTimeout);

@@ -241,8 +241,9 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 public sealed class NodeRefusedException(string message) : Exception(message);
 
 /// <summary>
-/// This node was downed by the rest of the cluster before the job ended (unreachable for longer than the split-brain
-/// resolver waits: a frozen process or machine, a cut link), so the job went on without it. A worker node exits with
+/// This node was downed before the job ended, by the others or by its own side's decision (it and they could not reach
+/// each other for longer than the split-brain resolver waits: a frozen process or machine, a cut link). The job goes on
+/// without it if the active parameter server's side is up, which the downed node cannot tell. A worker node exits with
 /// code 4 for it: a lost worker, which <c>cluster.sh</c> does not take for a failed job.
 /// </summary>
 /// <param name="message">What happened (the downing's reason) and what to do.</param>
