@@ -186,17 +186,15 @@ internal static class RunOutputs
     /// folder keeps them in <c>model.safetensors</c> (marked <c>stopped</c>, as a cancelled run's), the finished epochs in
     /// <c>summary.json</c> and the report, and a line says so; otherwise nothing is written, and the caller removes the empty folder.
     /// </summary>
-    /// <returns>True when the run folder was written.</returns>
     /// <exception cref="RunOutputsException">The weights or the summary could not be written.</exception>
-    public static bool KeepAfterFailure(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, WeightsSnapshot? weights,
+    public static void KeepAfterFailure(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, WeightsSnapshot? weights,
         RunReport? report, string resumeWith)
     {
-        if (weights is null || report?.StepOf(weights.Version) is not { } stop) return false;
+        if (weights is null || report?.StepOf(weights.Version) is not { } stop) return;
         var epochs = WriteAtStep(runDirectory, options, normalizer, data, weights, report, $"failed at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}", "the weights at the failure");
         CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Model} holds the weights of the last step, epoch {stop.Epoch} step {stop.Step} of " +
             $"{stop.Steps} (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold the {epochs} finished epoch{(epochs == 1 ? "" : "s")}." +
             ResumeHint(options, resumeWith));
-        return true;
     }
 
     /// <summary>Writes the run with <paramref name="weights"/> of a step, not an epoch's end, and the epochs they went through; returns how many.</summary>
