@@ -102,8 +102,13 @@ internal static class NodeCommand
             AnsiConsole.MarkupLineInterpolated($"TLS: mutual, certificate '{certificates.Certificate.Subject}' (valid to {certificates.Certificate.NotAfter:yyyy-MM-dd}), peers must be signed by '{certificates.Authority.Subject}'");
         else
             CliConsole.Fail("warning", ClusterSecurity.PlainTcpWarning);
-        if (role == NodeRoles.ParameterServer) // the job's settings: the parameter server's to warn of, once, not every worker's
-            foreach (var unused in options.UnusedSettings()) CliConsole.Fail("warning", unused);
+        if (role == NodeRoles.ParameterServer) // the job's settings: the parameter server's to state and warn of, once, not every worker's
+        {
+            foreach (var line in TrainCommand.SettingsLines(options, workers: "the epoch's", shards: null, data.Validation?.Count))
+                AnsiConsole.MarkupLineInterpolated($"{line}");
+            if (data.Labels?.DefaultColumnNote is { } labelColumn) AnsiConsole.MarkupLineInterpolated($"{labelColumn}");
+            foreach (var warning in TrainCommand.RunWarnings(options, data.Train, options.Cluster.MinWorkers)) CliConsole.Fail("warning", warning);
+        }
         Blas.Configure(options.Compute, role == NodeRoles.Worker ? 1 : 0); // as ClusterNode will, so the line below is true
         if (data.NormalizationNote.Length > 0) AnsiConsole.MarkupLineInterpolated($"{data.NormalizationNote}");
         AnsiConsole.WriteLine(Blas.Description);

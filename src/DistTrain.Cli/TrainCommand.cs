@@ -155,26 +155,11 @@ internal static class TrainCommand
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated(
             $"[bold]DistTrain[/] single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}{(loop.AccumulationSteps > 1 ? $" x {loop.AccumulationSteps} accumulation steps" : "")}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
-        if (DescribeMode(loop) is { } mode) AnsiConsole.MarkupLineInterpolated($"{mode}");
-        var o = options.Optimizer;
-        var rule = o.Kind switch
-        {
-            OptimizerKind.Adam or OptimizerKind.AdamW => $"betas ({o.Beta1}, {o.Beta2}) eps {o.Epsilon}",
-            OptimizerKind.RMSProp => $"alpha {o.Alpha} eps {o.Epsilon} momentum {o.Momentum}",
-            _ => $"momentum {o.Momentum}{(o.Nesterov ? " Nesterov" : "")}",
-        };
-        AnsiConsole.MarkupLineInterpolated(
-            $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && options.Training.Mode != TrainingMode.Async ? $" x {loop.Workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}{(o.GradientClipNorm > 0 ? $"; gradient clip norm {o.GradientClipNorm}" : "")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
-        if (options.DescribeCompression() is { } compression) AnsiConsole.MarkupLineInterpolated($"{compression}");
-        if (shards is not null) AnsiConsole.MarkupLineInterpolated($"parameter server in {shards}");
-        AnsiConsole.MarkupLineInterpolated(
-            $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}{(data.Validation is null ? "" : $"; {data.Validation.Count:N0} validation samples held out")}{(options.Data.Augmentation.Enabled ? $"; augmentation: {options.Data.Augmentation}" : "")}");
-        if (!string.IsNullOrEmpty(options.Model.Pretrained))
-            AnsiConsole.MarkupLineInterpolated(
-                $"pretrained weights from {options.Model.Pretrained}{(options.Model.ReplaceHead ? " (new head)" : "")}; frozen: {(options.Model.Freeze.Count == 0 ? "nothing" : string.Join(", ", options.Model.Freeze))}");
+        foreach (var line in SettingsLines(options, loop.Workers.ToString(CultureInfo.InvariantCulture), shards, data.Validation?.Count))
+            AnsiConsole.MarkupLineInterpolated($"{line}");
         if (data.NormalizationNote.Length > 0) AnsiConsole.MarkupLineInterpolated($"{data.NormalizationNote}");
         if (data.Labels?.DefaultColumnNote is { } labelColumn) AnsiConsole.MarkupLineInterpolated($"{labelColumn}");
-        foreach (var warning in RunWarnings(options, data.Train)) CliConsole.Fail("warning", warning);
+        foreach (var warning in RunWarnings(options, data.Train, loop.Workers)) CliConsole.Fail("warning", warning);
         Blas.Configure(options.Compute, loop.Workers); // as the trainer will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
         if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
@@ -204,6 +189,37 @@ internal static class TrainCommand
     }
 
     /// <summary>
+    /// The start-up lines that say how the run trains, as <c>train</c> and the parameter-server node print them: the
+    /// training mode (none for Sync), the optimizer and its schedule, the gradient compression, the parameter server's shards,
+    /// the initialization, normalization and seed, and any pretrained weights.
+    /// </summary>
+    /// <param name="options">The run's options.</param>
+    /// <param name="workers">The workers the linear scaling rule multiplies the learning rate by, as shown: a count, or in
+    /// cluster mode the words for the workers that join.</param>
+    /// <param name="shards">The parameter server's shards as <see cref="ShardedParameterServer.Describe"/> gives them; null for one.</param>
+    /// <param name="validationSamples">The samples held out for validation; null when none are.</param>
+    internal static IEnumerable<string> SettingsLines(TrainingOptions options, string workers, string? shards, int? validationSamples)
+    {
+        var loop = options.Training;
+        if (DescribeMode(loop) is { } mode) yield return mode;
+        var o = options.Optimizer;
+        var rule = o.Kind switch
+        {
+            OptimizerKind.Adam or OptimizerKind.AdamW => $"betas ({o.Beta1}, {o.Beta2}) eps {o.Epsilon}",
+            OptimizerKind.RMSProp => $"alpha {o.Alpha} eps {o.Epsilon} momentum {o.Momentum}",
+            _ => $"momentum {o.Momentum}{(o.Nesterov ? " Nesterov" : "")}",
+        };
+        yield return string.Create(CultureInfo.InvariantCulture,
+            $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && loop.Mode != TrainingMode.Async ? $" x {workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}{(o.GradientClipNorm > 0 ? $"; gradient clip norm {o.GradientClipNorm}" : "")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
+        if (options.DescribeCompression() is { } compression) yield return compression;
+        if (shards is not null) yield return $"parameter server in {shards}";
+        yield return string.Create(CultureInfo.InvariantCulture,
+            $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}{(validationSamples is { } held ? $"; {held:N0} validation samples held out" : "")}{(options.Data.Augmentation.Enabled ? $"; augmentation: {options.Data.Augmentation}" : "")}");
+        if (!string.IsNullOrEmpty(options.Model.Pretrained))
+            yield return $"pretrained weights from {options.Model.Pretrained}{(options.Model.ReplaceHead ? " (new head)" : "")}; frozen: {(options.Model.Freeze.Count == 0 ? "nothing" : string.Join(", ", options.Model.Freeze))}";
+    }
+
+    /// <summary>
     /// The start-up line on Training:Mode and its own settings, such as <c>mode BoundedStaleness, StalenessBound 5</c> or
     /// <c>mode LocalSgd, LocalSteps 4</c>; null for Sync, the default.
     /// </summary>
@@ -230,9 +246,11 @@ internal static class TrainCommand
     /// </summary>
     /// <param name="options">The run's options.</param>
     /// <param name="train">The training split, after Data:TrainLimit, Data:Classes and the validation split.</param>
-    internal static IEnumerable<string> RunWarnings(TrainingOptions options, LabeledDataset train)
+    /// <param name="workers">The workers that share each epoch; null for Training:Workers (in cluster mode, give
+    /// Cluster:MinWorkers, those the job starts with).</param>
+    internal static IEnumerable<string> RunWarnings(TrainingOptions options, LabeledDataset train, int? workers = null)
     {
-        if (WarmupOutlastsRun(options, train.Count) is { } warmup) yield return warmup;
+        if (WarmupOutlastsRun(options, train.Count, workers ?? options.Training.Workers) is { } warmup) yield return warmup;
         foreach (var unused in options.UnusedSettings()) yield return unused;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
         var counts = new int[train.ClassCount];
@@ -271,12 +289,13 @@ internal static class TrainCommand
     /// LocalSgd): the learning rate then never reaches
     /// Optimizer:LearningRate. Null otherwise.
     /// </summary>
-    internal static string? WarmupOutlastsRun(TrainingOptions options, int trainSamples)
+    internal static string? WarmupOutlastsRun(TrainingOptions options, int trainSamples, int? workers = null)
     {
+        var sharing = workers ?? options.Training.Workers;
         var warmup = options.Optimizer.Schedule.WarmupSteps;
         var loop = options.Training;
-        long rounds = EpochPlanSettings.StepsPerEpoch(trainSamples, loop.Workers, loop.BatchSizePerWorker);
-        var stepsPerEpoch = loop.Mode == TrainingMode.Async ? rounds * loop.Workers : rounds; // Async steps once per minibatch
+        long rounds = EpochPlanSettings.StepsPerEpoch(trainSamples, sharing, loop.BatchSizePerWorker);
+        var stepsPerEpoch = loop.Mode == TrainingMode.Async ? rounds * sharing : rounds; // Async steps once per minibatch
         var steps = stepsPerEpoch * loop.Epochs;
         return warmup > 0 && warmup >= steps
             ? $"Optimizer:Schedule:WarmupSteps = {warmup:N0} is not less than this run's {steps:N0} steps ({loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")} of {stepsPerEpoch:N0}), so the learning rate stays below Optimizer:LearningRate for the whole run. Lower WarmupSteps, or train longer."

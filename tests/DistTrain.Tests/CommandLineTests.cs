@@ -113,6 +113,46 @@ public class CommandLineTests
     }
 
     [Fact]
+    public async Task A_parameter_server_node_states_the_mode_and_optimizer_and_gives_trains_warnings_before_it_waits_for_workers()
+    {
+        // Before, the node printed the unused-setting warnings only: not the mode, the optimizer, nor a warmup as long as the run.
+        var output = Directory.CreateTempSubdirectory("disttrain-psstart-").FullName;
+        static int FreePort()
+        {
+            using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+            probe.Start();
+            return ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        var port = FreePort();
+        try
+        {
+            using var process = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
+                "--output", output], new Dictionary<string, string>
+                {
+                    ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                    ["DISTTRAIN_Cluster__Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}", ["DISTTRAIN_Cluster__DataPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    ["DISTTRAIN_Training__Mode"] = "LocalSgd", ["DISTTRAIN_Training__LocalSteps"] = "3", ["DISTTRAIN_Training__Epochs"] = "2",
+                    ["DISTTRAIN_Optimizer__Schedule__WarmupSteps"] = "1000000", ["DISTTRAIN_Optimizer__Beta1"] = "0.5",
+                });
+            await process.WaitForOutputAsync("Waiting for", TimeSpan.FromSeconds(60));
+            process.Terminate();
+            await process.WaitAsync(TimeSpan.FromSeconds(60));
+            var text = process.Output.ReplaceLineEndings(" ");
+            Assert.Contains("mode LocalSgd, LocalSteps 3", text);
+            Assert.Contains("optimizer Sgd lr 0.05", text);
+            Assert.Contains("momentum 0.9 L1 0 L2 0.0001", text);
+            Assert.Contains("init HeNormal; normalization", text);
+            Assert.Contains("warning: Optimizer:Beta1 = 0.5 is not used by Optimizer:Kind Sgd", text);
+            Assert.Contains("warning: Optimizer:Schedule:WarmupSteps = 1,000,000 is not less than this run's", text);
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task A_parameter_server_whose_port_is_taken_exits_2_naming_it_and_removes_its_empty_run_folder()
     {
         // The run folder is made before the ports are checked (after the data and model are); a taken port removes it again.

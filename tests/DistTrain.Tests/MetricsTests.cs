@@ -172,7 +172,7 @@ public class MetricsTests
     {
         using var endpoint = new Endpoint(TimeSpan.FromSeconds(30));
         var tags = DistTrainMetrics.Tags("exposition-probe");
-        DistTrainMetrics.Steps.Add(0); // a counter incremented through the meter is exported from its first measurement
+        DistTrainMetrics.Steps.Add(0, DistTrainMetrics.NodeTag); // a counter incremented through the meter is exported from its first measurement
         DistTrainMetrics.Set("epoch", DistTrainMetrics.Get("epoch")); // the gauges below are published once set
         DistTrainMetrics.Set("samples_per_second", DistTrainMetrics.Get("samples_per_second"));
         var before = await endpoint.ScrapeAsync();
@@ -202,6 +202,13 @@ public class MetricsTests
         Assert.Equal(4, Value(after, "disttrain_actor_messages_total", "role=\"exposition-probe\""));
         Assert.Matches($@"(?m)^disttrain_actor_messages_total\{{node=""{Regex.Escape(DistTrainMetrics.Node)}"",role=""exposition-probe""\}} 4$", after);
         // (Workers lost is process-wide, and other tests in this process lose workers: only its type is checked above.)
+
+        // Every DistTrain series names its node, counters on trouble and training gauges included, so that one query over
+        // all nodes' scrapes can tell them apart.
+        var series = Regex.Matches(after, @"^(disttrain_\w+)(\{[^}]*\})? \S+$", RegexOptions.Multiline);
+        Assert.True(series.Count > 20, $"only {series.Count} DistTrain series scraped");
+        var unlabelled = series.Where(m => !m.Groups[2].Value.Contains("node=\"", StringComparison.Ordinal)).Select(m => m.Groups[1].Value).Distinct().ToList();
+        Assert.True(unlabelled.Count == 0, $"series without a node label: {string.Join(", ", unlabelled)}");
     }
 
     /// <summary>
@@ -246,9 +253,9 @@ public class MetricsTests
         using var endpoint = new Endpoint(TimeSpan.FromSeconds(30));
         double Bucket(string scrape, string bound) => Value(scrape, "disttrain_training_staleness_versions_bucket", $"le=\"{bound}\"")
             ?? throw new Xunit.Sdk.XunitException($"no bucket le=\"{bound}\" in\n{string.Join('\n', scrape.Split('\n').Where(l => l.Contains("staleness_versions")))}");
-        DistTrainMetrics.Staleness.Record(0); // the family appears once something was recorded
+        DistTrainMetrics.Staleness.Record(0, DistTrainMetrics.NodeTag); // the family appears once something was recorded
         var before = await endpoint.ScrapeAsync();
-        for (var i = 0; i < 5; i++) DistTrainMetrics.Staleness.Record(3);
+        for (var i = 0; i < 5; i++) DistTrainMetrics.Staleness.Record(3, DistTrainMetrics.NodeTag);
         var after = await endpoint.ScrapeAsync();
         var bounds = Regex.Matches(after, @"^disttrain_training_staleness_versions_bucket\{[^}]*le=""([^""]+)""", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToList();
         Assert.Equal(["0", "1", "2", "3", "4", "5", "6", "7", "8", "16", "32", "64", "128", "256", "512", "1024", "+Inf"], bounds);

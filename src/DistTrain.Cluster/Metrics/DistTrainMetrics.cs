@@ -12,7 +12,8 @@ namespace DistTrain.Cluster.Metrics;
 /// branch and allocates nothing.
 /// </summary>
 /// <remarks>
-/// Actor instruments carry the tags <c>role</c> (coordinator, parameter-server, worker) and <c>node</c>.
+/// Every instrument carries the tag <c>node</c> (<see cref="Node"/>); actor instruments also <c>role</c> (coordinator,
+/// parameter-server, worker).
 /// Prometheus names are the meter's name and the instrument's, with dots as underscores, and for a counter (a
 /// <see cref="Counter{T}"/> or <see cref="ObservableCounter{T}"/>, exported as a Prometheus counter) <c>_total</c>: for
 /// example <c>disttrain_actor_messages_total</c> (counter), <c>disttrain_training_test_accuracy</c> (gauge).
@@ -94,12 +95,12 @@ public static class DistTrainMetrics
     /// <summary>Optimizer steps applied.</summary>
     public static readonly Counter<long> Steps = Meter.CreateCounter<long>("training.steps", "{step}", "Synchronous steps applied.");
 
-    /// <summary>Step phase durations, seconds. Tag: phase = round, compute, update, messaging, waiting.</summary>
+    /// <summary>Step phase durations, seconds. Tags: phase = round, compute, update, messaging, waiting; node.</summary>
     public static readonly Histogram<double> StepPhaseSeconds = Meter.CreateHistogram<double>("training.step.seconds", "s", "Where a synchronous step's time went.");
 
     /// <summary>
     /// With Cluster:ParameterServerShards above 1: each shard's round, from sending its slice of a round's weights to having
-    /// stepped its slice, seconds. Tag: shard (0-based). The slowest shard sets the step's pace.
+    /// stepped its slice, seconds. Tags: shard (0-based), node. The slowest shard sets the step's pace.
     /// </summary>
     public static readonly Histogram<double> ShardRoundSeconds = Meter.CreateHistogram<double>("parameter_server.shard.round.seconds", "s",
         "A parameter-server shard's round: from its slice of the weights going out to its slice's step.");
@@ -161,7 +162,7 @@ public static class DistTrainMetrics
         {
             var key = name;
             Meter.CreateObservableGauge($"training.{key}",
-                () => Gauges.TryGetValue(key, out var v) ? [new Measurement<double>(v)] : Array.Empty<Measurement<double>>(),
+                () => Gauges.TryGetValue(key, out var v) ? [new Measurement<double>(v, NodeTag)] : Array.Empty<Measurement<double>>(),
                 description: $"Last value of {key.Replace('_', ' ')}.");
         }
         Meter.CreateObservableGauge("actor.mailbox.depth", MailboxDepths, "{message}", "Messages waiting in an actor's mailbox.");
@@ -180,9 +181,9 @@ public static class DistTrainMetrics
         }, "{sample}", "Training samples: in the steps this node's parameter server applied (role=parameter-server), and those this node's workers computed gradients on (role=worker).");
         Meter.CreateObservableCounter("training.gradient_bytes", () => new Measurement<long>(Interlocked.Read(ref _gradientBytes), new KeyValuePair<string, object?>("node", Node)), "By",
             "Bytes of the gradients this node's workers pushed, as encoded for the wire (Cluster:Compression), without frame headers.");
-        Meter.CreateObservableCounter("training.clipped_steps", () => Interlocked.Read(ref _clippedSteps), "{step}", "Steps whose gradient was clipped by global norm.");
-        Meter.CreateObservableCounter("training.workers_lost", () => Interlocked.Read(ref _workersLost), "{worker}", "Workers lost during training; the job continued without them.");
-        Meter.CreateObservableCounter("training.parameter_server_takeovers", () => Interlocked.Read(ref _takeovers), "{takeover}",
+        Meter.CreateObservableCounter("training.clipped_steps", () => new Measurement<long>(Interlocked.Read(ref _clippedSteps), NodeTag), "{step}", "Steps whose gradient was clipped by global norm.");
+        Meter.CreateObservableCounter("training.workers_lost", () => new Measurement<long>(Interlocked.Read(ref _workersLost), NodeTag), "{worker}", "Workers lost during training; the job continued without them.");
+        Meter.CreateObservableCounter("training.parameter_server_takeovers", () => new Measurement<long>(Interlocked.Read(ref _takeovers), NodeTag), "{takeover}",
             "Times this node's standby parameter server took over the job from a failed active one.");
         Meter.CreateObservableCounter("dataplane.bytes", () => new[]
         {
@@ -190,7 +191,7 @@ public static class DistTrainMetrics
             new Measurement<long>(DataPlane.TensorFrame.BytesReceived, new("direction", "received"), new("node", Node)),
         }, "By", "Bytes of weights and gradients moved on the data plane (cluster mode; 0 in single-node mode, which has no network).");
         Meter.CreateObservableGauge("cluster.members", ClusterMembers, "{node}", "Cluster members by status, as this node sees them.");
-        Meter.CreateObservableGauge("cluster.unreachable", () => _cluster?.State.Unreachable.Count ?? 0, "{node}", "Members this node sees as unreachable.");
+        Meter.CreateObservableGauge("cluster.unreachable", () => new Measurement<int>(_cluster?.State.Unreachable.Count ?? 0, NodeTag), "{node}", "Members this node sees as unreachable.");
     }
 
     private static Akka.Cluster.Cluster? _cluster;
@@ -240,6 +241,10 @@ public static class DistTrainMetrics
             if (actor is ActorRefWithCell { Underlying: { } cell })
                 yield return new Measurement<long>(cell.NumberOfMessages, new("role", role), new("node", Node), new("actor", path));
     }
+
+    /// <summary>The <c>node</c> tag alone, which every DistTrain series carries, so that a Prometheus query can tell nodes apart
+    /// without relying on the scrape's <c>instance</c> label.</summary>
+    public static KeyValuePair<string, object?> NodeTag => new("node", Node);
 
     /// <summary>The role and node tags of an actor's measurements.</summary>
     public static TagList Tags(string role) => new() { { "role", role }, { "node", Node } };

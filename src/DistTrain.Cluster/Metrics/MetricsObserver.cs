@@ -46,12 +46,13 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
         // count ahead of the version.
         DistTrainMetrics.Set("weights_version", version);
         DistTrainMetrics.RecordSamplesApplied(samples);
-        DistTrainMetrics.Steps.Add(1);
-        DistTrainMetrics.StepPhaseSeconds.Record(timing.RoundSeconds, Round);
-        DistTrainMetrics.StepPhaseSeconds.Record(timing.MaxComputeSeconds, Compute);
-        DistTrainMetrics.StepPhaseSeconds.Record(timing.UpdateSeconds, Update);
-        DistTrainMetrics.StepPhaseSeconds.Record(timing.MessagingSeconds, Messaging);
-        DistTrainMetrics.StepPhaseSeconds.Record(timing.WaitingForWeightsSeconds, Waiting);
+        var node = DistTrainMetrics.NodeTag;
+        DistTrainMetrics.Steps.Add(1, node);
+        DistTrainMetrics.StepPhaseSeconds.Record(timing.RoundSeconds, Round, node);
+        DistTrainMetrics.StepPhaseSeconds.Record(timing.MaxComputeSeconds, Compute, node);
+        DistTrainMetrics.StepPhaseSeconds.Record(timing.UpdateSeconds, Update, node);
+        DistTrainMetrics.StepPhaseSeconds.Record(timing.MessagingSeconds, Messaging, node);
+        DistTrainMetrics.StepPhaseSeconds.Record(timing.WaitingForWeightsSeconds, Waiting, node);
         DistTrainMetrics.Set("train_loss", meanLoss);
         DistTrainMetrics.Set("learning_rate", learningRate);
         _windowSamples += samples;
@@ -80,7 +81,7 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
         foreach (var staleness in versionsBehind)
         {
             if (double.IsNaN(staleness)) continue;
-            DistTrainMetrics.Staleness.Record(staleness);
+            DistTrainMetrics.Staleness.Record(staleness, DistTrainMetrics.NodeTag);
             most = double.IsNaN(most) ? staleness : Math.Max(most, staleness);
         }
         if (!double.IsNaN(most)) DistTrainMetrics.Set("staleness", most);
