@@ -45,14 +45,7 @@ fi
 
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's.
-[ -n "${CLI_DLL:-}" ] || dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
-if [ -n "${CLI_DLL:-}" ]; then
-  dll="$CLI_DLL"; [[ "$dll" == /* ]] || dll="$caller/$dll"
-  [ -f "$dll" ] || { echo "cluster.sh: CLI_DLL = $CLI_DLL: no such file ($dll). Set CLI_DLL to a built disttrain.dll (relative to the folder you run the script in), or leave it unset to build one." >&2; exit 2; }
-else
-  dll="$repo/src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll"
-fi
-disttrain=(dotnet "$dll")
+source deploy/local/cli-dll.sh "cluster.sh" "$caller"  # sets disttrain
 
 RUN="runs/cluster/$(date -u +%Y%m%d-%H%M%S)-$$"
 source deploy/local/cluster-env.sh

@@ -9,11 +9,15 @@
 # compare the final accuracy and weights with KILL=0. docs/reliability.md has the figures. DISTTRAIN_*
 # variables override the config as usual. The run has its own CA, node certificate, job secret and free
 # ports (deploy/local/cluster-env.sh), so it can run beside another cluster.
-# Exit code: the parameter server's that finished the job, 2 when KILL_AT is not a progress line or the
-# active parameter server failed to start, or 3 when KILL=1 and the active parameter server ended before
+# CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's folder's.
+# Ctrl-C stops every node (SIGTERM, which a node takes as Ctrl-C; a second Ctrl-C ends them at once), waits for them and
+# exits 130.
+# Exit code: the parameter server's that finished the job, 2 when KILL_AT is not a progress line, a CLI_DLL is not
+# there or the active parameter server failed to start, or 3 when KILL=1 and the active parameter server ended before
 # printing KILL_AT or a line past it (nothing was killed; the other nodes are stopped).
 # Usage: KILL=1 [KILL_AT='epoch  3/10   50%'] deploy/local/failover-demo.sh [OUT]
 set -uo pipefail
+caller="$PWD"
 cd "$(dirname "$0")/../.."
 out="${1:-runs/failover}"; kill_active="${KILL:-1}"; kill_at="${KILL_AT:-epoch  3/10   50%}"
 # KILL_AT as the parameter server prints a progress line: "epoch", the epoch/the epochs, the percentage.
@@ -27,8 +31,7 @@ mkdir -p "$out"
 rm -rf "$out/checkpoints"
 
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
-dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
-disttrain=(dotnet src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll)
+source deploy/local/cli-dll.sh "failover-demo.sh" "$caller"  # sets disttrain: CLI_DLL, or the build's
 config=configs/fashion-mnist-mlp.json
 
 RUN="$out"
@@ -40,6 +43,14 @@ export DISTTRAIN_Cluster__SeedNodes__1="akka.tcp://disttrain@127.0.0.1:${standby
 ps_settings=(DISTTRAIN_Checkpoint__Directory="$out/checkpoints" DISTTRAIN_Checkpoint__EverySteps=100)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+# Ctrl-C reaches the whole process group, but the nodes, started in the background, ignore SIGINT (bash's rule without
+# job control): as deploy/local/cluster.sh does, the script asks each node to stop with SIGTERM, waits for them all and
+# exits 130.
+signals=0
+trap 'signals=$(( signals + 1 ))
+  [ "$signals" -gt 1 ] || echo "Ctrl-C: stopping every node with SIGTERM (Ctrl-C again stops them at once); their logs are in $out." >&2
+  [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  [ "$signals" -gt 1 ] || { while [ -n "$(jobs -pr)" ]; do wait; done; trap - EXIT; exit 130; }' INT
 # reached LOG: LOG has a progress line of KILL_AT's epoch at or past its percentage, or a line of a later epoch. awk reads
 # to the end (no early exit), so that grep never dies of SIGPIPE, which pipefail would turn into "not reached".
 reached() {

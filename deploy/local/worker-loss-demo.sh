@@ -11,10 +11,12 @@
 # The run has its own CA, node certificate, job secret and free ports (deploy/local/cluster-env.sh).
 # Ctrl-C stops every node (SIGTERM, which a node takes as Ctrl-C; a second Ctrl-C ends them at once), waits for
 # them and exits with the parameter server's code (130: cancelled).
-# Exit code: the parameter server's, 2 for a WORKERS or MinWorkers that cannot work, or 3 when KILL=1 and no
-# progress line matched KILL_AT (nothing was killed).
+# CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's folder's.
+# Exit code: the parameter server's, 2 for a WORKERS or MinWorkers that cannot work or a CLI_DLL that is not there, or 3
+# when KILL=1 and no progress line matched KILL_AT (nothing was killed; the workers are stopped).
 # Usage: KILL=1 [WORKERS=3] [KILL_AT='epoch  3/10   50%'] deploy/local/worker-loss-demo.sh [OUT]
 set -uo pipefail
+caller="$PWD"
 cd "$(dirname "$0")/../.."
 out="${1:-runs/worker-loss}"; kill_one="${KILL:-1}"; workers="${WORKERS:-3}"; kill_at="${KILL_AT:-epoch  3/10   50%}"
 # The worker nodes, and Cluster:MinWorkers: the job must go on after the kill, with WORKERS - 1 workers.
@@ -37,8 +39,7 @@ fi
 mkdir -p "$out"
 
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
-dotnet build src/DistTrain.Cli/DistTrain.Cli.csproj -c Release -nologo -v quiet
-disttrain=(dotnet src/DistTrain.Cli/bin/Release/net10.0/disttrain.dll)
+source deploy/local/cli-dll.sh "worker-loss-demo.sh" "$caller"  # sets disttrain: CLI_DLL, or the build's
 
 RUN="$out"
 source deploy/local/cluster-env.sh  # this run's job, certificates (mutual TLS) and free ports
@@ -100,8 +101,8 @@ if [ "$kill_one" = 1 ] && [ "$killed" = 0 ]; then
   # The progress lines' percentages depend on the steps per epoch (local SGD prints 26%, 51%, 75%): say so, do not measure nothing.
   echo "error: no worker was killed: the parameter server never printed '$kill_at'. Its progress lines were:" >&2
   grep -E "^epoch " "$out/parameter-server.log" | head -8 >&2
-  echo "Set KILL_AT to one of them (as printed) and run again." >&2
-  trap - EXIT
+  echo "Set KILL_AT to one of them (as printed) and run again. Stopping the worker nodes; nothing was measured." >&2
+  kill -TERM "${pids[@]}" 2>/dev/null; wait; trap - EXIT  # SIGTERM, which a node takes as Ctrl-C: they leave at once
   exit 3
 fi
 grep -E "is lost|go to|Test accuracy" "$out/parameter-server.log"

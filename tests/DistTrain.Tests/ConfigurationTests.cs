@@ -291,6 +291,10 @@ public class ConfigurationTests : IDisposable
         }, environment: NoEnvironment);
         Assert.Equal(Core.Compression.TopKScope.PerTensor, Cluster.Training.ReplicaSettings.From(options).Compression!.Scope);
         Assert.StartsWith("gradients sent as TopK 1% per tensor with error feedback", options.DescribeCompression());
+        options.Cluster.TopKRatio = 1e-9; // a tiny ratio as a plain percentage, not "1E-07%"
+        Assert.StartsWith("gradients sent as TopK 0.0000001% per tensor", options.DescribeCompression());
+        options.Cluster.TopKRatio = 0.001;
+        Assert.StartsWith("gradients sent as TopK 0.1% per tensor", options.DescribeCompression());
         options.Cluster.Compression = Core.Compression.GradientCompression.BFloat16;
         Assert.Equal(Core.Compression.TopKScope.Global, Cluster.Training.ReplicaSettings.From(options).Compression!.Scope);
 

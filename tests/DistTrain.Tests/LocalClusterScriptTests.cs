@@ -81,6 +81,36 @@ public class LocalClusterScriptTests
         Assert.Equal("", output); // nothing built, installed or started
     }
 
+    /// <summary>The demos used to build the CLI every time; like cluster.sh they now take a built one from CLI_DLL, and one
+    /// that is not there is exit 2 with the fix, before any node starts.</summary>
+    [Theory]
+    [InlineData("cluster.sh")]
+    [InlineData("failover-demo.sh")]
+    [InlineData("worker-loss-demo.sh")]
+    public async Task A_CLI_DLL_that_is_not_there_exits_2_naming_it_before_any_node_starts(string script)
+    {
+        var folder = Directory.CreateTempSubdirectory("disttrain-clidll-").FullName;
+        try
+        {
+            var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = folder };
+            start.ArgumentList.Add(Path.Combine(Repository, "deploy", "local", script));
+            start.ArgumentList.Add(script == "cluster.sh" ? "1" : Path.Combine(folder, "out"));
+            start.Environment["CLI_DLL"] = "missing/disttrain.dll";
+            using var process = Process.Start(start)!;
+            var errors = process.StandardError.ReadToEndAsync();
+            var output = await process.StandardOutput.ReadToEndAsync();
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            var error = await errors;
+            Assert.True(process.ExitCode == 2, $"exit {process.ExitCode}; error output:\n{error}");
+            Assert.Contains($"{script}: CLI_DLL = missing/disttrain.dll: no such file ({folder}/missing/disttrain.dll).", error);
+            Assert.DoesNotContain("node", output); // nothing started
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task A_worker_killed_by_a_signal_does_not_end_the_run_and_a_preset_MinWorkers_is_kept()
     {
