@@ -191,6 +191,17 @@ if [ "$interrupted" = 1 ]; then
 elif [ "$status" -eq 0 ]; then
   for pid in "${running[@]}"; do wait_for "$pid" || status=1; done
   pids=()
+elif [ ${#running[@]} -gt 0 ]; then
+  # The run failed: the nodes still running are stopped (SIGTERM, as Ctrl-C) and waited for, so that none outlives the
+  # script; one still running after 30 s gets a second SIGTERM, which ends a node at once.
+  kill -TERM "${running[@]}" 2>/dev/null || true
+  for _ in $(seq 300); do
+    alive=0; for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 1 ] || break; sleep 0.1 || true
+  done
+  kill -TERM "${running[@]}" 2>/dev/null || true
+  for pid in "${running[@]}"; do wait_for "$pid" || true; done
+  pids=()
 fi
 # Once the parameter server has ended, its last lines reach its log and the screen before the script exits.
 [ "$ended" != "$ps_pid" ] || wait_for "$ps_output_pid" || true
