@@ -99,6 +99,32 @@ public sealed partial class NodeLogFormatTests
     }
 
     [Fact]
+    public void A_dead_nodes_unreachable_address_warning_is_kept_once_until_it_connects_again_and_none_once_this_node_leaves()
+    {
+        // Akka.Remote repeats this warning every second or two for a killed node until it is downed (5 times in a 10 s run).
+        var filter = new DepartedNodesLogFilter();
+        var evaluator = new LogFilterBuilder().Add(filter).Build().CreateEvaluator();
+        var dead = new Address("akka.tcp", "disttrain", "127.0.0.1", 37593);
+        Warning Unreachable(Address peer) => new("remoting (akka://disttrain)", typeof(object),
+            $"Tried to associate with unreachable remote address [{peer}]. Address is now gated for 1000 ms, all messages to this address will be delivered to dead letters. Reason: [Connection refused]");
+        Assert.True(evaluator.ShouldTryKeepMessage(Unreachable(dead), out var first));
+        Assert.Contains($"Tried to associate with unreachable remote address [{dead}]", first);
+        Assert.False(evaluator.ShouldTryKeepMessage(Unreachable(dead), out _));
+        Assert.False(evaluator.ShouldTryKeepMessage(Unreachable(dead), out _));
+        var other = new Address("akka.tcp", "disttrain", "127.0.0.1", 37594);
+        Assert.True(evaluator.ShouldTryKeepMessage(Unreachable(other), out _));
+        filter.Associated(dead); // it came back: a new failure is news
+        Assert.True(evaluator.ShouldTryKeepMessage(Unreachable(dead), out _));
+
+        var marking = new Warning("akka.tcp://disttrain@127.0.0.1:52510/system/cluster/core/daemon", typeof(object),
+            "Cluster Node [akka.tcp://disttrain@127.0.0.1:52510] - Marking node(s) as UNREACHABLE [Member(address = akka.tcp://disttrain@127.0.0.1:37593)]");
+        Assert.True(evaluator.ShouldTryKeepMessage(marking, out _));
+        filter.Leaving();
+        Assert.False(evaluator.ShouldTryKeepMessage(marking, out _));
+        Assert.False(evaluator.ShouldTryKeepMessage(Unreachable(new Address("akka.tcp", "disttrain", "127.0.0.1", 1)), out _));
+    }
+
+    [Fact]
     public async Task A_connection_that_closes_unexpectedly_gets_one_info_line_in_place_of_Akka_Remotes_stack_traces()
     {
         var peer = new Address("akka.tcp", "disttrain", "worker-" + Guid.NewGuid().ToString("N")[..8], 4053);

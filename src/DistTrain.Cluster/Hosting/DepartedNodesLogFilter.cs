@@ -16,12 +16,23 @@ namespace DistTrain.Cluster.Hosting;
 /// unexpectedly (from Akka.Remote's <see cref="Akka.Remote.DisassociatedEvent"/>; once per address until it connects
 /// again). A killed node's loss has its own lines as well (<c>data plane closed</c>, <c>Worker 1 is lost</c>,
 /// Akka.Cluster's <c>Marking node(s) as UNREACHABLE</c>); a connection to a live node that drops has only this one, and
-/// messages sent to that node while Akka.Remote gates its address are dropped.
+/// messages sent to that node while Akka.Remote gates its address are dropped. Akka.Remote's warning that it <c>Tried to
+/// associate with unreachable remote address</c>, which it repeats every second or two for a dead node until the node is
+/// downed, is kept once per address until that address connects again; and once this node is leaving, that warning and
+/// Akka.Cluster's <c>Marking node(s) as UNREACHABLE</c> are dropped, as the job has ended.
 /// </summary>
 public sealed class DepartedNodesLogFilter : LogFilterBase
 {
     private readonly ConcurrentDictionary<string, byte> _departed = new(StringComparer.OrdinalIgnoreCase);
     private volatile bool _leaving;
+    private readonly ConcurrentDictionary<string, byte> _reportedUnreachable = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Akka.Remote's warning (1.5.74, <c>EndpointManager</c>) when a connection to an address fails: it repeats at each
+    /// attempt while the address is down.</summary>
+    internal const string UnreachableAddressWarning = "Tried to associate with unreachable remote address [";
+
+    /// <summary>Akka.Cluster's warning when its failure detector marks members unreachable.</summary>
+    internal const string MarkingUnreachableWarning = "Marking node(s) as UNREACHABLE";
 
     /// <summary>
     /// <see cref="LogFilterType.Content"/>, although only the source is read: Akka.NET (1.5.74) prints what its filter
@@ -37,6 +48,9 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
     /// <summary>This node is leaving: every connection's closing is expected from now on.</summary>
     public void Leaving() => _leaving = true;
 
+    /// <summary><paramref name="address"/> connected: a later failure to reach it is reported again.</summary>
+    public void Associated(Address address) => _reportedUnreachable.TryRemove(address.ToString(), out _);
+
     /// <summary>True when the closing of a connection to <paramref name="address"/> is expected: it left in order, or this node is leaving.</summary>
     public bool IsExpectedClose(Address address) => _leaving || _departed.ContainsKey(Uri.EscapeDataString(address.ToString()));
 
@@ -45,6 +59,16 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
     {
         // Endpoint actors are named after the remote address, URL-encoded: .../endpointManager/reliableEndpointWriter-akka.tcp%3A%2F%2F...
         var source = content.LogSource;
+        if (content is Warning && content.Message?.ToString() is { } warning)
+        {
+            if (warning.StartsWith(UnreachableAddressWarning, StringComparison.Ordinal))
+            {
+                var end = warning.IndexOf(']', UnreachableAddressWarning.Length);
+                var address = end < 0 ? warning : warning[UnreachableAddressWarning.Length..end];
+                return _leaving || !_reportedUnreachable.TryAdd(address, 0) ? LogFilterDecision.Drop : LogFilterDecision.NoDecision;
+            }
+            if (_leaving && warning.Contains(MarkingUnreachableWarning, StringComparison.Ordinal)) return LogFilterDecision.Drop;
+        }
         if (source is null || !source.Contains("/endpointManager/", StringComparison.Ordinal)) return LogFilterDecision.NoDecision;
         if (_leaving || ReportsClosedConnection(content, expandedMessage)) return LogFilterDecision.Drop;
         foreach (var address in _departed.Keys)
@@ -85,7 +109,11 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
             // akka.remote.retry-gate-closed-for (AkkaSettings.Remoting): how long messages to the address are dropped.
             var gate = Context.System.Settings.Config.GetTimeSpan("akka.remote.retry-gate-closed-for", TimeSpan.FromSeconds(5), allowInfinite: false);
             // Once per address until it connects again: a dead node's address closes again on every reconnection attempt.
-            Receive<Akka.Remote.AssociatedEvent>(e => _closed.Remove(e.RemoteAddress));
+            Receive<Akka.Remote.AssociatedEvent>(e =>
+            {
+                _closed.Remove(e.RemoteAddress);
+                filter.Associated(e.RemoteAddress);
+            });
             Receive<Akka.Remote.DisassociatedEvent>(e =>
             {
                 if (filter.IsExpectedClose(e.RemoteAddress) || !_closed.Add(e.RemoteAddress)) return;
