@@ -111,16 +111,21 @@ public class LocalClusterScriptTests
         }
     }
 
-    [Fact]
-    public async Task A_worker_killed_by_a_signal_does_not_end_the_run_and_a_preset_MinWorkers_is_kept()
+    /// <summary>
+    /// Worker 1's wrapper ends before the node starts: killed by SIGKILL (exit 137, as kill -9 mid-run gives), or with exit
+    /// code 4 (what a worker node downed by the others exits with, <c>removed:</c>). With Cluster:MinWorkers 1 the job trains
+    /// on worker 2 and must end with its result and exit code 0. PIN_WORKERS=1 puts taskset before each node's command,
+    /// which the wrapper records: worker 2 trains pinned to its core.
+    /// </summary>
+    [Theory]
+    [InlineData("kill -9 $$", "worker-1 was killed (signal 9); the job goes on without it")]
+    [InlineData("exit 4", "worker-1 was removed from the cluster (downed by the other nodes after it stopped answering: frozen, or cut off); the job goes on without it")]
+    public async Task A_worker_killed_by_a_signal_or_removed_from_the_cluster_does_not_end_the_run_and_a_preset_MinWorkers_is_kept(string ending, string message)
     {
-        // Worker 1's wrapper kills itself with SIGKILL before the node starts (exit 137, as kill -9 mid-run gives); with
-        // Cluster:MinWorkers 1 the job trains on worker 2 and must end with its result and exit code 0. PIN_WORKERS=1 puts
-        // taskset before each node's command, which the wrapper records: worker 2 trains pinned to its core.
         var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
         var wrapper = Path.Combine(folder, "wrapper.sh");
-        File.WriteAllText(wrapper, "#!/usr/bin/env bash\necho \"${@:2:3}\" > \"$(dirname \"$0\")/worker-$1.command\"\n[ \"$1\" != 1 ] || kill -9 $$\nshift\nexec \"$@\"\n");
+        File.WriteAllText(wrapper, $"#!/usr/bin/env bash\necho \"${{@:2:3}}\" > \"$(dirname \"$0\")/worker-$1.command\"\n[ \"$1\" != 1 ] || {ending}\nshift\nexec \"$@\"\n");
         string? runFolder = null;
         try
         {
@@ -140,7 +145,7 @@ public class LocalClusterScriptTests
             var (output, errors) = (await standardOutput, await standardError);
             runFolder = RunFolder(output); // the script's run folder goes with the test's own
             Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}\n{output}\n{errors}");
-            Assert.Contains("worker-1 was killed (signal 9); the job goes on without it", errors);
+            Assert.Contains(message, errors);
             Assert.Contains("add-worker.sh starts a replacement", errors);
             Assert.Contains("Test accuracy after 1 epoch", output);
             // One BLAS thread each: worker i gets the i-th CPU this process may run on, in turn.
