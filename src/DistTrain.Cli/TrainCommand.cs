@@ -289,6 +289,10 @@ internal static class TrainCommand
     /// LocalSgd): the learning rate then never reaches
     /// Optimizer:LearningRate. Null otherwise.
     /// </summary>
+    /// <param name="options">The run's options.</param>
+    /// <param name="trainSamples">Training samples per epoch.</param>
+    /// <param name="workers">The workers that share each epoch; null for Training:Workers. In cluster mode, Cluster:MinWorkers:
+    /// more workers make fewer steps, so the warning then errs towards silence, never a false alarm.</param>
     internal static string? WarmupOutlastsRun(TrainingOptions options, int trainSamples, int? workers = null)
     {
         var sharing = workers ?? options.Training.Workers;
