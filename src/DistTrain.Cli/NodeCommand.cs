@@ -107,7 +107,7 @@ internal static class NodeCommand
             foreach (var line in TrainCommand.SettingsLines(options, workers: "the epoch's", shards: null, data.Validation?.Count))
                 AnsiConsole.MarkupLineInterpolated($"{line}");
             if (data.Labels?.DefaultColumnNote is { } labelColumn) AnsiConsole.MarkupLineInterpolated($"{labelColumn}");
-            foreach (var warning in TrainCommand.RunWarnings(options, data.Train, options.Cluster.MinWorkers)) CliConsole.Fail("warning", warning);
+            foreach (var warning in TrainCommand.RunWarnings(options, data.Train, options.Cluster.MinWorkers, data.Labels)) CliConsole.Fail("warning", warning);
         }
         Blas.Configure(options.Compute, role == NodeRoles.Worker ? 1 : 0); // as ClusterNode will, so the line below is true
         if (data.NormalizationNote.Length > 0) AnsiConsole.MarkupLineInterpolated($"{data.NormalizationNote}");

@@ -159,7 +159,7 @@ internal static class TrainCommand
             AnsiConsole.MarkupLineInterpolated($"{line}");
         if (data.NormalizationNote.Length > 0) AnsiConsole.MarkupLineInterpolated($"{data.NormalizationNote}");
         if (data.Labels?.DefaultColumnNote is { } labelColumn) AnsiConsole.MarkupLineInterpolated($"{labelColumn}");
-        foreach (var warning in RunWarnings(options, data.Train, loop.Workers)) CliConsole.Fail("warning", warning);
+        foreach (var warning in RunWarnings(options, data.Train, loop.Workers, data.Labels)) CliConsole.Fail("warning", warning);
         Blas.Configure(options.Compute, loop.Workers); // as the trainer will, so the line below is true
         AnsiConsole.WriteLine(Blas.Description);
         if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
@@ -248,8 +248,10 @@ internal static class TrainCommand
     /// <param name="train">The training split, after Data:TrainLimit, Data:Classes and the validation split.</param>
     /// <param name="workers">The workers that share each epoch; null for Training:Workers (in cluster mode, give
     /// Cluster:MinWorkers, those the job starts with).</param>
-    internal static IEnumerable<string> RunWarnings(TrainingOptions options, LabeledDataset train, int? workers = null)
+    /// <param name="labels">What the CSV training file's label column held, with its header's warning; null for other data.</param>
+    internal static IEnumerable<string> RunWarnings(TrainingOptions options, LabeledDataset train, int? workers = null, LabelSummary? labels = null)
     {
+        if (labels?.HeaderWarning is { } header) yield return header;
         if (WarmupOutlastsRun(options, train.Count, workers ?? options.Training.Workers) is { } warmup) yield return warmup;
         foreach (var unused in options.UnusedSettings()) yield return unused;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;

@@ -87,6 +87,64 @@ public class CsvDatasetTests : IDisposable
     }
 
     [Fact]
+    public void An_empty_label_is_refused_naming_its_line_not_read_as_a_class_named_empty()
+    {
+        // Before, the empty cell became a class named '' (sorted first), which shifted every class index by one, and trained.
+        var path = Write("empty-label.csv", "x,y,label\n1,2,0\n3,4,\n5,6,1\n");
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions()));
+        Assert.Equal($"{path}: line 3, column 'label' (index 2), the label, is empty: every row needs a label. Fill it in, or drop the row.", error.Message);
+        // A file to score has no label to check: its empty last cells are nobody's business when the label is not read.
+        Assert.Equal([1f, 2, 3, 4, 5, 6], CsvDataset.ReadFeatures(Write("score.csv", "x,y\n1,2\n3,4\n5,6\n"), new CsvOptions(), ["x", "y"]));
+    }
+
+    [Fact]
+    public void A_whole_number_label_beyond_any_class_index_is_called_out_of_range_not_a_name()
+    {
+        // Before: "'3000000000' is not a whole number, so every label was read as a name".
+        foreach (var big in new[] { "3000000000", "100000000000", "-3000000000", "1e12" })
+        {
+            var path = Write($"big-{big}.csv", $"x,label\n1,0\n2,{big}\n3,1\n");
+            Assert.Equal($"{path}: label {big} (line 3) is not a class index 0 to 255. Write labels as 0-based class indices, or as names.",
+                Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions())).Message);
+        }
+        // A fraction among them is a name, as before.
+        Assert.Equal(["0", "1", "1.5"], CsvDataset.Read(Write("fraction.csv", "x,label\n1,0\n2,1.5\n3,1\n"), new CsvOptions()).Data.ClassNames!);
+    }
+
+    [Fact]
+    public void A_column_setting_that_is_one_columns_header_name_and_another_columns_position_is_refused_as_ambiguous()
+    {
+        // scikit-learn's iris.csv starts with "150,4,setosa,versicolor,virginica": read as a header, '4' is column 1's name.
+        var path = Write("counts.csv", "150,4,setosa,versicolor,virginica\n5.1,3.5,1.4,0.2,0\n4.9,3.0,1.4,0.2,1\n");
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions { LabelColumn = "4" }));
+        Assert.Equal($"{path}: Data:Csv:LabelColumn names '4', which is both the header's column 1 (headed '4') and column 4 by 0-based position. " +
+            "A header of numbers is most often a data row: if the file has no header row, set Data:Csv:HasHeader to false (and Data:Csv:SkipRows to skip any lines " +
+            "before the data); if it has one, give the column by a header name that is not also a position, or rename the cell headed '4'.", error.Message);
+        Assert.Contains("Data:Csv:IgnoreColumns names '4'", Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions { IgnoreColumns = ["4"] })).Message);
+        // As the README's sklearn configs read it: the first line skipped, no header.
+        var (data, _, _) = CsvDataset.Read(path, new CsvOptions { LabelColumn = "4", HasHeader = false, SkipRows = 1 });
+        Assert.Equal([0, 1], data.Labels.Select(l => (int)l));
+        // A number that names its own position, or a header cell with no other column at that position, is not ambiguous.
+        Assert.Equal(2, CsvDataset.Read(Write("own.csv", "a,1,label\n1,2,0\n3,4,1\n"), new CsvOptions { LabelColumn = "2" }).Data.Count);
+        Assert.Equal(2, CsvDataset.Read(Write("named.csv", "7,b,label\n1,2,0\n3,4,1\n"), new CsvOptions { IgnoreColumns = ["7"] }).Data.Count);
+    }
+
+    [Fact]
+    public void A_header_row_of_numbers_is_warned_of_and_a_first_line_with_fewer_columns_hints_at_SkipRows()
+    {
+        var numbers = Write("numbers.csv", "5.1,3.5,0\n4.9,3.0,1\n4.7,3.2,1\n");
+        var file = CsvDataset.ReadFile(numbers, new CsvOptions(), vocabulary: null, featureColumns: null, maxValues: long.MaxValue);
+        Assert.Equal($"{numbers}: every cell of the header row is a number ('5.1', '3.5', '0'), so it is probably a data row, which is then not trained on. " +
+            "If the file has no header row, set Data:Csv:HasHeader to false.", file.Labels.HeaderWarning);
+        Assert.Null(CsvDataset.ReadFile(Write("named.csv", "x,y,label\n1,2,0\n3,4,1\n"), new CsvOptions(), null, null, long.MaxValue).Labels.HeaderWarning);
+        // scikit-learn's breast_cancer.csv: a line of counts, then 31 columns a row.
+        var counts = Write("counts.csv", "3,5,malignant,benign\n1,2,3,4,5,0\n6,7,8,9,10,1\n");
+        Assert.EndsWith("If line 1 is not the header (a title, or a line of counts as scikit-learn's data files start with), skip it with Data:Csv:SkipRows = 1, " +
+            "and set Data:Csv:HasHeader to false if no header row follows it.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(counts, new CsvOptions())).Message);
+        Assert.Equal(2, CsvDataset.Read(counts, new CsvOptions { SkipRows = 1, HasHeader = false }).Data.Count);
+    }
+
+    [Fact]
     public void A_value_that_is_not_a_number_names_the_file_line_and_column()
     {
         var path = Write("bad.csv", "x1,x2,label\n1,2,0\n3,abc,1\n");

@@ -102,7 +102,7 @@ public static partial class CsvDataset
         if (labelCells.Count == 0)
             throw new DataFormatException($"{path}: no data rows. The file needs at least one row of features and a label.");
         var column = ColumnName(layout, layout.LabelIndex, options);
-        var summary = LabelSummary.Of(path, column, options.LabelColumn.Length == 0, labelCells, lines);
+        var summary = LabelSummary.Of(path, column, options.LabelColumn.Length == 0, labelCells, lines) with { HeaderWarning = NumericHeaderWarning(path, layout) };
         vocabulary ??= VocabularyOf(path, labelCells, lines);
         var labels = new byte[labelCells.Count];
         for (var i = 0; i < labels.Length; i++)
@@ -138,12 +138,31 @@ public static partial class CsvDataset
         return (features, lines);
     }
 
+    /// <summary>
+    /// A warning when every cell of the header row is a number: most often a data row read as the header (Data:Csv:HasHeader
+    /// is true by default), which is then not trained on and names the columns; null otherwise.
+    /// </summary>
+    private static string? NumericHeaderWarning(string path, Layout layout)
+    {
+        if (layout.LabelName is not { } label) return null; // no header row
+        var cells = layout.FeatureColumns.Append(label).ToList();
+        if (!cells.All(c => double.TryParse(c, NumberStyles.Float, CultureInfo.InvariantCulture, out _))) return null;
+        return $"{path}: every cell of the header row is a number ({string.Join(", ", cells.Take(5).Select(c => $"'{c}'"))}{(cells.Count > 5 ? ", ..." : "")}), " +
+            "so it is probably a data row, which is then not trained on. If the file has no header row, set Data:Csv:HasHeader to false.";
+    }
+
     private static LabelVocabulary VocabularyOf(string path, List<string> cells, List<int> lines)
     {
         var integers = new int[cells.Count];
         var allIntegers = true;
         for (var i = 0; i < cells.Count && allIntegers; i++)
             allIntegers = LabelVocabulary.TryParseWhole(cells[i], out integers[i]);
+        // Whole numbers too large for a class index (3000000000) are labels written as indices all the same, not names.
+        if (!allIntegers && cells.All(LabelVocabulary.IsWholeNumber))
+        {
+            var large = cells.FindIndex(c => !LabelVocabulary.TryParseWhole(c, out _));
+            throw new DataFormatException($"{path}: label {cells[large]} (line {lines[large]}) is not a class index 0 to {LabelVocabulary.MaxClasses - 1}. Write labels as 0-based class indices, or as names.");
+        }
         if (allIntegers)
         {
             var bad = Array.FindIndex(integers, l => l < 0 || l >= LabelVocabulary.MaxClasses);
@@ -195,7 +214,10 @@ public static partial class CsvDataset
                 if (values.Count + layout.FeatureIndices.Length > maxValues)
                     throw new DataFormatException($"{path}: line {line}: the file holds more than {maxValues:N0} feature values, the most one data set holds in memory. Split the file, or list unused columns in Data:Csv:IgnoreColumns.");
                 if (record.ColCount != layout.ColumnCount)
-                    throw new DataFormatException($"{path}: line {line} has {record.ColCount} columns but {(header is null ? "the first row" : "the header")} has {layout.ColumnCount}. Every row needs the same columns (check the separator, Data:Csv:Separator = '{options.Separator}').");
+                    throw new DataFormatException($"{path}: line {line} has {record.ColCount} columns but {(header is null ? "the first row" : "the header")} has {layout.ColumnCount}. Every row needs the same columns (check the separator, Data:Csv:Separator = '{options.Separator}')" +
+                        (lines.Count == 0 && record.ColCount > layout.ColumnCount
+                            ? $". If line {before + 1} is not {(header is null ? "a data row" : "the header")} (a title, or a line of counts as scikit-learn's data files start with), skip it with Data:Csv:SkipRows = {options.SkipRows + 1}{(header is null ? "" : ", and set Data:Csv:HasHeader to false if no header row follows it")}."
+                            : "."));
                 foreach (var column in layout.FeatureIndices)
                 {
                     var cell = record[column].Span;
@@ -206,7 +228,13 @@ public static partial class CsvDataset
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' {NotAFeature(cell)}");
                     values.Add(value);
                 }
-                if (layout.LabelIndex >= 0) labelCells?.Add(record[layout.LabelIndex].ToString());
+                if (layout.LabelIndex >= 0 && labelCells is not null)
+                {
+                    if (record[layout.LabelIndex].Span.IsWhiteSpace())
+                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, layout.LabelIndex, options)}' (index {layout.LabelIndex}), the label, is empty: every row needs a label. " +
+                            "Fill it in, or drop the row.");
+                    labelCells.Add(record[layout.LabelIndex].ToString());
+                }
                 lines.Add(line);
             }
             if (layout is null)
@@ -293,6 +321,22 @@ public static partial class CsvDataset
         return named.Count == 1 ? named[0] : columnCount - 1;
     }
 
+    /// <summary>
+    /// As <see cref="FindColumn"/>, for a column a setting names: a number that is a header cell's name at another position
+    /// than its own index is refused, as it could mean either (a header of numbers is most often a data row read as the header).
+    /// </summary>
+    /// <exception cref="DataFormatException"><paramref name="name"/> names one column by header name and another by position.</exception>
+    private static int FindSettingColumn(string path, string setting, string name, IReadOnlyList<string>? header, int columnCount)
+    {
+        var index = FindColumn(name, header, columnCount);
+        if (header is not null && index >= 0 && int.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out var position)
+            && position < columnCount && position != index)
+            throw new DataFormatException($"{path}: {setting} names '{name}', which is both the header's column {index} (headed '{name}') and column {position} by 0-based position. " +
+                "A header of numbers is most often a data row: if the file has no header row, set Data:Csv:HasHeader to false (and Data:Csv:SkipRows to skip any lines before the data); " +
+                $"if it has one, give the column by a header name that is not also a position, or rename the cell headed '{name}'.");
+        return index;
+    }
+
     /// <summary>Finds a column by header name, else by 0-based index; −1 when it is neither.</summary>
     private static int FindColumn(string name, IReadOnlyList<string>? header, int columnCount)
     {
@@ -314,13 +358,13 @@ public static partial class CsvDataset
         var ignored = new HashSet<int>();
         foreach (var name in options.IgnoreColumns)
         {
-            var index = FindColumn(name, header, columnCount);
+            var index = FindSettingColumn(path, "Data:Csv:IgnoreColumns", name, header, columnCount);
             // A file scored with a model's columns, found by the header's names: an ignored column it lacks is not needed.
             if (index < 0 && expectedFeatures is not null && byName && header is not null) continue;
             if (index < 0) throw new DataFormatException($"{path}: Data:Csv:IgnoreColumns names '{name}', which is no column: {Known()}.");
             ignored.Add(index);
         }
-        var label = options.LabelColumn.Length == 0 ? DefaultLabelColumn(header, columnCount, ignored) : FindColumn(options.LabelColumn, header, columnCount);
+        var label = options.LabelColumn.Length == 0 ? DefaultLabelColumn(header, columnCount, ignored) : FindSettingColumn(path, "Data:Csv:LabelColumn", options.LabelColumn, header, columnCount);
         if (label < 0 && requireLabel)
             throw new DataFormatException($"{path}: Data:Csv:LabelColumn = '{options.LabelColumn}' is no column: {Known()}. Give the label column's name or 0-based index.");
         if (label >= 0 && ignored.Contains(label) && (requireLabel || options.LabelColumn.Length > 0))

@@ -29,6 +29,9 @@ public sealed record LabelSummary(string File, string Column, bool ChosenByDefau
         internal string WithLines => $"{(Integer is null ? $"'{Text}'" : Text)} ({Where})";
     }
 
+    /// <summary>A warning about the file's header row (every cell a number: likely a data row); null when there is none.</summary>
+    public string? HeaderWarning { get; init; }
+
     /// <summary>Most lines kept per label.</summary>
     public const int MaxLines = 3;
 

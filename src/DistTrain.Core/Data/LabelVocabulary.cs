@@ -45,6 +45,11 @@ public sealed record LabelVocabulary(IReadOnlyList<string>? Names, int ClassCoun
         return false;
     }
 
+    /// <summary>True for a cell that is a whole number of any size (<c>3</c>, <c>3.0</c>, <c>3000000000</c>), finite.</summary>
+    public static bool IsWholeNumber(string cell) =>
+        double.TryParse(cell, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var number)
+        && double.IsFinite(number) && number == Math.Floor(number);
+
     /// <summary>What a label may be, for error messages.</summary>
     public string Describe() => IntegerLabels
         ? $"a class index 0 to {ClassCount - 1}"
