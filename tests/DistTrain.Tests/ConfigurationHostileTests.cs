@@ -41,6 +41,16 @@ public class ConfigurationHostileTests : IDisposable
         Assert.StartsWith("the file is not valid JSON", Assert.Single(Problems(string.Concat(Enumerable.Repeat("{\"a\":", 10_000)))));
         Assert.StartsWith("the file is not valid JSON", Assert.Single(Problems("""{"Training": {"Epochs": 3,}""")));
         Assert.StartsWith("the file is not valid JSON", Assert.Single(Problems("""{"Training": {"Epochs": 3, "Epochs": 4}}""")));
+        // The position as an editor shows it, from 1 (System.Text.Json counts from 0: "LineNumber: 1 | BytePositionInLine: 15").
+        Assert.Equal("the file is not valid JSON at line 2, byte 16 of that line: ',' is an invalid start of a property name. Expected a '\"'.",
+            Assert.Single(Problems("{\n  \"Training\": {,, } }")));
+    }
+
+    [Fact]
+    public void A_JSON_boolean_where_a_number_belongs_is_echoed_as_written()
+    {
+        // .NET's JSON configuration stores true as "True", which the message used to echo.
+        Assert.StartsWith("Training:Workers = 'true' (in hostile.json) is not valid: expected a whole number.", Problems("""{"Training":{"Workers":true}}""")[0]);
     }
 
     [Fact]

@@ -57,6 +57,9 @@ public class ConfigurationMessageTests
             Problems("""{ "Model": { "Layers": [{ "Type": "Dense", "Units": 32 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": -3E10 }] } }"""));
         Assert.Equal(["Training:Seed = '1e10' (in test.json) is out of range: expected a whole number from -2147483648 to 2147483647."],
             Problems("""{ "Training": { "Seed": 1e10 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        // A key whose range reaches Int32's maximum: its own range, not Int32's, which named negative values it refuses.
+        Assert.Equal(["Data:TrainLimit = '99999999999' (from environment variable DISTTRAIN_Data__TrainLimit) is out of range: allowed [0, 2147483647]."],
+            Problems(Mlp, new() { ["DISTTRAIN_Data__TrainLimit"] = "99999999999" }));
         // In range but with an exponent: the binder does not read it, so say how to write it.
         Assert.Equal(["Training:Epochs = '1e3' (in test.json) is not valid: expected a whole number written in digits, such as 1000."],
             Problems("""{ "Training": { "Epochs": 1e3 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));

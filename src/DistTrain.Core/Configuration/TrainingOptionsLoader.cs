@@ -149,7 +149,7 @@ public static class TrainingOptionsLoader
         }
         catch (Exception e) when (e is InvalidDataException or FormatException or System.Text.Json.JsonException)
         {
-            throw new ConfigurationException(source, [$"the file is not valid JSON: {ConfigurationException.OneLine(e.InnerException?.Message ?? e.Message, 300)}"]);
+            throw new ConfigurationException(source, [NotJson(e)]);
         }
         // Every category of problem is reported together: nulls, list gaps, unknown keys, values of the wrong type, then
         // out-of-range values. A key found wrong in one category is left out of the later ones (bound as its default, and
@@ -472,7 +472,10 @@ public static class TrainingOptionsLoader
         var whole = WholeNumber(value);
         if (expected == "System.Int32" && whole is { } big && (big > int.MaxValue || big < int.MinValue))
             return $"{key} = '{Shown(value)}' ({origin}) is out of range: " +
-                (KeyRange(context, key, big > 0 ? int.MaxValue : int.MinValue) is { } range ? $"{range}." : $"expected a whole number from {int.MinValue:D} to {int.MaxValue:D}.");
+                // A key whose range reaches Int32's bound on the value's side (Data:TrainLimit: [0, 2147483647]) is probed at the
+                // other bound, so the message gives its own range rather than Int32's (which said -2147483648 was allowed).
+                ((KeyRange(context, key, big > 0 ? int.MaxValue : int.MinValue) ?? KeyRange(context, key, big > 0 ? int.MinValue : int.MaxValue)) is { } range
+                    ? $"{range}." : $"expected a whole number from {int.MinValue:D} to {int.MaxValue:D}.");
         if (expected == "System.Int32" && whole is { } inRange)
             return $"{key} = '{Shown(value)}' ({origin}) is not valid: expected a whole number written in digits, such as {inRange.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)}.";
         return $"{key} = '{Shown(value)}' ({origin}) is not valid: expected {allowed}.{hint}";
@@ -605,7 +608,25 @@ public static class TrainingOptionsLoader
     }
 
     /// <summary>A value as echoed in a problem line: one line, at most 80 characters.</summary>
-    internal static string Shown(string value) => ConfigurationException.OneLine(value, 80);
+    internal static string Shown(string value) =>
+        // .NET's JSON configuration stores a JSON true or false as "True" or "False": shown as the file wrote it.
+        value is "True" or "False" ? value.ToLowerInvariant() : ConfigurationException.OneLine(value, 80);
+
+    /// <summary>
+    /// The problem of a config file that is not JSON: System.Text.Json's message with its position as a 1-based line and
+    /// byte of that line (the parser counts both from 0, in a suffix <c>LineNumber: 0 | BytePositionInLine: 32.</c>).
+    /// </summary>
+    internal static string NotJson(Exception e)
+    {
+        var json = e as System.Text.Json.JsonException ?? e.InnerException as System.Text.Json.JsonException;
+        var message = (json ?? e.InnerException ?? e).Message;
+        if (json is { LineNumber: { } line, BytePositionInLine: { } column })
+        {
+            message = System.Text.RegularExpressions.Regex.Replace(message, @"\s*(Path: \S*\s*\|\s*)?LineNumber: \d+ \| BytePositionInLine: \d+\.?\s*$", "");
+            return $"the file is not valid JSON at line {line + 1}, byte {column + 1} of that line: {ConfigurationException.OneLine(message, 300)}";
+        }
+        return $"the file is not valid JSON: {ConfigurationException.OneLine(message, 300)}";
+    }
 
     private static string AppendOrigin(string problem, Func<string, string> origin)
     {
