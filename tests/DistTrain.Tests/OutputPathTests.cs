@@ -89,6 +89,37 @@ public sealed class OutputPathTests : IDisposable
         Assert.False(File.Exists(Path.Combine(_directory, "heatmap.jpg")) || File.Exists(Path.Combine(_directory, "h.jpg")) || File.Exists(Path.Combine(_directory, "x.png")));
     }
 
+    /// <summary>
+    /// <c>export --onnx</c> takes a name ending in .onnx, as the PNG outputs take .png (<c>--onnx x.txt</c> wrote an ONNX
+    /// model as x.txt, exit 0); and a folder no file can be created in names the target, its folder and the fix, not the
+    /// temporary file the write goes through ("Could not find file '/proc/x.onnx.13933-33a7bc51.tmp'").
+    /// </summary>
+    [Fact]
+    public void Export_takes_an_onnx_name_and_a_write_failure_names_the_target_and_its_folder_not_a_temporary_file()
+    {
+        var model = Model();
+        var text = Path.Combine(_directory, "x.txt");
+        var (exit, output, error) = CliProcess.Run(["export", model, "--onnx", text]);
+        Assert.True(exit == 2, $"exit {exit}\n{output}{error}");
+        Assert.Equal($"error: --onnx {text}: the model is written as ONNX, so give a file name ending in .onnx.", Flat(error));
+        Assert.False(File.Exists(text));
+        (exit, _, error) = CliProcess.Run(["export", model, "--onnx", _directory]);
+        Assert.Equal(2, exit);
+        Assert.Equal($"error: --onnx {_directory} is a folder: give the path of an ONNX file to write, such as one inside that folder.", Flat(error));
+
+        if (!OperatingSystem.IsLinux()) return; // /proc takes no new files
+        (exit, _, error) = CliProcess.Run(["export", model, "--onnx", "/proc/x.onnx"]);
+        Assert.Equal(2, exit);
+        Assert.Equal("error: --onnx /proc/x.onnx: cannot write the file in the folder /proc (Could not create '/proc/x.onnx': the folder /proc " +
+            "takes no new files). Give --onnx a path in a folder you can write to.", Flat(error));
+        Assert.DoesNotContain(".tmp", error);
+        Assert.True(File.Exists(Path.Combine(_directory, "model.safetensors")));
+        (exit, _, error) = CliProcess.Run(["export", model, "--onnx", Path.Combine(_directory, "x.ONNX")]);
+        Assert.True(exit == 0, error);
+    }
+
+    private static string Flat(string error) => error.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal).Trim();
+
     [Theory]
     [InlineData("export", "--onnx", "--onnx is empty: it takes the ONNX file to write")]
     [InlineData("evaluate", "--heatmap", "--heatmap is empty: it takes a path of a file to write, where to draw the confusion matrix (png)")]
