@@ -52,9 +52,10 @@ public sealed class OutputPathTests : IDisposable
     }
 
     /// <summary>
-    /// The pictures are PNG files, and a folder the command reads is not written into: <c>compare --plot RUN/model.safetensors</c>
-    /// replaced a run's model with a PNG (and <c>--plot RUN/curves.png</c> its curves), and <c>evaluate --heatmap</c> into the
-    /// scored image folder damaged the test set. Nothing is written in any of these cases.
+    /// The pictures are PNG files, and neither a run's files nor a data folder the command reads are written into:
+    /// <c>compare --plot RUN/model.safetensors</c> replaced a run's model with a PNG (and <c>--plot RUN/curves.png</c> its
+    /// curves), and <c>evaluate --heatmap</c> into the scored image folder damaged the test set. Nothing is written in any of
+    /// these cases.
     /// </summary>
     [Fact]
     public void Pictures_need_a_png_name_and_are_not_written_into_the_runs_or_data_folders_read()
@@ -62,6 +63,8 @@ public sealed class OutputPathTests : IDisposable
         var model = Model();
         var run = Path.Combine(_directory, "run");
         Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, "summary.json"),
+            """{ "epochs": [{ "Epoch": 1, "TrainSeconds": 1.5, "EvaluationSeconds": 0.5, "TrainSamples": 300, "TestAccuracy": 0.75 }] }""");
         var curves = Path.Combine(run, "curves.png");
         File.WriteAllText(curves, "the run's curves");
         var data = Path.Combine(_directory, "images");
@@ -69,7 +72,7 @@ public sealed class OutputPathTests : IDisposable
         (string[] Arguments, string Message)[] cases =
         [
             (["compare", run, "--plot", Path.Combine(run, "model.safetensors")], "the picture is written as PNG, so give a file name ending in .png."),
-            (["compare", run, "--plot", curves], $"--plot {curves} is inside {run}, which this command reads: writing there would change its input."),
+            (["compare", run, "--plot", curves], $"--plot {curves} is the curves.png of the run in {run}, which this command compares: writing it would replace that file."),
             (["evaluate", "-m", model, "-d", data, "--heatmap", Path.Combine(data, "Bag", "1.png")], $"is inside {data}, which this command reads"),
             (["evaluate", "-m", model, "-d", TestData.SubsetDirectory, "--heatmap", Path.Combine(_directory, "heatmap.jpg")], "give a file name ending in .png."),
             (["inspect", model, "--histograms", Path.Combine(_directory, "h.jpg")], "give a file name ending in .png."),
