@@ -98,6 +98,22 @@ public class CommandMessageTests : IDisposable
     }
 
     [Fact]
+    public void Predict_on_a_folder_named_like_a_csv_file_for_a_csv_model_says_what_evaluate_says()
+    {
+        var model = Model(4, 3, new DataMetadata(DataFormat.Csv, 1f, ["a", "b", "c", "d"], LabelsAreNames: false, ["a", "b", "c", "d"], new CsvOptions(), false, []));
+        var folder = Path.Combine(_directory, "rows.csv");
+        Directory.CreateDirectory(folder);
+        var expected = $"{folder}: the model was trained on CSV data (4 feature columns: a, b, c, d) and reads CSV files only, not images or IDX files. " +
+            "Give it a CSV file with the training file's columns.";
+        // It was "the folder holds no .png, .jpg, .jpeg file", as if an image model had been given an empty folder.
+        Assert.Equal(expected, Assert.Throws<DataFormatException>(() => ModelInputs.Read(folder, model, resize: false)).Message);
+        Assert.Equal(expected, Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(folder, model, resize: false)).Message);
+        // An image model still gets the image folder's message for an empty folder of that name.
+        Assert.Equal($"{folder}: the folder holds no .png, .jpg, .jpeg file.",
+            Assert.Throws<DataFormatException>(() => ModelInputs.Read(folder, IdxModel(), resize: false)).Message);
+    }
+
+    [Fact]
     public void Evaluate_on_a_folder_of_train_idx_files_only_names_the_missing_test_files()
     {
         var folder = Path.Combine(_directory, "train-only");
