@@ -152,6 +152,27 @@ public class CommandMessageTests : IDisposable
         Assert.DoesNotContain("Set it to 10", errors);
     }
 
+    /// <summary>
+    /// An option's value out of its range is a bad command line (exit 1), for predict's --top-k and finetune's --replace-head
+    /// alike (--replace-head 0 exited 2), refused before any file is read; and --replace-head 1 is refused as training refuses
+    /// data of one class (it was let through to fail later with another message).
+    /// </summary>
+    [Theory]
+    [InlineData("predict --top-k 0 MISSING.csv", "--top-k 0: list at least 1 class.")]
+    [InlineData("finetune -c MISSING.json --from MISSING.safetensors --replace-head 0", "--replace-head 0: a classifier needs 2 classes at least")]
+    [InlineData("finetune -c MISSING.json --from MISSING.safetensors --replace-head -3", "--replace-head -3: a classifier needs 2 classes at least")]
+    [InlineData("finetune -c MISSING.json --from MISSING.safetensors --replace-head 1", "--replace-head 1: a classifier needs 2 classes at least (with one, " +
+        "the softmax of its only logit is always 1, so there is nothing to learn). Give the number of classes of the new head, 2 or more.")]
+    public void An_option_value_out_of_range_is_a_bad_command_line_exit_1(string line, string message)
+    {
+        var arguments = line.Replace("MISSING", Path.Combine(_directory, "missing"), StringComparison.Ordinal).Split(' ');
+        if (arguments[0] == "predict") arguments = [.. arguments[..1], "-m", Path.Combine(_directory, "missing.safetensors"), .. arguments[1..]];
+        var (exit, output, error) = CliProcess.Run(arguments);
+        Assert.True(exit == 1, $"disttrain {string.Join(' ', arguments)}: exit {exit}\n{error}");
+        Assert.Equal("", output);
+        Assert.Contains($"error: {message}", error.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Inspect_with_compare_and_compare_initialization_is_a_bad_command_line_refused_before_the_table()
     {
