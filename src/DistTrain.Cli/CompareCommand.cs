@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using DistTrain.Core.Checkpoints;
 using Spectre.Console;
 
 namespace DistTrain.Cli;
@@ -32,12 +33,6 @@ internal static class CompareCommand
             }
             var goal = parse.GetValue(target);
             var plotPath = Path.GetFullPath(parse.GetValue(plot)!);
-            if ((CliOptions.OverwritesInput("--plot", plotPath, [.. folders.Select(f => Path.Combine(f, Core.Checkpoints.RunFiles.Summary))])
-                 ?? CliOptions.BadPngOutput("--plot", plotPath, folders)) is { } overwrite)
-            {
-                CliConsole.Fail("error", overwrite);
-                return 2;
-            }
             // Each folder read once. One that holds no finished run (no summary.json, as a second Ctrl-C leaves a run folder
             // that runs/* matches, or a summary of no finished epoch) is skipped with a warning while another run is left;
             // alone, it is refused below with the others' problems.
@@ -63,6 +58,13 @@ internal static class CompareCommand
                 CliConsole.Fail("error", problem.Message);
                 return 2;
             }
+            // The runs are checked first (a folder without summary.json is named as such, not by where the plot would go), then
+            // the plot's path: a PNG may go into a run folder (cd runs/<time>; disttrain compare .) but not over one of its files.
+            if ((CliOptions.BadPngOutput("--plot", plotPath) ?? OverwritesRunFile(plotPath, folders)) is { } badPlot)
+            {
+                CliConsole.Fail("error", badPlot);
+                return 2;
+            }
             var histories = finished.Select(r => r.History!).ToList();
             try
             {
@@ -77,6 +79,34 @@ internal static class CompareCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>
+    /// The files of a run folder that <c>--plot</c> must not replace: the summary this command reads and every file the run
+    /// wrote (a <c>--plot RUN/curves.png</c> replaced the run's curves).
+    /// </summary>
+    private static readonly string[] RunFileNames =
+        [RunFiles.Summary, RunFiles.Curves, RunFiles.Model, RunFiles.LastGood, RunFiles.Steps, RunFiles.Epochs, RunFiles.Comparison];
+
+    /// <summary>
+    /// The error for a plot path that names one of the files of the compared runs' folders (<see cref="RunFileNames"/>, links
+    /// resolved); null otherwise, also for another file inside a run folder, which changes nothing this command or the run
+    /// wrote.
+    /// </summary>
+    /// <param name="plotPath">The plot's full path.</param>
+    /// <param name="runs">The runs as given: run folders, or a file of one (its summary.json, say).</param>
+    private static string? OverwritesRunFile(string plotPath, IEnumerable<string> runs)
+    {
+        foreach (var run in runs)
+        {
+            var folder = Directory.Exists(run) ? Path.GetFullPath(run) : Path.GetDirectoryName(Path.GetFullPath(run));
+            if (folder is null) continue;
+            foreach (var name in RunFileNames)
+                if (CliOptions.SameFile(plotPath, Path.Combine(folder, name)))
+                    return $"--plot {plotPath} is the {name} of the run in {folder}, which this command compares: writing it would replace that file. " +
+                        "Give --plot another path (another name in that folder will do).";
+        }
+        return null;
     }
 
     private static void Print(IReadOnlyList<RunHistory> histories, double target, string plotPath)

@@ -31,6 +31,15 @@ internal static class ExportCommand
                     CliConsole.Fail("error", overwrite);
                     return 2;
                 }
+                // As the PNG outputs of evaluate, inspect and compare are refused: a folder, or a name that would hold an ONNX model
+                // under another format's name.
+                if (Directory.Exists(target.FullName) || !target.Name.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
+                {
+                    CliConsole.Fail("error", Directory.Exists(target.FullName)
+                        ? $"--onnx {target.FullName} is a folder: give the path of an ONNX file to write, such as one inside that folder."
+                        : $"--onnx {target.FullName}: the model is written as ONNX, so give a file name ending in .onnx.");
+                    return 2;
+                }
                 model = TrainedModel.Load(source.FullName);
             }
             catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)
@@ -50,7 +59,8 @@ internal static class ExportCommand
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                CliConsole.Fail("error", $"--onnx {target.FullName}: cannot write the file ({e.Message}).");
+                CliConsole.Fail("error", $"--onnx {target.FullName}: cannot write the file in the folder {target.DirectoryName} ({e.Message.TrimEnd('.')}). " +
+                    "Give --onnx a path in a folder you can write to.");
                 return 2;
             }
             AnsiConsole.MarkupLineInterpolated($"ONNX model (IR {OnnxExporter.IrVersion}, opset {OnnxExporter.OpsetVersion}, {summary.Bytes:N0} bytes): {target.FullName}");

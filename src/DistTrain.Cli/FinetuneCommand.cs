@@ -22,7 +22,7 @@ internal static class FinetuneCommand
         var from = CliOptions.File("--from", "Pretrained checkpoint (.safetensors) written by DistTrain or exported from PyTorch.",
             $"a .safetensors checkpoint, such as a run's {DistTrain.Core.Checkpoints.RunFiles.Model}", required: true);
         var freeze = new Option<string[]>("--freeze") { Description = "Tensors to freeze: names (0.weight), layer indices (0) or prefixes ending in * (comma-separated or repeated).", AllowMultipleArgumentsPerToken = true, HelpName = "NAMES" };
-        var replaceHead = CliOptions.WholeNumber("--replace-head", "Replace the last Dense layer by a new one with this many classes (initialized afresh).", "the number of classes of the new head, a whole number from 1");
+        var replaceHead = CliOptions.WholeNumber("--replace-head", "Replace the last Dense layer by a new one with this many classes (initialized afresh).", "the number of classes of the new head, a whole number from 2");
         var epochs = CliOptions.WholeNumber("--epochs", "Override Training:Epochs.", CliOptions.EpochsTakes, "-e");
         var workers = CliOptions.WholeNumber("--workers", "Override Training:Workers.", CliOptions.WorkersTakes, "-w");
         var data = CliOptions.Text("--data", "DIR", "Override Data:Directory.", CliOptions.DataTakes);
@@ -48,6 +48,14 @@ internal static class FinetuneCommand
                 CliConsole.Fail("error", $"--freeze '{string.Join(" ", given)}' names no tensor: give names (0.weight), layer indices (0) or prefixes (0.*), comma-separated.");
                 return 1; // a bad command line
             }
+            var classes = parse.GetValue(replaceHead);
+            if (classes is < 2)
+            {
+                // As training refuses data of fewer than 2 classes: the softmax of one logit is always 1.
+                CliConsole.Fail("error", $"--replace-head {classes}: a classifier needs 2 classes at least (with one, the softmax of its only logit " +
+                    "is always 1, so there is nothing to learn). Give the number of classes of the new head, 2 or more.");
+                return 1; // a bad command line
+            }
             string checkpoint;
             try
             {
@@ -57,12 +65,6 @@ internal static class FinetuneCommand
             catch (Exception missing) when (missing is InvalidDataException or FileNotFoundException)
             {
                 CliConsole.Fail("error", missing.Message);
-                return 2;
-            }
-            var classes = parse.GetValue(replaceHead);
-            if (classes is <= 0)
-            {
-                CliConsole.Fail("error", $"--replace-head {classes}: the new head needs at least one class.");
                 return 2;
             }
             void FineTune(TrainingOptions options)

@@ -37,7 +37,7 @@ internal static class PredictCommand
             if (k < 1)
             {
                 CliConsole.Fail("error", $"--top-k {k}: list at least 1 class.");
-                return 1;
+                return 1; // a bad command line, as finetune's --replace-head 0
             }
             List<Prediction> predictions;
             try

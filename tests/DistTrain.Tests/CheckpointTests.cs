@@ -163,6 +163,20 @@ public class CheckpointFormatTests : IDisposable
     }
 
     /// <summary>
+    /// A checkpoint folder that takes no new files (/proc): the error names the checkpoint and its folder, not the temporary
+    /// file the write goes through (it was "Could not find file '/proc/checkpoint-....safetensors.4711-0c1d2e3f.tmp'").
+    /// </summary>
+    [Fact]
+    public void A_checkpoint_that_cannot_be_created_is_named_not_its_temporary_file()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        var path = Path.Combine("/proc", CheckpointStore.FileName(1, 2, 3));
+        var error = Assert.Throws<CheckpointWriteException>(() => new CheckpointStore("/proc", keep: 1).Save(Sample(1)));
+        Assert.Equal($"Could not write checkpoint {path}: Could not create '{path}': the folder /proc takes no new files. " +
+            "Check Checkpoint:Directory and the free space.", error.Message);
+    }
+
+    /// <summary>
     /// Two stores on one folder (two jobs given the same Checkpoint:Directory) save checkpoints of the same names at the
     /// same time: neither write fails, no temporary file is left, and each file holds one whole checkpoint. With one
     /// temporary name per target, the two writers opened, truncated and renamed each other's file.

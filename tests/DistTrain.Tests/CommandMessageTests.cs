@@ -98,6 +98,22 @@ public class CommandMessageTests : IDisposable
     }
 
     [Fact]
+    public void Predict_on_a_folder_named_like_a_csv_file_for_a_csv_model_says_what_evaluate_says()
+    {
+        var model = Model(4, 3, new DataMetadata(DataFormat.Csv, 1f, ["a", "b", "c", "d"], LabelsAreNames: false, ["a", "b", "c", "d"], new CsvOptions(), false, []));
+        var folder = Path.Combine(_directory, "rows.csv");
+        Directory.CreateDirectory(folder);
+        var expected = $"{folder}: the model was trained on CSV data (4 feature columns: a, b, c, d) and reads CSV files only, not images or IDX files. " +
+            "Give it a CSV file with the training file's columns.";
+        // It was "the folder holds no .png, .jpg, .jpeg file", as if an image model had been given an empty folder.
+        Assert.Equal(expected, Assert.Throws<DataFormatException>(() => ModelInputs.Read(folder, model, resize: false)).Message);
+        Assert.Equal(expected, Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(folder, model, resize: false)).Message);
+        // An image model still gets the image folder's message for an empty folder of that name.
+        Assert.Equal($"{folder}: the folder holds no .png, .jpg, .jpeg file.",
+            Assert.Throws<DataFormatException>(() => ModelInputs.Read(folder, IdxModel(), resize: false)).Message);
+    }
+
+    [Fact]
     public void Evaluate_on_a_folder_of_train_idx_files_only_names_the_missing_test_files()
     {
         var folder = Path.Combine(_directory, "train-only");
@@ -134,6 +150,27 @@ public class CommandMessageTests : IDisposable
         Assert.Contains("--replace-head 5 gives the new head (Model:Layers:0) 5 classes, but the data has 10: give --replace-head 10, or keep 5 classes " +
             "by setting Data:Classes", errors);
         Assert.DoesNotContain("Set it to 10", errors);
+    }
+
+    /// <summary>
+    /// An option's value out of its range is a bad command line (exit 1), for predict's --top-k and finetune's --replace-head
+    /// alike (--replace-head 0 exited 2), refused before any file is read; and --replace-head 1 is refused as training refuses
+    /// data of one class (it was let through to fail later with another message).
+    /// </summary>
+    [Theory]
+    [InlineData("predict --top-k 0 MISSING.csv", "--top-k 0: list at least 1 class.")]
+    [InlineData("finetune -c MISSING.json --from MISSING.safetensors --replace-head 0", "--replace-head 0: a classifier needs 2 classes at least")]
+    [InlineData("finetune -c MISSING.json --from MISSING.safetensors --replace-head -3", "--replace-head -3: a classifier needs 2 classes at least")]
+    [InlineData("finetune -c MISSING.json --from MISSING.safetensors --replace-head 1", "--replace-head 1: a classifier needs 2 classes at least (with one, " +
+        "the softmax of its only logit is always 1, so there is nothing to learn). Give the number of classes of the new head, 2 or more.")]
+    public void An_option_value_out_of_range_is_a_bad_command_line_exit_1(string line, string message)
+    {
+        var arguments = line.Replace("MISSING", Path.Combine(_directory, "missing"), StringComparison.Ordinal).Split(' ');
+        if (arguments[0] == "predict") arguments = [.. arguments[..1], "-m", Path.Combine(_directory, "missing.safetensors"), .. arguments[1..]];
+        var (exit, output, error) = CliProcess.Run(arguments);
+        Assert.True(exit == 1, $"disttrain {string.Join(' ', arguments)}: exit {exit}\n{error}");
+        Assert.Equal("", output);
+        Assert.Contains($"error: {message}", error.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal));
     }
 
     [Fact]

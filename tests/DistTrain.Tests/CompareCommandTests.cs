@@ -112,6 +112,42 @@ public sealed class CompareCommandTests : IDisposable
         Assert.Equal(history.Epochs, RunHistory.Read(Path.Combine(runDirectory!, "model.safetensors")).Epochs);
     }
 
+    /// <summary>
+    /// The runs are checked before the plot's path: <c>cd /tmp/x; disttrain compare /tmp/x</c> (no summary.json there) was
+    /// refused for its default plot, "inside /tmp/x, which this command reads", instead of for the missing summary. And a plot
+    /// in a run folder (<c>cd runs/&lt;time&gt;; disttrain compare .</c>) is drawn, as it changes none of the run's files;
+    /// only a path that would replace one of them (its curves.png) is refused.
+    /// </summary>
+    [Fact]
+    public void The_runs_are_checked_before_the_plot_and_a_plot_may_go_into_a_run_folder_but_not_over_its_files()
+    {
+        var empty = Directory.CreateDirectory(Path.Combine(_directory, "empty")).FullName;
+        var (code, _, error) = CliProcess.Run(["compare", empty, "--plot", Path.Combine(empty, "accuracy-vs-time.png")]);
+        Assert.Equal(2, code);
+        Assert.Equal($"error: {empty}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).",
+            error.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal).Trim());
+
+        var run = Directory.CreateDirectory(Path.Combine(_directory, "run")).FullName;
+        File.WriteAllText(Path.Combine(run, "summary.json"),
+            """{ "epochs": [{ "Epoch": 1, "TrainSeconds": 1.5, "EvaluationSeconds": 0.5, "TrainSamples": 300, "TestAccuracy": 0.75 }] }""");
+        var curves = Path.Combine(run, "curves.png");
+        File.WriteAllText(curves, "the run's curves");
+        var plot = Path.Combine(run, "accuracy-vs-time.png");
+        (code, var output, error) = CliProcess.Run(["compare", run, "--plot", plot]);
+        Assert.True(code == 0, error);
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(plot)[..4]);
+        Assert.Contains("75.00%", output);
+        // Drawn again over the earlier plot, which is not one of the run's files.
+        (code, _, error) = CliProcess.Run(["compare", run, "--plot", plot]);
+        Assert.True(code == 0, error);
+
+        (code, _, error) = CliProcess.Run(["compare", run, "--plot", curves]);
+        Assert.Equal(2, code);
+        Assert.Equal($"error: --plot {curves} is the curves.png of the run in {run}, which this command compares: writing it would replace that file. " +
+            "Give --plot another path (another name in that folder will do).", error.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal).Trim());
+        Assert.Equal("the run's curves", File.ReadAllText(curves));
+    }
+
     [Fact]
     public void What_is_not_a_finished_run_is_refused_naming_the_file_and_the_fix()
     {

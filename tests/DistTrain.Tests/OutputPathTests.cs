@@ -52,9 +52,10 @@ public sealed class OutputPathTests : IDisposable
     }
 
     /// <summary>
-    /// The pictures are PNG files, and a folder the command reads is not written into: <c>compare --plot RUN/model.safetensors</c>
-    /// replaced a run's model with a PNG (and <c>--plot RUN/curves.png</c> its curves), and <c>evaluate --heatmap</c> into the
-    /// scored image folder damaged the test set. Nothing is written in any of these cases.
+    /// The pictures are PNG files, and neither a run's files nor a data folder the command reads are written into:
+    /// <c>compare --plot RUN/model.safetensors</c> replaced a run's model with a PNG (and <c>--plot RUN/curves.png</c> its
+    /// curves), and <c>evaluate --heatmap</c> into the scored image folder damaged the test set. Nothing is written in any of
+    /// these cases.
     /// </summary>
     [Fact]
     public void Pictures_need_a_png_name_and_are_not_written_into_the_runs_or_data_folders_read()
@@ -62,6 +63,8 @@ public sealed class OutputPathTests : IDisposable
         var model = Model();
         var run = Path.Combine(_directory, "run");
         Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, "summary.json"),
+            """{ "epochs": [{ "Epoch": 1, "TrainSeconds": 1.5, "EvaluationSeconds": 0.5, "TrainSamples": 300, "TestAccuracy": 0.75 }] }""");
         var curves = Path.Combine(run, "curves.png");
         File.WriteAllText(curves, "the run's curves");
         var data = Path.Combine(_directory, "images");
@@ -69,7 +72,7 @@ public sealed class OutputPathTests : IDisposable
         (string[] Arguments, string Message)[] cases =
         [
             (["compare", run, "--plot", Path.Combine(run, "model.safetensors")], "the picture is written as PNG, so give a file name ending in .png."),
-            (["compare", run, "--plot", curves], $"--plot {curves} is inside {run}, which this command reads: writing there would change its input."),
+            (["compare", run, "--plot", curves], $"--plot {curves} is the curves.png of the run in {run}, which this command compares: writing it would replace that file."),
             (["evaluate", "-m", model, "-d", data, "--heatmap", Path.Combine(data, "Bag", "1.png")], $"is inside {data}, which this command reads"),
             (["evaluate", "-m", model, "-d", TestData.SubsetDirectory, "--heatmap", Path.Combine(_directory, "heatmap.jpg")], "give a file name ending in .png."),
             (["inspect", model, "--histograms", Path.Combine(_directory, "h.jpg")], "give a file name ending in .png."),
@@ -88,6 +91,37 @@ public sealed class OutputPathTests : IDisposable
         Assert.Empty(Directory.GetFiles(data, "*", SearchOption.AllDirectories));
         Assert.False(File.Exists(Path.Combine(_directory, "heatmap.jpg")) || File.Exists(Path.Combine(_directory, "h.jpg")) || File.Exists(Path.Combine(_directory, "x.png")));
     }
+
+    /// <summary>
+    /// <c>export --onnx</c> takes a name ending in .onnx, as the PNG outputs take .png (<c>--onnx x.txt</c> wrote an ONNX
+    /// model as x.txt, exit 0); and a folder no file can be created in names the target, its folder and the fix, not the
+    /// temporary file the write goes through ("Could not find file '/proc/x.onnx.13933-33a7bc51.tmp'").
+    /// </summary>
+    [Fact]
+    public void Export_takes_an_onnx_name_and_a_write_failure_names_the_target_and_its_folder_not_a_temporary_file()
+    {
+        var model = Model();
+        var text = Path.Combine(_directory, "x.txt");
+        var (exit, output, error) = CliProcess.Run(["export", model, "--onnx", text]);
+        Assert.True(exit == 2, $"exit {exit}\n{output}{error}");
+        Assert.Equal($"error: --onnx {text}: the model is written as ONNX, so give a file name ending in .onnx.", Flat(error));
+        Assert.False(File.Exists(text));
+        (exit, _, error) = CliProcess.Run(["export", model, "--onnx", _directory]);
+        Assert.Equal(2, exit);
+        Assert.Equal($"error: --onnx {_directory} is a folder: give the path of an ONNX file to write, such as one inside that folder.", Flat(error));
+
+        if (!OperatingSystem.IsLinux()) return; // /proc takes no new files
+        (exit, _, error) = CliProcess.Run(["export", model, "--onnx", "/proc/x.onnx"]);
+        Assert.Equal(2, exit);
+        Assert.Equal("error: --onnx /proc/x.onnx: cannot write the file in the folder /proc (Could not create '/proc/x.onnx': the folder /proc " +
+            "takes no new files). Give --onnx a path in a folder you can write to.", Flat(error));
+        Assert.DoesNotContain(".tmp", error);
+        Assert.True(File.Exists(Path.Combine(_directory, "model.safetensors")));
+        (exit, _, error) = CliProcess.Run(["export", model, "--onnx", Path.Combine(_directory, "x.ONNX")]);
+        Assert.True(exit == 0, error);
+    }
+
+    private static string Flat(string error) => error.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal).Trim();
 
     [Theory]
     [InlineData("export", "--onnx", "--onnx is empty: it takes the ONNX file to write")]

@@ -101,6 +101,14 @@ public sealed class PublicApiArgumentTests : IDisposable
         var underFile = Assert.Throws<DirectoryNotFoundException>(() => model.Save(Path.Combine(file, "m.safetensors")));
         Assert.Equal($"{Path.Combine(file, "m.safetensors")}: {file} is a file, not a folder. Give a path in an existing folder.", underFile.Message);
         Assert.Equal(["file"], Directory.GetFileSystemEntries(_directory).Select(Path.GetFileName)); // no temporary file left
+
+        // A folder that exists but takes no new files: the target and its folder are named, not the temporary file the
+        // write goes through (it was "Could not find file '/proc/m.safetensors.4711-0c1d2e3f.tmp'").
+        if (!OperatingSystem.IsLinux()) return;
+        var proc = Assert.Throws<IOException>(() => model.Save("/proc/m.safetensors"));
+        Assert.Equal("Could not create '/proc/m.safetensors': the folder /proc takes no new files.", proc.Message);
+        Assert.Equal(proc.Message.Replace("m.safetensors", "m.onnx", StringComparison.Ordinal),
+            Assert.Throws<IOException>(() => OnnxExporter.Export(model, "/proc/m.onnx")).Message);
     }
 
     [Theory]

@@ -31,7 +31,10 @@ public static class AtomicFile
     /// <exception cref="DirectoryNotFoundException">The folder of <paramref name="path"/> does not exist; the message names
     /// <paramref name="path"/> and the folder, not the temporary file.</exception>
     /// <exception cref="IOException"><paramref name="path"/> is a folder (the message says so), or the write, flush or rename
-    /// failed; the temporary file is removed and the target is unchanged.</exception>
+    /// failed; the temporary file is removed and the target is unchanged. The message names <paramref name="path"/>, never
+    /// the temporary file.</exception>
+    /// <exception cref="UnauthorizedAccessException">The folder of <paramref name="path"/> or the file may not be written; the
+    /// message names <paramref name="path"/>, never the temporary file.</exception>
     public static void Write(string path, Action<FileStream> write) => Write(path, write, TemporaryPath(path));
 
     /// <summary>As <see cref="Write(string, Action{FileStream})"/>, through the temporary file <paramref name="temporary"/>.</summary>
@@ -41,7 +44,19 @@ public static class AtomicFile
     {
         CheckTarget(path);
         // Created here or not at all: a failure to create it must not delete a file of the same name that another writer owns.
-        var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16);
+        FileStream stream;
+        try
+        {
+            stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16);
+        }
+        catch (IOException) when (File.Exists(temporary))
+        {
+            throw; // another write's temporary file: the error names it, as it is the one in the way
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw ForTarget(e, path, temporary);
+        }
         try
         {
             using (stream)
@@ -51,12 +66,37 @@ public static class AtomicFile
             }
             File.Move(temporary, path, overwrite: true);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(temporary);
+            throw ForTarget(e, path, temporary);
+        }
         catch
         {
             TryDelete(temporary);
             throw;
         }
         FlushDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    /// <summary>
+    /// The failure <paramref name="e"/> of a write through <paramref name="temporary"/>, told of <paramref name="path"/>: the
+    /// same kind of exception (<see cref="UnauthorizedAccessException"/> or <see cref="IOException"/>), with the temporary
+    /// file's name, an internal detail the user never gave, replaced by the target's ("Access to the path 'model.safetensors'
+    /// is denied", not "... 'model.safetensors.4711-0c1d2e3f.tmp' ..."). A file that cannot be found while it is created
+    /// (its folder exists: <see cref="CheckTarget"/> saw it) is a folder that takes no new files, such as /proc, and is said so.
+    /// </summary>
+    private static Exception ForTarget(Exception e, string path, string temporary)
+    {
+        var message = e.Message.Replace(Path.GetFullPath(temporary), Path.GetFullPath(path), StringComparison.Ordinal)
+            .Replace(temporary, path, StringComparison.Ordinal);
+        return e switch
+        {
+            UnauthorizedAccessException => new UnauthorizedAccessException(message, e),
+            FileNotFoundException or DirectoryNotFoundException => new IOException(
+                $"Could not create '{Path.GetFullPath(path)}': the folder {Path.GetDirectoryName(Path.GetFullPath(path))} takes no new files.", e),
+            _ => new IOException(message, e),
+        };
     }
 
     /// <summary>

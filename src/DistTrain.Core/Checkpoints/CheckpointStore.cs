@@ -92,7 +92,7 @@ public sealed partial class CheckpointStore
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new CheckpointWriteException($"Could not write checkpoint {path}: {e.Message}. Check Checkpoint:Directory and the free space.", e);
+            throw new CheckpointWriteException($"Could not write checkpoint {path}: {e.Message.TrimEnd('.')}. Check Checkpoint:Directory and the free space.", e);
         }
         // Newest written first (ties: highest version), so an earlier job's files with higher versions in a reused
         // folder are pruned before this job's own.

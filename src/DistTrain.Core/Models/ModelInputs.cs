@@ -57,7 +57,8 @@ public static class ModelInputs
         ArgumentNullException.ThrowIfNull(model);
         var shape = model.InputShape;
         if (!Directory.Exists(path) && !File.Exists(path)) throw new DataFormatException($"{path}: no such file or folder.");
-        if (!IsCsv(path, model)) CheckNotCsvModel(path, model);
+        // A folder is never a CSV file, whatever its name (a folder named rows.csv): for a CSV-trained model, the same error as evaluate's.
+        if (Directory.Exists(path) || !IsCsv(path, model)) CheckNotCsvModel(path, model);
         if (Directory.Exists(path))
         {
             var images = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories)
