@@ -130,6 +130,18 @@ public class CsvDatasetTests : IDisposable
     }
 
     [Fact]
+    public void A_labelled_file_without_a_header_that_lacks_the_label_column_says_so()
+    {
+        // evaluate on rows of features only: the last feature was read as the label ("label '4' is not a class index 0 to 2").
+        var noHeader = new CsvOptions { HasHeader = false };
+        var train = CsvDataset.Read(Write("train.csv", "1,2,0\n3,4,1\n5,6,2\n"), noHeader);
+        var path = Write("features-only.csv", "1,2\n3,4\n");
+        Assert.Equal($"{path}: the model reads 2 feature columns and a label, but the file has 2 columns (0 to 1): no label column? Add each row's label as the last column.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, noHeader, train.Vocabulary, train.Layout.FeatureColumns)).Message);
+        Assert.Equal([1, 2], CsvDataset.Read(Write("labelled.csv", "1,2,1\n3,4,2\n"), noHeader, train.Vocabulary, train.Layout.FeatureColumns).Data.Labels.Select(l => (int)l));
+    }
+
+    [Fact]
     public void A_header_row_of_numbers_is_warned_of_and_a_first_line_with_fewer_columns_hints_at_SkipRows()
     {
         var numbers = Write("numbers.csv", "5.1,3.5,0\n4.9,3.0,1\n4.7,3.2,1\n");

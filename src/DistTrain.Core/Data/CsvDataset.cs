@@ -377,6 +377,11 @@ public static partial class CsvDataset
         if (expectedFeatures is null || requireLabel)
         {
             var features = Enumerable.Range(0, columnCount).Where(i => i != label && !ignored.Contains(i)).ToArray();
+            // A file to score with labels (evaluate), read by position: one column short is a file without its label column,
+            // whose last feature would be read as the label.
+            if (expectedFeatures is not null && features.Length != expectedFeatures.Count)
+                throw new DataFormatException($"{path}: the model reads {expectedFeatures.Count} feature columns and a label, but {Known()}{(options.IgnoreColumns.Count > 0 ? $", {ignored.Count} ignored" : "")}" +
+                    (features.Length + 1 == expectedFeatures.Count ? ": no label column? Add each row's label as the last column." : ". Give a file with the training file's columns and the label."));
             if (features.Length == 0)
                 throw new DataFormatException($"{path}: no feature columns are left besides the label and the ignored columns ({Known()}; Data:Csv:Separator is '{options.Separator}').");
             return new Layout([.. features.Select(Name)], features, label, columnCount) { LabelName = label >= 0 ? header?[label] : null };
