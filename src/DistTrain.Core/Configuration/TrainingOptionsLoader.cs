@@ -216,6 +216,12 @@ public static class TrainingOptionsLoader
         var options = new TrainingOptions();
         BindEachKey(configuration, options, problems, Origin, skipped);
         if (!IsUnder("Model:Layers", skipped)) problems.AddRange(ZeroStrides(configuration, options.Model, Origin));
+        // A run folder stands for its model, as for 'finetune --from' (RunFiles.ModelIn): every user of the setting then reads the file.
+        if (!IsUnder("Model:Pretrained", skipped) && options.Model.Pretrained is { Length: > 0 } pretrained && Directory.Exists(pretrained))
+        {
+            if (File.Exists(Path.Combine(pretrained, Checkpoints.RunFiles.Model))) options.Model.Pretrained = Checkpoints.RunFiles.ModelIn(pretrained);
+            else problems.Add($"Model:Pretrained = '{Shown(pretrained)}' ({Origin("Model:Pretrained")}) {Checkpoints.RunFiles.FolderWithoutModel(pretrained)}");
+        }
         // The file's own secret, whatever overrides it: the file travels (version control, images), and the secret with it.
         if (!string.IsNullOrEmpty(file?["Cluster:Secret"]))
             problems.Add(Origin("Cluster:Secret") is var secretFrom && secretFrom.StartsWith("in ", StringComparison.Ordinal)
