@@ -117,12 +117,18 @@ public class ImageFolderTests : IDisposable
         var loop = Path.Combine(bag, "loop");
         Directory.CreateSymbolicLink(loop, "..");
         var error = Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(folder, shape, resize: false));
-        Assert.Equal($"{loop}: a symbolic link to {folder}, which holds {folder}: a loop, which would read the same images again and again. " +
+        Assert.Equal($"{loop}: a symbolic link back to {folder}: a loop, which would read the same images again and again. " +
             $"Remove the link; links to folders outside {folder} are followed.", error.Message);
         Assert.Empty(ImageFolderDataset.UnreadImages(folder)); // Read reports it; the warning's search does not hang or throw
         // The test folder is read by the same rule, with the training folder's classes.
         Assert.Equal(error.Message, Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(folder, shape, resize: false, plain.ClassNames)).Message);
         File.Delete(loop);
+        // A link to a folder that holds the image folder is a loop too.
+        var up = Path.Combine(bag, "up");
+        Directory.CreateSymbolicLink(up, Path.Combine("..", ".."));
+        Assert.Equal($"{up}: a symbolic link to {_directory}, which holds {folder}: a loop, which would read the same images again and again. " +
+            $"Remove the link; links to folders outside {folder} are followed.", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(folder, shape, resize: false)).Message);
+        File.Delete(up);
 
         // A link to another class's folder: its images would be read twice, once labelled as Bag.
         var coat = Path.Combine(folder, "Coat");

@@ -101,7 +101,7 @@ public class PredictEvaluateTests : IDisposable
         var someClass = Directory.GetDirectories(folder).Order(StringComparer.Ordinal).First();
         var loop = Path.Combine(someClass, "loop");
         Directory.CreateSymbolicLink(loop, "..");
-        var message = $"{loop}: a symbolic link to {folder}, which holds {folder}: a loop, which would read the same images again and again. " +
+        var message = $"{loop}: a symbolic link back to {folder}: a loop, which would read the same images again and again. " +
             $"Remove the link; links to folders outside {folder} are followed.";
 
         Assert.Equal(message, Assert.Throws<DataFormatException>(() => ModelInputs.Read(folder, trained, resize: false)).Message);
@@ -111,7 +111,7 @@ public class PredictEvaluateTests : IDisposable
         var (exit, output, error) = CliProcess.Run(["predict", "--model", model, folder]);
         Assert.Equal(2, exit);
         Assert.Equal("", output);
-        Assert.True(error.Contains(loop + ": a symbolic link to", StringComparison.Ordinal), error);
+        Assert.True(error.Contains(loop + ": a symbolic link back to", StringComparison.Ordinal), error);
     }
 
     [Fact]

@@ -179,8 +179,8 @@ public static class ImageFolderDataset
             if (new DirectoryInfo(folder).LinkTarget is null) return;
             var target = RealPath(folder);
             if (Holds(target, _root))
-                throw new DataFormatException($"{folder}: a symbolic link to {target}, which holds {root}: a loop, which would read the same images " +
-                    $"again and again. Remove the link; links to folders outside {root} are followed.");
+                throw new DataFormatException($"{folder}: a symbolic link " + (string.Equals(target, _root, PathComparison) ? $"back to {root}" : $"to {target}, which holds {root}") +
+                    $": a loop, which would read the same images again and again. Remove the link; links to folders outside {root} are followed.");
             if (Holds(_root, target))
                 throw new DataFormatException($"{folder}: a symbolic link to {target}, which is inside {root}: its images would be read twice, once through " +
                     $"the link. Remove the link (copy the images if they are meant to be read twice); links to folders outside {root} are followed.");
