@@ -191,7 +191,7 @@ internal static class TrainCommand
     /// <summary>
     /// The start-up lines that say how the run trains, as <c>train</c> and the parameter-server node print them: the
     /// training mode (none for Sync), the optimizer and its schedule, the gradient compression, the parameter server's shards,
-    /// the initialization, normalization and seed, and any pretrained weights.
+    /// the initialization, normalization and seed, and any pretrained weights and frozen tensors.
     /// </summary>
     /// <param name="options">The run's options.</param>
     /// <param name="workers">The workers the linear scaling rule multiplies the learning rate by, as shown: a count, or in
@@ -217,7 +217,20 @@ internal static class TrainCommand
             $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}{(validationSamples is { } held ? $"; {held:N0} validation samples held out" : "")}{(options.Data.Augmentation.Enabled ? $"; augmentation: {options.Data.Augmentation}" : "")}");
         if (!string.IsNullOrEmpty(options.Model.Pretrained))
             yield return $"pretrained weights from {options.Model.Pretrained}{(options.Model.ReplaceHead ? " (new head)" : "")}; frozen: {(options.Model.Freeze.Count == 0 ? "nothing" : string.Join(", ", options.Model.Freeze))}";
+        else if (options.Model.Freeze.Count > 0)
+            yield return $"no pretrained weights; frozen at their initial weights: {string.Join(", ", options.Model.Freeze)}";
     }
+
+    /// <summary>
+    /// A warning when Model:Freeze is set without Model:Pretrained: the frozen tensors then keep the initializer's random
+    /// weights for the whole run (a fine-tuning config run without its checkpoint). Null otherwise.
+    /// </summary>
+    /// <param name="model">The run's model section.</param>
+    internal static string? FrozenWithoutPretrained(ModelOptions model) =>
+        model.Freeze.Count > 0 && string.IsNullOrEmpty(model.Pretrained)
+            ? $"Model:Freeze = [{string.Join(", ", model.Freeze)}] without Model:Pretrained: the frozen layers keep their random initial weights " +
+              $"({model.Initializer.Kind}) for the whole run, and only the others train. Set Model:Pretrained to the checkpoint (or run folder) to start from, or remove Freeze."
+            : null;
 
     /// <summary>
     /// The start-up line on Training:Mode and its own settings, such as <c>mode BoundedStaleness, StalenessBound 5</c> or
@@ -240,7 +253,8 @@ internal static class TrainCommand
     /// Settings and data that train without an error but not as meant: a warmup as long as the run
     /// (<see cref="WarmupOutlastsRun"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
     /// compression does not use (<see cref="TrainingOptions.UnusedSettings"/>), layer settings the layer's type does not use and a
-    /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), classes without a training sample, images
+    /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), Model:Freeze without Model:Pretrained
+    /// (<see cref="FrozenWithoutPretrained"/>), classes without a training sample, images
     /// in the image folders that are skipped because their format is not read (<see cref="ImageFolderDataset.UnreadImages"/>), raw
     /// IDX files ignored for the <c>.gz</c> files beside them (<see cref="FashionMnist.IgnoredRawFilesNotice"/>).
     /// </summary>
@@ -255,6 +269,7 @@ internal static class TrainCommand
         if (WarmupOutlastsRun(options, train.Count, workers ?? options.Training.Workers) is { } warmup) yield return warmup;
         foreach (var unused in options.UnusedSettings()) yield return unused;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
+        if (FrozenWithoutPretrained(options.Model) is { } frozen) yield return frozen;
         var counts = new int[train.ClassCount];
         foreach (var label in train.Labels) counts[label]++;
         var empty = Enumerable.Range(0, counts.Length).Where(c => counts[c] == 0).ToList();

@@ -35,6 +35,38 @@ public class ConfigurationMessageTests
         Assert.Null(TrainingOptionsLoader.KeyType("Model:Layers:x:Units"));
     }
 
+    /// <summary>
+    /// A list key's problem names where its entries came from: <c>DISTTRAIN_Model__InputShape__0=2</c> on a file's
+    /// [1, 28, 28] was reported as "(in config.json)", and with Data:Format ImageFolder the shape's problem named
+    /// Data:Format's origin.
+    /// </summary>
+    [Fact]
+    public void A_list_set_by_environment_variables_or_options_names_them_not_the_file()
+    {
+        const string folders = """
+            { "Data": { "Format": "ImageFolder", "ImageFolder": { "TrainDirectory": "train", "TestDirectory": "test" } },
+              "Model": { "InputShape": [1, 28, 28], "Layers": [{ "Type": "Flatten" }, { "Type": "Dense", "Units": 10 }] } }
+            """;
+        const string needs = "is not what Data:Format = ImageFolder needs: [channels, height, width] with 1 (grayscale) or 3 (RGB) channels, such as [1, 28, 28].";
+        Assert.Equal([$"Model:InputShape = [2, 28, 28] (from environment variable DISTTRAIN_Model__InputShape__0; the other entries in test.json) {needs}"],
+            Problems(folders, new() { ["DISTTRAIN_Model__InputShape__0"] = "2" }));
+        Assert.Equal([$"Model:InputShape = [2, 28, 28] (from a command-line option; the other entries in test.json) {needs}"],
+            Problems(folders, overrides: new() { ["Model:InputShape:0"] = "2" }));
+        Assert.Equal([$"Model:InputShape = [2, 28, 28] (in test.json) {needs}"], Problems(folders.Replace("[1, 28, 28]", "[2, 28, 28]")));
+        // Every entry from variables, the file having none: the variables alone, also where the problem says "must".
+        Assert.Contains("Model:InputShape = [0, 28, 28] (from environment variables DISTTRAIN_Model__InputShape__0, DISTTRAIN_Model__InputShape__1, " +
+            "DISTTRAIN_Model__InputShape__2) must be [channels, height, width] with positive values, such as [1, 28, 28], or left out for a flat input.",
+            Problems(Mlp, new() { ["DISTTRAIN_Model__InputShape__0"] = "0", ["DISTTRAIN_Model__InputShape__1"] = "28", ["DISTTRAIN_Model__InputShape__2"] = "28" }));
+        // Without a shape, the problem is Data:Format's, from where Data:Format came.
+        Assert.Equal(["Data:Format = ImageFolder (from environment variable DISTTRAIN_Data__Format) needs Model:InputShape, [channels, height, width] " +
+            "with 1 (grayscale) or 3 (RGB) channels, such as [1, 28, 28]: set it."],
+            Problems("""{ "Data": { "ImageFolder": { "TrainDirectory": "train", "TestDirectory": "test" } }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }""",
+                new() { ["DISTTRAIN_Data__Format"] = "ImageFolder" }));
+        // A list entry's own problem names its variable.
+        Assert.Equal(["Cluster:SeedNodes:1 = 'localhost:4053' (from environment variable DISTTRAIN_Cluster__SeedNodes__1) is not a DistTrain node address: expected akka.tcp://disttrain@HOST:PORT."],
+            Problems("""{ "Cluster": { "SeedNodes": ["akka.tcp://disttrain@ps:4053"] }, """ + Mlp[1..], new() { ["DISTTRAIN_Cluster__SeedNodes__1"] = "localhost:4053" }));
+    }
+
     [Fact]
     public void An_object_where_a_list_belongs_names_the_list()
     {

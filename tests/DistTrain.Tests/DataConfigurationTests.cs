@@ -91,14 +91,14 @@ public class DataConfigurationTests : IDisposable
             """));
         Assert.Contains(problems, p => p.Contains($"Data:ImageFolder:TrainDirectory = '{_directory}/train'") && p.Contains("is not an existing folder"));
         Assert.Contains(problems, p => p.Contains("Data:ImageFolder:TestDirectory") && p.Contains("is not an existing folder"));
-        Assert.Contains(problems, p => p.Contains("Data:Format = ImageFolder needs Model:InputShape") && p.Contains("1 (grayscale) or 3 (RGB)"));
+        Assert.Contains(problems, p => p.Contains("Data:Format = ImageFolder (in ") && p.Contains(") needs Model:InputShape, [channels, height, width] with 1 (grayscale) or 3 (RGB)"));
     }
 
     [Fact]
     public void Augmentation_needs_image_samples_and_a_padding_that_fits()
     {
         var flat = Problems(Config($$"""{ "Data": { "Directory": "{{TestData.SubsetDirectory}}", "Augmentation": { "HorizontalFlip": true } }, {{Model}} }"""));
-        Assert.Contains(flat, p => p.Contains("Data:Augmentation = horizontal flip needs image samples") && p.Contains("Model:InputShape"));
+        Assert.Contains(flat, p => p.Contains("Data:Augmentation = horizontal flip (in ") && p.Contains(") needs image samples") && p.Contains("Model:InputShape"));
         var large = Problems(Config($$"""
             { "Data": { "Directory": "{{TestData.SubsetDirectory}}", "Augmentation": { "CropPadding": 20, "MaxTranslation": 0.7 } },
               "Model": { "InputShape": [1, 28, 28], "Layers": [{ "Type": "Dense", "Units": 10 }] } }

@@ -104,6 +104,65 @@ public class ImageFolderTests : IDisposable
     }
 
     [Fact]
+    public void A_symbolic_link_back_into_the_folder_is_refused_naming_it_and_one_to_a_folder_outside_is_followed()
+    {
+        var source = TestData.RawTrain;
+        var shape = new TensorShape(1, 28, 28);
+        var folder = WriteFolder(Path.Combine(_directory, "linked"), source, 30);
+        var plain = ImageFolderDataset.Read(folder, shape, resize: false);
+        var bag = Path.Combine(folder, "Bag");
+        Assert.True(Directory.Exists(bag));
+
+        // A loop (Bag/loop -> ..) was followed until the system's limit of nested links: the folder some 40 times over, as Bag.
+        var loop = Path.Combine(bag, "loop");
+        Directory.CreateSymbolicLink(loop, "..");
+        var error = Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(folder, shape, resize: false));
+        Assert.Equal($"{loop}: a symbolic link back to {folder}: a loop, which would read the same images again and again. " +
+            $"Remove the link; links to folders outside {folder} are followed.", error.Message);
+        Assert.Empty(ImageFolderDataset.UnreadImages(folder)); // Read reports it; the warning's search does not hang or throw
+        // The test folder is read by the same rule, with the training folder's classes.
+        Assert.Equal(error.Message, Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(folder, shape, resize: false, plain.ClassNames)).Message);
+        File.Delete(loop);
+        // A link to a folder that holds the image folder is a loop too.
+        var up = Path.Combine(bag, "up");
+        Directory.CreateSymbolicLink(up, Path.Combine("..", ".."));
+        Assert.Equal($"{up}: a symbolic link to {_directory}, which holds {folder}: a loop, which would read the same images again and again. " +
+            $"Remove the link; links to folders outside {folder} are followed.", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(folder, shape, resize: false)).Message);
+        File.Delete(up);
+
+        // A link to another class's folder: its images would be read twice, once labelled as Bag.
+        var coat = Path.Combine(folder, "Coat");
+        var coats = Path.Combine(bag, "coats");
+        Directory.CreateSymbolicLink(coats, Path.Combine("..", "Coat"));
+        Assert.Equal($"{coats}: a symbolic link to {coat}, which is inside {folder}: its images would be read twice, once through the link. " +
+            $"Remove the link (copy the images if they are meant to be read twice); links to folders outside {folder} are followed.",
+            Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(folder, shape, resize: false)).Message);
+        File.Delete(coats);
+
+        // A hidden link is skipped, as every hidden entry is.
+        Directory.CreateSymbolicLink(Path.Combine(bag, ".loop"), "..");
+        Assert.Equal(plain.Labels, ImageFolderDataset.Read(folder, shape, resize: false).Labels);
+
+        // A link to a folder outside is followed (as torchvision does), its images labelled as the class it is in; a second
+        // link to the same folder would read them twice.
+        var extra = Path.Combine(_directory, "extra");
+        WriteImage(Path.Combine(extra, "more", "x.png"), source.Sample(0));
+        WriteImage(Path.Combine(extra, "y.png"), source.Sample(1));
+        var outside = Path.Combine(bag, "outside");
+        Directory.CreateSymbolicLink(outside, extra);
+        var data = ImageFolderDataset.Read(folder, shape, resize: false);
+        Assert.Equal(plain.Count + 2, data.Count);
+        var bagIndex = Array.IndexOf(plain.ClassNames!.ToArray(), "Bag");
+        Assert.Equal([Path.Combine(outside, "more", "x.png"), Path.Combine(outside, "y.png")],
+            data.SampleNames!.Where(n => n.StartsWith(outside + Path.DirectorySeparatorChar, StringComparison.Ordinal)).ToArray());
+        Assert.Equal(plain.Labels.Count(l => l == bagIndex) + 2, data.Labels.Count(l => l == bagIndex));
+        var again = Path.Combine(coat, "again");
+        Directory.CreateSymbolicLink(again, Path.Combine(extra, "more"));
+        Assert.Equal($"{again}: a symbolic link to {Path.Combine(extra, "more")}, inside {extra}, where {outside} leads: its images would be read twice. " +
+            "Remove one of the two links.", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(folder, shape, resize: false)).Message);
+    }
+
+    [Fact]
     public void Jpeg_and_rgb_images_read_as_their_pixels()
     {
         var source = TestData.RawTrain;

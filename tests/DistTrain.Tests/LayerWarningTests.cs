@@ -65,4 +65,25 @@ public class LayerWarningTests
         Assert.Equal(["Model:Layers:1 (Dropout) has no Rate, so it drops nothing: set Model:Layers:1:Rate in [0, 1), such as 0.5, or remove the layer."],
             DistTrain.Cli.TrainCommand.RunWarnings(options, train));
     }
+
+    /// <summary>
+    /// Model:Freeze without Model:Pretrained froze the initializer's random weights without a word, and the start-up lines
+    /// named frozen tensors only with pretrained weights: both now say so.
+    /// </summary>
+    [Fact]
+    public void Freezing_without_pretrained_weights_is_warned_of_and_named_at_start_up()
+    {
+        var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(
+            """{ "Model": { "InputSize": 2, "Layers": [{ "Type": "Dense", "Units": 4 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 2 }] } }"""),
+            null, checkDataDirectory: false, new Dictionary<string, string?> { ["DISTTRAIN_Model__Freeze__0"] = "0" });
+        var train = new DistTrain.Core.Data.LabeledDataset([0f, 1f, 1f, 0f], [0, 1], 2, 2, null);
+        Assert.Equal(["Model:Freeze = [0] without Model:Pretrained: the frozen layers keep their random initial weights (HeNormal) for the whole run, " +
+            "and only the others train. Set Model:Pretrained to the checkpoint (or run folder) to start from, or remove Freeze."],
+            DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+        Assert.Equal("no pretrained weights; frozen at their initial weights: 0", DistTrain.Cli.TrainCommand.SettingsLines(options, "1", null, null).Last());
+
+        options.Model.Pretrained = "pretrained.safetensors";
+        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+        Assert.Equal("pretrained weights from pretrained.safetensors; frozen: 0", DistTrain.Cli.TrainCommand.SettingsLines(options, "1", null, null).Last());
+    }
 }

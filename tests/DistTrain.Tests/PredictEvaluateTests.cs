@@ -83,6 +83,37 @@ public class PredictEvaluateTests : IDisposable
         Assert.Equal(250, ModelInputs.ReadLabeled(TestData.SubsetDirectory, fromIdx, resize: false).Data.Count);
     }
 
+    /// <summary>
+    /// A symbolic link back into a folder given to predict or evaluate (Bag/loop -&gt; ..) was followed until the system's
+    /// limit of nested links: predict listed 4,920 inputs for 120 images. Both refuse it, naming the link, with exit code 2.
+    /// </summary>
+    [Fact]
+    public void Predict_and_evaluate_refuse_a_symbolic_link_loop_in_a_folder_naming_the_link()
+    {
+        var options = new ModelBuilder(784).Dense(10).Build();
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
+        var sorted = ImageFolderTests.FashionNames.Order(StringComparer.Ordinal).ToArray();
+        var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]);
+        var trained = new TrainedModel(options, weights, normalizer, ModelMetadata.Create(options, normalizer,
+            new DataMetadata(DataFormat.ImageFolder, 255f, sorted, LabelsAreNames: true, null, null, false, []), version: 0, epochs: 0, testAccuracy: null, seed: 0));
+        var folder = ImageFolderTests.WriteFolder(Path.Combine(_directory, "images"), TestData.RawTest, 20);
+        Assert.Equal(20, ModelInputs.Read(folder, trained, resize: false).Names.Count);
+        var someClass = Directory.GetDirectories(folder).Order(StringComparer.Ordinal).First();
+        var loop = Path.Combine(someClass, "loop");
+        Directory.CreateSymbolicLink(loop, "..");
+        var message = $"{loop}: a symbolic link back to {folder}: a loop, which would read the same images again and again. " +
+            $"Remove the link; links to folders outside {folder} are followed.";
+
+        Assert.Equal(message, Assert.Throws<DataFormatException>(() => ModelInputs.Read(folder, trained, resize: false)).Message);
+        Assert.Equal(message, Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(folder, trained, resize: false)).Message);
+        var model = Path.Combine(_directory, "model.safetensors");
+        trained.Save(model);
+        var (exit, output, error) = CliProcess.Run(["predict", "--model", model, folder]);
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        Assert.True(error.Contains(loop + ": a symbolic link back to", StringComparison.Ordinal), error);
+    }
+
     [Fact]
     public void A_model_trained_on_idx_files_reads_csv_files_with_or_without_a_header_and_with_the_label_first()
     {

@@ -159,6 +159,50 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
         }
     }
 
+    /// <summary>
+    /// Model:Pretrained takes a run folder as 'finetune --from' does, for its model.safetensors; it was refused with
+    /// "no such file." A folder without the model is named as such, with where the setting came from.
+    /// </summary>
+    [Fact]
+    public void Model_Pretrained_takes_a_run_folder_for_its_model_as_finetune_from_does()
+    {
+        var directory = Directory.CreateTempSubdirectory("disttrain-pretrained-folder-").FullName;
+        try
+        {
+            var modelOptions = TestData.Mlp(8, 10);
+            var model = ModelFactory.Build(modelOptions);
+            var saved = ModelFactory.InitialWeights(model, modelOptions.Initializer, 5);
+            var run = Directory.CreateDirectory(Path.Combine(directory, "20261130-040901")).FullName;
+            SafeTensors.Write(Path.Combine(run, RunFiles.Model), saved);
+            var json = System.Text.Encoding.UTF8.GetBytes("""
+                { "Model": { "InputSize": 784, "Layers": [{ "Type": "Dense", "Units": 8 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 }] } }
+                """);
+            TrainingOptions Load(string pretrained) =>
+                TrainingOptionsLoader.Load("test.json", json, null, checkDataDirectory: false, new Dictionary<string, string?> { ["DISTTRAIN_Model__Pretrained"] = pretrained });
+
+            var options = Load(run);
+            Assert.Equal(Path.Combine(run, RunFiles.Model), options.Model.Pretrained);
+            var weights = new ParameterVector(model.Layout);
+            Assert.Equal(model.Layout.Segments.Select(s => s.Name), PretrainedWeights.Load(options.Model.Pretrained, model, weights, replaceHead: false));
+            Compare.Identical(saved.Values, weights.Values, "the run folder's model");
+            // Through the API, without the loader, the folder stands for its model too.
+            var direct = new ParameterVector(model.Layout);
+            PretrainedWeights.Load(run, model, direct, replaceHead: false);
+            Compare.Identical(saved.Values, direct.Values, "the run folder's model, loaded directly");
+
+            var empty = Directory.CreateDirectory(Path.Combine(directory, "empty")).FullName;
+            var error = Assert.Throws<ConfigurationException>(() => Load(empty));
+            Assert.Equal([$"Model:Pretrained = '{empty}' (from environment variable DISTTRAIN_Model__Pretrained) is a folder without model.safetensors. " +
+                "Give a run folder that finished, or the model file itself."], error.Problems);
+            Assert.Equal($"Model:Pretrained '{empty}' is a folder without model.safetensors. Give a run folder that finished, or the model file itself.",
+                Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(empty, model, direct, replaceHead: false)).Message);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task Fine_tuning_leaves_frozen_tensors_and_their_statistics_bit_identical_and_trains_the_new_head()
     {

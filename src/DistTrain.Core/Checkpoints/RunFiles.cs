@@ -24,10 +24,17 @@ public static class RunFiles
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         if (!Directory.Exists(path)) return path;
         if (File.Exists(Path.Combine(path, Model))) return Path.Combine(path, Model);
-        throw new FileNotFoundException($"{path} is a folder without {Model}" + (File.Exists(Path.Combine(path, LastGood))
-            ? $"; it holds {LastGood}, the last good weights of a run that diverged: give that file."
-            : ". Give a run folder that finished, or the model file itself."), path);
+        throw new FileNotFoundException($"{path} {FolderWithoutModel(path)}", path);
     }
+
+    /// <summary>
+    /// What is wrong with <paramref name="folder"/>, given for a model but without <see cref="Model"/> in it, and the fix:
+    /// "is a folder without model.safetensors. Give ...", naming <see cref="LastGood"/> when the folder holds that instead.
+    /// </summary>
+    /// <param name="folder">The folder as given.</param>
+    public static string FolderWithoutModel(string folder) => $"is a folder without {Model}" + (File.Exists(Path.Combine(folder, LastGood))
+        ? $"; it holds {LastGood}, the last good weights of a run that diverged: give that file."
+        : ". Give a run folder that finished, or the model file itself.");
 
     /// <summary>Options, input normalization and per-epoch figures (JSON).</summary>
     public const string Summary = "summary.json";

@@ -125,6 +125,7 @@ public static class TrainingOptionsLoader
             if (overrides?.ContainsKey(key) == true)
                 return optionNames?.TryGetValue(key, out var option) == true ? $"from a command-line option, {option}" : "from a command-line option";
             if (environmentKeys.TryGetValue(key, out var variable)) return $"from environment variable {variable}";
+            if (EntriesOrigin(key) is { } entries) return entries;
             if (file is not null && (file[key] is not null || file.GetSection(key).GetChildren().Any())) return $"in {source}";
             var parts = key.Split(':');
             for (var length = parts.Length - 1; length > 0; length--)
@@ -140,6 +141,26 @@ public static class TrainingOptionsLoader
                     return $"not set: the default of {entry}, which environment variable{(adding.Count == 1 ? "" : "s")} {string.Join(", ", adding)} add{(adding.Count == 1 ? "s" : "")}";
             }
             return json is not null ? $"in {source}" : "default";
+        }
+
+        // A list (Model:InputShape) or section whose entries variables or options set, in part or whole: they are named,
+        // with the file when it gives the other entries; null when none of its entries is set that way.
+        string? EntriesOrigin(string key)
+        {
+            var prefix = key + ":";
+            var options = overrides?.Keys.Where(k => k.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)).ToList() ?? [];
+            var variables = environmentKeys.Where(kv => kv.Key.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)).Select(kv => kv.Value)
+                .Order(StringComparer.Ordinal).ToList();
+            if (options.Count == 0 && variables.Count == 0) return null;
+            var from = new List<string>();
+            if (options.Count > 0)
+                from.Add(options.Select(k => optionNames?.GetValueOrDefault(k)).FirstOrDefault(o => o is not null) is { } option
+                    ? $"from a command-line option, {option}" : "from a command-line option");
+            if (variables.Count > 0) from.Add($"from environment variable{(variables.Count == 1 ? "" : "s")} {string.Join(", ", variables)}");
+            // The file's entries that no variable or option replaces.
+            var rest = file?.GetSection(key).AsEnumerable().Any(kv => kv.Value is not null
+                && !environmentKeys.ContainsKey(kv.Key) && overrides?.ContainsKey(kv.Key) != true) == true;
+            return string.Join(" and ", from) + (rest ? $"; the other entries in {source}" : "");
         }
 
         IConfigurationRoot configuration;
@@ -195,6 +216,12 @@ public static class TrainingOptionsLoader
         var options = new TrainingOptions();
         BindEachKey(configuration, options, problems, Origin, skipped);
         if (!IsUnder("Model:Layers", skipped)) problems.AddRange(ZeroStrides(configuration, options.Model, Origin));
+        // A run folder stands for its model, as for 'finetune --from' (RunFiles.ModelIn): every user of the setting then reads the file.
+        if (!IsUnder("Model:Pretrained", skipped) && options.Model.Pretrained is { Length: > 0 } pretrained && Directory.Exists(pretrained))
+        {
+            if (File.Exists(Path.Combine(pretrained, Checkpoints.RunFiles.Model))) options.Model.Pretrained = Checkpoints.RunFiles.ModelIn(pretrained);
+            else problems.Add($"Model:Pretrained = '{Shown(pretrained)}' ({Origin("Model:Pretrained")}) {Checkpoints.RunFiles.FolderWithoutModel(pretrained)}");
+        }
         // The file's own secret, whatever overrides it: the file travels (version control, images), and the secret with it.
         if (!string.IsNullOrEmpty(file?["Cluster:Secret"]))
             problems.Add(Origin("Cluster:Secret") is var secretFrom && secretFrom.StartsWith("in ", StringComparison.Ordinal)
@@ -633,8 +660,10 @@ public static class TrainingOptionsLoader
         var separator = problem.IndexOf(" = ", StringComparison.Ordinal);
         if (separator <= 0 || problem[..separator].Contains(' ')) return problem;
         var key = problem[..separator];
-        var verb = problem.IndexOf(" is ", separator, StringComparison.Ordinal);
-        if (verb < 0) return problem;
+        // The first verb after the value: "KEY = VALUE is ...", "... must be ...", "... needs ...".
+        var verbs = new[] { " is ", " must ", " needs " }.Select(v => problem.IndexOf(v, separator, StringComparison.Ordinal)).Where(i => i >= 0).ToList();
+        if (verbs.Count == 0) return problem;
+        var verb = verbs.Min();
         return $"{problem[..verb]} ({origin(key)}){problem[verb..]}";
     }
 }

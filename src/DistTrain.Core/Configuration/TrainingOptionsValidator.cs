@@ -344,8 +344,11 @@ public static class TrainingOptionsValidator
                 NeedFile("Data:ImageFolder:TrainDirectory", data.ImageFolder.TrainDirectory, true, "training image folder (one sub-folder per class)");
                 NeedFile("Data:ImageFolder:TestDirectory", data.ImageFolder.TestDirectory, false, "test image folder");
                 var shape = options.Model.InputShape;
-                if (shape.Count != 3 || shape[0] is not (1 or 3))
-                    problems.Add($"Data:Format = ImageFolder needs Model:InputShape [channels, height, width] with 1 (grayscale) or 3 (RGB) channels, such as [1, 28, 28]; it is [{string.Join(", ", shape)}].");
+                // Led by the key whose value is wrong, so that where it came from is the shape's origin, not Data:Format's.
+                if (shape.Count == 0)
+                    problems.Add("Data:Format = ImageFolder needs Model:InputShape, [channels, height, width] with 1 (grayscale) or 3 (RGB) channels, such as [1, 28, 28]: set it.");
+                else if (shape.Count != 3 || shape[0] is not (1 or 3))
+                    problems.Add($"Model:InputShape = [{string.Join(", ", shape)}] is not what Data:Format = ImageFolder needs: [channels, height, width] with 1 (grayscale) or 3 (RGB) channels, such as [1, 28, 28].");
                 separateTest = string.IsNullOrWhiteSpace(data.ImageFolder.TestDirectory) ? null : "Data:ImageFolder:TestDirectory";
                 break;
         }

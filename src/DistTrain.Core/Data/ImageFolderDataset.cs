@@ -10,7 +10,9 @@ namespace DistTrain.Core.Data;
 /// <remarks>
 /// Hidden entries, whose names start with a dot, are skipped at every level: a notebook's <c>.ipynb_checkpoints</c>
 /// folder is not a class, and macOS's <c>._name.png</c> resource files are not images. (torchvision's ImageFolder takes
-/// a hidden folder for a class.)
+/// a hidden folder for a class.) Symbolic links to folders are followed, as torchvision's are, unless one leads back into
+/// the folder read, or to a folder another link leads to: its images would be read again, so that is an error
+/// (<see cref="ListFiles"/>).
 /// </remarks>
 public static class ImageFolderDataset
 {
@@ -22,8 +24,8 @@ public static class ImageFolderDataset
     /// them (some may be missing) and keep the training folder's numbering. Null: this folder's sub-folders are the classes.</param>
     /// <returns>The samples, class by class, with <see cref="LabeledDataset.ClassNames"/> and <see cref="LabeledDataset.SampleNames"/> (the files) set.</returns>
     /// <exception cref="DataFormatException">The folder is missing or has no class sub-folders, a class has no image, a
-    /// sub-folder is not one of the training classes, a folder cannot be listed, the images would not fit in one array,
-    /// or an image cannot be read or decoded, is too large (<see cref="ImageFile.MaxPixels"/>) or has another size.</exception>
+    /// sub-folder is not one of the training classes, a folder cannot be listed, a symbolic link to a folder would read
+    /// images again (<see cref="ListFiles"/>), the images would not fit in one array, or an image cannot be read or decoded, is too large (<see cref="ImageFile.MaxPixels"/>) or has another size.</exception>
     public static LabeledDataset Read(string directory, TensorShape shape, bool resize, IReadOnlyList<string>? classNames = null)
     {
         if (!Directory.Exists(directory))
@@ -45,7 +47,7 @@ public static class ImageFolderDataset
         var unknown = folders.Where(f => !classes.Contains(f)).ToArray();
         if (unknown.Length > 0)
             throw new DataFormatException($"{directory}: sub-folder(s) {string.Join(", ", unknown.Select(f => $"'{f}'"))} are not classes of the training folder ({string.Join(", ", classes)}). Remove them or train with them.");
-        var files = ListImages(directory, folders, classes);
+        var files = ListImages(directory, folders, classes, new FolderWalk(directory));
         if ((long)files.Count * shape.Size > Array.MaxLength)
             throw new DataFormatException($"{directory}: {files.Count:N0} images of {shape} would be {(long)files.Count * shape.Size:N0} values, more than one array holds ({Array.MaxLength:N0}). Use fewer or smaller images (Model:InputShape), or split the folder.");
         var features = new float[files.Count * shape.Size];
@@ -75,18 +77,18 @@ public static class ImageFolderDataset
     /// <summary>
     /// The files in the class folders of <paramref name="directory"/> (not hidden, as <see cref="Read"/> lists them) that
     /// are images of a format not read (<see cref="UnreadImageExtensions"/>), in sorted order; empty when the folder is
-    /// missing or cannot be listed (<see cref="Read"/> reports that).
+    /// missing or cannot be listed, or a symbolic link in it would read images again (<see cref="Read"/> reports those).
     /// </summary>
     public static IReadOnlyList<string> UnreadImages(string directory)
     {
         try
         {
+            var walk = new FolderWalk(directory);
             return [.. Directory.GetDirectories(directory).Where(d => !IsHidden(Path.GetFileName(d)))
-                .SelectMany(classFolder => Directory.EnumerateFiles(classFolder, "*", SearchOption.AllDirectories)
-                    .Where(path => UnreadImageExtensions.Any(e => path.EndsWith(e, StringComparison.OrdinalIgnoreCase)) && !IsHiddenBelow(classFolder, path)))
+                .SelectMany(classFolder => walk.Files(classFolder, path => UnreadImageExtensions.Any(e => path.EndsWith(e, StringComparison.OrdinalIgnoreCase))))
                 .Order(StringComparer.Ordinal)];
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DataFormatException)
         {
             return [];
         }
@@ -95,13 +97,8 @@ public static class ImageFolderDataset
     /// <summary>A hidden file or folder (its name starts with a dot), skipped.</summary>
     private static bool IsHidden(string name) => name.StartsWith('.');
 
-    /// <summary>True when <paramref name="path"/>, found under <paramref name="root"/>, is hidden or inside a hidden folder
-    /// below it (a name on the way starts with a dot): such files are not images to read (<c>._name.png</c>, <c>.thumbnails/</c>).</summary>
-    internal static bool IsHiddenBelow(string root, string path) =>
-        Path.GetRelativePath(root, path).Split(Path.DirectorySeparatorChar).Any(IsHidden);
-
     /// <summary>The image files of each class folder, in sorted order, with their class index.</summary>
-    private static List<(string Path, byte Label)> ListImages(string directory, string[] folders, IReadOnlyList<string> classes)
+    private static List<(string Path, byte Label)> ListImages(string directory, string[] folders, IReadOnlyList<string> classes, FolderWalk walk)
     {
         var files = new List<(string Path, byte Label)>();
         var empty = new List<string>();
@@ -111,9 +108,7 @@ public static class ImageFolderDataset
             try
             {
                 var classFolder = Path.Combine(directory, folder);
-                images = [.. Directory.EnumerateFiles(classFolder, "*", SearchOption.AllDirectories)
-                    .Where(path => ImageFile.HasImageExtension(path) && !IsHiddenBelow(classFolder, path))
-                    .Order(StringComparer.Ordinal)];
+                images = [.. walk.Files(classFolder, ImageFile.HasImageExtension).Order(StringComparer.Ordinal)];
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
@@ -126,5 +121,113 @@ public static class ImageFolderDataset
         if (empty.Count > 0)
             throw new DataFormatException($"{directory}: class folder(s) {string.Join(", ", empty.Select(f => $"'{f}'"))} hold no {string.Join(", ", ImageFile.Extensions)} file.");
         return files;
+    }
+
+    /// <summary>
+    /// The files below <paramref name="folder"/>, searched recursively, that <paramref name="keep"/> selects, in ordinal
+    /// order of their paths. Hidden entries (a name that starts with a dot) are skipped at every level. Symbolic links to
+    /// folders are followed, as torchvision's ImageFolder (<c>os.walk(followlinks=True)</c>) follows them, but one that
+    /// leads back into <paramref name="folder"/> (a loop such as <c>loop -&gt; ..</c>, which would read the folder again
+    /// and again) or to a folder another link already leads to would read the same images twice, so it is refused.
+    /// </summary>
+    /// <param name="folder">The folder to search: an image folder (for predict's folder of images).</param>
+    /// <param name="keep">Selects the files to list by path.</param>
+    /// <exception cref="DataFormatException">A symbolic link to a folder leads back into <paramref name="folder"/>, or
+    /// to where another link leads; the message names the link, where it leads, and the fix.</exception>
+    /// <exception cref="IOException">A folder cannot be listed.</exception>
+    /// <exception cref="UnauthorizedAccessException">A folder may not be listed.</exception>
+    internal static List<string> ListFiles(string folder, Func<string, bool> keep) => [.. new FolderWalk(folder).Files(folder, keep).Order(StringComparer.Ordinal)];
+
+    /// <summary>
+    /// A search of the folders of one image folder (<see cref="ListFiles"/>): remembers where the symbolic links to folders
+    /// it followed lead, so that a link into the image folder, or to a folder already reached, is refused with an error
+    /// naming it rather than read again (a loop is otherwise followed until the system's limit of 40 nested links, which
+    /// reads the whole folder some 40 times, labelled as the class the loop is in).
+    /// </summary>
+    private sealed class FolderWalk(string root)
+    {
+        /// <summary>How paths compare: ignoring case on Windows and macOS, whose file systems usually do.</summary>
+        private static readonly StringComparison PathComparison =
+            OperatingSystem.IsWindows() || OperatingSystem.IsMacOS() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+
+        /// <summary>The image folder, with its symbolic links resolved.</summary>
+        private readonly string _root = RealPath(root);
+
+        /// <summary>The links followed so far, and where each leads (resolved).</summary>
+        private readonly List<(string Link, string Target)> _followed = [];
+
+        /// <summary>The files below <paramref name="folder"/> (itself inside the image folder, or the image folder) that
+        /// <paramref name="keep"/> selects and that are not hidden, in the order found.</summary>
+        public List<string> Files(string folder, Func<string, bool> keep)
+        {
+            var files = new List<string>();
+            var pending = new Stack<string>();
+            pending.Push(folder);
+            while (pending.TryPop(out var current))
+            {
+                if (current != root) Follow(current); // the image folder itself may be reached through a link
+                files.AddRange(Directory.EnumerateFiles(current).Where(path => !IsHidden(Path.GetFileName(path)) && keep(path)));
+                foreach (var sub in Directory.EnumerateDirectories(current).Where(path => !IsHidden(Path.GetFileName(path)))) pending.Push(sub);
+            }
+            return files;
+        }
+
+        /// <summary>Checks <paramref name="folder"/> when it is a symbolic link: where it leads must be outside the image
+        /// folder, not hold it, and not overlap where another followed link leads.</summary>
+        private void Follow(string folder)
+        {
+            if (new DirectoryInfo(folder).LinkTarget is null) return;
+            var target = RealPath(folder);
+            if (Holds(target, _root))
+                throw new DataFormatException($"{folder}: a symbolic link " + (string.Equals(target, _root, PathComparison) ? $"back to {root}" : $"to {target}, which holds {root}") +
+                    $": a loop, which would read the same images again and again. Remove the link; links to folders outside {root} are followed.");
+            if (Holds(_root, target))
+                throw new DataFormatException($"{folder}: a symbolic link to {target}, which is inside {root}: its images would be read twice, once through " +
+                    $"the link. Remove the link (copy the images if they are meant to be read twice); links to folders outside {root} are followed.");
+            foreach (var (link, other) in _followed)
+                if (Holds(other, target) || Holds(target, other))
+                    throw new DataFormatException($"{folder}: a symbolic link to {target}, " +
+                        (string.Equals(target, other, PathComparison) ? $"where {link} leads too" : Holds(other, target) ? $"inside {other}, where {link} leads" : $"which holds {other}, where {link} leads") +
+                        ": its images would be read twice. Remove one of the two links.");
+            _followed.Add((folder, target));
+        }
+
+        /// <summary>True when <paramref name="inner"/> is <paramref name="outer"/> or inside it (both resolved, absolute).</summary>
+        private static bool Holds(string outer, string inner) =>
+            string.Equals(outer, inner, PathComparison)
+            || inner.StartsWith(Path.EndsInDirectorySeparator(outer) ? outer : outer + Path.DirectorySeparatorChar, PathComparison);
+
+        /// <summary>
+        /// The absolute path of <paramref name="path"/> with every symbolic link on the way resolved, as realpath(3) gives it:
+        /// a folder reached through different links has one such path.
+        /// </summary>
+        /// <exception cref="IOException">More than 40 links on the way (a loop of links).</exception>
+        private static string RealPath(string path)
+        {
+            char[] separators = [Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar];
+            var full = Path.IsPathFullyQualified(path) ? path : Path.GetFullPath(path);
+            var real = Path.GetPathRoot(full)!;
+            var pending = new Stack<string>(full[real.Length..].Split(separators, StringSplitOptions.RemoveEmptyEntries).Reverse());
+            var links = 0;
+            while (pending.TryPop(out var part))
+            {
+                if (part == ".") continue;
+                if (part == "..")
+                {
+                    real = Path.GetDirectoryName(real) ?? real;
+                    continue;
+                }
+                var next = Path.Combine(real, part);
+                if (new FileInfo(next).LinkTarget is { } target)
+                {
+                    if (++links > 40) throw new IOException($"{path}: too many levels of symbolic links.");
+                    foreach (var step in target.Split(separators, StringSplitOptions.RemoveEmptyEntries).Reverse()) pending.Push(step);
+                    if (Path.IsPathRooted(target)) real = Path.GetPathRoot(Path.GetFullPath(target))!;
+                    continue;
+                }
+                real = next;
+            }
+            return real;
+        }
     }
 }

@@ -43,14 +43,15 @@ public static class ModelInputs
         || (model.Data.Format == DataFormat.Csv && File.Exists(path) && !ImageFile.HasImageExtension(path) && !IdxFile.StartsWithMagic(path));
 
     /// <summary>The unlabeled samples of one input of <c>predict</c>: an image, a folder of images, a CSV or an IDX image file.</summary>
-    /// <param name="path">An image file, a folder searched recursively for images (in ordinal order of their paths), a
+    /// <param name="path">An image file, a folder searched recursively for images (in ordinal order of their paths; hidden
+    /// entries skipped, symbolic links to folders followed unless they would read images again), a
     /// <c>.csv</c> or <c>.csv.gz</c> file (any file but an image for a model trained on CSV data), or an IDX image file.</param>
     /// <param name="model">The model whose input shape, CSV columns and options the samples are read with.</param>
     /// <param name="resize">Resize images of another size to the model's input (bicubic) instead of refusing them.</param>
     /// <exception cref="ArgumentNullException"><paramref name="path"/> or <paramref name="model"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty or white space.</exception>
     /// <exception cref="DataFormatException">The input is missing or malformed, does not fit the model's input, or is not a
-    /// CSV file for a model trained on CSV data.</exception>
+    /// CSV file for a model trained on CSV data, or a symbolic link in a folder leads back into it.</exception>
     public static InputBatch Read(string path, TrainedModel model, bool resize)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
@@ -61,11 +62,10 @@ public static class ModelInputs
         if (Directory.Exists(path) || !IsCsv(path, model)) CheckNotCsvModel(path, model);
         if (Directory.Exists(path))
         {
-            var images = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories)
-                .Where(image => ImageFile.HasImageExtension(image) && !ImageFolderDataset.IsHiddenBelow(path, image)).Order(StringComparer.Ordinal).ToArray();
-            if (images.Length == 0) throw new DataFormatException($"{path}: the folder holds no {string.Join(", ", ImageFile.Extensions)} file.");
-            var values = new float[images.Length * shape.Size];
-            for (var i = 0; i < images.Length; i++) ImageFile.Read(images[i], ImageShape(model, images[i]), resize, values.AsSpan(i * shape.Size, shape.Size));
+            var images = ImageFolderDataset.ListFiles(path, ImageFile.HasImageExtension);
+            if (images.Count == 0) throw new DataFormatException($"{path}: the folder holds no {string.Join(", ", ImageFile.Extensions)} file.");
+            var values = new float[images.Count * shape.Size];
+            for (var i = 0; i < images.Count; i++) ImageFile.Read(images[i], ImageShape(model, images[i]), resize, values.AsSpan(i * shape.Size, shape.Size));
             return new InputBatch(images, values, 255f);
         }
         if (!File.Exists(path)) throw new DataFormatException($"{path}: no such file or folder.");

@@ -125,7 +125,8 @@ public sealed class ModelOptions
 
     /// <summary>
     /// Transfer learning: a safetensors checkpoint (DistTrain's or PyTorch's <c>state_dict</c> names) to start from
-    /// instead of the initializer. Empty (the default) trains from scratch.
+    /// instead of the initializer, or a run folder, which stands for its <c>model.safetensors</c> (as for
+    /// <c>finetune --from</c>; the config loader sets this to the file). Empty (the default) trains from scratch.
     /// </summary>
     public string Pretrained { get; set; } = "";
 

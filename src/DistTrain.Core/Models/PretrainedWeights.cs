@@ -31,13 +31,16 @@ public static class PretrainedWeights
     /// <summary>Throws when <paramref name="path"/> is not a file, naming <paramref name="setting"/> and what to give instead.</summary>
     /// <param name="path">The checkpoint path as given.</param>
     /// <param name="setting">Where it was given: <c>Model:Pretrained</c>, a command-line option such as <c>--from</c>, or an argument.</param>
-    /// <exception cref="InvalidDataException">No such file.</exception>
+    /// <exception cref="InvalidDataException">No such file, or a folder (without <see cref="RunFiles.Model"/>: a run folder
+    /// is resolved to its model before, by <see cref="RunFiles.ModelIn"/>).</exception>
     public static void RequireFile(string path, string setting)
     {
+        if (Directory.Exists(path))
+            throw new InvalidDataException($"{setting} '{path}' {RunFiles.FolderWithoutModel(path)}");
         if (!File.Exists(path))
             throw new InvalidDataException(
                 $"{setting} '{path}': no such file. Give the path of a .safetensors checkpoint: a run's {RunFiles.Model} " +
-                $"(Output:Directory/<run>/{RunFiles.Model}) or a PyTorch state_dict saved with safetensors.");
+                $"(Output:Directory/<run>/{RunFiles.Model}, or the run folder Output:Directory/<run>) or a PyTorch state_dict saved with safetensors.");
     }
 
     /// <summary>
@@ -47,7 +50,7 @@ public static class PretrainedWeights
     /// PyTorch's <c>consume_prefix_in_state_dict_if_present</c> does) and <paramref name="log"/> says so. A training
     /// checkpoint (<see cref="TrainingCheckpoint"/>) gives its weights; its optimizer state is left out.
     /// </summary>
-    /// <param name="path">The safetensors checkpoint.</param>
+    /// <param name="path">The safetensors checkpoint, or a run folder with its <see cref="RunFiles.Model"/>.</param>
     /// <param name="model">The model the weights are for.</param>
     /// <param name="weights">Receives the tensors; its layout is <paramref name="model"/>'s.</param>
     /// <param name="replaceHead">Leave the last Dense layer's tensors as they are (a new head).</param>
@@ -61,6 +64,8 @@ public static class PretrainedWeights
     /// file): the message names the tensor, the count and the first such value.</exception>
     public static IReadOnlyList<string> Load(string path, Sequential model, ParameterVector weights, bool replaceHead, Action<string>? log = null)
     {
+        // A run folder stands for its model, as the config loader and 'finetune --from' take it.
+        if (Directory.Exists(path) && File.Exists(Path.Combine(path, RunFiles.Model))) path = RunFiles.ModelIn(path);
         RequireFile(path, "Model:Pretrained");
         IReadOnlyDictionary<string, NamedTensor> tensors = SafeTensors.Read(path);
         if (tensors.Count > 0 && tensors.Keys.All(name => name.StartsWith(DataParallelPrefix, StringComparison.Ordinal)))
