@@ -118,8 +118,9 @@ public class CsvDatasetTests : IDisposable
         var path = Write("counts.csv", "150,4,setosa,versicolor,virginica\n5.1,3.5,1.4,0.2,0\n4.9,3.0,1.4,0.2,1\n");
         var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions { LabelColumn = "4" }));
         Assert.Equal($"{path}: Data:Csv:LabelColumn names '4', which is both the header's column 1 (headed '4') and column 4 by 0-based position. " +
-            "A header of numbers is most often a data row: if the file has no header row, set Data:Csv:HasHeader to false (and Data:Csv:SkipRows to skip any lines " +
-            "before the data); if it has one, give the column by a header name that is not also a position, or rename the cell headed '4'.", error.Message);
+            "Numbers in a header row are most often a data row or a line of counts: if the file has no header row, set Data:Csv:HasHeader to false (and " +
+            "Data:Csv:SkipRows to skip any lines before the data); if that row is its header, rename the cell headed '4', or name the column by a header cell " +
+            "that is not a number.", error.Message);
         Assert.Contains("Data:Csv:IgnoreColumns names '4'", Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions { IgnoreColumns = ["4"] })).Message);
         // As the README's sklearn configs read it: the first line skipped, no header.
         var (data, _, _) = CsvDataset.Read(path, new CsvOptions { LabelColumn = "4", HasHeader = false, SkipRows = 1 });
@@ -127,6 +128,13 @@ public class CsvDatasetTests : IDisposable
         // A number that names its own position, or a header cell with no other column at that position, is not ambiguous.
         Assert.Equal(2, CsvDataset.Read(Write("own.csv", "a,1,label\n1,2,0\n3,4,1\n"), new CsvOptions { LabelColumn = "2" }).Data.Count);
         Assert.Equal(2, CsvDataset.Read(Write("named.csv", "7,b,label\n1,2,0\n3,4,1\n"), new CsvOptions { IgnoreColumns = ["7"] }).Data.Count);
+        // A header whose numbers count the columns names them, as before: pandas' to_csv with its index column (",0,1,2"), and
+        // a count from 1.
+        var pandas = CsvDataset.Read(Write("pandas.csv", ",0,1,2\n0,5,6,1\n1,7,8,0\n"), new CsvOptions { LabelColumn = "2", IgnoreColumns = ["0"] });
+        Assert.Equal([1, 0], pandas.Data.Labels.Select(l => (int)l));
+        Assert.Equal([0f, 6, 1, 8], pandas.Data.Features); // '0' is the column headed 0 (ignored), not the index column at position 0
+        var fromOne = CsvDataset.Read(Write("from-one.csv", "1,2,3\n5,6,1\n7,8,0\n"), new CsvOptions { IgnoreColumns = ["2"] });
+        Assert.Equal([5f, 7], fromOne.Data.Features);
     }
 
     [Fact]
@@ -149,11 +157,20 @@ public class CsvDatasetTests : IDisposable
         Assert.Equal($"{numbers}: every cell of the header row is a number ('5.1', '3.5', '0'), so it is probably a data row, which is then not trained on. " +
             "If the file has no header row, set Data:Csv:HasHeader to false.", file.Labels.HeaderWarning);
         Assert.Null(CsvDataset.ReadFile(Write("named.csv", "x,y,label\n1,2,0\n3,4,1\n"), new CsvOptions(), null, null, long.MaxValue).Labels.HeaderWarning);
+        // Numbers that count the columns are a header's names (pandas' to_csv, or a count from 1): no warning.
+        Assert.Null(CsvDataset.ReadFile(Write("count.csv", "1,2,3\n5,6,1\n7,8,0\n"), new CsvOptions(), null, null, long.MaxValue).Labels.HeaderWarning);
+        Assert.Null(CsvDataset.ReadFile(Write("pandas.csv", ",0,1\n0,5,1\n1,7,0\n"), new CsvOptions(), null, null, long.MaxValue).Labels.HeaderWarning);
         // scikit-learn's breast_cancer.csv: a line of counts, then 31 columns a row.
         var counts = Write("counts.csv", "3,5,malignant,benign\n1,2,3,4,5,0\n6,7,8,9,10,1\n");
         Assert.EndsWith("If line 1 is not the header (a title, or a line of counts as scikit-learn's data files start with), skip it with Data:Csv:SkipRows = 1, " +
             "and set Data:Csv:HasHeader to false if no header row follows it.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(counts, new CsvOptions())).Message);
         Assert.Equal(2, CsvDataset.Read(counts, new CsvOptions { SkipRows = 1, HasHeader = false }).Data.Count);
+        // Without a header row the first row sets the columns, and the hint comes at the second; a blank line before the title
+        // counts in the SkipRows it gives.
+        var titled = Write("titled.csv", "\n569,2\n1,2,3,4,5,0\n6,7,8,9,10,1\n");
+        Assert.EndsWith("If line 2 is not a data row (a title, or a line of counts as scikit-learn's data files start with), skip it with Data:Csv:SkipRows = 2.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(titled, new CsvOptions { HasHeader = false })).Message);
+        Assert.Equal(2, CsvDataset.Read(titled, new CsvOptions { SkipRows = 2, HasHeader = false }).Data.Count);
     }
 
     [Fact]

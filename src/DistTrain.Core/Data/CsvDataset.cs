@@ -50,6 +50,9 @@ public static partial class CsvDataset
     {
         /// <summary>The label column's header name; null without a header row or a label column.</summary>
         public string? LabelName { get; init; }
+
+        /// <summary>The header row's cells, every column's, ignored ones included; null without a header row.</summary>
+        public IReadOnlyList<string>? Header { get; init; }
     }
 
     /// <summary>Reads a labeled file.</summary>
@@ -144,11 +147,25 @@ public static partial class CsvDataset
     /// </summary>
     private static string? NumericHeaderWarning(string path, Layout layout)
     {
-        if (layout.LabelName is not { } label) return null; // no header row
-        var cells = layout.FeatureColumns.Append(label).ToList();
-        if (!cells.All(c => double.TryParse(c, NumberStyles.Float, CultureInfo.InvariantCulture, out _))) return null;
+        if (layout.Header is not { Count: > 0 } cells) return null; // no header row
+        if (!cells.All(IsNumber) || CountsColumns(cells)) return null;
         return $"{path}: every cell of the header row is a number ({string.Join(", ", cells.Take(5).Select(c => $"'{c}'"))}{(cells.Count > 5 ? ", ..." : "")}), " +
             "so it is probably a data row, which is then not trained on. If the file has no header row, set Data:Csv:HasHeader to false.";
+    }
+
+    private static bool IsNumber(string cell) => double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
+
+    /// <summary>
+    /// True when the header cells that are numbers count the columns: each is its 0-based position plus one offset, −1, 0 or
+    /// 1 (pandas' <c>to_csv</c> writes its index column's empty cell, then <c>0,1,2,...</c>; other tools count from 0 or 1).
+    /// Such a header is a header, and its numbers are names; a header with no numbers counts trivially.
+    /// </summary>
+    internal static bool CountsColumns(IReadOnlyList<string> cells)
+    {
+        foreach (var offset in new[] { -1, 0, 1 })
+            if (Enumerable.Range(0, cells.Count).All(i => !IsNumber(cells[i]) || cells[i].Trim() == (i + offset).ToString(CultureInfo.InvariantCulture)))
+                return true;
+        return false;
     }
 
     private static LabelVocabulary VocabularyOf(string path, List<string> cells, List<int> lines)
@@ -201,7 +218,7 @@ public static partial class CsvDataset
             var header = options.HasHeader ? reader.Header.ColNames : null;
             if (options.HasHeader && (header is null || header.Count == 0))
                 throw new DataFormatException($"{path}: no header row (Data:Csv:HasHeader is true). Set HasHeader to false if the file has none.");
-            Layout? layout = header is null ? null : MakeLayout(path, options, header, header.Count, requireLabel, expectedFeatures, byName);
+            Layout? layout = header is null ? null : MakeLayout(path, options, header, header.Count, requireLabel, expectedFeatures, byName) with { Header = header };
             var values = new List<float>();
             var lines = new List<int>();
             foreach (var record in reader)
@@ -215,8 +232,8 @@ public static partial class CsvDataset
                     throw new DataFormatException($"{path}: line {line}: the file holds more than {maxValues:N0} feature values, the most one data set holds in memory. Split the file, or list unused columns in Data:Csv:IgnoreColumns.");
                 if (record.ColCount != layout.ColumnCount)
                     throw new DataFormatException($"{path}: line {line} has {record.ColCount} columns but {(header is null ? "the first row" : "the header")} has {layout.ColumnCount}. Every row needs the same columns (check the separator, Data:Csv:Separator = '{options.Separator}')" +
-                        (lines.Count == 0 && record.ColCount > layout.ColumnCount
-                            ? $". If line {before + 1} is not {(header is null ? "a data row" : "the header")} (a title, or a line of counts as scikit-learn's data files start with), skip it with Data:Csv:SkipRows = {options.SkipRows + 1}{(header is null ? "" : ", and set Data:Csv:HasHeader to false if no header row follows it")}."
+                        (lines.Count == (header is null ? 1 : 0) && record.ColCount > layout.ColumnCount
+                            ? $". If line {before + 1} is not {(header is null ? "a data row" : "the header")} (a title, or a line of counts as scikit-learn's data files start with), skip it with Data:Csv:SkipRows = {before + 1}{(header is null ? "" : ", and set Data:Csv:HasHeader to false if no header row follows it")}."
                             : "."));
                 foreach (var column in layout.FeatureIndices)
                 {
@@ -285,8 +302,7 @@ public static partial class CsvDataset
                 if (string.IsNullOrWhiteSpace(line)) continue;
                 var cells = line.Split(separator).Select(cell => cell.Trim().Trim('"')).ToArray();
                 if (!cells.All(cell => double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out _))) return false;
-                bool CountsFrom(int first) => cells.Select((cell, i) => cell == (i + first).ToString(CultureInfo.InvariantCulture)).All(match => match);
-                return cells.Length < 2 || !(CountsFrom(0) || CountsFrom(1));
+                return cells.Length < 2 || !CountsColumns(cells);
             }
             return false;
         }
@@ -323,17 +339,21 @@ public static partial class CsvDataset
 
     /// <summary>
     /// As <see cref="FindColumn"/>, for a column a setting names: a number that is a header cell's name at another position
-    /// than its own index is refused, as it could mean either (a header of numbers is most often a data row read as the header).
+    /// than its own index is refused, as it could mean either, unless the header's numbers count the columns
+    /// (<see cref="CountsColumns"/>: pandas' <c>,0,1,2</c>, or <c>1,2,3</c>), whose numbers are names, as they always were.
+    /// Other numbers in a header, such as scikit-learn's first line <c>150,4,setosa,...</c>, are most often a data row or a
+    /// title read as the header.
     /// </summary>
     /// <exception cref="DataFormatException"><paramref name="name"/> names one column by header name and another by position.</exception>
     private static int FindSettingColumn(string path, string setting, string name, IReadOnlyList<string>? header, int columnCount)
     {
         var index = FindColumn(name, header, columnCount);
         if (header is not null && index >= 0 && int.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out var position)
-            && position < columnCount && position != index)
+            && position < columnCount && position != index && !CountsColumns(header))
             throw new DataFormatException($"{path}: {setting} names '{name}', which is both the header's column {index} (headed '{name}') and column {position} by 0-based position. " +
-                "A header of numbers is most often a data row: if the file has no header row, set Data:Csv:HasHeader to false (and Data:Csv:SkipRows to skip any lines before the data); " +
-                $"if it has one, give the column by a header name that is not also a position, or rename the cell headed '{name}'.");
+                "Numbers in a header row are most often a data row or a line of counts: if the file has no header row, set Data:Csv:HasHeader to false " +
+                "(and Data:Csv:SkipRows to skip any lines before the data); if that row is its header, rename the cell headed " +
+                $"'{name}', or name the column by a header cell that is not a number.");
         return index;
     }
 
