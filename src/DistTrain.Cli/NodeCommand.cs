@@ -46,6 +46,7 @@ internal static class NodeCommand
         TrainingData data;
         ClusterSecurity security;
         string? runDirectory = null;
+        string? shards = null; // the parameter server's shards, as train describes them
         try
         {
             options = TrainingOptionsLoader.Load(configPath, overrides, CliOptions.OptionOfKey);
@@ -67,7 +68,9 @@ internal static class NodeCommand
             OutputSettings.Check(options);
             if (role == NodeRoles.ParameterServer)
             {
-                ModelFactory.StartingWeights(model, options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line)); // and so does a pretrained checkpoint
+                var starting = ModelFactory.StartingWeights(model, options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line)); // and so does a pretrained checkpoint
+                if (options.Cluster.ParameterServerShards > 1) // refuses, before training, more shards than the model has slices for
+                    shards = ShardedParameterServer.Describe(starting.Layout, options.Cluster.ParameterServerShards);
                 runDirectory = RunDirectory.Create(options.Output.Directory);
             }
         }
@@ -104,7 +107,7 @@ internal static class NodeCommand
             CliConsole.Fail("warning", ClusterSecurity.PlainTcpWarning);
         if (role == NodeRoles.ParameterServer) // the job's settings: the parameter server's to state and warn of, once, not every worker's
         {
-            foreach (var line in TrainCommand.SettingsLines(options, workers: "the epoch's", shards: null, data.Validation?.Count))
+            foreach (var line in TrainCommand.SettingsLines(options, workers: "the epoch's", shards, data.Validation?.Count))
                 AnsiConsole.MarkupLineInterpolated($"{line}");
             if (data.Labels?.DefaultColumnNote is { } labelColumn) AnsiConsole.MarkupLineInterpolated($"{labelColumn}");
             foreach (var warning in TrainCommand.RunWarnings(options, data.Train, options.Cluster.MinWorkers, data.Labels)) CliConsole.Fail("warning", warning);

@@ -134,6 +134,7 @@ public class CommandLineTests
                     ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}", ["DISTTRAIN_Cluster__DataPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
                     ["DISTTRAIN_Training__Mode"] = "LocalSgd", ["DISTTRAIN_Training__LocalSteps"] = "3", ["DISTTRAIN_Training__Epochs"] = "2",
                     ["DISTTRAIN_Optimizer__Schedule__WarmupSteps"] = "1000000", ["DISTTRAIN_Optimizer__Beta1"] = "0.5",
+                    ["DISTTRAIN_Cluster__ParameterServerShards"] = "2", ["DISTTRAIN_Model__Freeze__0"] = "0",
                 });
             await process.WaitForOutputAsync("Waiting for", TimeSpan.FromSeconds(60));
             process.Terminate();
@@ -145,6 +146,8 @@ public class CommandLineTests
             Assert.Contains("init HeNormal; normalization", text);
             Assert.Contains("warning: Optimizer:Beta1 = 0.5 is not used by Optimizer:Kind Sgd", text);
             Assert.Contains("warning: Optimizer:Schedule:WarmupSteps = 1,000,000 is not less than this run's", text);
+            Assert.Contains("parameter server in 2 shards", text);
+            Assert.Contains("warning: Model:Freeze = [0] without Model:Pretrained", text);
         }
         finally
         {

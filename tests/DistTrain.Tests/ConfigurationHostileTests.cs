@@ -10,10 +10,10 @@ public class ConfigurationHostileTests : IDisposable
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
-    private static IReadOnlyList<string> Problems(string json)
+    private static IReadOnlyList<string> Problems(string json, Dictionary<string, string?>? environment = null)
     {
         var error = Assert.Throws<ConfigurationException>(() =>
-            TrainingOptionsLoader.Load("hostile.json", Encoding.UTF8.GetBytes(json), null, checkDataDirectory: false, new Dictionary<string, string?>()));
+            TrainingOptionsLoader.Load("hostile.json", Encoding.UTF8.GetBytes(json), null, checkDataDirectory: false, environment ?? new Dictionary<string, string?>()));
         Assert.All(error.Problems, p => Assert.DoesNotContain('\n', p));
         Assert.Equal(error.Problems.Count + 1, error.Message.Split(Environment.NewLine).Length);
         return error.Problems;
@@ -51,6 +51,9 @@ public class ConfigurationHostileTests : IDisposable
     {
         // .NET's JSON configuration stores true as "True", which the message used to echo.
         Assert.StartsWith("Training:Workers = 'true' (in hostile.json) is not valid: expected a whole number.", Problems("""{"Training":{"Workers":true}}""")[0]);
+        // A variable's value is shown as it is.
+        Assert.Contains("Training:Workers = 'True' (from environment variable DISTTRAIN_Training__Workers) is not valid: expected a whole number.",
+            Problems("""{"Model":{"Layers":[{"Type":"Dense","Units":10}]}}""", new() { ["DISTTRAIN_Training__Workers"] = "True" }));
     }
 
     [Fact]

@@ -293,6 +293,8 @@ public class ConfigurationTests : IDisposable
         Assert.StartsWith("gradients sent as TopK 1% per tensor with error feedback", options.DescribeCompression());
         options.Cluster.TopKRatio = 1e-9; // a tiny ratio as a plain percentage, not "1E-07%"
         Assert.StartsWith("gradients sent as TopK 0.0000001% per tensor", options.DescribeCompression());
+        options.Cluster.TopKRatio = 1e-15; // far below a printable percentage: not "0%"
+        Assert.StartsWith("gradients sent as TopK 1E-13% per tensor", options.DescribeCompression());
         options.Cluster.TopKRatio = 0.001;
         Assert.StartsWith("gradients sent as TopK 0.1% per tensor", options.DescribeCompression());
         options.Cluster.Compression = Core.Compression.GradientCompression.BFloat16;

@@ -142,6 +142,14 @@ public class ImageFolderTests : IDisposable
         // A hidden link is skipped, as every hidden entry is.
         Directory.CreateSymbolicLink(Path.Combine(bag, ".loop"), "..");
         Assert.Equal(plain.Labels, ImageFolderDataset.Read(folder, shape, resize: false).Labels);
+        // A link into a hidden folder, which the walk skips, reads its images once: through the link.
+        WriteImage(Path.Combine(folder, ".pool", "p.png"), source.Sample(2));
+        var pool = Path.Combine(bag, "pool");
+        Directory.CreateSymbolicLink(pool, Path.Combine("..", ".pool"));
+        var pooled = ImageFolderDataset.Read(folder, shape, resize: false);
+        Assert.Equal(plain.Count + 1, pooled.Count);
+        Assert.Single(pooled.SampleNames!, n => n == Path.Combine(pool, "p.png"));
+        File.Delete(pool);
 
         // A link to a folder outside is followed (as torchvision does), its images labelled as the class it is in; a second
         // link to the same folder would read them twice.

@@ -105,12 +105,15 @@ public sealed partial class NodeLogFormatTests
         var filter = new DepartedNodesLogFilter();
         var evaluator = new LogFilterBuilder().Add(filter).Build().CreateEvaluator();
         var dead = new Address("akka.tcp", "disttrain", "127.0.0.1", 37593);
-        Warning Unreachable(Address peer) => new("remoting (akka://disttrain)", typeof(object),
-            $"Tried to associate with unreachable remote address [{peer}]. Address is now gated for 1000 ms, all messages to this address will be delivered to dead letters. Reason: [Connection refused]");
+        Warning Unreachable(Address peer, string reason = "Connection refused") => new("remoting (akka://disttrain)", typeof(object),
+            $"Tried to associate with unreachable remote address [{peer}]. Address is now gated for 1000 ms, all messages to this address will be delivered to dead letters. Reason: [{reason}]\n   at Some.Stack.Trace()");
         Assert.True(evaluator.ShouldTryKeepMessage(Unreachable(dead), out var first));
         Assert.Contains($"Tried to associate with unreachable remote address [{dead}]", first);
         Assert.False(evaluator.ShouldTryKeepMessage(Unreachable(dead), out _));
         Assert.False(evaluator.ShouldTryKeepMessage(Unreachable(dead), out _));
+        // Another reason for the same address is news: kept once too.
+        Assert.True(evaluator.ShouldTryKeepMessage(Unreachable(dead, "The remote certificate is invalid"), out _));
+        Assert.False(evaluator.ShouldTryKeepMessage(Unreachable(dead, "The remote certificate is invalid"), out _));
         var other = new Address("akka.tcp", "disttrain", "127.0.0.1", 37594);
         Assert.True(evaluator.ShouldTryKeepMessage(Unreachable(other), out _));
         filter.Associated(dead); // it came back: a new failure is news

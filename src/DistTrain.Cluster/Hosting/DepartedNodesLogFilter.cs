@@ -18,7 +18,7 @@ namespace DistTrain.Cluster.Hosting;
 /// Akka.Cluster's <c>Marking node(s) as UNREACHABLE</c>); a connection to a live node that drops has only this one, and
 /// messages sent to that node while Akka.Remote gates its address are dropped. Akka.Remote's warning that it <c>Tried to
 /// associate with unreachable remote address</c>, which it repeats every second or two for a dead node until the node is
-/// downed, is kept once per address until that address connects again; and once this node is leaving, that warning and
+/// downed, is kept once per address and reason until that address connects again; and once this node is leaving, that warning and
 /// Akka.Cluster's <c>Marking node(s) as UNREACHABLE</c> are dropped, as the job has ended.
 /// </summary>
 public sealed class DepartedNodesLogFilter : LogFilterBase
@@ -49,7 +49,12 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
     public void Leaving() => _leaving = true;
 
     /// <summary><paramref name="address"/> connected: a later failure to reach it is reported again.</summary>
-    public void Associated(Address address) => _reportedUnreachable.TryRemove(address.ToString(), out _);
+    public void Associated(Address address)
+    {
+        var prefix = address + "\n";
+        foreach (var key in _reportedUnreachable.Keys)
+            if (key.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)) _reportedUnreachable.TryRemove(key, out _);
+    }
 
     /// <summary>True when the closing of a connection to <paramref name="address"/> is expected: it left in order, or this node is leaving.</summary>
     public bool IsExpectedClose(Address address) => _leaving || _departed.ContainsKey(Uri.EscapeDataString(address.ToString()));
@@ -63,9 +68,13 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
         {
             if (warning.StartsWith(UnreachableAddressWarning, StringComparison.Ordinal))
             {
+                // Kept once per address and reason (the reason's first line, without a stack trace): a new reason for the same
+                // address, such as a refused certificate after "Connection refused", is news.
                 var end = warning.IndexOf(']', UnreachableAddressWarning.Length);
                 var address = end < 0 ? warning : warning[UnreachableAddressWarning.Length..end];
-                return _leaving || !_reportedUnreachable.TryAdd(address, 0) ? LogFilterDecision.Drop : LogFilterDecision.NoDecision;
+                var reasonAt = warning.IndexOf("Reason:", StringComparison.Ordinal);
+                var reason = reasonAt < 0 ? "" : warning[reasonAt..].Split('\n', 2)[0].Trim();
+                return _leaving || !_reportedUnreachable.TryAdd($"{address}\n{reason}", 0) ? LogFilterDecision.Drop : LogFilterDecision.NoDecision;
             }
             if (_leaving && warning.Contains(MarkingUnreachableWarning, StringComparison.Ordinal)) return LogFilterDecision.Drop;
         }

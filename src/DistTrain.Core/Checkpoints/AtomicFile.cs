@@ -55,7 +55,7 @@ public static class AtomicFile
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw ForTarget(e, path, temporary);
+            throw ForTarget(e, path, temporary, creating: true);
         }
         try
         {
@@ -69,7 +69,7 @@ public static class AtomicFile
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             TryDelete(temporary);
-            throw ForTarget(e, path, temporary);
+            throw ForTarget(e, path, temporary, creating: false);
         }
         catch
         {
@@ -83,18 +83,23 @@ public static class AtomicFile
     /// The failure <paramref name="e"/> of a write through <paramref name="temporary"/>, told of <paramref name="path"/>: the
     /// same kind of exception (<see cref="UnauthorizedAccessException"/> or <see cref="IOException"/>), with the temporary
     /// file's name, an internal detail the user never gave, replaced by the target's ("Access to the path 'model.safetensors'
-    /// is denied", not "... 'model.safetensors.4711-0c1d2e3f.tmp' ..."). A file that cannot be found while it is created
-    /// (its folder exists: <see cref="CheckTarget"/> saw it) is a folder that takes no new files, such as /proc, and is said so.
+    /// is denied", not "... 'model.safetensors.4711-0c1d2e3f.tmp' ..."). A file that cannot be found while it is
+    /// <paramref name="creating"/> in a folder that exists is a folder that takes no new files, such as /proc, and is said so;
+    /// a folder gone by then stays a <see cref="DirectoryNotFoundException"/>, and a file or folder that vanished later, mid-write,
+    /// keeps its exception type.
     /// </summary>
-    private static Exception ForTarget(Exception e, string path, string temporary)
+    private static Exception ForTarget(Exception e, string path, string temporary, bool creating)
     {
         var message = e.Message.Replace(Path.GetFullPath(temporary), Path.GetFullPath(path), StringComparison.Ordinal)
             .Replace(temporary, path, StringComparison.Ordinal);
+        var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
         return e switch
         {
             UnauthorizedAccessException => new UnauthorizedAccessException(message, e),
-            FileNotFoundException or DirectoryNotFoundException => new IOException(
-                $"Could not create '{Path.GetFullPath(path)}': the folder {Path.GetDirectoryName(Path.GetFullPath(path))} takes no new files.", e),
+            FileNotFoundException or DirectoryNotFoundException when creating && Directory.Exists(folder) => new IOException(
+                $"Could not create '{Path.GetFullPath(path)}': the folder {folder} takes no new files.", e),
+            DirectoryNotFoundException => new DirectoryNotFoundException(message, e),
+            FileNotFoundException => new FileNotFoundException(message, e),
             _ => new IOException(message, e),
         };
     }

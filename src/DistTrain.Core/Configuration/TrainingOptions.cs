@@ -65,7 +65,7 @@ public sealed class TrainingOptions
         var c = Cluster;
         if (c.Compression == GradientCompression.None) return null;
         var kind = c.Compression == GradientCompression.TopK
-            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"TopK {100 * c.TopKRatio:0.##########}%{(c.TopKScope == TopKScope.PerTensor ? " per tensor" : "")}")
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"TopK {(100 * c.TopKRatio >= 1e-9 ? (100 * c.TopKRatio).ToString("0.##########", System.Globalization.CultureInfo.InvariantCulture) : (100 * c.TopKRatio).ToString("0.###E+0", System.Globalization.CultureInfo.InvariantCulture))}%{(c.TopKScope == TopKScope.PerTensor ? " per tensor" : "")}")
             : c.Compression.ToString();
         var feedback = c.ErrorFeedback ? " with error feedback" : " without error feedback";
         var correction = UsesMomentumCorrection

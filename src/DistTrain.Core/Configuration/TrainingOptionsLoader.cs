@@ -505,7 +505,7 @@ public static class TrainingOptionsLoader
                     ? $"{range}." : $"expected a whole number from {int.MinValue:D} to {int.MaxValue:D}.");
         if (expected == "System.Int32" && whole is { } inRange)
             return $"{key} = '{Shown(value)}' ({origin}) is not valid: expected a whole number written in digits, such as {inRange.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)}.";
-        return $"{key} = '{Shown(value)}' ({origin}) is not valid: expected {allowed}.{hint}";
+        return $"{key} = '{Shown(value, origin)}' ({origin}) is not valid: expected {allowed}.{hint}";
     }
 
     /// <summary>The problem of <paramref name="value"/> for <paramref name="key"/> when the binder refuses it on its own; null when it binds.</summary>
@@ -540,7 +540,7 @@ public static class TrainingOptionsLoader
             ? " Write the name: a number is not read as a position in that list."
             : text.Contains(',', StringComparison.Ordinal) ? " Write one name: a list of names is not read."
             : NameSuggestions.Closest(text, names, maxDistance: 2) is { } closest ? $" Did you mean '{closest}'?" : "";
-        return $"{key} = '{Shown(value)}' ({origin}) is not valid: expected one of {string.Join(", ", names)}.{why}";
+        return $"{key} = '{Shown(value, origin)}' ({origin}) is not valid: expected one of {string.Join(", ", names)}.{why}";
     }
 
     /// <summary>
@@ -635,9 +635,15 @@ public static class TrainingOptionsLoader
     }
 
     /// <summary>A value as echoed in a problem line: one line, at most 80 characters.</summary>
-    internal static string Shown(string value) =>
-        // .NET's JSON configuration stores a JSON true or false as "True" or "False": shown as the file wrote it.
-        value is "True" or "False" ? value.ToLowerInvariant() : ConfigurationException.OneLine(value, 80);
+    internal static string Shown(string value) => ConfigurationException.OneLine(value, 80);
+
+    /// <summary>
+    /// As <see cref="Shown(string)"/>, for a value from <paramref name="origin"/>: .NET's JSON configuration stores a JSON
+    /// <c>true</c> or <c>false</c> as "True" or "False", which a file's value is shown as written again; a variable's or
+    /// option's value is shown as it is.
+    /// </summary>
+    internal static string Shown(string value, string origin) =>
+        value is "True" or "False" && origin.StartsWith("in ", StringComparison.Ordinal) ? value.ToLowerInvariant() : Shown(value);
 
     /// <summary>
     /// The problem of a config file that is not JSON: System.Text.Json's message with its position as a 1-based line and

@@ -173,7 +173,7 @@ public static class ImageFolderDataset
         }
 
         /// <summary>Checks <paramref name="folder"/> when it is a symbolic link: where it leads must be outside the image
-        /// folder, not hold it, and not overlap where another followed link leads.</summary>
+        /// folder (or in a hidden folder of it, which is not walked), not hold it, and not overlap where another followed link leads.</summary>
         private void Follow(string folder)
         {
             if (new DirectoryInfo(folder).LinkTarget is null) return;
@@ -181,7 +181,8 @@ public static class ImageFolderDataset
             if (Holds(target, _root))
                 throw new DataFormatException($"{folder}: a symbolic link " + (string.Equals(target, _root, PathComparison) ? $"back to {root}" : $"to {target}, which holds {root}") +
                     $": a loop, which would read the same images again and again. Remove the link; links to folders outside {root} are followed.");
-            if (Holds(_root, target))
+            // Inside the image folder, but in a hidden folder, which the walk skips: its images are read once, through the link.
+            if (Holds(_root, target) && !Path.GetRelativePath(_root, target).Split(Path.DirectorySeparatorChar).Any(IsHidden))
                 throw new DataFormatException($"{folder}: a symbolic link to {target}, which is inside {root}: its images would be read twice, once through " +
                     $"the link. Remove the link (copy the images if they are meant to be read twice); links to folders outside {root} are followed.");
             foreach (var (link, other) in _followed)
