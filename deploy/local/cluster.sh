@@ -43,9 +43,9 @@ else
 fi
 [ $# -gt 0 ] || set -- --config "$repo/configs/fashion-mnist-mlp.json"
 
-bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
-# CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's.
+# CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's. Checked before anything is installed.
 source deploy/local/cli-dll.sh "cluster.sh" "$caller"  # sets disttrain
+bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
 
 RUN="runs/cluster/$(date -u +%Y%m%d-%H%M%S)-$$"
 source deploy/local/cluster-env.sh
@@ -196,11 +196,12 @@ elif [ ${#running[@]} -gt 0 ]; then
   # script; one still running after 30 s gets a second SIGTERM, which ends a node at once.
   kill -TERM "${running[@]}" 2>/dev/null || true
   for _ in $(seq 300); do
-    alive=0; for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 1 ] || break; sleep 0.1 || true
+    alive=(); for pid in "${running[@]}"; do ! kill -0 "$pid" 2>/dev/null || alive+=("$pid"); done
+    [ ${#alive[@]} -gt 0 ] || break; sleep 0.1 || true
   done
-  kill -TERM "${running[@]}" 2>/dev/null || true
-  for pid in "${running[@]}"; do wait_for "$pid" || true; done
+  # Only nodes still running (not yet waited for, so their PIDs are theirs) get the second SIGTERM.
+  [ ${#alive[@]} -eq 0 ] || kill -TERM "${alive[@]}" 2>/dev/null || true
+  for pid in "${running[@]}"; do wait_for "$pid" || true; [ "$pid" != "$ps_pid" ] || ended=$ps_pid; done
   pids=()
 fi
 # Once the parameter server has ended, its last lines reach its log and the screen before the script exits.

@@ -13,7 +13,7 @@
 # Ctrl-C stops every node (SIGTERM, which a node takes as Ctrl-C; a second Ctrl-C ends them at once), waits for them and
 # exits 130.
 # Exit code: the parameter server's that finished the job, 2 when KILL_AT is not a progress line, a CLI_DLL is not
-# there or the active parameter server failed to start, or 3 when KILL=1 and the active parameter server ended before
+# there or the active parameter server failed to start, the build's when the build fails, or 3 when KILL=1 and the active parameter server ended before
 # printing KILL_AT or a line past it (nothing was killed; the other nodes are stopped).
 # Usage: KILL=1 [KILL_AT='epoch  3/10   50%'] deploy/local/failover-demo.sh [OUT]
 set -uo pipefail
@@ -27,11 +27,11 @@ else
   echo "failover-demo.sh: KILL_AT = '$kill_at' is not a progress line; give one as the parameter server prints it, for example KILL_AT='epoch  3/10   50%'." >&2
   exit 2
 fi
+source deploy/local/cli-dll.sh "failover-demo.sh" "$caller"  # sets disttrain: CLI_DLL, or the build's (before anything changes)
 mkdir -p "$out"
 rm -rf "$out/checkpoints"
 
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
-source deploy/local/cli-dll.sh "failover-demo.sh" "$caller"  # sets disttrain: CLI_DLL, or the build's
 config=configs/fashion-mnist-mlp.json
 
 RUN="$out"

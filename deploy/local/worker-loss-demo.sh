@@ -12,7 +12,8 @@
 # Ctrl-C stops every node (SIGTERM, which a node takes as Ctrl-C; a second Ctrl-C ends them at once), waits for
 # them and exits with the parameter server's code (130: cancelled).
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's folder's.
-# Exit code: the parameter server's, 2 for a WORKERS or MinWorkers that cannot work or a CLI_DLL that is not there, or 3
+# Exit code: the parameter server's, 2 for a WORKERS or MinWorkers that cannot work or a CLI_DLL that is not there, the
+# build's when the build fails, or 3
 # when KILL=1 and no progress line matched KILL_AT (nothing was killed; the workers are stopped).
 # Usage: KILL=1 [WORKERS=3] [KILL_AT='epoch  3/10   50%'] deploy/local/worker-loss-demo.sh [OUT]
 set -uo pipefail
@@ -36,10 +37,10 @@ if [[ "$min_workers" =~ ^[0-9]+$ ]] && [ "$((10#$min_workers))" -gt "$most" ]; t
   fi
   exit 2
 fi
+source deploy/local/cli-dll.sh "worker-loss-demo.sh" "$caller"  # sets disttrain: CLI_DLL, or the build's (before anything changes)
 mkdir -p "$out"
 
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
-source deploy/local/cli-dll.sh "worker-loss-demo.sh" "$caller"  # sets disttrain: CLI_DLL, or the build's
 
 RUN="$out"
 source deploy/local/cluster-env.sh  # this run's job, certificates (mutual TLS) and free ports
@@ -102,7 +103,10 @@ if [ "$kill_one" = 1 ] && [ "$killed" = 0 ]; then
   echo "error: no worker was killed: the parameter server never printed '$kill_at'. Its progress lines were:" >&2
   grep -E "^epoch " "$out/parameter-server.log" | head -8 >&2
   echo "Set KILL_AT to one of them (as printed) and run again. Stopping the worker nodes; nothing was measured." >&2
-  kill -TERM "${pids[@]}" 2>/dev/null; wait; trap - EXIT  # SIGTERM, which a node takes as Ctrl-C: they leave at once
+  workers_left=(); for pid in "${pids[@]}"; do [ "$pid" = "$ps" ] || workers_left+=("$pid"); done  # the parameter server was waited for
+  [ ${#workers_left[@]} -eq 0 ] || kill -TERM "${workers_left[@]}" 2>/dev/null  # SIGTERM, which a node takes as Ctrl-C: they leave at once
+  for pid in "${workers_left[@]}"; do wait_for "$pid"; done
+  trap - EXIT
   exit 3
 fi
 grep -E "is lost|go to|Test accuracy" "$out/parameter-server.log"

@@ -103,7 +103,8 @@ public class LocalClusterScriptTests
             var error = await errors;
             Assert.True(process.ExitCode == 2, $"exit {process.ExitCode}; error output:\n{error}");
             Assert.Contains($"{script}: CLI_DLL = missing/disttrain.dll: no such file ({folder}/missing/disttrain.dll).", error);
-            Assert.DoesNotContain("node", output); // nothing started
+            Assert.Equal("", output); // nothing installed, built or started
+            Assert.False(Directory.Exists(Path.Combine(folder, "out")), "the script made its output folder before checking CLI_DLL");
         }
         finally
         {
