@@ -250,7 +250,7 @@ internal static class TrainCommand
     }
 
     /// <summary>
-    /// Settings and data that train without an error but not as meant: a warmup as long as the run
+    /// Settings and data that train without an error but not as meant: a warmup as long as the run, a patience as long as the run (<see cref="PatienceOutlastsRun"/>)
     /// (<see cref="WarmupOutlastsRun"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
     /// compression does not use (<see cref="TrainingOptions.UnusedSettings"/>), layer settings the layer's type does not use and a
     /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), Model:Freeze without Model:Pretrained
@@ -267,6 +267,7 @@ internal static class TrainCommand
     {
         if (labels?.HeaderWarning is { } header) yield return header;
         if (WarmupOutlastsRun(options, train.Count, workers ?? options.Training.Workers) is { } warmup) yield return warmup;
+        if (PatienceOutlastsRun(options.Training) is { } patience) yield return patience;
         foreach (var unused in options.UnusedSettings()) yield return unused;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
         if (FrozenWithoutPretrained(options.Model) is { } frozen) yield return frozen;
@@ -287,6 +288,18 @@ internal static class TrainCommand
         if (options.Data.Format == DataFormat.ImageFolder)
             foreach (var folder in new[] { options.Data.ImageFolder.TrainDirectory, options.Data.ImageFolder.TestDirectory }.Where(f => f.Length > 0))
                 if (SkippedImages(folder) is { } skipped) yield return skipped;
+    }
+
+    /// <summary>
+    /// A warning when Training:EarlyStopping:Patience is at least Training:Epochs: the run has fewer epochs after its first
+    /// than the patience waits for, so early stopping cannot end it early. Null otherwise, and when early stopping is off.
+    /// </summary>
+    internal static string? PatienceOutlastsRun(TrainingLoopOptions loop)
+    {
+        var patience = loop.EarlyStopping.Patience;
+        return patience > 0 && patience >= loop.Epochs
+            ? string.Create(CultureInfo.InvariantCulture, $"Training:EarlyStopping:Patience = {patience} is not less than Training:Epochs = {loop.Epochs}: the earliest early stop comes after epoch {patience + 1}, so it cannot end this run early. Lower Patience, or train longer.")
+            : null;
     }
 
     /// <summary>A warning naming the images of <paramref name="folder"/> that are skipped for their format, or null when there are none.</summary>

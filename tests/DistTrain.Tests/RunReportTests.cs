@@ -96,6 +96,18 @@ public class RunReportTests : IDisposable
         Assert.Equal(expected, TrainCommand.WarmupOutlastsRun(options, trainSamples: 350));
     }
 
+    [Theory]
+    [InlineData(5, 5, "Training:EarlyStopping:Patience = 5 is not less than Training:Epochs = 5: the earliest early stop comes after epoch 6, so it cannot end this run early. Lower Patience, or train longer.")]
+    [InlineData(9, 5, "Training:EarlyStopping:Patience = 9 is not less than Training:Epochs = 5: the earliest early stop comes after epoch 10, so it cannot end this run early. Lower Patience, or train longer.")]
+    [InlineData(4, 5, null)]
+    [InlineData(0, 5, null)]
+    public void A_patience_as_long_as_the_run_is_warned_of(int patience, int epochs, string? expected)
+    {
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 1, batch: 50, epochs: epochs);
+        options.Training.EarlyStopping.Patience = patience;
+        Assert.Equal(expected, TrainCommand.PatienceOutlastsRun(options.Training));
+    }
+
     [Fact]
     public void A_momentum_that_Adam_ignores_and_classes_without_a_training_sample_are_warned_of()
     {
