@@ -36,6 +36,17 @@ public class SafeTensorsHostileTests : IDisposable
     }
 
     [Fact]
+    public void A_file_torch_save_wrote_is_named_as_such_with_how_to_save_safetensors()
+    {
+        // torch.save's zip archive (PyTorch 1.6 and later) and its older pickle: before, "the header length field says
+        // 578,712,552,184,433,488 bytes ... corrupt or not safetensors".
+        byte[] zip = [(byte)'P', (byte)'K', 3, 4, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        byte[] pickle = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e];
+        AssertMentions(Refuse(zip), "the file is a zip archive, as torch.save writes, not safetensors", "safetensors.torch.save_file(model.state_dict(), \"model.safetensors\")");
+        AssertMentions(Refuse(pickle), "the file is a Python pickle, as torch.save writes, not safetensors");
+    }
+
+    [Fact]
     public void Overlapping_data_offsets_are_refused_naming_both_tensors_and_the_bytes()
     {
         var error = Refuse(File("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}""", 12));

@@ -61,6 +61,10 @@ internal sealed class SafeTensorsHeader
     {
         if (fileLength < 8 || start.Length < 8)
             throw Fail(path, null, $"{fileLength} bytes is too short for a safetensors file (the 8-byte header length is missing). The file is truncated or not safetensors.");
+        // torch.save writes a zip archive (PyTorch 1.6 and later) or, with _use_new_zipfile_serialization=False, a pickle.
+        if (start[0] == (byte)'P' && start[1] == (byte)'K' && start[2] == 3 && start[3] == 4 || start[0] == 0x80 && start[1] is >= 2 and <= 5)
+            throw Fail(path, null, $"the file is {(start[0] == 0x80 ? "a Python pickle" : "a zip archive")}, as torch.save writes, not safetensors. " +
+                "In PyTorch, save the state_dict with safetensors instead: safetensors.torch.save_file(model.state_dict(), \"model.safetensors\").");
         var length = BinaryPrimitives.ReadUInt64LittleEndian(start);
         if (length > MaxHeaderBytes)
             throw Fail(path, null, $"the header length field says {length:N0} bytes, over the {MaxHeaderBytes:N0}-byte limit safetensors readers apply. The file is corrupt or not safetensors.");
