@@ -57,6 +57,35 @@ public sealed class RunFilesAndNamesTests : IDisposable
     }
 
     [Fact]
+    public void A_state_dict_with_the_models_shapes_under_other_names_is_told_to_rename_them_not_to_change_the_layers()
+    {
+        // A PyTorch module with named layers (fc1, fc2, fc3) for the MLP whose layers DistTrain numbers 0, 2, 4. Before: "Make
+        // Model:Layers match the network ...; the head differs too: Model:ReplaceHead", neither of which helps.
+        var model = ModelFactory.Build(TestData.Mlp(16, 10));
+        var weights = ModelFactory.InitialWeights(model, new(), seed: 5);
+        var names = new Dictionary<string, string>();
+        var layer = 0;
+        foreach (var segment in weights.Layout.Segments)
+        {
+            var index = segment.Name[..segment.Name.IndexOf('.')];
+            if (!names.ContainsKey(index)) names[index] = $"fc{++layer}";
+        }
+        var renamed = new ParameterLayout(weights.Layout.Segments.Select(s => (names[s.Name[..s.Name.IndexOf('.')]] + s.Name[s.Name.IndexOf('.')..], s.Shape)));
+        var path = Path.Combine(_directory, "fc.safetensors");
+        SafeTensors.Write(path, new ParameterVector(renamed, weights.Values));
+
+        var error = Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(path, model, new ParameterVector(model.Layout), replaceHead: false));
+
+        Assert.Contains($"The checkpoint's {renamed.Segments.Count} other tensors have the shapes of the model's {renamed.Segments.Count} missing ones, under other names: " +
+            "the model names each tensor by its layer's position in Model:Layers ('0.weight', '0.bias',", error.Message);
+        Assert.DoesNotContain("ReplaceHead", error.Message);
+        Assert.DoesNotContain("Make Model:Layers match", error.Message);
+        // A network of other shapes still gets the advice to match the layers.
+        var other = ModelFactory.Build(TestData.Mlp(32, 10));
+        Assert.Contains("Make Model:Layers match", Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(path, other, new ParameterVector(other.Layout), replaceHead: false)).Message);
+    }
+
+    [Fact]
     public void Only_a_head_of_another_size_suggests_ReplaceHead_and_a_missing_file_names_what_runs_write()
     {
         var path = Path.Combine(_directory, "ten-classes.safetensors");

@@ -118,23 +118,41 @@ public static class PretrainedWeights
         foreach (var name in extra)
             problems.Add($"'{name}' [{string.Join(", ", tensors[name].Shape)}] is in the checkpoint but not in the model");
         if (problems.Count > 0)
-            throw new InvalidDataException($"{path} does not fit the model: {string.Join("; ", problems)}. {Hint(missing, extra, differing, head, replaceHead, path)}");
+            throw new InvalidDataException($"{path} does not fit the model: {string.Join("; ", problems)}. {Hint(missing, extra, differing, head, replaceHead, path, ShapesMatchUnderOtherNames(weights.Layout, missing, extra, tensors))}");
         model.LoadParameters(weights.Values);
         return loaded;
     }
 
     /// <summary>What to do about a checkpoint that does not fit: the one fix that applies.</summary>
-    private static string Hint(List<string> missing, List<string> extra, List<string> differing, string[] head, bool replaceHead, string path)
+    private static string Hint(List<string> missing, List<string> extra, List<string> differing, string[] head, bool replaceHead, string path, bool renamed)
     {
         if (CommonPrefix(missing, extra) is { } prefix)
             return $"The checkpoint's names differ from the model's only by the prefix '{prefix}' ('{prefix}{missing[0]}' for '{missing[0]}'): " +
                    $"save the state_dict without it, e.g. in PyTorch {{k.removeprefix('{prefix}'): v for k, v in state_dict.items()}}.";
+        // A PyTorch module with named layers (fc1, fc2) where the model numbers them by position (0, 2): same shapes, other names.
+        if (renamed)
+            return $"The checkpoint's {extra.Count} other tensors have the shapes of the model's {missing.Count} missing ones, under other names: the model names " +
+                   $"each tensor by its layer's position in Model:Layers ({string.Join(", ", missing.Take(4).Select(m => $"'{m}'"))}{(missing.Count > 4 ? ", ..." : "")}). " +
+                   "Save the state_dict with those names, e.g. in PyTorch dict(zip([the model's names in order], state_dict.values())) after checking the order.";
         const string replace = "Model:ReplaceHead (finetune --replace-head N) trains a new last Dense layer";
         var headOnly = !replaceHead && head.Length > 0 && extra.Count == 0 && differing.All(head.Contains);
         if (headOnly)
             return $"Only the head ({string.Join(", ", differing)}) differs: set {replace}, or make its Units match the checkpoint.";
         var match = $"Make Model:Layers match the network that wrote the checkpoint (`disttrain inspect {path}` lists its tensors)";
         return !replaceHead && differing.Any(head.Contains) ? $"{match}; the head differs too: {replace}." : $"{match}.";
+    }
+
+    /// <summary>
+    /// True when the checkpoint's tensors the model lacks have exactly the shapes of the model's tensors the checkpoint lacks
+    /// (as multisets): the same layers under other names.
+    /// </summary>
+    private static bool ShapesMatchUnderOtherNames(ParameterLayout layout, List<string> missing, List<string> extra, IReadOnlyDictionary<string, NamedTensor> tensors)
+    {
+        if (missing.Count == 0 || missing.Count != extra.Count) return false;
+        static string Key(IEnumerable<int> shape) => string.Join("x", shape);
+        var model = layout.Segments.Where(s => missing.Contains(s.Name)).Select(s => Key(s.Shape)).Order(StringComparer.Ordinal);
+        var checkpoint = extra.Select(name => Key(tensors[name].Shape)).Order(StringComparer.Ordinal);
+        return model.SequenceEqual(checkpoint);
     }
 
     /// <summary>
