@@ -218,16 +218,20 @@ internal static class TrainCommand
         if (!string.IsNullOrEmpty(options.Model.Pretrained))
             yield return $"pretrained weights from {options.Model.Pretrained}{(options.Model.ReplaceHead ? " (new head)" : "")}; frozen: {(options.Model.Freeze.Count == 0 ? "nothing" : string.Join(", ", options.Model.Freeze))}";
         else if (options.Model.Freeze.Count > 0)
-            yield return $"no pretrained weights; frozen at their initial weights: {string.Join(", ", options.Model.Freeze)}";
+            yield return options.Checkpoint.Resume
+                ? $"frozen: {string.Join(", ", options.Model.Freeze)} (with the weights of the checkpoint resumed from, if one is found)"
+                : $"no pretrained weights; frozen at their initial weights: {string.Join(", ", options.Model.Freeze)}";
     }
 
     /// <summary>
     /// A warning when Model:Freeze is set without Model:Pretrained: the frozen tensors then keep the initializer's random
-    /// weights for the whole run (a fine-tuning config run without its checkpoint). Null otherwise.
+    /// weights for the whole run (a fine-tuning config run without its checkpoint). Null otherwise, and when resuming: the
+    /// frozen tensors then come from the checkpoint.
     /// </summary>
     /// <param name="model">The run's model section.</param>
-    internal static string? FrozenWithoutPretrained(ModelOptions model) =>
-        model.Freeze.Count > 0 && string.IsNullOrEmpty(model.Pretrained)
+    /// <param name="resuming">Checkpoint:Resume is set.</param>
+    internal static string? FrozenWithoutPretrained(ModelOptions model, bool resuming = false) =>
+        model.Freeze.Count > 0 && string.IsNullOrEmpty(model.Pretrained) && !resuming
             ? $"Model:Freeze = [{string.Join(", ", model.Freeze)}] without Model:Pretrained: the frozen layers keep their random initial weights " +
               $"({model.Initializer.Kind}) for the whole run, and only the others train. Set Model:Pretrained to the checkpoint (or run folder) to start from, or remove Freeze."
             : null;
@@ -270,7 +274,7 @@ internal static class TrainCommand
         if (PatienceOutlastsRun(options.Training) is { } patience) yield return patience;
         foreach (var unused in options.UnusedSettings()) yield return unused;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
-        if (FrozenWithoutPretrained(options.Model) is { } frozen) yield return frozen;
+        if (FrozenWithoutPretrained(options.Model, options.Checkpoint.Resume) is { } frozen) yield return frozen;
         var counts = new int[train.ClassCount];
         foreach (var label in train.Labels) counts[label]++;
         var empty = Enumerable.Range(0, counts.Length).Where(c => counts[c] == 0).ToList();

@@ -81,6 +81,11 @@ public class LayerWarningTests
             "and only the others train. Set Model:Pretrained to the checkpoint (or run folder) to start from, or remove Freeze."],
             DistTrain.Cli.TrainCommand.RunWarnings(options, train));
         Assert.Equal("no pretrained weights; frozen at their initial weights: 0", DistTrain.Cli.TrainCommand.SettingsLines(options, "1", null, null).Last());
+        // Resuming, the frozen tensors come from the checkpoint: no warning, and the line says so.
+        options.Checkpoint.Resume = true;
+        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+        Assert.Equal("frozen: 0 (with the weights of the checkpoint resumed from, if one is found)", DistTrain.Cli.TrainCommand.SettingsLines(options, "1", null, null).Last());
+        options.Checkpoint.Resume = false;
 
         options.Model.Pretrained = "pretrained.safetensors";
         Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
