@@ -76,7 +76,9 @@ internal static class FinetuneCommand
             }
             var configPath = parse.GetValue(config)!.FullName;
             var (exit, tuned, runDirectory) = await TrainCommand.RunJobAsync(configPath, overrides, FineTune, cancellationToken,
-                (options, loaded) => { if (classes is { } n) CheckHeadFitsData(n, options, loaded.Train.ClassCount); });
+                (options, loaded) => { if (classes is { } n) CheckHeadFitsData(n, options, loaded.Train.ClassCount); },
+                // Its --freeze and --replace-head are part of the model the checkpoints fit: train --resume, without them, is refused.
+                resumeWith: "the same finetune command with DISTTRAIN_Checkpoint__Resume=true");
             if (exit != 0 || !parse.GetValue(compare)) return exit;
 
             AnsiConsole.MarkupLine("[bold]From scratch, same model and budget:[/]");

@@ -64,10 +64,11 @@ internal static class TrainCommand
     /// <paramref name="checkData"/>, when given, checks the options against the loaded data before the model's own check
     /// (<see cref="ModelFactory.CheckFitsData(ModelOptions, TrainingData)"/>), so a command can name its own option in a
     /// mismatch it caused (finetune's --replace-head); it throws <see cref="ConfigurationException"/> to refuse.
+    /// <paramref name="resumeWith"/> is the command a stopped run's message names to continue from its newest checkpoint.
     /// </summary>
     internal static async Task<(int Exit, TrainingResult? Result, string? RunDirectory)> RunJobAsync(string configPath,
         Dictionary<string, string?> overrides, Action<TrainingOptions>? adjust, CancellationToken cancellationToken,
-        Action<TrainingOptions, TrainingData>? checkData = null)
+        Action<TrainingOptions, TrainingData>? checkData = null, string resumeWith = "train --resume")
     {
         TrainingOptions options;
         TrainingData data;
@@ -172,7 +173,7 @@ internal static class TrainCommand
                 checkpointLock: checkpointLock, trainDigest: trainDigest)),
             diverged => RunOutputs.SaveLastGood(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
                 epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
-            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report),
+            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report, resumeWith),
             model: options);
         if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory);
         if (exit is not null) return (exit.Value, null, runDirectory);
