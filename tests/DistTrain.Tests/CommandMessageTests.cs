@@ -174,6 +174,19 @@ public class CommandMessageTests : IDisposable
     }
 
     [Fact]
+    public void Inspect_says_where_a_stopped_run_stopped()
+    {
+        // A cancelled (or failed) run's model.safetensors carries "stopped"; inspect showed the epochs, not that they were partial.
+        var model = IdxModel();
+        var metadata = new Dictionary<string, string>(model.Metadata) { ["stopped"] = "cancelled at epoch 3, step 120 of 235" };
+        var path = Path.Combine(_directory, "stopped.safetensors");
+        new TrainedModel(model.Model, model.Weights, model.Normalizer, metadata).Save(path);
+        var (exit, output, _) = CliProcess.Run(["inspect", path]);
+        Assert.Equal(0, exit);
+        Assert.Contains("  stopped: cancelled at epoch 3, step 120 of 235", output.ReplaceLineEndings("\n"));
+    }
+
+    [Fact]
     public void Inspect_with_compare_and_compare_initialization_is_a_bad_command_line_refused_before_the_table()
     {
         var model = IdxModel();
