@@ -76,7 +76,7 @@ internal static class InspectCommand
             }
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLineInterpolated($"{tensors.Count} tensors, {tensors.Values.Sum(t => (long)t.Data.Length):N0} elements, {file.Length:N0} bytes: {file.FullName}");
-            foreach (var (key, value) in metadata.Where(m => m.Key is "producer" or "epochs" or "version" or "test_accuracy" or "input_normalization"))
+            foreach (var (key, value) in metadata.Where(m => m.Key is "producer" or "epochs" or DistTrain.Core.Models.ModelMetadata.EpochsTrained or "version" or "test_accuracy" or "input_normalization"))
                 AnsiConsole.MarkupLineInterpolated($"  {key}: {value}");
             if (metadata.TryGetValue("format", out var format) && format == TrainingCheckpoint.Format)
             {
