@@ -152,4 +152,27 @@ internal static class CliConsole
 
     /// <summary>Prints "error: message" in red on standard error.</summary>
     public static void Fail(string label, string message) => Error.MarkupLineInterpolated($"[red]{label}:[/] {message}");
+
+    /// <summary>
+    /// The action of a command that does not train (predict, evaluate, export, inspect, compare): runs <paramref name="body"/>
+    /// with the command's <see cref="CancellationToken"/> (<see cref="GracefulCancellation"/>). The body checks the token
+    /// while it works and before it writes any output, so a first Ctrl-C or SIGTERM stops it there: one <c>cancelled:</c>
+    /// line on standard error, nothing written, and exit code 130, as a cancelled training.
+    /// </summary>
+    /// <param name="body">The command's work; returns its exit code and throws <see cref="OperationCanceledException"/> once cancelled.</param>
+    /// <returns>The action, for <c>Command.SetAction</c>.</returns>
+    public static Func<System.CommandLine.ParseResult, CancellationToken, Task<int>> Cancellable(Func<System.CommandLine.ParseResult, CancellationToken, int> body) =>
+        (parse, cancellationToken) =>
+        {
+            try
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                return Task.FromResult(body(parse, cancellationToken));
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                Fail("cancelled", "stopped before the end; nothing was written.");
+                return Task.FromResult(130);
+            }
+        };
 }

@@ -22,7 +22,7 @@ internal static class CompareCommand
         {
             runs, labels, target, plot,
         };
-        command.SetAction(parse =>
+        command.SetAction(CliConsole.Cancellable((parse, cancellationToken) =>
         {
             var folders = parse.GetValue(runs)!;
             var names = parse.GetValue(labels) ?? [];
@@ -66,6 +66,7 @@ internal static class CompareCommand
                 return 2;
             }
             var histories = finished.Select(r => r.History!).ToList();
+            cancellationToken.ThrowIfCancellationRequested(); // no plot, no table after a Ctrl-C
             try
             {
                 AccuracyTimePlot.Write(histories, goal, plotPath);
@@ -77,7 +78,7 @@ internal static class CompareCommand
             }
             Print(histories, goal, plotPath);
             return 0;
-        });
+        }));
         return command;
     }
 

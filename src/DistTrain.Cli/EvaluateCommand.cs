@@ -27,7 +27,7 @@ internal static class EvaluateCommand
         {
             model, data, heatmap, json, resize,
         };
-        command.SetAction(parse =>
+        command.SetAction(CliConsole.Cancellable((parse, cancellationToken) =>
         {
             TrainedModel trained;
             ConfusionMatrix matrix;
@@ -46,7 +46,8 @@ internal static class EvaluateCommand
                 var (samples, dividedBy) = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages);
                 // As train warns: raw IDX files beside their .gz copies are not read.
                 if (Directory.Exists(dataPath) && FashionMnist.IgnoredRawFilesNotice(dataPath) is { } ignored) CliConsole.Fail("warning", ignored);
-                matrix = Evaluate(trained, samples, dividedBy);
+                cancellationToken.ThrowIfCancellationRequested();
+                matrix = Evaluate(trained, samples, dividedBy, cancellationToken);
             }
             catch (Exception e) when (CliConsole.IsInputError(e) || e is IOException or UnauthorizedAccessException)
             {
@@ -55,6 +56,7 @@ internal static class EvaluateCommand
             }
             var names = Enumerable.Range(0, trained.ClassCount).Select(c => trained.ClassName(c) ?? c.ToString(CultureInfo.InvariantCulture)).ToArray();
             var heatmapPath = Path.GetFullPath(parse.GetValue(heatmap)!);
+            cancellationToken.ThrowIfCancellationRequested(); // no heatmap, no tables after a Ctrl-C
             try
             {
                 ConfusionMatrixPlot.Write(matrix, names, $"{Path.GetFileName(dataPath.TrimEnd('/'))}: accuracy {100 * matrix.Accuracy:F2}% ({matrix.Total:N0} samples)", heatmapPath);
@@ -67,16 +69,17 @@ internal static class EvaluateCommand
             if (parse.GetValue(json)) PrintJson(matrix, names, heatmapPath);
             else Print(matrix, names, heatmapPath);
             return 0;
-        });
+        }));
         return command;
     }
 
     /// <summary>The confusion matrix of <paramref name="model"/> on <paramref name="data"/> (labels in the model's classes).</summary>
     /// <exception cref="DataFormatException">Some samples' outputs are not finite; the message names them (<see cref="PredictCommand.CheckedScores"/>).</exception>
-    internal static ConfusionMatrix Evaluate(TrainedModel model, LabeledDataset data, float dividedBy)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while scoring.</exception>
+    internal static ConfusionMatrix Evaluate(TrainedModel model, LabeledDataset data, float dividedBy, CancellationToken cancellationToken = default)
     {
         var scores = PredictCommand.CheckedScores(model, data.Features, dividedBy,
-            i => data.SampleNames?[i] ?? $"sample {i.ToString(CultureInfo.InvariantCulture)}");
+            i => data.SampleNames?[i] ?? $"sample {i.ToString(CultureInfo.InvariantCulture)}", cancellationToken);
         var matrix = new ConfusionMatrix(model.ClassCount);
         for (var i = 0; i < data.Count; i++)
             matrix.Add(data.Labels[i], TensorPrimitives.IndexOfMax(scores.AsSpan(i * model.ClassCount, model.ClassCount)));

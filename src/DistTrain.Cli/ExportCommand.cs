@@ -19,7 +19,7 @@ internal static class ExportCommand
         {
             checkpoint, onnx,
         };
-        command.SetAction(parse =>
+        command.SetAction(CliConsole.Cancellable((parse, cancellationToken) =>
         {
             var source = parse.GetValue(checkpoint)!;
             var target = parse.GetValue(onnx)!;
@@ -53,6 +53,7 @@ internal static class ExportCommand
                 return 2;
             }
             OnnxExportSummary summary;
+            cancellationToken.ThrowIfCancellationRequested(); // no ONNX file after a Ctrl-C
             try
             {
                 summary = OnnxExporter.Export(model, target.FullName);
@@ -68,7 +69,7 @@ internal static class ExportCommand
             AnsiConsole.MarkupLineInterpolated($"  output {summary.OutputName} float32 [[batch, {summary.Classes}]]");
             AnsiConsole.MarkupLineInterpolated($"  nodes  {string.Join(" -> ", summary.Operators)}");
             return 0;
-        });
+        }));
         return command;
     }
 

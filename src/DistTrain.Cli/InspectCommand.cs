@@ -27,7 +27,7 @@ internal static class InspectCommand
         {
             path, filters, histograms, compare, initialization,
         };
-        command.SetAction(parse =>
+        command.SetAction(CliConsole.Cancellable((parse, cancellationToken) =>
         {
             // Options that cannot go together are a bad command line: refused first (exit 1), before the tensor table.
             if (ConflictingOptions(parse.GetValue(compare) is not null, parse.GetValue(initialization),
@@ -65,6 +65,7 @@ internal static class InspectCommand
                 CliConsole.Fail("error", e.Message);
                 return 2;
             }
+            cancellationToken.ThrowIfCancellationRequested(); // nothing printed or drawn after a Ctrl-C
             var table = new Table().AddColumns("tensor", "shape", "elements", "L2 norm", "mean", "min", "max");
             foreach (var (name, tensor) in tensors.OrderBy(t => t.Key, Comparer<string>.Create(CompareNames)))
             {
@@ -75,7 +76,7 @@ internal static class InspectCommand
             }
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLineInterpolated($"{tensors.Count} tensors, {tensors.Values.Sum(t => (long)t.Data.Length):N0} elements, {file.Length:N0} bytes: {file.FullName}");
-            foreach (var (key, value) in metadata.Where(m => m.Key is "producer" or "epochs" or "version" or "test_accuracy" or "input_normalization" or "stopped"))
+            foreach (var (key, value) in metadata.Where(m => m.Key is "producer" or "epochs" or DistTrain.Core.Models.ModelMetadata.EpochsTrained or "version" or "test_accuracy" or "input_normalization" or "stopped"))
                 AnsiConsole.MarkupLineInterpolated($"  {key}: {value}");
             if (metadata.TryGetValue("format", out var format) && format == TrainingCheckpoint.Format)
             {
@@ -85,8 +86,9 @@ internal static class InspectCommand
                     $"{Get("workers")} workers x {Get("batch_size_per_worker")} samples per minibatch, seed {Get("shard_seed")}, {Get("train_samples")} training samples, " +
                     $"optimizer {Get("optimizer_kind")} after {Get("optimizer_steps")} steps{(metadata.TryGetValue("job_id", out var job) && job.Length > 0 ? $", job {job} (a cluster job or single-node run)" : "")}");
             }
+            cancellationToken.ThrowIfCancellationRequested();
             return Figures(file.FullName, tensors, metadata, parse.GetValue(filters), parse.GetValue(histograms), parse.GetValue(compare), parse.GetValue(initialization));
-        });
+        }));
         return command;
     }
 

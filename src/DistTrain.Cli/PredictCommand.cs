@@ -31,7 +31,7 @@ internal static class PredictCommand
         var json = new Option<bool>("--json") { Description = "Print the predictions as a JSON array instead of a table." };
         var resize = new Option<bool>("--resize") { Description = "Resize images of another size to the model's input (as if trained with Data:ImageFolder:Resize)." };
         var command = new Command("predict", "Predict the class of images, CSV rows or IDX images with a trained model.") { model, inputs, top, json, resize };
-        command.SetAction(parse =>
+        command.SetAction(CliConsole.Cancellable((parse, cancellationToken) =>
         {
             var k = parse.GetValue(top);
             if (k < 1)
@@ -46,17 +46,21 @@ internal static class PredictCommand
                 if (k > trained.ClassCount)
                     CliConsole.Fail("warning", $"--top-k {k} is more than the model's {trained.ClassCount} classes: each input lists all {trained.ClassCount}.");
                 predictions = [.. parse.GetValue(inputs)!.SelectMany(input =>
-                    Predict(trained, ModelInputs.Read(input, trained, parse.GetValue(resize) || trained.Data.ResizeImages), k))];
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    return Predict(trained, ModelInputs.Read(input, trained, parse.GetValue(resize) || trained.Data.ResizeImages), k, cancellationToken);
+                })];
             }
             catch (Exception e) when (CliConsole.IsInputError(e) || e is IOException or UnauthorizedAccessException)
             {
                 CliConsole.Fail("error", e.Message);
                 return 2;
             }
+            cancellationToken.ThrowIfCancellationRequested(); // nothing printed after a Ctrl-C
             if (parse.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(predictions, Json));
             else Print(predictions);
             return 0;
-        });
+        }));
         return command;
     }
 
@@ -64,9 +68,10 @@ internal static class PredictCommand
 
     /// <summary>The predictions for one batch of inputs: per sample the most probable class and the top <paramref name="k"/>.</summary>
     /// <exception cref="DataFormatException">Some samples' outputs are not finite; the message names them (<see cref="CheckedScores"/>).</exception>
-    internal static IEnumerable<Prediction> Predict(TrainedModel model, InputBatch batch, int k)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while scoring.</exception>
+    internal static IEnumerable<Prediction> Predict(TrainedModel model, InputBatch batch, int k, CancellationToken cancellationToken = default)
     {
-        var scores = CheckedScores(model, batch.Values, batch.DividedBy, i => batch.Names[i]);
+        var scores = CheckedScores(model, batch.Values, batch.DividedBy, i => batch.Names[i], cancellationToken);
         var classes = model.ClassCount;
         for (var i = 0; i < batch.Names.Count; i++)
         {
@@ -86,10 +91,13 @@ internal static class PredictCommand
     /// <param name="values">The samples, as <see cref="TrainedModel.Score"/> takes them.</param>
     /// <param name="dividedBy">What the raw values were divided by when read.</param>
     /// <param name="name">The name of sample <c>i</c> (a file, <c>file:line N</c>, <c>file[i]</c>).</param>
+    /// <param name="cancellationToken">Checked between passes through the network (<see cref="TrainedModel.Score"/>).</param>
     /// <exception cref="DataFormatException">Some samples' outputs are NaN or infinite.</exception>
-    internal static float[] CheckedScores(TrainedModel model, ReadOnlySpan<float> values, float dividedBy, Func<int, string> name)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while scoring.</exception>
+    internal static float[] CheckedScores(TrainedModel model, ReadOnlySpan<float> values, float dividedBy, Func<int, string> name,
+        CancellationToken cancellationToken = default)
     {
-        var scores = model.Score(values, dividedBy);
+        var scores = model.Score(values, dividedBy, cancellationToken);
         var bad = model.NonFiniteSamples(scores);
         if (bad.Count == 0) return scores;
         const int Listed = 5;

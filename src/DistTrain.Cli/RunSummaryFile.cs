@@ -21,12 +21,18 @@ internal static class RunSummaryFile
     /// <param name="data">What the run's data was (format, class names, label kind, CSV columns, input scaling), for predict.</param>
     /// <param name="result">The weights and the epochs trained (none when a run was cancelled during its first epoch).</param>
     /// <param name="stopped">For a cancelled run: where it stopped, e.g. "cancelled at epoch 3, step 120 of 235"; null otherwise.</param>
+    /// <remarks>Its <c>epochs</c> is the epoch whose weights are saved: with early stopping the kept epoch
+    /// (<see cref="TrainingResult.FinalEpoch"/>), and then <see cref="DistTrain.Core.Models.ModelMetadata.EpochsTrained"/> holds
+    /// the last epoch trained.</remarks>
     public static Dictionary<string, string> Metadata(TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result, string? stopped = null)
     {
         // A cancelled run's weights are those of the step it stopped at: no test accuracy describes them.
+        var lastEpoch = result.Epochs.Count == 0 ? 0 : result.Epochs[^1].Epoch; // the last epoch finished, also after a resume
+        // The epochs the saved weights have been through: with early stopping, the kept (best) epoch's, not the last one trained.
+        var weightsEpoch = stopped is null && result.Epochs.Count > 0 ? result.FinalEpoch.Epoch : lastEpoch;
         var metadata = DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, data, result.Version,
-            epochs: result.Epochs.Count == 0 ? 0 : result.Epochs[^1].Epoch, // the last epoch finished, also after a resume
-            stopped is null ? result.FinalEpoch.TestAccuracy : null, options.Training.Seed);
+            epochs: weightsEpoch, stopped is null ? result.FinalEpoch.TestAccuracy : null, options.Training.Seed);
+        if (weightsEpoch != lastEpoch) metadata[DistTrain.Core.Models.ModelMetadata.EpochsTrained] = lastEpoch.ToString(System.Globalization.CultureInfo.InvariantCulture);
         if (stopped is not null) metadata["stopped"] = stopped;
         return metadata;
     }

@@ -130,4 +130,64 @@ public sealed class CliRunTests : IDisposable
         await train.AssertExitAsync(130, TimeSpan.FromSeconds(10)); // killed by SIGINT: 128 + 2
         Assert.DoesNotContain("cancelled: stopped", train.Output); // the clean stop never finished
     }
+
+    /// <summary>The 5.8M-parameter model of the Ctrl-C tests, trained for one quick epoch; the path of its run folder.</summary>
+    private async Task<string> TrainLargeModelAsync()
+    {
+        var runs = Path.Combine(_directory, "runs");
+        using var train = new DistTrainProcess(Train(Config("""
+            {
+              "Data": { "Normalization": "Global", "TrainLimit": 100 },
+              "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 2048 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 2048 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
+              "Optimizer": { "LearningRate": 0.01 },
+              "Training": { "Workers": 1, "Epochs": 1, "BatchSizePerWorker": 100, "Seed": 3, "StallTimeoutSeconds": 60 }
+            }
+            """), TestData.SubsetDirectory));
+        await train.AssertExitAsync(0, TimeSpan.FromSeconds(120));
+        return Directory.GetDirectories(runs).Single();
+    }
+
+    [Fact]
+    public async Task A_first_Ctrl_C_stops_predict_at_once_with_exit_130_and_prints_no_predictions()
+    {
+        var model = await TrainLargeModelAsync();
+        // The subset's 1,000 training images given 100 times: 100,000 samples, many seconds of scoring for this model.
+        var images = Path.Combine(TestData.SubsetDirectory, "train-images-idx3-ubyte.gz");
+        using var predict = new DistTrainProcess(["predict", "--model", model, "--top-k", "20", .. Enumerable.Repeat(images, 100)], defaultInterrupt: true);
+        await predict.WaitForOutputAsync("--top-k 20 is more than", TimeSpan.FromSeconds(60)); // the model is loaded: scoring begins
+        var interrupted = DateTime.UtcNow;
+        predict.Interrupt();
+        await predict.AssertExitAsync(130, TimeSpan.FromSeconds(60));
+        Assert.True(DateTime.UtcNow - interrupted < TimeSpan.FromSeconds(5), $"predict took {DateTime.UtcNow - interrupted} to stop");
+        Assert.Contains("cancelled: stopped before the end; nothing was written.", predict.Error);
+        Assert.DoesNotContain(".gz[", predict.StandardOutput); // no table of predictions
+    }
+
+    [Fact]
+    public async Task A_first_Ctrl_C_stops_evaluate_at_once_with_exit_130_and_draws_no_heatmap()
+    {
+        var model = await TrainLargeModelAsync();
+        // An IDX test split of 60,000 images (random pixels, labels 0-9): many seconds of scoring for this model.
+        const int count = 60_000;
+        var data = Directory.CreateDirectory(Path.Combine(_directory, "large")).FullName;
+        var random = new Random(1);
+        var pixels = new byte[count * 784];
+        random.NextBytes(pixels);
+        var labels = Enumerable.Range(0, count).Select(i => (byte)(i % 10)).ToArray();
+        static byte[] Header(int magic, params int[] dims) =>
+            [.. new[] { magic }.Concat(dims).SelectMany(v => new[] { (byte)(v >> 24), (byte)(v >> 16), (byte)(v >> 8), (byte)v })];
+        File.WriteAllBytes(Path.Combine(data, "t10k-images-idx3-ubyte"), [.. Header(0x803, count, 28, 28), .. pixels]);
+        File.WriteAllBytes(Path.Combine(data, "t10k-labels-idx1-ubyte"), [.. Header(0x801, count), .. labels]);
+        var heatmap = Path.Combine(_directory, "heatmap.png");
+        using var evaluate = new DistTrainProcess(["evaluate", "--model", model, "--data", data, "--heatmap", heatmap], defaultInterrupt: true);
+        await Task.Delay(TimeSpan.FromSeconds(2.5)); // started, loaded, scoring (about 0.4 ms a sample here)
+        Assert.False(evaluate.HasExited, evaluate.Output);
+        var interrupted = DateTime.UtcNow;
+        evaluate.Interrupt();
+        await evaluate.AssertExitAsync(130, TimeSpan.FromSeconds(60));
+        Assert.True(DateTime.UtcNow - interrupted < TimeSpan.FromSeconds(5), $"evaluate took {DateTime.UtcNow - interrupted} to stop");
+        Assert.Contains("cancelled: stopped before the end; nothing was written.", evaluate.Error);
+        Assert.False(File.Exists(heatmap));
+        Assert.DoesNotContain("Accuracy", evaluate.StandardOutput);
+    }
 }

@@ -31,6 +31,33 @@ public class RunReportTests : IDisposable
     }
 
     /// <summary>
+    /// An early-stopped run's model.safetensors is labelled with the epoch whose weights it keeps (epoch 10 of 12 here), as
+    /// its test accuracy and the final line are; the last epoch trained is kept apart as epochs_trained.
+    /// </summary>
+    [Fact]
+    public void Early_stopped_weights_record_the_kept_epoch_not_the_last_one_trained()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 20);
+        var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
+        var epochs = Enumerable.Range(1, 12).Select(e => new EpochSummary(e, 20L * e, 0.5, 0.6, 0.80 + e / 1000.0, 250, 1000, 1, 0.1)).ToList();
+        var result = new TrainingResult(new Core.Tensors.ParameterVector(layout), 200, epochs, BestEpoch: 10, StoppedEarly: true);
+        var metadata = RunSummaryFile.Metadata(options, data.Normalizer, Core.Data.DataMetadata.Of(data, options.Data), result);
+        Assert.Equal("10", metadata["epochs"]);
+        Assert.Equal("12", metadata[Core.Models.ModelMetadata.EpochsTrained]);
+        Assert.Equal("0.8100", metadata[Core.Models.ModelMetadata.TestAccuracy]);
+        Assert.Equal("200", metadata["version"]);
+
+        // Without early stopping, or cancelled (the weights at the stop), the last epoch trained, and no epochs_trained.
+        var plain = RunSummaryFile.Metadata(options, data.Normalizer, Core.Data.DataMetadata.Of(data, options.Data), result with { BestEpoch = null, StoppedEarly = false });
+        Assert.Equal("12", plain["epochs"]);
+        Assert.False(plain.ContainsKey(Core.Models.ModelMetadata.EpochsTrained));
+        var cancelled = RunSummaryFile.Metadata(options, data.Normalizer, Core.Data.DataMetadata.Of(data, options.Data), result, "cancelled at epoch 13, step 5 of 20");
+        Assert.Equal("12", cancelled["epochs"]);
+        Assert.False(cancelled.ContainsKey(Core.Models.ModelMetadata.EpochsTrained));
+    }
+
+    /// <summary>
     /// Weights that cannot be written (here the run folder is a file, as a full disk or a lost permission would fail the
     /// write) are reported with the folder, the cause and the fix, and the newest checkpoint when there is one; not as a
     /// stack trace.

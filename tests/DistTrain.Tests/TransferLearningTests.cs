@@ -24,6 +24,58 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
         return model;
     }
 
+    /// <summary>
+    /// A pretrained head kept for fine-tuning (no --replace-head) must have the data's classes: an image folder with one class
+    /// folder renamed (Trouser to Pants, which shifts the sorted classes after it), or IDX data whose labels have no names, is
+    /// refused naming the classes and --replace-head; the same classes, or a replaced head, pass.
+    /// </summary>
+    [Fact]
+    public void A_kept_pretrained_head_whose_classes_are_not_the_datas_is_refused_naming_them_and_replace_head()
+    {
+        string[] trained = ["Ankle boot", "Bag", "Coat", "Dress", "Pullover", "Sandal", "Shirt", "Sneaker", "T-shirt_top", "Trouser"];
+        string[] renamed = ["Ankle boot", "Bag", "Coat", "Dress", "Pants", "Pullover", "Sandal", "Shirt", "Sneaker", "T-shirt_top"];
+        var directory = Directory.CreateTempSubdirectory("disttrain-head-").FullName;
+        try
+        {
+            var model = TestData.Mlp(16, 10);
+            var path = Path.Combine(directory, "model.safetensors");
+            var data = TestData.Normalized();
+            var folderData = new DataMetadata(DataFormat.ImageFolder, 255f, trained, LabelsAreNames: true, FeatureNames: null, Csv: null, ResizeImages: false, Classes: []);
+            SafeTensors.Write(path, ModelFactory.InitialWeights(ModelFactory.Build(model), model.Initializer, 1),
+                ModelMetadata.Create(model, data.Normalizer, folderData, version: 10, epochs: 1, testAccuracy: 0.8, seed: 1));
+            model.Pretrained = path;
+            TrainingData Named(string[] names) => data with { Train = data.Train.WithClassNames(names), LabelsAreNames = true };
+
+            var shifted = Assert.Throws<ConfigurationException>(() => ModelFactory.CheckFitsData(model, Named(renamed))).Message;
+            Assert.Contains($"Model:Pretrained {path}: its head was trained on other classes than the data's (class 4 is 'Pullover' in the checkpoint and 'Pants' in the data; " +
+                "class 5 is 'Sandal' in the checkpoint and 'Pullover' in the data;", shifted);
+            Assert.Contains("; and 1 more); only in the checkpoint: 'Trouser'; only in the data: 'Pants'.", shifted);
+            Assert.Contains("Give --replace-head 10 (Model:ReplaceHead true, with Model:Layers:2:Units 10) to train a new head for the data's classes", shifted);
+            var reordered = Assert.Throws<ConfigurationException>(() => ModelFactory.CheckFitsData(model, Named([.. trained.Reverse()]))).Message;
+            Assert.Contains("the same names in another order", reordered);
+            // IDX data: labels are numbers, the head's classes names.
+            var idx = Assert.Throws<ConfigurationException>(() => ModelFactory.CheckFitsData(model, data)).Message;
+            Assert.Contains("its head's classes are names ('Ankle boot', 'Bag',", idx);
+            Assert.Contains("but the data's labels are class numbers without names, so they cannot be matched to them. Give --replace-head 10", idx);
+
+            ModelFactory.CheckFitsData(model, Named(trained)); // the same classes
+            model.ReplaceHead = true;
+            ModelFactory.CheckFitsData(model, Named(renamed)); // a new head
+
+            // The other way round: a head of numbered classes (IDX) and data of named ones.
+            model.ReplaceHead = false;
+            SafeTensors.Write(path, ModelFactory.InitialWeights(ModelFactory.Build(model), model.Initializer, 1),
+                ModelMetadata.Create(model, data.Normalizer, DataMetadata.GivenValues() with { Format = DataFormat.Idx, InputDivisor = 255f }, version: 10, epochs: 1, testAccuracy: 0.8, seed: 1));
+            Assert.Contains("its head's classes are numbers without names (from its Idx training data), but the data's classes are names ('Ankle boot',",
+                Assert.Throws<ConfigurationException>(() => ModelFactory.CheckFitsData(model, Named(trained))).Message);
+            ModelFactory.CheckFitsData(model, data); // numbered classes both
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Fact]
     public void Frozen_tensors_are_left_out_of_the_gradients_and_optimizer_state_of_the_memory_estimate()
     {

@@ -206,7 +206,9 @@ public sealed class Trainer
     private TrainingOutcome Outcome(TrainingData data, TrainingResult result)
     {
         var metadata = ModelMetadata.Create(Options.Model, data.Normalizer, DataMetadata.Of(data, Options.Data), result.Version,
-            result.Epochs[^1].Epoch, result.FinalEpoch.TestAccuracy, Options.Training.Seed);
+            result.FinalEpoch.Epoch, result.FinalEpoch.TestAccuracy, Options.Training.Seed); // with early stopping, the kept epoch
+        if (result.FinalEpoch.Epoch != result.Epochs[^1].Epoch)
+            metadata[ModelMetadata.EpochsTrained] = result.Epochs[^1].Epoch.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return new TrainingOutcome(new TrainedModel(Options.Model, result.FinalWeights, data.Normalizer, metadata), result);
     }
 }

@@ -231,7 +231,8 @@ public static class ModelFactory
     /// <summary>
     /// Checks that the model's input size and last Dense layer match a run's data; when the classes do not, and the data
     /// says what its label column held (<see cref="TrainingData.Labels"/>), the message names those labels (the stray ones
-    /// with their lines) and offers the data's fix as well as the model's.
+    /// with their lines) and offers the data's fix as well as the model's. A pretrained head that is kept must have the data's
+    /// classes (<see cref="PretrainedWeights.CheckClasses"/>).
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> or <paramref name="data"/> is null.</exception>
     /// <exception cref="ConfigurationException">They do not; the message names the key and the value the data needs.</exception>
@@ -240,6 +241,7 @@ public static class ModelFactory
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(data);
         CheckFitsData(options, data.Train.FeatureCount, data.Train.ClassCount, data.Labels);
+        PretrainedWeights.CheckClasses(options, data);
     }
 
     private static void CheckFitsData(ModelOptions options, int featureCount, int classCount, LabelSummary? labels)

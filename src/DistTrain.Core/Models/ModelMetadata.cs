@@ -40,13 +40,18 @@ public static class ModelMetadata
         _ => $"values / {inputDivisor.ToString(CultureInfo.InvariantCulture)}, then (x - input_mean) / input_std",
     };
 
+    /// <summary>The metadata key of the last epoch trained, when it is not the weights' <c>epochs</c>: early stopping kept
+    /// an earlier epoch's weights (<c>epochs</c> is that epoch).</summary>
+    public const string EpochsTrained = "epochs_trained";
+
     /// <summary>The metadata of trained weights.</summary>
     /// <param name="model">The model section the weights belong to.</param>
     /// <param name="normalizer">The input standardization fitted on the training split.</param>
     /// <param name="data">What the data was (format, input divisor, class names, CSV columns), so that predict reads new
     /// inputs as the training run did; its entries (<see cref="DataMetadata.ToMetadata"/>) are stored too.</param>
     /// <param name="version">Weights version (optimizer steps).</param>
-    /// <param name="epochs">The last epoch trained.</param>
+    /// <param name="epochs">The epochs these weights have been through: the last epoch trained, or with early stopping the
+    /// kept epoch (<see cref="EpochsTrained"/> then holds the last one trained).</param>
     /// <param name="testAccuracy">Test accuracy of these weights, 0 to 1; null when no evaluation describes them (weights
     /// built in code, or a run stopped between evaluations), and the key is left out.</param>
     /// <param name="seed">Training:Seed.</param>

@@ -1,4 +1,6 @@
 using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
 using DistTrain.Core.Layers;
 using DistTrain.Core.Tensors;
 
@@ -27,6 +29,67 @@ public static class PretrainedWeights
     /// (<c>module.0.weight</c>): a <c>state_dict</c> saved from the wrapper instead of from <c>model.module</c> carries it.
     /// </summary>
     public const string DataParallelPrefix = "module.";
+
+    /// <summary>
+    /// Refuses to keep a pretrained head (<see cref="ModelOptions.Pretrained"/> without <see cref="ModelOptions.ReplaceHead"/>)
+    /// whose classes are not the data's: the checkpoint's class names (its <c>class_names</c>) differ from the data's, in name
+    /// or order (an image folder's classes are its sorted sub-folders, so one renamed folder shifts the others), or one side
+    /// names its classes (labels written as names) and the other numbers them (IDX labels). The head's outputs would then be
+    /// trained as other classes. As <c>evaluate</c> refuses such data. A checkpoint without DistTrain's data entries (a
+    /// PyTorch <c>state_dict</c>, say) or a missing file is left to <see cref="Load"/>.
+    /// </summary>
+    /// <param name="options">The model section.</param>
+    /// <param name="data">The run's data.</param>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ConfigurationException">The classes differ; the message names them, --replace-head and Model:ReplaceHead.</exception>
+    public static void CheckClasses(ModelOptions options, TrainingData data)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(data);
+        if (string.IsNullOrEmpty(options.Pretrained) || options.ReplaceHead || !File.Exists(options.Pretrained)) return;
+        IReadOnlyDictionary<string, string> metadata;
+        DataMetadata trained;
+        try
+        {
+            metadata = SafeTensors.ReadMetadata(options.Pretrained);
+            if (!metadata.ContainsKey("label_kind")) return; // not written by DistTrain's training: nothing says what its classes are
+            trained = DataMetadata.FromMetadata(metadata);
+        }
+        catch (Exception e) when (e is InvalidDataException or SafeTensorsFormatException or IOException)
+        {
+            return; // Load reports an unreadable checkpoint
+        }
+        static string List(IReadOnlyList<string> names) =>
+            string.Join(", ", names.Take(12).Select(n => $"'{n}'")) + (names.Count > 12 ? $" and {names.Count - 12} more" : "");
+        var classes = data.Train.ClassCount;
+        var head = options.Layers.FindLastIndex(l => LayerTypes.Canonical(l.Type) == LayerTypes.Dense);
+        var fix = $" Give --replace-head {classes} (Model:ReplaceHead true, with Model:Layers:{head}:Units {classes}) to train a new head for the data's classes, " +
+            "or fine-tune on data with the checkpoint's classes.";
+        string? problem = null;
+        if (trained.LabelsAreNames && data.LabelsAreNames && trained.ClassNames is { } before && data.ClassNames is { } now && !before.SequenceEqual(now))
+        {
+            var differing = Enumerable.Range(0, Math.Max(before.Count, now.Count))
+                .Where(c => c >= before.Count || c >= now.Count || before[c] != now[c])
+                .Select(c => $"class {c} is {(c < before.Count ? $"'{before[c]}'" : "not there")} in the checkpoint and {(c < now.Count ? $"'{now[c]}'" : "not there")} in the data")
+                .ToList();
+            var missing = before.Except(now).ToList();
+            var added = now.Except(before).ToList();
+            problem = $"Model:Pretrained {options.Pretrained}: its head was trained on other classes than the data's ({string.Join("; ", differing.Take(5))}" +
+                $"{(differing.Count > 5 ? $"; and {differing.Count - 5} more" : "")})" +
+                (missing.Count > 0 ? $"; only in the checkpoint: {List(missing)}" : "") + (added.Count > 0 ? $"; only in the data: {List(added)}" : "") +
+                (missing.Count == 0 && added.Count == 0 ? "; the same names in another order" : "") +
+                ". Kept as it is, the head's outputs would be trained as other classes.";
+        }
+        else if (trained.LabelsAreNames != data.LabelsAreNames)
+        {
+            problem = trained.LabelsAreNames
+                ? $"Model:Pretrained {options.Pretrained}: its head's classes are names ({List(trained.ClassNames ?? [])}) from its {trained.Format} training data, " +
+                  "but the data's labels are class numbers without names, so they cannot be matched to them."
+                : $"Model:Pretrained {options.Pretrained}: its head's classes are numbers without names (from its {trained.Format} training data), " +
+                  $"but the data's classes are names ({List(data.ClassNames ?? [])}), numbered in their own order, so they cannot be matched to them.";
+        }
+        if (problem is not null) throw new ConfigurationException("pretrained head against data", [problem + fix]);
+    }
 
     /// <summary>Throws when <paramref name="path"/> is not a file, naming <paramref name="setting"/> and what to give instead.</summary>
     /// <param name="path">The checkpoint path as given.</param>

@@ -233,10 +233,12 @@ public sealed class TrainedModel
     /// <param name="values">Sample-major values, <c>count · FeatureCount</c>. Not modified.</param>
     /// <param name="dividedBy">What <paramref name="values"/> were divided by when read: 255 for images and IDX files
     /// (bytes / 255), 1 for CSV values as written.</param>
+    /// <param name="cancellationToken">Checked before each pass of samples through the network (Ctrl-C in predict and evaluate).</param>
     /// <exception cref="ArgumentException">The length is not a multiple of <see cref="FeatureCount"/>.</exception>
-    public float[] Score(ReadOnlySpan<float> values, float dividedBy)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled before the last pass.</exception>
+    public float[] Score(ReadOnlySpan<float> values, float dividedBy, CancellationToken cancellationToken = default)
     {
-        var outputs = Forward(values, dividedBy / Data.InputDivisor);
+        var outputs = Forward(values, dividedBy / Data.InputDivisor, cancellationToken);
         foreach (var sample in NonFiniteSamples(outputs))
             outputs.AsSpan(sample * ClassCount, ClassCount).Fill(float.NaN);
         return LossTypes.Canonical(Model.Loss) == LossTypes.SoftmaxCrossEntropy ? SoftMaxRows(outputs) : outputs;
@@ -259,8 +261,9 @@ public sealed class TrainedModel
         $"; trained on {Data.Format.ToString().ToLower(CultureInfo.InvariantCulture)} data";
 
     /// <summary>The network's outputs, batch by batch; <paramref name="scale"/> multiplies a copy of the values before
-    /// standardization, and null leaves them as they are (already standardized).</summary>
-    private float[] Forward(ReadOnlySpan<float> samples, float? scale)
+    /// standardization, and null leaves them as they are (already standardized). <paramref name="cancellationToken"/> is
+    /// checked before each pass.</summary>
+    private float[] Forward(ReadOnlySpan<float> samples, float? scale, CancellationToken cancellationToken = default)
     {
         var features = FeatureCount;
         if (samples.Length % features != 0)
@@ -271,6 +274,7 @@ public sealed class TrainedModel
         var pass = Sequential.EvaluationPassSize(1024, Replica.ForwardBytesPerSample);
         for (var start = 0; start < count; start += pass)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             var batch = Math.Min(pass, count - start);
             var input = Matrix<float>.Build.Dense(features, batch, samples.Slice(start * features, batch * features).ToArray());
             if (scale is { } factor)
