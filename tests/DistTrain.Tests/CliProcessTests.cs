@@ -267,6 +267,15 @@ public sealed class CliProcessTests : IDisposable
         Assert.True(emptyExit == 2, empty.Output);
         Assert.Contains("No checkpoint to resume from in", empty.StandardError);
         Assert.Contains("Drop --resume", empty.StandardError);
+        Assert.DoesNotContain("other .safetensors", empty.StandardError);
+        // A checkpoint copied under another name is not read: the message says why it was passed over.
+        Directory.CreateDirectory(checkpoints);
+        File.WriteAllBytes(Path.Combine(checkpoints, "mycopy.safetensors"), [0]);
+        var (renamed, renamedExit) = await Disttrain(Run, "train", "--config", Config(), "--output", Folder("runs"), "--checkpoint-dir", checkpoints, "--resume");
+        Assert.True(renamedExit == 2, renamed.Output);
+        Assert.Contains("it holds 1 other .safetensors file (mycopy.safetensors), but a resume reads only checkpoints named as training writes them, " +
+            "checkpoint-v<version>-e<epoch>-r<round>.safetensors. Drop --resume", renamed.StandardError.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal));
+        File.Delete(Path.Combine(checkpoints, "mycopy.safetensors"));
 
         var (first, firstExit) = await Disttrain(Run, "train", "--config", Config(), "--output", Folder("runs"), "--checkpoint-dir", checkpoints);
         Assert.True(firstExit == 0, first.Output);

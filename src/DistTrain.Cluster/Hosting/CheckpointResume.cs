@@ -84,7 +84,7 @@ public static class CheckpointResume
         {
             if (required)
                 throw new CheckpointResumeException(search.Skipped.Count == 0
-                    ? $"No checkpoint to resume from in {Path.GetFullPath(directory)}. Drop --resume (Checkpoint:Resume) to start a new run."
+                    ? $"No checkpoint to resume from in {Path.GetFullPath(directory)}{OtherSafetensors(directory)}. Drop --resume (Checkpoint:Resume) to start a new run."
                     : $"None of the {search.Skipped.Count} checkpoints in {Path.GetFullPath(directory)} is valid (see above). Drop --resume (Checkpoint:Resume) to start a new run.");
             log($"No valid checkpoint in {Path.GetFullPath(directory)}, so this takeover restarts the job from epoch 1. Is Checkpoint:Directory shared by the parameter-server nodes?");
             return null;
@@ -296,5 +296,19 @@ public static class CheckpointResume
             ? new CheckpointSettings(new CheckpointStore(c.Directory, c.Keep), c.EverySteps, options.Training.Seed, options.Training.MinibatchPerWorker, jobId,
                 options.Training.Mode, trainSamples, DataSettingsOf(options, trainDigest), ModelSettingsOf(options))
             : null;
+    }
+
+    /// <summary>
+    /// ": it holds N other .safetensors file(s) (NAME, ...), but a resume reads only checkpoints named as training writes them"
+    /// when the folder has safetensors files whose names are not checkpoint names (a copy renamed by hand); empty otherwise.
+    /// </summary>
+    private static string OtherSafetensors(string directory)
+    {
+        if (!Directory.Exists(directory)) return "";
+        var others = Directory.EnumerateFiles(directory, "*.safetensors").Where(path => CheckpointStore.PositionOf(path) is null)
+            .Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+        return others.Count == 0 ? ""
+            : $": it holds {others.Count} other .safetensors file{(others.Count == 1 ? "" : "s")} ({string.Join(", ", others.Take(3))}{(others.Count > 3 ? ", ..." : "")}), " +
+              "but a resume reads only checkpoints named as training writes them, checkpoint-v<version>-e<epoch>-r<round>.safetensors";
     }
 }
