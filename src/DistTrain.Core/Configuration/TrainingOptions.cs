@@ -64,8 +64,11 @@ public sealed class TrainingOptions
     {
         var c = Cluster;
         if (c.Compression == GradientCompression.None) return null;
+        // The ratio as a plain percentage (0.0000001%), in E notation only below what ten decimals show.
+        var percent = 100 * c.TopKRatio;
+        var shown = percent.ToString(percent >= 1e-9 ? "0.##########" : "0.###E+0", System.Globalization.CultureInfo.InvariantCulture);
         var kind = c.Compression == GradientCompression.TopK
-            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"TopK {(100 * c.TopKRatio >= 1e-9 ? (100 * c.TopKRatio).ToString("0.##########", System.Globalization.CultureInfo.InvariantCulture) : (100 * c.TopKRatio).ToString("0.###E+0", System.Globalization.CultureInfo.InvariantCulture))}%{(c.TopKScope == TopKScope.PerTensor ? " per tensor" : "")}")
+            ? $"TopK {shown}%{(c.TopKScope == TopKScope.PerTensor ? " per tensor" : "")}"
             : c.Compression.ToString();
         var feedback = c.ErrorFeedback ? " with error feedback" : " without error feedback";
         var correction = UsesMomentumCorrection
