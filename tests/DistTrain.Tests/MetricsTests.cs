@@ -175,6 +175,22 @@ public class MetricsTests
         DistTrainMetrics.Steps.Add(0, DistTrainMetrics.NodeTag); // a counter incremented through the meter is exported from its first measurement
         DistTrainMetrics.Set("epoch", DistTrainMetrics.Get("epoch")); // the gauges below are published once set
         DistTrainMetrics.Set("samples_per_second", DistTrainMetrics.Get("samples_per_second"));
+        // A watched mailbox of this test's own, so the depth gauge is exported whether or not another test watches one.
+        using var system = Akka.Actor.ActorSystem.Create("metrics-exposition", AkkaSettings.Logging("WARNING"));
+        var probe = system.ActorOf(Akka.Actor.Props.Empty, "probe");
+        DistTrainMetrics.WatchMailbox("exposition-probe", probe);
+        try
+        {
+            await Exposition(endpoint, tags);
+        }
+        finally
+        {
+            DistTrainMetrics.UnwatchMailbox("exposition-probe", probe);
+        }
+    }
+
+    private static async Task Exposition(Endpoint endpoint, System.Diagnostics.TagList tags)
+    {
         var before = await endpoint.ScrapeAsync();
         for (var i = 0; i < 3; i++) DistTrainMetrics.RecordDeadLetter();
         for (var i = 0; i < 4; i++) DistTrainMetrics.Handled(tags, System.Diagnostics.Stopwatch.GetTimestamp());
