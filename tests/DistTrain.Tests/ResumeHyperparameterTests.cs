@@ -71,6 +71,30 @@ public sealed class ResumeHyperparameterTests : IDisposable
     }
 
     [Fact]
+    public async Task A_resume_that_changes_the_epochs_of_a_cosine_schedule_says_the_curve_changes_with_both_rates_and_the_fix()
+    {
+        // Before, raising --epochs on resume restarted a finished cosine decay half-way up its new curve without a word.
+        void Cosine(OptimizerOptions o) => o.Schedule.Kind = LearningRateScheduleKind.Cosine;
+        var run = await Run(Adam(epochs: 2, resume: false, Cosine));
+        Assert.Equal("2", SafeTensors.ReadMetadata(new CheckpointStore(_directory, 10).List()[0])["run_epochs"]);
+        var layout = run.FinalWeights.Layout;
+
+        var lines = new List<string>();
+        var checkpoint = CheckpointResume.Find(Adam(epochs: 4, resume: true, Cosine), layout, lines.Add);
+        Assert.Equal((3, 2), (checkpoint.Epoch, checkpoint.RunEpochs));
+        // cos(π · 2/4) at the start of epoch 3 of 4 gives half of 0.003; the 2-epoch curve had reached its end, 0.
+        Assert.Contains("Optimizer:Schedule Cosine anneals over Training:Epochs, and the checkpoint's run had 2 epochs where this one has 4: " +
+            "from the checkpoint's position on, the learning rate follows the 4-epoch curve (0.0015 at the start of epoch 3, where the checkpoint's run had 0, " +
+            "its last rate). To keep the checkpoint's curve, resume with --epochs 2 (Training:Epochs).", lines);
+
+        // The same count, or a schedule that does not span the run, changes nothing: no warning.
+        lines.Clear();
+        CheckpointResume.Find(Adam(epochs: 2, resume: true, Cosine), layout, lines.Add);
+        CheckpointResume.Find(Adam(epochs: 4, resume: true, o => o.Schedule.Kind = LearningRateScheduleKind.Step), layout, lines.Add);
+        Assert.DoesNotContain(lines, l => l.Contains("anneals", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task The_learning_rate_may_change_on_resume()
     {
         await Run(Adam(epochs: 1, resume: false));

@@ -21,8 +21,9 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="TrainSamples">Training samples of the run, recorded likewise (<see cref="TrainingCheckpoint.TrainSamples"/>); 0 records none.</param>
 /// <param name="DataSettings">The run's data settings as canonical JSON, recorded likewise (<see cref="TrainingCheckpoint.DataSettings"/>); empty records none.</param>
 /// <param name="ModelSettings">The run's layers and loss as canonical JSON, recorded likewise (<see cref="TrainingCheckpoint.ModelSettings"/>); empty records none.</param>
+/// <param name="RunEpochs">Training:Epochs, recorded likewise (<see cref="TrainingCheckpoint.RunEpochs"/>); 0 records none.</param>
 public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, int ShardSeed, int BatchSizePerWorker, string JobId = "",
-    TrainingMode Mode = TrainingMode.Sync, int TrainSamples = 0, string DataSettings = "", string ModelSettings = "");
+    TrainingMode Mode = TrainingMode.Sync, int TrainSamples = 0, string DataSettings = "", string ModelSettings = "", int RunEpochs = 0);
 
 /// <summary>What makes a parameter server one shard of a <see cref="ShardedParameterServer"/>.</summary>
 /// <param name="Index">The shard's index.</param>
@@ -293,7 +294,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         var checkpoint = new TrainingCheckpoint(weights, state, _optimizerOptions.Kind, _model.Optimizer.StepCount, _model.Version,
             position.Epoch, position.Round, settings.ShardSeed, position.Workers, settings.BatchSizePerWorker, position.EpochSamples,
             position.EpochLossSum, settings.JobId, _optimizerOptions.StateHyperparameters(), settings.Mode, position.TrainedAhead, settings.TrainSamples)
-            { DataSettings = settings.DataSettings, ModelSettings = settings.ModelSettings };
+            { DataSettings = settings.DataSettings, ModelSettings = settings.ModelSettings, RunEpochs = settings.RunEpochs };
         if (sharded) Context.Parent.Tell(new ShardCheckpoint(_shardIndex, checkpoint));
         else _coordinator.Tell(Save(settings.Store, checkpoint, _log), Self);
     }

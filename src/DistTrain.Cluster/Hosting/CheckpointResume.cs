@@ -124,10 +124,39 @@ public static class CheckpointResume
         if (checkpoint.Epoch > loop.Epochs && !trained)
             throw new CheckpointResumeException($"Checkpoint {search.Path} has completed all {checkpoint.Epoch - 1} epochs and Training:Epochs = {loop.Epochs}. " +
                 "Raise Training:Epochs (--epochs) to train further.");
+        if (CosineSpanChange(checkpoint, options) is { } spanChange) log(spanChange);
         log(trained
             ? $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, all {loop.Epochs} epochs trained; epoch {loop.Epochs} is evaluated and the model written, then the run ends (raise Training:Epochs to train further)"
             : $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, epoch {checkpoint.Epoch} round {checkpoint.Round}");
         return checkpoint;
+    }
+
+    /// <summary>
+    /// For Optimizer:Schedule Cosine, which anneals over Training:Epochs, a resume with another count than the
+    /// checkpoint's run: the warning that the learning rate now follows another curve from the checkpoint's epoch on, with
+    /// the rate there under both (at the epoch's start, before warmup and worker scaling); null when nothing changes or
+    /// the checkpoint does not record its count. PyTorch keeps the old curve here, since <c>CosineAnnealingLR</c>'s state
+    /// holds its <c>T_max</c>; a resume that raises Training:Epochs usually wants the new one, so this warns and goes on.
+    /// </summary>
+    internal static string? CosineSpanChange(TrainingCheckpoint checkpoint, TrainingOptions options)
+    {
+        var epochs = options.Training.Epochs;
+        if (options.Optimizer.Schedule.Kind != LearningRateScheduleKind.Cosine || checkpoint.RunEpochs <= 0 || checkpoint.RunEpochs == epochs)
+            return null;
+        var schedule = new LearningRateSchedule(new LearningRateScheduleOptions
+        {
+            Kind = LearningRateScheduleKind.Cosine, MinLearningRate = options.Optimizer.Schedule.MinLearningRate,
+        });
+        var epoch = Math.Min(checkpoint.Epoch, epochs); // a finished run's checkpoint sits at Training:Epochs + 1
+        var position = new SchedulePosition(0, epoch - 1, 0, 1);
+        var rate = options.Optimizer.LearningRate;
+        string Format(double value) => value.ToString("G4", System.Globalization.CultureInfo.InvariantCulture);
+        var scaled = options.Optimizer.ScaleLearningRateByWorkers ? " × the workers" : "";
+        return $"Optimizer:Schedule Cosine anneals over Training:Epochs, and the checkpoint's run had {checkpoint.RunEpochs} epochs where this one has {epochs}: " +
+            $"from the checkpoint's position on, the learning rate follows the {epochs}-epoch curve ({Format(schedule.At(position, epochs, rate))}{scaled} at the start of epoch {epoch}, " +
+            $"where the checkpoint's run had {Format(schedule.At(position, checkpoint.RunEpochs, rate))}{scaled}" +
+            (checkpoint.Epoch > checkpoint.RunEpochs ? ", its last rate" : "") +
+            $"). To keep the checkpoint's curve, resume with --epochs {checkpoint.RunEpochs} (Training:Epochs).";
     }
 
     /// <summary>
@@ -294,7 +323,7 @@ public static class CheckpointResume
         var c = options.Checkpoint;
         return c.Enabled
             ? new CheckpointSettings(new CheckpointStore(c.Directory, c.Keep), c.EverySteps, options.Training.Seed, options.Training.MinibatchPerWorker, jobId,
-                options.Training.Mode, trainSamples, DataSettingsOf(options, trainDigest), ModelSettingsOf(options))
+                options.Training.Mode, trainSamples, DataSettingsOf(options, trainDigest), ModelSettingsOf(options), options.Training.Epochs)
             : null;
     }
 

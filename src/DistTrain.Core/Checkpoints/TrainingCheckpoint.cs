@@ -26,7 +26,8 @@ namespace DistTrain.Core.Checkpoints;
 /// <c>optimizer_hyperparameters</c> (a JSON object of the settings the optimizer state depends on, by configuration key,
 /// see <see cref="OptimizerOptions.StateHyperparameters"/>), <c>training_mode</c> (Training:Mode), <c>trained_ahead</c>
 /// (asynchronous mode: <c>round:shard;...</c> of minibatches after the position already trained) and <c>data_sha256</c>,
-/// the SHA-256 of every byte after the header.</para>
+/// the SHA-256 of every byte after the header; <c>train_samples</c>, <c>data_settings</c>, <c>model_settings</c> and
+/// <c>run_epochs</c> (Training:Epochs of the run), which a resume compares with its config.</para>
 /// <para>The learning-rate schedule is a pure function of the position (optimizer steps, epoch, round, steps per epoch),
 /// so the position is its whole state.</para>
 /// </remarks>
@@ -127,6 +128,12 @@ public sealed class TrainingCheckpoint
     /// empty for a checkpoint that does not record them.
     /// </summary>
     public string ModelSettings { get; init; } = "";
+
+    /// <summary>
+    /// Training:Epochs of the run that wrote it, which Optimizer:Schedule Cosine anneals over (a resume with another count
+    /// follows another curve from its position on); 0 for a checkpoint that does not record it (written by an earlier version).
+    /// </summary>
+    public int RunEpochs { get; init; }
 
     /// <summary>Asynchronous mode: minibatches (round, shard) at or after <see cref="Round"/> already trained, which a resume skips.</summary>
     public IReadOnlyList<(int Round, int Shard)> TrainedAhead { get; }
@@ -299,6 +306,7 @@ public sealed class TrainingCheckpoint
         ["train_samples"] = Invariant(TrainSamples),
         ["data_settings"] = DataSettings,
         ["model_settings"] = ModelSettings,
+        ["run_epochs"] = Invariant(RunEpochs),
     };
 
     /// <summary>The trained-ahead list of the metadata (<c>round:shard;round:shard</c>); empty for none.</summary>
@@ -412,6 +420,7 @@ public sealed class TrainingCheckpoint
             {
                 DataSettings = metadata.GetValueOrDefault("data_settings", ""), // optional likewise
                 ModelSettings = metadata.GetValueOrDefault("model_settings", ""),
+                RunEpochs = metadata.ContainsKey("run_epochs") ? GetInt("run_epochs") : 0, // optional likewise
             };
         }
         catch (Exception e) when (e is ArgumentException or FormatException)
