@@ -10,5 +10,8 @@ done
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "Installing ${missing[*]} from Debian (once)..."
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+# Another apt-get (a fresh machine's unattended upgrades, a second terminal) holds dpkg's lock for a while: wait for
+# it, up to 10 minutes, rather than fail. env passes DEBIAN_FRONTEND through sudo, which would drop it.
+wait_lock=(-o DPkg::Lock::Timeout=600)
+$sudo apt-get "${wait_lock[@]}" update -qq
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get "${wait_lock[@]}" install -y -qq "${missing[@]}"
