@@ -6,7 +6,8 @@ namespace DistTrain.Cli;
 /// <summary>
 /// Ctrl-C and SIGTERM while a command runs. The first one cancels <see cref="Token"/>, which the commands pass to
 /// training: it stops at the next step, saves what the command documents and exits with code 130. A second one ends
-/// the process at once, by the signal's default action (exit status 130 for SIGINT, 143 for SIGTERM).
+/// the process at once, by the signal's default action (exit status 130 for SIGINT, 143 for SIGTERM), after removing
+/// the run folder if nothing was written into it yet.
 /// </summary>
 internal sealed class GracefulCancellation : IDisposable
 {
@@ -26,6 +27,7 @@ internal sealed class GracefulCancellation : IDisposable
         if (Interlocked.Increment(ref _signals) > 1)
         {
             context.Cancel = false; // the runtime's default: terminate now
+            if (RunDirectory.RemoveCreatedIfEmpty() is { } removed) CliConsole.Fail("removed", $"the empty run folder {removed}");
             return;
         }
         context.Cancel = true;

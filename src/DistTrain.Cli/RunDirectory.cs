@@ -16,6 +16,9 @@ internal static class RunDirectory
     /// <summary>Most runs that can start in one second under one output folder.</summary>
     private const int MaxPerSecond = 1000;
 
+    /// <summary>The folder this process created last, which a second Ctrl-C removes if it is still empty.</summary>
+    private static volatile string? _created;
+
     /// <summary>Creates the run folder; returns its path.</summary>
     /// <exception cref="RunDirectoryException">The output folder cannot be created or written, or already holds <see cref="MaxPerSecond"/> runs of this second.</exception>
     public static string Create(string outputDirectory)
@@ -32,6 +35,7 @@ internal static class RunDirectory
                 var probe = Path.Combine(path, ".write-test");
                 File.WriteAllText(probe, "");
                 File.Delete(probe);
+                _created = path;
                 return path;
             }
             throw new IOException($"{MaxPerSecond} run folders named {name}* exist already");
@@ -41,6 +45,26 @@ internal static class RunDirectory
             throw new RunDirectoryException($"Output:Directory = '{outputDirectory}': cannot create or write '{path}' ({e.Message}). Pass --output with a writable folder.", e);
         }
     }
+
+    /// <summary>Removes <paramref name="runDirectory"/> if it is empty; false when it is not, or cannot be removed.</summary>
+    internal static bool TryRemoveEmpty(string runDirectory)
+    {
+        try
+        {
+            Directory.Delete(runDirectory, recursive: false); // fails on a folder that is not empty
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// For a process about to end at once (a second Ctrl-C): removes the run folder it created if nothing was written
+    /// into it yet, as a failed run's is; returns its path when removed, null otherwise.
+    /// </summary>
+    internal static string? RemoveCreatedIfEmpty() => _created is { } path && TryRemoveEmpty(path) ? path : null;
 
     /// <summary>
     /// Creates <paramref name="path"/> only if nothing of that name exists: false when it does. On Linux and macOS this is

@@ -36,7 +36,7 @@ internal static class RunOutputs
                     ? $" The newest checkpoint is {newest}; a resume (train --resume, or Checkpoint:Resume) continues from it, and from one written after the last epoch it only evaluates the weights and writes the model."
                     : " No checkpoint holds them (Checkpoint:Directory keeps some for the next run).";
             // Nothing written yet (the weights come first): the empty run folder goes, as after any failed run.
-            var removed = TryRemoveEmpty(runDirectory) ? " The run folder, left empty, was removed." : "";
+            var removed = RunDirectory.TryRemoveEmpty(runDirectory) ? " The run folder, left empty, was removed." : "";
             throw new RunOutputsException($"training ended, but {what} could not be written to {runDirectory}: {e.Message.TrimEnd('.')}. Free space on that " +
                 $"disk, or check its permissions, or set Output:Directory to another folder.{removed}{left}", e);
         }
@@ -93,7 +93,7 @@ internal static class RunOutputs
     /// </summary>
     public static void RemoveIfEmptyAfterFailure(string runDirectory)
     {
-        if (TryRemoveEmpty(runDirectory)) CliConsole.Fail("removed", $"the empty run folder {runDirectory}");
+        if (RunDirectory.TryRemoveEmpty(runDirectory)) CliConsole.Fail("removed", $"the empty run folder {runDirectory}");
     }
 
     /// <summary>
@@ -170,7 +170,7 @@ internal static class RunOutputs
         var resume = ResumeHint(options, resumeWith);
         if (weights is null || last is not { } stop || report is null)
         {
-            var removed = TryRemoveEmpty(runDirectory) ? $"the empty run folder {runDirectory} was removed" : $"the run folder {runDirectory} is left as it was";
+            var removed = RunDirectory.TryRemoveEmpty(runDirectory) ? $"the empty run folder {runDirectory} was removed" : $"the run folder {runDirectory} is left as it was";
             CliConsole.Fail("cancelled", (weights is null ? "stopped; no weights to save here, so " : "stopped before the first step: nothing to keep, so ") + removed + "." + resume);
             return;
         }
@@ -218,19 +218,6 @@ internal static class RunOutputs
                 : $" No checkpoint was written to {options.Checkpoint.Directory} yet, so a new run starts from the beginning.";
 
     /// <summary>Removes the run folder if nothing was written into it; false when it holds something (or cannot be removed).</summary>
-    private static bool TryRemoveEmpty(string runDirectory)
-    {
-        try
-        {
-            Directory.Delete(runDirectory, recursive: false); // fails on a folder that is not empty
-            return true;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return false;
-        }
-    }
-
     private static void WriteReport(string runDirectory, RunReport? report)
     {
         if (report is null) return;

@@ -129,6 +129,11 @@ public sealed class CliRunTests : IDisposable
         train.Interrupt();
         await train.AssertExitAsync(130, TimeSpan.FromSeconds(10)); // killed by SIGINT: 128 + 2
         Assert.DoesNotContain("cancelled: stopped", train.Output); // the clean stop never finished
+        // The run folder goes if nothing was written into it yet (before, an empty one was left behind); a save that had
+        // begun leaves a file in it.
+        var folders = Directory.GetDirectories(Path.Combine(_directory, "runs"));
+        Assert.All(folders, folder => Assert.NotEmpty(Directory.EnumerateFileSystemEntries(folder)));
+        if (folders.Length == 0) Assert.Contains("removed: the empty run folder", train.Error);
     }
 
     /// <summary>The 5.8M-parameter model of the Ctrl-C tests, trained for one quick epoch; the path of its run folder.</summary>
