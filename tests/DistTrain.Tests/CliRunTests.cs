@@ -88,6 +88,20 @@ public sealed class CliRunTests : IDisposable
     }
 
     [Fact]
+    public async Task An_actors_warning_in_single_node_mode_is_a_warning_line_as_the_commands_own_not_an_Akka_log_line()
+    {
+        // A resume from the checkpoint of a finished run: the coordinator warns that it only scores those weights. Before,
+        // that came as "[WARNING][12/02/2026 14:02:49.993Z][Thread 0005][akka://disttrain/user/coordinator] All 1 epochs ...".
+        var config = Config(Mlp(hidden: 8, workers: 1, batch: 100, epochs: 1, trainLimit: 200));
+        string[] arguments = [.. Train(config, TestData.SubsetDirectory), "--checkpoint-dir", Path.Combine(_directory, "checkpoints")];
+        using (var first = new DistTrainProcess(arguments)) await first.AssertExitAsync(0, TimeSpan.FromSeconds(120));
+        using var resumed = new DistTrainProcess([.. arguments, "--resume"]);
+        await resumed.AssertExitAsync(0, TimeSpan.FromSeconds(120));
+        Assert.Contains("warning: All 1 epochs were trained before this run started: the workers score epoch 1's weights (version 2)", resumed.Error);
+        Assert.DoesNotContain("[WARNING]", resumed.Output + resumed.Error);
+    }
+
+    [Fact]
     public async Task A_Ctrl_C_before_the_first_checkpoint_does_not_point_to_a_resume_that_has_nothing_to_resume_from()
     {
         // 5.8M parameters, 30 steps of 100 samples per epoch: the first epoch's checkpoint is a few seconds away when the

@@ -66,6 +66,7 @@ public static class SingleNodeTrainer
 
         var config = AkkaSettings.Serialization(verifySerialization)
             .WithFallback(AkkaSettings.Dispatchers(Math.Min(loop.Workers + 1, Environment.ProcessorCount)))
+            .WithFallback(Akka.Configuration.ConfigurationFactory.ParseString($"akka.loggers = [\"{CommandLineLogger.ConfigName}\"]"))
             .WithFallback(AkkaSettings.Logging("WARNING"));
         using var system = ActorSystem.Create("disttrain", config);
         system.EventStream.Subscribe(system.ActorOf(Props.Create(() => new Metrics.DeadLetterCounter()), "dead-letter-counter"), typeof(Akka.Event.DeadLetter));

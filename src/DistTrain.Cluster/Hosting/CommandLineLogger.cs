@@ -1,0 +1,38 @@
+using Akka.Actor;
+using Akka.Dispatch;
+using Akka.Event;
+
+namespace DistTrain.Cluster.Hosting;
+
+/// <summary>
+/// Akka's logger for single-node mode (<see cref="SingleNodeTrainer"/>): the actors' warnings reach standard error as the
+/// command line's own do, <c>warning: text</c>, instead of Akka's service-log prefix
+/// (<c>[WARNING][12/02/2026 14:02:49.993Z][Thread 0005][akka://disttrain/user/coordinator] text</c>), which a cluster node
+/// keeps. An error keeps its exception, stack trace included, after <c>error: text</c>: it is a fault to report.
+/// </summary>
+public sealed class CommandLineLogger : ReceiveActor, IRequiresMessageQueue<ILoggerMessageQueueSemantics>
+{
+    /// <summary>The configuration value that selects this logger (<c>akka.loggers</c>).</summary>
+    public static readonly string ConfigName = $"{typeof(CommandLineLogger).FullName}, {typeof(CommandLineLogger).Assembly.GetName().Name}";
+
+    /// <summary>Creates the logger; Akka does, from <c>akka.loggers</c>.</summary>
+    public CommandLineLogger()
+    {
+        Receive<InitializeLogger>(_ => Sender.Tell(new LoggerInitialized()));
+        Receive<Warning>(warning => Write($"warning: {warning.Message}"));
+        Receive<Error>(error => Write(error.Cause is null ? $"error: {error.Message}" : $"error: {error.Message}{Environment.NewLine}{error.Cause}"));
+        Receive<LogEvent>(_ => { }); // below the level set (WARNING): not printed
+    }
+
+    /// <summary>One line to standard error; a failed write (a closed descriptor, a full disk) stops nothing.</summary>
+    internal static void Write(string line)
+    {
+        try
+        {
+            Console.Error.WriteLine(line);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
