@@ -103,6 +103,10 @@ public static class CheckpointResume
         problems.AddRange(DataChanges(checkpoint, options, otherCount || !options.Checkpoint.CheckTrainingData ? "" : trainDigest));
         if (otherCount)
             problems.Add($"the data gives {trainSamples:N0} training samples (after Data:TrainLimit, Data:Classes and the validation split), the checkpoint's run had {checkpoint.TrainSamples:N0}");
+        if (problems.Count > 0 && problems.All(p => p.StartsWith("Model:", StringComparison.Ordinal)))
+            throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
+                "The checkpoint's weights were trained in its run's layers and loss, so resume with the checkpoint's values; to train other " +
+                "layers from its weights, fine-tune its run's model instead (disttrain finetune, or Model:Pretrained).");
         if (problems.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", problems)}. " +
                 "They fix the data order, the samples and what the checkpoint's position means, so resume with the checkpoint's values" +
@@ -280,8 +284,35 @@ public static class CheckpointResume
         var current = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, System.Text.Json.JsonElement>>(currentSettings)!;
         foreach (var (key, value) in current)
             if (recorded is not null && recorded.TryGetValue(key, out var theirs) && theirs.GetRawText() != value.GetRawText())
-                yield return $"{key} = {Shown(value)}, the checkpoint's is {Shown(theirs)}";
+            {
+                // A layer is recorded whole, as JSON: name the settings of it that changed, not both objects.
+                if (LayerSettings(value) is { } ours && LayerSettings(theirs) is { } recordedLayer)
+                {
+                    foreach (var (setting, mine) in ours)
+                        if (recordedLayer.TryGetValue(setting, out var other) && other.GetRawText() != mine.GetRawText())
+                            yield return $"{key}:{LayerKey(setting)} = {Shown(mine)}, the checkpoint's is {Shown(other)}";
+                }
+                else yield return $"{key} = {Shown(value)}, the checkpoint's is {Shown(theirs)}";
+            }
     }
+
+    /// <summary>A layer's settings from <see cref="ModelSettingsOf"/>'s JSON string; null for any other value.</summary>
+    private static Dictionary<string, System.Text.Json.JsonElement>? LayerSettings(System.Text.Json.JsonElement value)
+    {
+        if (value.ValueKind != System.Text.Json.JsonValueKind.String || value.GetString() is not ['{', ..] json) return null;
+        try
+        {
+            return System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, System.Text.Json.JsonElement>>(json);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>A layer setting's configuration key (<c>NegativeSlope</c>) from its lower-cased record.</summary>
+    private static string LayerKey(string recorded) =>
+        typeof(Core.Models.LayerOptions).GetProperties().FirstOrDefault(p => string.Equals(p.Name, recorded, StringComparison.OrdinalIgnoreCase))?.Name ?? recorded;
 
     private static string Shown(System.Text.Json.JsonElement value) =>
         value.ValueKind == System.Text.Json.JsonValueKind.String ? value.GetString()! : value.GetRawText();
