@@ -70,10 +70,17 @@ public class CheckpointFormatTests : IDisposable
     {
         var path = Path.Combine(_directory, "c.safetensors");
         Sample(1).Write(path);
-        var other = new ParameterLayout([("0.weight", [2, 3]), ("0.bias", [3])]);
+        var other = new ParameterLayout([("0.weight", [2, 3]), ("0.bias", [3]), ("1.weight", [1, 3])]);
         var error = Assert.Throws<InvalidDataException>(() => TrainingCheckpoint.Read(path, other));
-        Assert.Contains("another model", error.Message);
-        Assert.Contains(path, error.Message);
+        // The tensors that differ, not two fingerprints.
+        Assert.Equal($"{path}: the checkpoint holds another model: 0.weight is [3, 2] in it and [2, 3] here; 1.weight [1, 3] is not in it. " +
+            "Resume with the config that wrote it.", error.Message);
+
+        // The same tensors with the weight frozen (Model:Freeze): named as such, with the trainable counts the state shows.
+        var frozen = new ParameterLayout([("0.weight", [3, 2], Core.Layers.ParameterRole.Weight, true), ("0.bias", [3], Core.Layers.ParameterRole.Bias, false)]);
+        error = Assert.Throws<InvalidDataException>(() => TrainingCheckpoint.Read(path, frozen));
+        Assert.Equal($"{path}: the checkpoint holds another model: the same tensors, but another set of them is frozen (Model:Freeze): its run trained " +
+            "9 weights, this config trains 3. Resume with the checkpoint's Model:Freeze, or fine-tune its run's model with this one (disttrain finetune).", error.Message);
     }
 
     [Fact]

@@ -223,6 +223,38 @@ public sealed class TrainingCheckpoint
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
     }
 
+    /// <summary>
+    /// How a checkpoint's tensors differ from <paramref name="layout"/>, and the fix, for the refusal of a checkpoint whose fingerprint is
+    /// not the model's: the first tensors missing, extra or of another shape; or, when every tensor matches, the trainable
+    /// lengths (the weights Model:Freeze leaves to train; the optimizer state, if any, holds one value per trainable weight
+    /// per buffer).
+    /// </summary>
+    private static string ModelDifference(IReadOnlyDictionary<string, NamedTensor> tensors, ParameterLayout layout)
+    {
+        const int shown = 3;
+        var weights = tensors.Where(t => !t.Key.StartsWith(OptimizerPrefix, StringComparison.Ordinal)).ToDictionary(t => t.Key, t => t.Value, StringComparer.Ordinal);
+        static string Shape(int[] shape) => $"[{string.Join(", ", shape)}]";
+        var differences = new List<string>();
+        foreach (var segment in layout.Segments)
+        {
+            if (!weights.TryGetValue(segment.Name, out var tensor)) differences.Add($"{segment.Name} {Shape(segment.Shape)} is not in it");
+            else if (!tensor.Shape.SequenceEqual(segment.Shape)) differences.Add($"{segment.Name} is {Shape(tensor.Shape)} in it and {Shape(segment.Shape)} here");
+        }
+        var names = layout.Segments.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
+        differences.AddRange(weights.Where(t => !names.Contains(t.Key)).Select(t => $"it holds {t.Key} {Shape(t.Value.Shape)}, which this model has not"));
+        if (differences.Count > 0)
+            return string.Join("; ", differences.Take(shown)) + (differences.Count > shown ? $"; and {differences.Count - shown} more differences" : "") +
+                ". Resume with the config that wrote it";
+        // Same names and shapes: what the fingerprint still covers is which tensors are frozen, and their roles, which
+        // follow from the layers' types and so from the names.
+        var trainable = tensors.FirstOrDefault(t => t.Key.StartsWith(OptimizerPrefix, StringComparison.Ordinal)).Value?.Data.Length;
+        var counts = trainable is { } length && length != layout.TrainableLength
+            ? $": its run trained {length:N0} weights, this config trains {layout.TrainableLength:N0}"
+            : "";
+        return $"the same tensors, but another set of them is frozen (Model:Freeze){counts}. Resume with the checkpoint's Model:Freeze, or fine-tune " +
+            "its run's model with this one (disttrain finetune)";
+    }
+
     /// <summary>Copies the optimizer state and step count into <paramref name="optimizer"/>.</summary>
     /// <exception cref="InvalidDataException">The optimizer is of another kind, or its state buffers differ in name or length.</exception>
     public void RestoreOptimizer(Optimizer optimizer)
@@ -381,7 +413,7 @@ public sealed class TrainingCheckpoint
             throw new InvalidDataException($"{path}: checksum mismatch: the data section's SHA-256 is {checksum}, the header records {Get("data_sha256")}. The file is corrupt.");
         var fingerprint = LayoutFingerprint(layout);
         if (Get("model_fingerprint") != fingerprint)
-            throw new InvalidDataException($"{path}: the checkpoint holds another model (fingerprint {Get("model_fingerprint")}, this model's is {fingerprint}). Resume with the config that wrote it.");
+            throw new InvalidDataException($"{path}: the checkpoint holds another model: {ModelDifference(tensors, layout)}.");
         if (!Enum.TryParse<OptimizerKind>(Get("optimizer_kind"), ignoreCase: false, out var kind))
             throw new InvalidDataException($"{path}: metadata optimizer_kind = '{Get("optimizer_kind")}' is unknown.");
         // Optional: checkpoints written before the training modes are synchronous.
