@@ -124,10 +124,14 @@ internal static class RunOutputs
         var version = diverged.LastGoodVersion;
         var epochs = report?.Epochs.LastOrDefault(e => e.Version <= version)?.Epoch ?? epochsBefore; // the epochs these weights have been through
         var metadata = DistTrain.Core.Models.ModelMetadata.Create(options.Model, normalizer, data, version, epochs, testAccuracy: null, options.Training.Seed);
-        metadata["stopped"] = "training diverged; these are the last weights with a finite loss";
+        metadata["stopped"] = diverged.LossFinite
+            ? "training diverged; these are the last weights with a finite loss"
+            : "training diverged at its first step; these are the weights it started from, whose loss was not finite either";
         Writing(runDirectory, $"the last good weights ({RunFiles.LastGood})",
             () => SafeTensors.Write(path, new DistTrain.Core.Tensors.ParameterVector(layout, diverged.LastGoodWeights), metadata), options);
-        CliConsole.Fail("saved", $"the last good weights (version {diverged.LastGoodVersion}) are in {path}");
+        CliConsole.Fail("saved", diverged.LossFinite
+            ? $"the last good weights (version {diverged.LastGoodVersion}) are in {path}"
+            : $"the weights the run started from (version {diverged.LastGoodVersion}; their loss was not finite either) are in {path}");
     }
 
     /// <summary>

@@ -198,7 +198,11 @@ public sealed class CliProcessTests : IDisposable
         Assert.DoesNotContain("   at ", process.Output);
         var run = RunFolder(output);
         var lastGood = Path.Combine(run, "last-good.safetensors");
-        Assert.Contains($"saved: the last good weights (version 0) are in {lastGood}", process.StandardError);
+        // No step had a finite loss: the file holds the starting weights, and says so (before, "the last good weights" and
+        // "the last weights with a finite loss").
+        Assert.Contains($"saved: the weights the run started from (version 0; their loss was not finite either) are in {lastGood}", process.StandardError);
+        Assert.Equal("training diverged at its first step; these are the weights it started from, whose loss was not finite either",
+            SafeTensors.ReadMetadata(lastGood)["stopped"]);
         Assert.False(File.Exists(Path.Combine(run, "model.safetensors")), "a diverged run must not leave model.safetensors");
 
         var model = ModelFactory.Build(TestData.Mlp(16, 10));

@@ -4,8 +4,15 @@ namespace DistTrain.Cluster.Actors;
 /// A loss or gradient became NaN or infinite. The message names the epoch, the step, the workers and
 /// the first tensor affected; <see cref="LastGoodWeights"/> holds the latest weights whose loss was finite.
 /// </summary>
-public sealed class TrainingDivergedException(string message, float[]? lastGoodWeights = null, long lastGoodVersion = -1) : Exception(message)
+public sealed class TrainingDivergedException(string message, float[]? lastGoodWeights = null, long lastGoodVersion = -1, bool lossFinite = true) : Exception(message)
 {
+    /// <summary>
+    /// True when a finite loss was computed on <see cref="LastGoodWeights"/>; false when they are the weights the failed step
+    /// itself computed on, handed over because no earlier ones were held (the run's first step failed, as with weights
+    /// initialized too large).
+    /// </summary>
+    public bool LossFinite { get; } = lossFinite;
+
     /// <summary>The latest weights on which every worker's loss was finite (flat, layout order), or null when unknown.</summary>
     public float[]? LastGoodWeights { get; } = lastGoodWeights;
 

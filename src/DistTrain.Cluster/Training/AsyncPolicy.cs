@@ -108,7 +108,7 @@ public sealed class AsyncPolicy(ServerModel model, WeightsOutbox outbox, IServer
         var finite = Model.Step(_single, _one, (float)rate, null, Warn);
         if (finite) finite = Model.MergeRunningStatistics(_single, _one, null);
         _single[0] = null!;
-        if (!finite) Diverged("a NaN or infinite gradient or BatchNorm running statistic", minibatch.Round, g.Version, [(worker, g)]);
+        if (!finite) Diverged("a NaN or infinite gradient or BatchNorm running statistic", minibatch.Round, g.Version, [(worker, g)], lossFiniteOnIt: true);
         _queue.Complete(worker);
         var previousVersion = Model.Version;
         Model.Version++;

@@ -220,7 +220,7 @@ public sealed class BoundedStalenessPolicy : UpdatePolicy
         var finite = Model.Step(reports, _scales.AsSpan(0, contributors), (float)learningRate, null, Warn);
         if (finite) finite = Model.MergeRunningStatistics(reports, _statisticsScales.AsSpan(0, contributors), null);
         Array.Clear(_reports);
-        if (!finite) Diverged("a NaN or infinite averaged gradient or BatchNorm running statistic", round, oldestVersion, Reports(pending));
+        if (!finite) Diverged("a NaN or infinite averaged gradient or BatchNorm running statistic", round, oldestVersion, Reports(pending), lossFiniteOnIt: true);
         var previousVersion = Model.Version;
         var report = Output.TakeReport(part.Workers).ClearWorkers();
         foreach (var entry in pending.ByShard)

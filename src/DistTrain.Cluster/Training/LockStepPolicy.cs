@@ -167,7 +167,7 @@ public abstract class LockStepPolicy : UpdatePolicy
         var steps = Span(round);
         var finite = Combine(_reports.AsSpan(0, contributors), _scales.AsSpan(0, contributors), (float)learningRate, steps, globalNorm);
         Array.Clear(_reports);
-        if (!finite) Diverged(NonFiniteResult, round, Model.Version, Reports());
+        if (!finite) Diverged(NonFiniteResult, round, Model.Version, Reports(), lossFiniteOnIt: true);
         var previousVersion = Model.Version;
         Model.Version += steps;
         EpochSamples += totals.Samples;

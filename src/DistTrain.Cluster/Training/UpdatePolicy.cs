@@ -226,8 +226,14 @@ public abstract class UpdatePolicy
     /// Stops training: names the epoch, the step, the workers whose loss or report is not finite and the first tensor
     /// that is not, and hands over the last good weights (those before the version the bad reports were computed on).
     /// </summary>
+    /// <param name="what">What was not finite.</param>
+    /// <param name="step">The step (round) of the part.</param>
+    /// <param name="computedOn">The version the reports were computed on.</param>
+    /// <param name="reports">The reports, by worker.</param>
+    /// <param name="lossFiniteOnIt">True when the loss computed on <paramref name="computedOn"/> was finite (the result of
+    /// combining the reports was not): its weights are then good, should no earlier ones be held.</param>
     /// <exception cref="TrainingDivergedException">Always.</exception>
-    protected void Diverged(string what, int step, long computedOn, IEnumerable<(int Worker, GradientComputed Report)> reports)
+    protected void Diverged(string what, int step, long computedOn, IEnumerable<(int Worker, GradientComputed Report)> reports, bool lossFiniteOnIt = false)
     {
         var workers = new List<string>();
         string? tensor = null;
@@ -238,11 +244,11 @@ public abstract class UpdatePolicy
             if (badLoss || badTensor is not null) workers.Add($"{i} (loss {g.LossSum / Math.Max(1, g.SampleCount):G4})");
             tensor ??= badTensor;
         }
-        var (good, goodVersion) = Outbox.LastGood(computedOn);
+        var (good, goodVersion, older) = Outbox.LastGood(computedOn);
         throw new TrainingDivergedException(
             $"Training diverged at epoch {Part!.Epoch}, step {step} (weights version {Model.Version}): {what}. " +
             $"Workers affected: {(workers.Count > 0 ? string.Join(", ", workers) : "none alone; the average overflowed")}. " +
             $"First tensor with a non-finite gradient: {tensor ?? "none (the loss overflowed first)"}. " +
-            "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization.", good, goodVersion);
+            "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization.", good, goodVersion, older || lossFiniteOnIt);
     }
 }

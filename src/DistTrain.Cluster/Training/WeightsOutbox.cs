@@ -27,6 +27,7 @@ public sealed class WeightsOutbox
     private WeightsUpdated?[][] _perWorker = [];
     private int[] _nextPerWorker = [];
     private int _nextShared;
+    private bool _nextTouched;        // NextShared was handed out since the last broadcast: its array may be half rewritten
 
     /// <summary>Creates the outbox.</summary>
     /// <param name="initial">The first message's contents: the whole weights vector (and, for local SGD, the optimizer state after it).</param>
@@ -67,7 +68,14 @@ public sealed class WeightsOutbox
     public const int SharedSlots = 3;
 
     /// <summary>The array the next broadcast will carry; fill it, then call <see cref="PublishShared"/>.</summary>
-    public float[] NextShared => _shared[_nextShared].Weights;
+    public float[] NextShared
+    {
+        get
+        {
+            _nextTouched = true;
+            return _shared[_nextShared].Weights;
+        }
+    }
 
     /// <summary>The array of the broadcast before the newest one.</summary>
     public float[] PreviousShared => _shared[(_nextShared + SharedSlots - 1) % SharedSlots].Weights;
@@ -83,6 +91,7 @@ public sealed class WeightsOutbox
         var message = _shared[_nextShared].Reuse(part.Epoch, round, version, Stopwatch.GetTimestamp(), shard: -1, part.Part, endRound);
         _sharedPublished[_nextShared] = true;
         _nextShared = (_nextShared + 1) % SharedSlots;
+        _nextTouched = false;
         return message;
     }
 
@@ -120,7 +129,7 @@ public sealed class WeightsOutbox
     /// </summary>
     public float[]? Published(long version)
     {
-        for (var k = 1; k <= SharedSlots; k++)
+        for (var k = 1; k <= (_nextTouched ? SharedSlots - 1 : SharedSlots); k++)
         {
             var slot = (_nextShared + SharedSlots - k) % SharedSlots;
             if (_sharedPublished[slot] && _shared[slot].Version == version) return _shared[slot].Weights.AsSpan(_offset, _weightsLength).ToArray();
@@ -133,11 +142,14 @@ public sealed class WeightsOutbox
 
     /// <summary>
     /// The last weights known to be good before those of <paramref name="failedVersion"/> went bad: the newest published
-    /// message older than that version, else that version's own message; null when none was published.
+    /// message older than that version, else that version's own message (the first step failed); null when none was
+    /// published. The next broadcast's array counts unless it was handed out (<see cref="NextShared"/>) since the last
+    /// broadcast: a step that failed on a non-finite loss never wrote it, and after a version is broadcast again (a part's
+    /// start), it holds the version before.
     /// </summary>
     /// <param name="failedVersion">The version whose reports were not finite (their computation used it).</param>
-    /// <returns>A copy of the weights vector and its version, or (null, -1).</returns>
-    public (float[]? Weights, long Version) LastGood(long failedVersion)
+    /// <returns>A copy of the weights vector, its version, and whether it is older than <paramref name="failedVersion"/>.</returns>
+    public (float[]? Weights, long Version, bool Older) LastGood(long failedVersion)
     {
         WeightsUpdated? best = null;
         WeightsUpdated? same = null;
@@ -146,8 +158,8 @@ public sealed class WeightsOutbox
             if (candidate.Version < failedVersion && (best is null || candidate.Version > best.Version)) best = candidate;
             if (candidate.Version == failedVersion) same ??= candidate;
         }
-        // The next shared slot may be half rewritten by a failed step: never a candidate.
-        for (var k = 1; k < SharedSlots; k++)
+        // The next shared slot may be half rewritten by a failed step: a candidate only if nothing was written into it.
+        for (var k = 1; k <= (_nextTouched ? SharedSlots - 1 : SharedSlots); k++)
         {
             var slot = (_nextShared + SharedSlots - k) % SharedSlots;
             if (_sharedPublished[slot]) Consider(_shared[slot]);
@@ -156,7 +168,7 @@ public sealed class WeightsOutbox
             foreach (var message in slots)
                 if (message is not null) Consider(message);
         var chosen = best ?? same;
-        return chosen is null ? (null, -1) : (chosen.Weights.AsSpan(_offset, _weightsLength).ToArray(), chosen.Version);
+        return chosen is null ? (null, -1, false) : (chosen.Weights.AsSpan(_offset, _weightsLength).ToArray(), chosen.Version, best is not null);
     }
 }
 
