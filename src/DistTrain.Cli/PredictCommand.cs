@@ -102,9 +102,14 @@ internal static class PredictCommand
         if (bad.Count == 0) return scores;
         const int Listed = 5;
         var names = string.Join(", ", bad.Take(Listed).Select(name)) + (bad.Count > Listed ? $" and {bad.Count - Listed:N0} more" : "");
+        // The weights of a diverged run's last-good file can overflow on any input: then the model is the cause, not the data.
+        var cause = model.Metadata.TryGetValue("stopped", out var stopped) && stopped.Contains("diverged", StringComparison.Ordinal)
+            ? $"The model comes from a run that diverged ({stopped}): its weights are likely large enough to overflow on any input. " +
+              "Use a checkpoint from before the divergence, or train again with a lower Optimizer:LearningRate or Optimizer:GradientClipNorm set."
+            : "The input values are likely far outside the range of the training data (a value such as 3e38 overflows the network); give " +
+              "values on the training data's scale or leave these samples out.";
         throw new DataFormatException($"{names}: the model's outputs for {(bad.Count == 1 ? "this sample are" : $"these {bad.Count:N0} samples are")} " +
-            "not finite (NaN or infinity), so there is no prediction. The input values are likely far outside the range of the training " +
-            "data (a value such as 3e38 overflows the network); give values on the training data's scale or leave these samples out.");
+            $"not finite (NaN or infinity), so there is no prediction. {cause}");
     }
 
     private static void Print(IReadOnlyList<Prediction> predictions)

@@ -325,6 +325,14 @@ public class PredictEvaluateTests : IDisposable
         Assert.True(CliConsole.IsInputError(error));
         Assert.StartsWith($"{rows}:line 3: the model's outputs for this sample are not finite (NaN or infinity), so there is no prediction.", error.Message);
         Assert.Contains("far outside the range of the training data (a value such as 3e38", error.Message);
+        // The same model saved as a diverged run's last-good file: its weights are named as the likely cause, not the data.
+        var lastGood = Path.Combine(_directory, "last-good.safetensors");
+        Core.Checkpoints.SafeTensors.Write(lastGood, model.Weights, new Dictionary<string, string>(model.Metadata) { ["stopped"] = "training diverged; these are the last weights with a finite loss" });
+        var diverged = TrainedModel.Load(lastGood);
+        var blamed = Assert.Throws<DataFormatException>(() => PredictCommand.Predict(diverged, ModelInputs.Read(rows, diverged, resize: false), k: 3).ToArray());
+        Assert.EndsWith("so there is no prediction. The model comes from a run that diverged (training diverged; these are the last weights with a finite loss): " +
+            "its weights are likely large enough to overflow on any input. Use a checkpoint from before the divergence, or train again with a lower " +
+            "Optimizer:LearningRate or Optimizer:GradientClipNorm set.", blamed.Message);
         Assert.Equal([1], model.NonFiniteSamples(model.Score(ModelInputs.Read(rows, model, resize: false).Values, dividedBy: 1)));
         // The C# API: no class for that sample (-1), and it counts as wrong in the accuracy.
         var samples = new[] { 5.1f, 3.5f, 1.4f, 0.2f, 5.1f, 3e38f, 1.4f, 0.2f };
