@@ -75,6 +75,10 @@ public class ConfigurationHostileTests : IDisposable
         Assert.Contains("Training:Epochs = '1e400' (in hostile.json) is out of range: allowed [1, 10000].", Problems("""{"Training":{"Epochs":1e400}}"""));
         Assert.Contains("Model:Initializer:Constant = Infinity (in hostile.json) is not a finite number: weights would start as infinities or NaN.",
             Problems("""{"Model":{"Initializer":{"Constant":1e400}}}"""));
+        // Finite as a double, infinite as the float32 weights (before, the run started with weights of +Inf and "diverged").
+        Assert.Contains("Model:Initializer:Constant = -1E+39 (in hostile.json) is beyond float32's range (±3.4E+38): the weights would start as infinities. " +
+            "Give a value of that range; weights of a few units or less are what networks train from.", Problems("""{"Model":{"Initializer":{"Constant":-1e39}}}"""));
+        Assert.DoesNotContain(Problems("""{"Model":{"Initializer":{"Constant":3e38}}}"""), p => p.Contains("Initializer:Constant", StringComparison.Ordinal));
         Assert.Contains("Optimizer:LearningRate = -Infinity (in hostile.json) is out of range: allowed (0, 10].", Problems("""{"Optimizer":{"LearningRate":-1e400}}"""));
     }
 

@@ -249,6 +249,9 @@ public abstract class UpdatePolicy
             $"Training diverged at epoch {Part!.Epoch}, step {step} (weights version {Model.Version}): {what}. " +
             $"Workers affected: {(workers.Count > 0 ? string.Join(", ", workers) : "none alone; the average overflowed")}. " +
             $"First tensor with a non-finite gradient: {tensor ?? "none (the loss overflowed first)"}. " +
-            "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization.", good, goodVersion, older || lossFiniteOnIt);
+            (computedOn == 0 && !lossFiniteOnIt
+                ? "No update had been applied, so the learning rate is not the cause: check Model:Initializer (weights that start too large " +
+                  "overflow, as a large Constant does) and the input normalization."
+                : "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization."), good, goodVersion, older || lossFiniteOnIt);
     }
 }

@@ -65,6 +65,9 @@ public static class TrainingOptionsValidator
         Range("Model:Initializer:NormalStd", init.NormalStd, 0, 100, minExclusive: true);
         if (!double.IsFinite(init.Constant))
             problems.Add($"Model:Initializer:Constant = {init.Constant.ToString(CultureInfo.InvariantCulture)} is not a finite number: weights would start as infinities or NaN.");
+        else if (Math.Abs(init.Constant) > float.MaxValue)
+            problems.Add($"Model:Initializer:Constant = {init.Constant.ToString(CultureInfo.InvariantCulture)} is beyond float32's range (±3.4E+38): the weights " +
+                "would start as infinities. Give a value of that range; weights of a few units or less are what networks train from.");
 
         if (LossTypes.Canonical(options.Model.Loss) is null)
             problems.Add($"Model:Loss = '{options.Model.Loss}' is unknown: allowed {string.Join(", ", LossTypes.All)}.");
