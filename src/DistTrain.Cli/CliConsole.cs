@@ -11,12 +11,19 @@ internal static class CliConsole
 
     /// <summary>
     /// Called once at start-up: when output is redirected (CI, docker logs, files, pipes) nothing is wrapped, since no
-    /// terminal width applies (Spectre.Console would otherwise wrap at 80 columns): a line ends where its text does.
+    /// terminal width applies (Spectre.Console would otherwise wrap at 80 columns): a line ends where its text does. The
+    /// training actors' warnings in single-node mode (<see cref="DistTrain.Cluster.Hosting.CommandLineLogger"/>) go where the
+    /// commands' notices go: above the live view on a terminal, which a write of their own would tear, else to standard error.
     /// </summary>
     public static void Configure()
     {
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = UnlimitedWidth;
         if (Console.IsErrorRedirected) Error.Profile.Width = UnlimitedWidth;
+        DistTrain.Cluster.Hosting.CommandLineLogger.Output = line =>
+        {
+            if (Console.IsOutputRedirected) Error.WriteLine(line);
+            else ConsoleProgress.WriteAbove(line);
+        };
     }
 
     /// <summary>The console width given to Spectre.Console for redirected output: no line is ever that long.</summary>

@@ -24,12 +24,19 @@ public sealed class CommandLineLogger : ReceiveActor, IRequiresMessageQueue<ILog
         Receive<LogEvent>(_ => { }); // below the level set (WARNING): not printed
     }
 
-    /// <summary>One line to standard error; a failed write (a closed descriptor, a full disk) stops nothing.</summary>
+    /// <summary>
+    /// Where the lines go: standard error unless set. A command line with a live view on the terminal sets it, so that the
+    /// lines are written above the view instead of through it.
+    /// </summary>
+    public static Action<string>? Output { get; set; }
+
+    /// <summary>One line to <see cref="Output"/>; a failed write (a closed descriptor, a full disk) stops nothing.</summary>
     internal static void Write(string line)
     {
         try
         {
-            Console.Error.WriteLine(line);
+            if (Output is { } output) output(line);
+            else Console.Error.WriteLine(line);
         }
         catch (IOException)
         {
