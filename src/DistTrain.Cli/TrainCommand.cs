@@ -273,6 +273,7 @@ internal static class TrainCommand
         if (labels?.HeaderWarning is { } header) yield return header;
         if (WarmupOutlastsRun(options, train.Count, workers ?? options.Training.Workers) is { } warmup) yield return warmup;
         if (PatienceOutlastsRun(options.Training) is { } patience) yield return patience;
+        if (BatchNormWithOneSample(options, train.Count, workers ?? options.Training.Workers) is { } oneSample) yield return oneSample;
         foreach (var unused in options.UnusedSettings()) yield return unused;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
         if (FrozenWithoutPretrained(options.Model, options.Checkpoint.Resume) is { } frozen) yield return frozen;
@@ -293,6 +294,32 @@ internal static class TrainCommand
         if (options.Data.Format == DataFormat.ImageFolder)
             foreach (var folder in new[] { options.Data.ImageFolder.TrainDirectory, options.Data.ImageFolder.TestDirectory }.Where(f => f.Length > 0))
                 if (SkippedImages(folder) is { } skipped) yield return skipped;
+    }
+
+    /// <summary>
+    /// A warning when a BatchNorm layer on flat features (after a Dense layer, one value per channel and sample) gets
+    /// minibatches of one sample: every one (Training:BatchSizePerWorker = 1), or the last of a shard. One value has no batch
+    /// variance, so such a minibatch is normalized with the running statistics, which it does not update (PyTorch raises
+    /// there instead); with every minibatch of one sample the layer never learns its statistics. After a convolution the
+    /// channel's positions give the statistics, and nothing is said. Null otherwise.
+    /// </summary>
+    /// <param name="options">Validated options.</param>
+    /// <param name="trainSamples">Training samples per epoch.</param>
+    /// <param name="workers">Workers the epoch's samples are split among, in shards that differ by at most one.</param>
+    internal static string? BatchNormWithOneSample(TrainingOptions options, int trainSamples, int workers)
+    {
+        var batch = options.Training.BatchSizePerWorker;
+        if (!options.Model.Layers.Any(l => string.Equals(l.Type, LayerTypes.BatchNorm, StringComparison.OrdinalIgnoreCase))) return null;
+        if (!ModelFactory.Build(options.Model).Layers.OfType<Core.Layers.BatchNorm>().Any(b => b.Input.Positions == 1)) return null;
+        const string Effect = "a minibatch of one sample has no batch statistics, so BatchNorm on flat features (after a Dense layer) normalizes it with its running statistics and does not update them (PyTorch raises an error there)";
+        if (batch == 1)
+            return $"Training:BatchSizePerWorker = 1: {Effect}; with every minibatch of one sample they never change from 0 and 1. Use 2 or more samples per worker, or LayerNorm.";
+        if (workers < 1 || trainSamples < workers) return null;
+        var small = trainSamples / workers;
+        int[] shards = trainSamples % workers == 0 ? [small] : [small, small + 1];
+        return shards.FirstOrDefault(s => s % batch == 1) is var shard and > 0
+            ? string.Create(CultureInfo.InvariantCulture, $"{trainSamples:N0} training samples over {workers} worker{(workers == 1 ? "" : "s")} give a shard of {shard:N0}, whose last minibatch of Training:BatchSizePerWorker = {batch} holds one sample: {Effect}, for that step of each epoch. Change the batch size, or Data:TrainLimit, by one to avoid it.")
+            : null;
     }
 
     /// <summary>

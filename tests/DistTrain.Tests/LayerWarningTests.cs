@@ -91,4 +91,35 @@ public class LayerWarningTests
         Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
         Assert.Equal("pretrained weights from pretrained.safetensors; frozen: 0", DistTrain.Cli.TrainCommand.SettingsLines(options, "1", null, null).Last());
     }
+    [Fact]
+    public void BatchNorm_on_flat_features_with_minibatches_of_one_sample_is_warned_of_not_after_a_convolution()
+    {
+        // Before, a run with one sample per worker trained without a word while BatchNorm's running statistics stayed 0 and 1.
+        static TrainingOptions WithBatchNorm(int batch)
+        {
+            var model = TestData.Mlp(16, 10);
+            model.Layers.Insert(1, new LayerOptions { Type = LayerTypes.BatchNorm });
+            return TestData.Options(model, workers: 2, batch: batch, epochs: 1);
+        }
+        var every = DistTrain.Cli.TrainCommand.BatchNormWithOneSample(WithBatchNorm(1), trainSamples: 200, workers: 2);
+        Assert.Equal("Training:BatchSizePerWorker = 1: a minibatch of one sample has no batch statistics, so BatchNorm on flat features (after a Dense " +
+            "layer) normalizes it with its running statistics and does not update them (PyTorch raises an error there); with every minibatch of one " +
+            "sample they never change from 0 and 1. Use 2 or more samples per worker, or LayerNorm.", every);
+        // 201 samples over 2 workers: shards of 100 and 101; 101 = 3 x 33 + 2, 100 = 3 x 33 + 1.
+        Assert.StartsWith("200 training samples over 2 workers give a shard of 100, whose last minibatch of Training:BatchSizePerWorker = 33 holds one sample:",
+            DistTrain.Cli.TrainCommand.BatchNormWithOneSample(WithBatchNorm(33), trainSamples: 200, workers: 2));
+        Assert.StartsWith("201 training samples over 2 workers give a shard of 100,",
+            DistTrain.Cli.TrainCommand.BatchNormWithOneSample(WithBatchNorm(33), trainSamples: 201, workers: 2));
+        Assert.Null(DistTrain.Cli.TrainCommand.BatchNormWithOneSample(WithBatchNorm(32), trainSamples: 200, workers: 2));
+        Assert.Null(DistTrain.Cli.TrainCommand.BatchNormWithOneSample(TestData.Options(TestData.Mlp(16, 10), 2, 1, 1), trainSamples: 200, workers: 2));
+
+        // After a convolution each channel has its positions: one image gives statistics, as in PyTorch.
+        var conv = TestData.Options(new ModelOptions
+        {
+            InputShape = [1, 28, 28],
+            Layers = [new() { Type = LayerTypes.Conv2D, Channels = 4, KernelSize = 3 }, new() { Type = LayerTypes.BatchNorm }, new() { Type = LayerTypes.ReLU },
+                new() { Type = LayerTypes.Flatten }, new() { Type = LayerTypes.Dense, Units = 10 }],
+        }, workers: 2, batch: 1, epochs: 1);
+        Assert.Null(DistTrain.Cli.TrainCommand.BatchNormWithOneSample(conv, trainSamples: 200, workers: 2));
+    }
 }
