@@ -291,6 +291,29 @@ public class RunReportTests : IDisposable
         Assert.Empty(TrainCommand.RunWarnings(options, complete));
     }
 
+    /// <summary>The start-up line names the initializer's own setting when it differs from its default; not the others.</summary>
+    [Fact]
+    public void The_start_up_line_on_the_initializer_names_the_setting_its_kind_reads_when_changed()
+    {
+        var options = TestData.Options(TestData.Mlp(16, 4), workers: 2, batch: 50, epochs: 2);
+        string Init() => TrainCommand.SettingsLines(options, "2", null, null).Single(line => line.StartsWith("init ", StringComparison.Ordinal)).Split(';')[0];
+        Assert.Equal("init HeNormal", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.HeNormal, Gain = 2, NormalStd = 0.1 };
+        Assert.Equal("init HeNormal, Gain 2", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.XavierUniform, Gain = 1.5 };
+        Assert.Equal("init XavierUniform, Gain 1.5", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Normal, NormalStd = 0.1, Gain = 2 };
+        Assert.Equal("init Normal, NormalStd 0.1", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Normal };
+        Assert.Equal("init Normal", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Uniform, UniformRange = 0.2 };
+        Assert.Equal("init Uniform, UniformRange 0.2", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Constant, Constant = 0.5 };
+        Assert.Equal("init Constant, Constant 0.5", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Zeros, Constant = 0.5 };
+        Assert.Equal("init Zeros", Init());
+    }
+
     [Fact]
     public void The_start_up_line_on_the_mode_names_its_own_settings_and_is_left_out_for_Sync()
     {
