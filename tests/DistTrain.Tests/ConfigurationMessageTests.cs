@@ -244,6 +244,44 @@ public class ConfigurationMessageTests
             Problems(Mlp, new() { ["DISTTRAIN_Model__Layers__3__Type"] = "Dense" }));
     }
 
+    /// <summary>
+    /// PyTorch's and Keras' names of a key, and a key in the wrong section, get the key they stand for: the edit distance took
+    /// <c>lr</c> for L1 and <c>Decay</c> for Beta1, and listed every key for <c>WeightDecay</c>.
+    /// </summary>
+    [Fact]
+    public void PyTorch_and_Keras_names_and_keys_of_another_section_suggest_the_key_they_stand_for()
+    {
+        const string l2 = "Did you mean 'Optimizer:L2'? It is PyTorch's weight_decay: added to the gradient for Sgd, Adam and RMSProp, and the decoupled decay of Kind AdamW.";
+        Assert.Equal([
+            "Optimizer:Decay is not a known key. Did you mean 'Optimizer:L2'? It is weight decay (PyTorch's weight_decay; the decoupled decay of Kind AdamW). " +
+                "For a learning rate that decays over the run (Keras' decay), set Optimizer:Schedule:Kind instead.",
+            "Optimizer:lr is not a known key. Did you mean 'Optimizer:LearningRate'?",
+            "Optimizer:WeightDecay is not a known key. " + l2,
+            "Optimizer:weight_decay is not a known key. " + l2,
+        ], Problems("""{ "Optimizer": { "lr": 0.1, "Decay": 0.1, "WeightDecay": 0.01, "weight_decay": 0.01 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        Assert.Equal([
+            "Optimizer:betas is not a known key. PyTorch's betas are two keys here, Optimizer:Beta1 and Optimizer:Beta2: write them as \"Beta1\": 0.9, \"Beta2\": 0.999.",
+            "Optimizer:eps is not a known key. Did you mean 'Optimizer:Epsilon'?",
+            "Optimizer:learning_rate is not a known key. Did you mean 'Optimizer:LearningRate'?",
+            "Optimizer:mu is not a known key. Did you mean 'Optimizer:Momentum'?",
+            "Optimizer:rho is not a known key. Did you mean 'Optimizer:Alpha'? Keras' rho of RMSprop is Alpha here.",
+        ], Problems("""{ "Optimizer": { "betas": [0.9, 0.99], "eps": 1e-6, "learning_rate": 0.1, "mu": 0.9, "rho": 0.9 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        // A key of another section, or its alias there, names the section it belongs in.
+        Assert.Equal([
+            "batch_size is not a known key. Did you mean 'Training:BatchSizePerWorker'? It belongs in the Training section. It is each worker's minibatch: a step uses up to Training:Workers times it.",
+            "Optimizer:Epochs is not a known key. Did you mean 'Training:Epochs'? It belongs in the Training section.",
+            "Training:lr is not a known key. Did you mean 'Optimizer:LearningRate'? It belongs in the Optimizer section.",
+        ], Problems("""{ "batch_size": 32, "Optimizer": { "Epochs": 3 }, "Training": { "lr": 0.1 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        // Layer keys: PyTorch's out_features, and an activation given as a key.
+        Assert.Equal([
+            "Model:Layers:0:activation is not a known key. An activation is a layer of its own here: add one after this layer, such as {\"Type\": \"ReLU\"}, and remove the key.",
+            "Model:Layers:0:out_features is not a known key. Did you mean 'Model:Layers:0:Units'?",
+        ], Problems("""{ "Model": { "Layers": [{ "Type": "Dense", "Units": 10, "activation": "relu", "out_features": 10 }] } }"""));
+        // A misspelling still gets the closest key, and a key of several sections (Port: Metrics, Cluster) no section.
+        Assert.Equal(["Optimizer:Momentun is not a known key. Did you mean 'Optimizer:Momentum'?", "Training:Port is not a known key. Did you mean 'Training:Mode'?"],
+            Problems("""{ "Optimizer": { "Momentun": 0.9 }, "Training": { "Port": 1 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+    }
+
     /// <summary>The keys of the enum-typed settings of <paramref name="type"/> and its sections (lists left out), with their types.</summary>
     private static IEnumerable<(string Key, Type Type)> EnumKeys(Type type, string prefix)
     {
