@@ -7,6 +7,7 @@ using DistTrain.Cluster.Training;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
+using DistTrain.Core.Initialization;
 using DistTrain.Core.LinearAlgebra;
 using DistTrain.Core.Models;
 using DistTrain.Core.Optimization;
@@ -215,13 +216,33 @@ internal static class TrainCommand
         if (options.DescribeCompression() is { } compression) yield return compression;
         if (shards is not null) yield return $"parameter server in {shards}";
         yield return string.Create(CultureInfo.InvariantCulture,
-            $"init {options.Model.Initializer.Kind}; normalization {options.Data.Normalization}; seed {loop.Seed}{(validationSamples is { } held ? $"; {held:N0} validation samples held out" : "")}{(options.Data.Augmentation.Enabled ? $"; augmentation: {options.Data.Augmentation}" : "")}");
+            $"init {DescribeInitializer(options.Model.Initializer)}; normalization {options.Data.Normalization}; seed {loop.Seed}{(validationSamples is { } held ? $"; {held:N0} validation samples held out" : "")}{(options.Data.Augmentation.Enabled ? $"; augmentation: {options.Data.Augmentation}" : "")}");
         if (!string.IsNullOrEmpty(options.Model.Pretrained))
             yield return $"pretrained weights from {options.Model.Pretrained}{(options.Model.ReplaceHead ? " (new head)" : "")}; frozen: {(options.Model.Freeze.Count == 0 ? "nothing" : string.Join(", ", options.Model.Freeze))}";
         else if (options.Model.Freeze.Count > 0)
             yield return options.Checkpoint.Resume
                 ? $"frozen: {string.Join(", ", options.Model.Freeze)} (with the weights of the checkpoint resumed from, if one is found)"
                 : $"no pretrained weights; frozen at their initial weights: {string.Join(", ", options.Model.Freeze)}";
+    }
+
+    /// <summary>
+    /// The initializer as the start-up line names it: its kind, with the one setting the kind reads when it differs from its
+    /// default (<c>HeNormal, Gain 2</c>, <c>Normal, NormalStd 0.1</c>, <c>Uniform, UniformRange 0.1</c>, <c>Constant, Constant 0.5</c>);
+    /// the kind alone otherwise, and for Zeros.
+    /// </summary>
+    internal static string DescribeInitializer(InitializerOptions init)
+    {
+        var defaults = new InitializerOptions();
+        var set = init.UsedSettings().Select(key => key switch
+            {
+                nameof(InitializerOptions.Gain) => (Key: key, Value: init.Gain, Default: defaults.Gain),
+                nameof(InitializerOptions.NormalStd) => (Key: key, Value: init.NormalStd, Default: defaults.NormalStd),
+                nameof(InitializerOptions.UniformRange) => (Key: key, Value: init.UniformRange, Default: defaults.UniformRange),
+                _ => (Key: key, Value: init.Constant, Default: defaults.Constant),
+            })
+            .Where(setting => setting.Value != setting.Default)
+            .Select(setting => string.Create(CultureInfo.InvariantCulture, $", {setting.Key} {setting.Value}"));
+        return $"{init.Kind}{string.Concat(set)}";
     }
 
     /// <summary>

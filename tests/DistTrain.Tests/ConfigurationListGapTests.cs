@@ -46,7 +46,7 @@ public class ConfigurationListGapTests
     public void An_entry_appended_without_a_gap_is_reported_under_its_index_as_added_by_its_variable()
     {
         var error = Refused(new() { ["DISTTRAIN_Model__Layers__5__Type"] = "Dense" });
-        Assert.Contains("Model:Layers:5:Units = 0 (not set: the default of Model:Layers:5, which environment variable DISTTRAIN_Model__Layers__5__Type adds) is out of range",
+        Assert.Contains("Model:Layers:5:Units is missing (layer 5 comes from environment variable DISTTRAIN_Model__Layers__5__Type): a Dense layer needs Units",
             error.Message);
     }
 

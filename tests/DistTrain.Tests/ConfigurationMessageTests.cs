@@ -186,6 +186,102 @@ public class ConfigurationMessageTests
         Assert.Equal(2, options.Training.Epochs);
     }
 
+    /// <summary>
+    /// A key given twice in one file, matched ignoring case ("LearningRate" and "learningrate"), was reported as "the file is
+    /// not valid JSON: A duplicate key 'Optimizer:learningrate' was found", although the JSON is valid.
+    /// </summary>
+    [Fact]
+    public void A_key_given_twice_ignoring_case_is_named_with_both_spellings_and_lines_not_as_invalid_JSON()
+    {
+        const string fix = ": keys are matched ignoring case, so these are one setting, and the file is refused (it is valid JSON, but a setting takes one value). Keep one of them.";
+        Assert.Equal(["Optimizer:LearningRate is given twice in test.json, as \"LearningRate\" on line 3 and \"learningrate\" on line 4" + fix],
+            Problems("{\n  \"Optimizer\": {\n    \"LearningRate\": 0.05,\n    \"learningrate\": 0.2\n  }\n}"));
+        // Two objects of one section merge: the key is named by its whole path, as each spells it.
+        Assert.Equal(["Optimizer:LearningRate is given twice in test.json, as \"Optimizer:LearningRate\" on line 2 and \"optimizer:learningrate\" on line 3" + fix],
+            Problems("{\n\"Optimizer\": { \"LearningRate\": 0.05 },\n\"optimizer\": { \"learningrate\": 0.2 } }"));
+        // A list given twice is one setting, not one per entry; three spellings of a layer's key are all named.
+        Assert.Equal(["Model:InputShape is given twice in test.json, as \"InputShape\" on line 1 and \"inputshape\" on line 2" + fix],
+            Problems("{ \"Model\": { \"InputShape\": [1, 28, 28],\n \"inputshape\": [1, 28, 28] } }"));
+        Assert.Equal(["Model:Layers:0:Units is given 3 times in test.json, as \"Units\" on line 1, \"units\" on line 2 and \"UNITS\" on line 3" + fix],
+            Problems("{ \"Model\": { \"Layers\": [{ \"Type\": \"Dense\", \"Units\": 10,\n \"units\": 4,\n \"UNITS\": 5 }] } }"));
+        // The same spelling twice.
+        Assert.Equal(["Training:Epochs is given twice in test.json, as \"Epochs\" on line 1 and \"Epochs\" on line 2: a setting takes one value, and the file is refused. Keep one of them."],
+            Problems("{ \"Training\": { \"Epochs\": 2,\n \"Epochs\": 3 } }"));
+        // A file that is not JSON is still reported as such, and two sections that merge without a shared key are fine.
+        Assert.StartsWith("the file is not valid JSON at line 1", Assert.Single(Problems("""{ "Training": { "Epochs": 2, "Epochs": 3 }""")));
+        var merged = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes("""{ "Optimizer": { "LearningRate": 0.2 }, "optimizer": { "Momentum": 0.5 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""),
+            null, checkDataDirectory: false, new Dictionary<string, string?>());
+        Assert.Equal((0.2, 0.5), (merged.Optimizer.LearningRate, merged.Optimizer.Momentum));
+    }
+
+    /// <summary>
+    /// A layer without a setting its type needs was reported as that setting "= 0 is out of range", and one without a Type as
+    /// "Type = '' is unknown", as if 0 or '' had been written.
+    /// </summary>
+    [Fact]
+    public void A_layer_setting_its_type_needs_or_a_Type_left_out_is_named_as_missing()
+    {
+        Assert.Equal(["Model:Layers:0:Units is missing (in test.json): a Dense layer needs Units, its output features, 1 to 1048576 (the last Dense layer's Units are the number of classes). " +
+            "Add it to layer 0, such as {\"Type\": \"Dense\", \"Units\": 10}."],
+            Problems("""{ "Model": { "Layers": [{ "Type": "Dense" }] } }"""));
+        Assert.Equal([
+            "Model:Layers:0:Type is missing (in test.json): every layer needs a Type, one of Dense, ReLU, LeakyReLU, Sigmoid, Tanh, Conv2D, MaxPool2D, AvgPool2D, Flatten, BatchNorm, LayerNorm, Dropout. " +
+                "Add \"Type\" to layer 0, such as \"Type\": \"Dense\".",
+            "Model:Layers has no Dense layer: the last Dense layer's Units must equal the number of classes.",
+        ], Problems("""{ "Model": { "Layers": [{ "Units": 10 }] } }"""));
+        Assert.Equal([
+            "Model:Layers:0:Channels is missing (in test.json): a Conv2D layer needs Channels, its output channels, 1 to 65536. Add it to layer 0, such as {\"Type\": \"Conv2D\", \"Channels\": 32, \"KernelSize\": 3}.",
+            "Model:Layers:0:KernelSize is missing (in test.json): a Conv2D layer needs KernelSize, its kernel's height and width, 1 to 1024. Add it to layer 0, such as {\"Type\": \"Conv2D\", \"Channels\": 32, \"KernelSize\": 3}.",
+            "Model:Layers:1:KernelSize is missing (in test.json): an AvgPool2D layer needs KernelSize, its window's height and width, 1 to 1024. Add it to layer 1, such as {\"Type\": \"AvgPool2D\", \"KernelSize\": 2}.",
+        ], Problems("""{ "Model": { "InputShape": [1, 28, 28], "Layers": [{ "Type": "Conv2D" }, { "Type": "AvgPool2D" }, { "Type": "Flatten" }, { "Type": "Dense", "Units": 10 }] } }"""));
+        // Written as 0 or '', the value is out of range or unknown, as before.
+        Assert.Equal(["Model:Layers:0:Units = 0 (in test.json) is out of range: allowed [1, 1048576]."],
+            Problems("""{ "Model": { "Layers": [{ "Type": "Dense", "Units": 0 }] } }"""));
+        Assert.StartsWith("Model:Layers:0:Type = '' (in test.json) is unknown: allowed Dense,", Problems("""{ "Model": { "Layers": [{ "Type": "", "Units": 10 }] } }""")[0]);
+        // An entry a variable adds names the variable.
+        Assert.Equal(["Model:Layers:3:Units is missing (layer 3 comes from environment variable DISTTRAIN_Model__Layers__3__Type): a Dense layer needs Units, its output features, 1 to 1048576 " +
+            "(the last Dense layer's Units are the number of classes). Add it to layer 3, such as {\"Type\": \"Dense\", \"Units\": 10}."],
+            Problems(Mlp, new() { ["DISTTRAIN_Model__Layers__3__Type"] = "Dense" }));
+    }
+
+    /// <summary>
+    /// PyTorch's and Keras' names of a key, and a key in the wrong section, get the key they stand for: the edit distance took
+    /// <c>lr</c> for L1 and <c>Decay</c> for Beta1, and listed every key for <c>WeightDecay</c>.
+    /// </summary>
+    [Fact]
+    public void PyTorch_and_Keras_names_and_keys_of_another_section_suggest_the_key_they_stand_for()
+    {
+        const string l2 = "Did you mean 'Optimizer:L2'? It is PyTorch's weight_decay: added to the gradient for Sgd, Adam and RMSProp, and the decoupled decay of Kind AdamW.";
+        Assert.Equal([
+            "Optimizer:Decay is not a known key. Did you mean 'Optimizer:L2'? It is weight decay (PyTorch's weight_decay; the decoupled decay of Kind AdamW). " +
+                "For a learning rate that decays over the run (Keras' decay), set Optimizer:Schedule:Kind instead.",
+            "Optimizer:lr is not a known key. Did you mean 'Optimizer:LearningRate'?",
+            "Optimizer:WeightDecay is not a known key. " + l2,
+            "Optimizer:weight_decay is not a known key. " + l2,
+        ], Problems("""{ "Optimizer": { "lr": 0.1, "Decay": 0.1, "WeightDecay": 0.01, "weight_decay": 0.01 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        Assert.Equal([
+            "Optimizer:betas is not a known key. PyTorch's betas are two keys here, Optimizer:Beta1 and Optimizer:Beta2: write them as \"Beta1\": 0.9, \"Beta2\": 0.999.",
+            "Optimizer:eps is not a known key. Did you mean 'Optimizer:Epsilon'?",
+            "Optimizer:learning_rate is not a known key. Did you mean 'Optimizer:LearningRate'?",
+            "Optimizer:mu is not a known key. Did you mean 'Optimizer:Momentum'?",
+            "Optimizer:rho is not a known key. Did you mean 'Optimizer:Alpha'? Keras' rho of RMSprop is Alpha here.",
+        ], Problems("""{ "Optimizer": { "betas": [0.9, 0.99], "eps": 1e-6, "learning_rate": 0.1, "mu": 0.9, "rho": 0.9 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        // A key of another section, or its alias there, names the section it belongs in.
+        Assert.Equal([
+            "batch_size is not a known key. Did you mean 'Training:BatchSizePerWorker'? It belongs in the Training section. It is each worker's minibatch: a step uses up to Training:Workers times it.",
+            "Optimizer:Epochs is not a known key. Did you mean 'Training:Epochs'? It belongs in the Training section.",
+            "Training:lr is not a known key. Did you mean 'Optimizer:LearningRate'? It belongs in the Optimizer section.",
+        ], Problems("""{ "batch_size": 32, "Optimizer": { "Epochs": 3 }, "Training": { "lr": 0.1 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+        // Layer keys: PyTorch's out_features, and an activation given as a key.
+        Assert.Equal([
+            "Model:Layers:0:activation is not a known key. An activation is a layer of its own here: add one after this layer, such as {\"Type\": \"ReLU\"}, and remove the key.",
+            "Model:Layers:0:out_features is not a known key. Did you mean 'Model:Layers:0:Units'?",
+        ], Problems("""{ "Model": { "Layers": [{ "Type": "Dense", "Units": 10, "activation": "relu", "out_features": 10 }] } }"""));
+        // A misspelling still gets the closest key, and a key of several sections (Port: Metrics, Cluster) no section.
+        Assert.Equal(["Optimizer:Momentun is not a known key. Did you mean 'Optimizer:Momentum'?", "Training:Port is not a known key. Did you mean 'Training:Mode'?"],
+            Problems("""{ "Optimizer": { "Momentun": 0.9 }, "Training": { "Port": 1 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""));
+    }
+
     /// <summary>The keys of the enum-typed settings of <paramref name="type"/> and its sections (lists left out), with their types.</summary>
     private static IEnumerable<(string Key, Type Type)> EnumKeys(Type type, string prefix)
     {

@@ -234,6 +234,86 @@ public class RunReportTests : IDisposable
             TrainCommand.RunWarnings(scaled, complete));
     }
 
+    /// <summary>
+    /// The initializer's settings its kind does not read, a warmup start factor without warmup, an early-stopping MinDelta
+    /// with early stopping off and gradient-norm thresholds with the measurements off trained as if unset, without a word.
+    /// </summary>
+    [Fact]
+    public void Initializer_warmup_early_stopping_and_monitoring_settings_that_are_not_used_are_warned_of()
+    {
+        var options = TestData.Options(TestData.Mlp(16, 4), workers: 2, batch: 50, epochs: 2, momentum: 0);
+        var complete = new Core.Data.LabeledDataset(new float[4 * 784], [0, 1, 2, 3], 784, classCount: 4, null);
+        Assert.Empty(TrainCommand.RunWarnings(options, complete));
+
+        var init = options.Model.Initializer; // HeNormal
+        init.NormalStd = 0.1;
+        init.UniformRange = 0.2;
+        init.Constant = 0.5;
+        Assert.Equal([
+            "Model:Initializer:NormalStd = 0.1 is not used by Model:Initializer:Kind HeNormal, only by Normal; HeNormal scales its spread by each layer's fans and Model:Initializer:Gain instead. Set Kind to Normal, or remove NormalStd.",
+            "Model:Initializer:UniformRange = 0.2 is not used by Model:Initializer:Kind HeNormal, only by Uniform; HeNormal scales its spread by each layer's fans and Model:Initializer:Gain instead. Set Kind to Uniform, or remove UniformRange.",
+            "Model:Initializer:Constant = 0.5 is not used by Model:Initializer:Kind HeNormal, only by Constant; HeNormal scales its spread by each layer's fans and Model:Initializer:Gain instead. Set Kind to Constant, or remove Constant.",
+        ], TrainCommand.RunWarnings(options, complete));
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Normal, Gain = 2, NormalStd = 0.1 };
+        Assert.Equal(["Model:Initializer:Gain = 2 is not used by Model:Initializer:Kind Normal, only by HeNormal, HeUniform, XavierNormal or XavierUniform. " +
+            "Set Kind to HeNormal, HeUniform, XavierNormal or XavierUniform, or remove Gain."], TrainCommand.RunWarnings(options, complete));
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Zeros, Gain = 2, NormalStd = 0.1 };
+        Assert.Equal([
+            "Model:Initializer:Gain = 2 is not used by Model:Initializer:Kind Zeros, only by HeNormal, HeUniform, XavierNormal or XavierUniform; Zeros sets every weight to 0. " +
+                "Set Kind to HeNormal, HeUniform, XavierNormal or XavierUniform, or remove Gain.",
+            "Model:Initializer:NormalStd = 0.1 is not used by Model:Initializer:Kind Zeros, only by Normal; Zeros sets every weight to 0. Set Kind to Normal, or remove NormalStd.",
+        ], TrainCommand.RunWarnings(options, complete));
+        // Each kind's own setting is used: none is warned of.
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.XavierUniform, Gain = 2 };
+        Assert.Empty(TrainCommand.RunWarnings(options, complete));
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Uniform, UniformRange = 0.2 };
+        Assert.Empty(TrainCommand.RunWarnings(options, complete));
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Constant, Constant = 0.5 };
+        Assert.Empty(TrainCommand.RunWarnings(options, complete));
+
+        options.Optimizer.Schedule.WarmupStartFactor = 0.5;
+        options.Training.EarlyStopping.MinDelta = 0.01;
+        options.Monitoring.GradientNormEverySteps = 0;
+        options.Monitoring.VanishingGradientNorm = 1e-9;
+        options.Monitoring.ExplodingGradientNorm = 100;
+        options.Monitoring.WarnAfterMeasurements = 5;
+        Assert.Equal([
+            "Optimizer:Schedule:WarmupStartFactor = 0.5 is not used: Optimizer:Schedule:WarmupSteps is 0, which turns warmup off. Set WarmupSteps to the steps the warmup lasts (such as 100), or remove WarmupStartFactor.",
+            "Training:EarlyStopping:MinDelta = 0.01 is not used: Training:EarlyStopping:Patience is 0, which turns early stopping off. Set Patience to the epochs to wait for an improvement (such as 5, with Data:ValidationFraction such as 0.1), or remove MinDelta.",
+            "Monitoring:VanishingGradientNorm = 1E-09 is not used: Monitoring:GradientNormEverySteps is 0, which turns the gradient norms and their vanishing and exploding warnings off. Set GradientNormEverySteps (default 10), or remove VanishingGradientNorm.",
+            "Monitoring:ExplodingGradientNorm = 100 is not used: Monitoring:GradientNormEverySteps is 0, which turns the gradient norms and their vanishing and exploding warnings off. Set GradientNormEverySteps (default 10), or remove ExplodingGradientNorm.",
+            "Monitoring:WarnAfterMeasurements = 5 is not used: Monitoring:GradientNormEverySteps is 0, which turns the gradient norms and their vanishing and exploding warnings off. Set GradientNormEverySteps (default 10), or remove WarnAfterMeasurements.",
+        ], TrainCommand.RunWarnings(options, complete));
+        // With warmup, early stopping and the measurements on, each is used.
+        options.Optimizer.Schedule.WarmupSteps = 1;
+        options.Training.EarlyStopping.Patience = 1;
+        options.Monitoring.GradientNormEverySteps = 5;
+        Assert.Empty(TrainCommand.RunWarnings(options, complete));
+    }
+
+    /// <summary>The start-up line names the initializer's own setting when it differs from its default; not the others.</summary>
+    [Fact]
+    public void The_start_up_line_on_the_initializer_names_the_setting_its_kind_reads_when_changed()
+    {
+        var options = TestData.Options(TestData.Mlp(16, 4), workers: 2, batch: 50, epochs: 2);
+        string Init() => TrainCommand.SettingsLines(options, "2", null, null).Single(line => line.StartsWith("init ", StringComparison.Ordinal)).Split(';')[0];
+        Assert.Equal("init HeNormal", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.HeNormal, Gain = 2, NormalStd = 0.1 };
+        Assert.Equal("init HeNormal, Gain 2", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.XavierUniform, Gain = 1.5 };
+        Assert.Equal("init XavierUniform, Gain 1.5", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Normal, NormalStd = 0.1, Gain = 2 };
+        Assert.Equal("init Normal, NormalStd 0.1", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Normal };
+        Assert.Equal("init Normal", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Uniform, UniformRange = 0.2 };
+        Assert.Equal("init Uniform, UniformRange 0.2", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Constant, Constant = 0.5 };
+        Assert.Equal("init Constant, Constant 0.5", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Zeros, Constant = 0.5 };
+        Assert.Equal("init Zeros", Init());
+    }
+
     [Fact]
     public void The_start_up_line_on_the_mode_names_its_own_settings_and_is_left_out_for_Sync()
     {

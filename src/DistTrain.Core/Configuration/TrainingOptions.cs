@@ -88,7 +88,10 @@ public sealed class TrainingOptions
     /// Settings changed from their defaults that this run does not use, one line each naming the key, its value, the
     /// setting that leaves it unused and what would use it, as <c>warning:</c> lines before training: those of the
     /// optimizer's kind (<see cref="OptimizerOptions.UnusedSettings"/>) and of the schedule's
-    /// (<see cref="LearningRateScheduleOptions.UnusedSettings"/>); Training:StalenessBound outside BoundedStaleness,
+    /// (<see cref="LearningRateScheduleOptions.UnusedSettings"/>), the initializer's kind
+    /// (<see cref="Initialization.InitializerOptions.UnusedSettings"/>), Training:EarlyStopping:MinDelta with early stopping off
+    /// (<see cref="EarlyStoppingOptions.UnusedSettings"/>), the gradient-norm thresholds with the measurements off
+    /// (<see cref="Diagnostics.MonitoringOptions.UnusedSettings"/>); Training:StalenessBound outside BoundedStaleness,
     /// Training:StalenessAwareLearningRate outside Async and BoundedStaleness, Training:LocalSteps outside LocalSgd,
     /// Optimizer:ScaleLearningRateByWorkers in Async (a step applies one worker's minibatch); Cluster:TopKRatio, TopKScope and
     /// MomentumCorrection without Cluster:Compression TopK, and Cluster:ErrorFeedback without compression. A value set to
@@ -98,6 +101,9 @@ public sealed class TrainingOptions
     {
         foreach (var unused in Optimizer.UnusedSettings()) yield return unused;
         foreach (var unused in Optimizer.Schedule.UnusedSettings()) yield return unused;
+        foreach (var unused in Model.Initializer.UnusedSettings()) yield return unused;
+        foreach (var unused in Training.EarlyStopping.UnusedSettings()) yield return unused;
+        foreach (var unused in Monitoring.UnusedSettings()) yield return unused;
         var loop = Training;
         var defaults = new TrainingLoopOptions();
         if (loop.StalenessBound != defaults.StalenessBound && loop.Mode != TrainingMode.BoundedStaleness)
@@ -517,6 +523,18 @@ public sealed class EarlyStoppingOptions
 
     /// <summary>Smallest decrease of the validation loss that counts as an improvement, ≥ 0. Default 0.</summary>
     public double MinDelta { get; set; }
+
+    /// <summary>
+    /// <see cref="MinDelta"/> changed from its default while <see cref="Patience"/> is 0, which turns early stopping off, as
+    /// one line naming both keys and the fix, for the run's <c>warning:</c> lines; empty otherwise.
+    /// </summary>
+    public IEnumerable<string> UnusedSettings()
+    {
+        if (Patience == 0 && MinDelta != new EarlyStoppingOptions().MinDelta)
+            yield return $"Training:EarlyStopping:MinDelta = {MinDelta.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not used: " +
+                "Training:EarlyStopping:Patience is 0, which turns early stopping off. Set Patience to the epochs to wait for an improvement " +
+                "(such as 5, with Data:ValidationFraction such as 0.1), or remove MinDelta.";
+    }
 }
 
 /// <summary>Run outputs.</summary>

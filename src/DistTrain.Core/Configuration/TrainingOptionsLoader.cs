@@ -170,7 +170,10 @@ public static class TrainingOptionsLoader
         }
         catch (Exception e) when (e is InvalidDataException or FormatException or System.Text.Json.JsonException)
         {
-            throw new ConfigurationException(source, [NotJson(e)]);
+            // The JSON provider refuses a key given twice, matched ignoring case ("LearningRate" and "learningrate") as "not valid
+            // JSON: A duplicate key": the file is valid JSON, so the problem is named as what it is.
+            var duplicates = json is not null ? DuplicateKeys(json, source) : [];
+            throw new ConfigurationException(source, duplicates.Count > 0 ? duplicates : [NotJson(e)]);
         }
         // Every category of problem is reported together: nulls, list gaps, unknown keys, values of the wrong type, then
         // out-of-range values. A key found wrong in one category is left out of the later ones (bound as its default, and
@@ -233,7 +236,7 @@ public static class TrainingOptionsLoader
             problems.Add(DirectoryOfOtherFormat(options.Data, source));
         problems.AddRange(TrainingOptionsValidator.Validate(options, checkDataDirectory)
             .Where(problem => !skipped.Any(key => Names(problem, key)))
-            .Select(problem => AppendOrigin(problem, Origin)));
+            .Select(problem => MissingLayerSetting(problem, configuration, options.Model, Origin) ?? AppendOrigin(problem, Origin)));
         if (problems.Count > 0)
             throw new ConfigurationException(source, problems);
         return options;
@@ -349,6 +352,126 @@ public static class TrainingOptionsLoader
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// One problem per setting that <paramref name="json"/> gives more than once, as the JSON configuration provider matches keys,
+    /// ignoring case: <c>"LearningRate"</c> and <c>"learningrate"</c> in one object, or in two objects of the same section
+    /// (<c>"Optimizer"</c> and <c>"optimizer"</c>, which merge), or the same key twice. Each names the setting, every spelling
+    /// with its line and the fix, keeping one. A list given twice (<c>"InputShape"</c> and <c>"inputshape"</c>) is named once,
+    /// not per entry. Empty when there is none, or when <paramref name="json"/> is not JSON (read with the provider's leniency:
+    /// comments, trailing commas), which is reported as such.
+    /// </summary>
+    /// <param name="json">The config file's bytes.</param>
+    /// <param name="source">The file's name as the user gave it.</param>
+    internal static List<string> DuplicateKeys(byte[] json, string source)
+    {
+        // Every value that is not an object or a list (the provider's keys), with the path to it: each step's name as written,
+        // where its token starts (a property's name, a list entry's value) and whether its value is a list.
+        var leaves = new List<List<(string Name, int Offset, bool List)>>();
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        try
+        {
+            if (!reader.Read()) return [];
+            Visit(ref reader, []);
+        }
+        catch (JsonException)
+        {
+            return [];
+        }
+        var problems = new List<string>();
+        var reported = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var group in leaves.GroupBy(path => string.Join(':', path.Select(step => step.Name)), StringComparer.OrdinalIgnoreCase).Where(g => g.Count() > 1))
+        {
+            var first = group.First();
+            // Each repeat, reduced to the setting it repeats: a list given twice is one setting, however many entries collide.
+            var givings = new List<(string Key, int Offset)>();
+            foreach (var other in group.Skip(1))
+            {
+                var split = Enumerable.Range(0, first.Count).First(i => i == first.Count - 1 || first[i].Offset != other[i].Offset);
+                foreach (var path in new[] { first, other })
+                {
+                    var end = first[split].List && other[split].List ? split
+                        : path.FindLastIndex(step => !int.TryParse(step.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _));
+                    givings.Add((string.Join(':', path.Take(end + 1).Select(step => step.Name)), path[end].Offset));
+                }
+            }
+            var distinct = givings.DistinctBy(g => g.Offset).OrderBy(g => g.Offset).ToList();
+            var key = distinct[0].Key;
+            if (distinct.Count < 2 || !reported.Add(key)) continue;
+            var times = distinct.Count == 2 ? "twice" : $"{distinct.Count} times";
+            var spellings = distinct.Select(g => g.Key).Distinct(StringComparer.Ordinal).Count();
+            // The spelling of the last step alone when the steps before it are spelt alike.
+            var parentsAlike = distinct.Select(g => g.Key[..Math.Max(0, g.Key.LastIndexOf(':'))]).Distinct(StringComparer.Ordinal).Count() == 1;
+            var shown = distinct.Select(g => $"\"{(parentsAlike ? g.Key[(g.Key.LastIndexOf(':') + 1)..] : g.Key)}\" on line {Line(g.Offset)}").ToList();
+            var list = string.Join(", ", shown[..^1]) + " and " + shown[^1];
+            problems.Add(spellings > 1
+                ? $"{key} is given {times} in {source}, as {list}: keys are matched ignoring case, so these are one setting, and the file is refused " +
+                  "(it is valid JSON, but a setting takes one value). Keep one of them."
+                : $"{key} is given {times} in {source}, as {list}: a setting takes one value, and the file is refused. Keep one of them.");
+        }
+        return problems;
+
+        int Line(int offset) => json.AsSpan(0, offset).Count((byte)'\n') + 1;
+
+        void Visit(ref Utf8JsonReader reader, List<(string Name, int Offset, bool List)> path)
+        {
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.StartObject:
+                    while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                    {
+                        var name = reader.GetString()!;
+                        var offset = (int)reader.TokenStartIndex;
+                        reader.Read();
+                        Visit(ref reader, [.. path, (name, offset, reader.TokenType == JsonTokenType.StartArray)]);
+                    }
+                    break;
+                case JsonTokenType.StartArray:
+                    var index = 0;
+                    while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+                        Visit(ref reader, [.. path, ((index++).ToString(System.Globalization.CultureInfo.InvariantCulture), (int)reader.TokenStartIndex, reader.TokenType == JsonTokenType.StartArray)]);
+                    break;
+                default:
+                    if (path.Count > 0) leaves.Add(path);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The validator's <paramref name="problem"/> about a layer's Type (<c>Model:Layers:0:Type = '' is unknown</c>) or a setting
+    /// its type needs (<c>Model:Layers:0:Units = 0 is out of range</c>), told as what it is when no source gives the key: the
+    /// key is missing, with what it is, its range and an entry that has it. Null for any other problem, and when the key is
+    /// given (a Units of 0 written as such is out of range).
+    /// </summary>
+    /// <param name="problem">One of the validator's problems, before its origin is added.</param>
+    /// <param name="configuration">The merged configuration, to tell a key left out from one given.</param>
+    /// <param name="model">The bound model section.</param>
+    /// <param name="origin">Where a key's value came from (as in the other problems).</param>
+    private static string? MissingLayerSetting(string problem, IConfiguration configuration, Models.ModelOptions model, Func<string, string> origin)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(problem, @"^Model:Layers:(\d+):(\w+) = ");
+        if (!match.Success || !int.TryParse(match.Groups[1].Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var i)
+            || i >= model.Layers.Count) return null;
+        var setting = match.Groups[2].Value;
+        var entry = $"Model:Layers:{i.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+        var key = $"{entry}:{setting}";
+        if (configuration[key] is not null) return null;
+        // The entry's origin: the file, or the variables or options that add it (named by where its Type, or its first key, came from).
+        var from = origin(key);
+        var where = from.StartsWith("in ", StringComparison.Ordinal) ? from
+            : configuration.GetSection(entry).AsEnumerable().Where(kv => kv.Value is not null).Select(kv => kv.Key).Order(StringComparer.Ordinal).FirstOrDefault() is { } given
+                ? $"layer {i} comes {origin(given)}" : from;
+        if (setting.Equals(nameof(Models.LayerOptions.Type), StringComparison.OrdinalIgnoreCase) && problem.Contains(" is unknown", StringComparison.Ordinal))
+            return $"{key} is missing ({where}): every layer needs a Type, one of {string.Join(", ", Models.LayerTypes.All)}. " +
+                $"Add \"Type\" to layer {i}, such as \"Type\": \"Dense\".";
+        if (Models.LayerTypes.Canonical(model.Layers[i].Type) is not { } type || !problem.Contains(" is out of range", StringComparison.Ordinal)
+            || TrainingOptionsValidator.RequiredLayerSettings(type).FirstOrDefault(r => r.Key.Equals(setting, StringComparison.OrdinalIgnoreCase)) is not { Key: not null } required)
+            return null;
+        var example = string.Join(", ", TrainingOptionsValidator.RequiredLayerSettings(type).Select(r => $"\"{r.Key}\": {(r.Key == nameof(Models.LayerOptions.Units) ? 10 : r.Key == nameof(Models.LayerOptions.Channels) ? 32 : type == Models.LayerTypes.Conv2D ? 3 : 2)}"));
+        return $"{key} is missing ({where}): a{(type.StartsWith('A') ? "n" : "")} {type} layer needs {required.Key}, {required.What}, 1 to {required.Max.ToString(System.Globalization.CultureInfo.InvariantCulture)}" +
+            $"{(type == Models.LayerTypes.Dense ? " (the last Dense layer's Units are the number of classes)" : "")}. Add it to layer {i}, such as {{\"Type\": \"{type}\", {example}}}.";
     }
 
     /// <summary>

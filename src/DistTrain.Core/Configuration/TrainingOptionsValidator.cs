@@ -85,19 +85,19 @@ public static class TrainingOptionsValidator
             switch (type)
             {
                 case LayerTypes.Dense:
-                    Range($"{key}:Units", layer.Units, 1, 1 << 20);
+                    Range($"{key}:Units", layer.Units, 1, MaxUnits);
                     break;
                 case LayerTypes.LeakyReLU:
                     Range($"{key}:NegativeSlope", layer.NegativeSlope, 0, 1);
                     break;
                 case LayerTypes.Conv2D:
-                    Range($"{key}:Channels", layer.Channels, 1, 1 << 16);
-                    Range($"{key}:KernelSize", layer.KernelSize, 1, 1024);
+                    Range($"{key}:Channels", layer.Channels, 1, MaxChannels);
+                    Range($"{key}:KernelSize", layer.KernelSize, 1, MaxKernelSize);
                     if (layer.Stride != 0) Range($"{key}:Stride", layer.Stride, 1, 1024); // 0: not set (a config that sets it is refused by the loader)
                     Range($"{key}:Padding", layer.Padding, 0, 1024);
                     break;
                 case LayerTypes.MaxPool2D or LayerTypes.AvgPool2D:
-                    Range($"{key}:KernelSize", layer.KernelSize, 1, 1024);
+                    Range($"{key}:KernelSize", layer.KernelSize, 1, MaxKernelSize);
                     if (layer.Stride != 0) Range($"{key}:Stride", layer.Stride, 1, 1024);
                     break;
                 case LayerTypes.Dropout:
@@ -168,6 +168,28 @@ public static class TrainingOptionsValidator
             problems.Add("Output:Directory is empty: set a folder for run outputs, e.g. 'runs'.");
         return problems;
     }
+
+    /// <summary>Largest Units of a Dense layer.</summary>
+    internal const int MaxUnits = 1 << 20;
+
+    /// <summary>Largest Channels of a Conv2D layer.</summary>
+    internal const int MaxChannels = 1 << 16;
+
+    /// <summary>Largest KernelSize of a Conv2D or pooling layer.</summary>
+    internal const int MaxKernelSize = 1024;
+
+    /// <summary>
+    /// The settings a layer of <paramref name="type"/> (a canonical <see cref="LayerTypes"/> name) cannot do without, as the
+    /// validator's ranges require them (their default, 0, is out of range): each with what it is and its largest value.
+    /// Dense needs Units; Conv2D Channels and KernelSize; MaxPool2D and AvgPool2D KernelSize; the other types none.
+    /// </summary>
+    internal static IReadOnlyList<(string Key, string What, int Max)> RequiredLayerSettings(string type) => type switch
+    {
+        LayerTypes.Dense => [(nameof(LayerOptions.Units), "its output features", MaxUnits)],
+        LayerTypes.Conv2D => [(nameof(LayerOptions.Channels), "its output channels", MaxChannels), (nameof(LayerOptions.KernelSize), "its kernel's height and width", MaxKernelSize)],
+        LayerTypes.MaxPool2D or LayerTypes.AvgPool2D => [(nameof(LayerOptions.KernelSize), "its window's height and width", MaxKernelSize)],
+        _ => [],
+    };
 
     /// <summary>
     /// Layer settings that are valid but do nothing, one line each: a key the layer's type does not use (<c>Units</c> on a

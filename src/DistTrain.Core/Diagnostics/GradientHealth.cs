@@ -45,6 +45,25 @@ public sealed class MonitoringOptions
     /// </summary>
     public bool SparseGradients { get; private set; }
 
+    /// <summary>
+    /// Settings changed from their defaults that are not used because <see cref="GradientNormEverySteps"/> is 0, which turns
+    /// the measurements and their warnings off: <see cref="VanishingGradientNorm"/>, <see cref="ExplodingGradientNorm"/> and
+    /// <see cref="WarnAfterMeasurements"/>, one line each naming the key, its value and the fix, for the run's <c>warning:</c>
+    /// lines. A value set to its default is not told from one left out, so it is not reported.
+    /// </summary>
+    public IEnumerable<string> UnusedSettings()
+    {
+        if (GradientNormEverySteps != 0) yield break;
+        var defaults = new MonitoringOptions();
+        if (VanishingGradientNorm != defaults.VanishingGradientNorm) yield return Unused(nameof(VanishingGradientNorm), VanishingGradientNorm);
+        if (ExplodingGradientNorm != defaults.ExplodingGradientNorm) yield return Unused(nameof(ExplodingGradientNorm), ExplodingGradientNorm);
+        if (WarnAfterMeasurements != defaults.WarnAfterMeasurements) yield return Unused(nameof(WarnAfterMeasurements), WarnAfterMeasurements);
+
+        string Unused(string key, double value) =>
+            $"Monitoring:{key} = {value.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not used: Monitoring:GradientNormEverySteps is 0, " +
+            $"which turns the gradient norms and their vanishing and exploding warnings off. Set GradientNormEverySteps (default {defaults.GradientNormEverySteps}), or remove {key}.";
+    }
+
     /// <summary>A copy of these settings with <see cref="SparseGradients"/> set.</summary>
     public MonitoringOptions ForSparseGradients()
     {

@@ -43,6 +43,51 @@ public sealed class InitializerOptions
 
     /// <summary>Value of <see cref="InitializerKind.Constant"/>. Default 0.</summary>
     public double Constant { get; set; }
+
+    /// <summary>True when <paramref name="kind"/> scales its spread by <see cref="Gain"/>: the He and Xavier kinds.</summary>
+    public static bool UsesGain(InitializerKind kind) =>
+        kind is InitializerKind.HeNormal or InitializerKind.HeUniform or InitializerKind.XavierNormal or InitializerKind.XavierUniform;
+
+    /// <summary>
+    /// The settings <see cref="Kind"/> reads besides itself, by name: <see cref="UniformRange"/> for Uniform,
+    /// <see cref="NormalStd"/> for Normal, <see cref="Constant"/> for Constant, <see cref="Gain"/> for the He and Xavier
+    /// kinds, none for Zeros (as <see cref="Initializers.Fill"/> reads them).
+    /// </summary>
+    public IReadOnlyList<string> UsedSettings() => Kind switch
+    {
+        InitializerKind.Uniform => [nameof(UniformRange)],
+        InitializerKind.Normal => [nameof(NormalStd)],
+        InitializerKind.Constant => [nameof(Constant)],
+        _ when UsesGain(Kind) => [nameof(Gain)],
+        _ => [],
+    };
+
+    /// <summary>
+    /// Settings changed from their defaults that <see cref="Kind"/> does not read (<see cref="UsedSettings"/>), one line
+    /// each naming the key (<c>Model:Initializer:NormalStd</c>), its value and the kinds that read it, for the run's
+    /// <c>warning:</c> lines: a NormalStd under HeNormal, whose spread comes from the layer's fan-in and Gain, is ignored.
+    /// A value set to its default is not told from one left out, so it is not reported.
+    /// </summary>
+    public IEnumerable<string> UnusedSettings()
+    {
+        var defaults = new InitializerOptions();
+        var used = UsedSettings();
+        // What sets the spread of the configured kind instead, for a spread setting it ignores.
+        var instead = UsesGain(Kind) ? $"; {Kind} scales its spread by each layer's fans and Model:Initializer:Gain instead"
+            : Kind == InitializerKind.Zeros ? "; Zeros sets every weight to 0" : "";
+        if (Gain != defaults.Gain && !used.Contains(nameof(Gain)))
+            yield return Unused(nameof(Gain), Gain, "HeNormal, HeUniform, XavierNormal or XavierUniform", Kind == InitializerKind.Zeros ? instead : "");
+        if (NormalStd != defaults.NormalStd && !used.Contains(nameof(NormalStd)))
+            yield return Unused(nameof(NormalStd), NormalStd, nameof(InitializerKind.Normal), instead);
+        if (UniformRange != defaults.UniformRange && !used.Contains(nameof(UniformRange)))
+            yield return Unused(nameof(UniformRange), UniformRange, nameof(InitializerKind.Uniform), instead);
+        if (Constant != defaults.Constant && !used.Contains(nameof(Constant)))
+            yield return Unused(nameof(Constant), Constant, nameof(InitializerKind.Constant), instead);
+    }
+
+    private string Unused(string key, double value, string kinds, string instead) =>
+        $"Model:Initializer:{key} = {value.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not used by Model:Initializer:Kind {Kind}, " +
+        $"only by {kinds}{instead}. Set Kind to {kinds}, or remove {key}.";
 }
 
 /// <summary>

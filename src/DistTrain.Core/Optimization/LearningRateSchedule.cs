@@ -39,8 +39,8 @@ public sealed class LearningRateScheduleOptions
 
     /// <summary>
     /// Settings changed from their defaults that <see cref="Kind"/> does not use, one line each naming the key, its value and
-    /// the kinds that use it (Gamma: Step and Exponential; StepEpochs: Step; MinLearningRate: Cosine). A value set to its
-    /// default is not told from one left out, so it is not reported.
+    /// the kinds that use it (Gamma: Step and Exponential; StepEpochs: Step; MinLearningRate: Cosine), and WarmupStartFactor
+    /// with WarmupSteps 0, which turns warmup off. A value set to its default is not told from one left out, so it is not reported.
     /// </summary>
     public IEnumerable<string> UnusedSettings()
     {
@@ -51,6 +51,9 @@ public sealed class LearningRateScheduleOptions
             yield return Unused("StepEpochs", StepEpochs, "Step");
         if (MinLearningRate != defaults.MinLearningRate && Kind != LearningRateScheduleKind.Cosine)
             yield return Unused("MinLearningRate", MinLearningRate, "Cosine");
+        if (WarmupStartFactor != defaults.WarmupStartFactor && WarmupSteps == 0)
+            yield return $"Optimizer:Schedule:WarmupStartFactor = {WarmupStartFactor.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not used: " +
+                "Optimizer:Schedule:WarmupSteps is 0, which turns warmup off. Set WarmupSteps to the steps the warmup lasts (such as 100), or remove WarmupStartFactor.";
     }
 
     private string Unused(string key, double value, string kinds) =>
