@@ -63,7 +63,7 @@ internal static class RunOutputs
         RunReport? report, string? stopped, string weightsWhat)
     {
         WriteWeightsAndSummary(runDirectory, options, normalizer, data, result, report, stopped, weightsWhat);
-        WriteReport(runDirectory, report);
+        WriteReport(runDirectory, report, options, result, stopped);
     }
 
     /// <summary>The first two files of <see cref="WriteRun"/>: the weights, then <c>summary.json</c>.</summary>
@@ -148,7 +148,7 @@ internal static class RunOutputs
     {
         var weightsPath = Path.Combine(runDirectory, RunFiles.Model);
         var last = result.FinalEpoch;
-        if (weightsAndSummaryWritten) WriteReport(runDirectory, report);
+        if (weightsAndSummaryWritten) WriteReport(runDirectory, report, options, result, stopped: null);
         else WriteRun(runDirectory, options, normalizer, data, result, report, stopped: null, "the final weights");
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights ({(options.Training.EarlyStopping.MinDelta > 0 ? "the last that lowered the validation loss by Training:EarlyStopping:MinDelta or more; its loss" : "lowest validation loss")} {last.ValidationLoss:F4}).");
@@ -217,13 +217,21 @@ internal static class RunOutputs
                   (CheckpointStore.PositionOf(newest) is { } at ? $", at epoch {at.Epoch} round {at.Round} (weights version {at.Version})." : ".")
                 : $" No checkpoint was written to {options.Checkpoint.Directory} yet, so a new run starts from the beginning.";
 
-    /// <summary>Removes the run folder if nothing was written into it; false when it holds something (or cannot be removed).</summary>
-    private static void WriteReport(string runDirectory, RunReport? report)
+    /// <summary>
+    /// Writes <paramref name="report"/> (series and curves) into the run folder and names the plot; a failure is a warning,
+    /// as the weights are written before it. Nothing without a report.
+    /// </summary>
+    /// <param name="runDirectory">The run folder.</param>
+    /// <param name="report">The run's report; null writes nothing.</param>
+    /// <param name="options">The run's options (its Model:Loss names the plot's loss axis).</param>
+    /// <param name="result">The weights saved and their epochs (the kept one, with early stopping, is what the plot's title describes).</param>
+    /// <param name="stopped">Why the run stopped before its end, for the plot's title; null for a finished run.</param>
+    private static void WriteReport(string runDirectory, RunReport? report, TrainingOptions options, TrainingResult result, string? stopped)
     {
         if (report is null) return;
         try
         {
-            var plot = report.Write(runDirectory);
+            var plot = report.Write(runDirectory, options.Model.Loss, result, stopped);
             AnsiConsole.MarkupLineInterpolated($"Curves: {plot} (series in {RunFiles.Steps} and {RunFiles.Epochs})");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or TypeInitializationException or DllNotFoundException)

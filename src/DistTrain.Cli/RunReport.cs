@@ -9,8 +9,8 @@ namespace DistTrain.Cli;
 
 /// <summary>
 /// Records every step and epoch a run reports (passing them on to the console), and at the end writes
-/// <c>steps.csv</c>, <c>epochs.csv</c> and <c>curves.png</c> (train loss per step and per epoch, test loss,
-/// test accuracy) into the run folder. It also keeps the staleness of the applied gradients and each worker's compute
+/// <c>steps.csv</c>, <c>epochs.csv</c> and <c>curves.png</c> (train loss per step and per epoch, test loss, validation
+/// loss when the run holds out a validation split, test accuracy) into the run folder. It also keeps the staleness of the applied gradients and each worker's compute
 /// time, which <c>summary.json</c> records.
 /// </summary>
 internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
@@ -84,7 +84,13 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     }
 
     /// <summary>Writes the CSV files and the plot; returns the plot's path.</summary>
-    public string Write(string runDirectory)
+    /// <param name="runDirectory">The run folder.</param>
+    /// <param name="loss">The run's Model:Loss (<see cref="DistTrain.Core.Models.LossTypes"/>), which names the loss axis.</param>
+    /// <param name="result">The saved weights' result: with early stopping its kept epoch is what the title describes;
+    /// null describes the last epoch.</param>
+    /// <param name="stopped">Why the run stopped before its end (cancelled, failed, diverged), put in the title; null for a
+    /// finished run.</param>
+    public string Write(string runDirectory, string loss, TrainingResult? result = null, string? stopped = null)
     {
         lock (_gate)
         {
@@ -106,25 +112,90 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
             stepLoss.LegendText = "train loss (per step)";
             stepLoss.LineWidth = 1;
             stepLoss.Color = ScottPlot.Colors.LightSteelBlue;
+            ScottPlot.Color[] lossColors = [ScottPlot.Colors.Navy, ScottPlot.Colors.OrangeRed, ScottPlot.Colors.DarkViolet];
+            var series = LossSeries(_epochs);
+            for (var i = 0; i < series.Count; i++)
+            {
+                var line = plot.Add.Scatter(series[i].Epochs, series[i].Values);
+                line.LegendText = series[i].Legend;
+                line.Color = lossColors[i % lossColors.Length];
+            }
             var epochX = _epochs.Select(e => (double)e.Epoch).ToArray();
-            var trainLoss = plot.Add.Scatter(epochX, _epochs.Select(e => e.TrainLoss).ToArray());
-            trainLoss.LegendText = "train loss (epoch mean)";
-            trainLoss.Color = ScottPlot.Colors.Navy;
-            var testLoss = plot.Add.Scatter(epochX, _epochs.Select(e => e.TestLoss).ToArray());
-            testLoss.LegendText = "test loss";
-            testLoss.Color = ScottPlot.Colors.OrangeRed;
             var testAccuracy = plot.Add.Scatter(epochX, _epochs.Select(e => 100 * e.TestAccuracy).ToArray());
             testAccuracy.LegendText = "test accuracy (%, right axis)";
             testAccuracy.Color = ScottPlot.Colors.ForestGreen;
             testAccuracy.Axes.YAxis = plot.Axes.Right;
+            if (KeptEarlierEpoch(_epochs, result) is { } kept)
+            {
+                var line = plot.Add.VerticalLine(kept);
+                line.LinePattern = ScottPlot.LinePattern.Dashed;
+                line.Color = ScottPlot.Colors.Gray;
+                line.LegendText = $"kept epoch {kept} (early stopping)";
+            }
             plot.Axes.Right.Label.Text = "test accuracy (%)";
-            plot.Title($"DistTrain run: {_epochs.Count} epochs, final test accuracy {(_epochs.Count > 0 ? 100 * _epochs[^1].TestAccuracy : 0):F2}%");
+            plot.Title(Title(_epochs, result, stopped));
             plot.XLabel("epoch");
-            plot.YLabel("cross-entropy loss");
+            plot.YLabel(LossAxisLabel(loss));
             plot.ShowLegend(ScottPlot.Alignment.UpperCenter);
             var path = Path.Combine(runDirectory, RunFiles.Curves);
             plot.SavePng(path, 1000, 600);
             return path;
         }
+    }
+
+    /// <summary>
+    /// The title of <c>curves.png</c>: the epochs trained and the test accuracy of the weights the run kept, as the final
+    /// console line gives it. With early stopping that kept an earlier epoch, "13 epochs, kept epoch 11: test accuracy
+    /// 77.20%"; a resumed run names its epochs ("epochs 4 to 6"); a run stopped before its end (<paramref name="stopped"/>)
+    /// says why and gives the test accuracy after its last finished epoch.
+    /// </summary>
+    /// <param name="epochs">The epochs this run finished, in order.</param>
+    /// <param name="result">The saved weights' result (its kept epoch); null for the last epoch.</param>
+    /// <param name="stopped">Why the run stopped early, e.g. "diverged in epoch 4 at its first step"; null for a finished run.</param>
+    internal static string Title(IReadOnlyList<EpochSummary> epochs, TrainingResult? result, string? stopped)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var run = stopped is null ? "DistTrain run" : $"DistTrain run ({stopped})";
+        if (epochs.Count == 0) return $"{run}: no epoch finished";
+        int first = epochs[0].Epoch, last = epochs[^1].Epoch;
+        var trained = first == 1 ? $"{epochs.Count} epoch{(epochs.Count == 1 ? "" : "s")}"
+            : first == last ? $"epoch {last}" : $"epochs {first} to {last}";
+        string Accuracy(EpochSummary e) => (100 * e.TestAccuracy).ToString("F2", inv) + "%";
+        if (stopped is not null) return $"{run}: {trained}, test accuracy after epoch {last} {Accuracy(epochs[^1])}";
+        if (KeptEarlierEpoch(epochs, result) is { } kept) return $"{run}: {trained}, kept epoch {kept}: test accuracy {Accuracy(result!.FinalEpoch)}";
+        return $"{run}: {trained}, final test accuracy {Accuracy(epochs[^1])}";
+    }
+
+    /// <summary>The epoch early stopping kept when it is not the last one trained; null otherwise (also without a result).</summary>
+    private static int? KeptEarlierEpoch(IReadOnlyList<EpochSummary> epochs, TrainingResult? result) =>
+        result?.BestEpoch is { } best && epochs.Count > 0 && best != epochs[^1].Epoch ? best : null;
+
+    /// <summary>The loss axis's label for Model:Loss <paramref name="loss"/>: "cross-entropy loss" or "mean squared error";
+    /// a name it does not know is given as it is.</summary>
+    internal static string LossAxisLabel(string loss) => DistTrain.Core.Models.LossTypes.Canonical(loss) switch
+    {
+        DistTrain.Core.Models.LossTypes.SoftmaxCrossEntropy => "cross-entropy loss",
+        DistTrain.Core.Models.LossTypes.MeanSquaredError => "mean squared error",
+        _ => loss,
+    };
+
+    /// <summary>
+    /// The per-epoch loss lines of <c>curves.png</c>: the train loss (epoch mean), the test loss, and the validation loss,
+    /// which early stopping decides on, when the run held out a validation split. Each line's points are the epochs whose
+    /// figure is finite (a takeover's only-evaluated epoch has no train loss).
+    /// </summary>
+    /// <param name="epochs">The epochs finished.</param>
+    internal static IReadOnlyList<(string Legend, double[] Epochs, double[] Values)> LossSeries(IReadOnlyList<EpochSummary> epochs)
+    {
+        var lines = new List<(string, double[], double[])>();
+        void Add(string legend, Func<EpochSummary, double> value, bool onlyIfAny = false)
+        {
+            var points = epochs.Where(e => double.IsFinite(value(e))).ToList();
+            if (points.Count > 0 || !onlyIfAny) lines.Add((legend, [.. points.Select(e => (double)e.Epoch)], [.. points.Select(value)]));
+        }
+        Add("train loss (epoch mean)", e => e.TrainLoss);
+        Add("test loss", e => e.TestLoss);
+        Add("validation loss", e => e.ValidationLoss, onlyIfAny: true); // NaN in every epoch without a validation split
+        return lines;
     }
 }
