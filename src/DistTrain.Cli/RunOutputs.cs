@@ -131,6 +131,44 @@ internal static class RunOutputs
     }
 
     /// <summary>
+    /// After divergence (exit code 3), the run folder keeps what the run finished, as a cancelled run's does: the last good
+    /// weights in <c>last-good.safetensors</c> (<see cref="SaveLastGood"/>; no <c>model.safetensors</c>), then
+    /// <c>summary.json</c> marked <c>stopped: diverged at epoch E, step S of N</c> (<see cref="RunReport.DivergedAt"/>) with
+    /// the epochs that finished and the last good weights' version, then, when at least one step was applied, the report
+    /// (<c>steps.csv</c>, <c>epochs.csv</c>, <c>curves.png</c>); a line says so.
+    /// </summary>
+    /// <param name="runDirectory">The run folder.</param>
+    /// <param name="options">The run's options.</param>
+    /// <param name="normalizer">The input standardization fitted on the training split.</param>
+    /// <param name="data">The data description, as in <c>model.safetensors</c>.</param>
+    /// <param name="diverged">The divergence, with the last good weights and their version (-1, recorded as such, when unknown).</param>
+    /// <param name="report">The run's report; null (training never started) writes only the last good weights.</param>
+    /// <param name="epochsBefore">As in <see cref="SaveLastGood"/>.</param>
+    /// <exception cref="RunOutputsException">The last good weights or the summary could not be written.</exception>
+    public static void KeepDiverged(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data,
+        DistTrain.Cluster.Actors.TrainingDivergedException diverged, RunReport? report, int epochsBefore = 0)
+    {
+        SaveLastGood(runDirectory, options, normalizer, data, diverged, report, epochsBefore);
+        if (report is null) return;
+        var stopped = report.DivergedAt();
+        var layout = DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout;
+        // The summary's tensors and version are those of last-good.safetensors; without last good weights, only their layout.
+        var weights = diverged.LastGoodWeights is { } good ? new DistTrain.Core.Tensors.ParameterVector(layout, good) : new DistTrain.Core.Tensors.ParameterVector(layout);
+        var result = new TrainingResult(weights, diverged.LastGoodVersion, report.Epochs);
+        Writing(runDirectory, $"the run's summary ({RunFiles.Summary}{(diverged.LastGoodWeights is null ? "" : $"; {RunFiles.LastGood} was written")})",
+            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report), options);
+        var epochs = result.Epochs.Count;
+        if (report.AnyStep)
+        {
+            WriteReport(runDirectory, report, options, result, stopped);
+            CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the divergence ({stopped}) and, with {RunFiles.Epochs} " +
+                $"and {RunFiles.Curves}, the {epochs} finished epoch{(epochs == 1 ? "" : "s")}.");
+        }
+        else
+            CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the divergence ({stopped}); no step was applied, so there are no curves.");
+    }
+
+    /// <summary>
     /// At the end of a run: the weights (<c>model.safetensors</c>) first, then <c>summary.json</c>, then the report (curves
     /// and series), so that on a nearly full disk the weights are the part that is written; then the final lines.
     /// </summary>
