@@ -158,14 +158,13 @@ internal static class RunOutputs
         Writing(runDirectory, $"the run's summary ({RunFiles.Summary}{(diverged.LastGoodWeights is null ? "" : $"; {RunFiles.LastGood} was written")})",
             () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report), options);
         var epochs = result.Epochs.Count;
-        if (report.AnyStep)
-        {
-            WriteReport(runDirectory, report, options, result, stopped);
-            CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the divergence ({stopped}) and, with {RunFiles.Epochs} " +
-                $"and {RunFiles.Curves}, the {epochs} finished epoch{(epochs == 1 ? "" : "s")}.");
-        }
-        else
+        var finished = $"the {epochs} finished epoch{(epochs == 1 ? "" : "s")}";
+        if (!report.AnyStep)
             CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the divergence ({stopped}); no step was applied, so there are no curves.");
+        else if (WriteReport(runDirectory, report, options, result, stopped))
+            CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the divergence ({stopped}) and, with {RunFiles.Epochs} and {RunFiles.Curves}, {finished}.");
+        else
+            CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the divergence ({stopped}) and {finished}.");
     }
 
     /// <summary>
@@ -257,24 +256,26 @@ internal static class RunOutputs
 
     /// <summary>
     /// Writes <paramref name="report"/> (series and curves) into the run folder and names the plot; a failure is a warning,
-    /// as the weights are written before it. Nothing without a report.
+    /// as the weights are written before it. Nothing without a report. True when the report was written.
     /// </summary>
     /// <param name="runDirectory">The run folder.</param>
     /// <param name="report">The run's report; null writes nothing.</param>
     /// <param name="options">The run's options (its Model:Loss names the plot's loss axis).</param>
     /// <param name="result">The weights saved and their epochs (the kept one, with early stopping, is what the plot's title describes).</param>
     /// <param name="stopped">Why the run stopped before its end, for the plot's title; null for a finished run.</param>
-    private static void WriteReport(string runDirectory, RunReport? report, TrainingOptions options, TrainingResult result, string? stopped)
+    private static bool WriteReport(string runDirectory, RunReport? report, TrainingOptions options, TrainingResult result, string? stopped)
     {
-        if (report is null) return;
+        if (report is null) return false;
         try
         {
             var plot = report.Write(runDirectory, options.Model.Loss, result, stopped);
             AnsiConsole.MarkupLineInterpolated($"Curves: {plot} (series in {RunFiles.Steps} and {RunFiles.Epochs})");
+            return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or TypeInitializationException or DllNotFoundException)
         {
             CliConsole.Fail("warning", $"the run report could not be written ({e.Message}); the weights are saved regardless.");
+            return false;
         }
     }
 }
