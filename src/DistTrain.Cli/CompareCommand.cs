@@ -110,13 +110,23 @@ internal static class CompareCommand
         return null;
     }
 
+    /// <summary>The table's epochs: their count, or a resumed run's first and last; "(resumed)", "(stopped)" or both after it.</summary>
+    internal static string EpochsColumn(RunHistory run)
+    {
+        var epochs = run.Resumed ? $"{run.Epochs[0].Epoch}-{run.Epochs[^1].Epoch}" : run.Epochs.Count.ToString(CultureInfo.InvariantCulture);
+        var marks = new List<string>();
+        if (run.Resumed) marks.Add("resumed");
+        if (run.Stopped is not null) marks.Add("stopped");
+        return marks.Count == 0 ? epochs : $"{epochs} ({string.Join(", ", marks)})";
+    }
+
     private static void Print(IReadOnlyList<RunHistory> histories, double target, string plotPath)
     {
         var inv = CultureInfo.InvariantCulture;
         var table = new Table().AddColumns("run", "epochs", "final test accuracy", "best", $"seconds to {100 * target:0.##}%", "seconds in all", "samples/s");
         foreach (var run in histories)
             table.AddRow(Markup.Escape(run.Label),
-                run.Resumed ? $"{run.Epochs[0].Epoch}-{run.Epochs[^1].Epoch} (resumed)" : run.Epochs.Count.ToString(inv),
+                EpochsColumn(run),
                 (100 * run.FinalAccuracy).ToString("F2", inv) + "%" + (run.KeptEarlierEpoch ? $" (epoch {run.KeptEpoch} kept)" : ""),
                 (100 * run.Epochs.Max(e => e.TestAccuracy)).ToString("F2", inv) + "%",
                 run.SecondsTo(target)?.ToString("F1", inv) ?? "not reached", run.Epochs[^1].Seconds.ToString("F1", inv),
@@ -125,6 +135,8 @@ internal static class CompareCommand
         AnsiConsole.MarkupLineInterpolated($"Seconds are training plus evaluation, summed over epochs. Plot: {plotPath}");
         if (histories.Any(run => run.KeptEarlierEpoch))
             AnsiConsole.WriteLine("\"epoch k kept\": early stopping kept that epoch's weights, so the final test accuracy is that epoch's, the accuracy of the saved model.");
+        foreach (var run in histories.Where(run => run.Stopped is not null))
+            AnsiConsole.MarkupLineInterpolated($"{run.Label} stopped before its end ({run.Stopped}): its figures are those of the epochs it finished.");
         if (histories.Any(run => run.Resumed))
             AnsiConsole.WriteLine("A run resumed from a checkpoint holds only the epochs it trained: its seconds start at the resume, and the epochs " +
                 "before it are in the run folder of the run that wrote the checkpoint.");

@@ -203,7 +203,7 @@ internal static class NodeCommand
                     refusedHere = e;
                 }
             },
-            diverged => RunOutputs.SaveLastGood(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report),
+            diverged => RunOutputs.KeepDiverged(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report),
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report,
                 resumeWith: "a standby parameter-server node, if one is up, or else starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true),"),
             model: options,

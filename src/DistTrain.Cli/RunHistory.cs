@@ -10,8 +10,10 @@ namespace DistTrain.Cli;
 /// <param name="KeptEpoch">With early stopping, the epoch whose weights the run kept (<c>best_epoch</c>); null otherwise.</param>
 /// <param name="KeptAccuracy">With early stopping, that epoch's test accuracy (<c>best_epoch_test_accuracy</c>), which a run
 /// resumed after its best epoch holds though the epoch is not among its own; null in older summaries.</param>
+/// <param name="Stopped">For a run that stopped before its end, the summary's <c>stopped</c> ("diverged at epoch 4, step 1
+/// of 32", "cancelled at ..."): its epochs are those it finished. Null for a run that finished.</param>
 internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double TestAccuracy, double Seconds)> Epochs, double SamplesPerSecond,
-    int? KeptEpoch = null, double? KeptAccuracy = null)
+    int? KeptEpoch = null, double? KeptAccuracy = null, string? Stopped = null)
 {
     /// <summary>The test accuracy of the weights the run kept: the kept epoch's with early stopping, else the last epoch's.</summary>
     public double FinalAccuracy => KeptEpoch is { } kept && Epochs.Any(e => e.Epoch == kept) ? Epochs.First(e => e.Epoch == kept).TestAccuracy
@@ -73,7 +75,8 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
             int? kept = document.RootElement.TryGetProperty("best_epoch", out var best) && best.ValueKind == JsonValueKind.Number ? best.GetInt32() : null;
             double? keptAccuracy = document.RootElement.TryGetProperty("best_epoch_test_accuracy", out var accuracy) && accuracy.ValueKind == JsonValueKind.Number
                 ? Checked(accuracy.GetDouble(), "best_epoch_test_accuracy", 1) : null;
-            return new RunHistory(label ?? DefaultLabel(path), points, trainSeconds > 0 ? samples / trainSeconds : 0, kept, keptAccuracy);
+            var stopped = document.RootElement.TryGetProperty("stopped", out var reason) && reason.ValueKind == JsonValueKind.String ? reason.GetString() : null;
+            return new RunHistory(label ?? DefaultLabel(path), points, trainSeconds > 0 ? samples / trainSeconds : 0, kept, keptAccuracy, stopped);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {

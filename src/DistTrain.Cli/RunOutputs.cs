@@ -63,7 +63,7 @@ internal static class RunOutputs
         RunReport? report, string? stopped, string weightsWhat)
     {
         WriteWeightsAndSummary(runDirectory, options, normalizer, data, result, report, stopped, weightsWhat);
-        WriteReport(runDirectory, report);
+        WriteReport(runDirectory, report, options, result, stopped);
     }
 
     /// <summary>The first two files of <see cref="WriteRun"/>: the weights, then <c>summary.json</c>.</summary>
@@ -135,6 +135,43 @@ internal static class RunOutputs
     }
 
     /// <summary>
+    /// After divergence (exit code 3), the run folder keeps what the run finished, as a cancelled run's does: the last good
+    /// weights in <c>last-good.safetensors</c> (<see cref="SaveLastGood"/>; no <c>model.safetensors</c>), then
+    /// <c>summary.json</c> marked <c>stopped: diverged at epoch E, step S of N</c> (<see cref="RunReport.DivergedAt"/>) with
+    /// the epochs that finished and the last good weights' version, then, when at least one step was applied, the report
+    /// (<c>steps.csv</c>, <c>epochs.csv</c>, <c>curves.png</c>); a line says so.
+    /// </summary>
+    /// <param name="runDirectory">The run folder.</param>
+    /// <param name="options">The run's options.</param>
+    /// <param name="normalizer">The input standardization fitted on the training split.</param>
+    /// <param name="data">The data description, as in <c>model.safetensors</c>.</param>
+    /// <param name="diverged">The divergence, with the last good weights and their version (-1, recorded as such, when unknown).</param>
+    /// <param name="report">The run's report; null (training never started) writes only the last good weights.</param>
+    /// <param name="epochsBefore">As in <see cref="SaveLastGood"/>.</param>
+    /// <exception cref="RunOutputsException">The last good weights or the summary could not be written.</exception>
+    public static void KeepDiverged(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data,
+        DistTrain.Cluster.Actors.TrainingDivergedException diverged, RunReport? report, int epochsBefore = 0)
+    {
+        SaveLastGood(runDirectory, options, normalizer, data, diverged, report, epochsBefore);
+        if (report is null) return;
+        var stopped = report.DivergedAt();
+        var layout = DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout;
+        // The summary's tensors and version are those of last-good.safetensors; without last good weights, only their layout.
+        var weights = diverged.LastGoodWeights is { } good ? new DistTrain.Core.Tensors.ParameterVector(layout, good) : new DistTrain.Core.Tensors.ParameterVector(layout);
+        var result = new TrainingResult(weights, diverged.LastGoodVersion, report.Epochs);
+        Writing(runDirectory, $"the run's summary ({RunFiles.Summary}{(diverged.LastGoodWeights is null ? "" : $"; {RunFiles.LastGood} was written")})",
+            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report), options);
+        var epochs = result.Epochs.Count;
+        var finished = $"the {epochs} finished epoch{(epochs == 1 ? "" : "s")}";
+        if (!report.AnyStep)
+            CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the divergence ({stopped}); no step was applied, so there are no curves.");
+        else if (WriteReport(runDirectory, report, options, result, stopped))
+            CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the divergence ({stopped}) and, with {RunFiles.Epochs} and {RunFiles.Curves}, {finished}.");
+        else
+            CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the divergence ({stopped}) and {finished}.");
+    }
+
+    /// <summary>
     /// At the end of a run: the weights (<c>model.safetensors</c>) first, then <c>summary.json</c>, then the report (curves
     /// and series), so that on a nearly full disk the weights are the part that is written; then the final lines.
     /// </summary>
@@ -152,7 +189,7 @@ internal static class RunOutputs
     {
         var weightsPath = Path.Combine(runDirectory, RunFiles.Model);
         var last = result.FinalEpoch;
-        if (weightsAndSummaryWritten) WriteReport(runDirectory, report);
+        if (weightsAndSummaryWritten) WriteReport(runDirectory, report, options, result, stopped: null);
         else WriteRun(runDirectory, options, normalizer, data, result, report, stopped: null, "the final weights");
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights ({(options.Training.EarlyStopping.MinDelta > 0 ? "the last that lowered the validation loss by Training:EarlyStopping:MinDelta or more; its loss" : "lowest validation loss")} {last.ValidationLoss:F4}).");
@@ -221,18 +258,28 @@ internal static class RunOutputs
                   (CheckpointStore.PositionOf(newest) is { } at ? $", at epoch {at.Epoch} round {at.Round} (weights version {at.Version})." : ".")
                 : $" No checkpoint was written to {options.Checkpoint.Directory} yet, so a new run starts from the beginning.";
 
-    /// <summary>Removes the run folder if nothing was written into it; false when it holds something (or cannot be removed).</summary>
-    private static void WriteReport(string runDirectory, RunReport? report)
+    /// <summary>
+    /// Writes <paramref name="report"/> (series and curves) into the run folder and names the plot; a failure is a warning,
+    /// as the weights are written before it. Nothing without a report. True when the report was written.
+    /// </summary>
+    /// <param name="runDirectory">The run folder.</param>
+    /// <param name="report">The run's report; null writes nothing.</param>
+    /// <param name="options">The run's options (its Model:Loss names the plot's loss axis).</param>
+    /// <param name="result">The weights saved and their epochs (the kept one, with early stopping, is what the plot's title describes).</param>
+    /// <param name="stopped">Why the run stopped before its end, for the plot's title; null for a finished run.</param>
+    private static bool WriteReport(string runDirectory, RunReport? report, TrainingOptions options, TrainingResult result, string? stopped)
     {
-        if (report is null) return;
+        if (report is null) return false;
         try
         {
-            var plot = report.Write(runDirectory);
+            var plot = report.Write(runDirectory, options.Model.Loss, result, stopped);
             AnsiConsole.MarkupLineInterpolated($"Curves: {plot} (series in {RunFiles.Steps} and {RunFiles.Epochs})");
+            return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or TypeInitializationException or DllNotFoundException)
         {
             CliConsole.Fail("warning", $"the run report could not be written ({e.Message}); the weights are saved regardless.");
+            return false;
         }
     }
 }

@@ -9,8 +9,8 @@ namespace DistTrain.Cli;
 
 /// <summary>
 /// Records every step and epoch a run reports (passing them on to the console), and at the end writes
-/// <c>steps.csv</c>, <c>epochs.csv</c> and <c>curves.png</c> (train loss per step and per epoch, test loss,
-/// test accuracy) into the run folder. It also keeps the staleness of the applied gradients and each worker's compute
+/// <c>steps.csv</c>, <c>epochs.csv</c> and <c>curves.png</c> (train loss per step and per epoch, test loss, validation
+/// loss when the run holds out a validation split, test accuracy) into the run folder. It also keeps the staleness of the applied gradients and each worker's compute
 /// time, which <c>summary.json</c> records.
 /// </summary>
 internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
@@ -31,6 +31,28 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
             var index = _steps.FindLastIndex(s => s.Version == version);
             return index < 0 ? null : (_steps[index].Epoch, _steps[index].Step + 1, _stepsOfEpoch.GetValueOrDefault(_steps[index].Epoch));
         }
+    }
+
+    /// <summary>
+    /// Where a run that diverged stopped, for <c>summary.json</c>'s <c>stopped</c> and the plot's title, in the form a
+    /// cancelled run's has: "diverged at epoch 4, step 13 of 32", the step after the last one applied in the epoch in
+    /// progress (1-based; the divergence message counts from 0); "diverged before the first epoch" when none had started.
+    /// </summary>
+    public string DivergedAt()
+    {
+        lock (_gate)
+        {
+            if (_stepsOfEpoch.Count == 0) return "diverged before the first epoch";
+            var epoch = _stepsOfEpoch.Keys.Max(); // the epoch in progress
+            var applied = _steps.Count(s => s.Epoch == epoch);
+            return $"diverged at epoch {epoch}, step {applied + 1} of {_stepsOfEpoch[epoch]}";
+        }
+    }
+
+    /// <summary>True once a step of this run was applied: there is a report to write.</summary>
+    public bool AnyStep
+    {
+        get { lock (_gate) return _steps.Count > 0; }
     }
 
     /// <summary>The epochs finished so far.</summary>
@@ -84,7 +106,13 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     }
 
     /// <summary>Writes the CSV files and the plot; returns the plot's path.</summary>
-    public string Write(string runDirectory)
+    /// <param name="runDirectory">The run folder.</param>
+    /// <param name="loss">The run's Model:Loss (<see cref="DistTrain.Core.Models.LossTypes"/>), which names the loss axis.</param>
+    /// <param name="result">The saved weights' result: with early stopping its kept epoch is what the title describes;
+    /// null describes the last epoch.</param>
+    /// <param name="stopped">Why the run stopped before its end (cancelled, failed, diverged), put in the title; null for a
+    /// finished run.</param>
+    public string Write(string runDirectory, string loss, TrainingResult? result = null, string? stopped = null)
     {
         lock (_gate)
         {
@@ -101,30 +129,130 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
             // One chart: losses on the left axis, test accuracy on the right.
             var plot = new ScottPlot.Plot();
             var stepsPerEpoch = _epochs.Count > 0 ? _steps.Count / (double)_epochs.Count : 1;
-            var xs = _steps.Select((_, i) => (i + 1) / stepsPerEpoch).ToArray();
-            var stepLoss = plot.Add.ScatterLine(xs, _steps.Select(s => s.Loss).ToArray());
+            var series = LossSeries(_epochs);
+            // Losses over many decades (a run that diverged) are drawn on a log scale, or all but the largest lie on zero.
+            var logScale = UsesLogScale(_steps.Select(s => s.Loss).Concat(series.SelectMany(l => l.Values)));
+            (double[] X, double[] Y) Points(IEnumerable<(double X, double Y)> points)
+            {
+                var drawn = points.Select(p => (p.X, Y: logScale ? Math.Log10(p.Y) : p.Y)).Where(p => double.IsFinite(p.Y)).ToList();
+                return ([.. drawn.Select(p => p.X)], [.. drawn.Select(p => p.Y)]);
+            }
+            var (stepX, stepY) = Points(_steps.Select((s, i) => ((i + 1) / stepsPerEpoch, s.Loss)));
+            var stepLoss = plot.Add.ScatterLine(stepX, stepY);
             stepLoss.LegendText = "train loss (per step)";
             stepLoss.LineWidth = 1;
             stepLoss.Color = ScottPlot.Colors.LightSteelBlue;
+            ScottPlot.Color[] lossColors = [ScottPlot.Colors.Navy, ScottPlot.Colors.OrangeRed, ScottPlot.Colors.DarkViolet];
+            for (var i = 0; i < series.Count; i++)
+            {
+                var (x, y) = Points(series[i].Epochs.Zip(series[i].Values));
+                var line = plot.Add.Scatter(x, y);
+                line.LegendText = series[i].Legend;
+                line.Color = lossColors[i % lossColors.Length];
+            }
+            if (logScale)
+                plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic
+                {
+                    IntegerTicksOnly = true,
+                    MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
+                    LabelFormatter = y => "1e" + y.ToString("0", inv),
+                };
             var epochX = _epochs.Select(e => (double)e.Epoch).ToArray();
-            var trainLoss = plot.Add.Scatter(epochX, _epochs.Select(e => e.TrainLoss).ToArray());
-            trainLoss.LegendText = "train loss (epoch mean)";
-            trainLoss.Color = ScottPlot.Colors.Navy;
-            var testLoss = plot.Add.Scatter(epochX, _epochs.Select(e => e.TestLoss).ToArray());
-            testLoss.LegendText = "test loss";
-            testLoss.Color = ScottPlot.Colors.OrangeRed;
             var testAccuracy = plot.Add.Scatter(epochX, _epochs.Select(e => 100 * e.TestAccuracy).ToArray());
             testAccuracy.LegendText = "test accuracy (%, right axis)";
             testAccuracy.Color = ScottPlot.Colors.ForestGreen;
             testAccuracy.Axes.YAxis = plot.Axes.Right;
+            if (KeptEarlierEpoch(_epochs, result) is { } kept)
+            {
+                var line = plot.Add.VerticalLine(kept);
+                line.LinePattern = ScottPlot.LinePattern.Dashed;
+                line.Color = ScottPlot.Colors.Gray;
+                line.LegendText = $"kept epoch {kept} (early stopping)";
+            }
             plot.Axes.Right.Label.Text = "test accuracy (%)";
-            plot.Title($"DistTrain run: {_epochs.Count} epochs, final test accuracy {(_epochs.Count > 0 ? 100 * _epochs[^1].TestAccuracy : 0):F2}%");
+            plot.Title(Title(_epochs, result, stopped));
             plot.XLabel("epoch");
-            plot.YLabel("cross-entropy loss");
+            plot.YLabel(LossAxisLabel(loss, logScale));
             plot.ShowLegend(ScottPlot.Alignment.UpperCenter);
             var path = Path.Combine(runDirectory, RunFiles.Curves);
             plot.SavePng(path, 1000, 600);
             return path;
         }
+    }
+
+    /// <summary>
+    /// The title of <c>curves.png</c>: the epochs trained and the test accuracy of the weights the run kept, as the final
+    /// console line gives it. With early stopping that kept an earlier epoch, "13 epochs, kept epoch 11: test accuracy
+    /// 77.20%"; a resumed run names its epochs ("epochs 4 to 6"); a run stopped before its end (<paramref name="stopped"/>)
+    /// leads with why, "Diverged at epoch 4, step 1 of 32: 3 epochs, test accuracy after epoch 3 20.40%".
+    /// </summary>
+    /// <param name="epochs">The epochs this run finished, in order.</param>
+    /// <param name="result">The saved weights' result (its kept epoch); null for the last epoch.</param>
+    /// <param name="stopped">Why the run stopped early, e.g. "diverged at epoch 4, step 1 of 32"; null for a finished run.</param>
+    internal static string Title(IReadOnlyList<EpochSummary> epochs, TrainingResult? result, string? stopped)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        // A stopped run leads with why ("Diverged at epoch 4, step 1 of 32"), which keeps the title to the plot's width.
+        var run = stopped is { Length: > 0 } ? char.ToUpperInvariant(stopped[0]) + stopped[1..] : "DistTrain run";
+        if (epochs.Count == 0) return $"{run}: no epoch finished";
+        int first = epochs[0].Epoch, last = epochs[^1].Epoch;
+        var trained = first == 1 ? $"{epochs.Count} epoch{(epochs.Count == 1 ? "" : "s")}"
+            : first == last ? $"epoch {last}" : $"epochs {first} to {last}";
+        string Accuracy(EpochSummary e) => (100 * e.TestAccuracy).ToString("F2", inv) + "%";
+        if (stopped is not null) return $"{run}: {trained}, test accuracy after epoch {last} {Accuracy(epochs[^1])}";
+        if (KeptEarlierEpoch(epochs, result) is { } kept) return $"{run}: {trained}, kept epoch {kept}: test accuracy {Accuracy(result!.FinalEpoch)}";
+        return $"{run}: {trained}, final test accuracy {Accuracy(epochs[^1])}";
+    }
+
+    /// <summary>The epoch early stopping kept when it is not the last one trained; null otherwise (also without a result).</summary>
+    private static int? KeptEarlierEpoch(IReadOnlyList<EpochSummary> epochs, TrainingResult? result) =>
+        result?.BestEpoch is { } best && epochs.Count > 0 && best != epochs[^1].Epoch ? best : null;
+
+    /// <summary>The loss axis's label for Model:Loss <paramref name="loss"/>: "cross-entropy loss" or "mean squared error"
+    /// (a name it does not know is given as it is), with " (log scale)" when <paramref name="logScale"/>.</summary>
+    internal static string LossAxisLabel(string loss, bool logScale = false) => DistTrain.Core.Models.LossTypes.Canonical(loss) switch
+    {
+        DistTrain.Core.Models.LossTypes.SoftmaxCrossEntropy => "cross-entropy loss",
+        DistTrain.Core.Models.LossTypes.MeanSquaredError => "mean squared error",
+        _ => loss,
+    } + (logScale ? " (log scale)" : "");
+
+    /// <summary>
+    /// True when the finite, positive <paramref name="losses"/> span <see cref="LogScaleRatio"/> or more (largest over
+    /// smallest), as a diverging run's do: the loss axis is then a log scale.
+    /// </summary>
+    internal static bool UsesLogScale(IEnumerable<double> losses)
+    {
+        double min = double.PositiveInfinity, max = 0;
+        foreach (var loss in losses)
+            if (double.IsFinite(loss) && loss > 0)
+            {
+                min = Math.Min(min, loss);
+                max = Math.Max(max, loss);
+            }
+        return max > 0 && max / min >= LogScaleRatio;
+    }
+
+    /// <summary>The span of losses (largest over smallest) from which the loss axis is a log scale: a million.</summary>
+    internal const double LogScaleRatio = 1e6;
+
+    /// <summary>
+    /// The per-epoch loss lines of <c>curves.png</c>: the train loss (epoch mean), the test loss, and the validation loss,
+    /// which early stopping decides on, when the run held out a validation split. Each line's points are the epochs whose
+    /// figure is finite (a takeover's only-evaluated epoch has no train loss).
+    /// </summary>
+    /// <param name="epochs">The epochs finished.</param>
+    internal static IReadOnlyList<(string Legend, double[] Epochs, double[] Values)> LossSeries(IReadOnlyList<EpochSummary> epochs)
+    {
+        var lines = new List<(string, double[], double[])>();
+        void Add(string legend, Func<EpochSummary, double> value, bool onlyIfAny = false)
+        {
+            var points = epochs.Where(e => double.IsFinite(value(e))).ToList();
+            if (points.Count > 0 || !onlyIfAny) lines.Add((legend, [.. points.Select(e => (double)e.Epoch)], [.. points.Select(value)]));
+        }
+        Add("train loss (epoch mean)", e => e.TrainLoss);
+        Add("test loss", e => e.TestLoss);
+        Add("validation loss", e => e.ValidationLoss, onlyIfAny: true); // NaN in every epoch without a validation split
+        return lines;
     }
 }

@@ -20,7 +20,8 @@ internal static class RunSummaryFile
     /// <param name="normalizer">The input standardization the weights expect.</param>
     /// <param name="data">What the run's data was (format, class names, label kind, CSV columns, input scaling), for predict.</param>
     /// <param name="result">The weights and the epochs trained (none when a run was cancelled during its first epoch).</param>
-    /// <param name="stopped">For a cancelled run: where it stopped, e.g. "cancelled at epoch 3, step 120 of 235"; null otherwise.</param>
+    /// <param name="stopped">For a run stopped before its end: where and why, e.g. "cancelled at epoch 3, step 120 of 235",
+    /// "failed at ..." or (in <c>summary.json</c>, beside <c>last-good.safetensors</c>) "diverged at epoch 4, step 1 of 32"; null otherwise.</param>
     /// <remarks>Its <c>epochs</c> is the epoch whose weights are saved: with early stopping the kept epoch
     /// (<see cref="TrainingResult.FinalEpoch"/>), and then <see cref="DistTrain.Core.Models.ModelMetadata.EpochsTrained"/> holds
     /// the last epoch trained.</remarks>

@@ -172,7 +172,7 @@ internal static class TrainCommand
             observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
                 initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom,
                 checkpointLock: checkpointLock, trainDigest: trainDigest)),
-            diverged => RunOutputs.SaveLastGood(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
+            diverged => RunOutputs.KeepDiverged(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
                 epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report, resumeWith),
             model: options);

@@ -204,6 +204,14 @@ public sealed class CliProcessTests : IDisposable
         Assert.Equal("training diverged at its first step; these are the weights it started from, whose loss was not finite either",
             SafeTensors.ReadMetadata(lastGood)["stopped"]);
         Assert.False(File.Exists(Path.Combine(run, "model.safetensors")), "a diverged run must not leave model.safetensors");
+        // summary.json says it diverged, and where (no step was applied, so there are no curves).
+        using (var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "summary.json"))))
+        {
+            Assert.Equal("diverged at epoch 1, step 1 of 5", summary.RootElement.GetProperty("stopped").GetString());
+            Assert.Equal(0, summary.RootElement.GetProperty("version").GetInt64());
+            Assert.Empty(summary.RootElement.GetProperty("epochs").EnumerateArray());
+        }
+        Assert.Contains($"kept: the run folder {run}: summary.json records the divergence (diverged at epoch 1, step 1 of 5); no step was applied", process.StandardError);
 
         var model = ModelFactory.Build(TestData.Mlp(16, 10));
         var weights = new ParameterVector(model.Layout);

@@ -715,6 +715,28 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     [Fact]
+    public async Task A_diverged_job_leaves_the_last_good_weights_and_a_summary_that_records_the_divergence_on_the_parameter_server()
+    {
+        // Weights of 1e20 overflow at the first step: exit 3, and the run folder holds last-good.safetensors and, as train's
+        // does, a summary.json that says where the job diverged (before, last-good.safetensors alone).
+        var configPath = Config(ManyShortStepsConfig);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath,
+            new Dictionary<string, string> { ["DISTTRAIN_Model__Initializer__Kind"] = "Constant", ["DISTTRAIN_Model__Initializer__Constant"] = "1e20" });
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        await ps.AssertExitAsync(3, Guard, [worker]);
+        Assert.Contains("training diverged: Training diverged at epoch 1, step 0", ps.Output);
+        var run = Assert.Single(Directory.GetDirectories(Path.Combine(_directory, "runs")));
+        Assert.True(File.Exists(Path.Combine(run, RunFiles.LastGood)), ps.Output);
+        Assert.False(File.Exists(Path.Combine(run, RunFiles.Model)), "a diverged job must not leave model.safetensors");
+        using var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run, RunFiles.Summary)));
+        Assert.Matches(@"^diverged at epoch 1, step 1 of \d+$", summary.RootElement.GetProperty("stopped").GetString());
+        Assert.Equal(0, summary.RootElement.GetProperty("version").GetInt64());
+        Assert.Contains($"kept: the run folder {run}: {RunFiles.Summary} records the divergence", ps.Output);
+        await worker.WaitAsync(Guard);
+    }
+
+    [Fact]
     public async Task A_Float16_overflow_on_a_worker_node_ends_the_job_naming_the_tensor_on_the_parameter_server()
     {
         // The job's settings fail every worker alike, so the job ends with the cause. Before, the worker left with "The

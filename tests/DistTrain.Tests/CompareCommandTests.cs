@@ -113,6 +113,43 @@ public sealed class CompareCommandTests : IDisposable
     }
 
     /// <summary>
+    /// A run that diverged (as <c>train</c> leaves it: summary.json marked stopped, its finished epochs, no model.safetensors)
+    /// is compared on the epochs it finished, and the table marks it as stopped and says why, instead of showing it as a
+    /// finished run.
+    /// </summary>
+    [Fact]
+    public void A_diverged_run_is_compared_on_its_finished_epochs_and_marked_as_stopped()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 5);
+        var report = new RunReport(DistTrain.Cluster.Hosting.NullTrainingObserver.Instance);
+        for (var epoch = 1; epoch <= 3; epoch++)
+        {
+            report.EpochStarted(epoch, 4, 350);
+            for (var step = 0; step < (epoch < 3 ? 4 : 1); step++) report.StepApplied(epoch, step, 4 * (epoch - 1) + step + 1, 100, 0.5, 0.05, default);
+            if (epoch < 3) report.EpochCompleted(new DistTrain.Cluster.Hosting.EpochSummary(epoch, 4 * epoch, 0.5, 0.6, 0.6 + epoch / 10.0, 100, 350, 2, 0.5));
+        }
+        var run = Directory.CreateDirectory(Path.Combine(_directory, "diverged")).FullName;
+        var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
+        RunOutputs.KeepDiverged(run, options, data.Normalizer, Core.Data.DataMetadata.Of(data, options.Data),
+            new DistTrain.Cluster.Actors.TrainingDivergedException("diverged", new float[layout.TotalLength], lastGoodVersion: 9), report);
+
+        var history = RunHistory.Read(run);
+        Assert.Equal("diverged at epoch 3, step 2 of 4", history.Stopped);
+        Assert.Equal([1, 2], history.Epochs.Select(e => e.Epoch));
+        Assert.Equal(0.8, history.FinalAccuracy, 12);
+        Assert.Equal("2 (stopped)", CompareCommand.EpochsColumn(history));
+        Assert.Equal("2-3 (resumed, stopped)", CompareCommand.EpochsColumn(history with { Epochs = [(2, 0.7, 2.5), (3, 0.8, 5)] }));
+        Assert.Equal("2", CompareCommand.EpochsColumn(history with { Stopped = null }));
+
+        var (code, output, error) = CliProcess.Run(["compare", run, "--plot", Path.Combine(_directory, "compare.png")]);
+        Assert.True(code == 0, error);
+        Assert.Contains("2 (stopped)", output);
+        Assert.Contains("80.00%", output);
+        Assert.Contains("diverged stopped before its end (diverged at epoch 3, step 2 of 4): its figures are those of the epochs it finished.", output);
+    }
+
+    /// <summary>
     /// The runs are checked before the plot's path: <c>cd /tmp/x; disttrain compare /tmp/x</c> (no summary.json there) was
     /// refused for its default plot, "inside /tmp/x, which this command reads", instead of for the missing summary. And a plot
     /// in a run folder (<c>cd runs/&lt;time&gt;; disttrain compare .</c>) is drawn, as it changes none of the run's files;

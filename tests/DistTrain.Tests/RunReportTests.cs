@@ -31,6 +31,79 @@ public class RunReportTests : IDisposable
     }
 
     /// <summary>
+    /// A run that diverged keeps what it finished, as a cancelled run does: beside last-good.safetensors (and no
+    /// model.safetensors), summary.json records the divergence and the finished epochs, and steps.csv, epochs.csv and
+    /// curves.png hold every step applied. Before, the folder held only last-good.safetensors.
+    /// </summary>
+    [Fact]
+    public void A_diverged_run_keeps_its_finished_epochs_in_the_summary_and_the_report_beside_the_last_good_weights()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 5);
+        var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
+        // Epochs 1 and 2 of 4 steps finished; epoch 3 diverged at its third step, after two were applied.
+        var report = new RunReport(NullTrainingObserver.Instance);
+        long version = 0;
+        for (var epoch = 1; epoch <= 3; epoch++)
+        {
+            report.EpochStarted(epoch, 4, 350);
+            for (var step = 0; step < (epoch < 3 ? 4 : 2); step++)
+                report.StepApplied(epoch, step, ++version, 100, 0.5 / epoch, 0.05, default);
+            if (epoch < 3) report.EpochCompleted(new EpochSummary(epoch, version, 0.5 / epoch, 0.6 / epoch, 0.7 + epoch / 100.0, 100, 350, 1, 0.1));
+        }
+        var weights = Enumerable.Range(0, layout.TotalLength).Select(i => i * 1e-4f).ToArray();
+        var diverged = new Cluster.Actors.TrainingDivergedException("diverged", weights, lastGoodVersion: version);
+
+        RunOutputs.KeepDiverged(_directory, options, data.Normalizer, Core.Data.DataMetadata.Of(data, options.Data), diverged, report);
+
+        string In(string file) => Path.Combine(_directory, file);
+        Assert.False(File.Exists(In(Core.Checkpoints.RunFiles.Model)), "a diverged run must not leave model.safetensors");
+        var lastGood = Core.Models.TrainedModel.Load(In(Core.Checkpoints.RunFiles.LastGood));
+        Assert.Equal(weights, lastGood.Weights.Values);
+        Assert.Equal("2", lastGood.Metadata["epochs"]);
+
+        using var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(In(Core.Checkpoints.RunFiles.Summary)));
+        var root = summary.RootElement;
+        Assert.Equal("diverged at epoch 3, step 3 of 4", root.GetProperty("stopped").GetString());
+        Assert.Equal(10, root.GetProperty("version").GetInt64()); // last-good.safetensors' version
+        Assert.Equal([1, 2], root.GetProperty("epochs").EnumerateArray().Select(e => e.GetProperty("Epoch").GetInt32()));
+        Assert.Equal([0.71, 0.72], root.GetProperty("epochs").EnumerateArray().Select(e => e.GetProperty("TestAccuracy").GetDouble()));
+
+        var steps = File.ReadAllLines(In(Core.Checkpoints.RunFiles.Steps));
+        Assert.Equal(11, steps.Length); // the header and the 10 steps applied, those of the diverged epoch included
+        Assert.StartsWith("3,1,10,", steps[^1]);
+        var epochs = File.ReadAllLines(In(Core.Checkpoints.RunFiles.Epochs));
+        Assert.Equal(3, epochs.Length);
+        Assert.StartsWith("2,8,", epochs[2]);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(In(Core.Checkpoints.RunFiles.Curves))[..4]);
+    }
+
+    /// <summary>
+    /// A run that diverged at its very first step has no report to write: summary.json still records the divergence, with
+    /// no epoch, beside last-good.safetensors; where it diverged is given as a cancelled run's stop is.
+    /// </summary>
+    [Fact]
+    public void A_run_that_diverged_at_its_first_step_records_it_in_the_summary_without_curves()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 5);
+        var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
+        var report = new RunReport(NullTrainingObserver.Instance);
+        Assert.Equal("diverged before the first epoch", report.DivergedAt());
+        report.EpochStarted(1, 4, 350);
+        var diverged = new Cluster.Actors.TrainingDivergedException("diverged", new float[layout.TotalLength], lastGoodVersion: 0);
+
+        RunOutputs.KeepDiverged(_directory, options, data.Normalizer, Core.Data.DataMetadata.Of(data, options.Data), diverged, report);
+
+        using var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(_directory, Core.Checkpoints.RunFiles.Summary)));
+        Assert.Equal("diverged at epoch 1, step 1 of 4", summary.RootElement.GetProperty("stopped").GetString());
+        Assert.Empty(summary.RootElement.GetProperty("epochs").EnumerateArray());
+        Assert.True(File.Exists(Path.Combine(_directory, Core.Checkpoints.RunFiles.LastGood)));
+        Assert.False(File.Exists(Path.Combine(_directory, Core.Checkpoints.RunFiles.Curves)));
+        Assert.False(File.Exists(Path.Combine(_directory, Core.Checkpoints.RunFiles.Steps)));
+    }
+
+    /// <summary>
     /// An early-stopped run's model.safetensors is labelled with the epoch whose weights it keeps (epoch 10 of 12 here), as
     /// its test accuracy and the final line are; the last epoch trained is kept apart as epochs_trained.
     /// </summary>
@@ -358,7 +431,7 @@ public class RunReportTests : IDisposable
         options.Optimizer.Schedule = new() { Kind = LearningRateScheduleKind.Exponential, Gamma = 0.5 };
         var report = new RunReport(NullTrainingObserver.Instance);
         var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, report).WithTestTimeout();
-        var png = report.Write(_directory);
+        var png = report.Write(_directory, options.Model.Loss, result);
 
         var steps = File.ReadAllLines(Path.Combine(_directory, "steps.csv"));
         Assert.Equal("epoch,step,version,samples,train_loss,learning_rate,round_seconds,compute_seconds,update_seconds,messaging_seconds,waiting_seconds", steps[0]);
@@ -371,5 +444,96 @@ public class RunReportTests : IDisposable
         var bytes = File.ReadAllBytes(png);
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, bytes[..4]);
         Assert.True(bytes.Length > 10_000, "the plot is suspiciously small");
+    }
+
+    /// <summary>An epoch's summary with the figures the plot reads; the others are fixed.</summary>
+    private static EpochSummary Epoch(int epoch, double testAccuracy, double validationLoss = double.NaN, double trainLoss = 0.5) =>
+        new(epoch, 20L * epoch, trainLoss, 0.6, testAccuracy, 500, 1000, 1, 0.1, ValidationLoss: validationLoss);
+
+    /// <summary>
+    /// The plot's title describes the weights the run kept, as the final console line does: after early stopping, the kept
+    /// epoch and its test accuracy, not the last epoch's; "1 epoch" in the singular; a resumed run's epochs by number; a
+    /// stopped run says why and whose accuracy it gives.
+    /// </summary>
+    [Fact]
+    public void The_curves_title_names_the_kept_epoch_and_its_accuracy_and_counts_epochs_in_the_singular()
+    {
+        var layout = Core.Models.ModelFactory.Build(TestData.Mlp(16, 10)).Layout;
+        var weights = new Core.Tensors.ParameterVector(layout);
+        // 13 epochs, early stopping kept epoch 11 (77.20%); the last epoch scored 77.00%.
+        var epochs = Enumerable.Range(1, 13).Select(e => Epoch(e, e == 11 ? 0.772 : e == 13 ? 0.77 : 0.75)).ToList();
+        var stopped = new TrainingResult(weights, 260, epochs, BestEpoch: 11, StoppedEarly: true);
+        Assert.Equal("DistTrain run: 13 epochs, kept epoch 11: test accuracy 77.20%", RunReport.Title(epochs, stopped, stopped: null));
+        // Early stopping that kept the last epoch, and a run without it: the final epoch's accuracy.
+        Assert.Equal("DistTrain run: 13 epochs, final test accuracy 77.00%", RunReport.Title(epochs, stopped with { BestEpoch = 13 }, stopped: null));
+        Assert.Equal("DistTrain run: 13 epochs, final test accuracy 77.00%", RunReport.Title(epochs, stopped with { BestEpoch = null }, stopped: null));
+
+        var one = new List<EpochSummary> { Epoch(1, 0.8123) };
+        Assert.Equal("DistTrain run: 1 epoch, final test accuracy 81.23%", RunReport.Title(one, new TrainingResult(weights, 20, one), stopped: null));
+        var resumed = new List<EpochSummary> { Epoch(4, 0.8), Epoch(5, 0.81), Epoch(6, 0.825) };
+        Assert.Equal("DistTrain run: epochs 4 to 6, final test accuracy 82.50%", RunReport.Title(resumed, new TrainingResult(weights, 120, resumed), stopped: null));
+        // A stopped run leads with why; its accuracy is the last finished epoch's, also with early stopping on.
+        Assert.Equal("Diverged at epoch 4, step 1 of 32: 3 epochs, test accuracy after epoch 3 20.40%",
+            RunReport.Title([Epoch(1, 0.102), Epoch(2, 0.1), Epoch(3, 0.204)], null, "diverged at epoch 4, step 1 of 32"));
+        Assert.Equal("Cancelled at epoch 1, step 3 of 5: no epoch finished", RunReport.Title([], null, "cancelled at epoch 1, step 3 of 5"));
+    }
+
+    [Theory]
+    [InlineData("SoftmaxCrossEntropy", false, "cross-entropy loss")]
+    [InlineData("MeanSquaredError", false, "mean squared error")]
+    [InlineData("meansquarederror", false, "mean squared error")]
+    [InlineData("SoftmaxCrossEntropy", true, "cross-entropy loss (log scale)")]
+    public void The_curves_loss_axis_is_named_after_Model_Loss(string loss, bool logScale, string label) =>
+        Assert.Equal(label, RunReport.LossAxisLabel(loss, logScale));
+
+    /// <summary>Losses over a million-fold range (a diverging run's) go on a log axis; a converging run's stay linear.</summary>
+    [Fact]
+    public void Losses_over_many_decades_are_drawn_on_a_log_scale()
+    {
+        Assert.False(RunReport.UsesLogScale([2.5, 1.2, 0.3, 0.004])); // an ordinary run, down to a small loss
+        Assert.False(RunReport.UsesLogScale([0.5, 0, double.NaN, 4e5])); // 0 and NaN do not count: 8e5 apart
+        Assert.True(RunReport.UsesLogScale([2.3, 10909.47, 4.05e14, 3.4e35, double.PositiveInfinity]));
+        Assert.False(RunReport.UsesLogScale([]));
+    }
+
+    /// <summary>
+    /// The validation loss, which early stopping decides on, is one of the plot's lines when the run holds out a validation
+    /// split (and only its finite points); without one there is no such line.
+    /// </summary>
+    [Fact]
+    public void The_curves_plot_the_validation_loss_when_the_run_has_a_validation_split()
+    {
+        var validated = new List<EpochSummary> { Epoch(1, 0.7, 0.9), Epoch(2, 0.75, 0.7), Epoch(3, 0.76, 0.8) };
+        var lines = RunReport.LossSeries(validated);
+        Assert.Equal(["train loss (epoch mean)", "test loss", "validation loss"], lines.Select(l => l.Legend));
+        Assert.Equal([1.0, 2, 3], lines[2].Epochs);
+        Assert.Equal([0.9, 0.7, 0.8], lines[2].Values);
+
+        var plain = new List<EpochSummary> { Epoch(1, 0.7), Epoch(2, 0.75) };
+        Assert.Equal(["train loss (epoch mean)", "test loss"], RunReport.LossSeries(plain).Select(l => l.Legend));
+        // An epoch a takeover only evaluated has no train loss: that line skips it rather than carry a NaN.
+        var takenOver = RunReport.LossSeries([Epoch(1, 0.7, trainLoss: double.NaN), Epoch(2, 0.75)]);
+        Assert.Equal([2.0], takenOver[0].Epochs);
+        Assert.Equal([1.0, 2], takenOver[1].Epochs);
+    }
+
+    /// <summary>A real early-stopped run with a validation split: epochs.csv holds the validation loss the plot draws.</summary>
+    [Fact]
+    public async Task An_early_stopped_run_with_a_validation_split_writes_and_plots_its_validation_loss()
+    {
+        var data = Core.Data.TrainingData.Load(new Core.Configuration.DataOptions { Directory = TestData.SubsetDirectory, ValidationFraction = 0.2 }, seed: 7);
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 2);
+        options.Data.ValidationFraction = 0.2;
+        options.Training.EarlyStopping.Patience = 1;
+        var report = new RunReport(NullTrainingObserver.Instance);
+        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, report, validation: data.Validation).WithTestTimeout();
+        report.Write(_directory, options.Model.Loss, result);
+
+        var rows = File.ReadAllLines(Path.Combine(_directory, Core.Checkpoints.RunFiles.Epochs)).Skip(1)
+            .Select(r => double.Parse(r.Split(',')[5], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(result.Epochs.Select(e => e.ValidationLoss), rows);
+        Assert.All(rows, loss => Assert.True(double.IsFinite(loss) && loss > 0, $"validation loss {loss}"));
+        var validation = Assert.Single(RunReport.LossSeries(report.Epochs), l => l.Legend == "validation loss");
+        Assert.Equal(rows, validation.Values);
     }
 }
