@@ -191,7 +191,7 @@ public sealed class CliProcessTests : IDisposable
         var config = Config(initializer: """, "Initializer": { "Kind": "Constant", "Constant": 1e20 }""");
         var (process, exit) = await Disttrain(Run, "train", "--config", config, "--output", output);
         Assert.True(exit == 3, process.Output);
-        Assert.Contains("training diverged: Training diverged at epoch 1, step 0", process.StandardError);
+        Assert.Contains("training diverged: Training diverged at epoch 1, step 1", process.StandardError);
         // Said once, without a stack trace: a divergence is an outcome of training, not a crash.
         Assert.Single(Regex.Matches(process.Output, "Training diverged at epoch 1"));
         Assert.DoesNotContain("[ERROR]", process.Output);

@@ -725,7 +725,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         var ps = Start("parameter-server", configPath, psEnvironment);
         var worker = Start("worker", configPath, workerEnvironment);
         await ps.AssertExitAsync(3, Guard, [worker]);
-        Assert.Contains("training diverged: Training diverged at epoch 1, step 0", ps.Output);
+        Assert.Contains("training diverged: Training diverged at epoch 1, step 1", ps.Output);
         var run = Assert.Single(Directory.GetDirectories(Path.Combine(_directory, "runs")));
         Assert.True(File.Exists(Path.Combine(run, RunFiles.LastGood)), ps.Output);
         Assert.False(File.Exists(Path.Combine(run, RunFiles.Model)), "a diverged job must not leave model.safetensors");

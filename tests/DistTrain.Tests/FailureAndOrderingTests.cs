@@ -484,7 +484,7 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         var options = TestData.Options(model, workers: 2, batch: 32, epochs: 1);
         var error = await Assert.ThrowsAsync<TrainingDivergedException>(() =>
             SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout());
-        Assert.StartsWith("Training diverged at epoch 1, step 0 (weights version 0): a NaN or infinite loss.", error.Message);
+        Assert.StartsWith("Training diverged at epoch 1, step 1 (weights version 0): a NaN or infinite loss.", error.Message);
         Assert.Contains("Workers affected: 0 (loss NaN), 1 (loss NaN)", error.Message);
         Assert.Contains("First tensor with a non-finite gradient: 0.weight", error.Message);
         // No update had been applied: the fix named is the initialization, not the learning rate.

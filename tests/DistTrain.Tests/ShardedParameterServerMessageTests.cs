@@ -93,7 +93,7 @@ public class ShardedParameterServerMessageTests() : TestKit(TestTimeouts.TestKit
         gradient[50] = float.NaN;
         worker.Reply(new GradientComputed(1, 0, 0, 0, 10, 5, gradient));
         var error = failures.ExpectMsg<TrainingDivergedException>();
-        Assert.StartsWith("Training diverged at epoch 1, step 0 (weights version 0): a NaN or infinite averaged gradient", error.Message);
+        Assert.StartsWith("Training diverged at epoch 1, step 1 (weights version 0): a NaN or infinite averaged gradient", error.Message);
         Assert.Contains("First tensor with a non-finite gradient: b.weight", error.Message);
         Assert.Equal(0, error.LastGoodVersion);
         Assert.Equal(Ramp(), error.LastGoodWeights);

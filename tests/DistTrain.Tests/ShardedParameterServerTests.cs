@@ -234,7 +234,7 @@ public sealed class ShardedParameterServerTests : IDisposable
         var data = TestData.Normalized();
         var error = await Assert.ThrowsAsync<TrainingDivergedException>(() =>
             SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout());
-        Assert.StartsWith("Training diverged at epoch 1, step 0 (weights version 0): a NaN or infinite loss.", error.Message);
+        Assert.StartsWith("Training diverged at epoch 1, step 1 (weights version 0): a NaN or infinite loss.", error.Message);
         Assert.Equal(0, error.LastGoodVersion);
         var layout = ModelFactory.Build(model).Layout;
         Assert.Equal(layout.TotalLength, error.LastGoodWeights!.Length);

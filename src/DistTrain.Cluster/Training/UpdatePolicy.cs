@@ -227,7 +227,7 @@ public abstract class UpdatePolicy
     /// that is not, and hands over the last good weights (those before the version the bad reports were computed on).
     /// </summary>
     /// <param name="what">What was not finite.</param>
-    /// <param name="step">The step (round) of the part.</param>
+    /// <param name="step">The epoch's step (round), from 0; the message counts from 1.</param>
     /// <param name="computedOn">The version the reports were computed on.</param>
     /// <param name="reports">The reports, by worker.</param>
     /// <param name="lossFiniteOnIt">True when the loss computed on <paramref name="computedOn"/> was finite (the result of
@@ -246,7 +246,7 @@ public abstract class UpdatePolicy
         }
         var (good, goodVersion, older) = Outbox.LastGood(computedOn);
         throw new TrainingDivergedException(
-            $"Training diverged at epoch {Part!.Epoch}, step {step} (weights version {Model.Version}): {what}. " +
+            $"Training diverged at epoch {Part!.Epoch}, step {step + 1} (weights version {Model.Version}): {what}. " + // counted from 1, as a stopped run's summary counts
             $"Workers affected: {(workers.Count > 0 ? string.Join(", ", workers) : "none alone; the average overflowed")}. " +
             $"First tensor with a non-finite gradient: {tensor ?? "none (the loss overflowed first)"}. " +
             (computedOn == 0 && !lossFiniteOnIt
