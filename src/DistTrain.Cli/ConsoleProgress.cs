@@ -1,3 +1,4 @@
+using System.Globalization;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using Spectre.Console;
@@ -40,10 +41,10 @@ internal static class ConsoleProgress
     {
         if (s.TrainSamples == 0) // an epoch trained before a resume, only scored in this run
             return $"epoch {s.Epoch,2}/{epochs}  trained before this run   test acc {100 * s.TestAccuracy:F2}%";
-        var line = $"epoch {s.Epoch,2}/{epochs}  train loss {s.TrainLoss:F4}  test acc {100 * s.TestAccuracy:F2}%  " +
+        var line = $"epoch {s.Epoch,2}/{epochs}  train loss {Loss(s.TrainLoss)}  test acc {100 * s.TestAccuracy:F2}%  " +
                    $"{s.SamplesPerSecond,7:N0} samples/s  {s.TrainSeconds,5:F1} s" + (s.PausedSeconds > 0 ? $" (paused {s.PausedSeconds:F1} s)" : "");
         var extra = new List<string>();
-        if (!double.IsNaN(s.ValidationLoss)) extra.Add($"val loss {s.ValidationLoss:F4}  val acc {100 * s.ValidationAccuracy:F2}%");
+        if (!double.IsNaN(s.ValidationLoss)) extra.Add($"val loss {Loss(s.ValidationLoss)}  val acc {100 * s.ValidationAccuracy:F2}%");
         if (s.L1Penalty > 0) extra.Add($"L1 term {s.L1Penalty:G3}");
         if (s.L2Penalty > 0) extra.Add($"L2 term {s.L2Penalty:G3}");
         return extra.Count == 0 ? line : line + "\n          " + string.Join("  ", extra);
@@ -57,6 +58,13 @@ internal static class ConsoleProgress
     private static string DescribeCheckpoint(DistTrain.Cluster.Protocol.CheckpointSaved c) =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"checkpoint {c.Path}: version {c.Version}, next epoch {c.Epoch} round {c.Round}, {c.Bytes:N0} bytes in {c.Seconds * 1000:F1} ms");
+
+    /// <summary>
+    /// A loss for the console: four decimals (<c>0.4312</c>), or four significant digits in exponent form from a million
+    /// on (<c>6.5134E+027</c>), where a diverging run's fixed-point figures ran to 40 digits.
+    /// </summary>
+    internal static string Loss(double value) =>
+        Math.Abs(value) < 1e6 || !double.IsFinite(value) ? value.ToString("F4", CultureInfo.CurrentCulture) : value.ToString("E4", CultureInfo.CurrentCulture);
 
     /// <summary>
     /// Prints lines on a terminal, also while the live view runs. Spectre.Console writes them from the top row of the
@@ -134,7 +142,7 @@ internal static class ConsoleProgress
                 {
                     var rate = (_workerSteps[i] - _stepsAtLastRender[i]) / seconds;
                     _stepsAtLastRender[i] = _workerSteps[i];
-                    table.AddRow($"{i}", $"{rate:N0}", $"{_loss[i]:F4}", $"{1000 * _compute[i]:F2} ms", $"{1000 * _queueing[i]:F2} ms");
+                    table.AddRow($"{i}", $"{rate:N0}", Loss(_loss[i]), $"{1000 * _compute[i]:F2} ms", $"{1000 * _queueing[i]:F2} ms");
                 }
                 var fraction = _steps == 0 ? 0 : (double)_step / _steps;
                 const int width = 40;
@@ -142,7 +150,7 @@ internal static class ConsoleProgress
                 var bar = new string('━', filled) + new string('─', width - filled);
                 var status = new Markup(Markup.Escape(
                     $"parameter server: weights version {_version}, round {1000 * _roundSeconds:F2} ms\n" +
-                    $"epoch {_epoch,2}/{epochs} {bar} {100 * fraction,3:F0}%  step {_step}/{_steps}  loss {(_lossCount > 0 ? _lossSum / _lossCount : 0):F4}  lr {_learningRate:G4}"));
+                    $"epoch {_epoch,2}/{epochs} {bar} {100 * fraction,3:F0}%  step {_step}/{_steps}  loss {Loss(_lossCount > 0 ? _lossSum / _lossCount : 0)}  lr {_learningRate:G4}"));
                 return new Rows(table, status);
             }
         }
@@ -177,7 +185,7 @@ internal static class ConsoleProgress
             var done = step + 1;
             if (_nextQuarter > 3 || done >= _steps || 4L * done < (long)_steps * _nextQuarter) return;
             while (_nextQuarter <= 3 && 4L * done >= (long)_steps * _nextQuarter) _nextQuarter++;
-            Console.WriteLine($"epoch {epoch,2}/{epochs}  {100.0 * done / _steps,3:F0}%  step {done}/{_steps}  loss {_lossSum / _lossCount:F4}  lr {learningRate:G4}");
+            Console.WriteLine($"epoch {epoch,2}/{epochs}  {100.0 * done / _steps,3:F0}%  step {done}/{_steps}  loss {Loss(_lossSum / _lossCount)}  lr {learningRate:G4}");
         }
 
         public void EpochCompleted(EpochSummary summary) => Console.WriteLine(Describe(summary, epochs));
