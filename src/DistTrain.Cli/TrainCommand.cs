@@ -212,7 +212,7 @@ internal static class TrainCommand
             _ => $"momentum {o.Momentum}{(o.Nesterov ? " Nesterov" : "")}",
         };
         yield return string.Create(CultureInfo.InvariantCulture,
-            $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && loop.Mode != TrainingMode.Async ? $" x {workers} workers" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}{(o.GradientClipNorm > 0 ? $"; gradient clip norm {o.GradientClipNorm}" : "")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
+            $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && loop.Mode != TrainingMode.Async ? $" x {workers} worker{(workers == "1" ? "" : "s")}" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}{(o.GradientClipNorm > 0 ? $"; gradient clip norm {o.GradientClipNorm}" : "")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
         if (options.DescribeCompression() is { } compression) yield return compression;
         if (shards is not null) yield return $"parameter server in {shards}";
         yield return string.Create(CultureInfo.InvariantCulture,

@@ -55,6 +55,17 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
     }
 
     [Fact]
+    public void An_exploding_gradient_under_clipping_says_the_update_is_clipped_instead_of_advising_clipping()
+    {
+        // Before, it said "set Optimizer:GradientClipNorm" to a run that had it set: the norms measured are before clipping.
+        var monitor = new GradientHealthMonitor(Layout, new MonitoringOptions { ExplodingGradientNorm = 100, WarnAfterMeasurements = 1 }, clipNorm: 0.1);
+        float[] w = [1f, 1f, 1f];
+        Assert.Equal(["Exploding gradient: 0.bias has had a gradient norm above 100 for 1 measurements (now 500 at step 10). Optimizer:GradientClipNorm = 0.1 " +
+            "already clips the whole averaged gradient the update applies (this norm is measured before clipping); if the loss still rises, lower Optimizer:LearningRate."],
+            monitor.Measure(10, [1f, 0f, 500f], w, w));
+    }
+
+    [Fact]
     public void Clipping_by_global_norm_is_applied_once_at_the_parameter_server()
     {
         // Two workers send (3, 4) and (3, 4): the average has norm 5; clip to 1 -> (0.6, 0.8); lr 1 -> w = -(0.6, 0.8).

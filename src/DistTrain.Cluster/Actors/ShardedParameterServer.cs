@@ -116,7 +116,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         }
         if (monitoring is { GradientNormEverySteps: > 0 })
         {
-            _health = new GradientHealthMonitor(layout, monitoring);
+            _health = new GradientHealthMonitor(layout, monitoring, optimizer.GradientClipNorm);
             Metrics.DistTrainMetrics.WatchLayerHealth(_health.Latest);
             var whole = _health.TensorNames.Select((name, i) => (name, i)).ToDictionary(t => t.name, t => t.i, StringComparer.Ordinal);
             _healthIndex = [.. _plan.Select(p => p.SliceLayout(layout).Segments.Where(s => s.Trainable).Select(s => whole[s.Name]).ToArray())];

@@ -70,7 +70,7 @@ public sealed class ServerModel
         _schedule = new LearningRateSchedule(optimizer.Schedule);
         _clipNorm = optimizer.GradientClipNorm;
         _monitoring = monitoring ?? new MonitoringOptions { GradientNormEverySteps = 0 };
-        _health = new GradientHealthMonitor(initialWeights.Layout, _monitoring);
+        _health = new GradientHealthMonitor(initialWeights.Layout, _monitoring, _clipNorm);
         _average = new float[initialWeights.Layout.TrainableLength];
         _averageList = [_average];
         _before = _monitoring.GradientNormEverySteps > 0 ? new float[initialWeights.Layout.TotalLength] : [];

@@ -85,10 +85,16 @@ public sealed class GradientHealthMonitor
     private readonly int[] _vanishingRun;
     private readonly int[] _explodingRun;
     private readonly int?[] _batchNormAfter; // per trainable tensor: for a layer's bias that a BatchNorm follows, that layer's index
+    private readonly double _clipNorm;
 
     /// <summary>Creates the monitor for a model's layout.</summary>
-    public GradientHealthMonitor(ParameterLayout layout, MonitoringOptions options)
+    /// <param name="layout">The model's layout.</param>
+    /// <param name="options">The thresholds and how often to measure.</param>
+    /// <param name="clipNorm">Optimizer:GradientClipNorm where the update is made, 0 for none: an exploding-gradient warning
+    /// then says the update is already clipped (the norms measured are before clipping) instead of advising clipping.</param>
+    public GradientHealthMonitor(ParameterLayout layout, MonitoringOptions options, double clipNorm = 0)
     {
+        _clipNorm = clipNorm;
         _segments = [.. layout.Segments.Where(s => s.Trainable)];
         // A bias right before a BatchNorm (the only layer with running statistics) has a zero gradient by design: the
         // BatchNorm subtracts the batch mean, and with it any constant the bias adds.
@@ -183,6 +189,9 @@ public sealed class GradientHealthMonitor
                     ? $"Layer {layer + 1} is a BatchNorm, which subtracts the batch mean and with it this bias, so its gradient is zero by design: set \"Bias\": false on layer {layer} (as PyTorch models do before BatchNorm)."
                     : "Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate."));
         if (_explodingRun[i] == _options.WarnAfterMeasurements)
-            (warnings ??= []).Add($"Exploding gradient: {segment.Name} has had a gradient norm above {_options.ExplodingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.");
+            (warnings ??= []).Add($"Exploding gradient: {segment.Name} has had a gradient norm above {_options.ExplodingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). " +
+                (_clipNorm > 0
+                    ? $"Optimizer:GradientClipNorm = {_clipNorm:G3} already clips the whole averaged gradient the update applies (this norm is measured before clipping); if the loss still rises, lower Optimizer:LearningRate."
+                    : "Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm."));
     }
 }
