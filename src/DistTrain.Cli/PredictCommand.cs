@@ -105,7 +105,9 @@ internal static class PredictCommand
         // The weights of a diverged run's last-good file can overflow on any input: then the model is the cause, not the data.
         var cause = model.Metadata.TryGetValue("stopped", out var stopped) && stopped.Contains("diverged", StringComparison.Ordinal)
             ? $"The model comes from a run that diverged ({stopped}): its weights are likely large enough to overflow on any input. " +
-              "Use a checkpoint from before the divergence, or train again with a lower Optimizer:LearningRate or Optimizer:GradientClipNorm set."
+              (stopped.Contains("first step", StringComparison.Ordinal)
+                  ? "They are the weights the run started from: train again with another Model:Initializer."
+                  : "Use a checkpoint from before the divergence, or train again with a lower Optimizer:LearningRate or Optimizer:GradientClipNorm set.")
             : "The input values are likely far outside the range of the training data (a value such as 3e38 overflows the network); give " +
               "values on the training data's scale or leave these samples out.";
         throw new DataFormatException($"{names}: the model's outputs for {(bad.Count == 1 ? "this sample are" : $"these {bad.Count:N0} samples are")} " +

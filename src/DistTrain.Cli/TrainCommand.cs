@@ -334,13 +334,16 @@ internal static class TrainCommand
         if (!ModelFactory.Build(options.Model).Layers.OfType<Core.Layers.BatchNorm>().Any(b => b.Input.Positions == 1)) return null;
         const string Effect = "a minibatch of one sample has no batch statistics, so BatchNorm on flat features (after a Dense layer) normalizes it with its running statistics and does not update them (PyTorch raises an error there)";
         if (batch == 1)
-            return $"Training:BatchSizePerWorker = 1: {Effect}; with every minibatch of one sample they never change from 0 and 1. Use 2 or more samples per worker, or LayerNorm.";
+            return $"Training:BatchSizePerWorker = 1: {Effect}; with every minibatch of one sample they never change from their starting values. Use 2 or more samples per worker, or LayerNorm.";
         if (workers < 1 || trainSamples < workers) return null;
         var small = trainSamples / workers;
         int[] shards = trainSamples % workers == 0 ? [small] : [small, small + 1];
-        return shards.FirstOrDefault(s => s % batch == 1) is var shard and > 0
-            ? string.Create(CultureInfo.InvariantCulture, $"{trainSamples:N0} training samples over {workers} worker{(workers == 1 ? "" : "s")} give a shard of {shard:N0}, whose last minibatch of Training:BatchSizePerWorker = {batch} holds one sample: {Effect}, for that step of each epoch. Change the batch size, or Data:TrainLimit, by one to avoid it.")
-            : null;
+        if (shards.FirstOrDefault(s => s % batch == 1) is not (var shard and > 0)) return null;
+        // The nearest batch sizes that leave no shard a one-sample minibatch, below and above.
+        var fits = new[] { -1, 1 }.Select(direction => Enumerable.Range(1, batch).Select(d => batch + direction * d)
+            .FirstOrDefault(b => b >= 2 && shards.All(s => s % b != 1))).Where(b => b > 0).Distinct().ToList();
+        return string.Create(CultureInfo.InvariantCulture, $"{trainSamples:N0} training samples over {workers} worker{(workers == 1 ? "" : "s")} give a shard of {shard:N0}, whose last minibatch of Training:BatchSizePerWorker = {batch} holds one sample: {Effect}, for that step of each epoch.") +
+            (fits.Count > 0 ? $" Training:BatchSizePerWorker = {string.Join(" or ", fits)} avoids it." : "");
     }
 
     /// <summary>

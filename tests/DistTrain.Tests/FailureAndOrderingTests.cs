@@ -488,8 +488,8 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.Contains("Workers affected: 0 (loss NaN), 1 (loss NaN)", error.Message);
         Assert.Contains("First tensor with a non-finite gradient: 0.weight", error.Message);
         // No update had been applied: the fix named is the initialization, not the learning rate.
-        Assert.EndsWith("No update had been applied, so the learning rate is not the cause: check Model:Initializer (weights that start too large " +
-            "overflow, as a large Constant does) and the input normalization.", error.Message);
+        Assert.EndsWith("It was computed on the starting weights, before any update, so the learning rate is not the cause: check Model:Initializer " +
+            "(weights that start too large overflow, as a large Constant does) and the input normalization.", error.Message);
         // The last good weights are the version-0 weights (the first step already diverged).
         Assert.Equal(0, error.LastGoodVersion);
         Assert.All(error.LastGoodWeights!.Take(100), w => Assert.Equal(1e20f, w));

@@ -91,6 +91,7 @@ public class LayerWarningTests
         Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
         Assert.Equal("pretrained weights from pretrained.safetensors; frozen: 0", DistTrain.Cli.TrainCommand.SettingsLines(options, "1", null, null).Last());
     }
+
     [Fact]
     public void BatchNorm_on_flat_features_with_minibatches_of_one_sample_is_warned_of_not_after_a_convolution()
     {
@@ -104,10 +105,12 @@ public class LayerWarningTests
         var every = DistTrain.Cli.TrainCommand.BatchNormWithOneSample(WithBatchNorm(1), trainSamples: 200, workers: 2);
         Assert.Equal("Training:BatchSizePerWorker = 1: a minibatch of one sample has no batch statistics, so BatchNorm on flat features (after a Dense " +
             "layer) normalizes it with its running statistics and does not update them (PyTorch raises an error there); with every minibatch of one " +
-            "sample they never change from 0 and 1. Use 2 or more samples per worker, or LayerNorm.", every);
-        // 201 samples over 2 workers: shards of 100 and 101; 101 = 3 x 33 + 2, 100 = 3 x 33 + 1.
-        Assert.StartsWith("200 training samples over 2 workers give a shard of 100, whose last minibatch of Training:BatchSizePerWorker = 33 holds one sample:",
-            DistTrain.Cli.TrainCommand.BatchNormWithOneSample(WithBatchNorm(33), trainSamples: 200, workers: 2));
+            "sample they never change from their starting values. Use 2 or more samples per worker, or LayerNorm.", every);
+        // 200 samples over 2 workers: shards of 100 = 3 x 33 + 1; the nearest sizes that avoid it are named.
+        var last = DistTrain.Cli.TrainCommand.BatchNormWithOneSample(WithBatchNorm(33), trainSamples: 200, workers: 2);
+        Assert.StartsWith("200 training samples over 2 workers give a shard of 100, whose last minibatch of Training:BatchSizePerWorker = 33 holds one sample:", last);
+        Assert.EndsWith("for that step of each epoch. Training:BatchSizePerWorker = 32 or 34 avoids it.", last);
+        // 201 samples: shards of 100 and 101; 101 = 3 x 33 + 2.
         Assert.StartsWith("201 training samples over 2 workers give a shard of 100,",
             DistTrain.Cli.TrainCommand.BatchNormWithOneSample(WithBatchNorm(33), trainSamples: 201, workers: 2));
         Assert.Null(DistTrain.Cli.TrainCommand.BatchNormWithOneSample(WithBatchNorm(32), trainSamples: 200, workers: 2));

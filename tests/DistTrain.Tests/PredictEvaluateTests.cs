@@ -1,5 +1,6 @@
 using System.Text.Json;
 using DistTrain.Cli;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
 
@@ -327,12 +328,18 @@ public class PredictEvaluateTests : IDisposable
         Assert.Contains("far outside the range of the training data (a value such as 3e38", error.Message);
         // The same model saved as a diverged run's last-good file: its weights are named as the likely cause, not the data.
         var lastGood = Path.Combine(_directory, "last-good.safetensors");
-        Core.Checkpoints.SafeTensors.Write(lastGood, model.Weights, new Dictionary<string, string>(model.Metadata) { ["stopped"] = "training diverged; these are the last weights with a finite loss" });
+        SafeTensors.Write(lastGood, model.Weights, new Dictionary<string, string>(model.Metadata) { ["stopped"] = "training diverged; these are the last weights with a finite loss" });
         var diverged = TrainedModel.Load(lastGood);
         var blamed = Assert.Throws<DataFormatException>(() => PredictCommand.Predict(diverged, ModelInputs.Read(rows, diverged, resize: false), k: 3).ToArray());
         Assert.EndsWith("so there is no prediction. The model comes from a run that diverged (training diverged; these are the last weights with a finite loss): " +
             "its weights are likely large enough to overflow on any input. Use a checkpoint from before the divergence, or train again with a lower " +
             "Optimizer:LearningRate or Optimizer:GradientClipNorm set.", blamed.Message);
+        // A run that failed at its first step saved its starting weights: the initializer is named instead.
+        SafeTensors.Write(lastGood, model.Weights, new Dictionary<string, string>(model.Metadata)
+            { ["stopped"] = "training diverged at its first step; these are the weights it started from, whose loss was not finite either" });
+        diverged = TrainedModel.Load(lastGood);
+        blamed = Assert.Throws<DataFormatException>(() => PredictCommand.Predict(diverged, ModelInputs.Read(rows, diverged, resize: false), k: 3).ToArray());
+        Assert.EndsWith("They are the weights the run started from: train again with another Model:Initializer.", blamed.Message);
         Assert.Equal([1], model.NonFiniteSamples(model.Score(ModelInputs.Read(rows, model, resize: false).Values, dividedBy: 1)));
         // The C# API: no class for that sample (-1), and it counts as wrong in the accuracy.
         var samples = new[] { 5.1f, 3.5f, 1.4f, 0.2f, 5.1f, 3e38f, 1.4f, 0.2f };

@@ -85,7 +85,13 @@ public sealed class ResumeHyperparameterTests : IDisposable
         // cos(π · 2/4) at the start of epoch 3 of 4 gives half of 0.003; the 2-epoch curve had reached its end, 0.
         Assert.Contains("Optimizer:Schedule Cosine anneals over Training:Epochs, and the checkpoint's run had 2 epochs where this one has 4: " +
             "from the checkpoint's position on, the learning rate follows the 4-epoch curve (0.0015 at the start of epoch 3, where the checkpoint's run had 0, " +
-            "its last rate). To keep the checkpoint's curve, resume with --epochs 2 (Training:Epochs).", lines);
+            "the end of its curve). Training on from a finished run starts the new curve part-way, as a new schedule would.", lines);
+
+        // Mid-run, the fix is the checkpoint's count: with 3 epochs from the epoch-1 checkpoint, cos(π/3) gives 0.00225, cos(π/2) 0.0015.
+        var midRun = new CheckpointStore(_directory, 10).List().Select(p => TrainingCheckpoint.Read(p, layout)).Single(c => c.Epoch == 2);
+        Assert.Equal("Optimizer:Schedule Cosine anneals over Training:Epochs, and the checkpoint's run had 2 epochs where this one has 3: from the checkpoint's " +
+            "position on, the learning rate follows the 3-epoch curve (0.00225 at the start of epoch 2, where the checkpoint's run had 0.0015). To keep the " +
+            "checkpoint's curve, resume with --epochs 2 (Training:Epochs).", CheckpointResume.CosineSpanChange(midRun, Adam(epochs: 3, resume: true, Cosine)));
 
         // The same count, or a schedule that does not span the run, changes nothing: no warning.
         lines.Clear();

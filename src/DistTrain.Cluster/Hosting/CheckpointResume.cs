@@ -128,7 +128,7 @@ public static class CheckpointResume
         if (checkpoint.Epoch > loop.Epochs && !trained)
             throw new CheckpointResumeException($"Checkpoint {search.Path} has completed all {checkpoint.Epoch - 1} epochs and Training:Epochs = {loop.Epochs}. " +
                 "Raise Training:Epochs (--epochs) to train further.");
-        if (CosineSpanChange(checkpoint, options) is { } spanChange) log(spanChange);
+        if (!trained && CosineSpanChange(checkpoint, options) is { } spanChange) log(spanChange); // a finished run's checkpoint trains no step
         log(trained
             ? $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, all {loop.Epochs} epochs trained; epoch {loop.Epochs} is evaluated and the model written, then the run ends (raise Training:Epochs to train further)"
             : $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, epoch {checkpoint.Epoch} round {checkpoint.Round}");
@@ -155,12 +155,13 @@ public static class CheckpointResume
         var position = new SchedulePosition(0, epoch - 1, 0, 1);
         var rate = options.Optimizer.LearningRate;
         string Format(double value) => value.ToString("G4", System.Globalization.CultureInfo.InvariantCulture);
-        var scaled = options.Optimizer.ScaleLearningRateByWorkers ? " × the workers" : "";
+        var scaled = options.Optimizer.ScaleLearningRateByWorkers && options.Training.Mode != TrainingMode.Async ? " × the workers" : "";
         return $"Optimizer:Schedule Cosine anneals over Training:Epochs, and the checkpoint's run had {checkpoint.RunEpochs} epochs where this one has {epochs}: " +
             $"from the checkpoint's position on, the learning rate follows the {epochs}-epoch curve ({Format(schedule.At(position, epochs, rate))}{scaled} at the start of epoch {epoch}, " +
             $"where the checkpoint's run had {Format(schedule.At(position, checkpoint.RunEpochs, rate))}{scaled}" +
-            (checkpoint.Epoch > checkpoint.RunEpochs ? ", its last rate" : "") +
-            $"). To keep the checkpoint's curve, resume with --epochs {checkpoint.RunEpochs} (Training:Epochs).";
+            (checkpoint.Epoch > checkpoint.RunEpochs
+                ? ", the end of its curve). Training on from a finished run starts the new curve part-way, as a new schedule would."
+                : $"). To keep the checkpoint's curve, resume with --epochs {checkpoint.RunEpochs} (Training:Epochs).");
     }
 
     /// <summary>
@@ -286,13 +287,13 @@ public static class CheckpointResume
             if (recorded is not null && recorded.TryGetValue(key, out var theirs) && theirs.GetRawText() != value.GetRawText())
             {
                 // A layer is recorded whole, as JSON: name the settings of it that changed, not both objects.
-                if (LayerSettings(value) is { } ours && LayerSettings(theirs) is { } recordedLayer)
-                {
-                    foreach (var (setting, mine) in ours)
-                        if (recordedLayer.TryGetValue(setting, out var other) && other.GetRawText() != mine.GetRawText())
-                            yield return $"{key}:{LayerKey(setting)} = {Shown(mine)}, the checkpoint's is {Shown(other)}";
-                }
-                else yield return $"{key} = {Shown(value)}, the checkpoint's is {Shown(theirs)}";
+                var settings = LayerSettings(value) is { } ours && LayerSettings(theirs) is { } recordedLayer
+                    ? ours.Where(s => recordedLayer.TryGetValue(s.Key, out var other) && other.GetRawText() != s.Value.GetRawText())
+                        .Select(s => $"{key}:{LayerKey(s.Key)} = {Shown(s.Value)}, the checkpoint's is {Shown(recordedLayer[s.Key])}").ToList()
+                    : [];
+                // No setting both record differs (one records a setting the other lacks, from another version): the whole layer.
+                if (settings.Count == 0) settings.Add($"{key} = {Shown(value)}, the checkpoint's is {Shown(theirs)}");
+                foreach (var change in settings) yield return change;
             }
     }
 

@@ -250,8 +250,8 @@ public abstract class UpdatePolicy
             $"Workers affected: {(workers.Count > 0 ? string.Join(", ", workers) : "none alone; the average overflowed")}. " +
             $"First tensor with a non-finite gradient: {tensor ?? "none (the loss overflowed first)"}. " +
             (computedOn == 0 && !lossFiniteOnIt
-                ? "No update had been applied, so the learning rate is not the cause: check Model:Initializer (weights that start too large " +
-                  "overflow, as a large Constant does) and the input normalization."
+                ? "It was computed on the starting weights, before any update, so the learning rate is not the cause: check Model:Initializer " +
+                  "(weights that start too large overflow, as a large Constant does) and the input normalization."
                 : "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization."), good, goodVersion, older || lossFiniteOnIt);
     }
 }
