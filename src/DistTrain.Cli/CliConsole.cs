@@ -13,17 +13,23 @@ internal static class CliConsole
     /// Called once at start-up: when output is redirected (CI, docker logs, files, pipes) nothing is wrapped, since no
     /// terminal width applies (Spectre.Console would otherwise wrap at 80 columns): a line ends where its text does. The
     /// training actors' warnings in single-node mode (<see cref="DistTrain.Cluster.Hosting.CommandLineLogger"/>) go where the
-    /// commands' notices go: above the live view on a terminal, which a write of their own would tear, else to standard error.
+    /// commands' notices go (<see cref="Notice"/>).
     /// </summary>
     public static void Configure()
     {
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = UnlimitedWidth;
         if (Console.IsErrorRedirected) Error.Profile.Width = UnlimitedWidth;
-        DistTrain.Cluster.Hosting.CommandLineLogger.Output = line =>
-        {
-            if (Console.IsOutputRedirected) Error.WriteLine(line);
-            else ConsoleProgress.WriteAbove(line);
-        };
+        DistTrain.Cluster.Hosting.CommandLineLogger.Output = Notice;
+    }
+
+    /// <summary>
+    /// A line said while a command runs (a warning, a Ctrl-C notice): to standard error, except while the live view owns
+    /// the terminal, where it goes above the view (a write of its own would tear the view).
+    /// </summary>
+    public static void Notice(string line)
+    {
+        if (ConsoleProgress.LiveViewActive) ConsoleProgress.WriteAbove(line);
+        else Error.WriteLine(line);
     }
 
     /// <summary>The console width given to Spectre.Console for redirected output: no line is ever that long.</summary>

@@ -12,6 +12,11 @@ namespace DistTrain.Cli;
 /// </summary>
 internal static class ConsoleProgress
 {
+    private static volatile bool _live;
+
+    /// <summary>True while the live view owns the terminal: other lines must go above it (<see cref="WriteAbove"/>).</summary>
+    public static bool LiveViewActive => _live;
+
     public static async Task<TrainingResult> RunAsync(int epochs, Func<ITrainingObserver, Task<TrainingResult>> run)
     {
         if (!AnsiConsole.Profile.Capabilities.Interactive || Console.IsOutputRedirected)
@@ -22,13 +27,21 @@ internal static class ConsoleProgress
             .AutoClear(true)
             .StartAsync(async context =>
             {
-                var training = run(live);
-                while (!training.IsCompleted)
+                _live = true;
+                try
                 {
-                    context.UpdateTarget(live.Render());
-                    await Task.WhenAny(training, Task.Delay(TimeSpan.FromSeconds(1)));
+                    var training = run(live);
+                    while (!training.IsCompleted)
+                    {
+                        context.UpdateTarget(live.Render());
+                        await Task.WhenAny(training, Task.Delay(TimeSpan.FromSeconds(1)));
+                    }
+                    result = await training;
                 }
-                result = await training;
+                finally
+                {
+                    _live = false;
+                }
             });
         return result!;
     }

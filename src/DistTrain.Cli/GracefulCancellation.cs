@@ -32,9 +32,7 @@ internal sealed class GracefulCancellation : IDisposable
         }
         context.Cancel = true;
         var notice = $"{(context.Signal == PosixSignal.SIGINT ? "Ctrl-C" : "SIGTERM")}: stopping at the next step (press Ctrl-C again to exit at once).";
-        // On a terminal the live view owns the screen: the line goes above it, through the same console.
-        if (Console.IsOutputRedirected) CliConsole.Error.WriteLine(notice);
-        else ConsoleProgress.WriteAbove(notice);
+        CliConsole.Notice(notice);
         _source.Cancel();
     }
 
