@@ -154,7 +154,7 @@ internal static class RunOutputs
     {
         SaveLastGood(runDirectory, options, normalizer, data, diverged, report, epochsBefore);
         if (report is null) return;
-        var stopped = report.DivergedAt();
+        var stopped = report.DivergedAt(diverged.Epoch, diverged.Step);
         var layout = DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout;
         // The summary's tensors and version are those of last-good.safetensors; without last good weights, only their layout.
         var weights = diverged.LastGoodWeights is { } good ? new DistTrain.Core.Tensors.ParameterVector(layout, good) : new DistTrain.Core.Tensors.ParameterVector(layout);

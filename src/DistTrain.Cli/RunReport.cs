@@ -35,18 +35,34 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
 
     /// <summary>
     /// Where a run that diverged stopped, for <c>summary.json</c>'s <c>stopped</c> and the plot's title, in the form a
-    /// cancelled run's has: "diverged at epoch 4, step 13 of 32", the step after the last one applied in the epoch in
-    /// progress (1-based; the divergence message counts from 0); "diverged before the first epoch" when none had started.
+    /// cancelled run's has: "diverged at epoch 4, step 13 of 32". The step is the failed one as the divergence names it
+    /// (<paramref name="epoch"/>, <paramref name="step"/>, 1-based), which counts the steps a resumed run or a takeover did
+    /// not apply itself; when those are unknown (0), the step after the last one applied in the epoch in progress;
+    /// "diverged before the first epoch" when none had started.
     /// </summary>
-    public string DivergedAt()
+    public string DivergedAt(int epoch = 0, int step = 0)
     {
         lock (_gate)
         {
+            if (epoch > 0 && step > 0)
+                return _stepsOfEpoch.TryGetValue(epoch, out var planned)
+                    ? $"diverged at epoch {epoch}, step {step} of {planned}"
+                    : $"diverged at epoch {epoch}, step {step}";
             if (_stepsOfEpoch.Count == 0) return "diverged before the first epoch";
-            var epoch = _stepsOfEpoch.Keys.Max(); // the epoch in progress
-            var applied = _steps.Count(s => s.Epoch == epoch);
-            return $"diverged at epoch {epoch}, step {applied + 1} of {_stepsOfEpoch[epoch]}";
+            var current = _stepsOfEpoch.Keys.Max(); // the epoch in progress
+            var applied = _steps.Count(s => s.Epoch == current);
+            return $"diverged at epoch {current}, step {applied + 1} of {_stepsOfEpoch[current]}";
         }
+    }
+
+    /// <summary>
+    /// Where the plot puts each step on its epochs axis: epoch E's step s (from 0) of its S planned at E − 1 + (s + 1) / S,
+    /// so the end of epoch E is at E, where the epoch's own points are drawn.
+    /// </summary>
+    internal double[] StepPositions()
+    {
+        lock (_gate)
+            return [.. _steps.Select(s => s.Epoch - 1 + (s.Step + 1) / (double)Math.Max(1, _stepsOfEpoch.GetValueOrDefault(s.Epoch, 1)))];
     }
 
     /// <summary>True once a step of this run was applied: there is a report to write.</summary>
@@ -128,7 +144,6 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
 
             // One chart: losses on the left axis, test accuracy on the right.
             var plot = new ScottPlot.Plot();
-            var stepsPerEpoch = _epochs.Count > 0 ? _steps.Count / (double)_epochs.Count : 1;
             var series = LossSeries(_epochs);
             // Losses over many decades (a run that diverged) are drawn on a log scale, or all but the largest lie on zero.
             var logScale = UsesLogScale(_steps.Select(s => s.Loss).Concat(series.SelectMany(l => l.Values)));
@@ -137,7 +152,9 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
                 var drawn = points.Select(p => (p.X, Y: logScale ? Math.Log10(p.Y) : p.Y)).Where(p => double.IsFinite(p.Y)).ToList();
                 return ([.. drawn.Select(p => p.X)], [.. drawn.Select(p => p.Y)]);
             }
-            var (stepX, stepY) = Points(_steps.Select((s, i) => ((i + 1) / stepsPerEpoch, s.Loss)));
+            // Each step at its place in its own epoch, on the epochs' axis: an unfinished epoch's steps (a diverged or cancelled
+            // run) and a resumed run's, which start part-way, land where they belong.
+            var (stepX, stepY) = Points(StepPositions().Zip(_steps, (x, s) => (x, s.Loss)));
             var stepLoss = plot.Add.ScatterLine(stepX, stepY);
             stepLoss.LegendText = "train loss (per step)";
             stepLoss.LineWidth = 1;

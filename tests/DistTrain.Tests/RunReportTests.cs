@@ -52,6 +52,11 @@ public class RunReportTests : IDisposable
             if (epoch < 3) report.EpochCompleted(new EpochSummary(epoch, version, 0.5 / epoch, 0.6 / epoch, 0.7 + epoch / 100.0, 100, 350, 1, 0.1));
         }
         var weights = Enumerable.Range(0, layout.TotalLength).Select(i => i * 1e-4f).ToArray();
+        // Epoch 3's two steps are drawn in epoch 3, not spread as if every step of the run belonged to a finished epoch.
+        Assert.Equal([0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.25, 2.5], report.StepPositions());
+        // The summary names the failed step as the divergence does (a run resumed part-way through epoch 3 applied fewer).
+        Assert.Equal("diverged at epoch 3, step 3 of 4", report.DivergedAt());
+        Assert.Equal("diverged at epoch 3, step 4 of 4", report.DivergedAt(epoch: 3, step: 4));
         var diverged = new Cluster.Actors.TrainingDivergedException("diverged", weights, lastGoodVersion: version);
 
         RunOutputs.KeepDiverged(_directory, options, data.Normalizer, Core.Data.DataMetadata.Of(data, options.Data), diverged, report);

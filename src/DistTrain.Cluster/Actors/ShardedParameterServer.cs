@@ -387,7 +387,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         if (failure is TrainingDivergedException diverged)
         {
             var whole = _lastGood.All(w => w is not null) ? Whole(_lastGood) : null;
-            throw new TrainingDivergedException(diverged.Message, whole, whole is null ? -1 : diverged.LastGoodVersion, diverged.LossFinite);
+            throw new TrainingDivergedException(diverged.Message, whole, whole is null ? -1 : diverged.LastGoodVersion, diverged.LossFinite, diverged.Epoch, diverged.Step);
         }
         System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw(); // with the shard's own stack trace
     }

@@ -252,6 +252,7 @@ public abstract class UpdatePolicy
             (computedOn == 0 && !lossFiniteOnIt
                 ? "It was computed on the starting weights, before any update, so the learning rate is not the cause: check Model:Initializer " +
                   "(weights that start too large overflow, as a large Constant does) and the input normalization."
-                : "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization."), good, goodVersion, older || lossFiniteOnIt);
+                : "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization."), good, goodVersion, older || lossFiniteOnIt,
+            Part!.Epoch, step + 1);
     }
 }
