@@ -294,4 +294,13 @@ public class ConfigurationMessageTests
                 foreach (var inner in EnumKeys(property.PropertyType, key)) yield return inner;
         }
     }
+    [Fact]
+    public void Two_environment_variables_that_differ_only_in_case_are_refused_naming_both_not_a_crash()
+    {
+        // Before: "error: An item with the same key has already been added. Key: TRAINING:EPOCHS" from the configuration source.
+        var environment = new Dictionary<string, string?> { ["DISTTRAIN_Training__Epochs"] = "1", ["DISTTRAIN_TRAINING__EPOCHS"] = "2" };
+        var error = Assert.Throws<ConfigurationException>(() => TrainingOptionsLoader.Load(null, null, checkDataDirectory: false, environment));
+        Assert.Contains("DISTTRAIN_TRAINING__EPOCHS and DISTTRAIN_Training__Epochs both set ", error.Message);
+        Assert.Contains(": configuration keys are matched ignoring case, so these are one setting given twice. Unset one of them.", error.Message);
+    }
 }

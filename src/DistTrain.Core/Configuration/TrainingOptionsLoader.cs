@@ -97,6 +97,11 @@ public static class TrainingOptionsLoader
         {
             if (!name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase) || NonConfigVariables.Contains(name[EnvironmentPrefix.Length..])) continue;
             var key = name[EnvironmentPrefix.Length..].Replace("__", ":");
+            // Keys match ignoring case, so two variables that differ only in case set one setting: which would win is up
+            // to the order the environment lists them in (the in-memory source refused the second, a crash before).
+            if (environmentKeys.TryGetValue(key, out var first))
+                throw new ConfigurationException(source, [$"{string.Join(" and ", new[] { first, name }.Order(StringComparer.Ordinal))} both set " +
+                    $"{key.Replace("__", ":")}: configuration keys are matched ignoring case, so these are one setting given twice. Unset one of them."]);
             environmentKeys[key] = name;
             fromEnvironment.Add(new(key, value));
         }
