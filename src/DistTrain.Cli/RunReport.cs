@@ -201,7 +201,7 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     /// The title of <c>curves.png</c>: the epochs trained and the test accuracy of the weights the run kept, as the final
     /// console line gives it. With early stopping that kept an earlier epoch, "13 epochs, kept epoch 11: test accuracy
     /// 77.20%"; a resumed run names its epochs ("epochs 4 to 6"); a run stopped before its end (<paramref name="stopped"/>)
-    /// leads with why, "Diverged at epoch 4, step 1 of 32: 3 epochs, test accuracy after epoch 3 20.40%".
+    /// leads with why, "Diverged at epoch 4, step 1 of 32: 3 epochs, test accuracy 20.40% after epoch 3".
     /// </summary>
     /// <param name="epochs">The epochs this run finished, in order.</param>
     /// <param name="result">The saved weights' result (its kept epoch); null for the last epoch.</param>
@@ -216,7 +216,7 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
         var trained = first == 1 ? $"{epochs.Count} epoch{(epochs.Count == 1 ? "" : "s")}"
             : first == last ? $"epoch {last}" : $"epochs {first} to {last}";
         string Accuracy(EpochSummary e) => (100 * e.TestAccuracy).ToString("F2", inv) + "%";
-        if (stopped is not null) return $"{run}: {trained}, test accuracy after epoch {last} {Accuracy(epochs[^1])}";
+        if (stopped is not null) return $"{run}: {trained}, test accuracy {Accuracy(epochs[^1])} after epoch {last}";
         if (KeptEarlierEpoch(epochs, result) is { } kept) return $"{run}: {trained}, kept epoch {kept}: test accuracy {Accuracy(result!.FinalEpoch)}";
         return $"{run}: {trained}, final test accuracy {Accuracy(epochs[^1])}";
     }

@@ -228,7 +228,7 @@ internal static class TrainCommand
     /// <summary>
     /// The initializer as the start-up line names it: its kind, with the one setting the kind reads when it differs from its
     /// default (<c>HeNormal, Gain 2</c>, <c>Normal, NormalStd 0.1</c>, <c>Uniform, UniformRange 0.1</c>, <c>Constant, Constant 0.5</c>);
-    /// the kind alone otherwise, and for Zeros.
+    /// the kind alone otherwise, and for Zeros. Constant's value is always given, 0 (its default) included.
     /// </summary>
     internal static string DescribeInitializer(InitializerOptions init)
     {
@@ -240,7 +240,7 @@ internal static class TrainCommand
                 nameof(InitializerOptions.UniformRange) => (Key: key, Value: init.UniformRange, Default: defaults.UniformRange),
                 _ => (Key: key, Value: init.Constant, Default: defaults.Constant),
             })
-            .Where(setting => setting.Value != setting.Default)
+            .Where(setting => setting.Value != setting.Default || setting.Key == nameof(InitializerOptions.Constant)) // Constant 0 is named: every weight zero
             .Select(setting => string.Create(CultureInfo.InvariantCulture, $", {setting.Key} {setting.Value}"));
         return $"{init.Kind}{string.Concat(set)}";
     }

@@ -388,6 +388,8 @@ public class RunReportTests : IDisposable
         Assert.Equal("init Uniform, UniformRange 0.2", Init());
         options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Constant, Constant = 0.5 };
         Assert.Equal("init Constant, Constant 0.5", Init());
+        options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Constant }; // 0, the default: still named
+        Assert.Equal("init Constant, Constant 0", Init());
         options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Zeros, Constant = 0.5 };
         Assert.Equal("init Zeros", Init());
     }
@@ -478,7 +480,7 @@ public class RunReportTests : IDisposable
         var resumed = new List<EpochSummary> { Epoch(4, 0.8), Epoch(5, 0.81), Epoch(6, 0.825) };
         Assert.Equal("DistTrain run: epochs 4 to 6, final test accuracy 82.50%", RunReport.Title(resumed, new TrainingResult(weights, 120, resumed), stopped: null));
         // A stopped run leads with why; its accuracy is the last finished epoch's, also with early stopping on.
-        Assert.Equal("Diverged at epoch 4, step 1 of 32: 3 epochs, test accuracy after epoch 3 20.40%",
+        Assert.Equal("Diverged at epoch 4, step 1 of 32: 3 epochs, test accuracy 20.40% after epoch 3",
             RunReport.Title([Epoch(1, 0.102), Epoch(2, 0.1), Epoch(3, 0.204)], null, "diverged at epoch 4, step 1 of 32"));
         Assert.Equal("Cancelled at epoch 1, step 3 of 5: no epoch finished", RunReport.Title([], null, "cancelled at epoch 1, step 3 of 5"));
     }
