@@ -212,6 +212,13 @@ public class ConfigurationMessageTests
         var merged = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes("""{ "Optimizer": { "LearningRate": 0.2 }, "optimizer": { "Momentum": 0.5 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""),
             null, checkDataDirectory: false, new Dictionary<string, string?>());
         Assert.Equal((0.2, 0.5), (merged.Optimizer.LearningRate, merged.Optimizer.Momentum));
+        // After a byte-order mark, on the lines the file has (before, the older "not valid JSON: A duplicate key" message).
+        var withMark = Encoding.UTF8.Preamble.ToArray().Concat(Encoding.UTF8.GetBytes("{ \"Training\": { \"Epochs\": 2,\n \"epochs\": 3 } }")).ToArray();
+        var marked = Assert.Throws<ConfigurationException>(() => TrainingOptionsLoader.Load("test.json", withMark, null, checkDataDirectory: false, new Dictionary<string, string?>()));
+        Assert.Contains("Training:Epochs is given twice in test.json, as \"Epochs\" on line 1 and \"epochs\" on line 2" + fix, marked.Message);
+        // A name that is not UTF-8 (found by the fuzz test: a crash in this check) is the provider's error, not an exception.
+        byte[] notUtf8 = [0x7B, 0x22, 0x22, 0x3A, 0x7B, 0x22, 0xA6, 0x22, 0x3A];
+        Assert.Throws<ConfigurationException>(() => TrainingOptionsLoader.Load("test.json", notUtf8, null, checkDataDirectory: false, new Dictionary<string, string?>()));
     }
 
     /// <summary>

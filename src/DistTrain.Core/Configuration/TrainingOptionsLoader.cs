@@ -374,13 +374,15 @@ public static class TrainingOptionsLoader
         // Every value that is not an object or a list (the provider's keys), with the path to it: each step's name as written,
         // where its token starts (a property's name, a list entry's value) and whether its value is a list.
         var leaves = new List<List<(string Name, int Offset, bool List)>>();
-        var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        // A byte-order mark, which the JSON provider accepts, would stop the reader at its first byte.
+        var start = json.AsSpan().StartsWith(System.Text.Encoding.UTF8.Preamble) ? System.Text.Encoding.UTF8.Preamble.Length : 0;
+        var reader = new Utf8JsonReader(json.AsSpan(start), new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
         try
         {
             if (!reader.Read()) return [];
             Visit(ref reader, []);
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException) // not JSON, or a name that is not UTF-8: the provider's error says so
         {
             return [];
         }
@@ -417,7 +419,7 @@ public static class TrainingOptionsLoader
         }
         return problems;
 
-        int Line(int offset) => json.AsSpan(0, offset).Count((byte)'\n') + 1;
+        int Line(int offset) => json.AsSpan(0, start + offset).Count((byte)'\n') + 1;
 
         void Visit(ref Utf8JsonReader reader, List<(string Name, int Offset, bool List)> path)
         {
