@@ -25,8 +25,8 @@ public sealed class CommandLineLogger : ReceiveActor, IRequiresMessageQueue<ILog
     }
 
     /// <summary>
-    /// Where the lines go: standard error unless set. A command line with a live view on the terminal sets it, so that the
-    /// lines are written above the view instead of through it.
+    /// Where the lines go: standard error unless set. The command line sets it to its own notices' output, which writes
+    /// above its live view while that owns the terminal, instead of through it, and to standard error otherwise.
     /// </summary>
     public static Action<string>? Output { get; set; }
 
