@@ -116,10 +116,14 @@ internal static class RunOutputs
     /// <param name="epochsBefore">Epochs finished before this run started (a resumed run's checkpoint epoch − 1), recorded
     /// when the run diverged before finishing an epoch of its own.</param>
     public static void SaveLastGood(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data,
-        DistTrain.Cluster.Actors.TrainingDivergedException diverged, RunReport? report, int epochsBefore = 0)
+        DistTrain.Cluster.Actors.TrainingDivergedException diverged, RunReport? report, int epochsBefore = 0) =>
+        WriteLastGood(runDirectory, options, normalizer, data, diverged, report, epochsBefore, DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout);
+
+    /// <summary><see cref="SaveLastGood"/> with the model's layout already known.</summary>
+    private static void WriteLastGood(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data,
+        DistTrain.Cluster.Actors.TrainingDivergedException diverged, RunReport? report, int epochsBefore, DistTrain.Core.Tensors.ParameterLayout layout)
     {
         if (diverged.LastGoodWeights is null) return;
-        var layout = DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout;
         var path = Path.Combine(runDirectory, RunFiles.LastGood);
         var version = diverged.LastGoodVersion;
         var epochs = report?.Epochs.LastOrDefault(e => e.Version <= version)?.Epoch ?? epochsBefore; // the epochs these weights have been through
@@ -152,10 +156,10 @@ internal static class RunOutputs
     public static void KeepDiverged(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data,
         DistTrain.Cluster.Actors.TrainingDivergedException diverged, RunReport? report, int epochsBefore = 0)
     {
-        SaveLastGood(runDirectory, options, normalizer, data, diverged, report, epochsBefore);
+        var layout = DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout; // built once, for both files
+        WriteLastGood(runDirectory, options, normalizer, data, diverged, report, epochsBefore, layout);
         if (report is null) return;
         var stopped = report.DivergedAt(diverged.Epoch, diverged.Step);
-        var layout = DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout;
         // The summary's tensors and version are those of last-good.safetensors; without last good weights, only their layout.
         var weights = diverged.LastGoodWeights is { } good ? new DistTrain.Core.Tensors.ParameterVector(layout, good) : new DistTrain.Core.Tensors.ParameterVector(layout);
         var result = new TrainingResult(weights, diverged.LastGoodVersion, report.Epochs);

@@ -43,14 +43,17 @@ internal static class UnknownKeys
     /// for no one key, such as PyTorch's <c>betas</c>), and what to say about it (null for nothing more). Checked before the
     /// edit-distance suggestion, which would take <c>lr</c> for <c>L1</c>.
     /// </summary>
+    private const string WeightDecayNote = "It is PyTorch's weight_decay: added to the gradient for Sgd, Adam and RMSProp, and the decoupled decay of Kind AdamW.";
+    private const string BatchSizeNote = "It is each worker's minibatch: a step uses up to Training:Workers times it.";
+
     private static readonly Dictionary<Type, Dictionary<string, (string? Key, string? Note)>> Aliases = new()
     {
         [typeof(Optimization.OptimizerOptions)] = new()
         {
             ["lr"] = ("LearningRate", null),
             ["eta"] = ("LearningRate", null),
-            ["weightdecay"] = ("L2", "It is PyTorch's weight_decay: added to the gradient for Sgd, Adam and RMSProp, and the decoupled decay of Kind AdamW."),
-            ["wd"] = ("L2", "It is PyTorch's weight_decay: added to the gradient for Sgd, Adam and RMSProp, and the decoupled decay of Kind AdamW."),
+            ["weightdecay"] = ("L2", WeightDecayNote),
+            ["wd"] = ("L2", WeightDecayNote),
             ["decay"] = ("L2", "It is weight decay (PyTorch's weight_decay; the decoupled decay of Kind AdamW). For a learning rate that decays over the run (Keras' decay), set Optimizer:Schedule:Kind instead."),
             ["mu"] = ("Momentum", null),
             ["usenesterov"] = ("Nesterov", null),
@@ -79,8 +82,8 @@ internal static class UnknownKeys
         },
         [typeof(TrainingLoopOptions)] = new()
         {
-            ["batchsize"] = ("BatchSizePerWorker", "It is each worker's minibatch: a step uses up to Training:Workers times it."),
-            ["batch"] = ("BatchSizePerWorker", "It is each worker's minibatch: a step uses up to Training:Workers times it."),
+            ["batchsize"] = ("BatchSizePerWorker", BatchSizeNote),
+            ["batch"] = ("BatchSizePerWorker", BatchSizeNote),
             ["numepochs"] = ("Epochs", null),
             ["maxepochs"] = ("Epochs", null),
             ["numworkers"] = ("Workers", null),
