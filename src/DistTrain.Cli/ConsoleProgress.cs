@@ -1,6 +1,7 @@
 using System.Globalization;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Optimization;
 using Spectre.Console;
 
 namespace DistTrain.Cli;
@@ -17,11 +18,15 @@ internal static class ConsoleProgress
     /// <summary>True while the live view owns the terminal: other lines must go above it (<see cref="WriteAbove"/>).</summary>
     public static bool LiveViewActive => _live;
 
-    public static async Task<TrainingResult> RunAsync(int epochs, Func<ITrainingObserver, Task<TrainingResult>> run)
+    /// <summary>Runs <paramref name="run"/> with the observer that suits the console, and returns its result.</summary>
+    /// <param name="epochs">The run's epochs, for the <c>epoch e/E</c> counts.</param>
+    /// <param name="run">The training, given the observer.</param>
+    /// <param name="optimizer">The run's optimizer: AdamW's Optimizer:L2 is a decoupled decay, named so in the epoch lines.</param>
+    public static async Task<TrainingResult> RunAsync(int epochs, Func<ITrainingObserver, Task<TrainingResult>> run, OptimizerKind optimizer = OptimizerKind.Sgd)
     {
         if (!AnsiConsole.Profile.Capabilities.Interactive || Console.IsOutputRedirected)
-            return await run(new PlainObserver(epochs));
-        var live = new LiveObserver(epochs);
+            return await run(new PlainObserver(epochs, optimizer));
+        var live = new LiveObserver(epochs, optimizer);
         TrainingResult? result = null;
         await AnsiConsole.Live(live.Render())
             .AutoClear(true)
@@ -50,7 +55,11 @@ internal static class ConsoleProgress
     /// One epoch in about 72 columns (test loss is in summary.json), so a terminal never wraps it (a wrapped line breaks
     /// the live display); a second line when the run holds out validation samples or regularizes.
     /// </summary>
-    internal static string Describe(EpochSummary s, int epochs)
+    /// <param name="s">The finished epoch.</param>
+    /// <param name="epochs">The run's epochs.</param>
+    /// <param name="optimizer">The run's optimizer: with AdamW the L2 term <c>λ₂/2 Σw²</c> is that of its decoupled weight
+    /// decay, not a term of the loss it minimizes, and is shown as <c>decay term</c>.</param>
+    internal static string Describe(EpochSummary s, int epochs, OptimizerKind optimizer = OptimizerKind.Sgd)
     {
         if (s.TrainSamples == 0) // an epoch trained before a resume, only scored in this run
             return $"epoch {s.Epoch,2}/{epochs}  trained before this run   test acc {100 * s.TestAccuracy:F2}%";
@@ -59,7 +68,7 @@ internal static class ConsoleProgress
         var extra = new List<string>();
         if (!double.IsNaN(s.ValidationLoss)) extra.Add($"val loss {Loss(s.ValidationLoss)}  val acc {100 * s.ValidationAccuracy:F2}%");
         if (s.L1Penalty > 0) extra.Add($"L1 term {s.L1Penalty:G3}");
-        if (s.L2Penalty > 0) extra.Add($"L2 term {s.L2Penalty:G3}");
+        if (s.L2Penalty > 0) extra.Add($"{(optimizer == OptimizerKind.AdamW ? "decay" : "L2")} term {s.L2Penalty:G3}");
         return extra.Count == 0 ? line : line + "\n          " + string.Join("  ", extra);
     }
 
@@ -91,7 +100,7 @@ internal static class ConsoleProgress
             AnsiConsole.WriteLine(line.Length < width ? line.PadRight(width) : line);
     }
 
-    private sealed class LiveObserver(int epochs) : ITrainingObserver
+    private sealed class LiveObserver(int epochs, OptimizerKind optimizer) : ITrainingObserver
     {
         private readonly object _gate = new();
         private int _epoch, _step, _steps;
@@ -137,7 +146,7 @@ internal static class ConsoleProgress
             }
         }
 
-        public void EpochCompleted(EpochSummary summary) => WriteAbove(Describe(summary, epochs));
+        public void EpochCompleted(EpochSummary summary) => WriteAbove(Describe(summary, epochs, optimizer));
 
         public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved c) => WriteAbove(DescribeCheckpoint(c));
 
@@ -174,7 +183,7 @@ internal static class ConsoleProgress
     /// steps, with the percentage that step really is), none for the epoch's last step, which the epoch line reports.
     /// An epoch of fewer than four steps prints fewer lines (a one-step epoch none).
     /// </summary>
-    private sealed class PlainObserver(int epochs) : ITrainingObserver
+    private sealed class PlainObserver(int epochs, OptimizerKind optimizer) : ITrainingObserver
     {
         private int _steps;
         private int _nextQuarter;
@@ -201,7 +210,7 @@ internal static class ConsoleProgress
             Console.WriteLine($"epoch {epoch,2}/{epochs}  {100.0 * done / _steps,3:F0}%  step {done}/{_steps}  loss {Loss(_lossSum / _lossCount)}  lr {learningRate:G4}");
         }
 
-        public void EpochCompleted(EpochSummary summary) => Console.WriteLine(Describe(summary, epochs));
+        public void EpochCompleted(EpochSummary summary) => Console.WriteLine(Describe(summary, epochs, optimizer));
 
         public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved c) => Console.WriteLine(DescribeCheckpoint(c));
     }

@@ -188,7 +188,7 @@ internal static class NodeCommand
                 {
                     result = await ConsoleProgress.RunAsync(loop.Epochs,
                         observer => ClusterNode.RunParameterServerAsync(options, security, dataPlane!, data, MetricsSetup.Wrap(report = new RunReport(observer), options),
-                            cancellationToken, SaveWeightsAndSummary));
+                            cancellationToken, SaveWeightsAndSummary), options.Optimizer.Kind);
                 }
                 catch (JobFinishedOnAnotherNodeException e)
                 {
@@ -231,7 +231,7 @@ internal static class NodeCommand
         return CliConsole.SavedOr1(() =>
         {
             saveFailure?.Throw();
-            RunOutputs.Save(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), result!, report, weightsAndSummaryWritten: saved);
+            RunOutputs.Save(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), result!, report, weightsAndSummaryWritten: saved, classCount: data.Train.ClassCount);
         }, 0);
     }
 }

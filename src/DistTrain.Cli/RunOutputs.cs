@@ -188,8 +188,9 @@ internal static class RunOutputs
     /// <param name="report">The run's report; null writes none.</param>
     /// <param name="weightsAndSummaryWritten">True when <see cref="SaveWeightsAndSummary"/> already wrote those two: only the
     /// report is written.</param>
+    /// <param name="classCount">The model's classes, for the warning of a run that learned nothing (<see cref="RunReport.NotLearning"/>); 0 gives none.</param>
     public static void Save(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, TrainingResult result, RunReport? report = null,
-        bool weightsAndSummaryWritten = false)
+        bool weightsAndSummaryWritten = false, int classCount = 0)
     {
         var weightsPath = Path.Combine(runDirectory, RunFiles.Model);
         var last = result.FinalEpoch;
@@ -198,6 +199,7 @@ internal static class RunOutputs
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights ({(options.Training.EarlyStopping.MinDelta > 0 ? "the last that lowered the validation loss by Training:EarlyStopping:MinDelta or more; its loss" : "lowest validation loss")} {last.ValidationLoss:F4}).");
         AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({last.TestSamples:N0} test samples)");
+        if (report?.NotLearning(options, classCount, last.TestAccuracy) is { } notLearning) CliConsole.Fail("warning", notLearning);
         AnsiConsole.MarkupLineInterpolated($"Final weights (version {result.Version}, {result.FinalWeights.Layout.TotalLength:N0} parameters): {weightsPath}");
     }
 

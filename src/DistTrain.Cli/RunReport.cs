@@ -65,6 +65,38 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
             return [.. _steps.Select(s => s.Epoch - 1 + (s.Step + 1) / (double)Math.Max(1, _stepsOfEpoch.GetValueOrDefault(s.Epoch, 1)))];
     }
 
+    /// <summary>
+    /// A warning for a run that plainly learned nothing: it trained at least two epochs from its first (not a resume), the
+    /// mean training loss of its last epoch is not 1% below that of its first (each the mean over the same samples), and
+    /// the final test accuracy is at most 1.5 times chance (1 / <paramref name="classCount"/>). It names the likely causes:
+    /// a learning rate far too small or too large for the optimizer, or labels that do not depend on the inputs. Null
+    /// otherwise.
+    /// </summary>
+    /// <param name="options">The run's options (the optimizer and its learning rate are named).</param>
+    /// <param name="classCount">The model's outputs (classes); below 2 gives null.</param>
+    /// <param name="testAccuracy">The final test accuracy, as a fraction.</param>
+    public string? NotLearning(DistTrain.Core.Configuration.TrainingOptions options, int classCount, double testAccuracy)
+    {
+        EpochSummary first, last;
+        lock (_gate)
+        {
+            if (classCount < 2 || _epochs.Count < 2 || _epochs[0].Epoch != 1 || _epochs[0].TrainSamples == 0) return null;
+            (first, last) = (_epochs[0], _epochs[^1]);
+        }
+        var chance = 1.0 / classCount;
+        // A NaN loss is the divergence's to report; a loss that fell means it learned, however slowly.
+        if (!(last.TrainLoss >= 0.99 * first.TrainLoss) || testAccuracy > 1.5 * chance) return null;
+        var o = options.Optimizer;
+        var typical = o.Kind == Core.Optimization.OptimizerKind.Sgd ? "0.01 to 0.1" : "1e-4 to 1e-2";
+        return FormattableString.Invariant(
+                $"the model learned nothing: the training loss did not fall (epoch 1: {ConsoleProgress.Loss(first.TrainLoss)}, epoch {last.Epoch}: {ConsoleProgress.Loss(last.TrainLoss)}) ") +
+            FormattableString.Invariant(
+                $"and the test accuracy ({100 * testAccuracy:F2}%) is near chance ({100 * chance:F2}% for {classCount} classes). ") +
+            FormattableString.Invariant(
+                $"Check Optimizer:LearningRate = {o.LearningRate:G4}: for {o.Kind} it is usually {typical}; much smaller does not move the weights, much larger can stall them. ") +
+            "Otherwise check that the labels belong to their inputs (the label column, the class folders).";
+    }
+
     /// <summary>True once a step of this run was applied: there is a report to write.</summary>
     public bool AnyStep
     {

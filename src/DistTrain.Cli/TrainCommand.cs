@@ -171,7 +171,7 @@ internal static class TrainCommand
         var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
             observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
                 initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom,
-                checkpointLock: checkpointLock, trainDigest: trainDigest)),
+                checkpointLock: checkpointLock, trainDigest: trainDigest), options.Optimizer.Kind),
             diverged => RunOutputs.KeepDiverged(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
                 epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report, resumeWith),
@@ -184,9 +184,10 @@ internal static class TrainCommand
 
         var normalizer = data.Normalizer;
         var description = DataMetadata.Of(data, options.Data);
+        var classCount = data.Train.ClassCount;
         data = null!; // the 219 MB of training and test floats are done with: release them before plotting
         RunOutputs.ReleaseMemory();
-        var saved = CliConsole.SavedOr1(() => RunOutputs.Save(runDirectory, options, normalizer, description, result!, report), 0);
+        var saved = CliConsole.SavedOr1(() => RunOutputs.Save(runDirectory, options, normalizer, description, result!, report, classCount: classCount), 0);
         return (saved, saved == 0 ? result : null, runDirectory);
     }
 
@@ -212,7 +213,7 @@ internal static class TrainCommand
             _ => $"momentum {o.Momentum}{(o.Nesterov ? " Nesterov" : "")}",
         };
         yield return string.Create(CultureInfo.InvariantCulture,
-            $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && loop.Mode != TrainingMode.Async ? $" x {workers} worker{(workers == "1" ? "" : "s")}" : "")} {rule} L1 {o.L1} L2 {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}{(o.GradientClipNorm > 0 ? $"; gradient clip norm {o.GradientClipNorm}" : "")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
+            $"optimizer {o.Kind} lr {o.LearningRate}{(o.ScaleLearningRateByWorkers && loop.Mode != TrainingMode.Async ? $" x {workers} worker{(workers == "1" ? "" : "s")}" : "")} {rule} L1 {o.L1} {(o.Kind == OptimizerKind.AdamW ? "weight decay" : "L2")} {o.L2}{(o.DecayBiasAndNormParameters ? "" : " (not on biases)")}{(o.GradientClipNorm > 0 ? $"; gradient clip norm {o.GradientClipNorm}" : "")}; schedule {LearningRateSchedule.Describe(o.Schedule)}");
         if (options.DescribeCompression() is { } compression) yield return compression;
         if (shards is not null) yield return $"parameter server in {shards}";
         yield return string.Create(CultureInfo.InvariantCulture,
@@ -276,8 +277,9 @@ internal static class TrainCommand
     }
 
     /// <summary>
-    /// Settings and data that train without an error but not as meant: a warmup as long as the run, a patience as long as the run (<see cref="PatienceOutlastsRun"/>)
-    /// (<see cref="WarmupOutlastsRun"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
+    /// Settings and data that train without an error but not as meant: a warmup as long as the run (<see cref="WarmupOutlastsRun"/>),
+    /// a patience as long as the run (<see cref="PatienceOutlastsRun"/>), a Step schedule that never decays in the run
+    /// (<see cref="StepScheduleNeverDecays"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
     /// compression does not use (<see cref="TrainingOptions.UnusedSettings"/>), layer settings the layer's type does not use and a
     /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), Model:Freeze without Model:Pretrained
     /// (<see cref="FrozenWithoutPretrained"/>), classes without a training sample, images
@@ -294,6 +296,7 @@ internal static class TrainCommand
         if (labels?.HeaderWarning is { } header) yield return header;
         if (WarmupOutlastsRun(options, train.Count, workers ?? options.Training.Workers) is { } warmup) yield return warmup;
         if (PatienceOutlastsRun(options.Training) is { } patience) yield return patience;
+        if (StepScheduleNeverDecays(options) is { } neverDecays) yield return neverDecays;
         if (BatchNormWithOneSample(options, train.Count, workers ?? options.Training.Workers) is { } oneSample) yield return oneSample;
         foreach (var unused in options.UnusedSettings()) yield return unused;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
@@ -355,6 +358,20 @@ internal static class TrainCommand
         var patience = loop.EarlyStopping.Patience;
         return patience > 0 && patience >= loop.Epochs
             ? string.Create(CultureInfo.InvariantCulture, $"Training:EarlyStopping:Patience = {patience} is not less than Training:Epochs = {loop.Epochs}: the earliest early stop comes after epoch {patience + 1}, so it cannot end this run early. Lower Patience, or train longer.")
+            : null;
+    }
+
+    /// <summary>
+    /// A warning when Optimizer:Schedule:Kind is Step and Optimizer:Schedule:StepEpochs is at least Training:Epochs: the rate
+    /// of epoch e (from 0) is the base rate times γ^⌊e / StepEpochs⌋, as <c>torch.optim.lr_scheduler.StepLR</c> stepped per
+    /// epoch, so the run's last epoch (Epochs − 1) still has the base rate. Null otherwise.
+    /// </summary>
+    internal static string? StepScheduleNeverDecays(TrainingOptions options)
+    {
+        var schedule = options.Optimizer.Schedule;
+        var epochs = options.Training.Epochs;
+        return schedule.Kind == LearningRateScheduleKind.Step && schedule.StepEpochs >= epochs
+            ? string.Create(CultureInfo.InvariantCulture, $"Optimizer:Schedule:StepEpochs = {schedule.StepEpochs} is not less than Training:Epochs = {epochs}: the first decay by Gamma would come at the start of epoch {schedule.StepEpochs + 1}, so the Step schedule keeps Optimizer:LearningRate for the whole run. Lower StepEpochs (such as {Math.Max(1, epochs / 3)}), or train longer.")
             : null;
     }
 

@@ -213,6 +213,23 @@ public class RunReportTests : IDisposable
         Assert.Equal(expected, TrainCommand.PatienceOutlastsRun(options.Training));
     }
 
+    [Theory]
+    [InlineData(30, 10, "Optimizer:Schedule:StepEpochs = 30 is not less than Training:Epochs = 10: the first decay by Gamma would come at the start of epoch 31, so the Step schedule keeps Optimizer:LearningRate for the whole run. Lower StepEpochs (such as 3), or train longer.")]
+    [InlineData(5, 5, "Optimizer:Schedule:StepEpochs = 5 is not less than Training:Epochs = 5: the first decay by Gamma would come at the start of epoch 6, so the Step schedule keeps Optimizer:LearningRate for the whole run. Lower StepEpochs (such as 1), or train longer.")]
+    [InlineData(4, 5, null)]
+    public void A_Step_schedule_that_never_decays_in_the_run_is_warned_of(int stepEpochs, int epochs, string? expected)
+    {
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 1, batch: 50, epochs: epochs);
+        options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Step;
+        options.Optimizer.Schedule.StepEpochs = stepEpochs;
+        Assert.Equal(expected, TrainCommand.StepScheduleNeverDecays(options));
+        // The warning agrees with the schedule: the run's last epoch has the base rate exactly when it is given.
+        var schedule = new LearningRateSchedule(options.Optimizer.Schedule);
+        Assert.Equal(expected is not null, schedule.At(SchedulePosition.Uniform(epochs - 1, stepsPerEpoch: 1), epochs, 0.1) == 0.1);
+        options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Exponential;
+        Assert.Null(TrainCommand.StepScheduleNeverDecays(options));
+    }
+
     [Fact]
     public void A_momentum_that_Adam_ignores_and_classes_without_a_training_sample_are_warned_of()
     {
@@ -244,8 +261,8 @@ public class RunReportTests : IDisposable
             "Optimizer:Schedule:MinLearningRate = 1E-05 is not used by Optimizer:Schedule:Kind Constant, only by Cosine. Set Kind to Cosine, or remove MinLearningRate."],
             TrainCommand.RunWarnings(options, complete));
         options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Exponential;
-        options.Optimizer.Schedule.StepEpochs = 5;
-        Assert.Equal(["Optimizer:Schedule:StepEpochs = 5 is not used by Optimizer:Schedule:Kind Exponential, only by Step. Set Kind to Step, or remove StepEpochs.",
+        options.Optimizer.Schedule.StepEpochs = 1; // below the 2 epochs, so Step decays in the run
+        Assert.Equal(["Optimizer:Schedule:StepEpochs = 1 is not used by Optimizer:Schedule:Kind Exponential, only by Step. Set Kind to Step, or remove StepEpochs.",
             "Optimizer:Schedule:MinLearningRate = 1E-05 is not used by Optimizer:Schedule:Kind Exponential, only by Cosine. Set Kind to Cosine, or remove MinLearningRate."],
             TrainCommand.RunWarnings(options, complete));
         options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Step;
@@ -367,6 +384,22 @@ public class RunReportTests : IDisposable
         options.Training.EarlyStopping.Patience = 1;
         options.Monitoring.GradientNormEverySteps = 5;
         Assert.Empty(TrainCommand.RunWarnings(options, complete));
+    }
+
+    /// <summary>AdamW's Optimizer:L2 is a decoupled decay, not a loss term: the start-up line and the epoch lines say so.</summary>
+    [Fact]
+    public void AdamW_shows_its_L2_as_weight_decay_in_the_start_up_and_epoch_lines()
+    {
+        var options = TestData.Options(TestData.Mlp(16, 4), workers: 1, batch: 50, epochs: 2);
+        options.Optimizer.L2 = 0.01;
+        string Optimizer() => TrainCommand.SettingsLines(options, "1", null, null).Single(line => line.StartsWith("optimizer ", StringComparison.Ordinal));
+        var epoch = new EpochSummary(1, 10, 0.5, 0.6, 0.8, 100, 500, 1, 0.1, L2Penalty: 0.0435);
+        Assert.Contains(" L1 0 L2 0.01", Optimizer());
+        Assert.EndsWith("L2 term 0.0435", Cli.ConsoleProgress.Describe(epoch, 2, options.Optimizer.Kind));
+        options.Optimizer.Kind = OptimizerKind.AdamW;
+        Assert.Contains(" L1 0 weight decay 0.01", Optimizer());
+        Assert.DoesNotContain("L2", Optimizer());
+        Assert.EndsWith("decay term 0.0435", Cli.ConsoleProgress.Describe(epoch, 2, options.Optimizer.Kind));
     }
 
     /// <summary>The start-up line names the initializer's own setting when it differs from its default; not the others.</summary>

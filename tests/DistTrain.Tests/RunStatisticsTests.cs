@@ -54,6 +54,34 @@ public sealed class RunStatisticsTests : IDisposable
         Assert.Equal(0.5, workers[2].MeanComputeSeconds, 12);
     }
 
+    /// <summary>A run that learns nothing (learning rate 1e-30) is told so, with the likely causes; a run that learns is not.</summary>
+    [Theory]
+    [InlineData(1e-30, true)]
+    [InlineData(0.1, false)]
+    public async Task A_run_that_learns_nothing_is_warned_of(double learningRate, bool warned)
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 1, batch: 50, epochs: 2);
+        options.Optimizer.LearningRate = learningRate;
+        options.Compute.BlasThreads = 1;
+        var report = new RunReport(NullTrainingObserver.Instance);
+        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, report).WithTestTimeout();
+        var warning = report.NotLearning(options, data.Train.ClassCount, result.FinalEpoch.TestAccuracy);
+        if (!warned)
+        {
+            Assert.True(result.FinalEpoch.TestAccuracy > 0.5, $"accuracy {result.FinalEpoch.TestAccuracy}");
+            Assert.Null(warning);
+            return;
+        }
+        Assert.True(warning is not null, $"accuracy {result.FinalEpoch.TestAccuracy}, epochs {result.Epochs.Count}, first epoch {result.Epochs[0].Epoch}");
+        Assert.StartsWith("the model learned nothing: the training loss did not fall (epoch 1: ", warning);
+        Assert.Contains($"(epoch 1: {ConsoleProgress.Loss(result.Epochs[0].TrainLoss)}, epoch 2: ", warning);
+        Assert.Contains("(10.00% for 10 classes)", warning);
+        Assert.Contains("Check Optimizer:LearningRate = 1E-30: for Sgd it is usually 0.01 to 0.1", warning);
+        Assert.Null(report.NotLearning(options, 1, result.FinalEpoch.TestAccuracy)); // no chance level to compare with
+    }
+
+
     [Theory]
     [InlineData(TrainingMode.Sync)]
     [InlineData(TrainingMode.Async)]
