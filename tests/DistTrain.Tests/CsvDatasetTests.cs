@@ -261,6 +261,40 @@ public class CsvDatasetTests : IDisposable
     }
 
     [Fact]
+    public void A_gzip_file_of_several_members_is_read_whole_and_a_cut_or_a_bad_checksum_in_any_member_is_refused()
+    {
+        // What `cat a.csv.gz b.csv.gz`, pigz or bgzip give: one member per piece, each with its own trailer.
+        static byte[] Member(string text)
+        {
+            var memory = new MemoryStream();
+            using (var gzip = new GZipStream(memory, CompressionLevel.Optimal, leaveOpen: true))
+                gzip.Write(System.Text.Encoding.ASCII.GetBytes(text));
+            return memory.ToArray();
+        }
+        var first = Member("x,y,kind\n" + string.Concat(Enumerable.Range(0, 500).Select(i => $"{i % 7},{i % 11},a\n")));
+        var second = Member(string.Concat(Enumerable.Range(0, 700).Select(i => $"{i % 5},{i % 3},b\n")));
+        var joined = Path.Combine(_directory, "joined.csv.gz");
+        byte[] whole = [.. first, .. second];
+        File.WriteAllBytes(joined, whole);
+        var (data, _, _) = CsvDataset.Read(joined, new CsvOptions());
+        Assert.Equal(1200, data.Count);
+        Assert.Equal(700, data.Labels.Count(label => data.ClassNames![label] == "b"));
+
+        // Cut inside the second member, or at its start: truncated. The first member's CRC-32 changed: corrupt.
+        foreach (var length in new[] { first.Length + 5, first.Length + second.Length / 2, first.Length + second.Length - 3 })
+        {
+            File.WriteAllBytes(joined, whole[..length]);
+            Assert.Contains("is truncated", Assert.Throws<DataFormatException>(() => CsvDataset.Read(joined, new CsvOptions())).Message);
+        }
+        var badChecksum = first.ToArray();
+        badChecksum[^8] ^= 0x01; // the trailer's CRC-32 (RFC 1952: CRC32, then ISIZE)
+        File.WriteAllBytes(joined, [.. badChecksum, .. second]);
+        var corrupt = Assert.Throws<DataFormatException>(() => CsvDataset.Read(joined, new CsvOptions())).Message;
+        Assert.Contains("the gzip data is corrupt", corrupt);
+        Assert.Contains("crc", corrupt, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
     public void Features_to_score_are_picked_by_name_or_by_position_with_or_without_the_label()
     {
         var options = new CsvOptions { LabelColumn = "label", IgnoreColumns = ["id"] };

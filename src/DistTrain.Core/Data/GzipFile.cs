@@ -1,46 +1,41 @@
-using System.Buffers.Binary;
-using System.IO.Compression;
+using ICSharpCode.SharpZipLib;
+using ICSharpCode.SharpZipLib.GZip;
 
 namespace DistTrain.Core.Data;
 
 /// <summary>
-/// Checks that a gzip file is complete before it is parsed. .NET's <see cref="GZipStream"/> ends quietly where a truncated
-/// file ends, so a cut-off <c>.csv.gz</c> would train on the rows before the cut, or fail with a misleading column count.
-/// A gzip member ends with ISIZE, the uncompressed size modulo 2^32 (RFC 1952, section 2.3.1): the whole file is
-/// decompressed once and its size compared with the file's last four bytes.
+/// Checks that a gzip file is complete and intact before it is parsed. .NET's <see cref="System.IO.Compression.GZipStream"/>
+/// ends quietly where a truncated file ends, so a cut-off <c>.csv.gz</c> would train on the rows before the cut, or fail
+/// with a misleading column count. SharpZipLib's <see cref="GZipInputStream"/> reads the file once, member by member, and
+/// checks each member's trailer, its CRC-32 and its uncompressed size modulo 2^32 (RFC 1952, section 2.3.1), so a file of
+/// several members joined (<c>cat a.gz b.gz</c>, <c>pigz</c>, <c>bgzip</c>), which gzip itself reads, is accepted whole.
 /// </summary>
 public static class GzipFile
 {
-    /// <summary>Decompresses <paramref name="path"/> once and compares its size with the trailer's.</summary>
+    /// <summary>Decompresses <paramref name="path"/> once, checking every member's header, data and trailer.</summary>
     /// <param name="path">A gzip file (checked by the caller to end in <c>.gz</c>).</param>
-    /// <exception cref="DataFormatException">The file is shorter than a gzip header and trailer, its gzip data is corrupt,
-    /// or its uncompressed size differs from its trailer's (a truncated file; or several gzip files joined, whose trailer
-    /// holds the last one's size only).</exception>
+    /// <exception cref="DataFormatException">The file is shorter than a gzip header and trailer, it ends inside a member (a
+    /// truncated file), or a member is corrupt: a bad header, bad deflate data, or a CRC-32 or size that differs from its
+    /// trailer's.</exception>
     /// <exception cref="IOException">The file could not be read.</exception>
     public static void CheckComplete(string path)
     {
         using var file = File.OpenRead(path);
         if (file.Length < 18) // a 10-byte header and an 8-byte trailer at least
             throw new DataFormatException($"{path}: {file.Length} bytes is too short for a gzip file. The file is truncated; download or write it again.");
-        long size = 0;
         try
         {
-            using var unzipped = new GZipStream(file, CompressionMode.Decompress, leaveOpen: true);
+            using var unzipped = new GZipInputStream(file) { IsStreamOwner = false };
             var chunk = new byte[64 * 1024];
-            int read;
-            while ((read = unzipped.Read(chunk)) > 0) size += read;
+            while (unzipped.Read(chunk, 0, chunk.Length) > 0) { }
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is EndOfStreamException || (e is SharpZipBaseException && e.Message.Contains("EOF", StringComparison.Ordinal)))
+        {
+            throw new DataFormatException($"{path}: the gzip data ends early, inside a compressed member ({e.Message}). The file is truncated; download or write it again.");
+        }
+        catch (SharpZipBaseException e)
         {
             throw new DataFormatException($"{path}: the gzip data is corrupt ({e.Message}). Download or write the file again.");
         }
-        Span<byte> trailer = stackalloc byte[4];
-        file.Position = file.Length - 4;
-        file.ReadExactly(trailer);
-        var declared = BinaryPrimitives.ReadUInt32LittleEndian(trailer);
-        if ((uint)size != declared)
-            throw new DataFormatException($"{path}: the gzip data ends early: it decompresses to {size:N0} bytes, but its last four bytes, where a complete " +
-                $"gzip file records that size (modulo 4 GiB), say {declared:N0}. The file is truncated; download or write it again. (Several gzip files " +
-                "joined into one also fail this check: decompress it with gunzip and give the plain file.)");
     }
 }
