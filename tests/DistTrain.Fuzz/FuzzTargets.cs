@@ -6,7 +6,7 @@ namespace DistTrain.Fuzz;
 public static class FuzzTargets
 {
     /// <summary>Names accepted by <see cref="Create"/>.</summary>
-    public static readonly string[] Names = ["messagepack", "frame-header", "safetensors", "idx", "config"];
+    public static readonly string[] Names = ["messagepack", "frame-header", "safetensors", "idx", "config", "gzip"];
 
     /// <summary>The named target.</summary>
     /// <exception cref="ArgumentException">The name is not one of <see cref="Names"/>.</exception>
@@ -17,6 +17,7 @@ public static class FuzzTargets
         "safetensors" => SafeTensorsTarget.Create(),
         "idx" => IdxTarget.Create(),
         "config" => ConfigTarget.Create(),
+        "gzip" => GzipTarget.Create(),
         _ => throw new ArgumentException($"unknown fuzz target '{name}'; known: {string.Join(", ", Names)}", nameof(name)),
     };
 }

@@ -294,6 +294,16 @@ public class CsvDatasetTests : IDisposable
         Assert.Contains("crc", corrupt, StringComparison.OrdinalIgnoreCase);
     }
 
+    /// <summary>Found by fuzzing (tests/DistTrain.Fuzz gzip): SharpZipLib's inflater threw IndexOutOfRangeException on these 18 bytes.</summary>
+    [Fact]
+    public void Deflate_data_with_invalid_code_lengths_is_refused_as_corrupt()
+    {
+        var path = Path.Combine(_directory, "codes.csv.gz");
+        File.WriteAllBytes(path, Convert.FromHexString("1F8B08000000000000031DCA20300C03B1DE"));
+        var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions())).Message;
+        Assert.StartsWith($"{path}: the gzip data is corrupt (", error);
+    }
+
     [Fact]
     public void Features_to_score_are_picked_by_name_or_by_position_with_or_without_the_label()
     {

@@ -38,4 +38,7 @@ public class FuzzSmokeTests
 
     [Fact]
     public void Config_files() => Smoke(ConfigTarget.Create(), "bOVQD6geycJ1");
+
+    [Fact]
+    public void Gzip_files() => Smoke(GzipTarget.Create(), "806QwAlIQRe1");
 }

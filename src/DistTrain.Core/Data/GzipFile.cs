@@ -21,8 +21,19 @@ public static class GzipFile
     public static void CheckComplete(string path)
     {
         using var file = File.OpenRead(path);
-        if (file.Length < 18) // a 10-byte header and an 8-byte trailer at least
-            throw new DataFormatException($"{path}: {file.Length} bytes is too short for a gzip file. The file is truncated; download or write it again.");
+        CheckComplete(path, file);
+    }
+
+    /// <summary>Checks the gzip data of <paramref name="file"/> from its position to its end, as <see cref="CheckComplete(string)"/> does.</summary>
+    /// <param name="path">The file's name, for the messages.</param>
+    /// <param name="file">The gzip data: a seekable stream (its length is read), left open.</param>
+    /// <exception cref="DataFormatException">As <see cref="CheckComplete(string)"/>.</exception>
+    public static void CheckComplete(string path, Stream file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        var length = file.Length - file.Position;
+        if (length < 18) // a 10-byte header and an 8-byte trailer at least
+            throw new DataFormatException($"{path}: {length} bytes is too short for a gzip file. The file is truncated; download or write it again.");
         try
         {
             using var unzipped = new GZipInputStream(file) { IsStreamOwner = false };
@@ -33,7 +44,9 @@ public static class GzipFile
         {
             throw new DataFormatException($"{path}: the gzip data ends early, inside a compressed member ({e.Message}). The file is truncated; download or write it again.");
         }
-        catch (SharpZipBaseException e)
+        // SharpZipLib 1.4.2's inflater indexes past its Huffman tables on some invalid code lengths (found by fuzzing,
+        // tests/DistTrain.Fuzz gzip) instead of throwing its own exception: that too is corrupt data.
+        catch (Exception e) when (e is SharpZipBaseException or IndexOutOfRangeException)
         {
             throw new DataFormatException($"{path}: the gzip data is corrupt ({e.Message}). Download or write the file again.");
         }
