@@ -232,6 +232,22 @@ public class ConfigurationTests : IDisposable
         Assert.Contains("Cluster:RemovalMarginSeconds = -1 (from a command-line option) is out of range: allowed [0, 300]", error.Message);
     }
 
+    /// <summary>
+    /// A node that shuts down must close its remoting port before the others' gate on its address opens: a connection
+    /// opened after the gate, while the port still accepts, is dropped mid-handshake, and Akka.Remote 1.5.74 shuts down a
+    /// node whose outbound TLS handshake fails (a refused worker stopped the parameter server this way). Akka's defaults
+    /// (flush up to 2 s, gate 5 s) keep that order; DistTrain's 1 s gate needs a shorter flush.
+    /// </summary>
+    [Fact]
+    public void A_closing_node_shuts_its_remoting_port_well_before_the_others_gate_on_its_address_opens()
+    {
+        var akka = Cluster.Hosting.AkkaSettings.Membership(new ClusterOptions());
+        var flush = akka.GetTimeSpan("akka.remote.flush-wait-on-shutdown");
+        var gate = akka.GetTimeSpan("akka.remote.retry-gate-closed-for");
+        Assert.Equal(TimeSpan.FromSeconds(1), gate);
+        Assert.True(flush > TimeSpan.Zero && flush <= gate / 2, $"flush-wait-on-shutdown {flush} against a gate of {gate}");
+    }
+
     [Fact]
     public void Compression_keys_bind_into_the_workers_encoder_settings_and_bad_values_name_the_key_and_the_fix()
     {

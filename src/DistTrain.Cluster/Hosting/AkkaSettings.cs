@@ -55,6 +55,13 @@ public static class AkkaSettings
         # address for 5 s, which swallows the join's next InitJoin (sent after seed-node-timeout, 5 s): measured, such
         # workers joined 9 s after the parameter server was up. With a 1 s gate that InitJoin gets through (4.2-4.4 s).
         akka.remote.retry-gate-closed-for = 1s
+        # A node that shuts down keeps its remoting port open while its endpoints flush (Akka's default: up to 2 s). The other
+        # nodes' gate on its address opens 1 s after its connections closed; a message sent to it then (seen: 1.9 s after
+        # a refused worker left) opened a connection that the closing port accepted and dropped mid-handshake, and
+        # Akka.Remote (1.5.74) shuts down any node whose outbound TLS handshake fails: a refused worker stopped the
+        # parameter server. Flushing for at most 0.3 s closes the port well before the gate opens, so such a late
+        # connection is refused by the operating system instead, which Akka.Remote only logs.
+        akka.remote.flush-wait-on-shutdown = 300ms
         # The command running the node decides how it stops (ClusterNode): a graceful leave, or none when no parameter
         # server is left to leave through. Run from process exit, Akka's hook would start a leave of its own and hold
         # the process until it ends (until the node is downed, when the parameter server is gone).

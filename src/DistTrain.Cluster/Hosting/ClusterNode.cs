@@ -297,8 +297,10 @@ public static class ClusterNode
             if (CoordinatedShutdown.Get(system).ShutdownReason is { } reason && reason.GetType().Name == "TlsHandshakeFailureReason"
                 && Membership.DowningReport.Get(system).Reason is null)
             {
-                completion.TrySetException(new NodeRefusedException($"{reason}: this node and that peer do not trust each other's certificates. Each node needs a certificate " +
-                    "signed by the cluster's CA, and that CA as Cluster:CertificateAuthorityFile (deploy/certs/make-certs.sh); the TLS lines in the log above name the certificate refused."));
+                completion.TrySetException(new NodeRefusedException($"{reason}, and Akka.Remote stops a node whose outbound TLS handshake fails. Either this node " +
+                    "and that peer do not trust each other's certificates: each node needs a certificate signed by the cluster's CA, and that CA as " +
+                    "Cluster:CertificateAuthorityFile (deploy/certs/make-certs.sh). Or the peer closed the connection mid-handshake as it shut down " +
+                    "('Channel is closed' in the TLS lines of the log above, which name the certificate and the error): restart this node."));
                 return;
             }
             var report = Membership.DowningReport.Get(system);
