@@ -40,8 +40,8 @@ internal static class CliConsole
     /// 130 cancelled, 1 failed (stall, lost actor, refused or lost node (a worker node that was downed exits 4 instead, in NodeCommand), no checkpoint to resume fits, a checkpoint or other
     /// file that could not be written or read); null when it completed.
     /// <paramref name="onCancelled"/> reports a cancellation (and keeps or removes the run folder); without it a line says nothing was saved.
-    /// <paramref name="onStalled"/>, after the failure's line, keeps what a <see cref="DistTrain.Cluster.Actors.TrainingStalledException"/> carries
-    /// (the weights when a paused job ran out of time); exit code 1 either way.
+    /// <paramref name="onFailed"/>, after the failure's line, keeps what a failed run has (the finished epochs, and the weights a
+    /// <see cref="DistTrain.Cluster.Actors.TrainingStalledException"/> carries when a paused job ran out of time); exit code 1 either way.
     /// <paramref name="model"/>, when given, turns an <see cref="OutOfMemoryException"/> (building the replicas or the
     /// optimizer state of a model too large for this machine) into one <c>error:</c> line (<see cref="OutOfMemory"/>) and exit
     /// code 1, instead of an unhandled exception. An input problem found only during training (<see cref="IsInputError"/>)
@@ -50,7 +50,7 @@ internal static class CliConsole
     /// </summary>
     public static async Task<int?> RunTrainingAsync(Func<Task> training, Action<DistTrain.Cluster.Actors.TrainingDivergedException>? onDiverged = null,
         Action<OperationCanceledException>? onCancelled = null, DistTrain.Core.Configuration.TrainingOptions? model = null,
-        Action<DistTrain.Cluster.Actors.TrainingStalledException>? onStalled = null)
+        Action<Exception>? onFailed = null)
     {
         try
         {
@@ -72,7 +72,7 @@ internal static class CliConsole
                                        or IOException or UnauthorizedAccessException)
         {
             Fail("training failed", e.Message);
-            return e is DistTrain.Cluster.Actors.TrainingStalledException stalled && onStalled is not null ? SavedOr1(() => onStalled(stalled), 1) : 1;
+            return onFailed is null ? 1 : SavedOr1(() => onFailed(e), 1);
         }
         catch (OutOfMemoryException) when (model is not null)
         {

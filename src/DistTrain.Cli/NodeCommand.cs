@@ -207,7 +207,8 @@ internal static class NodeCommand
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report,
                 resumeWith: "a standby parameter-server node, if one is up, or else starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true),"),
             model: options,
-            onStalled: stalled => RunOutputs.KeepAfterFailure(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), stalled.Weights, report,
+            onFailed: failure => RunOutputs.KeepAfterFailure(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data),
+                (failure as TrainingStalledException)?.Weights, report,
                 resumeWith: "starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true)"));
         if (exit is 1 or 2) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory!); // 2: a checkpoint refused once the job started
         if (exit is not null) return exit.Value;

@@ -228,19 +228,43 @@ internal static class RunOutputs
     }
 
     /// <summary>
-    /// After a job that failed while its parameter server still held the weights (<see cref="DistTrain.Cluster.Actors.TrainingStalledException.Weights"/>:
-    /// Cluster:PauseTimeoutSeconds ran out with too few workers alive): when training applied at least one step, the run
-    /// folder keeps them in <c>model.safetensors</c> (marked <c>stopped</c>, as a cancelled run's), the finished epochs in
-    /// <c>summary.json</c> and the report, and a line says so; otherwise nothing is written, and the caller removes the empty folder.
+    /// After a run that failed in training (exit code 1): when the parameter server still held the weights
+    /// (<see cref="DistTrain.Cluster.Actors.TrainingStalledException.Weights"/>: Cluster:PauseTimeoutSeconds ran out with too
+    /// few workers alive) and training applied at least one step, the run folder keeps them in <c>model.safetensors</c>
+    /// (marked <c>stopped</c>, as a cancelled run's), the finished epochs in <c>summary.json</c> and the report. Without
+    /// those weights (any other failure: a worker's error, a lost node) but with at least one step applied, it keeps
+    /// <c>summary.json</c> marked <c>stopped: failed at epoch E, step S of N</c> with the finished epochs, and the report
+    /// (<c>steps.csv</c>, <c>epochs.csv</c>, <c>curves.png</c>). A line says which. With no step applied nothing is written,
+    /// and the caller removes the empty folder.
     /// </summary>
     /// <exception cref="RunOutputsException">The weights or the summary could not be written.</exception>
     public static void KeepAfterFailure(string runDirectory, TrainingOptions options, Normalizer normalizer, DataMetadata data, WeightsSnapshot? weights,
         RunReport? report, string resumeWith)
     {
-        if (weights is null || report?.StepOf(weights.Version) is not { } stop) return;
+        if (report is null || !report.AnyStep) return;
+        if (weights is null || report.StepOf(weights.Version) is not { } stop)
+        {
+            KeepFailedWithoutWeights(runDirectory, options, normalizer, report, resumeWith);
+            return;
+        }
         var epochs = WriteAtStep(runDirectory, options, normalizer, data, weights, report, $"failed at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}", "the weights at the failure");
         CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Model} holds the weights of the last step, epoch {stop.Epoch} step {stop.Step} of " +
             $"{stop.Steps} (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold the {epochs} finished epoch{(epochs == 1 ? "" : "s")}." +
+            ResumeHint(options, resumeWith));
+    }
+
+    /// <summary>The summary and report of a failed run whose weights did not come back; see <see cref="KeepAfterFailure"/>.</summary>
+    private static void KeepFailedWithoutWeights(string runDirectory, TrainingOptions options, Normalizer normalizer, RunReport report, string resumeWith)
+    {
+        var stopped = report.FailedAt();
+        // No weights describe this summary: its tensors are the layout's, its version -1 (unknown), as a divergence without last good weights.
+        var result = new TrainingResult(new DistTrain.Core.Tensors.ParameterVector(DistTrain.Core.Models.ModelFactory.Build(options.Model).Layout), -1, report.Epochs);
+        Writing(runDirectory, $"the run's summary ({RunFiles.Summary})",
+            () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report), options);
+        var epochs = result.Epochs.Count;
+        var finished = $"the {epochs} finished epoch{(epochs == 1 ? "" : "s")}";
+        var what = WriteReport(runDirectory, report, options, result, stopped) ? $"and, with {RunFiles.Epochs} and {RunFiles.Curves}, {finished}" : $"and {finished}";
+        CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the failure ({stopped}) {what}; no weights came back to keep." +
             ResumeHint(options, resumeWith));
     }
 

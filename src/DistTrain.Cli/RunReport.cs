@@ -48,11 +48,26 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
                 return _stepsOfEpoch.TryGetValue(epoch, out var planned)
                     ? $"diverged at epoch {epoch}, step {step} of {planned}"
                     : $"diverged at epoch {epoch}, step {step}";
-            if (_stepsOfEpoch.Count == 0) return "diverged before the first epoch";
-            var current = _stepsOfEpoch.Keys.Max(); // the epoch in progress
-            var applied = _steps.Count(s => s.Epoch == current);
-            return $"diverged at epoch {current}, step {applied + 1} of {_stepsOfEpoch[current]}";
+            return StoppedInProgress("diverged");
         }
+    }
+
+    /// <summary>
+    /// Where a run that failed (not diverged: a worker's error, a lost node) stopped, in the same form as
+    /// <see cref="DivergedAt"/>: "failed at epoch 4, step 13 of 32", the step after the last one applied in the epoch in
+    /// progress; "failed before the first epoch" when none had started.
+    /// </summary>
+    public string FailedAt()
+    {
+        lock (_gate) return StoppedInProgress("failed");
+    }
+
+    private string StoppedInProgress(string how)
+    {
+        if (_stepsOfEpoch.Count == 0) return $"{how} before the first epoch";
+        var current = _stepsOfEpoch.Keys.Max(); // the epoch in progress
+        var applied = _steps.Count(s => s.Epoch == current);
+        return $"{how} at epoch {current}, step {applied + 1} of {_stepsOfEpoch[current]}";
     }
 
     /// <summary>

@@ -175,7 +175,8 @@ internal static class TrainCommand
             diverged => RunOutputs.KeepDiverged(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
                 epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
             cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report, resumeWith),
-            model: options);
+            model: options,
+            onFailed: _ => RunOutputs.KeepAfterFailure(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), weights: null, report, resumeWith));
         if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory);
         if (exit is not null) return (exit.Value, null, runDirectory);
         if (cancellationToken.IsCancellationRequested) // the coordinator let the last epoch's evaluation finish (Coordinator.StopRequested)

@@ -84,6 +84,42 @@ public class RunReportTests : IDisposable
     }
 
     /// <summary>
+    /// A run that failed in training without its weights coming back (a worker's error, such as a Float16 overflow) keeps
+    /// its finished epochs: summary.json records the failure and the epochs, and steps.csv, epochs.csv and curves.png hold
+    /// every step applied, with no model.safetensors. Before, the folder was removed as empty, and the epochs were lost.
+    /// A failure before any step keeps nothing.
+    /// </summary>
+    [Fact]
+    public void A_run_that_failed_without_its_weights_keeps_its_finished_epochs_in_the_summary_and_the_report()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 5);
+        var description = Core.Data.DataMetadata.Of(data, options.Data);
+        var report = new RunReport(NullTrainingObserver.Instance);
+        RunOutputs.KeepAfterFailure(_directory, options, data.Normalizer, description, weights: null, report, "train --resume");
+        Assert.Empty(Directory.EnumerateFileSystemEntries(_directory));
+
+        long version = 0;
+        for (var epoch = 1; epoch <= 3; epoch++)
+        {
+            report.EpochStarted(epoch, 4, 350);
+            for (var step = 0; step < (epoch < 3 ? 4 : 1); step++)
+                report.StepApplied(epoch, step, ++version, 100, 0.5 / epoch, 0.05, default);
+            if (epoch < 3) report.EpochCompleted(new EpochSummary(epoch, version, 0.5 / epoch, 0.6 / epoch, 0.7 + epoch / 100.0, 100, 350, 1, 0.1));
+        }
+        RunOutputs.KeepAfterFailure(_directory, options, data.Normalizer, description, weights: null, report, "train --resume");
+
+        string In(string file) => Path.Combine(_directory, file);
+        Assert.False(File.Exists(In(Core.Checkpoints.RunFiles.Model)));
+        using var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(In(Core.Checkpoints.RunFiles.Summary)));
+        Assert.Equal("failed at epoch 3, step 2 of 4", summary.RootElement.GetProperty("stopped").GetString());
+        Assert.Equal([1, 2], summary.RootElement.GetProperty("epochs").EnumerateArray().Select(e => e.GetProperty("Epoch").GetInt32()));
+        Assert.Equal(10, File.ReadAllLines(In(Core.Checkpoints.RunFiles.Steps)).Length); // the header and the 9 steps applied
+        Assert.Equal(3, File.ReadAllLines(In(Core.Checkpoints.RunFiles.Epochs)).Length);
+        Assert.True(File.Exists(In(Core.Checkpoints.RunFiles.Curves)));
+    }
+
+    /// <summary>
     /// A run that diverged at its very first step has no report to write: summary.json still records the divergence, with
     /// no epoch, beside last-good.safetensors; where it diverged is given as a cancelled run's stop is.
     /// </summary>
