@@ -76,7 +76,7 @@ public sealed class ShardedParameterServerTests : IDisposable
     {
         var layout = ModelFactory.Build(MlpWithBatchNorm()).Layout;
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => ParameterShards.Plan(layout, shards));
-        Assert.Contains($"Cluster:ParameterServerShards = {shards}: allowed 1 to 16.", error.Message);
+        Assert.Equal($"Cluster:ParameterServerShards = {shards}: allowed 1 to 16.", error.Message);
     }
 
     [Fact]
@@ -84,7 +84,17 @@ public sealed class ShardedParameterServerTests : IDisposable
     {
         var layout = new ParameterLayout([("w", new[] { 40 })]);
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => ParameterShards.Plan(layout, 3));
-        Assert.Contains("Cluster:ParameterServerShards = 3 is too many for a model with 40 trainable parameters", error.Message);
+        Assert.Equal("Cluster:ParameterServerShards = 3 is too many for a model with 40 trainable parameters: each shard needs at least 16 " +
+            "parameters, since the slices are cut at 16-parameter (64-byte) boundaries. Set Cluster:ParameterServerShards to at most 2, " +
+            "the largest count this model allows.", error.Message);
+        Assert.Equal(2, ParameterShards.Plan(layout, 2).Length);
+        // Iris with one Dense 3 layer: 4·3 + 3 = 15 parameters, less than one slice.
+        var iris = new ParameterLayout([("0.weight", new[] { 3, 4 }), ("0.bias", new[] { 3 })]);
+        error = Assert.Throws<ArgumentOutOfRangeException>(() => ParameterShards.Plan(iris, 2));
+        Assert.Equal("Cluster:ParameterServerShards = 2 is too many for a model with 15 trainable parameters: each shard needs at least 16 " +
+            "parameters, since the slices are cut at 16-parameter (64-byte) boundaries. Set Cluster:ParameterServerShards to 1: this model " +
+            "is too small to shard.", error.Message);
+        Assert.Equal((1, 1, 16), (ParameterShards.MaxShardsFor(15), ParameterShards.MaxShardsFor(16), ParameterShards.MaxShardsFor(1_000_000)));
     }
 
     [Fact]
