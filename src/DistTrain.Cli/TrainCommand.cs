@@ -446,7 +446,7 @@ internal static class TrainCommand
 
     /// <summary>
     /// A warning when Optimizer:Schedule:WarmupSteps is at least the run's optimizer steps (epochs × minibatch rounds per
-    /// epoch, × workers in Async, which steps once per minibatch; an upper bound in the modes that step less often, such as
+    /// epoch, a minibatch being BatchSizePerWorker × AccumulationSteps samples, × workers in Async, which steps once per minibatch; an upper bound in the modes that step less often, such as
     /// LocalSgd): the learning rate then never reaches
     /// Optimizer:LearningRate. Null otherwise.
     /// </summary>
@@ -459,7 +459,8 @@ internal static class TrainCommand
         var sharing = workers ?? options.Training.Workers;
         var warmup = options.Optimizer.Schedule.WarmupSteps;
         var loop = options.Training;
-        long rounds = EpochPlanSettings.StepsPerEpoch(trainSamples, sharing, loop.BatchSizePerWorker);
+        // A step takes each worker's whole minibatch: AccumulationSteps micro-batches of BatchSizePerWorker, as the plan counts.
+        long rounds = EpochPlanSettings.StepsPerEpoch(trainSamples, sharing, loop.MinibatchPerWorker);
         var stepsPerEpoch = loop.Mode == TrainingMode.Async ? rounds * sharing : rounds; // Async steps once per minibatch
         var steps = stepsPerEpoch * loop.Epochs;
         return warmup > 0 && warmup >= steps

@@ -253,6 +253,20 @@ public class RunReportTests : IDisposable
         Assert.Null(TrainCommand.LocalStepsOutlastEpoch(options, trainSamples: 1000, workers: 4));
     }
 
+    [Fact]
+    public void A_warmup_counts_the_steps_that_gradient_accumulation_leaves()
+    {
+        // 1,000 samples over 2 workers in minibatches of 50 × 4 = 200: 3 steps per epoch, 9 in 3 epochs. Counting micro-batches
+        // of 50 (10 per epoch) gave 30 steps, and a warmup of 20 went unwarned.
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 3);
+        options.Training.AccumulationSteps = 4;
+        options.Optimizer.Schedule.WarmupSteps = 20;
+        Assert.Equal("Optimizer:Schedule:WarmupSteps = 20 is not less than this run's 9 steps (3 epochs of 3), so the learning rate stays below " +
+            "Optimizer:LearningRate for the whole run. Lower WarmupSteps, or train longer.", TrainCommand.WarmupOutlastsRun(options, trainSamples: 1000));
+        options.Optimizer.Schedule.WarmupSteps = 8;
+        Assert.Null(TrainCommand.WarmupOutlastsRun(options, trainSamples: 1000));
+    }
+
     [Theory]
     [InlineData(5, 5, "Training:EarlyStopping:Patience = 5 is not less than Training:Epochs = 5: the earliest early stop comes after epoch 6, so it cannot end this run early. Lower Patience, or train longer.")]
     [InlineData(9, 5, "Training:EarlyStopping:Patience = 9 is not less than Training:Epochs = 5: the earliest early stop comes after epoch 10, so it cannot end this run early. Lower Patience, or train longer.")]
