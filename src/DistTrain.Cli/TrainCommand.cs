@@ -280,7 +280,8 @@ internal static class TrainCommand
     /// <summary>
     /// Settings and data that train without an error but not as meant: a warmup as long as the run (<see cref="WarmupOutlastsRun"/>),
     /// a patience as long as the run (<see cref="PatienceOutlastsRun"/>), a Step schedule that never decays in the run
-    /// (<see cref="StepScheduleNeverDecays"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
+    /// (<see cref="StepScheduleNeverDecays"/>), an accumulation that makes each epoch one step (<see cref="AccumulationCoversShard"/>),
+    /// local SGD steps that outlast the epoch (<see cref="LocalStepsOutlastEpoch"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
     /// compression does not use (<see cref="TrainingOptions.UnusedSettings"/>), layer settings the layer's type does not use and a
     /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), Model:Freeze without Model:Pretrained
     /// (<see cref="FrozenWithoutPretrained"/>), classes without a training sample, images
@@ -298,6 +299,8 @@ internal static class TrainCommand
         if (WarmupOutlastsRun(options, train.Count, workers ?? options.Training.Workers) is { } warmup) yield return warmup;
         if (PatienceOutlastsRun(options.Training) is { } patience) yield return patience;
         if (StepScheduleNeverDecays(options) is { } neverDecays) yield return neverDecays;
+        if (AccumulationCoversShard(options, train.Count, workers ?? options.Training.Workers) is { } accumulation) yield return accumulation;
+        if (LocalStepsOutlastEpoch(options, train.Count, workers ?? options.Training.Workers) is { } localSteps) yield return localSteps;
         if (BatchNormWithOneSample(options, train.Count, workers ?? options.Training.Workers) is { } oneSample) yield return oneSample;
         foreach (var unused in options.UnusedSettings()) yield return unused;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
@@ -376,6 +379,61 @@ internal static class TrainCommand
             : null;
     }
 
+    /// <summary>
+    /// A warning when Training:AccumulationSteps above 1 makes each worker's minibatch (BatchSizePerWorker × AccumulationSteps)
+    /// at least its shard of the epoch (⌈samples / workers⌉): every epoch is then one step (in Async one push per worker), the
+    /// accumulation ends with the shard and its count above the shard's micro-batches does nothing. Null otherwise.
+    /// </summary>
+    /// <param name="options">The run's options.</param>
+    /// <param name="trainSamples">Training samples per epoch.</param>
+    /// <param name="workers">The workers that share each epoch (in cluster mode, Cluster:MinWorkers: more workers make smaller
+    /// shards, so the warning never errs towards a false alarm).</param>
+    internal static string? AccumulationCoversShard(TrainingOptions options, int trainSamples, int workers)
+    {
+        var loop = options.Training;
+        if (loop.AccumulationSteps <= 1 || workers < 1 || trainSamples < 1) return null;
+        if (EpochPlanSettings.StepsPerEpoch(trainSamples, workers, loop.MinibatchPerWorker) > 1) return null;
+        var shard = (trainSamples + workers - 1) / workers;
+        var microBatches = (shard + loop.BatchSizePerWorker - 1) / loop.BatchSizePerWorker;
+        var epoch = loop.Mode == TrainingMode.Async
+            ? FormattableString.Invariant($"each worker pushes once per epoch, its whole shard, so the run takes {(long)workers * loop.Epochs:N0} steps")
+            : FormattableString.Invariant($"every epoch is a single step over the whole training set, so the run takes {loop.Epochs:N0} step{(loop.Epochs == 1 ? "" : "s")}");
+        var fix = microBatches >= 2
+            ? FormattableString.Invariant($"Lower AccumulationSteps to {microBatches / 2:N0} or less for at least 2 steps per epoch.")
+            : FormattableString.Invariant($"Set AccumulationSteps to 1 (one micro-batch already holds the shard), and lower Training:BatchSizePerWorker below {shard:N0} for more than one step per epoch.");
+        var minibatch = FormattableString.Invariant(
+            $"Training:AccumulationSteps = {loop.AccumulationSteps:N0} makes each worker's minibatch {loop.MinibatchPerWorker:N0} samples (Training:BatchSizePerWorker {loop.BatchSizePerWorker:N0} × {loop.AccumulationSteps:N0})");
+        var shards = FormattableString.Invariant(
+            $"a worker's shard of the epoch has {(workers == 1 || trainSamples % workers == 0 ? "" : "at most ")}{shard:N0} samples ({microBatches:N0} micro-batch{(microBatches == 1 ? "" : "es")})");
+        return $"{minibatch}, but {shards}: {epoch}. {fix}";
+    }
+
+    /// <summary>
+    /// A warning when Training:Mode is LocalSgd and Training:LocalSteps is more than an epoch's steps (a worker's shard in
+    /// minibatches of BatchSizePerWorker × AccumulationSteps, as <see cref="EpochPlanSettings.StepsPerEpoch"/>): a worker's
+    /// local steps end with its shard, so the models are averaged only at each epoch's end. Null otherwise.
+    /// </summary>
+    /// <param name="options">The run's options.</param>
+    /// <param name="trainSamples">Training samples per epoch.</param>
+    /// <param name="workers">The workers that share each epoch (in cluster mode, Cluster:MinWorkers: more workers make fewer
+    /// steps, so the warning never errs towards a false alarm).</param>
+    internal static string? LocalStepsOutlastEpoch(TrainingOptions options, int trainSamples, int workers)
+    {
+        var loop = options.Training;
+        if (loop.Mode != TrainingMode.LocalSgd || workers < 1 || trainSamples < 1) return null;
+        var rounds = EpochPlanSettings.StepsPerEpoch(trainSamples, workers, loop.MinibatchPerWorker);
+        if (loop.LocalSteps <= rounds) return null;
+        var shard = (trainSamples + workers - 1) / workers;
+        var steps = FormattableString.Invariant(
+            $"Training:LocalSteps = {loop.LocalSteps:N0} is more than the {rounds:N0} step{(rounds == 1 ? "" : "s")} of an epoch ({(workers == 1 || trainSamples % workers == 0 ? "" : "up to ")}{shard:N0} samples per worker in minibatches of {loop.MinibatchPerWorker:N0})");
+        var effect = FormattableString.Invariant(
+            $"a worker's local steps end with its shard, so the models are averaged only at each epoch's end, and LocalSteps above {rounds:N0} changes nothing");
+        var fix = rounds > 1
+            ? FormattableString.Invariant($"Set LocalSteps below {rounds:N0} to average within epochs too, or to {rounds:N0} to average once per epoch as now.")
+            : "Set LocalSteps to 1: with one step per epoch, every step is averaged.";
+        return $"{steps}: {effect}. {fix}";
+    }
+
     /// <summary>A warning naming the images of <paramref name="folder"/> that are skipped for their format, or null when there are none.</summary>
     internal static string? SkippedImages(string folder)
     {
@@ -389,7 +447,7 @@ internal static class TrainCommand
 
     /// <summary>
     /// A warning when Optimizer:Schedule:WarmupSteps is at least the run's optimizer steps (epochs × minibatch rounds per
-    /// epoch, × workers in Async, which steps once per minibatch; an upper bound in the modes that step less often, such as
+    /// epoch, a minibatch being BatchSizePerWorker × AccumulationSteps samples, × workers in Async, which steps once per minibatch; an upper bound in the modes that step less often, such as
     /// LocalSgd): the learning rate then never reaches
     /// Optimizer:LearningRate. Null otherwise.
     /// </summary>
@@ -402,7 +460,8 @@ internal static class TrainCommand
         var sharing = workers ?? options.Training.Workers;
         var warmup = options.Optimizer.Schedule.WarmupSteps;
         var loop = options.Training;
-        long rounds = EpochPlanSettings.StepsPerEpoch(trainSamples, sharing, loop.BatchSizePerWorker);
+        // A step takes each worker's whole minibatch: AccumulationSteps micro-batches of BatchSizePerWorker, as the plan counts.
+        long rounds = EpochPlanSettings.StepsPerEpoch(trainSamples, sharing, loop.MinibatchPerWorker);
         var stepsPerEpoch = loop.Mode == TrainingMode.Async ? rounds * sharing : rounds; // Async steps once per minibatch
         var steps = stepsPerEpoch * loop.Epochs;
         return warmup > 0 && warmup >= steps

@@ -90,6 +90,46 @@ public class CommandLineTests
         Assert.Contains($"{config}, or in the environment ({variable}), and leave out --data.", process.Error);
     }
 
+    /// <summary>
+    /// Iris with one Dense 3 layer has 15 trainable parameters, less than one 16-parameter slice, so it cannot be sharded. Before,
+    /// the refusal ended in .NET's " (Parameter 'count')" and said neither the unit nor the count to use.
+    /// </summary>
+    [Theory]
+    [InlineData("train")]
+    [InlineData("parameter-server")]
+    public async Task More_parameter_server_shards_than_a_small_model_has_slices_for_are_refused_with_exit_2_before_training(string command)
+    {
+        var folder = Directory.CreateTempSubdirectory("disttrain-shards-").FullName;
+        try
+        {
+            var config = Path.Combine(folder, "iris-linear.json");
+            File.WriteAllText(config, File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "configs", "sklearn-iris.json")).Replace(
+                """{ "Type": "Dense", "Units": 100 },""", "").Replace("""{ "Type": "ReLU" },""", ""));
+            var output = Path.Combine(folder, "runs");
+            var environment = new Dictionary<string, string> { ["DISTTRAIN_Cluster__ParameterServerShards"] = "2" };
+            string[] arguments = ["train", "--config", config, "--workers", "2", "--output", output];
+            if (command == "parameter-server")
+            {
+                arguments = ["node", "--role", "parameter-server", "--config", config, "--output", output];
+                environment["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123";
+                environment["DISTTRAIN_Cluster__Tls"] = "false";
+                environment["DISTTRAIN_Cluster__SeedNodes__0"] = "akka.tcp://disttrain@127.0.0.1:4053";
+            }
+            using var process = new DistTrainProcess(arguments, environment);
+            await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+            Assert.Contains("error: Cluster:ParameterServerShards = 2 is too many for a model with 15 trainable parameters: each shard needs at least " +
+                "16 parameters, since the slices are cut at 16-parameter (64-byte) boundaries. Set Cluster:ParameterServerShards to 1: this model is " +
+                "too small to shard.", process.Error);
+            Assert.DoesNotContain("(Parameter", process.Error);
+            Assert.DoesNotContain("epoch", process.Output);
+            Assert.False(Directory.Exists(output) && Directory.GetFileSystemEntries(output).Length > 0); // no run folder
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData("worker")]
     [InlineData("parameter-server")]

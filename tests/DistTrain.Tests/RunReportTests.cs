@@ -1,5 +1,7 @@
 using DistTrain.Cli;
 using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Training;
+using DistTrain.Core.Configuration;
 using DistTrain.Core.Optimization;
 
 namespace DistTrain.Tests;
@@ -235,6 +237,70 @@ public class RunReportTests : IDisposable
         var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: epochs);
         options.Optimizer.Schedule.WarmupSteps = warmupSteps;
         Assert.Equal(expected, TrainCommand.WarmupOutlastsRun(options, trainSamples: 350));
+    }
+
+    [Theory]
+    // 1,000 samples over 2 workers: shards of 500, 8 micro-batches of 64. 1,024 × 64 = 65,536 samples per minibatch.
+    [InlineData(TrainingMode.Sync, 1024, 64, "Training:AccumulationSteps = 1,024 makes each worker's minibatch 65,536 samples (Training:BatchSizePerWorker 64 × 1,024), " +
+        "but a worker's shard of the epoch has 500 samples (8 micro-batches): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
+        "Lower AccumulationSteps to 4 or less for at least 2 steps per epoch.")]
+    [InlineData(TrainingMode.Async, 8, 64, "Training:AccumulationSteps = 8 makes each worker's minibatch 512 samples (Training:BatchSizePerWorker 64 × 8), " +
+        "but a worker's shard of the epoch has 500 samples (8 micro-batches): each worker pushes once per epoch, its whole shard, so the run takes 6 steps. " +
+        "Lower AccumulationSteps to 4 or less for at least 2 steps per epoch.")]
+    [InlineData(TrainingMode.Sync, 2, 500, "Training:AccumulationSteps = 2 makes each worker's minibatch 1,000 samples (Training:BatchSizePerWorker 500 × 2), " +
+        "but a worker's shard of the epoch has 500 samples (1 micro-batch): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
+        "Set AccumulationSteps to 1 (one micro-batch already holds the shard), and lower Training:BatchSizePerWorker below 500 for more than one step per epoch.")]
+    [InlineData(TrainingMode.Sync, 7, 64, null)] // 448 samples per minibatch: 2 steps per epoch
+    [InlineData(TrainingMode.Sync, 1, 1000, null)] // one step per epoch, but not from accumulation
+    public void An_accumulation_that_makes_each_epoch_one_step_is_warned_of(TrainingMode mode, int accumulation, int batch, string? expected)
+    {
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: batch, epochs: 3);
+        options.Training.Mode = mode;
+        options.Training.AccumulationSteps = accumulation;
+        Assert.Equal(expected, TrainCommand.AccumulationCoversShard(options, trainSamples: 1000, workers: 2));
+        var train = new Core.Data.LabeledDataset(new float[1000 * 784], [.. Enumerable.Range(0, 1000).Select(i => (byte)(i % 10))], 784, classCount: 10, null);
+        Assert.Equal(expected is not null, TrainCommand.RunWarnings(options, train).Contains(expected));
+        // The plan agrees: with accumulation, one round per epoch exactly when warned of.
+        Assert.Equal(expected is not null || accumulation == 1, EpochPlanSettings.StepsPerEpoch(1000, 2, options.Training.MinibatchPerWorker) == 1);
+    }
+
+    [Theory]
+    // 1,000 samples over 4 workers in minibatches of 16: 250 each, 16 steps per epoch (the last of 10 samples).
+    [InlineData(10_000, 1, 16, "Training:LocalSteps = 10,000 is more than the 16 steps of an epoch (250 samples per worker in minibatches of 16): a worker's local " +
+        "steps end with its shard, so the models are averaged only at each epoch's end, and LocalSteps above 16 changes nothing. Set LocalSteps below 16 to " +
+        "average within epochs too, or to 16 to average once per epoch as now.")]
+    // Accumulation counts: minibatches of 16 × 4 = 64 make 4 steps per epoch.
+    [InlineData(5, 4, 16, "Training:LocalSteps = 5 is more than the 4 steps of an epoch (250 samples per worker in minibatches of 64): a worker's local " +
+        "steps end with its shard, so the models are averaged only at each epoch's end, and LocalSteps above 4 changes nothing. Set LocalSteps below 4 to " +
+        "average within epochs too, or to 4 to average once per epoch as now.")]
+    [InlineData(2, 1, 250, "Training:LocalSteps = 2 is more than the 1 step of an epoch (250 samples per worker in minibatches of 250): a worker's local " +
+        "steps end with its shard, so the models are averaged only at each epoch's end, and LocalSteps above 1 changes nothing. Set LocalSteps to 1: with " +
+        "one step per epoch, every step is averaged.")]
+    [InlineData(16, 1, 16, null)]
+    [InlineData(4, 4, 16, null)]
+    public void Local_steps_that_outlast_the_epoch_are_warned_of(int localSteps, int accumulation, int batch, string? expected)
+    {
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 4, batch: batch, epochs: 2);
+        options.Training.Mode = TrainingMode.LocalSgd;
+        options.Training.LocalSteps = localSteps;
+        options.Training.AccumulationSteps = accumulation;
+        Assert.Equal(expected, TrainCommand.LocalStepsOutlastEpoch(options, trainSamples: 1000, workers: 4));
+        options.Training.Mode = TrainingMode.Sync; // LocalSteps is then unused, which UnusedSettings says
+        Assert.Null(TrainCommand.LocalStepsOutlastEpoch(options, trainSamples: 1000, workers: 4));
+    }
+
+    [Fact]
+    public void A_warmup_counts_the_steps_that_gradient_accumulation_leaves()
+    {
+        // 1,000 samples over 2 workers in minibatches of 50 × 4 = 200: 3 steps per epoch, 9 in 3 epochs. Counting micro-batches
+        // of 50 (10 per epoch) gave 30 steps, and a warmup of 20 went unwarned.
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 3);
+        options.Training.AccumulationSteps = 4;
+        options.Optimizer.Schedule.WarmupSteps = 20;
+        Assert.Equal("Optimizer:Schedule:WarmupSteps = 20 is not less than this run's 9 steps (3 epochs of 3), so the learning rate stays below " +
+            "Optimizer:LearningRate for the whole run. Lower WarmupSteps, or train longer.", TrainCommand.WarmupOutlastsRun(options, trainSamples: 1000));
+        options.Optimizer.Schedule.WarmupSteps = 8;
+        Assert.Null(TrainCommand.WarmupOutlastsRun(options, trainSamples: 1000));
     }
 
     [Theory]

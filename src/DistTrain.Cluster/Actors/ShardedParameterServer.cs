@@ -78,7 +78,8 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
 
     /// <summary>Creates the server and its shards; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="shards"/> is outside 1..16, or too many for the model.</exception>
-    /// <exception cref="ArgumentException">Gradient clipping in an asynchronous mode.</exception>
+    /// <exception cref="ArgumentException">Gradient clipping at the parameter server (<paramref name="optimizer"/>'s, none under
+    /// Cluster:Compression TopK, whose workers clip) in an asynchronous mode.</exception>
     public ShardedParameterServer(ParameterVector initialWeights, OptimizerOptions optimizer, int totalEpochs, MonitoringOptions? monitoring,
         CheckpointSettings? checkpoints, TrainingCheckpoint? resumeFrom, int scalingWorkers, UpdateSettings? update, int shards,
         OptimizerOptions? configuredOptimizer = null)
@@ -86,8 +87,11 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         ArgumentNullException.ThrowIfNull(initialWeights);
         ArgumentNullException.ThrowIfNull(optimizer);
         update ??= UpdateSettings.Sync;
+        // The server's own clipping only (TrainingOptions.ParameterServerOptimizer): under TopK the workers clip and this has none.
         if (optimizer.GradientClipNorm > 0 && update.Mode is Core.Configuration.TrainingMode.Async or Core.Configuration.TrainingMode.BoundedStaleness)
-            throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is not possible with Optimizer:GradientClipNorm in Training:Mode {update.Mode}. Use one shard, no clipping, or Sync.");
+            throw new ArgumentException($"Cluster:ParameterServerShards = {shards} is not possible with Optimizer:GradientClipNorm in Training:Mode {update.Mode}: " +
+                "clipping at the parameter server needs every shard's part of the norm, and these shards step on each gradient as it arrives. Use one shard, " +
+                "no clipping, Training:Mode Sync or LocalSgd, or Cluster:Compression TopK (the workers clip).");
         _plan = ParameterShards.Plan(initialWeights.Layout, shards);
         _log.Info("Parameter server in {0}", Describe(_plan));
         _initial = new ParameterVector(initialWeights.Layout, (float[])(resumeFrom?.Weights.Values ?? initialWeights.Values).Clone());

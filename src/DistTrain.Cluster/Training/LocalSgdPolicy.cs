@@ -11,8 +11,9 @@ namespace DistTrain.Cluster.Training;
 /// <remarks>
 /// Averaging the optimizer state as well (as Yu, Jin and Yang's parallel restarted momentum SGD, ICML 2019) keeps one
 /// state, so a checkpoint holds all of it and a resume continues exactly; and for an optimizer linear in its state (SGD,
-/// with or without momentum) one local step per period gives the synchronous step: the average of
-/// <c>w − η(μv + gᵢ)</c> is <c>w − η(μv + ḡ)</c>. A report is <c>[weights | running statistics | state]</c>
+/// with or without momentum) one local step per period gives the synchronous step in exact arithmetic: the average of
+/// <c>w − η(μv + gᵢ)</c> is <c>w − η(μv + ḡ)</c>. In float32 the two round differently (models summed, not gradients), so
+/// the weights agree to rounding, not bit for bit, and drift apart slowly over training. A report is <c>[weights | running statistics | state]</c>
 /// (<see cref="WireLayout"/>).
 /// </remarks>
 public sealed class LocalSgdPolicy(ServerModel model, WeightsOutbox outbox, IServerOutput output, WireLayout wire, int localSteps,

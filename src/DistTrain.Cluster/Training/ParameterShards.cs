@@ -89,12 +89,12 @@ public static class ParameterShards
     public static ParameterShard[] Plan(ParameterLayout layout, int count)
     {
         ArgumentNullException.ThrowIfNull(layout);
+        // No parameter name: the message is shown to the user as it is, and " (Parameter 'count')" would name this method's argument.
         if (count < 1 || count > MaxShards)
-            throw new ArgumentOutOfRangeException(nameof(count), $"Cluster:ParameterServerShards = {count}: allowed 1 to {MaxShards}.");
+            throw new ArgumentOutOfRangeException(null, $"Cluster:ParameterServerShards = {count}: allowed 1 to {MaxShards}.");
         var trainable = layout.TrainableLength;
         if (count > 1 && trainable < count * Alignment)
-            throw new ArgumentOutOfRangeException(nameof(count),
-                $"Cluster:ParameterServerShards = {count} is too many for a model with {trainable} trainable parameters: each shard needs at least {Alignment}. Use fewer shards.");
+            throw new ArgumentOutOfRangeException(null, TooManyShards(count, trainable));
         var shards = new ParameterShard[count];
         var start = 0;
         for (var k = 0; k < count; k++)
@@ -106,6 +106,21 @@ public static class ParameterShards
             start = end;
         }
         return shards;
+    }
+
+    /// <summary>The most shards a model of <paramref name="trainable"/> trainable parameters can be split into: one slice of at
+    /// least <see cref="Alignment"/> parameters each, and at most <see cref="MaxShards"/>; 1 (no sharding) for a smaller model.</summary>
+    /// <param name="trainable">The model's trainable parameters (<see cref="ParameterLayout.TrainableLength"/>).</param>
+    public static int MaxShardsFor(int trainable) => Math.Clamp(trainable / Alignment, 1, MaxShards);
+
+    private static string TooManyShards(int count, int trainable)
+    {
+        var most = MaxShardsFor(trainable);
+        return $"Cluster:ParameterServerShards = {count} is too many for a model with {trainable:N0} trainable parameters: each shard needs at least " +
+            $"{Alignment} parameters, since the slices are cut at {Alignment}-parameter (64-byte) boundaries. " +
+            (most == 1
+                ? "Set Cluster:ParameterServerShards to 1: this model is too small to shard."
+                : $"Set Cluster:ParameterServerShards to at most {most}, the largest count this model allows.");
     }
 
     /// <summary>

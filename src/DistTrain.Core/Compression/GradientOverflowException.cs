@@ -28,7 +28,9 @@ public sealed class GradientOverflowException : InvalidOperationException
 
     /// <summary>
     /// The message for <paramref name="element"/> (e.g. <c>element 1,234 of tensor '0.weight'</c>) holding
-    /// <paramref name="value"/>: the cause, and what to change.
+    /// <paramref name="value"/>: the cause, and what to change. Only the encoding fixes an overflow: Float16 workers send
+    /// their gradients unclipped (they clip before encoding only under TopK, <see cref="Configuration.TrainingOptions.ClipsOnWorkers"/>),
+    /// and a learning rate does not change a gradient computed before any update.
     /// </summary>
     /// <param name="element">Which element, in words.</param>
     /// <param name="value">Its value.</param>
@@ -36,5 +38,7 @@ public sealed class GradientOverflowException : InvalidOperationException
     public static string Describe(string element, float value, bool withResidual) =>
         $"Gradient {element} is {value.ToString("G7", CultureInfo.InvariantCulture)}{(withResidual ? " (gradient plus error-feedback residual)" : "")}, " +
         "beyond Float16's range of ±65,504: it would reach the parameter server as infinity and stop training as diverged. Set Cluster:Compression " +
-        "to BFloat16 (float32's range in 2 bytes), or set Optimizer:GradientClipNorm to clip the gradients, or lower Optimizer:LearningRate.";
+        "to BFloat16 (float32's range in 2 bytes) or None (float32). Optimizer:GradientClipNorm does not prevent this: with Float16 the parameter " +
+        "server clips after decoding, past the overflow. A lower Optimizer:LearningRate does not change the first step's gradient; it can help only " +
+        "when the gradients grew over earlier updates.";
 }

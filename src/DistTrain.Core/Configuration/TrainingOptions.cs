@@ -484,7 +484,8 @@ public sealed class TrainingLoopOptions
 
     /// <summary>
     /// <see cref="TrainingMode.LocalSgd"/>: optimizer steps each worker takes on its own replica between two averagings of
-    /// the models. 1 with plain SGD is synchronous training. 1 to 10,000. Default 4.
+    /// the models. 1 with plain SGD is synchronous training in exact arithmetic; in float32 the averaged models differ from
+    /// the synchronous weights by rounding, which grows over training. 1 to 10,000. Default 4.
     /// </summary>
     public int LocalSteps { get; set; } = 4;
 

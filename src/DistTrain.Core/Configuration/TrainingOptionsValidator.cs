@@ -141,9 +141,15 @@ public static class TrainingOptionsValidator
         if (options.Cluster.Compression != Compression.GradientCompression.None && options.Training.Mode == TrainingMode.LocalSgd)
             problems.Add($"Cluster:Compression = {options.Cluster.Compression} does not apply to Training:Mode = LocalSgd, whose workers send their models rather than gradients: set Cluster:Compression to None, or choose another mode.");
         Range("Cluster:ParameterServerShards", options.Cluster.ParameterServerShards, 1, 16);
-        if (options.Cluster.ParameterServerShards > 1 && options.Optimizer.GradientClipNorm > 0
+        // The parameter server clips by the global norm, which needs every shard's part of it; under TopK the workers clip
+        // (ClipsOnWorkers) and the server clips nothing, and in LocalSgd each worker clips its own local steps.
+        if (options.Cluster.ParameterServerShards > 1 && options.Optimizer.GradientClipNorm > 0 && !options.ClipsOnWorkers
             && options.Training.Mode is TrainingMode.Async or TrainingMode.BoundedStaleness)
-            problems.Add($"Cluster:ParameterServerShards = {options.Cluster.ParameterServerShards} is not possible with Optimizer:GradientClipNorm = {options.Optimizer.GradientClipNorm} in Training:Mode {options.Training.Mode}: clipping by the global norm needs every shard's part before any shard applies a gradient, which only Sync waits for. Set Optimizer:GradientClipNorm to 0, Cluster:ParameterServerShards to 1, or Training:Mode to Sync.");
+            problems.Add($"Cluster:ParameterServerShards = {options.Cluster.ParameterServerShards} is not possible with Optimizer:GradientClipNorm = {options.Optimizer.GradientClipNorm} in Training:Mode {options.Training.Mode}: " +
+                "the parameter server clips each gradient by its global norm, which needs every shard's part of that norm before any shard steps, and in " +
+                $"{options.Training.Mode} each shard steps on a gradient as it arrives, without waiting for the others (Sync waits for them; in LocalSgd " +
+                "each worker clips its own steps). Set Optimizer:GradientClipNorm to 0, Cluster:ParameterServerShards to 1, Training:Mode to Sync or " +
+                "LocalSgd, or Cluster:Compression to TopK (each worker then clips its own gradient, and the parameter server clips none).");
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
         Range("Cluster:PauseTimeoutSeconds", options.Cluster.PauseTimeoutSeconds, 0, 604_800);
         Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
