@@ -11,7 +11,8 @@
 # without it, pausing below Cluster:MinWorkers, as the README's cluster-mode section describes.
 # Ctrl-C stops the nodes as Ctrl-C stops a single node (at the next step, keeping what the parameter server keeps), lets
 # them write their last lines to their logs and the screen, and exits with the parameter server's code (130); a second
-# Ctrl-C ends them at once, and the script still exits only after every node has.
+# Ctrl-C ends them at once, and the script still exits only after every node has. SIGINT to one node (kill -INT PID)
+# stops that node as it stops `disttrain node` started by hand: the parameter server ends the job, a worker leaves it.
 # Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P the
 # parameter server serves metrics on port P and worker i on port P + i (each node needs its own port).
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
@@ -78,14 +79,24 @@ logs="$repo/$RUN/logs"
 declare -A names
 pids=()  # the nodes not known to have ended: the traps signal these only, never a PID the system may have reused
 started=0
-trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true' EXIT
-# Ctrl-C reaches the whole process group. The nodes, started in the background, ignore SIGINT (bash's rule without job
-# control), and so does the parameter server's log pipeline, so nothing is cut off: the script asks each node to stop with
-# SIGTERM, which a node takes as it takes Ctrl-C (GracefulCancellation; a second one ends it at once), then waits for them.
+trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; [ -z "${ctrl_c_probe:-}" ] || kill "$ctrl_c_probe" 2>/dev/null || true' EXIT
+# The nodes take SIGINT as `disttrain node` started by hand does (deploy/local/ctrl-c.sh): SIGINT to one node stops that
+# node. Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; the log pipeline of the
+# parameter server ignores it, so nothing is cut off. A SIGINT to this script alone is passed on to every node as
+# SIGTERM, which a node takes as it takes Ctrl-C (GracefulCancellation). A second one (Ctrl-C or SIGINT) ends every node
+# at once (the nodes that got the first Ctrl-C directly get no SIGTERM from it, which would be their second signal).
+source "$repo/deploy/local/ctrl-c.sh"
+start_ctrl_c_probe
 interrupted=0; signals=0
 trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130
-  [ "$signals" -gt 1 ] || echo "Ctrl-C: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); Ctrl-C again stops them at once." >&2
-  [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true' INT
+  if [ "$signals" -gt 1 ]; then
+    [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  elif ctrl_c_reached_group; then
+    echo "Ctrl-C: every node stops at its next step (their Ctrl-C lines below); Ctrl-C again stops them at once." >&2
+  else
+    echo "SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once." >&2
+    [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  fi' INT
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $RUN/logs/."
 metrics_port="${DISTTRAIN_Metrics__Port:-}"
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
@@ -102,7 +113,7 @@ cd "$caller"
 # node closes its output (the script's own copy of the pipe is closed at once, and later nodes never get it).
 exec {ps_output}> >(trap '' INT; tee "$logs/parameter-server.log" | sed -u -E '/^\[INFO\]/ { /Resuming from checkpoint|EarlyStopping goes on/!d; }')
 ps_output_pid=$!
-"${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 &
+"${with_sigint[@]}" "${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 &
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server; started=1
 exec {ps_output}>&-
 for i in $(seq 1 "$workers"); do
@@ -110,7 +121,7 @@ for i in $(seq 1 "$workers"); do
   wrapper=(); [ -z "${WORKER_WRAPPER:-}" ] || wrapper=("$WORKER_WRAPPER" "$i")
   [ "${PIN_WORKERS:-0}" != 1 ] || wrapper+=(taskset -c "$(cores_of_worker "$i")")
   metrics=(); [ -z "$metrics_port" ] || metrics=("DISTTRAIN_Metrics__Port=$(( metrics_port + i ))")
-  env DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
+  "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
   pids+=($!); names[$!]="worker-$i"
 done
 # wait_for PID: waits until that process has exited and returns its exit code. A Ctrl-C interrupts `wait` (which then

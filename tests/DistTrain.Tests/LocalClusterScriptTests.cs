@@ -214,12 +214,15 @@ public class LocalClusterScriptTests
             Assert.InRange(interrupted.Elapsed.TotalSeconds, 0, 30); // promptly: the nodes stop at their next step
             var logs = Path.Combine(runFolder!, "logs");
             var psLog = File.ReadAllLines(Path.Combine(logs, "parameter-server.log"));
-            Assert.Contains(psLog, l => l.StartsWith("SIGTERM: stopping at the next step", StringComparison.Ordinal));
+            // The nodes got the Ctrl-C themselves, and no SIGTERM from the script on top of it (a second signal, which
+            // would have ended them at once, without their last lines).
+            Assert.Contains(psLog, l => l.StartsWith("Ctrl-C: stopping at the next step", StringComparison.Ordinal));
+            Assert.DoesNotContain(psLog, l => l.StartsWith("SIGTERM: ", StringComparison.Ordinal));
             // It stops stepping then, not after leaving the cluster (seconds, in which it used to train on hundreds of these
             // 4-step epochs of about 5 ms). The signal's way to the job host crosses threads, and on a loaded machine
             // (the whole suite on 2 cores) three epochs ended after the SIGTERM line: the bound tells a stop within tens
             // of milliseconds from one after the leave, not one thread hand-off from another.
-            var afterStop = psLog.SkipWhile(l => !l.StartsWith("SIGTERM: ", StringComparison.Ordinal)).ToList();
+            var afterStop = psLog.SkipWhile(l => !l.StartsWith("Ctrl-C: ", StringComparison.Ordinal)).ToList();
             Assert.True(afterStop.Count(l => Regex.IsMatch(l, @"^epoch +\d+/500 +train loss")) <= 20, string.Join("\n", afterStop));
             Assert.StartsWith("cancelled: ", psLog[^1]);
             Assert.Contains(psLog[^1], Output()); // on the screen too
@@ -227,6 +230,67 @@ public class LocalClusterScriptTests
                 Assert.Equal("cancelled: this worker node stopped and is out of the job; a worker keeps no results.",
                     File.ReadAllLines(Path.Combine(logs, $"{worker}.log"))[^1]);
             Assert.DoesNotContain("was killed", errors.ToString()); // a worker that stopped on Ctrl-C is not reported as lost
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+            Directory.Delete(folder, recursive: true);
+            if (runFolder is not null && Directory.Exists(runFolder)) Directory.Delete(runFolder, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// SIGINT to the parameter-server node alone (kill -INT PID), as to a <c>disttrain node</c> started by hand. The script
+    /// started its nodes in the background, where bash (without job control) starts a command with SIGINT ignored, so the
+    /// node ignored it and trained on to the end; it now stops the job as Ctrl-C does: its <c>Ctrl-C:</c> and
+    /// <c>cancelled:</c> lines, and the script's exit code 130.
+    /// </summary>
+    [Fact]
+    public async Task SIGINT_to_the_parameter_server_node_alone_stops_the_job_as_Ctrl_C_does()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        var output = new StringBuilder();
+        var errors = new StringBuilder();
+        string? runFolder = null;
+        using var process = new Process { StartInfo = ClusterScript(folder, epochs: 500) };
+        process.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { lock (errors) errors.AppendLine(e.Data); };
+        try
+        {
+            process.Start();
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            string Output() { lock (output) return output.ToString(); }
+            var started = Stopwatch.StartNew();
+            while (!Regex.IsMatch(Output(), @"epoch +\d+/500 +train loss") && !process.HasExited && started.Elapsed < TimeSpan.FromSeconds(120))
+                await Task.Delay(100);
+            runFolder = RunFolder(Output());
+            Assert.True(!process.HasExited && runFolder is not null, $"training did not start:\n{Output()}\n{errors}");
+            // The parameter-server node: the script's child whose command line has "--role parameter-server".
+            var node = Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(n => n!.All(char.IsAsciiDigit)).Select(int.Parse!)
+                .Single(pid =>
+                {
+                    try
+                    {
+                        var stat = File.ReadAllText($"/proc/{pid}/stat");
+                        var parent = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+                        return parent == process.Id && File.ReadAllText($"/proc/{pid}/cmdline").Contains("--role\0parameter-server", StringComparison.Ordinal);
+                    }
+                    catch (IOException) { return false; }
+                });
+            const int sigint = 2;
+            Assert.Equal(0, SendSignal(node, sigint));
+            using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+            {
+                try { await process.WaitForExitAsync(timeout.Token); }
+                catch (OperationCanceledException) { Assert.Fail($"the job went on after SIGINT to the parameter server:\n{Output()}\n{errors}"); }
+            }
+            Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}\n{Output()}\n{errors}");
+            var psLog = File.ReadAllLines(Path.Combine(runFolder!, "logs", "parameter-server.log"));
+            Assert.Contains(psLog, l => l.StartsWith("Ctrl-C: stopping at the next step", StringComparison.Ordinal));
+            Assert.StartsWith("cancelled: stopped at epoch ", psLog[^1]);
+            Assert.Contains(psLog[^1], Output());
         }
         finally
         {
