@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Cluster mode on one machine without docker: one parameter-server node and N worker nodes as local
 # processes on loopback, with the environment variables deploy/docker-compose.yml sets (service names
-# mapped to 127.0.0.1). Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...]
+# mapped to 127.0.0.1). Usage: deploy/local/cluster.sh [WORKERS] [--config FILE] [--data DIR] [--output DIR]
 #   deploy/local/cluster.sh 2 --config configs/fashion-mnist-mlp.json
+# The options are disttrain node's, given to every node; without --config the nodes train configs/fashion-mnist-mlp.json.
+# Other settings are DISTTRAIN_ variables (DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2).
 # Each run gets its own folder runs/cluster/<UTC time>-<pid>/ with its logs, its CA, node certificate and
 # job secret (deploy/certs/make-certs.sh; mutual TLS is on unless DISTTRAIN_Cluster__Tls=false), and free
 # ports, so two local clusters run side by side without meeting. Results go to runs/ as in single-node mode.
@@ -42,7 +44,28 @@ elif [ -z "$1" ]; then
 else
   echo "cluster.sh: '$1' is not a number of workers. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...], for example deploy/local/cluster.sh 2 --config configs/fashion-mnist-mlp.json" >&2; exit 2
 fi
-[ $# -gt 0 ] || set -- --config "$repo/configs/fashion-mnist-mlp.json"
+# The node options, checked before anything is built, installed or created: disttrain node takes --config/-c, --data and
+# --output/-o (the script gives each node its --role). Without --config the nodes train configs/fashion-mnist-mlp.json.
+usage="Usage: deploy/local/cluster.sh [WORKERS] [--config FILE] [--data DIR] [--output DIR]"
+has_config=0; i=1
+while [ "$i" -le $# ]; do
+  option="${!i}"; name="${option%%=*}"
+  case "$name" in
+    --config|-c|--data|--output|-o)
+      case "$name" in --config|-c) has_config=1 ;; esac
+      if [ "$name" = "$option" ]; then  # the value is the next argument
+        i=$((i + 1))
+        [ "$i" -le $# ] && [ -n "${!i}" ] || { echo "cluster.sh: $name needs a value. $usage" >&2; exit 2; }
+      fi ;;
+    -r|--role)
+      echo "cluster.sh: $name: the script gives each node its role (one parameter server, WORKERS workers). $usage" >&2; exit 2 ;;
+    *)
+      echo "cluster.sh: disttrain node has no option '$option'; it takes --config FILE, --data DIR and --output DIR. Set other settings with DISTTRAIN_ variables, for example DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2 (README, Configuration). $usage" >&2
+      exit 2 ;;
+  esac
+  i=$((i + 1))
+done
+[ "$has_config" = 1 ] || set -- --config "$repo/configs/fashion-mnist-mlp.json" "$@"
 
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's. Checked before anything is installed.
 source deploy/local/cli-dll.sh "cluster.sh" "$caller"  # sets disttrain
