@@ -110,14 +110,14 @@ trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; [ -z "${ct
 # at once (the nodes that got the first Ctrl-C directly get no SIGTERM from it, which would be their second signal).
 source "$repo/deploy/local/ctrl-c.sh"
 start_ctrl_c_probe
-interrupted=0; signals=0
+interrupted=0; signals=0; screen=2  # screen: the script's standard error, where the traps write (see muted)
 trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130
   if [ "$signals" -gt 1 ]; then
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   elif ctrl_c_reached_group; then
-    echo "Ctrl-C: every node stops at its next step (their Ctrl-C lines below); Ctrl-C again stops them at once." >&2
+    echo "Ctrl-C: every node stops at its next step (their Ctrl-C lines below); Ctrl-C again stops them at once." >&"$screen"
   else
-    echo "SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once." >&2
+    echo "SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once." >&"$screen"
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' INT
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $RUN/logs/."
@@ -159,6 +159,16 @@ wait_for() {
     return "$code"
   done
 }
+# muted COMMAND...: runs the command (a function that waits for nodes) with the shell's own standard error at /dev/null:
+# bash prints a raw job line ("cluster.sh: line N: PID Killed env DISTTRAIN_...") when it reaps a node killed by a signal
+# (SIGKILL, a crash), which the script reports in its own words. The traps write to `screen`, the real standard error.
+muted() {
+  local status=0
+  exec {screen}>&2 2> /dev/null
+  "$@" || status=$?
+  exec 2>&"$screen" {screen}>&-; screen=2
+  return "$status"
+}
 # next_ended: sets `ended` to a node of `running` that has exited (and `code` to its exit code), polling every 0.1 s.
 # Not `wait -n`: bash 5.2 loses the status of a child that ends while a trap interrupts `wait -n` ("no such job" at
 # every later call, or a wrong code), which a second Ctrl-C made happen.
@@ -180,7 +190,7 @@ forget() {
 status=0
 running=("${pids[@]}")
 while true; do
-  next_ended
+  muted next_ended
   forget "$ended"
   if [ "$ended" = "$ps_pid" ]; then
     status=$code
@@ -195,12 +205,13 @@ while true; do
     break
   fi
   [ "$interrupted" = 0 ] || continue  # a worker that stopped on Ctrl-C
-  if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne 4 ]; then
+  if [ "$code" -ne 0 ] && [ "$code" -le 128 ] && [ "$code" -ne 4 ]; then
     # A worker that fails as the job ends (the parameter server told it the job failed) is not the cause: give the
-    # parameter server a few seconds to end and report its own exit.
+    # parameter server a few seconds to end and report its own exit. A worker killed by a signal (code 128 + N) is
+    # reported at once.
     for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
-      status=0; wait_for "$ps_pid" || status=$?; ended=$ps_pid
+      status=0; muted wait_for "$ps_pid" || status=$?; ended=$ps_pid
       forget "$ps_pid"
       [ "$status" -eq 0 ] || echo "parameter-server exited with code $status; stopping the run (its log: $logs/parameter-server.log)." >&2
       break
@@ -220,10 +231,10 @@ while true; do
   fi
 done
 if [ "$interrupted" = 1 ]; then
-  for pid in "${running[@]}"; do wait_for "$pid" || true; done  # the workers' last lines reach their logs
+  for pid in "${running[@]}"; do muted wait_for "$pid" || true; done  # the workers' last lines reach their logs
   pids=()
 elif [ "$status" -eq 0 ]; then
-  for pid in "${running[@]}"; do wait_for "$pid" || status=1; done
+  for pid in "${running[@]}"; do muted wait_for "$pid" || status=1; done
   pids=()
 elif [ ${#running[@]} -gt 0 ]; then
   # The run failed: the nodes still running are stopped (SIGTERM, as Ctrl-C) and waited for, so that none outlives the
@@ -235,7 +246,7 @@ elif [ ${#running[@]} -gt 0 ]; then
   done
   # Only nodes still running (not yet waited for, so their PIDs are theirs) get the second SIGTERM.
   [ ${#alive[@]} -eq 0 ] || kill -TERM "${alive[@]}" 2>/dev/null || true
-  for pid in "${running[@]}"; do wait_for "$pid" || true; [ "$pid" != "$ps_pid" ] || ended=$ps_pid; done
+  for pid in "${running[@]}"; do muted wait_for "$pid" || true; [ "$pid" != "$ps_pid" ] || ended=$ps_pid; done
   pids=()
 fi
 # Once the parameter server has ended, its last lines reach its log and the screen before the script exits.
