@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Cluster mode on one machine without docker: one parameter-server node and N worker nodes as local
 # processes on loopback, with the environment variables deploy/docker-compose.yml sets (service names
-# mapped to 127.0.0.1). Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...]
+# mapped to 127.0.0.1). Usage: deploy/local/cluster.sh [WORKERS] [--config FILE] [--data DIR] [--output DIR]
 #   deploy/local/cluster.sh 2 --config configs/fashion-mnist-mlp.json
+# The options are disttrain node's, given to every node; without --config the nodes train configs/fashion-mnist-mlp.json.
+# Other settings are DISTTRAIN_ variables (DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2).
 # Each run gets its own folder runs/cluster/<UTC time>-<pid>/ with its logs, its CA, node certificate and
 # job secret (deploy/certs/make-certs.sh; mutual TLS is on unless DISTTRAIN_Cluster__Tls=false), and free
 # ports, so two local clusters run side by side without meeting. Results go to runs/ as in single-node mode.
@@ -11,7 +13,8 @@
 # without it, pausing below Cluster:MinWorkers, as the README's cluster-mode section describes.
 # Ctrl-C stops the nodes as Ctrl-C stops a single node (at the next step, keeping what the parameter server keeps), lets
 # them write their last lines to their logs and the screen, and exits with the parameter server's code (130); a second
-# Ctrl-C ends them at once, and the script still exits only after every node has.
+# Ctrl-C ends them at once, and the script still exits only after every node has. SIGINT to one node (kill -INT PID)
+# stops that node as it stops `disttrain node` started by hand: the parameter server ends the job, a worker leaves it.
 # Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P the
 # parameter server serves metrics on port P and worker i on port P + i (each node needs its own port).
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
@@ -41,7 +44,28 @@ elif [ -z "$1" ]; then
 else
   echo "cluster.sh: '$1' is not a number of workers. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...], for example deploy/local/cluster.sh 2 --config configs/fashion-mnist-mlp.json" >&2; exit 2
 fi
-[ $# -gt 0 ] || set -- --config "$repo/configs/fashion-mnist-mlp.json"
+# The node options, checked before anything is built, installed or created: disttrain node takes --config/-c, --data and
+# --output/-o (the script gives each node its --role). Without --config the nodes train configs/fashion-mnist-mlp.json.
+usage="Usage: deploy/local/cluster.sh [WORKERS] [--config FILE] [--data DIR] [--output DIR]"
+has_config=0; i=1
+while [ "$i" -le $# ]; do
+  option="${!i}"; name="${option%%=*}"
+  case "$name" in
+    --config|-c|--data|--output|-o)
+      case "$name" in --config|-c) has_config=1 ;; esac
+      if [ "$name" = "$option" ]; then  # the value is the next argument
+        i=$((i + 1))
+        [ "$i" -le $# ] && [ -n "${!i}" ] || { echo "cluster.sh: $name needs a value. $usage" >&2; exit 2; }
+      fi ;;
+    -r|--role)
+      echo "cluster.sh: $name: the script gives each node its role (one parameter server, WORKERS workers). $usage" >&2; exit 2 ;;
+    *)
+      echo "cluster.sh: disttrain node has no option '$option'; it takes --config FILE, --data DIR and --output DIR. Set other settings with DISTTRAIN_ variables, for example DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2 (README, Configuration). $usage" >&2
+      exit 2 ;;
+  esac
+  i=$((i + 1))
+done
+[ "$has_config" = 1 ] || set -- --config "$repo/configs/fashion-mnist-mlp.json" "$@"
 
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's. Checked before anything is installed.
 source deploy/local/cli-dll.sh "cluster.sh" "$caller"  # sets disttrain
@@ -78,14 +102,24 @@ logs="$repo/$RUN/logs"
 declare -A names
 pids=()  # the nodes not known to have ended: the traps signal these only, never a PID the system may have reused
 started=0
-trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true' EXIT
-# Ctrl-C reaches the whole process group. The nodes, started in the background, ignore SIGINT (bash's rule without job
-# control), and so does the parameter server's log pipeline, so nothing is cut off: the script asks each node to stop with
-# SIGTERM, which a node takes as it takes Ctrl-C (GracefulCancellation; a second one ends it at once), then waits for them.
-interrupted=0; signals=0
+trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; [ -z "${ctrl_c_probe:-}" ] || kill "$ctrl_c_probe" 2>/dev/null || true' EXIT
+# The nodes take SIGINT as `disttrain node` started by hand does (deploy/local/ctrl-c.sh): SIGINT to one node stops that
+# node. Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; the log pipeline of the
+# parameter server ignores it, so nothing is cut off. A SIGINT to this script alone is passed on to every node as
+# SIGTERM, which a node takes as it takes Ctrl-C (GracefulCancellation). A second one (Ctrl-C or SIGINT) ends every node
+# at once (the nodes that got the first Ctrl-C directly get no SIGTERM from it, which would be their second signal).
+source "$repo/deploy/local/ctrl-c.sh"
+start_ctrl_c_probe
+interrupted=0; signals=0; screen=2  # screen: the script's standard error, where the traps write (see muted)
 trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130
-  [ "$signals" -gt 1 ] || echo "Ctrl-C: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); Ctrl-C again stops them at once." >&2
-  [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true' INT
+  if [ "$signals" -gt 1 ]; then
+    [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  elif ctrl_c_reached_group; then
+    echo "Ctrl-C: every node stops at its next step (their Ctrl-C lines below); Ctrl-C again stops them at once." >&"$screen"
+  else
+    echo "SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once." >&"$screen"
+    [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  fi' INT
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $RUN/logs/."
 metrics_port="${DISTTRAIN_Metrics__Port:-}"
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
@@ -102,7 +136,7 @@ cd "$caller"
 # node closes its output (the script's own copy of the pipe is closed at once, and later nodes never get it).
 exec {ps_output}> >(trap '' INT; tee "$logs/parameter-server.log" | sed -u -E '/^\[INFO\]/ { /Resuming from checkpoint|EarlyStopping goes on/!d; }')
 ps_output_pid=$!
-"${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 &
+"${with_sigint[@]}" "${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 &
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server; started=1
 exec {ps_output}>&-
 for i in $(seq 1 "$workers"); do
@@ -110,7 +144,7 @@ for i in $(seq 1 "$workers"); do
   wrapper=(); [ -z "${WORKER_WRAPPER:-}" ] || wrapper=("$WORKER_WRAPPER" "$i")
   [ "${PIN_WORKERS:-0}" != 1 ] || wrapper+=(taskset -c "$(cores_of_worker "$i")")
   metrics=(); [ -z "$metrics_port" ] || metrics=("DISTTRAIN_Metrics__Port=$(( metrics_port + i ))")
-  env DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
+  "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
   pids+=($!); names[$!]="worker-$i"
 done
 # wait_for PID: waits until that process has exited and returns its exit code. A Ctrl-C interrupts `wait` (which then
@@ -124,6 +158,16 @@ wait_for() {
     if [ "$code" -gt 128 ] && [ "$seen" != "$signals" ]; then continue; fi
     return "$code"
   done
+}
+# muted COMMAND...: runs the command (a function that waits for nodes) with the shell's own standard error at /dev/null:
+# bash prints a raw job line ("cluster.sh: line N: PID Killed env DISTTRAIN_...") when it reaps a node killed by a signal
+# (SIGKILL, a crash), which the script reports in its own words. The traps write to `screen`, the real standard error.
+muted() {
+  local status=0
+  exec {screen}>&2 2> /dev/null
+  "$@" || status=$?
+  exec 2>&"$screen" {screen}>&-; screen=2
+  return "$status"
 }
 # next_ended: sets `ended` to a node of `running` that has exited (and `code` to its exit code), polling every 0.1 s.
 # Not `wait -n`: bash 5.2 loses the status of a child that ends while a trap interrupts `wait -n` ("no such job" at
@@ -146,7 +190,7 @@ forget() {
 status=0
 running=("${pids[@]}")
 while true; do
-  next_ended
+  muted next_ended
   forget "$ended"
   if [ "$ended" = "$ps_pid" ]; then
     status=$code
@@ -161,12 +205,13 @@ while true; do
     break
   fi
   [ "$interrupted" = 0 ] || continue  # a worker that stopped on Ctrl-C
-  if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne 4 ]; then
+  if [ "$code" -ne 0 ] && [ "$code" -le 128 ] && [ "$code" -ne 4 ]; then
     # A worker that fails as the job ends (the parameter server told it the job failed) is not the cause: give the
-    # parameter server a few seconds to end and report its own exit.
+    # parameter server a few seconds to end and report its own exit. A worker killed by a signal (code 128 + N) is
+    # reported at once.
     for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
-      status=0; wait_for "$ps_pid" || status=$?; ended=$ps_pid
+      status=0; muted wait_for "$ps_pid" || status=$?; ended=$ps_pid
       forget "$ps_pid"
       [ "$status" -eq 0 ] || echo "parameter-server exited with code $status; stopping the run (its log: $logs/parameter-server.log)." >&2
       break
@@ -186,10 +231,10 @@ while true; do
   fi
 done
 if [ "$interrupted" = 1 ]; then
-  for pid in "${running[@]}"; do wait_for "$pid" || true; done  # the workers' last lines reach their logs
+  for pid in "${running[@]}"; do muted wait_for "$pid" || true; done  # the workers' last lines reach their logs
   pids=()
 elif [ "$status" -eq 0 ]; then
-  for pid in "${running[@]}"; do wait_for "$pid" || status=1; done
+  for pid in "${running[@]}"; do muted wait_for "$pid" || status=1; done
   pids=()
 elif [ ${#running[@]} -gt 0 ]; then
   # The run failed: the nodes still running are stopped (SIGTERM, as Ctrl-C) and waited for, so that none outlives the
@@ -201,7 +246,7 @@ elif [ ${#running[@]} -gt 0 ]; then
   done
   # Only nodes still running (not yet waited for, so their PIDs are theirs) get the second SIGTERM.
   [ ${#alive[@]} -eq 0 ] || kill -TERM "${alive[@]}" 2>/dev/null || true
-  for pid in "${running[@]}"; do wait_for "$pid" || true; [ "$pid" != "$ps_pid" ] || ended=$ps_pid; done
+  for pid in "${running[@]}"; do muted wait_for "$pid" || true; [ "$pid" != "$ps_pid" ] || ended=$ps_pid; done
   pids=()
 fi
 # Once the parameter server has ended, its last lines reach its log and the screen before the script exits.

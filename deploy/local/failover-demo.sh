@@ -10,8 +10,8 @@
 # variables override the config as usual. The run has its own CA, node certificate, job secret and free
 # ports (deploy/local/cluster-env.sh), so it can run beside another cluster.
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's folder's.
-# Ctrl-C stops every node (SIGTERM, which a node takes as Ctrl-C; a second Ctrl-C ends them at once), waits for them and
-# exits 130.
+# Ctrl-C stops every node (at its next step; a second Ctrl-C ends them at once), waits for them and exits 130. SIGINT to
+# one node stops that node as it stops `disttrain node` started by hand.
 # Exit code: the parameter server's that finished the job, 2 when KILL_AT is not a progress line, a CLI_DLL is not
 # there or the active parameter server failed to start, the build's when the build fails, or 3 when KILL=1 and the active parameter server ended before
 # printing KILL_AT or a line past it (nothing was killed; the other nodes are stopped).
@@ -42,15 +42,22 @@ standby_port=$(bash deploy/local/free-port.sh) standby_data_port=$(bash deploy/l
 export DISTTRAIN_Cluster__SeedNodes__1="akka.tcp://disttrain@127.0.0.1:${standby_port}"
 ps_settings=(DISTTRAIN_Checkpoint__Directory="$out/checkpoints" DISTTRAIN_Checkpoint__EverySteps=100)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-# Ctrl-C reaches the whole process group, but the nodes, started in the background, ignore SIGINT (bash's rule without
-# job control): as deploy/local/cluster.sh does, the script asks each node to stop with SIGTERM, waits for them all and
-# exits 130.
+source deploy/local/ctrl-c.sh  # with_sigint: the nodes take SIGINT as `disttrain node` started by hand does
+start_ctrl_c_probe
+trap 'kill "${pids[@]}" "$ctrl_c_probe" 2>/dev/null || true' EXIT
+# Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; a SIGINT to this script alone
+# is passed on to every node as SIGTERM, which a node takes as Ctrl-C (deploy/local/ctrl-c.sh: a node that got the Ctrl-C
+# itself gets no SIGTERM, which would be its second signal). The script waits for them all and exits 130; a second
+# Ctrl-C (or SIGINT) ends them at once.
 signals=0
 trap 'signals=$(( signals + 1 ))
-  [ "$signals" -gt 1 ] || echo "Ctrl-C: stopping every node with SIGTERM (Ctrl-C again stops them at once); their logs are in $out." >&2
-  [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
-  [ "$signals" -gt 1 ] || { while [ -n "$(jobs -pr)" ]; do wait; done; trap - EXIT; exit 130; }' INT
+  if [ "$signals" -gt 1 ]; then [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  elif ctrl_c_reached_group; then echo "Ctrl-C: every node stops at its next step (Ctrl-C again stops them at once); their logs are in $out." >&2
+  else
+    echo "SIGINT: stopping every node with SIGTERM (SIGINT again stops them at once); their logs are in $out." >&2
+    [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  fi
+  [ "$signals" -gt 1 ] || { kill "$ctrl_c_probe" 2>/dev/null; while [ -n "$(jobs -pr)" ]; do wait; done; trap - EXIT; exit 130; }' INT
 # reached LOG: LOG has a progress line of KILL_AT's epoch at or past its percentage, or a line of a later epoch. awk reads
 # to the end (no early exit), so that grep never dies of SIGPIPE, which pipefail would turn into "not reached".
 reached() {
@@ -59,18 +66,18 @@ reached() {
     n[1] + 0 > e || (n[1] + 0 == e && $3 ~ /^[0-9]+%$/ && $3 + 0 >= p) { found = 1 }
     END { exit !found }'
 }
-env "${ps_settings[@]}" DISTTRAIN_Cluster__Port="$active_port" DISTTRAIN_Cluster__DataPort="$active_data_port" \
+"${with_sigint[@]}" "${ps_settings[@]}" DISTTRAIN_Cluster__Port="$active_port" DISTTRAIN_Cluster__DataPort="$active_data_port" \
   "${disttrain[@]}" node --role parameter-server --config "$config" > "$out/ps-active.log" 2>&1 &
 active=$!; pids+=("$active")
 until grep -q "This node is the active parameter server" "$out/ps-active.log" 2>/dev/null; do
   kill -0 "$active" 2>/dev/null || { echo "the active parameter server exited:" >&2; tail -n 3 "$out/ps-active.log" >&2; exit 2; }
   sleep 0.1
 done
-env "${ps_settings[@]}" DISTTRAIN_Cluster__Port="$standby_port" DISTTRAIN_Cluster__DataPort="$standby_data_port" \
+"${with_sigint[@]}" "${ps_settings[@]}" DISTTRAIN_Cluster__Port="$standby_port" DISTTRAIN_Cluster__DataPort="$standby_data_port" \
   "${disttrain[@]}" node --role parameter-server --config "$config" > "$out/ps-standby.log" 2>&1 &
 standby=$!; pids+=("$standby")
 for i in 1 2; do
-  DISTTRAIN_Cluster__Port=0 "${disttrain[@]}" node --role worker --config "$config" > "$out/worker-$i.log" 2>&1 &
+  "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 "${disttrain[@]}" node --role worker --config "$config" > "$out/worker-$i.log" 2>&1 &
   pids+=($!)
 done
 finisher=$active
@@ -93,7 +100,7 @@ if [ "$kill_active" = 1 ]; then
     fi
     echo "Stopping the other nodes; nothing was measured." >&2
     pids=("${pids[@]:1}")  # the standby and the workers: SIGTERM, which a node takes as Ctrl-C, and wait for them
-    kill "${pids[@]}" 2>/dev/null; wait; trap - EXIT
+    kill "${pids[@]}" "$ctrl_c_probe" 2>/dev/null; wait; trap - EXIT
     exit 3
   fi
   kill -9 "$active"
@@ -105,5 +112,6 @@ wait "$finisher"; status=$?
 grep -hE "Marking node\(s\) as UNREACHABLE|SBR took decision|Taking over|Resuming from|Training starts|Test accuracy|Final weights" \
   "$out/ps-standby.log" "$out/ps-active.log" | cut -c1-240
 trap - EXIT
+kill "$ctrl_c_probe" 2>/dev/null
 wait
 exit "$status"

@@ -9,8 +9,8 @@
 # DISTTRAIN_Training__BatchSizePerWorker=16; a DISTTRAIN_Cluster__MinWorkers set must leave the job able to go on:
 # at most WORKERS - 1 with KILL=1, WORKERS with KILL=0).
 # The run has its own CA, node certificate, job secret and free ports (deploy/local/cluster-env.sh).
-# Ctrl-C stops every node (SIGTERM, which a node takes as Ctrl-C; a second Ctrl-C ends them at once), waits for
-# them and exits with the parameter server's code (130: cancelled).
+# Ctrl-C stops every node (at its next step; a second Ctrl-C ends them at once), waits for them and exits with the
+# parameter server's code (130: cancelled). SIGINT to one node stops that node as it stops `disttrain node` started by hand.
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's folder's.
 # Exit code: the parameter server's, 2 for a WORKERS or MinWorkers that cannot work or a CLI_DLL that is not there, the
 # build's when the build fails, or 3
@@ -47,14 +47,21 @@ source deploy/local/cluster-env.sh  # this run's job, certificates (mutual TLS) 
 export DISTTRAIN_Cluster__MinWorkers="$min_workers" DISTTRAIN_Compute__BlasThreads=1 DISTTRAIN_Output__Directory="$out/runs"
 ps_port=$DISTTRAIN_Cluster__Port
 pids=()  # every node started: the parameter server and the workers
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-# Ctrl-C reaches the whole process group, but the nodes, started in the background, ignore SIGINT (bash's rule without
-# job control): as deploy/local/cluster.sh does, the script asks each node to stop with SIGTERM, which a node takes as it
-# takes Ctrl-C (a second one ends it at once), then waits for them all.
+source deploy/local/ctrl-c.sh  # with_sigint: the nodes take SIGINT as `disttrain node` started by hand does
+start_ctrl_c_probe
+trap 'kill "${pids[@]}" "$ctrl_c_probe" 2>/dev/null || true' EXIT
+# Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; a SIGINT to this script alone
+# is passed on to every node as SIGTERM, which a node takes as it takes Ctrl-C (deploy/local/ctrl-c.sh: a node that got
+# the Ctrl-C itself gets no SIGTERM, which would be its second signal). A second one ends them at once. The script then
+# waits for them all.
 interrupted=0; signals=0
 trap 'interrupted=1; signals=$(( signals + 1 ))
-  [ "$signals" -gt 1 ] || echo "Ctrl-C: stopping every node with SIGTERM (Ctrl-C again stops them at once); their logs are in $out." >&2
-  [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true' INT
+  if [ "$signals" -gt 1 ]; then [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  elif ctrl_c_reached_group; then echo "Ctrl-C: every node stops at its next step (Ctrl-C again stops them at once); their logs are in $out." >&2
+  else
+    echo "SIGINT: stopping every node with SIGTERM (SIGINT again stops them at once); their logs are in $out." >&2
+    [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  fi' INT
 # wait_for PID: waits until that process has exited and returns its exit code; a wait that Ctrl-C interrupted (128 + 2,
 # whatever the node's state) starts again.
 wait_for() {
@@ -69,12 +76,12 @@ wait_for() {
 victim=
 for i in $(seq 1 "$workers"); do
   [ "$interrupted" = 0 ] || break  # Ctrl-C while the nodes start: start no more
-  DISTTRAIN_Cluster__Port=0 "${disttrain[@]}" node --role worker --config configs/fashion-mnist-mlp.json > "$out/worker-$i.log" 2>&1 &
+  "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 "${disttrain[@]}" node --role worker --config configs/fashion-mnist-mlp.json > "$out/worker-$i.log" 2>&1 &
   pids+=("$!"); [ "$i" != 2 ] || victim=$!  # worker 2 is the one killed
 done
 ps=
 if [ "$interrupted" = 0 ]; then
-  DISTTRAIN_Cluster__Port="$ps_port" "${disttrain[@]}" node --role parameter-server --config configs/fashion-mnist-mlp.json > "$out/parameter-server.log" 2>&1 &
+  "${with_sigint[@]}" DISTTRAIN_Cluster__Port="$ps_port" "${disttrain[@]}" node --role parameter-server --config configs/fashion-mnist-mlp.json > "$out/parameter-server.log" 2>&1 &
   ps=$!; pids+=("$ps")
 fi
 killed=0

@@ -81,6 +81,35 @@ public class LocalClusterScriptTests
         Assert.Equal("", output); // nothing built, installed or started
     }
 
+    /// <summary>
+    /// Node options the script used to pass on unchecked, after it had made certificates and a run folder: any option
+    /// dropped the default config (<c>cluster.sh 2 --output DIR</c> failed with "disttrain node needs --config FILE"), and
+    /// one that <c>disttrain node</c> does not have failed on every node. Now each is one line, exit 2, before anything is
+    /// built, installed or created.
+    /// </summary>
+    [Theory]
+    [InlineData("--epochs 2", "cluster.sh: disttrain node has no option '--epochs'; it takes --config FILE, --data DIR and --output DIR. Set other settings with DISTTRAIN_ variables, for example DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2")]
+    [InlineData("--output", "cluster.sh: --output needs a value.")]
+    [InlineData("--role worker", "cluster.sh: --role: the script gives each node its role")]
+    public async Task A_node_option_the_script_cannot_pass_on_exits_2_naming_it_before_anything_is_created(string arguments, string message)
+    {
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Repository };
+        start.ArgumentList.Add(Path.Combine(Repository, "deploy", "local", "cluster.sh"));
+        start.ArgumentList.Add("2");
+        foreach (var argument in arguments.Split(' ')) start.ArgumentList.Add(argument);
+        start.Environment["CLI_DLL"] = Path.Combine(AppContext.BaseDirectory, "disttrain.dll");
+        var runs = Path.Combine(Repository, "runs", "cluster");
+        var before = Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0;
+        using var process = Process.Start(start)!;
+        var errors = process.StandardError.ReadToEndAsync();
+        var output = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(2, process.ExitCode);
+        Assert.StartsWith(message, await errors);
+        Assert.Equal("", output); // nothing installed or started
+        Assert.Equal(before, Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0); // no run folder, no certificates
+    }
+
     /// <summary>The demos used to build the CLI every time; like cluster.sh they now take a built one from CLI_DLL, and one
     /// that is not there is exit 2 with the fix, before any node starts.</summary>
     [Theory]
@@ -148,6 +177,9 @@ public class LocalClusterScriptTests
             Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}\n{output}\n{errors}");
             Assert.Contains(message, errors);
             Assert.Contains("add-worker.sh starts a replacement", errors);
+            // The script's notice only: bash's raw job line for a child killed by a signal ("line N: PID Killed env ...")
+            // used to reach the screen as well.
+            Assert.DoesNotMatch(@"line \d+: +\d+ Killed", errors);
             Assert.Contains("Test accuracy after 1 epoch", output);
             // One BLAS thread each: worker i gets the i-th CPU this process may run on, in turn.
             var cpus = AllowedCpus();
@@ -214,12 +246,15 @@ public class LocalClusterScriptTests
             Assert.InRange(interrupted.Elapsed.TotalSeconds, 0, 30); // promptly: the nodes stop at their next step
             var logs = Path.Combine(runFolder!, "logs");
             var psLog = File.ReadAllLines(Path.Combine(logs, "parameter-server.log"));
-            Assert.Contains(psLog, l => l.StartsWith("SIGTERM: stopping at the next step", StringComparison.Ordinal));
+            // The nodes got the Ctrl-C themselves, and no SIGTERM from the script on top of it (a second signal, which
+            // would have ended them at once, without their last lines).
+            Assert.Contains(psLog, l => l.StartsWith("Ctrl-C: stopping at the next step", StringComparison.Ordinal));
+            Assert.DoesNotContain(psLog, l => l.StartsWith("SIGTERM: ", StringComparison.Ordinal));
             // It stops stepping then, not after leaving the cluster (seconds, in which it used to train on hundreds of these
             // 4-step epochs of about 5 ms). The signal's way to the job host crosses threads, and on a loaded machine
             // (the whole suite on 2 cores) three epochs ended after the SIGTERM line: the bound tells a stop within tens
             // of milliseconds from one after the leave, not one thread hand-off from another.
-            var afterStop = psLog.SkipWhile(l => !l.StartsWith("SIGTERM: ", StringComparison.Ordinal)).ToList();
+            var afterStop = psLog.SkipWhile(l => !l.StartsWith("Ctrl-C: ", StringComparison.Ordinal)).ToList();
             Assert.True(afterStop.Count(l => Regex.IsMatch(l, @"^epoch +\d+/500 +train loss")) <= 20, string.Join("\n", afterStop));
             Assert.StartsWith("cancelled: ", psLog[^1]);
             Assert.Contains(psLog[^1], Output()); // on the screen too
@@ -227,6 +262,67 @@ public class LocalClusterScriptTests
                 Assert.Equal("cancelled: this worker node stopped and is out of the job; a worker keeps no results.",
                     File.ReadAllLines(Path.Combine(logs, $"{worker}.log"))[^1]);
             Assert.DoesNotContain("was killed", errors.ToString()); // a worker that stopped on Ctrl-C is not reported as lost
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+            Directory.Delete(folder, recursive: true);
+            if (runFolder is not null && Directory.Exists(runFolder)) Directory.Delete(runFolder, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// SIGINT to the parameter-server node alone (kill -INT PID), as to a <c>disttrain node</c> started by hand. The script
+    /// started its nodes in the background, where bash (without job control) starts a command with SIGINT ignored, so the
+    /// node ignored it and trained on to the end; it now stops the job as Ctrl-C does: its <c>Ctrl-C:</c> and
+    /// <c>cancelled:</c> lines, and the script's exit code 130.
+    /// </summary>
+    [Fact]
+    public async Task SIGINT_to_the_parameter_server_node_alone_stops_the_job_as_Ctrl_C_does()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        var output = new StringBuilder();
+        var errors = new StringBuilder();
+        string? runFolder = null;
+        using var process = new Process { StartInfo = ClusterScript(folder, epochs: 500) };
+        process.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { lock (errors) errors.AppendLine(e.Data); };
+        try
+        {
+            process.Start();
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            string Output() { lock (output) return output.ToString(); }
+            var started = Stopwatch.StartNew();
+            while (!Regex.IsMatch(Output(), @"epoch +\d+/500 +train loss") && !process.HasExited && started.Elapsed < TimeSpan.FromSeconds(120))
+                await Task.Delay(100);
+            runFolder = RunFolder(Output());
+            Assert.True(!process.HasExited && runFolder is not null, $"training did not start:\n{Output()}\n{errors}");
+            // The parameter-server node: the script's child whose command line has "--role parameter-server".
+            var node = Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(n => n!.All(char.IsAsciiDigit)).Select(int.Parse!)
+                .Single(pid =>
+                {
+                    try
+                    {
+                        var stat = File.ReadAllText($"/proc/{pid}/stat");
+                        var parent = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+                        return parent == process.Id && File.ReadAllText($"/proc/{pid}/cmdline").Contains("--role\0parameter-server", StringComparison.Ordinal);
+                    }
+                    catch (IOException) { return false; }
+                });
+            const int sigint = 2;
+            Assert.Equal(0, SendSignal(node, sigint));
+            using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+            {
+                try { await process.WaitForExitAsync(timeout.Token); }
+                catch (OperationCanceledException) { Assert.Fail($"the job went on after SIGINT to the parameter server:\n{Output()}\n{errors}"); }
+            }
+            Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}\n{Output()}\n{errors}");
+            var psLog = File.ReadAllLines(Path.Combine(runFolder!, "logs", "parameter-server.log"));
+            Assert.Contains(psLog, l => l.StartsWith("Ctrl-C: stopping at the next step", StringComparison.Ordinal));
+            Assert.StartsWith("cancelled: stopped at epoch ", psLog[^1]);
+            Assert.Contains(psLog[^1], Output());
         }
         finally
         {
