@@ -891,9 +891,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         TellStopDecision(finishes: false);
         _phase = Phase.Finished;
         _completion.TrySetException(reason);
-        // A divergence is an outcome the caller reports with its last good weights: here it is information, not a fault.
+        // The caller reports the failure (the exception completes the run; the command line prints it as `training failed:`),
+        // so the log has it as information: a warning printed it a second time in single-node mode (`warning: Training failed`).
+        // A divergence is likewise an outcome the caller reports, with its last good weights.
         if (reason is TrainingDivergedException) _log.Info("Training stopped: {0}", reason.Message);
-        else _log.Warning("Training failed: {0}", reason.Message);
+        else _log.Info("Training failed: {0}", reason.Message);
         Context.Stop(Self);
     }
 }
