@@ -33,6 +33,7 @@ internal static class ConsoleProgress
             .StartAsync(async context =>
             {
                 _live = true;
+                live.Update = context.UpdateTarget;
                 try
                 {
                     var training = run(live);
@@ -45,6 +46,7 @@ internal static class ConsoleProgress
                 }
                 finally
                 {
+                    live.Update = null;
                     _live = false;
                 }
             });
@@ -100,8 +102,17 @@ internal static class ConsoleProgress
             AnsiConsole.WriteLine(line.Length < width ? line.PadRight(width) : line);
     }
 
-    private sealed class LiveObserver(int epochs, OptimizerKind optimizer) : ITrainingObserver
+    /// <summary>
+    /// The live view's state and its rendering. The view is redrawn every second and whenever a line is written above it;
+    /// an epoch's start and end also set its content (<see cref="Update"/>), so a line written above it is never followed
+    /// by a view older than that line (with epochs shorter than a second it showed the state before the first epoch,
+    /// <c>epoch 0/N ... step 0/0</c>, under every epoch line).
+    /// </summary>
+    internal sealed class LiveObserver(int epochs, OptimizerKind optimizer) : ITrainingObserver
     {
+        /// <summary>Sets the live view's content (the display's <c>UpdateTarget</c>) while the view is up; null otherwise.</summary>
+        public Action<Spectre.Console.Rendering.IRenderable>? Update { get; set; }
+
         private readonly object _gate = new();
         private int _epoch, _step, _steps;
         private long _version;
@@ -114,6 +125,7 @@ internal static class ConsoleProgress
         public void EpochStarted(int epoch, int steps, int samples)
         {
             lock (_gate) { _epoch = epoch; _steps = steps; _step = 0; _lossSum = 0; _lossCount = 0; }
+            Update?.Invoke(Render());
         }
 
         public void EpochStepsChanged(int epoch, int steps)
@@ -146,10 +158,15 @@ internal static class ConsoleProgress
             }
         }
 
-        public void EpochCompleted(EpochSummary summary) => WriteAbove(Describe(summary, epochs, optimizer));
+        public void EpochCompleted(EpochSummary summary)
+        {
+            Update?.Invoke(Render()); // the finished epoch's last step, not the view of up to a second ago
+            WriteAbove(Describe(summary, epochs, optimizer));
+        }
 
         public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved c) => WriteAbove(DescribeCheckpoint(c));
 
+        /// <summary>The view now: a row per worker (steps/s since the last rendering), the parameter server's line and the epoch's bar.</summary>
         public Spectre.Console.Rendering.IRenderable Render()
         {
             lock (_gate)
@@ -170,9 +187,10 @@ internal static class ConsoleProgress
                 const int width = 40;
                 var filled = (int)Math.Round(fraction * width);
                 var bar = new string('━', filled) + new string('─', width - filled);
-                var status = new Markup(Markup.Escape(
-                    $"parameter server: weights version {_version}, round {1000 * _roundSeconds:F2} ms\n" +
-                    $"epoch {_epoch,2}/{epochs} {bar} {100 * fraction,3:F0}%  step {_step}/{_steps}  loss {Loss(_lossCount > 0 ? _lossSum / _lossCount : 0)}  lr {_learningRate:G4}"));
+                var progress = _epoch == 0 // before the first epoch's start: no step, loss or rate to show yet
+                    ? "training is starting"
+                    : $"epoch {_epoch,2}/{epochs} {bar} {100 * fraction,3:F0}%  step {_step}/{_steps}  loss {Loss(_lossCount > 0 ? _lossSum / _lossCount : 0)}  lr {_learningRate:G4}";
+                var status = new Markup(Markup.Escape($"parameter server: weights version {_version}, round {1000 * _roundSeconds:F2} ms\n{progress}"));
                 return new Rows(table, status);
             }
         }

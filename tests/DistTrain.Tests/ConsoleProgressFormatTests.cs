@@ -24,4 +24,40 @@ public sealed class ConsoleProgressFormatTests
             CultureInfo.CurrentCulture = culture;
         }
     }
+
+    /// <summary>
+    /// The live view shows the epoch that started, and at an epoch's end its last step, before the epoch's line is written
+    /// above it: with epochs shorter than its one-second redraw, it showed <c>epoch 0/N ... step 0/0</c> under every epoch line.
+    /// </summary>
+    [Fact]
+    public void The_live_view_is_set_at_each_epochs_start_and_end_not_only_once_a_second()
+    {
+        var views = new List<string>();
+        var observer = new Cli.ConsoleProgress.LiveObserver(3, Core.Optimization.OptimizerKind.Sgd) { Update = view => views.Add(Text(view)) };
+        Assert.Contains("training is starting", Text(observer.Render())); // before the first epoch: no empty bar, step 0/0 or loss 0
+        observer.EpochStarted(1, 10, 640);
+        Assert.Single(views);
+        Assert.Contains("epoch  1/3", views[^1]);
+        Assert.Contains("step 0/10", views[^1]);
+        for (var step = 0; step < 10; step++)
+            observer.StepApplied(1, step, step + 1, 64, 0.5, 0.05, default);
+        Assert.Single(views); // steps are drawn by the once-a-second redraw
+        observer.EpochCompleted(new DistTrain.Cluster.Hosting.EpochSummary(1, 10, 0.5, 0.6, 0.8, 100, 640, 0.01, 0.01));
+        Assert.Equal(2, views.Count);
+        Assert.Contains("epoch  1/3", views[^1]);
+        Assert.Contains("step 10/10", views[^1]);
+        Assert.DoesNotContain(views, view => view.Contains("step 0/0", StringComparison.Ordinal));
+
+        static string Text(Spectre.Console.Rendering.IRenderable view)
+        {
+            var writer = new StringWriter();
+            var console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
+            {
+                Out = new Spectre.Console.AnsiConsoleOutput(writer), Ansi = Spectre.Console.AnsiSupport.No, ColorSystem = Spectre.Console.ColorSystemSupport.NoColors,
+            });
+            console.Profile.Width = 160;
+            console.Write(view);
+            return writer.ToString();
+        }
+    }
 }
