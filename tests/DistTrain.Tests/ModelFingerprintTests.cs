@@ -73,6 +73,22 @@ public sealed class ModelFingerprintTests
     }
 
     /// <summary>
+    /// The refusal's line spells out the first differences and counts the rest; it used to end with both whole fingerprints,
+    /// about 1,000 characters each.
+    /// </summary>
+    [Fact]
+    public void A_refusal_describes_the_first_differences_and_counts_the_rest()
+    {
+        var server = ModelFingerprint.Of(Options());
+        var worker = ModelFingerprint.Of(Options(("Training:Seed", "7"), ("Model:Layers:0:Units", "300"), ("Training:AccumulationSteps", "2")));
+        var all = ModelFingerprint.Differences(worker, server);
+        Assert.Equal(4, all.Count); // AccumulationSteps 2 also sets the micro-batch
+        Assert.Equal(string.Join("; ", all), ModelFingerprint.DescribeDifferences(worker, server));
+        Assert.Equal($"{all[0]}; and 3 more", ModelFingerprint.DescribeDifferences(worker, server, shown: 1));
+        Assert.Equal("the fingerprints differ in form only", ModelFingerprint.DescribeDifferences(server, " " + server));
+    }
+
+    /// <summary>
     /// A worker steps by its own Training:Mode and micro-batches, and under LocalSgd by its own optimizer for its own
     /// LocalSteps: a worker whose learning rate differs from the parameter server's would train its local steps with it and
     /// nothing would say so. Outside LocalSgd only the parameter server steps the optimizer: a worker's learning rate is unused

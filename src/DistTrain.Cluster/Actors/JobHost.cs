@@ -259,8 +259,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     {
         try
         {
-            var differences = ModelFingerprint.Differences(workerFingerprint, _fingerprint);
-            return differences.Count == 0 ? "the fingerprints differ in form only" : string.Join("; ", differences);
+            return ModelFingerprint.DescribeDifferences(workerFingerprint, _fingerprint);
         }
         catch (System.Text.Json.JsonException)
         {
@@ -289,12 +288,17 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             refusal = $"model settings differ from the parameter server's ({DescribeDifferences(register.ModelFingerprint)}; worker's value vs the parameter server's). " +
                 "The settings compared: the model, the data's samples, Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply, " +
                 "and Training:Mode and AccumulationSteps (under LocalSgd also LocalSteps, Epochs and the Optimizer section, which the workers apply). " +
-                $"Use the same config and DISTTRAIN_* variables on every node. Worker: {register.ModelFingerprint}; parameter server: {_fingerprint}.";
+                "Use the same config and DISTTRAIN_* variables on every node (both nodes' whole settings are logged at debug level here).";
         if (refusal is not null)
         {
             // A refused agent's retries, and the registrations the singleton proxy buffered for it, repeat the refusal:
             // one warning per agent, the repeats at debug level.
-            if (_refused.Add(Sender)) _log.Warning("Refused worker node {0}: {1}", register.NodeName, refusal);
+            if (_refused.Add(Sender))
+            {
+                _log.Warning("Refused worker node {0}: {1}", register.NodeName, refusal);
+                if (register.ModelFingerprint != _fingerprint)
+                    _log.Debug("Settings compared for worker node {0}: worker {1}; parameter server {2}", register.NodeName, register.ModelFingerprint, _fingerprint);
+            }
             else _log.Debug("Refused worker node {0} again: {1}", register.NodeName, refusal);
             Sender.Tell(new RegistrationRefused(refusal));
             return;

@@ -78,6 +78,25 @@ public static class ModelFingerprint
         return differences;
     }
 
+    /// <summary>
+    /// The differences of <see cref="Differences"/> as one line for a refusal: the first <paramref name="shown"/> joined by
+    /// "; ", then how many more there are ("and 7 more"; "and at least 95 more" past 100 in all), or a note when the two
+    /// differ as text only.
+    /// </summary>
+    /// <param name="first">A fingerprint from <see cref="Of"/> (the worker's).</param>
+    /// <param name="second">Another fingerprint (the parameter server's).</param>
+    /// <param name="shown">Most differences spelt out, at least 1.</param>
+    /// <exception cref="JsonException">A fingerprint is not JSON.</exception>
+    public static string DescribeDifferences(string first, string second, int shown = 5)
+    {
+        const int most = 100;
+        shown = Math.Clamp(shown, 1, most);
+        var differences = Differences(first, second, most);
+        if (differences.Count == 0) return "the fingerprints differ in form only";
+        var more = differences.Count - shown;
+        return string.Join("; ", differences.Take(shown)) + (more > 0 ? $"; and {(differences.Count == most ? "at least " : "")}{more} more" : "");
+    }
+
     private static void Compare(JsonNode? first, JsonNode? second, string path, List<string> differences, int limit)
     {
         if (differences.Count >= limit) return;
