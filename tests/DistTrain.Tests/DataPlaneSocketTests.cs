@@ -503,6 +503,40 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         Assert.Equal($"failed: {error.Message}", finished.Summary);
     }
 
+    /// <summary>
+    /// After the job has ended, a worker of this job that registers (one that lost its data plane at the very end) is told
+    /// the end; a worker of another model is refused with the differences, as before the start: it used to be told this
+    /// job's end as if its own had run.
+    /// </summary>
+    [Fact]
+    public async Task After_the_end_a_late_worker_of_this_job_hears_the_end_and_one_of_another_model_is_refused()
+    {
+        var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
+        options.Cluster.MinWorkers = 2;
+        options.Cluster.PauseTimeoutSeconds = 1;
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var listener = Own(DataPlaneListener.Start(0, certificates: null));
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), completion));
+        Register(host, options, identity);
+        await Assert.ThrowsAsync<TrainingStalledException>(() => completion.Task.WaitAsync(Wait)); // no second worker: the job ends
+
+        var late = CreateTestProbe();
+        var other = TestData.Options(TestData.Mlp(12), workers: 2, batch: 8, epochs: 1);
+        foreach (var (agent, model) in new[] { (late, options), (CreateTestProbe(), other) })
+        {
+            var fingerprint = ModelFingerprint.Of(model);
+            const string node = "akka.tcp://disttrain@127.0.0.1:4101";
+            agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
+                Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+            if (model == options)
+                Assert.StartsWith("failed: The job did not start", agent.ExpectMsg<JobFinished>(Wait).Summary);
+            else
+                Assert.StartsWith("model settings differ from the parameter server's (Model.Layers[0].Units: 12 vs 10", agent.ExpectMsg<RegistrationRefused>(Wait).Reason);
+        }
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -269,12 +269,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private void OnRegister(RegisterWorker register)
     {
-        if (_finished is not null || _failover?.Finished is true)
-        {
-            if (_finished is null) return; // the job ended on another parameter-server node, which told the workers
-            Sender.Tell(_finished); // a worker that lost the data plane at the very end: the job is over
-            return;
-        }
+        // The checks come first, also after the end: a node of another job, version or model is told why it does not
+        // belong, not that this job is over (as if its own had run).
         string? refusal = null;
         var identity = _security.Identity;
         if (register.ProtocolVersion != ClusterProtocolInfo.Version)
@@ -301,6 +297,12 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             }
             else _log.Debug("Refused worker node {0} again: {1}", register.NodeName, refusal);
             Sender.Tell(new RegistrationRefused(refusal));
+            return;
+        }
+        if (_finished is not null || _failover?.Finished is true)
+        {
+            if (_finished is null) return; // the job ended on another parameter-server node, which told the workers
+            Sender.Tell(_finished); // a worker that lost the data plane at the very end: the job is over
             return;
         }
         if (register.LostParameterServer && !_started && !_resumeSearched && register.JobId.Length > 0) _jobId = register.JobId;
