@@ -305,6 +305,41 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// A worker that reads other samples under the same settings (here one training label changed) is refused with the
+    /// counts and digests of both: it used to be accepted and train the model apart without a word (other labels, another
+    /// order), or fail at its first step with an ArgumentOutOfRangeException (fewer rows).
+    /// </summary>
+    [Fact]
+    public async Task A_worker_that_read_other_samples_is_refused_naming_the_samples()
+    {
+        var otherData = Path.Combine(_directory, "other-data");
+        Directory.CreateDirectory(otherData);
+        foreach (var file in Directory.GetFiles(TestData.SubsetDirectory)) File.Copy(file, Path.Combine(otherData, Path.GetFileName(file)));
+        var labelsPath = Path.Combine(otherData, "train-labels-idx1-ubyte.gz");
+        byte[] labels;
+        using (var input = new System.IO.Compression.GZipStream(File.OpenRead(labelsPath), System.IO.Compression.CompressionMode.Decompress))
+        using (var buffer = new MemoryStream())
+        {
+            input.CopyTo(buffer);
+            labels = buffer.ToArray();
+        }
+        labels[8 + 500] = (byte)((labels[8 + 500] + 1) % 10); // sample 500's label, after the 8-byte IDX header
+        using (var output = new System.IO.Compression.GZipStream(File.Create(labelsPath), System.IO.Compression.CompressionLevel.Fastest))
+            output.Write(labels);
+
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 1));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
+        workerEnvironment["DISTTRAIN_Data__Directory"] = otherData;
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        await worker.AssertExitAsync(2, Guard);
+        var refusal = new System.Text.RegularExpressions.Regex(@"refused this worker: model settings differ from the parameter server's \(Samples: ""train 1000 " +
+            @"\([0-9a-f]{16}\), validation 0, test 250 \(([0-9a-f]{16})\)"" vs ""train 1000 \([0-9a-f]{16}\), validation 0, test 250 \(\1\)""; worker's value");
+        Assert.True(refusal.IsMatch(worker.Output), $"no refusal naming the samples. Worker's output:\n{worker.Output}");
+        await ps.WaitForOutputAsync("Refused worker node", Guard);
+    }
+
+    /// <summary>
     /// A node whose model does not fit its memory is refused before it allocates anything, in one line naming the node,
     /// as train refuses a single-node run; it used to grow until the machine ran out. Both roles, under a 256 MiB GC heap
     /// limit, with a 238,500,010-parameter model (954 MB a copy).

@@ -121,7 +121,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
         string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
-        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null, string trainDigest = "")
+        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null, string trainDigest = "", string samples = "")
     {
         _trainDigest = trainDigest;
         _saveOutputs = saveOutputs;
@@ -138,7 +138,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _observer = observer;
         _completion = completion;
         _workerSteps = new WorkerStepCounter(observer);
-        _fingerprint = ModelFingerprint.Of(options);
+        _fingerprint = ModelFingerprint.Of(options, samples);
         _model = ModelFactory.Build(options.Model);
         _wire = WireLayout.For(_model.Layout, options.Training.Mode, options.Optimizer);
 
@@ -210,11 +210,13 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// goes out at once.</param>
     /// <param name="trainDigest">The training samples' <see cref="Core.Data.LabeledDataset.ContentDigest"/>: written into the
     /// checkpoints, and checked on resume and takeover; empty for none.</param>
+    /// <param name="samples">The node's <see cref="ModelFingerprint.SamplesOf"/>: a worker that read other samples is refused.
+    /// Empty: samples are not compared (the workers must then send none either, as in tests).</param>
     public static Props Props(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
         string dataHost, ITrainingObserver observer, TaskCompletionSource<TrainingResult> completion, FailoverState? failover = null,
-        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null, string trainDigest = "") =>
+        TimeSpan? retakeCheckpointDirectoryEvery = null, Func<TrainingResult, Task>? saveOutputs = null, string trainDigest = "", string samples = "") =>
         Akka.Actor.Props.Create(() => new JobHost(options, security, listener, trainCount, testCount, validationCount, dataHost, observer, completion, failover,
-            retakeCheckpointDirectoryEvery, saveOutputs, trainDigest));
+            retakeCheckpointDirectoryEvery, saveOutputs, trainDigest, samples));
 
     /// <inheritdoc />
     public ITimerScheduler Timers { get; set; } = null!;
@@ -283,7 +285,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         else if (register.ModelFingerprint != _fingerprint)
             refusal = $"model settings differ from the parameter server's ({DescribeDifferences(register.ModelFingerprint)}; worker's value vs the parameter server's). " +
                 "The settings compared: the model, the data's samples, Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply, " +
-                "and Training:Mode and AccumulationSteps (under LocalSgd also LocalSteps, Epochs and the Optimizer section, which the workers apply). " +
+                "and Training:Mode and AccumulationSteps (under LocalSgd also LocalSteps, Epochs and the Optimizer section, which the workers apply), " +
+                "and the samples each node read (Samples: the count and digest of each split; every node must read the same files with the same contents). " +
                 "Use the same config and DISTTRAIN_* variables on every node (both nodes' whole settings are logged at debug level here).";
         if (refusal is not null)
         {

@@ -49,6 +49,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private readonly TrainingOptions _options;
     private readonly ClusterSecurity _security;
     private readonly TrainingData _data;
+    private readonly string _samples; // ModelFingerprint.SamplesOf(_data), sent in every registration
     private readonly TaskCompletionSource<JobFinished> _completion;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
@@ -72,6 +73,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         _options = options;
         _security = security;
         _data = data;
+        _samples = ModelFingerprint.SamplesOf(data);
         _completion = completion;
         Receive<RegisterAgain>(_ => Register());
         Receive<WorkerAccepted>(OnAccepted);
@@ -162,7 +164,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     {
         if (_accepted) return;
         var node = _cluster.SelfAddress.ToString();
-        var fingerprint = ModelFingerprint.Of(_options);
+        var fingerprint = ModelFingerprint.Of(_options, _samples);
         _jobHost.Tell(new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, _lostParameterServer, _jobId, _security.Identity.Name,
             _security.Identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
     }

@@ -110,13 +110,14 @@ public static class ClusterNode
         var finishedElsewhere = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         var failover = new FailoverState();
         var dataHost = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname;
+        var samples = ModelFingerprint.SamplesOf(data);
         ActorSystem? actorSystem = null;
         using var host = BuildHost(options, security, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
         {
             actorSystem = system;
             system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere), ParameterServerNode.Name);
             var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover,
-                saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? data.Train.ContentDigest() : "");
+                saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? data.Train.ContentDigest() : "", samples: samples);
             system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
             FailWhenTerminated(system, completion);
         });

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
 
 namespace DistTrain.Cluster.Hosting;
 
@@ -21,8 +22,10 @@ public static class ModelFingerprint
 {
     private static readonly JsonSerializerOptions Json = new() { Converters = { new JsonStringEnumConverter() } };
 
-    /// <summary>The fingerprint of <paramref name="options"/>.</summary>
-    public static string Of(TrainingOptions options) => JsonSerializer.Serialize(new
+    /// <summary>The fingerprint of <paramref name="options"/>, and of the samples a node read (<see cref="SamplesOf"/>).</summary>
+    /// <param name="options">The node's validated options.</param>
+    /// <param name="samples">The node's <see cref="SamplesOf"/>; empty where the data is not at hand (as in tests of the settings alone).</param>
+    public static string Of(TrainingOptions options, string samples = "") => JsonSerializer.Serialize(new
     {
         options.Model,
         options.Data.Format,
@@ -37,7 +40,24 @@ public static class ModelFingerprint
         GradientEncoding = Training.ReplicaSettings.CompressionOf(options),
         LocalGradient = Training.LocalGradientSettings.Of(options),
         WorkerSteps = WorkerStepsOf(options),
+        Samples = samples,
     }, Json);
+
+    /// <summary>
+    /// What a node read, for the fingerprint: each split's sample count and <see cref="LabeledDataset.ContentDigest"/>, as
+    /// <c>train 60000 (1a2b3c4d5e6f7a8b), validation 0, test 10000 (...)</c>. Settings alone do not show that two nodes read
+    /// the same samples: a worker given another file (another order, other labels, fewer rows) under the same settings
+    /// would compute gradients on other samples than the shard indices mean, train the model apart without a word, or fail
+    /// at its first step. About 0.1 s for Fashion-MNIST (70,000 images, 220 MB).
+    /// </summary>
+    /// <param name="data">The node's data, as loaded and normalized for training.</param>
+    public static string SamplesOf(TrainingData data)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        static string Split(string name, LabeledDataset? split) =>
+            split is null || split.Count == 0 ? $"{name} 0" : $"{name} {split.Count} ({split.ContentDigest()})";
+        return $"{Split("train", data.Train)}, {Split("validation", data.Validation)}, {Split("test", data.Test)}";
+    }
 
     /// <summary>
     /// What a worker's own config decides about its steps (<see cref="Training.ReplicaSettings.From"/>): Training:Mode, the

@@ -91,6 +91,7 @@ public sealed record WorkerFailed(
 /// <summary>Versioning of the cluster protocol.</summary>
 public static class ClusterProtocolInfo
 {
-    /// <summary>Bumped whenever a message or the data-plane frame changes incompatibly.</summary>
-    public const int Version = 5;
+    /// <summary>Bumped whenever a message, the data-plane frame or the registration's fingerprint changes incompatibly
+    /// (6: the fingerprint holds the samples' digests).</summary>
+    public const int Version = 6;
 }
