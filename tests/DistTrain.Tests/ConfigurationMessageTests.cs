@@ -36,6 +36,24 @@ public class ConfigurationMessageTests
     }
 
     /// <summary>
+    /// A value of the wrong type is the only problem reported: its config's lists bind once. The whole bind failed part-way
+    /// and the binding without the bad key went into the same options, so every list read before it held its entries twice
+    /// (Model:InputShape [1, 28, 28, 1, 28, 28], ClassNames repeated) and was reported as wrong.
+    /// </summary>
+    [Fact]
+    public void A_value_of_the_wrong_type_leaves_the_lists_as_written()
+    {
+        const string cnn = """
+            { "Data": { "ClassNames": ["a", "b", "c"] },
+              "Model": { "InputShape": [1, 28, 28], "Layers": [{ "Type": "Conv2D", "Channels": 4, "KernelSize": 3 }, { "Type": "Flatten" }, { "Type": "Dense", "Units": 3 }] },
+              "Training": { "Epochs": "two" } }
+            """;
+        Assert.Equal(["Training:Epochs = 'two' (in test.json) is not valid: expected a whole number."], Problems(cnn));
+        Assert.Equal(["Training:Epochs = 'x' (from environment variable DISTTRAIN_Training__Epochs) is not valid: expected a whole number."],
+            Problems(cnn.Replace("\"two\"", "2", StringComparison.Ordinal), new() { ["DISTTRAIN_Training__Epochs"] = "x" }));
+    }
+
+    /// <summary>
     /// A list key's problem names where its entries came from: <c>DISTTRAIN_Model__InputShape__0=2</c> on a file's
     /// [1, 28, 28] was reported as "(in config.json)", and with Data:Format ImageFolder the shape's problem named
     /// Data:Format's origin.

@@ -221,8 +221,7 @@ public static class TrainingOptionsLoader
         // another node, in another shell): its type is checked all the same, as the file's nulls and unknown keys are.
         if (file is not null) problems.AddRange(OverriddenFileValues(file, source, Origin, skipped));
 
-        var options = new TrainingOptions();
-        BindEachKey(configuration, options, problems, Origin, skipped);
+        var options = BindEachKey(configuration, problems, Origin, skipped);
         if (!IsUnder("Model:Layers", skipped)) problems.AddRange(ZeroStrides(configuration, options.Model, Origin));
         // A run folder stands for its model, as for 'finetune --from' (RunFiles.ModelIn): every user of the setting then reads the file.
         if (!IsUnder("Model:Pretrained", skipped) && options.Model.Pretrained is { Length: > 0 } pretrained && Directory.Exists(pretrained))
@@ -518,7 +517,7 @@ public static class TrainingOptionsLoader
     /// if that fails, binds key by key so that every value of the wrong type is reported, not just the first, adds those
     /// keys to <paramref name="skipped"/> and binds the rest.
     /// </summary>
-    private static void BindEachKey(IConfiguration configuration, TrainingOptions options, List<string> problems, Func<string, string> origin, List<string> skipped)
+    private static TrainingOptions BindEachKey(IConfiguration configuration, List<string> problems, Func<string, string> origin, List<string> skipped)
     {
         // A key inside a list entry is skipped with its whole list: leaving out one entry would renumber the ones after it.
         for (var i = 0; i < skipped.Count; i++) skipped[i] = ListOf(skipped[i]);
@@ -528,8 +527,9 @@ public static class TrainingOptionsLoader
         var bindable = Without(skipped);
         try
         {
+            var options = new TrainingOptions();
             bindable.Bind(options, o => o.ErrorOnUnknownConfiguration = true);
-            return;
+            return options;
         }
         catch (InvalidOperationException)
         {
@@ -552,10 +552,13 @@ public static class TrainingOptionsLoader
             }
         }
         skipped.AddRange(failed);
+        // Into fresh options: the failed bind above set what it reached before the bad key, and binding again into those
+        // would append every list a second time (Model:InputShape [1, 28, 28, 1, 28, 28], ClassNames repeated).
+        var rest = new TrainingOptions();
         try
         {
-            Without(skipped).Bind(options, o => o.ErrorOnUnknownConfiguration = true);
-            if (problems.Count > before) return;
+            Without(skipped).Bind(rest, o => o.ErrorOnUnknownConfiguration = true);
+            if (problems.Count > before) return rest;
         }
         catch (InvalidOperationException)
         {
@@ -563,6 +566,7 @@ public static class TrainingOptionsLoader
         }
         problems.Add("the configuration does not bind to the options, although every key binds on its own. Check the lists (Model:Layers, Model:InputShape) for mixed entries.");
         skipped.Add(""); // nothing bound: no range check can be trusted
+        return rest;
     }
 
     /// <summary>
