@@ -207,68 +207,42 @@ public class LocalClusterScriptTests
     [InlineData(true)]
     public async Task Ctrl_C_stops_the_nodes_and_their_last_lines_reach_the_logs_and_the_screen_and_the_script_exits_130(bool again)
     {
-        var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(folder);
-        var output = new StringBuilder();
-        var errors = new StringBuilder();
-        string? runFolder = null;
-        using var process = new Process { StartInfo = ClusterScript(folder, epochs: 500, asFromTerminal: true) };
-        process.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { lock (errors) errors.AppendLine(e.Data); };
-        try
+        using var script = await TrainingScript.StartAsync(asFromTerminal: true);
+        var process = script.Process;
+        const int sigint = 2;
+        Assert.Equal(0, SendSignal(-process.Id, sigint)); // the whole group, as Ctrl-C
+        var interrupted = Stopwatch.StartNew();
+        if (again)
         {
-            process.Start();
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            string Output() { lock (output) return output.ToString(); }
-            // Training is under way once the screen shows an epoch's summary ("epoch   1/500  train loss ...").
-            var started = Stopwatch.StartNew();
-            while (!Regex.IsMatch(Output(), @"epoch +\d+/500 +train loss") && !process.HasExited && started.Elapsed < TimeSpan.FromSeconds(120))
-                await Task.Delay(100);
-            runFolder = RunFolder(Output());
-            Assert.True(!process.HasExited && runFolder is not null, $"training did not start:\n{Output()}\n{errors}");
-
-            const int sigint = 2;
-            Assert.Equal(0, SendSignal(-process.Id, sigint)); // the whole group, as Ctrl-C
-            var interrupted = Stopwatch.StartNew();
-            if (again)
-            {
-                // The parameter server's last line on the screen: the script is past it, waiting for the workers.
-                while (!Output().Contains("cancelled: ", StringComparison.Ordinal) && !process.HasExited && interrupted.Elapsed < TimeSpan.FromSeconds(60))
-                    await Task.Delay(20);
-                if (!process.HasExited) Assert.Equal(0, SendSignal(-process.Id, sigint));
-            }
-            using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
-                await process.WaitForExitAsync(timeout.Token);
-            Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}\n{Output()}\n{errors}");
-            // No node (nor the log pipeline) outlives the script: its process group is empty.
-            Assert.True(SendSignal(-process.Id, 0) == -1 && Marshal.GetLastPInvokeError() == 3 /* ESRCH */, "a process of the script's group still runs");
-            Assert.InRange(interrupted.Elapsed.TotalSeconds, 0, 30); // promptly: the nodes stop at their next step
-            var logs = Path.Combine(runFolder!, "logs");
-            var psLog = File.ReadAllLines(Path.Combine(logs, "parameter-server.log"));
-            // The nodes got the Ctrl-C themselves, and no SIGTERM from the script on top of it (a second signal, which
-            // would have ended them at once, without their last lines).
-            Assert.Contains(psLog, l => l.StartsWith("Ctrl-C: stopping at the next step", StringComparison.Ordinal));
-            Assert.DoesNotContain(psLog, l => l.StartsWith("SIGTERM: ", StringComparison.Ordinal));
-            // It stops stepping then, not after leaving the cluster (seconds, in which it used to train on hundreds of these
-            // 4-step epochs of about 5 ms). The signal's way to the job host crosses threads, and on a loaded machine
-            // (the whole suite on 2 cores) three epochs ended after the SIGTERM line: the bound tells a stop within tens
-            // of milliseconds from one after the leave, not one thread hand-off from another.
-            var afterStop = psLog.SkipWhile(l => !l.StartsWith("Ctrl-C: ", StringComparison.Ordinal)).ToList();
-            Assert.True(afterStop.Count(l => Regex.IsMatch(l, @"^epoch +\d+/500 +train loss")) <= 20, string.Join("\n", afterStop));
-            Assert.StartsWith("cancelled: ", psLog[^1]);
-            Assert.Contains(psLog[^1], Output()); // on the screen too
-            foreach (var worker in again ? [] : new[] { "worker-1", "worker-2" }) // a second Ctrl-C ends them without their line
-                Assert.Equal("cancelled: this worker node stopped and is out of the job; a worker keeps no results.",
-                    File.ReadAllLines(Path.Combine(logs, $"{worker}.log"))[^1]);
-            Assert.DoesNotContain("was killed", errors.ToString()); // a worker that stopped on Ctrl-C is not reported as lost
+            // The parameter server's last line on the screen: the script is past it, waiting for the workers.
+            while (!script.Output.Contains("cancelled: ", StringComparison.Ordinal) && !process.HasExited && interrupted.Elapsed < TimeSpan.FromSeconds(60))
+                await Task.Delay(20);
+            if (!process.HasExited) Assert.Equal(0, SendSignal(-process.Id, sigint));
         }
-        finally
-        {
-            if (!process.HasExited) process.Kill(entireProcessTree: true);
-            Directory.Delete(folder, recursive: true);
-            if (runFolder is not null && Directory.Exists(runFolder)) Directory.Delete(runFolder, recursive: true);
-        }
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+            await process.WaitForExitAsync(timeout.Token);
+        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}\n{script.Output}\n{script.Errors}");
+        // No node (nor the log pipeline) outlives the script: its process group is empty.
+        Assert.True(SendSignal(-process.Id, 0) == -1 && Marshal.GetLastPInvokeError() == 3 /* ESRCH */, "a process of the script's group still runs");
+        Assert.InRange(interrupted.Elapsed.TotalSeconds, 0, 30); // promptly: the nodes stop at their next step
+        var logs = Path.Combine(script.RunFolder, "logs");
+        var psLog = File.ReadAllLines(Path.Combine(logs, "parameter-server.log"));
+        // The nodes got the Ctrl-C themselves, and no SIGTERM from the script on top of it (a second signal, which
+        // would have ended them at once, without their last lines).
+        Assert.Contains(psLog, l => l.StartsWith("Ctrl-C: stopping at the next step", StringComparison.Ordinal));
+        Assert.DoesNotContain(psLog, l => l.StartsWith("SIGTERM: ", StringComparison.Ordinal));
+        // It stops stepping then, not after leaving the cluster (seconds, in which it used to train on hundreds of these
+        // 4-step epochs of about 5 ms). The signal's way to the job host crosses threads, and on a loaded machine
+        // (the whole suite on 2 cores) three epochs ended after the SIGTERM line: the bound tells a stop within tens
+        // of milliseconds from one after the leave, not one thread hand-off from another.
+        var afterStop = psLog.SkipWhile(l => !l.StartsWith("Ctrl-C: ", StringComparison.Ordinal)).ToList();
+        Assert.True(afterStop.Count(l => Regex.IsMatch(l, @"^epoch +\d+/500 +train loss")) <= 20, string.Join("\n", afterStop));
+        Assert.StartsWith("cancelled: ", psLog[^1]);
+        Assert.Contains(psLog[^1], script.Output); // on the screen too
+        foreach (var worker in again ? [] : new[] { "worker-1", "worker-2" }) // a second Ctrl-C ends them without their line
+            Assert.Equal("cancelled: this worker node stopped and is out of the job; a worker keeps no results.",
+                File.ReadAllLines(Path.Combine(logs, $"{worker}.log"))[^1]);
+        Assert.DoesNotContain("was killed", script.Errors); // a worker that stopped on Ctrl-C is not reported as lost
     }
 
     /// <summary>
@@ -280,55 +254,97 @@ public class LocalClusterScriptTests
     [Fact]
     public async Task SIGINT_to_the_parameter_server_node_alone_stops_the_job_as_Ctrl_C_does()
     {
-        var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(folder);
-        var output = new StringBuilder();
-        var errors = new StringBuilder();
-        string? runFolder = null;
-        using var process = new Process { StartInfo = ClusterScript(folder, epochs: 500) };
-        process.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { lock (errors) errors.AppendLine(e.Data); };
-        try
-        {
-            process.Start();
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            string Output() { lock (output) return output.ToString(); }
-            var started = Stopwatch.StartNew();
-            while (!Regex.IsMatch(Output(), @"epoch +\d+/500 +train loss") && !process.HasExited && started.Elapsed < TimeSpan.FromSeconds(120))
-                await Task.Delay(100);
-            runFolder = RunFolder(Output());
-            Assert.True(!process.HasExited && runFolder is not null, $"training did not start:\n{Output()}\n{errors}");
-            // The parameter-server node: the script's child whose command line has "--role parameter-server".
-            var node = Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(n => n!.All(char.IsAsciiDigit)).Select(int.Parse!)
-                .Single(pid =>
-                {
-                    try
-                    {
-                        var stat = File.ReadAllText($"/proc/{pid}/stat");
-                        var parent = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
-                        return parent == process.Id && File.ReadAllText($"/proc/{pid}/cmdline").Contains("--role\0parameter-server", StringComparison.Ordinal);
-                    }
-                    catch (IOException) { return false; }
-                });
-            const int sigint = 2;
-            Assert.Equal(0, SendSignal(node, sigint));
-            using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        using var script = await TrainingScript.StartAsync();
+        var process = script.Process;
+        // The parameter-server node: the script's child whose command line has "--role parameter-server".
+        var node = Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(n => n!.All(char.IsAsciiDigit)).Select(int.Parse!)
+            .Single(pid =>
             {
-                try { await process.WaitForExitAsync(timeout.Token); }
-                catch (OperationCanceledException) { Assert.Fail($"the job went on after SIGINT to the parameter server:\n{Output()}\n{errors}"); }
-            }
-            Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}\n{Output()}\n{errors}");
-            var psLog = File.ReadAllLines(Path.Combine(runFolder!, "logs", "parameter-server.log"));
-            Assert.Contains(psLog, l => l.StartsWith("Ctrl-C: stopping at the next step", StringComparison.Ordinal));
-            Assert.StartsWith("cancelled: stopped at epoch ", psLog[^1]);
-            Assert.Contains(psLog[^1], Output());
-        }
-        finally
+                try
+                {
+                    var stat = File.ReadAllText($"/proc/{pid}/stat");
+                    var parent = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+                    return parent == process.Id && File.ReadAllText($"/proc/{pid}/cmdline").Contains("--role\0parameter-server", StringComparison.Ordinal);
+                }
+                catch (IOException) { return false; }
+            });
+        const int sigint = 2;
+        Assert.Equal(0, SendSignal(node, sigint));
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
         {
-            if (!process.HasExited) process.Kill(entireProcessTree: true);
-            Directory.Delete(folder, recursive: true);
-            if (runFolder is not null && Directory.Exists(runFolder)) Directory.Delete(runFolder, recursive: true);
+            try { await process.WaitForExitAsync(timeout.Token); }
+            catch (OperationCanceledException) { Assert.Fail($"the job went on after SIGINT to the parameter server:\n{script.Output}\n{script.Errors}"); }
+        }
+        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}\n{script.Output}\n{script.Errors}");
+        var psLog = File.ReadAllLines(Path.Combine(script.RunFolder, "logs", "parameter-server.log"));
+        Assert.Contains(psLog, l => l.StartsWith("Ctrl-C: stopping at the next step", StringComparison.Ordinal));
+        Assert.StartsWith("cancelled: stopped at epoch ", psLog[^1]);
+        Assert.Contains(psLog[^1], script.Output);
+    }
+
+    /// <summary>
+    /// cluster.sh started for 500 epochs (<see cref="ClusterScript"/>), its output and error output collected as they come,
+    /// once training is under way (the screen shows an epoch's summary). Disposing it ends the script's process tree if it
+    /// still runs and removes the test's folder and the script's run folder.
+    /// </summary>
+    private sealed class TrainingScript : IDisposable
+    {
+        private readonly StringBuilder _output = new();
+        private readonly StringBuilder _errors = new();
+        private readonly string _folder;
+        private string? _runFolder;
+
+        private TrainingScript(bool asFromTerminal)
+        {
+            _folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
+            Directory.CreateDirectory(_folder);
+            Process = new Process { StartInfo = ClusterScript(_folder, epochs: 500, asFromTerminal) };
+            Process.OutputDataReceived += (_, e) => { lock (_output) _output.AppendLine(e.Data); };
+            Process.ErrorDataReceived += (_, e) => { lock (_errors) _errors.AppendLine(e.Data); };
+        }
+
+        public Process Process { get; }
+
+        public string Output { get { lock (_output) return _output.ToString(); } }
+
+        public string Errors { get { lock (_errors) return _errors.ToString(); } }
+
+        /// <summary>The script's run folder (its logs, CA and secret).</summary>
+        public string RunFolder => _runFolder!;
+
+        /// <param name="asFromTerminal">As <see cref="ClusterScript"/>'s: in its own process group, SIGINT at its default action.</param>
+        public static async Task<TrainingScript> StartAsync(bool asFromTerminal = false)
+        {
+            var script = new TrainingScript(asFromTerminal);
+            try
+            {
+                script.Process.Start();
+                script.Process.BeginOutputReadLine();
+                script.Process.BeginErrorReadLine();
+                var started = Stopwatch.StartNew();
+                while (!Regex.IsMatch(script.Output, @"epoch +\d+/500 +train loss") && !script.Process.HasExited && started.Elapsed < TimeSpan.FromSeconds(120))
+                    await Task.Delay(100);
+                script._runFolder = LocalClusterScriptTests.RunFolder(script.Output);
+                Assert.True(!script.Process.HasExited && script._runFolder is not null, $"training did not start:\n{script.Output}\n{script.Errors}");
+                return script;
+            }
+            catch
+            {
+                script.Dispose();
+                throw;
+            }
+        }
+
+        public void Dispose()
+        {
+            try
+            {
+                if (!Process.HasExited) Process.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException) { } // never started
+            Process.Dispose();
+            Directory.Delete(_folder, recursive: true);
+            if (_runFolder is not null && Directory.Exists(_runFolder)) Directory.Delete(_runFolder, recursive: true);
         }
     }
 
