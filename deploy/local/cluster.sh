@@ -31,22 +31,23 @@ set -euo pipefail
 caller="$PWD"
 cd "$(dirname "$0")/../.."
 repo="$PWD"
+usage="Usage: deploy/local/cluster.sh [WORKERS] [--config FILE] [--data DIR] [--output DIR]"
 # WORKERS, when given, comes first; without it (no arguments, or the node options straight away) there are 2.
 if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
   workers=$((10#$1)); shift
   if [ "$workers" -lt 1 ] || [ "$workers" -gt 256 ]; then
-    echo "cluster.sh: WORKERS = $workers; give 1 to 256 worker nodes. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...]" >&2; exit 2
+    echo "cluster.sh: WORKERS = $workers; give 1 to 256 worker nodes. $usage" >&2; exit 2
   fi
 elif [ $# -eq 0 ] || [[ "$1" == -* ]]; then
   workers=2
 elif [ -z "$1" ]; then
   workers=2; shift  # an empty WORKERS (cluster.sh "" ...) is the default
 else
-  echo "cluster.sh: '$1' is not a number of workers. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...], for example deploy/local/cluster.sh 2 --config configs/fashion-mnist-mlp.json" >&2; exit 2
+  echo "cluster.sh: '$1' is not a number of workers. $usage" >&2; exit 2
 fi
 # The node options, checked before anything is built, installed or created: disttrain node takes --config/-c, --data and
-# --output/-o (the script gives each node its --role). Without --config the nodes train configs/fashion-mnist-mlp.json.
-usage="Usage: deploy/local/cluster.sh [WORKERS] [--config FILE] [--data DIR] [--output DIR]"
+# --output/-o (the script gives each node its --role), each with its value as the next argument or after '='. Without
+# --config the nodes train configs/fashion-mnist-mlp.json. --help, -h or -? prints the usage.
 has_config=0; i=1
 while [ "$i" -le $# ]; do
   option="${!i}"; name="${option%%=*}"
@@ -56,7 +57,16 @@ while [ "$i" -le $# ]; do
       if [ "$name" = "$option" ]; then  # the value is the next argument
         i=$((i + 1))
         [ "$i" -le $# ] && [ -n "${!i}" ] || { echo "cluster.sh: $name needs a value. $usage" >&2; exit 2; }
+      elif [ -z "${option#*=}" ]; then  # --config= with nothing after the '='
+        echo "cluster.sh: $name needs a value. $usage" >&2; exit 2
       fi ;;
+    --help|-h|-\?)
+      echo "$usage"
+      echo "Starts one parameter-server node and WORKERS (1 to 256, default 2) worker nodes of disttrain node on this machine, on"
+      echo "loopback; the options are disttrain node's, given to every node (without --config: configs/fashion-mnist-mlp.json)."
+      echo "Other settings are DISTTRAIN_ variables, for example DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2."
+      echo "Logs go to runs/cluster/<run>/logs/; Ctrl-C stops every node. More in the comment at the top of deploy/local/cluster.sh."
+      exit 0 ;;
     -r|--role)
       echo "cluster.sh: $name: the script gives each node its role (one parameter server, WORKERS workers). $usage" >&2; exit 2 ;;
     *)

@@ -8,6 +8,9 @@ namespace DistTrain.Tests;
 /// <summary>deploy/local/cluster.sh run as a user runs it: real nodes on loopback, the suite's disttrain.dll, the test subset.</summary>
 public class LocalClusterScriptTests
 {
+    /// <summary>cluster.sh's usage line, which its option errors end with and --help starts with.</summary>
+    private const string Usage = "Usage: deploy/local/cluster.sh [WORKERS] [--config FILE] [--data DIR] [--output DIR]";
+
     private static string Repository => Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", ".."));
 
     /// <summary>The CPUs this process may run on (<c>Cpus_allowed_list</c> of /proc/self/status: <c>0-3,6</c>), in order.</summary>
@@ -62,11 +65,13 @@ public class LocalClusterScriptTests
     private static string? RunFolder(string output) =>
         Regex.Match(output, @"logs in (runs/cluster/[^/\s]+)/logs/") is { Success: true } run ? Path.Combine(Repository, run.Groups[1].Value) : null;
 
-    /// <summary>A first argument that is not a worker count used to end in a shell error ("abc: unbound variable", "division by 0").</summary>
+    /// <summary>A first argument that is not a worker count used to end in a shell error ("abc: unbound variable", "division by 0").
+    /// The usage these messages end with is the script's one usage line (they used to print an older one, "[WORKERS]
+    /// [disttrain node options...]").</summary>
     [Theory]
-    [InlineData("abc", "cluster.sh: 'abc' is not a number of workers. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...]")]
-    [InlineData("0", "cluster.sh: WORKERS = 0; give 1 to 256 worker nodes.")]
-    [InlineData("300", "cluster.sh: WORKERS = 300; give 1 to 256 worker nodes.")]
+    [InlineData("abc", "cluster.sh: 'abc' is not a number of workers. " + Usage)]
+    [InlineData("0", "cluster.sh: WORKERS = 0; give 1 to 256 worker nodes. " + Usage)]
+    [InlineData("300", "cluster.sh: WORKERS = 300; give 1 to 256 worker nodes. " + Usage)]
     public async Task A_first_argument_that_is_not_a_worker_count_exits_2_with_the_usage_before_anything_starts(string argument, string message)
     {
         var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Repository };
@@ -77,7 +82,7 @@ public class LocalClusterScriptTests
         var output = await process.StandardOutput.ReadToEndAsync();
         await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(2, process.ExitCode);
-        Assert.StartsWith(message, await errors);
+        Assert.Equal(message, (await errors).TrimEnd('\n'));
         Assert.Equal("", output); // nothing built, installed or started
     }
 
@@ -90,6 +95,9 @@ public class LocalClusterScriptTests
     [Theory]
     [InlineData("--epochs 2", "cluster.sh: disttrain node has no option '--epochs'; it takes --config FILE, --data DIR and --output DIR. Set other settings with DISTTRAIN_ variables, for example DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2")]
     [InlineData("--output", "cluster.sh: --output needs a value.")]
+    // A value after '=' that is empty was passed on (a node given --config= failed on every node).
+    [InlineData("--config=", "cluster.sh: --config needs a value. " + Usage)]
+    [InlineData("-o=", "cluster.sh: -o needs a value. " + Usage)]
     [InlineData("--role worker", "cluster.sh: --role: the script gives each node its role")]
     public async Task A_node_option_the_script_cannot_pass_on_exits_2_naming_it_before_anything_is_created(string arguments, string message)
     {
@@ -108,6 +116,33 @@ public class LocalClusterScriptTests
         Assert.StartsWith(message, await errors);
         Assert.Equal("", output); // nothing installed or started
         Assert.Equal(before, Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0); // no run folder, no certificates
+    }
+
+    /// <summary>--help, -h and -? (after WORKERS or alone) used to be refused as options disttrain node does not have (exit 2);
+    /// they print the usage, exit 0, and start, build or create nothing.</summary>
+    [Theory]
+    [InlineData("--help")]
+    [InlineData("-h")]
+    [InlineData("-?")]
+    [InlineData("2 --help")]
+    [InlineData("3 --config configs/fashion-mnist-mlp.json -?")]
+    public async Task Help_prints_the_usage_and_exits_0_before_anything_is_created(string arguments)
+    {
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Repository };
+        start.ArgumentList.Add(Path.Combine(Repository, "deploy", "local", "cluster.sh"));
+        foreach (var argument in arguments.Split(' ')) start.ArgumentList.Add(argument);
+        start.Environment["CLI_DLL"] = "missing/disttrain.dll"; // not looked at
+        var runs = Path.Combine(Repository, "runs", "cluster");
+        var before = Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0;
+        using var process = Process.Start(start)!;
+        var errors = process.StandardError.ReadToEndAsync();
+        var output = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}; error output:\n{await errors}");
+        Assert.Equal("", await errors);
+        Assert.StartsWith(Usage + "\n", output);
+        Assert.Contains("DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2", output);
+        Assert.Equal(before, Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0);
     }
 
     /// <summary>The demos used to build the CLI every time; like cluster.sh they now take a built one from CLI_DLL, and one
