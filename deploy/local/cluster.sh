@@ -112,7 +112,9 @@ logs="$repo/$RUN/logs"
 declare -A names
 pids=()  # the nodes not known to have ended: the traps signal these only, never a PID the system may have reused
 started=0
-trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; [ -z "${ctrl_c_probe:-}" ] || kill "$ctrl_c_probe" 2>/dev/null || true' EXIT
+# On exit the nodes still running are signalled, and the filter of the script's standard error (below) is waited for.
+trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; [ -z "${ctrl_c_probe:-}" ] || kill "$ctrl_c_probe" 2>/dev/null || true
+  [ -z "${stderr_filter:-}" ] || { exec 2>&"$screen" {screen}>&-; wait "$stderr_filter" 2>/dev/null || true; }' EXIT
 # The nodes take SIGINT as `disttrain node` started by hand does (deploy/local/ctrl-c.sh): SIGINT to one node stops that
 # node. Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; the log pipeline of the
 # parameter server ignores it, so nothing is cut off. A SIGINT to this script alone is passed on to every node as
@@ -120,14 +122,14 @@ trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; [ -z "${ct
 # at once (the nodes that got the first Ctrl-C directly get no SIGTERM from it, which would be their second signal).
 source "$repo/deploy/local/ctrl-c.sh"
 start_ctrl_c_probe
-interrupted=0; signals=0; screen=2  # screen: the script's standard error, where the traps write (see muted)
+interrupted=0; signals=0
 trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130
   if [ "$signals" -gt 1 ]; then
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   elif ctrl_c_reached_group; then
-    echo "Ctrl-C: every node stops at its next step (their Ctrl-C lines below); Ctrl-C again stops them at once." >&"$screen"
+    echo "Ctrl-C: every node stops at its next step (their Ctrl-C lines below); Ctrl-C again stops them at once." >&2
   else
-    echo "SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once." >&"$screen"
+    echo "SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' INT
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $RUN/logs/."
@@ -139,14 +141,23 @@ metrics_port="${DISTTRAIN_Metrics__Port:-}"
 chmod +x "$repo/$RUN/add-worker.sh"
 cd "$caller"
 [ -z "$metrics_port" ] || echo "Metrics: worker i on port $metrics_port + i (the parameter server prints its own address)."
+# bash prints a raw job line ("cluster.sh: line N: PID Killed   ... node --role worker ...") on its standard error when
+# it has reaped a node killed by a signal (SIGKILL, a crash) and then reads the script's next line or runs any other
+# command that is not a builtin (sleep, tail, a $(...)), which can be anywhere below; the script reports such a node in
+# its own words. From here on the script's standard error goes through a filter that drops those job lines of the nodes
+# only: bash's other messages, its errors included, pass. It ignores SIGINT, so that a Ctrl-C leaves the script's
+# messages a way to the screen; the EXIT trap waits for it, so that nothing reaches the screen after the script ends.
+# `screen` is the real standard error, which the nodes do not get (their output goes to their logs).
+exec {screen}>&2 2> >(trap '' INT; exec sed -u -E '/^.*: line [0-9]+: +[0-9]+ .* node --role (parameter-server|worker) /d' >&2)
+stderr_filter=$!
 # The parameter server's output goes to its log and, without the [INFO] lines (but the one naming the checkpoint a
 # resume or takeover continues from, and the one saying early stopping goes on from its record), to the screen, each
 # line as the node prints it: GNU sed -u reads its input a line at a time and flushes each line it prints (not awk:
 # Debian's mawk reads a pipe in blocks, so the screen got the lines only at the job's end). The pipeline ends when the
 # node closes its output (the script's own copy of the pipe is closed at once, and later nodes never get it).
-exec {ps_output}> >(trap '' INT; tee "$logs/parameter-server.log" | sed -u -E '/^\[INFO\]/ { /Resuming from checkpoint|EarlyStopping goes on/!d; }')
+exec {ps_output}> >(trap '' INT; exec 2>&"$screen" {screen}>&-; tee "$logs/parameter-server.log" | sed -u -E '/^\[INFO\]/ { /Resuming from checkpoint|EarlyStopping goes on/!d; }')
 ps_output_pid=$!
-"${with_sigint[@]}" "${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 &
+"${with_sigint[@]}" "${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 {screen}>&- &
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server; started=1
 exec {ps_output}>&-
 for i in $(seq 1 "$workers"); do
@@ -154,7 +165,7 @@ for i in $(seq 1 "$workers"); do
   wrapper=(); [ -z "${WORKER_WRAPPER:-}" ] || wrapper=("$WORKER_WRAPPER" "$i")
   [ "${PIN_WORKERS:-0}" != 1 ] || wrapper+=(taskset -c "$(cores_of_worker "$i")")
   metrics=(); [ -z "$metrics_port" ] || metrics=("DISTTRAIN_Metrics__Port=$(( metrics_port + i ))")
-  "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
+  "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 {screen}>&- &
   pids+=($!); names[$!]="worker-$i"
 done
 # wait_for PID: waits until that process has exited and returns its exit code. A Ctrl-C interrupts `wait` (which then
@@ -168,16 +179,6 @@ wait_for() {
     if [ "$code" -gt 128 ] && [ "$seen" != "$signals" ]; then continue; fi
     return "$code"
   done
-}
-# muted COMMAND...: runs the command (a function that waits for nodes) with the shell's own standard error at /dev/null:
-# bash prints a raw job line ("cluster.sh: line N: PID Killed env DISTTRAIN_...") when it reaps a node killed by a signal
-# (SIGKILL, a crash), which the script reports in its own words. The traps write to `screen`, the real standard error.
-muted() {
-  local status=0
-  exec {screen}>&2 2> /dev/null
-  "$@" || status=$?
-  exec 2>&"$screen" {screen}>&-; screen=2
-  return "$status"
 }
 # next_ended: sets `ended` to a node of `running` that has exited (and `code` to its exit code), polling every 0.1 s.
 # Not `wait -n`: bash 5.2 loses the status of a child that ends while a trap interrupts `wait -n` ("no such job" at
@@ -200,7 +201,7 @@ forget() {
 status=0
 running=("${pids[@]}")
 while true; do
-  muted next_ended
+  next_ended
   forget "$ended"
   if [ "$ended" = "$ps_pid" ]; then
     status=$code
@@ -221,7 +222,7 @@ while true; do
     # reported at once.
     for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
-      status=0; muted wait_for "$ps_pid" || status=$?; ended=$ps_pid
+      status=0; wait_for "$ps_pid" || status=$?; ended=$ps_pid
       forget "$ps_pid"
       [ "$status" -eq 0 ] || echo "parameter-server exited with code $status; stopping the run (its log: $logs/parameter-server.log)." >&2
       break
@@ -241,10 +242,10 @@ while true; do
   fi
 done
 if [ "$interrupted" = 1 ]; then
-  for pid in "${running[@]}"; do muted wait_for "$pid" || true; done  # the workers' last lines reach their logs
+  for pid in "${running[@]}"; do wait_for "$pid" || true; done  # the workers' last lines reach their logs
   pids=()
 elif [ "$status" -eq 0 ]; then
-  for pid in "${running[@]}"; do muted wait_for "$pid" || status=1; done
+  for pid in "${running[@]}"; do wait_for "$pid" || status=1; done
   pids=()
 elif [ ${#running[@]} -gt 0 ]; then
   # The run failed: the nodes still running are stopped (SIGTERM, as Ctrl-C) and waited for, so that none outlives the
@@ -256,7 +257,7 @@ elif [ ${#running[@]} -gt 0 ]; then
   done
   # Only nodes still running (not yet waited for, so their PIDs are theirs) get the second SIGTERM.
   [ ${#alive[@]} -eq 0 ] || kill -TERM "${alive[@]}" 2>/dev/null || true
-  for pid in "${running[@]}"; do muted wait_for "$pid" || true; [ "$pid" != "$ps_pid" ] || ended=$ps_pid; done
+  for pid in "${running[@]}"; do wait_for "$pid" || true; [ "$pid" != "$ps_pid" ] || ended=$ps_pid; done
   pids=()
 fi
 # Once the parameter server has ended, its last lines reach its log and the screen before the script exits.
