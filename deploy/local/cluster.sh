@@ -14,7 +14,8 @@
 # Ctrl-C stops the nodes as Ctrl-C stops a single node (at the next step, keeping what the parameter server keeps), lets
 # them write their last lines to their logs and the screen, and exits with the parameter server's code (130); a second
 # Ctrl-C ends them at once, and the script still exits only after every node has. SIGINT to one node (kill -INT PID)
-# stops that node as it stops `disttrain node` started by hand: the parameter server ends the job, a worker leaves it.
+# stops that node as it stops `disttrain node` started by hand: the parameter server cancels the job (the script says
+# so and exits 130, as on Ctrl-C), a worker leaves it.
 # Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P the
 # parameter server serves metrics on port P and worker i on port P + i (each node needs its own port).
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
@@ -197,36 +198,44 @@ forget() {
   for pid in "${running[@]}"; do [ "$pid" = "$1" ] || rest+=("$pid"); done
   running=("${rest[@]}"); pids=("${rest[@]}")
 }
+# parameter_server_ended CODE: the job has ended with the parameter server's exit code CODE. Sets `status`, the script's
+# exit code, and says why the run stops unless the job succeeded or Ctrl-C stopped it.
+parameter_server_ended() {
+  status=$1; ended=$ps_pid
+  if [ "$interrupted" = 1 ]; then
+    # Ctrl-C twice: the second one ended the parameter server at once (143, SIGTERM's default action); the run was
+    # still cancelled. Any other signal (a crash, the OOM killer) keeps its code.
+    [ "$1" -ne 143 ] || status=130
+  elif [ "$1" -eq 130 ]; then
+    # SIGINT or SIGTERM to the parameter server alone (kill -INT PID): it cancelled the job as on Ctrl-C (its Ctrl-C or
+    # SIGTERM line and its cancelled: line are on the screen), and the workers leave; not a failure.
+    echo "parameter-server was stopped (SIGINT or SIGTERM to it alone): the job is cancelled, as on Ctrl-C, and the workers leave it. Its log: $logs/parameter-server.log." >&2
+  elif [ "$1" -ne 0 ]; then
+    echo "parameter-server exited with code $1; stopping the run (its log: $logs/parameter-server.log)." >&2
+    # Killed (a crash, the OOM killer): its checkpoints, if it wrote any, are where the job can go on.
+    [ "$1" -le 128 ] || echo "With Checkpoint:Directory set (in the config or DISTTRAIN_Checkpoint__Directory), the same command with DISTTRAIN_Checkpoint__Resume=true continues from its newest checkpoint; without it, set it on the next run to be able to resume after a crash." >&2
+  fi
+}
 # The job ends when the parameter server does; a node that fails before that ends the run.
 status=0
 running=("${pids[@]}")
 while true; do
   next_ended
   forget "$ended"
-  if [ "$ended" = "$ps_pid" ]; then
-    status=$code
-    # Ctrl-C twice: the second one ended the parameter server at once (143, SIGTERM's default action); the run was
-    # still cancelled. Any other signal (a crash, the OOM killer) keeps its code.
-    [ "$interrupted" = 0 ] || [ "$code" -ne 143 ] || status=130
-    [ "$code" -eq 0 ] || [ "$interrupted" = 1 ] || echo "parameter-server exited with code $code; stopping the run (its log: $logs/parameter-server.log)." >&2
-    # Killed (a crash, the OOM killer): its checkpoints, if it wrote any, are where the job can go on.
-    if [ "$code" -gt 128 ] && [ "$code" -ne 130 ] && [ "$interrupted" = 0 ]; then
-      echo "With Checkpoint:Directory set (in the config or DISTTRAIN_Checkpoint__Directory), the same command with DISTTRAIN_Checkpoint__Resume=true continues from its newest checkpoint; without it, set it on the next run to be able to resume after a crash." >&2
-    fi
-    break
-  fi
+  if [ "$ended" = "$ps_pid" ]; then parameter_server_ended "$code"; break; fi
   [ "$interrupted" = 0 ] || continue  # a worker that stopped on Ctrl-C
-  if [ "$code" -ne 0 ] && [ "$code" -le 128 ] && [ "$code" -ne 4 ]; then
-    # A worker that fails as the job ends (the parameter server told it the job failed) is not the cause: give the
-    # parameter server a few seconds to end and report its own exit. A worker killed by a signal (code 128 + N) is
-    # reported at once.
+  if [ "$code" -ne 0 ] && [ "$code" -ne 4 ] && { [ "$code" -le 128 ] || [ "$code" -eq 130 ]; }; then
+    # A worker that fails or leaves as the job ends (the parameter server told it the job failed, or was cancelled: a
+    # worker leaves a cancelled job with 130, as when it is stopped alone) is not the cause: give the parameter server a
+    # few seconds to end and report its own exit. A worker killed by a signal (code 128 + N) is reported at once.
     for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
-      status=0; wait_for "$ps_pid" || status=$?; ended=$ps_pid
+      code=0; wait_for "$ps_pid" || code=$?
       forget "$ps_pid"
-      [ "$status" -eq 0 ] || echo "parameter-server exited with code $status; stopping the run (its log: $logs/parameter-server.log)." >&2
+      parameter_server_ended "$code"
       break
     fi
+    [ "$interrupted" = 0 ] || continue  # Ctrl-C in those seconds: the job does not go on
   fi
   alive_rule="training pauses while fewer than Cluster:MinWorkers = $DISTTRAIN_Cluster__MinWorkers workers are alive"
   if [ "$code" -eq 130 ]; then
@@ -248,8 +257,9 @@ elif [ "$status" -eq 0 ]; then
   for pid in "${running[@]}"; do wait_for "$pid" || status=1; done
   pids=()
 elif [ ${#running[@]} -gt 0 ]; then
-  # The run failed: the nodes still running are stopped (SIGTERM, as Ctrl-C) and waited for, so that none outlives the
-  # script; one still running after 30 s gets a second SIGTERM, which ends a node at once.
+  # The run failed, or the parameter server cancelled the job: the nodes still running are stopped (SIGTERM, as Ctrl-C)
+  # and waited for, so that none outlives the script; one still running after 30 s gets a second SIGTERM, which ends a
+  # node at once.
   kill -TERM "${running[@]}" 2>/dev/null || true
   for _ in $(seq 300); do
     alive=(); for pid in "${running[@]}"; do ! kill -0 "$pid" 2>/dev/null || alive+=("$pid"); done

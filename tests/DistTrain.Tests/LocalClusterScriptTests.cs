@@ -325,7 +325,7 @@ public class LocalClusterScriptTests
     /// SIGINT to the parameter-server node alone (kill -INT PID), as to a <c>disttrain node</c> started by hand. The script
     /// started its nodes in the background, where bash (without job control) starts a command with SIGINT ignored, so the
     /// node ignored it and trained on to the end; it now stops the job as Ctrl-C does: its <c>Ctrl-C:</c> and
-    /// <c>cancelled:</c> lines, and the script's exit code 130.
+    /// <c>cancelled:</c> lines, and the script's exit code 130. The script reports it as the cancellation it is.
     /// </summary>
     [Fact]
     public async Task SIGINT_to_the_parameter_server_node_alone_stops_the_job_as_Ctrl_C_does()
@@ -356,6 +356,12 @@ public class LocalClusterScriptTests
         Assert.Contains(psLog, l => l.StartsWith("Ctrl-C: stopping at the next step", StringComparison.Ordinal));
         Assert.StartsWith("cancelled: stopped at epoch ", psLog[^1]);
         Assert.Contains(psLog[^1], script.Output);
+        // The script reports a cancellation, as on Ctrl-C, not a failure ("parameter-server exited with code 130; stopping
+        // the run"), and the workers that leave the cancelled job (exit 130, often before the parameter server ends) are
+        // not reported as stopped alone with the job going on without them.
+        Assert.Contains("parameter-server was stopped (SIGINT or SIGTERM to it alone): the job is cancelled, as on Ctrl-C, and the workers leave it.", script.Errors);
+        Assert.DoesNotContain("exited with code", script.Errors);
+        Assert.DoesNotContain("goes on without it", script.Errors);
     }
 
     /// <summary>
