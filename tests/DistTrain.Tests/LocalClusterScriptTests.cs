@@ -365,6 +365,78 @@ public class LocalClusterScriptTests
     }
 
     /// <summary>
+    /// SIGINT to the script's own process alone (kill -INT PID of the script, not its group): the nodes did not get it, so
+    /// the script passes it on to each as SIGTERM, which a node takes as Ctrl-C. Every node stops at its next step and
+    /// writes its last lines, the script says what it did and exits with the parameter server's code, 130, and no process
+    /// of its group outlives it. (This is the case deploy/local/ctrl-c.sh's probe tells from a Ctrl-C.)
+    /// </summary>
+    [Fact]
+    public async Task SIGINT_to_the_script_alone_is_passed_on_to_every_node_as_SIGTERM_and_the_script_exits_130()
+    {
+        using var script = await TrainingScript.StartAsync(asFromTerminal: true);
+        var process = script.Process;
+        const int sigint = 2;
+        Assert.Equal(0, SendSignal(process.Id, sigint)); // the script's process only
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            try { await process.WaitForExitAsync(timeout.Token); }
+            catch (OperationCanceledException) { Assert.Fail($"the job went on after SIGINT to the script:\n{script.Output}\n{script.Errors}"); }
+        }
+        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}\n{script.Output}\n{script.Errors}");
+        Assert.True(SendSignal(-process.Id, 0) == -1 && Marshal.GetLastPInvokeError() == 3 /* ESRCH */, "a process of the script's group still runs");
+        Assert.Equal("SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once.",
+            script.Errors.Trim());
+        var logs = Path.Combine(script.RunFolder, "logs");
+        var psLog = File.ReadAllLines(Path.Combine(logs, "parameter-server.log"));
+        // One SIGTERM each, taken as Ctrl-C (a stop at the next step), not a Ctrl-C as well (two stops: ended at once).
+        Assert.Contains(psLog, l => l.StartsWith("SIGTERM: stopping at the next step", StringComparison.Ordinal));
+        Assert.DoesNotContain(psLog, l => l.StartsWith("Ctrl-C: ", StringComparison.Ordinal));
+        Assert.StartsWith("cancelled: stopped at epoch ", psLog[^1]);
+        Assert.Contains(psLog[^1], script.Output);
+        foreach (var worker in new[] { "worker-1", "worker-2" })
+        {
+            var log = File.ReadAllLines(Path.Combine(logs, $"{worker}.log"));
+            Assert.Contains(log, l => l.StartsWith("SIGTERM: stopping at the next step", StringComparison.Ordinal));
+            // Its own SIGTERM's line, or the one of the parameter server's cancellation if that reached it first.
+            Assert.StartsWith("cancelled: ", log[^1]);
+        }
+    }
+
+    /// <summary>
+    /// deploy/local/ctrl-c.sh's ctrl_c_reached_group tells a Ctrl-C (the probe, in the script's process group, ends with it)
+    /// from a SIGINT to the script alone (the probe runs on). The probe's end can come late on a loaded machine; the limit
+    /// was 0.2 s, so a Ctrl-C was taken for a SIGINT to the script alone and the nodes got a SIGTERM on top of it. Here the
+    /// probe is a process that ends 0.5 s after the check starts (a Ctrl-C seen late) or runs on (a SIGINT to the script
+    /// alone, told after about 1 s).
+    /// </summary>
+    [Theory]
+    [InlineData("0.5", "group")]
+    [InlineData("30", "alone")]
+    public async Task The_Ctrl_C_probe_waits_about_a_second_for_the_probe_to_end(string probeLife, string expected)
+    {
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Repository };
+        start.ArgumentList.Add("-c");
+        start.ArgumentList.Add("""
+            set -euo pipefail
+            source deploy/local/ctrl-c.sh
+            sleep "$1" & ctrl_c_probe=$!
+            if ctrl_c_reached_group; then echo group; else echo alone; fi
+            kill "$ctrl_c_probe" 2> /dev/null || true
+            """);
+        start.ArgumentList.Add("probe-test");
+        start.ArgumentList.Add(probeLife);
+        var watch = Stopwatch.StartNew();
+        using var process = Process.Start(start)!;
+        var errors = process.StandardError.ReadToEndAsync();
+        var output = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        var seconds = watch.Elapsed.TotalSeconds;
+        Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}: {await errors}");
+        Assert.Equal(expected, output.Trim());
+        if (expected == "alone") Assert.InRange(seconds, 0.9, 10); // it waited about 1 s, then gave up
+    }
+
+    /// <summary>
     /// cluster.sh started for 500 epochs (<see cref="ClusterScript"/>), its output and error output collected as they come,
     /// once training is under way (the screen shows an epoch's summary). Disposing it ends the script's process tree if it
     /// still runs and removes the test's folder and the script's run folder.
