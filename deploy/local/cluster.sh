@@ -14,7 +14,8 @@
 # Ctrl-C stops the nodes as Ctrl-C stops a single node (at the next step, keeping what the parameter server keeps), lets
 # them write their last lines to their logs and the screen, and exits with the parameter server's code (130); a second
 # Ctrl-C ends them at once, and the script still exits only after every node has. SIGINT to one node (kill -INT PID)
-# stops that node as it stops `disttrain node` started by hand: the parameter server ends the job, a worker leaves it.
+# stops that node as it stops `disttrain node` started by hand: the parameter server cancels the job (the script says
+# so and exits 130, as on Ctrl-C), a worker leaves it.
 # Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P the
 # parameter server serves metrics on port P and worker i on port P + i (each node needs its own port).
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
@@ -31,22 +32,23 @@ set -euo pipefail
 caller="$PWD"
 cd "$(dirname "$0")/../.."
 repo="$PWD"
+usage="Usage: deploy/local/cluster.sh [WORKERS] [--config FILE] [--data DIR] [--output DIR]"
 # WORKERS, when given, comes first; without it (no arguments, or the node options straight away) there are 2.
 if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
   workers=$((10#$1)); shift
   if [ "$workers" -lt 1 ] || [ "$workers" -gt 256 ]; then
-    echo "cluster.sh: WORKERS = $workers; give 1 to 256 worker nodes. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...]" >&2; exit 2
+    echo "cluster.sh: WORKERS = $workers; give 1 to 256 worker nodes. $usage" >&2; exit 2
   fi
 elif [ $# -eq 0 ] || [[ "$1" == -* ]]; then
   workers=2
 elif [ -z "$1" ]; then
   workers=2; shift  # an empty WORKERS (cluster.sh "" ...) is the default
 else
-  echo "cluster.sh: '$1' is not a number of workers. Usage: deploy/local/cluster.sh [WORKERS] [disttrain node options...], for example deploy/local/cluster.sh 2 --config configs/fashion-mnist-mlp.json" >&2; exit 2
+  echo "cluster.sh: '$1' is not a number of workers. $usage" >&2; exit 2
 fi
 # The node options, checked before anything is built, installed or created: disttrain node takes --config/-c, --data and
-# --output/-o (the script gives each node its --role). Without --config the nodes train configs/fashion-mnist-mlp.json.
-usage="Usage: deploy/local/cluster.sh [WORKERS] [--config FILE] [--data DIR] [--output DIR]"
+# --output/-o (the script gives each node its --role), each with its value as the next argument or after '='. Without
+# --config the nodes train configs/fashion-mnist-mlp.json. --help, -h or -? prints the usage.
 has_config=0; i=1
 while [ "$i" -le $# ]; do
   option="${!i}"; name="${option%%=*}"
@@ -56,7 +58,16 @@ while [ "$i" -le $# ]; do
       if [ "$name" = "$option" ]; then  # the value is the next argument
         i=$((i + 1))
         [ "$i" -le $# ] && [ -n "${!i}" ] || { echo "cluster.sh: $name needs a value. $usage" >&2; exit 2; }
+      elif [ -z "${option#*=}" ]; then  # --config= with nothing after the '='
+        echo "cluster.sh: $name needs a value. $usage" >&2; exit 2
       fi ;;
+    --help|-h|-\?)
+      echo "$usage"
+      echo "Starts one parameter-server node and WORKERS (1 to 256, default 2) worker nodes of disttrain node on this machine, on"
+      echo "loopback; the options are disttrain node's, given to every node (without --config: configs/fashion-mnist-mlp.json)."
+      echo "Other settings are DISTTRAIN_ variables, for example DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2."
+      echo "Logs go to runs/cluster/<run>/logs/; Ctrl-C stops every node. More in the comment at the top of deploy/local/cluster.sh."
+      exit 0 ;;
     -r|--role)
       echo "cluster.sh: $name: the script gives each node its role (one parameter server, WORKERS workers). $usage" >&2; exit 2 ;;
     *)
@@ -102,7 +113,9 @@ logs="$repo/$RUN/logs"
 declare -A names
 pids=()  # the nodes not known to have ended: the traps signal these only, never a PID the system may have reused
 started=0
-trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; [ -z "${ctrl_c_probe:-}" ] || kill "$ctrl_c_probe" 2>/dev/null || true' EXIT
+# On exit the nodes still running are signalled, and the filter of the script's standard error (below) is waited for.
+trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; [ -z "${ctrl_c_probe:-}" ] || kill "$ctrl_c_probe" 2>/dev/null || true
+  [ -z "${stderr_filter:-}" ] || { exec 2>&"$screen" {screen}>&-; wait "$stderr_filter" 2>/dev/null || true; }' EXIT
 # The nodes take SIGINT as `disttrain node` started by hand does (deploy/local/ctrl-c.sh): SIGINT to one node stops that
 # node. Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; the log pipeline of the
 # parameter server ignores it, so nothing is cut off. A SIGINT to this script alone is passed on to every node as
@@ -110,14 +123,14 @@ trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; [ -z "${ct
 # at once (the nodes that got the first Ctrl-C directly get no SIGTERM from it, which would be their second signal).
 source "$repo/deploy/local/ctrl-c.sh"
 start_ctrl_c_probe
-interrupted=0; signals=0; screen=2  # screen: the script's standard error, where the traps write (see muted)
+interrupted=0; signals=0
 trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130
   if [ "$signals" -gt 1 ]; then
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   elif ctrl_c_reached_group; then
-    echo "Ctrl-C: every node stops at its next step (their Ctrl-C lines below); Ctrl-C again stops them at once." >&"$screen"
+    echo "Ctrl-C: every node stops at its next step (their Ctrl-C lines below); Ctrl-C again stops them at once." >&2
   else
-    echo "SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once." >&"$screen"
+    echo "SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' INT
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $RUN/logs/."
@@ -129,14 +142,23 @@ metrics_port="${DISTTRAIN_Metrics__Port:-}"
 chmod +x "$repo/$RUN/add-worker.sh"
 cd "$caller"
 [ -z "$metrics_port" ] || echo "Metrics: worker i on port $metrics_port + i (the parameter server prints its own address)."
+# bash prints a raw job line ("cluster.sh: line N: PID Killed   ... node --role worker ...") on its standard error when
+# it has reaped a node killed by a signal (SIGKILL, a crash) and then reads the script's next line or runs any other
+# command that is not a builtin (sleep, tail, a $(...)), which can be anywhere below; the script reports such a node in
+# its own words. From here on the script's standard error goes through a filter that drops those job lines of the nodes
+# only: bash's other messages, its errors included, pass. It ignores SIGINT, so that a Ctrl-C leaves the script's
+# messages a way to the screen; the EXIT trap waits for it, so that nothing reaches the screen after the script ends.
+# `screen` is the real standard error, which the nodes do not get (their output goes to their logs).
+exec {screen}>&2 2> >(trap '' INT; exec sed -u -E '/^.*: line [0-9]+: +[0-9]+ .* node --role (parameter-server|worker) /d' >&2)
+stderr_filter=$!
 # The parameter server's output goes to its log and, without the [INFO] lines (but the one naming the checkpoint a
 # resume or takeover continues from, and the one saying early stopping goes on from its record), to the screen, each
 # line as the node prints it: GNU sed -u reads its input a line at a time and flushes each line it prints (not awk:
 # Debian's mawk reads a pipe in blocks, so the screen got the lines only at the job's end). The pipeline ends when the
 # node closes its output (the script's own copy of the pipe is closed at once, and later nodes never get it).
-exec {ps_output}> >(trap '' INT; tee "$logs/parameter-server.log" | sed -u -E '/^\[INFO\]/ { /Resuming from checkpoint|EarlyStopping goes on/!d; }')
+exec {ps_output}> >(trap '' INT; exec 2>&"$screen" {screen}>&-; tee "$logs/parameter-server.log" | sed -u -E '/^\[INFO\]/ { /Resuming from checkpoint|EarlyStopping goes on/!d; }')
 ps_output_pid=$!
-"${with_sigint[@]}" "${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 &
+"${with_sigint[@]}" "${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 {screen}>&- &
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server; started=1
 exec {ps_output}>&-
 for i in $(seq 1 "$workers"); do
@@ -144,7 +166,7 @@ for i in $(seq 1 "$workers"); do
   wrapper=(); [ -z "${WORKER_WRAPPER:-}" ] || wrapper=("$WORKER_WRAPPER" "$i")
   [ "${PIN_WORKERS:-0}" != 1 ] || wrapper+=(taskset -c "$(cores_of_worker "$i")")
   metrics=(); [ -z "$metrics_port" ] || metrics=("DISTTRAIN_Metrics__Port=$(( metrics_port + i ))")
-  "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 &
+  "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 {screen}>&- &
   pids+=($!); names[$!]="worker-$i"
 done
 # wait_for PID: waits until that process has exited and returns its exit code. A Ctrl-C interrupts `wait` (which then
@@ -158,16 +180,6 @@ wait_for() {
     if [ "$code" -gt 128 ] && [ "$seen" != "$signals" ]; then continue; fi
     return "$code"
   done
-}
-# muted COMMAND...: runs the command (a function that waits for nodes) with the shell's own standard error at /dev/null:
-# bash prints a raw job line ("cluster.sh: line N: PID Killed env DISTTRAIN_...") when it reaps a node killed by a signal
-# (SIGKILL, a crash), which the script reports in its own words. The traps write to `screen`, the real standard error.
-muted() {
-  local status=0
-  exec {screen}>&2 2> /dev/null
-  "$@" || status=$?
-  exec 2>&"$screen" {screen}>&-; screen=2
-  return "$status"
 }
 # next_ended: sets `ended` to a node of `running` that has exited (and `code` to its exit code), polling every 0.1 s.
 # Not `wait -n`: bash 5.2 loses the status of a child that ends while a trap interrupts `wait -n` ("no such job" at
@@ -186,36 +198,44 @@ forget() {
   for pid in "${running[@]}"; do [ "$pid" = "$1" ] || rest+=("$pid"); done
   running=("${rest[@]}"); pids=("${rest[@]}")
 }
+# parameter_server_ended CODE: the job has ended with the parameter server's exit code CODE. Sets `status`, the script's
+# exit code, and says why the run stops unless the job succeeded or Ctrl-C stopped it.
+parameter_server_ended() {
+  status=$1; ended=$ps_pid
+  if [ "$interrupted" = 1 ]; then
+    # Ctrl-C twice: the second one ended the parameter server at once (143, SIGTERM's default action); the run was
+    # still cancelled. Any other signal (a crash, the OOM killer) keeps its code.
+    [ "$1" -ne 143 ] || status=130
+  elif [ "$1" -eq 130 ]; then
+    # SIGINT or SIGTERM to the parameter server alone (kill -INT PID): it cancelled the job as on Ctrl-C (its Ctrl-C or
+    # SIGTERM line and its cancelled: line are on the screen), and the workers leave; not a failure.
+    echo "parameter-server was stopped (SIGINT or SIGTERM to it alone): the job is cancelled, as on Ctrl-C, and the workers leave it. Its log: $logs/parameter-server.log." >&2
+  elif [ "$1" -ne 0 ]; then
+    echo "parameter-server exited with code $1; stopping the run (its log: $logs/parameter-server.log)." >&2
+    # Killed (a crash, the OOM killer): its checkpoints, if it wrote any, are where the job can go on.
+    [ "$1" -le 128 ] || echo "With Checkpoint:Directory set (in the config or DISTTRAIN_Checkpoint__Directory), the same command with DISTTRAIN_Checkpoint__Resume=true continues from its newest checkpoint; without it, set it on the next run to be able to resume after a crash." >&2
+  fi
+}
 # The job ends when the parameter server does; a node that fails before that ends the run.
 status=0
 running=("${pids[@]}")
 while true; do
-  muted next_ended
+  next_ended
   forget "$ended"
-  if [ "$ended" = "$ps_pid" ]; then
-    status=$code
-    # Ctrl-C twice: the second one ended the parameter server at once (143, SIGTERM's default action); the run was
-    # still cancelled. Any other signal (a crash, the OOM killer) keeps its code.
-    [ "$interrupted" = 0 ] || [ "$code" -ne 143 ] || status=130
-    [ "$code" -eq 0 ] || [ "$interrupted" = 1 ] || echo "parameter-server exited with code $code; stopping the run (its log: $logs/parameter-server.log)." >&2
-    # Killed (a crash, the OOM killer): its checkpoints, if it wrote any, are where the job can go on.
-    if [ "$code" -gt 128 ] && [ "$code" -ne 130 ] && [ "$interrupted" = 0 ]; then
-      echo "With Checkpoint:Directory set (in the config or DISTTRAIN_Checkpoint__Directory), the same command with DISTTRAIN_Checkpoint__Resume=true continues from its newest checkpoint; without it, set it on the next run to be able to resume after a crash." >&2
-    fi
-    break
-  fi
+  if [ "$ended" = "$ps_pid" ]; then parameter_server_ended "$code"; break; fi
   [ "$interrupted" = 0 ] || continue  # a worker that stopped on Ctrl-C
-  if [ "$code" -ne 0 ] && [ "$code" -le 128 ] && [ "$code" -ne 4 ]; then
-    # A worker that fails as the job ends (the parameter server told it the job failed) is not the cause: give the
-    # parameter server a few seconds to end and report its own exit. A worker killed by a signal (code 128 + N) is
-    # reported at once.
+  if [ "$code" -ne 0 ] && [ "$code" -ne 4 ] && { [ "$code" -le 128 ] || [ "$code" -eq 130 ]; }; then
+    # A worker that fails or leaves as the job ends (the parameter server told it the job failed, or was cancelled: a
+    # worker leaves a cancelled job with 130, as when it is stopped alone) is not the cause: give the parameter server a
+    # few seconds to end and report its own exit. A worker killed by a signal (code 128 + N) is reported at once.
     for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
-      status=0; muted wait_for "$ps_pid" || status=$?; ended=$ps_pid
+      code=0; wait_for "$ps_pid" || code=$?
       forget "$ps_pid"
-      [ "$status" -eq 0 ] || echo "parameter-server exited with code $status; stopping the run (its log: $logs/parameter-server.log)." >&2
+      parameter_server_ended "$code"
       break
     fi
+    [ "$interrupted" = 0 ] || continue  # Ctrl-C in those seconds: the job does not go on
   fi
   alive_rule="training pauses while fewer than Cluster:MinWorkers = $DISTTRAIN_Cluster__MinWorkers workers are alive"
   if [ "$code" -eq 130 ]; then
@@ -231,14 +251,15 @@ while true; do
   fi
 done
 if [ "$interrupted" = 1 ]; then
-  for pid in "${running[@]}"; do muted wait_for "$pid" || true; done  # the workers' last lines reach their logs
+  for pid in "${running[@]}"; do wait_for "$pid" || true; done  # the workers' last lines reach their logs
   pids=()
 elif [ "$status" -eq 0 ]; then
-  for pid in "${running[@]}"; do muted wait_for "$pid" || status=1; done
+  for pid in "${running[@]}"; do wait_for "$pid" || status=1; done
   pids=()
 elif [ ${#running[@]} -gt 0 ]; then
-  # The run failed: the nodes still running are stopped (SIGTERM, as Ctrl-C) and waited for, so that none outlives the
-  # script; one still running after 30 s gets a second SIGTERM, which ends a node at once.
+  # The run failed, or the parameter server cancelled the job: the nodes still running are stopped (SIGTERM, as Ctrl-C)
+  # and waited for, so that none outlives the script; one still running after 30 s gets a second SIGTERM, which ends a
+  # node at once.
   kill -TERM "${running[@]}" 2>/dev/null || true
   for _ in $(seq 300); do
     alive=(); for pid in "${running[@]}"; do ! kill -0 "$pid" 2>/dev/null || alive+=("$pid"); done
@@ -246,7 +267,7 @@ elif [ ${#running[@]} -gt 0 ]; then
   done
   # Only nodes still running (not yet waited for, so their PIDs are theirs) get the second SIGTERM.
   [ ${#alive[@]} -eq 0 ] || kill -TERM "${alive[@]}" 2>/dev/null || true
-  for pid in "${running[@]}"; do muted wait_for "$pid" || true; [ "$pid" != "$ps_pid" ] || ended=$ps_pid; done
+  for pid in "${running[@]}"; do wait_for "$pid" || true; [ "$pid" != "$ps_pid" ] || ended=$ps_pid; done
   pids=()
 fi
 # Once the parameter server has ended, its last lines reach its log and the screen before the script exits.

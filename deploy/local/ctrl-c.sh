@@ -10,13 +10,16 @@ with_sigint=(env --default-signal=INT)
 # otherwise (tail --pid): a Ctrl-C ends it, a SIGINT to the script alone does not.
 start_ctrl_c_probe() { "${with_sigint[@]}" tail --pid=$$ -f /dev/null < /dev/null > /dev/null 2>&1 & ctrl_c_probe=$!; }
 # ctrl_c_reached_group: true when the SIGINT the script just got ended the probe (so it went to the whole process group,
-# nodes included); waits up to 0.2 s for the probe's end, which the kernel delivers with the script's own signal.
+# nodes included); waits up to 1 s for the probe's end, which the kernel delivers with the script's own signal but which
+# can take a while on a loaded machine (0.2 s, the limit before, could be too short on 2 busy cores: a Ctrl-C was then
+# taken for a SIGINT to the script alone, and the nodes got a SIGTERM on top of it, a second stop that ends them at once).
+# A SIGINT to the script alone is passed on that much later.
 ctrl_c_reached_group() {
-  local _ stat
-  for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+  local stat start=${EPOCHREALTIME/[.,]/}
+  while true; do
     stat=$(cat "/proc/$ctrl_c_probe/stat" 2> /dev/null) || return 0  # ended, and reaped
     [[ "$stat" != *") Z "* ]] || return 0  # ended, not reaped yet
+    [ $(( ${EPOCHREALTIME/[.,]/} - start )) -lt 1000000 ] || return 1
     sleep 0.01 || true
   done
-  return 1
 }

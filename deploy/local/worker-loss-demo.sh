@@ -50,6 +50,8 @@ pids=()  # every node started: the parameter server and the workers
 source deploy/local/ctrl-c.sh  # with_sigint: the nodes take SIGINT as `disttrain node` started by hand does
 start_ctrl_c_probe
 trap 'kill "${pids[@]}" "$ctrl_c_probe" 2>/dev/null || true' EXIT
+# end_probe: ends the Ctrl-C probe, on the ways out that clear the EXIT trap (it would otherwise run on after the script).
+end_probe() { kill "$ctrl_c_probe" 2>/dev/null; wait "$ctrl_c_probe" 2>/dev/null; }
 # Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; a SIGINT to this script alone
 # is passed on to every node as SIGTERM, which a node takes as it takes Ctrl-C (deploy/local/ctrl-c.sh: a node that got
 # the Ctrl-C itself gets no SIGTERM, which would be its second signal). A second one ends them at once. The script then
@@ -100,7 +102,7 @@ status=130
 [ -z "$ps" ] || { wait_for "$ps"; status=$?; }
 if [ "$interrupted" = 1 ]; then
   for pid in "${pids[@]}"; do wait_for "$pid"; done  # every node has ended before the script does
-  trap - EXIT
+  end_probe; trap - EXIT
   # A second Ctrl-C ended the parameter server at once (143, SIGTERM's default action): the run was still cancelled.
   [ "$status" -ne 143 ] || status=130
   exit "$status"
@@ -113,9 +115,9 @@ if [ "$kill_one" = 1 ] && [ "$killed" = 0 ]; then
   workers_left=(); for pid in "${pids[@]}"; do [ "$pid" = "$ps" ] || workers_left+=("$pid"); done  # the parameter server was waited for
   [ ${#workers_left[@]} -eq 0 ] || kill -TERM "${workers_left[@]}" 2>/dev/null  # SIGTERM, which a node takes as Ctrl-C: they leave at once
   for pid in "${workers_left[@]}"; do wait_for "$pid"; done
-  trap - EXIT
+  end_probe; trap - EXIT
   exit 3
 fi
 grep -E "is lost|go to|Test accuracy" "$out/parameter-server.log"
-trap - EXIT
+end_probe; trap - EXIT
 exit "$status"
