@@ -97,6 +97,26 @@ public class CsvDatasetTests : IDisposable
         Assert.Equal([1f, 2, 3, 4, 5, 6], CsvDataset.ReadFeatures(Write("score.csv", "x,y\n1,2\n3,4\n5,6\n"), new CsvOptions(), ["x", "y"]));
     }
 
+    /// <summary>
+    /// An empty file, or one of blank lines, is called empty whatever Data:Csv:HasHeader says: with the default (true) it
+    /// was "no header row ... Set HasHeader to false", after which it was "the file is empty".
+    /// </summary>
+    [Fact]
+    public void An_empty_file_is_called_empty_with_or_without_a_header_row()
+    {
+        foreach (var hasHeader in new[] { true, false })
+        {
+            var empty = Write($"empty-{hasHeader}.csv", "");
+            Assert.Equal($"{empty}: the file is empty.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(empty, new CsvOptions { HasHeader = hasHeader })).Message);
+            var blank = Write($"blank-{hasHeader}.csv", "\n  \n\n");
+            Assert.Equal($"{blank}: the file is empty (it holds blank lines only).",
+                Assert.Throws<DataFormatException>(() => CsvDataset.Read(blank, new CsvOptions { HasHeader = hasHeader })).Message);
+        }
+        var title = Write("title-only.csv", "Wine data\n");
+        Assert.Equal($"{title}: the file is empty after the Data:Csv:SkipRows = 1 lines skipped.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(title, new CsvOptions { SkipRows = 1 })).Message);
+    }
+
     [Fact]
     public void A_whole_number_label_beyond_any_class_index_is_called_out_of_range_not_a_name()
     {
@@ -104,9 +124,17 @@ public class CsvDatasetTests : IDisposable
         foreach (var big in new[] { "3000000000", "100000000000", "-3000000000", "1e12" })
         {
             var path = Write($"big-{big}.csv", $"x,label\n1,0\n2,{big}\n3,1\n");
-            Assert.Equal($"{path}: label {big} (line 3) is not a class index 0 to 255. Write labels as 0-based class indices, or as names.",
+            Assert.Equal($"{path}: label {big} (line 3, column 'label') is not a class index 0 to 255. Write labels as 0-based class indices, or as names.",
                 Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions())).Message);
         }
+        // The default took the last column (scikit-learn's wine CSV puts the class first, headed 'target'): the message says
+        // so and names the setting; it used to tell the user to rewrite their labels.
+        var wine = Write("wine.csv", "target,alcohol,proline\n0,14.23,1065\n1,12.37,520\n2,13.17,740\n");
+        Assert.Equal($"{wine}: label 1065 (line 2, column 'proline') is not a class index 0 to 255. Write labels as 0-based class indices, or as names. " +
+            "The labels were read from the last column, 'proline', as Data:Csv:LabelColumn is not set and no column is headed 'label': if they are in " +
+            "another column, set Data:Csv:LabelColumn to its header name or 0-based index.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(wine, new CsvOptions())).Message);
+        Assert.Equal([0, 1, 2], CsvDataset.Read(wine, new CsvOptions { LabelColumn = "target" }).Data.Labels.Select(l => (int)l));
         // A fraction among them is a name, as before.
         Assert.Equal(["0", "1", "1.5"], CsvDataset.Read(Write("fraction.csv", "x,label\n1,0\n2,1.5\n3,1\n"), new CsvOptions()).Data.ClassNames!);
     }

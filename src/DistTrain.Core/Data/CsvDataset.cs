@@ -106,7 +106,7 @@ public static partial class CsvDataset
             throw new DataFormatException($"{path}: no data rows. The file needs at least one row of features and a label.");
         var column = ColumnName(layout, layout.LabelIndex, options);
         var summary = LabelSummary.Of(path, column, options.LabelColumn.Length == 0, labelCells, lines) with { HeaderWarning = NumericHeaderWarning(path, layout) };
-        vocabulary ??= VocabularyOf(path, labelCells, lines);
+        vocabulary ??= VocabularyOf(path, labelCells, lines, column, summary.ChosenByDefault);
         var labels = new byte[labelCells.Count];
         for (var i = 0; i < labels.Length; i++)
         {
@@ -168,8 +168,15 @@ public static partial class CsvDataset
         return false;
     }
 
-    private static LabelVocabulary VocabularyOf(string path, List<string> cells, List<int> lines)
+    private static LabelVocabulary VocabularyOf(string path, List<string> cells, List<int> lines, string column, bool chosenByDefault)
     {
+        // When the default chose the last column, the "labels" out of range are most often a feature's values: say so.
+        var hint = chosenByDefault && !string.Equals(column.Trim(), "label", StringComparison.OrdinalIgnoreCase)
+            ? $" The labels were read from the last column, '{column}', as Data:Csv:LabelColumn is not set and no column is headed 'label': " +
+              "if they are in another column, set Data:Csv:LabelColumn to its header name or 0-based index."
+            : "";
+        string OutOfRange(string label, int line) =>
+            $"{path}: label {label} (line {line}, column '{column}') is not a class index 0 to {LabelVocabulary.MaxClasses - 1}. Write labels as 0-based class indices, or as names.{hint}";
         var integers = new int[cells.Count];
         var allIntegers = true;
         for (var i = 0; i < cells.Count && allIntegers; i++)
@@ -178,18 +185,18 @@ public static partial class CsvDataset
         if (!allIntegers && cells.All(LabelVocabulary.IsWholeNumber))
         {
             var large = cells.FindIndex(c => !LabelVocabulary.TryParseWhole(c, out _));
-            throw new DataFormatException($"{path}: label {cells[large]} (line {lines[large]}) is not a class index 0 to {LabelVocabulary.MaxClasses - 1}. Write labels as 0-based class indices, or as names.");
+            throw new DataFormatException(OutOfRange(cells[large], lines[large]));
         }
         if (allIntegers)
         {
             var bad = Array.FindIndex(integers, l => l < 0 || l >= LabelVocabulary.MaxClasses);
             if (bad >= 0)
-                throw new DataFormatException($"{path}: label {integers[bad]} (line {lines[bad]}) is not a class index 0 to {LabelVocabulary.MaxClasses - 1}. Write labels as 0-based class indices, or as names.");
+                throw new DataFormatException(OutOfRange(integers[bad].ToString(CultureInfo.InvariantCulture), lines[bad]));
             return new LabelVocabulary(null, integers.Max() + 1, IntegerLabels: true);
         }
         var names = cells.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
         if (names.Length > LabelVocabulary.MaxClasses)
-            throw new DataFormatException($"{path}: {names.Length} distinct labels; at most {LabelVocabulary.MaxClasses} classes are supported. Is Data:Csv:LabelColumn the label column?");
+            throw new DataFormatException($"{path}: {names.Length} distinct labels in column '{column}'; at most {LabelVocabulary.MaxClasses} classes are supported. Is Data:Csv:LabelColumn the label column?{hint}");
         return new LabelVocabulary(names, names.Length, IntegerLabels: false);
     }
 
@@ -283,7 +290,12 @@ public static partial class CsvDataset
             if (text.ReadLine() is null)
                 throw new DataFormatException($"{path}: the file has fewer than Data:Csv:SkipRows = {options.SkipRows} lines.");
         var lines = options.SkipRows;
-        while (text.ReadLine() is { } line && string.IsNullOrWhiteSpace(line)) lines++;
+        string? line;
+        while ((line = text.ReadLine()) is not null && string.IsNullOrWhiteSpace(line)) lines++;
+        // Nothing but blank lines (or nothing at all): said as such, not as a missing header row.
+        if (line is null)
+            throw new DataFormatException($"{path}: the file is empty" + (lines > options.SkipRows ? " (it holds blank lines only)" : "") +
+                (options.SkipRows > 0 ? $" after the Data:Csv:SkipRows = {options.SkipRows} lines skipped" : "") + ".");
         return lines;
     }
 
