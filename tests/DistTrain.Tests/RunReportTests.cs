@@ -318,6 +318,7 @@ public class RunReportTests : IDisposable
     [Theory]
     [InlineData(30, 10, "Optimizer:Schedule:StepEpochs = 30 is not less than Training:Epochs = 10: the first decay by Gamma would come at the start of epoch 31, so the Step schedule keeps Optimizer:LearningRate for the whole run. Lower StepEpochs (such as 3), or train longer.")]
     [InlineData(5, 5, "Optimizer:Schedule:StepEpochs = 5 is not less than Training:Epochs = 5: the first decay by Gamma would come at the start of epoch 6, so the Step schedule keeps Optimizer:LearningRate for the whole run. Lower StepEpochs (such as 1), or train longer.")]
+    [InlineData(1, 1, "Optimizer:Schedule:Kind = Step cannot decay within a single epoch (Training:Epochs = 1): it changes the rate only at the start of an epoch, the first time at the start of epoch 2, so the run keeps Optimizer:LearningRate throughout. Train for more epochs than StepEpochs, or set Kind to Cosine, which decays step by step within the epoch (Exponential, like Step, changes the rate only from one epoch to the next).")]
     [InlineData(4, 5, null)]
     public void A_Step_schedule_that_never_decays_in_the_run_is_warned_of(int stepEpochs, int epochs, string? expected)
     {
@@ -328,6 +329,15 @@ public class RunReportTests : IDisposable
         // The warning agrees with the schedule: the run's last epoch has the base rate exactly when it is given.
         var schedule = new LearningRateSchedule(options.Optimizer.Schedule);
         Assert.Equal(expected is not null, schedule.At(SchedulePosition.Uniform(epochs - 1, stepsPerEpoch: 1), epochs, 0.1) == 0.1);
+        if (epochs == 1)
+        {
+            // What the one-epoch message says of the other schedules: at the last of 10 steps Cosine has decayed, Exponential has not.
+            var lastStep = SchedulePosition.Uniform(9, stepsPerEpoch: 10);
+            options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Cosine;
+            Assert.Equal(0.1 * (1 + Math.Cos(Math.PI * 0.9)) / 2, new LearningRateSchedule(options.Optimizer.Schedule).At(lastStep, epochs, 0.1), 12);
+            options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Exponential;
+            Assert.Equal(0.1, new LearningRateSchedule(options.Optimizer.Schedule).At(lastStep, epochs, 0.1));
+        }
         options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Exponential;
         Assert.Null(TrainCommand.StepScheduleNeverDecays(options));
     }
