@@ -204,11 +204,20 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         // Epoch 2 was planned for 3 workers; the rounds go on without the dead one, and its samples wait for a further
         // part of the epoch, which needs MinWorkers = 3: training pauses there, and says so. A pause is not a stall (the
         // timeout is 20 s, the pause lasts until a worker joins), and nothing completes while it lasts.
-        // A job that failed by the time of any warning ends the wait too (a failure itself is logged at INFO), and is the
-        // assertion's message: a hang guard's timeout would hide why.
-        var pause = log.FishForMessage<Warning>(w => w.Message.ToString()!.StartsWith("Training is paused", StringComparison.Ordinal) || completion.Task.IsFaulted,
-            Guard, "the pause below MinWorkers");
-        if (completion.Task.IsFaulted) Assert.Fail($"the job failed instead of pausing: {completion.Task.Exception!.InnerException!.Message}");
+        // The job's end ends the wait too, whether or not any warning follows it (a failure is logged at INFO), and a
+        // failure is the assertion's message: a hang guard's timeout would hide why.
+        using var stopWaiting = new CancellationTokenSource();
+        var pausing = log.FishForMessageAsync<Warning>(w => w.Message.ToString()!.StartsWith("Training is paused", StringComparison.Ordinal),
+            Guard, "the pause below MinWorkers", stopWaiting.Token).AsTask();
+        if (await Task.WhenAny(pausing, completion.Task) == completion.Task)
+        {
+            await stopWaiting.CancelAsync();
+            Assert.Fail(completion.Task.IsFaulted
+                ? $"the job failed instead of pausing: {completion.Task.Exception!.InnerException!.Message}"
+                : $"the job ended instead of pausing ({completion.Task.Status})");
+        }
+        var pause = await pausing;
+        Assert.False(completion.Task.IsFaulted, $"the job failed as it paused: {completion.Task.Exception?.InnerException?.Message}");
         Assert.StartsWith("Training is paused at epoch 2: 2 of Cluster:MinWorkers = 3 workers; the rest of epoch 2 goes on when enough are alive.", pause.Message.ToString());
         Assert.Equal(1, DistTrain.Cluster.Metrics.DistTrainMetrics.Get("paused"));
         Assert.False(completion.Task.IsCompleted);
