@@ -104,7 +104,7 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
         var o = options.Optimizer;
         var typical = o.Kind == Core.Optimization.OptimizerKind.Sgd ? "0.01 to 0.1" : "1e-4 to 1e-2";
         return FormattableString.Invariant(
-                $"the model learned nothing: the training loss did not fall (epoch 1: {ConsoleProgress.Loss(first.TrainLoss)}, epoch {last.Epoch}: {ConsoleProgress.Loss(last.TrainLoss)}) ") +
+                $"the model learned nothing: the training loss fell by less than 1% (epoch 1: {ConsoleProgress.Loss(first.TrainLoss)}, epoch {last.Epoch}: {ConsoleProgress.Loss(last.TrainLoss)}) ") +
             FormattableString.Invariant(
                 $"and the test accuracy ({100 * testAccuracy:F2}%) is near chance ({100 * chance:F2}% for {classCount} classes). ") +
             FormattableString.Invariant(

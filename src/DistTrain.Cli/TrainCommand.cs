@@ -368,15 +368,18 @@ internal static class TrainCommand
     /// <summary>
     /// A warning when Optimizer:Schedule:Kind is Step and Optimizer:Schedule:StepEpochs is at least Training:Epochs: the rate
     /// of epoch e (from 0) is the base rate times γ^⌊e / StepEpochs⌋, as <c>torch.optim.lr_scheduler.StepLR</c> stepped per
-    /// epoch, so the run's last epoch (Epochs − 1) still has the base rate. Null otherwise.
+    /// epoch, so the run's last epoch (Epochs − 1) still has the base rate. Null otherwise. A one-epoch run gets its own
+    /// message: no StepEpochs (at least 1) decays within it, so the way out is more epochs or Cosine, the one schedule that
+    /// changes the rate step by step (Exponential, like Step, changes it only at an epoch's start).
     /// </summary>
     internal static string? StepScheduleNeverDecays(TrainingOptions options)
     {
         var schedule = options.Optimizer.Schedule;
         var epochs = options.Training.Epochs;
-        return schedule.Kind == LearningRateScheduleKind.Step && schedule.StepEpochs >= epochs
-            ? string.Create(CultureInfo.InvariantCulture, $"Optimizer:Schedule:StepEpochs = {schedule.StepEpochs} is not less than Training:Epochs = {epochs}: the first decay by Gamma would come at the start of epoch {schedule.StepEpochs + 1}, so the Step schedule keeps Optimizer:LearningRate for the whole run. Lower StepEpochs (such as {Math.Max(1, epochs / 3)}), or train longer.")
-            : null;
+        if (schedule.Kind != LearningRateScheduleKind.Step || schedule.StepEpochs < epochs) return null;
+        if (epochs == 1)
+            return string.Create(CultureInfo.InvariantCulture, $"Optimizer:Schedule:Kind = Step cannot decay within a single epoch (Training:Epochs = 1): it changes the rate only at the start of an epoch, the first time at the start of epoch {schedule.StepEpochs + 1}, so the run keeps Optimizer:LearningRate throughout. Train for more epochs than StepEpochs, or set Kind to Cosine, which decays step by step within the epoch (Exponential, like Step, changes the rate only from one epoch to the next).");
+        return string.Create(CultureInfo.InvariantCulture, $"Optimizer:Schedule:StepEpochs = {schedule.StepEpochs} is not less than Training:Epochs = {epochs}: the first decay by Gamma would come at the start of epoch {schedule.StepEpochs + 1}, so the Step schedule keeps Optimizer:LearningRate for the whole run. Lower StepEpochs (such as {Math.Max(1, epochs / 3)}), or train longer.");
     }
 
     /// <summary>

@@ -3,8 +3,25 @@ using DistTrain.Cli;
 namespace DistTrain.Tests;
 
 /// <summary>The command line: bad values, unknown options and missing arguments each give one line that says what to do.</summary>
-public class CommandLineTests
+public class CommandLineTests : IDisposable
 {
+    private readonly List<string> _folders = [];
+
+    /// <summary>A fresh temporary folder named from <paramref name="prefix"/>, deleted with what it holds after the test.</summary>
+    private string TemporaryFolder(string prefix)
+    {
+        var folder = Directory.CreateTempSubdirectory(prefix).FullName;
+        _folders.Add(folder);
+        return folder;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var folder in _folders) Directory.Delete(folder, recursive: true);
+        GC.SuppressFinalize(this);
+    }
+
     private static IReadOnlyList<string> Problems(params string[] args) =>
         ParseErrors.Describe(DistTrainCommandLine.Create().Parse(args));
 
@@ -99,35 +116,28 @@ public class CommandLineTests
     [InlineData("parameter-server")]
     public async Task More_parameter_server_shards_than_a_small_model_has_slices_for_are_refused_with_exit_2_before_training(string command)
     {
-        var folder = Directory.CreateTempSubdirectory("disttrain-shards-").FullName;
-        try
+        var folder = TemporaryFolder("disttrain-shards-");
+        var config = Path.Combine(folder, "iris-linear.json");
+        File.WriteAllText(config, File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "configs", "sklearn-iris.json")).Replace(
+            """{ "Type": "Dense", "Units": 100 },""", "").Replace("""{ "Type": "ReLU" },""", ""));
+        var output = Path.Combine(folder, "runs");
+        var environment = new Dictionary<string, string> { ["DISTTRAIN_Cluster__ParameterServerShards"] = "2" };
+        string[] arguments = ["train", "--config", config, "--workers", "2", "--output", output];
+        if (command == "parameter-server")
         {
-            var config = Path.Combine(folder, "iris-linear.json");
-            File.WriteAllText(config, File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "configs", "sklearn-iris.json")).Replace(
-                """{ "Type": "Dense", "Units": 100 },""", "").Replace("""{ "Type": "ReLU" },""", ""));
-            var output = Path.Combine(folder, "runs");
-            var environment = new Dictionary<string, string> { ["DISTTRAIN_Cluster__ParameterServerShards"] = "2" };
-            string[] arguments = ["train", "--config", config, "--workers", "2", "--output", output];
-            if (command == "parameter-server")
-            {
-                arguments = ["node", "--role", "parameter-server", "--config", config, "--output", output];
-                environment["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123";
-                environment["DISTTRAIN_Cluster__Tls"] = "false";
-                environment["DISTTRAIN_Cluster__SeedNodes__0"] = "akka.tcp://disttrain@127.0.0.1:4053";
-            }
-            using var process = new DistTrainProcess(arguments, environment);
-            await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
-            Assert.Contains("error: Cluster:ParameterServerShards = 2 is too many for a model with 15 trainable parameters: each shard needs at least " +
-                "16 parameters, since the slices are cut at 16-parameter (64-byte) boundaries. Set Cluster:ParameterServerShards to 1: this model is " +
-                "too small to shard.", process.Error);
-            Assert.DoesNotContain("(Parameter", process.Error);
-            Assert.DoesNotContain("epoch", process.Output);
-            Assert.False(Directory.Exists(output) && Directory.GetFileSystemEntries(output).Length > 0); // no run folder
+            arguments = ["node", "--role", "parameter-server", "--config", config, "--output", output];
+            environment["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123";
+            environment["DISTTRAIN_Cluster__Tls"] = "false";
+            environment["DISTTRAIN_Cluster__SeedNodes__0"] = "akka.tcp://disttrain@127.0.0.1:4053";
         }
-        finally
-        {
-            Directory.Delete(folder, recursive: true);
-        }
+        using var process = new DistTrainProcess(arguments, environment);
+        await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+        Assert.Contains("error: Cluster:ParameterServerShards = 2 is too many for a model with 15 trainable parameters: each shard needs at least " +
+            "16 parameters, since the slices are cut at 16-parameter (64-byte) boundaries. Set Cluster:ParameterServerShards to 1: this model is " +
+            "too small to shard.", process.Error);
+        Assert.DoesNotContain("(Parameter", process.Error);
+        Assert.DoesNotContain("epoch", process.Output);
+        Assert.False(Directory.Exists(output) && Directory.GetFileSystemEntries(output).Length > 0); // no run folder
     }
 
     [Theory]
@@ -136,27 +146,20 @@ public class CommandLineTests
     public async Task A_cluster_node_without_seed_nodes_is_refused_with_exit_2_naming_the_setting_at_once(string role)
     {
         // Before, a parameter server waited for workers that could never join it, and a worker for Cluster:JoinTimeoutSeconds.
-        var output = Directory.CreateTempSubdirectory("disttrain-noseed-").FullName;
-        try
-        {
-            using var process = new DistTrainProcess(["node", "--role", role, "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
-                "--output", output], new Dictionary<string, string> { ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false" });
-            await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
-            Assert.Contains("error: Cluster:SeedNodes is empty, so this node has no address to join the cluster through.", process.Error);
-            Assert.Contains("DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT", process.Error);
-            Assert.Empty(Directory.GetFileSystemEntries(output)); // no run folder
-        }
-        finally
-        {
-            Directory.Delete(output, recursive: true);
-        }
+        var output = TemporaryFolder("disttrain-noseed-");
+        using var process = new DistTrainProcess(["node", "--role", role, "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
+            "--output", output], new Dictionary<string, string> { ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false" });
+        await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+        Assert.Contains("error: Cluster:SeedNodes is empty, so this node has no address to join the cluster through.", process.Error);
+        Assert.Contains("DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT", process.Error);
+        Assert.Empty(Directory.GetFileSystemEntries(output)); // no run folder
     }
 
     [Fact]
     public async Task A_parameter_server_node_states_the_mode_and_optimizer_and_gives_trains_warnings_before_it_waits_for_workers()
     {
         // Before, the node printed the unused-setting warnings only: not the mode, the optimizer, nor a warmup as long as the run.
-        var output = Directory.CreateTempSubdirectory("disttrain-psstart-").FullName;
+        var output = TemporaryFolder("disttrain-psstart-");
         static int FreePort()
         {
             using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
@@ -164,63 +167,49 @@ public class CommandLineTests
             return ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
         }
         var port = FreePort();
-        try
-        {
-            using var process = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
-                "--output", output], new Dictionary<string, string>
-                {
-                    ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
-                    ["DISTTRAIN_Cluster__Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}", ["DISTTRAIN_Cluster__DataPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    ["DISTTRAIN_Training__Mode"] = "LocalSgd", ["DISTTRAIN_Training__LocalSteps"] = "3", ["DISTTRAIN_Training__Epochs"] = "2",
-                    ["DISTTRAIN_Optimizer__Schedule__WarmupSteps"] = "1000000", ["DISTTRAIN_Optimizer__Beta1"] = "0.5",
-                    ["DISTTRAIN_Cluster__ParameterServerShards"] = "2", ["DISTTRAIN_Model__Freeze__0"] = "0",
-                });
-            await process.WaitForOutputAsync("Waiting for", TimeSpan.FromSeconds(60));
-            process.Terminate();
-            await process.WaitAsync(TimeSpan.FromSeconds(60));
-            var text = process.Output.ReplaceLineEndings(" ");
-            Assert.Contains("mode LocalSgd, LocalSteps 3", text);
-            Assert.Contains("optimizer Sgd lr 0.05", text);
-            Assert.Contains("momentum 0.9 L1 0 L2 0.0001", text);
-            Assert.Contains("init HeNormal; normalization", text);
-            Assert.Contains("warning: Optimizer:Beta1 = 0.5 is not used by Optimizer:Kind Sgd", text);
-            Assert.Contains("warning: Optimizer:Schedule:WarmupSteps = 1,000,000 is not less than this run's", text);
-            Assert.Contains("parameter server in 2 shards", text);
-            Assert.Contains("warning: Model:Freeze = [0] without Model:Pretrained", text);
-        }
-        finally
-        {
-            Directory.Delete(output, recursive: true);
-        }
+        using var process = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
+            "--output", output], new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                ["DISTTRAIN_Cluster__Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}", ["DISTTRAIN_Cluster__DataPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["DISTTRAIN_Training__Mode"] = "LocalSgd", ["DISTTRAIN_Training__LocalSteps"] = "3", ["DISTTRAIN_Training__Epochs"] = "2",
+                ["DISTTRAIN_Optimizer__Schedule__WarmupSteps"] = "1000000", ["DISTTRAIN_Optimizer__Beta1"] = "0.5",
+                ["DISTTRAIN_Cluster__ParameterServerShards"] = "2", ["DISTTRAIN_Model__Freeze__0"] = "0",
+            });
+        await process.WaitForOutputAsync("Waiting for", TimeSpan.FromSeconds(60));
+        process.Terminate();
+        await process.WaitAsync(TimeSpan.FromSeconds(60));
+        var text = process.Output.ReplaceLineEndings(" ");
+        Assert.Contains("mode LocalSgd, LocalSteps 3", text);
+        Assert.Contains("optimizer Sgd lr 0.05", text);
+        Assert.Contains("momentum 0.9 L1 0 L2 0.0001", text);
+        Assert.Contains("init HeNormal; normalization", text);
+        Assert.Contains("warning: Optimizer:Beta1 = 0.5 is not used by Optimizer:Kind Sgd", text);
+        Assert.Contains("warning: Optimizer:Schedule:WarmupSteps = 1,000,000 is not less than this run's", text);
+        Assert.Contains("parameter server in 2 shards", text);
+        Assert.Contains("warning: Model:Freeze = [0] without Model:Pretrained", text);
     }
 
     [Fact]
     public async Task A_parameter_server_whose_port_is_taken_exits_2_naming_it_and_removes_its_empty_run_folder()
     {
         // The run folder is made before the ports are checked (after the data and model are); a taken port removes it again.
-        var output = Directory.CreateTempSubdirectory("disttrain-taken-").FullName;
+        var output = TemporaryFolder("disttrain-taken-");
         using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         taken.Start();
         var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
-        try
-        {
-            using var process = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
-                "--output", output], new Dictionary<string, string>
-                {
-                    ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
-                    ["DISTTRAIN_Cluster__Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
-                });
-            await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
-            Assert.Contains($"error: Cluster:Port = {port}: the port is in use", process.Error);
-            Assert.Contains($"removed: the empty run folder {output}", process.Error.ReplaceLineEndings(" ")); // made, then removed
-            Assert.Empty(Directory.GetFileSystemEntries(output));
-        }
-        finally
-        {
-            Directory.Delete(output, recursive: true);
-        }
+        using var process = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
+            "--output", output], new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                ["DISTTRAIN_Cluster__Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
+            });
+        await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+        Assert.Contains($"error: Cluster:Port = {port}: the port is in use", process.Error);
+        Assert.Contains($"removed: the empty run folder {output}", process.Error.ReplaceLineEndings(" ")); // made, then removed
+        Assert.Empty(Directory.GetFileSystemEntries(output));
     }
 
     [Fact]

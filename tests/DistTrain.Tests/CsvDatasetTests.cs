@@ -288,19 +288,26 @@ public class CsvDatasetTests : IDisposable
         }
     }
 
+    /// <summary>One gzip member of <paramref name="text"/>, as one `gzip` run writes it.</summary>
+    private static byte[] GzipMember(string text)
+    {
+        var memory = new MemoryStream();
+        using (var gzip = new GZipStream(memory, CompressionLevel.Optimal, leaveOpen: true))
+            gzip.Write(System.Text.Encoding.ASCII.GetBytes(text));
+        return memory.ToArray();
+    }
+
+    /// <summary>A header and 500 rows of kind a.</summary>
+    private static readonly byte[] FirstMember = GzipMember("x,y,kind\n" + string.Concat(Enumerable.Range(0, 500).Select(i => $"{i % 7},{i % 11},a\n")));
+
+    /// <summary>700 rows of kind b.</summary>
+    private static readonly byte[] SecondMember = GzipMember(string.Concat(Enumerable.Range(0, 700).Select(i => $"{i % 5},{i % 3},b\n")));
+
     [Fact]
     public void A_gzip_file_of_several_members_is_read_whole_and_a_cut_or_a_bad_checksum_in_any_member_is_refused()
     {
         // What `cat a.csv.gz b.csv.gz`, pigz or bgzip give: one member per piece, each with its own trailer.
-        static byte[] Member(string text)
-        {
-            var memory = new MemoryStream();
-            using (var gzip = new GZipStream(memory, CompressionLevel.Optimal, leaveOpen: true))
-                gzip.Write(System.Text.Encoding.ASCII.GetBytes(text));
-            return memory.ToArray();
-        }
-        var first = Member("x,y,kind\n" + string.Concat(Enumerable.Range(0, 500).Select(i => $"{i % 7},{i % 11},a\n")));
-        var second = Member(string.Concat(Enumerable.Range(0, 700).Select(i => $"{i % 5},{i % 3},b\n")));
+        var (first, second) = (FirstMember, SecondMember);
         var joined = Path.Combine(_directory, "joined.csv.gz");
         byte[] whole = [.. first, .. second];
         File.WriteAllBytes(joined, whole);
@@ -320,6 +327,79 @@ public class CsvDatasetTests : IDisposable
         var corrupt = Assert.Throws<DataFormatException>(() => CsvDataset.Read(joined, new CsvOptions())).Message;
         Assert.Contains("the gzip data is corrupt", corrupt);
         Assert.Contains("crc", corrupt, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void Data_after_the_last_gzip_member_is_refused_naming_its_offset_and_only_zero_padding_may_follow()
+    {
+        // .NET's GZipStream, which reads the rows, stops without an error at the first bytes after a member that do not
+        // start another member: each file below would have been read as the first member's 500 rows alone.
+        var (first, second) = (FirstMember, SecondMember);
+        var path = Path.Combine(_directory, "tail.csv.gz");
+        string Refusal(byte[] bytes)
+        {
+            File.WriteAllBytes(path, bytes);
+            return Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions())).Message;
+        }
+        const string fix = "to the end of the file cannot be read as gzip: .NET's gzip reader would stop there without an error, and any rows " +
+            "after that point would be lost. Compress the CSV file again with gzip (gzip -c data.csv > data.csv.gz), rather than appending " +
+            "to the .gz file or editing it.";
+
+        var flipped = second.ToArray();
+        flipped[0] ^= 0xff; // the second member's magic bytes, 0x1f 0x8b
+        flipped[1] ^= 0xff;
+        Assert.Equal($"{path}: the data at byte offset {first.Length} follows the file's first gzip member but does not start another member: " +
+            $"its first byte is 0xe0, not gzip's 0x1f. The {second.Length} bytes from there {fix}", Refusal([.. first, .. flipped]));
+        flipped = second.ToArray();
+        flipped[1] ^= 0x01;
+        Assert.StartsWith($"{path}: the data at byte offset {first.Length} follows the file's first gzip member but does not start another member: " +
+            $"its first two bytes are 0x1f 0x8a, not gzip's 0x1f 0x8b. The {second.Length} bytes from there", Refusal([.. first, .. flipped]));
+
+        // Trailing bytes after two whole members, down to one byte.
+        byte[] whole = [.. first, .. second];
+        Assert.Equal($"{path}: the data at byte offset {whole.Length} follows the file's 2 gzip members but does not start another member: " +
+            $"its first byte is 0x67, not gzip's 0x1f. The 8 bytes from there {fix}", Refusal([.. whole, .. "garbage\n"u8]));
+        Assert.StartsWith($"{path}: the data at byte offset {whole.Length} follows the file's 2 gzip members but does not start another member: " +
+            $"its first byte is 0x0a, not gzip's 0x1f. The 1 byte from there {fix}", Refusal([.. whole, (byte)'\n']));
+
+        // Found by the fuzz target's oracle (tests/DistTrain.Fuzz gzip) on the check before: one member, then "0".
+        var found = Convert.FromHexString("1F8B080000000000040333D031D04936E032D4B1D44936E432D231D74936E232D63105099AE81883044D750C4182663A8660A5063A162051007A0172BC3900000030");
+        Assert.StartsWith($"{path}: the data at byte offset 65 follows the file's first gzip member but does not start another member: " +
+            $"its first byte is 0x30, not gzip's 0x1f. The 1 byte from there {fix}", Refusal(found));
+
+        // Zero padding (tar's, tape tools') is read past, as gzip reads it; anything after the zeros is not.
+        File.WriteAllBytes(path, [.. whole, .. new byte[1024]]);
+        Assert.Equal(1200, CsvDataset.Read(path, new CsvOptions()).Data.Count);
+        Assert.Equal($"{path}: the data at byte offset {whole.Length} follows the file's 2 gzip members but does not start another member: " +
+            $"it is zero bytes up to byte {whole.Length + 1023}, then 0x1f at byte {whole.Length + 1024}, and only zero bytes (padding) may " +
+            $"follow the last member. The 1044 bytes from there {fix}", Refusal([.. whole, .. new byte[1024], .. first[..20]]));
+
+        // An empty member between two others is a member: all rows are read.
+        File.WriteAllBytes(path, [.. first, .. GzipMember(""), .. second]);
+        Assert.Equal(1200, CsvDataset.Read(path, new CsvOptions()).Data.Count);
+    }
+
+    /// <summary>
+    /// A header with every optional field (RFC 1952: FEXTRA, FNAME, FCOMMENT and FHCRC) is read past, and its CRC-16 is
+    /// checked least significant byte first, as the RFC stores it (SharpZipLib's GZipInputStream, which checked before,
+    /// read it the other way round and refused this file, which gzip -t and .NET read).
+    /// </summary>
+    [Fact]
+    public void A_gzip_header_with_every_optional_field_is_read_and_its_crc_checked()
+    {
+        // Flags 0x1e; a 5-byte extra field "abcde"; the name "name.csv"; the comment "a comment"; the header CRC-16 f7 1a.
+        var bytes = Convert.FromHexString("1F8B081E000000000003050061626364656E616D652E637376006120636F6D6D656E7400F71A" +
+            "ABD0A9D4C9494C4ACDE132D431D231E032D631D131E402009453DF3316000000");
+        var path = Path.Combine(_directory, "fields.csv.gz");
+        File.WriteAllBytes(path, bytes);
+        var (data, layout, _) = CsvDataset.Read(path, new CsvOptions());
+        Assert.Equal([1f, 2, 3, 4], data.Features);
+        Assert.Equal(["x", "y"], layout.FeatureColumns);
+
+        bytes[36] ^= 0x01; // the CRC-16's low byte
+        File.WriteAllBytes(path, bytes);
+        Assert.Equal($"{path}: the gzip data is corrupt (member 1, at byte 0: a bad header: its header's CRC-16 is 0x1af6 where the " +
+            "header's bytes give 0x1af7). Download or write the file again.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions())).Message);
     }
 
     /// <summary>Found by fuzzing (tests/DistTrain.Fuzz gzip): SharpZipLib's inflater threw IndexOutOfRangeException on these 18 bytes.</summary>

@@ -99,11 +99,12 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
     /// <summary>
     /// The test data, the model and its seed-1 weights, three workers named <paramref name="name"/>-0..2 that record their
     /// minibatches in <paramref name="trace"/>, and an observer that stops worker 1 after epoch 1; or, with
-    /// <paramref name="dieAt"/>, worker 1 dies itself when the weights of that round arrive, before computing it. The workers
-    /// encode their gradients with <paramref name="compression"/> (null: float32).
+    /// <paramref name="dieAt"/>, worker 1 dies itself when the weights of that round arrive, before computing it; or, with
+    /// <paramref name="loseNone"/>, no worker is lost (the same job as a baseline). The workers encode their gradients with
+    /// <paramref name="compression"/> (null: float32).
     /// </summary>
     private (TrainingData Data, Sequential Model, ParameterVector Weights, IActorRef[] Workers, KillingObserver Observer) ThreeWorkersLosingOne(string name,
-        string trace, (int Epoch, int Round)? dieAt = null, Core.Compression.GradientCompressionSettings? compression = null)
+        string trace, (int Epoch, int Round)? dieAt = null, Core.Compression.GradientCompressionSettings? compression = null, bool loseNone = false)
     {
         var data = TestData.Normalized();
         var model = ModelFactory.Build(Model);
@@ -113,7 +114,7 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
             var props = Worker.Props(i, Model, data.Train, data.Test, 100, settings: new ReplicaSettings(SampleTraceDirectory: trace, Compression: compression));
             return Sys.ActorOf(i == 1 && dieAt is { } at ? Props.Create(() => new MortalWorker(props, at.Epoch, at.Round)) : props, $"{name}-{i}");
         }).ToArray();
-        return (data, model, weights, workers, new KillingObserver(workers[1], stopAfterEpoch1: dieAt is null));
+        return (data, model, weights, workers, new KillingObserver(workers[1], stopAfterEpoch1: dieAt is null && !loseNone));
     }
 
     /// <summary>
@@ -204,11 +205,20 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         // Epoch 2 was planned for 3 workers; the rounds go on without the dead one, and its samples wait for a further
         // part of the epoch, which needs MinWorkers = 3: training pauses there, and says so. A pause is not a stall (the
         // timeout is 20 s, the pause lasts until a worker joins), and nothing completes while it lasts.
-        // A job that failed by the time of any warning ends the wait too (a failure itself is logged at INFO), and is the
-        // assertion's message: a hang guard's timeout would hide why.
-        var pause = log.FishForMessage<Warning>(w => w.Message.ToString()!.StartsWith("Training is paused", StringComparison.Ordinal) || completion.Task.IsFaulted,
-            Guard, "the pause below MinWorkers");
-        if (completion.Task.IsFaulted) Assert.Fail($"the job failed instead of pausing: {completion.Task.Exception!.InnerException!.Message}");
+        // The job's end ends the wait too, whether or not any warning follows it (a failure is logged at INFO), and a
+        // failure is the assertion's message: a hang guard's timeout would hide why.
+        using var stopWaiting = new CancellationTokenSource();
+        var pausing = log.FishForMessageAsync<Warning>(w => w.Message.ToString()!.StartsWith("Training is paused", StringComparison.Ordinal),
+            Guard, "the pause below MinWorkers", stopWaiting.Token).AsTask();
+        if (await Task.WhenAny(pausing, completion.Task) == completion.Task)
+        {
+            await stopWaiting.CancelAsync();
+            Assert.Fail(completion.Task.IsFaulted
+                ? $"the job failed instead of pausing: {completion.Task.Exception!.InnerException!.Message}"
+                : $"the job ended instead of pausing ({completion.Task.Status})");
+        }
+        var pause = await pausing;
+        Assert.False(completion.Task.IsFaulted, $"the job failed as it paused: {completion.Task.Exception?.InnerException?.Message}");
         Assert.StartsWith("Training is paused at epoch 2: 2 of Cluster:MinWorkers = 3 workers; the rest of epoch 2 goes on when enough are alive.", pause.Message.ToString());
         Assert.Equal(1, DistTrain.Cluster.Metrics.DistTrainMetrics.Get("paused"));
         Assert.False(completion.Task.IsCompleted);
@@ -321,27 +331,46 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
     /// A worker lost in the middle of an epoch with Cluster:Compression TopK (10%, error feedback, momentum correction at 0.9,
     /// so the parameter server steps without momentum): the job goes on as without compression. The lost worker's residual
     /// and velocity, what it had computed but not yet sent, are gone with it; the two others keep theirs and train its
-    /// samples in a further part of the epoch, every sample once.
+    /// samples in a further part of the epoch, every sample once, and the model comes out about as good as the same job's
+    /// without the loss.
     /// </summary>
     [Fact]
     public async Task With_TopK_a_worker_lost_in_the_middle_of_an_epoch_leaves_the_job_training_every_sample_once()
     {
-        var trace = TraceDirectory();
         var topK = new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK, TopKRatio: 0.1, Momentum: 0.9);
-        var (data, model, weights, workers, observer) = ThreeWorkersLosingOne("topk-worker", trace, dieAt: (2, 5), compression: topK);
-        var completion = new TaskCompletionSource<TrainingResult>();
-        var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
-            StallTimeout: TimeSpan.FromSeconds(60), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2, GlobalBatchSize: 48);
-        Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3, Traced(trace)),
-            workers, observer, completion));
-        var result = await completion.Task.WaitAsync(Guard);
+        async Task<(TrainingResult Result, string Trace, int Samples)> Run(string name, (int Epoch, int Round)? dieAt)
+        {
+            var trace = TraceDirectory();
+            var (data, model, weights, workers, observer) = ThreeWorkersLosingOne(name, trace, dieAt, topK, loseNone: dieAt is null);
+            var completion = new TaskCompletionSource<TrainingResult>();
+            var settings = new CoordinatorSettings(3, 16, new ShardPlanner(data.Train.Count, 3, 1), data.Test.Count, model.Layout,
+                StallTimeout: TimeSpan.FromSeconds(60), PlannerFor: n => new ShardPlanner(data.Train.Count, n, 1), MinWorkers: 2, GlobalBatchSize: 48);
+            Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3, Traced(trace)),
+                workers, observer, completion));
+            return (await completion.Task.WaitAsync(Guard), trace, data.Train.Count);
+        }
+
+        var (result, trace, samples) = await Run("topk-worker", dieAt: (2, 5));
         Assert.Equal(3, result.Epochs.Count);
-        AssertEverySampleOnce(trace, result, data.Train.Count);
+        AssertEverySampleOnce(trace, result, samples);
         Assert.DoesNotContain(SampleTraceLog.Applied(trace), m => m.Worker == 1 && (m.Epoch, m.Round).CompareTo((2, 5)) >= 0);
         Assert.True(result.Epochs[^1].TrainLoss < result.Epochs[0].TrainLoss, $"train loss {result.Epochs[0].TrainLoss:F3} then {result.Epochs[^1].TrainLoss:F3}");
-        // Trained well above chance (10%). The figure depends on the BLAS kernels' rounding through TopK's sparse steps: 46.4%
-        // on an AMD EPYC (AVX-512) VM, over 50% on the machines before it, so the bound is 3x chance, not a measured value.
-        Assert.True(result.FinalEpoch.TestAccuracy > 0.3, $"accuracy {result.FinalEpoch.TestAccuracy:P1}");
+
+        // Compared with the same job (seed, workers, TopK, minibatches) that loses no worker, the loss costs little. After 3
+        // epochs the test accuracy is a coarse measure: it swings by 10 points or more with small changes (the run with the
+        // loss reaches 58.4% at learning rate 0.04 instead of 0.05, and still 43.2% at 0.005) and with the BLAS kernels'
+        // rounding through TopK's sparse steps (46.4% with the loss on an AMD EPYC (AVX-512) VM, over 50% on the machines
+        // before it). So it may be at most 15 points below the baseline's and must be above 3x chance (10%); the test loss,
+        // a mean over the same 250 samples that moves smoothly, must be within 10% of the baseline's (1.3485 and 1.3279 on
+        // that VM; the run with the loss at learning rate 0.01 gives 1.5672 at 44.4% accuracy, which the accuracy bounds pass).
+        var (baseline, baselineTrace, _) = await Run("topk-baseline-worker", dieAt: null);
+        AssertEverySampleOnce(baselineTrace, baseline, samples);
+        Assert.Contains(SampleTraceLog.Applied(baselineTrace), m => m.Worker == 1 && m.Epoch == 3); // the baseline kept worker 1
+        var (lost, kept) = (result.FinalEpoch, baseline.FinalEpoch);
+        var figures = $"test accuracy {lost.TestAccuracy:P1}, test loss {lost.TestLoss:F4} after losing a worker; {kept.TestAccuracy:P1} and {kept.TestLoss:F4} without the loss";
+        Assert.True(lost.TestAccuracy >= kept.TestAccuracy - 0.15, figures);
+        Assert.True(lost.TestAccuracy > 0.3, figures);
+        Assert.True(lost.TestLoss <= 1.1 * kept.TestLoss, figures);
     }
 
     [Theory]

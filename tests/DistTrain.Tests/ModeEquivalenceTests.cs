@@ -51,8 +51,10 @@ public class ModeEquivalenceTests
     {
         // With k = 1 each worker takes one SGD step from the shared weights and the server averages the models by sample
         // count: w − lr·Σ nᵢgᵢ/Σ nᵢ, the synchronous step in exact arithmetic. In float32 the two sum in different orders
-        // (the models after the step, against the gradients before it), so they are not bit for bit alike: measured, at most
-        // 3e-7 apart after these 20 steps. The README quotes this test's bound; the gap grows over longer training.
+        // (the models after the step, against the gradients before it), so they differ by rounding: measured, at most
+        // 2.98e-7 apart after these 20 steps (5 float32 ulps of the weight it is at, 0.51; 20,906 of 25,450 weights differ),
+        // and 2.4e-7 to 7.2e-7 with 2 to 4 workers, other minibatches or 2 BLAS threads. The bound, 2e-6, is a few times
+        // that, so a difference beyond rounding fails. The README quotes it; the gap grows over longer training.
         var sync = TestData.Options(TestData.Mlp(32, 10), workers: 2, batch: 50, epochs: 2, momentum: 0, l2: 0);
         var local = TestData.Options(TestData.Mlp(32, 10), workers: 2, batch: 50, epochs: 2, momentum: 0, l2: 0);
         local.Training.Mode = TrainingMode.LocalSgd;
@@ -60,10 +62,8 @@ public class ModeEquivalenceTests
         var (expected, _) = await Run(sync);
         var (actual, _) = await Run(local);
         Assert.Equal(expected.Version, actual.Version);
-        Compare.Close(expected.FinalWeights.Values, actual.FinalWeights.Values, relative: 0, absolute: 1e-5, "final weights");
+        Compare.Close(expected.FinalWeights.Values, actual.FinalWeights.Values, relative: 0, absolute: 2e-6, "final weights");
         Assert.Equal(20, expected.Version);
-        var largest = expected.FinalWeights.Values.Zip(actual.FinalWeights.Values, (a, b) => Math.Abs(a - b)).Max();
-        Assert.True(largest > 0, "LocalSgd with one local step gave Sync's weights bit for bit; the README says they differ by rounding");
     }
 
     [Fact]

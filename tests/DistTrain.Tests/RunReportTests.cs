@@ -33,6 +33,24 @@ public class RunReportTests : IDisposable
     }
 
     /// <summary>
+    /// Tells <paramref name="report"/> of epochs 1 and 2, 4 steps each, finished (test accuracy 0.7 + epoch / 100), then of
+    /// the first <paramref name="stepsOfEpoch3"/> steps of epoch 3 of 4, unfinished: 100 samples and loss 0.5 / epoch a step.
+    /// Returns the version of the last step.
+    /// </summary>
+    private static long TwoEpochsAndPartOfTheThird(RunReport report, int stepsOfEpoch3)
+    {
+        long version = 0;
+        for (var epoch = 1; epoch <= 3; epoch++)
+        {
+            report.EpochStarted(epoch, 4, 350);
+            for (var step = 0; step < (epoch < 3 ? 4 : stepsOfEpoch3); step++)
+                report.StepApplied(epoch, step, ++version, 100, 0.5 / epoch, 0.05, default);
+            if (epoch < 3) report.EpochCompleted(new EpochSummary(epoch, version, 0.5 / epoch, 0.6 / epoch, 0.7 + epoch / 100.0, 100, 350, 1, 0.1));
+        }
+        return version;
+    }
+
+    /// <summary>
     /// A run that diverged keeps what it finished, as a cancelled run does: beside last-good.safetensors (and no
     /// model.safetensors), summary.json records the divergence and the finished epochs, and steps.csv, epochs.csv and
     /// curves.png hold every step applied. Before, the folder held only last-good.safetensors.
@@ -45,14 +63,7 @@ public class RunReportTests : IDisposable
         var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
         // Epochs 1 and 2 of 4 steps finished; epoch 3 diverged at its third step, after two were applied.
         var report = new RunReport(NullTrainingObserver.Instance);
-        long version = 0;
-        for (var epoch = 1; epoch <= 3; epoch++)
-        {
-            report.EpochStarted(epoch, 4, 350);
-            for (var step = 0; step < (epoch < 3 ? 4 : 2); step++)
-                report.StepApplied(epoch, step, ++version, 100, 0.5 / epoch, 0.05, default);
-            if (epoch < 3) report.EpochCompleted(new EpochSummary(epoch, version, 0.5 / epoch, 0.6 / epoch, 0.7 + epoch / 100.0, 100, 350, 1, 0.1));
-        }
+        var version = TwoEpochsAndPartOfTheThird(report, stepsOfEpoch3: 2);
         var weights = Enumerable.Range(0, layout.TotalLength).Select(i => i * 1e-4f).ToArray();
         // Epoch 3's two steps are drawn in epoch 3, not spread as if every step of the run belonged to a finished epoch.
         Assert.Equal([0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.25, 2.5], report.StepPositions());
@@ -101,14 +112,7 @@ public class RunReportTests : IDisposable
         RunOutputs.KeepAfterFailure(_directory, options, data.Normalizer, description, weights: null, report, "train --resume");
         Assert.Empty(Directory.EnumerateFileSystemEntries(_directory));
 
-        long version = 0;
-        for (var epoch = 1; epoch <= 3; epoch++)
-        {
-            report.EpochStarted(epoch, 4, 350);
-            for (var step = 0; step < (epoch < 3 ? 4 : 1); step++)
-                report.StepApplied(epoch, step, ++version, 100, 0.5 / epoch, 0.05, default);
-            if (epoch < 3) report.EpochCompleted(new EpochSummary(epoch, version, 0.5 / epoch, 0.6 / epoch, 0.7 + epoch / 100.0, 100, 350, 1, 0.1));
-        }
+        TwoEpochsAndPartOfTheThird(report, stepsOfEpoch3: 1);
         RunOutputs.KeepAfterFailure(_directory, options, data.Normalizer, description, weights: null, report, "train --resume");
 
         string In(string file) => Path.Combine(_directory, file);
@@ -318,6 +322,7 @@ public class RunReportTests : IDisposable
     [Theory]
     [InlineData(30, 10, "Optimizer:Schedule:StepEpochs = 30 is not less than Training:Epochs = 10: the first decay by Gamma would come at the start of epoch 31, so the Step schedule keeps Optimizer:LearningRate for the whole run. Lower StepEpochs (such as 3), or train longer.")]
     [InlineData(5, 5, "Optimizer:Schedule:StepEpochs = 5 is not less than Training:Epochs = 5: the first decay by Gamma would come at the start of epoch 6, so the Step schedule keeps Optimizer:LearningRate for the whole run. Lower StepEpochs (such as 1), or train longer.")]
+    [InlineData(1, 1, "Optimizer:Schedule:Kind = Step cannot decay within a single epoch (Training:Epochs = 1): it changes the rate only at the start of an epoch, the first time at the start of epoch 2, so the run keeps Optimizer:LearningRate throughout. Train for more epochs than StepEpochs, or set Kind to Cosine, which decays step by step within the epoch (Exponential, like Step, changes the rate only from one epoch to the next).")]
     [InlineData(4, 5, null)]
     public void A_Step_schedule_that_never_decays_in_the_run_is_warned_of(int stepEpochs, int epochs, string? expected)
     {
@@ -328,6 +333,15 @@ public class RunReportTests : IDisposable
         // The warning agrees with the schedule: the run's last epoch has the base rate exactly when it is given.
         var schedule = new LearningRateSchedule(options.Optimizer.Schedule);
         Assert.Equal(expected is not null, schedule.At(SchedulePosition.Uniform(epochs - 1, stepsPerEpoch: 1), epochs, 0.1) == 0.1);
+        if (epochs == 1)
+        {
+            // What the one-epoch message says of the other schedules: at the last of 10 steps Cosine has decayed, Exponential has not.
+            var lastStep = SchedulePosition.Uniform(9, stepsPerEpoch: 10);
+            options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Cosine;
+            Assert.Equal(0.1 * (1 + Math.Cos(Math.PI * 0.9)) / 2, new LearningRateSchedule(options.Optimizer.Schedule).At(lastStep, epochs, 0.1), 12);
+            options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Exponential;
+            Assert.Equal(0.1, new LearningRateSchedule(options.Optimizer.Schedule).At(lastStep, epochs, 0.1));
+        }
         options.Optimizer.Schedule.Kind = LearningRateScheduleKind.Exponential;
         Assert.Null(TrainCommand.StepScheduleNeverDecays(options));
     }
