@@ -225,7 +225,10 @@ internal static class NodeCommand
         }
         if (finishedElsewhere is not null)
         {
-            // A standby to the end: the results are in the active parameter server's output directory.
+            // A standby to the end: the results are in the active parameter server's run folder, and this node's own, made at
+            // start-up in case it took over, goes (beside the active node's in a shared output folder it was one more empty
+            // folder, the newest, which `ls runs | tail -n 1` then picked).
+            RunDirectory.RemoveCreatedIfEmpty();
             AnsiConsole.MarkupLineInterpolated($"Standby parameter server: the job finished on the active one: {finishedElsewhere.Summary}");
             return finishedElsewhere.Succeeded ? 0 : 1;
         }

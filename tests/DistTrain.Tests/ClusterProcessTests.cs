@@ -548,6 +548,31 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// A standby to the end leaves no run folder: it made one at start-up, for a takeover, and left it empty beside the
+    /// active node's, the newest folder in the compose file's shared runs volume.
+    /// </summary>
+    [Fact]
+    public async Task A_standby_that_never_took_over_leaves_no_empty_run_folder()
+    {
+        var configPath = Config(MlpConfig(hidden: 16, epochs: 1));
+        var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 1);
+        var standbyRuns = Path.Combine(_directory, "runs-standby");
+        standbyEnvironment["DISTTRAIN_Output__Directory"] = standbyRuns;
+        var active = Start("parameter-server", configPath, psEnvironment);
+        await active.WaitForOutputAsync("This node is the active parameter server", Guard);
+        var standby = Start("parameter-server", configPath, standbyEnvironment);
+        await standby.WaitForOutputAsync("Standby parameter server: the active one is", Guard);
+        Assert.Single(Directory.GetDirectories(standbyRuns)); // made at start-up, for a takeover
+        var worker = Start("worker", configPath, workerEnvironment);
+        await active.AssertExitAsync(0, Guard);
+        await worker.AssertExitAsync(0, Guard);
+        await standby.AssertExitAsync(0, Guard);
+        Assert.Contains("Standby parameter server: the job finished on the active one", standby.Output);
+        Assert.Empty(Directory.GetDirectories(standbyRuns));
+        Assert.Single(Directory.GetFiles(Path.Combine(_directory, "runs"), "model.safetensors", SearchOption.AllDirectories));
+    }
+
+    /// <summary>
     /// The model.safetensors of the job (<see cref="FinalWeightsPath"/>) holds, bit for bit, the weights single-node mode
     /// trains from <paramref name="configPath"/> with <paramref name="workers"/> workers on the test subset.
     /// </summary>
