@@ -300,6 +300,7 @@ internal static class TrainCommand
         if (PatienceOutlastsRun(options.Training) is { } patience) yield return patience;
         if (StepScheduleNeverDecays(options) is { } neverDecays) yield return neverDecays;
         if (AccumulationCoversShard(options, train.Count, workers ?? options.Training.Workers) is { } accumulation) yield return accumulation;
+        if (MinibatchCoversShard(options, train.Count, workers ?? options.Training.Workers) is { } wholeEpoch) yield return wholeEpoch;
         if (LocalStepsOutlastEpoch(options, train.Count, workers ?? options.Training.Workers) is { } localSteps) yield return localSteps;
         if (BatchNormWithOneSample(options, train.Count, workers ?? options.Training.Workers) is { } oneSample) yield return oneSample;
         foreach (var unused in options.UnusedSettings()) yield return unused;
@@ -409,6 +410,32 @@ internal static class TrainCommand
         var shards = FormattableString.Invariant(
             $"a worker's shard of the epoch has {(workers == 1 || trainSamples % workers == 0 ? "" : "at most ")}{shard:N0} samples ({microBatches:N0} micro-batch{(microBatches == 1 ? "" : "es")})");
         return $"{minibatch}, but {shards}: {epoch}. {fix}";
+    }
+
+    /// <summary>
+    /// A warning when, without accumulation and with more than one worker, each worker's minibatch (Training:BatchSizePerWorker)
+    /// is at least its shard of the epoch (⌈samples / workers⌉) and the shard is more than one sample: every epoch is then one
+    /// step (in Async one push per worker) of minibatches smaller than configured, split over workers that each compute on a
+    /// few samples. Null otherwise: one worker with a minibatch of the whole set is full-batch gradient descent, chosen as
+    /// such (the scikit-learn configs do); the accumulation's own case is <see cref="AccumulationCoversShard"/>.
+    /// </summary>
+    /// <param name="options">The run's options.</param>
+    /// <param name="trainSamples">Training samples per epoch.</param>
+    /// <param name="workers">The workers that share each epoch (in cluster mode, Cluster:MinWorkers: more workers make smaller
+    /// shards, so the warning never errs towards a false alarm).</param>
+    internal static string? MinibatchCoversShard(TrainingOptions options, int trainSamples, int workers)
+    {
+        var loop = options.Training;
+        if (loop.AccumulationSteps > 1 || workers < 2 || trainSamples < 1) return null;
+        var shard = (trainSamples + workers - 1) / workers;
+        if (shard < 2 || EpochPlanSettings.StepsPerEpoch(trainSamples, workers, loop.BatchSizePerWorker) > 1) return null;
+        var epoch = loop.Mode == TrainingMode.Async
+            ? FormattableString.Invariant($"each worker pushes once per epoch, its whole shard, so the run takes {(long)workers * loop.Epochs:N0} steps")
+            : FormattableString.Invariant($"every epoch is a single step over the whole training set, so the run takes {loop.Epochs:N0} step{(loop.Epochs == 1 ? "" : "s")}");
+        var shardText = FormattableString.Invariant(
+            $"Training:BatchSizePerWorker = {loop.BatchSizePerWorker:N0} is at least a worker's shard of the epoch ({(trainSamples % workers == 0 ? "" : "at most ")}{shard:N0} of the {trainSamples:N0} training samples, over {workers:N0} workers)");
+        return FormattableString.Invariant(
+            $"{shardText}: {epoch}, each minibatch smaller than configured. Set BatchSizePerWorker to {shard / 2:N0} or less for at least 2 steps per epoch, or use fewer Training:Workers (1 for full-batch gradient descent).");
     }
 
     /// <summary>

@@ -268,6 +268,31 @@ public class RunReportTests : IDisposable
         Assert.Equal(expected is not null || accumulation == 1, EpochPlanSettings.StepsPerEpoch(1000, 2, options.Training.MinibatchPerWorker) == 1);
     }
 
+    /// <summary>
+    /// A minibatch per worker as large as its shard makes every epoch one step, of fewer samples than configured: 16 workers
+    /// with 64 each on 105 samples trained one step of about 7 samples per worker each epoch, and nothing said so.
+    /// </summary>
+    [Theory]
+    [InlineData(TrainingMode.Sync, 105, 16, 64, "Training:BatchSizePerWorker = 64 is at least a worker's shard of the epoch (at most 7 of the 105 training samples, " +
+        "over 16 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "Set BatchSizePerWorker to 3 or less for at least 2 steps per epoch, or use fewer Training:Workers (1 for full-batch gradient descent).")]
+    [InlineData(TrainingMode.Async, 1000, 2, 500, "Training:BatchSizePerWorker = 500 is at least a worker's shard of the epoch (500 of the 1,000 training samples, " +
+        "over 2 workers): each worker pushes once per epoch, its whole shard, so the run takes 6 steps, each minibatch smaller than configured. " +
+        "Set BatchSizePerWorker to 250 or less for at least 2 steps per epoch, or use fewer Training:Workers (1 for full-batch gradient descent).")]
+    [InlineData(TrainingMode.Sync, 120, 1, 200, null)] // full-batch gradient descent, as configs/sklearn-iris.json chooses
+    [InlineData(TrainingMode.Sync, 1000, 2, 499, null)] // 2 steps per epoch
+    [InlineData(TrainingMode.Sync, 3, 4, 64, null)] // a shard of one sample: no smaller minibatch to suggest
+    public void A_minibatch_as_large_as_the_shard_is_warned_of(TrainingMode mode, int samples, int workers, int batch, string? expected)
+    {
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: workers, batch: batch, epochs: 3);
+        options.Training.Mode = mode;
+        Assert.Equal(expected, TrainCommand.MinibatchCoversShard(options, samples, workers));
+        var train = new Core.Data.LabeledDataset(new float[samples * 784], [.. Enumerable.Range(0, samples).Select(i => (byte)(i % 10))], 784, classCount: 10, null);
+        Assert.Equal(expected is not null, TrainCommand.RunWarnings(options, train).Contains(expected));
+        options.Training.AccumulationSteps = 2; // accumulation's own warning covers it then
+        Assert.Null(TrainCommand.MinibatchCoversShard(options, samples, workers));
+    }
+
     [Theory]
     // 1,000 samples over 4 workers in minibatches of 16: 250 each, 16 steps per epoch (the last of 10 samples).
     [InlineData(10_000, 1, 16, "Training:LocalSteps = 10,000 is more than the 16 steps of an epoch (250 samples per worker in minibatches of 16): a worker's local " +
@@ -350,8 +375,8 @@ public class RunReportTests : IDisposable
     public void A_momentum_that_Adam_ignores_and_classes_without_a_training_sample_are_warned_of()
     {
         var options = TestData.Options(TestData.Mlp(16, 4), workers: 2, batch: 50, epochs: 2); // SGD, momentum 0.9: no warning
-        var oneBased = new Core.Data.LabeledDataset(new float[6 * 784], [1, 2, 3, 1, 2, 3], 784, classCount: 4, null);
-        var complete = new Core.Data.LabeledDataset(new float[4 * 784], [0, 1, 2, 3], 784, classCount: 4, null);
+        var oneBased = new Core.Data.LabeledDataset(new float[600 * 784], [.. Enumerable.Range(0, 600).Select(i => (byte)(1 + i % 3))], 784, classCount: 4, null);
+        var complete = new Core.Data.LabeledDataset(new float[400 * 784], [.. Enumerable.Range(0, 400).Select(i => (byte)(i % 4))], 784, classCount: 4, null); // 4 steps an epoch
         Assert.Empty(TrainCommand.RunWarnings(options, complete));
         Assert.Equal(["1 of the 4 classes has no training sample (class 0): the model keeps an output for each, which training only pushes down. " +
             "Labels that start at 1 leave class 0 empty: write them from 0 (subtract 1), as class indices are 0-based."], TrainCommand.RunWarnings(options, oneBased));
@@ -390,7 +415,7 @@ public class RunReportTests : IDisposable
     public void Settings_that_the_mode_the_optimizer_or_the_compression_does_not_use_are_warned_of()
     {
         var options = TestData.Options(TestData.Mlp(16, 4), workers: 2, batch: 50, epochs: 2, momentum: 0); // Sync, Sgd, no compression
-        var complete = new Core.Data.LabeledDataset(new float[4 * 784], [0, 1, 2, 3], 784, classCount: 4, null);
+        var complete = new Core.Data.LabeledDataset(new float[400 * 784], [.. Enumerable.Range(0, 400).Select(i => (byte)(i % 4))], 784, classCount: 4, null); // 4 steps an epoch
         Assert.Empty(TrainCommand.RunWarnings(options, complete));
 
         // Each of these trained as if it were not set, without a word.
@@ -453,7 +478,7 @@ public class RunReportTests : IDisposable
     public void Initializer_warmup_early_stopping_and_monitoring_settings_that_are_not_used_are_warned_of()
     {
         var options = TestData.Options(TestData.Mlp(16, 4), workers: 2, batch: 50, epochs: 2, momentum: 0);
-        var complete = new Core.Data.LabeledDataset(new float[4 * 784], [0, 1, 2, 3], 784, classCount: 4, null);
+        var complete = new Core.Data.LabeledDataset(new float[400 * 784], [.. Enumerable.Range(0, 400).Select(i => (byte)(i % 4))], 784, classCount: 4, null); // 4 steps an epoch
         Assert.Empty(TrainCommand.RunWarnings(options, complete));
 
         var init = options.Model.Initializer; // HeNormal
