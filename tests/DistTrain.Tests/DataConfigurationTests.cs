@@ -119,4 +119,21 @@ public class DataConfigurationTests : IDisposable
         var filtered = TrainingData.Load(new DataOptions { Directory = TestData.SubsetDirectory, ClassNames = [.. ImageFolderTests.FashionNames], Classes = [9, 1] });
         Assert.Equal(["Ankle boot", "Trouser"], filtered.ClassNames!);
     }
+
+    /// <summary>
+    /// Data:Classes takes class indices; with labels that are names, the message lists which index is which name (it said
+    /// "Classes [0, 5] must be distinct values in [0, 3)", and a user with names had to work out the sorted order).
+    /// </summary>
+    [Fact]
+    public void Classes_outside_the_data_are_refused_listing_the_classes_by_index()
+    {
+        var csv = Path.Combine(_directory, "wine-names.csv");
+        File.WriteAllText(csv, "x,label\n1,barolo\n2,grignolino\n3,barbera\n4,barolo\n5,barbera\n6,grignolino\n");
+        var named = new DataOptions { Format = DataFormat.Csv, Csv = new CsvOptions { TrainFile = csv }, TestFraction = 0.5, Classes = [0, 5] };
+        Assert.Equal("Data:Classes = [0, 5] must list distinct class indices of this data, 0 to 2, each a label's place in the sorted label names: " +
+            "0 = 'barbera', 1 = 'barolo', 2 = 'grignolino'.", Assert.Throws<DataFormatException>(() => TrainingData.Load(named)).Message);
+        var indices = new DataOptions { Directory = TestData.SubsetDirectory, Classes = [3, 3] };
+        Assert.Equal("Data:Classes = [3, 3] must list distinct class indices of this data, 0 to 9.",
+            Assert.Throws<DataFormatException>(() => TrainingData.Load(indices)).Message);
+    }
 }

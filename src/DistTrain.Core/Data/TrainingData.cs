@@ -169,9 +169,14 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
             {
                 (train, test) = (train.KeepClasses(options.Classes), test.KeepClasses(options.Classes));
             }
-            catch (ArgumentException e)
+            catch (ArgumentException)
             {
-                throw new DataFormatException($"Data:Classes: {e.Message}");
+                // The data's classes by index: with labels that are names, the index is the name's place in sorted order.
+                var names = train.ClassNames is { } named
+                    ? ": " + string.Join(", ", named.Take(12).Select((name, i) => $"{i} = '{name}'")) + (named.Count > 12 ? ", ..." : "")
+                    : "";
+                throw new DataFormatException($"Data:Classes = [{string.Join(", ", options.Classes)}] must list distinct class indices of this data, " +
+                    $"0 to {train.ClassCount - 1}{(train.ClassNames is null ? "" : ", each a label's place in the sorted label names")}{names}.");
             }
         }
         if (train.Count == 0)
