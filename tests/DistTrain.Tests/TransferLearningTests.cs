@@ -337,7 +337,15 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
         typo.Freeze = ["0.weights", "5"];
         var error = Assert.Throws<ArgumentException>(() => ModelFactory.Build(typo));
         Assert.Contains("Model:Freeze:0 = '0.weights' matches no tensor", error.Message);
+        Assert.DoesNotContain("'0.weights' matches no tensor (", error.Message);
         Assert.DoesNotContain("Model:Freeze:1", error.Message);
+        // A layer index of a layer without parameters, or past the last layer, says which.
+        var noParameters = SmallCnn(10);
+        noParameters.Freeze = ["2", "3.*", "9"];
+        var layers = Assert.Throws<ArgumentException>(() => ModelFactory.Build(noParameters)).Message;
+        Assert.Contains("Model:Freeze:0 = '2' matches no tensor (layer 2 is a ReLU, which has no parameters); " +
+            "Model:Freeze:1 = '3.*' matches no tensor (layer 3 is a MaxPool2D, which has no parameters); " +
+            "Model:Freeze:2 = '9' matches no tensor (the model's layers are 0 to 5)", layers);
         var everything = SmallCnn(10);
         everything.Freeze = ["*"];
         Assert.Contains("nothing would train", Assert.Throws<ArgumentException>(() => ModelFactory.Build(everything)).Message);

@@ -183,8 +183,14 @@ public static class ModelFactory
         {
             var entry = options.Freeze[i];
             var single = new ModelOptions { Freeze = [entry] };
-            if (!names.Any(single.IsFrozen))
-                problems.Add($"Model:Freeze:{i} = '{entry}' matches no tensor");
+            if (names.Any(single.IsFrozen)) continue;
+            // A layer index: say whether that layer exists and, if so, that it holds no parameters (an activation, a pooling).
+            var why = int.TryParse(entry.Trim().TrimEnd('*').TrimEnd('.'), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var layer)
+                ? layer < options.Layers.Count
+                    ? $" (layer {layer} is a {LayerTypes.Canonical(options.Layers[layer].Type)}, which has no parameters)"
+                    : $" (the model's layers are 0 to {options.Layers.Count - 1})"
+                : "";
+            problems.Add($"Model:Freeze:{i} = '{entry}' matches no tensor{why}");
         }
         if (options.Freeze.Count > 0 && model.Layout.TrainableLength == 0)
             problems.Add("Model:Freeze freezes every tensor, so nothing would train");
