@@ -66,7 +66,7 @@ while [ "$i" -le $# ]; do
       echo "Starts one parameter-server node and WORKERS (1 to 256, default 2) worker nodes of disttrain node on this machine, on"
       echo "loopback; the options are disttrain node's, given to every node (without --config: configs/fashion-mnist-mlp.json)."
       echo "Other settings are DISTTRAIN_ variables, for example DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2."
-      echo "Logs go to runs/cluster/<run>/logs/; Ctrl-C stops every node. More in the comment at the top of deploy/local/cluster.sh."
+      echo "Logs go to runs/cluster/<run>/logs/ in the repository; Ctrl-C stops every node. More in the comment at the top of deploy/local/cluster.sh."
       exit 0 ;;
     -r|--role)
       echo "cluster.sh: $name: the script gives each node its role (one parameter server, WORKERS workers). $usage" >&2; exit 2 ;;
@@ -133,7 +133,7 @@ trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130
     echo "SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' INT
-echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $RUN/logs/."
+echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $logs/."
 metrics_port="${DISTTRAIN_Metrics__Port:-}"
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
 # next epoch), with the run's environment; its log goes to the standard output.

@@ -61,9 +61,9 @@ public class LocalClusterScriptTests
         return start;
     }
 
-    /// <summary>The script's run folder (logs, CA, secret) named on its first line, "logs in runs/cluster/&lt;run&gt;/logs/"; null before it.</summary>
+    /// <summary>The script's run folder (logs, CA, secret) named on its first line, "logs in /path/to/repo/runs/cluster/&lt;run&gt;/logs/"; null before it.</summary>
     private static string? RunFolder(string output) =>
-        Regex.Match(output, @"logs in (runs/cluster/[^/\s]+)/logs/") is { Success: true } run ? Path.Combine(Repository, run.Groups[1].Value) : null;
+        Regex.Match(output, @"logs in (/\S*/runs/cluster/[^/\s]+)/logs/") is { Success: true } run ? run.Groups[1].Value : null;
 
     /// <summary>A first argument that is not a worker count used to end in a shell error ("abc: unbound variable", "division by 0").
     /// The usage these messages end with is the script's one usage line (they used to print an older one, "[WORKERS]
