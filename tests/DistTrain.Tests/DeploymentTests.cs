@@ -127,6 +127,21 @@ public class DeploymentTests
         Assert.Single(System.Text.RegularExpressions.Regex.Matches(compose, @"^    profiles:", System.Text.RegularExpressions.RegexOptions.Multiline));
     }
 
+    [Fact]
+    public void The_offline_base_images_keep_no_apt_settings_of_the_build_machine_and_the_container_test_uses_the_same_script()
+    {
+        var script = File.ReadAllText(Path.Combine(Repository, "deploy", "offline-base-images.sh"));
+        // mmdebstrap copies --aptopt files (proxies, maybe credentials) into the root file system's 99mmdebstrap.
+        Assert.Contains("--customize-hook='rm -f \"$1\"/etc/apt/apt.conf.d/99mmdebstrap'", script);
+        Assert.Contains("grep -q 'etc/apt/apt\\.conf\\.d/99mmdebstrap$'", script);
+        foreach (var containerfile in new[] { "sdk.Containerfile", "prometheus.Containerfile" })
+            Assert.True(File.Exists(Path.Combine(Repository, "deploy", "offline-base-images", containerfile)), containerfile);
+        var containerTest = File.ReadAllText(Path.Combine(Repository, "tests", "containers", "run.sh"));
+        Assert.Contains("bash deploy/offline-base-images.sh", containerTest);
+        Assert.DoesNotContain("mmdebstrap --", containerTest); // one copy of the stand-in code, the user's
+        Assert.Contains("! test -e /etc/apt/apt.conf.d/99mmdebstrap", containerTest);
+    }
+
     private static (int ExitCode, string Output, string Errors) ComposeConfig(Dictionary<string, string?> environment, params string[] files)
     {
         var start = new ProcessStartInfo("docker-compose") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
