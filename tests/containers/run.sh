@@ -114,7 +114,7 @@ log "engine: $engine ($("$engine" --version))"
 # deploy/offline-base-images.sh, the route deploy/README.md gives machines without registry access.
 ENGINE="$engine" LOG_DIR="$out/base-images" bash deploy/offline-base-images.sh > "$out/base-images.log" 2>&1
 base_status=$?
-sed 's/^offline-base-images: /base image /' "$out/base-images.log" | while IFS= read -r line; do log "$line"; done
+sed 's/^offline-base-images: \([^ ]*: \)/base image \1/' "$out/base-images.log" | while IFS= read -r line; do log "$line"; done
 if [ $base_status -ne 0 ]; then
   "$engine" run --rm docker.io/library/debian:bookworm-slim true > "$work/probe.log" 2>&1 || skip "$engine cannot start a container here: $(tail -2 "$work/probe.log")"
   die "deploy/offline-base-images.sh failed: $(tail -2 "$out/base-images.log")"
