@@ -8,7 +8,8 @@
 #   DAYS=365 (validity of node certificates), CA_DAYS=3650. Files that exist are kept, so a second run adds
 #   node certificates signed by the same CA; delete OUT_DIR for a new CA and secret.
 #   KEY_UID=1654 gives the node keys and the secret to that user id (the Docker image's user app), for
-#   deploy/docker-compose.yml, which mounts OUT_DIR read-only; needs root (or sudo).
+#   deploy/docker-compose.yml, which mounts from OUT_DIR, read-only, each node's own key and certificate, ca.crt and
+#   job-secret (never ca.key); needs root (or sudo). Without it they belong to the user who runs this script.
 # Keys are written with mode 600 and never belong in version control (runs/ and deploy/certs/out/ are ignored).
 # Nodes use them as:
 #   DISTTRAIN_Cluster__CertificateAuthorityFile=OUT_DIR/ca.crt
@@ -46,3 +47,7 @@ if [ -n "${KEY_UID:-}" ]; then
   $sudo chown "$KEY_UID" "$out/job-secret"
 fi
 echo "CA, node certificate(s) ($*) and job secret in $out"
+if [ -z "${KEY_UID:-}" ]; then
+  echo "The keys and the secret belong to $(id -un) (uid $(id -u), mode 600); the container image runs as uid 1654: for deploy/docker-compose.yml make them with KEY_UID=1654."
+fi
+echo "Keep $out/ca.key off the nodes: it signs certificates that every node of this cluster trusts."

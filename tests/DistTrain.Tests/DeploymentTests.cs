@@ -92,6 +92,56 @@ public class DeploymentTests
         Assert.Contains("threads=$(( $(nproc) / WORKERS_PER_MACHINE ))", entrypoint);
     }
 
+    [Fact]
+    public void Each_node_mounts_only_its_own_key_and_no_container_gets_the_CA_key()
+    {
+        var compose = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-compose.yml"));
+        Assert.DoesNotContain("./certs/out:/certs", compose); // the whole folder would bring ca.key and every node's key
+        Assert.DoesNotMatch(@"- \./certs/out/ca\.key", compose);
+        foreach (var (service, name) in new[] { ("ps", "ps"), ("ps-standby", "ps-standby"), ("worker", "worker") })
+        {
+            var environment = ClusterProcessTests.ComposeEnvironment(service);
+            var block = System.Text.RegularExpressions.Regex.Match(compose, $@"^  {service}:\n(.*?)(?=^  \S|\z)",
+                System.Text.RegularExpressions.RegexOptions.Multiline | System.Text.RegularExpressions.RegexOptions.Singleline).Groups[1].Value;
+            var mounts = System.Text.RegularExpressions.Regex.Matches(block, @"^      - \./certs/out/(\S+):(/certs/\S+):ro$", System.Text.RegularExpressions.RegexOptions.Multiline)
+                .ToDictionary(m => m.Groups[2].Value, m => m.Groups[1].Value);
+            // Exactly the files the node's settings name, and only its own key.
+            Assert.Equal(new[] { "/certs/ca.crt", $"/certs/{name}.crt", $"/certs/{name}.key", "/certs/job-secret" }.Order(), mounts.Keys.Order());
+            foreach (var key in new[] { "DISTTRAIN_Cluster__CertificateAuthorityFile", "DISTTRAIN_Cluster__CertificateFile", "DISTTRAIN_Cluster__CertificateKeyFile", "DISTTRAIN_Cluster__SecretFile" })
+                Assert.Contains(environment[key], mounts.Keys);
+            Assert.Equal(Path.GetFileName(environment["DISTTRAIN_Cluster__CertificateKeyFile"]), mounts[environment["DISTTRAIN_Cluster__CertificateKeyFile"]]);
+        }
+    }
+
+    [Fact]
+    public void Nodes_get_time_for_a_graceful_stop_and_Grafana_starts_only_with_the_dashboards_profile()
+    {
+        var compose = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-compose.yml"));
+        var config = ComposeConfig([], "docker-compose.yml");
+        Assert.Equal(0, config.ExitCode);
+        // ps, ps-standby and worker take it from x-node; docker-compose 1.29 on podman gives 0 s (SIGKILL at once) without it.
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(config.Output, @"^    stop_grace_period: 40s$", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
+        var grafana = System.Text.RegularExpressions.Regex.Match(compose, @"^  grafana:\n(.*?)(?=^  \S|^\S|\z)",
+            System.Text.RegularExpressions.RegexOptions.Multiline | System.Text.RegularExpressions.RegexOptions.Singleline).Groups[1].Value;
+        Assert.Contains("profiles: [\"dashboards\"]", grafana);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(compose, @"^    profiles:", System.Text.RegularExpressions.RegexOptions.Multiline));
+    }
+
+    [Fact]
+    public void The_offline_base_images_keep_no_apt_settings_of_the_build_machine_and_the_container_test_uses_the_same_script()
+    {
+        var script = File.ReadAllText(Path.Combine(Repository, "deploy", "offline-base-images.sh"));
+        // mmdebstrap copies --aptopt files (proxies, maybe credentials) into the root file system's 99mmdebstrap.
+        Assert.Contains("--customize-hook='rm -f \"$1\"/etc/apt/apt.conf.d/99mmdebstrap'", script);
+        Assert.Contains("grep -q 'etc/apt/apt\\.conf\\.d/99mmdebstrap$'", script);
+        foreach (var containerfile in new[] { "sdk.Containerfile", "prometheus.Containerfile" })
+            Assert.True(File.Exists(Path.Combine(Repository, "deploy", "offline-base-images", containerfile)), containerfile);
+        var containerTest = File.ReadAllText(Path.Combine(Repository, "tests", "containers", "run.sh"));
+        Assert.Contains("bash deploy/offline-base-images.sh", containerTest);
+        Assert.DoesNotContain("mmdebstrap --", containerTest); // one copy of the stand-in code, the user's
+        Assert.Contains("! test -e /etc/apt/apt.conf.d/99mmdebstrap", containerTest);
+    }
+
     private static (int ExitCode, string Output, string Errors) ComposeConfig(Dictionary<string, string?> environment, params string[] files)
     {
         var start = new ProcessStartInfo("docker-compose") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };

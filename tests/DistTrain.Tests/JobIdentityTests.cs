@@ -36,6 +36,22 @@ public sealed class JobIdentityTests : IDisposable
     }
 
     [Fact]
+    public void A_denied_secret_or_key_file_is_explained_with_its_owner_its_mode_the_process_s_user_and_KEY_UID()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        var path = SecretFile(new string('s', 32));
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var hint = FileAccessHint.For(path, new UnauthorizedAccessException($"Access to the path '{path}' is denied."));
+        Assert.Contains("The file belongs to uid ", hint);
+        Assert.Contains("with mode 600", hint);
+        Assert.Contains($"this process runs as uid ", hint);
+        Assert.Contains($"({Environment.UserName})", hint);
+        Assert.Contains("KEY_UID=1654 deploy/certs/make-certs.sh", hint);
+        // A missing file or another I/O problem has no such cause.
+        Assert.Equal("", FileAccessHint.For(path, new FileNotFoundException()));
+    }
+
+    [Fact]
     public void A_proof_binds_the_secret_the_job_name_the_node_and_the_fingerprint()
     {
         var secret = new string('s', 32);

@@ -5,7 +5,7 @@
 #   0. certificates: the cluster's CA, node certificates and job secret made by deploy/certs/make-certs.sh into
 #      deploy/certs/out, the folder the compose file mounts (removed at the end; the script refuses to run when
 #      that folder already exists, so it never replaces a cluster's own keys);
-#   1. image: size, non-root user, health check, no CA bundle inside; the start-up lines of a container show the
+#   1. image: size, non-root user, health check, no CA bundle and no apt settings of the build machine inside; the start-up lines of a container show the
 #      OpenBLAS kernel and oneDNN convolutions on the image's own Fashion-MNIST; a mounted /data replaces it;
 #   2. reference: deploy/local/cluster.sh 2 on this machine, same seed and the same OpenBLAS kernel settings;
 #   3. compose, undisturbed: every node speaks akka.ssl.tcp and each worker's data plane is TLS with the other
@@ -21,9 +21,9 @@
 # is stopped.
 #
 # Engines: docker when its daemon answers, else podman (installed from Debian when missing). Where no registry is
-# reachable, base images are stood in for, under the names the Dockerfile and the compose file use (podman only):
-# debian:bookworm-slim from an mmdebstrap root file system, the .NET SDK image from it plus this machine's SDK, and
-# prom/prometheus from Debian's prometheus package (tests/containers/standins/). Run as root (podman) or as a user
+# reachable, base images are stood in for, under the names the Dockerfile and the compose file use (podman only), by
+# deploy/offline-base-images.sh: debian:bookworm-slim from an mmdebstrap root file system, the .NET SDK image from it
+# plus this machine's SDK, and prom/prometheus from Debian's prometheus package. Run as root (podman) or as a user
 # of a running docker. Takes 13 to 20 minutes here with base images present, on a loaded machine; deploy/README.md
 # has more.
 #
@@ -110,63 +110,19 @@ fi
 "$engine" info > "$out/engine-info.log" 2>&1 || skip "$engine info failed: $(tail -3 "$out/engine-info.log")"
 log "engine: $engine ($("$engine" --version))"
 
-image_exists() { "$engine" image inspect "$1" > /dev/null 2>&1; }
-
-# Base images: the real ones when present or pullable, else stand-ins under the same names (podman only).
-standin_note=()
-ensure_debian() {
-  local name=docker.io/library/debian:bookworm-slim
-  image_exists "$name" && { log "base image $name: present"; return; }
-  timeout 120 "$engine" pull -q "$name" > "$work/pull.log" 2>&1 && { log "base image $name: pulled"; return; }
-  [ "$engine" = podman ] || die "cannot pull $name ($(tail -1 "$work/pull.log")); stand-in images are built with podman only"
-  log "base image $name: no registry ($(tail -1 "$work/pull.log" | cut -c1-120)); building a stand-in with mmdebstrap"
-  bash deploy/local/apt-ensure.sh mmdebstrap > "$out/install-mmdebstrap.log" 2>&1 || die "mmdebstrap could not be installed"
-  # This machine's apt settings that concern fetching (files with Acquire:: options), read now, passed to apt
-  # in the build; the minbase variant is what debian:bookworm-slim is made of, with its dpkg exclusions.
-  local aptopts=() file
-  for file in /etc/apt/apt.conf.d/*; do grep -q 'Acquire::' "$file" 2> /dev/null && aptopts+=("--aptopt=$file"); done
-  local t0; t0=$(now)
-  nice -n 10 mmdebstrap --variant=minbase "${aptopts[@]}" \
-    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
-    --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
-    bookworm "$work/rootfs.tar" < /dev/null > "$out/mmdebstrap.log" 2>&1 || die "mmdebstrap failed: $(tail -3 "$out/mmdebstrap.log")"
-  "$engine" import -q --change 'CMD ["bash"]' --change 'LABEL org.disttrain.stand-in=debian:bookworm-slim' \
-    "$work/rootfs.tar" "$name" > /dev/null || die "podman import of the root file system failed"
-  rm -f "$work/rootfs.tar"
-  standin_note+=("debian:bookworm-slim (mmdebstrap, $(seconds_between "$t0" "$(now)") s)")
-}
-ensure_image() { # ensure_image NAME CONTAINERFILE [podman build options...]
-  local name="$1" containerfile="$2"; shift 2
-  image_exists "$name" && { log "base image $name: present"; return; }
-  timeout 120 "$engine" pull -q "$name" > "$work/pull.log" 2>&1 && { log "base image $name: pulled"; return; }
-  [ "$engine" = podman ] || die "cannot pull $name ($(tail -1 "$work/pull.log")); stand-in images are built with podman only"
-  log "base image $name: no registry; building the stand-in $containerfile"
-  local t0; t0=$(now)
-  mkdir -p "$work/empty"
-  nice -n 10 "$engine" build --pull=never -q "$@" -f "$containerfile" -t "$name" "$work/empty" > "$out/standin-$(basename "$containerfile" .Containerfile).log" 2>&1 \
-    || die "stand-in $name failed: $(tail -3 "$out/standin-$(basename "$containerfile" .Containerfile).log")"
-  standin_note+=("$name ($(seconds_between "$t0" "$(now)") s)")
-}
-
-ensure_debian
-# runc refuses to start containers on some kernels unless podman leaves the ulimits alone; a drop-in says so.
-"$engine" run --rm docker.io/library/debian:bookworm-slim true > "$work/probe.log" 2>&1
-if grep -q "error setting rlimit" "$work/probe.log" && [ "$engine" = podman ]; then
-  log "runc cannot set podman's default ulimits here: writing /etc/containers/containers.conf.d/50-disttrain-ulimits.conf"
-  mkdir -p /etc/containers/containers.conf.d && printf '[containers]\ndefault_ulimits = []\n' > /etc/containers/containers.conf.d/50-disttrain-ulimits.conf
-  "$engine" run --rm docker.io/library/debian:bookworm-slim true > "$work/probe.log" 2>&1
+# Base images: the real ones when present or pullable, else stand-ins under the same names (podman only), made by
+# deploy/offline-base-images.sh, the route deploy/README.md gives machines without registry access.
+ENGINE="$engine" LOG_DIR="$out/base-images" bash deploy/offline-base-images.sh > "$out/base-images.log" 2>&1
+base_status=$?
+sed 's/^offline-base-images: \([^ ]*: \)/base image \1/' "$out/base-images.log" | while IFS= read -r line; do log "$line"; done
+if [ $base_status -ne 0 ]; then
+  "$engine" run --rm docker.io/library/debian:bookworm-slim true > "$work/probe.log" 2>&1 || skip "$engine cannot start a container here: $(tail -2 "$work/probe.log")"
+  die "deploy/offline-base-images.sh failed: $(tail -2 "$out/base-images.log")"
 fi
+standins_built=$(sed -n 's/^offline-base-images: \(.*\): built (\(.*\))$/\1 (\2)/p' "$out/base-images.log" | paste -sd ';' -)
+[ -z "$standins_built" ] || log "stand-ins built: $standins_built"
 "$engine" run --rm docker.io/library/debian:bookworm-slim true > "$work/probe.log" 2>&1 || skip "$engine cannot start a container here: $(tail -2 "$work/probe.log")"
 log "a container starts"
-
-sdk_root=""
-if ! image_exists mcr.microsoft.com/dotnet/sdk:10.0; then
-  sdk_root="$(dotnet --list-sdks 2> /dev/null | awk '/^10\./ { sub(/^[^[]*\[/, ""); sub(/\]$/, ""); print; exit }')"
-  sdk_root="${sdk_root%/sdk}"
-fi
-ensure_image mcr.microsoft.com/dotnet/sdk:10.0 tests/containers/standins/sdk.Containerfile --volume "${sdk_root:-/nonexistent}:/mnt/dotnet-sdk:ro"
-ensure_image docker.io/prom/prometheus:v2.53.0 tests/containers/standins/prometheus.Containerfile
-[ ${#standin_note[@]} -eq 0 ] || log "stand-ins built: ${standin_note[*]}"
 
 # ---------------------------------------------------------------------------------------------------------------
 log "== image"
@@ -201,6 +157,11 @@ uid=$("$engine" run --rm --entrypoint id "$image" -u 2>/dev/null)
 "$engine" image inspect --format '{{json .Config.Healthcheck}}' "$image" | grep -q disttrain-alive; check $? "the image has the health check"
 "$engine" run --rm --entrypoint sh "$image" -c '! test -s /etc/ssl/certs/ca-certificates.crt' > /dev/null 2>&1
 check $? "the image holds no CA bundle from the build machine"
+# mmdebstrap writes the build machine's apt options (--aptopt: proxies, maybe credentials) into the root file system's
+# /etc/apt/apt.conf.d/99mmdebstrap; offline-base-images.sh removes it, so neither the base nor the image may hold it.
+"$engine" run --rm --entrypoint sh "$image" -c '! test -e /etc/apt/apt.conf.d/99mmdebstrap' > /dev/null 2>&1 \
+  && "$engine" run --rm docker.io/library/debian:bookworm-slim sh -c '! test -e /etc/apt/apt.conf.d/99mmdebstrap' > /dev/null 2>&1
+check $? "neither the image nor its debian:bookworm-slim base holds the build machine's apt settings (/etc/apt/apt.conf.d/99mmdebstrap)"
 
 blas_env=()
 for variable in OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; do [ -n "${!variable:-}" ] && blas_env+=(-e "$variable"); done
@@ -314,6 +275,9 @@ summary_lines() { logs_of "$1" | grep -E "^(BLAS|epoch +[0-9]+/[0-9]+ +train|Tes
 # first worker, its command, the project's network and the /certs mount) with some settings changed, started while
 # the job's own nodes start (docs/security.md's rogue-node test, on images). The second CA's folder is mounted at
 # /rogue. (`compose run` cannot make them under podman: its one-off containers carry links, which podman refuses.)
+# The compose file's worker mounts: the cluster's CA certificate, the worker's certificate and key, the job secret.
+worker_mounts=()
+for file in ca.crt worker.crt worker.key job-secret; do worker_mounts+=(-v "$certs/$file:/certs/$file:ro"); done
 rogue() { # rogue NAME KEY=VALUE...
   local name="${project}-rogue-$1" setting settings=() changed=(); shift
   for setting in "$@"; do settings+=(-e "$setting"); changed+=(-e "^${setting%%=*}="); done
@@ -322,7 +286,7 @@ rogue() { # rogue NAME KEY=VALUE...
   local command; command=$("$engine" inspect -f '{{range .Config.Cmd}}{{.}} {{end}}' "${worker_ids[0]}")
   # shellcheck disable=SC2086 # the worker's command: words without spaces (node --role worker --config FILE)
   if "$engine" run -d --name "$name" --network "${project}_default" --env-file "$work/rogue.env" "${settings[@]}" \
-      -v "$certs:/certs:ro" -v "$work/other-ca:/rogue:ro" "$image" $command > "$work/rogue.log" 2>&1; then
+      "${worker_mounts[@]}" -v "$work/other-ca:/rogue:ro" "$image" $command > "$work/rogue.log" 2>&1; then
     rogues+=("$name")
   else
     log "could not start the rogue container $name: $(tail -2 "$work/rogue.log")"

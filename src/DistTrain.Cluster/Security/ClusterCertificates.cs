@@ -56,6 +56,11 @@ public sealed class ClusterCertificates : IDisposable
         {
             authority = X509CertificateLoader.LoadCertificateFromFile(options.CertificateAuthorityFile);
         }
+        catch (UnauthorizedAccessException e)
+        {
+            throw Problem($"Cluster:CertificateAuthorityFile = '{options.CertificateAuthorityFile}' cannot be read: {e.Message}" +
+                          FileAccessHint.For(options.CertificateAuthorityFile, e));
+        }
         catch (CryptographicException e)
         {
             throw Problem($"Cluster:CertificateAuthorityFile = '{options.CertificateAuthorityFile}' is not a PEM or DER certificate: {e.Message} {fix}");
@@ -63,6 +68,12 @@ public sealed class ClusterCertificates : IDisposable
         try
         {
             certificate = X509Certificate2.CreateFromPemFile(options.CertificateFile, options.CertificateKeyFile);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            var denied = new[] { options.CertificateKeyFile, options.CertificateFile }.FirstOrDefault(path => !Readable(path)) ?? options.CertificateKeyFile;
+            throw Problem($"{(denied == options.CertificateFile ? "Cluster:CertificateFile" : "Cluster:CertificateKeyFile")} = '{denied}' cannot be read: " +
+                          $"{e.Message}{FileAccessHint.For(denied, e)}");
         }
         catch (Exception e) when (e is CryptographicException or ArgumentException)
         {
@@ -185,6 +196,19 @@ public sealed class ClusterCertificates : IDisposable
     {
         Certificate.Dispose();
         Authority.Dispose();
+    }
+
+    private static bool Readable(string path)
+    {
+        try
+        {
+            using var stream = File.OpenRead(path);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     private static ConfigurationException Problem(string problem) => new("cluster TLS", [problem]);

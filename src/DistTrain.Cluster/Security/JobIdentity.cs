@@ -53,7 +53,9 @@ public sealed class JobIdentity
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw Problem($"Cluster:SecretFile = '{options.SecretFile}' cannot be read: {e.Message} Make it with deploy/certs/make-certs.sh.");
+                var hint = FileAccessHint.For(options.SecretFile, e);
+                throw Problem($"Cluster:SecretFile = '{options.SecretFile}' cannot be read: {e.Message}" +
+                              (hint.Length > 0 ? hint : " Make it with deploy/certs/make-certs.sh."));
             }
         }
         else
