@@ -27,6 +27,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 engine="${ENGINE:-podman}"
+if ! command -v "$engine" > /dev/null; then
+  echo "offline-base-images: $engine is not installed. The stand-ins are built with podman (apt-get install podman, as root); ENGINE=docker only checks or pulls the images." >&2
+  exit 1
+fi
 pull="${PULL:-1}"
 log_dir_given="${LOG_DIR:-}"
 logs="${LOG_DIR:-$(mktemp -d)}"

@@ -20,6 +20,13 @@ out="${1:?usage: make-certs.sh OUT_DIR [NAME...]}"; shift
 [ $# -gt 0 ] || set -- node
 command -v openssl >/dev/null || bash "$(dirname "$0")/../local/apt-ensure.sh" openssl
 mkdir -p "$out"
+# Docker makes an empty folder in place of a mounted file that did not exist (an `up` before this script).
+for file in ca.crt ca.key job-secret "${@/%/.crt}" "${@/%/.key}"; do
+  if [ -d "$out/$file" ]; then
+    echo "make-certs.sh: $out/$file is a folder, not a file: docker makes one in place of a mounted file that did not exist when a container started. Remove it (sudo rm -r $out) and run this again." >&2
+    exit 1
+  fi
+done
 umask 077
 days="${DAYS:-365}"; ca_days="${CA_DAYS:-3650}"
 

@@ -426,7 +426,7 @@ internal static class TrainCommand
     internal static string? MinibatchCoversShard(TrainingOptions options, int trainSamples, int workers)
     {
         var loop = options.Training;
-        if (loop.AccumulationSteps > 1 || workers < 2 || trainSamples < 1) return null;
+        if (loop.AccumulationSteps > 1 || workers < 2 || trainSamples < 1 || LocalStepsOutlastEpoch(options, trainSamples, workers) is not null) return null;
         var shard = (trainSamples + workers - 1) / workers;
         if (shard < 2 || EpochPlanSettings.StepsPerEpoch(trainSamples, workers, loop.BatchSizePerWorker) > 1) return null;
         var epoch = loop.Mode == TrainingMode.Async
@@ -435,7 +435,7 @@ internal static class TrainCommand
         var shardText = FormattableString.Invariant(
             $"Training:BatchSizePerWorker = {loop.BatchSizePerWorker:N0} is at least a worker's shard of the epoch ({(trainSamples % workers == 0 ? "" : "at most ")}{shard:N0} of the {trainSamples:N0} training samples, over {workers:N0} workers)");
         return FormattableString.Invariant(
-            $"{shardText}: {epoch}, each minibatch smaller than configured. Set BatchSizePerWorker to {shard / 2:N0} or less for at least 2 steps per epoch, or use fewer Training:Workers (1 for full-batch gradient descent).");
+            $"{shardText}: {epoch}, each minibatch smaller than configured. Set BatchSizePerWorker to {shard / 2:N0} or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).");
     }
 
     /// <summary>

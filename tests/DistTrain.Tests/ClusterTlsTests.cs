@@ -83,6 +83,10 @@ public sealed class ClusterTlsTests : IDisposable
         options.CertificateKeyFile = Path.Combine(_directory, "missing.key");
         Assert.Contains("does not exist. Make a CA and node certificates with deploy/certs/make-certs.sh",
             Assert.Throws<ConfigurationException>(() => ClusterCertificates.Load(options)).Message);
+        // Docker's empty folder in place of a mounted file that did not exist: named as such, not "does not exist".
+        options.CertificateKeyFile = Directory.CreateDirectory(Path.Combine(_directory, "ps-folder.key")).FullName;
+        Assert.Contains($"Cluster:CertificateKeyFile = '{options.CertificateKeyFile}' is a folder, not a file. Docker makes an empty folder in place of a mounted file",
+            Assert.Throws<ConfigurationException>(() => ClusterCertificates.Load(options)).Message);
     }
 
     /// <summary>An actor system on a free loopback port with an actor "echo", remoting configured by <paramref name="remoting"/>.</summary>

@@ -46,7 +46,11 @@ public sealed class JobIdentityTests : IDisposable
         Assert.Contains("with mode 600", hint);
         Assert.Contains($"this process runs as uid ", hint);
         Assert.Contains($"({Environment.UserName})", hint);
-        Assert.Contains("KEY_UID=1654 deploy/certs/make-certs.sh", hint);
+        Assert.Contains("KEY_UID=1654 deploy/certs/make-certs.sh deploy/certs/out ps ps-standby worker", hint);
+        // A folder where the file belongs (docker's, for a mounted file that did not exist): named as such.
+        var folder = Directory.CreateDirectory(Path.Combine(_directory, "job-secret")).FullName;
+        Assert.Contains($"Cluster:SecretFile = '{folder}' is a folder, not a file. Docker makes an empty folder",
+            Assert.Throws<ConfigurationException>(() => JobIdentity.Load(new ClusterOptions { SecretFile = folder })).Message);
         // A missing file or another I/O problem has no such cause.
         Assert.Equal("", FileAccessHint.For(path, new FileNotFoundException()));
     }

@@ -73,6 +73,25 @@ public sealed class ModelFingerprintTests
     }
 
     /// <summary>
+    /// The samples' part of the fingerprint tells apart data that differ in one label, and equal data agree; with
+    /// Cluster:CheckSamples false it is a fixed text, equal on every node that sets it.
+    /// </summary>
+    [Fact]
+    public void The_samples_differ_with_one_label_and_are_not_compared_with_CheckSamples_false()
+    {
+        var data = TestData.Normalized();
+        var same = TestData.Normalized();
+        var relabelled = TestData.Normalized();
+        relabelled.Train.Labels[500] = (byte)((relabelled.Train.Labels[500] + 1) % 10);
+        Assert.Matches(@"^train 1000 \([0-9a-f]{16}\), validation 0, test 250 \([0-9a-f]{16}\)$", ModelFingerprint.SamplesOf(data));
+        Assert.Equal(ModelFingerprint.SamplesOf(data), ModelFingerprint.SamplesOf(same));
+        Assert.NotEqual(ModelFingerprint.SamplesOf(data), ModelFingerprint.SamplesOf(relabelled));
+        Assert.Equal(ModelFingerprint.SamplesOf(data, check: false), ModelFingerprint.SamplesOf(relabelled, check: false));
+        var options = Options();
+        Assert.NotEqual(ModelFingerprint.Of(options, ModelFingerprint.SamplesOf(data)), ModelFingerprint.Of(options, ModelFingerprint.SamplesOf(relabelled)));
+    }
+
+    /// <summary>
     /// The refusal's line spells out the first differences and counts the rest; it used to end with both whole fingerprints,
     /// about 1,000 characters each.
     /// </summary>

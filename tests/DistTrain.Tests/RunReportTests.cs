@@ -275,10 +275,10 @@ public class RunReportTests : IDisposable
     [Theory]
     [InlineData(TrainingMode.Sync, 105, 16, 64, "Training:BatchSizePerWorker = 64 is at least a worker's shard of the epoch (at most 7 of the 105 training samples, " +
         "over 16 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
-        "Set BatchSizePerWorker to 3 or less for at least 2 steps per epoch, or use fewer Training:Workers (1 for full-batch gradient descent).")]
+        "Set BatchSizePerWorker to 3 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Async, 1000, 2, 500, "Training:BatchSizePerWorker = 500 is at least a worker's shard of the epoch (500 of the 1,000 training samples, " +
         "over 2 workers): each worker pushes once per epoch, its whole shard, so the run takes 6 steps, each minibatch smaller than configured. " +
-        "Set BatchSizePerWorker to 250 or less for at least 2 steps per epoch, or use fewer Training:Workers (1 for full-batch gradient descent).")]
+        "Set BatchSizePerWorker to 250 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 120, 1, 200, null)] // full-batch gradient descent, as configs/sklearn-iris.json chooses
     [InlineData(TrainingMode.Sync, 1000, 2, 499, null)] // 2 steps per epoch
     [InlineData(TrainingMode.Sync, 3, 4, 64, null)] // a shard of one sample: no smaller minibatch to suggest
@@ -290,6 +290,11 @@ public class RunReportTests : IDisposable
         var train = new Core.Data.LabeledDataset(new float[samples * 784], [.. Enumerable.Range(0, samples).Select(i => (byte)(i % 10))], 784, classCount: 10, null);
         Assert.Equal(expected is not null, TrainCommand.RunWarnings(options, train).Contains(expected));
         options.Training.AccumulationSteps = 2; // accumulation's own warning covers it then
+        Assert.Null(TrainCommand.MinibatchCoversShard(options, samples, workers));
+        options.Training.AccumulationSteps = 1;
+        options.Training.Mode = TrainingMode.LocalSgd; // and local SGD's LocalSteps warning (4 local steps outlast the one-step epoch)
+        options.Training.LocalSteps = 4;
+        if (expected is not null) Assert.NotNull(TrainCommand.LocalStepsOutlastEpoch(options, samples, workers));
         Assert.Null(TrainCommand.MinibatchCoversShard(options, samples, workers));
     }
 

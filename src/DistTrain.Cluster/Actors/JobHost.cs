@@ -284,9 +284,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             refusal = $"its job secret differs from the secret of job '{identity.Name}' (Cluster:SecretFile or DISTTRAIN_Cluster__Secret): it belongs to another job, or was given the wrong secret.";
         else if (register.ModelFingerprint != _fingerprint)
             refusal = $"model settings differ from the parameter server's ({DescribeDifferences(register.ModelFingerprint)}; worker's value vs the parameter server's). " +
-                "The settings compared: the model, the data's samples, Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply, " +
+                "The settings compared: the model, the data settings, Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply, " +
                 "and Training:Mode and AccumulationSteps (under LocalSgd also LocalSteps, Epochs and the Optimizer section, which the workers apply), " +
-                "and the samples each node read (Samples: the count and digest of each split; every node must read the same files with the same contents). " +
+                "and the samples each node read (Samples: the count and digest of each split; every node must read the same files with the same contents, " +
+                "or all set Cluster:CheckSamples to false where the same files decode differently on different machines). " +
                 "Use the same config and DISTTRAIN_* variables on every node (both nodes' whole settings are logged at debug level here).";
         if (refusal is not null)
         {

@@ -73,7 +73,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         _options = options;
         _security = security;
         _data = data;
-        _samples = ModelFingerprint.SamplesOf(data);
+        _samples = ModelFingerprint.SamplesOf(data, options.Cluster.CheckSamples);
         _completion = completion;
         Receive<RegisterAgain>(_ => Register());
         Receive<WorkerAccepted>(OnAccepted);

@@ -110,7 +110,7 @@ public static class ClusterNode
         var finishedElsewhere = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         var failover = new FailoverState();
         var dataHost = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname;
-        var samples = ModelFingerprint.SamplesOf(data);
+        var samples = ModelFingerprint.SamplesOf(data, options.Cluster.CheckSamples);
         ActorSystem? actorSystem = null;
         using var host = BuildHost(options, security, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
         {

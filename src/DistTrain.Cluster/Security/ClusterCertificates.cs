@@ -48,6 +48,8 @@ public sealed class ClusterCertificates : IDisposable
         {
             if (string.IsNullOrWhiteSpace(value))
                 throw Problem($"{key} is not set: with Cluster:Tls = true every node needs its certificate, its key and the cluster's CA certificate. {fix}");
+            if (FileAccessHint.FolderInsteadOfFile(key, value) is { } folder)
+                throw Problem(folder);
             if (!File.Exists(value))
                 throw Problem($"{key} = '{value}' does not exist. {fix}");
         }

@@ -32,8 +32,19 @@ internal static partial class FileAccessHint
         var file = FileOwnerAndMode(path);
         return $" The file {file}, and this process runs as {process}, which may not read it. make-certs.sh gives the keys and the secret " +
                $"to the user who runs it unless KEY_UID names another: for the container image's user app run " +
-               $"KEY_UID={ImageUserId} deploy/certs/make-certs.sh (as root or with sudo), or chown the file to the user the node runs as.";
+               $"KEY_UID={ImageUserId} deploy/certs/make-certs.sh deploy/certs/out ps ps-standby worker (it calls sudo for the chown itself), " +
+               "or chown the file to the user the node runs as.";
     }
+
+    /// <summary>
+    /// The problem for <paramref name="key"/> = <paramref name="path"/> when a folder stands where its file belongs, else
+    /// null. Docker makes an empty folder in place of a bind-mounted file that did not exist when the container started
+    /// (compose's short volume syntax), and reading it then fails as a denied access or a corrupt certificate.
+    /// </summary>
+    public static string? FolderInsteadOfFile(string key, string path) => !Directory.Exists(path) ? null
+        : $"{key} = '{path}' is a folder, not a file. Docker makes an empty folder in place of a mounted file that did not exist when the " +
+          "container started: remove the folders it made (sudo rm -r deploy/certs/out), make the files with deploy/certs/make-certs.sh " +
+          "(deploy/README.md), and start the containers again.";
 
     private static string ProcessUser()
     {

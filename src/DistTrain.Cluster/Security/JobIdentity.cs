@@ -47,6 +47,7 @@ public sealed class JobIdentity
                           "job-secret), or the environment variable DISTTRAIN_Cluster__Secret. Every node of the job uses the same secret.");
         if (fromFile)
         {
+            if (FileAccessHint.FolderInsteadOfFile("Cluster:SecretFile", options.SecretFile) is { } folder) throw Problem(folder);
             try
             {
                 secret = File.ReadAllText(options.SecretFile).Trim();

@@ -264,6 +264,14 @@ public sealed class ClusterOptions
     /// </summary>
     public bool SharedMemory { get; set; } = true;
 
+    /// <summary>
+    /// Compare the samples every node read at registration (each split's count and a SHA-256 digest of its labels and
+    /// features as loaded), so that a worker reading other files under the same settings is refused. Default true. False,
+    /// set on every node, compares settings only: for data that legitimately decodes differently on different machines
+    /// (images resized by <c>Data:ImageFolder:Resize</c> on CPUs whose vector code rounds a pixel differently).
+    /// </summary>
+    public bool CheckSamples { get; set; } = true;
+
     /// <summary>Workers that must have joined before training starts. 1 to 256. Default 2.</summary>
     public int MinWorkers { get; set; } = 2;
 
