@@ -241,7 +241,9 @@ public class LocalClusterScriptTests
         var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
         var wrapper = Path.Combine(folder, "wrapper.sh");
-        File.WriteAllText(wrapper, "#!/usr/bin/env bash\n[ \"$1\" != 1 ] || exit 1\n[ \"$1\" != 2 ] || { (sleep 1.5; kill -9 $$) > /dev/null 2>&1 & }\nshift\nexec \"$@\"\n");
+        var killed = Path.Combine(folder, "worker-2-killed");
+        File.WriteAllText(wrapper, "#!/usr/bin/env bash\n[ \"$1\" != 1 ] || exit 1\n" +
+            $"[ \"$1\" != 2 ] || {{ (sleep 1.5; kill -9 $$ && touch '{killed}') > /dev/null 2>&1 & }}\nshift\nexec \"$@\"\n");
         string? runFolder = null;
         try
         {
@@ -261,6 +263,7 @@ public class LocalClusterScriptTests
             Assert.True(process.ExitCode == 1, $"exit {process.ExitCode}\n{output}\n{errors}");
             Assert.Contains("worker-1 exited with code 1; stopping the run.", errors);
             Assert.DoesNotMatch(@"line \d+: +\d+ Killed", errors);
+            Assert.True(File.Exists(killed), "worker 2 was not killed while the script ran, so the test checked nothing");
         }
         finally
         {
