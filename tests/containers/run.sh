@@ -184,7 +184,7 @@ DISTTRAIN_Cluster__Port=$(free_port) DISTTRAIN_Cluster__DataPort=$(free_port) DI
   bash deploy/local/cluster.sh 2 > "$out/host-cluster.log" 2>&1
 host_status=$?
 # cluster.sh names its run folder (logs, CA, keys) on its first line; its logs are kept here, the folder goes.
-host_run=$(sed -n 's/^Job .* logs in \(runs\/cluster\/[^/]*\)\/logs\/\.$/\1/p' "$out/host-cluster.log" | head -1)
+host_run=$(sed -n 's/^Job .* logs in \(\/.*\/runs\/cluster\/[^/]*\)\/logs\/\.$/\1/p' "$out/host-cluster.log" | head -1)
 if [ -n "$host_run" ] && [ -d "$host_run/logs" ]; then
   cp -r "$host_run/logs" "$out/host-logs" && cp "$host_run/logs/worker-1.log" "$out/host-worker-1.log"
   rm -rf "$host_run"
