@@ -17,6 +17,7 @@ namespace DistTrain.Cluster.Hosting;
 /// samples, or would apply momentum twice or not at all, so the parameter server refuses such a worker. The worker's own
 /// step settings are compared too: Training:Mode and the micro-batches of AccumulationSteps, and under LocalSgd the
 /// LocalSteps, optimizer and epochs a worker applies itself (a worker with another learning rate would train silently apart).
+/// Last, the samples each node read (<see cref="SamplesOf"/>): the same settings over other files are other samples.
 /// </summary>
 public static class ModelFingerprint
 {
