@@ -39,7 +39,9 @@ internal static class RunSummaryFile
     }
 
     /// <summary>
-    /// Writes <c>summary.json</c>; <paramref name="stopped"/> as in <see cref="Metadata"/>. With <paramref name="report"/>,
+    /// Writes <c>summary.json</c>; <paramref name="stopped"/> as in <see cref="Metadata"/>. Its <c>resumed_at_epoch</c> is the
+    /// first epoch this run trained when that is not epoch 1 (a resume, <c>Checkpoint:Resume</c>, or a standby's takeover,
+    /// from a checkpoint: the epochs before it are in the run folder of the run that wrote the checkpoint), else null. With <paramref name="report"/>,
     /// it also records the staleness of the applied gradients (<c>staleness</c>: count, mean, p50, p90, max and the counts
     /// by versions behind; null when no step was applied) and each worker's reports and compute time (<c>workers</c>).
     /// </summary>
@@ -48,6 +50,7 @@ internal static class RunSummaryFile
         {
             options,
             stopped,
+            resumed_at_epoch = result.Epochs.Count > 0 && result.Epochs[0].Epoch > 1 ? result.Epochs[0].Epoch : (int?)null,
             normalization = new { normalizer.Kind, normalizer.Mean, normalizer.Std },
             version = result.Version,
             best_epoch = result.BestEpoch,

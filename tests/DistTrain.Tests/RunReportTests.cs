@@ -178,6 +178,28 @@ public class RunReportTests : IDisposable
     }
 
     /// <summary>
+    /// A resumed run's summary.json (a resume, or a standby's takeover) says at which epoch it started: its epochs list
+    /// starts there, and nothing said why epochs 1 and 2 were missing.
+    /// </summary>
+    [Fact]
+    public void A_resumed_runs_summary_names_the_epoch_it_resumed_at()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 5);
+        var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
+        int? ResumedAt(int firstEpoch)
+        {
+            var epochs = Enumerable.Range(firstEpoch, 6 - firstEpoch).Select(e => new EpochSummary(e, 20L * e, 0.5, 0.6, 0.8, 250, 1000, 1, 0.1)).ToList();
+            var path = Path.Combine(_directory, $"summary-{firstEpoch}.json");
+            RunSummaryFile.Write(path, options, data.Normalizer, new TrainingResult(new Core.Tensors.ParameterVector(layout), 100, epochs));
+            var resumed = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path)).RootElement.GetProperty("resumed_at_epoch");
+            return resumed.ValueKind == System.Text.Json.JsonValueKind.Null ? null : resumed.GetInt32();
+        }
+        Assert.Equal(3, ResumedAt(3));
+        Assert.Null(ResumedAt(1));
+    }
+
+    /// <summary>
     /// Weights that cannot be written (here the run folder is a file, as a full disk or a lost permission would fail the
     /// write) are reported with the folder, the cause and the fix, and the newest checkpoint when there is one; not as a
     /// stack trace.
