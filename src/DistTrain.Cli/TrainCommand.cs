@@ -399,9 +399,7 @@ internal static class TrainCommand
         if (EpochPlanSettings.StepsPerEpoch(trainSamples, workers, loop.MinibatchPerWorker) > 1) return null;
         var shard = (trainSamples + workers - 1) / workers;
         var microBatches = (shard + loop.BatchSizePerWorker - 1) / loop.BatchSizePerWorker;
-        var epoch = loop.Mode == TrainingMode.Async
-            ? FormattableString.Invariant($"each worker pushes once per epoch, its whole shard, so the run takes {(long)workers * loop.Epochs:N0} steps")
-            : FormattableString.Invariant($"every epoch is a single step over the whole training set, so the run takes {loop.Epochs:N0} step{(loop.Epochs == 1 ? "" : "s")}");
+        var epoch = OneStepEpochs(loop, workers);
         var fix = microBatches >= 2
             ? FormattableString.Invariant($"Lower AccumulationSteps to {microBatches / 2:N0} or less for at least 2 steps per epoch.")
             : FormattableString.Invariant($"Set AccumulationSteps to 1 (one micro-batch already holds the shard), and lower Training:BatchSizePerWorker below {shard:N0} for more than one step per epoch.");
@@ -411,6 +409,11 @@ internal static class TrainCommand
             $"a worker's shard of the epoch has {(workers == 1 || trainSamples % workers == 0 ? "" : "at most ")}{shard:N0} samples ({microBatches:N0} micro-batch{(microBatches == 1 ? "" : "es")})");
         return $"{minibatch}, but {shards}: {epoch}. {fix}";
     }
+
+    /// <summary>What a run whose every epoch is one round takes, for the warnings that find it so.</summary>
+    private static string OneStepEpochs(TrainingLoopOptions loop, int workers) => loop.Mode == TrainingMode.Async
+        ? FormattableString.Invariant($"each worker pushes once per epoch, its whole shard, so the run takes {(long)workers * loop.Epochs:N0} steps")
+        : FormattableString.Invariant($"every epoch is a single step over the whole training set, so the run takes {loop.Epochs:N0} step{(loop.Epochs == 1 ? "" : "s")}");
 
     /// <summary>
     /// A warning when, without accumulation and with more than one worker, each worker's minibatch (Training:BatchSizePerWorker)
@@ -429,9 +432,7 @@ internal static class TrainCommand
         if (loop.AccumulationSteps > 1 || workers < 2 || trainSamples < 1 || LocalStepsOutlastEpoch(options, trainSamples, workers) is not null) return null;
         var shard = (trainSamples + workers - 1) / workers;
         if (shard < 2 || EpochPlanSettings.StepsPerEpoch(trainSamples, workers, loop.BatchSizePerWorker) > 1) return null;
-        var epoch = loop.Mode == TrainingMode.Async
-            ? FormattableString.Invariant($"each worker pushes once per epoch, its whole shard, so the run takes {(long)workers * loop.Epochs:N0} steps")
-            : FormattableString.Invariant($"every epoch is a single step over the whole training set, so the run takes {loop.Epochs:N0} step{(loop.Epochs == 1 ? "" : "s")}");
+        var epoch = OneStepEpochs(loop, workers);
         var shardText = FormattableString.Invariant(
             $"Training:BatchSizePerWorker = {loop.BatchSizePerWorker:N0} is at least a worker's shard of the epoch ({(trainSamples % workers == 0 ? "" : "at most ")}{shard:N0} of the {trainSamples:N0} training samples, over {workers:N0} workers)");
         return FormattableString.Invariant(

@@ -527,11 +527,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 2);
         var activeRuns = Path.Combine(_directory, "runs-active");
         psEnvironment["DISTTRAIN_Output__Directory"] = activeRuns;
-        var active = Start("parameter-server", configPath, psEnvironment);
-        await active.WaitForOutputAsync("This node is the active parameter server", Guard);
-        Directory.CreateDirectory(Path.Combine(Directory.GetDirectories(activeRuns).Single(), "model.safetensors"));
-        var standby = Start("parameter-server", configPath, standbyEnvironment);
-        await standby.WaitForOutputAsync("Standby parameter server: the active one is", Guard);
+        var (active, standby) = await StartActiveThenStandbyAsync(configPath, psEnvironment, standbyEnvironment,
+            whileAlone: () => Directory.CreateDirectory(Path.Combine(Directory.GetDirectories(activeRuns).Single(), "model.safetensors")));
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
 
         await active.AssertExitAsync(1, Guard);
@@ -548,6 +545,21 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// Starts a parameter-server node and waits until it is the active one; runs <paramref name="whileAlone"/>, if given;
+    /// then starts a second one and waits until it is its standby.
+    /// </summary>
+    private async Task<(DistTrainProcess Active, DistTrainProcess Standby)> StartActiveThenStandbyAsync(string configPath,
+        Dictionary<string, string> psEnvironment, Dictionary<string, string> standbyEnvironment, Action? whileAlone = null)
+    {
+        var active = Start("parameter-server", configPath, psEnvironment);
+        await active.WaitForOutputAsync("This node is the active parameter server", Guard);
+        whileAlone?.Invoke();
+        var standby = Start("parameter-server", configPath, standbyEnvironment);
+        await standby.WaitForOutputAsync("Standby parameter server: the active one is", Guard);
+        return (active, standby);
+    }
+
+    /// <summary>
     /// A standby to the end leaves no run folder: it made one at start-up, for a takeover, and left it empty beside the
     /// active node's, the newest folder in the compose file's shared runs volume.
     /// </summary>
@@ -558,10 +570,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 1);
         var standbyRuns = Path.Combine(_directory, "runs-standby");
         standbyEnvironment["DISTTRAIN_Output__Directory"] = standbyRuns;
-        var active = Start("parameter-server", configPath, psEnvironment);
-        await active.WaitForOutputAsync("This node is the active parameter server", Guard);
-        var standby = Start("parameter-server", configPath, standbyEnvironment);
-        await standby.WaitForOutputAsync("Standby parameter server: the active one is", Guard);
+        var (active, standby) = await StartActiveThenStandbyAsync(configPath, psEnvironment, standbyEnvironment);
         Assert.Single(Directory.GetDirectories(standbyRuns)); // made at start-up, for a takeover
         var worker = Start("worker", configPath, workerEnvironment);
         await active.AssertExitAsync(0, Guard);

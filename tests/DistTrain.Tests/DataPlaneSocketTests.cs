@@ -480,17 +480,28 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         Assert.True(ClosedByPeer(worker), "worker 0's link left the connection open");
     }
 
-    [Fact]
-    public async Task A_job_whose_workers_are_not_ready_within_the_pause_timeout_ends_telling_its_workers_why()
+    /// <summary>
+    /// A job host of a 784-10 model that waits for Cluster:MinWorkers = 2 workers for at most
+    /// <paramref name="pauseTimeoutSeconds"/> seconds, with no worker registered yet.
+    /// </summary>
+    private (Core.Configuration.TrainingOptions Options, JobIdentity Identity, TaskCompletionSource<TrainingResult> Completion, IActorRef Host)
+        StartJobWaitingForTwoWorkers(int pauseTimeoutSeconds)
     {
         var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
         options.Cluster.MinWorkers = 2;
-        options.Cluster.PauseTimeoutSeconds = 2;
+        options.Cluster.PauseTimeoutSeconds = pauseTimeoutSeconds;
         var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
         var listener = Own(DataPlaneListener.Start(0, certificates: null));
         var completion = new TaskCompletionSource<TrainingResult>();
         var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
             new NullTrainingObserver(), completion));
+        return (options, identity, completion, host);
+    }
+
+    [Fact]
+    public async Task A_job_whose_workers_are_not_ready_within_the_pause_timeout_ends_telling_its_workers_why()
+    {
+        var (options, identity, completion, host) = StartJobWaitingForTwoWorkers(pauseTimeoutSeconds: 2);
 
         // One worker registers (and then, say, dies before its data plane is up); the second never comes.
         var (agent, _) = Register(host, options, identity);
@@ -511,14 +522,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     [Fact]
     public async Task After_the_end_a_late_worker_of_this_job_hears_the_end_and_one_of_another_model_is_refused()
     {
-        var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
-        options.Cluster.MinWorkers = 2;
-        options.Cluster.PauseTimeoutSeconds = 1;
-        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-        var listener = Own(DataPlaneListener.Start(0, certificates: null));
-        var completion = new TaskCompletionSource<TrainingResult>();
-        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
-            new NullTrainingObserver(), completion));
+        var (options, identity, completion, host) = StartJobWaitingForTwoWorkers(pauseTimeoutSeconds: 1);
         Register(host, options, identity);
         await Assert.ThrowsAsync<TrainingStalledException>(() => completion.Task.WaitAsync(Wait)); // no second worker: the job ends
 

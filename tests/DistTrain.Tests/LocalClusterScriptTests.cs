@@ -61,6 +61,23 @@ public class LocalClusterScriptTests
         return start;
     }
 
+    /// <summary>
+    /// Runs <paramref name="start"/> to its end, collecting both streams; past <paramref name="limit"/> it kills the
+    /// process tree and throws <see cref="OperationCanceledException"/>.
+    /// </summary>
+    private static async Task<(int ExitCode, string Output, string Errors)> RunToExitAsync(ProcessStartInfo start, TimeSpan limit)
+    {
+        using var process = Process.Start(start)!;
+        var standardError = process.StandardError.ReadToEndAsync();
+        var standardOutput = process.StandardOutput.ReadToEndAsync();
+        using (var timeout = new CancellationTokenSource(limit))
+        {
+            try { await process.WaitForExitAsync(timeout.Token); }
+            catch (OperationCanceledException) { process.Kill(entireProcessTree: true); throw; }
+        }
+        return (process.ExitCode, await standardOutput, await standardError);
+    }
+
     /// <summary>The script's run folder (logs, CA, secret) named on its first line, "logs in /path/to/repo/runs/cluster/&lt;run&gt;/logs/"; null before it.</summary>
     private static string? RunFolder(string output) =>
         Regex.Match(output, @"logs in (/\S*/runs/cluster/[^/\s]+)/logs/") is { Success: true } run ? run.Groups[1].Value : null;
@@ -199,17 +216,9 @@ public class LocalClusterScriptTests
             start.Environment["PIN_WORKERS"] = "1";
             start.Environment["DISTTRAIN_Cluster__MinWorkers"] = "1";
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(wrapper, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            using var process = Process.Start(start)!;
-            var standardError = process.StandardError.ReadToEndAsync();
-            var standardOutput = process.StandardOutput.ReadToEndAsync();
-            using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(180)))
-            {
-                try { await process.WaitForExitAsync(timeout.Token); }
-                catch (OperationCanceledException) { process.Kill(entireProcessTree: true); throw; }
-            }
-            var (output, errors) = (await standardOutput, await standardError);
+            var (exitCode, output, errors) = await RunToExitAsync(start, TimeSpan.FromSeconds(180));
             runFolder = RunFolder(output); // the script's run folder goes with the test's own
-            Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}\n{output}\n{errors}");
+            Assert.True(exitCode == 0, $"exit {exitCode}\n{output}\n{errors}");
             Assert.Contains(message, errors);
             Assert.Contains("add-worker.sh starts a replacement", errors);
             // The script's notice only: bash's raw job line for a child killed by a signal ("line N: PID Killed env ...")
@@ -250,17 +259,9 @@ public class LocalClusterScriptTests
             var start = ClusterScript(folder, epochs: 500);
             start.Environment["WORKER_WRAPPER"] = wrapper;
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(wrapper, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            using var process = Process.Start(start)!;
-            var standardError = process.StandardError.ReadToEndAsync();
-            var standardOutput = process.StandardOutput.ReadToEndAsync();
-            using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90)))
-            {
-                try { await process.WaitForExitAsync(timeout.Token); }
-                catch (OperationCanceledException) { process.Kill(entireProcessTree: true); throw; }
-            }
-            var (output, errors) = (await standardOutput, await standardError);
+            var (exitCode, output, errors) = await RunToExitAsync(start, TimeSpan.FromSeconds(90));
             runFolder = RunFolder(output);
-            Assert.True(process.ExitCode == 1, $"exit {process.ExitCode}\n{output}\n{errors}");
+            Assert.True(exitCode == 1, $"exit {exitCode}\n{output}\n{errors}");
             Assert.Contains("worker-1 exited with code 1; stopping the run.", errors);
             Assert.DoesNotMatch(@"line \d+: +\d+ Killed", errors);
             Assert.True(File.Exists(killed), "worker 2 was not killed while the script ran, so the test checked nothing");

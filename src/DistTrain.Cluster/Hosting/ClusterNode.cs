@@ -110,14 +110,16 @@ public static class ClusterNode
         var finishedElsewhere = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         var failover = new FailoverState();
         var dataHost = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname;
-        var samples = ModelFingerprint.SamplesOf(data, options.Cluster.CheckSamples);
+        // The training split's digest once, for the checkpoints and the registration's comparison.
+        var trainDigest = options.Checkpoint.Enabled || options.Cluster.CheckSamples ? data.Train.ContentDigest() : "";
+        var samples = ModelFingerprint.SamplesOf(data, options.Cluster.CheckSamples, trainDigest);
         ActorSystem? actorSystem = null;
         using var host = BuildHost(options, security, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
         {
             actorSystem = system;
             system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere), ParameterServerNode.Name);
             var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover,
-                saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? data.Train.ContentDigest() : "", samples: samples);
+                saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? trainDigest : "", samples: samples);
             system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
             FailWhenTerminated(system, completion);
         });

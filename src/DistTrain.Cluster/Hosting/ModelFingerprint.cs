@@ -53,13 +53,15 @@ public static class ModelFingerprint
     /// </summary>
     /// <param name="data">The node's data, as loaded and normalized for training.</param>
     /// <param name="check">Cluster:CheckSamples: false gives a fixed text instead, which matches only nodes where it is false too.</param>
-    public static string SamplesOf(TrainingData data, bool check = true)
+    /// <param name="trainDigest">The training split's <see cref="LabeledDataset.ContentDigest"/> when the caller has it already
+    /// (the parameter server's, for its checkpoints); null computes it.</param>
+    public static string SamplesOf(TrainingData data, bool check = true, string? trainDigest = null)
     {
         ArgumentNullException.ThrowIfNull(data);
         if (!check) return "not compared (Cluster:CheckSamples false)";
-        static string Split(string name, LabeledDataset? split) =>
-            split is null || split.Count == 0 ? $"{name} 0" : $"{name} {split.Count} ({split.ContentDigest()})";
-        return $"{Split("train", data.Train)}, {Split("validation", data.Validation)}, {Split("test", data.Test)}";
+        static string Split(string name, LabeledDataset? split, string? digest = null) =>
+            split is null || split.Count == 0 ? $"{name} 0" : $"{name} {split.Count} ({digest ?? split.ContentDigest()})";
+        return $"{Split("train", data.Train, trainDigest)}, {Split("validation", data.Validation)}, {Split("test", data.Test)}";
     }
 
     /// <summary>
