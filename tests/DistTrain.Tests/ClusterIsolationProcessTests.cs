@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
@@ -79,6 +81,42 @@ public sealed partial class ClusterProcessTests
         // One warning for the one rogue that reached registration, however many of its registrations arrived.
         Assert.Single(ps.Output.Split('\n'), line => line.Contains("Refused worker node", StringComparison.Ordinal));
         await AssertUndisturbedAsync(configPath, FinalWeightsPath());
+    }
+
+    [Fact]
+    public async Task A_worker_whose_seed_closes_the_connection_mid_handshake_exits_as_a_lost_worker_not_as_refused()
+    {
+        // A parameter-server node shutting down (or replaced) closes connections mid-handshake; Akka.Remote then stops the
+        // worker. No certificate was refused on either side, so the worker is lost (exit code 4, restart it), not refused (2).
+        using var closer = new TcpListener(IPAddress.Loopback, 0);
+        closer.Start();
+        using var stop = new CancellationTokenSource();
+        var accepting = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    using var socket = await closer.AcceptSocketAsync(stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        });
+        var configPath = Config(MlpConfig(hidden: 16, epochs: 1));
+        var (_, workerEnvironment) = Environments(workers: 1, configPath);
+        workerEnvironment["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{((IPEndPoint)closer.LocalEndpoint).Port}";
+        workerEnvironment.Remove("DISTTRAIN_Cluster__SeedNodes__1");
+        workerEnvironment["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "30";
+        var worker = Start("worker", configPath, workerEnvironment);
+
+        await worker.AssertExitAsync(4, TimeSpan.FromSeconds(60));
+        Assert.Contains("the peer closed the connection mid-handshake", worker.Output);
+        Assert.DoesNotContain("do not trust each other's certificates", worker.Output);
+        await stop.CancelAsync();
+        await accepting;
     }
 
     [Fact]

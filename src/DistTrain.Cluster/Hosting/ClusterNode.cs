@@ -121,7 +121,7 @@ public static class ClusterNode
             var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover,
                 saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? trainDigest : "", samples: samples);
             system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
-            FailWhenTerminated(system, completion);
+            FailWhenTerminated(system, security.Certificates, completion);
         });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         var stopped = false;
@@ -223,7 +223,7 @@ public static class ClusterNode
         {
             actorSystem = system;
             agent = system.ActorOf(WorkerAgent.Props(options, security, data, completion), "agent");
-            FailWhenTerminated(system, completion);
+            FailWhenTerminated(system, security.Certificates, completion);
         });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -287,12 +287,14 @@ public static class ClusterNode
     /// (<see cref="Membership.DowningReport"/> says why): the node's run fails with that reason rather than waiting forever.
     /// </summary>
     /// <remarks>
-    /// Akka.Remote (1.5.52 and later) shuts a node down when its own outbound TLS handshake fails: the peer refused this
-    /// node's certificate or this node refused the peer's. That is a node of another cluster, not a crash, and fails the
-    /// run with <see cref="NodeRefusedException"/> (exit code 2), unless this node's side had already been downed: a
-    /// downed peer closing a connection mid-handshake fails it too, and the run then fails with the downing's reason.
+    /// Akka.Remote (1.5.52 and later) shuts a node down when its own outbound TLS handshake fails. If this node refused the
+    /// peer's certificate (<see cref="ClusterCertificates.AkkaPeersRefused"/>), the peer is a node of another cluster, not a
+    /// crash: the run fails with <see cref="NodeRefusedException"/> (exit code 2). If it refused none, the peer closed the
+    /// connection mid-handshake, typically a parameter-server node shutting down or being replaced: the run fails with
+    /// <see cref="Actors.NodeDownedException"/> (a worker's exit code 4, a lost worker to restart). If this node's side
+    /// had already been downed, the run fails with the downing's reason instead.
     /// </remarks>
-    private static void FailWhenTerminated<T>(ActorSystem system, TaskCompletionSource<T> completion) =>
+    private static void FailWhenTerminated<T>(ActorSystem system, ClusterCertificates? certificates, TaskCompletionSource<T> completion) =>
         system.WhenTerminated.ContinueWith(_ =>
         {
             // A TLS handshake that fails after this node was downed (a downed peer closing mid-handshake) is the downing's
@@ -300,10 +302,13 @@ public static class ClusterNode
             if (CoordinatedShutdown.Get(system).ShutdownReason is { } reason && reason.GetType().Name == "TlsHandshakeFailureReason"
                 && Membership.DowningReport.Get(system).Reason is null)
             {
-                completion.TrySetException(new NodeRefusedException($"{reason}, and Akka.Remote stops a node whose outbound TLS handshake fails. Either this node " +
-                    "and that peer do not trust each other's certificates: each node needs a certificate signed by the cluster's CA, and that CA as " +
-                    "Cluster:CertificateAuthorityFile (deploy/certs/make-certs.sh). Or the peer closed the connection mid-handshake as it shut down " +
-                    "('Channel is closed' in the TLS lines of the log above, which name the certificate and the error): restart this node."));
+                completion.TrySetException(certificates is { AkkaPeersRefused: 0 }
+                    ? new Actors.NodeDownedException($"{reason}: the peer closed the connection mid-handshake, and Akka.Remote stops a node whose " +
+                        "outbound TLS handshake fails. This node refused no certificate, so the peer most likely shut down (a parameter-server node " +
+                        "stopping or being replaced) or is not a DistTrain node. Restart this node to rejoin.")
+                    : new NodeRefusedException($"{reason}, and Akka.Remote stops a node whose outbound TLS handshake fails: this node and that peer " +
+                        "do not trust each other's certificates (the warning above names the certificate). Each node needs a certificate signed by the " +
+                        "cluster's CA, and that CA as Cluster:CertificateAuthorityFile (deploy/certs/make-certs.sh)."));
                 return;
             }
             var report = Membership.DowningReport.Get(system);

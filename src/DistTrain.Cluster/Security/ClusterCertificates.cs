@@ -121,10 +121,21 @@ public sealed class ClusterCertificates : IDisposable
     {
         var refusal = Refusal(certificate);
         if (refusal is null) return true;
+        Interlocked.Increment(ref _akkaPeersRefused);
         if (FirstTime(remotePeer, refusal))
             log.Warning("Akka.Remote: refused a TLS connection with {0}: {1}.", remotePeer, refusal);
         return false;
     }
+
+    /// <summary>
+    /// How many Akka.Remote peer certificates <see cref="ValidateAkkaPeer"/> has refused in this process. Zero after a failed
+    /// outbound TLS handshake means no certificate was at fault on this side: the peer closed the connection mid-handshake
+    /// (and since every node checks at start-up that its own certificate passes its CA, a peer of another CA is always
+    /// refused on this side too).
+    /// </summary>
+    public int AkkaPeersRefused => Volatile.Read(ref _akkaPeersRefused);
+
+    private int _akkaPeersRefused;
 
     /// <summary>True the first time a refusal of this peer host (port ignored: each attempt comes from a new one) and reason is seen.</summary>
     public bool FirstTime(string remotePeer, string refusal)
