@@ -33,6 +33,19 @@ caller="$PWD"
 cd "$(dirname "$0")/../.."
 repo="$PWD"
 usage="Usage: deploy/local/cluster.sh [WORKERS] [--config FILE] [--data DIR] [--output DIR]"
+# --help, -h or -? anywhere among the arguments prints the usage and exits 0, before the others are checked (so a bad
+# option or WORKERS elsewhere on the line does not hide the help asked for).
+for argument in "$@"; do
+  case "$argument" in
+    --help|-h|-\?)
+      echo "$usage"
+      echo "Starts one parameter-server node and WORKERS (1 to 256, default 2) worker nodes of disttrain node on this machine, on"
+      echo "loopback; the options are disttrain node's, given to every node (without --config: configs/fashion-mnist-mlp.json)."
+      echo "Other settings are DISTTRAIN_ variables, for example DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2."
+      echo "Logs go to runs/cluster/<run>/logs/ in the repository; Ctrl-C stops every node. More in the comment at the top of deploy/local/cluster.sh."
+      exit 0 ;;
+  esac
+done
 # WORKERS, when given, comes first; without it (no arguments, or the node options straight away) there are 2.
 if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
   workers=$((10#$1)); shift
@@ -48,7 +61,7 @@ else
 fi
 # The node options, checked before anything is built, installed or created: disttrain node takes --config/-c, --data and
 # --output/-o (the script gives each node its --role), each with its value as the next argument or after '='. Without
-# --config the nodes train configs/fashion-mnist-mlp.json. --help, -h or -? prints the usage.
+# --config the nodes train configs/fashion-mnist-mlp.json.
 has_config=0; i=1
 while [ "$i" -le $# ]; do
   option="${!i}"; name="${option%%=*}"
@@ -61,13 +74,6 @@ while [ "$i" -le $# ]; do
       elif [ -z "${option#*=}" ]; then  # --config= with nothing after the '='
         echo "cluster.sh: $name needs a value. $usage" >&2; exit 2
       fi ;;
-    --help|-h|-\?)
-      echo "$usage"
-      echo "Starts one parameter-server node and WORKERS (1 to 256, default 2) worker nodes of disttrain node on this machine, on"
-      echo "loopback; the options are disttrain node's, given to every node (without --config: configs/fashion-mnist-mlp.json)."
-      echo "Other settings are DISTTRAIN_ variables, for example DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2."
-      echo "Logs go to runs/cluster/<run>/logs/ in the repository; Ctrl-C stops every node. More in the comment at the top of deploy/local/cluster.sh."
-      exit 0 ;;
     -r|--role)
       echo "cluster.sh: $name: the script gives each node its role (one parameter server, WORKERS workers). $usage" >&2; exit 2 ;;
     *)

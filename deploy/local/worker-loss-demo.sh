@@ -11,6 +11,8 @@
 # The run has its own CA, node certificate, job secret and free ports (deploy/local/cluster-env.sh).
 # Ctrl-C stops every node (at its next step; a second Ctrl-C ends them at once), waits for them and exits with the
 # parameter server's code (130: cancelled). SIGINT to one node stops that node as it stops `disttrain node` started by hand.
+# However the script ends, it exits only after every node it started has: workers still running 30 s after the parameter
+# server has ended are stopped (SIGTERM, as Ctrl-C), and on any other way out (SIGTERM to the script, an error) the nodes are.
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's folder's.
 # Exit code: the parameter server's, 2 for a WORKERS or MinWorkers that cannot work or a CLI_DLL that is not there, the
 # build's when the build fails, or 3
@@ -49,7 +51,6 @@ ps_port=$DISTTRAIN_Cluster__Port
 pids=()  # every node started: the parameter server and the workers
 source deploy/local/ctrl-c.sh  # with_sigint: the nodes take SIGINT as `disttrain node` started by hand does
 start_ctrl_c_probe
-trap 'kill "${pids[@]}" "$ctrl_c_probe" 2>/dev/null || true' EXIT
 # end_probe: ends the Ctrl-C probe, on the ways out that clear the EXIT trap (it would otherwise run on after the script).
 end_probe() { kill "$ctrl_c_probe" 2>/dev/null; wait "$ctrl_c_probe" 2>/dev/null; }
 # Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; a SIGINT to this script alone
@@ -75,6 +76,26 @@ wait_for() {
     return "$code"
   done
 }
+# poll_nodes S: sets `alive` to the nodes still running, once they have all ended or after S seconds.
+poll_nodes() {
+  local pid end=$(( SECONDS + $1 ))
+  while true; do
+    alive=(); for pid in "${pids[@]}"; do ! kill -0 "$pid" 2>/dev/null || alive+=("$pid"); done
+    [ ${#alive[@]} -gt 0 ] && [ "$SECONDS" -lt "$end" ] || return 0
+    sleep 0.1
+  done
+}
+# stop_nodes GRACE: no node outlives the script. The nodes still running after GRACE seconds (the workers leave on their
+# own once the job has ended) get SIGTERM, which a node takes as Ctrl-C, and those still running 30 s later a second one,
+# which ends a node at once; then every node is waited for.
+stop_nodes() {
+  local pid
+  poll_nodes "$1"; [ ${#alive[@]} -eq 0 ] || kill -TERM "${alive[@]}" 2>/dev/null
+  poll_nodes 30; [ ${#alive[@]} -eq 0 ] || kill -TERM "${alive[@]}" 2>/dev/null
+  for pid in "${pids[@]}"; do wait_for "$pid"; done
+}
+# Any other way out (a signal other than SIGINT to the script, an error) stops the nodes and waits for them too.
+trap 'stop_nodes 0; end_probe' EXIT
 victim=
 for i in $(seq 1 "$workers"); do
   [ "$interrupted" = 0 ] || break  # Ctrl-C while the nodes start: start no more
@@ -100,6 +121,8 @@ if [ "$kill_one" = 1 ] && [ "$interrupted" = 0 ]; then
 fi
 status=130
 [ -z "$ps" ] || { wait_for "$ps"; status=$?; }
+# The parameter server has been waited for: its PID may be another process's from now on, so no signal may go to it.
+workers_left=(); for pid in "${pids[@]}"; do [ "$pid" = "$ps" ] || workers_left+=("$pid"); done; pids=("${workers_left[@]}")
 if [ "$interrupted" = 1 ]; then
   for pid in "${pids[@]}"; do wait_for "$pid"; done  # every node has ended before the script does
   end_probe; trap - EXIT
@@ -112,12 +135,11 @@ if [ "$kill_one" = 1 ] && [ "$killed" = 0 ]; then
   echo "error: no worker was killed: the parameter server never printed '$kill_at'. Its progress lines were:" >&2
   grep -E "^epoch " "$out/parameter-server.log" | head -8 >&2
   echo "Set KILL_AT to one of them (as printed) and run again. Stopping the worker nodes; nothing was measured." >&2
-  workers_left=(); for pid in "${pids[@]}"; do [ "$pid" = "$ps" ] || workers_left+=("$pid"); done  # the parameter server was waited for
-  [ ${#workers_left[@]} -eq 0 ] || kill -TERM "${workers_left[@]}" 2>/dev/null  # SIGTERM, which a node takes as Ctrl-C: they leave at once
-  for pid in "${workers_left[@]}"; do wait_for "$pid"; done
+  stop_nodes 0  # SIGTERM, which a node takes as Ctrl-C: they leave at once
   end_probe; trap - EXIT
   exit 3
 fi
 grep -E "is lost|go to|Test accuracy" "$out/parameter-server.log"
+stop_nodes 30  # the workers leave once the job has ended; a worker that does not is stopped
 end_probe; trap - EXIT
 exit "$status"

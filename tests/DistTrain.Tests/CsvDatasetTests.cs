@@ -341,8 +341,8 @@ public class CsvDatasetTests : IDisposable
             File.WriteAllBytes(path, bytes);
             return Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions())).Message;
         }
-        const string fix = "to the end of the file cannot be read as gzip: .NET's gzip reader would stop there without an error, and any rows " +
-            "after that point would be lost. Compress the CSV file again with gzip (gzip -c data.csv > data.csv.gz), rather than appending " +
+        const string fix = "to the end of the file cannot be read as gzip: .NET's gzip reader would stop there without an error, and any data " +
+            "after that point would be lost. Compress the original file again with gzip (gzip -c FILE > FILE.gz), rather than appending " +
             "to the .gz file or editing it.";
 
         var flipped = second.ToArray();

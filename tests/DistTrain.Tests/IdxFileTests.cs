@@ -144,6 +144,29 @@ public class IdxFileTests : IDisposable
         Assert.Contains(flipped, flippedError.Message);
     }
 
+    [Fact]
+    public void A_gzip_file_is_checked_whole_so_bytes_after_its_member_or_a_cut_trailer_are_refused()
+    {
+        // .NET's GZipStream stops without an error at bytes after a member that do not start another, and the IDX reader
+        // read such a file as if the bytes were not there; it now goes through GzipFile's check, as a .csv.gz does.
+        var content = Idx(0x08, [3, 2, 2], 12);
+        var packed = Gzip(content);
+        var good = IdxFile.Read(Write("good-idx3-ubyte.gz", packed), 3);
+        Assert.Equal(new[] { 3, 2, 2 }, good.Dimensions);
+        Assert.Equal(content[16..], good.Data);
+
+        var appended = Write("appended-idx3-ubyte.gz", [.. packed, .. "junk"u8]);
+        foreach (var read in new Action[] { () => IdxFile.Read(appended, 3), () => IdxFile.ReadAsSingles(appended, 3, 255f) })
+            Assert.StartsWith($"{appended}: the data at byte offset {packed.Length} follows the file's first gzip member but does not start " +
+                "another member: its first byte is 0x6a, not gzip's 0x1f. The 4 bytes from there to the end of the file cannot be read as gzip",
+                Assert.Throws<DataFormatException>(read).Message);
+
+        // Cut inside the 8-byte trailer: the deflate data is whole, so only the check sees that the file is short.
+        var cut = Write("cut-idx3-ubyte.gz", packed[..^3]);
+        Assert.Equal($"{cut}: the gzip data ends early, inside member 1 (which starts at byte 0). The file is truncated; download or write it again.",
+            Assert.Throws<DataFormatException>(() => IdxFile.Read(cut, 3)).Message);
+    }
+
     /// <summary>
     /// Images and labels of different splits are refused, also when a limit reads only the first items of each (a user
     /// who put the training labels beside the test images trained on wrong labels without a word while

@@ -136,13 +136,17 @@ public class LocalClusterScriptTests
     }
 
     /// <summary>--help, -h and -? (after WORKERS or alone) used to be refused as options disttrain node does not have (exit 2);
-    /// they print the usage, exit 0, and start, build or create nothing.</summary>
+    /// they print the usage, exit 0, and start, build or create nothing. After an argument the script refuses (a bad option,
+    /// a bad WORKERS) they used to give that refusal instead, exit 2: the help asked for is printed wherever it is.</summary>
     [Theory]
     [InlineData("--help")]
     [InlineData("-h")]
     [InlineData("-?")]
     [InlineData("2 --help")]
     [InlineData("3 --config configs/fashion-mnist-mlp.json -?")]
+    [InlineData("2 --epochs 2 --help")]
+    [InlineData("2 --config= -h")]
+    [InlineData("abc -?")]
     public async Task Help_prints_the_usage_and_exits_0_before_anything_is_created(string arguments)
     {
         var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Repository };

@@ -217,12 +217,15 @@ public static class ClusterNode
     {
         Blas.Configure(options.Compute, workersInProcess: 1);
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
+        // The samples' digest for the registrations, before the node starts, as the parameter server's: not in the agent's
+        // constructor, which it would block for about 0.1 s.
+        var samples = ModelFingerprint.SamplesOf(data, options.Cluster.CheckSamples);
         ActorSystem? actorSystem = null;
         IActorRef agent = ActorRefs.Nobody;
         using var host = BuildHost(options, security, NodeRoles.Worker, computeThreads: 1, (system, _) =>
         {
             actorSystem = system;
-            agent = system.ActorOf(WorkerAgent.Props(options, security, data, completion), "agent");
+            agent = system.ActorOf(WorkerAgent.Props(options, security, data, samples, completion), "agent");
             FailWhenTerminated(system, security.Certificates, completion);
         });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);

@@ -10,7 +10,7 @@ namespace DistTrain.Core.Data;
 /// Checks that a gzip file is complete and intact before it is parsed. .NET's <see cref="System.IO.Compression.GZipStream"/>
 /// ends quietly where a truncated file ends, and also where the data after a member is not another member (trailing
 /// bytes, or a later member whose header is damaged), so such a <c>.csv.gz</c> would train on the rows before that point,
-/// or fail with a misleading column count. The check reads the file once, member by member, with SharpZipLib's raw
+/// or fail with a misleading column count (the CSV and IDX readers both check their gzip files with it). The check reads the file once, member by member, with SharpZipLib's raw
 /// <see cref="Inflater"/>, checks each member's header and its trailer, its CRC-32 and its uncompressed size modulo 2^32
 /// (RFC 1952, sections 2.3 and 2.3.1), and requires the members to fill the file: a file of several members joined
 /// (<c>cat a.gz b.gz</c>, <c>pigz</c>, <c>bgzip</c>), which gzip itself reads, is accepted whole. After the last member
@@ -180,8 +180,8 @@ public static class GzipFile
         var after = members == 1 ? "the file's first gzip member" : $"the file's {members} gzip members";
         var bytes = end - offset == 1 ? "The 1 byte" : $"The {end - offset} bytes";
         return new($"{path}: the data at byte offset {offset} follows {after} but does not start another member: {what}. {bytes} from " +
-            "there to the end of the file cannot be read as gzip: .NET's gzip reader would stop there without an error, and any rows after " +
-            "that point would be lost. Compress the CSV file again with gzip (gzip -c data.csv > data.csv.gz), rather than appending to " +
+            "there to the end of the file cannot be read as gzip: .NET's gzip reader would stop there without an error, and any data after " +
+            "that point would be lost. Compress the original file again with gzip (gzip -c FILE > FILE.gz), rather than appending to " +
             "the .gz file or editing it.");
     }
 

@@ -30,7 +30,9 @@ public static class IdxFile
     /// <param name="path">A <c>.gz</c> or raw IDX file (gzip is detected from its content, not its name).</param>
     /// <param name="expectedDimensions">Required number of dimensions (3 for images, 1 for labels).</param>
     /// <param name="maxItems">Read at most this many items (0 = all); the rest of the file is still checked for its length.</param>
-    /// <exception cref="DataFormatException">The file is missing, truncated, has extra bytes, a wrong magic number or bad sizes.</exception>
+    /// <exception cref="DataFormatException">The file is missing, truncated, has extra bytes, a wrong magic number or bad sizes;
+    /// or it is gzip-compressed and its gzip data is truncated, corrupt, or followed by bytes that do not start another gzip
+    /// member (the message names the byte offset where they start; see <see cref="GzipFile.CheckComplete(string)"/>).</exception>
     /// <remarks>The data is read straight into one array of its exact size: no intermediate copies, so
     /// loading Fashion-MNIST's 47 MB of training pixels needs 47 MB.</remarks>
     public static IdxArray Read(string path, int expectedDimensions, int maxItems = 0) =>
@@ -159,7 +161,10 @@ public static class IdxFile
     /// Reads a raw or gzip-compressed IDX file. The data's length is known before anything is allocated for it: a raw
     /// file's from its size, a gzip file's from a first pass that decompresses without keeping the bytes. So a header that
     /// declares more data than the file holds is refused at once, instead of allocating up to 2 GiB of bytes (8 GiB of
-    /// floats) for a few bytes of file; a gzip file costs a second decompression.
+    /// floats) for a few bytes of file; a gzip file costs a second decompression. The first pass is
+    /// <see cref="GzipFile.CheckComplete(string, Stream)"/>'s, as for a <c>.csv.gz</c>: a truncated or corrupt file, or bytes
+    /// after a member that do not start another (where .NET's <see cref="GZipStream"/> stops without an error), are refused
+    /// with their byte offset.
     /// </summary>
     private static int[] ReadSeekable(string name, Stream file, int expectedDimensions, int maxItems, Action<long> allocate, ChunkSink sink)
     {
@@ -170,9 +175,7 @@ public static class IdxFile
             file.Position = 0;
             if (first != 0x1f || second != 0x8b)
                 return ReadStream(name, file, file.Length, expectedDimensions, maxItems, allocate, sink);
-            long length;
-            using (var counting = new GZipStream(file, CompressionMode.Decompress, leaveOpen: true))
-                length = CountBytes(counting);
+            var length = GzipFile.Check(name, file);
             file.Position = 0;
             using var stream = new GZipStream(file, CompressionMode.Decompress, leaveOpen: true);
             return ReadStream(name, stream, length, expectedDimensions, maxItems, allocate, sink);
@@ -181,15 +184,6 @@ public static class IdxFile
         {
             throw new DataFormatException($"{name}: the gzip stream is corrupt ({e.Message}). Download or reinstall the file.");
         }
-    }
-
-    private static long CountBytes(Stream stream)
-    {
-        var chunk = new byte[64 * 1024];
-        long total = 0;
-        int read;
-        while ((read = stream.Read(chunk)) > 0) total += read;
-        return total;
     }
 
     /// <summary>Reads the header and data from <paramref name="stream"/>, which holds <paramref name="length"/> bytes (header included).</summary>
