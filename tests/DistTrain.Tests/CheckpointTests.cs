@@ -66,6 +66,51 @@ public class CheckpointFormatTests : IDisposable
     }
 
     [Fact]
+    public void A_header_edited_to_another_round_of_the_same_length_is_a_checksum_error()
+    {
+        // The data's SHA-256 does not cover the header: before its own checksum, "round":"3" edited to "round":"1" resumed
+        // from round 1 and trained rounds 1 and 2 of that epoch twice, without a word.
+        var path = Path.Combine(_directory, "c.safetensors");
+        Sample(1, epoch: 2, round: 3).Write(path);
+        var bytes = File.ReadAllBytes(path);
+        var text = System.Text.Encoding.Latin1.GetString(bytes);
+        var at = text.IndexOf("\"round\":\"3\"", StringComparison.Ordinal);
+        Assert.True(at > 0 && text.IndexOf("\"round\":\"3\"", at + 1, StringComparison.Ordinal) < 0);
+        bytes[at + "\"round\":\"".Length] = (byte)'1';
+        File.WriteAllBytes(path, bytes);
+        var error = Assert.Throws<InvalidDataException>(() => TrainingCheckpoint.Read(path, Layout));
+        Assert.StartsWith(path + ": checksum mismatch: the header's metadata has SHA-256 ", error.Message);
+        Assert.Contains("The header was edited or is corrupt", error.Message);
+
+        // A checkpoint written before the header had its checksum (no metadata_sha256) still reads.
+        Sample(1, epoch: 2, round: 3).Write(path);
+        bytes = File.ReadAllBytes(path);
+        var headerLength = (int)BitConverter.ToUInt64(bytes);
+        var header = System.Text.Json.Nodes.JsonNode.Parse(bytes.AsSpan(8, headerLength))!.AsObject();
+        Assert.True(header["__metadata__"]!.AsObject().Remove("metadata_sha256"));
+        var json = System.Text.Encoding.UTF8.GetBytes(header.ToJsonString().PadRight((header.ToJsonString().Length + 7) / 8 * 8));
+        File.WriteAllBytes(path, [.. BitConverter.GetBytes((ulong)json.Length), .. json, .. bytes.AsSpan(8 + headerLength)]);
+        var read = TrainingCheckpoint.Read(path, Layout);
+        Assert.Equal((1L, 2, 3), (read.Version, read.Epoch, read.Round));
+    }
+
+    [Fact]
+    public void A_renamed_checkpoint_is_skipped_as_its_name_tells_another_position_than_its_header()
+    {
+        var store = new CheckpointStore(_directory, keep: 5);
+        store.Save(Sample(3));
+        var written = store.Save(Sample(6, epoch: 2, round: 5));
+        var renamed = Path.Combine(_directory, CheckpointStore.FileName(9, 2, 8));
+        File.Move(written, renamed);
+        var search = store.FindNewestValid(Layout);
+        Assert.Equal(3, search.Checkpoint!.Version);
+        var skipped = Assert.Single(search.Skipped);
+        Assert.Equal(renamed, skipped.Path);
+        Assert.Equal("its name says version 9, epoch 2, round 8, but its header says version 6, epoch 2, round 5: the file was renamed. " +
+                     $"Give it its own name back ({CheckpointStore.FileName(6, 2, 5)}) or remove it.", skipped.Reason);
+    }
+
+    [Fact]
     public void Another_model_is_refused_by_its_fingerprint()
     {
         var path = Path.Combine(_directory, "c.safetensors");

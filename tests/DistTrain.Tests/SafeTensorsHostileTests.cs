@@ -46,6 +46,26 @@ public class SafeTensorsHostileTests : IDisposable
         AssertMentions(Refuse(pickle), "the file is a Python pickle, as torch.save writes, not safetensors");
     }
 
+    [Theory]
+    [InlineData(640)] // 0x0280: the length field starts 0x80 0x02, as a protocol-2 pickle does
+    [InlineData(896)] // 0x0380
+    [InlineData(1408)] // 0x0580
+    public void A_valid_file_whose_header_length_starts_like_a_pickle_is_read_both_whole_and_header_only(int headerBytes)
+    {
+        // Before, these were refused as "a Python pickle, as torch.save writes": a checkpoint whose metadata grew to 896
+        // bytes could not be resumed from.
+        const string tensor = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"__metadata__\":{\"note\":\"";
+        var header = tensor + new string('x', headerBytes - tensor.Length - 3) + "\"}}";
+        Assert.Equal(headerBytes, Encoding.UTF8.GetByteCount(header));
+        var bytes = File(header, 4);
+        Assert.Equal(0x80, bytes[0]);
+        BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(8 + headerBytes), 2.5f);
+        Assert.Equal([2.5f], SafeTensors.Read("valid.safetensors", bytes)["a"].Data);
+        var path = Path.Combine(_directory, "valid.safetensors");
+        System.IO.File.WriteAllBytes(path, bytes);
+        Assert.Equal(headerBytes - tensor.Length - 3, SafeTensors.ReadMetadata(path)["note"].Length);
+    }
+
     [Fact]
     public void Overlapping_data_offsets_are_refused_naming_both_tensors_and_the_bytes()
     {

@@ -157,6 +157,14 @@ public sealed partial class CheckpointStore
             try
             {
                 var checkpoint = TrainingCheckpoint.Read(path, layout);
+                // The newest is chosen by name: a name that tells another position than the header would pick the wrong one.
+                if (PositionOf(path) is { } named && named != (checkpoint.Version, checkpoint.Epoch, checkpoint.Round))
+                {
+                    skipped.Add(new SkippedCheckpoint(path, $"its name says version {named.Version}, epoch {named.Epoch}, round {named.Round}, but its " +
+                        $"header says version {checkpoint.Version}, epoch {checkpoint.Epoch}, round {checkpoint.Round}: the file was renamed. Give it its " +
+                        $"own name back ({FileName(checkpoint.Version, checkpoint.Epoch, checkpoint.Round)}) or remove it."));
+                    continue;
+                }
                 if (!string.IsNullOrEmpty(jobId) && checkpoint.JobId != jobId)
                 {
                     skipped.Add(new SkippedCheckpoint(path, $"written by another job ({(checkpoint.JobId.Length == 0 ? "no job id" : "job " + checkpoint.JobId)}; this one is job {jobId})."));

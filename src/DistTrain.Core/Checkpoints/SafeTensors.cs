@@ -56,10 +56,11 @@ public static class SafeTensors
     public static IReadOnlyDictionary<string, string> ReadMetadata(string path)
     {
         using var stream = File.OpenRead(path);
-        Span<byte> start = stackalloc byte[8];
-        var read = stream.ReadAtLeast(start, 8, throwOnEndOfStream: false);
+        Span<byte> start = stackalloc byte[9];
+        var read = stream.ReadAtLeast(start, 9, throwOnEndOfStream: false);
         var headerLength = SafeTensorsHeader.ReadHeaderLength(path, start[..read], stream.Length);
         var header = new byte[headerLength];
+        stream.Position = 8;
         stream.ReadExactly(header);
         return SafeTensorsHeader.Parse(path, header, stream.Length).Metadata;
     }

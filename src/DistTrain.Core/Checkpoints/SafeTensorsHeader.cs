@@ -54,7 +54,8 @@ internal sealed class SafeTensorsHeader
 
     /// <summary>Reads the 8-byte little-endian header length and checks it against the limit and the file.</summary>
     /// <param name="path">Names the file in errors.</param>
-    /// <param name="start">The file's first bytes (at least 8 when the file has them).</param>
+    /// <param name="start">The file's first bytes (at least 9 when the file has them: the 9th tells a header length from a
+    /// pickle's or zip archive's signature).</param>
     /// <param name="fileLength">The file's length, bytes.</param>
     /// <exception cref="SafeTensorsFormatException">The file is shorter than 8 bytes or the length is over the limit or past the end.</exception>
     public static int ReadHeaderLength(string path, ReadOnlySpan<byte> start, long fileLength)
@@ -62,7 +63,10 @@ internal sealed class SafeTensorsHeader
         if (fileLength < 8 || start.Length < 8)
             throw Fail(path, null, $"{fileLength} bytes is too short for a safetensors file (the 8-byte header length is missing). The file is truncated or not safetensors.");
         // torch.save writes a zip archive (PyTorch 1.6 and later) or, with _use_new_zipfile_serialization=False, a pickle.
-        if (start[0] == (byte)'P' && start[1] == (byte)'K' && start[2] == 3 && start[3] == 4 || start[0] == 0x80 && start[1] is >= 2 and <= 5)
+        // A safetensors header is JSON, so its first byte (byte 8) is '{': a header length whose low bytes read as a
+        // pickle's start (0x80, protocol 2 to 5: 640 to 1,408 bytes, and so on every 65,536) is still safetensors.
+        var jsonFollows = start.Length > 8 && start[8] == (byte)'{';
+        if (!jsonFollows && (start[0] == (byte)'P' && start[1] == (byte)'K' && start[2] == 3 && start[3] == 4 || start[0] == 0x80 && start[1] is >= 2 and <= 5))
             throw Fail(path, null, $"the file is {(start[0] == 0x80 ? "a Python pickle" : "a zip archive")}, as torch.save writes, not safetensors. " +
                 "In PyTorch, save the state_dict with safetensors instead: safetensors.torch.save_file(model.state_dict(), \"model.safetensors\").");
         var length = BinaryPrimitives.ReadUInt64LittleEndian(start);

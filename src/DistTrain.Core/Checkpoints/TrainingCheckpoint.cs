@@ -25,8 +25,9 @@ namespace DistTrain.Core.Checkpoints;
 /// <c>epoch_samples</c> and <c>epoch_loss_sum</c>, <c>model_fingerprint</c> (see <see cref="LayoutFingerprint"/>),
 /// <c>optimizer_hyperparameters</c> (a JSON object of the settings the optimizer state depends on, by configuration key,
 /// see <see cref="OptimizerOptions.StateHyperparameters"/>), <c>training_mode</c> (Training:Mode), <c>trained_ahead</c>
-/// (asynchronous mode: <c>round:shard;...</c> of minibatches after the position already trained) and <c>data_sha256</c>,
-/// the SHA-256 of every byte after the header; <c>train_samples</c>, <c>data_settings</c>, <c>model_settings</c> and
+/// (asynchronous mode: <c>round:shard;...</c> of minibatches after the position already trained), <c>data_sha256</c>,
+/// the SHA-256 of every byte after the header, and <c>metadata_sha256</c>, that of the other metadata entries
+/// (<see cref="MetadataDigest"/>; optional when reading); <c>train_samples</c>, <c>data_settings</c>, <c>model_settings</c> and
 /// <c>run_epochs</c> (Training:Epochs of the run), which a resume compares with its config.</para>
 /// <para>The learning-rate schedule is a pure function of the position (optimizer steps, epoch, round, steps per epoch),
 /// so the position is its whole state.</para>
@@ -291,7 +292,9 @@ public sealed class TrainingCheckpoint
             hash.AppendData(MemoryMarshal.AsBytes(t.Values.AsSpan(t.Offset, t.Length)));
         var checksum = Convert.ToHexStringLower(hash.GetHashAndReset());
 
-        var header = new Dictionary<string, object>(StringComparer.Ordinal) { ["__metadata__"] = Metadata(checksum) };
+        var metadata = Metadata(checksum);
+        metadata[MetadataSha256Key] = MetadataDigest(metadata);
+        var header = new Dictionary<string, object>(StringComparer.Ordinal) { ["__metadata__"] = metadata };
         long offset = 0;
         foreach (var t in tensors)
         {
@@ -358,6 +361,26 @@ public sealed class TrainingCheckpoint
 
     private static string Invariant(long value) => value.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>Metadata key of the header's own checksum (<see cref="MetadataDigest"/>).</summary>
+    private const string MetadataSha256Key = "metadata_sha256";
+
+    /// <summary>
+    /// The SHA-256 (lower-case hex) of every metadata entry but <see cref="MetadataSha256Key"/>: in ordinal order of their
+    /// keys, each as <c>{key length}:{key}{value length}:{value}</c> (lengths in UTF-16 code units), so no two different
+    /// sets of entries hash the same text. <c>data_sha256</c> covers the tensors, this the position and settings, which a
+    /// resume trusts as much: a header edited to another round would otherwise train some minibatches twice or never.
+    /// </summary>
+    private static string MetadataDigest(IReadOnlyDictionary<string, string> metadata)
+    {
+        var text = new StringBuilder();
+        foreach (var key in metadata.Keys.Where(k => k != MetadataSha256Key).Order(StringComparer.Ordinal))
+        {
+            var value = metadata[key];
+            text.Append(CultureInfo.InvariantCulture, $"{key.Length}:{key}{value.Length}:{value}");
+        }
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
+    }
+
     /// <summary>The recorded optimizer hyperparameters; null when the checkpoint has none (written before they were recorded).</summary>
     private static List<(string Key, string Value)>? Hyperparameters(string path, string json)
     {
@@ -411,6 +434,11 @@ public sealed class TrainingCheckpoint
         var checksum = Convert.ToHexStringLower(SHA256.HashData(bytes.AsSpan(dataStart)));
         if (!string.Equals(checksum, Get("data_sha256"), StringComparison.Ordinal))
             throw new InvalidDataException($"{path}: checksum mismatch: the data section's SHA-256 is {checksum}, the header records {Get("data_sha256")}. The file is corrupt.");
+        // Optional: checkpoints written before the header had its own checksum carry none.
+        if (metadata.TryGetValue(MetadataSha256Key, out var recorded) && MetadataDigest(metadata) is var digest
+            && !string.Equals(digest, recorded, StringComparison.Ordinal))
+            throw new InvalidDataException($"{path}: checksum mismatch: the header's metadata has SHA-256 {digest}, the header records {recorded}. " +
+                                           "The header was edited or is corrupt (a changed epoch or round would train minibatches twice or skip them).");
         var fingerprint = LayoutFingerprint(layout);
         if (Get("model_fingerprint") != fingerprint)
             throw new InvalidDataException($"{path}: the checkpoint holds another model: {ModelDifference(tensors, layout)}.");
