@@ -84,6 +84,23 @@ public class PredictEvaluateTests : IDisposable
         Assert.Equal(250, ModelInputs.ReadLabeled(TestData.SubsetDirectory, fromIdx, resize: false).Data.Count);
     }
 
+    [Fact]
+    public void A_model_of_some_classes_only_names_each_output_by_the_original_label_it_stands_for()
+    {
+        // Before, predict's name column read "-" and evaluate's "0", "1", "2": nothing said that output 0 is label 5.
+        var options = new ModelBuilder(784).Dense(3).Build();
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
+        var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]);
+        var some = new TrainedModel(options, weights, normalizer,
+            new DataMetadata(DataFormat.Idx, 255f, null, LabelsAreNames: false, null, null, false, [5, 6, 7]).ToMetadata());
+        Assert.Equal(["label 5", "label 6", "label 7"], Enumerable.Range(0, 3).Select(some.ClassName));
+        var named = new TrainedModel(options, weights, normalizer,
+            new DataMetadata(DataFormat.Idx, 255f, ["Sandal", "Shirt", "Sneaker"], LabelsAreNames: false, null, null, false, [5, 6, 7]).ToMetadata());
+        Assert.Equal("Shirt", named.ClassName(1));
+        var all = new TrainedModel(options, weights, normalizer, new DataMetadata(DataFormat.Idx, 255f, null, LabelsAreNames: false, null, null, false, []).ToMetadata());
+        Assert.Null(all.ClassName(0));
+    }
+
     /// <summary>
     /// A symbolic link back into a folder given to predict or evaluate (Bag/loop -&gt; ..) was followed until the system's
     /// limit of nested links: predict listed 4,920 inputs for 120 images. Both refuse it, naming the link, with exit code 2.

@@ -81,8 +81,14 @@ public sealed class TrainedModel
     /// <summary>Class names in output order (<see cref="DataMetadata.ClassNames"/>), or null when the data had none.</summary>
     public IReadOnlyList<string>? ClassNames => Data.ClassNames;
 
-    /// <summary>The name of class <paramref name="index"/>, or null when the model's classes have no names.</summary>
-    public string? ClassName(int index) => ClassNames is { } names && index < names.Count ? names[index] : null;
+    /// <summary>
+    /// The name of class <paramref name="index"/>; for a model trained on some classes only (Data:Classes) whose labels
+    /// have no names, the original label it stands for (<c>label 5</c>, as output 0 of Data:Classes [5, 6, 7]); null when
+    /// the model's classes have neither.
+    /// </summary>
+    public string? ClassName(int index) => ClassNames is { } names && index < names.Count ? names[index]
+        : Data.Classes is { Count: > 0 } kept && index < kept.Count ? $"label {kept[index].ToString(System.Globalization.CultureInfo.InvariantCulture)}"
+        : null;
 
     private Sequential Replica
     {
