@@ -21,7 +21,7 @@ internal static class MetricsSetup
         {
             var exporter = MetricsExporter.Start(options.Metrics.Hostname, options.Metrics.Port, line => CliConsole.Fail("warning", line));
             if (exporter.IsServing)
-                Spectre.Console.AnsiConsole.MarkupLineInterpolated($"Metrics: http://{(options.Metrics.Hostname == "+" ? "localhost" : options.Metrics.Hostname)}:{options.Metrics.Port}/metrics");
+                Spectre.Console.AnsiConsole.MarkupLineInterpolated($"Metrics: {Endpoint(options.Metrics.Hostname, options.Metrics.Port)}");
             return exporter;
         }
         catch (HttpListenerException e)
@@ -29,6 +29,13 @@ internal static class MetricsSetup
             throw new MetricsPortException(CannotListen(options.Metrics.Hostname, options.Metrics.Port, e));
         }
     }
+
+    /// <summary>
+    /// What the start-up line says the endpoint listens on: <c>http://localhost:PORT/metrics (all interfaces)</c> for
+    /// <c>+</c> and <c>*</c> (a local URL to try, and that other machines can reach it too), else the host itself.
+    /// </summary>
+    internal static string Endpoint(string hostname, int port) =>
+        hostname is "+" or "*" ? $"http://localhost:{port}/metrics (all interfaces)" : $"http://{hostname}:{port}/metrics";
 
     /// <summary>
     /// The problem when the endpoint cannot listen: a Metrics:Hostname that is not a host name or does not resolve

@@ -389,6 +389,16 @@ public class MetricsTests
         Assert.Equal(["ps.example"], MetricListener.Hosts("ps.example"));
     }
 
+    /// <summary>The start-up line says what the endpoint listens on: before, <c>+</c> printed as <c>http://localhost:PORT/metrics</c> alone.</summary>
+    [Fact]
+    public void The_start_up_line_says_every_interface_for_the_wildcard_hosts_and_the_host_otherwise()
+    {
+        Assert.Equal("http://localhost:9187/metrics (all interfaces)", DistTrain.Cli.MetricsSetup.Endpoint("+", 9187));
+        Assert.Equal("http://localhost:9187/metrics (all interfaces)", DistTrain.Cli.MetricsSetup.Endpoint("*", 9187));
+        Assert.Equal("http://localhost:9187/metrics", DistTrain.Cli.MetricsSetup.Endpoint("localhost", 9187));
+        Assert.Equal("http://ps.example:9187/metrics", DistTrain.Cli.MetricsSetup.Endpoint("ps.example", 9187));
+    }
+
     /// <summary>A Metrics:Hostname that is not a host name is named as the problem, not the port.</summary>
     [Fact]
     public void A_bad_metrics_host_name_is_refused_naming_it_not_the_port()
