@@ -48,12 +48,16 @@ internal static class MetricsSetup
 
     /// <summary>
     /// Why <paramref name="hostname"/> cannot be listened on, or null when it is <c>+</c>, <c>*</c> or a host name that
-    /// resolves: "is not a host name" (<see cref="Uri.CheckHostName"/>), or "does not resolve to an address".
+    /// resolves: "is not a host name" (<see cref="Uri.CheckHostName"/>), "is the unspecified address, which names no
+    /// interface" (<c>0.0.0.0</c>, <c>::</c>: the listener cannot take them, and <see cref="Dns"/> refuses to resolve them),
+    /// or "does not resolve to an address".
     /// </summary>
     internal static string? HostProblem(string hostname)
     {
         if (hostname is "+" or "*") return null;
         if (Uri.CheckHostName(hostname) == UriHostNameType.Unknown) return "is not a host name";
+        if (IPAddress.TryParse(hostname.Trim('[', ']'), out var address) && (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any)))
+            return "is the unspecified address, which names no interface";
         try
         {
             return Dns.GetHostAddresses(hostname).Length == 0 ? "does not resolve to an address" : null;

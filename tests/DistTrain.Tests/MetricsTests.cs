@@ -414,6 +414,17 @@ public class MetricsTests
             "every interface, localhost for this machine only, or a name or address of this machine.", DistTrain.Cli.MetricsSetup.CannotListen("bad host!", 9100, refused));
     }
 
+    /// <summary>Metrics:Hostname 0.0.0.0: before, the listener's refusal was followed by an unhandled ArgumentException from Dns.</summary>
+    [Fact]
+    public void The_unspecified_address_is_refused_with_plus_as_the_fix()
+    {
+        var refused = new HttpListenerException(50, "The request is not supported.");
+        foreach (var host in new[] { "0.0.0.0", "::", "[::]" })
+            Assert.Equal($"Metrics:Hostname = '{host}' is the unspecified address, which names no interface (The request is not supported.): set " +
+                "Metrics:Hostname to + for every interface, localhost for this machine only, or a name or address of this machine.",
+                DistTrain.Cli.MetricsSetup.CannotListen(host, 9100, refused));
+    }
+
     [Fact]
     public void A_taken_port_is_still_named_as_the_problem()
     {
