@@ -21,7 +21,7 @@ internal static class MetricsSetup
         {
             var exporter = MetricsExporter.Start(options.Metrics.Hostname, options.Metrics.Port, line => CliConsole.Fail("warning", line));
             if (exporter.IsServing)
-                Spectre.Console.AnsiConsole.MarkupLineInterpolated($"Metrics: http://{(options.Metrics.Hostname == "+" ? "localhost" : options.Metrics.Hostname)}:{options.Metrics.Port}/metrics");
+                Spectre.Console.AnsiConsole.MarkupLineInterpolated($"Metrics: {Endpoint(options.Metrics.Hostname, options.Metrics.Port)}");
             return exporter;
         }
         catch (HttpListenerException e)
@@ -29,6 +29,13 @@ internal static class MetricsSetup
             throw new MetricsPortException(CannotListen(options.Metrics.Hostname, options.Metrics.Port, e));
         }
     }
+
+    /// <summary>
+    /// What the start-up line says the endpoint listens on: <c>http://localhost:PORT/metrics (all interfaces)</c> for
+    /// <c>+</c> and <c>*</c> (a local URL to try, and that other machines can reach it too), else the host itself.
+    /// </summary>
+    internal static string Endpoint(string hostname, int port) =>
+        hostname is "+" or "*" ? $"http://localhost:{port}/metrics (all interfaces)" : $"http://{hostname}:{port}/metrics";
 
     /// <summary>
     /// The problem when the endpoint cannot listen: a Metrics:Hostname that is not a host name or does not resolve
@@ -41,12 +48,16 @@ internal static class MetricsSetup
 
     /// <summary>
     /// Why <paramref name="hostname"/> cannot be listened on, or null when it is <c>+</c>, <c>*</c> or a host name that
-    /// resolves: "is not a host name" (<see cref="Uri.CheckHostName"/>), or "does not resolve to an address".
+    /// resolves: "is not a host name" (<see cref="Uri.CheckHostName"/>), "is the unspecified address, which names no
+    /// interface" (<c>0.0.0.0</c>, <c>::</c>: the listener cannot take them, and <see cref="Dns"/> refuses to resolve them),
+    /// or "does not resolve to an address".
     /// </summary>
     internal static string? HostProblem(string hostname)
     {
         if (hostname is "+" or "*") return null;
         if (Uri.CheckHostName(hostname) == UriHostNameType.Unknown) return "is not a host name";
+        if (IPAddress.TryParse(hostname.Trim('[', ']'), out var address) && (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any)))
+            return "is the unspecified address, which names no interface";
         try
         {
             return Dns.GetHostAddresses(hostname).Length == 0 ? "does not resolve to an address" : null;

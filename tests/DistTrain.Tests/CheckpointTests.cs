@@ -276,6 +276,23 @@ public class CheckpointFormatTests : IDisposable
     }
 
     [Fact]
+    public void A_newest_checkpoint_with_a_changed_header_byte_is_skipped_as_corrupt_or_not_a_checkpoint()
+    {
+        var store = new CheckpointStore(_directory, keep: 5);
+        store.Save(Sample(3));
+        var newest = store.Save(Sample(6));
+        var bytes = File.ReadAllBytes(newest);
+        bytes[bytes.AsSpan().IndexOf("__metadata__"u8) + 10] = (byte)'X';
+        File.WriteAllBytes(newest, bytes);
+        var search = store.FindNewestValid(Layout);
+        Assert.Equal(3, search.Checkpoint!.Version);
+        var skipped = Assert.Single(search.Skipped);
+        Assert.Equal(newest, skipped.Path);
+        // Before: "tensor '__metadataX_' has no dtype string." alone.
+        Assert.Equal("tensor '__metadataX_' has no dtype string. The file is corrupt or not a checkpoint.", skipped.Reason);
+    }
+
+    [Fact]
     public void Checkpoint_settings_are_validated_with_the_key_and_value()
     {
         var options = new TrainingOptions { Checkpoint = { Keep = 0, EverySteps = -1, Resume = true } };

@@ -389,6 +389,16 @@ public class MetricsTests
         Assert.Equal(["ps.example"], MetricListener.Hosts("ps.example"));
     }
 
+    /// <summary>The start-up line says what the endpoint listens on: before, <c>+</c> printed as <c>http://localhost:PORT/metrics</c> alone.</summary>
+    [Fact]
+    public void The_start_up_line_says_every_interface_for_the_wildcard_hosts_and_the_host_otherwise()
+    {
+        Assert.Equal("http://localhost:9187/metrics (all interfaces)", DistTrain.Cli.MetricsSetup.Endpoint("+", 9187));
+        Assert.Equal("http://localhost:9187/metrics (all interfaces)", DistTrain.Cli.MetricsSetup.Endpoint("*", 9187));
+        Assert.Equal("http://localhost:9187/metrics", DistTrain.Cli.MetricsSetup.Endpoint("localhost", 9187));
+        Assert.Equal("http://ps.example:9187/metrics", DistTrain.Cli.MetricsSetup.Endpoint("ps.example", 9187));
+    }
+
     /// <summary>A Metrics:Hostname that is not a host name is named as the problem, not the port.</summary>
     [Fact]
     public void A_bad_metrics_host_name_is_refused_naming_it_not_the_port()
@@ -402,6 +412,17 @@ public class MetricsTests
         var refused = new HttpListenerException(50, "Only Uri prefixes with a valid hostname are supported.");
         Assert.Equal("Metrics:Hostname = 'bad host!' is not a host name (Only Uri prefixes with a valid hostname are supported.): set Metrics:Hostname to + for " +
             "every interface, localhost for this machine only, or a name or address of this machine.", DistTrain.Cli.MetricsSetup.CannotListen("bad host!", 9100, refused));
+    }
+
+    /// <summary>Metrics:Hostname 0.0.0.0: before, the listener's refusal was followed by an unhandled ArgumentException from Dns.</summary>
+    [Fact]
+    public void The_unspecified_address_is_refused_with_plus_as_the_fix()
+    {
+        var refused = new HttpListenerException(50, "The request is not supported.");
+        foreach (var host in new[] { "0.0.0.0", "::", "[::]" })
+            Assert.Equal($"Metrics:Hostname = '{host}' is the unspecified address, which names no interface (The request is not supported.): set " +
+                "Metrics:Hostname to + for every interface, localhost for this machine only, or a name or address of this machine.",
+                DistTrain.Cli.MetricsSetup.CannotListen(host, 9100, refused));
     }
 
     [Fact]

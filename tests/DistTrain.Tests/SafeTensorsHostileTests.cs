@@ -67,6 +67,36 @@ public class SafeTensorsHostileTests : IDisposable
     }
 
     [Fact]
+    public void A_JSON_file_given_for_a_model_is_named_as_JSON_pointing_at_the_model_of_its_folder()
+    {
+        // predict --model runs/<run>/summary.json: before, "the header length field says 8,390,328,298,149,775,995 bytes".
+        var summary = Path.Combine(_directory, "summary.json");
+        System.IO.File.WriteAllText(summary, "{\n  \"version\": \"1.0.0\",\n  \"epochs\": []\n}\n");
+        var alone = Assert.Throws<SafeTensorsFormatException>(() => SafeTensors.Read(summary));
+        Assert.Equal($"{summary}: the file starts with '{{': it is JSON text, not safetensors (which starts with an 8-byte header length). " +
+            "Give the model.safetensors file a training run wrote (runs/<UTC time>/model.safetensors).", alone.Message);
+        var model = Path.Combine(_directory, "model.safetensors");
+        System.IO.File.WriteAllBytes(model, File("""{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}""", 4));
+        var error = Assert.Throws<SafeTensorsFormatException>(() => SafeTensors.ReadMetadata(summary));
+        Assert.Equal($"{summary}: the file starts with '{{': it is JSON text, not safetensors (which starts with an 8-byte header length). " +
+            $"The model of this folder is {model}: give that path.", error.Message);
+        AssertMentions(Refuse(Encoding.UTF8.GetBytes("  [1, 2, 3, 4, 5]")), "the file starts with '[': it is JSON text, not safetensors");
+    }
+
+    [Fact]
+    public void A_valid_file_whose_header_length_byte_is_an_open_brace_still_reads()
+    {
+        // A header of 123 bytes: the length field's first byte is '{' (0x7B), the rest zero.
+        var json = """{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}""".PadRight(123);
+        var bytes = new byte[8 + 123 + 4];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, 123);
+        Encoding.UTF8.GetBytes(json).CopyTo(bytes, 8);
+        BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(8 + 123), 2.5f);
+        Assert.Equal((byte)'{', bytes[0]);
+        Assert.Equal(new[] { 2.5f }, SafeTensors.Read("brace.safetensors", bytes)["a"].Data);
+    }
+
+    [Fact]
     public void Overlapping_data_offsets_are_refused_naming_both_tensors_and_the_bytes()
     {
         var error = Refuse(File("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}""", 12));

@@ -33,14 +33,14 @@ public static class DistTrainMetrics
     public static readonly Counter<long> MessagesProcessed = Meter.CreateCounter<long>("actor.messages", "{message}", "Messages processed by DistTrain actors.");
 
     /// <summary>Time an actor spent in one message's handler, seconds. Tags: role, node.</summary>
-    public static readonly Histogram<double> ProcessingSeconds = Meter.CreateHistogram<double>("actor.processing.seconds", "s", "Time spent handling one message.");
+    public static readonly Histogram<double> ProcessingSeconds = Meter.CreateHistogram<double>("actor.processing.seconds", "s", "Time an actor spent handling one message, seconds.");
 
     /// <summary>
     /// Time from sending a round's weights to a worker starting on them, seconds (queueing in the mailbox
     /// and scheduling on the dispatcher; in cluster mode from the weights' arrival on the worker node's data
     /// plane). Tags: role=worker, node.
     /// </summary>
-    public static readonly Histogram<double> QueueingSeconds = Meter.CreateHistogram<double>("actor.queueing.seconds", "s", "Delay from send to the start of handling.");
+    public static readonly Histogram<double> QueueingSeconds = Meter.CreateHistogram<double>("actor.queueing.seconds", "s", "Delay from a message's sending to the start of its handling, seconds.");
 
     // Counters that only move on trouble are observable (read from these fields), so they are exported
     // from the first scrape, at zero, and dashboards and alerts see them before anything goes wrong.
@@ -93,24 +93,25 @@ public static class DistTrainMetrics
     public static void RecordGradientBytes(long bytes) => Interlocked.Add(ref _gradientBytes, bytes);
 
     /// <summary>Optimizer steps applied.</summary>
-    public static readonly Counter<long> Steps = Meter.CreateCounter<long>("training.steps", "{step}", "Synchronous steps applied.");
+    public static readonly Counter<long> Steps = Meter.CreateCounter<long>("training.steps", "{step}", "Optimizer steps the parameter server applied, in every Training:Mode.");
 
     /// <summary>Step phase durations, seconds. Tags: phase = round, compute, update, messaging, waiting; node.</summary>
-    public static readonly Histogram<double> StepPhaseSeconds = Meter.CreateHistogram<double>("training.step.seconds", "s", "Where a synchronous step's time went.");
+    public static readonly Histogram<double> StepPhaseSeconds = Meter.CreateHistogram<double>("training.step.seconds", "s",
+        "Time of each applied step by phase (round, compute, update, messaging, waiting), seconds.");
 
     /// <summary>
     /// With Cluster:ParameterServerShards above 1: each shard's round, from sending its slice of a round's weights to having
     /// stepped its slice, seconds. Tags: shard (0-based), node. The slowest shard sets the step's pace.
     /// </summary>
     public static readonly Histogram<double> ShardRoundSeconds = Meter.CreateHistogram<double>("parameter_server.shard.round.seconds", "s",
-        "A parameter-server shard's round: from its slice of the weights going out to its slice's step.");
+        "A parameter-server shard's round, from its slice of the weights going out to its slice's step, seconds.");
 
     /// <summary>
     /// Staleness of each applied gradient, in weights versions: how many optimizer steps were applied between the version
     /// it was computed on and the step that applied it (0 in synchronous training and local SGD).
     /// </summary>
     public static readonly Histogram<double> Staleness = Meter.CreateHistogram<double>("training.staleness.versions", "{version}",
-        "Versions between the weights a gradient was computed on and the weights it updated.");
+        "Weights versions between the weights a gradient was computed on and the weights it updated (0 in Sync and LocalSgd).");
 
     private static readonly ConcurrentDictionary<string, double> Gauges = new();
     private static readonly ConcurrentDictionary<(string Role, string Path), IActorRef> Watched = new();
@@ -150,6 +151,20 @@ public static class DistTrainMetrics
     public static readonly string[] GaugeNames =
         ["train_loss", "test_loss", "test_accuracy", "learning_rate", "samples_per_second", "epoch", "weights_version", "staleness", "paused"];
 
+    /// <summary>Unit and HELP text of each training gauge, as Prometheus shows them.</summary>
+    private static readonly Dictionary<string, (string? Unit, string Description)> GaugeDescriptions = new(StringComparer.Ordinal)
+    {
+        ["train_loss"] = (null, "Mean training loss of the last step applied."),
+        ["test_loss"] = (null, "Mean loss on the test set after the last evaluated epoch."),
+        ["test_accuracy"] = (null, "Test accuracy after the last evaluated epoch, as a fraction from 0 to 1."),
+        ["learning_rate"] = (null, "Learning rate of the last step applied."),
+        ["samples_per_second"] = ("{sample}/s", "Training samples per second in the steps applied, measured over the steps of the last window of at least 1 second (a shorter one at an epoch's end)."),
+        ["epoch"] = ("{epoch}", "The epoch in progress, from 1."),
+        ["weights_version"] = ("{version}", "Version of the weights after the last step applied (one more per optimizer step)."),
+        ["staleness"] = ("{version}", "Largest staleness of the gradients in the last step applied, in weights versions (0 in Sync and LocalSgd)."),
+        ["paused"] = (null, "1 while training is paused waiting for workers, else 0."),
+    };
+
     /// <summary>Publishes the mailbox depth of <paramref name="actor"/> (local actors only) under its role.</summary>
     public static void WatchMailbox(string role, IActorRef actor) => Watched[(role, actor.Path.ToString())] = actor;
 
@@ -161,14 +176,15 @@ public static class DistTrainMetrics
         foreach (var name in GaugeNames)
         {
             var key = name;
+            var (unit, description) = GaugeDescriptions[key];
             Meter.CreateObservableGauge($"training.{key}",
                 () => Gauges.TryGetValue(key, out var v) ? [new Measurement<double>(v, NodeTag)] : Array.Empty<Measurement<double>>(),
-                description: $"Last value of {key.Replace('_', ' ')}.");
+                unit, description);
         }
         Meter.CreateObservableGauge("actor.mailbox.depth", MailboxDepths, "{message}", "Messages waiting in an actor's mailbox.");
         Meter.CreateObservableGauge("training.gradient_norm", () => LayerValues(l => l.GradientNorm), description: "L2 norm of the averaged gradient, per tensor.");
         Meter.CreateObservableGauge("training.weight_norm", () => LayerValues(l => l.WeightNorm), description: "L2 norm of the weights, per tensor.");
-        Meter.CreateObservableGauge("training.update_ratio", () => LayerValues(l => l.UpdateRatio), description: "Norm of the last update over norm of the weights, per tensor.");
+        Meter.CreateObservableGauge("training.update_ratio", () => LayerValues(l => l.UpdateRatio), description: "L2 norm of the last update over L2 norm of the weights, per tensor (a ratio).");
         Meter.CreateObservableCounter("actor.failures", () => new[] { "coordinator", "parameter-server", "worker" }
             .Select(role => new Measurement<long>(FailureCounts.GetValueOrDefault(role), new("role", role), new("node", Node))), "{failure}", "Actors stopped after an exception (DistTrain restarts none).");
         Meter.CreateObservableCounter("actor.dead_letters", () => new Measurement<long>(Interlocked.Read(ref _deadLetters), new KeyValuePair<string, object?>("node", Node)), "{message}", "Messages published as dead letters.");

@@ -175,7 +175,12 @@ public sealed partial class CheckpointStore
             catch (Exception e) when (e is InvalidDataException or SafeTensorsFormatException or IOException or UnauthorizedAccessException)
             {
                 // The reader's errors start with the file's path.
-                skipped.Add(new SkippedCheckpoint(path, e.Message.StartsWith(path + ": ", StringComparison.Ordinal) ? e.Message[(path.Length + 2)..] : e.Message));
+                var reason = e.Message.StartsWith(path + ": ", StringComparison.Ordinal) ? e.Message[(path.Length + 2)..] : e.Message;
+                // The safetensors reader's layout errors (a tensor without a dtype, ...) name the defect but not what it means here.
+                if (e is SafeTensorsFormatException && !reason.Contains("corrupt", StringComparison.Ordinal) && !reason.Contains("truncated", StringComparison.Ordinal)
+                    && !reason.Contains("not safetensors", StringComparison.Ordinal))
+                    reason += " The file is corrupt or not a checkpoint.";
+                skipped.Add(new SkippedCheckpoint(path, reason));
             }
         }
         return new CheckpointSearch(null, null, skipped);

@@ -70,11 +70,31 @@ internal sealed class SafeTensorsHeader
             throw Fail(path, null, $"the file is {(start[0] == 0x80 ? "a Python pickle" : "a zip archive")}, as torch.save writes, not safetensors. " +
                 "In PyTorch, save the state_dict with safetensors instead: safetensors.torch.save_file(model.state_dict(), \"model.safetensors\").");
         var length = BinaryPrimitives.ReadUInt64LittleEndian(start);
+        // A JSON file (summary.json, config.json) given for a model: its first bytes read as an absurd length.
+        if ((length > MaxHeaderBytes || 8 + (long)length > fileLength) && FirstNonBlank(start) is (byte)'{' or (byte)'[')
+            throw Fail(path, null, $"the file starts with '{(char)FirstNonBlank(start)}': it is JSON text, not safetensors (which starts with an 8-byte header length).{SiblingModel(path)}");
         if (length > MaxHeaderBytes)
             throw Fail(path, null, $"the header length field says {length:N0} bytes, over the {MaxHeaderBytes:N0}-byte limit safetensors readers apply. The file is corrupt or not safetensors.");
         if (8 + (long)length > fileLength)
             throw Fail(path, null, $"the header length field says {length:N0} bytes, but the file has only {fileLength:N0} (8 + header + data). The file is truncated or not safetensors.");
         return (int)length;
+    }
+
+    /// <summary>The first byte of <paramref name="start"/> that is not JSON whitespace; 0 when there is none.</summary>
+    private static byte FirstNonBlank(ReadOnlySpan<byte> start)
+    {
+        foreach (var b in start)
+            if (b is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')) return b;
+        return 0;
+    }
+
+    /// <summary>" Use FOLDER/model.safetensors ..." when the file's folder holds one (a run folder), else empty.</summary>
+    private static string SiblingModel(string path)
+    {
+        var sibling = Path.Combine(Path.GetDirectoryName(path) ?? "", "model.safetensors");
+        return !string.Equals(Path.GetFileName(path), "model.safetensors", StringComparison.Ordinal) && File.Exists(sibling)
+            ? $" The model of this folder is {sibling}: give that path."
+            : " Give the model.safetensors file a training run wrote (runs/<UTC time>/model.safetensors).";
     }
 
     /// <summary>Parses and validates the header JSON.</summary>
