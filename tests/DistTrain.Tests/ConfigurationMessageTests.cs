@@ -154,6 +154,23 @@ public class ConfigurationMessageTests
     }
 
     [Fact]
+    public void A_misspelt_key_beside_the_key_it_stands_for_leaves_that_keys_own_value_checked_and_other_frameworks_initializers_are_named()
+    {
+        // Before, "lr" hid LearningRate's -0.1, which showed only on the next run, once lr was removed.
+        Assert.Equal([
+            "Optimizer:lr is not a known key. Did you mean 'Optimizer:LearningRate'?",
+            "Optimizer:LearningRate = -0.1 (in test.json) is out of range: allowed (0, 10].",
+        ], Problems(Mlp.Replace("\"Model\"", "\"Optimizer\": { \"lr\": 0.1, \"LearningRate\": -0.1 }, \"Model\"", StringComparison.Ordinal)));
+        // Alone, the misspelt key still keeps its default's checks quiet.
+        Assert.Equal(["Optimizer:LearnRate is not a known key. Did you mean 'Optimizer:LearningRate'?"], Problems(Mlp.Replace("\"Model\"", "\"Optimizer\": { \"LearnRate\": -0.1 }, \"Model\"", StringComparison.Ordinal)));
+        const string kinds = "expected one of Uniform, Normal, Zeros, Constant, HeNormal, HeUniform, XavierNormal, XavierUniform.";
+        Assert.Equal([$"Model:Initializer:Kind = 'Kaiming' (in test.json) is not valid: {kinds} Kaiming initialization is HeNormal here (HeUniform for its uniform form)."],
+            Problems(Mlp.Replace("\"Layers\"", "\"Initializer\": { \"Kind\": \"Kaiming\" }, \"Layers\"", StringComparison.Ordinal)));
+        Assert.Equal([$"Model:Initializer:Kind = 'glorot_uniform' (in test.json) is not valid: {kinds} Keras's glorot_uniform is XavierUniform here."],
+            Problems(Mlp.Replace("\"Layers\"", "\"Initializer\": { \"Kind\": \"glorot_uniform\" }, \"Layers\"", StringComparison.Ordinal)));
+    }
+
+    [Fact]
     public void A_number_for_an_enum_key_is_refused_with_the_names_not_taken_as_a_position()
     {
         const string number = "Write the name: a number is not read as a position in that list.";

@@ -205,7 +205,10 @@ public static class TrainingOptionsLoader
                 : $"{found.Problem} (from environment variable{(setBy.Count == 1 ? "" : "s")} {string.Join(", ", setBy)})");
             skipped.Add(found.Path);
             // A misspelt key (Model:Layerz) leaves the key it stands for at its default: its checks would blame that default.
-            if (System.Text.RegularExpressions.Regex.Match(found.Problem, "Did you mean '([^']+)'") is { Success: true } meant) skipped.Add(meant.Groups[1].Value);
+            // Unless that key is set too (lr beside LearningRate): then its own value is checked as usual.
+            if (System.Text.RegularExpressions.Regex.Match(found.Problem, "Did you mean '([^']+)'") is { Success: true } meant
+                && configuration.GetSection(meant.Groups[1].Value) is var section && section.Value is null && !section.GetChildren().Any())
+                skipped.Add(meant.Groups[1].Value);
         }
 
         // An enum key takes one of its names (ignoring case). The binder would also take a number, as a position in the list
@@ -657,6 +660,23 @@ public static class TrainingOptionsLoader
     }
 
     /// <summary>
+    /// Other frameworks' names for DistTrain's initializers (PyTorch's <c>torch.nn.init.kaiming_normal_</c>,
+    /// <c>xavier_uniform_</c>; Keras's <c>glorot_uniform</c>, <c>he_normal</c>), underscores and dashes removed, with what
+    /// to write instead. Matched ignoring case, only for a key whose names include the suggestion.
+    /// </summary>
+    private static readonly Dictionary<string, (string Name, string Hint)> EnumAliases = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["kaiming"] = ("HeNormal", "Kaiming initialization is HeNormal here (HeUniform for its uniform form)."),
+        ["kaimingnormal"] = ("HeNormal", "PyTorch's kaiming_normal_ is HeNormal here."),
+        ["kaiminguniform"] = ("HeUniform", "PyTorch's kaiming_uniform_ is HeUniform here."),
+        ["he"] = ("HeNormal", "He initialization is HeNormal (or HeUniform) here."),
+        ["glorot"] = ("XavierNormal", "Glorot initialization is XavierNormal (or XavierUniform) here."),
+        ["glorotnormal"] = ("XavierNormal", "Keras's glorot_normal is XavierNormal here."),
+        ["glorotuniform"] = ("XavierUniform", "Keras's glorot_uniform is XavierUniform here."),
+        ["xavier"] = ("XavierNormal", "Xavier initialization is XavierNormal (or XavierUniform) here."),
+    };
+
+    /// <summary>
     /// The problem of <paramref name="value"/> for a key of an enum type (<c>Training:Mode</c>) when it is not one of the
     /// enum's names, ignoring case and surrounding white space: the allowed names, and why a number or a list of names is
     /// not read, or the closest name to a misspelt one. Null when it is a name, or the key is not of an enum type.
@@ -673,6 +693,8 @@ public static class TrainingOptionsLoader
         var why = text.Any(char.IsAsciiDigit) && double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out _)
             ? " Write the name: a number is not read as a position in that list."
             : text.Contains(',', StringComparison.Ordinal) ? " Write one name: a list of names is not read."
+            : EnumAliases.TryGetValue(text.Replace("_", "", StringComparison.Ordinal).Replace("-", "", StringComparison.Ordinal), out var alias)
+                && names.Contains(alias.Name, StringComparer.Ordinal) ? $" {alias.Hint}"
             : NameSuggestions.Closest(text, names, maxDistance: 2) is { } closest ? $" Did you mean '{closest}'?" : "";
         return $"{key} = '{Shown(value, origin)}' ({origin}) is not valid: expected one of {string.Join(", ", names)}.{why}";
     }
