@@ -189,6 +189,25 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
                 epochs.Append(inv, $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R}\n");
             File.WriteAllText(Path.Combine(runDirectory, RunFiles.Epochs), epochs.ToString());
 
+            var path = Path.Combine(runDirectory, RunFiles.Curves);
+            CurvesPlot(loss, result, stopped).SavePng(path, 1000, 600);
+            return path;
+        }
+    }
+
+    /// <summary>
+    /// The chart of <c>curves.png</c>: the losses on the left axis, per step and per epoch, and the test accuracy on the
+    /// right. A series with no point (no finished epoch, as in a run that diverged in its first epoch) is left out, legend
+    /// entry included, and so is the right axis when no epoch was scored: it would otherwise show a made-up range.
+    /// </summary>
+    /// <param name="loss">The loss axis' label (the loss function).</param>
+    /// <param name="result">The saved weights' result; null for the last epoch.</param>
+    /// <param name="stopped">Why the run stopped early; null for a finished run.</param>
+    internal ScottPlot.Plot CurvesPlot(string loss, TrainingResult? result = null, string? stopped = null)
+    {
+        lock (_gate)
+        {
+            var inv = CultureInfo.InvariantCulture;
             // One chart: losses on the left axis, test accuracy on the right.
             var plot = new ScottPlot.Plot();
             var series = LossSeries(_epochs);
@@ -210,6 +229,7 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
             for (var i = 0; i < series.Count; i++)
             {
                 var (x, y) = Points(series[i].Epochs.Zip(series[i].Values));
+                if (x.Length == 0) continue;
                 var line = plot.Add.Scatter(x, y);
                 line.LegendText = series[i].Legend;
                 line.Color = lossColors[i % lossColors.Length];
@@ -221,11 +241,15 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
                     MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
                     LabelFormatter = y => "1e" + y.ToString("0", inv),
                 };
-            var epochX = _epochs.Select(e => (double)e.Epoch).ToArray();
-            var testAccuracy = plot.Add.Scatter(epochX, _epochs.Select(e => 100 * e.TestAccuracy).ToArray());
-            testAccuracy.LegendText = "test accuracy (%, right axis)";
-            testAccuracy.Color = ScottPlot.Colors.ForestGreen;
-            testAccuracy.Axes.YAxis = plot.Axes.Right;
+            if (_epochs.Count > 0)
+            {
+                var epochX = _epochs.Select(e => (double)e.Epoch).ToArray();
+                var testAccuracy = plot.Add.Scatter(epochX, _epochs.Select(e => 100 * e.TestAccuracy).ToArray());
+                testAccuracy.LegendText = "test accuracy (%, right axis)";
+                testAccuracy.Color = ScottPlot.Colors.ForestGreen;
+                testAccuracy.Axes.YAxis = plot.Axes.Right;
+                plot.Axes.Right.Label.Text = "test accuracy (%)";
+            }
             if (KeptEarlierEpoch(_epochs, result) is { } kept)
             {
                 var line = plot.Add.VerticalLine(kept);
@@ -233,14 +257,11 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
                 line.Color = ScottPlot.Colors.Gray;
                 line.LegendText = $"kept epoch {kept} (early stopping)";
             }
-            plot.Axes.Right.Label.Text = "test accuracy (%)";
             plot.Title(Title(_epochs, result, stopped));
             plot.XLabel("epoch");
             plot.YLabel(LossAxisLabel(loss, logScale));
             plot.ShowLegend(ScottPlot.Alignment.UpperCenter);
-            var path = Path.Combine(runDirectory, RunFiles.Curves);
-            plot.SavePng(path, 1000, 600);
-            return path;
+            return plot;
         }
     }
 

@@ -96,6 +96,28 @@ public class RunReportTests : IDisposable
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(In(Core.Checkpoints.RunFiles.Curves))[..4]);
     }
 
+    [Fact]
+    public void The_curves_of_a_run_that_finished_no_epoch_draw_its_steps_only_without_empty_series_or_an_accuracy_axis()
+    {
+        // Before, a run that diverged in its first epoch drew a right axis "test accuracy (%)" from -11 to 11 and listed
+        // three series without a point in its legend.
+        static string[] Legends(ScottPlot.Plot plot) =>
+            [.. plot.GetPlottables().OfType<ScottPlot.Plottables.Scatter>().Select(s => s.LegendText)];
+        var unfinished = new RunReport(NullTrainingObserver.Instance);
+        unfinished.EpochStarted(1, 4, 350);
+        for (var step = 0; step < 3; step++) unfinished.StepApplied(1, step, step + 1, 100, 2.0 / (step + 1), 0.05, default);
+        var plot = unfinished.CurvesPlot("CrossEntropy", stopped: "diverged at epoch 1, step 4 of 4");
+        Assert.Equal(["train loss (per step)"], Legends(plot));
+        Assert.Equal("", plot.Axes.Right.Label.Text);
+
+        var finished = new RunReport(NullTrainingObserver.Instance);
+        TwoEpochsAndPartOfTheThird(finished, stepsOfEpoch3: 1);
+        plot = finished.CurvesPlot("CrossEntropy");
+        Assert.Contains("test accuracy (%, right axis)", Legends(plot));
+        Assert.Equal("test accuracy (%)", plot.Axes.Right.Label.Text);
+        Assert.True(Legends(plot).Length >= 3, string.Join(", ", Legends(plot)));
+    }
+
     /// <summary>
     /// A run that failed in training without its weights coming back (a worker's error, such as a Float16 overflow) keeps
     /// its finished epochs: summary.json records the failure and the epochs, and steps.csv, epochs.csv and curves.png hold
