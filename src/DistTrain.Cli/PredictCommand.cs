@@ -102,8 +102,16 @@ internal static class PredictCommand
         if (bad.Count == 0) return scores;
         const int Listed = 5;
         var names = string.Join(", ", bad.Take(Listed).Select(name)) + (bad.Count > Listed ? $" and {bad.Count - Listed:N0} more" : "");
+        // Weights whose squares overflow float32 overflow on inputs of any scale, the model's own training rows too: then
+        // those tensors are named, not the inputs (TrainedModel.OverflowingTensors says why that bound).
+        var overflowing = model.OverflowingTensors();
         // The weights of a diverged run's last-good file can overflow on any input: then the model is the cause, not the data.
-        var cause = model.Metadata.TryGetValue("stopped", out var stopped) && stopped.Contains("diverged", StringComparison.Ordinal)
+        var cause = overflowing.Count > 0
+            ? $"The model's weights are the likely cause, not the inputs: {string.Join(", ", overflowing.Select(t => $"tensor '{t.Name}' holds a value of magnitude " +
+                  $"{t.LargestMagnitude.ToString("G3", CultureInfo.InvariantCulture)}"))}, so large that its float32 L2 norm overflows to infinity (trained " +
+              "weights are many orders of magnitude smaller), and the network overflows on inputs of any scale. The file is damaged or was edited, or " +
+              "its run diverged: use the model.safetensors its training run wrote, a checkpoint from before the divergence, or train again."
+            : model.Metadata.TryGetValue("stopped", out var stopped) && stopped.Contains("diverged", StringComparison.Ordinal)
             ? $"The model comes from a run that diverged ({stopped}): its weights are likely large enough to overflow on any input. " +
               (stopped.Contains("first step", StringComparison.Ordinal)
                   ? "They are the weights the run started from: train again with another Model:Initializer."
