@@ -168,15 +168,26 @@ internal static class TrainCommand
 
         TrainingResult? result = null;
         RunReport? report = null;
-        var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
-            observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
-                initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom,
-                checkpointLock: checkpointLock, trainDigest: trainDigest), options.Optimizer.Kind),
-            diverged => RunOutputs.KeepDiverged(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
-                epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
-            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report, resumeWith),
-            model: options,
-            onFailed: _ => RunOutputs.KeepAfterFailure(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), weights: null, report, resumeWith));
+        // The actors' vanishing-gradient warnings tell the end-of-run diagnosis what kept a run from learning (RunReport.NotLearning).
+        Action<string> warned = warning => report?.ActorWarned(warning);
+        CommandLineLogger.WarningLogged += warned;
+        int? exit;
+        try
+        {
+            exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
+                observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
+                    initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom,
+                    checkpointLock: checkpointLock, trainDigest: trainDigest), options.Optimizer.Kind),
+                diverged => RunOutputs.KeepDiverged(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
+                    epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
+                cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report, resumeWith),
+                model: options,
+                onFailed: _ => RunOutputs.KeepAfterFailure(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), weights: null, report, resumeWith));
+        }
+        finally
+        {
+            CommandLineLogger.WarningLogged -= warned;
+        }
         if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory);
         if (exit is not null) return (exit.Value, null, runDirectory);
         if (cancellationToken.IsCancellationRequested) // the coordinator let the last epoch's evaluation finish (Coordinator.StopRequested)
