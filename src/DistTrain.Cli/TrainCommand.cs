@@ -129,6 +129,7 @@ internal static class TrainCommand
             }
             OutputSettings.Check(options);
             runDirectory = RunDirectory.Create(options.Output.Directory);
+            GracefulCancellation.ResumeHint = () => RunOutputs.ResumeHint(options, resumeWith);
             prepared = true;
         }
         catch (Exception e) when (CliConsole.IsInputError(e))
