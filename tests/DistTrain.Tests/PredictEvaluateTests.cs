@@ -346,8 +346,20 @@ public class PredictEvaluateTests : IDisposable
         var (exit, output, errors) = await Cli("predict", "--model", path, "--json", rows);
         Assert.Equal(2, exit);
         Assert.Equal("", output);
-        Assert.Contains("tensor '2.weight' holds a value of magnitude 3.4E+38", errors);
+        Assert.Contains($"warning: {path}: tensor '2.weight' holds a value of magnitude 3.4E+38, so large that its float32 L2 norm overflows to infinity " +
+            "(trained weights are many orders of magnitude smaller): the model's predictions mean little or nothing.", errors.ReplaceLineEndings(" "));
+        Assert.Contains("The model's weights are the likely cause, not the inputs: tensor '2.weight'", errors.ReplaceLineEndings(" "));
         Assert.DoesNotContain("far outside the range of the training data", errors);
+
+        // Inputs that meet the huge weight with zeros (every hidden unit 0 after ReLU) give finite outputs, which mean
+        // nothing all the same: evaluate scores them, with the warning.
+        model.Weights.Segment("0.bias").Fill(-1f);
+        model.Save(path);
+        var labeled = Path.Combine(_directory, "labeled.csv");
+        File.WriteAllLines(labeled, ["0.1,0.2,0.3,0.4,0", "0.5,0.5,0.5,0.5,1"]);
+        (exit, _, errors) = await Cli("evaluate", "--model", path, "--data", labeled, "--heatmap", Path.Combine(_directory, "h.png"));
+        Assert.True(exit == 0, errors);
+        Assert.Contains($"warning: {path}: tensor '2.weight' holds a value of magnitude 3.4E+38", errors.ReplaceLineEndings(" "));
     }
 
     [Fact]
