@@ -43,6 +43,7 @@ internal static class EvaluateCommand
                     return 2;
                 }
                 trained = TrainedModel.Load(modelFile);
+                if (PredictCommand.OverflowingWeightsWarning(modelFile, trained) is { } overflowing) CliConsole.Fail("warning", overflowing);
                 var (samples, dividedBy) = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages);
                 // As train warns: raw IDX files beside their .gz copies are not read.
                 if (Directory.Exists(dataPath) && FashionMnist.IgnoredRawFilesNotice(dataPath) is { } ignored) CliConsole.Fail("warning", ignored);

@@ -6,8 +6,9 @@ namespace DistTrain.Cli;
 /// <summary>
 /// Ctrl-C and SIGTERM while a command runs. The first one cancels <see cref="Token"/>, which the commands pass to
 /// training: it stops at the next step, saves what the command documents and exits with code 130. A second one ends
-/// the process at once, by the signal's default action (exit status 130 for SIGINT, 143 for SIGTERM), after removing
-/// the run folder if nothing was written into it yet.
+/// the process at once, by the signal's default action (exit status 130 for SIGINT, 143 for SIGTERM), without writing
+/// the run's files: it removes the run folder if nothing was written into it yet, and names the checkpoints that survive
+/// and how to resume from them (<see cref="ResumeHint"/>).
 /// </summary>
 internal sealed class GracefulCancellation : IDisposable
 {
@@ -19,6 +20,13 @@ internal sealed class GracefulCancellation : IDisposable
     public GracefulCancellation() =>
         _registrations = [PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal), PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal)];
 
+    /// <summary>
+    /// What a second signal leaves to go on from: the run's checkpoint folder and the command that resumes from it, as
+    /// <see cref="RunOutputs.ResumeHint"/> says it (a sentence that begins with a space; empty without Checkpoint:Directory).
+    /// Set by the commands that train once their run folder exists; null for none.
+    /// </summary>
+    internal static Func<string>? ResumeHint { get; set; }
+
     /// <summary>Cancelled by the first signal.</summary>
     public CancellationToken Token => _source.Token;
 
@@ -27,13 +35,31 @@ internal sealed class GracefulCancellation : IDisposable
         if (Interlocked.Increment(ref _signals) > 1)
         {
             context.Cancel = false; // the runtime's default: terminate now
-            if (RunDirectory.RemoveCreatedIfEmpty() is { } removed) CliConsole.Fail("removed", $"the empty run folder {removed}");
+            var resume = CheckpointsLeft();
+            if (RunDirectory.RemoveCreatedIfEmpty() is { } removed)
+                CliConsole.Fail("removed", $"the empty run folder {removed}: exited at once, without writing this run's files (the finished epochs' records and weights).{resume}");
+            else if (resume.Length > 0) CliConsole.Fail("exited", $"at once, without writing this run's files.{resume}");
             return;
         }
         context.Cancel = true;
-        var notice = $"{(context.Signal == PosixSignal.SIGINT ? "Ctrl-C" : "SIGTERM")}: stopping at the next step (press Ctrl-C again to exit at once).";
+        // Once a run folder exists, a second signal loses what the graceful stop would write into it.
+        var discards = RunDirectory.AnyCreated ? ", without writing this run's files" : "";
+        var notice = $"{(context.Signal == PosixSignal.SIGINT ? "Ctrl-C" : "SIGTERM")}: stopping at the next step (press Ctrl-C again to exit at once{discards}).";
         CliConsole.Notice(notice);
         _source.Cancel();
+    }
+
+    /// <summary><see cref="ResumeHint"/>'s sentence; empty when there is none or the checkpoint folder cannot be read.</summary>
+    private static string CheckpointsLeft()
+    {
+        try
+        {
+            return ResumeHint?.Invoke() ?? "";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "";
+        }
     }
 
     /// <inheritdoc />

@@ -72,6 +72,7 @@ internal static class NodeCommand
                 if (options.Cluster.ParameterServerShards > 1) // refuses, before training, more shards than the model has slices for
                     shards = ShardedParameterServer.Describe(starting.Layout, options.Cluster.ParameterServerShards);
                 runDirectory = RunDirectory.Create(options.Output.Directory);
+                GracefulCancellation.ResumeHint = () => RunOutputs.ResumeHint(options, "starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true)");
             }
         }
         catch (Exception e) when (CliConsole.IsInputError(e))

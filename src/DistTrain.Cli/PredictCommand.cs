@@ -43,6 +43,7 @@ internal static class PredictCommand
             try
             {
                 var trained = TrainedModel.Load(parse.GetValue(model)!.FullName);
+                if (OverflowingWeightsWarning(parse.GetValue(model)!.FullName, trained) is { } overflowing) CliConsole.Fail("warning", overflowing);
                 if (k > trained.ClassCount)
                     CliConsole.Fail("warning", $"--top-k {k} is more than the model's {trained.ClassCount} classes: each input lists all {trained.ClassCount}.");
                 predictions = [.. parse.GetValue(inputs)!.SelectMany(input =>
@@ -102,8 +103,12 @@ internal static class PredictCommand
         if (bad.Count == 0) return scores;
         const int Listed = 5;
         var names = string.Join(", ", bad.Take(Listed).Select(name)) + (bad.Count > Listed ? $" and {bad.Count - Listed:N0} more" : "");
+        // Weights whose squares overflow float32 overflow on inputs of any scale, the model's own training rows too: then
+        // those tensors are named, not the inputs (TrainedModel.OverflowingTensors says why that bound).
         // The weights of a diverged run's last-good file can overflow on any input: then the model is the cause, not the data.
-        var cause = model.Metadata.TryGetValue("stopped", out var stopped) && stopped.Contains("diverged", StringComparison.Ordinal)
+        var cause = OverflowingWeights(model) is { } overflowing
+            ? $"The model's weights are the likely cause, not the inputs: {overflowing}, and the network overflows on inputs of any scale. {OverflowingWeightsFix}"
+            : model.Metadata.TryGetValue("stopped", out var stopped) && stopped.Contains("diverged", StringComparison.Ordinal)
             ? $"The model comes from a run that diverged ({stopped}): its weights are likely large enough to overflow on any input. " +
               (stopped.Contains("first step", StringComparison.Ordinal)
                   ? "They are the weights the run started from: train again with another Model:Initializer."
@@ -113,6 +118,31 @@ internal static class PredictCommand
         throw new DataFormatException($"{names}: the model's outputs for {(bad.Count == 1 ? "this sample are" : $"these {bad.Count:N0} samples are")} " +
             $"not finite (NaN or infinity), so there is no prediction. {cause}");
     }
+
+    /// <summary>
+    /// The tensors whose float32 L2 norm overflows (<see cref="TrainedModel.OverflowingTensors"/>), as the messages name
+    /// them: "tensor '2.weight' holds a value of magnitude 3.4E+38, so large that its float32 L2 norm overflows to infinity
+    /// (...)"; null when there are none.
+    /// </summary>
+    internal static string? OverflowingWeights(TrainedModel model)
+    {
+        var overflowing = model.OverflowingTensors();
+        if (overflowing.Count == 0) return null;
+        return string.Join(", ", overflowing.Select(t => $"tensor '{t.Name}' holds a value of magnitude {t.LargestMagnitude.ToString("G3", CultureInfo.InvariantCulture)}")) +
+               $", so large that {(overflowing.Count == 1 ? "its" : "their")} float32 L2 norm overflows to infinity (trained weights are many orders of magnitude smaller)";
+    }
+
+    /// <summary>What to do about a model with weights that overflow (<see cref="OverflowingWeights"/>).</summary>
+    internal const string OverflowingWeightsFix = "The file is damaged or was edited, or its run diverged: use the model.safetensors its training run " +
+        "wrote, a checkpoint from before the divergence, or train again.";
+
+    /// <summary>
+    /// The warning predict and evaluate give for a model with weights that overflow (<see cref="OverflowingWeights"/>), even
+    /// where its outputs stay finite (a Sigmoid after the tensor, or inputs that happen to meet it with small values): those
+    /// outputs mean nothing. Null when there are none.
+    /// </summary>
+    internal static string? OverflowingWeightsWarning(string path, TrainedModel model) =>
+        OverflowingWeights(model) is { } overflowing ? $"{path}: {overflowing}: the model's predictions mean little or nothing. {OverflowingWeightsFix}" : null;
 
     private static void Print(IReadOnlyList<Prediction> predictions)
     {

@@ -60,6 +60,9 @@ internal static class RunDirectory
         }
     }
 
+    /// <summary>True once this process created a run folder.</summary>
+    internal static bool AnyCreated => _created is not null;
+
     /// <summary>
     /// For a process about to end at once (a second Ctrl-C): removes the run folder it created if nothing was written
     /// into it yet, as a failed run's is; returns its path when removed, null otherwise.

@@ -280,7 +280,7 @@ internal static class RunOutputs
     }
 
     /// <summary>" Checkpoints are in ...: <paramref name="resumeWith"/> continues from the newest, at ..." or that none was written; empty without checkpoints.</summary>
-    private static string ResumeHint(TrainingOptions options, string resumeWith) =>
+    internal static string ResumeHint(TrainingOptions options, string resumeWith) =>
         string.IsNullOrWhiteSpace(options.Checkpoint.Directory)
             ? ""
             : NewestCheckpoint(options) is { } newest

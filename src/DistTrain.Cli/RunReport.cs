@@ -19,6 +19,22 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     private readonly List<EpochSummary> _epochs = [];
     private readonly object _gate = new();
     private readonly Dictionary<int, int> _stepsOfEpoch = [];
+    private readonly List<string> _vanishing = []; // tensors a vanishing-gradient warning named, in the order warned
+
+    /// <summary>
+    /// Takes note of a warning the training actors logged (<see cref="CommandLineLogger.WarningLogged"/>): a vanishing-gradient
+    /// one (<see cref="DistTrain.Core.Diagnostics.GradientHealthMonitor.VanishingWarningStart"/>) makes <see cref="NotLearning"/>
+    /// name vanishing gradients and the initializer as the cause. Others are ignored.
+    /// </summary>
+    public void ActorWarned(string message)
+    {
+        const string start = DistTrain.Core.Diagnostics.GradientHealthMonitor.VanishingWarningStart;
+        if (!message.StartsWith(start, StringComparison.Ordinal)) return;
+        var end = message.IndexOf(' ', start.Length);
+        var tensor = end < 0 ? message[start.Length..] : message[start.Length..end];
+        lock (_gate)
+            if (!_vanishing.Contains(tensor)) _vanishing.Add(tensor);
+    }
 
     /// <summary>
     /// The step that produced weights <paramref name="version"/>: its epoch, its 1-based number and the steps of that
@@ -84,32 +100,46 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     /// A warning for a run that plainly learned nothing: it trained at least two epochs from its first (not a resume), the
     /// mean training loss of its last epoch is not 1% below that of its first (each the mean over the same samples), and
     /// the final test accuracy is at most 1.5 times chance (1 / <paramref name="classCount"/>). It names the likely causes:
-    /// a learning rate far too small or too large for the optimizer, or labels that do not depend on the inputs. Null
-    /// otherwise.
+    /// vanishing gradients and the initializer when vanishing-gradient warnings fired during the run (<see cref="ActorWarned"/>);
+    /// a learning rate outside the usual range for the optimizer (one inside it is said not to be the likely cause); and
+    /// labels that do not depend on the inputs. Null otherwise.
     /// </summary>
-    /// <param name="options">The run's options (the optimizer and its learning rate are named).</param>
+    /// <param name="options">The run's options (the optimizer, its learning rate and the initializer are named).</param>
     /// <param name="classCount">The model's outputs (classes); below 2 gives null.</param>
     /// <param name="testAccuracy">The final test accuracy, as a fraction.</param>
     public string? NotLearning(DistTrain.Core.Configuration.TrainingOptions options, int classCount, double testAccuracy)
     {
         EpochSummary first, last;
+        string[] vanishing;
         lock (_gate)
         {
             if (classCount < 2 || _epochs.Count < 2 || _epochs[0].Epoch != 1 || _epochs[0].TrainSamples == 0) return null;
-            (first, last) = (_epochs[0], _epochs[^1]);
+            (first, last, vanishing) = (_epochs[0], _epochs[^1], [.. _vanishing]);
         }
         var chance = 1.0 / classCount;
         // A NaN loss is the divergence's to report; a loss that fell means it learned, however slowly.
         if (!(last.TrainLoss >= 0.99 * first.TrainLoss) || testAccuracy > 1.5 * chance) return null;
         var o = options.Optimizer;
-        var typical = o.Kind == Core.Optimization.OptimizerKind.Sgd ? "0.01 to 0.1" : "1e-4 to 1e-2";
-        return FormattableString.Invariant(
+        var (low, high, typical) = o.Kind == Core.Optimization.OptimizerKind.Sgd ? (0.01, 0.1, "0.01 to 0.1") : (1e-4, 1e-2, "1e-4 to 1e-2");
+        var usualRate = o.LearningRate >= low && o.LearningRate <= high;
+        var text = new StringBuilder(FormattableString.Invariant(
                 $"the model learned nothing: the training loss fell by less than 1% (epoch 1: {ConsoleProgress.Loss(first.TrainLoss)}, epoch {last.Epoch}: {ConsoleProgress.Loss(last.TrainLoss)}) ") +
             FormattableString.Invariant(
-                $"and the test accuracy ({100 * testAccuracy:F2}%) is near chance ({100 * chance:F2}% for {classCount} classes). ") +
-            FormattableString.Invariant(
-                $"Check Optimizer:LearningRate = {o.LearningRate:G4}: for {o.Kind} it is usually {typical}; much smaller does not move the weights, much larger can stall them. ") +
-            "Otherwise check that the labels belong to their inputs (the label column, the class folders).";
+                $"and the test accuracy ({100 * testAccuracy:F2}%) is near chance ({100 * chance:F2}% for {classCount} classes). "));
+        if (vanishing.Length > 0)
+            text.Append(
+                $"The gradients vanished (the vanishing-gradient warnings named {string.Join(", ", vanishing.Take(4))}{(vanishing.Length > 4 ? ", ..." : "")}), so the weights barely moved: " +
+                $"with Model:Initializer:Kind = {TrainCommand.DescribeInitializer(options.Model.Initializer)} the signal dies out through the layers. Use HeNormal " +
+                "for ReLU or XavierUniform for Tanh and Sigmoid (Model:Initializer:Kind), or fewer saturating activations (Sigmoid, Tanh) in a row. ");
+        if (!usualRate)
+            text.Append(CultureInfo.InvariantCulture,
+                $"Check Optimizer:LearningRate = {o.LearningRate:G4}: for {o.Kind} it is usually {typical}; much smaller does not move the weights, much larger can stall them. ");
+        else if (vanishing.Length == 0)
+            text.Append(FormattableString.Invariant(
+                $"Optimizer:LearningRate = {o.LearningRate:G4} is within the usual range for {o.Kind} ({typical}), so it is an unlikely cause; check Model:Initializer:Kind = ") +
+                $"{TrainCommand.DescribeInitializer(options.Model.Initializer)} and the layers. ");
+        text.Append(vanishing.Length == 0 && usualRate ? "Check also" : "Otherwise check").Append(" that the labels belong to their inputs (the label column, the class folders).");
+        return text.ToString();
     }
 
     /// <summary>True once a step of this run was applied: there is a report to write.</summary>

@@ -129,6 +129,7 @@ internal static class TrainCommand
             }
             OutputSettings.Check(options);
             runDirectory = RunDirectory.Create(options.Output.Directory);
+            GracefulCancellation.ResumeHint = () => RunOutputs.ResumeHint(options, resumeWith);
             prepared = true;
         }
         catch (Exception e) when (CliConsole.IsInputError(e))
@@ -168,15 +169,26 @@ internal static class TrainCommand
 
         TrainingResult? result = null;
         RunReport? report = null;
-        var exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
-            observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
-                initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom,
-                checkpointLock: checkpointLock, trainDigest: trainDigest), options.Optimizer.Kind),
-            diverged => RunOutputs.KeepDiverged(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
-                epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
-            cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report, resumeWith),
-            model: options,
-            onFailed: _ => RunOutputs.KeepAfterFailure(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), weights: null, report, resumeWith));
+        // The actors' vanishing-gradient warnings tell the end-of-run diagnosis what kept a run from learning (RunReport.NotLearning).
+        Action<string> warned = warning => report?.ActorWarned(warning);
+        CommandLineLogger.WarningLogged += warned;
+        int? exit;
+        try
+        {
+            exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
+                observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
+                    initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom,
+                    checkpointLock: checkpointLock, trainDigest: trainDigest), options.Optimizer.Kind),
+                diverged => RunOutputs.KeepDiverged(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,
+                    epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
+                cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report, resumeWith),
+                model: options,
+                onFailed: _ => RunOutputs.KeepAfterFailure(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), weights: null, report, resumeWith));
+        }
+        finally
+        {
+            CommandLineLogger.WarningLogged -= warned;
+        }
         if (exit == 1) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory);
         if (exit is not null) return (exit.Value, null, runDirectory);
         if (cancellationToken.IsCancellationRequested) // the coordinator let the last epoch's evaluation finish (Coordinator.StopRequested)
@@ -261,6 +273,29 @@ internal static class TrainCommand
             : null;
 
     /// <summary>
+    /// A warning when Model:Initializer gives every weight of a layer the same value (Zeros, Constant) and the network has
+    /// hidden layers (two or more Dense or Conv2D layers): the units of a hidden layer then compute the same output and get
+    /// the same gradient, so they stay identical for the whole run and the symmetry is never broken (Goodfellow et al., Deep
+    /// Learning, section 8.4). A single layer (softmax regression) learns from zeros as well as from random weights, and
+    /// nothing is said. Null otherwise, with Model:Pretrained (the weights come from the file; a replaced head is one layer)
+    /// and when resuming (they come from the checkpoint).
+    /// </summary>
+    /// <param name="model">The run's model section.</param>
+    /// <param name="resuming">Checkpoint:Resume is set.</param>
+    internal static string? SymmetricInitializer(ModelOptions model, bool resuming = false)
+    {
+        if (model.Initializer.Kind is not (InitializerKind.Zeros or InitializerKind.Constant) || !string.IsNullOrEmpty(model.Pretrained) || resuming)
+            return null;
+        var weighted = model.Layers.Count(l => string.Equals(l.Type, LayerTypes.Dense, StringComparison.OrdinalIgnoreCase)
+                                               || string.Equals(l.Type, LayerTypes.Conv2D, StringComparison.OrdinalIgnoreCase));
+        if (weighted < 2) return null;
+        return $"Model:Initializer:Kind = {DescribeInitializer(model.Initializer)} gives every weight of a layer the same value: the units of " +
+               $"{(weighted == 2 ? "the hidden layer" : $"each of the {weighted - 1} hidden layers")} then compute the same output and get the same gradient, so they stay identical for the " +
+               "whole run (the symmetry is never broken) and the network learns no more than one unit per layer could. Set Model:Initializer:Kind to " +
+               "HeNormal (the default) for ReLU, or XavierUniform for Tanh and Sigmoid.";
+    }
+
+    /// <summary>
     /// The start-up line on Training:Mode and its own settings, such as <c>mode BoundedStaleness, StalenessBound 5</c> or
     /// <c>mode LocalSgd, LocalSteps 4</c>; null for Sync, the default.
     /// </summary>
@@ -284,7 +319,8 @@ internal static class TrainCommand
     /// local SGD steps that outlast the epoch (<see cref="LocalStepsOutlastEpoch"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
     /// compression does not use (<see cref="TrainingOptions.UnusedSettings"/>), layer settings the layer's type does not use and a
     /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), Model:Freeze without Model:Pretrained
-    /// (<see cref="FrozenWithoutPretrained"/>), classes without a training sample, images
+    /// (<see cref="FrozenWithoutPretrained"/>), an initializer that gives every weight of a layer the same value in a network
+    /// with hidden layers (<see cref="SymmetricInitializer"/>), classes without a training sample, images
     /// in the image folders that are skipped because their format is not read (<see cref="ImageFolderDataset.UnreadImages"/>), raw
     /// IDX files ignored for the <c>.gz</c> files beside them (<see cref="FashionMnist.IgnoredRawFilesNotice"/>).
     /// </summary>
@@ -306,6 +342,7 @@ internal static class TrainCommand
         foreach (var unused in options.UnusedSettings()) yield return unused;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
         if (FrozenWithoutPretrained(options.Model, options.Checkpoint.Resume) is { } frozen) yield return frozen;
+        if (SymmetricInitializer(options.Model, options.Checkpoint.Resume) is { } symmetric) yield return symmetric;
         var counts = new int[train.ClassCount];
         foreach (var label in train.Labels) counts[label]++;
         var empty = Enumerable.Range(0, counts.Length).Where(c => counts[c] == 0).ToList();

@@ -70,7 +70,7 @@ public sealed class CliRunTests : IDisposable
         train.Interrupt();
 
         await train.AssertExitAsync(130, TimeSpan.FromSeconds(30));
-        Assert.Contains("Ctrl-C: stopping at the next step (press Ctrl-C again to exit at once).", train.Error);
+        Assert.Contains("Ctrl-C: stopping at the next step (press Ctrl-C again to exit at once, without writing this run's files).", train.Error);
         var cancelled = Regex.Match(train.Error, @"cancelled: stopped at epoch (\d+), step (\d+) of 250\. Kept the run folder (\S+): model\.safetensors holds the weights of that step \(version (\d+)\)");
         Assert.True(cancelled.Success, train.Output);
         var (epoch, step, folder, version) = (int.Parse(cancelled.Groups[1].Value), int.Parse(cancelled.Groups[2].Value), cancelled.Groups[3].Value, long.Parse(cancelled.Groups[4].Value));
@@ -129,17 +129,20 @@ public sealed class CliRunTests : IDisposable
     {
         // 5.8M parameters and one 1,000-sample minibatch per step: a step takes a good part of a second, so the clean stop
         // (finish the step, save 23 MB of weights and the report) is still under way when the second Ctrl-C comes.
-        using var train = new DistTrainProcess(Train(Config("""
+        var checkpoints = Path.Combine(_directory, "checkpoints");
+        using var train = new DistTrainProcess(Train(Config($$"""
             {
               "Data": { "Normalization": "Global" },
               "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 2048 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 2048 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
               "Optimizer": { "LearningRate": 0.01 },
-              "Training": { "Workers": 1, "Epochs": 1000, "BatchSizePerWorker": 1000, "Seed": 3, "StallTimeoutSeconds": 60 }
+              "Training": { "Workers": 1, "Epochs": 1000, "BatchSizePerWorker": 1000, "Seed": 3, "StallTimeoutSeconds": 60 },
+              "Checkpoint": { "Directory": "{{checkpoints}}" }
             }
             """), TestData.SubsetDirectory), defaultInterrupt: true);
         await train.WaitForOutputAsync("epoch  1/1000  train loss", TimeSpan.FromSeconds(120));
         train.Interrupt();
-        await train.WaitForOutputAsync("stopping at the next step", TimeSpan.FromSeconds(10));
+        // The first Ctrl-C's line says what a second one gives up.
+        await train.WaitForOutputAsync("stopping at the next step (press Ctrl-C again to exit at once, without writing this run's files).", TimeSpan.FromSeconds(10));
         train.Interrupt();
         await train.AssertExitAsync(130, TimeSpan.FromSeconds(10)); // killed by SIGINT: 128 + 2
         Assert.DoesNotContain("cancelled: stopped", train.Output); // the clean stop never finished
@@ -147,7 +150,11 @@ public sealed class CliRunTests : IDisposable
         // begun leaves a file in it.
         var folders = Directory.GetDirectories(Path.Combine(_directory, "runs"));
         Assert.All(folders, folder => Assert.NotEmpty(Directory.EnumerateFileSystemEntries(folder)));
-        if (folders.Length == 0) Assert.Contains("removed: the empty run folder", train.Error);
+        var error = train.Error.ReplaceLineEndings(" ");
+        if (folders.Length == 0) Assert.Contains("removed: the empty run folder", error);
+        // The epoch-end checkpoints survive the exit: the last line names them and how to go on from them.
+        Assert.Matches($@"exited:? at once, without writing this run's files.* Checkpoints are in {Regex.Escape(checkpoints)}: train --resume continues " +
+            @"from the newest, at epoch \d+ round 0 \(weights version \d+\)\.", error);
     }
 
     /// <summary>The 5.8M-parameter model of the Ctrl-C tests, trained for one quick epoch; the path of its run folder.</summary>

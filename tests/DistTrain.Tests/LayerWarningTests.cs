@@ -67,6 +67,39 @@ public class LayerWarningTests
     }
 
     /// <summary>
+    /// Zeros (or Constant) gives every weight of a layer the same value: with hidden layers their units stay identical for
+    /// the whole run. That got no word; it is warned of at start-up, naming the fix. A network without hidden layers
+    /// (softmax regression) learns from zeros, and is not.
+    /// </summary>
+    [Fact]
+    public void An_initializer_that_gives_every_weight_the_same_value_is_warned_of_with_hidden_layers_only()
+    {
+        var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(
+            """{ "Model": { "InputSize": 2, "Initializer": { "Kind": "Zeros" }, "Layers": [{ "Type": "Dense", "Units": 4 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 2 }] } }"""),
+            null, checkDataDirectory: false, new Dictionary<string, string?>());
+        var train = new DistTrain.Core.Data.LabeledDataset([0f, 1f, 1f, 0f], [0, 1], 2, 2, null);
+        Assert.Equal(["Model:Initializer:Kind = Zeros gives every weight of a layer the same value: the units of the hidden layer then compute the same " +
+            "output and get the same gradient, so they stay identical for the whole run (the symmetry is never broken) and the network learns " +
+            "no more than one unit per layer could. Set Model:Initializer:Kind to HeNormal (the default) for ReLU, or XavierUniform for Tanh and Sigmoid."],
+            DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+        options.Model.Initializer.Kind = DistTrain.Core.Initialization.InitializerKind.Constant;
+        options.Model.Initializer.Constant = 0.5;
+        Assert.StartsWith("Model:Initializer:Kind = Constant, Constant 0.5 gives every weight of a layer the same value", Assert.Single(DistTrain.Cli.TrainCommand.RunWarnings(options, train)));
+        // Random initializers, pretrained weights and a resumed run: nothing to say.
+        options.Checkpoint.Resume = true;
+        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+        options.Checkpoint.Resume = false;
+        options.Model.Initializer.Kind = DistTrain.Core.Initialization.InitializerKind.XavierUniform;
+        options.Model.Initializer.Constant = 0;
+        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+
+        var regression = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(
+            """{ "Model": { "InputSize": 2, "Initializer": { "Kind": "Zeros" }, "Layers": [{ "Type": "Dense", "Units": 2 }] } }"""),
+            null, checkDataDirectory: false, new Dictionary<string, string?>());
+        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(regression, train));
+    }
+
+    /// <summary>
     /// Model:Freeze without Model:Pretrained froze the initializer's random weights without a word, and the start-up lines
     /// named frozen tensors only with pretrained weights: both now say so.
     /// </summary>

@@ -327,6 +327,58 @@ public class PredictEvaluateTests : IDisposable
             "config keys, so write the file to match them.", message);
     }
 
+    /// <summary>
+    /// One huge but finite weight (3.4e38 in '2.weight') makes every output overflow, even for inputs on the training
+    /// scale: predict and evaluate blamed the inputs ("far outside the range of the training data"). The tensor whose
+    /// float32 L2 norm overflows is named, with its largest |value|; a large weight whose norm stays finite is not.
+    /// </summary>
+    [Fact]
+    public async Task A_huge_finite_weight_that_overflows_the_outputs_is_named_instead_of_the_inputs()
+    {
+        var options = new ModelBuilder(4).Dense(8).ReLU().Dense(3).Build();
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
+        weights.Segment("0.bias").Fill(1f); // every hidden unit is at least about 1 on these inputs, so the huge weight overflows
+        var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0f], [1f]);
+        var model = new TrainedModel(options, weights, normalizer, ModelMetadata.Create(options, normalizer,
+            new DataMetadata(DataFormat.Csv, 1f, null, LabelsAreNames: false, null, null, false, []), version: 0, epochs: 0, testAccuracy: null, seed: 0));
+        Assert.Empty(model.OverflowingTensors());
+        model.Weights.Segment("2.weight")[0] = 1e6f; // large, but its square fits float32: not named
+        Assert.Empty(model.OverflowingTensors());
+        model.Weights.Segment("2.weight")[0] = 3.4e38f;
+        var path = Path.Combine(_directory, "huge-weight.safetensors");
+        model.Save(path);
+        var loaded = TrainedModel.Load(path); // finite, so it loads
+        Assert.Equal([("2.weight", 3.4e38f)], loaded.OverflowingTensors());
+
+        var rows = Path.Combine(_directory, "rows.csv");
+        File.WriteAllLines(rows, ["0.1,0.2,0.3,0.4", "0.5,0.5,0.5,0.5"]);
+        var error = Assert.Throws<DataFormatException>(() => PredictCommand.Predict(loaded, ModelInputs.Read(rows, loaded, resize: false), k: 1).ToArray());
+        Assert.Equal($"{rows}:line 1, {rows}:line 2: the model's outputs for these 2 samples are not finite (NaN or infinity), so there is no prediction. " +
+            "The model's weights are the likely cause, not the inputs: tensor '2.weight' holds a value of magnitude 3.4E+38, so large that its float32 " +
+            "L2 norm overflows to infinity (trained weights are many orders of magnitude smaller), and the network overflows on inputs of any scale. " +
+            "The file is damaged or was edited, or its run diverged: use the model.safetensors its training run wrote, a checkpoint from before the " +
+            "divergence, or train again.", error.Message);
+        Assert.DoesNotContain("far outside the range of the training data", error.Message);
+
+        var (exit, output, errors) = await Cli("predict", "--model", path, "--json", rows);
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        Assert.Contains($"warning: {path}: tensor '2.weight' holds a value of magnitude 3.4E+38, so large that its float32 L2 norm overflows to infinity " +
+            "(trained weights are many orders of magnitude smaller): the model's predictions mean little or nothing.", errors.ReplaceLineEndings(" "));
+        Assert.Contains("The model's weights are the likely cause, not the inputs: tensor '2.weight'", errors.ReplaceLineEndings(" "));
+        Assert.DoesNotContain("far outside the range of the training data", errors);
+
+        // Inputs that meet the huge weight with zeros (every hidden unit 0 after ReLU) give finite outputs, which mean
+        // nothing all the same: evaluate scores them, with the warning.
+        model.Weights.Segment("0.bias").Fill(-1f);
+        model.Save(path);
+        var labeled = Path.Combine(_directory, "labeled.csv");
+        File.WriteAllLines(labeled, ["0.1,0.2,0.3,0.4,0", "0.5,0.5,0.5,0.5,1"]);
+        (exit, _, errors) = await Cli("evaluate", "--model", path, "--data", labeled, "--heatmap", Path.Combine(_directory, "h.png"));
+        Assert.True(exit == 0, errors);
+        Assert.Contains($"warning: {path}: tensor '2.weight' holds a value of magnitude 3.4E+38", errors.ReplaceLineEndings(" "));
+    }
+
     [Fact]
     public async Task Outputs_that_are_not_finite_and_weights_that_are_not_finite_exit_2_naming_the_rows_or_the_tensor_never_a_prediction()
     {

@@ -547,6 +547,7 @@ public class RunReportTests : IDisposable
             "Model:Initializer:Gain = 2 is not used by Model:Initializer:Kind Zeros, only by HeNormal, HeUniform, XavierNormal or XavierUniform; Zeros sets every weight to 0. " +
                 "Set Kind to HeNormal, HeUniform, XavierNormal or XavierUniform, or remove Gain.",
             "Model:Initializer:NormalStd = 0.1 is not used by Model:Initializer:Kind Zeros, only by Normal; Zeros sets every weight to 0. Set Kind to Normal, or remove NormalStd.",
+            TrainCommand.SymmetricInitializer(options.Model)!, // a hidden layer: its own warning (LayerWarningTests)
         ], TrainCommand.RunWarnings(options, complete));
         // Each kind's own setting is used: none is warned of.
         options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.XavierUniform, Gain = 2 };
@@ -554,7 +555,8 @@ public class RunReportTests : IDisposable
         options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Uniform, UniformRange = 0.2 };
         Assert.Empty(TrainCommand.RunWarnings(options, complete));
         options.Model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Constant, Constant = 0.5 };
-        Assert.Empty(TrainCommand.RunWarnings(options, complete));
+        Assert.Equal([TrainCommand.SymmetricInitializer(options.Model)!], TrainCommand.RunWarnings(options, complete)); // Constant is used; the hidden layer is warned of
+        options.Model.Initializer = new();
 
         options.Optimizer.Schedule.WarmupStartFactor = 0.5;
         options.Training.EarlyStopping.MinDelta = 0.01;

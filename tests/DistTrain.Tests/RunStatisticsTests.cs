@@ -4,6 +4,7 @@ using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Metrics;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
+using DistTrain.Core.Models;
 
 namespace DistTrain.Tests;
 
@@ -79,6 +80,54 @@ public sealed class RunStatisticsTests : IDisposable
         Assert.Contains("(10.00% for 10 classes)", warning);
         Assert.Contains("Check Optimizer:LearningRate = 1E-30: for Sgd it is usually 0.01 to 0.1", warning);
         Assert.Null(report.NotLearning(options, 1, result.FinalEpoch.TestAccuracy)); // no chance level to compare with
+    }
+
+    /// <summary>
+    /// Five Sigmoid layers started from Normal, std 0.001, with SGD at 0.01: the gradients vanish, and the vanishing-gradient
+    /// warnings fire. The diagnosis blamed Optimizer:LearningRate, which is inside the range it printed; it names the
+    /// vanishing gradients and the initializer instead, and says nothing of the learning rate.
+    /// </summary>
+    [Fact]
+    public async Task A_run_whose_gradients_vanished_is_told_of_the_initializer_not_of_a_learning_rate_in_its_usual_range()
+    {
+        var data = TestData.Normalized();
+        var layers = new List<LayerOptions>();
+        for (var i = 0; i < 5; i++) layers.AddRange([new LayerOptions { Type = LayerTypes.Dense, Units = 16 }, new LayerOptions { Type = LayerTypes.Sigmoid }]);
+        layers.Add(new LayerOptions { Type = LayerTypes.Dense, Units = 10 });
+        var model = new ModelOptions { InputSize = 784, Layers = layers };
+        model.Initializer.Kind = DistTrain.Core.Initialization.InitializerKind.Normal;
+        model.Initializer.NormalStd = 0.001;
+        var options = TestData.Options(model, workers: 1, batch: 50, epochs: 2, learningRate: 0.01, momentum: 0);
+        options.Monitoring.GradientNormEverySteps = 1;
+        options.Compute.BlasThreads = 1;
+        var report = new RunReport(NullTrainingObserver.Instance);
+        CommandLineLogger.WarningLogged += report.ActorWarned; // as train does
+        TrainingResult result;
+        try
+        {
+            result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, report).WithTestTimeout();
+        }
+        finally
+        {
+            CommandLineLogger.WarningLogged -= report.ActorWarned;
+        }
+        var warning = report.NotLearning(options, data.Train.ClassCount, result.FinalEpoch.TestAccuracy);
+        Assert.True(warning is not null, $"accuracy {result.FinalEpoch.TestAccuracy}, losses {string.Join(", ", result.Epochs.Select(e => e.TrainLoss))}");
+        Assert.StartsWith("the model learned nothing: the training loss fell by less than 1%", warning);
+        // The logger's event is process-wide: another test's warnings may be named too, so only this run's first tensor is checked.
+        Assert.Matches(@"The gradients vanished \(the vanishing-gradient warnings named [^)]*\b0\.weight\b", warning);
+        Assert.Contains("with Model:Initializer:Kind = Normal, NormalStd 0.001 the signal dies out through the layers. Use HeNormal for ReLU or XavierUniform " +
+            "for Tanh and Sigmoid (Model:Initializer:Kind), or fewer saturating activations (Sigmoid, Tanh) in a row. Otherwise check that the labels " +
+            "belong to their inputs (the label column, the class folders).", warning);
+        Assert.DoesNotContain("Check Optimizer:LearningRate", warning);
+
+        // Without those warnings, a learning rate in its usual range is said not to be the likely cause.
+        var quiet = new RunReport(NullTrainingObserver.Instance);
+        foreach (var epoch in result.Epochs) quiet.EpochCompleted(epoch);
+        var withoutWarnings = quiet.NotLearning(options, data.Train.ClassCount, result.FinalEpoch.TestAccuracy);
+        Assert.Contains("Optimizer:LearningRate = 0.01 is within the usual range for Sgd (0.01 to 0.1), so it is an unlikely cause; check " +
+            "Model:Initializer:Kind = Normal, NormalStd 0.001 and the layers. Check also that the labels belong to their inputs", withoutWarnings);
+        Assert.DoesNotContain("vanished", withoutWarnings);
     }
 
 

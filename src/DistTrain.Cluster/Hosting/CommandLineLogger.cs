@@ -19,7 +19,11 @@ public sealed class CommandLineLogger : ReceiveActor, IRequiresMessageQueue<ILog
     public CommandLineLogger()
     {
         Receive<InitializeLogger>(_ => Sender.Tell(new LoggerInitialized()));
-        Receive<Warning>(warning => Write($"warning: {warning.Message}"));
+        Receive<Warning>(warning =>
+        {
+            Write($"warning: {warning.Message}");
+            WarningLogged?.Invoke($"{warning.Message}");
+        });
         Receive<Error>(error => Write(error.Cause is null ? $"error: {error.Message}" : $"error: {error.Message}{Environment.NewLine}{error.Cause}"));
         Receive<LogEvent>(_ => { }); // below the level set (WARNING): not printed
     }
@@ -29,6 +33,12 @@ public sealed class CommandLineLogger : ReceiveActor, IRequiresMessageQueue<ILog
     /// above its live view while that owns the terminal, instead of through it, and to standard error otherwise.
     /// </summary>
     public static Action<string>? Output { get; set; }
+
+    /// <summary>
+    /// Receives the text of every warning this logger writes (without <c>warning: </c>), for a run's end-of-run diagnosis
+    /// (the vanishing-gradient warnings). Handlers must not throw.
+    /// </summary>
+    public static event Action<string>? WarningLogged;
 
     /// <summary>One line to <see cref="Output"/>; a failed write (a closed descriptor, a full disk) stops nothing.</summary>
     internal static void Write(string line)

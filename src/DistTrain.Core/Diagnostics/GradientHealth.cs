@@ -108,6 +108,9 @@ public sealed class GradientHealthMonitor
         Latest = new LayerHealth[_segments.Length];
     }
 
+    /// <summary>How every vanishing-gradient warning begins; the tensor's name follows, then a space.</summary>
+    public const string VanishingWarningStart = "Vanishing gradient: ";
+
     /// <summary>The last measurement, one entry per trainable tensor in layout order.</summary>
     public LayerHealth[] Latest { get; }
 
@@ -184,7 +187,7 @@ public sealed class GradientHealthMonitor
             _vanishingRun[i] = gradientNorm < _options.VanishingGradientNorm ? _vanishingRun[i] + 1 : 0;
         _explodingRun[i] = gradientNorm > _options.ExplodingGradientNorm || !double.IsFinite(gradientNorm) ? _explodingRun[i] + 1 : 0;
         if (_vanishingRun[i] == _options.WarnAfterMeasurements)
-            (warnings ??= []).Add($"Vanishing gradient: {segment.Name} has had a gradient norm below {_options.VanishingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). " +
+            (warnings ??= []).Add($"{VanishingWarningStart}{segment.Name} has had a gradient norm below {_options.VanishingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). " +
                 (_batchNormAfter[i] is { } layer
                     ? $"Layer {layer + 1} is a BatchNorm, which subtracts the batch mean and with it this bias, so its gradient is zero by design: set \"Bias\": false on layer {layer} (as PyTorch models do before BatchNorm)."
                     : "Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate."));

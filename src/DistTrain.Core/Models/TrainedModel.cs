@@ -260,6 +260,26 @@ public sealed class TrainedModel
         return samples;
     }
 
+    /// <summary>
+    /// The tensors whose weights are large enough to overflow the network on inputs of any scale, with each one's largest
+    /// |value|: those whose float32 L2 norm is infinite, that is whose sum of squares exceeds <see cref="float.MaxValue"/>
+    /// (a single |value| above about 1.8e19, the square root of <see cref="float.MaxValue"/>, is enough). Trained weights
+    /// are many orders of magnitude smaller; a tensor past that bound comes from a damaged or edited file, or a run that
+    /// diverged. NaN and infinity are refused when the model is loaded (<see cref="Load"/>), so they are not listed here.
+    /// </summary>
+    /// <returns>The tensors past the bound, in layout order; empty when there are none.</returns>
+    public IReadOnlyList<(string Name, float LargestMagnitude)> OverflowingTensors()
+    {
+        var tensors = new List<(string Name, float LargestMagnitude)>();
+        foreach (var segment in Weights.Layout.Segments)
+        {
+            ReadOnlySpan<float> values = Weights.Segment(segment);
+            if (values.Length > 0 && float.IsInfinity(TensorPrimitives.Norm(values)))
+                tensors.Add((segment.Name, Math.Abs(TensorPrimitives.MaxMagnitude(values))));
+        }
+        return tensors;
+    }
+
     /// <summary>A description for the console: layers, classes and input.</summary>
     public override string ToString() =>
         $"{string.Join(" ", Replica.Layers.Select(l => l.Description))}; input {InputShape}, {ClassCount} classes" +
