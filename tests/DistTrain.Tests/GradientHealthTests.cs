@@ -66,6 +66,26 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
     }
 
     [Fact]
+    public void A_clip_that_clips_every_measured_step_for_ten_measurements_is_warned_of_once_with_the_norm()
+    {
+        // Before, only Prometheus showed it: a run with GradientClipNorm 0.5 clipped 900 of its 901 steps without a word.
+        var monitor = new GradientHealthMonitor(Layout, new MonitoringOptions { ExplodingGradientNorm = 1e6 }, clipNorm: 0.5);
+        float[] w = [1f, 1f, 1f];
+        // Global norm of (3, 0, 4) is 5, ten times the clip; one measurement under the clip resets the count.
+        for (var m = 1; m < GradientHealthMonitor.ClippedMeasurementsToWarn; m++) Assert.Empty(monitor.Measure(10 * m, [3f, 0f, 4f], w, w));
+        Assert.Empty(monitor.Measure(95, [0.3f, 0f, 0.1f], w, w));
+        for (var m = 1; m < GradientHealthMonitor.ClippedMeasurementsToWarn; m++) Assert.Empty(monitor.Measure(100 + 10 * m, [3f, 0f, 4f], w, w));
+        Assert.Equal(["Gradient clipping: Optimizer:GradientClipNorm = 0.5 clipped the averaged gradient at each of the last 10 measurements (global " +
+            "norm now 5 at step 200, 10 times the clip), so the clip, not the gradient's size, sets every step: the update is LearningRate times a vector " +
+            "of norm GradientClipNorm. If that is not meant, raise GradientClipNorm above the usual norm (disttrain_training_gradient_norm gives it per " +
+            "tensor) or set it to 0, and tune Optimizer:LearningRate instead."], monitor.Measure(200, [3f, 0f, 4f], w, w));
+        Assert.Empty(monitor.Measure(210, [3f, 0f, 4f], w, w)); // once per run of ten
+        // Without a clip, nothing.
+        var unclipped = new GradientHealthMonitor(Layout, new MonitoringOptions { ExplodingGradientNorm = 1e6 });
+        for (var m = 1; m <= 20; m++) Assert.Empty(unclipped.Measure(10 * m, [3f, 0f, 4f], w, w));
+    }
+
+    [Fact]
     public void Clipping_by_global_norm_is_applied_once_at_the_parameter_server()
     {
         // Two workers send (3, 4) and (3, 4): the average has norm 5; clip to 1 -> (0.6, 0.8); lr 1 -> w = -(0.6, 0.8).

@@ -86,6 +86,14 @@ public sealed class GradientHealthMonitor
     private readonly int[] _explodingRun;
     private readonly int?[] _batchNormAfter; // per trainable tensor: for a layer's bias that a BatchNorm follows, that layer's index
     private readonly double _clipNorm;
+    private int _clippedRun; // consecutive measurements whose global norm was above _clipNorm
+
+    /// <summary>
+    /// Consecutive measurements (every Monitoring:GradientNormEverySteps steps) whose averaged gradient's global norm was
+    /// above Optimizer:GradientClipNorm before the clipping warning: a few clipped steps early in a run are what clipping is
+    /// for; every step clipped for this long means the clip, not the gradient, sets the step size.
+    /// </summary>
+    public const int ClippedMeasurementsToWarn = 10;
 
     /// <summary>Creates the monitor for a model's layout.</summary>
     /// <param name="layout">The model's layout.</param>
@@ -139,6 +147,7 @@ public sealed class GradientHealthMonitor
             Record(i, step, TensorPrimitives.Norm(gradient.Slice(segment.Offset, segment.Length)), TensorPrimitives.Norm(w),
                 TensorPrimitives.Distance(w, before.Slice(segment.Offset, segment.Length)), ref warnings);
         }
+        RecordClipping(step, ref warnings);
         return (IReadOnlyList<string>?)warnings ?? [];
     }
 
@@ -173,11 +182,31 @@ public sealed class GradientHealthMonitor
         List<string>? warnings = null;
         for (var i = 0; i < squares.Length; i++)
             Record(i, step, Math.Sqrt(squares[i].Gradient), Math.Sqrt(squares[i].Weight), Math.Sqrt(squares[i].Update), ref warnings);
+        RecordClipping(step, ref warnings);
         return (IReadOnlyList<string>?)warnings ?? [];
     }
 
     /// <summary>Names of the trainable tensors, in the order of <see cref="Latest"/>, <see cref="Squares"/> and <see cref="Judge"/>.</summary>
     public IEnumerable<string> TensorNames => _segments.Select(s => s.Name);
+
+    /// <summary>
+    /// After the tensors of a measurement are recorded in <see cref="Latest"/>: the global norm of the trainable gradient
+    /// (the norm clipping compares with Optimizer:GradientClipNorm, from the tensors' norms), and one warning when it was
+    /// above the clip for <see cref="ClippedMeasurementsToWarn"/> measurements in a row.
+    /// </summary>
+    private void RecordClipping(long step, ref List<string>? warnings)
+    {
+        if (_clipNorm <= 0) return;
+        var norm = Math.Sqrt(Latest.Sum(l => l.GradientNorm * l.GradientNorm));
+        if (!double.IsFinite(norm)) return; // a diverging run: its own warnings and error say so
+        _clippedRun = norm > _clipNorm ? _clippedRun + 1 : 0;
+        if (_clippedRun == ClippedMeasurementsToWarn)
+            (warnings ??= []).Add($"Gradient clipping: Optimizer:GradientClipNorm = {_clipNorm:G3} clipped the averaged gradient at each of the last " +
+                $"{ClippedMeasurementsToWarn} measurements (global norm now {norm:G3} at step {step}, {norm / _clipNorm:G3} times the clip), so the clip, not " +
+                "the gradient's size, sets every step: the update is LearningRate times a vector of norm GradientClipNorm. If that is not meant, " +
+                "raise GradientClipNorm above the usual norm (disttrain_training_gradient_norm gives it per tensor) or set it to 0, and tune " +
+                "Optimizer:LearningRate instead.");
+    }
 
     private void Record(int i, long step, double gradientNorm, double weightNorm, double updateNorm, ref List<string>? warnings)
     {
