@@ -29,7 +29,8 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     public void ActorWarned(string message)
     {
         const string start = DistTrain.Core.Diagnostics.GradientHealthMonitor.VanishingWarningStart;
-        if (!message.StartsWith(start, StringComparison.Ordinal)) return;
+        // A bias before a BatchNorm has a zero gradient by design (its warning says so): not a sign of a dying signal.
+        if (!message.StartsWith(start, StringComparison.Ordinal) || message.Contains("is a BatchNorm", StringComparison.Ordinal)) return;
         var end = message.IndexOf(' ', start.Length);
         var tensor = end < 0 ? message[start.Length..] : message[start.Length..end];
         lock (_gate)
@@ -129,8 +130,11 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
         if (vanishing.Length > 0)
             text.Append(
                 $"The gradients vanished (the vanishing-gradient warnings named {string.Join(", ", vanishing.Take(4))}{(vanishing.Length > 4 ? ", ..." : "")}), so the weights barely moved: " +
-                $"with Model:Initializer:Kind = {TrainCommand.DescribeInitializer(options.Model.Initializer)} the signal dies out through the layers. Use HeNormal " +
-                "for ReLU or XavierUniform for Tanh and Sigmoid (Model:Initializer:Kind), or fewer saturating activations (Sigmoid, Tanh) in a row. ");
+                $"with Model:Initializer:Kind = {TrainCommand.DescribeInitializer(options.Model.Initializer)} the signal dies out through the layers. " +
+                (options.Model.Initializer.Kind is Core.Initialization.InitializerKind.HeNormal or Core.Initialization.InitializerKind.HeUniform
+                    or Core.Initialization.InitializerKind.XavierNormal or Core.Initialization.InitializerKind.XavierUniform
+                    ? "The initializer is already scaled to fan_in/fan_out: use fewer saturating activations (Sigmoid, Tanh) in a row, or BatchNorm between the layers. "
+                    : "Use HeNormal for ReLU or XavierUniform for Tanh and Sigmoid (Model:Initializer:Kind), or fewer saturating activations (Sigmoid, Tanh) in a row. "));
         if (!usualRate)
             text.Append(CultureInfo.InvariantCulture,
                 $"Check Optimizer:LearningRate = {o.LearningRate:G4}: for {o.Kind} it is usually {typical}; much smaller does not move the weights, much larger can stall them. ");

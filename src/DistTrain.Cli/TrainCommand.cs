@@ -289,10 +289,13 @@ internal static class TrainCommand
         var weighted = model.Layers.Count(l => string.Equals(l.Type, LayerTypes.Dense, StringComparison.OrdinalIgnoreCase)
                                                || string.Equals(l.Type, LayerTypes.Conv2D, StringComparison.OrdinalIgnoreCase));
         if (weighted < 2) return null;
+        var dropout = model.Layers.Any(l => string.Equals(l.Type, LayerTypes.Dropout, StringComparison.OrdinalIgnoreCase));
         return $"Model:Initializer:Kind = {DescribeInitializer(model.Initializer)} gives every weight of a layer the same value: the units of " +
-               $"{(weighted == 2 ? "the hidden layer" : $"each of the {weighted - 1} hidden layers")} then compute the same output and get the same gradient, so they stay identical for the " +
-               "whole run (the symmetry is never broken) and the network learns no more than one unit per layer could. Set Model:Initializer:Kind to " +
-               "HeNormal (the default) for ReLU, or XavierUniform for Tanh and Sigmoid.";
+               $"{(weighted == 2 ? "the hidden layer" : $"each of the {weighted - 1} hidden layers")} then compute the same output and get the same gradient, so " +
+               (dropout
+                   ? "they start identical and only Dropout's random masks set them apart, slowly and by chance. "
+                   : "they stay identical for the whole run (the symmetry is never broken) and the network learns no more than one unit per layer could. ") +
+               "Set Model:Initializer:Kind to HeNormal (the default) for ReLU, or XavierUniform for Tanh and Sigmoid.";
     }
 
     /// <summary>

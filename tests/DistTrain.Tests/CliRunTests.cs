@@ -140,6 +140,9 @@ public sealed class CliRunTests : IDisposable
             }
             """), TestData.SubsetDirectory), defaultInterrupt: true);
         await train.WaitForOutputAsync("epoch  1/1000  train loss", TimeSpan.FromSeconds(120));
+        // The epoch-end checkpoint is written by the parameter server beside the evaluation: wait for its line, so that the
+        // exit line below has a checkpoint to name.
+        await train.WaitForOutputAsync($"checkpoint {checkpoints}", TimeSpan.FromSeconds(60));
         train.Interrupt();
         // The first Ctrl-C's line says what a second one gives up.
         await train.WaitForOutputAsync("stopping at the next step (press Ctrl-C again to exit at once, without writing this run's files).", TimeSpan.FromSeconds(10));

@@ -97,6 +97,15 @@ public class LayerWarningTests
             """{ "Model": { "InputSize": 2, "Initializer": { "Kind": "Zeros" }, "Layers": [{ "Type": "Dense", "Units": 2 }] } }"""),
             null, checkDataDirectory: false, new Dictionary<string, string?>());
         Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(regression, train));
+
+        // Dropout's random masks do set the units apart, slowly: the warning says so rather than "identical for the whole run".
+        var dropout = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(
+            """{ "Model": { "InputSize": 2, "Initializer": { "Kind": "Zeros" }, "Layers": [{ "Type": "Dense", "Units": 4 }, { "Type": "ReLU" }, { "Type": "Dropout", "Rate": 0.5 }, { "Type": "Dense", "Units": 2 }] } }"""),
+            null, checkDataDirectory: false, new Dictionary<string, string?>());
+        Assert.Equal(["Model:Initializer:Kind = Zeros gives every weight of a layer the same value: the units of the hidden layer then compute the same " +
+            "output and get the same gradient, so they start identical and only Dropout's random masks set them apart, slowly and by chance. " +
+            "Set Model:Initializer:Kind to HeNormal (the default) for ReLU, or XavierUniform for Tanh and Sigmoid."],
+            DistTrain.Cli.TrainCommand.RunWarnings(dropout, train));
     }
 
     /// <summary>

@@ -128,6 +128,22 @@ public sealed class RunStatisticsTests : IDisposable
         Assert.Contains("Optimizer:LearningRate = 0.01 is within the usual range for Sgd (0.01 to 0.1), so it is an unlikely cause; check " +
             "Model:Initializer:Kind = Normal, NormalStd 0.001 and the layers. Check also that the labels belong to their inputs", withoutWarnings);
         Assert.DoesNotContain("vanished", withoutWarnings);
+
+        // A bias before a BatchNorm has a zero gradient by design: its warning is not a dying signal.
+        var batchNorm = new RunReport(NullTrainingObserver.Instance);
+        foreach (var epoch in result.Epochs) batchNorm.EpochCompleted(epoch);
+        batchNorm.ActorWarned("Vanishing gradient: 0.bias has had a gradient norm below 1E-07 for 3 measurements (now 0 at step 30). Layer 1 is a BatchNorm, " +
+                              "which subtracts the batch mean and with it this bias, so its gradient is zero by design: set \"Bias\": false on layer 0.");
+        Assert.DoesNotContain("vanished", batchNorm.NotLearning(options, data.Train.ClassCount, result.FinalEpoch.TestAccuracy));
+        // With an initializer already scaled to the fans, it is not suggested again.
+        var he = new RunReport(NullTrainingObserver.Instance);
+        foreach (var epoch in result.Epochs) he.EpochCompleted(epoch);
+        he.ActorWarned("Vanishing gradient: 2.weight has had a gradient norm below 1E-07 for 3 measurements (now 1E-09 at step 30). Check the initialization.");
+        options.Model.Initializer = new() { Kind = DistTrain.Core.Initialization.InitializerKind.HeNormal };
+        var scaled = he.NotLearning(options, data.Train.ClassCount, result.FinalEpoch.TestAccuracy);
+        Assert.Contains("with Model:Initializer:Kind = HeNormal the signal dies out through the layers. The initializer is already scaled to fan_in/fan_out: " +
+                        "use fewer saturating activations (Sigmoid, Tanh) in a row, or BatchNorm between the layers.", scaled);
+        Assert.DoesNotContain("Use HeNormal", scaled);
     }
 
 

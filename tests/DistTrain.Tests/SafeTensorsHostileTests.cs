@@ -81,6 +81,10 @@ public class SafeTensorsHostileTests : IDisposable
         Assert.Equal($"{summary}: the file starts with '{{': it is JSON text, not safetensors (which starts with an 8-byte header length). " +
             $"The model of this folder is {model}: give that path.", error.Message);
         AssertMentions(Refuse(Encoding.UTF8.GetBytes("  [1, 2, 3, 4, 5]")), "the file starts with '[': it is JSON text, not safetensors");
+        // A truncated safetensors file whose length (31,520: bytes 20 7B 00 ...) starts like text is still called truncated.
+        var cut = new byte[100];
+        BinaryPrimitives.WriteUInt64LittleEndian(cut, 31_520);
+        AssertMentions(Refuse(cut), "the header length field says 31,520 bytes, but the file has only 100", "truncated");
     }
 
     [Fact]

@@ -294,8 +294,11 @@ public static class ClusterNode
     /// peer's certificate (<see cref="ClusterCertificates.AkkaPeersRefused"/>), the peer is a node of another cluster, not a
     /// crash: the run fails with <see cref="NodeRefusedException"/> (exit code 2). If it refused none, the peer closed the
     /// connection mid-handshake, typically a parameter-server node shutting down or being replaced: the run fails with
-    /// <see cref="Actors.NodeDownedException"/> (a worker's exit code 4, a lost worker to restart). If this node's side
-    /// had already been downed, the run fails with the downing's reason instead.
+    /// <see cref="Actors.NodeDownedException"/> (a worker's exit code 4, a lost worker to restart). The refusals are counted
+    /// over the process, not per peer: one earlier refusal of any peer (a stray node of another cluster) makes a later
+    /// closed connection a refusal too, as before the count existed. A node whose own certificate has expired since
+    /// start-up is refused (exit code 2), whatever it refused. If this node's side had already been downed, the run fails
+    /// with the downing's reason instead.
     /// </remarks>
     private static void FailWhenTerminated<T>(ActorSystem system, ClusterCertificates? certificates, TaskCompletionSource<T> completion) =>
         system.WhenTerminated.ContinueWith(_ =>
@@ -305,10 +308,18 @@ public static class ClusterNode
             if (CoordinatedShutdown.Get(system).ShutdownReason is { } reason && reason.GetType().Name == "TlsHandshakeFailureReason"
                 && Membership.DowningReport.Get(system).Reason is null)
             {
+                // This node's own certificate may have expired since start-up: the peers refuse it, and this node refuses nothing.
+                if (certificates?.Refusal(certificates.Certificate) is { } ownRefusal)
+                {
+                    completion.TrySetException(new NodeRefusedException($"{reason}, and Akka.Remote stops a node whose outbound TLS handshake fails: " +
+                        $"this node's own certificate is refused now: {ownRefusal}. Make a new one (deploy/certs/make-certs.sh) and restart the node."));
+                    return;
+                }
                 completion.TrySetException(certificates is { AkkaPeersRefused: 0 }
                     ? new Actors.NodeDownedException($"{reason}: the peer closed the connection mid-handshake, and Akka.Remote stops a node whose " +
                         "outbound TLS handshake fails. This node refused no certificate, so the peer most likely shut down (a parameter-server node " +
-                        "stopping or being replaced) or is not a DistTrain node. Restart this node to rejoin.")
+                        "stopping or being replaced) or is not a DistTrain node. Restart this node to rejoin; if it fails the same way again, check " +
+                        "that both nodes' clocks agree and that their certificates are within their validity dates (openssl x509 -noout -dates -in FILE).")
                     : new NodeRefusedException($"{reason}, and Akka.Remote stops a node whose outbound TLS handshake fails: this node and that peer " +
                         "do not trust each other's certificates (the warning above names the certificate). Each node needs a certificate signed by the " +
                         "cluster's CA, and that CA as Cluster:CertificateAuthorityFile (deploy/certs/make-certs.sh)."));

@@ -71,13 +71,22 @@ internal sealed class SafeTensorsHeader
                 "In PyTorch, save the state_dict with safetensors instead: safetensors.torch.save_file(model.state_dict(), \"model.safetensors\").");
         var length = BinaryPrimitives.ReadUInt64LittleEndian(start);
         // A JSON file (summary.json, config.json) given for a model: its first bytes read as an absurd length.
-        if ((length > MaxHeaderBytes || 8 + (long)length > fileLength) && FirstNonBlank(start) is (byte)'{' or (byte)'[')
+        // Text in all eight bytes: a real length is at most 100,000,000, so its high bytes are zero.
+        if ((length > MaxHeaderBytes || 8 + (long)length > fileLength) && FirstNonBlank(start) is (byte)'{' or (byte)'[' && AllText(start[..8]))
             throw Fail(path, null, $"the file starts with '{(char)FirstNonBlank(start)}': it is JSON text, not safetensors (which starts with an 8-byte header length).{SiblingModel(path)}");
         if (length > MaxHeaderBytes)
             throw Fail(path, null, $"the header length field says {length:N0} bytes, over the {MaxHeaderBytes:N0}-byte limit safetensors readers apply. The file is corrupt or not safetensors.");
         if (8 + (long)length > fileLength)
             throw Fail(path, null, $"the header length field says {length:N0} bytes, but the file has only {fileLength:N0} (8 + header + data). The file is truncated or not safetensors.");
         return (int)length;
+    }
+
+    /// <summary>True when every byte is printable ASCII or JSON whitespace, as the start of a JSON text is.</summary>
+    private static bool AllText(ReadOnlySpan<byte> bytes)
+    {
+        foreach (var b in bytes)
+            if (b is not ((>= (byte)' ' and <= (byte)'~') or (byte)'\t' or (byte)'\r' or (byte)'\n')) return false;
+        return true;
     }
 
     /// <summary>The first byte of <paramref name="start"/> that is not JSON whitespace; 0 when there is none.</summary>
