@@ -60,5 +60,9 @@ public class StopAfterLastStepTests
         Assert.Equal(stop.Token, cancelled.CancellationToken);
         Assert.NotNull(cancelled.Weights);
         Assert.Equal(10, cancelled.Weights.Version);
+        // The epoch those weights end was scored before the run stopped: before, a stop that landed between its last step
+        // and its evaluation left epoch 1's test accuracy out of every record, and a resume started at epoch 2.
+        Assert.Equal([1], observer.Epochs.Select(e => e.Epoch));
+        Assert.Equal(250, observer.Epochs[0].TestSamples);
     }
 }

@@ -103,6 +103,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private bool _stopRequested;   // the caller asked to stop (StopRequested)
     private string? _pauseTimedOut; // Cluster:PauseTimeoutSeconds ran out: the failure, sent once the weights are in
     private readonly List<IActorRef> _stopReplyTo = []; // await the stop's decision (StopRequested.ReplyTo)
+    private WeightsSnapshot? _stopAfterEvaluation; // a stop's weights, held while the epoch they end is scored
+    private bool _evaluatedForStop;                // that epoch's score is in; the stop waits only for early stopping's snapshot
 
     /// <summary>What a requested <see cref="WeightsSnapshot"/> is for.</summary>
     private enum SnapshotFor
@@ -158,6 +160,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Receive<WeightsSnapshot>(OnWeightsSnapshot);
         Receive<StopRequested>(OnStopRequested);
         Receive<StopSnapshotTimedOut>(_ => OnStopSnapshotTimedOut());
+        Receive<StopEvaluationTimedOut>(_ => OnStopEvaluationTimedOut());
         Receive<CheckpointSaved>(saved => _observer.CheckpointSaved(saved));
         Receive<Terminated>(OnChildTerminated);
         Receive<WorkerRemoved>(removed =>
@@ -720,6 +723,13 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
                 }
             }
         }
+        if (_stopAfterEvaluation is { } stop && epoch < _settings.Epochs)
+        {
+            // Early stopping's new best weights, when asked for above, come first: the record a resume reads is saved with them.
+            _evaluatedForStop = true;
+            if (_snapshots.Count == 0) Cancel(stop);
+            return;
+        }
         if (epoch < _settings.Epochs)
             StartNextEpoch();
         else
@@ -762,6 +772,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         {
             _best = snapshot;
             SaveEarlyStopping(newBest: snapshot);
+            if (_evaluatedForStop && _stopAfterEvaluation is { } stop && _snapshots.Count == 0)
+            {
+                Cancel(stop);
+                return;
+            }
         }
         else if (purpose == SnapshotFor.Failure)
         {
@@ -772,6 +787,16 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         {
             if (!OnlyEvaluationLeft)
             {
+                if (_phase == Phase.Evaluating)
+                {
+                    // These weights end the epoch being scored: its test accuracy belongs in the run's record (without it a
+                    // resume starts at the next epoch and the score is in no file), and scoring is short. Bounded all the same.
+                    _stopAfterEvaluation = snapshot;
+                    _log.Info("Stop requested while epoch {0} is scored: the run stops once its evaluation is done (at most {1:F0} s).",
+                        _plan.Epoch, StopEvaluationWait.TotalSeconds);
+                    Timers.StartSingleTimer(nameof(StopEvaluationTimedOut), StopEvaluationTimedOut.Instance, StopEvaluationWait);
+                    return;
+                }
                 Cancel(snapshot);
                 return;
             }
@@ -827,6 +852,26 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     /// <summary>How long a stop waits for the parameter server's weights before it ends the run without them.</summary>
     internal static readonly TimeSpan StopSnapshotTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long a stop whose weights end an epoch waits for that epoch's evaluation before it ends the run without the
+    /// epoch's score. Below the callers' wait for the stop's answer (<see cref="StopSnapshotTimeout"/> and 2 s).
+    /// </summary>
+    internal static readonly TimeSpan StopEvaluationWait = TimeSpan.FromSeconds(5);
+
+    /// <summary>The evaluation a stop waits for did not finish within <see cref="StopEvaluationWait"/>.</summary>
+    private sealed class StopEvaluationTimedOut
+    {
+        public static readonly StopEvaluationTimedOut Instance = new();
+    }
+
+    private void OnStopEvaluationTimedOut()
+    {
+        if (_phase == Phase.Finished || _stopAfterEvaluation is not { } stop) return;
+        _log.Warning("The evaluation of epoch {0} did not finish within {1:F0} s of the stop; the run stops without its score.", _plan.Epoch,
+            StopEvaluationWait.TotalSeconds);
+        Cancel(stop);
+    }
 
     /// <summary>The parameter server did not answer a stop's request for its weights within <see cref="StopSnapshotTimeout"/>.</summary>
     private sealed class StopSnapshotTimedOut
