@@ -64,7 +64,7 @@ internal sealed class SafeTensorsHeader
             throw Fail(path, null, $"{fileLength} bytes is too short for a safetensors file (the 8-byte header length is missing). The file is truncated or not safetensors.");
         // torch.save writes a zip archive (PyTorch 1.6 and later) or, with _use_new_zipfile_serialization=False, a pickle.
         // A safetensors header is JSON, so its first byte (byte 8) is '{': a header length whose low bytes read as a
-        // pickle's start (0x80, protocol 2 to 5: 640 to 1,408 bytes, and so on every 65,536) is still safetensors.
+        // pickle's start (0x80, then protocol 2 to 5: 640, 896, 1,152 or 1,408 bytes, plus any multiple of 65,536) is still safetensors.
         var jsonFollows = start.Length > 8 && start[8] == (byte)'{';
         if (!jsonFollows && (start[0] == (byte)'P' && start[1] == (byte)'K' && start[2] == 3 && start[3] == 4 || start[0] == 0x80 && start[1] is >= 2 and <= 5))
             throw Fail(path, null, $"the file is {(start[0] == 0x80 ? "a Python pickle" : "a zip archive")}, as torch.save writes, not safetensors. " +
