@@ -42,8 +42,9 @@ internal static class PredictCommand
             List<Prediction> predictions;
             try
             {
-                var trained = TrainedModel.Load(parse.GetValue(model)!.FullName);
-                if (OverflowingWeightsWarning(parse.GetValue(model)!.FullName, trained) is { } overflowing) CliConsole.Fail("warning", overflowing);
+                var modelPath = parse.GetValue(model)!.FullName;
+                var trained = TrainedModel.Load(modelPath);
+                if (OverflowingWeightsWarning(modelPath, trained) is { } overflowing) CliConsole.Fail("warning", overflowing);
                 if (k > trained.ClassCount)
                     CliConsole.Fail("warning", $"--top-k {k} is more than the model's {trained.ClassCount} classes: each input lists all {trained.ClassCount}.");
                 predictions = [.. parse.GetValue(inputs)!.SelectMany(input =>

@@ -260,36 +260,37 @@ public class CheckpointFormatTests : IDisposable
         Assert.Empty(search.Skipped);
     }
 
-    [Fact]
-    public void A_truncated_newest_checkpoint_is_skipped_for_the_previous_one_with_the_reason()
+    /// <summary>
+    /// Saves checkpoints at versions 3 and 6, rewrites the newest one's bytes with <paramref name="damage"/>, and checks that
+    /// the search falls back to version 3 with the newest as its only skipped checkpoint; returns that skip's reason.
+    /// </summary>
+    private string NewestSkippedAfter(Func<byte[], byte[]> damage)
     {
         var store = new CheckpointStore(_directory, keep: 5);
         store.Save(Sample(3));
         var newest = store.Save(Sample(6));
-        var bytes = File.ReadAllBytes(newest);
-        File.WriteAllBytes(newest, bytes[..^7]);
+        File.WriteAllBytes(newest, damage(File.ReadAllBytes(newest)));
         var search = store.FindNewestValid(Layout);
         Assert.Equal(3, search.Checkpoint!.Version);
         var skipped = Assert.Single(search.Skipped);
         Assert.Equal(newest, skipped.Path);
-        Assert.Contains("truncated", skipped.Reason);
+        return skipped.Reason;
     }
+
+    [Fact]
+    public void A_truncated_newest_checkpoint_is_skipped_for_the_previous_one_with_the_reason() =>
+        Assert.Contains("truncated", NewestSkippedAfter(bytes => bytes[..^7]));
 
     [Fact]
     public void A_newest_checkpoint_with_a_changed_header_byte_is_skipped_as_corrupt_or_not_a_checkpoint()
     {
-        var store = new CheckpointStore(_directory, keep: 5);
-        store.Save(Sample(3));
-        var newest = store.Save(Sample(6));
-        var bytes = File.ReadAllBytes(newest);
-        bytes[bytes.AsSpan().IndexOf("__metadata__"u8) + 10] = (byte)'X';
-        File.WriteAllBytes(newest, bytes);
-        var search = store.FindNewestValid(Layout);
-        Assert.Equal(3, search.Checkpoint!.Version);
-        var skipped = Assert.Single(search.Skipped);
-        Assert.Equal(newest, skipped.Path);
+        var reason = NewestSkippedAfter(bytes =>
+        {
+            bytes[bytes.AsSpan().IndexOf("__metadata__"u8) + 10] = (byte)'X';
+            return bytes;
+        });
         // Before: "tensor '__metadataX_' has no dtype string." alone.
-        Assert.Equal("tensor '__metadataX_' has no dtype string. The file is corrupt or not a checkpoint.", skipped.Reason);
+        Assert.Equal("tensor '__metadataX_' has no dtype string. The file is corrupt or not a checkpoint.", reason);
     }
 
     [Fact]
