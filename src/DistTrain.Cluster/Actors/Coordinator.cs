@@ -843,6 +843,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         if (OnlyEvaluationLeft) LogStopAfterTraining();
         else
         {
+            // The parameter server steps no further once it has this: the stop's weights are the last the run trains, and
+            // no checkpoint is written past them (before, it went on stepping, and checkpointing, until the job stopped it).
+            _parameterServer.Tell(StopStepping.Instance);
             RequestSnapshot(SnapshotFor.Stop);
             // A parameter server that does not answer (stuck writing a checkpoint to a hung disk) must not hold the stop:
             // the run then ends cancelled without the weights, as before this message existed.

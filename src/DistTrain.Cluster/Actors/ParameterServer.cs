@@ -33,6 +33,18 @@ public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, i
 /// <param name="WholeLayout">The whole model's layout, which places the optimizer state in local SGD's messages.</param>
 public sealed record ShardRole(int Index, int Offset, WireLayout Wire, SharedWeights Shared, ParameterLayout WholeLayout);
 
+/// <summary>
+/// Tells a parameter server (or every shard of a <see cref="ShardedParameterServer"/>) to apply no further step, start no
+/// further part of an epoch and write no further checkpoint: the coordinator sends it just before it asks for a stop's
+/// weights (<see cref="GetWeights"/>), so those weights are the last the run trains and no checkpoint is newer than them.
+/// Reports that arrive afterwards are dropped without a warning; snapshots are still answered. Local only.
+/// </summary>
+internal sealed record StopStepping : INoSerializationVerificationNeeded
+{
+    /// <summary>The only instance.</summary>
+    public static readonly StopStepping Instance = new();
+}
+
 /// <summary>How the parameter server combines the workers' reports: the mode and its settings (Training:*).</summary>
 /// <param name="Mode">Training:Mode.</param>
 /// <param name="StalenessBound">Training:StalenessBound (BoundedStaleness).</param>
@@ -97,6 +109,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     // UpdateSettings.AnnounceBroadcastWrites: used in turn, as many as the outbox's broadcast ring has arrays.
     private readonly WeightsInProgress[] _broadcastsInProgress = [];
     private int _nextInProgress;
+    private bool _steppingStopped; // StopStepping came: the run is stopping at the weights its snapshot took
 
     /// <summary>
     /// Creates the server with a copy of the version-0 weights, or of a checkpoint's; see <see cref="Props"/>. With
@@ -146,6 +159,11 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
             _ => new SyncPolicy(_model, outbox, this, wire, every, resumeFrom),
         };
         for (var i = 0; i < RoundApplied.PoolSize; i++) _freeReports.Push(new RoundApplied(0, 0, 0, 0, 0, default, 0));
+        // After StopStepping nothing changes the weights or writes a checkpoint: the stop's snapshot is the run's end.
+        Receive<StopStepping>(_ => StopSteppingNow());
+        Receive<StartEpoch>(_ => _steppingStopped, _ => { });
+        Receive<GradientComputed>(_ => _steppingStopped, _ => { });
+        Receive<WholeGradientNorm>(_ => _steppingStopped, _ => { });
         Receive<StartEpoch>(OnStartEpoch);
         Receive<GradientComputed>(OnGradient);
         Receive<WholeGradientNorm>(OnWholeGradientNorm);
@@ -153,6 +171,13 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         Receive<RoundApplied>(returned => _freeReports.Push(returned));
         Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_model.Version, (float[])_model.Weights.Values.Clone())));
         Receive<GetPublishedWeights>(get => Sender.Tell(new PublishedWeights(get.Version, _policy.PublishedWeights(get.Version))));
+    }
+
+    private void StopSteppingNow()
+    {
+        if (_steppingStopped) return;
+        _steppingStopped = true;
+        if (_shardIndex <= 0) _log.Debug("The run is stopping: no step after version {0}.", _model.Version);
     }
 
     /// <summary>Most workers one server accepts (the validated range of Training:Workers).</summary>

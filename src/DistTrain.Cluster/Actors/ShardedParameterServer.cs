@@ -135,6 +135,8 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         _lastGood = new float[]?[shards];
         Receive<StartEpoch>(OnStartEpoch);
         Receive<WorkerLost>(TellEveryShard);
+        // After the reports already forwarded, so every shard stops at the same step.
+        Receive<StopStepping>(TellEveryShard);
         // A worker's report, from its join: to every shard, keeping the join as the sender the shards check.
         Receive<GradientComputed>(ForwardToEveryShard);
         Receive<RoundApplied>(OnRoundApplied);
