@@ -95,6 +95,28 @@ public class CheckpointFormatTests : IDisposable
     }
 
     [Fact]
+    public void An_edited_job_id_does_not_decide_which_run_a_resume_continues()
+    {
+        // The job of the checkpoint written last picks the run a cluster resume continues. It was read without the header's
+        // checksum, so an edited job_id in the newest file named a run that never existed (or another run).
+        var store = new CheckpointStore(_directory, keep: 5);
+        TrainingCheckpoint Of(long version, string job) => new(new ParameterVector(Layout, [1, 2, 3, 4, 5, 6, -1, -2, version]), [],
+            OptimizerKind.Sgd, version, version, epoch: 1, round: (int)version, shardSeed: 7, workers: 2, batchSizePerWorker: 50, jobId: job);
+        var older = store.Save(Of(1, "run-a"));
+        File.SetLastWriteTimeUtc(older, DateTime.UtcNow.AddMinutes(-5));
+        var newer = store.Save(Of(2, "run-b"));
+        Assert.Equal("run-b", store.LastWrittenJobId(Layout));
+
+        var bytes = File.ReadAllBytes(newer);
+        var text = System.Text.Encoding.Latin1.GetString(bytes);
+        var at = text.IndexOf("\"run-b\"", StringComparison.Ordinal);
+        Assert.True(at > 0 && text.IndexOf("\"run-b\"", at + 1, StringComparison.Ordinal) < 0);
+        bytes[at + "\"run-".Length] = (byte)'c';
+        File.WriteAllBytes(newer, bytes);
+        Assert.Equal("run-a", store.LastWrittenJobId(Layout));
+    }
+
+    [Fact]
     public void A_renamed_checkpoint_is_skipped_as_its_name_tells_another_position_than_its_header()
     {
         var store = new CheckpointStore(_directory, keep: 5);

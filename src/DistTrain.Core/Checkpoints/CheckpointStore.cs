@@ -117,7 +117,7 @@ public sealed partial class CheckpointStore
 
     /// <summary>
     /// The job (or single-node run) id of the checkpoint of <paramref name="layout"/>'s model written last (file time; ties:
-    /// the higher version) whose metadata can be read; empty when it has none (written by an earlier version) or the
+    /// the higher version) whose metadata can be read and passes its header checksum; empty when it has none (written by an earlier version) or the
     /// directory holds no readable checkpoint of that model. File times decide between runs only: a folder copied without
     /// its times (<c>cp -r</c> without <c>-p</c>) may then name another run of the same model.
     /// </summary>
@@ -131,7 +131,8 @@ public sealed partial class CheckpointStore
             try
             {
                 var metadata = SafeTensors.ReadMetadata(path);
-                if (metadata.GetValueOrDefault("model_fingerprint") != fingerprint) continue;
+                // An edited or damaged header (its own checksum does not match) must not decide which run is resumed.
+                if (!TrainingCheckpoint.HeaderChecksumMatches(metadata) || metadata.GetValueOrDefault("model_fingerprint") != fingerprint) continue;
                 return metadata.GetValueOrDefault(TrainingCheckpoint.JobIdKey, "");
             }
             catch (Exception e) when (e is InvalidDataException or SafeTensorsFormatException or IOException or UnauthorizedAccessException)

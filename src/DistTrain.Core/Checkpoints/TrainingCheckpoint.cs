@@ -361,6 +361,13 @@ public sealed class TrainingCheckpoint
 
     private static string Invariant(long value) => value.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>
+    /// False when <paramref name="metadata"/> records a header checksum (<c>metadata_sha256</c>) that its other entries do
+    /// not match: an edited or damaged header. True when it matches, or when the header has none (written before it existed).
+    /// </summary>
+    internal static bool HeaderChecksumMatches(IReadOnlyDictionary<string, string> metadata) =>
+        !metadata.TryGetValue(MetadataSha256Key, out var recorded) || string.Equals(MetadataDigest(metadata), recorded, StringComparison.Ordinal);
+
     /// <summary>Metadata key of the header's own checksum (<see cref="MetadataDigest"/>).</summary>
     private const string MetadataSha256Key = "metadata_sha256";
 
