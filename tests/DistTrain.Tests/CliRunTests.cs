@@ -192,12 +192,13 @@ public sealed class CliRunTests : IDisposable
         train.Interrupt();
         await train.AssertExitAsync(130, TimeSpan.FromSeconds(10)); // killed by SIGINT: 128 + 2
         Assert.DoesNotContain("cancelled: stopped", train.Output); // the clean stop never finished
-        // The run folder goes if nothing was written into it yet (before, an empty one was left behind); a save that had
-        // begun leaves a file in it.
-        var folders = Directory.GetDirectories(Path.Combine(_directory, "runs"));
-        Assert.All(folders, folder => Assert.NotEmpty(Directory.EnumerateFileSystemEntries(folder)));
+        // The run folder is kept: epochs.csv was written after epoch 1 (before, the folder was removed as empty, or held
+        // only what a save that had begun wrote), and the last line names it.
+        var folder = Assert.Single(Directory.GetDirectories(Path.Combine(_directory, "runs")));
+        var epochs = Path.Combine(folder, RunFiles.Epochs);
+        Assert.Equal("1", File.ReadAllLines(epochs)[1].Split(',')[0]);
         var error = train.Error.ReplaceLineEndings(" ");
-        if (folders.Length == 0) Assert.Contains("removed: the empty run folder", error);
+        Assert.Contains($"exited: at once, without writing this run's files; {epochs} holds the epochs finished, written after each.", error);
         // The epoch-end checkpoints survive the exit: the last line names them and how to go on from them.
         Assert.Matches($@"exited:? at once, without writing this run's files.* Checkpoints are in {Regex.Escape(checkpoints)}: train --resume continues " +
             @"from the newest, at epoch \d+ round 0 \(weights version \d+\)\.", error);
