@@ -7,8 +7,9 @@ namespace DistTrain.Cli;
 /// Ctrl-C and SIGTERM while a command runs. The first one cancels <see cref="Token"/>, which the commands pass to
 /// training: it stops at the next step, saves what the command documents and exits with code 130. A second one ends
 /// the process at once, by the signal's default action (exit status 130 for SIGINT, 143 for SIGTERM), without writing
-/// the run's files: it removes the run folder if nothing was written into it yet, and names the checkpoints that survive
-/// and how to resume from them (<see cref="ResumeHint"/>).
+/// the run's files: it removes the run folder if nothing was written into it yet, names the <c>epochs.csv</c> written
+/// after each finished epoch if there is one, and names the checkpoints that survive and how to resume from them
+/// (<see cref="ResumeHint"/>).
 /// </summary>
 internal sealed class GracefulCancellation : IDisposable
 {
@@ -38,6 +39,9 @@ internal sealed class GracefulCancellation : IDisposable
             var resume = CheckpointsLeft();
             if (RunDirectory.RemoveCreatedIfEmpty() is { } removed)
                 CliConsole.Fail("removed", $"the empty run folder {removed}: exited at once, without writing this run's files (the finished epochs' records and weights).{resume}");
+            else if (RunDirectory.Created is { } folder && File.Exists(Path.Combine(folder, DistTrain.Core.Checkpoints.RunFiles.Epochs)))
+                CliConsole.Fail("exited", $"at once, without writing this run's files; {Path.Combine(folder, DistTrain.Core.Checkpoints.RunFiles.Epochs)} " +
+                    $"holds the epochs finished, written after each.{resume}");
             else if (resume.Length > 0) CliConsole.Fail("exited", $"at once, without writing this run's files.{resume}");
             return;
         }

@@ -188,7 +188,7 @@ internal static class NodeCommand
                 try
                 {
                     result = await ConsoleProgress.RunAsync(loop.Epochs,
-                        observer => ClusterNode.RunParameterServerAsync(options, security, dataPlane!, data, MetricsSetup.Wrap(report = new RunReport(observer), options),
+                        observer => ClusterNode.RunParameterServerAsync(options, security, dataPlane!, data, MetricsSetup.Wrap(report = new RunReport(observer, runDirectory), options),
                             cancellationToken, SaveWeightsAndSummary), options.Optimizer.Kind);
                 }
                 catch (JobFinishedOnAnotherNodeException e)

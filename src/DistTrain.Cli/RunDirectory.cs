@@ -63,6 +63,9 @@ internal static class RunDirectory
     /// <summary>True once this process created a run folder.</summary>
     internal static bool AnyCreated => _created is not null;
 
+    /// <summary>The run folder this process created last; null before it created one.</summary>
+    internal static string? Created => _created;
+
     /// <summary>
     /// For a process about to end at once (a second Ctrl-C): removes the run folder it created if nothing was written
     /// into it yet, as a failed run's is; returns its path when removed, null otherwise.

@@ -31,7 +31,7 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
 
     /// <summary>Reads <c>summary.json</c> from <paramref name="runDirectory"/> (or a <c>summary.json</c> path).</summary>
     /// <exception cref="UnfinishedRunException">A folder without summary.json, or a summary of no finished epoch (an
-    /// interrupted run); the message names the file.</exception>
+    /// interrupted run); the message names the file, and the folder's epochs.csv when a run killed before its end left one.</exception>
     /// <exception cref="InvalidDataException">No such folder or file, or the summary is not a run summary or holds values
     /// no run writes; the message names the file and the fix.</exception>
     public static RunHistory Read(string runDirectory, string? label = null)
@@ -42,7 +42,10 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
             && File.Exists(Path.Combine(folder, "summary.json")))
             path = Path.Combine(folder, "summary.json");
         if (!File.Exists(path) && Directory.Exists(runDirectory))
-            throw new UnfinishedRunException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
+            throw new UnfinishedRunException(File.Exists(Path.Combine(runDirectory, DistTrain.Core.Checkpoints.RunFiles.Epochs))
+                ? $"{runDirectory}: no summary.json there, only the epochs.csv written after each epoch: the run was stopped before it could write " +
+                  "its summary (killed, or a second Ctrl-C), and its finished epochs are in that file. Pass the folder of a run that ended (it holds summary.json)."
+                : $"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
         if (!File.Exists(path))
             throw new InvalidDataException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
         try

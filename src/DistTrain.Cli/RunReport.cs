@@ -11,10 +11,22 @@ namespace DistTrain.Cli;
 /// Records every step and epoch a run reports (passing them on to the console), and at the end writes
 /// <c>steps.csv</c>, <c>epochs.csv</c> and <c>curves.png</c> (train loss per step and per epoch, test loss, validation
 /// loss when the run holds out a validation split, test accuracy) into the run folder. It also keeps the staleness of the applied gradients and each worker's compute
-/// time, which <c>summary.json</c> records.
+/// time, which <c>summary.json</c> records. Given the run folder, it also writes <c>epochs.csv</c> after each epoch's
+/// evaluation, before the epoch's line is printed (<see cref="EpochCompleted"/>), so a process killed outright (SIGKILL,
+/// the OOM killer) leaves the finished epochs on disk.
 /// </summary>
-internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
+/// <param name="next">The observer every report is passed on to (the console).</param>
+/// <param name="runDirectory">The run folder that <c>epochs.csv</c> is written into after each epoch; null writes it only
+/// at the end (<see cref="Write"/>).</param>
+/// <param name="warn">Where the warning line of a per-epoch write that failed goes; null for <see cref="CliConsole.Notice"/>.</param>
+internal sealed class RunReport(ITrainingObserver next, string? runDirectory = null, Action<string>? warn = null) : ITrainingObserver
 {
+    /// <summary>The header of <c>epochs.csv</c>.</summary>
+    internal const string EpochsHeader = "epoch,version,train_loss,test_loss,test_accuracy,validation_loss,validation_accuracy,l1_penalty,l2_penalty,samples_per_second,train_seconds,evaluation_seconds";
+
+    private readonly object _epochsFile = new(); // taken before _gate: one write of epochs.csv at a time, the newest content last
+    private bool _epochsFileFailing; // the last per-epoch write failed and was warned of
+
     private readonly List<(int Epoch, int Step, long Version, int Samples, double Loss, double LearningRate, RoundTiming Timing)> _steps = [];
     private readonly List<EpochSummary> _epochs = [];
     private readonly object _gate = new();
@@ -196,10 +208,67 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
 
     public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);
 
+    /// <summary>
+    /// Records the finished (evaluated) epoch and, given the run folder, writes <c>epochs.csv</c> with it
+    /// (<see cref="WriteEpochsSoFar"/>) before passing it on, so the epoch's console line never shows before its row is on disk.
+    /// </summary>
     public void EpochCompleted(EpochSummary summary)
     {
         lock (_gate) _epochs.Add(summary);
+        if (runDirectory is not null) WriteEpochsSoFar(runDirectory, summary.Epoch);
         next.EpochCompleted(summary);
+    }
+
+    /// <summary>
+    /// Writes <c>epochs.csv</c> with the epochs finished so far, as the end of the run writes it, through
+    /// <see cref="AtomicFile"/>: a process killed mid-write leaves the previous whole file (and at most a temporary
+    /// <c>epochs.csv.*.tmp</c> beside it), never a torn row. A failure (a full disk, no permission) does not stop training:
+    /// one warning line names the file, the cause and the fix, and the next epoch tries again (warning again only after a
+    /// write succeeded in between); the end of the run writes the file as always.
+    /// </summary>
+    /// <param name="directory">The run folder.</param>
+    /// <param name="epoch">The epoch just finished, named in the warning.</param>
+    private void WriteEpochsSoFar(string directory, int epoch)
+    {
+        var path = Path.Combine(directory, RunFiles.Epochs);
+        lock (_epochsFile)
+        {
+            try
+            {
+                WriteEpochsFile(path);
+                _epochsFileFailing = false;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                if (_epochsFileFailing) return;
+                _epochsFileFailing = true;
+                (warn ?? CliConsole.Notice)($"warning: {path} could not be written after epoch {epoch} ({e.Message.TrimEnd('.')}); training goes on. " +
+                    "Free space on that disk or check its permissions: it is tried again after each epoch and written at the run's end, " +
+                    "but until then a run that is killed leaves no record of its finished epochs there.");
+            }
+        }
+    }
+
+    /// <summary>The text of <c>epochs.csv</c>: <see cref="EpochsHeader"/> and a row per epoch finished so far.</summary>
+    internal string EpochsCsv()
+    {
+        lock (_gate)
+        {
+            var inv = CultureInfo.InvariantCulture;
+            var epochs = new StringBuilder(EpochsHeader).Append('\n');
+            foreach (var e in _epochs)
+                epochs.Append(inv, $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R}\n");
+            return epochs.ToString();
+        }
+    }
+
+    /// <summary>Replaces <paramref name="path"/> with <see cref="EpochsCsv"/>, atomically; the caller holds <c>_epochsFile</c>.</summary>
+    /// <exception cref="IOException">The write failed; <paramref name="path"/> is unchanged.</exception>
+    /// <exception cref="UnauthorizedAccessException">The folder or the file may not be written.</exception>
+    private void WriteEpochsFile(string path)
+    {
+        var bytes = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(EpochsCsv());
+        AtomicFile.Write(path, stream => stream.Write(bytes));
     }
 
     /// <summary>Writes the CSV files and the plot; returns the plot's path.</summary>
@@ -211,6 +280,7 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
     /// finished run.</param>
     public string Write(string runDirectory, string loss, TrainingResult? result = null, string? stopped = null)
     {
+        lock (_epochsFile)
         lock (_gate)
         {
             var inv = CultureInfo.InvariantCulture;
@@ -218,10 +288,8 @@ internal sealed class RunReport(ITrainingObserver next) : ITrainingObserver
             foreach (var s in _steps)
                 steps.Append(inv, $"{s.Epoch},{s.Step},{s.Version},{s.Samples},{s.Loss:R},{s.LearningRate:R},{s.Timing.RoundSeconds:R},{s.Timing.MaxComputeSeconds:R},{s.Timing.UpdateSeconds:R},{s.Timing.MessagingSeconds:R},{s.Timing.WaitingForWeightsSeconds:R}\n");
             File.WriteAllText(Path.Combine(runDirectory, RunFiles.Steps), steps.ToString());
-            var epochs = new StringBuilder("epoch,version,train_loss,test_loss,test_accuracy,validation_loss,validation_accuracy,l1_penalty,l2_penalty,samples_per_second,train_seconds,evaluation_seconds\n");
-            foreach (var e in _epochs)
-                epochs.Append(inv, $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R}\n");
-            File.WriteAllText(Path.Combine(runDirectory, RunFiles.Epochs), epochs.ToString());
+            // Atomically, as after each epoch: a kill during this write leaves the file of the last epoch, not a truncated one.
+            WriteEpochsFile(Path.Combine(runDirectory, RunFiles.Epochs));
 
             var path = Path.Combine(runDirectory, RunFiles.Curves);
             CurvesPlot(loss, result, stopped).SavePng(path, 1000, 600);

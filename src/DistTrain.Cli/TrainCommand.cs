@@ -176,7 +176,7 @@ internal static class TrainCommand
         try
         {
             exit = await CliConsole.RunTrainingAsync(async () => result = await ConsoleProgress.RunAsync(loop.Epochs,
-                observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer), options),
+                observer => SingleNodeTrainer.RunAsync(options, data.Train, data.Test, MetricsSetup.Wrap(report = new RunReport(observer, runDirectory), options),
                     initialWeights: startingWeights, cancellationToken: cancellationToken, validation: data.Validation, resumeFrom: resumeFrom,
                     checkpointLock: checkpointLock, trainDigest: trainDigest), options.Optimizer.Kind),
                 diverged => RunOutputs.KeepDiverged(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), diverged, report,

@@ -87,6 +87,50 @@ public sealed class CliRunTests : IDisposable
         Assert.True(File.Exists(Path.Combine(folder, RunFiles.Epochs)));
     }
 
+    /// <summary>
+    /// A run killed outright (SIGKILL, as the OOM killer or a node crash ends it) after its second epoch's line leaves
+    /// epochs.csv with exactly the epochs it finished, each as printed and as an uninterrupted run of the same seed writes
+    /// it. Before, the run folder was left empty: every record is written at the run's end, which a SIGKILL never reaches.
+    /// </summary>
+    [Fact]
+    public async Task A_run_killed_with_SIGKILL_leaves_epochs_csv_with_the_epochs_it_finished()
+    {
+        // 1,000 samples in 200 steps of 5 through 814,090 weights: about half a second to a second an epoch, so the kill,
+        // a tenth of a second after the line of epoch 2, lands in epoch 3.
+        var config = Config(Mlp(hidden: 1024, workers: 1, batch: 5, epochs: 4));
+        var killedRuns = Path.Combine(_directory, "killed");
+        using var killed = new DistTrainProcess(["train", "--config", config, "--data", TestData.SubsetDirectory, "--output", killedRuns]);
+        await killed.WaitForMatchAsync(new Regex(@"epoch +2/4  train loss"), TimeSpan.FromSeconds(120));
+        killed.Kill();
+        Assert.Equal(137, await killed.WaitAsync(TimeSpan.FromSeconds(30))); // 128 + SIGKILL: no end of run, nothing written then
+        var folder = Directory.GetDirectories(killedRuns).Single();
+        // No summary: the end never came (a kill in the middle of a later write could leave that write's temporary file too).
+        Assert.Equal([RunFiles.Epochs], Directory.GetFiles(folder).Select(Path.GetFileName).Where(f => !f!.EndsWith(AtomicFile.TemporarySuffix, StringComparison.Ordinal)));
+
+        var rows = File.ReadAllLines(Path.Combine(folder, RunFiles.Epochs));
+        var printed = Regex.Matches(killed.StandardOutput, @"epoch +(\d+)/4  train loss (\S+)  test acc (\S+)%").ToList();
+        var epochs = rows.Skip(1).Select(r => int.Parse(r.Split(',')[0])).ToList();
+        // The finished epochs, 1 to n: those printed, and one more if the kill came between its row's write and its line.
+        Assert.Equal(Enumerable.Range(1, epochs.Count), epochs);
+        Assert.True(epochs.Count >= 2 && epochs.Count - printed.Count is 0 or 1, $"{epochs.Count} rows, {printed.Count} epoch lines:\n{killed.Output}");
+        foreach (var line in printed)
+        {
+            var row = rows[int.Parse(line.Groups[1].Value)].Split(',');
+            var inv = System.Globalization.CultureInfo.InvariantCulture;
+            Assert.Equal(line.Groups[2].Value, DistTrain.Cli.ConsoleProgress.Loss(double.Parse(row[2], inv))); // as the line prints it, in the culture both processes share
+            Assert.Equal(line.Groups[3].Value, (100 * double.Parse(row[4], inv)).ToString("F2", System.Globalization.CultureInfo.CurrentCulture));
+        }
+
+        // The same run to its end: its first rows are the killed run's, but for the timings (the last three columns).
+        var fullRuns = Path.Combine(_directory, "full");
+        using (var full = new DistTrainProcess(["train", "--config", config, "--data", TestData.SubsetDirectory, "--output", fullRuns]))
+            await full.AssertExitAsync(0, TimeSpan.FromSeconds(120));
+        var fullRows = File.ReadAllLines(Path.Combine(Directory.GetDirectories(fullRuns).Single(), RunFiles.Epochs));
+        Assert.Equal(5, fullRows.Length);
+        static string Figures(string row) => string.Join(',', row.Split(',')[..^3]);
+        Assert.Equal(fullRows.Take(rows.Length).Select(Figures), rows.Select(Figures));
+    }
+
     [Fact]
     public async Task An_actors_warning_in_single_node_mode_is_a_warning_line_as_the_commands_own_not_an_Akka_log_line()
     {
@@ -149,12 +193,13 @@ public sealed class CliRunTests : IDisposable
         train.Interrupt();
         await train.AssertExitAsync(130, TimeSpan.FromSeconds(10)); // killed by SIGINT: 128 + 2
         Assert.DoesNotContain("cancelled: stopped", train.Output); // the clean stop never finished
-        // The run folder goes if nothing was written into it yet (before, an empty one was left behind); a save that had
-        // begun leaves a file in it.
-        var folders = Directory.GetDirectories(Path.Combine(_directory, "runs"));
-        Assert.All(folders, folder => Assert.NotEmpty(Directory.EnumerateFileSystemEntries(folder)));
+        // The run folder is kept: epochs.csv was written after epoch 1 (before, the folder was removed as empty, or held
+        // only what a save that had begun wrote), and the last line names it.
+        var folder = Assert.Single(Directory.GetDirectories(Path.Combine(_directory, "runs")));
+        var epochs = Path.Combine(folder, RunFiles.Epochs);
+        Assert.Equal("1", File.ReadAllLines(epochs)[1].Split(',')[0]);
         var error = train.Error.ReplaceLineEndings(" ");
-        if (folders.Length == 0) Assert.Contains("removed: the empty run folder", error);
+        Assert.Contains($"exited: at once, without writing this run's files; {epochs} holds the epochs finished, written after each.", error);
         // The epoch-end checkpoints survive the exit: the last line names them and how to go on from them.
         Assert.Matches($@"exited:? at once, without writing this run's files.* Checkpoints are in {Regex.Escape(checkpoints)}: train --resume continues " +
             @"from the newest, at epoch \d+ round 0 \(weights version \d+\)\.", error);

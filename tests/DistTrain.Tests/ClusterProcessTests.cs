@@ -618,6 +618,38 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// The parameter-server node killed outright (SIGKILL: the OOM killer, a node crash) after its second epoch's line
+    /// leaves its run folder with epochs.csv holding exactly the epochs it finished, as it printed them, beside the
+    /// checkpoints. Before, the folder was left empty: every record of a node's run is written when the run ends.
+    /// </summary>
+    [Fact]
+    public async Task A_parameter_server_killed_with_SIGKILL_leaves_epochs_csv_with_the_epochs_it_finished()
+    {
+        var configPath = Config(ManyShortStepsConfig);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        await ps.WaitForMatchAsync(new Regex(@"epoch +2/30  train loss"), Guard);
+        ps.Kill();
+        Assert.Equal(137, await ps.WaitAsync(Guard)); // 128 + SIGKILL
+        worker.Kill();
+
+        var folder = Directory.GetDirectories(Path.Combine(_directory, "runs")).Single();
+        // Only epochs.csv (a kill in the middle of a later write could leave that write's temporary file too).
+        Assert.Equal([RunFiles.Epochs], Directory.GetFiles(folder).Select(Path.GetFileName).Where(f => !f!.EndsWith(AtomicFile.TemporarySuffix, StringComparison.Ordinal)));
+        var rows = File.ReadAllLines(Path.Combine(folder, RunFiles.Epochs));
+        var epochs = rows.Skip(1).Select(r => int.Parse(r.Split(',')[0], System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        var printed = Regex.Matches(ps.StandardOutput, @"epoch +(\d+)/30  train loss \S+  test acc (\S+)%").ToList();
+        // The finished epochs, 1 to n: those printed, and one more if the kill came between its row's write and its line.
+        Assert.Equal(Enumerable.Range(1, epochs.Count), epochs);
+        Assert.True(epochs.Count >= 2 && epochs.Count - printed.Count is 0 or 1, $"{epochs.Count} rows, {printed.Count} epoch lines:\n{ps.Output}");
+        foreach (var line in printed)
+            Assert.Equal(line.Groups[2].Value, (100 * double.Parse(rows[int.Parse(line.Groups[1].Value)].Split(',')[4], System.Globalization.CultureInfo.InvariantCulture))
+                .ToString("F2", System.Globalization.CultureInfo.CurrentCulture));
+        Assert.NotEmpty(new CheckpointStore(Path.Combine(_directory, "checkpoints"), 3).List()); // and the checkpoints survive, as before
+    }
+
+    /// <summary>
     /// A worker node stopped while its parameter server is unreachable but its sockets stay open (a frozen machine, a
     /// partition): the data plane still looks connected, but no leave can finish while a member is unreachable, so the
     /// worker skips the leave here too instead of waiting for its side to be downed.

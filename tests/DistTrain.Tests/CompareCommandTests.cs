@@ -185,6 +185,20 @@ public sealed class CompareCommandTests : IDisposable
         Assert.Equal("the run's curves", File.ReadAllText(curves));
     }
 
+    /// <summary>
+    /// The folder of a run killed before its end holds only the epochs.csv written after each epoch: it is an unfinished
+    /// run (skipped among others, refused alone), and the message says where its finished epochs are.
+    /// </summary>
+    [Fact]
+    public void A_killed_runs_folder_with_only_epochs_csv_is_unfinished_and_names_that_file()
+    {
+        var killed = Directory.CreateDirectory(Path.Combine(_directory, "killed")).FullName;
+        File.WriteAllText(Path.Combine(killed, Core.Checkpoints.RunFiles.Epochs), RunReport.EpochsHeader + "\n");
+        var error = Assert.Throws<UnfinishedRunException>(() => RunHistory.Read(killed));
+        Assert.Equal($"{killed}: no summary.json there, only the epochs.csv written after each epoch: the run was stopped before it could write " +
+            "its summary (killed, or a second Ctrl-C), and its finished epochs are in that file. Pass the folder of a run that ended (it holds summary.json).", error.Message);
+    }
+
     [Fact]
     public void What_is_not_a_finished_run_is_refused_naming_the_file_and_the_fix()
     {

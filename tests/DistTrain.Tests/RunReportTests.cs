@@ -768,4 +768,85 @@ public class RunReportTests : IDisposable
         var validation = Assert.Single(RunReport.LossSeries(report.Epochs), l => l.Legend == "validation loss");
         Assert.Equal(rows, validation.Values);
     }
+
+    /// <summary>An observer that reads the run folder's epochs.csv when an epoch is passed on to it, as the console prints the epoch's line.</summary>
+    private sealed class EpochsFileReader(string path) : ITrainingObserver
+    {
+        public List<(int Epoch, string[]? Lines)> Seen { get; } = [];
+
+        public void EpochStarted(int epoch, int steps, int samples) { }
+
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, DistTrain.Cluster.Protocol.RoundTiming timing) { }
+
+        public void EpochCompleted(EpochSummary summary) => Seen.Add((summary.Epoch, File.Exists(path) ? File.ReadAllLines(path) : null));
+    }
+
+    /// <summary>
+    /// Given the run folder, the report writes epochs.csv after each epoch, before the epoch goes on to the console, so a
+    /// process killed after an epoch's line leaves that epoch's row on disk; the file is the one the end of the run writes
+    /// for the same epochs, byte for byte, and no temporary file is left. Before, epochs.csv was written only at the end.
+    /// </summary>
+    [Fact]
+    public void Epochs_csv_is_on_disk_after_each_epoch_before_its_line_is_printed_as_the_end_of_the_run_writes_it()
+    {
+        var run = Directory.CreateDirectory(Path.Combine(_directory, "run")).FullName;
+        var path = Path.Combine(run, Core.Checkpoints.RunFiles.Epochs);
+        var console = new EpochsFileReader(path);
+        var warnings = new List<string>();
+        var report = new RunReport(console, run, warnings.Add);
+
+        TwoEpochsAndPartOfTheThird(report, stepsOfEpoch3: 2);
+
+        Assert.Equal([1, 2], console.Seen.Select(s => s.Epoch));
+        Assert.Equal(RunReport.EpochsHeader, console.Seen[0].Lines![0]);
+        Assert.Equal(["1", "2"], console.Seen[1].Lines!.Skip(1).Select(l => l.Split(',')[0])); // epoch 2's row was there as its line went out
+        Assert.Equal(2, console.Seen[0].Lines!.Length); // and epoch 1's alone after epoch 1
+        Assert.Equal(report.EpochsCsv(), File.ReadAllText(path));
+        var end = Directory.CreateDirectory(Path.Combine(_directory, "end")).FullName;
+        report.Write(end, Core.Models.LossTypes.SoftmaxCrossEntropy);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(end, Core.Checkpoints.RunFiles.Epochs)), File.ReadAllBytes(path));
+        report.Write(run, Core.Models.LossTypes.SoftmaxCrossEntropy); // the end of the run in the same folder: the same file
+        Assert.Equal(File.ReadAllBytes(Path.Combine(end, Core.Checkpoints.RunFiles.Epochs)), File.ReadAllBytes(path));
+        Assert.Empty(Directory.GetFiles(run, "*" + Core.Checkpoints.AtomicFile.TemporarySuffix));
+        Assert.Empty(warnings);
+
+        // Without a run folder (as before, and in the tests that build reports) nothing is written until the end.
+        var quiet = new EpochsFileReader(Path.Combine(_directory, "none", Core.Checkpoints.RunFiles.Epochs));
+        TwoEpochsAndPartOfTheThird(new RunReport(quiet), stepsOfEpoch3: 0);
+        Assert.All(quiet.Seen, s => Assert.Null(s.Lines));
+    }
+
+    /// <summary>
+    /// A per-epoch write of epochs.csv that fails (here its folder is gone) does not stop training: every epoch still goes on
+    /// to the console, one warning line names the file, the epoch and the cause, later failures add none until a write
+    /// succeeded in between, and the next epoch whose write can succeed writes every epoch so far.
+    /// </summary>
+    [Fact]
+    public void A_per_epoch_epochs_csv_that_cannot_be_written_is_one_warning_and_training_goes_on()
+    {
+        var run = Path.Combine(_directory, "gone");
+        var path = Path.Combine(run, Core.Checkpoints.RunFiles.Epochs);
+        var console = new EpochsFileReader(path);
+        var warnings = new List<string>();
+        var report = new RunReport(console, run, warnings.Add);
+
+        var version = TwoEpochsAndPartOfTheThird(report, stepsOfEpoch3: 4);
+
+        Assert.Equal([1, 2], console.Seen.Select(s => s.Epoch));
+        var warning = Assert.Single(warnings);
+        Assert.StartsWith($"warning: {path} could not be written after epoch 1 (", warning);
+        Assert.Contains("does not exist", warning); // the cause
+        Assert.Contains("training goes on. Free space on that disk or check its permissions", warning);
+
+        Directory.CreateDirectory(run); // the problem is fixed: epoch 3 writes all three
+        report.EpochCompleted(new EpochSummary(3, version, 0.2, 0.3, 0.75, 100, 350, 1, 0.1));
+        Assert.Equal(["1", "2", "3"], File.ReadAllLines(path).Skip(1).Select(l => l.Split(',')[0]));
+        Assert.Single(warnings);
+
+        Directory.Delete(run, recursive: true); // and fails again: a new warning, for epoch 4
+        report.EpochCompleted(new EpochSummary(4, version, 0.2, 0.3, 0.75, 100, 350, 1, 0.1));
+        Assert.Equal(2, warnings.Count);
+        Assert.StartsWith($"warning: {path} could not be written after epoch 4 (", warnings[1]);
+        Assert.Equal([1, 2, 3, 4], console.Seen.Select(s => s.Epoch));
+    }
 }
