@@ -12,8 +12,8 @@ namespace DistTrain.Cli;
 /// <c>steps.csv</c>, <c>epochs.csv</c> and <c>curves.png</c> (train loss per step and per epoch, test loss, validation
 /// loss when the run holds out a validation split, test accuracy) into the run folder. It also keeps the staleness of the applied gradients and each worker's compute
 /// time, which <c>summary.json</c> records. Given the run folder, it also writes <c>epochs.csv</c> after each epoch's
-/// evaluation, before the epoch's line is printed (<see cref="EpochCompleted"/>), so a process killed outright (SIGKILL,
-/// the OOM killer) leaves the finished epochs on disk.
+/// evaluation (<see cref="EpochCompleted"/>), on a thread of its own, so a process killed outright (SIGKILL, the OOM killer)
+/// leaves the finished epochs on disk while a slow or stuck disk never holds up training.
 /// </summary>
 /// <param name="next">The observer every report is passed on to (the console).</param>
 /// <param name="runDirectory">The run folder that <c>epochs.csv</c> is written into after each epoch; null writes it only
@@ -24,8 +24,27 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     /// <summary>The header of <c>epochs.csv</c>.</summary>
     internal const string EpochsHeader = "epoch,version,train_loss,test_loss,test_accuracy,validation_loss,validation_accuracy,l1_penalty,l2_penalty,samples_per_second,train_seconds,evaluation_seconds";
 
-    private readonly object _epochsFile = new(); // taken before _gate: one write of epochs.csv at a time, the newest content last
+    /// <summary>
+    /// How long an epoch waits for its <c>epochs.csv</c> write before it goes on without it (and warns once): normally the
+    /// row is on disk before the epoch's line is printed, but a slow or stuck disk must not hold up the training actors that
+    /// report the epoch (their stall and stop timeouts run on the same thread).
+    /// </summary>
+    internal static readonly TimeSpan EpochsWriteWait = TimeSpan.FromSeconds(1);
+
+    // The per-epoch writes of epochs.csv: one background writer at a time, which writes until no newer epoch is waiting,
+    // so the newest content is always written last. Fields guarded by _epochsFile (taken before _gate).
+    private readonly object _epochsFile = new();
+    private Task _epochsWriter = Task.CompletedTask;
+    private bool _epochsWriterRunning;
+    private bool _epochsDirty;       // an epoch finished since the writer took the file's content
+    private int _epochsNewest;       // that epoch, for the warnings
+    private bool _epochsClosed;      // the end of the run writes the file now: no further background write
     private bool _epochsFileFailing; // the last per-epoch write failed and was warned of
+    private bool _epochsSlow;        // a write outlasted EpochsWriteWait and was warned of: epochs no longer wait for it
+    private readonly StringBuilder _epochRows = new(); // epochs.csv's rows so far, formatted once each (under _gate)
+
+    /// <summary>Called on the background writer before each per-epoch write of <c>epochs.csv</c>: tests hold it up there, as a slow disk would.</summary>
+    internal Action? EpochsWriteStarting { get; init; }
 
     private readonly List<(int Epoch, int Step, long Version, int Samples, double Loss, double LearningRate, RoundTiming Timing)> _steps = [];
     private readonly List<EpochSummary> _epochs = [];
@@ -209,39 +228,93 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     public void CheckpointSaved(DistTrain.Cluster.Protocol.CheckpointSaved checkpoint) => next.CheckpointSaved(checkpoint);
 
     /// <summary>
-    /// Records the finished (evaluated) epoch and, given the run folder, writes <c>epochs.csv</c> with it
-    /// (<see cref="WriteEpochsSoFar"/>) before passing it on, so the epoch's console line never shows before its row is on disk.
+    /// Records the finished (evaluated) epoch and, given the run folder, has <c>epochs.csv</c> written with it
+    /// (<see cref="WriteEpochsSoFar"/>) before passing it on: the epoch's console line shows after its row is on disk,
+    /// unless the write takes longer than <see cref="EpochsWriteWait"/>.
     /// </summary>
     public void EpochCompleted(EpochSummary summary)
     {
-        lock (_gate) _epochs.Add(summary);
+        lock (_gate)
+        {
+            _epochs.Add(summary);
+            var e = summary;
+            _epochRows.Append(CultureInfo.InvariantCulture,
+                $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R}\n");
+        }
         if (runDirectory is not null) WriteEpochsSoFar(runDirectory, summary.Epoch);
         next.EpochCompleted(summary);
     }
 
     /// <summary>
-    /// Writes <c>epochs.csv</c> with the epochs finished so far, as the end of the run writes it, through
-    /// <see cref="AtomicFile"/>: a process killed mid-write leaves the previous whole file (and at most a temporary
-    /// <c>epochs.csv.*.tmp</c> beside it), never a torn row. A failure (a full disk, no permission) does not stop training:
-    /// one warning line names the file, the cause and the fix, and the next epoch tries again (warning again only after a
-    /// write succeeded in between); the end of the run writes the file as always.
+    /// Has <c>epochs.csv</c> written with the epochs finished so far, as the end of the run writes it, by the background
+    /// writer (<see cref="WriteEpochsInBackground"/>), and waits for it at most <see cref="EpochsWriteWait"/>. A write that
+    /// takes longer is one warning; the epochs after it do not wait until a write has finished again.
     /// </summary>
     /// <param name="directory">The run folder.</param>
-    /// <param name="epoch">The epoch just finished, named in the warning.</param>
+    /// <param name="epoch">The epoch just finished, named in the warnings.</param>
     private void WriteEpochsSoFar(string directory, int epoch)
     {
         var path = Path.Combine(directory, RunFiles.Epochs);
+        Task writer;
         lock (_epochsFile)
         {
+            if (_epochsClosed) return;
+            _epochsDirty = true;
+            _epochsNewest = epoch;
+            if (!_epochsWriterRunning)
+            {
+                _epochsWriterRunning = true;
+                _epochsWriter = Task.Run(() => WriteEpochsInBackground(path));
+            }
+            if (_epochsSlow) return;
+            writer = _epochsWriter;
+        }
+        if (writer.Wait(EpochsWriteWait)) return;
+        lock (_epochsFile)
+        {
+            if (_epochsSlow) return;
+            _epochsSlow = true;
+        }
+        (warn ?? CliConsole.Notice)($"warning: writing {path} after epoch {epoch} takes longer than {EpochsWriteWait.TotalSeconds:0} s; training goes on " +
+            "without waiting for it, and each epoch's row reaches the file when the disk takes it. Check that disk (a slow network share, a stuck " +
+            "volume): a run killed meanwhile may leave its last epochs out of that file.");
+    }
+
+    /// <summary>
+    /// The background writer: replaces <c>epochs.csv</c> (<see cref="AtomicFile"/>, not flushed to the disk: whole against a
+    /// killed process, which is what it is for) until no newer epoch waits. A process killed mid-write leaves the previous
+    /// whole file (and at most a temporary <c>epochs.csv.*.tmp</c> beside it), never a torn row. A failure (a full disk, no
+    /// permission) does not stop training: one warning line names the file, the cause and the fix, and the next epoch tries
+    /// again (warning again only after a write succeeded in between); the end of the run writes the file as always.
+    /// </summary>
+    private void WriteEpochsInBackground(string path)
+    {
+        while (true)
+        {
+            int epoch;
+            lock (_epochsFile)
+            {
+                if (!_epochsDirty || _epochsClosed)
+                {
+                    _epochsWriterRunning = false;
+                    return;
+                }
+                _epochsDirty = false;
+                epoch = _epochsNewest;
+            }
             try
             {
-                WriteEpochsFile(path);
-                _epochsFileFailing = false;
+                EpochsWriteStarting?.Invoke();
+                WriteEpochsFile(path, durable: false);
+                lock (_epochsFile) _epochsFileFailing = _epochsSlow = false;
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (Exception e) // IOException, UnauthorizedAccessException, or anything else: a record, never a crash of the run
             {
-                if (_epochsFileFailing) return;
-                _epochsFileFailing = true;
+                lock (_epochsFile)
+                {
+                    if (_epochsFileFailing) continue;
+                    _epochsFileFailing = true;
+                }
                 (warn ?? CliConsole.Notice)($"warning: {path} could not be written after epoch {epoch} ({e.Message.TrimEnd('.')}); training goes on. " +
                     "Free space on that disk or check its permissions: it is tried again after each epoch and written at the run's end, " +
                     "but until then a run that is killed leaves no record of its finished epochs there.");
@@ -252,23 +325,16 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     /// <summary>The text of <c>epochs.csv</c>: <see cref="EpochsHeader"/> and a row per epoch finished so far.</summary>
     internal string EpochsCsv()
     {
-        lock (_gate)
-        {
-            var inv = CultureInfo.InvariantCulture;
-            var epochs = new StringBuilder(EpochsHeader).Append('\n');
-            foreach (var e in _epochs)
-                epochs.Append(inv, $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R}\n");
-            return epochs.ToString();
-        }
+        lock (_gate) return EpochsHeader + "\n" + _epochRows;
     }
 
-    /// <summary>Replaces <paramref name="path"/> with <see cref="EpochsCsv"/>, atomically; the caller holds <c>_epochsFile</c>.</summary>
+    /// <summary>Replaces <paramref name="path"/> with <see cref="EpochsCsv"/>, atomically (and, when <paramref name="durable"/>, flushed to the disk).</summary>
     /// <exception cref="IOException">The write failed; <paramref name="path"/> is unchanged.</exception>
     /// <exception cref="UnauthorizedAccessException">The folder or the file may not be written.</exception>
-    private void WriteEpochsFile(string path)
+    private void WriteEpochsFile(string path, bool durable)
     {
         var bytes = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(EpochsCsv());
-        AtomicFile.Write(path, stream => stream.Write(bytes));
+        AtomicFile.Write(path, stream => stream.Write(bytes), durable);
     }
 
     /// <summary>Writes the CSV files and the plot; returns the plot's path.</summary>
@@ -280,7 +346,14 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     /// finished run.</param>
     public string Write(string runDirectory, string loss, TrainingResult? result = null, string? stopped = null)
     {
+        // No background write starts from now on, and one in progress finishes first: it must not rename an older file over this one.
+        Task writer;
         lock (_epochsFile)
+        {
+            _epochsClosed = true;
+            writer = _epochsWriter;
+        }
+        writer.Wait();
         lock (_gate)
         {
             var inv = CultureInfo.InvariantCulture;
@@ -289,7 +362,7 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
                 steps.Append(inv, $"{s.Epoch},{s.Step},{s.Version},{s.Samples},{s.Loss:R},{s.LearningRate:R},{s.Timing.RoundSeconds:R},{s.Timing.MaxComputeSeconds:R},{s.Timing.UpdateSeconds:R},{s.Timing.MessagingSeconds:R},{s.Timing.WaitingForWeightsSeconds:R}\n");
             File.WriteAllText(Path.Combine(runDirectory, RunFiles.Steps), steps.ToString());
             // Atomically, as after each epoch: a kill during this write leaves the file of the last epoch, not a truncated one.
-            WriteEpochsFile(Path.Combine(runDirectory, RunFiles.Epochs));
+            WriteEpochsFile(Path.Combine(runDirectory, RunFiles.Epochs), durable: true);
 
             var path = Path.Combine(runDirectory, RunFiles.Curves);
             CurvesPlot(loss, result, stopped).SavePng(path, 1000, 600);

@@ -817,6 +817,44 @@ public class RunReportTests : IDisposable
     }
 
     /// <summary>
+    /// A per-epoch write of epochs.csv that does not finish (a stuck disk, here a writer held up) holds an epoch's report
+    /// for at most <see cref="RunReport.EpochsWriteWait"/>, with one warning; the epochs after it do not wait at all, and
+    /// once the disk is back the file gets every epoch, and the end of the run's write comes after the held one. The first
+    /// version wrote on the reporting thread, which is the coordinator's: a stuck disk held up its stall and stop timeouts.
+    /// </summary>
+    [Fact]
+    public void A_stuck_epochs_csv_write_holds_an_epoch_at_most_the_bounded_wait_and_later_epochs_not_at_all()
+    {
+        var run = Directory.CreateDirectory(Path.Combine(_directory, "slow")).FullName;
+        var path = Path.Combine(run, Core.Checkpoints.RunFiles.Epochs);
+        using var disk = new ManualResetEventSlim(initialState: true);
+        var warnings = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var report = new RunReport(new EpochsFileReader(path), run, warnings.Enqueue) { EpochsWriteStarting = () => disk.Wait() };
+        EpochSummary Epoch(int epoch) => new(epoch, epoch * 10, 0.2, 0.3, 0.75, 100, 350, 1, 0.1);
+
+        report.EpochCompleted(Epoch(1)); // a working disk: written before the report returns
+        Assert.Equal(2, File.ReadAllLines(path).Length);
+        disk.Reset();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        report.EpochCompleted(Epoch(2));
+        var held = clock.Elapsed;
+        Assert.InRange(held, RunReport.EpochsWriteWait * 0.9, RunReport.EpochsWriteWait * 20);
+        var warning = Assert.Single(warnings);
+        Assert.StartsWith($"warning: writing {path} after epoch 2 takes longer than 1 s; training goes on without waiting for it", warning);
+        clock.Restart();
+        report.EpochCompleted(Epoch(3));
+        report.EpochCompleted(Epoch(4));
+        Assert.True(clock.Elapsed < RunReport.EpochsWriteWait * 0.5, $"epochs 3 and 4 waited {clock.Elapsed.TotalMilliseconds:F0} ms for a stuck write");
+        Assert.Equal(2, File.ReadAllLines(path).Length); // still epoch 1's file
+        disk.Set();
+        var end = Directory.CreateDirectory(Path.Combine(_directory, "slow-end")).FullName;
+        report.Write(end, Core.Models.LossTypes.SoftmaxCrossEntropy); // waits for the held write, which writes epochs 1-4
+        Assert.Equal(["1", "2", "3", "4"], File.ReadAllLines(path).Skip(1).Select(l => l.Split(',')[0]));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(end, Core.Checkpoints.RunFiles.Epochs)), File.ReadAllBytes(path));
+        Assert.Single(warnings);
+    }
+
+    /// <summary>
     /// A per-epoch write of epochs.csv that fails (here its folder is gone) does not stop training: every epoch still goes on
     /// to the console, one warning line names the file, the epoch and the cause, later failures add none until a write
     /// succeeded in between, and the next epoch whose write can succeed writes every epoch so far.
