@@ -44,7 +44,7 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
         if (!File.Exists(path) && Directory.Exists(runDirectory))
             throw new UnfinishedRunException(File.Exists(Path.Combine(runDirectory, DistTrain.Core.Checkpoints.RunFiles.Epochs))
                 ? $"{runDirectory}: no summary.json there, only the epochs.csv written after each epoch: the run was stopped before it could write " +
-                  "its summary (killed, or a second Ctrl-C), and its finished epochs are in that file. Pass the folder of a run that ended (it holds summary.json)."
+                  "its summary (killed, a second Ctrl-C, or an end that could not be written), and its finished epochs are in that file. Pass the folder of a run that ended (it holds summary.json)."
                 : $"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
         if (!File.Exists(path))
             throw new InvalidDataException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");

@@ -217,7 +217,9 @@ internal static class RunOutputs
         var resume = ResumeHint(options, resumeWith);
         if (weights is null || last is not { } stop || report is null)
         {
-            var removed = RunDirectory.TryRemoveEmpty(runDirectory) ? $"the empty run folder {runDirectory} was removed" : $"the run folder {runDirectory} is left as it was";
+            var removed = RunDirectory.TryRemoveEmpty(runDirectory) ? $"the empty run folder {runDirectory} was removed"
+                : File.Exists(Path.Combine(runDirectory, RunFiles.Epochs)) ? $"the run folder {runDirectory} is left as it was, with the {RunFiles.Epochs} of the epochs it finished"
+                : $"the run folder {runDirectory} is left as it was";
             CliConsole.Fail("cancelled", (weights is null ? "stopped; no weights to save here, so " : "stopped before the first step: nothing to keep, so ") + removed + "." + resume);
             return;
         }

@@ -196,7 +196,7 @@ public sealed class CompareCommandTests : IDisposable
         File.WriteAllText(Path.Combine(killed, Core.Checkpoints.RunFiles.Epochs), RunReport.EpochsHeader + "\n");
         var error = Assert.Throws<UnfinishedRunException>(() => RunHistory.Read(killed));
         Assert.Equal($"{killed}: no summary.json there, only the epochs.csv written after each epoch: the run was stopped before it could write " +
-            "its summary (killed, or a second Ctrl-C), and its finished epochs are in that file. Pass the folder of a run that ended (it holds summary.json).", error.Message);
+            "its summary (killed, a second Ctrl-C, or an end that could not be written), and its finished epochs are in that file. Pass the folder of a run that ended (it holds summary.json).", error.Message);
     }
 
     [Fact]

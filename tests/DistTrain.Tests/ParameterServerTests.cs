@@ -30,6 +30,40 @@ public class ParameterServerTests() : TestKit(TestTimeouts.TestKitConfig)
         return (server, workers, coordinator);
     }
 
+    /// <summary>
+    /// After <see cref="StopStepping"/> (a run stopping at its snapshot) reports are dropped and the snapshot keeps the last
+    /// step, but a part that only sends the weights (the coordinator's ShareEpochWeights, when every worker holding an
+    /// epoch's weights was lost and others score them) still goes out and completes: dropped, it left the evaluation the
+    /// stop waits for hanging, and a stop after the last step failed the finished run on the stall timeout.
+    /// </summary>
+    [Fact]
+    public void After_stop_stepping_reports_are_dropped_but_a_weights_only_part_still_goes_out()
+    {
+        var (server, workers, coordinator) = Start([1f], new OptimizerOptions { LearningRate = 1 }, [2, 2]);
+        for (var i = 0; i < workers.Length; i++)
+            workers[i].Send(server, new GradientComputed(1, 0, 0, i, 16, 0, [0.5f]));
+        foreach (var worker in workers)
+            Assert.Equal(1, worker.ExpectMsg<WeightsUpdated>().Version);
+
+        server.Tell(StopStepping.Instance);
+        for (var i = 0; i < workers.Length; i++)
+            workers[i].Send(server, new GradientComputed(1, 1, 1, i, 16, 0, [0.5f]));
+        server.Tell(GetWeights.Instance, coordinator.Ref);
+        var snapshot = coordinator.FishForMessage<WeightsSnapshot>(_ => true);
+        Assert.Equal(1, snapshot.Version);
+        Assert.Equal(0.5f, snapshot.Weights[0]); // 1 - 1 * 0.5: the step before the stop, not the one after
+        foreach (var worker in workers) worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+
+        server.Tell(new StartEpoch(1, workers.Select(w => w.Ref).ToArray(), [0, 0], FirstRound: 3, Part: 1), coordinator.Ref);
+        foreach (var worker in workers)
+        {
+            var shared = worker.ExpectMsg<WeightsUpdated>();
+            Assert.Equal((1L, 0.5f), (shared.Version, shared.Weights[0]));
+        }
+        var completed = coordinator.FishForMessage<EpochCompleted>(_ => true);
+        Assert.Equal((1, 1L, 0), (completed.Epoch, completed.Version, completed.SampleCount));
+    }
+
     [Fact]
     public void Weight_decay_is_applied_once_per_update_not_once_per_worker()
     {

@@ -34,10 +34,13 @@ public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, i
 public sealed record ShardRole(int Index, int Offset, WireLayout Wire, SharedWeights Shared, ParameterLayout WholeLayout);
 
 /// <summary>
-/// Tells a parameter server (or every shard of a <see cref="ShardedParameterServer"/>) to apply no further step, start no
-/// further part of an epoch and write no further checkpoint: the coordinator sends it just before it asks for a stop's
-/// weights (<see cref="GetWeights"/>), so those weights are the last the run trains and no checkpoint is newer than them.
-/// Reports that arrive afterwards are dropped without a warning; snapshots are still answered. Local only.
+/// Tells a parameter server (or every shard of a <see cref="ShardedParameterServer"/>) to take no further report, start no
+/// further part of an epoch that trains and write no further checkpoint: the coordinator sends it just before it asks for
+/// a stop's weights (<see cref="GetWeights"/>), so those weights are the last the run trains and no checkpoint is newer
+/// than them. Reports that arrive afterwards are dropped without a warning; snapshots are still answered, and a part that
+/// only sends the weights to workers that score them (the coordinator's ShareEpochWeights) still goes out, so an
+/// evaluation the stop waits for can finish. A worker lost afterwards may still close an open round (its step is after
+/// the snapshot, and never checkpointed). Local only.
 /// </summary>
 internal sealed record StopStepping : INoSerializationVerificationNeeded
 {
@@ -161,7 +164,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         for (var i = 0; i < RoundApplied.PoolSize; i++) _freeReports.Push(new RoundApplied(0, 0, 0, 0, 0, default, 0));
         // After StopStepping nothing changes the weights or writes a checkpoint: the stop's snapshot is the run's end.
         Receive<StopStepping>(_ => StopSteppingNow());
-        Receive<StartEpoch>(_ => _steppingStopped, _ => { });
+        Receive<StartEpoch>(start => _steppingStopped && !TrainsNothing(start), _ => { });
         Receive<GradientComputed>(_ => _steppingStopped, _ => { });
         Receive<WholeGradientNorm>(_ => _steppingStopped, _ => { });
         Receive<StartEpoch>(OnStartEpoch);
@@ -172,6 +175,9 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_model.Version, (float[])_model.Weights.Values.Clone())));
         Receive<GetPublishedWeights>(get => Sender.Tell(new PublishedWeights(get.Version, _policy.PublishedWeights(get.Version))));
     }
+
+    /// <summary>True for a part with no minibatch in it: it only sends the current weights (to workers that score them).</summary>
+    private static bool TrainsNothing(StartEpoch start) => start.BatchesPerWorker.All(batches => batches <= start.FirstRound);
 
     private void StopSteppingNow()
     {
@@ -308,6 +314,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     /// </summary>
     private void WriteDueCheckpoint()
     {
+        if (_steppingStopped) return; // the run is stopping at its snapshot: nothing newer is checkpointed
         if (_policy.TakeDueCheckpoint() is not { } position || _checkpoints is not { } settings) return;
         // A shard's slice goes to the sharded server, which writes the whole model once every shard's has come; copied,
         // since this shard steps on before that.
