@@ -415,7 +415,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         var victim = workers.First(w => w.Output.Contains("Joined the job as worker 0", StringComparison.Ordinal));
         victim.Kill(); // SIGKILL: no goodbye on any channel
         // In this order: the loss is detected, then training goes on (a further epoch line or the end).
-        var lostAt = await ps.WaitForOutputAsync("Worker 0 is lost", Guard);
+        var lostAt = await ps.WaitForOutputAsync("Worker 0 (node ", Guard);
         await ps.WaitForOutputAsync("train loss", Guard, after: lostAt);
 
         await ps.AssertExitAsync(0, Guard);
@@ -441,7 +441,11 @@ public sealed partial class ClusterProcessTests : IDisposable
         var epochs = summary.RootElement.GetProperty("epochs").EnumerateArray().ToList();
         Assert.Equal(used.Values.Select(s => s.Length), epochs.Select(e => e.GetProperty("TrainSamples").GetInt32()));
         // Worker 0 trained until the epoch it was lost in, and never after.
-        var lostEpoch = int.Parse(Regex.Match(ps.Output[lostAt..], @"^Worker 0 is lost \([^)]*\) at epoch (\d+)").Groups[1].Value);
+        // The line names the node (its address, which the node's own log lines carry), as worker numbers follow registration.
+        var lostLine = Regex.Match(ps.Output[lostAt..], @"^Worker 0 \(node ([^)]*)\) is lost \([^)]*\) at epoch (\d+)");
+        Assert.True(lostLine.Success, ps.Output[lostAt..]);
+        Assert.Contains($"[{lostLine.Groups[1].Value}/user/agent] Joined the job as worker 0", victim.Output);
+        var lostEpoch = int.Parse(lostLine.Groups[2].Value);
         var victimRounds = SampleTraceLog.Applied(trace).Where(m => m.Worker == 0).ToList();
         Assert.NotEmpty(victimRounds);
         Assert.DoesNotContain(victimRounds, m => m.Epoch > lostEpoch);
