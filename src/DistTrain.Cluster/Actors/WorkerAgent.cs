@@ -93,8 +93,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         {
             if (_accepted) return;
             _completion.TrySetException(new TimeoutException(_lostParameterServer
-                ? $"No parameter server took over within {_options.Cluster.JoinTimeoutSeconds:F0} s of losing the active one. To survive that, run a standby " +
-                  "parameter-server node with the same config and a Checkpoint:Directory shared with the active one."
+                ? TakeoverTimedOut(_options.Cluster.JoinTimeoutSeconds, Akka.Cluster.Cluster.Get(Context.System).State.Members
+                    .Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Status == MemberStatus.Up).Select(m => m.Address.ToString()).ToList())
                 : $"No parameter server accepted this worker within {_options.Cluster.JoinTimeoutSeconds:F0} s. Check Cluster:SeedNodes, that the parameter " +
                   "server node runs, and that Cluster:Tls is the same on every node."));
         });
@@ -133,6 +133,25 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 
     /// <inheritdoc />
     protected override void PostStop() => _cluster.Unsubscribe(Self);
+
+    /// <summary>
+    /// Why a worker gives up after losing its parameter server: no parameter server took over within
+    /// <paramref name="seconds"/> (Cluster:JoinTimeoutSeconds). With <paramref name="parameterServersUp"/> empty no
+    /// parameter-server node is left (a standby that ran was stopped or lost too, as when every node but the workers is
+    /// stopped), so the way on is a restart from the checkpoints; otherwise the nodes named did not take over.
+    /// </summary>
+    /// <param name="seconds">Cluster:JoinTimeoutSeconds.</param>
+    /// <param name="parameterServersUp">The addresses of the parameter-server nodes up in the cluster, as this node sees it.</param>
+    internal static string TakeoverTimedOut(double seconds, IReadOnlyCollection<string> parameterServersUp) =>
+        parameterServersUp.Count == 0
+            ? $"No parameter server took over within {seconds:F0} s of losing the active one, and no parameter-server node is left in the " +
+              "cluster (a standby, if one ran, was stopped or lost as well). With Checkpoint:Directory set, start the nodes again, the " +
+              "parameter server with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true), to continue from the newest checkpoint. " +
+              "To ride out the loss of the active one, run a standby parameter-server node with the same config and a Checkpoint:Directory " +
+              "shared with the active one, and stop it only with the job."
+            : $"No parameter server took over within {seconds:F0} s of losing the active one, although parameter-server node(s) " +
+              $"{string.Join(", ", parameterServersUp)} are up: their logs say why (a standby takes over only with the same config and a " +
+              "Checkpoint:Directory shared with the active one).";
 
     private void HostNodeGone(Member member)
     {
