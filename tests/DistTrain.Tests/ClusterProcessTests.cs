@@ -490,6 +490,8 @@ public sealed partial class ClusterProcessTests : IDisposable
             await active.AssertExitAsync(130, Guard);
             Assert.Contains("cancelled: ", active.Output);
             Assert.DoesNotContain("Job finished", active.Output);
+            // As it left, the standby became the oldest: the stopped node did not call itself a standby of it.
+            Assert.DoesNotContain("Standby parameter server: the active one is", active.Output);
             // The stopped active keeps its run folder with the weights at the stop, as train does; the job goes on elsewhere.
             kept = Regex.Match(active.Output, @"Kept the run folder (\S+):").Groups[1].Value;
             Assert.True(File.Exists(Path.Combine(kept, "model.safetensors")), active.Output);
