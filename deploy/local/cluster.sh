@@ -222,6 +222,14 @@ parameter_server_ended() {
     [ "$1" -le 128 ] || echo "With Checkpoint:Directory set (in the config or DISTTRAIN_Checkpoint__Directory), the same command with DISTTRAIN_Checkpoint__Resume=true continues from its newest checkpoint; without it, set it on the next run to be able to resume after a crash." >&2
   fi
 }
+# joined_as NAME: " (worker N in the parameter server's lines)" for the worker node whose log is NAME.log, from the last
+# "Joined the job as worker N" line there, or "" if it never joined. The parameter server numbers workers in the order they
+# registered, from 0, which need not be the order the script started them in (worker-1.log may be its worker 0, 1 or 2).
+joined_as() {
+  local number
+  number=$(grep -o 'Joined the job as worker [0-9]*' "$logs/$1.log" 2>/dev/null | tail -n 1 | grep -o '[0-9]*$') || true
+  [ -z "$number" ] || echo " (worker $number in the parameter server's lines)"
+}
 # The job ends when the parameter server does; a node that fails before that ends the run.
 status=0
 running=("${pids[@]}")
@@ -244,14 +252,15 @@ while true; do
     [ "$interrupted" = 0 ] || continue  # Ctrl-C in those seconds: the job does not go on
   fi
   alive_rule="training pauses while fewer than Cluster:MinWorkers = $DISTTRAIN_Cluster__MinWorkers workers are alive"
+  joined=$(joined_as "${names[$ended]}")
   if [ "$code" -eq 130 ]; then
-    echo "${names[$ended]} was stopped (SIGTERM or Ctrl-C to it alone); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
+    echo "${names[$ended]}$joined was stopped (SIGTERM or Ctrl-C to it alone); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
   elif [ "$code" -eq 4 ]; then
-    echo "${names[$ended]} was removed from the cluster (downed by the other nodes after it stopped answering: frozen, or cut off); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
+    echo "${names[$ended]}$joined was removed from the cluster (downed by the other nodes after it stopped answering: frozen, or cut off); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
   elif [ "$code" -gt 128 ]; then
-    echo "${names[$ended]} was killed (signal $(( code - 128 ))); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
+    echo "${names[$ended]}$joined was killed (signal $(( code - 128 ))); the job goes on without it ($alive_rule). Its log: $logs/${names[$ended]}.log; $repo/$RUN/add-worker.sh starts a replacement." >&2
   elif [ "$code" -ne 0 ]; then
-    echo "${names[$ended]} exited with code $code; stopping the run. Its log ($logs/${names[$ended]}.log) ends with:" >&2
+    echo "${names[$ended]}$joined exited with code $code; stopping the run. Its log ($logs/${names[$ended]}.log) ends with:" >&2
     tail -n 3 "$logs/${names[$ended]}.log" >&2 || true
     status=$code; break
   fi

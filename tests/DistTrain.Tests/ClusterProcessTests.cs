@@ -415,7 +415,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         var victim = workers.First(w => w.Output.Contains("Joined the job as worker 0", StringComparison.Ordinal));
         victim.Kill(); // SIGKILL: no goodbye on any channel
         // In this order: the loss is detected, then training goes on (a further epoch line or the end).
-        var lostAt = await ps.WaitForOutputAsync("Worker 0 is lost", Guard);
+        var lostAt = await ps.WaitForOutputAsync("Worker 0 (node ", Guard);
         await ps.WaitForOutputAsync("train loss", Guard, after: lostAt);
 
         await ps.AssertExitAsync(0, Guard);
@@ -441,7 +441,11 @@ public sealed partial class ClusterProcessTests : IDisposable
         var epochs = summary.RootElement.GetProperty("epochs").EnumerateArray().ToList();
         Assert.Equal(used.Values.Select(s => s.Length), epochs.Select(e => e.GetProperty("TrainSamples").GetInt32()));
         // Worker 0 trained until the epoch it was lost in, and never after.
-        var lostEpoch = int.Parse(Regex.Match(ps.Output[lostAt..], @"^Worker 0 is lost \([^)]*\) at epoch (\d+)").Groups[1].Value);
+        // The line names the node (its address, which the node's own log lines carry), as worker numbers follow registration.
+        var lostLine = Regex.Match(ps.Output[lostAt..], @"^Worker 0 \(node ([^)]*)\) is lost \([^)]*\) at epoch (\d+)");
+        Assert.True(lostLine.Success, ps.Output[lostAt..]);
+        Assert.Contains($"[{lostLine.Groups[1].Value}/user/agent] Joined the job as worker 0", victim.Output);
+        var lostEpoch = int.Parse(lostLine.Groups[2].Value);
         var victimRounds = SampleTraceLog.Applied(trace).Where(m => m.Worker == 0).ToList();
         Assert.NotEmpty(victimRounds);
         Assert.DoesNotContain(victimRounds, m => m.Epoch > lostEpoch);
@@ -486,6 +490,8 @@ public sealed partial class ClusterProcessTests : IDisposable
             await active.AssertExitAsync(130, Guard);
             Assert.Contains("cancelled: ", active.Output);
             Assert.DoesNotContain("Job finished", active.Output);
+            // As it left, the standby became the oldest: the stopped node did not call itself a standby of it.
+            Assert.DoesNotContain("Standby parameter server: the active one is", active.Output);
             // The stopped active keeps its run folder with the weights at the stop, as train does; the job goes on elsewhere.
             kept = Regex.Match(active.Output, @"Kept the run folder (\S+):").Groups[1].Value;
             Assert.True(File.Exists(Path.Combine(kept, "model.safetensors")), active.Output);
@@ -647,6 +653,36 @@ public sealed partial class ClusterProcessTests : IDisposable
             Assert.Equal(line.Groups[2].Value, (100 * double.Parse(rows[int.Parse(line.Groups[1].Value)].Split(',')[4], System.Globalization.CultureInfo.InvariantCulture))
                 .ToString("F2", System.Globalization.CultureInfo.CurrentCulture));
         Assert.NotEmpty(new CheckpointStore(Path.Combine(_directory, "checkpoints"), 3).List()); // and the checkpoints survive, as before
+    }
+
+    /// <summary>
+    /// A worker node stopped (SIGTERM, Ctrl-C) mid-epoch leaves the cluster gracefully, but takes no step meanwhile: it
+    /// closes its data plane first, so the parameter server counts it lost before the leave ends. It used to train on until
+    /// its actor system stopped at the leave's end (1-3 s; 5-8 s when another worker had just crashed and was not yet downed,
+    /// all the while "stopping at the next step"), and the loss came after its "Exiting completed".
+    /// </summary>
+    [Fact]
+    public async Task A_worker_stopped_mid_epoch_closes_its_data_plane_before_its_cluster_leave_ends()
+    {
+        var (ps, worker) = await OneWorkerMidEpochAsync();
+        worker.Terminate();
+        var exit = await worker.WaitAsync(Guard);
+        Assert.True(exit == 130, $"the worker exited with {exit}, not 130 (cancelled). Output:\n{worker.Output}");
+        Assert.Contains("as [Leaving]", worker.Output); // a graceful leave, not the skipped one
+        await ps.WaitForOutputAsync("Worker 0 (node ", Guard);
+
+        static DateTime At(string output, string text)
+        {
+            var line = output.Split('\n').First(l => l.Contains(text, StringComparison.Ordinal));
+            var time = Regex.Match(line, @"^\[\w+\]\[(\d\d/\d\d/\d{4} \d\d:\d\d:\d\d\.\d{3})Z\]");
+            Assert.True(time.Success, line);
+            return DateTime.ParseExact(time.Groups[1].Value, "MM/dd/yyyy HH:mm:ss.fff", System.Globalization.CultureInfo.InvariantCulture);
+        }
+        var lost = At(ps.Output, "Worker 0 (node ");
+        var leaveEnded = At(worker.Output, "Exiting completed");
+        Assert.True(lost < leaveEnded, $"the parameter server counted the worker lost at {lost:HH:mm:ss.fff}, after its leave ended at {leaveEnded:HH:mm:ss.fff}");
+        ps.Terminate();
+        await ps.WaitAsync(Guard);
     }
 
     /// <summary>

@@ -242,6 +242,49 @@ public class LocalClusterScriptTests
     }
 
     /// <summary>
+    /// The parameter server numbers workers in the order they registered, from 0, and the script names worker nodes
+    /// worker-1..N by the order it started them: "worker 1 is lost" need not be worker-1.log's node. Worker 2's wrapper runs its
+    /// node and gives it kill -9 once training has started; the script's notice says which worker number that node had in
+    /// the parameter server's lines, and the parameter server's own line names the node's address, which the node's log
+    /// names too.
+    /// </summary>
+    [Fact]
+    public async Task A_killed_worker_is_named_by_the_script_with_its_number_in_the_parameter_servers_lines_and_by_the_parameter_server_with_its_address()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        var wrapper = Path.Combine(folder, "wrapper.sh");
+        // Worker 2: the node in the background (its output is the wrapper's, the script's worker-2.log), killed once the
+        // parameter server's log says training started and this node's log says it joined.
+        File.WriteAllText(wrapper, "#!/usr/bin/env bash\n[ \"$1\" = 2 ] || { shift; exec \"$@\"; }\nshift\n" +
+            "log=$(readlink /proc/$$/fd/1); \"$@\" & node=$!\n" +
+            "until grep -q 'Training starts' \"$(dirname \"$log\")/parameter-server.log\" && grep -q 'Joined the job as worker' \"$log\"; do sleep 0.05; done\n" +
+            "kill -9 $node; wait $node\n");
+        string? runFolder = null;
+        try
+        {
+            var start = ClusterScript(folder, epochs: 40);
+            start.Environment["WORKER_WRAPPER"] = wrapper;
+            start.Environment["DISTTRAIN_Cluster__MinWorkers"] = "1";
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(wrapper, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            var (exitCode, output, errors) = await RunToExitAsync(start, TimeSpan.FromSeconds(180));
+            runFolder = RunFolder(output);
+            Assert.True(exitCode == 0, $"exit {exitCode}\n{output}\n{errors}");
+            var workerLog = File.ReadAllText(Path.Combine(runFolder!, "logs", "worker-2.log"));
+            var joined = Regex.Match(workerLog, @"\[(akka\.tcp://disttrain@[^/\]]+)/user/agent\] Joined the job as worker (\d+)");
+            Assert.True(joined.Success, workerLog);
+            var (address, number) = (joined.Groups[1].Value, joined.Groups[2].Value);
+            Assert.Contains($"worker-2 (worker {number} in the parameter server's lines) was killed (signal 9); the job goes on without it", errors);
+            Assert.Matches($@"Worker {number} \(node {Regex.Escape(address)}\) is lost \(worker-link-{number}-\d+\) at epoch", output);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+            if (runFolder is not null && Directory.Exists(runFolder)) Directory.Delete(runFolder, recursive: true);
+        }
+    }
+
+    /// <summary>
     /// bash's raw job line for a node killed by a signal ("cluster.sh: line N: PID Killed ... node --role worker ...") is
     /// printed when bash next runs a command that is not a builtin or reads the script's next line, wherever the script is.
     /// It was hidden only while the script waited for a node: here worker 1 fails at once (exit 1), so the script gives

@@ -26,8 +26,8 @@ public sealed partial class NetworkLabProcessTests
         var index = partitioned.Output.Contains("Joined the job as worker 1", StringComparison.Ordinal) ? 1 : 0;
         // The parameter server's side downs the worker; the worker's side (the worker alone, the active parameter server
         // on the other side) downs itself, so the node exits and says to restart it.
-        await ps.WaitForOutputAsync($"Worker {index} is lost", TimeSpan.FromSeconds(PartitionSeconds));
-        var lostAt = ps.Output.IndexOf($"Worker {index} is lost", StringComparison.Ordinal);
+        await ps.WaitForOutputAsync($"Worker {index} (node ", TimeSpan.FromSeconds(PartitionSeconds));
+        var lostAt = ps.Output.IndexOf($"Worker {index} (node ", StringComparison.Ordinal);
         Assert.Contains("this side holds the active parameter server", ps.Output);
         await AssertExitAsync(partitioned, 4, TimeSpan.FromSeconds(PartitionSeconds)); // a lost worker, not a failed job
         Event("node 3's worker process exited with code 4");

@@ -127,6 +127,50 @@ public sealed partial class NodeLogFormatTests
         Assert.False(evaluator.ShouldTryKeepMessage(Unreachable(new Address("akka.tcp", "disttrain", "127.0.0.1", 1)), out _));
     }
 
+    /// <summary>
+    /// Akka.Remote's unreachable-address warning appends its cause's <c>ToString()</c>, stack trace included, for a socket or
+    /// TLS failure. The watcher prints it in its place with the exception lines only; a node that left in order gets none.
+    /// </summary>
+    [Fact]
+    public void An_unreachable_address_warning_is_printed_without_its_stack_trace_and_not_at_all_for_a_node_that_left_in_order()
+    {
+        var filter = new DepartedNodesLogFilter();
+        var evaluator = new LogFilterBuilder().Add(filter).Build().CreateEvaluator();
+        var printed = new List<string>();
+        filter.LogShortenedThrough(printed.Add);
+        var peer = new Address("akka.ssl.tcp", "disttrain", "127.0.0.1", 42293);
+        var warning = $"Tried to associate with unreachable remote address [{peer}]. Address is now gated for 1000 ms, all messages to this " +
+            $"address will be delivered to dead letters. Reason: [Association failed with {peer}] Caused by: [System.AggregateException: " +
+            "One or more errors occurred. (Authentication failed because the remote party has closed the transport stream.)\n" +
+            " ---> System.Security.Authentication.AuthenticationException: Authentication failed because the remote party has closed the transport stream.\n" +
+            "   at System.Net.Security.SslStream.ReceiveHandshakeFrameAsync[TIOAdapter](CancellationToken cancellationToken)\n" +
+            "   at DotNetty.Handlers.Tls.TlsHandler.Handshake()\n" +
+            "   --- End of inner exception stack trace ---\n" +
+            "   at Akka.Remote.Transport.DotNetty.DotNettyTransport.AssociateInternal(Address remoteAddress)]";
+
+        Assert.False(evaluator.ShouldTryKeepMessage(new Warning("remoting (akka://disttrain)", typeof(object), warning), out _));
+        var line = Assert.Single(printed);
+        Assert.DoesNotContain("\n", line);
+        Assert.DoesNotContain("   at ", line);
+        Assert.DoesNotContain("End of inner exception", line);
+        Assert.StartsWith($"Tried to associate with unreachable remote address [{peer}].", line);
+        Assert.EndsWith("(Authentication failed because the remote party has closed the transport stream.) ---> " +
+            "System.Security.Authentication.AuthenticationException: Authentication failed because the remote party has closed the transport stream.]", line);
+        // The watcher's copy, logged from its own actor, is printed (with the prefix), and counted as the original was.
+        Assert.True(evaluator.ShouldTryKeepMessage(new Warning("akka://disttrain/user/departed-nodes", typeof(object), line), out var copy));
+        Assert.Matches(AkkaPrefix(), copy);
+        Assert.False(evaluator.ShouldTryKeepMessage(new Warning("remoting (akka://disttrain)", typeof(object), warning), out _));
+        Assert.Single(printed);
+
+        // A worker that left in order (Ctrl-C to it alone): the others' attempts to reach its address are not news.
+        var left = new Address("akka.ssl.tcp", "disttrain", "127.0.0.1", 46591);
+        filter.Departed(left);
+        Assert.False(evaluator.ShouldTryKeepMessage(new Warning("remoting (akka://disttrain)", typeof(object),
+            $"Tried to associate with unreachable remote address [{left}]. Address is now gated for 1000 ms, all messages to this address " +
+            $"will be delivered to dead letters. Reason: [Connection refused ssl.tcp://disttrain@127.0.0.1:46591] "), out _));
+        Assert.Single(printed);
+    }
+
     [Fact]
     public async Task A_connection_that_closes_unexpectedly_gets_one_info_line_in_place_of_Akka_Remotes_stack_traces()
     {

@@ -928,7 +928,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Metrics.DistTrainMetrics.RecordWorkerLost();
         Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.Worker, terminated.ActorRef);
         _log.Warning("Worker {0} is lost ({1}) at epoch {2} after step {3}; {4} of {5} workers remain. Any samples it had left go to the others.",
-            index, terminated.ActorRef.Path.Name, _plan.Epoch, _lastStep, _plan.AliveCount, _workers.Count);
+            $"{index}{_settings.NodeOfWorker(index)}", terminated.ActorRef.Path.Name, _plan.Epoch, _lastStep, _plan.AliveCount, _workers.Count);
         _parameterServer.Tell(new WorkerLost(index));
         ReassignEvaluations();
     }

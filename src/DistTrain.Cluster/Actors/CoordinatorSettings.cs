@@ -34,10 +34,14 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="EarlyStoppingDirectory">Checkpoint:Directory when checkpoints are on: with early stopping the coordinator keeps
 /// its state there (<see cref="Training.EarlyStoppingRecord"/>) and a resumed run restores it; a new run (epoch 1, round 0, no
 /// resumed version) removes an earlier run's record from it. Null keeps nothing.</param>
+/// <param name="WorkerNodes">Cluster mode: the address of each worker's node, by worker index, as the job host accepted it
+/// (filled as workers join, so it may be read while the job host adds to it), so that the coordinator's lines about a
+/// worker name the node a user can find (its log names the same address). Null or a missing index: the number alone.</param>
 public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, IShardPlanner Planner, int TestSampleCount,
     ParameterLayout Layout, TimeSpan StallTimeout, int ValidationSampleCount = 0, EarlyStoppingOptions? EarlyStopping = null,
     int FirstEpoch = 1, int FirstRound = 0, Func<int, IShardPlanner>? PlannerFor = null, int MinWorkers = 1, int GlobalBatchSize = 0,
-    TrainingMode Mode = TrainingMode.Sync, TimeSpan? PauseTimeout = null, long ResumedVersion = 0, string? EarlyStoppingDirectory = null)
+    TrainingMode Mode = TrainingMode.Sync, TimeSpan? PauseTimeout = null, long ResumedVersion = 0, string? EarlyStoppingDirectory = null,
+    IReadOnlyDictionary<int, string>? WorkerNodes = null)
 {
     /// <summary>True when the job survives losing workers (cluster mode).</summary>
     public bool ToleratesWorkerLoss => PlannerFor is not null;
@@ -51,4 +55,14 @@ public sealed record CoordinatorSettings(int Epochs, int BatchSizePerWorker, ISh
 
     /// <summary>The workers the linear scaling rule multiplies the learning rate by in an epoch of <paramref name="aliveWorkers"/>.</summary>
     public int ScalingWorkersFor(int aliveWorkers) => GlobalBatchSize > 0 ? Planner.Workers : aliveWorkers;
+
+    /// <summary>
+    /// " (node akka.tcp://disttrain@10.0.0.5:41235)" after "Worker 1" in cluster mode, once the node's address is known, else
+    /// "": the parameter server numbers workers in the order they registered, which need not be the order their nodes were
+    /// started in (deploy/local/cluster.sh's worker-1.log may hold worker 0, 1 or 2), so a line about a lost worker names its
+    /// node too.
+    /// </summary>
+    /// <param name="index">The worker's index.</param>
+    public string NodeOfWorker(int index) =>
+        WorkerNodes is not null && WorkerNodes.TryGetValue(index, out var node) ? $" (node {node})" : "";
 }

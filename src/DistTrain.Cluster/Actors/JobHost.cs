@@ -91,6 +91,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly Sequential _model;
     private readonly WireLayout _wire; // floats of a weights message and of a worker's report in this job's mode
     private readonly List<IActorRef> _agentAt = [];                   // worker index -> the agent it was given to
+    // worker index -> its node's address, for the coordinator's lines about a worker (read there while this actor adds to it)
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, string> _nodeAt = new();
     private readonly Dictionary<IActorRef, int> _indexOf = [];         // agent -> its latest worker index
     private readonly HashSet<int> _lostLinks = [];
     private readonly HashSet<IActorRef> _refused = []; // agents already told why they were refused
@@ -332,6 +334,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         if (!_dataTokens.TryGetValue(index, out var token)) _dataTokens[index] = token = DataPlaneHello.NewToken();
         // A worker registers every 2 s until accepted, and the singleton proxy delivers every registration it buffered
         // while the job host was not yet found: only the first of them (or one after a lost data plane) is a join.
+        _nodeAt[index] = register.NodeName;
         if (joins) _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
         Sender.Tell(new WorkerAccepted(index, _dataHost, _listener.Port, _wire.WeightsLength, _jobId, token,
             identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token)));
@@ -512,7 +515,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             PlannerFor: n => new ShardPlanner(_trainCount, n, loop.Seed), MinWorkers: minimum,
             GlobalBatchSize: loop.KeepGlobalBatch ? workers.Length * loop.MinibatchPerWorker : 0, Mode: loop.Mode,
             PauseTimeout: _options.Cluster.PauseTimeoutSeconds > 0 ? TimeSpan.FromSeconds(_options.Cluster.PauseTimeoutSeconds) : null,
-            ResumedVersion: resumeFrom?.Version ?? 0, EarlyStoppingDirectory: _options.Checkpoint.Enabled ? _options.Checkpoint.Directory : null);
+            ResumedVersion: resumeFrom?.Version ?? 0, EarlyStoppingDirectory: _options.Checkpoint.Enabled ? _options.Checkpoint.Directory : null,
+            WorkerNodes: _nodeAt);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
             CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,

@@ -96,17 +96,25 @@ public sealed class ParameterServerNode : ReceiveActor
     /// <summary>Keeps the up parameter-server members from the events themselves (Cluster.State may lag them).</summary>
     private void Update(Member member)
     {
+        if (member.UniqueAddress.Equals(_cluster.SelfUniqueAddress) && member.Status is MemberStatus.Leaving or MemberStatus.Exiting
+                or MemberStatus.Down or MemberStatus.Removed)
+            _leaving = true;
         if (!member.HasRole(NodeRoles.ParameterServer)) return;
         if (member.Status == MemberStatus.Up) _upParameterServers[member.UniqueAddress] = member;
         else if (member.Status is MemberStatus.Down or MemberStatus.Exiting or MemberStatus.Removed or MemberStatus.Leaving)
             _upParameterServers.Remove(member.UniqueAddress);
     }
 
+    private bool _leaving; // this node is leaving the cluster, or was downed
+
     private void Track()
     {
         // The singleton runs on the oldest up member of the role (Member.AgeOrdering, as the singleton manager).
         var oldest = _upParameterServers.Values.OrderBy(m => m, Member.AgeOrdering).FirstOrDefault();
         if (oldest is null || oldest.Address == _active) return;
+        // A node that is leaving (stopped, or at the end of the job) stands by for nothing: the next oldest is the active
+        // one now, but this node will not take over from it, and saying so was wrong in the last lines of its log.
+        if (_leaving && oldest.Address != _cluster.SelfAddress) return;
         _active = oldest.Address;
         if (oldest.Address == _cluster.SelfAddress)
         {

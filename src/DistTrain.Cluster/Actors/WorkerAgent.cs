@@ -37,6 +37,18 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         public static readonly HasDataPlane Instance = new();
     }
 
+    /// <summary>
+    /// This node is stopping (Ctrl-C, SIGTERM): the agent stops its worker and closes its data plane now, so the worker takes
+    /// no further step and the parameter server counts it lost at once, instead of when the node's cluster leave ends (1-3 s
+    /// later, or 5-8 s while a crashed member is not yet downed, all the while training on). Nothing is reported or
+    /// registered again after it. Answered with <c>Akka.Done</c>.
+    /// </summary>
+    public sealed record StopTraining : INoSerializationVerificationNeeded
+    {
+        /// <summary>The message.</summary>
+        public static readonly StopTraining Instance = new();
+    }
+
     /// <summary>Seconds between registration attempts while no parameter server has accepted this worker.</summary>
     public const double RegisterIntervalSeconds = 2;
 
@@ -93,14 +105,23 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         {
             if (_accepted) return;
             _completion.TrySetException(new TimeoutException(_lostParameterServer
-                ? $"No parameter server took over within {_options.Cluster.JoinTimeoutSeconds:F0} s of losing the active one. To survive that, run a standby " +
-                  "parameter-server node with the same config and a Checkpoint:Directory shared with the active one."
+                ? TakeoverTimedOut(_options.Cluster.JoinTimeoutSeconds, Akka.Cluster.Cluster.Get(Context.System).State.Members
+                    .Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Status == MemberStatus.Up).Select(m => m.Address.ToString()).ToList())
                 : $"No parameter server accepted this worker within {_options.Cluster.JoinTimeoutSeconds:F0} s. Check Cluster:SeedNodes, that the parameter " +
                   "server node runs, and that Cluster:Tls is the same on every node."));
         });
         Receive<Terminated>(OnTerminated);
         Receive<Lost>(OnLost);
         Receive<HasDataPlane>(_ => Sender.Tell(_linkOpen));
+        Receive<StopTraining>(_ =>
+        {
+            _finished = true; // out of the job: a closed link or a stopped worker is no loss to report, nothing registers again
+            Timers.CancelAll();
+            if (_worker is not null) Context.Stop(_worker);
+            if (_link is not null) Context.Stop(_link);
+            _linkOpen = false;
+            Sender.Tell(Akka.Done.Instance);
+        });
         // A parameter-server node that vanishes without closing its sockets (power loss, a partition) is noticed
         // through membership: once the split-brain resolver downs it, its data plane counts as lost.
         Receive<ClusterEvent.MemberDowned>(e => HostNodeGone(e.Member));
@@ -133,6 +154,25 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 
     /// <inheritdoc />
     protected override void PostStop() => _cluster.Unsubscribe(Self);
+
+    /// <summary>
+    /// Why a worker gives up after losing its parameter server: no parameter server took over within
+    /// <paramref name="seconds"/> (Cluster:JoinTimeoutSeconds). With <paramref name="parameterServersUp"/> empty no
+    /// parameter-server node is left (a standby that ran was stopped or lost too, as when every node but the workers is
+    /// stopped), so the way on is a restart from the checkpoints; otherwise the nodes named did not take over.
+    /// </summary>
+    /// <param name="seconds">Cluster:JoinTimeoutSeconds.</param>
+    /// <param name="parameterServersUp">The addresses of the parameter-server nodes up in the cluster, as this node sees it.</param>
+    internal static string TakeoverTimedOut(double seconds, IReadOnlyCollection<string> parameterServersUp) =>
+        parameterServersUp.Count == 0
+            ? $"No parameter server took over within {seconds:F0} s of losing the active one, and no parameter-server node is left in the " +
+              "cluster (a standby, if one ran, was stopped or lost as well). With Checkpoint:Directory set, start the nodes again, the " +
+              "parameter server with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true), to continue from the newest checkpoint. " +
+              "To ride out the loss of the active one, run a standby parameter-server node with the same config and a Checkpoint:Directory " +
+              "shared with the active one, and stop it only with the job."
+            : $"No parameter server took over within {seconds:F0} s of losing the active one, although parameter-server node(s) " +
+              $"{string.Join(", ", parameterServersUp)} are up: their logs say why (a standby takes over only with the same config and a " +
+              "Checkpoint:Directory shared with the active one).";
 
     private void HostNodeGone(Member member)
     {

@@ -18,8 +18,12 @@ namespace DistTrain.Cluster.Hosting;
 /// Akka.Cluster's <c>Marking node(s) as UNREACHABLE</c>); a connection to a live node that drops has only this one, and
 /// messages sent to that node while Akka.Remote gates its address are dropped. Akka.Remote's warning that it <c>Tried to
 /// associate with unreachable remote address</c>, which it repeats every second or two for a dead node until the node is
-/// downed, is kept once per address and reason until that address connects again; and once this node is leaving, that warning and
-/// Akka.Cluster's <c>Marking node(s) as UNREACHABLE</c> are dropped, as the job has ended.
+/// downed, is kept once per address and reason until that address connects again, and dropped for a node that left in order
+/// (its address is simply gone); once this node is leaving, that warning and Akka.Cluster's <c>Marking node(s) as
+/// UNREACHABLE</c> are dropped, as the job has ended. When that warning quotes its cause with a stack trace (Akka.Remote
+/// appends <c>Caused by: [exception]</c>, its <see cref="Exception.ToString"/>, for a TLS handshake or socket failure), the
+/// watcher logs it in its place with the cause's exception lines only (<see cref="WithoutStackTrace"/>): the failure is news,
+/// Akka.Remote's internals are not.
 /// </summary>
 public sealed class DepartedNodesLogFilter : LogFilterBase
 {
@@ -30,6 +34,33 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
     /// <summary>Akka.Remote's warning (1.5.74, <c>EndpointManager</c>) when a connection to an address fails: it repeats at each
     /// attempt while the address is down.</summary>
     internal const string UnreachableAddressWarning = "Tried to associate with unreachable remote address [";
+
+    /// <summary>Where Akka.Remote's unreachable-address warning goes when its cause carries a stack trace: the watcher, which
+    /// logs it without one. Null (no watcher yet): such a warning is printed as Akka.Remote wrote it.</summary>
+    private volatile Action<string>? _shortened;
+
+    /// <summary>
+    /// Sends Akka.Remote's unreachable-address warnings whose cause carries a stack trace to <paramref name="log"/>, which logs
+    /// their text without it (<see cref="WithoutStackTrace"/>), instead of printing them as they are.
+    /// </summary>
+    /// <param name="log">Logs one warning's shortened text; called on the logger's thread, so it must not block.</param>
+    public void LogShortenedThrough(Action<string> log) => _shortened = log;
+
+    /// <summary>
+    /// <paramref name="warning"/> on one line, without the stack trace of the exception it quotes: its first line, then each
+    /// inner exception's line (<c>---&gt; Type: message</c>), without the <c>at ...</c> lines and the <c>--- End of ...</c>
+    /// markers. A closing <c>]</c> of Akka.Remote's <c>Caused by: [...]</c> is kept.
+    /// </summary>
+    /// <param name="warning">The warning's text.</param>
+    public static string WithoutStackTrace(string warning)
+    {
+        var lines = warning.Replace("\r", "", StringComparison.Ordinal).Split('\n');
+        var kept = new List<string> { lines[0].TrimEnd() };
+        foreach (var line in lines.Skip(1))
+            if (line.TrimStart().StartsWith("--->", StringComparison.Ordinal)) kept.Add(line.Trim());
+        var text = string.Join(" ", kept);
+        return warning.TrimEnd().EndsWith(']') && !text.EndsWith(']') ? text + "]" : text;
+    }
 
     /// <summary>Akka.Cluster's warning when its failure detector marks members unreachable.</summary>
     internal const string MarkingUnreachableWarning = "Marking node(s) as UNREACHABLE";
@@ -68,13 +99,23 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
         {
             if (warning.StartsWith(UnreachableAddressWarning, StringComparison.Ordinal))
             {
+                // The watcher's shortened copy of Akka.Remote's warning (Akka.Remote logs as "remoting (akka://...)"): counted
+                // and checked as the original, printed.
+                if (content.LogSource?.StartsWith("remoting", StringComparison.Ordinal) != true) return LogFilterDecision.NoDecision;
                 // Kept once per address and reason (the reason's first line, without a stack trace): a new reason for the same
                 // address, such as a refused certificate after "Connection refused", is news.
                 var end = warning.IndexOf(']', UnreachableAddressWarning.Length);
                 var address = end < 0 ? warning : warning[UnreachableAddressWarning.Length..end];
                 var reasonAt = warning.IndexOf("Reason:", StringComparison.Ordinal);
                 var reason = reasonAt < 0 ? "" : warning[reasonAt..].Split('\n', 2)[0].Trim();
-                return _leaving || !_reportedUnreachable.TryAdd($"{address}\n{reason}", 0) ? LogFilterDecision.Drop : LogFilterDecision.NoDecision;
+                if (_leaving || _departed.ContainsKey(Uri.EscapeDataString(address)) || !_reportedUnreachable.TryAdd($"{address}\n{reason}", 0))
+                    return LogFilterDecision.Drop;
+                if (warning.Contains('\n') && _shortened is { } shortened)
+                {
+                    shortened(WithoutStackTrace(warning));
+                    return LogFilterDecision.Drop;
+                }
+                return LogFilterDecision.NoDecision;
             }
             if (_leaving && warning.Contains(MarkingUnreachableWarning, StringComparison.Ordinal)) return LogFilterDecision.Drop;
         }
@@ -107,6 +148,9 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
     /// </summary>
     public static Props WatcherProps(DepartedNodesLogFilter filter) => Props.Create(() => new Watcher(filter));
 
+    /// <summary>Akka.Remote's unreachable-address warning without its stack trace, for the watcher to log.</summary>
+    private sealed record ShortenedWarning(string Text);
+
     private sealed class Watcher : ReceiveActor
     {
         private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
@@ -117,6 +161,8 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
         {
             // akka.remote.retry-gate-closed-for (AkkaSettings.Remoting): how long messages to the address are dropped.
             var gate = Context.System.Settings.Config.GetTimeSpan("akka.remote.retry-gate-closed-for", TimeSpan.FromSeconds(5), allowInfinite: false);
+            var self = Self;
+            filter.LogShortenedThrough(text => self.Tell(new ShortenedWarning(text)));
             // Once per address until it connects again: a dead node's address closes again on every reconnection attempt.
             Receive<Akka.Remote.AssociatedEvent>(e =>
             {
@@ -129,6 +175,7 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
                 _log.Info("The connection to {0} closed ({1}); messages sent to that node in the next {2:0.#} s are dropped.", e.RemoteAddress,
                     e.IsInbound ? "it had connected to this node" : "this node had connected to it", gate.TotalSeconds);
             });
+            Receive<ShortenedWarning>(w => _log.Warning("{0}", w.Text));
             Receive<ClusterEvent.MemberLeft>(e => Mark(filter, e.Member));
             Receive<ClusterEvent.MemberExited>(e => Mark(filter, e.Member));
             Receive<ClusterEvent.MemberRemoved>(e =>

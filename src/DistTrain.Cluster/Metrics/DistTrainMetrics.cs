@@ -206,8 +206,8 @@ public static class DistTrainMetrics
             new Measurement<long>(DataPlane.TensorFrame.BytesSent, new("direction", "sent"), new("node", Node)),
             new Measurement<long>(DataPlane.TensorFrame.BytesReceived, new("direction", "received"), new("node", Node)),
         }, "By", "Bytes of weights and gradients moved on the data plane (cluster mode; 0 in single-node mode, which has no network).");
-        Meter.CreateObservableGauge("cluster.members", ClusterMembers, "{node}", "Cluster members by status, as this node sees them.");
-        Meter.CreateObservableGauge("cluster.unreachable", () => new Measurement<int>(_cluster?.State.Unreachable.Count ?? 0, NodeTag), "{node}", "Members this node sees as unreachable.");
+        Meter.CreateObservableGauge("cluster.members", ClusterMembers, "{node}", "Cluster members by status, as this node sees them (cluster mode).");
+        Meter.CreateObservableGauge("cluster.unreachable", ClusterUnreachable, "{node}", "Members this node sees as unreachable (cluster mode).");
     }
 
     private static Akka.Cluster.Cluster? _cluster;
@@ -226,18 +226,39 @@ public static class DistTrainMetrics
 
     /// <summary>
     /// Publishes the membership of <paramref name="cluster"/> (cluster mode) until its actor system terminates; then the
-    /// process reports itself as a cluster of one again, as in single-node mode, rather than the membership the dead
-    /// cluster last had (a program may run a cluster node through the Trainer API and train in single-node mode later).
+    /// process reports no member in any status, rather than the membership the dead cluster last had (a program may run a
+    /// cluster node through the Trainer API and train in single-node mode later). A process that never calls this exports
+    /// no cluster series.
     /// </summary>
     public static void WatchCluster(Akka.Cluster.Cluster cluster)
     {
+        _clusterWatched = true;
         _cluster = cluster;
         cluster.System.RegisterOnTermination(() => Interlocked.CompareExchange(ref _cluster, null, cluster));
     }
 
+    private static volatile bool _clusterWatched;
+
     private static IEnumerable<Measurement<int>> ClusterMembers() =>
-        // Single-node mode is a cluster of one.
-        MemberCounts(_cluster is { } cluster ? cluster.State.Members.Select(m => m.Status) : [Akka.Cluster.MemberStatus.Up]);
+        MembersOf(_cluster is { } cluster ? cluster.State.Members.Select(m => m.Status) : null, _clusterWatched);
+
+    private static IEnumerable<Measurement<int>> ClusterUnreachable() =>
+        UnreachableOf(_cluster?.State.Unreachable.Count, _clusterWatched);
+
+    /// <summary>
+    /// <c>disttrain_cluster_members</c>: <paramref name="statuses"/>, the members of the cluster this process's node is in, by
+    /// status (<see cref="MemberCounts"/>). A process that was never a cluster node (single-node mode) exports none: it has no
+    /// cluster, and a cluster of one there read as a member on dashboards. Once its node has left (its actor system ended,
+    /// <paramref name="statuses"/> null), every status is 0, so the exporter, which keeps a series' last value until it is
+    /// measured again, does not go on reporting the dead cluster's members.
+    /// </summary>
+    internal static IEnumerable<Measurement<int>> MembersOf(IEnumerable<Akka.Cluster.MemberStatus>? statuses, bool clusterWatched) =>
+        !clusterWatched ? [] : MemberCounts(statuses ?? []);
+
+    /// <summary><c>disttrain_cluster_unreachable</c>: <paramref name="unreachable"/> members (0 once the node has left, null), and
+    /// nothing in a process that was never a cluster node, as <see cref="MembersOf"/>.</summary>
+    internal static IEnumerable<Measurement<int>> UnreachableOf(int? unreachable, bool clusterWatched) =>
+        !clusterWatched ? [] : [new Measurement<int>(unreachable ?? 0, NodeTag)];
 
     /// <summary>
     /// One measurement per <see cref="Akka.Cluster.MemberStatus"/>, its count among <paramref name="statuses"/>: 0 for a
