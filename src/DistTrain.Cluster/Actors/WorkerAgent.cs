@@ -37,18 +37,6 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         public static readonly HasDataPlane Instance = new();
     }
 
-    /// <summary>
-    /// This node is stopping (Ctrl-C, SIGTERM): the agent stops its worker and closes its data plane now, so the worker takes
-    /// no further step and the parameter server counts it lost at once, instead of when the node's cluster leave ends (1-3 s
-    /// later, or 5-8 s while a crashed member is not yet downed, all the while training on). Nothing is reported or
-    /// registered again after it. Answered with <c>Akka.Done</c>.
-    /// </summary>
-    public sealed record StopTraining : INoSerializationVerificationNeeded
-    {
-        /// <summary>The message.</summary>
-        public static readonly StopTraining Instance = new();
-    }
-
     /// <summary>Seconds between registration attempts while no parameter server has accepted this worker.</summary>
     public const double RegisterIntervalSeconds = 2;
 
@@ -113,15 +101,6 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         Receive<Terminated>(OnTerminated);
         Receive<Lost>(OnLost);
         Receive<HasDataPlane>(_ => Sender.Tell(_linkOpen));
-        Receive<StopTraining>(_ =>
-        {
-            _finished = true; // out of the job: a closed link or a stopped worker is no loss to report, nothing registers again
-            Timers.CancelAll();
-            if (_worker is not null) Context.Stop(_worker);
-            if (_link is not null) Context.Stop(_link);
-            _linkOpen = false;
-            Sender.Tell(Akka.Done.Instance);
-        });
         // A parameter-server node that vanishes without closing its sockets (power loss, a partition) is noticed
         // through membership: once the split-brain resolver downs it, its data plane counts as lost.
         Receive<ClusterEvent.MemberDowned>(e => HostNodeGone(e.Member));

@@ -268,16 +268,6 @@ public static class ClusterNode
         }
         var unreachable = Akka.Cluster.Cluster.Get(system).State.Unreachable.Count;
         why ??= unreachable > 0 ? $"{unreachable} member(s) unreachable, so no leave could finish before they are downed" : null;
-        // Either way the worker takes no further step: a leave takes 1-3 s, and one that waits for a crashed member to be
-        // downed 5-8 s, during which the worker trained on and the parameter server counted no loss.
-        try
-        {
-            await agent.Ask<Akka.Done>(WorkerAgent.StopTraining.Instance, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
-        {
-            // An agent that cannot answer (or is gone) trains no more once the actor system stops; the node still stops.
-        }
         if (why is null) return;
         system.Log.Info("Stopping without a cluster leave: {0}.", why);
         await CoordinatedShutdown.Get(system).Run(NoParameterServerReason.Instance, CoordinatedShutdown.PhaseBeforeActorSystemTerminate).ConfigureAwait(false);
