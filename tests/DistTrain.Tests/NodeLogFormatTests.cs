@@ -169,6 +169,12 @@ public sealed partial class NodeLogFormatTests
             $"Tried to associate with unreachable remote address [{left}]. Address is now gated for 1000 ms, all messages to this address " +
             $"will be delivered to dead letters. Reason: [Connection refused ssl.tcp://disttrain@127.0.0.1:46591] "), out _));
         Assert.Single(printed);
+
+        // A node restarted at that address (docker compose start, a standby brought back) connects again: its failures are news again.
+        filter.Associated(left);
+        Assert.True(evaluator.ShouldTryKeepMessage(new Warning("remoting (akka://disttrain)", typeof(object),
+            $"Tried to associate with unreachable remote address [{left}]. Address is now gated for 1000 ms, all messages to this address " +
+            $"will be delivered to dead letters. Reason: [Connection refused ssl.tcp://disttrain@127.0.0.1:46591] "), out _));
     }
 
     [Fact]

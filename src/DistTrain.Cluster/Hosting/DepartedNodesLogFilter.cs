@@ -79,9 +79,13 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
     /// <summary>This node is leaving: every connection's closing is expected from now on.</summary>
     public void Leaving() => _leaving = true;
 
-    /// <summary><paramref name="address"/> connected: a later failure to reach it is reported again.</summary>
+    /// <summary>
+    /// <paramref name="address"/> connected: a later failure to reach it is reported again, also when a node at that address
+    /// had left in order before (a parameter server or a worker restarted at the same host and port is not a departed node).
+    /// </summary>
     public void Associated(Address address)
     {
+        _departed.TryRemove(Uri.EscapeDataString(address.ToString()), out _);
         var prefix = address + "\n";
         foreach (var key in _reportedUnreachable.Keys)
             if (key.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)) _reportedUnreachable.TryRemove(key, out _);
