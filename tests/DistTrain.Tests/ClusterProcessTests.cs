@@ -829,10 +829,14 @@ public sealed partial class ClusterProcessTests : IDisposable
         var configPath = Config(ManyShortStepsConfig);
         var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath,
             new Dictionary<string, string> { ["DISTTRAIN_Model__Initializer__Kind"] = "Constant", ["DISTTRAIN_Model__Initializer__Constant"] = "1e20" });
+        // A learning rate given to the worker alone is not used (the parameter server steps): its node is told so, by name.
+        workerEnvironment["DISTTRAIN_Optimizer__LearningRate"] = "0.5";
         var ps = Start("parameter-server", configPath, psEnvironment);
         var worker = Start("worker", configPath, workerEnvironment);
         await ps.AssertExitAsync(3, Guard, [worker]);
         Assert.Contains("training diverged: Training diverged at epoch 1, step 1", ps.Output);
+        Assert.Matches(@"Worker node \S+ was given other values of settings that this parameter-server node decides for the whole job: " +
+            @"Optimizer:LearningRate = 0\.5 on the worker, [0-9.]+ here\. The job uses this node's", ps.Output);
         var run = Assert.Single(Directory.GetDirectories(Path.Combine(_directory, "runs")));
         Assert.True(File.Exists(Path.Combine(run, RunFiles.LastGood)), ps.Output);
         Assert.False(File.Exists(Path.Combine(run, RunFiles.Model)), "a diverged job must not leave model.safetensors");

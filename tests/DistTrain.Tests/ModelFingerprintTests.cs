@@ -14,6 +14,27 @@ public sealed class ModelFingerprintTests
     }
 
     /// <summary>
+    /// The settings the parameter server decides for the whole job are compared when a worker joins, so that one given only
+    /// to a worker (DISTTRAIN_Optimizer__LearningRate on its node) is named as ignored instead of ignored without a word; the
+    /// node's own settings (its ports, paths, metrics) and those the fingerprint compares are left out.
+    /// </summary>
+    [Fact]
+    public void The_settings_the_parameter_server_decides_are_compared_and_named_as_config_keys()
+    {
+        var server = ModelFingerprint.ServerSettingsOf(Options());
+        Assert.Empty(ModelFingerprint.ServerSettingDifferences(server, server));
+        Assert.Empty(ModelFingerprint.ServerSettingDifferences(ModelFingerprint.ServerSettingsOf(Options(("Cluster:Port", "4099"),
+            ("Metrics:Port", "9109"), ("Output:Directory", "elsewhere"), ("Training:EvaluationBatchSize", "250"), ("Compute:BlasThreads", "1"))), server));
+
+        var worker = ModelFingerprint.ServerSettingsOf(Options(("Optimizer:LearningRate", "0.5"), ("Training:BatchSizePerWorker", "32"),
+            ("Training:Epochs", "3")));
+        Assert.Equal(["Optimizer:LearningRate = 0.5 on the worker, 0.05 here", "Training:Epochs = 3 on the worker, 10 here",
+            "Training:BatchSizePerWorker = 32 on the worker, 64 here"], ModelFingerprint.ServerSettingDifferences(worker, server));
+        var schedule = ModelFingerprint.ServerSettingsOf(Options(("Optimizer:Schedule:Kind", "Cosine")));
+        Assert.Single(ModelFingerprint.ServerSettingDifferences(schedule, server), d => d.StartsWith("Optimizer:Schedule:Kind = \"Cosine\" on the worker", StringComparison.Ordinal));
+    }
+
+    /// <summary>
     /// With TopK, error feedback and the main job's momentum SGD, the workers apply the momentum and the parameter server
     /// steps without it. A worker whose Cluster:MomentumCorrection, Optimizer:Momentum or Cluster:ErrorFeedback differs
     /// from the parameter server's would silently train with no momentum or with it twice, and the data plane cannot

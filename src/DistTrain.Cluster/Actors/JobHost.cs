@@ -88,6 +88,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly TaskCompletionSource<TrainingResult> _completion;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly string _fingerprint;
+    private readonly string _serverSettings; // ModelFingerprint.ServerSettingsOf this node's options: the job's
     private readonly Sequential _model;
     private readonly WireLayout _wire; // floats of a weights message and of a worker's report in this job's mode
     private readonly List<IActorRef> _agentAt = [];                   // worker index -> the agent it was given to
@@ -141,6 +142,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _completion = completion;
         _workerSteps = new WorkerStepCounter(observer);
         _fingerprint = ModelFingerprint.Of(options, samples);
+        _serverSettings = ModelFingerprint.ServerSettingsOf(options);
         _model = ModelFactory.Build(options.Model);
         _wire = WireLayout.For(_model.Layout, options.Training.Mode, options.Optimizer);
 
@@ -271,6 +273,29 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
     }
 
+    /// <summary>
+    /// Warns of the settings a joining worker was given other values of than this node's (<see cref="ModelFingerprint.ServerSettingsOf"/>):
+    /// the job uses this node's, and the worker's are ignored, which a user who set them on the worker alone would not know.
+    /// </summary>
+    private void WarnOfIgnoredSettings(RegisterWorker register)
+    {
+        if (register.ServerSettings.Length == 0) return;
+        IReadOnlyList<string> differences;
+        try
+        {
+            differences = ModelFingerprint.ServerSettingDifferences(register.ServerSettings, _serverSettings);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            _log.Warning("Worker node {0} sent settings that are not JSON; they are not compared.", register.NodeName);
+            return;
+        }
+        if (differences.Count == 0) return;
+        _log.Warning("Worker node {0} was given other values of settings that this parameter-server node decides for the whole job: {1}. " +
+            "The job uses this node's; the worker's are ignored. Set them on the parameter-server node (or the same on every node).",
+            register.NodeName, string.Join("; ", differences));
+    }
+
     private void OnRegister(RegisterWorker register)
     {
         // The checks come first, also after the end: a node of another job, version or model is told why it does not
@@ -335,7 +360,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // A worker registers every 2 s until accepted, and the singleton proxy delivers every registration it buffered
         // while the job host was not yet found: only the first of them (or one after a lost data plane) is a join.
         _nodeAt[index] = register.NodeName;
-        if (joins) _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
+        if (joins)
+        {
+            _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
+            WarnOfIgnoredSettings(register);
+        }
         Sender.Tell(new WorkerAccepted(index, _dataHost, _listener.Port, _wire.WeightsLength, _jobId, token,
             identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token)));
         // A takeover knows its job once a worker reports it: the newest checkpoint is read and verified now, while the

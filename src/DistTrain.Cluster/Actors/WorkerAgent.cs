@@ -93,8 +93,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         {
             if (_accepted) return;
             _completion.TrySetException(new TimeoutException(_lostParameterServer
-                ? TakeoverTimedOut(_options.Cluster.JoinTimeoutSeconds, Akka.Cluster.Cluster.Get(Context.System).State.Members
-                    .Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Status == MemberStatus.Up).Select(m => m.Address.ToString()).ToList())
+                ? TakeoverTimedOut(_options.Cluster.JoinTimeoutSeconds, ParameterServersUp(Akka.Cluster.Cluster.Get(Context.System).State))
                 : $"No parameter server accepted this worker within {_options.Cluster.JoinTimeoutSeconds:F0} s. Check Cluster:SeedNodes, that the parameter " +
                   "server node runs, and that Cluster:Tls is the same on every node."));
         });
@@ -133,6 +132,14 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 
     /// <inheritdoc />
     protected override void PostStop() => _cluster.Unsubscribe(Self);
+
+    /// <summary>
+    /// The parameter-server nodes that are up and reachable in <paramref name="state"/>: a lost active node stays Up until it
+    /// is downed, and must not be named as one that could still take over.
+    /// </summary>
+    internal static IReadOnlyCollection<string> ParameterServersUp(ClusterEvent.CurrentClusterState state) =>
+        [.. state.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Status == MemberStatus.Up && !state.Unreachable.Contains(m))
+            .Select(m => m.Address.ToString())];
 
     /// <summary>
     /// Why a worker gives up after losing its parameter server: no parameter server took over within
@@ -188,7 +195,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         var node = _cluster.SelfAddress.ToString();
         var fingerprint = ModelFingerprint.Of(_options, _samples);
         _jobHost.Tell(new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, _lostParameterServer, _jobId, _security.Identity.Name,
-            _security.Identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+            _security.Identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint), ModelFingerprint.ServerSettingsOf(_options)));
     }
 
     private void OnAccepted(WorkerAccepted accepted)

@@ -87,6 +87,52 @@ public static class ModelFingerprint
     }
 
     /// <summary>
+    /// The settings the parameter server decides for the whole job, as canonical JSON: the optimizer (learning rate and its
+    /// schedule, momentum, L1, L2, clipping, ...) and the training loop's epochs, minibatch, staleness bound, stall timeout
+    /// and early stopping. A worker node's own values of these are not used (outside what <see cref="Of"/> compares, as under
+    /// LocalSgd), so a worker given another value has it ignored: the parameter server compares them when the worker joins
+    /// and warns of each that differs (<see cref="ServerSettingDifferences"/>).
+    /// </summary>
+    /// <param name="options">The node's validated options.</param>
+    public static string ServerSettingsOf(TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var loop = options.Training;
+        return JsonSerializer.Serialize(new
+        {
+            options.Optimizer,
+            Training = new
+            {
+                loop.Epochs,
+                loop.BatchSizePerWorker,
+                loop.KeepGlobalBatch,
+                loop.StalenessBound,
+                loop.StalenessAwareLearningRate,
+                loop.StallTimeoutSeconds,
+                loop.EarlyStopping,
+            },
+        }, Json);
+    }
+
+    /// <summary>
+    /// The settings of <see cref="ServerSettingsOf"/> in which a worker's values differ from the parameter server's, as
+    /// <c>Optimizer:LearningRate = 0.5 on the worker, 0.05 here</c>, in document order; at most <paramref name="limit"/>.
+    /// </summary>
+    /// <param name="worker">The worker's <see cref="ServerSettingsOf"/>.</param>
+    /// <param name="server">The parameter server's.</param>
+    /// <param name="limit">Most entries returned, at least 1.</param>
+    /// <exception cref="JsonException">A text is not JSON (a node of another version sent something else).</exception>
+    public static IReadOnlyList<string> ServerSettingDifferences(string worker, string server, int limit = 10) =>
+        [.. Differences(worker, server, limit).Select(difference =>
+        {
+            var colon = difference.IndexOf(": ", StringComparison.Ordinal);
+            var values = difference[(colon + 2)..];
+            var vs = values.IndexOf(" vs ", StringComparison.Ordinal);
+            var key = difference[..colon].Replace('.', ':');
+            return vs < 0 ? $"{key} ({values})" : $"{key} = {values[..vs]} on the worker, {values[(vs + 4)..]} here";
+        })];
+
+    /// <summary>
     /// The settings in which two fingerprints differ, one entry per differing value, as
     /// <c>path: first value vs second value</c> (the path in the fingerprint's JSON, e.g. <c>GradientEncoding.Kind</c> for
     /// Cluster:Compression; a list of another length is one entry), in document order; at most <paramref name="limit"/>.

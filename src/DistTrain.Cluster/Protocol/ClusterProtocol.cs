@@ -21,6 +21,9 @@ namespace DistTrain.Cluster.Protocol;
 /// <param name="JobName">The worker's Cluster:JobName; must equal the host's.</param>
 /// <param name="Proof">HMAC-SHA256 under the job secret over the job name, <paramref name="NodeName"/>, the protocol version and
 /// the fingerprint (<see cref="Security.JobIdentity.RegistrationProof"/>): proves the worker holds the job's secret without sending it.</param>
+/// <param name="ServerSettings">The worker's own values of the settings the parameter server decides for the whole job
+/// (<see cref="Hosting.ModelFingerprint.ServerSettingsOf"/>), so the host can warn of the ones that differ, which the worker
+/// would otherwise ignore without a word; empty from a sender that sends none.</param>
 [MessagePackObject]
 public sealed record RegisterWorker(
     [property: Key(0)] int ProtocolVersion,
@@ -29,7 +32,8 @@ public sealed record RegisterWorker(
     [property: Key(3)] bool LostParameterServer = false,
     [property: Key(4)] string JobId = "",
     [property: Key(5)] string JobName = "",
-    [property: Key(6)] byte[]? Proof = null) : IDistTrainMessage;
+    [property: Key(6)] byte[]? Proof = null,
+    [property: Key(7)] string ServerSettings = "") : IDistTrainMessage;
 
 /// <summary>The worker may join as <paramref name="WorkerIndex"/>. JobHost → WorkerAgent.</summary>
 /// <param name="WorkerIndex">Its index in the job.</param>
