@@ -282,11 +282,6 @@ public class MetricsTests
     }
 
     /// <summary>
-    /// Every member status is reported with its current count, 0 when no member has it: when the last joining member is
-    /// up, joining drops to 0 instead of keeping its last value (3 nodes all up read joining 2; at the end up 1, joining 2,
-    /// leaving 2, exiting 2).
-    /// </summary>
-    /// <summary>
     /// Single-node mode (<c>disttrain train</c>) is no cluster: it exported <c>disttrain_cluster_members{status="up"} 1</c>
     /// and <c>disttrain_cluster_unreachable 0</c>, which dashboards summing members over nodes counted as a member. A process
     /// that never ran a cluster node exports neither; one whose node has left reports 0 members in every status.
@@ -308,6 +303,11 @@ public class MetricsTests
         Assert.Equal(0, Assert.Single(DistTrainMetrics.UnreachableOf(null, clusterWatched: true)).Value);
     }
 
+    /// <summary>
+    /// Every member status is reported with its current count, 0 when no member has it: when the last joining member is
+    /// up, joining drops to 0 instead of keeping its last value (3 nodes all up read joining 2; at the end up 1, joining 2,
+    /// leaving 2, exiting 2).
+    /// </summary>
     [Fact]
     public void Cluster_members_report_every_status_with_0_for_a_status_no_member_has()
     {
