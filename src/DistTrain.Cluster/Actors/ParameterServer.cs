@@ -162,7 +162,8 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
             _ => new SyncPolicy(_model, outbox, this, wire, every, resumeFrom),
         };
         for (var i = 0; i < RoundApplied.PoolSize; i++) _freeReports.Push(new RoundApplied(0, 0, 0, 0, 0, default, 0));
-        // After StopStepping nothing changes the weights or writes a checkpoint: the stop's snapshot is the run's end.
+        // After StopStepping no report is taken and no checkpoint written: the stop's snapshot is the run's end (a worker lost
+        // afterwards may still close an open round, after the snapshot; see StopStepping).
         Receive<StopStepping>(_ => StopSteppingNow());
         Receive<StartEpoch>(start => _steppingStopped && !TrainsNothing(start), _ => { });
         Receive<GradientComputed>(_ => _steppingStopped, _ => { });
@@ -183,7 +184,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     {
         if (_steppingStopped) return;
         _steppingStopped = true;
-        if (_shardIndex <= 0) _log.Debug("The run is stopping: no step after version {0}.", _model.Version);
+        if (_shardIndex <= 0) _log.Debug("The run is stopping: no report is taken after version {0}.", _model.Version);
     }
 
     /// <summary>Most workers one server accepts (the validated range of Training:Workers).</summary>
