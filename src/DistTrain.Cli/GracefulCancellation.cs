@@ -9,7 +9,8 @@ namespace DistTrain.Cli;
 /// the process at once, by the signal's default action (exit status 130 for SIGINT, 143 for SIGTERM), without writing
 /// the run's files: it removes the run folder if nothing was written into it yet, names the <c>epochs.csv</c> written
 /// after each finished epoch if there is one, and names the checkpoints that survive and how to resume from them
-/// (<see cref="ResumeHint"/>).
+/// (<see cref="ResumeHint"/>). A second one that comes after the graceful stop wrote the run's weights and summary (its
+/// <c>summary.json</c> exists) ends the process without a line: the run's records are on disk.
 /// </summary>
 internal sealed class GracefulCancellation : IDisposable
 {
@@ -36,6 +37,10 @@ internal sealed class GracefulCancellation : IDisposable
         if (Interlocked.Increment(ref _signals) > 1)
         {
             context.Cancel = false; // the runtime's default: terminate now
+            // The graceful stop already wrote the run's weights and summary (then the report, then its `cancelled:` line): a
+            // second signal in the moments the process takes to exit after that loses at most the plot, and "exited at once,
+            // without writing this run's files" would be wrong.
+            if (RunDirectory.Created is { } written && File.Exists(Path.Combine(written, DistTrain.Core.Checkpoints.RunFiles.Summary))) return;
             var resume = CheckpointsLeft();
             if (RunDirectory.RemoveCreatedIfEmpty() is { } removed)
                 CliConsole.Fail("removed", $"the empty run folder {removed}: exited at once, without writing this run's files (the finished epochs' records and weights).{resume}");
