@@ -65,6 +65,20 @@ public class CheckpointFormatTests : IDisposable
         Assert.StartsWith(path + ": checksum mismatch", error.Message);
     }
 
+    /// <summary>
+    /// Edits one byte of a checkpoint's header in place, as a hand edit of the same length would: the character at
+    /// <paramref name="offset"/> into <paramref name="text"/>, which must occur exactly once in the file, becomes <paramref name="with"/>.
+    /// </summary>
+    private static void EditHeader(string path, string text, int offset, char with)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var content = System.Text.Encoding.Latin1.GetString(bytes);
+        var at = content.IndexOf(text, StringComparison.Ordinal);
+        Assert.True(at > 0 && content.IndexOf(text, at + 1, StringComparison.Ordinal) < 0);
+        bytes[at + offset] = (byte)with;
+        File.WriteAllBytes(path, bytes);
+    }
+
     [Fact]
     public void A_header_edited_to_another_round_of_the_same_length_is_a_checksum_error()
     {
@@ -72,19 +86,14 @@ public class CheckpointFormatTests : IDisposable
         // from round 1 and trained rounds 1 and 2 of that epoch twice, without a word.
         var path = Path.Combine(_directory, "c.safetensors");
         Sample(1, epoch: 2, round: 3).Write(path);
-        var bytes = File.ReadAllBytes(path);
-        var text = System.Text.Encoding.Latin1.GetString(bytes);
-        var at = text.IndexOf("\"round\":\"3\"", StringComparison.Ordinal);
-        Assert.True(at > 0 && text.IndexOf("\"round\":\"3\"", at + 1, StringComparison.Ordinal) < 0);
-        bytes[at + "\"round\":\"".Length] = (byte)'1';
-        File.WriteAllBytes(path, bytes);
+        EditHeader(path, "\"round\":\"3\"", "\"round\":\"".Length, '1');
         var error = Assert.Throws<InvalidDataException>(() => TrainingCheckpoint.Read(path, Layout));
         Assert.StartsWith(path + ": checksum mismatch: the header's metadata has SHA-256 ", error.Message);
         Assert.Contains("The header was edited or is corrupt", error.Message);
 
         // A checkpoint written before the header had its checksum (no metadata_sha256) still reads.
         Sample(1, epoch: 2, round: 3).Write(path);
-        bytes = File.ReadAllBytes(path);
+        var bytes = File.ReadAllBytes(path);
         var headerLength = (int)BitConverter.ToUInt64(bytes);
         var header = System.Text.Json.Nodes.JsonNode.Parse(bytes.AsSpan(8, headerLength))!.AsObject();
         Assert.True(header["__metadata__"]!.AsObject().Remove("metadata_sha256"));
@@ -107,12 +116,7 @@ public class CheckpointFormatTests : IDisposable
         var newer = store.Save(Of(2, "run-b"));
         Assert.Equal("run-b", store.LastWrittenJobId(Layout));
 
-        var bytes = File.ReadAllBytes(newer);
-        var text = System.Text.Encoding.Latin1.GetString(bytes);
-        var at = text.IndexOf("\"run-b\"", StringComparison.Ordinal);
-        Assert.True(at > 0 && text.IndexOf("\"run-b\"", at + 1, StringComparison.Ordinal) < 0);
-        bytes[at + "\"run-".Length] = (byte)'c';
-        File.WriteAllBytes(newer, bytes);
+        EditHeader(newer, "\"run-b\"", "\"run-".Length, 'c');
         Assert.Equal("run-a", store.LastWrittenJobId(Layout));
     }
 
