@@ -258,12 +258,13 @@ public class LocalClusterScriptTests
         // parameter server's log says training started and this node's log says it joined.
         File.WriteAllText(wrapper, "#!/usr/bin/env bash\n[ \"$1\" = 2 ] || { shift; exec \"$@\"; }\nshift\n" +
             "log=$(readlink /proc/$$/fd/1); \"$@\" & node=$!\n" +
-            "until grep -q 'Training starts' \"$(dirname \"$log\")/parameter-server.log\" && grep -q 'Joined the job as worker' \"$log\"; do sleep 0.05; done\n" +
+            "until grep -q 'Training starts' \"$(dirname \"$log\")/parameter-server.log\" && grep -q 'Joined the job as worker' \"$log\"; do kill -0 $node 2>/dev/null || break; sleep 0.05; done\n" +
             "kill -9 $node; wait $node\n");
         string? runFolder = null;
         try
         {
-            var start = ClusterScript(folder, epochs: 40);
+            // Enough epochs for worker 2 to join before the job ends on a loaded machine; the wait above also ends if the node does.
+            var start = ClusterScript(folder, epochs: 120);
             start.Environment["WORKER_WRAPPER"] = wrapper;
             start.Environment["DISTTRAIN_Cluster__MinWorkers"] = "1";
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(wrapper, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
