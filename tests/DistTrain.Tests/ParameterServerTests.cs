@@ -211,7 +211,7 @@ public class ParameterServerTests() : TestKit(TestTimeouts.TestKitConfig)
     }
 
     [Fact]
-    public void A_worker_lost_mid_round_is_no_longer_awaited_and_one_lost_after_the_last_round_ends_nothing_twice()
+    public void A_worker_lost_mid_round_is_no_longer_awaited_or_sent_weights_and_one_lost_after_the_last_round_ends_nothing_twice()
     {
         var (server, workers, coordinator) = Start([10f], new OptimizerOptions { LearningRate = 0.1 }, [2, 2, 1]);
         workers[0].Send(server, new GradientComputed(1, 0, 0, 0, 16, 8, [1f]));
@@ -226,5 +226,6 @@ public class ParameterServerTests() : TestKit(TestTimeouts.TestKitConfig)
         coordinator.Send(server, new WorkerLost(2)); // after the last round: reported, nothing else happens
         Assert.Equal(new WorkerRemoved(2, 1), coordinator.ExpectMsg<WorkerRemoved>());
         coordinator.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        workers[1].ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // no weights went to the lost worker after its loss
     }
 }

@@ -70,6 +70,48 @@ public class ShardedParameterServerMessageTests() : TestKit(TestTimeouts.TestKit
         coordinator.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
     }
 
+    /// <summary>
+    /// A lost worker's join stops and gets nothing more; a worker that takes the slot later gets a new join. Left running, the
+    /// join fell behind the shards with nothing to hold it back and read their reused messages of later broadcasts, which
+    /// failed a job as "the shards are out of step" under load (the elastic test's two-shard case, about 1 run in 40 with
+    /// two busy loops beside it).
+    /// </summary>
+    [Fact]
+    public void A_lost_workers_join_stops_and_a_worker_taking_its_slot_later_gets_a_new_one()
+    {
+        var failures = CreateTestProbe();
+        var props = ParameterServer.Props(new ParameterVector(Layout, Ramp()), new OptimizerOptions { LearningRate = 0.5 }, totalEpochs: 1, shards: 2);
+        var server = Sys.ActorOf(Props.Create(() => new Parent(props, failures.Ref)));
+        var (first, lost, coordinator) = (CreateTestProbe(), CreateTestProbe(), CreateTestProbe());
+        server.Tell(new StartEpoch(1, [first.Ref, lost.Ref], [2, 2]), coordinator.Ref);
+        Assert.Equal(0, first.ExpectMsg<WeightsUpdated>().Version);
+        Assert.Equal(0, lost.ExpectMsg<WeightsUpdated>().Version);
+        var lostJoin = lost.LastSender;
+        Watch(lostJoin);
+        coordinator.Send(server, new WorkerLost(1));
+        ExpectTerminated(lostJoin);
+        coordinator.ExpectMsg<WorkerRemoved>(r => r.WorkerIndex == 1);
+        var gradient = Enumerable.Repeat(1f, 64).ToArray();
+        for (var round = 0; round < 2; round++)
+        {
+            first.Reply(new GradientComputed(1, round, round, 0, 10, 5, gradient));
+            Assert.Equal(round + 1, first.ExpectMsg<WeightsUpdated>().Version);
+        }
+        lost.ExpectNoMsg(TimeSpan.FromMilliseconds(300)); // neither round's weights went to the lost worker
+        // A further part of the epoch with a new worker in slot 1: it gets the whole weights through a join of its own.
+        var joined = CreateTestProbe();
+        server.Tell(new StartEpoch(1, [first.Ref, joined.Ref], [3, 3], FirstRound: 2, Part: 1), coordinator.Ref);
+        Assert.Equal(2, first.ExpectMsg<WeightsUpdated>().Version);
+        var whole = joined.ExpectMsg<WeightsUpdated>();
+        Assert.Equal((2L, 2), (whole.Version, whole.Round));
+        Assert.Equal(Ramp().Select(w => w - 1f), whole.Weights);
+        Assert.NotEqual(lostJoin, joined.LastSender);
+        first.Reply(new GradientComputed(1, 2, 2, 0, 10, 5, gradient));
+        joined.Reply(new GradientComputed(1, 2, 2, 1, 10, 5, gradient));
+        Assert.Equal(3, joined.ExpectMsg<WeightsUpdated>().Version);
+        failures.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+    }
+
     [Fact]
     public void A_report_of_the_wrong_length_is_rejected_and_the_round_still_waits()
     {

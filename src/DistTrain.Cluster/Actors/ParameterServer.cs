@@ -102,6 +102,9 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly TagList _metricTags = Metrics.DistTrainMetrics.Tags(NodeRoles.ParameterServer);
     private IActorRef[] _workers = [];
+    // Who the part's weights go to: _workers without the workers lost since it started. A lost worker's slot gets nothing
+    // more, so nothing queues up for it (a shard's join of a lost worker would read pooled messages after they were reused).
+    private IActorRef[] _receivers = [];
     private IActorRef _coordinator = ActorRefs.Nobody;
     private long _rejectedGradients;
     private readonly string _sampleTraceDirectory;
@@ -171,7 +174,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         Receive<StartEpoch>(OnStartEpoch);
         Receive<GradientComputed>(OnGradient);
         Receive<WholeGradientNorm>(OnWholeGradientNorm);
-        Receive<WorkerLost>(lost => _policy.RemoveWorker(lost.WorkerIndex));
+        Receive<WorkerLost>(OnWorkerLost);
         Receive<RoundApplied>(returned => _freeReports.Push(returned));
         Receive<GetWeights>(_ => Sender.Tell(new WeightsSnapshot(_model.Version, (float[])_model.Weights.Values.Clone())));
         Receive<GetPublishedWeights>(get => Sender.Tell(new PublishedWeights(get.Version, _policy.PublishedWeights(get.Version))));
@@ -248,6 +251,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
             return;
         }
         _workers = start.Workers;
+        _receivers = (IActorRef[])start.Workers.Clone(); // its own: the shards of one server share the message
         _coordinator = Sender;
         // Size every pooled report for this worker count now, not in a step: a report the coordinator has not returned
         // yet makes a step take a fresh one from the pool, and sizing it there would allocate inside the step.
@@ -279,6 +283,13 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         }
         // Outside the measured step: a checkpoint allocates (its header, the hash) and takes I/O time.
         WriteDueCheckpoint();
+    }
+
+    private void OnWorkerLost(WorkerLost lost)
+    {
+        // Before the policy hears of it: weights its removal sends out (a round it closes) no longer go to the lost worker.
+        if (lost.WorkerIndex >= 0 && lost.WorkerIndex < _receivers.Length) _receivers[lost.WorkerIndex] = ActorRefs.Nobody;
+        _policy.RemoveWorker(lost.WorkerIndex);
     }
 
     /// <summary>A clipping shard's held-back step goes on with the whole gradient's norm.</summary>
@@ -358,19 +369,19 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
 
     void IServerOutput.Broadcast(WeightsUpdated weights)
     {
-        foreach (var worker in _workers)
+        foreach (var worker in _receivers)
             Send(worker, weights);
     }
 
-    void IServerOutput.Send(int worker, WeightsUpdated weights) => Send(_workers[worker], weights);
+    void IServerOutput.Send(int worker, WeightsUpdated weights) => Send(_receivers[worker], weights);
 
     WeightsInProgress? IServerOutput.WritingBroadcast(float[] weights, long version)
     {
-        if (_broadcastsInProgress.Length == 0 || _workers.Length == 0) return null;
+        if (_broadcastsInProgress.Length == 0 || _receivers.Length == 0) return null;
         var progress = _broadcastsInProgress[_nextInProgress];
         _nextInProgress = (_nextInProgress + 1) % _broadcastsInProgress.Length;
         progress.Begin(weights, version);
-        foreach (var worker in _workers)
+        foreach (var worker in _receivers)
             Send(worker, progress);
         return progress;
     }

@@ -61,7 +61,9 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
     private readonly CheckpointStore? _store;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly TagList[] _shardTags;
-    private readonly List<IActorRef> _joins = [];
+    private readonly List<IActorRef?> _joins = [];      // by worker slot; null until a worker takes it, and after its worker is lost
+    private readonly HashSet<IActorRef> _retiredJoins = []; // joins of lost workers, stopped: a failure of theirs is not the job's
+    private int _joinsCreated;                           // for unique names: a slot's new join may start before the old one ended
     private readonly ShardMerge<RoundApplied> _rounds;
     private readonly ShardMerge<EpochCompleted> _parts;
     private readonly ShardMerge<ShardCheckpoint> _checkpoints;
@@ -134,7 +136,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         _snapshot = new WeightsSnapshot?[shards];
         _lastGood = new float[]?[shards];
         Receive<StartEpoch>(OnStartEpoch);
-        Receive<WorkerLost>(TellEveryShard);
+        Receive<WorkerLost>(OnWorkerLost);
         // After the reports already forwarded, so every shard stops at the same step.
         Receive<StopStepping>(TellEveryShard);
         // A worker's report, from its join: to every shard, keeping the join as the sender the shards check.
@@ -187,6 +189,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
     protected override SupervisorStrategy SupervisorStrategy() =>
         new OneForOneStrategy(-1, -1, exception =>
         {
+            if (_retiredJoins.Contains(Sender)) return Directive.Stop; // it read a reused message as it was stopped
             var shard = Array.IndexOf(_shards, Sender);
             if (shard >= 0 && exception is TrainingDivergedException diverged) _lastGood[shard] = diverged.LastGoodWeights;
             _failure ??= exception;
@@ -221,13 +224,32 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
                 joins[i] = ActorRefs.Nobody;
                 continue;
             }
-            while (_joins.Count <= i)
-                _joins.Add(Context.ActorOf(ShardJoin.Props(_joins.Count, _shards, _reportLength)
-                    .WithDispatcher(Context.Props.Dispatcher), $"join-{_joins.Count}"));
-            _joins[i].Tell(new ShardJoin.Worker(start.Workers[i]), Self);
-            joins[i] = _joins[i];
+            while (_joins.Count <= i) _joins.Add(null);
+            var join = _joins[i] ??= Context.ActorOf(ShardJoin.Props(i, _shards, _reportLength)
+                .WithDispatcher(Context.Props.Dispatcher), $"join-{i}-{_joinsCreated++}");
+            join.Tell(new ShardJoin.Worker(start.Workers[i]), Self);
+            joins[i] = join;
         }
         TellEveryShard(start with { Workers = joins });
+    }
+
+    /// <summary>
+    /// A worker is gone: the shards stop sending to its join (from the same point of their sequence), and the join stops.
+    /// A worker that takes the slot later gets a new join, which counts the shards' messages from zero.
+    /// </summary>
+    /// <remarks>
+    /// Nothing holds a lost worker's join back any more (no report of its worker closes a round), so it could fall any
+    /// number of broadcasts behind the shards, which reuse their messages after <see cref="Training.WeightsOutbox.SharedSlots"/>
+    /// broadcasts: it would then read a later broadcast's position in an earlier message and take the shards for out of
+    /// step. Stopped at once (a stop overtakes its queued messages), it reads none of them.
+    /// </remarks>
+    private void OnWorkerLost(WorkerLost lost)
+    {
+        TellEveryShard(lost);
+        if (lost.WorkerIndex < 0 || lost.WorkerIndex >= _joins.Count || _joins[lost.WorkerIndex] is not { } join) return;
+        _joins[lost.WorkerIndex] = null;
+        _retiredJoins.Add(join);
+        Context.Stop(join);
     }
 
     private void OnRoundApplied(RoundApplied round)
