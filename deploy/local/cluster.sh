@@ -230,6 +230,15 @@ joined_as() {
   number=$(grep -o 'Joined the job as worker [0-9]*' "$logs/$1.log" 2>/dev/null | tail -n 1 | grep -o '[0-9]*$') || true
   [ -z "$number" ] || echo " (worker $number in the parameter server's lines)"
 }
+# stopped_alone NAME: true when the node whose log is NAME.log took a SIGTERM or Ctrl-C itself (GracefulCancellation's
+# notice): a worker that exits 130 for that was stopped alone, where one that leaves a job the parameter server cancelled
+# exits 130 too, without that line. The script signals no node before the loop below has ended.
+stopped_alone() { grep -qE '(Ctrl-C|SIGTERM): stopping at the next step' "$logs/$1.log" 2>/dev/null; }
+# stopped_as_job_ended NAME: names a worker stopped alone whose end the job's end followed within seconds (or preceded), which
+# the loop below does not report as a worker the job goes on without.
+stopped_as_job_ended() {
+  echo "$1$(joined_as "$1") was stopped (SIGTERM or Ctrl-C to it alone) as the job was ending; it left the job before its end. Its log: $logs/$1.log." >&2
+}
 # The job ends when the parameter server does; a node that fails before that ends the run.
 status=0
 running=("${pids[@]}")
@@ -244,6 +253,8 @@ while true; do
     # few seconds to end and report its own exit. A worker killed by a signal (code 128 + N) is reported at once.
     for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
+      # The worker's own stop, not the job's end, ended it: it is named as at any other time.
+      [ "$code" -ne 130 ] || ! stopped_alone "${names[$ended]}" || stopped_as_job_ended "${names[$ended]}"
       code=0; wait_for "$ps_pid" || code=$?
       forget "$ps_pid"
       parameter_server_ended "$code"
@@ -269,7 +280,13 @@ if [ "$interrupted" = 1 ]; then
   for pid in "${running[@]}"; do wait_for "$pid" || true; done  # the workers' last lines reach their logs
   pids=()
 elif [ "$status" -eq 0 ]; then
-  for pid in "${running[@]}"; do wait_for "$pid" || status=1; done
+  # The job succeeded: a worker that ends with an error now fails the run, but one stopped alone as the job ended (130,
+  # with its own SIGTERM or Ctrl-C line) is named and does not.
+  for pid in "${running[@]}"; do
+    code=0; wait_for "$pid" || code=$?
+    if [ "$code" -eq 130 ] && stopped_alone "${names[$pid]}"; then stopped_as_job_ended "${names[$pid]}"
+    elif [ "$code" -ne 0 ]; then status=1; fi
+  done
   pids=()
 elif [ ${#running[@]} -gt 0 ]; then
   # The run failed, or the parameter server cancelled the job: the nodes still running are stopped (SIGTERM, as Ctrl-C)

@@ -14,7 +14,7 @@ internal static class AccuracyTimePlot
         foreach (var run in runs)
         {
             var line = plot.Add.Scatter(run.Epochs.Select(e => e.Seconds).ToArray(), run.Epochs.Select(e => 100 * e.TestAccuracy).ToArray());
-            line.LegendText = run.Label;
+            line.LegendText = run.FromEpochsCsv ? $"{run.Label} (unfinished)" : run.Label;
             line.MarkerSize = 5;
         }
         var goal = plot.Add.HorizontalLine(100 * target);

@@ -14,7 +14,7 @@ internal static class CompareCommand
 {
     public static Command Create()
     {
-        var runs = new Argument<string[]>("runs") { Description = "Run folders (each with the summary.json a training run wrote).", Arity = ArgumentArity.OneOrMore };
+        var runs = new Argument<string[]>("runs") { Description = "Run folders (each with the summary.json a training run wrote, or the epochs.csv of a run stopped before it).", Arity = ArgumentArity.OneOrMore };
         var labels = new Option<string[]>("--label") { Description = "A name for each run, in order (default: the folder's name).", HelpName = "NAME", AllowMultipleArgumentsPerToken = true };
         var target = CliOptions.Fraction("--target", "The test accuracy to time each run to.", "a test accuracy as a fraction in (0, 1], e.g. 0.88", 0.88);
         var plot = CliOptions.NotEmptyPath(new Option<string>("--plot") { Description = "Where to draw test accuracy against time (PNG).", DefaultValueFactory = _ => "accuracy-vs-time.png", HelpName = "FILE" });
@@ -33,9 +33,10 @@ internal static class CompareCommand
             }
             var goal = parse.GetValue(target);
             var plotPath = Path.GetFullPath(parse.GetValue(plot)!);
-            // Each folder read once. One that holds no finished run (no summary.json, as a second Ctrl-C leaves a run folder
-            // that runs/* matches, or a summary of no finished epoch) is skipped with a warning while another run is left;
-            // alone, it is refused below with the others' problems.
+            // Each folder read once. One that holds no finished epoch (no summary.json nor epochs.csv, as a second Ctrl-C in the
+            // first epoch leaves a run folder that runs/* matches, or a summary of no finished epoch) is skipped with a warning
+            // while another run is left; alone, it is refused below with the others' problems. A run killed after an epoch has
+            // its epochs.csv, which RunHistory reads: it is compared, marked unfinished.
             var read = new List<(string Folder, RunHistory? History, Exception? Problem)>();
             for (var i = 0; i < folders.Length; i++)
             {
@@ -110,13 +111,15 @@ internal static class CompareCommand
         return null;
     }
 
-    /// <summary>The table's epochs: their count, or a resumed run's first and last; "(resumed)", "(stopped)" or both after it.</summary>
+    /// <summary>The table's epochs: their count, or a resumed run's first and last; "(resumed)", "(stopped)", "(unfinished)"
+    /// (a run read from its epochs.csv, stopped before its summary) or more than one after it.</summary>
     internal static string EpochsColumn(RunHistory run)
     {
         var epochs = run.Resumed ? $"{run.Epochs[0].Epoch}-{run.Epochs[^1].Epoch}" : run.Epochs.Count.ToString(CultureInfo.InvariantCulture);
         var marks = new List<string>();
         if (run.Resumed) marks.Add("resumed");
         if (run.Stopped is not null) marks.Add("stopped");
+        if (run.FromEpochsCsv) marks.Add("unfinished");
         return marks.Count == 0 ? epochs : $"{epochs} ({string.Join(", ", marks)})";
     }
 
@@ -137,6 +140,8 @@ internal static class CompareCommand
             AnsiConsole.WriteLine("\"epoch k kept\": early stopping kept that epoch's weights, so the final test accuracy is that epoch's, the accuracy of the saved model.");
         foreach (var run in histories.Where(run => run.Stopped is not null))
             AnsiConsole.MarkupLineInterpolated($"{run.Label} stopped before its end ({run.Stopped}): its figures are those of the epochs it finished.");
+        foreach (var run in histories.Where(run => run.FromEpochsCsv))
+            AnsiConsole.MarkupLineInterpolated($"{run.Label} is unfinished: it was stopped before it wrote its summary.json (killed, a second Ctrl-C), so its figures are those of the epochs in its epochs.csv, and its samples/s is each epoch's weighted by its training seconds.");
         if (histories.Any(run => run.Resumed))
             AnsiConsole.WriteLine("A run resumed from a checkpoint holds only the epochs it trained: its seconds start at the resume, and the epochs " +
                 "before it are in the run folder of the run that wrote the checkpoint.");

@@ -12,8 +12,10 @@ namespace DistTrain.Cli;
 /// resumed after its best epoch holds though the epoch is not among its own; null in older summaries.</param>
 /// <param name="Stopped">For a run that stopped before its end, the summary's <c>stopped</c> ("diverged at epoch 4, step 1
 /// of 32", "cancelled at ..."): its epochs are those it finished. Null for a run that finished.</param>
+/// <param name="FromEpochsCsv">True for a run stopped before it could write its summary (killed, a second Ctrl-C): its
+/// epochs are those of the <c>epochs.csv</c> written after each finished epoch, and nothing is known of how it ended.</param>
 internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double TestAccuracy, double Seconds)> Epochs, double SamplesPerSecond,
-    int? KeptEpoch = null, double? KeptAccuracy = null, string? Stopped = null)
+    int? KeptEpoch = null, double? KeptAccuracy = null, string? Stopped = null, bool FromEpochsCsv = false)
 {
     /// <summary>The test accuracy of the weights the run kept: the kept epoch's with early stopping, else the last epoch's.</summary>
     public double FinalAccuracy => KeptEpoch is { } kept && Epochs.Any(e => e.Epoch == kept) ? Epochs.First(e => e.Epoch == kept).TestAccuracy
@@ -29,11 +31,15 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
     /// null when no epoch did.</summary>
     public double? SecondsTo(double target) => Epochs.FirstOrDefault(e => e.TestAccuracy >= target) is { Epoch: > 0 } reached ? reached.Seconds : null;
 
-    /// <summary>Reads <c>summary.json</c> from <paramref name="runDirectory"/> (or a <c>summary.json</c> path).</summary>
-    /// <exception cref="UnfinishedRunException">A folder without summary.json, or a summary of no finished epoch (an
-    /// interrupted run); the message names the file, and the folder's epochs.csv when a run killed before its end left one.</exception>
-    /// <exception cref="InvalidDataException">No such folder or file, or the summary is not a run summary or holds values
-    /// no run writes; the message names the file and the fix.</exception>
+    /// <summary>
+    /// Reads <c>summary.json</c> from <paramref name="runDirectory"/> (or a <c>summary.json</c> path). A run folder without
+    /// one but with the <c>epochs.csv</c> written after each finished epoch (a run killed before its end) is read from that
+    /// file instead (<see cref="FromEpochsCsv"/>); so is that <c>epochs.csv</c> given as the path.
+    /// </summary>
+    /// <exception cref="UnfinishedRunException">A folder without summary.json or epochs.csv, or a summary or epochs.csv of no
+    /// finished epoch (an interrupted run); the message names the file.</exception>
+    /// <exception cref="InvalidDataException">No such folder or file, or the summary or epochs.csv is not a run's or holds
+    /// values no run writes; the message names the file and the fix.</exception>
     public static RunHistory Read(string runDirectory, string? label = null)
     {
         var path = Directory.Exists(runDirectory) ? Path.Combine(runDirectory, "summary.json") : runDirectory;
@@ -41,11 +47,13 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
         if (File.Exists(path) && Path.GetFileName(path) != "summary.json" && Path.GetDirectoryName(Path.GetFullPath(path)) is { } folder
             && File.Exists(Path.Combine(folder, "summary.json")))
             path = Path.Combine(folder, "summary.json");
+        // A run killed before its summary: its epochs.csv holds the epochs it finished (given as the folder, or as that file).
+        var epochsCsv = Directory.Exists(runDirectory) ? Path.Combine(runDirectory, DistTrain.Core.Checkpoints.RunFiles.Epochs)
+            : Path.GetFileName(path) == DistTrain.Core.Checkpoints.RunFiles.Epochs ? path : null;
+        if ((!File.Exists(path) || path == epochsCsv) && epochsCsv is not null && File.Exists(epochsCsv))
+            return ReadEpochsCsv(epochsCsv, label ?? DefaultLabel(epochsCsv));
         if (!File.Exists(path) && Directory.Exists(runDirectory))
-            throw new UnfinishedRunException(File.Exists(Path.Combine(runDirectory, DistTrain.Core.Checkpoints.RunFiles.Epochs))
-                ? $"{runDirectory}: no summary.json there, only the epochs.csv written after each epoch: the run was stopped before it could write " +
-                  "its summary (killed, a second Ctrl-C, or an end that could not be written), and its finished epochs are in that file. Pass the folder of a run that ended (it holds summary.json)."
-                : $"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
+            throw new UnfinishedRunException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
         if (!File.Exists(path))
             throw new InvalidDataException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
         try
@@ -85,6 +93,50 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
         {
             throw new InvalidDataException($"{path}: not a readable DistTrain run summary ({e.Message}). Pass the summary.json a training run wrote.", e);
         }
+    }
+
+    /// <summary>
+    /// A run's history from its <c>epochs.csv</c> alone (<see cref="RunReport.EpochsHeader"/>'s columns, found by name): each
+    /// epoch's test accuracy, and its train plus evaluation seconds summed as in the summary. The samples/s is the epochs'
+    /// <c>samples_per_second</c> weighted by their train seconds, which is the summary's figure for epochs that never paused
+    /// and were not resumed mid-way (the file does not keep their sample counts).
+    /// </summary>
+    /// <param name="path">The epochs.csv.</param>
+    /// <param name="label">The run's name.</param>
+    /// <exception cref="UnfinishedRunException">The file lists no epoch.</exception>
+    /// <exception cref="InvalidDataException">Not a DistTrain epochs.csv, or a value no run writes.</exception>
+    private static RunHistory ReadEpochsCsv(string path, string label)
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var lines = File.ReadAllLines(path).Where(line => line.Length > 0).ToList();
+        var columns = lines.Count > 0 ? lines[0].Split(',') : [];
+        int Column(string name) => Array.IndexOf(columns, name) is var index and >= 0 ? index
+            : throw new InvalidDataException($"{path}: not a DistTrain epochs.csv (no \"{name}\" column in its header). Pass the folder a training run wrote.");
+        int epochColumn = Column("epoch"), accuracyColumn = Column("test_accuracy"), rateColumn = Column("samples_per_second"),
+            trainColumn = Column("train_seconds"), evaluationColumn = Column("evaluation_seconds");
+        var points = new List<(int, double, double)>();
+        double seconds = 0, trainSeconds = 0, samples = 0;
+        foreach (var line in lines.Skip(1))
+        {
+            var cells = line.Split(',');
+            if (cells.Length != columns.Length || !int.TryParse(cells[epochColumn], System.Globalization.NumberStyles.None, inv, out var number))
+                throw new InvalidDataException($"{path}: the row \"{line}\" is not one a run writes ({columns.Length} values, the epoch first). Pass the epochs.csv a training run wrote, unedited.");
+            double Field(int column, double max)
+            {
+                if (!double.TryParse(cells[column], System.Globalization.NumberStyles.Float, inv, out var value) || !double.IsFinite(value) || value < 0 || value > max)
+                    throw new InvalidDataException($"{path}: epoch {number}'s {columns[column]} is {cells[column]}, which no run writes " +
+                        $"({(max == 1 ? "a fraction from 0 to 1" : "a number of at least 0")}). Pass the epochs.csv a training run wrote, unedited.");
+                return value;
+            }
+            var train = Field(trainColumn, double.MaxValue);
+            seconds += train + Field(evaluationColumn, double.MaxValue);
+            trainSeconds += train;
+            samples += Field(rateColumn, double.MaxValue) * train;
+            points.Add((number, Field(accuracyColumn, 1), seconds));
+        }
+        if (points.Count == 0)
+            throw new UnfinishedRunException($"{path}: no summary.json beside it, and the run finished no epoch (its epochs.csv lists none), so it has no test accuracy to compare.");
+        return new RunHistory(label, points, trainSeconds > 0 ? samples / trainSeconds : 0, FromEpochsCsv: true);
     }
 
     private static string DefaultLabel(string summaryPath) =>

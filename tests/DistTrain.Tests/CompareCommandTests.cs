@@ -186,17 +186,58 @@ public sealed class CompareCommandTests : IDisposable
     }
 
     /// <summary>
-    /// The folder of a run killed before its end holds only the epochs.csv written after each epoch: it is an unfinished
-    /// run (skipped among others, refused alone), and the message says where its finished epochs are.
+    /// The folder of a run killed before its end holds only the epochs.csv written after each epoch (by RunReport, as a
+    /// run writes it): compare reads its finished epochs from that file (given as the folder or as the file) and marks the
+    /// run unfinished in the table and under it. It was named as "stopped before it could write its summary" and skipped.
+    /// A killed run's epochs.csv of no epoch is still an unfinished run that is skipped, or refused alone.
     /// </summary>
     [Fact]
-    public void A_killed_runs_folder_with_only_epochs_csv_is_unfinished_and_names_that_file()
+    public void A_killed_runs_folder_with_only_epochs_csv_is_compared_on_its_epochs_and_marked_unfinished()
     {
         var killed = Directory.CreateDirectory(Path.Combine(_directory, "killed")).FullName;
-        File.WriteAllText(Path.Combine(killed, Core.Checkpoints.RunFiles.Epochs), RunReport.EpochsHeader + "\n");
-        var error = Assert.Throws<UnfinishedRunException>(() => RunHistory.Read(killed));
-        Assert.Equal($"{killed}: no summary.json there, only the epochs.csv written after each epoch: the run was stopped before it could write " +
-            "its summary (killed, a second Ctrl-C, or an end that could not be written), and its finished epochs are in that file. Pass the folder of a run that ended (it holds summary.json).", error.Message);
+        var report = new RunReport(DistTrain.Cluster.Hosting.NullTrainingObserver.Instance, killed);
+        report.EpochStarted(1, 4, 1000);
+        report.EpochCompleted(new DistTrain.Cluster.Hosting.EpochSummary(1, 4, 0.9, 0.8, 0.6, 100, 1000, TrainSeconds: 2.0, EvaluationSeconds: 0.5));
+        report.EpochStarted(2, 4, 1800);
+        report.EpochCompleted(new DistTrain.Cluster.Hosting.EpochSummary(2, 8, 0.7, 0.6, 0.75, 100, 1800, TrainSeconds: 3.0, EvaluationSeconds: 0.5));
+        // The per-epoch write runs on its own thread: wait until both rows are on disk, as a kill would find them.
+        var csv = Path.Combine(killed, Core.Checkpoints.RunFiles.Epochs);
+        for (var i = 0; i < 200 && !(File.Exists(csv) && File.ReadAllText(csv) == report.EpochsCsv()); i++) Thread.Sleep(50);
+        Assert.Equal(report.EpochsCsv(), File.ReadAllText(csv));
+        Assert.False(File.Exists(Path.Combine(killed, Core.Checkpoints.RunFiles.Summary)));
+
+        var history = RunHistory.Read(killed);
+        Assert.True(history.FromEpochsCsv);
+        Assert.Null(history.Stopped);
+        Assert.Equal("killed", history.Label);
+        Assert.Equal([(1, 0.6, 2.5), (2, 0.75, 6.0)], history.Epochs);
+        Assert.Equal(0.75, history.FinalAccuracy);
+        Assert.Equal((1000 + 1800) / 5.0, history.SamplesPerSecond, precision: 9); // 500/s for 2 s and 600/s for 3 s
+        Assert.Equal(6.0, history.SecondsTo(0.7));
+        Assert.Equal("2 (unfinished)", CompareCommand.EpochsColumn(history));
+        Assert.Equal(history.Epochs, RunHistory.Read(csv).Epochs); // the file itself stands for its folder
+
+        var plot = Path.Combine(_directory, "compare.png");
+        var (code, output, error) = CliProcess.Run(["compare", killed, "--target", "0.7", "--plot", plot]);
+        Assert.True(code == 0, error);
+        Assert.Equal("", error.Trim());
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(plot)[..4]);
+        var row = output.Split('\n').Single(line => line.Contains("│ killed ", StringComparison.Ordinal));
+        Assert.Equal(["killed", "2 (unfinished)", "75.00%", "75.00%", "6.0", "6.0", "560"],
+            row.Split('│', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Assert.Contains("killed is unfinished: it was stopped before it wrote its summary.json (killed, a second Ctrl-C), so its figures are those of the epochs in its epochs.csv",
+            output.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal));
+
+        // Killed in its first epoch: the file lists no epoch, so there is nothing to compare.
+        var first = Directory.CreateDirectory(Path.Combine(_directory, "first")).FullName;
+        File.WriteAllText(Path.Combine(first, Core.Checkpoints.RunFiles.Epochs), new RunReport(DistTrain.Cluster.Hosting.NullTrainingObserver.Instance).EpochsCsv());
+        var error2 = Assert.Throws<UnfinishedRunException>(() => RunHistory.Read(first));
+        Assert.Equal($"{Path.Combine(first, Core.Checkpoints.RunFiles.Epochs)}: no summary.json beside it, and the run finished no epoch (its epochs.csv lists none), " +
+            "so it has no test accuracy to compare.", error2.Message);
+        (code, output, error) = CliProcess.Run(["compare", first, killed, "--plot", plot]);
+        Assert.True(code == 0, error);
+        Assert.StartsWith($"warning: {first} holds no finished run", error.Trim());
+        Assert.Contains("2 (unfinished)", output);
     }
 
     [Fact]

@@ -286,6 +286,52 @@ public class LocalClusterScriptTests
     }
 
     /// <summary>
+    /// A worker stopped alone (SIGTERM to its node) in the job's last seconds is named like one stopped earlier. The script
+    /// gives the parameter server 5 s to end after a worker exits 130, as a worker leaves a job the parameter server
+    /// cancelled with 130 too; when the parameter server ended in those 5 s the script said nothing about the stopped
+    /// worker (seen with kill -INT on a worker less than 5 s before the job's end). Worker 2's wrapper runs its node, gives
+    /// it SIGTERM once training has started and the node has joined, and exits with the node's code only once the
+    /// parameter server has printed its final accuracy: the job then ends within those 5 s, or has already ended, every time.
+    /// </summary>
+    [Fact]
+    public async Task A_worker_stopped_alone_just_before_the_job_ends_is_named_by_the_script()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        var wrapper = Path.Combine(folder, "wrapper.sh");
+        File.WriteAllText(wrapper, "#!/usr/bin/env bash\n[ \"$1\" = 2 ] || { shift; exec \"$@\"; }\nshift\n" +
+            "log=$(readlink /proc/$$/fd/1); ps_log=\"$(dirname \"$log\")/parameter-server.log\"; \"$@\" & node=$!\n" +
+            "until grep -q 'Training starts' \"$ps_log\" && grep -q 'Joined the job as worker' \"$log\"; do kill -0 $node 2>/dev/null || break; sleep 0.05; done\n" +
+            "kill -TERM $node; wait $node; code=$?\n" +
+            "for _ in $(seq 1200); do grep -q 'Test accuracy after' \"$ps_log\" && break; sleep 0.05; done\n" +
+            "exit $code\n");
+        string? runFolder = null;
+        try
+        {
+            // Enough epochs for worker 2 to join and stop while the job goes on with worker 1, on a loaded machine too.
+            var start = ClusterScript(folder, epochs: 20);
+            start.Environment["WORKER_WRAPPER"] = wrapper;
+            start.Environment["DISTTRAIN_Cluster__MinWorkers"] = "1";
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(wrapper, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            var (exitCode, output, errors) = await RunToExitAsync(start, TimeSpan.FromSeconds(180));
+            runFolder = RunFolder(output);
+            Assert.True(exitCode == 0, $"exit {exitCode}\n{output}\n{errors}");
+            Assert.Contains("Test accuracy after 20 epochs", output);
+            var workerLog = File.ReadAllText(Path.Combine(runFolder!, "logs", "worker-2.log"));
+            Assert.Contains("SIGTERM: stopping at the next step", workerLog);
+            var number = Regex.Match(workerLog, @"Joined the job as worker (\d+)").Groups[1].Value;
+            Assert.Contains($"worker-2 (worker {number} in the parameter server's lines) was stopped (SIGTERM or Ctrl-C to it alone) as the job was ending; " +
+                $"it left the job before its end. Its log: {runFolder}/logs/worker-2.log.", errors);
+            Assert.DoesNotContain("worker-1", errors);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+            if (runFolder is not null && Directory.Exists(runFolder)) Directory.Delete(runFolder, recursive: true);
+        }
+    }
+
+    /// <summary>
     /// bash's raw job line for a node killed by a signal ("cluster.sh: line N: PID Killed ... node --role worker ...") is
     /// printed when bash next runs a command that is not a builtin or reads the script's next line, wherever the script is.
     /// It was hidden only while the script waited for a node: here worker 1 fails at once (exit 1), so the script gives

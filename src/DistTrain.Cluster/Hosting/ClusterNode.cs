@@ -120,7 +120,8 @@ public static class ClusterNode
             system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere), ParameterServerNode.Name);
             var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover,
                 saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? trainDigest : "", samples: samples);
-            system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
+            var manager = system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
+            StopJobHostWhenNoParameterServerTakesOver(system, manager);
             FailWhenTerminated(system, security.Certificates, completion);
         });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -182,6 +183,50 @@ public static class ClusterNode
             return false;
         }
     }
+
+    /// <summary>
+    /// On the node that runs the job host, as it leaves the cluster (Akka's cluster-exiting phase): once no other
+    /// parameter-server node is up and reachable to take the job host over (every other one leaving, exiting, downed,
+    /// removed or unreachable, as when the active and the standby are stopped together), stops the singleton manager and
+    /// with it the job host, so the leave goes on at once. Without this the manager kept offering the job host to the
+    /// leaving standby, which no longer takes it, about once a second for 12 s, and Akka's 10 s cluster-exiting phase timed
+    /// out (its WARNING, and a stop 10 s longer). While another parameter-server node is up the hand-over goes on as before
+    /// (the task ends when the job host has stopped), and on a node without a job host (a standby) the task does nothing.
+    /// </summary>
+    private static void StopJobHostWhenNoParameterServerTakesOver(ActorSystem system, IActorRef manager) =>
+        CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseClusterExiting, "stop-job-host-without-successor", async () =>
+        {
+            IActorRef jobHost;
+            try
+            {
+                jobHost = await system.ActorSelection(manager.Path / ParameterServerNode.SingletonName).ResolveOne(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is ActorNotFoundException or AskTimeoutException)
+            {
+                return Akka.Done.Instance; // no job host here: nothing to hand over
+            }
+            var cluster = Akka.Cluster.Cluster.Get(system);
+            var jobHostStopped = jobHost.WatchAsync();
+            var managerStopped = manager.WatchAsync();
+            bool SuccessorUp()
+            {
+                var state = cluster.State;
+                return state.Members.Any(m => !m.UniqueAddress.Equals(cluster.SelfUniqueAddress) && m.HasRole(NodeRoles.ParameterServer)
+                                              && m.Status == Akka.Cluster.MemberStatus.Up && !state.Unreachable.Contains(m));
+            }
+            while (!jobHostStopped.IsCompleted && !managerStopped.IsCompleted && !cluster.IsTerminated)
+            {
+                if (!SuccessorUp())
+                {
+                    system.Log.Info("No other parameter-server node is up to take the job host over: stopping it without a hand-over.");
+                    system.Stop(manager);
+                    await managerStopped.ConfigureAwait(false);
+                    break;
+                }
+                await Task.WhenAny(jobHostStopped, managerStopped, Task.Delay(TimeSpan.FromMilliseconds(100))).ConfigureAwait(false);
+            }
+            return Akka.Done.Instance;
+        });
 
     /// <summary>Longest wait, seconds, for the other nodes to leave at the end of a job before this one leaves anyway.</summary>
     public const double OtherMembersLeaveTimeoutSeconds = 20;
