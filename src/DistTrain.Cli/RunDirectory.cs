@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
+using DistTrain.Core.Checkpoints;
 
 namespace DistTrain.Cli;
 
@@ -10,6 +12,8 @@ internal sealed class RunDirectoryException(string message, Exception inner) : E
 /// Creates a run's own folder, <c>Output:Directory/&lt;UTC time&gt;</c>, before training and proves it is writable, so a bad
 /// path fails in a second, not after the run. The folder is created exclusively: a run started in the same second as
 /// another (or finding a folder of that name) takes <c>&lt;UTC time&gt;-2</c>, <c>-3</c>, and so on, never a folder it shares.
+/// Creating one also removes the temporary <c>epochs.csv.*.tmp</c> files that killed runs left in the other run folders
+/// there (<see cref="RemoveLeftoverEpochsWrites"/>).
 /// </summary>
 internal static class RunDirectory
 {
@@ -18,6 +22,13 @@ internal static class RunDirectory
 
     /// <summary>The folder this process created last, which a second Ctrl-C removes if it is still empty.</summary>
     private static volatile string? _created;
+
+    /// <summary>
+    /// How long a temporary <c>epochs.csv</c> of a process that no longer exists must have lain unchanged before it is taken
+    /// as left by a killed run: a write of that file takes milliseconds (a run warns after 1 s), so a minute is far above a
+    /// live one's, also one of a process this machine cannot see (another container sharing the folder).
+    /// </summary>
+    internal static readonly TimeSpan LeftoverEpochsWriteAfter = TimeSpan.FromMinutes(1);
 
     /// <summary>Creates the run folder; returns its path.</summary>
     /// <exception cref="RunDirectoryException">The output folder cannot be created or written, or already holds <see cref="MaxPerSecond"/> runs of this second.</exception>
@@ -36,6 +47,7 @@ internal static class RunDirectory
                 File.WriteAllText(probe, "");
                 File.Delete(probe);
                 _created = path;
+                RemoveLeftoverEpochsWrites(outputDirectory);
                 return path;
             }
             throw new IOException($"{MaxPerSecond} run folders named {name}* exist already");
@@ -43,6 +55,72 @@ internal static class RunDirectory
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new RunDirectoryException($"Output:Directory = '{outputDirectory}': cannot create or write '{path}' ({e.Message}). Pass --output with a writable folder.", e);
+        }
+    }
+
+    /// <summary>
+    /// Deletes the temporary files <c>epochs.csv.PID-RANDOM.tmp</c> (<see cref="AtomicFile"/>) in the run folders directly
+    /// under <paramref name="outputDirectory"/> that a run killed during its per-epoch write of <c>epochs.csv</c> left
+    /// there: those of a process that no longer exists, unchanged for <see cref="LeftoverEpochsWriteAfter"/>, and, as
+    /// checkpoints' are (<see cref="AtomicFile.IsAbandoned"/>), any unchanged for an hour (a process id taken again since).
+    /// A write still in progress is never deleted. Best effort: a file or folder that cannot be read or deleted is left as
+    /// it is, and nothing is said; returns how many were deleted.
+    /// </summary>
+    internal static int RemoveLeftoverEpochsWrites(string outputDirectory)
+    {
+        var removed = 0;
+        try
+        {
+            foreach (var folder in Directory.EnumerateDirectories(outputDirectory))
+            {
+                try
+                {
+                    foreach (var temporary in Directory.EnumerateFiles(folder, RunFiles.Epochs + ".*" + AtomicFile.TemporarySuffix))
+                    {
+                        if (!IsLeftover(temporary)) continue;
+                        File.Delete(temporary);
+                        removed++;
+                    }
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // another folder may still be cleaned
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+        return removed;
+    }
+
+    /// <summary>True when the temporary file <paramref name="temporary"/> (<c>NAME.PID-RANDOM.tmp</c>) is a killed writer's.</summary>
+    private static bool IsLeftover(string temporary)
+    {
+        if (AtomicFile.IsAbandoned(temporary)) return true;
+        var name = Path.GetFileName(temporary);
+        var tail = name[(RunFiles.Epochs.Length + 1)..^AtomicFile.TemporarySuffix.Length]; // PID-RANDOM
+        var dash = tail.IndexOf('-', StringComparison.Ordinal);
+        if (dash <= 0 || !int.TryParse(tail.AsSpan(0, dash), NumberStyles.None, CultureInfo.InvariantCulture, out var pid)) return false;
+        return !IsRunning(pid) && DateTime.UtcNow - File.GetLastWriteTimeUtc(temporary) > LeftoverEpochsWriteAfter;
+    }
+
+    /// <summary>True when a process with the id <paramref name="pid"/> runs on this machine (in this PID namespace).</summary>
+    private static bool IsRunning(int pid)
+    {
+        if (pid == Environment.ProcessId) return true;
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false; // no such process
+        }
+        catch (Exception e) when (e is System.ComponentModel.Win32Exception or NotSupportedException)
+        {
+            return true; // cannot tell: keep its file
         }
     }
 

@@ -116,4 +116,46 @@ public sealed class RunFilesAndNamesTests : IDisposable
         var next = RunDirectory.Create(output);
         Assert.DoesNotContain(Path.GetFileName(next), taken);
     }
+
+    [Fact]
+    public void A_new_run_removes_the_temporary_epochs_files_that_killed_runs_left_but_not_a_live_writers()
+    {
+        var output = Path.Combine(_directory, "runs");
+        var killed = Path.Combine(output, "20240101-000000");
+        var other = Path.Combine(output, "20240101-000001");
+        Directory.CreateDirectory(killed);
+        Directory.CreateDirectory(other);
+        // The id of a process that has ended: as a run killed with kill -9 mid-write leaves it.
+        using var ended = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("true") { UseShellExecute = false })!;
+        ended.WaitForExit();
+        var dead = ended.Id;
+        var live = Environment.ProcessId;
+        string Temporary(string folder, int pid, string random, TimeSpan age, string name = "epochs.csv")
+        {
+            var path = Path.Combine(folder, $"{name}.{pid}-{random}{AtomicFile.TemporarySuffix}");
+            File.WriteAllText(path, "epoch,version\n1,");
+            File.SetLastWriteTimeUtc(path, DateTime.UtcNow - age);
+            return path;
+        }
+        var leftover = Temporary(killed, dead, "0c1d2e3f", TimeSpan.FromMinutes(5));
+        var leftoverElsewhere = Temporary(other, dead, "00000001", TimeSpan.FromDays(3));
+        var justWritten = Temporary(killed, dead, "00000002", TimeSpan.FromSeconds(5)); // may be a writer this machine cannot see
+        var liveWriters = Temporary(killed, live, "00000003", TimeSpan.FromMinutes(5));
+        var abandoned = Temporary(other, live, "00000004", TimeSpan.FromHours(2)); // an hour old: its id was taken again since
+        var notEpochs = Temporary(killed, dead, "00000005", TimeSpan.FromMinutes(5), name: "model.safetensors");
+        var epochs = Path.Combine(killed, RunFiles.Epochs);
+        File.WriteAllText(epochs, "epoch,version\n");
+
+        var created = RunDirectory.Create(output);
+
+        Assert.False(File.Exists(leftover), leftover);
+        Assert.False(File.Exists(leftoverElsewhere), leftoverElsewhere);
+        Assert.False(File.Exists(abandoned), abandoned);
+        Assert.True(File.Exists(justWritten), justWritten);
+        Assert.True(File.Exists(liveWriters), liveWriters);
+        Assert.True(File.Exists(notEpochs), notEpochs);
+        Assert.Equal("epoch,version\n", File.ReadAllText(epochs));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(created));
+        Assert.Equal(0, RunDirectory.RemoveLeftoverEpochsWrites(output)); // nothing more to remove
+    }
 }
