@@ -216,10 +216,13 @@ parameter_server_ended() {
     # SIGINT or SIGTERM to the parameter server alone (kill -INT PID): it cancelled the job as on Ctrl-C (its Ctrl-C or
     # SIGTERM line and its cancelled: line are on the screen), and the workers leave; not a failure.
     echo "parameter-server was stopped (SIGINT or SIGTERM to it alone): the job is cancelled, as on Ctrl-C, and the workers leave it. Its log: $logs/parameter-server.log." >&2
+  elif [ "$1" -gt 128 ]; then
+    # Killed by a signal (code 128 + N: kill -9, a crash, the OOM killer): said as a worker's is; its checkpoints, if it
+    # wrote any, are where the job can go on.
+    echo "parameter-server was killed (signal $(( $1 - 128 ))); stopping the run (its log: $logs/parameter-server.log)." >&2
+    echo "With Checkpoint:Directory set (in the config or DISTTRAIN_Checkpoint__Directory), the same command with DISTTRAIN_Checkpoint__Resume=true continues from its newest checkpoint; without it, set it on the next run to be able to resume after a crash." >&2
   elif [ "$1" -ne 0 ]; then
     echo "parameter-server exited with code $1; stopping the run (its log: $logs/parameter-server.log)." >&2
-    # Killed (a crash, the OOM killer): its checkpoints, if it wrote any, are where the job can go on.
-    [ "$1" -le 128 ] || echo "With Checkpoint:Directory set (in the config or DISTTRAIN_Checkpoint__Directory), the same command with DISTTRAIN_Checkpoint__Resume=true continues from its newest checkpoint; without it, set it on the next run to be able to resume after a crash." >&2
   fi
 }
 # joined_as NAME: " (worker N in the parameter server's lines)" for the worker node whose log is NAME.log, from the last

@@ -430,18 +430,7 @@ public class LocalClusterScriptTests
     {
         using var script = await TrainingScript.StartAsync();
         var process = script.Process;
-        // The parameter-server node: the script's child whose command line has "--role parameter-server".
-        var node = Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(n => n!.All(char.IsAsciiDigit)).Select(int.Parse!)
-            .Single(pid =>
-            {
-                try
-                {
-                    var stat = File.ReadAllText($"/proc/{pid}/stat");
-                    var parent = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
-                    return parent == process.Id && File.ReadAllText($"/proc/{pid}/cmdline").Contains("--role\0parameter-server", StringComparison.Ordinal);
-                }
-                catch (IOException) { return false; }
-            });
+        var node = ParameterServerNode(process);
         const int sigint = 2;
         Assert.Equal(0, SendSignal(node, sigint));
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
@@ -460,6 +449,42 @@ public class LocalClusterScriptTests
         Assert.Contains("parameter-server was stopped (SIGINT or SIGTERM to it alone): the job is cancelled, as on Ctrl-C, and the workers leave it.", script.Errors);
         Assert.DoesNotContain("exited with code", script.Errors);
         Assert.DoesNotContain("goes on without it", script.Errors);
+    }
+
+    /// <summary>The parameter-server node of the script <paramref name="script"/>: its child whose command line has "--role parameter-server".</summary>
+    private static int ParameterServerNode(System.Diagnostics.Process script) =>
+        Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(n => n!.All(char.IsAsciiDigit)).Select(int.Parse!)
+            .Single(pid =>
+            {
+                try
+                {
+                    var stat = File.ReadAllText($"/proc/{pid}/stat");
+                    var parent = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+                    return parent == script.Id && File.ReadAllText($"/proc/{pid}/cmdline").Contains("--role\0parameter-server", StringComparison.Ordinal);
+                }
+                catch (IOException) { return false; }
+            });
+
+    /// <summary>
+    /// SIGKILL to the parameter-server node: the script says it was killed by signal 9, as it says of a killed worker, not
+    /// "exited with code 137", stops the run with that code and points at the checkpoints to resume from.
+    /// </summary>
+    [Fact]
+    public async Task A_parameter_server_killed_by_a_signal_is_reported_by_its_signal()
+    {
+        using var script = await TrainingScript.StartAsync();
+        var process = script.Process;
+        const int sigkill = 9;
+        Assert.Equal(0, SendSignal(ParameterServerNode(process), sigkill));
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            try { await process.WaitForExitAsync(timeout.Token); }
+            catch (OperationCanceledException) { Assert.Fail($"the script went on after its parameter server was killed:\n{script.Output}\n{script.Errors}"); }
+        }
+        Assert.True(process.ExitCode == 128 + sigkill, $"exit {process.ExitCode}\n{script.Output}\n{script.Errors}");
+        Assert.Matches(@"(?m)^parameter-server was killed \(signal 9\); stopping the run \(its log: \S+/logs/parameter-server\.log\)\.$", script.Errors);
+        Assert.Contains("DISTTRAIN_Checkpoint__Resume=true continues from its newest checkpoint", script.Errors);
+        Assert.DoesNotContain("exited with code", script.Errors);
     }
 
     /// <summary>
