@@ -58,7 +58,8 @@ check() { # check CONDITION-EXIT-CODE MESSAGE: records a failed check and goes o
 die() { log "FAILED: $*"; failures+=("$*"); exit 1; }
 skip() { log "SKIPPED: $*"; exit 77; }
 now() { date -u +%s.%N; }
-seconds_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+seconds_between() { # "?" when either time is missing, not a difference from the epoch
+  if [ -z "$1" ] || [ -z "$2" ]; then echo "?"; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; fi; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -248,7 +249,9 @@ log_time() { # log_time CONTAINER PATTERN: the Akka timestamp of the first match
   # for a plain line (progress lines carry no timestamp), the time the last wait_for_log saw it
   local stamp
   stamp=$(logs_of "$1" | grep -E -- "$2" | head -1 | sed -n 's/.*\]\[\([0-9]*\/[0-9]*\/[0-9]* [0-9:.]*\)Z\].*/\1/p')
-  if [ -n "$stamp" ]; then date -u -d "$stamp" +%s.%N; else echo "${seen_at:-}"; fi
+  # a stamp that date cannot read falls back to the time seen, as a missing one does
+  if [ -n "$stamp" ] && date -u -d "$stamp" +%s.%N 2> /dev/null; then return 0; fi
+  echo "${seen_at:-}"
 }
 exit_code() { timeout "${2:-900}" "$engine" wait "$1" 2> /dev/null | tail -1; }
 accuracy_of() { logs_of "$1" | sed -n 's/^Test accuracy after [0-9]* epochs: \([0-9.]*\)%.*/\1/p' | tail -1; }
@@ -406,7 +409,7 @@ ps_status=$(exit_code "$ps_id"); survivor_status=$(exit_code "${worker_ids[0]}" 
 save_logs worker-killed
 summary_lines "$ps_id"
 killed_accuracy=$(accuracy_of "$ps_id")
-log "kill -> lost: $(seconds_between "$t_kill" "${t_lost:-$t_kill}") s; kill -> paused: $(seconds_between "$t_kill" "${t_paused:-$t_kill}") s; worker started again -> training resumed: $(seconds_between "$t_restart" "${t_resumed:-$t_restart}") s"
+log "kill -> lost: $(seconds_between "$t_kill" "${t_lost:-}") s; kill -> paused: $(seconds_between "$t_kill" "${t_paused:-}") s; worker started again -> training resumed: $(seconds_between "$t_restart" "${t_resumed:-}") s"
 [ "$ps_status" = 0 ] && [ "$survivor_status" = 0 ] && [ "$victim_status" = 0 ]
 check $? "the job completed (ps $ps_status, surviving worker $survivor_status, restarted worker $victim_status)"
 [ -n "$killed_accuracy" ] && within "$killed_accuracy" "${container_accuracy:-0}" 0.5
@@ -431,7 +434,7 @@ ps_status=$(exit_code "$ps_id" 10)
 save_logs ps-killed
 summary_lines "$standby_id"
 failover_accuracy=$(accuracy_of "$standby_id")
-log "kill -> standby's job host: $(seconds_between "$t_kill" "${t_takeover:-$t_kill}") s; kill -> training resumed: $(seconds_between "$t_kill" "${t_resumed:-$t_kill}") s"
+log "kill -> standby's job host: $(seconds_between "$t_kill" "${t_takeover:-}") s; kill -> training resumed: $(seconds_between "$t_kill" "${t_resumed:-}") s"
 [ "$standby_status" = 0 ] && [ "$worker_statuses" = "0 0" ]
 check $? "the job completed on the standby (standby $standby_status, workers $worker_statuses; killed ps $ps_status)"
 [ -n "$failover_accuracy" ] && within "$failover_accuracy" "${container_accuracy:-0}" 0.5
