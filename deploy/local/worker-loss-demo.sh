@@ -139,7 +139,7 @@ if [ "$kill_one" = 1 ] && [ "$killed" = 0 ]; then
   end_probe; trap - EXIT
   exit 3
 fi
-grep -E "is lost|go to|Test accuracy" "$out/parameter-server.log"
+grep -E "is lost|go(es)? to|Test accuracy" "$out/parameter-server.log"
 stop_nodes 30  # the workers leave once the job has ended; a worker that does not is stopped
 end_probe; trap - EXIT
 exit "$status"

@@ -91,6 +91,6 @@ internal static class InspectFigures
     private static string Achieved(IReadOnlyDictionary<string, string> metadata) =>
         metadata.TryGetValue("epochs", out var epochs) && metadata.TryGetValue(ModelMetadata.TestAccuracy, out var accuracy)
         && double.TryParse(accuracy, CultureInfo.InvariantCulture, out var fraction) && double.IsFinite(fraction)
-            ? $"; after {epochs} epochs, test accuracy {100 * fraction:F2}%"
+            ? $"; after {epochs} epoch{(epochs == "1" ? "" : "s")}, test accuracy {100 * fraction:F2}%"
             : "";
 }

@@ -5,6 +5,7 @@ using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Security;
 using DistTrain.Cluster.Metrics;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Core;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
@@ -159,7 +160,7 @@ internal static class NodeCommand
             return finished.Succeeded ? 0 : 1;
         }
         var loop = options.Training;
-        AnsiConsole.MarkupLineInterpolated($"Waiting for {options.Cluster.MinWorkers} worker(s); {loop.Epochs} epochs, batch {loop.BatchSizePerWorker} per worker");
+        AnsiConsole.MarkupLineInterpolated($"Waiting for {Counts.Of(options.Cluster.MinWorkers, "worker")}; {Counts.Of(loop.Epochs, "epoch")}, batch {loop.BatchSizePerWorker} per worker");
         TrainingResult? result = null;
         RunReport? report = null;
         JobFinished? finishedElsewhere = null;

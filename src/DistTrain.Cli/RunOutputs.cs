@@ -1,5 +1,6 @@
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Core;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
@@ -166,7 +167,7 @@ internal static class RunOutputs
         Writing(runDirectory, $"the run's summary ({RunFiles.Summary}{(diverged.LastGoodWeights is null ? "" : $"; {RunFiles.LastGood} was written")})",
             () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report), options);
         var epochs = result.Epochs.Count;
-        var finished = $"the {epochs} finished epoch{(epochs == 1 ? "" : "s")}";
+        var finished = FinishedEpochs(epochs);
         if (!report.AnyStep)
             CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the divergence ({stopped}); no step was applied, so there are no curves.");
         else if (WriteReport(runDirectory, report, options, result, stopped))
@@ -225,8 +226,8 @@ internal static class RunOutputs
         }
         var epochs = WriteAtStep(runDirectory, options, normalizer, data, weights, report, $"cancelled at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}", "the weights at the stop");
         CliConsole.Fail("cancelled", $"stopped at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}. Kept the run folder {runDirectory}: " +
-            $"{RunFiles.Model} holds the weights of that step (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold the " +
-            $"{epochs} finished epoch{(epochs == 1 ? "" : "s")}.{resume}");
+            $"{RunFiles.Model} holds the weights of that step (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold " +
+            $"{FinishedEpochs(epochs)}.{resume}");
     }
 
     /// <summary>
@@ -251,9 +252,12 @@ internal static class RunOutputs
         }
         var epochs = WriteAtStep(runDirectory, options, normalizer, data, weights, report, $"failed at epoch {stop.Epoch}, step {stop.Step} of {stop.Steps}", "the weights at the failure");
         CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Model} holds the weights of the last step, epoch {stop.Epoch} step {stop.Step} of " +
-            $"{stop.Steps} (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold the {epochs} finished epoch{(epochs == 1 ? "" : "s")}." +
+            $"{stop.Steps} (version {weights.Version}); {RunFiles.Summary} and {RunFiles.Epochs} hold {FinishedEpochs(epochs)}." +
             ResumeHint(options, resumeWith));
     }
+
+    /// <summary>"no finished epoch", "the 1 finished epoch", "the 2 finished epochs": what a kept run folder holds.</summary>
+    private static string FinishedEpochs(int epochs) => epochs == 0 ? "no finished epoch" : $"the {Counts.Of(epochs, "finished epoch")}";
 
     /// <summary>The summary and report of a failed run whose weights did not come back; see <see cref="KeepAfterFailure"/>.</summary>
     private static void KeepFailedWithoutWeights(string runDirectory, TrainingOptions options, Normalizer normalizer, RunReport report, string resumeWith)
@@ -264,7 +268,7 @@ internal static class RunOutputs
         Writing(runDirectory, $"the run's summary ({RunFiles.Summary})",
             () => RunSummaryFile.Write(Path.Combine(runDirectory, RunFiles.Summary), options, normalizer, result, stopped, report), options);
         var epochs = result.Epochs.Count;
-        var finished = $"the {epochs} finished epoch{(epochs == 1 ? "" : "s")}";
+        var finished = FinishedEpochs(epochs);
         var what = WriteReport(runDirectory, report, options, result, stopped) ? $"and, with {RunFiles.Epochs} and {RunFiles.Curves}, {finished}" : $"and {finished}";
         CliConsole.Fail("kept", $"the run folder {runDirectory}: {RunFiles.Summary} records the failure ({stopped}) {what}; no weights came back to keep." +
             ResumeHint(options, resumeWith));

@@ -4,6 +4,7 @@ using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Metrics;
 using DistTrain.Cluster.Training;
+using DistTrain.Core;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
@@ -452,7 +453,7 @@ internal static class TrainCommand
 
     /// <summary>What a run whose every epoch is one round takes, for the warnings that find it so.</summary>
     private static string OneStepEpochs(TrainingLoopOptions loop, int workers) => loop.Mode == TrainingMode.Async
-        ? FormattableString.Invariant($"each worker pushes once per epoch, its whole shard, so the run takes {(long)workers * loop.Epochs:N0} steps")
+        ? FormattableString.Invariant($"each worker pushes once per epoch, its whole shard, so the run takes {Counts.Of((long)workers * loop.Epochs, "step")}")
         : FormattableString.Invariant($"every epoch is a single step over the whole training set, so the run takes {loop.Epochs:N0} step{(loop.Epochs == 1 ? "" : "s")}");
 
     /// <summary>
@@ -512,7 +513,7 @@ internal static class TrainCommand
         if (unread.Count == 0) return null;
         var byFormat = unread.GroupBy(path => Path.GetExtension(path).ToLowerInvariant()).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal)
             .Select(g => $"{g.Count().ToString(CultureInfo.InvariantCulture)} {g.Key}");
-        return $"{folder}: {unread.Count.ToString(CultureInfo.InvariantCulture)} image(s) skipped, as only {string.Join(", ", ImageFile.Extensions)} files are read " +
+        return $"{folder}: {Counts.Of(unread.Count, "image")} skipped, as only {string.Join(", ", ImageFile.Extensions)} files are read " +
             $"({string.Join(", ", byFormat)}; the first is {unread[0]}). Convert them to PNG to train on them, or remove them.";
     }
 

@@ -141,7 +141,7 @@ public sealed class CliRunTests : IDisposable
         using (var first = new DistTrainProcess(arguments)) await first.AssertExitAsync(0, TimeSpan.FromSeconds(120));
         using var resumed = new DistTrainProcess([.. arguments, "--resume"]);
         await resumed.AssertExitAsync(0, TimeSpan.FromSeconds(120));
-        Assert.Contains("warning: All 1 epochs were trained before this run started: the workers score epoch 1's weights (version 2)", resumed.Error);
+        Assert.Contains("warning: The 1 epoch was trained before this run started: the workers score epoch 1's weights (version 2)", resumed.Error);
         Assert.DoesNotContain("[WARNING]", resumed.Output + resumed.Error);
     }
 

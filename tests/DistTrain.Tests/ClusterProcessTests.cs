@@ -847,7 +847,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Matches(@"^failed at epoch \d+, step \d+ of \d+$", model.Metadata["stopped"]);
         var epochs = File.ReadAllLines(Path.Combine(run, RunFiles.Epochs)).Length - 1; // under a header
         Assert.InRange(epochs, 1, 29);
-        Assert.Contains($"hold the {epochs} finished epoch", ps.Output);
+        Assert.Contains($"hold the {epochs} finished epoch{(epochs == 1 ? "" : "s")}.", ps.Output); // "the 1 finished epoch", "the 2 finished epochs"
     }
 
     [Fact]

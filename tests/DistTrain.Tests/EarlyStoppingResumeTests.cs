@@ -198,4 +198,14 @@ public sealed class EarlyStoppingResumeTests : IDisposable
         Assert.Null(Restore(5, 40, out var damaged));
         Assert.Contains("early-stopping.json could not be read", damaged);
     }
+
+    /// <summary>The line of a resumed run that goes on counts its patience in the singular for one epoch.</summary>
+    [Fact]
+    public void The_line_of_a_run_that_goes_on_counts_the_patience_in_epochs()
+    {
+        EpochSummary Epoch(int epoch, double validationLoss) => new(epoch, 4 * epoch, 0.5, 0.6, 0.7, 100, 1000, 1, 0.1, ValidationLoss: validationLoss);
+        var restored = new RestoredEarlyStopping([Epoch(1, 0.5), Epoch(2, 0.6)], Epoch(1, 0.5), []);
+        Assert.EndsWith("best epoch 1 (validation loss 0.5000), 1 of 1 epoch of patience used by epoch 2.", EarlyStoppingRecord.GoesOn(restored, patience: 1));
+        Assert.EndsWith("best epoch 1 (validation loss 0.5000), 1 of 3 epochs of patience used by epoch 2.", EarlyStoppingRecord.GoesOn(restored, patience: 3));
+    }
 }

@@ -99,7 +99,7 @@ public class ImageFolderTests : IDisposable
         Assert.Equal(30, data.Count);
 
         Assert.Equal([Path.Combine(classes[0], "a.bmp"), Path.Combine(classes[0], "b.bmp"), Path.Combine(classes[1], "scan.GIF")], ImageFolderDataset.UnreadImages(folder));
-        Assert.Equal($"{folder}: 3 image(s) skipped, as only .png, .jpg, .jpeg files are read (2 .bmp, 1 .gif; the first is {Path.Combine(classes[0], "a.bmp")}). " +
+        Assert.Equal($"{folder}: 3 images skipped, as only .png, .jpg, .jpeg files are read (2 .bmp, 1 .gif; the first is {Path.Combine(classes[0], "a.bmp")}). " +
             "Convert them to PNG to train on them, or remove them.", Cli.TrainCommand.SkippedImages(folder));
     }
 

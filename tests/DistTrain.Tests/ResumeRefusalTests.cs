@@ -128,7 +128,7 @@ public sealed class ResumeRefusalTests : IDisposable
         var checkpoint = new CheckpointStore(_directory, 10).List()[0];
         var log = new List<string>();
         var resumed = await Run(Options(epochs: 1, resume: true), log);
-        Assert.Contains(log, line => line.EndsWith("all 1 epochs trained; epoch 1 is evaluated and the model written, then the run ends (raise Training:Epochs to train further)", StringComparison.Ordinal));
+        Assert.Contains(log, line => line.EndsWith("the 1 epoch trained; epoch 1 is evaluated and the model written, then the run ends (raise Training:Epochs to train further)", StringComparison.Ordinal));
         var scored = Assert.Single(resumed.Epochs);
         Assert.Equal((1, first.Version, first.Epochs[0].TestAccuracy), (scored.Epoch, resumed.Version, scored.TestAccuracy));
         Assert.True(double.IsNaN(scored.TrainLoss));

@@ -4,6 +4,7 @@ using Akka.Event;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Training;
+using DistTrain.Core;
 using DistTrain.Core.Tensors;
 
 namespace DistTrain.Cluster.Actors;
@@ -269,11 +270,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             var resumed = $"epoch {_plan.Epoch}'s weights (version {_settings.ResumedVersion})";
             var keeps = _settings.StopsEarly ? "the best epoch's weights" : "them";
             if (_plan.Epoch >= _settings.Epochs)
-                ScoreResumedWeights($"All {_settings.Epochs} epochs were trained before this run started: the workers score {resumed}, and the run " +
+                ScoreResumedWeights($"{(_settings.Epochs == 1 ? "The 1 epoch was" : $"All {Counts.Number(_settings.Epochs)} epochs were")} trained before this run started: the workers score {resumed}, and the run " +
                     $"ends with {keeps}. Raise Training:Epochs to train further.", warning: true);
             else if (start == EarlyStoppingStart.AlreadyStopped)
                 ScoreResumedWeights($"Early stopping ends the run at epoch {_plan.Epoch}, trained before this run started: its validation loss has not " +
-                    $"improved on epoch {_bestEpoch}'s for {_plan.Epoch - _bestEpoch} epochs, at least Training:EarlyStopping:Patience = " +
+                    $"improved on epoch {_bestEpoch}'s for {Counts.Of(_plan.Epoch - _bestEpoch, "epoch")}, at least Training:EarlyStopping:Patience = " +
                     $"{_settings.EarlyStopping!.Patience}. The workers score {resumed}, and the run ends with {keeps}. Raise the patience to train further.",
                     warning: true);
             else if (start == EarlyStoppingStart.ScoreResumedEpoch)
@@ -474,10 +475,11 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     {
         var orphans = _plan.OrphanCount;
         var part = _plan.ContinueEpoch();
-        _log.Warning(part.KeepGlobalBatch
-                ? "Epoch {0}: the {1} samples left untrained when a worker was lost go to {2} worker(s), from round {3}, in {4} steps of up to {5} samples per worker (Training:KeepGlobalBatch)."
-                : "Epoch {0}: the {1} samples lost workers had left go to {2} worker(s), from round {3}, in {4} steps of up to {5} samples per worker.",
-            part.Epoch, orphans, part.Receivers.Length, part.FirstRound, part.Steps, part.BatchSize);
+        _log.Warning(string.Format(System.Globalization.CultureInfo.InvariantCulture, part.KeepGlobalBatch
+                ? "Epoch {0}: the {1} left untrained when a worker was lost {6} to {2}, from round {3}, in {4} of up to {5} per worker (Training:KeepGlobalBatch)."
+                : "Epoch {0}: the {1} lost workers had left {6} to {2}, from round {3}, in {4} of up to {5} per worker.",
+            part.Epoch, Counts.Of(orphans, "sample"), Counts.Of(part.Receivers.Length, "worker"), part.FirstRound, Counts.Of(part.Steps, "step"),
+            Counts.Of(part.BatchSize, "sample"), orphans == 1 ? "goes" : "go"));
         // The epoch's steps are its rounds, numbered on from the earlier parts: it now ends after this part's last round. In
         // Async they are its minibatches: those applied so far and this part's.
         _observer.EpochStepsChanged(part.Epoch, _settings.Mode == Core.Configuration.TrainingMode.Async
@@ -523,7 +525,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         _workers[index] = Context.Watch(added.Worker);
         _plan.AddWorker(index);
         Metrics.DistTrainMetrics.WatchMailbox(NodeRoles.Worker, added.Worker);
-        _log.Info("Worker {0} joined: it takes part from the next epoch, or from the next part of this one ({1} workers alive).", index, _plan.AliveCount);
+        _log.Info("Worker {0} joined: it takes part from the next epoch, or from the next part of this one ({1} alive).", index, Counts.Of(_plan.AliveCount, "worker"));
         if (_phase == Phase.Paused && _plan.AliveCount >= Math.Max(1, _settings.MinWorkers))
         {
             var resume = _onResume!;
@@ -534,7 +536,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             Metrics.DistTrainMetrics.Set("paused", 0);
             Context.SetReceiveTimeout(_settings.StallTimeout);
             _pausedSeconds += Stopwatch.GetElapsedTime(_pauseStarted).TotalSeconds;
-            _log.Info("Training resumes with {0} workers: {1}.", _plan.AliveCount, _pausedWork);
+            _log.Info("Training resumes with {0}: {1}.", Counts.Of(_plan.AliveCount, "worker"), _pausedWork);
             resume();
         }
         else if (_phase == Phase.Paused)
@@ -716,8 +718,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
                 if (epoch - _bestEpoch >= stopping.Patience)
                 {
                     _stoppedEarly = epoch < _settings.Epochs;
-                    _log.Info("Early stopping after epoch {0}: validation loss has not improved on {1:F4} (epoch {2}) for {3} epochs; restoring epoch {2}'s weights.",
-                        epoch, _bestValidationLoss, _bestEpoch, epoch - _bestEpoch);
+                    _log.Info("Early stopping after epoch {0}: validation loss has not improved on {1:F4} (epoch {2}) for {3}; restoring epoch {2}'s weights.",
+                        epoch, _bestValidationLoss, _bestEpoch, Counts.Of(epoch - _bestEpoch, "epoch"));
                     Finish();
                     return;
                 }

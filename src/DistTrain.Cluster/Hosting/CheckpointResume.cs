@@ -1,4 +1,5 @@
 using DistTrain.Cluster.Actors;
+using DistTrain.Core;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
@@ -126,14 +127,17 @@ public static class CheckpointResume
             log($"Checkpoint {search.Path} does not record the optimizer settings its state was built with (written by an earlier version); they cannot be checked.");
         var trained = checkpoint.Epoch == loop.Epochs + 1 && checkpoint.Round == 0; // every epoch trained: evaluated, not refused
         if (checkpoint.Epoch > loop.Epochs && !trained)
-            throw new CheckpointResumeException($"Checkpoint {search.Path} has completed all {checkpoint.Epoch - 1} epochs and Training:Epochs = {loop.Epochs}. " +
+            throw new CheckpointResumeException($"Checkpoint {search.Path} has completed {AllEpochs(checkpoint.Epoch - 1)} and Training:Epochs = {loop.Epochs}. " +
                 "Raise Training:Epochs (--epochs) to train further.");
         if (!trained && CosineSpanChange(checkpoint, options) is { } spanChange) log(spanChange); // a finished run's checkpoint trains no step
         log(trained
-            ? $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, all {loop.Epochs} epochs trained; epoch {loop.Epochs} is evaluated and the model written, then the run ends (raise Training:Epochs to train further)"
+            ? $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, {AllEpochs(loop.Epochs)} trained; epoch {loop.Epochs} is evaluated and the model written, then the run ends (raise Training:Epochs to train further)"
             : $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, epoch {checkpoint.Epoch} round {checkpoint.Round}");
         return checkpoint;
     }
+
+    /// <summary>"all 2 epochs", "the 1 epoch": every epoch of a run.</summary>
+    private static string AllEpochs(int epochs) => epochs == 1 ? "the 1 epoch" : $"all {Counts.Of(epochs, "epoch")}";
 
     /// <summary>
     /// For Optimizer:Schedule Cosine, which anneals over Training:Epochs, a resume with another count than the
@@ -156,7 +160,7 @@ public static class CheckpointResume
         var rate = options.Optimizer.LearningRate;
         string Format(double value) => value.ToString("G4", System.Globalization.CultureInfo.InvariantCulture);
         var scaled = options.Optimizer.ScaleLearningRateByWorkers && options.Training.Mode != TrainingMode.Async ? " × the workers" : "";
-        return $"Optimizer:Schedule Cosine anneals over Training:Epochs, and the checkpoint's run had {checkpoint.RunEpochs} epochs where this one has {epochs}: " +
+        return $"Optimizer:Schedule Cosine anneals over Training:Epochs, and the checkpoint's run had {Counts.Of(checkpoint.RunEpochs, "epoch")} where this one has {epochs}: " +
             $"from the checkpoint's position on, the learning rate follows the {epochs}-epoch curve ({Format(schedule.At(position, epochs, rate))}{scaled} at the start of epoch {epoch}, " +
             $"where the checkpoint's run had {Format(schedule.At(position, checkpoint.RunEpochs, rate))}{scaled}" +
             (checkpoint.Epoch > checkpoint.RunEpochs

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using DistTrain.Cluster.Hosting;
+using DistTrain.Core;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Tensors;
 
@@ -71,7 +72,7 @@ public static class EarlyStoppingRecord
         var last = restored.Epochs[^1].Epoch;
         return string.Create(CultureInfo.InvariantCulture,
             $"Training:EarlyStopping goes on from {StateFileName}: best epoch {restored.Best.Epoch} (validation loss {restored.Best.ValidationLoss:F4}), " +
-            $"{last - restored.Best.Epoch} of {patience} epochs of patience used by epoch {last}.");
+            $"{last - restored.Best.Epoch} of {patience} {Counts.Noun(patience, "epoch")} of patience used by epoch {last}.");
     }
 
     /// <summary>The warning for a resumed run whose early stopping starts over.</summary>
