@@ -7,7 +7,7 @@ namespace DistTrain.Core;
 /// (invariant culture, <c>N0</c>) and the noun in the singular for exactly one, the plural otherwise, so that
 /// "1 epoch", "0 workers" and "12,345 samples" read right. Not for anything a script parses (CSV, JSON, metrics).
 /// </summary>
-internal static class Counts
+public static class Counts
 {
     /// <summary>The count and its noun: <c>Of(1, "epoch")</c> is "1 epoch", <c>Of(12345, "sample")</c> "12,345 samples".</summary>
     /// <param name="count">How many.</param>
