@@ -235,7 +235,7 @@ joined_as() {
 }
 # stopped_alone NAME: true when the node whose log is NAME.log took a SIGTERM or Ctrl-C itself (GracefulCancellation's
 # notice): a worker that exits 130 for that was stopped alone, where one that leaves a job the parameter server cancelled
-# exits 130 too, without that line. The script signals no node before the loop below has ended.
+# exits 130 too, without that line. Callers check first that the whole run was not interrupted (its nodes have the line too).
 stopped_alone() { grep -qE '(Ctrl-C|SIGTERM): stopping at the next step' "$logs/$1.log" 2>/dev/null; }
 # stopped_as_job_ended NAME: names a worker stopped alone whose end the job's end followed within seconds (or preceded), which
 # the loop below does not report as a worker the job goes on without.
@@ -257,7 +257,8 @@ while true; do
     for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
       # The worker's own stop, not the job's end, ended it: it is named as at any other time.
-      [ "$code" -ne 130 ] || ! stopped_alone "${names[$ended]}" || stopped_as_job_ended "${names[$ended]}"
+      # (Not after a Ctrl-C or SIGINT of the whole run in those seconds: every worker has its own signal line then.)
+      [ "$code" -ne 130 ] || [ "$interrupted" = 1 ] || ! stopped_alone "${names[$ended]}" || stopped_as_job_ended "${names[$ended]}"
       code=0; wait_for "$ps_pid" || code=$?
       forget "$ps_pid"
       parameter_server_ended "$code"
@@ -284,10 +285,12 @@ if [ "$interrupted" = 1 ]; then
   pids=()
 elif [ "$status" -eq 0 ]; then
   # The job succeeded: a worker that ends with an error now fails the run, but one stopped alone as the job ended (130,
-  # with its own SIGTERM or Ctrl-C line) is named and does not.
+  # with its own SIGTERM or Ctrl-C line) is named and does not. A Ctrl-C or SIGINT of the whole run while the workers
+  # end stops them all (130 each, with their own lines): the job's result is saved, so that is no failure either.
   for pid in "${running[@]}"; do
     code=0; wait_for "$pid" || code=$?
-    if [ "$code" -eq 130 ] && stopped_alone "${names[$pid]}"; then stopped_as_job_ended "${names[$pid]}"
+    if [ "$code" -eq 130 ] && [ "$interrupted" = 1 ]; then :
+    elif [ "$code" -eq 130 ] && stopped_alone "${names[$pid]}"; then stopped_as_job_ended "${names[$pid]}"
     elif [ "$code" -ne 0 ]; then status=1; fi
   done
   pids=()

@@ -109,7 +109,10 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
     {
         var inv = System.Globalization.CultureInfo.InvariantCulture;
         var lines = File.ReadAllLines(path).Where(line => line.Length > 0).ToList();
-        var columns = lines.Count > 0 ? lines[0].Split(',') : [];
+        // An empty file is a run that wrote none (or a write a power loss cut short: the file is written unflushed), not another file.
+        if (lines.Count == 0)
+            throw new UnfinishedRunException($"{path}: no summary.json beside it, and its epochs.csv is empty, so it has no test accuracy to compare.");
+        var columns = lines[0].Split(',');
         int Column(string name) => Array.IndexOf(columns, name) is var index and >= 0 ? index
             : throw new InvalidDataException($"{path}: not a DistTrain epochs.csv (no \"{name}\" column in its header). Pass the folder a training run wrote.");
         int epochColumn = Column("epoch"), accuracyColumn = Column("test_accuracy"), rateColumn = Column("samples_per_second"),

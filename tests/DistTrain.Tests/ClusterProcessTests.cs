@@ -589,7 +589,6 @@ public sealed partial class ClusterProcessTests : IDisposable
         var seconds = clock.Elapsed.TotalSeconds;
         Assert.DoesNotContain("timed out", active.Output);
         Assert.DoesNotContain("timed out", standby.Output);
-        Assert.Contains("No other parameter-server node is up to take the job host over: stopping it without a hand-over.", active.Output);
         Assert.Contains("cancelled: ", active.Output);
         Assert.True(seconds < 9, $"the nodes took {seconds:F1} s to end (the old wait alone was 10 s)\n{active.Output}");
     }

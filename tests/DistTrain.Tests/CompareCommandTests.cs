@@ -238,6 +238,11 @@ public sealed class CompareCommandTests : IDisposable
         Assert.True(code == 0, error);
         Assert.StartsWith($"warning: {first} holds no finished run", error.Trim());
         Assert.Contains("2 (unfinished)", output);
+
+        // An empty epochs.csv (a run that wrote none, or a write cut short by a power loss) is such a run too, not a failure.
+        File.WriteAllText(Path.Combine(first, Core.Checkpoints.RunFiles.Epochs), "");
+        Assert.Equal($"{Path.Combine(first, Core.Checkpoints.RunFiles.Epochs)}: no summary.json beside it, and its epochs.csv is empty, so it has no test " +
+            "accuracy to compare.", Assert.Throws<UnfinishedRunException>(() => RunHistory.Read(first)).Message);
     }
 
     [Fact]

@@ -242,6 +242,16 @@ public class LocalClusterScriptTests
     }
 
     /// <summary>
+    /// A WORKER_WRAPPER's first lines: worker 1's node starts only once worker 2's has joined the job (at most 120 s), so the
+    /// job, which starts a second after Cluster:MinWorkers = 1 worker is ready, has worker 2 from its start. Without it, on a
+    /// machine loaded by the rest of the suite, worker 1 alone trained the whole short job before worker 2 joined, and the
+    /// tests that stop worker 2 mid-job saw no such stop (two failures in one suite run).
+    /// </summary>
+    private const string Worker1AfterWorker2Joined =
+        "[ \"$1\" = 1 ] && { shift; log=$(readlink /proc/$$/fd/1); for _ in $(seq 2400); do " +
+        "grep -q 'Joined the job as worker' \"$(dirname \"$log\")/worker-2.log\" 2>/dev/null && break; sleep 0.05; done; exec \"$@\"; }\n";
+
+    /// <summary>
     /// The parameter server numbers workers in the order they registered, from 0, and the script names worker nodes
     /// worker-1..N by the order it started them: "worker 1 is lost" need not be worker-1.log's node. Worker 2's wrapper runs its
     /// node and gives it kill -9 once training has started; the script's notice says which worker number that node had in
@@ -256,7 +266,7 @@ public class LocalClusterScriptTests
         var wrapper = Path.Combine(folder, "wrapper.sh");
         // Worker 2: the node in the background (its output is the wrapper's, the script's worker-2.log), killed once the
         // parameter server's log says training started and this node's log says it joined.
-        File.WriteAllText(wrapper, "#!/usr/bin/env bash\n[ \"$1\" = 2 ] || { shift; exec \"$@\"; }\nshift\n" +
+        File.WriteAllText(wrapper, "#!/usr/bin/env bash\n" + Worker1AfterWorker2Joined + "[ \"$1\" = 2 ] || { shift; exec \"$@\"; }\nshift\n" +
             "log=$(readlink /proc/$$/fd/1); \"$@\" & node=$!\n" +
             "until grep -q 'Training starts' \"$(dirname \"$log\")/parameter-server.log\" && grep -q 'Joined the job as worker' \"$log\"; do kill -0 $node 2>/dev/null || break; sleep 0.05; done\n" +
             "kill -9 $node; wait $node\n");
@@ -299,7 +309,7 @@ public class LocalClusterScriptTests
         var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
         var wrapper = Path.Combine(folder, "wrapper.sh");
-        File.WriteAllText(wrapper, "#!/usr/bin/env bash\n[ \"$1\" = 2 ] || { shift; exec \"$@\"; }\nshift\n" +
+        File.WriteAllText(wrapper, "#!/usr/bin/env bash\n" + Worker1AfterWorker2Joined + "[ \"$1\" = 2 ] || { shift; exec \"$@\"; }\nshift\n" +
             "log=$(readlink /proc/$$/fd/1); ps_log=\"$(dirname \"$log\")/parameter-server.log\"; \"$@\" & node=$!\n" +
             "until grep -q 'Training starts' \"$ps_log\" && grep -q 'Joined the job as worker' \"$log\"; do kill -0 $node 2>/dev/null || break; sleep 0.05; done\n" +
             "kill -TERM $node; wait $node; code=$?\n" +

@@ -631,7 +631,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private int[] ShareWeightsOfLostHolders()
     {
         _log.Warning("Every worker that held epoch {0}'s weights was lost before it was scored: the parameter server sends them (version {1}) to the " +
-            "{2} worker(s) alive, which score the rest.", _plan.Epoch, _trained!.Version, _plan.AliveCount);
+            "{2} alive, which score the rest.", _plan.Epoch, _trained!.Version, Counts.Of(_plan.AliveCount, "worker"));
         return ShareEpochWeights();
     }
 

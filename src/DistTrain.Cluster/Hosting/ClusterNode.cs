@@ -121,7 +121,7 @@ public static class ClusterNode
             var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover,
                 saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? trainDigest : "", samples: samples);
             var manager = system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
-            StopJobHostWhenNoParameterServerTakesOver(system, manager);
+            StopJobHostWhenNoParameterServerTakesOver(system, manager, completion.Task);
             FailWhenTerminated(system, security.Certificates, completion);
         });
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -193,7 +193,7 @@ public static class ClusterNode
     /// out (its WARNING, and a stop 10 s longer). While another parameter-server node is up the hand-over goes on as before
     /// (the task ends when the job host has stopped), and on a node without a job host (a standby) the task does nothing.
     /// </summary>
-    private static void StopJobHostWhenNoParameterServerTakesOver(ActorSystem system, IActorRef manager) =>
+    private static void StopJobHostWhenNoParameterServerTakesOver(ActorSystem system, IActorRef manager, Task jobEnded) =>
         CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseClusterExiting, "stop-job-host-without-successor", async () =>
         {
             IActorRef jobHost;
@@ -218,7 +218,10 @@ public static class ClusterNode
             {
                 if (!SuccessorUp())
                 {
-                    system.Log.Info("No other parameter-server node is up to take the job host over: stopping it without a hand-over.");
+                    // Worth an INFO line only when a running job loses its job host; after the job's end (a finished job, or a stop that
+                    // saved the run) there is nothing to hand over, and every lone parameter server ends this way.
+                    if (jobEnded.IsCompleted) system.Log.Debug("No other parameter-server node is up to take the ended job's host over: stopping it.");
+                    else system.Log.Info("No other parameter-server node is up to take the job host over: stopping it without a hand-over.");
                     system.Stop(manager);
                     await managerStopped.ConfigureAwait(false);
                     break;
