@@ -259,41 +259,18 @@ public class LocalClusterScriptTests
     /// names too.
     /// </summary>
     [Fact]
-    public async Task A_killed_worker_is_named_by_the_script_with_its_number_in_the_parameter_servers_lines_and_by_the_parameter_server_with_its_address()
-    {
-        var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(folder);
-        var wrapper = Path.Combine(folder, "wrapper.sh");
-        // Worker 2: the node in the background (its output is the wrapper's, the script's worker-2.log), killed once the
-        // parameter server's log says training started and this node's log says it joined.
-        File.WriteAllText(wrapper, "#!/usr/bin/env bash\n" + Worker1AfterWorker2Joined + "[ \"$1\" = 2 ] || { shift; exec \"$@\"; }\nshift\n" +
-            "log=$(readlink /proc/$$/fd/1); \"$@\" & node=$!\n" +
-            "until grep -q 'Training starts' \"$(dirname \"$log\")/parameter-server.log\" && grep -q 'Joined the job as worker' \"$log\"; do kill -0 $node 2>/dev/null || break; sleep 0.05; done\n" +
-            "kill -9 $node; wait $node\n");
-        string? runFolder = null;
-        try
+    public async Task A_killed_worker_is_named_by_the_script_with_its_number_in_the_parameter_servers_lines_and_by_the_parameter_server_with_its_address() =>
+        // Enough epochs for worker 2 to join before the job ends on a loaded machine; the wait also ends if the node does.
+        await RunWithWorker2StoppedAsync("kill -9 $node; wait $node\n", epochs: 120, (exitCode, output, errors, runFolder) =>
         {
-            // Enough epochs for worker 2 to join before the job ends on a loaded machine; the wait above also ends if the node does.
-            var start = ClusterScript(folder, epochs: 120);
-            start.Environment["WORKER_WRAPPER"] = wrapper;
-            start.Environment["DISTTRAIN_Cluster__MinWorkers"] = "1";
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(wrapper, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            var (exitCode, output, errors) = await RunToExitAsync(start, TimeSpan.FromSeconds(180));
-            runFolder = RunFolder(output);
             Assert.True(exitCode == 0, $"exit {exitCode}\n{output}\n{errors}");
-            var workerLog = File.ReadAllText(Path.Combine(runFolder!, "logs", "worker-2.log"));
+            var workerLog = File.ReadAllText(Path.Combine(runFolder, "logs", "worker-2.log"));
             var joined = Regex.Match(workerLog, @"\[(akka\.tcp://disttrain@[^/\]]+)/user/agent\] Joined the job as worker (\d+)");
             Assert.True(joined.Success, workerLog);
             var (address, number) = (joined.Groups[1].Value, joined.Groups[2].Value);
             Assert.Contains($"worker-2 (worker {number} in the parameter server's lines) was killed (signal 9); the job goes on without it", errors);
             Assert.Matches($@"Worker {number} \(node {Regex.Escape(address)}\) is lost \(worker-link-{number}-\d+\) at epoch", output);
-        }
-        finally
-        {
-            Directory.Delete(folder, recursive: true);
-            if (runFolder is not null && Directory.Exists(runFolder)) Directory.Delete(runFolder, recursive: true);
-        }
-    }
+        });
 
     /// <summary>
     /// A worker stopped alone (SIGTERM to its node) in the job's last seconds is named like one stopped earlier. The script
@@ -304,7 +281,31 @@ public class LocalClusterScriptTests
     /// parameter server has printed its final accuracy: the job then ends within those 5 s, or has already ended, every time.
     /// </summary>
     [Fact]
-    public async Task A_worker_stopped_alone_just_before_the_job_ends_is_named_by_the_script()
+    public async Task A_worker_stopped_alone_just_before_the_job_ends_is_named_by_the_script() =>
+        // Enough epochs for worker 2 to join and stop while the job goes on with worker 1, on a loaded machine too.
+        await RunWithWorker2StoppedAsync("kill -TERM $node; wait $node; code=$?\n" +
+            "for _ in $(seq 1200); do grep -q 'Test accuracy after' \"$ps_log\" && break; sleep 0.05; done\n" +
+            "exit $code\n", epochs: 20, (exitCode, output, errors, runFolder) =>
+        {
+            Assert.True(exitCode == 0, $"exit {exitCode}\n{output}\n{errors}");
+            Assert.Contains("Test accuracy after 20 epochs", output);
+            var workerLog = File.ReadAllText(Path.Combine(runFolder, "logs", "worker-2.log"));
+            Assert.Contains("SIGTERM: stopping at the next step", workerLog);
+            var number = Regex.Match(workerLog, @"Joined the job as worker (\d+)").Groups[1].Value;
+            Assert.Contains($"worker-2 (worker {number} in the parameter server's lines) was stopped (SIGTERM or Ctrl-C to it alone) as the job was ending; " +
+                $"it left the job before its end. Its log: {runFolder}/logs/worker-2.log.", errors);
+            Assert.DoesNotContain("worker-1", errors);
+        });
+
+    /// <summary>
+    /// Runs <c>cluster.sh</c> with two workers and Cluster:MinWorkers = 1 under a WORKER_WRAPPER: worker 1 starts once worker 2
+    /// has joined (<see cref="Worker1AfterWorker2Joined"/>); worker 2's node runs in the background (its output is the
+    /// wrapper's, the script's worker-2.log) until the parameter server's log says training started and the node's log says
+    /// it joined (or the node ends), and then the wrapper runs <paramref name="stopWorker2"/> (bash, with <c>$node</c> the
+    /// node's pid and <c>$ps_log</c> the parameter server's log). <paramref name="check"/> gets the script's exit code,
+    /// output, error output and run folder; the folders are deleted afterwards.
+    /// </summary>
+    private async Task RunWithWorker2StoppedAsync(string stopWorker2, int epochs, Action<int, string, string, string> check)
     {
         var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
@@ -312,27 +313,17 @@ public class LocalClusterScriptTests
         File.WriteAllText(wrapper, "#!/usr/bin/env bash\n" + Worker1AfterWorker2Joined + "[ \"$1\" = 2 ] || { shift; exec \"$@\"; }\nshift\n" +
             "log=$(readlink /proc/$$/fd/1); ps_log=\"$(dirname \"$log\")/parameter-server.log\"; \"$@\" & node=$!\n" +
             "until grep -q 'Training starts' \"$ps_log\" && grep -q 'Joined the job as worker' \"$log\"; do kill -0 $node 2>/dev/null || break; sleep 0.05; done\n" +
-            "kill -TERM $node; wait $node; code=$?\n" +
-            "for _ in $(seq 1200); do grep -q 'Test accuracy after' \"$ps_log\" && break; sleep 0.05; done\n" +
-            "exit $code\n");
+            stopWorker2);
         string? runFolder = null;
         try
         {
-            // Enough epochs for worker 2 to join and stop while the job goes on with worker 1, on a loaded machine too.
-            var start = ClusterScript(folder, epochs: 20);
+            var start = ClusterScript(folder, epochs);
             start.Environment["WORKER_WRAPPER"] = wrapper;
             start.Environment["DISTTRAIN_Cluster__MinWorkers"] = "1";
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(wrapper, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             var (exitCode, output, errors) = await RunToExitAsync(start, TimeSpan.FromSeconds(180));
             runFolder = RunFolder(output);
-            Assert.True(exitCode == 0, $"exit {exitCode}\n{output}\n{errors}");
-            Assert.Contains("Test accuracy after 20 epochs", output);
-            var workerLog = File.ReadAllText(Path.Combine(runFolder!, "logs", "worker-2.log"));
-            Assert.Contains("SIGTERM: stopping at the next step", workerLog);
-            var number = Regex.Match(workerLog, @"Joined the job as worker (\d+)").Groups[1].Value;
-            Assert.Contains($"worker-2 (worker {number} in the parameter server's lines) was stopped (SIGTERM or Ctrl-C to it alone) as the job was ending; " +
-                $"it left the job before its end. Its log: {runFolder}/logs/worker-2.log.", errors);
-            Assert.DoesNotContain("worker-1", errors);
+            check(exitCode, output, errors, runFolder!);
         }
         finally
         {
