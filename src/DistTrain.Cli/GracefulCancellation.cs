@@ -46,7 +46,7 @@ internal sealed class GracefulCancellation : IDisposable
                 CliConsole.Fail("removed", $"the empty run folder {removed}: exited at once, without writing this run's files (the finished epochs' records and weights).{resume}");
             else if (RunDirectory.Created is { } folder && File.Exists(Path.Combine(folder, DistTrain.Core.Checkpoints.RunFiles.Epochs)))
                 CliConsole.Fail("exited", $"at once, without writing this run's files; {Path.Combine(folder, DistTrain.Core.Checkpoints.RunFiles.Epochs)} " +
-                    $"holds the epochs finished, written after each.{resume}");
+                    $"holds the epochs finished and {DistTrain.Core.Checkpoints.RunFiles.Steps} their steps, written after each.{resume}");
             else if (resume.Length > 0) CliConsole.Fail("exited", $"at once, without writing this run's files.{resume}");
             return;
         }

@@ -12,8 +12,8 @@ internal sealed class RunDirectoryException(string message, Exception inner) : E
 /// Creates a run's own folder, <c>Output:Directory/&lt;UTC time&gt;</c>, before training and proves it is writable, so a bad
 /// path fails in a second, not after the run. The folder is created exclusively: a run started in the same second as
 /// another (or finding a folder of that name) takes <c>&lt;UTC time&gt;-2</c>, <c>-3</c>, and so on, never a folder it shares.
-/// Creating one also removes the temporary <c>epochs.csv.*.tmp</c> files that killed runs left in the other run folders
-/// there (<see cref="RemoveLeftoverEpochsWrites"/>).
+/// Creating one also removes the temporary <c>epochs.csv.*.tmp</c> and <c>steps.csv.*.tmp</c> files that killed runs left in
+/// the other run folders there (<see cref="RemoveLeftoverSeriesWrites"/>).
 /// </summary>
 internal static class RunDirectory
 {
@@ -47,7 +47,7 @@ internal static class RunDirectory
                 File.WriteAllText(probe, "");
                 File.Delete(probe);
                 _created = path;
-                RemoveLeftoverEpochsWrites(outputDirectory);
+                RemoveLeftoverSeriesWrites(outputDirectory);
                 return path;
             }
             throw new IOException($"{MaxPerSecond} run folders named {name}* exist already");
@@ -59,14 +59,14 @@ internal static class RunDirectory
     }
 
     /// <summary>
-    /// Deletes the temporary files <c>epochs.csv.PID-RANDOM.tmp</c> (<see cref="AtomicFile"/>) in the run folders directly
-    /// under <paramref name="outputDirectory"/> that a run killed during its per-epoch write of <c>epochs.csv</c> left
-    /// there: those of a process that no longer exists, unchanged for <see cref="LeftoverEpochsWriteAfter"/>, and, as
+    /// Deletes the temporary files <c>epochs.csv.PID-RANDOM.tmp</c> and <c>steps.csv.PID-RANDOM.tmp</c> (<see cref="AtomicFile"/>)
+    /// in the run folders directly under <paramref name="outputDirectory"/> that a run killed during its per-epoch write of
+    /// those files left there: those of a process that no longer exists, unchanged for <see cref="LeftoverEpochsWriteAfter"/>, and, as
     /// checkpoints' are (<see cref="AtomicFile.IsAbandoned"/>), any unchanged for an hour (a process id taken again since).
     /// A write still in progress is never deleted. Best effort: a file or folder that cannot be read or deleted is left as
     /// it is, and nothing is said; returns how many were deleted.
     /// </summary>
-    internal static int RemoveLeftoverEpochsWrites(string outputDirectory)
+    internal static int RemoveLeftoverSeriesWrites(string outputDirectory)
     {
         var removed = 0;
         try
@@ -75,7 +75,8 @@ internal static class RunDirectory
             {
                 try
                 {
-                    foreach (var temporary in Directory.EnumerateFiles(folder, RunFiles.Epochs + ".*" + AtomicFile.TemporarySuffix))
+                    foreach (var temporary in new[] { RunFiles.Epochs, RunFiles.Steps }
+                        .SelectMany(name => Directory.EnumerateFiles(folder, name + ".*" + AtomicFile.TemporarySuffix)))
                     {
                         if (!IsLeftover(temporary)) continue;
                         File.Delete(temporary);
@@ -99,7 +100,8 @@ internal static class RunDirectory
     {
         if (AtomicFile.IsAbandoned(temporary)) return true;
         var name = Path.GetFileName(temporary);
-        var tail = name[(RunFiles.Epochs.Length + 1)..^AtomicFile.TemporarySuffix.Length]; // PID-RANDOM
+        var series = name.StartsWith(RunFiles.Steps + ".", StringComparison.Ordinal) ? RunFiles.Steps : RunFiles.Epochs;
+        var tail = name[(series.Length + 1)..^AtomicFile.TemporarySuffix.Length]; // PID-RANDOM
         var dash = tail.IndexOf('-', StringComparison.Ordinal);
         if (dash <= 0 || !int.TryParse(tail.AsSpan(0, dash), NumberStyles.None, CultureInfo.InvariantCulture, out var pid)) return false;
         return !IsRunning(pid) && DateTime.UtcNow - File.GetLastWriteTimeUtc(temporary) > LeftoverEpochsWriteAfter;

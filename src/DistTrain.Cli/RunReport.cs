@@ -11,16 +11,20 @@ namespace DistTrain.Cli;
 /// Records every step and epoch a run reports (passing them on to the console), and at the end writes
 /// <c>steps.csv</c>, <c>epochs.csv</c> and <c>curves.png</c> (train loss per step and per epoch, test loss, validation
 /// loss when the run holds out a validation split, test accuracy) into the run folder. It also keeps the staleness of the applied gradients and each worker's compute
-/// time, which <c>summary.json</c> records. Given the run folder, it also writes <c>epochs.csv</c> after each epoch's
-/// evaluation (<see cref="EpochCompleted"/>), on a thread of its own, so a process killed outright (SIGKILL, the OOM killer)
-/// leaves the finished epochs on disk while a slow or stuck disk never holds up training.
+/// time, which <c>summary.json</c> records. Given the run folder, it also writes <c>epochs.csv</c> and <c>steps.csv</c>
+/// after each epoch's evaluation (<see cref="EpochCompleted"/>), on a thread of its own, so a process killed outright
+/// (SIGKILL, the OOM killer) leaves the finished epochs and their steps on disk while a slow or stuck disk never holds up
+/// training.
 /// </summary>
 /// <param name="next">The observer every report is passed on to (the console).</param>
-/// <param name="runDirectory">The run folder that <c>epochs.csv</c> is written into after each epoch; null writes it only
-/// at the end (<see cref="Write"/>).</param>
+/// <param name="runDirectory">The run folder that <c>epochs.csv</c> and <c>steps.csv</c> are written into after each epoch;
+/// null writes them only at the end (<see cref="Write"/>).</param>
 /// <param name="warn">Where the warning line of a per-epoch write that failed goes; null for <see cref="CliConsole.Notice"/>.</param>
 internal sealed class RunReport(ITrainingObserver next, string? runDirectory = null, Action<string>? warn = null) : ITrainingObserver
 {
+    /// <summary>The header of <c>steps.csv</c>.</summary>
+    internal const string StepsHeader = "epoch,step,version,samples,train_loss,learning_rate,round_seconds,compute_seconds,update_seconds,messaging_seconds,waiting_seconds";
+
     /// <summary>The header of <c>epochs.csv</c>.</summary>
     internal const string EpochsHeader = "epoch,version,train_loss,test_loss,test_accuracy,validation_loss,validation_accuracy,l1_penalty,l2_penalty,samples_per_second,train_seconds,evaluation_seconds";
 
@@ -42,8 +46,10 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     private bool _epochsFileFailing; // the last per-epoch write failed and was warned of
     private bool _epochsSlow;        // a write outlasted EpochsWriteWait and was warned of: epochs no longer wait for it
     private readonly StringBuilder _epochRows = new(); // epochs.csv's rows so far, formatted once each (under _gate)
+    private readonly StringBuilder _stepRows = new();  // steps.csv's rows of _steps[.._stepRowCount], formatted once each (under _gate)
+    private int _stepRowCount;
 
-    /// <summary>Called on the background writer before each per-epoch write of <c>epochs.csv</c>: tests hold it up there, as a slow disk would.</summary>
+    /// <summary>Called on the background writer before each per-epoch write of <c>epochs.csv</c> and <c>steps.csv</c>: tests hold it up there, as a slow disk would.</summary>
     internal Action? EpochsWriteStarting { get; init; }
 
     private readonly List<(int Epoch, int Step, long Version, int Samples, double Loss, double LearningRate, RoundTiming Timing)> _steps = [];
@@ -281,11 +287,12 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     }
 
     /// <summary>
-    /// The background writer: replaces <c>epochs.csv</c> (<see cref="AtomicFile"/>, not flushed to the disk: whole against a
-    /// killed process, which is what it is for) until no newer epoch waits. A process killed mid-write leaves the previous
-    /// whole file (and at most a temporary <c>epochs.csv.*.tmp</c> beside it), never a torn row. A failure (a full disk, no
-    /// permission) does not stop training: one warning line names the file, the cause and the fix, and the next epoch tries
-    /// again (warning again only after a write succeeded in between); the end of the run writes the file as always.
+    /// The background writer: replaces <c>epochs.csv</c>, then <c>steps.csv</c> (<see cref="AtomicFile"/>, not flushed to the
+    /// disk: whole against a killed process, which is what it is for) until no newer epoch waits. A process killed mid-write
+    /// leaves the previous whole files (and at most a temporary <c>NAME.*.tmp</c> beside them), never a torn row. A failure
+    /// (a full disk, no permission) does not stop training: one warning line names the file, the cause and the fix, and the
+    /// next epoch tries again (warning again only after a write succeeded in between); the end of the run writes the files as
+    /// always.
     /// </summary>
     private void WriteEpochsInBackground(string path)
     {
@@ -302,10 +309,13 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
                 _epochsDirty = false;
                 epoch = _epochsNewest;
             }
+            var writing = path; // the file a failure names
             try
             {
                 EpochsWriteStarting?.Invoke();
                 WriteEpochsFile(path, durable: false);
+                writing = Path.Combine(Path.GetDirectoryName(path)!, RunFiles.Steps);
+                WriteStepsFile(writing, durable: false);
                 lock (_epochsFile) _epochsFileFailing = _epochsSlow = false;
             }
             catch (Exception e) // IOException, UnauthorizedAccessException, or anything else: a record, never a crash of the run
@@ -315,9 +325,9 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
                     if (_epochsFileFailing) continue;
                     _epochsFileFailing = true;
                 }
-                (warn ?? CliConsole.Notice)($"warning: {path} could not be written after epoch {epoch} ({e.Message.TrimEnd('.')}); training goes on. " +
+                (warn ?? CliConsole.Notice)($"warning: {writing} could not be written after epoch {epoch} ({e.Message.TrimEnd('.')}); training goes on. " +
                     "Free space on that disk or check its permissions: it is tried again after each epoch and written at the run's end, " +
-                    "but until then a run that is killed leaves no record of its finished epochs there.");
+                    $"but until then a run that is killed leaves no record of its finished {(writing == path ? "epochs" : "steps")} there.");
             }
         }
     }
@@ -326,6 +336,33 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     internal string EpochsCsv()
     {
         lock (_gate) return EpochsHeader + "\n" + _epochRows;
+    }
+
+    /// <summary>
+    /// The text of <c>steps.csv</c>: <see cref="StepsHeader"/> and a row per step applied so far. Each row is formatted once,
+    /// here (on the writer's thread, not the one that reports the steps).
+    /// </summary>
+    internal string StepsCsv()
+    {
+        lock (_gate)
+        {
+            var inv = CultureInfo.InvariantCulture;
+            for (; _stepRowCount < _steps.Count; _stepRowCount++)
+            {
+                var s = _steps[_stepRowCount];
+                _stepRows.Append(inv, $"{s.Epoch},{s.Step},{s.Version},{s.Samples},{s.Loss:R},{s.LearningRate:R},{s.Timing.RoundSeconds:R},{s.Timing.MaxComputeSeconds:R},{s.Timing.UpdateSeconds:R},{s.Timing.MessagingSeconds:R},{s.Timing.WaitingForWeightsSeconds:R}\n");
+            }
+            return StepsHeader + "\n" + _stepRows;
+        }
+    }
+
+    /// <summary>Replaces <paramref name="path"/> with <see cref="StepsCsv"/>, atomically (and, when <paramref name="durable"/>, flushed to the disk).</summary>
+    /// <exception cref="IOException">The write failed; <paramref name="path"/> is unchanged.</exception>
+    /// <exception cref="UnauthorizedAccessException">The folder or the file may not be written.</exception>
+    private void WriteStepsFile(string path, bool durable)
+    {
+        var bytes = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(StepsCsv());
+        AtomicFile.Write(path, stream => stream.Write(bytes), durable);
     }
 
     /// <summary>Replaces <paramref name="path"/> with <see cref="EpochsCsv"/>, atomically (and, when <paramref name="durable"/>, flushed to the disk).</summary>
@@ -356,12 +393,8 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
         writer.Wait();
         lock (_gate)
         {
-            var inv = CultureInfo.InvariantCulture;
-            var steps = new StringBuilder("epoch,step,version,samples,train_loss,learning_rate,round_seconds,compute_seconds,update_seconds,messaging_seconds,waiting_seconds\n");
-            foreach (var s in _steps)
-                steps.Append(inv, $"{s.Epoch},{s.Step},{s.Version},{s.Samples},{s.Loss:R},{s.LearningRate:R},{s.Timing.RoundSeconds:R},{s.Timing.MaxComputeSeconds:R},{s.Timing.UpdateSeconds:R},{s.Timing.MessagingSeconds:R},{s.Timing.WaitingForWeightsSeconds:R}\n");
-            File.WriteAllText(Path.Combine(runDirectory, RunFiles.Steps), steps.ToString());
-            // Atomically, as after each epoch: a kill during this write leaves the file of the last epoch, not a truncated one.
+            // Atomically, as after each epoch: a kill during these writes leaves the files of the last epoch, not truncated ones.
+            WriteStepsFile(Path.Combine(runDirectory, RunFiles.Steps), durable: true);
             WriteEpochsFile(Path.Combine(runDirectory, RunFiles.Epochs), durable: true);
 
             var path = Path.Combine(runDirectory, RunFiles.Curves);

@@ -90,10 +90,11 @@ public sealed class CliRunTests : IDisposable
     /// <summary>
     /// A run killed outright (SIGKILL, as the OOM killer or a node crash ends it) after its second epoch's line leaves
     /// epochs.csv with exactly the epochs it finished, each as printed and as an uninterrupted run of the same seed writes
-    /// it. Before, the run folder was left empty: every record is written at the run's end, which a SIGKILL never reaches.
+    /// it, and steps.csv with those epochs' steps. Before, the run folder was left empty: every record was written at the
+    /// run's end, which a SIGKILL never reaches; later steps.csv still was.
     /// </summary>
     [Fact]
-    public async Task A_run_killed_with_SIGKILL_leaves_epochs_csv_with_the_epochs_it_finished()
+    public async Task A_run_killed_with_SIGKILL_leaves_epochs_csv_and_steps_csv_with_the_epochs_it_finished()
     {
         // 1,000 samples in 200 steps of 5 through 814,090 weights: about half a second to a second an epoch, so the kill,
         // a tenth of a second after the line of epoch 2, lands in epoch 3.
@@ -105,7 +106,8 @@ public sealed class CliRunTests : IDisposable
         Assert.Equal(137, await killed.WaitAsync(TimeSpan.FromSeconds(30))); // 128 + SIGKILL: no end of run, nothing written then
         var folder = Directory.GetDirectories(killedRuns).Single();
         // No summary: the end never came (a kill in the middle of a later write could leave that write's temporary file too).
-        Assert.Equal([RunFiles.Epochs], Directory.GetFiles(folder).Select(Path.GetFileName).Where(f => !f!.EndsWith(AtomicFile.TemporarySuffix, StringComparison.Ordinal)));
+        Assert.Equal([RunFiles.Epochs, RunFiles.Steps], Directory.GetFiles(folder).Select(Path.GetFileName)
+            .Where(f => !f!.EndsWith(AtomicFile.TemporarySuffix, StringComparison.Ordinal)).Order(StringComparer.Ordinal));
 
         var rows = File.ReadAllLines(Path.Combine(folder, RunFiles.Epochs));
         var printed = Regex.Matches(killed.StandardOutput, @"epoch +(\d+)/4  train loss (\S+)  test acc (\S+)%").ToList();
@@ -125,10 +127,19 @@ public sealed class CliRunTests : IDisposable
         var fullRuns = Path.Combine(_directory, "full");
         using (var full = new DistTrainProcess(["train", "--config", config, "--data", TestData.SubsetDirectory, "--output", fullRuns]))
             await full.AssertExitAsync(0, TimeSpan.FromSeconds(120));
-        var fullRows = File.ReadAllLines(Path.Combine(Directory.GetDirectories(fullRuns).Single(), RunFiles.Epochs));
+        var fullFolder = Directory.GetDirectories(fullRuns).Single();
+        var fullRows = File.ReadAllLines(Path.Combine(fullFolder, RunFiles.Epochs));
         Assert.Equal(5, fullRows.Length);
         static string Figures(string row) => string.Join(',', row.Split(',')[..^3]);
         Assert.Equal(fullRows.Take(rows.Length).Select(Figures), rows.Select(Figures));
+        // steps.csv: the 200 steps of each finished epoch (of one epoch fewer if the kill came between the two files'
+        // writes), as the whole run has them but for the timings (the last five columns).
+        var steps = File.ReadAllLines(Path.Combine(folder, RunFiles.Steps));
+        Assert.True(steps.Length - 1 == 200 * epochs.Count || steps.Length - 1 == 200 * (epochs.Count - 1), $"{steps.Length - 1} steps for {epochs.Count} epochs");
+        var fullSteps = File.ReadAllLines(Path.Combine(fullFolder, RunFiles.Steps));
+        Assert.Equal(801, fullSteps.Length);
+        static string StepFigures(string row) => string.Join(',', row.Split(',')[..^5]);
+        Assert.Equal(fullSteps.Take(steps.Length).Select(StepFigures), steps.Select(StepFigures));
     }
 
     [Fact]
@@ -199,7 +210,7 @@ public sealed class CliRunTests : IDisposable
         var epochs = Path.Combine(folder, RunFiles.Epochs);
         Assert.Equal("1", File.ReadAllLines(epochs)[1].Split(',')[0]);
         var error = train.Error.ReplaceLineEndings(" ");
-        Assert.Contains($"exited: at once, without writing this run's files; {epochs} holds the epochs finished, written after each.", error);
+        Assert.Contains($"exited: at once, without writing this run's files; {epochs} holds the epochs finished and steps.csv their steps, written after each.", error);
         // The epoch-end checkpoints survive the exit: the last line names them and how to go on from them.
         Assert.Matches($@"exited:? at once, without writing this run's files.* Checkpoints are in {Regex.Escape(checkpoints)}: train --resume continues " +
             @"from the newest, at epoch \d+ round 0 \(weights version \d+\)\.", error);

@@ -653,11 +653,12 @@ public sealed partial class ClusterProcessTests : IDisposable
 
     /// <summary>
     /// The parameter-server node killed outright (SIGKILL: the OOM killer, a node crash) after its second epoch's line
-    /// leaves its run folder with epochs.csv holding exactly the epochs it finished, as it printed them, beside the
-    /// checkpoints. Before, the folder was left empty: every record of a node's run is written when the run ends.
+    /// leaves its run folder with epochs.csv holding exactly the epochs it finished, as it printed them, and steps.csv
+    /// with their steps, beside the checkpoints. Before, the folder was left empty: every record of a node's run was
+    /// written when the run ends.
     /// </summary>
     [Fact]
-    public async Task A_parameter_server_killed_with_SIGKILL_leaves_epochs_csv_with_the_epochs_it_finished()
+    public async Task A_parameter_server_killed_with_SIGKILL_leaves_epochs_csv_and_steps_csv_with_the_epochs_it_finished()
     {
         var configPath = Config(ManyShortStepsConfig);
         var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
@@ -669,8 +670,9 @@ public sealed partial class ClusterProcessTests : IDisposable
         worker.Kill();
 
         var folder = Directory.GetDirectories(Path.Combine(_directory, "runs")).Single();
-        // Only epochs.csv (a kill in the middle of a later write could leave that write's temporary file too).
-        Assert.Equal([RunFiles.Epochs], Directory.GetFiles(folder).Select(Path.GetFileName).Where(f => !f!.EndsWith(AtomicFile.TemporarySuffix, StringComparison.Ordinal)));
+        // Only epochs.csv and steps.csv (a kill in the middle of a later write could leave that write's temporary file too).
+        Assert.Equal([RunFiles.Epochs, RunFiles.Steps], Directory.GetFiles(folder).Select(Path.GetFileName)
+            .Where(f => !f!.EndsWith(AtomicFile.TemporarySuffix, StringComparison.Ordinal)).Order(StringComparer.Ordinal));
         var rows = File.ReadAllLines(Path.Combine(folder, RunFiles.Epochs));
         var epochs = rows.Skip(1).Select(r => int.Parse(r.Split(',')[0], System.Globalization.CultureInfo.InvariantCulture)).ToList();
         var printed = Regex.Matches(ps.StandardOutput, @"epoch +(\d+)/30  train loss \S+  test acc (\S+)%").ToList();
@@ -680,6 +682,11 @@ public sealed partial class ClusterProcessTests : IDisposable
         foreach (var line in printed)
             Assert.Equal(line.Groups[2].Value, (100 * double.Parse(rows[int.Parse(line.Groups[1].Value)].Split(',')[4], System.Globalization.CultureInfo.InvariantCulture))
                 .ToString("F2", System.Globalization.CultureInfo.CurrentCulture));
+        // steps.csv: the steps up to the last finished epoch's end (or the one before, if the kill came between the files).
+        var stepEpochs = File.ReadAllLines(Path.Combine(folder, RunFiles.Steps)).Skip(1)
+            .Select(r => int.Parse(r.Split(',')[0], System.Globalization.CultureInfo.InvariantCulture)).Distinct().ToList();
+        Assert.True(stepEpochs.SequenceEqual(Enumerable.Range(1, epochs.Count)) || stepEpochs.SequenceEqual(Enumerable.Range(1, epochs.Count - 1)),
+            $"steps.csv holds epochs {string.Join(", ", stepEpochs)} for {epochs.Count} finished");
         Assert.NotEmpty(new CheckpointStore(Path.Combine(_directory, "checkpoints"), 3).List()); // and the checkpoints survive, as before
     }
 

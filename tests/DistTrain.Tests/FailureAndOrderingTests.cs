@@ -320,7 +320,17 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         Sys.EventStream.Subscribe(log.Ref, typeof(Warning));
         var coordinator = Sys.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, new OptimizerOptions { LearningRate = 0.05 }, totalEpochs: 3,
             update: new UpdateSettings(Core.Configuration.TrainingMode.Async)), workers, observer, completion));
-        log.FishForMessage<Warning>(w => w.Message.ToString()!.StartsWith("Training is paused", StringComparison.Ordinal), Guard, "the pause with no worker");
+        var losses = new List<string>();
+        log.FishForMessage<Warning>(w =>
+        {
+            var text = w.Message.ToString()!;
+            if (text.Contains(" is lost (", StringComparison.Ordinal)) losses.Add(text);
+            return text.StartsWith("Training is paused", StringComparison.Ordinal);
+        }, Guard, "the pause with no worker");
+        // The loss lines count the workers left, and the last one says that nobody is left to take the samples.
+        Assert.Equal(2, losses.Count);
+        Assert.EndsWith("; 1 of 2 workers remain. Any samples it had left go to the others.", losses[0]);
+        Assert.EndsWith("; no worker is left. Any samples it had left wait for a worker to join.", losses[1]);
         coordinator.Tell(new AddWorker(Sys.ActorOf(WorkerProps(2), "async-joiner"), 2));
         var result = await completion.Task.WaitAsync(Guard);
         Assert.All(result.Epochs, e => Assert.Equal(data.Train.Count, e.TrainSamples));

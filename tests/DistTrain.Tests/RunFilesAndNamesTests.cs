@@ -118,7 +118,7 @@ public sealed class RunFilesAndNamesTests : IDisposable
     }
 
     [Fact]
-    public void A_new_run_removes_the_temporary_epochs_files_that_killed_runs_left_but_not_a_live_writers()
+    public void A_new_run_removes_the_temporary_series_files_that_killed_runs_left_but_not_a_live_writers()
     {
         var output = Path.Combine(_directory, "runs");
         var killed = Path.Combine(output, "20240101-000000");
@@ -143,6 +143,8 @@ public sealed class RunFilesAndNamesTests : IDisposable
         var liveWriters = Temporary(killed, live, "00000003", TimeSpan.FromMinutes(5));
         var abandoned = Temporary(other, live, "00000004", TimeSpan.FromHours(2)); // an hour old: its id was taken again since
         var notEpochs = Temporary(killed, dead, "00000005", TimeSpan.FromMinutes(5), name: "model.safetensors");
+        var leftoverSteps = Temporary(killed, dead, "00000006", TimeSpan.FromMinutes(5), name: RunFiles.Steps); // written after epochs.csv
+        var liveSteps = Temporary(killed, live, "00000007", TimeSpan.FromMinutes(5), name: RunFiles.Steps);
         var epochs = Path.Combine(killed, RunFiles.Epochs);
         File.WriteAllText(epochs, "epoch,version\n");
 
@@ -154,8 +156,10 @@ public sealed class RunFilesAndNamesTests : IDisposable
         Assert.True(File.Exists(justWritten), justWritten);
         Assert.True(File.Exists(liveWriters), liveWriters);
         Assert.True(File.Exists(notEpochs), notEpochs);
+        Assert.False(File.Exists(leftoverSteps), leftoverSteps);
+        Assert.True(File.Exists(liveSteps), liveSteps);
         Assert.Equal("epoch,version\n", File.ReadAllText(epochs));
         Assert.Empty(Directory.EnumerateFileSystemEntries(created));
-        Assert.Equal(0, RunDirectory.RemoveLeftoverEpochsWrites(output)); // nothing more to remove
+        Assert.Equal(0, RunDirectory.RemoveLeftoverSeriesWrites(output)); // nothing more to remove
     }
 }

@@ -774,20 +774,29 @@ public class RunReportTests : IDisposable
     {
         public List<(int Epoch, string[]? Lines)> Seen { get; } = [];
 
+        /// <summary>steps.csv beside epochs.csv as each epoch was passed on: its lines, or null when there was none.</summary>
+        public List<string[]?> StepsSeen { get; } = [];
+
         public void EpochStarted(int epoch, int steps, int samples) { }
 
         public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, DistTrain.Cluster.Protocol.RoundTiming timing) { }
 
-        public void EpochCompleted(EpochSummary summary) => Seen.Add((summary.Epoch, File.Exists(path) ? File.ReadAllLines(path) : null));
+        public void EpochCompleted(EpochSummary summary)
+        {
+            Seen.Add((summary.Epoch, File.Exists(path) ? File.ReadAllLines(path) : null));
+            var steps = Path.Combine(Path.GetDirectoryName(path)!, Core.Checkpoints.RunFiles.Steps);
+            StepsSeen.Add(File.Exists(steps) ? File.ReadAllLines(steps) : null);
+        }
     }
 
     /// <summary>
-    /// Given the run folder, the report writes epochs.csv after each epoch, before the epoch goes on to the console, so a
-    /// process killed after an epoch's line leaves that epoch's row on disk; the file is the one the end of the run writes
-    /// for the same epochs, byte for byte, and no temporary file is left. Before, epochs.csv was written only at the end.
+    /// Given the run folder, the report writes epochs.csv and steps.csv after each epoch, before the epoch goes on to the
+    /// console, so a process killed after an epoch's line leaves that epoch's rows and steps on disk; each file is the one
+    /// the end of the run writes for the same epochs, byte for byte, and no temporary file is left. Before, epochs.csv was
+    /// written only at the end, and steps.csv was until later still.
     /// </summary>
     [Fact]
-    public void Epochs_csv_is_on_disk_after_each_epoch_before_its_line_is_printed_as_the_end_of_the_run_writes_it()
+    public void Epochs_and_steps_csv_are_on_disk_after_each_epoch_before_its_line_is_printed_as_the_end_of_the_run_writes_them()
     {
         var run = Directory.CreateDirectory(Path.Combine(_directory, "run")).FullName;
         var path = Path.Combine(run, Core.Checkpoints.RunFiles.Epochs);
@@ -802,11 +811,21 @@ public class RunReportTests : IDisposable
         Assert.Equal(["1", "2"], console.Seen[1].Lines!.Skip(1).Select(l => l.Split(',')[0])); // epoch 2's row was there as its line went out
         Assert.Equal(2, console.Seen[0].Lines!.Length); // and epoch 1's alone after epoch 1
         Assert.Equal(report.EpochsCsv(), File.ReadAllText(path));
+        // steps.csv: the header and each finished epoch's 4 steps as its line went out (epoch 3's 2 steps came after).
+        Assert.Equal([5, 9], console.StepsSeen.Select(lines => lines!.Length));
+        Assert.Equal(RunReport.StepsHeader, console.StepsSeen[1]![0]);
+        Assert.Equal(["1,0,1,100", "1,3,4,100", "2,0,5,100", "2,3,8,100"],
+            console.StepsSeen[1]!.Where((_, i) => i is 1 or 4 or 5 or 8).Select(l => string.Join(',', l.Split(',')[..4])));
+        var stepsPath = Path.Combine(run, Core.Checkpoints.RunFiles.Steps);
         var end = Directory.CreateDirectory(Path.Combine(_directory, "end")).FullName;
         report.Write(end, Core.Models.LossTypes.SoftmaxCrossEntropy);
         Assert.Equal(File.ReadAllBytes(Path.Combine(end, Core.Checkpoints.RunFiles.Epochs)), File.ReadAllBytes(path));
-        report.Write(run, Core.Models.LossTypes.SoftmaxCrossEntropy); // the end of the run in the same folder: the same file
+        var endSteps = File.ReadAllLines(Path.Combine(end, Core.Checkpoints.RunFiles.Steps));
+        Assert.Equal(11, endSteps.Length); // the end adds epoch 3's 2 steps to what epoch 2's write held
+        Assert.Equal(console.StepsSeen[1], endSteps[..9]);
+        report.Write(run, Core.Models.LossTypes.SoftmaxCrossEntropy); // the end of the run in the same folder: the same files
         Assert.Equal(File.ReadAllBytes(Path.Combine(end, Core.Checkpoints.RunFiles.Epochs)), File.ReadAllBytes(path));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(end, Core.Checkpoints.RunFiles.Steps)), File.ReadAllBytes(stepsPath));
         Assert.Empty(Directory.GetFiles(run, "*" + Core.Checkpoints.AtomicFile.TemporarySuffix));
         Assert.Empty(warnings);
 
@@ -814,6 +833,7 @@ public class RunReportTests : IDisposable
         var quiet = new EpochsFileReader(Path.Combine(_directory, "none", Core.Checkpoints.RunFiles.Epochs));
         TwoEpochsAndPartOfTheThird(new RunReport(quiet), stepsOfEpoch3: 0);
         Assert.All(quiet.Seen, s => Assert.Null(s.Lines));
+        Assert.All(quiet.StepsSeen, Assert.Null);
     }
 
     /// <summary>
@@ -886,5 +906,27 @@ public class RunReportTests : IDisposable
         Assert.Equal(2, warnings.Count);
         Assert.StartsWith($"warning: {path} could not be written after epoch 4 (", warnings[1]);
         Assert.Equal([1, 2, 3, 4], console.Seen.Select(s => s.Epoch));
+    }
+
+    /// <summary>
+    /// A per-epoch steps.csv that cannot be written (a folder of that name is in the way) is one warning that names
+    /// steps.csv, not epochs.csv, which is still written after each epoch.
+    /// </summary>
+    [Fact]
+    public void A_per_epoch_steps_csv_that_cannot_be_written_is_one_warning_naming_it_and_epochs_csv_is_still_written()
+    {
+        var run = Directory.CreateDirectory(Path.Combine(_directory, "steps-blocked")).FullName;
+        var steps = Directory.CreateDirectory(Path.Combine(run, Core.Checkpoints.RunFiles.Steps)).FullName;
+        var path = Path.Combine(run, Core.Checkpoints.RunFiles.Epochs);
+        var console = new EpochsFileReader(path);
+        var warnings = new List<string>();
+
+        TwoEpochsAndPartOfTheThird(new RunReport(console, run, warnings.Add), stepsOfEpoch3: 0);
+
+        var warning = Assert.Single(warnings);
+        Assert.StartsWith($"warning: {steps} could not be written after epoch 1 (", warning);
+        Assert.EndsWith("a run that is killed leaves no record of its finished steps there.", warning);
+        Assert.Equal(3, console.Seen[1].Lines!.Length); // epochs.csv: the header and epochs 1 and 2
+        Assert.Empty(Directory.EnumerateFileSystemEntries(steps));
     }
 }

@@ -929,8 +929,13 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         if (!_plan.Lose(index)) return;
         Metrics.DistTrainMetrics.RecordWorkerLost();
         Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.Worker, terminated.ActorRef);
-        _log.Warning("Worker {0} is lost ({1}) at epoch {2} after step {3}; {4} of {5} workers remain. Any samples it had left go to the others.",
-            $"{index}{_settings.NodeOfWorker(index)}", terminated.ActorRef.Path.Name, _plan.Epoch, _lastStep, _plan.AliveCount, _workers.Count);
+        var alive = _plan.AliveCount;
+        // With nobody left, the samples wait for a worker to join (WhenEnoughWorkers pauses at the next part or epoch).
+        _log.Warning("Worker {0} is lost ({1}) at epoch {2} after step {3}; {4}",
+            $"{index}{_settings.NodeOfWorker(index)}", terminated.ActorRef.Path.Name, _plan.Epoch, _lastStep,
+            alive == 0
+                ? "no worker is left. Any samples it had left wait for a worker to join."
+                : $"{alive} of {Counts.Of(_workers.Count, "worker")} remain. Any samples it had left go to the others.");
         _parameterServer.Tell(new WorkerLost(index));
         ReassignEvaluations();
     }
