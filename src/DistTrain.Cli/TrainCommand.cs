@@ -340,6 +340,7 @@ internal static class TrainCommand
         if (PatienceOutlastsRun(options.Training) is { } patience) yield return patience;
         if (StepScheduleNeverDecays(options) is { } neverDecays) yield return neverDecays;
         if (AccumulationCoversShard(options, train.Count, workers ?? options.Training.Workers) is { } accumulation) yield return accumulation;
+        if (WorkersOutnumberSamples(train.Count, workers ?? options.Training.Workers) is { } idle) yield return idle;
         if (MinibatchCoversShard(options, train.Count, workers ?? options.Training.Workers) is { } wholeEpoch) yield return wholeEpoch;
         if (LocalStepsOutlastEpoch(options, train.Count, workers ?? options.Training.Workers) is { } localSteps) yield return localSteps;
         if (BatchNormWithOneSample(options, train.Count, workers ?? options.Training.Workers) is { } oneSample) yield return oneSample;
@@ -455,6 +456,21 @@ internal static class TrainCommand
     private static string OneStepEpochs(TrainingLoopOptions loop, int workers) => loop.Mode == TrainingMode.Async
         ? FormattableString.Invariant($"each worker pushes once per epoch, its whole shard, so the run takes {Counts.Of((long)workers * loop.Epochs, "step")}")
         : FormattableString.Invariant($"every epoch is a single step over the whole training set, so the run takes {loop.Epochs:N0} step{(loop.Epochs == 1 ? "" : "s")}");
+
+    /// <summary>
+    /// A warning when there are more workers than training samples: each sample belongs to one worker's shard, so
+    /// <c>workers − samples</c> workers get an empty shard and compute nothing in any epoch (they still take part in
+    /// evaluation). Null otherwise.
+    /// </summary>
+    /// <param name="trainSamples">Training samples per epoch.</param>
+    /// <param name="workers">The workers that share each epoch (in cluster mode, Cluster:MinWorkers).</param>
+    internal static string? WorkersOutnumberSamples(int trainSamples, int workers)
+    {
+        if (trainSamples < 1 || workers <= trainSamples) return null;
+        var idle = workers - trainSamples;
+        return $"{Counts.Of(workers, "worker")} share {Counts.Of(trainSamples, "training sample")}: " +
+            $"{(idle == 1 ? "1 of them gets no sample and computes" : $"{Counts.Number(idle)} of them get no sample and compute")} nothing in any epoch. Use at most {Counts.Of(trainSamples, "worker")} (Training:Workers; in cluster mode, fewer worker nodes), or more training data.";
+    }
 
     /// <summary>
     /// A warning when, without accumulation and with more than one worker, each worker's minibatch (Training:BatchSizePerWorker)

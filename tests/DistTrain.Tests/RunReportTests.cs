@@ -313,6 +313,27 @@ public class RunReportTests : IDisposable
     }
 
     /// <summary>
+    /// More workers than training samples leave some with an empty shard: 16 workers on 10 samples trained with 6 idle
+    /// workers, and nothing said so.
+    /// </summary>
+    [Theory]
+    [InlineData(10, 16, "16 workers share 10 training samples: 6 of them get no sample and compute nothing in any epoch. " +
+        "Use at most 10 workers (Training:Workers; in cluster mode, fewer worker nodes), or more training data.")]
+    [InlineData(1, 2, "2 workers share 1 training sample: 1 of them gets no sample and computes nothing in any epoch. " +
+        "Use at most 1 worker (Training:Workers; in cluster mode, fewer worker nodes), or more training data.")]
+    [InlineData(10, 10, null)]
+    [InlineData(1, 1, null)]
+    public void More_workers_than_training_samples_are_warned_of(int samples, int workers, string? expected)
+    {
+        Assert.Equal(expected, TrainCommand.WorkersOutnumberSamples(samples, workers));
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: workers, batch: 64, epochs: 1);
+        var train = new Core.Data.LabeledDataset(new float[samples * 784], [.. Enumerable.Range(0, samples).Select(i => (byte)(i % 10))], 784, classCount: 10, null);
+        Assert.Equal(expected is not null, TrainCommand.RunWarnings(options, train).Contains(expected));
+        // The plan agrees: that many workers have no minibatch in the epoch.
+        Assert.Equal(Math.Max(0, workers - samples), new Core.Data.ShardPlanner(samples, workers, 1).Plan(1).Count(shard => shard.Length == 0));
+    }
+
+    /// <summary>
     /// A minibatch per worker as large as its shard makes every epoch one step, of fewer samples than configured: 16 workers
     /// with 64 each on 105 samples trained one step of about 7 samples per worker each epoch, and nothing said so.
     /// </summary>
