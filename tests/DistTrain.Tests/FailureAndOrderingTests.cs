@@ -161,10 +161,14 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         public List<(int Epoch, int Samples)> Steps { get; } = [];
         public List<CheckpointSaved> Checkpoints { get; } = [];
         public void CheckpointSaved(CheckpointSaved checkpoint) => Checkpoints.Add(checkpoint);
+        /// <summary>By epoch: the step numbers applied, in order.</summary>
+        public Dictionary<int, List<int>> StepNumbers { get; } = [];
         public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
         {
             Steps.Add((epoch, samples));
             EpochSteps[epoch] = (EpochSteps[epoch].Said, step);
+            if (!StepNumbers.TryGetValue(epoch, out var numbers)) StepNumbers[epoch] = numbers = [];
+            numbers.Add(step);
         }
 
         public void EpochCompleted(EpochSummary summary)
@@ -294,6 +298,9 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         // told the steps of the epoch as planned anew. Without KeepGlobalBatch that epoch has more of them than planned.
         Assert.All(observer.EpochSteps, e => Assert.True(e.Value.Said == e.Value.Last + 1, $"epoch {e.Key}: said {e.Value.Said} steps, its last was step {e.Value.Last + 1}"));
         if (!keepGlobalBatch && round < 20) Assert.True(observer.EpochSteps[epoch].Said > 21, $"epoch {epoch}: {observer.EpochSteps[epoch].Said} steps");
+        // And the steps are numbered 0, 1, ... up to that total, one per step applied, across the further part too: the round
+        // number skipped between the parts is not a step (before, the epoch said one step more than it applied).
+        Assert.All(observer.StepNumbers, e => Assert.Equal(Enumerable.Range(0, observer.EpochSteps[e.Key].Said), e.Value));
     }
 
     /// <summary>

@@ -92,6 +92,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private Exception? _childFailure;
     private long _lastVersion;
     private int _lastStep = -1;
+    // Round numbers of the current epoch that no step used: each further part of an epoch starts one round after the last
+    // applied (EpochPlan.ContinueEpoch). The observers count steps, so their step numbers and totals leave these out.
+    private int _skippedRounds;
     private int _asyncStep; // Async: steps applied this epoch, one per minibatch (the observer's step index)
     private EpochCompleted? _trained;
     private double _trainSeconds;
@@ -462,6 +465,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private void StartNextEpoch() => WhenEnoughWorkers(() =>
     {
         var part = _plan.StartNextEpoch();
+        _skippedRounds = 0;
         _observer.EpochStarted(part.Epoch, ObservedStepsPerEpoch(part), _settings.Planner.SampleCount);
         RestartClock();
         RunPart(part);
@@ -480,11 +484,12 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
                 : "Epoch {0}: the {1} lost workers had left {6} to {2}, from round {3}, in {4} of up to {5} per worker.",
             part.Epoch, Counts.Of(orphans, "sample"), Counts.Of(part.Receivers.Length, "worker"), part.FirstRound, Counts.Of(part.Steps, "step"),
             Counts.Of(part.BatchSize, "sample"), orphans == 1 ? "goes" : "go"));
-        // The epoch's steps are its rounds, numbered on from the earlier parts: it now ends after this part's last round. In
-        // Async they are its minibatches: those applied so far and this part's.
+        // The epoch's steps are its rounds, numbered on from the earlier parts but for the round numbers skipped between parts:
+        // it now ends after this part's last round. In Async they are its minibatches: those applied so far and this part's.
+        if (_settings.Mode != Core.Configuration.TrainingMode.Async) _skippedRounds++;
         _observer.EpochStepsChanged(part.Epoch, _settings.Mode == Core.Configuration.TrainingMode.Async
             ? _asyncStep + part.Batches.Sum(end => Math.Max(0, end - part.FirstRound))
-            : part.FirstRound + part.Rounds);
+            : part.FirstRound - _skippedRounds + part.Rounds);
         RunPart(part);
     }, $"the rest of epoch {_plan.Epoch} goes on");
 
@@ -560,10 +565,10 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     {
         _plan.RoundApplied(round.Round);
         _stepSamples = (round.Epoch, (_stepSamples.Epoch == round.Epoch ? _stepSamples.Samples : 0) + round.SampleCount);
-        _lastStep = round.Round;
         _lastVersion = round.Version;
         // Async applies the minibatches of a round one by one, in any order: the observers count steps, not rounds.
-        var step = _settings.Mode == Core.Configuration.TrainingMode.Async ? _asyncStep++ : round.Round;
+        var step = _settings.Mode == Core.Configuration.TrainingMode.Async ? _asyncStep++ : round.Round - _skippedRounds;
+        _lastStep = step;
         _observer.StepApplied(round.Epoch, step, round.Version, round.SampleCount, round.LossSum / Math.Max(1, round.SampleCount), round.LearningRate, round.Timing);
         _observer.WorkersReported(round.WorkerLosses, round.WorkerComputeSeconds, round.WorkerQueueingSeconds);
         _observer.StalenessReported(round.WorkerStaleness);
