@@ -40,7 +40,7 @@ public static class DistTrainMetrics
     /// and scheduling on the dispatcher; in cluster mode from the weights' arrival on the worker node's data
     /// plane). Tags: role=worker, node.
     /// </summary>
-    public static readonly Histogram<double> QueueingSeconds = Meter.CreateHistogram<double>("actor.queueing.seconds", "s", "Delay from a message's sending to the start of its handling, seconds.");
+    public static readonly Histogram<double> QueueingSeconds = Meter.CreateHistogram<double>("actor.queueing.seconds", "s", "Delay from a weights message's sending by the parameter server (in cluster mode, its arrival from the data plane) to its worker starting on it, seconds.");
 
     // Counters that only move on trouble are observable (read from these fields), so they are exported
     // from the first scrape, at zero, and dashboards and alerts see them before anything goes wrong.

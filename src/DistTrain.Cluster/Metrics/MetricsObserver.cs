@@ -42,8 +42,8 @@ public sealed class MetricsObserver(ITrainingObserver next, TimeProvider? clock 
     /// <inheritdoc />
     public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
     {
-        // The version first: a scrape between the two then sees the step's version with the count before it, never a
-        // count ahead of the version.
+        // The version first, then the count. A scrape reads the instruments one after another while steps go on, so the two
+        // can be a few steps apart in either direction; compare them across scrapes, not within one.
         DistTrainMetrics.Set("weights_version", version);
         DistTrainMetrics.RecordSamplesApplied(samples);
         var node = DistTrainMetrics.NodeTag;
