@@ -103,7 +103,9 @@ if [ "$kill_active" = 1 ]; then
     kill "${pids[@]}" "$ctrl_c_probe" 2>/dev/null; wait; trap - EXIT
     exit 3
   fi
-  kill -9 "$active"
+  # Reaped here, with bash's own standard error closed: otherwise bash prints a raw job line ("line N: PID Killed ...")
+  # at its next command; the line below says it in the script's words.
+  { kill -9 "$active"; wait "$active"; } 2>/dev/null
   echo "killed the active parameter server (process $active) at $(date -u +%H:%M:%S.%N)"
   grep -o "Checkpoint [^ ]*: version [0-9]*" "$out/ps-active.log" | tail -1
   finisher=$standby

@@ -115,7 +115,13 @@ if [ "$kill_one" = 1 ] && [ "$interrupted" = 0 ]; then
     sleep 0.05
   done
   if [ "$interrupted" = 0 ] && grep -qF "$kill_at" "$out/parameter-server.log" 2>/dev/null; then
-    kill -9 "$victim" && killed=1
+    if kill -9 "$victim" 2>/dev/null; then
+      # Reaped here, with bash's own standard error closed: otherwise bash prints a raw job line ("line N: PID Killed ...")
+      # at its next command. Its PID may be another process's from now on, so no signal may go to it.
+      { wait "$victim"; } 2>/dev/null
+      killed=1
+      workers_left=(); for pid in "${pids[@]}"; do [ "$pid" = "$victim" ] || workers_left+=("$pid"); done; pids=("${workers_left[@]}")
+    fi
     echo "killed worker process $victim at $(date -u +%H:%M:%S.%N)"
   fi
 fi
