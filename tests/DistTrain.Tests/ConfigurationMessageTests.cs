@@ -222,6 +222,22 @@ public class ConfigurationMessageTests
     }
 
     /// <summary>
+    /// A variable of the wrong type that a command-line option overrides is refused too: DISTTRAIN_Training__Epochs=abc trained
+    /// under -e 1 without a word, and fails every later run in that shell without the option.
+    /// </summary>
+    [Fact]
+    public void A_variable_of_the_wrong_type_is_refused_although_a_command_line_option_replaces_it()
+    {
+        const string file = """{ "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }""";
+        const string fix = "Correct or unset DISTTRAIN_Training__Epochs too: it applies to every run in this shell without the option.";
+        Assert.Equal(["Training:Epochs = 'abc' (from environment variable DISTTRAIN_Training__Epochs, overridden from a command-line option) is not valid: expected a whole number. " + fix],
+            Problems(file, new() { ["DISTTRAIN_Training__Epochs"] = "abc" }, new() { ["Training:Epochs"] = "1" }));
+        // A value of the right type, even out of range, is the option's to replace.
+        Assert.Equal(1, TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(file), new Dictionary<string, string?> { ["Training:Epochs"] = "1" },
+            checkDataDirectory: false, new Dictionary<string, string?> { ["DISTTRAIN_Training__Epochs"] = "0" }).Training.Epochs);
+    }
+
+    /// <summary>
     /// A key given twice in one file, matched ignoring case ("LearningRate" and "learningrate"), was reported as "the file is
     /// not valid JSON: A duplicate key 'Optimizer:learningrate' was found", although the JSON is valid.
     /// </summary>

@@ -223,6 +223,8 @@ public static class TrainingOptionsLoader
         // A file value that a variable or an option overrides is not bound, but the file is used again without the override (on
         // another node, in another shell): its type is checked all the same, as the file's nulls and unknown keys are.
         if (file is not null) problems.AddRange(OverriddenFileValues(file, source, Origin, skipped));
+        // Likewise a variable's value that a command-line option overrides: the variable stays set in the shell for later runs.
+        if (overrides is not null) problems.AddRange(OverriddenVariableValues(fromEnvironment, environmentKeys, overrides, Origin, skipped));
 
         var options = BindEachKey(configuration, problems, Origin, skipped);
         if (!IsUnder("Model:Layers", skipped)) problems.AddRange(ZeroStrides(configuration, options.Model, Origin));
@@ -592,6 +594,31 @@ public static class TrainingOptionsLoader
             var where = $"in {source}, overridden {from}";
             if ((EnumProblem(key, value!, where) ?? TypeProblem(file, key, value!, where)) is { } problem)
                 problems.Add($"{problem} Correct it in {source} too: the file's value applies wherever the file is used without the override.");
+        }
+        return problems;
+    }
+
+    /// <summary>
+    /// One problem per environment variable that a command-line option overrides and whose value is not of its key's type
+    /// (<c>DISTTRAIN_Training__Epochs=abc</c> under <c>--epochs 1</c>), or not a name for an enum key: the option is bound,
+    /// not the variable, but the variable stays set for the runs without the option. As <see cref="OverriddenFileValues"/>.
+    /// </summary>
+    /// <param name="variables">The variables' keys (<c>Training:Epochs</c>) and values.</param>
+    /// <param name="names">Each key's variable name.</param>
+    /// <param name="overrides">The command-line options' keys and values.</param>
+    /// <param name="origin">Where a key's value came from (as in the other problems).</param>
+    /// <param name="skipped">Keys reported already.</param>
+    private static List<string> OverriddenVariableValues(List<KeyValuePair<string, string?>> variables, Dictionary<string, string> names,
+        IReadOnlyDictionary<string, string?> overrides, Func<string, string> origin, List<string> skipped)
+    {
+        var problems = new List<string>();
+        var context = new ConfigurationBuilder().AddInMemoryCollection(variables).Build();
+        foreach (var (key, value) in variables.Where(kv => kv.Value is not null && overrides.Keys.Any(k => k.Equals(kv.Key, StringComparison.OrdinalIgnoreCase))).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            if (IsUnder(key, skipped)) continue;
+            var where = $"from environment variable {names[key]}, overridden {origin(key)}";
+            if ((EnumProblem(key, value!, where) ?? TypeProblem(context, key, value!, where)) is { } problem)
+                problems.Add($"{problem} Correct or unset {names[key]} too: it applies to every run in this shell without the option.");
         }
         return problems;
     }
