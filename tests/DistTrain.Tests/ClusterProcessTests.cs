@@ -551,6 +551,53 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// A standby parameter server whose settings differ from the active one's (here its hidden layer, set by a DISTTRAIN_*
+    /// variable on the standby alone) is refused as soon as both are up, whichever started first: it exits with code 2 and
+    /// one line naming the setting (the standby's value vs the active's) and the fix, the active node logs one WARNING
+    /// naming it, and the job finishes. Before, it joined without a word and, at a takeover, refused every worker of the
+    /// job (model settings differ) and waited Cluster:PauseTimeoutSeconds for workers that never came.
+    /// </summary>
+    [Theory]
+    [InlineData(false)] // the active node first, as deploy/local/failover-demo.sh starts them
+    [InlineData(true)]  // the standby first: it joins once the active node (its seed) is up, and is compared then
+    public async Task A_standby_parameter_server_with_other_settings_is_refused_when_it_joins_and_the_job_finishes(bool standbyFirst)
+    {
+        var configPath = Config(MlpConfig(hidden: 16, epochs: 1));
+        var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 1);
+        standbyEnvironment["DISTTRAIN_Model__Layers__0__Units"] = "24";
+        DistTrainProcess active, standby;
+        if (standbyFirst)
+        {
+            standby = Start("parameter-server", configPath, standbyEnvironment);
+            await standby.WaitForOutputAsync("cluster node, role parameter-server", Guard);
+            active = Start("parameter-server", configPath, psEnvironment);
+        }
+        else
+        {
+            active = Start("parameter-server", configPath, psEnvironment);
+            await active.WaitForOutputAsync("This node is the active parameter server", Guard);
+            standby = Start("parameter-server", configPath, standbyEnvironment);
+        }
+
+        await standby.AssertExitAsync(2, Guard);
+        var refusal = Regex.Match(standby.Output, @"^refused: The active parameter server akka\.(ssl\.)?tcp://disttrain@127\.0\.0\.1:(\d+) refused this node as its standby: " +
+            @"its settings differ from the active parameter server's \(Model\.Layers\[0\]\.Units: 24 vs 16; the standby's value vs the active's\).*" +
+            "Start the standby with the same config and DISTTRAIN_\\* variables as the active parameter-server node", RegexOptions.Multiline);
+        Assert.True(refusal.Success, standby.Output);
+        Assert.Equal(psEnvironment["DISTTRAIN_Cluster__Port"], refusal.Groups[2].Value);
+        Assert.DoesNotContain("Taking over the job", standby.Output);
+        await active.WaitForOutputAsync("Refused standby parameter-server node", Guard);
+        Assert.Matches(@"WARNING.*Refused standby parameter-server node akka\.(ssl\.)?tcp://disttrain@127\.0\.0\.1:" + standbyEnvironment["DISTTRAIN_Cluster__Port"] +
+            @": its settings differ .*Units: 24 vs 16", active.Output);
+        Assert.Single(Regex.Matches(active.Output, "Refused standby parameter-server node"));
+
+        var worker = Start("worker", configPath, workerEnvironment);
+        await worker.AssertExitAsync(0, Guard);
+        await active.AssertExitAsync(0, Guard);
+        Assert.Contains("Test accuracy after 1 epoch", active.Output);
+    }
+
+    /// <summary>
     /// Starts a parameter-server node and waits until it is the active one; runs <paramref name="whileAlone"/>, if given;
     /// then starts a second one and waits until it is its standby.
     /// </summary>

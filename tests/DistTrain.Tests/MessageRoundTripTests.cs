@@ -35,6 +35,9 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
                 ServerSettings: "{\"Optimizer\":{\"LearningRate\":0.05}}"),
             nameof(WorkerAccepted) => new WorkerAccepted(3, "ps.example", 4054, 235_146, "0123456789ab", DataToken: [1, 2, 3, 250], Proof: [9, 8, 7]),
             nameof(RegistrationRefused) => new RegistrationRefused("model settings differ"),
+            nameof(RegisterStandby) => new RegisterStandby(ClusterProtocolInfo.Version + 6, "{\"Model\":1}", "akka.tcp://disttrain@10.0.0.8:4053",
+                "fashion-mnist", [7, 0, 255, 42], "{\"Optimizer\":{\"LearningRate\":0.05}}"),
+            nameof(StandbyAccepted) => new StandbyAccepted("akka.tcp://disttrain@10.0.0.8:4053"),
             nameof(WorkerReady) => new WorkerReady(2, probe),
             nameof(JobFinished) => new JobFinished(true, "Test accuracy 88.40%", Cancelled: true), // every field set, as the round trip needs
             nameof(WorkerFailed) => new WorkerFailed(2, "Gradient element 1,543 of tensor '2.weight' is 85009.82, beyond Float16's range"),

@@ -97,6 +97,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly Dictionary<IActorRef, int> _indexOf = [];         // agent -> its latest worker index
     private readonly HashSet<int> _lostLinks = [];
     private readonly HashSet<IActorRef> _refused = []; // agents already told why they were refused
+    private readonly HashSet<string> _refusedStandbys = []; // standby nodes already warned of
     private readonly Dictionary<int, DataPlaneConnection> _waitingForReady = []; // valid connections whose WorkerReady is not in yet                     // indices whose data plane closed
     private int _linksCreated;
     private readonly Dictionary<int, IActorRef> _links = [];
@@ -147,6 +148,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _wire = WireLayout.For(_model.Layout, options.Training.Mode, options.Optimizer);
 
         Receive<RegisterWorker>(OnRegister);
+        Receive<RegisterStandby>(OnRegisterStandby);
         Receive<WorkerReady>(OnReady);
         Receive<WorkerFailed>(failed =>
         {
@@ -296,26 +298,85 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             register.NodeName, string.Join("; ", differences));
     }
 
+    /// <summary>What <see cref="ModelFingerprint.Of"/> compares, for a refusal's reader: one sentence, ending in a space.</summary>
+    private const string SettingsCompared =
+        "The settings compared: the model, the data settings, Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply, " +
+        "and Training:Mode and AccumulationSteps (under LocalSgd also LocalSteps, Epochs and the Optimizer section, which the workers apply), " +
+        "and the samples each node read (Samples: the count and digest of each split; every node must read the same files with the same contents, " +
+        "or all set Cluster:CheckSamples to false where the same files decode differently on different machines). ";
+
+    /// <summary>
+    /// Why a node asking to join this job (a worker, or a standby parameter server) belongs to another one: another protocol
+    /// version, job name or job secret; null when it belongs to this job. The settings are compared by the caller.
+    /// </summary>
+    private string? RefusalOf(int protocolVersion, string jobName, byte[]? proof, string nodeName, string fingerprint)
+    {
+        var identity = _security.Identity;
+        if (protocolVersion != ClusterProtocolInfo.Version)
+            return $"protocol version {protocolVersion} differs from the parameter server's {ClusterProtocolInfo.Version}: run the same DistTrain version on every node.";
+        if (jobName != identity.Name)
+            return $"it belongs to another job: job name '{jobName}', this job is '{identity.Name}' (Cluster:JobName). Start it with this job's name and secret, or join it to its own job.";
+        if (proof is null || !JobIdentity.Matches(proof, identity.RegistrationProof(nodeName, protocolVersion, fingerprint)))
+            return $"its job secret differs from the secret of job '{identity.Name}' (Cluster:SecretFile or DISTTRAIN_Cluster__Secret): it belongs to another job, or was given the wrong secret.";
+        return null;
+    }
+
+    /// <summary>
+    /// A parameter-server node that stands by for this job asks whether it may (<see cref="ParameterServerNode"/>): it is
+    /// refused, with one WARNING here, when it belongs to another job or its settings differ from this node's, both the
+    /// settings every node shares (<see cref="ModelFingerprint.Of"/>) and those the parameter server decides for the whole
+    /// job (<see cref="ModelFingerprint.ServerSettingsOf"/>), since at a takeover it would run the job with its own and
+    /// refuse every worker of it. Answered whatever the job's state, as a worker's checks are.
+    /// </summary>
+    private void OnRegisterStandby(RegisterStandby register)
+    {
+        var refusal = RefusalOf(register.ProtocolVersion, register.JobName, register.Proof, register.NodeName, register.ModelFingerprint);
+        if (refusal is null)
+        {
+            var differences = new List<string>();
+            try
+            {
+                if (register.ModelFingerprint != _fingerprint)
+                    differences.Add(ModelFingerprint.DescribeDifferences(register.ModelFingerprint, _fingerprint));
+                if (register.ServerSettings != _serverSettings)
+                    differences.Add(ModelFingerprint.DescribeDifferences(register.ServerSettings, _serverSettings));
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                differences.Add("the standby's settings are not JSON");
+            }
+            if (differences.Count > 0)
+                refusal = $"its settings differ from the active parameter server's ({string.Join("; ", differences)}; the standby's value vs the active's), " +
+                    "and a standby that took the job over would run it with its own and refuse the workers whose settings differ from them. Start the standby with the same config and DISTTRAIN_* " +
+                    "variables as the active parameter-server node (only its own addresses, ports and folders may differ); both nodes' whole settings are " +
+                    "logged at debug level on the active one.";
+        }
+        if (refusal is null)
+        {
+            _log.Debug("Standby parameter-server node {0} has this job's settings", register.NodeName);
+            Sender.Tell(new StandbyAccepted(register.NodeName));
+            return;
+        }
+        if (_refusedStandbys.Add(register.NodeName))
+        {
+            _log.Warning("Refused standby parameter-server node {0}: {1} The job goes on here; that node does not stand by for it.", register.NodeName, refusal);
+            _log.Debug("Settings compared for standby node {0}: standby {1} {2}; this node {3} {4}", register.NodeName, register.ModelFingerprint,
+                register.ServerSettings, _fingerprint, _serverSettings);
+        }
+        else _log.Debug("Refused standby parameter-server node {0} again: {1}", register.NodeName, refusal);
+        Sender.Tell(new RegistrationRefused(refusal));
+    }
+
     private void OnRegister(RegisterWorker register)
     {
         // The checks come first, also after the end: a node of another job, version or model is told why it does not
         // belong, not that this job is over (as if its own had run).
-        string? refusal = null;
         var identity = _security.Identity;
-        if (register.ProtocolVersion != ClusterProtocolInfo.Version)
-            refusal = $"protocol version {register.ProtocolVersion} differs from the parameter server's {ClusterProtocolInfo.Version}: run the same DistTrain version on every node.";
-        else if (register.JobName != identity.Name)
-            refusal = $"it belongs to another job: job name '{register.JobName}', this job is '{identity.Name}' (Cluster:JobName). Start it with this job's name and secret, or join it to its own job.";
-        else if (register.Proof is null || !JobIdentity.Matches(register.Proof,
-                     identity.RegistrationProof(register.NodeName, register.ProtocolVersion, register.ModelFingerprint)))
-            refusal = $"its job secret differs from the secret of job '{identity.Name}' (Cluster:SecretFile or DISTTRAIN_Cluster__Secret): it belongs to another job, or was given the wrong secret.";
-        else if (register.ModelFingerprint != _fingerprint)
-            refusal = $"model settings differ from the parameter server's ({DescribeDifferences(register.ModelFingerprint)}; worker's value vs the parameter server's). " +
-                "The settings compared: the model, the data settings, Cluster:Compression, TopKRatio, TopKScope and ErrorFeedback with the momentum the workers apply, " +
-                "and Training:Mode and AccumulationSteps (under LocalSgd also LocalSteps, Epochs and the Optimizer section, which the workers apply), " +
-                "and the samples each node read (Samples: the count and digest of each split; every node must read the same files with the same contents, " +
-                "or all set Cluster:CheckSamples to false where the same files decode differently on different machines). " +
-                "Use the same config and DISTTRAIN_* variables on every node (both nodes' whole settings are logged at debug level here).";
+        var refusal = RefusalOf(register.ProtocolVersion, register.JobName, register.Proof, register.NodeName, register.ModelFingerprint) ??
+            (register.ModelFingerprint != _fingerprint
+                ? $"model settings differ from the parameter server's ({DescribeDifferences(register.ModelFingerprint)}; worker's value vs the parameter server's). " +
+                  SettingsCompared + "Use the same config and DISTTRAIN_* variables on every node (both nodes' whole settings are logged at debug level here)."
+                : null);
         if (refusal is not null)
         {
             // A refused agent's retries, and the registrations the singleton proxy buffered for it, repeat the refusal:

@@ -16,10 +16,28 @@ namespace DistTrain.Cluster.Actors;
 /// <remarks>
 /// This actor tracks whether its node has been a standby (it saw an older parameter-server node up), which is what
 /// makes the job host it may later start a takeover, and completes the node's run when the active parameter server
-/// on another node reports the end of the job (<see cref="JobFinished"/>).
+/// on another node reports the end of the job (<see cref="JobFinished"/>). As a standby it asks the active node's job
+/// host whether its job and settings are the job's (<see cref="RegisterStandby"/>, every 2 s until answered, and again
+/// whenever another node becomes the active one); refused, it fails the node's run with <see cref="NodeRefusedException"/>
+/// (exit code 2) instead of standing by to take over a job it would run with other settings.
 /// </remarks>
-public sealed class ParameterServerNode : ReceiveActor
+public sealed class ParameterServerNode : ReceiveActor, IWithTimers
 {
+    /// <summary>What a standby sends the active node's job host: this node's job, version and settings.</summary>
+    /// <param name="Security">The job's identity, which proves the secret.</param>
+    /// <param name="Fingerprint">This node's <see cref="Hosting.ModelFingerprint.Of"/> (with its samples), as its job host's.</param>
+    /// <param name="ServerSettings">This node's <see cref="Hosting.ModelFingerprint.ServerSettingsOf"/>.</param>
+    public sealed record StandbyRegistration(Security.ClusterSecurity Security, string Fingerprint, string ServerSettings);
+
+    /// <summary>Sends <see cref="RegisterStandby"/> to the active node again.</summary>
+    private sealed record RegisterAgain
+    {
+        public static readonly RegisterAgain Instance = new();
+    }
+
+    /// <summary>How often a standby asks the active node's job host again until it answers (it may not run yet).</summary>
+    private static readonly TimeSpan RegisterEvery = TimeSpan.FromSeconds(2);
+
     /// <summary>Name under <c>/user</c>.</summary>
     public const string Name = "parameter-server-node";
 
@@ -38,12 +56,15 @@ public sealed class ParameterServerNode : ReceiveActor
     private readonly TaskCompletionSource<JobFinished> _finishedElsewhere;
     private Address? _active;
     private readonly Dictionary<UniqueAddress, Member> _upParameterServers = [];
+    private readonly StandbyRegistration? _registration;
+    private bool _refused; // the active node refused this one as its standby
 
     /// <summary>Creates the node actor; see <see cref="Props"/>.</summary>
-    public ParameterServerNode(FailoverState state, TaskCompletionSource<JobFinished> finishedElsewhere)
+    public ParameterServerNode(FailoverState state, TaskCompletionSource<JobFinished> finishedElsewhere, StandbyRegistration? registration = null)
     {
         _state = state;
         _finishedElsewhere = finishedElsewhere;
+        _registration = registration;
         Receive<ClusterEvent.CurrentClusterState>(s =>
         {
             foreach (var member in s.Members) Update(member);
@@ -62,13 +83,34 @@ public sealed class ParameterServerNode : ReceiveActor
             _log.Info("The active parameter server reports the end of the job: {0}", finished.Summary);
             _finishedElsewhere.TrySetResult(finished);
         });
+        Receive<RegisterAgain>(_ => RegisterWithActive());
+        Receive<StandbyAccepted>(_ =>
+        {
+            if (Sender.Path.Address != _active) return; // the answer of a node that is no longer the active one
+            Timers.Cancel(nameof(RegisterAgain));
+            _log.Debug("The active parameter server {0} accepted this node as its standby", _active);
+        });
+        Receive<RegistrationRefused>(refused =>
+        {
+            if (_refused) return;
+            _refused = true;
+            Timers.Cancel(nameof(RegisterAgain));
+            // The node's run ends with the refusal (the CLI: one "refused:" line, exit code 2), and the node leaves the cluster.
+            _finishedElsewhere.TrySetException(new NodeRefusedException(
+                $"The active parameter server {Sender.Path.Address} refused this node as its standby: {refused.Reason}"));
+        });
     }
+
+    /// <inheritdoc />
+    public ITimerScheduler Timers { get; set; } = null!;
 
     /// <summary>Props of the node actor.</summary>
     /// <param name="state">Shared with the job host this node's singleton manager may start.</param>
-    /// <param name="finishedElsewhere">Completed when the job ends on another parameter-server node.</param>
-    public static Props Props(FailoverState state, TaskCompletionSource<JobFinished> finishedElsewhere) =>
-        Akka.Actor.Props.Create(() => new ParameterServerNode(state, finishedElsewhere));
+    /// <param name="finishedElsewhere">Completed when the job ends on another parameter-server node; failed with
+    /// <see cref="NodeRefusedException"/> when the active parameter server refuses this node as its standby.</param>
+    /// <param name="registration">What this node sends the active one as a standby; null sends nothing (the node stands by unchecked).</param>
+    public static Props Props(FailoverState state, TaskCompletionSource<JobFinished> finishedElsewhere, StandbyRegistration? registration = null) =>
+        Akka.Actor.Props.Create(() => new ParameterServerNode(state, finishedElsewhere, registration));
 
     /// <summary>
     /// Props of the singleton manager that runs <paramref name="jobHost"/> on the oldest parameter-server node. Create
@@ -118,11 +160,33 @@ public sealed class ParameterServerNode : ReceiveActor
         _active = oldest.Address;
         if (oldest.Address == _cluster.SelfAddress)
         {
+            Timers.Cancel(nameof(RegisterAgain));
             if (!_state.WasStandby) _log.Info("This node is the active parameter server");
             return;
         }
         _state.WasStandby = true;
         _log.Info("Standby parameter server: the active one is {0}; this node takes over from the newest checkpoint if that node fails", oldest.Address);
+        // Whichever node came second is the standby, so its settings are compared once both are up, whichever started first.
+        if (_registration is not null && !_refused)
+        {
+            RegisterWithActive();
+            Timers.StartPeriodicTimer(nameof(RegisterAgain), RegisterAgain.Instance, RegisterEvery);
+        }
+    }
+
+    /// <summary>Asks the active node's job host (<see cref="RegisterStandby"/>) whether this node may stand by for its job.</summary>
+    private void RegisterWithActive()
+    {
+        if (_registration is null || _active is null || _active == _cluster.SelfAddress || _leaving || _refused)
+        {
+            Timers.Cancel(nameof(RegisterAgain));
+            return;
+        }
+        var name = _cluster.SelfAddress.ToString();
+        var identity = _registration.Security.Identity;
+        Context.ActorSelection(new RootActorPath(_active) / "user" / SingletonManagerName / SingletonName).Tell(new RegisterStandby(
+            ClusterProtocolInfo.Version, _registration.Fingerprint, name, identity.Name,
+            identity.RegistrationProof(name, ClusterProtocolInfo.Version, _registration.Fingerprint), _registration.ServerSettings));
     }
 }
 

@@ -102,6 +102,7 @@ public static class ClusterNode
     /// <returns>The final weights and per-epoch summaries.</returns>
     /// <exception cref="InvalidOperationException">The job failed; the message says why.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node was a standby to the end: the job ended on another parameter-server node.</exception>
+    /// <exception cref="NodeRefusedException">The active parameter server refused this node as its standby (another job, version or settings).</exception>
     public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener,
         TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken, Func<TrainingResult, Task>? saveOutputs = null)
     {
@@ -117,7 +118,8 @@ public static class ClusterNode
         using var host = BuildHost(options, security, NodeRoles.ParameterServer, Environment.ProcessorCount, (system, _) =>
         {
             actorSystem = system;
-            system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere), ParameterServerNode.Name);
+            system.ActorOf(ParameterServerNode.Props(failover, finishedElsewhere,
+                new ParameterServerNode.StandbyRegistration(security, ModelFingerprint.Of(options, samples), ModelFingerprint.ServerSettingsOf(options))), ParameterServerNode.Name);
             var jobHost = JobHost.Props(options, security, listener, data.Train.Count, data.Test.Count, data.Validation?.Count ?? 0, dataHost, observer, completion, failover,
                 saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? trainDigest : "", samples: samples);
             var manager = system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
@@ -129,7 +131,8 @@ public static class ClusterNode
         try
         {
             var ended = await Task.WhenAny(completion.Task, finishedElsewhere.Task).WaitAsync(cancellationToken).ConfigureAwait(false);
-            if (ended == finishedElsewhere.Task) throw new JobFinishedOnAnotherNodeException(finishedElsewhere.Task.Result);
+            // Failed instead when the active node refused this one as its standby (NodeRefusedException, thrown as it is).
+            if (ended == finishedElsewhere.Task) throw new JobFinishedOnAnotherNodeException(await finishedElsewhere.Task.ConfigureAwait(false));
             return await completion.Task.ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

@@ -9,6 +9,10 @@ namespace DistTrain.Cluster.Protocol;
 //   WorkerAgent -> JobHost                                          WorkerReady (its worker actor, data plane connected)
 //   WorkerAgent -> JobHost                                          WorkerFailed (a failure that ends the job)
 //   JobHost -> WorkerAgent                                          JobFinished (the node may exit)
+//
+// Standing by for a job (a second parameter-server node):
+//   ParameterServerNode (standby) -> JobHost (active)               RegisterStandby
+//   JobHost -> ParameterServerNode                                  StandbyAccepted | RegistrationRefused
 
 /// <summary>A worker node asks to join the job. WorkerAgent → JobHost.</summary>
 /// <param name="ProtocolVersion">The sender's <see cref="ClusterProtocolInfo.Version"/>; must equal the host's.</param>
@@ -55,10 +59,37 @@ public sealed record WorkerAccepted(
     [property: Key(5)] byte[]? DataToken = null,
     [property: Key(6)] byte[]? Proof = null) : IDistTrainMessage;
 
-/// <summary>The worker may not join; the reason names what differs and what to do. JobHost → WorkerAgent.</summary>
+/// <summary>The worker (or standby parameter server) may not join; the reason names what differs and what to do.
+/// JobHost → WorkerAgent, or JobHost → ParameterServerNode for a <see cref="RegisterStandby"/>.</summary>
 /// <param name="Reason">Human-readable reason.</param>
 [MessagePackObject]
 public sealed record RegistrationRefused([property: Key(0)] string Reason) : IDistTrainMessage;
+
+/// <summary>
+/// A parameter-server node that found an older one up (the active parameter server, where the job host runs) asks
+/// whether it may stand by for the job: the job host compares its job, version and settings as a worker's, and the
+/// settings the parameter server decides for the whole job too, since a standby that takes over runs the job with its
+/// own. Sent again every 2 s until answered. ParameterServerNode (standby) → JobHost.
+/// </summary>
+/// <param name="ProtocolVersion">The sender's <see cref="ClusterProtocolInfo.Version"/>; must equal the host's.</param>
+/// <param name="ModelFingerprint">The sender's <see cref="Hosting.ModelFingerprint.Of"/>; must equal the host's.</param>
+/// <param name="NodeName">The standby's address, for logs.</param>
+/// <param name="JobName">The standby's Cluster:JobName; must equal the host's.</param>
+/// <param name="Proof">HMAC-SHA256 under the job secret, as <see cref="RegisterWorker.Proof"/>.</param>
+/// <param name="ServerSettings">The standby's <see cref="Hosting.ModelFingerprint.ServerSettingsOf"/>; must equal the host's.</param>
+[MessagePackObject]
+public sealed record RegisterStandby(
+    [property: Key(0)] int ProtocolVersion,
+    [property: Key(1)] string ModelFingerprint,
+    [property: Key(2)] string NodeName,
+    [property: Key(3)] string JobName,
+    [property: Key(4)] byte[]? Proof,
+    [property: Key(5)] string ServerSettings) : IDistTrainMessage;
+
+/// <summary>The standby may stand by: its job and settings are the active parameter server's. JobHost → ParameterServerNode.</summary>
+/// <param name="NodeName">The standby's address, as it sent it.</param>
+[MessagePackObject]
+public sealed record StandbyAccepted([property: Key(0)] string NodeName) : IDistTrainMessage;
 
 /// <summary>The worker actor runs and its data plane is connected. WorkerAgent → JobHost.</summary>
 /// <param name="WorkerIndex">Index from <see cref="WorkerAccepted"/>.</param>
