@@ -146,6 +146,7 @@ public static class PretrainedWeights
     /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors of F32 tensors; the message names the tensor and bytes.</exception>
     /// <exception cref="InvalidDataException">A tensor loaded holds a NaN or an infinity (a diverged run's weights, or a damaged
     /// file): the message names the tensor, the count and the first such value.</exception>
+    /// <exception cref="UnreadableFileException">This process may not read the file; the message says to check its permissions.</exception>
     public static IReadOnlyList<string> Load(string path, Sequential model, ParameterVector weights, bool replaceHead, Action<string>? log = null)
     {
         // A run folder stands for its model, as the config loader and 'finetune --from' take it.
