@@ -155,13 +155,14 @@ internal static class CliConsole
     }
 
     /// <summary>
-    /// A problem with what the user gave (config, data file, checkpoint, output folder): reported with exit code 2, never
-    /// as a crash.
+    /// A problem with what the user gave (config, data file, checkpoint or model file, including one it may not read, output
+    /// folder): reported with exit code 2, never as a crash.
     /// </summary>
     public static bool IsInputError(Exception e) =>
         e is DistTrain.Core.Configuration.ConfigurationException or DistTrain.Core.Data.DataFormatException or RunDirectoryException
             or InvalidDataException or DistTrain.Core.Checkpoints.SafeTensorsFormatException or ArgumentException
-            or DistTrain.Cluster.Hosting.CheckpointResumeException or MetricsPortException or DistTrain.Core.Checkpoints.CheckpointDirectoryException;
+            or DistTrain.Cluster.Hosting.CheckpointResumeException or MetricsPortException or DistTrain.Core.Checkpoints.CheckpointDirectoryException
+            or DistTrain.Core.Checkpoints.UnreadableFileException;
 
     /// <summary>Prints "error: message" in red on standard error.</summary>
     public static void Fail(string label, string message) => Error.MarkupLineInterpolated($"[red]{label}:[/] {message}");

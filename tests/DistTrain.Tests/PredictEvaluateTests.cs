@@ -84,6 +84,53 @@ public class PredictEvaluateTests : IDisposable
         Assert.Equal(250, ModelInputs.ReadLabeled(TestData.SubsetDirectory, fromIdx, resize: false).Data.Count);
     }
 
+    /// <summary>
+    /// A model trained on IDX data numbers its classes without names. Evaluating it on a folder of named class sub-folders
+    /// said the sub-folders "are not classes of the training folder", a folder the model never had: the message now says
+    /// that the model's classes are numbers and the folder's names, and the fixes that apply. Sub-folders named by class
+    /// number are read, by the data's label: with Data:Classes [5, 6, 7], sub-folder '5' is output 0 (sub-folder '0' was
+    /// read as output 0 before, which stands for label 5).
+    /// </summary>
+    [Fact]
+    public void Evaluate_refuses_named_sub_folders_for_a_model_of_numbered_idx_classes_saying_so()
+    {
+        var options = new ModelBuilder(784).Dense(10).Build();
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
+        var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]);
+        var fromIdx = new TrainedModel(options, weights, normalizer, new DataMetadata(DataFormat.Idx, 255f, null, LabelsAreNames: false, null, null, false, []).ToMetadata());
+        var folder = ImageFolderTests.WriteFolder(Path.Combine(_directory, "images"), TestData.RawTest, 60);
+        var present = Directory.GetDirectories(folder).Select(d => Path.GetFileName(d)).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(10, present.Count);
+        Assert.Equal($"{folder}: the model's classes are numbers without names (0, 1, 2, 3, 4, 5, 6, 7, 8, 9), from its Idx training data, but sub-folders " +
+            $"{string.Join(", ", present.Take(8).Select(n => $"'{n}'"))} and 2 more are names, not class numbers, so their images cannot be matched to the model's " +
+            "classes. Name each class sub-folder by its class number (0, 1, 2, 3, 4, 5, 6, 7, 8, 9), or evaluate it on a folder with the IDX test files " +
+            "(t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]).",
+            Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(folder, fromIdx, resize: false)).Message);
+
+        // Named by class number: read, each image labelled with its sub-folder's number.
+        for (var c = 0; c < 10; c++) Directory.Move(Path.Combine(folder, ImageFolderTests.FashionNames[c]), Path.Combine(folder, $"{c}"));
+        var (data, _) = ModelInputs.ReadLabeled(folder, fromIdx, resize: false);
+        Assert.Equal(60, data.Count);
+        for (var i = 0; i < data.Count; i++)
+            Assert.Equal(int.Parse(Path.GetFileName(Path.GetDirectoryName(data.SampleNames![i]))!), data.Labels[i]);
+
+        // Data:Classes [5, 6, 7]: sub-folders 5, 6 and 7 are outputs 0, 1 and 2; sub-folder 0 is none of them.
+        var some = new ModelBuilder(784).Dense(3).Build();
+        var fromSome = new TrainedModel(some, ModelFactory.InitialWeights(ModelFactory.Build(some), some.Initializer, seed: 1), normalizer,
+            new DataMetadata(DataFormat.Idx, 255f, null, LabelsAreNames: false, null, null, false, [5, 6, 7]).ToMetadata());
+        var kept = Directory.CreateDirectory(Path.Combine(_directory, "kept")).FullName;
+        foreach (var c in new[] { 5, 6, 7 }) Directory.Move(Path.Combine(folder, $"{c}"), Path.Combine(kept, $"{c}"));
+        var (someData, _) = ModelInputs.ReadLabeled(kept, fromSome, resize: false);
+        Assert.Equal(Directory.GetFiles(kept, "*.png", SearchOption.AllDirectories).Length, someData.Count);
+        for (var i = 0; i < someData.Count; i++)
+            Assert.Equal(int.Parse(Path.GetFileName(Path.GetDirectoryName(someData.SampleNames![i]))!) - 5, someData.Labels[i]);
+        Directory.Move(Path.Combine(folder, "0"), Path.Combine(kept, "0"));
+        Assert.Equal($"{kept}: the model's classes are numbers without names (5, 6, 7: the Data:Classes it kept), from its Idx training data, but sub-folder " +
+            "'0' is not among those numbers, so its images cannot be matched to the model's classes. Name each class sub-folder by its class number (5, 6, 7), " +
+            "or evaluate it on a folder with the IDX test files (t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]).",
+            Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(kept, fromSome, resize: false)).Message);
+    }
+
     [Fact]
     public void A_model_of_some_classes_only_names_each_output_by_the_original_label_it_stands_for()
     {

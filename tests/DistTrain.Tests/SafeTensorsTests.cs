@@ -9,6 +9,37 @@ public class SafeTensorsTests : IDisposable
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
+    /// <summary>
+    /// A model file this process may not read (mode 000, or another user's of mode 600) gave predict, inspect, evaluate and
+    /// export .NET's bare "Access to the path ... is denied."; it now names the file, the cause, its mode and the user, and
+    /// says to check its permissions, as an unreadable config file does. (Tests run as root, which reads any file, so the
+    /// denial is thrown by the read given to <see cref="SafeTensors.Readable{T}"/>, the wrapper every reader goes through.)
+    /// </summary>
+    [Fact]
+    public void An_unreadable_file_is_named_with_the_cause_its_mode_and_to_check_its_permissions()
+    {
+        if (OperatingSystem.IsWindows()) return; // file modes are Unix's
+        var path = Path.Combine(_directory, "model.safetensors");
+        System.IO.File.WriteAllBytes(path, [0]);
+        System.IO.File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var denied = new UnauthorizedAccessException($"Access to the path '{path}' is denied.");
+        var error = Assert.Throws<UnreadableFileException>(() => SafeTensors.Readable<byte[]>(path, () => throw denied));
+        Assert.Equal($"'{path}' cannot be read (Access to the path '{path}' is denied). Check its permissions: it has mode 600 and disttrain runs as " +
+            $"user '{Environment.UserName}', which must be able to read the file and open each folder above it.", error.Message);
+        Assert.Same(denied, error.InnerException);
+        Assert.Equal(path, error.Path);
+        // An input error: train, finetune and node (a Model:Pretrained they may not read) report it with exit code 2; they crashed.
+        Assert.True(DistTrain.Cli.CliConsole.IsInputError(error));
+        Assert.False(DistTrain.Cli.CliConsole.IsInputError(denied));
+        // Other failures pass through unchanged, and a read that works returns its value.
+        var io = new IOException("disk error");
+        Assert.Same(io, Assert.Throws<IOException>(() => SafeTensors.Readable<byte[]>(path, () => throw io)));
+        Assert.Equal(7, SafeTensors.Readable(path, () => 7));
+        // A folder on the path that cannot be looked at: no mode.
+        Assert.Equal($"'{path}/x' cannot be read (denied). Check its permissions: disttrain runs as user '{Environment.UserName}', which must be able to " +
+            "read the file and open each folder above it.", SafeTensors.Unreadable(path + "/x", new UnauthorizedAccessException("denied")).Message);
+    }
+
     private static ParameterVector Sample()
     {
         var layout = new ParameterLayout([("0.weight", [3, 2]), ("0.bias", [3])]);

@@ -76,6 +76,60 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
         }
     }
 
+    /// <summary>
+    /// With numbered classes on both sides (IDX labels), a kept head must have been trained on the data's classes: a
+    /// checkpoint of Data:Classes [0..4] (its data_classes) fine-tuned on Data:Classes [5..9], on them in another order, or on
+    /// all 10 classes is refused naming both lists and --replace-head; the same classes, a replaced head, or a checkpoint
+    /// without data_classes (trained on all its classes) pass.
+    /// </summary>
+    [Fact]
+    public void A_kept_pretrained_head_of_other_numbered_classes_is_refused_naming_both_lists_and_replace_head()
+    {
+        var directory = Directory.CreateTempSubdirectory("disttrain-head-").FullName;
+        try
+        {
+            var model = TestData.Mlp(16, 5);
+            var path = Path.Combine(directory, "model.safetensors");
+            TrainingData Kept(params int[] classes) => TrainingData.Load(new DataOptions { Directory = TestData.SubsetDirectory, Classes = [.. classes] });
+            var firstFive = Kept(0, 1, 2, 3, 4);
+            void Write(IReadOnlyList<int> classes) => SafeTensors.Write(path, ModelFactory.InitialWeights(ModelFactory.Build(model), model.Initializer, 1),
+                ModelMetadata.Create(model, firstFive.Normalizer, new DataMetadata(DataFormat.Idx, 255f, null, LabelsAreNames: false, FeatureNames: null,
+                    Csv: null, ResizeImages: false, Classes: classes), version: 10, epochs: 1, testAccuracy: 0.8, seed: 1));
+            Write([0, 1, 2, 3, 4]);
+            model.Pretrained = path;
+
+            var lastFive = Kept(5, 6, 7, 8, 9);
+            Assert.Equal(new[] { 5, 6, 7, 8, 9 }, lastFive.Classes);
+            Assert.Equal($"Model:Pretrained {path}: its head was trained on other classes than the data's: the checkpoint's outputs are classes 0, 1, 2, 3, 4 " +
+                "of its Idx training data (its data_classes, from Data:Classes), the data's are classes 5, 6, 7, 8, 9 (Data:Classes), so output 0 is class 0 " +
+                "in the checkpoint and class 5 in the data; output 1 is class 1 in the checkpoint and class 6 in the data; output 2 is class 2 in the " +
+                "checkpoint and class 7 in the data; and 2 more. Kept as it is, the head's outputs would be trained as other classes. Give --replace-head 5 " +
+                "(Model:ReplaceHead true, with Model:Layers:2:Units 5) to train a new head for the data's classes, or fine-tune on data with the " +
+                "checkpoint's classes (Data:Classes [0, 1, 2, 3, 4]).",
+                Assert.Single(Assert.Throws<ConfigurationException>(() => ModelFactory.CheckFitsData(model, lastFive)).Problems));
+            Assert.Contains("so output 0 is class 0 in the checkpoint and class 4 in the data; output 1 is class 1 in the checkpoint and class 3 in the data; " +
+                "output 3 is class 3 in the checkpoint and class 1 in the data; and 1 more.",
+                Assert.Throws<ConfigurationException>(() => ModelFactory.CheckFitsData(model, Kept(4, 3, 2, 1, 0))).Message);
+            // All 10 classes (no Data:Classes) for a 10-unit head: the checkpoint's 5 outputs are not the data's.
+            var all = TestData.Normalized();
+            var wide = TestData.Mlp(16, 10);
+            wide.Pretrained = path;
+            Assert.Contains("the data's are classes 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 (all of its classes), so output 5 is not there in the checkpoint and class 5 " +
+                "in the data;", Assert.Throws<ConfigurationException>(() => ModelFactory.CheckFitsData(wide, all)).Message);
+
+            ModelFactory.CheckFitsData(model, firstFive); // the same classes
+            model.ReplaceHead = true;
+            ModelFactory.CheckFitsData(model, lastFive); // a new head
+            model.ReplaceHead = false;
+            Write([]); // no data_classes (a run without Data:Classes, or a file of another tool): not compared, as before
+            ModelFactory.CheckFitsData(model, lastFive);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Fact]
     public void Frozen_tensors_are_left_out_of_the_gradients_and_optimizer_state_of_the_memory_estimate()
     {

@@ -53,9 +53,11 @@ public static class SafeTensors
     /// but validates it whole (see <see cref="SafeTensorsHeader"/>).</summary>
     /// <exception cref="SafeTensorsFormatException">The header is malformed; the message names the file, the tensor and the bytes.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
+    /// <exception cref="UnreadableFileException">This process may not read the file; the message names it and says to
+    /// check its permissions (<see cref="Unreadable"/>).</exception>
     public static IReadOnlyDictionary<string, string> ReadMetadata(string path)
     {
-        using var stream = File.OpenRead(path);
+        using var stream = Readable(path, () => File.OpenRead(path));
         Span<byte> start = stackalloc byte[9];
         var read = stream.ReadAtLeast(start, 9, throwOnEndOfStream: false);
         var headerLength = SafeTensorsHeader.ReadHeaderLength(path, start[..read], stream.Length);
@@ -70,7 +72,52 @@ public static class SafeTensors
     /// JSON, overlapping, aliased or uncovered bytes, offsets past the end), or a tensor is not F32 (an int64
     /// <c>*.num_batches_tracked</c> counter is skipped) or too large for one array; the message names the file, the tensor and the bytes.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
-    public static IReadOnlyDictionary<string, NamedTensor> Read(string path) => Read(path, File.ReadAllBytes(path));
+    /// <exception cref="UnreadableFileException">This process may not read the file; the message names it and says to
+    /// check its permissions (<see cref="Unreadable"/>).</exception>
+    public static IReadOnlyDictionary<string, NamedTensor> Read(string path) => Read(path, Readable(path, () => File.ReadAllBytes(path)));
+
+    /// <summary>
+    /// Runs <paramref name="read"/>, which reads <paramref name="path"/>; a denied access (a model file of mode 000, or another
+    /// user's of mode 600) becomes <see cref="Unreadable"/>'s exception instead of .NET's bare "Access to the path is denied".
+    /// </summary>
+    /// <exception cref="UnreadableFileException"><paramref name="read"/> threw an <see cref="UnauthorizedAccessException"/>; the
+    /// message is <see cref="Unreadable"/>'s.</exception>
+    internal static T Readable<T>(string path, Func<T> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (UnauthorizedAccessException e) when (e is not UnreadableFileException)
+        {
+            throw Unreadable(path, e);
+        }
+    }
+
+    /// <summary>
+    /// The error for a safetensors file this process may not read, as an unreadable config file's: the file, the cause,
+    /// its mode when it can be looked at, the user this process runs as, and to check its permissions.
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="denied">The error reading it gave; kept as the inner exception.</param>
+    /// <returns>The exception, which the commands report as an <c>error:</c> line with exit code 2.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="denied"/> is null.</exception>
+    public static UnreadableFileException Unreadable(string path, Exception denied)
+    {
+        ArgumentNullException.ThrowIfNull(denied);
+        string mode;
+        try
+        {
+            mode = OperatingSystem.IsWindows() ? "" : $"it has mode {Convert.ToString((int)File.GetUnixFileMode(path) & 0b111_111_111, 8).PadLeft(3, '0')} and ";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
+        {
+            mode = ""; // a folder on its path is closed to this user: nothing more to say about the file
+        }
+        var user = string.IsNullOrEmpty(Environment.UserName) ? "a user without a name" : $"user '{Environment.UserName}'";
+        return new UnreadableFileException(path, $"'{path}' cannot be read ({denied.Message.TrimEnd('.')}). Check its permissions: {mode}disttrain " +
+            $"runs as {user}, which must be able to read the file and open each folder above it.", denied);
+    }
 
     /// <summary>Reads every tensor of a safetensors file already in memory; <paramref name="path"/> only names it in errors.</summary>
     /// <exception cref="SafeTensorsFormatException">As <see cref="Read(string)"/>.</exception>

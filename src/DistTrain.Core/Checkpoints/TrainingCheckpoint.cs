@@ -413,10 +413,11 @@ public sealed class TrainingCheckpoint
     /// another model; the message names the file and the problem.</exception>
     /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors (truncated, overlapping or uncovered bytes, ...).</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
+    /// <exception cref="UnreadableFileException">This process may not read the file (<see cref="SafeTensors.Unreadable"/>).</exception>
     public static TrainingCheckpoint Read(string path, ParameterLayout layout)
     {
         ArgumentNullException.ThrowIfNull(layout);
-        var bytes = File.ReadAllBytes(path);
+        var bytes = SafeTensors.Readable(path, () => File.ReadAllBytes(path));
         var (tensors, metadata, dataStart) = SafeTensors.ReadWithMetadata(path, bytes);
         if (metadata.Count == 0)
             throw new InvalidDataException($"{path}: no __metadata__ in the header; this is not a DistTrain checkpoint (a model.safetensors cannot be resumed from).");

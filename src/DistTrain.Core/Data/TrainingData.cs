@@ -24,6 +24,13 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
     /// <summary>The classes' names in label order, after the class filter (from the data or Data:ClassNames); null when nothing names them.</summary>
     public IReadOnlyList<string>? ClassNames => Train.ClassNames;
 
+    /// <summary>
+    /// Data:Classes: the data's original class labels kept, in output order (output 0 is the first listed); empty when every
+    /// class was kept, in its own order. Set by <see cref="Prepare"/>; a kept pretrained head is checked against it
+    /// (<see cref="Models.PretrainedWeights.CheckClasses"/>).
+    /// </summary>
+    public IReadOnlyList<int> Classes { get; init; } = [];
+
     /// <summary>True when the data's labels are class names (CSV labels that are not numbers, image sub-folders), false when they are class indices.</summary>
     public bool LabelsAreNames { get; init; }
 
@@ -198,7 +205,7 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
         normalizer.Apply(train);
         normalizer.Apply(test);
         if (validation is not null) normalizer.Apply(validation);
-        return new TrainingData(train, test, normalizer, validation) { LabelsAreNames = labelsAreNames };
+        return new TrainingData(train, test, normalizer, validation) { LabelsAreNames = labelsAreNames, Classes = [.. options.Classes] };
     }
 
     /// <summary>

@@ -289,6 +289,7 @@ public static class ModelFactory
     /// <param name="log">Receives what loading the checkpoint reports (a removed <c>module.</c> prefix); null drops it.</param>
     /// <exception cref="InvalidDataException">The checkpoint is missing or does not fit the model (see <see cref="PretrainedWeights.Load"/>).</exception>
     /// <exception cref="Checkpoints.SafeTensorsFormatException">The checkpoint is not valid safetensors of F32 tensors.</exception>
+    /// <exception cref="Checkpoints.UnreadableFileException">This process may not read the checkpoint.</exception>
     public static ParameterVector StartingWeights(Sequential model, ModelOptions options, int seed, Action<string>? log = null)
     {
         var weights = InitialWeights(model, options.Initializer, seed);

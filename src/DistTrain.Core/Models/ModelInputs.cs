@@ -177,7 +177,10 @@ public static class ModelInputs
         }
         else if (Directory.Exists(path))
         {
-            var names = model.Data.ClassNames ?? [.. Enumerable.Range(0, model.ClassCount).Select(c => c.ToString(CultureInfo.InvariantCulture))];
+            // Unnamed (IDX) classes are sub-folders named by class number: the data's label, as its IDX files number it, so with
+            // Data:Classes [5, ..., 9] sub-folder '5' is output 0, as evaluating the IDX files keeps and relabels those classes.
+            var names = model.Data.ClassNames ?? [.. (classes.Count > 0 ? classes : Enumerable.Range(0, model.ClassCount)).Select(c => c.ToString(CultureInfo.InvariantCulture))];
+            CheckFolderClasses(path, model, names);
             (data, dividedBy) = (ImageFolderDataset.Read(path, ImageShape(model, path), resize, names), 255f);
         }
         else if (IsCsv(path, model))
@@ -225,6 +228,41 @@ public static class ModelInputs
         throw new DataFormatException($"{path}: IDX labels are class numbers without names, but the model's classes are names{names} from its " +
             $"{model.Data.Format} training data, numbered in its own order, so the IDX labels cannot be matched to them. Evaluate it on data " +
             "labelled by name: a folder of class sub-folders of images.");
+    }
+
+    /// <summary>
+    /// A folder of class sub-folders for a model not trained on an image folder (IDX data): its sub-folders must be the
+    /// model's classes, <paramref name="names"/>, which are class numbers when the training data did not name them. Any other
+    /// sub-folder is refused with that cause (rather than as "not a class of the training folder", which the model never had).
+    /// A folder that cannot be listed is left to <see cref="ImageFolderDataset.Read"/>, which reports it.
+    /// </summary>
+    /// <exception cref="DataFormatException">A sub-folder is not one of <paramref name="names"/>; the message names them and both fixes.</exception>
+    private static void CheckFolderClasses(string path, TrainedModel model, IReadOnlyList<string> names)
+    {
+        if (model.Data.Format == DataFormat.ImageFolder) return; // ImageFolderDataset.Read names the training folder's classes
+        List<string> unknown;
+        try
+        {
+            unknown = [.. Directory.GetDirectories(path).Select(d => Path.GetFileName(d)).Where(n => !n.StartsWith('.') && !names.Contains(n)).Order(StringComparer.Ordinal)];
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return;
+        }
+        if (unknown.Count == 0) return;
+        static string List(IReadOnlyList<string> items) =>
+            string.Join(", ", items.Take(8).Select(n => $"'{n}'")) + (items.Count > 8 ? $" and {Counts.Number(items.Count - 8)} more" : "");
+        var folders = $"{Counts.Noun(unknown.Count, "sub-folder")} {List(unknown)} {(unknown.Count == 1 ? "is" : "are")}";
+        var named = unknown.All(n => !int.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out _));
+        var what = named ? $"{(unknown.Count == 1 ? "a name" : "names")}, not class numbers" : "not among those numbers";
+        const string idx = "or evaluate it on a folder with the IDX test files (t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]).";
+        var numbers = string.Join(", ", names);
+        throw new DataFormatException(model.Data.ClassNames is null
+            ? $"{path}: the model's classes are numbers without names ({numbers}{(model.Data.Classes.Count > 0 ? ": the Data:Classes it kept" : "")}), " +
+              $"from its {model.Data.Format} training data, but {folders} {what}, so {(unknown.Count == 1 ? "its" : "their")} images cannot be " +
+              $"matched to the model's classes. Name each class sub-folder by its class number ({numbers}), {idx}"
+            : $"{path}: {folders} not among the model's classes ({string.Join(", ", names.Select(n => $"'{n}'"))}, the Data:ClassNames of its " +
+              $"{model.Data.Format} training data). Name each class sub-folder by one of them, {idx}");
     }
 
     /// <summary>A model trained on CSV data reads CSV files only: its features are the training file's columns, not pixels.</summary>

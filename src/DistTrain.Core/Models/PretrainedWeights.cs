@@ -34,9 +34,13 @@ public static class PretrainedWeights
     /// Refuses to keep a pretrained head (<see cref="ModelOptions.Pretrained"/> without <see cref="ModelOptions.ReplaceHead"/>)
     /// whose classes are not the data's: the checkpoint's class names (its <c>class_names</c>) differ from the data's, in name
     /// or order (an image folder's classes are its sorted sub-folders, so one renamed folder shifts the others), or one side
-    /// names its classes (labels written as names) and the other numbers them (IDX labels). The head's outputs would then be
-    /// trained as other classes. As <c>evaluate</c> refuses such data. A checkpoint without DistTrain's data entries (a
-    /// PyTorch <c>state_dict</c>, say) or a missing file is left to <see cref="Load"/>.
+    /// names its classes (labels written as names) and the other numbers them (IDX labels), or both number them and the
+    /// checkpoint's <c>data_classes</c> (the Data:Classes it was trained with) are not the data's classes (its
+    /// <see cref="TrainingData.Classes"/>, or all of them, 0 to N-1): a head trained on Fashion-MNIST's classes 0-4 kept for
+    /// classes 5-9 would train its output 0 (T-shirt/top) as class 5 (Sandal). The head's outputs would then be trained as
+    /// other classes. As <c>evaluate</c> refuses such data. A checkpoint without DistTrain's data entries (a PyTorch
+    /// <c>state_dict</c>, say), one of numbered classes without <c>data_classes</c> (trained on all its data's classes),
+    /// or a missing or unreadable file is left to <see cref="Load"/>.
     /// </summary>
     /// <param name="options">The model section.</param>
     /// <param name="data">The run's data.</param>
@@ -55,7 +59,7 @@ public static class PretrainedWeights
             if (!metadata.ContainsKey("label_kind")) return; // not written by DistTrain's training: nothing says what its classes are
             trained = DataMetadata.FromMetadata(metadata);
         }
-        catch (Exception e) when (e is InvalidDataException or SafeTensorsFormatException or IOException)
+        catch (Exception e) when (e is InvalidDataException or SafeTensorsFormatException or IOException or UnauthorizedAccessException)
         {
             return; // Load reports an unreadable checkpoint
         }
@@ -63,8 +67,13 @@ public static class PretrainedWeights
             string.Join(", ", names.Take(12).Select(n => $"'{n}'")) + (names.Count > 12 ? $" and {names.Count - 12} more" : "");
         var classes = data.Train.ClassCount;
         var head = options.Layers.FindLastIndex(l => LayerTypes.Canonical(l.Type) == LayerTypes.Dense);
+        static string Numbers(IReadOnlyList<int> numbers) =>
+            string.Join(", ", numbers.Take(12)) + (numbers.Count > 12 ? $" and {numbers.Count - 12} more" : "");
+        static string Output(IReadOnlyList<int> numbers, int c) => c < numbers.Count ? $"class {numbers[c]}" : "not there";
+        var dataClasses = data.Classes.Count > 0 ? data.Classes : [.. Enumerable.Range(0, classes)];
+        var numbered = !trained.LabelsAreNames && !data.LabelsAreNames && trained.Classes.Count > 0 && !trained.Classes.SequenceEqual(dataClasses);
         var fix = $" Give --replace-head {classes} (Model:ReplaceHead true, with Model:Layers:{head}:Units {classes}) to train a new head for the data's classes, " +
-            "or fine-tune on data with the checkpoint's classes.";
+            $"or fine-tune on data with the checkpoint's classes{(numbered ? $" (Data:Classes [{string.Join(", ", trained.Classes)}])" : "")}.";
         string? problem = null;
         if (trained.LabelsAreNames && data.LabelsAreNames && trained.ClassNames is { } before && data.ClassNames is { } now && !before.SequenceEqual(now))
         {
@@ -87,6 +96,18 @@ public static class PretrainedWeights
                   "but the data's labels are class numbers without names, so they cannot be matched to them."
                 : $"Model:Pretrained {options.Pretrained}: its head's classes are numbers without names (from its {trained.Format} training data), " +
                   $"but the data's classes are names ({List(data.ClassNames ?? [])}), numbered in their own order, so they cannot be matched to them.";
+        }
+        else if (numbered)
+        {
+            // IDX (or numbered CSV) labels on both sides: output c stands for the original class data_classes[c].
+            var differing = Enumerable.Range(0, Math.Max(trained.Classes.Count, dataClasses.Count))
+                .Where(c => c >= trained.Classes.Count || c >= dataClasses.Count || trained.Classes[c] != dataClasses[c])
+                .Select(c => $"output {c} is {Output(trained.Classes, c)} in the checkpoint and {Output(dataClasses, c)} in the data")
+                .ToList();
+            problem = $"Model:Pretrained {options.Pretrained}: its head was trained on other classes than the data's: the checkpoint's outputs are classes " +
+                $"{Numbers(trained.Classes)} of its {trained.Format} training data (its data_classes, from Data:Classes), the data's are classes " +
+                $"{Numbers(dataClasses)} ({(data.Classes.Count > 0 ? "Data:Classes" : "all of its classes")}), so {string.Join("; ", differing.Take(3))}" +
+                $"{(differing.Count > 3 ? $"; and {differing.Count - 3} more" : "")}. Kept as it is, the head's outputs would be trained as other classes.";
         }
         if (problem is not null) throw new ConfigurationException("pretrained head against data", [problem + fix]);
     }
@@ -125,6 +146,7 @@ public static class PretrainedWeights
     /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors of F32 tensors; the message names the tensor and bytes.</exception>
     /// <exception cref="InvalidDataException">A tensor loaded holds a NaN or an infinity (a diverged run's weights, or a damaged
     /// file): the message names the tensor, the count and the first such value.</exception>
+    /// <exception cref="UnreadableFileException">This process may not read the file; the message says to check its permissions.</exception>
     public static IReadOnlyList<string> Load(string path, Sequential model, ParameterVector weights, bool replaceHead, Action<string>? log = null)
     {
         // A run folder stands for its model, as the config loader and 'finetune --from' take it.

@@ -115,6 +115,7 @@ public sealed class TrainedModel
     /// only tensors), that network is not valid or larger than the file, a metadata entry is malformed, or the tensors do
     /// not fit the network, or a tensor holds NaN or infinity; the message names the file, the tensor and the fix.</exception>
     /// <exception cref="SafeTensorsFormatException">The file breaks the safetensors format; the message names the tensor and bytes.</exception>
+    /// <exception cref="UnreadableFileException">This process may not read the file; the message says to check its permissions.</exception>
     public static TrainedModel Load(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
