@@ -111,11 +111,14 @@ internal static class CompareCommand
         return null;
     }
 
-    /// <summary>The table's epochs: their count, or a resumed run's first and last; "(resumed)", "(stopped)", "(unfinished)"
-    /// (a run read from its epochs.csv, stopped before its summary) or more than one after it.</summary>
+    /// <summary>The table's epochs: their count, or a resumed run's first and last ("4-6"; the one epoch, "6", for a run resumed
+    /// within its last epoch or one that only scored it); "(resumed)", "(stopped)", "(unfinished)" (a run read from its
+    /// epochs.csv, stopped before its summary) or more than one after it.</summary>
     internal static string EpochsColumn(RunHistory run)
     {
-        var epochs = run.Resumed ? $"{run.Epochs[0].Epoch}-{run.Epochs[^1].Epoch}" : run.Epochs.Count.ToString(CultureInfo.InvariantCulture);
+        int first = run.Epochs[0].Epoch, last = run.Epochs[^1].Epoch;
+        var epochs = !run.Resumed ? run.Epochs.Count.ToString(CultureInfo.InvariantCulture)
+            : first == last ? last.ToString(CultureInfo.InvariantCulture) : $"{first}-{last}";
         var marks = new List<string>();
         if (run.Resumed) marks.Add("resumed");
         if (run.Stopped is not null) marks.Add("stopped");
@@ -133,7 +136,7 @@ internal static class CompareCommand
                 (100 * run.FinalAccuracy).ToString("F2", inv) + "%" + (run.KeptEarlierEpoch ? $" (epoch {run.KeptEpoch} kept)" : ""),
                 (100 * run.Epochs.Max(e => e.TestAccuracy)).ToString("F2", inv) + "%",
                 run.SecondsTo(target)?.ToString("F1", inv) ?? "not reached", run.Epochs[^1].Seconds.ToString("F1", inv),
-                run.SamplesPerSecond.ToString("N0", inv));
+                run.SamplesPerSecond?.ToString("N0", inv) ?? "-");
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLineInterpolated($"Seconds are training plus evaluation, summed over epochs. Plot: {plotPath}");
         if (histories.Any(run => run.KeptEarlierEpoch))
@@ -142,7 +145,9 @@ internal static class CompareCommand
             AnsiConsole.MarkupLineInterpolated($"{run.Label} stopped before its end ({run.Stopped}): its figures are those of the epochs it finished.");
         foreach (var run in histories.Where(run => run.FromEpochsCsv))
             AnsiConsole.MarkupLineInterpolated($"{run.Label} is unfinished: it was stopped before it wrote its summary.json (killed, a second Ctrl-C), so its figures are those of the epochs in its epochs.csv, and its samples/s is each epoch's weighted by its training seconds.");
-        if (histories.Any(run => run.Resumed))
+        foreach (var run in histories.Where(run => run.TrainedNothing))
+            AnsiConsole.MarkupLineInterpolated($"{run.Label} trained nothing: it was resumed from the checkpoint of a finished run and only scored epoch {run.Epochs[^1].Epoch}'s weights, so its seconds are that scoring's and it has no samples/s.");
+        if (histories.Any(run => run.Resumed && !run.TrainedNothing))
             AnsiConsole.WriteLine("A run resumed from a checkpoint holds only the epochs it trained: its seconds start at the resume, and the epochs " +
                 "before it are in the run folder of the run that wrote the checkpoint.");
     }

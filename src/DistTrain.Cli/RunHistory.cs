@@ -6,7 +6,10 @@ namespace DistTrain.Cli;
 /// <param name="Label">The run's name in tables and legends.</param>
 /// <param name="Epochs">Per epoch: its number, test accuracy (fraction), and the run's cumulative seconds of training
 /// and evaluation at its end (start-up and data loading not counted).</param>
-/// <param name="SamplesPerSecond">Training samples per second of training time over the whole run.</param>
+/// <param name="SamplesPerSecond">The samples this run trained per second of its training time outside pauses (below
+/// Cluster:MinWorkers), over all its epochs: for a run of one epoch the samples/s <c>train</c> printed for it, also when it
+/// was resumed mid-way (the samples trained before the resume are not counted). Null when the run trained nothing (a resume
+/// from the checkpoint of a finished run, which only scores its weights).</param>
 /// <param name="KeptEpoch">With early stopping, the epoch whose weights the run kept (<c>best_epoch</c>); null otherwise.</param>
 /// <param name="KeptAccuracy">With early stopping, that epoch's test accuracy (<c>best_epoch_test_accuracy</c>), which a run
 /// resumed after its best epoch holds though the epoch is not among its own; null in older summaries.</param>
@@ -14,7 +17,7 @@ namespace DistTrain.Cli;
 /// of 32", "cancelled at ..."): its epochs are those it finished. Null for a run that finished.</param>
 /// <param name="FromEpochsCsv">True for a run stopped before it could write its summary (killed, a second Ctrl-C): its
 /// epochs are those of the <c>epochs.csv</c> written after each finished epoch, and nothing is known of how it ended.</param>
-internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double TestAccuracy, double Seconds)> Epochs, double SamplesPerSecond,
+internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double TestAccuracy, double Seconds)> Epochs, double? SamplesPerSecond,
     int? KeptEpoch = null, double? KeptAccuracy = null, string? Stopped = null, bool FromEpochsCsv = false)
 {
     /// <summary>The test accuracy of the weights the run kept: the kept epoch's with early stopping, else the last epoch's.</summary>
@@ -27,6 +30,14 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
     /// <summary>True for a run resumed from a checkpoint: its first epoch is not epoch 1, and the epochs before it are another run's.</summary>
     public bool Resumed => Epochs[0].Epoch > 1;
 
+    /// <summary>True for a run that trained no sample: a resume from the checkpoint of a finished run, which only scored its
+    /// last epoch's weights (<see cref="SamplesPerSecond"/> is null).</summary>
+    public bool TrainedNothing => SamplesPerSecond is null;
+
+    /// <summary>The run's samples/s from the samples it trained and the seconds it trained them in (outside pauses); null
+    /// when it trained none.</summary>
+    private static double? Rate(double samples, double seconds) => samples > 0 && seconds > 0 ? samples / seconds : null;
+
     /// <summary>Cumulative seconds at the end of the first epoch whose test accuracy reached <paramref name="target"/>;
     /// null when no epoch did.</summary>
     public double? SecondsTo(double target) => Epochs.FirstOrDefault(e => e.TestAccuracy >= target) is { Epoch: > 0 } reached ? reached.Seconds : null;
@@ -34,7 +45,11 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
     /// <summary>
     /// Reads <c>summary.json</c> from <paramref name="runDirectory"/> (or a <c>summary.json</c> path). A run folder without
     /// one but with the <c>epochs.csv</c> written after each finished epoch (a run killed before its end) is read from that
-    /// file instead (<see cref="FromEpochsCsv"/>); so is that <c>epochs.csv</c> given as the path.
+    /// file instead (<see cref="FromEpochsCsv"/>); so is that <c>epochs.csv</c> given as the path. The samples/s counts each
+    /// epoch's <c>SamplesTrainedThisRun</c> over its <c>TrainSeconds</c> less its <c>PausedSeconds</c>; a summary written
+    /// before it held these (whose epochs' <c>TrainSamples</c> are the whole epoch's, also in one resumed mid-way) is read
+    /// from each epoch's <c>SamplesPerSecond</c> times its <c>TrainSeconds</c> (exact but for epochs that paused), or, in one
+    /// without that either, from <c>TrainSamples</c>.
     /// </summary>
     /// <exception cref="UnfinishedRunException">A folder without summary.json or epochs.csv, or a summary or epochs.csv of no
     /// finished epoch (an interrupted run); the message names the file.</exception>
@@ -42,6 +57,8 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
     /// values no run writes; the message names the file and the fix.</exception>
     public static RunHistory Read(string runDirectory, string? label = null)
     {
+        if (!Directory.Exists(runDirectory) && !File.Exists(runDirectory))
+            throw new InvalidDataException($"{runDirectory}: no such folder or file. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
         var path = Directory.Exists(runDirectory) ? Path.Combine(runDirectory, "summary.json") : runDirectory;
         // Another file of a run folder (its model.safetensors, say) stands for the folder's summary.
         if (File.Exists(path) && Path.GetFileName(path) != "summary.json" && Path.GetDirectoryName(Path.GetFullPath(path)) is { } folder
@@ -52,17 +69,15 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
             : Path.GetFileName(path) == DistTrain.Core.Checkpoints.RunFiles.Epochs ? path : null;
         if ((!File.Exists(path) || path == epochsCsv) && epochsCsv is not null && File.Exists(epochsCsv))
             return ReadEpochsCsv(epochsCsv, label ?? DefaultLabel(epochsCsv));
-        if (!File.Exists(path) && Directory.Exists(runDirectory))
-            throw new UnfinishedRunException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
         if (!File.Exists(path))
-            throw new InvalidDataException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
+            throw new UnfinishedRunException($"{runDirectory}: no summary.json there. Pass the folder a training run wrote (it holds model.safetensors and summary.json).");
         try
         {
             using var document = JsonDocument.Parse(File.ReadAllText(path));
             if (!document.RootElement.TryGetProperty("epochs", out var epochs) || epochs.ValueKind != JsonValueKind.Array)
                 throw new InvalidDataException($"{path}: not a DistTrain run summary (no \"epochs\" array).");
             var points = new List<(int, double, double)>();
-            double seconds = 0, trainSeconds = 0, samples = 0;
+            double seconds = 0, activeSeconds = 0, samples = 0;
             // A summary edited by hand (or by another tool) could hold any number: each is checked against what a run writes.
             double Checked(double value, string what, double max)
             {
@@ -75,10 +90,21 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
             {
                 var number = epoch.GetProperty("Epoch").GetInt32();
                 double Field(JsonElement e, string name, double max) => Checked(e.GetProperty(name).GetDouble(), $"epoch {number}'s {name}", max);
+                bool Has(string name) => epoch.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number;
                 var train = Field(epoch, "TrainSeconds", double.MaxValue);
                 seconds += train + Field(epoch, "EvaluationSeconds", double.MaxValue);
-                trainSeconds += train;
-                samples += Field(epoch, "TrainSamples", double.MaxValue);
+                var trainSamples = Field(epoch, "TrainSamples", double.MaxValue);
+                // A part of a whole (paused seconds of the training seconds, samples of the epoch's) is checked against it too.
+                double Part(string name, double value, string whole, double wholeValue) => value <= wholeValue ? value
+                    : throw new InvalidDataException($"{path}: epoch {number}'s {name} is {value.ToString(System.Globalization.CultureInfo.InvariantCulture)}, more than its " +
+                        $"{whole} ({wholeValue.ToString(System.Globalization.CultureInfo.InvariantCulture)}), which no run writes. Pass the summary.json a training run wrote, unedited.");
+                var paused = Has("PausedSeconds") ? Part("PausedSeconds", Field(epoch, "PausedSeconds", double.MaxValue), "TrainSeconds", train) : 0;
+                // The samples this run trained (TrainSamples is the whole epoch's, also in one resumed mid-way). An older summary
+                // has no SamplesTrainedThisRun: its SamplesPerSecond counted them (it has no PausedSeconds either, so is taken over
+                // all of TrainSeconds), or, older still, TrainSamples it is.
+                samples += Has("SamplesTrainedThisRun") ? Part("SamplesTrainedThisRun", Field(epoch, "SamplesTrainedThisRun", double.MaxValue), "TrainSamples", trainSamples)
+                    : Has("SamplesPerSecond") ? Field(epoch, "SamplesPerSecond", double.MaxValue) * train : trainSamples;
+                activeSeconds += train - paused;
                 points.Add((number, Field(epoch, "TestAccuracy", 1), seconds));
             }
             if (points.Count == 0)
@@ -87,7 +113,7 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
             double? keptAccuracy = document.RootElement.TryGetProperty("best_epoch_test_accuracy", out var accuracy) && accuracy.ValueKind == JsonValueKind.Number
                 ? Checked(accuracy.GetDouble(), "best_epoch_test_accuracy", 1) : null;
             var stopped = document.RootElement.TryGetProperty("stopped", out var reason) && reason.ValueKind == JsonValueKind.String ? reason.GetString() : null;
-            return new RunHistory(label ?? DefaultLabel(path), points, trainSeconds > 0 ? samples / trainSeconds : 0, kept, keptAccuracy, stopped);
+            return new RunHistory(label ?? DefaultLabel(path), points, Rate(samples, activeSeconds), kept, keptAccuracy, stopped);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
@@ -98,8 +124,10 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
     /// <summary>
     /// A run's history from its <c>epochs.csv</c> alone (<see cref="RunReport.EpochsHeader"/>'s columns, found by name): each
     /// epoch's test accuracy, and its train plus evaluation seconds summed as in the summary. The samples/s is the epochs'
-    /// <c>samples_per_second</c> weighted by their train seconds, which is the summary's figure for epochs that never paused
-    /// and were not resumed mid-way (the file does not keep their sample counts).
+    /// <c>samples_per_second</c> (which counts the samples trained in this run) weighted by their train seconds outside
+    /// pauses (<c>train_seconds</c> less <c>paused_seconds</c>), the summary's figure (the file does not keep the sample
+    /// counts). An older file without <c>paused_seconds</c> weights them by all their train seconds, which is the same for
+    /// epochs that never paused.
     /// </summary>
     /// <param name="path">The epochs.csv.</param>
     /// <param name="label">The run's name.</param>
@@ -117,8 +145,9 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
             : throw new InvalidDataException($"{path}: not a DistTrain epochs.csv (no \"{name}\" column in its header). Pass the folder a training run wrote.");
         int epochColumn = Column("epoch"), accuracyColumn = Column("test_accuracy"), rateColumn = Column("samples_per_second"),
             trainColumn = Column("train_seconds"), evaluationColumn = Column("evaluation_seconds");
+        var pausedColumn = Array.IndexOf(columns, "paused_seconds"); // -1 in a file written before it had the column
         var points = new List<(int, double, double)>();
-        double seconds = 0, trainSeconds = 0, samples = 0;
+        double seconds = 0, activeSeconds = 0, samples = 0;
         foreach (var line in lines.Skip(1))
         {
             var cells = line.Split(',');
@@ -133,13 +162,18 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
             }
             var train = Field(trainColumn, double.MaxValue);
             seconds += train + Field(evaluationColumn, double.MaxValue);
-            trainSeconds += train;
-            samples += Field(rateColumn, double.MaxValue) * train;
+            var paused = pausedColumn >= 0 ? Field(pausedColumn, double.MaxValue) : 0;
+            if (paused > train)
+                throw new InvalidDataException($"{path}: epoch {number}'s paused_seconds is {cells[pausedColumn]}, more than its train_seconds ({cells[trainColumn]}), " +
+                    "which no run writes. Pass the epochs.csv a training run wrote, unedited.");
+            var active = train - paused;
+            activeSeconds += active;
+            samples += Field(rateColumn, double.MaxValue) * active;
             points.Add((number, Field(accuracyColumn, 1), seconds));
         }
         if (points.Count == 0)
             throw new UnfinishedRunException($"{path}: no summary.json beside it, and the run finished no epoch (its epochs.csv lists none), so it has no test accuracy to compare.");
-        return new RunHistory(label, points, trainSeconds > 0 ? samples / trainSeconds : 0, FromEpochsCsv: true);
+        return new RunHistory(label, points, Rate(samples, activeSeconds), FromEpochsCsv: true);
     }
 
     private static string DefaultLabel(string summaryPath) =>

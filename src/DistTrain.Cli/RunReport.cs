@@ -25,8 +25,10 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     /// <summary>The header of <c>steps.csv</c>.</summary>
     internal const string StepsHeader = "epoch,step,version,samples,train_loss,learning_rate,round_seconds,compute_seconds,update_seconds,messaging_seconds,waiting_seconds";
 
-    /// <summary>The header of <c>epochs.csv</c>.</summary>
-    internal const string EpochsHeader = "epoch,version,train_loss,test_loss,test_accuracy,validation_loss,validation_accuracy,l1_penalty,l2_penalty,samples_per_second,train_seconds,evaluation_seconds";
+    /// <summary>The header of <c>epochs.csv</c>. Its <c>samples_per_second</c> is the one train prints
+    /// (<see cref="EpochSummary.SamplesPerSecond"/>: the samples this run trained over <c>train_seconds</c> less
+    /// <c>paused_seconds</c>, the time paused below Cluster:MinWorkers).</summary>
+    internal const string EpochsHeader = "epoch,version,train_loss,test_loss,test_accuracy,validation_loss,validation_accuracy,l1_penalty,l2_penalty,samples_per_second,train_seconds,evaluation_seconds,paused_seconds";
 
     /// <summary>
     /// How long an epoch waits for its <c>epochs.csv</c> write before it goes on without it (and warns once): normally the
@@ -245,7 +247,7 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
             _epochs.Add(summary);
             var e = summary;
             _epochRows.Append(CultureInfo.InvariantCulture,
-                $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R}\n");
+                $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R},{e.PausedSeconds:R}\n");
         }
         if (runDirectory is not null) WriteEpochsSoFar(runDirectory, summary.Epoch);
         next.EpochCompleted(summary);

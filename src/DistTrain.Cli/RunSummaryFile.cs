@@ -44,6 +44,9 @@ internal static class RunSummaryFile
     /// from a checkpoint: the epochs before it are in the run folder of the run that wrote the checkpoint), else null. With <paramref name="report"/>,
     /// it also records the staleness of the applied gradients (<c>staleness</c>: count, mean, p50, p90, max and the counts
     /// by versions behind; null when no step was applied) and each worker's reports and compute time (<c>workers</c>).
+    /// Each of its <c>epochs</c> holds the epoch's <c>TrainSamples</c> (the whole epoch's), the <c>SamplesTrainedThisRun</c>
+    /// of them (fewer in an epoch resumed from a mid-epoch checkpoint, 0 in one a resume only scored), <c>TrainSeconds</c>, the
+    /// <c>PausedSeconds</c> of them and <c>SamplesPerSecond</c> (<see cref="EpochSummary.SamplesPerSecond"/>, as train printed it).
     /// </summary>
     public static void Write(string path, TrainingOptions options, Normalizer normalizer, TrainingResult result, string? stopped = null, RunReport? report = null) =>
         File.WriteAllText(path, JsonSerializer.Serialize(new
@@ -63,7 +66,10 @@ internal static class RunSummaryFile
             epochs = result.Epochs.Select(e => new
             {
                 e.Epoch, e.Version, TrainLoss = Finite(e.TrainLoss), TestLoss = Finite(e.TestLoss), e.TestAccuracy, e.TestSamples, e.TrainSamples,
-                e.TrainSeconds, e.EvaluationSeconds, SamplesPerSecond = Finite(e.SamplesPerSecond),
+                // Of TrainSamples, those this run trained (fewer in an epoch resumed mid-way, none in one it only scored), and
+                // of TrainSeconds, the time paused below Cluster:MinWorkers: SamplesPerSecond is the one over the other's rest.
+                SamplesTrainedThisRun = e.SamplesTrainedThisRun ?? e.TrainSamples,
+                e.TrainSeconds, e.PausedSeconds, e.EvaluationSeconds, SamplesPerSecond = Finite(e.SamplesPerSecond),
                 ValidationLoss = Finite(e.ValidationLoss),
                 ValidationAccuracy = Finite(e.ValidationAccuracy),
                 L1Penalty = Finite(e.L1Penalty), L2Penalty = Finite(e.L2Penalty),

@@ -123,14 +123,14 @@ public sealed class CliRunTests : IDisposable
             Assert.Equal(line.Groups[3].Value, (100 * double.Parse(row[4], inv)).ToString("F2", System.Globalization.CultureInfo.CurrentCulture));
         }
 
-        // The same run to its end: its first rows are the killed run's, but for the timings (the last three columns).
+        // The same run to its end: its first rows are the killed run's, but for the timings (the last four columns).
         var fullRuns = Path.Combine(_directory, "full");
         using (var full = new DistTrainProcess(["train", "--config", config, "--data", TestData.SubsetDirectory, "--output", fullRuns]))
             await full.AssertExitAsync(0, TimeSpan.FromSeconds(120));
         var fullFolder = Directory.GetDirectories(fullRuns).Single();
         var fullRows = File.ReadAllLines(Path.Combine(fullFolder, RunFiles.Epochs));
         Assert.Equal(5, fullRows.Length);
-        static string Figures(string row) => string.Join(',', row.Split(',')[..^3]);
+        static string Figures(string row) => string.Join(',', row.Split(',')[..^4]);
         Assert.Equal(fullRows.Take(rows.Length).Select(Figures), rows.Select(Figures));
         // steps.csv: the 200 steps of each finished epoch (of one epoch fewer if the kill came between the two files'
         // writes), as the whole run has them but for the timings (the last five columns).

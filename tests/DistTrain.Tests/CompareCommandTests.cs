@@ -40,8 +40,8 @@ public sealed class CompareCommandTests : IDisposable
         var firstReaching = result.Epochs.First(e => e.TestAccuracy >= second);
         Assert.Equal(history.Epochs[firstReaching.Epoch - 1].Seconds, history.SecondsTo(second));
         Assert.Null(history.SecondsTo(Math.Min(1, result.Epochs.Max(e => e.TestAccuracy) + 1e-6)));
-        var samples = result.Epochs.Sum(e => (double)e.TrainSamples);
-        Assert.Equal(samples / result.Epochs.Sum(e => e.TrainSeconds), history.SamplesPerSecond, precision: 6);
+        var samples = result.Epochs.Sum(e => (double)(e.SamplesTrainedThisRun ?? e.TrainSamples));
+        Assert.Equal(samples / result.Epochs.Sum(e => e.TrainSeconds - e.PausedSeconds), history.SamplesPerSecond!.Value, precision: 6);
 
         var plot = Path.Combine(_directory, "compare.png");
         var (code, output, error) = CliProcess.Run(["compare", runDirectory!, runDirectory!, "--label", "first", "second", "--target", "0.5", "--plot", plot]);
@@ -212,7 +212,7 @@ public sealed class CompareCommandTests : IDisposable
         Assert.Equal("killed", history.Label);
         Assert.Equal([(1, 0.6, 2.5), (2, 0.75, 6.0)], history.Epochs);
         Assert.Equal(0.75, history.FinalAccuracy);
-        Assert.Equal((1000 + 1800) / 5.0, history.SamplesPerSecond, precision: 9); // 500/s for 2 s and 600/s for 3 s
+        Assert.Equal((1000 + 1800) / 5.0, history.SamplesPerSecond!.Value, precision: 9); // 500/s for 2 s and 600/s for 3 s
         Assert.Equal(6.0, history.SecondsTo(0.7));
         Assert.Equal("2 (unfinished)", CompareCommand.EpochsColumn(history));
         Assert.Equal(history.Epochs, RunHistory.Read(csv).Epochs); // the file itself stands for its folder
@@ -245,6 +245,116 @@ public sealed class CompareCommandTests : IDisposable
             "accuracy to compare.", Assert.Throws<UnfinishedRunException>(() => RunHistory.Read(first)).Message);
     }
 
+    /// <summary>
+    /// A run resumed from a mid-epoch checkpoint: its summary.json holds the whole epoch's TrainSamples (60,000) but only
+    /// the training seconds of this run, so compare divided the one by the other and showed several times the samples/s
+    /// train printed (96,177 for 28,468). Its samples/s is now that of the samples this run trained over its training
+    /// seconds outside pauses: train's figure for a run of one epoch, and the same from the summary and from epochs.csv.
+    /// A summary written before it held SamplesTrainedThisRun is read from the epochs' SamplesPerSecond, and one without
+    /// that either from TrainSamples, as before.
+    /// </summary>
+    [Fact]
+    public void A_run_resumed_within_an_epoch_is_compared_at_the_samples_per_second_train_printed()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 3);
+        var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
+        // Epoch 2 resumed after 45,000 of its 60,000 samples: 15,000 in 1.5 s, 10,000/s. Epoch 3: 60,000 in 4 s of which 1 s
+        // paused below Cluster:MinWorkers, 20,000/s.
+        var resumedEpoch = new DistTrain.Cluster.Hosting.EpochSummary(2, 300, 0.4, 0.45, 0.85, 10000, 60000, TrainSeconds: 1.5, EvaluationSeconds: 0.5,
+            SamplesTrainedThisRun: 15000);
+        var pausedEpoch = new DistTrain.Cluster.Hosting.EpochSummary(3, 470, 0.35, 0.4, 0.86, 10000, 60000, TrainSeconds: 4.0, EvaluationSeconds: 0.5,
+            PausedSeconds: 1.0);
+        Assert.Equal((10000, 20000), (resumedEpoch.SamplesPerSecond, pausedEpoch.SamplesPerSecond)); // as train prints them
+        string Run(string name, params DistTrain.Cluster.Hosting.EpochSummary[] epochs)
+        {
+            var folder = Directory.CreateDirectory(Path.Combine(_directory, name)).FullName;
+            RunSummaryFile.Write(Path.Combine(folder, Core.Checkpoints.RunFiles.Summary), options, data.Normalizer,
+                new DistTrain.Cluster.Hosting.TrainingResult(new Core.Tensors.ParameterVector(layout), epochs[^1].Version, epochs));
+            return folder;
+        }
+
+        var resumed = Run("resumed", resumedEpoch);
+        Assert.Equal(10000, RunHistory.Read(resumed).SamplesPerSecond!.Value, precision: 6); // was 40,000: 60,000 in 1.5 s
+        var both = Run("both", resumedEpoch, pausedEpoch);
+        Assert.Equal(75000 / 4.5, RunHistory.Read(both).SamplesPerSecond!.Value, precision: 6); // 15,000 + 60,000 in 1.5 + 3 s
+
+        var plot = Path.Combine(_directory, "compare.png");
+        var (code, output, error) = CliProcess.Run(["compare", resumed, "--plot", plot]);
+        Assert.True(code == 0, error);
+        var row = output.Split('\n').Single(line => line.Contains("│ resumed ", StringComparison.Ordinal));
+        Assert.Equal(["resumed", "2 (resumed)", "85.00%", "85.00%", "not reached", "2.0", "10,000"],
+            row.Split('│', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Assert.Contains("A run resumed from a checkpoint holds only the epochs it trained", output);
+
+        // The same epochs in the epochs.csv of a run killed before its summary: the same figure.
+        var killed = Directory.CreateDirectory(Path.Combine(_directory, "killed")).FullName;
+        var report = new RunReport(DistTrain.Cluster.Hosting.NullTrainingObserver.Instance);
+        report.EpochCompleted(resumedEpoch);
+        report.EpochCompleted(pausedEpoch);
+        var csv = Path.Combine(killed, Core.Checkpoints.RunFiles.Epochs);
+        File.WriteAllText(csv, report.EpochsCsv());
+        Assert.Equal(75000 / 4.5, RunHistory.Read(killed).SamplesPerSecond!.Value, precision: 6);
+        // An epochs.csv written before it had paused_seconds: each epoch's samples/s weighted by its training seconds, which
+        // is exact for the epoch resumed mid-way (its samples/s counts only this run's samples), not for the paused one.
+        File.WriteAllLines(csv, File.ReadAllLines(csv).Select(line => line[..line.LastIndexOf(',')]));
+        Assert.Equal((10000 * 1.5 + 20000 * 4.0) / 5.5, RunHistory.Read(killed).SamplesPerSecond!.Value, precision: 6);
+
+        // Older summaries: without SamplesTrainedThisRun and PausedSeconds, each epoch's SamplesPerSecond weighted by its
+        // training seconds; without SamplesPerSecond too, the epochs' TrainSamples over their training seconds.
+        var summary = Path.Combine(both, Core.Checkpoints.RunFiles.Summary);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(summary))!;
+        foreach (var epoch in json["epochs"]!.AsArray())
+        {
+            epoch!.AsObject().Remove("SamplesTrainedThisRun");
+            epoch.AsObject().Remove("PausedSeconds");
+        }
+        File.WriteAllText(summary, json.ToJsonString());
+        Assert.Equal((10000 * 1.5 + 20000 * 4.0) / 5.5, RunHistory.Read(both).SamplesPerSecond!.Value, precision: 6);
+        foreach (var epoch in json["epochs"]!.AsArray()) epoch!.AsObject().Remove("SamplesPerSecond");
+        File.WriteAllText(summary, json.ToJsonString());
+        Assert.Equal(120000 / 5.5, RunHistory.Read(both).SamplesPerSecond!.Value, precision: 6);
+
+        // A value no run writes: more paused seconds than training seconds.
+        File.WriteAllText(summary, """{ "epochs": [{ "Epoch": 1, "TrainSeconds": 1.5, "PausedSeconds": 2, "EvaluationSeconds": 0.5, "TrainSamples": 300, "TestAccuracy": 0.75 }] }""");
+        Assert.Equal($"{summary}: epoch 1's PausedSeconds is 2, more than its TrainSeconds (1.5), which no run writes. Pass the summary.json a training run wrote, unedited.",
+            Assert.Throws<InvalidDataException>(() => RunHistory.Read(both)).Message);
+    }
+
+    /// <summary>
+    /// A resume from the checkpoint of a finished run trains nothing: it scores the last epoch's weights. compare showed it
+    /// as "5-5 (resumed)" at 0 samples/s under a line saying it "holds only the epochs it trained"; now "5 (resumed)", a dash
+    /// for its samples/s, and a line that says it trained nothing. A run resumed within its last epoch reads "6 (resumed)".
+    /// </summary>
+    [Fact]
+    public void A_run_that_only_scored_a_finished_runs_checkpoint_shows_no_samples_per_second_and_says_it_trained_nothing()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 5);
+        var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
+        var scored = Directory.CreateDirectory(Path.Combine(_directory, "scored")).FullName;
+        // As the coordinator reports the epoch it only scores: no training loss, samples or seconds.
+        var epoch = new DistTrain.Cluster.Hosting.EpochSummary(5, 470, double.NaN, 0.39, 0.8565, 10000, 0, 0, 0.5, SamplesTrainedThisRun: 0);
+        RunSummaryFile.Write(Path.Combine(scored, Core.Checkpoints.RunFiles.Summary), options, data.Normalizer,
+            new DistTrain.Cluster.Hosting.TrainingResult(new Core.Tensors.ParameterVector(layout), 470, [epoch]));
+
+        var history = RunHistory.Read(scored);
+        Assert.Null(history.SamplesPerSecond);
+        Assert.Equal("5 (resumed)", CompareCommand.EpochsColumn(history));
+        Assert.Equal("3 (resumed, stopped)", CompareCommand.EpochsColumn(history with { Epochs = [(3, 0.8, 5)], Stopped = "cancelled" }));
+        Assert.Equal("5-6 (resumed)", CompareCommand.EpochsColumn(history with { Epochs = [(5, 0.8, 5), (6, 0.8, 9)] }));
+
+        var (code, output, error) = CliProcess.Run(["compare", scored, "--plot", Path.Combine(_directory, "compare.png")]);
+        Assert.True(code == 0, error);
+        var row = output.Split('\n').Single(line => line.Contains("│ scored ", StringComparison.Ordinal));
+        Assert.Equal(["scored", "5 (resumed)", "85.65%", "85.65%", "not reached", "0.5", "-"],
+            row.Split('│', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        var text = output.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal);
+        Assert.Contains("scored trained nothing: it was resumed from the checkpoint of a finished run and only scored epoch 5's weights, " +
+            "so its seconds are that scoring's and it has no samples/s.", text);
+        Assert.DoesNotContain("holds only the epochs it trained", text);
+    }
+
     [Fact]
     public void What_is_not_a_finished_run_is_refused_naming_the_file_and_the_fix()
     {
@@ -252,6 +362,15 @@ public sealed class CompareCommandTests : IDisposable
         var (code, _, error) = CliProcess.Run(["compare", empty]);
         Assert.Equal(2, code);
         Assert.Contains("no summary.json there", error);
+
+        // A path that does not exist is named as such, not as a folder without summary.json.
+        foreach (var missing in new[] { Path.Combine(_directory, "nonexistent"), Path.Combine(empty, "summary.json") })
+        {
+            (code, _, error) = CliProcess.Run(["compare", missing]);
+            Assert.Equal(2, code);
+            Assert.Equal($"error: {missing}: no such folder or file. Pass the folder a training run wrote (it holds model.safetensors and summary.json).",
+                error.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal).Trim());
+        }
 
         var broken = Directory.CreateDirectory(Path.Combine(_directory, "broken")).FullName;
         File.WriteAllText(Path.Combine(broken, "summary.json"), """{ "epochs": [ { "Epoch": 1 } ] }""");
