@@ -16,8 +16,10 @@
 # Ctrl-C ends them at once, and the script still exits only after every node has. SIGINT to one node (kill -INT PID)
 # stops that node as it stops `disttrain node` started by hand: the parameter server cancels the job (the script says
 # so and exits 130, as on Ctrl-C), a worker leaves it.
-# Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P the
-# parameter server serves metrics on port P and worker i on port P + i (each node needs its own port).
+# Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P (0 is off) the
+# parameter server serves metrics on port P and worker i on port P + i (each node needs its own port); a given
+# DISTTRAIN_Cluster__Port or DISTTRAIN_Cluster__DataPort among those ports, or the two equal, stops the script before
+# anything starts (exit code 2, naming both settings).
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
 # argument and the node's command after it, which it must exec (tests/modes/in-cpu-group.sh puts each worker in a CPU
 # group this way, before the node starts).
@@ -82,6 +84,60 @@ while [ "$i" -le $# ]; do
   esac
   i=$((i + 1))
 done
+
+# The ports this run hands out, each of which must be its own: the parameter server's Cluster:Port and Cluster:DataPort,
+# and with DISTTRAIN_Metrics__Port=P (0 is off) the metrics ports P (the parameter server's) to P + WORKERS (worker i's is
+# P + i); the workers' Cluster:Port is 0, a free one, and so is that of a worker add-worker.sh starts, which serves no
+# metrics. Checked here, before anything is built, installed or started, for the ports given, and again below once the
+# run has picked free ports for those not given. A value that is not a whole number is left to the nodes' config check.
+metrics_port=""
+if [[ "${DISTTRAIN_Metrics__Port:-}" =~ ^[0-9]{1,5}$ ]] && [ $((10#$DISTTRAIN_Metrics__Port)) -gt 0 ]; then
+  metrics_port=$((10#$DISTTRAIN_Metrics__Port))
+  if [ "$metrics_port" -le 65535 ] && [ $((metrics_port + workers)) -gt 65535 ]; then
+    echo "cluster.sh: DISTTRAIN_Metrics__Port = $metrics_port would give worker $workers metrics port $((metrics_port + workers)), past 65535 (worker i gets DISTTRAIN_Metrics__Port + i). Set DISTTRAIN_Metrics__Port to at most $((65535 - workers))." >&2
+    exit 2
+  fi
+fi
+# port_clash: prints nothing and succeeds when the run's ports known so far are all different; otherwise prints which
+# two settings share a port and what to change, and fails.
+port_clash() {
+  local -A owner=()
+  local entries=() cluster_ports=() entry port what i first candidate moved
+  if [[ "${DISTTRAIN_Cluster__Port:-}" =~ ^[0-9]{1,5}$ ]] && [ $((10#$DISTTRAIN_Cluster__Port)) -gt 0 ]; then
+    entries+=("$((10#$DISTTRAIN_Cluster__Port)) DISTTRAIN_Cluster__Port (the parameter server's cluster port)"); cluster_ports+=("$((10#$DISTTRAIN_Cluster__Port))")
+  fi
+  if [[ "${DISTTRAIN_Cluster__DataPort:-}" =~ ^[0-9]{1,5}$ ]] && [ $((10#$DISTTRAIN_Cluster__DataPort)) -gt 0 ]; then
+    entries+=("$((10#$DISTTRAIN_Cluster__DataPort)) DISTTRAIN_Cluster__DataPort (the parameter server's data-plane port)"); cluster_ports+=("$((10#$DISTTRAIN_Cluster__DataPort))")
+  fi
+  if [ -n "$metrics_port" ]; then
+    entries+=("$metrics_port the parameter server's metrics port (DISTTRAIN_Metrics__Port = $metrics_port)")
+    for ((i = 1; i <= workers; i++)); do entries+=("$((metrics_port + i)) worker $i's metrics port (DISTTRAIN_Metrics__Port + $i = $metrics_port + $i)"); done
+  fi
+  for entry in "${entries[@]}"; do
+    port=${entry%% *}; what=${entry#* }
+    if [ -z "${owner[$port]:-}" ]; then owner[$port]=$what; continue; fi
+    first=${owner[$port]}
+    echo -n "cluster.sh: port $port is both $first and $what, but each port of the run must be its own. "
+    if [[ "$what" != *Metrics__Port* ]]; then
+      echo "Give DISTTRAIN_Cluster__Port and DISTTRAIN_Cluster__DataPort different ports, or leave one unset (the script then picks a free one)."
+    else
+      # The lowest DISTTRAIN_Metrics__Port from the one given up whose ports leave out the parameter server's.
+      candidate=$metrics_port; moved=1
+      while [ "$moved" = 1 ]; do
+        moved=0
+        for i in "${cluster_ports[@]}"; do
+          if [ "$i" -ge "$candidate" ] && [ "$i" -le $((candidate + workers)) ]; then candidate=$((i + 1)); moved=1; fi
+        done
+      done
+      echo -n "The metrics ports are DISTTRAIN_Metrics__Port to DISTTRAIN_Metrics__Port + WORKERS ($metrics_port to $((metrics_port + workers))): "
+      if [ $((candidate + workers)) -le 65535 ]; then echo -n "set DISTTRAIN_Metrics__Port=$candidate (ports $candidate to $((candidate + workers)))"
+      else echo -n "set DISTTRAIN_Metrics__Port so that they leave out port $port"; fi
+      echo ", or move ${first%% *} out of $metrics_port to $((metrics_port + workers))."
+    fi
+    return 1
+  done
+}
+if ! clash=$(port_clash); then echo "$clash" >&2; exit 2; fi
 [ "$has_config" = 1 ] || set -- --config "$repo/configs/fashion-mnist-mlp.json" "$@"
 
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's. Checked before anything is installed.
@@ -89,7 +145,16 @@ source deploy/local/cli-dll.sh "cluster.sh" "$caller"  # sets disttrain
 bash deploy/local/apt-ensure.sh dataset-fashion-mnist libopenblas0-pthread libdnnl2 openssl
 
 RUN="runs/cluster/$(date -u +%Y%m%d-%H%M%S)-$$"
+given_port="${DISTTRAIN_Cluster__Port:-}" given_data_port="${DISTTRAIN_Cluster__DataPort:-}"
 source deploy/local/cluster-env.sh
+# A free port picked for the parameter server (cluster-env.sh) may be its other one or a metrics port: it is picked again.
+for _ in $(seq 20); do
+  ! clash=$(port_clash) || break
+  [ -n "$given_port" ] || DISTTRAIN_Cluster__Port=$(bash deploy/local/free-port.sh)
+  [ -n "$given_data_port" ] || DISTTRAIN_Cluster__DataPort=$(bash deploy/local/free-port.sh)
+done
+if ! clash=$(port_clash); then echo "$clash" >&2; exit 2; fi
+export DISTTRAIN_Cluster__SeedNodes__0="akka.tcp://disttrain@127.0.0.1:${DISTTRAIN_Cluster__Port}"
 # This run's certificates and secret, for nodes that run in the caller's folder.
 for key in DISTTRAIN_Cluster__SecretFile DISTTRAIN_Cluster__CertificateAuthorityFile DISTTRAIN_Cluster__CertificateFile DISTTRAIN_Cluster__CertificateKeyFile; do
   [[ "${!key:-}" != "$RUN/"* ]] || export "$key=$repo/${!key}"
@@ -140,7 +205,6 @@ trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' INT
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node(s); logs in $logs/."
-metrics_port="${DISTTRAIN_Metrics__Port:-}"
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
 # next epoch), with the run's environment; its log goes to the standard output.
 { echo '#!/usr/bin/env bash'; echo "cd $(printf %q "$caller")"; export -p | grep ' DISTTRAIN_' | grep -v 'DISTTRAIN_Metrics__Port='

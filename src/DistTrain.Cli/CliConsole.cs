@@ -44,8 +44,9 @@ internal static class CliConsole
     /// <see cref="DistTrain.Cluster.Actors.TrainingStalledException"/> carries when a paused job ran out of time); exit code 1 either way.
     /// <paramref name="model"/>, when given, turns an <see cref="OutOfMemoryException"/> (building the replicas or the
     /// optimizer state of a model too large for this machine) into one <c>error:</c> line (<see cref="OutOfMemory"/>) and exit
-    /// code 1, instead of an unhandled exception. An input problem found only during training (<see cref="IsInputError"/>)
-    /// is an <c>error:</c> line and exit code 2; any other exception is a fault in DistTrain: an <c>internal error:</c> line,
+    /// code 1, instead of an unhandled exception. An input problem found only during training (<see cref="IsInputError"/>),
+    /// and a port taken once the start-up check had passed (<see cref="DistTrain.Cluster.Hosting.PortInUseException"/>), is an
+    /// <c>error:</c> line and exit code 2; any other exception is a fault in DistTrain: an <c>internal error:</c> line,
     /// the exception for a report, and exit code 1.
     /// </summary>
     public static async Task<int?> RunTrainingAsync(Func<Task> training, Action<DistTrain.Cluster.Actors.TrainingDivergedException>? onDiverged = null,
@@ -78,6 +79,13 @@ internal static class CliConsole
         {
             Fail("error", OutOfMemory(model));
             return 1;
+        }
+        catch (DistTrain.Cluster.Hosting.PortInUseException e)
+        {
+            // Cluster:Port taken by another process after the start-up check, before Akka.Remote bound it: the one line the
+            // check gives, not a fault in DistTrain.
+            Fail("error", e.Message);
+            return 2;
         }
         catch (Exception e) when (IsInputError(e))
         {

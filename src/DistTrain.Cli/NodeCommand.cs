@@ -60,6 +60,10 @@ internal static class NodeCommand
                     "4053 by default), or \"SeedNodes\": [\"akka.tcp://disttrain@HOST:PORT\"] in the config's Cluster section.");
                 return 2;
             }
+            // Two of this node's listeners on one port: refused before anything binds (the second bind would fail only
+            // once the first listener had started).
+            if (TrainingOptionsValidator.NodePortProblems(options, parameterServer: role == NodeRoles.ParameterServer) is { Count: > 0 } ports)
+                throw new ConfigurationException(configPath, ports);
             security = ClusterSecurity.Load(options.Cluster);
             data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data);

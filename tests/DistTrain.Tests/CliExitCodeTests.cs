@@ -22,4 +22,52 @@ public sealed class CliExitCodeTests
         Assert.Equal(1, await CliConsole.RunTrainingAsync(() => throw new DivideByZeroException()));
         Assert.Equal(1, await CliConsole.RunTrainingAsync(() => throw new NullReferenceException()));
     }
+
+    /// <summary>
+    /// Cluster:Port taken by another process in the moment between the start-up check and Akka.Remote's own bind (here:
+    /// ClusterNode directly, which makes no check of its own) ended in "internal error: AggregateException ... This is a
+    /// fault in DistTrain", a stack trace and exit code 1. Akka.Remote's bind failure is now the PortInUseException the
+    /// check gives, which RunTrainingAsync reports as one error line with exit code 2.
+    /// </summary>
+    [Fact]
+    public async Task A_cluster_port_taken_after_the_start_up_check_is_a_taken_port_with_exit_2_not_an_internal_error()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var options = TestData.Options(new DistTrain.Core.Models.ModelBuilder(784).Dense(10).Build(), workers: 1, batch: 32, epochs: 1);
+        options.Cluster = new DistTrain.Core.Configuration.ClusterOptions
+        {
+            Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = port, Tls = false, JobName = "test-job", JoinTimeoutSeconds = 30,
+            SeedNodes = [$"akka.tcp://disttrain@127.0.0.1:{port}"],
+        };
+        using var security = new DistTrain.Cluster.Security.ClusterSecurity(
+            new DistTrain.Cluster.Security.JobIdentity("test-job", "0123456789abcdef0123"u8), Certificates: null);
+        var data = DistTrain.Core.Data.TrainingData.FromArrays(
+            TestData.RawTrain.Features, TestData.RawTrain.Labels.Select(l => (int)l).ToArray(),
+            TestData.RawTest.Features, TestData.RawTest.Labels.Select(l => (int)l).ToArray(), featureCount: 784, classCount: 10);
+
+        var failure = await Assert.ThrowsAsync<DistTrain.Cluster.Hosting.PortInUseException>(() =>
+            DistTrain.Cluster.Hosting.ClusterNode.RunWorkerAsync(options, security, data, CancellationToken.None).WithTestTimeout(60));
+        Assert.Equal(("Cluster:Port", port), (failure.Key, failure.Port));
+        Assert.StartsWith($"Cluster:Port = {port}: the port is in use (Address already in use), probably by another DistTrain cluster or node", failure.Message);
+        Assert.Equal(System.Net.Sockets.SocketError.AddressAlreadyInUse, Assert.IsType<System.Net.Sockets.SocketException>(failure.InnerException).SocketErrorCode);
+
+        Assert.Equal(2, await CliConsole.RunTrainingAsync(() => throw failure));
+    }
+
+    /// <summary>The bind failure is found under any nesting of AggregateExceptions, as Akka.Hosting wraps it five deep; another
+    /// socket error or a failure without one is not a taken port.</summary>
+    [Fact]
+    public void A_taken_port_is_found_under_nested_aggregate_exceptions_and_nothing_else_is_taken_for_one()
+    {
+        var inUse = new System.Net.Sockets.SocketException((int)System.Net.Sockets.SocketError.AddressAlreadyInUse);
+        var bind = new Akka.Remote.RemoteTransportException("Failed to bind to [127.0.0.1:25101].", inUse);
+        Exception nested = bind;
+        for (var i = 0; i < 5; i++) nested = new AggregateException(new InvalidOperationException("another"), nested);
+        Assert.Same(inUse, DistTrain.Cluster.Hosting.ClusterNode.AddressInUse(nested));
+        Assert.Null(DistTrain.Cluster.Hosting.ClusterNode.AddressInUse(new AggregateException(new Akka.Remote.RemoteTransportException("refused",
+            new System.Net.Sockets.SocketException((int)System.Net.Sockets.SocketError.ConnectionRefused)))));
+        Assert.Null(DistTrain.Cluster.Hosting.ClusterNode.AddressInUse(new AggregateException(new InvalidOperationException("no socket"))));
+    }
 }

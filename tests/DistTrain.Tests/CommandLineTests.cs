@@ -155,6 +155,33 @@ public class CommandLineTests : IDisposable
         Assert.Empty(Directory.GetFileSystemEntries(output)); // no run folder
     }
 
+    /// <summary>
+    /// One port for two of a node's listeners used to bind the first (the data plane, the metrics endpoint) and fail on
+    /// Akka.Remote's bind: "internal error: AggregateException ... This is a fault in DistTrain", a stack trace, exit 1. It is
+    /// a configuration error naming both keys and the value, exit 2, before anything binds or any run folder is made.
+    /// </summary>
+    [Theory]
+    [InlineData("parameter-server", "DISTTRAIN_Cluster__DataPort", "Cluster:Port = 25101 and Cluster:DataPort = 25101 are the same port, but a parameter-server node listens on each (Akka.Remote and the data plane)")]
+    [InlineData("parameter-server", "DISTTRAIN_Metrics__Port", "Cluster:Port = 25101 and Metrics:Port = 25101 are the same port, but a parameter-server node listens on each (Akka.Remote and the metrics endpoint)")]
+    [InlineData("worker", "DISTTRAIN_Metrics__Port", "Cluster:Port = 25101 and Metrics:Port = 25101 are the same port, but a worker node listens on each (Akka.Remote and the metrics endpoint)")]
+    public async Task A_cluster_node_given_one_port_for_two_of_its_listeners_exits_2_naming_both_keys_before_anything_binds(string role, string sameAs, string message)
+    {
+        var output = TemporaryFolder("disttrain-sameport-");
+        using var process = new DistTrainProcess(["node", "--role", role, "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
+            "--output", output], new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                ["DISTTRAIN_Cluster__Port"] = "25101", [sameAs] = "25101", ["DISTTRAIN_Cluster__SeedNodes__0"] = "akka.tcp://disttrain@127.0.0.1:25101",
+            });
+        await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+        Assert.Contains($"  - {message}, and two listeners cannot share a port. Give one of them another port (DISTTRAIN_Cluster__Port=... or {sameAs}=...).", process.Error);
+        Assert.StartsWith("error: Invalid configuration (", process.Error);
+        Assert.DoesNotContain("internal error", process.Error);
+        Assert.DoesNotContain("Failed to bind", process.Output + process.Error); // nothing bound, so no bind failed
+        Assert.DoesNotContain("DistTrain cluster node", process.Output); // stopped before the node's start-up line
+        Assert.Empty(Directory.GetFileSystemEntries(output)); // no run folder
+    }
+
     [Fact]
     public async Task A_parameter_server_node_states_the_mode_and_optimizer_and_gives_trains_warnings_before_it_waits_for_workers()
     {

@@ -321,4 +321,37 @@ public class ConfigurationTests : IDisposable
         var number = Invalid(RepositoryConfig, new(ValidData) { ["Cluster:TopKScope"] = "7" });
         Assert.Contains("Cluster:TopKScope = '7' (from a command-line option) is not valid: expected one of Global, PerTensor. Write the name", number.Message);
     }
+
+    /// <summary>
+    /// A node given one port for two of its listeners bound the first and failed on the second with Akka.Remote's stack
+    /// trace and "internal error" (exit 1). Each pair it listens on is now one problem naming both keys and the value;
+    /// 0 (a free Cluster:Port, an endpoint off) never clashes, a worker does not listen on Cluster:DataPort, and
+    /// the library's Trainer serves no metrics.
+    /// </summary>
+    [Fact]
+    public void A_cluster_node_given_one_port_for_two_of_its_listeners_gets_one_problem_per_pair_naming_both_keys()
+    {
+        static TrainingOptions Ports(int port, int dataPort, int metricsPort) =>
+            new() { Cluster = { Port = port, DataPort = dataPort }, Metrics = { Port = metricsPort } };
+
+        Assert.Equal(["Cluster:Port = 25101 and Cluster:DataPort = 25101 are the same port, but a parameter-server node listens on each " +
+            "(Akka.Remote and the data plane), and two listeners cannot share a port. Give one of them another port " +
+            "(DISTTRAIN_Cluster__Port=... or DISTTRAIN_Cluster__DataPort=...)."],
+            TrainingOptionsValidator.NodePortProblems(Ports(25101, 25101, 0), parameterServer: true));
+        Assert.Equal(["Cluster:Port = 25101 and Metrics:Port = 25101 are the same port, but a worker node listens on each " +
+            "(Akka.Remote and the metrics endpoint), and two listeners cannot share a port. Give one of them another port " +
+            "(DISTTRAIN_Cluster__Port=... or DISTTRAIN_Metrics__Port=...)."],
+            TrainingOptionsValidator.NodePortProblems(Ports(25101, 4054, 25101), parameterServer: false));
+        var all = TrainingOptionsValidator.NodePortProblems(Ports(25101, 25101, 25101), parameterServer: true);
+        Assert.Equal(3, all.Count);
+        Assert.StartsWith("Cluster:DataPort = 25101 and Metrics:Port = 25101 are the same port, but a parameter-server node", all[2]);
+
+        Assert.Empty(TrainingOptionsValidator.NodePortProblems(Ports(25101, 25101, 0), parameterServer: false)); // a worker has no data plane
+        Assert.Empty(TrainingOptionsValidator.NodePortProblems(Ports(0, 4054, 0), parameterServer: false)); // a free port; metrics off
+        Assert.Empty(TrainingOptionsValidator.NodePortProblems(Ports(4053, 4054, 4055), parameterServer: true));
+        Assert.Empty(TrainingOptionsValidator.NodePortProblems(Ports(25101, 4054, 25101), parameterServer: true, metricsEndpoint: false));
+        // Single-node mode listens on Metrics:Port alone: the default Cluster:Port there is no clash.
+        var single = TrainingOptionsLoader.Load(RepositoryConfig, new Dictionary<string, string?>(ValidData) { ["Metrics:Port"] = "4053" }, checkDataDirectory: true, NoEnvironment);
+        Assert.Equal((4053, 4053), (single.Metrics.Port, single.Cluster.Port));
+    }
 }

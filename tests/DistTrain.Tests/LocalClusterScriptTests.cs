@@ -166,6 +166,40 @@ public class LocalClusterScriptTests
         Assert.Equal(before, Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0);
     }
 
+    /// <summary>
+    /// Worker i's metrics port is DISTTRAIN_Metrics__Port + i, which could be the parameter server's Cluster:Port: worker 2
+    /// bound it first and the parameter server then stopped with "the port is in use ..., probably by another DistTrain
+    /// cluster" (exit 2, after every node had started). Two of the run's ports that are one is now refused before
+    /// anything is built, installed or started, naming the port, both settings and the change to make.
+    /// </summary>
+    [Theory]
+    [InlineData("25121", "25123", "25124", "cluster.sh: port 25123 is both DISTTRAIN_Cluster__Port (the parameter server's cluster port) and worker 2's metrics port " +
+        "(DISTTRAIN_Metrics__Port + 2 = 25121 + 2), but each port of the run must be its own. The metrics ports are DISTTRAIN_Metrics__Port to " +
+        "DISTTRAIN_Metrics__Port + WORKERS (25121 to 25123): set DISTTRAIN_Metrics__Port=25125 (ports 25125 to 25127), or move DISTTRAIN_Cluster__Port out of 25121 to 25123.")]
+    [InlineData("25101", "25101", "", "cluster.sh: port 25101 is both DISTTRAIN_Cluster__Port (the parameter server's cluster port) and the parameter server's " +
+        "metrics port (DISTTRAIN_Metrics__Port = 25101), but each port of the run must be its own. The metrics ports are DISTTRAIN_Metrics__Port to " +
+        "DISTTRAIN_Metrics__Port + WORKERS (25101 to 25103): set DISTTRAIN_Metrics__Port=25102 (ports 25102 to 25104), or move DISTTRAIN_Cluster__Port out of 25101 to 25103.")]
+    [InlineData("", "25101", "25101", "cluster.sh: port 25101 is both DISTTRAIN_Cluster__Port (the parameter server's cluster port) and DISTTRAIN_Cluster__DataPort " +
+        "(the parameter server's data-plane port), but each port of the run must be its own. Give DISTTRAIN_Cluster__Port and DISTTRAIN_Cluster__DataPort " +
+        "different ports, or leave one unset (the script then picks a free one).")]
+    [InlineData("65534", "", "", "cluster.sh: DISTTRAIN_Metrics__Port = 65534 would give worker 2 metrics port 65536, past 65535 (worker i gets " +
+        "DISTTRAIN_Metrics__Port + i). Set DISTTRAIN_Metrics__Port to at most 65533.")]
+    public async Task Ports_of_the_run_that_clash_exit_2_naming_both_settings_before_any_node_starts(string metricsPort, string port, string dataPort, string message)
+    {
+        var start = ClusterScript(Path.Combine(Path.GetTempPath(), "disttrain-unused-output"), epochs: 1);
+        foreach (var (key, value) in new[] { ("DISTTRAIN_Metrics__Port", metricsPort), ("DISTTRAIN_Cluster__Port", port), ("DISTTRAIN_Cluster__DataPort", dataPort) })
+            if (value.Length > 0) start.Environment[key] = value;
+        var runs = Path.Combine(Repository, "runs", "cluster");
+        var before = Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0;
+
+        var (exitCode, output, errors) = await RunToExitAsync(start, TimeSpan.FromSeconds(60));
+
+        Assert.True(exitCode == 2, $"exit {exitCode}; error output:\n{errors}");
+        Assert.Equal(message, errors.TrimEnd('\n'));
+        Assert.Equal("", output); // no "Job ..." line: nothing installed or started
+        Assert.Equal(before, Directory.Exists(runs) ? Directory.GetDirectories(runs).Length : 0); // no run folder, no certificates
+    }
+
     /// <summary>The demos used to build the CLI every time; like cluster.sh they now take a built one from CLI_DLL, and one
     /// that is not there is exit 2 with the fix, before any node starts.</summary>
     [Theory]

@@ -249,6 +249,32 @@ public class TrainerApiTests
         Assert.Contains("Cluster:SecretFile", server.Message);
     }
 
+    /// <summary>A parameter server given one port for Akka.Remote and the data plane bound the data plane, then failed on
+    /// Akka.Remote's bind with nested AggregateExceptions; it is a ConfigurationException naming both keys, before anything
+    /// binds (the port stays free).</summary>
+    [Fact]
+    public async Task A_parameter_server_given_one_port_for_Akka_Remote_and_the_data_plane_is_refused_before_anything_binds()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var options = MlpOptions(epochs: 1);
+        options.Cluster = new ClusterOptions
+        {
+            Hostname = "127.0.0.1", Port = port, DataPort = port, Tls = false, Secret = "0123456789abcdef0123",
+            SeedNodes = [$"akka.tcp://disttrain@127.0.0.1:{port}"],
+        };
+
+        var refused = await Assert.ThrowsAsync<ConfigurationException>(() => new Trainer(options).RunParameterServerAsync(InMemory()).WithTestTimeout(60));
+
+        Assert.Equal([$"Cluster:Port = {port} and Cluster:DataPort = {port} are the same port, but a parameter-server node listens on each (Akka.Remote " +
+            "and the data plane), and two listeners cannot share a port. Give one of them another port (DISTTRAIN_Cluster__Port=... or DISTTRAIN_Cluster__DataPort=...)."],
+            refused.Problems);
+        using var free = new TcpListener(IPAddress.Loopback, port);
+        free.Start(); // nothing was left bound
+    }
+
     [Fact]
     public async Task A_certificate_given_in_code_is_checked_as_the_files_are()
     {

@@ -126,7 +126,7 @@ public static class ClusterNode
             StopJobHostWhenNoParameterServerTakesOver(system, manager, completion.Task);
             FailWhenTerminated(system, security.Certificates, completion);
         });
-        await host.StartAsync(cancellationToken).ConfigureAwait(false);
+        await StartAsync(host, options.Cluster, cancellationToken).ConfigureAwait(false);
         var stopped = false;
         try
         {
@@ -279,7 +279,7 @@ public static class ClusterNode
             agent = system.ActorOf(WorkerAgent.Props(options, security, data, samples, completion), "agent");
             FailWhenTerminated(system, security.Certificates, completion);
         });
-        await host.StartAsync(cancellationToken).ConfigureAwait(false);
+        await StartAsync(host, options.Cluster, cancellationToken).ConfigureAwait(false);
         try
         {
             return await completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -385,6 +385,38 @@ public static class ClusterNode
                 ? new Actors.NodeDownedException($"This node left the cluster before the job ended: {downed}. See the log above; restart the node to rejoin.")
                 : new InvalidOperationException("This node's actor system stopped before the job ended (see the log above); restart the node to rejoin."));
         }, TaskScheduler.Default);
+
+    /// <summary>
+    /// Starts a node's host. PortProbe checked Cluster:Port at start-up, but another process can take it in the moment
+    /// before Akka.Remote binds it; Akka.Remote's bind failure (a <see cref="System.Net.Sockets.SocketException"/> under
+    /// nested <see cref="AggregateException"/>s) is then the <see cref="PortInUseException"/> the probe would have thrown,
+    /// one line naming the key and the port, not a fault of DistTrain's.
+    /// </summary>
+    /// <exception cref="PortInUseException">Akka.Remote could not bind Cluster:Port because another socket holds it.</exception>
+    private static async Task StartAsync(IHost host, Core.Configuration.ClusterOptions cluster, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await host.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (AddressInUse(e) is { } taken)
+        {
+            throw new PortInUseException("Cluster:Port", cluster.Port, taken);
+        }
+    }
+
+    /// <summary>
+    /// The "address already in use" <see cref="System.Net.Sockets.SocketException"/> among <paramref name="exception"/>'s
+    /// inner exceptions (every one of each <see cref="AggregateException"/>, at any depth), or null when there is none.
+    /// </summary>
+    /// <param name="exception">The failure to search, itself included.</param>
+    internal static System.Net.Sockets.SocketException? AddressInUse(Exception? exception) => exception switch
+    {
+        System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse } socket => socket,
+        AggregateException aggregate => aggregate.InnerExceptions.Select(AddressInUse).FirstOrDefault(found => found is not null),
+        null => null,
+        _ => AddressInUse(exception.InnerException),
+    };
 
     private static IHost BuildHost(TrainingOptions options, ClusterSecurity security, string role, int computeThreads, Action<ActorSystem, IActorRegistry> start)
     {

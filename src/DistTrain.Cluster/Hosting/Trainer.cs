@@ -122,9 +122,10 @@ public sealed class Trainer
     /// unless the last epoch's training had ended: its evaluation then finishes and the task returns the finished job.</param>
     /// <returns>The trained model and the per-epoch history.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="data"/> or one of its splits is null.</exception>
-    /// <exception cref="ConfigurationException">The model does not fit the data, or the job secret or a certificate is
-    /// missing or not valid (the message names the key, or <see cref="Security"/>, and the fix).</exception>
-    /// <exception cref="PortInUseException">Cluster:Port or Cluster:DataPort is taken.</exception>
+    /// <exception cref="ConfigurationException">The model does not fit the data, Cluster:Port equals Cluster:DataPort, or the job
+    /// secret or a certificate is missing or not valid (the message names the key, or <see cref="Security"/>, and the fix).</exception>
+    /// <exception cref="PortInUseException">Cluster:Port or Cluster:DataPort is taken (also when another process takes
+    /// Cluster:Port in the moment between the check and Akka.Remote's bind).</exception>
     /// <exception cref="InvalidDataException">Model:Pretrained cannot be read or does not fit the model.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node stood by until the job ended on another parameter-server node.</exception>
     /// <exception cref="NodeRefusedException">This node's TLS handshake failed: the peers' certificates are of another CA.</exception>
@@ -134,6 +135,8 @@ public sealed class Trainer
         CancellationToken cancellationToken = default)
     {
         CheckFits(data, startingWeights: true);
+        if (TrainingOptionsValidator.NodePortProblems(Options, parameterServer: true, metricsEndpoint: false) is { Count: > 0 } ports)
+            throw new ConfigurationException("Trainer options", ports);
         using var owned = Security is null ? ClusterSecurity.Load(Options.Cluster) : null;
         var security = Checked(Security) ?? owned!;
         PortProbe.EnsureFree("Cluster:Port", Options.Cluster.Hostname, Options.Cluster.Port);
@@ -154,7 +157,8 @@ public sealed class Trainer
     /// reports it <see cref="JobFinished.Cancelled"/>.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="data"/> or one of its splits is null.</exception>
     /// <exception cref="ConfigurationException">The model does not fit the data, or the job secret or a certificate is missing or not valid.</exception>
-    /// <exception cref="PortInUseException">Cluster:Port is taken (0, any free port, never is).</exception>
+    /// <exception cref="PortInUseException">Cluster:Port is taken (0, any free port, never is), also when another process
+    /// takes it in the moment between the check and Akka.Remote's bind.</exception>
     /// <exception cref="NodeRefusedException">The job host refused the node (another job, model or version), or the TLS handshake failed.</exception>
     /// <exception cref="InvalidOperationException">The node's worker failed or the node lost the cluster.</exception>
     /// <exception cref="TimeoutException">No parameter server accepted the node within Cluster:JoinTimeoutSeconds.</exception>

@@ -175,6 +175,43 @@ public static class TrainingOptionsValidator
         return problems;
     }
 
+    /// <summary>
+    /// The listening ports of one cluster node (<c>disttrain node</c>) that are equal, one problem per pair naming both keys,
+    /// the value and the fix: two listeners cannot share a port, so the second would fail to bind after the first had
+    /// started. A node listens on <c>Cluster:Port</c> (Akka.Remote; 0 picks a free port, which never collides),
+    /// <c>Cluster:DataPort</c> (the tensor data plane, parameter-server nodes only) and <c>Metrics:Port</c> (the Prometheus
+    /// endpoint; 0 is off). Not part of <see cref="Validate"/>: single-node mode listens on Metrics:Port alone, and a worker
+    /// node does not listen on Cluster:DataPort (its Cluster:Port may equal the parameter server's data port).
+    /// </summary>
+    /// <param name="options">The node's options.</param>
+    /// <param name="parameterServer">True for a parameter-server node (active or standby), which also listens on Cluster:DataPort.</param>
+    /// <param name="metricsEndpoint">True when the node serves Metrics:Port (<c>disttrain node</c> does; the library's
+    /// <c>Trainer</c> does not).</param>
+    /// <returns>The problems; empty when each port is the node's own.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/>, or its Cluster or Metrics section, is null.</exception>
+    public static IReadOnlyList<string> NodePortProblems(TrainingOptions options, bool parameterServer, bool metricsEndpoint = true)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(options.Cluster);
+        ArgumentNullException.ThrowIfNull(options.Metrics);
+        var ports = new List<(string Key, int Port, string Listener)> { ("Cluster:Port", options.Cluster.Port, "Akka.Remote") };
+        if (parameterServer) ports.Add(("Cluster:DataPort", options.Cluster.DataPort, "the data plane"));
+        if (metricsEndpoint) ports.Add(("Metrics:Port", options.Metrics.Port, "the metrics endpoint"));
+        var node = parameterServer ? "a parameter-server node" : "a worker node";
+        var problems = new List<string>();
+        for (var i = 0; i < ports.Count; i++)
+            for (var j = i + 1; j < ports.Count; j++)
+            {
+                var (first, second) = (ports[i], ports[j]);
+                if (first.Port == 0 || first.Port != second.Port) continue; // 0: a free port (Cluster:Port) or off (Metrics:Port)
+                problems.Add(string.Create(CultureInfo.InvariantCulture,
+                    $"{first.Key} = {first.Port} and {second.Key} = {second.Port} are the same port, but {node} listens on each ({first.Listener} and " +
+                    $"{second.Listener}), and two listeners cannot share a port. Give one of them another port " +
+                    $"(DISTTRAIN_{first.Key.Replace(":", "__", StringComparison.Ordinal)}=... or DISTTRAIN_{second.Key.Replace(":", "__", StringComparison.Ordinal)}=...)."));
+            }
+        return problems;
+    }
+
     /// <summary>Largest Units of a Dense layer.</summary>
     internal const int MaxUnits = 1 << 20;
 
