@@ -635,6 +635,27 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// A worker node stopped (SIGTERM) while its parameter server runs leaves the cluster and exits as cancelled (130)
+    /// without reporting a lost parameter server. As the node left, Akka reported every other member removed, and the
+    /// worker took its parameter server's removal for a loss: it logged "Lost the data plane to the parameter server
+    /// (... (Removed)); registering again and waiting up to 120 s ... (a standby takes over ...)", though the parameter
+    /// server ran on and the worker waited for nothing.
+    /// </summary>
+    [Fact]
+    public async Task A_worker_stopped_while_its_parameter_server_runs_exits_as_cancelled_without_reporting_a_lost_parameter_server()
+    {
+        var (ps, worker) = await OneWorkerMidEpochAsync();
+        worker.Terminate();
+        var exit = await worker.WaitAsync(Guard, [ps]);
+        Assert.True(exit == 130, $"the worker exited with {exit}, not 130 (cancelled). Output:\n{worker.Output}");
+        Assert.Contains("SIGTERM: stopping at the next step", worker.Output);
+        Assert.DoesNotContain("Lost the data plane", worker.Output);
+        Assert.DoesNotContain("registering again", worker.Output);
+        Assert.DoesNotContain("takes over", worker.Output);
+        Assert.False(ps.HasExited, $"the parameter server exited with the worker:\n{ps.Output}");
+    }
+
+    /// <summary>
     /// A worker node stopped (SIGTERM) right after its parameter server died. A graceful cluster leave needs a leader to
     /// move the node out, and the only other member is gone, so the leave waited until the node downed itself (8.4-9.1 s
     /// after the signal, measured) and the node then reported a failure (exit code 1) or its cancellation. It now skips
