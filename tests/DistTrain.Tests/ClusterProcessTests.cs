@@ -365,6 +365,31 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// test process) ends the job before training, with the reason on the parameter server and on the worker, and
     /// nothing is written into it.
     /// </summary>
+    /// <summary>
+    /// A parameter server told to resume (Checkpoint:Resume, as cluster.sh passes it on) from a folder with no checkpoint
+    /// ends with exit 2 and one error line that names the node's setting. It used to say "Drop --resume (Checkpoint:Resume)",
+    /// an option of train that `node` does not have, and to print it twice: an [ERROR] log line and the error: line.
+    /// </summary>
+    [Fact]
+    public async Task A_parameter_server_told_to_resume_from_an_empty_folder_says_so_once_naming_the_nodes_setting()
+    {
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 1));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
+        psEnvironment["DISTTRAIN_Checkpoint__Resume"] = "true"; // the worker's environment has no Checkpoint:Directory to resume from
+        var checkpoints = psEnvironment["DISTTRAIN_Checkpoint__Directory"];
+        Directory.CreateDirectory(checkpoints);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        await ps.AssertExitAsync(2, Guard, [worker]);
+        await worker.WaitAsync(Guard, [ps]);
+        var expected = $"No checkpoint to resume from in {Path.GetFullPath(checkpoints)}. Set Checkpoint:Resume to false (DISTTRAIN_Checkpoint__Resume=false) to start a new run.";
+        Assert.Single(Regex.Matches(ps.Output, "No checkpoint to resume from"));
+        Assert.Contains("error: " + expected, ps.Output.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal));
+        Assert.DoesNotContain("--resume", ps.Output);
+        Assert.DoesNotContain("--resume", worker.Output);
+        Assert.DoesNotContain("Training starts", ps.Output);
+    }
+
     [Fact]
     public async Task A_job_whose_checkpoint_folder_another_job_holds_ends_before_training_naming_the_folder()
     {
