@@ -365,6 +365,31 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// test process) ends the job before training, with the reason on the parameter server and on the worker, and
     /// nothing is written into it.
     /// </summary>
+    /// <summary>
+    /// A parameter server told to resume (Checkpoint:Resume, as cluster.sh passes it on) from a folder with no checkpoint
+    /// ends with exit 2 and one error line that names the node's setting. It used to say "Drop --resume (Checkpoint:Resume)",
+    /// an option of train that `node` does not have, and to print it twice: an [ERROR] log line and the error: line.
+    /// </summary>
+    [Fact]
+    public async Task A_parameter_server_told_to_resume_from_an_empty_folder_says_so_once_naming_the_nodes_setting()
+    {
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 1));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
+        psEnvironment["DISTTRAIN_Checkpoint__Resume"] = "true"; // the worker's environment has no Checkpoint:Directory to resume from
+        var checkpoints = psEnvironment["DISTTRAIN_Checkpoint__Directory"];
+        Directory.CreateDirectory(checkpoints);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var worker = Start("worker", configPath, workerEnvironment);
+        await ps.AssertExitAsync(2, Guard, [worker]);
+        await worker.WaitAsync(Guard, [ps]);
+        var expected = $"No checkpoint to resume from in {Path.GetFullPath(checkpoints)}. Set Checkpoint:Resume to false (DISTTRAIN_Checkpoint__Resume=false) to start a new run.";
+        Assert.Single(Regex.Matches(ps.Output, "No checkpoint to resume from"));
+        Assert.Contains("error: " + expected, ps.Output.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal));
+        Assert.DoesNotContain("--resume", ps.Output);
+        Assert.DoesNotContain("--resume", worker.Output);
+        Assert.DoesNotContain("Training starts", ps.Output);
+    }
+
     [Fact]
     public async Task A_job_whose_checkpoint_folder_another_job_holds_ends_before_training_naming_the_folder()
     {
@@ -679,6 +704,27 @@ public sealed partial class ClusterProcessTests : IDisposable
                 .Single(f => Path.GetFullPath(Path.GetDirectoryName(f)!) != Path.GetFullPath(besides)));
         foreach (var segment in undisturbed.FinalWeights.Layout.Segments)
             Compare.Identical(undisturbed.FinalWeights.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+    }
+
+    /// <summary>
+    /// A worker node stopped (SIGTERM) while its parameter server runs leaves the cluster and exits as cancelled (130)
+    /// without reporting a lost parameter server. As the node left, Akka reported every other member removed, and the
+    /// worker took its parameter server's removal for a loss: it logged "Lost the data plane to the parameter server
+    /// (... (Removed)); registering again and waiting up to 120 s ... (a standby takes over ...)", though the parameter
+    /// server ran on and the worker waited for nothing.
+    /// </summary>
+    [Fact]
+    public async Task A_worker_stopped_while_its_parameter_server_runs_exits_as_cancelled_without_reporting_a_lost_parameter_server()
+    {
+        var (ps, worker) = await OneWorkerMidEpochAsync();
+        worker.Terminate();
+        var exit = await worker.WaitAsync(Guard, [ps]);
+        Assert.True(exit == 130, $"the worker exited with {exit}, not 130 (cancelled). Output:\n{worker.Output}");
+        Assert.Contains("SIGTERM: stopping at the next step", worker.Output);
+        Assert.DoesNotContain("Lost the data plane", worker.Output);
+        Assert.DoesNotContain("registering again", worker.Output);
+        Assert.DoesNotContain("takes over", worker.Output);
+        Assert.False(ps.HasExited, $"the parameter server exited with the worker:\n{ps.Output}");
     }
 
     /// <summary>

@@ -225,6 +225,34 @@ public sealed class ResumeRefusalTests : IDisposable
     }
 
     /// <summary>
+    /// A cluster node has no --resume or --epochs (it takes Checkpoint:Resume and Training:Epochs from its config or
+    /// DISTTRAIN_* variables): its resume messages name those settings, while train's keep naming its flags. Before, a
+    /// parameter-server node told the user to "Drop --resume (Checkpoint:Resume)", an option neither `node` nor cluster.sh has.
+    /// </summary>
+    [Fact]
+    public async Task A_cluster_nodes_resume_messages_name_its_settings_and_trains_name_its_flags()
+    {
+        var layout = ModelLayout();
+        var empty = Assert.Throws<CheckpointResumeException>(() =>
+            CheckpointResume.Find(Options(epochs: 1, resume: true), layout, _ => { }, matchWorkers: false, settings: ResumeSettings.ClusterNode));
+        Assert.Equal($"No checkpoint to resume from in {Path.GetFullPath(_directory)}. Set Checkpoint:Resume to false " +
+            "(DISTTRAIN_Checkpoint__Resume=false) to start a new run.", empty.Message);
+        Assert.EndsWith(". Drop --resume (Checkpoint:Resume) to start a new run.",
+            Assert.Throws<CheckpointResumeException>(() => CheckpointResume.Find(Options(epochs: 1, resume: true), layout, _ => { })).Message);
+
+        await Run(Options(epochs: 2, resume: false)); // its newest checkpoint has completed both epochs
+        var past = Assert.Throws<CheckpointResumeException>(() =>
+            CheckpointResume.Find(Options(epochs: 1, resume: true), layout, _ => { }, matchWorkers: false, settings: ResumeSettings.ClusterNode));
+        Assert.EndsWith("has completed all 2 epochs and Training:Epochs = 1. Raise Training:Epochs (DISTTRAIN_Training__Epochs) to train further.", past.Message);
+
+        var reused = CheckpointResume.ReusedFolderWarning(Options(epochs: 1, resume: false), ResumeSettings.ClusterNode);
+        Assert.Contains("and a later resume (Checkpoint:Resume = true, DISTTRAIN_Checkpoint__Resume=true) continues the run written last", reused);
+        Assert.EndsWith("Give each run its own folder to keep them, or Checkpoint:Resume = true to continue that run.", reused);
+        Assert.DoesNotContain("--resume", reused);
+        Assert.Contains("or --resume to continue that run.", CheckpointResume.ReusedFolderWarning(Options(epochs: 1, resume: false)));
+    }
+
+    /// <summary>
     /// Two runs in one folder: a user's resume continues the run written last, not the other run's checkpoint of a higher
     /// version (which was refused as not fitting the config, or, with the same settings, would have continued the wrong run),
     /// and a new run in a folder that holds checkpoints is warned that they are another run's.

@@ -633,17 +633,18 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             TakeCheckpointDirectory();
             if (_options.Checkpoint.Resume)
                 _resumeFrom = CheckpointResume.Find(_options, _model.Layout, LogResumeLine, matchWorkers: false,
-                    jobId: _takeover ? _jobId : null, trainSamples: _trainCount, trainDigest: _trainDigest);
+                    jobId: _takeover ? _jobId : null, trainSamples: _trainCount, trainDigest: _trainDigest, settings: ResumeSettings.ClusterNode);
             else if (_takeover)
                 _resumeFrom = CheckpointResume.FindForTakeover(_options, _model.Layout, LogResumeLine, _jobId, _trainCount, _trainDigest);
-            else if (CheckpointResume.ReusedFolderWarning(_options) is { } reused)
+            else if (CheckpointResume.ReusedFolderWarning(_options, ResumeSettings.ClusterNode) is { } reused)
                 _log.Warning(reused);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
             return true;
         }
         catch (Exception e) when (e is CheckpointResumeException or Core.Checkpoints.CheckpointDirectoryException)
         {
-            _log.Error(e.Message);
+            // The node's run fails with it, and the node prints it once (an error: line); a log line here printed it twice.
+            _log.Debug("The job ends before training: {0}", e.Message);
             _started = true;
             Self.Tell(new Done(null, e)); // tells the worker nodes too, so they do not wait for a job that will not start
             return false;

@@ -166,6 +166,16 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             Self.Tell(new Lost($"the parameter-server node {member.Address} ({member.Status})", _generation));
     }
 
+    /// <summary>
+    /// True once this node itself is stopping: its coordinated shutdown has begun (a stop signal, a downing, a failed TLS
+    /// handshake), or it is leaving or out of the cluster. As a node leaves, Akka reports every other member removed and
+    /// the data plane closes with the node: that is this node's own stop, not a lost parameter server, and the node will
+    /// not register again.
+    /// </summary>
+    private bool NodeStopping =>
+        CoordinatedShutdown.Get(Context.System).ShutdownReason is not null || _cluster.IsTerminated
+        || _cluster.SelfMember.Status is MemberStatus.Leaving or MemberStatus.Exiting or MemberStatus.Down or MemberStatus.Removed;
+
     /// <inheritdoc />
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
     {
@@ -243,6 +253,12 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         // A standby accepted this worker again before the grace timer of the old link ran out (the old parameter server
         // closed its sockets only as its process exited, after a graceful stop): that loss is over, the new link is not lost.
         if (_finished || lost.Generation != _generation) return;
+        if (NodeStopping)
+        {
+            // The node's own stop closed the data plane or removed the parameter server from its view; the caller reports the stop.
+            _log.Debug("The data plane to the parameter server ended ({0}) as this node stops; not registering again.", lost.Name);
+            return;
+        }
         if (_workerFailed)
         {
             // A failure on this node, not a lost parameter server: registering again would repeat it.

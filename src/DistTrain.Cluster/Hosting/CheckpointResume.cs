@@ -11,9 +11,38 @@ namespace DistTrain.Cluster.Hosting;
 /// <summary>Resuming cannot start: no usable checkpoint, or the config no longer fits it. The message says what to do.</summary>
 public sealed class CheckpointResumeException(string message) : Exception(message);
 
+/// <summary>
+/// How a run takes its settings, so that resume messages name the ones the user can change there: <c>disttrain train</c>
+/// and <c>finetune</c> have <c>--resume</c> and <c>--epochs</c>; a cluster node (<c>disttrain node</c>, <c>cluster.sh</c>)
+/// has neither and takes Checkpoint:Resume and Training:Epochs from its config or DISTTRAIN_* variables.
+/// </summary>
+public enum ResumeSettings
+{
+    /// <summary>The train and finetune commands (and the library's <see cref="Trainer"/>): <c>--resume</c> and <c>--epochs</c>.</summary>
+    CommandLine,
+
+    /// <summary>A cluster node: Checkpoint:Resume (DISTTRAIN_Checkpoint__Resume) and Training:Epochs (DISTTRAIN_Training__Epochs).</summary>
+    ClusterNode,
+}
+
 /// <summary>Chooses the checkpoint a resumed run starts from (Checkpoint:Resume, <c>disttrain train --resume</c>).</summary>
 public static class CheckpointResume
 {
+    /// <summary>"Drop --resume (Checkpoint:Resume) to start a new run.", or a cluster node's way to turn the resume off.</summary>
+    private static string StartNewRun(ResumeSettings settings) => settings == ResumeSettings.ClusterNode
+        ? "Set Checkpoint:Resume to false (DISTTRAIN_Checkpoint__Resume=false) to start a new run."
+        : "Drop --resume (Checkpoint:Resume) to start a new run.";
+
+    /// <summary>"without --resume (Checkpoint:Resume)", or a cluster node's way to say it.</summary>
+    private static string WithoutResume(ResumeSettings settings) => settings == ResumeSettings.ClusterNode
+        ? "with Checkpoint:Resume = false (DISTTRAIN_Checkpoint__Resume=false)"
+        : "without --resume (Checkpoint:Resume)";
+
+    /// <summary>"Training:Epochs (--epochs)", or a cluster node's variable for it.</summary>
+    private static string EpochsSetting(ResumeSettings settings) => settings == ResumeSettings.ClusterNode
+        ? "Training:Epochs (DISTTRAIN_Training__Epochs)"
+        : "Training:Epochs (--epochs)";
+
     /// <summary>
     /// The newest checkpoint in Checkpoint:Directory that verifies against <paramref name="layout"/> and fits the
     /// options. Every newer checkpoint that does not verify (truncated, checksum mismatch, another model) is reported
@@ -37,9 +66,11 @@ public static class CheckpointResume
     /// checkpoint written when the last epoch's training ended (epoch Training:Epochs + 1, round 0) is accepted: the run then
     /// trains nothing, evaluates those weights as the last epoch's and writes the model (<see cref="CoordinatorSettings.ResumedVersion"/>),
     /// which is how a run whose final save failed, or whose parameter server died before it, gets its model.</exception>
+    /// <param name="settings">How the run takes its settings, for the messages: <see cref="ResumeSettings.ClusterNode"/> names
+    /// Checkpoint:Resume and DISTTRAIN_* variables instead of the train command's <c>--resume</c> and <c>--epochs</c>.</param>
     public static TrainingCheckpoint Find(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers = true, string? jobId = null,
-        int trainSamples = 0, string trainDigest = "") =>
-        Search(options, layout, log, matchWorkers, jobId, trainSamples, trainDigest, required: true)!;
+        int trainSamples = 0, string trainDigest = "", ResumeSettings settings = ResumeSettings.CommandLine) =>
+        Search(options, layout, log, matchWorkers, jobId, trainSamples, trainDigest, required: true, settings)!;
 
     /// <summary>
     /// The checkpoint a standby parameter server that takes over job <paramref name="jobId"/> resumes from: as
@@ -57,10 +88,10 @@ public static class CheckpointResume
     /// <exception cref="CheckpointResumeException">The chosen checkpoint does not fit the config (seed, minibatch, training samples, optimizer state, epochs).</exception>
     public static TrainingCheckpoint? FindForTakeover(TrainingOptions options, ParameterLayout layout, Action<string> log, string? jobId, int trainSamples = 0,
         string trainDigest = "") =>
-        Search(options, layout, log, matchWorkers: false, jobId, trainSamples, trainDigest, required: false);
+        Search(options, layout, log, matchWorkers: false, jobId, trainSamples, trainDigest, required: false, ResumeSettings.ClusterNode);
 
     private static TrainingCheckpoint? Search(TrainingOptions options, ParameterLayout layout, Action<string> log, bool matchWorkers, string? jobId,
-        int trainSamples, string trainDigest, bool required)
+        int trainSamples, string trainDigest, bool required, ResumeSettings settings)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(log);
@@ -85,8 +116,8 @@ public static class CheckpointResume
         {
             if (required)
                 throw new CheckpointResumeException(search.Skipped.Count == 0
-                    ? $"No checkpoint to resume from in {Path.GetFullPath(directory)}{OtherSafetensors(directory)}. Drop --resume (Checkpoint:Resume) to start a new run."
-                    : $"None of the {search.Skipped.Count} checkpoints in {Path.GetFullPath(directory)} is valid (see above). Drop --resume (Checkpoint:Resume) to start a new run.");
+                    ? $"No checkpoint to resume from in {Path.GetFullPath(directory)}{OtherSafetensors(directory)}. {StartNewRun(settings)}"
+                    : $"None of the {search.Skipped.Count} checkpoints in {Path.GetFullPath(directory)} is valid (see above). {StartNewRun(settings)}");
             log($"No valid checkpoint in {Path.GetFullPath(directory)}, so this takeover restarts the job from epoch 1. Is Checkpoint:Directory shared by the parameter-server nodes?");
             return null;
         }
@@ -120,7 +151,7 @@ public static class CheckpointResume
         if (changes.Count > 0)
             throw new CheckpointResumeException($"Checkpoint {search.Path} does not fit the config: {string.Join("; ", changes)}. " +
                 $"Its {checkpoint.OptimizerKind} state was built with the checkpoint's values, so resume with them, or start a new run " +
-                "without --resume (Checkpoint:Resume). The learning rate, its schedule, L1, L2 and clipping may change on resume.");
+                $"{WithoutResume(settings)}. The learning rate, its schedule, L1, L2 and clipping may change on resume.");
         if (trainSamples > 0 && checkpoint.TrainSamples == 0)
             log($"Checkpoint {search.Path} does not record its run's number of training samples (written by an earlier version); resume with the same Data settings, as it cannot be checked.");
         if (checkpoint.OptimizerHyperparameters is null)
@@ -128,8 +159,8 @@ public static class CheckpointResume
         var trained = checkpoint.Epoch == loop.Epochs + 1 && checkpoint.Round == 0; // every epoch trained: evaluated, not refused
         if (checkpoint.Epoch > loop.Epochs && !trained)
             throw new CheckpointResumeException($"Checkpoint {search.Path} has completed {AllEpochs(checkpoint.Epoch - 1)} and Training:Epochs = {loop.Epochs}. " +
-                "Raise Training:Epochs (--epochs) to train further.");
-        if (!trained && CosineSpanChange(checkpoint, options) is { } spanChange) log(spanChange); // a finished run's checkpoint trains no step
+                $"Raise {EpochsSetting(settings)} to train further.");
+        if (!trained && CosineSpanChange(checkpoint, options, settings) is { } spanChange) log(spanChange); // a finished run's checkpoint trains no step
         log(trained
             ? $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, {AllEpochs(loop.Epochs)} trained; epoch {loop.Epochs} is evaluated and the model written, then the run ends (raise Training:Epochs to train further)"
             : $"Resuming from checkpoint {search.Path}: weights version {checkpoint.Version}, epoch {checkpoint.Epoch} round {checkpoint.Round}");
@@ -146,7 +177,7 @@ public static class CheckpointResume
     /// the checkpoint does not record its count. PyTorch keeps the old curve here, since <c>CosineAnnealingLR</c>'s state
     /// holds its <c>T_max</c>; a resume that raises Training:Epochs usually wants the new one, so this warns and goes on.
     /// </summary>
-    internal static string? CosineSpanChange(TrainingCheckpoint checkpoint, TrainingOptions options)
+    internal static string? CosineSpanChange(TrainingCheckpoint checkpoint, TrainingOptions options, ResumeSettings settings = ResumeSettings.CommandLine)
     {
         var epochs = options.Training.Epochs;
         if (options.Optimizer.Schedule.Kind != LearningRateScheduleKind.Cosine || checkpoint.RunEpochs <= 0 || checkpoint.RunEpochs == epochs)
@@ -165,7 +196,9 @@ public static class CheckpointResume
             $"where the checkpoint's run had {Format(schedule.At(position, checkpoint.RunEpochs, rate))}{scaled}" +
             (checkpoint.Epoch > checkpoint.RunEpochs
                 ? ", the end of its curve). Training on from a finished run starts the new curve part-way, as a new schedule would."
-                : $"). To keep the checkpoint's curve, resume with --epochs {checkpoint.RunEpochs} (Training:Epochs).");
+                : settings == ResumeSettings.ClusterNode
+                    ? $"). To keep the checkpoint's curve, resume with Training:Epochs = {checkpoint.RunEpochs} (DISTTRAIN_Training__Epochs={checkpoint.RunEpochs})."
+                    : $"). To keep the checkpoint's curve, resume with --epochs {checkpoint.RunEpochs} (Training:Epochs).");
     }
 
     /// <summary>
@@ -327,16 +360,20 @@ public static class CheckpointResume
     /// count toward Checkpoint:Keep, and go as this run writes its own. Null when the folder holds none or is not set.
     /// </summary>
     /// <param name="options">Validated options.</param>
-    public static string? ReusedFolderWarning(TrainingOptions options)
+    /// <param name="settings">How the run takes its settings: a cluster node names Checkpoint:Resume instead of <c>--resume</c>.</param>
+    public static string? ReusedFolderWarning(TrainingOptions options, ResumeSettings settings = ResumeSettings.CommandLine)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (!options.Checkpoint.Enabled || options.Checkpoint.Resume) return null;
+        var (later, toContinue) = settings == ResumeSettings.ClusterNode
+            ? ("a later resume (Checkpoint:Resume = true, DISTTRAIN_Checkpoint__Resume=true)", "Checkpoint:Resume = true")
+            : ("a later --resume", "--resume");
         var existing = new CheckpointStore(options.Checkpoint.Directory, options.Checkpoint.Keep).List().Count;
         return existing == 0 ? null
             : $"Checkpoint:Directory {Path.GetFullPath(options.Checkpoint.Directory)} already holds {existing} checkpoint(s) of an earlier run. This new run's " +
               $"checkpoints go beside them; the earlier ones count toward Checkpoint:Keep = {options.Checkpoint.Keep} and are removed as this run writes its own, " +
-              "and a later --resume continues the run written last (a checkpoint at the same step replaces the earlier run's file). Give each run its own " +
-              "folder to keep them, or --resume to continue that run.";
+              $"and {later} continues the run written last (a checkpoint at the same step replaces the earlier run's file). Give each run its own " +
+              $"folder to keep them, or {toContinue} to continue that run.";
     }
 
     /// <summary>
