@@ -453,7 +453,7 @@ public class RunReportTests : IDisposable
         // One sample of class 3: classes 0 to 2 are empty, which is a small subset, not labels written from 1.
         var one = new Core.Data.LabeledDataset(new float[784], [3], 784, classCount: 4, null);
         Assert.Equal(["3 of the 4 classes have no training sample (classes 0, 1, 2): the model keeps an output for each, which training only pushes down."],
-            TrainCommand.RunWarnings(options, one));
+            TrainCommand.RunWarnings(options, one).Where(w => !w.StartsWith("2 workers share 1 training sample", StringComparison.Ordinal)));
         var named = new Core.Data.LabeledDataset(new float[2 * 784], [0, 0], 784, classCount: 3, ["cat", "dog", "emu"]);
         Assert.Equal(["2 of the 3 classes have no training sample (classes 'dog', 'emu'): the model keeps an output for each, which training only pushes down."],
             TrainCommand.RunWarnings(options, named));
