@@ -125,6 +125,8 @@ public static class PretrainedWeights
     /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors of F32 tensors; the message names the tensor and bytes.</exception>
     /// <exception cref="InvalidDataException">A tensor loaded holds a NaN or an infinity (a diverged run's weights, or a damaged
     /// file): the message names the tensor, the count and the first such value.</exception>
+    /// <exception cref="InvalidDataException">The file records the SHA-256 of its data section (<see cref="SafeTensors.DataSha256Key"/>:
+    /// DistTrain's model files and checkpoints) and the data does not match it: the file is corrupt.</exception>
     public static IReadOnlyList<string> Load(string path, Sequential model, ParameterVector weights, bool replaceHead, Action<string>? log = null)
     {
         // A run folder stands for its model, as the config loader and 'finetune --from' take it.
