@@ -500,7 +500,7 @@ public class PredictEvaluateTests : IDisposable
         model.Weights.Segment("0.weight")[5] = float.NaN;
         var broken = Path.Combine(_directory, "nan-weight.safetensors");
         model.Save(broken);
-        var message = $"{broken}: tensor '0.weight' holds 1 value(s) that are not finite (the first, NaN, at index 5)";
+        var message = $"{broken}: tensor '0.weight' holds 1 value that is not finite (NaN, at index 5)";
         Assert.StartsWith(message, Assert.Throws<InvalidDataException>(() => TrainedModel.Load(broken)).Message);
         (exit, output, errors) = await Cli("evaluate", "--model", broken, "--data", labeled, "--json");
         Assert.Equal(2, exit);

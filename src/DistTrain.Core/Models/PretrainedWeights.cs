@@ -172,7 +172,7 @@ public static class PretrainedWeights
             for (var i = 0; i < tensor.Data.Length; i++)
                 if (!float.IsFinite(tensor.Data[i]) && bad++ == 0) first = i;
             if (bad > 0)
-                throw new InvalidDataException($"{path}: tensor '{segment.Name}' holds {bad:N0} value(s) that are not finite (the first, " +
+                throw new InvalidDataException($"{path}: tensor '{segment.Name}' holds {Counts.Of(bad, "value")} that {(bad == 1 ? "is" : "are")} not finite ({(bad == 1 ? "" : "the first, ")}" +
                     $"{tensor.Data[first].ToString(System.Globalization.CultureInfo.InvariantCulture)}, at index {first:N0}), so every output would be NaN. The run " +
                     $"that wrote it diverged or the file is damaged; use an earlier checkpoint ({RunFiles.LastGood} after a divergence) or train again.");
             tensor.Data.CopyTo(weights.Segment(segment));
