@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using DistTrain.Core.Checkpoints;
 using Spectre.Console;
+using DistTrain.Core;
 
 namespace DistTrain.Cli;
 
@@ -28,7 +29,7 @@ internal static class CompareCommand
             var names = parse.GetValue(labels) ?? [];
             if (names.Length > 0 && names.Length != folders.Length)
             {
-                CliConsole.Fail("error", $"{names.Length} --label value(s) for {folders.Length} run(s): give one label per run, in the runs' order, or none.");
+                CliConsole.Fail("error", $"{Counts.Of(names.Length, "--label value")} for {Counts.Of(folders.Length, "run")}: give one label per run, in the runs' order, or none.");
                 return 1;
             }
             var goal = parse.GetValue(target);

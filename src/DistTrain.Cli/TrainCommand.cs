@@ -158,7 +158,7 @@ internal static class TrainCommand
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated(
-            $"[bold]DistTrain[/] single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}{(loop.AccumulationSteps > 1 ? $" x {loop.AccumulationSteps} accumulation steps" : "")}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {data.Train.Count:N0} training / {data.Test.Count:N0} test samples from {data.Description}");
+            $"[bold]DistTrain[/] single-node: {loop.Workers} worker{(loop.Workers == 1 ? "" : "s")} x batch {loop.BatchSizePerWorker}{(loop.AccumulationSteps > 1 ? $" x {loop.AccumulationSteps} accumulation steps" : "")}, {loop.Epochs} epoch{(loop.Epochs == 1 ? "" : "s")}, {Counts.Number(data.Train.Count)} training / {Counts.Of(data.Test.Count, "test sample")} from {data.Description}");
         foreach (var line in SettingsLines(options, loop.Workers.ToString(CultureInfo.InvariantCulture), shards, data.Validation?.Count))
             AnsiConsole.MarkupLineInterpolated($"{line}");
         if (data.NormalizationNote.Length > 0) AnsiConsole.MarkupLineInterpolated($"{data.NormalizationNote}");

@@ -34,6 +34,8 @@ public class BlasAndKernelTests
         // tests/run.sh installs Debian's libopenblas0-pthread; without it the product falls back, but the suite must notice.
         Assert.True(Blas.IsNative, Blas.Description);
         Assert.Contains("kernel", Blas.Description);
+        // The threads counted as words: "1 thread per call", "2 threads per call".
+        Assert.Contains(OpenBlasLibrary.Threads == 1 ? ", 1 thread per call; " : $", {OpenBlasLibrary.Threads} threads per call; ", Blas.Description);
         // Never the Prescott-era fallback on a CPU with AVX2; without a user setting, the best kernel.
         if (OpenBlasLibrary.BestKernel() is { } best)
         {

@@ -63,6 +63,8 @@ public class CheckpointFormatTests : IDisposable
         File.WriteAllBytes(path, bytes);
         var error = Assert.Throws<InvalidDataException>(() => TrainingCheckpoint.Read(path, Layout));
         Assert.StartsWith(path + ": checksum mismatch", error.Message);
+        // Its weights as pretrained ones (Model:Pretrained, finetune --from a checkpoint) are refused alike.
+        Assert.StartsWith(path + ": checksum mismatch: the data section's SHA-256 is ", Assert.Throws<InvalidDataException>(() => SafeTensors.Read(path)).Message);
     }
 
     /// <summary>

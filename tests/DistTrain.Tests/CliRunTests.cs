@@ -50,6 +50,17 @@ public sealed class CliRunTests : IDisposable
     }
 
     [Fact]
+    public async Task One_training_and_one_test_sample_are_counted_in_the_singular()
+    {
+        using var train = new DistTrainProcess([.. Train(Config(Mlp(hidden: 4, workers: 1, batch: 1, epochs: 1)), TestData.SubsetDirectory),
+            "--train-limit", "1", "--test-limit", "1"]);
+        await train.AssertExitAsync(0, TimeSpan.FromSeconds(120));
+        var output = train.Output.ReplaceLineEndings("\n");
+        Assert.Contains($"1 worker x batch 1, 1 epoch, 1 training / 1 test sample from {TestData.SubsetDirectory}\n", output);
+        Assert.Matches(@"Test accuracy after 1 epoch: \d+\.\d\d% \(1 test sample\)\n", output);
+    }
+
+    [Fact]
     public async Task Parameter_server_shards_are_named_at_start_up()
     {
         var sharded = Mlp(hidden: 16, workers: 2, batch: 50, epochs: 1, trainLimit: 200).Replace("\"Optimizer\"", "\"Cluster\": { \"ParameterServerShards\": 2 },\n  \"Optimizer\"");

@@ -865,9 +865,9 @@ public sealed partial class ClusterProcessTests : IDisposable
         foreach (var worker in workers) worker.Kill();
 
         // Both unreachable workers are downed by the parameter server's side, and the job pauses.
-        await ps.WaitForOutputAsync("the 2 unreachable node(s) are downed and it waits for workers to join", Guard);
+        await ps.WaitForOutputAsync("the 2 unreachable nodes are downed and it waits for workers to join", Guard);
         await ps.WaitForOutputAsync("Training is paused", Guard);
-        var downedAt = ps.Output.IndexOf("unreachable node(s) are downed", StringComparison.Ordinal);
+        var downedAt = ps.Output.IndexOf("unreachable nodes are downed", StringComparison.Ordinal);
         // Long enough after the decision for a wrong one to have shut the node down (stable-after 2 s, removal margin 3 s).
         await Task.Delay(TimeSpan.FromSeconds(8));
         Assert.False(ps.HasExited, $"the parameter server exited while paused. Output:\n{ps.Output}");

@@ -393,7 +393,7 @@ public sealed class CompareCommandTests : IDisposable
 
         (code, _, error) = CliProcess.Run(["compare", broken, broken, "--label", "only-one"]);
         Assert.Equal(1, code);
-        Assert.Contains("1 --label value(s) for 2 run(s)", error);
+        Assert.Contains("1 --label value for 2 runs: give one label per run", error);
 
         (code, _, error) = CliProcess.Run(["compare", broken, "--target", "88"]);
         Assert.Equal(1, code);

@@ -112,6 +112,8 @@ public class DataConfigurationTests : IDisposable
     {
         var wrongCount = new DataOptions { Directory = TestData.SubsetDirectory, ClassNames = ["a", "b"] };
         Assert.Contains("Data:ClassNames lists 2 names but the data has 10 classes", Assert.Throws<DataFormatException>(() => TrainingData.Load(wrongCount)).Message);
+        var one = new DataOptions { Directory = TestData.SubsetDirectory, ClassNames = ["a"] };
+        Assert.Contains("Data:ClassNames lists 1 name but the data has 10 classes", Assert.Throws<DataFormatException>(() => TrainingData.Load(one)).Message);
         var csv = Path.Combine(_directory, "named.csv");
         File.WriteAllText(csv, "x,label\n1,cat\n2,dog\n3,cat\n4,dog\n");
         var named = new DataOptions { Format = DataFormat.Csv, Csv = new CsvOptions { TrainFile = csv }, TestFraction = 0.5, ClassNames = ["a", "b"] };

@@ -65,10 +65,22 @@ public sealed class DowningRuleTests
     public void The_reason_names_the_active_parameter_server_and_what_happens_next()
     {
         var outcome = ParameterServerSideRule.Decide(View("A", "ww"));
-        Assert.Equal("this side holds the active parameter server A0; the 2 unreachable node(s) are downed and it waits for workers to join", outcome.Reason);
+        Assert.Equal("this side holds the active parameter server A0; the 2 unreachable nodes are downed and it waits for workers to join", outcome.Reason);
         var takeover = ParameterServerSideRule.Decide(View("Sww", "A"));
         Assert.Contains("the active parameter server A100 is unreachable and alone; a standby parameter server on this side takes over", takeover.Reason);
     }
+
+    [Theory]
+    [InlineData("A", "w", "this side holds the active parameter server A0; the 1 unreachable node is downed and it waits for workers to join")]
+    [InlineData("Aw", "ww", "this side holds the active parameter server A0; the 2 unreachable nodes are downed")]
+    [InlineData("A", "S", "the active parameter server A0 is alone, cut off from the 1 other node, which is a standby parameter server that takes over")]
+    [InlineData("A", "Sw", "the active parameter server A0 is alone, cut off from the 2 other nodes, which include a standby parameter server that takes over")]
+    [InlineData("w", "Aw", "the active parameter server A100 is on the other side with 1 other node; this side's 1 node leaves the cluster")]
+    [InlineData("ww", "A", "the active parameter server A100 is on the other side with 0 other nodes; this side's 2 nodes leave the cluster")]
+    [InlineData("w", "w", "no parameter-server node is left; the 1 reachable node stays and waits for one")]
+    [InlineData("ww", "w", "no parameter-server node is left; the 2 reachable nodes stay and wait for one")]
+    public void The_reason_counts_nodes_in_the_singular_for_one(string reachable, string unreachable, string reason) =>
+        Assert.Equal(reason, ParameterServerSideRule.Decide(View(reachable, unreachable)).Reason);
 
     [Fact]
     public void A_view_without_the_deciding_node_is_refused()

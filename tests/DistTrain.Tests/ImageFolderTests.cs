@@ -215,12 +215,17 @@ public class ImageFolderTests : IDisposable
         var test = Path.Combine(_directory, "test");
         WriteImage(Path.Combine(test, "Hat", "0.png"), TestData.RawTest.Sample(0));
         var classes = ImageFolderDataset.Read(train, shape, false).ClassNames;
-        Assert.Contains("'Hat' are not classes of the training folder", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(test, shape, false, classes)).Message);
+        Assert.Contains("sub-folder 'Hat' is not a class of the training folder", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(test, shape, false, classes)).Message);
+        WriteImage(Path.Combine(test, "Cap", "0.png"), TestData.RawTest.Sample(1));
+        Assert.Contains("sub-folders 'Cap', 'Hat' are not classes of the training folder", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(test, shape, false, classes)).Message);
 
         Directory.CreateDirectory(Path.Combine(train, "Empty"));
         File.WriteAllText(Path.Combine(train, "Empty", "notes.txt"), "not an image");
-        Assert.Contains("'Empty' hold no .png, .jpg, .jpeg file", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(train, shape, false)).Message);
+        Assert.Contains("class folder 'Empty' holds no .png, .jpg, .jpeg file", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(train, shape, false)).Message);
+        Directory.CreateDirectory(Path.Combine(train, "Void"));
+        Assert.Contains("class folders 'Empty', 'Void' hold no .png, .jpg, .jpeg file", Assert.Throws<DataFormatException>(() => ImageFolderDataset.Read(train, shape, false)).Message);
         Directory.Delete(Path.Combine(train, "Empty"), recursive: true);
+        Directory.Delete(Path.Combine(train, "Void"), recursive: true);
 
         var broken = Path.Combine(train, "Bag", "broken.png");
         File.WriteAllBytes(broken, [0x89, 0x50, 0x4E, 0x47, 1, 2, 3]);

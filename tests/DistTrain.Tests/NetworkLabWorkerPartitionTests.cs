@@ -69,9 +69,9 @@ public sealed partial class NetworkLabProcessTests
 
         lab.Partition(1);
         Event("node 1 cut off from every other node");
-        await ps.WaitForOutputAsync("the 2 unreachable node(s) are downed and it waits for workers to join", TimeSpan.FromSeconds(PartitionSeconds));
+        await ps.WaitForOutputAsync("the 2 unreachable nodes are downed and it waits for workers to join", TimeSpan.FromSeconds(PartitionSeconds));
         await ps.WaitForOutputAsync("Training is paused", TimeSpan.FromSeconds(30));
-        var downedAt = ps.Output.IndexOf("unreachable node(s) are downed", StringComparison.Ordinal);
+        var downedAt = ps.Output.IndexOf("unreachable nodes are downed", StringComparison.Ordinal);
         // Each worker, alone with the other one and the active parameter server unreachable, leaves: restart to rejoin.
         foreach (var worker in workers)
         {

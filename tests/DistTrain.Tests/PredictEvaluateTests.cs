@@ -427,6 +427,51 @@ public class PredictEvaluateTests : IDisposable
     }
 
     [Fact]
+    public async Task A_model_file_with_damaged_weights_is_refused_as_corrupt_by_every_reader_and_one_without_a_checksum_still_loads()
+    {
+        var overrides = new Dictionary<string, string?> { ["Training:Epochs"] = "5", ["Output:Directory"] = _directory };
+        var (trainExit, _, run) = await TrainCommand.RunJobAsync(SklearnCsvTests.Config("iris"), overrides, null, CancellationToken.None).WithTestTimeout();
+        Assert.Equal(0, trainExit);
+        var path = Path.Combine(run!, "model.safetensors");
+        var recorded = SafeTensors.ReadMetadata(path)[SafeTensors.DataSha256Key];
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(SafeTensorsTests.DataSection(File.ReadAllBytes(path)))), recorded);
+        var model = TrainedModel.Load(path);
+        // The checksum describes the file, not the model: not in the loaded metadata (nor an ONNX export's), and Save records its own.
+        Assert.False(model.Metadata.ContainsKey(SafeTensors.DataSha256Key));
+        var saved = Path.Combine(_directory, "saved.safetensors");
+        model.Save(saved);
+        Assert.Equal(recorded, SafeTensors.ReadMetadata(saved)[SafeTensors.DataSha256Key]);
+
+        // 4 bytes overwritten in the middle of the weights, as in a damaged copy: refused, never scored.
+        var damaged = Path.Combine(_directory, "damaged.safetensors");
+        File.Copy(path, damaged);
+        SafeTensorsTests.DamageData(damaged);
+        var message = $"{damaged}: checksum mismatch: the data section's SHA-256 is ";
+        var error = Assert.Throws<InvalidDataException>(() => TrainedModel.Load(damaged));
+        Assert.StartsWith(message, error.Message);
+        Assert.Contains($", the header records {recorded}. The file is corrupt (damaged on disk or in a copy), so its weights cannot be trusted: " +
+            "copy it again from where its run wrote it, or use one of the run's checkpoints (Checkpoint:Directory) instead.", error.Message);
+        var rows = Path.Combine(_directory, "pred.csv");
+        File.WriteAllLines(rows, ["150,4,setosa,versicolor,virginica", "5.1,3.5,1.4,0.2"]);
+        foreach (var command in new[] { new[] { "predict", "--model", damaged, rows }, ["inspect", damaged], ["inspect", path, "--compare", damaged, "--histograms", Path.Combine(_directory, "h.png")] })
+        {
+            var (exit, output, errors) = await Cli(command);
+            Assert.True(exit == 2, $"{command[0]}: {exit} {errors}");
+            Assert.Contains($"error: {message}", errors.ReplaceLineEndings(""));
+            Assert.DoesNotContain("setosa", output);
+        }
+
+        // A model file without the entry (an older build's) loads as before, with the same weights.
+        var older = Path.Combine(_directory, "older.safetensors");
+        File.Copy(path, older);
+        SafeTensorsTests.RemoveDataChecksum(older);
+        Assert.Equal(model.Weights.Values, TrainedModel.Load(older).Weights.Values);
+        var (olderExit, olderOutput, olderErrors) = await Cli("predict", "--model", older, rows);
+        Assert.True(olderExit == 0, olderErrors);
+        Assert.Contains("setosa", olderOutput);
+    }
+
+    [Fact]
     public async Task Outputs_that_are_not_finite_and_weights_that_are_not_finite_exit_2_naming_the_rows_or_the_tensor_never_a_prediction()
     {
         var overrides = new Dictionary<string, string?> { ["Training:Epochs"] = "60", ["Optimizer:LearningRate"] = "0.01", ["Output:Directory"] = _directory };
@@ -502,7 +547,7 @@ public class PredictEvaluateTests : IDisposable
         model.Weights.Segment("0.weight")[5] = float.NaN;
         var broken = Path.Combine(_directory, "nan-weight.safetensors");
         model.Save(broken);
-        var message = $"{broken}: tensor '0.weight' holds 1 value(s) that are not finite (the first, NaN, at index 5)";
+        var message = $"{broken}: tensor '0.weight' holds 1 value that is not finite (NaN, at index 5)";
         Assert.StartsWith(message, Assert.Throws<InvalidDataException>(() => TrainedModel.Load(broken)).Message);
         (exit, output, errors) = await Cli("evaluate", "--model", broken, "--data", labeled, "--json");
         Assert.Equal(2, exit);

@@ -263,7 +263,7 @@ public sealed class ResumeRefusalTests : IDisposable
         Assert.Null(CheckpointResume.ReusedFolderWarning(Options(epochs: 3, resume: false)));
         await Run(Options(epochs: 3, resume: false)); // run A, seed 7: checkpoints of versions 10, 20 and 30
         var warning = CheckpointResume.ReusedFolderWarning(Options(epochs: 1, resume: false, o => o.Training.Seed = 8));
-        Assert.Contains("already holds 3 checkpoint(s) of an earlier run", warning);
+        Assert.Contains("already holds 3 checkpoints of an earlier run", warning);
         Assert.Contains("count toward Checkpoint:Keep = 10", warning);
         var runA = TrainingCheckpoint.Read(new CheckpointStore(_directory, 10).List()[0], ModelLayout()).JobId;
         Assert.Matches("^[0-9a-f]{12}$", runA);

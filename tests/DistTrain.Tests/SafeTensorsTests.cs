@@ -1,3 +1,7 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Tensors;
 
@@ -70,5 +74,77 @@ public class SafeTensorsTests : IDisposable
         var error = Assert.Throws<SafeTensorsFormatException>(() => SafeTensors.Read(path));
         Assert.Contains(path, error.Message);
         Assert.Contains("truncated", error.Message);
+    }
+
+    /// <summary>The data section of a safetensors file: every byte after the 8-byte length and the header.</summary>
+    internal static byte[] DataSection(byte[] bytes) => bytes[(8 + (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes))..];
+
+    /// <summary>Overwrites 4 bytes in the middle of the file's data section with "XXXX", as a damaged copy would.</summary>
+    internal static void DamageData(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var start = bytes.Length - DataSection(bytes).Length;
+        "XXXX"u8.CopyTo(bytes.AsSpan(start + (bytes.Length - start) / 2));
+        File.WriteAllBytes(path, bytes);
+    }
+
+    /// <summary>Blanks the <c>data_sha256</c> entry of the file's header with spaces (valid JSON, same length), as a file
+    /// written before the entry existed or by another tool has none.</summary>
+    internal static void RemoveDataChecksum(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        var header = Encoding.UTF8.GetString(bytes, 8, headerLength);
+        var blanked = Regex.Replace(header, "\"data_sha256\":\"[0-9a-f]{64}\",|,\"data_sha256\":\"[0-9a-f]{64}\"", m => new string(' ', m.Length));
+        Assert.NotEqual(header, blanked);
+        Encoding.UTF8.GetBytes(blanked).CopyTo(bytes, 8);
+        File.WriteAllBytes(path, bytes);
+    }
+
+    [Fact]
+    public void Write_records_the_SHA256_of_the_data_section_replacing_a_stale_one()
+    {
+        var path = Path.Combine(_directory, "m.safetensors");
+        SafeTensors.Write(path, Sample(), new Dictionary<string, string> { ["format"] = "pt", [SafeTensors.DataSha256Key] = new string('0', 64) });
+        var metadata = SafeTensors.ReadMetadata(path);
+        Assert.Equal("pt", metadata["format"]);
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(DataSection(File.ReadAllBytes(path)))), metadata[SafeTensors.DataSha256Key]);
+        // The 9 floats' bytes, as PyTorch would write them: 1, 2, ... -3 little-endian.
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Sample().Values.AsSpan()))),
+            metadata[SafeTensors.DataSha256Key]);
+        // Without metadata the checksum is the only entry.
+        SafeTensors.Write(path, Sample());
+        Assert.Equal([SafeTensors.DataSha256Key], SafeTensors.ReadMetadata(path).Keys);
+    }
+
+    [Fact]
+    public void Damaged_data_is_refused_as_corrupt_naming_the_file_and_what_to_do()
+    {
+        var path = Path.Combine(_directory, "m.safetensors");
+        SafeTensors.Write(path, Sample(), new Dictionary<string, string> { ["format"] = "pt" });
+        var recorded = SafeTensors.ReadMetadata(path)[SafeTensors.DataSha256Key];
+        DamageData(path);
+        var actual = Convert.ToHexStringLower(SHA256.HashData(DataSection(File.ReadAllBytes(path))));
+        var error = Assert.Throws<InvalidDataException>(() => SafeTensors.Read(path));
+        Assert.Equal($"{path}: checksum mismatch: the data section's SHA-256 is {actual}, the header records {recorded}. " +
+            "The file is corrupt (damaged on disk or in a copy), so its weights cannot be trusted: copy it again from where its run wrote it, " +
+            "or use one of the run's checkpoints (Checkpoint:Directory) instead.", error.Message);
+        // Pretrained weights (Model:Pretrained, finetune --from) read the tensors the same way.
+        var model = new DistTrain.Core.Models.Sequential(2, [new DistTrain.Core.Layers.Dense(2, 3)]);
+        var weights = new ParameterVector(model.Layout);
+        Assert.Equal(error.Message, Assert.Throws<InvalidDataException>(() => DistTrain.Core.Models.PretrainedWeights.Load(path, model, weights, replaceHead: false)).Message);
+    }
+
+    [Fact]
+    public void A_file_without_the_checksum_reads_as_before()
+    {
+        var path = Path.Combine(_directory, "m.safetensors");
+        SafeTensors.Write(path, Sample(), new Dictionary<string, string> { ["format"] = "pt" });
+        RemoveDataChecksum(path);
+        Assert.Equal(["format"], SafeTensors.ReadMetadata(path).Keys);
+        Assert.Equal(new float[] { -1, -2, -3 }, SafeTensors.Read(path)["0.bias"].Data);
+        // Nothing to check it against: damaged data reads as it is, as before the checksum existed.
+        DamageData(path);
+        Assert.Equal(new[] { 3, 2 }, SafeTensors.Read(path)["0.weight"].Shape);
     }
 }

@@ -25,7 +25,9 @@ public class TakeoverTimeoutMessageTests
     {
         var message = WorkerAgent.TakeoverTimedOut(30, ["akka.tcp://disttrain@127.0.0.1:4055"]);
 
-        Assert.StartsWith("No parameter server took over within 30 s of losing the active one, although parameter-server node(s) akka.tcp://disttrain@127.0.0.1:4055 are up", message);
+        Assert.StartsWith("No parameter server took over within 30 s of losing the active one, although parameter-server node akka.tcp://disttrain@127.0.0.1:4055 is up: its log says why", message);
         Assert.DoesNotContain("Checkpoint:Resume", message);
+        Assert.StartsWith("No parameter server took over within 30 s of losing the active one, although parameter-server nodes akka.tcp://disttrain@127.0.0.1:4055, " +
+            "akka.tcp://disttrain@127.0.0.1:4056 are up: their logs say why", WorkerAgent.TakeoverTimedOut(30, ["akka.tcp://disttrain@127.0.0.1:4055", "akka.tcp://disttrain@127.0.0.1:4056"]));
     }
 }

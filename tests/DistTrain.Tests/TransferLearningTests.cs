@@ -220,7 +220,7 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
             SafeTensors.Write(path, weights);
             var target10 = ModelFactory.Build(SmallCnn(10));
             var nan = Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(path, target10, new ParameterVector(target10.Layout), replaceHead: false));
-            Assert.StartsWith($"{path}: tensor '1.weight' holds 2 value(s) that are not finite (the first, Infinity, at index 2), so every output would be NaN.", nan.Message);
+            Assert.StartsWith($"{path}: tensor '1.weight' holds 2 values that are not finite (the first, Infinity, at index 2), so every output would be NaN.", nan.Message);
             weights.Segment("1.weight")[2] = weights.Segment("1.weight")[3] = 1f;
             SafeTensors.Write(path, weights);
             Assert.Contains("'5.weight'", Assert.Throws<InvalidDataException>(() => PretrainedWeights.Load(path, target10, new ParameterVector(target10.Layout), replaceHead: false)).Message);

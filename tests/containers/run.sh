@@ -191,7 +191,7 @@ if [ -n "$host_run" ] && [ -d "$host_run/logs" ]; then
   rm -rf "$host_run"
 fi
 host_accuracy=$(sed -n 's/^Test accuracy after [0-9]* epochs: \([0-9.]*\)%.*/\1/p' "$out/host-cluster.log")
-host_blas=$(grep -o "kernel [A-Za-z0-9]*, [0-9]* thread(s) per call" "$out/host-worker-1.log" | head -1)
+host_blas=$(grep -o "kernel [A-Za-z0-9]*, [0-9]* threads\? per call" "$out/host-worker-1.log" | head -1)
 grep -E "test acc|Test accuracy" "$out/host-cluster.log" | sed 's/^/  | /'
 [ $host_status -eq 0 ] && [ -n "$host_accuracy" ]; check $? "cluster.sh 2 finished: test accuracy ${host_accuracy:-?}%, workers' BLAS: ${host_blas:-?}"
 grep -qE "Remoting (started|now listens).*\[akka\.ssl\.tcp://" "$out/host-worker-1.log" 2> /dev/null && grep -qE "data plane connected to .* \(TLS Tls1[23], " "$out/host-worker-1.log"
@@ -376,7 +376,7 @@ rogues=()
 save_logs undisturbed
 summary_lines "$ps_id"
 container_accuracy=$(accuracy_of "$ps_id")
-container_blas=$(logs_of "${worker_ids[0]}" | grep -o "kernel [A-Za-z0-9]*, [0-9]* thread(s) per call" | head -1)
+container_blas=$(logs_of "${worker_ids[0]}" | grep -o "kernel [A-Za-z0-9]*, [0-9]* threads\? per call" | head -1)
 [ "$ps_status" = 0 ] && [ "$standby_status" = 0 ] && [ "$worker_statuses" = "0 0" ]
 check $? "every node exited 0 (ps $ps_status, ps-standby $standby_status, workers $worker_statuses); ${undisturbed_seconds} s from compose up"
 [ "$container_blas" = "$host_blas" ]; check $? "the worker containers run the reference's kernel and threads ($container_blas; cluster.sh: $host_blas)"

@@ -193,7 +193,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Receive<PauseTimedOut>(_ => { });
         Receive<ReceiveTimeout>(_ => Fail(new TrainingStalledException(
             $"No progress for {_settings.StallTimeout.TotalSeconds:F0} s at epoch {_plan.Epoch}, after step {_lastStep} (weights version {_lastVersion}), " +
-            $"{(_evaluation.Pending > 0 ? $"waiting for {_evaluation.Pending} evaluation result(s)" : "waiting for a round to complete")}. " +
+            $"{(_evaluation.Pending > 0 ? $"waiting for {Counts.Of(_evaluation.Pending, "evaluation result")}" : "waiting for a round to complete")}. " +
             "A worker or a message was lost; see the log above. Raise Training:StallTimeoutSeconds if steps are legitimately this slow.")));
         // A child's failure is also logged as an ERROR by its supervisor (this actor): report the child's own exception.
         // In cluster mode a lost node makes the remoting layer log errors about its association; those are expected.

@@ -6,6 +6,7 @@ using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Training;
 using DistTrain.Cluster.Security;
+using DistTrain.Core;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 
@@ -156,8 +157,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
               "parameter server with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true), to continue from the newest checkpoint. " +
               "To ride out the loss of the active one, run a standby parameter-server node with the same config and a Checkpoint:Directory " +
               "shared with the active one, and stop it only with the job."
-            : $"No parameter server took over within {seconds:F0} s of losing the active one, although parameter-server node(s) " +
-              $"{string.Join(", ", parameterServersUp)} are up: their logs say why (a standby takes over only with the same config and a " +
+            : $"No parameter server took over within {seconds:F0} s of losing the active one, although {Counts.Noun(parameterServersUp.Count, "parameter-server node")} " +
+              $"{string.Join(", ", parameterServersUp)} {(parameterServersUp.Count == 1 ? "is" : "are")} up: {(parameterServersUp.Count == 1 ? "its log says" : "their logs say")} why (a standby takes over only with the same config and a " +
               "Checkpoint:Directory shared with the active one).";
 
     private void HostNodeGone(Member member)

@@ -370,7 +370,7 @@ public static class CheckpointResume
             : ("a later --resume", "--resume");
         var existing = new CheckpointStore(options.Checkpoint.Directory, options.Checkpoint.Keep).List().Count;
         return existing == 0 ? null
-            : $"Checkpoint:Directory {Path.GetFullPath(options.Checkpoint.Directory)} already holds {existing} checkpoint(s) of an earlier run. This new run's " +
+            : $"Checkpoint:Directory {Path.GetFullPath(options.Checkpoint.Directory)} already holds {Counts.Of(existing, "checkpoint")} of an earlier run. This new run's " +
               $"checkpoints go beside them; the earlier ones count toward Checkpoint:Keep = {options.Checkpoint.Keep} and are removed as this run writes its own, " +
               $"and {later} continues the run written last (a checkpoint at the same step replaces the earlier run's file). Give each run its own " +
               $"folder to keep them, or {toContinue} to continue that run.";

@@ -13,6 +13,7 @@ using DistTrain.Core.LinearAlgebra;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using AkkaClusterOptions = Akka.Cluster.Hosting.ClusterOptions;
+using DistTrain.Core;
 
 namespace DistTrain.Cluster.Hosting;
 
@@ -318,7 +319,7 @@ public static class ClusterNode
             why = $"the worker agent did not say whether it has a data plane ({e.Message})";
         }
         var unreachable = Akka.Cluster.Cluster.Get(system).State.Unreachable.Count;
-        why ??= unreachable > 0 ? $"{unreachable} member(s) unreachable, so no leave could finish before they are downed" : null;
+        why ??= unreachable > 0 ? $"{Counts.Of(unreachable, "member")} unreachable, so no leave could finish before {(unreachable == 1 ? "it is" : "they are")} downed" : null;
         if (why is null) return;
         system.Log.Info("Stopping without a cluster leave: {0}.", why);
         await CoordinatedShutdown.Get(system).Run(NoParameterServerReason.Instance, CoordinatedShutdown.PhaseBeforeActorSystemTerminate).ConfigureAwait(false);

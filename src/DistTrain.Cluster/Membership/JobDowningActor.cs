@@ -3,6 +3,7 @@ using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
 using DistTrain.Cluster.Actors;
+using DistTrain.Core;
 
 namespace DistTrain.Cluster.Membership;
 
@@ -103,8 +104,8 @@ internal sealed class JobDowningActor : ReceiveActor, IWithTimers
         }
         if (_unstableSince == 0) _unstableSince = _lastChange;
         if (after != before && _leader && _selfUp)
-            _log.Info("{0} cluster member(s) unreachable: {1}. A downing decision follows if this lasts {2:0.#} s (Cluster:StableAfterSeconds).",
-                after, string.Join(", ", PendingUnreachable().Select(Describe)), _stableAfter.TotalSeconds);
+            _log.Info("{0} unreachable: {1}. A downing decision follows if this lasts {2:0.#} s (Cluster:StableAfterSeconds).",
+                Counts.Of(after, "cluster member"), string.Join(", ", PendingUnreachable().Select(Describe)), _stableAfter.TotalSeconds);
     }
 
     /// <summary>Unreachable members the rule has yet to decide on (not already down or leaving through the exit path).</summary>

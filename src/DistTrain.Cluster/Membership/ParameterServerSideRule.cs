@@ -1,3 +1,5 @@
+using DistTrain.Core;
+
 namespace DistTrain.Cluster.Membership;
 
 /// <summary>One cluster member as the downing rule sees it.</summary>
@@ -58,20 +60,21 @@ public static class ParameterServerSideRule
         var active = membersOldestFirst.FirstOrDefault(m => m.IsParameterServer);
         if (active is null)
             return new(DowningDecision.DownUnreachable,
-                $"no parameter-server node is left; the {reachable} reachable node(s) stay and wait for one");
+                reachable == 1 ? "no parameter-server node is left; the 1 reachable node stays and waits for one"
+                    : $"no parameter-server node is left; the {Counts.Number(reachable)} reachable nodes stay and wait for one");
         var standbyHere = membersOldestFirst.Any(m => m.IsParameterServer && m.IsReachable && !ReferenceEquals(m, active));
         var standbyThere = membersOldestFirst.Any(m => m.IsParameterServer && !m.IsReachable && !ReferenceEquals(m, active));
         if (active.IsReachable)
             return reachable == 1 && standbyThere
                 ? new(DowningDecision.DownReachable,
-                    $"the active parameter server {active.Name} is alone, cut off from the {unreachable} other node(s), which include a standby parameter server that takes over")
+                    $"the active parameter server {active.Name} is alone, cut off from the {Counts.Of(unreachable, "other node")}, which {(unreachable == 1 ? "is" : "include")} a standby parameter server that takes over")
                 : new(DowningDecision.DownUnreachable,
-                    $"this side holds the active parameter server {active.Name}; the {unreachable} unreachable node(s) are downed" +
+                    $"this side holds the active parameter server {active.Name}; the {Counts.Of(unreachable, "unreachable node")} {(unreachable == 1 ? "is" : "are")} downed" +
                     (reachable == 1 ? " and it waits for workers to join" : ""));
         return unreachable == 1 && standbyHere
             ? new(DowningDecision.DownUnreachable,
                 $"the active parameter server {active.Name} is unreachable and alone; a standby parameter server on this side takes over")
             : new(DowningDecision.DownReachable,
-                $"the active parameter server {active.Name} is on the other side with {unreachable - 1} other node(s); this side's {reachable} node(s) leave the cluster");
+                $"the active parameter server {active.Name} is on the other side with {Counts.Of(unreachable - 1, "other node")}; this side's {Counts.Of(reachable, "node")} {(reachable == 1 ? "leaves" : "leave")} the cluster");
     }
 }

@@ -275,6 +275,12 @@ public static class EarlyStoppingRecord
             }
             return new RestoredEarlyStopping(kept, best, weights.Values);
         }
+        catch (InvalidDataException)
+        {
+            // SafeTensors.Read's check of the file's data_sha256 (written since it records one): the bytes changed after writing.
+            problem = $"{weightsPath} is damaged: the SHA-256 of its weights differs from the one written with them";
+            return null;
+        }
         catch (Exception e) when (e is SafeTensorsFormatException or IOException or UnauthorizedAccessException)
         {
             problem = $"{weightsPath} could not be read ({e.Message})";

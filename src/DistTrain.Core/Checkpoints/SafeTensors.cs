@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using System.Security.Cryptography;
 using System.Text.Json;
 using DistTrain.Core.Tensors;
 
@@ -16,17 +17,34 @@ public sealed record NamedTensor(int[] Shape, float[] Data);
 /// (offsets relative to the end of the header), an optional <c>__metadata__</c> map of strings, then the
 /// raw little-endian tensor bytes. Only F32 is written and read here.
 /// </summary>
+/// <remarks>
+/// Files written here record <see cref="DataSha256Key"/>, the SHA-256 of their data section, in <c>__metadata__</c>
+/// (training checkpoints record the same, see <see cref="TrainingCheckpoint"/>), and <see cref="Read(string)"/> refuses a
+/// file whose data does not match it: damaged bytes in a tensor would otherwise load as weights. A file without the entry
+/// (written by PyTorch, another tool or an older DistTrain) is read as it is.
+/// </remarks>
 public static class SafeTensors
 {
-    /// <summary>Writes every segment of <paramref name="parameters"/> as an F32 tensor named as in its layout.</summary>
+    /// <summary>Metadata key of the SHA-256 (lower-case hex) of the data section: every byte after the header.</summary>
+    public const string DataSha256Key = "data_sha256";
+
+    /// <summary>Writes every segment of <paramref name="parameters"/> as an F32 tensor named as in its layout, with the
+    /// data section's SHA-256 under <see cref="DataSha256Key"/> in <c>__metadata__</c> (replacing any such entry of
+    /// <paramref name="metadata"/>).</summary>
     /// <param name="path">Target file; replaced atomically (<see cref="AtomicFile"/>): a reader sees the old file or the whole new one.</param>
     /// <param name="parameters">Flat weights and their layout.</param>
     /// <param name="metadata">Optional string metadata stored under <c>__metadata__</c>.</param>
     /// <exception cref="IOException">The file could not be written; the target is unchanged.</exception>
     public static void Write(string path, ParameterVector parameters, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        var header = new Dictionary<string, object>(StringComparer.Ordinal);
-        if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var segment in parameters.Layout.Segments)
+            hash.AppendData(MemoryMarshal.AsBytes((ReadOnlySpan<float>)parameters.Segment(segment)));
+        var entries = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (metadata is not null)
+            foreach (var (key, value) in metadata) entries[key] = value;
+        entries[DataSha256Key] = Convert.ToHexStringLower(hash.GetHashAndReset());
+        var header = new Dictionary<string, object>(StringComparer.Ordinal) { ["__metadata__"] = entries };
         long offset = 0;
         foreach (var segment in parameters.Layout.Segments)
         {
@@ -67,10 +85,13 @@ public static class SafeTensors
         return SafeTensorsHeader.Parse(path, header, stream.Length).Metadata;
     }
 
-    /// <summary>Reads every tensor of a safetensors file.</summary>
+    /// <summary>Reads every tensor of a safetensors file, and when its metadata records <see cref="DataSha256Key"/>, checks
+    /// the data section against it (one SHA-256 pass over the bytes read).</summary>
     /// <exception cref="SafeTensorsFormatException">The file breaks the format (see <see cref="SafeTensorsHeader"/>: header length,
     /// JSON, overlapping, aliased or uncovered bytes, offsets past the end), or a tensor is not F32 (an int64
     /// <c>*.num_batches_tracked</c> counter is skipped) or too large for one array; the message names the file, the tensor and the bytes.</exception>
+    /// <exception cref="InvalidDataException">The data section's SHA-256 is not the recorded <see cref="DataSha256Key"/>: the
+    /// file is corrupt; the message names it and says what to do.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
     /// <exception cref="UnreadableFileException">This process may not read the file; the message names it and says to
     /// check its permissions (<see cref="Unreadable"/>).</exception>
@@ -119,11 +140,26 @@ public static class SafeTensors
             $"runs as {user}, which must be able to read the file and open each folder above it.", denied);
     }
 
-    /// <summary>Reads every tensor of a safetensors file already in memory; <paramref name="path"/> only names it in errors.</summary>
+    /// <summary>Reads every tensor of a safetensors file already in memory and checks its recorded checksum, as
+    /// <see cref="Read(string)"/>; <paramref name="path"/> only names it in errors.</summary>
     /// <exception cref="SafeTensorsFormatException">As <see cref="Read(string)"/>.</exception>
-    internal static IReadOnlyDictionary<string, NamedTensor> Read(string path, byte[] bytes) => ReadWithMetadata(path, bytes).Tensors;
+    /// <exception cref="InvalidDataException">As <see cref="Read(string)"/>.</exception>
+    internal static IReadOnlyDictionary<string, NamedTensor> Read(string path, byte[] bytes)
+    {
+        var (tensors, metadata, dataStart) = ReadWithMetadata(path, bytes);
+        if (metadata.TryGetValue(DataSha256Key, out var recorded))
+        {
+            var checksum = Convert.ToHexStringLower(SHA256.HashData(bytes.AsSpan(dataStart)));
+            if (!string.Equals(checksum, recorded, StringComparison.Ordinal))
+                throw new InvalidDataException($"{path}: checksum mismatch: the data section's SHA-256 is {checksum}, the header records {recorded}. " +
+                    "The file is corrupt (damaged on disk or in a copy), so its weights cannot be trusted: copy it again from where its run wrote it, " +
+                    "or use one of the run's checkpoints (Checkpoint:Directory) instead.");
+        }
+        return tensors;
+    }
 
-    /// <summary>Reads every tensor and the metadata of a safetensors file already in memory, and where its data section starts.</summary>
+    /// <summary>Reads every tensor and the metadata of a safetensors file already in memory, and where its data section starts;
+    /// does not check <see cref="DataSha256Key"/> (the caller does: <see cref="TrainingCheckpoint.Read"/>, <see cref="Read(string, byte[])"/>).</summary>
     /// <exception cref="SafeTensorsFormatException">As <see cref="Read(string)"/>.</exception>
     internal static (IReadOnlyDictionary<string, NamedTensor> Tensors, IReadOnlyDictionary<string, string> Metadata, int DataStart) ReadWithMetadata(string path, byte[] bytes)
     {

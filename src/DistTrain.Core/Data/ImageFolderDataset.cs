@@ -46,7 +46,7 @@ public static class ImageFolderDataset
             throw new DataFormatException($"{directory}: {classes.Count} class sub-folders; at most {LabelVocabulary.MaxClasses} classes are supported.");
         var unknown = folders.Where(f => !classes.Contains(f)).ToArray();
         if (unknown.Length > 0)
-            throw new DataFormatException($"{directory}: sub-folder(s) {string.Join(", ", unknown.Select(f => $"'{f}'"))} are not classes of the training folder ({string.Join(", ", classes)}). Remove them or train with them.");
+            throw new DataFormatException($"{directory}: {Counts.Noun(unknown.Length, "sub-folder")} {string.Join(", ", unknown.Select(f => $"'{f}'"))} {(unknown.Length == 1 ? "is not a class" : "are not classes")} of the training folder ({string.Join(", ", classes)}). Remove {(unknown.Length == 1 ? "it or train with it" : "them or train with them")}.");
         var files = ListImages(directory, folders, classes, new FolderWalk(directory));
         if ((long)files.Count * shape.Size > Array.MaxLength)
             throw new DataFormatException($"{directory}: {files.Count:N0} images of {shape} would be {(long)files.Count * shape.Size:N0} values, more than one array holds ({Array.MaxLength:N0}). Use fewer or smaller images (Model:InputShape), or split the folder.");
@@ -119,7 +119,7 @@ public static class ImageFolderDataset
             files.AddRange(images.Select(path => (path, label)));
         }
         if (empty.Count > 0)
-            throw new DataFormatException($"{directory}: class folder(s) {string.Join(", ", empty.Select(f => $"'{f}'"))} hold no {string.Join(", ", ImageFile.Extensions)} file.");
+            throw new DataFormatException($"{directory}: {Counts.Noun(empty.Count, "class folder")} {string.Join(", ", empty.Select(f => $"'{f}'"))} {(empty.Count == 1 ? "holds" : "hold")} no {string.Join(", ", ImageFile.Extensions)} file.");
         return files;
     }
 

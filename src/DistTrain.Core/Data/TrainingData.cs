@@ -118,7 +118,7 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
         CheckOptions(options);
         var (train, test) = source.Load(options.TrainLimit, options.TestLimit);
         if (options.ClassNames.Count > 0 && train.ClassNames is null && options.ClassNames.Count != train.ClassCount && source.Labels is { } labels)
-            throw new DataFormatException($"Data:ClassNames lists {options.ClassNames.Count} names but the data has {train.ClassCount} classes: " +
+            throw new DataFormatException($"Data:ClassNames lists {Counts.Of(options.ClassNames.Count, "name")} but the data has {Counts.Of(train.ClassCount, "class", "classes")}: " +
                 labels.Describe(train.ClassCount, options.ClassNames.Count, $"give Data:ClassNames {train.ClassCount} names, in label order"));
         return Prepare(train, test, options, seed) with
         {
@@ -167,7 +167,7 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
             if (train.ClassNames is not null)
                 throw new DataFormatException($"Data:ClassNames is set, but the data names its classes already ({string.Join(", ", train.ClassNames)}). Remove Data:ClassNames.");
             if (options.ClassNames.Count != train.ClassCount)
-                throw new DataFormatException($"Data:ClassNames lists {options.ClassNames.Count} names but the data has {train.ClassCount} classes. Give one name per class, in label order.");
+                throw new DataFormatException($"Data:ClassNames lists {Counts.Of(options.ClassNames.Count, "name")} but the data has {Counts.Of(train.ClassCount, "class", "classes")}. Give one name per class, in label order.");
             (train, test) = (train.WithClassNames(options.ClassNames), test.WithClassNames(options.ClassNames));
         }
         if (options.Classes.Count > 0)

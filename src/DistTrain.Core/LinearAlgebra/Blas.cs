@@ -49,7 +49,7 @@ public static unsafe class Blas
     /// threads per call, or the reason for the managed fallback.
     /// </summary>
     public static string Description => IsNative
-        ? $"BLAS: OpenBLAS ({OpenBlasLibrary.LoadedFrom}), kernel {OpenBlasLibrary.CoreName}, {OpenBlasLibrary.Threads} thread(s) per call; {OpenBlasLibrary.KernelChoice}; config: {OpenBlasLibrary.Config.Trim()}"
+        ? $"BLAS: OpenBLAS ({OpenBlasLibrary.LoadedFrom}), kernel {OpenBlasLibrary.CoreName}, {Counts.Of(OpenBlasLibrary.Threads, "thread")} per call; {OpenBlasLibrary.KernelChoice}; config: {OpenBlasLibrary.Config.Trim()}"
         : $"BLAS: MathNet managed provider ({(_selected == (int)BlasProvider.Managed ? "Compute:BlasProvider is Managed" : NativeLoad.Value)})";
 
     /// <summary>

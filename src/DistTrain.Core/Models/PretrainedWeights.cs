@@ -147,6 +147,8 @@ public static class PretrainedWeights
     /// <exception cref="InvalidDataException">A tensor loaded holds a NaN or an infinity (a diverged run's weights, or a damaged
     /// file): the message names the tensor, the count and the first such value.</exception>
     /// <exception cref="UnreadableFileException">This process may not read the file; the message says to check its permissions.</exception>
+    /// <exception cref="InvalidDataException">The file records the SHA-256 of its data section (<see cref="SafeTensors.DataSha256Key"/>:
+    /// DistTrain's model files and checkpoints) and the data does not match it: the file is corrupt.</exception>
     public static IReadOnlyList<string> Load(string path, Sequential model, ParameterVector weights, bool replaceHead, Action<string>? log = null)
     {
         // A run folder stands for its model, as the config loader and 'finetune --from' take it.
@@ -192,7 +194,7 @@ public static class PretrainedWeights
             for (var i = 0; i < tensor.Data.Length; i++)
                 if (!float.IsFinite(tensor.Data[i]) && bad++ == 0) first = i;
             if (bad > 0)
-                throw new InvalidDataException($"{path}: tensor '{segment.Name}' holds {bad:N0} value(s) that are not finite (the first, " +
+                throw new InvalidDataException($"{path}: tensor '{segment.Name}' holds {Counts.Of(bad, "value")} that {(bad == 1 ? "is" : "are")} not finite ({(bad == 1 ? "" : "the first, ")}" +
                     $"{tensor.Data[first].ToString(System.Globalization.CultureInfo.InvariantCulture)}, at index {first:N0}), so every output would be NaN. The run " +
                     $"that wrote it diverged or the file is damaged; use an earlier checkpoint ({RunFiles.LastGood} after a divergence) or train again.");
             tensor.Data.CopyTo(weights.Segment(segment));

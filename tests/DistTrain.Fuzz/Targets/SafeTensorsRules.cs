@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 
@@ -90,5 +91,21 @@ internal static class SafeTensorsRules
         if (at + 8 + n != (ulong)bytes.Length) return "MetadataIncompleteBuffer";
         loadable = allLoadable;
         return null;
+    }
+
+    /// <summary>
+    /// For a valid file (<see cref="Violation"/> null): null when its <c>__metadata__</c> has no <c>data_sha256</c> or that
+    /// entry is the lower-case hex SHA-256 of the data section (every byte after the header), as DistTrain writes it;
+    /// otherwise what differs. DistTrain must refuse a file with such a mismatch, and only such a file, as corrupt.
+    /// </summary>
+    public static string? ChecksumMismatch(byte[] bytes)
+    {
+        var n = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        using var document = JsonDocument.Parse(Encoding.UTF8.GetString(bytes, 8, n));
+        if (!document.RootElement.TryGetProperty("__metadata__", out var metadata) || metadata.ValueKind != JsonValueKind.Object
+            || !metadata.TryGetProperty("data_sha256", out var recorded))
+            return null;
+        var actual = Convert.ToHexStringLower(SHA256.HashData(bytes.AsSpan(8 + n)));
+        return recorded.GetString() == actual ? null : $"data_sha256 '{recorded.GetString()}', data section's SHA-256 {actual}";
     }
 }

@@ -7,9 +7,9 @@ using DistTrain.Core.Checkpoints;
 namespace DistTrain.Fuzz.Targets;
 
 /// <summary>
-/// safetensors files (pretrained weights and checkpoints): valid files with random tensors, dtypes, shapes and metadata;
-/// headers whose offsets overlap, alias, leave gaps, run past the end or overflow, with wrong dtypes and JSON types;
-/// and byte mutations of both.
+/// safetensors files (pretrained weights and checkpoints): valid files with random tensors, dtypes, shapes and metadata,
+/// some recording the SHA-256 of their data (<c>data_sha256</c>, as DistTrain writes them); headers whose offsets overlap,
+/// alias, leave gaps, run past the end or overflow, with wrong dtypes and JSON types; and byte mutations of both.
 /// </summary>
 public static class SafeTensorsTarget
 {
@@ -39,16 +39,17 @@ public static class SafeTensorsTarget
 
     /// <summary>A file from entries: consistent offsets unless given, the data section as long as they claim or off by a little.</summary>
     private static readonly Gen<byte[]> Structured = Gen.Select(Entries.Array[0, 5], Gen.Bool, Gen.Int[-6, 6], Gen.Int[0, 3],
-        (entries, withMetadata, dataSlack, headerSlack) => Build(entries, withMetadata, dataSlack, headerSlack));
+        (entries, withMetadata, dataSlack, headerSlack) => Build(entries, withMetadata, dataSlack, headerSlack, withChecksum: false));
 
-    /// <summary>Valid files as DistTrain writes them, including a PyTorch-style int64 counter.</summary>
+    /// <summary>Valid files as DistTrain writes them (with the data's SHA-256 or, as PyTorch's, without), including a
+    /// PyTorch-style int64 counter.</summary>
     private static readonly Gen<byte[]> Valid = Gen.Select(
-        Gen.Int[0, 4].SelectMany(n => Gen.Long[0, 4].Array[0, 3].Array[n, n]), Gen.Bool, Gen.Bool,
-        (shapes, withMetadata, withCounter) =>
+        Gen.Int[0, 4].SelectMany(n => Gen.Long[0, 4].Array[0, 3].Array[n, n]), Gen.Int[0, 2], Gen.Bool,
+        (shapes, metadata, withCounter) =>
         {
             var entries = shapes.Select((shape, i) => new Entry($"{i}.weight", "F32", shape, null, null)).ToList();
             if (withCounter) entries.Add(new Entry("9.num_batches_tracked", "I64", [], null, null));
-            return Build([.. entries], withMetadata, 0, 0);
+            return Build([.. entries], withMetadata: metadata > 0, 0, 0, withChecksum: metadata == 2);
         });
 
     /// <summary>The target: <see cref="SafeTensors.Read(string, byte[])"/> and the metadata reader over the same bytes.</summary>
@@ -58,6 +59,7 @@ public static class SafeTensorsTarget
         bytes =>
         {
             var violation = SafeTensorsRules.Violation(bytes, out var loadable);
+            var mismatch = violation is null && loadable ? SafeTensorsRules.ChecksumMismatch(bytes) : null;
             try
             {
                 SafeTensors.Read(FileName, bytes);
@@ -70,10 +72,24 @@ public static class SafeTensorsTarget
             {
                 throw new FuzzFinding("refused", $"a valid safetensors file of F32 tensors: {e.Message}");
             }
+            catch (InvalidDataException) when (mismatch is not null)
+            {
+                throw; // corrupt: its data does not match its data_sha256
+            }
+            catch (InvalidDataException e) when (violation is not null || !loadable)
+            {
+                throw new FuzzFinding("accepted", $"a file the reference reader refuses or DistTrain cannot load ({violation ?? "not F32"}), refused only as corrupt: {e.Message}");
+            }
+            catch (InvalidDataException e)
+            {
+                throw new FuzzFinding("refused", $"a valid file whose data matches its data_sha256 or that has none: {e.Message}");
+            }
             if (violation is not null)
                 throw new FuzzFinding("accepted", $"a file the reference reader refuses ({violation})");
+            if (mismatch is not null)
+                throw new FuzzFinding("accepted", $"a file whose data does not match its checksum ({mismatch})");
         },
-        e => e is SafeTensorsFormatException,
+        e => e is SafeTensorsFormatException or InvalidDataException,
         bytes => (1 << 20) + 8L * bytes.Length,
         (_, e) =>
         {
@@ -81,10 +97,14 @@ public static class SafeTensorsTarget
                 throw new FuzzFinding("message", $"the refusal does not name the file: {e.Message}");
         });
 
-    private static byte[] Build(Entry[] entries, bool withMetadata, int dataSlack, int headerSlack)
+    /// <summary>The value <c>data_sha256</c> holds until the data is written: as long as a SHA-256 in hex.</summary>
+    private static readonly string ChecksumPlaceholder = new('0', 64);
+
+    private static byte[] Build(Entry[] entries, bool withMetadata, int dataSlack, int headerSlack, bool withChecksum)
     {
         var json = new StringBuilder("{");
-        if (withMetadata) json.Append("\"__metadata__\":{\"format\":\"pt\"},");
+        if (withChecksum) json.Append("\"__metadata__\":{\"format\":\"pt\",\"data_sha256\":\"").Append(ChecksumPlaceholder).Append("\"},");
+        else if (withMetadata) json.Append("\"__metadata__\":{\"format\":\"pt\"},");
         long offset = 0;
         foreach (var e in entries)
         {
@@ -110,6 +130,11 @@ public static class SafeTensorsTarget
         header.CopyTo(bytes, 8);
         bytes.AsSpan(8 + header.Length, padded - header.Length).Fill((byte)' ');
         new Random(data).NextBytes(bytes.AsSpan(8 + padded));
+        if (withChecksum)
+        {
+            var at = json.ToString().IndexOf(ChecksumPlaceholder, StringComparison.Ordinal); // ASCII up to there: chars are bytes
+            Encoding.ASCII.GetBytes(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes.AsSpan(8 + padded)))).CopyTo(bytes, 8 + at);
+        }
         return bytes;
     }
 
