@@ -33,7 +33,7 @@ most=$workers; [ "$kill_one" != 1 ] || most=$((workers - 1))
 min_workers="${DISTTRAIN_Cluster__MinWorkers:-$(( workers > 1 ? workers - 1 : 1 ))}"
 if [[ "$min_workers" =~ ^[0-9]+$ ]] && [ "$((10#$min_workers))" -gt "$most" ]; then
   if [ "$kill_one" = 1 ]; then
-    echo "worker-loss-demo.sh: DISTTRAIN_Cluster__MinWorkers = $min_workers with WORKERS = $workers: after the kill $most worker(s) are left, so the job would pause for Cluster:PauseTimeoutSeconds and then fail. Set DISTTRAIN_Cluster__MinWorkers to at most $most (or leave it unset: WORKERS - 1), or raise WORKERS." >&2
+    echo "worker-loss-demo.sh: DISTTRAIN_Cluster__MinWorkers = $min_workers with WORKERS = $workers: after the kill $most worker$([ "$most" = 1 ] && echo ' is' || echo 's are') left, so the job would pause for Cluster:PauseTimeoutSeconds and then fail. Set DISTTRAIN_Cluster__MinWorkers to at most $most (or leave it unset: WORKERS - 1), or raise WORKERS." >&2
   else
     echo "worker-loss-demo.sh: DISTTRAIN_Cluster__MinWorkers = $min_workers with WORKERS = $workers: the job would wait for more workers than start. Set DISTTRAIN_Cluster__MinWorkers to at most $most (or leave it unset: WORKERS - 1), or raise WORKERS." >&2
   fi
