@@ -106,6 +106,7 @@ if [ "$kill_active" = 1 ]; then
   # Reaped here, with bash's own standard error closed: otherwise bash prints a raw job line ("line N: PID Killed ...")
   # at its next command; the line below says it in the script's words.
   { kill -9 "$active"; wait "$active"; } 2>/dev/null
+  pids=("${pids[@]:1}")  # reaped: its PID may be another process's from now on, so no signal may go to it
   echo "killed the active parameter server (process $active) at $(date -u +%H:%M:%S.%N)"
   grep -o "Checkpoint [^ ]*: version [0-9]*" "$out/ps-active.log" | tail -1
   finisher=$standby

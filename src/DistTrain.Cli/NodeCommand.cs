@@ -220,6 +220,8 @@ internal static class NodeCommand
         if (exit is not null) return exit.Value;
         if (refusedHere is not null)
         {
+            // Refused as a standby: the run folder made at start-up in case this node took over goes, as a standby's to the end.
+            RunDirectory.RemoveCreatedIfEmpty();
             CliConsole.Fail("refused", refusedHere.Message);
             return 2;
         }

@@ -45,11 +45,13 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     private bool _epochsDirty;       // an epoch finished since the writer took the file's content
     private int _epochsNewest;       // that epoch, for the warnings
     private bool _epochsClosed;      // the end of the run writes the file now: no further background write
-    private bool _epochsFileFailing; // the last per-epoch write failed and was warned of
+    private bool _epochsFileFailing; // the last per-epoch write of epochs.csv failed and was warned of
+    private bool _stepsFileFailing;  // the same for steps.csv
     private bool _epochsSlow;        // a write outlasted EpochsWriteWait and was warned of: epochs no longer wait for it
     private readonly StringBuilder _epochRows = new(); // epochs.csv's rows so far, formatted once each (under _gate)
     private readonly StringBuilder _stepRows = new();  // steps.csv's rows of _steps[.._stepRowCount], formatted once each (under _gate)
     private int _stepRowCount;
+    private int _stepsAtEpochEnd;                      // _steps.Count when the newest epoch finished: what a per-epoch steps.csv holds (under _gate)
 
     /// <summary>Called on the background writer before each per-epoch write of <c>epochs.csv</c> and <c>steps.csv</c>: tests hold it up there, as a slow disk would.</summary>
     internal Action? EpochsWriteStarting { get; init; }
@@ -245,6 +247,7 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
         lock (_gate)
         {
             _epochs.Add(summary);
+            _stepsAtEpochEnd = _steps.Count;
             var e = summary;
             _epochRows.Append(CultureInfo.InvariantCulture,
                 $"{e.Epoch},{e.Version},{e.TrainLoss:R},{e.TestLoss:R},{e.TestAccuracy:R},{e.ValidationLoss:R},{e.ValidationAccuracy:R},{e.L1Penalty:R},{e.L2Penalty:R},{e.SamplesPerSecond:R},{e.TrainSeconds:R},{e.EvaluationSeconds:R},{e.PausedSeconds:R}\n");
@@ -283,7 +286,7 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
             if (_epochsSlow) return;
             _epochsSlow = true;
         }
-        (warn ?? CliConsole.Notice)($"warning: writing {path} after epoch {epoch} takes longer than {EpochsWriteWait.TotalSeconds:0} s; training goes on " +
+        (warn ?? CliConsole.Notice)($"warning: writing {path} and {RunFiles.Steps} after epoch {epoch} takes longer than {EpochsWriteWait.TotalSeconds:0} s; training goes on " +
             "without waiting for it, and each epoch's row reaches the file when the disk takes it. Check that disk (a slow network share, a stuck " +
             "volume): a run killed meanwhile may leave its last epochs out of that file.");
     }
@@ -311,26 +314,42 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
                 _epochsDirty = false;
                 epoch = _epochsNewest;
             }
-            var writing = path; // the file a failure names
-            try
+            EpochsWriteStarting?.Invoke();
+            // steps.csv holds the steps up to the newest finished epoch's end, not those of the epoch in progress since.
+            int upTo;
+            lock (_gate) upTo = _stepsAtEpochEnd;
+            var steps = Path.Combine(Path.GetDirectoryName(path)!, RunFiles.Steps);
+            // steps.csv only after epochs.csv was written: a failure of both (a folder gone, a full disk) is one warning.
+            var written = WriteSeries(path, () => WriteEpochsFile(path, durable: false), epoch, isSteps: false)
+                && WriteSeries(steps, () => WriteStepsFile(steps, durable: false, upTo), epoch, isSteps: true);
+            if (written) lock (_epochsFile) _epochsSlow = false;
+        }
+    }
+
+    /// <summary>
+    /// One per-epoch write of <paramref name="file"/> (<c>epochs.csv</c> or <c>steps.csv</c>); false when it failed. A failure
+    /// is one warning line naming the file, until a write of that file succeeds again.
+    /// </summary>
+    private bool WriteSeries(string file, Action write, int epoch, bool isSteps)
+    {
+        try
+        {
+            write();
+            lock (_epochsFile) (isSteps ? ref _stepsFileFailing : ref _epochsFileFailing) = false;
+            return true;
+        }
+        catch (Exception e) // IOException, UnauthorizedAccessException, or anything else: a record, never a crash of the run
+        {
+            lock (_epochsFile)
             {
-                EpochsWriteStarting?.Invoke();
-                WriteEpochsFile(path, durable: false);
-                writing = Path.Combine(Path.GetDirectoryName(path)!, RunFiles.Steps);
-                WriteStepsFile(writing, durable: false);
-                lock (_epochsFile) _epochsFileFailing = _epochsSlow = false;
+                ref var failing = ref isSteps ? ref _stepsFileFailing : ref _epochsFileFailing;
+                if (failing) return false;
+                failing = true;
             }
-            catch (Exception e) // IOException, UnauthorizedAccessException, or anything else: a record, never a crash of the run
-            {
-                lock (_epochsFile)
-                {
-                    if (_epochsFileFailing) continue;
-                    _epochsFileFailing = true;
-                }
-                (warn ?? CliConsole.Notice)($"warning: {writing} could not be written after epoch {epoch} ({e.Message.TrimEnd('.')}); training goes on. " +
-                    "Free space on that disk or check its permissions: it is tried again after each epoch and written at the run's end, " +
-                    $"but until then a run that is killed leaves no record of its finished {(writing == path ? "epochs" : "steps")} there.");
-            }
+            (warn ?? CliConsole.Notice)($"warning: {file} could not be written after epoch {epoch} ({e.Message.TrimEnd('.')}); training goes on. " +
+                "Free space on that disk or check its permissions: it is tried again after each epoch and written at the run's end, " +
+                $"but until then a run that is killed leaves no record of its finished {(isSteps ? "steps" : "epochs")} there.");
+            return false;
         }
     }
 
@@ -344,12 +363,13 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     /// The text of <c>steps.csv</c>: <see cref="StepsHeader"/> and a row per step applied so far. Each row is formatted once,
     /// here (on the writer's thread, not the one that reports the steps).
     /// </summary>
-    internal string StepsCsv()
+    /// <param name="upTo">How many of the steps applied so far to write; null for all of them.</param>
+    internal string StepsCsv(int? upTo = null)
     {
         lock (_gate)
         {
             var inv = CultureInfo.InvariantCulture;
-            for (; _stepRowCount < _steps.Count; _stepRowCount++)
+            for (var end = Math.Min(upTo ?? _steps.Count, _steps.Count); _stepRowCount < end; _stepRowCount++)
             {
                 var s = _steps[_stepRowCount];
                 _stepRows.Append(inv, $"{s.Epoch},{s.Step},{s.Version},{s.Samples},{s.Loss:R},{s.LearningRate:R},{s.Timing.RoundSeconds:R},{s.Timing.MaxComputeSeconds:R},{s.Timing.UpdateSeconds:R},{s.Timing.MessagingSeconds:R},{s.Timing.WaitingForWeightsSeconds:R}\n");
@@ -361,9 +381,9 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     /// <summary>Replaces <paramref name="path"/> with <see cref="StepsCsv"/>, atomically (and, when <paramref name="durable"/>, flushed to the disk).</summary>
     /// <exception cref="IOException">The write failed; <paramref name="path"/> is unchanged.</exception>
     /// <exception cref="UnauthorizedAccessException">The folder or the file may not be written.</exception>
-    private void WriteStepsFile(string path, bool durable)
+    private void WriteStepsFile(string path, bool durable, int? upTo = null)
     {
-        var bytes = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(StepsCsv());
+        var bytes = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(StepsCsv(upTo));
         AtomicFile.Write(path, stream => stream.Write(bytes), durable);
     }
 

@@ -305,6 +305,30 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// A worker whose seed is the parameter server's data-plane port, which answers but is no Akka.Remote port, never joins:
+    /// it exits 2 naming Cluster:SeedNodes and the address it dialled. Before, it exited 4 (a lost worker to restart) with
+    /// advice about clocks and certificates, and a restart failed the same way.
+    /// </summary>
+    [Fact]
+    public async Task A_worker_whose_seed_is_not_an_Akka_port_exits_2_naming_Cluster_SeedNodes()
+    {
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 1));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath);
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        await ps.WaitForOutputAsync("This node is the active parameter server", Guard);
+        var wrongSeed = $"akka.tcp://disttrain@127.0.0.1:{workerEnvironment["DISTTRAIN_Cluster__DataPort"]}";
+        workerEnvironment["DISTTRAIN_Cluster__SeedNodes__0"] = wrongSeed;
+        workerEnvironment["DISTTRAIN_Cluster__SeedNodes__1"] = wrongSeed;
+        var worker = Start("worker", configPath, workerEnvironment);
+        await worker.AssertExitAsync(2, Guard);
+        var output = worker.Output.ReplaceLineEndings(" ");
+        Assert.Contains("this node never joined the cluster. The address it dialled (Cluster:SeedNodes: akka.ssl.tcp://disttrain@127.0.0.1:" +
+            workerEnvironment["DISTTRAIN_Cluster__DataPort"], output);
+        Assert.Contains("Check Cluster:SeedNodes: each entry must be the host and Cluster:Port of a parameter-server node.", output);
+        Assert.DoesNotContain("Restart this node to rejoin", output);
+    }
+
+    /// <summary>
     /// A worker that reads other samples under the same settings (here one training label changed) is refused with the
     /// counts and digests of both: it used to be accepted and train the model apart without a word (other labels, another
     /// order), or fail at its first step with an ArgumentOutOfRangeException (fewer rows).
@@ -361,11 +385,6 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
-    /// The parameter server takes Checkpoint:Directory when its job starts: a folder another running job holds (here this
-    /// test process) ends the job before training, with the reason on the parameter server and on the worker, and
-    /// nothing is written into it.
-    /// </summary>
-    /// <summary>
     /// A parameter server told to resume (Checkpoint:Resume, as cluster.sh passes it on) from a folder with no checkpoint
     /// ends with exit 2 and one error line that names the node's setting. It used to say "Drop --resume (Checkpoint:Resume)",
     /// an option of train that `node` does not have, and to print it twice: an [ERROR] log line and the error: line.
@@ -390,6 +409,11 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.DoesNotContain("Training starts", ps.Output);
     }
 
+    /// <summary>
+    /// The parameter server takes Checkpoint:Directory when its job starts: a folder another running job holds (here this
+    /// test process) ends the job before training, with the reason on the parameter server and on the worker, and
+    /// nothing is written into it.
+    /// </summary>
     [Fact]
     public async Task A_job_whose_checkpoint_folder_another_job_holds_ends_before_training_naming_the_folder()
     {
@@ -611,6 +635,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.True(refusal.Success, standby.Output);
         Assert.Equal(psEnvironment["DISTTRAIN_Cluster__Port"], refusal.Groups[2].Value);
         Assert.DoesNotContain("Taking over the job", standby.Output);
+        // The run folder it made at start-up, in case it took over, is gone: only the active node's is left below.
+        var runs = Path.Combine(_directory, "runs");
         await active.WaitForOutputAsync("Refused standby parameter-server node", Guard);
         Assert.Matches(@"WARNING.*Refused standby parameter-server node akka\.(ssl\.)?tcp://disttrain@127\.0\.0\.1:" + standbyEnvironment["DISTTRAIN_Cluster__Port"] +
             @": its settings differ .*Units: 24 vs 16", active.Output);
@@ -620,6 +646,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         await worker.AssertExitAsync(0, Guard);
         await active.AssertExitAsync(0, Guard);
         Assert.Contains("Test accuracy after 1 epoch", active.Output);
+        Assert.Single(Directory.GetDirectories(runs));
     }
 
     /// <summary>

@@ -881,7 +881,7 @@ public class RunReportTests : IDisposable
         var held = clock.Elapsed;
         Assert.InRange(held, RunReport.EpochsWriteWait * 0.9, RunReport.EpochsWriteWait * 20);
         var warning = Assert.Single(warnings);
-        Assert.StartsWith($"warning: writing {path} after epoch 2 takes longer than 1 s; training goes on without waiting for it", warning);
+        Assert.StartsWith($"warning: writing {path} and steps.csv after epoch 2 takes longer than 1 s; training goes on without waiting for it", warning);
         clock.Restart();
         report.EpochCompleted(Epoch(3));
         report.EpochCompleted(Epoch(4));
@@ -927,6 +927,27 @@ public class RunReportTests : IDisposable
         Assert.Equal(2, warnings.Count);
         Assert.StartsWith($"warning: {path} could not be written after epoch 4 (", warnings[1]);
         Assert.Equal([1, 2, 3, 4], console.Seen.Select(s => s.Epoch));
+    }
+
+    /// <summary>
+    /// A per-epoch steps.csv holds the steps up to the end of the newest finished epoch, also when its write starts late (a
+    /// slow disk) and steps of the next epoch were applied meanwhile: those are not the finished epochs' records.
+    /// </summary>
+    [Fact]
+    public void A_late_per_epoch_steps_csv_write_holds_the_finished_epochs_steps_only()
+    {
+        var run = Directory.CreateDirectory(Path.Combine(_directory, "late")).FullName;
+        var steps = Path.Combine(run, Core.Checkpoints.RunFiles.Steps);
+        using var disk = new ManualResetEventSlim(initialState: false);
+        var report = new RunReport(NullTrainingObserver.Instance, run, _ => { }) { EpochsWriteStarting = () => disk.Wait() };
+        report.EpochStarted(1, 4, 400);
+        for (var step = 0; step < 4; step++) report.StepApplied(1, step, step + 1, 100, 0.5, 0.05, default);
+        report.EpochCompleted(new EpochSummary(1, 4, 0.5, 0.6, 0.7, 100, 400, 1, 0.1)); // the write waits for the disk
+        report.EpochStarted(2, 4, 400);
+        for (var step = 0; step < 2; step++) report.StepApplied(2, step, step + 5, 100, 0.4, 0.05, default);
+        disk.Set();
+        for (var i = 0; i < 200 && !File.Exists(steps); i++) Thread.Sleep(50);
+        Assert.Equal(["1,0", "1,1", "1,2", "1,3"], File.ReadAllLines(steps).Skip(1).Select(l => string.Join(',', l.Split(',')[..2])));
     }
 
     /// <summary>

@@ -128,7 +128,8 @@ public class SafeTensorsTests : IDisposable
         var error = Assert.Throws<InvalidDataException>(() => SafeTensors.Read(path));
         Assert.Equal($"{path}: checksum mismatch: the data section's SHA-256 is {actual}, the header records {recorded}. " +
             "The file is corrupt (damaged on disk or in a copy), so its weights cannot be trusted: copy it again from where its run wrote it, " +
-            "or use one of the run's checkpoints (Checkpoint:Directory) instead.", error.Message);
+            "or use one of the run's checkpoints (Checkpoint:Directory) instead. If another tool rewrote the file on purpose and kept DistTrain's " +
+            "metadata (safetensors' save_file(..., metadata=...) lays the tensors out anew), remove data_sha256 from its metadata.", error.Message);
         // Pretrained weights (Model:Pretrained, finetune --from) read the tensors the same way.
         var model = new DistTrain.Core.Models.Sequential(2, [new DistTrain.Core.Layers.Dense(2, 3)]);
         var weights = new ParameterVector(model.Layout);

@@ -38,6 +38,9 @@ public sealed class ParameterServerNode : ReceiveActor, IWithTimers
     /// <summary>How often a standby asks the active node's job host again until it answers (it may not run yet).</summary>
     private static readonly TimeSpan RegisterEvery = TimeSpan.FromSeconds(2);
 
+    /// <summary>Registrations a standby sends an active node that does not answer before it stops asking (one minute).</summary>
+    private const int MaxUnansweredRegistrations = 30;
+
     /// <summary>Name under <c>/user</c>.</summary>
     public const string Name = "parameter-server-node";
 
@@ -58,6 +61,7 @@ public sealed class ParameterServerNode : ReceiveActor, IWithTimers
     private readonly Dictionary<UniqueAddress, Member> _upParameterServers = [];
     private readonly StandbyRegistration? _registration;
     private bool _refused; // the active node refused this one as its standby
+    private int _unanswered; // registrations sent to the current active node without an answer
 
     /// <summary>Creates the node actor; see <see cref="Props"/>.</summary>
     public ParameterServerNode(FailoverState state, TaskCompletionSource<JobFinished> finishedElsewhere, StandbyRegistration? registration = null)
@@ -92,7 +96,9 @@ public sealed class ParameterServerNode : ReceiveActor, IWithTimers
         });
         Receive<RegistrationRefused>(refused =>
         {
-            if (_refused) return;
+            // Only the current active node's refusal counts: a late one from a node that is no longer active (or after this
+            // node took over) is not about the job this node stands by for.
+            if (_refused || _active is null || _active == _cluster.SelfAddress || Sender.Path.Address != _active) return;
             _refused = true;
             Timers.Cancel(nameof(RegisterAgain));
             // The node's run ends with the refusal (the CLI: one "refused:" line, exit code 2), and the node leaves the cluster.
@@ -165,6 +171,7 @@ public sealed class ParameterServerNode : ReceiveActor, IWithTimers
             return;
         }
         _state.WasStandby = true;
+        _unanswered = 0;
         _log.Info("Standby parameter server: the active one is {0}; this node takes over from the newest checkpoint if that node fails", oldest.Address);
         // Whichever node came second is the standby, so its settings are compared once both are up, whichever started first.
         if (_registration is not null && !_refused)
@@ -180,6 +187,15 @@ public sealed class ParameterServerNode : ReceiveActor, IWithTimers
         if (_registration is null || _active is null || _active == _cluster.SelfAddress || _leaving || _refused)
         {
             Timers.Cancel(nameof(RegisterAgain));
+            return;
+        }
+        if (++_unanswered > MaxUnansweredRegistrations)
+        {
+            // An active node of an older DistTrain (protocol version 6) does not know the message: it stands by unchecked, as before.
+            Timers.Cancel(nameof(RegisterAgain));
+            _log.Warning("The active parameter server {0} has not answered this node's standby registration in {1:F0} s (another DistTrain version, " +
+                "or its job host does not run): this node stands by without the check that its settings are the job's.", _active,
+                MaxUnansweredRegistrations * RegisterEvery.TotalSeconds);
             return;
         }
         var name = _cluster.SelfAddress.ToString();

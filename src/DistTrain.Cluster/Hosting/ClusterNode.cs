@@ -125,7 +125,7 @@ public static class ClusterNode
                 saveOutputs: saveOutputs, trainDigest: options.Checkpoint.Enabled ? trainDigest : "", samples: samples);
             var manager = system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
             StopJobHostWhenNoParameterServerTakesOver(system, manager, completion.Task);
-            FailWhenTerminated(system, security.Certificates, completion);
+            FailWhenTerminated(system, security, options.Cluster.SeedNodes, completion);
         });
         await StartAsync(host, options.Cluster, cancellationToken).ConfigureAwait(false);
         var stopped = false;
@@ -278,7 +278,7 @@ public static class ClusterNode
         {
             actorSystem = system;
             agent = system.ActorOf(WorkerAgent.Props(options, security, data, samples, completion), "agent");
-            FailWhenTerminated(system, security.Certificates, completion);
+            FailWhenTerminated(system, security, options.Cluster.SeedNodes, completion);
         });
         await StartAsync(host, options.Cluster, cancellationToken).ConfigureAwait(false);
         try
@@ -346,13 +346,21 @@ public static class ClusterNode
     /// peer's certificate (<see cref="ClusterCertificates.AkkaPeersRefused"/>), the peer is a node of another cluster, not a
     /// crash: the run fails with <see cref="NodeRefusedException"/> (exit code 2). If it refused none, the peer closed the
     /// connection mid-handshake, typically a parameter-server node shutting down or being replaced: the run fails with
-    /// <see cref="Actors.NodeDownedException"/> (a worker's exit code 4, a lost worker to restart). The refusals are counted
+    /// <see cref="Actors.NodeDownedException"/> (a worker's exit code 4, a lost worker to restart), unless this node never
+    /// joined the cluster: then what answered at the seed's address is most likely no DistTrain node's Cluster:Port (a
+    /// data-plane or metrics port), and the run fails with <see cref="NodeRefusedException"/> naming Cluster:SeedNodes
+    /// (exit code 2), as restarting would fail the same way. The refusals are counted
     /// over the process, not per peer: one earlier refusal of any peer (a stray node of another cluster) makes a later
     /// closed connection a refusal too, as before the count existed. A node whose own certificate has expired since
     /// start-up is refused (exit code 2), whatever it refused. If this node's side had already been downed, the run fails
     /// with the downing's reason instead.
     /// </remarks>
-    private static void FailWhenTerminated<T>(ActorSystem system, ClusterCertificates? certificates, TaskCompletionSource<T> completion) =>
+    private static void FailWhenTerminated<T>(ActorSystem system, ClusterSecurity security, IReadOnlyList<string> seedNodes, TaskCompletionSource<T> completion)
+    {
+        var certificates = security.Certificates;
+        // Whether this node ever became a member (Up): one that never did has a seed to blame, not a peer that went away.
+        var joined = false;
+        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => Volatile.Write(ref joined, true));
         system.WhenTerminated.ContinueWith(_ =>
         {
             // A TLS handshake that fails after this node was downed (a downed peer closing mid-handshake) is the downing's
@@ -365,6 +373,18 @@ public static class ClusterNode
                 {
                     completion.TrySetException(new NodeRefusedException($"{reason}, and Akka.Remote stops a node whose outbound TLS handshake fails: " +
                         $"this node's own certificate is refused now: {ownRefusal}. Make a new one (deploy/certs/make-certs.sh) and restart the node."));
+                    return;
+                }
+                if (certificates is { AkkaPeersRefused: 0 } && !Volatile.Read(ref joined))
+                {
+                    // Something answered at the seed's address but closed the TLS handshake: no DistTrain node's Akka.Remote
+                    // port (a data-plane or metrics port, another program). Restarting would fail the same way.
+                    var seeds = string.Join(", ", seedNodes.Select(security.SeedAddress));
+                    completion.TrySetException(new NodeRefusedException($"{reason}: this node never joined the cluster. The address it dialled " +
+                        $"(Cluster:SeedNodes: {seeds}) answered but closed the TLS handshake, so it is most likely not a DistTrain node's Cluster:Port " +
+                        "(a parameter server's Cluster:DataPort or Metrics:Port, or another program). Check Cluster:SeedNodes: each entry must be the " +
+                        "host and Cluster:Port of a parameter-server node. If it is, check that both nodes' clocks agree and that their certificates " +
+                        "are within their validity dates (openssl x509 -noout -dates -in FILE)."));
                     return;
                 }
                 completion.TrySetException(certificates is { AkkaPeersRefused: 0 }
@@ -386,6 +406,7 @@ public static class ClusterNode
                 ? new Actors.NodeDownedException($"This node left the cluster before the job ended: {downed}. See the log above; restart the node to rejoin.")
                 : new InvalidOperationException("This node's actor system stopped before the job ended (see the log above); restart the node to rejoin."));
         }, TaskScheduler.Default);
+    }
 
     /// <summary>
     /// Starts a node's host. PortProbe checked Cluster:Port at start-up, but another process can take it in the moment

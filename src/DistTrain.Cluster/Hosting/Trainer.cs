@@ -128,7 +128,10 @@ public sealed class Trainer
     /// Cluster:Port in the moment between the check and Akka.Remote's bind).</exception>
     /// <exception cref="InvalidDataException">Model:Pretrained cannot be read or does not fit the model.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node stood by until the job ended on another parameter-server node.</exception>
-    /// <exception cref="NodeRefusedException">This node's TLS handshake failed: the peers' certificates are of another CA.</exception>
+    /// <exception cref="NodeRefusedException">This node's TLS handshake failed (the peers' certificates are of another CA, or its
+    /// seed is no DistTrain node's Cluster:Port), or the active parameter server refused this node as its standby (another job,
+    /// version or settings).</exception>
+    /// <exception cref="DistTrain.Core.Checkpoints.UnreadableFileException">Model:Pretrained may not be read by this process.</exception>
     /// <exception cref="TrainingDivergedException">A loss or gradient became NaN or infinite.</exception>
     /// <exception cref="InvalidOperationException">The job failed or this node was downed; the message says why.</exception>
     public async Task<TrainingOutcome> RunParameterServerAsync(TrainingData data, IProgress<TrainingProgress>? progress = null,

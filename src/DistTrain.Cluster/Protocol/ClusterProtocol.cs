@@ -127,6 +127,6 @@ public sealed record WorkerFailed(
 public static class ClusterProtocolInfo
 {
     /// <summary>Bumped whenever a message, the data-plane frame or the registration's fingerprint changes incompatibly
-    /// (6: the fingerprint holds the samples' digests).</summary>
-    public const int Version = 6;
+    /// (6: the fingerprint holds the samples' digests; 7: a standby parameter server registers, RegisterStandby).</summary>
+    public const int Version = 7;
 }

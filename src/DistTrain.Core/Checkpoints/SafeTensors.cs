@@ -153,7 +153,8 @@ public static class SafeTensors
             if (!string.Equals(checksum, recorded, StringComparison.Ordinal))
                 throw new InvalidDataException($"{path}: checksum mismatch: the data section's SHA-256 is {checksum}, the header records {recorded}. " +
                     "The file is corrupt (damaged on disk or in a copy), so its weights cannot be trusted: copy it again from where its run wrote it, " +
-                    "or use one of the run's checkpoints (Checkpoint:Directory) instead.");
+                    $"or use one of the run's checkpoints (Checkpoint:Directory) instead. If another tool rewrote the file on purpose and kept DistTrain's " +
+                    $"metadata (safetensors' save_file(..., metadata=...) lays the tensors out anew), remove {DataSha256Key} from its metadata.");
         }
         return tensors;
     }
