@@ -55,6 +55,9 @@ public class LayerWarningTests
         Assert.Empty(TrainingOptionsValidator.LayerWarnings(model));
     }
 
+    // The datasets below hold 2 samples: the warnings are those of 2 workers (Training:Workers' default of 4 would leave 2
+    // workers without a sample, which is warned of too).
+
     [Fact]
     public void The_layer_warnings_are_among_the_warnings_printed_before_training()
     {
@@ -63,7 +66,7 @@ public class LayerWarningTests
             null, checkDataDirectory: false, new Dictionary<string, string?>());
         var train = new DistTrain.Core.Data.LabeledDataset([0f, 1f, 1f, 0f], [0, 1], 2, 2, null);
         Assert.Equal(["Model:Layers:1 (Dropout) has no Rate, so it drops nothing: set Model:Layers:1:Rate in [0, 1), such as 0.5, or remove the layer."],
-            DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+            DistTrain.Cli.TrainCommand.RunWarnings(options, train, workers: 2));
     }
 
     /// <summary>
@@ -81,22 +84,22 @@ public class LayerWarningTests
         Assert.Equal(["Model:Initializer:Kind = Zeros gives every weight of a layer the same value: the units of the hidden layer then compute the same " +
             "output and get the same gradient, so they stay identical for the whole run (the symmetry is never broken) and the network learns " +
             "no more than one unit per layer could. Set Model:Initializer:Kind to HeNormal (the default) for ReLU, or XavierUniform for Tanh and Sigmoid."],
-            DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+            DistTrain.Cli.TrainCommand.RunWarnings(options, train, workers: 2));
         options.Model.Initializer.Kind = DistTrain.Core.Initialization.InitializerKind.Constant;
         options.Model.Initializer.Constant = 0.5;
-        Assert.StartsWith("Model:Initializer:Kind = Constant, Constant 0.5 gives every weight of a layer the same value", Assert.Single(DistTrain.Cli.TrainCommand.RunWarnings(options, train)));
+        Assert.StartsWith("Model:Initializer:Kind = Constant, Constant 0.5 gives every weight of a layer the same value", Assert.Single(DistTrain.Cli.TrainCommand.RunWarnings(options, train, workers: 2)));
         // Random initializers, pretrained weights and a resumed run: nothing to say.
         options.Checkpoint.Resume = true;
-        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train, workers: 2));
         options.Checkpoint.Resume = false;
         options.Model.Initializer.Kind = DistTrain.Core.Initialization.InitializerKind.XavierUniform;
         options.Model.Initializer.Constant = 0;
-        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train, workers: 2));
 
         var regression = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(
             """{ "Model": { "InputSize": 2, "Initializer": { "Kind": "Zeros" }, "Layers": [{ "Type": "Dense", "Units": 2 }] } }"""),
             null, checkDataDirectory: false, new Dictionary<string, string?>());
-        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(regression, train));
+        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(regression, train, workers: 2));
 
         // Dropout's random masks do set the units apart, slowly: the warning says so rather than "identical for the whole run".
         var dropout = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(
@@ -105,7 +108,7 @@ public class LayerWarningTests
         Assert.Equal(["Model:Initializer:Kind = Zeros gives every weight of a layer the same value: the units of the hidden layer then compute the same " +
             "output and get the same gradient, so they start identical and only Dropout's random masks set them apart, slowly and by chance. " +
             "Set Model:Initializer:Kind to HeNormal (the default) for ReLU, or XavierUniform for Tanh and Sigmoid."],
-            DistTrain.Cli.TrainCommand.RunWarnings(dropout, train));
+            DistTrain.Cli.TrainCommand.RunWarnings(dropout, train, workers: 2));
     }
 
     /// <summary>
@@ -121,16 +124,16 @@ public class LayerWarningTests
         var train = new DistTrain.Core.Data.LabeledDataset([0f, 1f, 1f, 0f], [0, 1], 2, 2, null);
         Assert.Equal(["Model:Freeze = [0] without Model:Pretrained: the frozen layers keep their random initial weights (HeNormal) for the whole run, " +
             "and only the others train. Set Model:Pretrained to the checkpoint (or run folder) to start from, or remove Freeze."],
-            DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+            DistTrain.Cli.TrainCommand.RunWarnings(options, train, workers: 2));
         Assert.Equal("no pretrained weights; frozen at their initial weights: 0", DistTrain.Cli.TrainCommand.SettingsLines(options, "1", null, null).Last());
         // Resuming, the frozen tensors come from the checkpoint: no warning, and the line says so.
         options.Checkpoint.Resume = true;
-        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train, workers: 2));
         Assert.Equal("frozen: 0 (with the weights of the checkpoint resumed from, if one is found)", DistTrain.Cli.TrainCommand.SettingsLines(options, "1", null, null).Last());
         options.Checkpoint.Resume = false;
 
         options.Model.Pretrained = "pretrained.safetensors";
-        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train));
+        Assert.Empty(DistTrain.Cli.TrainCommand.RunWarnings(options, train, workers: 2));
         Assert.Equal("pretrained weights from pretrained.safetensors; frozen: 0", DistTrain.Cli.TrainCommand.SettingsLines(options, "1", null, null).Last());
     }
 
