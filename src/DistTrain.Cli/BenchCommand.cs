@@ -31,7 +31,7 @@ internal static class BenchCommand
         var batch = CliOptions.WholeNumber("--batch-size", "Override Training:BatchSizePerWorker.", CliOptions.BatchTakes);
         var steps = CliOptions.WholeNumber("--steps", "Measured synchronous steps.", "a whole number of measured steps, at least 1", 400);
         var warmup = CliOptions.WholeNumber("--warmup", "Steps run before measuring (JIT, caches); at least 1.", "a whole number of warm-up steps, at least 1", 50);
-        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory.", CliOptions.DataTakes);
+        var data = CliOptions.Text("--data", "DIR", CliOptions.DataHelp, CliOptions.DataTakes);
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON line on standard output, alone: the table and the other lines go to standard error." };
         var metricsPort = CliOptions.WholeNumber("--metrics-port", "Serve Prometheus metrics on this port while measuring (0 = off), to measure their overhead.",
             "a TCP port from 0 to 65,535 (0 = no metrics)", 0);

@@ -49,6 +49,9 @@ internal static class CliOptions
     /// <summary>What --data takes.</summary>
     public const string DataTakes = "the folder with the four Fashion-MNIST IDX files (Data:Directory; Data:Format Idx only)";
 
+    /// <summary>The help text of <c>--data</c> (train, finetune, bench, node).</summary>
+    public const string DataHelp = "Override Data:Directory (folder with the IDX files; refused for the Csv and ImageFolder formats, which read their own paths).";
+
     /// <summary>What --output takes.</summary>
     public const string OutputTakes = "a writable folder that run folders are created in (Output:Directory)";
 

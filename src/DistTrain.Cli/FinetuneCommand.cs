@@ -25,7 +25,7 @@ internal static class FinetuneCommand
         var replaceHead = CliOptions.WholeNumber("--replace-head", "Replace the last Dense layer by a new one with this many classes (initialized afresh).", "the number of classes of the new head, a whole number from 2");
         var epochs = CliOptions.WholeNumber("--epochs", "Override Training:Epochs.", CliOptions.EpochsTakes, "-e");
         var workers = CliOptions.WholeNumber("--workers", "Override Training:Workers.", CliOptions.WorkersTakes, "-w");
-        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory.", CliOptions.DataTakes);
+        var data = CliOptions.Text("--data", "DIR", CliOptions.DataHelp, CliOptions.DataTakes);
         var output = CliOptions.Text("--output", "DIR", "Override Output:Directory.", CliOptions.OutputTakes, "-o");
         var compare = new Option<bool>("--compare-scratch") { Description = "Also train the same model from scratch with the same budget and compare test accuracy." };
         var command = new Command("finetune", "Fine-tune pretrained weights: load a checkpoint, freeze tensors, replace the head, train.")

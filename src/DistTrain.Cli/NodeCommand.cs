@@ -25,7 +25,7 @@ internal static class NodeCommand
     {
         var role = CliOptions.OneOf("--role", "The node's role.", [NodeRoles.ParameterServer, NodeRoles.Worker], "-r");
         var config = CliOptions.File("--config", "JSON config, the same on every node.", CliOptions.ConfigTakes, required: true, "-c");
-        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory.", CliOptions.DataTakes);
+        var data = CliOptions.Text("--data", "DIR", CliOptions.DataHelp, CliOptions.DataTakes);
         var output = CliOptions.Text("--output", "DIR", "Override Output:Directory (parameter server only).", CliOptions.OutputTakes, "-o");
         var command = new Command("node", "Run one node of cluster mode (Akka.Cluster): the parameter server, or a worker.")
         {

@@ -24,7 +24,7 @@ internal static class TrainCommand
         var config = CliOptions.File("--config", "JSON config, e.g. configs/fashion-mnist-mlp.json.", CliOptions.ConfigTakes, required: true, "-c");
         var workers = CliOptions.WholeNumber("--workers", "Override Training:Workers (worker replicas).", CliOptions.WorkersTakes, "-w");
         var epochs = CliOptions.WholeNumber("--epochs", "Override Training:Epochs.", CliOptions.EpochsTakes, "-e");
-        var data = CliOptions.Text("--data", "DIR", "Override Data:Directory (folder with the IDX files; refused for the Csv and ImageFolder formats, which read their own paths).", CliOptions.DataTakes);
+        var data = CliOptions.Text("--data", "DIR", CliOptions.DataHelp, CliOptions.DataTakes);
         var output = CliOptions.Text("--output", "DIR", "Override Output:Directory (runs are written below it).", CliOptions.OutputTakes, "-o");
         var checkpoints = CliOptions.Text("--checkpoint-dir", "DIR", "Override Checkpoint:Directory (where the parameter server writes checkpoints).", "a folder for checkpoints (Checkpoint:Directory)");
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest valid checkpoint in Checkpoint:Directory (sets Checkpoint:Resume)." };
