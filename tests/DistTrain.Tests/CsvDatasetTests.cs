@@ -29,6 +29,29 @@ public class CsvDatasetTests : IDisposable
         Assert.Equal(2, CsvDataset.Read(path, new CsvOptions { HasHeader = false }).Data.Count);
     }
 
+    /// <summary>
+    /// A binary file given as CSV is refused as not text, naming the first control byte: random bytes used to reach the
+    /// header's checks, which echoed them to the terminal as a column name. A gzip file without its .gz name is told so; text
+    /// with tabs, CR-LF line ends and UTF-8 names still reads.
+    /// </summary>
+    [Fact]
+    public void A_binary_file_given_as_CSV_is_refused_as_not_text_naming_the_byte()
+    {
+        var binary = Path.Combine(_directory, "weights.csv");
+        File.WriteAllBytes(binary, [(byte)'a', (byte)',', (byte)'b', 0x0A, 0x31, 0x2C, 0x00, 0x32]);
+        Assert.Equal($"{binary}: not a text file: byte 6 is 0x00, a control character, and a CSV file is text. " +
+            "Is this the right file (Data:Csv:TrainFile / TestFile, or the path given)?", Assert.Throws<DataFormatException>(() => CsvDataset.Read(binary, new CsvOptions())).Message);
+        var gzipped = Path.Combine(_directory, "gzipped.csv");
+        using (var output = new GZipStream(File.Create(gzipped), CompressionLevel.Fastest))
+            output.Write("x,label\n1,0\n2,1\n"u8);
+        Assert.EndsWith("It starts as a gzip file does: name it *.gz, and it is decompressed.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(gzipped, new CsvOptions())).Message);
+        File.Move(gzipped, gzipped + ".gz");
+        Assert.Equal(2, CsvDataset.Read(gzipped + ".gz", new CsvOptions()).Data.Count);
+        var text = Write("tabs.csv", "größe\tlabel\r\n1.5\tcat\r\n2\tdog\r\n");
+        Assert.Equal([1.5f, 2f], CsvDataset.Read(text, new CsvOptions { Separator = "\t" }).Data.Features);
+    }
+
     [Fact]
     public void Name_labels_are_numbered_in_sorted_order_and_features_read_as_written()
     {

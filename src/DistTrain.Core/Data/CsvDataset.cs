@@ -211,6 +211,7 @@ public static partial class CsvDataset
         try
         {
             if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) GzipFile.CheckComplete(path);
+            CheckText(path);
             before = LinesBefore(path, options);
             using var text = OpenText(path);
             for (var skipped = 0; skipped < before; skipped++) text.ReadLine();
@@ -321,6 +322,32 @@ public static partial class CsvDataset
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
         {
             return false;
+        }
+    }
+
+    /// <summary>Bytes at the start of a CSV file that <see cref="CheckText"/> reads.</summary>
+    private const int TextCheckBytes = 64 * 1024;
+
+    /// <summary>
+    /// Refuses a file that is not text: a NUL or another C0 control byte (not tab, line feed, form feed or carriage return)
+    /// in its first <see cref="TextCheckBytes"/> bytes (after decompression for <c>.gz</c>). A binary file given as CSV (a
+    /// model, an image, a gzip file without its <c>.gz</c> name) used to reach the header's checks, which echoed its bytes to the
+    /// terminal as a column name.
+    /// </summary>
+    /// <exception cref="DataFormatException">The file holds such a byte; the message names its offset and value.</exception>
+    private static void CheckText(string path)
+    {
+        using var stream = OpenText(path) is StreamReader reader ? reader.BaseStream : throw new InvalidOperationException();
+        var buffer = new byte[TextCheckBytes];
+        var read = 0;
+        for (int n; read < buffer.Length && (n = stream.Read(buffer, read, buffer.Length - read)) > 0;) read += n;
+        for (var i = 0; i < read; i++)
+        {
+            var b = buffer[i];
+            if (b >= 0x20 || b is (byte)'\t' or (byte)'\n' or (byte)'\r' or 0x0C) continue;
+            var gzip = read >= 2 && buffer[0] == 0x1F && buffer[1] == 0x8B ? " It starts as a gzip file does: name it *.gz, and it is decompressed." : "";
+            throw new DataFormatException($"{path}: not a text file: byte {i:N0} is 0x{b:X2}, a control character, and a CSV file is text. " +
+                $"Is this the right file (Data:Csv:TrainFile / TestFile, or the path given)?{gzip}");
         }
     }
 
