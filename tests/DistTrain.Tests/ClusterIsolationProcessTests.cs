@@ -84,10 +84,12 @@ public sealed partial class ClusterProcessTests
     }
 
     [Fact]
-    public async Task A_worker_whose_seed_closes_the_connection_mid_handshake_exits_as_a_lost_worker_not_as_refused()
+    public async Task A_worker_whose_seed_closes_the_connection_mid_handshake_before_it_joined_exits_2_naming_the_seed_not_as_refused()
     {
-        // A parameter-server node shutting down (or replaced) closes connections mid-handshake; Akka.Remote then stops the
-        // worker. No certificate was refused on either side, so the worker is lost (exit code 4, restart it), not refused (2).
+        // Something at the seed's address closes connections mid-handshake (a port that is no Akka.Remote port, or a
+        // parameter-server node shutting down at that moment); Akka.Remote then stops the worker. No certificate was refused
+        // on either side, so it is not told the certificates differ; and as it never joined, it is not a lost worker (exit 4,
+        // "restart it") either: it exits 2 naming Cluster:SeedNodes, and says to start it again if the seed is right.
         using var closer = new TcpListener(IPAddress.Loopback, 0);
         closer.Start();
         using var stop = new CancellationTokenSource();
@@ -112,8 +114,10 @@ public sealed partial class ClusterProcessTests
         workerEnvironment["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "30";
         var worker = Start("worker", configPath, workerEnvironment);
 
-        await worker.AssertExitAsync(4, TimeSpan.FromSeconds(60));
-        Assert.Contains("the peer closed the connection mid-handshake", worker.Output);
+        await worker.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+        Assert.Contains("this node never joined the cluster. The address it dialled (Cluster:SeedNodes: akka.ssl.tcp://disttrain@127.0.0.1:" +
+            ((IPEndPoint)closer.LocalEndpoint).Port, worker.Output.ReplaceLineEndings(" "));
+        Assert.Contains("a parameter-server node stopping at that moment: start this node again", worker.Output.ReplaceLineEndings(" "));
         Assert.DoesNotContain("do not trust each other's certificates", worker.Output);
         await stop.CancelAsync();
         await accepting;

@@ -383,8 +383,9 @@ public static class ClusterNode
                     completion.TrySetException(new NodeRefusedException($"{reason}: this node never joined the cluster. The address it dialled " +
                         $"(Cluster:SeedNodes: {seeds}) answered but closed the TLS handshake, so it is most likely not a DistTrain node's Cluster:Port " +
                         "(a parameter server's Cluster:DataPort or Metrics:Port, or another program). Check Cluster:SeedNodes: each entry must be the " +
-                        "host and Cluster:Port of a parameter-server node. If it is, check that both nodes' clocks agree and that their certificates " +
-                        "are within their validity dates (openssl x509 -noout -dates -in FILE)."));
+                        "host and Cluster:Port of a parameter-server node. If it is, that was a parameter-server node stopping at that moment: start " +
+                        "this node again; if it fails the same way, check that both nodes' clocks agree and that their certificates are within their " +
+                        "validity dates (openssl x509 -noout -dates -in FILE)."));
                     return;
                 }
                 completion.TrySetException(certificates is { AkkaPeersRefused: 0 }
