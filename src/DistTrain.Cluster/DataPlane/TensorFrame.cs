@@ -307,10 +307,12 @@ internal static class TensorFrame
 
     private static void ReceiveAll(Stream stream, Span<byte> bytes, string peer)
     {
-        Interlocked.Add(ref _bytesReceived, bytes.Length);
         try
         {
             stream.ReadExactly(bytes);
+            // Counted once read: a reader blocked waiting for the next header has not received it (counting it before the read
+            // made a count taken meanwhile include a header that had not arrived).
+            Interlocked.Add(ref _bytesReceived, bytes.Length);
         }
         catch (EndOfStreamException)
         {
