@@ -377,14 +377,17 @@ public static class ClusterNode
                 }
                 if (certificates is { AkkaPeersRefused: 0 } && !Volatile.Read(ref joined))
                 {
-                    // Something answered at the seed's address but closed the TLS handshake: no DistTrain node's Akka.Remote
-                    // port (a data-plane or metrics port, another program). Restarting would fail the same way.
+                    // Something answered at the seed's address but closed the TLS handshake: a node of another cluster (its
+                    // check refused this node's certificate first), no DistTrain node's Akka.Remote port (a data-plane or metrics
+                    // port, another program), or a parameter server stopping. Not a lost worker: it was never in the job.
                     var seeds = string.Join(", ", seedNodes.Select(security.SeedAddress));
-                    completion.TrySetException(new NodeRefusedException($"{reason}: this node never joined the cluster. The address it dialled " +
-                        $"(Cluster:SeedNodes: {seeds}) answered but closed the TLS handshake, so it is most likely not a DistTrain node's Cluster:Port " +
-                        "(a parameter server's Cluster:DataPort or Metrics:Port, or another program). Check Cluster:SeedNodes: each entry must be the " +
-                        "host and Cluster:Port of a parameter-server node. If it is, that was a parameter-server node stopping at that moment: start " +
-                        "this node again; if it fails the same way, check that both nodes' clocks agree and that their certificates are within their " +
+                    completion.TrySetException(new NodeRefusedException($"{reason}: this node never joined the cluster, and the peer at the " +
+                        $"address it dialled (Cluster:SeedNodes: {seeds}) closed the TLS handshake. Either that peer does not trust this node's " +
+                        "certificate (the two nodes do not trust each other's certificates: each node needs a certificate signed by the cluster's " +
+                        "CA, and that CA as Cluster:CertificateAuthorityFile; deploy/certs/make-certs.sh), or it is no DistTrain node's Cluster:Port " +
+                        "(a parameter server's Cluster:DataPort or Metrics:Port, or another program: check Cluster:SeedNodes, each entry the host " +
+                        "and Cluster:Port of a parameter-server node), or it was a parameter-server node stopping at that moment: start this node " +
+                        "again. If all of that is right, check that both nodes' clocks agree and that their certificates are within their " +
                         "validity dates (openssl x509 -noout -dates -in FILE)."));
                     return;
                 }
