@@ -337,7 +337,7 @@ public static partial class CsvDataset
     /// <exception cref="DataFormatException">The file holds such a byte; the message names its offset and value.</exception>
     private static void CheckText(string path)
     {
-        using var stream = OpenText(path) is StreamReader reader ? reader.BaseStream : throw new InvalidOperationException();
+        using var stream = OpenBytes(path);
         var buffer = new byte[TextCheckBytes];
         var read = 0;
         for (int n; read < buffer.Length && (n = stream.Read(buffer, read, buffer.Length - read)) > 0;) read += n;
@@ -351,11 +351,13 @@ public static partial class CsvDataset
         }
     }
 
-    private static TextReader OpenText(string path)
+    private static TextReader OpenText(string path) => new StreamReader(OpenBytes(path));
+
+    /// <summary>The file's bytes, decompressed for a <c>.gz</c> name.</summary>
+    private static Stream OpenBytes(string path)
     {
         Stream stream = File.OpenRead(path);
-        if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) stream = new GZipStream(stream, CompressionMode.Decompress);
-        return new StreamReader(stream);
+        return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(stream, CompressionMode.Decompress) : stream;
     }
 
     private static string ColumnName(Layout layout, int column, CsvOptions options)
