@@ -19,6 +19,9 @@ public class ConfigurationMessageTests
         return error.Problems;
     }
 
+    /// <summary>The problems about settings given more than once, without the others the file has (a model left out).</summary>
+    private static IReadOnlyList<string> Repeats(string json) => [.. Problems(json).Where(p => p.Contains(" is given ", StringComparison.Ordinal))];
+
     [Fact]
     public void A_list_element_of_the_wrong_type_names_the_type_it_takes()
     {
@@ -246,18 +249,26 @@ public class ConfigurationMessageTests
     {
         const string fix = ": keys are matched ignoring case, so these are one setting, and the file is refused (it is valid JSON, but a setting takes one value). Keep one of them.";
         Assert.Equal(["Optimizer:LearningRate is given twice in test.json, as \"LearningRate\" on line 3 and \"learningrate\" on line 4" + fix],
-            Problems("{\n  \"Optimizer\": {\n    \"LearningRate\": 0.05,\n    \"learningrate\": 0.2\n  }\n}"));
+            Repeats("{\n  \"Optimizer\": {\n    \"LearningRate\": 0.05,\n    \"learningrate\": 0.2\n  }\n}"));
         // Two objects of one section merge: the key is named by its whole path, as each spells it.
         Assert.Equal(["Optimizer:LearningRate is given twice in test.json, as \"Optimizer:LearningRate\" on line 2 and \"optimizer:learningrate\" on line 3" + fix],
-            Problems("{\n\"Optimizer\": { \"LearningRate\": 0.05 },\n\"optimizer\": { \"learningrate\": 0.2 } }"));
+            Repeats("{\n\"Optimizer\": { \"LearningRate\": 0.05 },\n\"optimizer\": { \"learningrate\": 0.2 } }"));
         // A list given twice is one setting, not one per entry; three spellings of a layer's key are all named.
         Assert.Equal(["Model:InputShape is given twice in test.json, as \"InputShape\" on line 1 and \"inputshape\" on line 2" + fix],
-            Problems("{ \"Model\": { \"InputShape\": [1, 28, 28],\n \"inputshape\": [1, 28, 28] } }"));
+            Repeats("{ \"Model\": { \"InputShape\": [1, 28, 28],\n \"inputshape\": [1, 28, 28] } }"));
         Assert.Equal(["Model:Layers:0:Units is given 3 times in test.json, as \"Units\" on line 1, \"units\" on line 2 and \"UNITS\" on line 3" + fix],
-            Problems("{ \"Model\": { \"Layers\": [{ \"Type\": \"Dense\", \"Units\": 10,\n \"units\": 4,\n \"UNITS\": 5 }] } }"));
+            Repeats("{ \"Model\": { \"Layers\": [{ \"Type\": \"Dense\", \"Units\": 10,\n \"units\": 4,\n \"UNITS\": 5 }] } }"));
         // The same spelling twice.
         Assert.Equal(["Training:Epochs is given twice in test.json, as \"Epochs\" on line 1 and \"Epochs\" on line 2: a setting takes one value, and the file is refused. Keep one of them."],
-            Problems("{ \"Training\": { \"Epochs\": 2,\n \"Epochs\": 3 } }"));
+            Repeats("{ \"Training\": { \"Epochs\": 2,\n \"Epochs\": 3 } }"));
+        // The file's other problems come in the same go, read with the first of each repeated setting (before, the repeat
+        // alone was reported, and the rest only once it was fixed). The first value stands: 0.05 is in range, -1 would not be.
+        Assert.Equal([
+            "Optimizer:LearningRate is given twice in test.json, as \"LearningRate\" on line 1 and \"learningrate\" on line 2" + fix,
+            "Model:Layers:0:Units is given twice in test.json, as \"Units\" on line 3 and \"units\" on line 3" + fix,
+            "Training:Epochs = 0 (in test.json) is out of range: allowed [1, 10000].",
+        ], Problems("{ \"Optimizer\": { \"LearningRate\": 0.05,\n \"learningrate\": -1 }, \"Training\": { \"Epochs\": 0 },\n" +
+            " \"Model\": { \"Layers\": [{ \"Type\": \"Dense\", \"Units\": 10, \"units\": 3 }] } }"));
         // A file that is not JSON is still reported as such, and two sections that merge without a shared key are fine.
         Assert.StartsWith("the file is not valid JSON at line 1", Assert.Single(Problems("""{ "Training": { "Epochs": 2, "Epochs": 3 }""")));
         var merged = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes("""{ "Optimizer": { "LearningRate": 0.2 }, "optimizer": { "Momentum": 0.5 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""),

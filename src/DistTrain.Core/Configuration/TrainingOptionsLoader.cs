@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Json;
 using DistTrain.Core.Data;
 using Microsoft.Extensions.Configuration;
@@ -85,6 +86,10 @@ public static class TrainingOptionsLoader
     internal static TrainingOptions Load(string source, byte[]? json, IReadOnlyDictionary<string, string?>? overrides,
         bool checkDataDirectory, IReadOnlyDictionary<string, string?>? environment, IReadOnlyDictionary<string, string>? optionNames = null)
     {
+        // A setting given twice fails the JSON provider: the repeats are named, and the file is read without them, so the
+        // rest of its problems are reported in the same go.
+        var duplicates = json is not null ? DuplicateKeys(json, source) : [];
+        if (duplicates.Count > 0) json = WithoutRepeatedSettings(json!);
         var builder = new ConfigurationBuilder();
         if (json is not null)
             builder.AddJsonStream(new MemoryStream(json, writable: false));
@@ -177,13 +182,12 @@ public static class TrainingOptionsLoader
         {
             // The JSON provider refuses a key given twice, matched ignoring case ("LearningRate" and "learningrate") as "not valid
             // JSON: A duplicate key": the file is valid JSON, so the problem is named as what it is.
-            var duplicates = json is not null ? DuplicateKeys(json, source) : [];
-            throw new ConfigurationException(source, duplicates.Count > 0 ? duplicates : [NotJson(e)]);
+            throw new ConfigurationException(source, [.. duplicates, NotJson(e)]);
         }
         // Every category of problem is reported together: nulls, list gaps, unknown keys, values of the wrong type, then
         // out-of-range values. A key found wrong in one category is left out of the later ones (bound as its default, and
         // the validator's lines that name it dropped), so it is reported once, by its own problem, never as "= 0".
-        var problems = new List<string>();
+        var problems = new List<string>(duplicates);
         var skipped = new List<string>();
         // A JSON null binds as zero or empty, not as the default, and would be reported as "= 0": refuse it by name.
         var nulls = json is not null ? NullValues(json) : [];
@@ -445,6 +449,52 @@ public static class TrainingOptionsLoader
                     break;
                 default:
                     if (path.Count > 0) leaves.Add(path);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="json"/> as the JSON configuration provider would read it if each setting were given once: the first
+    /// value of every setting that <see cref="DuplicateKeys"/> finds repeated is kept (a scalar or a whole list, matched by its
+    /// path ignoring case), later ones are left out, and objects of one section still merge. Comments and trailing commas are
+    /// dropped. Called only on a file that has repeats; the file is refused for them all the same.
+    /// </summary>
+    /// <param name="json">A config file's bytes that <see cref="DuplicateKeys"/> read as JSON.</param>
+    internal static byte[] WithoutRepeatedSettings(byte[] json)
+    {
+        var start = json.AsSpan().StartsWith(System.Text.Encoding.UTF8.Preamble) ? System.Text.Encoding.UTF8.Preamble.Length : 0;
+        using var document = JsonDocument.Parse(json.AsMemory(start), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        var given = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var output = new ArrayBufferWriter<byte>(json.Length);
+        using (var writer = new Utf8JsonWriter(output))
+            Write(document.RootElement, "", writer);
+        return output.WrittenSpan.ToArray();
+
+        void Write(JsonElement element, string path, Utf8JsonWriter writer)
+        {
+            switch (element.ValueKind)
+            {
+                case JsonValueKind.Object:
+                    writer.WriteStartObject();
+                    foreach (var property in element.EnumerateObject())
+                    {
+                        var key = path.Length == 0 ? property.Name : $"{path}:{property.Name}";
+                        if (property.Value.ValueKind != JsonValueKind.Object && !given.Add(key)) continue; // a repeat: the first stands
+                        writer.WritePropertyName(property.Name);
+                        Write(property.Value, key, writer);
+                    }
+                    writer.WriteEndObject();
+                    break;
+                case JsonValueKind.Array:
+                    writer.WriteStartArray();
+                    var index = 0;
+                    foreach (var item in element.EnumerateArray())
+                        Write(item, $"{path}:{(index++).ToString(System.Globalization.CultureInfo.InvariantCulture)}", writer);
+                    writer.WriteEndArray();
+                    break;
+                default:
+                    element.WriteTo(writer);
                     break;
             }
         }
