@@ -179,7 +179,8 @@ internal static class BenchCommand
                     // The observer stops the run once the measured steps are in.
                 }
             },
-            onCancelled: _ => CliConsole.Fail("cancelled", "stopped before the measured steps completed; nothing to report."), model: options);
+            onCancelled: _ => CliConsole.Fail("cancelled", "stopped before the measured steps completed; nothing to report."), model: options,
+            afterInternalError: "bench measures a run from its start, so there is nothing to resume: run it again");
         if (failed is not null) return (failed.Value, null);
         if (!probe.Done)
         {

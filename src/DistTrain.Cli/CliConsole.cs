@@ -47,11 +47,12 @@ internal static class CliConsole
     /// code 1, instead of an unhandled exception. An input problem found only during training (<see cref="IsInputError"/>),
     /// and a port taken once the start-up check had passed (<see cref="DistTrain.Cluster.Hosting.PortInUseException"/>), is an
     /// <c>error:</c> line and exit code 2; any other exception is a fault in DistTrain: an <c>internal error:</c> line,
-    /// the exception for a report, and exit code 1.
+    /// the exception for a report, and exit code 1. That line says how the run continues, which depends on the command:
+    /// <paramref name="afterInternalError"/> (<see cref="InternalError"/>; by default <c>train</c>'s <c>--resume</c>).
     /// </summary>
     public static async Task<int?> RunTrainingAsync(Func<Task> training, Action<DistTrain.Cluster.Actors.TrainingDivergedException>? onDiverged = null,
         Action<OperationCanceledException>? onCancelled = null, DistTrain.Core.Configuration.TrainingOptions? model = null,
-        Action<Exception>? onFailed = null)
+        Action<Exception>? onFailed = null, string? afterInternalError = null)
     {
         try
         {
@@ -96,12 +97,28 @@ internal static class CliConsole
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // A fault in DistTrain itself, not in the input: one line that says so, then the details to report.
-            Fail("internal error", $"{e.GetType().Name}: {e.Message} This is a fault in DistTrain, not in the config or data; " +
-                "with Checkpoint:Directory set, --resume continues from the last checkpoint. The details for a report follow.");
+            Fail("internal error", InternalError(e, afterInternalError ?? ResumeAfterInternalError("train --resume")));
             Error.WriteLine(e.ToString(), Style.Plain);
             return 1;
         }
     }
+
+    /// <summary>
+    /// The <c>internal error:</c> line's text for <paramref name="e"/>, a fault in DistTrain: the exception's type and message,
+    /// that it is no fault of the config or data, <paramref name="continueWith"/>, and that the details follow.
+    /// </summary>
+    /// <param name="e">The unexpected exception.</param>
+    /// <param name="continueWith">How the command's run continues after it, a clause without a final full stop
+    /// (<see cref="ResumeAfterInternalError"/> for a single-node run; a cluster node says its own, in <c>NodeCommand</c>).</param>
+    public static string InternalError(Exception e, string continueWith) =>
+        $"{e.GetType().Name}: {e.Message} This is a fault in DistTrain, not in the config or data; {continueWith}. The details for a report follow.";
+
+    /// <summary>
+    /// <see cref="InternalError"/>'s clause for a single-node run that resumes with <paramref name="resumeWith"/> (<c>train --resume</c>,
+    /// or a finetune command with Checkpoint:Resume).
+    /// </summary>
+    public static string ResumeAfterInternalError(string resumeWith) =>
+        $"with Checkpoint:Directory set, {resumeWith} continues from the newest checkpoint";
 
     /// <summary>
     /// The one line for an <see cref="OutOfMemoryException"/> while the model, its replicas or its optimizer state were

@@ -41,6 +41,19 @@ internal static class NodeCommand
         return command;
     }
 
+    /// <summary>
+    /// How a cluster job continues after an internal error on a node of <paramref name="role"/> (<see cref="CliConsole.InternalError"/>):
+    /// a node has no <c>--resume</c>. A failed parameter server ends the job for every node, and the nodes started again with
+    /// Checkpoint:Resume continue it from the newest checkpoint; a worker keeps no checkpoints (the parameter server writes
+    /// them), and started again it joins the job as a new worker, which the others carry on meanwhile.
+    /// </summary>
+    /// <param name="role"><see cref="NodeRoles.ParameterServer"/> or <see cref="NodeRoles.Worker"/>.</param>
+    internal static string AfterInternalError(string role) => role == NodeRoles.Worker
+        ? "a worker keeps no checkpoints (the parameter server writes them): start this worker node again and it joins the job as a new worker, " +
+          "while the job goes on with the other workers if its parameter server is still up (paused below Cluster:MinWorkers)"
+        : "with Checkpoint:Directory set, starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true) continues the job " +
+          "from the newest checkpoint";
+
     private static async Task<int> RunAsync(string role, string configPath, Dictionary<string, string?> overrides, CancellationToken cancellationToken)
     {
         TrainingOptions options;
@@ -141,7 +154,8 @@ internal static class NodeCommand
                 {
                     downed = e;
                 }
-            }, onCancelled: _ => CliConsole.Fail("cancelled", "this worker node stopped and is out of the job; a worker keeps no results."), model: options);
+            }, onCancelled: _ => CliConsole.Fail("cancelled", "this worker node stopped and is out of the job; a worker keeps no results."), model: options,
+            afterInternalError: AfterInternalError(NodeRoles.Worker));
             if (failed is not null) return failed.Value;
             if (refused is not null)
             {
@@ -215,7 +229,8 @@ internal static class NodeCommand
             model: options,
             onFailed: failure => RunOutputs.KeepAfterFailure(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data),
                 (failure as TrainingStalledException)?.Weights, report,
-                resumeWith: "starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true)"));
+                resumeWith: "starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true)"),
+            afterInternalError: AfterInternalError(NodeRoles.ParameterServer));
         if (exit is 1 or 2) RunOutputs.RemoveIfEmptyAfterFailure(runDirectory!); // 2: a checkpoint refused once the job started
         if (exit is not null) return exit.Value;
         if (refusedHere is not null)

@@ -184,7 +184,8 @@ internal static class TrainCommand
                     epochsBefore: resumeFrom is null ? 0 : resumeFrom.Epoch - 1),
                 cancelled => RunOutputs.KeepOrRemoveCancelled(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), cancelled, report, resumeWith),
                 model: options,
-                onFailed: _ => RunOutputs.KeepAfterFailure(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), weights: null, report, resumeWith));
+                onFailed: _ => RunOutputs.KeepAfterFailure(runDirectory, options, data.Normalizer, DataMetadata.Of(data, options.Data), weights: null, report, resumeWith),
+                afterInternalError: CliConsole.ResumeAfterInternalError(resumeWith));
         }
         finally
         {

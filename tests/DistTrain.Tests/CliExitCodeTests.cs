@@ -24,6 +24,30 @@ public sealed class CliExitCodeTests
     }
 
     /// <summary>
+    /// The internal-error line says how the failed command's run continues: train's --resume was advised to cluster nodes too,
+    /// which have no --resume (a parameter-server node resumes with Checkpoint:Resume, a worker keeps no checkpoints and joins
+    /// again as a new worker).
+    /// </summary>
+    [Fact]
+    public void The_internal_error_line_advises_what_fits_the_command_that_failed()
+    {
+        var fault = new NullReferenceException("Object reference not set to an instance of an object.");
+        const string start = "NullReferenceException: Object reference not set to an instance of an object. This is a fault in DistTrain, not in the config or data; ";
+        const string end = ". The details for a report follow.";
+
+        Assert.Equal(start + "with Checkpoint:Directory set, train --resume continues from the newest checkpoint" + end,
+            CliConsole.InternalError(fault, CliConsole.ResumeAfterInternalError("train --resume")));
+        Assert.Equal(start + "with Checkpoint:Directory set, starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true) " +
+            "continues the job from the newest checkpoint" + end,
+            CliConsole.InternalError(fault, NodeCommand.AfterInternalError(DistTrain.Cluster.Actors.NodeRoles.ParameterServer)));
+        Assert.Equal(start + "a worker keeps no checkpoints (the parameter server writes them): start this worker node again and it joins the job as a " +
+            "new worker, while the job goes on with the other workers if its parameter server is still up (paused below Cluster:MinWorkers)" + end,
+            CliConsole.InternalError(fault, NodeCommand.AfterInternalError(DistTrain.Cluster.Actors.NodeRoles.Worker)));
+        foreach (var role in new[] { DistTrain.Cluster.Actors.NodeRoles.ParameterServer, DistTrain.Cluster.Actors.NodeRoles.Worker })
+            Assert.DoesNotContain("--resume", NodeCommand.AfterInternalError(role));
+    }
+
+    /// <summary>
     /// Cluster:Port taken by another process in the moment between the start-up check and Akka.Remote's own bind (here:
     /// ClusterNode directly, which makes no check of its own) ended in "internal error: AggregateException ... This is a
     /// fault in DistTrain", a stack trace and exit code 1. Akka.Remote's bind failure is now the PortInUseException the

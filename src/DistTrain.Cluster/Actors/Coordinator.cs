@@ -109,6 +109,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     private readonly List<IActorRef> _stopReplyTo = []; // await the stop's decision (StopRequested.ReplyTo)
     private WeightsSnapshot? _stopAfterEvaluation; // a stop's weights, held while the epoch they end is scored
     private bool _evaluatedForStop;                // that epoch's score is in; the stop waits only for early stopping's snapshot
+    private int _reportedEpoch;                    // the last epoch given to the observer (EpochCompleted); 0 before the first
+    private CheckpointSaved? _epochEndCheckpoint;  // the checkpoint of the end of an epoch not yet reported, held until it is
 
     /// <summary>What a requested <see cref="WeightsSnapshot"/> is for.</summary>
     private enum SnapshotFor
@@ -165,7 +167,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         Receive<StopRequested>(OnStopRequested);
         Receive<StopSnapshotTimedOut>(_ => OnStopSnapshotTimedOut());
         Receive<StopEvaluationTimedOut>(_ => OnStopEvaluationTimedOut());
-        Receive<CheckpointSaved>(saved => _observer.CheckpointSaved(saved));
+        Receive<CheckpointSaved>(OnCheckpointSaved);
         Receive<Terminated>(OnChildTerminated);
         Receive<WorkerRemoved>(removed =>
         {
@@ -704,7 +706,9 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             PausedSeconds: _trainPausedSeconds);
         _summaries.Add(summary);
         _log.Info("Epoch {0}: train loss {1:F4}, test accuracy {2:P2}", summary.Epoch, summary.TrainLoss, summary.TestAccuracy);
+        _reportedEpoch = epoch;
         _observer.EpochCompleted(summary);
+        ReportHeldCheckpoint(); // the epoch's checkpoint after its line
         if (_settings.StopsEarly)
         {
             var stopping = _settings.EarlyStopping!;
@@ -741,6 +745,32 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             StartNextEpoch();
         else
             Finish();
+    }
+
+    /// <summary>
+    /// Reports a checkpoint the parameter server wrote (<see cref="ITrainingObserver.CheckpointSaved"/>). The one written at
+    /// the end of an epoch (position: the next epoch, round 0) is written while the workers score that epoch, so it reached
+    /// this actor before or after the evaluation's last result, and its line came before or after the epoch's, whichever
+    /// was first. It is held until the epoch's line is out, so the order is fixed: the epoch, then its checkpoint. A run
+    /// that ends before the epoch is reported still reports it (<see cref="ReportHeldCheckpoint"/>).
+    /// </summary>
+    private void OnCheckpointSaved(CheckpointSaved saved)
+    {
+        if (saved.Round == 0 && saved.Epoch == _plan.Epoch + 1 && _reportedEpoch < _plan.Epoch && _phase != Phase.Finished)
+        {
+            ReportHeldCheckpoint(); // one held already (the same position written again): in the order written
+            _epochEndCheckpoint = saved;
+            return;
+        }
+        _observer.CheckpointSaved(saved);
+    }
+
+    /// <summary>Reports the epoch-end checkpoint held by <see cref="OnCheckpointSaved"/>, if any: after the epoch's line, or as the run ends.</summary>
+    private void ReportHeldCheckpoint()
+    {
+        if (_epochEndCheckpoint is not { } held) return;
+        _epochEndCheckpoint = null;
+        _observer.CheckpointSaved(held);
     }
 
     /// <summary>With a checkpoint directory, records the evaluated epochs and, when <paramref name="newBest"/> is given, the best
@@ -815,6 +845,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     private void Complete(WeightsSnapshot weights)
     {
+        ReportHeldCheckpoint();
         _phase = Phase.Finished;
         _completion.TrySetResult(new TrainingResult(new ParameterVector(_settings.Layout, weights.Weights), weights.Version, _summaries,
             _settings.StopsEarly ? _bestEpoch : null, _stoppedEarly,
@@ -917,6 +948,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     /// <summary>Ends the job as cancelled, with the weights at the stop.</summary>
     private void Cancel(WeightsSnapshot? weights)
     {
+        ReportHeldCheckpoint(); // written before the stop: a resume continues from it
         TellStopDecision(finishes: false);
         _phase = Phase.Finished;
         _completion.TrySetException(new TrainingCancelledException(weights, CancellationToken.None));
@@ -950,6 +982,14 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
         if (_phase == Phase.Finished) return;
         TellStopDecision(finishes: false);
         _phase = Phase.Finished;
+        try
+        {
+            ReportHeldCheckpoint(); // written before the failure: a resume continues from it
+        }
+        catch (Exception e)
+        {
+            _log.Warning("The checkpoint line could not be reported: {0}", e.Message); // the failure is the run's outcome
+        }
         _completion.TrySetException(reason);
         // The caller reports the failure (the exception completes the run; the command line prints it as `training failed:`),
         // so the log has it as information: a warning printed it a second time in single-node mode (`warning: Training failed`).

@@ -98,6 +98,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly HashSet<int> _lostLinks = [];
     private readonly HashSet<IActorRef> _refused = []; // agents already told why they were refused
     private readonly HashSet<string> _refusedStandbys = []; // standby nodes already warned of
+    private bool _refusedThisNode; // an unchecked takeover whose settings are not the job's (RefuseThisNode)
     private readonly Dictionary<int, DataPlaneConnection> _waitingForReady = []; // valid connections whose WorkerReady is not in yet                     // indices whose data plane closed
     private int _linksCreated;
     private readonly Dictionary<int, IActorRef> _links = [];
@@ -370,10 +371,17 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private void OnRegister(RegisterWorker register)
     {
+        if (_refusedThisNode) return; // the workers wait for a parameter server with the job's settings
         // The checks come first, also after the end: a node of another job, version or model is told why it does not
         // belong, not that this job is over (as if its own had run).
         var identity = _security.Identity;
-        var refusal = RefusalOf(register.ProtocolVersion, register.JobName, register.Proof, register.NodeName, register.ModelFingerprint) ??
+        var foreign = RefusalOf(register.ProtocolVersion, register.JobName, register.Proof, register.NodeName, register.ModelFingerprint);
+        if (foreign is null && register.ModelFingerprint != _fingerprint && register.LostParameterServer && !_started && _failover is { StandbyChecked: false })
+        {
+            RefuseThisNode(register);
+            return;
+        }
+        var refusal = foreign ??
             (register.ModelFingerprint != _fingerprint
                 ? $"model settings differ from the parameter server's ({DescribeDifferences(register.ModelFingerprint)}; worker's value vs the parameter server's). " +
                   SettingsCompared + "Use the same config and DISTTRAIN_* variables on every node (both nodes' whole settings are logged at debug level here)."
@@ -432,6 +440,32 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // A takeover knows its job once a worker reports it: the newest checkpoint is read and verified now, while the
         // workers open their data planes, instead of after they are all ready (0.3-0.4 s of a takeover, measured).
         if (_takeover && !_started && register.LostParameterServer && register.JobId.Length > 0) FindResumeCheckpoint();
+    }
+
+    /// <summary>
+    /// A takeover by a node whose settings the active parameter server never compared (it died within about 2 s of this
+    /// standby's start, before it answered <see cref="RegisterStandby"/>, or this node started only after it died), and a worker
+    /// that trained under that parameter server, so has the job's settings, registers with other ones: this node's settings
+    /// are the wrong ones. It takes no part in the job, instead of refusing every worker of it as if they were the faulty
+    /// nodes: its run fails with <see cref="NodeRefusedException"/> (the CLI's exit code 2), no worker is answered, and the
+    /// workers wait Cluster:JoinTimeoutSeconds for a parameter server with the job's settings, which takes the job over.
+    /// </summary>
+    private void RefuseThisNode(RegisterWorker register)
+    {
+        _refusedThisNode = true;
+        StopWaitingToStart();
+        _checkpointLock?.Dispose();
+        _checkpointLock = null;
+        Timers.Cancel(nameof(RetakeCheckpointDirectory));
+        _log.Info("Worker node {0}, which trained under the job's previous parameter server, has other settings than this node, whose settings " +
+            "were never compared with that server's: this node does not take the job over.", register.NodeName);
+        _completion.TrySetException(new NodeRefusedException(
+            $"This node took the job over as its parameter server before the active one had compared its settings with the job's (it does so " +
+            $"within about 2 s of a standby's start), and worker node {register.NodeName}, which trained under that parameter server, has other " +
+            $"settings ({DescribeDifferences(register.ModelFingerprint)}; the worker's value vs this node's). {SettingsCompared}This node takes no part " +
+            "in the job; its workers wait Cluster:JoinTimeoutSeconds for a parameter server. Start this node again within that time with the same " +
+            "config and DISTTRAIN_* variables as the workers (only its own addresses, ports and folders may differ), and it takes the job over " +
+            "from the newest checkpoint."));
     }
 
     private void OnReady(WorkerReady ready)

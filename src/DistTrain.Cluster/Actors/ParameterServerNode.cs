@@ -92,6 +92,7 @@ public sealed class ParameterServerNode : ReceiveActor, IWithTimers
         {
             if (Sender.Path.Address != _active) return; // the answer of a node that is no longer the active one
             Timers.Cancel(nameof(RegisterAgain));
+            _state.StandbyChecked = true;
             _log.Debug("The active parameter server {0} accepted this node as its standby", _active);
         });
         Receive<RegistrationRefused>(refused =>
@@ -171,6 +172,7 @@ public sealed class ParameterServerNode : ReceiveActor, IWithTimers
             return;
         }
         _state.WasStandby = true;
+        _state.StandbyChecked = false; // until this active node has compared the settings
         _unanswered = 0;
         _log.Info("Standby parameter server: the active one is {0}; this node takes over from the newest checkpoint if that node fails", oldest.Address);
         // Whichever node came second is the standby, so its settings are compared once both are up, whichever started first.
@@ -212,12 +214,21 @@ public sealed class FailoverState
     private volatile bool _wasStandby;
     private volatile bool _hostsJob;
     private volatile bool _finished;
+    private volatile bool _standbyChecked;
 
     /// <summary>
     /// True once this node saw an older parameter-server node up: a job host started here afterwards takes over a
     /// running job, so it resumes from the newest checkpoint.
     /// </summary>
     public bool WasStandby { get => _wasStandby; set => _wasStandby = value; }
+
+    /// <summary>
+    /// True once the active parameter server accepted this node as its standby (<see cref="StandbyAccepted"/>): its settings
+    /// are the job's. False before that answer (the active node answers within about 2 s of the standby's start), and from
+    /// when another node becomes the active one until that one answers. A job host that takes the job over unchecked compares
+    /// its settings with those of the job's workers instead (<see cref="JobHost"/>).
+    /// </summary>
+    public bool StandbyChecked { get => _standbyChecked; set => _standbyChecked = value; }
 
     /// <summary>True once a job host started on this node.</summary>
     public bool HostsJob { get => _hostsJob; set => _hostsJob = value; }

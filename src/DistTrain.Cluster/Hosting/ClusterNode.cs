@@ -103,7 +103,8 @@ public static class ClusterNode
     /// <returns>The final weights and per-epoch summaries.</returns>
     /// <exception cref="InvalidOperationException">The job failed; the message says why.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node was a standby to the end: the job ended on another parameter-server node.</exception>
-    /// <exception cref="NodeRefusedException">The active parameter server refused this node as its standby (another job, version or settings).</exception>
+    /// <exception cref="NodeRefusedException">The active parameter server refused this node as its standby (another job, version or settings),
+    /// or this node took the job over unchecked and the job's workers have other settings.</exception>
     public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener,
         TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken, Func<TrainingResult, Task>? saveOutputs = null)
     {
@@ -153,7 +154,9 @@ public static class ClusterNode
             // node whose connection to another closed mid-leave logged the association as failed (WARNING, ERROR
             // "Disassociated" and a stack trace) on a job that had succeeded.
             // A job handed over to a standby is not over: the other nodes stay for it.
-            if (completion.Task.IsCompleted && completion.Task.Exception?.InnerException is not (JobHandedOverException or OperationCanceledException) && actorSystem is not null)
+            // Nor is one this node refused to take over (NodeRefusedException): the workers wait for another parameter server.
+            if (completion.Task.IsCompleted && completion.Task.Exception?.InnerException is not (JobHandedOverException or OperationCanceledException or NodeRefusedException)
+                && actorSystem is not null)
                 await WaitForOtherMembersToLeaveAsync(actorSystem, TimeSpan.FromSeconds(OtherMembersLeaveTimeoutSeconds)).ConfigureAwait(false);
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }

@@ -1,0 +1,70 @@
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.DataPlane;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Security;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// A standby parameter server is checked against the active one's settings only once the active one answers its
+/// registration (about 2 s after the standby starts). One that takes the job over before that answer used to refuse every
+/// worker of the job whose settings differed from its own, as if the workers were the faulty nodes. A worker that trained
+/// under the job's previous parameter server has the job's settings, so the unchecked node now refuses itself instead.
+/// </summary>
+public sealed class UncheckedTakeoverTests() : TestKit(TestTimeouts.TestKitConfig)
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// A job host that takes over a job of a 784-10 model on a node the active parameter server had
+    /// (<paramref name="standbyChecked"/>) or had not compared; a worker node of the job that lost its parameter server
+    /// registers with a model of <paramref name="workerUnits"/> units.
+    /// </summary>
+    [Theory]
+    [InlineData(false, 12)]
+    [InlineData(true, 12)]
+    [InlineData(false, 10)]
+    public async Task An_unchecked_takeover_whose_settings_differ_from_the_jobs_workers_refuses_itself_not_the_workers(bool standbyChecked, int workerUnits)
+    {
+        var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        using var listener = DataPlaneListener.Start(0, certificates: null);
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), completion, new FailoverState { WasStandby = true, StandbyChecked = standbyChecked }));
+
+        var agent = CreateTestProbe();
+        var fingerprint = ModelFingerprint.Of(TestData.Options(TestData.Mlp(workerUnits), workers: 2, batch: 8, epochs: 1));
+        const string node = "akka.tcp://disttrain@127.0.0.1:4100";
+        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: true, JobId: "0123456789ab",
+            JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+
+        if (workerUnits == 10)
+        {
+            // The same settings: the takeover accepts the worker, as before.
+            Assert.Equal(0, agent.ExpectMsg<WorkerAccepted>(Wait).WorkerIndex);
+            Assert.False(completion.Task.IsCompleted);
+            return;
+        }
+        if (standbyChecked)
+        {
+            // Checked: this node has the job's settings, so the worker is the odd one, and is refused as before.
+            Assert.StartsWith("model settings differ from the parameter server's (Model.Layers[0].Units: 12 vs 10;",
+                agent.ExpectMsg<RegistrationRefused>(Wait).Reason);
+            Assert.False(completion.Task.IsCompleted);
+            return;
+        }
+        var refused = await Assert.ThrowsAsync<NodeRefusedException>(() => completion.Task.WaitAsync(Wait));
+        Assert.StartsWith("This node took the job over as its parameter server before the active one had compared its settings with the job's " +
+            $"(it does so within about 2 s of a standby's start), and worker node {node}, which trained under that parameter server, has other " +
+            "settings (Model.Layers[0].Units: 12 vs 10; the worker's value vs this node's). ", refused.Message);
+        Assert.EndsWith("Start this node again within that time with the same config and DISTTRAIN_* variables as the workers (only its own addresses, " +
+            "ports and folders may differ), and it takes the job over from the newest checkpoint.", refused.Message);
+        // The worker is neither refused nor accepted, now or when it registers again: it waits for a parameter server of the job.
+        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: true, JobId: "0123456789ab",
+            JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+        agent.ExpectNoMsg(TimeSpan.FromMilliseconds(500));
+    }
+}
