@@ -205,8 +205,8 @@ public static partial class CsvDataset
     {
         if (!File.Exists(path))
             throw new DataFormatException($"{path}: CSV file not found. Check Data:Csv:TrainFile / TestFile (or the path given).");
-        if (options.Separator.Length != 1)
-            throw new DataFormatException($"Data:Csv:Separator = '{options.Separator}' must be one character, such as ',' or ';'.");
+        if (!CsvOptions.IsValidSeparator(options.Separator))
+            throw new DataFormatException($"Data:Csv:Separator = '{CsvOptions.Shown(options.Separator)}' cannot separate CSV columns: use {CsvOptions.SeparatorTakes}.");
         var before = options.SkipRows; // lines before the header (or the first row), blank ones included
         try
         {
