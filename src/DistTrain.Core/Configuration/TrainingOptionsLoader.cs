@@ -93,10 +93,20 @@ public static class TrainingOptionsLoader
             ?? Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
                 .Select(e => new KeyValuePair<string, string?>((string)e.Key, (string?)e.Value));
         var fromEnvironment = new List<KeyValuePair<string, string?>>();
+        var keyless = new List<string>(); // variables whose key is empty or has an empty part: reported with the other problems
         foreach (var (name, value) in variables)
         {
             if (!name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase) || NonConfigVariables.Contains(name[EnvironmentPrefix.Length..])) continue;
             var key = name[EnvironmentPrefix.Length..].Replace("__", ":");
+            // DISTTRAIN_ alone (DISTTRAIN_$KEY with KEY unset) or DISTTRAIN_Training__ names no key; it was reported as " is not a
+            // known key" or "Training: is not a known key". Refused as every other variable of the prefix that names no key is.
+            if (key.Split(':').Any(part => part.Length == 0))
+            {
+                keyless.Add($"environment variable {name} names no setting: " +
+                    (key.Length == 0 ? $"nothing follows {EnvironmentPrefix}" : $"its key '{key}' has an empty part (__ at its start or end, or twice in a row)") +
+                    $". Name the key after {EnvironmentPrefix}, with __ between its parts ({EnvironmentPrefix}Training__Epochs=5), or unset {name}.");
+                continue;
+            }
             // Keys match ignoring case, so two variables that differ only in case set one setting: which would win is up
             // to the order the environment lists them in (the in-memory source refused the second, a crash before).
             if (environmentKeys.TryGetValue(key, out var first))
@@ -183,7 +193,7 @@ public static class TrainingOptionsLoader
         // Every category of problem is reported together: nulls, list gaps, unknown keys, values of the wrong type, then
         // out-of-range values. A key found wrong in one category is left out of the later ones (bound as its default, and
         // the validator's lines that name it dropped), so it is reported once, by its own problem, never as "= 0".
-        var problems = new List<string>();
+        var problems = new List<string>(keyless);
         var skipped = new List<string>();
         // A JSON null binds as zero or empty, not as the default, and would be reported as "= 0": refuse it by name.
         var nulls = json is not null ? NullValues(json) : [];
