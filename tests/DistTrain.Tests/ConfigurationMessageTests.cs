@@ -380,4 +380,18 @@ public class ConfigurationMessageTests
                       "Training:Epochs = 0 (from environment variable DISTTRAIN_Training__Epochs) is out of range: allowed [1, 10000]."],
             Problems(Mlp, new() { ["DISTTRAIN_"] = "1", ["DISTTRAIN_Training__Epochs"] = "0" }));
     }
+
+    /// <summary>
+    /// An entry variable on a scalar key (DISTTRAIN_Training__Epochs__0, which makes Training:Epochs a list) was not named when
+    /// an option set the key too (--epochs 3): the option replaces the key's own value, not the entry the variable adds.
+    /// </summary>
+    [Fact]
+    public void An_entry_variable_on_a_scalar_key_is_named_when_an_option_sets_the_key()
+    {
+        const string problem = "Training:Epochs is a list or object, but it takes a single value (a number). (from environment variable DISTTRAIN_Training__Epochs__0)";
+        Assert.Equal([problem], Problems(Mlp, new() { ["DISTTRAIN_Training__Epochs__0"] = "5" }));
+        Assert.Equal([problem], Problems(Mlp, new() { ["DISTTRAIN_Training__Epochs__0"] = "5" }, new() { ["Training:Epochs"] = "3" }));
+        // A variable of the key itself, which the option replaces, is not blamed.
+        Assert.Equal([problem], Problems(Mlp, new() { ["DISTTRAIN_Training__Epochs__0"] = "5", ["DISTTRAIN_Training__Epochs"] = "4" }, new() { ["Training:Epochs"] = "3" }));
+    }
 }

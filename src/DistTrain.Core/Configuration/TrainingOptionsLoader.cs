@@ -209,9 +209,12 @@ public static class TrainingOptionsLoader
         foreach (var found in UnknownKeys.Find(configuration, typeof(TrainingOptions)))
         {
             if (IsUnder(found.Path, nulls)) continue; // reported as null
-            var setBy = environmentKeys.Where(kv => kv.Key.Equals(found.Path, StringComparison.OrdinalIgnoreCase)
+            // A variable of the key itself is replaced by an option that sets the key; one of an entry inside it is not
+            // (DISTTRAIN_Training__Epochs__0 under --epochs 3 makes Training:Epochs a list all the same), and is named.
+            var overridden = overrides?.ContainsKey(found.Path) == true;
+            var setBy = environmentKeys.Where(kv => (!overridden && kv.Key.Equals(found.Path, StringComparison.OrdinalIgnoreCase))
                 || kv.Key.StartsWith(found.Path + ":", StringComparison.OrdinalIgnoreCase)).Select(kv => kv.Value).Order(StringComparer.Ordinal).ToList();
-            problems.Add(setBy.Count == 0 || overrides?.ContainsKey(found.Path) == true ? found.Problem
+            problems.Add(setBy.Count == 0 ? found.Problem
                 : $"{found.Problem} (from environment variable{(setBy.Count == 1 ? "" : "s")} {string.Join(", ", setBy)})");
             skipped.Add(found.Path);
             // A misspelt key (Model:Layerz) leaves the key it stands for at its default: its checks would blame that default.
