@@ -24,7 +24,8 @@ internal static class DistTrainCommandLine
 
     /// <summary>
     /// Parses <paramref name="args"/> and runs the command. A command line that does not parse prints one line per
-    /// problem on standard error (<see cref="ParseErrors"/>) and returns 1. While the command runs, a first Ctrl-C or
+    /// problem on standard error (<see cref="ParseErrors"/>), then the config's problems as far as the line parsed
+    /// (<see cref="ParseErrors.ConfigProblems"/>), and returns 1. While the command runs, a first Ctrl-C or
     /// SIGTERM cancels it through its <see cref="CancellationToken"/> (<see cref="GracefulCancellation"/>).
     /// </summary>
     /// <returns>The process exit code.</returns>
@@ -37,6 +38,8 @@ internal static class DistTrainCommandLine
         if (problems.Count > 0)
         {
             foreach (var problem in problems) CliConsole.Fail("error", problem);
+            // With the config's problems, as far as the line parsed: every problem at once, not the config's after the line is fixed.
+            if (ParseErrors.ConfigProblems(parse) is { } config) CliConsole.Fail("error", config);
             return 1;
         }
         using var cancellation = new GracefulCancellation();

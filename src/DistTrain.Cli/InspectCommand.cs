@@ -39,6 +39,7 @@ internal static class InspectCommand
             FileInfo file;
             IReadOnlyDictionary<string, NamedTensor> tensors;
             IReadOnlyDictionary<string, string> metadata;
+            InspectFigures.Comparison? comparison;
             try
             {
                 file = new FileInfo(RunFiles.ModelIn(parse.GetValue(path)!.FullName)); // a run folder stands for its model
@@ -57,12 +58,23 @@ internal static class InspectCommand
                         CliConsole.Fail("error", overwrite);
                         return 2;
                     }
+                foreach (var output in new[] { parse.GetValue(filters), parse.GetValue(histograms) })
+                    if (output?.Directory is { Exists: false } folder)
+                    {
+                        CliConsole.Fail("error", $"{output.FullName}: the folder {folder.FullName} does not exist. Create it or choose another path.");
+                        return 2;
+                    }
                 tensors = SafeTensors.Read(file.FullName);
                 metadata = SafeTensors.ReadMetadata(file.FullName);
+                // Before the table: a checkpoint of another model (or initial weights that cannot be drawn again) is the only
+                // output, not an error after a table that looked like success.
+                comparison = parse.GetValue(initialization) ? InspectFigures.Initialization(file.FullName, metadata)
+                    : compared is not null ? Compared(file.FullName, tensors, RunFiles.ModelIn(compared))
+                    : null;
             }
             catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)
             {
-                CliConsole.Fail("error", e.Message);
+                CliConsole.Fail("error", Message(e));
                 return 2;
             }
             cancellationToken.ThrowIfCancellationRequested(); // nothing printed or drawn after a Ctrl-C
@@ -87,7 +99,7 @@ internal static class InspectCommand
                     $"optimizer {Get("optimizer_kind")} after {Get("optimizer_steps")} steps{(metadata.TryGetValue("job_id", out var job) && job.Length > 0 ? $", job {job} (a cluster job or single-node run)" : "")}");
             }
             cancellationToken.ThrowIfCancellationRequested();
-            return Figures(file.FullName, tensors, metadata, parse.GetValue(filters), parse.GetValue(histograms), parse.GetValue(compare), parse.GetValue(initialization));
+            return Figures(file.FullName, tensors, metadata, parse.GetValue(filters), parse.GetValue(histograms), comparison);
         }));
         return command;
     }
@@ -107,29 +119,21 @@ internal static class InspectCommand
         }
     }
 
-    /// <summary>The optional pictures; 0 when every one asked for was written, 2 for a bad comparison, output or checkpoint
-    /// (the options' combination is checked before, by <see cref="ConflictingOptions"/>).</summary>
+    /// <summary>The optional pictures, with <paramref name="comparison"/> beside the checkpoint's weights; 0 when every one asked
+    /// for was written, 2 for a bad output or checkpoint (the options' combination, the output folders and the comparison are
+    /// checked before the table, so that a bad one is the only output).</summary>
     private static int Figures(string checkpoint, IReadOnlyDictionary<string, NamedTensor> tensors, IReadOnlyDictionary<string, string> metadata,
-        FileInfo? filters, FileInfo? histograms, FileInfo? compare, bool initialization)
+        FileInfo? filters, FileInfo? histograms, InspectFigures.Comparison? comparison)
     {
-        foreach (var output in new[] { filters, histograms })
-            if (output?.Directory is { Exists: false } folder)
-            {
-                CliConsole.Fail("error", $"{output.FullName}: the folder {folder.FullName} does not exist. Create it or choose another path.");
-                return 2;
-            }
         try
         {
-            var comparison = initialization ? InspectFigures.Initialization(checkpoint, metadata)
-                : compare is not null ? Compared(checkpoint, tensors, RunFiles.ModelIn(compare.FullName))
-                : null;
             var ok = filters is null || Drawn("--filters", filters.FullName, () => InspectFigures.DrawFilters(filters.FullName, checkpoint, tensors, metadata, comparison));
             ok &= histograms is null || Drawn("--histograms", histograms.FullName, () => InspectFigures.DrawHistograms(histograms.FullName, checkpoint, tensors, comparison));
             return ok ? 0 : 2;
         }
         catch (Exception e) when (e is IOException or InvalidDataException or SafeTensorsFormatException or UnauthorizedAccessException)
         {
-            CliConsole.Fail("error", e is FileNotFoundException { FileName: { } name } f && !f.Message.StartsWith(name, StringComparison.Ordinal) ? $"{name}: no such file." : e.Message);
+            CliConsole.Fail("error", Message(e));
             return 2;
         }
         catch (Exception e) when (e is TypeInitializationException or DllNotFoundException)
@@ -138,6 +142,10 @@ internal static class InspectCommand
             return 1;
         }
     }
+
+    /// <summary>The message of a failed read: a missing file as "PATH: no such file." when .NET's message does not start with its path.</summary>
+    private static string Message(Exception e) =>
+        e is FileNotFoundException { FileName: { } name } f && !f.Message.StartsWith(name, StringComparison.Ordinal) ? $"{name}: no such file." : e.Message;
 
     /// <summary>
     /// The error for options of <c>inspect</c> that cannot be used together, or null: --compare and --compare-initialization

@@ -33,6 +33,48 @@ internal static class ParseErrors
         return lines;
     }
 
+    /// <summary>
+    /// The config's problems on a command line that did not parse, as the command reports them once it does, so that every
+    /// problem is reported in one go (a bad --batch-size and --epochs 0 were two rounds): for a command with a required
+    /// --config that parsed (train, finetune, node), the config loaded with the overrides of the options of
+    /// <see cref="CliOptions.OptionOfKey"/> that parsed. The problems of a key whose option did not parse are left out: the
+    /// value on the command line is to replace it. Null when there is nothing to check or the config is valid.
+    /// </summary>
+    /// <param name="parse">A parse with errors.</param>
+    /// <param name="environment">Environment variables to read; null reads the process environment, as the command does.</param>
+    /// <returns>The message of the config's <see cref="ConfigurationException"/>: "Invalid configuration (FILE):" and a line per problem.</returns>
+    public static string? ConfigProblems(ParseResult parse, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var command = parse.CommandResult.Command;
+        if (command.Options.FirstOrDefault(o => o.Name == "--config") is not Option<FileInfo> { Required: true } config
+            || parse.GetResult(config) is not { Implicit: false } given || HasError(parse, given) || parse.GetValue(config) is not { } file)
+            return null;
+        var overrides = new Dictionary<string, string?>();
+        var unparsed = new List<string>();
+        foreach (var option in command.Options)
+        {
+            var key = CliOptions.OptionOfKey.FirstOrDefault(kv => kv.Value == option.Name).Key;
+            if (key is null || parse.GetResult(option) is not { Implicit: false } result) continue;
+            if (HasError(parse, result)) unparsed.Add(key);
+            else if (option is Option<bool> flag) { if (parse.GetValue(flag)) overrides[key] = "true"; }
+            else if (result.Tokens.Count > 0) overrides[key] = result.Tokens[^1].Value;
+        }
+        try
+        {
+            TrainingOptionsLoader.Load(file.FullName, overrides, CliOptions.OptionOfKey, environment: environment);
+            return null;
+        }
+        catch (ConfigurationException e)
+        {
+            var problems = e.Problems.Where(p => !unparsed.Any(key => p.StartsWith(key + " ", StringComparison.OrdinalIgnoreCase))).ToList();
+            return problems.Count == 0 ? null : new ConfigurationException(file.FullName, problems).Message;
+        }
+    }
+
+    /// <summary>True when a parse error belongs to <paramref name="result"/> or its argument.</summary>
+    private static bool HasError(ParseResult parse, OptionResult result) =>
+        parse.Errors.Any(e => e.SymbolResult == result || e.SymbolResult is ArgumentResult { Parent: var parent } && parent == result);
+
     private static string? Describe(ParseError error, string name, Command command, List<Option> missingRequired, bool unmatched)
     {
         switch (error.SymbolResult)

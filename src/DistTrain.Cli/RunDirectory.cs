@@ -36,6 +36,13 @@ internal static class RunDirectory
     {
         var name = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
         var path = Path.Combine(outputDirectory, name);
+        if (FileInTheWay(outputDirectory) is { } file)
+        {
+            // .NET's "The file '...' already exists." or "Could not find a part of the path" named neither the cause nor the fix.
+            var where = file == Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputDirectory)) ? "is a file, not a folder" : $"is below {file}, which is a file, not a folder";
+            throw new RunDirectoryException($"Output:Directory = '{outputDirectory}' {where}: each run is written to a new folder inside " +
+                "Output:Directory. Pass --output with a folder (it is created when missing), or move the file away.", new IOException($"{file} is a file"));
+        }
         try
         {
             Directory.CreateDirectory(outputDirectory);
@@ -56,6 +63,18 @@ internal static class RunDirectory
         {
             throw new RunDirectoryException($"Output:Directory = '{outputDirectory}': cannot create or write '{path}' ({e.Message}). Pass --output with a writable folder.", e);
         }
+    }
+
+    /// <summary>The full path of <paramref name="outputDirectory"/>, or of the folder above it nearest to it that exists, when that
+    /// is a file (a folder cannot be created there); null when it is a folder or nothing of the path exists.</summary>
+    private static string? FileInTheWay(string outputDirectory)
+    {
+        for (var path = Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputDirectory)); !string.IsNullOrEmpty(path); path = Path.GetDirectoryName(path))
+        {
+            if (Directory.Exists(path)) return null;
+            if (File.Exists(path)) return path;
+        }
+        return null;
     }
 
     /// <summary>

@@ -72,6 +72,47 @@ public class CommandLineTests : IDisposable
         Assert.DoesNotContain('\n', problem);
     }
 
+    /// <summary>
+    /// A command line that did not parse was reported alone: 'train --batch-size 99999999999 --epochs 0' named the batch size,
+    /// and --epochs 0 only once that was fixed. The config's problems, with the options that parsed, now come with the line's;
+    /// a problem of the key whose option did not parse (the file's batch size of 0 here) is left out, as the option replaces it.
+    /// </summary>
+    [Fact]
+    public void The_configs_problems_come_with_the_lines_own_as_far_as_the_line_parsed()
+    {
+        var folder = TemporaryFolder("disttrain-cli-config-");
+        var config = Path.Combine(folder, "c.json");
+        File.WriteAllText(config, $$"""
+            { "Data": { "Directory": "{{folder}}" }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] },
+              "Training": { "BatchSizePerWorker": 0, "Workers": 0 } }
+            """);
+        Dictionary<string, string?> noEnvironment = [];
+        var parse = DistTrainCommandLine.Create().Parse(["train", "-c", config, "--batch-size", "99999999999", "--epochs", "0", "-w", "2"]);
+
+        Assert.Equal(["--batch-size '99999999999' is out of range: it is larger than any whole number an option takes (-2147483648 to 2147483647). " +
+            "--batch-size takes a whole number of samples per worker minibatch, 1 to 65,536 (Training:BatchSizePerWorker)."], ParseErrors.Describe(parse));
+        Assert.Equal($"Invalid configuration ({config}):{Environment.NewLine}  - Training:Epochs = 0 (from a command-line option, --epochs) is out of range: allowed [1, 10000].",
+            ParseErrors.ConfigProblems(parse, noEnvironment));
+        // An environment variable counts, as for the command.
+        Assert.Contains("Optimizer:LearningRate = -1 (from environment variable DISTTRAIN_Optimizer__LearningRate) is out of range",
+            ParseErrors.ConfigProblems(parse, new Dictionary<string, string?> { ["DISTTRAIN_Optimizer__LearningRate"] = "-1" }));
+        // A config without problems, a missing --config or one that did not parse: nothing more.
+        Assert.Null(ParseErrors.ConfigProblems(DistTrainCommandLine.Create().Parse(["train", "-c", config, "--batch-size", "x", "-w", "1", "-e", "1"]), noEnvironment));
+        Assert.Null(ParseErrors.ConfigProblems(DistTrainCommandLine.Create().Parse(["train", "--epochs", "x"]), noEnvironment));
+        Assert.Null(ParseErrors.ConfigProblems(DistTrainCommandLine.Create().Parse(["train", "-c", config, "-c", config, "-e", "0"]), noEnvironment));
+        // A config file that is not there is a config problem as the command reports it.
+        var missing = Path.Combine(folder, "none.json");
+        Assert.Contains($"config file '{missing}' not found", ParseErrors.ConfigProblems(DistTrainCommandLine.Create().Parse(["train", "-c", missing, "-e", "x"]), noEnvironment));
+
+        // On the command line: both, with the exit code of a bad command line.
+        var (exit, _, error) = CliProcess.Run(["train", "-c", config, "--batch-size", "99999999999", "--epochs", "0", "-w", "2"]);
+        Assert.Equal(1, exit);
+        var lines = error.ReplaceLineEndings("\n");
+        Assert.Contains("error: --batch-size '99999999999' is out of range", lines);
+        Assert.Contains("Training:Epochs = 0 (from a command-line option, --epochs) is out of range: allowed [1, 10000].", lines);
+        Assert.DoesNotContain("BatchSizePerWorker = 0", lines);
+    }
+
     [Fact]
     public void A_mistyped_option_is_reported_once_and_its_value_is_not_offered_option_names()
     {

@@ -372,4 +372,37 @@ public class ConfigurationMessageTests
         Assert.Contains("DISTTRAIN_TRAINING__EPOCHS and DISTTRAIN_Training__Epochs both set ", error.Message);
         Assert.Contains(": configuration keys are matched ignoring case, so these are one setting given twice. Unset one of them.", error.Message);
     }
+
+    /// <summary>
+    /// A variable that names no key (DISTTRAIN_ alone, as DISTTRAIN_$KEY with KEY unset gives, or one with an empty part) was
+    /// reported as " is not a known key", with an empty name; it is refused naming the variable and how to spell a key.
+    /// </summary>
+    [Fact]
+    public void A_variable_that_names_no_key_is_refused_naming_the_variable()
+    {
+        const string fix = "Name the key after DISTTRAIN_, with __ between its parts (DISTTRAIN_Training__Epochs=5), or unset ";
+        Assert.Equal([$"environment variable DISTTRAIN_ names no setting: nothing follows DISTTRAIN_. {fix}DISTTRAIN_."],
+            Problems(Mlp, new() { ["DISTTRAIN_"] = "1" }));
+        Assert.Equal([$"environment variable DISTTRAIN_Training__ names no setting: its key 'Training:' has an empty part (__ at its start or end, or twice in a row). {fix}DISTTRAIN_Training__.",
+                      $"environment variable DISTTRAIN___ names no setting: its key ':' has an empty part (__ at its start or end, or twice in a row). {fix}DISTTRAIN___."],
+            Problems(Mlp, new() { ["DISTTRAIN_Training__"] = "1", ["DISTTRAIN___"] = "2" }));
+        // Reported with the other problems, not instead of them.
+        Assert.Equal([$"environment variable DISTTRAIN_ names no setting: nothing follows DISTTRAIN_. {fix}DISTTRAIN_.",
+                      "Training:Epochs = 0 (from environment variable DISTTRAIN_Training__Epochs) is out of range: allowed [1, 10000]."],
+            Problems(Mlp, new() { ["DISTTRAIN_"] = "1", ["DISTTRAIN_Training__Epochs"] = "0" }));
+    }
+
+    /// <summary>
+    /// An entry variable on a scalar key (DISTTRAIN_Training__Epochs__0, which makes Training:Epochs a list) was not named when
+    /// an option set the key too (--epochs 3): the option replaces the key's own value, not the entry the variable adds.
+    /// </summary>
+    [Fact]
+    public void An_entry_variable_on_a_scalar_key_is_named_when_an_option_sets_the_key()
+    {
+        const string problem = "Training:Epochs is a list or object, but it takes a single value (a number). (from environment variable DISTTRAIN_Training__Epochs__0)";
+        Assert.Equal([problem], Problems(Mlp, new() { ["DISTTRAIN_Training__Epochs__0"] = "5" }));
+        Assert.Equal([problem], Problems(Mlp, new() { ["DISTTRAIN_Training__Epochs__0"] = "5" }, new() { ["Training:Epochs"] = "3" }));
+        // A variable of the key itself, which the option replaces, is not blamed.
+        Assert.Equal([problem], Problems(Mlp, new() { ["DISTTRAIN_Training__Epochs__0"] = "5", ["DISTTRAIN_Training__Epochs"] = "4" }, new() { ["Training:Epochs"] = "3" }));
+    }
 }

@@ -63,6 +63,28 @@ public class DataConfigurationTests : IDisposable
         Assert.Contains(both, p => p.Contains("conflicts with Data:Csv:TestFile"));
     }
 
+    /// <summary>
+    /// The separator's message lists what is accepted, and says so as one line: it held a literal tab ('\t' in an interpolated
+    /// string), which the problem's one-line form turned into a space, so the list read "',', ';', ' ' or '|'". A quote or
+    /// '#' passed the check and failed when the file was read, with the CSV library's "'\"':34 is not supported".
+    /// </summary>
+    [Fact]
+    public void The_separator_message_lists_the_tab_and_refuses_what_the_reader_refuses()
+    {
+        var file = Path.Combine(_directory, "t.csv");
+        File.WriteAllText(file, "1\t0\n1\t1\n");
+        string Csv(string separator) => Config($$"""{ "Data": { "Format": "Csv", "Csv": { "TrainFile": "{{file}}", "HasHeader": false, "Separator": "{{separator}}" }, "TestFraction": 0.5 }, {{Model}} }""");
+        const string takes = "use one character: a tab (\"\\t\" in JSON) or an ASCII character from ' ' to '~' other than '\"' and '#', such as ',', ';' or '|'.";
+        var config = Csv("\\t\\t");
+        Assert.Equal([$"Data:Csv:Separator = '\\t\\t' (in {config}) is not one character: {takes}"], Problems(config));
+        config = Csv("\\\"");
+        Assert.Equal([$"Data:Csv:Separator = '\"' (in {config}) is a character the CSV reader does not split at: {takes}"], Problems(config));
+        config = Csv("#");
+        Assert.Equal([$"Data:Csv:Separator = '#' (in {config}) is a character the CSV reader does not split at: {takes}"], Problems(config));
+        Assert.Equal("\t", TrainingOptionsLoader.Load(Csv("\\t"), environment: NoEnvironment).Data.Csv.Separator);
+        Assert.Equal(" ", TrainingOptionsLoader.Load(Csv(" "), environment: NoEnvironment).Data.Csv.Separator);
+    }
+
     [Fact]
     public void A_missing_scikit_learn_data_file_names_the_Debian_package_that_installs_it()
     {

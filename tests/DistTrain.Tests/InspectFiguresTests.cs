@@ -118,6 +118,30 @@ public sealed class InspectFiguresTests : IDisposable
         Assert.Contains("Pass --histograms with a writable path.", error);
     }
 
+    /// <summary>
+    /// A --compare checkpoint of another model, or a picture in a folder that does not exist, was found only after the tensor
+    /// table was printed, which read as success before the error: now nothing but the error is printed, and nothing is drawn.
+    /// </summary>
+    [Fact]
+    public void A_comparison_or_output_that_cannot_be_used_is_the_only_output_not_an_error_after_the_table()
+    {
+        var checkpoint = Checkpoint();
+        var torch = TestData.GoldenPath("torch_cnn.safetensors");
+        var png = Path.Combine(_directory, "h.png");
+
+        var (exit, output, error) = CliProcess.Run(["inspect", checkpoint, "--histograms", png, "--compare", torch]);
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        Assert.StartsWith($"error: --compare {torch} is not a checkpoint of the same model: '0.weight' is [3, 1, 5, 5] here but [", error);
+        Assert.False(File.Exists(png));
+
+        var missing = Path.Combine(_directory, "missing", "h.png");
+        (exit, output, error) = CliProcess.Run(["inspect", checkpoint, "--histograms", missing]);
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        Assert.Equal($"error: {missing}: the folder {Path.Combine(_directory, "missing")} does not exist. Create it or choose another path.", error.Trim());
+    }
+
     [Fact]
     public void A_training_checkpoint_is_shown_with_where_a_resume_continues_and_the_settings_it_must_match()
     {

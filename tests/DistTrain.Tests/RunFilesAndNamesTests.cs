@@ -117,6 +117,29 @@ public sealed class RunFilesAndNamesTests : IDisposable
         Assert.DoesNotContain(Path.GetFileName(next), taken);
     }
 
+    /// <summary>
+    /// --output naming an existing file (or a path below one) gave .NET's "The file '...' already exists." or "Could not find a
+    /// part of the path" in the message; it names the file and the fix, and leaves the file as it was.
+    /// </summary>
+    [Fact]
+    public void An_output_folder_that_is_a_file_or_below_one_is_named_as_such()
+    {
+        var file = Path.Combine(_directory, "notes.txt");
+        File.WriteAllText(file, "keep");
+        const string fix = ": each run is written to a new folder inside Output:Directory. Pass --output with a folder (it is created when missing), or move the file away.";
+
+        var error = Assert.Throws<RunDirectoryException>(() => RunDirectory.Create(file));
+        Assert.Equal($"Output:Directory = '{file}' is a file, not a folder{fix}", error.Message);
+        error = Assert.Throws<RunDirectoryException>(() => RunDirectory.Create(file + "/"));
+        Assert.Equal($"Output:Directory = '{file}/' is a file, not a folder{fix}", error.Message);
+        var below = Path.Combine(file, "runs", "today");
+        error = Assert.Throws<RunDirectoryException>(() => RunDirectory.Create(below));
+        Assert.Equal($"Output:Directory = '{below}' is below {file}, which is a file, not a folder{fix}", error.Message);
+        Assert.Equal("keep", File.ReadAllText(file));
+        // A folder that does not exist yet is created, as before.
+        Assert.True(Directory.Exists(RunDirectory.Create(Path.Combine(_directory, "new", "runs"))));
+    }
+
     [Fact]
     public void A_new_run_removes_the_temporary_series_files_that_killed_runs_left_but_not_a_live_writers()
     {

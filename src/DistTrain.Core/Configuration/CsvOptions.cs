@@ -23,8 +23,20 @@ public sealed class CsvOptions
     /// <summary>Lines skipped at the start of each file, before the header or the first row (0 to 1,000,000). Default 0.</summary>
     public int SkipRows { get; set; }
 
-    /// <summary>The column separator, one character (<c>,</c> <c>;</c> <c>\t</c> <c>|</c> ...). Default <c>,</c>.</summary>
+    /// <summary>The column separator, one character (<c>,</c> <c>;</c> <c>\t</c> <c>|</c> ...): a tab, or an ASCII character from space to
+    /// <c>~</c> other than <c>"</c> and <c>#</c>, which the CSV reader refuses (<see cref="IsValidSeparator"/>). Default <c>,</c>.</summary>
     public string Separator { get; set; } = ",";
+
+    /// <summary>What <see cref="Separator"/> takes, in words, for messages: exactly what <see cref="IsValidSeparator"/> accepts.</summary>
+    internal const string SeparatorTakes = "one character: a tab (\"\\t\" in JSON) or an ASCII character from ' ' to '~' other than '\"' and '#', such as ',', ';' or '|'";
+
+    /// <summary>True when <paramref name="separator"/> is one character the CSV reader splits columns at: a tab, or an ASCII
+    /// character from space to <c>~</c> other than the quote and <c>#</c>, which the reader keeps for itself.</summary>
+    internal static bool IsValidSeparator(string separator) => separator is [var c] && (c == '\t' || c is >= ' ' and <= '~' and not '"' and not '#');
+
+    /// <summary><paramref name="separator"/> as a message shows it: a tab as <c>\t</c>, other control characters as <c>\uXXXX</c>.</summary>
+    internal static string Shown(string separator) =>
+        string.Concat(separator.Select(c => c == '\t' ? "\\t" : char.IsControl(c) ? $"\\u{(int)c:X4}" : c.ToString()));
 
     /// <summary>Columns that are neither features nor the label (an id, a date): header names or 0-based indices. Default none.</summary>
     public List<string> IgnoreColumns { get; set; } = [];

@@ -98,10 +98,20 @@ public static class TrainingOptionsLoader
             ?? Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
                 .Select(e => new KeyValuePair<string, string?>((string)e.Key, (string?)e.Value));
         var fromEnvironment = new List<KeyValuePair<string, string?>>();
+        var keyless = new List<string>(); // variables whose key is empty or has an empty part: reported with the other problems
         foreach (var (name, value) in variables)
         {
             if (!name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase) || NonConfigVariables.Contains(name[EnvironmentPrefix.Length..])) continue;
             var key = name[EnvironmentPrefix.Length..].Replace("__", ":");
+            // DISTTRAIN_ alone (DISTTRAIN_$KEY with KEY unset) or DISTTRAIN_Training__ names no key; it was reported as " is not a
+            // known key" or "Training: is not a known key". Refused as every other variable of the prefix that names no key is.
+            if (key.Split(':').Any(part => part.Length == 0))
+            {
+                keyless.Add($"environment variable {name} names no setting: " +
+                    (key.Length == 0 ? $"nothing follows {EnvironmentPrefix}" : $"its key '{key}' has an empty part (__ at its start or end, or twice in a row)") +
+                    $". Name the key after {EnvironmentPrefix}, with __ between its parts ({EnvironmentPrefix}Training__Epochs=5), or unset {name}.");
+                continue;
+            }
             // Keys match ignoring case, so two variables that differ only in case set one setting: which would win is up
             // to the order the environment lists them in (the in-memory source refused the second, a crash before).
             if (environmentKeys.TryGetValue(key, out var first))
@@ -187,7 +197,7 @@ public static class TrainingOptionsLoader
         // Every category of problem is reported together: nulls, list gaps, unknown keys, values of the wrong type, then
         // out-of-range values. A key found wrong in one category is left out of the later ones (bound as its default, and
         // the validator's lines that name it dropped), so it is reported once, by its own problem, never as "= 0".
-        var problems = new List<string>(duplicates);
+        var problems = new List<string>([.. duplicates, .. keyless]);
         var skipped = new List<string>();
         // A JSON null binds as zero or empty, not as the default, and would be reported as "= 0": refuse it by name.
         var nulls = json is not null ? NullValues(json) : [];
@@ -203,9 +213,12 @@ public static class TrainingOptionsLoader
         foreach (var found in UnknownKeys.Find(configuration, typeof(TrainingOptions)))
         {
             if (IsUnder(found.Path, nulls)) continue; // reported as null
-            var setBy = environmentKeys.Where(kv => kv.Key.Equals(found.Path, StringComparison.OrdinalIgnoreCase)
+            // A variable of the key itself is replaced by an option that sets the key; one of an entry inside it is not
+            // (DISTTRAIN_Training__Epochs__0 under --epochs 3 makes Training:Epochs a list all the same), and is named.
+            var overridden = overrides?.ContainsKey(found.Path) == true;
+            var setBy = environmentKeys.Where(kv => (!overridden && kv.Key.Equals(found.Path, StringComparison.OrdinalIgnoreCase))
                 || kv.Key.StartsWith(found.Path + ":", StringComparison.OrdinalIgnoreCase)).Select(kv => kv.Value).Order(StringComparer.Ordinal).ToList();
-            problems.Add(setBy.Count == 0 || overrides?.ContainsKey(found.Path) == true ? found.Problem
+            problems.Add(setBy.Count == 0 ? found.Problem
                 : $"{found.Problem} (from environment variable{(setBy.Count == 1 ? "" : "s")} {string.Join(", ", setBy)})");
             skipped.Add(found.Path);
             // A misspelt key (Model:Layerz) leaves the key it stands for at its default: its checks would blame that default.

@@ -403,8 +403,9 @@ public static class TrainingOptionsValidator
             case DataFormat.Csv:
                 NeedFile("Data:Csv:TrainFile", data.Csv.TrainFile, true, "training CSV file (.csv or .csv.gz)");
                 NeedFile("Data:Csv:TestFile", data.Csv.TestFile, false, "test CSV file");
-                if (data.Csv.Separator.Length != 1)
-                    problems.Add($"Data:Csv:Separator = '{data.Csv.Separator}' is not one character: use ',', ';', '\t' or '|'.");
+                if (!CsvOptions.IsValidSeparator(data.Csv.Separator))
+                    problems.Add($"Data:Csv:Separator = '{CsvOptions.Shown(data.Csv.Separator)}' " +
+                        $"{(data.Csv.Separator.Length != 1 ? "is not one character" : "is a character the CSV reader does not split at")}: use {CsvOptions.SeparatorTakes}.");
                 range("Data:Csv:SkipRows", data.Csv.SkipRows, 0, 1_000_000, false, false);
                 separateTest = string.IsNullOrWhiteSpace(data.Csv.TestFile) ? null : "Data:Csv:TestFile";
                 break;

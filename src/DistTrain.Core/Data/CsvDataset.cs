@@ -205,8 +205,8 @@ public static partial class CsvDataset
     {
         if (!File.Exists(path))
             throw new DataFormatException($"{path}: CSV file not found. Check Data:Csv:TrainFile / TestFile (or the path given).");
-        if (options.Separator.Length != 1)
-            throw new DataFormatException($"Data:Csv:Separator = '{options.Separator}' must be one character, such as ',' or ';'.");
+        if (!CsvOptions.IsValidSeparator(options.Separator))
+            throw new DataFormatException($"Data:Csv:Separator = '{CsvOptions.Shown(options.Separator)}' cannot separate CSV columns: use {CsvOptions.SeparatorTakes}.");
         var before = options.SkipRows; // lines before the header (or the first row), blank ones included
         try
         {
@@ -305,23 +305,34 @@ public static partial class CsvDataset
     /// which no header row is, except column numbers counted from 0 or 1 (pandas writes <c>0,1,...,783</c> as the header
     /// of an unnamed frame). False for an empty or unreadable file (the read that follows reports it).
     /// </summary>
-    internal static bool FirstRowIsNumbers(string path, char separator)
+    internal static bool FirstRowIsNumbers(string path, char separator) => FirstRowCells(path, separator) is { } cells && IsDataRow(cells);
+
+    /// <summary>True when <paramref name="cells"/> are numbers only and do not count the columns: a row of data, not a header row.</summary>
+    internal static bool IsDataRow(IReadOnlyList<string> cells) => cells.All(IsNumber) && (cells.Count < 2 || !CountsColumns(cells));
+
+    /// <summary>True when no cell of <paramref name="cells"/> is a number: a header row of names, not a row of data (whose
+    /// features are numbers).</summary>
+    internal static bool IsNamesRow(IReadOnlyList<string> cells) => !cells.Any(IsNumber);
+
+    /// <summary>
+    /// The cells of the first line that is not blank after the first <paramref name="skipRows"/> lines, split at
+    /// <paramref name="separator"/>, trimmed of spaces and quotes; null for a file without one, or one that cannot be read
+    /// (the read that follows reports it).
+    /// </summary>
+    internal static string[]? FirstRowCells(string path, char separator, int skipRows = 0)
     {
         try
         {
             using var text = OpenText(path);
+            for (var skipped = 0; skipped < skipRows; skipped++)
+                if (text.ReadLine() is null) return null;
             while (text.ReadLine() is { } line)
-            {
-                if (string.IsNullOrWhiteSpace(line)) continue;
-                var cells = line.Split(separator).Select(cell => cell.Trim().Trim('"')).ToArray();
-                if (!cells.All(cell => double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out _))) return false;
-                return cells.Length < 2 || !CountsColumns(cells);
-            }
-            return false;
+                if (!string.IsNullOrWhiteSpace(line)) return line.Split(separator).Select(cell => cell.Trim().Trim('"')).ToArray();
+            return null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
         {
-            return false;
+            return null;
         }
     }
 

@@ -79,7 +79,7 @@ public static class ModelInputs
         {
             // By the header's names when the model knows them (as evaluate reads its file), else by position.
             var features = model.Data.FeatureNames ?? [.. Enumerable.Range(0, shape.Size).Select(i => $"column {i}")];
-            var (values, lines) = WithTrainingCsvSettings(model, () =>
+            var (values, lines) = WithTrainingCsvSettings(model, path, () =>
                 CsvDataset.ReadFeatures(path, CsvSettings(model, path), features, byName: model.Data.FeatureNames is not null));
             return new InputBatch(LineNames(path, lines), values, 1f);
         }
@@ -107,11 +107,15 @@ public static class ModelInputs
     /// which is the fix for a training run; <c>predict</c> and <c>evaluate</c> take no config keys, so such a message gets
     /// the model's settings and the fix that applies: write the file to match them.
     /// </summary>
-    private static T WithTrainingCsvSettings<T>(TrainedModel model, Func<T> read)
+    private static T WithTrainingCsvSettings<T>(TrainedModel model, string path, Func<T> read)
     {
         try
         {
             return read();
+        }
+        catch (DataFormatException) when (model.Data.Csv is { } trained && HeaderMismatch(path, trained, model.Data.FeatureNames) is { } mismatch)
+        {
+            throw new DataFormatException(mismatch);
         }
         catch (DataFormatException e) when (e.Message.Contains("Data:Csv:", StringComparison.Ordinal))
         {
@@ -131,6 +135,39 @@ public static class ModelInputs
             throw new DataFormatException($"{e.Message} Here the Data:Csv settings are the model's, from its training run ({settings}): predict and evaluate " +
                 "read every CSV file with them and take no config keys, so write the file to match them.");
         }
+    }
+
+    /// <summary>
+    /// For a CSV file that could not be read with the model's settings: the error when its first row disagrees with the
+    /// training files' Data:Csv:HasHeader, a row of names where they had no header row or a row of numbers where they had one,
+    /// naming the fix (remove the header row, or add one); null when the first row agrees, or the file has none. The reader's
+    /// own message for such a file named a cell that is not a number, or header names that are numbers.
+    /// </summary>
+    /// <param name="path">The CSV file.</param>
+    /// <param name="csv">The model's CSV settings, from its training run.</param>
+    /// <param name="featureNames">The training file's feature column names, when it had a header row.</param>
+    internal static string? HeaderMismatch(string path, CsvOptions csv, IReadOnlyList<string>? featureNames)
+    {
+        if (!CsvOptions.IsValidSeparator(csv.Separator) || CsvDataset.FirstRowCells(path, csv.Separator[0], csv.SkipRows) is not { Length: > 0 } cells)
+            return null;
+        var first = $"its first row{(csv.SkipRows > 0 ? $" after the {Counts.Of(csv.SkipRows, "line")} skipped (Data:Csv:SkipRows)" : "")} " +
+            $"({string.Join(", ", cells.Take(5).Select(c => $"'{c}'"))}{(cells.Length > 5 ? ", ..." : "")})";
+        const string howRead = "and predict and evaluate read every CSV file as the training files were read (they take no config keys)";
+        if (!csv.HasHeader && CsvDataset.IsNamesRow(cells))
+            return $"{path}: {first} is a header row of column names, but the model was trained on CSV files without one (Data:Csv:HasHeader false), " +
+                $"{howRead}. Remove the header row from {path}.";
+        if (csv.HasHeader && CsvDataset.IsDataRow(cells))
+        {
+            var label = csv.LabelColumn.Length > 0 && !int.TryParse(csv.LabelColumn, NumberStyles.None, CultureInfo.InvariantCulture, out _)
+                ? csv.LabelColumn : "label";
+            var names = featureNames is { Count: > 0 }
+                ? $": {string.Join(", ", featureNames.Take(5).Select(n => $"'{n}'"))}{(featureNames.Count > 5 ? $" and {Counts.Number(featureNames.Count - 5)} more" : "")} " +
+                  $"(in any order), and '{label}' over the labels when the file has them"
+                : "";
+            return $"{path}: {first} is a row of numbers, not a header row, but the model was trained on CSV files with one (Data:Csv:HasHeader true), " +
+                $"{howRead}, matching the columns by name. Add a header row at the top of {path} naming the columns as the training file did{names}.";
+        }
+        return null;
     }
 
     /// <summary>
@@ -189,7 +226,7 @@ public static class ModelInputs
                 ? new LabelVocabulary(model.Data.ClassNames, model.ClassCount, IntegerLabels: false)
                 : new LabelVocabulary(null, classes.Count > 0 ? LabelVocabulary.MaxClasses : model.ClassCount, IntegerLabels: true);
             // The model's feature columns, by the header's names as predict reads them (by position without a header row).
-            var file = WithTrainingCsvSettings(model, () => CsvDataset.ReadFile(path, CsvSettings(model, path), vocabulary, model.Data.FeatureNames, Array.MaxLength));
+            var file = WithTrainingCsvSettings(model, path, () => CsvDataset.ReadFile(path, CsvSettings(model, path), vocabulary, model.Data.FeatureNames, Array.MaxLength));
             data = file.Data.WithSampleNames(LineNames(path, file.Lines));
             if (!model.Data.LabelsAreNames && classes.Count > 0) data = data.KeepClasses(classes);
             dividedBy = 1f;
