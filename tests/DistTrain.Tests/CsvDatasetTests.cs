@@ -572,4 +572,33 @@ public class CsvDatasetTests : IDisposable
         Assert.True(python.ExitCode == 0, python.StandardError.ReadToEnd());
         Assert.Equal(test, output.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse));
     }
+
+    [Fact]
+    public void Predict_and_evaluate_read_the_rows_training_reads_with_SkipRows_before_a_header()
+    {
+        // Data:Csv:SkipRows 2 before the header, a blank line after the skipped ones and one between rows: training reads
+        // lines 5, 7 and 8. predict and evaluate take no config; they read the model file's recorded settings, SkipRows included.
+        var path = Write("titled.csv", "Iris measurements\nsecond title, with a comma,and more\n\na,b,species\n1,2,x\n\n3,4,y\n5,6,x\n");
+        var csv = new CsvOptions { HasHeader = true, SkipRows = 2, LabelColumn = "species" };
+        var (training, _, _) = CsvDataset.Read(path, csv);
+        Assert.Equal(new float[] { 1, 2, 3, 4, 5, 6 }, training.Features);
+
+        var options = new DistTrain.Core.Models.ModelBuilder(2).Dense(2).Build();
+        var weights = DistTrain.Core.Models.ModelFactory.InitialWeights(DistTrain.Core.Models.ModelFactory.Build(options), options.Initializer, seed: 1);
+        var normalizer = Normalizer.FromStatistics(NormalizationKind.None, [0f], [1f]);
+        var data = new DataMetadata(DataFormat.Csv, 1f, ["x", "y"], LabelsAreNames: true, ["a", "b"], csv, false, []);
+        var modelPath = Path.Combine(_directory, "model.safetensors");
+        new DistTrain.Core.Models.TrainedModel(options, weights, normalizer,
+            DistTrain.Core.Models.ModelMetadata.Create(options, normalizer, data, version: 0, epochs: 0, testAccuracy: null, seed: 0)).Save(modelPath);
+        var model = DistTrain.Core.Models.TrainedModel.Load(modelPath);
+        Assert.Equal(2, model.Data.Csv!.SkipRows);
+
+        var inputs = DistTrain.Core.Models.ModelInputs.Read(path, model, resize: false);
+        Assert.Equal([$"{path}:line 5", $"{path}:line 7", $"{path}:line 8"], inputs.Names);
+        Assert.Equal(training.Features, inputs.Values);
+        var (labeled, _) = DistTrain.Core.Models.ModelInputs.ReadLabeled(path, model, resize: false);
+        Assert.Equal(inputs.Names, labeled.SampleNames);
+        Assert.Equal(training.Features, labeled.Features);
+        Assert.Equal(new byte[] { 0, 1, 0 }, labeled.Labels);
+    }
 }

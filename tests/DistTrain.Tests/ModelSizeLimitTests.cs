@@ -98,4 +98,55 @@ public sealed class ModelSizeLimitTests : IDisposable
         // Without the model (other commands), it is not caught here.
         await Assert.ThrowsAsync<OutOfMemoryException>(() => DistTrain.Cli.CliConsole.RunTrainingAsync(() => throw new OutOfMemoryException()));
     }
+
+    /// <summary>A config whose Model:Layers lists <paramref name="count"/> layers: Dense 8 and ReLU in turn, a Dense 3 last.</summary>
+    private static string Deep(int count) => $$"""
+        {
+          "Model": { "InputSize": 4, "Layers": [ {{string.Join(", ", Enumerable.Range(0, count - 1).Select(i => i % 2 == 0 ? "{ \"Type\": \"Dense\", \"Units\": 8 }" : "{ \"Type\": \"ReLU\" }"))}}, { "Type": "Dense", "Units": 3 } ] },
+          "Training": { "Workers": 1, "Epochs": 1 }
+        }
+        """;
+
+    private static string TooManyLayers(int count) => $"Model:Layers = {DistTrain.Core.Counts.Number(count)} layers (in deep.json) is more than a model may have (1,000): no network trained " +
+        "here comes near that many (VGG-19 with a BatchNorm and an activation after each convolution is 61 layers). Remove layers: a generated config may repeat a block too often.";
+
+    [Fact]
+    public void A_config_of_more_than_1000_layers_is_refused_alone_before_the_other_checks_naming_the_count_the_limit_and_the_fix()
+    {
+        // A 10,000-layer config took minutes to load and build before training, most of it in the loader's checks, whose walks
+        // over the configuration grow with the square of the layers. It is now refused before them, with one problem, not
+        // one per layer (a Training:Workers of 0 would otherwise be reported too: the count is the problem to fix first).
+        static TrainingOptions Load(string json) => TrainingOptionsLoader.Load("deep.json", System.Text.Encoding.UTF8.GetBytes(json), null,
+            checkDataDirectory: false, new Dictionary<string, string?>());
+        var error = Assert.Throws<ConfigurationException>(() => Load(Deep(1_001).Replace("\"Workers\": 1", "\"Workers\": 0", StringComparison.Ordinal)));
+        Assert.Equal($"Invalid configuration (deep.json):{Environment.NewLine}  - {TooManyLayers(1_001)}", error.Message);
+        error = Assert.Throws<ConfigurationException>(() => Load(Deep(20_000)));
+        Assert.Equal($"Invalid configuration (deep.json):{Environment.NewLine}  - {TooManyLayers(20_000)}", error.Message);
+        // A layer appended by an environment variable counts too, and is named as where the list came from.
+        error = Assert.Throws<ConfigurationException>(() => TrainingOptionsLoader.Load("deep.json", System.Text.Encoding.UTF8.GetBytes(Deep(1_000)), null,
+            checkDataDirectory: false, new Dictionary<string, string?> { ["DISTTRAIN_Model__Layers__1000__Type"] = "ReLU" }));
+        Assert.StartsWith("Invalid configuration (deep.json):" + Environment.NewLine + "  - Model:Layers = 1,001 layers (from environment variable " +
+            "DISTTRAIN_Model__Layers__1000__Type; the other entries in deep.json) is more than a model may have (1,000)", error.Message);
+    }
+
+    [Fact]
+    public void The_validator_takes_1000_layers_and_refuses_1001_for_configs_the_builder_and_model_files_alike()
+    {
+        static ModelOptions Model(int count) => new()
+        {
+            InputSize = 4,
+            Layers = [.. Enumerable.Range(0, count - 1).Select(i => i % 2 == 0 ? new LayerOptions { Type = "Dense", Units = 8 } : new LayerOptions { Type = "ReLU" }),
+                new LayerOptions { Type = "Dense", Units = 3 }],
+        };
+        Assert.Empty(TrainingOptionsValidator.Validate(new TrainingOptions { Model = Model(1_000) }, checkDataDirectory: false));
+        // Refused with one line, not one per layer, even when every layer has a problem of its own.
+        var model = Model(1_001);
+        foreach (var layer in model.Layers.Where(l => l.Type == "Dense")) layer.Units = 0;
+        Assert.Equal([TooManyLayers(1_001).Replace(" (in deep.json)", "", StringComparison.Ordinal)],
+            TrainingOptionsValidator.Validate(new TrainingOptions { Model = model }, checkDataDirectory: false).Where(p => p.StartsWith("Model:", StringComparison.Ordinal)));
+        // The builder of the C# API, which validates its model the same way.
+        var builder = new ModelBuilder(4);
+        for (var i = 0; i < 1_000; i++) builder.ReLU();
+        Assert.Contains("Model:Layers = 1,001 layers is more than a model may have (1,000)", Assert.Throws<ConfigurationException>(() => builder.Dense(3).Build()).Message);
+    }
 }

@@ -489,11 +489,13 @@ public class PredictEvaluateTests : IDisposable
         var recorded = SafeTensors.ReadMetadata(path)[SafeTensors.DataSha256Key];
         Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(SafeTensorsTests.DataSection(File.ReadAllBytes(path)))), recorded);
         var model = TrainedModel.Load(path);
-        // The checksum describes the file, not the model: not in the loaded metadata (nor an ONNX export's), and Save records its own.
+        // The checksums describe the file, not the model: not in the loaded metadata (nor an ONNX export's), and Save records its own.
         Assert.False(model.Metadata.ContainsKey(SafeTensors.DataSha256Key));
+        Assert.False(model.Metadata.ContainsKey(SafeTensors.MetadataSha256Key));
         var saved = Path.Combine(_directory, "saved.safetensors");
         model.Save(saved);
         Assert.Equal(recorded, SafeTensors.ReadMetadata(saved)[SafeTensors.DataSha256Key]);
+        Assert.Equal(SafeTensors.ReadMetadata(path)[SafeTensors.MetadataSha256Key], SafeTensors.ReadMetadata(saved)[SafeTensors.MetadataSha256Key]);
 
         // 4 bytes overwritten in the middle of the weights, as in a damaged copy: refused, never scored.
         var damaged = Path.Combine(_directory, "damaged.safetensors");
@@ -514,7 +516,29 @@ public class PredictEvaluateTests : IDisposable
             Assert.DoesNotContain("setosa", output);
         }
 
-        // A model file without the entry (an older build's) loads as before, with the same weights.
+        // One digit of the first feature's mean changed in the header: the weights match their checksum, but the model would
+        // standardize its inputs wrongly. Refused by every reader too.
+        var edited = Path.Combine(_directory, "edited.safetensors");
+        File.Copy(path, edited);
+        var mean = SafeTensors.ReadMetadata(path)[ModelMetadata.InputMean];
+        var digit = mean.IndexOfAny("123456789".ToCharArray());
+        var editedMean = mean[..digit] + (mean[digit] == '9' ? '8' : (char)(mean[digit] + 1)) + mean[(digit + 1)..];
+        SafeTensorsTests.EditHeader(edited, header => header.Replace(System.Text.Json.JsonSerializer.Serialize(mean)[1..^1],
+            System.Text.Json.JsonSerializer.Serialize(editedMean)[1..^1], StringComparison.Ordinal));
+        var headerMessage = $"{edited}: checksum mismatch: the header's metadata has SHA-256 ";
+        var headerError = Assert.Throws<InvalidDataException>(() => TrainedModel.Load(edited));
+        Assert.StartsWith(headerMessage, headerError.Message);
+        Assert.Contains($", the header records {SafeTensors.ReadMetadata(path)[SafeTensors.MetadataSha256Key]}. The metadata (the network, the input standardization", headerError.Message);
+        foreach (var command in new[] { new[] { "predict", "--model", edited, rows }, ["evaluate", "--model", edited, "--data", SklearnCsvTests.IrisFile], ["inspect", edited], ["export", edited, "--onnx", Path.Combine(_directory, "e.onnx")] })
+        {
+            var (exit, output, errors) = await Cli(command);
+            Assert.True(exit == 2, $"{command[0]}: {exit} {errors}");
+            Assert.Contains($"error: {headerMessage}", errors.ReplaceLineEndings(""));
+            Assert.DoesNotContain("setosa", output);
+        }
+        Assert.False(File.Exists(Path.Combine(_directory, "e.onnx")));
+
+        // A model file without the entries (an older build's) loads as before, with the same weights.
         var older = Path.Combine(_directory, "older.safetensors");
         File.Copy(path, older);
         SafeTensorsTests.RemoveDataChecksum(older);

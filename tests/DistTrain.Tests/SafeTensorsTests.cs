@@ -88,18 +88,35 @@ public class SafeTensorsTests : IDisposable
         File.WriteAllBytes(path, bytes);
     }
 
-    /// <summary>Blanks the <c>data_sha256</c> entry of the file's header with spaces (valid JSON, same length), as a file
-    /// written before the entry existed or by another tool has none.</summary>
+    /// <summary>Blanks the <c>data_sha256</c> and <c>metadata_sha256</c> entries of the file's header with spaces (valid
+    /// JSON, same length), as a file written before the entries existed or by another tool has none.</summary>
     internal static void RemoveDataChecksum(string path)
+    {
+        foreach (var key in new[] { SafeTensors.DataSha256Key, SafeTensors.MetadataSha256Key })
+            EditHeader(path, header => Regex.Replace(header, $"\"{key}\":\"[0-9a-f]{{64}}\",|,\"{key}\":\"[0-9a-f]{{64}}\"|\"{key}\":\"[0-9a-f]{{64}}\"",
+                m => new string(' ', m.Length)));
+    }
+
+    /// <summary>Rewrites the file's header text with <paramref name="edit"/>, which must keep its length in bytes (the data
+    /// stays where it is), and checks that it changed something.</summary>
+    internal static void EditHeader(string path, Func<string, string> edit)
     {
         var bytes = File.ReadAllBytes(path);
         var headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
         var header = Encoding.UTF8.GetString(bytes, 8, headerLength);
-        var blanked = Regex.Replace(header, "\"data_sha256\":\"[0-9a-f]{64}\",|,\"data_sha256\":\"[0-9a-f]{64}\"", m => new string(' ', m.Length));
-        Assert.NotEqual(header, blanked);
-        Encoding.UTF8.GetBytes(blanked).CopyTo(bytes, 8);
+        var edited = edit(header);
+        Assert.NotEqual(header, edited);
+        Assert.Equal(headerLength, Encoding.UTF8.GetByteCount(edited));
+        Encoding.UTF8.GetBytes(edited).CopyTo(bytes, 8);
         File.WriteAllBytes(path, bytes);
     }
+
+    /// <summary>The SHA-256 the docs define for <c>metadata_sha256</c>, written out independently of the reader: every other
+    /// entry, keys in ordinal order, each as <c>{key length}:{key}{value length}:{value}</c>, as UTF-8.</summary>
+    internal static string MetadataDigest(IReadOnlyDictionary<string, string> metadata) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Concat(metadata
+            .Where(m => m.Key != "metadata_sha256").OrderBy(m => m.Key, StringComparer.Ordinal)
+            .Select(m => $"{m.Key.Length}:{m.Key}{m.Value.Length}:{m.Value}")))));
 
     [Fact]
     public void Write_records_the_SHA256_of_the_data_section_replacing_a_stale_one()
@@ -112,9 +129,14 @@ public class SafeTensorsTests : IDisposable
         // The 9 floats' bytes, as PyTorch would write them: 1, 2, ... -3 little-endian.
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Sample().Values.AsSpan()))),
             metadata[SafeTensors.DataSha256Key]);
-        // Without metadata the checksum is the only entry.
+        // The metadata's own checksum covers every other entry, the data's included, keys in ordinal order:
+        // the SHA-256 of "11:data_sha25664:<hex>6:format2:pt".
+        Assert.Equal(MetadataDigest(metadata), metadata[SafeTensors.MetadataSha256Key]);
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"11:data_sha25664:{metadata[SafeTensors.DataSha256Key]}6:format2:pt"))),
+            metadata[SafeTensors.MetadataSha256Key]);
+        // Without metadata the checksums are the only entries.
         SafeTensors.Write(path, Sample());
-        Assert.Equal([SafeTensors.DataSha256Key], SafeTensors.ReadMetadata(path).Keys);
+        Assert.Equal([SafeTensors.DataSha256Key, SafeTensors.MetadataSha256Key], SafeTensors.ReadMetadata(path).Keys.Order(StringComparer.Ordinal));
     }
 
     [Fact]
@@ -129,12 +151,38 @@ public class SafeTensorsTests : IDisposable
         Assert.Equal($"{path}: checksum mismatch: the data section's SHA-256 is {actual}, the header records {recorded}. " +
             "The file is corrupt (damaged on disk or in a copy), so its weights cannot be trusted: copy it again from where its run wrote it, " +
             "or use one of the run's checkpoints (Checkpoint:Directory) instead. If another tool rewrote the file on purpose and kept DistTrain's " +
-            "metadata (safetensors' save_file(..., metadata=...) lays the tensors out anew), remove data_sha256 from its metadata.", error.Message);
+            "metadata (safetensors' save_file(..., metadata=...) lays the tensors out anew), remove data_sha256 and metadata_sha256 from its metadata.", error.Message);
         // Pretrained weights (Model:Pretrained, finetune --from) read the tensors the same way.
         var model = new DistTrain.Core.Models.Sequential(2, [new DistTrain.Core.Layers.Dense(2, 3)]);
         var weights = new ParameterVector(model.Layout);
         Assert.Equal(error.Message, Assert.Throws<InvalidDataException>(() => DistTrain.Core.Models.PretrainedWeights.Load(path, model, weights, replaceHead: false)).Message);
     }
+
+    [Fact]
+    public void An_edited_metadata_entry_is_refused_by_both_readers_naming_the_file_and_what_to_do()
+    {
+        // data_sha256 covers only the tensors: a model file whose normalization mean had a changed byte loaded and predicted wrongly.
+        var path = Path.Combine(_directory, "m.safetensors");
+        SafeTensors.Write(path, Sample(), new Dictionary<string, string> { ["format"] = "pt", ["input_mean"] = "0.2860" });
+        var recorded = SafeTensors.ReadMetadata(path)[SafeTensors.MetadataSha256Key];
+        EditHeader(path, header => header.Replace("\"0.2860\"", "\"0.7860\"", StringComparison.Ordinal));
+        var edited = new Dictionary<string, string> { ["format"] = "pt", ["input_mean"] = "0.7860", [SafeTensors.DataSha256Key] = DataChecksum(path) };
+        var expected = $"{path}: checksum mismatch: the header's metadata has SHA-256 {MetadataDigest(edited)}, the header records {recorded}. " +
+            "The metadata (the network, the input standardization, the class names, ...) was edited or is damaged, so the file would load as " +
+            "a model that predicts wrongly: copy it again from where its run wrote it, or use one of the run's checkpoints (Checkpoint:Directory) " +
+            "instead. If the metadata was changed on purpose, remove metadata_sha256 from it.";
+        Assert.Equal(expected, Assert.Throws<InvalidDataException>(() => SafeTensors.ReadMetadata(path)).Message);
+        Assert.Equal(expected, Assert.Throws<InvalidDataException>(() => SafeTensors.Read(path)).Message);
+        var model = new DistTrain.Core.Models.Sequential(2, [new DistTrain.Core.Layers.Dense(2, 3)]);
+        Assert.Equal(expected, Assert.Throws<InvalidDataException>(() =>
+            DistTrain.Core.Models.PretrainedWeights.Load(path, model, new ParameterVector(model.Layout), replaceHead: false)).Message);
+        // The entry removed as the message says: the edit is taken as meant.
+        EditHeader(path, header => Regex.Replace(header, ",\"metadata_sha256\":\"[0-9a-f]{64}\"", m => new string(' ', m.Length)));
+        Assert.Equal("0.7860", SafeTensors.ReadMetadata(path)["input_mean"]);
+        Assert.Equal(new float[] { -1, -2, -3 }, SafeTensors.Read(path)["0.bias"].Data);
+    }
+
+    private static string DataChecksum(string path) => Convert.ToHexStringLower(SHA256.HashData(DataSection(File.ReadAllBytes(path))));
 
     [Fact]
     public void A_file_without_the_checksum_reads_as_before()

@@ -75,7 +75,7 @@ public class SklearnCsvTests : IDisposable
         Assert.All(predictions, p => Assert.Equal(1, p.Top.Sum(t => t.Probability), precision: 5));
     }
 
-    private static string IrisFile => TrainingOptionsLoader.Load(Config("iris"), environment: new Dictionary<string, string?>()).Data.Csv.TrainFile;
+    internal static string IrisFile => TrainingOptionsLoader.Load(Config("iris"), environment: new Dictionary<string, string?>()).Data.Csv.TrainFile;
 
     /// <summary>iris.csv's 150 rows under a header, each row's cells in <paramref name="order"/>; the rows where <paramref name="keep"/> holds.</summary>
     private string IrisWithHeader(string name, string[] header, int[] order, Func<int, bool> keep)

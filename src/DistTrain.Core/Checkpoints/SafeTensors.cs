@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using System.Globalization;
 using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using DistTrain.Core.Tensors;
 
@@ -18,19 +20,59 @@ public sealed record NamedTensor(int[] Shape, float[] Data);
 /// raw little-endian tensor bytes. Only F32 is written and read here.
 /// </summary>
 /// <remarks>
-/// Files written here record <see cref="DataSha256Key"/>, the SHA-256 of their data section, in <c>__metadata__</c>
-/// (training checkpoints record the same, see <see cref="TrainingCheckpoint"/>), and <see cref="Read(string)"/> refuses a
-/// file whose data does not match it: damaged bytes in a tensor would otherwise load as weights. A file without the entry
-/// (written by PyTorch, another tool or an older DistTrain) is read as it is.
+/// Files written here record <see cref="DataSha256Key"/>, the SHA-256 of their data section, and <see cref="MetadataSha256Key"/>,
+/// that of the other metadata entries (<see cref="MetadataDigest"/>), in <c>__metadata__</c> (training checkpoints record the
+/// same, see <see cref="TrainingCheckpoint"/>). <see cref="Read(string)"/> refuses a file whose data does not match the first,
+/// and <see cref="Read(string)"/> and <see cref="ReadMetadata"/> one whose metadata does not match the second: damaged bytes
+/// in a tensor would otherwise load as weights, and in the metadata (the network, the input standardization, the class
+/// names) as a model that predicts wrongly. A file without an entry (written by PyTorch, another tool or an older
+/// DistTrain) is read without that check.
 /// </remarks>
 public static class SafeTensors
 {
     /// <summary>Metadata key of the SHA-256 (lower-case hex) of the data section: every byte after the header.</summary>
     public const string DataSha256Key = "data_sha256";
 
+    /// <summary>Metadata key of the SHA-256 (lower-case hex) of every other metadata entry, <see cref="MetadataDigest"/>.</summary>
+    public const string MetadataSha256Key = "metadata_sha256";
+
+    /// <summary>
+    /// The SHA-256 (lower-case hex) of every entry of <paramref name="metadata"/> but <see cref="MetadataSha256Key"/>, as
+    /// <see cref="MetadataSha256Key"/> records it: in ordinal order of their keys, each as <c>{key length}:{key}{value length}:{value}</c>
+    /// (lengths in UTF-16 code units, decimal), hashed as UTF-8, so no two different sets of entries hash the same text.
+    /// Keys and values are the JSON strings as decoded, so how the header escapes or orders them does not matter.
+    /// </summary>
+    /// <param name="metadata">A <c>__metadata__</c> map.</param>
+    internal static string MetadataDigest(IReadOnlyDictionary<string, string> metadata)
+    {
+        var text = new StringBuilder();
+        foreach (var key in metadata.Keys.Where(k => k != MetadataSha256Key).Order(StringComparer.Ordinal))
+        {
+            var value = metadata[key];
+            text.Append(CultureInfo.InvariantCulture, $"{key.Length}:{key}{value.Length}:{value}");
+        }
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
+    }
+
+    /// <summary>
+    /// Refuses <paramref name="metadata"/> when it records <see cref="MetadataSha256Key"/> and its other entries do not
+    /// hash to it (<see cref="MetadataDigest"/>); a map without the entry passes.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The digests differ; the message names the file, both SHA-256s and what to do.</exception>
+    private static void CheckMetadata(string path, IReadOnlyDictionary<string, string> metadata)
+    {
+        if (!metadata.TryGetValue(MetadataSha256Key, out var recorded)) return;
+        var digest = MetadataDigest(metadata);
+        if (!string.Equals(digest, recorded, StringComparison.Ordinal))
+            throw new InvalidDataException($"{path}: checksum mismatch: the header's metadata has SHA-256 {digest}, the header records {recorded}. " +
+                "The metadata (the network, the input standardization, the class names, ...) was edited or is damaged, so the file would load as " +
+                "a model that predicts wrongly: copy it again from where its run wrote it, or use one of the run's checkpoints (Checkpoint:Directory) " +
+                $"instead. If the metadata was changed on purpose, remove {MetadataSha256Key} from it.");
+    }
+
     /// <summary>Writes every segment of <paramref name="parameters"/> as an F32 tensor named as in its layout, with the
-    /// data section's SHA-256 under <see cref="DataSha256Key"/> in <c>__metadata__</c> (replacing any such entry of
-    /// <paramref name="metadata"/>).</summary>
+    /// data section's SHA-256 under <see cref="DataSha256Key"/> and then the metadata's own under <see cref="MetadataSha256Key"/>
+    /// in <c>__metadata__</c> (replacing any such entries of <paramref name="metadata"/>).</summary>
     /// <param name="path">Target file; replaced atomically (<see cref="AtomicFile"/>): a reader sees the old file or the whole new one.</param>
     /// <param name="parameters">Flat weights and their layout.</param>
     /// <param name="metadata">Optional string metadata stored under <c>__metadata__</c>.</param>
@@ -44,6 +86,8 @@ public static class SafeTensors
         if (metadata is not null)
             foreach (var (key, value) in metadata) entries[key] = value;
         entries[DataSha256Key] = Convert.ToHexStringLower(hash.GetHashAndReset());
+        entries.Remove(MetadataSha256Key);
+        entries[MetadataSha256Key] = MetadataDigest(entries);
         var header = new Dictionary<string, object>(StringComparer.Ordinal) { ["__metadata__"] = entries };
         long offset = 0;
         foreach (var segment in parameters.Layout.Segments)
@@ -68,8 +112,11 @@ public static class SafeTensors
     }
 
     /// <summary>The <c>__metadata__</c> string map of a safetensors file (empty when it has none); reads only the header,
-    /// but validates it whole (see <see cref="SafeTensorsHeader"/>).</summary>
+    /// but validates it whole (see <see cref="SafeTensorsHeader"/>), and when it records <see cref="MetadataSha256Key"/>, checks
+    /// the other entries against it.</summary>
     /// <exception cref="SafeTensorsFormatException">The header is malformed; the message names the file, the tensor and the bytes.</exception>
+    /// <exception cref="InvalidDataException">The metadata's SHA-256 is not the recorded <see cref="MetadataSha256Key"/>: the
+    /// header was edited or is damaged; the message names the file and says what to do.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
     /// <exception cref="UnreadableFileException">This process may not read the file; the message names it and says to
     /// check its permissions (<see cref="Unreadable"/>).</exception>
@@ -82,16 +129,19 @@ public static class SafeTensors
         var header = new byte[headerLength];
         stream.Position = 8;
         stream.ReadExactly(header);
-        return SafeTensorsHeader.Parse(path, header, stream.Length).Metadata;
+        var metadata = SafeTensorsHeader.Parse(path, header, stream.Length).Metadata;
+        CheckMetadata(path, metadata);
+        return metadata;
     }
 
-    /// <summary>Reads every tensor of a safetensors file, and when its metadata records <see cref="DataSha256Key"/>, checks
-    /// the data section against it (one SHA-256 pass over the bytes read).</summary>
+    /// <summary>Reads every tensor of a safetensors file; when its metadata records <see cref="MetadataSha256Key"/>, checks the
+    /// other entries against it, and when it records <see cref="DataSha256Key"/>, the data section (one SHA-256 pass over the
+    /// bytes read).</summary>
     /// <exception cref="SafeTensorsFormatException">The file breaks the format (see <see cref="SafeTensorsHeader"/>: header length,
     /// JSON, overlapping, aliased or uncovered bytes, offsets past the end), or a tensor is not F32 (an int64
     /// <c>*.num_batches_tracked</c> counter is skipped) or too large for one array; the message names the file, the tensor and the bytes.</exception>
-    /// <exception cref="InvalidDataException">The data section's SHA-256 is not the recorded <see cref="DataSha256Key"/>: the
-    /// file is corrupt; the message names it and says what to do.</exception>
+    /// <exception cref="InvalidDataException">The data section's SHA-256 is not the recorded <see cref="DataSha256Key"/>, or the
+    /// metadata's not the recorded <see cref="MetadataSha256Key"/>: the file is corrupt; the message names it and says what to do.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
     /// <exception cref="UnreadableFileException">This process may not read the file; the message names it and says to
     /// check its permissions (<see cref="Unreadable"/>).</exception>
@@ -147,6 +197,7 @@ public static class SafeTensors
     internal static IReadOnlyDictionary<string, NamedTensor> Read(string path, byte[] bytes)
     {
         var (tensors, metadata, dataStart) = ReadWithMetadata(path, bytes);
+        CheckMetadata(path, metadata);
         if (metadata.TryGetValue(DataSha256Key, out var recorded))
         {
             var checksum = Convert.ToHexStringLower(SHA256.HashData(bytes.AsSpan(dataStart)));
@@ -154,13 +205,13 @@ public static class SafeTensors
                 throw new InvalidDataException($"{path}: checksum mismatch: the data section's SHA-256 is {checksum}, the header records {recorded}. " +
                     "The file is corrupt (damaged on disk or in a copy), so its weights cannot be trusted: copy it again from where its run wrote it, " +
                     $"or use one of the run's checkpoints (Checkpoint:Directory) instead. If another tool rewrote the file on purpose and kept DistTrain's " +
-                    $"metadata (safetensors' save_file(..., metadata=...) lays the tensors out anew), remove {DataSha256Key} from its metadata.");
+                    $"metadata (safetensors' save_file(..., metadata=...) lays the tensors out anew), remove {DataSha256Key} and {MetadataSha256Key} from its metadata.");
         }
         return tensors;
     }
 
     /// <summary>Reads every tensor and the metadata of a safetensors file already in memory, and where its data section starts;
-    /// does not check <see cref="DataSha256Key"/> (the caller does: <see cref="TrainingCheckpoint.Read"/>, <see cref="Read(string, byte[])"/>).</summary>
+    /// does not check <see cref="DataSha256Key"/> nor <see cref="MetadataSha256Key"/> (the caller does: <see cref="TrainingCheckpoint.Read"/>, <see cref="Read(string, byte[])"/>).</summary>
     /// <exception cref="SafeTensorsFormatException">As <see cref="Read(string)"/>.</exception>
     internal static (IReadOnlyDictionary<string, NamedTensor> Tensors, IReadOnlyDictionary<string, string> Metadata, int DataStart) ReadWithMetadata(string path, byte[] bytes)
     {

@@ -27,7 +27,7 @@ namespace DistTrain.Core.Checkpoints;
 /// see <see cref="OptimizerOptions.StateHyperparameters"/>), <c>training_mode</c> (Training:Mode), <c>trained_ahead</c>
 /// (asynchronous mode: <c>round:shard;...</c> of minibatches after the position already trained), <c>data_sha256</c>,
 /// the SHA-256 of every byte after the header, and <c>metadata_sha256</c>, that of the other metadata entries
-/// (<see cref="MetadataDigest"/>; optional when reading); <c>train_samples</c>, <c>data_settings</c>, <c>model_settings</c> and
+/// (<see cref="SafeTensors.MetadataDigest"/>; optional when reading); <c>train_samples</c>, <c>data_settings</c>, <c>model_settings</c> and
 /// <c>run_epochs</c> (Training:Epochs of the run), which a resume compares with its config.</para>
 /// <para>The learning-rate schedule is a pure function of the position (optimizer steps, epoch, round, steps per epoch),
 /// so the position is its whole state.</para>
@@ -368,25 +368,12 @@ public sealed class TrainingCheckpoint
     internal static bool HeaderChecksumMatches(IReadOnlyDictionary<string, string> metadata) =>
         !metadata.TryGetValue(MetadataSha256Key, out var recorded) || string.Equals(MetadataDigest(metadata), recorded, StringComparison.Ordinal);
 
-    /// <summary>Metadata key of the header's own checksum (<see cref="MetadataDigest"/>).</summary>
-    private const string MetadataSha256Key = "metadata_sha256";
+    /// <summary>Metadata key of the header's own checksum (<see cref="SafeTensors.MetadataDigest"/>, as model files record it):
+    /// <c>data_sha256</c> covers the tensors, this the position and settings, which a resume trusts as much: a header edited
+    /// to another round would otherwise train some minibatches twice or never.</summary>
+    private const string MetadataSha256Key = SafeTensors.MetadataSha256Key;
 
-    /// <summary>
-    /// The SHA-256 (lower-case hex) of every metadata entry but <see cref="MetadataSha256Key"/>: in ordinal order of their
-    /// keys, each as <c>{key length}:{key}{value length}:{value}</c> (lengths in UTF-16 code units), so no two different
-    /// sets of entries hash the same text. <c>data_sha256</c> covers the tensors, this the position and settings, which a
-    /// resume trusts as much: a header edited to another round would otherwise train some minibatches twice or never.
-    /// </summary>
-    private static string MetadataDigest(IReadOnlyDictionary<string, string> metadata)
-    {
-        var text = new StringBuilder();
-        foreach (var key in metadata.Keys.Where(k => k != MetadataSha256Key).Order(StringComparer.Ordinal))
-        {
-            var value = metadata[key];
-            text.Append(CultureInfo.InvariantCulture, $"{key.Length}:{key}{value.Length}:{value}");
-        }
-        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
-    }
+    private static string MetadataDigest(IReadOnlyDictionary<string, string> metadata) => SafeTensors.MetadataDigest(metadata);
 
     /// <summary>The recorded optimizer hyperparameters; null when the checkpoint has none (written before they were recorded).</summary>
     private static List<(string Key, string Value)>? Hyperparameters(string path, string json)

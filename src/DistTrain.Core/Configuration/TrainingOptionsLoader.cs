@@ -194,6 +194,11 @@ public static class TrainingOptionsLoader
             // JSON: A duplicate key": the file is valid JSON, so the problem is named as what it is.
             throw new ConfigurationException(source, [.. duplicates, NotJson(e)]);
         }
+        // A layer list longer than any model's is refused alone, before the checks below: their walks over the configuration's
+        // keys grow with the square of its length (a config of 10,000 layers took minutes before its first problem).
+        var layerCount = configuration.GetSection("Model:Layers").GetChildren().Count();
+        if (layerCount > TrainingOptionsValidator.MaxLayers)
+            throw new ConfigurationException(source, [AppendOrigin(TrainingOptionsValidator.TooManyLayers(layerCount), Origin)]);
         // Every category of problem is reported together: nulls, list gaps, unknown keys, values of the wrong type, then
         // out-of-range values. A key found wrong in one category is left out of the later ones (bound as its default, and
         // the validator's lines that name it dropped), so it is reported once, by its own problem, never as "= 0".

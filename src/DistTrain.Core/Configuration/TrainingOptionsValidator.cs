@@ -75,7 +75,9 @@ public static class TrainingOptionsValidator
         var layers = options.Model.Layers;
         if (layers.Count == 0)
             problems.Add("Model:Layers is empty: list at least one Dense layer, e.g. [{\"Type\": \"Dense\", \"Units\": 10}].");
-        for (var i = 0; i < layers.Count; i++)
+        if (layers.Count > MaxLayers)
+            problems.Add(TooManyLayers(layers.Count)); // and no line per layer: the list itself is the problem
+        for (var i = 0; i < layers.Count && layers.Count <= MaxLayers; i++)
         {
             var layer = layers[i];
             var type = LayerTypes.Canonical(layer.Type);
@@ -211,6 +213,22 @@ public static class TrainingOptionsValidator
             }
         return problems;
     }
+
+    /// <summary>
+    /// Most entries of Model:Layers. Far above any network this trainer is meant for: a plain stack (no skip connections)
+    /// stops training well long before (VGG-19 written out here, with a BatchNorm and an activation after each of its 16
+    /// convolutions, its 5 pooling layers, Flatten, and a ReLU and a Dropout after each of its first 2 Dense layers, is 61
+    /// layers; ResNet-152's layers in a row, without the skip connections a list cannot express, about 460). A longer list
+    /// is a generated config gone wrong: 10,000 layers took minutes (and up to gigabytes, with the layers' width) to load
+    /// and build before the first step, most of it in the loader's checks, which grow with the square of the layers.
+    /// </summary>
+    internal const int MaxLayers = 1_000;
+
+    /// <summary>The problem of a Model:Layers list of <paramref name="count"/> entries, more than <see cref="MaxLayers"/>.</summary>
+    internal static string TooManyLayers(int count) =>
+        $"Model:Layers = {Counts.Of(count, "layer")} is more than a model may have ({Counts.Number(MaxLayers)}): no network trained here comes near " +
+        "that many (VGG-19 with a BatchNorm and an activation after each convolution is 61 layers). " +
+        "Remove layers: a generated config may repeat a block too often.";
 
     /// <summary>Largest Units of a Dense layer.</summary>
     internal const int MaxUnits = 1 << 20;

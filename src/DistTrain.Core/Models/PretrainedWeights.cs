@@ -144,8 +144,9 @@ public static class PretrainedWeights
     /// part of the model; the message lists every such tensor with both shapes and says how to fix it: with the prefix
     /// the names carry when they differ from the model's only by one, with Model:ReplaceHead when only the head differs. Also
     /// when a tensor loaded holds a NaN or an infinity (a diverged run's weights, or a damaged file; the message names the
-    /// tensor, the count and the first such value), and when the file records the SHA-256 of its data section
-    /// (<see cref="SafeTensors.DataSha256Key"/>: DistTrain's model files and checkpoints) and the data does not match it.</exception>
+    /// tensor, the count and the first such value), and when the file records the SHA-256 of its data section or of its
+    /// metadata (<see cref="SafeTensors.DataSha256Key"/>, <see cref="SafeTensors.MetadataSha256Key"/>: DistTrain's model files
+    /// and checkpoints) and the data or the metadata does not match it.</exception>
     /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors of F32 tensors; the message names the tensor and bytes.</exception>
     /// <exception cref="UnreadableFileException">This process may not read the file; the message says to check its permissions.</exception>
     public static IReadOnlyList<string> Load(string path, Sequential model, ParameterVector weights, bool replaceHead, Action<string>? log = null)

@@ -113,9 +113,10 @@ public sealed class TrainedModel
     /// <exception cref="FileNotFoundException">There is no such file.</exception>
     /// <exception cref="InvalidDataException">The metadata lacks the network or its normalization (a PyTorch export has
     /// only tensors), that network is not valid or larger than the file, a metadata entry is malformed, or the tensors do
-    /// not fit the network, or a tensor holds NaN or infinity, or the data section does not match the SHA-256 the file
-    /// records (<see cref="SafeTensors.DataSha256Key"/>: a corrupt file; one without it, written by an older build, loads
-    /// unchecked); the message names the file, the tensor and the fix.</exception>
+    /// not fit the network, or a tensor holds NaN or infinity, or the data section or the metadata does not match the SHA-256
+    /// the file records for it (<see cref="SafeTensors.DataSha256Key"/>, <see cref="SafeTensors.MetadataSha256Key"/>: a corrupt
+    /// or edited file; one without them, written by an older build, loads unchecked); the message names the file, the tensor
+    /// and the fix.</exception>
     /// <exception cref="SafeTensorsFormatException">The file breaks the safetensors format; the message names the tensor and bytes.</exception>
     /// <exception cref="UnreadableFileException">This process may not read the file; the message says to check its permissions.</exception>
     public static TrainedModel Load(string path)
@@ -168,13 +169,15 @@ public sealed class TrainedModel
         // Checks the data section against the recorded data_sha256 (a corrupt file is refused), and refuses weights that
         // are not finite, naming the tensor.
         PretrainedWeights.Load(path, replica, weights, replaceHead: false);
-        // The checksum describes this file's bytes, not the model: Save records a new one, and an ONNX export leaves it out.
-        var entries = metadata.Where(m => m.Key != SafeTensors.DataSha256Key).ToDictionary(m => m.Key, m => m.Value, StringComparer.Ordinal);
+        // The checksums describe this file's bytes, not the model: Save records new ones, and an ONNX export leaves them out.
+        var entries = metadata.Where(m => m.Key is not (SafeTensors.DataSha256Key or SafeTensors.MetadataSha256Key))
+            .ToDictionary(m => m.Key, m => m.Value, StringComparer.Ordinal);
         return new TrainedModel(model, weights, normalizer, entries);
     }
 
     /// <summary>Writes the weights and metadata as safetensors (loadable by <see cref="Load"/>, <c>disttrain</c> and PyTorch), with
-    /// the SHA-256 of the tensor data in the metadata (<see cref="SafeTensors.DataSha256Key"/>), which <see cref="Load"/> checks.</summary>
+    /// the SHA-256 of the tensor data and that of the other metadata entries in the metadata (<see cref="SafeTensors.DataSha256Key"/>,
+    /// <see cref="SafeTensors.MetadataSha256Key"/>), which <see cref="Load"/> checks.</summary>
     /// <param name="path">Target file; written to a temporary file first, then renamed.</param>
     /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty or white space.</exception>

@@ -95,17 +95,39 @@ internal static class SafeTensorsRules
 
     /// <summary>
     /// For a valid file (<see cref="Violation"/> null): null when its <c>__metadata__</c> has no <c>data_sha256</c> or that
-    /// entry is the lower-case hex SHA-256 of the data section (every byte after the header), as DistTrain writes it;
-    /// otherwise what differs. DistTrain must refuse a file with such a mismatch, and only such a file, as corrupt.
+    /// entry is the lower-case hex SHA-256 of the data section (every byte after the header), and has no <c>metadata_sha256</c>
+    /// or that entry is <see cref="MetadataDigest"/> of the other entries, as DistTrain writes them; otherwise what differs.
+    /// DistTrain must refuse a file with such a mismatch, and only such a file, as corrupt.
     /// </summary>
     public static string? ChecksumMismatch(byte[] bytes)
     {
         var n = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
         using var document = JsonDocument.Parse(Encoding.UTF8.GetString(bytes, 8, n));
-        if (!document.RootElement.TryGetProperty("__metadata__", out var metadata) || metadata.ValueKind != JsonValueKind.Object
-            || !metadata.TryGetProperty("data_sha256", out var recorded))
+        if (!document.RootElement.TryGetProperty("__metadata__", out var metadata) || metadata.ValueKind != JsonValueKind.Object)
+            return null;
+        if (metadata.TryGetProperty("metadata_sha256", out var recordedMetadata))
+        {
+            var digest = MetadataDigest([.. metadata.EnumerateObject().Select(p => (p.Name, p.Value.GetString()!))]);
+            if (recordedMetadata.GetString() != digest)
+                return $"metadata_sha256 '{recordedMetadata.GetString()}', the other metadata entries' SHA-256 {digest}";
+        }
+        if (!metadata.TryGetProperty("data_sha256", out var recorded))
             return null;
         var actual = Convert.ToHexStringLower(SHA256.HashData(bytes.AsSpan(8 + n)));
         return recorded.GetString() == actual ? null : $"data_sha256 '{recorded.GetString()}', data section's SHA-256 {actual}";
+    }
+
+    /// <summary>
+    /// <c>metadata_sha256</c> as the docs define it, written out here independently of the reader: the lower-case hex SHA-256
+    /// of the UTF-8 text of every entry but <c>metadata_sha256</c>, keys in ordinal order, each <c>{key length}:{key}{value
+    /// length}:{value}</c> (lengths in UTF-16 code units).
+    /// </summary>
+    public static string MetadataDigest(IEnumerable<(string Key, string Value)> entries)
+    {
+        var text = new StringBuilder();
+        foreach (var (key, value) in entries.Where(e => e.Key != "metadata_sha256").OrderBy(e => e.Key, StringComparer.Ordinal))
+            text.Append(key.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append(':').Append(key)
+                .Append(value.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append(':').Append(value);
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
     }
 }

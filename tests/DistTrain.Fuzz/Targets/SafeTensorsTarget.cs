@@ -8,7 +8,8 @@ namespace DistTrain.Fuzz.Targets;
 
 /// <summary>
 /// safetensors files (pretrained weights and checkpoints): valid files with random tensors, dtypes, shapes and metadata,
-/// some recording the SHA-256 of their data (<c>data_sha256</c>, as DistTrain writes them); headers whose offsets overlap,
+/// some recording the SHA-256 of their data (<c>data_sha256</c>) and some that of their metadata too (<c>metadata_sha256</c>),
+/// as DistTrain writes them; headers whose offsets overlap,
 /// alias, leave gaps, run past the end or overflow, with wrong dtypes and JSON types; and byte mutations of both.
 /// </summary>
 public static class SafeTensorsTarget
@@ -39,17 +40,17 @@ public static class SafeTensorsTarget
 
     /// <summary>A file from entries: consistent offsets unless given, the data section as long as they claim or off by a little.</summary>
     private static readonly Gen<byte[]> Structured = Gen.Select(Entries.Array[0, 5], Gen.Bool, Gen.Int[-6, 6], Gen.Int[0, 3],
-        (entries, withMetadata, dataSlack, headerSlack) => Build(entries, withMetadata, dataSlack, headerSlack, withChecksum: false));
+        (entries, withMetadata, dataSlack, headerSlack) => Build(entries, withMetadata, dataSlack, headerSlack, checksums: 0));
 
-    /// <summary>Valid files as DistTrain writes them (with the data's SHA-256 or, as PyTorch's, without), including a
-    /// PyTorch-style int64 counter.</summary>
+    /// <summary>Valid files as DistTrain writes them (with the data's SHA-256 and the metadata's, as an older build with the
+    /// data's only, or, as PyTorch's, without), including a PyTorch-style int64 counter.</summary>
     private static readonly Gen<byte[]> Valid = Gen.Select(
-        Gen.Int[0, 4].SelectMany(n => Gen.Long[0, 4].Array[0, 3].Array[n, n]), Gen.Int[0, 2], Gen.Bool,
+        Gen.Int[0, 4].SelectMany(n => Gen.Long[0, 4].Array[0, 3].Array[n, n]), Gen.Int[0, 3], Gen.Bool,
         (shapes, metadata, withCounter) =>
         {
             var entries = shapes.Select((shape, i) => new Entry($"{i}.weight", "F32", shape, null, null)).ToList();
             if (withCounter) entries.Add(new Entry("9.num_batches_tracked", "I64", [], null, null));
-            return Build([.. entries], withMetadata: metadata > 0, 0, 0, withChecksum: metadata == 2);
+            return Build([.. entries], withMetadata: metadata > 0, 0, 0, checksums: Math.Max(0, metadata - 1));
         });
 
     /// <summary>The target: <see cref="SafeTensors.Read(string, byte[])"/> and the metadata reader over the same bytes.</summary>
@@ -74,7 +75,7 @@ public static class SafeTensorsTarget
             }
             catch (InvalidDataException) when (mismatch is not null)
             {
-                throw; // corrupt: its data does not match its data_sha256
+                throw; // corrupt: its data does not match its data_sha256, or its metadata its metadata_sha256
             }
             catch (InvalidDataException e) when (violation is not null || !loadable)
             {
@@ -82,7 +83,7 @@ public static class SafeTensorsTarget
             }
             catch (InvalidDataException e)
             {
-                throw new FuzzFinding("refused", $"a valid file whose data matches its data_sha256 or that has none: {e.Message}");
+                throw new FuzzFinding("refused", $"a valid file whose data and metadata match their checksums or that has none: {e.Message}");
             }
             if (violation is not null)
                 throw new FuzzFinding("accepted", $"a file the reference reader refuses ({violation})");
@@ -97,13 +98,16 @@ public static class SafeTensorsTarget
                 throw new FuzzFinding("message", $"the refusal does not name the file: {e.Message}");
         });
 
-    /// <summary>The value <c>data_sha256</c> holds until the data is written: as long as a SHA-256 in hex.</summary>
+    /// <summary>The value <c>data_sha256</c> and <c>metadata_sha256</c> hold until the data is written: as long as a SHA-256 in hex.</summary>
     private static readonly string ChecksumPlaceholder = new('0', 64);
 
-    private static byte[] Build(Entry[] entries, bool withMetadata, int dataSlack, int headerSlack, bool withChecksum)
+    /// <param name="checksums">0: none; 1: <c>data_sha256</c>; 2: that and <c>metadata_sha256</c>.</param>
+    private static byte[] Build(Entry[] entries, bool withMetadata, int dataSlack, int headerSlack, int checksums)
     {
         var json = new StringBuilder("{");
-        if (withChecksum) json.Append("\"__metadata__\":{\"format\":\"pt\",\"data_sha256\":\"").Append(ChecksumPlaceholder).Append("\"},");
+        if (checksums > 0)
+            json.Append("\"__metadata__\":{\"format\":\"pt\",\"data_sha256\":\"").Append(ChecksumPlaceholder)
+                .Append(checksums > 1 ? "\",\"metadata_sha256\":\"" + ChecksumPlaceholder : "").Append("\"},");
         else if (withMetadata) json.Append("\"__metadata__\":{\"format\":\"pt\"},");
         long offset = 0;
         foreach (var e in entries)
@@ -130,10 +134,14 @@ public static class SafeTensorsTarget
         header.CopyTo(bytes, 8);
         bytes.AsSpan(8 + header.Length, padded - header.Length).Fill((byte)' ');
         new Random(data).NextBytes(bytes.AsSpan(8 + padded));
-        if (withChecksum)
+        if (checksums > 0)
         {
             var at = json.ToString().IndexOf(ChecksumPlaceholder, StringComparison.Ordinal); // ASCII up to there: chars are bytes
-            Encoding.ASCII.GetBytes(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes.AsSpan(8 + padded)))).CopyTo(bytes, 8 + at);
+            var dataSha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes.AsSpan(8 + padded)));
+            Encoding.ASCII.GetBytes(dataSha256).CopyTo(bytes, 8 + at);
+            if (checksums > 1)
+                Encoding.ASCII.GetBytes(SafeTensorsRules.MetadataDigest([("format", "pt"), ("data_sha256", dataSha256)]))
+                    .CopyTo(bytes, 8 + json.ToString().IndexOf(ChecksumPlaceholder, at + 64, StringComparison.Ordinal));
         }
         return bytes;
     }
