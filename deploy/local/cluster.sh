@@ -304,7 +304,7 @@ stopped_alone() { grep -qE '(Ctrl-C|SIGTERM): stopping at the next step' "$logs/
 # stopped_as_job_ended NAME: names a worker stopped alone whose end the job's end followed within seconds (or preceded), which
 # the loop below does not report as a worker the job goes on without.
 stopped_as_job_ended() {
-  echo "$1$(joined_as "$1") was stopped (SIGTERM or Ctrl-C to it alone) as the job was ending; it left the job before its end. Its log: $logs/$1.log." >&2
+  echo "$1$(joined_as "$1") was stopped (SIGTERM or Ctrl-C to it alone) within seconds of the job's end; it left the job just before that end. Its log: $logs/$1.log." >&2
 }
 # The job ends when the parameter server does; a node that fails before that ends the run.
 status=0

@@ -326,8 +326,8 @@ public class LocalClusterScriptTests
             var workerLog = File.ReadAllText(Path.Combine(runFolder, "logs", "worker-2.log"));
             Assert.Contains("SIGTERM: stopping at the next step", workerLog);
             var number = Regex.Match(workerLog, @"Joined the job as worker (\d+)").Groups[1].Value;
-            Assert.Contains($"worker-2 (worker {number} in the parameter server's lines) was stopped (SIGTERM or Ctrl-C to it alone) as the job was ending; " +
-                $"it left the job before its end. Its log: {runFolder}/logs/worker-2.log.", errors);
+            Assert.Contains($"worker-2 (worker {number} in the parameter server's lines) was stopped (SIGTERM or Ctrl-C to it alone) within seconds of the job's end; " +
+                $"it left the job just before that end. Its log: {runFolder}/logs/worker-2.log.", errors);
             Assert.DoesNotContain("worker-1", errors);
         });
 
