@@ -615,6 +615,26 @@ public class RunReportTests : IDisposable
         Assert.EndsWith("decay term 0.0435", Cli.ConsoleProgress.Describe(epoch, 2, options.Optimizer.Kind));
     }
 
+    /// <summary>
+    /// The start-up line's schedule gives its counts as the warnings beside it do: warmup steps with thousands separators
+    /// ("100,000", as the warmup warning says; it said "100000"), and a Step schedule that decays every epoch says "every epoch"
+    /// (it said "every 1 epochs").
+    /// </summary>
+    [Fact]
+    public void The_start_up_line_on_the_schedule_writes_its_counts_as_counts()
+    {
+        var options = TestData.Options(TestData.Mlp(16, 4), workers: 1, batch: 50, epochs: 2);
+        string Schedule() => TrainCommand.SettingsLines(options, "1", null, null).Single(line => line.StartsWith("optimizer ", StringComparison.Ordinal)).Split("; schedule ")[1];
+        options.Optimizer.Schedule.WarmupSteps = 100_000;
+        Assert.Equal("Constant after 100,000 warmup steps from 0.1×", Schedule());
+        options.Optimizer.Schedule.WarmupSteps = 1;
+        Assert.Equal("Constant after 1 warmup step from 0.1×", Schedule());
+        options.Optimizer.Schedule = new() { Kind = LearningRateScheduleKind.Step, StepEpochs = 1, Gamma = 0.5 };
+        Assert.Equal("Step ×0.5 every epoch", Schedule());
+        options.Optimizer.Schedule.StepEpochs = 1_500;
+        Assert.Equal("Step ×0.5 every 1,500 epochs", Schedule());
+    }
+
     /// <summary>The start-up line names the initializer's own setting when it differs from its default; not the others.</summary>
     [Fact]
     public void The_start_up_line_on_the_initializer_names_the_setting_its_kind_reads_when_changed()
