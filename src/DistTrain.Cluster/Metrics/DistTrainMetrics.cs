@@ -58,6 +58,10 @@ public static class DistTrainMetrics
     /// worker's push whose own gradient was clipped.</summary>
     public static void RecordClippedStep() => Interlocked.Increment(ref _clippedSteps);
 
+    /// <summary>The gradients clipped in this process so far (<see cref="RecordClippedStep"/>): one per clipped step at the
+    /// parameter server, or under Cluster:Compression TopK one per clipped push of this process's workers.</summary>
+    public static long ClippedSteps => Interlocked.Read(ref _clippedSteps);
+
     private static long _workersLost;
 
     /// <summary>Counts a worker lost during training (its node died or its connection closed); the job goes on without it.</summary>
