@@ -3,6 +3,7 @@ using System.Text;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Metrics;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Core;
 using DistTrain.Core.Checkpoints;
 
 namespace DistTrain.Cli;
@@ -20,8 +21,13 @@ namespace DistTrain.Cli;
 /// <param name="runDirectory">The run folder that <c>epochs.csv</c> and <c>steps.csv</c> are written into after each epoch;
 /// null writes them only at the end (<see cref="Write"/>).</param>
 /// <param name="warn">Where the warning line of a per-epoch write that failed goes; null for <see cref="CliConsole.Notice"/>.</param>
-internal sealed class RunReport(ITrainingObserver next, string? runDirectory = null, Action<string>? warn = null) : ITrainingObserver
+/// <param name="clippedCount">The gradients clipped so far in this process, read when the report is created and by
+/// <see cref="NotLearning"/> (the difference is this run's); null for <see cref="DistTrainMetrics.ClippedSteps"/>.</param>
+internal sealed class RunReport(ITrainingObserver next, string? runDirectory = null, Action<string>? warn = null, Func<long>? clippedCount = null) : ITrainingObserver
 {
+    private readonly Func<long> _clippedCount = clippedCount ?? (() => DistTrainMetrics.ClippedSteps);
+    private readonly long _clippedAtStart = (clippedCount ?? (() => DistTrainMetrics.ClippedSteps))();
+
     /// <summary>The header of <c>steps.csv</c>.</summary>
     internal const string StepsHeader = "epoch,step,version,samples,train_loss,learning_rate,round_seconds,compute_seconds,update_seconds,messaging_seconds,waiting_seconds";
 
@@ -143,20 +149,24 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
     /// mean training loss of its last epoch is not 1% below that of its first (each the mean over the same samples), and
     /// the final test accuracy is at most 1.5 times chance (1 / <paramref name="classCount"/>). It names the likely causes:
     /// vanishing gradients and the initializer when vanishing-gradient warnings fired during the run (<see cref="ActorWarned"/>);
-    /// a learning rate outside the usual range for the optimizer (one inside it is said not to be the likely cause); and
-    /// labels that do not depend on the inputs. Null otherwise.
+    /// Optimizer:GradientClipNorm when it clipped every step (under Cluster:Compression TopK every push), so that the clip, not
+    /// the gradient, set each update; a learning rate the steps used (<see cref="StepApplied"/>: the schedule's, with warmup
+    /// and scaling) below the usual range for the optimizer while the configured one is not; a configured learning rate
+    /// outside that range. Without any of these, a learning rate inside the range is said not to be the likely cause. It
+    /// also names labels that do not depend on the inputs. Null otherwise.
     /// </summary>
-    /// <param name="options">The run's options (the optimizer, its learning rate and the initializer are named).</param>
+    /// <param name="options">The run's options (the optimizer, its learning rate, schedule and clipping, and the initializer are named).</param>
     /// <param name="classCount">The model's outputs (classes); below 2 gives null.</param>
     /// <param name="testAccuracy">The final test accuracy, as a fraction.</param>
     public string? NotLearning(DistTrain.Core.Configuration.TrainingOptions options, int classCount, double testAccuracy)
     {
         EpochSummary first, last;
         string[] vanishing;
+        double[] rates;
         lock (_gate)
         {
             if (classCount < 2 || _epochs.Count < 2 || _epochs[0].Epoch != 1 || _epochs[0].TrainSamples == 0) return null;
-            (first, last, vanishing) = (_epochs[0], _epochs[^1], [.. _vanishing]);
+            (first, last, vanishing, rates) = (_epochs[0], _epochs[^1], [.. _vanishing], [.. _steps.Select(s => s.LearningRate)]);
         }
         var chance = 1.0 / classCount;
         // A NaN loss is the divergence's to report; a loss that fell means it learned, however slowly.
@@ -176,15 +186,68 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
                     or Core.Initialization.InitializerKind.XavierNormal or Core.Initialization.InitializerKind.XavierUniform
                     ? "The initializer is already scaled to fan_in/fan_out: use fewer saturating activations (Sigmoid, Tanh) in a row, or BatchNorm between the layers. "
                     : "Use HeNormal for ReLU or XavierUniform for Tanh and Sigmoid (Model:Initializer:Kind), or fewer saturating activations (Sigmoid, Tanh) in a row. "));
-        if (!usualRate)
+        // The rate the steps used: half of them used at most the median. Below the usual range while the configured rate is
+        // not, the schedule (or the staleness-aware rate) kept the steps too small.
+        var used = rates.Order().ToArray();
+        var median = used.Length > 0 ? used[(used.Length - 1) / 2] : o.LearningRate;
+        var clipped = ClippedEveryStep(options, rates.Length, median);
+        if (clipped is not null) text.Append(clipped);
+        var lowered = used.Length > 0 && median < low && o.LearningRate >= low;
+        if (lowered)
+        {
+            var schedule = o.Schedule;
+            var scheduled = schedule.Kind != Core.Optimization.LearningRateScheduleKind.Constant || schedule.WarmupSteps > 0;
+            var by = scheduled
+                ? $"Optimizer:Schedule ({Core.Optimization.LearningRateSchedule.Describe(schedule)}) lowered it"
+                : options.Training.StalenessAwareLearningRate
+                    ? "Training:StalenessAwareLearningRate divided it by the gradients' staleness"
+                    : "it was lowered";
+            text.Append(FormattableString.Invariant(
+                $"The steps used a learning rate below the usual range for {o.Kind} ({typical}): {median:G3} at the median of the run's {Counts.Of(used.Length, "step")} ") +
+                FormattableString.Invariant($"and {rates[^1]:G3} at the last, where Optimizer:LearningRate = {o.LearningRate:G4}; {by}, so the weights barely moved. ") +
+                (scheduled ? "Check Optimizer:Schedule's Gamma, MinLearningRate, WarmupSteps and WarmupStartFactor against the run's length. " : ""));
+        }
+        else if (!usualRate)
             text.Append(CultureInfo.InvariantCulture,
                 $"Check Optimizer:LearningRate = {o.LearningRate:G4}: for {o.Kind} it is usually {typical}; much smaller does not move the weights, much larger can stall them. ");
-        else if (vanishing.Length == 0)
+        else if (vanishing.Length == 0 && clipped is null)
             text.Append(FormattableString.Invariant(
                 $"Optimizer:LearningRate = {o.LearningRate:G4} is within the usual range for {o.Kind} ({typical}), so it is an unlikely cause; check Model:Initializer:Kind = ") +
                 $"{TrainCommand.DescribeInitializer(options.Model.Initializer)} and the layers. ");
-        text.Append(vanishing.Length == 0 && usualRate ? "Check also" : "Otherwise check").Append(" that the labels belong to their inputs (the label column, the class folders).");
+        var causeNamed = vanishing.Length > 0 || clipped is not null || lowered || !usualRate;
+        text.Append(causeNamed ? "Otherwise check" : "Check also").Append(" that the labels belong to their inputs (the label column, the class folders).");
         return text.ToString();
+    }
+
+    /// <summary>
+    /// The sentence naming Optimizer:GradientClipNorm as the cause when it clipped every step of the run (at least 99% of
+    /// them, a step in flight at either end aside): the parameter server's clipped steps against <paramref name="steps"/>, or
+    /// under Cluster:Compression TopK the workers' clipped pushes against the pushes applied. Null when clipping is off or
+    /// left steps unclipped. The counts are this process's (<c>clippedCount</c>): in cluster mode under TopK the workers on
+    /// other nodes are not counted, and nothing is said.
+    /// </summary>
+    /// <param name="options">The run's options.</param>
+    /// <param name="steps">The steps this run applied.</param>
+    /// <param name="rate">The learning rate the steps typically used (the median), for the update's size.</param>
+    private string? ClippedEveryStep(DistTrain.Core.Configuration.TrainingOptions options, int steps, double rate)
+    {
+        var o = options.Optimizer;
+        if (o.GradientClipNorm <= 0 || steps == 0) return null;
+        var clipped = _clippedCount() - _clippedAtStart;
+        var onWorkers = options.ClipsOnWorkers;
+        var gradients = onWorkers ? WorkerCompute.Summarize().Sum(w => w.Reports) : steps;
+        if (gradients == 0 || clipped < 0.99 * gradients) return null;
+        var what = onWorkers
+            ? $"every worker's push ({Counts.Number(clipped)} clipped, {Counts.Of(gradients, "push", "pushes")} applied; under Cluster:Compression TopK each worker clips its own to GradientClipNorm / sqrt(gradients per step))"
+            : $"every step's gradient ({Counts.Number(Math.Min(clipped, steps))} of {Counts.Of(steps, "step")})";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"Optimizer:GradientClipNorm = {o.GradientClipNorm:G3} clipped {what}, so the clip, not the gradient, set each update: ") +
+            (o.Kind == Core.Optimization.OptimizerKind.Sgd
+                ? string.Create(CultureInfo.InvariantCulture,
+                    $"the learning rate times a vector of norm {o.GradientClipNorm:G3}, at most {rate * o.GradientClipNorm:G3} a step at the steps' median learning rate {rate:G3} (before momentum), likely too small to move the weights. ")
+                : string.Create(CultureInfo.InvariantCulture,
+                    $"{o.Kind} stepped on a gradient of norm {o.GradientClipNorm:G3}, whose elements can fall below Optimizer:Epsilon and then move the weights too little. ")) +
+            "Raise GradientClipNorm above the usual gradient norm (disttrain_training_gradient_norm gives it per tensor) or set it to 0. ";
     }
 
     /// <summary>True once a step of this run was applied: there is a report to write.</summary>

@@ -322,7 +322,8 @@ internal static class TrainCommand
     /// a patience as long as the run (<see cref="PatienceOutlastsRun"/>), a Step schedule that never decays in the run
     /// (<see cref="StepScheduleNeverDecays"/>), an accumulation that makes each epoch one step (<see cref="AccumulationCoversShard"/>),
     /// local SGD steps that outlast the epoch (<see cref="LocalStepsOutlastEpoch"/>), settings the optimizer's kind, the schedule's kind, the training mode or the gradient
-    /// compression does not use (<see cref="TrainingOptions.UnusedSettings"/>), layer settings the layer's type does not use and a
+    /// compression does not use (<see cref="TrainingOptions.UnusedSettings"/>), momentum correction left off by Optimizer:Nesterov
+    /// (<see cref="TrainingOptions.MomentumCorrectionOff"/>), layer settings the layer's type does not use and a
     /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), Model:Freeze without Model:Pretrained
     /// (<see cref="FrozenWithoutPretrained"/>), an initializer that gives every weight of a layer the same value in a network
     /// with hidden layers (<see cref="SymmetricInitializer"/>), classes without a training sample, images
@@ -346,6 +347,7 @@ internal static class TrainCommand
         if (LocalStepsOutlastEpoch(options, train.Count, workers ?? options.Training.Workers) is { } localSteps) yield return localSteps;
         if (BatchNormWithOneSample(options, train.Count, workers ?? options.Training.Workers) is { } oneSample) yield return oneSample;
         foreach (var unused in options.UnusedSettings()) yield return unused;
+        if (options.MomentumCorrectionOff() is { } correctionOff) yield return correctionOff;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
         if (FrozenWithoutPretrained(options.Model, options.Checkpoint.Resume) is { } frozen) yield return frozen;
         if (SymmetricInitializer(options.Model, options.Checkpoint.Resume) is { } symmetric) yield return symmetric;

@@ -217,5 +217,75 @@ public sealed class CompressionTrainingTests
         float16.Encode([1f, 65_519f, -65_519f]); // rounds to ±65,504: within range, the residual keeps the rest
     }
 
+    /// <summary>
+    /// Under TopK each worker clips its own push, and the parameter server clips nothing, so its measurements never warned
+    /// that the clip sets every step (a run with every push clipped said nothing). The codec counts the clipped pushes in a
+    /// row: by hand, clip 2 over 4 gradients per step is 1 per push, [3, 4, 12] (norm 13) is clipped, [0.3, 0.4, 0] (norm
+    /// 0.5) is not and ends the run; the warning comes once, at the third clipped push in a row, with the clip and the norm
+    /// it has seen. A codec told to count none never warns.
+    /// </summary>
+    [Fact]
+    public void A_worker_whose_pushes_are_all_clipped_warns_once_that_the_clip_sets_every_step()
+    {
+        var layout = new ParameterLayout([("0.weight", [2]), ("0.bias", [1])]);
+        var settings = new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 1);
+        var local = new Cluster.Training.LocalGradientSettings(ClipNorm: 2, L1: 0, L2: 0, DecayBiasAndNormParameters: false);
+        var codec = new Cluster.Training.GradientWireCodec(settings, layout, local, clippedPushesToWarn: 3);
+        var quiet = new Cluster.Training.GradientWireCodec(settings, layout, local);
+        string? Push(Cluster.Training.GradientWireCodec c, params float[] gradient)
+        {
+            c.Encode(gradient, workersPerStep: 4);
+            return c.TakeClippingWarning(worker: 0);
+        }
+        Assert.Null(Push(codec, 3f, 4f, 12f));
+        Assert.Null(Push(codec, 3f, 4f, 12f));
+        Assert.Null(Push(codec, 0.3f, 0.4f, 0f)); // not clipped: the run starts again
+        Assert.Null(Push(codec, 3f, 4f, 12f));
+        Assert.Null(Push(codec, 3f, 4f, 12f));
+        Assert.Equal("Gradient clipping: Optimizer:GradientClipNorm = 2 clipped worker 0's gradient at each of its last 3 pushes (under " +
+            "Cluster:Compression TopK each worker clips its own push, to GradientClipNorm / sqrt(4 gradients per step) = 1; the norm is now 13, " +
+            "13 times that), so the clip, not the gradient's size, sets every step: each push is a vector of that norm. If that is not meant, " +
+            "raise GradientClipNorm above 26 (this norm times the square root of the gradients per step) or set it to 0, and tune " +
+            "Optimizer:LearningRate instead.", Push(codec, 3f, 4f, 12f));
+        for (var i = 0; i < 5; i++) Assert.Null(Push(codec, 3f, 4f, 12f)); // once
+        for (var i = 0; i < 5; i++) Assert.Null(Push(quiet, 3f, 4f, 12f));
+    }
+
+    /// <summary>
+    /// The same in a whole run: TopK with Optimizer:GradientClipNorm 1.25e-6 clips every push; with the gradient norms measured
+    /// every step, worker 0 warns after 10 (<see cref="Core.Diagnostics.GradientHealthMonitor.ClippedMeasurementsToWarn"/>)
+    /// clipped pushes in a row, as the parameter server does after 10 measurements without TopK. Only worker 0 warns.
+    /// </summary>
+    [Fact]
+    public async Task A_TopK_run_whose_pushes_are_all_clipped_is_warned_of()
+    {
+        var options = Options(0, 0, decayBiasAndNorm: true, GradientCompression.TopK, ratio: 0.1, epochs: 2);
+        options.Optimizer.GradientClipNorm = 1.25e-6;
+        options.Monitoring.GradientNormEverySteps = 1;
+        Assert.Equal(10, Cluster.Training.ReplicaSettings.From(options).ClippedPushesToWarn);
+        var warnings = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        Action<string> warned = warnings.Enqueue;
+        CommandLineLogger.WarningLogged += warned;
+        try
+        {
+            await Run(options);
+        }
+        finally
+        {
+            CommandLineLogger.WarningLogged -= warned;
+        }
+        // The logger's event is process-wide: only this run's clip (1.25e-6) is looked for.
+        var clipping = warnings.Where(w => w.StartsWith("Gradient clipping: Optimizer:GradientClipNorm = 1.25E-06 clipped worker ", StringComparison.Ordinal)).ToList();
+        var warning = Assert.Single(clipping);
+        Assert.StartsWith("Gradient clipping: Optimizer:GradientClipNorm = 1.25E-06 clipped worker 0's gradient at each of its last 10 pushes (under " +
+            "Cluster:Compression TopK each worker clips its own push, to GradientClipNorm / sqrt(2 gradients per step) = 8.84E-07; the norm is now ", warning);
+        // Off with the measurements, as the parameter server's warning is; and without TopK the parameter server clips and warns.
+        options.Monitoring.GradientNormEverySteps = 0;
+        Assert.Equal(0, Cluster.Training.ReplicaSettings.From(options).ClippedPushesToWarn);
+        options.Monitoring.GradientNormEverySteps = 1;
+        options.Cluster.Compression = GradientCompression.None;
+        Assert.Equal(0, Cluster.Training.ReplicaSettings.From(options).ClippedPushesToWarn);
+    }
+
     private static double MaxDifference(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs((double)x - y)).Max();
 }

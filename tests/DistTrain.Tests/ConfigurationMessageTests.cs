@@ -22,6 +22,31 @@ public class ConfigurationMessageTests
     /// <summary>The problems about settings given more than once, without the others the file has (a model left out).</summary>
     private static IReadOnlyList<string> Repeats(string json) => [.. Problems(json).Where(p => p.Contains(" is given ", StringComparison.Ordinal))];
 
+    /// <summary>
+    /// Data:Augmentation:CropPadding on images of a known size is reported once, with the range those images allow: 1025 on
+    /// 28x28 images was reported twice (out of [0, 1024], then too large for 28x28), and -1 said 1024 was allowed where 14 is
+    /// the most. Without an image shape, the general range applies.
+    /// </summary>
+    [Theory]
+    [InlineData("1025", "Data:Augmentation:CropPadding = 1025 (from environment variable DISTTRAIN_Data__Augmentation__CropPadding) is too large for 28x28 images: allowed 0 to 14 (half the smaller side).")]
+    [InlineData("-1", "Data:Augmentation:CropPadding = -1 (from environment variable DISTTRAIN_Data__Augmentation__CropPadding) is negative for 28x28 images: allowed 0 to 14 (half the smaller side).")]
+    [InlineData("15", "Data:Augmentation:CropPadding = 15 (from environment variable DISTTRAIN_Data__Augmentation__CropPadding) is too large for 28x28 images: allowed 0 to 14 (half the smaller side).")]
+    public void CropPadding_on_images_of_a_known_size_is_reported_once_with_their_range(string padding, string expected)
+    {
+        const string cnn = """{ "Model": { "InputShape": [1, 28, 28], "Layers": [{ "Type": "Flatten" }, { "Type": "Dense", "Units": 10 }] } }""";
+        Assert.Equal([expected], Problems(cnn, new() { ["DISTTRAIN_Data__Augmentation__CropPadding"] = padding }));
+        // Images larger than twice the general limit are held to that limit.
+        const string large = """{ "Model": { "InputShape": [1, 4096, 3000], "Layers": [{ "Type": "Flatten" }, { "Type": "Dense", "Units": 10 }] } }""";
+        Assert.Equal(["Data:Augmentation:CropPadding = 1025 (from environment variable DISTTRAIN_Data__Augmentation__CropPadding) is too large for " +
+            "4096x3000 images: allowed 0 to 1024 (the largest padding allowed)."],
+            Problems(large, new() { ["DISTTRAIN_Data__Augmentation__CropPadding"] = "1025" }));
+        // A flat input has no image size: the general range, and the augmentation needs image samples.
+        var flat = Problems(Mlp, new() { ["DISTTRAIN_Data__Augmentation__CropPadding"] = "1025" });
+        Assert.Equal(2, flat.Count);
+        Assert.StartsWith("Data:Augmentation:CropPadding = 1025 (from environment variable DISTTRAIN_Data__Augmentation__CropPadding) is out of range: allowed [0, 1024].", flat[0]);
+        Assert.Contains("needs image samples", flat[1]);
+    }
+
     [Fact]
     public void A_list_element_of_the_wrong_type_names_the_type_it_takes()
     {

@@ -208,6 +208,9 @@ public class MetricsTests
         foreach (var name in counters)
             Assert.Matches($@"(?m)^# TYPE {name} counter$", after);
         Assert.Matches(@"(?m)^# HELP disttrain_actor_dead_letters_total \(\{message\}\) Messages published as dead letters\.$", after);
+        // Under TopK the clipped gradients are the workers' pushes, several a step: the help says so (it said "Steps whose gradient was clipped").
+        Assert.Matches(@"(?m)^# HELP disttrain_training_clipped_steps_total \(\{gradient\}\) Gradients clipped by global norm \(Optimizer:GradientClipNorm\): " +
+            @"a step's averaged gradient, clipped at the parameter server, or under Cluster:Compression TopK a worker's push, clipped on its worker \(so up to one per push, more than the steps\)\.$", after);
         foreach (var name in new[] { "disttrain_training_epoch", "disttrain_training_samples_per_second", "disttrain_actor_mailbox_depth" })
             Assert.Matches($@"(?m)^# TYPE {name} gauge$", after);
         Assert.Matches(@"(?m)^# TYPE disttrain_actor_processing_seconds histogram$", after);

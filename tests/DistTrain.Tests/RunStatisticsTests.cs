@@ -147,6 +147,114 @@ public sealed class RunStatisticsTests : IDisposable
     }
 
 
+    /// <summary>
+    /// A run fed to the report by hand: <paramref name="rates"/> the learning rate of each step (10 per epoch, 2 epochs),
+    /// the training loss flat at 2.3, each step's gradients from 2 workers, and <paramref name="clipped"/> gradients counted as
+    /// clipped during it. Returns the report's diagnosis for 10 classes at 10% test accuracy.
+    /// </summary>
+    private static string? Diagnosis(TrainingOptions options, double[] rates, long clipped)
+    {
+        long count = 1_000; // the process's count before the run: only the difference is this run's
+        var report = new RunReport(NullTrainingObserver.Instance, clippedCount: () => count);
+        for (var epoch = 1; epoch <= 2; epoch++)
+        {
+            report.EpochStarted(epoch, 10, 1000);
+            for (var step = 0; step < 10; step++)
+            {
+                report.StepApplied(epoch, step, 10 * (epoch - 1) + step + 1, 100, 2.3, rates[10 * (epoch - 1) + step], new(0.01, 0.005, 0.005, 0.001));
+                report.WorkersReported([2.3, 2.3], [0.005, 0.005], [0, 0]);
+            }
+            report.EpochCompleted(new EpochSummary(epoch, 10 * epoch, 2.3, 2.3, 0.1, 1000, 1000, 1, 0.1));
+        }
+        count += clipped;
+        return report.NotLearning(options, 10, 0.1);
+    }
+
+    /// <summary>
+    /// Optimizer:GradientClipNorm 1e-6 clipped every step: each update was the learning rate times a vector of norm 1e-6, and
+    /// the run learned nothing. The diagnosis said the learning rate, 0.05, was an unlikely cause and blamed the initializer;
+    /// it names the clip, with the step's size, and says nothing of the initializer. A clip that left steps unclipped is not
+    /// named. Under TopK the workers clip each push, and the pushes are compared with the pushes applied.
+    /// </summary>
+    [Fact]
+    public void A_run_that_learned_nothing_with_every_step_clipped_is_told_of_the_clip()
+    {
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 2, learningRate: 0.05);
+        options.Optimizer.GradientClipNorm = 1e-6;
+        var rates = Enumerable.Repeat(0.05, 20).ToArray();
+        var warning = Diagnosis(options, rates, clipped: 20);
+        Assert.NotNull(warning);
+        Assert.Contains("(10.00% for 10 classes). Optimizer:GradientClipNorm = 1E-06 clipped every step's gradient (20 of 20 steps), so the clip, not the " +
+            "gradient, set each update: the learning rate times a vector of norm 1E-06, at most 5E-08 a step at the steps' median learning rate 0.05 " +
+            "(before momentum), likely too small to move the weights. Raise GradientClipNorm above the usual gradient norm (disttrain_training_gradient_norm " +
+            "gives it per tensor) or set it to 0. Otherwise check that the labels belong to their inputs", warning);
+        Assert.DoesNotContain("unlikely cause", warning);
+        Assert.DoesNotContain("Initializer", warning);
+
+        // Half the steps clipped: the clip did not set every update, and the diagnosis is as before.
+        var half = Diagnosis(options, rates, clipped: 10);
+        Assert.DoesNotContain("GradientClipNorm", half);
+        Assert.Contains("Optimizer:LearningRate = 0.05 is within the usual range for Sgd (0.01 to 0.1), so it is an unlikely cause; check Model:Initializer:Kind", half);
+
+        // TopK: 2 pushes a step, each clipped on its worker.
+        options.Cluster.Compression = Core.Compression.GradientCompression.TopK;
+        Assert.Contains("Optimizer:GradientClipNorm = 1E-06 clipped every worker's push (40 clipped, 40 pushes applied; under Cluster:Compression TopK each " +
+            "worker clips its own to GradientClipNorm / sqrt(gradients per step)), so the clip, not the gradient, set each update: ", Diagnosis(options, rates, clipped: 40));
+        Assert.DoesNotContain("GradientClipNorm", Diagnosis(options, rates, clipped: 20)); // one push in two: not every step
+    }
+
+    /// <summary>
+    /// Optimizer:LearningRate 0.05 is in the usual range, but the schedule (Exponential, Gamma 1e-30) gave the second epoch's
+    /// steps 5e-32: the diagnosis named 0.05 an unlikely cause. It names the rate the steps used, the median and the last,
+    /// and the schedule. A warmup as long as the run does the same; a schedule that keeps the rate in range is not named.
+    /// </summary>
+    [Fact]
+    public void A_run_that_learned_nothing_at_a_scheduled_learning_rate_below_the_usual_range_is_told_of_the_schedule()
+    {
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 2, learningRate: 0.05);
+        options.Optimizer.Schedule = new() { Kind = Core.Optimization.LearningRateScheduleKind.Exponential, Gamma = 1e-30 };
+        double[] exponential = [.. Enumerable.Repeat(0.05, 10), .. Enumerable.Repeat(5e-32, 10)];
+        var warning = Diagnosis(options, exponential, clipped: 0);
+        Assert.NotNull(warning);
+        Assert.Contains("(10.00% for 10 classes). The steps used a learning rate below the usual range for Sgd (0.01 to 0.1): 5E-32 at the median of the " +
+            "run's 20 steps and 5E-32 at the last, where Optimizer:LearningRate = 0.05; Optimizer:Schedule (Exponential ×1E-30 per epoch) lowered it, so " +
+            "the weights barely moved. Check Optimizer:Schedule's Gamma, MinLearningRate, WarmupSteps and WarmupStartFactor against the run's length. " +
+            "Otherwise check that the labels belong to their inputs", warning);
+        Assert.DoesNotContain("unlikely cause", warning);
+
+        // A warmup of 100,000 steps from 1e-6× over a run of 20: the rate never left the warmup's start.
+        options.Optimizer.Schedule = new() { WarmupSteps = 100_000, WarmupStartFactor = 1e-6 };
+        var warmup = Diagnosis(options, [.. Enumerable.Range(0, 20).Select(i => 0.05 * (1e-6 + (1 - 1e-6) * i / 100_000.0))], clipped: 0);
+        Assert.Contains("4.55E-06 at the median of the run's 20 steps and 9.55E-06 at the last, where Optimizer:LearningRate = 0.05; Optimizer:Schedule " +
+            "(Constant after 100,000 warmup steps from 1E-06×) lowered it", warmup);
+
+        // Cosine from 0.05 down to 0.01 stays in range: the configured rate is still said to be an unlikely cause.
+        options.Optimizer.Schedule = new() { Kind = Core.Optimization.LearningRateScheduleKind.Cosine, MinLearningRate = 0.01 };
+        var cosine = Diagnosis(options, [.. Enumerable.Range(0, 20).Select(i => 0.01 + 0.04 * (1 + Math.Cos(Math.PI * i / 20)) / 2)], clipped: 0);
+        Assert.DoesNotContain("The steps used", cosine);
+        Assert.Contains("Optimizer:LearningRate = 0.05 is within the usual range for Sgd (0.01 to 0.1), so it is an unlikely cause", cosine);
+    }
+
+    /// <summary>
+    /// The same in a whole run: the subset with Optimizer:GradientClipNorm 1e-6 at a learning rate of 0.05 learns nothing,
+    /// and the diagnosis, from the run's own count of clipped steps, names the clip.
+    /// </summary>
+    [Fact]
+    public async Task A_run_whose_every_step_was_clipped_to_nothing_is_told_of_the_clip()
+    {
+        var data = TestData.Normalized();
+        var options = TestData.Options(TestData.Mlp(16, 10), workers: 1, batch: 50, epochs: 2, learningRate: 0.05);
+        options.Optimizer.GradientClipNorm = 1e-6;
+        options.Compute.BlasThreads = 1;
+        var report = new RunReport(NullTrainingObserver.Instance);
+        var result = await SingleNodeTrainer.RunAsync(options, data.Train, data.Test, report).WithTestTimeout();
+        var warning = report.NotLearning(options, data.Train.ClassCount, result.FinalEpoch.TestAccuracy);
+        Assert.True(warning is not null, $"accuracy {result.FinalEpoch.TestAccuracy}, losses {string.Join(", ", result.Epochs.Select(e => e.TrainLoss))}");
+        // Other tests in this process may clip too (the count is process-wide): the steps shown are at most this run's 40.
+        Assert.Contains("Optimizer:GradientClipNorm = 1E-06 clipped every step's gradient (40 of 40 steps), so the clip, not the gradient, set each update", warning);
+        Assert.DoesNotContain("unlikely cause", warning);
+    }
+
     [Theory]
     [InlineData(TrainingMode.Sync)]
     [InlineData(TrainingMode.Async)]

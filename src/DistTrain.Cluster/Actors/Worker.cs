@@ -71,7 +71,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         _trainer = new ReplicaTrainer(_model, _loss, train, _settings, seed, augmenter);
         _gradientMessages = [.. Enumerable.Range(0, 2).Select(_ => new GradientComputed(0, 0, 0, workerIndex, 0, 0, new float[_trainer.Wire.ReportLength]))];
         _codec = _settings.Compression is { } compression && !_trainer.IsLocalSgd
-            ? new GradientWireCodec(compression, _model.Layout, _settings.LocalGradient)
+            ? new GradientWireCodec(compression, _model.Layout, _settings.LocalGradient, workerIndex == 0 ? _settings.ClippedPushesToWarn : 0)
             : null;
         _evaluation = new(() => (EvaluationReplica(model), new MatrixBuffer(test.FeatureCount), new MatrixBuffer(test.ClassCount),
             new MatrixBuffer(test.ClassCount), new int[_evaluationBatchSize]));
@@ -244,7 +244,10 @@ public sealed class Worker : ReceiveActor, IWithStash
         var workersPerStep = _settings.Mode == Core.Configuration.TrainingMode.Async ? 1 : _shard!.ScalingWorkers;
         try
         {
-            return _codec.Encode(gradient, update.Values(), workersPerStep);
+            var encoded = _codec.Encode(gradient, update.Values(), workersPerStep);
+            // Worker 0's alone (the others' codecs count nothing): the workers' gradients are alike, one line says it for all.
+            if (_codec.TakeClippingWarning(_workerIndex) is { } clipping) _log.Warning("{0}", clipping);
+            return encoded;
         }
         catch (Core.Compression.GradientOverflowException e)
         {

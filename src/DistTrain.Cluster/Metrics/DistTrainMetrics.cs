@@ -58,6 +58,10 @@ public static class DistTrainMetrics
     /// worker's push whose own gradient was clipped.</summary>
     public static void RecordClippedStep() => Interlocked.Increment(ref _clippedSteps);
 
+    /// <summary>The gradients clipped in this process so far (<see cref="RecordClippedStep"/>): one per clipped step at the
+    /// parameter server, or under Cluster:Compression TopK one per clipped push of this process's workers.</summary>
+    public static long ClippedSteps => Interlocked.Read(ref _clippedSteps);
+
     private static long _workersLost;
 
     /// <summary>Counts a worker lost during training (its node died or its connection closed); the job goes on without it.</summary>
@@ -197,7 +201,8 @@ public static class DistTrainMetrics
         }, "{sample}", "Training samples: in the steps this node's parameter server applied (role=parameter-server), and those this node's workers computed gradients on (role=worker).");
         Meter.CreateObservableCounter("training.gradient_bytes", () => new Measurement<long>(Interlocked.Read(ref _gradientBytes), new KeyValuePair<string, object?>("node", Node)), "By",
             "Bytes of the gradients this node's workers pushed, as encoded for the wire (Cluster:Compression), without frame headers.");
-        Meter.CreateObservableCounter("training.clipped_steps", () => new Measurement<long>(Interlocked.Read(ref _clippedSteps), NodeTag), "{step}", "Steps whose gradient was clipped by global norm.");
+        Meter.CreateObservableCounter("training.clipped_steps", () => new Measurement<long>(Interlocked.Read(ref _clippedSteps), NodeTag), "{gradient}",
+            "Gradients clipped by global norm (Optimizer:GradientClipNorm): a step's averaged gradient, clipped at the parameter server, or under Cluster:Compression TopK a worker's push, clipped on its worker (so up to one per push, more than the steps).");
         Meter.CreateObservableCounter("training.workers_lost", () => new Measurement<long>(Interlocked.Read(ref _workersLost), NodeTag), "{worker}", "Workers lost during training; the job continued without them.");
         Meter.CreateObservableCounter("training.parameter_server_takeovers", () => new Measurement<long>(Interlocked.Read(ref _takeovers), NodeTag), "{takeover}",
             "Times this node's standby parameter server took over the job from a failed active one.");

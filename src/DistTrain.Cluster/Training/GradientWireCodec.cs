@@ -23,6 +23,9 @@ public sealed class GradientWireCodec
     private readonly LocalGradientSettings? _local;
     private readonly IReadOnlyList<ParameterGroupRange> _groups;
     private readonly ParameterLayout? _layout;
+    private readonly int _clippedPushesToWarn;
+    private int _clippedRun; // consecutive pushes clipped by the local clipping
+    private (double Norm, double ClipNorm, int Workers)? _clipped; // the push that completed the run, until its warning is taken
     private int _next;
 
     /// <summary>Creates the codec for reports whose first <paramref name="trainableLength"/> floats are the gradient, with no
@@ -47,12 +50,17 @@ public sealed class GradientWireCodec
     /// <param name="settings">The encoding.</param>
     /// <param name="layout">The model's parameter layout.</param>
     /// <param name="local">What the worker does to each gradient before encoding it; null: nothing.</param>
-    /// <exception cref="ArgumentOutOfRangeException">The model has no trainable parameters, or the settings are out of range.</exception>
-    public GradientWireCodec(GradientCompressionSettings settings, ParameterLayout layout, LocalGradientSettings? local = null)
+    /// <param name="clippedPushesToWarn">Consecutive pushes the local clipping clipped before <see cref="TakeClippingWarning"/>
+    /// gives its warning (<see cref="ReplicaSettings.ClippedPushesToWarn"/>); 0: never.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The model has no trainable parameters, the settings are out of range, or
+    /// <paramref name="clippedPushesToWarn"/> is negative.</exception>
+    public GradientWireCodec(GradientCompressionSettings settings, ParameterLayout layout, LocalGradientSettings? local = null, int clippedPushesToWarn = 0)
         : this(settings, (layout ?? throw new ArgumentNullException(nameof(layout))).TrainableTensorLengths)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(clippedPushesToWarn);
         _layout = layout;
         _local = local;
+        _clippedPushesToWarn = clippedPushesToWarn;
         _groups = local is { Regularizes: true } ? ParameterGroups.Ranges(layout, layout.TrainableLength, local.DecayBiasAndNormParameters) : [];
     }
 
@@ -90,12 +98,14 @@ public sealed class GradientWireCodec
         var gradient = report.AsSpan(0, length);
         if (_local is { } local)
         {
-            var scale = GradientHealthMonitor.ClipScale(GradientHealthMonitor.GlobalNorm(gradient), local.LocalClipNorm(workersPerStep));
+            var norm = GradientHealthMonitor.GlobalNorm(gradient);
+            var scale = GradientHealthMonitor.ClipScale(norm, local.LocalClipNorm(workersPerStep));
             if (scale < 1f)
             {
                 TensorPrimitives.Multiply(gradient, scale, gradient);
                 Metrics.DistTrainMetrics.RecordClippedStep();
             }
+            if (local.ClipNorm > 0) CountClipping(scale < 1f, norm, local, workersPerStep);
             if (local.Regularizes)
             {
                 if (weights.Length < length)
@@ -115,6 +125,34 @@ public sealed class GradientWireCodec
         }
         GradientDecoder.Decode(message, gradient);
         return message;
+    }
+
+    /// <summary>
+    /// The warning, once, when the local clipping clipped the gradient at each of the last <c>clippedPushesToWarn</c> pushes
+    /// (the constructor's): the clip, not the gradient, then sets every step's size. It begins with
+    /// <see cref="GradientHealthMonitor.ClippingWarningStart"/>, as the parameter server's clipping warning without TopK does
+    /// (there the parameter server clips, and its measurements warn). Null before that, and after it was taken.
+    /// </summary>
+    /// <param name="worker">The worker the codec encodes for, named in the warning.</param>
+    public string? TakeClippingWarning(int worker)
+    {
+        if (_clipped is not { } clipped) return null;
+        _clipped = null;
+        var (norm, clipNorm, workers) = clipped;
+        var clip = clipNorm / Math.Sqrt(workers);
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{GradientHealthMonitor.ClippingWarningStart}Optimizer:GradientClipNorm = {clipNorm:G3} clipped worker {worker}'s gradient at each of its last " +
+            $"{_clippedPushesToWarn:N0} pushes (under Cluster:Compression TopK each worker clips its own push, to GradientClipNorm / sqrt({workers} " +
+            $"{(workers == 1 ? "gradient" : "gradients")} per step) = {clip:G3}; the norm is now {norm:G3}, {norm / clip:G3} times that), so the clip, not the " +
+            $"gradient's size, sets every step: each push is a vector of that norm. If that is not meant, raise GradientClipNorm above " +
+            $"{norm * Math.Sqrt(workers):G3} (this norm times the square root of the gradients per step) or set it to 0, and tune Optimizer:LearningRate instead.");
+    }
+
+    private void CountClipping(bool clipped, double norm, LocalGradientSettings local, int workersPerStep)
+    {
+        if (!double.IsFinite(norm)) return; // a diverging run: its own error says so
+        _clippedRun = clipped ? _clippedRun + 1 : 0;
+        if (_clippedPushesToWarn > 0 && _clippedRun == _clippedPushesToWarn) _clipped = (norm, local.ClipNorm, Math.Max(1, workersPerStep));
     }
 
     /// <summary>"element 12 of tensor '0.weight'" for a flat index into the trainable prefix.</summary>

@@ -26,9 +26,13 @@ namespace DistTrain.Cluster.Training;
 /// part for the parameter server (null: float32, no encoding).</param>
 /// <param name="LocalGradient">With <paramref name="Compression"/> TopK: the clipping and the L1 and L2 terms the worker applies to
 /// each gradient before encoding it (null: none).</param>
+/// <param name="ClippedPushesToWarn">With <paramref name="LocalGradient"/> clipping: consecutive clipped pushes after which
+/// worker 0 warns that the clip sets every step's size, as the parameter server does without TopK after
+/// <see cref="GradientHealthMonitor.ClippedMeasurementsToWarn"/> measurements every Monitoring:GradientNormEverySteps steps:
+/// their product; 0 (the measurements off, or no local clipping): never.</param>
 public sealed record ReplicaSettings(TrainingMode Mode = TrainingMode.Sync, int MicroBatchSize = 0, int LocalSteps = 1,
     OptimizerOptions? Optimizer = null, int TotalEpochs = 1, AugmentationOptions? Augmentation = null, string SampleTraceDirectory = "",
-    GradientCompressionSettings? Compression = null, LocalGradientSettings? LocalGradient = null)
+    GradientCompressionSettings? Compression = null, LocalGradientSettings? LocalGradient = null, int ClippedPushesToWarn = 0)
 {
     /// <summary>Synchronous training, each minibatch in one pass.</summary>
     public static readonly ReplicaSettings Default = new();
@@ -38,8 +42,10 @@ public sealed record ReplicaSettings(TrainingMode Mode = TrainingMode.Sync, int 
     {
         ArgumentNullException.ThrowIfNull(options);
         var loop = options.Training;
+        var local = LocalGradientSettings.Of(options);
         return new ReplicaSettings(loop.Mode, loop.AccumulationSteps > 1 ? loop.BatchSizePerWorker : 0, loop.LocalSteps, options.Optimizer, loop.Epochs,
-            options.Data.Augmentation, options.Monitoring.SampleTraceDirectory, CompressionOf(options), LocalGradientSettings.Of(options));
+            options.Data.Augmentation, options.Monitoring.SampleTraceDirectory, CompressionOf(options), local,
+            local is { ClipNorm: > 0 } ? GradientHealthMonitor.ClippedMeasurementsToWarn * Math.Max(0, options.Monitoring.GradientNormEverySteps) : 0);
     }
 
     /// <summary>The encoder settings of Cluster:Compression, Cluster:TopKRatio, Cluster:TopKScope (Global for the encodings

@@ -504,16 +504,25 @@ public static class TrainingOptionsValidator
     {
         var augmentation = options.Data.Augmentation;
         var shape = options.Model.InputShape;
-        range("Data:Augmentation:CropPadding", augmentation.CropPadding, 0, 1024, false, false);
-        range("Data:Augmentation:MaxTranslation", augmentation.MaxTranslation, 0, 0.5, false, false);
-        if (!augmentation.Enabled) return;
-        if (shape.Count != 3 || shape.Any(d => d <= 0) || shape[1] < 2 || shape[2] < 2)
+        var images = shape.Count == 3 && shape.All(d => d > 0) && shape[1] >= 2 && shape[2] >= 2;
+        // With the image size known, CropPadding is checked against it alone, so the key is reported once, with the range
+        // that applies to these images (half the smaller side, within the general limit).
+        var padding = augmentation.CropPadding;
+        if (images)
         {
-            problems.Add($"Data:Augmentation = {augmentation} needs image samples: set Model:InputShape to [channels, height, width] (for example [1, 28, 28]), or turn augmentation off.");
-            return;
+            var half = Math.Min(shape[1], shape[2]) / 2;
+            var most = Math.Min(half, MaxCropPadding);
+            if (padding < 0 || padding > most)
+                problems.Add($"Data:Augmentation:CropPadding = {padding} is {(padding < 0 ? "negative" : "too large")} for {shape[1]}x{shape[2]} images: " +
+                    $"allowed 0 to {most} ({(half <= MaxCropPadding ? "half the smaller side" : "the largest padding allowed")}).");
         }
-        var smaller = Math.Min(shape[1], shape[2]);
-        if (2 * augmentation.CropPadding > smaller)
-            problems.Add($"Data:Augmentation:CropPadding = {augmentation.CropPadding} is too large for {shape[1]}x{shape[2]} images: allowed 0 to {smaller / 2} (half the smaller side).");
+        else
+            range("Data:Augmentation:CropPadding", padding, 0, MaxCropPadding, false, false);
+        range("Data:Augmentation:MaxTranslation", augmentation.MaxTranslation, 0, 0.5, false, false);
+        if (augmentation.Enabled && !images)
+            problems.Add($"Data:Augmentation = {augmentation} needs image samples: set Model:InputShape to [channels, height, width] (for example [1, 28, 28]), or turn augmentation off.");
     }
+
+    /// <summary>The largest Data:Augmentation:CropPadding whatever the image size, in pixels.</summary>
+    private const int MaxCropPadding = 1024;
 }

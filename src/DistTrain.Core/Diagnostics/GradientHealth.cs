@@ -116,6 +116,10 @@ public sealed class GradientHealthMonitor
         Latest = new LayerHealth[_segments.Length];
     }
 
+    /// <summary>How every warning that the gradient clipping set every step's size begins: this monitor's, and under
+    /// Cluster:Compression TopK a worker's, which clips its own pushes.</summary>
+    public const string ClippingWarningStart = "Gradient clipping: ";
+
     /// <summary>How every vanishing-gradient warning begins; the tensor's name follows, then a space.</summary>
     public const string VanishingWarningStart = "Vanishing gradient: ";
 
@@ -201,7 +205,7 @@ public sealed class GradientHealthMonitor
         if (!double.IsFinite(norm)) return; // a diverging run: its own warnings and error say so
         _clippedRun = norm > _clipNorm ? _clippedRun + 1 : 0;
         if (_clippedRun == ClippedMeasurementsToWarn)
-            (warnings ??= []).Add($"Gradient clipping: Optimizer:GradientClipNorm = {_clipNorm:G3} clipped the averaged gradient at each of the last " +
+            (warnings ??= []).Add($"{ClippingWarningStart}Optimizer:GradientClipNorm = {_clipNorm:G3} clipped the averaged gradient at each of the last " +
                 $"{ClippedMeasurementsToWarn} measurements (global norm now {norm:G3} at step {step}, {norm / _clipNorm:G3} times the clip), so the clip, not " +
                 "the gradient's size, sets every step: the update is LearningRate times a vector of norm GradientClipNorm. If that is not meant, " +
                 "raise GradientClipNorm above the usual norm (disttrain_training_gradient_norm gives it per tensor) or set it to 0, and tune " +

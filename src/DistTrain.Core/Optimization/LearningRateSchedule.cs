@@ -169,16 +169,17 @@ public sealed class LearningRateSchedule
         return rate;
     }
 
-    /// <summary>A short description for logs, such as <c>Cosine to 0.001 after 500 warmup steps from 0.1×</c>.</summary>
+    /// <summary>A short description for logs, such as <c>Cosine to 0.001 after 500 warmup steps from 0.1×</c>, <c>Step ×0.5 every
+    /// epoch</c> or <c>Constant after 100,000 warmup steps from 0.1×</c> (counts with thousands separators, <see cref="Counts"/>).</summary>
     public static string Describe(LearningRateScheduleOptions options)
     {
         var main = options.Kind switch
         {
-            LearningRateScheduleKind.Step => $"Step ×{Ranges.Format(options.Gamma)} every {options.StepEpochs} epochs",
+            LearningRateScheduleKind.Step => $"Step ×{Ranges.Format(options.Gamma)} every {(options.StepEpochs == 1 ? "epoch" : Counts.Of(options.StepEpochs, "epoch"))}",
             LearningRateScheduleKind.Exponential => $"Exponential ×{Ranges.Format(options.Gamma)} per epoch",
             LearningRateScheduleKind.Cosine => $"Cosine to {Ranges.Format(options.MinLearningRate)}",
             _ => "Constant",
         };
-        return options.WarmupSteps > 0 ? $"{main} after {options.WarmupSteps} warmup steps from {Ranges.Format(options.WarmupStartFactor)}×" : main;
+        return options.WarmupSteps > 0 ? $"{main} after {Counts.Of(options.WarmupSteps, "warmup step")} from {Ranges.Format(options.WarmupStartFactor)}×" : main;
     }
 }
