@@ -294,6 +294,10 @@ public class ConfigurationMessageTests
             "Training:Epochs = 0 (in test.json) is out of range: allowed [1, 10000].",
         ], Problems("{ \"Optimizer\": { \"LearningRate\": 0.05,\n \"learningrate\": -1 }, \"Training\": { \"Epochs\": 0 },\n" +
             " \"Model\": { \"Layers\": [{ \"Type\": \"Dense\", \"Units\": 10, \"units\": 3 }] } }"));
+        // A value and an object under one key beside a repeat: the file read without the repeats is no JSON the provider refuses
+        // (a line of the rewritten text would be named otherwise).
+        Assert.DoesNotContain(Problems("{ \"Training\": { \"Epochs\": 2,\n \"Epochs\": 3, \"Seed\": 1, \"seed\": { \"x\": 1 } } }"),
+            p => p.Contains("not valid JSON", StringComparison.Ordinal));
         // A file that is not JSON is still reported as such, and two sections that merge without a shared key are fine.
         Assert.StartsWith("the file is not valid JSON at line 1", Assert.Single(Problems("""{ "Training": { "Epochs": 2, "Epochs": 3 }""")));
         var merged = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes("""{ "Optimizer": { "LearningRate": 0.2 }, "optimizer": { "Momentum": 0.5 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }"""),

@@ -170,7 +170,7 @@ public sealed class EarlyStoppingResumeTests : IDisposable
         damagedBytes[^5] ^= 0x40;
         File.WriteAllBytes(bestPath, damagedBytes);
         Assert.Null(Restore(5, 40, out var changed));
-        Assert.Contains("is damaged: the SHA-256 of its weights differs from the one written with them", changed);
+        Assert.Contains($"{bestPath}: checksum mismatch: the data section's SHA-256 is ", changed);
         File.WriteAllBytes(bestPath, intact);
         Assert.NotNull(Restore(5, 40, out _));
 

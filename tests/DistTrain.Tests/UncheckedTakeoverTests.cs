@@ -67,4 +67,42 @@ public sealed class UncheckedTakeoverTests() : TestKit(TestTimeouts.TestKitConfi
             JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
         agent.ExpectNoMsg(TimeSpan.FromMilliseconds(500));
     }
+
+    /// <summary>
+    /// The self-refusal is for a node that stood by unchecked and has no other evidence. A parameter server that never stood
+    /// by (started alone; a leftover worker of an earlier job registers with that job's settings), or one that already
+    /// accepted a worker of the job with its own settings, refuses the differing worker as before, and its job goes on.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_parameter_server_that_never_stood_by_or_accepted_a_worker_of_the_job_refuses_a_differing_worker_not_itself(bool stoodBy)
+    {
+        var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        using var listener = DataPlaneListener.Start(0, certificates: null);
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), completion, new FailoverState { WasStandby = stoodBy, StandbyChecked = false }));
+
+        void Register(Akka.TestKit.TestProbe probe, string node, int units)
+        {
+            var fingerprint = ModelFingerprint.Of(TestData.Options(TestData.Mlp(units), workers: 2, batch: 8, epochs: 1));
+            host.Tell(new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: true, JobId: "0123456789ab",
+                JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)), probe.TestActor);
+        }
+
+        if (stoodBy)
+        {
+            // A worker of the job with this node's settings first: the node's settings are the job's.
+            var first = CreateTestProbe();
+            Register(first, "akka.tcp://disttrain@127.0.0.1:4100", 10);
+            Assert.Equal(0, first.ExpectMsg<WorkerAccepted>(Wait).WorkerIndex);
+        }
+        var other = CreateTestProbe();
+        Register(other, "akka.tcp://disttrain@127.0.0.1:4101", 12);
+        Assert.StartsWith("model settings differ from the parameter server's (Model.Layers[0].Units: 12 vs 10;",
+            other.ExpectMsg<RegistrationRefused>(Wait).Reason);
+        Assert.False(completion.Task.IsCompleted);
+    }
 }

@@ -275,10 +275,11 @@ public static class EarlyStoppingRecord
             }
             return new RestoredEarlyStopping(kept, best, weights.Values);
         }
-        catch (InvalidDataException)
+        catch (InvalidDataException e)
         {
-            // SafeTensors.Read's check of the file's data_sha256 (written since it records one): the bytes changed after writing.
-            problem = $"{weightsPath} is damaged: the SHA-256 of its weights differs from the one written with them";
+            // SafeTensors.Read's check of the file's data_sha256 or metadata_sha256 (written since it records them): the bytes
+            // changed after writing. Its message names which part and both digests.
+            problem = e.Message; // it starts with the file's path
             return null;
         }
         catch (Exception e) when (e is SafeTensorsFormatException or IOException or UnauthorizedAccessException)

@@ -475,7 +475,8 @@ public static class TrainingOptionsLoader
     /// <summary>
     /// <paramref name="json"/> as the JSON configuration provider would read it if each setting were given once: the first
     /// value of every setting that <see cref="DuplicateKeys"/> finds repeated is kept (a scalar or a whole list, matched by its
-    /// path ignoring case), later ones are left out, and objects of one section still merge. Comments and trailing commas are
+    /// path ignoring case), later ones are left out (also a value and an object under one key, whichever came first), and
+    /// objects of one section still merge. Comments and trailing commas are
     /// dropped. Called only on a file that has repeats; the file is refused for them all the same.
     /// </summary>
     /// <param name="json">A config file's bytes that <see cref="DuplicateKeys"/> read as JSON.</param>
@@ -483,7 +484,7 @@ public static class TrainingOptionsLoader
     {
         var start = json.AsSpan().StartsWith(System.Text.Encoding.UTF8.Preamble) ? System.Text.Encoding.UTF8.Preamble.Length : 0;
         using var document = JsonDocument.Parse(json.AsMemory(start), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
-        var given = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var given = new Dictionary<string, bool>(StringComparer.OrdinalIgnoreCase); // each key given, and whether as an object
         var output = new ArrayBufferWriter<byte>(json.Length);
         using (var writer = new Utf8JsonWriter(output))
             Write(document.RootElement, "", writer);
@@ -498,7 +499,11 @@ public static class TrainingOptionsLoader
                     foreach (var property in element.EnumerateObject())
                     {
                         var key = path.Length == 0 ? property.Name : $"{path}:{property.Name}";
-                        if (property.Value.ValueKind != JsonValueKind.Object && !given.Add(key)) continue; // a repeat: the first stands
+                        // A repeat: the first stands. Two objects of one section merge; any other repeat (a value, a list, or a
+                        // value and an object) is left out, so the provider reads the rest without a conflict.
+                        var isObject = property.Value.ValueKind == JsonValueKind.Object;
+                        if (given.TryGetValue(key, out var wasObject) && !(isObject && wasObject)) continue;
+                        given[key] = isObject;
                         writer.WritePropertyName(property.Name);
                         Write(property.Value, key, writer);
                     }
