@@ -33,8 +33,10 @@ internal static class BenchCommand
         var warmup = CliOptions.WholeNumber("--warmup", "Steps run before measuring (JIT, caches); at least 1.", "a whole number of warm-up steps, at least 1", 50);
         var data = CliOptions.Text("--data", "DIR", CliOptions.DataHelp, CliOptions.DataTakes);
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON line on standard output, alone: the table and the other lines go to standard error." };
-        var metricsPort = CliOptions.WholeNumber("--metrics-port", "Serve Prometheus metrics on this port while measuring (0 = off), to measure their overhead.",
-            "a TCP port from 0 to 65,535 (0 = no metrics)", 0);
+        // No default here: without the option, Metrics:Port of the config or the environment applies (as for train's options).
+        var metricsPort = CliOptions.WholeNumber("--metrics-port",
+            "Override Metrics:Port: serve Prometheus metrics on this port while measuring (0 = off), to measure their overhead.",
+            "a TCP port from 0 to 65,535 (0 = no metrics; Metrics:Port)");
         var command = new Command("bench", "Measure single-node training throughput, step-time split, allocations per step and peak RSS.")
         {
             config, workers, batch, steps, warmup, data, json, metricsPort,
@@ -47,7 +49,7 @@ internal static class BenchCommand
             };
             if (parse.GetValue(batch) is { } b) overrides["Training:BatchSizePerWorker"] = b.ToString(CultureInfo.InvariantCulture);
             if (parse.GetValue(data) is { } d) overrides["Data:Directory"] = d;
-            overrides["Metrics:Port"] = parse.GetValue(metricsPort).ToString(CultureInfo.InvariantCulture);
+            if (parse.GetValue(metricsPort) is { } port) overrides["Metrics:Port"] = port.ToString(CultureInfo.InvariantCulture);
             var configPath = parse.GetValue(config)!.FullName;
             if (parse.GetResult(config) is null or { Implicit: true })
             {

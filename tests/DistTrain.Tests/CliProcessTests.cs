@@ -47,17 +47,28 @@ public sealed class CliProcessTests : IDisposable
     }
 
     /// <summary>Runs <c>disttrain <paramref name="arguments"/></c> to its end; returns the process (for its output) and the exit code.</summary>
-    private async Task<(DistTrainProcess Process, int Exit)> Disttrain(TimeSpan timeout, params string[] arguments)
+    private Task<(DistTrainProcess Process, int Exit)> Disttrain(TimeSpan timeout, params string[] arguments) => Disttrain(null, timeout, arguments);
+
+    /// <summary>As <see cref="Disttrain(TimeSpan, string[])"/>, with <paramref name="environment"/> (DISTTRAIN_ variables) set for the process.</summary>
+    private async Task<(DistTrainProcess Process, int Exit)> Disttrain(IReadOnlyDictionary<string, string>? environment, TimeSpan timeout, params string[] arguments)
     {
-        var process = Start(arguments);
+        var process = Start(arguments, environment: environment);
         return (process, await process.WaitAsync(timeout));
     }
 
-    private DistTrainProcess Start(string[] arguments, bool defaultInterrupt = false)
+    private DistTrainProcess Start(string[] arguments, bool defaultInterrupt = false, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var process = new DistTrainProcess(arguments, workingDirectory: _directory, defaultInterrupt: defaultInterrupt);
+        var process = new DistTrainProcess(arguments, environment, workingDirectory: _directory, defaultInterrupt: defaultInterrupt);
         _processes.Add(process);
         return process;
+    }
+
+    /// <summary>A TCP port free on the loopback interface when asked.</summary>
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     /// <summary>The one run folder below <paramref name="output"/>.</summary>
@@ -305,7 +316,10 @@ public sealed class CliProcessTests : IDisposable
         var config = Config();
         File.WriteAllText(config, File.ReadAllText(config).Replace("\"Seed\": 3", "\"Seed\": 3, \"AccumulationSteps\": 2", StringComparison.Ordinal)
             .Replace("\"Optimizer\":", "\"Cluster\": { \"Compression\": \"BFloat16\", \"ParameterServerShards\": 2 }, \"Optimizer\":", StringComparison.Ordinal));
-        var (bench, exit) = await Disttrain(Run, "bench", "--config", config, "--workers", "2", "--warmup", "2", "--steps", "6", "--json");
+        // Metrics:Port from the environment applies: --metrics-port, not given, overrides nothing (its default 0 used to turn metrics off).
+        var metricsPort = FreePort();
+        var (bench, exit) = await Disttrain(new Dictionary<string, string> { ["DISTTRAIN_Metrics__Port"] = metricsPort.ToString(CultureInfo.InvariantCulture) }, Run,
+            "bench", "--config", config, "--workers", "2", "--warmup", "2", "--steps", "6", "--json");
         Assert.True(exit == 0, bench.Output);
         using var report = JsonDocument.Parse(bench.StandardOutput);
         Assert.Single(bench.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries));
@@ -317,6 +331,7 @@ public sealed class CliProcessTests : IDisposable
         Assert.Matches(@"workers x batch x accumulation steps\W+2 x 32 x 2\W", bench.StandardError);
         Assert.Matches(@"gradient compression\W+BFloat16 with error feedback\W", bench.StandardError);
         Assert.Contains("BLAS: ", bench.StandardError);
+        Assert.Matches($@"metrics\W+on, port {metricsPort}\W", bench.StandardError);
 
         // Another mode's steps are not what bench measures: refused, not measured as if they were synchronous rounds.
         var async = Config();
