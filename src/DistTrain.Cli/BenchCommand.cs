@@ -188,7 +188,7 @@ internal static class BenchCommand
             CliConsole.Fail("error", "the run ended before the measured steps completed.");
             return (1, null);
         }
-        var report = probe.Report(options);
+        var report = probe.Report(options, warmup);
         var table = new Table().AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
         table.AddRow("mode", $"{report.Mode} (synchronous steps)");
         if (report.AccumulationSteps > 1)
@@ -198,8 +198,8 @@ internal static class BenchCommand
         table.AddRow("samples per step (at most; the last of an epoch takes what is left)", report.SamplesPerStep.ToString("N0", CultureInfo.InvariantCulture));
         table.AddRow("gradient compression", report.Compression);
         table.AddRow("parameter-server shards", report.ParameterServerShards.ToString(CultureInfo.InvariantCulture));
-        table.AddRow("metrics", options.Metrics.Port == 0 ? "off" : $"on, port {options.Metrics.Port}");
-        table.AddRow("measured steps (after warm-up)", $"{report.Steps} (after {warmup})");
+        table.AddRow("metrics", report.MetricsPort == 0 ? "off" : $"on, port {report.MetricsPort}");
+        table.AddRow("measured steps (after warm-up)", $"{report.Steps} (after {report.WarmupSteps})");
         table.AddRow("samples/s", report.SamplesPerSecond.ToString("N0", CultureInfo.InvariantCulture));
         table.AddRow("step time, mean", $"{report.StepMilliseconds:F3} ms");
         table.AddRow("  compute (slowest worker)", $"{report.ComputeMilliseconds:F3} ms");
@@ -228,13 +228,14 @@ internal static class BenchCommand
 
     /// <summary>Bench figures; times are means per step. A step is one synchronous round (<see cref="Mode"/> is always Sync)
     /// of up to <see cref="SamplesPerStep"/> samples: <see cref="Workers"/> × <see cref="BatchSizePerWorker"/> × <see cref="AccumulationSteps"/>,
-    /// as <see cref="SamplesPerSecond"/> counts them (the last step of an epoch takes the samples left).</summary>
+    /// as <see cref="SamplesPerSecond"/> counts them (the last step of an epoch takes the samples left); <see cref="WarmupSteps"/> ran
+    /// before them, unmeasured; <see cref="MetricsPort"/> is the port the Prometheus metrics were served on while measuring, 0 when off.</summary>
     internal sealed record BenchReport(
         string Blas, int Workers, int BatchSizePerWorker, int Steps, double SamplesPerSecond, double StepMilliseconds,
         double ComputeMilliseconds, double UpdateMilliseconds, double MessagingMilliseconds, double WaitingMilliseconds,
         double AllocatedBytesPerStep, double WorkerAllocatedBytesPerStep, double ServerAllocatedBytesPerStep,
         int Gen0, int Gen1, int Gen2, long PeakRssBytes,
-        string Mode, int AccumulationSteps, int SamplesPerStep, string Compression, int ParameterServerShards);
+        string Mode, int AccumulationSteps, int SamplesPerStep, string Compression, int ParameterServerShards, int WarmupSteps, int MetricsPort);
 
     private sealed class BenchObserver(int warmup, int steps, CancellationTokenSource stop) : ITrainingObserver
     {
@@ -288,7 +289,7 @@ internal static class BenchCommand
             if (_seen >= warmup && !Done) _evaluationSeconds += summary.EvaluationSeconds;
         }
 
-        public BenchReport Report(TrainingOptions options)
+        public BenchReport Report(TrainingOptions options, int warmupSteps)
         {
             var seconds = Stopwatch.GetElapsedTime(_startTimestamp, _endTimestamp).TotalSeconds - _evaluationSeconds;
             double PerStep(double total) => 1000 * total / _measured;
@@ -297,7 +298,7 @@ internal static class BenchCommand
                 (_endAllocated - _startAllocated) / (double)_measured, _workerAllocated / (double)_measured, _serverAllocated / (double)_measured,
                 _gen0, _gen1, _gen2, PeakResidentBytes(),
                 options.Training.Mode.ToString(), options.Training.AccumulationSteps, options.Training.Workers * options.Training.MinibatchPerWorker,
-                CompressionOf(options), options.Cluster.ParameterServerShards);
+                CompressionOf(options), options.Cluster.ParameterServerShards, warmupSteps, options.Metrics.Port);
         }
 
         private static long PeakResidentBytes()

@@ -325,6 +325,8 @@ public sealed class CliProcessTests : IDisposable
         Assert.Single(bench.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         var root = report.RootElement;
         Assert.Equal((2, 32, 6), (root.GetProperty("Workers").GetInt32(), root.GetProperty("BatchSizePerWorker").GetInt32(), root.GetProperty("Steps").GetInt32()));
+        // The table's warm-up and metrics settings are in the JSON too.
+        Assert.Equal((2, metricsPort), (root.GetProperty("WarmupSteps").GetInt32(), root.GetProperty("MetricsPort").GetInt32()));
         Assert.Equal(("Sync", 2, 2 * 32 * 2, "BFloat16 with error feedback", 2), (root.GetProperty("Mode").GetString(), root.GetProperty("AccumulationSteps").GetInt32(),
             root.GetProperty("SamplesPerStep").GetInt32(), root.GetProperty("Compression").GetString(), root.GetProperty("ParameterServerShards").GetInt32()));
         // The table went to standard error, with the batch figure samples/s counts.
