@@ -199,7 +199,8 @@ internal static class BenchCommand
         else
             table.AddRow("workers x batch", $"{report.Workers} x {report.BatchSizePerWorker}");
         table.AddRow("samples per step, at most (mean of the measured)", string.Create(CultureInfo.InvariantCulture, $"{report.SamplesPerStep:N0} ({report.MeanSamplesPerStep:N1})"));
-        table.AddRow("gradient compression", report.Compression);
+        var (compression, compressionDetails) = CompressionCell(report.Compression);
+        table.AddRow("gradient compression", compression);
         table.AddRow("parameter-server shards", report.ParameterServerShards.ToString(CultureInfo.InvariantCulture));
         table.AddRow("metrics", report.MetricsPort == 0 ? "off" : $"on, port {report.MetricsPort}");
         table.AddRow("measured steps (after warm-up)", report.WarmupSteps == warmup ? $"{report.Steps} (after {warmup})" : $"{report.Steps} (after {report.WarmupSteps}, not {warmup})");
@@ -222,6 +223,7 @@ internal static class BenchCommand
         table.AddRow("GC collections gen0/1/2 (epoch ends included)", $"{report.Gen0}/{report.Gen1}/{report.Gen2}");
         table.AddRow("peak RSS", $"{report.PeakRssBytes / (1024.0 * 1024.0):F1} MiB");
         AnsiConsole.Write(table);
+        if (compressionDetails) AnsiConsole.WriteLine($"Gradient compression: {report.Compression}.");
         if (report.WarmupSteps != warmup)
             AnsiConsole.WriteLine($"Warm-up: {Counts.Of(report.WarmupSteps, "step")}, not {warmup}: it runs on past the first epoch's end (its short last " +
                 "step, the first evaluation), which runs code and fills buffers for the first time and is not steady state.");
@@ -237,6 +239,24 @@ internal static class BenchCommand
         const string prefix = "gradients sent as ";
         var described = options.DescribeCompression();
         return described is null ? "None" : described.StartsWith(prefix, StringComparison.Ordinal) ? described[prefix.Length..] : described;
+    }
+
+    /// <summary>
+    /// <see cref="CompressionOf"/> as the table's cell: its head, before the details in parentheses or after a semicolon (momentum
+    /// correction's settings, worker-side clipping), broken into lines before " with", " without" and " and" when longer than
+    /// the table's other values, so the table stays about 80 columns wide (the whole description ran to about 240); and whether
+    /// details were left out, which then go on a line of their own under the table.
+    /// </summary>
+    internal static (string Cell, bool DetailsLeftOut) CompressionCell(string compression)
+    {
+        var cut = new[] { compression.IndexOf(" (", StringComparison.Ordinal), compression.IndexOf("; ", StringComparison.Ordinal) }
+            .Where(i => i > 0).DefaultIfEmpty(compression.Length).Min();
+        var head = compression[..cut];
+        const int widestValue = 28; // "BFloat16 with error feedback" stays one line
+        if (head.Length > widestValue)
+            head = head.Replace(" with ", "\nwith ", StringComparison.Ordinal).Replace(" without ", "\nwithout ", StringComparison.Ordinal)
+                .Replace(" and ", "\nand ", StringComparison.Ordinal);
+        return (head, cut < compression.Length);
     }
 
     /// <summary>Bench figures; times are means per step. A step is one synchronous round (<see cref="Mode"/> is always Sync)

@@ -1,6 +1,8 @@
 using DistTrain.Cli;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Compression;
 using DistTrain.Core.Configuration;
+using DistTrain.Core.Optimization;
 
 namespace DistTrain.Tests;
 
@@ -24,6 +26,26 @@ public sealed class BenchObserverTests
     [InlineData(1, 2, 4, 1)]
     public void The_warm_up_runs_past_the_first_epochs_end_when_the_measured_steps_would_take_it_in(int warmup, int steps, int stepsPerEpoch, int expected) =>
         Assert.Equal(expected, BenchCommand.WarmupSteps(warmup, steps, stepsPerEpoch));
+
+    [Fact]
+    public void The_compression_cell_keeps_the_table_narrow_and_leaves_the_details_to_a_line_under_it()
+    {
+        // Cluster:Compression TopK with SGD momentum and clipping: the whole description made the table about 240 columns wide.
+        var options = new TrainingOptions
+        {
+            Cluster = { Compression = GradientCompression.TopK },
+            Optimizer = { Kind = OptimizerKind.Sgd, Momentum = 0.9, GradientClipNorm = 5 },
+        };
+        var described = BenchCommand.CompressionOf(options);
+        Assert.StartsWith("TopK 1% with error feedback and momentum correction (momentum 0.9", described);
+        Assert.Contains("; each worker clips its gradient to Optimizer:GradientClipNorm 5", described);
+        var (cell, detailsLeftOut) = BenchCommand.CompressionCell(described);
+        Assert.Equal(("TopK 1%\nwith error feedback\nand momentum correction", true), (cell, detailsLeftOut));
+        Assert.All(cell.Split('\n'), line => Assert.True(line.Length <= 28, line));
+
+        Assert.Equal(("BFloat16 with error feedback", false), BenchCommand.CompressionCell("BFloat16 with error feedback"));
+        Assert.Equal(("None", false), BenchCommand.CompressionCell("None"));
+    }
 
     [Fact]
     public void Samples_per_second_and_the_allocations_per_step_are_over_the_measured_steps_with_the_epoch_ends_apart()
