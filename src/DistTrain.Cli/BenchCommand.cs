@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Core;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
@@ -19,7 +20,8 @@ namespace DistTrain.Cli;
 /// per step and peak resident memory, with the settings that change what a step is (its samples, with
 /// gradient accumulation; the gradient compression; the parameter-server shards). Only Training:Mode Sync is
 /// measured: the other modes' steps are not rounds of every worker, which the split of step time describes.
-/// Evaluation is not part of the measured window. With <c>--json</c>, standard output holds the JSON line alone.
+/// Every figure is over the measured steps alone: the epoch ends among them (evaluation included) are reported apart, and a
+/// warm-up that would leave the first epoch's end among them runs on past it. With <c>--json</c>, standard output holds the JSON line alone.
 /// </summary>
 internal static class BenchCommand
 {
@@ -30,11 +32,13 @@ internal static class BenchCommand
         var workers = CliOptions.WholeNumber("--workers", "Worker replicas.", CliOptions.WorkersTakes, 2, "-w");
         var batch = CliOptions.WholeNumber("--batch-size", "Override Training:BatchSizePerWorker.", CliOptions.BatchTakes);
         var steps = CliOptions.WholeNumber("--steps", "Measured synchronous steps.", "a whole number of measured steps, at least 1", 400);
-        var warmup = CliOptions.WholeNumber("--warmup", "Steps run before measuring (JIT, caches); at least 1.", "a whole number of warm-up steps, at least 1", 50);
+        var warmup = CliOptions.WholeNumber("--warmup", "Steps run before measuring (JIT, caches); at least 1. It runs on past the first epoch's end when the measured steps would include it.", "a whole number of warm-up steps, at least 1", 50);
         var data = CliOptions.Text("--data", "DIR", CliOptions.DataHelp, CliOptions.DataTakes);
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON line on standard output, alone: the table and the other lines go to standard error." };
-        var metricsPort = CliOptions.WholeNumber("--metrics-port", "Serve Prometheus metrics on this port while measuring (0 = off), to measure their overhead.",
-            "a TCP port from 0 to 65,535 (0 = no metrics)", 0);
+        // No default here: without the option, Metrics:Port of the config or the environment applies (as for train's options).
+        var metricsPort = CliOptions.WholeNumber("--metrics-port",
+            "Override Metrics:Port: serve Prometheus metrics on this port while measuring (0 = off), to measure their overhead.",
+            "a TCP port from 0 to 65,535 (0 = no metrics; Metrics:Port)");
         var command = new Command("bench", "Measure single-node training throughput, step-time split, allocations per step and peak RSS.")
         {
             config, workers, batch, steps, warmup, data, json, metricsPort,
@@ -47,7 +51,7 @@ internal static class BenchCommand
             };
             if (parse.GetValue(batch) is { } b) overrides["Training:BatchSizePerWorker"] = b.ToString(CultureInfo.InvariantCulture);
             if (parse.GetValue(data) is { } d) overrides["Data:Directory"] = d;
-            overrides["Metrics:Port"] = parse.GetValue(metricsPort).ToString(CultureInfo.InvariantCulture);
+            if (parse.GetValue(metricsPort) is { } port) overrides["Metrics:Port"] = port.ToString(CultureInfo.InvariantCulture);
             var configPath = parse.GetValue(config)!.FullName;
             if (parse.GetResult(config) is null or { Implicit: true })
             {
@@ -150,13 +154,14 @@ internal static class BenchCommand
         }
         // A step takes each worker's minibatch: BatchSizePerWorker samples per micro-batch, AccumulationSteps micro-batches.
         var stepsPerEpoch = (int)Math.Ceiling(trainingData.Train.Count / (double)(options.Training.Workers * options.Training.MinibatchPerWorker));
-        options.Training.Epochs = (warmup + steps) / Math.Max(1, stepsPerEpoch) + 1;
+        var warmupSteps = WarmupSteps(warmup, steps, Math.Max(1, stepsPerEpoch));
+        options.Training.Epochs = (warmupSteps + steps) / Math.Max(1, stepsPerEpoch) + 1;
         Blas.Configure(options.Compute, options.Training.Workers);
         AnsiConsole.WriteLine(Blas.Description);
         if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var probe = new BenchObserver(warmup, steps, stop);
+        var probe = new BenchObserver(warmupSteps, steps, stop);
         MetricsExporter? exporter;
         try
         {
@@ -187,18 +192,19 @@ internal static class BenchCommand
             CliConsole.Fail("error", "the run ended before the measured steps completed.");
             return (1, null);
         }
-        var report = probe.Report(options);
+        var report = probe.Report(options, warmup);
         var table = new Table().AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
         table.AddRow("mode", $"{report.Mode} (synchronous steps)");
         if (report.AccumulationSteps > 1)
             table.AddRow("workers x batch x accumulation steps", $"{report.Workers} x {report.BatchSizePerWorker} x {report.AccumulationSteps}");
         else
             table.AddRow("workers x batch", $"{report.Workers} x {report.BatchSizePerWorker}");
-        table.AddRow("samples per step (at most; the last of an epoch takes what is left)", report.SamplesPerStep.ToString("N0", CultureInfo.InvariantCulture));
-        table.AddRow("gradient compression", report.Compression);
+        table.AddRow("samples per step, at most (mean of the measured)", string.Create(CultureInfo.InvariantCulture, $"{report.SamplesPerStep:N0} ({report.MeanSamplesPerStep:N1})"));
+        var (compression, compressionDetails) = CompressionCell(report.Compression);
+        table.AddRow("gradient compression", compression);
         table.AddRow("parameter-server shards", report.ParameterServerShards.ToString(CultureInfo.InvariantCulture));
-        table.AddRow("metrics", options.Metrics.Port == 0 ? "off" : $"on, port {options.Metrics.Port}");
-        table.AddRow("measured steps (after warm-up)", $"{report.Steps} (after {warmup})");
+        table.AddRow("metrics", report.MetricsPort == 0 ? "off" : $"on, port {report.MetricsPort}");
+        table.AddRow("measured steps (after warm-up)", report.WarmupSteps == warmup ? $"{report.Steps} (after {warmup})" : $"{report.Steps} (after {report.WarmupSteps}, not {warmup})");
         table.AddRow("samples/s", report.SamplesPerSecond.ToString("N0", CultureInfo.InvariantCulture));
         table.AddRow("step time, mean", $"{report.StepMilliseconds:F3} ms");
         table.AddRow("  compute (slowest worker)", $"{report.ComputeMilliseconds:F3} ms");
@@ -208,9 +214,20 @@ internal static class BenchCommand
         table.AddRow("allocated per step, workers (most of any worker)", $"{report.WorkerAllocatedBytesPerStep:N1} B");
         table.AddRow("allocated per step, parameter server", $"{report.ServerAllocatedBytesPerStep:N1} B");
         table.AddRow("allocated per step, whole process", $"{report.AllocatedBytesPerStep:N0} B");
-        table.AddRow("GC collections gen0/1/2", $"{report.Gen0}/{report.Gen1}/{report.Gen2}");
+        table.AddRow("epoch ends among them (not in the figures above)", report.EpochEnds.ToString("N0", CultureInfo.InvariantCulture));
+        if (report.EpochEnds > 0)
+        {
+            table.AddRow("  time each (evaluation included)", $"{report.EpochEndMilliseconds:F3} ms");
+            table.AddRow("  allocated each, whole process", $"{report.EpochEndAllocatedBytes:N0} B");
+            table.AddRow("  allocated each, parameter server", $"{report.EpochEndServerAllocatedBytes:N1} B");
+        }
+        table.AddRow("GC collections gen0/1/2 (epoch ends included)", $"{report.Gen0}/{report.Gen1}/{report.Gen2}");
         table.AddRow("peak RSS", $"{report.PeakRssBytes / (1024.0 * 1024.0):F1} MiB");
         AnsiConsole.Write(table);
+        if (compressionDetails) AnsiConsole.WriteLine($"Gradient compression: {report.Compression}.");
+        if (report.WarmupSteps != warmup)
+            AnsiConsole.WriteLine($"Warm-up: {Counts.Of(report.WarmupSteps, "step")}, not {warmup}: it runs on past the first epoch's end (its short last " +
+                "step, the first evaluation), which runs code and fills buffers for the first time and is not steady state.");
         return (0, report);
     }
 
@@ -225,46 +242,122 @@ internal static class BenchCommand
         return described is null ? "None" : described.StartsWith(prefix, StringComparison.Ordinal) ? described[prefix.Length..] : described;
     }
 
+    /// <summary>
+    /// <see cref="CompressionOf"/> as the table's cell: its head, before the details in parentheses or after a semicolon (momentum
+    /// correction's settings, worker-side clipping), broken into lines before " with", " without" and " and" when longer than
+    /// the table's other values, so the table stays about 80 columns wide (the whole description ran to about 240); and whether
+    /// details were left out, which then go on a line of their own under the table.
+    /// </summary>
+    internal static (string Cell, bool DetailsLeftOut) CompressionCell(string compression)
+    {
+        var cut = new[] { compression.IndexOf(" (", StringComparison.Ordinal), compression.IndexOf("; ", StringComparison.Ordinal) }
+            .Where(i => i > 0).DefaultIfEmpty(compression.Length).Min();
+        var head = compression[..cut];
+        const int widestValue = 28; // "BFloat16 with error feedback" stays one line
+        if (head.Length > widestValue)
+            head = head.Replace(" with ", "\nwith ", StringComparison.Ordinal).Replace(" without ", "\nwithout ", StringComparison.Ordinal)
+                .Replace(" and ", "\nand ", StringComparison.Ordinal);
+        return (head, cut < compression.Length);
+    }
+
     /// <summary>Bench figures; times are means per step. A step is one synchronous round (<see cref="Mode"/> is always Sync)
-    /// of up to <see cref="SamplesPerStep"/> samples: <see cref="Workers"/> × <see cref="BatchSizePerWorker"/> × <see cref="AccumulationSteps"/>,
-    /// as <see cref="SamplesPerSecond"/> counts them (the last step of an epoch takes the samples left).</summary>
+    /// of up to <see cref="SamplesPerStep"/> samples: <see cref="Workers"/> × <see cref="BatchSizePerWorker"/> × <see cref="AccumulationSteps"/>
+    /// (the last step of an epoch takes the samples left; <see cref="MeanSamplesPerStep"/> is the measured steps' mean);
+    /// <see cref="WarmupSteps"/> ran before them, unmeasured (more than <see cref="RequestedWarmupSteps"/>, --warmup, when that
+    /// would have measured the first epoch's end, see <see cref="BenchCommand.WarmupSteps(int, int, int)"/>); <see cref="MetricsPort"/> is the port
+    /// the Prometheus metrics were served on while measuring, 0 when off.
+    /// Every figure is over the measured steps: <see cref="SamplesPerSecond"/> is their samples over their time, the sum of their
+    /// rounds (<see cref="MeanSamplesPerStep"/> / <see cref="StepMilliseconds"/>; the rounds of an epoch run back to back, so
+    /// within an epoch that is its wall time), which leaves out the <see cref="EpochEnds"/> epoch ends among them (the
+    /// parameter server closing an epoch, its evaluation, the next one's planning).
+    /// <see cref="AllocatedBytesPerStep"/> and <see cref="ServerAllocatedBytesPerStep"/> leave out the epoch ends' bytes, which are
+    /// <see cref="EpochEndAllocatedBytes"/> and <see cref="EpochEndServerAllocatedBytes"/> per epoch end (0 without one);
+    /// <see cref="EpochEndMilliseconds"/> is an epoch end's mean wall time, its evaluation included: the measured span's wall time
+    /// outside the rounds, per epoch end. Gen0–Gen2 count the collections
+    /// of the whole span, epoch ends included.</summary>
     internal sealed record BenchReport(
         string Blas, int Workers, int BatchSizePerWorker, int Steps, double SamplesPerSecond, double StepMilliseconds,
         double ComputeMilliseconds, double UpdateMilliseconds, double MessagingMilliseconds, double WaitingMilliseconds,
         double AllocatedBytesPerStep, double WorkerAllocatedBytesPerStep, double ServerAllocatedBytesPerStep,
         int Gen0, int Gen1, int Gen2, long PeakRssBytes,
-        string Mode, int AccumulationSteps, int SamplesPerStep, string Compression, int ParameterServerShards);
+        string Mode, int AccumulationSteps, int SamplesPerStep, string Compression, int ParameterServerShards, int WarmupSteps, int MetricsPort,
+        double MeanSamplesPerStep, int RequestedWarmupSteps, int EpochEnds, double EpochEndMilliseconds, double EpochEndAllocatedBytes,
+        double EpochEndServerAllocatedBytes);
 
-    private sealed class BenchObserver(int warmup, int steps, CancellationTokenSource stop) : ITrainingObserver
+    /// <summary>
+    /// The steps run before measuring: <paramref name="warmup"/>, or, when the measured steps would otherwise take in the
+    /// first epoch's end (its short last step, the first evaluation and the planning of the next epoch, each run for the first
+    /// time: JIT compilation, buffers allocated once), up to and including the second epoch's first step.
+    /// </summary>
+    /// <param name="warmup">The warm-up asked for (--warmup), at least 1.</param>
+    /// <param name="steps">The measured steps (--steps), at least 1.</param>
+    /// <param name="stepsPerEpoch">Synchronous steps in an epoch, at least 1.</param>
+    internal static int WarmupSteps(int warmup, int steps, int stepsPerEpoch) =>
+        warmup <= stepsPerEpoch && stepsPerEpoch <= warmup + steps ? stepsPerEpoch + 1 : warmup;
+
+    /// <summary>
+    /// Measures <c>steps</c> synchronous steps after <c>warmup</c> ones and stops the run. Every figure is over the measured
+    /// steps alone: samples/s counts their time as the step time does (their rounds), and the epoch ends among them (the
+    /// parameter server closing the epoch, the evaluation, the next epoch's planning) are counted, timed and their allocations
+    /// taken apart (<see cref="BenchReport.EpochEnds"/>), so that samples/s and the allocations per step describe the same
+    /// steady-state steps as the step time.
+    /// </summary>
+    /// <param name="warmup">Steps before measuring (see <see cref="WarmupSteps"/>), at least 1.</param>
+    /// <param name="steps">Steps measured, at least 1.</param>
+    /// <param name="stop">Cancelled once the measured steps are in.</param>
+    /// <param name="clock">Seconds on a monotonic clock (tests); null reads <see cref="Stopwatch"/>.</param>
+    internal sealed class BenchObserver(int warmup, int steps, CancellationTokenSource stop, Func<double>? clock = null) : ITrainingObserver
     {
+        private readonly Func<double> _clock = clock ?? (() => Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency);
         private int _seen;
         private int _measured;
         private long _samples;
-        private long _startTimestamp;
-        private long _endTimestamp;
+        private double _start, _end;
         private long _startAllocated;
         private long _endAllocated;
         private int _gen0, _gen1, _gen2;
         private double _round, _compute, _update, _messaging, _waiting;
-        private double _evaluationSeconds;
         private long _workerAllocated, _serverAllocated;
+        private int _epoch, _epochSteps;
+        private long _epochEndStartAllocated = -1; // whole-process bytes at an epoch's last measured step, until the next epoch's first
+        private int _epochEnds;
+        private long _epochEndAllocated, _epochEndServerAllocated;
 
+        /// <summary>True once the measured steps are in.</summary>
         public bool Done { get; private set; }
 
-        public void EpochStarted(int epoch, int steps, int samples) { }
+        /// <inheritdoc />
+        public void EpochStarted(int epoch, int steps, int samples) => _epochSteps = steps;
 
+        /// <inheritdoc />
         public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing)
         {
             if (Done) return;
             _seen++;
+            if (_seen < warmup) return;
+            var now = _clock();
             if (_seen == warmup)
             {
-                _startTimestamp = Stopwatch.GetTimestamp();
+                _start = now;
                 _startAllocated = GC.GetTotalAllocatedBytes(precise: true);
                 (_gen0, _gen1, _gen2) = (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2));
+                _epoch = epoch;
+                MarkIfLastOfEpoch(step);
                 return;
             }
-            if (_seen < warmup) return;
+            if (epoch != _epoch)
+            {
+                // An epoch ended between the previous step and this one: not a step, so not allocated as one. Its bytes are the
+                // process's since that step and the parameter server's of the round before this one (its handlers report the
+                // previous round's, here the epoch's close). Its time is outside every round already.
+                _epochEnds++;
+                if (_epochEndStartAllocated >= 0) _epochEndAllocated += GC.GetTotalAllocatedBytes(precise: true) - _epochEndStartAllocated;
+                _epochEndServerAllocated += timing.ServerAllocatedBytes;
+                _epoch = epoch;
+            }
+            else
+                _serverAllocated += timing.ServerAllocatedBytes;
+            _epochEndStartAllocated = -1;
             _measured++;
             _samples += samples;
             _round += timing.RoundSeconds;
@@ -273,30 +366,46 @@ internal static class BenchCommand
             _messaging += timing.MessagingSeconds;
             _waiting += timing.WaitingForWeightsSeconds;
             _workerAllocated += timing.WorkerAllocatedBytes;
-            _serverAllocated += timing.ServerAllocatedBytes;
-            if (_measured < steps) return;
-            _endTimestamp = Stopwatch.GetTimestamp();
+            if (_measured < steps)
+            {
+                MarkIfLastOfEpoch(step);
+                return;
+            }
+            _end = now;
             _endAllocated = GC.GetTotalAllocatedBytes(precise: true);
             (_gen0, _gen1, _gen2) = (GC.CollectionCount(0) - _gen0, GC.CollectionCount(1) - _gen1, GC.CollectionCount(2) - _gen2);
             Done = true;
             stop.Cancel();
         }
 
-        public void EpochCompleted(EpochSummary summary)
+        /// <summary>At an epoch's last step, the process's allocated bytes, from which the epoch's end is counted.</summary>
+        private void MarkIfLastOfEpoch(int step)
         {
-            if (_seen >= warmup && !Done) _evaluationSeconds += summary.EvaluationSeconds;
+            if (step + 1 >= _epochSteps) _epochEndStartAllocated = GC.GetTotalAllocatedBytes(precise: true);
         }
 
-        public BenchReport Report(TrainingOptions options)
+        /// <inheritdoc />
+        public void EpochCompleted(EpochSummary summary) { }
+
+        /// <summary>The figures of the measured steps (call once <see cref="Done"/>).</summary>
+        /// <param name="options">The run's options, for its settings.</param>
+        /// <param name="requestedWarmup">The warm-up asked for (--warmup); the one run can be longer (<see cref="WarmupSteps"/>).</param>
+        public BenchReport Report(TrainingOptions options, int requestedWarmup)
         {
-            var seconds = Stopwatch.GetElapsedTime(_startTimestamp, _endTimestamp).TotalSeconds - _evaluationSeconds;
+            // The steps' time is their rounds', each from its weights going out to its update applied, as the parameter server
+            // times them: they run back to back within an epoch, so the rest of the span (from the warm-up's last step to the
+            // last measured one, on the coordinator's clock) is the epoch ends'.
             double PerStep(double total) => 1000 * total / _measured;
+            double PerEpochEnd(double total) => _epochEnds == 0 ? 0 : total / _epochEnds;
             return new BenchReport(Blas.Description, options.Training.Workers, options.Training.BatchSizePerWorker, _measured,
-                _samples / seconds, PerStep(_round), PerStep(_compute), PerStep(_update), PerStep(_messaging), PerStep(_waiting),
-                (_endAllocated - _startAllocated) / (double)_measured, _workerAllocated / (double)_measured, _serverAllocated / (double)_measured,
+                _samples / _round, PerStep(_round), PerStep(_compute), PerStep(_update), PerStep(_messaging), PerStep(_waiting),
+                (_endAllocated - _startAllocated - _epochEndAllocated) / (double)_measured, _workerAllocated / (double)_measured, _serverAllocated / (double)_measured,
                 _gen0, _gen1, _gen2, PeakResidentBytes(),
                 options.Training.Mode.ToString(), options.Training.AccumulationSteps, options.Training.Workers * options.Training.MinibatchPerWorker,
-                CompressionOf(options), options.Cluster.ParameterServerShards);
+                CompressionOf(options), options.Cluster.ParameterServerShards, warmup, options.Metrics.Port,
+                MeanSamplesPerStep: _samples / (double)_measured, RequestedWarmupSteps: requestedWarmup, EpochEnds: _epochEnds,
+                EpochEndMilliseconds: 1000 * PerEpochEnd(Math.Max(0, _end - _start - _round)), EpochEndAllocatedBytes: PerEpochEnd(_epochEndAllocated),
+                EpochEndServerAllocatedBytes: PerEpochEnd(_epochEndServerAllocated));
         }
 
         private static long PeakResidentBytes()

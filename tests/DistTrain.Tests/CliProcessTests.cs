@@ -47,17 +47,28 @@ public sealed class CliProcessTests : IDisposable
     }
 
     /// <summary>Runs <c>disttrain <paramref name="arguments"/></c> to its end; returns the process (for its output) and the exit code.</summary>
-    private async Task<(DistTrainProcess Process, int Exit)> Disttrain(TimeSpan timeout, params string[] arguments)
+    private Task<(DistTrainProcess Process, int Exit)> Disttrain(TimeSpan timeout, params string[] arguments) => Disttrain(null, timeout, arguments);
+
+    /// <summary>As <see cref="Disttrain(TimeSpan, string[])"/>, with <paramref name="environment"/> (DISTTRAIN_ variables) set for the process.</summary>
+    private async Task<(DistTrainProcess Process, int Exit)> Disttrain(IReadOnlyDictionary<string, string>? environment, TimeSpan timeout, params string[] arguments)
     {
-        var process = Start(arguments);
+        var process = Start(arguments, environment: environment);
         return (process, await process.WaitAsync(timeout));
     }
 
-    private DistTrainProcess Start(string[] arguments, bool defaultInterrupt = false)
+    private DistTrainProcess Start(string[] arguments, bool defaultInterrupt = false, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var process = new DistTrainProcess(arguments, workingDirectory: _directory, defaultInterrupt: defaultInterrupt);
+        var process = new DistTrainProcess(arguments, environment, workingDirectory: _directory, defaultInterrupt: defaultInterrupt);
         _processes.Add(process);
         return process;
+    }
+
+    /// <summary>A TCP port free on the loopback interface when asked.</summary>
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     /// <summary>The one run folder below <paramref name="output"/>.</summary>
@@ -305,18 +316,28 @@ public sealed class CliProcessTests : IDisposable
         var config = Config();
         File.WriteAllText(config, File.ReadAllText(config).Replace("\"Seed\": 3", "\"Seed\": 3, \"AccumulationSteps\": 2", StringComparison.Ordinal)
             .Replace("\"Optimizer\":", "\"Cluster\": { \"Compression\": \"BFloat16\", \"ParameterServerShards\": 2 }, \"Optimizer\":", StringComparison.Ordinal));
-        var (bench, exit) = await Disttrain(Run, "bench", "--config", config, "--workers", "2", "--warmup", "2", "--steps", "6", "--json");
+        // Metrics:Port from the environment applies: --metrics-port, not given, overrides nothing (its default 0 used to turn metrics off).
+        var metricsPort = FreePort();
+        var (bench, exit) = await Disttrain(new Dictionary<string, string> { ["DISTTRAIN_Metrics__Port"] = metricsPort.ToString(CultureInfo.InvariantCulture) }, Run,
+            "bench", "--config", config, "--workers", "2", "--warmup", "2", "--steps", "6", "--json");
         Assert.True(exit == 0, bench.Output);
         using var report = JsonDocument.Parse(bench.StandardOutput);
         Assert.Single(bench.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         var root = report.RootElement;
         Assert.Equal((2, 32, 6), (root.GetProperty("Workers").GetInt32(), root.GetProperty("BatchSizePerWorker").GetInt32(), root.GetProperty("Steps").GetInt32()));
+        // The table's warm-up and metrics settings are in the JSON too.
+        // 3 steps per epoch (300 samples, 128 a step): the warm-up runs on past the first epoch's end, to epoch 2's first step,
+        // and the measured steps (epoch 2's last two, epoch 3's three, epoch 4's first) have two epoch ends among them.
+        Assert.Equal((4, 2, metricsPort), (root.GetProperty("WarmupSteps").GetInt32(), root.GetProperty("RequestedWarmupSteps").GetInt32(), root.GetProperty("MetricsPort").GetInt32()));
+        Assert.Equal(2, root.GetProperty("EpochEnds").GetInt32());
+        Assert.Equal(1000 * root.GetProperty("MeanSamplesPerStep").GetDouble() / root.GetProperty("StepMilliseconds").GetDouble(), root.GetProperty("SamplesPerSecond").GetDouble(), 6);
         Assert.Equal(("Sync", 2, 2 * 32 * 2, "BFloat16 with error feedback", 2), (root.GetProperty("Mode").GetString(), root.GetProperty("AccumulationSteps").GetInt32(),
             root.GetProperty("SamplesPerStep").GetInt32(), root.GetProperty("Compression").GetString(), root.GetProperty("ParameterServerShards").GetInt32()));
         // The table went to standard error, with the batch figure samples/s counts.
         Assert.Matches(@"workers x batch x accumulation steps\W+2 x 32 x 2\W", bench.StandardError);
         Assert.Matches(@"gradient compression\W+BFloat16 with error feedback\W", bench.StandardError);
         Assert.Contains("BLAS: ", bench.StandardError);
+        Assert.Matches($@"metrics\W+on, port {metricsPort}\W", bench.StandardError);
 
         // Another mode's steps are not what bench measures: refused, not measured as if they were synchronous rounds.
         var async = Config();

@@ -1,0 +1,96 @@
+using DistTrain.Cli;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Core.Compression;
+using DistTrain.Core.Configuration;
+using DistTrain.Core.Optimization;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// What <c>disttrain bench</c> measures, fed known steps on a fake clock: every figure is over the measured steps, the epoch
+/// ends among them are reported apart, and the warm-up runs past the first epoch's end when the measured steps would take it
+/// in. On a small data set (sklearn digits: 4 steps per epoch) samples/s used to count the epoch ends' wall time while the step
+/// time did not (229,072 samples/s against the ~469,600 its step time implied), and the first epoch's one-time allocations
+/// and the parameter server's epoch-close bytes showed as allocations per step.
+/// </summary>
+public sealed class BenchObserverTests
+{
+    [Theory]
+    [InlineData(2, 200, 4, 5)]       // digits with --warmup 2: the first epoch's end (after step 4) is passed before measuring
+    [InlineData(4, 1, 4, 5)]         // warm-up ending on the epoch's last step: its end would be measured
+    [InlineData(2, 2, 4, 5)]         // the measured steps reach the epoch's short last step
+    [InlineData(1, 1, 1, 2)]         // one step per epoch
+    [InlineData(50, 400, 469, 50)]   // the default MLP: the measured steps end before the first epoch does
+    [InlineData(50, 1500, 469, 470)] // ... unless there are more of them
+    [InlineData(5, 100, 4, 5)]       // a warm-up past the first epoch's end already
+    [InlineData(1, 2, 4, 1)]
+    public void The_warm_up_runs_past_the_first_epochs_end_when_the_measured_steps_would_take_it_in(int warmup, int steps, int stepsPerEpoch, int expected) =>
+        Assert.Equal(expected, BenchCommand.WarmupSteps(warmup, steps, stepsPerEpoch));
+
+    [Fact]
+    public void The_compression_cell_keeps_the_table_narrow_and_leaves_the_details_to_a_line_under_it()
+    {
+        // Cluster:Compression TopK with SGD momentum and clipping: the whole description made the table about 240 columns wide.
+        var options = new TrainingOptions
+        {
+            Cluster = { Compression = GradientCompression.TopK },
+            Optimizer = { Kind = OptimizerKind.Sgd, Momentum = 0.9, GradientClipNorm = 5 },
+        };
+        var described = BenchCommand.CompressionOf(options);
+        Assert.StartsWith("TopK 1% with error feedback and momentum correction (momentum 0.9", described);
+        Assert.Contains("; each worker clips its gradient to Optimizer:GradientClipNorm 5", described);
+        var (cell, detailsLeftOut) = BenchCommand.CompressionCell(described);
+        Assert.Equal(("TopK 1%\nwith error feedback\nand momentum correction", true), (cell, detailsLeftOut));
+        Assert.All(cell.Split('\n'), line => Assert.True(line.Length <= 28, line));
+
+        Assert.Equal(("BFloat16 with error feedback", false), BenchCommand.CompressionCell("BFloat16 with error feedback"));
+        Assert.Equal(("None", false), BenchCommand.CompressionCell("None"));
+    }
+
+    [Fact]
+    public void Samples_per_second_and_the_allocations_per_step_are_over_the_measured_steps_with_the_epoch_ends_apart()
+    {
+        // 3 steps per epoch of 100, 100 and 50 samples; --warmup 2 --steps 5 measures from epoch 2's first step, with one epoch
+        // end (2 to 3) among the measured steps, which takes 0.5 s on the clock and 1 MB of the process's allocations.
+        const int stepsPerEpoch = 3;
+        var warmup = BenchCommand.WarmupSteps(2, 5, stepsPerEpoch);
+        Assert.Equal(4, warmup);
+        var now = 0.0;
+        using var stop = new CancellationTokenSource();
+        var observer = new BenchCommand.BenchObserver(warmup, 5, stop, () => now);
+        var epochEndBytes = 0;
+        for (var epoch = 1; epoch <= 3 && !observer.Done; epoch++)
+        {
+            if (epoch > 1)
+            {
+                now += 0.5; // the epoch's close, its evaluation, the next one's planning
+                var garbage = new byte[1_000_000];
+                epochEndBytes = garbage.Length; // the last one is the measured one
+                GC.KeepAlive(garbage);
+            }
+            observer.EpochStarted(epoch, stepsPerEpoch, 250);
+            for (var step = 0; step < stepsPerEpoch && !observer.Done; step++)
+            {
+                now += 0.002; // each round 2 ms; the parameter server reports its epoch-close bytes with the next epoch's first step
+                observer.StepApplied(epoch, step, 0, step == 2 ? 50 : 100, 0.5, 0.1,
+                    new RoundTiming(0.002, 0.001, 0.001, 0.0005, WorkerAllocatedBytes: 0, ServerAllocatedBytes: step == 0 && epoch > 1 ? 104 : 0));
+            }
+        }
+        Assert.True(observer.Done);
+        Assert.True(stop.IsCancellationRequested);
+
+        var report = observer.Report(new TrainingOptions { Training = { Workers = 2, BatchSizePerWorker = 50 } }, requestedWarmup: 2);
+        // Measured: epoch 2's steps 1 and 2, epoch 3's steps 0 to 2: 100 + 50 + 100 + 100 + 50 samples in 5 rounds of 2 ms.
+        Assert.Equal((5, 4, 2, 1), (report.Steps, report.WarmupSteps, report.RequestedWarmupSteps, report.EpochEnds));
+        Assert.Equal(80, report.MeanSamplesPerStep, 9);
+        Assert.Equal(2.0, report.StepMilliseconds, 9);
+        Assert.Equal(100, report.SamplesPerStep);
+        // Samples/s is the mean samples per step over the mean step time (the epoch end's 0.5 s made it 400 / 0.51 s = 784 before).
+        Assert.Equal(40_000, report.SamplesPerSecond, 6);
+        Assert.Equal(1000 * report.MeanSamplesPerStep / report.StepMilliseconds, report.SamplesPerSecond, 6);
+        Assert.Equal(500, report.EpochEndMilliseconds, 6);
+        // The parameter server's epoch-close bytes belong to the epoch end, not to a step (104 / 5 = 20.8 B per step before).
+        Assert.Equal((0.0, 104.0), (report.ServerAllocatedBytesPerStep, report.EpochEndServerAllocatedBytes));
+        Assert.True(report.EpochEndAllocatedBytes >= epochEndBytes, $"epoch end allocated {report.EpochEndAllocatedBytes} B, less than the {epochEndBytes} B allocated in it");
+    }
+}
