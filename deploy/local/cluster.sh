@@ -185,7 +185,10 @@ declare -A names
 pids=()  # the nodes not known to have ended: the traps signal these only, never a PID the system may have reused
 started=0
 # On exit the nodes still running are signalled, and the filter of the script's standard error (below) is waited for.
-trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; [ -z "${ctrl_c_probe:-}" ] || kill "$ctrl_c_probe" 2>/dev/null || true
+# The probe is waited for too: killed without a wait, it could outlive the script by a moment (a suite run found it
+# still in the script's process group right after the exit).
+trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true
+  [ -z "${ctrl_c_probe:-}" ] || { kill "$ctrl_c_probe" 2>/dev/null; wait "$ctrl_c_probe" 2>/dev/null; } || true
   [ -z "${stderr_filter:-}" ] || { exec 2>&"$screen" {screen}>&-; wait "$stderr_filter" 2>/dev/null || true; }' EXIT
 # The nodes take SIGINT as `disttrain node` started by hand does (deploy/local/ctrl-c.sh): SIGINT to one node stops that
 # node. Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; the log pipeline of the

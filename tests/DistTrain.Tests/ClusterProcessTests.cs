@@ -44,11 +44,26 @@ public sealed partial class ClusterProcessTests : IDisposable
             .ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value.Trim());
     }
 
-    private static int FreePort()
+    /// <summary>One free port on loopback; <see cref="FreePorts"/> for several that must differ.</summary>
+    private static int FreePort() => FreePorts(1)[0];
+
+    /// <summary>
+    /// <paramref name="count"/> distinct free ports, held open together while they are picked: picked one at a time, a port
+    /// released a moment before could be handed out again (a suite run gave the parameter server's metrics port to the
+    /// standby's seed address too, and the worker's TLS handshake with that HTTP port shut its node down).
+    /// </summary>
+    private static int[] FreePorts(int count)
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+        try
+        {
+            foreach (var listener in listeners) listener.Start();
+            return [.. listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port)];
+        }
+        finally
+        {
+            foreach (var listener in listeners) listener.Stop();
+        }
     }
 
     private (Dictionary<string, string> Ps, Dictionary<string, string> Worker) Environments(int workers, string configPath,
@@ -66,11 +81,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         Dictionary<string, string>? settings = null, TestCertificates? job = null)
     {
         job ??= _certificates;
-        var remotePort = FreePort();
-        var dataPort = FreePort();
-        var metricsPort = FreePort();
-        var standbyRemotePort = FreePort();
-        var standbyDataPort = FreePort();
+        var ports = FreePorts(5);
+        var (remotePort, dataPort, metricsPort, standbyRemotePort, standbyDataPort) = (ports[0], ports[1], ports[2], ports[3], ports[4]);
         var seed = $"akka.tcp://disttrain@127.0.0.1:{remotePort}";
         // The compose file's names, with docker's values mapped to one machine: the service name "ps"
         // becomes 127.0.0.1, each node gets its own ports, data and output are local folders.
