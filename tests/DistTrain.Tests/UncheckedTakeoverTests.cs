@@ -1,3 +1,4 @@
+using Akka.Actor;
 using Akka.TestKit.Xunit2;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.DataPlane;
@@ -17,6 +18,26 @@ public sealed class UncheckedTakeoverTests() : TestKit(TestTimeouts.TestKitConfi
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
 
+    /// <summary>A job host of a 784-10 model, job "0123456789ab" of a new identity, on a node in the state <paramref name="failover"/>.</summary>
+    private (IActorRef Host, TaskCompletionSource<TrainingResult> Completion, JobIdentity Identity) StartHost(DataPlaneListener listener, FailoverState failover)
+    {
+        var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), completion, failover));
+        return (host, completion, identity);
+    }
+
+    /// <summary>The registration of worker node <paramref name="node"/> of that job, which lost its parameter server, with a
+    /// model of <paramref name="units"/> units.</summary>
+    private static RegisterWorker LostWorker(JobIdentity identity, string node, int units)
+    {
+        var fingerprint = ModelFingerprint.Of(TestData.Options(TestData.Mlp(units), workers: 2, batch: 8, epochs: 1));
+        return new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: true, JobId: "0123456789ab",
+            JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint));
+    }
+
     /// <summary>
     /// A job host that takes over a job of a 784-10 model on a node the active parameter server had
     /// (<paramref name="standbyChecked"/>) or had not compared; a worker node of the job that lost its parameter server
@@ -28,18 +49,12 @@ public sealed class UncheckedTakeoverTests() : TestKit(TestTimeouts.TestKitConfi
     [InlineData(false, 10)]
     public async Task An_unchecked_takeover_whose_settings_differ_from_the_jobs_workers_refuses_itself_not_the_workers(bool standbyChecked, int workerUnits)
     {
-        var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
-        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
         using var listener = DataPlaneListener.Start(0, certificates: null);
-        var completion = new TaskCompletionSource<TrainingResult>();
-        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
-            new NullTrainingObserver(), completion, new FailoverState { WasStandby = true, StandbyChecked = standbyChecked }));
+        var (host, completion, identity) = StartHost(listener, new FailoverState { WasStandby = true, StandbyChecked = standbyChecked });
 
         var agent = CreateTestProbe();
-        var fingerprint = ModelFingerprint.Of(TestData.Options(TestData.Mlp(workerUnits), workers: 2, batch: 8, epochs: 1));
         const string node = "akka.tcp://disttrain@127.0.0.1:4100";
-        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: true, JobId: "0123456789ab",
-            JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+        agent.Send(host, LostWorker(identity, node, workerUnits));
 
         if (workerUnits == 10)
         {
@@ -63,8 +78,7 @@ public sealed class UncheckedTakeoverTests() : TestKit(TestTimeouts.TestKitConfi
         Assert.EndsWith("Start this node again within that time with the same config and DISTTRAIN_* variables as the workers (only its own addresses, " +
             "ports and folders may differ), and it takes the job over from the newest checkpoint.", refused.Message);
         // The worker is neither refused nor accepted, now or when it registers again: it waits for a parameter server of the job.
-        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: true, JobId: "0123456789ab",
-            JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+        agent.Send(host, LostWorker(identity, node, workerUnits));
         agent.ExpectNoMsg(TimeSpan.FromMilliseconds(500));
     }
 
@@ -78,29 +92,18 @@ public sealed class UncheckedTakeoverTests() : TestKit(TestTimeouts.TestKitConfi
     [InlineData(true)]
     public void A_parameter_server_that_never_stood_by_or_accepted_a_worker_of_the_job_refuses_a_differing_worker_not_itself(bool stoodBy)
     {
-        var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
-        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
         using var listener = DataPlaneListener.Start(0, certificates: null);
-        var completion = new TaskCompletionSource<TrainingResult>();
-        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
-            new NullTrainingObserver(), completion, new FailoverState { WasStandby = stoodBy, StandbyChecked = false }));
-
-        void Register(Akka.TestKit.TestProbe probe, string node, int units)
-        {
-            var fingerprint = ModelFingerprint.Of(TestData.Options(TestData.Mlp(units), workers: 2, batch: 8, epochs: 1));
-            host.Tell(new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: true, JobId: "0123456789ab",
-                JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)), probe.TestActor);
-        }
+        var (host, completion, identity) = StartHost(listener, new FailoverState { WasStandby = stoodBy, StandbyChecked = false });
 
         if (stoodBy)
         {
             // A worker of the job with this node's settings first: the node's settings are the job's.
             var first = CreateTestProbe();
-            Register(first, "akka.tcp://disttrain@127.0.0.1:4100", 10);
+            first.Send(host, LostWorker(identity, "akka.tcp://disttrain@127.0.0.1:4100", 10));
             Assert.Equal(0, first.ExpectMsg<WorkerAccepted>(Wait).WorkerIndex);
         }
         var other = CreateTestProbe();
-        Register(other, "akka.tcp://disttrain@127.0.0.1:4101", 12);
+        other.Send(host, LostWorker(identity, "akka.tcp://disttrain@127.0.0.1:4101", 12));
         Assert.StartsWith("model settings differ from the parameter server's (Model.Layers[0].Units: 12 vs 10;",
             other.ExpectMsg<RegistrationRefused>(Wait).Reason);
         Assert.False(completion.Task.IsCompleted);

@@ -99,7 +99,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly HashSet<IActorRef> _refused = []; // agents already told why they were refused
     private readonly HashSet<string> _refusedStandbys = []; // standby nodes already warned of
     private bool _refusedThisNode; // an unchecked takeover whose settings are not the job's (RefuseThisNode)
-    private readonly bool _stoodByUnchecked; // this host started on a node that stood by (FailoverState.WasStandby at its start)
+    private readonly bool _stoodBy; // this host started on a node that stood by (FailoverState.WasStandby at its start)
     private bool _acceptedJobWorker; // a worker that trained under the job's previous parameter server was accepted
     private readonly Dictionary<IActorRef, Akka.Cluster.UniqueAddress> _memberOf = []; // agent -> its node's incarnation, at registration
     private readonly Dictionary<int, DataPlaneConnection> _waitingForReady = []; // valid connections whose WorkerReady is not in yet                     // indices whose data plane closed
@@ -139,7 +139,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _listener = listener;
         _failover = failover;
         _takeover = failover?.WasStandby ?? false;
-        _stoodByUnchecked = _takeover;
+        _stoodBy = _takeover;
         _trainCount = trainCount;
         _testCount = testCount;
         _validationCount = validationCount;
@@ -382,7 +382,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var foreign = RefusalOf(register.ProtocolVersion, register.JobName, register.Proof, register.NodeName, register.ModelFingerprint);
         // Only on a node that stood by unchecked, and before any worker of the job was accepted: a plain parameter server (no
         // standby) refuses a differing worker as before (a leftover worker of an earlier job must not end a new one).
-        if (foreign is null && register.ModelFingerprint != _fingerprint && register.LostParameterServer && !_started && _stoodByUnchecked
+        if (foreign is null && register.ModelFingerprint != _fingerprint && register.LostParameterServer && !_started && _stoodBy
             && !_acceptedJobWorker && _failover is { StandbyChecked: false })
         {
             RefuseThisNode(register);
@@ -826,12 +826,13 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     }
 
     /// <summary>The cluster's other parameter-server members, in any state; none outside a cluster (as in tests).</summary>
-    private IEnumerable<Akka.Cluster.Member> OtherParameterServers()
-    {
-        if (((ExtendedActorSystem)Context.System).Provider is not Akka.Cluster.ClusterActorRefProvider) return [];
-        var cluster = Akka.Cluster.Cluster.Get(Context.System);
-        return cluster.State.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress);
-    }
+    private IEnumerable<Akka.Cluster.Member> OtherParameterServers() => ClusterOrNull() is { } cluster
+        ? cluster.State.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Address != cluster.SelfAddress)
+        : [];
+
+    /// <summary>This node's cluster; null when the actor system is no cluster (as in tests).</summary>
+    private Akka.Cluster.Cluster? ClusterOrNull() =>
+        ((ExtendedActorSystem)Context.System).Provider is Akka.Cluster.ClusterActorRefProvider ? Akka.Cluster.Cluster.Get(Context.System) : null;
 
     /// <summary>A standby parameter-server node that is up and reachable, or null.</summary>
     private Akka.Cluster.Member? StandbyUp() => OtherParameterServers().FirstOrDefault(m =>
@@ -858,15 +859,15 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// </summary>
     private void DownLostWorkers()
     {
-        if (((ExtendedActorSystem)Context.System).Provider is not Akka.Cluster.ClusterActorRefProvider) return; // no cluster (tests)
+        if (ClusterOrNull() is not { } cluster) return;
         try
         {
-            var cluster = Akka.Cluster.Cluster.Get(Context.System);
-            var current = _indexOf.Where(kv => !_lostLinks.Contains(kv.Value)).Select(kv => kv.Key.Path.Address).ToHashSet();
             foreach (var (agent, _) in _indexOf.Where(kv => _lostLinks.Contains(kv.Value)))
             {
+                // The member as it registered, still in the cluster: a node restarted on the address (a new incarnation, which
+                // may have registered again) is not it.
                 var address = agent.Path.Address;
-                if (current.Contains(address) || address.Equals(cluster.SelfAddress) || !_memberOf.TryGetValue(agent, out var registered)) continue;
+                if (address.Equals(cluster.SelfAddress) || !_memberOf.TryGetValue(agent, out var registered)) continue;
                 if (MemberAt(address) is not { Status: not (Akka.Cluster.MemberStatus.Down or Akka.Cluster.MemberStatus.Removed or Akka.Cluster.MemberStatus.Exiting) } member
                     || !member.UniqueAddress.Equals(registered))
                     continue;
@@ -881,10 +882,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     }
 
     /// <summary>The cluster member at <paramref name="address"/>, or null (none, or no cluster).</summary>
-    private Akka.Cluster.Member? MemberAt(Address address) =>
-        ((ExtendedActorSystem)Context.System).Provider is Akka.Cluster.ClusterActorRefProvider
-            ? Akka.Cluster.Cluster.Get(Context.System).State.Members.FirstOrDefault(m => m.Address.Equals(address))
-            : null;
+    private Akka.Cluster.Member? MemberAt(Address address) => ClusterOrNull()?.State.Members.FirstOrDefault(m => m.Address.Equals(address));
 
     /// <summary>Ends the job: tells the workers and the standby parameter servers, and completes the node's run.</summary>
     /// <param name="done">The job's result or failure.</param>

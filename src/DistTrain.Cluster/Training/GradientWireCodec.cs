@@ -25,7 +25,7 @@ public sealed class GradientWireCodec
     private readonly ParameterLayout? _layout;
     private readonly int _clippedPushesToWarn;
     private int _clippedRun; // consecutive pushes clipped by the local clipping
-    private (double Norm, double ClipNorm, int Workers)? _clipped; // the push that completed the run, until its warning is taken
+    private (double Norm, double ClipNorm, double LocalClip, int Workers)? _clipped; // the push that completed the run, until its warning is taken
     private int _next;
 
     /// <summary>Creates the codec for reports whose first <paramref name="trainableLength"/> floats are the gradient, with no
@@ -99,13 +99,14 @@ public sealed class GradientWireCodec
         if (_local is { } local)
         {
             var norm = GradientHealthMonitor.GlobalNorm(gradient);
-            var scale = GradientHealthMonitor.ClipScale(norm, local.LocalClipNorm(workersPerStep));
+            var localClip = local.LocalClipNorm(workersPerStep);
+            var scale = GradientHealthMonitor.ClipScale(norm, localClip);
             if (scale < 1f)
             {
                 TensorPrimitives.Multiply(gradient, scale, gradient);
                 Metrics.DistTrainMetrics.RecordClippedStep();
             }
-            if (local.ClipNorm > 0) CountClipping(scale < 1f, norm, local, workersPerStep);
+            if (local.ClipNorm > 0) CountClipping(scale < 1f, norm, local.ClipNorm, localClip, workersPerStep);
             if (local.Regularizes)
             {
                 if (weights.Length < length)
@@ -138,8 +139,7 @@ public sealed class GradientWireCodec
     {
         if (_clipped is not { } clipped) return null;
         _clipped = null;
-        var (norm, clipNorm, workers) = clipped;
-        var clip = clipNorm / Math.Sqrt(workers);
+        var (norm, clipNorm, clip, workers) = clipped;
         return string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"{GradientHealthMonitor.ClippingWarningStart}Optimizer:GradientClipNorm = {clipNorm:G3} clipped worker {worker}'s gradient at each of its last " +
             $"{_clippedPushesToWarn:N0} pushes (under Cluster:Compression TopK each worker clips its own push, to GradientClipNorm / sqrt({workers} " +
@@ -148,11 +148,11 @@ public sealed class GradientWireCodec
             $"{norm * Math.Sqrt(workers):G3} (this norm times the square root of the gradients per step) or set it to 0, and tune Optimizer:LearningRate instead.");
     }
 
-    private void CountClipping(bool clipped, double norm, LocalGradientSettings local, int workersPerStep)
+    private void CountClipping(bool clipped, double norm, double clipNorm, double localClip, int workersPerStep)
     {
         if (!double.IsFinite(norm)) return; // a diverging run: its own error says so
         _clippedRun = clipped ? _clippedRun + 1 : 0;
-        if (_clippedPushesToWarn > 0 && _clippedRun == _clippedPushesToWarn) _clipped = (norm, local.ClipNorm, Math.Max(1, workersPerStep));
+        if (_clippedPushesToWarn > 0 && _clippedRun == _clippedPushesToWarn) _clipped = (norm, clipNorm, localClip, Math.Max(1, workersPerStep));
     }
 
     /// <summary>"element 12 of tensor '0.weight'" for a flat index into the trainable prefix.</summary>
