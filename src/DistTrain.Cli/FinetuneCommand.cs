@@ -22,7 +22,20 @@ internal static class FinetuneCommand
         var from = CliOptions.File("--from", "Pretrained checkpoint (.safetensors) written by DistTrain or exported from PyTorch.",
             $"a .safetensors checkpoint, such as a run's {DistTrain.Core.Checkpoints.RunFiles.Model}", required: true);
         var freeze = new Option<string[]>("--freeze") { Description = "Tensors to freeze: names (0.weight), layer indices (0) or prefixes ending in * (comma-separated or repeated).", AllowMultipleArgumentsPerToken = true, HelpName = "NAMES" };
+        // Checked while parsing, so these problems come in the same report as the line's others and the config's
+        // (ParseErrors.ConfigProblems), not one round later.
+        freeze.Validators.Add(result =>
+        {
+            if (FreezeProblem([.. result.Tokens.Select(t => t.Value)]) is { } problem) result.AddError(problem);
+        });
         var replaceHead = CliOptions.WholeNumber("--replace-head", "Replace the last Dense layer by a new one with this many classes (initialized afresh).", "the number of classes of the new head, a whole number from 2");
+        replaceHead.Validators.Add(result =>
+        {
+            // A value that is not a whole number is the parser's error already (CliOptions.WholeNumber).
+            if (result.Tokens.Count > 0 && int.TryParse(result.Tokens[^1].Value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var classes)
+                && ReplaceHeadProblem(classes) is { } problem)
+                result.AddError(problem);
+        });
         var epochs = CliOptions.WholeNumber("--epochs", "Override Training:Epochs.", CliOptions.EpochsTakes, "-e");
         var workers = CliOptions.WholeNumber("--workers", "Override Training:Workers.", CliOptions.WorkersTakes, "-w");
         var data = CliOptions.Text("--data", "DIR", CliOptions.DataHelp, CliOptions.DataTakes);
@@ -42,20 +55,9 @@ internal static class FinetuneCommand
             if (parse.GetValue(data) is { } d) overrides["Data:Directory"] = d;
             if (parse.GetValue(output) is { } o) overrides["Output:Directory"] = o;
             sizes.Read(parse, overrides);
-            var frozen = (parse.GetValue(freeze) ?? []).SelectMany(f => f.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
-            if (parse.GetValue(freeze) is { Length: > 0 } given && frozen.Count == 0)
-            {
-                CliConsole.Fail("error", $"--freeze '{string.Join(" ", given)}' names no tensor: give names (0.weight), layer indices (0) or prefixes (0.*), comma-separated.");
-                return 1; // a bad command line
-            }
+            // An empty --freeze and a --replace-head below 2 did not parse (the validators above): the line's problems were reported.
+            var frozen = FrozenNames(parse.GetValue(freeze) ?? []);
             var classes = parse.GetValue(replaceHead);
-            if (classes is < 2)
-            {
-                // As training refuses data of fewer than 2 classes: the softmax of one logit is always 1.
-                CliConsole.Fail("error", $"--replace-head {classes}: a classifier needs 2 classes at least (with one, the softmax of its only logit " +
-                    "is always 1, so there is nothing to learn). Give the number of classes of the new head, 2 or more.");
-                return 1; // a bad command line
-            }
             string checkpoint;
             try
             {
@@ -100,6 +102,32 @@ internal static class FinetuneCommand
         });
         return command;
     }
+
+    /// <summary>The tensor names, layer indices and prefixes of --freeze's values, split at commas, blanks dropped.</summary>
+    private static List<string> FrozenNames(IEnumerable<string> given) =>
+        [.. given.SelectMany(f => f.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))];
+
+    /// <summary>
+    /// The problem of --freeze's values, known from the command line alone: given, but naming no tensor (<c>--freeze ''</c>,
+    /// <c>--freeze ,,</c>), which would otherwise be taken as "freeze nothing"; null when it names one or is not given.
+    /// </summary>
+    /// <param name="given">The option's values as given (each may hold several, comma-separated).</param>
+    internal static string? FreezeProblem(IReadOnlyList<string> given) =>
+        given.Count > 0 && FrozenNames(given).Count == 0
+            ? $"--freeze '{string.Join(" ", given)}' names no tensor: give names (0.weight), layer indices (0) or prefixes (0.*), comma-separated."
+            : null;
+
+    /// <summary>
+    /// The problem of --replace-head's number of classes, known from the command line alone: below 2 (as training refuses data
+    /// of fewer than 2 classes: the softmax of one logit is always 1); null for 2 or more. Whether it fits the data is
+    /// checked once the data is loaded (<see cref="CheckHeadFitsData"/>).
+    /// </summary>
+    /// <param name="classes">The value given.</param>
+    internal static string? ReplaceHeadProblem(int classes) =>
+        classes < 2
+            ? $"--replace-head {classes}: a classifier needs 2 classes at least (with one, the softmax of its only logit is always 1, so there " +
+              "is nothing to learn). Give the number of classes of the new head, 2 or more."
+            : null;
 
     /// <summary>Sets the head's classes and marks it to be initialized afresh rather than loaded.</summary>
     private static void ReplaceHead(ModelOptions model, int classes)

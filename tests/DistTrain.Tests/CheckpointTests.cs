@@ -122,6 +122,98 @@ public class CheckpointFormatTests : IDisposable
         Assert.Equal("run-a", store.LastWrittenJobId(Layout));
     }
 
+    private static TrainingCheckpoint OfJob(long version, string job) => new(new ParameterVector(Layout, [1, 2, 3, 4, 5, 6, -1, -2, version]), [],
+        OptimizerKind.Sgd, version, version, epoch: 1, round: (int)version, shardSeed: 7, workers: 2, batchSizePerWorker: 50, jobId: job);
+
+    /// <summary>The write time a checkpoint records (written_at), as a UTC DateTime.</summary>
+    private static DateTime RecordedWriteTime(string path) =>
+        DateTime.ParseExact(SafeTensors.ReadMetadata(path)[TrainingCheckpoint.WrittenAtKey], TrainingCheckpoint.WrittenAtFormat,
+            System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AdjustToUniversal | System.Globalization.DateTimeStyles.AssumeUniversal);
+
+    /// <summary>
+    /// Rewrites a checkpoint as one written before written_at existed: the key removed and the header checksum recomputed
+    /// over the remaining entries, as that version wrote it; the tensors are kept byte for byte.
+    /// </summary>
+    private static void AsWrittenBeforeWriteTimes(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var headerLength = (int)BitConverter.ToUInt64(bytes);
+        var header = System.Text.Json.Nodes.JsonNode.Parse(bytes.AsSpan(8, headerLength))!.AsObject();
+        var metadata = header["__metadata__"]!.AsObject();
+        Assert.True(metadata.Remove(TrainingCheckpoint.WrittenAtKey));
+        var entries = metadata.ToDictionary(e => e.Key, e => e.Value!.GetValue<string>(), StringComparer.Ordinal);
+        metadata[SafeTensors.MetadataSha256Key] = SafeTensors.MetadataDigest(entries);
+        var text = header.ToJsonString();
+        var json = System.Text.Encoding.UTF8.GetBytes(text.PadRight((text.Length + 7) / 8 * 8));
+        File.WriteAllBytes(path, [.. BitConverter.GetBytes((ulong)json.Length), .. json, .. bytes.AsSpan(8 + headerLength)]);
+    }
+
+    /// <summary>
+    /// A folder copied without its times (cp -r without -p, rsync without -t, a restore from backup) gives its files new
+    /// times in whatever order the copy took them. The run written last, and the files pruning keeps, were decided by those
+    /// times, so such a copy resumed the other run of the same model and pruned the current run's files first.
+    /// </summary>
+    [Fact]
+    public void A_folder_copied_without_its_times_still_names_and_keeps_the_run_written_last()
+    {
+        var store = new CheckpointStore(_directory, keep: 2);
+        var runA = store.Save(OfJob(9, "run-a")); // an earlier run, at a higher version
+        var runB = store.Save(OfJob(1, "run-b"));
+        Assert.True(RecordedWriteTime(runB) > RecordedWriteTime(runA));
+        // The copy took run B's file first: run A's is now the newer by file time.
+        File.SetLastWriteTimeUtc(runB, DateTime.UtcNow.AddHours(-1));
+        File.SetLastWriteTimeUtc(runA, DateTime.UtcNow.AddMinutes(-1));
+        Assert.Equal("run-b", store.LastWrittenJobId(Layout));
+
+        // Run B goes on in the copy: pruning keeps its two files, not run A's, newer by file time.
+        var next = store.Save(OfJob(2, "run-b"));
+        Assert.Equal([next, runB], store.List());
+        Assert.Equal("run-b", store.LastWrittenJobId(Layout));
+    }
+
+    [Fact]
+    public void A_checkpoint_written_before_write_times_were_recorded_reads_and_is_dated_by_its_file_time()
+    {
+        var store = new CheckpointStore(_directory, keep: 5);
+        var runA = store.Save(OfJob(1, "run-a"));
+        var runB = store.Save(OfJob(2, "run-b"));
+        Assert.NotNull(TrainingCheckpoint.Read(runA, Layout).WrittenAt);
+        AsWrittenBeforeWriteTimes(runA);
+        AsWrittenBeforeWriteTimes(runB);
+        var read = TrainingCheckpoint.Read(runA, Layout);
+        Assert.Equal(("run-a", 1L, (DateTimeOffset?)null), (read.JobId, read.Version, read.WrittenAt));
+
+        File.SetLastWriteTimeUtc(runA, DateTime.UtcNow.AddMinutes(-1));
+        File.SetLastWriteTimeUtc(runB, DateTime.UtcNow.AddMinutes(-5));
+        Assert.Equal("run-a", store.LastWrittenJobId(Layout));
+        File.SetLastWriteTimeUtc(runB, DateTime.UtcNow);
+        Assert.Equal("run-b", store.LastWrittenJobId(Layout));
+
+        // A checkpoint of this version beside them is dated by the time it records, the old ones by their file times.
+        var runC = store.Save(OfJob(3, "run-c"));
+        File.SetLastWriteTimeUtc(runC, DateTime.UtcNow.AddHours(-1));
+        File.SetLastWriteTimeUtc(runB, RecordedWriteTime(runC).AddSeconds(-1));
+        Assert.Equal("run-c", store.LastWrittenJobId(Layout));
+        File.SetLastWriteTimeUtc(runB, RecordedWriteTime(runC).AddSeconds(1));
+        Assert.Equal("run-b", store.LastWrittenJobId(Layout));
+    }
+
+    [Fact]
+    public void An_edited_write_time_is_a_checksum_error_and_does_not_decide_which_run_a_resume_continues()
+    {
+        var store = new CheckpointStore(_directory, keep: 5);
+        store.Save(OfJob(1, "run-a"));
+        var newer = store.Save(OfJob(2, "run-b"));
+        var written = SafeTensors.ReadMetadata(newer)[TrainingCheckpoint.WrittenAtKey];
+        Assert.Matches(@"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z$", written);
+        // Run B's file dated a year back, which a resume of the copied folder would then count as written first.
+        EditHeader(newer, $"\"{written}\"", 4, (char)(written[3] - 1));
+        var error = Assert.Throws<InvalidDataException>(() => TrainingCheckpoint.Read(newer, Layout));
+        Assert.StartsWith(newer + ": checksum mismatch: the header's metadata has SHA-256 ", error.Message);
+        Assert.Contains("The header was edited or is corrupt", error.Message);
+        Assert.Equal("run-a", store.LastWrittenJobId(Layout));
+    }
+
     [Fact]
     public void A_renamed_checkpoint_is_skipped_as_its_name_tells_another_position_than_its_header()
     {

@@ -1037,7 +1037,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.DoesNotContain("GradientOverflowException", worker.Output); // one line, no stack trace
     }
 
-    /// <summary>A valid checkpoint of the config's model from another job (id <c>earlier-job</c>), at version 999,999, dated tomorrow.</summary>
+    /// <summary>A valid checkpoint of the config's model from another job (id <c>earlier-job</c>), at version 999,999, dated tomorrow
+    /// (the write time it records and its file time).</summary>
     private static string WriteStaleCheckpoint(string configPath, string directory)
     {
         var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
@@ -1047,7 +1048,9 @@ public sealed partial class ClusterProcessTests : IDisposable
         var stale = new TrainingCheckpoint(weights, [("momentum_buffer", new float[model.Layout.TrainableLength])], Core.Optimization.OptimizerKind.Sgd,
             optimizerSteps: 999_999, version: 999_999, epoch: 31, round: 0, shardSeed: options.Training.Seed, workers: 2,
             batchSizePerWorker: options.Training.BatchSizePerWorker, jobId: "earlier-job");
-        var path = new CheckpointStore(directory, keep: 3).Save(stale);
+        Directory.CreateDirectory(directory);
+        var path = Path.Combine(directory, CheckpointStore.FileName(stale.Version, stale.Epoch, stale.Round));
+        stale.Write(path, DateTimeOffset.UtcNow.AddDays(1));
         File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddDays(1));
         return path;
     }

@@ -42,6 +42,9 @@ public class CommandLineTests : IDisposable
     [InlineData("finetune -c c.json", "disttrain finetune needs --from FILE: a .safetensors checkpoint, such as a run's model.safetensors")]
     [InlineData("finetune -c c.json --from m.safetensors --replace-head ten", "--replace-head 'ten' is not a whole number")]
     [InlineData("finetune -c c.json --from m.safetensors -e x", "--epochs 'x' is not a whole number")]
+    [InlineData("finetune -c c.json --from m.safetensors --replace-head 1", "--replace-head 1: a classifier needs 2 classes at least (with one, " +
+        "the softmax of its only logit is always 1, so there is nothing to learn). Give the number of classes of the new head, 2 or more.")]
+    [InlineData("finetune -c c.json --from m.safetensors --freeze ,,", "--freeze ',,' names no tensor: give names (0.weight), layer indices (0) or prefixes (0.*), comma-separated.")]
     [InlineData("inspect", "disttrain inspect needs CHECKPOINT: a .safetensors file")]
     [InlineData("predict -m m.safetensors", "disttrain predict needs INPUTS: Image files (PNG, JPEG) or folders of them")]
     [InlineData("predict a.png", "disttrain predict needs --model FILE: the model.safetensors a training run wrote")]
@@ -111,6 +114,57 @@ public class CommandLineTests : IDisposable
         Assert.Contains("error: --batch-size '99999999999' is out of range", lines);
         Assert.Contains("Training:Epochs = 0 (from a command-line option, --epochs) is out of range: allowed [1, 10000].", lines);
         Assert.DoesNotContain("BatchSizePerWorker = 0", lines);
+    }
+
+    /// <summary>
+    /// finetune's --replace-head below 2 and a --freeze that names no tensor were checked only once the command ran, so a line
+    /// with another problem (here --workers two) or a config with one (Training:Epochs 0) reported those first, and these
+    /// one round later. They are known from the line alone, so they now come in the same first report.
+    /// </summary>
+    [Fact]
+    public void Finetunes_replace_head_and_freeze_problems_come_with_the_lines_others_and_the_configs()
+    {
+        var folder = TemporaryFolder("disttrain-cli-finetune-");
+        var config = Path.Combine(folder, "c.json");
+        File.WriteAllText(config, $$"""
+            { "Data": { "Directory": "{{folder}}" }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] }, "Training": { "Epochs": 0 } }
+            """);
+        var from = Path.Combine(folder, "m.safetensors"); // not there: a problem only the command finds, once the line is right
+        Dictionary<string, string?> noEnvironment = [];
+        const string replaceHead = "--replace-head 1: a classifier needs 2 classes at least (with one, the softmax of its only logit is always 1, " +
+                                   "so there is nothing to learn). Give the number of classes of the new head, 2 or more.";
+        const string freeze = "--freeze ',,' names no tensor: give names (0.weight), layer indices (0) or prefixes (0.*), comma-separated.";
+        var epochs = $"Invalid configuration ({config}):{Environment.NewLine}  - Training:Epochs = 0 (in {config}) is out of range: allowed [1, 10000].";
+
+        var parse = DistTrainCommandLine.Create().Parse(["finetune", "-c", config, "--from", from, "--workers", "two", "--replace-head", "1", "--freeze", ",,"]);
+        Assert.Equal([freeze, replaceHead, "--workers 'two' is not a whole number: --workers takes a whole number of worker replicas, 1 to 256 (Training:Workers)."],
+            ParseErrors.Describe(parse).Order(StringComparer.Ordinal));
+        Assert.Equal(epochs, ParseErrors.ConfigProblems(parse, noEnvironment));
+
+        // Without another problem on the line, each still comes with the config's.
+        parse = DistTrainCommandLine.Create().Parse(["finetune", "-c", config, "--from", from, "--replace-head", "1"]);
+        Assert.Equal([replaceHead], ParseErrors.Describe(parse));
+        Assert.Equal(epochs, ParseErrors.ConfigProblems(parse, noEnvironment));
+        parse = DistTrainCommandLine.Create().Parse(["finetune", "-c", config, "--from", from, "--freeze", "", "--replace-head", "0"]);
+        Assert.Equal(["--freeze '' names no tensor: give names (0.weight), layer indices (0) or prefixes (0.*), comma-separated.",
+            replaceHead.Replace("--replace-head 1", "--replace-head 0", StringComparison.Ordinal)], ParseErrors.Describe(parse).Order(StringComparer.Ordinal));
+        // A --replace-head that is not a number was the parser's already, and is reported once.
+        Assert.Equal(["--replace-head 'ten' is not a whole number: --replace-head takes the number of classes of the new head, a whole number from 2.",
+            "--workers 'two' is not a whole number: --workers takes a whole number of worker replicas, 1 to 256 (Training:Workers)."],
+            ParseErrors.Describe(DistTrainCommandLine.Create().Parse(["finetune", "-c", config, "--from", from, "-w", "two", "--replace-head", "ten"])).Order(StringComparer.Ordinal));
+        // Values that are right: nothing.
+        Assert.Empty(ParseErrors.Describe(DistTrainCommandLine.Create().Parse(["finetune", "-c", config, "--from", from, "--replace-head", "2", "--freeze", "0,1.*"])));
+
+        // On the command line: all of them in one report, with the exit code of a bad command line.
+        var (exit, output, error) = CliProcess.Run(["finetune", "-c", config, "--from", from, "--workers", "two", "--replace-head", "1", "--freeze", ",,"]);
+        Assert.Equal(1, exit);
+        Assert.Equal("", output);
+        var lines = error.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal);
+        Assert.Contains("error: --workers 'two' is not a whole number", lines);
+        Assert.Contains($"error: {replaceHead}", lines);
+        Assert.Contains($"error: {freeze}", lines);
+        Assert.Contains($"Training:Epochs = 0 (in {config}) is out of range", lines);
+        Assert.DoesNotContain("m.safetensors", lines);
     }
 
     [Fact]

@@ -282,6 +282,30 @@ public sealed class ResumeRefusalTests : IDisposable
         Assert.Equal(runB, TrainingCheckpoint.Read(Path.Combine(_directory, CheckpointStore.FileName(20, 3, 0)), ModelLayout()).JobId);
     }
 
+    /// <summary>
+    /// The same two runs, their folder then copied without its times (cp -r without -p), which dated run A's files after run
+    /// B's: the resume still continues run B, the run written last, as the checkpoints record when they were written.
+    /// </summary>
+    [Fact]
+    public async Task A_resume_of_a_folder_copied_without_its_times_continues_the_run_written_last()
+    {
+        await Run(Options(epochs: 3, resume: false)); // run A, seed 7: versions 10, 20 and 30
+        await Run(Options(epochs: 1, resume: false, o => o.Training.Seed = 8)); // run B, seed 8: version 10, written last
+        var store = new CheckpointStore(_directory, 10);
+        var runB = Path.Combine(_directory, CheckpointStore.FileName(10, 2, 0));
+        // The copy took run B's file first, then run A's, each stamped with the time it was copied.
+        File.SetLastWriteTimeUtc(runB, DateTime.UtcNow.AddMinutes(-10));
+        var copied = DateTime.UtcNow.AddMinutes(-9);
+        foreach (var path in store.List().Where(p => p != runB))
+            File.SetLastWriteTimeUtc(path, copied = copied.AddSeconds(1));
+
+        var log = new List<string>();
+        var resumed = await Run(Options(epochs: 2, resume: true, o => o.Training.Seed = 8), log);
+        Assert.Contains(log, l => l.StartsWith("Resuming from checkpoint ", StringComparison.Ordinal) && l.Contains("weights version 10, epoch 2 round 0"));
+        Assert.Contains(log, l => l.StartsWith($"Skipping checkpoint {Path.Combine(_directory, CheckpointStore.FileName(30, 4, 0))}: written by another job", StringComparison.Ordinal));
+        Assert.Equal((2, 20L), (Assert.Single(resumed.Epochs).Epoch, resumed.Version));
+    }
+
     /// <summary>Another model's run written last in the folder does not hide this model's run from a resume.</summary>
     [Fact]
     public async Task A_resume_continues_its_own_model_when_another_model_wrote_the_folder_last()

@@ -28,10 +28,15 @@ public sealed record CheckpointSearch(string? Path, TrainingCheckpoint? Checkpoi
 /// them atomically, keeps the newest <see cref="Keep"/>, and finds the newest one that verifies.
 /// </summary>
 /// <remarks>
-/// Newest means highest weights version (the number in the name). A file being written has a name of its own ending in
+/// <para>Newest means highest weights version (the number in the name). Most recently written means the write time the
+/// file records (<see cref="TrainingCheckpoint.WrittenAtKey"/>, covered by its header checksum); only a checkpoint that
+/// records none (written by an earlier version), or whose header cannot be read or fails its checksum, is dated by its file
+/// time. A folder copied without its times (<c>cp -r</c> without <c>-p</c>, rsync without <c>-t</c>, a restore from
+/// backup) therefore keeps the order its runs wrote it in.</para>
+/// <para>A file being written has a name of its own ending in
 /// <c>.tmp</c> until it is complete (see <see cref="AtomicFile"/>), so a crash mid-write leaves a <c>.tmp</c> that is never
 /// read, and the previous checkpoints stay intact; a <see cref="Save"/> removes those last written over an hour ago
-/// (<see cref="AtomicFile.AbandonedAfter"/>), never a write still in progress.
+/// (<see cref="AtomicFile.AbandonedAfter"/>), never a write still in progress.</para>
 /// </remarks>
 public sealed partial class CheckpointStore
 {
@@ -57,6 +62,11 @@ public sealed partial class CheckpointStore
     /// <summary>How many checkpoints are kept.</summary>
     public int Keep { get; }
 
+    private readonly Lock _clockGate = new();
+
+    /// <summary>The write time this store last recorded; the next is later even if the system clock stepped back.</summary>
+    private DateTimeOffset _lastWrittenAt = DateTimeOffset.MinValue;
+
     /// <summary>The file name of the checkpoint at weights version <paramref name="version"/> and position (epoch, round).</summary>
     public static string FileName(long version, int epoch, int round) =>
         string.Create(CultureInfo.InvariantCulture, $"{Prefix}v{version:D10}-e{epoch:D4}-r{round:D6}{Extension}");
@@ -78,17 +88,28 @@ public sealed partial class CheckpointStore
             : null;
     }
 
-    /// <summary>Writes <paramref name="checkpoint"/> atomically, then deletes all but the <see cref="Keep"/> most recently written and any abandoned temporary file.</summary>
+    /// <summary>
+    /// Writes <paramref name="checkpoint"/> atomically with the current UTC time as its <see cref="TrainingCheckpoint.WrittenAtKey"/>
+    /// (at least one 100 ns tick after the time this store recorded before, so its own checkpoints stay in order if the
+    /// system clock steps back), then deletes all but the <see cref="Keep"/> most recently written (see the remarks) and
+    /// any abandoned temporary file.
+    /// </summary>
     /// <returns>The path written.</returns>
     /// <exception cref="CheckpointWriteException">The directory or the file could not be written; the message names it.</exception>
     public string Save(TrainingCheckpoint checkpoint)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         var path = Path.Combine(Directory, FileName(checkpoint.Version, checkpoint.Epoch, checkpoint.Round));
+        DateTimeOffset writtenAt;
+        lock (_clockGate)
+        {
+            var now = DateTimeOffset.UtcNow;
+            _lastWrittenAt = writtenAt = now > _lastWrittenAt ? now : _lastWrittenAt.AddTicks(1);
+        }
         try
         {
             System.IO.Directory.CreateDirectory(Directory);
-            checkpoint.Write(path);
+            checkpoint.Write(path, writtenAt);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -96,8 +117,8 @@ public sealed partial class CheckpointStore
         }
         // Newest written first (ties: highest version), so an earlier job's files with higher versions in a reused
         // folder are pruned before this job's own.
-        foreach (var old in List().OrderByDescending(File.GetLastWriteTimeUtc).Skip(Keep))
-            File.Delete(old);
+        foreach (var old in ByWriteTime().Skip(Keep))
+            File.Delete(old.Path);
         // Another writer's temporary file may be in flight (a second job given the same folder): only abandoned ones go.
         foreach (var temporary in System.IO.Directory.EnumerateFiles(Directory, Prefix + "*" + Extension + "*" + AtomicFile.TemporarySuffix))
             if (AtomicFile.IsAbandoned(temporary)) File.Delete(temporary);
@@ -116,29 +137,61 @@ public sealed partial class CheckpointStore
     }
 
     /// <summary>
-    /// The job (or single-node run) id of the checkpoint of <paramref name="layout"/>'s model written last (file time; ties:
-    /// the higher version) whose metadata can be read and passes its header checksum; empty when it has none (written by an earlier version) or the
-    /// directory holds no readable checkpoint of that model. File times decide between runs only: a folder copied without
-    /// its times (<c>cp -r</c> without <c>-p</c>) may then name another run of the same model.
+    /// The checkpoint files, most recently written first: by the write time each records (<see cref="TrainingCheckpoint.WrittenAtKey"/>),
+    /// or its file time when it records none or its header cannot be read or fails its checksum; ties: the higher version.
+    /// Reads each file's header only.
+    /// </summary>
+    /// <returns>Each file with its header's metadata (null when it could not be read or failed its checksum) and the time it is ordered by (UTC).</returns>
+    private List<(string Path, IReadOnlyDictionary<string, string>? Metadata, DateTime WrittenAt)> ByWriteTime()
+    {
+        var files = new List<(string, IReadOnlyDictionary<string, string>?, DateTime)>();
+        foreach (var path in List())
+        {
+            IReadOnlyDictionary<string, string>? metadata = null;
+            DateTime? recorded = null;
+            try
+            {
+                metadata = SafeTensors.ReadMetadata(path);
+                // An edited or damaged header (its own checksum does not match) must not decide which run is resumed or kept.
+                if (!TrainingCheckpoint.HeaderChecksumMatches(metadata)) metadata = null;
+                else recorded = TrainingCheckpoint.WrittenAtOf(path, metadata)?.UtcDateTime;
+            }
+            catch (Exception e) when (e is InvalidDataException or SafeTensorsFormatException or IOException or UnauthorizedAccessException)
+            {
+                // unreadable, or a malformed written_at: dated by its file time, as a checkpoint of an earlier version
+            }
+            DateTime writtenAt;
+            try
+            {
+                writtenAt = recorded ?? File.GetLastWriteTimeUtc(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                writtenAt = DateTime.MinValue; // gone or closed meanwhile: the oldest
+            }
+            files.Add((path, metadata, writtenAt));
+        }
+        // List() is highest version first and OrderByDescending is stable, so ties go to the higher version.
+        return [.. files.OrderByDescending(f => f.Item3)];
+    }
+
+    /// <summary>
+    /// The job (or single-node run) id of the checkpoint of <paramref name="layout"/>'s model written last (the write time it
+    /// records, <see cref="TrainingCheckpoint.WrittenAtKey"/>; its file time only when it records none, as checkpoints of
+    /// earlier versions; ties: the higher version) whose metadata can be read and passes its header checksum; empty when it
+    /// has none (written by an earlier version) or the directory holds no readable checkpoint of that model. As the time is
+    /// recorded in the file, a folder copied without its times (<c>cp -r</c> without <c>-p</c>) still names the run written last.
     /// </summary>
     /// <param name="layout">The model's layout; checkpoints of other models (another <c>model_fingerprint</c>) are passed over.</param>
     public string LastWrittenJobId(ParameterLayout layout)
     {
         ArgumentNullException.ThrowIfNull(layout);
         var fingerprint = TrainingCheckpoint.LayoutFingerprint(layout);
-        foreach (var path in List().OrderByDescending(File.GetLastWriteTimeUtc))
+        foreach (var (_, metadata, _) in ByWriteTime())
         {
-            try
-            {
-                var metadata = SafeTensors.ReadMetadata(path);
-                // An edited or damaged header (its own checksum does not match) must not decide which run is resumed.
-                if (!TrainingCheckpoint.HeaderChecksumMatches(metadata) || metadata.GetValueOrDefault("model_fingerprint") != fingerprint) continue;
-                return metadata.GetValueOrDefault(TrainingCheckpoint.JobIdKey, "");
-            }
-            catch (Exception e) when (e is InvalidDataException or SafeTensorsFormatException or IOException or UnauthorizedAccessException)
-            {
-                // unreadable: the one written before it decides
-            }
+            // Unreadable or edited (null), or another model's: the one written before it decides.
+            if (metadata is null || metadata.GetValueOrDefault("model_fingerprint") != fingerprint) continue;
+            return metadata.GetValueOrDefault(TrainingCheckpoint.JobIdKey, "");
         }
         return "";
     }

@@ -24,7 +24,8 @@ namespace DistTrain.Core.Checkpoints;
 /// <c>workers</c> and <c>batch_size_per_worker</c> (together they fix the data order), the partial epoch's
 /// <c>epoch_samples</c> and <c>epoch_loss_sum</c>, <c>model_fingerprint</c> (see <see cref="LayoutFingerprint"/>),
 /// <c>optimizer_hyperparameters</c> (a JSON object of the settings the optimizer state depends on, by configuration key,
-/// see <see cref="OptimizerOptions.StateHyperparameters"/>), <c>training_mode</c> (Training:Mode), <c>trained_ahead</c>
+/// see <see cref="OptimizerOptions.StateHyperparameters"/>), <c>written_at</c> (when the file was written, see
+/// <see cref="WrittenAtKey"/>), <c>training_mode</c> (Training:Mode), <c>trained_ahead</c>
 /// (asynchronous mode: <c>round:shard;...</c> of minibatches after the position already trained), <c>data_sha256</c>,
 /// the SHA-256 of every byte after the header, and <c>metadata_sha256</c>, that of the other metadata entries
 /// (<see cref="SafeTensors.MetadataDigest"/>; optional when reading); <c>train_samples</c>, <c>data_settings</c>, <c>model_settings</c> and
@@ -36,6 +37,19 @@ public sealed class TrainingCheckpoint
 {
     /// <summary>Metadata key of <see cref="JobId"/>.</summary>
     public const string JobIdKey = "job_id";
+
+    /// <summary>
+    /// Metadata key of the time the file was written (<see cref="WrittenAt"/>): UTC, ISO-8601 with seven fractional digits
+    /// of a second (<see cref="WrittenAtFormat"/>, for example <c>2026-12-03T14:05:09.1234567Z</c>). Covered by
+    /// <c>metadata_sha256</c> like every other entry. <see cref="CheckpointStore"/> orders the runs of a folder and prunes
+    /// by it rather than by the file's time, which a copy without times (<c>cp -r</c> without <c>-p</c>, rsync without
+    /// <c>-t</c>, a restore from backup) resets.
+    /// </summary>
+    public const string WrittenAtKey = "written_at";
+
+    /// <summary>Format of the <see cref="WrittenAtKey"/> value (<see cref="DateTime.ParseExact(string, string, IFormatProvider, DateTimeStyles)"/>
+    /// pattern): UTC to the 100 ns tick, ISO-8601.</summary>
+    public const string WrittenAtFormat = "yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'";
 
     /// <summary>Value of the <c>format</c> metadata key.</summary>
     public const string Format = "disttrain-checkpoint";
@@ -175,6 +189,12 @@ public sealed class TrainingCheckpoint
     /// </summary>
     public string JobId { get; }
 
+    /// <summary>
+    /// When the file this checkpoint was read from was written (its <see cref="WrittenAtKey"/>, UTC); null for a checkpoint
+    /// not read from a file, or read from one written by an earlier version, which did not record it.
+    /// </summary>
+    public DateTimeOffset? WrittenAt { get; init; }
+
     /// <summary>All weights, layout order.</summary>
     public ParameterVector Weights { get; }
 
@@ -277,9 +297,17 @@ public sealed class TrainingCheckpoint
         optimizer.StepCount = OptimizerSteps;
     }
 
-    /// <summary>Writes the checkpoint to <paramref name="path"/> atomically (see <see cref="CheckpointStore"/>).</summary>
+    /// <summary>Writes the checkpoint to <paramref name="path"/> atomically (see <see cref="CheckpointStore"/>), recording the
+    /// current UTC time as its <see cref="WrittenAtKey"/>.</summary>
     /// <exception cref="IOException">The file could not be written; the target is unchanged.</exception>
-    public void Write(string path)
+    public void Write(string path) => Write(path, DateTimeOffset.UtcNow);
+
+    /// <summary>Writes the checkpoint to <paramref name="path"/> atomically (see <see cref="CheckpointStore"/>), recording
+    /// <paramref name="writtenAt"/> (converted to UTC) as its <see cref="WrittenAtKey"/>.</summary>
+    /// <param name="path">Target file; replaced atomically.</param>
+    /// <param name="writtenAt">The write time to record; <see cref="CheckpointStore.Save"/> gives its clock's time.</param>
+    /// <exception cref="IOException">The file could not be written; the target is unchanged.</exception>
+    public void Write(string path, DateTimeOffset writtenAt)
     {
         var tensors = new List<(string Name, int[] Shape, float[] Values, int Offset, int Length)>();
         foreach (var segment in Weights.Layout.Segments)
@@ -293,6 +321,7 @@ public sealed class TrainingCheckpoint
         var checksum = Convert.ToHexStringLower(hash.GetHashAndReset());
 
         var metadata = Metadata(checksum);
+        metadata[WrittenAtKey] = writtenAt.UtcDateTime.ToString(WrittenAtFormat, CultureInfo.InvariantCulture);
         metadata[MetadataSha256Key] = MetadataDigest(metadata);
         var header = new Dictionary<string, object>(StringComparer.Ordinal) { ["__metadata__"] = metadata };
         long offset = 0;
@@ -360,6 +389,21 @@ public sealed class TrainingCheckpoint
     }
 
     private static string Invariant(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// The write time <paramref name="metadata"/> records under <see cref="WrittenAtKey"/> (UTC); null when it records none
+    /// (a checkpoint written by an earlier version). Does not check the header checksum: the caller does.
+    /// </summary>
+    /// <param name="path">Names the file in the error.</param>
+    /// <param name="metadata">A checkpoint's <c>__metadata__</c>.</param>
+    /// <exception cref="InvalidDataException">The value is not a time in <see cref="WrittenAtFormat"/>; the message names the file and the value.</exception>
+    internal static DateTimeOffset? WrittenAtOf(string path, IReadOnlyDictionary<string, string> metadata)
+    {
+        if (!metadata.TryGetValue(WrittenAtKey, out var text)) return null;
+        return DateTime.TryParseExact(text, WrittenAtFormat, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var time)
+            ? new DateTimeOffset(time, TimeSpan.Zero)
+            : throw new InvalidDataException($"{path}: metadata {WrittenAtKey} = '{text}' is not a UTC time such as 2026-12-03T14:05:09.1234567Z. The file is corrupt.");
+    }
 
     /// <summary>
     /// False when <paramref name="metadata"/> records a header checksum (<c>metadata_sha256</c>) that its other entries do
@@ -476,6 +520,7 @@ public sealed class TrainingCheckpoint
                 DataSettings = metadata.GetValueOrDefault("data_settings", ""), // optional likewise
                 ModelSettings = metadata.GetValueOrDefault("model_settings", ""),
                 RunEpochs = metadata.ContainsKey("run_epochs") ? GetInt("run_epochs") : 0, // optional likewise
+                WrittenAt = WrittenAtOf(path, metadata), // optional likewise
             };
         }
         catch (Exception e) when (e is ArgumentException or FormatException)
