@@ -171,6 +171,24 @@ public class CheckpointFormatTests : IDisposable
         Assert.Equal("run-b", store.LastWrittenJobId(Layout));
     }
 
+    /// <summary>
+    /// A standby parameter server that took a job over writes its checkpoints with its own clock, which may be behind the
+    /// active node's. Ordered by the recorded times alone, pruning then removed the job's newest checkpoint (the standby's
+    /// first) and kept an older one of the active node, so a resume would go back.
+    /// </summary>
+    [Fact]
+    public void Pruning_keeps_a_jobs_newest_versions_although_another_nodes_clock_recorded_them_earlier()
+    {
+        var store = new CheckpointStore(_directory, keep: 2);
+        store.Save(OfJob(1, "job"));
+        var second = store.Save(OfJob(2, "job"));
+        // The standby's first checkpoint of the job, its clock a minute behind the active node's.
+        var taken = Path.Combine(_directory, CheckpointStore.FileName(3, 1, 3));
+        OfJob(3, "job").Write(taken, RecordedWriteTime(second).AddMinutes(-1));
+        var fourth = new CheckpointStore(_directory, keep: 2).Save(OfJob(4, "job"));
+        Assert.Equal([fourth, taken], store.List());
+    }
+
     [Fact]
     public void A_checkpoint_written_before_write_times_were_recorded_reads_and_is_dated_by_its_file_time()
     {

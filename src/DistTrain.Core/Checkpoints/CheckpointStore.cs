@@ -115,9 +115,17 @@ public sealed partial class CheckpointStore
         {
             throw new CheckpointWriteException($"Could not write checkpoint {path}: {e.Message.TrimEnd('.')}. Check Checkpoint:Directory and the free space.", e);
         }
-        // Newest written first (ties: highest version), so an earlier job's files with higher versions in a reused
-        // folder are pruned before this job's own.
-        foreach (var old in ByWriteTime().Skip(Keep))
+        // This job's own checkpoints are kept first, highest version first: the version orders them whichever node wrote
+        // them, while the times two parameter-server nodes record (an active one and the standby that took over) come from
+        // two clocks that may disagree. Other jobs' files follow, most recently written first (ties: highest version), so an
+        // earlier job's files with higher versions in a reused folder are pruned before this job's own.
+        var own = checkpoint.JobId;
+        var files = ByWriteTime();
+        var keptFirst = own.Length == 0
+            ? files
+            : [.. files.Where(f => f.Metadata?.GetValueOrDefault(TrainingCheckpoint.JobIdKey) == own).OrderByDescending(f => PositionOf(f.Path)?.Version ?? -1),
+               .. files.Where(f => f.Metadata?.GetValueOrDefault(TrainingCheckpoint.JobIdKey) != own)];
+        foreach (var old in keptFirst.Skip(Keep))
             File.Delete(old.Path);
         // Another writer's temporary file may be in flight (a second job given the same folder): only abandoned ones go.
         foreach (var temporary in System.IO.Directory.EnumerateFiles(Directory, Prefix + "*" + Extension + "*" + AtomicFile.TemporarySuffix))
