@@ -1012,6 +1012,9 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Equal(0, summary.RootElement.GetProperty("version").GetInt64());
         Assert.Contains($"kept: the run folder {run}: {RunFiles.Summary} records the divergence", ps.Output);
         await worker.WaitAsync(Guard);
+        // The worker's own log says so too: a user reading only the worker's would not know otherwise.
+        Assert.Matches(@"The parameter-server node decides these settings for the whole job, and this node was given other values of them: " +
+            @"Optimizer:LearningRate = 0\.5 on the worker, [0-9.]+ here\. The job uses the parameter-server node's", worker.Output);
     }
 
     [Fact]

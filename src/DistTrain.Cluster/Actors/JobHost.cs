@@ -285,9 +285,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// Warns of the settings a joining worker was given other values of than this node's (<see cref="ModelFingerprint.ServerSettingsOf"/>):
     /// the job uses this node's, and the worker's are ignored, which a user who set them on the worker alone would not know.
     /// </summary>
-    private void WarnOfIgnoredSettings(RegisterWorker register)
+    /// <returns>The differences ("; "-separated), which the acceptance passes on to the worker's own log; empty when none.</returns>
+    private string WarnOfIgnoredSettings(RegisterWorker register)
     {
-        if (register.ServerSettings.Length == 0) return;
+        if (register.ServerSettings.Length == 0) return "";
         IReadOnlyList<string> differences;
         try
         {
@@ -296,12 +297,13 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         catch (System.Text.Json.JsonException)
         {
             _log.Warning("Worker node {0} sent settings that are not JSON; they are not compared.", register.NodeName);
-            return;
+            return "";
         }
-        if (differences.Count == 0) return;
+        if (differences.Count == 0) return "";
         _log.Warning("Worker node {0} was given other values of settings that this parameter-server node decides for the whole job: {1}. " +
             "The job uses this node's; the worker's are ignored. Set them on the parameter-server node (or the same on every node).",
             register.NodeName, string.Join("; ", differences));
+        return string.Join("; ", differences);
     }
 
     /// <summary>What <see cref="ModelFingerprint.Of"/> compares, for a refusal's reader: one sentence, ending in a space.</summary>
@@ -437,15 +439,16 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // A worker registers every 2 s until accepted, and the singleton proxy delivers every registration it buffered
         // while the job host was not yet found: only the first of them (or one after a lost data plane) is a join.
         _nodeAt[index] = register.NodeName;
+        var ignored = "";
         if (joins)
         {
             _log.Info("Worker node {0} joins as worker {1}", register.NodeName, index);
-            WarnOfIgnoredSettings(register);
+            ignored = WarnOfIgnoredSettings(register);
         }
         if (register.LostParameterServer) _acceptedJobWorker = true;
         if (MemberAt(Sender.Path.Address) is { } member) _memberOf[Sender] = member.UniqueAddress;
         Sender.Tell(new WorkerAccepted(index, _dataHost, _listener.Port, _wire.WeightsLength, _jobId, token,
-            identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token)));
+            identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token), ignored));
         // A takeover knows its job once a worker reports it: the newest checkpoint is read and verified now, while the
         // workers open their data planes, instead of after they are all ready (0.3-0.4 s of a takeover, measured).
         if (_takeover && !_started && register.LostParameterServer && register.JobId.Length > 0) FindResumeCheckpoint();

@@ -222,6 +222,10 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             return;
         }
         _accepted = true;
+        if (accepted.IgnoredSettings.Length > 0)
+            _log.Warning("The parameter-server node decides these settings for the whole job, and this node was given other values of them: {0}. " +
+                "The job uses the parameter-server node's; this node's are ignored. Set them on the parameter-server node (or the same on every node).",
+                accepted.IgnoredSettings);
         _hostNode = Sender.Path.Address;
         _jobId = accepted.JobId;
         _workerIndex = accepted.WorkerIndex;

@@ -49,6 +49,9 @@ public sealed record RegisterWorker(
 /// connection can take this worker's place on the data plane.</param>
 /// <param name="Proof">HMAC-SHA256 under the job secret over the worker's node, index, data plane and token
 /// (<see cref="Security.JobIdentity.AcceptanceProof"/>): proves the host belongs to the worker's job.</param>
+/// <param name="IgnoredSettings">The settings the worker was given other values of than the parameter-server node, which
+/// decides them for the whole job ("Training:BatchSizePerWorker = 32 on the worker, 64 here"; "; "-separated), for the
+/// worker's own log; empty when they agree.</param>
 [MessagePackObject]
 public sealed record WorkerAccepted(
     [property: Key(0)] int WorkerIndex,
@@ -57,7 +60,8 @@ public sealed record WorkerAccepted(
     [property: Key(3)] int ParameterCount,
     [property: Key(4)] string JobId = "",
     [property: Key(5)] byte[]? DataToken = null,
-    [property: Key(6)] byte[]? Proof = null) : IDistTrainMessage;
+    [property: Key(6)] byte[]? Proof = null,
+    [property: Key(7)] string IgnoredSettings = "") : IDistTrainMessage;
 
 /// <summary>The worker (or standby parameter server) may not join; the reason names what differs and what to do.
 /// JobHost → WorkerAgent, or JobHost → ParameterServerNode for a <see cref="RegisterStandby"/>.</summary>
