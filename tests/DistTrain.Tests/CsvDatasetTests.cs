@@ -251,6 +251,48 @@ public class CsvDatasetTests : IDisposable
         Assert.Contains("'1,000' is not a number: a decimal comma ('1.000') or a thousands separator ('1000')?", thousands.Message);
     }
 
+    /// <summary>
+    /// A text column in the first row, with Data:Csv:LabelColumn on another column, is most often the labels: iris read with
+    /// LabelColumn 0 was told only "'setosa' is not a finite number ... list non-numeric columns in Data:Csv:IgnoreColumns",
+    /// blaming the species column. The message names the column the labels are read from and suggests the text column;
+    /// a stray value on a later row, or a missing-value marker, keeps the plain message.
+    /// </summary>
+    [Fact]
+    public void A_text_column_in_the_first_row_is_suggested_as_the_label_column_naming_the_one_read()
+    {
+        var iris = Write("iris.csv", "sepal_length,sepal_width,species\n5.1,3.5,setosa\n4.9,3.0,versicolor\n");
+        var byIndex = Assert.Throws<DataFormatException>(() => CsvDataset.Read(iris, new CsvOptions { LabelColumn = "0" }));
+        Assert.Equal($"{iris}: line 2, column 'species' (index 2): 'setosa' is not a finite number. Features must be numbers. The labels are read from column " +
+            "'sepal_length' (index 0; Data:Csv:LabelColumn = '0'), whose cell on this line, '5.1', is a number, and 'species' is the only column read on this line " +
+            "that is not: if 'species' holds the labels, set Data:Csv:LabelColumn to 'species'; otherwise list it in Data:Csv:IgnoreColumns.", byIndex.Message);
+        // The column it suggests reads.
+        var read = CsvDataset.Read(iris, new CsvOptions { LabelColumn = "species" }).Data;
+        Assert.Equal(new[] { "setosa", "versicolor" }, read.ClassNames);
+        Assert.Equal([5.1f, 3.5f, 4.9f, 3.0f], read.Features);
+
+        // Without a header row and without LabelColumn, the last column is the label: the text column is suggested by index.
+        var rows = Write("rows.csv", "5.1,setosa,0.2\n4.9,versicolor,0.3\n");
+        Assert.Equal($"{rows}: line 1, column 'column 1' (index 1): 'setosa' is not a finite number. Features must be numbers. The labels are read from column " +
+            "'column 2' (index 2; Data:Csv:LabelColumn is not set: the column headed 'label', else the last), whose cell on this line, '0.2', is a number, and " +
+            "'column 1' is the only column read on this line that is not: if 'column 1' holds the labels, set Data:Csv:LabelColumn to '1'; otherwise list it in Data:Csv:IgnoreColumns.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(rows, new CsvOptions { HasHeader = false })).Message);
+        Assert.Equal(new[] { "setosa", "versicolor" }, CsvDataset.Read(rows, new CsvOptions { HasHeader = false, LabelColumn = "1" }).Data.ClassNames);
+
+        // Another text column (an id) besides it: ignoring it is given first, the label column still named.
+        var ids = Write("ids.csv", "id,name,x,label\nabc,foo,1,0\n");
+        Assert.Equal($"{ids}: line 2, column 'id' (index 0): 'abc' is not a finite number. Features must be numbers: list non-numeric columns in " +
+            "Data:Csv:IgnoreColumns, or, if 'id' holds the labels, set Data:Csv:LabelColumn to 'id'. The labels are read from column 'label' (index 3; " +
+            "Data:Csv:LabelColumn is not set: the column headed 'label', else the last).",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(ids, new CsvOptions())).Message);
+
+        // A stray value after rows of numbers, and a missing-value marker, are not the labels.
+        const string plain = "is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns.";
+        var stray = Write("stray.csv", "a,b,label\n1,2,0\n3,abc,1\n");
+        Assert.Equal($"{stray}: line 3, column 'b' (index 1): 'abc' {plain}", Assert.Throws<DataFormatException>(() => CsvDataset.Read(stray, new CsvOptions())).Message);
+        var marker = Write("marker.csv", "a,b,label\n1,NA,0\n");
+        Assert.Equal($"{marker}: line 2, column 'b' (index 1): 'NA' {plain}", Assert.Throws<DataFormatException>(() => CsvDataset.Read(marker, new CsvOptions())).Message);
+    }
+
     [Fact]
     public void A_row_with_another_number_of_columns_is_reported_with_its_line()
     {

@@ -27,6 +27,43 @@ public static partial class CsvDataset
     }
 
     /// <summary>
+    /// The end of the error for a feature cell of the first row of data that is not a number at all (<c>setosa</c>) in a
+    /// file read with a label column: such a column is most often the labels, read from another column when
+    /// Data:Csv:LabelColumn names the wrong one. Names the column the labels are read from and what chose it, and suggests
+    /// the text column as the label column: as the likely fix when the row's label cell is a number and the text column is
+    /// the only column read on the row that is not, else besides Data:Csv:IgnoreColumns. Null, for
+    /// <see cref="NotAFeature"/>'s message, for a later row (the column held numbers before it, so the cell is a stray
+    /// value), a missing-value marker as pandas' <c>read_csv</c> knows them (<c>n/a</c>, <c>NA</c>, <c>null</c>) or
+    /// <c>?</c>, a cell that reads as a number (NaN, infinity, out of float32's range) or with a decimal comma, or a file
+    /// read without a label.
+    /// </summary>
+    private static string? NotAFeatureMaybeTheLabel(SepReader.Row record, Layout layout, int column, CsvOptions options, int rowsBefore)
+    {
+        var cell = record[column].Span;
+        if (rowsBefore > 0 || layout.LabelIndex < 0 || IsNumber(cell) || DecimalComma(cell) is not null || MissingValueMarkers.Contains(cell.ToString())) return null;
+        var name = ColumnName(layout, column, options);
+        var labelCell = record[layout.LabelIndex].ToString();
+        var labels = $"The labels are read from column '{ColumnName(layout, layout.LabelIndex, options)}' (index {layout.LabelIndex}; " +
+            (options.LabelColumn.Length > 0 ? $"Data:Csv:LabelColumn = '{options.LabelColumn}'" : "Data:Csv:LabelColumn is not set: the column headed 'label', else the last") + ")";
+        var setting = layout.Header is { } header && column < header.Count && header[column].Length > 0 ? header[column] : column.ToString(CultureInfo.InvariantCulture);
+        var onlyText = IsNumber(labelCell);
+        foreach (var feature in layout.FeatureIndices)
+            onlyText &= feature == column || IsNumber(record[feature].Span);
+        return onlyText
+            ? $"is not a finite number. Features must be numbers. {labels}, whose cell on this line, '{labelCell}', is a number, and '{name}' is the only column read " +
+              $"on this line that is not: if '{name}' holds the labels, set Data:Csv:LabelColumn to '{setting}'; otherwise list it in Data:Csv:IgnoreColumns."
+            : $"is not a finite number. Features must be numbers: list non-numeric columns in Data:Csv:IgnoreColumns, or, if '{name}' holds the labels, " +
+              $"set Data:Csv:LabelColumn to '{setting}'. {labels}.";
+    }
+
+    /// <summary>Cells that mark a missing value: pandas' <c>read_csv</c> default <c>na_values</c> that do not read as numbers, and
+    /// <c>?</c> (the UCI data sets' marker).</summary>
+    private static readonly HashSet<string> MissingValueMarkers = new(StringComparer.Ordinal)
+    {
+        "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "None", "n/a", "null", "?",
+    };
+
+    /// <summary>
     /// <paramref name="cell"/> written with a point instead of its one comma (<c>5,1</c> → <c>5.1</c>), when that reads as a
     /// finite number; null otherwise. For the hint on files written with a decimal comma (a European locale's separator ';').
     /// </summary>
@@ -153,7 +190,9 @@ public static partial class CsvDataset
             "so it is probably a data row, which is then not trained on. If the file has no header row, set Data:Csv:HasHeader to false.";
     }
 
-    private static bool IsNumber(string cell) => double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
+    private static bool IsNumber(string cell) => IsNumber(cell.AsSpan());
+
+    private static bool IsNumber(ReadOnlySpan<char> cell) => double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
 
     /// <summary>
     /// True when the header cells that are numbers count the columns: each is its 0-based position plus one offset, −1, 0 or
@@ -250,7 +289,8 @@ public static partial class CsvDataset
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}) is empty: every feature needs a value. " +
                             "Fill the cell (for example with the column's mean), or drop the row.");
                     if (!float.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !float.IsFinite(value))
-                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' {NotAFeature(cell)}");
+                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' " +
+                            (NotAFeatureMaybeTheLabel(record, layout, column, options, lines.Count) ?? NotAFeature(cell)));
                     values.Add(value);
                 }
                 if (layout.LabelIndex >= 0 && labelCells is not null)
