@@ -293,6 +293,62 @@ public class CsvDatasetTests : IDisposable
         Assert.Equal($"{marker}: line 2, column 'b' (index 1): 'NA' {plain}", Assert.Throws<DataFormatException>(() => CsvDataset.Read(marker, new CsvOptions())).Message);
     }
 
+    /// <summary>
+    /// Lines that end with the separator (<c>a,b,c,</c>) make an empty last column: it was reported as a feature's missing
+    /// value ("column 'column 5' (index 5) is empty: every feature needs a value"). The message says the line ends with the
+    /// separator and gives the two fixes, and ignoring the column as it says reads the file. A header row ending so leaves
+    /// the column unnamed (pandas' "Unnamed: 3"); rows ending so under a header that does not have one more column than it.
+    /// </summary>
+    [Fact]
+    public void Lines_ending_with_the_separator_are_said_to_and_ignoring_the_column_reads_them()
+    {
+        var both = Write("trailing.csv", "a,b,label,\n1,2,0,\n3,4,1,\n");
+        Assert.Equal($"{both}: line 2 ends with the separator (','), so its last column, 'column 3' (index 3), is empty, and the header row ends with the separator " +
+            "too, so the column has no name (pandas reads it as 'Unnamed: 3', of missing values). Remove the separators at the ends of the lines, or list the column " +
+            "in Data:Csv:IgnoreColumns ('3').", Assert.Throws<DataFormatException>(() => CsvDataset.Read(both, new CsvOptions())).Message);
+        var ignored = CsvDataset.Read(both, new CsvOptions { IgnoreColumns = ["3"] }).Data;
+        Assert.Equal([1f, 2, 3, 4], ignored.Features);
+        Assert.Equal(new[] { 0, 1 }, ignored.Labels.Select(l => (int)l).ToArray());
+
+        // Quoted and spaced cells, and a tab separator, are read the same way.
+        var quoted = Write("quoted.tsv", "\"a\"\t\"b\"\t\"label\"\t\n\"1\"\t 2 \t\"0\"\t \n");
+        Assert.StartsWith($"{quoted}: line 2 ends with the separator ('\\t'), so its last column, 'column 3' (index 3), is empty, and the header row ends",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(quoted, new CsvOptions { Separator = "\t" })).Message);
+
+        // The last column as the label (no column headed 'label'): it must be named, as the last one is then ignored.
+        var species = Write("species.csv", "a,b,species,\n1,2,x,\n3,4,y,\n");
+        Assert.Equal($"{species}: line 2 ends with the separator (','), so its last column, 'column 3' (index 3), read as the label (Data:Csv:LabelColumn is not set: " +
+            "the column headed 'label', else the last), is empty, and the header row ends with the separator too, so the column has no name (pandas reads it as " +
+            "'Unnamed: 3', of missing values). Remove the separators at the ends of the lines, or list the column in Data:Csv:IgnoreColumns ('3') and set " +
+            "Data:Csv:LabelColumn to the column that holds the labels.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(species, new CsvOptions())).Message);
+        Assert.Equal(new[] { "x", "y" }, CsvDataset.Read(species, new CsvOptions { IgnoreColumns = ["3"], LabelColumn = "species" }).Data.ClassNames);
+
+        // Without a header row a missing value is the other reading, and its fix is given too.
+        var rows = Write("rows.csv", "1,2,0,\n3,4,1,\n");
+        Assert.Equal($"{rows}: line 1 ends with the separator (','), so its last column, 'column 3' (index 3), read as the label (Data:Csv:LabelColumn is not set: " +
+            "the column headed 'label', else the last), is empty: every row needs a label. If the lines end with a separator that begins no column, remove those " +
+            "separators, or list the column in Data:Csv:IgnoreColumns ('3') and set Data:Csv:LabelColumn to the column that holds the labels; otherwise fill the " +
+            "cell, or drop the row.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(rows, new CsvOptions { HasHeader = false })).Message);
+        Assert.Equal(new[] { 0, 1 }, CsvDataset.Read(rows, new CsvOptions { HasHeader = false, IgnoreColumns = ["3"], LabelColumn = "2" }).Data.Labels.Select(l => (int)l).ToArray());
+        Assert.Equal($"{rows}: line 1 ends with the separator (','), so its last column, 'column 3' (index 3), is empty: every feature needs a value. If the lines " +
+            "end with a separator that begins no column, remove those separators, or list the column in Data:Csv:IgnoreColumns ('3'); otherwise fill the cell " +
+            "(for example with the column's mean), or drop the row.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(rows, new CsvOptions { HasHeader = false, LabelColumn = "2" })).Message);
+
+        // Rows ending with the separator under a header that does not: one column more than the header, said so (not SkipRows).
+        var rowsOnly = Write("rows-only.csv", "a,b,label\n1,2,0,\n");
+        Assert.Equal($"{rowsOnly}: line 2 has 4 columns but the header has 3: it ends with the separator (','), which makes an empty last column. " +
+            "Remove the separators at the ends of the lines.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(rowsOnly, new CsvOptions())).Message);
+
+        // An empty last cell of a named column, or of a later row, is a missing value, as before.
+        var named = Write("named.csv", "label,a,b\n0,1,\n");
+        Assert.Equal($"{named}: line 2, column 'b' (index 2) is empty: every feature needs a value. Fill the cell (for example with the column's mean), or drop the row.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(named, new CsvOptions())).Message);
+        var later = Write("later.csv", "a,b,label,\n1,2,0,5\n3,4,1,\n");
+        Assert.Equal($"{later}: line 3, column 'column 3' (index 3) is empty: every feature needs a value. Fill the cell (for example with the column's mean), or drop the row.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(later, new CsvOptions())).Message);
+    }
+
     [Fact]
     public void A_row_with_another_number_of_columns_is_reported_with_its_line()
     {

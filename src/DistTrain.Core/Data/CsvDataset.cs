@@ -277,11 +277,19 @@ public static partial class CsvDataset
                 layout ??= MakeLayout(path, options, null, record.ColCount, requireLabel, expectedFeatures, byName);
                 if (values.Count + layout.FeatureIndices.Length > maxValues)
                     throw new DataFormatException($"{path}: line {line}: the file holds more than {maxValues:N0} feature values, the most one data set holds in memory. Split the file, or list unused columns in Data:Csv:IgnoreColumns.");
+                if (record.ColCount == layout.ColumnCount + 1 && LineEndsWithSeparator(record, options))
+                    throw new DataFormatException($"{path}: line {line} has {record.ColCount} columns but {(header is null ? "the first row" : "the header")} has {layout.ColumnCount}: " +
+                        $"it ends with the separator ('{CsvOptions.Shown(options.Separator)}'), which makes an empty last column. Remove the separators at the ends of the lines.");
                 if (record.ColCount != layout.ColumnCount)
                     throw new DataFormatException($"{path}: line {line} has {record.ColCount} columns but {(header is null ? "the first row" : "the header")} has {layout.ColumnCount}. Every row needs the same columns (check the separator, Data:Csv:Separator = '{options.Separator}')" +
                         (lines.Count == (header is null ? 1 : 0) && record.ColCount > layout.ColumnCount
                             ? $". If line {before + 1} is not {(header is null ? "a data row" : "the header")} (a title, or a line of counts as scikit-learn's data files start with), skip it with Data:Csv:SkipRows = {before + 1}{(header is null ? "" : ", and set Data:Csv:HasHeader to false if no header row follows it")}."
                             : "."));
+                // An empty last column read as a feature or the label, from lines that end with the separator: said before any
+                // other cell is checked, as it is what the other columns' errors would come from (the label read from it).
+                if (((record.ColCount - 1 == layout.LabelIndex && labelCells is not null) || Array.IndexOf(layout.FeatureIndices, record.ColCount - 1) >= 0)
+                    && EndsWithSeparator(record, layout, options, lines.Count))
+                    throw new DataFormatException(TrailingSeparator(path, line, layout, record.ColCount - 1, options));
                 foreach (var column in layout.FeatureIndices)
                 {
                     var cell = record[column].Span;
@@ -321,6 +329,52 @@ public static partial class CsvDataset
         {
             throw new DataFormatException($"{path}: the file could not be read ({e.Message}). Check that it is readable.");
         }
+    }
+
+    /// <summary>
+    /// True when <paramref name="record"/> is the first row of data (<paramref name="rowsBefore"/> 0), its last cell is empty
+    /// and its text ends with the separator, spaces after it aside (<c>5.1,3.5,0,</c>), while the header row, when there is
+    /// one, leaves that column unnamed: the lines then most likely all end with a separator that begins no column. A later
+    /// row follows rows with a value there, and a named column's empty cell is a missing value; neither is this case.
+    /// </summary>
+    private static bool EndsWithSeparator(SepReader.Row record, Layout layout, CsvOptions options, int rowsBefore)
+    {
+        if (rowsBefore > 0 || (layout.Header is { } header && (header.Count != record.ColCount || header[^1].Length > 0))) return false;
+        return LineEndsWithSeparator(record, options);
+    }
+
+    /// <summary>True when the row's last cell is empty and its text ends with the separator, spaces after it aside
+    /// (<c>5.1,3.5,0,</c>, not a quoted empty cell <c>""</c>).</summary>
+    private static bool LineEndsWithSeparator(SepReader.Row record, CsvOptions options)
+    {
+        if (record.ColCount < 2 || !record[record.ColCount - 1].Span.IsWhiteSpace()) return false;
+        var text = record.Span.TrimEnd(" \r");
+        return text.Length > 0 && text[^1] == options.Separator[0];
+    }
+
+    /// <summary>
+    /// The error for the first row's last cell, a feature's or the label's, when it is empty because the row ends with the
+    /// separator (<see cref="EndsWithSeparator"/>): the fix is to remove the separators at the ends of the lines, or to ignore
+    /// that column (Data:Csv:IgnoreColumns, by its index, as a header row ending with a separator too leaves it unnamed:
+    /// pandas' <c>Unnamed: 5</c>); for the label column, also to say which column holds the labels, as the last one is then
+    /// ignored. With a header row ending so the case is plain; without one, a missing value is the other reading, whose fix
+    /// is given too.
+    /// </summary>
+    private static string TrailingSeparator(string path, int line, Layout layout, int column, CsvOptions options)
+    {
+        var isLabel = column == layout.LabelIndex;
+        var what = isLabel
+            ? $", read as the label ({(options.LabelColumn.Length > 0 ? $"Data:Csv:LabelColumn = '{options.LabelColumn}'" : "Data:Csv:LabelColumn is not set: the column headed 'label', else the last")}),"
+            : ",";
+        var ignore = FormattableString.Invariant($"list the column in Data:Csv:IgnoreColumns ('{column}')") +
+            (isLabel ? " and set Data:Csv:LabelColumn to the column that holds the labels" : "");
+        var start = $"{path}: line {line} ends with the separator ('{CsvOptions.Shown(options.Separator)}'), so its last column, '{ColumnName(layout, column, options)}' " +
+            $"(index {column}){what} is empty";
+        return layout.Header is not null
+            ? $"{start}, and the header row ends with the separator too, so the column has no name (pandas reads it as " +
+              FormattableString.Invariant($"'Unnamed: {column}', of missing values). Remove the separators at the ends of the lines, or {ignore}.")
+            : $"{start}: every {(isLabel ? "row needs a label" : "feature needs a value")}. If the lines end with a separator that begins no column, " +
+              $"remove those separators, or {ignore}; otherwise fill the cell{(isLabel ? "" : " (for example with the column's mean)")}, or drop the row.";
     }
 
     /// <summary>The lines before the header (or the first row): Data:Csv:SkipRows, then any blank lines.</summary>
