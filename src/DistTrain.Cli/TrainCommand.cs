@@ -479,8 +479,11 @@ internal static class TrainCommand
     /// A warning when, without accumulation and with more than one worker, each worker's minibatch (Training:BatchSizePerWorker)
     /// is at least its shard of the epoch (⌈samples / workers⌉) and the shard is more than one sample: every epoch is then one
     /// step (in Async one push per worker) of minibatches smaller than configured, split over workers that each compute on a
-    /// few samples. Null otherwise: one worker with a minibatch of the whole set is full-batch gradient descent, chosen as
-    /// such (the scikit-learn configs do); the accumulation's own case is <see cref="AccumulationCoversShard"/>.
+    /// few samples. The fix it gives, a minibatch of half the shard or less (1 for shards of 2 or 3 samples), makes at least 2
+    /// steps per epoch. Null otherwise: one worker with a minibatch of the whole set is full-batch gradient descent, chosen as
+    /// such (the scikit-learn configs do); a shard of one sample, which no minibatch splits, takes at least as many workers as
+    /// samples (more workers than samples is <see cref="WorkersOutnumberSamples"/>'s case, which gives fewer workers or more
+    /// data as the fix); the accumulation's own case is <see cref="AccumulationCoversShard"/>.
     /// </summary>
     /// <param name="options">The run's options.</param>
     /// <param name="trainSamples">Training samples per epoch.</param>
@@ -495,8 +498,11 @@ internal static class TrainCommand
         var epoch = OneStepEpochs(loop, workers);
         var shardText = FormattableString.Invariant(
             $"Training:BatchSizePerWorker = {loop.BatchSizePerWorker:N0} is at least a worker's shard of the epoch ({(trainSamples % workers == 0 ? "" : "at most ")}{shard:N0} of the {trainSamples:N0} training samples, over {workers:N0} workers)");
-        return FormattableString.Invariant(
-            $"{shardText}: {epoch}, each minibatch smaller than configured. Set BatchSizePerWorker to {shard / 2:N0} or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).");
+        // Half the shard or less makes at least 2 steps; for shards of 2 or 3 samples that is a minibatch of 1, not "1 or less".
+        var smaller = shard < 4
+            ? FormattableString.Invariant($"Set BatchSizePerWorker to 1 for {shard:N0} steps per epoch")
+            : FormattableString.Invariant($"Set BatchSizePerWorker to {shard / 2:N0} or less for at least 2 steps per epoch");
+        return $"{shardText}: {epoch}, each minibatch smaller than configured. {smaller}, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).";
     }
 
     /// <summary>

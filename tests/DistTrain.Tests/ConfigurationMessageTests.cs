@@ -50,8 +50,8 @@ public class ConfigurationMessageTests
     [Fact]
     public void A_list_element_of_the_wrong_type_names_the_type_it_takes()
     {
-        Assert.Equal(["Data:Classes:0 = 'a' (from environment variable DISTTRAIN_Data__Classes__0) is not valid: expected a whole number."],
-            Problems(Mlp, new() { ["DISTTRAIN_Data__Classes__0"] = "a" }));
+        Assert.Equal(["Data:Classes:0 = '1.5' (from environment variable DISTTRAIN_Data__Classes__0) is not valid: expected a whole number."],
+            Problems(Mlp, new() { ["DISTTRAIN_Data__Classes__0"] = "1.5" }));
         Assert.Equal(["Model:Layers:0:Units = 'abc' (from environment variable DISTTRAIN_Model__Layers__0__Units) is not valid: expected a whole number."],
             Problems(Mlp, new() { ["DISTTRAIN_Model__Layers__0__Units"] = "abc" }));
         Assert.Equal(["Model:Layers:0:Rate = 'half' (in test.json) is not valid: expected a number."],
@@ -61,6 +61,22 @@ public class ConfigurationMessageTests
         Assert.Equal(typeof(int), TrainingOptionsLoader.KeyType("Model:Layers:3:Units"));
         Assert.Equal(typeof(int), TrainingOptionsLoader.KeyType("data:classes:0"));
         Assert.Null(TrainingOptionsLoader.KeyType("Model:Layers:x:Units"));
+    }
+
+    /// <summary>
+    /// A class name in Data:Classes says what the list takes: only "expected a whole number" was said, where the docs
+    /// promise the names' places. The data is not read while the config is checked, so the rule is given, not the names.
+    /// </summary>
+    [Fact]
+    public void A_class_name_in_Data_Classes_says_that_it_takes_the_names_places()
+    {
+        const string takes = " Data:Classes lists class indices, not names: for classes that are names (CSV labels that are not whole numbers, image sub-folders), " +
+            "write a name's place among the data's class names sorted in ordinal order (capitals first), counting from 0. " +
+            "An index the data does not have is refused with its class names and their places.";
+        Assert.Equal(["Data:Classes:0 = 'virginica' (from environment variable DISTTRAIN_Data__Classes__0) is not valid: expected a whole number." + takes],
+            Problems(Mlp, new() { ["DISTTRAIN_Data__Classes__0"] = "virginica" }));
+        Assert.Equal(["Data:Classes:1 = 'Bag' (in test.json) is not valid: expected a whole number." + takes],
+            Problems("""{ "Data": { "Classes": [0, "Bag"] }, "Model": { "Layers": [{ "Type": "Dense", "Units": 2 }] } }"""));
     }
 
     /// <summary>

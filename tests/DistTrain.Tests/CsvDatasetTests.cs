@@ -251,6 +251,104 @@ public class CsvDatasetTests : IDisposable
         Assert.Contains("'1,000' is not a number: a decimal comma ('1.000') or a thousands separator ('1000')?", thousands.Message);
     }
 
+    /// <summary>
+    /// A text column in the first row, with Data:Csv:LabelColumn on another column, is most often the labels: iris read with
+    /// LabelColumn 0 was told only "'setosa' is not a finite number ... list non-numeric columns in Data:Csv:IgnoreColumns",
+    /// blaming the species column. The message names the column the labels are read from and suggests the text column;
+    /// a stray value on a later row, or a missing-value marker, keeps the plain message.
+    /// </summary>
+    [Fact]
+    public void A_text_column_in_the_first_row_is_suggested_as_the_label_column_naming_the_one_read()
+    {
+        var iris = Write("iris.csv", "sepal_length,sepal_width,species\n5.1,3.5,setosa\n4.9,3.0,versicolor\n");
+        var byIndex = Assert.Throws<DataFormatException>(() => CsvDataset.Read(iris, new CsvOptions { LabelColumn = "0" }));
+        Assert.Equal($"{iris}: line 2, column 'species' (index 2): 'setosa' is not a finite number. Features must be numbers. The labels are read from column " +
+            "'sepal_length' (index 0; Data:Csv:LabelColumn = '0'), whose cell on this line, '5.1', is a number, and 'species' is the only column read on this line " +
+            "that is not: if 'species' holds the labels, set Data:Csv:LabelColumn to 'species'; otherwise list it in Data:Csv:IgnoreColumns.", byIndex.Message);
+        // The column it suggests reads.
+        var read = CsvDataset.Read(iris, new CsvOptions { LabelColumn = "species" }).Data;
+        Assert.Equal(new[] { "setosa", "versicolor" }, read.ClassNames);
+        Assert.Equal([5.1f, 3.5f, 4.9f, 3.0f], read.Features);
+
+        // Without a header row and without LabelColumn, the last column is the label: the text column is suggested by index.
+        var rows = Write("rows.csv", "5.1,setosa,0.2\n4.9,versicolor,0.3\n");
+        Assert.Equal($"{rows}: line 1, column 'column 1' (index 1): 'setosa' is not a finite number. Features must be numbers. The labels are read from column " +
+            "'column 2' (index 2; Data:Csv:LabelColumn is not set: the column headed 'label', else the last), whose cell on this line, '0.2', is a number, and " +
+            "'column 1' is the only column read on this line that is not: if 'column 1' holds the labels, set Data:Csv:LabelColumn to '1'; otherwise list it in Data:Csv:IgnoreColumns.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(rows, new CsvOptions { HasHeader = false })).Message);
+        Assert.Equal(new[] { "setosa", "versicolor" }, CsvDataset.Read(rows, new CsvOptions { HasHeader = false, LabelColumn = "1" }).Data.ClassNames);
+
+        // Another text column (an id) besides it: ignoring it is given first, the label column still named.
+        var ids = Write("ids.csv", "id,name,x,label\nabc,foo,1,0\n");
+        Assert.Equal($"{ids}: line 2, column 'id' (index 0): 'abc' is not a finite number. Features must be numbers: list non-numeric columns in " +
+            "Data:Csv:IgnoreColumns, or, if 'id' holds the labels, set Data:Csv:LabelColumn to 'id'. The labels are read from column 'label' (index 3; " +
+            "Data:Csv:LabelColumn is not set: the column headed 'label', else the last).",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(ids, new CsvOptions())).Message);
+
+        // A stray value after rows of numbers, and a missing-value marker, are not the labels.
+        const string plain = "is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns.";
+        var stray = Write("stray.csv", "a,b,label\n1,2,0\n3,abc,1\n");
+        Assert.Equal($"{stray}: line 3, column 'b' (index 1): 'abc' {plain}", Assert.Throws<DataFormatException>(() => CsvDataset.Read(stray, new CsvOptions())).Message);
+        var marker = Write("marker.csv", "a,b,label\n1,NA,0\n");
+        Assert.Equal($"{marker}: line 2, column 'b' (index 1): 'NA' {plain}", Assert.Throws<DataFormatException>(() => CsvDataset.Read(marker, new CsvOptions())).Message);
+    }
+
+    /// <summary>
+    /// Lines that end with the separator (<c>a,b,c,</c>) make an empty last column: it was reported as a feature's missing
+    /// value ("column 'column 5' (index 5) is empty: every feature needs a value"). The message says the line ends with the
+    /// separator and gives the two fixes, and ignoring the column as it says reads the file. A header row ending so leaves
+    /// the column unnamed (pandas' "Unnamed: 3"); rows ending so under a header that does not have one more column than it.
+    /// </summary>
+    [Fact]
+    public void Lines_ending_with_the_separator_are_said_to_and_ignoring_the_column_reads_them()
+    {
+        var both = Write("trailing.csv", "a,b,label,\n1,2,0,\n3,4,1,\n");
+        Assert.Equal($"{both}: line 2 ends with the separator (','), so its last column, 'column 3' (index 3), is empty, and the header row ends with the separator " +
+            "too, so the column has no name (pandas reads it as 'Unnamed: 3', of missing values). Remove the separators at the ends of the lines, or list the column " +
+            "in Data:Csv:IgnoreColumns ('3').", Assert.Throws<DataFormatException>(() => CsvDataset.Read(both, new CsvOptions())).Message);
+        var ignored = CsvDataset.Read(both, new CsvOptions { IgnoreColumns = ["3"] }).Data;
+        Assert.Equal([1f, 2, 3, 4], ignored.Features);
+        Assert.Equal(new[] { 0, 1 }, ignored.Labels.Select(l => (int)l).ToArray());
+
+        // Quoted and spaced cells, and a tab separator, are read the same way.
+        var quoted = Write("quoted.tsv", "\"a\"\t\"b\"\t\"label\"\t\n\"1\"\t 2 \t\"0\"\t \n");
+        Assert.StartsWith($"{quoted}: line 2 ends with the separator ('\\t'), so its last column, 'column 3' (index 3), is empty, and the header row ends",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(quoted, new CsvOptions { Separator = "\t" })).Message);
+
+        // The last column as the label (no column headed 'label'): it must be named, as the last one is then ignored.
+        var species = Write("species.csv", "a,b,species,\n1,2,x,\n3,4,y,\n");
+        Assert.Equal($"{species}: line 2 ends with the separator (','), so its last column, 'column 3' (index 3), read as the label (Data:Csv:LabelColumn is not set: " +
+            "the column headed 'label', else the last), is empty, and the header row ends with the separator too, so the column has no name (pandas reads it as " +
+            "'Unnamed: 3', of missing values). Remove the separators at the ends of the lines, or list the column in Data:Csv:IgnoreColumns ('3') and set " +
+            "Data:Csv:LabelColumn to the column that holds the labels.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(species, new CsvOptions())).Message);
+        Assert.Equal(new[] { "x", "y" }, CsvDataset.Read(species, new CsvOptions { IgnoreColumns = ["3"], LabelColumn = "species" }).Data.ClassNames);
+
+        // Without a header row a missing value is the other reading, and its fix is given too.
+        var rows = Write("rows.csv", "1,2,0,\n3,4,1,\n");
+        Assert.Equal($"{rows}: line 1 ends with the separator (','), so its last column, 'column 3' (index 3), read as the label (Data:Csv:LabelColumn is not set: " +
+            "the column headed 'label', else the last), is empty: every row needs a label. If the lines end with a separator that begins no column, remove those " +
+            "separators, or list the column in Data:Csv:IgnoreColumns ('3') and set Data:Csv:LabelColumn to the column that holds the labels; otherwise fill the " +
+            "cell, or drop the row.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(rows, new CsvOptions { HasHeader = false })).Message);
+        Assert.Equal(new[] { 0, 1 }, CsvDataset.Read(rows, new CsvOptions { HasHeader = false, IgnoreColumns = ["3"], LabelColumn = "2" }).Data.Labels.Select(l => (int)l).ToArray());
+        Assert.Equal($"{rows}: line 1 ends with the separator (','), so its last column, 'column 3' (index 3), is empty: every feature needs a value. If the lines " +
+            "end with a separator that begins no column, remove those separators, or list the column in Data:Csv:IgnoreColumns ('3'); otherwise fill the cell " +
+            "(for example with the column's mean), or drop the row.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(rows, new CsvOptions { HasHeader = false, LabelColumn = "2" })).Message);
+
+        // Rows ending with the separator under a header that does not: one column more than the header, said so (not SkipRows).
+        var rowsOnly = Write("rows-only.csv", "a,b,label\n1,2,0,\n");
+        Assert.Equal($"{rowsOnly}: line 2 has 4 columns but the header has 3: it ends with the separator (','), which makes an empty last column. " +
+            "Remove the separators at the ends of the lines.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(rowsOnly, new CsvOptions())).Message);
+
+        // An empty last cell of a named column, or of a later row, is a missing value, as before.
+        var named = Write("named.csv", "label,a,b\n0,1,\n");
+        Assert.Equal($"{named}: line 2, column 'b' (index 2) is empty: every feature needs a value. Fill the cell (for example with the column's mean), or drop the row.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(named, new CsvOptions())).Message);
+        var later = Write("later.csv", "a,b,label,\n1,2,0,5\n3,4,1,\n");
+        Assert.Equal($"{later}: line 3, column 'column 3' (index 3) is empty: every feature needs a value. Fill the cell (for example with the column's mean), or drop the row.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(later, new CsvOptions())).Message);
+    }
+
     [Fact]
     public void A_row_with_another_number_of_columns_is_reported_with_its_line()
     {

@@ -335,25 +335,44 @@ public class RunReportTests : IDisposable
 
     /// <summary>
     /// A minibatch per worker as large as its shard makes every epoch one step, of fewer samples than configured: 16 workers
-    /// with 64 each on 105 samples trained one step of about 7 samples per worker each epoch, and nothing said so.
+    /// with 64 each on 105 samples trained one step of about 7 samples per worker each epoch, and nothing said so. The
+    /// minibatch it suggests makes at least 2 steps: 3 samples over 2 workers (shards of at most 2) were told "Set
+    /// BatchSizePerWorker to 1 or less", which allows 0.
     /// </summary>
     [Theory]
-    [InlineData(TrainingMode.Sync, 105, 16, 64, "Training:BatchSizePerWorker = 64 is at least a worker's shard of the epoch (at most 7 of the 105 training samples, " +
+    [InlineData(TrainingMode.Sync, 105, 16, 64, 3, "Training:BatchSizePerWorker = 64 is at least a worker's shard of the epoch (at most 7 of the 105 training samples, " +
         "over 16 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
         "Set BatchSizePerWorker to 3 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
-    [InlineData(TrainingMode.Async, 1000, 2, 500, "Training:BatchSizePerWorker = 500 is at least a worker's shard of the epoch (500 of the 1,000 training samples, " +
+    [InlineData(TrainingMode.Async, 1000, 2, 500, 250, "Training:BatchSizePerWorker = 500 is at least a worker's shard of the epoch (500 of the 1,000 training samples, " +
         "over 2 workers): each worker pushes once per epoch, its whole shard, so the run takes 6 steps, each minibatch smaller than configured. " +
         "Set BatchSizePerWorker to 250 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
-    [InlineData(TrainingMode.Sync, 120, 1, 200, null)] // full-batch gradient descent, as configs/sklearn-iris.json chooses
-    [InlineData(TrainingMode.Sync, 1000, 2, 499, null)] // 2 steps per epoch
-    [InlineData(TrainingMode.Sync, 3, 4, 64, null)] // a shard of one sample: no smaller minibatch to suggest
-    public void A_minibatch_as_large_as_the_shard_is_warned_of(TrainingMode mode, int samples, int workers, int batch, string? expected)
+    [InlineData(TrainingMode.Sync, 3, 2, 16, 1, "Training:BatchSizePerWorker = 16 is at least a worker's shard of the epoch (at most 2 of the 3 training samples, " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "Set BatchSizePerWorker to 1 for 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    [InlineData(TrainingMode.Sync, 6, 2, 8, 1, "Training:BatchSizePerWorker = 8 is at least a worker's shard of the epoch (3 of the 6 training samples, " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "Set BatchSizePerWorker to 1 for 3 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    [InlineData(TrainingMode.Sync, 7, 2, 8, 2, "Training:BatchSizePerWorker = 8 is at least a worker's shard of the epoch (at most 4 of the 7 training samples, " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "Set BatchSizePerWorker to 2 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    [InlineData(TrainingMode.Sync, 120, 1, 200, 0, null)] // full-batch gradient descent, as configs/sklearn-iris.json chooses
+    [InlineData(TrainingMode.Sync, 1000, 2, 499, 0, null)] // 2 steps per epoch
+    [InlineData(TrainingMode.Sync, 3, 4, 64, 0, null)] // a shard of one sample: no smaller minibatch to suggest (more workers than samples is warned of)
+    public void A_minibatch_as_large_as_the_shard_is_warned_of(TrainingMode mode, int samples, int workers, int batch, int suggested, string? expected)
     {
         var options = TestData.Options(TestData.Mlp(16, 10), workers: workers, batch: batch, epochs: 3);
         options.Training.Mode = mode;
         Assert.Equal(expected, TrainCommand.MinibatchCoversShard(options, samples, workers));
         var train = new Core.Data.LabeledDataset(new float[samples * 784], [.. Enumerable.Range(0, samples).Select(i => (byte)(i % 10))], 784, classCount: 10, null);
         Assert.Equal(expected is not null, TrainCommand.RunWarnings(options, train).Contains(expected));
+        // The plan agrees with the fix: the minibatch suggested is a valid one (at least 1) and makes at least 2 steps per epoch.
+        if (expected is not null)
+        {
+            Assert.Equal(suggested.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                System.Text.RegularExpressions.Regex.Match(expected, @"Set BatchSizePerWorker to (\d+)").Groups[1].Value);
+            Assert.InRange(suggested, 1, batch - 1);
+            Assert.InRange(EpochPlanSettings.StepsPerEpoch(samples, workers, suggested), 2, int.MaxValue);
+        }
         options.Training.AccumulationSteps = 2; // accumulation's own warning covers it then
         Assert.Null(TrainCommand.MinibatchCoversShard(options, samples, workers));
         options.Training.AccumulationSteps = 1;

@@ -742,7 +742,24 @@ public static class TrainingOptionsLoader
                     ? $"{range}." : $"expected a whole number from {int.MinValue:D} to {int.MaxValue:D}.");
         if (expected == "System.Int32" && whole is { } inRange)
             return $"{key} = '{Shown(value)}' ({origin}) is not valid: expected a whole number written in digits, such as {inRange.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)}.";
-        return $"{key} = '{Shown(value, origin)}' ({origin}) is not valid: expected {allowed}.{hint}";
+        return $"{key} = '{Shown(value, origin)}' ({origin}) is not valid: expected {allowed}.{hint}{ClassNameHint(key, value)}";
+    }
+
+    /// <summary>
+    /// For a Data:Classes entry that is not a number (<c>virginica</c>), what the list takes: class indices, a name's being its
+    /// place among the data's class names in ordinal order (as CSV labels and image sub-folders are numbered), which the data's
+    /// own check lists for an index out of range. The data is not read while the config is checked, so its names are not
+    /// given here. Empty for any other key or value.
+    /// </summary>
+    private static string ClassNameHint(string key, string value)
+    {
+        var parts = key.Split(':');
+        if (parts.Length != 3 || !parts[0].Equals("Data", StringComparison.OrdinalIgnoreCase) || !parts[1].Equals("Classes", StringComparison.OrdinalIgnoreCase)
+            || double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out _))
+            return "";
+        return " Data:Classes lists class indices, not names: for classes that are names (CSV labels that are not whole numbers, image sub-folders), " +
+            "write a name's place among the data's class names sorted in ordinal order (capitals first), counting from 0. " +
+            "An index the data does not have is refused with its class names and their places.";
     }
 
     /// <summary>The problem of <paramref name="value"/> for <paramref name="key"/> when the binder refuses it on its own; null when it binds.</summary>

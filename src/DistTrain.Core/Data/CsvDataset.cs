@@ -27,6 +27,43 @@ public static partial class CsvDataset
     }
 
     /// <summary>
+    /// The end of the error for a feature cell of the first row of data that is not a number at all (<c>setosa</c>) in a
+    /// file read with a label column: such a column is most often the labels, read from another column when
+    /// Data:Csv:LabelColumn names the wrong one. Names the column the labels are read from and what chose it, and suggests
+    /// the text column as the label column: as the likely fix when the row's label cell is a number and the text column is
+    /// the only column read on the row that is not, else besides Data:Csv:IgnoreColumns. Null, for
+    /// <see cref="NotAFeature"/>'s message, for a later row (the column held numbers before it, so the cell is a stray
+    /// value), a missing-value marker as pandas' <c>read_csv</c> knows them (<c>n/a</c>, <c>NA</c>, <c>null</c>) or
+    /// <c>?</c>, a cell that reads as a number (NaN, infinity, out of float32's range) or with a decimal comma, or a file
+    /// read without a label.
+    /// </summary>
+    private static string? NotAFeatureMaybeTheLabel(SepReader.Row record, Layout layout, int column, CsvOptions options, int rowsBefore)
+    {
+        var cell = record[column].Span;
+        if (rowsBefore > 0 || layout.LabelIndex < 0 || IsNumber(cell) || DecimalComma(cell) is not null || MissingValueMarkers.Contains(cell.ToString())) return null;
+        var name = ColumnName(layout, column, options);
+        var labelCell = record[layout.LabelIndex].ToString();
+        var labels = $"The labels are read from column '{ColumnName(layout, layout.LabelIndex, options)}' (index {layout.LabelIndex}; " +
+            (options.LabelColumn.Length > 0 ? $"Data:Csv:LabelColumn = '{options.LabelColumn}'" : "Data:Csv:LabelColumn is not set: the column headed 'label', else the last") + ")";
+        var setting = layout.Header is { } header && column < header.Count && header[column].Length > 0 ? header[column] : column.ToString(CultureInfo.InvariantCulture);
+        var onlyText = IsNumber(labelCell);
+        foreach (var feature in layout.FeatureIndices)
+            onlyText &= feature == column || IsNumber(record[feature].Span);
+        return onlyText
+            ? $"is not a finite number. Features must be numbers. {labels}, whose cell on this line, '{labelCell}', is a number, and '{name}' is the only column read " +
+              $"on this line that is not: if '{name}' holds the labels, set Data:Csv:LabelColumn to '{setting}'; otherwise list it in Data:Csv:IgnoreColumns."
+            : $"is not a finite number. Features must be numbers: list non-numeric columns in Data:Csv:IgnoreColumns, or, if '{name}' holds the labels, " +
+              $"set Data:Csv:LabelColumn to '{setting}'. {labels}.";
+    }
+
+    /// <summary>Cells that mark a missing value: pandas' <c>read_csv</c> default <c>na_values</c> that do not read as numbers, and
+    /// <c>?</c> (the UCI data sets' marker).</summary>
+    private static readonly HashSet<string> MissingValueMarkers = new(StringComparer.Ordinal)
+    {
+        "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "None", "n/a", "null", "?",
+    };
+
+    /// <summary>
     /// <paramref name="cell"/> written with a point instead of its one comma (<c>5,1</c> → <c>5.1</c>), when that reads as a
     /// finite number; null otherwise. For the hint on files written with a decimal comma (a European locale's separator ';').
     /// </summary>
@@ -153,7 +190,9 @@ public static partial class CsvDataset
             "so it is probably a data row, which is then not trained on. If the file has no header row, set Data:Csv:HasHeader to false.";
     }
 
-    private static bool IsNumber(string cell) => double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
+    private static bool IsNumber(string cell) => IsNumber(cell.AsSpan());
+
+    private static bool IsNumber(ReadOnlySpan<char> cell) => double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
 
     /// <summary>
     /// True when the header cells that are numbers count the columns: each is its 0-based position plus one offset, −1, 0 or
@@ -238,11 +277,19 @@ public static partial class CsvDataset
                 layout ??= MakeLayout(path, options, null, record.ColCount, requireLabel, expectedFeatures, byName);
                 if (values.Count + layout.FeatureIndices.Length > maxValues)
                     throw new DataFormatException($"{path}: line {line}: the file holds more than {maxValues:N0} feature values, the most one data set holds in memory. Split the file, or list unused columns in Data:Csv:IgnoreColumns.");
+                if (record.ColCount == layout.ColumnCount + 1 && LineEndsWithSeparator(record, options))
+                    throw new DataFormatException($"{path}: line {line} has {record.ColCount} columns but {(header is null ? "the first row" : "the header")} has {layout.ColumnCount}: " +
+                        $"it ends with the separator ('{CsvOptions.Shown(options.Separator)}'), which makes an empty last column. Remove the separators at the ends of the lines.");
                 if (record.ColCount != layout.ColumnCount)
                     throw new DataFormatException($"{path}: line {line} has {record.ColCount} columns but {(header is null ? "the first row" : "the header")} has {layout.ColumnCount}. Every row needs the same columns (check the separator, Data:Csv:Separator = '{options.Separator}')" +
                         (lines.Count == (header is null ? 1 : 0) && record.ColCount > layout.ColumnCount
                             ? $". If line {before + 1} is not {(header is null ? "a data row" : "the header")} (a title, or a line of counts as scikit-learn's data files start with), skip it with Data:Csv:SkipRows = {before + 1}{(header is null ? "" : ", and set Data:Csv:HasHeader to false if no header row follows it")}."
                             : "."));
+                // An empty last column read as a feature or the label, from lines that end with the separator: said before any
+                // other cell is checked, as it is what the other columns' errors would come from (the label read from it).
+                if (((record.ColCount - 1 == layout.LabelIndex && labelCells is not null) || Array.IndexOf(layout.FeatureIndices, record.ColCount - 1) >= 0)
+                    && EndsWithSeparator(record, layout, options, lines.Count))
+                    throw new DataFormatException(TrailingSeparator(path, line, layout, record.ColCount - 1, options));
                 foreach (var column in layout.FeatureIndices)
                 {
                     var cell = record[column].Span;
@@ -250,7 +297,8 @@ public static partial class CsvDataset
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}) is empty: every feature needs a value. " +
                             "Fill the cell (for example with the column's mean), or drop the row.");
                     if (!float.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !float.IsFinite(value))
-                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' {NotAFeature(cell)}");
+                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' " +
+                            (NotAFeatureMaybeTheLabel(record, layout, column, options, lines.Count) ?? NotAFeature(cell)));
                     values.Add(value);
                 }
                 if (layout.LabelIndex >= 0 && labelCells is not null)
@@ -281,6 +329,52 @@ public static partial class CsvDataset
         {
             throw new DataFormatException($"{path}: the file could not be read ({e.Message}). Check that it is readable.");
         }
+    }
+
+    /// <summary>
+    /// True when <paramref name="record"/> is the first row of data (<paramref name="rowsBefore"/> 0), its last cell is empty
+    /// and its text ends with the separator, spaces after it aside (<c>5.1,3.5,0,</c>), while the header row, when there is
+    /// one, leaves that column unnamed: the lines then most likely all end with a separator that begins no column. A later
+    /// row follows rows with a value there, and a named column's empty cell is a missing value; neither is this case.
+    /// </summary>
+    private static bool EndsWithSeparator(SepReader.Row record, Layout layout, CsvOptions options, int rowsBefore)
+    {
+        if (rowsBefore > 0 || (layout.Header is { } header && (header.Count != record.ColCount || header[^1].Length > 0))) return false;
+        return LineEndsWithSeparator(record, options);
+    }
+
+    /// <summary>True when the row's last cell is empty and its text ends with the separator, spaces after it aside
+    /// (<c>5.1,3.5,0,</c>, not a quoted empty cell <c>""</c>).</summary>
+    private static bool LineEndsWithSeparator(SepReader.Row record, CsvOptions options)
+    {
+        if (record.ColCount < 2 || !record[record.ColCount - 1].Span.IsWhiteSpace()) return false;
+        var text = record.Span.TrimEnd(" \r");
+        return text.Length > 0 && text[^1] == options.Separator[0];
+    }
+
+    /// <summary>
+    /// The error for the first row's last cell, a feature's or the label's, when it is empty because the row ends with the
+    /// separator (<see cref="EndsWithSeparator"/>): the fix is to remove the separators at the ends of the lines, or to ignore
+    /// that column (Data:Csv:IgnoreColumns, by its index, as a header row ending with a separator too leaves it unnamed:
+    /// pandas' <c>Unnamed: 5</c>); for the label column, also to say which column holds the labels, as the last one is then
+    /// ignored. With a header row ending so the case is plain; without one, a missing value is the other reading, whose fix
+    /// is given too.
+    /// </summary>
+    private static string TrailingSeparator(string path, int line, Layout layout, int column, CsvOptions options)
+    {
+        var isLabel = column == layout.LabelIndex;
+        var what = isLabel
+            ? $", read as the label ({(options.LabelColumn.Length > 0 ? $"Data:Csv:LabelColumn = '{options.LabelColumn}'" : "Data:Csv:LabelColumn is not set: the column headed 'label', else the last")}),"
+            : ",";
+        var ignore = FormattableString.Invariant($"list the column in Data:Csv:IgnoreColumns ('{column}')") +
+            (isLabel ? " and set Data:Csv:LabelColumn to the column that holds the labels" : "");
+        var start = $"{path}: line {line} ends with the separator ('{CsvOptions.Shown(options.Separator)}'), so its last column, '{ColumnName(layout, column, options)}' " +
+            $"(index {column}){what} is empty";
+        return layout.Header is not null
+            ? $"{start}, and the header row ends with the separator too, so the column has no name (pandas reads it as " +
+              FormattableString.Invariant($"'Unnamed: {column}', of missing values). Remove the separators at the ends of the lines, or {ignore}.")
+            : $"{start}: every {(isLabel ? "row needs a label" : "feature needs a value")}. If the lines end with a separator that begins no column, " +
+              $"remove those separators, or {ignore}; otherwise fill the cell{(isLabel ? "" : " (for example with the column's mean)")}, or drop the row.";
     }
 
     /// <summary>The lines before the header (or the first row): Data:Csv:SkipRows, then any blank lines.</summary>
