@@ -23,12 +23,19 @@ internal static class EvaluateCommand
         var heatmap = CliOptions.NotEmptyPath(new Option<string>("--heatmap") { Description = "Where to draw the confusion matrix (PNG).", DefaultValueFactory = _ => "confusion-matrix.png", HelpName = "FILE" });
         var json = new Option<bool>("--json") { Description = "Print the results as JSON instead of tables." };
         var resize = new Option<bool>("--resize") { Description = "Resize images of another size to the model's input." };
+        var skipRows = PredictCommand.SkipRowsOption();
         var command = new Command("evaluate", "Score a labeled data set: accuracy, per-class precision and recall, confusion matrix (printed and drawn as a PNG).")
         {
-            model, data, heatmap, json, resize,
+            model, data, heatmap, json, resize, skipRows,
         };
         command.SetAction(CliConsole.Cancellable((parse, cancellationToken) =>
         {
+            var skip = parse.GetValue(skipRows);
+            if (PredictCommand.SkipRowsError(skip) is { } badSkip)
+            {
+                CliConsole.Fail("error", badSkip);
+                return 1; // a bad command line, as predict's --top-k 0
+            }
             TrainedModel trained;
             ConfusionMatrix matrix;
             string dataPath = parse.GetValue(data)!;
@@ -44,7 +51,8 @@ internal static class EvaluateCommand
                 }
                 trained = TrainedModel.Load(modelFile);
                 if (PredictCommand.OverflowingWeightsWarning(modelFile, trained) is { } overflowing) CliConsole.Fail("warning", overflowing);
-                var (samples, dividedBy) = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages);
+                if (ModelInputs.SkippedDataRowsWarning(dataPath, trained, skip) is { } skippedData) CliConsole.Fail("warning", skippedData);
+                var (samples, dividedBy) = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages, skip);
                 // As train warns: raw IDX files beside their .gz copies are not read.
                 if (Directory.Exists(dataPath) && FashionMnist.IgnoredRawFilesNotice(dataPath) is { } ignored) CliConsole.Fail("warning", ignored);
                 cancellationToken.ThrowIfCancellationRequested();

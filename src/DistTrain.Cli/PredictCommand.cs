@@ -30,7 +30,8 @@ internal static class PredictCommand
         var top = CliOptions.WholeNumber("--top-k", "How many of the most probable classes to list per input.", "a whole number of classes to list per input, at least 1", 3, "-k");
         var json = new Option<bool>("--json") { Description = "Print the predictions as a JSON array instead of a table." };
         var resize = new Option<bool>("--resize") { Description = "Resize images of another size to the model's input (as if trained with Data:ImageFolder:Resize)." };
-        var command = new Command("predict", "Predict the class of images, CSV rows or IDX images with a trained model.") { model, inputs, top, json, resize };
+        var skipRows = SkipRowsOption();
+        var command = new Command("predict", "Predict the class of images, CSV rows or IDX images with a trained model.") { model, inputs, top, json, resize, skipRows };
         command.SetAction(CliConsole.Cancellable((parse, cancellationToken) =>
         {
             var k = parse.GetValue(top);
@@ -38,6 +39,12 @@ internal static class PredictCommand
             {
                 CliConsole.Fail("error", $"--top-k {k}: list at least 1 class.");
                 return 1; // a bad command line, as finetune's --replace-head 0
+            }
+            var skip = parse.GetValue(skipRows);
+            if (SkipRowsError(skip) is { } badSkip)
+            {
+                CliConsole.Fail("error", badSkip);
+                return 1;
             }
             List<Prediction> predictions;
             try
@@ -50,7 +57,8 @@ internal static class PredictCommand
                 predictions = [.. parse.GetValue(inputs)!.SelectMany(input =>
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    return Predict(trained, ModelInputs.Read(input, trained, parse.GetValue(resize) || trained.Data.ResizeImages), k, cancellationToken);
+                    if (ModelInputs.SkippedDataRowsWarning(input, trained, skip) is { } skippedData) CliConsole.Fail("warning", skippedData);
+                    return Predict(trained, ModelInputs.Read(input, trained, parse.GetValue(resize) || trained.Data.ResizeImages, skip), k, cancellationToken);
                 })];
             }
             catch (Exception e) when (CliConsole.IsInputError(e) || e is IOException or UnauthorizedAccessException)
@@ -65,6 +73,23 @@ internal static class PredictCommand
         }));
         return command;
     }
+
+    /// <summary>The most lines <c>--skip-rows</c> skips, as Data:Csv:SkipRows allows.</summary>
+    internal const int MaxSkipRows = 1_000_000;
+
+    /// <summary>
+    /// <c>--skip-rows N</c> of predict and evaluate: the lines skipped at the top of each CSV file for this command, instead
+    /// of the model's Data:Csv:SkipRows (a file without the title or line of counts its training files started with).
+    /// </summary>
+    internal static Option<int?> SkipRowsOption() => CliOptions.WholeNumber("--skip-rows",
+        "Lines to skip at the top of each CSV file, before the header or the first row, instead of the model's Data:Csv:SkipRows " +
+        "(the training files' setting, applied by default): 0 reads a file that lacks the line(s) its training files started with.",
+        $"a whole number of lines, 0 to {MaxSkipRows.ToString("N0", CultureInfo.InvariantCulture)}");
+
+    /// <summary>The error for a <c>--skip-rows</c> out of range (a bad command line, exit code 1); null when it is fine or not given.</summary>
+    internal static string? SkipRowsError(int? skipRows) => skipRows is { } n and (< 0 or > MaxSkipRows)
+        ? $"--skip-rows {n}: give a whole number of lines from 0 to {MaxSkipRows.ToString("N0", CultureInfo.InvariantCulture)} (0 skips none)."
+        : null;
 
     internal static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
 

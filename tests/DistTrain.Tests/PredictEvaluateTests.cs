@@ -374,18 +374,90 @@ public class PredictEvaluateTests : IDisposable
             "config keys, so write the file to match them.", message);
     }
 
-    /// <summary>A model of 4 CSV features and 3 classes, trained (as its metadata says) on files with or without a header row.</summary>
-    private string CsvModel(bool hasHeader, string name)
+    /// <summary>A model of 4 CSV features and 3 classes, trained (as its metadata says) on files with or without a header row,
+    /// with <paramref name="skipRows"/> lines skipped at their top (Data:Csv:SkipRows).</summary>
+    private string CsvModel(bool hasHeader, string name, int skipRows = 0)
     {
         var options = new ModelBuilder(4).Dense(3).Build();
         var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
         var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0f], [1f]);
-        var csv = new DistTrain.Core.Configuration.CsvOptions { HasHeader = hasHeader, Separator = "\t" };
+        var csv = new DistTrain.Core.Configuration.CsvOptions { HasHeader = hasHeader, Separator = "\t", SkipRows = skipRows };
         var metadata = new DataMetadata(DataFormat.Csv, 1f, null, LabelsAreNames: false,
             hasHeader ? ["sepal_length", "sepal_width", "petal_length", "petal_width"] : null, csv, false, []);
         var path = Path.Combine(_directory, name);
         new TrainedModel(options, weights, normalizer, ModelMetadata.Create(options, normalizer, metadata, version: 0, epochs: 0, testAccuracy: null, seed: 0)).Save(path);
         return path;
+    }
+
+    /// <summary>
+    /// A model trained with Data:Csv:SkipRows 1 (scikit-learn's iris.csv starts with a line of counts) skips the first line
+    /// of every file predict and evaluate read. A new file without that line lost its first data row with no word: predict
+    /// listed 4 of 5 rows, evaluate scored 4. The skip stays the rule, but a skipped line that looks like a data row is named
+    /// in a warning with the fix, and --skip-rows sets the lines to skip for the file. A skipped line of counts is not warned of.
+    /// </summary>
+    [Fact]
+    public async Task A_skipped_line_that_looks_like_data_is_warned_of_and_skip_rows_keeps_it()
+    {
+        var modelPath = CsvModel(hasHeader: false, "skip-one.safetensors", skipRows: 1);
+        var model = TrainedModel.Load(modelPath);
+        string[] rows = ["5.1\t3.5\t1.4\t0.2\t0", "4.9\t3.0\t1.4\t0.2\t0", "7.0\t3.2\t4.7\t1.4\t1", "6.4\t3.2\t4.5\t1.5\t1", "6.3\t3.3\t6.0\t2.5\t2"];
+        var noCounts = Path.Combine(_directory, "five.tsv");
+        File.WriteAllLines(noCounts, rows);
+        var withCounts = Path.Combine(_directory, "counts.tsv");
+        File.WriteAllLines(withCounts, ["150\t4\tsetosa\tversicolor\tvirginica", .. rows]);
+
+        // The model's skip applies: line 1 is not read, and the warning names it and the fix.
+        Assert.Equal([$"{noCounts}:line 2", $"{noCounts}:line 3", $"{noCounts}:line 4", $"{noCounts}:line 5"], ModelInputs.Read(noCounts, model, resize: false).Names);
+        var warning = $"{noCounts}: line 1 ('5.1', '3.5', '1.4', '0.2', '0') looks like a data row, but it is not read: the model's training files had their " +
+            "first line skipped (Data:Csv:SkipRows 1), and predict and evaluate skip the first line of every CSV file alike. If it is data, keep it with --skip-rows 0.";
+        Assert.Equal(warning, ModelInputs.SkippedDataRowsWarning(noCounts, model, skipRows: null));
+        // --skip-rows 0 reads it, by predict and evaluate alike, and then nothing is skipped to warn of.
+        var all = ModelInputs.Read(noCounts, model, resize: false, skipRows: 0);
+        Assert.Equal(5, all.Names.Count);
+        Assert.Equal([5.1f, 3.5f, 1.4f, 0.2f], all.Values[..4]);
+        Assert.Null(ModelInputs.SkippedDataRowsWarning(noCounts, model, skipRows: 0));
+        Assert.Equal([0, 0, 1, 1, 2], ModelInputs.ReadLabeled(noCounts, model, resize: false, skipRows: 0).Data.Labels.Select(l => (int)l));
+        // A file laid out as the training files: its line of counts is skipped without a warning, and the rows read are the same.
+        Assert.Null(ModelInputs.SkippedDataRowsWarning(withCounts, model, skipRows: null));
+        Assert.Equal(all.Values, ModelInputs.Read(withCounts, model, resize: false).Values);
+        // A skipped row whose label is a name is a data row too: numbers where the first data row has them.
+        var named = Path.Combine(_directory, "named-labels.tsv");
+        File.WriteAllLines(named, ["5.1\t3.5\t1.4\t0.2\tsetosa", "4.9\t3.0\t1.4\t0.2\tsetosa"]);
+        Assert.StartsWith($"{named}: line 1 ('5.1', '3.5', '1.4', '0.2', 'setosa') looks like a data row", ModelInputs.SkippedDataRowsWarning(named, model, skipRows: null));
+        // --skip-rows 2 skips two lines: both look like data, and 0 keeps them.
+        Assert.Equal($"{noCounts}: lines 1 and 2 look like data rows, but they are not read: --skip-rows 2 skips the first 2 lines. If they are data, keep them with --skip-rows 0.",
+            ModelInputs.SkippedDataRowsWarning(noCounts, model, skipRows: 2));
+
+        // On the command line: the warning on standard error, the rows on standard output; --skip-rows 0 scores all five.
+        var (exit, output, error) = await Cli("predict", "--model", modelPath, "--json", noCounts);
+        Assert.True(exit == 0, error);
+        Assert.Equal(4, JsonDocument.Parse(output).RootElement.GetArrayLength());
+        Assert.Equal($"warning: {warning}", string.Join(" ", error.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)));
+        (exit, output, error) = await Cli("predict", "--model", modelPath, "--json", "--skip-rows", "0", noCounts);
+        Assert.True(exit == 0, error);
+        Assert.Equal("", error);
+        Assert.Equal($"{noCounts}:line 1", JsonDocument.Parse(output).RootElement[0].GetProperty("input").GetString());
+        Assert.Equal(5, JsonDocument.Parse(output).RootElement.GetArrayLength());
+        var heatmap = Path.Combine(_directory, "skip.png");
+        (exit, output, error) = await Cli("evaluate", "--model", modelPath, "--data", noCounts, "--json", "--heatmap", heatmap);
+        Assert.True(exit == 0, error);
+        Assert.Equal(4, JsonDocument.Parse(output).RootElement.GetProperty("samples").GetInt64());
+        Assert.Contains("keep it with --skip-rows 0.", error);
+        (exit, output, error) = await Cli("evaluate", "--model", modelPath, "--data", noCounts, "--json", "--heatmap", heatmap, "--skip-rows", "0");
+        Assert.True(exit == 0, error);
+        Assert.Equal(5, JsonDocument.Parse(output).RootElement.GetProperty("samples").GetInt64());
+        (exit, _, error) = await Cli("evaluate", "--model", modelPath, "--data", noCounts, "--skip-rows", "-1");
+        Assert.Equal(1, exit); // a bad command line
+        Assert.Contains("--skip-rows -1: give a whole number of lines from 0 to 1,000,000 (0 skips none).", error);
+
+        // A model trained on files with a header row after the skipped line: a file whose header row is its first line reads
+        // its first data row as the header, and the error says to read the header with --skip-rows 0.
+        var headerModel = TrainedModel.Load(CsvModel(hasHeader: true, "skip-one-header.safetensors", skipRows: 1));
+        var headerFirst = Path.Combine(_directory, "header-first.tsv");
+        File.WriteAllLines(headerFirst, ["sepal_length\tsepal_width\tpetal_length\tpetal_width\tlabel", .. rows]);
+        Assert.EndsWith("If line 1 ('sepal_length', 'sepal_width', 'petal_length', 'petal_width', 'label'), which is skipped, is the header row, read it with --skip-rows 0.",
+            Assert.Throws<DataFormatException>(() => ModelInputs.Read(headerFirst, headerModel, resize: false)).Message);
+        Assert.Equal(5, ModelInputs.Read(headerFirst, headerModel, resize: false, skipRows: 0).Names.Count);
     }
 
     /// <summary>

@@ -305,7 +305,10 @@ public static partial class CsvDataset
     /// which no header row is, except column numbers counted from 0 or 1 (pandas writes <c>0,1,...,783</c> as the header
     /// of an unnamed frame). False for an empty or unreadable file (the read that follows reports it).
     /// </summary>
-    internal static bool FirstRowIsNumbers(string path, char separator) => FirstRowCells(path, separator) is { } cells && IsDataRow(cells);
+    /// <param name="path">The file.</param>
+    /// <param name="separator">The column separator.</param>
+    /// <param name="skipRows">Lines skipped at the top before the first row is looked for.</param>
+    internal static bool FirstRowIsNumbers(string path, char separator, int skipRows = 0) => FirstRowCells(path, separator, skipRows) is { } cells && IsDataRow(cells);
 
     /// <summary>True when <paramref name="cells"/> are numbers only and do not count the columns: a row of data, not a header row.</summary>
     internal static bool IsDataRow(IReadOnlyList<string> cells) => cells.All(IsNumber) && (cells.Count < 2 || !CountsColumns(cells));
@@ -313,6 +316,76 @@ public static partial class CsvDataset
     /// <summary>True when no cell of <paramref name="cells"/> is a number: a header row of names, not a row of data (whose
     /// features are numbers).</summary>
     internal static bool IsNamesRow(IReadOnlyList<string> cells) => !cells.Any(IsNumber);
+
+    /// <summary>
+    /// True when <paramref name="cells"/>, a line that is not read (one of Data:Csv:SkipRows), look like a row of data: numbers
+    /// only that do not count the columns (<see cref="IsDataRow"/>, the check <c>train</c> makes of a header row), or
+    /// numbers exactly where <paramref name="dataRow"/>, the file's first data row, has them (a row whose label is a name).
+    /// With a <paramref name="dataRow"/>, the cells must also be as many as its. A title or scikit-learn's line of counts
+    /// (<c>150,4,setosa,versicolor,virginica</c> over rows of 5 numbers) is not a data row.
+    /// </summary>
+    /// <param name="cells">The line's cells.</param>
+    /// <param name="dataRow">The cells of the file's first row that is read as data; null when there is none.</param>
+    internal static bool LooksLikeDataRow(IReadOnlyList<string> cells, IReadOnlyList<string>? dataRow)
+    {
+        if (dataRow is not null && dataRow.Count != cells.Count) return false;
+        if (cells.All(IsNumber)) return IsDataRow(cells);
+        return dataRow is not null && cells.Any(IsNumber) && Enumerable.Range(0, cells.Count).All(i => IsNumber(cells[i]) == IsNumber(dataRow[i]));
+    }
+
+    /// <summary>
+    /// The lines among the first <see cref="CsvOptions.SkipRows"/> of <paramref name="path"/> that look like data rows
+    /// (<see cref="LooksLikeDataRow"/>, against the first row read as data: past blank lines and, with
+    /// <see cref="CsvOptions.HasHeader"/>, the header row), each with its 1-based line number and cells; those lines are
+    /// skipped, not read. Empty when nothing is skipped, or for a file that cannot be read (the read that follows reports it).
+    /// </summary>
+    /// <param name="path">A <c>.csv</c> file, or <c>.csv.gz</c>.</param>
+    /// <param name="options">The settings the file is read with.</param>
+    internal static IReadOnlyList<(int Line, string[] Cells)> SkippedDataRows(string path, CsvOptions options)
+    {
+        var (skipped, dataRow) = SkippedLines(path, options);
+        return [.. skipped.Where(s => LooksLikeDataRow(s.Cells, dataRow))];
+    }
+
+    /// <summary>
+    /// The lines among the first <see cref="CsvOptions.SkipRows"/> of <paramref name="path"/> that are not blank, each with
+    /// its 1-based line number and cells (split at the separator, trimmed of spaces and quotes), and the cells of the first
+    /// row read as data after them (past blank lines and, with <see cref="CsvOptions.HasHeader"/>, the header row), null
+    /// when there is none. Nothing for a file that cannot be read (the read that follows reports it).
+    /// </summary>
+    /// <param name="path">A <c>.csv</c> file, or <c>.csv.gz</c>.</param>
+    /// <param name="options">The settings the file is read with.</param>
+    internal static (IReadOnlyList<(int Line, string[] Cells)> Skipped, string[]? DataRow) SkippedLines(string path, CsvOptions options)
+    {
+        if (options.SkipRows <= 0 || !CsvOptions.IsValidSeparator(options.Separator)) return ([], null);
+        var separator = options.Separator[0];
+        string[] Split(string line) => line.Split(separator).Select(cell => cell.Trim().Trim('"')).ToArray();
+        try
+        {
+            using var text = OpenText(path);
+            var skipped = new List<(int Line, string[] Cells)>();
+            for (var line = 1; line <= options.SkipRows && text.ReadLine() is { } row; line++)
+                if (!string.IsNullOrWhiteSpace(row)) skipped.Add((line, Split(row)));
+            string[]? dataRow = null;
+            var headerPassed = !options.HasHeader;
+            while (text.ReadLine() is { } row)
+            {
+                if (string.IsNullOrWhiteSpace(row)) continue;
+                if (!headerPassed)
+                {
+                    headerPassed = true;
+                    continue;
+                }
+                dataRow = Split(row);
+                break;
+            }
+            return (skipped, dataRow);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            return ([], null);
+        }
+    }
 
     /// <summary>
     /// The cells of the first line that is not blank after the first <paramref name="skipRows"/> lines, split at

@@ -52,8 +52,24 @@ public static class ModelInputs
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty or white space.</exception>
     /// <exception cref="DataFormatException">The input is missing or malformed, does not fit the model's input, or is not a
     /// CSV file for a model trained on CSV data, or a symbolic link in a folder leads back into it.</exception>
-    public static InputBatch Read(string path, TrainedModel model, bool resize)
+    public static InputBatch Read(string path, TrainedModel model, bool resize) => Read(path, model, resize, skipRows: null);
+
+    /// <summary>
+    /// As <see cref="Read(string, TrainedModel, bool)"/>, with the lines skipped at the top of a CSV file set for this file
+    /// (<c>predict --skip-rows</c>) instead of the model's Data:Csv:SkipRows.
+    /// </summary>
+    /// <param name="path">As <see cref="Read(string, TrainedModel, bool)"/>.</param>
+    /// <param name="model">As <see cref="Read(string, TrainedModel, bool)"/>.</param>
+    /// <param name="resize">As <see cref="Read(string, TrainedModel, bool)"/>.</param>
+    /// <param name="skipRows">Lines skipped at the top of a CSV file, before the header or the first row (0 or more); null
+    /// for the model's Data:Csv:SkipRows (0 for a model not trained on CSV files). Not used for other inputs.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="skipRows"/> is negative.</exception>
+    /// <exception cref="ArgumentNullException">As <see cref="Read(string, TrainedModel, bool)"/>.</exception>
+    /// <exception cref="ArgumentException">As <see cref="Read(string, TrainedModel, bool)"/>.</exception>
+    /// <exception cref="DataFormatException">As <see cref="Read(string, TrainedModel, bool)"/>.</exception>
+    public static InputBatch Read(string path, TrainedModel model, bool resize, int? skipRows)
     {
+        if (skipRows is { } skip) ArgumentOutOfRangeException.ThrowIfNegative(skip, nameof(skipRows));
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(model);
         var shape = model.InputShape;
@@ -79,8 +95,9 @@ public static class ModelInputs
         {
             // By the header's names when the model knows them (as evaluate reads its file), else by position.
             var features = model.Data.FeatureNames ?? [.. Enumerable.Range(0, shape.Size).Select(i => $"column {i}")];
-            var (values, lines) = WithTrainingCsvSettings(model, path, () =>
-                CsvDataset.ReadFeatures(path, CsvSettings(model, path), features, byName: model.Data.FeatureNames is not null));
+            var csv = CsvSettings(model, path, skipRows);
+            var (values, lines) = WithTrainingCsvSettings(model, csv, path, () =>
+                CsvDataset.ReadFeatures(path, csv, features, byName: model.Data.FeatureNames is not null));
             return new InputBatch(LineNames(path, lines), values, 1f);
         }
         // A file with an extension that is neither an image, a CSV nor an IDX file (photo.bmp, scan.tiff): name what is read,
@@ -99,21 +116,70 @@ public static class ModelInputs
     /// trained on IDX files or image folders, which has none) the defaults, with the header row found from the file: a
     /// first row of numbers only is data, not column names.
     /// </summary>
-    private static CsvOptions CsvSettings(TrainedModel model, string path) =>
-        model.Data.Csv ?? new CsvOptions { HasHeader = !CsvDataset.FirstRowIsNumbers(path, ',') };
+    /// <param name="model">The model.</param>
+    /// <param name="path">The CSV file.</param>
+    /// <param name="skipRows">The lines to skip at the top instead of the model's Data:Csv:SkipRows; null keeps the model's.</param>
+    private static CsvOptions CsvSettings(TrainedModel model, string path, int? skipRows)
+    {
+        var trained = model.Data.Csv;
+        var skip = skipRows ?? trained?.SkipRows ?? 0;
+        var csv = new CsvOptions
+        {
+            LabelColumn = trained?.LabelColumn ?? "",
+            SkipRows = skip,
+            Separator = trained?.Separator ?? ",",
+            IgnoreColumns = [.. trained?.IgnoreColumns ?? []],
+        };
+        csv.HasHeader = trained?.HasHeader ?? !CsvDataset.FirstRowIsNumbers(path, ',', skip);
+        return csv;
+    }
+
+    /// <summary>
+    /// The warning <c>predict</c> and <c>evaluate</c> give for a CSV input whose skipped lines (the model's
+    /// Data:Csv:SkipRows, or <paramref name="skipRows"/>) look like data rows (<see cref="CsvDataset.LooksLikeDataRow"/>):
+    /// they are not read, so a file without the lines the training files had at the top (scikit-learn's line of counts)
+    /// loses its first rows. It names those lines and how to keep them (<c>--skip-rows</c>). Null when no skipped line looks
+    /// like data, nothing is skipped, or <paramref name="path"/> is not read as CSV.
+    /// </summary>
+    /// <param name="path">An input of predict, or evaluate's data.</param>
+    /// <param name="model">The model it is read for.</param>
+    /// <param name="skipRows">The <c>--skip-rows</c> given, or null for the model's Data:Csv:SkipRows.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> or <paramref name="model"/> is null.</exception>
+    public static string? SkippedDataRowsWarning(string path, TrainedModel model, int? skipRows)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(model);
+        if (!File.Exists(path) || !IsCsv(path, model)) return null;
+        var csv = CsvSettings(model, path, skipRows);
+        var data = CsvDataset.SkippedDataRows(path, csv);
+        if (data.Count == 0) return null;
+        var first = data[0];
+        var lines = data.Count == 1
+            ? $"line {first.Line} ({string.Join(", ", first.Cells.Take(5).Select(c => $"'{c}'"))}{(first.Cells.Length > 5 ? ", ..." : "")}) looks like a data row, but it is"
+            : $"lines {string.Join(", ", data.Take(data.Count - 1).Take(8).Select(d => d.Line))}{(data.Count > 9 ? ", ..." : "")} and {data[^1].Line} look like data rows, but they are";
+        var top = csv.SkipRows == 1 ? "first line" : $"first {Counts.Of(csv.SkipRows, "line")}";
+        var why = skipRows is null
+            ? $"the model's training files had their {top} skipped (Data:Csv:SkipRows {csv.SkipRows}), and predict and evaluate skip the {top} of every CSV file alike"
+            : $"--skip-rows {csv.SkipRows} skips the {top}";
+        return $"{path}: {lines} not read: {why}. If {(data.Count == 1 ? "it is" : "they are")} data, keep {(data.Count == 1 ? "it" : "them")} with --skip-rows {first.Line - 1}.";
+    }
 
     /// <summary>
     /// Runs a CSV read with the settings the model was trained with. The reader's messages name the Data:Csv keys to change,
     /// which is the fix for a training run; <c>predict</c> and <c>evaluate</c> take no config keys, so such a message gets
     /// the model's settings and the fix that applies: write the file to match them.
     /// </summary>
-    private static T WithTrainingCsvSettings<T>(TrainedModel model, string path, Func<T> read)
+    /// <param name="model">The model.</param>
+    /// <param name="csv">The settings the file is read with (<see cref="CsvSettings"/>).</param>
+    /// <param name="path">The CSV file.</param>
+    /// <param name="read">The read.</param>
+    private static T WithTrainingCsvSettings<T>(TrainedModel model, CsvOptions csv, string path, Func<T> read)
     {
         try
         {
             return read();
         }
-        catch (DataFormatException) when (model.Data.Csv is { } trained && HeaderMismatch(path, trained, model.Data.FeatureNames) is { } mismatch)
+        catch (DataFormatException) when (model.Data.Csv is not null && HeaderMismatch(path, csv, model.Data.FeatureNames) is { } mismatch)
         {
             throw new DataFormatException(mismatch);
         }
@@ -123,7 +189,6 @@ public static class ModelInputs
                 throw new DataFormatException($"{e.Message} The model was not trained on CSV files, so predict and evaluate read CSV files for it with " +
                     "the default Data:Csv settings: separated by commas, a header row or none (a first row of numbers is data), the label in the column " +
                     "headed 'label', else the last; they take no config keys, so write the file that way.");
-            var csv = model.Data.Csv;
             var settings = string.Join(", ", new[]
             {
                 $"Separator '{(csv.Separator == "\t" ? "\\t" : csv.Separator)}'",
@@ -133,7 +198,8 @@ public static class ModelInputs
                 csv.IgnoreColumns.Count > 0 ? $"IgnoreColumns {string.Join(", ", csv.IgnoreColumns)}" : null,
             }.Where(s => s is not null));
             throw new DataFormatException($"{e.Message} Here the Data:Csv settings are the model's, from its training run ({settings}): predict and evaluate " +
-                "read every CSV file with them and take no config keys, so write the file to match them.");
+                "read every CSV file with them and take no config keys, so write the file to match them" +
+                (csv.SkipRows > 0 || model.Data.Csv.SkipRows > 0 ? $" (only the lines skipped at the top can be set for the file, with --skip-rows)." : "."));
         }
     }
 
@@ -164,8 +230,13 @@ public static class ModelInputs
                 ? $": {string.Join(", ", featureNames.Take(5).Select(n => $"'{n}'"))}{(featureNames.Count > 5 ? $" and {Counts.Number(featureNames.Count - 5)} more" : "")} " +
                   $"(in any order), and '{label}' over the labels when the file has them"
                 : "";
+            // The header row among the lines skipped: a file without the line(s) the training files had before their header.
+            var skippedHeader = CsvDataset.SkippedLines(path, csv).Skipped is { Count: > 0 } skipped && CsvDataset.IsNamesRow(skipped[^1].Cells)
+                ? $" If line {skipped[^1].Line} ({string.Join(", ", skipped[^1].Cells.Take(5).Select(c => $"'{c}'"))}{(skipped[^1].Cells.Length > 5 ? ", ..." : "")}), " +
+                  $"which is skipped, is the header row, read it with --skip-rows {skipped[^1].Line - 1}."
+                : "";
             return $"{path}: {first} is a row of numbers, not a header row, but the model was trained on CSV files with one (Data:Csv:HasHeader true), " +
-                $"{howRead}, matching the columns by name. Add a header row at the top of {path} naming the columns as the training file did{names}.";
+                $"{howRead}, matching the columns by name. Add a header row at the top of {path} naming the columns as the training file did{names}.{skippedHeader}";
         }
         return null;
     }
@@ -185,8 +256,26 @@ public static class ModelInputs
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty or white space.</exception>
     /// <exception cref="DataFormatException">The data is missing or malformed, its labels or features do not fit the model,
     /// or it is a folder for a model trained on CSV data.</exception>
-    public static (LabeledDataset Data, float DividedBy) ReadLabeled(string path, TrainedModel model, bool resize)
+    public static (LabeledDataset Data, float DividedBy) ReadLabeled(string path, TrainedModel model, bool resize) =>
+        ReadLabeled(path, model, resize, skipRows: null);
+
+    /// <summary>
+    /// As <see cref="ReadLabeled(string, TrainedModel, bool)"/>, with the lines skipped at the top of a CSV file set for this
+    /// file (<c>evaluate --skip-rows</c>) instead of the model's Data:Csv:SkipRows.
+    /// </summary>
+    /// <param name="path">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</param>
+    /// <param name="model">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</param>
+    /// <param name="resize">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</param>
+    /// <param name="skipRows">Lines skipped at the top of a CSV file, before the header or the first row (0 or more); null
+    /// for the model's Data:Csv:SkipRows (0 for a model not trained on CSV files). Not used for folders.</param>
+    /// <returns>As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="skipRows"/> is negative.</exception>
+    /// <exception cref="ArgumentNullException">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</exception>
+    /// <exception cref="ArgumentException">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</exception>
+    /// <exception cref="DataFormatException">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</exception>
+    public static (LabeledDataset Data, float DividedBy) ReadLabeled(string path, TrainedModel model, bool resize, int? skipRows)
     {
+        if (skipRows is { } skip) ArgumentOutOfRangeException.ThrowIfNegative(skip, nameof(skipRows));
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(model);
         var classes = model.Data.Classes;
@@ -226,7 +315,8 @@ public static class ModelInputs
                 ? new LabelVocabulary(model.Data.ClassNames, model.ClassCount, IntegerLabels: false)
                 : new LabelVocabulary(null, classes.Count > 0 ? LabelVocabulary.MaxClasses : model.ClassCount, IntegerLabels: true);
             // The model's feature columns, by the header's names as predict reads them (by position without a header row).
-            var file = WithTrainingCsvSettings(model, path, () => CsvDataset.ReadFile(path, CsvSettings(model, path), vocabulary, model.Data.FeatureNames, Array.MaxLength));
+            var csv = CsvSettings(model, path, skipRows);
+            var file = WithTrainingCsvSettings(model, csv, path, () => CsvDataset.ReadFile(path, csv, vocabulary, model.Data.FeatureNames, Array.MaxLength));
             data = file.Data.WithSampleNames(LineNames(path, file.Lines));
             if (!model.Data.LabelsAreNames && classes.Count > 0) data = data.KeepClasses(classes);
             dividedBy = 1f;
@@ -237,7 +327,7 @@ public static class ModelInputs
         // became the label. Say that the label column seems missing, rather than "samples have 63 features".
         if (dividedBy == 1f && data.FeatureCount == model.InputShape.Size - 1 && File.Exists(path))
         {
-            var csv = CsvSettings(model, path);
+            var csv = CsvSettings(model, path, skipRows);
             throw new DataFormatException($"{path}: rows have {data.FeatureCount + 1} columns{(csv.IgnoreColumns.Count > 0 ? " besides Data:Csv:IgnoreColumns" : "")}, one fewer than " +
                 $"the model's {model.InputShape.Size} features plus the label column, so the label column seems to be missing " +
                 $"(the model's Data:Csv:LabelColumn is {(csv.LabelColumn.Length == 0 ? "not set: the column headed 'label', else the last" : $"'{csv.LabelColumn}'")}, Data:Csv:HasHeader {(csv.HasHeader ? "true" : "false")}). " +
