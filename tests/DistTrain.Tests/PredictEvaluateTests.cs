@@ -375,15 +375,16 @@ public class PredictEvaluateTests : IDisposable
     }
 
     /// <summary>A model of 4 CSV features and 3 classes, trained (as its metadata says) on files with or without a header row,
-    /// with <paramref name="skipRows"/> lines skipped at their top (Data:Csv:SkipRows).</summary>
-    private string CsvModel(bool hasHeader, string name, int skipRows = 0)
+    /// with <paramref name="skipRows"/> lines skipped at their top (Data:Csv:SkipRows); with <paramref name="classes"/>, one
+    /// of those classes only (Data:Classes), named <paramref name="classNames"/> when its labels were names.</summary>
+    private string CsvModel(bool hasHeader, string name, int skipRows = 0, int[]? classes = null, string[]? classNames = null)
     {
-        var options = new ModelBuilder(4).Dense(3).Build();
+        var options = new ModelBuilder(4).Dense(classes?.Length ?? 3).Build();
         var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
         var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0f], [1f]);
         var csv = new DistTrain.Core.Configuration.CsvOptions { HasHeader = hasHeader, Separator = "\t", SkipRows = skipRows };
-        var metadata = new DataMetadata(DataFormat.Csv, 1f, null, LabelsAreNames: false,
-            hasHeader ? ["sepal_length", "sepal_width", "petal_length", "petal_width"] : null, csv, false, []);
+        var metadata = new DataMetadata(DataFormat.Csv, 1f, classNames, LabelsAreNames: classNames is not null,
+            hasHeader ? ["sepal_length", "sepal_width", "petal_length", "petal_width"] : null, csv, false, classes ?? []);
         var path = Path.Combine(_directory, name);
         new TrainedModel(options, weights, normalizer, ModelMetadata.Create(options, normalizer, metadata, version: 0, epochs: 0, testAccuracy: null, seed: 0)).Save(path);
         return path;
@@ -458,6 +459,65 @@ public class PredictEvaluateTests : IDisposable
         Assert.EndsWith("If line 1 ('sepal_length', 'sepal_width', 'petal_length', 'petal_width', 'label'), which is skipped, is the header row, read it with --skip-rows 0.",
             Assert.Throws<DataFormatException>(() => ModelInputs.Read(headerFirst, headerModel, resize: false)).Message);
         Assert.Equal(5, ModelInputs.Read(headerFirst, headerModel, resize: false, skipRows: 0).Names.Count);
+    }
+
+    /// <summary>
+    /// A model trained on some classes only (Data:Classes) scores rows of those classes. Rows of other labels were left out
+    /// with no word when labels were numbers (300 digits rows scored as "148 samples"), and refused with an error when they
+    /// were names. Both now leave them out, as training leaves them out, and say how many, of which labels and why: a
+    /// warning, the accuracy line and the JSON's leftOut. A model of all its classes still refuses a label it does not know.
+    /// </summary>
+    [Fact]
+    public async Task Rows_of_labels_outside_the_models_data_classes_are_left_out_and_counted_for_numbers_and_names_alike()
+    {
+        string[] features = ["5.1\t3.5\t1.4\t0.2", "7.0\t3.2\t4.7\t1.4", "6.3\t3.3\t6.0\t2.5", "5.8\t2.7\t5.1\t1.9", "6.4\t3.2\t4.5\t1.5"];
+        // Numbers: Data:Classes [0, 1] of labels 0, 1 and 2.
+        var numbered = CsvModel(hasHeader: false, "classes-01.safetensors", classes: [0, 1]);
+        var numbers = Path.Combine(_directory, "numbers.tsv");
+        File.WriteAllLines(numbers, features.Zip(["0", "1", "2", "2", "1"], (f, l) => $"{f}\t{l}"));
+        var read = ModelInputs.ReadLabeled(numbers, TrainedModel.Load(numbered), resize: false, skipRows: null);
+        Assert.Equal([0, 1, 1], read.Data.Labels.Select(l => (int)l));
+        Assert.Equal([$"{numbers}:line 1", $"{numbers}:line 2", $"{numbers}:line 5"], read.Data.SampleNames!);
+        Assert.Equal(2, read.LeftOut);
+        Assert.Equal($"{numbers}: 2 of 5 rows are left out, as training leaves them out: their label, 2 (2 rows), is not among the model's classes, " +
+            "the Data:Classes it was trained on (0, 1). The figures count the other 3.", read.LeftOutNotice);
+
+        // Names: Data:Classes [0, 1] of setosa, versicolor and virginica; the model knows the names it kept.
+        var named = TrainedModel.Load(CsvModel(hasHeader: false, "classes-named.safetensors", classes: [0, 1], classNames: ["setosa", "versicolor"]));
+        var names = Path.Combine(_directory, "names.tsv");
+        File.WriteAllLines(names, features.Zip(["setosa", "versicolor", "virginica", "virginica", "versicolor"], (f, l) => $"{f}\t{l}"));
+        read = ModelInputs.ReadLabeled(names, named, resize: false, skipRows: null);
+        Assert.Equal([0, 1, 1], read.Data.Labels.Select(l => (int)l));
+        Assert.Equal(features[4].Split('\t').Select(float.Parse), read.Data.Sample(2).ToArray());
+        Assert.Equal([$"{names}:line 1", $"{names}:line 2", $"{names}:line 5"], read.Data.SampleNames!);
+        Assert.Equal(2, read.LeftOut);
+        Assert.Equal($"{names}: 2 of 5 rows are left out, as training leaves them out: their label, 'virginica' (2 rows), is not among the model's classes, " +
+            "the Data:Classes it was trained on ('setosa', 'versicolor'). The figures count the other 3.", read.LeftOutNotice);
+        // Every row of other labels: the error says why there is nothing to score.
+        var onlyOthers = Path.Combine(_directory, "only-virginica.tsv");
+        File.WriteAllLines(onlyOthers, [$"{features[2]}\tvirginica"]);
+        Assert.Equal($"{onlyOthers}: no samples of the model's classes: 1 of 1 row is left out, as training leaves them out: their label, 'virginica' (1 row), " +
+            "is not among the model's classes, the Data:Classes it was trained on ('setosa', 'versicolor'). The figures count the other 0.",
+            Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(onlyOthers, named, resize: false)).Message);
+        // A model of all its classes: a label it does not know is refused, as a test file's is in training.
+        var all = TrainedModel.Load(CsvModel(hasHeader: false, "all-named.safetensors", classNames: ["setosa", "versicolor", "virginica"]));
+        var unknown = Path.Combine(_directory, "unknown.tsv");
+        File.WriteAllLines(unknown, [$"{features[0]}\tsetosa", $"{features[1]}\tversicolour"]);
+        Assert.Contains("line 2, column 'column 4': label 'versicolour' is not", Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(unknown, all, resize: false)).Message);
+
+        // On the command line: the warning, the accuracy line and the JSON say it, for numbers and names alike.
+        var heatmap = Path.Combine(_directory, "classes.png");
+        var (exit, output, error) = await Cli("evaluate", "--model", numbered, "--data", numbers, "--heatmap", heatmap);
+        Assert.True(exit == 0, error);
+        Assert.Contains("(3 samples; 2 left out, labels not among Data:Classes)", output);
+        Assert.Contains("warning: " + read.LeftOutNotice!.Replace(names, numbers).Replace("'virginica'", "2").Replace("'setosa', 'versicolor'", "0, 1"),
+            string.Join(" ", error.Split('\n', StringSplitOptions.TrimEntries)));
+        (exit, output, error) = await Cli("evaluate", "--model", Path.Combine(_directory, "classes-named.safetensors"), "--data", names, "--heatmap", heatmap, "--json");
+        Assert.True(exit == 0, error);
+        var report = JsonDocument.Parse(output).RootElement;
+        Assert.Equal(3, report.GetProperty("samples").GetInt64());
+        Assert.Equal(2, report.GetProperty("leftOut").GetInt32());
+        Assert.Contains("'virginica' (2 rows), is not among the model's classes", error);
     }
 
     /// <summary>

@@ -93,12 +93,26 @@ public static partial class CsvDataset
         return (file.Data, file.Layout, file.Vocabulary);
     }
 
-    /// <summary>A labeled file as read, with what its label column held (for messages about its classes) and each sample's
-    /// line in the file (for messages about a sample).</summary>
-    internal sealed record LabeledFile(LabeledDataset Data, Layout Layout, LabelVocabulary Vocabulary, LabelSummary Labels, IReadOnlyList<int> Lines);
+    /// <summary>A labeled file as read, with what its label column held (for messages about its classes), each sample's
+    /// line in the file (for messages about a sample), and the label cells of the rows left out (see
+    /// <see cref="ReadFile"/>'s <c>leaveOutUnknownLabels</c>; empty otherwise), in file order.</summary>
+    internal sealed record LabeledFile(LabeledDataset Data, Layout Layout, LabelVocabulary Vocabulary, LabelSummary Labels, IReadOnlyList<int> Lines)
+    {
+        /// <summary>The label cells of the rows left out because their labels are not in the vocabulary, in file order.</summary>
+        public IReadOnlyList<string> LeftOutLabels { get; init; } = [];
+    }
 
     /// <summary>Reads a labeled file; <paramref name="featureColumns"/> as in <see cref="Read(string, CsvOptions, LabelVocabulary?, IReadOnlyList{string}?)"/>.</summary>
-    internal static LabeledFile ReadFile(string path, CsvOptions options, LabelVocabulary? vocabulary, IReadOnlyList<string>? featureColumns, long maxValues)
+    /// <param name="path">A <c>.csv</c> file, or <c>.csv.gz</c>.</param>
+    /// <param name="options">Columns, header and separator.</param>
+    /// <param name="vocabulary">How labels map to classes; null works it out from this file.</param>
+    /// <param name="featureColumns">The training file's feature columns, or null.</param>
+    /// <param name="maxValues">The most feature values the file may hold.</param>
+    /// <param name="leaveOutUnknownLabels">Leave out the rows whose label is not in <paramref name="vocabulary"/> (listed in
+    /// <see cref="LabeledFile.LeftOutLabels"/>) instead of refusing the file: for a model trained on some classes only
+    /// (Data:Classes), whose other classes are left out as training leaves them out.</param>
+    internal static LabeledFile ReadFile(string path, CsvOptions options, LabelVocabulary? vocabulary, IReadOnlyList<string>? featureColumns, long maxValues,
+        bool leaveOutUnknownLabels = false)
     {
         var labelCells = new List<string>();
         var (features, layout, lines) = ReadRows(path, options, requireLabel: true, featureColumns, byName: featureColumns is not null, labelCells, maxValues);
@@ -107,16 +121,34 @@ public static partial class CsvDataset
         var column = ColumnName(layout, layout.LabelIndex, options);
         var summary = LabelSummary.Of(path, column, options.LabelColumn.Length == 0, labelCells, lines) with { HeaderWarning = NumericHeaderWarning(path, layout) };
         vocabulary ??= VocabularyOf(path, labelCells, lines, column, summary.ChosenByDefault);
-        var labels = new byte[labelCells.Count];
-        for (var i = 0; i < labels.Length; i++)
+        var labels = new List<byte>(labelCells.Count);
+        var kept = new List<int>(labelCells.Count);
+        var leftOut = new List<string>();
+        for (var i = 0; i < labelCells.Count; i++)
         {
             var index = vocabulary.IndexOf(labelCells[i]);
+            if (index < 0 && leaveOutUnknownLabels)
+            {
+                leftOut.Add(labelCells[i]);
+                continue;
+            }
             if (index < 0)
                 throw new DataFormatException($"{path}: line {lines[i]}, column '{column}': label '{labelCells[i]}' is not {vocabulary.Describe()}, the training data's classes.");
-            labels[i] = (byte)index;
+            labels.Add((byte)index);
+            kept.Add(i);
         }
         var names = vocabulary.IntegerLabels ? null : vocabulary.Names;
-        return new LabeledFile(new LabeledDataset(features, labels, layout.FeatureIndices.Length, vocabulary.ClassCount, names), layout, vocabulary, summary, lines);
+        var featureCount = layout.FeatureIndices.Length;
+        if (leftOut.Count > 0)
+        {
+            var keptFeatures = new float[kept.Count * featureCount];
+            for (var i = 0; i < kept.Count; i++) features.AsSpan(kept[i] * featureCount, featureCount).CopyTo(keptFeatures.AsSpan(i * featureCount));
+            (features, lines) = (keptFeatures, [.. kept.Select(i => lines[i])]);
+        }
+        return new LabeledFile(new LabeledDataset(features, [.. labels], featureCount, vocabulary.ClassCount, names), layout, vocabulary, summary, lines)
+        {
+            LeftOutLabels = leftOut,
+        };
     }
 
     /// <summary>

@@ -28,6 +28,23 @@ public sealed record InputBatch(IReadOnlyList<string> Names, float[] Values, flo
 }
 
 /// <summary>
+/// The labeled samples <c>disttrain evaluate</c> reads (<see cref="ModelInputs.ReadLabeled(string, TrainedModel, bool, int?)"/>).
+/// </summary>
+/// <param name="Data">The samples, with labels in the model's class numbering and <see cref="LabeledDataset.SampleNames"/> set.</param>
+/// <param name="DividedBy">What the raw values were divided by: 255 for images and IDX files, 1 for CSV values.</param>
+public sealed record LabeledInputs(LabeledDataset Data, float DividedBy)
+{
+    /// <summary>
+    /// The samples read but left out because their labels are not among the model's classes, for a model trained on some
+    /// classes only (Data:Classes), as training leaves them out; 0 otherwise.
+    /// </summary>
+    public int LeftOut { get; init; }
+
+    /// <summary>The sentence that says how many samples were left out, of which labels and why, starting with the path; null when none were.</summary>
+    public string? LeftOutNotice { get; init; }
+}
+
+/// <summary>
 /// Reads what <c>disttrain predict</c> and <c>disttrain evaluate</c> are given, in a trained model's input shape: image
 /// files and folders (PNG, JPEG), CSV files (with the model's columns, with or without the label), IDX image files and
 /// folders with IDX files.
@@ -244,8 +261,10 @@ public static class ModelInputs
     /// <summary>
     /// The labeled samples of <c>evaluate</c>'s data: a folder with IDX files (its <c>t10k</c> test split), a folder of class
     /// sub-folders of images, or a CSV file with the label column. Labels are mapped to the model's classes (by name when
-    /// the model's labels are names, and through Data:Classes when the model was trained on some classes only). A CSV
-    /// file's feature columns are matched by name with the model's when it has a header row, as <c>predict</c> does.
+    /// the model's labels are names, and through Data:Classes when the model was trained on some classes only: then the
+    /// samples of other labels are left out, as training leaves them out, and
+    /// <see cref="ReadLabeled(string, TrainedModel, bool, int?)"/> says how many). A CSV file's feature columns are matched by
+    /// name with the model's when it has a header row, as <c>predict</c> does.
     /// </summary>
     /// <param name="path">A folder with IDX files, a folder of class sub-folders of images, or a CSV file.</param>
     /// <param name="model">The model whose input shape, classes and CSV options the samples are read with.</param>
@@ -256,8 +275,11 @@ public static class ModelInputs
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty or white space.</exception>
     /// <exception cref="DataFormatException">The data is missing or malformed, its labels or features do not fit the model,
     /// or it is a folder for a model trained on CSV data.</exception>
-    public static (LabeledDataset Data, float DividedBy) ReadLabeled(string path, TrainedModel model, bool resize) =>
-        ReadLabeled(path, model, resize, skipRows: null);
+    public static (LabeledDataset Data, float DividedBy) ReadLabeled(string path, TrainedModel model, bool resize)
+    {
+        var (data, dividedBy) = ReadLabeled(path, model, resize, skipRows: null);
+        return (data, dividedBy);
+    }
 
     /// <summary>
     /// As <see cref="ReadLabeled(string, TrainedModel, bool)"/>, with the lines skipped at the top of a CSV file set for this
@@ -268,12 +290,13 @@ public static class ModelInputs
     /// <param name="resize">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</param>
     /// <param name="skipRows">Lines skipped at the top of a CSV file, before the header or the first row (0 or more); null
     /// for the model's Data:Csv:SkipRows (0 for a model not trained on CSV files). Not used for folders.</param>
-    /// <returns>As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</returns>
+    /// <returns>As <see cref="ReadLabeled(string, TrainedModel, bool)"/>, with the samples left out for labels not among
+    /// the model's Data:Classes (<see cref="LabeledInputs.LeftOut"/>) and the sentence that says so.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="skipRows"/> is negative.</exception>
     /// <exception cref="ArgumentNullException">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</exception>
     /// <exception cref="ArgumentException">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</exception>
     /// <exception cref="DataFormatException">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</exception>
-    public static (LabeledDataset Data, float DividedBy) ReadLabeled(string path, TrainedModel model, bool resize, int? skipRows)
+    public static LabeledInputs ReadLabeled(string path, TrainedModel model, bool resize, int? skipRows)
     {
         if (skipRows is { } skip) ArgumentOutOfRangeException.ThrowIfNegative(skip, nameof(skipRows));
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
@@ -281,6 +304,8 @@ public static class ModelInputs
         var classes = model.Data.Classes;
         LabeledDataset data;
         float dividedBy;
+        string? leftOut = null; // why samples of other labels were left out (Data:Classes); null when none were
+        var leftOutCount = 0;
         if (Directory.Exists(path)) CheckNotCsvModel(path, model);
         if (Directory.Exists(path) && Directory.EnumerateFiles(path, "t10k-images-idx3-ubyte*").Any())
         {
@@ -291,7 +316,13 @@ public static class ModelInputs
             if (File.Exists(images + ".gz")) images += ".gz";
             data = data.WithSampleNames([.. Enumerable.Range(0, data.Count).Select(i => $"{images}[{i}]")]);
             CheckIdxShape(path, [data.Count, 28, 28], model);
+            var read = data;
             (data, dividedBy) = (classes.Count > 0 ? data.KeepClasses(classes) : data, 255f);
+            if (data.Count < read.Count)
+            {
+                leftOutCount = read.Count - data.Count;
+                leftOut = LeftOutNotice(model, "image", read.Count, [.. read.Labels.Where(l => !classes.Contains(l)).Select(l => l.ToString(CultureInfo.InvariantCulture))]);
+            }
         }
         else if (Directory.Exists(path) && Directory.EnumerateFiles(path, "*-idx?-ubyte*").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList() is { Count: > 0 } idx)
         {
@@ -316,9 +347,22 @@ public static class ModelInputs
                 : new LabelVocabulary(null, classes.Count > 0 ? LabelVocabulary.MaxClasses : model.ClassCount, IntegerLabels: true);
             // The model's feature columns, by the header's names as predict reads them (by position without a header row).
             var csv = CsvSettings(model, path, skipRows);
-            var file = WithTrainingCsvSettings(model, csv, path, () => CsvDataset.ReadFile(path, csv, vocabulary, model.Data.FeatureNames, Array.MaxLength));
+            // A model trained on some classes only (Data:Classes): rows of other labels are left out, as training leaves them
+            // out; named labels not among the model's names are such rows (the model knows only the names it kept).
+            var file = WithTrainingCsvSettings(model, csv, path, () => CsvDataset.ReadFile(path, csv, vocabulary, model.Data.FeatureNames, Array.MaxLength,
+                leaveOutUnknownLabels: model.Data.LabelsAreNames && classes.Count > 0));
             data = file.Data.WithSampleNames(LineNames(path, file.Lines));
-            if (!model.Data.LabelsAreNames && classes.Count > 0) data = data.KeepClasses(classes);
+            List<string> otherLabels = [.. file.LeftOutLabels];
+            if (!model.Data.LabelsAreNames && classes.Count > 0)
+            {
+                otherLabels.AddRange(data.Labels.Where(l => !classes.Contains(l)).Select(l => l.ToString(CultureInfo.InvariantCulture)));
+                data = data.KeepClasses(classes);
+            }
+            if (otherLabels.Count > 0)
+            {
+                leftOutCount = otherLabels.Count;
+                leftOut = LeftOutNotice(model, "row", data.Count + otherLabels.Count, otherLabels);
+            }
             dividedBy = 1f;
         }
         else
@@ -336,8 +380,36 @@ public static class ModelInputs
         if (data.FeatureCount != model.InputShape.Size)
             throw new DataFormatException($"{path}: samples have {data.FeatureCount} features but the model reads {model.InputShape.Size} ({model.InputShape}).");
         if (data.Count == 0)
-            throw new DataFormatException($"{path}: no samples of the model's classes.");
-        return (data, dividedBy);
+            throw new DataFormatException($"{path}: no samples of the model's classes{(leftOut is null ? "." : $": {leftOut}")}");
+        return new LabeledInputs(data, dividedBy) { LeftOut = leftOutCount, LeftOutNotice = leftOut is null ? null : $"{path}: {leftOut}" };
+    }
+
+    /// <summary>
+    /// Why samples were left out of evaluate's data: "152 of 300 rows are left out, as training leaves them out: their
+    /// labels, 5 (30 rows), 6 (31), ..., are not among the model's classes, the Data:Classes it was trained on (0, 1, 2, 3,
+    /// 4). The figures count the other 148."
+    /// </summary>
+    /// <param name="model">The model, trained with Data:Classes.</param>
+    /// <param name="unit">What a sample is: "row" or "image".</param>
+    /// <param name="total">The samples read.</param>
+    /// <param name="labels">The label of each sample left out, as written.</param>
+    private static string LeftOutNotice(TrainedModel model, string unit, int total, IReadOnlyList<string> labels)
+    {
+        var groups = labels.GroupBy(l => l, StringComparer.Ordinal).Select(g => (Label: g.Key, Count: g.Count())).ToList();
+        groups = groups.All(g => int.TryParse(g.Label, NumberStyles.Integer, CultureInfo.InvariantCulture, out _))
+            ? [.. groups.OrderBy(g => int.Parse(g.Label, CultureInfo.InvariantCulture))]
+            : [.. groups.OrderBy(g => g.Label, StringComparer.Ordinal)];
+        const int Listed = 8;
+        var shown = groups.Take(Listed).Select((g, i) => $"{(model.Data.LabelsAreNames ? $"'{g.Label}'" : g.Label)} ({(i == 0 ? Counts.Of(g.Count, unit) : Counts.Number(g.Count))})").ToList();
+        var list = groups.Count > Listed
+            ? $"{string.Join(", ", shown)} and {Counts.Number(groups.Count - Listed)} more"
+            : shown.Count == 1 ? shown[0] : $"{string.Join(", ", shown.Take(shown.Count - 1))} and {shown[^1]}";
+        var kept = model.Data.LabelsAreNames && model.Data.ClassNames is { } names
+            ? string.Join(", ", names.Select(n => $"'{n}'"))
+            : string.Join(", ", model.Data.Classes);
+        return $"{Counts.Number(labels.Count)} of {Counts.Of(total, unit)} {(labels.Count == 1 ? "is" : "are")} left out, as training leaves them out: " +
+            $"{(groups.Count == 1 ? "their label" : "their labels")}, {list}, {(groups.Count == 1 ? "is" : "are")} not among the model's classes, the " +
+            $"Data:Classes it was trained on ({kept}). The figures count the other {Counts.Number(total - labels.Count)}.";
     }
 
     /// <summary>Each CSV row's name for messages: the file and the row's own line number (blank lines and the header counted).</summary>
