@@ -376,10 +376,13 @@ public class PredictEvaluateTests : IDisposable
 
     /// <summary>A model of 4 CSV features and 3 classes, trained (as its metadata says) on files with or without a header row,
     /// with <paramref name="skipRows"/> lines skipped at their top (Data:Csv:SkipRows); with <paramref name="classes"/>, one
-    /// of those classes only (Data:Classes), named <paramref name="classNames"/> when its labels were names.</summary>
-    private string CsvModel(bool hasHeader, string name, int skipRows = 0, int[]? classes = null, string[]? classNames = null)
+    /// of those classes only (Data:Classes), named <paramref name="classNames"/> when its labels were names; trained with
+    /// Model:Loss <paramref name="loss"/>.</summary>
+    private string CsvModel(bool hasHeader, string name, int skipRows = 0, int[]? classes = null, string[]? classNames = null,
+        string loss = LossTypes.SoftmaxCrossEntropy)
     {
         var options = new ModelBuilder(4).Dense(classes?.Length ?? 3).Build();
+        options.Loss = loss;
         var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
         var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0f], [1f]);
         var csv = new DistTrain.Core.Configuration.CsvOptions { HasHeader = hasHeader, Separator = "\t", SkipRows = skipRows };
@@ -518,6 +521,52 @@ public class PredictEvaluateTests : IDisposable
         Assert.Equal(3, report.GetProperty("samples").GetInt64());
         Assert.Equal(2, report.GetProperty("leftOut").GetInt32());
         Assert.Contains("'virginica' (2 rows), is not among the model's classes", error);
+    }
+
+    /// <summary>
+    /// A model trained with MeanSquaredError outputs scores fitted to one-hot targets, not probabilities: predict printed
+    /// them as "top probabilities" in percent ("2 88.1%, 9 60.3%", summing far above 100%, or negative) and as "probability"
+    /// in JSON. They are labelled scores now: the table's "top scores" as numbers, JSON's "score"; a softmax model keeps its
+    /// probabilities.
+    /// </summary>
+    [Fact]
+    public async Task A_mean_squared_error_model_lists_scores_not_probabilities()
+    {
+        var path = CsvModel(hasHeader: false, "mse.safetensors", loss: LossTypes.MeanSquaredError);
+        var model = TrainedModel.Load(path);
+        var rows = Path.Combine(_directory, "mse-rows.tsv");
+        File.WriteAllLines(rows, ["5.1\t3.5\t1.4\t0.2", "6.3\t3.3\t6.0\t2.5"]);
+        var outputs = model.Logits([5.1f, 3.5f, 1.4f, 0.2f, 6.3f, 3.3f, 6.0f, 2.5f]);
+        Assert.True(PredictCommand.GivesScores(model));
+        Assert.False(PredictCommand.GivesScores(TrainedModel.Load(CsvModel(hasHeader: false, "softmax.safetensors"))));
+
+        var (exit, output, error) = await Cli("predict", "--model", path, "--json", "--top-k", "3", rows);
+        Assert.True(exit == 0, error);
+        var predictions = JsonDocument.Parse(output).RootElement;
+        for (var i = 0; i < 2; i++)
+        {
+            var top = predictions[i].GetProperty("top");
+            var expected = outputs.AsSpan(i * 3, 3).ToArray().OrderDescending().ToArray();
+            for (var j = 0; j < 3; j++)
+            {
+                Assert.Equal(expected[j], top[j].GetProperty("score").GetDouble(), precision: 5); // the raw output, not a softmax of it
+                Assert.False(top[j].TryGetProperty("probability", out _));
+            }
+        }
+        (exit, output, error) = await Cli("predict", "--model", path, rows);
+        Assert.True(exit == 0, error);
+        Assert.Contains("top scores", output);
+        Assert.DoesNotContain("probabilit", output);
+        Assert.DoesNotContain("%", output);
+        var first = PredictCommand.Predict(model, ModelInputs.Read(rows, model, resize: false), k: 2).First();
+        Assert.Equal(string.Join(", ", first.Top.Select(t => $"{t.Class} {t.Probability.ToString("F3", System.Globalization.CultureInfo.InvariantCulture)}")),
+            PredictCommand.TopText(first, scores: true));
+        Assert.Contains(PredictCommand.TopText(first, scores: true), output);
+        // A softmax model: probabilities, as before.
+        (exit, output, error) = await Cli("predict", "--model", Path.Combine(_directory, "softmax.safetensors"), rows);
+        Assert.True(exit == 0, error);
+        Assert.Contains("top probabilities", output);
+        Assert.Contains("%", output);
     }
 
     /// <summary>
