@@ -570,6 +570,35 @@ public class PredictEvaluateTests : IDisposable
     }
 
     /// <summary>
+    /// A CSV file of a header row alone: evaluate refused it ("no data rows", exit code 2) while predict printed an empty
+    /// table and exited 0. predict now gives the same error and exit code, for a file with blank lines after the header too.
+    /// </summary>
+    [Fact]
+    public async Task Predict_refuses_a_csv_file_of_a_header_row_alone_as_evaluate_does()
+    {
+        var path = CsvModel(hasHeader: true, "header-only.safetensors");
+        var headerOnly = Path.Combine(_directory, "header-only.tsv");
+        File.WriteAllText(headerOnly, "sepal_length\tsepal_width\tpetal_length\tpetal_width\tlabel\n\n\n");
+        Assert.Equal($"{headerOnly}: no data rows. The file needs at least one row of features.",
+            Assert.Throws<DataFormatException>(() => ModelInputs.Read(headerOnly, TrainedModel.Load(path), resize: false)).Message);
+
+        var (exit, output, error) = await Cli("predict", "--model", path, headerOnly);
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        Assert.Equal($"error: {headerOnly}: no data rows. The file needs at least one row of features.",
+            string.Join(" ", error.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)));
+        (exit, _, error) = await Cli("evaluate", "--model", path, "--data", headerOnly, "--heatmap", Path.Combine(_directory, "empty.png"));
+        Assert.Equal(2, exit);
+        Assert.Contains($"error: {headerOnly}: no data rows.", error);
+        // With another input that has rows: nothing is printed for either, as for any input predict cannot read.
+        var rows = Path.Combine(_directory, "with-rows.tsv");
+        File.WriteAllLines(rows, ["sepal_length\tsepal_width\tpetal_length\tpetal_width", "5.1\t3.5\t1.4\t0.2"]);
+        (exit, output, _) = await Cli("predict", "--model", path, rows, headerOnly);
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+    }
+
+    /// <summary>
     /// A CSV file with a header row for a model trained on files without one was refused as "'sepal_length' is not a finite
     /// number ... list non-numeric columns in Data:Csv:IgnoreColumns", a key these commands do not take; the reverse as "the
     /// header lacks 'sepal_length', ...; '5.1', '3.5' ... are not among its columns". Each now says what the first row is,

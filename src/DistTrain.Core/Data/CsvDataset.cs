@@ -159,7 +159,8 @@ public static partial class CsvDataset
     /// <param name="options">The settings the model was trained with.</param>
     /// <param name="featureColumns">The training file's feature column names, in order.</param>
     /// <returns>Sample-major features, <c>rows · featureColumns.Count</c> values.</returns>
-    /// <exception cref="DataFormatException">The file is missing or malformed, a column is missing or unknown or a value is not a number.</exception>
+    /// <exception cref="DataFormatException">The file is missing or malformed, has no data rows (a header row alone), a column
+    /// is missing or unknown or a value is not a number.</exception>
     public static float[] ReadFeatures(string path, CsvOptions options, IReadOnlyList<string> featureColumns) =>
         ReadFeatures(path, options, featureColumns, byName: true).Features;
 
@@ -170,6 +171,9 @@ public static partial class CsvDataset
     internal static (float[] Features, IReadOnlyList<int> Lines) ReadFeatures(string path, CsvOptions options, IReadOnlyList<string> featureColumns, bool byName)
     {
         var (features, _, lines) = ReadRows(path, options, requireLabel: false, featureColumns, byName, labelCells: null, Array.MaxLength);
+        // A header row alone: nothing to score, said as evaluate says it (an empty table and exit code 0 said nothing).
+        if (lines.Count == 0)
+            throw new DataFormatException($"{path}: no data rows. The file needs at least one row of features.");
         return (features, lines);
     }
 
