@@ -86,9 +86,9 @@ public static class ModelInputs
     /// <exception cref="DataFormatException">As <see cref="Read(string, TrainedModel, bool)"/>.</exception>
     public static InputBatch Read(string path, TrainedModel model, bool resize, int? skipRows)
     {
-        if (skipRows is { } skip) ArgumentOutOfRangeException.ThrowIfNegative(skip, nameof(skipRows));
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(model);
+        if (skipRows is { } skip) ArgumentOutOfRangeException.ThrowIfNegative(skip, nameof(skipRows));
         var shape = model.InputShape;
         if (!Directory.Exists(path) && !File.Exists(path)) throw new DataFormatException($"{path}: no such file or folder.");
         // A folder is never a CSV file, whatever its name (a folder named rows.csv): for a CSV-trained model, the same error as evaluate's.
@@ -298,9 +298,9 @@ public static class ModelInputs
     /// <exception cref="DataFormatException">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</exception>
     public static LabeledInputs ReadLabeled(string path, TrainedModel model, bool resize, int? skipRows)
     {
-        if (skipRows is { } skip) ArgumentOutOfRangeException.ThrowIfNegative(skip, nameof(skipRows));
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(model);
+        if (skipRows is { } skip) ArgumentOutOfRangeException.ThrowIfNegative(skip, nameof(skipRows));
         var classes = model.Data.Classes;
         LabeledDataset data;
         float dividedBy;
