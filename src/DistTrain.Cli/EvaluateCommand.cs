@@ -23,14 +23,22 @@ internal static class EvaluateCommand
         var heatmap = CliOptions.NotEmptyPath(new Option<string>("--heatmap") { Description = "Where to draw the confusion matrix (PNG).", DefaultValueFactory = _ => "confusion-matrix.png", HelpName = "FILE" });
         var json = new Option<bool>("--json") { Description = "Print the results as JSON instead of tables." };
         var resize = new Option<bool>("--resize") { Description = "Resize images of another size to the model's input." };
+        var skipRows = PredictCommand.SkipRowsOption();
         var command = new Command("evaluate", "Score a labeled data set: accuracy, per-class precision and recall, confusion matrix (printed and drawn as a PNG).")
         {
-            model, data, heatmap, json, resize,
+            model, data, heatmap, json, resize, skipRows,
         };
         command.SetAction(CliConsole.Cancellable((parse, cancellationToken) =>
         {
+            var skip = parse.GetValue(skipRows);
+            if (PredictCommand.SkipRowsError(skip) is { } badSkip)
+            {
+                CliConsole.Fail("error", badSkip);
+                return 1; // a bad command line, as predict's --top-k 0
+            }
             TrainedModel trained;
             ConfusionMatrix matrix;
+            LabeledInputs read;
             string dataPath = parse.GetValue(data)!;
             try
             {
@@ -44,7 +52,10 @@ internal static class EvaluateCommand
                 }
                 trained = TrainedModel.Load(modelFile);
                 if (PredictCommand.OverflowingWeightsWarning(modelFile, trained) is { } overflowing) CliConsole.Fail("warning", overflowing);
-                var (samples, dividedBy) = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages);
+                if (ModelInputs.SkippedDataRowsWarning(dataPath, trained, skip) is { } skippedData) CliConsole.Fail("warning", skippedData);
+                var (samples, dividedBy) = read = ModelInputs.ReadLabeled(dataPath, trained, parse.GetValue(resize) || trained.Data.ResizeImages, skip);
+                // Samples of labels outside the model's Data:Classes are left out, as training leaves them out: said, not silent.
+                if (read.LeftOutNotice is { } leftOut) CliConsole.Fail("warning", leftOut);
                 // As train warns: raw IDX files beside their .gz copies are not read.
                 if (Directory.Exists(dataPath) && FashionMnist.IgnoredRawFilesNotice(dataPath) is { } ignored) CliConsole.Fail("warning", ignored);
                 cancellationToken.ThrowIfCancellationRequested();
@@ -67,8 +78,8 @@ internal static class EvaluateCommand
                 CliConsole.Fail("error", $"{heatmapPath}: the heatmap could not be written ({e.Message}). Pass --heatmap with a writable path.");
                 return 2;
             }
-            if (parse.GetValue(json)) PrintJson(matrix, names, heatmapPath);
-            else Print(matrix, names, heatmapPath);
+            if (parse.GetValue(json)) PrintJson(matrix, names, heatmapPath, read.LeftOut);
+            else Print(matrix, names, heatmapPath, read.LeftOut);
             return 0;
         }));
         return command;
@@ -87,7 +98,7 @@ internal static class EvaluateCommand
         return matrix;
     }
 
-    private static void Print(ConfusionMatrix matrix, string[] names, string heatmapPath)
+    private static void Print(ConfusionMatrix matrix, string[] names, string heatmapPath, int leftOut)
     {
         var inv = CultureInfo.InvariantCulture;
         var perClass = new Table().AddColumns("class", "name", "samples", "precision", "recall");
@@ -101,7 +112,7 @@ internal static class EvaluateCommand
         for (var actual = 0; actual < matrix.ClassCount; actual++)
             confusion.AddRow([Markup.Escape(names[actual]), .. Enumerable.Range(0, matrix.ClassCount).Select(p => matrix[actual, p].ToString(inv))]);
         AnsiConsole.Write(confusion);
-        AnsiConsole.MarkupLineInterpolated($"[bold green]Accuracy: {100 * matrix.Accuracy:F2}%[/] ({matrix.Total:N0} samples)");
+        AnsiConsole.MarkupLineInterpolated($"[bold green]Accuracy: {100 * matrix.Accuracy:F2}%[/] ({matrix.Total:N0} samples{AccuracyNote(leftOut)})");
         AnsiConsole.MarkupLineInterpolated($"Heatmap: {heatmapPath}");
     }
 
@@ -113,15 +124,22 @@ internal static class EvaluateCommand
     internal static string Percent(double? fraction) =>
         fraction is { } value ? (100 * value).ToString("F2", CultureInfo.InvariantCulture) + "%" : "n/a";
 
-    private static void PrintJson(ConfusionMatrix matrix, string[] names, string heatmapPath) =>
-        Console.WriteLine(JsonReport(matrix, names, heatmapPath));
+    /// <summary>What the accuracy line adds for samples left out (<see cref="LabeledInputs.LeftOut"/>): "; 152 left out, labels
+    /// not among Data:Classes"; empty when none were.</summary>
+    internal static string AccuracyNote(int leftOut) =>
+        leftOut == 0 ? "" : $"; {leftOut.ToString("N0", CultureInfo.InvariantCulture)} left out, labels not among Data:Classes";
 
-    /// <summary>The <c>--json</c> report: accuracy, per class samples, precision and recall (null where undefined), the matrix's rows, the heatmap's path.</summary>
-    internal static string JsonReport(ConfusionMatrix matrix, string[] names, string heatmapPath) =>
+    private static void PrintJson(ConfusionMatrix matrix, string[] names, string heatmapPath, int leftOut) =>
+        Console.WriteLine(JsonReport(matrix, names, heatmapPath, leftOut));
+
+    /// <summary>The <c>--json</c> report: accuracy, samples scored and samples left out (labels not among the model's
+    /// Data:Classes), per class samples, precision and recall (null where undefined), the matrix's rows, the heatmap's path.</summary>
+    internal static string JsonReport(ConfusionMatrix matrix, string[] names, string heatmapPath, int leftOut = 0) =>
         JsonSerializer.Serialize(new
         {
             accuracy = matrix.Accuracy,
             samples = matrix.Total,
+            leftOut,
             classes = Enumerable.Range(0, matrix.ClassCount).Select(c => new
             {
                 @class = c, name = names[c], samples = matrix.Support(c),

@@ -10,15 +10,30 @@ namespace DistTrain.Cli;
 
 /// <summary>
 /// <c>disttrain predict</c>: scores image files or folders, CSV rows or IDX images with a trained model and prints each
-/// input's class, its name when the model knows it, and the top-k probabilities (or JSON with <c>--json</c>).
+/// input's class, its name when the model knows it, and the top-k probabilities (or JSON with <c>--json</c>); for a model
+/// trained with MeanSquaredError, whose outputs are no probabilities, the top-k scores (<see cref="GivesScores"/>).
 /// </summary>
 internal static class PredictCommand
 {
     /// <summary>One scored sample as printed with <c>--json</c>.</summary>
     internal sealed record Prediction(string Input, int Class, string? Name, IReadOnlyList<ClassProbability> Top);
 
-    /// <summary>A class and its probability.</summary>
+    /// <summary>A class and its probability: the softmax of the logits; for a model trained with MeanSquaredError
+    /// (<see cref="GivesScores"/>) its raw output, a score, which <c>--json</c> prints as <see cref="ClassScore"/>.</summary>
     internal sealed record ClassProbability(int Class, string? Name, double Probability);
+
+    /// <summary>A class and its score, the raw network output of a model trained with MeanSquaredError, as <c>--json</c> prints it.</summary>
+    internal sealed record ClassScore(int Class, string? Name, double Score);
+
+    /// <summary>One sample scored by a model trained with MeanSquaredError, as <c>--json</c> prints it: the top classes by score.</summary>
+    internal sealed record ScoredPrediction(string Input, int Class, string? Name, IReadOnlyList<ClassScore> Top);
+
+    /// <summary>
+    /// True for a model whose outputs are scores, not probabilities: one trained with MeanSquaredError against one-hot
+    /// targets, whose outputs are fitted to 0 and 1 without being made to sum to 1 (they can be negative, or sum far above
+    /// 1; a softmax of them is no probability either). predict prints them as scores, not percentages.
+    /// </summary>
+    internal static bool GivesScores(TrainedModel model) => LossTypes.Canonical(model.Model.Loss) != LossTypes.SoftmaxCrossEntropy;
 
     /// <summary>What --model takes.</summary>
     internal const string ModelTakes = "the model.safetensors a training run wrote (runs/<time>/model.safetensors), or its run folder";
@@ -27,10 +42,13 @@ internal static class PredictCommand
     {
         var model = CliOptions.File("--model", "The model.safetensors a training run wrote, or its run folder.", ModelTakes, required: true, "-m");
         var inputs = new Argument<string[]>("inputs") { Description = "Image files (PNG, JPEG) or folders of them, CSV files, or IDX image files.", Arity = ArgumentArity.OneOrMore };
-        var top = CliOptions.WholeNumber("--top-k", "How many of the most probable classes to list per input.", "a whole number of classes to list per input, at least 1", 3, "-k");
-        var json = new Option<bool>("--json") { Description = "Print the predictions as a JSON array instead of a table." };
+        var top = CliOptions.WholeNumber("--top-k", "How many of the most probable classes to list per input, with their probabilities " +
+            "(for a model trained with Model:Loss MeanSquaredError: the highest-scoring, with their scores, its raw outputs, which are no probabilities).",
+            "a whole number of classes to list per input, at least 1", 3, "-k");
+        var json = new Option<bool>("--json") { Description = "Print the predictions as a JSON array instead of a table (each class with its \"probability\", or its \"score\" for a MeanSquaredError model)." };
         var resize = new Option<bool>("--resize") { Description = "Resize images of another size to the model's input (as if trained with Data:ImageFolder:Resize)." };
-        var command = new Command("predict", "Predict the class of images, CSV rows or IDX images with a trained model.") { model, inputs, top, json, resize };
+        var skipRows = SkipRowsOption();
+        var command = new Command("predict", "Predict the class of images, CSV rows or IDX images with a trained model.") { model, inputs, top, json, resize, skipRows };
         command.SetAction(CliConsole.Cancellable((parse, cancellationToken) =>
         {
             var k = parse.GetValue(top);
@@ -39,18 +57,27 @@ internal static class PredictCommand
                 CliConsole.Fail("error", $"--top-k {k}: list at least 1 class.");
                 return 1; // a bad command line, as finetune's --replace-head 0
             }
+            var skip = parse.GetValue(skipRows);
+            if (SkipRowsError(skip) is { } badSkip)
+            {
+                CliConsole.Fail("error", badSkip);
+                return 1;
+            }
             List<Prediction> predictions;
+            bool scores;
             try
             {
                 var modelPath = parse.GetValue(model)!.FullName;
                 var trained = TrainedModel.Load(modelPath);
+                scores = GivesScores(trained);
                 if (OverflowingWeightsWarning(modelPath, trained) is { } overflowing) CliConsole.Fail("warning", overflowing);
                 if (k > trained.ClassCount)
                     CliConsole.Fail("warning", $"--top-k {k} is more than the model's {trained.ClassCount} classes: each input lists all {trained.ClassCount}.");
                 predictions = [.. parse.GetValue(inputs)!.SelectMany(input =>
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    return Predict(trained, ModelInputs.Read(input, trained, parse.GetValue(resize) || trained.Data.ResizeImages), k, cancellationToken);
+                    if (ModelInputs.SkippedDataRowsWarning(input, trained, skip) is { } skippedData) CliConsole.Fail("warning", skippedData);
+                    return Predict(trained, ModelInputs.Read(input, trained, parse.GetValue(resize) || trained.Data.ResizeImages, skip), k, cancellationToken);
                 })];
             }
             catch (Exception e) when (CliConsole.IsInputError(e) || e is IOException or UnauthorizedAccessException)
@@ -59,12 +86,37 @@ internal static class PredictCommand
                 return 2;
             }
             cancellationToken.ThrowIfCancellationRequested(); // nothing printed after a Ctrl-C
-            if (parse.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(predictions, Json));
-            else Print(predictions);
+            if (parse.GetValue(json)) Console.WriteLine(JsonReport(predictions, scores));
+            else Print(predictions, scores);
             return 0;
         }));
         return command;
     }
+
+    /// <summary>The most lines <c>--skip-rows</c> skips, as Data:Csv:SkipRows allows.</summary>
+    internal const int MaxSkipRows = 1_000_000;
+
+    /// <summary>
+    /// <c>--skip-rows N</c> of predict and evaluate: the lines skipped at the top of each CSV file for this command, instead
+    /// of the model's Data:Csv:SkipRows (a file without the title or line of counts its training files started with).
+    /// </summary>
+    internal static Option<int?> SkipRowsOption() => CliOptions.WholeNumber("--skip-rows",
+        "Lines to skip at the top of each CSV file, before the header or the first row, instead of the model's Data:Csv:SkipRows " +
+        "(the training files' setting, applied by default): 0 reads a file that lacks the line(s) its training files started with.",
+        $"a whole number of lines, 0 to {MaxSkipRows.ToString("N0", CultureInfo.InvariantCulture)}");
+
+    /// <summary>The error for a <c>--skip-rows</c> out of range (a bad command line, exit code 1); null when it is fine or not given.</summary>
+    internal static string? SkipRowsError(int? skipRows) => skipRows is { } n and (< 0 or > MaxSkipRows)
+        ? $"--skip-rows {n}: give a whole number of lines from 0 to {MaxSkipRows.ToString("N0", CultureInfo.InvariantCulture)} (0 skips none)."
+        : null;
+
+    /// <summary>
+    /// The <c>--json</c> array: per input its class, name and top classes, each with its "probability", or with its "score"
+    /// when <paramref name="scores"/> (a model trained with MeanSquaredError, <see cref="GivesScores"/>).
+    /// </summary>
+    internal static string JsonReport(IReadOnlyList<Prediction> predictions, bool scores) => scores
+        ? JsonSerializer.Serialize(predictions.Select(p => new ScoredPrediction(p.Input, p.Class, p.Name, [.. p.Top.Select(t => new ClassScore(t.Class, t.Name, t.Probability))])), Json)
+        : JsonSerializer.Serialize(predictions, Json);
 
     internal static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
 
@@ -145,12 +197,19 @@ internal static class PredictCommand
     internal static string? OverflowingWeightsWarning(string path, TrainedModel model) =>
         OverflowingWeights(model) is { } overflowing ? $"{path}: {overflowing}: the model's predictions mean little or nothing. {OverflowingWeightsFix}" : null;
 
-    private static void Print(IReadOnlyList<Prediction> predictions)
+    /// <summary>The table: input, class, name and the top classes with their probabilities as percentages, or, when
+    /// <paramref name="scores"/>, with their scores as numbers (a MeanSquaredError model's outputs are no probabilities).</summary>
+    private static void Print(IReadOnlyList<Prediction> predictions, bool scores)
     {
-        var table = new Table().AddColumns("input", "class", "name", "top probabilities");
+        var table = new Table().AddColumns("input", "class", "name", scores ? "top scores" : "top probabilities");
         foreach (var p in predictions)
-            table.AddRow(Markup.Escape(p.Input), p.Class.ToString(CultureInfo.InvariantCulture), Markup.Escape(p.Name ?? "-"),
-                Markup.Escape(string.Join(", ", p.Top.Select(t => $"{t.Name ?? t.Class.ToString(CultureInfo.InvariantCulture)} {100 * t.Probability:F1}%"))));
+            table.AddRow(Markup.Escape(p.Input), p.Class.ToString(CultureInfo.InvariantCulture), Markup.Escape(p.Name ?? "-"), Markup.Escape(TopText(p, scores)));
         AnsiConsole.Write(table);
     }
+
+    /// <summary>A prediction's top classes as the table shows them: "Sneaker 99.2%, Sandal 0.5%", or with
+    /// <paramref name="scores"/> "2 0.881, 9 0.603" (three decimals, invariant culture).</summary>
+    internal static string TopText(Prediction prediction, bool scores) =>
+        string.Join(", ", prediction.Top.Select(t => $"{t.Name ?? t.Class.ToString(CultureInfo.InvariantCulture)} " +
+            (scores ? t.Probability.ToString("F3", CultureInfo.InvariantCulture) : $"{100 * t.Probability:F1}%")));
 }

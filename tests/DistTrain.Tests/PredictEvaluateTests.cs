@@ -374,18 +374,228 @@ public class PredictEvaluateTests : IDisposable
             "config keys, so write the file to match them.", message);
     }
 
-    /// <summary>A model of 4 CSV features and 3 classes, trained (as its metadata says) on files with or without a header row.</summary>
-    private string CsvModel(bool hasHeader, string name)
+    /// <summary>A model of 4 CSV features and 3 classes, trained (as its metadata says) on files with or without a header row,
+    /// with <paramref name="skipRows"/> lines skipped at their top (Data:Csv:SkipRows); with <paramref name="classes"/>, one
+    /// of those classes only (Data:Classes), named <paramref name="classNames"/> when its labels were names; trained with
+    /// Model:Loss <paramref name="loss"/>.</summary>
+    private string CsvModel(bool hasHeader, string name, int skipRows = 0, int[]? classes = null, string[]? classNames = null,
+        string loss = LossTypes.SoftmaxCrossEntropy)
     {
-        var options = new ModelBuilder(4).Dense(3).Build();
+        var options = new ModelBuilder(4).Dense(classes?.Length ?? 3).Build();
+        options.Loss = loss;
         var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
         var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0f], [1f]);
-        var csv = new DistTrain.Core.Configuration.CsvOptions { HasHeader = hasHeader, Separator = "\t" };
-        var metadata = new DataMetadata(DataFormat.Csv, 1f, null, LabelsAreNames: false,
-            hasHeader ? ["sepal_length", "sepal_width", "petal_length", "petal_width"] : null, csv, false, []);
+        var csv = new DistTrain.Core.Configuration.CsvOptions { HasHeader = hasHeader, Separator = "\t", SkipRows = skipRows };
+        var metadata = new DataMetadata(DataFormat.Csv, 1f, classNames, LabelsAreNames: classNames is not null,
+            hasHeader ? ["sepal_length", "sepal_width", "petal_length", "petal_width"] : null, csv, false, classes ?? []);
         var path = Path.Combine(_directory, name);
         new TrainedModel(options, weights, normalizer, ModelMetadata.Create(options, normalizer, metadata, version: 0, epochs: 0, testAccuracy: null, seed: 0)).Save(path);
         return path;
+    }
+
+    /// <summary>
+    /// A model trained with Data:Csv:SkipRows 1 (scikit-learn's iris.csv starts with a line of counts) skips the first line
+    /// of every file predict and evaluate read. A new file without that line lost its first data row with no word: predict
+    /// listed 4 of 5 rows, evaluate scored 4. The skip stays the rule, but a skipped line that looks like a data row is named
+    /// in a warning with the fix, and --skip-rows sets the lines to skip for the file. A skipped line of counts is not warned of.
+    /// </summary>
+    [Fact]
+    public async Task A_skipped_line_that_looks_like_data_is_warned_of_and_skip_rows_keeps_it()
+    {
+        var modelPath = CsvModel(hasHeader: false, "skip-one.safetensors", skipRows: 1);
+        var model = TrainedModel.Load(modelPath);
+        string[] rows = ["5.1\t3.5\t1.4\t0.2\t0", "4.9\t3.0\t1.4\t0.2\t0", "7.0\t3.2\t4.7\t1.4\t1", "6.4\t3.2\t4.5\t1.5\t1", "6.3\t3.3\t6.0\t2.5\t2"];
+        var noCounts = Path.Combine(_directory, "five.tsv");
+        File.WriteAllLines(noCounts, rows);
+        var withCounts = Path.Combine(_directory, "counts.tsv");
+        File.WriteAllLines(withCounts, ["150\t4\tsetosa\tversicolor\tvirginica", .. rows]);
+
+        // The model's skip applies: line 1 is not read, and the warning names it and the fix.
+        Assert.Equal([$"{noCounts}:line 2", $"{noCounts}:line 3", $"{noCounts}:line 4", $"{noCounts}:line 5"], ModelInputs.Read(noCounts, model, resize: false).Names);
+        var warning = $"{noCounts}: line 1 ('5.1', '3.5', '1.4', '0.2', '0') looks like a data row, but it is not read: the model's training files had their " +
+            "first line skipped (Data:Csv:SkipRows 1), and predict and evaluate skip the first line of every CSV file alike. If it is data, keep it with --skip-rows 0.";
+        Assert.Equal(warning, ModelInputs.SkippedDataRowsWarning(noCounts, model, skipRows: null));
+        // --skip-rows 0 reads it, by predict and evaluate alike, and then nothing is skipped to warn of.
+        var all = ModelInputs.Read(noCounts, model, resize: false, skipRows: 0);
+        Assert.Equal(5, all.Names.Count);
+        Assert.Equal([5.1f, 3.5f, 1.4f, 0.2f], all.Values[..4]);
+        Assert.Null(ModelInputs.SkippedDataRowsWarning(noCounts, model, skipRows: 0));
+        Assert.Equal([0, 0, 1, 1, 2], ModelInputs.ReadLabeled(noCounts, model, resize: false, skipRows: 0).Data.Labels.Select(l => (int)l));
+        // A file laid out as the training files: its line of counts is skipped without a warning, and the rows read are the same.
+        Assert.Null(ModelInputs.SkippedDataRowsWarning(withCounts, model, skipRows: null));
+        Assert.Equal(all.Values, ModelInputs.Read(withCounts, model, resize: false).Values);
+        // A skipped row whose label is a name is a data row too: numbers where the first data row has them.
+        var named = Path.Combine(_directory, "named-labels.tsv");
+        File.WriteAllLines(named, ["5.1\t3.5\t1.4\t0.2\tsetosa", "4.9\t3.0\t1.4\t0.2\tsetosa"]);
+        Assert.StartsWith($"{named}: line 1 ('5.1', '3.5', '1.4', '0.2', 'setosa') looks like a data row", ModelInputs.SkippedDataRowsWarning(named, model, skipRows: null));
+        // --skip-rows 2 skips two lines: both look like data, and 0 keeps them.
+        Assert.Equal($"{noCounts}: lines 1 and 2 look like data rows, but they are not read: --skip-rows 2 skips the first 2 lines. If they are data, keep them with --skip-rows 0.",
+            ModelInputs.SkippedDataRowsWarning(noCounts, model, skipRows: 2));
+
+        // On the command line: the warning on standard error, the rows on standard output; --skip-rows 0 scores all five.
+        var (exit, output, error) = await Cli("predict", "--model", modelPath, "--json", noCounts);
+        Assert.True(exit == 0, error);
+        Assert.Equal(4, JsonDocument.Parse(output).RootElement.GetArrayLength());
+        Assert.Equal($"warning: {warning}", string.Join(" ", error.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)));
+        (exit, output, error) = await Cli("predict", "--model", modelPath, "--json", "--skip-rows", "0", noCounts);
+        Assert.True(exit == 0, error);
+        Assert.Equal("", error);
+        Assert.Equal($"{noCounts}:line 1", JsonDocument.Parse(output).RootElement[0].GetProperty("input").GetString());
+        Assert.Equal(5, JsonDocument.Parse(output).RootElement.GetArrayLength());
+        var heatmap = Path.Combine(_directory, "skip.png");
+        (exit, output, error) = await Cli("evaluate", "--model", modelPath, "--data", noCounts, "--json", "--heatmap", heatmap);
+        Assert.True(exit == 0, error);
+        Assert.Equal(4, JsonDocument.Parse(output).RootElement.GetProperty("samples").GetInt64());
+        Assert.Contains("keep it with --skip-rows 0.", error);
+        (exit, output, error) = await Cli("evaluate", "--model", modelPath, "--data", noCounts, "--json", "--heatmap", heatmap, "--skip-rows", "0");
+        Assert.True(exit == 0, error);
+        Assert.Equal(5, JsonDocument.Parse(output).RootElement.GetProperty("samples").GetInt64());
+        (exit, _, error) = await Cli("evaluate", "--model", modelPath, "--data", noCounts, "--skip-rows", "-1");
+        Assert.Equal(1, exit); // a bad command line
+        Assert.Contains("--skip-rows -1: give a whole number of lines from 0 to 1,000,000 (0 skips none).", error);
+
+        // A model trained on files with a header row after the skipped line: a file whose header row is its first line reads
+        // its first data row as the header, and the error says to read the header with --skip-rows 0.
+        var headerModel = TrainedModel.Load(CsvModel(hasHeader: true, "skip-one-header.safetensors", skipRows: 1));
+        var headerFirst = Path.Combine(_directory, "header-first.tsv");
+        File.WriteAllLines(headerFirst, ["sepal_length\tsepal_width\tpetal_length\tpetal_width\tlabel", .. rows]);
+        Assert.EndsWith("If line 1 ('sepal_length', 'sepal_width', 'petal_length', 'petal_width', 'label'), which is skipped, is the header row, read it with --skip-rows 0.",
+            Assert.Throws<DataFormatException>(() => ModelInputs.Read(headerFirst, headerModel, resize: false)).Message);
+        Assert.Equal(5, ModelInputs.Read(headerFirst, headerModel, resize: false, skipRows: 0).Names.Count);
+    }
+
+    /// <summary>
+    /// A model trained on some classes only (Data:Classes) scores rows of those classes. Rows of other labels were left out
+    /// with no word when labels were numbers (300 digits rows scored as "148 samples"), and refused with an error when they
+    /// were names. Both now leave them out, as training leaves them out, and say how many, of which labels and why: a
+    /// warning, the accuracy line and the JSON's leftOut. A model of all its classes still refuses a label it does not know.
+    /// </summary>
+    [Fact]
+    public async Task Rows_of_labels_outside_the_models_data_classes_are_left_out_and_counted_for_numbers_and_names_alike()
+    {
+        string[] features = ["5.1\t3.5\t1.4\t0.2", "7.0\t3.2\t4.7\t1.4", "6.3\t3.3\t6.0\t2.5", "5.8\t2.7\t5.1\t1.9", "6.4\t3.2\t4.5\t1.5"];
+        // Numbers: Data:Classes [0, 1] of labels 0, 1 and 2.
+        var numbered = CsvModel(hasHeader: false, "classes-01.safetensors", classes: [0, 1]);
+        var numbers = Path.Combine(_directory, "numbers.tsv");
+        File.WriteAllLines(numbers, features.Zip(["0", "1", "2", "2", "1"], (f, l) => $"{f}\t{l}"));
+        var read = ModelInputs.ReadLabeled(numbers, TrainedModel.Load(numbered), resize: false, skipRows: null);
+        Assert.Equal([0, 1, 1], read.Data.Labels.Select(l => (int)l));
+        Assert.Equal([$"{numbers}:line 1", $"{numbers}:line 2", $"{numbers}:line 5"], read.Data.SampleNames!);
+        Assert.Equal(2, read.LeftOut);
+        Assert.Equal($"{numbers}: 2 of 5 rows are left out, as training leaves them out: their label, 2 (2 rows), is not among the model's classes, " +
+            "the Data:Classes it was trained on (0, 1). The figures count the other 3.", read.LeftOutNotice);
+
+        // Names: Data:Classes [0, 1] of setosa, versicolor and virginica; the model knows the names it kept.
+        var named = TrainedModel.Load(CsvModel(hasHeader: false, "classes-named.safetensors", classes: [0, 1], classNames: ["setosa", "versicolor"]));
+        var names = Path.Combine(_directory, "names.tsv");
+        File.WriteAllLines(names, features.Zip(["setosa", "versicolor", "virginica", "virginica", "versicolor"], (f, l) => $"{f}\t{l}"));
+        read = ModelInputs.ReadLabeled(names, named, resize: false, skipRows: null);
+        Assert.Equal([0, 1, 1], read.Data.Labels.Select(l => (int)l));
+        Assert.Equal(features[4].Split('\t').Select(float.Parse), read.Data.Sample(2).ToArray());
+        Assert.Equal([$"{names}:line 1", $"{names}:line 2", $"{names}:line 5"], read.Data.SampleNames!);
+        Assert.Equal(2, read.LeftOut);
+        Assert.Equal($"{names}: 2 of 5 rows are left out, as training leaves them out: their label, 'virginica' (2 rows), is not among the model's classes, " +
+            "the Data:Classes it was trained on ('setosa', 'versicolor'). The figures count the other 3.", read.LeftOutNotice);
+        // Every row of other labels: the error says why there is nothing to score.
+        var onlyOthers = Path.Combine(_directory, "only-virginica.tsv");
+        File.WriteAllLines(onlyOthers, [$"{features[2]}\tvirginica"]);
+        Assert.Equal($"{onlyOthers}: no samples of the model's classes: 1 of 1 row is left out, as training leaves them out: their label, 'virginica' (1 row), " +
+            "is not among the model's classes, the Data:Classes it was trained on ('setosa', 'versicolor'). The figures count the other 0.",
+            Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(onlyOthers, named, resize: false)).Message);
+        // A model of all its classes: a label it does not know is refused, as a test file's is in training.
+        var all = TrainedModel.Load(CsvModel(hasHeader: false, "all-named.safetensors", classNames: ["setosa", "versicolor", "virginica"]));
+        var unknown = Path.Combine(_directory, "unknown.tsv");
+        File.WriteAllLines(unknown, [$"{features[0]}\tsetosa", $"{features[1]}\tversicolour"]);
+        Assert.Contains("line 2, column 'column 4': label 'versicolour' is not", Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(unknown, all, resize: false)).Message);
+
+        // On the command line: the warning, the accuracy line and the JSON say it, for numbers and names alike.
+        var heatmap = Path.Combine(_directory, "classes.png");
+        var (exit, output, error) = await Cli("evaluate", "--model", numbered, "--data", numbers, "--heatmap", heatmap);
+        Assert.True(exit == 0, error);
+        Assert.Contains("(3 samples; 2 left out, labels not among Data:Classes)", output);
+        Assert.Contains("warning: " + read.LeftOutNotice!.Replace(names, numbers).Replace("'virginica'", "2").Replace("'setosa', 'versicolor'", "0, 1"),
+            string.Join(" ", error.Split('\n', StringSplitOptions.TrimEntries)));
+        (exit, output, error) = await Cli("evaluate", "--model", Path.Combine(_directory, "classes-named.safetensors"), "--data", names, "--heatmap", heatmap, "--json");
+        Assert.True(exit == 0, error);
+        var report = JsonDocument.Parse(output).RootElement;
+        Assert.Equal(3, report.GetProperty("samples").GetInt64());
+        Assert.Equal(2, report.GetProperty("leftOut").GetInt32());
+        Assert.Contains("'virginica' (2 rows), is not among the model's classes", error);
+    }
+
+    /// <summary>
+    /// A model trained with MeanSquaredError outputs scores fitted to one-hot targets, not probabilities: predict printed
+    /// them as "top probabilities" in percent ("2 88.1%, 9 60.3%", summing far above 100%, or negative) and as "probability"
+    /// in JSON. They are labelled scores now: the table's "top scores" as numbers, JSON's "score"; a softmax model keeps its
+    /// probabilities.
+    /// </summary>
+    [Fact]
+    public async Task A_mean_squared_error_model_lists_scores_not_probabilities()
+    {
+        var path = CsvModel(hasHeader: false, "mse.safetensors", loss: LossTypes.MeanSquaredError);
+        var model = TrainedModel.Load(path);
+        var rows = Path.Combine(_directory, "mse-rows.tsv");
+        File.WriteAllLines(rows, ["5.1\t3.5\t1.4\t0.2", "6.3\t3.3\t6.0\t2.5"]);
+        var outputs = model.Logits([5.1f, 3.5f, 1.4f, 0.2f, 6.3f, 3.3f, 6.0f, 2.5f]);
+        Assert.True(PredictCommand.GivesScores(model));
+        Assert.False(PredictCommand.GivesScores(TrainedModel.Load(CsvModel(hasHeader: false, "softmax.safetensors"))));
+
+        var (exit, output, error) = await Cli("predict", "--model", path, "--json", "--top-k", "3", rows);
+        Assert.True(exit == 0, error);
+        var predictions = JsonDocument.Parse(output).RootElement;
+        for (var i = 0; i < 2; i++)
+        {
+            var top = predictions[i].GetProperty("top");
+            var expected = outputs.AsSpan(i * 3, 3).ToArray().OrderDescending().ToArray();
+            for (var j = 0; j < 3; j++)
+            {
+                Assert.Equal(expected[j], top[j].GetProperty("score").GetDouble(), precision: 5); // the raw output, not a softmax of it
+                Assert.False(top[j].TryGetProperty("probability", out _));
+            }
+        }
+        (exit, output, error) = await Cli("predict", "--model", path, rows);
+        Assert.True(exit == 0, error);
+        Assert.Contains("top scores", output);
+        Assert.DoesNotContain("probabilit", output);
+        Assert.DoesNotContain("%", output);
+        var first = PredictCommand.Predict(model, ModelInputs.Read(rows, model, resize: false), k: 2).First();
+        Assert.Equal(string.Join(", ", first.Top.Select(t => $"{t.Class} {t.Probability.ToString("F3", System.Globalization.CultureInfo.InvariantCulture)}")),
+            PredictCommand.TopText(first, scores: true));
+        Assert.Contains(PredictCommand.TopText(first, scores: true), output);
+        // A softmax model: probabilities, as before.
+        (exit, output, error) = await Cli("predict", "--model", Path.Combine(_directory, "softmax.safetensors"), rows);
+        Assert.True(exit == 0, error);
+        Assert.Contains("top probabilities", output);
+        Assert.Contains("%", output);
+    }
+
+    /// <summary>
+    /// A CSV file of a header row alone: evaluate refused it ("no data rows", exit code 2) while predict printed an empty
+    /// table and exited 0. predict now gives the same error and exit code, for a file with blank lines after the header too.
+    /// </summary>
+    [Fact]
+    public async Task Predict_refuses_a_csv_file_of_a_header_row_alone_as_evaluate_does()
+    {
+        var path = CsvModel(hasHeader: true, "header-only.safetensors");
+        var headerOnly = Path.Combine(_directory, "header-only.tsv");
+        File.WriteAllText(headerOnly, "sepal_length\tsepal_width\tpetal_length\tpetal_width\tlabel\n\n\n");
+        Assert.Equal($"{headerOnly}: no data rows. The file needs at least one row of features.",
+            Assert.Throws<DataFormatException>(() => ModelInputs.Read(headerOnly, TrainedModel.Load(path), resize: false)).Message);
+
+        var (exit, output, error) = await Cli("predict", "--model", path, headerOnly);
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
+        Assert.Equal($"error: {headerOnly}: no data rows. The file needs at least one row of features.",
+            string.Join(" ", error.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)));
+        (exit, _, error) = await Cli("evaluate", "--model", path, "--data", headerOnly, "--heatmap", Path.Combine(_directory, "empty.png"));
+        Assert.Equal(2, exit);
+        Assert.Contains($"error: {headerOnly}: no data rows.", error);
+        // With another input that has rows: nothing is printed for either, as for any input predict cannot read.
+        var rows = Path.Combine(_directory, "with-rows.tsv");
+        File.WriteAllLines(rows, ["sepal_length\tsepal_width\tpetal_length\tpetal_width", "5.1\t3.5\t1.4\t0.2"]);
+        (exit, output, _) = await Cli("predict", "--model", path, rows, headerOnly);
+        Assert.Equal(2, exit);
+        Assert.Equal("", output);
     }
 
     /// <summary>

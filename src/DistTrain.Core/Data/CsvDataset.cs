@@ -130,12 +130,26 @@ public static partial class CsvDataset
         return (file.Data, file.Layout, file.Vocabulary);
     }
 
-    /// <summary>A labeled file as read, with what its label column held (for messages about its classes) and each sample's
-    /// line in the file (for messages about a sample).</summary>
-    internal sealed record LabeledFile(LabeledDataset Data, Layout Layout, LabelVocabulary Vocabulary, LabelSummary Labels, IReadOnlyList<int> Lines);
+    /// <summary>A labeled file as read, with what its label column held (for messages about its classes), each sample's
+    /// line in the file (for messages about a sample), and the label cells of the rows left out (see
+    /// <see cref="ReadFile"/>'s <c>leaveOutUnknownLabels</c>; empty otherwise), in file order.</summary>
+    internal sealed record LabeledFile(LabeledDataset Data, Layout Layout, LabelVocabulary Vocabulary, LabelSummary Labels, IReadOnlyList<int> Lines)
+    {
+        /// <summary>The label cells of the rows left out because their labels are not in the vocabulary, in file order.</summary>
+        public IReadOnlyList<string> LeftOutLabels { get; init; } = [];
+    }
 
     /// <summary>Reads a labeled file; <paramref name="featureColumns"/> as in <see cref="Read(string, CsvOptions, LabelVocabulary?, IReadOnlyList{string}?)"/>.</summary>
-    internal static LabeledFile ReadFile(string path, CsvOptions options, LabelVocabulary? vocabulary, IReadOnlyList<string>? featureColumns, long maxValues)
+    /// <param name="path">A <c>.csv</c> file, or <c>.csv.gz</c>.</param>
+    /// <param name="options">Columns, header and separator.</param>
+    /// <param name="vocabulary">How labels map to classes; null works it out from this file.</param>
+    /// <param name="featureColumns">The training file's feature columns, or null.</param>
+    /// <param name="maxValues">The most feature values the file may hold.</param>
+    /// <param name="leaveOutUnknownLabels">Leave out the rows whose label is not in <paramref name="vocabulary"/> (listed in
+    /// <see cref="LabeledFile.LeftOutLabels"/>) instead of refusing the file: for a model trained on some classes only
+    /// (Data:Classes), whose other classes are left out as training leaves them out.</param>
+    internal static LabeledFile ReadFile(string path, CsvOptions options, LabelVocabulary? vocabulary, IReadOnlyList<string>? featureColumns, long maxValues,
+        bool leaveOutUnknownLabels = false)
     {
         var labelCells = new List<string>();
         var (features, layout, lines) = ReadRows(path, options, requireLabel: true, featureColumns, byName: featureColumns is not null, labelCells, maxValues);
@@ -144,16 +158,34 @@ public static partial class CsvDataset
         var column = ColumnName(layout, layout.LabelIndex, options);
         var summary = LabelSummary.Of(path, column, options.LabelColumn.Length == 0, labelCells, lines) with { HeaderWarning = NumericHeaderWarning(path, layout) };
         vocabulary ??= VocabularyOf(path, labelCells, lines, column, summary.ChosenByDefault);
-        var labels = new byte[labelCells.Count];
-        for (var i = 0; i < labels.Length; i++)
+        var labels = new List<byte>(labelCells.Count);
+        var kept = new List<int>(labelCells.Count);
+        var leftOut = new List<string>();
+        for (var i = 0; i < labelCells.Count; i++)
         {
             var index = vocabulary.IndexOf(labelCells[i]);
+            if (index < 0 && leaveOutUnknownLabels)
+            {
+                leftOut.Add(labelCells[i]);
+                continue;
+            }
             if (index < 0)
                 throw new DataFormatException($"{path}: line {lines[i]}, column '{column}': label '{labelCells[i]}' is not {vocabulary.Describe()}, the training data's classes.");
-            labels[i] = (byte)index;
+            labels.Add((byte)index);
+            kept.Add(i);
         }
         var names = vocabulary.IntegerLabels ? null : vocabulary.Names;
-        return new LabeledFile(new LabeledDataset(features, labels, layout.FeatureIndices.Length, vocabulary.ClassCount, names), layout, vocabulary, summary, lines);
+        var featureCount = layout.FeatureIndices.Length;
+        if (leftOut.Count > 0)
+        {
+            var keptFeatures = new float[kept.Count * featureCount];
+            for (var i = 0; i < kept.Count; i++) features.AsSpan(kept[i] * featureCount, featureCount).CopyTo(keptFeatures.AsSpan(i * featureCount));
+            (features, lines) = (keptFeatures, [.. kept.Select(i => lines[i])]);
+        }
+        return new LabeledFile(new LabeledDataset(features, [.. labels], featureCount, vocabulary.ClassCount, names), layout, vocabulary, summary, lines)
+        {
+            LeftOutLabels = leftOut,
+        };
     }
 
     /// <summary>
@@ -164,7 +196,8 @@ public static partial class CsvDataset
     /// <param name="options">The settings the model was trained with.</param>
     /// <param name="featureColumns">The training file's feature column names, in order.</param>
     /// <returns>Sample-major features, <c>rows · featureColumns.Count</c> values.</returns>
-    /// <exception cref="DataFormatException">The file is missing or malformed, a column is missing or unknown or a value is not a number.</exception>
+    /// <exception cref="DataFormatException">The file is missing or malformed, has no data rows (a header row alone), a column
+    /// is missing or unknown or a value is not a number.</exception>
     public static float[] ReadFeatures(string path, CsvOptions options, IReadOnlyList<string> featureColumns) =>
         ReadFeatures(path, options, featureColumns, byName: true).Features;
 
@@ -175,6 +208,9 @@ public static partial class CsvDataset
     internal static (float[] Features, IReadOnlyList<int> Lines) ReadFeatures(string path, CsvOptions options, IReadOnlyList<string> featureColumns, bool byName)
     {
         var (features, _, lines) = ReadRows(path, options, requireLabel: false, featureColumns, byName, labelCells: null, Array.MaxLength);
+        // A header row alone: nothing to score, said as evaluate says it (an empty table and exit code 0 said nothing).
+        if (lines.Count == 0)
+            throw new DataFormatException($"{path}: no data rows. The file needs at least one row of features.");
         return (features, lines);
     }
 
@@ -399,7 +435,10 @@ public static partial class CsvDataset
     /// which no header row is, except column numbers counted from 0 or 1 (pandas writes <c>0,1,...,783</c> as the header
     /// of an unnamed frame). False for an empty or unreadable file (the read that follows reports it).
     /// </summary>
-    internal static bool FirstRowIsNumbers(string path, char separator) => FirstRowCells(path, separator) is { } cells && IsDataRow(cells);
+    /// <param name="path">The file.</param>
+    /// <param name="separator">The column separator.</param>
+    /// <param name="skipRows">Lines skipped at the top before the first row is looked for.</param>
+    internal static bool FirstRowIsNumbers(string path, char separator, int skipRows = 0) => FirstRowCells(path, separator, skipRows) is { } cells && IsDataRow(cells);
 
     /// <summary>True when <paramref name="cells"/> are numbers only and do not count the columns: a row of data, not a header row.</summary>
     internal static bool IsDataRow(IReadOnlyList<string> cells) => cells.All(IsNumber) && (cells.Count < 2 || !CountsColumns(cells));
@@ -407,6 +446,76 @@ public static partial class CsvDataset
     /// <summary>True when no cell of <paramref name="cells"/> is a number: a header row of names, not a row of data (whose
     /// features are numbers).</summary>
     internal static bool IsNamesRow(IReadOnlyList<string> cells) => !cells.Any(IsNumber);
+
+    /// <summary>
+    /// True when <paramref name="cells"/>, a line that is not read (one of Data:Csv:SkipRows), look like a row of data: numbers
+    /// only that do not count the columns (<see cref="IsDataRow"/>, the check <c>train</c> makes of a header row), or
+    /// numbers exactly where <paramref name="dataRow"/>, the file's first data row, has them (a row whose label is a name).
+    /// With a <paramref name="dataRow"/>, the cells must also be as many as its. A title or scikit-learn's line of counts
+    /// (<c>150,4,setosa,versicolor,virginica</c> over rows of 5 numbers) is not a data row.
+    /// </summary>
+    /// <param name="cells">The line's cells.</param>
+    /// <param name="dataRow">The cells of the file's first row that is read as data; null when there is none.</param>
+    internal static bool LooksLikeDataRow(IReadOnlyList<string> cells, IReadOnlyList<string>? dataRow)
+    {
+        if (dataRow is not null && dataRow.Count != cells.Count) return false;
+        if (cells.All(IsNumber)) return IsDataRow(cells);
+        return dataRow is not null && cells.Any(IsNumber) && Enumerable.Range(0, cells.Count).All(i => IsNumber(cells[i]) == IsNumber(dataRow[i]));
+    }
+
+    /// <summary>
+    /// The lines among the first <see cref="CsvOptions.SkipRows"/> of <paramref name="path"/> that look like data rows
+    /// (<see cref="LooksLikeDataRow"/>, against the first row read as data: past blank lines and, with
+    /// <see cref="CsvOptions.HasHeader"/>, the header row), each with its 1-based line number and cells; those lines are
+    /// skipped, not read. Empty when nothing is skipped, or for a file that cannot be read (the read that follows reports it).
+    /// </summary>
+    /// <param name="path">A <c>.csv</c> file, or <c>.csv.gz</c>.</param>
+    /// <param name="options">The settings the file is read with.</param>
+    internal static IReadOnlyList<(int Line, string[] Cells)> SkippedDataRows(string path, CsvOptions options)
+    {
+        var (skipped, dataRow) = SkippedLines(path, options);
+        return [.. skipped.Where(s => LooksLikeDataRow(s.Cells, dataRow))];
+    }
+
+    /// <summary>
+    /// The lines among the first <see cref="CsvOptions.SkipRows"/> of <paramref name="path"/> that are not blank, each with
+    /// its 1-based line number and cells (split at the separator, trimmed of spaces and quotes), and the cells of the first
+    /// row read as data after them (past blank lines and, with <see cref="CsvOptions.HasHeader"/>, the header row), null
+    /// when there is none. Nothing for a file that cannot be read (the read that follows reports it).
+    /// </summary>
+    /// <param name="path">A <c>.csv</c> file, or <c>.csv.gz</c>.</param>
+    /// <param name="options">The settings the file is read with.</param>
+    internal static (IReadOnlyList<(int Line, string[] Cells)> Skipped, string[]? DataRow) SkippedLines(string path, CsvOptions options)
+    {
+        if (options.SkipRows <= 0 || !CsvOptions.IsValidSeparator(options.Separator)) return ([], null);
+        var separator = options.Separator[0];
+        string[] Split(string line) => line.Split(separator).Select(cell => cell.Trim().Trim('"')).ToArray();
+        try
+        {
+            using var text = OpenText(path);
+            var skipped = new List<(int Line, string[] Cells)>();
+            for (var line = 1; line <= options.SkipRows && text.ReadLine() is { } row; line++)
+                if (!string.IsNullOrWhiteSpace(row)) skipped.Add((line, Split(row)));
+            string[]? dataRow = null;
+            var headerPassed = !options.HasHeader;
+            while (text.ReadLine() is { } row)
+            {
+                if (string.IsNullOrWhiteSpace(row)) continue;
+                if (!headerPassed)
+                {
+                    headerPassed = true;
+                    continue;
+                }
+                dataRow = Split(row);
+                break;
+            }
+            return (skipped, dataRow);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            return ([], null);
+        }
+    }
 
     /// <summary>
     /// The cells of the first line that is not blank after the first <paramref name="skipRows"/> lines, split at

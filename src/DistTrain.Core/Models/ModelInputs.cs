@@ -28,6 +28,23 @@ public sealed record InputBatch(IReadOnlyList<string> Names, float[] Values, flo
 }
 
 /// <summary>
+/// The labeled samples <c>disttrain evaluate</c> reads (<see cref="ModelInputs.ReadLabeled(string, TrainedModel, bool, int?)"/>).
+/// </summary>
+/// <param name="Data">The samples, with labels in the model's class numbering and <see cref="LabeledDataset.SampleNames"/> set.</param>
+/// <param name="DividedBy">What the raw values were divided by: 255 for images and IDX files, 1 for CSV values.</param>
+public sealed record LabeledInputs(LabeledDataset Data, float DividedBy)
+{
+    /// <summary>
+    /// The samples read but left out because their labels are not among the model's classes, for a model trained on some
+    /// classes only (Data:Classes), as training leaves them out; 0 otherwise.
+    /// </summary>
+    public int LeftOut { get; init; }
+
+    /// <summary>The sentence that says how many samples were left out, of which labels and why, starting with the path; null when none were.</summary>
+    public string? LeftOutNotice { get; init; }
+}
+
+/// <summary>
 /// Reads what <c>disttrain predict</c> and <c>disttrain evaluate</c> are given, in a trained model's input shape: image
 /// files and folders (PNG, JPEG), CSV files (with the model's columns, with or without the label), IDX image files and
 /// folders with IDX files.
@@ -52,10 +69,26 @@ public static class ModelInputs
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty or white space.</exception>
     /// <exception cref="DataFormatException">The input is missing or malformed, does not fit the model's input, or is not a
     /// CSV file for a model trained on CSV data, or a symbolic link in a folder leads back into it.</exception>
-    public static InputBatch Read(string path, TrainedModel model, bool resize)
+    public static InputBatch Read(string path, TrainedModel model, bool resize) => Read(path, model, resize, skipRows: null);
+
+    /// <summary>
+    /// As <see cref="Read(string, TrainedModel, bool)"/>, with the lines skipped at the top of a CSV file set for this file
+    /// (<c>predict --skip-rows</c>) instead of the model's Data:Csv:SkipRows.
+    /// </summary>
+    /// <param name="path">As <see cref="Read(string, TrainedModel, bool)"/>.</param>
+    /// <param name="model">As <see cref="Read(string, TrainedModel, bool)"/>.</param>
+    /// <param name="resize">As <see cref="Read(string, TrainedModel, bool)"/>.</param>
+    /// <param name="skipRows">Lines skipped at the top of a CSV file, before the header or the first row (0 or more); null
+    /// for the model's Data:Csv:SkipRows (0 for a model not trained on CSV files). Not used for other inputs.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="skipRows"/> is negative.</exception>
+    /// <exception cref="ArgumentNullException">As <see cref="Read(string, TrainedModel, bool)"/>.</exception>
+    /// <exception cref="ArgumentException">As <see cref="Read(string, TrainedModel, bool)"/>.</exception>
+    /// <exception cref="DataFormatException">As <see cref="Read(string, TrainedModel, bool)"/>.</exception>
+    public static InputBatch Read(string path, TrainedModel model, bool resize, int? skipRows)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(model);
+        if (skipRows is { } skip) ArgumentOutOfRangeException.ThrowIfNegative(skip, nameof(skipRows));
         var shape = model.InputShape;
         if (!Directory.Exists(path) && !File.Exists(path)) throw new DataFormatException($"{path}: no such file or folder.");
         // A folder is never a CSV file, whatever its name (a folder named rows.csv): for a CSV-trained model, the same error as evaluate's.
@@ -79,8 +112,9 @@ public static class ModelInputs
         {
             // By the header's names when the model knows them (as evaluate reads its file), else by position.
             var features = model.Data.FeatureNames ?? [.. Enumerable.Range(0, shape.Size).Select(i => $"column {i}")];
-            var (values, lines) = WithTrainingCsvSettings(model, path, () =>
-                CsvDataset.ReadFeatures(path, CsvSettings(model, path), features, byName: model.Data.FeatureNames is not null));
+            var csv = CsvSettings(model, path, skipRows);
+            var (values, lines) = WithTrainingCsvSettings(model, csv, path, () =>
+                CsvDataset.ReadFeatures(path, csv, features, byName: model.Data.FeatureNames is not null));
             return new InputBatch(LineNames(path, lines), values, 1f);
         }
         // A file with an extension that is neither an image, a CSV nor an IDX file (photo.bmp, scan.tiff): name what is read,
@@ -99,21 +133,70 @@ public static class ModelInputs
     /// trained on IDX files or image folders, which has none) the defaults, with the header row found from the file: a
     /// first row of numbers only is data, not column names.
     /// </summary>
-    private static CsvOptions CsvSettings(TrainedModel model, string path) =>
-        model.Data.Csv ?? new CsvOptions { HasHeader = !CsvDataset.FirstRowIsNumbers(path, ',') };
+    /// <param name="model">The model.</param>
+    /// <param name="path">The CSV file.</param>
+    /// <param name="skipRows">The lines to skip at the top instead of the model's Data:Csv:SkipRows; null keeps the model's.</param>
+    private static CsvOptions CsvSettings(TrainedModel model, string path, int? skipRows)
+    {
+        var trained = model.Data.Csv;
+        var skip = skipRows ?? trained?.SkipRows ?? 0;
+        var csv = new CsvOptions
+        {
+            LabelColumn = trained?.LabelColumn ?? "",
+            SkipRows = skip,
+            Separator = trained?.Separator ?? ",",
+            IgnoreColumns = [.. trained?.IgnoreColumns ?? []],
+        };
+        csv.HasHeader = trained?.HasHeader ?? !CsvDataset.FirstRowIsNumbers(path, ',', skip);
+        return csv;
+    }
+
+    /// <summary>
+    /// The warning <c>predict</c> and <c>evaluate</c> give for a CSV input whose skipped lines (the model's
+    /// Data:Csv:SkipRows, or <paramref name="skipRows"/>) look like data rows (<see cref="CsvDataset.LooksLikeDataRow"/>):
+    /// they are not read, so a file without the lines the training files had at the top (scikit-learn's line of counts)
+    /// loses its first rows. It names those lines and how to keep them (<c>--skip-rows</c>). Null when no skipped line looks
+    /// like data, nothing is skipped, or <paramref name="path"/> is not read as CSV.
+    /// </summary>
+    /// <param name="path">An input of predict, or evaluate's data.</param>
+    /// <param name="model">The model it is read for.</param>
+    /// <param name="skipRows">The <c>--skip-rows</c> given, or null for the model's Data:Csv:SkipRows.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> or <paramref name="model"/> is null.</exception>
+    public static string? SkippedDataRowsWarning(string path, TrainedModel model, int? skipRows)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(model);
+        if (!File.Exists(path) || !IsCsv(path, model)) return null;
+        var csv = CsvSettings(model, path, skipRows);
+        var data = CsvDataset.SkippedDataRows(path, csv);
+        if (data.Count == 0) return null;
+        var first = data[0];
+        var lines = data.Count == 1
+            ? $"line {first.Line} ({string.Join(", ", first.Cells.Take(5).Select(c => $"'{c}'"))}{(first.Cells.Length > 5 ? ", ..." : "")}) looks like a data row, but it is"
+            : $"lines {string.Join(", ", data.Take(data.Count - 1).Take(8).Select(d => d.Line))}{(data.Count > 9 ? ", ..." : "")} and {data[^1].Line} look like data rows, but they are";
+        var top = csv.SkipRows == 1 ? "first line" : $"first {Counts.Of(csv.SkipRows, "line")}";
+        var why = skipRows is null
+            ? $"the model's training files had their {top} skipped (Data:Csv:SkipRows {csv.SkipRows}), and predict and evaluate skip the {top} of every CSV file alike"
+            : $"--skip-rows {csv.SkipRows} skips the {top}";
+        return $"{path}: {lines} not read: {why}. If {(data.Count == 1 ? "it is" : "they are")} data, keep {(data.Count == 1 ? "it" : "them")} with --skip-rows {first.Line - 1}.";
+    }
 
     /// <summary>
     /// Runs a CSV read with the settings the model was trained with. The reader's messages name the Data:Csv keys to change,
     /// which is the fix for a training run; <c>predict</c> and <c>evaluate</c> take no config keys, so such a message gets
     /// the model's settings and the fix that applies: write the file to match them.
     /// </summary>
-    private static T WithTrainingCsvSettings<T>(TrainedModel model, string path, Func<T> read)
+    /// <param name="model">The model.</param>
+    /// <param name="csv">The settings the file is read with (<see cref="CsvSettings"/>).</param>
+    /// <param name="path">The CSV file.</param>
+    /// <param name="read">The read.</param>
+    private static T WithTrainingCsvSettings<T>(TrainedModel model, CsvOptions csv, string path, Func<T> read)
     {
         try
         {
             return read();
         }
-        catch (DataFormatException) when (model.Data.Csv is { } trained && HeaderMismatch(path, trained, model.Data.FeatureNames) is { } mismatch)
+        catch (DataFormatException) when (model.Data.Csv is not null && HeaderMismatch(path, csv, model.Data.FeatureNames) is { } mismatch)
         {
             throw new DataFormatException(mismatch);
         }
@@ -123,7 +206,6 @@ public static class ModelInputs
                 throw new DataFormatException($"{e.Message} The model was not trained on CSV files, so predict and evaluate read CSV files for it with " +
                     "the default Data:Csv settings: separated by commas, a header row or none (a first row of numbers is data), the label in the column " +
                     "headed 'label', else the last; they take no config keys, so write the file that way.");
-            var csv = model.Data.Csv;
             var settings = string.Join(", ", new[]
             {
                 $"Separator '{(csv.Separator == "\t" ? "\\t" : csv.Separator)}'",
@@ -133,7 +215,8 @@ public static class ModelInputs
                 csv.IgnoreColumns.Count > 0 ? $"IgnoreColumns {string.Join(", ", csv.IgnoreColumns)}" : null,
             }.Where(s => s is not null));
             throw new DataFormatException($"{e.Message} Here the Data:Csv settings are the model's, from its training run ({settings}): predict and evaluate " +
-                "read every CSV file with them and take no config keys, so write the file to match them.");
+                "read every CSV file with them and take no config keys, so write the file to match them" +
+                (csv.SkipRows > 0 || model.Data.Csv.SkipRows > 0 ? $" (only the lines skipped at the top can be set for the file, with --skip-rows)." : "."));
         }
     }
 
@@ -164,8 +247,13 @@ public static class ModelInputs
                 ? $": {string.Join(", ", featureNames.Take(5).Select(n => $"'{n}'"))}{(featureNames.Count > 5 ? $" and {Counts.Number(featureNames.Count - 5)} more" : "")} " +
                   $"(in any order), and '{label}' over the labels when the file has them"
                 : "";
+            // The header row among the lines skipped: a file without the line(s) the training files had before their header.
+            var skippedHeader = CsvDataset.SkippedLines(path, csv).Skipped is { Count: > 0 } skipped && CsvDataset.IsNamesRow(skipped[^1].Cells)
+                ? $" If line {skipped[^1].Line} ({string.Join(", ", skipped[^1].Cells.Take(5).Select(c => $"'{c}'"))}{(skipped[^1].Cells.Length > 5 ? ", ..." : "")}), " +
+                  $"which is skipped, is the header row, read it with --skip-rows {skipped[^1].Line - 1}."
+                : "";
             return $"{path}: {first} is a row of numbers, not a header row, but the model was trained on CSV files with one (Data:Csv:HasHeader true), " +
-                $"{howRead}, matching the columns by name. Add a header row at the top of {path} naming the columns as the training file did{names}.";
+                $"{howRead}, matching the columns by name. Add a header row at the top of {path} naming the columns as the training file did{names}.{skippedHeader}";
         }
         return null;
     }
@@ -173,8 +261,10 @@ public static class ModelInputs
     /// <summary>
     /// The labeled samples of <c>evaluate</c>'s data: a folder with IDX files (its <c>t10k</c> test split), a folder of class
     /// sub-folders of images, or a CSV file with the label column. Labels are mapped to the model's classes (by name when
-    /// the model's labels are names, and through Data:Classes when the model was trained on some classes only). A CSV
-    /// file's feature columns are matched by name with the model's when it has a header row, as <c>predict</c> does.
+    /// the model's labels are names, and through Data:Classes when the model was trained on some classes only: then the
+    /// samples of other labels are left out, as training leaves them out, and
+    /// <see cref="ReadLabeled(string, TrainedModel, bool, int?)"/> says how many). A CSV file's feature columns are matched by
+    /// name with the model's when it has a header row, as <c>predict</c> does.
     /// </summary>
     /// <param name="path">A folder with IDX files, a folder of class sub-folders of images, or a CSV file.</param>
     /// <param name="model">The model whose input shape, classes and CSV options the samples are read with.</param>
@@ -187,11 +277,35 @@ public static class ModelInputs
     /// or it is a folder for a model trained on CSV data.</exception>
     public static (LabeledDataset Data, float DividedBy) ReadLabeled(string path, TrainedModel model, bool resize)
     {
+        var (data, dividedBy) = ReadLabeled(path, model, resize, skipRows: null);
+        return (data, dividedBy);
+    }
+
+    /// <summary>
+    /// As <see cref="ReadLabeled(string, TrainedModel, bool)"/>, with the lines skipped at the top of a CSV file set for this
+    /// file (<c>evaluate --skip-rows</c>) instead of the model's Data:Csv:SkipRows.
+    /// </summary>
+    /// <param name="path">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</param>
+    /// <param name="model">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</param>
+    /// <param name="resize">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</param>
+    /// <param name="skipRows">Lines skipped at the top of a CSV file, before the header or the first row (0 or more); null
+    /// for the model's Data:Csv:SkipRows (0 for a model not trained on CSV files). Not used for folders.</param>
+    /// <returns>As <see cref="ReadLabeled(string, TrainedModel, bool)"/>, with the samples left out for labels not among
+    /// the model's Data:Classes (<see cref="LabeledInputs.LeftOut"/>) and the sentence that says so.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="skipRows"/> is negative.</exception>
+    /// <exception cref="ArgumentNullException">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</exception>
+    /// <exception cref="ArgumentException">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</exception>
+    /// <exception cref="DataFormatException">As <see cref="ReadLabeled(string, TrainedModel, bool)"/>.</exception>
+    public static LabeledInputs ReadLabeled(string path, TrainedModel model, bool resize, int? skipRows)
+    {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(model);
+        if (skipRows is { } skip) ArgumentOutOfRangeException.ThrowIfNegative(skip, nameof(skipRows));
         var classes = model.Data.Classes;
         LabeledDataset data;
         float dividedBy;
+        string? leftOut = null; // why samples of other labels were left out (Data:Classes); null when none were
+        var leftOutCount = 0;
         if (Directory.Exists(path)) CheckNotCsvModel(path, model);
         if (Directory.Exists(path) && Directory.EnumerateFiles(path, "t10k-images-idx3-ubyte*").Any())
         {
@@ -202,7 +316,13 @@ public static class ModelInputs
             if (File.Exists(images + ".gz")) images += ".gz";
             data = data.WithSampleNames([.. Enumerable.Range(0, data.Count).Select(i => $"{images}[{i}]")]);
             CheckIdxShape(path, [data.Count, 28, 28], model);
+            var read = data;
             (data, dividedBy) = (classes.Count > 0 ? data.KeepClasses(classes) : data, 255f);
+            if (data.Count < read.Count)
+            {
+                leftOutCount = read.Count - data.Count;
+                leftOut = LeftOutNotice(model, "image", read.Count, [.. read.Labels.Where(l => !classes.Contains(l)).Select(l => l.ToString(CultureInfo.InvariantCulture))]);
+            }
         }
         else if (Directory.Exists(path) && Directory.EnumerateFiles(path, "*-idx?-ubyte*").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList() is { Count: > 0 } idx)
         {
@@ -226,9 +346,23 @@ public static class ModelInputs
                 ? new LabelVocabulary(model.Data.ClassNames, model.ClassCount, IntegerLabels: false)
                 : new LabelVocabulary(null, classes.Count > 0 ? LabelVocabulary.MaxClasses : model.ClassCount, IntegerLabels: true);
             // The model's feature columns, by the header's names as predict reads them (by position without a header row).
-            var file = WithTrainingCsvSettings(model, path, () => CsvDataset.ReadFile(path, CsvSettings(model, path), vocabulary, model.Data.FeatureNames, Array.MaxLength));
+            var csv = CsvSettings(model, path, skipRows);
+            // A model trained on some classes only (Data:Classes): rows of other labels are left out, as training leaves them
+            // out; named labels not among the model's names are such rows (the model knows only the names it kept).
+            var file = WithTrainingCsvSettings(model, csv, path, () => CsvDataset.ReadFile(path, csv, vocabulary, model.Data.FeatureNames, Array.MaxLength,
+                leaveOutUnknownLabels: model.Data.LabelsAreNames && classes.Count > 0));
             data = file.Data.WithSampleNames(LineNames(path, file.Lines));
-            if (!model.Data.LabelsAreNames && classes.Count > 0) data = data.KeepClasses(classes);
+            List<string> otherLabels = [.. file.LeftOutLabels];
+            if (!model.Data.LabelsAreNames && classes.Count > 0)
+            {
+                otherLabels.AddRange(data.Labels.Where(l => !classes.Contains(l)).Select(l => l.ToString(CultureInfo.InvariantCulture)));
+                data = data.KeepClasses(classes);
+            }
+            if (otherLabels.Count > 0)
+            {
+                leftOutCount = otherLabels.Count;
+                leftOut = LeftOutNotice(model, "row", data.Count + otherLabels.Count, otherLabels);
+            }
             dividedBy = 1f;
         }
         else
@@ -237,7 +371,7 @@ public static class ModelInputs
         // became the label. Say that the label column seems missing, rather than "samples have 63 features".
         if (dividedBy == 1f && data.FeatureCount == model.InputShape.Size - 1 && File.Exists(path))
         {
-            var csv = CsvSettings(model, path);
+            var csv = CsvSettings(model, path, skipRows);
             throw new DataFormatException($"{path}: rows have {data.FeatureCount + 1} columns{(csv.IgnoreColumns.Count > 0 ? " besides Data:Csv:IgnoreColumns" : "")}, one fewer than " +
                 $"the model's {model.InputShape.Size} features plus the label column, so the label column seems to be missing " +
                 $"(the model's Data:Csv:LabelColumn is {(csv.LabelColumn.Length == 0 ? "not set: the column headed 'label', else the last" : $"'{csv.LabelColumn}'")}, Data:Csv:HasHeader {(csv.HasHeader ? "true" : "false")}). " +
@@ -246,8 +380,36 @@ public static class ModelInputs
         if (data.FeatureCount != model.InputShape.Size)
             throw new DataFormatException($"{path}: samples have {data.FeatureCount} features but the model reads {model.InputShape.Size} ({model.InputShape}).");
         if (data.Count == 0)
-            throw new DataFormatException($"{path}: no samples of the model's classes.");
-        return (data, dividedBy);
+            throw new DataFormatException($"{path}: no samples of the model's classes{(leftOut is null ? "." : $": {leftOut}")}");
+        return new LabeledInputs(data, dividedBy) { LeftOut = leftOutCount, LeftOutNotice = leftOut is null ? null : $"{path}: {leftOut}" };
+    }
+
+    /// <summary>
+    /// Why samples were left out of evaluate's data: "152 of 300 rows are left out, as training leaves them out: their
+    /// labels, 5 (30 rows), 6 (31), ..., are not among the model's classes, the Data:Classes it was trained on (0, 1, 2, 3,
+    /// 4). The figures count the other 148."
+    /// </summary>
+    /// <param name="model">The model, trained with Data:Classes.</param>
+    /// <param name="unit">What a sample is: "row" or "image".</param>
+    /// <param name="total">The samples read.</param>
+    /// <param name="labels">The label of each sample left out, as written.</param>
+    private static string LeftOutNotice(TrainedModel model, string unit, int total, IReadOnlyList<string> labels)
+    {
+        var groups = labels.GroupBy(l => l, StringComparer.Ordinal).Select(g => (Label: g.Key, Count: g.Count())).ToList();
+        groups = groups.All(g => int.TryParse(g.Label, NumberStyles.Integer, CultureInfo.InvariantCulture, out _))
+            ? [.. groups.OrderBy(g => int.Parse(g.Label, CultureInfo.InvariantCulture))]
+            : [.. groups.OrderBy(g => g.Label, StringComparer.Ordinal)];
+        const int Listed = 8;
+        var shown = groups.Take(Listed).Select((g, i) => $"{(model.Data.LabelsAreNames ? $"'{g.Label}'" : g.Label)} ({(i == 0 ? Counts.Of(g.Count, unit) : Counts.Number(g.Count))})").ToList();
+        var list = groups.Count > Listed
+            ? $"{string.Join(", ", shown)} and {Counts.Number(groups.Count - Listed)} more"
+            : shown.Count == 1 ? shown[0] : $"{string.Join(", ", shown.Take(shown.Count - 1))} and {shown[^1]}";
+        var kept = model.Data.LabelsAreNames && model.Data.ClassNames is { } names
+            ? string.Join(", ", names.Select(n => $"'{n}'"))
+            : string.Join(", ", model.Data.Classes);
+        return $"{Counts.Number(labels.Count)} of {Counts.Of(total, unit)} {(labels.Count == 1 ? "is" : "are")} left out, as training leaves them out: " +
+            $"{(groups.Count == 1 ? "their label" : "their labels")}, {list}, {(groups.Count == 1 ? "is" : "are")} not among the model's classes, the " +
+            $"Data:Classes it was trained on ({kept}). The figures count the other {Counts.Number(total - labels.Count)}.";
     }
 
     /// <summary>Each CSV row's name for messages: the file and the row's own line number (blank lines and the header counted).</summary>
