@@ -371,11 +371,12 @@ internal static class TrainCommand
     }
 
     /// <summary>
-    /// A warning when a BatchNorm layer on flat features (after a Dense layer, one value per channel and sample) gets
-    /// minibatches of one sample: every one (Training:BatchSizePerWorker = 1), or the last of a shard. One value has no batch
-    /// variance, so such a minibatch is normalized with the running statistics, which it does not update (PyTorch raises
-    /// there instead); with every minibatch of one sample the layer never learns its statistics. After a convolution the
-    /// channel's positions give the statistics, and nothing is said. Null otherwise.
+    /// A warning when a BatchNorm layer with one value per channel and sample (on flat features after a Dense layer, or on
+    /// 1x1 feature maps) gets minibatches of one sample: every one (Training:BatchSizePerWorker = 1), or the last of a shard.
+    /// One value has no batch variance, so such a minibatch is normalized with the running statistics, which it does not
+    /// update (PyTorch raises there instead); with every minibatch of one sample the layer never learns its statistics.
+    /// After a convolution whose maps keep more than one position, those positions give the statistics, and nothing is
+    /// said. Null otherwise.
     /// </summary>
     /// <param name="options">Validated options.</param>
     /// <param name="trainSamples">Training samples per epoch.</param>
@@ -384,10 +385,14 @@ internal static class TrainCommand
     {
         var batch = options.Training.BatchSizePerWorker;
         if (!options.Model.Layers.Any(l => string.Equals(l.Type, LayerTypes.BatchNorm, StringComparison.OrdinalIgnoreCase))) return null;
-        if (!ModelFactory.Build(options.Model).Layers.OfType<Core.Layers.BatchNorm>().Any(b => b.Input.Positions == 1)) return null;
-        const string Effect = "a minibatch of one sample has no batch statistics, so BatchNorm on flat features (after a Dense layer) normalizes it with its running statistics and does not update them (PyTorch raises an error there)";
+        var oneValue = ModelFactory.Build(options.Model).Layers.OfType<Core.Layers.BatchNorm>().Where(b => b.Input.Positions == 1).ToList();
+        if (oneValue.Count == 0) return null;
+        var where = oneValue.All(b => b.Input.IsFlat) ? "on flat features (after a Dense layer)"
+            : oneValue.All(b => !b.Input.IsFlat) ? "on 1x1 feature maps (one value per channel)"
+            : "on flat features (after a Dense layer) or 1x1 feature maps";
+        var effect = $"a minibatch of one sample has no batch statistics, so BatchNorm {where} normalizes it with its running statistics and does not update them (PyTorch raises an error there)";
         if (batch == 1)
-            return $"Training:BatchSizePerWorker = 1: {Effect}; with every minibatch of one sample they never change from their starting values. Use 2 or more samples per worker, or LayerNorm.";
+            return $"Training:BatchSizePerWorker = 1: {effect}; with every minibatch of one sample they never change from their starting values. Use 2 or more samples per worker, or LayerNorm.";
         if (workers < 1 || trainSamples < workers) return null;
         var small = trainSamples / workers;
         int[] shards = trainSamples % workers == 0 ? [small] : [small, small + 1];
@@ -395,7 +400,7 @@ internal static class TrainCommand
         // The nearest batch sizes that leave no shard a one-sample minibatch, below and above.
         var fits = new[] { -1, 1 }.Select(direction => Enumerable.Range(1, batch).Select(d => batch + direction * d)
             .FirstOrDefault(b => b >= 2 && shards.All(s => s % b != 1))).Where(b => b > 0).Distinct().ToList();
-        return string.Create(CultureInfo.InvariantCulture, $"{trainSamples:N0} training samples over {workers} worker{(workers == 1 ? "" : "s")} give a shard of {shard:N0}, whose last minibatch of Training:BatchSizePerWorker = {batch} holds one sample: {Effect}, for that step of each epoch.") +
+        return string.Create(CultureInfo.InvariantCulture, $"{trainSamples:N0} training samples over {workers} worker{(workers == 1 ? "" : "s")} give a shard of {shard:N0}, whose last minibatch of Training:BatchSizePerWorker = {batch} holds one sample: {effect}, for that step of each epoch.") +
             (fits.Count > 0 ? $" Training:BatchSizePerWorker = {string.Join(" or ", fits)} avoids it." : "");
     }
 
