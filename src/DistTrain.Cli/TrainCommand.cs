@@ -371,32 +371,45 @@ internal static class TrainCommand
     }
 
     /// <summary>
-    /// A warning when a BatchNorm layer on flat features (after a Dense layer, one value per channel and sample) gets
-    /// minibatches of one sample: every one (Training:BatchSizePerWorker = 1), or the last of a shard. One value has no batch
-    /// variance, so such a minibatch is normalized with the running statistics, which it does not update (PyTorch raises
-    /// there instead); with every minibatch of one sample the layer never learns its statistics. After a convolution the
-    /// channel's positions give the statistics, and nothing is said. Null otherwise.
+    /// A warning when a BatchNorm layer with one value per channel and sample (on flat features after a Dense layer, or on
+    /// 1x1 feature maps) gets minibatches of one sample: every one (Training:BatchSizePerWorker = 1), or the last of a shard.
+    /// One value has no batch variance, so such a minibatch is normalized with the running statistics, which it does not
+    /// update (PyTorch raises there instead); with every minibatch of one sample the layer never learns its statistics.
+    /// After a convolution whose maps keep more than one position, those positions give the statistics, and nothing is
+    /// said. More workers than samples leave some shards empty and the others of one sample, so this is warned of beside
+    /// <see cref="WorkersOutnumberSamples"/>. The fix named is the nearest Training:BatchSizePerWorker that leaves no shard
+    /// a one-sample minibatch, else the most workers below <paramref name="workers"/> that do. Null otherwise.
     /// </summary>
     /// <param name="options">Validated options.</param>
     /// <param name="trainSamples">Training samples per epoch.</param>
-    /// <param name="workers">Workers the epoch's samples are split among, in shards that differ by at most one.</param>
+    /// <param name="workers">Workers the epoch's samples are split among, in shards that differ by at most one (empty ones
+    /// when there are more workers than samples).</param>
     internal static string? BatchNormWithOneSample(TrainingOptions options, int trainSamples, int workers)
     {
         var batch = options.Training.BatchSizePerWorker;
         if (!options.Model.Layers.Any(l => string.Equals(l.Type, LayerTypes.BatchNorm, StringComparison.OrdinalIgnoreCase))) return null;
-        if (!ModelFactory.Build(options.Model).Layers.OfType<Core.Layers.BatchNorm>().Any(b => b.Input.Positions == 1)) return null;
-        const string Effect = "a minibatch of one sample has no batch statistics, so BatchNorm on flat features (after a Dense layer) normalizes it with its running statistics and does not update them (PyTorch raises an error there)";
+        var oneValue = ModelFactory.Build(options.Model).Layers.OfType<Core.Layers.BatchNorm>().Where(b => b.Input.Positions == 1).ToList();
+        if (oneValue.Count == 0) return null;
+        var where = oneValue.All(b => b.Input.IsFlat) ? "on flat features (after a Dense layer)"
+            : oneValue.All(b => !b.Input.IsFlat) ? "on 1x1 feature maps (one value per channel)"
+            : "on flat features (after a Dense layer) or 1x1 feature maps";
+        var effect = $"a minibatch of one sample has no batch statistics, so BatchNorm {where} normalizes it with its running statistics and does not update them (PyTorch raises an error there)";
         if (batch == 1)
-            return $"Training:BatchSizePerWorker = 1: {Effect}; with every minibatch of one sample they never change from their starting values. Use 2 or more samples per worker, or LayerNorm.";
-        if (workers < 1 || trainSamples < workers) return null;
-        var small = trainSamples / workers;
-        int[] shards = trainSamples % workers == 0 ? [small] : [small, small + 1];
+            return $"Training:BatchSizePerWorker = 1: {effect}; with every minibatch of one sample they never change from their starting values. Use 2 or more samples per worker, or LayerNorm.";
+        if (workers < 1 || trainSamples < 1) return null;
+        // The shard sizes of `count` workers: all equal, or two sizes one apart (0 and 1 when there are more workers than samples).
+        int[] Shards(int count) => trainSamples % count == 0 ? [trainSamples / count] : [trainSamples / count, trainSamples / count + 1];
+        var shards = Shards(workers);
         if (shards.FirstOrDefault(s => s % batch == 1) is not (var shard and > 0)) return null;
-        // The nearest batch sizes that leave no shard a one-sample minibatch, below and above.
+        // The nearest batch sizes that leave no shard a one-sample minibatch, below and above; when none does (a shard of
+        // one sample has one whatever the batch size), the most workers, fewer than now, whose shards leave none.
         var fits = new[] { -1, 1 }.Select(direction => Enumerable.Range(1, batch).Select(d => batch + direction * d)
             .FirstOrDefault(b => b >= 2 && shards.All(s => s % b != 1))).Where(b => b > 0).Distinct().ToList();
-        return string.Create(CultureInfo.InvariantCulture, $"{trainSamples:N0} training samples over {workers} worker{(workers == 1 ? "" : "s")} give a shard of {shard:N0}, whose last minibatch of Training:BatchSizePerWorker = {batch} holds one sample: {Effect}, for that step of each epoch.") +
-            (fits.Count > 0 ? $" Training:BatchSizePerWorker = {string.Join(" or ", fits)} avoids it." : "");
+        var fewerWorkers = fits.Count > 0 ? 0 : Enumerable.Range(1, workers - 1).Reverse().FirstOrDefault(w => Shards(w).All(s => s % batch != 1));
+        var fix = fits.Count > 0 ? $" Training:BatchSizePerWorker = {string.Join(" or ", fits)} avoids it."
+            : fewerWorkers > 0 ? string.Create(CultureInfo.InvariantCulture, $" {Counts.Of(fewerWorkers, "worker")} (Training:Workers; in cluster mode, worker nodes) avoid{(fewerWorkers == 1 ? "s" : "")} it, or use LayerNorm.")
+            : " Use LayerNorm, or more training data.";
+        return string.Create(CultureInfo.InvariantCulture, $"{Counts.Of(trainSamples, "training sample")} over {Counts.Of(workers, "worker")} give{(trainSamples == 1 ? "s" : "")} a shard of {shard:N0}, whose last minibatch of Training:BatchSizePerWorker = {batch} holds one sample: {effect}, for that step of each epoch.") + fix;
     }
 
     /// <summary>

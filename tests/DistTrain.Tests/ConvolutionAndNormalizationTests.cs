@@ -149,10 +149,11 @@ public class ConvolutionAndNormalizationTests
 
     [Theory]
     [InlineData(3, 2, 3)] // BatchNorm2d: [C, H, W]
-    [InlineData(5, 1, 1)] // BatchNorm1d: [F]
+    [InlineData(5, 1, 1)] // BatchNorm2d on 1x1 maps [C, 1, 1]: one value per channel and sample, as BatchNorm1d
+    [InlineData(5, 0, 0)] // BatchNorm1d: flat [F]
     public void BatchNorm_in_training_mode_matches_finite_differences(int channels, int height, int width)
     {
-        var input = new TensorShape(channels, height, width);
+        var input = height == 0 ? TensorShape.Flat(channels) : new TensorShape(channels, height, width);
         CheckLayer(new BatchNorm(input), input.Size, 4, false, tolerance: 5e-3);
     }
 
@@ -187,10 +188,11 @@ public class ConvolutionAndNormalizationTests
 
     [Theory]
     [InlineData(2, 2, 3)]
-    [InlineData(6, 1, 1)]
+    [InlineData(6, 1, 1)] // 1x1 maps
+    [InlineData(6, 0, 0)] // flat
     public void LayerNorm_matches_finite_differences(int channels, int height, int width)
     {
-        var input = new TensorShape(channels, height, width);
+        var input = height == 0 ? TensorShape.Flat(channels) : new TensorShape(channels, height, width);
         CheckLayer(new LayerNorm(input), input.Size, 3, false, tolerance: 5e-3);
     }
 
@@ -263,15 +265,25 @@ public class ConvolutionAndNormalizationTests
         var weights = ModelFactory.InitialWeights(model, new() { Kind = Core.Initialization.InitializerKind.HeNormal }, seed: 3);
         Assert.All(weights.Segment("1.weight").ToArray(), v => Assert.Equal(1f, v));
         Assert.All(weights.Segment("1.running_var").ToArray(), v => Assert.Equal(1f, v));
-        var random = new Random(2);
-        var x = RandomMatrix(36, 4, random);
-        var target = Matrix<float>.Build.Dense(3, 4);
-        for (var j = 0; j < 4; j++) target[j % 3, j] = 1;
+        CheckModelGradients(model, weights, batch: 4, seed: 2);
+    }
+
+    /// <summary>
+    /// The gradient of the mean cross-entropy over a random batch (labels 0, 1, 2, ... in turn) with respect to every
+    /// trainable element of <paramref name="weights"/>, against central differences with a step of 1e-2.
+    /// </summary>
+    private static void CheckModelGradients(Sequential model, Core.Tensors.ParameterVector weights, int batch, int seed)
+    {
+        var classes = model.OutputSize;
+        var random = new Random(seed);
+        var x = RandomMatrix(model.InputSize, batch, random);
+        var target = Matrix<float>.Build.Dense(classes, batch);
+        for (var j = 0; j < batch; j++) target[j % classes, j] = 1;
         var loss = new Core.Losses.SoftmaxCrossEntropy();
         model.ComputeGradients(x, target, loss);
         var analytic = new float[model.Layout.WorkerReportLength];
         model.CopyGradientsTo(analytic);
-        var scratch = Matrix<float>.Build.Dense(3, 4);
+        var scratch = Matrix<float>.Build.Dense(classes, batch);
         var w = weights.Values;
         const float epsilon = 1e-2f;
         for (var i = 0; i < model.Layout.TrainableLength; i++)
@@ -285,6 +297,53 @@ public class ConvolutionAndNormalizationTests
             var numeric = (plus - minus) / (2 * epsilon);
             Assert.True(Math.Abs(numeric - analytic[i]) <= 2e-4 + 1e-2 * Math.Abs(numeric), $"{i}: {numeric:G6} vs {analytic[i]:G6}");
         }
+        model.LoadParameters(w);
+    }
+
+    [Theory]
+    [InlineData(ConvolutionBackend.Im2Col)]
+    [InlineData(ConvolutionBackend.OneDnn)]
+    public void Conv2D_on_1x1_maps_matches_finite_differences(ConvolutionBackend backend)
+    {
+        var input = new TensorShape(3, 1, 1);
+        var conv = new Conv2D(input, 4, 1, backend: backend);
+        Assert.Equal(new TensorShape(4, 1, 1), conv.Output);
+        CheckLayer(conv, input.Size, 5, awayFromZero: false);
+        // Padding 1 around one position: a 3x3 kernel sees it only through its centre.
+        CheckLayer(new Conv2D(input, 2, 3, padding: 1, backend: backend), input.Size, 3, awayFromZero: false);
+    }
+
+    [Fact]
+    public void A_network_on_1x1_maps_matches_finite_differences_of_the_loss()
+    {
+        // [2, 3, 3] -> a 3x3 kernel leaves 1x1 maps [3, 1, 1], which stay images through a 1x1 convolution, BatchNorm2d,
+        // 1x1 pooling and LayerNorm([4, 1, 1]); the Dense head flattens them. Before, [3, 1, 1] was taken for a flat
+        // vector [3] and the second Conv2D was refused.
+        var options = new ModelOptions
+        {
+            InputShape = [2, 3, 3],
+            Layers =
+            [
+                new() { Type = LayerTypes.Conv2D, Channels = 3, KernelSize = 3 }, new() { Type = LayerTypes.BatchNorm },
+                new() { Type = LayerTypes.Tanh }, new() { Type = LayerTypes.Conv2D, Channels = 4, KernelSize = 1 },
+                new() { Type = LayerTypes.MaxPool2D, KernelSize = 1 }, new() { Type = LayerTypes.AvgPool2D, KernelSize = 1 },
+                new() { Type = LayerTypes.LayerNorm }, new() { Type = LayerTypes.Dense, Units = 3 },
+            ],
+        };
+        var model = ModelFactory.Build(options);
+        var shapes = new List<string>();
+        var shape = model.InputShape;
+        foreach (var layer in model.Layers) shapes.Add((shape = layer.OutputShape(shape)).ToString());
+        Assert.Equal(["[3, 1, 1]", "[3, 1, 1]", "[3, 1, 1]", "[4, 1, 1]", "[4, 1, 1]", "[4, 1, 1]", "[4, 1, 1]", "[3]"], shapes);
+        Assert.Equal([4, 1, 1], model.Layout["6.weight"].Shape); // nn.LayerNorm([4, 1, 1]).weight
+        var weights = ModelFactory.InitialWeights(model, new() { Kind = Core.Initialization.InitializerKind.HeNormal }, seed: 4);
+        // Norm scales and shifts away from 1 and 0, so a gradient that ignores them shows.
+        var random = new Random(4);
+        foreach (var segment in model.Layout.Segments.Where(s => s.Role is ParameterRole.NormScale or ParameterRole.NormShift or ParameterRole.Bias))
+            foreach (ref var value in weights.Segment(segment))
+                value += (float)(random.NextDouble() - 0.5);
+        model.LoadParameters(weights.Values);
+        CheckModelGradients(model, weights, batch: 5, seed: 3);
     }
 
     [Fact]

@@ -68,7 +68,8 @@ public class LayerGoldenTests
     {
         Assert.Equal(
             ["conv2d_stride1_pad0", "conv2d_k5_stride1_pad2", "conv2d_stride2_pad1", "maxpool2d_k2", "maxpool2d_k3_stride2",
-             "avgpool2d_k2", "batchnorm2d_train", "batchnorm2d_eval", "batchnorm1d_train", "layernorm_chw", "layernorm_flat", "dropout_p03"],
+             "avgpool2d_k2", "batchnorm2d_train", "batchnorm2d_eval", "batchnorm1d_train", "layernorm_chw", "layernorm_flat", "dropout_p03",
+             "conv2d_k1_on_1x1", "conv2d_k3_pad1_on_1x1", "maxpool2d_k1_on_1x1", "batchnorm2d_on_1x1_train", "layernorm_on_1x1"],
             Fixture.Cases.Select(c => c.Name));
     }
 

@@ -170,4 +170,36 @@ public class LayerWarningTests
         }, workers: 2, batch: 1, epochs: 1);
         Assert.Null(DistTrain.Cli.TrainCommand.BatchNormWithOneSample(conv, trainSamples: 200, workers: 2));
     }
+
+    [Fact]
+    public void BatchNorm_on_one_sample_shards_is_warned_of_also_when_workers_outnumber_the_samples()
+    {
+        // Before, 3 samples over 8 workers were warned of only as 5 idle workers, while the other 3 had shards of one sample,
+        // so BatchNorm ran on one-sample minibatches in every step; with 2 or 3 workers the BatchNorm warning came.
+        var model = TestData.Mlp(16, 3);
+        model.Layers.Insert(1, new LayerOptions { Type = LayerTypes.BatchNorm });
+        var options = TestData.Options(model, workers: 8, batch: 16, epochs: 2);
+        var train = new DistTrain.Core.Data.LabeledDataset(new float[3 * 784], [0, 1, 2], 784, classCount: 3, null);
+        const string Effect = "a minibatch of one sample has no batch statistics, so BatchNorm on flat features (after a Dense layer) normalizes it " +
+            "with its running statistics and does not update them (PyTorch raises an error there), for that step of each epoch.";
+        Assert.Equal([
+            "8 workers share 3 training samples: 5 of them get no sample and compute nothing in any epoch. Use at most 3 workers " +
+                "(Training:Workers; in cluster mode, fewer worker nodes), or more training data.",
+            "3 training samples over 8 workers give a shard of 1, whose last minibatch of Training:BatchSizePerWorker = 16 holds one sample: " +
+                Effect + " 1 worker (Training:Workers; in cluster mode, worker nodes) avoids it, or use LayerNorm.",
+        ], DistTrain.Cli.TrainCommand.RunWarnings(options, train, workers: 8));
+
+        // No batch size helps a shard of one sample: the most workers below the given ones whose shards all avoid it.
+        Assert.Equal("10 training samples over 12 workers give a shard of 1, whose last minibatch of Training:BatchSizePerWorker = 16 holds one sample: " +
+            Effect + " 5 workers (Training:Workers; in cluster mode, worker nodes) avoid it, or use LayerNorm.",
+            DistTrain.Cli.TrainCommand.BatchNormWithOneSample(options, trainSamples: 10, workers: 12));
+        Assert.EndsWith(Effect + " 1 worker (Training:Workers; in cluster mode, worker nodes) avoids it, or use LayerNorm.",
+            DistTrain.Cli.TrainCommand.BatchNormWithOneSample(options, trainSamples: 3, workers: 3));
+        // One sample is a one-sample minibatch with any number of workers.
+        Assert.Equal("1 training sample over 4 workers gives a shard of 1, whose last minibatch of Training:BatchSizePerWorker = 16 holds one sample: " +
+            Effect + " Use LayerNorm, or more training data.",
+            DistTrain.Cli.TrainCommand.BatchNormWithOneSample(options, trainSamples: 1, workers: 4));
+        // Shards of 2 leave no one-sample minibatch, however many workers idle.
+        Assert.Null(DistTrain.Cli.TrainCommand.BatchNormWithOneSample(options, trainSamples: 4, workers: 2));
+    }
 }

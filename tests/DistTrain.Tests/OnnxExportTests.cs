@@ -85,6 +85,24 @@ public class OnnxExportTests(Xunit.Abstractions.ITestOutputHelper log)
             "BatchNormalization", "Sigmoid", "Gemm"], OnnxExporterOperators(model));
     }
 
+    [Fact]
+    public void A_network_on_1x1_maps_exports_with_the_same_logits()
+    {
+        var model = OneByOneMapModel();
+
+        AssertSameLogits(model, "1x1 maps");
+        Assert.Equal(["Sub", "Mul", "Conv", "MaxPool", "Conv", "BatchNormalization", "Relu", "MaxPool", "LayerNormalization", "Flatten", "Gemm"],
+            OnnxExporterOperators(model));
+    }
+
+    /// <summary>
+    /// Global pooling to [4, 1, 1], then a 1x1 convolution, BatchNorm, 1x1 pooling and LayerNorm on the 1x1 maps, and a Dense
+    /// head, which flattens them (Flatten before Gemm): the graph stays NCHW until then, as PyTorch's would.
+    /// </summary>
+    private static TrainedModel OneByOneMapModel() => WithRandomStatistics(new ModelBuilder(channels: 1, height: 28, width: 28)
+        .Conv2D(4, kernelSize: 7, stride: 7).MaxPool2D(4).Conv2D(6, kernelSize: 1).BatchNorm().ReLU().MaxPool2D(1).LayerNorm().Dense(10)
+        .Build(), NormalizationKind.Global);
+
     /// <summary>Every layer type the MLP and CNN configs do not use, on per-feature standardization, with random statistics.</summary>
     private static TrainedModel EveryLayerModel()
     {
@@ -94,6 +112,12 @@ public class OnnxExportTests(Xunit.Abstractions.ITestOutputHelper log)
             .Conv2D(3, kernelSize: 2).Tanh()
             .Dense(16).BatchNorm().Sigmoid().Dropout(0.5).Dense(10)
             .Build();
+        return WithRandomStatistics(options, NormalizationKind.PerFeature);
+    }
+
+    /// <summary>The model's initial weights with biases, norm scales and shifts, and running statistics drawn at random.</summary>
+    private static TrainedModel WithRandomStatistics(ModelOptions options, NormalizationKind normalization)
+    {
         var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 3);
         // Biases, norm scales and shifts, and running statistics away from their initial 0 and 1, so a misplaced one shows.
         var random = new Random(3);
@@ -102,7 +126,7 @@ public class OnnxExportTests(Xunit.Abstractions.ITestOutputHelper log)
                 value = segment.Name.EndsWith("running_var", StringComparison.Ordinal)
                     ? 0.5f + (float)random.NextDouble()
                     : (float)(random.NextDouble() - 0.5);
-        return new TrainedModel(options, weights, Normalizer.Fit(TestData.RawTrain, NormalizationKind.PerFeature));
+        return new TrainedModel(options, weights, Normalizer.Fit(TestData.RawTrain, normalization));
     }
 
     [Fact]
@@ -116,6 +140,7 @@ public class OnnxExportTests(Xunit.Abstractions.ITestOutputHelper log)
             OnnxExporter.Export(new TrainedModel(cnn, ModelFactory.InitialWeights(ModelFactory.Build(cnn), cnn.Initializer, seed: 1),
                 Normalizer.FromStatistics(NormalizationKind.Global, [0.286f], [0.353f])), Path.Combine(directory, "cnn.onnx"));
             OnnxExporter.Export(EveryLayerModel(), Path.Combine(directory, "every-layer.onnx"));
+            OnnxExporter.Export(OneByOneMapModel(), Path.Combine(directory, "1x1-maps.onnx"));
 
             // Debian's python3-onnx (1.12): the checker with full_check also runs strict shape inference over every node.
             const string script =
@@ -126,11 +151,13 @@ public class OnnxExportTests(Xunit.Abstractions.ITestOutputHelper log)
                 "    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)\n" +
                 "    dims = [d.dim_param or d.dim_value for d in inferred.graph.output[0].type.tensor_type.shape.dim]\n" +
                 "    print(path.split('/')[-1], 'opset', model.opset_import[0].version, 'ir', model.ir_version, 'logits', dims)\n";
-            var (exit, output) = TorchInteropTests.RunPython("-c", script, Path.Combine(directory, "cnn.onnx"), Path.Combine(directory, "every-layer.onnx"));
+            var (exit, output) = TorchInteropTests.RunPython("-c", script, Path.Combine(directory, "cnn.onnx"), Path.Combine(directory, "every-layer.onnx"),
+                Path.Combine(directory, "1x1-maps.onnx"));
 
             Assert.True(exit == 0, output);
             Assert.Contains("cnn.onnx opset 17 ir 8 logits ['batch', 10]", output);
             Assert.Contains("every-layer.onnx opset 17 ir 8 logits ['batch', 10]", output);
+            Assert.Contains("1x1-maps.onnx opset 17 ir 8 logits ['batch', 10]", output);
         }
         finally
         {

@@ -53,9 +53,31 @@ public class TorchInteropTests
     }
 
     [Fact]
-    public void A_DistTrain_checkpoint_loads_into_PyTorch_and_gives_the_same_evaluation_logits()
+    public void A_DistTrain_checkpoint_loads_into_PyTorch_and_gives_the_same_evaluation_logits() => AssertSameLogitsInPyTorch(TorchExport);
+
+    [Fact]
+    public void A_DistTrain_checkpoint_of_a_network_on_1x1_maps_loads_into_PyTorch_and_gives_the_same_evaluation_logits()
     {
-        var export = TorchExport;
+        // A 6x6 kernel on 6x6 images leaves 1x1 maps [4, 1, 1]: BatchNorm2d, a 1x1 convolution and a 1x1 max pooling run on
+        // them as in PyTorch, whose nn.Sequential of the same layers takes the checkpoint's tensors by name and shape.
+        List<LayerOptions> layers =
+        [
+            new() { Type = LayerTypes.Conv2D, Channels = 4, KernelSize = 6 }, new() { Type = LayerTypes.BatchNorm }, new() { Type = LayerTypes.ReLU },
+            new() { Type = LayerTypes.Conv2D, Channels = 5, KernelSize = 1 }, new() { Type = LayerTypes.MaxPool2D, KernelSize = 1 },
+            new() { Type = LayerTypes.Flatten }, new() { Type = LayerTypes.Dense, Units = 3 },
+        ];
+        var random = new Random(9);
+        var x = Enumerable.Range(0, 4 * 2 * 6 * 6).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        AssertSameLogitsInPyTorch(new Fixture([2, 6, 6], layers, Encode([4, 2, 6, 6], x), Encode([4, 3], new float[12])));
+    }
+
+    /// <summary>
+    /// Gives the model of <paramref name="export"/> random weights and moved running statistics, writes its checkpoint and
+    /// has torch_interop.py load it into PyTorch's nn.Sequential of the same layers and compare the evaluation logits of the
+    /// fixture's input with DistTrain's.
+    /// </summary>
+    private static void AssertSameLogitsInPyTorch(Fixture export)
+    {
         var model = ModelFactory.Build(export.Model);
         var weights = ModelFactory.InitialWeights(model, new InitializerOptions(), seed: 5);
         // Biases and normalization start at 0 and 1; draw them too, so a misplaced one changes the logits.

@@ -8,7 +8,9 @@ whether the layer runs in training mode, and the tensors x, every parameter and 
 statistics after the forward pass ("running_after") and, for Dropout, the mask torch drew ("mask", 0 or 1/(1-p)).
 Cases: Conv2d (stride 1 pad 0; k 5 pad 2; stride 2 pad 1), MaxPool2d(2), MaxPool2d(3, stride 2), AvgPool2d(2),
 BatchNorm2d in training and in evaluation mode, BatchNorm1d on flat input, LayerNorm over [C, H, W] and over [F],
-and Dropout(0.3). "model" holds a small CNN nn.Sequential with PyTorch's default initialization, a batch with
+Dropout(0.3), and on 1x1 feature maps [C, 1, 1] (what a convolution or pooling covering its whole input leaves):
+Conv2d with k 1, Conv2d with k 3 pad 1, MaxPool2d(1), BatchNorm2d in training mode and LayerNorm([C, 1, 1]). The 1x1
+cases come last, so the earlier cases' draws, and their values, are those of the script without them. "model" holds a small CNN nn.Sequential with PyTorch's default initialization, a batch with
 class labels, the mean cross-entropy loss, every parameter gradient and the running statistics after the forward.
 
 Precision: inputs and parameters are drawn in float32 (so they are exactly what the C# side loads), then every
@@ -108,6 +110,14 @@ cases = [
     case("layernorm_flat", nontrivial_layernorm(nn.LayerNorm(10)), {"type": "LayerNorm", "epsilon": 1e-5},
          (10,), batch=4, x=1.5 + 2 * randn(4, 10)),
     case("dropout_p03", nn.Dropout(0.3), {"type": "Dropout", "rate": 0.3}, (40,), batch=5, mask=True),
+    # 1x1 feature maps stay images [C, 1, 1] in torch: convolution, pooling and normalization run on them as on any image.
+    conv("conv2d_k1_on_1x1", 4, 3, 1, 1, 0, (4, 1, 1)),
+    conv("conv2d_k3_pad1_on_1x1", 2, 3, 3, 1, 1, (2, 1, 1)),
+    case("maxpool2d_k1_on_1x1", nn.MaxPool2d(1), {"type": "MaxPool2D", "kernel_size": 1}, (3, 1, 1)),
+    case("batchnorm2d_on_1x1_train", nontrivial_batchnorm(nn.BatchNorm2d(5)), {"type": "BatchNorm", "momentum": 0.1, "epsilon": 1e-5},
+         (5, 1, 1), batch=4, x=1.5 + 2 * randn(4, 5, 1, 1)),
+    case("layernorm_on_1x1", nontrivial_layernorm(nn.LayerNorm([4, 1, 1])), {"type": "LayerNorm", "epsilon": 1e-5},
+         (4, 1, 1), x=1.5 + 2 * randn(3, 4, 1, 1)),
 ]
 
 # The whole CNN, in training mode (BatchNorm on batch statistics); Dropout has p = 0 so torch's mask is the identity.

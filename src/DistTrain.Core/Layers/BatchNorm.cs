@@ -5,8 +5,8 @@ namespace DistTrain.Core.Layers;
 
 /// <summary>
 /// Batch normalization (Ioffe &amp; Szegedy, 2015) per channel, as PyTorch's <c>BatchNorm2d</c> on image inputs
-/// <c>[C, H, W]</c> (statistics over batch and positions) and <c>BatchNorm1d</c> on flat inputs <c>[F]</c>
-/// (statistics over the batch, one per feature).
+/// <c>[C, H, W]</c> (statistics over batch and positions; 1x1 feature maps <c>[C, 1, 1]</c> included, whose statistics
+/// are over the batch alone) and <c>BatchNorm1d</c> on flat inputs <c>[F]</c> (statistics over the batch, one per feature).
 /// </summary>
 /// <remarks>
 /// <para>Training mode: <c>y = γ (x − μ_B) / √(σ²_B + ε) + β</c> with the minibatch mean and biased variance, and

@@ -10,7 +10,7 @@ namespace DistTrain.Core.Layers;
 /// and evaluation; no running statistics.
 /// </summary>
 /// <remarks>Shapes: input and output <c>[F, batch]</c>; <c>weight</c> and <c>bias</c> have the sample's shape
-/// (<c>[C, H, W]</c>, or <c>[F]</c> when flat), as in PyTorch's <c>state_dict</c>.</remarks>
+/// (<c>[C, H, W]</c>, <c>[C, 1, 1]</c> on 1x1 feature maps, or <c>[F]</c> when flat), as in PyTorch's <c>state_dict</c>.</remarks>
 public sealed class LayerNorm : ILayer
 {
     private readonly MatrixBuffer _output;

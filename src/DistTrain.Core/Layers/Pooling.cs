@@ -20,13 +20,16 @@ public abstract class Pooling2D : ILayer
     /// <param name="input">Shape of one input sample <c>[C, H, W]</c>.</param>
     /// <param name="kernelSize">Window height and width k.</param>
     /// <param name="stride">Step between windows; PyTorch's default is the kernel size.</param>
-    /// <exception cref="ArgumentException">A size is not positive or the window does not fit the input.</exception>
+    /// <exception cref="ArgumentException">A size is not positive or the window does not fit the input; the message names
+    /// the layer type, the window, the feature maps' size and the largest window that fits.</exception>
     protected Pooling2D(TensorShape input, int kernelSize, int stride)
     {
         if (kernelSize <= 0 || stride <= 0)
             throw new ArgumentException($"Pooling needs a positive kernel size ({kernelSize}) and stride ({stride}).");
         if (input.Height < kernelSize || input.Width < kernelSize)
-            throw new ArgumentException($"Pooling: a {kernelSize}x{kernelSize} window does not fit the input {input}.");
+            throw new ArgumentException($"{GetType().Name}: a {kernelSize}x{kernelSize} window does not fit the input {input}, whose feature maps are " +
+                $"{input.Height}x{input.Width}. Use a KernelSize of at most {Math.Min(input.Height, input.Width)}, remove the layer, or let the layers " +
+                "before it shrink the maps less (a smaller Stride or KernelSize, or more Padding).");
         Input = input;
         KernelSize = kernelSize;
         Stride = stride;

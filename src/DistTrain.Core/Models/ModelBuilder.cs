@@ -55,7 +55,8 @@ public sealed class ModelBuilder
     /// <summary>Flattens <c>[C, H, W]</c> to <c>[C·H·W]</c> (<c>nn.Flatten</c>); moves no data.</summary>
     public ModelBuilder Flatten() => Add(new LayerOptions { Type = LayerTypes.Flatten });
 
-    /// <summary>Batch normalization per channel, or per feature on flat inputs (<c>nn.BatchNorm2d</c> / <c>nn.BatchNorm1d</c>).</summary>
+    /// <summary>Batch normalization per channel on images, 1x1 feature maps included, or per feature on flat inputs
+    /// (<c>nn.BatchNorm2d</c> / <c>nn.BatchNorm1d</c>).</summary>
     /// <param name="momentum">Weight of the newest batch in the running statistics, in (0, 1].</param>
     /// <param name="epsilon">Added to the variance, in (0, 1].</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="momentum"/> or <paramref name="epsilon"/> is NaN or infinite.</exception>
