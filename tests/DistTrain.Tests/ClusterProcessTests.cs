@@ -484,6 +484,28 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Empty(new CheckpointStore(checkpoints, 10).List());
     }
 
+    /// <summary>
+    /// A checkpoint folder that cannot be created (its path goes through a regular file, which stops root too, as a read-only
+    /// mount does) is refused at the parameter-server node's start-up, exit code 2 as another bad setting, before it waits for
+    /// workers. It used to be found only once the workers were ready and the job took the folder, as a failed job (exit code 1).
+    /// </summary>
+    [Fact]
+    public async Task A_parameter_server_whose_checkpoint_folder_cannot_be_written_exits_2_at_start_up_before_waiting_for_workers()
+    {
+        var configPath = Config(MlpConfig(hidden: 16, epochs: 1));
+        var file = Path.Combine(_directory, "a-file");
+        File.WriteAllText(file, "not a folder");
+        var checkpoints = Path.Combine(file, "checkpoints");
+        var (psEnvironment, _) = Environments(workers: 1, configPath, new Dictionary<string, string> { ["DISTTRAIN_Checkpoint__Directory"] = checkpoints });
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        await ps.AssertExitAsync(2, Guard);
+        Assert.Contains($"error: Could not create Checkpoint:Directory '{checkpoints}': ", ps.Output);
+        Assert.Contains("Check Checkpoint:Directory and its permissions.", ps.Output);
+        Assert.DoesNotContain("Waiting for", ps.Output);
+        Assert.False(Directory.Exists(Path.Combine(_directory, "runs")) && Directory.EnumerateFileSystemEntries(Path.Combine(_directory, "runs")).Any(),
+            "the refused node left a run folder");
+    }
+
     [Fact]
     public async Task A_worker_killed_mid_epoch_is_covered_by_the_others_every_sample_is_used_and_training_completes()
     {
