@@ -6,6 +6,7 @@ using DistTrain.Cluster.Security;
 using DistTrain.Cluster.Metrics;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Core;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using DistTrain.Core.Data;
 using DistTrain.Core.LinearAlgebra;
@@ -89,6 +90,9 @@ internal static class NodeCommand
                 var starting = ModelFactory.StartingWeights(model, options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line)); // and so does a pretrained checkpoint
                 if (options.Cluster.ParameterServerShards > 1) // refuses, before training, more shards than the model has slices for
                     shards = ShardedParameterServer.Describe(starting.Layout, options.Cluster.ParameterServerShards);
+                // A checkpoint folder that cannot be written, before the wait for workers (the job takes its lock only when
+                // training starts). No lock here: a standby checks the folder the active parameter server holds.
+                CheckpointDirectoryLock.CheckWritable(options.Checkpoint);
                 runDirectory = RunDirectory.Create(options.Output.Directory);
                 GracefulCancellation.ResumeHint = () => RunOutputs.ResumeHint(options, "starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true)");
             }

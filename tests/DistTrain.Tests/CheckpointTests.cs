@@ -336,6 +336,85 @@ public class CheckpointFormatTests : IDisposable
     }
 
     /// <summary>
+    /// The start-up check of a checkpoint folder (parameter-server nodes, before they wait for workers) refuses one that cannot be
+    /// created or written, naming it, and passes one another job holds (a standby checks the folder of the active node, whose
+    /// lock it must leave alone) without taking the lock or leaving a file.
+    /// </summary>
+    [Fact]
+    public void The_start_up_check_refuses_a_folder_that_cannot_be_written_and_leaves_a_held_lock_alone()
+    {
+        var file = Path.Combine(_directory, "a-file");
+        File.WriteAllText(file, "not a folder");
+        var below = Path.Combine(file, "checkpoints");
+        var error = Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.CheckWritable(new CheckpointOptions { Directory = below }));
+        Assert.False(error.InUse);
+        Assert.StartsWith($"Could not create Checkpoint:Directory '{below}': ", error.Message);
+        Assert.EndsWith("Check Checkpoint:Directory and its permissions.", error.Message);
+        Assert.Equal($"Checkpoint:Directory '{file}' is a file, not a folder. Give a folder for the checkpoints (it is created if missing).",
+            Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.CheckWritable(new CheckpointOptions { Directory = file })).Message);
+
+        var held = Path.Combine(_directory, "held");
+        using (CheckpointDirectoryLock.Acquire(held))
+        {
+            CheckpointDirectoryLock.CheckWritable(new CheckpointOptions { Directory = held });
+            Assert.True(Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.Acquire(held)).InUse); // still held
+            Assert.Equal([Path.Combine(held, CheckpointDirectoryLock.FileName)], Directory.GetFileSystemEntries(held));
+        }
+        // Created when missing, as the job would; off, or a resume from a folder that does not exist, checks nothing.
+        var created = Path.Combine(_directory, "new", "checkpoints");
+        CheckpointDirectoryLock.CheckWritable(new CheckpointOptions { Directory = created });
+        Assert.Empty(Directory.GetFileSystemEntries(created));
+        var missing = Path.Combine(_directory, "missing");
+        CheckpointDirectoryLock.CheckWritable(new CheckpointOptions { Directory = missing, Resume = true });
+        CheckpointDirectoryLock.CheckWritable(new CheckpointOptions());
+        Assert.False(Directory.Exists(missing));
+    }
+
+    /// <summary>
+    /// A folder holding an earlier job's lock file that can no longer be written (a read-only mount): the lock file still opens
+    /// for reading, and train used to start and fail at its first checkpoint, after a step's training. Taking the folder now
+    /// checks that a file can be created in it. Made read-only by a read-only bind mount as root (permissions do not stop
+    /// root), or by taking the write permission otherwise; skipped where neither works.
+    /// </summary>
+    [SkippableFact]
+    public void Taking_a_folder_whose_lock_file_exists_but_that_cannot_be_written_is_refused_naming_it()
+    {
+        var directory = Path.Combine(_directory, "read-only");
+        Directory.CreateDirectory(directory);
+        File.WriteAllText(Path.Combine(directory, CheckpointDirectoryLock.FileName), "");
+        var root = Environment.UserName == "root";
+        Skip.If(OperatingSystem.IsWindows(), "read-only folders are made with a bind mount or the Unix permissions");
+        bool Run(string command, params string[] arguments)
+        {
+            using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(command, arguments) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+            process.WaitForExit(10_000);
+            return process.HasExited && process.ExitCode == 0;
+        }
+        var mounted = false;
+        try
+        {
+            if (root)
+            {
+                mounted = Run("mount", "--bind", directory, directory);
+                Skip.IfNot(mounted && Run("mount", "-o", "remount,ro,bind", directory), "this root process cannot make a read-only bind mount");
+            }
+            else if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+            var error = Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.Acquire(directory).Dispose()); // released if taken
+            Assert.False(error.InUse);
+            Assert.StartsWith($"Could not write in Checkpoint:Directory '{directory}': ", error.Message);
+            Assert.EndsWith("Check Checkpoint:Directory and its permissions: the checkpoints and the lock file .disttrain.lock are written there.", error.Message);
+            // The parameter-server node's start-up check says the same.
+            Assert.StartsWith($"Could not write in Checkpoint:Directory '{directory}': ",
+                Assert.Throws<CheckpointDirectoryException>(() => CheckpointDirectoryLock.CheckWritable(new CheckpointOptions { Directory = directory })).Message);
+        }
+        finally
+        {
+            if (mounted && !Run("umount", directory)) Run("umount", "-l", directory);
+            if (!root && !OperatingSystem.IsWindows()) File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+    }
+
+    /// <summary>
     /// A write whose temporary name is taken (another writer's file of the same name) fails with an IOException and leaves
     /// that file and the target as they were; it used to delete the other writer's file on its way out.
     /// </summary>

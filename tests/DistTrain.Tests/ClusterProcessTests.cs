@@ -341,6 +341,46 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// A parameter-server node that cannot join through its seeds gives up after Cluster:JoinTimeoutSeconds (exit code 1, as a
+    /// worker that no parameter server accepts) with the seeds, its own address and the fix: an active one whose seed names
+    /// an address where nothing listens, and a standby started while its active parameter server is not up. Both used to
+    /// log Akka's "Couldn't join seed nodes" every 5 s for ever; the job host, and with it Cluster:PauseTimeoutSeconds,
+    /// never started.
+    /// </summary>
+    [Fact]
+    public async Task A_parameter_server_that_cannot_join_through_its_seeds_exits_1_after_the_join_timeout_naming_them()
+    {
+        var configPath = Config(MlpConfig(hidden: 16, epochs: 1));
+        var (psEnvironment, standbyEnvironment, _) = EnvironmentsWithStandby(workers: 1,
+            new Dictionary<string, string> { ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "3", ["DISTTRAIN_Cluster__PauseTimeoutSeconds"] = "5" });
+        // The standby's seed is the active parameter server's address, where no node listens: the other node runs on a port of
+        // its own, and its seed is another port where nothing listens.
+        var activeSeed = standbyEnvironment["DISTTRAIN_Cluster__SeedNodes__0"];
+        var ports = FreePorts(2);
+        var nowhere = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
+        psEnvironment["DISTTRAIN_Cluster__Port"] = ports[1].ToString();
+        psEnvironment["DISTTRAIN_Cluster__SeedNodes__0"] = nowhere;
+        psEnvironment.Remove("DISTTRAIN_Cluster__SeedNodes__1");
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        var standby = Start("parameter-server", configPath, standbyEnvironment);
+        await ps.AssertExitAsync(1, Guard, [standby]);
+        await standby.AssertExitAsync(1, Guard, [ps]);
+        var psOutput = ps.Output.ReplaceLineEndings(" ");
+        Assert.Contains("training failed: This parameter-server node could not join the cluster within 3 s (Cluster:JoinTimeoutSeconds): no node at its seed " +
+            $"{nowhere.Replace("akka.tcp", "akka.ssl.tcp", StringComparison.Ordinal)} (Cluster:SeedNodes) let it in. Its own address, " +
+            $"akka.ssl.tcp://disttrain@127.0.0.1:{psEnvironment["DISTTRAIN_Cluster__Port"]}, is not the first seed", psOutput);
+        Assert.Contains($"list its own address first: DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:{psEnvironment["DISTTRAIN_Cluster__Port"]}", psOutput);
+        var standbyOutput = standby.Output.ReplaceLineEndings(" ");
+        Assert.Contains("could not join the cluster within 3 s (Cluster:JoinTimeoutSeconds): no node at its seed " +
+            $"{activeSeed.Replace("akka.tcp", "akka.ssl.tcp", StringComparison.Ordinal)} (Cluster:SeedNodes) let it in. Its own address, " +
+            $"akka.ssl.tcp://disttrain@127.0.0.1:{standbyEnvironment["DISTTRAIN_Cluster__Port"]}, is not the first seed", standbyOutput);
+        Assert.Contains("If it is a standby, list the active parameter server's address first, start that node before this one", standbyOutput);
+        Assert.DoesNotContain("Job host waiting", psOutput + standbyOutput);
+        Assert.False(Directory.Exists(Path.Combine(_directory, "runs")) && Directory.EnumerateFileSystemEntries(Path.Combine(_directory, "runs")).Any(),
+            "a node that never joined left a run folder");
+    }
+
+    /// <summary>
     /// A worker that reads other samples under the same settings (here one training label changed) is refused with the
     /// counts and digests of both: it used to be accepted and train the model apart without a word (other labels, another
     /// order), or fail at its first step with an ArgumentOutOfRangeException (fewer rows).
@@ -442,6 +482,28 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Contains("is in use by another running job", worker.Output);
         Assert.DoesNotContain("Training starts", ps.Output);
         Assert.Empty(new CheckpointStore(checkpoints, 10).List());
+    }
+
+    /// <summary>
+    /// A checkpoint folder that cannot be created (its path goes through a regular file, which stops root too, as a read-only
+    /// mount does) is refused at the parameter-server node's start-up, exit code 2 as another bad setting, before it waits for
+    /// workers. It used to be found only once the workers were ready and the job took the folder, as a failed job (exit code 1).
+    /// </summary>
+    [Fact]
+    public async Task A_parameter_server_whose_checkpoint_folder_cannot_be_written_exits_2_at_start_up_before_waiting_for_workers()
+    {
+        var configPath = Config(MlpConfig(hidden: 16, epochs: 1));
+        var file = Path.Combine(_directory, "a-file");
+        File.WriteAllText(file, "not a folder");
+        var checkpoints = Path.Combine(file, "checkpoints");
+        var (psEnvironment, _) = Environments(workers: 1, configPath, new Dictionary<string, string> { ["DISTTRAIN_Checkpoint__Directory"] = checkpoints });
+        var ps = Start("parameter-server", configPath, psEnvironment);
+        await ps.AssertExitAsync(2, Guard);
+        Assert.Contains($"error: Could not create Checkpoint:Directory '{checkpoints}': ", ps.Output);
+        Assert.Contains("Check Checkpoint:Directory and its permissions.", ps.Output);
+        Assert.DoesNotContain("Waiting for", ps.Output);
+        Assert.False(Directory.Exists(Path.Combine(_directory, "runs")) && Directory.EnumerateFileSystemEntries(Path.Combine(_directory, "runs")).Any(),
+            "the refused node left a run folder");
     }
 
     [Fact]

@@ -127,6 +127,7 @@ public static class ClusterNode
             var manager = system.ActorOf(ParameterServerNode.SingletonManagerProps(system, jobHost), ParameterServerNode.SingletonManagerName);
             StopJobHostWhenNoParameterServerTakesOver(system, manager, completion.Task);
             FailWhenTerminated(system, security, options.Cluster.SeedNodes, completion);
+            FailWhenNotJoined(system, security, options.Cluster, completion);
         });
         await StartAsync(host, options.Cluster, cancellationToken).ConfigureAwait(false);
         var stopped = false;
@@ -338,6 +339,69 @@ public static class ClusterNode
         public override int ExitCode => 0;
 
         public override string ToString() => "stopped when no cluster leave could finish";
+    }
+
+    /// <summary>
+    /// Bounds a parameter-server node's join: one whose own address is not the first of Cluster:SeedNodes (a standby, or an
+    /// active node whose seeds name another address) does not start a cluster of its own, and Akka.Cluster tries to join
+    /// through the seeds for ever. If the node is not up in a cluster within Cluster:JoinTimeoutSeconds, its run fails with
+    /// a <see cref="TimeoutException"/> whose message (<see cref="NotJoined"/>) names the seeds, its own address and the fix,
+    /// as a worker node's run fails when no parameter server accepts it (<see cref="WorkerAgent"/>). A node whose own address
+    /// is the first seed always joins, after at most Akka's seed-node-timeout (5 s): it forms the cluster itself when no other
+    /// seed answers, so it gets no bound (a Cluster:JoinTimeoutSeconds below 5 s would otherwise end it).
+    /// </summary>
+    private static void FailWhenNotJoined<T>(ActorSystem system, ClusterSecurity security, Core.Configuration.ClusterOptions options,
+        TaskCompletionSource<T> completion)
+    {
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        if (cluster.Settings.SeedNodes.Count > 0 && cluster.Settings.SeedNodes[0].Equals(cluster.SelfAddress)) return;
+        var up = false;
+        cluster.RegisterOnMemberUp(() => Volatile.Write(ref up, true));
+        system.Scheduler.Advanced.ScheduleOnce(TimeSpan.FromSeconds(options.JoinTimeoutSeconds), () =>
+        {
+            if (Volatile.Read(ref up) || cluster.IsTerminated) return;
+            completion.TrySetException(new TimeoutException(NotJoined(options.JoinTimeoutSeconds,
+                [.. options.SeedNodes.Select(security.SeedAddress)], cluster.SelfAddress.ToString(), options.Port)));
+        });
+    }
+
+    /// <summary>
+    /// Why a parameter-server node gives up joining the cluster (<see cref="FailWhenNotJoined"/>): it was not let in through
+    /// <paramref name="seeds"/> within <paramref name="seconds"/>, and, as its own address is not the first seed, it forms no
+    /// cluster itself. The fix for an active parameter server (its own address first) and for a standby (the active one's).
+    /// A first seed with the node's own port on another host (a loopback or host-name spelling of the node itself, which
+    /// Akka does not take for it: it compares addresses as written) gets the Cluster:PublicHostname that would make it match.
+    /// </summary>
+    /// <param name="seconds">Cluster:JoinTimeoutSeconds.</param>
+    /// <param name="seeds">Cluster:SeedNodes as the node dials them.</param>
+    /// <param name="self">The node's own Akka address (<c>akka.tcp://disttrain@HOST:PORT</c>).</param>
+    /// <param name="port">Cluster:Port.</param>
+    internal static string NotJoined(double seconds, IReadOnlyList<string> seeds, string self, int port)
+    {
+        static Address? Parse(string address)
+        {
+            try
+            {
+                return Address.Parse(address);
+            }
+            catch (Exception e) when (e is UriFormatException or ArgumentException or FormatException)
+            {
+                return null;
+            }
+        }
+        var own = Parse(self);
+        var first = seeds.Count > 0 ? Parse(seeds[0]) : null;
+        var itself = own is not null && first is not null && first.Port == own.Port && !string.Equals(first.Host, own.Host, StringComparison.OrdinalIgnoreCase)
+            ? $" If the first seed, {seeds[0]}, is meant to be this node itself, set its Cluster:PublicHostname to {first.Host}: Akka takes a seed " +
+              "for the node itself only when it is the node's address as written."
+            : "";
+        return $"This parameter-server node could not join the cluster within {seconds:F0} s (Cluster:JoinTimeoutSeconds): no node at " +
+            $"{(seeds.Count == 1 ? "its seed" : "its seeds")} {string.Join(", ", seeds)} (Cluster:SeedNodes) let it in. Its own address, {self}, is not the " +
+            "first seed, so it starts no cluster of its own: it joins one through the seeds." + itself + " If this is the active parameter " +
+            $"server (the first node started), list its own address first: DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:{port}, " +
+            $"HOST being its Cluster:PublicHostname (the address the other nodes reach it at) and {port} its Cluster:Port, the same first seed on " +
+            "every node. If it is a standby, list the active parameter server's address first, start that node before this one, and check that " +
+            "it is reachable from here and that Cluster:Tls is the same on every node.";
     }
 
     /// <summary>

@@ -43,7 +43,8 @@ public sealed class CheckpointDirectoryLock : IDisposable
     /// <summary>Creates <paramref name="directory"/> if needed and takes it for this job until <see cref="Dispose"/>.</summary>
     /// <param name="directory">Checkpoint:Directory.</param>
     /// <exception cref="CheckpointDirectoryException">Another job (in this process or another) holds the directory
-    /// (<see cref="CheckpointDirectoryException.InUse"/>), or the directory or its lock file cannot be created.</exception>
+    /// (<see cref="CheckpointDirectoryException.InUse"/>), or the directory or its lock file cannot be created, or no file can
+    /// be created in it (<see cref="CheckWritable"/>'s check, also when the lock file exists already).</exception>
     /// <exception cref="ArgumentException"><paramref name="directory"/> is empty.</exception>
     public static CheckpointDirectoryLock Acquire(string directory)
     {
@@ -57,7 +58,23 @@ public sealed class CheckpointDirectoryLock : IDisposable
             // OpenOrCreate, never truncated or deleted: the file holds nothing, and deleting it could race a job that is
             // opening it (it would lock a file no longer in the directory). Read access is enough for the exclusive lock,
             // which FileShare.None takes whatever the access, so a job of another user can open a file created 0644.
-            return new CheckpointDirectoryLock(directory, new FileStream(path, FileMode.OpenOrCreate, FileAccess.Read, FileShare.None));
+            var file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.Read, FileShare.None);
+            try
+            {
+                // A lock file left by an earlier job opens for reading in a folder that can no longer be written (a read-only
+                // mount): the checkpoints would fail only at the first write, after training.
+                ProbeWrite(directory);
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+            return new CheckpointDirectoryLock(directory, file);
+        }
+        catch (CheckpointDirectoryException)
+        {
+            throw;
         }
         catch (IOException e) when (IsLockConflict(e))
         {
@@ -89,6 +106,52 @@ public sealed class CheckpointDirectoryLock : IDisposable
         catch (CheckpointDirectoryException e) when (e.InUse)
         {
             return null;
+        }
+    }
+
+    /// <summary>
+    /// Checks at start-up, before anything waits or trains, that the checkpoints of <paramref name="options"/> can be written:
+    /// the folder exists or can be created, and a file can be created in it. Takes no lock and leaves the lock file alone, so a
+    /// standby parameter server may check the folder the active one holds. Does nothing when checkpoints are off, or when a
+    /// resume (Checkpoint:Resume) names a folder that does not exist (that resume fails with its own error).
+    /// </summary>
+    /// <param name="options">The run's checkpoint settings.</param>
+    /// <exception cref="CheckpointDirectoryException">The folder is a file, cannot be created, or cannot be written (a read-only
+    /// mount, no permission); the message names it and the fix.</exception>
+    public static void CheckWritable(Configuration.CheckpointOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (!options.Enabled || (options.Resume && !System.IO.Directory.Exists(options.Directory))) return;
+        var directory = options.Directory;
+        if (File.Exists(directory))
+            throw new CheckpointDirectoryException($"Checkpoint:Directory '{directory}' is a file, not a folder. Give a folder for the checkpoints (it is created if missing).");
+        try
+        {
+            System.IO.Directory.CreateDirectory(directory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CheckpointDirectoryException($"Could not create Checkpoint:Directory '{directory}': {e.Message.TrimEnd('.')}. Check Checkpoint:Directory and its permissions.", e);
+        }
+        ProbeWrite(directory);
+    }
+
+    /// <summary>
+    /// Creates and deletes an empty file of a name no other writer uses (<c>.disttrain.write-check-</c> and a GUID) in
+    /// <paramref name="directory"/>: whether checkpoints can be written there, without touching <see cref="FileName"/>.
+    /// </summary>
+    /// <exception cref="CheckpointDirectoryException">The file could not be created.</exception>
+    private static void ProbeWrite(string directory)
+    {
+        var probe = Path.Combine(directory, $".disttrain.write-check-{Guid.NewGuid():N}");
+        try
+        {
+            using var file = new FileStream(probe, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CheckpointDirectoryException($"Could not write in Checkpoint:Directory '{directory}': {e.Message.TrimEnd('.')}. Check Checkpoint:Directory " +
+                $"and its permissions: the checkpoints and the lock file {FileName} are written there.", e);
         }
     }
 
