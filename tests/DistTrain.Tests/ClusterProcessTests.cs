@@ -597,7 +597,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 2);
         psEnvironment["DISTTRAIN_Checkpoint__EverySteps"] = standbyEnvironment["DISTTRAIN_Checkpoint__EverySteps"] = "100";
         // An earlier job's checkpoint left in the shared folder, newer by version and by write time: a takeover must
-        // not resume it (it is past the last epoch, so resuming it would fail), and pruning must not favour it.
+        // not resume it (it is past the last epoch, so resuming it would fail), and pruning must not favour it: it goes
+        // before the job's own. (Skipping another job's checkpoint on resume: ResumeRefusalTests.)
         var stalePath = WriteStaleCheckpoint(configPath, psEnvironment["DISTTRAIN_Checkpoint__Directory"]);
         var active = Start("parameter-server", configPath, psEnvironment);
         await active.WaitForOutputAsync("This node is the active parameter server", Guard);
@@ -628,7 +629,9 @@ public sealed partial class ClusterProcessTests : IDisposable
         await standby.WaitForOutputAsync("Training starts with 2 workers", Guard, after: resumedAt);
         var resumed = Regex.Match(standby.Output[resumedAt..], @"^Resuming from checkpoint \S+: weights version (\d+), epoch (\d+) round (\d+)");
         Assert.True(resumed.Success, standby.Output);
-        Assert.Contains($"Skipping checkpoint {stalePath}: written by another job (job earlier-job", standby.Output);
+        // Pruning removed it before the job's own (both nodes keep this job's checkpoints first, by version), and it was never resumed.
+        Assert.False(File.Exists(stalePath), $"the earlier job's checkpoint {stalePath} outlived the job's own newer ones");
+        Assert.DoesNotContain($"checkpoint {stalePath}: weights version", standby.Output);
         // The step counter never goes backwards past the newest checkpoint the active server wrote before it died.
         Assert.True(long.Parse(resumed.Groups[1].Value) >= checkpointed,
             $"resumed at version {resumed.Groups[1].Value}, but the active server had written version {checkpointed}");
