@@ -15,7 +15,8 @@
 # are not kept in it: mmdebstrap's copy of them (/etc/apt/apt.conf.d/99mmdebstrap) is removed and its absence checked,
 # so none of them reaches the DistTrain image built on it.
 #
-# Where runc cannot apply podman's default ulimits (`error setting rlimit type 7`), the script writes
+# Where the container runtime cannot apply podman's default ulimits (runc: `error setting rlimit type 7`; crun:
+# `setrlimit `RLIMIT_NOFILE`: Operation not permitted`), the script writes
 # /etc/containers/containers.conf.d/50-disttrain-ulimits.conf (`default_ulimits = []`); a `podman system service`
 # that was started before reads it only once restarted.
 #
@@ -85,13 +86,13 @@ if ! present_or_pulled "$debian"; then
   say "$debian: built (mmdebstrap, $(seconds_since "$start") s)"
 fi
 
-# The stand-ins below are built with RUN steps, so containers must start: runc refuses to on some kernels unless
-# podman leaves the ulimits alone.
-if [ "$engine" = podman ] && ! podman run --rm "$debian" true > "$logs/probe.log" 2>&1 && grep -q "error setting rlimit" "$logs/probe.log"; then
-  [ "$(id -u)" -eq 0 ] || fail "runc cannot set podman's default ulimits here; as root, write [containers] and default_ulimits = [] into /etc/containers/containers.conf.d/50-disttrain-ulimits.conf"
+# The stand-ins below are built with RUN steps, so containers must start: runc and crun refuse to on some kernels
+# unless podman leaves the ulimits alone.
+if [ "$engine" = podman ] && ! podman run --rm "$debian" true > "$logs/probe.log" 2>&1 && grep -q -E "error setting rlimit|setrlimit .?RLIMIT_" "$logs/probe.log"; then
+  [ "$(id -u)" -eq 0 ] || fail "the container runtime cannot set podman's default ulimits here; as root, write [containers] and default_ulimits = [] into /etc/containers/containers.conf.d/50-disttrain-ulimits.conf"
   mkdir -p /etc/containers/containers.conf.d
   printf '[containers]\ndefault_ulimits = []\n' > /etc/containers/containers.conf.d/50-disttrain-ulimits.conf
-  say "runc cannot set podman's default ulimits here: wrote /etc/containers/containers.conf.d/50-disttrain-ulimits.conf (restart a running podman system service so that it reads it)"
+  say "the container runtime cannot set podman's default ulimits here: wrote /etc/containers/containers.conf.d/50-disttrain-ulimits.conf (restart a running podman system service so that it reads it)"
 fi
 
 # build_standin NAME CONTAINERFILE [podman build options...]
