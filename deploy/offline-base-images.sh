@@ -18,7 +18,9 @@
 # Where the container runtime cannot apply podman's default ulimits (runc: `error setting rlimit type 7`; crun:
 # `setrlimit `RLIMIT_NOFILE`: Operation not permitted`), the script writes
 # /etc/containers/containers.conf.d/50-disttrain-ulimits.conf (`default_ulimits = []`); a `podman system service`
-# that was started before reads it only once restarted.
+# that was started before reads it only once restarted. Where crun cannot start containers at all (`cgroups in hybrid
+# mode not supported`), it writes /etc/containers/containers.conf.d/51-disttrain-runtime.conf, which makes podman use
+# runc.
 #
 # Usage: deploy/offline-base-images.sh
 # Environment: PULL=0 (never try a registry); ENGINE=docker only checks or pulls (stand-ins need podman);
@@ -93,6 +95,16 @@ if [ "$engine" = podman ] && ! podman run --rm "$debian" true > "$logs/probe.log
   mkdir -p /etc/containers/containers.conf.d
   printf '[containers]\ndefault_ulimits = []\n' > /etc/containers/containers.conf.d/50-disttrain-ulimits.conf
   say "the container runtime cannot set podman's default ulimits here: wrote /etc/containers/containers.conf.d/50-disttrain-ulimits.conf (restart a running podman system service so that it reads it)"
+fi
+
+# crun refuses to start containers on a host whose cgroups are in hybrid mode (v1 controllers beside a v2 tree); runc
+# runs them there. Podman then uses runc when it is installed.
+if [ "$engine" = podman ] && ! podman run --rm "$debian" true > "$logs/probe.log" 2>&1 && grep -q "cgroups in hybrid mode not supported" "$logs/probe.log"; then
+  command -v runc > /dev/null || fail "crun cannot start containers on this host's hybrid cgroups: install runc (apt-get install runc) and run this again"
+  [ "$(id -u)" -eq 0 ] || fail "crun cannot start containers on this host's hybrid cgroups; as root, write [engine] and runtime = \"runc\" into /etc/containers/containers.conf.d/51-disttrain-runtime.conf"
+  mkdir -p /etc/containers/containers.conf.d
+  printf '[engine]\nruntime = "runc"\n' > /etc/containers/containers.conf.d/51-disttrain-runtime.conf
+  say "crun cannot start containers on this host's hybrid cgroups: wrote /etc/containers/containers.conf.d/51-disttrain-runtime.conf (podman uses runc)"
 fi
 
 # build_standin NAME CONTAINERFILE [podman build options...]
