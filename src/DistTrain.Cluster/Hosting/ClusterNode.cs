@@ -53,6 +53,7 @@ public static class ClusterNode
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
                 .WithFallback(AkkaSettings.Logging("INFO")), HoconAddMode.Prepend)
             .WithRemoting(Remoting(options.Cluster, security))
+            .AddHocon(AkkaSettings.ExclusivePort(), HoconAddMode.Prepend)
             .AddHocon(AkkaSettings.Membership(options.Cluster), HoconAddMode.Prepend)
             .WithClustering(new AkkaClusterOptions
             {
@@ -417,7 +418,8 @@ public static class ClusterNode
 
     /// <summary>
     /// Starts a node's host. PortProbe checked Cluster:Port at start-up, but another process can take it in the moment
-    /// before Akka.Remote binds it; Akka.Remote's bind failure (a <see cref="System.Net.Sockets.SocketException"/> under
+    /// before Akka.Remote binds it (a node started at the same moment on the same port passes the check too; with
+    /// <see cref="AkkaSettings.ExclusivePort"/> only one of them can bind); Akka.Remote's bind failure (a <see cref="System.Net.Sockets.SocketException"/> under
     /// nested <see cref="AggregateException"/>s) is then the <see cref="PortInUseException"/> the probe would have thrown,
     /// one line naming the key and the port, not a fault of DistTrain's.
     /// </summary>

@@ -6,9 +6,10 @@ namespace DistTrain.Cluster.Hosting;
 /// <summary>
 /// Checks at start-up that a node's ports are free, so a taken port is one clear line and exit code 2 instead of an
 /// actor system that fails later. .NET's <c>ReuseAddress</c> on Linux also sets <c>SO_REUSEPORT</c>, which lets a
-/// second process listen on a port already in use (Akka.Remote's DotNetty transport sets it): the probe sets
-/// <c>SO_REUSEADDR</c> alone, which ignores connections of an earlier run lingering in TIME_WAIT but conflicts with
-/// any listener.
+/// second socket listen on a port already in use: the probe sets <c>SO_REUSEADDR</c> alone, which ignores connections
+/// of an earlier run lingering in TIME_WAIT but conflicts with any listener. The probe only gives the message: two
+/// nodes started at the same moment both pass it, and what keeps the port to one of them is that no listener of a node
+/// sets <c>SO_REUSEPORT</c> (<see cref="AkkaSettings.ExclusivePort"/> for Akka.Remote's), so the second bind fails.
 /// </summary>
 public static class PortProbe
 {
