@@ -157,4 +157,21 @@ public sealed class PortExclusivityTests
             await node.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(60));
         }
     }
+
+    /// <summary>
+    /// A Metrics:Port taken after the node's start-up check passed (by a node started at the same moment on the same
+    /// port) is named as the check names a taken port; it was "cannot listen on HOST", unlike the other two ports.
+    /// </summary>
+    [Fact]
+    public void A_metrics_port_taken_after_the_start_up_check_is_named_as_the_port_in_use()
+    {
+        var port = FreePort();
+        using var taken = new TcpListener(IPAddress.Loopback, port);
+        PortProbe.EnsureFree("Metrics:Port", "localhost", port); // the node's check passes
+        taken.Start(); // then another node's endpoint listens
+        var options = new TrainingOptions { Metrics = { Hostname = "localhost", Port = port } };
+        var failure = Assert.Throws<DistTrain.Cli.MetricsPortException>(() => DistTrain.Cli.MetricsSetup.Start(options, DistTrainMetrics.Node));
+        Assert.Equal($"Metrics:Port = {port}: the port is in use (Address already in use), probably by another DistTrain cluster or node on this machine. " +
+            "Pick a free port (DISTTRAIN_Metrics__Port=...) or stop that process.", failure.Message);
+    }
 }
