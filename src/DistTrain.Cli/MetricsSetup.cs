@@ -12,7 +12,9 @@ internal static class MetricsSetup
     /// The exporter, or null when metrics are off. Any other failure of the endpoint is a warning and the run goes on
     /// (see <see cref="MetricsExporter"/>).
     /// </summary>
-    /// <exception cref="MetricsPortException">The port is taken or may not be bound.</exception>
+    /// <exception cref="MetricsPortException">The port is taken or may not be bound. A port another socket listens on is
+    /// named as the start-up check names it (<see cref="PortInUseException"/>'s message), also when it was taken after
+    /// the check passed, as by a node started at the same moment with the same Metrics:Port.</exception>
     public static MetricsExporter? Start(TrainingOptions options, string node)
     {
         DistTrainMetrics.Node = node;
@@ -26,6 +28,17 @@ internal static class MetricsSetup
         }
         catch (HttpListenerException e)
         {
+            if (HostProblem(options.Metrics.Hostname) is null)
+            {
+                try
+                {
+                    PortProbe.EnsureFree("Metrics:Port", options.Metrics.Hostname, options.Metrics.Port);
+                }
+                catch (PortInUseException taken)
+                {
+                    throw new MetricsPortException(taken.Message);
+                }
+            }
             throw new MetricsPortException(CannotListen(options.Metrics.Hostname, options.Metrics.Port, e));
         }
     }

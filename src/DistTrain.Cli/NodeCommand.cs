@@ -110,7 +110,7 @@ internal static class NodeCommand
             // Every port this node listens on, checked before anything starts: a taken one is one line and exit code 2.
             PortProbe.EnsureFree("Cluster:Port", options.Cluster.Hostname, options.Cluster.Port);
             PortProbe.EnsureFree("Metrics:Port", options.Metrics.Hostname, options.Metrics.Port);
-            if (role == NodeRoles.ParameterServer) dataPlane = DataPlaneListener.Start(options.Cluster.DataPort, security.Certificates);
+            if (role == NodeRoles.ParameterServer) dataPlane = DataPlaneListener.Start(options.Cluster.Hostname, options.Cluster.DataPort, security.Certificates);
             exporter = MetricsSetup.Start(options, MetricsSetup.NodeLabel(role, options.Cluster, Environment.ProcessId));
         }
         catch (Exception e) when (e is MetricsPortException or PortInUseException)

@@ -247,11 +247,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         if (_takeover)
         {
             Metrics.DistTrainMetrics.RecordTakeover();
-            _log.Warning("Taking over the job as the parameter server (the active one failed or was stopped); waiting for {0} worker(s) to register again; data plane on port {1}",
-                _options.Cluster.MinWorkers, _listener.Port);
+            _log.Warning("Taking over the job as the parameter server (the active one failed or was stopped); waiting for {0} worker(s) to register again; data plane on port {1}, {2}",
+                _options.Cluster.MinWorkers, _listener.Port, _listener.Interfaces);
         }
         else
-            _log.Info("Job host waiting for {0} worker(s); data plane on port {1}", _options.Cluster.MinWorkers, _listener.Port);
+            _log.Info("Job host waiting for {0} worker(s); data plane on port {1}, {2}", _options.Cluster.MinWorkers, _listener.Port, _listener.Interfaces);
         // A job that cannot start (its workers never came, or died before it started) says so, and ends as a pause would.
         _waitingToStart.Start();
         Timers.StartPeriodicTimer(nameof(StartStatus), new StartStatus(), StartStatusEvery);

@@ -10,9 +10,9 @@ namespace DistTrain.Cluster.DataPlane;
 
 /// <summary>
 /// Accepts workers' data-plane connections on a parameter-server node. Bound when the node starts (so a taken port
-/// stops it at once), it accepts from then on; each connection gets its TLS handshake (with Cluster:Tls, the client
-/// certificate checked against the cluster's CA) and its <see cref="DataPlaneHello"/> within
-/// <see cref="HandshakeTimeoutSeconds"/>, on its own task, and then goes to the attached job host as
+/// stops it at once), on the address Akka.Remote binds (Cluster:Hostname), it accepts from then on; each connection
+/// gets its TLS handshake (with Cluster:Tls, the client certificate checked against the cluster's CA) and its
+/// <see cref="DataPlaneHello"/> within <see cref="HandshakeTimeoutSeconds"/>, on its own task, and then goes to the attached job host as
 /// <see cref="Accepted"/>, which checks the hello's token. A connection that fails is closed and reported once as
 /// <see cref="Rejected"/>; none of its bytes past the fixed-size hello is read.
 /// </summary>
@@ -47,12 +47,34 @@ public sealed class DataPlaneListener : IDisposable
     /// <summary>The bound port.</summary>
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
-    /// <summary>Binds <paramref name="port"/> on every interface and starts accepting.</summary>
+    /// <summary>The address the listener is bound to: <see cref="IPAddress.Any"/> (or <see cref="IPAddress.IPv6Any"/>) for every interface.</summary>
+    public IPAddress Address => ((IPEndPoint)_listener.LocalEndpoint).Address;
+
+    /// <summary>Where the listener accepts, for the log: <c>on 127.0.0.1</c>, <c>on every IPv4 interface</c> (0.0.0.0) or <c>on every interface</c> (::).</summary>
+    public string Interfaces => Address.Equals(IPAddress.Any) ? "on every IPv4 interface"
+        : Address.Equals(IPAddress.IPv6Any) ? "on every interface"
+        : $"on {Address}";
+
+    /// <summary>
+    /// Binds <paramref name="port"/> where Akka.Remote binds Cluster:Port, <paramref name="host"/> (Cluster:Hostname,
+    /// resolved by <see cref="PortProbe.BindAddress"/>), and starts accepting: a node that Akka.Remote keeps to one
+    /// address (<c>127.0.0.1</c> on loopback) keeps its data plane there too; <c>0.0.0.0</c> (the default) binds every
+    /// IPv4 interface, <c>::</c> every interface of both families.
+    /// </summary>
+    /// <param name="host">Cluster:Hostname.</param>
     /// <param name="port">Cluster:DataPort (0 picks a free port, for tests).</param>
     /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
     /// <exception cref="PortInUseException">The port is taken.</exception>
+    /// <exception cref="SocketException"><paramref name="host"/> does not resolve.</exception>
+    public static DataPlaneListener Start(string host, int port, ClusterCertificates? certificates) =>
+        Start(PortProbe.BindAddress(host), port, certificates, TimeSpan.FromSeconds(HandshakeTimeoutSeconds));
+
+    /// <summary>Binds <paramref name="port"/> on every IPv4 interface and starts accepting.</summary>
+    /// <param name="port">The port (0 picks a free port, for tests).</param>
+    /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
+    /// <exception cref="PortInUseException">The port is taken.</exception>
     public static DataPlaneListener Start(int port, ClusterCertificates? certificates) =>
-        Start(port, certificates, TimeSpan.FromSeconds(HandshakeTimeoutSeconds));
+        Start(IPAddress.Any, port, certificates, TimeSpan.FromSeconds(HandshakeTimeoutSeconds));
 
     /// <summary>
     /// As <see cref="Start(int, ClusterCertificates?)"/>, with <paramref name="handshakeTimeout"/> instead of
@@ -60,10 +82,14 @@ public sealed class DataPlaneListener : IDisposable
     /// </summary>
     /// <exception cref="PortInUseException">The port is taken.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="handshakeTimeout"/> is not positive.</exception>
-    internal static DataPlaneListener Start(int port, ClusterCertificates? certificates, TimeSpan handshakeTimeout)
+    internal static DataPlaneListener Start(int port, ClusterCertificates? certificates, TimeSpan handshakeTimeout) =>
+        Start(IPAddress.Any, port, certificates, handshakeTimeout);
+
+    private static DataPlaneListener Start(IPAddress address, int port, ClusterCertificates? certificates, TimeSpan handshakeTimeout)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(handshakeTimeout, TimeSpan.Zero);
-        var listener = new TcpListener(IPAddress.Any, port);
+        var listener = new TcpListener(address, port);
+        if (address.Equals(IPAddress.IPv6Any)) listener.Server.DualMode = true; // ::, every interface: IPv4 too, as Akka.Remote
         PortProbe.AllowTimeWait(listener.Server);
         try
         {

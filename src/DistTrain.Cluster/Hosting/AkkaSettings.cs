@@ -68,6 +68,22 @@ public static class AkkaSettings
         akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
         """);
 
+    /// <summary>
+    /// Akka.Remote's listening socket (Cluster:Port) kept to this node alone. With <c>tcp-reuse-addr</c> on (Akka's default
+    /// off Windows), DotNetty sets .NET's <c>ReuseAddress</c>, which on Linux sets <c>SO_REUSEPORT</c> as well as
+    /// <c>SO_REUSEADDR</c>: any other socket of the same user with <c>SO_REUSEPORT</c> could then listen on the same port,
+    /// and the kernel shared the incoming connections between them. Two nodes started at the same moment both passed the
+    /// start-up check (<see cref="PortProbe"/>) and both listened on one Cluster:Port, each node taking some of the
+    /// other job's connections. Off, the socket has no <c>SO_REUSEPORT</c> and the second bind fails (the node stops with
+    /// <see cref="PortInUseException"/>), whatever the order. .NET still sets <c>SO_REUSEADDR</c> alone on every TCP bind
+    /// on Linux (Windows allows that bind without it), so a node restarted on its port after a <c>kill -9</c>, while that port's
+    /// connections of the killed run are in TIME_WAIT, binds at once (measured; with no <c>SO_REUSEADDR</c> at all such a
+    /// bind failed for 61 s).
+    /// </summary>
+    public static Config ExclusivePort() => ConfigurationFactory.ParseString("""
+        akka.remote.dot-netty.tcp.tcp-reuse-addr = off
+        """);
+
     private static long Milliseconds(double seconds) => (long)Math.Round(seconds * 1000);
 
     /// <summary>Logging through Akka's standard-out logger at <paramref name="level"/> (DEBUG, INFO, WARNING, ERROR, OFF).</summary>

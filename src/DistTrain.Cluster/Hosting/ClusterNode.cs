@@ -53,6 +53,7 @@ public static class ClusterNode
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
                 .WithFallback(AkkaSettings.Logging("INFO")), HoconAddMode.Prepend)
             .WithRemoting(Remoting(options.Cluster, security))
+            .AddHocon(AkkaSettings.ExclusivePort(), HoconAddMode.Prepend)
             .AddHocon(AkkaSettings.Membership(options.Cluster), HoconAddMode.Prepend)
             .WithClustering(new AkkaClusterOptions
             {
@@ -92,7 +93,7 @@ public static class ClusterNode
     /// </summary>
     /// <param name="options">The node's validated options.</param>
     /// <param name="security">The job's identity and the node's TLS certificates (<see cref="ClusterSecurity.Load"/>).</param>
-    /// <param name="listener">The node's data-plane listener, bound at start-up (<see cref="DataPlaneListener.Start(int, ClusterCertificates?)"/>).</param>
+    /// <param name="listener">The node's data-plane listener, bound at start-up (<see cref="DataPlaneListener.Start(string, int, ClusterCertificates?)"/>).</param>
     /// <param name="data">The job's data.</param>
     /// <param name="observer">Receives progress.</param>
     /// <param name="cancellationToken">Stops the node: it leaves the cluster, and the call ends with
@@ -112,7 +113,7 @@ public static class ClusterNode
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var finishedElsewhere = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         var failover = new FailoverState();
-        var dataHost = string.IsNullOrWhiteSpace(options.Cluster.PublicHostname) ? System.Net.Dns.GetHostName() : options.Cluster.PublicHostname;
+        var dataHost = DataHost(options.Cluster);
         // The training split's digest once, for the checkpoints and the registration's comparison.
         var trainDigest = options.Checkpoint.Enabled || options.Cluster.CheckSamples ? data.Train.ContentDigest() : "";
         var samples = ModelFingerprint.SamplesOf(data, options.Cluster.CheckSamples, trainDigest);
@@ -171,6 +172,17 @@ public static class ClusterNode
             throw new TrainingCancelledException(cancelled.Weights, cancellationToken);
         throw new OperationCanceledException(cancellationToken);
     }
+
+    /// <summary>
+    /// The host workers dial for this node's data plane, as they dial its Akka.Remote address: Cluster:PublicHostname
+    /// when set; else Cluster:Hostname when that is one address or name (the data plane listens only there, as Akka.Remote
+    /// does, and Akka.Remote advertises it); else, on every interface, the machine's host name.
+    /// </summary>
+    /// <param name="cluster">The node's Cluster options.</param>
+    public static string DataHost(Core.Configuration.ClusterOptions cluster) =>
+        !string.IsNullOrWhiteSpace(cluster.PublicHostname) ? cluster.PublicHostname
+        : PortProbe.IsEveryInterface(cluster.Hostname) ? System.Net.Dns.GetHostName()
+        : cluster.Hostname;
 
     /// <summary>
     /// Tells this node's job host, if it runs here, to stop training (<see cref="JobHost.StopTraining"/>); true when the job
@@ -481,7 +493,8 @@ public static class ClusterNode
 
     /// <summary>
     /// Starts a node's host. PortProbe checked Cluster:Port at start-up, but another process can take it in the moment
-    /// before Akka.Remote binds it; Akka.Remote's bind failure (a <see cref="System.Net.Sockets.SocketException"/> under
+    /// before Akka.Remote binds it (a node started at the same moment on the same port passes the check too; with
+    /// <see cref="AkkaSettings.ExclusivePort"/> only one of them can bind); Akka.Remote's bind failure (a <see cref="System.Net.Sockets.SocketException"/> under
     /// nested <see cref="AggregateException"/>s) is then the <see cref="PortInUseException"/> the probe would have thrown,
     /// one line naming the key and the port, not a fault of DistTrain's.
     /// </summary>

@@ -6,9 +6,10 @@ namespace DistTrain.Cluster.Hosting;
 /// <summary>
 /// Checks at start-up that a node's ports are free, so a taken port is one clear line and exit code 2 instead of an
 /// actor system that fails later. .NET's <c>ReuseAddress</c> on Linux also sets <c>SO_REUSEPORT</c>, which lets a
-/// second process listen on a port already in use (Akka.Remote's DotNetty transport sets it): the probe sets
-/// <c>SO_REUSEADDR</c> alone, which ignores connections of an earlier run lingering in TIME_WAIT but conflicts with
-/// any listener.
+/// second socket listen on a port already in use: the probe sets <c>SO_REUSEADDR</c> alone, which ignores connections
+/// of an earlier run lingering in TIME_WAIT but conflicts with any listener. The probe only gives the message: two
+/// nodes started at the same moment both pass it, and what keeps the port to one of them is that no listener of a node
+/// sets <c>SO_REUSEPORT</c> (<see cref="AkkaSettings.ExclusivePort"/> for Akka.Remote's), so the second bind fails.
 /// </summary>
 public static class PortProbe
 {
@@ -20,17 +21,40 @@ public static class PortProbe
         if (OperatingSystem.IsLinux()) socket.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
     }
 
+    /// <summary>
+    /// True when <paramref name="host"/> (Cluster:Hostname, Metrics:Hostname) names every interface: <c>0.0.0.0</c>,
+    /// <c>::</c>, <c>+</c>, <c>*</c> or empty.
+    /// </summary>
+    public static bool IsEveryInterface(string host) =>
+        host is "+" or "*" or "" || (IPAddress.TryParse(host.Trim('[', ']'), out var address) && (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any)));
+
+    /// <summary>
+    /// The address a listener for <paramref name="host"/> binds, as Akka.Remote binds Cluster:Hostname:
+    /// <see cref="IPAddress.Any"/> for every interface (<see cref="IsEveryInterface"/>; <see cref="IPAddress.IPv6Any"/>
+    /// for <c>::</c>), an address as given, and a host name's first IPv4 address (Akka.Remote's <c>dns-use-ipv6</c> is
+    /// off), or its first address when it has no IPv4 one.
+    /// </summary>
+    /// <param name="host">A host name or an IP address.</param>
+    /// <exception cref="SocketException"><paramref name="host"/> does not resolve.</exception>
+    public static IPAddress BindAddress(string host)
+    {
+        if (host is "+" or "*" or "") return IPAddress.Any;
+        if (IPAddress.TryParse(host.Trim('[', ']'), out var parsed)) return parsed;
+        var addresses = Dns.GetHostAddresses(host);
+        return addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ?? addresses.FirstOrDefault()
+            ?? throw new SocketException((int)SocketError.HostNotFound);
+    }
+
     /// <summary>Throws when nothing can listen on <paramref name="host"/>:<paramref name="port"/> because another socket does.</summary>
     /// <param name="key">The config key of the port, for the message (Cluster:Port, Metrics:Port).</param>
     /// <param name="host">Address to bind (Cluster:Hostname); <c>0.0.0.0</c>, <c>+</c> or <c>*</c> for every interface.</param>
     /// <param name="port">The port; 0 (any free port) always passes.</param>
     /// <exception cref="PortInUseException">Another socket listens there.</exception>
+    /// <exception cref="SocketException"><paramref name="host"/> does not resolve.</exception>
     public static void EnsureFree(string key, string host, int port)
     {
         if (port == 0) return;
-        var address = host is "+" or "*" or "0.0.0.0" or "" ? IPAddress.Any
-            : IPAddress.TryParse(host, out var parsed) ? parsed
-            : Dns.GetHostAddresses(host).FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ?? IPAddress.Any;
+        var address = BindAddress(host);
         using var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         AllowTimeWait(socket);
         try

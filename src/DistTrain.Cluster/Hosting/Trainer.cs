@@ -143,7 +143,7 @@ public sealed class Trainer
         using var owned = Security is null ? ClusterSecurity.Load(Options.Cluster) : null;
         var security = Checked(Security) ?? owned!;
         PortProbe.EnsureFree("Cluster:Port", Options.Cluster.Hostname, Options.Cluster.Port);
-        using var listener = DataPlaneListener.Start(Options.Cluster.DataPort, security.Certificates);
+        using var listener = DataPlaneListener.Start(Options.Cluster.Hostname, Options.Cluster.DataPort, security.Certificates);
         var result = await ClusterNode.RunParameterServerAsync(Options, security, listener, data, Observe(progress), cancellationToken).ConfigureAwait(false);
         return Outcome(data, result);
     }

@@ -202,10 +202,17 @@ public sealed class CheckpointOptions
 /// </summary>
 public sealed class ClusterOptions
 {
-    /// <summary>Address the node's Akka.Remote endpoint binds to. Default <c>0.0.0.0</c> (all interfaces).</summary>
+    /// <summary>
+    /// Address the node's Akka.Remote endpoint, and a parameter server's data plane, bind to: <c>0.0.0.0</c> (the default)
+    /// every IPv4 interface, <c>::</c> every interface, else that one address (a host name: its first IPv4 address), as
+    /// <c>127.0.0.1</c> keeps a cluster on one machine to loopback.
+    /// </summary>
     public string Hostname { get; set; } = "0.0.0.0";
 
-    /// <summary>Address other nodes use to reach this one (a container's IP or DNS name). Empty: the machine's host name.</summary>
+    /// <summary>
+    /// Address other nodes use to reach this one, for Akka.Remote and the data plane (a container's IP or DNS name, or the
+    /// outside address behind NAT). Empty: <see cref="Hostname"/> when that is one address, else the machine's host name.
+    /// </summary>
     public string PublicHostname { get; set; } = "";
 
     /// <summary>Akka.Remote port; 0 picks a free one (fine for workers). Default 4053, the parameter server's seed port.</summary>
@@ -214,7 +221,7 @@ public sealed class ClusterOptions
     /// <summary>Seed node addresses, e.g. <c>akka.tcp://disttrain@ps:4053</c>; the parameter server is the usual seed.</summary>
     public List<string> SeedNodes { get; set; } = [];
 
-    /// <summary>TCP port of the parameter server's tensor data plane (weights and gradients). Default 4054.</summary>
+    /// <summary>TCP port of the parameter server's tensor data plane (weights and gradients), on <see cref="Hostname"/>. Default 4054.</summary>
     public int DataPort { get; set; } = 4054;
 
     /// <summary>
