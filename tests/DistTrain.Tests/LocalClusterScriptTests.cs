@@ -561,6 +561,51 @@ public class LocalClusterScriptTests
     }
 
     /// <summary>
+    /// SIGTERM, as a service manager or timeout stops the script: to the script alone (kill -TERM PID, docker stop), to its
+    /// process group (kill -TERM -PGID, systemd's KillMode=control-group), or to the script and then its group, as timeout
+    /// sends it (here 0.3 s apart, so that the script always takes them as two signals, as it can from timeout). The script
+    /// used to die at once, with the parameter server's log pipeline: its last lines were lost, and the nodes outlived the
+    /// script. Now every node stops at its next step as on Ctrl-C, once (a second signal, such as the script passing on
+    /// one the node got itself, ends it at once, without its <c>cancelled:</c> line), its last lines reach its log and the
+    /// screen, and the script exits with the parameter server's code, 130, leaving no process of its group.
+    /// </summary>
+    [Theory]
+    [InlineData("script")]
+    [InlineData("group")]
+    [InlineData("script, then group")]
+    public async Task SIGTERM_to_the_script_or_its_process_group_stops_the_nodes_as_Ctrl_C_does_and_the_script_exits_130(string to)
+    {
+        using var script = await TrainingScript.StartAsync(asFromTerminal: true);
+        var process = script.Process;
+        const int sigterm = 15;
+        if (to != "group") Assert.Equal(0, SendSignal(process.Id, sigterm));
+        if (to == "script, then group") await Task.Delay(300);
+        if (to != "script") Assert.Equal(0, SendSignal(-process.Id, sigterm));
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            try { await process.WaitForExitAsync(timeout.Token); }
+            catch (OperationCanceledException) { Assert.Fail($"the job went on after SIGTERM:\n{script.Output}\n{script.Errors}"); }
+        }
+        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}\n{script.Output}\n{script.Errors}");
+        Assert.True(SendSignal(-process.Id, 0) == -1 && Marshal.GetLastPInvokeError() == 3 /* ESRCH */, "a process of the script's group still runs");
+        Assert.Equal(to == "script"
+            ? "SIGTERM: passing it on to every node, so each stops at its next step (their SIGTERM lines below); SIGTERM again stops them at once."
+            : "SIGTERM: every node got it and stops at its next step (their SIGTERM lines below); SIGTERM to the process group again, or Ctrl-C, stops them at once.",
+            script.Errors.Trim());
+        var logs = Path.Combine(script.RunFolder, "logs");
+        var psLog = File.ReadAllLines(Path.Combine(logs, "parameter-server.log"));
+        Assert.Contains(psLog, l => l.StartsWith("SIGTERM: stopping at the next step", StringComparison.Ordinal));
+        Assert.StartsWith("cancelled: stopped at epoch ", psLog[^1]);
+        Assert.Contains(psLog[^1], script.Output);
+        foreach (var worker in new[] { "worker-1", "worker-2" })
+        {
+            var log = File.ReadAllLines(Path.Combine(logs, $"{worker}.log"));
+            Assert.Contains(log, l => l.StartsWith("SIGTERM: stopping at the next step", StringComparison.Ordinal));
+            Assert.StartsWith("cancelled: ", log[^1]);
+        }
+    }
+
+    /// <summary>
     /// deploy/local/ctrl-c.sh's ctrl_c_reached_group tells a Ctrl-C (the probe, in the script's process group, ends with it)
     /// from a SIGINT to the script alone (the probe runs on). The probe's end can come late on a loaded machine; the limit
     /// was 0.2 s, so a Ctrl-C was taken for a SIGINT to the script alone and the nodes got a SIGTERM on top of it. Here the
@@ -604,12 +649,14 @@ public class LocalClusterScriptTests
         private readonly StringBuilder _output = new();
         private readonly StringBuilder _errors = new();
         private readonly string _folder;
+        private readonly bool _ownGroup;
         private string? _runFolder;
 
         private TrainingScript(bool asFromTerminal)
         {
             _folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
             Directory.CreateDirectory(_folder);
+            _ownGroup = asFromTerminal;
             Process = new Process { StartInfo = ClusterScript(_folder, epochs: 500, asFromTerminal) };
             Process.OutputDataReceived += (_, e) => { lock (_output) _output.AppendLine(e.Data); };
             Process.ErrorDataReceived += (_, e) => { lock (_errors) _errors.AppendLine(e.Data); };
@@ -652,6 +699,8 @@ public class LocalClusterScriptTests
             try
             {
                 if (!Process.HasExited) Process.Kill(entireProcessTree: true);
+                // Nodes the script left behind (no longer its children, so not in its tree) are still in its process group.
+                if (_ownGroup) SendSignal(-Process.Id, 9);
             }
             catch (InvalidOperationException) { } // never started
             Process.Dispose();
