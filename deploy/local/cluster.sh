@@ -92,8 +92,9 @@ done
 # The ports this run hands out, each of which must be its own: the parameter server's Cluster:Port and Cluster:DataPort,
 # and with DISTTRAIN_Metrics__Port=P (0 is off) the metrics ports P (the parameter server's) to P + WORKERS (worker i's is
 # P + i); the workers' Cluster:Port is 0, a free one, and so is that of a worker add-worker.sh starts, which serves no
-# metrics. Checked here, before anything is built, installed or started, for the ports given, and again below once the
-# run has picked free ports for those not given. A value that is not a whole number is left to the nodes' config check.
+# metrics unless its caller gives it a DISTTRAIN_Metrics__Port of its own. Checked here, before anything is built,
+# installed or started, for the ports given, and again below once the run has picked free ports for those not given. A
+# value that is not a whole number is left to the nodes' config check.
 metrics_port=""
 if [[ "${DISTTRAIN_Metrics__Port:-}" =~ ^[0-9]{1,5}$ ]] && [ $((10#$DISTTRAIN_Metrics__Port)) -gt 0 ]; then
   metrics_port=$((10#$DISTTRAIN_Metrics__Port))
@@ -228,9 +229,20 @@ trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 143
   fi' TERM
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node$([ "$workers" = 1 ] || echo s); logs in $logs/."
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
-# next epoch), with the run's environment; its log goes to the standard output.
-{ echo '#!/usr/bin/env bash'; echo "cd $(printf %q "$caller")"; export -p | grep ' DISTTRAIN_' | grep -v 'DISTTRAIN_Metrics__Port='
-  printf 'export DISTTRAIN_Cluster__Port=0\nexec'; printf ' %q' "${disttrain[@]}" node --role worker "$@"; echo; } > "$repo/$RUN/add-worker.sh"
+# next epoch), with the run's DISTTRAIN_ variables, which win over the caller's but for the node's own settings
+# (Compute, Metrics, Cluster:SharedMemory and Cluster:JoinTimeoutSeconds); deploy/local/add-worker-env.sh names each
+# variable of the caller's it ignores. Its Cluster:Port is 0, a free one, and it serves no metrics unless given a port
+# of its own. Its log goes to the standard output.
+{ echo '#!/usr/bin/env bash'
+  echo "# Starts one more worker node in this run of deploy/local/cluster.sh, with the run's settings (deploy/local/add-worker-env.sh)."
+  echo "cd $(printf %q "$caller")"
+  echo 'declare -A run=('
+  for name in $(compgen -e); do
+    case "${name^^}" in DISTTRAIN_METRICS__PORT|DISTTRAIN_CLUSTER__PORT) ;; DISTTRAIN_*) printf '  [%s]=%q\n' "$name" "${!name}" ;; esac
+  done
+  printf '  [DISTTRAIN_Cluster__Port]=0\n)\n'
+  echo "source $(printf %q "$repo/deploy/local/add-worker-env.sh")"
+  printf 'exec'; printf ' %q' "${disttrain[@]}" node --role worker "$@"; echo; } > "$repo/$RUN/add-worker.sh"
 chmod +x "$repo/$RUN/add-worker.sh"
 cd "$caller"
 [ -z "$metrics_port" ] || echo "Metrics: worker i on port $metrics_port + i (the parameter server prints its own address)."

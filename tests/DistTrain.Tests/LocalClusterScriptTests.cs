@@ -606,6 +606,53 @@ public class LocalClusterScriptTests
     }
 
     /// <summary>
+    /// A run's add-worker.sh set the run's DISTTRAIN_ variables over the caller's without a word: a seed node or a number of
+    /// epochs given to it was not used, and nothing said so. The run's values still win for the job's settings (a worker
+    /// with others would be refused, or have them ignored), and each variable given otherwise is named, one line each; the
+    /// settings of the node alone (Compute:BlasThreads here) are the caller's. The added worker joins the running job.
+    /// </summary>
+    [Fact]
+    public async Task Add_worker_names_each_job_setting_of_the_callers_it_ignores_and_takes_the_nodes_own_from_the_caller()
+    {
+        using var script = await TrainingScript.StartAsync();
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Repository };
+        start.ArgumentList.Add(Path.Combine(script.RunFolder, "add-worker.sh"));
+        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("DISTTRAIN_", StringComparison.OrdinalIgnoreCase)).ToList())
+            start.Environment.Remove(key);
+        start.Environment["DISTTRAIN_Cluster__SeedNodes__0"] = "akka.tcp://disttrain@127.0.0.1:1";
+        start.Environment["DISTTRAIN_Training__Epochs"] = "3";
+        start.Environment["DISTTRAIN_Compute__BlasThreads"] = "2"; // the run's nodes have 1
+        var output = new StringBuilder();
+        var errors = new StringBuilder();
+        using var worker = new Process { StartInfo = start };
+        worker.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        worker.ErrorDataReceived += (_, e) => { lock (errors) errors.AppendLine(e.Data); };
+        worker.Start();
+        worker.BeginOutputReadLine();
+        worker.BeginErrorReadLine();
+        try
+        {
+            var started = Stopwatch.StartNew();
+            while (!Read(output).Contains("Joined the job as worker", StringComparison.Ordinal) && !worker.HasExited && started.Elapsed < TimeSpan.FromSeconds(120))
+                await Task.Delay(100);
+        }
+        finally
+        {
+            if (!worker.HasExited) worker.Kill(entireProcessTree: true);
+        }
+        Assert.True(Read(output).Contains("Joined the job as worker", StringComparison.Ordinal), $"the added worker did not join:\n{Read(output)}\n{Read(errors)}");
+        Assert.Contains(", 2 threads per call;", Read(output));
+        const string own = " to join the run's job as its workers did (only DISTTRAIN_Compute__*, DISTTRAIN_Metrics__*, DISTTRAIN_Cluster__SharedMemory and DISTTRAIN_Cluster__JoinTimeoutSeconds are the worker's own).";
+        var port = Regex.Match(script.Output, @"parameter server on port (\d+) ").Groups[1].Value;
+        Assert.Equal(
+            $"add-worker.sh: DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@127.0.0.1:1 is ignored: the added worker takes the run's DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@127.0.0.1:{port},{own}\n" +
+            $"add-worker.sh: DISTTRAIN_Training__Epochs=3 is ignored: the added worker takes the run's DISTTRAIN_Training__Epochs=500,{own}",
+            string.Join("\n", Read(errors).Split('\n').Where(l => l.StartsWith("add-worker.sh: ", StringComparison.Ordinal)))); // the node's own lines follow
+
+        static string Read(StringBuilder text) { lock (text) return text.ToString(); }
+    }
+
+    /// <summary>
     /// deploy/local/ctrl-c.sh's ctrl_c_reached_group tells a Ctrl-C (the probe, in the script's process group, ends with it)
     /// from a SIGINT to the script alone (the probe runs on). The probe's end can come late on a loaded machine; the limit
     /// was 0.2 s, so a Ctrl-C was taken for a SIGINT to the script alone and the nodes got a SIGTERM on top of it. Here the
