@@ -13,7 +13,11 @@
 # without it, pausing below Cluster:MinWorkers, as the README's cluster-mode section describes.
 # Ctrl-C stops the nodes as Ctrl-C stops a single node (at the next step, keeping what the parameter server keeps), lets
 # them write their last lines to their logs and the screen, and exits with the parameter server's code (130); a second
-# Ctrl-C ends them at once, and the script still exits only after every node has. SIGINT to one node (kill -INT PID)
+# Ctrl-C ends them at once, and the script still exits only after every node has. SIGTERM does the same, sent to the
+# script alone (kill -TERM PID, docker stop, systemd's KillMode=mixed), which passes it on to every node, or to its whole
+# process group (kill -TERM -PGID, timeout, systemd's KillMode=control-group), which reaches every node directly: the
+# script exits with the parameter server's code, 130, as a node stopped by SIGTERM does; a second SIGTERM, sent as the
+# first was, ends the nodes at once. SIGINT to one node (kill -INT PID)
 # stops that node as it stops `disttrain node` started by hand: the parameter server cancels the job (the script says
 # so and exits 130, as on Ctrl-C), a worker leaves it.
 # Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P (0 is off) the
@@ -44,7 +48,7 @@ for argument in "$@"; do
       echo "Starts one parameter-server node and WORKERS (1 to 256, default 2) worker nodes of disttrain node on this machine, on"
       echo "loopback; the options are disttrain node's, given to every node (without --config: configs/fashion-mnist-mlp.json)."
       echo "Other settings are DISTTRAIN_ variables, for example DISTTRAIN_Training__Epochs=2 deploy/local/cluster.sh 2."
-      echo "Logs go to runs/cluster/<run>/logs/ in the repository; Ctrl-C stops every node. More in the comment at the top of deploy/local/cluster.sh."
+      echo "Logs go to runs/cluster/<run>/logs/ in the repository; Ctrl-C or SIGTERM stops every node. More in the comment at the top of deploy/local/cluster.sh."
       exit 0 ;;
   esac
 done
@@ -88,8 +92,9 @@ done
 # The ports this run hands out, each of which must be its own: the parameter server's Cluster:Port and Cluster:DataPort,
 # and with DISTTRAIN_Metrics__Port=P (0 is off) the metrics ports P (the parameter server's) to P + WORKERS (worker i's is
 # P + i); the workers' Cluster:Port is 0, a free one, and so is that of a worker add-worker.sh starts, which serves no
-# metrics. Checked here, before anything is built, installed or started, for the ports given, and again below once the
-# run has picked free ports for those not given. A value that is not a whole number is left to the nodes' config check.
+# metrics unless its caller gives it a DISTTRAIN_Metrics__Port of its own. Checked here, before anything is built,
+# installed or started, for the ports given, and again below once the run has picked free ports for those not given. A
+# value that is not a whole number is left to the nodes' config check.
 metrics_port=""
 if [[ "${DISTTRAIN_Metrics__Port:-}" =~ ^[0-9]{1,5}$ ]] && [ $((10#$DISTTRAIN_Metrics__Port)) -gt 0 ]; then
   metrics_port=$((10#$DISTTRAIN_Metrics__Port))
@@ -195,6 +200,8 @@ trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true
 # parameter server ignores it, so nothing is cut off. A SIGINT to this script alone is passed on to every node as
 # SIGTERM, which a node takes as it takes Ctrl-C (GracefulCancellation). A second one (Ctrl-C or SIGINT) ends every node
 # at once (the nodes that got the first Ctrl-C directly get no SIGTERM from it, which would be their second signal).
+# SIGTERM is told the same way: to the whole process group it reaches the nodes (the log pipeline ignores it too), to
+# the script alone it is passed on.
 source "$repo/deploy/local/ctrl-c.sh"
 start_ctrl_c_probe
 interrupted=0; signals=0
@@ -207,29 +214,55 @@ trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130
     echo "SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' INT
+# A second stop passes SIGTERM on only while the probe runs, that is when no stop so far reached the whole group: after one
+# that did, a SIGTERM to the group reaches the nodes directly, and one to the script alone cannot be told from it.
+# timeout sends its SIGTERM twice, to the script and then to its whole group, often as two signals to the script: passed
+# on, the first would stop the nodes and the second end them at once.
+trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 143
+  if [ "$signals" -gt 1 ]; then
+    ! ctrl_c_probe_runs || [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  elif ctrl_c_reached_group; then
+    echo "SIGTERM: every node got it and stops at its next step (their SIGTERM lines below); SIGTERM to the process group again, or Ctrl-C, stops them at once." >&2
+  else
+    echo "SIGTERM: passing it on to every node, so each stops at its next step (their SIGTERM lines below); SIGTERM again stops them at once." >&2
+    [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  fi' TERM
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node$([ "$workers" = 1 ] || echo s); logs in $logs/."
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
-# next epoch), with the run's environment; its log goes to the standard output.
-{ echo '#!/usr/bin/env bash'; echo "cd $(printf %q "$caller")"; export -p | grep ' DISTTRAIN_' | grep -v 'DISTTRAIN_Metrics__Port='
-  printf 'export DISTTRAIN_Cluster__Port=0\nexec'; printf ' %q' "${disttrain[@]}" node --role worker "$@"; echo; } > "$repo/$RUN/add-worker.sh"
+# next epoch), with the run's DISTTRAIN_ variables, which win over the caller's but for the node's own settings
+# (Compute, Metrics, Cluster:SharedMemory and Cluster:JoinTimeoutSeconds); deploy/local/add-worker-env.sh names each
+# variable of the caller's it ignores. Its Cluster:Port is 0, a free one, and it serves no metrics unless given a port
+# of its own. Its log goes to the standard output.
+{ echo '#!/usr/bin/env bash'
+  echo "# Starts one more worker node in this run of deploy/local/cluster.sh, with the run's settings (deploy/local/add-worker-env.sh)."
+  echo "cd $(printf %q "$caller")"
+  echo 'declare -A run=('
+  for name in $(compgen -e); do
+    case "${name^^}" in DISTTRAIN_METRICS__PORT|DISTTRAIN_CLUSTER__PORT) ;; DISTTRAIN_*) printf '  [%s]=%q\n' "$name" "${!name}" ;; esac
+  done
+  printf '  [DISTTRAIN_Cluster__Port]=0\n)\n'
+  echo "source $(printf %q "$repo/deploy/local/add-worker-env.sh")"
+  printf 'exec'; printf ' %q' "${disttrain[@]}" node --role worker "$@"; echo; } > "$repo/$RUN/add-worker.sh"
 chmod +x "$repo/$RUN/add-worker.sh"
 cd "$caller"
 [ -z "$metrics_port" ] || echo "Metrics: worker i on port $metrics_port + i (the parameter server prints its own address)."
 # bash prints a raw job line ("cluster.sh: line N: PID Killed   ... node --role worker ...") on its standard error when
 # it has reaped a node killed by a signal (SIGKILL, a crash) and then reads the script's next line or runs any other
 # command that is not a builtin (sleep, tail, a $(...)), which can be anywhere below; the script reports such a node in
-# its own words. From here on the script's standard error goes through a filter that drops those job lines of the nodes
-# only: bash's other messages, its errors included, pass. It ignores SIGINT, so that a Ctrl-C leaves the script's
-# messages a way to the screen; the EXIT trap waits for it, so that nothing reaches the screen after the script ends.
+# its own words. From here on the script's standard error goes through a filter that drops those job lines of the nodes,
+# and the line "Terminated" that bash prints when a SIGTERM to the process group ends a command of the script's own (a
+# sleep between its checks), only: bash's other messages, its errors included, pass. It ignores SIGINT and SIGTERM, so
+# that a Ctrl-C or a SIGTERM to the process group leaves the script's messages a way to the screen; the EXIT trap waits
+# for it, so that nothing reaches the screen after the script ends.
 # `screen` is the real standard error, which the nodes do not get (their output goes to their logs).
-exec {screen}>&2 2> >(trap '' INT; exec sed -u -E '/^.*: line [0-9]+: +[0-9]+ .* node --role (parameter-server|worker) /d' >&2)
+exec {screen}>&2 2> >(trap '' INT TERM; exec sed -u -E -e '/^.*: line [0-9]+: +[0-9]+ .* node --role (parameter-server|worker) /d' -e '/^Terminated$/d' >&2)
 stderr_filter=$!
 # The parameter server's output goes to its log and, without the [INFO] lines (but the one naming the checkpoint a
 # resume or takeover continues from, and the one saying early stopping goes on from its record), to the screen, each
 # line as the node prints it: GNU sed -u reads its input a line at a time and flushes each line it prints (not awk:
 # Debian's mawk reads a pipe in blocks, so the screen got the lines only at the job's end). The pipeline ends when the
 # node closes its output (the script's own copy of the pipe is closed at once, and later nodes never get it).
-exec {ps_output}> >(trap '' INT; exec 2>&"$screen" {screen}>&-; tee "$logs/parameter-server.log" | sed -u -E '/^\[INFO\]/ { /Resuming from checkpoint|EarlyStopping goes on/!d; }')
+exec {ps_output}> >(trap '' INT TERM; exec 2>&"$screen" {screen}>&-; tee "$logs/parameter-server.log" | sed -u -E '/^\[INFO\]/ { /Resuming from checkpoint|EarlyStopping goes on/!d; }')
 ps_output_pid=$!
 "${with_sigint[@]}" "${disttrain[@]}" node --role parameter-server "$@" >&"$ps_output" 2>&1 {screen}>&- &
 ps_pid=$!; pids+=("$ps_pid"); names[$ps_pid]=parameter-server; started=1

@@ -23,3 +23,9 @@ ctrl_c_reached_group() {
     sleep 0.01 || true
   done
 }
+# ctrl_c_probe_runs: true while the probe runs, that is while no SIGINT or SIGTERM has reached the script's whole process
+# group (a signal the scripts trap ends the probe, which takes its default action, as it ends every node).
+ctrl_c_probe_runs() {
+  local stat
+  stat=$(cat "/proc/$ctrl_c_probe/stat" 2> /dev/null) && [[ "$stat" != *") Z "* ]]
+}

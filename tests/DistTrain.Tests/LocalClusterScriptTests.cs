@@ -561,6 +561,98 @@ public class LocalClusterScriptTests
     }
 
     /// <summary>
+    /// SIGTERM, as a service manager or timeout stops the script: to the script alone (kill -TERM PID, docker stop), to its
+    /// process group (kill -TERM -PGID, systemd's KillMode=control-group), or to the script and then its group, as timeout
+    /// sends it (here 0.3 s apart, so that the script always takes them as two signals, as it can from timeout). The script
+    /// used to die at once, with the parameter server's log pipeline: its last lines were lost, and the nodes outlived the
+    /// script. Now every node stops at its next step as on Ctrl-C, once (a second signal, such as the script passing on
+    /// one the node got itself, ends it at once, without its <c>cancelled:</c> line), its last lines reach its log and the
+    /// screen, and the script exits with the parameter server's code, 130, leaving no process of its group.
+    /// </summary>
+    [Theory]
+    [InlineData("script")]
+    [InlineData("group")]
+    [InlineData("script, then group")]
+    public async Task SIGTERM_to_the_script_or_its_process_group_stops_the_nodes_as_Ctrl_C_does_and_the_script_exits_130(string to)
+    {
+        using var script = await TrainingScript.StartAsync(asFromTerminal: true);
+        var process = script.Process;
+        const int sigterm = 15;
+        if (to != "group") Assert.Equal(0, SendSignal(process.Id, sigterm));
+        if (to == "script, then group") await Task.Delay(300);
+        if (to != "script") Assert.Equal(0, SendSignal(-process.Id, sigterm));
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            try { await process.WaitForExitAsync(timeout.Token); }
+            catch (OperationCanceledException) { Assert.Fail($"the job went on after SIGTERM:\n{script.Output}\n{script.Errors}"); }
+        }
+        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}\n{script.Output}\n{script.Errors}");
+        Assert.True(SendSignal(-process.Id, 0) == -1 && Marshal.GetLastPInvokeError() == 3 /* ESRCH */, "a process of the script's group still runs");
+        Assert.Equal(to == "script"
+            ? "SIGTERM: passing it on to every node, so each stops at its next step (their SIGTERM lines below); SIGTERM again stops them at once."
+            : "SIGTERM: every node got it and stops at its next step (their SIGTERM lines below); SIGTERM to the process group again, or Ctrl-C, stops them at once.",
+            script.Errors.Trim());
+        var logs = Path.Combine(script.RunFolder, "logs");
+        var psLog = File.ReadAllLines(Path.Combine(logs, "parameter-server.log"));
+        Assert.Contains(psLog, l => l.StartsWith("SIGTERM: stopping at the next step", StringComparison.Ordinal));
+        Assert.StartsWith("cancelled: stopped at epoch ", psLog[^1]);
+        Assert.Contains(psLog[^1], script.Output);
+        foreach (var worker in new[] { "worker-1", "worker-2" })
+        {
+            var log = File.ReadAllLines(Path.Combine(logs, $"{worker}.log"));
+            Assert.Contains(log, l => l.StartsWith("SIGTERM: stopping at the next step", StringComparison.Ordinal));
+            Assert.StartsWith("cancelled: ", log[^1]);
+        }
+    }
+
+    /// <summary>
+    /// A run's add-worker.sh set the run's DISTTRAIN_ variables over the caller's without a word: a seed node or a number of
+    /// epochs given to it was not used, and nothing said so. The run's values still win for the job's settings (a worker
+    /// with others would be refused, or have them ignored), and each variable given otherwise is named, one line each; the
+    /// settings of the node alone (Compute:BlasThreads here) are the caller's. The added worker joins the running job.
+    /// </summary>
+    [Fact]
+    public async Task Add_worker_names_each_job_setting_of_the_callers_it_ignores_and_takes_the_nodes_own_from_the_caller()
+    {
+        using var script = await TrainingScript.StartAsync();
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Repository };
+        start.ArgumentList.Add(Path.Combine(script.RunFolder, "add-worker.sh"));
+        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("DISTTRAIN_", StringComparison.OrdinalIgnoreCase)).ToList())
+            start.Environment.Remove(key);
+        start.Environment["DISTTRAIN_Cluster__SeedNodes__0"] = "akka.tcp://disttrain@127.0.0.1:1";
+        start.Environment["DISTTRAIN_Training__Epochs"] = "3";
+        start.Environment["DISTTRAIN_Compute__BlasThreads"] = "2"; // the run's nodes have 1
+        var output = new StringBuilder();
+        var errors = new StringBuilder();
+        using var worker = new Process { StartInfo = start };
+        worker.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        worker.ErrorDataReceived += (_, e) => { lock (errors) errors.AppendLine(e.Data); };
+        worker.Start();
+        worker.BeginOutputReadLine();
+        worker.BeginErrorReadLine();
+        try
+        {
+            var started = Stopwatch.StartNew();
+            while (!Read(output).Contains("Joined the job as worker", StringComparison.Ordinal) && !worker.HasExited && started.Elapsed < TimeSpan.FromSeconds(120))
+                await Task.Delay(100);
+        }
+        finally
+        {
+            if (!worker.HasExited) worker.Kill(entireProcessTree: true);
+        }
+        Assert.True(Read(output).Contains("Joined the job as worker", StringComparison.Ordinal), $"the added worker did not join:\n{Read(output)}\n{Read(errors)}");
+        Assert.Contains(", 2 threads per call;", Read(output));
+        const string own = " to join the run's job as its workers did (only DISTTRAIN_Compute__*, DISTTRAIN_Metrics__*, DISTTRAIN_Cluster__SharedMemory and DISTTRAIN_Cluster__JoinTimeoutSeconds are the worker's own).";
+        var port = Regex.Match(script.Output, @"parameter server on port (\d+) ").Groups[1].Value;
+        Assert.Equal(
+            $"add-worker.sh: DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@127.0.0.1:1 is ignored: the added worker takes the run's DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@127.0.0.1:{port},{own}\n" +
+            $"add-worker.sh: DISTTRAIN_Training__Epochs=3 is ignored: the added worker takes the run's DISTTRAIN_Training__Epochs=500,{own}",
+            string.Join("\n", Read(errors).Split('\n').Where(l => l.StartsWith("add-worker.sh: ", StringComparison.Ordinal)))); // the node's own lines follow
+
+        static string Read(StringBuilder text) { lock (text) return text.ToString(); }
+    }
+
+    /// <summary>
     /// deploy/local/ctrl-c.sh's ctrl_c_reached_group tells a Ctrl-C (the probe, in the script's process group, ends with it)
     /// from a SIGINT to the script alone (the probe runs on). The probe's end can come late on a loaded machine; the limit
     /// was 0.2 s, so a Ctrl-C was taken for a SIGINT to the script alone and the nodes got a SIGTERM on top of it. Here the
@@ -604,12 +696,14 @@ public class LocalClusterScriptTests
         private readonly StringBuilder _output = new();
         private readonly StringBuilder _errors = new();
         private readonly string _folder;
+        private readonly bool _ownGroup;
         private string? _runFolder;
 
         private TrainingScript(bool asFromTerminal)
         {
             _folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
             Directory.CreateDirectory(_folder);
+            _ownGroup = asFromTerminal;
             Process = new Process { StartInfo = ClusterScript(_folder, epochs: 500, asFromTerminal) };
             Process.OutputDataReceived += (_, e) => { lock (_output) _output.AppendLine(e.Data); };
             Process.ErrorDataReceived += (_, e) => { lock (_errors) _errors.AppendLine(e.Data); };
@@ -652,6 +746,8 @@ public class LocalClusterScriptTests
             try
             {
                 if (!Process.HasExited) Process.Kill(entireProcessTree: true);
+                // Nodes the script left behind (no longer its children, so not in its tree) are still in its process group.
+                if (_ownGroup) SendSignal(-Process.Id, 9);
             }
             catch (InvalidOperationException) { } // never started
             Process.Dispose();
