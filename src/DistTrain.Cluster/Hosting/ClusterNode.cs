@@ -47,7 +47,8 @@ public static class ClusterNode
     {
         var departed = new DepartedNodesLogFilter();
         return builder
-            .AddSetup(new LogFilterBuilder().Add(departed).Build())
+            // A Cluster:Port taken after the start-up check: the start fails with one line (StartAsync), not Akka's pages about it.
+            .AddSetup(new LogFilterBuilder().Add(departed).Add(new BindFailureLogFilter()).Build())
             .WithActors((system, _) => system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes"))
             .AddHocon(AkkaSettings.Serialization()
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
@@ -531,7 +532,9 @@ public static class ClusterNode
     private static IHost BuildHost(TrainingOptions options, ClusterSecurity security, string role, int computeThreads, Action<ActorSystem, IActorRegistry> start)
     {
         var builder = new HostBuilder();
-        builder.ConfigureServices(services => services.AddAkka("disttrain", (akka, _) =>
+        // NodeHostedService: a failed start is its exception alone (StartAsync names a taken port in one line), without
+        // Akka.Hosting's copy of it, stack traces included, on standard output.
+        builder.ConfigureServices(services => services.AddAkka<NodeHostedService>("disttrain", (akka, _) =>
             akka.WithDistTrainNode(options, security, role, computeThreads).WithActors((system, registry) =>
             {
                 Metrics.DistTrainMetrics.WatchCluster(Akka.Cluster.Cluster.Get(system));
