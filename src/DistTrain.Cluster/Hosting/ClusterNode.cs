@@ -377,8 +377,10 @@ public static class ClusterNode
         system.Scheduler.Advanced.ScheduleOnce(TimeSpan.FromSeconds(options.JoinTimeoutSeconds), () =>
         {
             if (Volatile.Read(ref up) || cluster.IsTerminated) return;
-            completion.TrySetException(new TimeoutException(NotJoined(options.JoinTimeoutSeconds,
-                [.. options.SeedNodes.Select(security.SeedAddress)], cluster.SelfAddress.ToString(), options.Port)));
+            // Off the scheduler's thread: the seeds' hosts are looked up (SeedHosts.Of), which can take seconds without a DNS server.
+            string[] seeds = [.. options.SeedNodes.Select(security.SeedAddress)];
+            _ = Task.Run(() => completion.TrySetException(new TimeoutException(NotJoined(options.JoinTimeoutSeconds, seeds, cluster.SelfAddress.ToString(),
+                options.Port, SeedHosts.Of(seeds)))));
         });
     }
 
@@ -393,7 +395,9 @@ public static class ClusterNode
     /// <param name="seeds">Cluster:SeedNodes as the node dials them.</param>
     /// <param name="self">The node's own Akka address (<c>akka.tcp://disttrain@HOST:PORT</c>).</param>
     /// <param name="port">Cluster:Port.</param>
-    internal static string NotJoined(double seconds, IReadOnlyList<string> seeds, string self, int port)
+    /// <param name="unresolved">The seeds whose host does not resolve on this machine (<see cref="SeedHosts.Of"/>), named with the fix
+    /// right after the seeds; none when null.</param>
+    internal static string NotJoined(double seconds, IReadOnlyList<string> seeds, string self, int port, IReadOnlyList<SeedHosts.Unresolved>? unresolved = null)
     {
         static Address? Parse(string address)
         {
@@ -413,7 +417,8 @@ public static class ClusterNode
               "for the node itself only when it is the node's address as written."
             : "";
         return $"This parameter-server node could not join the cluster within {seconds:F0} s (Cluster:JoinTimeoutSeconds): no node at " +
-            $"{(seeds.Count == 1 ? "its seed" : "its seeds")} {string.Join(", ", seeds)} (Cluster:SeedNodes) let it in. Its own address, {self}, is not the " +
+            $"{(seeds.Count == 1 ? "its seed" : "its seeds")} {string.Join(", ", seeds)} (Cluster:SeedNodes) let it in. {SeedHosts.Sentence(unresolved ?? [])}" +
+            $"Its own address, {self}, is not the " +
             "first seed, so it starts no cluster of its own: it joins one through the seeds." + itself + " If this is the active parameter " +
             $"server (the first node started), list its own address first: DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:{port}, " +
             $"HOST being its Cluster:PublicHostname (the address the other nodes reach it at) and {port} its Cluster:Port, the same first seed on " +
