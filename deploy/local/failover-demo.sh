@@ -10,8 +10,10 @@
 # variables override the config as usual. The run has its own CA, node certificate, job secret and free
 # ports (deploy/local/cluster-env.sh), so it can run beside another cluster.
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's folder's.
-# Ctrl-C stops every node (at its next step; a second Ctrl-C ends them at once), waits for them and exits 130. SIGINT to
-# one node stops that node as it stops `disttrain node` started by hand.
+# Ctrl-C stops every node (at its next step; a second Ctrl-C ends them at once), waits for them and exits 130. SIGTERM does
+# the same, sent to the script alone (kill -TERM PID), which passes it on to every node, or to its whole process group
+# (kill -TERM -PGID, timeout), which reaches every node directly; a second SIGTERM, sent as the first was, ends them at
+# once. SIGINT to one node stops that node as it stops `disttrain node` started by hand.
 # Exit code: the parameter server's that finished the job, 2 when KILL_AT is not a progress line, a CLI_DLL is not
 # there or the active parameter server failed to start, the build's when the build fails, or 3 when KILL=1 and the active parameter server ended before
 # printing KILL_AT or a line past it (nothing was killed; the other nodes are stopped).
@@ -58,6 +60,26 @@ trap 'signals=$(( signals + 1 ))
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi
   [ "$signals" -gt 1 ] || { kill "$ctrl_c_probe" 2>/dev/null; while [ -n "$(jobs -pr)" ]; do wait; done; trap - EXIT; exit 130; }' INT
+# SIGTERM as cluster.sh takes it: to the whole process group it reaches the nodes, which stop at their next step; to the
+# script alone it is passed on to every node. Then the script waits for every node and exits 130. A second one is passed
+# on only while the probe runs, that is when the first did not reach the whole group: after one that did, a SIGTERM to the
+# group reaches the nodes directly, and timeout sends its SIGTERM to the script and then to its group, which passed on
+# twice would end the nodes at once. (The probe runs until every node has ended, for that check.)
+# A function, so that `first` is this signal's own: a second signal runs the trap again inside the first one's wait.
+on_sigterm() {
+  local first=0
+  signals=$(( signals + 1 )); [ "$signals" -gt 1 ] || first=1
+  if [ "$first" = 0 ]; then ! ctrl_c_probe_runs || [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true; return 0; fi
+  if ctrl_c_reached_group; then echo "SIGTERM: every node got it and stops at its next step (SIGTERM to the process group again, or Ctrl-C, stops them at once); their logs are in $out." >&2
+  else
+    echo "SIGTERM: passing it on to every node, so each stops at its next step (SIGTERM again stops them at once); their logs are in $out." >&2
+    [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  fi
+  local pid
+  for pid in "${pids[@]}"; do while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done; done  # a wait another signal cut short starts again
+  kill "$ctrl_c_probe" 2>/dev/null; wait "$ctrl_c_probe" 2>/dev/null; trap - EXIT; exit 130
+}
+trap on_sigterm TERM
 # reached LOG: LOG has a progress line of KILL_AT's epoch at or past its percentage, or a line of a later epoch. awk reads
 # to the end (no early exit), so that grep never dies of SIGPIPE, which pipefail would turn into "not reached".
 reached() {

@@ -10,9 +10,12 @@
 # at most WORKERS - 1 with KILL=1, WORKERS with KILL=0).
 # The run has its own CA, node certificate, job secret and free ports (deploy/local/cluster-env.sh).
 # Ctrl-C stops every node (at its next step; a second Ctrl-C ends them at once), waits for them and exits with the
-# parameter server's code (130: cancelled). SIGINT to one node stops that node as it stops `disttrain node` started by hand.
+# parameter server's code (130: cancelled). SIGTERM does the same, sent to the script alone (kill -TERM PID), which passes
+# it on to every node, or to its whole process group (kill -TERM -PGID, timeout), which reaches every node directly; a
+# second SIGTERM, sent as the first was, ends them at once. SIGINT to one node stops that node as it stops
+# `disttrain node` started by hand.
 # However the script ends, it exits only after every node it started has: workers still running 30 s after the parameter
-# server has ended are stopped (SIGTERM, as Ctrl-C), and on any other way out (SIGTERM to the script, an error) the nodes are.
+# server has ended are stopped (SIGTERM, as Ctrl-C), and on any other way out (an error) the nodes are.
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's folder's.
 # Exit code: the parameter server's, 2 for a WORKERS or MinWorkers that cannot work or a CLI_DLL that is not there, the
 # build's when the build fails, or 3
@@ -65,6 +68,17 @@ trap 'interrupted=1; signals=$(( signals + 1 ))
     echo "SIGINT: stopping every node with SIGTERM (SIGINT again stops them at once); their logs are in $out." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' INT
+# SIGTERM as cluster.sh takes it: to the whole process group it reaches the nodes, which stop at their next step; to the
+# script alone it is passed on to every node. A second one is passed on only while the probe runs, that is when the first
+# did not reach the whole group: after one that did, a SIGTERM to the group reaches the nodes directly, and timeout sends
+# its SIGTERM to the script and then to its group, which passed on twice would end the nodes at once.
+trap 'interrupted=1; signals=$(( signals + 1 ))
+  if [ "$signals" -gt 1 ]; then ! ctrl_c_probe_runs || [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  elif ctrl_c_reached_group; then echo "SIGTERM: every node got it and stops at its next step (SIGTERM to the process group again, or Ctrl-C, stops them at once); their logs are in $out." >&2
+  else
+    echo "SIGTERM: passing it on to every node, so each stops at its next step (SIGTERM again stops them at once); their logs are in $out." >&2
+    [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  fi' TERM
 # wait_for PID: waits until that process has exited and returns its exit code; a wait that Ctrl-C interrupted (128 + 2,
 # whatever the node's state) starts again.
 wait_for() {
@@ -94,11 +108,11 @@ stop_nodes() {
   poll_nodes 30; [ ${#alive[@]} -eq 0 ] || kill -TERM "${alive[@]}" 2>/dev/null
   for pid in "${pids[@]}"; do wait_for "$pid"; done
 }
-# Any other way out (a signal other than SIGINT to the script, an error) stops the nodes and waits for them too.
+# Any other way out (an error, a signal other than SIGINT and SIGTERM) stops the nodes and waits for them too.
 trap 'stop_nodes 0; end_probe' EXIT
 victim=
 for i in $(seq 1 "$workers"); do
-  [ "$interrupted" = 0 ] || break  # Ctrl-C while the nodes start: start no more
+  [ "$interrupted" = 0 ] || break  # Ctrl-C or SIGTERM while the nodes start: start no more
   "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 "${disttrain[@]}" node --role worker --config configs/fashion-mnist-mlp.json > "$out/worker-$i.log" 2>&1 &
   pids+=("$!"); [ "$i" != 2 ] || victim=$!  # worker 2 is the one killed
 done
@@ -132,7 +146,7 @@ workers_left=(); for pid in "${pids[@]}"; do [ "$pid" = "$ps" ] || workers_left+
 if [ "$interrupted" = 1 ]; then
   for pid in "${pids[@]}"; do wait_for "$pid"; done  # every node has ended before the script does
   end_probe; trap - EXIT
-  # A second Ctrl-C ended the parameter server at once (143, SIGTERM's default action): the run was still cancelled.
+  # A second Ctrl-C or SIGTERM ended the parameter server at once (143, SIGTERM's default action): the run was still cancelled.
   [ "$status" -ne 143 ] || status=130
   exit "$status"
 fi

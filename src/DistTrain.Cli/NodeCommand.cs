@@ -78,6 +78,9 @@ internal static class NodeCommand
             // once the first listener had started).
             if (TrainingOptionsValidator.NodePortProblems(options, parameterServer: role == NodeRoles.ParameterServer) is { Count: > 0 } ports)
                 throw new ConfigurationException(configPath, ports);
+            // A Cluster:Hostname that does not resolve: one line naming it, before the data is read (Akka.Remote's bind would
+            // fail on it with pages of stack traces, and on a node with Cluster:Port 0 no port check resolves it first).
+            PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname");
             security = ClusterSecurity.Load(options.Cluster);
             data = TrainingData.Load(options);
             ModelFactory.CheckFitsData(options.Model, data);
@@ -113,7 +116,7 @@ internal static class NodeCommand
             if (role == NodeRoles.ParameterServer) dataPlane = DataPlaneListener.Start(options.Cluster.Hostname, options.Cluster.DataPort, security.Certificates);
             exporter = MetricsSetup.Start(options, MetricsSetup.NodeLabel(role, options.Cluster, Environment.ProcessId));
         }
-        catch (Exception e) when (e is MetricsPortException or PortInUseException)
+        catch (Exception e) when (e is MetricsPortException or PortInUseException or UnresolvableHostException)
         {
             dataPlane?.Dispose();
             CliConsole.Fail("error", e.Message);

@@ -80,6 +80,40 @@ public sealed class CliExitCodeTests
         Assert.Equal(2, await CliConsole.RunTrainingAsync(() => throw failure));
     }
 
+    /// <summary>
+    /// ClusterNode and Trainer (the API) with a Cluster:Hostname that does not resolve and Cluster:Port 0, which no port
+    /// check resolves: Akka.Remote's bind failed under five AggregateExceptions, an internal error. Now the node stops before
+    /// its actor system starts, with the one-line UnresolvableHostException, an input error (exit code 2).
+    /// </summary>
+    [Fact]
+    public async Task A_cluster_hostname_that_does_not_resolve_is_one_line_and_exit_2_from_the_api_too()
+    {
+        var options = TestData.Options(new DistTrain.Core.Models.ModelBuilder(784).Dense(10).Build(), workers: 1, batch: 32, epochs: 1);
+        options.Cluster = new DistTrain.Core.Configuration.ClusterOptions
+        {
+            Hostname = "no-such-host.invalid", Port = 0, Tls = false, JobName = "test-job", JoinTimeoutSeconds = 30,
+            SeedNodes = ["akka.tcp://disttrain@127.0.0.1:25105"],
+        };
+        using var security = new DistTrain.Cluster.Security.ClusterSecurity(
+            new DistTrain.Cluster.Security.JobIdentity("test-job", "0123456789abcdef0123"u8), Certificates: null);
+        var data = DistTrain.Core.Data.TrainingData.FromArrays(
+            TestData.RawTrain.Features, TestData.RawTrain.Labels.Select(l => (int)l).ToArray(),
+            TestData.RawTest.Features, TestData.RawTest.Labels.Select(l => (int)l).ToArray(), featureCount: 784, classCount: 10);
+
+        var failure = await Assert.ThrowsAsync<DistTrain.Cluster.Hosting.UnresolvableHostException>(() =>
+            DistTrain.Cluster.Hosting.ClusterNode.RunWorkerAsync(options, security, data, CancellationToken.None).WithTestTimeout(60));
+        Assert.Equal(("Cluster:Hostname", "no-such-host.invalid"), (failure.Key, failure.Host));
+        Assert.StartsWith("Cluster:Hostname = 'no-such-host.invalid' does not resolve to an address (", failure.Message);
+        Assert.EndsWith("Set Cluster:Hostname (DISTTRAIN_Cluster__Hostname=...) to an address or host name of this machine: 0.0.0.0 for every " +
+            "interface (the default), 127.0.0.1 for a cluster on one machine; the address other nodes reach it at, if different, goes in " +
+            "Cluster:PublicHostname.", failure.Message);
+        Assert.DoesNotContain('\n', failure.Message);
+        await Assert.ThrowsAsync<DistTrain.Cluster.Hosting.UnresolvableHostException>(() =>
+            new DistTrain.Cluster.Hosting.Trainer(options) { Security = security }.RunWorkerAsync(data).WithTestTimeout(60));
+
+        Assert.Equal(2, await CliConsole.RunTrainingAsync(() => throw failure));
+    }
+
     /// <summary>The bind failure is found under any nesting of AggregateExceptions, as Akka.Hosting wraps it five deep; another
     /// socket error or a failure without one is not a taken port.</summary>
     [Fact]

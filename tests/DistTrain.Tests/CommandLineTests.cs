@@ -277,6 +277,59 @@ public class CommandLineTests : IDisposable
         Assert.Empty(Directory.GetFileSystemEntries(output)); // no run folder
     }
 
+    /// <summary>
+    /// A Cluster:Hostname that does not resolve ended the node with "Unhandled exception: SocketException: Name or service
+    /// not known", a stack trace and exit code 1 (the port check resolved it), or, with Cluster:Port 0 (no port check, as
+    /// cluster.sh's workers), with Akka.Remote's bind failure: about 160 lines and "internal error", exit 1. It is one line
+    /// naming the key, the value and the fix, exit code 2, before the data is read or a run folder made. (".invalid" never
+    /// resolves: RFC 6761.)
+    /// </summary>
+    [Theory]
+    [InlineData("worker", "25102")]
+    [InlineData("worker", "0")]
+    [InlineData("parameter-server", "25102")]
+    public async Task A_cluster_node_whose_hostname_does_not_resolve_exits_2_with_one_line_naming_the_setting_and_the_fix(string role, string port)
+    {
+        var output = TemporaryFolder("disttrain-nohost-");
+        using var process = new DistTrainProcess(["node", "--role", role, "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
+            "--output", output], new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "no-such-host.invalid",
+                ["DISTTRAIN_Cluster__Port"] = port, ["DISTTRAIN_Cluster__SeedNodes__0"] = "akka.tcp://disttrain@127.0.0.1:25102",
+            });
+        await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+        var line = Assert.Single(process.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Assert.Matches(@"^error: Cluster:Hostname = 'no-such-host\.invalid' does not resolve to an address \([^)]+\), so this node has no address to listen on\. " +
+            @"Set Cluster:Hostname \(DISTTRAIN_Cluster__Hostname=\.\.\.\) to an address or host name of this machine: 0\.0\.0\.0 for every interface \(the default\), " +
+            @"127\.0\.0\.1 for a cluster on one machine; the address other nodes reach it at, if different, goes in Cluster:PublicHostname\.$", line);
+        Assert.DoesNotContain("DistTrain cluster node", process.Output); // stopped before the node's start-up line
+        Assert.Empty(Directory.GetFileSystemEntries(output)); // no run folder
+    }
+
+    /// <summary>
+    /// Likewise a node's Metrics:Hostname, resolved by the port check of Metrics:Port: it was an unhandled SocketException
+    /// and exit code 1; now one line naming Metrics:Hostname and its fix, exit code 2, and the run folder made is removed.
+    /// </summary>
+    [Fact]
+    public async Task A_cluster_node_whose_metrics_hostname_does_not_resolve_exits_2_naming_it()
+    {
+        var output = TemporaryFolder("disttrain-nometricshost-");
+        using var process = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
+            "--output", output], new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                ["DISTTRAIN_Cluster__Port"] = "0", ["DISTTRAIN_Cluster__SeedNodes__0"] = "akka.tcp://disttrain@127.0.0.1:25103",
+                ["DISTTRAIN_Metrics__Hostname"] = "no-such-host.invalid", ["DISTTRAIN_Metrics__Port"] = "25104",
+            });
+        await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+        Assert.Matches(@"error: Metrics:Hostname = 'no-such-host\.invalid' does not resolve to an address \([^)]+\), so this node has no address to listen on\. " +
+            @"Set Metrics:Hostname \(DISTTRAIN_Metrics__Hostname=\.\.\.\) to \+ for every interface, localhost for this machine only, or a name or address of this machine\.",
+            process.Error);
+        Assert.DoesNotContain("Unhandled exception", process.Error);
+        Assert.DoesNotContain("   at ", process.Error);
+        Assert.Empty(Directory.GetFileSystemEntries(output));
+    }
+
     [Fact]
     public async Task A_parameter_server_node_states_the_mode_and_optimizer_and_gives_trains_warnings_before_it_waits_for_workers()
     {

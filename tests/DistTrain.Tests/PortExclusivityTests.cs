@@ -159,6 +159,62 @@ public sealed class PortExclusivityTests
     }
 
     /// <summary>
+    /// Cluster:Port taken by another process after the node's start-up check passed and before Akka.Remote binds it (the
+    /// listener here opens when the node prints its start-up line, which comes after the check and before the actor system
+    /// starts). The node ended with the right error line, exit code 2, but after about 80 lines: Akka.Remote's ERROR "Failed
+    /// to bind" with its stack trace, Akka.Hosting's copy of the whole exception on standard output, and the shutdown's INFO
+    /// and ERROR lines. Now the error line is the only line after Akka's "Starting remoting", as the start-up check gives it.
+    /// </summary>
+    [Theory]
+    [InlineData("worker")]
+    [InlineData("parameter-server")]
+    public async Task A_cluster_port_taken_between_the_check_and_akkas_bind_is_one_error_line_without_akkas_stack_traces(string role)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var port = FreePort();
+            var output = Path.Combine(Path.GetTempPath(), $"disttrain-bindrace-{Guid.NewGuid():N}");
+            try
+            {
+                using var node = new DistTrainProcess(["node", "--role", role, "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
+                    "--output", output], new Dictionary<string, string>
+                    {
+                        ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                        ["DISTTRAIN_Cluster__PublicHostname"] = "127.0.0.1", ["DISTTRAIN_Cluster__Port"] = port.ToString(CultureInfo.InvariantCulture),
+                        ["DISTTRAIN_Cluster__DataPort"] = FreePort().ToString(CultureInfo.InvariantCulture), ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
+                    });
+                var deadline = DateTime.UtcNow.AddSeconds(90);
+                while (!node.Output.Contains("DistTrain cluster node", StringComparison.Ordinal) && !node.HasExited && DateTime.UtcNow < deadline)
+                    await Task.Delay(2);
+                Assert.True(node.Output.Contains("DistTrain cluster node", StringComparison.Ordinal), $"no start-up line:\n{node.Output}");
+                using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                try
+                {
+                    taken.Bind(new IPEndPoint(IPAddress.Loopback, port));
+                    taken.Listen();
+                }
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse && attempt < 5)
+                {
+                    continue; // Akka.Remote bound it first (a slow poll here): the node runs; dispose ends it, and the next attempt tries again
+                }
+                await node.AssertExitAsync(2, TimeSpan.FromSeconds(90));
+                Assert.Equal($"error: Cluster:Port = {port}: the port is in use (Address already in use), probably by another DistTrain cluster or node on " +
+                    $"this machine. Pick a free port (DISTTRAIN_Cluster__Port=...) or stop that process.",
+                    Assert.Single(node.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                        line => !line.StartsWith("warning: Cluster:Tls is false", StringComparison.Ordinal) && !line.StartsWith("removed: the empty run folder", StringComparison.Ordinal)));
+                Assert.EndsWith("] Starting remoting", node.StandardOutput.TrimEnd()); // Akka's line before the bind, and nothing after it
+                foreach (var text in new[] { "Failed to bind", "Unable to start AkkaHostedService", "[ERROR]", "   at ", "AggregateException", "internal error" })
+                    Assert.DoesNotContain(text, node.Output);
+                return;
+            }
+            finally
+            {
+                if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
+            }
+        }
+    }
+
+    /// <summary>
     /// A Metrics:Port taken after the node's start-up check passed (by a node started at the same moment on the same
     /// port) is named as the check names a taken port; it was "cannot listen on HOST", unlike the other two ports.
     /// </summary>

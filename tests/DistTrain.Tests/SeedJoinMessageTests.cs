@@ -34,4 +34,65 @@ public class SeedJoinMessageTests
         Assert.Contains("If the first seed, akka.tcp://disttrain@127.0.0.1:30880, is meant to be this node itself, set its Cluster:PublicHostname " +
             "to 127.0.0.1: Akka takes a seed for the node itself only when it is the node's address as written.", message);
     }
+
+    /// <summary>
+    /// A worker whose seed's host does not resolve timed out with "No parameter server accepted this worker within N s.
+    /// Check Cluster:SeedNodes, ...", naming no seed: Akka.Cluster retries the seed for ever and logs only that it could not
+    /// associate with it. The time-out now names the seed, its host and the resolver's answer. (".invalid" never resolves:
+    /// RFC 6761.)
+    /// </summary>
+    [Fact]
+    public async Task A_worker_whose_seed_does_not_resolve_names_that_seed_when_it_times_out()
+    {
+        var options = TestData.Options(new DistTrain.Core.Models.ModelBuilder(784).Dense(10).Build(), workers: 1, batch: 32, epochs: 1);
+        options.Cluster = new DistTrain.Core.Configuration.ClusterOptions
+        {
+            Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = 0, Tls = false, JobName = "test-job", JoinTimeoutSeconds = 2,
+            SeedNodes = ["akka.tcp://disttrain@no-such-host.invalid:25106"],
+        };
+        using var security = new DistTrain.Cluster.Security.ClusterSecurity(
+            new DistTrain.Cluster.Security.JobIdentity("test-job", "0123456789abcdef0123"u8), Certificates: null);
+        var data = DistTrain.Core.Data.TrainingData.FromArrays(
+            TestData.RawTrain.Features, TestData.RawTrain.Labels.Select(l => (int)l).ToArray(),
+            TestData.RawTest.Features, TestData.RawTest.Labels.Select(l => (int)l).ToArray(), featureCount: 784, classCount: 10);
+
+        var failure = await Assert.ThrowsAsync<TimeoutException>(() => ClusterNode.RunWorkerAsync(options, security, data, CancellationToken.None).WithTestTimeout(90));
+        Assert.Matches(@"^No parameter server accepted this worker within 2 s\. Its seed akka\.tcp://disttrain@no-such-host\.invalid:25106 \(Cluster:SeedNodes\) " +
+            @"does not resolve on this machine \('no-such-host\.invalid': [^)]+\): give the parameter server's address, or a host name this machine resolves\. " +
+            @"Check Cluster:SeedNodes, that the parameter server node runs, and that Cluster:Tls is the same on every node\.$", failure.Message);
+    }
+
+    /// <summary>Only the seeds whose host does not resolve are named, with each host's answer; addresses are never looked up.</summary>
+    [Fact]
+    public void Only_the_seeds_whose_host_does_not_resolve_are_named_each_with_its_answer()
+    {
+        var looked = new List<string>();
+        System.Net.IPAddress[] Resolve(string host)
+        {
+            looked.Add(host);
+            return host switch
+            {
+                "ps" => [System.Net.IPAddress.Parse("10.0.0.5")],
+                "empty" => [],
+                _ => throw new System.Net.Sockets.SocketException((int)System.Net.Sockets.SocketError.HostNotFound),
+            };
+        }
+        var unresolved = SeedHosts.Of(["akka.tcp://disttrain@ps:4053", "akka.tcp://disttrain@10.0.0.6:4053", "akka.tcp://disttrain@[::1]:4053",
+            "akka.tcp://disttrain@gone:4053", "akka.tcp://disttrain@empty:4053", "not an address"], Resolve);
+
+        Assert.Equal(["ps", "gone", "empty"], looked);
+        Assert.Equal(["akka.tcp://disttrain@gone:4053", "akka.tcp://disttrain@empty:4053"], unresolved.Select(u => u.Seed));
+        Assert.Equal("no address", unresolved[1].Reason);
+        Assert.Equal($"Its seeds akka.tcp://disttrain@gone:4053 ('gone': {unresolved[0].Reason}), akka.tcp://disttrain@empty:4053 ('empty': no address) " +
+            "(Cluster:SeedNodes) do not resolve on this machine: give the parameter servers' addresses, or host names this machine resolves. ",
+            SeedHosts.Sentence(unresolved));
+        Assert.Equal("", SeedHosts.Sentence([]));
+        Assert.Equal("No parameter server accepted this worker within 120 s. Check Cluster:SeedNodes, that the parameter server node runs, and that " +
+            "Cluster:Tls is the same on every node.", DistTrain.Cluster.Actors.WorkerAgent.NotAccepted(120, []));
+
+        var standby = ClusterNode.NotJoined(120, ["akka.tcp://disttrain@gone:4053"], "akka.tcp://disttrain@10.0.0.7:4053", 4053, [unresolved[0]]);
+        Assert.Contains("(Cluster:SeedNodes) let it in. Its seed akka.tcp://disttrain@gone:4053 (Cluster:SeedNodes) does not resolve on this machine " +
+            $"('gone': {unresolved[0].Reason}): give the parameter server's address, or a host name this machine resolves. Its own address, " +
+            "akka.tcp://disttrain@10.0.0.7:4053, is not the first seed", standby);
+    }
 }

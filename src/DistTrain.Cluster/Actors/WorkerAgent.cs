@@ -95,8 +95,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             if (_accepted) return;
             _completion.TrySetException(new TimeoutException(_lostParameterServer
                 ? TakeoverTimedOut(_options.Cluster.JoinTimeoutSeconds, ParameterServersUp(Akka.Cluster.Cluster.Get(Context.System).State))
-                : $"No parameter server accepted this worker within {_options.Cluster.JoinTimeoutSeconds:F0} s. Check Cluster:SeedNodes, that the parameter " +
-                  "server node runs, and that Cluster:Tls is the same on every node."));
+                : NotAccepted(_options.Cluster.JoinTimeoutSeconds, SeedHosts.Of(_options.Cluster.SeedNodes.Select(_security.SeedAddress)))));
         });
         Receive<Terminated>(OnTerminated);
         Receive<Lost>(OnLost);
@@ -141,6 +140,17 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     internal static IReadOnlyCollection<string> ParameterServersUp(ClusterEvent.CurrentClusterState state) =>
         [.. state.Members.Where(m => m.HasRole(NodeRoles.ParameterServer) && m.Status == MemberStatus.Up && !state.Unreachable.Contains(m))
             .Select(m => m.Address.ToString())];
+
+    /// <summary>
+    /// Why a worker gives up when no parameter server accepted it within <paramref name="seconds"/> (Cluster:JoinTimeoutSeconds)
+    /// of its start: with the seeds whose host does not resolve on this machine named first, as Akka.Cluster retries them for
+    /// ever and its log says only that it could not associate with them.
+    /// </summary>
+    /// <param name="seconds">Cluster:JoinTimeoutSeconds.</param>
+    /// <param name="unresolved">The seeds whose host did not resolve (<see cref="SeedHosts.Of"/>).</param>
+    internal static string NotAccepted(double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved) =>
+        $"No parameter server accepted this worker within {seconds:F0} s. {SeedHosts.Sentence(unresolved)}Check Cluster:SeedNodes, that the parameter " +
+        "server node runs, and that Cluster:Tls is the same on every node.";
 
     /// <summary>
     /// Why a worker gives up after losing its parameter server: no parameter server took over within

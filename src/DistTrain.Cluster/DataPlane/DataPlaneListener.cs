@@ -65,7 +65,7 @@ public sealed class DataPlaneListener : IDisposable
     /// <param name="port">Cluster:DataPort (0 picks a free port, for tests).</param>
     /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
     /// <exception cref="PortInUseException">The port is taken.</exception>
-    /// <exception cref="SocketException"><paramref name="host"/> does not resolve.</exception>
+    /// <exception cref="UnresolvableHostException"><paramref name="host"/> does not resolve to an address.</exception>
     public static DataPlaneListener Start(string host, int port, ClusterCertificates? certificates) =>
         Start(PortProbe.BindAddress(host), port, certificates, TimeSpan.FromSeconds(HandshakeTimeoutSeconds));
 

@@ -47,7 +47,8 @@ public static class ClusterNode
     {
         var departed = new DepartedNodesLogFilter();
         return builder
-            .AddSetup(new LogFilterBuilder().Add(departed).Build())
+            // A Cluster:Port taken after the start-up check: the start fails with one line (StartAsync), not Akka's pages about it.
+            .AddSetup(new LogFilterBuilder().Add(departed).Add(new BindFailureLogFilter()).Build())
             .WithActors((system, _) => system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes"))
             .AddHocon(AkkaSettings.Serialization()
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
@@ -106,9 +107,11 @@ public static class ClusterNode
     /// <exception cref="JobFinishedOnAnotherNodeException">This node was a standby to the end: the job ended on another parameter-server node.</exception>
     /// <exception cref="NodeRefusedException">The active parameter server refused this node as its standby (another job, version or settings),
     /// or this node took the job over unchecked and the job's workers have other settings.</exception>
+    /// <exception cref="UnresolvableHostException">Cluster:Hostname does not resolve to an address.</exception>
     public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener,
         TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken, Func<TrainingResult, Task>? saveOutputs = null)
     {
+        PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname"); // a host that does not resolve is one line, not Akka.Remote's bind failure
         Blas.Configure(options.Compute, workersInProcess: 0); // the parameter server node computes no gradients
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var finishedElsewhere = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -281,8 +284,10 @@ public static class ClusterNode
     /// <exception cref="NodeRefusedException">The job host refused the node (another job, model or version), or a host of another job answered.</exception>
     /// <exception cref="InvalidOperationException">The node's worker failed or the node left the cluster.</exception>
     /// <exception cref="TimeoutException">No parameter server accepted it within Cluster:JoinTimeoutSeconds.</exception>
+    /// <exception cref="UnresolvableHostException">Cluster:Hostname does not resolve to an address.</exception>
     public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, ClusterSecurity security, TrainingData data, CancellationToken cancellationToken)
     {
+        PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname"); // a host that does not resolve is one line, not Akka.Remote's bind failure
         Blas.Configure(options.Compute, workersInProcess: 1);
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         // The samples' digest for the registrations, before the node starts, as the parameter server's: not in the agent's
@@ -372,8 +377,10 @@ public static class ClusterNode
         system.Scheduler.Advanced.ScheduleOnce(TimeSpan.FromSeconds(options.JoinTimeoutSeconds), () =>
         {
             if (Volatile.Read(ref up) || cluster.IsTerminated) return;
-            completion.TrySetException(new TimeoutException(NotJoined(options.JoinTimeoutSeconds,
-                [.. options.SeedNodes.Select(security.SeedAddress)], cluster.SelfAddress.ToString(), options.Port)));
+            // Off the scheduler's thread: the seeds' hosts are looked up (SeedHosts.Of), which can take seconds without a DNS server.
+            string[] seeds = [.. options.SeedNodes.Select(security.SeedAddress)];
+            _ = Task.Run(() => completion.TrySetException(new TimeoutException(NotJoined(options.JoinTimeoutSeconds, seeds, cluster.SelfAddress.ToString(),
+                options.Port, SeedHosts.Of(seeds)))));
         });
     }
 
@@ -388,7 +395,9 @@ public static class ClusterNode
     /// <param name="seeds">Cluster:SeedNodes as the node dials them.</param>
     /// <param name="self">The node's own Akka address (<c>akka.tcp://disttrain@HOST:PORT</c>).</param>
     /// <param name="port">Cluster:Port.</param>
-    internal static string NotJoined(double seconds, IReadOnlyList<string> seeds, string self, int port)
+    /// <param name="unresolved">The seeds whose host does not resolve on this machine (<see cref="SeedHosts.Of"/>), named with the fix
+    /// right after the seeds; none when null.</param>
+    internal static string NotJoined(double seconds, IReadOnlyList<string> seeds, string self, int port, IReadOnlyList<SeedHosts.Unresolved>? unresolved = null)
     {
         static Address? Parse(string address)
         {
@@ -408,7 +417,8 @@ public static class ClusterNode
               "for the node itself only when it is the node's address as written."
             : "";
         return $"This parameter-server node could not join the cluster within {seconds:F0} s (Cluster:JoinTimeoutSeconds): no node at " +
-            $"{(seeds.Count == 1 ? "its seed" : "its seeds")} {string.Join(", ", seeds)} (Cluster:SeedNodes) let it in. Its own address, {self}, is not the " +
+            $"{(seeds.Count == 1 ? "its seed" : "its seeds")} {string.Join(", ", seeds)} (Cluster:SeedNodes) let it in. {SeedHosts.Sentence(unresolved ?? [])}" +
+            $"Its own address, {self}, is not the " +
             "first seed, so it starts no cluster of its own: it joins one through the seeds." + itself + " If this is the active parameter " +
             $"server (the first node started), list its own address first: DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:{port}, " +
             $"HOST being its Cluster:PublicHostname (the address the other nodes reach it at) and {port} its Cluster:Port, the same first seed on " +
@@ -527,7 +537,9 @@ public static class ClusterNode
     private static IHost BuildHost(TrainingOptions options, ClusterSecurity security, string role, int computeThreads, Action<ActorSystem, IActorRegistry> start)
     {
         var builder = new HostBuilder();
-        builder.ConfigureServices(services => services.AddAkka("disttrain", (akka, _) =>
+        // NodeHostedService: a failed start is its exception alone (StartAsync names a taken port in one line), without
+        // Akka.Hosting's copy of it, stack traces included, on standard output.
+        builder.ConfigureServices(services => services.AddAkka<NodeHostedService>("disttrain", (akka, _) =>
             akka.WithDistTrainNode(options, security, role, computeThreads).WithActors((system, registry) =>
             {
                 Metrics.DistTrainMetrics.WatchCluster(Akka.Cluster.Cluster.Get(system));

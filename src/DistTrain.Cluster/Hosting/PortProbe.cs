@@ -35,26 +35,36 @@ public static class PortProbe
     /// off), or its first address when it has no IPv4 one.
     /// </summary>
     /// <param name="host">A host name or an IP address.</param>
-    /// <exception cref="SocketException"><paramref name="host"/> does not resolve.</exception>
-    public static IPAddress BindAddress(string host)
+    /// <param name="hostKey">The config key <paramref name="host"/> comes from, for the message (Cluster:Hostname, Metrics:Hostname).</param>
+    /// <exception cref="UnresolvableHostException"><paramref name="host"/> does not resolve to an address.</exception>
+    public static IPAddress BindAddress(string host, string hostKey = "Cluster:Hostname")
     {
         if (host is "+" or "*" or "") return IPAddress.Any;
         if (IPAddress.TryParse(host.Trim('[', ']'), out var parsed)) return parsed;
-        var addresses = Dns.GetHostAddresses(host);
+        IPAddress[] addresses;
+        try
+        {
+            addresses = Dns.GetHostAddresses(host);
+        }
+        catch (SocketException e)
+        {
+            throw new UnresolvableHostException(hostKey, host, e.Message, e);
+        }
         return addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ?? addresses.FirstOrDefault()
-            ?? throw new SocketException((int)SocketError.HostNotFound);
+            ?? throw new UnresolvableHostException(hostKey, host, "no address", null);
     }
 
     /// <summary>Throws when nothing can listen on <paramref name="host"/>:<paramref name="port"/> because another socket does.</summary>
-    /// <param name="key">The config key of the port, for the message (Cluster:Port, Metrics:Port).</param>
+    /// <param name="key">The config key of the port, for the message (Cluster:Port, Metrics:Port); the host's key is the same
+    /// section's <c>Hostname</c> (Cluster:Hostname, Metrics:Hostname).</param>
     /// <param name="host">Address to bind (Cluster:Hostname); <c>0.0.0.0</c>, <c>+</c> or <c>*</c> for every interface.</param>
-    /// <param name="port">The port; 0 (any free port) always passes.</param>
+    /// <param name="port">The port; 0 (any free port) always passes, without resolving <paramref name="host"/>.</param>
     /// <exception cref="PortInUseException">Another socket listens there.</exception>
-    /// <exception cref="SocketException"><paramref name="host"/> does not resolve.</exception>
+    /// <exception cref="UnresolvableHostException"><paramref name="host"/> does not resolve to an address.</exception>
     public static void EnsureFree(string key, string host, int port)
     {
         if (port == 0) return;
-        var address = BindAddress(host);
+        var address = BindAddress(host, HostKeyOf(key));
         using var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         AllowTimeWait(socket);
         try
@@ -66,6 +76,37 @@ public static class PortProbe
         {
             throw new PortInUseException(key, port, e);
         }
+    }
+
+    /// <summary>The host key of the section a port key belongs to: <c>Cluster:Port</c> gives <c>Cluster:Hostname</c>.</summary>
+    private static string HostKeyOf(string portKey) =>
+        portKey.Contains(':', StringComparison.Ordinal) ? portKey[..portKey.IndexOf(':', StringComparison.Ordinal)] + ":Hostname" : "Cluster:Hostname";
+}
+
+/// <summary>
+/// The host a node is to listen on (Cluster:Hostname, Metrics:Hostname) does not resolve to an address, so no listener
+/// can bind it. The message is one line naming the key, the value, the resolver's answer and the fix.
+/// </summary>
+/// <param name="key">The config key of the host (Cluster:Hostname, Metrics:Hostname).</param>
+/// <param name="host">The host name as given.</param>
+/// <param name="reason">The resolver's answer, such as "Name or service not known".</param>
+/// <param name="inner">The resolver's error, if any.</param>
+public sealed class UnresolvableHostException(string key, string host, string reason, Exception? inner)
+    : Exception($"{key} = '{host}' does not resolve to an address ({reason}), so this node has no address to listen on. " + Fix(key), inner)
+{
+    /// <summary>The config key of the host.</summary>
+    public string Key { get; } = key;
+
+    /// <summary>The host name as given.</summary>
+    public string Host { get; } = host;
+
+    private static string Fix(string key)
+    {
+        var variable = $"DISTTRAIN_{key.Replace(":", "__", StringComparison.Ordinal)}";
+        return key.StartsWith("Metrics:", StringComparison.Ordinal)
+            ? $"Set {key} ({variable}=...) to + for every interface, localhost for this machine only, or a name or address of this machine."
+            : $"Set {key} ({variable}=...) to an address or host name of this machine: 0.0.0.0 for every interface (the default), 127.0.0.1 " +
+              "for a cluster on one machine; the address other nodes reach it at, if different, goes in Cluster:PublicHostname.";
     }
 }
 

@@ -211,7 +211,9 @@ public sealed class ClusterOptions
 
     /// <summary>
     /// Address other nodes use to reach this one, for Akka.Remote and the data plane (a container's IP or DNS name, or the
-    /// outside address behind NAT). Empty: <see cref="Hostname"/> when that is one address, else the machine's host name.
+    /// outside address behind NAT). Empty: Akka.Remote advertises <see cref="Hostname"/> as written, <c>0.0.0.0</c> included
+    /// (an address no other machine can reach); the data plane is advertised as <see cref="Hostname"/> when that is one
+    /// address, else as the machine's host name.
     /// </summary>
     public string PublicHostname { get; set; } = "";
 

@@ -1,0 +1,32 @@
+using Akka.Event;
+
+namespace DistTrain.Cluster.Hosting;
+
+/// <summary>
+/// Drops Akka's log lines about a Cluster:Port that another process took between the node's start-up check
+/// (<see cref="PortProbe.EnsureFree"/>) and Akka.Remote's own bind, and every line after them: the transport's ERROR
+/// "Failed to bind to HOST:PORT; shutting down DotNetty transport." with its stack trace, then the actor system's
+/// shutdown (CoordinatedShutdown's and the remoting terminator's INFO lines, and the ERROR "Remoting system has been
+/// terminated abruptly"). The start then fails, and <see cref="ClusterNode"/> reports it as the check does: one
+/// <see cref="PortInUseException"/> line naming the port and the fix. Any other bind failure (and anything logged before
+/// one) is kept.
+/// </summary>
+internal sealed class BindFailureLogFilter : LogFilterBase
+{
+    private volatile bool _bindFailed;
+
+    /// <summary>True once Akka.Remote has logged that Cluster:Port is in use.</summary>
+    public bool BindFailed => _bindFailed;
+
+    /// <summary><see cref="LogFilterType.Content"/>, as <see cref="DepartedNodesLogFilter"/>'s (which says why).</summary>
+    public override LogFilterType FilterType => LogFilterType.Content;
+
+    /// <inheritdoc />
+    public override LogFilterDecision ShouldKeepMessage(LogEvent content, string? expandedMessage = null)
+    {
+        if (_bindFailed) return LogFilterDecision.Drop;
+        if (content is not Error { Cause: { } cause } || ClusterNode.AddressInUse(cause) is null) return LogFilterDecision.NoDecision;
+        _bindFailed = true;
+        return LogFilterDecision.Drop;
+    }
+}
