@@ -491,8 +491,9 @@ internal static class TrainCommand
     /// <summary>
     /// A warning when, without accumulation and with more than one worker, each worker's minibatch (Training:BatchSizePerWorker)
     /// is at least its shard of the epoch (⌈samples / workers⌉) and the shard is more than one sample: every epoch is then one
-    /// step (in Async one push per worker) of minibatches smaller than configured, split over workers that each compute on a
-    /// few samples. The fix it gives, a minibatch of half the shard or less (1 for shards of 2 or 3 samples), makes at least 2
+    /// step (in Async one push per worker) whose minibatches are the workers' whole shards (smaller than configured where a
+    /// shard is smaller than the minibatch; as configured where it is the same size), split over workers that each compute on
+    /// a few samples. The fix it gives, a minibatch of half the shard or less (1 for shards of 2 or 3 samples), makes at least 2
     /// steps per epoch. Null otherwise: one worker with a minibatch of the whole set is full-batch gradient descent, chosen as
     /// such (the scikit-learn configs do); a shard of one sample, which no minibatch splits, takes at least as many workers as
     /// samples (more workers than samples is <see cref="WorkersOutnumberSamples"/>'s case, which gives fewer workers or more
@@ -515,7 +516,14 @@ internal static class TrainCommand
         var smaller = shard < 4
             ? FormattableString.Invariant($"Set BatchSizePerWorker to 1 for {shard:N0} steps per epoch")
             : FormattableString.Invariant($"Set BatchSizePerWorker to {shard / 2:N0} or less for at least 2 steps per epoch");
-        return $"{shardText}: {epoch}, each minibatch smaller than configured. {smaller}, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).";
+        // Each minibatch is a worker's whole shard: smaller than configured only where the shard is smaller than the minibatch.
+        // Shards are even (⌊samples / workers⌋ or one more), so with a minibatch of exactly the larger shard, only the workers
+        // of the smaller shards get one sample fewer, and none when the samples divide evenly.
+        var smallShards = trainSamples % workers == 0 ? workers : workers - trainSamples % workers;
+        var minibatches = loop.BatchSizePerWorker > shard ? "each minibatch a worker's whole shard, smaller than configured"
+            : smallShards == workers ? "each minibatch a worker's whole shard, as configured"
+            : FormattableString.Invariant($"each minibatch a worker's whole shard: {shard:N0} samples as configured, or {shard - 1:N0} on {smallShards:N0} of the {workers:N0} workers");
+        return $"{shardText}: {epoch}, {minibatches}. {smaller}, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).";
     }
 
     /// <summary>

@@ -341,20 +341,33 @@ public class RunReportTests : IDisposable
     /// </summary>
     [Theory]
     [InlineData(TrainingMode.Sync, 105, 16, 64, 3, "Training:BatchSizePerWorker = 64 is at least a worker's shard of the epoch (at most 7 of the 105 training samples, " +
-        "over 16 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "over 16 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
         "Set BatchSizePerWorker to 3 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Async, 1000, 2, 500, 250, "Training:BatchSizePerWorker = 500 is at least a worker's shard of the epoch (500 of the 1,000 training samples, " +
-        "over 2 workers): each worker pushes once per epoch, its whole shard, so the run takes 6 steps, each minibatch smaller than configured. " +
+        "over 2 workers): each worker pushes once per epoch, its whole shard, so the run takes 6 steps, each minibatch a worker's whole shard, as configured. " +
         "Set BatchSizePerWorker to 250 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 3, 2, 16, 1, "Training:BatchSizePerWorker = 16 is at least a worker's shard of the epoch (at most 2 of the 3 training samples, " +
-        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
         "Set BatchSizePerWorker to 1 for 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 6, 2, 8, 1, "Training:BatchSizePerWorker = 8 is at least a worker's shard of the epoch (3 of the 6 training samples, " +
-        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
         "Set BatchSizePerWorker to 1 for 3 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 7, 2, 8, 2, "Training:BatchSizePerWorker = 8 is at least a worker's shard of the epoch (at most 4 of the 7 training samples, " +
-        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
         "Set BatchSizePerWorker to 2 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    // A minibatch of exactly the shard is as configured: 1,346 samples over 2 workers in minibatches of 673 were said to be
+    // "smaller than configured". With shards of 4 and 3, only the smaller one is.
+    [InlineData(TrainingMode.Sync, 1346, 2, 673, 336, "Training:BatchSizePerWorker = 673 is at least a worker's shard of the epoch (673 of the 1,346 training samples, " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, as configured. " +
+        "Set BatchSizePerWorker to 336 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    [InlineData(TrainingMode.Sync, 7, 2, 4, 2, "Training:BatchSizePerWorker = 4 is at least a worker's shard of the epoch (at most 4 of the 7 training samples, " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard: 4 samples as configured, " +
+        "or 3 on 1 of the 2 workers. " +
+        "Set BatchSizePerWorker to 2 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    [InlineData(TrainingMode.Sync, 11, 4, 3, 1, "Training:BatchSizePerWorker = 3 is at least a worker's shard of the epoch (at most 3 of the 11 training samples, " +
+        "over 4 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard: 3 samples as configured, " +
+        "or 2 on 1 of the 4 workers. " +
+        "Set BatchSizePerWorker to 1 for 3 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 120, 1, 200, 0, null)] // full-batch gradient descent, as configs/sklearn-iris.json chooses
     [InlineData(TrainingMode.Sync, 1000, 2, 499, 0, null)] // 2 steps per epoch
     [InlineData(TrainingMode.Sync, 3, 4, 64, 0, null)] // a shard of one sample: no smaller minibatch to suggest (more workers than samples is warned of)
