@@ -444,7 +444,8 @@ internal static class TrainCommand
     /// <summary>
     /// A warning when Training:AccumulationSteps above 1 makes each worker's minibatch (BatchSizePerWorker × AccumulationSteps)
     /// at least its shard of the epoch (⌈samples / workers⌉): every epoch is then one step (in Async one push per worker), the
-    /// accumulation ends with the shard and its count above the shard's micro-batches does nothing. Null otherwise.
+    /// accumulation ends with the shard and its count above the shard's micro-batches does nothing. The fix names half the
+    /// shard's micro-batches (1, no accumulation, for 2 or 3), with the minibatch and the steps per epoch that gives. Null otherwise.
     /// </summary>
     /// <param name="options">The run's options.</param>
     /// <param name="trainSamples">Training samples per epoch.</param>
@@ -458,9 +459,15 @@ internal static class TrainCommand
         var shard = (trainSamples + workers - 1) / workers;
         var microBatches = (shard + loop.BatchSizePerWorker - 1) / loop.BatchSizePerWorker;
         var epoch = OneStepEpochs(loop, workers);
-        var fix = microBatches >= 2
-            ? FormattableString.Invariant($"Lower AccumulationSteps to {microBatches / 2:N0} or less for at least 2 steps per epoch.")
-            : FormattableString.Invariant($"Set AccumulationSteps to 1 (one micro-batch already holds the shard), and lower Training:BatchSizePerWorker below {shard:N0} for more than one step per epoch.");
+        // Half the shard's micro-batches or fewer make at least 2 steps. Said with the numbers that follow: for a shard of 2 or 3
+        // micro-batches that is no accumulation (1), not "1 or less", which allows 0.
+        var fewer = microBatches / 2;
+        var steps = fewer < 1 ? 0 : EpochPlanSettings.StepsPerEpoch(trainSamples, workers, loop.BatchSizePerWorker * fewer);
+        var fix = microBatches < 2
+            ? FormattableString.Invariant($"Set AccumulationSteps to 1 (one micro-batch already holds the shard), and lower Training:BatchSizePerWorker below {shard:N0} for more than one step per epoch.")
+            : fewer == 1
+                ? FormattableString.Invariant($"Set AccumulationSteps to 1 (no accumulation: minibatches of {loop.BatchSizePerWorker:N0} samples) for {steps:N0} steps per epoch.")
+                : FormattableString.Invariant($"Lower AccumulationSteps to {fewer:N0} (minibatches of {loop.BatchSizePerWorker * fewer:N0} samples) for {steps:N0} steps per epoch, or lower still for more.");
         var minibatch = FormattableString.Invariant(
             $"Training:AccumulationSteps = {loop.AccumulationSteps:N0} makes each worker's minibatch {loop.MinibatchPerWorker:N0} samples (Training:BatchSizePerWorker {loop.BatchSizePerWorker:N0} × {loop.AccumulationSteps:N0})");
         var shards = FormattableString.Invariant(
