@@ -444,7 +444,8 @@ internal static class TrainCommand
     /// <summary>
     /// A warning when Training:AccumulationSteps above 1 makes each worker's minibatch (BatchSizePerWorker × AccumulationSteps)
     /// at least its shard of the epoch (⌈samples / workers⌉): every epoch is then one step (in Async one push per worker), the
-    /// accumulation ends with the shard and its count above the shard's micro-batches does nothing. Null otherwise.
+    /// accumulation ends with the shard and its count above the shard's micro-batches does nothing. The fix names half the
+    /// shard's micro-batches (1, no accumulation, for 2 or 3), with the minibatch and the steps per epoch that gives. Null otherwise.
     /// </summary>
     /// <param name="options">The run's options.</param>
     /// <param name="trainSamples">Training samples per epoch.</param>
@@ -458,9 +459,15 @@ internal static class TrainCommand
         var shard = (trainSamples + workers - 1) / workers;
         var microBatches = (shard + loop.BatchSizePerWorker - 1) / loop.BatchSizePerWorker;
         var epoch = OneStepEpochs(loop, workers);
-        var fix = microBatches >= 2
-            ? FormattableString.Invariant($"Lower AccumulationSteps to {microBatches / 2:N0} or less for at least 2 steps per epoch.")
-            : FormattableString.Invariant($"Set AccumulationSteps to 1 (one micro-batch already holds the shard), and lower Training:BatchSizePerWorker below {shard:N0} for more than one step per epoch.");
+        // Half the shard's micro-batches or fewer make at least 2 steps. Said with the numbers that follow: for a shard of 2 or 3
+        // micro-batches that is no accumulation (1), not "1 or less", which allows 0.
+        var fewer = microBatches / 2;
+        var steps = fewer < 1 ? 0 : EpochPlanSettings.StepsPerEpoch(trainSamples, workers, loop.BatchSizePerWorker * fewer);
+        var fix = microBatches < 2
+            ? FormattableString.Invariant($"Set AccumulationSteps to 1 (one micro-batch already holds the shard), and lower Training:BatchSizePerWorker below {shard:N0} for more than one step per epoch.")
+            : fewer == 1
+                ? FormattableString.Invariant($"Set AccumulationSteps to 1 (no accumulation: minibatches of {loop.BatchSizePerWorker:N0} samples) for {steps:N0} steps per epoch.")
+                : FormattableString.Invariant($"Lower AccumulationSteps to {fewer:N0} (minibatches of {loop.BatchSizePerWorker * fewer:N0} samples) for {steps:N0} steps per epoch, or lower still for more.");
         var minibatch = FormattableString.Invariant(
             $"Training:AccumulationSteps = {loop.AccumulationSteps:N0} makes each worker's minibatch {loop.MinibatchPerWorker:N0} samples (Training:BatchSizePerWorker {loop.BatchSizePerWorker:N0} × {loop.AccumulationSteps:N0})");
         var shards = FormattableString.Invariant(
@@ -491,8 +498,9 @@ internal static class TrainCommand
     /// <summary>
     /// A warning when, without accumulation and with more than one worker, each worker's minibatch (Training:BatchSizePerWorker)
     /// is at least its shard of the epoch (⌈samples / workers⌉) and the shard is more than one sample: every epoch is then one
-    /// step (in Async one push per worker) of minibatches smaller than configured, split over workers that each compute on a
-    /// few samples. The fix it gives, a minibatch of half the shard or less (1 for shards of 2 or 3 samples), makes at least 2
+    /// step (in Async one push per worker) whose minibatches are the workers' whole shards (smaller than configured where a
+    /// shard is smaller than the minibatch; as configured where it is the same size), split over workers that each compute on
+    /// a few samples. The fix it gives, a minibatch of half the shard or less (1 for shards of 2 or 3 samples), makes at least 2
     /// steps per epoch. Null otherwise: one worker with a minibatch of the whole set is full-batch gradient descent, chosen as
     /// such (the scikit-learn configs do); a shard of one sample, which no minibatch splits, takes at least as many workers as
     /// samples (more workers than samples is <see cref="WorkersOutnumberSamples"/>'s case, which gives fewer workers or more
@@ -515,7 +523,14 @@ internal static class TrainCommand
         var smaller = shard < 4
             ? FormattableString.Invariant($"Set BatchSizePerWorker to 1 for {shard:N0} steps per epoch")
             : FormattableString.Invariant($"Set BatchSizePerWorker to {shard / 2:N0} or less for at least 2 steps per epoch");
-        return $"{shardText}: {epoch}, each minibatch smaller than configured. {smaller}, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).";
+        // Each minibatch is a worker's whole shard: smaller than configured only where the shard is smaller than the minibatch.
+        // Shards are even (⌊samples / workers⌋ or one more), so with a minibatch of exactly the larger shard, only the workers
+        // of the smaller shards get one sample fewer, and none when the samples divide evenly.
+        var smallShards = trainSamples % workers == 0 ? workers : workers - trainSamples % workers;
+        var minibatches = loop.BatchSizePerWorker > shard ? "each minibatch a worker's whole shard, smaller than configured"
+            : smallShards == workers ? "each minibatch a worker's whole shard, as configured"
+            : FormattableString.Invariant($"each minibatch a worker's whole shard: {shard:N0} samples as configured, or {shard - 1:N0} on {smallShards:N0} of the {workers:N0} workers");
+        return $"{shardText}: {epoch}, {minibatches}. {smaller}, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).";
     }
 
     /// <summary>

@@ -236,9 +236,9 @@ public class CsvDatasetTests : IDisposable
         // An empty cell, as a missing value is written: said to be empty, not a non-numeric column to ignore.
         var emptyPath = Write("empty.csv", "x,y,label\n1,2,0\n3, ,1\n");
         var empty = Assert.Throws<DataFormatException>(() => CsvDataset.Read(emptyPath, new CsvOptions()));
-        Assert.Equal($"{emptyPath}: line 3, column 'y' (index 1) is empty: every feature needs a value. Fill the cell (for example with the column's mean), or drop the row.", empty.Message);
+        Assert.Equal($"{emptyPath}: line 3, column 'y' (index 1) is empty, a missing value: {Missing(emptyPath, ", skipinitialspace=True")}", empty.Message);
         var emptyNoHeader = Write("empty-no-header.csv", "1,2,0\n,4,1\n");
-        Assert.Equal($"{emptyNoHeader}: line 2, column 'column 0' (index 0) is empty: every feature needs a value. Fill the cell (for example with the column's mean), or drop the row.",
+        Assert.Equal($"{emptyNoHeader}: line 2, column 'column 0' (index 0) is empty, a missing value: {Missing(emptyNoHeader, ", header=None", ", header=False")}",
             Assert.Throws<DataFormatException>(() => CsvDataset.Read(emptyNoHeader, new CsvOptions { HasHeader = false })).Message);
         // A decimal comma, as a European locale writes with ';' between columns: the hint gives the number with a point.
         var comma = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("comma.csv", "a;b;label\n5,1;3,5;0\n"), new CsvOptions { Separator = ";" }));
@@ -249,6 +249,56 @@ public class CsvDatasetTests : IDisposable
         Assert.Equal("-0.25", CsvDataset.DecimalComma("-0,25"));
         var thousands = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("thousands.csv", "a;label\n1,000;0\n"), new CsvOptions { Separator = ";" }));
         Assert.Contains("'1,000' is not a number: a decimal comma ('1.000') or a thousands separator ('1000')?", thousands.Message);
+    }
+
+    /// <summary>
+    /// The end of the error for a missing feature value in <paramref name="path"/>: no setting drops or fills rows, so it gives
+    /// the pandas lines that do, for this file (<paramref name="read"/>: read_csv's arguments after the path;
+    /// <paramref name="write"/>: to_csv's after index=False), writing the copy beside it as NAME-complete.csv.
+    /// </summary>
+    private static string Missing(string path, string read = "", string write = "", string end = ".")
+    {
+        var copy = Path.Combine(Path.GetDirectoryName(path)!, Path.GetFileNameWithoutExtension(path.EndsWith(".gz", StringComparison.Ordinal) ? path[..^3] : path) + "-complete.csv");
+        var to = $".to_csv('{copy}', index=False{write})";
+        return "every feature needs a value, and DistTrain has no setting that drops or fills rows with missing values. Drop those rows, or fill the " +
+            $"missing cells (for example with the column's mean), in a copy of the file; with pandas: df = pandas.read_csv('{path}'{read}), then " +
+            $"df.dropna(){to} drops them, or df.fillna(df.mean(numeric_only=True)){to} fills them{end}";
+    }
+
+    /// <summary>
+    /// A missing value written as a marker (NA, ?, NaN, null, N/A) was refused as "'NA' is not a finite number. Features
+    /// must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns": the column holds numbers, and ignoring it would
+    /// drop the feature from every row. An empty cell was told to be filled or its row dropped, without how. Both now say
+    /// the cell is a missing value, that no setting drops or fills rows, and give the pandas lines that do for this file
+    /// (na_values for a marker pandas does not know, its separator, header row and skipped lines). Other text keeps the
+    /// IgnoreColumns advice.
+    /// </summary>
+    [Fact]
+    public void A_missing_value_marker_or_empty_cell_is_named_as_missing_with_the_pandas_lines_that_drop_or_fill_it()
+    {
+        foreach (var (marker, read) in new[] { ("NA", ""), ("?", ", na_values=['?']"), ("NaN", ""), ("nan", ""), ("null", ""), ("N/A", ""), ("NAN", ", na_values=['NAN']") })
+        {
+            var path = Write("missing.csv", $"a,b,label\n1,2,0\n3,{marker},1\n");
+            Assert.Equal($"{path}: line 3, column 'b' (index 1): '{marker}' marks a missing value: {Missing(path, read)}",
+                Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions())).Message);
+        }
+        // Cells are read trimmed, so '  NA' is NA; pandas reads it so with skipinitialspace.
+        var spaced = Write("spaced.csv", "a,b,label\n1,  NA,0\n");
+        Assert.Equal($"{spaced}: line 2, column 'b' (index 1): 'NA' marks a missing value: {Missing(spaced, ", skipinitialspace=True")}",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(spaced, new CsvOptions())).Message);
+        // A tab-separated file without a header row after a line of counts: the lines read and write it so, and the copy skips nothing.
+        var tsv = Write("counts.tsv.gz", "");
+        using (var gzip = new GZipStream(File.Create(tsv), CompressionLevel.Fastest))
+            gzip.Write("2\t2\n1\t2\t0\n?\t4\t1\n"u8);
+        Assert.Equal($"{tsv}: line 3, column 'column 0' (index 0): '?' marks a missing value: " +
+            Missing(tsv, ", sep='\\t', header=None, skiprows=1, na_values=['?']", ", header=False, sep='\\t'", ", and the copy has no lines to skip at its top (Data:Csv:SkipRows 0)."),
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(tsv, new CsvOptions { Separator = "\t", HasHeader = false, SkipRows = 1 })).Message);
+        Assert.EndsWith(Path.Combine(_directory, "counts-complete.csv") + "', index=False, header=False, sep='\\t') fills them, and the copy has no lines to skip at its top (Data:Csv:SkipRows 0).",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(tsv, new CsvOptions { Separator = "\t", HasHeader = false, SkipRows = 1 })).Message);
+        // Text that marks no missing value keeps its advice: a non-numeric column is ignored with Data:Csv:IgnoreColumns.
+        var text = Write("text.csv", "a,b,label\n1,2,0\n3,-,1\n");
+        Assert.EndsWith("'-' is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(text, new CsvOptions())).Message);
     }
 
     /// <summary>
@@ -285,12 +335,12 @@ public class CsvDatasetTests : IDisposable
             "Data:Csv:LabelColumn is not set: the column headed 'label', else the last).",
             Assert.Throws<DataFormatException>(() => CsvDataset.Read(ids, new CsvOptions())).Message);
 
-        // A stray value after rows of numbers, and a missing-value marker, are not the labels.
+        // A stray value after rows of numbers, and a missing-value marker, are not the labels; the marker is a missing value.
         const string plain = "is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns.";
         var stray = Write("stray.csv", "a,b,label\n1,2,0\n3,abc,1\n");
         Assert.Equal($"{stray}: line 3, column 'b' (index 1): 'abc' {plain}", Assert.Throws<DataFormatException>(() => CsvDataset.Read(stray, new CsvOptions())).Message);
         var marker = Write("marker.csv", "a,b,label\n1,NA,0\n");
-        Assert.Equal($"{marker}: line 2, column 'b' (index 1): 'NA' {plain}", Assert.Throws<DataFormatException>(() => CsvDataset.Read(marker, new CsvOptions())).Message);
+        Assert.Equal($"{marker}: line 2, column 'b' (index 1): 'NA' marks a missing value: {Missing(marker)}", Assert.Throws<DataFormatException>(() => CsvDataset.Read(marker, new CsvOptions())).Message);
     }
 
     /// <summary>
@@ -342,10 +392,10 @@ public class CsvDatasetTests : IDisposable
 
         // An empty last cell of a named column, or of a later row, is a missing value, as before.
         var named = Write("named.csv", "label,a,b\n0,1,\n");
-        Assert.Equal($"{named}: line 2, column 'b' (index 2) is empty: every feature needs a value. Fill the cell (for example with the column's mean), or drop the row.",
+        Assert.Equal($"{named}: line 2, column 'b' (index 2) is empty, a missing value: {Missing(named)}",
             Assert.Throws<DataFormatException>(() => CsvDataset.Read(named, new CsvOptions())).Message);
         var later = Write("later.csv", "a,b,label,\n1,2,0,5\n3,4,1,\n");
-        Assert.Equal($"{later}: line 3, column 'column 3' (index 3) is empty: every feature needs a value. Fill the cell (for example with the column's mean), or drop the row.",
+        Assert.Equal($"{later}: line 3, column 'column 3' (index 3) is empty, a missing value: {Missing(later)}",
             Assert.Throws<DataFormatException>(() => CsvDataset.Read(later, new CsvOptions())).Message);
     }
 
@@ -619,7 +669,7 @@ public class CsvDatasetTests : IDisposable
         error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(huge, new CsvOptions()));
         Assert.Equal($"{huge}: line 2, column 'a' (index 0): '1e39' is outside the range of float32 (±3.4E+38), in which features are held. Rescale the column.", error.Message);
         var text = Write("text.csv", "a,b,label\nn/a,2,x\n");
-        Assert.Contains("'n/a' is not a finite number.", Assert.Throws<DataFormatException>(() => CsvDataset.Read(text, new CsvOptions())).Message);
+        Assert.Contains("'n/a' marks a missing value: every feature needs a value", Assert.Throws<DataFormatException>(() => CsvDataset.Read(text, new CsvOptions())).Message);
     }
 
     [Fact]

@@ -1,7 +1,11 @@
 using DistTrain.Cluster.Hosting;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
+using DistTrain.Core.Data;
 using DistTrain.Core.Layers;
 using DistTrain.Core.Models;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
 
 namespace DistTrain.Tests;
 
@@ -137,6 +141,111 @@ public class OneByOneFeatureMapTests
         finally
         {
             Directory.Delete(Path.GetDirectoryName(path)!, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// A network whose LayerNorm (layer 1) runs on 1x1 maps [4, 1, 1], with every weight drawn at random (LayerNorm's too,
+    /// so that a weight or bias left at its starting value would show), and the same weights laid out as versions before
+    /// 1x1 maps stayed images wrote them: LayerNorm's weight and bias as [4], every other tensor as it is.
+    /// </summary>
+    private static (ModelOptions Model, ParameterVector Weights, ParameterLayout Earlier) LayerNormOn1x1Maps()
+    {
+        var model = Digits(Conv(4, 8), Layer(LayerTypes.LayerNorm), Layer(LayerTypes.ReLU), Dense(3));
+        var layout = ModelFactory.Build(model).Layout;
+        var random = new Random(5);
+        var weights = new ParameterVector(layout, [.. Enumerable.Range(0, layout.TotalLength).Select(_ => (float)(random.NextDouble() * 2 - 1))]);
+        // Written by hand, as the earlier code laid the tensors out (TensorShape took [4, 1, 1] for the flat [4]).
+        var earlier = new ParameterLayout(layout.Segments.Select(s =>
+            (s.Name, s.Name is "1.weight" or "1.bias" ? new[] { 4 } : s.Shape, s.Role, s.Frozen)));
+        Assert.Equal([("1.weight", new[] { 4, 1, 1 }), ("1.bias", [4, 1, 1])], layout.Segments.Where(s => s.Name.StartsWith("1.", StringComparison.Ordinal)).Select(s => (s.Name, s.Shape)));
+        return (model, weights, earlier);
+    }
+
+    [Fact]
+    public void A_model_file_whose_LayerNorm_on_1x1_maps_holds_the_earlier_shape_C_loads_with_the_same_logits()
+    {
+        var (model, weights, earlier) = LayerNormOn1x1Maps();
+        var trained = new TrainedModel(model, weights, Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]));
+        var directory = Directory.CreateTempSubdirectory("disttrain-1x1-earlier-").FullName;
+        try
+        {
+            var current = Path.Combine(directory, "current.safetensors");
+            var old = Path.Combine(directory, "old.safetensors");
+            trained.Save(current);
+            SafeTensors.Write(old, new ParameterVector(earlier, weights.Values), trained.Metadata);
+            Assert.Equal([4], SafeTensors.Read(old)["1.weight"].Shape);
+            Assert.Equal([4], SafeTensors.Read(old)["1.bias"].Shape);
+
+            // predict, evaluate, export and inspect load through TrainedModel.Load; finetune --from and Model:Pretrained
+            // through PretrainedWeights.Load, which it calls.
+            var loaded = TrainedModel.Load(old);
+            Assert.Equal(weights.Values, loaded.Weights.Values);
+            Assert.Equal([4, 1, 1], loaded.Weights.Layout["1.weight"].Shape);
+            var samples = Enumerable.Range(0, 5 * 64).Select(i => (float)Math.Sin(i * 0.37) * 0.5f + 0.5f).ToArray();
+            var logits = TrainedModel.Load(current).Logits(samples);
+            Assert.Equal(logits, loaded.Logits(samples));
+            Assert.True(logits.Distinct().Count() > 10, "the logits are not all alike");
+
+            // Fine-tuning with a new head loads the earlier LayerNorm too.
+            var replica = ModelFactory.Build(model);
+            var target = new ParameterVector(replica.Layout);
+            var names = PretrainedWeights.Load(old, replica, target, replaceHead: true);
+            Assert.Equal(["0.weight", "0.bias", "1.weight", "1.bias"], names);
+            Assert.Equal(weights.Segment("1.bias").ToArray(), target.Segment("1.bias").ToArray());
+
+            // A LayerNorm tensor of another size is still refused, naming both shapes.
+            var other = new ParameterLayout(earlier.Segments.Select(s => (s.Name, s.Name == "1.bias" ? new[] { 2, 2 } : s.Shape, s.Role, s.Frozen)));
+            SafeTensors.Write(old, new ParameterVector(other, weights.Values), trained.Metadata);
+            Assert.Contains("'1.bias' is [2, 2] in the checkpoint but [4, 1, 1] in the model",
+                Assert.Throws<InvalidDataException>(() => TrainedModel.Load(old)).Message);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void A_training_checkpoint_whose_LayerNorm_on_1x1_maps_holds_the_earlier_shape_C_resumes()
+    {
+        var (model, weights, earlier) = LayerNormOn1x1Maps();
+        var layout = weights.Layout;
+        var directory = Directory.CreateTempSubdirectory("disttrain-1x1-resume-").FullName;
+        try
+        {
+            // The earlier version recorded the fingerprint of its own layout, with [4] for LayerNorm's tensors.
+            float[] state = [.. Enumerable.Range(0, layout.TrainableLength).Select(i => i * 0.01f)];
+            var checkpoint = new TrainingCheckpoint(new ParameterVector(earlier, weights.Values), [("momentum_buffer", state)], OptimizerKind.Sgd,
+                optimizerSteps: 12, version: 12, epoch: 2, round: 0, shardSeed: 1, workers: 2, batchSizePerWorker: 32, jobId: "run-1");
+            var store = new CheckpointStore(directory, keep: 3);
+            var path = store.Save(checkpoint);
+            Assert.Equal(TrainingCheckpoint.LayoutFingerprint(earlier), SafeTensors.ReadMetadata(path)["model_fingerprint"]);
+            Assert.NotEqual(TrainingCheckpoint.LayoutFingerprint(earlier), TrainingCheckpoint.LayoutFingerprint(layout));
+
+            var read = TrainingCheckpoint.Read(path, layout);
+            Assert.Equal(weights.Values, read.Weights.Values);
+            Assert.Equal([4, 1, 1], read.Weights.Layout["1.weight"].Shape);
+            Assert.Equal((12L, 2), (read.Version, read.Epoch));
+            Assert.Equal(path, store.FindNewestValid(layout).Path);
+            Assert.Equal("run-1", store.LastWrittenJobId(layout));
+
+            // Early stopping's best weights, kept beside the checkpoints in the earlier shapes, are restored too.
+            var epoch1 = new EpochSummary(1, 12, 0.5, 0.4, 0.8, 100, 1000, 1, 0.1, 0.3, 0.7);
+            DistTrain.Cluster.Training.EarlyStoppingRecord.Save(directory, [epoch1], bestEpoch: 1, (new ParameterVector(earlier, weights.Values), 12), validationSamples: 200);
+            var restored = DistTrain.Cluster.Training.EarlyStoppingRecord.Restore(directory, firstEpoch: 2, firstRound: 0, resumedVersion: 12, minDelta: 0.01,
+                layout, validationSamples: 200, out var problem);
+            Assert.Null(problem);
+            Assert.Equal(weights.Values, restored!.BestWeights);
+
+            // A model that differs otherwise is still another model.
+            var wider = ModelFactory.Build(Digits(Conv(5, 8), Layer(LayerTypes.LayerNorm), Layer(LayerTypes.ReLU), Dense(3))).Layout;
+            Assert.Contains("the checkpoint holds another model", Assert.Throws<InvalidDataException>(() => TrainingCheckpoint.Read(path, wider)).Message);
+            Assert.Equal("", store.LastWrittenJobId(wider));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
         }
     }
 }

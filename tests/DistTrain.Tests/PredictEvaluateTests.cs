@@ -1,5 +1,6 @@
 using System.Text.Json;
 using DistTrain.Cli;
+using DistTrain.Core;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Data;
 using DistTrain.Core.Models;
@@ -124,11 +125,22 @@ public class PredictEvaluateTests : IDisposable
         Assert.Equal(Directory.GetFiles(kept, "*.png", SearchOption.AllDirectories).Length, someData.Count);
         for (var i = 0; i < someData.Count; i++)
             Assert.Equal(int.Parse(Path.GetFileName(Path.GetDirectoryName(someData.SampleNames![i]))!) - 5, someData.Labels[i]);
+        // Sub-folder 0 is a class outside Data:Classes: left out and counted, as an IDX test split's images of label 0 are.
         Directory.Move(Path.Combine(folder, "0"), Path.Combine(kept, "0"));
+        var zeros = Directory.GetFiles(Path.Combine(kept, "0")).Length;
+        var withZero = ModelInputs.ReadLabeled(kept, fromSome, resize: false, skipRows: null);
+        Assert.Equal(someData.Labels, withZero.Data.Labels);
+        Assert.Equal(zeros, withZero.LeftOut);
+        Assert.Equal($"{kept}: {zeros} of {someData.Count + zeros} images are left out, as training leaves them out: their label, 0 ({Counts.Of(zeros, "image")}), " +
+            $"is not among the model's classes, the Data:Classes it was trained on (5, 6, 7). The figures count the other {someData.Count}.", withZero.LeftOutNotice);
+        // A sub-folder written with a leading zero, or by name, is not a class number and cannot be matched: still refused.
+        Directory.Move(Path.Combine(kept, "5"), Path.Combine(kept, "05"));
         Assert.Equal($"{kept}: the model's classes are numbers without names (5, 6, 7: the Data:Classes it kept), from its Idx training data, but sub-folder " +
-            "'0' is not among those numbers, so its images cannot be matched to the model's classes. Name each class sub-folder by its class number (5, 6, 7), " +
+            "'05' is not among those numbers, so its images cannot be matched to the model's classes. Name each class sub-folder by its class number (5, 6, 7), " +
             "or evaluate it on a folder with the IDX test files (t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]).",
             Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(kept, fromSome, resize: false)).Message);
+        Directory.Move(Path.Combine(kept, "05"), Path.Combine(kept, "Sandal"));
+        Assert.Contains("but sub-folder 'Sandal' is a name, not class numbers,", Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(kept, fromSome, resize: false)).Message);
     }
 
     [Fact]
@@ -521,6 +533,71 @@ public class PredictEvaluateTests : IDisposable
         Assert.Equal(3, report.GetProperty("samples").GetInt64());
         Assert.Equal(2, report.GetProperty("leftOut").GetInt32());
         Assert.Contains("'virginica' (2 rows), is not among the model's classes", error);
+    }
+
+    /// <summary>
+    /// A model trained on an image folder with Data:Classes scores the images of those classes. evaluate refused a test folder
+    /// that also held the other classes' sub-folders ("sub-folders 'Ankle boot', ... are not classes of the training folder"),
+    /// though training had read that same folder and left their images out; CSV rows of other labels were already left out.
+    /// Those sub-folders are now left out too, and counted: the warning by label, the accuracy line and the JSON's leftOut.
+    /// </summary>
+    [Fact]
+    public async Task Sub_folders_outside_the_models_data_classes_are_left_out_and_counted_as_csv_rows_are()
+    {
+        var options = new ModelBuilder(784).Dense(3).Build();
+        var weights = ModelFactory.InitialWeights(ModelFactory.Build(options), options.Initializer, seed: 1);
+        var normalizer = Normalizer.FromStatistics(NormalizationKind.Global, [0.5f], [0.25f]);
+        // Data:Classes [1, 7, 9] of the sorted sub-folder names: Bag, Sneaker and Trouser, the names the model keeps.
+        var sorted = ImageFolderTests.FashionNames.Order(StringComparer.Ordinal).ToArray();
+        string[] kept = [sorted[1], sorted[7], sorted[9]];
+        Assert.Equal(["Bag", "Sneaker", "Trouser"], kept);
+        var trained = new TrainedModel(options, weights, normalizer, ModelMetadata.Create(options, normalizer,
+            new DataMetadata(DataFormat.ImageFolder, 255f, kept, LabelsAreNames: true, null, null, false, [1, 7, 9]), version: 0, epochs: 0, testAccuracy: null, seed: 0));
+        var folder = ImageFolderTests.WriteFolder(Path.Combine(_directory, "images"), TestData.RawTest, 60);
+        int Images(string name) => Directory.Exists(Path.Combine(folder, name)) ? Directory.GetFiles(Path.Combine(folder, name)).Length : 0;
+        var keptImages = kept.Sum(Images);
+        var others = sorted.Except(kept).Where(n => Images(n) > 0).ToArray();
+        Assert.True(keptImages > 0 && others.Length >= 5, $"{keptImages} images of the kept classes, {others.Length} other classes");
+
+        var read = ModelInputs.ReadLabeled(folder, trained, resize: false, skipRows: null);
+        Assert.Equal(keptImages, read.Data.Count);
+        for (var i = 0; i < read.Data.Count; i++)
+            Assert.Equal(kept[read.Data.Labels[i]], Path.GetFileName(Path.GetDirectoryName(read.Data.SampleNames![i])));
+        Assert.Equal(60 - keptImages, read.LeftOut);
+        var listed = others.Select((n, i) => $"'{n}' ({(i == 0 ? Counts.Of(Images(n), "image") : Counts.Number(Images(n)))})").ToList();
+        Assert.Equal($"{folder}: {60 - keptImages} of 60 images are left out, as training leaves them out: their labels, " +
+            $"{string.Join(", ", listed.Take(listed.Count - 1))} and {listed[^1]}, are not among the model's classes, the Data:Classes it was trained on " +
+            $"('Bag', 'Sneaker', 'Trouser'). The figures count the other {keptImages}.", read.LeftOutNotice);
+
+        // The same on the command line: the warning, the accuracy line and the JSON.
+        var model = Path.Combine(_directory, "image-classes.safetensors");
+        trained.Save(model);
+        var heatmap = Path.Combine(_directory, "image-classes.png");
+        var (exit, output, error) = await Cli("evaluate", "--model", model, "--data", folder, "--heatmap", heatmap);
+        Assert.True(exit == 0, error);
+        Assert.Contains($"({keptImages} samples; {60 - keptImages} left out, labels not among Data:Classes)", output);
+        Assert.Contains("warning: " + read.LeftOutNotice, string.Join(" ", error.Split('\n', StringSplitOptions.TrimEntries)));
+        (exit, output, error) = await Cli("evaluate", "--model", model, "--data", folder, "--heatmap", heatmap, "--json");
+        Assert.True(exit == 0, error);
+        var report = JsonDocument.Parse(output).RootElement;
+        Assert.Equal(keptImages, report.GetProperty("samples").GetInt64());
+        Assert.Equal(60 - keptImages, report.GetProperty("leftOut").GetInt32());
+
+        // Only other classes: nothing to score, and the error says why.
+        var onlyOthers = Directory.CreateDirectory(Path.Combine(_directory, "only-others")).FullName;
+        Directory.Move(Path.Combine(folder, others[0]), Path.Combine(onlyOthers, others[0]));
+        var moved = Directory.GetFiles(Path.Combine(onlyOthers, others[0])).Length;
+        Assert.StartsWith($"{onlyOthers}: no samples of the model's classes: {moved} of {Counts.Of(moved, "image")} {(moved == 1 ? "is" : "are")} left out, as training leaves them out: " +
+            $"their label, '{others[0]}' ({Counts.Of(moved, "image")}), is not among the model's classes,",
+            Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(onlyOthers, trained, resize: false)).Message);
+
+        // A model of all its classes still refuses a sub-folder it does not know.
+        var all = new TrainedModel(new ModelBuilder(784).Dense(10).Build(), ModelFactory.InitialWeights(ModelFactory.Build(new ModelBuilder(784).Dense(10).Build()),
+            options.Initializer, seed: 1), normalizer, ModelMetadata.Create(options, normalizer,
+            new DataMetadata(DataFormat.ImageFolder, 255f, sorted, LabelsAreNames: true, null, null, false, []), version: 0, epochs: 0, testAccuracy: null, seed: 0));
+        Directory.CreateDirectory(Path.Combine(folder, "Hat"));
+        ImageFolderTests.WriteImage(Path.Combine(folder, "Hat", "0.png"), TestData.RawTest.Sample(0));
+        Assert.Contains("sub-folder 'Hat' is not a class of the training folder", Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(folder, all, resize: false)).Message);
     }
 
     /// <summary>

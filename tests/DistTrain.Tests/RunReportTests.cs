@@ -291,10 +291,20 @@ public class RunReportTests : IDisposable
     // 1,000 samples over 2 workers: shards of 500, 8 micro-batches of 64. 1,024 × 64 = 65,536 samples per minibatch.
     [InlineData(TrainingMode.Sync, 1024, 64, "Training:AccumulationSteps = 1,024 makes each worker's minibatch 65,536 samples (Training:BatchSizePerWorker 64 × 1,024), " +
         "but a worker's shard of the epoch has 500 samples (8 micro-batches): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
-        "Lower AccumulationSteps to 4 or less for at least 2 steps per epoch.")]
+        "Lower AccumulationSteps to 4 (minibatches of 256 samples) for 2 steps per epoch, or lower still for more.")]
     [InlineData(TrainingMode.Async, 8, 64, "Training:AccumulationSteps = 8 makes each worker's minibatch 512 samples (Training:BatchSizePerWorker 64 × 8), " +
         "but a worker's shard of the epoch has 500 samples (8 micro-batches): each worker pushes once per epoch, its whole shard, so the run takes 6 steps. " +
-        "Lower AccumulationSteps to 4 or less for at least 2 steps per epoch.")]
+        "Lower AccumulationSteps to 4 (minibatches of 256 samples) for 2 steps per epoch, or lower still for more.")]
+    // 2 or 3 micro-batches: the fix is no accumulation, with the steps it makes; "Lower AccumulationSteps to 1 or less" before.
+    [InlineData(TrainingMode.Sync, 2, 400, "Training:AccumulationSteps = 2 makes each worker's minibatch 800 samples (Training:BatchSizePerWorker 400 × 2), " +
+        "but a worker's shard of the epoch has 500 samples (2 micro-batches): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
+        "Set AccumulationSteps to 1 (no accumulation: minibatches of 400 samples) for 2 steps per epoch.")]
+    [InlineData(TrainingMode.Sync, 3, 200, "Training:AccumulationSteps = 3 makes each worker's minibatch 600 samples (Training:BatchSizePerWorker 200 × 3), " +
+        "but a worker's shard of the epoch has 500 samples (3 micro-batches): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
+        "Set AccumulationSteps to 1 (no accumulation: minibatches of 200 samples) for 3 steps per epoch.")]
+    [InlineData(TrainingMode.Sync, 16, 50, "Training:AccumulationSteps = 16 makes each worker's minibatch 800 samples (Training:BatchSizePerWorker 50 × 16), " +
+        "but a worker's shard of the epoch has 500 samples (10 micro-batches): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
+        "Lower AccumulationSteps to 5 (minibatches of 250 samples) for 2 steps per epoch, or lower still for more.")]
     [InlineData(TrainingMode.Sync, 2, 500, "Training:AccumulationSteps = 2 makes each worker's minibatch 1,000 samples (Training:BatchSizePerWorker 500 × 2), " +
         "but a worker's shard of the epoch has 500 samples (1 micro-batch): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
         "Set AccumulationSteps to 1 (one micro-batch already holds the shard), and lower Training:BatchSizePerWorker below 500 for more than one step per epoch.")]
@@ -310,6 +320,15 @@ public class RunReportTests : IDisposable
         Assert.Equal(expected is not null, TrainCommand.RunWarnings(options, train).Contains(expected));
         // The plan agrees: with accumulation, one round per epoch exactly when warned of.
         Assert.Equal(expected is not null || accumulation == 1, EpochPlanSettings.StepsPerEpoch(1000, 2, options.Training.MinibatchPerWorker) == 1);
+        // The fix's numbers are the plan's: the AccumulationSteps it names, at least 1, make the minibatch and the steps it says.
+        if (System.Text.RegularExpressions.Regex.Match(expected ?? "", @"AccumulationSteps to (\d+) .*minibatches of (\d+) samples\) for (\d+) steps") is { Success: true } fix)
+        {
+            var (fewer, minibatch, steps) = (int.Parse(fix.Groups[1].Value), int.Parse(fix.Groups[2].Value), int.Parse(fix.Groups[3].Value));
+            Assert.InRange(fewer, 1, accumulation - 1);
+            Assert.Equal(batch * fewer, minibatch);
+            Assert.Equal(steps, EpochPlanSettings.StepsPerEpoch(1000, 2, minibatch));
+            Assert.InRange(steps, 2, int.MaxValue);
+        }
     }
 
     /// <summary>
@@ -341,20 +360,33 @@ public class RunReportTests : IDisposable
     /// </summary>
     [Theory]
     [InlineData(TrainingMode.Sync, 105, 16, 64, 3, "Training:BatchSizePerWorker = 64 is at least a worker's shard of the epoch (at most 7 of the 105 training samples, " +
-        "over 16 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "over 16 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
         "Set BatchSizePerWorker to 3 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Async, 1000, 2, 500, 250, "Training:BatchSizePerWorker = 500 is at least a worker's shard of the epoch (500 of the 1,000 training samples, " +
-        "over 2 workers): each worker pushes once per epoch, its whole shard, so the run takes 6 steps, each minibatch smaller than configured. " +
+        "over 2 workers): each worker pushes once per epoch, its whole shard, so the run takes 6 steps, each minibatch a worker's whole shard, as configured. " +
         "Set BatchSizePerWorker to 250 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 3, 2, 16, 1, "Training:BatchSizePerWorker = 16 is at least a worker's shard of the epoch (at most 2 of the 3 training samples, " +
-        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
         "Set BatchSizePerWorker to 1 for 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 6, 2, 8, 1, "Training:BatchSizePerWorker = 8 is at least a worker's shard of the epoch (3 of the 6 training samples, " +
-        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
         "Set BatchSizePerWorker to 1 for 3 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 7, 2, 8, 2, "Training:BatchSizePerWorker = 8 is at least a worker's shard of the epoch (at most 4 of the 7 training samples, " +
-        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch smaller than configured. " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
         "Set BatchSizePerWorker to 2 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    // A minibatch of exactly the shard is as configured: 1,346 samples over 2 workers in minibatches of 673 were said to be
+    // "smaller than configured". With shards of 4 and 3, only the smaller one is.
+    [InlineData(TrainingMode.Sync, 1346, 2, 673, 336, "Training:BatchSizePerWorker = 673 is at least a worker's shard of the epoch (673 of the 1,346 training samples, " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, as configured. " +
+        "Set BatchSizePerWorker to 336 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    [InlineData(TrainingMode.Sync, 7, 2, 4, 2, "Training:BatchSizePerWorker = 4 is at least a worker's shard of the epoch (at most 4 of the 7 training samples, " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard: 4 samples as configured, " +
+        "or 3 on 1 of the 2 workers. " +
+        "Set BatchSizePerWorker to 2 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    [InlineData(TrainingMode.Sync, 11, 4, 3, 1, "Training:BatchSizePerWorker = 3 is at least a worker's shard of the epoch (at most 3 of the 11 training samples, " +
+        "over 4 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard: 3 samples as configured, " +
+        "or 2 on 1 of the 4 workers. " +
+        "Set BatchSizePerWorker to 1 for 3 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 120, 1, 200, 0, null)] // full-batch gradient descent, as configs/sklearn-iris.json chooses
     [InlineData(TrainingMode.Sync, 1000, 2, 499, 0, null)] // 2 steps per epoch
     [InlineData(TrainingMode.Sync, 3, 4, 64, 0, null)] // a shard of one sample: no smaller minibatch to suggest (more workers than samples is warned of)

@@ -256,7 +256,7 @@ public static class EarlyStoppingRecord
             var weights = new ParameterVector(layout);
             foreach (var segment in layout.Segments)
             {
-                if (!tensors.TryGetValue(segment.Name, out var tensor) || !tensor.Shape.SequenceEqual(segment.Shape))
+                if (!tensors.TryGetValue(segment.Name, out var tensor) || !EarlierShapes.Fits(tensor.Shape, segment))
                 {
                     problem = $"{weightsPath} has no tensor '{segment.Name}' [{string.Join(", ", segment.Shape)}] (it was written for another model)";
                     return null;

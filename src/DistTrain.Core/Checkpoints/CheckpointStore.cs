@@ -194,11 +194,10 @@ public sealed partial class CheckpointStore
     public string LastWrittenJobId(ParameterLayout layout)
     {
         ArgumentNullException.ThrowIfNull(layout);
-        var fingerprint = TrainingCheckpoint.LayoutFingerprint(layout);
         foreach (var (_, metadata, _) in ByWriteTime())
         {
             // Unreadable or edited (null), or another model's: the one written before it decides.
-            if (metadata is null || metadata.GetValueOrDefault("model_fingerprint") != fingerprint) continue;
+            if (metadata is null || !TrainingCheckpoint.FingerprintMatches(metadata.GetValueOrDefault("model_fingerprint"), layout)) continue;
             return metadata.GetValueOrDefault(TrainingCheckpoint.JobIdKey, "");
         }
         return "";

@@ -245,6 +245,20 @@ public sealed class TrainingCheckpoint
     }
 
     /// <summary>
+    /// True when <paramref name="fingerprint"/> (a checkpoint's <c>model_fingerprint</c>) is that of <paramref name="layout"/>, or
+    /// of the same model as an earlier version laid it out (<see cref="EarlierShapes.EarlierLayout"/>: a LayerNorm's tensors on
+    /// 1x1 feature maps as <c>[C]</c>), whose weights load unchanged.
+    /// </summary>
+    /// <param name="fingerprint">The recorded fingerprint; null when there is none.</param>
+    /// <param name="layout">The model's layout.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="layout"/> is null.</exception>
+    public static bool FingerprintMatches(string? fingerprint, ParameterLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        return fingerprint == LayoutFingerprint(layout) || EarlierShapes.EarlierLayout(layout) is { } earlier && fingerprint == LayoutFingerprint(earlier);
+    }
+
+    /// <summary>
     /// How a checkpoint's tensors differ from <paramref name="layout"/>, and the fix, for the refusal of a checkpoint whose fingerprint is
     /// not the model's: the first tensors missing, extra or of another shape; or, when every tensor matches, the trainable
     /// lengths (the weights Model:Freeze leaves to train; the optimizer state, if any, holds one value per trainable weight
@@ -436,7 +450,8 @@ public sealed class TrainingCheckpoint
 
     /// <summary>
     /// Reads and verifies a checkpoint of a model laid out as <paramref name="layout"/>: the header, the format
-    /// version, the SHA-256 of the data section, and every tensor's name and shape against the layout.
+    /// version, the SHA-256 of the data section, and every tensor's name and shape against the layout (a checkpoint of an
+    /// earlier version whose LayerNorm on 1x1 feature maps holds <c>[C]</c> for <c>[C, 1, 1]</c> loads: <see cref="EarlierShapes"/>).
     /// </summary>
     /// <param name="path">The checkpoint file.</param>
     /// <param name="layout">The model's layout; the checkpoint must hold exactly its tensors with their shapes.</param>
@@ -478,8 +493,7 @@ public sealed class TrainingCheckpoint
             && !string.Equals(digest, recorded, StringComparison.Ordinal))
             throw new InvalidDataException($"{path}: checksum mismatch: the header's metadata has SHA-256 {digest}, the header records {recorded}. " +
                                            "The header was edited or is corrupt (a changed epoch or round would train minibatches twice or skip them).");
-        var fingerprint = LayoutFingerprint(layout);
-        if (Get("model_fingerprint") != fingerprint)
+        if (!FingerprintMatches(Get("model_fingerprint"), layout))
             throw new InvalidDataException($"{path}: the checkpoint holds another model: {ModelDifference(tensors, layout)}.");
         if (!Enum.TryParse<OptimizerKind>(Get("optimizer_kind"), ignoreCase: false, out var kind))
             throw new InvalidDataException($"{path}: metadata optimizer_kind = '{Get("optimizer_kind")}' is unknown.");
@@ -493,7 +507,7 @@ public sealed class TrainingCheckpoint
         {
             if (!tensors.TryGetValue(segment.Name, out var tensor))
                 throw new InvalidDataException($"{path}: tensor '{segment.Name}' is missing.");
-            if (!tensor.Shape.SequenceEqual(segment.Shape))
+            if (!EarlierShapes.Fits(tensor.Shape, segment))
                 throw new InvalidDataException($"{path}: tensor '{segment.Name}' has shape [{string.Join(", ", tensor.Shape)}], the model's is [{string.Join(", ", segment.Shape)}].");
             tensor.Data.CopyTo(weights.Segment(segment));
         }

@@ -57,11 +57,48 @@ public static partial class CsvDataset
     }
 
     /// <summary>Cells that mark a missing value: pandas' <c>read_csv</c> default <c>na_values</c> that do not read as numbers, and
-    /// <c>?</c> (the UCI data sets' marker).</summary>
+    /// <c>?</c> (the UCI data sets' marker). <c>NaN</c> in any case reads as a number, NaN, which marks a missing value too.</summary>
     private static readonly HashSet<string> MissingValueMarkers = new(StringComparer.Ordinal)
     {
         "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "None", "n/a", "null", "?",
     };
+
+    /// <summary>pandas' <c>read_csv</c> default <c>na_values</c> (pandas 1.x and 2.x): the cells it reads as missing without being told.</summary>
+    private static readonly HashSet<string> PandasMissingValues = new(StringComparer.Ordinal)
+    {
+        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None",
+        "n/a", "nan", "null",
+    };
+
+    /// <summary>
+    /// The end of the error for a feature cell that holds a missing value (empty, or a marker such as <c>NA</c>, <c>?</c> or
+    /// <c>NaN</c>): every feature needs a value and no setting drops or fills rows, so the fix is to drop those rows or fill
+    /// the cells in a copy of the file, shown as the pandas lines that do it for this file (its separator, header row and
+    /// lines skipped at the top; <c>na_values</c> for a marker pandas does not read as missing by default, such as <c>?</c>).
+    /// </summary>
+    /// <param name="path">The file, as named in the message.</param>
+    /// <param name="options">The settings the file is read with.</param>
+    /// <param name="cell">The cell as read (trimmed).</param>
+    /// <param name="spaced">True when the cell as written has spaces before its text (or is spaces alone).</param>
+    private static string MissingValueFix(string path, CsvOptions options, string cell, bool spaced)
+    {
+        static string Literal(string text) => "'" + text.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("'", "\\'", StringComparison.Ordinal)
+            .Replace("\t", "\\t", StringComparison.Ordinal) + "'";
+        var name = Path.GetFileName(path);
+        if (name.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) name = name[..^3];
+        var copy = Path.Combine(Path.GetDirectoryName(path) ?? "", Path.GetFileNameWithoutExtension(name) + "-complete.csv");
+        var separator = options.Separator == "," ? "" : $", sep={Literal(options.Separator)}";
+        var read = $"pandas.read_csv({Literal(path)}{separator}{(options.HasHeader ? "" : ", header=None")}" +
+            (options.SkipRows > 0 ? FormattableString.Invariant($", skiprows={options.SkipRows}") : "") +
+            (PandasMissingValues.Contains(cell) ? "" : $", na_values=[{Literal(cell)}]") +
+            // Cells are read trimmed ('  NA' is NA, spaces alone are empty); pandas reads them so with skipinitialspace.
+            (spaced ? ", skipinitialspace=True" : "") + ")";
+        var write = $".to_csv({Literal(copy)}, index=False{(options.HasHeader ? "" : ", header=False")}{separator})";
+        return "every feature needs a value, and DistTrain has no setting that drops or fills rows with missing values. Drop those rows, or fill " +
+            $"the missing cells (for example with the column's mean), in a copy of the file; with pandas: df = {read}, then df.dropna(){write} " +
+            $"drops them, or df.fillna(df.mean(numeric_only=True)){write} fills them" +
+            (options.SkipRows > 0 ? ", and the copy has no lines to skip at its top (Data:Csv:SkipRows 0)." : ".");
+    }
 
     /// <summary>
     /// <paramref name="cell"/> written with a point instead of its one comma (<c>5,1</c> → <c>5.1</c>), when that reads as a
@@ -330,11 +367,13 @@ public static partial class CsvDataset
                 {
                     var cell = record[column].Span;
                     if (cell.IsWhiteSpace())
-                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}) is empty: every feature needs a value. " +
-                            "Fill the cell (for example with the column's mean), or drop the row.");
+                        throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}) is empty, a missing value: " +
+                            MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options)));
                     if (!float.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !float.IsFinite(value))
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' " +
-                            (NotAFeatureMaybeTheLabel(record, layout, column, options, lines.Count) ?? NotAFeature(cell)));
+                            (float.IsNaN(value) || MissingValueMarkers.Contains(cell.ToString())
+                                ? "marks a missing value: " + MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options))
+                                : NotAFeatureMaybeTheLabel(record, layout, column, options, lines.Count) ?? NotAFeature(cell)));
                     values.Add(value);
                 }
                 if (layout.LabelIndex >= 0 && labelCells is not null)
@@ -377,6 +416,23 @@ public static partial class CsvDataset
     {
         if (rowsBefore > 0 || (layout.Header is { } header && (header.Count != record.ColCount || header[^1].Length > 0))) return false;
         return LineEndsWithSeparator(record, options);
+    }
+
+    /// <summary>True when cell <paramref name="column"/> of <paramref name="record"/>, as written (before Sep trims it), starts
+    /// with a space or tab: found in the row's text as the separator followed by white space (or the row starting with it).</summary>
+    private static bool SpacedCell(SepReader.Row record, int column, CsvOptions options)
+    {
+        var text = record.Span;
+        // A quoted cell may hold the separator, so the cell's place is not known: said to be spaced (the hint does no harm).
+        if (text.Contains('"')) return true;
+        var start = 0;
+        for (var i = 0; i < column; i++)
+        {
+            var next = text[start..].IndexOf(options.Separator[0]);
+            if (next < 0) return false;
+            start += next + 1;
+        }
+        return start < text.Length && text[start] is ' ' or '\t';
     }
 
     /// <summary>True when the row's last cell is empty and its text ends with the separator, spaces after it aside

@@ -26,7 +26,35 @@ public static class ImageFolderDataset
     /// <exception cref="DataFormatException">The folder is missing or has no class sub-folders, a class has no image, a
     /// sub-folder is not one of the training classes, a folder cannot be listed, a symbolic link to a folder would read
     /// images again (<see cref="ListFiles"/>), the images would not fit in one array, or an image cannot be read or decoded, is too large (<see cref="ImageFile.MaxPixels"/>) or has another size.</exception>
-    public static LabeledDataset Read(string directory, TensorShape shape, bool resize, IReadOnlyList<string>? classNames = null)
+    public static LabeledDataset Read(string directory, TensorShape shape, bool resize, IReadOnlyList<string>? classNames = null) =>
+        ReadFolder(directory, shape, resize, classNames, leaveOut: null).Data;
+
+    /// <summary>
+    /// Reads the images of the class sub-folders of <paramref name="directory"/> that are among <paramref name="classNames"/>,
+    /// and leaves out, unread, those of the other sub-folders that <paramref name="leaveOut"/> picks, counting their images: for
+    /// a model trained on some classes only (Data:Classes), whose evaluation leaves out samples of other labels as training
+    /// leaves them out. A sub-folder neither among the classes nor picked is refused, as by <see cref="Read"/>.
+    /// </summary>
+    /// <param name="directory">The folder of class sub-folders.</param>
+    /// <param name="shape">Channels, height and width of a sample (Model:InputShape).</param>
+    /// <param name="resize">Resample images of another size; false makes them an error.</param>
+    /// <param name="classNames">The model's classes, in its numbering; some may have no sub-folder.</param>
+    /// <param name="leaveOut">Picks, by name, the sub-folders not among <paramref name="classNames"/> to leave out.</param>
+    /// <returns>The samples of the classes' sub-folders (possibly none), and each sub-folder left out with its count of PNG and
+    /// JPEG files (found as <see cref="Read"/> finds them; sub-folders without
+    /// any are not listed), in sorted order.</returns>
+    /// <exception cref="DataFormatException">As <see cref="Read"/>; an
+    /// empty sub-folder among the classes is an error, an empty one left out is not.</exception>
+    public static (LabeledDataset Data, IReadOnlyList<(string Folder, int Images)> LeftOut) ReadLeavingOut(string directory, TensorShape shape, bool resize,
+        IReadOnlyList<string> classNames, Func<string, bool> leaveOut)
+    {
+        ArgumentNullException.ThrowIfNull(classNames);
+        ArgumentNullException.ThrowIfNull(leaveOut);
+        return ReadFolder(directory, shape, resize, classNames, leaveOut);
+    }
+
+    private static (LabeledDataset Data, IReadOnlyList<(string Folder, int Images)> LeftOut) ReadFolder(string directory, TensorShape shape, bool resize,
+        IReadOnlyList<string>? classNames, Func<string, bool>? leaveOut)
     {
         if (!Directory.Exists(directory))
             throw new DataFormatException($"{directory}: no such folder. Give a folder with one sub-folder of images per class (Data:ImageFolder:TrainDirectory / TestDirectory).");
@@ -44,10 +72,28 @@ public static class ImageFolderDataset
         IReadOnlyList<string> classes = classNames ?? folders;
         if (classes.Count > LabelVocabulary.MaxClasses)
             throw new DataFormatException($"{directory}: {classes.Count} class sub-folders; at most {LabelVocabulary.MaxClasses} classes are supported.");
-        var unknown = folders.Where(f => !classes.Contains(f)).ToArray();
+        var other = folders.Where(f => !classes.Contains(f)).ToArray();
+        var left = leaveOut is null ? [] : other.Where(leaveOut).ToArray();
+        var unknown = other.Except(left).ToArray();
         if (unknown.Length > 0)
             throw new DataFormatException($"{directory}: {Counts.Noun(unknown.Length, "sub-folder")} {string.Join(", ", unknown.Select(f => $"'{f}'"))} {(unknown.Length == 1 ? "is not a class" : "are not classes")} of the training folder ({string.Join(", ", classes)}). Remove {(unknown.Length == 1 ? "it or train with it" : "them or train with them")}.");
-        var files = ListImages(directory, folders, classes, new FolderWalk(directory));
+        var walk = new FolderWalk(directory);
+        var files = ListImages(directory, [.. folders.Except(left)], classes, walk);
+        // The images of the sub-folders left out are counted, not read; the walk still refuses a link that would count some twice.
+        var leftOut = new List<(string Folder, int Images)>();
+        foreach (var folder in left)
+        {
+            int images;
+            try
+            {
+                images = walk.Files(Path.Combine(directory, folder), ImageFile.HasImageExtension).Count;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new DataFormatException($"{Path.Combine(directory, folder)}: the folder could not be listed ({e.Message}). Check its permissions.");
+            }
+            if (images > 0) leftOut.Add((folder, images));
+        }
         if ((long)files.Count * shape.Size > Array.MaxLength)
             throw new DataFormatException($"{directory}: {files.Count:N0} images of {shape} would be {(long)files.Count * shape.Size:N0} values, more than one array holds ({Array.MaxLength:N0}). Use fewer or smaller images (Model:InputShape), or split the folder.");
         var features = new float[files.Count * shape.Size];
@@ -65,7 +111,8 @@ public static class ImageFolderDataset
             }
         });
         if (failures.FirstOrDefault(f => f is not null) is { } failure) throw failure;
-        return new LabeledDataset(features, [.. files.Select(f => f.Label)], shape.Size, classes.Count, [.. classes]) { SampleNames = [.. files.Select(f => f.Path)] };
+        return (new LabeledDataset(features, [.. files.Select(f => f.Label)], shape.Size, classes.Count, [.. classes]) { SampleNames = [.. files.Select(f => f.Path)] },
+            leftOut);
     }
 
     /// <summary>

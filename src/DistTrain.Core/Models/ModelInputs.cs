@@ -321,7 +321,8 @@ public static class ModelInputs
             if (data.Count < read.Count)
             {
                 leftOutCount = read.Count - data.Count;
-                leftOut = LeftOutNotice(model, "image", read.Count, [.. read.Labels.Where(l => !classes.Contains(l)).Select(l => l.ToString(CultureInfo.InvariantCulture))]);
+                leftOut = LeftOutNotice(model, "image", read.Count, [.. read.Labels.Where(l => !classes.Contains(l)).Select(l => l.ToString(CultureInfo.InvariantCulture))],
+                    model.Data.LabelsAreNames);
             }
         }
         else if (Directory.Exists(path) && Directory.EnumerateFiles(path, "*-idx?-ubyte*").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList() is { Count: > 0 } idx)
@@ -337,8 +338,25 @@ public static class ModelInputs
             // Unnamed (IDX) classes are sub-folders named by class number: the data's label, as its IDX files number it, so with
             // Data:Classes [5, ..., 9] sub-folder '5' is output 0, as evaluating the IDX files keeps and relabels those classes.
             var names = model.Data.ClassNames ?? [.. (classes.Count > 0 ? classes : Enumerable.Range(0, model.ClassCount)).Select(c => c.ToString(CultureInfo.InvariantCulture))];
-            CheckFolderClasses(path, model, names);
-            (data, dividedBy) = (ImageFolderDataset.Read(path, ImageShape(model, path), resize, names), 255f);
+            // A model trained on some classes only (Data:Classes): the sub-folders of other classes are left out, as training
+            // leaves their images out, and counted, as CSV rows of other labels are. Its classes named, any other sub-folder is
+            // such a class (the model knows only the names it kept); numbered, a sub-folder named by another number is, and a
+            // named one is still refused (CheckFolderClasses): names cannot be matched to numbers.
+            Func<string, bool>? leaveOut = classes.Count == 0 ? null : model.Data.ClassNames is not null ? _ => true : IsClassNumber;
+            CheckFolderClasses(path, model, names, leaveOut);
+            dividedBy = 255f;
+            if (leaveOut is null)
+                data = ImageFolderDataset.Read(path, ImageShape(model, path), resize, names);
+            else
+            {
+                (data, var left) = ImageFolderDataset.ReadLeavingOut(path, ImageShape(model, path), resize, names, leaveOut);
+                if (left.Count > 0)
+                {
+                    leftOutCount = left.Sum(f => f.Images);
+                    leftOut = LeftOutNotice(model, "image", data.Count + leftOutCount, [.. left.SelectMany(f => Enumerable.Repeat(f.Folder, f.Images))],
+                        byName: model.Data.ClassNames is not null);
+                }
+            }
         }
         else if (IsCsv(path, model))
         {
@@ -361,7 +379,7 @@ public static class ModelInputs
             if (otherLabels.Count > 0)
             {
                 leftOutCount = otherLabels.Count;
-                leftOut = LeftOutNotice(model, "row", data.Count + otherLabels.Count, otherLabels);
+                leftOut = LeftOutNotice(model, "row", data.Count + otherLabels.Count, otherLabels, model.Data.LabelsAreNames);
             }
             dividedBy = 1f;
         }
@@ -392,25 +410,33 @@ public static class ModelInputs
     /// <param name="model">The model, trained with Data:Classes.</param>
     /// <param name="unit">What a sample is: "row" or "image".</param>
     /// <param name="total">The samples read.</param>
-    /// <param name="labels">The label of each sample left out, as written.</param>
-    private static string LeftOutNotice(TrainedModel model, string unit, int total, IReadOnlyList<string> labels)
+    /// <param name="labels">The label of each sample left out, as written (for images, the name of their sub-folder).</param>
+    /// <param name="byName">True when the labels are names, matched to the model's class names: they are quoted and the
+    /// model's classes listed by name; false lists numbers.</param>
+    private static string LeftOutNotice(TrainedModel model, string unit, int total, IReadOnlyList<string> labels, bool byName)
     {
         var groups = labels.GroupBy(l => l, StringComparer.Ordinal).Select(g => (Label: g.Key, Count: g.Count())).ToList();
         groups = groups.All(g => int.TryParse(g.Label, NumberStyles.Integer, CultureInfo.InvariantCulture, out _))
             ? [.. groups.OrderBy(g => int.Parse(g.Label, CultureInfo.InvariantCulture))]
             : [.. groups.OrderBy(g => g.Label, StringComparer.Ordinal)];
         const int Listed = 8;
-        var shown = groups.Take(Listed).Select((g, i) => $"{(model.Data.LabelsAreNames ? $"'{g.Label}'" : g.Label)} ({(i == 0 ? Counts.Of(g.Count, unit) : Counts.Number(g.Count))})").ToList();
+        var shown = groups.Take(Listed).Select((g, i) => $"{(byName ? $"'{g.Label}'" : g.Label)} ({(i == 0 ? Counts.Of(g.Count, unit) : Counts.Number(g.Count))})").ToList();
         var list = groups.Count > Listed
             ? $"{string.Join(", ", shown)} and {Counts.Number(groups.Count - Listed)} more"
             : shown.Count == 1 ? shown[0] : $"{string.Join(", ", shown.Take(shown.Count - 1))} and {shown[^1]}";
-        var kept = model.Data.LabelsAreNames && model.Data.ClassNames is { } names
+        var kept = byName && model.Data.ClassNames is { } names
             ? string.Join(", ", names.Select(n => $"'{n}'"))
             : string.Join(", ", model.Data.Classes);
         return $"{Counts.Number(labels.Count)} of {Counts.Of(total, unit)} {(labels.Count == 1 ? "is" : "are")} left out, as training leaves them out: " +
             $"{(groups.Count == 1 ? "their label" : "their labels")}, {list}, {(groups.Count == 1 ? "is" : "are")} not among the model's classes, the " +
             $"Data:Classes it was trained on ({kept}). The figures count the other {Counts.Number(total - labels.Count)}.";
     }
+
+    /// <summary>A sub-folder named by a class number as the model's numbered classes are written: digits, no sign or leading
+    /// zero (<c>3</c>, not <c>03</c>), 0 to 255.</summary>
+    private static bool IsClassNumber(string name) =>
+        int.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out var number) && number <= 255 &&
+        number.ToString(CultureInfo.InvariantCulture) == name;
 
     /// <summary>Each CSV row's name for messages: the file and the row's own line number (blank lines and the header counted).</summary>
     private static string[] LineNames(string path, IReadOnlyList<int> lines) => [.. lines.Select(line => $"{path}:line {line}")];
@@ -432,17 +458,19 @@ public static class ModelInputs
     /// <summary>
     /// A folder of class sub-folders for a model not trained on an image folder (IDX data): its sub-folders must be the
     /// model's classes, <paramref name="names"/>, which are class numbers when the training data did not name them. Any other
-    /// sub-folder is refused with that cause (rather than as "not a class of the training folder", which the model never had).
+    /// sub-folder is refused with that cause (rather than as "not a class of the training folder", which the model never had),
+    /// except those <paramref name="leaveOut"/> picks (classes outside the model's Data:Classes, left out and counted).
     /// A folder that cannot be listed is left to <see cref="ImageFolderDataset.Read"/>, which reports it.
     /// </summary>
     /// <exception cref="DataFormatException">A sub-folder is not one of <paramref name="names"/>; the message names them and both fixes.</exception>
-    private static void CheckFolderClasses(string path, TrainedModel model, IReadOnlyList<string> names)
+    private static void CheckFolderClasses(string path, TrainedModel model, IReadOnlyList<string> names, Func<string, bool>? leaveOut)
     {
         if (model.Data.Format == DataFormat.ImageFolder) return; // ImageFolderDataset.Read names the training folder's classes
         List<string> unknown;
         try
         {
-            unknown = [.. Directory.GetDirectories(path).Select(d => Path.GetFileName(d)).Where(n => !n.StartsWith('.') && !names.Contains(n)).Order(StringComparer.Ordinal)];
+            unknown = [.. Directory.GetDirectories(path).Select(d => Path.GetFileName(d))
+                .Where(n => !n.StartsWith('.') && !names.Contains(n) && leaveOut?.Invoke(n) != true).Order(StringComparer.Ordinal)];
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

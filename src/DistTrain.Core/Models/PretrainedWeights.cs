@@ -183,7 +183,8 @@ public static class PretrainedWeights
                 missing.Add(segment.Name);
                 continue;
             }
-            if (!tensor.Shape.SequenceEqual(segment.Shape))
+            // An earlier version's LayerNorm on 1x1 feature maps holds [C] for [C, 1, 1]: the same values, loaded as they are.
+            if (!EarlierShapes.Fits(tensor.Shape, segment))
             {
                 problems.Add($"'{segment.Name}' is [{string.Join(", ", tensor.Shape)}] in the checkpoint but [{string.Join(", ", segment.Shape)}] in the model");
                 differing.Add(segment.Name);
