@@ -225,7 +225,8 @@ internal static class BenchCommand
         table.AddRow("peak RSS", $"{report.PeakRssBytes / (1024.0 * 1024.0):F1} MiB");
         AnsiConsole.Write(table);
         if (compressionDetails) AnsiConsole.WriteLine($"Gradient compression: {report.Compression}.");
-        if (WarmupNote(warmup, report.WarmupSteps, Math.Max(1, stepsPerEpoch), options.Monitoring.GradientNormEverySteps) is { } note)
+        var shortLastStep = trainingData.Train.Count % (options.Training.Workers * options.Training.MinibatchPerWorker) != 0;
+        if (WarmupNote(warmup, report.WarmupSteps, Math.Max(1, stepsPerEpoch), options.Monitoring.GradientNormEverySteps, shortLastStep) is { } note)
             AnsiConsole.WriteLine(note);
         return (0, report);
     }
@@ -315,12 +316,16 @@ internal static class BenchCommand
     /// <param name="run">The warm-up steps run.</param>
     /// <param name="stepsPerEpoch">Synchronous steps in an epoch, at least 1.</param>
     /// <param name="gradientNormEverySteps">Monitoring:GradientNormEverySteps (0: off).</param>
-    internal static string? WarmupNote(int requested, int run, int stepsPerEpoch, int gradientNormEverySteps)
+    /// <param name="shortLastStep">Whether an epoch's last step takes fewer samples than the others (the training samples are
+    /// not a multiple of a step's); when they are, the epoch's end is named by its evaluation and the next epoch's planning alone.</param>
+    internal static string? WarmupNote(int requested, int run, int stepsPerEpoch, int gradientNormEverySteps, bool shortLastStep)
     {
         if (run == requested) return null;
         var past = new List<string>();
         if (requested <= stepsPerEpoch && stepsPerEpoch < run)
-            past.Add("the first epoch's end (its short last step, the first evaluation)");
+            past.Add(shortLastStep
+                ? "the first epoch's end (its short last step, the first evaluation, the next epoch's planning)"
+                : "the first epoch's end (the first evaluation, the next epoch's planning)");
         if (gradientNormEverySteps > 0 && requested < gradientNormEverySteps && gradientNormEverySteps <= run)
             past.Add(string.Create(CultureInfo.InvariantCulture,
                 $"the first gradient-norm measurement (step {gradientNormEverySteps:N0}, Monitoring:GradientNormEverySteps)"));

@@ -44,13 +44,16 @@ public sealed class BenchObserverTests
         // bench --steps 40 --warmup 5 on the default MLP: averaging + update measured 0.9-2.6 ms, against 0.4-0.5 ms without
         // gradient-norm measurements, because the first one ran cold among the measured steps.
         Assert.Equal("Warm-up: 10 steps, not 5: it runs on past the first gradient-norm measurement (step 10, Monitoring:GradientNormEverySteps), " +
-            "which runs code and fills buffers for the first time and is not steady state.", BenchCommand.WarmupNote(5, 10, 469, 10));
-        Assert.Equal("Warm-up: 13 steps, not 5: it runs on past the first epoch's end (its short last step, the first evaluation) and the first " +
+            "which runs code and fills buffers for the first time and is not steady state.", BenchCommand.WarmupNote(5, 10, 469, 10, shortLastStep: true));
+        Assert.Equal("Warm-up: 13 steps, not 5: it runs on past the first epoch's end (its short last step, the first evaluation, the next epoch's planning) and the first " +
             "gradient-norm measurement (step 9, Monitoring:GradientNormEverySteps), which run code and fill buffers for the first time and are not steady state.",
-            BenchCommand.WarmupNote(5, 13, 12, 9));
-        Assert.Equal("Warm-up: 5 steps, not 2: it runs on past the first epoch's end (its short last step, the first evaluation), " +
-            "which runs code and fills buffers for the first time and is not steady state.", BenchCommand.WarmupNote(2, 5, 4, 0));
-        Assert.Null(BenchCommand.WarmupNote(5, 5, 469, 10));
+            BenchCommand.WarmupNote(5, 13, 12, 9, shortLastStep: true));
+        Assert.Equal("Warm-up: 5 steps, not 2: it runs on past the first epoch's end (its short last step, the first evaluation, the next epoch's planning), " +
+            "which runs code and fills buffers for the first time and is not steady state.", BenchCommand.WarmupNote(2, 5, 4, 0, shortLastStep: true));
+        Assert.Null(BenchCommand.WarmupNote(5, 5, 469, 10, shortLastStep: true));
+        // 2,000 samples, 2 workers of 200: 5 steps of 400, none short. The line said "its short last step" all the same.
+        Assert.Equal("Warm-up: 6 steps, not 5: it runs on past the first epoch's end (the first evaluation, the next epoch's planning), " +
+            "which runs code and fills buffers for the first time and is not steady state.", BenchCommand.WarmupNote(5, 6, 5, 0, shortLastStep: false));
     }
 
     [Fact]
