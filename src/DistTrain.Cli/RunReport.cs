@@ -144,6 +144,35 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
             return [.. _steps.Select(s => s.Epoch - 1 + (s.Step + 1) / (double)Math.Max(1, _stepsOfEpoch.GetValueOrDefault(s.Epoch, 1)))];
     }
 
+    /// <summary>How many times the first step's loss the last epoch's mean training loss must be for <see cref="BlewUp"/>.</summary>
+    internal const double BlownUpFactor = 1000;
+
+    /// <summary>
+    /// A warning for a run that diverged without reaching NaN (a NaN or infinite loss stops the run with an error): the mean
+    /// training loss of its last epoch is finite and at least <see cref="BlownUpFactor"/> times the loss of this run's first
+    /// step. It names both losses and the last epoch's test loss, and the fixes: a smaller Optimizer:LearningRate, and
+    /// Optimizer:GradientClipNorm when it is off. Null otherwise (no step or epoch yet, or a first loss of 0).
+    /// </summary>
+    /// <param name="options">The run's options (the learning rate and clipping are named).</param>
+    public string? BlewUp(DistTrain.Core.Configuration.TrainingOptions options)
+    {
+        EpochSummary last;
+        double firstLoss;
+        lock (_gate)
+        {
+            if (_epochs.Count == 0 || _steps.Count == 0) return null;
+            (last, firstLoss) = (_epochs[^1], _steps[0].Loss);
+        }
+        if (!(firstLoss > 0) || !double.IsFinite(last.TrainLoss) || last.TrainLoss < BlownUpFactor * firstLoss) return null;
+        var o = options.Optimizer;
+        return FormattableString.Invariant(
+                $"the training loss rose to {ConsoleProgress.Loss(last.TrainLoss)} (epoch {last.Epoch}'s mean), {last.TrainLoss / firstLoss:G2} times the first step's ") +
+            FormattableString.Invariant(
+                $"{ConsoleProgress.Loss(firstLoss)}, and the test loss is {ConsoleProgress.Loss(last.TestLoss)}: the run diverged without reaching NaN, and its ") +
+            FormattableString.Invariant($"final weights are of little use. Lower Optimizer:LearningRate = {o.LearningRate:G4}") +
+            (o.GradientClipNorm > 0 ? "." : " or set Optimizer:GradientClipNorm to bound each update.");
+    }
+
     /// <summary>
     /// A warning for a run that plainly learned nothing: it trained at least two epochs from its first (not a resume), the
     /// mean training loss of its last epoch is not 1% below that of its first (each the mean over the same samples), and

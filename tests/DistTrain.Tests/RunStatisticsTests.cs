@@ -172,6 +172,32 @@ public sealed class RunStatisticsTests : IDisposable
     }
 
     /// <summary>
+    /// Batch size 1 at a learning rate of 0.05: the run ended with a mean training loss of 1.4215E+25 (the first step's was
+    /// 3.8416) and a test loss of 5.6556E+22, finite, so nothing stopped it, and it exited 0 without a word. It is warned of.
+    /// </summary>
+    [Fact]
+    public void A_run_whose_loss_blew_up_without_reaching_nan_is_warned_of()
+    {
+        static RunReport Run(double firstStepLoss, double epochLoss)
+        {
+            var report = new RunReport(NullTrainingObserver.Instance);
+            report.EpochStarted(1, 2, 4);
+            report.StepApplied(1, 0, 1, 2, firstStepLoss, 0.05, new(0.01, 0.005, 0.005, 0.001));
+            report.StepApplied(1, 1, 2, 2, epochLoss, 0.05, new(0.01, 0.005, 0.005, 0.001));
+            report.EpochCompleted(new EpochSummary(1, 2, epochLoss, 5.655612353228592E+22, 0.132, 500, 2000, 1, 0.1));
+            return report;
+        }
+        var options = TestData.Options(TestData.Mlp(64, 10), workers: 2, batch: 1, epochs: 1, learningRate: 0.05);
+        Assert.Equal("the training loss rose to 1.4215E+025 (epoch 1's mean), 3.7E+24 times the first step's 3.8416, and the test loss is 5.6556E+022: " +
+            "the run diverged without reaching NaN, and its final weights are of little use. Lower Optimizer:LearningRate = 0.05 or set " +
+            "Optimizer:GradientClipNorm to bound each update.", Run(3.8416300737721767, 1.421540311480931E+25).BlewUp(options));
+        options.Optimizer.GradientClipNorm = 5;
+        Assert.EndsWith("Lower Optimizer:LearningRate = 0.05.", Run(3.8416300737721767, 1.421540311480931E+25).BlewUp(options));
+        Assert.Null(Run(3.84, 3.84 * 999).BlewUp(options)); // below 1,000 times the first step's
+        Assert.Null(Run(3.84, 0.4).BlewUp(options));
+    }
+
+    /// <summary>
     /// Optimizer:LearningRate 10 with clipping at 5,000: the training loss rose from 5.59E+008 (epoch 1) to 9.81E+009 (epoch 4),
     /// and the warning said it "fell by less than 1%". A rise is called a rise, and the cause named is a learning rate too
     /// large; a rise below 1% (2.3039 to 2.3042, a loss stuck at chance) is called one too, with the diagnosis of a stall.
