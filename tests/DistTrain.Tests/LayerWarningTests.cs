@@ -58,6 +58,21 @@ public class LayerWarningTests
     }
 
     [Fact]
+    public void A_dropout_rate_of_0_that_was_set_is_called_rate_0_not_no_rate()
+    {
+        // DISTTRAIN_Model__Layers__1__Rate=0 was reported as "has no Rate".
+        const string config = """{ "Model": { "Layers": [{ "Type": "Dense", "Units": 32 }, { "Type": "Dropout", "Rate": 0.5 }, { "Type": "Dense", "Units": 10 }] } }""";
+        var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(config), null, checkDataDirectory: false,
+            new Dictionary<string, string?> { ["DISTTRAIN_Model__Layers__1__Rate"] = "0" });
+        Assert.Equal(["Model:Layers:1 (Dropout) has Rate 0, so it drops nothing: set Model:Layers:1:Rate in [0, 1), such as 0.5, or remove the layer."],
+            TrainingOptionsValidator.LayerWarnings(options.Model));
+        var left = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(config.Replace(@", ""Rate"": 0.5", "", StringComparison.Ordinal)), null,
+            checkDataDirectory: false, new Dictionary<string, string?>());
+        Assert.Equal(["Model:Layers:1 (Dropout) has no Rate, so it drops nothing: set Model:Layers:1:Rate in [0, 1), such as 0.5, or remove the layer."],
+            TrainingOptionsValidator.LayerWarnings(left.Model));
+    }
+
+    [Fact]
     public void An_activation_or_dropout_after_the_last_dense_layer_is_warned_under_softmax_cross_entropy()
     {
         var model = new ModelOptions
