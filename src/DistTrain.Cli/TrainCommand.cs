@@ -108,7 +108,12 @@ internal static class TrainCommand
             if (options.Checkpoint.Resume)
             {
                 trainDigest = data.Train.ContentDigest();
-                resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line), trainSamples: data.Train.Count,
+                resumeFrom = CheckpointResume.Find(options, startingWeights.Layout,
+                    line =>
+                    {
+                        if (ResumeLineLabel(line) is { } label) CliConsole.Fail(label, line);
+                        else AnsiConsole.WriteLine(line);
+                    }, trainSamples: data.Train.Count,
                     trainDigest: trainDigest);
             }
             else if (CheckpointResume.ReusedFolderWarning(options) is { } reused)
@@ -260,6 +265,14 @@ internal static class TrainCommand
             .Select(setting => string.Create(CultureInfo.InvariantCulture, $", {setting.Key} {setting.Value}"));
         return $"{init.Kind}{string.Concat(set)}";
     }
+
+    /// <summary>
+    /// The label a line of <see cref="CheckpointResume.Find"/> is printed with: none for the "Resuming from checkpoint ..."
+    /// line, <c>warning</c> for the others (a checkpoint skipped, one that cannot be checked, a Cosine schedule whose curve
+    /// changes with Training:Epochs), as the parameter-server node logs them.
+    /// </summary>
+    internal static string? ResumeLineLabel(string line) =>
+        line.StartsWith("Resuming from checkpoint ", StringComparison.Ordinal) ? null : "warning";
 
     /// <summary>
     /// A warning when Model:Freeze is set without Model:Pretrained: the frozen tensors then keep the initializer's random
