@@ -21,7 +21,7 @@ namespace DistTrain.Cli;
 /// gradient accumulation; the gradient compression; the parameter-server shards). Only Training:Mode Sync is
 /// measured: the other modes' steps are not rounds of every worker, which the split of step time describes.
 /// Every figure is over the measured steps alone: the epoch ends among them (evaluation included) are reported apart, and a
-/// warm-up that would leave the first epoch's end among them runs on past it. With <c>--json</c>, standard output holds the JSON line alone.
+/// warm-up that would leave the first epoch's end or the first gradient-norm measurement among them runs on past it. With <c>--json</c>, standard output holds the JSON line alone.
 /// </summary>
 internal static class BenchCommand
 {
@@ -32,7 +32,7 @@ internal static class BenchCommand
         var workers = CliOptions.WholeNumber("--workers", "Worker replicas.", CliOptions.WorkersTakes, 2, "-w");
         var batch = CliOptions.WholeNumber("--batch-size", "Override Training:BatchSizePerWorker.", CliOptions.BatchTakes);
         var steps = CliOptions.WholeNumber("--steps", "Measured synchronous steps.", "a whole number of measured steps, at least 1", 400);
-        var warmup = CliOptions.WholeNumber("--warmup", "Steps run before measuring (JIT, caches); at least 1. It runs on past the first epoch's end when the measured steps would include it.", "a whole number of warm-up steps, at least 1", 50);
+        var warmup = CliOptions.WholeNumber("--warmup", "Steps run before measuring (JIT, caches); at least 1. It runs on past the first epoch's end and the first gradient-norm measurement when the measured steps would include them.", "a whole number of warm-up steps, at least 1", 50);
         var data = CliOptions.Text("--data", "DIR", CliOptions.DataHelp, CliOptions.DataTakes);
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON line on standard output, alone: the table and the other lines go to standard error." };
         // No default here: without the option, Metrics:Port of the config or the environment applies (as for train's options).
@@ -154,7 +154,7 @@ internal static class BenchCommand
         }
         // A step takes each worker's minibatch: BatchSizePerWorker samples per micro-batch, AccumulationSteps micro-batches.
         var stepsPerEpoch = (int)Math.Ceiling(trainingData.Train.Count / (double)(options.Training.Workers * options.Training.MinibatchPerWorker));
-        var warmupSteps = WarmupSteps(warmup, steps, Math.Max(1, stepsPerEpoch));
+        var warmupSteps = WarmupSteps(warmup, steps, Math.Max(1, stepsPerEpoch), options.Monitoring.GradientNormEverySteps);
         options.Training.Epochs = (warmupSteps + steps) / Math.Max(1, stepsPerEpoch) + 1;
         Blas.Configure(options.Compute, options.Training.Workers);
         AnsiConsole.WriteLine(Blas.Description);
@@ -225,9 +225,9 @@ internal static class BenchCommand
         table.AddRow("peak RSS", $"{report.PeakRssBytes / (1024.0 * 1024.0):F1} MiB");
         AnsiConsole.Write(table);
         if (compressionDetails) AnsiConsole.WriteLine($"Gradient compression: {report.Compression}.");
-        if (report.WarmupSteps != warmup)
-            AnsiConsole.WriteLine($"Warm-up: {Counts.Of(report.WarmupSteps, "step")}, not {warmup}: it runs on past the first epoch's end (its short last " +
-                "step, the first evaluation), which runs code and fills buffers for the first time and is not steady state.");
+        var shortLastStep = trainingData.Train.Count % (options.Training.Workers * options.Training.MinibatchPerWorker) != 0;
+        if (WarmupNote(warmup, report.WarmupSteps, Math.Max(1, stepsPerEpoch), options.Monitoring.GradientNormEverySteps, shortLastStep) is { } note)
+            AnsiConsole.WriteLine(note);
         return (0, report);
     }
 
@@ -264,7 +264,7 @@ internal static class BenchCommand
     /// of up to <see cref="SamplesPerStep"/> samples: <see cref="Workers"/> × <see cref="BatchSizePerWorker"/> × <see cref="AccumulationSteps"/>
     /// (the last step of an epoch takes the samples left; <see cref="MeanSamplesPerStep"/> is the measured steps' mean);
     /// <see cref="WarmupSteps"/> ran before them, unmeasured (more than <see cref="RequestedWarmupSteps"/>, --warmup, when that
-    /// would have measured the first epoch's end, see <see cref="BenchCommand.WarmupSteps(int, int, int)"/>); <see cref="MetricsPort"/> is the port
+    /// would have measured the first epoch's end or the first gradient-norm measurement, see <see cref="BenchCommand.WarmupSteps(int, int, int, int)"/>); <see cref="MetricsPort"/> is the port
     /// the Prometheus metrics were served on while measuring, 0 when off.
     /// Every figure is over the measured steps: <see cref="SamplesPerSecond"/> is their samples over their time, the sum of their
     /// rounds (<see cref="MeanSamplesPerStep"/> / <see cref="StepMilliseconds"/>; the rounds of an epoch run back to back, so
@@ -285,15 +285,53 @@ internal static class BenchCommand
         double EpochEndServerAllocatedBytes);
 
     /// <summary>
-    /// The steps run before measuring: <paramref name="warmup"/>, or, when the measured steps would otherwise take in the
-    /// first epoch's end (its short last step, the first evaluation and the planning of the next epoch, each run for the first
-    /// time: JIT compilation, buffers allocated once), up to and including the second epoch's first step.
+    /// The steps run before measuring: <paramref name="warmup"/>, run on past whichever of two one-time events the measured
+    /// steps would otherwise take in, each running code for the first time (JIT compilation, buffers allocated once): the
+    /// first epoch's end (its short last step, the first evaluation and the planning of the next epoch), when it runs up to
+    /// and including the second epoch's first step; and the first gradient-norm measurement (the parameter server's step
+    /// <paramref name="gradientNormEverySteps"/>, counted from 1), when it runs up to and including that step. Passing one can
+    /// bring the other among the measured steps, so both are applied until neither is.
     /// </summary>
     /// <param name="warmup">The warm-up asked for (--warmup), at least 1.</param>
     /// <param name="steps">The measured steps (--steps), at least 1.</param>
     /// <param name="stepsPerEpoch">Synchronous steps in an epoch, at least 1.</param>
-    internal static int WarmupSteps(int warmup, int steps, int stepsPerEpoch) =>
-        warmup <= stepsPerEpoch && stepsPerEpoch <= warmup + steps ? stepsPerEpoch + 1 : warmup;
+    /// <param name="gradientNormEverySteps">Monitoring:GradientNormEverySteps; 0 (no measurement) leaves the epoch's end alone.</param>
+    internal static int WarmupSteps(int warmup, int steps, int stepsPerEpoch, int gradientNormEverySteps = 0)
+    {
+        var run = warmup;
+        for (var previous = -1; previous != run;)
+        {
+            previous = run;
+            if (run <= stepsPerEpoch && stepsPerEpoch <= run + steps) run = stepsPerEpoch + 1;
+            if (run < gradientNormEverySteps && gradientNormEverySteps <= run + steps) run = gradientNormEverySteps;
+        }
+        return run;
+    }
+
+    /// <summary>
+    /// The line under the table when the warm-up run (<paramref name="run"/>, from <see cref="WarmupSteps"/>) is longer than the
+    /// one asked for (<paramref name="requested"/>): what it ran on past, and why; null when they are equal.
+    /// </summary>
+    /// <param name="requested">--warmup.</param>
+    /// <param name="run">The warm-up steps run.</param>
+    /// <param name="stepsPerEpoch">Synchronous steps in an epoch, at least 1.</param>
+    /// <param name="gradientNormEverySteps">Monitoring:GradientNormEverySteps (0: off).</param>
+    /// <param name="shortLastStep">Whether an epoch's last step takes fewer samples than the others (the training samples are
+    /// not a multiple of a step's); when they are, the epoch's end is named by its evaluation and the next epoch's planning alone.</param>
+    internal static string? WarmupNote(int requested, int run, int stepsPerEpoch, int gradientNormEverySteps, bool shortLastStep)
+    {
+        if (run == requested) return null;
+        var past = new List<string>();
+        if (requested <= stepsPerEpoch && stepsPerEpoch < run)
+            past.Add(shortLastStep
+                ? "the first epoch's end (its short last step, the first evaluation, the next epoch's planning)"
+                : "the first epoch's end (the first evaluation, the next epoch's planning)");
+        if (gradientNormEverySteps > 0 && requested < gradientNormEverySteps && gradientNormEverySteps <= run)
+            past.Add(string.Create(CultureInfo.InvariantCulture,
+                $"the first gradient-norm measurement (step {gradientNormEverySteps:N0}, Monitoring:GradientNormEverySteps)"));
+        return $"Warm-up: {Counts.Of(run, "step")}, not {requested}: it runs on past {string.Join(" and ", past)}, which " +
+            (past.Count > 1 ? "run code and fill buffers for the first time and are not steady state." : "runs code and fills buffers for the first time and is not steady state.");
+    }
 
     /// <summary>
     /// Measures <c>steps</c> synchronous steps after <c>warmup</c> ones and stops the run. Every figure is over the measured

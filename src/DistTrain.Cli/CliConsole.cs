@@ -61,7 +61,7 @@ internal static class CliConsole
         }
         catch (DistTrain.Cluster.Actors.TrainingDivergedException e)
         {
-            Fail("training diverged", e.Message);
+            Fail("training diverged", DivergedDetail(e.Message));
             return SavedOr1(() => onDiverged?.Invoke(e), 3);
         }
         catch (OperationCanceledException e)
@@ -188,6 +188,16 @@ internal static class CliConsole
             or InvalidDataException or DistTrain.Core.Checkpoints.SafeTensorsFormatException or ArgumentException
             or DistTrain.Cluster.Hosting.CheckpointResumeException or DistTrain.Cluster.Hosting.UnresolvableHostException or MetricsPortException or DistTrain.Core.Checkpoints.CheckpointDirectoryException
             or DistTrain.Core.Checkpoints.UnreadableFileException;
+
+    /// <summary>
+    /// A <see cref="DistTrain.Cluster.Actors.TrainingDivergedException"/>'s message for the <c>training diverged:</c> line: without
+    /// its own leading "Training diverged ", which the label already says ("training diverged: at epoch 2, step 19 ...").
+    /// </summary>
+    internal static string DivergedDetail(string message)
+    {
+        const string start = "Training diverged ";
+        return message.StartsWith(start, StringComparison.Ordinal) ? message[start.Length..] : message;
+    }
 
     /// <summary>Prints "error: message" in red on standard error.</summary>
     public static void Fail(string label, string message) => Error.MarkupLineInterpolated($"[red]{label}:[/] {message}");

@@ -122,6 +122,13 @@ internal static class ConsoleProgress
         private long[] _workerSteps = [], _stepsAtLastRender = [];
         private long _lastRender = System.Diagnostics.Stopwatch.GetTimestamp();
 
+        /// <summary>
+        /// The epoch's mean step loss so far and the last step's learning rate; a dash for each until the epoch's first step
+        /// reports (it showed <c>loss 0.0000  lr 0</c>, figures no step had). Call under the lock.
+        /// </summary>
+        private string StepFigures() =>
+            _lossCount > 0 ? string.Create(CultureInfo.CurrentCulture, $"loss {Loss(_lossSum / _lossCount)}  lr {_learningRate:G4}") : "loss -  lr -";
+
         public void EpochStarted(int epoch, int steps, int samples)
         {
             lock (_gate) { _epoch = epoch; _steps = steps; _step = 0; _lossSum = 0; _lossCount = 0; }
@@ -189,7 +196,7 @@ internal static class ConsoleProgress
                 var bar = new string('━', filled) + new string('─', width - filled);
                 var progress = _epoch == 0 // before the first epoch's start: no step, loss or rate to show yet
                     ? "training is starting"
-                    : $"epoch {_epoch,2}/{epochs} {bar} {100 * fraction,3:F0}%  step {_step}/{_steps}  loss {Loss(_lossCount > 0 ? _lossSum / _lossCount : 0)}  lr {_learningRate:G4}";
+                    : $"epoch {_epoch,2}/{epochs} {bar} {100 * fraction,3:F0}%  step {_step}/{_steps}  {StepFigures()}";
                 var status = new Markup(Markup.Escape($"parameter server: weights version {_version}, round {1000 * _roundSeconds:F2} ms\n{progress}"));
                 return new Rows(table, status);
             }

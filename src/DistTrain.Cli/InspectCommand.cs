@@ -14,7 +14,7 @@ internal static class InspectCommand
 {
     public static Command Create()
     {
-        var path = CliOptions.FileArgument("checkpoint", $"A .safetensors file (DistTrain's {RunFiles.Model} or a PyTorch export).",
+        var path = CliOptions.FileArgument("checkpoint", $"A .safetensors file (DistTrain's {RunFiles.Model} or a PyTorch export), or a run folder (its {RunFiles.Model}).",
             $"a .safetensors file, such as a run's {RunFiles.Model}");
         var filters = CliOptions.File("--filters", "Also draw the first layer's filters (conv kernels, or Dense units reshaped to the input image) as a PNG grid.",
             "the PNG file to write, e.g. filters.png", required: false);

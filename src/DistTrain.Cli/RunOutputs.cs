@@ -200,7 +200,8 @@ internal static class RunOutputs
         if (result.BestEpoch is { } best)
             AnsiConsole.MarkupLineInterpolated($"Early stopping: {(result.StoppedEarly ? $"stopped after epoch {result.Epochs[^1].Epoch}" : "ran every epoch")}; kept epoch {best}'s weights ({(options.Training.EarlyStopping.MinDelta > 0 ? "the last that lowered the validation loss by Training:EarlyStopping:MinDelta or more; its loss" : "lowest validation loss")} {last.ValidationLoss:F4}).");
         AnsiConsole.MarkupLineInterpolated($"[bold green]Test accuracy after {last.Epoch} epoch{(last.Epoch == 1 ? "" : "s")}: {100 * last.TestAccuracy:F2}%[/] ({Counts.Of(last.TestSamples, "test sample")})");
-        if (report?.NotLearning(options, classCount, last.TestAccuracy) is { } notLearning) CliConsole.Fail("warning", notLearning);
+        if (report?.BlewUp(options) is { } blewUp) CliConsole.Fail("warning", blewUp); // says what a rise in NotLearning would, and more
+        else if (report?.NotLearning(options, classCount, last.TestAccuracy) is { } notLearning) CliConsole.Fail("warning", notLearning);
         AnsiConsole.MarkupLineInterpolated($"Final weights (version {result.Version}, {result.FinalWeights.Layout.TotalLength:N0} parameters): {weightsPath}");
     }
 

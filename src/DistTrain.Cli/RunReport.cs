@@ -144,10 +144,42 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
             return [.. _steps.Select(s => s.Epoch - 1 + (s.Step + 1) / (double)Math.Max(1, _stepsOfEpoch.GetValueOrDefault(s.Epoch, 1)))];
     }
 
+    /// <summary>How many times the first step's loss the last epoch's mean training loss must be for <see cref="BlewUp"/>.</summary>
+    internal const double BlownUpFactor = 1000;
+
+    /// <summary>
+    /// A warning for a run that diverged without reaching NaN (a NaN or infinite loss stops the run with an error): the mean
+    /// training loss of its last epoch is finite and at least <see cref="BlownUpFactor"/> times the loss of this run's first
+    /// step. It names both losses and the last epoch's test loss, and the fixes: a smaller Optimizer:LearningRate, and
+    /// Optimizer:GradientClipNorm when it is off. Null otherwise (no step or epoch yet, or a first loss of 0).
+    /// </summary>
+    /// <param name="options">The run's options (the learning rate and clipping are named).</param>
+    public string? BlewUp(DistTrain.Core.Configuration.TrainingOptions options)
+    {
+        EpochSummary last;
+        double firstLoss;
+        lock (_gate)
+        {
+            if (_epochs.Count == 0 || _steps.Count == 0) return null;
+            (last, firstLoss) = (_epochs[^1], _steps[0].Loss);
+        }
+        if (!(firstLoss > 0) || !double.IsFinite(last.TrainLoss) || last.TrainLoss < BlownUpFactor * firstLoss) return null;
+        var o = options.Optimizer;
+        return FormattableString.Invariant(
+                $"the training loss rose to {ConsoleProgress.Loss(last.TrainLoss)} (epoch {last.Epoch}'s mean), {last.TrainLoss / firstLoss:G2} times the first step's ") +
+            FormattableString.Invariant(
+                $"{ConsoleProgress.Loss(firstLoss)}, and the test loss is {ConsoleProgress.Loss(last.TestLoss)}: the run diverged without reaching NaN, and its ") +
+            FormattableString.Invariant($"final weights are of little use. Lower Optimizer:LearningRate = {o.LearningRate:G4}") +
+            (o.GradientClipNorm > 0 ? "." : " or set Optimizer:GradientClipNorm to bound each update.");
+    }
+
     /// <summary>
     /// A warning for a run that plainly learned nothing: it trained at least two epochs from its first (not a resume), the
     /// mean training loss of its last epoch is not 1% below that of its first (each the mean over the same samples), and
-    /// the final test accuracy is at most 1.5 times chance (1 / <paramref name="classCount"/>). It names the likely causes:
+    /// the final test accuracy is at most 1.5 times chance (1 / <paramref name="classCount"/>). A loss that rose by 1% or more
+    /// is called a rise, and the one cause named is then a learning rate too large (the updates overshoot), with
+    /// Optimizer:GradientClipNorm when it is off; a smaller change is told as a rise or fall by less than 1%, or as none when
+    /// the two losses print alike. Otherwise it names the likely causes:
     /// vanishing gradients and the initializer when vanishing-gradient warnings fired during the run (<see cref="ActorWarned"/>);
     /// Optimizer:GradientClipNorm when it clipped every step (under Cluster:Compression TopK every push), so that the clip, not
     /// the gradient, set each update; a learning rate the steps used (<see cref="StepApplied"/>: the schedule's, with warmup
@@ -174,10 +206,25 @@ internal sealed class RunReport(ITrainingObserver next, string? runDirectory = n
         var o = options.Optimizer;
         var (low, high, typical) = o.Kind == Core.Optimization.OptimizerKind.Sgd ? (0.01, 0.1, "0.01 to 0.1") : (1e-4, 1e-2, "1e-4 to 1e-2");
         var usualRate = o.LearningRate >= low && o.LearningRate <= high;
+        var rose = last.TrainLoss >= 1.01 * first.TrainLoss && last.TrainLoss > first.TrainLoss;
+        // Losses that print alike (weights that did not move, up to the order of the sums) did not change, to the reader's eye.
+        var trend = rose ? "rose"
+            : ConsoleProgress.Loss(last.TrainLoss) == ConsoleProgress.Loss(first.TrainLoss) ? "did not change"
+            : last.TrainLoss > first.TrainLoss ? "rose by less than 1%" : "fell by less than 1%";
         var text = new StringBuilder(FormattableString.Invariant(
-                $"the model learned nothing: the training loss fell by less than 1% (epoch 1: {ConsoleProgress.Loss(first.TrainLoss)}, epoch {last.Epoch}: {ConsoleProgress.Loss(last.TrainLoss)}) ") +
+                $"the model learned nothing: the training loss {trend} (epoch 1: {ConsoleProgress.Loss(first.TrainLoss)}, epoch {last.Epoch}: {ConsoleProgress.Loss(last.TrainLoss)}) ") +
             FormattableString.Invariant(
                 $"and the test accuracy ({100 * testAccuracy:F2}%) is near chance ({100 * chance:F2}% for {classCount} classes). "));
+        if (rose)
+        {
+            // A loss that rose over the run is no stall: the updates overshot, whatever else the run warned of.
+            text.Append(CultureInfo.InvariantCulture, $"A rising training loss means the updates overshoot: lower Optimizer:LearningRate = {o.LearningRate:G4} ")
+                .Append(usualRate
+                    ? FormattableString.Invariant($"(within the usual range for {o.Kind}, {typical}, but too large for this model and data)")
+                    : FormattableString.Invariant($"(for {o.Kind} it is usually {typical})"))
+                .Append(o.GradientClipNorm > 0 ? "." : ", or set Optimizer:GradientClipNorm to bound each update.");
+            return text.ToString();
+        }
         if (vanishing.Length > 0)
             text.Append(
                 $"The gradients vanished (the vanishing-gradient warnings named {string.Join(", ", vanishing.Take(4))}{(vanishing.Length > 4 ? ", ..." : "")}), so the weights barely moved: " +

@@ -108,7 +108,12 @@ internal static class TrainCommand
             if (options.Checkpoint.Resume)
             {
                 trainDigest = data.Train.ContentDigest();
-                resumeFrom = CheckpointResume.Find(options, startingWeights.Layout, line => AnsiConsole.WriteLine(line), trainSamples: data.Train.Count,
+                resumeFrom = CheckpointResume.Find(options, startingWeights.Layout,
+                    line =>
+                    {
+                        if (ResumeLineLabel(line) is { } label) CliConsole.Fail(label, line);
+                        else AnsiConsole.WriteLine(line);
+                    }, trainSamples: data.Train.Count,
                     trainDigest: trainDigest);
             }
             else if (CheckpointResume.ReusedFolderWarning(options) is { } reused)
@@ -262,6 +267,14 @@ internal static class TrainCommand
     }
 
     /// <summary>
+    /// The label a line of <see cref="CheckpointResume.Find"/> is printed with: none for the "Resuming from checkpoint ..."
+    /// line, <c>warning</c> for the others (a checkpoint skipped, one that cannot be checked, a Cosine schedule whose curve
+    /// changes with Training:Epochs), as the parameter-server node logs them.
+    /// </summary>
+    internal static string? ResumeLineLabel(string line) =>
+        line.StartsWith("Resuming from checkpoint ", StringComparison.Ordinal) ? null : "warning";
+
+    /// <summary>
     /// A warning when Model:Freeze is set without Model:Pretrained: the frozen tensors then keep the initializer's random
     /// weights for the whole run (a fine-tuning config run without its checkpoint). Null otherwise, and when resuming: the
     /// frozen tensors then come from the checkpoint.
@@ -273,6 +286,29 @@ internal static class TrainCommand
             ? $"Model:Freeze = [{string.Join(", ", model.Freeze)}] without Model:Pretrained: the frozen layers keep their random initial weights " +
               $"({model.Initializer.Kind}) for the whole run, and only the others train. Set Model:Pretrained to the checkpoint (or run folder) to start from, or remove Freeze."
             : null;
+
+    /// <summary>
+    /// A warning when Optimizer:L1 or Optimizer:L2 is set but Model:Freeze freezes every tensor they would decay: the weights
+    /// of the Dense and Conv2D layers (<see cref="ParameterGroups.Ranges"/>), with Optimizer:DecayBiasAndNormParameters off, so
+    /// that the tensors left to train (biases, normalization scales and shifts) are not decayed and the settings do nothing.
+    /// Null otherwise: nothing set, a weight that trains, or DecayBiasAndNormParameters on (then every trainable tensor is decayed).
+    /// </summary>
+    /// <param name="options">The run's options.</param>
+    internal static string? NothingToDecay(TrainingOptions options)
+    {
+        var o = options.Optimizer;
+        var model = options.Model;
+        if (o.L1 == 0 && o.L2 == 0 || o.DecayBiasAndNormParameters || model.Freeze.Count == 0) return null;
+        var weights = model.Layers.Select((layer, i) => (Type: LayerTypes.Canonical(layer.Type), Name: $"{i}.weight"))
+            .Where(l => l.Type is LayerTypes.Dense or LayerTypes.Conv2D).Select(l => l.Name).ToList();
+        if (weights.Count == 0 || !weights.All(model.IsFrozen)) return null;
+        var set = new[] { ("L1", o.L1), ("L2", o.L2) }.Where(s => s.Item2 != 0)
+            .Select(s => string.Create(CultureInfo.InvariantCulture, $"Optimizer:{s.Item1} = {s.Item2}")).ToList();
+        return $"{string.Join(" and ", set)} {(set.Count == 1 ? "is" : "are")} not used: Model:Freeze freezes every weight {(set.Count == 1 ? "it" : "they")} would decay " +
+            $"({string.Join(", ", weights)}), and the tensors left to train (biases, normalization scales and shifts) are not decayed with " +
+            "Optimizer:DecayBiasAndNormParameters false. Set DecayBiasAndNormParameters to true to decay them, leave a weight out of Freeze, or remove " +
+            $"{string.Join(" and ", set.Select(s => s.Split(" = ")[0]["Optimizer:".Length..]))}.";
+    }
 
     /// <summary>
     /// A warning when Model:Initializer gives every weight of a layer the same value (Zeros, Constant) and the network has
@@ -325,7 +361,7 @@ internal static class TrainCommand
     /// compression does not use (<see cref="TrainingOptions.UnusedSettings"/>), momentum correction left off by Optimizer:Nesterov
     /// (<see cref="TrainingOptions.MomentumCorrectionOff"/>), layer settings the layer's type does not use and a
     /// Dropout without a Rate (<see cref="TrainingOptionsValidator.LayerWarnings"/>), Model:Freeze without Model:Pretrained
-    /// (<see cref="FrozenWithoutPretrained"/>), an initializer that gives every weight of a layer the same value in a network
+    /// (<see cref="FrozenWithoutPretrained"/>), L1 or L2 with every weight they would decay frozen (<see cref="NothingToDecay"/>), an initializer that gives every weight of a layer the same value in a network
     /// with hidden layers (<see cref="SymmetricInitializer"/>), classes without a training sample, images
     /// in the image folders that are skipped because their format is not read (<see cref="ImageFolderDataset.UnreadImages"/>), raw
     /// IDX files ignored for the <c>.gz</c> files beside them (<see cref="FashionMnist.IgnoredRawFilesNotice"/>).
@@ -350,6 +386,7 @@ internal static class TrainCommand
         if (options.MomentumCorrectionOff() is { } correctionOff) yield return correctionOff;
         foreach (var layer in TrainingOptionsValidator.LayerWarnings(options.Model)) yield return layer;
         if (FrozenWithoutPretrained(options.Model, options.Checkpoint.Resume) is { } frozen) yield return frozen;
+        if (NothingToDecay(options) is { } nothingToDecay) yield return nothingToDecay;
         if (SymmetricInitializer(options.Model, options.Checkpoint.Resume) is { } symmetric) yield return symmetric;
         var counts = new int[train.ClassCount];
         foreach (var label in train.Labels) counts[label]++;

@@ -39,13 +39,15 @@ public sealed class ConsoleProgressFormatTests
         Assert.Single(views);
         Assert.Contains("epoch  1/3", views[^1]);
         Assert.Contains("step 0/10", views[^1]);
+        // No step yet: dashes, not "loss 0.0000  lr 0", figures no step had.
+        Assert.Contains("step 0/10  loss -  lr -", views[^1]);
         for (var step = 0; step < 10; step++)
             observer.StepApplied(1, step, step + 1, 64, 0.5, 0.05, default);
         Assert.Single(views); // steps are drawn by the once-a-second redraw
         observer.EpochCompleted(new DistTrain.Cluster.Hosting.EpochSummary(1, 10, 0.5, 0.6, 0.8, 100, 640, 0.01, 0.01));
         Assert.Equal(2, views.Count);
         Assert.Contains("epoch  1/3", views[^1]);
-        Assert.Contains("step 10/10", views[^1]);
+        Assert.Contains("step 10/10  loss 0.5000  lr 0.05", views[^1]);
         Assert.DoesNotContain(views, view => view.Contains("step 0/0", StringComparison.Ordinal));
 
         static string Text(Spectre.Console.Rendering.IRenderable view)

@@ -545,6 +545,47 @@ public class FailureAndOrderingTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.All(error.LastGoodWeights!.Take(100), w => Assert.Equal(1e20f, w));
     }
 
+    /// <summary>Records each step's mean loss.</summary>
+    private sealed class StepLosses : ITrainingObserver
+    {
+        public List<double> Losses { get; } = [];
+        public void EpochStarted(int epoch, int steps, int samples) { }
+        public void StepApplied(int epoch, int step, long version, int samples, double meanLoss, double learningRate, RoundTiming timing) => Losses.Add(meanLoss);
+        public void EpochCompleted(EpochSummary summary) { }
+    }
+
+    /// <summary>
+    /// Three ReLU layers of 256 started from Normal, std 100, with a mean squared error: the first step's loss was 1.9E+25,
+    /// finite, and the second step's NaN. The advice named the learning rate, clipping and the input normalization only;
+    /// it names Model:Initializer first, with the first step's loss.
+    /// </summary>
+    [Fact]
+    public async Task A_divergence_after_an_astronomical_first_loss_names_the_initializer()
+    {
+        var data = TestData.Normalized();
+        var layers = new List<LayerOptions>();
+        for (var i = 0; i < 3; i++) layers.AddRange([new LayerOptions { Type = LayerTypes.Dense, Units = 256 }, new LayerOptions { Type = LayerTypes.ReLU }]);
+        layers.Add(new LayerOptions { Type = LayerTypes.Dense, Units = 10 });
+        var model = new ModelOptions { InputSize = 784, Layers = layers, Loss = LossTypes.MeanSquaredError };
+        model.Initializer = new() { Kind = Core.Initialization.InitializerKind.Normal, NormalStd = 100 };
+        var options = TestData.Options(model, workers: 2, batch: 50, epochs: 1, learningRate: 0.1, momentum: 0);
+        var steps = new StepLosses();
+        var error = await Assert.ThrowsAsync<TrainingDivergedException>(() =>
+            SingleNodeTrainer.RunAsync(options, data.Train, data.Test, steps).WithTestTimeout());
+        var first = Assert.Single(steps.Losses);
+        Assert.True(first >= 1e10, $"first step's loss {first}");
+        Assert.StartsWith("Training diverged at epoch 1, step 2 (weights version 1): a NaN or infinite loss.", error.Message);
+        Assert.EndsWith(FormattableString.Invariant($"The first step's loss was already {first:G3}, before the learning rate could do harm: the weights ") +
+            "started far too large, so check Model:Initializer first (a large NormalStd, UniformRange, Gain or Constant; HeNormal for ReLU, XavierUniform for Tanh) " +
+            "and the input normalization, then Optimizer:LearningRate and Optimizer:GradientClipNorm.", error.Message);
+
+        // A usual start (HeNormal) that diverges later, from a learning rate of 10 with momentum, is told of the learning rate as before.
+        model.Initializer = new() { Kind = Core.Initialization.InitializerKind.HeNormal };
+        options = TestData.Options(model, workers: 2, batch: 50, epochs: 3, learningRate: 10, momentum: 0.9);
+        var late = await Assert.ThrowsAsync<TrainingDivergedException>(() => SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout());
+        Assert.EndsWith("Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization.", late.Message);
+    }
+
     [Fact]
     public async Task A_model_that_does_not_fit_the_data_is_rejected_before_training()
     {

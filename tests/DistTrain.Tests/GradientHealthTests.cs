@@ -54,6 +54,40 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.Empty(monitor.Measure(50, [1f, 1f, 1f], w, w));       // a healthy measurement resets the run
     }
 
+    /// <summary>
+    /// Batch size 1 at a learning rate of 0.05 (HeNormal, ReLU): the loss blew up to 1.4E+25, the ReLUs died, and the
+    /// vanishing-gradient warning came 24 times in one epoch for the same 3 tensors, between exploding ones, advising He
+    /// initialization and sigmoid/tanh. It comes once per tensor, and after a measurement above the exploding threshold it
+    /// names dead ReLUs after too large steps.
+    /// </summary>
+    [Fact]
+    public void A_vanishing_gradient_is_told_once_per_tensor_and_after_exploding_norms_names_dead_relus()
+    {
+        var monitor = new GradientHealthMonitor(Layout, new MonitoringOptions { WarnAfterMeasurements = 2 });
+        float[] w = [1f, 1f, 1f];
+        Assert.Empty(monitor.Measure(10, [1f, 1f, 1f], w, w));
+        Assert.Empty(monitor.Measure(20, [3.24e11f, 0f, 1f], w, w)); // 0.weight exploding once: no warning yet
+        Assert.Empty(monitor.Measure(30, [0f, 0f, 1f], w, w));
+        Assert.Equal("Vanishing gradient: 0.weight has had a gradient norm below 1E-07 for 2 measurements (now 0 at step 40). An earlier measurement had a " +
+            "gradient norm above 1E+03 (0.weight: 3.24E+11 at step 20): steps that large can leave ReLU units outputting 0 for every input (dead ReLUs), " +
+            "which pass no gradient back. Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.", Assert.Single(monitor.Measure(40, [0f, 0f, 1f], w, w)));
+        // Spells of exploding and vanishing norms alternate: the exploding warning fires at each spell, the vanishing one not again.
+        for (var spell = 0; spell < 3; spell++)
+        {
+            var step = 100 * (spell + 1);
+            Assert.Empty(monitor.Measure(step, [1e5f, 0f, 1f], w, w));
+            Assert.Single(monitor.Measure(step + 10, [1e5f, 0f, 1f], w, w), x => x.StartsWith("Exploding gradient: 0.weight", StringComparison.Ordinal));
+            Assert.Empty(monitor.Measure(step + 20, [0f, 0f, 1f], w, w));
+            Assert.Empty(monitor.Measure(step + 30, [0f, 0f, 1f], w, w));
+        }
+        // Another tensor is told of once too; without any exploding norm the advice is the initialization's.
+        var quiet = new GradientHealthMonitor(Layout, new MonitoringOptions { WarnAfterMeasurements = 1 });
+        Assert.EndsWith("(now 0 at step 1). Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate.",
+            Assert.Single(quiet.Measure(1, [1f, 1f, 0f], w, w)));
+        Assert.Empty(quiet.Measure(2, [1f, 1f, 1f], w, w));
+        Assert.Empty(quiet.Measure(3, [1f, 1f, 0f], w, w));
+    }
+
     [Fact]
     public void An_exploding_gradient_under_clipping_says_the_update_is_clipped_instead_of_advising_clipping()
     {

@@ -33,6 +33,46 @@ public class LayerWarningTests
     }
 
     [Fact]
+    public void L1_and_L2_with_every_weight_they_would_decay_frozen_are_warned()
+    {
+        // Every weight frozen, the biases left to train and not decayed: L1 0.001 and L2 0.01 did nothing, without a word.
+        const string config = """
+            { "Model": { "Layers": [{ "Type": "Dense", "Units": 256 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 300 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 }],
+                         "Freeze": ["0.weight", "2.weight", "4.weight"] },
+              "Optimizer": { "L1": 0.001, "L2": 0.01 } }
+            """;
+        var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(config), null, checkDataDirectory: false, new Dictionary<string, string?>());
+        Assert.Equal("Optimizer:L1 = 0.001 and Optimizer:L2 = 0.01 are not used: Model:Freeze freezes every weight they would decay (0.weight, 2.weight, 4.weight), " +
+            "and the tensors left to train (biases, normalization scales and shifts) are not decayed with Optimizer:DecayBiasAndNormParameters false. Set " +
+            "DecayBiasAndNormParameters to true to decay them, leave a weight out of Freeze, or remove L1 and L2.", DistTrain.Cli.TrainCommand.NothingToDecay(options));
+        options.Optimizer.L1 = 0;
+        Assert.StartsWith("Optimizer:L2 = 0.01 is not used: Model:Freeze freezes every weight it would decay (", DistTrain.Cli.TrainCommand.NothingToDecay(options));
+        Assert.EndsWith(", or remove L2.", DistTrain.Cli.TrainCommand.NothingToDecay(options));
+        options.Optimizer.DecayBiasAndNormParameters = true; // the biases are decayed then
+        Assert.Null(DistTrain.Cli.TrainCommand.NothingToDecay(options));
+        options.Optimizer.DecayBiasAndNormParameters = false;
+        options.Model.Freeze = ["0.weight", "2.weight"]; // 4.weight trains and is decayed
+        Assert.Null(DistTrain.Cli.TrainCommand.NothingToDecay(options));
+        options.Model.Freeze = ["0", "2.*", "4.weight"]; // layer indices and prefixes freeze the weights too
+        Assert.NotNull(DistTrain.Cli.TrainCommand.NothingToDecay(options));
+    }
+
+    [Fact]
+    public void A_dropout_rate_of_0_that_was_set_is_called_rate_0_not_no_rate()
+    {
+        // DISTTRAIN_Model__Layers__1__Rate=0 was reported as "has no Rate".
+        const string config = """{ "Model": { "Layers": [{ "Type": "Dense", "Units": 32 }, { "Type": "Dropout", "Rate": 0.5 }, { "Type": "Dense", "Units": 10 }] } }""";
+        var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(config), null, checkDataDirectory: false,
+            new Dictionary<string, string?> { ["DISTTRAIN_Model__Layers__1__Rate"] = "0" });
+        Assert.Equal(["Model:Layers:1 (Dropout) has Rate 0, so it drops nothing: set Model:Layers:1:Rate in [0, 1), such as 0.5, or remove the layer."],
+            TrainingOptionsValidator.LayerWarnings(options.Model));
+        var left = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(config.Replace(@", ""Rate"": 0.5", "", StringComparison.Ordinal)), null,
+            checkDataDirectory: false, new Dictionary<string, string?>());
+        Assert.Equal(["Model:Layers:1 (Dropout) has no Rate, so it drops nothing: set Model:Layers:1:Rate in [0, 1), such as 0.5, or remove the layer."],
+            TrainingOptionsValidator.LayerWarnings(left.Model));
+    }
+
+    [Fact]
     public void An_activation_or_dropout_after_the_last_dense_layer_is_warned_under_softmax_cross_entropy()
     {
         var model = new ModelOptions

@@ -86,6 +86,9 @@ public sealed class ResumeHyperparameterTests : IDisposable
         Assert.Contains("Optimizer:Schedule Cosine anneals over Training:Epochs, and the checkpoint's run had 2 epochs where this one has 4: " +
             "from the checkpoint's position on, the learning rate follows the 4-epoch curve (0.0015 at the start of epoch 3, where the checkpoint's run had 0, " +
             "the end of its curve). Training on from a finished run starts the new curve part-way, as a new schedule would.", lines);
+        // train prints it as a warning (it came without the "warning:" label), and the line naming the checkpoint as it is.
+        Assert.Equal("warning", DistTrain.Cli.TrainCommand.ResumeLineLabel(lines.Single(l => l.Contains("anneals over", StringComparison.Ordinal))));
+        Assert.Null(DistTrain.Cli.TrainCommand.ResumeLineLabel(lines.Single(l => l.StartsWith("Resuming from checkpoint ", StringComparison.Ordinal))));
 
         // Mid-run, the fix is the checkpoint's count: with 3 epochs from the epoch-1 checkpoint, cos(π/3) gives 0.00225, cos(π/2) 0.0015.
         var midRun = new CheckpointStore(_directory, 10).List().Select(p => TrainingCheckpoint.Read(p, layout)).Single(c => c.Epoch == 2);

@@ -84,6 +84,16 @@ public abstract class UpdatePolicy
     /// <summary>The minibatches a resumed checkpoint had trained ahead of its round, for the part it resumes; else empty.</summary>
     protected IReadOnlyList<(int Round, int Shard)> ResumedAhead { get; private set; } = [];
 
+    /// <summary>
+    /// A first step's mean loss at or above this is astronomical: no usual loss starts there (cross-entropy at chance is ln C,
+    /// a mean squared error of standardized targets about 1), only weights initialized far too large, so a divergence
+    /// after such a first step names Model:Initializer.
+    /// </summary>
+    public const double AstronomicalLoss = 1e10;
+
+    private double? _firstStepLoss; // this run's first step's mean loss, once it is applied
+    private (int Samples, double LossSum)? _beforeFirstStep; // the epoch's totals before this run's first step (a resumed epoch's)
+
     /// <summary>Starts a part of an epoch: resets the epoch's totals (or takes over a resumed checkpoint's), then the mode starts it.</summary>
     public void Start(EpochPart part)
     {
@@ -100,6 +110,7 @@ public abstract class UpdatePolicy
             ResumedAhead = resumed.TrainedAhead;
         }
         _resumeFrom = null;
+        if (_firstStepLoss is null) _beforeFirstStep = (EpochSamples, EpochLossSum);
         MidEpochResumable = part.MidEpochResumable;
         _dueCheckpoint = null;
         OnStart(part);
@@ -186,6 +197,8 @@ public abstract class UpdatePolicy
     protected void AfterStep(long previousVersion, int nextRound, bool epochDone, bool resumableHere = true,
         IReadOnlyList<(int Round, int Shard)>? trainedAhead = null)
     {
+        if (_firstStepLoss is null && _beforeFirstStep is { } before && EpochSamples > before.Samples)
+            _firstStepLoss = (EpochLossSum - before.LossSum) / (EpochSamples - before.Samples);
         if (_checkpointEverySteps < 0) return;
         var every = _checkpointEverySteps;
         var crossed = every > 0 && Model.Version / every > previousVersion / every;
@@ -224,7 +237,9 @@ public abstract class UpdatePolicy
 
     /// <summary>
     /// Stops training: names the epoch, the step, the workers whose loss or report is not finite and the first tensor
-    /// that is not, and hands over the last good weights (those before the version the bad reports were computed on).
+    /// that is not, and hands over the last good weights (those before the version the bad reports were computed on). The
+    /// advice names Model:Initializer when the reports were computed on the starting weights, or when this run's first step
+    /// had a loss of <see cref="AstronomicalLoss"/> or more; the learning rate, clipping and input normalization otherwise.
     /// </summary>
     /// <param name="what">What was not finite.</param>
     /// <param name="step">The epoch's step (round), from 0; the message counts from 1.</param>
@@ -252,7 +267,11 @@ public abstract class UpdatePolicy
             (computedOn == 0 && !lossFiniteOnIt
                 ? "It was computed on the starting weights, before any update, so the learning rate is not the cause: check Model:Initializer " +
                   "(weights that start too large overflow, as a large Constant does) and the input normalization."
-                : "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization."), good, goodVersion, older || lossFiniteOnIt,
+                : _firstStepLoss is { } first && first >= AstronomicalLoss
+                    ? FormattableString.Invariant($"The first step's loss was already {first:G3}, before the learning rate could do harm: the weights ") +
+                      "started far too large, so check Model:Initializer first (a large NormalStd, UniformRange, Gain or Constant; HeNormal for ReLU, XavierUniform for Tanh) " +
+                      "and the input normalization, then Optimizer:LearningRate and Optimizer:GradientClipNorm."
+                    : "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization."), good, goodVersion, older || lossFiniteOnIt,
             Part!.Epoch, step + 1);
     }
 }

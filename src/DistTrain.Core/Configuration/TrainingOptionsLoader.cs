@@ -249,6 +249,9 @@ public static class TrainingOptionsLoader
         if (overrides is not null) problems.AddRange(OverriddenVariableValues(fromEnvironment, environmentKeys, overrides, Origin, skipped));
 
         var options = BindEachKey(configuration, problems, Origin, skipped);
+        // A Dropout's Rate of 0 given is told from none given (the bound value is 0 either way) by its key.
+        for (var i = 0; i < options.Model.Layers.Count; i++)
+            options.Model.Layers[i].RateGiven = configuration[$"Model:Layers:{i}:Rate"] is not null;
         if (!IsUnder("Model:Layers", skipped)) problems.AddRange(ZeroStrides(configuration, options.Model, Origin));
         // A run folder stands for its model, as for 'finetune --from' (RunFiles.ModelIn): every user of the setting then reads the file.
         if (!IsUnder("Model:Pretrained", skipped) && options.Model.Pretrained is { Length: > 0 } pretrained && Directory.Exists(pretrained))

@@ -301,7 +301,7 @@ public static class TrainingOptionsValidator
                     warnings.Add($"Model:Layers:{i}:{key} = {Convert.ToString(value, CultureInfo.InvariantCulture)} is ignored: a {type} layer does not use {key} (it {usesText}). " +
                         $"Remove {key} from layer {i}, or change its Type.");
             if (type == LayerTypes.Dropout && layer.Rate == 0)
-                warnings.Add($"Model:Layers:{i} (Dropout) has no Rate, so it drops nothing: set Model:Layers:{i}:Rate in [0, 1), such as 0.5, or remove the layer.");
+                warnings.Add($"Model:Layers:{i} (Dropout) has {(layer.RateGiven ? "Rate 0" : "no Rate")}, so it drops nothing: set Model:Layers:{i}:Rate in [0, 1), such as 0.5, or remove the layer.");
         }
         warnings.AddRange(LogitWarnings(model));
         return warnings;

@@ -76,7 +76,9 @@ public sealed class MonitoringOptions
 /// <summary>
 /// Per-tensor gradient, weight and update norms, and the warnings for vanishing and exploding
 /// gradients: a tensor whose gradient norm stays below or above its threshold for
-/// <see cref="MonitoringOptions.WarnAfterMeasurements"/> consecutive measurements.
+/// <see cref="MonitoringOptions.WarnAfterMeasurements"/> consecutive measurements. A tensor's vanishing-gradient warning is
+/// given once; when an earlier measurement saw a norm above the exploding threshold, it names dead ReLUs after too large
+/// steps rather than the initialization.
 /// </summary>
 public sealed class GradientHealthMonitor
 {
@@ -87,6 +89,8 @@ public sealed class GradientHealthMonitor
     private readonly int?[] _batchNormAfter; // per trainable tensor: for a layer's bias that a BatchNorm follows, that layer's index
     private readonly double _clipNorm;
     private int _clippedRun; // consecutive measurements whose global norm was above _clipNorm
+    private readonly bool[] _vanishingWarned; // per trainable tensor: its vanishing-gradient warning was given (once per tensor)
+    private (long Step, string Tensor, double Norm)? _firstExploding; // the first measurement of a norm above the exploding threshold
 
     /// <summary>
     /// Consecutive measurements (every Monitoring:GradientNormEverySteps steps) whose averaged gradient's global norm was
@@ -113,6 +117,7 @@ public sealed class GradientHealthMonitor
         _options = options;
         _vanishingRun = new int[_segments.Length];
         _explodingRun = new int[_segments.Length];
+        _vanishingWarned = new bool[_segments.Length];
         Latest = new LayerHealth[_segments.Length];
     }
 
@@ -218,12 +223,23 @@ public sealed class GradientHealthMonitor
         Latest[i] = new LayerHealth(segment.Name, gradientNorm, weightNorm, weightNorm > 0 ? updateNorm / weightNorm : 0);
         if (!(_options.SparseGradients && gradientNorm == 0))
             _vanishingRun[i] = gradientNorm < _options.VanishingGradientNorm ? _vanishingRun[i] + 1 : 0;
-        _explodingRun[i] = gradientNorm > _options.ExplodingGradientNorm || !double.IsFinite(gradientNorm) ? _explodingRun[i] + 1 : 0;
-        if (_vanishingRun[i] == _options.WarnAfterMeasurements)
+        var exploding = gradientNorm > _options.ExplodingGradientNorm || !double.IsFinite(gradientNorm);
+        _explodingRun[i] = exploding ? _explodingRun[i] + 1 : 0;
+        if (_vanishingRun[i] == _options.WarnAfterMeasurements && !_vanishingWarned[i])
+        {
+            // Once per tensor: a tensor whose gradient keeps vanishing after spells of exploding ones (dead ReLUs after huge
+            // steps) was warned of again after each spell, 24 times in an epoch.
+            _vanishingWarned[i] = true;
             (warnings ??= []).Add($"{VanishingWarningStart}{segment.Name} has had a gradient norm below {_options.VanishingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). " +
                 (_batchNormAfter[i] is { } layer
                     ? $"Layer {layer + 1} is a BatchNorm, which subtracts the batch mean and with it this bias, so its gradient is zero by design: set \"Bias\": false on layer {layer} (as PyTorch models do before BatchNorm)."
-                    : "Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate."));
+                    : _firstExploding is { } before
+                        ? $"An earlier measurement had a gradient norm above {_options.ExplodingGradientNorm:G3} ({before.Tensor}: {before.Norm:G3} at step {before.Step}): " +
+                          "steps that large can leave ReLU units outputting 0 for every input (dead ReLUs), which pass no gradient back. " +
+                          (_clipNorm > 0 ? "Lower Optimizer:LearningRate." : "Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.")
+                        : "Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate."));
+        }
+        if (exploding && _firstExploding is null) _firstExploding = (step, segment.Name, gradientNorm);
         if (_explodingRun[i] == _options.WarnAfterMeasurements)
             (warnings ??= []).Add($"Exploding gradient: {segment.Name} has had a gradient norm above {_options.ExplodingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). " +
                 (_clipNorm > 0

@@ -86,6 +86,12 @@ public sealed class LayerOptions
     /// <summary>Probability of zeroing an element in a Dropout layer, in [0, 1).</summary>
     public double Rate { get; set; }
 
+    /// <summary>
+    /// Whether the configuration gave <see cref="Rate"/> (set by <see cref="Configuration.TrainingOptionsLoader"/>), so that a
+    /// Rate of 0 given is told from none given; not a config key (internal, so neither bound nor serialized).
+    /// </summary>
+    internal bool RateGiven { get; set; }
+
     /// <summary>BatchNorm's weight of the newest batch in the running statistics, in (0, 1]. Default 0.1, as PyTorch.</summary>
     public double Momentum { get; set; } = 0.1;
 
