@@ -579,7 +579,7 @@ public class LocalClusterScriptTests
         var process = script.Process;
         const int sigterm = 15;
         if (to != "group") Assert.Equal(0, SendSignal(process.Id, sigterm));
-        if (to == "script, then group") await Task.Delay(300);
+        if (to == "script, then group") await Task.Delay(20); // as `timeout` sends them: the script first, at once the group
         if (to != "script") Assert.Equal(0, SendSignal(-process.Id, sigterm));
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
         {
@@ -650,7 +650,7 @@ public class LocalClusterScriptTests
             Assert.True(!process.HasExited && Regex.IsMatch(Read(psLog), @"(?m)^epoch +\d+/500 "), $"training did not start:\n{Read(psLog)}\n{errors}");
             const int sigterm = 15;
             if (to != "group") Assert.Equal(0, SendSignal(process.Id, sigterm));
-            if (to == "script, then group") await Task.Delay(300);
+            if (to == "script, then group") await Task.Delay(20); // as `timeout` sends them: the script first, at once the group
             if (to != "script") Assert.Equal(0, SendSignal(-process.Id, sigterm));
             using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
             {

@@ -139,6 +139,11 @@ public class ShardRoundLedgerTests
         a.Add(0, 1, new Slice(3), out _); // worker 0 took round 0's result: round 0 is final
         var error = Assert.Throws<InvalidOperationException>(() => a.ApplyLoss(new LossDecision(1, 0, Keep: false)));
         Assert.Contains("can no longer redo", error.Message);
+        // Refused as a whole: the ledger still counts the worker (its slice closes round 1) and no decision.
+        Assert.Equal(0, a.Stamp);
+        var close = a.Add(1, 1, new Slice(4), out var problem);
+        Assert.Null(problem);
+        Assert.Equal((LedgerActionKind.Close, 1, 0), (close.Kind, close.Round, close.Stamp));
     }
 
     // ---- The simulation ----

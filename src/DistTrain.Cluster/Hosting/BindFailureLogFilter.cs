@@ -25,7 +25,10 @@ internal sealed class BindFailureLogFilter : LogFilterBase
     public override LogFilterDecision ShouldKeepMessage(LogEvent content, string? expandedMessage = null)
     {
         if (_bindFailed) return LogFilterDecision.Drop;
-        if (content is not Error { Cause: { } cause } || ClusterNode.AddressInUse(cause) is null) return LogFilterDecision.NoDecision;
+        // Akka.Remote's listener only ("Failed to bind to HOST:PORT; shutting down DotNetty transport."): an address in use
+        // elsewhere (an outbound connection out of ephemeral ports) must not silence the node's log from then on.
+        if (content is not Error { Cause: { } cause } || ClusterNode.AddressInUse(cause) is null
+            || !(expandedMessage ?? content.Message?.ToString() ?? "").Contains("Failed to bind", StringComparison.Ordinal)) return LogFilterDecision.NoDecision;
         _bindFailed = true;
         return LogFilterDecision.Drop;
     }

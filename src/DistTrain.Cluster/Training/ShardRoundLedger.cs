@@ -186,6 +186,9 @@ public sealed class ShardRoundLedger<TReport> where TReport : class
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(worker, _alive.Length);
         if (decision.Round > OpenRound)
             throw new InvalidOperationException($"A decision about round {decision.Round} reached a shard still at round {OpenRound}: the shards are out of step.");
+        // Checked before anything changes, so a refused decision leaves the ledger as it was.
+        if (!decision.Keep && decision.Round != OpenRound && (decision.Round != OpenRound - 1 || HeldRound != decision.Round))
+            throw new InvalidOperationException($"Worker {worker}'s slice of round {decision.Round} is to be dropped, but this shard at round {OpenRound} can no longer redo that round: a worker already took its result, which is only possible once every shard holds the slice.");
         _alive[worker] = false;
         _frozen[worker] = false;
         if (decision.Keep) return CloseIfComplete(); // the open round may have waited only for the lost worker
@@ -195,8 +198,6 @@ public sealed class ShardRoundLedger<TReport> where TReport : class
             _open[worker] = null;
             return CloseIfComplete();
         }
-        if (decision.Round != OpenRound - 1 || HeldRound != decision.Round)
-            throw new InvalidOperationException($"Worker {worker}'s slice of round {decision.Round} is to be dropped, but this shard at round {OpenRound} can no longer redo that round: a worker already took its result, which is only possible once every shard holds the slice.");
         _held[worker] = null;
         return new LedgerAction<TReport>(LedgerActionKind.Redo, decision.Round, Stamp, Reports(_held));
     }
