@@ -563,7 +563,7 @@ public class LocalClusterScriptTests
     /// <summary>
     /// SIGTERM, as a service manager or timeout stops the script: to the script alone (kill -TERM PID, docker stop), to its
     /// process group (kill -TERM -PGID, systemd's KillMode=control-group), or to the script and then its group, as timeout
-    /// sends it (here 0.3 s apart, so that the script always takes them as two signals, as it can from timeout). The script
+    /// sends it (here 20 ms apart, well within the script's 1 s wait for the group's signal on a loaded machine). The script
     /// used to die at once, with the parameter server's log pipeline: its last lines were lost, and the nodes outlived the
     /// script. Now every node stops at its next step as on Ctrl-C, once (a second signal, such as the script passing on
     /// one the node got itself, ends it at once, without its <c>cancelled:</c> line), its last lines reach its log and the
