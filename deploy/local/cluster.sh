@@ -354,7 +354,11 @@ while true; do
     # A worker that fails or leaves as the job ends (the parameter server told it the job failed, or was cancelled: a
     # worker leaves a cancelled job with 130, as when it is stopped alone) is not the cause: give the parameter server a
     # few seconds to end and report its own exit. A worker killed by a signal (code 128 + N) is reported at once.
-    for _ in $(seq 50); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
+    # A worker that exits 130 without a signal line of its own left a job the parameter server cancelled: the parameter
+    # server is ending (leaving the cluster takes seconds, and more on a loaded machine), so it gets up to a minute.
+    waits=50
+    [ "$code" -ne 130 ] || stopped_alone "${names[$ended]}" || waits=600
+    for _ in $(seq "$waits"); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
       # The worker's own stop, not the job's end, ended it: it is named as at any other time.
       # (Not after a Ctrl-C or SIGINT of the whole run in those seconds: every worker has its own signal line then.)

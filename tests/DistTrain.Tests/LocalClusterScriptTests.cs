@@ -486,19 +486,63 @@ public class LocalClusterScriptTests
         Assert.DoesNotContain("goes on without it", script.Errors);
     }
 
+    /// <summary>
+    /// The parameter server cancels the job (SIGINT to it alone) and then takes long to end, as on a loaded machine where
+    /// leaving the cluster took more than the 5 s the script used to give it: here it is held stopped (SIGSTOP) from its
+    /// <c>cancelled:</c> line until 6 s after both workers have left. The script waits for it and reports the
+    /// cancellation; it does not report the workers, which left the cancelled job, as stopped alone with the job going on
+    /// without them (as it did when the parameter server ended more than 5 s after a worker).
+    /// </summary>
+    [Fact]
+    public async Task Workers_leaving_a_cancelled_job_are_not_reported_stopped_alone_when_the_parameter_server_ends_slowly()
+    {
+        using var script = await TrainingScript.StartAsync();
+        var process = script.Process;
+        var node = ParameterServerNode(process);
+        var workers = Nodes(process, "worker");
+        Assert.Equal(2, workers.Count);
+        const int sigint = 2, sigstop = 19, sigcont = 18;
+        var psLogPath = Path.Combine(script.RunFolder, "logs", "parameter-server.log");
+        Assert.Equal(0, SendSignal(node, sigint));
+        var waited = Stopwatch.StartNew();
+        while (!(File.Exists(psLogPath) && File.ReadAllText(psLogPath).Contains("cancelled: ", StringComparison.Ordinal)) && waited.Elapsed < TimeSpan.FromSeconds(60))
+            await Task.Delay(5);
+        Assert.Equal(0, SendSignal(node, sigstop));
+        try
+        {
+            while (workers.Any(w => Directory.Exists($"/proc/{w}")) && waited.Elapsed < TimeSpan.FromSeconds(90))
+                await Task.Delay(50);
+            Assert.False(workers.Any(w => Directory.Exists($"/proc/{w}")), $"a worker did not leave the cancelled job:\n{script.Output}\n{script.Errors}");
+            await Task.Delay(TimeSpan.FromSeconds(6)); // past the script's former 5 s
+        }
+        finally { SendSignal(node, sigcont); }
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            try { await process.WaitForExitAsync(timeout.Token); }
+            catch (OperationCanceledException) { Assert.Fail($"the script went on after the parameter server cancelled the job:\n{script.Output}\n{script.Errors}"); }
+        }
+        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}\n{script.Output}\n{script.Errors}");
+        Assert.Contains("parameter-server was stopped (SIGINT or SIGTERM to it alone): the job is cancelled, as on Ctrl-C, and the workers leave it.", script.Errors);
+        Assert.DoesNotContain("goes on without it", script.Errors);
+        Assert.DoesNotContain("stopped (SIGTERM or Ctrl-C to it alone)", script.Errors);
+    }
+
     /// <summary>The parameter-server node of the script <paramref name="script"/>: its child whose command line has "--role parameter-server".</summary>
-    private static int ParameterServerNode(System.Diagnostics.Process script) =>
+    private static int ParameterServerNode(System.Diagnostics.Process script) => Nodes(script, "parameter-server").Single();
+
+    /// <summary>The nodes of role <paramref name="role"/> the script <paramref name="script"/> started: its children whose command line has "--role ROLE".</summary>
+    private static List<int> Nodes(System.Diagnostics.Process script, string role) =>
         Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(n => n!.All(char.IsAsciiDigit)).Select(int.Parse!)
-            .Single(pid =>
+            .Where(pid =>
             {
                 try
                 {
                     var stat = File.ReadAllText($"/proc/{pid}/stat");
                     var parent = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
-                    return parent == script.Id && File.ReadAllText($"/proc/{pid}/cmdline").Contains("--role\0parameter-server", StringComparison.Ordinal);
+                    return parent == script.Id && File.ReadAllText($"/proc/{pid}/cmdline").Contains($"--role\0{role}\0", StringComparison.Ordinal);
                 }
                 catch (IOException) { return false; }
-            });
+            }).ToList();
 
     /// <summary>
     /// SIGKILL to the parameter-server node: the script says it was killed by signal 9, as it says of a killed worker, not
