@@ -1,0 +1,320 @@
+using Akka.Actor;
+using Akka.Event;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Cluster.Actors;
+
+/// <summary>
+/// Starts a part of an epoch at a <see cref="ParameterShardActor"/>: the workers whose slices it takes, their rounds, and
+/// the other shards it exchanges gradient norms with. The shard answers by sending every worker its slice of the current
+/// weights as round -1 (<see cref="ShardWeights"/>), the weights round 0 is computed on. In process only for now.
+/// </summary>
+/// <param name="Epoch">1-based epoch; the workers' slices must carry it.</param>
+/// <param name="Workers">By worker slot: the worker's actor, the only sender whose slices the slot takes and a receiver
+/// of every result; <see cref="ActorRefs.Nobody"/> for an empty slot.</param>
+/// <param name="RoundsPerWorker">By worker slot: rounds (minibatches) the worker has in the part, 0 for an empty slot.
+/// Rounds count from 0 at the part's start.</param>
+/// <param name="StepsPerEpoch">Steps of the whole epoch as planned (the learning-rate schedule's unit); 0: the most rounds of any worker.</param>
+/// <param name="Shards">Every shard of the run, by shard index (this one included): with Optimizer:GradientClipNorm each
+/// sends them its part of the gradient's squared norm.</param>
+public sealed record ShardPartStart(int Epoch, IActorRef[] Workers, int[] RoundsPerWorker, int StepsPerEpoch, IActorRef[] Shards)
+    : INoSerializationVerificationNeeded;
+
+/// <summary>
+/// One shard's slice of the weights after a round, to every worker (<see cref="ParameterShardActor"/>). A worker takes a
+/// round's whole weights only from one of these per shard, all of that round and one <see cref="Stamp"/>
+/// (<see cref="ShardedReplicaLink"/>).
+/// </summary>
+/// <param name="Shard">The shard's index.</param>
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="Round">The round the weights are the result of; -1 for the part's starting weights.</param>
+/// <param name="Stamp">The number of loss decisions that dropped a slice the shard has applied (<see cref="ShardRoundLedger{TReport}.Stamp"/>).</param>
+/// <param name="Version">Optimizer steps the shard has applied: the weights' version.</param>
+/// <param name="Weights">The slice <c>[Start, End)</c> of the flat vector (<see cref="ParameterShard"/>): trainable weights,
+/// and for the last shard the running statistics after them. A copy the receivers may keep.</param>
+public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, long Version, float[] Weights) : INoSerializationVerificationNeeded;
+
+/// <summary>The coordinator's question to a shard about a lost worker (<see cref="ShardRoundLedger{TReport}.Query"/>); answered with <see cref="ShardLossAnswer"/>.</summary>
+/// <param name="Worker">The lost worker's slot.</param>
+public sealed record ShardLossQuery(int Worker) : INoSerializationVerificationNeeded;
+
+/// <summary>A shard's answer to <see cref="ShardLossQuery"/>.</summary>
+/// <param name="Shard">The answering shard's index.</param>
+/// <param name="Answer">Its answer.</param>
+public sealed record ShardLossAnswer(int Shard, LossAnswer Answer) : INoSerializationVerificationNeeded;
+
+/// <summary>The decision about a lost worker every shard applies (<see cref="ShardRoundLedger{TReport}.ApplyLoss"/>), from <see cref="ShardLossArbiter"/>.</summary>
+/// <param name="Decision">The decision.</param>
+public sealed record ShardLossDecision(LossDecision Decision) : INoSerializationVerificationNeeded;
+
+/// <summary>
+/// A shard's part of a round's averaged gradient's squared L2 norm, to every shard (clipping by the global norm,
+/// Optimizer:GradientClipNorm). Keyed by round and stamp, so a part of a step that is later redone is never summed with
+/// parts of the redone step.
+/// </summary>
+/// <param name="Shard">The sending shard's index.</param>
+/// <param name="Round">The round.</param>
+/// <param name="Stamp">The stamp of the step the part belongs to.</param>
+/// <param name="SquaredNorm">The squared norm of the shard's slice of the averaged gradient.</param>
+public sealed record ShardNormShare(int Shard, int Round, int Stamp, double SquaredNorm) : INoSerializationVerificationNeeded;
+
+/// <summary>
+/// One parameter-server shard that runs on its own (docs/architecture.md, "Where the shards run"): it owns one slice of the
+/// weights and its optimizer state, takes the workers' slices of every gradient straight from the workers, and follows a
+/// <see cref="ShardRoundLedger{TReport}"/> to know when a round closes and what a lost worker's decision undoes.
+/// </summary>
+/// <remarks>
+/// <para>Workers send <see cref="GradientComputed"/> whose gradient is their slice <c>[Start, End)</c> of the report
+/// (<see cref="ShardedReplicaLink.Split"/>): the slice of the trainable gradient and, to the last shard, of the running
+/// statistics. When the ledger closes a round, the shard keeps its slice of the weights, optimizer state and step count,
+/// steps with <see cref="ServerModel"/> as one synchronous server does (the sample-weighted average in worker order, one
+/// optimizer step, the running statistics merged) and sends every live worker its slice of the result
+/// (<see cref="ShardWeights"/>). A redo puts the kept inputs back and steps on the remaining reports.</para>
+/// <para>Every optimizer is element-wise, so without clipping K shards give one server's weights bit for bit. With
+/// Optimizer:GradientClipNorm each shard sends its part of the squared norm to every shard (<see cref="ShardNormShare"/>)
+/// and steps when it holds all K parts of the round and stamp, summed in shard order.</para>
+/// <para>Not yet here: parts that start after round 0 (an epoch's further part after a loss), checkpoints, evaluation,
+/// the gradient diagnostics and metrics, and the data plane; nothing in the product starts this actor yet.</para>
+/// </remarks>
+public sealed class ParameterShardActor : ReceiveActor
+{
+    private readonly ParameterShard _shard;
+    private readonly ServerModel _model;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly float[] _heldWeights;
+    private readonly float[][] _heldState;
+    private long _heldStepCount;
+    private long _heldVersion;
+    private ShardRoundLedger<GradientComputed>? _ledger;
+    private EpochPart? _part;
+    private IActorRef[] _workers = [];
+    private IActorRef[] _receivers = [];
+    private IActorRef[] _shards = [];
+    private LedgerAction<GradientComputed>? _awaitingNorm;
+    private float[][] _reports = [];
+    private float[] _scales = [];
+    private readonly Dictionary<(int Round, int Stamp), double?[]> _normParts = [];
+
+    /// <summary>Creates the shard over its slice of the starting weights; see <see cref="Props"/>.</summary>
+    /// <exception cref="ArgumentException"><paramref name="shard"/> does not lie within <paramref name="wholeWeights"/>' report prefix.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">As <see cref="ServerModel"/>.</exception>
+    public ParameterShardActor(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs)
+    {
+        ArgumentNullException.ThrowIfNull(shard);
+        ArgumentNullException.ThrowIfNull(wholeWeights);
+        ArgumentNullException.ThrowIfNull(optimizer);
+        if (shard.Start < 0 || shard.End > wholeWeights.Layout.WorkerReportLength || shard.Length <= 0)
+            throw new ArgumentException($"Shard {shard.Index} covers [{shard.Start}, {shard.End}), outside the model's report prefix [0, " +
+                $"{wholeWeights.Layout.WorkerReportLength}): make the shard with ParameterShards.Plan of this model's layout.", nameof(shard));
+        _shard = shard;
+        var whole = wholeWeights.Layout;
+        _model = new ServerModel(shard.Slice(wholeWeights), optimizer, totalEpochs)
+        {
+            ClipsByShardedNorm = optimizer.GradientClipNorm > 0,
+            Whole = (whole.TotalLength, whole.WorkerReportLength, whole.TrainableLength),
+        };
+        _heldWeights = new float[shard.Length];
+        _heldState = [.. _model.Optimizer.State.Select(s => new float[s.Values.Length])];
+        Receive<ShardPartStart>(OnPartStart);
+        Receive<GradientComputed>(OnSlice);
+        Receive<ShardLossQuery>(OnQuery);
+        Receive<ShardLossDecision>(OnDecision);
+        Receive<ShardNormShare>(OnNormShare);
+    }
+
+    /// <summary>Props of the shard <paramref name="shard"/> of <paramref name="wholeWeights"/>.</summary>
+    /// <param name="shard">The shard's slice, from <see cref="ParameterShards.Plan"/> of the model's layout.</param>
+    /// <param name="wholeWeights">The whole model's starting weights (version 0); the shard copies its slice.</param>
+    /// <param name="optimizer">Update rule, regularization, clipping and learning-rate schedule, as for one server.</param>
+    /// <param name="totalEpochs">Epochs of the run, which the schedule spans.</param>
+    public static Props Props(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs) =>
+        Akka.Actor.Props.Create(() => new ParameterShardActor(shard, wholeWeights, optimizer, totalEpochs));
+
+    private void OnPartStart(ShardPartStart start)
+    {
+        if (start.Workers.Length != start.RoundsPerWorker.Length || start.Workers.Length is 0 or > UpdatePolicy.MaxWorkers)
+        {
+            _log.Error("Shard {0}: a part of epoch {1} names {2} workers and {3} round counts; they must match and be 1..{4}. Ignored.",
+                _shard.Index, start.Epoch, start.Workers.Length, start.RoundsPerWorker.Length, UpdatePolicy.MaxWorkers);
+            return;
+        }
+        if (start.Shards.Length <= _shard.Index || !start.Shards[_shard.Index].Equals(Self))
+        {
+            _log.Error("Shard {0}: a part of epoch {1} lists {2} shards without this one at index {0}; every shard must get the same list, " +
+                "by shard index. Ignored.", _shard.Index, start.Epoch, start.Shards.Length);
+            return;
+        }
+        _ledger = new ShardRoundLedger<GradientComputed>(start.RoundsPerWorker);
+        _part = new EpochPart(start.Epoch, [.. start.Workers.Select(w => !w.IsNobody())], start.RoundsPerWorker, 0, start.StepsPerEpoch, false);
+        _workers = start.Workers;
+        _receivers = (IActorRef[])start.Workers.Clone();
+        _shards = start.Shards;
+        _reports = new float[start.Workers.Length][];
+        _scales = new float[start.Workers.Length];
+        _awaitingNorm = null;
+        _normParts.Clear();
+        Broadcast(-1, 0);
+    }
+
+    private void OnSlice(GradientComputed slice)
+    {
+        if (_ledger is null || _part is null)
+        {
+            _log.Warning("Shard {0}: a slice from worker {1} of epoch {2} round {3} came before any part started. Dropped.",
+                _shard.Index, slice.WorkerIndex, slice.Epoch, slice.Round);
+            return;
+        }
+        string? problem = null;
+        if (slice.Epoch != _part.Epoch) problem = $"it is of epoch {slice.Epoch}, and this part is of epoch {_part.Epoch}";
+        else if (slice.WorkerIndex < 0 || slice.WorkerIndex >= _workers.Length) problem = $"worker slot {slice.WorkerIndex} is not in this part (0 to {_workers.Length - 1})";
+        else if (!Sender.Equals(_workers[slice.WorkerIndex])) problem = $"it came from {Sender.Path}, not from the slot's worker {_workers[slice.WorkerIndex].Path}";
+        else if (slice.SampleCount <= 0) problem = $"it counts {slice.SampleCount} samples; a slice averages by its minibatch's sample count, at least 1";
+        else if (slice.Gradient.Length != _shard.Length) problem = $"it holds {slice.Gradient.Length} values, and this shard's slice [{_shard.Start}, {_shard.End}) has {_shard.Length}";
+        LedgerAction<GradientComputed> action = LedgerAction<GradientComputed>.None;
+        if (problem is null) action = _ledger.Add(slice.WorkerIndex, slice.Round, slice, out problem);
+        if (problem is not null)
+        {
+            _log.Warning("Shard {0}: worker {1}'s slice of epoch {2} round {3} is not used: {4}.", _shard.Index, slice.WorkerIndex, slice.Epoch, slice.Round, problem);
+            return;
+        }
+        Act(action);
+    }
+
+    private void OnQuery(ShardLossQuery query)
+    {
+        if (_ledger is null || query.Worker < 0 || query.Worker >= _workers.Length)
+        {
+            _log.Error("Shard {0}: asked about lost worker {1}, but {2}. Not answered.", _shard.Index, query.Worker,
+                _ledger is null ? "no part has started" : $"this part's worker slots are 0 to {_workers.Length - 1}");
+            return;
+        }
+        Sender.Tell(new ShardLossAnswer(_shard.Index, _ledger.Query(query.Worker)));
+    }
+
+    private void OnDecision(ShardLossDecision message)
+    {
+        var decision = message.Decision;
+        if (_ledger is null || decision.Worker < 0 || decision.Worker >= _workers.Length)
+        {
+            _log.Error("Shard {0}: a decision about worker {1}, but {2}. Ignored.", _shard.Index, decision.Worker,
+                _ledger is null ? "no part has started" : $"this part's worker slots are 0 to {_workers.Length - 1}");
+            return;
+        }
+        // Thrown when the shards are out of step; the actor fails with it, as a shard of one process does.
+        var action = _ledger.ApplyLoss(decision);
+        _receivers[decision.Worker] = ActorRefs.Nobody; // it gets nothing more
+        Act(action);
+    }
+
+    private void Act(LedgerAction<GradientComputed> action)
+    {
+        switch (action.Kind)
+        {
+            case LedgerActionKind.Close:
+                KeepInputs();
+                Step(action);
+                break;
+            case LedgerActionKind.Redo:
+                RestoreInputs();
+                Step(action);
+                break;
+        }
+    }
+
+    private void KeepInputs()
+    {
+        _model.Weights.Values.CopyTo(_heldWeights, 0);
+        var state = _model.Optimizer.State;
+        for (var b = 0; b < state.Count; b++) state[b].Values.CopyTo(_heldState[b], 0);
+        _heldStepCount = _model.Optimizer.StepCount;
+        _heldVersion = _model.Version;
+    }
+
+    private void RestoreInputs()
+    {
+        // A step that waits for the norm has changed nothing yet; restoring is then a no-op, and its wait ends here.
+        _awaitingNorm = null;
+        _heldWeights.CopyTo(_model.Weights.Values, 0);
+        var state = _model.Optimizer.State;
+        for (var b = 0; b < state.Count; b++) _heldState[b].CopyTo(state[b].Values, 0);
+        _model.Optimizer.StepCount = _heldStepCount;
+        _model.Version = _heldVersion;
+    }
+
+    private void Step(LedgerAction<GradientComputed> action)
+    {
+        if (action.Reports.Count == 0)
+        {
+            // Redone without any report: the round makes no step (its weights are the inputs, put back).
+            Broadcast(action.Round, action.Stamp);
+            return;
+        }
+        var samples = 0;
+        foreach (var (_, report) in action.Reports) samples += report.SampleCount;
+        Array.Clear(_reports);
+        for (var i = 0; i < action.Reports.Count; i++)
+        {
+            _reports[i] = action.Reports[i].Report.Gradient;
+            _scales[i] = (float)action.Reports[i].Report.SampleCount / samples; // as GradientRound.Contributors
+        }
+        if (_model.ClipsByShardedNorm)
+        {
+            _awaitingNorm = action;
+            var part = _model.AverageSquaredNorm(_reports.AsSpan(0, action.Reports.Count), _scales.AsSpan(0, action.Reports.Count));
+            foreach (var shard in _shards) shard.Tell(new ShardNormShare(_shard.Index, action.Round, action.Stamp, part));
+            return;
+        }
+        Finish(action, null);
+    }
+
+    private void OnNormShare(ShardNormShare share)
+    {
+        if (share.Shard < 0 || share.Shard >= _shards.Length)
+        {
+            _log.Error("Shard {0}: a norm part from shard {1}, outside 0..{2}. Ignored.", _shard.Index, share.Shard, _shards.Length - 1);
+            return;
+        }
+        if (!_normParts.TryGetValue((share.Round, share.Stamp), out var parts)) _normParts[(share.Round, share.Stamp)] = parts = new double?[_shards.Length];
+        parts[share.Shard] = share.SquaredNorm;
+        TryFinishClipped();
+    }
+
+    private void TryFinishClipped()
+    {
+        if (_awaitingNorm is not { } action || !_normParts.TryGetValue((action.Round, action.Stamp), out var parts) || parts.Any(p => p is null)) return;
+        // The whole gradient's norm from the shards' parts, summed in shard order (as ShardedParameterServer sums them).
+        var squares = 0.0;
+        foreach (var p in parts) squares += p!.Value;
+        // Parts of earlier rounds, or of steps that were redone, are never needed again.
+        foreach (var key in _normParts.Keys.Where(k => k.Round <= action.Round).ToArray()) _normParts.Remove(key);
+        _awaitingNorm = null;
+        Finish(action, Math.Sqrt(squares));
+    }
+
+    private void Finish(LedgerAction<GradientComputed> action, double? globalNorm)
+    {
+        var part = _part!;
+        var count = action.Reports.Count;
+        var reports = _reports.AsSpan(0, count);
+        var scales = _scales.AsSpan(0, count);
+        var learningRate = (float)_model.LearningRate(part.Epoch, action.Round, part.PlannedSteps, part.ActiveWorkers);
+        var finite = _model.Step(reports, scales, learningRate, null, warning => _log.Warning("Shard {0}: {1}", _shard.Index, warning), globalNorm)
+            && _model.MergeRunningStatistics(reports, scales, null);
+        if (!finite)
+            throw new TrainingDivergedException($"Shard {_shard.Index}: epoch {part.Epoch} round {action.Round} gave a NaN or infinite averaged gradient " +
+                "or BatchNorm running statistic in this shard's slice; lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.",
+                epoch: part.Epoch, step: action.Round + 1);
+        _model.Version++;
+        Broadcast(action.Round, action.Stamp);
+    }
+
+    private void Broadcast(int round, int stamp)
+    {
+        var message = new ShardWeights(_shard.Index, _part!.Epoch, round, stamp, _model.Version, (float[])_model.Weights.Values.Clone());
+        foreach (var receiver in _receivers)
+            if (!receiver.IsNobody()) receiver.Tell(message, Self);
+    }
+}

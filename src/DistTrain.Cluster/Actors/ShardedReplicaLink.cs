@@ -1,0 +1,126 @@
+using Akka.Actor;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Cluster.Actors;
+
+/// <summary>
+/// A worker's side of shards that run on their own (<see cref="ParameterShardActor"/>): it cuts each report into the K
+/// shards' slices (<see cref="ParameterShards.Plan"/>'s layout), sends each shard its slice, and puts a round's whole
+/// weights together from the shards' <see cref="ShardWeights"/> only when it holds one result of that round from every
+/// shard, all with one stamp.
+/// </summary>
+/// <remarks>
+/// The stamp rule is what keeps a worker from computing on a step that is later redone (docs/architecture.md, "Where the
+/// shards run"): a shard that stepped with a lost worker's slice may send its result before the decision to drop it, and
+/// the other shards' results of that round all come after it, with a higher stamp. Not thread-safe: one worker's actor
+/// calls it.
+/// </remarks>
+public sealed class ShardedReplicaLink
+{
+    private readonly ParameterShard[] _plan;
+    private readonly IActorRef[] _shards;
+    private readonly ShardWeights?[] _pending;
+    private readonly float[] _weights;
+
+    /// <summary>Creates the link of a worker that starts each part waiting for the part's starting weights (round -1).</summary>
+    /// <param name="wholeWeights">The whole model's starting weights: the frozen tensors, which no shard holds, are taken from them (copied).</param>
+    /// <param name="shards">The shards, by shard index; their count is the K of <see cref="ParameterShards.Plan"/>.</param>
+    /// <exception cref="ArgumentOutOfRangeException">As <see cref="ParameterShards.Plan"/> for <c>shards.Length</c>.</exception>
+    public ShardedReplicaLink(ParameterVector wholeWeights, IActorRef[] shards)
+    {
+        ArgumentNullException.ThrowIfNull(wholeWeights);
+        ArgumentNullException.ThrowIfNull(shards);
+        _plan = ParameterShards.Plan(wholeWeights.Layout, shards.Length);
+        _shards = (IActorRef[])shards.Clone();
+        _pending = new ShardWeights?[shards.Length];
+        _weights = (float[])wholeWeights.Values.Clone();
+        AwaitedRound = -1;
+    }
+
+    /// <summary>The slices the reports are cut into, by shard index.</summary>
+    public IReadOnlyList<ParameterShard> Plan => _plan;
+
+    /// <summary>The round whose results the link waits for (-1: the part's starting weights).</summary>
+    public int AwaitedRound { get; private set; }
+
+    /// <summary>The stamp of the last weights put together.</summary>
+    public int Stamp { get; private set; }
+
+    /// <summary>The whole flat vector of the last weights put together (live: it changes when the next round's are put together).</summary>
+    public float[] Weights => _weights;
+
+    /// <summary>Waits for the starting weights of a new part (round -1) and forgets any results held.</summary>
+    public void StartPart()
+    {
+        AwaitedRound = -1;
+        Array.Clear(_pending);
+    }
+
+    /// <summary>
+    /// The K slices of <paramref name="report"/>: shard k's is a copy of <c>report[Start, End)</c> (trainable gradient, and
+    /// for the last shard the running statistics after it).
+    /// </summary>
+    /// <param name="report">A worker's report: at least the model's report prefix (<see cref="ParameterLayout.WorkerReportLength"/>).</param>
+    /// <exception cref="ArgumentException"><paramref name="report"/> is shorter than the last slice's end.</exception>
+    public float[][] Split(float[] report)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        var end = _plan[^1].End;
+        if (report.Length < end)
+            throw new ArgumentException($"A report of {report.Length} values cannot be cut into the shards' slices, which reach to {end}: " +
+                "send the whole report prefix (gradients, then running statistics).", nameof(report));
+        return [.. _plan.Select(p => report.AsSpan(p.Start, p.Length).ToArray())];
+    }
+
+    /// <summary>
+    /// Sends every shard its slice of <paramref name="report"/> as a <see cref="GradientComputed"/> of the given round, and
+    /// from then on waits for that round's results.
+    /// </summary>
+    /// <param name="epoch">1-based epoch.</param>
+    /// <param name="round">The round computed.</param>
+    /// <param name="version">The version of the weights the report was computed on.</param>
+    /// <param name="worker">The worker's slot.</param>
+    /// <param name="sampleCount">Samples in the minibatch, at least 1.</param>
+    /// <param name="lossSum">Summed per-sample loss over the minibatch.</param>
+    /// <param name="report">The report (see <see cref="Split"/>).</param>
+    /// <param name="sender">The worker's actor: the sender the shards check.</param>
+    /// <exception cref="ArgumentException">As <see cref="Split"/>.</exception>
+    public void Send(int epoch, int round, long version, int worker, int sampleCount, double lossSum, float[] report, IActorRef sender)
+    {
+        var slices = Split(report);
+        AwaitedRound = round;
+        Array.Clear(_pending);
+        for (var k = 0; k < slices.Length; k++)
+            _shards[k].Tell(new GradientComputed(epoch, round, version, worker, sampleCount, lossSum, slices[k]), sender);
+    }
+
+    /// <summary>
+    /// Takes one shard's result. When it completes the awaited round (every shard's result of it, all with one stamp),
+    /// the whole weights are put together into <see cref="Weights"/> and the link waits for the next round.
+    /// </summary>
+    /// <returns>True when <see cref="Weights"/> now holds the awaited round's whole weights; false when the result is of
+    /// another round (ignored) or the round is not complete yet.</returns>
+    /// <exception cref="ArgumentException">The result's shard index is not one of the link's, or its slice is not that shard's length.</exception>
+    public bool Offer(ShardWeights result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        if (result.Shard < 0 || result.Shard >= _plan.Length)
+            throw new ArgumentException($"A result from shard {result.Shard}; this worker's link has shards 0 to {_plan.Length - 1}.", nameof(result));
+        if (result.Weights.Length != _plan[result.Shard].Length)
+            throw new ArgumentException($"Shard {result.Shard}'s result holds {result.Weights.Length} values; its slice has {_plan[result.Shard].Length}: " +
+                "the shards and the workers cut the model differently.", nameof(result));
+        if (result.Round != AwaitedRound) return false;
+        // A later result of a shard for the same round (a redone step, with a higher stamp) replaces its earlier one.
+        _pending[result.Shard] = result;
+        var stamp = _pending[0]?.Stamp;
+        foreach (var p in _pending)
+            if (p is null || p.Stamp != stamp) return false;
+        for (var k = 0; k < _plan.Length; k++) _pending[k]!.Weights.CopyTo(_weights, _plan[k].Start);
+        Stamp = stamp!.Value;
+        AwaitedRound++;
+        Array.Clear(_pending);
+        return true;
+    }
+}

@@ -1,0 +1,295 @@
+using Akka.Actor;
+using Akka.TestKit;
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
+using DistTrain.Core.Layers;
+using DistTrain.Core.Models;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// Parameter-server shards that run on their own (<see cref="ParameterShardActor"/>, <see cref="ShardLossArbiter"/>,
+/// <see cref="ShardedReplicaLink"/>), in one actor system: test probes stand for the workers and compute real gradients of
+/// a small MLP with BatchNorm on the Fashion-MNIST subset, on the weights their links put together. Every round's weights
+/// are checked against the existing parameter server (one <see cref="ParameterServer"/>, or the in-process
+/// <see cref="ShardedParameterServer"/> where clipping makes the summation order matter) driven by the same kind of
+/// probes on the same minibatches.
+/// </summary>
+public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitConfig)
+{
+    private const int Rounds = 5;
+
+    private static readonly ModelOptions Model = new()
+    {
+        InputSize = 784,
+        Layers =
+        [
+            new() { Type = LayerTypes.Dense, Units = 16 }, new() { Type = LayerTypes.BatchNorm }, new() { Type = LayerTypes.ReLU },
+            new() { Type = LayerTypes.Dense, Units = 10 },
+        ],
+    };
+
+    private static readonly Lazy<Core.Data.TrainingData> Data = new(TestData.Normalized);
+
+    private static OptimizerOptions Sgd(double clip = 0) => new() { LearningRate = 0.05, Momentum = 0.9, L2 = 1e-3, L1 = 1e-5, GradientClipNorm = clip };
+
+    private static OptimizerOptions Adam() => new() { Kind = OptimizerKind.Adam, LearningRate = 0.01, L2 = 1e-3 };
+
+    /// <summary>A worker lost in <see cref="Round"/>: its slice of that round reached the shards in <see cref="SentTo"/> only.</summary>
+    private sealed record Loss(int Worker, int Round, int[] SentTo);
+
+    /// <summary>Computes workers' reports on given weights; worker w's minibatch of round r is fixed, of 20 + 7w samples.</summary>
+    private sealed class Replica
+    {
+        private readonly Sequential _model = ModelFactory.Build(Model);
+        private readonly ReplicaTrainer _trainer;
+
+        public Replica() => _trainer = new ReplicaTrainer(_model, ModelFactory.BuildLoss(Model.Loss), Data.Value.Train, ReplicaSettings.Default, seed: 7);
+
+        public static ParameterVector Initial() => ModelFactory.StartingWeights(ModelFactory.Build(Model), Model, seed: 7);
+
+        public (float[] Report, int Samples, double LossSum) Compute(float[] weights, int worker, int round)
+        {
+            var size = 20 + 7 * worker;
+            var start = (round * 4 + worker) * 45 % (1000 - size);
+            int[] indices = [.. Enumerable.Range(start, size)];
+            _model.LoadParameters(weights);
+            var report = new float[_model.Layout.WorkerReportLength];
+            var lossSum = _trainer.ComputeGradient(indices, report, epoch: 1);
+            return (report, size, lossSum);
+        }
+    }
+
+    private static bool Keeps(Loss loss, int shards) => loss.SentTo.Length == shards;
+
+    /// <summary>
+    /// The existing parameter server (<paramref name="serverShards"/> 1: one <see cref="ParameterServer"/>; more: the
+    /// in-process <see cref="ShardedParameterServer"/>) over <see cref="Rounds"/> rounds: the whole weights after each round
+    /// (index 0: the start), as worker 0 receives them. A lost worker's report of its round is in it when the sharded run
+    /// keeps it (all shards got it), else not.
+    /// </summary>
+    private List<float[]> Reference(OptimizerOptions optimizer, int workers, int serverShards, Loss? loss, int shards)
+    {
+        var replica = new Replica();
+        var server = Sys.ActorOf(ParameterServer.Props(Replica.Initial(), optimizer, totalEpochs: 1, shards: serverShards));
+        var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
+        var coordinator = CreateTestProbe();
+        server.Tell(new StartEpoch(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)]), coordinator.Ref);
+        var weights = new float[workers][];
+        var versions = new long[workers];
+        var replyTo = new IActorRef[workers];
+        var alive = Enumerable.Repeat(true, workers).ToArray();
+        void Receive(int w, int round)
+        {
+            var update = probes[w].ExpectMsg<WeightsUpdated>();
+            Assert.Equal(round, update.Round);
+            weights[w] = (float[])update.Weights.Clone(); // the server's ring array: copied before the next step rewrites it
+            versions[w] = update.Version;
+            replyTo[w] = probes[w].LastSender;
+        }
+        void Report(int w, int round)
+        {
+            var (report, samples, lossSum) = replica.Compute(weights[w], w, round);
+            probes[w].Send(replyTo[w], new GradientComputed(1, round, versions[w], w, samples, lossSum, report));
+        }
+        for (var w = 0; w < workers; w++) Receive(w, 0);
+        List<float[]> history = [weights[0]];
+        for (var round = 0; round < Rounds; round++)
+        {
+            var lostNow = loss is not null && loss.Round == round;
+            // The order of the sharded run: a kept slice comes before the loss, and worker 0's after it.
+            for (var w = workers - 1; w >= 1; w--)
+                if (alive[w] && !(lostNow && w == loss!.Worker && !Keeps(loss, shards))) Report(w, round);
+            if (lostNow)
+            {
+                server.Tell(new WorkerLost(loss!.Worker), coordinator.Ref);
+                alive[loss.Worker] = false;
+            }
+            Report(0, round);
+            for (var w = 0; w < workers; w++)
+                if (alive[w]) Receive(w, round + 1);
+            history.Add(weights[0]);
+        }
+        Sys.Stop(server);
+        return history;
+    }
+
+    /// <summary>
+    /// The shards that run on their own over <see cref="Rounds"/> rounds: each surviving worker's whole weights after each
+    /// round (index 0: the start), put together by its <see cref="ShardedReplicaLink"/>. With <paramref name="loss"/>, the
+    /// lost worker sends its slice of that round to some shards only, and the survivors get the round's results in the
+    /// order that tempts a worker most to mix stamps.
+    /// </summary>
+    private List<float[]>[] Sharded(OptimizerOptions optimizer, int workers, int shards, Loss? loss)
+    {
+        var replica = new Replica();
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, shards);
+        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1))).ToArray();
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, workers));
+        var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
+        var links = probes.Select(_ => new ShardedReplicaLink(initial, actors)).ToArray();
+        var coordinator = CreateTestProbe();
+        foreach (var shard in actors)
+            shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)], 0, actors));
+        var alive = Enumerable.Repeat(true, workers).ToArray();
+        var histories = probes.Select(_ => new List<float[]>()).ToArray();
+        void Assemble(int w)
+        {
+            while (!links[w].Offer(probes[w].ExpectMsg<ShardWeights>())) { }
+            histories[w].Add((float[])links[w].Weights.Clone());
+        }
+        void Report(int w, int round)
+        {
+            var (report, samples, lossSum) = replica.Compute(links[w].Weights, w, round);
+            links[w].Send(1, round, round, w, samples, lossSum, report, probes[w].Ref);
+        }
+        for (var w = 0; w < workers; w++) Assemble(w);
+        for (var round = 0; round < Rounds; round++)
+        {
+            if (loss is not null && loss.Round == round)
+            {
+                LoseMidRound(loss, round, workers, shards, actors, arbiter, probes, links, coordinator, replica, Report, histories, alive);
+                continue;
+            }
+            for (var w = workers - 1; w >= 0; w--)
+                if (alive[w]) Report(w, round);
+            for (var w = 0; w < workers; w++)
+                if (alive[w]) Assemble(w);
+        }
+        foreach (var actor in actors.Append(arbiter)) Sys.Stop(actor);
+        return [.. histories.Where((_, w) => alive[w])];
+    }
+
+    private static void LoseMidRound(Loss loss, int round, int workers, int shards, IActorRef[] actors, IActorRef arbiter, TestProbe[] probes,
+        ShardedReplicaLink[] links, TestProbe coordinator, Replica replica, Action<int, int> report, List<float[]>[] histories, bool[] alive)
+    {
+        var lost = loss.Worker;
+        var keeps = Keeps(loss, shards);
+        // The lost worker writes its slices to some shards and dies; the others (but worker 0, when it keeps) send theirs.
+        var (lostReport, samples, lossSum) = replica.Compute(links[lost].Weights, lost, round);
+        var slices = links[lost].Split(lostReport);
+        foreach (var k in loss.SentTo)
+            actors[k].Tell(new GradientComputed(1, round, round, lost, samples, lossSum, slices[k]), probes[lost].Ref);
+        for (var w = workers - 1; w >= 1; w--)
+            if (w != lost) report(w, round);
+        alive[lost] = false;
+        if (!keeps)
+        {
+            // The shards that got every slice close the round with the lost worker's and send their results (stamp 0).
+            var early = loss.SentTo.Length * (workers - 1);
+            report(0, round);
+            var before = Enumerable.Range(0, workers).Where(w => alive[w]).ToDictionary(w => w, w => Enumerable.Range(0, loss.SentTo.Length)
+                .Select(_ => probes[w].ExpectMsg<ShardWeights>()).ToList());
+            Assert.Equal(early, before.Values.Sum(list => list.Count));
+            Assert.All(before.Values.SelectMany(list => list), r => Assert.Equal((round, 0), (r.Round, r.Stamp)));
+            arbiter.Tell(new WorkerLost(lost), coordinator.Ref);
+            Assert.Equal(new LossDecision(lost, round, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
+            foreach (var (w, results) in before)
+            {
+                // Then one result of every shard with the new stamp (a redo from those that stepped).
+                results.AddRange(Enumerable.Range(0, shards).Select(_ => probes[w].ExpectMsg<ShardWeights>()));
+                // Delivered as links may deliver them (in order per shard): the stale ones, then the fresh ones of the shards
+                // that never had the lost worker's slice, then the redone ones. Only the last completes the round.
+                var ordered = results.OrderBy(r => r.Stamp).ThenBy(r => loss.SentTo.Contains(r.Shard) ? 1 : 0).ToList();
+                for (var i = 0; i < ordered.Count - 1; i++)
+                    Assert.False(links[w].Offer(ordered[i]), $"worker {w} put weights together from shard {ordered[i].Shard}'s result of stamp {ordered[i].Stamp} and others");
+                Assert.True(links[w].Offer(ordered[^1]));
+                Assert.Equal(1, links[w].Stamp);
+                histories[w].Add((float[])links[w].Weights.Clone());
+            }
+            return;
+        }
+        // Every shard holds the lost worker's slice and waits for worker 0: the round keeps the slice, and closes on worker 0's.
+        arbiter.Tell(new WorkerLost(lost), coordinator.Ref);
+        Assert.Equal(new LossDecision(lost, round, Keep: true), coordinator.ExpectMsg<ShardLossDecided>().Decision);
+        report(0, round);
+        for (var w = 0; w < workers; w++)
+            if (alive[w])
+            {
+                while (!links[w].Offer(probes[w].ExpectMsg<ShardWeights>())) { }
+                Assert.Equal(0, links[w].Stamp);
+                histories[w].Add((float[])links[w].Weights.Clone());
+            }
+    }
+
+    private static void AssertSameWeights(List<float[]> expected, List<float[]> actual, string what)
+    {
+        Assert.Equal(expected.Count, actual.Count);
+        for (var round = 0; round < expected.Count; round++)
+        {
+            var e = expected[round];
+            var a = actual[round];
+            Assert.Equal(e.Length, a.Length);
+            for (var i = 0; i < e.Length; i++)
+                if (BitConverter.SingleToInt32Bits(e[i]) != BitConverter.SingleToInt32Bits(a[i]))
+                    Assert.Fail($"{what}: after round {round - 1} weight {i} is {a[i]:R}, one server's {e[i]:R}");
+        }
+    }
+
+    [Theory]
+    [InlineData(2, 2, false)]
+    [InlineData(3, 3, false)]
+    [InlineData(2, 3, true)]
+    [InlineData(3, 2, true)]
+    public void Shards_on_their_own_give_one_servers_weights_bit_for_bit_with_sgd_momentum_and_adam(int shards, int workers, bool adam)
+    {
+        var optimizer = adam ? Adam() : Sgd();
+        var expected = Reference(optimizer, workers, serverShards: 1, loss: null, shards);
+        var actual = Sharded(optimizer, workers, shards, loss: null);
+        Assert.Equal(workers, actual.Length);
+        foreach (var history in actual) AssertSameWeights(expected, history, $"{shards} shards, {workers} workers");
+        // The run trains: the weights moved at every round.
+        for (var round = 1; round <= Rounds; round++) Assert.NotEqual(expected[round - 1], expected[round]);
+    }
+
+    /// <summary>
+    /// With Optimizer:GradientClipNorm every shard's step waits for all K parts of the squared norm, summed in shard order:
+    /// the in-process sharded server's arithmetic, so its weights bit for bit. The clip norm is small enough that every step
+    /// clips.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 3)]
+    [InlineData(3, 2)]
+    public void With_clipping_by_the_global_norm_shards_on_their_own_give_the_in_process_sharded_servers_weights_bit_for_bit(int shards, int workers)
+    {
+        var optimizer = Sgd(clip: 0.05);
+        var expected = Reference(optimizer, workers, serverShards: shards, loss: null, shards);
+        var actual = Sharded(optimizer, workers, shards, loss: null);
+        foreach (var history in actual) AssertSameWeights(expected, history, $"{shards} shards clipping");
+        // Clipping changed the steps: without it the weights after the first round differ.
+        var unclipped = Reference(Sgd(), workers, serverShards: 1, loss: null, shards);
+        Assert.NotEqual(unclipped[1], expected[1]);
+    }
+
+    /// <summary>
+    /// A worker lost between its slices: the shards that stepped with its slice redo the step without it, the others close
+    /// the round without it, every survivor puts together the redone weights only (the results are offered in the order
+    /// that would mix stamps), and every survivor's weights at every round equal one server's on the rounds as decided. A
+    /// worker lost after all its slices arrived is kept in its round.
+    /// </summary>
+    [Theory]
+    [InlineData(2, false, new[] { 0 })]
+    [InlineData(2, true, new[] { 1 })]
+    [InlineData(3, false, new[] { 1, 2 })]
+    [InlineData(3, true, new[] { 0 })]
+    [InlineData(3, false, new[] { 0, 1, 2 })]
+    [InlineData(2, true, new[] { 0, 1 })]
+    public void A_worker_lost_mid_round_leaves_every_survivor_with_one_servers_weights_on_the_rounds_as_decided(int shards, bool adam, int[] sentTo)
+    {
+        const int workers = 3;
+        var optimizer = adam ? Adam() : Sgd();
+        var loss = new Loss(Worker: 2, Round: 1, sentTo);
+        var expected = Reference(optimizer, workers, serverShards: 1, loss, shards);
+        var actual = Sharded(optimizer, workers, shards, loss);
+        Assert.Equal(2, actual.Length);
+        foreach (var history in actual) AssertSameWeights(expected, history, $"{shards} shards, worker 2 lost after writing to [{string.Join(", ", sentTo)}]");
+        // The decision mattered: the round without the lost worker's slice is not the round with it.
+        var other = Reference(optimizer, workers, serverShards: 1, loss with { SentTo = Keeps(loss, shards) ? [0] : [.. Enumerable.Range(0, shards)] }, shards);
+        Assert.NotEqual(other[2], expected[2]);
+    }
+}
