@@ -306,4 +306,73 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var other = Reference(optimizer, workers, serverShards: 1, loss with { SentTo = Keeps(loss, shards) ? [0] : [.. Enumerable.Range(0, shards)] }, shards);
         Assert.NotEqual(other[2], expected[2]);
     }
+    /// <summary>
+    /// A slice that does not belong (another sender than the slot's worker, the wrong length, the wrong epoch) is logged
+    /// with the reason and never counted: the round waits for the real one and steps on it alone.
+    /// </summary>
+    [Fact]
+    public void A_slice_that_does_not_belong_is_refused_with_the_reason_and_the_round_waits_for_the_real_one()
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1));
+        var worker = CreateTestProbe();
+        var intruder = CreateTestProbe();
+        shard.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [shard, ActorRefs.Nobody]));
+        var start = worker.ExpectMsg<ShardWeights>();
+        Assert.Equal((0, -1, 0, 0L), (start.Shard, start.Round, start.Stamp, start.Version));
+        Assert.Equal(initial.Values.AsSpan(0, plan[0].Length).ToArray(), start.Weights);
+
+        var slice = Enumerable.Repeat(0.5f, plan[0].Length).ToArray();
+        EventFilter.Warning(contains: $"came from {intruder.Ref.Path}, not from the slot's worker").ExpectOne(() =>
+            intruder.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, slice)));
+        EventFilter.Warning(contains: $"it holds {plan[0].Length - 1} values, and this shard's slice [0, {plan[0].End}) has {plan[0].Length}").ExpectOne(() =>
+            worker.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, slice[1..])));
+        EventFilter.Warning(contains: "it is of epoch 2, and this part is of epoch 1").ExpectOne(() =>
+            worker.Send(shard, new GradientComputed(2, 0, 0, 0, 10, 1, slice)));
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+
+        worker.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, slice));
+        var result = worker.ExpectMsg<ShardWeights>();
+        Assert.Equal((0, 0, 1L), (result.Round, result.Stamp, result.Version));
+        // SGD with momentum 0.9 from zero velocity, L1 1e-5 and L2 1e-3 (decayed: the slice is inside 0.weight): one step of
+        // w - 0.05 (0.5 + 1e-3 w + 1e-5 sign w).
+        var w = initial.Values[3];
+        Assert.Equal(w - 0.05f * (0.5f + 1e-3f * w + 1e-5f * MathF.Sign(w)), result.Weights[3], 6);
+    }
+
+    [Fact]
+    public void A_link_refuses_a_short_report_and_a_result_of_another_cut_naming_the_fix()
+    {
+        var initial = Replica.Initial();
+        var link = new ShardedReplicaLink(initial, [ActorRefs.Nobody, ActorRefs.Nobody]);
+        var end = initial.Layout.WorkerReportLength;
+        var error = Assert.Throws<ArgumentException>(() => link.Split(new float[end - 1]));
+        Assert.StartsWith($"A report of {end - 1} values cannot be cut into the shards' slices, which reach to {end}: send the whole report prefix", error.Message);
+        error = Assert.Throws<ArgumentException>(() => link.Offer(new ShardWeights(1, 1, -1, 0, 0, new float[3])));
+        Assert.StartsWith($"Shard 1's result holds 3 values; its slice has {link.Plan[1].Length}: the shards and the workers cut the model differently.", error.Message);
+        error = Assert.Throws<ArgumentException>(() => link.Offer(new ShardWeights(2, 1, -1, 0, 0, new float[3])));
+        Assert.StartsWith("A result from shard 2; this worker's link has shards 0 to 1.", error.Message);
+        // The slices are the plan's, side by side: put back together they are the report.
+        var report = Enumerable.Range(0, end).Select(i => (float)i).ToArray();
+        var slices = link.Split(report);
+        Assert.Equal(report, slices.SelectMany(x => x));
+        Assert.Equal([link.Plan[0].Length, link.Plan[1].Length], slices.Select(x => x.Length));
+    }
+
+    [Fact]
+    public void The_arbiter_refuses_a_worker_outside_the_slots_and_decides_each_lost_worker_once()
+    {
+        var shard = CreateTestProbe();
+        var coordinator = CreateTestProbe();
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props([shard.Ref], workerSlots: 2));
+        EventFilter.Error(contains: "Worker 2 reported lost, but the worker slots are 0 to 1").ExpectOne(() => arbiter.Tell(new WorkerLost(2), coordinator.Ref));
+        arbiter.Tell(new WorkerLost(1), coordinator.Ref);
+        arbiter.Tell(new WorkerLost(1), coordinator.Ref);
+        Assert.Equal(1, shard.ExpectMsg<ShardLossQuery>().Worker);
+        shard.Reply(new ShardLossAnswer(0, new LossAnswer(1, 3, HasOpen: false)));
+        Assert.Equal(new LossDecision(1, 3, Keep: false), shard.ExpectMsg<ShardLossDecision>().Decision);
+        Assert.Equal(new LossDecision(1, 3, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
+        shard.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // the second report of worker 1 asks nothing
+    }
 }
