@@ -276,6 +276,26 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     }
 
     /// <summary>
+    /// The clipped-steps metric counts each clipped step once, as the in-process sharded server does: every shard that runs
+    /// on its own steps over a slice that starts at its own 0, so only shard 0 counts. The clip norm is small enough that
+    /// every step clips. (The metric is process-wide; test classes do not run in parallel.)
+    /// </summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void With_clipping_each_clipped_step_counts_once_not_once_per_shard(int shards)
+    {
+        var before = Cluster.Metrics.DistTrainMetrics.ClippedSteps;
+        Reference(Sgd(clip: 0.05), workers: 2, serverShards: shards, loss: null, shards);
+        var inProcess = Cluster.Metrics.DistTrainMetrics.ClippedSteps - before;
+        before = Cluster.Metrics.DistTrainMetrics.ClippedSteps;
+        Sharded(Sgd(clip: 0.05), workers: 2, shards, loss: null);
+        var onTheirOwn = Cluster.Metrics.DistTrainMetrics.ClippedSteps - before;
+        Assert.Equal((long)Rounds, inProcess);
+        Assert.Equal((long)Rounds, onTheirOwn);
+    }
+
+    /// <summary>
     /// A worker lost between its slices: the shards that stepped with its slice redo the step without it, the others close
     /// the round without it, every survivor puts together the redone weights only (the results are offered in the order
     /// that would mix stamps), and every survivor's weights at every round equal one server's on the rounds as decided. A

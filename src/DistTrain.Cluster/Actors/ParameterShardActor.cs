@@ -114,6 +114,7 @@ public sealed class ParameterShardActor : ReceiveActor
         _model = new ServerModel(shard.Slice(wholeWeights), optimizer, totalEpochs)
         {
             ClipsByShardedNorm = optimizer.GradientClipNorm > 0,
+            CountsClippedSteps = shard.Index == 0, // every shard's slice starts at its own 0: count each clipped step once
             Whole = (whole.TotalLength, whole.WorkerReportLength, whole.TrainableLength),
         };
         _heldWeights = new float[shard.Length];

@@ -54,6 +54,7 @@ public sealed class ServerModel
     {
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         Offset = offset;
+        CountsClippedSteps = offset == 0;
         ArgumentNullException.ThrowIfNull(initialWeights);
         ArgumentNullException.ThrowIfNull(optimizer);
         if (resumeFrom is not null)
@@ -88,6 +89,14 @@ public sealed class ServerModel
 
     /// <summary>Where this model's vector starts in the whole model's: reports are read, and broadcasts written, from there (0 unless sharded).</summary>
     public int Offset { get; }
+
+    /// <summary>
+    /// True when a clipped step counts in <see cref="Metrics.DistTrainMetrics.ClippedSteps"/>. Each step of the run must
+    /// count once, so of K shards that clip by the whole model's norm only one counts: by default the model at
+    /// <see cref="Offset"/> 0 (the whole model, or the first in-process shard); a shard whose reports start at 0 on its
+    /// own (<see cref="Actors.ParameterShardActor"/>) sets it for shard 0 alone.
+    /// </summary>
+    public bool CountsClippedSteps { get; init; }
 
     /// <summary>
     /// True for a parameter-server shard with Optimizer:GradientClipNorm: the clipping norm is the whole model's, so each step
@@ -192,7 +201,7 @@ public sealed class ServerModel
         if (globalNorm is null) WeightedSum(reports, scales, Offset, _average);
         var norm = globalNorm ?? GradientHealthMonitor.GlobalNorm(_average);
         _clipScale[0] = GradientHealthMonitor.ClipScale(norm, _clipNorm);
-        if (_clipScale[0] < 1f && Offset == 0) Metrics.DistTrainMetrics.RecordClippedStep(); // once per step, also when sharded
+        if (_clipScale[0] < 1f && CountsClippedSteps) Metrics.DistTrainMetrics.RecordClippedStep(); // once per step, also when sharded
         if (measure) _weights.Values.CopyTo(_before, 0);
         var finite = Optimizer.StepWeightedAverage(Trainable(_weights.Values), _averageList, _clipScale, learningRate, target, written: written);
         if (measure && finite && HealthSink is { } sink) sink(Version + 1, _health.Squares(_average, _before, _weights.Values));
