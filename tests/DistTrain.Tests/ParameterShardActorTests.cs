@@ -327,7 +327,8 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         Assert.NotEqual(other[2], expected[2]);
     }
     /// <summary>
-    /// A slice that does not belong (another sender than the slot's worker, the wrong length, the wrong epoch) is logged
+    /// A slice that does not belong (another sender than the slot's worker, the wrong length, the wrong epoch, computed on
+    /// another version than the weights the shard sent for its round) is logged
     /// with the reason and never counted: the round waits for the real one and steps on it alone.
     /// </summary>
     [Fact]
@@ -338,7 +339,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1));
         var worker = CreateTestProbe();
         var intruder = CreateTestProbe();
-        shard.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [shard, ActorRefs.Nobody]));
+        shard.Tell(new ShardPartStart(1, [worker.Ref], [2], 0, [shard, ActorRefs.Nobody]));
         var start = worker.ExpectMsg<ShardWeights>();
         Assert.Equal((0, -1, 0, 0L), (start.Shard, start.Round, start.Stamp, start.Version));
         Assert.Equal(initial.Values.AsSpan(0, plan[0].Length).ToArray(), start.Weights);
@@ -359,6 +360,13 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         // w - 0.05 (0.5 + 1e-3 w + 1e-5 sign w).
         var w = initial.Values[3];
         Assert.Equal(w - 0.05f * (0.5f + 1e-3f * w + 1e-5f * MathF.Sign(w)), result.Weights[3], 6);
+
+        // Round 1 is computed on version 1: a slice computed on version 0 (stale) is refused, and the round steps on the real one.
+        EventFilter.Warning(contains: "it was computed on weights version 0, and this shard's weights for round 1 are version 1").ExpectOne(() =>
+            worker.Send(shard, new GradientComputed(1, 1, 0, 0, 10, 1, slice)));
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        worker.Send(shard, new GradientComputed(1, 1, 1, 0, 10, 1, slice));
+        Assert.Equal((1, 0, 2L), (worker.ExpectMsg<ShardWeights>() is var next ? (next.Round, next.Stamp, next.Version) : default));
     }
 
     [Fact]

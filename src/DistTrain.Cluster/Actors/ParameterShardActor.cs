@@ -63,7 +63,8 @@ public sealed record ShardNormShare(int Shard, int Round, int Stamp, double Squa
 
 /// <summary>
 /// One parameter-server shard that runs on its own (docs/architecture.md, "Where the shards run"): it owns one slice of the
-/// weights and its optimizer state, takes the workers' slices of every gradient straight from the workers, and follows a
+/// weights and its optimizer state, takes the workers' slices of every gradient straight from the workers (refusing, with a warning naming the reason, a
+/// slice of another epoch, sender or length, or one computed on another version than the weights it sent for the round), and follows a
 /// <see cref="ShardRoundLedger{TReport}"/> to know when a round closes and what a lost worker's decision undoes.
 /// </summary>
 /// <remarks>
@@ -97,6 +98,8 @@ public sealed class ParameterShardActor : ReceiveActor
     private float[][] _reports = [];
     private float[] _scales = [];
     private readonly Dictionary<(int Round, int Stamp), double?[]> _normParts = [];
+    private int _sentRound = -1;      // the round of the last broadcast: the next round's slices are computed on its weights
+    private long _sentVersion;        // the version of the last broadcast
 
     /// <summary>Creates the shard over its slice of the starting weights; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="shard"/> does not lie within <paramref name="wholeWeights"/>' report prefix.</exception>
@@ -174,6 +177,9 @@ public sealed class ParameterShardActor : ReceiveActor
         else if (!Sender.Equals(_workers[slice.WorkerIndex])) problem = $"it came from {Sender.Path}, not from the slot's worker {_workers[slice.WorkerIndex].Path}";
         else if (slice.SampleCount <= 0) problem = $"it counts {slice.SampleCount} samples; a slice averages by its minibatch's sample count, at least 1";
         else if (slice.Gradient.Length != _shard.Length) problem = $"it holds {slice.Gradient.Length} values, and this shard's slice [{_shard.Start}, {_shard.End}) has {_shard.Length}";
+        else if (slice.Round == _sentRound + 1 && slice.Version != _sentVersion)
+            problem = $"it was computed on weights version {slice.Version}, and this shard's weights for round {slice.Round} are version {_sentVersion} " +
+                "(a stale slice, or the worker took weights of another stamp)";
         LedgerAction<GradientComputed> action = LedgerAction<GradientComputed>.None;
         if (problem is null) action = _ledger.Add(slice.WorkerIndex, slice.Round, slice, out problem);
         if (problem is not null)
@@ -315,6 +321,8 @@ public sealed class ParameterShardActor : ReceiveActor
     private void Broadcast(int round, int stamp)
     {
         var message = new ShardWeights(_shard.Index, _part!.Epoch, round, stamp, _model.Version, (float[])_model.Weights.Values.Clone());
+        _sentRound = round;
+        _sentVersion = _model.Version;
         foreach (var receiver in _receivers)
             if (!receiver.IsNobody()) receiver.Tell(message, Self);
     }
