@@ -369,6 +369,64 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         Assert.Equal((1, 0, 2L), (worker.ExpectMsg<ShardWeights>() is var next ? (next.Round, next.Stamp, next.Version) : default));
     }
 
+    /// <summary>Parent of one shard: tells the test its child, and every exception the child fails with (then stops it).</summary>
+    private sealed class Catching : ReceiveActor
+    {
+        private readonly IActorRef _report;
+
+        public Catching(Props child, IActorRef report)
+        {
+            _report = report;
+            report.Tell(Context.ActorOf(child));
+        }
+
+        protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
+        {
+            _report.Tell(e);
+            return Directive.Stop;
+        });
+    }
+
+    /// <summary>
+    /// A round whose averaged gradient is not finite (a NaN in worker 0's slice of round 1), or whose loss is not: the shard
+    /// stops with what one parameter server gives, its slice of the last good weights included. They are the newest it sent
+    /// before the version the round was computed on (the start, version 0, for a failure in round 1), or that version's own
+    /// when none is older (a failure in round 0), and the message names the step, the worker and the tensor.
+    /// </summary>
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(0, false)]
+    [InlineData(1, true)]
+    public void A_diverged_round_stops_the_shard_with_its_slice_of_the_last_good_weights(int failingRound, bool badLoss)
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var worker = CreateTestProbe();
+        Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(plan[0], initial, Sgd(), 1), TestActor)));
+        var shard = ExpectMsg<IActorRef>();
+        shard.Tell(new ShardPartStart(1, [worker.Ref], [3], 0, [shard, ActorRefs.Nobody]));
+        var start = worker.ExpectMsg<ShardWeights>();
+        var slice = Enumerable.Repeat(0.5f, plan[0].Length).ToArray();
+        for (var round = 0; round < failingRound; round++)
+        {
+            worker.Send(shard, new GradientComputed(1, round, round, 0, 10, 1, slice));
+            worker.ExpectMsg<ShardWeights>();
+        }
+        var bad = (float[])slice.Clone();
+        if (!badLoss) bad[5] = float.NaN;
+        worker.Send(shard, new GradientComputed(1, failingRound, failingRound, 0, 10, badLoss ? double.NaN : 1, bad));
+        var diverged = ExpectMsg<TrainingDivergedException>();
+        Assert.Equal(start.Weights, diverged.LastGoodWeights);
+        Assert.Equal(0L, diverged.LastGoodVersion);
+        Assert.Equal((1, failingRound + 1), (diverged.Epoch, diverged.Step));
+        Assert.True(diverged.LossFinite, "the start's weights (version 0) are good: either older, or the failed round's loss on them was finite");
+        Assert.StartsWith($"Shard 0: Training diverged at epoch 1, step {failingRound + 1} (weights version {failingRound}): " +
+            (badLoss ? "a NaN or infinite loss" : "a NaN or infinite averaged gradient or BatchNorm running statistic"), diverged.Message);
+        Assert.Contains(badLoss ? "Workers affected: 0 (loss NaN)" : "Workers affected: 0 (loss 0.1)", diverged.Message);
+        if (!badLoss) Assert.Contains("First tensor with a non-finite gradient: 0.weight", diverged.Message);
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no result of the failed round
+    }
+
     [Fact]
     public void A_link_refuses_a_short_report_and_a_result_of_another_cut_naming_the_fix()
     {

@@ -34,7 +34,8 @@ public sealed record ShardPartStart(int Epoch, IActorRef[] Workers, int[] Rounds
 /// <param name="Stamp">The number of loss decisions that dropped a slice the shard has applied (<see cref="ShardRoundLedger{TReport}.Stamp"/>).</param>
 /// <param name="Version">Optimizer steps the shard has applied: the weights' version.</param>
 /// <param name="Weights">The slice <c>[Start, End)</c> of the flat vector (<see cref="ParameterShard"/>): trainable weights,
-/// and for the last shard the running statistics after them. A copy the receivers may keep.</param>
+/// and for the last shard the running statistics after them. A copy the receivers may keep but must not write: the shard
+/// keeps its two newest as the last good weights should a step diverge.</param>
 public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, long Version, float[] Weights) : INoSerializationVerificationNeeded;
 
 /// <summary>The coordinator's question to a shard about a lost worker (<see cref="ShardRoundLedger{TReport}.Query"/>); answered with <see cref="ShardLossAnswer"/>.</summary>
@@ -77,6 +78,10 @@ public sealed record ShardNormShare(int Shard, int Round, int Stamp, double Squa
 /// <para>Every optimizer is element-wise, so without clipping K shards give one server's weights bit for bit. With
 /// Optimizer:GradientClipNorm each shard sends its part of the squared norm to every shard (<see cref="ShardNormShare"/>)
 /// and steps when it holds all K parts of the round and stamp, summed in shard order.</para>
+/// <para>A round whose loss, averaged gradient or running statistics are not finite stops the shard with the
+/// <see cref="TrainingDivergedException"/> one parameter server gives (<see cref="UpdatePolicy.Divergence"/>): epoch, step,
+/// workers, first tensor, advice, and as <see cref="TrainingDivergedException.LastGoodWeights"/> this shard's slice of the
+/// last good weights (the newest it sent before the version the reports were computed on, else that version's own).</para>
 /// <para>Not yet here: parts that start after round 0 (an epoch's further part after a loss), checkpoints, evaluation,
 /// the gradient diagnostics and metrics, and the data plane; nothing in the product starts this actor yet.</para>
 /// </remarks>
@@ -100,6 +105,9 @@ public sealed class ParameterShardActor : ReceiveActor
     private readonly Dictionary<(int Round, int Stamp), double?[]> _normParts = [];
     private int _sentRound = -1;      // the round of the last broadcast: the next round's slices are computed on its weights
     private long _sentVersion;        // the version of the last broadcast
+    // The two newest broadcasts' slices by version (arrays the shard never writes again): the last good weights on a divergence.
+    private readonly List<(long Version, float[] Weights)> _sent = [];
+    private double? _firstStepLoss;   // this run's first step's mean loss, once it is applied (the divergence advice)
 
     /// <summary>Creates the shard over its slice of the starting weights; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="shard"/> does not lie within <paramref name="wholeWeights"/>' report prefix.</exception>
@@ -260,7 +268,14 @@ public sealed class ParameterShardActor : ReceiveActor
             return;
         }
         var samples = 0;
-        foreach (var (_, report) in action.Reports) samples += report.SampleCount;
+        var lossSum = 0.0;
+        foreach (var (_, report) in action.Reports)
+        {
+            samples += report.SampleCount;
+            lossSum += report.LossSum;
+        }
+        if (!double.IsFinite(lossSum)) throw Diverged("a NaN or infinite loss", action, lossFiniteOnIt: false);
+        _firstStepLoss ??= lossSum / samples;
         Array.Clear(_reports);
         for (var i = 0; i < action.Reports.Count; i++)
         {
@@ -310,12 +325,27 @@ public sealed class ParameterShardActor : ReceiveActor
         var learningRate = (float)_model.LearningRate(part.Epoch, action.Round, part.PlannedSteps, part.ActiveWorkers);
         var finite = _model.Step(reports, scales, learningRate, null, warning => _log.Warning("Shard {0}: {1}", _shard.Index, warning), globalNorm)
             && _model.MergeRunningStatistics(reports, scales, null);
-        if (!finite)
-            throw new TrainingDivergedException($"Shard {_shard.Index}: epoch {part.Epoch} round {action.Round} gave a NaN or infinite averaged gradient " +
-                "or BatchNorm running statistic in this shard's slice; lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.",
-                epoch: part.Epoch, step: action.Round + 1);
+        if (!finite) throw Diverged("a NaN or infinite averaged gradient or BatchNorm running statistic", action, lossFiniteOnIt: true);
         _model.Version++;
         Broadcast(action.Round, action.Stamp);
+    }
+
+    /// <summary>
+    /// The exception the shard stops with, as one parameter server's (<see cref="UpdatePolicy.Divergence"/>): the epoch, step,
+    /// workers and first tensor, and this shard's slice of the last good weights: the newest it sent of a version before the
+    /// one the reports were computed on, else that version's own.
+    /// </summary>
+    private TrainingDivergedException Diverged(string what, LedgerAction<GradientComputed> action, bool lossFiniteOnIt)
+    {
+        var computedOn = _model.Version; // nothing stepped yet, or the failed step's version was not counted
+        (float[]? Weights, long Version, bool Older) good = (null, -1, false);
+        foreach (var (version, weights) in _sent)
+        {
+            if (version < computedOn && (good.Weights is null || !good.Older || version > good.Version)) good = ((float[])weights.Clone(), version, true);
+            else if (version == computedOn && good.Weights is null) good = ((float[])weights.Clone(), version, false);
+        }
+        return UpdatePolicy.Divergence(what, _part!.Epoch, action.Round, _model, computedOn, action.Reports, good, _firstStepLoss, lossFiniteOnIt,
+            $"Shard {_shard.Index}: ");
     }
 
     private void Broadcast(int round, int stamp)
@@ -323,6 +353,10 @@ public sealed class ParameterShardActor : ReceiveActor
         var message = new ShardWeights(_shard.Index, _part!.Epoch, round, stamp, _model.Version, (float[])_model.Weights.Values.Clone());
         _sentRound = round;
         _sentVersion = _model.Version;
+        // A redo replaces the results of its version and of any later one; two versions are enough for the last good weights.
+        _sent.RemoveAll(s => s.Version >= _model.Version);
+        _sent.Add((_model.Version, message.Weights));
+        if (_sent.Count > 2) _sent.RemoveAt(0);
         foreach (var receiver in _receivers)
             if (!receiver.IsNobody()) receiver.Tell(message, Self);
     }

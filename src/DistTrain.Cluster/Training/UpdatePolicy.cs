@@ -248,30 +248,50 @@ public abstract class UpdatePolicy
     /// <param name="lossFiniteOnIt">True when the loss computed on <paramref name="computedOn"/> was finite (the result of
     /// combining the reports was not): its weights are then good, should no earlier ones be held.</param>
     /// <exception cref="TrainingDivergedException">Always.</exception>
-    protected void Diverged(string what, int step, long computedOn, IEnumerable<(int Worker, GradientComputed Report)> reports, bool lossFiniteOnIt = false)
+    protected void Diverged(string what, int step, long computedOn, IEnumerable<(int Worker, GradientComputed Report)> reports, bool lossFiniteOnIt = false) =>
+        throw Divergence(what, Part!.Epoch, step, Model, computedOn, reports, Outbox.LastGood(computedOn), _firstStepLoss, lossFiniteOnIt);
+
+    /// <summary>
+    /// The <see cref="TrainingDivergedException"/> a parameter server (or one shard of it) stops with: the message names the
+    /// epoch, the step, the weights version, the workers whose loss or report is not finite, the first such tensor and the
+    /// advice (see <see cref="Diverged"/>); it carries the last good weights given.
+    /// </summary>
+    /// <param name="what">What was not finite.</param>
+    /// <param name="epoch">The 1-based epoch.</param>
+    /// <param name="step">The epoch's step (round), from 0; the message counts from 1.</param>
+    /// <param name="model">The model that stepped (its version, and the tensor names of its reports).</param>
+    /// <param name="computedOn">The version the reports were computed on.</param>
+    /// <param name="reports">The reports, by worker.</param>
+    /// <param name="good">The last good weights (whole, or the shard's slice), their version, and whether they are older than
+    /// <paramref name="computedOn"/> (<see cref="WeightsOutbox.LastGood"/>); (null, -1, false) when none are held.</param>
+    /// <param name="firstStepLoss">This run's first step's mean loss, when known; null otherwise.</param>
+    /// <param name="lossFiniteOnIt">True when the loss computed on <paramref name="computedOn"/> was finite.</param>
+    /// <param name="where">Put before the message (a shard's index), or empty.</param>
+    internal static TrainingDivergedException Divergence(string what, int epoch, int step, ServerModel model, long computedOn,
+        IEnumerable<(int Worker, GradientComputed Report)> reports, (float[]? Weights, long Version, bool Older) good, double? firstStepLoss,
+        bool lossFiniteOnIt, string where = "")
     {
         var workers = new List<string>();
         string? tensor = null;
         foreach (var (i, g) in reports)
         {
             var badLoss = !double.IsFinite(g.LossSum);
-            var badTensor = Model.FirstNonFiniteTensor(g.Gradient);
+            var badTensor = model.FirstNonFiniteTensor(g.Gradient);
             if (badLoss || badTensor is not null) workers.Add($"{i} (loss {g.LossSum / Math.Max(1, g.SampleCount):G4})");
             tensor ??= badTensor;
         }
-        var (good, goodVersion, older) = Outbox.LastGood(computedOn);
-        throw new TrainingDivergedException(
-            $"Training diverged at epoch {Part!.Epoch}, step {step + 1} (weights version {Model.Version}): {what}. " + // counted from 1, as a stopped run's summary counts
+        return new TrainingDivergedException(
+            $"{where}Training diverged at epoch {epoch}, step {step + 1} (weights version {model.Version}): {what}. " + // counted from 1, as a stopped run's summary counts
             $"Workers affected: {(workers.Count > 0 ? string.Join(", ", workers) : "none alone; the average overflowed")}. " +
             $"First tensor with a non-finite gradient: {tensor ?? "none (the loss overflowed first)"}. " +
             (computedOn == 0 && !lossFiniteOnIt
                 ? "It was computed on the starting weights, before any update, so the learning rate is not the cause: check Model:Initializer " +
                   "(weights that start too large overflow, as a large Constant does) and the input normalization."
-                : _firstStepLoss is { } first && first >= AstronomicalLoss
+                : firstStepLoss is { } first && first >= AstronomicalLoss
                     ? FormattableString.Invariant($"The first step's loss was already {first:G3}, before the learning rate could do harm: the weights ") +
                       "started far too large, so check Model:Initializer first (a large NormalStd, UniformRange, Gain or Constant; HeNormal for ReLU, XavierUniform for Tanh) " +
                       "and the input normalization, then Optimizer:LearningRate and Optimizer:GradientClipNorm."
-                    : "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization."), good, goodVersion, older || lossFiniteOnIt,
-            Part!.Epoch, step + 1);
+                    : "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization."), good.Weights, good.Version,
+            good.Older || lossFiniteOnIt, epoch, step + 1);
     }
 }
