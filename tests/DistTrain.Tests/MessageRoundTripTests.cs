@@ -2,9 +2,11 @@ using System.Collections;
 using System.Reflection;
 using Akka.Actor;
 using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Serialization;
+using DistTrain.Cluster.Training;
 using MessagePack;
 
 namespace DistTrain.Tests;
@@ -59,6 +61,11 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(MinibatchesLeft) => new MinibatchesLeft(3, [0, 2], [4, 5]),
             nameof(WorkerRemoved) => new WorkerRemoved(2, 5, OthersCutFrom: 6),
             nameof(AddWorker) => new AddWorker(probe, 4),
+            nameof(ShardWeightsHeader) => new ShardWeightsHeader(2, 3, 41, 1, 118, 78_401),
+            nameof(ShardLossQuery) => new ShardLossQuery(5),
+            nameof(ShardLossAnswer) => new ShardLossAnswer(2, new LossAnswer(5, 41, HasOpen: true)),
+            nameof(ShardLossDecision) => new ShardLossDecision(new LossDecision(5, 41, Keep: true)),
+            nameof(ShardNormShare) => new ShardNormShare(2, 41, 1, 0.012345678901234567),
             _ => null,
         };
         Assert.True(sample is not null, $"{type.Name} is an IDistTrainMessage without a sample here: add one, with every property set.");

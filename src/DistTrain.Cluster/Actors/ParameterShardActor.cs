@@ -4,6 +4,7 @@ using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Training;
 using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
+using MessagePack;
 
 namespace DistTrain.Cluster.Actors;
 
@@ -36,31 +37,115 @@ public sealed record ShardPartStart(int Epoch, IActorRef[] Workers, int[] Rounds
 /// <param name="Weights">The slice <c>[Start, End)</c> of the flat vector (<see cref="ParameterShard"/>): trainable weights,
 /// and for the last shard the running statistics after them. A copy the receivers may keep but must not write: the shard
 /// keeps its two newest as the last good weights should a step diverge.</param>
-public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, long Version, float[] Weights) : INoSerializationVerificationNeeded;
+public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, long Version, float[] Weights) : INoSerializationVerificationNeeded
+{
+    /// <summary>The message without its slice, as it crosses nodes: the slice goes on the data plane.</summary>
+    public ShardWeightsHeader Header => new(Shard, Epoch, Round, Stamp, Version, Weights.Length);
+
+    /// <summary>The message of <paramref name="header"/> with the slice that came with it.</summary>
+    /// <exception cref="ArgumentException"><paramref name="weights"/> does not hold the header's <see cref="ShardWeightsHeader.Length"/> values.</exception>
+    public static ShardWeights Of(ShardWeightsHeader header, float[] weights)
+    {
+        ArgumentNullException.ThrowIfNull(header);
+        ArgumentNullException.ThrowIfNull(weights);
+        if (weights.Length != header.Length)
+            throw new ArgumentException($"Shard {header.Shard}'s result of epoch {header.Epoch} round {header.Round} announces {header.Length} values, " +
+                $"and {weights.Length} came with it: the header and the slice are of different messages.", nameof(weights));
+        return new ShardWeights(header.Shard, header.Epoch, header.Round, header.Stamp, header.Version, weights);
+    }
+}
+
+/// <summary>
+/// <see cref="ShardWeights"/> without its slice: what crosses nodes through Akka (the slice, a tensor, goes on the data plane,
+/// docs/architecture.md "Why tensors travel on a data plane beside Akka.Remote"); <see cref="ShardWeights.Of"/> puts the two
+/// back together.
+/// </summary>
+/// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="Round">The round the weights are the result of, from 0; -1 for the part's starting weights.</param>
+/// <param name="Stamp">The shard's stamp (<see cref="ShardRoundLedger{TReport}.Stamp"/>): 0 to <see cref="UpdatePolicy.MaxWorkers"/>, one per lost worker.</param>
+/// <param name="Version">Optimizer steps the shard has applied, from 0.</param>
+/// <param name="Length">Values of the slice: 1 to 2^28 - 1 (the data plane's largest tensor).</param>
+[MessagePackObject]
+public sealed record ShardWeightsHeader(
+    [property: Key(0)] int Shard,
+    [property: Key(1)] int Epoch,
+    [property: Key(2)] int Round,
+    [property: Key(3)] int Stamp,
+    [property: Key(4)] long Version,
+    [property: Key(5)] int Length) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Epoch), Epoch, 1) ?? ShardWire.AtLeast(nameof(Round), Round, -1)
+        ?? ShardWire.Stamp(Stamp) ?? ShardWire.AtLeast(nameof(Version), Version, 0) ?? ShardWire.Within(nameof(Length), Length, 1, DataPlane.TensorFrame.MaxCount);
+}
+
+/// <summary>The ranges of the shards' messages that cross nodes (<see cref="IRangeCheckedMessage.OutOfRange"/>).</summary>
+internal static class ShardWire
+{
+    /// <summary>A problem when <paramref name="value"/> is outside <c>[min, max]</c>, else null.</summary>
+    public static string? Within(string field, long value, long min, long max) =>
+        value < min || value > max ? $"{field} {value} is outside {min} to {max}" : null;
+
+    /// <summary>A problem when <paramref name="value"/> is below <paramref name="min"/>, else null.</summary>
+    public static string? AtLeast(string field, long value, long min) => value < min ? $"{field} {value} is below {min}" : null;
+
+    /// <summary>A shard index outside 0 to <see cref="ParameterShards.MaxShards"/> - 1.</summary>
+    public static string? Shard(int shard) => Within(nameof(Shard), shard, 0, ParameterShards.MaxShards - 1);
+
+    /// <summary>A worker slot outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</summary>
+    public static string? Worker(int worker) => Within(nameof(Worker), worker, 0, UpdatePolicy.MaxWorkers - 1);
+
+    /// <summary>A stamp outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> (one per lost worker of a part).</summary>
+    public static string? Stamp(int stamp) => Within(nameof(Stamp), stamp, 0, UpdatePolicy.MaxWorkers);
+}
 
 /// <summary>The coordinator's question to a shard about a lost worker (<see cref="ShardRoundLedger{TReport}.Query"/>); answered with <see cref="ShardLossAnswer"/>.</summary>
-/// <param name="Worker">The lost worker's slot.</param>
-public sealed record ShardLossQuery(int Worker) : INoSerializationVerificationNeeded;
+/// <param name="Worker">The lost worker's slot, 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</param>
+[MessagePackObject]
+public sealed record ShardLossQuery([property: Key(0)] int Worker) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Worker(Worker);
+}
 
 /// <summary>A shard's answer to <see cref="ShardLossQuery"/>.</summary>
-/// <param name="Shard">The answering shard's index.</param>
-/// <param name="Answer">Its answer.</param>
-public sealed record ShardLossAnswer(int Shard, LossAnswer Answer) : INoSerializationVerificationNeeded;
+/// <param name="Shard">The answering shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Answer">Its answer: a worker slot 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, an open round from 0.</param>
+[MessagePackObject]
+public sealed record ShardLossAnswer([property: Key(0)] int Shard, [property: Key(1)] LossAnswer Answer) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.Worker(Answer.Worker) ?? ShardWire.AtLeast(nameof(Answer.OpenRound), Answer.OpenRound, 0);
+}
 
 /// <summary>The decision about a lost worker every shard applies (<see cref="ShardRoundLedger{TReport}.ApplyLoss"/>), from <see cref="ShardLossArbiter"/>.</summary>
-/// <param name="Decision">The decision.</param>
-public sealed record ShardLossDecision(LossDecision Decision) : INoSerializationVerificationNeeded;
+/// <param name="Decision">The decision: a worker slot 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, a round from 0.</param>
+[MessagePackObject]
+public sealed record ShardLossDecision([property: Key(0)] LossDecision Decision) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Worker(Decision.Worker) ?? ShardWire.AtLeast(nameof(Decision.Round), Decision.Round, 0);
+}
 
 /// <summary>
 /// A shard's part of a round's averaged gradient's squared L2 norm, to every shard (clipping by the global norm,
 /// Optimizer:GradientClipNorm). Keyed by round and stamp, so a part of a step that is later redone is never summed with
 /// parts of the redone step.
 /// </summary>
-/// <param name="Shard">The sending shard's index.</param>
-/// <param name="Round">The round.</param>
-/// <param name="Stamp">The stamp of the step the part belongs to.</param>
-/// <param name="SquaredNorm">The squared norm of the shard's slice of the averaged gradient.</param>
-public sealed record ShardNormShare(int Shard, int Round, int Stamp, double SquaredNorm) : INoSerializationVerificationNeeded;
+/// <param name="Shard">The sending shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Round">The round, from 0.</param>
+/// <param name="Stamp">The stamp of the step the part belongs to, 0 to <see cref="UpdatePolicy.MaxWorkers"/>.</param>
+/// <param name="SquaredNorm">The squared norm of the shard's slice of the averaged gradient: not negative. NaN and infinity
+/// pass: a gradient that is not finite gives them, and every shard must step to find out and stop (divergence).</param>
+[MessagePackObject]
+public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key(1)] int Round, [property: Key(2)] int Stamp,
+    [property: Key(3)] double SquaredNorm) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Round), Round, 0) ?? ShardWire.Stamp(Stamp)
+        ?? (SquaredNorm < 0 ? $"SquaredNorm {SquaredNorm:R} is negative" : null);
+}
 
 /// <summary>
 /// One parameter-server shard that runs on its own (docs/architecture.md, "Where the shards run"): it owns one slice of the

@@ -20,3 +20,14 @@ public interface ITensorMessage : IDistTrainMessage
     /// <summary>The same message with another tensor.</summary>
     ITensorMessage WithTensor(float[] tensor);
 }
+
+/// <summary>
+/// A message whose fields have ranges narrower than their types (a shard index, a worker slot, a round). The serializer
+/// refuses a decoded one that is out of range with a <see cref="System.Runtime.Serialization.SerializationException"/>
+/// naming the field, so a corrupt or forged message never reaches an actor.
+/// </summary>
+public interface IRangeCheckedMessage : IDistTrainMessage
+{
+    /// <summary>The first field out of its range, with its value and the range (<c>Shard 17 is outside 0 to 15</c>); null when every field is in range.</summary>
+    string? OutOfRange();
+}

@@ -77,7 +77,7 @@ public sealed class MessagePackMessageSerializer : SerializerWithStringManifest
     /// <see cref="MaxObjectGraphDepth"/> levels of nesting, and every length prefix (arrays, maps, strings, bins, the
     /// tensor block's head length) checked against the bytes that remain before anything is allocated, so a forged
     /// 2^31-element header costs nothing. A message must have the fields its type requires, no null where its type allows
-    /// none, and no bytes after it.
+    /// none, every field in its range (<see cref="IRangeCheckedMessage"/>), and no bytes after it.
     /// </remarks>
     /// <exception cref="SerializationException">The manifest names no known message, or the bytes do not decode as that
     /// message; the message names the type, the size and the problem.</exception>
@@ -128,6 +128,8 @@ public sealed class MessagePackMessageSerializer : SerializerWithStringManifest
                       ?? throw new SerializationException($"A {manifest} message decoded to null.");
         if (shape.NullMember(message) is { } member)
             throw new SerializationException($"A {manifest} message of {messageLength} bytes has no {member} (nil where the type needs a value). The message is corrupt.");
+        if (message is IRangeCheckedMessage ranged && ranged.OutOfRange() is { } problem)
+            throw new SerializationException($"A {manifest} message of {messageLength} bytes is out of range: {problem}. The message is corrupt or from another DistTrain version.");
         return message;
     }
 }

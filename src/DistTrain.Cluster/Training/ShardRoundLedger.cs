@@ -21,7 +21,9 @@ public enum LedgerActionKind
 /// <param name="Worker">The lost worker's slot.</param>
 /// <param name="OpenRound">The round the shard collects slices for.</param>
 /// <param name="HasOpen">True when the shard holds the worker's slice of <paramref name="OpenRound"/>, or does not expect one.</param>
-public readonly record struct LossAnswer(int Worker, int OpenRound, bool HasOpen);
+[MessagePack.MessagePackObject]
+public readonly record struct LossAnswer([property: MessagePack.Key(0)] int Worker, [property: MessagePack.Key(1)] int OpenRound,
+    [property: MessagePack.Key(2)] bool HasOpen);
 
 /// <summary>
 /// What every shard applies for a lost worker (<see cref="ShardRoundLedger{TReport}.ApplyLoss"/>): whether its slice of
@@ -31,7 +33,9 @@ public readonly record struct LossAnswer(int Worker, int OpenRound, bool HasOpen
 /// <param name="Round">The round still open at some shard when the worker was lost.</param>
 /// <param name="Keep">True when every shard holds the worker's slice of <paramref name="Round"/>, so the round keeps it;
 /// false when it is closed without the worker's slice everywhere.</param>
-public readonly record struct LossDecision(int Worker, int Round, bool Keep)
+[MessagePack.MessagePackObject]
+public readonly record struct LossDecision([property: MessagePack.Key(0)] int Worker, [property: MessagePack.Key(1)] int Round,
+    [property: MessagePack.Key(2)] bool Keep)
 {
     /// <summary>
     /// The decision from every shard's answer: the round in question is the lowest open one, and it keeps the worker's

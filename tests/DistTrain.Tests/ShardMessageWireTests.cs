@@ -1,0 +1,165 @@
+using Akka.Serialization;
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Serialization;
+using DistTrain.Cluster.Training;
+using DistTrain.Core.Layers;
+using DistTrain.Core.Models;
+using MessagePack;
+using SerializationException = System.Runtime.Serialization.SerializationException;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// The wire format of the messages shards that run on their own exchange across nodes (<see cref="ShardLossQuery"/>,
+/// <see cref="ShardLossAnswer"/>, <see cref="ShardLossDecision"/>, <see cref="ShardNormShare"/>, and
+/// <see cref="ShardWeightsHeader"/>, <see cref="ShardWeights"/> without its slice): through the project's Akka serializer and
+/// back with real values, and bad bytes (truncated, of another type, out of range) refused with a
+/// <see cref="SerializationException"/> that names the message and the problem.
+/// </summary>
+public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
+{
+    private SerializerWithStringManifest Serializer => (SerializerWithStringManifest)Sys.Serialization.FindSerializerForType(typeof(ShardNormShare));
+
+    private T RoundTrip<T>(T message) where T : notnull
+    {
+        var serializer = Sys.Serialization.FindSerializerFor(message);
+        Assert.IsType<MessagePackMessageSerializer>(serializer);
+        var bytes = serializer.ToBinary(message);
+        return Assert.IsType<T>(Serializer.FromBinary(bytes, typeof(T).Name));
+    }
+
+    private SerializationException Refuse(byte[] bytes, string manifest)
+    {
+        var error = Assert.Throws<SerializationException>(() => Serializer.FromBinary(bytes, manifest));
+        Assert.Contains(manifest, error.Message);
+        return error;
+    }
+
+    /// <summary>The values a lost worker's decision really carries: the ledgers' answers and the decision formed of them.</summary>
+    [Fact]
+    public void A_loss_question_its_answers_and_the_decision_of_real_ledgers_round_trip()
+    {
+        // Two shards' ledgers of 3 workers, 4 rounds each; worker 2's slice of round 0 reached shard 0 only.
+        var ledgers = new[] { new ShardRoundLedger<string>([4, 4, 4]), new ShardRoundLedger<string>([4, 4, 4]) };
+        ledgers[0].Add(2, 0, "worker 2", out _);
+        foreach (var ledger in ledgers) ledger.Add(1, 0, "worker 1", out _);
+        var query = RoundTrip(new ShardLossQuery(2));
+        Assert.Equal(2, query.Worker);
+        var answers = ledgers.Select((ledger, k) => RoundTrip(new ShardLossAnswer(k, ledger.Query(query.Worker)))).ToArray();
+        Assert.Equal([new LossAnswer(2, 0, HasOpen: true), new LossAnswer(2, 0, HasOpen: false)], answers.Select(a => a.Answer));
+        Assert.Equal([0, 1], answers.Select(a => a.Shard));
+        var decision = RoundTrip(new ShardLossDecision(LossDecision.From([.. answers.Select(a => a.Answer)])));
+        Assert.Equal(new LossDecision(2, 0, Keep: false), decision.Decision);
+    }
+
+    [Fact]
+    public void A_norm_share_keeps_every_bit_of_its_squared_norm_and_passes_nan_and_infinity()
+    {
+        // A real shard's part: the squared norm of an averaged gradient slice (ServerModel.AverageSquaredNorm's arithmetic).
+        var slice = Enumerable.Range(0, 1000).Select(i => MathF.Sin(i) * 1e-3f).ToArray();
+        var squared = System.Numerics.Tensors.TensorPrimitives.SumOfSquares<float>(slice);
+        foreach (var norm in new[] { squared, 0.0, double.NaN, double.PositiveInfinity, double.Epsilon })
+        {
+            var back = RoundTrip(new ShardNormShare(15, 1_234_567, 256, norm));
+            Assert.Equal((15, 1_234_567, 256), (back.Shard, back.Round, back.Stamp));
+            Assert.Equal(BitConverter.DoubleToInt64Bits(norm), BitConverter.DoubleToInt64Bits(back.SquaredNorm));
+        }
+    }
+
+    [Fact]
+    public void A_shards_result_crosses_as_its_header_and_is_put_back_together_with_its_slice()
+    {
+        var model = new ModelOptions { InputSize = 784, Layers = [new() { Type = LayerTypes.Dense, Units = 10 }] };
+        var initial = ModelFactory.StartingWeights(ModelFactory.Build(model), model, seed: 3);
+        var plan = ParameterShards.Plan(initial.Layout, 3);
+        var slice = plan[2].Slice(initial).Values;
+        var result = new ShardWeights(2, 4, -1, 3, 1_000_000_007L, slice);
+        var header = RoundTrip(result.Header);
+        Assert.Equal(new ShardWeightsHeader(2, 4, -1, 3, 1_000_000_007L, plan[2].Length), header);
+        var bytes = Serializer.ToBinary(result.Header);
+        Assert.True(bytes.Length < 32, $"the header is {bytes.Length} bytes: no tensor travels with it");
+        var back = ShardWeights.Of(header, (float[])slice.Clone());
+        Assert.Equal((result.Shard, result.Epoch, result.Round, result.Stamp, result.Version), (back.Shard, back.Epoch, back.Round, back.Stamp, back.Version));
+        Assert.Equal(slice, back.Weights);
+        var error = Assert.Throws<ArgumentException>(() => ShardWeights.Of(header, slice[1..]));
+        Assert.StartsWith($"Shard 2's result of epoch 4 round -1 announces {plan[2].Length} values, and {plan[2].Length - 1} came with it", error.Message);
+    }
+
+    [Fact]
+    public void Truncated_messages_are_refused_naming_the_message()
+    {
+        object[] messages =
+        [
+            new ShardLossQuery(7), new ShardLossAnswer(1, new LossAnswer(7, 12, true)), new ShardLossDecision(new LossDecision(7, 12, false)),
+            new ShardNormShare(1, 12, 0, 0.25), new ShardWeightsHeader(1, 2, 12, 0, 13, 4096),
+        ];
+        foreach (var message in messages)
+        {
+            var bytes = Serializer.ToBinary(message);
+            for (var cut = 0; cut < bytes.Length; cut++)
+            {
+                var error = Refuse(bytes[..cut], message.GetType().Name);
+                Assert.DoesNotContain("Failed to deserialize", error.Message);
+            }
+        }
+    }
+
+    [Fact]
+    public void A_message_of_another_type_is_refused_naming_what_is_missing()
+    {
+        // A ShardLossQuery's one field is not a ShardNormShare's four, nor a ShardWeightsHeader's six.
+        var query = Serializer.ToBinary(new ShardLossQuery(3));
+        Assert.Contains("has 1 fields; the type needs at least 4", Refuse(query, nameof(ShardNormShare)).Message);
+        Assert.Contains("has 1 fields; the type needs at least 6", Refuse(query, nameof(ShardWeightsHeader)).Message);
+        // A ShardNormShare read as a ShardLossAnswer: its second field, the round, is where the answer (an array) belongs.
+        var share = Serializer.ToBinary(new ShardNormShare(1, 12, 0, 0.25));
+        Assert.Contains("could not be decoded", Refuse(share, nameof(ShardLossAnswer)).Message);
+        // A string where the worker slot belongs.
+        var text = MessagePackSerializer.Serialize(new object[] { "worker 3" });
+        Assert.Contains("could not be decoded", Refuse(text, nameof(ShardLossQuery)).Message);
+    }
+
+    public static TheoryData<string, byte[], string> OutOfRange => new()
+    {
+        { nameof(ShardLossQuery), Bytes(256), "Worker 256 is outside 0 to 255" },
+        { nameof(ShardLossQuery), Bytes(-1), "Worker -1 is outside 0 to 255" },
+        { nameof(ShardLossAnswer), Bytes(16, new object[] { 1, 0, true }), "Shard 16 is outside 0 to 15" },
+        { nameof(ShardLossAnswer), Bytes(0, new object[] { 300, 0, true }), "Worker 300 is outside 0 to 255" },
+        { nameof(ShardLossAnswer), Bytes(0, new object[] { 1, -2, true }), "OpenRound -2 is below 0" },
+        { nameof(ShardLossDecision), Bytes((object)new object[] { -5, 3, false }), "Worker -5 is outside 0 to 255" },
+        { nameof(ShardLossDecision), Bytes((object)new object[] { 1, -1, false }), "Round -1 is below 0" },
+        { nameof(ShardNormShare), Bytes(-1, 0, 0, 0.5), "Shard -1 is outside 0 to 15" },
+        { nameof(ShardNormShare), Bytes(0, -1, 0, 0.5), "Round -1 is below 0" },
+        { nameof(ShardNormShare), Bytes(0, 0, 257, 0.5), "Stamp 257 is outside 0 to 256" },
+        { nameof(ShardNormShare), Bytes(0, 0, 0, -0.5), "SquaredNorm -0.5 is negative" },
+        { nameof(ShardWeightsHeader), Bytes(99, 1, 0, 0, 1L, 10), "Shard 99 is outside 0 to 15" },
+        { nameof(ShardWeightsHeader), Bytes(0, 0, 0, 0, 1L, 10), "Epoch 0 is below 1" },
+        { nameof(ShardWeightsHeader), Bytes(0, 1, -2, 0, 1L, 10), "Round -2 is below -1" },
+        { nameof(ShardWeightsHeader), Bytes(0, 1, 0, -1, 1L, 10), "Stamp -1 is outside 0 to 256" },
+        { nameof(ShardWeightsHeader), Bytes(0, 1, 0, 0, -1L, 10), "Version -1 is below 0" },
+        { nameof(ShardWeightsHeader), Bytes(0, 1, 0, 0, 1L, 0), "Length 0 is outside 1 to 268435455" },
+        { nameof(ShardWeightsHeader), Bytes(0, 1, 0, 0, 1L, 1 << 28), "Length 268435456 is outside 1 to 268435455" },
+    };
+
+    private static byte[] Bytes(params object[] fields) => MessagePackSerializer.Serialize(fields);
+
+    [Theory]
+    [MemberData(nameof(OutOfRange))]
+    public void A_field_out_of_its_range_is_refused_naming_the_field_and_the_range(string manifest, byte[] bytes, string problem)
+    {
+        var error = Refuse(bytes, manifest);
+        Assert.Contains($"is out of range: {problem}.", error.Message);
+    }
+
+    [Fact]
+    public void The_shards_messages_at_the_ends_of_their_ranges_are_accepted()
+    {
+        Assert.Equal(255, RoundTrip(new ShardLossQuery(255)).Worker);
+        Assert.Equal(0, RoundTrip(new ShardLossQuery(0)).Worker);
+        Assert.Equal(new ShardWeightsHeader(15, 1, -1, 256, 0, (1 << 28) - 1), RoundTrip(new ShardWeightsHeader(15, 1, -1, 256, 0, (1 << 28) - 1)));
+        Assert.Equal(new LossDecision(255, 0, true), RoundTrip(new ShardLossDecision(new LossDecision(255, 0, true))).Decision);
+    }
+}
