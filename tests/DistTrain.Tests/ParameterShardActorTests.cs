@@ -152,7 +152,8 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         void Report(int w, int round)
         {
             var (report, samples, lossSum) = replica.Compute(links[w].Weights, w, round);
-            links[w].Send(1, round, round, w, samples, lossSum, report, probes[w].Ref);
+            Assert.Equal(round, links[w].Version); // one step per round here: no round ran without a report
+            links[w].Send(1, round, links[w].Version, w, samples, lossSum, report, probes[w].Ref);
         }
         for (var w = 0; w < workers; w++) Assemble(w);
         for (var round = 0; round < Rounds; round++)
@@ -181,7 +182,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var (lostReport, samples, lossSum) = replica.Compute(links[lost].Weights, lost, round);
         var slices = links[lost].Split(lostReport);
         foreach (var k in loss.SentTo)
-            actors[k].Tell(new GradientComputed(1, round, round, lost, samples, lossSum, slices[k]), probes[lost].Ref);
+            actors[k].Tell(new GradientComputed(1, round, links[lost].Version, lost, samples, lossSum, slices[k]), probes[lost].Ref);
         for (var w = workers - 1; w >= 1; w--)
             if (w != lost) report(w, round);
         alive[lost] = false;

@@ -48,6 +48,11 @@ public sealed class ShardedReplicaLink
     /// <summary>The stamp of the last weights put together.</summary>
     public int Stamp { get; private set; }
 
+    /// <summary>The version (optimizer steps applied) of the last weights put together, shard 0's, which every shard's result of
+    /// one round and stamp has: the version a report computed on them carries (<see cref="GradientComputed.Version"/>),
+    /// which each shard checks.</summary>
+    public long Version { get; private set; }
+
     /// <summary>The whole flat vector of the last weights put together (live: it changes when the next round's are put together).</summary>
     public float[] Weights => _weights;
 
@@ -119,6 +124,7 @@ public sealed class ShardedReplicaLink
             if (p is null || p.Stamp != stamp) return false;
         for (var k = 0; k < _plan.Length; k++) _pending[k]!.Weights.CopyTo(_weights, _plan[k].Start);
         Stamp = stamp!.Value;
+        Version = _pending[0]!.Version;
         AwaitedRound++;
         Array.Clear(_pending);
         return true;
