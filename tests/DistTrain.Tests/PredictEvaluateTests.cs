@@ -386,6 +386,40 @@ public class PredictEvaluateTests : IDisposable
             "config keys, so write the file to match them.", message);
     }
 
+    /// <summary>
+    /// An infinity or stray text in a CSV file predict and evaluate read was told to "list non-numeric columns in
+    /// Data:Csv:IgnoreColumns", a key these commands do not take, for a column the model reads. The error names the value,
+    /// line and column and says to correct the value or drop the line; no Data:Csv key is offered, so none of the model's
+    /// settings are listed after it.
+    /// </summary>
+    [Fact]
+    public async Task An_infinity_or_stray_text_in_a_file_to_score_is_told_to_be_corrected_without_data_csv_keys()
+    {
+        var modelPath = CsvModel(hasHeader: true, "values.safetensors");
+        var model = TrainedModel.Load(modelPath);
+        const string header = "sepal_length\tsepal_width\tpetal_length\tpetal_width\tlabel";
+        var inf = Path.Combine(_directory, "inf.tsv");
+        File.WriteAllLines(inf, [header, "5.1\t3.5\t1.4\t0.2\t0", "4.9\tinf\t1.4\t0.2\t0"]);
+        var expected = $"{inf}: line 3, column 'sepal_width' (index 1): 'inf' is an infinite value, and features must be finite numbers. Replace it in a " +
+            "copy of the file (for example with the column's largest finite value), or drop line 3; the model reads 'sepal_width' as one of its features.";
+        Assert.Equal(expected, Assert.Throws<DataFormatException>(() => ModelInputs.Read(inf, model, resize: false)).Message);
+        Assert.Equal(expected, Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(inf, model, resize: false)).Message);
+
+        var stray = Path.Combine(_directory, "stray.tsv");
+        File.WriteAllLines(stray, [header, "5.1\t3.5\t1.4\t0.2\t0", "4.9\t3.0\t1.4\t0.2\t0", "6.3\t3.3\tsix\t2.5\t2"]);
+        var strayError = $"{stray}: line 4, column 'petal_length' (index 2): 'six' is not a number, in a column that held numbers on the 2 rows before it: " +
+            "a stray value. Correct it in a copy of the file, or drop line 4; the model reads 'petal_length' as one of its features.";
+        Assert.Equal(strayError, Assert.Throws<DataFormatException>(() => ModelInputs.Read(stray, model, resize: false)).Message);
+        var (exit, _, error) = await Cli("evaluate", "--model", modelPath, "--data", stray);
+        Assert.Equal(2, exit);
+        Assert.Equal($"error: {strayError}", string.Join(" ", error.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)));
+
+        var text = Path.Combine(_directory, "text-first.tsv");
+        File.WriteAllLines(text, [header, "5.1\tn.a.\t1.4\t0.2\t0"]);
+        Assert.Equal($"{text}: line 2, column 'sepal_width' (index 1): 'n.a.' is not a number, and the model reads 'sepal_width' as one of its features: " +
+            "correct the value in a copy of the file, or drop line 2.", Assert.Throws<DataFormatException>(() => ModelInputs.Read(text, model, resize: false)).Message);
+    }
+
     /// <summary>A model of 4 CSV features and 3 classes, trained (as its metadata says) on files with or without a header row,
     /// with <paramref name="skipRows"/> lines skipped at their top (Data:Csv:SkipRows); with <paramref name="classes"/>, one
     /// of those classes only (Data:Classes), named <paramref name="classNames"/> when its labels were names; trained with
