@@ -119,7 +119,9 @@ public static partial class CsvDataset
     /// <param name="options">The settings the file is read with.</param>
     /// <param name="cell">The cell as read (trimmed).</param>
     /// <param name="spaced">True when the cell as written has spaces before its text (or is spaces alone).</param>
-    private static string MissingValueFix(string path, CsvOptions options, string cell, bool spaced)
+    /// <param name="forModel">The file is read for a trained model (<c>predict</c>, <c>evaluate</c>): a copy without the
+    /// lines skipped at the top is read with their option <c>--skip-rows 0</c>, not Data:Csv:SkipRows, a key they do not take.</param>
+    private static string MissingValueFix(string path, CsvOptions options, string cell, bool spaced, bool forModel)
     {
         static string Literal(string text) => "'" + text.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("'", "\\'", StringComparison.Ordinal)
             .Replace("\t", "\\t", StringComparison.Ordinal) + "'";
@@ -136,7 +138,9 @@ public static partial class CsvDataset
         return "every feature needs a value, and DistTrain has no setting that drops or fills rows with missing values. Drop those rows, or fill " +
             $"the missing cells (for example with the column's mean), in a copy of the file; with pandas: df = {read}, then df.dropna(){write} " +
             $"drops them, or df.fillna(df.mean(numeric_only=True)){write} fills them" +
-            (options.SkipRows > 0 ? ", and the copy has no lines to skip at its top (Data:Csv:SkipRows 0)." : ".");
+            (options.SkipRows <= 0 ? "." : forModel
+                ? ", and the copy has no lines to skip at its top: read it with --skip-rows 0."
+                : ", and the copy has no lines to skip at its top (Data:Csv:SkipRows 0).");
     }
 
     /// <summary>
@@ -412,11 +416,11 @@ public static partial class CsvDataset
                     var cell = record[column].Span;
                     if (cell.IsWhiteSpace())
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}) is empty, a missing value: " +
-                            MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options)));
+                            MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options), forModel));
                     if (!float.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !float.IsFinite(value))
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' " +
                             (float.IsNaN(value) || MissingValueMarkers.Contains(cell.ToString())
-                                ? "marks a missing value: " + MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options))
+                                ? "marks a missing value: " + MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options), forModel)
                                 : NotAFeatureMaybeTheLabel(record, layout, column, options, lines.Count, forModel)
                                   ?? NotAFeature(cell, ColumnName(layout, column, options), ColumnSetting(layout, column), line, lines.Count, forModel)));
                     values.Add(value);
