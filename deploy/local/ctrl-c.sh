@@ -29,3 +29,26 @@ ctrl_c_probe_runs() {
   local stat
   stat=$(cat "/proc/$ctrl_c_probe/stat" 2> /dev/null) && [[ "$stat" != *") Z "* ]]
 }
+# quiet_stderr: from here on the script's standard error goes through a filter that drops the line "Terminated" that bash
+# prints when a SIGTERM to the process group ends a command of the script's own (a sleep or cat of its checks), and bash's
+# job lines of nodes ended by a signal ("line N: PID Terminated ... node --role worker ..."), only: the script's own lines
+# and bash's other messages, its errors included, pass. The filter ignores SIGINT and SIGTERM, so that a Ctrl-C or a
+# SIGTERM to the process group leaves the script's lines a way to the screen. `screen` is the real standard error.
+quiet_stderr() {
+  exec {screen}>&2 2> >(trap '' INT TERM; exec sed -u -E -e '/^.*: line [0-9]+: +[0-9]+ .* node --role (parameter-server|worker) /d' -e '/^Terminated$/d' >&2)
+  stderr_filter=$!
+}
+# end_quiet_stderr: the script's standard error is the real one again, and the filter has printed its last line, so that
+# nothing reaches the screen after the script ends. Called on every way out after quiet_stderr.
+end_quiet_stderr() {
+  [ -z "${stderr_filter:-}" ] || { exec 2>&"$screen" {screen}>&-; wait "$stderr_filter" 2>/dev/null || true; stderr_filter=; }
+}
+# wait_gone PID...: waits for each of these children that still exists. Not a plain `wait PID` (or `wait` with no
+# arguments, which after quiet_stderr also waits for the filter, which ends only after the script): bash 5.2 can lose the
+# end of a child that ends while a trap runs a command substitution (the probe, ended by the same signal to the process
+# group), and `wait` for it then blocks as long as another child, the filter, runs.
+wait_gone() {
+  local pid
+  for pid in "$@"; do while kill -0 "$pid" 2>/dev/null; do wait "$pid" 2>/dev/null; done; done
+  return 0
+}

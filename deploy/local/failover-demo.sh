@@ -13,7 +13,8 @@
 # Ctrl-C stops every node (at its next step; a second Ctrl-C ends them at once), waits for them and exits 130. SIGTERM does
 # the same, sent to the script alone (kill -TERM PID), which passes it on to every node, or to its whole process group
 # (kill -TERM -PGID, timeout), which reaches every node directly; a second SIGTERM, sent as the first was, ends them at
-# once. SIGINT to one node stops that node as it stops `disttrain node` started by hand.
+# once. SIGINT to one node stops that node as it stops `disttrain node` started by hand. Stopped so, the script's own line
+# is all it prints (not bash's "Terminated" for a command of its own that the group's signal ended).
 # Exit code: the parameter server's that finished the job, 2 when KILL_AT is not a progress line, a CLI_DLL is not
 # there or the active parameter server failed to start, the build's when the build fails, or 3 when KILL=1 and the active parameter server ended before
 # printing KILL_AT or a line past it (nothing was killed; the other nodes are stopped).
@@ -46,7 +47,8 @@ ps_settings=(DISTTRAIN_Checkpoint__Directory="$out/checkpoints" DISTTRAIN_Checkp
 pids=()
 source deploy/local/ctrl-c.sh  # with_sigint: the nodes take SIGINT as `disttrain node` started by hand does
 start_ctrl_c_probe
-trap 'kill "${pids[@]}" "$ctrl_c_probe" 2>/dev/null || true' EXIT
+quiet_stderr  # no "Terminated" line of bash's when a signal to the process group ends a command of the script's
+trap 'kill "${pids[@]}" "$ctrl_c_probe" 2>/dev/null || true; end_quiet_stderr' EXIT
 # Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; a SIGINT to this script alone
 # is passed on to every node as SIGTERM, which a node takes as Ctrl-C (deploy/local/ctrl-c.sh: a node that got the Ctrl-C
 # itself gets no SIGTERM, which would be its second signal). The script waits for them all and exits 130; a second
@@ -59,7 +61,7 @@ trap 'signals=$(( signals + 1 ))
     echo "SIGINT: stopping every node with SIGTERM (SIGINT again stops them at once); their logs are in $out." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi
-  [ "$signals" -gt 1 ] || { kill "$ctrl_c_probe" 2>/dev/null; while [ -n "$(jobs -pr)" ]; do wait; done; trap - EXIT; exit 130; }' INT
+  [ "$signals" -gt 1 ] || { kill "$ctrl_c_probe" 2>/dev/null; wait_gone "${pids[@]}" "$ctrl_c_probe"; trap - EXIT; end_quiet_stderr; exit 130; }' INT
 # SIGTERM as cluster.sh takes it: to the whole process group it reaches the nodes, which stop at their next step; to the
 # script alone it is passed on to every node. Then the script waits for every node and exits 130. A second one is passed
 # on only while the probe runs, that is when the first did not reach the whole group: after one that did, a SIGTERM to the
@@ -77,7 +79,7 @@ on_sigterm() {
   fi
   local pid
   for pid in "${pids[@]}"; do while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done; done  # a wait another signal cut short starts again
-  kill "$ctrl_c_probe" 2>/dev/null; wait "$ctrl_c_probe" 2>/dev/null; trap - EXIT; exit 130
+  kill "$ctrl_c_probe" 2>/dev/null; wait_gone "$ctrl_c_probe"; trap - EXIT; end_quiet_stderr; exit 130
 }
 trap on_sigterm TERM
 # reached LOG: LOG has a progress line of KILL_AT's epoch at or past its percentage, or a line of a later epoch. awk reads
@@ -122,7 +124,7 @@ if [ "$kill_active" = 1 ]; then
     fi
     echo "Stopping the other nodes; nothing was measured." >&2
     pids=("${pids[@]:1}")  # the standby and the workers: SIGTERM, which a node takes as Ctrl-C, and wait for them
-    kill "${pids[@]}" "$ctrl_c_probe" 2>/dev/null; wait; trap - EXIT
+    kill "${pids[@]}" "$ctrl_c_probe" 2>/dev/null; wait_gone "${pids[@]}" "$ctrl_c_probe"; trap - EXIT; end_quiet_stderr
     exit 3
   fi
   # Reaped here, with bash's own standard error closed: otherwise bash prints a raw job line ("line N: PID Killed ...")
@@ -138,5 +140,6 @@ grep -hE "Marking node\(s\) as UNREACHABLE|SBR took decision|Taking over|Resumin
   "$out/ps-standby.log" "$out/ps-active.log" | cut -c1-240
 trap - EXIT
 kill "$ctrl_c_probe" 2>/dev/null
-wait
+wait_gone "${pids[@]}" "$ctrl_c_probe"  # every node still running (the standby, the workers) and the probe
+end_quiet_stderr
 exit "$status"

@@ -13,7 +13,8 @@
 # parameter server's code (130: cancelled). SIGTERM does the same, sent to the script alone (kill -TERM PID), which passes
 # it on to every node, or to its whole process group (kill -TERM -PGID, timeout), which reaches every node directly; a
 # second SIGTERM, sent as the first was, ends them at once. SIGINT to one node stops that node as it stops
-# `disttrain node` started by hand.
+# `disttrain node` started by hand. Stopped so, the script's own line is all it prints (not bash's "Terminated" for a
+# command of its own that the group's signal ended).
 # However the script ends, it exits only after every node it started has: workers still running 30 s after the parameter
 # server has ended are stopped (SIGTERM, as Ctrl-C), and on any other way out (an error) the nodes are.
 # CLI_DLL: a disttrain.dll already built (skips the build); a relative path is the caller's folder's.
@@ -54,8 +55,10 @@ ps_port=$DISTTRAIN_Cluster__Port
 pids=()  # every node started: the parameter server and the workers
 source deploy/local/ctrl-c.sh  # with_sigint: the nodes take SIGINT as `disttrain node` started by hand does
 start_ctrl_c_probe
-# end_probe: ends the Ctrl-C probe, on the ways out that clear the EXIT trap (it would otherwise run on after the script).
-end_probe() { kill "$ctrl_c_probe" 2>/dev/null; wait "$ctrl_c_probe" 2>/dev/null; }
+quiet_stderr  # no "Terminated" line of bash's when a signal to the process group ends a command of the script's
+# end_probe: ends the Ctrl-C probe, on the ways out that clear the EXIT trap (it would otherwise run on after the script),
+# and then the filter of the script's standard error.
+end_probe() { kill "$ctrl_c_probe" 2>/dev/null; wait_gone "$ctrl_c_probe"; end_quiet_stderr; }
 # Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; a SIGINT to this script alone
 # is passed on to every node as SIGTERM, which a node takes as it takes Ctrl-C (deploy/local/ctrl-c.sh: a node that got
 # the Ctrl-C itself gets no SIGTERM, which would be its second signal). A second one ends them at once. The script then

@@ -482,7 +482,8 @@ internal static class TrainCommand
     /// A warning when Training:AccumulationSteps above 1 makes each worker's minibatch (BatchSizePerWorker × AccumulationSteps)
     /// at least its shard of the epoch (⌈samples / workers⌉): every epoch is then one step (in Async one push per worker), the
     /// accumulation ends with the shard and its count above the shard's micro-batches does nothing. The fix names half the
-    /// shard's micro-batches (1, no accumulation, for 2 or 3), with the minibatch and the steps per epoch that gives. Null otherwise.
+    /// shard's micro-batches rounded up (⌈m / 2⌉; 1, no accumulation, for 2), the fewest that make 2 steps per epoch, with the
+    /// minibatch that gives: rounded down, an odd count made 3 steps, the last of a few samples. Null otherwise.
     /// </summary>
     /// <param name="options">The run's options.</param>
     /// <param name="trainSamples">Training samples per epoch.</param>
@@ -496,9 +497,10 @@ internal static class TrainCommand
         var shard = (trainSamples + workers - 1) / workers;
         var microBatches = (shard + loop.BatchSizePerWorker - 1) / loop.BatchSizePerWorker;
         var epoch = OneStepEpochs(loop, workers);
-        // Half the shard's micro-batches or fewer make at least 2 steps. Said with the numbers that follow: for a shard of 2 or 3
-        // micro-batches that is no accumulation (1), not "1 or less", which allows 0.
-        var fewer = microBatches / 2;
+        // Half the shard's micro-batches, rounded up, is the fewest that make 2 steps: the shard holds more than m − 1 of them and
+        // at most m, so minibatches of ⌈m / 2⌉ micro-batches split it in 2 (for m of 2, no accumulation, 1). Rounded down, 3
+        // micro-batches gave 1 and 3 steps, the last a third of the others.
+        var fewer = (microBatches + 1) / 2;
         var steps = fewer < 1 ? 0 : EpochPlanSettings.StepsPerEpoch(trainSamples, workers, loop.BatchSizePerWorker * fewer);
         var fix = microBatches < 2
             ? FormattableString.Invariant($"Set AccumulationSteps to 1 (one micro-batch already holds the shard), and lower Training:BatchSizePerWorker below {shard:N0} for more than one step per epoch.")
@@ -537,8 +539,9 @@ internal static class TrainCommand
     /// is at least its shard of the epoch (⌈samples / workers⌉) and the shard is more than one sample: every epoch is then one
     /// step (in Async one push per worker) whose minibatches are the workers' whole shards (smaller than configured where a
     /// shard is smaller than the minibatch; as configured where it is the same size), split over workers that each compute on
-    /// a few samples. The fix it gives, a minibatch of half the shard or less (1 for shards of 2 or 3 samples), makes at least 2
-    /// steps per epoch. Null otherwise: one worker with a minibatch of the whole set is full-batch gradient descent, chosen as
+    /// a few samples. The fix it gives, a minibatch of half the shard rounded up (⌈shard / 2⌉), cuts the shard into 2 even
+    /// steps per epoch, and names the two minibatches (rounded down, a shard of 15 was told 7, which cuts it into 7, 7 and 1:
+    /// 3 steps, the last a runt). Null otherwise: one worker with a minibatch of the whole set is full-batch gradient descent, chosen as
     /// such (the scikit-learn configs do); a shard of one sample, which no minibatch splits, takes at least as many workers as
     /// samples (more workers than samples is <see cref="WorkersOutnumberSamples"/>'s case, which gives fewer workers or more
     /// data as the fix); the accumulation's own case is <see cref="AccumulationCoversShard"/>.
@@ -556,10 +559,12 @@ internal static class TrainCommand
         var epoch = OneStepEpochs(loop, workers);
         var shardText = FormattableString.Invariant(
             $"Training:BatchSizePerWorker = {loop.BatchSizePerWorker:N0} is at least a worker's shard of the epoch ({(trainSamples % workers == 0 ? "" : "at most ")}{shard:N0} of the {trainSamples:N0} training samples, over {workers:N0} workers)");
-        // Half the shard or less makes at least 2 steps; for shards of 2 or 3 samples that is a minibatch of 1, not "1 or less".
-        var smaller = shard < 4
-            ? FormattableString.Invariant($"Set BatchSizePerWorker to 1 for {shard:N0} steps per epoch")
-            : FormattableString.Invariant($"Set BatchSizePerWorker to {shard / 2:N0} or less for at least 2 steps per epoch");
+        // Half the shard rounded up is the smallest minibatch that makes 2 steps, so they are even (shard ≥ 2, so it is below
+        // the shard and at least 1); the largest shard is cut into it and the rest, the smaller shards into it and one sample fewer.
+        var half = (shard + 1) / 2;
+        var smaller = FormattableString.Invariant($"Set BatchSizePerWorker to {half:N0} for 2 steps per epoch (") +
+            (shard % 2 == 0 ? $"minibatches of {Counts.Of(half, "sample")}" : FormattableString.Invariant($"minibatches of {half:N0} and {shard - half:N0} samples")) +
+            (trainSamples % workers == 0 ? ")" : " in the largest shard)") + ", or lower for more steps";
         // Each minibatch is a worker's whole shard: smaller than configured only where the shard is smaller than the minibatch.
         // Shards are even (⌊samples / workers⌋ or one more), so with a minibatch of exactly the larger shard, only the workers
         // of the smaller shards get one sample fewer, and none when the samples divide evenly.

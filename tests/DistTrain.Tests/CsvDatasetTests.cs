@@ -229,7 +229,7 @@ public class CsvDatasetTests : IDisposable
     {
         var path = Write("bad.csv", "x1,x2,label\n1,2,0\n3,abc,1\n");
         var error = Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions()));
-        Assert.Contains($"{path}: line 3, column 'x2' (index 1): 'abc' is not a finite number", error.Message);
+        Assert.Contains($"{path}: line 3, column 'x2' (index 1): 'abc' is not a number", error.Message);
         Assert.Contains("Data:Csv:IgnoreColumns", error.Message);
         var nan = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("nan.csv", "x,label\nNaN,0\n"), new CsvOptions()));
         Assert.Contains("line 2, column 'x'", nan.Message);
@@ -249,6 +249,43 @@ public class CsvDatasetTests : IDisposable
         Assert.Equal("-0.25", CsvDataset.DecimalComma("-0,25"));
         var thousands = Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("thousands.csv", "a;label\n1,000;0\n"), new CsvOptions { Separator = ";" }));
         Assert.Contains("'1,000' is not a number: a decimal comma ('1.000') or a thousands separator ('1000')?", thousands.Message);
+    }
+
+    /// <summary>
+    /// An infinity (<c>inf</c>, as NumPy and pandas write it) or stray text in a numeric feature column was told "list
+    /// non-numeric columns in Data:Csv:IgnoreColumns", which drops a feature the model needs from every row. The message
+    /// names the value, line and column, says what is wrong with it, and gives the fix: correct the value (or drop the line);
+    /// IgnoreColumns only if the column is not a wanted feature. Text on the first row of data may be a text column: both.
+    /// </summary>
+    [Fact]
+    public void An_infinity_or_a_stray_value_in_a_numeric_column_is_told_to_be_corrected_not_ignored()
+    {
+        const string ignoreOnly = "list 'b' in Data:Csv:IgnoreColumns only if it is not a feature the model should read (that leaves the whole column out).";
+        foreach (var inf in new[] { "inf", "-inf", "+Inf", "INF", "infinity", "Infinity", "-Infinity" })
+        {
+            var path = Write("inf.csv", $"a,b,label\n1,2,0\n3,4,1\n5,{inf},0\n");
+            Assert.Equal($"{path}: line 4, column 'b' (index 1): '{inf}' is an infinite value, and features must be finite numbers. Replace it in a copy of " +
+                $"the file (for example with the column's largest finite value), or drop line 4; {ignoreOnly}",
+                Assert.Throws<DataFormatException>(() => CsvDataset.Read(path, new CsvOptions())).Message);
+        }
+        // On the first row of data too: an infinity is not text, so it is not taken for a label column.
+        var first = Write("inf-first.csv", "a,b,label\n1,inf,0\n3,4,1\n");
+        Assert.Equal($"{first}: line 2, column 'b' (index 1): 'inf' is an infinite value, and features must be finite numbers. Replace it in a copy of " +
+            $"the file (for example with the column's largest finite value), or drop line 2; {ignoreOnly}",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(first, new CsvOptions())).Message);
+        // Stray text after rows of numbers, counted, without a header row (the column named by its index).
+        var stray = Write("stray-rows.csv", "1,2,0\n3,4,1\n5,6,0\n7,x7,1\n");
+        Assert.Equal($"{stray}: line 4, column 'column 1' (index 1): 'x7' is not a number, in a column that held numbers on the 3 rows before it: a stray " +
+            "value. Correct it in a copy of the file, or drop line 4; list '1' in Data:Csv:IgnoreColumns only if it is not a feature the model should read " +
+            "(that leaves the whole column out).", Assert.Throws<DataFormatException>(() => CsvDataset.Read(stray, new CsvOptions { HasHeader = false })).Message);
+        // Text on the first row, read without a label (a file predict reads): a text column to ignore, or a stray value to correct.
+        var text = Write("text-first.csv", "a,b\n1,abc\n3,4\n");
+        Assert.Equal($"{text}: line 2, column 'b' (index 1): 'abc' is not a number, and features must be numbers. If 'b' holds text rather than a feature, " +
+            "list it in Data:Csv:IgnoreColumns ('b'); if it holds numbers and this cell is a stray value, correct it in a copy of the file.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.ReadFeatures(text, new CsvOptions(), ["a", "b"])).Message);
+        // A value beyond float32's range keeps its own advice.
+        Assert.EndsWith("'1e39' is outside the range of float32 (±3.4E+38), in which features are held. Rescale the column.",
+            Assert.Throws<DataFormatException>(() => CsvDataset.Read(Write("wide.csv", "a,b,label\n1,2,0\n3,1e39,1\n"), new CsvOptions())).Message);
     }
 
     /// <summary>
@@ -295,9 +332,10 @@ public class CsvDatasetTests : IDisposable
             Assert.Throws<DataFormatException>(() => CsvDataset.Read(tsv, new CsvOptions { Separator = "\t", HasHeader = false, SkipRows = 1 })).Message);
         Assert.EndsWith(Path.Combine(_directory, "counts-complete.csv") + "', index=False, header=False, sep='\\t') fills them, and the copy has no lines to skip at its top (Data:Csv:SkipRows 0).",
             Assert.Throws<DataFormatException>(() => CsvDataset.Read(tsv, new CsvOptions { Separator = "\t", HasHeader = false, SkipRows = 1 })).Message);
-        // Text that marks no missing value keeps its advice: a non-numeric column is ignored with Data:Csv:IgnoreColumns.
+        // Text that marks no missing value, after a row of numbers, is a stray value to correct, not a missing one.
         var text = Write("text.csv", "a,b,label\n1,2,0\n3,-,1\n");
-        Assert.EndsWith("'-' is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns.",
+        Assert.EndsWith("'-' is not a number, in a column that held numbers on the 1 row before it: a stray value. Correct it in a copy of the file, " +
+            "or drop line 3; list 'b' in Data:Csv:IgnoreColumns only if it is not a feature the model should read (that leaves the whole column out).",
             Assert.Throws<DataFormatException>(() => CsvDataset.Read(text, new CsvOptions())).Message);
     }
 
@@ -336,9 +374,10 @@ public class CsvDatasetTests : IDisposable
             Assert.Throws<DataFormatException>(() => CsvDataset.Read(ids, new CsvOptions())).Message);
 
         // A stray value after rows of numbers, and a missing-value marker, are not the labels; the marker is a missing value.
-        const string plain = "is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns.";
         var stray = Write("stray.csv", "a,b,label\n1,2,0\n3,abc,1\n");
-        Assert.Equal($"{stray}: line 3, column 'b' (index 1): 'abc' {plain}", Assert.Throws<DataFormatException>(() => CsvDataset.Read(stray, new CsvOptions())).Message);
+        Assert.Equal($"{stray}: line 3, column 'b' (index 1): 'abc' is not a number, in a column that held numbers on the 1 row before it: a stray value. " +
+            "Correct it in a copy of the file, or drop line 3; list 'b' in Data:Csv:IgnoreColumns only if it is not a feature the model should read " +
+            "(that leaves the whole column out).", Assert.Throws<DataFormatException>(() => CsvDataset.Read(stray, new CsvOptions())).Message);
         var marker = Write("marker.csv", "a,b,label\n1,NA,0\n");
         Assert.Equal($"{marker}: line 2, column 'b' (index 1): 'NA' marks a missing value: {Missing(marker)}", Assert.Throws<DataFormatException>(() => CsvDataset.Read(marker, new CsvOptions())).Message);
     }

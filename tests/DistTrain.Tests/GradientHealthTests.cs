@@ -71,12 +71,15 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
         Assert.Equal("Vanishing gradient: 0.weight has had a gradient norm below 1E-07 for 2 measurements (now 0 at step 40). An earlier measurement had a " +
             "gradient norm above 1E+03 (0.weight: 3.24E+11 at step 20): steps that large can leave ReLU units outputting 0 for every input (dead ReLUs), " +
             "which pass no gradient back. Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm.", Assert.Single(monitor.Measure(40, [0f, 0f, 1f], w, w)));
-        // Spells of exploding and vanishing norms alternate: the exploding warning fires at each spell, the vanishing one not again.
+        // Spells of exploding and vanishing norms alternate: the exploding warning fires at the first spell, and neither
+        // warning comes again (each is told once per tensor).
         for (var spell = 0; spell < 3; spell++)
         {
             var step = 100 * (spell + 1);
             Assert.Empty(monitor.Measure(step, [1e5f, 0f, 1f], w, w));
-            Assert.Single(monitor.Measure(step + 10, [1e5f, 0f, 1f], w, w), x => x.StartsWith("Exploding gradient: 0.weight", StringComparison.Ordinal));
+            var exploding = monitor.Measure(step + 10, [1e5f, 0f, 1f], w, w);
+            if (spell == 0) Assert.Single(exploding, x => x.StartsWith("Exploding gradient: 0.weight", StringComparison.Ordinal));
+            else Assert.Empty(exploding);
             Assert.Empty(monitor.Measure(step + 20, [0f, 0f, 1f], w, w));
             Assert.Empty(monitor.Measure(step + 30, [0f, 0f, 1f], w, w));
         }
@@ -86,6 +89,30 @@ public class GradientHealthTests() : TestKit(TestTimeouts.TestKitConfig)
             Assert.Single(quiet.Measure(1, [1f, 1f, 0f], w, w)));
         Assert.Empty(quiet.Measure(2, [1f, 1f, 1f], w, w));
         Assert.Empty(quiet.Measure(3, [1f, 1f, 0f], w, w));
+    }
+
+    /// <summary>
+    /// A run whose gradients stay large, with a measurement now and then just under the exploding threshold: each dip
+    /// restarted the count, and the same exploding-gradient warning came again after every one. It comes once per tensor;
+    /// another tensor that explodes later still gets its own.
+    /// </summary>
+    [Fact]
+    public void An_exploding_gradient_is_told_once_per_tensor_when_the_norm_stays_large_with_dips()
+    {
+        var monitor = new GradientHealthMonitor(Layout, new MonitoringOptions { ExplodingGradientNorm = 100, WarnAfterMeasurements = 2 });
+        float[] w = [1f, 1f, 1f];
+        var told = new List<string>();
+        // 0.bias: 500, 500, 90 (a dip), 500, 500, 90, ... for 30 measurements: 10 runs of 2 above the threshold.
+        for (var m = 1; m <= 30; m++) told.AddRange(monitor.Measure(10 * m, [1f, 0f, m % 3 == 0 ? 90f : 500f], w, w));
+        Assert.Equal(["Exploding gradient: 0.bias has had a gradient norm above 100 for 2 measurements (now 500 at step 20). " +
+            "Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm."], told);
+        // 0.weight explodes later: its own warning, once.
+        Assert.Empty(monitor.Measure(310, [300f, 400f, 500f], w, w));
+        Assert.Equal(["Exploding gradient: 0.weight has had a gradient norm above 100 for 2 measurements (now 500 at step 320). " +
+            "Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm."], monitor.Measure(320, [300f, 400f, 500f], w, w));
+        Assert.Empty(monitor.Measure(330, [3f, 4f, 5f], w, w));
+        Assert.Empty(monitor.Measure(340, [300f, 400f, 500f], w, w));
+        Assert.Empty(monitor.Measure(350, [300f, 400f, 500f], w, w));
     }
 
     [Fact]

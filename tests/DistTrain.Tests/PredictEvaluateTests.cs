@@ -386,6 +386,76 @@ public class PredictEvaluateTests : IDisposable
             "config keys, so write the file to match them.", message);
     }
 
+    /// <summary>
+    /// An infinity or stray text in a CSV file predict and evaluate read was told to "list non-numeric columns in
+    /// Data:Csv:IgnoreColumns", a key these commands do not take, for a column the model reads. The error names the value,
+    /// line and column and says to correct the value or drop the line; no Data:Csv key is offered, so none of the model's
+    /// settings are listed after it.
+    /// </summary>
+    [Fact]
+    public async Task An_infinity_or_stray_text_in_a_file_to_score_is_told_to_be_corrected_without_data_csv_keys()
+    {
+        var modelPath = CsvModel(hasHeader: true, "values.safetensors");
+        var model = TrainedModel.Load(modelPath);
+        const string header = "sepal_length\tsepal_width\tpetal_length\tpetal_width\tlabel";
+        var inf = Path.Combine(_directory, "inf.tsv");
+        File.WriteAllLines(inf, [header, "5.1\t3.5\t1.4\t0.2\t0", "4.9\tinf\t1.4\t0.2\t0"]);
+        var expected = $"{inf}: line 3, column 'sepal_width' (index 1): 'inf' is an infinite value, and features must be finite numbers. Replace it in a " +
+            "copy of the file (for example with the column's largest finite value), or drop line 3; the model reads 'sepal_width' as one of its features.";
+        Assert.Equal(expected, Assert.Throws<DataFormatException>(() => ModelInputs.Read(inf, model, resize: false)).Message);
+        Assert.Equal(expected, Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(inf, model, resize: false)).Message);
+
+        var stray = Path.Combine(_directory, "stray.tsv");
+        File.WriteAllLines(stray, [header, "5.1\t3.5\t1.4\t0.2\t0", "4.9\t3.0\t1.4\t0.2\t0", "6.3\t3.3\tsix\t2.5\t2"]);
+        var strayError = $"{stray}: line 4, column 'petal_length' (index 2): 'six' is not a number, in a column that held numbers on the 2 rows before it: " +
+            "a stray value. Correct it in a copy of the file, or drop line 4; the model reads 'petal_length' as one of its features.";
+        Assert.Equal(strayError, Assert.Throws<DataFormatException>(() => ModelInputs.Read(stray, model, resize: false)).Message);
+        var (exit, _, error) = await Cli("evaluate", "--model", modelPath, "--data", stray);
+        Assert.Equal(2, exit);
+        Assert.Equal($"error: {strayError}", string.Join(" ", error.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)));
+
+        var text = Path.Combine(_directory, "text-first.tsv");
+        File.WriteAllLines(text, [header, "5.1\tn.a.\t1.4\t0.2\t0"]);
+        Assert.Equal($"{text}: line 2, column 'sepal_width' (index 1): 'n.a.' is not a number, and the model reads 'sepal_width' as one of its features: " +
+            "correct the value in a copy of the file, or drop line 2.", Assert.Throws<DataFormatException>(() => ModelInputs.Read(text, model, resize: false)).Message);
+    }
+
+    /// <summary>
+    /// A missing value in a file predict or evaluate read for a model trained with Data:Csv:SkipRows 1 ended "the copy has no
+    /// lines to skip at its top (Data:Csv:SkipRows 0)", then listed the model's settings with "SkipRows 1" and "only the lines
+    /// skipped at the top can be set for the file, with --skip-rows": the key is not one these commands take. The copy is
+    /// to be read with --skip-rows 0, and the message says so, and only that.
+    /// </summary>
+    [Fact]
+    public async Task A_missing_value_in_a_file_to_score_names_skip_rows_0_for_the_copy_not_the_data_csv_key()
+    {
+        var modelPath = CsvModel(hasHeader: false, "missing-skip-one.safetensors", skipRows: 1);
+        var model = TrainedModel.Load(modelPath);
+        var counts = Path.Combine(_directory, "missing-counts.tsv");
+        File.WriteAllLines(counts, ["150\t4\tsetosa\tversicolor\tvirginica", "5.1\t3.5\t1.4\t0.2\t0", "4.9\tNA\t1.4\t0.2\t0"]);
+        var copy = Path.Combine(_directory, "missing-counts-complete.csv");
+        var to = $".to_csv('{copy}', index=False, header=False, sep='\\t')";
+        var expected = $"{counts}: line 3, column 'column 1' (index 1): 'NA' marks a missing value: every feature needs a value, and DistTrain has no setting " +
+            "that drops or fills rows with missing values. Drop those rows, or fill the missing cells (for example with the column's mean), in a copy of the " +
+            $"file; with pandas: df = pandas.read_csv('{counts}', sep='\\t', header=None, skiprows=1), then df.dropna(){to} drops them, or " +
+            $"df.fillna(df.mean(numeric_only=True)){to} fills them, and the copy has no lines to skip at its top: read it with --skip-rows 0.";
+        Assert.Equal(expected, Assert.Throws<DataFormatException>(() => ModelInputs.Read(counts, model, resize: false)).Message);
+        Assert.Equal(expected, Assert.Throws<DataFormatException>(() => ModelInputs.ReadLabeled(counts, model, resize: false)).Message);
+        foreach (var command in new[] { new[] { "predict", "--model", modelPath, counts }, ["evaluate", "--model", modelPath, "--data", counts] })
+        {
+            var (exit, _, error) = await Cli(command);
+            Assert.Equal(2, exit);
+            Assert.Equal($"error: {expected}", string.Join(" ", error.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)));
+        }
+        // --skip-rows 2 given for the file: the copy is read with --skip-rows 0 all the same.
+        var twoLines = Path.Combine(_directory, "missing-two.tsv");
+        File.WriteAllLines(twoLines, ["a title", "150\t4\tsetosa\tversicolor\tvirginica", "5.1\tNA\t1.4\t0.2\t0"]);
+        var message = Assert.Throws<DataFormatException>(() => ModelInputs.Read(twoLines, model, resize: false, skipRows: 2)).Message;
+        Assert.Contains("header=None, skiprows=2)", message);
+        Assert.EndsWith("fills them, and the copy has no lines to skip at its top: read it with --skip-rows 0.", message);
+        Assert.DoesNotContain("Data:Csv", message);
+    }
+
     /// <summary>A model of 4 CSV features and 3 classes, trained (as its metadata says) on files with or without a header row,
     /// with <paramref name="skipRows"/> lines skipped at their top (Data:Csv:SkipRows); with <paramref name="classes"/>, one
     /// of those classes only (Data:Classes), named <paramref name="classNames"/> when its labels were names; trained with

@@ -295,19 +295,23 @@ public class RunReportTests : IDisposable
     [InlineData(TrainingMode.Async, 8, 64, "Training:AccumulationSteps = 8 makes each worker's minibatch 512 samples (Training:BatchSizePerWorker 64 × 8), " +
         "but a worker's shard of the epoch has 500 samples (8 micro-batches): each worker pushes once per epoch, its whole shard, so the run takes 6 steps. " +
         "Lower AccumulationSteps to 4 (minibatches of 256 samples) for 2 steps per epoch, or lower still for more.")]
-    // 2 or 3 micro-batches: the fix is no accumulation, with the steps it makes; "Lower AccumulationSteps to 1 or less" before.
+    // 2 micro-batches: the fix is no accumulation, with the steps it makes; "Lower AccumulationSteps to 1 or less" before.
     [InlineData(TrainingMode.Sync, 2, 400, "Training:AccumulationSteps = 2 makes each worker's minibatch 800 samples (Training:BatchSizePerWorker 400 × 2), " +
         "but a worker's shard of the epoch has 500 samples (2 micro-batches): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
         "Set AccumulationSteps to 1 (no accumulation: minibatches of 400 samples) for 2 steps per epoch.")]
     [InlineData(TrainingMode.Sync, 3, 200, "Training:AccumulationSteps = 3 makes each worker's minibatch 600 samples (Training:BatchSizePerWorker 200 × 3), " +
         "but a worker's shard of the epoch has 500 samples (3 micro-batches): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
-        "Set AccumulationSteps to 1 (no accumulation: minibatches of 200 samples) for 3 steps per epoch.")]
+        "Lower AccumulationSteps to 2 (minibatches of 400 samples) for 2 steps per epoch, or lower still for more.")]
     [InlineData(TrainingMode.Sync, 16, 50, "Training:AccumulationSteps = 16 makes each worker's minibatch 800 samples (Training:BatchSizePerWorker 50 × 16), " +
         "but a worker's shard of the epoch has 500 samples (10 micro-batches): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
         "Lower AccumulationSteps to 5 (minibatches of 250 samples) for 2 steps per epoch, or lower still for more.")]
     [InlineData(TrainingMode.Sync, 2, 500, "Training:AccumulationSteps = 2 makes each worker's minibatch 1,000 samples (Training:BatchSizePerWorker 500 × 2), " +
         "but a worker's shard of the epoch has 500 samples (1 micro-batch): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
         "Set AccumulationSteps to 1 (one micro-batch already holds the shard), and lower Training:BatchSizePerWorker below 500 for more than one step per epoch.")]
+    // 5 micro-batches: half rounded up, 3, for 2 steps; rounded down (2) it made 3 steps, the last of 100 samples.
+    [InlineData(TrainingMode.Sync, 5, 100, "Training:AccumulationSteps = 5 makes each worker's minibatch 500 samples (Training:BatchSizePerWorker 100 × 5), " +
+        "but a worker's shard of the epoch has 500 samples (5 micro-batches): every epoch is a single step over the whole training set, so the run takes 3 steps. " +
+        "Lower AccumulationSteps to 3 (minibatches of 300 samples) for 2 steps per epoch, or lower still for more.")]
     [InlineData(TrainingMode.Sync, 7, 64, null)] // 448 samples per minibatch: 2 steps per epoch
     [InlineData(TrainingMode.Sync, 1, 1000, null)] // one step per epoch, but not from accumulation
     public void An_accumulation_that_makes_each_epoch_one_step_is_warned_of(TrainingMode mode, int accumulation, int batch, string? expected)
@@ -327,7 +331,7 @@ public class RunReportTests : IDisposable
             Assert.InRange(fewer, 1, accumulation - 1);
             Assert.Equal(batch * fewer, minibatch);
             Assert.Equal(steps, EpochPlanSettings.StepsPerEpoch(1000, 2, minibatch));
-            Assert.InRange(steps, 2, int.MaxValue);
+            Assert.Equal(2, steps);
         }
     }
 
@@ -359,34 +363,39 @@ public class RunReportTests : IDisposable
     /// BatchSizePerWorker to 1 or less", which allows 0.
     /// </summary>
     [Theory]
-    [InlineData(TrainingMode.Sync, 105, 16, 64, 3, "Training:BatchSizePerWorker = 64 is at least a worker's shard of the epoch (at most 7 of the 105 training samples, " +
+    [InlineData(TrainingMode.Sync, 105, 16, 64, 4, "Training:BatchSizePerWorker = 64 is at least a worker's shard of the epoch (at most 7 of the 105 training samples, " +
         "over 16 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
-        "Set BatchSizePerWorker to 3 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+        "Set BatchSizePerWorker to 4 for 2 steps per epoch (minibatches of 4 and 3 samples in the largest shard), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Async, 1000, 2, 500, 250, "Training:BatchSizePerWorker = 500 is at least a worker's shard of the epoch (500 of the 1,000 training samples, " +
         "over 2 workers): each worker pushes once per epoch, its whole shard, so the run takes 6 steps, each minibatch a worker's whole shard, as configured. " +
-        "Set BatchSizePerWorker to 250 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+        "Set BatchSizePerWorker to 250 for 2 steps per epoch (minibatches of 250 samples), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 3, 2, 16, 1, "Training:BatchSizePerWorker = 16 is at least a worker's shard of the epoch (at most 2 of the 3 training samples, " +
         "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
-        "Set BatchSizePerWorker to 1 for 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
-    [InlineData(TrainingMode.Sync, 6, 2, 8, 1, "Training:BatchSizePerWorker = 8 is at least a worker's shard of the epoch (3 of the 6 training samples, " +
+        "Set BatchSizePerWorker to 1 for 2 steps per epoch (minibatches of 1 sample in the largest shard), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    [InlineData(TrainingMode.Sync, 6, 2, 8, 2, "Training:BatchSizePerWorker = 8 is at least a worker's shard of the epoch (3 of the 6 training samples, " +
         "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
-        "Set BatchSizePerWorker to 1 for 3 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+        "Set BatchSizePerWorker to 2 for 2 steps per epoch (minibatches of 2 and 1 samples), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 7, 2, 8, 2, "Training:BatchSizePerWorker = 8 is at least a worker's shard of the epoch (at most 4 of the 7 training samples, " +
         "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
-        "Set BatchSizePerWorker to 2 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+        "Set BatchSizePerWorker to 2 for 2 steps per epoch (minibatches of 2 samples in the largest shard), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     // A minibatch of exactly the shard is as configured: 1,346 samples over 2 workers in minibatches of 673 were said to be
     // "smaller than configured". With shards of 4 and 3, only the smaller one is.
-    [InlineData(TrainingMode.Sync, 1346, 2, 673, 336, "Training:BatchSizePerWorker = 673 is at least a worker's shard of the epoch (673 of the 1,346 training samples, " +
+    [InlineData(TrainingMode.Sync, 1346, 2, 673, 337, "Training:BatchSizePerWorker = 673 is at least a worker's shard of the epoch (673 of the 1,346 training samples, " +
         "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, as configured. " +
-        "Set BatchSizePerWorker to 336 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+        "Set BatchSizePerWorker to 337 for 2 steps per epoch (minibatches of 337 and 336 samples), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 7, 2, 4, 2, "Training:BatchSizePerWorker = 4 is at least a worker's shard of the epoch (at most 4 of the 7 training samples, " +
         "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard: 4 samples as configured, " +
         "or 3 on 1 of the 2 workers. " +
-        "Set BatchSizePerWorker to 2 or less for at least 2 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
-    [InlineData(TrainingMode.Sync, 11, 4, 3, 1, "Training:BatchSizePerWorker = 3 is at least a worker's shard of the epoch (at most 3 of the 11 training samples, " +
+        "Set BatchSizePerWorker to 2 for 2 steps per epoch (minibatches of 2 samples in the largest shard), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    [InlineData(TrainingMode.Sync, 11, 4, 3, 2, "Training:BatchSizePerWorker = 3 is at least a worker's shard of the epoch (at most 3 of the 11 training samples, " +
         "over 4 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard: 3 samples as configured, " +
         "or 2 on 1 of the 4 workers. " +
-        "Set BatchSizePerWorker to 1 for 3 steps per epoch, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+        "Set BatchSizePerWorker to 2 for 2 steps per epoch (minibatches of 2 and 1 samples in the largest shard), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+    // An epoch of 30 samples over 2 workers in minibatches of 15: "7 or less" before, which cuts each shard into 7, 7 and 1
+    // (3 steps, the last of one sample); 8 cuts it into 8 and 7.
+    [InlineData(TrainingMode.Sync, 30, 2, 15, 8, "Training:BatchSizePerWorker = 15 is at least a worker's shard of the epoch (15 of the 30 training samples, " +
+        "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, as configured. " +
+        "Set BatchSizePerWorker to 8 for 2 steps per epoch (minibatches of 8 and 7 samples), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 120, 1, 200, 0, null)] // full-batch gradient descent, as configs/sklearn-iris.json chooses
     [InlineData(TrainingMode.Sync, 1000, 2, 499, 0, null)] // 2 steps per epoch
     [InlineData(TrainingMode.Sync, 3, 4, 64, 0, null)] // a shard of one sample: no smaller minibatch to suggest (more workers than samples is warned of)
@@ -397,13 +406,21 @@ public class RunReportTests : IDisposable
         Assert.Equal(expected, TrainCommand.MinibatchCoversShard(options, samples, workers));
         var train = new Core.Data.LabeledDataset(new float[samples * 784], [.. Enumerable.Range(0, samples).Select(i => (byte)(i % 10))], 784, classCount: 10, null);
         Assert.Equal(expected is not null, TrainCommand.RunWarnings(options, train).Contains(expected));
-        // The plan agrees with the fix: the minibatch suggested is a valid one (at least 1) and makes at least 2 steps per epoch.
+        // The plan agrees with the fix: the minibatch suggested is a valid one (at least 1), makes the 2 steps per epoch it says,
+        // and is the smallest that does (one fewer makes 3 or more, the last a runt), so the two are even; the minibatches it
+        // names are the largest of the planner's shards cut at it.
         if (expected is not null)
         {
             Assert.Equal(suggested.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 System.Text.RegularExpressions.Regex.Match(expected, @"Set BatchSizePerWorker to (\d+)").Groups[1].Value);
             Assert.InRange(suggested, 1, batch - 1);
-            Assert.InRange(EpochPlanSettings.StepsPerEpoch(samples, workers, suggested), 2, int.MaxValue);
+            Assert.Equal(2, EpochPlanSettings.StepsPerEpoch(samples, workers, suggested));
+            if (suggested > 1) Assert.InRange(EpochPlanSettings.StepsPerEpoch(samples, workers, suggested - 1), 3, int.MaxValue);
+            var largest = new Core.Data.ShardPlanner(samples, workers, 1).Plan(1).Max(shard => shard.Length);
+            var split = System.Text.RegularExpressions.Regex.Match(expected, @"\(minibatches of (\d+)(?: and (\d+))? samples?");
+            var first = int.Parse(split.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            var second = split.Groups[2].Success ? int.Parse(split.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture) : first;
+            Assert.Equal((suggested, largest - suggested), (first, second));
         }
         options.Training.AccumulationSteps = 2; // accumulation's own warning covers it then
         Assert.Null(TrainCommand.MinibatchCoversShard(options, samples, workers));

@@ -13,17 +13,55 @@ namespace DistTrain.Core.Data;
 /// </summary>
 public static partial class CsvDataset
 {
-    /// <summary>Why a feature cell that did not read as a finite float32 is refused, and the fix: the end of its error message.</summary>
-    private static string NotAFeature(ReadOnlySpan<char> cell)
+    /// <summary>
+    /// Why a feature cell that did not read as a finite float32 is refused, and the fix: the end of its error message. An
+    /// infinity (<c>inf</c>, as NumPy and pandas write it, or <c>Infinity</c>) and text on a row after rows of numbers (a
+    /// stray value) are told to be corrected in the file, Data:Csv:IgnoreColumns only if the column is not a feature the
+    /// model should read (it drops the column from every row); text on the first row of data may be a text column, so both
+    /// fixes are given.
+    /// </summary>
+    /// <param name="cell">The cell, trimmed.</param>
+    /// <param name="name">The column as the message names it.</param>
+    /// <param name="setting">The column as Data:Csv:IgnoreColumns would name it (its header name, else its index).</param>
+    /// <param name="line">The cell's line in the file.</param>
+    /// <param name="rowsBefore">Rows of data read before this one, all of whose cells in the column were numbers.</param>
+    /// <param name="forModel">The file is read for a trained model (<c>predict</c>, <c>evaluate</c>), which reads every
+    /// feature column it was trained with and takes no config keys: the value is to be corrected, and IgnoreColumns is not
+    /// offered.</param>
+    private static string NotAFeature(ReadOnlySpan<char> cell, string name, string setting, int line, int rowsBefore, bool forModel)
     {
         if (double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var wide) && double.IsFinite(wide))
             return $"is outside the range of float32 (±{float.MaxValue.ToString("G3", CultureInfo.InvariantCulture)}), in which features are held. Rescale the column.";
+        var onlyIfUnwanted = forModel
+            ? $"the model reads '{name}' as one of its features."
+            : $"list '{setting}' in Data:Csv:IgnoreColumns only if it is not a feature the model should read (that leaves the whole column out).";
+        if (IsInfinity(cell))
+            return $"is an infinite value, and features must be finite numbers. Replace it in a copy of the file (for example with the column's largest " +
+                $"finite value), or drop line {line}; {onlyIfUnwanted}";
         if (DecimalComma(cell) is not { } point)
-            return "is not a finite number. Features must be numbers; list non-numeric columns in Data:Csv:IgnoreColumns.";
-        const string fix = "write them so (pandas: to_csv(decimal='.')), or list the column in Data:Csv:IgnoreColumns.";
+            return rowsBefore > 0
+                ? $"is not a number, in a column that held numbers on the {rowsBefore:N0} row{(rowsBefore == 1 ? "" : "s")} before it: a stray value. " +
+                  $"Correct it in a copy of the file, or drop line {line}; {onlyIfUnwanted}"
+                : forModel
+                    ? $"is not a number, and the model reads '{name}' as one of its features: correct the value in a copy of the file, or drop line {line}."
+                    : $"is not a number, and features must be numbers. If '{name}' holds text rather than a feature, list it in Data:Csv:IgnoreColumns ('{setting}'); " +
+                      "if it holds numbers and this cell is a stray value, correct it in a copy of the file.";
+        var fix = forModel ? "write them so (pandas: to_csv(decimal='.'))." : "write them so (pandas: to_csv(decimal='.')), or list the column in Data:Csv:IgnoreColumns.";
         return System.Text.RegularExpressions.Regex.IsMatch(cell, @"^\s*[-+]?\d{1,3},\d{3}\s*$") // "1,000": either reading
             ? $"is not a number: a decimal comma ('{point}') or a thousands separator ('{cell.ToString().Replace(",", "").Trim()}')? Numbers are read with a decimal point and no separators; {fix}"
             : $"is not a number: a decimal comma? Numbers are read with a decimal point ('{point}'); {fix}";
+    }
+
+    /// <summary>
+    /// True for a cell that writes an infinity: <c>inf</c>, <c>infinity</c> (any case, with a sign or none), as NumPy,
+    /// pandas and C's <c>printf</c> write them, and what .NET reads as one (<c>Infinity</c>, <c>∞</c>).
+    /// </summary>
+    private static bool IsInfinity(ReadOnlySpan<char> cell)
+    {
+        if (double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && double.IsInfinity(value)) return true;
+        var unsigned = cell.Trim();
+        if (unsigned.Length > 0 && unsigned[0] is '+' or '-') unsigned = unsigned[1..];
+        return unsigned.Equals("inf", StringComparison.OrdinalIgnoreCase) || unsigned.Equals("infinity", StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>
@@ -35,17 +73,18 @@ public static partial class CsvDataset
     /// <see cref="NotAFeature"/>'s message, for a later row (the column held numbers before it, so the cell is a stray
     /// value), a missing-value marker as pandas' <c>read_csv</c> knows them (<c>n/a</c>, <c>NA</c>, <c>null</c>) or
     /// <c>?</c>, a cell that reads as a number (NaN, infinity, out of float32's range) or with a decimal comma, or a file
-    /// read without a label.
+    /// read without a label, or for a trained model (<paramref name="forModel"/>: <c>predict</c> and <c>evaluate</c> take the
+    /// model's label column, and no config keys).
     /// </summary>
-    private static string? NotAFeatureMaybeTheLabel(SepReader.Row record, Layout layout, int column, CsvOptions options, int rowsBefore)
+    private static string? NotAFeatureMaybeTheLabel(SepReader.Row record, Layout layout, int column, CsvOptions options, int rowsBefore, bool forModel)
     {
         var cell = record[column].Span;
-        if (rowsBefore > 0 || layout.LabelIndex < 0 || IsNumber(cell) || DecimalComma(cell) is not null || MissingValueMarkers.Contains(cell.ToString())) return null;
+        if (forModel || rowsBefore > 0 || layout.LabelIndex < 0 || IsNumber(cell) || IsInfinity(cell) || DecimalComma(cell) is not null || MissingValueMarkers.Contains(cell.ToString())) return null;
         var name = ColumnName(layout, column, options);
         var labelCell = record[layout.LabelIndex].ToString();
         var labels = $"The labels are read from column '{ColumnName(layout, layout.LabelIndex, options)}' (index {layout.LabelIndex}; " +
             (options.LabelColumn.Length > 0 ? $"Data:Csv:LabelColumn = '{options.LabelColumn}'" : "Data:Csv:LabelColumn is not set: the column headed 'label', else the last") + ")";
-        var setting = layout.Header is { } header && column < header.Count && header[column].Length > 0 ? header[column] : column.ToString(CultureInfo.InvariantCulture);
+        var setting = ColumnSetting(layout, column);
         var onlyText = IsNumber(labelCell);
         foreach (var feature in layout.FeatureIndices)
             onlyText &= feature == column || IsNumber(record[feature].Span);
@@ -80,7 +119,9 @@ public static partial class CsvDataset
     /// <param name="options">The settings the file is read with.</param>
     /// <param name="cell">The cell as read (trimmed).</param>
     /// <param name="spaced">True when the cell as written has spaces before its text (or is spaces alone).</param>
-    private static string MissingValueFix(string path, CsvOptions options, string cell, bool spaced)
+    /// <param name="forModel">The file is read for a trained model (<c>predict</c>, <c>evaluate</c>): a copy without the
+    /// lines skipped at the top is read with their option <c>--skip-rows 0</c>, not Data:Csv:SkipRows, a key they do not take.</param>
+    private static string MissingValueFix(string path, CsvOptions options, string cell, bool spaced, bool forModel)
     {
         static string Literal(string text) => "'" + text.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("'", "\\'", StringComparison.Ordinal)
             .Replace("\t", "\\t", StringComparison.Ordinal) + "'";
@@ -97,7 +138,9 @@ public static partial class CsvDataset
         return "every feature needs a value, and DistTrain has no setting that drops or fills rows with missing values. Drop those rows, or fill " +
             $"the missing cells (for example with the column's mean), in a copy of the file; with pandas: df = {read}, then df.dropna(){write} " +
             $"drops them, or df.fillna(df.mean(numeric_only=True)){write} fills them" +
-            (options.SkipRows > 0 ? ", and the copy has no lines to skip at its top (Data:Csv:SkipRows 0)." : ".");
+            (options.SkipRows <= 0 ? "." : forModel
+                ? ", and the copy has no lines to skip at its top: read it with --skip-rows 0."
+                : ", and the copy has no lines to skip at its top (Data:Csv:SkipRows 0).");
     }
 
     /// <summary>
@@ -185,11 +228,13 @@ public static partial class CsvDataset
     /// <param name="leaveOutUnknownLabels">Leave out the rows whose label is not in <paramref name="vocabulary"/> (listed in
     /// <see cref="LabeledFile.LeftOutLabels"/>) instead of refusing the file: for a model trained on some classes only
     /// (Data:Classes), whose other classes are left out as training leaves them out.</param>
+    /// <param name="forModel">The file is read for a trained model (<c>evaluate</c>), with its settings: the errors give the
+    /// fixes that apply to it (no config keys).</param>
     internal static LabeledFile ReadFile(string path, CsvOptions options, LabelVocabulary? vocabulary, IReadOnlyList<string>? featureColumns, long maxValues,
-        bool leaveOutUnknownLabels = false)
+        bool leaveOutUnknownLabels = false, bool forModel = false)
     {
         var labelCells = new List<string>();
-        var (features, layout, lines) = ReadRows(path, options, requireLabel: true, featureColumns, byName: featureColumns is not null, labelCells, maxValues);
+        var (features, layout, lines) = ReadRows(path, options, requireLabel: true, featureColumns, byName: featureColumns is not null, labelCells, maxValues, forModel);
         if (labelCells.Count == 0)
             throw new DataFormatException($"{path}: no data rows. The file needs at least one row of features and a label.");
         var column = ColumnName(layout, layout.LabelIndex, options);
@@ -240,11 +285,14 @@ public static partial class CsvDataset
 
     /// <summary>
     /// As <see cref="ReadFeatures(string, CsvOptions, IReadOnlyList{string})"/>, with each row's line number;
-    /// <paramref name="byName"/> false reads by position even with a header (a model that knows no column names).
+    /// <paramref name="byName"/> false reads by position even with a header (a model that knows no column names);
+    /// <paramref name="forModel"/> true when the file is read for a trained model (<c>predict</c>), whose errors give the
+    /// fixes that apply to it (no config keys).
     /// </summary>
-    internal static (float[] Features, IReadOnlyList<int> Lines) ReadFeatures(string path, CsvOptions options, IReadOnlyList<string> featureColumns, bool byName)
+    internal static (float[] Features, IReadOnlyList<int> Lines) ReadFeatures(string path, CsvOptions options, IReadOnlyList<string> featureColumns, bool byName,
+        bool forModel = false)
     {
-        var (features, _, lines) = ReadRows(path, options, requireLabel: false, featureColumns, byName, labelCells: null, Array.MaxLength);
+        var (features, _, lines) = ReadRows(path, options, requireLabel: false, featureColumns, byName, labelCells: null, Array.MaxLength, forModel);
         // A header row alone: nothing to score, said as evaluate says it (an empty table and exit code 0 said nothing).
         if (lines.Count == 0)
             throw new DataFormatException($"{path}: no data rows. The file needs at least one row of features.");
@@ -313,7 +361,7 @@ public static partial class CsvDataset
     }
 
     private static (float[] Features, Layout Layout, List<int> Lines) ReadRows(string path, CsvOptions options, bool requireLabel,
-        IReadOnlyList<string>? expectedFeatures, bool byName, List<string>? labelCells, long maxValues)
+        IReadOnlyList<string>? expectedFeatures, bool byName, List<string>? labelCells, long maxValues, bool forModel)
     {
         if (!File.Exists(path))
             throw new DataFormatException($"{path}: CSV file not found. Check Data:Csv:TrainFile / TestFile (or the path given).");
@@ -368,12 +416,13 @@ public static partial class CsvDataset
                     var cell = record[column].Span;
                     if (cell.IsWhiteSpace())
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}) is empty, a missing value: " +
-                            MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options)));
+                            MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options), forModel));
                     if (!float.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !float.IsFinite(value))
                         throw new DataFormatException($"{path}: line {line}, column '{ColumnName(layout, column, options)}' (index {column}): '{cell.ToString()}' " +
                             (float.IsNaN(value) || MissingValueMarkers.Contains(cell.ToString())
-                                ? "marks a missing value: " + MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options))
-                                : NotAFeatureMaybeTheLabel(record, layout, column, options, lines.Count) ?? NotAFeature(cell)));
+                                ? "marks a missing value: " + MissingValueFix(path, options, cell.ToString(), SpacedCell(record, column, options), forModel)
+                                : NotAFeatureMaybeTheLabel(record, layout, column, options, lines.Count, forModel)
+                                  ?? NotAFeature(cell, ColumnName(layout, column, options), ColumnSetting(layout, column), line, lines.Count, forModel)));
                     values.Add(value);
                 }
                 if (layout.LabelIndex >= 0 && labelCells is not null)
@@ -629,6 +678,10 @@ public static partial class CsvDataset
         Stream stream = File.OpenRead(path);
         return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(stream, CompressionMode.Decompress) : stream;
     }
+
+    /// <summary>How Data:Csv:IgnoreColumns or Data:Csv:LabelColumn names a column: its header name, else its 0-based index.</summary>
+    private static string ColumnSetting(Layout layout, int column) =>
+        layout.Header is { } header && column < header.Count && header[column].Length > 0 ? header[column] : column.ToString(CultureInfo.InvariantCulture);
 
     private static string ColumnName(Layout layout, int column, CsvOptions options)
     {

@@ -76,8 +76,9 @@ public sealed class MonitoringOptions
 /// <summary>
 /// Per-tensor gradient, weight and update norms, and the warnings for vanishing and exploding
 /// gradients: a tensor whose gradient norm stays below or above its threshold for
-/// <see cref="MonitoringOptions.WarnAfterMeasurements"/> consecutive measurements. A tensor's vanishing-gradient warning is
-/// given once; when an earlier measurement saw a norm above the exploding threshold, it names dead ReLUs after too large
+/// <see cref="MonitoringOptions.WarnAfterMeasurements"/> consecutive measurements. Each tensor's vanishing-gradient and
+/// exploding-gradient warnings are given once per run (a norm hovering about a threshold would otherwise restart the count
+/// and repeat the warning); when an earlier measurement saw a norm above the exploding threshold, it names dead ReLUs after too large
 /// steps rather than the initialization.
 /// </summary>
 public sealed class GradientHealthMonitor
@@ -90,6 +91,7 @@ public sealed class GradientHealthMonitor
     private readonly double _clipNorm;
     private int _clippedRun; // consecutive measurements whose global norm was above _clipNorm
     private readonly bool[] _vanishingWarned; // per trainable tensor: its vanishing-gradient warning was given (once per tensor)
+    private readonly bool[] _explodingWarned; // per trainable tensor: its exploding-gradient warning was given (once per tensor)
     private (long Step, string Tensor, double Norm)? _firstExploding; // the first measurement of a norm above the exploding threshold
 
     /// <summary>
@@ -118,6 +120,7 @@ public sealed class GradientHealthMonitor
         _vanishingRun = new int[_segments.Length];
         _explodingRun = new int[_segments.Length];
         _vanishingWarned = new bool[_segments.Length];
+        _explodingWarned = new bool[_segments.Length];
         Latest = new LayerHealth[_segments.Length];
     }
 
@@ -240,10 +243,15 @@ public sealed class GradientHealthMonitor
                         : "Check the initialization (He for ReLU), the activations (sigmoid/tanh saturate) and the learning rate."));
         }
         if (exploding && _firstExploding is null) _firstExploding = (step, segment.Name, gradientNorm);
-        if (_explodingRun[i] == _options.WarnAfterMeasurements)
+        if (_explodingRun[i] == _options.WarnAfterMeasurements && !_explodingWarned[i])
+        {
+            // Once per tensor, as the vanishing one: in a run whose gradients stay large, a single measurement dipping under
+            // the threshold restarted the count, and the same warning came again after every such dip.
+            _explodingWarned[i] = true;
             (warnings ??= []).Add($"Exploding gradient: {segment.Name} has had a gradient norm above {_options.ExplodingGradientNorm:G3} for {_options.WarnAfterMeasurements} measurements (now {gradientNorm:G3} at step {step}). " +
                 (_clipNorm > 0
                     ? $"Optimizer:GradientClipNorm = {_clipNorm:G3} already clips the whole averaged gradient the update applies (this norm is measured before clipping); if the loss still rises, lower Optimizer:LearningRate."
                     : "Lower Optimizer:LearningRate or set Optimizer:GradientClipNorm."));
+        }
     }
 }

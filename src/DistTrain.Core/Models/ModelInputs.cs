@@ -114,7 +114,7 @@ public static class ModelInputs
             var features = model.Data.FeatureNames ?? [.. Enumerable.Range(0, shape.Size).Select(i => $"column {i}")];
             var csv = CsvSettings(model, path, skipRows);
             var (values, lines) = WithTrainingCsvSettings(model, csv, path, () =>
-                CsvDataset.ReadFeatures(path, csv, features, byName: model.Data.FeatureNames is not null));
+                CsvDataset.ReadFeatures(path, csv, features, byName: model.Data.FeatureNames is not null, forModel: true));
             return new InputBatch(LineNames(path, lines), values, 1f);
         }
         // A file with an extension that is neither an image, a CSV nor an IDX file (photo.bmp, scan.tiff): name what is read,
@@ -368,7 +368,7 @@ public static class ModelInputs
             // A model trained on some classes only (Data:Classes): rows of other labels are left out, as training leaves them
             // out; named labels not among the model's names are such rows (the model knows only the names it kept).
             var file = WithTrainingCsvSettings(model, csv, path, () => CsvDataset.ReadFile(path, csv, vocabulary, model.Data.FeatureNames, Array.MaxLength,
-                leaveOutUnknownLabels: model.Data.LabelsAreNames && classes.Count > 0));
+                leaveOutUnknownLabels: model.Data.LabelsAreNames && classes.Count > 0, forModel: true));
             data = file.Data.WithSampleNames(LineNames(path, file.Lines));
             List<string> otherLabels = [.. file.LeftOutLabels];
             if (!model.Data.LabelsAreNames && classes.Count > 0)
