@@ -191,9 +191,10 @@ pids=()  # the nodes not known to have ended: the traps signal these only, never
 started=0
 # On exit the nodes still running are signalled, and the filter of the script's standard error (below) is waited for.
 # The probe is waited for too: killed without a wait, it could outlive the script by a moment (a suite run found it
-# still in the script's process group right after the exit).
+# still in the script's process group right after the exit), while it exists only (wait_gone: a plain wait for a probe
+# whose end bash lost would block as long as the filter runs, which ends only after the script).
 trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true
-  [ -z "${ctrl_c_probe:-}" ] || { kill "$ctrl_c_probe" 2>/dev/null; wait "$ctrl_c_probe" 2>/dev/null; } || true
+  [ -z "${ctrl_c_probe:-}" ] || { kill "$ctrl_c_probe" 2>/dev/null; wait_gone "$ctrl_c_probe"; } || true
   [ -z "${stderr_filter:-}" ] || { exec 2>&"$screen" {screen}>&-; wait "$stderr_filter" 2>/dev/null || true; }' EXIT
 # The nodes take SIGINT as `disttrain node` started by hand does (deploy/local/ctrl-c.sh): SIGINT to one node stops that
 # node. Ctrl-C reaches the whole process group, nodes included, and each stops at its next step; the log pipeline of the

@@ -13,11 +13,12 @@ start_ctrl_c_probe() { "${with_sigint[@]}" tail --pid=$$ -f /dev/null < /dev/nul
 # nodes included); waits up to 1 s for the probe's end, which the kernel delivers with the script's own signal but which
 # can take a while on a loaded machine (0.2 s, the limit before, could be too short on 2 busy cores: a Ctrl-C was then
 # taken for a SIGINT to the script alone, and the nodes got a SIGTERM on top of it, a second stop that ends them at once).
-# A SIGINT to the script alone is passed on that much later.
+# A SIGINT to the script alone is passed on that much later. The probe's state is read with the `read` builtin, not a
+# command substitution: bash 5.2 interrupted by a second signal inside `$(...)` in a trap printed a syntax error.
 ctrl_c_reached_group() {
   local stat start=${EPOCHREALTIME/[.,]/}
   while true; do
-    stat=$(cat "/proc/$ctrl_c_probe/stat" 2> /dev/null) || return 0  # ended, and reaped
+    { read -r stat < "/proc/$ctrl_c_probe/stat"; } 2> /dev/null || return 0  # ended, and reaped
     [[ "$stat" != *") Z "* ]] || return 0  # ended, not reaped yet
     [ $(( ${EPOCHREALTIME/[.,]/} - start )) -lt 1000000 ] || return 1
     sleep 0.01 || true
@@ -27,7 +28,7 @@ ctrl_c_reached_group() {
 # group (a signal the scripts trap ends the probe, which takes its default action, as it ends every node).
 ctrl_c_probe_runs() {
   local stat
-  stat=$(cat "/proc/$ctrl_c_probe/stat" 2> /dev/null) && [[ "$stat" != *") Z "* ]]
+  { read -r stat < "/proc/$ctrl_c_probe/stat"; } 2> /dev/null && [[ "$stat" != *") Z "* ]]
 }
 # quiet_stderr: from here on the script's standard error goes through a filter that drops the line "Terminated" that bash
 # prints when a SIGTERM to the process group ends a command of the script's own (a sleep or cat of its checks), and bash's
