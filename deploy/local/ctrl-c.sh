@@ -50,6 +50,12 @@ end_quiet_stderr() {
 # group), and `wait` for it then blocks as long as another child, the filter, runs.
 wait_gone() {
   local pid
-  for pid in "$@"; do while kill -0 "$pid" 2>/dev/null; do wait "$pid" 2>/dev/null; done; done
+  local code
+  for pid in "$@"; do
+    while kill -0 "$pid" 2>/dev/null; do
+      code=0; wait "$pid" 2>/dev/null || code=$?
+      [ "$code" -ne 127 ] || break  # not a child of the script (any more): a reaped PID the system gave another process
+    done
+  done
   return 0
 }

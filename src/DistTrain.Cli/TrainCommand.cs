@@ -563,8 +563,8 @@ internal static class TrainCommand
         // the shard and at least 1); the largest shard is cut into it and the rest, the smaller shards into it and one sample fewer.
         var half = (shard + 1) / 2;
         var smaller = FormattableString.Invariant($"Set BatchSizePerWorker to {half:N0} for 2 steps per epoch (") +
-            (shard % 2 == 0 ? $"minibatches of {Counts.Of(half, "sample")}" : FormattableString.Invariant($"minibatches of {half:N0} and {shard - half:N0} samples")) +
-            (trainSamples % workers == 0 ? ")" : " in the largest shard)") + ", or lower for more steps";
+            (shard % 2 == 0 ? $"minibatches of {Counts.Of(half, "sample")}" : FormattableString.Invariant($"minibatches of {half:N0} and {Counts.Of(shard - half, "sample")}")) +
+            (trainSamples % workers == 0 ? ")" : " in the largest shard)") + (half > 1 ? ", or lower for more steps" : "");
         // Each minibatch is a worker's whole shard: smaller than configured only where the shard is smaller than the minibatch.
         // Shards are even (⌊samples / workers⌋ or one more), so with a minibatch of exactly the larger shard, only the workers
         // of the smaller shards get one sample fewer, and none when the samples divide evenly.

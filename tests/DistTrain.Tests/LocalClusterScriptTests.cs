@@ -848,6 +848,26 @@ public class LocalClusterScriptTests
     }
 
     /// <summary>
+    /// deploy/local/ctrl-c.sh's wait_gone returns for a PID that exists but is not the script's child: a node's PID the
+    /// script already reaped, which the system may give another process of the same user. It looped for ever there
+    /// (kill -0 succeeds, wait fails at once with 127), at full CPU. Here the PID is the script's parent, this test's process.
+    /// </summary>
+    [Fact]
+    public async Task Wait_gone_returns_for_a_pid_that_is_not_the_scripts_child()
+    {
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Repository };
+        foreach (var argument in new[] { "-c", "source deploy/local/ctrl-c.sh; wait_gone $PPID; echo returned" }) start.ArgumentList.Add(argument);
+        using var process = Process.Start(start)!;
+        try
+        {
+            Assert.Equal("returned", await process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30)));
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(0, process.ExitCode);
+        }
+        finally { if (!process.HasExited) process.Kill(); }
+    }
+
+    /// <summary>
     /// cluster.sh started for 500 epochs (<see cref="ClusterScript"/>), its output and error output collected as they come,
     /// once training is under way (the screen shows an epoch's summary). Disposing it ends the script's process tree if it
     /// still runs and removes the test's folder and the script's run folder.

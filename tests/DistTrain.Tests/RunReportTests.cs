@@ -371,10 +371,10 @@ public class RunReportTests : IDisposable
         "Set BatchSizePerWorker to 250 for 2 steps per epoch (minibatches of 250 samples), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 3, 2, 16, 1, "Training:BatchSizePerWorker = 16 is at least a worker's shard of the epoch (at most 2 of the 3 training samples, " +
         "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
-        "Set BatchSizePerWorker to 1 for 2 steps per epoch (minibatches of 1 sample in the largest shard), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+        "Set BatchSizePerWorker to 1 for 2 steps per epoch (minibatches of 1 sample in the largest shard), or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 6, 2, 8, 2, "Training:BatchSizePerWorker = 8 is at least a worker's shard of the epoch (3 of the 6 training samples, " +
         "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
-        "Set BatchSizePerWorker to 2 for 2 steps per epoch (minibatches of 2 and 1 samples), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+        "Set BatchSizePerWorker to 2 for 2 steps per epoch (minibatches of 2 and 1 sample), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     [InlineData(TrainingMode.Sync, 7, 2, 8, 2, "Training:BatchSizePerWorker = 8 is at least a worker's shard of the epoch (at most 4 of the 7 training samples, " +
         "over 2 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard, smaller than configured. " +
         "Set BatchSizePerWorker to 2 for 2 steps per epoch (minibatches of 2 samples in the largest shard), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
@@ -390,7 +390,7 @@ public class RunReportTests : IDisposable
     [InlineData(TrainingMode.Sync, 11, 4, 3, 2, "Training:BatchSizePerWorker = 3 is at least a worker's shard of the epoch (at most 3 of the 11 training samples, " +
         "over 4 workers): every epoch is a single step over the whole training set, so the run takes 3 steps, each minibatch a worker's whole shard: 3 samples as configured, " +
         "or 2 on 1 of the 4 workers. " +
-        "Set BatchSizePerWorker to 2 for 2 steps per epoch (minibatches of 2 and 1 samples in the largest shard), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
+        "Set BatchSizePerWorker to 2 for 2 steps per epoch (minibatches of 2 and 1 sample in the largest shard), or lower for more steps, or use fewer workers (Training:Workers; in cluster mode, fewer worker nodes; 1 for full-batch gradient descent).")]
     // An epoch of 30 samples over 2 workers in minibatches of 15: "7 or less" before, which cuts each shard into 7, 7 and 1
     // (3 steps, the last of one sample); 8 cuts it into 8 and 7.
     [InlineData(TrainingMode.Sync, 30, 2, 15, 8, "Training:BatchSizePerWorker = 15 is at least a worker's shard of the epoch (15 of the 30 training samples, " +

@@ -166,7 +166,10 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 /// <para>A round whose loss, averaged gradient or running statistics are not finite stops the shard with the
 /// <see cref="TrainingDivergedException"/> one parameter server gives (<see cref="UpdatePolicy.Divergence"/>): epoch, step,
 /// workers, first tensor, advice, and as <see cref="TrainingDivergedException.LastGoodWeights"/> this shard's slice of the
-/// last good weights (the newest it sent before the version the reports were computed on, else that version's own).</para>
+/// last good weights (the newest it sent before the version the reports were computed on, else that version's own).
+/// The actor throws it from its message handler, so its parent must stop it on that exception (a supervisor strategy
+/// whose decider gives Stop): under Akka's default strategy (Restart) the shard would come back with its starting weights
+/// and no round open, refuse every slice, and the run would wait instead of ending.</para>
 /// <para>Not yet here: parts that start after round 0 (an epoch's further part after a loss), checkpoints, evaluation,
 /// the gradient diagnostics and metrics, and the data plane; nothing in the product starts this actor yet.</para>
 /// </remarks>
@@ -192,7 +195,7 @@ public sealed class ParameterShardActor : ReceiveActor
     private long _sentVersion;        // the version of the last broadcast
     // The two newest broadcasts' slices by version (arrays the shard never writes again): the last good weights on a divergence.
     private readonly List<(long Version, float[] Weights)> _sent = [];
-    private double? _firstStepLoss;   // this run's first step's mean loss, once it is applied (the divergence advice)
+    private double? _firstStepLoss;   // this run's first step's mean loss, set once that step is applied (the divergence advice)
 
     /// <summary>Creates the shard over its slice of the starting weights; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="shard"/> does not lie within <paramref name="wholeWeights"/>' report prefix.</exception>
@@ -360,7 +363,6 @@ public sealed class ParameterShardActor : ReceiveActor
             lossSum += report.LossSum;
         }
         if (!double.IsFinite(lossSum)) throw Diverged("a NaN or infinite loss", action, lossFiniteOnIt: false);
-        _firstStepLoss ??= lossSum / samples;
         Array.Clear(_reports);
         for (var i = 0; i < action.Reports.Count; i++)
         {
@@ -412,6 +414,13 @@ public sealed class ParameterShardActor : ReceiveActor
             && _model.MergeRunningStatistics(reports, scales, null);
         if (!finite) throw Diverged("a NaN or infinite averaged gradient or BatchNorm running statistic", action, lossFiniteOnIt: true);
         _model.Version++;
+        if (_firstStepLoss is null)
+        {
+            // Once the run's first step is applied, as one parameter server sets it (its AfterStep).
+            var (lossSum, samples) = (0.0, 0);
+            foreach (var (_, report) in action.Reports) (lossSum, samples) = (lossSum + report.LossSum, samples + report.SampleCount);
+            _firstStepLoss = lossSum / samples;
+        }
         Broadcast(action.Round, action.Stamp);
     }
 
