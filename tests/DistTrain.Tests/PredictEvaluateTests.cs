@@ -390,7 +390,7 @@ public class PredictEvaluateTests : IDisposable
     /// An infinity or stray text in a CSV file predict and evaluate read was told to "list non-numeric columns in
     /// Data:Csv:IgnoreColumns", a key these commands do not take, for a column the model reads. The error names the value,
     /// line and column and says to correct the value or drop the line; no Data:Csv key is offered, so none of the model's
-    /// settings are listed after it.
+    /// settings are listed after it, except for text on the first row, which may be a column of text throughout.
     /// </summary>
     [Fact]
     public async Task An_infinity_or_stray_text_in_a_file_to_score_is_told_to_be_corrected_without_data_csv_keys()
@@ -416,8 +416,13 @@ public class PredictEvaluateTests : IDisposable
 
         var text = Path.Combine(_directory, "text-first.tsv");
         File.WriteAllLines(text, [header, "5.1\tn.a.\t1.4\t0.2\t0"]);
-        Assert.Equal($"{text}: line 2, column 'sepal_width' (index 1): 'n.a.' is not a number, and the model reads 'sepal_width' as one of its features: " +
-            "correct the value in a copy of the file, or drop line 2.", Assert.Throws<DataFormatException>(() => ModelInputs.Read(text, model, resize: false)).Message);
+        // Text on the first row may be a column of text throughout (a file laid out unlike the training file): the model's
+        // settings follow, as for a header that does not match.
+        Assert.Equal($"{text}: line 2, column 'sepal_width' (index 1): 'n.a.' is not a number, and the model reads 'sepal_width' as one of its features. " +
+            "If the column holds text throughout, the file is not laid out as the model's training file was (its Data:Csv:Separator, HasHeader and LabelColumn, below); if not, " +
+            "correct the value in a copy of the file, or drop line 2. Here the Data:Csv settings are the model's, from its training run (Separator '\\t', " +
+            "HasHeader true, the label in the column headed 'label', else the last): predict and evaluate read every CSV file with them and take no config " +
+            "keys, so write the file to match them.", Assert.Throws<DataFormatException>(() => ModelInputs.Read(text, model, resize: false)).Message);
     }
 
     /// <summary>

@@ -43,7 +43,8 @@ public static partial class CsvDataset
                 ? $"is not a number, in a column that held numbers on the {rowsBefore:N0} row{(rowsBefore == 1 ? "" : "s")} before it: a stray value. " +
                   $"Correct it in a copy of the file, or drop line {line}; {onlyIfUnwanted}"
                 : forModel
-                    ? $"is not a number, and the model reads '{name}' as one of its features: correct the value in a copy of the file, or drop line {line}."
+                    ? $"is not a number, and the model reads '{name}' as one of its features. If the column holds text throughout, the file is not " +
+                      $"laid out as the model's training file was (its Data:Csv:Separator, HasHeader and LabelColumn, below); if not, correct the value in a copy of the file, or drop line {line}."
                     : $"is not a number, and features must be numbers. If '{name}' holds text rather than a feature, list it in Data:Csv:IgnoreColumns ('{setting}'); " +
                       "if it holds numbers and this cell is a stray value, correct it in a copy of the file.";
         var fix = forModel ? "write them so (pandas: to_csv(decimal='.'))." : "write them so (pandas: to_csv(decimal='.')), or list the column in Data:Csv:IgnoreColumns.";
