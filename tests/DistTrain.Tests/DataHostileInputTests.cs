@@ -143,6 +143,25 @@ public class DataHostileInputTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("MaxPool2D", 4, 0, 0)]  // a 4x4 window in 3x3 maps, stride 4: (3 - 4) / 4 + 1 is 1 in integer division
+    [InlineData("AvgPool2D", 5, 3, 0)]  // stride 3: (3 - 5) / 3 + 1 is 1 too
+    [InlineData("Conv2D", 4, 2, 0)]     // (3 + 0 - 4) / 2 + 1 is 1
+    [InlineData("Conv2D", 6, 3, 1)]     // (3 + 2 - 6) / 3 + 1 is 1
+    public void A_window_that_does_not_fit_ends_the_count_at_its_layer_as_Build_refuses_it(string type, int kernel, int stride, int padding)
+    {
+        var options = new ModelOptions
+        {
+            InputShape = [1, 3, 3],
+            Layers = [new() { Type = type, KernelSize = kernel, Stride = stride, Padding = padding, Channels = 2 }, new() { Type = "Flatten" }, new() { Type = "Dense", Units = 10 }],
+        };
+        Assert.Throws<ArgumentException>(() => ModelFactory.Build(options));
+        // The layer that does not fit is the last counted, with an empty output; nothing after it is counted as if it had 1x1 maps.
+        var weights = type == "Conv2D" ? 2L * kernel * kernel : 0;
+        Assert.Equal([weights + (type == "Conv2D" ? 2 : 0)], ModelFactory.ParameterCounts(options));
+        Assert.Equal(weights, ModelFactory.WeightCountLowerBound(options));
+    }
+
     [Fact]
     public void A_model_file_whose_metadata_describes_an_invalid_network_names_the_problem_as_a_config_would()
     {

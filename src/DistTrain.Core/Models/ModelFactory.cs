@@ -149,12 +149,12 @@ public static class ModelFactory
                 case LayerTypes.Conv2D:
                     weights = (long)layer.Channels * channels * layer.KernelSize * layer.KernelSize;
                     parameters = weights + (layer.Bias ? layer.Channels : 0);
-                    (channels, height, width) = (layer.Channels, (height + 2L * layer.Padding - layer.KernelSize) / stride + 1,
-                        (width + 2L * layer.Padding - layer.KernelSize) / stride + 1);
+                    (channels, height, width) = (layer.Channels, WindowPositions(height + 2L * layer.Padding, layer.KernelSize, stride),
+                        WindowPositions(width + 2L * layer.Padding, layer.KernelSize, stride));
                     break;
                 case LayerTypes.MaxPool2D or LayerTypes.AvgPool2D:
                     stride = layer.Stride > 0 ? layer.Stride : layer.KernelSize;
-                    if (stride > 0) (height, width) = ((height - layer.KernelSize) / stride + 1, (width - layer.KernelSize) / stride + 1);
+                    if (stride > 0) (height, width) = (WindowPositions(height, layer.KernelSize, stride), WindowPositions(width, layer.KernelSize, stride));
                     break;
                 case LayerTypes.Flatten:
                     (channels, height, width) = (channels * height * width, 1, 1);
@@ -170,6 +170,13 @@ public static class ModelFactory
             if (channels <= 0 || height <= 0 || width <= 0 || stride <= 0) yield break;
         }
     }
+
+    /// <summary>
+    /// The positions of a <paramref name="kernel"/>-wide window in <paramref name="size"/> elements at
+    /// <paramref name="stride"/>: <c>⌊(size − kernel) / stride⌋ + 1</c>, or 0 when the window does not fit (C#'s division
+    /// truncates toward zero, so the formula alone gives 1 for a window up to <paramref name="stride"/> − 1 elements too wide).
+    /// </summary>
+    private static long WindowPositions(long size, long kernel, long stride) => size < kernel ? 0 : (size - kernel) / stride + 1;
 
     /// <summary>
     /// Every Model:Freeze entry must name at least one tensor, something must stay trainable, and a new head
