@@ -370,6 +370,58 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         Assert.Equal((1, 0, 2L), (worker.ExpectMsg<ShardWeights>() is var next ? (next.Round, next.Stamp, next.Version) : default));
     }
 
+    /// <summary>
+    /// With clipping, a part of the gradient's norm counts only from the shard of this run whose index it claims, as a
+    /// slice counts only from its slot's worker: one from another actor, one from a shard claiming another's index, one of
+    /// a shard index outside the run, and one before any part started are refused with the reason, and the step waits for
+    /// the real part and equals the step of a shard that never saw them, bit for bit.
+    /// </summary>
+    [Fact]
+    public void With_clipping_a_norm_part_from_another_actor_than_the_shard_it_names_is_refused_and_the_step_waits_for_the_real_one()
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var slice = Enumerable.Range(0, plan[0].Length).Select(i => MathF.Sin(i) * 0.1f).ToArray();
+        const double otherPart = 0.75; // shard 1's part of the squared norm: the global norm is above the clip norm of 0.05
+
+        float[] Step(bool intruders)
+        {
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(clip: 0.05), totalEpochs: 1));
+            var other = CreateTestProbe(); // shard 1
+            var worker = CreateTestProbe();
+            var intruder = CreateTestProbe();
+            if (intruders)
+                EventFilter.Warning(contains: "a norm part claiming shard 1 of round 0 stamp 0 is not used: no part has started").ExpectOne(() =>
+                    other.Send(shard, new ShardNormShare(1, 0, 0, otherPart)));
+            shard.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [shard, other.Ref]));
+            worker.ExpectMsg<ShardWeights>();
+            worker.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, slice));
+            var own = other.ExpectMsg<ShardNormShare>();
+            Assert.Equal((0, 0, 0), (own.Shard, own.Round, own.Stamp));
+            Assert.True(own.SquaredNorm > 0);
+            if (intruders)
+            {
+                EventFilter.Warning(contains: $"a norm part claiming shard 1 of round 0 stamp 0 is not used: it came from {intruder.Ref.Path}, " +
+                    $"not from shard 1's actor {other.Ref.Path}").ExpectOne(() => intruder.Send(shard, new ShardNormShare(1, 0, 0, 1e6)));
+                EventFilter.Warning(contains: $"a norm part claiming shard 0 of round 0 stamp 0 is not used: it came from {other.Ref.Path}, " +
+                    $"not from shard 0's actor {shard.Path}").ExpectOne(() => other.Send(shard, new ShardNormShare(0, 0, 0, 1e6)));
+                EventFilter.Warning(contains: "a norm part claiming shard 2 of round 0 stamp 0 is not used: shard 2 is not one of this run's shards (0 to 1)")
+                    .ExpectOne(() => other.Send(shard, new ShardNormShare(2, 0, 0, 1e6)));
+                worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no step on a forged part
+            }
+            other.Send(shard, new ShardNormShare(1, 0, 0, otherPart));
+            var result = worker.ExpectMsg<ShardWeights>();
+            Assert.Equal((0, 0, 1L), (result.Round, result.Stamp, result.Version));
+            Sys.Stop(shard);
+            return result.Weights;
+        }
+
+        var clean = Step(intruders: false);
+        var refused = Step(intruders: true);
+        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        Assert.NotEqual(initial.Values.AsSpan(0, plan[0].Length).ToArray(), clean); // the step moved the weights
+    }
+
     /// <summary>Parent of one shard: tells the test its child, and every exception the child fails with (then stops it).</summary>
     private sealed class Catching : ReceiveActor
     {

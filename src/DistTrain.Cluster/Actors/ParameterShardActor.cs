@@ -150,7 +150,8 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 /// <summary>
 /// One parameter-server shard that runs on its own (docs/architecture.md, "Where the shards run"): it owns one slice of the
 /// weights and its optimizer state, takes the workers' slices of every gradient straight from the workers (refusing, with a warning naming the reason, a
-/// slice of another epoch, sender or length, or one computed on another version than the weights it sent for the round), and follows a
+/// slice of another epoch, sender or length, or one computed on another version than the weights it sent for the round, and a part
+/// of the gradient's norm from any actor but the shard of this run whose index it claims), and follows a
 /// <see cref="ShardRoundLedger{TReport}"/> to know when a round closes and what a lost worker's decision undoes.
 /// </summary>
 /// <remarks>
@@ -381,9 +382,15 @@ public sealed class ParameterShardActor : ReceiveActor
 
     private void OnNormShare(ShardNormShare share)
     {
-        if (share.Shard < 0 || share.Shard >= _shards.Length)
+        // As a slice's sender is checked: a part counts only from the shard of this run whose index it claims.
+        string? problem = null;
+        if (_part is null) problem = "no part has started";
+        else if (share.Shard < 0 || share.Shard >= _shards.Length) problem = $"shard {share.Shard} is not one of this run's shards (0 to {_shards.Length - 1})";
+        else if (!Sender.Equals(_shards[share.Shard])) problem = $"it came from {Sender.Path}, not from shard {share.Shard}'s actor {_shards[share.Shard].Path}";
+        if (problem is not null)
         {
-            _log.Error("Shard {0}: a norm part from shard {1}, outside 0..{2}. Ignored.", _shard.Index, share.Shard, _shards.Length - 1);
+            _log.Warning("Shard {0}: a norm part claiming shard {1} of round {2} stamp {3} is not used: {4}.", _shard.Index, share.Shard, share.Round,
+                share.Stamp, problem);
             return;
         }
         if (!_normParts.TryGetValue((share.Round, share.Stamp), out var parts)) _normParts[(share.Round, share.Stamp)] = parts = new double?[_shards.Length];
