@@ -441,43 +441,112 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     }
 
     /// <summary>
-    /// A round whose averaged gradient is not finite (a NaN in worker 0's slice of round 1), or whose loss is not: the shard
-    /// stops with what one parameter server gives, its slice of the last good weights included. They are the newest it sent
-    /// before the version the round was computed on (the start, version 0, for a failure in round 1), or that version's own
-    /// when none is older (a failure in round 0), and the message names the step, the worker and the tensor.
+    /// One <see cref="ParameterServer"/> (<see cref="Sgd"/>) under a parent that reports its failure, fed whole reports round by
+    /// round in the order given: after every round but the last each live worker gets its weights, and at the last the server
+    /// must stop. <paramref name="lost"/> is told before the reports of its round. Returns the exception it stops with.
+    /// </summary>
+    private TrainingDivergedException ServerStops(int workers, int rounds, (int Round, int Worker, int Samples, double LossSum, float[] Report)[] reports,
+        (int Worker, int Round)? lost = null)
+    {
+        var failures = CreateTestProbe();
+        Sys.ActorOf(Props.Create(() => new Catching(ParameterServer.Props(Replica.Initial(), Sgd(), 1), failures.Ref)));
+        var server = failures.ExpectMsg<IActorRef>();
+        var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
+        var coordinator = CreateTestProbe();
+        server.Tell(new StartEpoch(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => rounds)]), coordinator.Ref);
+        var alive = Enumerable.Repeat(true, workers).ToArray();
+        var versions = new long[workers];
+        var replyTo = new IActorRef[workers];
+        void Receive()
+        {
+            for (var w = 0; w < workers; w++)
+                if (alive[w])
+                {
+                    versions[w] = probes[w].ExpectMsg<WeightsUpdated>().Version;
+                    replyTo[w] = probes[w].LastSender;
+                }
+        }
+        Receive();
+        var last = reports.Max(r => r.Round);
+        foreach (var round in reports.Select(r => r.Round).Distinct().Order())
+        {
+            if (lost is { } gone && gone.Round == round)
+            {
+                server.Tell(new WorkerLost(gone.Worker), coordinator.Ref);
+                alive[gone.Worker] = false;
+            }
+            foreach (var r in reports.Where(r => r.Round == round))
+                probes[r.Worker].Send(replyTo[r.Worker], new GradientComputed(1, round, versions[r.Worker], r.Worker, r.Samples, r.LossSum, r.Report));
+            if (round < last) Receive();
+        }
+        var diverged = failures.ExpectMsg<TrainingDivergedException>();
+        foreach (var probe in probes) probe.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // no weights of the failed round
+        return diverged;
+    }
+
+    /// <summary>
+    /// A shard's divergence is one parameter server's over the same reports: the same message after the shard's index, the
+    /// same epoch, step, version and judgement of the last good weights' loss, and its slice of the same last good weights.
+    /// </summary>
+    private static void AssertSameDivergence(TrainingDivergedException server, TrainingDivergedException shard, ParameterShard slice)
+    {
+        Assert.Equal($"Shard {slice.Index}: {server.Message}", shard.Message);
+        Assert.Equal((server.Epoch, server.Step, server.LastGoodVersion, server.LossFinite), (shard.Epoch, shard.Step, shard.LastGoodVersion, shard.LossFinite));
+        Assert.Equal(server.LastGoodWeights.AsSpan(slice.Start, slice.Length).ToArray(), shard.LastGoodWeights);
+    }
+
+    /// <summary>A whole report of <paramref name="value"/> everywhere (trainable gradients and running statistics).</summary>
+    private static float[] Whole(float value) => Enumerable.Repeat(value, Replica.Initial().Layout.WorkerReportLength).ToArray();
+
+    /// <summary>
+    /// A round whose averaged gradient is not finite (a NaN in worker 0's report), or whose loss is not, in round 0 or round
+    /// 1: the shard stops with what one parameter server gives over the same reports (<see cref="UpdatePolicy.Divergence"/>),
+    /// its slice of the last good weights included. They are the newest it sent before the version the round was computed on
+    /// (the start, version 0, for a failure in round 1), or that version's own when none is older (a failure in round 0);
+    /// a non-finite loss in round 0 was computed on the starting weights themselves, so they are not known to be good
+    /// (<see cref="TrainingDivergedException.LossFinite"/> false) and the advice is Model:Initializer's.
     /// </summary>
     [Theory]
     [InlineData(1, false)]
     [InlineData(0, false)]
     [InlineData(1, true)]
+    [InlineData(0, true)]
     public void A_diverged_round_stops_the_shard_with_its_slice_of_the_last_good_weights(int failingRound, bool badLoss)
     {
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, 2);
+        var report = Whole(0.5f);
+        var bad = (float[])report.Clone();
+        if (!badLoss) bad[5] = float.NaN;
+        var reports = Enumerable.Range(0, failingRound).Select(round => (round, 0, 10, 1.0, report))
+            .Append((failingRound, 0, 10, badLoss ? double.NaN : 1, bad)).ToArray();
+        var expected = ServerStops(workers: 1, rounds: 3, reports);
+
         var worker = CreateTestProbe();
         Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(plan[0], initial, Sgd(), 1), TestActor)));
         var shard = ExpectMsg<IActorRef>();
         shard.Tell(new ShardPartStart(1, [worker.Ref], [3], 0, [shard, ActorRefs.Nobody]));
         var start = worker.ExpectMsg<ShardWeights>();
-        var slice = Enumerable.Repeat(0.5f, plan[0].Length).ToArray();
-        for (var round = 0; round < failingRound; round++)
+        foreach (var (round, _, samples, lossSum, whole) in reports)
         {
-            worker.Send(shard, new GradientComputed(1, round, round, 0, 10, 1, slice));
-            worker.ExpectMsg<ShardWeights>();
+            worker.Send(shard, new GradientComputed(1, round, round, 0, samples, lossSum, whole[plan[0].Start..plan[0].End]));
+            if (round < failingRound) worker.ExpectMsg<ShardWeights>();
         }
-        var bad = (float[])slice.Clone();
-        if (!badLoss) bad[5] = float.NaN;
-        worker.Send(shard, new GradientComputed(1, failingRound, failingRound, 0, 10, badLoss ? double.NaN : 1, bad));
         var diverged = ExpectMsg<TrainingDivergedException>();
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no result of the failed round
+        AssertSameDivergence(expected, diverged, plan[0]);
         Assert.Equal(start.Weights, diverged.LastGoodWeights);
         Assert.Equal(0L, diverged.LastGoodVersion);
         Assert.Equal((1, failingRound + 1), (diverged.Epoch, diverged.Step));
-        Assert.True(diverged.LossFinite, "the start's weights (version 0) are good: either older, or the failed round's loss on them was finite");
+        Assert.Equal(failingRound > 0 || !badLoss, diverged.LossFinite);
         Assert.StartsWith($"Shard 0: Training diverged at epoch 1, step {failingRound + 1} (weights version {failingRound}): " +
             (badLoss ? "a NaN or infinite loss" : "a NaN or infinite averaged gradient or BatchNorm running statistic"), diverged.Message);
         Assert.Contains(badLoss ? "Workers affected: 0 (loss NaN)" : "Workers affected: 0 (loss 0.1)", diverged.Message);
-        if (!badLoss) Assert.Contains("First tensor with a non-finite gradient: 0.weight", diverged.Message);
-        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no result of the failed round
+        Assert.Contains(badLoss ? "First tensor with a non-finite gradient: none (the loss overflowed first)" : "First tensor with a non-finite gradient: 0.weight",
+            diverged.Message);
+        if (failingRound == 0 && badLoss)
+            Assert.EndsWith("It was computed on the starting weights, before any update, so the learning rate is not the cause: check Model:Initializer " +
+                "(weights that start too large overflow, as a large Constant does) and the input normalization.", diverged.Message);
     }
 
     [Fact]
