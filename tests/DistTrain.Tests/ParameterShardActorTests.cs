@@ -549,6 +549,64 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
                 "(weights that start too large overflow, as a large Constant does) and the input normalization.", diverged.Message);
     }
 
+    /// <summary>
+    /// The first step's loss, which the advice of a later divergence quotes when it is astronomical, is that of the first
+    /// step as applied, as one parameter server sets it: worker 1's loss of 1e12 over its 27 samples makes the first step's
+    /// mean loss 2.7e10 when the step keeps it. When worker 1 is lost after writing its slice of round 0 to shard 0 only,
+    /// shard 0 steps with it, then redoes the step without it (the decision drops the slice): the first step applied is
+    /// worker 0's alone, of mean loss 0.3, as one server's that never got worker 1's report, and round 1's NaN loss gives the
+    /// learning-rate advice, not Model:Initializer's.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_first_steps_loss_in_a_divergences_advice_is_that_of_the_first_step_as_applied(bool lostMidRound)
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var report = Whole(0.5f);
+        (int, int, int, double, float[]) first = (0, 0, 10, 3.0, report), huge = (0, 1, 27, 1e12, report), nan = (1, 0, 10, double.NaN, report);
+        var expected = lostMidRound
+            ? ServerStops(workers: 2, rounds: 2, [first, nan], lost: (1, 0))
+            : ServerStops(workers: 2, rounds: 2, [huge, first, nan, nan with { Item2 = 1 }]);
+
+        var failures = plan.Select(_ => CreateTestProbe()).ToArray();
+        var shards = plan.Select((p, k) =>
+        {
+            Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(p, initial, Sgd(), 1), failures[k].Ref)));
+            return failures[k].ExpectMsg<IActorRef>();
+        }).ToArray();
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        var coordinator = CreateTestProbe();
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, 2));
+        foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [2, 2], 0, shards));
+        foreach (var worker in workers) Assert.All(worker.ReceiveN(2).Cast<ShardWeights>(), r => Assert.Equal(-1, r.Round));
+        void Send(int k, (int Round, int Worker, int Samples, double LossSum, float[] Report) r) =>
+            shards[k].Tell(new GradientComputed(1, r.Round, r.Round, r.Worker, r.Samples, r.LossSum, r.Report[plan[k].Start..plan[k].End]), workers[r.Worker].Ref);
+        if (lostMidRound)
+        {
+            Send(0, huge);
+            foreach (var k in new[] { 0, 1 }) Send(k, first);
+            Assert.Equal((0, 0, 1L), workers[0].ExpectMsg<ShardWeights>() is var early ? (early.Shard, early.Stamp, early.Version) : default);
+            arbiter.Tell(new WorkerLost(1), coordinator.Ref);
+            Assert.Equal(new LossDecision(1, 0, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
+            Assert.All(workers[0].ReceiveN(2).Cast<ShardWeights>(), r => Assert.Equal((0, 1, 1L), (r.Round, r.Stamp, r.Version)));
+            foreach (var k in new[] { 0, 1 }) Send(k, nan);
+        }
+        else
+        {
+            foreach (var k in new[] { 0, 1 }) { Send(k, huge); Send(k, first); }
+            foreach (var worker in workers) Assert.All(worker.ReceiveN(2).Cast<ShardWeights>(), r => Assert.Equal((0, 0, 1L), (r.Round, r.Stamp, r.Version)));
+            foreach (var k in new[] { 0, 1 }) { Send(k, nan); Send(k, nan with { Item2 = 1 }); }
+        }
+        for (var k = 0; k < 2; k++) AssertSameDivergence(expected, failures[k].ExpectMsg<TrainingDivergedException>(), plan[k]);
+        Assert.EndsWith(lostMidRound
+            ? "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization."
+            : "and the input normalization, then Optimizer:LearningRate and Optimizer:GradientClipNorm.", expected.Message);
+        if (!lostMidRound) Assert.Contains(FormattableString.Invariant($"The first step's loss was already {(1e12 + 3) / 37:G3}"), expected.Message);
+        Sys.Stop(arbiter);
+    }
+
     [Fact]
     public void A_link_refuses_a_short_report_and_a_result_of_another_cut_naming_the_fix()
     {

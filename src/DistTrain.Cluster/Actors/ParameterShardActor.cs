@@ -157,7 +157,8 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 /// <remarks>
 /// <para>Workers send <see cref="GradientComputed"/> whose gradient is their slice <c>[Start, End)</c> of the report
 /// (<see cref="ShardedReplicaLink.Split"/>): the slice of the trainable gradient and, to the last shard, of the running
-/// statistics. When the ledger closes a round, the shard keeps its slice of the weights, optimizer state and step count,
+/// statistics. When the ledger closes a round, the shard keeps its slice of the weights, optimizer state and step count
+/// (and the run's first step's loss, which a divergence's advice quotes),
 /// steps with <see cref="ServerModel"/> as one synchronous server does (the sample-weighted average in worker order, one
 /// optimizer step, the running statistics merged) and sends every live worker its slice of the result
 /// (<see cref="ShardWeights"/>). A redo puts the kept inputs back and steps on the remaining reports.</para>
@@ -183,6 +184,7 @@ public sealed class ParameterShardActor : ReceiveActor
     private readonly float[][] _heldState;
     private long _heldStepCount;
     private long _heldVersion;
+    private double? _heldFirstStepLoss; // the first step's loss before the kept step: a redone first step sets it anew
     private ShardRoundLedger<GradientComputed>? _ledger;
     private EpochPart? _part;
     private IActorRef[] _workers = [];
@@ -335,6 +337,7 @@ public sealed class ParameterShardActor : ReceiveActor
         for (var b = 0; b < state.Count; b++) state[b].Values.CopyTo(_heldState[b], 0);
         _heldStepCount = _model.Optimizer.StepCount;
         _heldVersion = _model.Version;
+        _heldFirstStepLoss = _firstStepLoss;
     }
 
     private void RestoreInputs()
@@ -346,6 +349,7 @@ public sealed class ParameterShardActor : ReceiveActor
         for (var b = 0; b < state.Count; b++) _heldState[b].CopyTo(state[b].Values, 0);
         _model.Optimizer.StepCount = _heldStepCount;
         _model.Version = _heldVersion;
+        _firstStepLoss = _heldFirstStepLoss;
     }
 
     private void Step(LedgerAction<GradientComputed> action)
@@ -423,7 +427,8 @@ public sealed class ParameterShardActor : ReceiveActor
         _model.Version++;
         if (_firstStepLoss is null)
         {
-            // Once the run's first step is applied, as one parameter server sets it (its AfterStep).
+            // Once the run's first step is applied, as one parameter server sets it (its AfterStep); a redo of that step
+            // puts the kept null back first, so it is the step as decided, without a dropped slice's loss.
             var (lossSum, samples) = (0.0, 0);
             foreach (var (_, report) in action.Reports) (lossSum, samples) = (lossSum + report.LossSum, samples + report.SampleCount);
             _firstStepLoss = lossSum / samples;
