@@ -626,6 +626,37 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         Assert.Equal([link.Plan[0].Length, link.Plan[1].Length], slices.Select(x => x.Length));
     }
 
+    /// <summary>
+    /// The K results of one round and stamp carry one version (every shard steps once per round). Results that do not are
+    /// of shards out of step: the link refuses to put them together, naming every shard's version, and keeps the weights
+    /// it had; a result of the right version then completes the round.
+    /// </summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void A_link_refuses_to_put_together_results_of_one_round_and_stamp_at_different_versions(int shards)
+    {
+        var initial = Replica.Initial();
+        var link = new ShardedReplicaLink(initial, [.. Enumerable.Repeat(ActorRefs.Nobody, shards)]);
+        ShardWeights Result(int shard, long version, float value) =>
+            new(shard, 1, 2, 1, version, Enumerable.Repeat(value, link.Plan[shard].Length).ToArray());
+        Assert.False(link.Offer(Result(0, 0, 0))); // round -1 is awaited: a result of round 2 is ignored
+        // Put together the starting weights, then await round 2 (as after sending round 2's slices).
+        for (var k = 0; k < shards; k++) Assert.Equal(k == shards - 1, link.Offer(new ShardWeights(k, 1, -1, 0, 4, link.Plan[k].Slice(initial).Values)));
+        link.Send(1, 2, 4, 0, 10, 1, new float[initial.Layout.WorkerReportLength], ActorRefs.Nobody);
+        var before = (float[])link.Weights.Clone();
+        for (var k = 0; k < shards - 1; k++) Assert.False(link.Offer(Result(k, 5, k + 1)));
+        var error = Assert.Throws<InvalidOperationException>(() => link.Offer(Result(shards - 1, 6, shards)));
+        var versions = string.Join(", ", Enumerable.Range(0, shards).Select(k => $"shard {k}: version {(k == shards - 1 ? 6 : 5)}"));
+        Assert.StartsWith($"The shards' results of epoch 1 round 2 stamp 1 carry different versions ({versions}): the shards are out of step", error.Message);
+        Assert.Equal(before, link.Weights);
+        Assert.Equal((2, 4L, 0), (link.AwaitedRound, link.Version, link.Stamp));
+        // The last shard's result of the same version completes the round.
+        Assert.True(link.Offer(Result(shards - 1, 5, shards)));
+        Assert.Equal((3, 5L, 1), (link.AwaitedRound, link.Version, link.Stamp));
+        for (var k = 0; k < shards; k++) Assert.All(link.Weights.AsSpan(link.Plan[k].Start, link.Plan[k].Length).ToArray(), w => Assert.Equal(k + 1, w));
+    }
+
     [Fact]
     public void The_arbiter_refuses_a_worker_outside_the_slots_and_decides_each_lost_worker_once()
     {
