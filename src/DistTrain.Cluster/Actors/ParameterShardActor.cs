@@ -11,18 +11,39 @@ namespace DistTrain.Cluster.Actors;
 /// <summary>
 /// Starts a part of an epoch at a <see cref="ParameterShardActor"/>: the workers whose slices it takes, their rounds, and
 /// the other shards it exchanges gradient norms with. The shard answers by sending every worker its slice of the current
-/// weights as round -1 (<see cref="ShardWeights"/>), the weights round 0 is computed on. In process only for now.
+/// weights as round -1 (<see cref="ShardWeights"/>), the weights round 0 is computed on. Crosses nodes as MessagePack,
+/// its actors as their paths (with the node's address under remoting); decoding refuses a field out of its range.
 /// </summary>
 /// <param name="Epoch">1-based epoch; the workers' slices must carry it.</param>
-/// <param name="Workers">By worker slot: the worker's actor, the only sender whose slices the slot takes and a receiver
-/// of every result; <see cref="ActorRefs.Nobody"/> for an empty slot.</param>
-/// <param name="RoundsPerWorker">By worker slot: rounds (minibatches) the worker has in the part, 0 for an empty slot.
-/// Rounds count from 0 at the part's start.</param>
-/// <param name="StepsPerEpoch">Steps of the whole epoch as planned (the learning-rate schedule's unit); 0: the most rounds of any worker.</param>
-/// <param name="Shards">Every shard of the run, by shard index (this one included): with Optimizer:GradientClipNorm each
-/// sends them its part of the gradient's squared norm.</param>
-public sealed record ShardPartStart(int Epoch, IActorRef[] Workers, int[] RoundsPerWorker, int StepsPerEpoch, IActorRef[] Shards)
-    : INoSerializationVerificationNeeded;
+/// <param name="Workers">By worker slot, 1 to <see cref="UpdatePolicy.MaxWorkers"/> slots: the worker's actor, the only sender
+/// whose slices the slot takes and a receiver of every result; <see cref="ActorRefs.Nobody"/> for an empty slot.</param>
+/// <param name="RoundsPerWorker">By worker slot, one per entry of <paramref name="Workers"/>: rounds (minibatches) the worker
+/// has in the part, from 0; 0 for an empty slot. Rounds count from 0 at the part's start.</param>
+/// <param name="StepsPerEpoch">Steps of the whole epoch as planned (the learning-rate schedule's unit), from 0; 0: the most rounds of any worker.</param>
+/// <param name="Shards">Every shard of the run, by shard index (this one included), 1 to <see cref="ParameterShards.MaxShards"/>:
+/// with Optimizer:GradientClipNorm each sends them its part of the gradient's squared norm, and takes a part only from the
+/// actor at the index the part names.</param>
+[MessagePackObject]
+public sealed record ShardPartStart(
+    [property: Key(0)] int Epoch,
+    [property: Key(1)] IActorRef[] Workers,
+    [property: Key(2)] int[] RoundsPerWorker,
+    [property: Key(3)] int StepsPerEpoch,
+    [property: Key(4)] IActorRef[] Shards) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange()
+    {
+        if (ShardWire.AtLeast(nameof(Epoch), Epoch, 1) is { } epoch) return epoch;
+        if (Workers.Length is 0 or > UpdatePolicy.MaxWorkers) return $"Workers holds {Workers.Length} worker slots, outside 1 to {UpdatePolicy.MaxWorkers}";
+        if (RoundsPerWorker.Length != Workers.Length)
+            return $"RoundsPerWorker holds {RoundsPerWorker.Length} round counts for {Workers.Length} worker slots; it needs one per slot";
+        for (var i = 0; i < RoundsPerWorker.Length; i++)
+            if (ShardWire.AtLeast($"RoundsPerWorker[{i}]", RoundsPerWorker[i], 0) is { } rounds) return rounds;
+        if (ShardWire.AtLeast(nameof(StepsPerEpoch), StepsPerEpoch, 0) is { } steps) return steps;
+        return Shards.Length is 0 or > ParameterShards.MaxShards ? $"Shards holds {Shards.Length} shards, outside 1 to {ParameterShards.MaxShards}" : null;
+    }
+}
 
 /// <summary>
 /// One shard's slice of the weights after a round, to every worker (<see cref="ParameterShardActor"/>). A worker takes a
@@ -96,6 +117,9 @@ internal static class ShardWire
     /// <summary>A worker slot outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</summary>
     public static string? Worker(int worker) => Within(nameof(Worker), worker, 0, UpdatePolicy.MaxWorkers - 1);
 
+    /// <summary>A loss decision's worker slot outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, or its round below 0.</summary>
+    public static string? Decision(LossDecision decision) => Worker(decision.Worker) ?? AtLeast(nameof(decision.Round), decision.Round, 0);
+
     /// <summary>A stamp outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> (one per lost worker of a part).</summary>
     public static string? Stamp(int stamp) => Within(nameof(Stamp), stamp, 0, UpdatePolicy.MaxWorkers);
 }
@@ -125,7 +149,7 @@ public sealed record ShardLossAnswer([property: Key(0)] int Shard, [property: Ke
 public sealed record ShardLossDecision([property: Key(0)] LossDecision Decision) : IRangeCheckedMessage
 {
     /// <inheritdoc />
-    public string? OutOfRange() => ShardWire.Worker(Decision.Worker) ?? ShardWire.AtLeast(nameof(Decision.Round), Decision.Round, 0);
+    public string? OutOfRange() => ShardWire.Decision(Decision);
 }
 
 /// <summary>
