@@ -66,6 +66,8 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(ShardLossAnswer) => new ShardLossAnswer(2, new LossAnswer(5, 41, HasOpen: true)),
             nameof(ShardLossDecision) => new ShardLossDecision(new LossDecision(5, 41, Keep: true)),
             nameof(ShardNormShare) => new ShardNormShare(2, 41, 1, 0.012345678901234567),
+            nameof(ShardPartStart) => new ShardPartStart(3, [probe, TestActor], [7, 6], 12, [TestActor, probe]),
+            nameof(ShardLossDecided) => new ShardLossDecided(new LossDecision(5, 41, Keep: true)),
             _ => null,
         };
         Assert.True(sample is not null, $"{type.Name} is an IDistTrainMessage without a sample here: add one, with every property set.");

@@ -370,6 +370,58 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         Assert.Equal((1, 0, 2L), (worker.ExpectMsg<ShardWeights>() is var next ? (next.Round, next.Stamp, next.Version) : default));
     }
 
+    /// <summary>
+    /// With clipping, a part of the gradient's norm counts only from the shard of this run whose index it claims, as a
+    /// slice counts only from its slot's worker: one from another actor, one from a shard claiming another's index, one of
+    /// a shard index outside the run, and one before any part started are refused with the reason, and the step waits for
+    /// the real part and equals the step of a shard that never saw them, bit for bit.
+    /// </summary>
+    [Fact]
+    public void With_clipping_a_norm_part_from_another_actor_than_the_shard_it_names_is_refused_and_the_step_waits_for_the_real_one()
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var slice = Enumerable.Range(0, plan[0].Length).Select(i => MathF.Sin(i) * 0.1f).ToArray();
+        const double otherPart = 0.75; // shard 1's part of the squared norm: the global norm is above the clip norm of 0.05
+
+        float[] Step(bool intruders)
+        {
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(clip: 0.05), totalEpochs: 1));
+            var other = CreateTestProbe(); // shard 1
+            var worker = CreateTestProbe();
+            var intruder = CreateTestProbe();
+            if (intruders)
+                EventFilter.Warning(contains: "a norm part claiming shard 1 of round 0 stamp 0 is not used: no part has started").ExpectOne(() =>
+                    other.Send(shard, new ShardNormShare(1, 0, 0, otherPart)));
+            shard.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [shard, other.Ref]));
+            worker.ExpectMsg<ShardWeights>();
+            worker.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, slice));
+            var own = other.ExpectMsg<ShardNormShare>();
+            Assert.Equal((0, 0, 0), (own.Shard, own.Round, own.Stamp));
+            Assert.True(own.SquaredNorm > 0);
+            if (intruders)
+            {
+                EventFilter.Warning(contains: $"a norm part claiming shard 1 of round 0 stamp 0 is not used: it came from {intruder.Ref.Path}, " +
+                    $"not from shard 1's actor {other.Ref.Path}").ExpectOne(() => intruder.Send(shard, new ShardNormShare(1, 0, 0, 1e6)));
+                EventFilter.Warning(contains: $"a norm part claiming shard 0 of round 0 stamp 0 is not used: it came from {other.Ref.Path}, " +
+                    $"not from shard 0's actor {shard.Path}").ExpectOne(() => other.Send(shard, new ShardNormShare(0, 0, 0, 1e6)));
+                EventFilter.Warning(contains: "a norm part claiming shard 2 of round 0 stamp 0 is not used: shard 2 is not one of this run's shards (0 to 1)")
+                    .ExpectOne(() => other.Send(shard, new ShardNormShare(2, 0, 0, 1e6)));
+                worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no step on a forged part
+            }
+            other.Send(shard, new ShardNormShare(1, 0, 0, otherPart));
+            var result = worker.ExpectMsg<ShardWeights>();
+            Assert.Equal((0, 0, 1L), (result.Round, result.Stamp, result.Version));
+            Sys.Stop(shard);
+            return result.Weights;
+        }
+
+        var clean = Step(intruders: false);
+        var refused = Step(intruders: true);
+        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        Assert.NotEqual(initial.Values.AsSpan(0, plan[0].Length).ToArray(), clean); // the step moved the weights
+    }
+
     /// <summary>Parent of one shard: tells the test its child, and every exception the child fails with (then stops it).</summary>
     private sealed class Catching : ReceiveActor
     {
@@ -389,43 +441,170 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     }
 
     /// <summary>
-    /// A round whose averaged gradient is not finite (a NaN in worker 0's slice of round 1), or whose loss is not: the shard
-    /// stops with what one parameter server gives, its slice of the last good weights included. They are the newest it sent
-    /// before the version the round was computed on (the start, version 0, for a failure in round 1), or that version's own
-    /// when none is older (a failure in round 0), and the message names the step, the worker and the tensor.
+    /// One <see cref="ParameterServer"/> (<see cref="Sgd"/>) under a parent that reports its failure, fed whole reports round by
+    /// round in the order given: after every round but the last each live worker gets its weights, and at the last the server
+    /// must stop. <paramref name="lost"/> is told before the reports of its round. Returns the exception it stops with.
+    /// </summary>
+    private TrainingDivergedException ServerStops(int workers, int rounds, (int Round, int Worker, int Samples, double LossSum, float[] Report)[] reports,
+        (int Worker, int Round)? lost = null)
+    {
+        var failures = CreateTestProbe();
+        Sys.ActorOf(Props.Create(() => new Catching(ParameterServer.Props(Replica.Initial(), Sgd(), 1), failures.Ref)));
+        var server = failures.ExpectMsg<IActorRef>();
+        var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
+        var coordinator = CreateTestProbe();
+        server.Tell(new StartEpoch(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => rounds)]), coordinator.Ref);
+        var alive = Enumerable.Repeat(true, workers).ToArray();
+        var versions = new long[workers];
+        var replyTo = new IActorRef[workers];
+        void Receive()
+        {
+            for (var w = 0; w < workers; w++)
+                if (alive[w])
+                {
+                    versions[w] = probes[w].ExpectMsg<WeightsUpdated>().Version;
+                    replyTo[w] = probes[w].LastSender;
+                }
+        }
+        Receive();
+        var last = reports.Max(r => r.Round);
+        foreach (var round in reports.Select(r => r.Round).Distinct().Order())
+        {
+            if (lost is { } gone && gone.Round == round)
+            {
+                server.Tell(new WorkerLost(gone.Worker), coordinator.Ref);
+                alive[gone.Worker] = false;
+            }
+            foreach (var r in reports.Where(r => r.Round == round))
+                probes[r.Worker].Send(replyTo[r.Worker], new GradientComputed(1, round, versions[r.Worker], r.Worker, r.Samples, r.LossSum, r.Report));
+            if (round < last) Receive();
+        }
+        var diverged = failures.ExpectMsg<TrainingDivergedException>();
+        foreach (var probe in probes) probe.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // no weights of the failed round
+        return diverged;
+    }
+
+    /// <summary>
+    /// A shard's divergence is one parameter server's over the same reports: the same message after the shard's index, the
+    /// same epoch, step, version and judgement of the last good weights' loss, and its slice of the same last good weights.
+    /// </summary>
+    private static void AssertSameDivergence(TrainingDivergedException server, TrainingDivergedException shard, ParameterShard slice)
+    {
+        Assert.Equal($"Shard {slice.Index}: {server.Message}", shard.Message);
+        Assert.Equal((server.Epoch, server.Step, server.LastGoodVersion, server.LossFinite), (shard.Epoch, shard.Step, shard.LastGoodVersion, shard.LossFinite));
+        Assert.Equal(server.LastGoodWeights.AsSpan(slice.Start, slice.Length).ToArray(), shard.LastGoodWeights);
+    }
+
+    /// <summary>A whole report of <paramref name="value"/> everywhere (trainable gradients and running statistics).</summary>
+    private static float[] Whole(float value) => Enumerable.Repeat(value, Replica.Initial().Layout.WorkerReportLength).ToArray();
+
+    /// <summary>
+    /// A round whose averaged gradient is not finite (a NaN in worker 0's report), or whose loss is not, in round 0 or round
+    /// 1: the shard stops with what one parameter server gives over the same reports (<see cref="UpdatePolicy.Divergence"/>),
+    /// its slice of the last good weights included. They are the newest it sent before the version the round was computed on
+    /// (the start, version 0, for a failure in round 1), or that version's own when none is older (a failure in round 0);
+    /// a non-finite loss in round 0 was computed on the starting weights themselves, so they are not known to be good
+    /// (<see cref="TrainingDivergedException.LossFinite"/> false) and the advice is Model:Initializer's.
     /// </summary>
     [Theory]
     [InlineData(1, false)]
     [InlineData(0, false)]
     [InlineData(1, true)]
+    [InlineData(0, true)]
     public void A_diverged_round_stops_the_shard_with_its_slice_of_the_last_good_weights(int failingRound, bool badLoss)
     {
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, 2);
+        var report = Whole(0.5f);
+        var bad = (float[])report.Clone();
+        if (!badLoss) bad[5] = float.NaN;
+        var reports = Enumerable.Range(0, failingRound).Select(round => (round, 0, 10, 1.0, report))
+            .Append((failingRound, 0, 10, badLoss ? double.NaN : 1, bad)).ToArray();
+        var expected = ServerStops(workers: 1, rounds: 3, reports);
+
         var worker = CreateTestProbe();
         Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(plan[0], initial, Sgd(), 1), TestActor)));
         var shard = ExpectMsg<IActorRef>();
         shard.Tell(new ShardPartStart(1, [worker.Ref], [3], 0, [shard, ActorRefs.Nobody]));
         var start = worker.ExpectMsg<ShardWeights>();
-        var slice = Enumerable.Repeat(0.5f, plan[0].Length).ToArray();
-        for (var round = 0; round < failingRound; round++)
+        foreach (var (round, _, samples, lossSum, whole) in reports)
         {
-            worker.Send(shard, new GradientComputed(1, round, round, 0, 10, 1, slice));
-            worker.ExpectMsg<ShardWeights>();
+            worker.Send(shard, new GradientComputed(1, round, round, 0, samples, lossSum, whole[plan[0].Start..plan[0].End]));
+            if (round < failingRound) worker.ExpectMsg<ShardWeights>();
         }
-        var bad = (float[])slice.Clone();
-        if (!badLoss) bad[5] = float.NaN;
-        worker.Send(shard, new GradientComputed(1, failingRound, failingRound, 0, 10, badLoss ? double.NaN : 1, bad));
         var diverged = ExpectMsg<TrainingDivergedException>();
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no result of the failed round
+        AssertSameDivergence(expected, diverged, plan[0]);
         Assert.Equal(start.Weights, diverged.LastGoodWeights);
         Assert.Equal(0L, diverged.LastGoodVersion);
         Assert.Equal((1, failingRound + 1), (diverged.Epoch, diverged.Step));
-        Assert.True(diverged.LossFinite, "the start's weights (version 0) are good: either older, or the failed round's loss on them was finite");
+        Assert.Equal(failingRound > 0 || !badLoss, diverged.LossFinite);
         Assert.StartsWith($"Shard 0: Training diverged at epoch 1, step {failingRound + 1} (weights version {failingRound}): " +
             (badLoss ? "a NaN or infinite loss" : "a NaN or infinite averaged gradient or BatchNorm running statistic"), diverged.Message);
         Assert.Contains(badLoss ? "Workers affected: 0 (loss NaN)" : "Workers affected: 0 (loss 0.1)", diverged.Message);
-        if (!badLoss) Assert.Contains("First tensor with a non-finite gradient: 0.weight", diverged.Message);
-        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no result of the failed round
+        Assert.Contains(badLoss ? "First tensor with a non-finite gradient: none (the loss overflowed first)" : "First tensor with a non-finite gradient: 0.weight",
+            diverged.Message);
+        if (failingRound == 0 && badLoss)
+            Assert.EndsWith("It was computed on the starting weights, before any update, so the learning rate is not the cause: check Model:Initializer " +
+                "(weights that start too large overflow, as a large Constant does) and the input normalization.", diverged.Message);
+    }
+
+    /// <summary>
+    /// The first step's loss, which the advice of a later divergence quotes when it is astronomical, is that of the first
+    /// step as applied, as one parameter server sets it: worker 1's loss of 1e12 over its 27 samples makes the first step's
+    /// mean loss 2.7e10 when the step keeps it. When worker 1 is lost after writing its slice of round 0 to shard 0 only,
+    /// shard 0 steps with it, then redoes the step without it (the decision drops the slice): the first step applied is
+    /// worker 0's alone, of mean loss 0.3, as one server's that never got worker 1's report, and round 1's NaN loss gives the
+    /// learning-rate advice, not Model:Initializer's.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_first_steps_loss_in_a_divergences_advice_is_that_of_the_first_step_as_applied(bool lostMidRound)
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var report = Whole(0.5f);
+        (int, int, int, double, float[]) first = (0, 0, 10, 3.0, report), huge = (0, 1, 27, 1e12, report), nan = (1, 0, 10, double.NaN, report);
+        var expected = lostMidRound
+            ? ServerStops(workers: 2, rounds: 2, [first, nan], lost: (1, 0))
+            : ServerStops(workers: 2, rounds: 2, [huge, first, nan, nan with { Item2 = 1 }]);
+
+        var failures = plan.Select(_ => CreateTestProbe()).ToArray();
+        var shards = plan.Select((p, k) =>
+        {
+            Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(p, initial, Sgd(), 1), failures[k].Ref)));
+            return failures[k].ExpectMsg<IActorRef>();
+        }).ToArray();
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        var coordinator = CreateTestProbe();
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, 2));
+        foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [2, 2], 0, shards));
+        foreach (var worker in workers) Assert.All(worker.ReceiveN(2).Cast<ShardWeights>(), r => Assert.Equal(-1, r.Round));
+        void Send(int k, (int Round, int Worker, int Samples, double LossSum, float[] Report) r) =>
+            shards[k].Tell(new GradientComputed(1, r.Round, r.Round, r.Worker, r.Samples, r.LossSum, r.Report[plan[k].Start..plan[k].End]), workers[r.Worker].Ref);
+        if (lostMidRound)
+        {
+            Send(0, huge);
+            foreach (var k in new[] { 0, 1 }) Send(k, first);
+            Assert.Equal((0, 0, 1L), workers[0].ExpectMsg<ShardWeights>() is var early ? (early.Shard, early.Stamp, early.Version) : default);
+            arbiter.Tell(new WorkerLost(1), coordinator.Ref);
+            Assert.Equal(new LossDecision(1, 0, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
+            Assert.All(workers[0].ReceiveN(2).Cast<ShardWeights>(), r => Assert.Equal((0, 1, 1L), (r.Round, r.Stamp, r.Version)));
+            foreach (var k in new[] { 0, 1 }) Send(k, nan);
+        }
+        else
+        {
+            foreach (var k in new[] { 0, 1 }) { Send(k, huge); Send(k, first); }
+            foreach (var worker in workers) Assert.All(worker.ReceiveN(2).Cast<ShardWeights>(), r => Assert.Equal((0, 0, 1L), (r.Round, r.Stamp, r.Version)));
+            foreach (var k in new[] { 0, 1 }) { Send(k, nan); Send(k, nan with { Item2 = 1 }); }
+        }
+        for (var k = 0; k < 2; k++) AssertSameDivergence(expected, failures[k].ExpectMsg<TrainingDivergedException>(), plan[k]);
+        Assert.EndsWith(lostMidRound
+            ? "Lower Optimizer:LearningRate, set Optimizer:GradientClipNorm, or check the input normalization."
+            : "and the input normalization, then Optimizer:LearningRate and Optimizer:GradientClipNorm.", expected.Message);
+        if (!lostMidRound) Assert.Contains(FormattableString.Invariant($"The first step's loss was already {(1e12 + 3) / 37:G3}"), expected.Message);
+        Sys.Stop(arbiter);
     }
 
     [Fact]
@@ -445,6 +624,37 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var slices = link.Split(report);
         Assert.Equal(report, slices.SelectMany(x => x));
         Assert.Equal([link.Plan[0].Length, link.Plan[1].Length], slices.Select(x => x.Length));
+    }
+
+    /// <summary>
+    /// The K results of one round and stamp carry one version (every shard steps once per round). Results that do not are
+    /// of shards out of step: the link refuses to put them together, naming every shard's version, and keeps the weights
+    /// it had; a result of the right version then completes the round.
+    /// </summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void A_link_refuses_to_put_together_results_of_one_round_and_stamp_at_different_versions(int shards)
+    {
+        var initial = Replica.Initial();
+        var link = new ShardedReplicaLink(initial, [.. Enumerable.Repeat(ActorRefs.Nobody, shards)]);
+        ShardWeights Result(int shard, long version, float value) =>
+            new(shard, 1, 2, 1, version, Enumerable.Repeat(value, link.Plan[shard].Length).ToArray());
+        Assert.False(link.Offer(Result(0, 0, 0))); // round -1 is awaited: a result of round 2 is ignored
+        // Put together the starting weights, then await round 2 (as after sending round 2's slices).
+        for (var k = 0; k < shards; k++) Assert.Equal(k == shards - 1, link.Offer(new ShardWeights(k, 1, -1, 0, 4, link.Plan[k].Slice(initial).Values)));
+        link.Send(1, 2, 4, 0, 10, 1, new float[initial.Layout.WorkerReportLength], ActorRefs.Nobody);
+        var before = (float[])link.Weights.Clone();
+        for (var k = 0; k < shards - 1; k++) Assert.False(link.Offer(Result(k, 5, k + 1)));
+        var error = Assert.Throws<InvalidOperationException>(() => link.Offer(Result(shards - 1, 6, shards)));
+        var versions = string.Join(", ", Enumerable.Range(0, shards).Select(k => $"shard {k}: version {(k == shards - 1 ? 6 : 5)}"));
+        Assert.StartsWith($"The shards' results of epoch 1 round 2 stamp 1 carry different versions ({versions}): the shards are out of step", error.Message);
+        Assert.Equal(before, link.Weights);
+        Assert.Equal((2, 4L, 0), (link.AwaitedRound, link.Version, link.Stamp));
+        // The last shard's result of the same version completes the round.
+        Assert.True(link.Offer(Result(shards - 1, 5, shards)));
+        Assert.Equal((3, 5L, 1), (link.AwaitedRound, link.Version, link.Stamp));
+        for (var k = 0; k < shards; k++) Assert.All(link.Weights.AsSpan(link.Plan[k].Start, link.Plan[k].Length).ToArray(), w => Assert.Equal(k + 1, w));
     }
 
     [Fact]

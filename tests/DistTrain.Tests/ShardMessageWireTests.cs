@@ -15,8 +15,9 @@ using SerializationException = System.Runtime.Serialization.SerializationExcepti
 namespace DistTrain.Tests;
 
 /// <summary>
-/// The wire format of the messages shards that run on their own exchange across nodes (<see cref="ShardLossQuery"/>,
-/// <see cref="ShardLossAnswer"/>, <see cref="ShardLossDecision"/>, <see cref="ShardNormShare"/>, and
+/// The wire format of the messages shards that run on their own exchange across nodes (<see cref="ShardPartStart"/>,
+/// <see cref="ShardLossQuery"/>, <see cref="ShardLossAnswer"/>, <see cref="ShardLossDecision"/>, <see cref="ShardLossDecided"/>,
+/// <see cref="ShardNormShare"/>, and
 /// <see cref="ShardWeightsHeader"/>, <see cref="ShardWeights"/> without its slice): through the project's Akka serializer and
 /// back with real values, and bad bytes (truncated, of another type, out of range) refused with a
 /// <see cref="SerializationException"/> that names the message and the problem.
@@ -55,6 +56,32 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         Assert.Equal([0, 1], answers.Select(a => a.Shard));
         var decision = RoundTrip(new ShardLossDecision(LossDecision.From([.. answers.Select(a => a.Answer)])));
         Assert.Equal(new LossDecision(2, 0, Keep: false), decision.Decision);
+        // The same decision, as the arbiter tells it to the loss's reporter.
+        Assert.Equal(new LossDecision(2, 0, Keep: false), RoundTrip(new ShardLossDecided(decision.Decision)).Decision);
+    }
+
+    /// <summary>
+    /// A part's start as the coordinator would send it to a shard on another node: the workers' and shards' actors, an empty
+    /// slot (<see cref="ActorRefs.Nobody"/>, as an empty slot and an absent shard are named), the rounds and the epoch's
+    /// planned steps come back as they were, and the actors resolve to the same actors.
+    /// </summary>
+    [Fact]
+    public void A_part_start_round_trips_with_its_actors_and_an_empty_slot()
+    {
+        var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+        var shard = CreateTestProbe();
+        var start = new ShardPartStart(3, [workers[0].Ref, ActorRefs.Nobody, workers[1].Ref], [5, 0, 4], 11, [shard.Ref, ActorRefs.Nobody]);
+        var back = RoundTrip(start);
+        Assert.Equal((3, 11), (back.Epoch, back.StepsPerEpoch));
+        Assert.Equal([5, 0, 4], back.RoundsPerWorker);
+        Assert.Equal(workers[0].Ref, back.Workers[0]);
+        Assert.True(back.Workers[1].IsNobody(), $"the empty slot came back as {back.Workers[1]}");
+        Assert.Equal(workers[1].Ref, back.Workers[2]);
+        Assert.Equal(shard.Ref, back.Shards[0]);
+        Assert.True(back.Shards[1].IsNobody(), $"the absent shard came back as {back.Shards[1]}");
+        // The refs are the actors: a message told to one reaches it.
+        back.Workers[2].Tell("hello");
+        workers[1].ExpectMsg("hello");
     }
 
     [Fact]
@@ -96,7 +123,8 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         object[] messages =
         [
             new ShardLossQuery(7), new ShardLossAnswer(1, new LossAnswer(7, 12, true)), new ShardLossDecision(new LossDecision(7, 12, false)),
-            new ShardNormShare(1, 12, 0, 0.25), new ShardWeightsHeader(1, 2, 12, 0, 13, 4096),
+            new ShardNormShare(1, 12, 0, 0.25), new ShardWeightsHeader(1, 2, 12, 0, 13, 4096), new ShardLossDecided(new LossDecision(7, 12, true)),
+            new ShardPartStart(2, [TestActor, ActorRefs.Nobody], [12, 0], 12, [TestActor]),
         ];
         foreach (var message in messages)
         {
@@ -116,6 +144,11 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         var query = Serializer.ToBinary(new ShardLossQuery(3));
         Assert.Contains("has 1 fields; the type needs at least 4", Refuse(query, nameof(ShardNormShare)).Message);
         Assert.Contains("has 1 fields; the type needs at least 6", Refuse(query, nameof(ShardWeightsHeader)).Message);
+        Assert.Contains("has 1 fields; the type needs at least 5", Refuse(query, nameof(ShardPartStart)).Message);
+        // A ShardLossQuery's worker slot where a ShardLossDecided's decision (an array) belongs.
+        Assert.Contains("could not be decoded", Refuse(query, nameof(ShardLossDecided)).Message);
+        // A ShardWeightsHeader read as a ShardPartStart: a number where the workers' actors (an array) belong.
+        Assert.Contains("could not be decoded", Refuse(Serializer.ToBinary(new ShardWeightsHeader(1, 2, 12, 0, 13, 4096)), nameof(ShardPartStart)).Message);
         // A ShardNormShare read as a ShardLossAnswer: its second field, the round, is where the answer (an array) belongs.
         var share = Serializer.ToBinary(new ShardNormShare(1, 12, 0, 0.25));
         Assert.Contains("could not be decoded", Refuse(share, nameof(ShardLossAnswer)).Message);
@@ -144,7 +177,22 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardWeightsHeader), Bytes(0, 1, 0, 0, -1L, 10), "Version -1 is below 0" },
         { nameof(ShardWeightsHeader), Bytes(0, 1, 0, 0, 1L, 0), "Length 0 is outside 1 to 268435455" },
         { nameof(ShardWeightsHeader), Bytes(0, 1, 0, 0, 1L, 1 << 28), "Length 268435456 is outside 1 to 268435455" },
+        { nameof(ShardLossDecided), Bytes((object)new object[] { 256, 3, false }), "Worker 256 is outside 0 to 255" },
+        { nameof(ShardLossDecided), Bytes((object)new object[] { 1, -1, true }), "Round -1 is below 0" },
+        { nameof(ShardPartStart), Part(0, 2, [3, 3], 0, 1), "Epoch 0 is below 1" },
+        { nameof(ShardPartStart), Part(1, 0, [], 0, 1), "Workers holds 0 worker slots, outside 1 to 256" },
+        { nameof(ShardPartStart), Part(1, 257, [.. Enumerable.Repeat(1, 257)], 0, 1), "Workers holds 257 worker slots, outside 1 to 256" },
+        { nameof(ShardPartStart), Part(1, 2, [3], 0, 1), "RoundsPerWorker holds 1 round counts for 2 worker slots; it needs one per slot" },
+        { nameof(ShardPartStart), Part(1, 2, [3, -1], 0, 1), "RoundsPerWorker[1] -1 is below 0" },
+        { nameof(ShardPartStart), Part(1, 2, [3, 3], -4, 1), "StepsPerEpoch -4 is below 0" },
+        { nameof(ShardPartStart), Part(1, 2, [3, 3], 0, 0), "Shards holds 0 shards, outside 1 to 16" },
+        { nameof(ShardPartStart), Part(1, 2, [3, 3], 0, 17), "Shards holds 17 shards, outside 1 to 16" },
     };
+
+    /// <summary>A ShardPartStart's bytes with <paramref name="workers"/> and <paramref name="shards"/> actors (a path each).</summary>
+    private static byte[] Part(int epoch, int workers, int[] rounds, int steps, int shards) =>
+        Bytes(epoch, Enumerable.Repeat<object>("akka://test/user/worker", workers).ToArray(), rounds, steps,
+            Enumerable.Repeat<object>("akka://test/user/shard", shards).ToArray());
 
     private static byte[] Bytes(params object[] fields) => MessagePackSerializer.Serialize(fields);
 
@@ -187,7 +235,8 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
     }
 
     /// <summary>
-    /// With serialize-messages on, every one of the shards' messages between the actors goes through the serializer (a message
+    /// With serialize-messages on, every one of the shards' messages between the actors goes through the serializer (the part's
+    /// start and the decision told to the reporter too; a message
     /// that does not round-trip is dropped with an error, and the round would never close): the weights are those of the
     /// same run without it, bit for bit, so the norms and the decision crossed unchanged.
     /// </summary>
@@ -215,5 +264,8 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         Assert.Equal(0, RoundTrip(new ShardLossQuery(0)).Worker);
         Assert.Equal(new ShardWeightsHeader(15, 1, -1, 256, 0, (1 << 28) - 1), RoundTrip(new ShardWeightsHeader(15, 1, -1, 256, 0, (1 << 28) - 1)));
         Assert.Equal(new LossDecision(255, 0, true), RoundTrip(new ShardLossDecision(new LossDecision(255, 0, true))).Decision);
+        Assert.Equal(new LossDecision(0, int.MaxValue, false), RoundTrip(new ShardLossDecided(new LossDecision(0, int.MaxValue, false))).Decision);
+        var widest = RoundTrip(new ShardPartStart(1, [.. Enumerable.Repeat(TestActor, 256)], [.. Enumerable.Repeat(0, 256)], 0, [.. Enumerable.Repeat(TestActor, 16)]));
+        Assert.Equal((256, 256, 16, 0), (widest.Workers.Length, widest.RoundsPerWorker.Length, widest.Shards.Length, widest.StepsPerEpoch));
     }
 }

@@ -11,18 +11,39 @@ namespace DistTrain.Cluster.Actors;
 /// <summary>
 /// Starts a part of an epoch at a <see cref="ParameterShardActor"/>: the workers whose slices it takes, their rounds, and
 /// the other shards it exchanges gradient norms with. The shard answers by sending every worker its slice of the current
-/// weights as round -1 (<see cref="ShardWeights"/>), the weights round 0 is computed on. In process only for now.
+/// weights as round -1 (<see cref="ShardWeights"/>), the weights round 0 is computed on. Crosses nodes as MessagePack,
+/// its actors as their paths (with the node's address under remoting); decoding refuses a field out of its range.
 /// </summary>
 /// <param name="Epoch">1-based epoch; the workers' slices must carry it.</param>
-/// <param name="Workers">By worker slot: the worker's actor, the only sender whose slices the slot takes and a receiver
-/// of every result; <see cref="ActorRefs.Nobody"/> for an empty slot.</param>
-/// <param name="RoundsPerWorker">By worker slot: rounds (minibatches) the worker has in the part, 0 for an empty slot.
-/// Rounds count from 0 at the part's start.</param>
-/// <param name="StepsPerEpoch">Steps of the whole epoch as planned (the learning-rate schedule's unit); 0: the most rounds of any worker.</param>
-/// <param name="Shards">Every shard of the run, by shard index (this one included): with Optimizer:GradientClipNorm each
-/// sends them its part of the gradient's squared norm.</param>
-public sealed record ShardPartStart(int Epoch, IActorRef[] Workers, int[] RoundsPerWorker, int StepsPerEpoch, IActorRef[] Shards)
-    : INoSerializationVerificationNeeded;
+/// <param name="Workers">By worker slot, 1 to <see cref="UpdatePolicy.MaxWorkers"/> slots: the worker's actor, the only sender
+/// whose slices the slot takes and a receiver of every result; <see cref="ActorRefs.Nobody"/> for an empty slot.</param>
+/// <param name="RoundsPerWorker">By worker slot, one per entry of <paramref name="Workers"/>: rounds (minibatches) the worker
+/// has in the part, from 0; 0 for an empty slot. Rounds count from 0 at the part's start.</param>
+/// <param name="StepsPerEpoch">Steps of the whole epoch as planned (the learning-rate schedule's unit), from 0; 0: the most rounds of any worker.</param>
+/// <param name="Shards">Every shard of the run, by shard index (this one included), 1 to <see cref="ParameterShards.MaxShards"/>:
+/// with Optimizer:GradientClipNorm each sends them its part of the gradient's squared norm, and takes a part only from the
+/// actor at the index the part names.</param>
+[MessagePackObject]
+public sealed record ShardPartStart(
+    [property: Key(0)] int Epoch,
+    [property: Key(1)] IActorRef[] Workers,
+    [property: Key(2)] int[] RoundsPerWorker,
+    [property: Key(3)] int StepsPerEpoch,
+    [property: Key(4)] IActorRef[] Shards) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange()
+    {
+        if (ShardWire.AtLeast(nameof(Epoch), Epoch, 1) is { } epoch) return epoch;
+        if (Workers.Length is 0 or > UpdatePolicy.MaxWorkers) return $"Workers holds {Workers.Length} worker slots, outside 1 to {UpdatePolicy.MaxWorkers}";
+        if (RoundsPerWorker.Length != Workers.Length)
+            return $"RoundsPerWorker holds {RoundsPerWorker.Length} round counts for {Workers.Length} worker slots; it needs one per slot";
+        for (var i = 0; i < RoundsPerWorker.Length; i++)
+            if (ShardWire.AtLeast($"RoundsPerWorker[{i}]", RoundsPerWorker[i], 0) is { } rounds) return rounds;
+        if (ShardWire.AtLeast(nameof(StepsPerEpoch), StepsPerEpoch, 0) is { } steps) return steps;
+        return Shards.Length is 0 or > ParameterShards.MaxShards ? $"Shards holds {Shards.Length} shards, outside 1 to {ParameterShards.MaxShards}" : null;
+    }
+}
 
 /// <summary>
 /// One shard's slice of the weights after a round, to every worker (<see cref="ParameterShardActor"/>). A worker takes a
@@ -96,6 +117,9 @@ internal static class ShardWire
     /// <summary>A worker slot outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</summary>
     public static string? Worker(int worker) => Within(nameof(Worker), worker, 0, UpdatePolicy.MaxWorkers - 1);
 
+    /// <summary>A loss decision's worker slot outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, or its round below 0.</summary>
+    public static string? Decision(LossDecision decision) => Worker(decision.Worker) ?? AtLeast(nameof(decision.Round), decision.Round, 0);
+
     /// <summary>A stamp outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> (one per lost worker of a part).</summary>
     public static string? Stamp(int stamp) => Within(nameof(Stamp), stamp, 0, UpdatePolicy.MaxWorkers);
 }
@@ -125,7 +149,7 @@ public sealed record ShardLossAnswer([property: Key(0)] int Shard, [property: Ke
 public sealed record ShardLossDecision([property: Key(0)] LossDecision Decision) : IRangeCheckedMessage
 {
     /// <inheritdoc />
-    public string? OutOfRange() => ShardWire.Worker(Decision.Worker) ?? ShardWire.AtLeast(nameof(Decision.Round), Decision.Round, 0);
+    public string? OutOfRange() => ShardWire.Decision(Decision);
 }
 
 /// <summary>
@@ -150,13 +174,15 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 /// <summary>
 /// One parameter-server shard that runs on its own (docs/architecture.md, "Where the shards run"): it owns one slice of the
 /// weights and its optimizer state, takes the workers' slices of every gradient straight from the workers (refusing, with a warning naming the reason, a
-/// slice of another epoch, sender or length, or one computed on another version than the weights it sent for the round), and follows a
+/// slice of another epoch, sender or length, or one computed on another version than the weights it sent for the round, and a part
+/// of the gradient's norm from any actor but the shard of this run whose index it claims), and follows a
 /// <see cref="ShardRoundLedger{TReport}"/> to know when a round closes and what a lost worker's decision undoes.
 /// </summary>
 /// <remarks>
 /// <para>Workers send <see cref="GradientComputed"/> whose gradient is their slice <c>[Start, End)</c> of the report
 /// (<see cref="ShardedReplicaLink.Split"/>): the slice of the trainable gradient and, to the last shard, of the running
-/// statistics. When the ledger closes a round, the shard keeps its slice of the weights, optimizer state and step count,
+/// statistics. When the ledger closes a round, the shard keeps its slice of the weights, optimizer state and step count
+/// (and the run's first step's loss, which a divergence's advice quotes),
 /// steps with <see cref="ServerModel"/> as one synchronous server does (the sample-weighted average in worker order, one
 /// optimizer step, the running statistics merged) and sends every live worker its slice of the result
 /// (<see cref="ShardWeights"/>). A redo puts the kept inputs back and steps on the remaining reports.</para>
@@ -182,6 +208,7 @@ public sealed class ParameterShardActor : ReceiveActor
     private readonly float[][] _heldState;
     private long _heldStepCount;
     private long _heldVersion;
+    private double? _heldFirstStepLoss; // the first step's loss before the kept step: a redone first step sets it anew
     private ShardRoundLedger<GradientComputed>? _ledger;
     private EpochPart? _part;
     private IActorRef[] _workers = [];
@@ -334,6 +361,7 @@ public sealed class ParameterShardActor : ReceiveActor
         for (var b = 0; b < state.Count; b++) state[b].Values.CopyTo(_heldState[b], 0);
         _heldStepCount = _model.Optimizer.StepCount;
         _heldVersion = _model.Version;
+        _heldFirstStepLoss = _firstStepLoss;
     }
 
     private void RestoreInputs()
@@ -345,6 +373,7 @@ public sealed class ParameterShardActor : ReceiveActor
         for (var b = 0; b < state.Count; b++) _heldState[b].CopyTo(state[b].Values, 0);
         _model.Optimizer.StepCount = _heldStepCount;
         _model.Version = _heldVersion;
+        _firstStepLoss = _heldFirstStepLoss;
     }
 
     private void Step(LedgerAction<GradientComputed> action)
@@ -381,9 +410,15 @@ public sealed class ParameterShardActor : ReceiveActor
 
     private void OnNormShare(ShardNormShare share)
     {
-        if (share.Shard < 0 || share.Shard >= _shards.Length)
+        // As a slice's sender is checked: a part counts only from the shard of this run whose index it claims.
+        string? problem = null;
+        if (_part is null) problem = "no part has started";
+        else if (share.Shard < 0 || share.Shard >= _shards.Length) problem = $"shard {share.Shard} is not one of this run's shards (0 to {_shards.Length - 1})";
+        else if (!Sender.Equals(_shards[share.Shard])) problem = $"it came from {Sender.Path}, not from shard {share.Shard}'s actor {_shards[share.Shard].Path}";
+        if (problem is not null)
         {
-            _log.Error("Shard {0}: a norm part from shard {1}, outside 0..{2}. Ignored.", _shard.Index, share.Shard, _shards.Length - 1);
+            _log.Warning("Shard {0}: a norm part claiming shard {1} of round {2} stamp {3} is not used: {4}.", _shard.Index, share.Shard, share.Round,
+                share.Stamp, problem);
             return;
         }
         if (!_normParts.TryGetValue((share.Round, share.Stamp), out var parts)) _normParts[(share.Round, share.Stamp)] = parts = new double?[_shards.Length];
@@ -416,7 +451,8 @@ public sealed class ParameterShardActor : ReceiveActor
         _model.Version++;
         if (_firstStepLoss is null)
         {
-            // Once the run's first step is applied, as one parameter server sets it (its AfterStep).
+            // Once the run's first step is applied, as one parameter server sets it (its AfterStep); a redo of that step
+            // puts the kept null back first, so it is the step as decided, without a dropped slice's loss.
             var (lossSum, samples) = (0.0, 0);
             foreach (var (_, report) in action.Reports) (lossSum, samples) = (lossSum + report.LossSum, samples + report.SampleCount);
             _firstStepLoss = lossSum / samples;

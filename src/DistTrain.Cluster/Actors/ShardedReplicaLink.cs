@@ -9,7 +9,7 @@ namespace DistTrain.Cluster.Actors;
 /// A worker's side of shards that run on their own (<see cref="ParameterShardActor"/>): it cuts each report into the K
 /// shards' slices (<see cref="ParameterShards.Plan"/>'s layout), sends each shard its slice, and puts a round's whole
 /// weights together from the shards' <see cref="ShardWeights"/> only when it holds one result of that round from every
-/// shard, all with one stamp.
+/// shard, all with one stamp and one version.
 /// </summary>
 /// <remarks>
 /// The stamp rule is what keeps a worker from computing on a step that is later redone (docs/architecture.md, "Where the
@@ -48,9 +48,9 @@ public sealed class ShardedReplicaLink
     /// <summary>The stamp of the last weights put together.</summary>
     public int Stamp { get; private set; }
 
-    /// <summary>The version (optimizer steps applied) of the last weights put together, shard 0's, which every shard's result of
-    /// one round and stamp has: the version a report computed on them carries (<see cref="GradientComputed.Version"/>),
-    /// which each shard checks.</summary>
+    /// <summary>The version (optimizer steps applied) of the last weights put together, which every shard's result of one
+    /// round and stamp carries (<see cref="Offer"/> checks it): the version a report computed on them carries
+    /// (<see cref="GradientComputed.Version"/>), which each shard checks.</summary>
     public long Version { get; private set; }
 
     /// <summary>The whole flat vector of the last weights put together (live: it changes when the next round's are put together).</summary>
@@ -108,6 +108,9 @@ public sealed class ShardedReplicaLink
     /// <returns>True when <see cref="Weights"/> now holds the awaited round's whole weights; false when the result is of
     /// another round (ignored) or the round is not complete yet.</returns>
     /// <exception cref="ArgumentException">The result's shard index is not one of the link's, or its slice is not that shard's length.</exception>
+    /// <exception cref="InvalidOperationException">The result completes a round and stamp whose K results carry different
+    /// versions (the shards are out of step); the message names every shard's version. Nothing is put together:
+    /// <see cref="Weights"/>, <see cref="Version"/> and <see cref="AwaitedRound"/> keep their values.</exception>
     public bool Offer(ShardWeights result)
     {
         ArgumentNullException.ThrowIfNull(result);
@@ -122,6 +125,13 @@ public sealed class ShardedReplicaLink
         var stamp = _pending[0]?.Stamp;
         foreach (var p in _pending)
             if (p is null || p.Stamp != stamp) return false;
+        // Every shard steps once per round, so one round and stamp is one version at every shard; results of one round and
+        // stamp at different versions mean the shards are out of step, and their slices are of different steps.
+        if (_pending.Any(p => p!.Version != _pending[0]!.Version))
+            throw new InvalidOperationException($"The shards' results of epoch {result.Epoch} round {result.Round} stamp {stamp} carry different " +
+                $"versions ({string.Join(", ", _pending.Select(p => $"shard {p!.Shard}: version {p.Version}"))}): the shards are out of step, and " +
+                "their slices are of different steps, so no weights were put together from them. The shards must start from the same weights " +
+                "and version and get every part, slice and loss decision of the run.");
         for (var k = 0; k < _plan.Length; k++) _pending[k]!.Weights.CopyTo(_weights, _plan[k].Start);
         Stamp = stamp!.Value;
         Version = _pending[0]!.Version;
