@@ -112,12 +112,7 @@ public sealed class ParameterServerLink : ReceiveActor
     public static Props ForShard(string host, int port, int workerIndex, IActorRef worker, ParameterShard shard, int shardCount, byte[] runToken,
         ClusterCertificates? certificates)
     {
-        ArgumentNullException.ThrowIfNull(shard);
-        ArgumentNullException.ThrowIfNull(runToken);
-        if (shardCount < 1 || shardCount > ParameterShards.MaxShards || shard.Index < 0 || shard.Index >= shardCount)
-            throw new ArgumentException($"Shard {shard.Index} of {shardCount}: a run has 1 to {ParameterShards.MaxShards} shards, numbered from 0.", nameof(shard));
-        if (runToken.Length != DataPlaneHello.TokenBytes)
-            throw new ArgumentException($"A run's data-plane token has {DataPlaneHello.TokenBytes} bytes, not {runToken.Length}.", nameof(runToken));
+        ShardDataPlane.CheckShard(shard, shardCount, runToken);
         return Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, shard.Length, runToken, certificates, false, shard, shardCount));
     }
 

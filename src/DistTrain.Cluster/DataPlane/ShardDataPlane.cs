@@ -64,15 +64,24 @@ public sealed class ShardDataPlane : ReceiveActor
     /// <paramref name="workerSlots"/> is out of its range.</exception>
     public static Props Props(ParameterShard shard, int shardCount, byte[] runToken, int workerSlots)
     {
+        CheckShard(shard, shardCount, runToken);
+        if (workerSlots < 1 || workerSlots > UpdatePolicy.MaxWorkers)
+            throw new ArgumentException($"A run has 1 to {UpdatePolicy.MaxWorkers} worker slots, not {workerSlots}.", nameof(workerSlots));
+        return Akka.Actor.Props.Create(() => new ShardDataPlane(shard, shardCount, runToken, workerSlots));
+    }
+
+    /// <summary>Checks a shard, the run's shard count and the run's token, as both ends of a shard's connection take them.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="shard"/> or <paramref name="runToken"/> is null.</exception>
+    /// <exception cref="ArgumentException">The shard's index is not 0 to <paramref name="shardCount"/> - 1, <paramref name="shardCount"/>
+    /// is not 1 to <see cref="ParameterShards.MaxShards"/>, or the token is not <see cref="DataPlaneHello.TokenBytes"/> bytes.</exception>
+    internal static void CheckShard(ParameterShard shard, int shardCount, byte[] runToken)
+    {
         ArgumentNullException.ThrowIfNull(shard);
         ArgumentNullException.ThrowIfNull(runToken);
         if (shardCount < 1 || shardCount > ParameterShards.MaxShards || shard.Index < 0 || shard.Index >= shardCount)
             throw new ArgumentException($"Shard {shard.Index} of {shardCount}: a run has 1 to {ParameterShards.MaxShards} shards, numbered from 0.", nameof(shard));
         if (runToken.Length != DataPlaneHello.TokenBytes)
             throw new ArgumentException($"A run's data-plane token has {DataPlaneHello.TokenBytes} bytes, not {runToken.Length}.", nameof(runToken));
-        if (workerSlots < 1 || workerSlots > UpdatePolicy.MaxWorkers)
-            throw new ArgumentException($"A run has 1 to {UpdatePolicy.MaxWorkers} worker slots, not {workerSlots}.", nameof(workerSlots));
-        return Akka.Actor.Props.Create(() => new ShardDataPlane(shard, shardCount, runToken, workerSlots));
     }
 
     /// <inheritdoc />
