@@ -21,7 +21,7 @@ namespace DistTrain.Tests;
 /// </summary>
 public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitConfig)
 {
-    private const int Rounds = 5;
+    internal const int Rounds = 5;
 
     private static readonly ModelOptions Model = new()
     {
@@ -35,15 +35,15 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
 
     private static readonly Lazy<Core.Data.TrainingData> Data = new(TestData.Normalized);
 
-    private static OptimizerOptions Sgd(double clip = 0) => new() { LearningRate = 0.05, Momentum = 0.9, L2 = 1e-3, L1 = 1e-5, GradientClipNorm = clip };
+    internal static OptimizerOptions Sgd(double clip = 0) => new() { LearningRate = 0.05, Momentum = 0.9, L2 = 1e-3, L1 = 1e-5, GradientClipNorm = clip };
 
     private static OptimizerOptions Adam() => new() { Kind = OptimizerKind.Adam, LearningRate = 0.01, L2 = 1e-3 };
 
     /// <summary>A worker lost in <see cref="Round"/>: its slice of that round reached the shards in <see cref="SentTo"/> only.</summary>
-    private sealed record Loss(int Worker, int Round, int[] SentTo);
+    internal sealed record Loss(int Worker, int Round, int[] SentTo);
 
     /// <summary>Computes workers' reports on given weights; worker w's minibatch of round r is fixed, of 20 + 7w samples.</summary>
-    private sealed class Replica
+    internal sealed class Replica
     {
         private readonly Sequential _model = ModelFactory.Build(Model);
         private readonly ReplicaTrainer _trainer;
@@ -72,12 +72,16 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     /// (index 0: the start), as worker 0 receives them. A lost worker's report of its round is in it when the sharded run
     /// keeps it (all shards got it), else not.
     /// </summary>
-    private List<float[]> Reference(OptimizerOptions optimizer, int workers, int serverShards, Loss? loss, int shards)
+    private List<float[]> Reference(OptimizerOptions optimizer, int workers, int serverShards, Loss? loss, int shards) =>
+        Reference(this, optimizer, workers, serverShards, loss, shards);
+
+    /// <summary><see cref="Reference(OptimizerOptions, int, int, Loss?, int)"/> in the actor system of <paramref name="kit"/>.</summary>
+    internal static List<float[]> Reference(TestKitBase kit, OptimizerOptions optimizer, int workers, int serverShards, Loss? loss, int shards)
     {
         var replica = new Replica();
-        var server = Sys.ActorOf(ParameterServer.Props(Replica.Initial(), optimizer, totalEpochs: 1, shards: serverShards));
-        var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
-        var coordinator = CreateTestProbe();
+        var server = kit.Sys.ActorOf(ParameterServer.Props(Replica.Initial(), optimizer, totalEpochs: 1, shards: serverShards));
+        var probes = Enumerable.Range(0, workers).Select(_ => kit.CreateTestProbe()).ToArray();
+        var coordinator = kit.CreateTestProbe();
         server.Tell(new StartEpoch(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)]), coordinator.Ref);
         var weights = new float[workers][];
         var versions = new long[workers];
@@ -120,7 +124,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             }
             history.Add(weights[0]);
         }
-        Sys.Stop(server);
+        kit.Sys.Stop(server);
         return history;
     }
 
@@ -227,7 +231,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             }
     }
 
-    private static void AssertSameWeights(List<float[]> expected, List<float[]> actual, string what)
+    internal static void AssertSameWeights(List<float[]> expected, List<float[]> actual, string what)
     {
         Assert.Equal(expected.Count, actual.Count);
         for (var round = 0; round < expected.Count; round++)

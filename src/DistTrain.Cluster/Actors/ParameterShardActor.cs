@@ -196,8 +196,10 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 /// The actor throws it from its message handler, so its parent must stop it on that exception (a supervisor strategy
 /// whose decider gives Stop): under Akka's default strategy (Restart) the shard would come back with its starting weights
 /// and no round open, refuse every slice, and the run would wait instead of ending.</para>
+/// <para>On a node of its own the workers' slices and the results travel on that node's data plane
+/// (<see cref="DataPlane.ShardDataPlane"/>, whose links the part names as the workers).</para>
 /// <para>Not yet here: parts that start after round 0 (an epoch's further part after a loss), checkpoints, evaluation,
-/// the gradient diagnostics and metrics, and the data plane; nothing in the product starts this actor yet.</para>
+/// the gradient diagnostics and metrics; nothing in the product starts this actor yet.</para>
 /// </remarks>
 public sealed class ParameterShardActor : ReceiveActor
 {

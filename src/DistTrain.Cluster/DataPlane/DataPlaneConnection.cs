@@ -79,6 +79,41 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
         }
     }
 
+    /// <summary>Seconds a refused peer has to close its end after the refusal before the connection is closed anyway.</summary>
+    public const double RefusalLingerSeconds = 5;
+
+    /// <summary>
+    /// Sends the peer a refusal frame naming <paramref name="reason"/> (<see cref="TensorFrame.RefusalType"/>) and closes the
+    /// connection. The sending direction is shut at once; bytes the peer still sends are read and dropped until it closes its
+    /// end, for at most <see cref="RefusalLingerSeconds"/>: closed with unread bytes, the socket would reset the connection,
+    /// and the peer could lose the refusal before reading it. Returns at once; the rest runs on its own task. Nothing else
+    /// may read or write the connection from the call on.
+    /// </summary>
+    public void Refuse(string reason)
+    {
+        ArgumentNullException.ThrowIfNull(reason);
+        if (TensorFrame.TryWriteRefusal(this, reason) is not null)
+        {
+            Dispose();
+            return;
+        }
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                socket.Shutdown(SocketShutdown.Send);
+                using var linger = new CancellationTokenSource(TimeSpan.FromSeconds(RefusalLingerSeconds));
+                var buffer = new byte[16 * 1024];
+                while (await socket.ReceiveAsync(buffer, SocketFlags.None, linger.Token).ConfigureAwait(false) > 0) { }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException) { }
+            finally
+            {
+                Dispose();
+            }
+        });
+    }
+
     /// <summary>Shuts the connection down (a reader blocked on it wakes with an error) and releases it; safe to call twice.</summary>
     public void Dispose()
     {

@@ -3,8 +3,10 @@ using System.Security.Authentication;
 using System.Net.Sockets;
 using Akka.Actor;
 using Akka.Event;
+using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Security;
+using DistTrain.Cluster.Training;
 using DistTrain.Core.Compression;
 
 namespace DistTrain.Cluster.DataPlane;
@@ -19,6 +21,12 @@ namespace DistTrain.Cluster.DataPlane;
 /// memory (Cluster:SharedMemory) and can open the region (it is on the same host, outside any container of its own),
 /// the link maps it and answers yes; from then on bodies go both ways through its slots. Otherwise it answers no, with
 /// the reason, and everything stays on the connection.</para>
+/// <para>Made with <see cref="ForShard"/>, the link connects to one shard node's data plane instead (<see cref="ShardDataPlane"/>):
+/// its hello names the shard, the run's shard count and the slice's length; it hands the local worker each
+/// <see cref="ShardWeights"/> frame (its shard index and fields checked) with the <see cref="GradientWriter"/> as the sender,
+/// and writes the gradient slices sent to it or to the writer. A worker holds K of these, one per shard, and a
+/// <see cref="ShardedReplicaLink"/> over them. A refusal from the shard node ends the link with the node's reason in its
+/// log line. No shared memory is offered on a shard's connection.</para>
 /// </summary>
 public sealed class ParameterServerLink : ReceiveActor
 {
@@ -41,11 +49,15 @@ public sealed class ParameterServerLink : ReceiveActor
     private readonly bool _sharedMemory;
     private volatile SharedMemoryRegion? _region;
     private GradientWriter? _writer;
+    private readonly ParameterShard? _shard;
+    private readonly int _shardCount;
 
-    /// <summary>Creates the link; see <see cref="Props"/>.</summary>
+    /// <summary>Creates the link; see <see cref="Props"/> and <see cref="ForShard"/>.</summary>
     public ParameterServerLink(string host, int port, int workerIndex, IActorRef worker, int parameterCount, byte[] token, ClusterCertificates? certificates,
-        bool sharedMemory = false)
+        bool sharedMemory = false, ParameterShard? shard = null, int shardCount = 0)
     {
+        _shard = shard;
+        _shardCount = shardCount;
         _sharedMemory = sharedMemory;
         _token = token;
         _certificates = certificates;
@@ -64,7 +76,8 @@ public sealed class ParameterServerLink : ReceiveActor
         Receive<ReaderFailed>(failed =>
         {
             // At the end of a job the parameter server closes first; the agent decides whether that was a failure.
-            _log.Info("Worker {0}: data plane to the parameter server closed: {1}", _workerIndex, failed.Reason);
+            if (_shard is null) _log.Info("Worker {0}: data plane to the parameter server closed: {1}", _workerIndex, failed.Reason);
+            else _log.Warning("Worker {0}: data plane to shard {1} closed: {2}", _workerIndex, _shard.Index, failed.Reason);
             Context.Stop(Self);
         });
     }
@@ -80,14 +93,36 @@ public sealed class ParameterServerLink : ReceiveActor
     /// <param name="sharedMemory">Cluster:SharedMemory: accept the parameter server's shared-memory offer if it can be opened.</param>
     public static Props Props(string host, int port, int workerIndex, IActorRef worker, int parameterCount, byte[] token, ClusterCertificates? certificates,
         bool sharedMemory = false) =>
-        Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, parameterCount, token, certificates, sharedMemory));
+        Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, parameterCount, token, certificates, sharedMemory, null, 0));
+
+    /// <summary>
+    /// Props of the link from worker <paramref name="workerIndex"/> to shard <paramref name="shard"/>'s data plane at
+    /// <paramref name="host"/>:<paramref name="port"/> (a shard node's <see cref="ShardDataPlane"/>).
+    /// </summary>
+    /// <param name="host">The shard node's data-plane host.</param>
+    /// <param name="port">Its data-plane port.</param>
+    /// <param name="workerIndex">This worker's slot.</param>
+    /// <param name="worker">The local worker actor that gets the shard's <see cref="ShardWeights"/>.</param>
+    /// <param name="shard">The shard's slice (<see cref="ParameterShards.Plan"/> of the model's layout and <paramref name="shardCount"/>).</param>
+    /// <param name="shardCount">The run's shard count K.</param>
+    /// <param name="runToken">The run's data-plane token (<see cref="DataPlaneHello.TokenBytes"/> bytes).</param>
+    /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
+    /// <exception cref="ArgumentException"><paramref name="shard"/>'s index is not 0 to <paramref name="shardCount"/> - 1, or
+    /// <paramref name="shardCount"/> is not 1 to <see cref="ParameterShards.MaxShards"/>, or the token is not <see cref="DataPlaneHello.TokenBytes"/> bytes.</exception>
+    public static Props ForShard(string host, int port, int workerIndex, IActorRef worker, ParameterShard shard, int shardCount, byte[] runToken,
+        ClusterCertificates? certificates)
+    {
+        ShardDataPlane.CheckShard(shard, shardCount, runToken);
+        return Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, shard.Length, runToken, certificates, false, shard, shardCount));
+    }
 
     /// <inheritdoc />
     protected override void PreStart()
     {
         try
         {
-            _connection = DataPlaneConnection.Connect(_host, _port, _certificates, new DataPlaneHello(_workerIndex, _parameterCount, _token));
+            _connection = DataPlaneConnection.Connect(_host, _port, _certificates,
+                new DataPlaneHello(_workerIndex, _parameterCount, _token, _shard?.Index ?? -1, _shardCount));
         }
         catch (Exception e) when (e is SocketException or IOException or AuthenticationException)
         {
@@ -101,6 +136,11 @@ public sealed class ParameterServerLink : ReceiveActor
         var peer = _connection.Peer;
         SharedSlotBody[]? bodies = null; // set on the reader thread when the offer is taken, before any weights arrive
         var writer = _writer = new GradientWriter(_connection, self, ((IInternalActorRef)self).Provider);
+        if (_shard is { } shard)
+        {
+            StartShardReader(shard, writer, self);
+            return;
+        }
         TensorFrame.StartReader(_connection, $"dataplane-ps-{_workerIndex}", TensorFrame.WeightsType, _parameterCount,
             // Three buffers in turn, as the parameter server's own broadcast ring: a version is copied by the worker
             // before it answers, and the next one is only sent after every answer arrived.
@@ -132,6 +172,31 @@ public sealed class ParameterServerLink : ReceiveActor
             deliverInPlace: (header, slot) => _worker.Tell(WeightsUpdated.InSharedSlot(header.Epoch, header.Round, header.WeightsVersion,
                 bodies![slot].Take(header.Count, peer), Stopwatch.GetTimestamp(), header.WorkerIndex, header.Part, header.EndRound), writer));
         _log.Info("Worker {0}: data plane connected to {1}:{2} ({3})", _workerIndex, _host, _port, _connection.Security);
+    }
+
+    /// <summary>
+    /// The reader of a shard's connection: each frame is a <see cref="TensorFrame.ShardWeightsType"/> of the slice's length (or
+    /// the node's refusal), read into an array of its own, since a worker's <see cref="ShardedReplicaLink"/> may hold a
+    /// shard's result (and a redone one after it) until every shard's has come.
+    /// </summary>
+    private void StartShardReader(ParameterShard shard, GradientWriter writer, IActorRef self)
+    {
+        var connection = _connection!;
+        TensorFrame.StartReader(connection, $"dataplane-shard-{shard.Index}-{_workerIndex}", TensorFrame.ShardWeightsType, _parameterCount,
+            header => new float[header.Count],
+            (header, buffer) =>
+            {
+                var result = TensorFrame.ShardWeightsOf(header);
+                if (result.OutOfRange() is { } problem)
+                    throw new IOException($"data plane: {connection.Peer} sent shard weights whose {problem}; the connection is closed.");
+                if (result.Shard != shard.Index)
+                    throw new IOException($"data plane: {connection.Peer} sent shard {result.Shard}'s weights on the connection to shard {shard.Index}; the connection is closed.");
+                _worker.Tell(ShardWeights.Of(result, buffer), writer);
+            },
+            reason => self.Tell(new ReaderFailed(reason)),
+            refusals: true,
+            expectedCountIs: $"shard {shard.Index}'s slice [{shard.Start}, {shard.End})");
+        _log.Info("Worker {0}: data plane connected to shard {1} of {2} at {3}:{4} ({5})", _workerIndex, shard.Index, _shardCount, _host, _port, connection.Security);
     }
 
     /// <inheritdoc />

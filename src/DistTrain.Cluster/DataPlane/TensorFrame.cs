@@ -1,5 +1,7 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using System.Text;
+using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Protocol;
 
 namespace DistTrain.Cluster.DataPlane;
@@ -30,6 +32,17 @@ internal static class TensorFrame
     /// the first frame it sends, if any) and the worker's answer (<see cref="SharedMemoryAnswer"/>). Both carry no floats
     /// (a count of 0 for the answer, the model's for the offer) and a fixed-size body.</summary>
     public const byte SharedMemoryOfferType = 4, SharedMemoryAnswerType = 5;
+
+    /// <summary>Frame types of a shard node's data plane (<see cref="ShardDataPlane"/>): a shard's slice of the weights
+    /// (<see cref="ShardWeights"/>: the header's <see cref="Header.WorkerIndex"/> carries the shard index and
+    /// <see cref="Header.Part"/> the stamp, then the slice's floats), and a refusal (its body is
+    /// <see cref="Header.PayloadBytes"/> bytes of UTF-8 text naming the problem, no floats), which the shard node sends a
+    /// worker before closing its connection. The workers' slices travel as <see cref="GradientType"/> frames of the slice's
+    /// length.</summary>
+    public const byte ShardWeightsType = 6, RefusalType = 7;
+
+    /// <summary>Largest refusal text, in UTF-8 bytes; a longer reason is cut to it.</summary>
+    public const int MaxRefusalBytes = 2048;
 
     /// <summary>Largest tensor a frame may carry: 2^28 - 1 floats (just under 1 GiB). A header announcing more is refused
     /// before anything is allocated, whatever the model; so is one announcing any count other than the model's.</summary>
@@ -87,6 +100,17 @@ internal static class TensorFrame
         WorkerIndex = m.Shard, Count = m.Weights.Length, Part = m.Part, EndRound = m.EndRound,
     };
 
+    /// <summary>A shard's result's header (<see cref="ShardWeightsType"/>): its worker field carries the shard index, its part field the stamp.</summary>
+    public static Header For(ShardWeights m) => new()
+    {
+        Magic = Magic, Type = ShardWeightsType, Version = ProtocolVersion, Epoch = m.Epoch, Round = m.Round, WeightsVersion = m.Version,
+        WorkerIndex = m.Shard, Part = m.Stamp, Count = m.Weights.Length,
+    };
+
+    /// <summary>The <see cref="ShardWeightsHeader"/> a <see cref="ShardWeightsType"/> frame's header carries.</summary>
+    public static ShardWeightsHeader ShardWeightsOf(Header header) =>
+        new(header.WorkerIndex, header.Epoch, header.Round, header.Part, header.WeightsVersion, header.Count);
+
     /// <summary>A gradient frame's header: <see cref="CompressedGradientType"/> with the encoded length when the message
     /// carries <see cref="GradientComputed.Encoded"/>; its count is always the whole report's float count.</summary>
     public static Header For(GradientComputed m) => new()
@@ -116,13 +140,16 @@ internal static class TensorFrame
     /// <param name="expectedPayloadBytes">For <see cref="CompressedGradientType"/>: the encoded bytes the reader's
     /// Cluster:Compression gives (<see cref="Core.Compression.GradientEncoder.EncodedBytes(Core.Compression.GradientCompressionSettings, ReadOnlySpan{int})"/>); 0 otherwise.</param>
     /// <param name="sharedSlots">Slots of the shared-memory region negotiated on this connection in the sender's direction; 0: none.</param>
-    /// <param name="alsoAccepted">A second frame type the reader accepts here (the worker's first frame may be an offer); 0: none.</param>
+    /// <param name="alsoAccepted">A second frame type the reader accepts here (the worker's first frame may be an offer, a
+    /// shard's worker may get a refusal); 0: none.</param>
+    /// <param name="expectedCountIs">What <paramref name="expectedCount"/> is, for the refusal of another count (a shard's
+    /// <c>shard 1's slice [117568, 235146)</c>); null: the model's tensors.</param>
     public static Header ReadHeader(Stream stream, byte expectedType, int expectedCount, string peer, int expectedPayloadBytes = 0, int sharedSlots = 0,
-        byte alsoAccepted = 0)
+        byte alsoAccepted = 0, string? expectedCountIs = null)
     {
         Span<byte> bytes = stackalloc byte[HeaderSize];
         ReceiveAll(stream, bytes, peer);
-        return ParseHeader(bytes, expectedType, expectedCount, peer, expectedPayloadBytes, sharedSlots, alsoAccepted);
+        return ParseHeader(bytes, expectedType, expectedCount, peer, expectedPayloadBytes, sharedSlots, alsoAccepted, expectedCountIs);
     }
 
     /// <summary>
@@ -139,10 +166,13 @@ internal static class TensorFrame
     /// <param name="expectedPayloadBytes">For <see cref="CompressedGradientType"/>: the encoded bytes this node's
     /// Cluster:Compression gives; 0 otherwise.</param>
     /// <param name="sharedSlots">Slots of the shared-memory region negotiated on this connection in the sender's direction; 0: none.</param>
-    /// <param name="alsoAccepted">A second frame type accepted here; 0: none.</param>
+    /// <param name="alsoAccepted">A second frame type accepted here; 0: none. A <see cref="RefusalType"/> accepted here must
+    /// carry no floats and 1 to <see cref="MaxRefusalBytes"/> bytes of text.</param>
+    /// <param name="expectedCountIs">What <paramref name="expectedCount"/> is, for the refusal of another count (a shard's
+    /// <c>shard 1's slice [117568, 235146)</c>); null: the model's tensors.</param>
     /// <exception cref="IOException">The header is refused; the message names the peer, what it sent and what was expected.</exception>
     public static Header ParseHeader(ReadOnlySpan<byte> bytes, byte expectedType, int expectedCount, string peer, int expectedPayloadBytes = 0,
-        int sharedSlots = 0, byte alsoAccepted = 0)
+        int sharedSlots = 0, byte alsoAccepted = 0, string? expectedCountIs = null)
     {
         if (bytes.Length < HeaderSize)
             throw new IOException($"data plane: {peer} sent a {bytes.Length}-byte frame header; a header has {HeaderSize} bytes.");
@@ -154,10 +184,19 @@ internal static class TensorFrame
         if (header.Type != expectedType && (alsoAccepted == 0 || header.Type != alsoAccepted))
             throw new IOException($"data plane: {peer} sent a {TypeName(header.Type)} frame where a {TypeName(expectedType)} frame belongs; the connection is closed."
                 + (IsGradient(header.Type) && IsGradient(expectedType) ? " Every node must use the same Cluster:Compression." : ""));
+        if (header.Type == RefusalType)
+        {
+            if (header.Count != 0 || header.PayloadBytes < 1 || header.PayloadBytes > MaxRefusalBytes || header.SharedSlot != 0)
+                throw new IOException($"data plane: {peer} sent a refusal of {header.Count} floats and {header.PayloadBytes} bytes of text in slot {header.SharedSlot}; " +
+                    $"a refusal has no floats, 1 to {MaxRefusalBytes} bytes of text and no shared-memory slot. The connection is closed.");
+            return header;
+        }
         if (header.Count < 0 || header.Count > MaxCount)
             throw new IOException($"data plane: {peer} announced a {TypeName(header.Type)} of {header.Count} floats (allowed 0 to {MaxCount}); refused before allocating, the connection is closed.");
         if (header.Count != expectedCount)
-            throw new IOException($"data plane: {peer} announced a {TypeName(header.Type)} of {header.Count} floats; this model's tensors have {expectedCount}. Refused before allocating, the connection is closed: the peer runs another model or is not a DistTrain node.");
+            throw new IOException(expectedCountIs is null
+                ? $"data plane: {peer} announced a {TypeName(header.Type)} of {header.Count} floats; this model's tensors have {expectedCount}. Refused before allocating, the connection is closed: the peer runs another model or is not a DistTrain node."
+                : $"data plane: {peer} announced a {TypeName(header.Type)} of {header.Count} floats; {expectedCountIs} has {expectedCount}. Refused before allocating, the connection is closed: the worker and the shard cut the model differently (another model or shard count).");
         if (header.SampleCount < 0)
             throw new IOException($"data plane: {peer} sent a {TypeName(header.Type)} with sample count {header.SampleCount}; counts are never negative.");
         var payloadBytes = header.Type switch
@@ -185,6 +224,8 @@ internal static class TensorFrame
         CompressedGradientType => "compressed gradient",
         SharedMemoryOfferType => "shared-memory offer",
         SharedMemoryAnswerType => "shared-memory answer",
+        ShardWeightsType => "shard weights",
+        RefusalType => "refusal",
         _ => $"type-{type}",
     };
 
@@ -205,10 +246,14 @@ internal static class TensorFrame
     /// <para>With <paramref name="deliverInPlace"/>, a float32 body that arrives in a shared-memory slot is not copied out:
     /// it gets the header and the slot's index, takes the body in place (<see cref="SharedSlotBody"/>) and delivers it;
     /// the slot stays the receiver's until that body is released.</para>
+    /// <para>With <paramref name="refusals"/> (a worker's connection to a shard node), any frame may be a
+    /// <see cref="RefusalType"/>: the loop ends with the peer's text as the reason. <paramref name="expectedCountIs"/> names
+    /// what the expected count is in the refusal of another count (<see cref="ParseHeader"/>).</para>
     /// </summary>
     public static void StartReader(DataPlaneConnection connection, string threadName, byte expectedType, int expectedCount,
         Func<Header, float[]> bufferFor, Action<Header, float[]> deliver, Action<string> failed, CompressedGradientReader? compressed = null,
-        Func<SharedSlots?>? negotiate = null, Func<SharedMemoryOffer, SharedSlots?>? onOffer = null, Action<Header, int>? deliverInPlace = null) =>
+        Func<SharedSlots?>? negotiate = null, Func<SharedMemoryOffer, SharedSlots?>? onOffer = null, Action<Header, int>? deliverInPlace = null,
+        bool refusals = false, string? expectedCountIs = null) =>
         new Thread(() =>
         {
             try
@@ -220,7 +265,8 @@ internal static class TensorFrame
                 while (true)
                 {
                     var header = ReadHeader(connection.Stream, type, expectedCount, connection.Peer, payloadBytes, slots?.Count ?? 0,
-                        offerAllowed ? SharedMemoryOfferType : (byte)0);
+                        offerAllowed ? SharedMemoryOfferType : refusals ? RefusalType : (byte)0, expectedCountIs);
+                    if (header.Type == RefusalType) throw new IOException(ReadRefusal(connection, header));
                     if (header.Type == SharedMemoryOfferType)
                     {
                         var offer = new byte[SharedMemoryOffer.Size];
@@ -253,6 +299,42 @@ internal static class TensorFrame
                 failed($"data plane: reading from {connection.Peer} failed unexpectedly ({e.GetType().Name}: {e.Message}); the connection is closed.");
             }
         }) { IsBackground = true, Name = threadName }.Start();
+
+    /// <summary>The text of a refusal whose header was read: <c>data plane: 10.0.0.5:4055 refused this connection: ...</c>.</summary>
+    private static string ReadRefusal(DataPlaneConnection connection, Header header)
+    {
+        var text = new byte[header.PayloadBytes];
+        ReadBytes(connection.Stream, text, connection.Peer);
+        // Shown in a log line: control characters from the peer are replaced so they cannot forge lines.
+        var reason = new string([.. Encoding.UTF8.GetString(text).Select(c => char.IsControl(c) ? '?' : c)]);
+        return $"data plane: {connection.Peer} refused this connection: {reason}";
+    }
+
+    /// <summary>
+    /// Writes a <see cref="RefusalType"/> frame carrying <paramref name="reason"/> (UTF-8, cut to <see cref="MaxRefusalBytes"/>);
+    /// on a broken connection returns why instead of throwing.
+    /// </summary>
+    public static string? TryWriteRefusal(DataPlaneConnection connection, string reason)
+    {
+        var text = Encoding.UTF8.GetBytes(reason.Length == 0 ? "refused" : reason);
+        if (text.Length > MaxRefusalBytes)
+        {
+            // Cut on a character boundary: a UTF-8 continuation byte (10xxxxxx) never starts the cut-off part.
+            var end = MaxRefusalBytes;
+            while ((text[end] & 0xC0) == 0x80) end--;
+            text = text[..end];
+        }
+        try
+        {
+            Write(connection.Stream, new Header { Magic = Magic, Type = RefusalType, Version = ProtocolVersion, PayloadBytes = text.Length }, text, []);
+            connection.Stream.Flush();
+            return null;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+        {
+            return e.Message;
+        }
+    }
 
     /// <summary>Copies a body out of shared-memory slot <paramref name="slot"/> into <paramref name="buffer"/> and releases the slot.</summary>
     /// <exception cref="IOException">The body does not fit the slot, or the encoding is malformed.</exception>

@@ -1,6 +1,8 @@
 using Akka.Actor;
 using Akka.Event;
+using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
 using DistTrain.Core.Compression;
 
 namespace DistTrain.Cluster.DataPlane;
@@ -17,6 +19,12 @@ namespace DistTrain.Cluster.DataPlane;
 /// wait (stashed) until the worker's answer, and if it mapped the region, bodies go both ways through its slots while
 /// the socket carries the headers. A worker that does not answer within <see cref="NegotiationTimeout"/> loses
 /// its link.</para>
+/// <para>On a shard node (<see cref="ShardDataPlane"/>, made with <see cref="ForShard"/>) the link stands for one worker at
+/// one <see cref="ParameterShardActor"/>: it writes the shard's <see cref="ShardWeights"/> as
+/// <see cref="TensorFrame.ShardWeightsType"/> frames, its reader delivers the worker's slices (gradient frames of the
+/// slice's length) to the shard with this actor as the sender, there is no shared memory and no compression, and when the
+/// reader refuses a frame the worker is sent the reason (<see cref="DataPlaneConnection.Refuse"/>) before the connection
+/// closes.</para>
 /// </summary>
 public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
 {
@@ -58,11 +66,13 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     // A weight slot filled during the parameter server's update (WeightsInProgress), with the array and version it holds
     // a copy of, until the broadcast of that version comes and only its header goes out.
     private (float[] Weights, long Version, SharedSlotWrite Slot)? _filledEarly;
+    private readonly ParameterShard? _shard;
 
-    /// <summary>Creates the link; see <see cref="Props"/>.</summary>
+    /// <summary>Creates the link; see <see cref="Props"/> and <see cref="ForShard"/>.</summary>
     public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null,
-        int[]? trainableTensorLengths = null, int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null)
+        int[]? trainableTensorLengths = null, int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null, ParameterShard? shard = null)
     {
+        _shard = shard;
         _weightsLength = sharedMemoryWeightsLength;
         _negotiationTimeout = negotiationTimeout ?? NegotiationTimeout;
         _compression = compression;
@@ -75,6 +85,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         _gradientBuffers = [new float[reportLength], new float[reportLength]];
         Receive<Attach>(OnAttach);
         Receive<WeightsUpdated>(OnWeights);
+        Receive<ShardWeights>(OnShardWeights);
         Receive<WeightsInProgress>(OnWeightsInProgress);
         Receive<Negotiated>(OnNegotiated);
         Receive<NegotiationTimedOut>(_ =>
@@ -86,7 +97,14 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         });
         Receive<ReaderFailed>(failed =>
         {
-            _log.Warning("Worker {0}: data plane closed: {1}", _workerIndex, failed.Reason);
+            if (_shard is not null)
+            {
+                // The worker is told why (a slice of another length, a frame that is not a slice), then the connection closes.
+                _log.Warning("Shard {0}: worker {1}'s data plane closed: {2}", _shard.Index, _workerIndex, failed.Reason);
+                _connection?.Refuse(failed.Reason);
+                _connection = null;
+            }
+            else _log.Warning("Worker {0}: data plane closed: {1}", _workerIndex, failed.Reason);
             Context.Stop(Self);
         });
         // Partitioned rather than crashed, a worker's socket stays open, so its link ends here when the node is downed.
@@ -118,10 +136,26 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     public static Props Props(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null,
         int[]? trainableTensorLengths = null, int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null) =>
         Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, remoteWorker, reportLength, compression, trainableTensorLengths, sharedMemoryWeightsLength,
-            negotiationTimeout));
+            negotiationTimeout, null));
+
+    /// <summary>
+    /// Props of the link to worker <paramref name="workerIndex"/> on the node of shard <paramref name="shard"/>: it takes
+    /// the worker's slices of <paramref name="shard"/>'s length and writes the shard's <see cref="ShardWeights"/>.
+    /// </summary>
+    /// <param name="workerIndex">The worker's slot.</param>
+    /// <param name="shard">The shard's slice of the flat vector (<see cref="ParameterShards.Plan"/>).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="shard"/> is null.</exception>
+    public static Props ForShard(int workerIndex, ParameterShard shard)
+    {
+        ArgumentNullException.ThrowIfNull(shard);
+        return Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, ActorRefs.Nobody, shard.Length, null, null, 0, null, shard));
+    }
 
     /// <inheritdoc />
-    protected override void PreStart() => Context.Watch(_remoteWorker);
+    protected override void PreStart()
+    {
+        if (!_remoteWorker.IsNobody()) Context.Watch(_remoteWorker); // a shard node's link has no worker actor to watch, only its connection
+    }
 
     /// <inheritdoc />
     protected override void PostStop()
@@ -155,7 +189,8 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
                 self.Tell(new ReaderFailed(reason));
             },
             compressed,
-            negotiate: region is null ? null : () => ReadAnswer(attach.Connection, region, self));
+            negotiate: region is null ? null : () => ReadAnswer(attach.Connection, region, self),
+            expectedCountIs: _shard is { } shard ? $"shard {shard.Index}'s slice [{shard.Start}, {shard.End})" : null);
         if (region is not null)
         {
             Timers.StartSingleTimer("negotiation", new NegotiationTimedOut(), _negotiationTimeout);
@@ -253,6 +288,23 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     {
         _filledEarly?.Slot.Abandon();
         _filledEarly = null;
+    }
+
+    /// <summary>A shard's result, to this link's worker: written as a <see cref="TensorFrame.ShardWeightsType"/> frame; the
+    /// shard is where the worker's slices go from then on.</summary>
+    private void OnShardWeights(ShardWeights result)
+    {
+        if (_connection is null || !_negotiated)
+        {
+            Stash.Stash();
+            return;
+        }
+        _parameterServer = Sender;
+        if (TensorFrame.TryWrite(_connection, TensorFrame.For(result), result.Weights) is { } failure)
+        {
+            _log.Warning("Shard {0}: sending worker {1} its weights failed, so its link closes: {2}", result.Shard, _workerIndex, failure);
+            Context.Stop(Self);
+        }
     }
 
     private void OnWeights(WeightsUpdated update)
