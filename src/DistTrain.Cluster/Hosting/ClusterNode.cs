@@ -46,10 +46,17 @@ public static class ClusterNode
         string role, int computeThreads)
     {
         var departed = new DepartedNodesLogFilter();
+        var foreign = new ForeignPeerLogFilter();
         return builder
             // A Cluster:Port taken after the start-up check: the start fails with one line (StartAsync), not Akka's pages about it.
-            .AddSetup(new LogFilterBuilder().Add(departed).Add(new BindFailureLogFilter()).Build())
-            .WithActors((system, _) => system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes"))
+            // A seed where another program listens: one warning naming it, not Akka.Remote's errors with its bytes in hex.
+            .AddSetup(new LogFilterBuilder().Add(departed).Add(new BindFailureLogFilter()).Add(foreign).Build())
+            .WithActors((system, _) =>
+            {
+                system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes");
+                var log = Logging.GetLogger(system, "seed-nodes");
+                foreign.LogThrough(text => log.Warning("{0}", text));
+            })
             .AddHocon(AkkaSettings.Serialization()
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
                 .WithFallback(AkkaSettings.Logging("INFO")), HoconAddMode.Prepend)
