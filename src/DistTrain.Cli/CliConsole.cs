@@ -186,7 +186,8 @@ internal static class CliConsole
     public static bool IsInputError(Exception e) =>
         e is DistTrain.Core.Configuration.ConfigurationException or DistTrain.Core.Data.DataFormatException or RunDirectoryException
             or InvalidDataException or DistTrain.Core.Checkpoints.SafeTensorsFormatException or ArgumentException
-            or DistTrain.Cluster.Hosting.CheckpointResumeException or DistTrain.Cluster.Hosting.UnresolvableHostException or MetricsPortException or DistTrain.Core.Checkpoints.CheckpointDirectoryException
+            or DistTrain.Cluster.Hosting.CheckpointResumeException or DistTrain.Cluster.Hosting.UnresolvableHostException
+            or DistTrain.Cluster.Hosting.AddressNotLocalException or MetricsPortException or DistTrain.Core.Checkpoints.CheckpointDirectoryException
             or DistTrain.Core.Checkpoints.UnreadableFileException;
 
     /// <summary>

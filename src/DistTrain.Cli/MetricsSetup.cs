@@ -34,7 +34,7 @@ internal static class MetricsSetup
                 {
                     PortProbe.EnsureFree("Metrics:Port", options.Metrics.Hostname, options.Metrics.Port);
                 }
-                catch (PortInUseException taken)
+                catch (Exception taken) when (taken is PortInUseException or AddressNotLocalException)
                 {
                     throw new MetricsPortException(taken.Message);
                 }

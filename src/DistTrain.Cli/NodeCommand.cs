@@ -116,7 +116,7 @@ internal static class NodeCommand
             if (role == NodeRoles.ParameterServer) dataPlane = DataPlaneListener.Start(options.Cluster.Hostname, options.Cluster.DataPort, security.Certificates);
             exporter = MetricsSetup.Start(options, MetricsSetup.NodeLabel(role, options.Cluster, Environment.ProcessId));
         }
-        catch (Exception e) when (e is MetricsPortException or PortInUseException or UnresolvableHostException)
+        catch (Exception e) when (e is MetricsPortException or PortInUseException or UnresolvableHostException or AddressNotLocalException)
         {
             dataPlane?.Dispose();
             CliConsole.Fail("error", e.Message);

@@ -1,3 +1,4 @@
+using Akka.Actor;
 using DistTrain.Cluster.Hosting;
 
 namespace DistTrain.Tests;
@@ -94,5 +95,83 @@ public class SeedJoinMessageTests
         Assert.Contains("(Cluster:SeedNodes) let it in. Its seed akka.tcp://disttrain@gone:4053 (Cluster:SeedNodes) does not resolve on this machine " +
             $"('gone': {unresolved[0].Reason}): give the parameter server's address, or a host name this machine resolves. Its own address, " +
             "akka.tcp://disttrain@10.0.0.7:4053, is not the first seed", standby);
+    }
+
+    /// <summary>
+    /// The worker agent looked the seeds' hosts up on its own actor thread when its join timed out: a lookup that takes
+    /// seconds (no DNS server) blocked the agent, which then answered nothing. The lookup now runs off the actor's thread:
+    /// while it hangs, the agent still answers, and once it ends the run fails with the same message as before.
+    /// </summary>
+    [Fact]
+    public async Task A_slow_seed_lookup_at_the_join_timeout_does_not_block_the_worker_agent()
+    {
+        var options = TestData.Options(new DistTrain.Core.Models.ModelBuilder(784).Dense(10).Build(), workers: 1, batch: 32, epochs: 1);
+        options.Cluster = new DistTrain.Core.Configuration.ClusterOptions
+        {
+            Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = 0, Tls = false, JobName = "test-job", JoinTimeoutSeconds = 1,
+            SeedNodes = ["akka.tcp://disttrain@slow-host:25107"],
+        };
+        using var security = new DistTrain.Cluster.Security.ClusterSecurity(
+            new DistTrain.Cluster.Security.JobIdentity("test-job", "0123456789abcdef0123"u8), Certificates: null);
+        var data = DistTrain.Core.Data.TrainingData.FromArrays(
+            TestData.RawTrain.Features, TestData.RawTrain.Labels.Select(l => (int)l).ToArray(),
+            TestData.RawTest.Features, TestData.RawTest.Labels.Select(l => (int)l).ToArray(), featureCount: 784, classCount: 10);
+        var lookupStarted = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var release = new ManualResetEventSlim();
+        System.Net.IPAddress[] SlowLookup(string host)
+        {
+            lookupStarted.TrySetResult(host);
+            release.Wait(TimeSpan.FromSeconds(60));
+            throw new System.Net.Sockets.SocketException((int)System.Net.Sockets.SocketError.HostNotFound);
+        }
+        var config = Akka.Configuration.ConfigurationFactory.ParseString("""
+            akka.actor.provider = cluster
+            akka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = 0 }
+            akka.loglevel = WARNING
+            """);
+        var system = Akka.Actor.ActorSystem.Create("disttrain", config);
+        try
+        {
+            var completion = new TaskCompletionSource<DistTrain.Cluster.Protocol.JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var agent = system.ActorOf(DistTrain.Cluster.Actors.WorkerAgent.Props(options, security, data,
+                DistTrain.Cluster.Hosting.ModelFingerprint.SamplesOf(data, options.Cluster.CheckSamples), completion, SlowLookup), "agent");
+
+            Assert.Equal("slow-host", await lookupStarted.Task.WithTestTimeout(60));
+            try
+            {
+                // The lookup hangs: an agent blocked by it would not answer within the 10 s.
+                Assert.False(await agent.Ask<bool>(DistTrain.Cluster.Actors.WorkerAgent.HasDataPlane.Instance, TimeSpan.FromSeconds(10)));
+                Assert.False(completion.Task.IsCompleted);
+            }
+            finally
+            {
+                release.Set();
+            }
+            var failure = await Assert.ThrowsAsync<TimeoutException>(() => completion.Task.WithTestTimeout(60));
+            Assert.StartsWith("No parameter server accepted this worker within 1 s. Its seed akka.tcp://disttrain@slow-host:25107 (Cluster:SeedNodes) " +
+                "does not resolve on this machine ('slow-host': ", failure.Message);
+        }
+        finally
+        {
+            await system.Terminate();
+        }
+    }
+
+    /// <summary>
+    /// The seeds' lookup runs off the agent's thread, so the agent goes on while it runs: a parameter server that accepted
+    /// the worker between the join timeout and the lookup's end gets no time-out message, nor does a later registration round
+    /// (accepted, then lost again) from an earlier round's lookup; an unaccepted worker in the same round gets it.
+    /// </summary>
+    [Fact]
+    public void The_seed_lookups_result_fails_the_run_only_if_the_worker_is_still_unaccepted_in_the_same_round()
+    {
+        SeedHosts.Unresolved[] gone = [new("akka.tcp://disttrain@gone:4053", "gone", "Name or service not known")];
+
+        Assert.Null(DistTrain.Cluster.Actors.WorkerAgent.AfterSeedLookup(accepted: true, round: 1, currentRound: 1, 120, gone));
+        Assert.Null(DistTrain.Cluster.Actors.WorkerAgent.AfterSeedLookup(accepted: false, round: 1, currentRound: 2, 120, gone));
+        Assert.Equal("No parameter server accepted this worker within 120 s. Its seed akka.tcp://disttrain@gone:4053 (Cluster:SeedNodes) does not " +
+            "resolve on this machine ('gone': Name or service not known): give the parameter server's address, or a host name this machine resolves. " +
+            "Check Cluster:SeedNodes, that the parameter server node runs, and that Cluster:Tls is the same on every node.",
+            DistTrain.Cluster.Actors.WorkerAgent.AfterSeedLookup(accepted: false, round: 2, currentRound: 2, 120, gone));
     }
 }

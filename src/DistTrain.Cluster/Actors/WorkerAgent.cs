@@ -24,6 +24,10 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 {
     private sealed record JoinTimeout;
 
+    /// <summary>The seeds' lookup begun at the join timeout of registration round <paramref name="Round"/> has ended: the seeds
+    /// whose host did not resolve (<see cref="SeedHosts.Of"/>).</summary>
+    private sealed record SeedsLookedUp(IReadOnlyList<SeedHosts.Unresolved> Unresolved, int Round);
+
     private sealed record RegisterAgain;
 
     /// <summary>The data plane of acceptance <paramref name="Generation"/> is lost (<paramref name="Name"/> says how); a Lost of an
@@ -52,6 +56,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private readonly TrainingData _data;
     private readonly string _samples; // ModelFingerprint.SamplesOf(_data), computed by the caller; sent in every registration
     private readonly TaskCompletionSource<JobFinished> _completion;
+    private readonly Func<string, System.Net.IPAddress[]>? _resolve; // the seeds' lookup (SeedHosts.Of's default when null)
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
     private IActorRef _jobHost = ActorRefs.Nobody;
@@ -59,6 +64,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private IActorRef? _link;
     private bool _linkOpen; // _link runs: it has not stopped (its data plane did not close)
     private int _generation;
+    private int _round; // registration rounds begun (StartRegistering): a seeds' lookup of an earlier round is stale
     private bool _accepted;
     private bool _finished;
     private bool _lostParameterServer;
@@ -68,9 +74,18 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private Address? _hostNode; // the node of the job host that accepted this worker
     private string _jobId = "";
 
-    /// <summary>Creates the agent; see <see cref="Props"/>.</summary>
+    /// <summary>Creates the agent; see <see cref="Props(TrainingOptions, ClusterSecurity, TrainingData, string, TaskCompletionSource{JobFinished})"/>.</summary>
     public WorkerAgent(TrainingOptions options, ClusterSecurity security, TrainingData data, string samples, TaskCompletionSource<JobFinished> completion)
+        : this(options, security, data, samples, completion, resolve: null)
     {
+    }
+
+    /// <summary>Creates the agent with the host lookup <paramref name="resolve"/> for the seeds named at the join timeout
+    /// (<see cref="System.Net.Dns.GetHostAddresses(string)"/> when null).</summary>
+    internal WorkerAgent(TrainingOptions options, ClusterSecurity security, TrainingData data, string samples, TaskCompletionSource<JobFinished> completion,
+        Func<string, System.Net.IPAddress[]>? resolve)
+    {
+        _resolve = resolve;
         _options = options;
         _security = security;
         _data = data;
@@ -93,9 +108,26 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         Receive<JoinTimeout>(_ =>
         {
             if (_accepted) return;
-            _completion.TrySetException(new TimeoutException(_lostParameterServer
-                ? TakeoverTimedOut(_options.Cluster.JoinTimeoutSeconds, ParameterServersUp(Akka.Cluster.Cluster.Get(Context.System).State))
-                : NotAccepted(_options.Cluster.JoinTimeoutSeconds, SeedHosts.Of(_options.Cluster.SeedNodes.Select(_security.SeedAddress)))));
+            if (_lostParameterServer)
+            {
+                _completion.TrySetException(new TimeoutException(
+                    TakeoverTimedOut(_options.Cluster.JoinTimeoutSeconds, ParameterServersUp(Akka.Cluster.Cluster.Get(Context.System).State))));
+                return;
+            }
+            // The seeds' hosts are looked up off the actor's thread: without a DNS server a lookup can take seconds, which would
+            // block this actor (and its dispatcher's thread). A parameter server may accept this worker meanwhile: the result
+            // is checked again when it comes back (AfterSeedLookup).
+            string[] seeds = [.. _options.Cluster.SeedNodes.Select(_security.SeedAddress)];
+            var round = _round;
+            var resolve = _resolve;
+            Task.Run(() => SeedHosts.Of(seeds, resolve))
+                .PipeTo(Self, success: unresolved => new SeedsLookedUp(unresolved, round),
+                    failure: _ => new SeedsLookedUp([], round)); // a failed lookup names no seed; the time-out still ends the run
+        });
+        Receive<SeedsLookedUp>(looked =>
+        {
+            if (AfterSeedLookup(_accepted, looked.Round, _round, _options.Cluster.JoinTimeoutSeconds, looked.Unresolved) is { } message)
+                _completion.TrySetException(new TimeoutException(message));
         });
         Receive<Terminated>(OnTerminated);
         Receive<Lost>(OnLost);
@@ -121,6 +153,24 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <param name="completion">Completed with the job's end; failed with a <see cref="NodeRefusedException"/>, a failed worker or a timeout.</param>
     public static Props Props(TrainingOptions options, ClusterSecurity security, TrainingData data, string samples, TaskCompletionSource<JobFinished> completion) =>
         Akka.Actor.Props.Create(() => new WorkerAgent(options, security, data, samples, completion));
+
+    /// <summary><see cref="Props(TrainingOptions, ClusterSecurity, TrainingData, string, TaskCompletionSource{JobFinished})"/> with the host
+    /// lookup <paramref name="resolve"/> for the seeds named at the join timeout (<see cref="System.Net.Dns.GetHostAddresses(string)"/> when null).</summary>
+    internal static Props Props(TrainingOptions options, ClusterSecurity security, TrainingData data, string samples, TaskCompletionSource<JobFinished> completion,
+        Func<string, System.Net.IPAddress[]>? resolve) =>
+        Akka.Actor.Props.CreateBy(new Producer(() => new WorkerAgent(options, security, data, samples, completion, resolve)));
+
+    /// <summary>Creates the agent through its internal constructor, which <c>Props.Create</c> does not find (it looks for public ones).</summary>
+    private sealed class Producer(Func<WorkerAgent> create) : IIndirectActorProducer
+    {
+        public Type ActorType => typeof(WorkerAgent);
+
+        public ActorBase Produce() => create();
+
+        public void Release(ActorBase actor)
+        {
+        }
+    }
 
     /// <inheritdoc />
     protected override void PreStart()
@@ -151,6 +201,20 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     internal static string NotAccepted(double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved) =>
         $"No parameter server accepted this worker within {seconds:F0} s. {SeedHosts.Sentence(unresolved)}Check Cluster:SeedNodes, that the parameter " +
         "server node runs, and that Cluster:Tls is the same on every node.";
+
+    /// <summary>
+    /// The agent's decision when the seeds' lookup begun at a join timeout ends (it runs off the actor's thread, so the agent
+    /// went on meanwhile): the <see cref="NotAccepted"/> message to fail the run with, or null when a parameter server
+    /// accepted this worker in the meantime (<paramref name="accepted"/>), or the lookup belongs to an earlier registration
+    /// round than <paramref name="currentRound"/> (accepted and lost again since: that round's own timeout decides).
+    /// </summary>
+    /// <param name="accepted">Whether a parameter server has accepted this worker now.</param>
+    /// <param name="round">The registration round whose join timeout began the lookup.</param>
+    /// <param name="currentRound">The registration round now.</param>
+    /// <param name="seconds">Cluster:JoinTimeoutSeconds.</param>
+    /// <param name="unresolved">The lookup's result (<see cref="SeedHosts.Of"/>).</param>
+    internal static string? AfterSeedLookup(bool accepted, int round, int currentRound, double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved) =>
+        accepted || round != currentRound ? null : NotAccepted(seconds, unresolved);
 
     /// <summary>
     /// Why a worker gives up after losing its parameter server: no parameter server took over within
@@ -204,6 +268,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 
     private void StartRegistering()
     {
+        _round++;
         Register();
         Timers.StartPeriodicTimer("register", new RegisterAgain(), TimeSpan.FromSeconds(RegisterIntervalSeconds));
         Timers.StartSingleTimer("join-timeout", new JoinTimeout(), TimeSpan.FromSeconds(_options.Cluster.JoinTimeoutSeconds));

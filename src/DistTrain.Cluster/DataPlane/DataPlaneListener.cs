@@ -65,16 +65,17 @@ public sealed class DataPlaneListener : IDisposable
     /// <param name="port">Cluster:DataPort (0 picks a free port, for tests).</param>
     /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
     /// <exception cref="PortInUseException">The port is taken.</exception>
+    /// <exception cref="AddressNotLocalException"><paramref name="host"/> is not an address of this machine.</exception>
     /// <exception cref="UnresolvableHostException"><paramref name="host"/> does not resolve to an address.</exception>
     public static DataPlaneListener Start(string host, int port, ClusterCertificates? certificates) =>
-        Start(PortProbe.BindAddress(host), port, certificates, TimeSpan.FromSeconds(HandshakeTimeoutSeconds));
+        Start(PortProbe.BindAddress(host), port, certificates, TimeSpan.FromSeconds(HandshakeTimeoutSeconds), host);
 
     /// <summary>Binds <paramref name="port"/> on every IPv4 interface and starts accepting.</summary>
     /// <param name="port">The port (0 picks a free port, for tests).</param>
     /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
     /// <exception cref="PortInUseException">The port is taken.</exception>
     public static DataPlaneListener Start(int port, ClusterCertificates? certificates) =>
-        Start(IPAddress.Any, port, certificates, TimeSpan.FromSeconds(HandshakeTimeoutSeconds));
+        Start(IPAddress.Any, port, certificates, TimeSpan.FromSeconds(HandshakeTimeoutSeconds), "0.0.0.0");
 
     /// <summary>
     /// As <see cref="Start(int, ClusterCertificates?)"/>, with <paramref name="handshakeTimeout"/> instead of
@@ -83,9 +84,9 @@ public sealed class DataPlaneListener : IDisposable
     /// <exception cref="PortInUseException">The port is taken.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="handshakeTimeout"/> is not positive.</exception>
     internal static DataPlaneListener Start(int port, ClusterCertificates? certificates, TimeSpan handshakeTimeout) =>
-        Start(IPAddress.Any, port, certificates, handshakeTimeout);
+        Start(IPAddress.Any, port, certificates, handshakeTimeout, "0.0.0.0");
 
-    private static DataPlaneListener Start(IPAddress address, int port, ClusterCertificates? certificates, TimeSpan handshakeTimeout)
+    private static DataPlaneListener Start(IPAddress address, int port, ClusterCertificates? certificates, TimeSpan handshakeTimeout, string host)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(handshakeTimeout, TimeSpan.Zero);
         var listener = new TcpListener(address, port);
@@ -98,7 +99,7 @@ public sealed class DataPlaneListener : IDisposable
         catch (SocketException e)
         {
             listener.Server.Dispose();
-            throw new PortInUseException("Cluster:DataPort", port, e);
+            throw PortProbe.BindFailure("Cluster:DataPort", host, address, port, e);
         }
         var started = new DataPlaneListener(listener, certificates, handshakeTimeout);
         _ = Task.Run(started.AcceptLoop);

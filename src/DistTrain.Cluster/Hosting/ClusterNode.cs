@@ -46,10 +46,17 @@ public static class ClusterNode
         string role, int computeThreads)
     {
         var departed = new DepartedNodesLogFilter();
+        var foreign = new ForeignPeerLogFilter();
         return builder
             // A Cluster:Port taken after the start-up check: the start fails with one line (StartAsync), not Akka's pages about it.
-            .AddSetup(new LogFilterBuilder().Add(departed).Add(new BindFailureLogFilter()).Build())
-            .WithActors((system, _) => system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes"))
+            // A seed where another program listens: one warning naming it, not Akka.Remote's errors with its bytes in hex.
+            .AddSetup(new LogFilterBuilder().Add(departed).Add(new BindFailureLogFilter()).Add(foreign).Build())
+            .WithActors((system, _) =>
+            {
+                system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes");
+                var log = Logging.GetLogger(system, "seed-nodes");
+                foreign.LogThrough(text => log.Warning("{0}", text));
+            })
             .AddHocon(AkkaSettings.Serialization()
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))
                 .WithFallback(AkkaSettings.Logging("INFO")), HoconAddMode.Prepend)
@@ -108,6 +115,7 @@ public static class ClusterNode
     /// <exception cref="NodeRefusedException">The active parameter server refused this node as its standby (another job, version or settings),
     /// or this node took the job over unchecked and the job's workers have other settings.</exception>
     /// <exception cref="UnresolvableHostException">Cluster:Hostname does not resolve to an address.</exception>
+    /// <exception cref="AddressNotLocalException">Cluster:Hostname resolves, but not to an address of this machine.</exception>
     public static async Task<TrainingResult> RunParameterServerAsync(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener,
         TrainingData data, ITrainingObserver observer, CancellationToken cancellationToken, Func<TrainingResult, Task>? saveOutputs = null)
     {
@@ -285,6 +293,7 @@ public static class ClusterNode
     /// <exception cref="InvalidOperationException">The node's worker failed or the node left the cluster.</exception>
     /// <exception cref="TimeoutException">No parameter server accepted it within Cluster:JoinTimeoutSeconds.</exception>
     /// <exception cref="UnresolvableHostException">Cluster:Hostname does not resolve to an address.</exception>
+    /// <exception cref="AddressNotLocalException">Cluster:Hostname resolves, but not to an address of this machine.</exception>
     public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, ClusterSecurity security, TrainingData data, CancellationToken cancellationToken)
     {
         PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname"); // a host that does not resolve is one line, not Akka.Remote's bind failure
@@ -509,6 +518,7 @@ public static class ClusterNode
     /// one line naming the key and the port, not a fault of DistTrain's.
     /// </summary>
     /// <exception cref="PortInUseException">Akka.Remote could not bind Cluster:Port because another socket holds it.</exception>
+    /// <exception cref="AddressNotLocalException">Akka.Remote could not bind Cluster:Hostname: it is not an address of this machine.</exception>
     private static async Task StartAsync(IHost host, Core.Configuration.ClusterOptions cluster, CancellationToken cancellationToken)
     {
         try
@@ -519,7 +529,26 @@ public static class ClusterNode
         {
             throw new PortInUseException("Cluster:Port", cluster.Port, taken);
         }
+        catch (Exception e) when (AddressNotLocal(e) is { } elsewhere)
+        {
+            // Cluster:Port 0 skips the start-up check, so a Cluster:Hostname of another machine first fails here.
+            throw new AddressNotLocalException("Cluster:Hostname", cluster.Hostname, PortProbe.BindAddress(cluster.Hostname), elsewhere);
+        }
     }
+
+    /// <summary>
+    /// The "cannot assign requested address" <see cref="System.Net.Sockets.SocketException"/> (EADDRNOTAVAIL: the address to
+    /// bind is not this machine's) among <paramref name="exception"/>'s inner exceptions, as <see cref="AddressInUse"/> finds
+    /// a taken port; null when there is none.
+    /// </summary>
+    /// <param name="exception">The failure to search, itself included.</param>
+    internal static System.Net.Sockets.SocketException? AddressNotLocal(Exception? exception) => exception switch
+    {
+        System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressNotAvailable } socket => socket,
+        AggregateException aggregate => aggregate.InnerExceptions.Select(AddressNotLocal).FirstOrDefault(found => found is not null),
+        null => null,
+        _ => AddressNotLocal(exception.InnerException),
+    };
 
     /// <summary>
     /// The "address already in use" <see cref="System.Net.Sockets.SocketException"/> among <paramref name="exception"/>'s

@@ -60,6 +60,7 @@ public static class PortProbe
     /// <param name="host">Address to bind (Cluster:Hostname); <c>0.0.0.0</c>, <c>+</c> or <c>*</c> for every interface.</param>
     /// <param name="port">The port; 0 (any free port) always passes, without resolving <paramref name="host"/>.</param>
     /// <exception cref="PortInUseException">Another socket listens there.</exception>
+    /// <exception cref="AddressNotLocalException"><paramref name="host"/> is not an address of this machine.</exception>
     /// <exception cref="UnresolvableHostException"><paramref name="host"/> does not resolve to an address.</exception>
     public static void EnsureFree(string key, string host, int port)
     {
@@ -74,7 +75,42 @@ public static class PortProbe
         }
         catch (SocketException e)
         {
-            throw new PortInUseException(key, port, e);
+            throw BindFailure(key, host, address, port, e);
+        }
+    }
+
+    /// <summary>
+    /// The exception for a listener of <paramref name="host"/> (bound as <paramref name="address"/>) that could not bind
+    /// <paramref name="port"/>: an <see cref="AddressNotLocalException"/> when the address is not one of this machine's
+    /// (<see cref="SocketError.AddressNotAvailable"/>, EADDRNOTAVAIL), else a <see cref="PortInUseException"/>.
+    /// </summary>
+    /// <param name="portKey">The config key of the port (Cluster:Port, Cluster:DataPort, Metrics:Port); the host's key is the
+    /// same section's <c>Hostname</c>.</param>
+    /// <param name="host">The host as configured (Cluster:Hostname, Metrics:Hostname).</param>
+    /// <param name="address">The address the listener bound (<see cref="BindAddress"/>), or null when not known.</param>
+    /// <param name="port">The port.</param>
+    /// <param name="failure">The bind's error.</param>
+    internal static Exception BindFailure(string portKey, string host, IPAddress? address, int port, SocketException failure) =>
+        failure.SocketErrorCode == SocketError.AddressNotAvailable
+            ? new AddressNotLocalException(HostKeyOf(portKey), host, address, failure)
+            : new PortInUseException(portKey, port, failure);
+
+    /// <summary>This machine's unicast addresses (IPv4 first, loopback included), for a message that asks for one of them;
+    /// empty when the interfaces cannot be listed.</summary>
+    internal static IReadOnlyList<IPAddress> LocalAddresses()
+    {
+        try
+        {
+            return [.. System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+                .Where(i => i.OperationalStatus is System.Net.NetworkInformation.OperationalStatus.Up or System.Net.NetworkInformation.OperationalStatus.Unknown)
+                .SelectMany(i => i.GetIPProperties().UnicastAddresses.Select(u => u.Address))
+                .Where(a => !a.IsIPv6LinkLocal)
+                .Distinct()
+                .OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1)];
+        }
+        catch (Exception e) when (e is System.Net.NetworkInformation.NetworkInformationException or PlatformNotSupportedException)
+        {
+            return [];
         }
     }
 
@@ -107,6 +143,42 @@ public sealed class UnresolvableHostException(string key, string host, string re
             ? $"Set {key} ({variable}=...) to + for every interface, localhost for this machine only, or a name or address of this machine."
             : $"Set {key} ({variable}=...) to an address or host name of this machine: 0.0.0.0 for every interface (the default), 127.0.0.1 " +
               "for a cluster on one machine; the address other nodes reach it at, if different, goes in Cluster:PublicHostname.";
+    }
+}
+
+/// <summary>
+/// The host a node is to listen on (Cluster:Hostname, Metrics:Hostname) resolves, but not to an address of this machine
+/// (the bind failed with EADDRNOTAVAIL): typically the address other nodes dial, given where the node's own address belongs
+/// (a machine behind NAT, a container's published address). The message is one line naming the key, the value, the
+/// address it resolved to, this machine's addresses and the fix: the address to listen on, and for Cluster:Hostname the
+/// address others dial in Cluster:PublicHostname.
+/// </summary>
+/// <param name="key">The config key of the host (Cluster:Hostname, Metrics:Hostname).</param>
+/// <param name="host">The host as given.</param>
+/// <param name="address">The address <paramref name="host"/> resolved to and the listener tried to bind; null when not known.</param>
+/// <param name="inner">The bind failure.</param>
+public sealed class AddressNotLocalException(string key, string host, IPAddress? address, Exception inner)
+    : Exception(Describe(key, host, address, inner, PortProbe.LocalAddresses()), inner)
+{
+    /// <summary>The config key of the host.</summary>
+    public string Key { get; } = key;
+
+    /// <summary>The host as given.</summary>
+    public string Host { get; } = host;
+
+    /// <summary>The message for <paramref name="host"/> of <paramref name="key"/>, given this machine's addresses <paramref name="local"/>
+    /// (none named when empty).</summary>
+    internal static string Describe(string key, string host, IPAddress? address, Exception inner, IReadOnlyList<IPAddress> local)
+    {
+        var resolved = address is null || string.Equals(address.ToString(), host.Trim('[', ']'), StringComparison.OrdinalIgnoreCase) ? "" : $"it resolves to {address}; ";
+        var own = local.Count == 0 ? "" : $" ({string.Join(", ", local.Take(6))})";
+        var variable = $"DISTTRAIN_{key.Replace(":", "__", StringComparison.Ordinal)}";
+        return key.StartsWith("Metrics:", StringComparison.Ordinal)
+            ? $"{key} = '{host}' is not an address of this machine ({resolved}{inner.Message}), so the metrics endpoint cannot listen on it. Set {key} " +
+              $"({variable}=...) to + for every interface, localhost for this machine only, or an address of this machine{own}."
+            : $"{key} = '{host}' is not an address of this machine ({resolved}{inner.Message}), so this node cannot listen on it. Set {key} " +
+              $"({variable}=...) to an address of this machine{own}, or 0.0.0.0 for every interface; the address the other nodes reach this " +
+              "node at goes in Cluster:PublicHostname (DISTTRAIN_Cluster__PublicHostname=...).";
     }
 }
 

@@ -127,6 +127,7 @@ public sealed class Trainer
     /// <exception cref="PortInUseException">Cluster:Port or Cluster:DataPort is taken (also when another process takes
     /// Cluster:Port in the moment between the check and Akka.Remote's bind).</exception>
     /// <exception cref="UnresolvableHostException">Cluster:Hostname does not resolve to an address.</exception>
+    /// <exception cref="AddressNotLocalException">Cluster:Hostname resolves, but not to an address of this machine.</exception>
     /// <exception cref="InvalidDataException">Model:Pretrained cannot be read or does not fit the model.</exception>
     /// <exception cref="JobFinishedOnAnotherNodeException">This node stood by until the job ended on another parameter-server node.</exception>
     /// <exception cref="NodeRefusedException">This node's TLS handshake failed (the peers' certificates are of another CA, or its
@@ -164,6 +165,7 @@ public sealed class Trainer
     /// <exception cref="PortInUseException">Cluster:Port is taken (0, any free port, never is), also when another process
     /// takes it in the moment between the check and Akka.Remote's bind.</exception>
     /// <exception cref="UnresolvableHostException">Cluster:Hostname does not resolve to an address.</exception>
+    /// <exception cref="AddressNotLocalException">Cluster:Hostname resolves, but not to an address of this machine.</exception>
     /// <exception cref="NodeRefusedException">The job host refused the node (another job, model or version), or the TLS handshake failed.</exception>
     /// <exception cref="InvalidOperationException">The node's worker failed or the node lost the cluster.</exception>
     /// <exception cref="TimeoutException">No parameter server accepted the node within Cluster:JoinTimeoutSeconds.</exception>
