@@ -631,32 +631,40 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     }
 
     /// <summary>
-    /// The K results of one round and stamp carry one version (every shard steps once per round). Results that do not are
-    /// of shards out of step: the link refuses to put them together, naming every shard's version, and keeps the weights
-    /// it had; a result of the right version then completes the round.
+    /// The K results of one round and stamp carry one version (every shard steps once per round) and one epoch (the shards
+    /// run one part at a time). Results that do not are of shards out of step, or running different parts: the link
+    /// refuses to put them together, naming every shard's version or epoch, and keeps the weights it had; a result of the
+    /// right version and epoch then completes the round.
     /// </summary>
     [Theory]
-    [InlineData(2)]
-    [InlineData(3)]
-    public void A_link_refuses_to_put_together_results_of_one_round_and_stamp_at_different_versions(int shards)
+    [InlineData(2, "version")]
+    [InlineData(3, "version")]
+    [InlineData(2, "epoch")]
+    [InlineData(3, "epoch")]
+    public void A_link_refuses_to_put_together_results_of_one_round_and_stamp_at_different_versions_or_epochs(int shards, string differs)
     {
         var initial = Replica.Initial();
         var link = new ShardedReplicaLink(initial, [.. Enumerable.Repeat(ActorRefs.Nobody, shards)]);
-        ShardWeights Result(int shard, long version, float value) =>
-            new(shard, 1, 2, 1, version, Enumerable.Repeat(value, link.Plan[shard].Length).ToArray());
-        Assert.False(link.Offer(Result(0, 0, 0))); // round -1 is awaited: a result of round 2 is ignored
+        var epochs = differs == "epoch";
+        // Round 2 of epoch 1, stamp 1, version 5; the odd one out is of epoch 2 or version 6.
+        ShardWeights Result(int shard, bool odd, float value) =>
+            new(shard, odd && epochs ? 2 : 1, 2, 1, odd && !epochs ? 6 : 5, Enumerable.Repeat(value, link.Plan[shard].Length).ToArray());
+        Assert.False(link.Offer(Result(0, false, 0))); // round -1 is awaited: a result of round 2 is ignored
         // Put together the starting weights, then await round 2 (as after sending round 2's slices).
         for (var k = 0; k < shards; k++) Assert.Equal(k == shards - 1, link.Offer(new ShardWeights(k, 1, -1, 0, 4, link.Plan[k].Slice(initial).Values)));
         link.Send(1, 2, 4, 0, 10, 1, new float[initial.Layout.WorkerReportLength], ActorRefs.Nobody);
         var before = (float[])link.Weights.Clone();
-        for (var k = 0; k < shards - 1; k++) Assert.False(link.Offer(Result(k, 5, k + 1)));
-        var error = Assert.Throws<InvalidOperationException>(() => link.Offer(Result(shards - 1, 6, shards)));
-        var versions = string.Join(", ", Enumerable.Range(0, shards).Select(k => $"shard {k}: version {(k == shards - 1 ? 6 : 5)}"));
-        Assert.StartsWith($"The shards' results of epoch 1 round 2 stamp 1 carry different versions ({versions}): the shards are out of step", error.Message);
+        for (var k = 0; k < shards - 1; k++) Assert.False(link.Offer(Result(k, false, k + 1)));
+        var error = Assert.Throws<InvalidOperationException>(() => link.Offer(Result(shards - 1, true, shards)));
+        var named = string.Join(", ", Enumerable.Range(0, shards).Select(k =>
+            epochs ? $"shard {k}: epoch {(k == shards - 1 ? 2 : 1)}" : $"shard {k}: version {(k == shards - 1 ? 6 : 5)}"));
+        Assert.StartsWith(epochs
+            ? $"The shards' results of round 2 stamp 1 are of different epochs ({named}): the shards are running different parts"
+            : $"The shards' results of epoch 1 round 2 stamp 1 carry different versions ({named}): the shards are out of step", error.Message);
         Assert.Equal(before, link.Weights);
         Assert.Equal((2, 4L, 0), (link.AwaitedRound, link.Version, link.Stamp));
-        // The last shard's result of the same version completes the round.
-        Assert.True(link.Offer(Result(shards - 1, 5, shards)));
+        // The last shard's result of the same version and epoch completes the round.
+        Assert.True(link.Offer(Result(shards - 1, false, shards)));
         Assert.Equal((3, 5L, 1), (link.AwaitedRound, link.Version, link.Stamp));
         for (var k = 0; k < shards; k++) Assert.All(link.Weights.AsSpan(link.Plan[k].Start, link.Plan[k].Length).ToArray(), w => Assert.Equal(k + 1, w));
     }

@@ -9,7 +9,7 @@ namespace DistTrain.Cluster.Actors;
 /// A worker's side of shards that run on their own (<see cref="ParameterShardActor"/>): it cuts each report into the K
 /// shards' slices (<see cref="ParameterShards.Plan"/>'s layout), sends each shard its slice, and puts a round's whole
 /// weights together from the shards' <see cref="ShardWeights"/> only when it holds one result of that round from every
-/// shard, all with one stamp and one version.
+/// shard, all with one stamp, one epoch and one version.
 /// </summary>
 /// <remarks>
 /// The stamp rule is what keeps a worker from computing on a step that is later redone (docs/architecture.md, "Where the
@@ -108,9 +108,10 @@ public sealed class ShardedReplicaLink
     /// <returns>True when <see cref="Weights"/> now holds the awaited round's whole weights; false when the result is of
     /// another round (ignored) or the round is not complete yet.</returns>
     /// <exception cref="ArgumentException">The result's shard index is not one of the link's, or its slice is not that shard's length.</exception>
-    /// <exception cref="InvalidOperationException">The result completes a round and stamp whose K results carry different
-    /// versions (the shards are out of step); the message names every shard's version. Nothing is put together:
-    /// <see cref="Weights"/>, <see cref="Version"/> and <see cref="AwaitedRound"/> keep their values.</exception>
+    /// <exception cref="InvalidOperationException">The result completes a round and stamp whose K results are of different
+    /// epochs (the shards run different parts; the message names every shard's epoch) or carry different versions (the
+    /// shards are out of step; the message names every shard's version). Nothing is put together: <see cref="Weights"/>,
+    /// <see cref="Version"/> and <see cref="AwaitedRound"/> keep their values.</exception>
     public bool Offer(ShardWeights result)
     {
         ArgumentNullException.ThrowIfNull(result);
@@ -125,6 +126,13 @@ public sealed class ShardedReplicaLink
         var stamp = _pending[0]?.Stamp;
         foreach (var p in _pending)
             if (p is null || p.Stamp != stamp) return false;
+        // The shards run one part at a time: results of one round and stamp of different epochs are of different parts (a
+        // shard that missed a part's start, or a result left over from the last part), and their slices of different steps.
+        if (_pending.Any(p => p!.Epoch != _pending[0]!.Epoch))
+            throw new InvalidOperationException($"The shards' results of round {result.Round} stamp {stamp} are of different epochs " +
+                $"({string.Join(", ", _pending.Select(p => $"shard {p!.Shard}: epoch {p.Epoch}"))}): the shards are running different parts, and " +
+                "their slices are of different steps, so no weights were put together from them. Every shard must get the same part's start " +
+                "before the workers send it slices of that part.");
         // Every shard steps once per round, so one round and stamp is one version at every shard; results of one round and
         // stamp at different versions mean the shards are out of step, and their slices are of different steps.
         if (_pending.Any(p => p!.Version != _pending[0]!.Version))
