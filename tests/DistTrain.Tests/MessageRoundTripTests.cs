@@ -66,7 +66,7 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(ShardLossAnswer) => new ShardLossAnswer(2, new LossAnswer(5, 41, HasOpen: true)),
             nameof(ShardLossDecision) => new ShardLossDecision(new LossDecision(5, 41, Keep: true)),
             nameof(ShardNormShare) => new ShardNormShare(2, 41, 1, 0.012345678901234567),
-            nameof(ShardPartStart) => new ShardPartStart(3, [probe, TestActor], [7, 6], 12, [TestActor, probe]),
+            nameof(ShardPartStart) => new ShardPartStart(3, [probe, TestActor], [7, 6], 12, [TestActor, probe], probe),
             nameof(ShardLossDecided) => new ShardLossDecided(new LossDecision(5, 41, Keep: true)),
             _ => null,
         };

@@ -145,7 +145,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var links = probes.Select(_ => new ShardedReplicaLink(initial, actors)).ToArray();
         var coordinator = CreateTestProbe();
         foreach (var shard in actors)
-            shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)], 0, actors));
+            shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)], 0, actors, arbiter));
         var alive = Enumerable.Repeat(true, workers).ToArray();
         var histories = probes.Select(_ => new List<float[]>()).ToArray();
         void Assemble(int w)
@@ -344,7 +344,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1));
         var worker = CreateTestProbe();
         var intruder = CreateTestProbe();
-        shard.Tell(new ShardPartStart(1, [worker.Ref], [2], 0, [shard, ActorRefs.Nobody]));
+        shard.Tell(new ShardPartStart(1, [worker.Ref], [2], 0, [shard, ActorRefs.Nobody], ActorRefs.Nobody));
         var start = worker.ExpectMsg<ShardWeights>();
         Assert.Equal((0, -1, 0, 0L), (start.Shard, start.Round, start.Stamp, start.Version));
         Assert.Equal(initial.Values.AsSpan(0, plan[0].Length).ToArray(), start.Weights);
@@ -356,7 +356,11 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             worker.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, slice[1..])));
         EventFilter.Warning(contains: "it is of epoch 2, and this part is of epoch 1").ExpectOne(() =>
             worker.Send(shard, new GradientComputed(2, 0, 0, 0, 10, 1, slice)));
+        // This part names no loss arbiter: no question about its worker is answered, from any actor.
+        EventFilter.Warning(contains: $"a question about lost worker 0 is not answered: it came from {intruder.Ref.Path}, and this part names no loss arbiter")
+            .ExpectOne(() => intruder.Send(shard, new ShardLossQuery(0)));
         worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
 
         worker.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, slice));
         var result = worker.ExpectMsg<ShardWeights>();
@@ -397,7 +401,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             if (intruders)
                 EventFilter.Warning(contains: "a norm part claiming shard 1 of round 0 stamp 0 is not used: no part has started").ExpectOne(() =>
                     other.Send(shard, new ShardNormShare(1, 0, 0, otherPart)));
-            shard.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [shard, other.Ref]));
+            shard.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [shard, other.Ref], ActorRefs.Nobody));
             worker.ExpectMsg<ShardWeights>();
             worker.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, slice));
             var own = other.ExpectMsg<ShardNormShare>();
@@ -424,6 +428,64 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var refused = Step(intruders: true);
         Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
         Assert.NotEqual(initial.Values.AsSpan(0, plan[0].Length).ToArray(), clean); // the step moved the weights
+    }
+
+    /// <summary>
+    /// A loss question or decision counts only from the loss arbiter the part's start names, as a norm part only from its
+    /// shard: a question from another actor is not answered (answered, it would make the shard refuse worker 1's slices from
+    /// then on) and a decision from another actor is not applied (it would close round 0 on worker 0's slice alone), each
+    /// with one warning naming the sender and the reason. The step waits for the real message (worker 1's slice, or the
+    /// arbiter's question and decision when worker 1 is lost) and equals that of a shard that never saw the forged ones,
+    /// bit for bit.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_loss_question_or_decision_from_another_actor_than_the_parts_arbiter_is_refused_and_the_step_waits_for_the_real_one(bool lost)
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        float[] Slice(Func<int, float> f) => [.. Enumerable.Range(0, plan[0].Length).Select(f)];
+
+        float[] Step(bool lost, bool intruders)
+        {
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1));
+            var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+            var arbiter = CreateTestProbe();
+            var intruder = CreateTestProbe();
+            shard.Tell(new ShardPartStart(1, [workers[0].Ref, workers[1].Ref], [1, 1], 0, [shard, ActorRefs.Nobody], arbiter.Ref));
+            foreach (var worker in workers) worker.ExpectMsg<ShardWeights>();
+            workers[0].Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, Slice(i => MathF.Sin(i) * 0.1f)));
+            if (intruders)
+            {
+                var notArbiter = $"not from the part's loss arbiter {arbiter.Ref.Path}";
+                EventFilter.Warning(contains: $"Shard 0: a question about lost worker 1 is not answered: it came from {intruder.Ref.Path}, {notArbiter}")
+                    .ExpectOne(() => intruder.Send(shard, new ShardLossQuery(1)));
+                EventFilter.Warning(contains: $"Shard 0: a decision about worker 1 in round 0 is not applied: it came from {intruder.Ref.Path}, {notArbiter}")
+                    .ExpectOne(() => intruder.Send(shard, new ShardLossDecision(new LossDecision(1, 0, Keep: false))));
+                EventFilter.Warning(contains: $"Shard 0: a decision about worker 1 in round 0 is not applied: it came from {workers[1].Ref.Path}, {notArbiter}")
+                    .ExpectOne(() => workers[1].Send(shard, new ShardLossDecision(new LossDecision(1, 0, Keep: false))));
+                intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no answer to the forged question
+                workers[0].ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no step on the forged decision
+            }
+            if (lost)
+            {
+                shard.Tell(new ShardLossQuery(1), arbiter.Ref);
+                Assert.Equal(new LossAnswer(1, 0, HasOpen: false), arbiter.ExpectMsg<ShardLossAnswer>().Answer);
+                shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false)), arbiter.Ref);
+            }
+            else workers[1].Send(shard, new GradientComputed(1, 0, 0, 1, 17, 2, Slice(i => MathF.Cos(i) * 0.1f)));
+            var result = workers[0].ExpectMsg<ShardWeights>();
+            Assert.Equal((0, lost ? 1 : 0, 1L), (result.Round, result.Stamp, result.Version));
+            Sys.Stop(shard);
+            return result.Weights;
+        }
+
+        var clean = Step(lost, intruders: false);
+        var refused = Step(lost, intruders: true);
+        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        // The real message mattered: the round with worker 1's slice is not the round without it.
+        Assert.NotEqual(Step(!lost, intruders: false), clean);
     }
 
     /// <summary>Parent of one shard: tells the test its child, and every exception the child fails with (then stops it).</summary>
@@ -529,7 +591,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var worker = CreateTestProbe();
         Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(plan[0], initial, Sgd(), 1), TestActor)));
         var shard = ExpectMsg<IActorRef>();
-        shard.Tell(new ShardPartStart(1, [worker.Ref], [3], 0, [shard, ActorRefs.Nobody]));
+        shard.Tell(new ShardPartStart(1, [worker.Ref], [3], 0, [shard, ActorRefs.Nobody], ActorRefs.Nobody));
         var start = worker.ExpectMsg<ShardWeights>();
         foreach (var (round, _, samples, lossSum, whole) in reports)
         {
@@ -583,7 +645,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var workers = new[] { CreateTestProbe(), CreateTestProbe() };
         var coordinator = CreateTestProbe();
         var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, 2));
-        foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [2, 2], 0, shards));
+        foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [2, 2], 0, shards, arbiter));
         foreach (var worker in workers) Assert.All(worker.ReceiveN(2).Cast<ShardWeights>(), r => Assert.Equal(-1, r.Round));
         void Send(int k, (int Round, int Worker, int Samples, double LossSum, float[] Report) r) =>
             shards[k].Tell(new GradientComputed(1, r.Round, r.Round, r.Worker, r.Samples, r.LossSum, r.Report[plan[k].Start..plan[k].End]), workers[r.Worker].Ref);

@@ -105,7 +105,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
             Sys.ActorOf(ParameterServerLink.ForShard("127.0.0.1", nodes[p.Index].Port, w, probe.Ref, p, shards, runToken, workerIdentity))).ToArray()).ToArray();
         var links = connections.Select(c => new ShardedReplicaLink(initial, c)).ToArray();
         foreach (var node in nodes)
-            node.Shard.Tell(new ShardPartStart(1, node.Links, [.. probes.Select(_ => ParameterShardActorTests.Rounds)], 0, [.. nodes.Select(n => n.Shard)]));
+            node.Shard.Tell(new ShardPartStart(1, node.Links, [.. probes.Select(_ => ParameterShardActorTests.Rounds)], 0, [.. nodes.Select(n => n.Shard)], ActorRefs.Nobody));
         var histories = probes.Select(_ => new List<float[]>()).ToArray();
         void Assemble(int w)
         {
@@ -192,7 +192,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         // The slot is not taken: worker 0 with the right hello connects and gets the shard's starting weights.
         var right = CreateTestProbe();
         Sys.ActorOf(ParameterServerLink.ForShard("127.0.0.1", node.Port, 0, right.Ref, plan[1], 2, runToken, null));
-        node.Shard.Tell(new ShardPartStart(1, node.Links, [1, 1], 0, [.. nodes.Select(n => n.Shard)]));
+        node.Shard.Tell(new ShardPartStart(1, node.Links, [1, 1], 0, [.. nodes.Select(n => n.Shard)], ActorRefs.Nobody));
         var start = right.ExpectMsg<ShardWeights>(Wait);
         Assert.Equal((1, -1, 0L), (start.Shard, start.Round, start.Version));
         Assert.Equal(initial.Values.AsSpan(plan[1].Start, plan[1].Length).ToArray(), start.Weights);
@@ -228,7 +228,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         var worker = CreateTestProbe();
         var link = Sys.ActorOf(ParameterServerLink.ForShard("127.0.0.1", nodes[0].Port, 0, worker.Ref, plan[0], 2, runToken, null));
         Watch(link);
-        nodes[0].Shard.Tell(new ShardPartStart(1, nodes[0].Links, [2], 0, [.. nodes.Select(n => n.Shard)]));
+        nodes[0].Shard.Tell(new ShardPartStart(1, nodes[0].Links, [2], 0, [.. nodes.Select(n => n.Shard)], TestActor));
         Assert.Equal(-1, worker.ExpectMsg<ShardWeights>(Wait).Round);
         var log = LogProbe();
 
@@ -277,7 +277,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = (int)Wait.TotalMilliseconds };
         socket.Connect(IPAddress.Loopback, nodes[1].Port);
         socket.Send(Bytes(new DataPlaneHello(0, plan[1].Length, runToken, 1, 2)));
-        nodes[1].Shard.Tell(new ShardPartStart(1, nodes[1].Links, [2], 0, [.. nodes.Select(n => n.Shard)]));
+        nodes[1].Shard.Tell(new ShardPartStart(1, nodes[1].Links, [2], 0, [.. nodes.Select(n => n.Shard)], TestActor));
         var start = new byte[TensorFrame.HeaderSize + plan[1].Length * sizeof(float)];
         Receive(socket, start);
         Assert.Equal(TensorFrame.ShardWeightsType, MemoryMarshal.Read<TensorFrame.Header>(start).Type);

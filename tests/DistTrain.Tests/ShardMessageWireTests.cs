@@ -61,16 +61,17 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
     }
 
     /// <summary>
-    /// A part's start as the coordinator would send it to a shard on another node: the workers' and shards' actors, an empty
-    /// slot (<see cref="ActorRefs.Nobody"/>, as an empty slot and an absent shard are named), the rounds and the epoch's
-    /// planned steps come back as they were, and the actors resolve to the same actors.
+    /// A part's start as the coordinator would send it to a shard on another node: the workers', shards' and loss arbiter's
+    /// actors, an empty slot (<see cref="ActorRefs.Nobody"/>, as an empty slot and an absent shard are named), the rounds and
+    /// the epoch's planned steps come back as they were, and the actors resolve to the same actors.
     /// </summary>
     [Fact]
     public void A_part_start_round_trips_with_its_actors_and_an_empty_slot()
     {
         var workers = new[] { CreateTestProbe(), CreateTestProbe() };
         var shard = CreateTestProbe();
-        var start = new ShardPartStart(3, [workers[0].Ref, ActorRefs.Nobody, workers[1].Ref], [5, 0, 4], 11, [shard.Ref, ActorRefs.Nobody]);
+        var arbiter = CreateTestProbe();
+        var start = new ShardPartStart(3, [workers[0].Ref, ActorRefs.Nobody, workers[1].Ref], [5, 0, 4], 11, [shard.Ref, ActorRefs.Nobody], arbiter.Ref);
         var back = RoundTrip(start);
         Assert.Equal((3, 11), (back.Epoch, back.StepsPerEpoch));
         Assert.Equal([5, 0, 4], back.RoundsPerWorker);
@@ -79,6 +80,10 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         Assert.Equal(workers[1].Ref, back.Workers[2]);
         Assert.Equal(shard.Ref, back.Shards[0]);
         Assert.True(back.Shards[1].IsNobody(), $"the absent shard came back as {back.Shards[1]}");
+        Assert.Equal(arbiter.Ref, back.Arbiter);
+        Assert.True(RoundTrip(start with { Arbiter = ActorRefs.Nobody }).Arbiter.IsNobody(), "a part without an arbiter came back with one");
+        // The arbiter is named, as Nobody when there is none: nil is refused.
+        Assert.Contains("has no Arbiter (nil where the type needs a value)", Refuse(Part(3, 2, [5, 4], 11, 2, arbiter: null), nameof(ShardPartStart)).Message);
         // The refs are the actors: a message told to one reaches it.
         back.Workers[2].Tell("hello");
         workers[1].ExpectMsg("hello");
@@ -124,7 +129,7 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         [
             new ShardLossQuery(7), new ShardLossAnswer(1, new LossAnswer(7, 12, true)), new ShardLossDecision(new LossDecision(7, 12, false)),
             new ShardNormShare(1, 12, 0, 0.25), new ShardWeightsHeader(1, 2, 12, 0, 13, 4096), new ShardLossDecided(new LossDecision(7, 12, true)),
-            new ShardPartStart(2, [TestActor, ActorRefs.Nobody], [12, 0], 12, [TestActor]),
+            new ShardPartStart(2, [TestActor, ActorRefs.Nobody], [12, 0], 12, [TestActor], TestActor),
         ];
         foreach (var message in messages)
         {
@@ -144,7 +149,7 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         var query = Serializer.ToBinary(new ShardLossQuery(3));
         Assert.Contains("has 1 fields; the type needs at least 4", Refuse(query, nameof(ShardNormShare)).Message);
         Assert.Contains("has 1 fields; the type needs at least 6", Refuse(query, nameof(ShardWeightsHeader)).Message);
-        Assert.Contains("has 1 fields; the type needs at least 5", Refuse(query, nameof(ShardPartStart)).Message);
+        Assert.Contains("has 1 fields; the type needs at least 6", Refuse(query, nameof(ShardPartStart)).Message);
         // A ShardLossQuery's worker slot where a ShardLossDecided's decision (an array) belongs.
         Assert.Contains("could not be decoded", Refuse(query, nameof(ShardLossDecided)).Message);
         // A ShardWeightsHeader read as a ShardPartStart: a number where the workers' actors (an array) belong.
@@ -189,10 +194,11 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardPartStart), Part(1, 2, [3, 3], 0, 17), "Shards holds 17 shards, outside 1 to 16" },
     };
 
-    /// <summary>A ShardPartStart's bytes with <paramref name="workers"/> and <paramref name="shards"/> actors (a path each).</summary>
-    private static byte[] Part(int epoch, int workers, int[] rounds, int steps, int shards) =>
+    /// <summary>A ShardPartStart's bytes with <paramref name="workers"/> and <paramref name="shards"/> actors (a path each) and
+    /// <paramref name="arbiter"/>'s path (nil for null).</summary>
+    private static byte[] Part(int epoch, int workers, int[] rounds, int steps, int shards, string? arbiter = "akka://test/user/arbiter") =>
         Bytes(epoch, Enumerable.Repeat<object>("akka://test/user/worker", workers).ToArray(), rounds, steps,
-            Enumerable.Repeat<object>("akka://test/user/shard", shards).ToArray());
+            Enumerable.Repeat<object>("akka://test/user/shard", shards).ToArray(), arbiter!);
 
     private static byte[] Bytes(params object[] fields) => MessagePackSerializer.Serialize(fields);
 
@@ -220,7 +226,7 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         var workers = new[] { CreateTestProbe(system), CreateTestProbe(system) };
         var coordinator = CreateTestProbe(system);
         var link = new ShardedReplicaLink(initial, shards);
-        foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [1, 1], 0, shards));
+        foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [1, 1], 0, shards, arbiter));
         while (!link.Offer(workers[0].ExpectMsg<ShardWeights>())) { }
         var random = new Random(5);
         float[] Report() => [.. Enumerable.Range(0, initial.Layout.WorkerReportLength).Select(_ => (float)(random.NextDouble() - 0.5))];
@@ -265,7 +271,7 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         Assert.Equal(new ShardWeightsHeader(15, 1, -1, 256, 0, (1 << 28) - 1), RoundTrip(new ShardWeightsHeader(15, 1, -1, 256, 0, (1 << 28) - 1)));
         Assert.Equal(new LossDecision(255, 0, true), RoundTrip(new ShardLossDecision(new LossDecision(255, 0, true))).Decision);
         Assert.Equal(new LossDecision(0, int.MaxValue, false), RoundTrip(new ShardLossDecided(new LossDecision(0, int.MaxValue, false))).Decision);
-        var widest = RoundTrip(new ShardPartStart(1, [.. Enumerable.Repeat(TestActor, 256)], [.. Enumerable.Repeat(0, 256)], 0, [.. Enumerable.Repeat(TestActor, 16)]));
+        var widest = RoundTrip(new ShardPartStart(1, [.. Enumerable.Repeat(TestActor, 256)], [.. Enumerable.Repeat(0, 256)], 0, [.. Enumerable.Repeat(TestActor, 16)], TestActor));
         Assert.Equal((256, 256, 16, 0), (widest.Workers.Length, widest.RoundsPerWorker.Length, widest.Shards.Length, widest.StepsPerEpoch));
     }
 }

@@ -9,10 +9,11 @@ using MessagePack;
 namespace DistTrain.Cluster.Actors;
 
 /// <summary>
-/// Starts a part of an epoch at a <see cref="ParameterShardActor"/>: the workers whose slices it takes, their rounds, and
-/// the other shards it exchanges gradient norms with. The shard answers by sending every worker its slice of the current
-/// weights as round -1 (<see cref="ShardWeights"/>), the weights round 0 is computed on. Crosses nodes as MessagePack,
-/// its actors as their paths (with the node's address under remoting); decoding refuses a field out of its range.
+/// Starts a part of an epoch at a <see cref="ParameterShardActor"/>: the workers whose slices it takes, their rounds, the
+/// other shards it exchanges gradient norms with, and the loss arbiter whose questions and decisions it takes. The shard
+/// answers by sending every worker its slice of the current weights as round -1 (<see cref="ShardWeights"/>), the weights
+/// round 0 is computed on. Crosses nodes as MessagePack, its actors as their paths (with the node's address under
+/// remoting); decoding refuses a field out of its range.
 /// </summary>
 /// <param name="Epoch">1-based epoch; the workers' slices must carry it.</param>
 /// <param name="Workers">By worker slot, 1 to <see cref="UpdatePolicy.MaxWorkers"/> slots: the worker's actor, the only sender
@@ -23,13 +24,17 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="Shards">Every shard of the run, by shard index (this one included), 1 to <see cref="ParameterShards.MaxShards"/>:
 /// with Optimizer:GradientClipNorm each sends them its part of the gradient's squared norm, and takes a part only from the
 /// actor at the index the part names.</param>
+/// <param name="Arbiter">The run's <see cref="ShardLossArbiter"/>: the only sender whose <see cref="ShardLossQuery"/> the shard
+/// answers and whose <see cref="ShardLossDecision"/> it applies; <see cref="ActorRefs.Nobody"/> for a part in which no lost
+/// worker is decided (every question and decision is then refused).</param>
 [MessagePackObject]
 public sealed record ShardPartStart(
     [property: Key(0)] int Epoch,
     [property: Key(1)] IActorRef[] Workers,
     [property: Key(2)] int[] RoundsPerWorker,
     [property: Key(3)] int StepsPerEpoch,
-    [property: Key(4)] IActorRef[] Shards) : IRangeCheckedMessage
+    [property: Key(4)] IActorRef[] Shards,
+    [property: Key(5)] IActorRef Arbiter) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange()
@@ -124,7 +129,8 @@ internal static class ShardWire
     public static string? Stamp(int stamp) => Within(nameof(Stamp), stamp, 0, UpdatePolicy.MaxWorkers);
 }
 
-/// <summary>The coordinator's question to a shard about a lost worker (<see cref="ShardRoundLedger{TReport}.Query"/>); answered with <see cref="ShardLossAnswer"/>.</summary>
+/// <summary>The coordinator's question to a shard about a lost worker (<see cref="ShardRoundLedger{TReport}.Query"/>); answered with
+/// <see cref="ShardLossAnswer"/>. A shard answers it only from the part's <see cref="ShardPartStart.Arbiter"/>.</summary>
 /// <param name="Worker">The lost worker's slot, 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</param>
 [MessagePackObject]
 public sealed record ShardLossQuery([property: Key(0)] int Worker) : IRangeCheckedMessage
@@ -143,7 +149,8 @@ public sealed record ShardLossAnswer([property: Key(0)] int Shard, [property: Ke
     public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.Worker(Answer.Worker) ?? ShardWire.AtLeast(nameof(Answer.OpenRound), Answer.OpenRound, 0);
 }
 
-/// <summary>The decision about a lost worker every shard applies (<see cref="ShardRoundLedger{TReport}.ApplyLoss"/>), from <see cref="ShardLossArbiter"/>.</summary>
+/// <summary>The decision about a lost worker every shard applies (<see cref="ShardRoundLedger{TReport}.ApplyLoss"/>), from <see cref="ShardLossArbiter"/>;
+/// a shard applies it only from the part's <see cref="ShardPartStart.Arbiter"/>.</summary>
 /// <param name="Decision">The decision: a worker slot 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, a round from 0.</param>
 [MessagePackObject]
 public sealed record ShardLossDecision([property: Key(0)] LossDecision Decision) : IRangeCheckedMessage
@@ -174,8 +181,9 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 /// <summary>
 /// One parameter-server shard that runs on its own (docs/architecture.md, "Where the shards run"): it owns one slice of the
 /// weights and its optimizer state, takes the workers' slices of every gradient straight from the workers (refusing, with a warning naming the reason, a
-/// slice of another epoch, sender or length, or one computed on another version than the weights it sent for the round, and a part
-/// of the gradient's norm from any actor but the shard of this run whose index it claims), and follows a
+/// slice of another epoch, sender or length, or one computed on another version than the weights it sent for the round, a part
+/// of the gradient's norm from any actor but the shard of this run whose index it claims, and a loss question or decision from any
+/// actor but the part's loss arbiter), and follows a
 /// <see cref="ShardRoundLedger{TReport}"/> to know when a round closes and what a lost worker's decision undoes.
 /// </summary>
 /// <remarks>
@@ -216,6 +224,7 @@ public sealed class ParameterShardActor : ReceiveActor
     private IActorRef[] _workers = [];
     private IActorRef[] _receivers = [];
     private IActorRef[] _shards = [];
+    private IActorRef _arbiter = ActorRefs.Nobody;
     private LedgerAction<GradientComputed>? _awaitingNorm;
     private float[][] _reports = [];
     private float[] _scales = [];
@@ -281,6 +290,7 @@ public sealed class ParameterShardActor : ReceiveActor
         _workers = start.Workers;
         _receivers = (IActorRef[])start.Workers.Clone();
         _shards = start.Shards;
+        _arbiter = start.Arbiter;
         _reports = new float[start.Workers.Length][];
         _scales = new float[start.Workers.Length];
         _awaitingNorm = null;
@@ -317,6 +327,12 @@ public sealed class ParameterShardActor : ReceiveActor
 
     private void OnQuery(ShardLossQuery query)
     {
+        // As a slice's sender is checked: answered, a question would make the ledger refuse the worker's slices from then on.
+        if (NotFromArbiter() is { } notFromArbiter)
+        {
+            _log.Warning("Shard {0}: a question about lost worker {1} is not answered: {2}.", _shard.Index, query.Worker, notFromArbiter);
+            return;
+        }
         if (_ledger is null || query.Worker < 0 || query.Worker >= _workers.Length)
         {
             _log.Error("Shard {0}: asked about lost worker {1}, but {2}. Not answered.", _shard.Index, query.Worker,
@@ -329,6 +345,11 @@ public sealed class ParameterShardActor : ReceiveActor
     private void OnDecision(ShardLossDecision message)
     {
         var decision = message.Decision;
+        if (NotFromArbiter() is { } notFromArbiter)
+        {
+            _log.Warning("Shard {0}: a decision about worker {1} in round {2} is not applied: {3}.", _shard.Index, decision.Worker, decision.Round, notFromArbiter);
+            return;
+        }
         if (_ledger is null || decision.Worker < 0 || decision.Worker >= _workers.Length)
         {
             _log.Error("Shard {0}: a decision about worker {1}, but {2}. Ignored.", _shard.Index, decision.Worker,
@@ -340,6 +361,13 @@ public sealed class ParameterShardActor : ReceiveActor
         _receivers[decision.Worker] = ActorRefs.Nobody; // it gets nothing more
         Act(action);
     }
+
+    /// <summary>Why a loss question or decision is not taken from its sender (it is not the part's arbiter), else null.</summary>
+    private string? NotFromArbiter() =>
+        _ledger is null ? null // refused as coming before any part
+        : _arbiter.IsNobody() ? $"it came from {Sender.Path}, and this part names no loss arbiter"
+        : !Sender.Equals(_arbiter) ? $"it came from {Sender.Path}, not from the part's loss arbiter {_arbiter.Path}"
+        : null;
 
     private void Act(LedgerAction<GradientComputed> action)
     {

@@ -19,7 +19,8 @@ public sealed record ShardLossDecided([property: Key(0)] LossDecision Decision) 
 /// The coordinator's part in the shards' lock-step rounds when the shards run on their own (docs/architecture.md, "Where
 /// the shards run"): for each lost worker (<see cref="WorkerLost"/>) it asks every <see cref="ParameterShardActor"/>
 /// (<see cref="ShardLossQuery"/>), forms <see cref="LossDecision.From"/> of the K answers, and sends the decision to every
-/// shard (<see cref="ShardLossDecision"/>), then to the loss's reporter (<see cref="ShardLossDecided"/>).
+/// shard (<see cref="ShardLossDecision"/>), then to the loss's reporter (<see cref="ShardLossDecided"/>). The part's start names
+/// it to every shard (<see cref="ShardPartStart.Arbiter"/>), and a shard takes questions and decisions from no other actor.
 /// </summary>
 /// <remarks>
 /// Decisions are made one at a time, in the order the losses came, so every shard applies them in one order (the
