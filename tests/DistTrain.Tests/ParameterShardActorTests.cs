@@ -488,6 +488,41 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         Assert.NotEqual(Step(!lost, intruders: false), clean);
     }
 
+    /// <summary>
+    /// A bad part start (round counts not one per worker, a list of shards without this one at its index), and a loss question
+    /// or decision before any part started or about a worker slot outside the part, are bad input from outside: each is one
+    /// warning (not an error) naming the problem, and the shard goes on: the next good part starts, and its round steps.
+    /// </summary>
+    [Fact]
+    public void A_bad_part_start_loss_question_or_decision_is_one_warning_and_the_shard_goes_on()
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1));
+        var worker = CreateTestProbe();
+        var arbiter = CreateTestProbe();
+        EventFilter.Warning(contains: "Shard 0: asked about lost worker 0, but no part has started. Not answered.")
+            .ExpectOne(() => shard.Tell(new ShardLossQuery(0), arbiter.Ref));
+        EventFilter.Warning(contains: "Shard 0: a decision about worker 0, but no part has started. Ignored.")
+            .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(0, 0, Keep: false)), arbiter.Ref));
+        EventFilter.Warning(contains: "Shard 0: a part of epoch 1 names 1 workers and 2 round counts; they must match and be 1..256. Ignored.")
+            .ExpectOne(() => shard.Tell(new ShardPartStart(1, [worker.Ref], [1, 1], 0, [shard, ActorRefs.Nobody], arbiter.Ref)));
+        EventFilter.Warning(contains: "Shard 0: a part of epoch 1 lists 2 shards without this one at index 0; every shard must get the same list")
+            .ExpectOne(() => shard.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [ActorRefs.Nobody, shard], arbiter.Ref)));
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no part started
+
+        shard.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [shard, ActorRefs.Nobody], arbiter.Ref));
+        Assert.Equal(-1, worker.ExpectMsg<ShardWeights>().Round);
+        EventFilter.Warning(contains: "Shard 0: asked about lost worker 1, but this part's worker slots are 0 to 0. Not answered.")
+            .ExpectOne(() => shard.Tell(new ShardLossQuery(1), arbiter.Ref));
+        EventFilter.Warning(contains: "Shard 0: a decision about worker 1, but this part's worker slots are 0 to 0. Ignored.")
+            .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false)), arbiter.Ref));
+        arbiter.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no answer
+        worker.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, new float[plan[0].Length]));
+        var result = worker.ExpectMsg<ShardWeights>();
+        Assert.Equal((0, 0, 0, 1L), (result.Round, result.Stamp, result.Shard, result.Version));
+    }
+
     /// <summary>Parent of one shard: tells the test its child, and every exception the child fails with (then stops it).</summary>
     private sealed class Catching : ReceiveActor
     {

@@ -275,13 +275,13 @@ public sealed class ParameterShardActor : ReceiveActor
     {
         if (start.Workers.Length != start.RoundsPerWorker.Length || start.Workers.Length is 0 or > UpdatePolicy.MaxWorkers)
         {
-            _log.Error("Shard {0}: a part of epoch {1} names {2} workers and {3} round counts; they must match and be 1..{4}. Ignored.",
+            _log.Warning("Shard {0}: a part of epoch {1} names {2} workers and {3} round counts; they must match and be 1..{4}. Ignored.",
                 _shard.Index, start.Epoch, start.Workers.Length, start.RoundsPerWorker.Length, UpdatePolicy.MaxWorkers);
             return;
         }
         if (start.Shards.Length <= _shard.Index || !start.Shards[_shard.Index].Equals(Self))
         {
-            _log.Error("Shard {0}: a part of epoch {1} lists {2} shards without this one at index {0}; every shard must get the same list, " +
+            _log.Warning("Shard {0}: a part of epoch {1} lists {2} shards without this one at index {0}; every shard must get the same list, " +
                 "by shard index. Ignored.", _shard.Index, start.Epoch, start.Shards.Length);
             return;
         }
@@ -335,7 +335,7 @@ public sealed class ParameterShardActor : ReceiveActor
         }
         if (_ledger is null || query.Worker < 0 || query.Worker >= _workers.Length)
         {
-            _log.Error("Shard {0}: asked about lost worker {1}, but {2}. Not answered.", _shard.Index, query.Worker,
+            _log.Warning("Shard {0}: asked about lost worker {1}, but {2}. Not answered.", _shard.Index, query.Worker,
                 _ledger is null ? "no part has started" : $"this part's worker slots are 0 to {_workers.Length - 1}");
             return;
         }
@@ -352,7 +352,7 @@ public sealed class ParameterShardActor : ReceiveActor
         }
         if (_ledger is null || decision.Worker < 0 || decision.Worker >= _workers.Length)
         {
-            _log.Error("Shard {0}: a decision about worker {1}, but {2}. Ignored.", _shard.Index, decision.Worker,
+            _log.Warning("Shard {0}: a decision about worker {1}, but {2}. Ignored.", _shard.Index, decision.Worker,
                 _ledger is null ? "no part has started" : $"this part's worker slots are 0 to {_workers.Length - 1}");
             return;
         }
