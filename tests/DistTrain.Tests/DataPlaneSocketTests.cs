@@ -25,37 +25,17 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     .WithFallback(TestTimeouts.TestKitConfig))
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20); // a hang guard on a loaded machine, not a speed limit
-    private readonly List<IDisposable> _resources = [];
-    private string? _certificateDirectory;
+    private readonly OwnedResources _owned = new("disttrain-dataplane-");
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing)
-        {
-            foreach (var resource in Enumerable.Reverse(_resources)) resource.Dispose();
-            if (_certificateDirectory is not null) Directory.Delete(_certificateDirectory, recursive: true);
-        }
+        if (disposing) _owned.Dispose();
         base.Dispose(disposing);
-    }
-
-    private T Own<T>(T resource) where T : IDisposable
-    {
-        _resources.Add(resource);
-        return resource;
-    }
-
-    /// <summary>A parameter server's and a worker's TLS identities from one new CA, or nulls for plain TCP.</summary>
-    private (ClusterCertificates? ParameterServer, ClusterCertificates? Worker) Certificates(bool tls)
-    {
-        if (!tls) return (null, null);
-        _certificateDirectory ??= Directory.CreateTempSubdirectory("disttrain-dataplane-").FullName;
-        var cluster = new TestCertificates(_certificateDirectory, "cluster-ca");
-        return (Own(cluster.Load("ps")), Own(cluster.Load("worker")));
     }
 
     private DataPlaneListener StartListener(IActorRef owner, ClusterCertificates? certificates = null, TimeSpan? handshakeTimeout = null)
     {
-        var listener = Own(handshakeTimeout is { } timeout
+        var listener = _owned.Own(handshakeTimeout is { } timeout
             ? DataPlaneListener.Start(0, certificates, timeout)
             : DataPlaneListener.Start(0, certificates));
         listener.Attach(owner);
@@ -90,7 +70,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
 
     private Socket Connect(int port)
     {
-        var client = Own(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = (int)Wait.TotalMilliseconds });
+        var client = _owned.Own(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = (int)Wait.TotalMilliseconds });
         client.Connect(IPAddress.Loopback, port);
         return client;
     }
@@ -106,7 +86,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         {
             var peer = Connect(((IPEndPoint)listener.LocalEndpoint).Port);
             var socket = listener.AcceptSocket();
-            return (Own(new DataPlaneConnection(socket, new NetworkStream(socket, ownsSocket: false), PeerOf(peer))), peer);
+            return (_owned.Own(new DataPlaneConnection(socket, new NetworkStream(socket, ownsSocket: false), PeerOf(peer))), peer);
         }
         finally
         {
@@ -167,14 +147,14 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     [InlineData(true)]
     public async Task The_listener_hands_over_the_hellos_worker_index_parameter_count_and_token_with_a_connection_that_carries_frames(bool tls)
     {
-        var (parameterServer, worker) = Certificates(tls);
+        var (parameterServer, worker) = _owned.Certificates(tls, "ps");
         var owner = CreateTestProbe();
         var listener = StartListener(owner.Ref, parameterServer);
         var token = DataPlaneHello.NewToken();
-        var client = Own(DataPlaneConnection.Connect("127.0.0.1", listener.Port, worker, new DataPlaneHello(5, 235_146, token)));
+        var client = _owned.Own(DataPlaneConnection.Connect("127.0.0.1", listener.Port, worker, new DataPlaneHello(5, 235_146, token)));
 
         var accepted = owner.ExpectMsg<DataPlaneListener.Accepted>(Wait);
-        Own(accepted.Connection);
+        _owned.Own(accepted.Connection);
         Assert.Equal((5, 235_146), (accepted.Hello.WorkerIndex, accepted.Hello.ParameterCount));
         Assert.Equal(token, accepted.Hello.Token);
         Assert.StartsWith("127.0.0.1:", accepted.Connection.Peer);
@@ -229,7 +209,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         var worker = Connect(listener.Port);
         worker.Send(Hello(workerIndex: 2, parameterCount: 10));
         var accepted = owner.ExpectMsg<DataPlaneListener.Accepted>(Wait);
-        Own(accepted.Connection);
+        _owned.Own(accepted.Connection);
         Assert.Equal(2, accepted.Hello.WorkerIndex);
     }
 
@@ -245,7 +225,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         worker.Send(Hello(workerIndex: 1, parameterCount: 10));
 
         var accepted = owner.ExpectMsg<DataPlaneListener.Accepted>(Wait);
-        Own(accepted.Connection);
+        _owned.Own(accepted.Connection);
         Assert.Equal((1, PeerOf(worker)), (accepted.Hello.WorkerIndex, accepted.Connection.Peer));
     }
 
@@ -256,7 +236,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     {
         var owner = CreateTestProbe();
         var timeout = TimeSpan.FromSeconds(0.5);
-        var listener = StartListener(owner.Ref, Certificates(tls).ParameterServer, timeout);
+        var listener = StartListener(owner.Ref, _owned.Certificates(tls, "ps").Server, timeout);
         var clock = Stopwatch.StartNew();
         var silent = Connect(listener.Port); // no TLS handshake, no hello
 
@@ -340,7 +320,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     [InlineData(true)]
     public async Task A_parameter_server_link_says_hello_with_its_token_delivers_weights_and_sends_gradients_through_the_listener(bool tls)
     {
-        var (parameterServer, workerCertificates) = Certificates(tls);
+        var (parameterServer, workerCertificates) = _owned.Certificates(tls, "ps");
         var owner = CreateTestProbe();
         var listener = StartListener(owner.Ref, parameterServer);
         var worker = CreateTestProbe();
@@ -348,7 +328,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         var link = Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", listener.Port, workerIndex: 2, worker.Ref, parameterCount: 3, token, workerCertificates));
 
         var accepted = owner.ExpectMsg<DataPlaneListener.Accepted>(Wait);
-        var server = Own(accepted.Connection);
+        var server = _owned.Own(accepted.Connection);
         Assert.Equal((2, 3), (accepted.Hello.WorkerIndex, accepted.Hello.ParameterCount));
         Assert.Equal(token, accepted.Hello.Token);
 
@@ -395,7 +375,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         {
             link = Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, workerIndex: 2, worker.Ref,
                 parameterCount: 3, DataPlaneHello.NewToken(), certificates: null));
-            server = Own(listener.AcceptSocket());
+            server = _owned.Own(listener.AcceptSocket());
         }
         finally
         {
@@ -440,7 +420,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         options.Cluster.SharedMemory = false; // the link's first frame is then a weights frame, not a shared-memory offer
         var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
         var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-        var listener = Own(DataPlaneListener.Start(0, certificates: null));
+        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
         var log = LogProbe<Warning>();
         var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
             new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
@@ -491,7 +471,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         options.Cluster.MinWorkers = 2;
         options.Cluster.PauseTimeoutSeconds = pauseTimeoutSeconds;
         var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-        var listener = Own(DataPlaneListener.Start(0, certificates: null));
+        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
         var completion = new TaskCompletionSource<TrainingResult>();
         var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
             new NullTrainingObserver(), completion));
@@ -549,7 +529,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
         options.Cluster.MinWorkers = 1;
         var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-        var listener = Own(DataPlaneListener.Start(0, certificates: null));
+        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
         var completion = new TaskCompletionSource<TrainingResult>();
         var writing = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -592,7 +572,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
             var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 1);
             options.Checkpoint.Directory = directory;
             var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-            var listener = Own(DataPlaneListener.Start(0, certificates: null));
+            var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
             var log = LogProbe<Info>();
             var oldServer = CheckpointDirectoryLock.Acquire(directory); // the failed parameter server, still shutting down
             var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",

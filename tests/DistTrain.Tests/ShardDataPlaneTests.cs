@@ -27,32 +27,12 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
     .WithFallback(TestTimeouts.TestKitConfig))
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30); // a hang guard on a loaded machine, not a speed limit
-    private readonly List<IDisposable> _resources = [];
-    private string? _certificateDirectory;
+    private readonly OwnedResources _owned = new("disttrain-shard-dataplane-");
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing)
-        {
-            foreach (var resource in Enumerable.Reverse(_resources)) resource.Dispose();
-            if (_certificateDirectory is not null) Directory.Delete(_certificateDirectory, recursive: true);
-        }
+        if (disposing) _owned.Dispose();
         base.Dispose(disposing);
-    }
-
-    private T Own<T>(T resource) where T : IDisposable
-    {
-        _resources.Add(resource);
-        return resource;
-    }
-
-    /// <summary>A shard node's and a worker's TLS identities from one new CA, or nulls for plain TCP.</summary>
-    private (ClusterCertificates? Shard, ClusterCertificates? Worker) Certificates(bool tls)
-    {
-        if (!tls) return (null, null);
-        _certificateDirectory ??= Directory.CreateTempSubdirectory("disttrain-shard-dataplane-").FullName;
-        var cluster = new TestCertificates(_certificateDirectory, "cluster-ca");
-        return (Own(cluster.Load("shard")), Own(cluster.Load("worker")));
     }
 
     /// <summary>A probe that gets every warning and error logged.</summary>
@@ -79,7 +59,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         {
             var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, ParameterShardActorTests.Sgd(), totalEpochs: 1));
             var plane = Sys.ActorOf(ShardDataPlane.Props(plan[k], shards, runToken, workers));
-            var listener = Own(DataPlaneListener.Start(0, certificates));
+            var listener = _owned.Own(DataPlaneListener.Start(0, certificates));
             listener.Attach(plane);
             plane.Tell(new ShardDataPlane.GetLinks(), TestActor);
             nodes[k] = new ShardNode(shard, plane, listener.Port, ExpectMsg<ShardDataPlane.Links>(Wait).ByWorker);
@@ -97,7 +77,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         var replica = new ParameterShardActorTests.Replica();
         var initial = ParameterShardActorTests.Replica.Initial();
         var runToken = DataPlaneHello.NewToken();
-        var (shardIdentity, workerIdentity) = Certificates(tls);
+        var (shardIdentity, workerIdentity) = _owned.Certificates(tls, "shard");
         var nodes = StartShards(initial, shards, workers, runToken, shardIdentity);
         var plan = ParameterShards.Plan(initial.Layout, shards);
         var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
