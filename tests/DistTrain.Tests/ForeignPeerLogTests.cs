@@ -49,6 +49,9 @@ public class ForeignPeerLogTests
             Assert.DoesNotContain("TooLongFrameException", process.Output);
             Assert.DoesNotContain("Error caught channel", process.Output);
             Assert.Contains("No parameter server accepted this worker within 12 s.", process.Output);
+            // The last line alone says why: it names the peer (with TLS off it did not).
+            Assert.Contains($"No parameter server accepted this worker within 12 s. The peer at 127.0.0.1:{port} (what it sent is not an Akka.Remote frame) " +
+                "did not answer as a DistTrain node", process.Output);
         }
         finally
         {
@@ -56,6 +59,113 @@ public class ForeignPeerLogTests
             server.Stop();
             await Task.WhenAny(serving, Task.Delay(5000));
         }
+    }
+
+    /// <summary>
+    /// A seed that accepts the TCP connection and never sends a byte (another program, or a node with Cluster:Tls off), dialled
+    /// with TLS on: Akka.Remote's "No response from remote for outbound association" ERROR at every attempt, and at the stop
+    /// DotNetty's "TLS handshake failed ... Channel is closed" and "Unable to REMOVE channel" for each connection. Now one
+    /// warning names the seed, and the final line names it too (with TLS off it named the foreign peer only in the warning).
+    /// </summary>
+    [Fact]
+    public async Task A_seed_that_accepts_connections_but_stays_silent_with_tls_on_is_named_once_and_in_the_final_line()
+    {
+        var directory = Directory.CreateTempSubdirectory("disttrain-silent-seed-").FullName;
+        using var server = new TcpListener(IPAddress.Loopback, 0);
+        server.Start();
+        var port = ((IPEndPoint)server.LocalEndpoint).Port;
+        using var stop = new CancellationTokenSource();
+        var accepted = new List<TcpClient>();
+        var serving = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested) accepted.Add(await server.AcceptTcpClientAsync(stop.Token)); // held open, silent
+        });
+        try
+        {
+            var environment = new TestCertificates(directory, "silent-seed-ca").Environment("worker");
+            environment["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1";
+            environment["DISTTRAIN_Cluster__Port"] = "0";
+            // Past Akka.Remote's 15 s handshake timeout, so that its attempts time out while the node still joins.
+            environment["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "20";
+            environment["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}";
+            using var process = new DistTrainProcess(["node", "--role", "worker", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
+                environment);
+            await process.AssertExitAsync(1, TimeSpan.FromSeconds(120));
+
+            Assert.Single(process.Output.Split('\n'), l => l.Contains(ForeignPeerLogFilter.SilentWarning($"127.0.0.1:{port}", tls: true), StringComparison.Ordinal));
+            Assert.Contains($"The peer at 127.0.0.1:{port} accepts connections but does not complete a TLS handshake", process.Output);
+            Assert.DoesNotContain("TLS handshake failed", process.Output);
+            Assert.DoesNotContain("Unable to REMOVE channel", process.Output);
+            Assert.DoesNotContain(ForeignPeerLogFilter.NoResponse, process.Output);
+            var last = process.Output.Split('\n').Last(l => l.Contains("No parameter server accepted this worker within 20 s.", StringComparison.Ordinal));
+            Assert.Contains($"The peer at 127.0.0.1:{port} (it accepts connections but does not complete a TLS handshake: not a DistTrain node, or " +
+                "Cluster:Tls is off there) did not answer as a DistTrain node: give Cluster:SeedNodes the host and Cluster:Port of a parameter-server node.", last);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            server.Stop();
+            await Task.WhenAny(serving, Task.Delay(5000));
+            foreach (var client in accepted) client.Dispose();
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void A_silent_peers_reports_are_one_warning_and_its_channel_warnings_are_dropped_after_it_and_other_tls_failures_are_kept()
+    {
+        var filter = new ForeignPeerLogFilter();
+        var logged = new List<string>();
+        filter.LogThrough(logged.Add);
+        const string protocol = "akka://disttrain/system/transports/akkaprotocolmanager.ssl.tcp.0/akkaProtocol-ssl.tcp%3A%2F%2Fdisttrain%40127.0.0.1%3A42991-1";
+        const string channel = "[[::ffff:127.0.0.1]:34854->[::ffff:127.0.0.1]:42991](Id=6d095a4c)";
+        // A REMOVE warning about a peer not (yet) reported is kept.
+        Assert.Equal(LogFilterDecision.NoDecision, filter.ShouldKeepMessage(new Warning("TcpClientHandler (akka://disttrain)", typeof(object),
+            $"Unable to REMOVE channel {channel} from connection group. May not shut down cleanly.")));
+
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Error(null, protocol, typeof(object),
+            "No response from remote for outbound association. Associate timed out after [15000 ms].")));
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Error(null, protocol.Replace("-1", "-2"), typeof(object),
+            "No response from remote for outbound association. Associate timed out after [15000 ms].")));
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Warning("akka://disttrain/user/departed-nodes", typeof(object),
+            "Tried to associate with unreachable remote address [akka.ssl.tcp://disttrain@127.0.0.1:42991]. Address is now gated for 1000 ms. Reason: " +
+            "[Association failed with akka.ssl.tcp://disttrain@127.0.0.1:42991] Caused by: [System.TimeoutException: No response from remote for outbound association. " +
+            "Associate timed out after [15000 ms].]")));
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Error(new IOException("Channel is closed"), "TcpClientHandler (akka://disttrain)",
+            typeof(object), $"TLS handshake failed on channel {channel}")));
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Warning("TcpClientHandler (akka://disttrain)", typeof(object),
+            $"Unable to REMOVE channel {channel} from connection group. May not shut down cleanly.")));
+        Assert.Equal([ForeignPeerLogFilter.SilentWarning("127.0.0.1:42991", tls: true)], logged);
+        Assert.StartsWith("The peer at 127.0.0.1:42991 accepts connections but does not complete a TLS handshake (it sent nothing in 15 s): it is not a " +
+            "DistTrain node, or Cluster:Tls is off there", logged[0]);
+        Assert.Equal(["127.0.0.1:42991 (it accepts connections but does not complete a TLS handshake: not a DistTrain node, or Cluster:Tls is off there)"],
+            filter.Named);
+
+        // A TLS node that refuses this node's certificate fails the handshake with another cause: kept.
+        Assert.Equal(LogFilterDecision.NoDecision, filter.ShouldKeepMessage(new Error(
+            new AggregateException(new System.Security.Authentication.AuthenticationException("The remote certificate was rejected")),
+            "TcpClientHandler (akka://disttrain)", typeof(object), "TLS handshake failed on channel [[::ffff:127.0.0.1]:1->[::ffff:127.0.0.1]:31745](Id=1)")));
+        Assert.Single(logged);
+    }
+
+    /// <summary>
+    /// With TLS off, a seed where an HTTP server listens was named in the warning only; the join timeout's last line said
+    /// "Check Cluster:SeedNodes" without it. Now that line names it, with what it sent.
+    /// </summary>
+    [Fact]
+    public void The_join_timeout_line_names_the_peers_found_not_to_be_DistTrain_nodes()
+    {
+        var filter = new ForeignPeerLogFilter();
+        filter.LogThrough(_ => { });
+        filter.ShouldKeepMessage(new Error(new DotNetty.Codecs.TooLongFrameException("Adjusted frame length exceeds 4194304"),
+            "TcpClientHandler (akka://disttrain)", typeof(object), "Error caught channel [[::ffff:127.0.0.1]:55698->[::ffff:127.0.0.1]:25341](Id=099b1691)"));
+        Assert.Equal("No parameter server accepted this worker within 12 s. The peer at 127.0.0.1:25341 (what it sent is not an Akka.Remote frame) did not " +
+            "answer as a DistTrain node: give Cluster:SeedNodes the host and Cluster:Port of a parameter-server node. Check Cluster:SeedNodes, that the " +
+            "parameter server node runs, and that Cluster:Tls is the same on every node.",
+            DistTrain.Cluster.Actors.WorkerAgent.AfterSeedLookup(accepted: false, round: 1, currentRound: 1, 12, [], filter.Named));
+        // No peer warned about: the line is as before.
+        Assert.Equal(DistTrain.Cluster.Actors.WorkerAgent.NotAccepted(12, []),
+            DistTrain.Cluster.Actors.WorkerAgent.AfterSeedLookup(accepted: false, round: 1, currentRound: 1, 12, [], new ForeignPeerLogFilter().Named));
     }
 
     /// <summary>Akka.Remote's PDU decoding failure (an internal type of Akka.Remote).</summary>

@@ -128,6 +128,39 @@ public sealed partial class NodeLogFormatTests
     }
 
     /// <summary>
+    /// A worker started with its parameter server (deploy/local/cluster.sh, docker compose) dials the seed before it listens:
+    /// Akka.Remote's "Connection refused" warning for the seed was printed in 2 of 4 normal runs. Before this node joins it is
+    /// one INFO line per seed; once it is up, or for an address that is no seed, or for another reason, it is the warning.
+    /// </summary>
+    [Fact]
+    public void A_seed_that_refuses_connections_before_this_node_joins_is_one_info_line_and_a_warning_once_it_has_joined()
+    {
+        var filter = new DepartedNodesLogFilter();
+        var evaluator = new LogFilterBuilder().Add(filter).Build().CreateEvaluator();
+        var notes = new List<string>();
+        const string seed = "akka.ssl.tcp://disttrain@127.0.0.1:20228";
+        filter.NoteRefusedSeedsThrough([seed], notes.Add);
+        Warning Unreachable(string peer, string reason) => new("remoting (akka://disttrain)", typeof(object),
+            $"Tried to associate with unreachable remote address [{peer}]. Address is now gated for 1000 ms, all messages to this address will be " +
+            $"delivered to dead letters. Reason: [{reason}] ");
+
+        Assert.False(evaluator.ShouldTryKeepMessage(Unreachable(seed, "Connection refused ssl.tcp://disttrain@127.0.0.1:20228"), out _));
+        Assert.False(evaluator.ShouldTryKeepMessage(Unreachable(seed, "Connection refused ssl.tcp://disttrain@127.0.0.1:20228"), out _));
+        var note = Assert.Single(notes);
+        Assert.Equal(DepartedNodesLogFilter.JoiningNote(seed), note);
+        Assert.StartsWith($"The seed node {seed} does not accept connections yet (connection refused", note);
+        // Another cause at the seed (a refused certificate), or an address that is no seed, is the warning even while joining.
+        Assert.True(evaluator.ShouldTryKeepMessage(Unreachable(seed, "The remote certificate is invalid"), out _));
+        Assert.True(evaluator.ShouldTryKeepMessage(Unreachable("akka.ssl.tcp://disttrain@127.0.0.1:41000", "Connection refused"), out _));
+
+        // Up in the cluster: the seed (the parameter server) refusing connections mid-run is the warning, as for any node.
+        filter.Joined();
+        Assert.True(evaluator.ShouldTryKeepMessage(Unreachable(seed, "Connection refused ssl.tcp://disttrain@127.0.0.1:20228"), out var kept));
+        Assert.Contains($"Tried to associate with unreachable remote address [{seed}]", kept);
+        Assert.Single(notes);
+    }
+
+    /// <summary>
     /// Akka.Remote's unreachable-address warning appends its cause's <c>ToString()</c>, stack trace included, for a socket or
     /// TLS failure. The watcher prints it in its place with the exception lines only; a node that left in order gets none.
     /// </summary>

@@ -78,6 +78,49 @@ public class NotLocalHostnameTests
         Assert.Equal(2, await CliConsole.RunTrainingAsync(() => throw failure));
     }
 
+    /// <summary>
+    /// Metrics:Hostname through the CLI, as Cluster:Hostname is above: a node (parameter server, and a worker with Cluster:Port 0,
+    /// whose start-up check binds nothing for the cluster) and train each exit 2 with the one line naming Metrics:Hostname, its
+    /// value and the fix, without a stack trace, and leave no run folder.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("node", "parameter-server")]
+    [InlineData("node", "worker")]
+    [InlineData("train", null)]
+    public async Task A_non_local_metrics_hostname_exits_2_through_the_cli_with_one_line_naming_it(string command, string? role)
+    {
+        SkipIfLocal();
+        var output = Directory.CreateTempSubdirectory("disttrain-metrics-elsewhere-").FullName;
+        try
+        {
+            string[] arguments = role is null
+                ? [command, "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory, "--output", output]
+                : [command, "--role", role, "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory, "--output", output];
+            using var process = new DistTrainProcess(arguments, new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                ["DISTTRAIN_Cluster__Port"] = "0", ["DISTTRAIN_Cluster__SeedNodes__0"] = "akka.tcp://disttrain@127.0.0.1:25109",
+                ["DISTTRAIN_Metrics__Hostname"] = Elsewhere, ["DISTTRAIN_Metrics__Port"] = "25110",
+            });
+            await process.AssertExitAsync(2, TimeSpan.FromSeconds(60));
+
+            // A parameter server made its run folder before the check: it says it removed it ("removed: the empty run folder ...").
+            var line = Assert.Single(process.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                l => !l.StartsWith("removed: the empty run folder ", StringComparison.Ordinal));
+            Assert.StartsWith($"error: Metrics:Hostname = '{Elsewhere}' is not an address of this machine (Cannot assign requested address), so the metrics " +
+                "endpoint cannot listen on it. Set Metrics:Hostname (DISTTRAIN_Metrics__Hostname=...) to + for every interface, localhost for this machine " +
+                "only, or an address of this machine (127.0.0.1", line);
+            Assert.DoesNotContain("Cluster:Hostname", line);
+            Assert.DoesNotContain("in use", line);
+            Assert.DoesNotContain("   at ", process.Output + process.Error);
+            Assert.Empty(Directory.GetFileSystemEntries(output)); // no run folder left
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
+
     /// <summary>A host name is named with the address it resolved to; this machine's addresses are listed (at most six).</summary>
     [Fact]
     public void A_host_name_is_named_with_the_address_it_resolves_to_and_this_machines_addresses()

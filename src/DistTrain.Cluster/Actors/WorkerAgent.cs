@@ -126,7 +126,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         });
         Receive<SeedsLookedUp>(looked =>
         {
-            if (AfterSeedLookup(_accepted, looked.Round, _round, _options.Cluster.JoinTimeoutSeconds, looked.Unresolved) is { } message)
+            if (AfterSeedLookup(_accepted, looked.Round, _round, _options.Cluster.JoinTimeoutSeconds, looked.Unresolved,
+                    ForeignPeerLogFilter.Of(Context.System)?.Named) is { } message)
                 _completion.TrySetException(new TimeoutException(message));
         });
         Receive<Terminated>(OnTerminated);
@@ -198,8 +199,11 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// </summary>
     /// <param name="seconds">Cluster:JoinTimeoutSeconds.</param>
     /// <param name="unresolved">The seeds whose host did not resolve (<see cref="SeedHosts.Of"/>).</param>
-    internal static string NotAccepted(double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved) =>
-        $"No parameter server accepted this worker within {seconds:F0} s. {SeedHosts.Sentence(unresolved)}Check Cluster:SeedNodes, that the parameter " +
+    /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>), named after the
+    /// unresolved seeds so that the message alone says why; none when null.</param>
+    internal static string NotAccepted(double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved, IReadOnlyList<string>? foreign = null) =>
+        $"No parameter server accepted this worker within {seconds:F0} s. {SeedHosts.Sentence(unresolved)}{ForeignPeerLogFilter.Sentence(foreign ?? [])}" +
+        "Check Cluster:SeedNodes, that the parameter " +
         "server node runs, and that Cluster:Tls is the same on every node.";
 
     /// <summary>
@@ -213,8 +217,10 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <param name="currentRound">The registration round now.</param>
     /// <param name="seconds">Cluster:JoinTimeoutSeconds.</param>
     /// <param name="unresolved">The lookup's result (<see cref="SeedHosts.Of"/>).</param>
-    internal static string? AfterSeedLookup(bool accepted, int round, int currentRound, double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved) =>
-        accepted || round != currentRound ? null : NotAccepted(seconds, unresolved);
+    /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>); none when null.</param>
+    internal static string? AfterSeedLookup(bool accepted, int round, int currentRound, double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved,
+        IReadOnlyList<string>? foreign = null) =>
+        accepted || round != currentRound ? null : NotAccepted(seconds, unresolved, foreign);
 
     /// <summary>
     /// Why a worker gives up after losing its parameter server: no parameter server took over within

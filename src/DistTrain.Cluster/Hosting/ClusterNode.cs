@@ -56,6 +56,10 @@ public static class ClusterNode
                 system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes");
                 var log = Logging.GetLogger(system, "seed-nodes");
                 foreign.LogThrough(text => log.Warning("{0}", text));
+                foreign.Attach(system); // the worker's join-timeout message names the peers it warned about
+                // A seed that refuses connections while this node joins is still starting (nodes started together): INFO.
+                departed.NoteRefusedSeedsThrough(options.Cluster.SeedNodes.Select(security.SeedAddress), text => log.Info("{0}", text));
+                Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(departed.Joined);
             })
             .AddHocon(AkkaSettings.Serialization()
                 .WithFallback(AkkaSettings.Dispatchers(computeThreads))

@@ -23,7 +23,11 @@ namespace DistTrain.Cluster.Hosting;
 /// UNREACHABLE</c> are dropped, as the job has ended. When that warning quotes its cause with a stack trace (Akka.Remote
 /// appends <c>Caused by: [exception]</c>, its <see cref="Exception.ToString"/>, for a TLS handshake or socket failure), the
 /// watcher logs it in its place with the cause's exception lines only (<see cref="WithoutStackTrace"/>): the failure is news,
-/// Akka.Remote's internals are not.
+/// Akka.Remote's internals are not. A seed node that refuses the connection (<c>Connection refused</c>) while this node has
+/// not yet joined the cluster is one INFO line per seed (<see cref="JoiningNote"/>) in place of that warning: a worker or
+/// standby started at the same time as its parameter server tries the seed before that node listens, which is no fault (the
+/// join is retried until Cluster:JoinTimeoutSeconds, whose error names the seeds). Once this node is up, a refused
+/// connection to any address, a seed included, is the warning again.
 /// </summary>
 public sealed class DepartedNodesLogFilter : LogFilterBase
 {
@@ -61,6 +65,42 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
         var text = string.Join(" ", kept);
         return warning.TrimEnd().EndsWith(']') && !text.EndsWith(']') ? text + "]" : text;
     }
+
+    /// <summary>The seed nodes' addresses as Akka.Remote writes them (<c>akka.tcp://disttrain@HOST:PORT</c>).</summary>
+    private volatile string[] _seeds = [];
+
+    /// <summary>This node is up in the cluster: from now on a refused seed is Akka.Remote's warning.</summary>
+    private volatile bool _joined;
+
+    /// <summary>Where the INFO line for a seed that refuses connections before this node joined goes; null: the warning is kept.</summary>
+    private volatile Action<string>? _joining;
+
+    private readonly ConcurrentDictionary<string, byte> _notedSeeds = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// Sets the seed nodes (<paramref name="seeds"/>, Cluster:SeedNodes as this node dials them) and where the INFO line goes
+    /// (<paramref name="log"/>, called on the logger's thread, so it must not block) for a seed that refuses the connection
+    /// before this node has joined.
+    /// </summary>
+    /// <param name="seeds">The seed nodes' Akka addresses (<c>akka.tcp://disttrain@HOST:PORT</c>, or <c>akka.ssl.tcp://...</c>).</param>
+    /// <param name="log">Logs one line of text at INFO level.</param>
+    public void NoteRefusedSeedsThrough(IEnumerable<string> seeds, Action<string> log)
+    {
+        _seeds = [.. seeds.Select(s => s.TrimEnd('/'))];
+        _joining = log;
+    }
+
+    /// <summary>This node is up in the cluster (Akka.Cluster's member-up for itself): a seed that refuses connections from now
+    /// on is reported with Akka.Remote's warning.</summary>
+    public void Joined() => _joined = true;
+
+    /// <summary>
+    /// The INFO line for the seed node at <paramref name="seed"/> that refused this node's connection before it joined.
+    /// </summary>
+    /// <param name="seed">The seed's Akka address.</param>
+    internal static string JoiningNote(string seed) =>
+        $"The seed node {seed} does not accept connections yet (connection refused; it may still be starting): this node tries again " +
+        "until it joins, or until Cluster:JoinTimeoutSeconds runs out.";
 
     /// <summary>Akka.Cluster's warning when its failure detector marks members unreachable.</summary>
     internal const string MarkingUnreachableWarning = "Marking node(s) as UNREACHABLE";
@@ -112,6 +152,13 @@ public sealed class DepartedNodesLogFilter : LogFilterBase
                 var address = end < 0 ? warning : warning[UnreachableAddressWarning.Length..end];
                 var reasonAt = warning.IndexOf("Reason:", StringComparison.Ordinal);
                 var reason = reasonAt < 0 ? "" : warning[reasonAt..].Split('\n', 2)[0].Trim();
+                // A seed not listening yet while this node joins (started with it): one INFO line, not a warning.
+                if (!_joined && _joining is { } joining && reason.Contains("Connection refused", StringComparison.OrdinalIgnoreCase)
+                    && _seeds.Contains(address, StringComparer.OrdinalIgnoreCase))
+                {
+                    if (_notedSeeds.TryAdd(address, 0)) joining(JoiningNote(address));
+                    return LogFilterDecision.Drop;
+                }
                 if (_leaving || _departed.ContainsKey(Uri.EscapeDataString(address)) || !_reportedUnreachable.TryAdd($"{address}\n{reason}", 0))
                     return LogFilterDecision.Drop;
                 if (warning.Contains('\n') && _shortened is { } shortened)

@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
+using Akka.Actor;
 using Akka.Event;
 
 namespace DistTrain.Cluster.Hosting;
@@ -12,13 +14,45 @@ namespace DistTrain.Cluster.Hosting;
 /// length over its limit or an undecodable Akka PDU with a stack trace without it), again at every retry. The causes
 /// matched are DotNetty's <c>NotSslRecordException</c> and <c>TooLongFrameException</c> and Akka.Remote's
 /// <c>PduCodecException</c>; any other error is kept. Akka.Remote's "Tried to associate with unreachable remote address"
-/// warning that quotes one of them (with the hex dump) is replaced alike. Until <see cref="LogThrough"/> is called (no actor system yet) the
-/// errors are kept as they are.
+/// warning that quotes one of them (with the hex dump) is replaced alike. A peer that accepts the TCP connection but never
+/// answers (a silent program, or a node with Cluster:Tls off dialled with TLS on) is one warning naming it as well
+/// (<see cref="SilentWarning"/>), in place of Akka.Remote's ERROR "No response from remote for outbound association" at every
+/// attempt (about every 20 s), its unreachable-address warning quoting that <see cref="TimeoutException"/>, and at the node's
+/// stop DotNetty's ERROR "TLS handshake failed ... Channel is closed" (ten lines) with the WARNING "Unable to REMOVE channel"
+/// for each connection still waiting. Until <see cref="LogThrough"/> is called (no actor system yet) the errors are kept as
+/// they are.
 /// </summary>
 internal sealed partial class ForeignPeerLogFilter : LogFilterBase
 {
     private readonly ConcurrentDictionary<string, byte> _reported = new(StringComparer.OrdinalIgnoreCase);
     private volatile Action<string>? _log;
+
+    /// <summary>Each peer warned about (<c>HOST:PORT</c>, or "" when unnamed) and what it was, for the join timeout's message.</summary>
+    private readonly ConcurrentDictionary<string, string> _named = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The filter of each running actor system, for its worker's join-timeout message (<see cref="Of"/>).</summary>
+    private static readonly ConditionalWeakTable<ActorSystem, ForeignPeerLogFilter> Filters = new();
+
+    /// <summary>Makes this filter the one <see cref="Of"/> returns for <paramref name="system"/>.</summary>
+    public void Attach(ActorSystem system) => Filters.AddOrUpdate(system, this);
+
+    /// <summary>The filter attached to <paramref name="system"/> (<see cref="Attach"/>), or null.</summary>
+    public static ForeignPeerLogFilter? Of(ActorSystem system) => Filters.TryGetValue(system, out var filter) ? filter : null;
+
+    /// <summary>
+    /// The peers this filter has warned about so far, each as <c>HOST:PORT (what it was)</c>, ordered by peer: the seeds a
+    /// join timeout's message names as the reason no parameter server accepted the node.
+    /// </summary>
+    public IReadOnlyList<string> Named =>
+        [.. _named.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{(p.Key.Length == 0 ? "an address this node dialled" : p.Key)} ({p.Value})")];
+
+    /// <summary>
+    /// The sentence a join timeout's message gives for <paramref name="named"/> (<see cref="Named"/>), ending with a space;
+    /// empty when none.
+    /// </summary>
+    public static string Sentence(IReadOnlyList<string> named) => named.Count == 0 ? ""
+        : $"The peer{(named.Count == 1 ? "" : "s")} at {string.Join(", ", named)} did not answer as a DistTrain node{(named.Count == 1 ? "" : "s")}: " +
+          "give Cluster:SeedNodes the host and Cluster:Port of a parameter-server node. ";
 
     /// <summary><see cref="LogFilterType.Content"/>, as <see cref="DepartedNodesLogFilter"/>'s (which says why).</summary>
     public override LogFilterType FilterType => LogFilterType.Content;
@@ -29,6 +63,18 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
     /// <inheritdoc />
     public override LogFilterDecision ShouldKeepMessage(LogEvent content, string? expandedMessage = null)
     {
+        if (_log is { } note && content.Message?.ToString() is { } message && Silent(content, message) is { } silent)
+        {
+            if (silent.Peer is null) return LogFilterDecision.NoDecision;
+            if (silent.Report && _reported.TryAdd(silent.Peer, 0))
+            {
+                _named[silent.Peer] = silent.Tls
+                    ? "it accepts connections but does not complete a TLS handshake: not a DistTrain node, or Cluster:Tls is off there"
+                    : "it accepts connections but does not complete Akka.Remote's handshake";
+                note(SilentWarning(silent.Peer, silent.Tls));
+            }
+            return silent.Report || _reported.ContainsKey(silent.Peer) ? LogFilterDecision.Drop : LogFilterDecision.NoDecision;
+        }
         if (content is Warning && _log is { } warn && content.Message?.ToString() is { } text
             && text.StartsWith(DepartedNodesLogFilter.UnreachableAddressWarning, StringComparison.Ordinal) && WhatIn(text) is { } said)
         {
@@ -37,12 +83,20 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
             var start = DepartedNodesLogFilter.UnreachableAddressWarning.Length;
             var end = text.IndexOf(']', start);
             var address = end < 0 ? null : AddressPeer().Match(text[start..end]) is { Success: true } m ? $"{m.Groups["host"].Value}:{m.Groups["port"].Value}" : null;
-            if (_reported.TryAdd(address ?? "", 0)) warn(Warning(address, said));
+            if (_reported.TryAdd(address ?? "", 0))
+            {
+                _named[address ?? ""] = said;
+                warn(Warning(address, said));
+            }
             return LogFilterDecision.Drop;
         }
         if (content is not Error { Cause: { } cause } || _log is not { } log || What(cause) is not { } what) return LogFilterDecision.NoDecision;
         var peer = PeerOf(content.LogSource, expandedMessage ?? content.Message?.ToString() ?? "");
-        if (_reported.TryAdd(peer ?? "", 0)) log(Warning(peer, what));
+        if (_reported.TryAdd(peer ?? "", 0))
+        {
+            _named[peer ?? ""] = what;
+            log(Warning(peer, what));
+        }
         return LogFilterDecision.Drop;
     }
 
@@ -54,6 +108,50 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
         $"The peer at {peer ?? "an address this node dialled"} is not a DistTrain node: it does not speak Akka.Remote's protocol ({what}). " +
         "If it is in Cluster:SeedNodes, give there the host and Cluster:Port of a parameter-server node (not its Cluster:DataPort or Metrics:Port, " +
         "nor another program's port), and the same Cluster:Tls on every node.";
+
+    /// <summary>Akka.Remote's text (1.5.74, <c>ProtocolStateActor</c>) when a peer accepted the connection but did not answer its
+    /// handshake within akka.remote's handshake timeout (15 s); with TLS, DotNetty's handshake waits behind it.</summary>
+    internal const string NoResponse = "No response from remote for outbound association";
+
+    /// <summary>
+    /// The one warning for <paramref name="peer"/> (<c>HOST:PORT</c>) that accepts connections but never answers this node's
+    /// handshake (<paramref name="tls"/>: the TLS handshake; otherwise Akka.Remote's).
+    /// </summary>
+    internal static string SilentWarning(string peer, bool tls) =>
+        $"The peer at {peer} accepts connections but does not complete {(tls ? "a TLS" : "Akka.Remote's")} handshake (it sent nothing in 15 s): " +
+        $"it is not a DistTrain node{(tls ? ", or Cluster:Tls is off there" : "")}, or it is frozen. If it is in Cluster:SeedNodes, give there the host and " +
+        "Cluster:Port of a parameter-server node (not another program's port), and the same Cluster:Tls on every node.";
+
+    /// <summary>
+    /// A log event about a peer that does not answer: Akka.Remote's handshake timeout (an ERROR of its protocol actor, or its
+    /// unreachable-address warning quoting it), reported (<c>Report</c>); DotNetty's "TLS handshake failed" whose cause is
+    /// <c>Channel is closed</c> (reported too: only a connection whose peer sent nothing closes mid-handshake that way), and
+    /// its "Unable to REMOVE channel" warning (dropped when the peer was reported). Null for any other event. <c>Peer</c> is
+    /// null when the event does not name it (then it is kept).
+    /// </summary>
+    private static (string? Peer, bool Tls, bool Report)? Silent(LogEvent content, string text)
+    {
+        var source = content.LogSource ?? "";
+        switch (content)
+        {
+            case Error when text.StartsWith(NoResponse, StringComparison.Ordinal) && source.Contains("akkaProtocol-", StringComparison.Ordinal):
+                return (PeerOf(source, ""), source.Contains("akkaProtocol-ssl.", StringComparison.Ordinal), true);
+            case Akka.Event.Warning when text.StartsWith(DepartedNodesLogFilter.UnreachableAddressWarning, StringComparison.Ordinal)
+                              && text.Contains(NoResponse, StringComparison.Ordinal):
+                var start = DepartedNodesLogFilter.UnreachableAddressWarning.Length;
+                var end = text.IndexOf(']', start);
+                var address = end < 0 ? "" : text[start..end];
+                return (AddressPeer().Match(address) is { Success: true } m ? $"{m.Groups["host"].Value}:{m.Groups["port"].Value}" : null,
+                    address.StartsWith("akka.ssl.", StringComparison.Ordinal), true);
+            case Error { Cause: { } cause } when text.StartsWith("TLS handshake failed on channel", StringComparison.Ordinal)
+                                                && cause is IOException { Message: "Channel is closed" }:
+                return (PeerOf(source, text), true, true);
+            case Akka.Event.Warning when text.StartsWith("Unable to REMOVE channel", StringComparison.Ordinal):
+                return (PeerOf(source, text), true, false);
+            default:
+                return null;
+        }
+    }
 
     /// <summary>What the peer's bytes were, from the error's cause (any inner exception); null for an error of another kind.</summary>
     internal static string? What(Exception? cause)
