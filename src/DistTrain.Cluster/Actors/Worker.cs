@@ -21,6 +21,15 @@ namespace DistTrain.Cluster.Actors;
 /// Replicas never initialize their own weights: they start from version 0 sent by the parameter server.
 /// Messages that arrive ahead of what they depend on (weights of an epoch whose shard has not come yet,
 /// an evaluation of a version not yet received) are stashed, so no ordering between senders is assumed.
+/// <para>Given <see cref="ShardServers"/> (the shard mode, synchronous training only), the worker trains against K
+/// parameter-server shards that run on their own (<see cref="ParameterShardActor"/> behind a <see cref="DataPlane.ShardDataPlane"/>)
+/// instead of one parameter server: it opens one <see cref="DataPlane.ParameterServerLink.ForShard"/> per shard (its
+/// children), puts each round's whole weights together from the K <see cref="ShardWeights"/> with a
+/// <see cref="ShardedReplicaLink"/> (result of round r: the weights round r + 1 is computed on; round -1: the epoch's
+/// starting weights), computes its minibatch of the round as with one server and sends each shard its slice of the report.
+/// A shard connection that cannot be opened, is refused or closes stops the worker with an <see cref="IOException"/>
+/// naming the shard, its endpoint and the reason (a worker cannot take its slot at a shard again). Without
+/// <see cref="ShardServers"/> nothing of this exists and the worker is the one-server worker.</para>
 /// </remarks>
 public sealed class Worker : ReceiveActor, IWithStash
 {
@@ -48,10 +57,21 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly float[] _weightsForEvaluation; // staging for copying the training replica into the evaluation replica
     private readonly string _sampleTraceDirectory;
     private Metrics.SampleTrace? _sampleTrace;
+    // Shard mode (null without ShardServers): the shards' links (children, by shard index), the link that puts their results
+    // together, the message the put-together weights are trained through (its array is the link's live vector), the epoch
+    // whose results the link takes, and which shards have already sent a result of a later epoch.
+    private readonly ShardServers? _shardServers;
+    private IActorRef[] _shardLinks = [];
+    private ShardedReplicaLink? _sharded;
+    private WeightsUpdated? _assembled;
+    private int _shardEpoch;
+    private bool[] _movedOn = [];
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
+    /// <exception cref="ArgumentException">With <paramref name="shards"/>: a mode other than synchronous, Cluster:Compression, or
+    /// starting weights of another length than the model's; the message names the problem.</exception>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null)
+        LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null, ShardServers? shards = null)
     {
         _settings = settings ?? ReplicaSettings.Default;
         _workerIndex = workerIndex;
@@ -79,6 +99,24 @@ public sealed class Worker : ReceiveActor, IWithStash
         Receive<AssignShard>(OnAssignShard);
         Receive<WeightsUpdated>(OnWeights);
         Receive<Evaluate>(OnEvaluate);
+        Receive<GetWeights>(OnGetWeights);
+        if (shards is not null)
+        {
+            if (_settings.Mode != Core.Configuration.TrainingMode.Sync)
+                throw new ArgumentException($"Worker {workerIndex}: parameter-server shards that run on their own take synchronous training only, " +
+                    $"and Training:Mode is {_settings.Mode}: use Training:Mode = Sync, or one parameter server.", nameof(shards));
+            if (_codec is not null)
+                throw new ArgumentException($"Worker {workerIndex}: the shards' data plane carries float32 slices only, and Cluster:Compression is " +
+                    $"{_settings.Compression!.Kind}: use Cluster:Compression = None with shards, or one parameter server.", nameof(shards));
+            if (shards.StartingWeights.Layout.TotalLength != _model.Layout.TotalLength || shards.StartingWeights.Layout.WorkerReportLength != _model.Layout.WorkerReportLength)
+                throw new ArgumentException($"Worker {workerIndex}: the shards' starting weights hold {shards.StartingWeights.Layout.TotalLength} values " +
+                    $"({shards.StartingWeights.Layout.WorkerReportLength} reported), and this worker's model has {_model.Layout.TotalLength} " +
+                    $"({_model.Layout.WorkerReportLength}): give the starting weights of this model.", nameof(shards));
+            _shardServers = shards;
+            Receive<ShardWeights>(OnShardWeights);
+            Receive<DataPlane.ShardConnectionClosed>(OnShardConnectionClosed);
+            Receive<Terminated>(OnShardLinkStopped);
+        }
     }
 
     /// <inheritdoc />
@@ -96,7 +134,23 @@ public sealed class Worker : ReceiveActor, IWithStash
         Sequential.EvaluationPassSize(evaluationBatchSize, bytesPerSample);
 
     /// <inheritdoc />
-    protected override void PreStart() => _sampleTrace = Metrics.SampleTrace.ForWorker(_sampleTraceDirectory, _workerIndex);
+    protected override void PreStart()
+    {
+        _sampleTrace = Metrics.SampleTrace.ForWorker(_sampleTraceDirectory, _workerIndex);
+        if (_shardServers is not { } servers) return;
+        _shardLinks = [.. servers.Plan.Select(shard => Context.Watch(Context.ActorOf(DataPlane.ParameterServerLink.ForShard(servers.Endpoints[shard.Index].Host,
+            servers.Endpoints[shard.Index].Port, _workerIndex, Self, shard, servers.Count, servers.RunToken, servers.Certificates, reportClosure: true),
+            $"shard-{shard.Index}")))];
+        _sharded = new ShardedReplicaLink(servers.StartingWeights, _shardLinks);
+        _assembled = new WeightsUpdated(0, 0, 0, _sharded.Weights);
+        _movedOn = new bool[servers.Count];
+    }
+
+    /// <inheritdoc />
+    /// <remarks>The shard mode's links stop on any failure of theirs (never restarted: a shard refuses a slot taken again), and
+    /// the worker, which watches them, stops with it (<see cref="OnShardLinkStopped"/>).</remarks>
+    protected override SupervisorStrategy SupervisorStrategy() =>
+        _shardServers is null ? base.SupervisorStrategy() : new OneForOneStrategy(_ => Directive.Stop);
 
     /// <inheritdoc />
     protected override void PostStop()
@@ -131,11 +185,14 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// augmentation (<see cref="ReplicaSettings.Augmentation"/>), from (seed, epoch, sample index): neither depends on the
     /// worker that holds the sample, and a resumed run draws them as the uninterrupted one did.
     /// <paramref name="settings"/> says what the worker does with a minibatch in the run's mode, and where it traces its
-    /// minibatches' samples (null: synchronous, in one pass, no augmentation, no trace).
+    /// minibatches' samples (null: synchronous, in one pass, no augmentation, no trace). <paramref name="shards"/> is the shard
+    /// mode: the parameter-server shards the worker connects to and trains against (see the class remarks); null (the default):
+    /// the worker answers whoever sends it <see cref="WeightsUpdated"/>, one parameter server.
     /// </summary>
+    /// <exception cref="ArgumentException">When the actor is created, as the constructor.</exception>
     public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null) =>
-        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, settings));
+        LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null, ShardServers? shards = null) =>
+        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, settings, shards));
 
     private void OnAssignShard(AssignShard shard)
     {
@@ -174,6 +231,75 @@ public sealed class Worker : ReceiveActor, IWithStash
         }
     }
 
+    /// <summary>
+    /// Shard mode: one shard's result. Results of an epoch whose shard (<see cref="AssignShard"/>) has not come yet wait for it;
+    /// a result of a later epoch than the link's waits until every shard has sent one (each connection delivers in order, so
+    /// then no result of the link's epoch is still on its way), and the link then starts the new epoch. When the link puts a
+    /// round's whole weights together, the worker trains on them as on one server's <see cref="WeightsUpdated"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The shards' results of one round carry different versions (<see cref="ShardedReplicaLink.Offer"/>).</exception>
+    private void OnShardWeights(ShardWeights result)
+    {
+        if (result.Epoch < _shardEpoch)
+        {
+            _log.Warning("Worker {0}: dropped shard {1}'s result of epoch {2} round {3}: the shards have all moved on to epoch {4}.", _workerIndex,
+                result.Shard, result.Epoch, result.Round, _shardEpoch);
+            return;
+        }
+        if (_shardEpoch == 0) _shardEpoch = result.Epoch;
+        else if (result.Epoch > _shardEpoch)
+        {
+            _movedOn[result.Shard] = true;
+            if (_movedOn.Any(moved => !moved))
+            {
+                StashCurrent();
+                return;
+            }
+            Array.Clear(_movedOn);
+            _shardEpoch = result.Epoch;
+            _sharded!.StartPart();
+            UnstashAll(); // the other shards' results of the new epoch, held back until now
+        }
+        if (_shard is null || result.Epoch > _shard.Epoch)
+        {
+            StashCurrent();
+            return;
+        }
+        if (!_sharded!.Offer(result)) return;
+        // The link's vector now holds the weights of the round after the result's; with one server they would be its broadcast.
+        Train(_assembled!.Reuse(result.Epoch, _sharded.AwaitedRound, _sharded.Version, 0, -1, 0, int.MaxValue), _shard);
+    }
+
+    /// <exception cref="IOException">Always: the worker stops, naming the shard, its endpoint and the reason.</exception>
+    private void OnShardConnectionClosed(DataPlane.ShardConnectionClosed closed) =>
+        throw ShardLost(closed.Shard, closed.Reason);
+
+    /// <exception cref="IOException">A shard's link stopped: the worker stops, naming the shard and its endpoint.</exception>
+    private void OnShardLinkStopped(Terminated terminated)
+    {
+        var shard = Array.IndexOf(_shardLinks, terminated.ActorRef);
+        if (shard >= 0) throw ShardLost(shard, "its link stopped (the line before this one in the log says why)");
+    }
+
+    private IOException ShardLost(int shard, string reason)
+    {
+        var servers = _shardServers!;
+        var endpoint = shard >= 0 && shard < servers.Count ? servers.Endpoints[shard].ToString() : "an unknown endpoint";
+        return new IOException($"Worker {_workerIndex}: the data plane to shard {shard} of {servers.Count} at {endpoint} closed: {reason.TrimEnd('.')}. " +
+            "The worker stops: without every shard's slice it can put no weights together, and a worker cannot take its slot at a shard again.");
+    }
+
+    /// <summary>Sends a report: to every shard its slice (shard mode), else back to the sender of the weights (one parameter server).</summary>
+    private void Reply(GradientComputed report)
+    {
+        if (_sharded is null)
+        {
+            Sender.Tell(report);
+            return;
+        }
+        _sharded.Send(report.Epoch, report.Round, report.Version, _workerIndex, report.SampleCount, report.LossSum, report.Gradient, Self);
+    }
+
     /// <summary>Loads the weights of <paramref name="update"/> and computes the report of its round of <paramref name="current"/>, if this worker has one.</summary>
     private void Train(WeightsUpdated update, AssignShard current)
     {
@@ -198,7 +324,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         {
             var report = _trainer.IsLocalSgd ? LocalSteps(update, shard, plan, minibatch) : ComputeGradient(update, shard.AsSpan(plan.Start(minibatch), plan.Length(minibatch)));
             report.Measured(Stopwatch.GetElapsedTime(started).TotalSeconds, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore, queueing);
-            Sender.Tell(report);
+            Reply(report);
         }
         UnstashAll();
     }
@@ -217,7 +343,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         // worker and tensor affected, and keeps the last good weights, which only it holds.
         var message = NextReport();
         // Uncompressed through shared memory: the report is computed straight into the data-plane slot that carries it.
-        var slot = _codec is null ? (Sender as DataPlane.IGradientSlotLender)?.TryLend(message.Gradient.Length) : null;
+        var slot = _codec is null && _sharded is null ? (Sender as DataPlane.IGradientSlotLender)?.TryLend(message.Gradient.Length) : null;
         try
         {
             var lossSum = _trainer.ComputeGradient(indices, slot is null ? message.Gradient : slot.Values, update.Epoch);
@@ -279,6 +405,15 @@ public sealed class Worker : ReceiveActor, IWithStash
         _trainer.CopyLocalModel(message.Gradient);
         Metrics.DistTrainMetrics.RecordSamplesComputed(samples);
         return message.Reuse(update.Epoch, update.Round, update.Version, samples, lossSum);
+    }
+
+    /// <summary>Answers with a copy of the replica's weights and their version (-1 before any weights came). The trainable weights
+    /// are those of the version; BatchNorm running statistics are the replica's own once it has run a minibatch forward on them.</summary>
+    private void OnGetWeights(GetWeights _)
+    {
+        var weights = new float[_model.Layout.TotalLength];
+        _model.CopyParametersTo(weights);
+        Sender.Tell(new WeightsSnapshot(_version, weights));
     }
 
     private void OnEvaluate(Evaluate request)

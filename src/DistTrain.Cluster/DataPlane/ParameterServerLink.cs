@@ -26,7 +26,8 @@ namespace DistTrain.Cluster.DataPlane;
 /// <see cref="ShardWeights"/> frame (its shard index and fields checked) with the <see cref="GradientWriter"/> as the sender,
 /// and writes the gradient slices sent to it or to the writer. A worker holds K of these, one per shard, and a
 /// <see cref="ShardedReplicaLink"/> over them. A refusal from the shard node ends the link with the node's reason in its
-/// log line. No shared memory is offered on a shard's connection.</para>
+/// log line (and, made with <c>reportClosure</c>, in a <see cref="ShardConnectionClosed"/> to the worker). No shared memory is
+/// offered on a shard's connection.</para>
 /// </summary>
 public sealed class ParameterServerLink : ReceiveActor
 {
@@ -51,12 +52,14 @@ public sealed class ParameterServerLink : ReceiveActor
     private GradientWriter? _writer;
     private readonly ParameterShard? _shard;
     private readonly int _shardCount;
+    private readonly bool _reportClosure;
 
     /// <summary>Creates the link; see <see cref="Props"/> and <see cref="ForShard"/>.</summary>
     public ParameterServerLink(string host, int port, int workerIndex, IActorRef worker, int parameterCount, byte[] token, ClusterCertificates? certificates,
-        bool sharedMemory = false, ParameterShard? shard = null, int shardCount = 0)
+        bool sharedMemory = false, ParameterShard? shard = null, int shardCount = 0, bool reportClosure = false)
     {
         _shard = shard;
+        _reportClosure = reportClosure;
         _shardCount = shardCount;
         _sharedMemory = sharedMemory;
         _token = token;
@@ -71,6 +74,7 @@ public sealed class ParameterServerLink : ReceiveActor
         Receive<WriteFailed>(failed =>
         {
             _log.Error("Worker {0}: sending a gradient failed: {1}", _workerIndex, failed.Reason);
+            ReportClosure(failed.Reason);
             Context.Stop(Self);
         });
         Receive<ReaderFailed>(failed =>
@@ -78,6 +82,7 @@ public sealed class ParameterServerLink : ReceiveActor
             // At the end of a job the parameter server closes first; the agent decides whether that was a failure.
             if (_shard is null) _log.Info("Worker {0}: data plane to the parameter server closed: {1}", _workerIndex, failed.Reason);
             else _log.Warning("Worker {0}: data plane to shard {1} closed: {2}", _workerIndex, _shard.Index, failed.Reason);
+            ReportClosure(failed.Reason);
             Context.Stop(Self);
         });
     }
@@ -93,7 +98,7 @@ public sealed class ParameterServerLink : ReceiveActor
     /// <param name="sharedMemory">Cluster:SharedMemory: accept the parameter server's shared-memory offer if it can be opened.</param>
     public static Props Props(string host, int port, int workerIndex, IActorRef worker, int parameterCount, byte[] token, ClusterCertificates? certificates,
         bool sharedMemory = false) =>
-        Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, parameterCount, token, certificates, sharedMemory, null, 0));
+        Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, parameterCount, token, certificates, sharedMemory, null, 0, false));
 
     /// <summary>
     /// Props of the link from worker <paramref name="workerIndex"/> to shard <paramref name="shard"/>'s data plane at
@@ -107,13 +112,17 @@ public sealed class ParameterServerLink : ReceiveActor
     /// <param name="shardCount">The run's shard count K.</param>
     /// <param name="runToken">The run's data-plane token (<see cref="DataPlaneHello.TokenBytes"/> bytes).</param>
     /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
+    /// <param name="reportClosure">True: when the connection cannot be opened, is refused or closes, or a write fails, the link
+    /// tells <paramref name="worker"/> a <see cref="ShardConnectionClosed"/> (shard, endpoint, reason) before it stops, so that a
+    /// worker that cannot go on without every shard stops with the reason (<see cref="Worker"/>'s shard mode). False: only its log says so.</param>
     /// <exception cref="ArgumentException"><paramref name="shard"/>'s index is not 0 to <paramref name="shardCount"/> - 1, or
     /// <paramref name="shardCount"/> is not 1 to <see cref="ParameterShards.MaxShards"/>, or the token is not <see cref="DataPlaneHello.TokenBytes"/> bytes.</exception>
     public static Props ForShard(string host, int port, int workerIndex, IActorRef worker, ParameterShard shard, int shardCount, byte[] runToken,
-        ClusterCertificates? certificates)
+        ClusterCertificates? certificates, bool reportClosure = false)
     {
         ShardDataPlane.CheckShard(shard, shardCount, runToken);
-        return Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, shard.Length, runToken, certificates, false, shard, shardCount));
+        return Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, shard.Length, runToken, certificates, false, shard, shardCount,
+            reportClosure));
     }
 
     /// <inheritdoc />
@@ -128,6 +137,7 @@ public sealed class ParameterServerLink : ReceiveActor
         {
             // The agent sees the link stop and registers again (a parameter server that is not there, or not this cluster's).
             _log.Warning("Worker {0}: cannot open the data plane to {1}:{2}: {3}", _workerIndex, _host, _port, e.Message);
+            ReportClosure($"cannot open the connection: {e.Message}");
             Context.Stop(Self);
             return;
         }
@@ -197,6 +207,12 @@ public sealed class ParameterServerLink : ReceiveActor
             refusals: true,
             expectedCountIs: $"shard {shard.Index}'s slice [{shard.Start}, {shard.End})");
         _log.Info("Worker {0}: data plane connected to shard {1} of {2} at {3}:{4} ({5})", _workerIndex, shard.Index, _shardCount, _host, _port, connection.Security);
+    }
+
+    /// <summary>With <c>reportClosure</c> (shard mode only): tells the worker why this shard's connection ends.</summary>
+    private void ReportClosure(string reason)
+    {
+        if (_reportClosure && _shard is { } shard) _worker.Tell(new ShardConnectionClosed(shard.Index, $"{_host}:{_port}", reason));
     }
 
     /// <inheritdoc />

@@ -529,7 +529,8 @@ public sealed record EvaluationResult(
     [property: Key(5)] double LossSum,
     [property: Key(6)] EvaluationSplit Split = EvaluationSplit.Test) : IDistTrainMessage;
 
-/// <summary>Asks the parameter server for its current weights. Coordinator → ParameterServer.</summary>
+/// <summary>Asks the parameter server for its current weights. Coordinator → ParameterServer. A <see cref="Actors.Worker"/> answers it
+/// too, with its replica's weights.</summary>
 [MessagePackObject]
 public sealed record GetWeights : IDistTrainMessage
 {
@@ -537,8 +538,8 @@ public sealed record GetWeights : IDistTrainMessage
     public static readonly GetWeights Instance = new();
 }
 
-/// <summary>The parameter server's current weights. ParameterServer → requester.</summary>
-/// <param name="Version">Version of the weights.</param>
+/// <summary>The parameter server's current weights (or a worker's replica's). ParameterServer or Worker → requester.</summary>
+/// <param name="Version">Version of the weights (a worker that has received none: -1).</param>
 /// <param name="Weights">Flat parameter vector.</param>
 [MessagePackObject]
 public sealed record WeightsSnapshot(

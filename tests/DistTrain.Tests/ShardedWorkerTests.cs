@@ -1,0 +1,322 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Akka.Actor;
+using Akka.TestKit;
+using Akka.TestKit.Xunit2;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.DataPlane;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Training;
+using DistTrain.Core.Layers;
+using DistTrain.Core.Models;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// The <see cref="Worker"/> actor in its shard mode (<see cref="ShardServers"/>), over real loopback TCP in one process: real
+/// workers with real data shards of the Fashion-MNIST subset train against K <see cref="ParameterShardActor"/>s, each behind its
+/// own <see cref="DataPlaneListener"/> and <see cref="ShardDataPlane"/>, and end with the weights the same workers end with
+/// against one <see cref="ParameterServer"/>, bit for bit. A shard that refuses the worker or closes its connection mid-run
+/// stops the worker with an error naming the shard and its endpoint.
+/// </summary>
+public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.ConfigurationFactory.ParseString("akka.loglevel = INFO")
+    .WithFallback(TestTimeouts.TestKitConfig))
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30); // a hang guard on a loaded machine, not a speed limit
+    private const int Workers = 2;
+    private const int Epochs = 2;
+    private const int BatchSize = 20;
+    private const int Rounds = 4; // worker 0's 70 samples and worker 1's 65 in minibatches of 20: 4 each, the last shorter
+
+    private static readonly ModelOptions Model = new()
+    {
+        InputSize = 784,
+        Layers =
+        [
+            new() { Type = LayerTypes.Dense, Units = 16 }, new() { Type = LayerTypes.BatchNorm }, new() { Type = LayerTypes.ReLU },
+            new() { Type = LayerTypes.Dense, Units = 10 },
+        ],
+    };
+
+    private static readonly Lazy<Core.Data.TrainingData> Data = new(TestData.Normalized);
+
+    private static readonly OptimizerOptions Sgd = new() { LearningRate = 0.05, Momentum = 0.9, L2 = 1e-3 };
+
+    private readonly List<IDisposable> _resources = [];
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+            foreach (var resource in Enumerable.Reverse(_resources)) resource.Dispose();
+        base.Dispose(disposing);
+    }
+
+    private static ParameterVector Initial() => ModelFactory.StartingWeights(ModelFactory.Build(Model), Model, seed: 7);
+
+    /// <summary>Worker <paramref name="worker"/>'s data shard of <paramref name="epoch"/>: 70 or 65 samples of a shuffle of the training set.</summary>
+    private static AssignShard Shard(int epoch, int worker)
+    {
+        var order = Enumerable.Range(0, Data.Value.Train.Count).ToArray();
+        new Random(epoch).Shuffle(order);
+        return new AssignShard(epoch, order[(worker * 70)..(worker * 70 + 70 - 5 * worker)], BatchSize);
+    }
+
+    /// <summary>Stops its one child on any failure and reports the failure (and, first, the child) to a probe.</summary>
+    private sealed class Supervising : ReceiveActor
+    {
+        private readonly IActorRef _report;
+
+        public Supervising(Props child, IActorRef report)
+        {
+            _report = report;
+            report.Tell(Context.ActorOf(child, "worker"));
+        }
+
+        protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
+        {
+            _report.Tell(e);
+            return Directive.Stop;
+        });
+    }
+
+    /// <summary>Real workers, each under a parent that stops it on a failure and reports the failure to <paramref name="failures"/>.</summary>
+    private IActorRef[] StartWorkers(int workers, ShardServers? shards, TestProbe failures)
+    {
+        var data = Data.Value;
+        return [.. Enumerable.Range(0, workers).Select(w =>
+        {
+            Sys.ActorOf(Props.Create(() => new Supervising(Worker.Props(w, Model, data.Train, data.Test, 64, null, 7, null, shards), failures.Ref)));
+            return failures.ExpectMsg<IActorRef>(Wait);
+        })];
+    }
+
+    /// <summary>Worker's weights once it holds version <paramref name="version"/> or a later one (asked until then).</summary>
+    private WeightsSnapshot WeightsAt(IActorRef worker, long version)
+    {
+        var deadline = DateTime.UtcNow + Wait; // a hang guard, not a speed limit
+        while (true)
+        {
+            worker.Tell(GetWeights.Instance, TestActor);
+            var snapshot = ExpectMsg<WeightsSnapshot>(Wait);
+            if (snapshot.Version >= version) return snapshot;
+            Assert.True(DateTime.UtcNow < deadline, $"the worker still holds version {snapshot.Version}, not {version}");
+            Thread.Sleep(10);
+        }
+    }
+
+    /// <summary>The workers' final weights against one <see cref="ParameterServer"/> (driven as the coordinator drives it).</summary>
+    private float[][] AgainstOneServer()
+    {
+        var server = Sys.ActorOf(ParameterServer.Props(Initial(), Sgd, totalEpochs: Epochs));
+        var failures = CreateTestProbe();
+        var workers = StartWorkers(Workers, null, failures);
+        var coordinator = CreateTestProbe();
+        for (var epoch = 1; epoch <= Epochs; epoch++)
+        {
+            for (var w = 0; w < Workers; w++) workers[w].Tell(Shard(epoch, w), coordinator.Ref);
+            server.Tell(new StartEpoch(epoch, workers, [.. workers.Select(_ => Rounds)]), coordinator.Ref);
+            var e = epoch;
+            coordinator.FishForMessage<EpochCompleted>(c => c.Epoch == e, Wait);
+        }
+        var final = workers.Select(w => WeightsAt(w, Epochs * Rounds)).ToArray();
+        server.Tell(GetWeights.Instance, TestActor);
+        var served = ExpectMsg<WeightsSnapshot>(Wait);
+        foreach (var snapshot in final)
+        {
+            Assert.Equal(Epochs * Rounds, snapshot.Version);
+            Assert.Equal(served.Weights, snapshot.Weights);
+        }
+        failures.ExpectNoMsg(TimeSpan.Zero);
+        Sys.Stop(server);
+        return [.. final.Select(s => s.Weights)];
+    }
+
+    /// <summary>One shard node: its shard actor, its data plane, its listener's port and the plane's links by worker slot.</summary>
+    private sealed record ShardNode(IActorRef Shard, IActorRef DataPlane, int Port, IActorRef[] Links);
+
+    private ShardNode[] StartShards(ParameterVector initial, int shards, int workers, byte[] runToken)
+    {
+        var plan = ParameterShards.Plan(initial.Layout, shards);
+        var nodes = new ShardNode[shards];
+        for (var k = 0; k < shards; k++)
+        {
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, Sgd, totalEpochs: Epochs));
+            var plane = Sys.ActorOf(ShardDataPlane.Props(plan[k], shards, runToken, workers));
+            var listener = DataPlaneListener.Start(0, null);
+            _resources.Add(listener);
+            listener.Attach(plane);
+            plane.Tell(new ShardDataPlane.GetLinks(), TestActor);
+            nodes[k] = new ShardNode(shard, plane, listener.Port, ExpectMsg<ShardDataPlane.Links>(Wait).ByWorker);
+        }
+        return nodes;
+    }
+
+    private static void StartPart(ShardNode[] nodes, int epoch, int workers)
+    {
+        foreach (var node in nodes)
+            node.Shard.Tell(new ShardPartStart(epoch, node.Links, [.. Enumerable.Repeat(Rounds, workers)], 0, [.. nodes.Select(n => n.Shard)]));
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Real_workers_against_shards_over_tcp_end_with_one_servers_weights_bit_for_bit(int shards)
+    {
+        var expected = AgainstOneServer();
+
+        var initial = Initial();
+        var runToken = DataPlaneHello.NewToken();
+        var nodes = StartShards(initial, shards, Workers, runToken);
+        var servers = new ShardServers([.. nodes.Select(n => new ShardEndpoint("127.0.0.1", n.Port))], runToken, initial, null);
+        var failures = CreateTestProbe();
+        var workers = StartWorkers(Workers, servers, failures);
+        var received = TensorFrame.BytesReceived;
+        for (var epoch = 1; epoch <= Epochs; epoch++)
+        {
+            for (var w = 0; w < Workers; w++) workers[w].Tell(Shard(epoch, w));
+            // Each epoch starts once every worker holds the last one's final weights, so every shard has finished it.
+            StartPart(nodes, epoch, Workers);
+            foreach (var worker in workers) Assert.Equal(epoch * Rounds, WeightsAt(worker, epoch * Rounds).Version);
+        }
+        received = TensorFrame.BytesReceived - received;
+        for (var w = 0; w < Workers; w++)
+        {
+            var actual = WeightsAt(workers[w], Epochs * Rounds).Weights;
+            Assert.Equal(expected[w].Length, actual.Length);
+            for (var i = 0; i < actual.Length; i++)
+                if (BitConverter.SingleToInt32Bits(expected[w][i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                    Assert.Fail($"Worker {w} against {shards} shards over TCP: final weight {i} is {actual[i]:R}, against one server {expected[w][i]:R}");
+        }
+        Assert.NotEqual(initial.Values, expected[0]); // it trains
+        // The slices went through the sockets: at least every step's report up and every result down, for every worker.
+        var report = (long)initial.Layout.WorkerReportLength * sizeof(float);
+        Assert.True(received >= Workers * report * 2L * Epochs * Rounds, $"{received:N0} bytes read from data-plane sockets");
+        failures.ExpectNoMsg(TimeSpan.Zero);
+        foreach (var worker in workers) Sys.Stop(worker);
+    }
+
+    /// <summary>
+    /// A shard node that refuses the worker's hello (the endpoint given for shard 1 is shard 0's), or one whose data plane
+    /// stops after the first step (its connections close): the worker stops with an <see cref="IOException"/> naming the
+    /// shard, its endpoint and the reason, and nothing hangs.
+    /// </summary>
+    [Theory]
+    [InlineData("refuses")]
+    [InlineData("closes")]
+    public void A_shard_that_refuses_or_closes_stops_the_worker_with_an_error_naming_the_shard_and_its_endpoint(string what)
+    {
+        var initial = Initial();
+        var runToken = DataPlaneHello.NewToken();
+        var nodes = StartShards(initial, shards: 2, workers: 1, runToken);
+        var shard1At = what == "refuses" ? nodes[0].Port : nodes[1].Port;
+        var servers = new ShardServers([new ShardEndpoint("127.0.0.1", nodes[0].Port), new ShardEndpoint("127.0.0.1", shard1At)], runToken, initial, null);
+        var failures = CreateTestProbe();
+        var worker = StartWorkers(1, servers, failures)[0];
+        Watch(worker);
+        worker.Tell(Shard(1, 0));
+        StartPart(nodes, 1, workers: 1);
+        if (what == "closes")
+        {
+            Assert.True(WeightsAt(worker, 1).Version >= 1); // it trained on both shards' results
+            Sys.Stop(nodes[1].DataPlane);
+        }
+
+        var error = failures.ExpectMsg<IOException>(Wait);
+        Assert.StartsWith($"Worker 0: the data plane to shard 1 of 2 at 127.0.0.1:{shard1At} closed: ", error.Message);
+        Assert.Contains(what == "refuses"
+            ? $"127.0.0.1:{shard1At} refused this connection: shard 0 of 2: the hello is for shard 1, and this node serves shard 0: connect to shard 1's data port"
+            : "closed the connection", error.Message);
+        Assert.EndsWith("The worker stops: without every shard's slice it can put no weights together, and a worker cannot take its slot at a shard again.",
+            error.Message);
+        ExpectTerminated(worker, Wait);
+    }
+    private static void ReadExactly(Socket socket, Span<byte> bytes)
+    {
+        while (!bytes.IsEmpty)
+        {
+            var read = socket.Receive(bytes);
+            Assert.True(read > 0, "the worker closed its connection early");
+            bytes = bytes[read..];
+        }
+    }
+
+    /// <summary>Writes shard <paramref name="shard"/>'s result as a shard node's data plane does (a frame of type 6).</summary>
+    private static void SendResult(Socket socket, int shard, int epoch, int round, long version, float[] slice)
+    {
+        var header = TensorFrame.For(new ShardWeights(shard, epoch, round, 0, version, slice));
+        var bytes = new byte[TensorFrame.HeaderSize + slice.Length * sizeof(float)];
+        MemoryMarshal.Write(bytes, in header);
+        MemoryMarshal.AsBytes(slice.AsSpan()).CopyTo(bytes.AsSpan(TensorFrame.HeaderSize));
+        socket.Send(bytes);
+    }
+
+    /// <summary>Reads the worker's next slice frame: its (epoch, round, version) and its floats.</summary>
+    private static ((int Epoch, int Round, long Version) At, float[] Slice) ReadSlice(Socket socket)
+    {
+        var head = new byte[TensorFrame.HeaderSize];
+        ReadExactly(socket, head);
+        var header = MemoryMarshal.Read<TensorFrame.Header>(head);
+        Assert.Equal(TensorFrame.GradientType, header.Type);
+        var slice = new float[header.Count];
+        ReadExactly(socket, MemoryMarshal.AsBytes(slice.AsSpan()));
+        return ((header.Epoch, header.Round, header.WeightsVersion), slice);
+    }
+
+    /// <summary>
+    /// Two shards, played by the test over real sockets: shard 0 sends the result of epoch 1's last round and then epoch 2's
+    /// starting weights before shard 1's result of epoch 1's last round reaches the worker. The worker still puts epoch 1's
+    /// last weights together and computes its round on them (a worker that started epoch 2 at shard 0's first result of it
+    /// would drop shard 1's, and never compute that round), then epoch 2's first round on epoch 2's starting weights.
+    /// </summary>
+    [Fact]
+    public void A_shard_that_starts_the_next_epoch_before_another_ends_this_one_loses_the_worker_no_round()
+    {
+        var initial = Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var listeners = new[] { new TcpListener(IPAddress.Loopback, 0), new TcpListener(IPAddress.Loopback, 0) };
+        foreach (var listener in listeners)
+        {
+            listener.Start();
+            _resources.Add(listener);
+        }
+        var runToken = DataPlaneHello.NewToken();
+        var servers = new ShardServers([.. listeners.Select(l => new ShardEndpoint("127.0.0.1", ((IPEndPoint)l.LocalEndpoint).Port))], runToken, initial, null);
+        var failures = CreateTestProbe();
+        var worker = StartWorkers(1, servers, failures)[0];
+        var sockets = listeners.Select(l =>
+        {
+            var socket = l.AcceptSocket();
+            _resources.Add(socket);
+            socket.ReceiveTimeout = (int)Wait.TotalMilliseconds; // a hang guard
+            ReadExactly(socket, new byte[DataPlaneHello.Size]);
+            return socket;
+        }).ToArray();
+        float[] Slice(int k, float[] whole) => whole.AsSpan(plan[k].Start, plan[k].Length).ToArray();
+        worker.Tell(new AssignShard(1, [.. Enumerable.Range(0, 40)], BatchSize)); // 2 rounds
+        for (var k = 0; k < 2; k++) SendResult(sockets[k], k, 1, -1, 0, Slice(k, initial.Values));
+        for (var k = 0; k < 2; k++) Assert.Equal((1, 0, 0L), ReadSlice(sockets[k]).At);
+
+        // A step's result (any weights will do: what is checked is which round the worker computes on which).
+        var stepped = initial.Values.Select(v => v * 0.5f).ToArray();
+        SendResult(sockets[0], 0, 1, 0, 1, Slice(0, stepped));
+        SendResult(sockets[0], 0, 2, -1, 1, Slice(0, stepped));
+        // Lets shard 0's two frames reach the worker first, the order this test is about; what is checked holds in any order.
+        Thread.Sleep(200);
+        SendResult(sockets[1], 1, 1, 0, 1, Slice(1, stepped));
+        SendResult(sockets[1], 1, 2, -1, 1, Slice(1, stepped));
+
+        for (var k = 0; k < 2; k++) Assert.Equal((1, 1, 1L), ReadSlice(sockets[k]).At); // epoch 1's round 1, on version 1
+        worker.Tell(new AssignShard(2, [.. Enumerable.Range(40, 40)], BatchSize));
+        for (var k = 0; k < 2; k++) Assert.Equal((2, 0, 1L), ReadSlice(sockets[k]).At); // epoch 2's round 0
+        var held = WeightsAt(worker, 1);
+        // The trainable weights are epoch 2's starting weights; the running statistics after them are the replica's own once
+        // it has run a minibatch forward.
+        var trainable = initial.Layout.TrainableLength;
+        Assert.Equal(stepped[..trainable], held.Weights[..trainable]);
+        failures.ExpectNoMsg(TimeSpan.Zero);
+        Sys.Stop(worker);
+    }
+}
