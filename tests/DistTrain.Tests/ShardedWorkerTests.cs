@@ -157,7 +157,7 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
     private static void StartPart(ShardNode[] nodes, int epoch, int workers)
     {
         foreach (var node in nodes)
-            node.Shard.Tell(new ShardPartStart(epoch, node.Links, [.. Enumerable.Repeat(Rounds, workers)], 0, [.. nodes.Select(n => n.Shard)]));
+            node.Shard.Tell(new ShardPartStart(epoch, node.Links, [.. Enumerable.Repeat(Rounds, workers)], 0, [.. nodes.Select(n => n.Shard)], ActorRefs.Nobody));
     }
 
     [Theory]
