@@ -64,12 +64,7 @@ public sealed class CliProcessTests : IDisposable
     }
 
     /// <summary>A TCP port free on the loopback interface when asked.</summary>
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => TestPorts.Free();
 
     /// <summary>The one run folder below <paramref name="output"/>.</summary>
     private static string RunFolder(string output) => Assert.Single(Directory.GetDirectories(output));

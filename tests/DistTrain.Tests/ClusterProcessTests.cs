@@ -44,27 +44,11 @@ public sealed partial class ClusterProcessTests : IDisposable
             .ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value.Trim());
     }
 
-    /// <summary>One free port on loopback; <see cref="FreePorts"/> for several that must differ.</summary>
-    private static int FreePort() => FreePorts(1)[0];
+    /// <summary>One free port; <see cref="FreePorts"/> for several that must differ (<see cref="TestPorts"/>).</summary>
+    private static int FreePort() => TestPorts.Free();
 
-    /// <summary>
-    /// <paramref name="count"/> distinct free ports, held open together while they are picked: picked one at a time, a port
-    /// released a moment before could be handed out again (a suite run gave the parameter server's metrics port to the
-    /// standby's seed address too, and the worker's TLS handshake with that HTTP port shut its node down).
-    /// </summary>
-    private static int[] FreePorts(int count)
-    {
-        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
-        try
-        {
-            foreach (var listener in listeners) listener.Start();
-            return [.. listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port)];
-        }
-        finally
-        {
-            foreach (var listener in listeners) listener.Stop();
-        }
-    }
+    /// <summary><paramref name="count"/> distinct free ports (<see cref="TestPorts"/>).</summary>
+    private static int[] FreePorts(int count) => TestPorts.Free(count);
 
     private (Dictionary<string, string> Ps, Dictionary<string, string> Worker) Environments(int workers, string configPath,
         Dictionary<string, string>? settings = null, TestCertificates? job = null)

@@ -335,19 +335,13 @@ public class CommandLineTests : IDisposable
     {
         // Before, the node printed the unused-setting warnings only: not the mode, the optimizer, nor a warmup as long as the run.
         var output = TemporaryFolder("disttrain-psstart-");
-        static int FreePort()
-        {
-            using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-            probe.Start();
-            return ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
-        }
-        var port = FreePort();
+        var port = TestPorts.Free();
         using var process = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory,
             "--output", output], new Dictionary<string, string>
             {
                 ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
                 ["DISTTRAIN_Cluster__Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}", ["DISTTRAIN_Cluster__DataPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}", ["DISTTRAIN_Cluster__DataPort"] = TestPorts.Free().ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["DISTTRAIN_Training__Mode"] = "LocalSgd", ["DISTTRAIN_Training__LocalSteps"] = "3", ["DISTTRAIN_Training__Epochs"] = "2",
                 ["DISTTRAIN_Optimizer__Schedule__WarmupSteps"] = "1000000", ["DISTTRAIN_Optimizer__Beta1"] = "0.5",
                 ["DISTTRAIN_Cluster__ParameterServerShards"] = "2", ["DISTTRAIN_Model__Freeze__0"] = "0",

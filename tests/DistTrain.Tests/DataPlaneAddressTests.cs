@@ -14,12 +14,7 @@ namespace DistTrain.Tests;
 /// </summary>
 public sealed class DataPlaneAddressTests
 {
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => TestPorts.Free();
 
     /// <summary>Null when a TCP connection to <paramref name="address"/>:<paramref name="port"/> is accepted, else the error.</summary>
     private static SocketError? Connect(IPAddress address, int port)

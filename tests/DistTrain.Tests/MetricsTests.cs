@@ -11,12 +11,7 @@ namespace DistTrain.Tests;
 /// <summary>The Prometheus endpoint, scraped over HTTP while a training runs.</summary>
 public class MetricsTests
 {
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => TestPorts.Free();
 
     /// <summary>An exporter on a free loopback port and a client that scrapes it; disposing stops both.</summary>
     private sealed class Endpoint : IDisposable

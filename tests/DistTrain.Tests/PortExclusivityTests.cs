@@ -17,12 +17,7 @@ namespace DistTrain.Tests;
 /// </summary>
 public sealed class PortExclusivityTests
 {
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => TestPorts.Free();
 
     /// <summary>
     /// The sockets listening on TCP <paramref name="port"/> in this network namespace, by inode, from /proc/net/tcp and

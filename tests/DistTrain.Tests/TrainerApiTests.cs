@@ -132,12 +132,7 @@ public class TrainerApiTests
     /// </summary>
     private static async Task WithClusterNodesAsync(int epochs, Func<TrainingOptions, TrainingOptions, ClusterSecurity, Task> body)
     {
-        static int FreePort()
-        {
-            using var listener = new TcpListener(IPAddress.Loopback, 0);
-            listener.Start();
-            return ((IPEndPoint)listener.LocalEndpoint).Port;
-        }
+        static int FreePort() => TestPorts.Free();
         var directory = Directory.CreateTempSubdirectory("disttrain-trainer-").FullName;
         try
         {
