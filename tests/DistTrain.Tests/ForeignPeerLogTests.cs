@@ -75,18 +75,19 @@ public class ForeignPeerLogTests
         server.Start();
         var port = ((IPEndPoint)server.LocalEndpoint).Port;
         using var stop = new CancellationTokenSource();
-        var accepted = new List<TcpClient>();
+        var accepted = new System.Collections.Concurrent.ConcurrentQueue<TcpClient>(); // the serving task may still add while the test ends
         var serving = Task.Run(async () =>
         {
-            while (!stop.IsCancellationRequested) accepted.Add(await server.AcceptTcpClientAsync(stop.Token)); // held open, silent
+            while (!stop.IsCancellationRequested) accepted.Enqueue(await server.AcceptTcpClientAsync(stop.Token)); // held open, silent
         });
         try
         {
             var environment = new TestCertificates(directory, "silent-seed-ca").Environment("worker");
             environment["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1";
             environment["DISTTRAIN_Cluster__Port"] = "0";
-            // Past Akka.Remote's 15 s handshake timeout, so that its attempts time out while the node still joins.
-            environment["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "20";
+            // Well past Akka.Remote's 15 s handshake timeout, so that its attempts time out while the node still joins, also
+            // on a loaded machine.
+            environment["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "30";
             environment["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}";
             using var process = new DistTrainProcess(["node", "--role", "worker", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
                 environment);
@@ -97,7 +98,7 @@ public class ForeignPeerLogTests
             Assert.DoesNotContain("TLS handshake failed", process.Output);
             Assert.DoesNotContain("Unable to REMOVE channel", process.Output);
             Assert.DoesNotContain(ForeignPeerLogFilter.NoResponse, process.Output);
-            var last = process.Output.Split('\n').Last(l => l.Contains("No parameter server accepted this worker within 20 s.", StringComparison.Ordinal));
+            var last = process.Output.Split('\n').Last(l => l.Contains("No parameter server accepted this worker within 30 s.", StringComparison.Ordinal));
             Assert.Contains($"The peer at 127.0.0.1:{port} (it accepts connections but does not complete a TLS handshake: not a DistTrain node, or " +
                 "Cluster:Tls is off there) did not answer as a DistTrain node: give Cluster:SeedNodes the host and Cluster:Port of a parameter-server node.", last);
         }

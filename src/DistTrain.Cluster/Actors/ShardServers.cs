@@ -50,7 +50,7 @@ public sealed record ShardServers
             throw new ArgumentException($"A run's data-plane token has {DataPlaneHello.TokenBytes} bytes, not {runToken.Length}.", nameof(runToken));
         Plan = ParameterShards.Plan(startingWeights.Layout, endpoints.Count);
         Endpoints = [.. endpoints];
-        RunToken = (byte[])runToken.Clone();
+        _runToken = (byte[])runToken.Clone();
         StartingWeights = startingWeights;
         Certificates = certificates;
     }
@@ -64,8 +64,10 @@ public sealed record ShardServers
     /// <summary>The shards' slices, by shard index (<see cref="ParameterShards.Plan"/> of the starting weights' layout and K).</summary>
     public IReadOnlyList<ParameterShard> Plan { get; }
 
-    /// <summary>The run's data-plane token (<see cref="DataPlaneHello.TokenBytes"/> bytes).</summary>
-    public byte[] RunToken { get; }
+    private readonly byte[] _runToken;
+
+    /// <summary>The run's data-plane token (<see cref="DataPlaneHello.TokenBytes"/> bytes); a copy at each read.</summary>
+    public byte[] RunToken => (byte[])_runToken.Clone();
 
     /// <summary>The whole model's starting weights (version 0).</summary>
     public ParameterVector StartingWeights { get; }

@@ -27,8 +27,10 @@ namespace DistTrain.Cluster.Actors;
 /// children), puts each round's whole weights together from the K <see cref="ShardWeights"/> with a
 /// <see cref="ShardedReplicaLink"/> (result of round r: the weights round r + 1 is computed on; round -1: the epoch's
 /// starting weights), computes its minibatch of the round as with one server and sends each shard its slice of the report.
-/// A shard connection that cannot be opened, is refused or closes stops the worker with an <see cref="IOException"/>
-/// naming the shard, its endpoint and the reason (a worker cannot take its slot at a shard again). Without
+/// A shard connection that cannot be opened, is refused or closes fails the worker with an <see cref="IOException"/>
+/// naming the shard, its endpoint and the reason (a worker cannot take its slot at a shard again), so its parent must
+/// stop it on that exception (as <see cref="WorkerAgent"/>'s strategy does): restarted, as under Akka's default
+/// supervision, it would dial the shards again and be refused in a loop. Without
 /// <see cref="ShardServers"/> nothing of this exists and the worker is the one-server worker.</para>
 /// </remarks>
 public sealed class Worker : ReceiveActor, IWithStash

@@ -111,12 +111,13 @@ public sealed class ShardDataPlane : ReceiveActor
         if (!hello.ToShard)
             return $"the hello is a worker's to a parameter server, and this is the data plane of shard {_shard.Index} of {_shardCount}: " +
                 "connect to the parameter server's data port";
+        // The token first: a peer without it learns nothing of the run's shard layout.
+        if (!JobIdentity.Matches(hello.Token, _runToken))
+            return "the hello does not carry this run's token (a worker of another run, or of a run that has ended)";
         if (hello.ShardCount != _shardCount)
             return $"the worker cuts the model into {hello.ShardCount} shards, and this run has {_shardCount}: every worker and shard of a run must use the same shard count";
         if (hello.Shard != _shard.Index)
             return $"the hello is for shard {hello.Shard}, and this node serves shard {_shard.Index}: connect to shard {hello.Shard}'s data port";
-        if (!JobIdentity.Matches(hello.Token, _runToken))
-            return "the hello does not carry this run's token (a worker of another run, or of a run that has ended)";
         if (hello.WorkerIndex < 0 || hello.WorkerIndex >= _links.Length)
             return $"it claims worker slot {hello.WorkerIndex}, and this run's slots are 0 to {_links.Length - 1}";
         if (_lost.Contains(hello.WorkerIndex))
