@@ -23,7 +23,8 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
 {
     internal const int Rounds = 5;
 
-    private static readonly ModelOptions Model = new()
+    /// <summary>The model of the shard tests: 784-16-10 with BatchNorm (running statistics to merge).</summary>
+    internal static readonly ModelOptions Model = new()
     {
         InputSize = 784,
         Layers =

@@ -31,26 +31,17 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
     private const int BatchSize = 20;
     private const int Rounds = 4; // worker 0's 70 samples and worker 1's 65 in minibatches of 20: 4 each, the last shorter
 
-    private static readonly ModelOptions Model = new()
-    {
-        InputSize = 784,
-        Layers =
-        [
-            new() { Type = LayerTypes.Dense, Units = 16 }, new() { Type = LayerTypes.BatchNorm }, new() { Type = LayerTypes.ReLU },
-            new() { Type = LayerTypes.Dense, Units = 10 },
-        ],
-    };
+    private static ModelOptions Model => ParameterShardActorTests.Model;
 
     private static readonly Lazy<Core.Data.TrainingData> Data = new(TestData.Normalized);
 
     private static readonly OptimizerOptions Sgd = new() { LearningRate = 0.05, Momentum = 0.9, L2 = 1e-3 };
 
-    private readonly List<IDisposable> _resources = [];
+    private readonly OwnedResources _owned = new("disttrain-sharded-worker-");
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing)
-            foreach (var resource in Enumerable.Reverse(_resources)) resource.Dispose();
+        if (disposing) _owned.Dispose();
         base.Dispose(disposing);
     }
 
@@ -146,7 +137,7 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
             var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, Sgd, totalEpochs: Epochs));
             var plane = Sys.ActorOf(ShardDataPlane.Props(plan[k], shards, runToken, workers));
             var listener = DataPlaneListener.Start(0, null);
-            _resources.Add(listener);
+            _owned.Own(listener);
             listener.Attach(plane);
             plane.Tell(new ShardDataPlane.GetLinks(), TestActor);
             nodes[k] = new ShardNode(shard, plane, listener.Port, ExpectMsg<ShardDataPlane.Links>(Wait).ByWorker);
@@ -280,7 +271,7 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
         foreach (var listener in listeners)
         {
             listener.Start();
-            _resources.Add(listener);
+            _owned.Own(listener);
         }
         var runToken = DataPlaneHello.NewToken();
         var servers = new ShardServers([.. listeners.Select(l => new ShardEndpoint("127.0.0.1", ((IPEndPoint)l.LocalEndpoint).Port))], runToken, initial, null);
@@ -289,7 +280,7 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
         var sockets = listeners.Select(l =>
         {
             var socket = l.AcceptSocket();
-            _resources.Add(socket);
+            _owned.Own(socket);
             socket.ReceiveTimeout = (int)Wait.TotalMilliseconds; // a hang guard
             ReadExactly(socket, new byte[DataPlaneHello.Size]);
             return socket;
