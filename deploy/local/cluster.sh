@@ -215,13 +215,13 @@ trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 130
     echo "SIGINT: passing it on to every node as SIGTERM, so each stops at its next step (their SIGTERM lines below); SIGINT again stops them at once." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' INT
-# A second stop passes SIGTERM on only while the probe runs, that is when no stop so far reached the whole group: after one
-# that did, a SIGTERM to the group reaches the nodes directly, and one to the script alone cannot be told from it.
-# timeout sends its SIGTERM twice, to the script and then to its whole group, often as two signals to the script: passed
-# on, the first would stop the nodes and the second end them at once.
+# A second stop passes SIGTERM on only if the probe has not ended within 1 s (ctrl_c_reached_group), that is when no
+# stop so far reached the whole group: after one that did, a SIGTERM to the group reaches the nodes directly, and one to
+# the script alone cannot be told from it. timeout sends its SIGTERM twice, to the script and then to its whole group,
+# often as two signals to the script: passed on, the first would stop the nodes and the second end them at once.
 trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 143
   if [ "$signals" -gt 1 ]; then
-    ! ctrl_c_probe_runs || [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+    ctrl_c_reached_group || [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   elif ctrl_c_reached_group; then
     echo "SIGTERM: every node got it and stops at its next step (their SIGTERM lines below); SIGTERM to the process group again, or Ctrl-C, stops them at once." >&2
   else

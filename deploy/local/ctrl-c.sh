@@ -9,12 +9,13 @@ with_sigint=(env --default-signal=INT)
 # a process in the script's process group that takes SIGINT's default action too, and that ends with the script
 # otherwise (tail --pid): a Ctrl-C ends it, a SIGINT to the script alone does not.
 start_ctrl_c_probe() { "${with_sigint[@]}" tail --pid=$$ -f /dev/null < /dev/null > /dev/null 2>&1 & ctrl_c_probe=$!; }
-# ctrl_c_reached_group: true when the SIGINT the script just got ended the probe (so it went to the whole process group,
-# nodes included); waits up to 1 s for the probe's end, which the kernel delivers with the script's own signal but which
-# can take a while on a loaded machine (0.2 s, the limit before, could be too short on 2 busy cores: a Ctrl-C was then
-# taken for a SIGINT to the script alone, and the nodes got a SIGTERM on top of it, a second stop that ends them at once).
-# A SIGINT to the script alone is passed on that much later. The probe's state is read with the `read` builtin, not a
-# command substitution: bash 5.2 interrupted by a second signal inside `$(...)` in a trap printed a syntax error.
+# ctrl_c_reached_group: true when the SIGINT or SIGTERM the script just got, or an earlier one, ended the probe (so it
+# went to the whole process group, nodes included); waits up to 1 s for the probe's end, which the kernel delivers with
+# the script's own signal but which can take a while on a loaded machine (0.2 s, the limit before, could be too short on
+# 2 busy cores: a Ctrl-C was then taken for a SIGINT to the script alone, and the nodes got a SIGTERM on top of it, a
+# second stop that ends them at once). A signal to the script alone is passed on that much later. The probe's state is
+# read with the `read` builtin, not a command substitution: bash 5.2 interrupted by a second signal inside `$(...)` in a
+# trap printed a syntax error.
 ctrl_c_reached_group() {
   local stat start=${EPOCHREALTIME/[.,]/}
   while true; do
@@ -24,12 +25,11 @@ ctrl_c_reached_group() {
     sleep 0.01 || true
   done
 }
-# ctrl_c_probe_runs: true while the probe runs, that is while no SIGINT or SIGTERM has reached the script's whole process
-# group (a signal the scripts trap ends the probe, which takes its default action, as it ends every node).
-ctrl_c_probe_runs() {
-  local stat
-  { read -r stat < "/proc/$ctrl_c_probe/stat"; } 2> /dev/null && [[ "$stat" != *") Z "* ]]
-}
+# A second SIGTERM is passed on to the nodes only if it, too, did not reach the group (`ctrl_c_reached_group || kill`): a
+# look at the probe's state alone is not enough. bash runs the trap of the second signal inside the first one's (in its
+# `sleep`), and when a SIGTERM to the process group follows one to the script alone (as timeout sends them), the trap can
+# run before the probe, ended by that same signal, is seen to have ended: passed on, it was the nodes' second signal, and
+# they ended at once without their last lines (one run in a few on 2 busy cores).
 # quiet_stderr: from here on the script's standard error goes through a filter that drops the line "Terminated" that bash
 # prints when a SIGTERM to the process group ends a command of the script's own (a sleep or cat of its checks), and bash's
 # job lines of nodes ended by a signal ("line N: PID Terminated ... node --role worker ..."), only: the script's own lines

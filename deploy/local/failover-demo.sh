@@ -64,14 +64,14 @@ trap 'signals=$(( signals + 1 ))
   [ "$signals" -gt 1 ] || { kill "$ctrl_c_probe" 2>/dev/null; wait_gone "${pids[@]}" "$ctrl_c_probe"; trap - EXIT; end_quiet_stderr; exit 130; }' INT
 # SIGTERM as cluster.sh takes it: to the whole process group it reaches the nodes, which stop at their next step; to the
 # script alone it is passed on to every node. Then the script waits for every node and exits 130. A second one is passed
-# on only while the probe runs, that is when the first did not reach the whole group: after one that did, a SIGTERM to the
-# group reaches the nodes directly, and timeout sends its SIGTERM to the script and then to its group, which passed on
-# twice would end the nodes at once. (The probe runs until every node has ended, for that check.)
-# A function, so that `first` is this signal's own: a second signal runs the trap again inside the first one's wait.
+# on only if the probe has not ended within 1 s, that is when neither reached the whole group: after one that did, a
+# SIGTERM to the group reaches the nodes directly, and timeout sends its SIGTERM to the script and then to its group,
+# which passed on twice would end the nodes at once. (The probe runs until every node has ended, for that check.) A
+# function, so that `first` is this signal's own: a second signal runs the trap again inside the first one's wait.
 on_sigterm() {
   local first=0
   signals=$(( signals + 1 )); [ "$signals" -gt 1 ] || first=1
-  if [ "$first" = 0 ]; then ! ctrl_c_probe_runs || [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true; return 0; fi
+  if [ "$first" = 0 ]; then ctrl_c_reached_group || [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true; return 0; fi
   if ctrl_c_reached_group; then echo "SIGTERM: every node got it and stops at its next step (SIGTERM to the process group again, or Ctrl-C, stops them at once); their logs are in $out." >&2
   else
     echo "SIGTERM: passing it on to every node, so each stops at its next step (SIGTERM again stops them at once); their logs are in $out." >&2

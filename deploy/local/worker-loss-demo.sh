@@ -72,11 +72,11 @@ trap 'interrupted=1; signals=$(( signals + 1 ))
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' INT
 # SIGTERM as cluster.sh takes it: to the whole process group it reaches the nodes, which stop at their next step; to the
-# script alone it is passed on to every node. A second one is passed on only while the probe runs, that is when the first
-# did not reach the whole group: after one that did, a SIGTERM to the group reaches the nodes directly, and timeout sends
-# its SIGTERM to the script and then to its group, which passed on twice would end the nodes at once.
+# script alone it is passed on to every node. A second one is passed on only if the probe has not ended within 1 s, that
+# is when neither reached the whole group: after one that did, a SIGTERM to the group reaches the nodes directly, and
+# timeout sends its SIGTERM to the script and then to its group, which passed on twice would end the nodes at once.
 trap 'interrupted=1; signals=$(( signals + 1 ))
-  if [ "$signals" -gt 1 ]; then ! ctrl_c_probe_runs || [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  if [ "$signals" -gt 1 ]; then ctrl_c_reached_group || [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   elif ctrl_c_reached_group; then echo "SIGTERM: every node got it and stops at its next step (SIGTERM to the process group again, or Ctrl-C, stops them at once); their logs are in $out." >&2
   else
     echo "SIGTERM: passing it on to every node, so each stops at its next step (SIGTERM again stops them at once); their logs are in $out." >&2
