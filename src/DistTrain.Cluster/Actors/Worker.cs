@@ -141,7 +141,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         _sampleTrace = Metrics.SampleTrace.ForWorker(_sampleTraceDirectory, _workerIndex);
         if (_shardServers is not { } servers) return;
         _shardLinks = [.. servers.Plan.Select(shard => Context.Watch(Context.ActorOf(DataPlane.ParameterServerLink.ForShard(servers.Endpoints[shard.Index].Host,
-            servers.Endpoints[shard.Index].Port, _workerIndex, Self, shard, servers.Count, servers.RunToken, servers.Certificates, reportClosure: true),
+            servers.Endpoints[shard.Index].Port, _workerIndex, Self, shard, servers.Count, servers.WorkerToken, servers.Certificates, reportClosure: true),
             $"shard-{shard.Index}")))];
         _sharded = new ShardedReplicaLink(servers.StartingWeights, _shardLinks);
         _assembled = new WeightsUpdated(0, 0, 0, _sharded.Weights);

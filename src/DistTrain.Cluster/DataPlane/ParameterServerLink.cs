@@ -110,18 +110,19 @@ public sealed class ParameterServerLink : ReceiveActor
     /// <param name="worker">The local worker actor that gets the shard's <see cref="ShardWeights"/>.</param>
     /// <param name="shard">The shard's slice (<see cref="ParameterShards.Plan"/> of the model's layout and <paramref name="shardCount"/>).</param>
     /// <param name="shardCount">The run's shard count K.</param>
-    /// <param name="runToken">The run's data-plane token (<see cref="DataPlaneHello.TokenBytes"/> bytes).</param>
+    /// <param name="workerToken">This worker's own data-plane token, its slot's (<see cref="DataPlaneHello.TokenBytes"/> bytes): the shard
+    /// node refuses a hello for slot <paramref name="workerIndex"/> with any other.</param>
     /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
     /// <param name="reportClosure">True: when the connection cannot be opened, is refused or closes, or a write fails, the link
     /// tells <paramref name="worker"/> a <see cref="ShardConnectionClosed"/> (shard, endpoint, reason) before it stops, so that a
     /// worker that cannot go on without every shard stops with the reason (<see cref="Worker"/>'s shard mode). False: only its log says so.</param>
     /// <exception cref="ArgumentException"><paramref name="shard"/>'s index is not 0 to <paramref name="shardCount"/> - 1, or
     /// <paramref name="shardCount"/> is not 1 to <see cref="ParameterShards.MaxShards"/>, or the token is not <see cref="DataPlaneHello.TokenBytes"/> bytes.</exception>
-    public static Props ForShard(string host, int port, int workerIndex, IActorRef worker, ParameterShard shard, int shardCount, byte[] runToken,
+    public static Props ForShard(string host, int port, int workerIndex, IActorRef worker, ParameterShard shard, int shardCount, byte[] workerToken,
         ClusterCertificates? certificates, bool reportClosure = false)
     {
-        ShardDataPlane.CheckShard(shard, shardCount, runToken);
-        return Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, shard.Length, runToken, certificates, false, shard, shardCount,
+        ShardDataPlane.CheckShard(shard, shardCount, workerToken);
+        return Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, shard.Length, workerToken, certificates, false, shard, shardCount,
             reportClosure));
     }
 
