@@ -1,6 +1,8 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
 using Akka.Actor;
 using Akka.TestKit;
 using Akka.TestKit.Xunit2;
@@ -262,6 +264,74 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
             error.Message);
         ExpectTerminated(worker, Wait);
     }
+    /// <summary>
+    /// A loopback port whose listener's accept queue is full (backlog 0, filled by connections nobody accepts): the kernel drops
+    /// every further connection request, so a connect to it neither completes nor fails, as to a black-holed endpoint.
+    /// </summary>
+    private int BlackHolePort()
+    {
+        var listener = _owned.Own(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(0);
+        var at = (IPEndPoint)listener.LocalEndPoint!;
+        for (var i = 0; i < 64; i++)
+        {
+            var filler = _owned.Own(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+            using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(2)); // a loopback connect that is answered takes microseconds
+            try
+            {
+                filler.ConnectAsync(at, patience.Token).AsTask().GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException)
+            {
+                return at.Port; // not answered: the queue is full
+            }
+        }
+        Assert.Fail($"the accept queue of 127.0.0.1:{at.Port} (backlog 0) still took connections after 64");
+        return 0;
+    }
+
+    /// <summary>A loopback port whose listener never accepts and never writes, with room in its queue: the kernel completes a
+    /// connection's TCP handshake, and a TLS handshake then waits for an answer that never comes.</summary>
+    private int SilentPort()
+    {
+        var listener = _owned.Own(new TcpListener(IPAddress.Loopback, 0));
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>
+    /// Shard endpoints that never answer: over TCP, listeners whose accept queue is full (the connect is never answered); with
+    /// TLS, listeners that take the connection and never answer the handshake. Each shard link's connect and handshake run off
+    /// its actor's thread with a bounded time, so the worker does not hang: it stops with the <see cref="IOException"/> of a
+    /// shard it cannot connect to, naming the shard, its endpoint and "did not answer within 0.5 s".
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_shard_endpoint_that_never_answers_stops_the_worker_naming_the_shard_its_endpoint_and_the_time(bool tls)
+    {
+        var initial = Initial();
+        var (_, workerIdentity) = _owned.Certificates(tls, "shard");
+        int[] ports = tls ? [SilentPort(), SilentPort()] : [BlackHolePort(), BlackHolePort()];
+        var servers = new ShardServers([.. ports.Select(p => new ShardEndpoint("127.0.0.1", p))], DataPlaneHello.NewToken(), initial, workerIdentity)
+        {
+            ConnectTimeout = TimeSpan.FromSeconds(0.5),
+        };
+        var failures = CreateTestProbe();
+        var worker = StartWorker(0, servers, failures);
+        Watch(worker);
+
+        var error = failures.ExpectMsg<IOException>(Wait).Message;
+        var named = Regex.Match(error, @"^Worker 0: the data plane to shard (\d) of 2 at 127\.0\.0\.1:(\d+) closed: cannot open the connection: " +
+            @"data plane: 127\.0\.0\.1:(\d+) did not answer within 0\.5 s \(TCP connect, TLS handshake and hello\): ");
+        Assert.True(named.Success, error);
+        var shard = int.Parse(named.Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.Equal((ports[shard], ports[shard]), (int.Parse(named.Groups[2].Value, CultureInfo.InvariantCulture), int.Parse(named.Groups[3].Value, CultureInfo.InvariantCulture)));
+        Assert.EndsWith("The worker stops: without every shard's slice it can put no weights together, and a worker cannot take its slot at a shard again.", error);
+        ExpectTerminated(worker, Wait);
+    }
+
     private static void ReadExactly(Socket socket, Span<byte> bytes)
     {
         while (!bytes.IsEmpty)

@@ -75,4 +75,8 @@ public sealed record ShardServers
 
     /// <summary>The worker node's TLS identity; null for plain TCP.</summary>
     public ClusterCertificates? Certificates { get; }
+
+    /// <summary>The time each shard connection's TCP connect, TLS handshake and hello have together, positive; null (the default):
+    /// <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/>. Tests set a shorter one.</summary>
+    internal TimeSpan? ConnectTimeout { get; init; }
 }
