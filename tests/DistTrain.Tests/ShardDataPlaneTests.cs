@@ -20,7 +20,7 @@ namespace DistTrain.Tests;
 /// <see cref="ParameterShardActor"/> behind its own <see cref="DataPlaneListener"/> and <see cref="ShardDataPlane"/>, each
 /// worker with one <see cref="ParameterServerLink"/> per shard under a <see cref="ShardedReplicaLink"/>, computing real
 /// gradients (<see cref="ParameterShardActorTests.Replica"/>). Every round's weights are checked bit for bit against one
-/// <see cref="ParameterServer"/>; a hello for another shard, run, shard count or slice length, a slice of another length and
+/// <see cref="ParameterServer"/>; a hello for another shard, run, shard count or slice length or with another worker slot's token, a slice of another length and
 /// truncated frames are refused with the reason, at both ends where the peer can still read it, and nothing hangs.
 /// </summary>
 public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.ConfigurationFactory.ParseString("akka.loglevel = INFO")
@@ -51,14 +51,17 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
     /// <summary>One shard node: its shard actor, its data plane (the owner of its listener) and the listener's port.</summary>
     private sealed record ShardNode(IActorRef Shard, IActorRef DataPlane, int Port, IActorRef[] Links);
 
-    private ShardNode[] StartShards(ParameterVector initial, int shards, int workers, byte[] runToken, ClusterCertificates? certificates)
+    /// <summary>A fresh data-plane token for each of <paramref name="workers"/> worker slots, slot w's at index w.</summary>
+    internal static byte[][] Tokens(int workers) => [.. Enumerable.Range(0, workers).Select(_ => DataPlaneHello.NewToken())];
+
+    private ShardNode[] StartShards(ParameterVector initial, int shards, byte[][] tokens, ClusterCertificates? certificates)
     {
         var plan = ParameterShards.Plan(initial.Layout, shards);
         var nodes = new ShardNode[shards];
         for (var k = 0; k < shards; k++)
         {
             var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, ParameterShardActorTests.Sgd(), totalEpochs: 1));
-            var plane = Sys.ActorOf(ShardDataPlane.Props(plan[k], shards, runToken, workers));
+            var plane = Sys.ActorOf(ShardDataPlane.Props(plan[k], shards, tokens));
             var listener = _owned.Own(DataPlaneListener.Start(0, certificates));
             listener.Attach(plane);
             plane.Tell(new ShardDataPlane.GetLinks(), TestActor);
@@ -76,13 +79,13 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
     {
         var replica = new ParameterShardActorTests.Replica();
         var initial = ParameterShardActorTests.Replica.Initial();
-        var runToken = DataPlaneHello.NewToken();
+        var tokens = Tokens(workers);
         var (shardIdentity, workerIdentity) = _owned.Certificates(tls, "shard");
-        var nodes = StartShards(initial, shards, workers, runToken, shardIdentity);
+        var nodes = StartShards(initial, shards, tokens, shardIdentity);
         var plan = ParameterShards.Plan(initial.Layout, shards);
         var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
         var connections = probes.Select((probe, w) => plan.Select(p =>
-            Sys.ActorOf(ParameterServerLink.ForShard("127.0.0.1", nodes[p.Index].Port, w, probe.Ref, p, shards, runToken, workerIdentity))).ToArray()).ToArray();
+            Sys.ActorOf(ParameterServerLink.ForShard("127.0.0.1", nodes[p.Index].Port, w, probe.Ref, p, shards, tokens[w], workerIdentity))).ToArray()).ToArray();
         var links = connections.Select(c => new ShardedReplicaLink(initial, c)).ToArray();
         foreach (var node in nodes)
             node.Shard.Tell(new ShardPartStart(1, node.Links, [.. probes.Select(_ => ParameterShardActorTests.Rounds)], 0, [.. nodes.Select(n => n.Shard)], ActorRefs.Nobody));
@@ -130,7 +133,9 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
     public static TheoryData<string, string> BadHellos => new()
     {
         { "another shard", "the hello is for shard 0, and this node serves shard 1: connect to shard 0's data port" },
-        { "another run", "the hello does not carry this run's token (a worker of another run, or of a run that has ended)" },
+        { "another run", "the hello does not carry a token of this run (a worker of another run, or of a run that has ended)" },
+        { "another slot's token", "it claims worker slot 1 with another worker slot's token: each worker's hello carries its own slot's token, " +
+            "and only the worker of that slot was given it (check the worker's index)" },
         { "another shard count", "the worker cuts the model into 3 shards, and this run has 2: every worker and shard of a run must use the same shard count" },
         { "another slice length", "the worker announces a slice of {0} values, and shard 1's slice [{1}, {2}) has {3}: the worker and the shard cut the model differently (another model or shard count)" },
         { "a slot outside the run", "it claims worker slot 2, and this run's slots are 0 to 1" },
@@ -138,25 +143,28 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
 
     /// <summary>
     /// A worker whose hello does not fit the shard node is refused: the node logs the problem and sends it to the worker,
-    /// whose link logs it and stops. The slot stays free, and the right worker then connects and gets the shard's weights.
+    /// whose link logs it and stops. The slot stays free, and the right worker then connects and gets the shard's weights (the
+    /// slot claimed, or slot 0 for a slot outside the run). A worker of the run that claims another worker's slot with its own
+    /// token is refused like a stranger; no refusal quotes a token.
     /// </summary>
     [Theory]
     [MemberData(nameof(BadHellos))]
     public void A_hello_that_does_not_fit_the_shard_is_refused_with_the_problem_at_both_ends_and_the_slot_stays_free(string what, string problem)
     {
         var initial = ParameterShardActorTests.Replica.Initial();
-        var runToken = DataPlaneHello.NewToken();
-        var nodes = StartShards(initial, shards: 2, workers: 2, runToken, null);
+        var tokens = Tokens(2);
+        var nodes = StartShards(initial, shards: 2, tokens, null);
         var plan = ParameterShards.Plan(initial.Layout, 2);
         var node = nodes[1];
         problem = string.Format(problem, plan[1].Length - 1, plan[1].Start, plan[1].End, plan[1].Length);
         var (slot, shard, count, token) = what switch
         {
-            "another shard" => (0, plan[0], 2, runToken),
+            "another shard" => (0, plan[0], 2, tokens[0]),
             "another run" => (0, plan[1], 2, DataPlaneHello.NewToken()),
-            "another shard count" => (0, ParameterShards.Plan(initial.Layout, 3)[1], 3, runToken),
-            "another slice length" => (0, plan[1] with { End = plan[1].End - 1 }, 2, runToken),
-            _ => (2, plan[1], 2, runToken),
+            "another slot's token" => (1, plan[1], 2, tokens[0]),
+            "another shard count" => (0, ParameterShards.Plan(initial.Layout, 3)[1], 3, tokens[0]),
+            "another slice length" => (0, plan[1] with { End = plan[1].End - 1 }, 2, tokens[0]),
+            _ => (2, plan[1], 2, tokens[0]),
         };
         var log = LogProbe();
         var worker = CreateTestProbe();
@@ -167,11 +175,13 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         Assert.EndsWith($": {problem}; closed.", refused);
         var told = FishLog(log, $"Worker {slot}: data plane to shard {shard.Index} closed:");
         Assert.Contains($" refused this connection: shard 1 of 2: {problem}.", told);
+        foreach (var slotToken in tokens) Assert.DoesNotContain(Convert.ToHexString(slotToken[..8]), refused + told, StringComparison.OrdinalIgnoreCase);
         ExpectTerminated(link, Wait);
 
-        // The slot is not taken: worker 0 with the right hello connects and gets the shard's starting weights.
+        // The slot is not taken: its worker with the right hello connects and gets the shard's starting weights.
+        var rightSlot = slot < tokens.Length ? slot : 0;
         var right = CreateTestProbe();
-        Sys.ActorOf(ParameterServerLink.ForShard("127.0.0.1", node.Port, 0, right.Ref, plan[1], 2, runToken, null));
+        Sys.ActorOf(ParameterServerLink.ForShard("127.0.0.1", node.Port, rightSlot, right.Ref, plan[1], 2, tokens[rightSlot], null));
         node.Shard.Tell(new ShardPartStart(1, node.Links, [1, 1], 0, [.. nodes.Select(n => n.Shard)], ActorRefs.Nobody));
         var start = right.ExpectMsg<ShardWeights>(Wait);
         Assert.Equal((1, -1, 0L), (start.Shard, start.Round, start.Version));
@@ -184,7 +194,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
     public void A_hello_to_a_parameter_server_at_a_shard_node_is_refused_naming_the_fix()
     {
         var initial = ParameterShardActorTests.Replica.Initial();
-        var nodes = StartShards(initial, shards: 2, workers: 2, DataPlaneHello.NewToken(), null);
+        var nodes = StartShards(initial, shards: 2, Tokens(2), null);
         var log = LogProbe();
         var worker = CreateTestProbe();
         var link = Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", nodes[0].Port, 0, worker.Ref, initial.Layout.TotalLength, DataPlaneHello.NewToken(), null));
@@ -202,11 +212,11 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
     public void A_slice_of_another_length_is_refused_with_the_reason_to_the_worker_and_the_shard_runs_on()
     {
         var initial = ParameterShardActorTests.Replica.Initial();
-        var runToken = DataPlaneHello.NewToken();
-        var nodes = StartShards(initial, shards: 2, workers: 1, runToken, null);
+        var tokens = Tokens(1);
+        var nodes = StartShards(initial, shards: 2, tokens, null);
         var plan = ParameterShards.Plan(initial.Layout, 2);
         var worker = CreateTestProbe();
-        var link = Sys.ActorOf(ParameterServerLink.ForShard("127.0.0.1", nodes[0].Port, 0, worker.Ref, plan[0], 2, runToken, null));
+        var link = Sys.ActorOf(ParameterServerLink.ForShard("127.0.0.1", nodes[0].Port, 0, worker.Ref, plan[0], 2, tokens[0], null));
         Watch(link);
         nodes[0].Shard.Tell(new ShardPartStart(1, nodes[0].Links, [2], 0, [.. nodes.Select(n => n.Shard)], TestActor));
         Assert.Equal(-1, worker.ExpectMsg<ShardWeights>(Wait).Round);
@@ -250,13 +260,13 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
     public void A_truncated_frame_from_a_worker_closes_only_its_connection_with_the_reason(int headerBytes, int floats)
     {
         var initial = ParameterShardActorTests.Replica.Initial();
-        var runToken = DataPlaneHello.NewToken();
-        var nodes = StartShards(initial, shards: 2, workers: 1, runToken, null);
+        var tokens = Tokens(1);
+        var nodes = StartShards(initial, shards: 2, tokens, null);
         var plan = ParameterShards.Plan(initial.Layout, 2);
         var log = LogProbe();
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = (int)Wait.TotalMilliseconds };
         socket.Connect(IPAddress.Loopback, nodes[1].Port);
-        socket.Send(Bytes(new DataPlaneHello(0, plan[1].Length, runToken, 1, 2)));
+        socket.Send(Bytes(new DataPlaneHello(0, plan[1].Length, tokens[0], 1, 2)));
         nodes[1].Shard.Tell(new ShardPartStart(1, nodes[1].Links, [2], 0, [.. nodes.Select(n => n.Shard)], TestActor));
         var start = new byte[TensorFrame.HeaderSize + plan[1].Length * sizeof(float)];
         Receive(socket, start);

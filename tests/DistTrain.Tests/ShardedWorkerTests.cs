@@ -1,6 +1,8 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
 using Akka.Actor;
 using Akka.TestKit;
 using Akka.TestKit.Xunit2;
@@ -73,15 +75,17 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
         });
     }
 
-    /// <summary>Real workers, each under a parent that stops it on a failure and reports the failure to <paramref name="failures"/>.</summary>
-    private IActorRef[] StartWorkers(int workers, ShardServers? shards, TestProbe failures)
+    /// <summary>Real workers 0 to <paramref name="workers"/> - 1, each under a parent that stops it on a failure and reports the
+    /// failure to <paramref name="failures"/>; worker w trains against <paramref name="shards"/>(w), or one server's broadcasts for null.</summary>
+    private IActorRef[] StartWorkers(int workers, Func<int, ShardServers?> shards, TestProbe failures) =>
+        [.. Enumerable.Range(0, workers).Select(w => StartWorker(w, shards(w), failures))];
+
+    /// <summary>Real worker <paramref name="index"/> under a parent that stops it on a failure and reports the failure to <paramref name="failures"/>.</summary>
+    private IActorRef StartWorker(int index, ShardServers? shards, TestProbe failures)
     {
         var data = Data.Value;
-        return [.. Enumerable.Range(0, workers).Select(w =>
-        {
-            Sys.ActorOf(Props.Create(() => new Supervising(Worker.Props(w, Model, data.Train, data.Test, 64, null, 7, null, shards), failures.Ref)));
-            return failures.ExpectMsg<IActorRef>(Wait);
-        })];
+        Sys.ActorOf(Props.Create(() => new Supervising(Worker.Props(index, Model, data.Train, data.Test, 64, null, 7, null, shards), failures.Ref)));
+        return failures.ExpectMsg<IActorRef>(Wait);
     }
 
     /// <summary>Worker's weights once it holds version <paramref name="version"/> or a later one (asked until then).</summary>
@@ -103,7 +107,7 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
     {
         var server = Sys.ActorOf(ParameterServer.Props(Initial(), Sgd, totalEpochs: Epochs));
         var failures = CreateTestProbe();
-        var workers = StartWorkers(Workers, null, failures);
+        var workers = StartWorkers(Workers, _ => null, failures);
         var coordinator = CreateTestProbe();
         for (var epoch = 1; epoch <= Epochs; epoch++)
         {
@@ -128,14 +132,14 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
     /// <summary>One shard node: its shard actor, its data plane, its listener's port and the plane's links by worker slot.</summary>
     private sealed record ShardNode(IActorRef Shard, IActorRef DataPlane, int Port, IActorRef[] Links);
 
-    private ShardNode[] StartShards(ParameterVector initial, int shards, int workers, byte[] runToken)
+    private ShardNode[] StartShards(ParameterVector initial, int shards, byte[][] tokens)
     {
         var plan = ParameterShards.Plan(initial.Layout, shards);
         var nodes = new ShardNode[shards];
         for (var k = 0; k < shards; k++)
         {
             var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, Sgd, totalEpochs: Epochs));
-            var plane = Sys.ActorOf(ShardDataPlane.Props(plan[k], shards, runToken, workers));
+            var plane = Sys.ActorOf(ShardDataPlane.Props(plan[k], shards, tokens));
             var listener = DataPlaneListener.Start(0, null);
             _owned.Own(listener);
             listener.Attach(plane);
@@ -151,19 +155,55 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
             node.Shard.Tell(new ShardPartStart(epoch, node.Links, [.. Enumerable.Repeat(Rounds, workers)], 0, [.. nodes.Select(n => n.Shard)], ActorRefs.Nobody));
     }
 
+    /// <summary>What worker <paramref name="token"/>'s holder is given to train against <paramref name="nodes"/>.</summary>
+    private static ShardServers Servers(ShardNode[] nodes, byte[] token, ParameterVector initial) =>
+        new([.. nodes.Select(n => new ShardEndpoint("127.0.0.1", n.Port))], token, initial, null);
+
     [Theory]
     [InlineData(2)]
     [InlineData(3)]
     public void Real_workers_against_shards_over_tcp_end_with_one_servers_weights_bit_for_bit(int shards)
     {
         var expected = AgainstOneServer();
-
         var initial = Initial();
-        var runToken = DataPlaneHello.NewToken();
-        var nodes = StartShards(initial, shards, Workers, runToken);
-        var servers = new ShardServers([.. nodes.Select(n => new ShardEndpoint("127.0.0.1", n.Port))], runToken, initial, null);
+        var tokens = ShardDataPlaneTests.Tokens(Workers);
+        var nodes = StartShards(initial, shards, tokens);
+        TrainAgainstShardsAndCompare(nodes, tokens, initial, expected);
+    }
+
+    /// <summary>
+    /// A worker of the run that claims another worker's slot (worker 1's) with its own token (worker 0's) is refused by the shard
+    /// node with the reason, and stops; the slot stays free, and the real workers 0 and 1 then train against the shards and end
+    /// with one server's weights bit for bit.
+    /// </summary>
+    [Fact]
+    public void A_worker_that_claims_another_workers_slot_with_its_own_token_is_refused_and_the_real_worker_still_trains()
+    {
+        var expected = AgainstOneServer();
+        var initial = Initial();
+        var tokens = ShardDataPlaneTests.Tokens(Workers);
+        var nodes = StartShards(initial, shards: 2, tokens);
         var failures = CreateTestProbe();
-        var workers = StartWorkers(Workers, servers, failures);
+        var impostor = StartWorker(1, Servers(nodes, tokens[0], initial), failures);
+        Watch(impostor);
+        var error = failures.ExpectMsg<IOException>(Wait);
+        Assert.StartsWith("Worker 1: the data plane to shard ", error.Message);
+        Assert.Contains(" refused this connection: shard ", error.Message);
+        Assert.Contains(" of 2: it claims worker slot 1 with another worker slot's token: each worker's hello carries its own slot's token, " +
+            "and only the worker of that slot was given it (check the worker's index)", error.Message);
+        foreach (var token in tokens) Assert.DoesNotContain(Convert.ToHexString(token[..8]), error.Message, StringComparison.OrdinalIgnoreCase);
+        ExpectTerminated(impostor, Wait);
+
+        TrainAgainstShardsAndCompare(nodes, tokens, initial, expected);
+    }
+
+    /// <summary>Real workers 0 to <see cref="Workers"/> - 1, each with its own token, train <see cref="Epochs"/> epochs against
+    /// <paramref name="nodes"/>, and end with <paramref name="expected"/> (one server's weights) bit for bit.</summary>
+    private void TrainAgainstShardsAndCompare(ShardNode[] nodes, byte[][] tokens, ParameterVector initial, float[][] expected)
+    {
+        var shards = nodes.Length;
+        var failures = CreateTestProbe();
+        var workers = StartWorkers(Workers, w => Servers(nodes, tokens[w], initial), failures);
         var received = TensorFrame.BytesReceived;
         for (var epoch = 1; epoch <= Epochs; epoch++)
         {
@@ -200,12 +240,12 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
     public void A_shard_that_refuses_or_closes_stops_the_worker_with_an_error_naming_the_shard_and_its_endpoint(string what)
     {
         var initial = Initial();
-        var runToken = DataPlaneHello.NewToken();
-        var nodes = StartShards(initial, shards: 2, workers: 1, runToken);
+        var tokens = ShardDataPlaneTests.Tokens(1);
+        var nodes = StartShards(initial, shards: 2, tokens);
         var shard1At = what == "refuses" ? nodes[0].Port : nodes[1].Port;
-        var servers = new ShardServers([new ShardEndpoint("127.0.0.1", nodes[0].Port), new ShardEndpoint("127.0.0.1", shard1At)], runToken, initial, null);
+        var servers = new ShardServers([new ShardEndpoint("127.0.0.1", nodes[0].Port), new ShardEndpoint("127.0.0.1", shard1At)], tokens[0], initial, null);
         var failures = CreateTestProbe();
-        var worker = StartWorkers(1, servers, failures)[0];
+        var worker = StartWorker(0, servers, failures);
         Watch(worker);
         worker.Tell(Shard(1, 0));
         StartPart(nodes, 1, workers: 1);
@@ -224,6 +264,74 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
             error.Message);
         ExpectTerminated(worker, Wait);
     }
+    /// <summary>
+    /// A loopback port whose listener's accept queue is full (backlog 0, filled by connections nobody accepts): the kernel drops
+    /// every further connection request, so a connect to it neither completes nor fails, as to a black-holed endpoint.
+    /// </summary>
+    private int BlackHolePort()
+    {
+        var listener = _owned.Own(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(0);
+        var at = (IPEndPoint)listener.LocalEndPoint!;
+        for (var i = 0; i < 64; i++)
+        {
+            var filler = _owned.Own(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+            using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(2)); // a loopback connect that is answered takes microseconds
+            try
+            {
+                filler.ConnectAsync(at, patience.Token).AsTask().GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException)
+            {
+                return at.Port; // not answered: the queue is full
+            }
+        }
+        Assert.Fail($"the accept queue of 127.0.0.1:{at.Port} (backlog 0) still took connections after 64");
+        return 0;
+    }
+
+    /// <summary>A loopback port whose listener never accepts and never writes, with room in its queue: the kernel completes a
+    /// connection's TCP handshake, and a TLS handshake then waits for an answer that never comes.</summary>
+    private int SilentPort()
+    {
+        var listener = _owned.Own(new TcpListener(IPAddress.Loopback, 0));
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>
+    /// Shard endpoints that never answer: over TCP, listeners whose accept queue is full (the connect is never answered); with
+    /// TLS, listeners that take the connection and never answer the handshake. Each shard link's connect and handshake run off
+    /// its actor's thread with a bounded time, so the worker does not hang: it stops with the <see cref="IOException"/> of a
+    /// shard it cannot connect to, naming the shard, its endpoint and "did not answer within 0.5 s".
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_shard_endpoint_that_never_answers_stops_the_worker_naming_the_shard_its_endpoint_and_the_time(bool tls)
+    {
+        var initial = Initial();
+        var (_, workerIdentity) = _owned.Certificates(tls, "shard");
+        int[] ports = tls ? [SilentPort(), SilentPort()] : [BlackHolePort(), BlackHolePort()];
+        var servers = new ShardServers([.. ports.Select(p => new ShardEndpoint("127.0.0.1", p))], DataPlaneHello.NewToken(), initial, workerIdentity)
+        {
+            ConnectTimeout = TimeSpan.FromSeconds(0.5),
+        };
+        var failures = CreateTestProbe();
+        var worker = StartWorker(0, servers, failures);
+        Watch(worker);
+
+        var error = failures.ExpectMsg<IOException>(Wait).Message;
+        var named = Regex.Match(error, @"^Worker 0: the data plane to shard (\d) of 2 at 127\.0\.0\.1:(\d+) closed: cannot open the connection: " +
+            @"data plane: 127\.0\.0\.1:(\d+) did not answer within 0\.5 s \(TCP connect, TLS handshake and hello\): ");
+        Assert.True(named.Success, error);
+        var shard = int.Parse(named.Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.Equal((ports[shard], ports[shard]), (int.Parse(named.Groups[2].Value, CultureInfo.InvariantCulture), int.Parse(named.Groups[3].Value, CultureInfo.InvariantCulture)));
+        Assert.EndsWith("The worker stops: without every shard's slice it can put no weights together, and a worker cannot take its slot at a shard again.", error);
+        ExpectTerminated(worker, Wait);
+    }
+
     private static void ReadExactly(Socket socket, Span<byte> bytes)
     {
         while (!bytes.IsEmpty)
@@ -273,10 +381,10 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
             listener.Start();
             _owned.Own(listener);
         }
-        var runToken = DataPlaneHello.NewToken();
-        var servers = new ShardServers([.. listeners.Select(l => new ShardEndpoint("127.0.0.1", ((IPEndPoint)l.LocalEndpoint).Port))], runToken, initial, null);
+        var servers = new ShardServers([.. listeners.Select(l => new ShardEndpoint("127.0.0.1", ((IPEndPoint)l.LocalEndpoint).Port))], DataPlaneHello.NewToken(),
+            initial, null);
         var failures = CreateTestProbe();
-        var worker = StartWorkers(1, servers, failures)[0];
+        var worker = StartWorker(0, servers, failures);
         var sockets = listeners.Select(l =>
         {
             var socket = l.AcceptSocket();

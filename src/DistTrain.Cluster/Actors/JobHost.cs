@@ -106,7 +106,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private int _linksCreated;
     private readonly Dictionary<int, IActorRef> _links = [];
     private readonly HashSet<int> _attached = [];
-    private readonly Dictionary<int, byte[]> _dataTokens = [];        // worker index -> the token its data-plane hello must carry
+    private readonly WorkerTokens _dataTokens = new();                 // worker index -> the token its data-plane hello must carry
     private readonly ClusterSecurity _security;
     private readonly DataPlaneListener _listener;
     private bool _started;
@@ -435,7 +435,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             joins = true;
         }
         joins |= _lostLinks.Remove(index);
-        if (!_dataTokens.TryGetValue(index, out var token)) _dataTokens[index] = token = DataPlaneHello.NewToken();
+        var token = _dataTokens.Issue(index);
         // A worker registers every 2 s until accepted, and the singleton proxy delivers every registration it buffered
         // while the job host was not yet found: only the first of them (or one after a lost data plane) is a join.
         _nodeAt[index] = register.NodeName;
@@ -508,9 +508,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         string? refusal = null;
         if (_attached.Contains(index) || _waitingForReady.ContainsKey(index))
             refusal = $"it claims worker {index}, which is already connected; the existing connection is kept";
-        else if (!_dataTokens.TryGetValue(index, out var token))
+        else if (!_dataTokens.Has(index))
             refusal = $"it claims worker index {index}, which no registered worker is waiting to connect as";
-        else if (!JobIdentity.Matches(hello.Token, token))
+        else if (!_dataTokens.Carries(hello))
             refusal = $"it claims worker {index} without that registration's token (only the node that registered as worker {index} has it)";
         else if (hello.ParameterCount != _wire.WeightsLength)
             refusal = $"worker {index} announced {hello.ParameterCount} parameters, this model has {_wire.WeightsLength}" +
@@ -521,7 +521,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             accepted.Connection.Dispose();
             return;
         }
-        _dataTokens.Remove(index); // one connection per registration
+        _dataTokens.Spend(index); // one connection per registration
         if (!_links.ContainsKey(index))
         {
             // A registered worker's connection can arrive before its WorkerReady: it waits, for a bounded time.

@@ -27,7 +27,8 @@ namespace DistTrain.Cluster.Actors;
 /// children), puts each round's whole weights together from the K <see cref="ShardWeights"/> with a
 /// <see cref="ShardedReplicaLink"/> (result of round r: the weights round r + 1 is computed on; round -1: the epoch's
 /// starting weights), computes its minibatch of the round as with one server and sends each shard its slice of the report.
-/// A shard connection that cannot be opened, is refused or closes fails the worker with an <see cref="IOException"/>
+/// A shard connection that cannot be opened (also one whose endpoint does not answer the TCP connect, TLS handshake and hello
+/// within <see cref="DataPlane.DataPlaneListener.HandshakeTimeoutSeconds"/>), is refused or closes fails the worker with an <see cref="IOException"/>
 /// naming the shard, its endpoint and the reason (a worker cannot take its slot at a shard again), so its parent must
 /// stop it on that exception (as <see cref="WorkerAgent"/>'s strategy does): restarted, as under Akka's default
 /// supervision, it would dial the shards again and be refused in a loop. Without
@@ -141,7 +142,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         _sampleTrace = Metrics.SampleTrace.ForWorker(_sampleTraceDirectory, _workerIndex);
         if (_shardServers is not { } servers) return;
         _shardLinks = [.. servers.Plan.Select(shard => Context.Watch(Context.ActorOf(DataPlane.ParameterServerLink.ForShard(servers.Endpoints[shard.Index].Host,
-            servers.Endpoints[shard.Index].Port, _workerIndex, Self, shard, servers.Count, servers.RunToken, servers.Certificates, reportClosure: true),
+            servers.Endpoints[shard.Index].Port, _workerIndex, Self, shard, servers.Count, servers.WorkerToken, servers.Certificates, reportClosure: true, servers.ConnectTimeout),
             $"shard-{shard.Index}")))];
         _sharded = new ShardedReplicaLink(servers.StartingWeights, _shardLinks);
         _assembled = new WeightsUpdated(0, 0, 0, _sharded.Weights);

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -54,28 +55,64 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
         : "plain TCP";
 
     /// <summary>
-    /// Connects to a parameter server's data plane, with TLS when <paramref name="certificates"/> is given, and sends
-    /// the hello that names this worker and proves its registration.
+    /// <see cref="ConnectAsync"/> with <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/>, waited for on the calling thread.
     /// </summary>
     /// <exception cref="SocketException">The connection failed.</exception>
     /// <exception cref="System.Security.Authentication.AuthenticationException">The TLS handshake failed; the message says why.</exception>
-    public static DataPlaneConnection Connect(string host, int port, ClusterCertificates? certificates, DataPlaneHello hello)
+    /// <exception cref="IOException">The other end did not answer in time.</exception>
+    public static DataPlaneConnection Connect(string host, int port, ClusterCertificates? certificates, DataPlaneHello hello) =>
+        ConnectAsync(host, port, certificates, hello, TimeSpan.FromSeconds(DataPlaneListener.HandshakeTimeoutSeconds), CancellationToken.None)
+            .GetAwaiter().GetResult();
+
+    /// <summary>
+    /// Connects to a parameter server's or a shard node's data plane, with TLS when <paramref name="certificates"/> is given,
+    /// and sends the hello that names this worker and proves its registration. The TCP connect, the TLS handshake and the
+    /// hello together have <paramref name="timeout"/> (the listener gives a connection as long for its handshake and hello,
+    /// <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/>), so an endpoint that accepts nothing or answers nothing (a
+    /// node that is down behind a firewall that drops packets, or one that is stuck) fails the connect instead of holding it
+    /// forever.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="timeout"/> is not positive.</exception>
+    /// <exception cref="SocketException">The connection failed (refused, no route, an unknown host).</exception>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The TLS handshake failed; the message says why.</exception>
+    /// <exception cref="IOException">The other end did not answer within <paramref name="timeout"/>; the message names the endpoint and the time.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first (the caller gave up).</exception>
+    public static async Task<DataPlaneConnection> ConnectAsync(string host, int port, ClusterCertificates? certificates, DataPlaneHello hello,
+        TimeSpan timeout, CancellationToken cancellationToken)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        // Whatever a step does with the token, closing the socket ends it.
+        var abort = deadline.Token.Register(socket.Dispose);
         try
         {
             TensorFrame.Tune(socket);
-            socket.Connect(host, port);
+            await socket.ConnectAsync(host, port, deadline.Token).ConfigureAwait(false);
             Stream stream = new NetworkStream(socket, ownsSocket: false);
-            if (certificates is not null) stream = certificates.AuthenticateAsClient(stream, host);
+            if (certificates is not null) stream = await certificates.AuthenticateAsClientAsync(stream, host, deadline.Token).ConfigureAwait(false);
             var connection = new DataPlaneConnection(socket, stream, $"{host}:{port}");
-            hello.Write(connection.Stream);
-            return connection;
+            hello.Write(connection.Stream); // 48 bytes into a fresh connection's send buffer: never waits for the peer
+            await abort.DisposeAsync().ConfigureAwait(false); // waits for a disposal already under way
+            if (!deadline.IsCancellationRequested) return connection;
+            connection.Dispose();
+            throw new OperationCanceledException(deadline.Token);
+        }
+        catch (Exception e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            socket.Dispose();
+            throw new IOException(string.Create(CultureInfo.InvariantCulture, $"data plane: {host}:{port} did not answer within {timeout.TotalSeconds:0.###} s") +
+                " (TCP connect, TLS handshake and hello): the node is down or stuck, or a firewall drops the packets; check that it runs and listens on that port", e);
         }
         catch
         {
             socket.Dispose();
             throw;
+        }
+        finally
+        {
+            await abort.DisposeAsync().ConfigureAwait(false);
         }
     }
 

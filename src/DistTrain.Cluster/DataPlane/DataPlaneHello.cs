@@ -11,11 +11,11 @@ namespace DistTrain.Cluster.DataPlane;
 /// <para>A hello to one parameter server has shard count 0 and shard index 0 (the bytes were reserved and zero before
 /// shards had a data plane, so that hello is unchanged). A hello to a shard node (<see cref="ShardDataPlane"/>) names the
 /// shard (index and the run's shard count K, both at most <see cref="Training.ParameterShards.MaxShards"/>), carries the
-/// shard's slice length as its parameter count and the run's data-plane token as its token.</para>
+/// shard's slice length as its parameter count and the worker slot's own data-plane token as its token.</para>
 /// </summary>
 /// <param name="WorkerIndex">The worker index the job host gave.</param>
 /// <param name="ParameterCount">Floats per weights tensor on the worker's side (to a shard: the shard's slice length).</param>
-/// <param name="Token">The registration's token, <see cref="TokenBytes"/> bytes (to a shard: the run's token).</param>
+/// <param name="Token">The registration's token, <see cref="TokenBytes"/> bytes (to a shard: the worker slot's token).</param>
 /// <param name="Shard">The shard the worker connects to, 0 to <paramref name="ShardCount"/> - 1; -1 for a parameter server.</param>
 /// <param name="ShardCount">The shards the worker cuts its reports for (K); 0 for a parameter server.</param>
 internal sealed record DataPlaneHello(int WorkerIndex, int ParameterCount, byte[] Token, int Shard = -1, int ShardCount = 0)

@@ -18,7 +18,8 @@ namespace DistTrain.Cluster.DataPlane;
 /// </summary>
 public sealed class DataPlaneListener : IDisposable
 {
-    /// <summary>Seconds a new connection has for its TLS handshake and hello before it is closed.</summary>
+    /// <summary>Seconds a new connection has for its TLS handshake and hello before it is closed; a worker's link gives its
+    /// TCP connect, TLS handshake and hello as long (<see cref="DataPlaneConnection.ConnectAsync"/>).</summary>
     public const double HandshakeTimeoutSeconds = 10;
 
     /// <summary>Connections in their handshake at once; more are closed unread, so a flood holds bounded memory.</summary>

@@ -16,7 +16,9 @@ namespace DistTrain.Cluster.DataPlane;
 /// data plane (mutual TLS with the cluster's certificates unless Cluster:Tls is false), proves its registration with
 /// the hello's token, hands every weights frame to the local worker with a <see cref="GradientWriter"/> as the sender,
 /// which writes the worker's gradient replies back to the socket on the worker's own thread. If the connection fails, the link stops and its
-/// parent (the worker node's agent) ends the node.
+/// parent (the worker node's agent) ends the node. The link connects off its actor's thread, on a task, and the TCP connect, TLS
+/// handshake and hello have <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/> together: an endpoint that accepts or answers
+/// nothing fails the link then (<c>did not answer within 10 s</c>) instead of holding a dispatcher thread and the worker forever.
 /// <para>If the parameter server's first frame offers a <see cref="SharedMemoryRegion"/> and this worker may use shared
 /// memory (Cluster:SharedMemory) and can open the region (it is on the same host, outside any container of its own),
 /// the link maps it and answers yes; from then on bodies go both ways through its slots. Otherwise it answers no, with
@@ -37,6 +39,11 @@ public sealed class ParameterServerLink : ReceiveActor
 
     private sealed record WriteFailed(string Reason);
 
+    /// <summary>The connection task set <see cref="_connection"/>.</summary>
+    private sealed record Connected;
+
+    private sealed record ConnectFailed(string Reason);
+
     private readonly string _host;
     private readonly int _port;
     private readonly int _workerIndex;
@@ -53,11 +60,16 @@ public sealed class ParameterServerLink : ReceiveActor
     private readonly ParameterShard? _shard;
     private readonly int _shardCount;
     private readonly bool _reportClosure;
+    private readonly TimeSpan _connectTimeout;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Lock _connectionLock = new(); // _connection and _stopped, between the connection task and PostStop
+    private bool _stopped;
 
     /// <summary>Creates the link; see <see cref="Props"/> and <see cref="ForShard"/>.</summary>
     public ParameterServerLink(string host, int port, int workerIndex, IActorRef worker, int parameterCount, byte[] token, ClusterCertificates? certificates,
-        bool sharedMemory = false, ParameterShard? shard = null, int shardCount = 0, bool reportClosure = false)
+        bool sharedMemory = false, ParameterShard? shard = null, int shardCount = 0, bool reportClosure = false, TimeSpan? connectTimeout = null)
     {
+        _connectTimeout = connectTimeout ?? TimeSpan.FromSeconds(DataPlaneListener.HandshakeTimeoutSeconds);
         _shard = shard;
         _reportClosure = reportClosure;
         _shardCount = shardCount;
@@ -70,6 +82,14 @@ public sealed class ParameterServerLink : ReceiveActor
         _worker = worker;
         _parameterCount = parameterCount;
         Receive<GradientComputed>(OnGradient);
+        Receive<Connected>(_ => OnConnected());
+        Receive<ConnectFailed>(failed =>
+        {
+            // The agent sees the link stop and registers again (a parameter server that is not there, or not this cluster's).
+            _log.Warning("Worker {0}: cannot open the data plane to {1}:{2}: {3}", _workerIndex, _host, _port, failed.Reason);
+            ReportClosure($"cannot open the connection: {failed.Reason}");
+            Context.Stop(Self);
+        });
         Receive<Answered>(OnAnswered);
         Receive<WriteFailed>(failed =>
         {
@@ -110,48 +130,73 @@ public sealed class ParameterServerLink : ReceiveActor
     /// <param name="worker">The local worker actor that gets the shard's <see cref="ShardWeights"/>.</param>
     /// <param name="shard">The shard's slice (<see cref="ParameterShards.Plan"/> of the model's layout and <paramref name="shardCount"/>).</param>
     /// <param name="shardCount">The run's shard count K.</param>
-    /// <param name="runToken">The run's data-plane token (<see cref="DataPlaneHello.TokenBytes"/> bytes).</param>
+    /// <param name="workerToken">This worker's own data-plane token, its slot's (<see cref="DataPlaneHello.TokenBytes"/> bytes): the shard
+    /// node refuses a hello for slot <paramref name="workerIndex"/> with any other.</param>
     /// <param name="certificates">The node's TLS identity; null for plain TCP.</param>
     /// <param name="reportClosure">True: when the connection cannot be opened, is refused or closes, or a write fails, the link
     /// tells <paramref name="worker"/> a <see cref="ShardConnectionClosed"/> (shard, endpoint, reason) before it stops, so that a
     /// worker that cannot go on without every shard stops with the reason (<see cref="Worker"/>'s shard mode). False: only its log says so.</param>
+    /// <param name="connectTimeout">The time the TCP connect, TLS handshake and hello have together; null (the default):
+    /// <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/>.</param>
     /// <exception cref="ArgumentException"><paramref name="shard"/>'s index is not 0 to <paramref name="shardCount"/> - 1, or
     /// <paramref name="shardCount"/> is not 1 to <see cref="ParameterShards.MaxShards"/>, or the token is not <see cref="DataPlaneHello.TokenBytes"/> bytes.</exception>
-    public static Props ForShard(string host, int port, int workerIndex, IActorRef worker, ParameterShard shard, int shardCount, byte[] runToken,
-        ClusterCertificates? certificates, bool reportClosure = false)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="connectTimeout"/> is not positive.</exception>
+    public static Props ForShard(string host, int port, int workerIndex, IActorRef worker, ParameterShard shard, int shardCount, byte[] workerToken,
+        ClusterCertificates? certificates, bool reportClosure = false, TimeSpan? connectTimeout = null)
     {
-        ShardDataPlane.CheckShard(shard, shardCount, runToken);
-        return Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, shard.Length, runToken, certificates, false, shard, shardCount,
-            reportClosure));
+        ShardDataPlane.CheckShard(shard, shardCount, workerToken);
+        if (connectTimeout is { } timeout) ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero, nameof(connectTimeout));
+        return Akka.Actor.Props.Create(() => new ParameterServerLink(host, port, workerIndex, worker, shard.Length, workerToken, certificates, false, shard, shardCount,
+            reportClosure, connectTimeout));
     }
 
-    /// <inheritdoc />
+    /// <summary>Connects on a task, not on the actor's thread (a worker in the shard mode holds K links, and an endpoint that
+    /// does not answer would hold a dispatcher thread for the whole timeout); the link hears <see cref="Connected"/> or
+    /// <see cref="ConnectFailed"/>. A connection made after the link stopped is closed at once.</summary>
     protected override void PreStart()
     {
-        try
+        var self = Self;
+        var hello = new DataPlaneHello(_workerIndex, _parameterCount, _token, _shard?.Index ?? -1, _shardCount);
+        var stopping = _stopping.Token;
+        _ = Task.Run(async () =>
         {
-            _connection = DataPlaneConnection.Connect(_host, _port, _certificates,
-                new DataPlaneHello(_workerIndex, _parameterCount, _token, _shard?.Index ?? -1, _shardCount));
-        }
-        catch (Exception e) when (e is SocketException or IOException or AuthenticationException)
-        {
-            // The agent sees the link stop and registers again (a parameter server that is not there, or not this cluster's).
-            _log.Warning("Worker {0}: cannot open the data plane to {1}:{2}: {3}", _workerIndex, _host, _port, e.Message);
-            ReportClosure($"cannot open the connection: {e.Message}");
-            Context.Stop(Self);
-            return;
-        }
+            DataPlaneConnection? connection;
+            try
+            {
+                connection = await DataPlaneConnection.ConnectAsync(_host, _port, _certificates, hello, _connectTimeout, stopping).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is SocketException or IOException or AuthenticationException)
+            {
+                self.Tell(new ConnectFailed(e.Message));
+                return;
+            }
+            catch (OperationCanceledException)
+            {
+                return; // the link stopped first
+            }
+            lock (_connectionLock)
+            {
+                if (!_stopped) (_connection, connection) = (connection, null);
+            }
+            if (connection is null) self.Tell(new Connected());
+            else connection.Dispose();
+        }, CancellationToken.None);
+    }
+
+    private void OnConnected()
+    {
         var self = Self;
         var next = 0;
-        var peer = _connection.Peer;
+        var connection = _connection!;
+        var peer = connection.Peer;
         SharedSlotBody[]? bodies = null; // set on the reader thread when the offer is taken, before any weights arrive
-        var writer = _writer = new GradientWriter(_connection, self, ((IInternalActorRef)self).Provider);
+        var writer = _writer = new GradientWriter(connection, self, ((IInternalActorRef)self).Provider);
         if (_shard is { } shard)
         {
             StartShardReader(shard, writer, self);
             return;
         }
-        TensorFrame.StartReader(_connection, $"dataplane-ps-{_workerIndex}", TensorFrame.WeightsType, _parameterCount,
+        TensorFrame.StartReader(connection, $"dataplane-ps-{_workerIndex}", TensorFrame.WeightsType, _parameterCount,
             // Three buffers in turn, as the parameter server's own broadcast ring: a version is copied by the worker
             // before it answers, and the next one is only sent after every answer arrived.
             _ =>
@@ -181,7 +226,7 @@ public sealed class ParameterServerLink : ReceiveActor
             // Weights in a shared-memory slot are not copied out: the worker loads its model from the slot, then releases it.
             deliverInPlace: (header, slot) => _worker.Tell(WeightsUpdated.InSharedSlot(header.Epoch, header.Round, header.WeightsVersion,
                 bodies![slot].Take(header.Count, peer), Stopwatch.GetTimestamp(), header.WorkerIndex, header.Part, header.EndRound), writer));
-        _log.Info("Worker {0}: data plane connected to {1}:{2} ({3})", _workerIndex, _host, _port, _connection.Security);
+        _log.Info("Worker {0}: data plane connected to {1}:{2} ({3})", _workerIndex, _host, _port, connection.Security);
     }
 
     /// <summary>
@@ -218,7 +263,15 @@ public sealed class ParameterServerLink : ReceiveActor
     /// <inheritdoc />
     protected override void PostStop()
     {
-        _connection?.Dispose();
+        DataPlaneConnection? connection;
+        lock (_connectionLock)
+        {
+            _stopped = true;
+            connection = _connection;
+        }
+        _stopping.Cancel();
+        _stopping.Dispose();
+        connection?.Dispose();
         _region?.Dispose();
     }
 
@@ -255,7 +308,12 @@ public sealed class ParameterServerLink : ReceiveActor
     }
 
     /// <summary>A gradient sent to the link itself (the worker replies to the <see cref="GradientWriter"/>): written the same way.</summary>
-    private void OnGradient(GradientComputed gradient) => _writer?.Tell(gradient, Sender);
+    private void OnGradient(GradientComputed gradient)
+    {
+        if (_writer is { } writer) writer.Tell(gradient, Sender);
+        else _log.Warning("Worker {0}: dropped a gradient of epoch {1} round {2}: the data plane to {3}:{4} is not connected yet (no weights came from it, " +
+            "so nothing can have been computed for it).", _workerIndex, gradient.Epoch, gradient.Round, _host, _port);
+    }
 
     /// <summary>
     /// What the worker replies to with its gradients: it writes each gradient frame on the calling thread (the worker's

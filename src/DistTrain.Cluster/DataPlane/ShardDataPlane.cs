@@ -1,7 +1,6 @@
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Actors;
-using DistTrain.Cluster.Security;
 using DistTrain.Cluster.Training;
 
 namespace DistTrain.Cluster.DataPlane;
@@ -15,9 +14,12 @@ namespace DistTrain.Cluster.DataPlane;
 /// logged as a warning here.
 /// </summary>
 /// <remarks>
-/// A hello is refused when it is a hello to a parameter server, names another shard count or another shard than this node's,
-/// does not carry the run's token, claims a worker slot outside the run's or one already connected (or whose connection
-/// was lost: a worker cannot take its slot at a shard again yet), or announces a slice of another length than this shard's.
+/// Every worker slot has its own data-plane token (<see cref="WorkerTokens"/>, as the parameter server's data plane gives each
+/// registration its own), so a worker of the run cannot take another worker's slot. A hello is refused when it is a hello to a
+/// parameter server, carries no token of this run, names another shard count or another shard than this node's, claims a
+/// worker slot outside the run's, carries another slot's token than the one it claims, claims a slot already connected (or
+/// whose connection was lost: a worker cannot take its slot at a shard again yet), or announces a slice of another length than
+/// this shard's. No refusal quotes a token.
 /// Not yet here: starting shard nodes from a command, the shard nodes in the membership, and a worker taking a slot again.
 /// </remarks>
 public sealed class ShardDataPlane : ReceiveActor
@@ -31,19 +33,19 @@ public sealed class ShardDataPlane : ReceiveActor
 
     private readonly ParameterShard _shard;
     private readonly int _shardCount;
-    private readonly byte[] _runToken;
+    private readonly WorkerTokens _tokens;
     private readonly IActorRef[] _links;
     private readonly HashSet<int> _connected = [];
     private readonly HashSet<int> _lost = [];
     private readonly ILoggingAdapter _log = Context.GetLogger();
 
     /// <summary>Creates the node's data plane; see <see cref="Props"/>.</summary>
-    public ShardDataPlane(ParameterShard shard, int shardCount, byte[] runToken, int workerSlots)
+    public ShardDataPlane(ParameterShard shard, int shardCount, IReadOnlyList<byte[]> workerTokens)
     {
         _shard = shard;
         _shardCount = shardCount;
-        _runToken = (byte[])runToken.Clone();
-        _links = new IActorRef[workerSlots];
+        _tokens = WorkerTokens.Of(workerTokens);
+        _links = new IActorRef[workerTokens.Count];
         Receive<DataPlaneListener.Accepted>(OnConnection);
         Receive<DataPlaneListener.Rejected>(r => _log.Warning("Shard {0}: data plane: refused a connection from {1}: {2}", _shard.Index, r.Peer, r.Reason));
         Receive<GetLinks>(_ => Sender.Tell(new Links((IActorRef[])_links.Clone())));
@@ -57,31 +59,37 @@ public sealed class ShardDataPlane : ReceiveActor
     /// <summary>Props of the data plane of the node of shard <paramref name="shard"/>.</summary>
     /// <param name="shard">This node's shard (<see cref="ParameterShards.Plan"/> of the model's layout and <paramref name="shardCount"/>).</param>
     /// <param name="shardCount">The run's shard count K.</param>
-    /// <param name="runToken">The run's data-plane token, which every worker's hello must carry (<see cref="DataPlaneHello.TokenBytes"/> bytes).</param>
-    /// <param name="workerSlots">The run's worker slots, 1 to <see cref="UpdatePolicy.MaxWorkers"/>.</param>
+    /// <param name="workerTokens">The data-plane token of each of the run's worker slots, slot w's at index w (each
+    /// <see cref="DataPlaneHello.TokenBytes"/> bytes, all different, copied): a hello for slot w must carry slot w's token. Their
+    /// count is the run's worker slots, 1 to <see cref="UpdatePolicy.MaxWorkers"/>.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="shard"/>, <paramref name="workerTokens"/> or one of its tokens is null.</exception>
     /// <exception cref="ArgumentException">The shard's index is not 0 to <paramref name="shardCount"/> - 1, <paramref name="shardCount"/>
-    /// is not 1 to <see cref="ParameterShards.MaxShards"/>, the token is not <see cref="DataPlaneHello.TokenBytes"/> bytes, or
-    /// <paramref name="workerSlots"/> is out of its range.</exception>
-    public static Props Props(ParameterShard shard, int shardCount, byte[] runToken, int workerSlots)
+    /// is not 1 to <see cref="ParameterShards.MaxShards"/>, there are no worker slots or more than <see cref="UpdatePolicy.MaxWorkers"/>,
+    /// or a token is not <see cref="DataPlaneHello.TokenBytes"/> bytes or is another slot's too.</exception>
+    public static Props Props(ParameterShard shard, int shardCount, IReadOnlyList<byte[]> workerTokens)
     {
-        CheckShard(shard, shardCount, runToken);
-        if (workerSlots < 1 || workerSlots > UpdatePolicy.MaxWorkers)
-            throw new ArgumentException($"A run has 1 to {UpdatePolicy.MaxWorkers} worker slots, not {workerSlots}.", nameof(workerSlots));
-        return Akka.Actor.Props.Create(() => new ShardDataPlane(shard, shardCount, runToken, workerSlots));
+        ArgumentNullException.ThrowIfNull(workerTokens);
+        if (workerTokens.Count < 1 || workerTokens.Count > UpdatePolicy.MaxWorkers)
+            throw new ArgumentException($"A run has 1 to {UpdatePolicy.MaxWorkers} worker slots, one token each; {workerTokens.Count} tokens were given.",
+                nameof(workerTokens));
+        for (var w = 0; w < workerTokens.Count; w++) CheckShard(shard, shardCount, workerTokens[w]);
+        WorkerTokens.Of(workerTokens); // refuses a token shared by two slots here rather than in the actor
+        byte[][] tokens = [.. workerTokens.Select(t => (byte[])t.Clone())];
+        return Akka.Actor.Props.Create(() => new ShardDataPlane(shard, shardCount, tokens));
     }
 
-    /// <summary>Checks a shard, the run's shard count and the run's token, as both ends of a shard's connection take them.</summary>
-    /// <exception cref="ArgumentNullException"><paramref name="shard"/> or <paramref name="runToken"/> is null.</exception>
+    /// <summary>Checks a shard, the run's shard count and a worker slot's token, as both ends of a shard's connection take them.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="shard"/> or <paramref name="workerToken"/> is null.</exception>
     /// <exception cref="ArgumentException">The shard's index is not 0 to <paramref name="shardCount"/> - 1, <paramref name="shardCount"/>
     /// is not 1 to <see cref="ParameterShards.MaxShards"/>, or the token is not <see cref="DataPlaneHello.TokenBytes"/> bytes.</exception>
-    internal static void CheckShard(ParameterShard shard, int shardCount, byte[] runToken)
+    internal static void CheckShard(ParameterShard shard, int shardCount, byte[] workerToken)
     {
         ArgumentNullException.ThrowIfNull(shard);
-        ArgumentNullException.ThrowIfNull(runToken);
+        ArgumentNullException.ThrowIfNull(workerToken);
         if (shardCount < 1 || shardCount > ParameterShards.MaxShards || shard.Index < 0 || shard.Index >= shardCount)
             throw new ArgumentException($"Shard {shard.Index} of {shardCount}: a run has 1 to {ParameterShards.MaxShards} shards, numbered from 0.", nameof(shard));
-        if (runToken.Length != DataPlaneHello.TokenBytes)
-            throw new ArgumentException($"A run's data-plane token has {DataPlaneHello.TokenBytes} bytes, not {runToken.Length}.", nameof(runToken));
+        if (workerToken.Length != DataPlaneHello.TokenBytes)
+            throw new ArgumentException($"A worker's data-plane token has {DataPlaneHello.TokenBytes} bytes, not {workerToken.Length}.", nameof(workerToken));
     }
 
     /// <inheritdoc />
@@ -111,15 +119,18 @@ public sealed class ShardDataPlane : ReceiveActor
         if (!hello.ToShard)
             return $"the hello is a worker's to a parameter server, and this is the data plane of shard {_shard.Index} of {_shardCount}: " +
                 "connect to the parameter server's data port";
-        // The token first: a peer without it learns nothing of the run's shard layout.
-        if (!JobIdentity.Matches(hello.Token, _runToken))
-            return "the hello does not carry this run's token (a worker of another run, or of a run that has ended)";
+        // A token first: a peer without any of the run's learns nothing of its shard layout or worker slots.
+        if (!_tokens.IsAny(hello.Token))
+            return "the hello does not carry a token of this run (a worker of another run, or of a run that has ended)";
         if (hello.ShardCount != _shardCount)
             return $"the worker cuts the model into {hello.ShardCount} shards, and this run has {_shardCount}: every worker and shard of a run must use the same shard count";
         if (hello.Shard != _shard.Index)
             return $"the hello is for shard {hello.Shard}, and this node serves shard {_shard.Index}: connect to shard {hello.Shard}'s data port";
         if (hello.WorkerIndex < 0 || hello.WorkerIndex >= _links.Length)
             return $"it claims worker slot {hello.WorkerIndex}, and this run's slots are 0 to {_links.Length - 1}";
+        if (!_tokens.Carries(hello))
+            return $"it claims worker slot {hello.WorkerIndex} with another worker slot's token: each worker's hello carries its own slot's token, " +
+                "and only the worker of that slot was given it (check the worker's index)";
         if (_lost.Contains(hello.WorkerIndex))
             return $"worker {hello.WorkerIndex}'s connection to this shard was lost in this run, and a worker cannot take its slot at a shard again yet";
         if (_connected.Contains(hello.WorkerIndex))

@@ -180,13 +180,14 @@ public sealed class ClusterCertificates : IDisposable
 
     /// <summary>Client side of a data-plane TLS handshake: presents this node's certificate and checks the server's with <see cref="Refusal"/>.</summary>
     /// <exception cref="AuthenticationException">The handshake failed; the message names the reason when the server's certificate was refused.</exception>
-    public SslStream AuthenticateAsClient(Stream stream, string host)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first (the server did not answer in time).</exception>
+    public async Task<SslStream> AuthenticateAsClientAsync(Stream stream, string host, CancellationToken cancellationToken)
     {
         string? refusal = null;
         var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
         try
         {
-            ssl.AuthenticateAsClient(new SslClientAuthenticationOptions
+            await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
             {
                 TargetHost = host,
                 ClientCertificates = [Certificate],
@@ -194,12 +195,17 @@ public sealed class ClusterCertificates : IDisposable
                 CipherSuitesPolicy = DataPlaneCipherSuites,
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
                 RemoteCertificateValidationCallback = (_, certificate, _, _) => (refusal = Refusal(certificate)) is null,
-            });
+            }, cancellationToken).ConfigureAwait(false);
             return ssl;
+        }
+        catch (OperationCanceledException)
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw;
         }
         catch (Exception e) when (e is AuthenticationException or IOException)
         {
-            ssl.Dispose();
+            await ssl.DisposeAsync().ConfigureAwait(false);
             throw new AuthenticationException(refusal is null ? $"TLS handshake failed: {e.Message}" : $"TLS: the parameter server's {refusal}", e);
         }
     }
