@@ -269,8 +269,7 @@ public sealed class ParameterServerLink : ReceiveActor
             _stopped = true;
             connection = _connection;
         }
-        _stopping.Cancel();
-        _stopping.Dispose();
+        _stopping.Cancel(); // not disposed: the connection task may still read its token (a source without a timer holds nothing to free)
         connection?.Dispose();
         _region?.Dispose();
     }
