@@ -140,7 +140,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var replica = new Replica();
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, shards);
-        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1))).ToArray();
+        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1, TestActor))).ToArray();
         var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, workers));
         var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
         var links = probes.Select(_ => new ShardedReplicaLink(initial, actors)).ToArray();
@@ -342,7 +342,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     {
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, 2);
-        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1));
+        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1, TestActor));
         var worker = CreateTestProbe();
         var intruder = CreateTestProbe();
         shard.Tell(new ShardPartStart(1, [worker.Ref], [2], 0, [shard, ActorRefs.Nobody], ActorRefs.Nobody));
@@ -395,7 +395,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
 
         float[] Step(bool intruders)
         {
-            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(clip: 0.05), totalEpochs: 1));
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(clip: 0.05), totalEpochs: 1, TestActor));
             var other = CreateTestProbe(); // shard 1
             var worker = CreateTestProbe();
             var intruder = CreateTestProbe();
@@ -450,7 +450,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
 
         float[] Step(bool lost, bool intruders)
         {
-            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1));
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1, TestActor));
             var workers = new[] { CreateTestProbe(), CreateTestProbe() };
             var arbiter = CreateTestProbe();
             var intruder = CreateTestProbe();
@@ -490,6 +490,54 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     }
 
     /// <summary>
+    /// A part's start counts only from the run's owner the shard was made with: a forged one (another actor naming itself as
+    /// the only worker, which would reset the ledger, the workers, the shards and the arbiter) is one warning naming its
+    /// sender, and nothing changes: the part's worker gets no new starting weights, the intruder none, the round closes on
+    /// the real worker's slice, and the weights equal those of a shard that never saw the forged start, bit for bit.
+    /// </summary>
+    [Fact]
+    public void A_part_start_from_another_actor_than_the_runs_owner_is_refused_and_the_part_goes_on()
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        float[] Slice(Func<int, float> f) => [.. Enumerable.Range(0, plan[0].Length).Select(f)];
+
+        float[] Run(bool forged)
+        {
+            var owner = CreateTestProbe();
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1, owner.Ref));
+            var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+            var arbiter = CreateTestProbe();
+            var intruder = CreateTestProbe();
+            owner.Send(shard, new ShardPartStart(1, [workers[0].Ref, workers[1].Ref], [2, 2], 0, [shard, ActorRefs.Nobody], arbiter.Ref));
+            foreach (var worker in workers) Assert.Equal(-1, worker.ExpectMsg<ShardWeights>().Round);
+            workers[0].Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, Slice(i => MathF.Sin(i) * 0.1f)));
+            if (forged)
+            {
+                EventFilter.Warning(contains: $"Shard 0: a part's start of epoch 2 is not taken: it came from {intruder.Ref.Path}, not from the run's owner {owner.Ref.Path}")
+                    .ExpectOne(() => intruder.Send(shard, new ShardPartStart(2, [intruder.Ref], [1], 0, [shard, ActorRefs.Nobody], intruder.Ref)));
+                intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no starting weights for the forged part's worker
+                foreach (var worker in workers) worker.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // nor new ones for the part's
+            }
+            // Worker 1's slice of epoch 1 still counts (a reset ledger of epoch 2 would refuse it) and closes round 0 with worker 0's.
+            workers[1].Send(shard, new GradientComputed(1, 0, 0, 1, 17, 2, Slice(i => MathF.Cos(i) * 0.1f)));
+            var first = workers[0].ExpectMsg<ShardWeights>();
+            Assert.Equal((0, 0, 1L), (first.Round, first.Stamp, first.Version));
+            foreach (var (worker, w) in workers.Select((p, w) => (p, w)))
+                worker.Send(shard, new GradientComputed(1, 1, 1, w, 10 + w, 1, Slice(i => MathF.Sin(i + w) * 0.1f)));
+            var second = workers[0].ExpectMsg<ShardWeights>();
+            Assert.Equal((1, 0, 2L), (second.Round, second.Stamp, second.Version));
+            Sys.Stop(shard);
+            return second.Weights;
+        }
+
+        var clean = Run(forged: false);
+        var refused = Run(forged: true);
+        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        Assert.NotEqual(initial.Values.AsSpan(0, plan[0].Length).ToArray(), clean); // the steps moved the weights
+    }
+
+    /// <summary>
     /// A bad part start (round counts not one per worker, a list of shards without this one at its index), and a loss question
     /// or decision before any part started or about a worker slot outside the part, are bad input from outside: each is one
     /// warning (not an error) naming the problem, and the shard goes on: the next good part starts, and its round steps.
@@ -499,7 +547,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     {
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, 2);
-        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1));
+        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1, TestActor));
         var worker = CreateTestProbe();
         var arbiter = CreateTestProbe();
         EventFilter.Warning(contains: "Shard 0: asked about lost worker 0, but no part has started. Not answered.")
@@ -625,7 +673,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var expected = ServerStops(workers: 1, rounds: 3, reports);
 
         var worker = CreateTestProbe();
-        Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(plan[0], initial, Sgd(), 1), TestActor)));
+        Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(plan[0], initial, Sgd(), 1, TestActor), TestActor)));
         var shard = ExpectMsg<IActorRef>();
         shard.Tell(new ShardPartStart(1, [worker.Ref], [3], 0, [shard, ActorRefs.Nobody], ActorRefs.Nobody));
         var start = worker.ExpectMsg<ShardWeights>();
@@ -675,7 +723,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var failures = plan.Select(_ => CreateTestProbe()).ToArray();
         var shards = plan.Select((p, k) =>
         {
-            Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(p, initial, Sgd(), 1), failures[k].Ref)));
+            Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(p, initial, Sgd(), 1, TestActor), failures[k].Ref)));
             return failures[k].ExpectMsg<IActorRef>();
         }).ToArray();
         var workers = new[] { CreateTestProbe(), CreateTestProbe() };

@@ -57,7 +57,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         var nodes = new ShardNode[shards];
         for (var k = 0; k < shards; k++)
         {
-            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, ParameterShardActorTests.Sgd(), totalEpochs: 1));
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, ParameterShardActorTests.Sgd(), totalEpochs: 1, TestActor));
             var plane = Sys.ActorOf(ShardDataPlane.Props(plan[k], shards, runToken, workers));
             var listener = _owned.Own(DataPlaneListener.Start(0, certificates));
             listener.Attach(plane);

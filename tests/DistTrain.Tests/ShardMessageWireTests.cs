@@ -221,12 +221,12 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         var initial = ModelFactory.StartingWeights(ModelFactory.Build(model), model, seed: 3);
         var plan = ParameterShards.Plan(initial.Layout, 2);
         var optimizer = new OptimizerOptions { LearningRate = 0.05, Momentum = 0.9, GradientClipNorm = 0.05 };
-        var shards = plan.Select(p => system.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1))).ToArray();
+        var coordinator = CreateTestProbe(system);
+        var shards = plan.Select(p => system.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1, coordinator.Ref))).ToArray();
         var arbiter = system.ActorOf(ShardLossArbiter.Props(shards, 2));
         var workers = new[] { CreateTestProbe(system), CreateTestProbe(system) };
-        var coordinator = CreateTestProbe(system);
         var link = new ShardedReplicaLink(initial, shards);
-        foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [1, 1], 0, shards, arbiter));
+        foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [1, 1], 0, shards, arbiter), coordinator.Ref);
         while (!link.Offer(workers[0].ExpectMsg<ShardWeights>())) { }
         var random = new Random(5);
         float[] Report() => [.. Enumerable.Range(0, initial.Layout.WorkerReportLength).Select(_ => (float)(random.NextDouble() - 0.5))];

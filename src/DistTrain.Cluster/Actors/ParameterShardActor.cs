@@ -10,7 +10,8 @@ namespace DistTrain.Cluster.Actors;
 
 /// <summary>
 /// Starts a part of an epoch at a <see cref="ParameterShardActor"/>: the workers whose slices it takes, their rounds, the
-/// other shards it exchanges gradient norms with, and the loss arbiter whose questions and decisions it takes. The shard
+/// other shards it exchanges gradient norms with, and the loss arbiter whose questions and decisions it takes. A shard takes
+/// it only from the run's owner it was made with (<see cref="ParameterShardActor.Props"/>). The shard
 /// answers by sending every worker its slice of the current weights as round -1 (<see cref="ShardWeights"/>), the weights
 /// round 0 is computed on. Crosses nodes as MessagePack, its actors as their paths (with the node's address under
 /// remoting); decoding refuses a field out of its range.
@@ -183,7 +184,7 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 /// weights and its optimizer state, takes the workers' slices of every gradient straight from the workers (refusing, with a warning naming the reason, a
 /// slice of another epoch, sender or length, or one computed on another version than the weights it sent for the round, a part
 /// of the gradient's norm from any actor but the shard of this run whose index it claims, and a loss question or decision from any
-/// actor but the part's loss arbiter), and follows a
+/// actor but the part's loss arbiter, and a part's start from any actor but the run's owner it was made with), and follows a
 /// <see cref="ShardRoundLedger{TReport}"/> to know when a round closes and what a lost worker's decision undoes.
 /// </summary>
 /// <remarks>
@@ -212,6 +213,7 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 public sealed class ParameterShardActor : ReceiveActor
 {
     private readonly ParameterShard _shard;
+    private readonly IActorRef _owner;
     private readonly ServerModel _model;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly float[] _heldWeights;
@@ -237,12 +239,18 @@ public sealed class ParameterShardActor : ReceiveActor
 
     /// <summary>Creates the shard over its slice of the starting weights; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="shard"/> does not lie within <paramref name="wholeWeights"/>' report prefix.</exception>
+    /// <exception cref="ArgumentException"><paramref name="owner"/> is <see cref="ActorRefs.Nobody"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">As <see cref="ServerModel"/>.</exception>
-    public ParameterShardActor(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs)
+    public ParameterShardActor(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs, IActorRef owner)
     {
         ArgumentNullException.ThrowIfNull(shard);
         ArgumentNullException.ThrowIfNull(wholeWeights);
         ArgumentNullException.ThrowIfNull(optimizer);
+        ArgumentNullException.ThrowIfNull(owner);
+        if (owner.IsNobody())
+            throw new ArgumentException($"Shard {shard.Index} needs the actor that starts its parts (the coordinator) as its owner; Nobody " +
+                "would leave it refusing every part's start.", nameof(owner));
+        _owner = owner;
         if (shard.Start < 0 || shard.End > wholeWeights.Layout.WorkerReportLength || shard.Length <= 0)
             throw new ArgumentException($"Shard {shard.Index} covers [{shard.Start}, {shard.End}), outside the model's report prefix [0, " +
                 $"{wholeWeights.Layout.WorkerReportLength}): make the shard with ParameterShards.Plan of this model's layout.", nameof(shard));
@@ -268,11 +276,26 @@ public sealed class ParameterShardActor : ReceiveActor
     /// <param name="wholeWeights">The whole model's starting weights (version 0); the shard copies its slice.</param>
     /// <param name="optimizer">Update rule, regularization, clipping and learning-rate schedule, as for one server.</param>
     /// <param name="totalEpochs">Epochs of the run, which the schedule spans.</param>
-    public static Props Props(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs) =>
-        Akka.Actor.Props.Create(() => new ParameterShardActor(shard, wholeWeights, optimizer, totalEpochs));
+    /// <param name="owner">The run's owner: the only actor whose <see cref="ShardPartStart"/> the shard takes (the coordinator,
+    /// which starts every part). A part's start resets the ledger, the workers, the other shards and the loss arbiter, so one
+    /// from any other actor is refused with a warning naming its sender, and nothing changes. The owner is fixed when the
+    /// shard is made rather than taken from the first part's start because the coordinator makes the shards (or has their
+    /// nodes make them) before it starts any part, so it knows itself then; and on a node of its own a fresh shard is
+    /// reachable by every member of the cluster, so the first start to arrive could be anyone's (a forged one, or one of
+    /// an earlier run's coordinator), and would own the run. A takeover starts the shards anew with the new coordinator
+    /// as their owner (docs/architecture.md, "Where the shards run"), so a shard's owner never changes.</param>
+    /// <exception cref="ArgumentException"><paramref name="owner"/> is <see cref="ActorRefs.Nobody"/> (when the props are used).</exception>
+    public static Props Props(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs, IActorRef owner) =>
+        Akka.Actor.Props.Create(() => new ParameterShardActor(shard, wholeWeights, optimizer, totalEpochs, owner));
 
     private void OnPartStart(ShardPartStart start)
     {
+        // A part's start resets everything the shard acts on: it counts only from the run's owner.
+        if (!Sender.Equals(_owner))
+        {
+            _log.Warning("Shard {0}: a part's start of epoch {1} is not taken: it came from {2}, not from the run's owner {3}. Ignored.", _shard.Index, start.Epoch, Sender.Path, _owner.Path);
+            return;
+        }
         if (start.Workers.Length != start.RoundsPerWorker.Length || start.Workers.Length is 0 or > UpdatePolicy.MaxWorkers)
         {
             _log.Warning("Shard {0}: a part of epoch {1} names {2} workers and {3} round counts; they must match and be 1..{4}. Ignored.",
