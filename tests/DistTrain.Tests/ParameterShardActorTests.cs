@@ -141,7 +141,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, shards);
         var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1, TestActor))).ToArray();
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, workers));
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, workers, epoch: 1, part: 0));
         var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
         var links = probes.Select(_ => new ShardedReplicaLink(initial, actors)).ToArray();
         var coordinator = CreateTestProbe();
@@ -359,7 +359,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             worker.Send(shard, new GradientComputed(2, 0, 0, 0, 10, 1, slice)));
         // This part names no loss arbiter: no question about its worker is answered, from any actor.
         EventFilter.Warning(contains: $"a question about lost worker 0 is not answered: it came from {intruder.Ref.Path}, and this part names no loss arbiter")
-            .ExpectOne(() => intruder.Send(shard, new ShardLossQuery(0)));
+            .ExpectOne(() => intruder.Send(shard, new ShardLossQuery(0, 1, 0)));
         worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
         intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
 
@@ -461,19 +461,19 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             {
                 var notArbiter = $"not from the part's loss arbiter {arbiter.Ref.Path}";
                 EventFilter.Warning(contains: $"Shard 0: a question about lost worker 1 is not answered: it came from {intruder.Ref.Path}, {notArbiter}")
-                    .ExpectOne(() => intruder.Send(shard, new ShardLossQuery(1)));
+                    .ExpectOne(() => intruder.Send(shard, new ShardLossQuery(1, 1, 0)));
                 EventFilter.Warning(contains: $"Shard 0: a decision about worker 1 in round 0 is not applied: it came from {intruder.Ref.Path}, {notArbiter}")
-                    .ExpectOne(() => intruder.Send(shard, new ShardLossDecision(new LossDecision(1, 0, Keep: false))));
+                    .ExpectOne(() => intruder.Send(shard, new ShardLossDecision(new LossDecision(1, 0, Keep: false), 1, 0)));
                 EventFilter.Warning(contains: $"Shard 0: a decision about worker 1 in round 0 is not applied: it came from {workers[1].Ref.Path}, {notArbiter}")
-                    .ExpectOne(() => workers[1].Send(shard, new ShardLossDecision(new LossDecision(1, 0, Keep: false))));
+                    .ExpectOne(() => workers[1].Send(shard, new ShardLossDecision(new LossDecision(1, 0, Keep: false), 1, 0)));
                 intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no answer to the forged question
                 workers[0].ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no step on the forged decision
             }
             if (lost)
             {
-                shard.Tell(new ShardLossQuery(1), arbiter.Ref);
+                shard.Tell(new ShardLossQuery(1, 1, 0), arbiter.Ref);
                 Assert.Equal(new LossAnswer(1, 0, HasOpen: false), arbiter.ExpectMsg<ShardLossAnswer>().Answer);
-                shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false)), arbiter.Ref);
+                shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false), 1, 0), arbiter.Ref);
             }
             else workers[1].Send(shard, new GradientComputed(1, 0, 0, 1, 17, 2, Slice(i => MathF.Cos(i) * 0.1f)));
             var result = workers[0].ExpectMsg<ShardWeights>();
@@ -538,6 +538,67 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     }
 
     /// <summary>
+    /// A loss question or decision counts only in the part it names: the arbiter's question and decision about worker 1 in
+    /// round 0 of epoch 1, arriving late, after the next part (epoch 2) started and worker 0 sent its slice of that part's
+    /// round 0, are each one warning naming both parts; so are ones of a later part of epoch 2. Applied, the late decision
+    /// would close epoch 2's round 0 on worker 0's slice alone; refused, the round waits for worker 1's slice and equals that
+    /// of a shard that never saw them, bit for bit.
+    /// </summary>
+    [Fact]
+    public void A_loss_question_or_decision_of_another_part_is_refused_naming_both_parts_and_the_round_waits_for_its_slices()
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        float[] Slice(Func<int, float> f) => [.. Enumerable.Range(0, plan[0].Length).Select(f)];
+
+        float[] Run(bool late)
+        {
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 2, TestActor));
+            var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+            var arbiter = CreateTestProbe();
+            float[] last = [];
+            foreach (var epoch in new[] { 1, 2 })
+            {
+                shard.Tell(new ShardPartStart(epoch, [workers[0].Ref, workers[1].Ref], [1, 1], 0, [shard, ActorRefs.Nobody], arbiter.Ref));
+                foreach (var worker in workers) Assert.Equal(-1, worker.ExpectMsg<ShardWeights>().Round);
+                var version = epoch - 1L;
+                workers[0].Send(shard, new GradientComputed(epoch, 0, version, 0, 10, 1, Slice(i => MathF.Sin(i * epoch) * 0.1f)));
+                if (late && epoch == 2)
+                {
+                    const string runs = "this shard runs epoch 2 part 0";
+                    EventFilter.Warning(contains: $"Shard 0: a question about lost worker 1 is not answered: it is about epoch 1 part 0, and {runs}")
+                        .ExpectOne(() => shard.Tell(new ShardLossQuery(1, 1, 0), arbiter.Ref));
+                    EventFilter.Warning(contains: $"Shard 0: a decision about worker 1 in round 0 is not applied: it is about epoch 1 part 0, and {runs}")
+                        .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false), 1, 0), arbiter.Ref));
+                    EventFilter.Warning(contains: $"Shard 0: a question about lost worker 1 is not answered: it is about epoch 2 part 1, and {runs}")
+                        .ExpectOne(() => shard.Tell(new ShardLossQuery(1, 2, 1), arbiter.Ref));
+                    EventFilter.Warning(contains: $"Shard 0: a decision about worker 1 in round 0 is not applied: it is about epoch 2 part 1, and {runs}")
+                        .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false), 2, 1), arbiter.Ref));
+                    arbiter.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no answer
+                    workers[0].ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no step on the late decision
+                }
+                workers[1].Send(shard, new GradientComputed(epoch, 0, version, 1, 17, 2, Slice(i => MathF.Cos(i * epoch) * 0.1f)));
+                foreach (var worker in workers)
+                {
+                    var result = worker.ExpectMsg<ShardWeights>();
+                    Assert.Equal((0, 0, epoch, version + 1), (result.Round, result.Stamp, result.Epoch, result.Version));
+                    last = result.Weights;
+                }
+            }
+            // A question of the part it runs is still answered: worker 1 sent its slice of epoch 2's round 0, which closed.
+            shard.Tell(new ShardLossQuery(1, 2, 0), arbiter.Ref);
+            Assert.Equal(1, arbiter.ExpectMsg<ShardLossAnswer>().Answer.Worker);
+            Sys.Stop(shard);
+            return last;
+        }
+
+        var clean = Run(late: false);
+        var refused = Run(late: true);
+        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        Assert.NotEqual(initial.Values.AsSpan(0, plan[0].Length).ToArray(), clean); // the steps moved the weights
+    }
+
+    /// <summary>
     /// A bad part start (round counts not one per worker, a list of shards without this one at its index), and a loss question
     /// or decision before any part started or about a worker slot outside the part, are bad input from outside: each is one
     /// warning (not an error) naming the problem, and the shard goes on: the next good part starts, and its round steps.
@@ -551,9 +612,9 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var worker = CreateTestProbe();
         var arbiter = CreateTestProbe();
         EventFilter.Warning(contains: "Shard 0: asked about lost worker 0, but no part has started. Not answered.")
-            .ExpectOne(() => shard.Tell(new ShardLossQuery(0), arbiter.Ref));
+            .ExpectOne(() => shard.Tell(new ShardLossQuery(0, 1, 0), arbiter.Ref));
         EventFilter.Warning(contains: "Shard 0: a decision about worker 0, but no part has started. Ignored.")
-            .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(0, 0, Keep: false)), arbiter.Ref));
+            .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(0, 0, Keep: false), 1, 0), arbiter.Ref));
         EventFilter.Warning(contains: "Shard 0: a part of epoch 1 names 1 workers and 2 round counts; they must match and be 1..256. Ignored.")
             .ExpectOne(() => shard.Tell(new ShardPartStart(1, [worker.Ref], [1, 1], 0, [shard, ActorRefs.Nobody], arbiter.Ref)));
         EventFilter.Warning(contains: "Shard 0: a part of epoch 1 lists 2 shards without this one at index 0; every shard must get the same list")
@@ -563,9 +624,9 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         shard.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [shard, ActorRefs.Nobody], arbiter.Ref));
         Assert.Equal(-1, worker.ExpectMsg<ShardWeights>().Round);
         EventFilter.Warning(contains: "Shard 0: asked about lost worker 1, but this part's worker slots are 0 to 0. Not answered.")
-            .ExpectOne(() => shard.Tell(new ShardLossQuery(1), arbiter.Ref));
+            .ExpectOne(() => shard.Tell(new ShardLossQuery(1, 1, 0), arbiter.Ref));
         EventFilter.Warning(contains: "Shard 0: a decision about worker 1, but this part's worker slots are 0 to 0. Ignored.")
-            .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false)), arbiter.Ref));
+            .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false), 1, 0), arbiter.Ref));
         arbiter.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no answer
         worker.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, new float[plan[0].Length]));
         var result = worker.ExpectMsg<ShardWeights>();
@@ -728,7 +789,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         }).ToArray();
         var workers = new[] { CreateTestProbe(), CreateTestProbe() };
         var coordinator = CreateTestProbe();
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, 2));
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, 2, epoch: 1, part: 0));
         foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [2, 2], 0, shards, arbiter));
         foreach (var worker in workers) Assert.All(worker.ReceiveN(2).Cast<ShardWeights>(), r => Assert.Equal(-1, r.Round));
         void Send(int k, (int Round, int Worker, int Samples, double LossSum, float[] Report) r) =>
@@ -820,13 +881,13 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     {
         var shard = CreateTestProbe();
         var coordinator = CreateTestProbe();
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props([shard.Ref], workerSlots: 2));
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props([shard.Ref], workerSlots: 2, epoch: 3, part: 1));
         EventFilter.Error(contains: "Worker 2 reported lost, but the worker slots are 0 to 1").ExpectOne(() => arbiter.Tell(new WorkerLost(2), coordinator.Ref));
         arbiter.Tell(new WorkerLost(1), coordinator.Ref);
         arbiter.Tell(new WorkerLost(1), coordinator.Ref);
-        Assert.Equal(1, shard.ExpectMsg<ShardLossQuery>().Worker);
+        Assert.Equal(new ShardLossQuery(1, 3, 1), shard.ExpectMsg<ShardLossQuery>()); // about the arbiter's part
         shard.Reply(new ShardLossAnswer(0, new LossAnswer(1, 3, HasOpen: false)));
-        Assert.Equal(new LossDecision(1, 3, Keep: false), shard.ExpectMsg<ShardLossDecision>().Decision);
+        Assert.Equal(new ShardLossDecision(new LossDecision(1, 3, Keep: false), 3, 1), shard.ExpectMsg<ShardLossDecision>());
         Assert.Equal(new LossDecision(1, 3, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
         shard.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // the second report of worker 1 asks nothing
     }

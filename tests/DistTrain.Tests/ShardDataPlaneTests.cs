@@ -219,7 +219,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         Assert.EndsWith(problem, FishLog(log, "Shard 0: worker 0's data plane closed:"));
         Assert.Contains(" refused this connection: data plane: ", FishLog(log, "Worker 0: data plane to shard 0 closed:"));
         ExpectTerminated(link, Wait);
-        nodes[0].Shard.Tell(new ShardLossQuery(0), TestActor);
+        nodes[0].Shard.Tell(new ShardLossQuery(0, 1, 0), TestActor);
         var answer = ExpectMsg<ShardLossAnswer>(Wait);
         Assert.Equal((0, 0, 0), (answer.Shard, answer.Answer.Worker, answer.Answer.OpenRound)); // alive, round 0 still open
         worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
@@ -275,7 +275,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         Receive(socket, text);
         Assert.EndsWith("closed the connection.", Encoding.UTF8.GetString(text));
         Assert.Equal(0, socket.Receive(new byte[1])); // then the node closes its end
-        nodes[1].Shard.Tell(new ShardLossQuery(0), TestActor);
+        nodes[1].Shard.Tell(new ShardLossQuery(0, 1, 0), TestActor);
         Assert.Equal(1, ExpectMsg<ShardLossAnswer>(Wait).Shard);
     }
 

@@ -28,6 +28,9 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="Arbiter">The run's <see cref="ShardLossArbiter"/>: the only sender whose <see cref="ShardLossQuery"/> the shard
 /// answers and whose <see cref="ShardLossDecision"/> it applies; <see cref="ActorRefs.Nobody"/> for a part in which no lost
 /// worker is decided (every question and decision is then refused).</param>
+/// <param name="Part">Which part of <paramref name="Epoch"/> this is, from 0 (<see cref="StartEpoch.Part"/>). With the epoch it
+/// identifies the part: every <see cref="ShardLossQuery"/> and <see cref="ShardLossDecision"/> names both, and the shard
+/// refuses one of another part.</param>
 [MessagePackObject]
 public sealed record ShardPartStart(
     [property: Key(0)] int Epoch,
@@ -35,7 +38,8 @@ public sealed record ShardPartStart(
     [property: Key(2)] int[] RoundsPerWorker,
     [property: Key(3)] int StepsPerEpoch,
     [property: Key(4)] IActorRef[] Shards,
-    [property: Key(5)] IActorRef Arbiter) : IRangeCheckedMessage
+    [property: Key(5)] IActorRef Arbiter,
+    [property: Key(6)] int Part = 0) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange()
@@ -47,6 +51,7 @@ public sealed record ShardPartStart(
         for (var i = 0; i < RoundsPerWorker.Length; i++)
             if (ShardWire.AtLeast($"RoundsPerWorker[{i}]", RoundsPerWorker[i], 0) is { } rounds) return rounds;
         if (ShardWire.AtLeast(nameof(StepsPerEpoch), StepsPerEpoch, 0) is { } steps) return steps;
+        if (ShardWire.AtLeast(nameof(Part), Part, 0) is { } part) return part;
         return Shards.Length is 0 or > ParameterShards.MaxShards ? $"Shards holds {Shards.Length} shards, outside 1 to {ParameterShards.MaxShards}" : null;
     }
 }
@@ -128,16 +133,23 @@ internal static class ShardWire
 
     /// <summary>A stamp outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> (one per lost worker of a part).</summary>
     public static string? Stamp(int stamp) => Within(nameof(Stamp), stamp, 0, UpdatePolicy.MaxWorkers);
+
+    /// <summary>A part's epoch below 1 or its index below 0.</summary>
+    public static string? PartOf(int epoch, int part) => AtLeast("Epoch", epoch, 1) ?? AtLeast("Part", part, 0);
 }
 
 /// <summary>The coordinator's question to a shard about a lost worker (<see cref="ShardRoundLedger{TReport}.Query"/>); answered with
-/// <see cref="ShardLossAnswer"/>. A shard answers it only from the part's <see cref="ShardPartStart.Arbiter"/>.</summary>
+/// <see cref="ShardLossAnswer"/>. A shard answers it only from the part's <see cref="ShardPartStart.Arbiter"/>, and only about
+/// the part it runs (<see cref="Epoch"/> and <see cref="Part"/>): a late question of an earlier part would make it refuse a
+/// worker's slices in the next.</summary>
 /// <param name="Worker">The lost worker's slot, 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</param>
+/// <param name="Epoch">The 1-based epoch of the part the worker was lost in (<see cref="ShardPartStart.Epoch"/>).</param>
+/// <param name="Part">The index of that part in its epoch, from 0 (<see cref="ShardPartStart.Part"/>).</param>
 [MessagePackObject]
-public sealed record ShardLossQuery([property: Key(0)] int Worker) : IRangeCheckedMessage
+public sealed record ShardLossQuery([property: Key(0)] int Worker, [property: Key(1)] int Epoch, [property: Key(2)] int Part) : IRangeCheckedMessage
 {
     /// <inheritdoc />
-    public string? OutOfRange() => ShardWire.Worker(Worker);
+    public string? OutOfRange() => ShardWire.Worker(Worker) ?? ShardWire.PartOf(Epoch, Part);
 }
 
 /// <summary>A shard's answer to <see cref="ShardLossQuery"/>.</summary>
@@ -151,13 +163,16 @@ public sealed record ShardLossAnswer([property: Key(0)] int Shard, [property: Ke
 }
 
 /// <summary>The decision about a lost worker every shard applies (<see cref="ShardRoundLedger{TReport}.ApplyLoss"/>), from <see cref="ShardLossArbiter"/>;
-/// a shard applies it only from the part's <see cref="ShardPartStart.Arbiter"/>.</summary>
+/// a shard applies it only from the part's <see cref="ShardPartStart.Arbiter"/>, and only to the part it runs
+/// (<see cref="Epoch"/> and <see cref="Part"/>): a late decision of an earlier part would close or redo a round of the next.</summary>
 /// <param name="Decision">The decision: a worker slot 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, a round from 0.</param>
+/// <param name="Epoch">The 1-based epoch of the part the decision is about (<see cref="ShardPartStart.Epoch"/>).</param>
+/// <param name="Part">The index of that part in its epoch, from 0 (<see cref="ShardPartStart.Part"/>).</param>
 [MessagePackObject]
-public sealed record ShardLossDecision([property: Key(0)] LossDecision Decision) : IRangeCheckedMessage
+public sealed record ShardLossDecision([property: Key(0)] LossDecision Decision, [property: Key(1)] int Epoch, [property: Key(2)] int Part) : IRangeCheckedMessage
 {
     /// <inheritdoc />
-    public string? OutOfRange() => ShardWire.Decision(Decision);
+    public string? OutOfRange() => ShardWire.Decision(Decision) ?? ShardWire.PartOf(Epoch, Part);
 }
 
 /// <summary>
@@ -309,7 +324,7 @@ public sealed class ParameterShardActor : ReceiveActor
             return;
         }
         _ledger = new ShardRoundLedger<GradientComputed>(start.RoundsPerWorker);
-        _part = new EpochPart(start.Epoch, [.. start.Workers.Select(w => !w.IsNobody())], start.RoundsPerWorker, 0, start.StepsPerEpoch, false);
+        _part = new EpochPart(start.Epoch, [.. start.Workers.Select(w => !w.IsNobody())], start.RoundsPerWorker, 0, start.StepsPerEpoch, false, start.Part);
         _workers = start.Workers;
         _receivers = (IActorRef[])start.Workers.Clone();
         _shards = start.Shards;
@@ -356,6 +371,11 @@ public sealed class ParameterShardActor : ReceiveActor
             _log.Warning("Shard {0}: a question about lost worker {1} is not answered: {2}.", _shard.Index, query.Worker, notFromArbiter);
             return;
         }
+        if (OtherPart(query.Epoch, query.Part) is { } otherPart)
+        {
+            _log.Warning("Shard {0}: a question about lost worker {1} is not answered: {2}.", _shard.Index, query.Worker, otherPart);
+            return;
+        }
         if (_ledger is null || query.Worker < 0 || query.Worker >= _workers.Length)
         {
             _log.Warning("Shard {0}: asked about lost worker {1}, but {2}. Not answered.", _shard.Index, query.Worker,
@@ -373,6 +393,11 @@ public sealed class ParameterShardActor : ReceiveActor
             _log.Warning("Shard {0}: a decision about worker {1} in round {2} is not applied: {3}.", _shard.Index, decision.Worker, decision.Round, notFromArbiter);
             return;
         }
+        if (OtherPart(message.Epoch, message.Part) is { } otherPart)
+        {
+            _log.Warning("Shard {0}: a decision about worker {1} in round {2} is not applied: {3}.", _shard.Index, decision.Worker, decision.Round, otherPart);
+            return;
+        }
         if (_ledger is null || decision.Worker < 0 || decision.Worker >= _workers.Length)
         {
             _log.Warning("Shard {0}: a decision about worker {1}, but {2}. Ignored.", _shard.Index, decision.Worker,
@@ -384,6 +409,12 @@ public sealed class ParameterShardActor : ReceiveActor
         _receivers[decision.Worker] = ActorRefs.Nobody; // it gets nothing more
         Act(action);
     }
+
+    /// <summary>Why a loss question or decision of <paramref name="epoch"/>'s part <paramref name="part"/> is not about the part
+    /// the shard runs (a late one of an earlier part, or one of a part not started here), else null.</summary>
+    private string? OtherPart(int epoch, int part) =>
+        _part is null || (epoch == _part.Epoch && part == _part.Part) ? null // before any part: refused as such
+        : $"it is about epoch {epoch} part {part}, and this shard runs epoch {_part.Epoch} part {_part.Part}";
 
     /// <summary>Why a loss question or decision is not taken from its sender (it is not the part's arbiter), else null.</summary>
     private string? NotFromArbiter() =>

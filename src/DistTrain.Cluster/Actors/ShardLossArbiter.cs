@@ -31,22 +31,29 @@ public sealed class ShardLossArbiter : ReceiveActor
 {
     private readonly IActorRef[] _shards;
     private readonly int _workerSlots;
+    private readonly int _epoch;
+    private readonly int _part;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Queue<(int Worker, IActorRef ReportedBy)> _losses = new();
     private readonly HashSet<int> _reported = [];
     private (int Worker, IActorRef ReportedBy, LossAnswer?[] Answers)? _asking;
 
     /// <summary>Creates the arbiter; see <see cref="Props"/>.</summary>
-    /// <exception cref="ArgumentException">No shards, or a worker slot count outside 1..<see cref="UpdatePolicy.MaxWorkers"/>.</exception>
-    public ShardLossArbiter(IActorRef[] shards, int workerSlots)
+    /// <exception cref="ArgumentException">No shards, a worker slot count outside 1..<see cref="UpdatePolicy.MaxWorkers"/>, an
+    /// epoch below 1 or a part below 0.</exception>
+    public ShardLossArbiter(IActorRef[] shards, int workerSlots, int epoch, int part)
     {
         ArgumentNullException.ThrowIfNull(shards);
         if (shards.Length is 0 or > ParameterShards.MaxShards)
             throw new ArgumentException($"A loss decision needs 1 to {ParameterShards.MaxShards} shards' answers; {shards.Length} shards were given.", nameof(shards));
         if (workerSlots is < 1 or > UpdatePolicy.MaxWorkers)
             throw new ArgumentException($"{workerSlots} worker slots: allowed 1 to {UpdatePolicy.MaxWorkers}.", nameof(workerSlots));
+        if (ShardWire.PartOf(epoch, part) is { } badPart)
+            throw new ArgumentException($"A loss decision is about one part of an epoch: {badPart}.", epoch < 1 ? nameof(epoch) : nameof(part));
         _shards = (IActorRef[])shards.Clone();
         _workerSlots = workerSlots;
+        _epoch = epoch;
+        _part = part;
         Receive<WorkerLost>(OnLost);
         Receive<ShardLossAnswer>(OnAnswer);
     }
@@ -54,7 +61,10 @@ public sealed class ShardLossArbiter : ReceiveActor
     /// <summary>Props of an arbiter over <paramref name="shards"/> (by shard index) for a part of <paramref name="workerSlots"/> worker slots.</summary>
     /// <param name="shards">Every shard, by shard index.</param>
     /// <param name="workerSlots">The worker slots of the part the shards run.</param>
-    public static Props Props(IActorRef[] shards, int workerSlots) => Akka.Actor.Props.Create(() => new ShardLossArbiter(shards, workerSlots));
+    /// <param name="epoch">The part's 1-based epoch (<see cref="ShardPartStart.Epoch"/>): every question and decision names it.</param>
+    /// <param name="part">The part's index in its epoch, from 0 (<see cref="ShardPartStart.Part"/>): every question and decision names it.</param>
+    public static Props Props(IActorRef[] shards, int workerSlots, int epoch, int part) =>
+        Akka.Actor.Props.Create(() => new ShardLossArbiter(shards, workerSlots, epoch, part));
 
     private void OnLost(WorkerLost lost)
     {
@@ -77,7 +87,7 @@ public sealed class ShardLossArbiter : ReceiveActor
         if (_asking is not null || _losses.Count == 0) return;
         var (worker, reportedBy) = _losses.Dequeue();
         _asking = (worker, reportedBy, new LossAnswer?[_shards.Length]);
-        foreach (var shard in _shards) shard.Tell(new ShardLossQuery(worker));
+        foreach (var shard in _shards) shard.Tell(new ShardLossQuery(worker, _epoch, _part));
     }
 
     private void OnAnswer(ShardLossAnswer answer)
@@ -92,7 +102,7 @@ public sealed class ShardLossArbiter : ReceiveActor
         if (asking.Answers.Any(a => a is null)) return;
         var decision = LossDecision.From([.. asking.Answers.Select(a => a!.Value)]);
         _log.Info("Worker {0} lost: round {1} {2} its slice at every shard.", decision.Worker, decision.Round, decision.Keep ? "keeps" : "is closed without");
-        foreach (var shard in _shards) shard.Tell(new ShardLossDecision(decision));
+        foreach (var shard in _shards) shard.Tell(new ShardLossDecision(decision, _epoch, _part));
         asking.ReportedBy.Tell(new ShardLossDecided(decision));
         _asking = null;
         AskNext();
