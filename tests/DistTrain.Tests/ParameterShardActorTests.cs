@@ -141,10 +141,10 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, shards);
         var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1, TestActor))).ToArray();
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, workers, epoch: 1, part: 0));
+        var coordinator = CreateTestProbe();
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, workers, epoch: 1, part: 0, coordinator.Ref));
         var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
         var links = probes.Select(_ => new ShardedReplicaLink(initial, actors)).ToArray();
-        var coordinator = CreateTestProbe();
         foreach (var shard in actors)
             shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)], 0, actors, arbiter));
         var alive = Enumerable.Repeat(true, workers).ToArray();
@@ -789,7 +789,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         }).ToArray();
         var workers = new[] { CreateTestProbe(), CreateTestProbe() };
         var coordinator = CreateTestProbe();
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, 2, epoch: 1, part: 0));
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, 2, epoch: 1, part: 0, coordinator.Ref));
         foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [2, 2], 0, shards, arbiter));
         foreach (var worker in workers) Assert.All(worker.ReceiveN(2).Cast<ShardWeights>(), r => Assert.Equal(-1, r.Round));
         void Send(int k, (int Round, int Worker, int Samples, double LossSum, float[] Report) r) =>
@@ -876,13 +876,24 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         for (var k = 0; k < shards; k++) Assert.All(link.Weights.AsSpan(link.Plan[k].Start, link.Plan[k].Length).ToArray(), w => Assert.Equal(k + 1, w));
     }
 
+    /// <summary>
+    /// The arbiter takes a lost worker only from the run's owner it is made with, and only in the part's worker slots: a loss
+    /// reported by another actor, and one of a slot outside the part, are each one warning (bad input from outside, not an
+    /// error) naming the problem, and nothing is asked; the owner's report of the same worker is then decided, once.
+    /// </summary>
     [Fact]
-    public void The_arbiter_refuses_a_worker_outside_the_slots_and_decides_each_lost_worker_once()
+    public void The_arbiter_refuses_a_loss_from_another_actor_or_outside_the_slots_and_decides_each_lost_worker_once()
     {
         var shard = CreateTestProbe();
         var coordinator = CreateTestProbe();
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props([shard.Ref], workerSlots: 2, epoch: 3, part: 1));
-        EventFilter.Error(contains: "Worker 2 reported lost, but the worker slots are 0 to 1").ExpectOne(() => arbiter.Tell(new WorkerLost(2), coordinator.Ref));
+        var intruder = CreateTestProbe();
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props([shard.Ref], workerSlots: 2, epoch: 3, part: 1, coordinator.Ref));
+        EventFilter.Warning(contains: $"Worker 1 reported lost by {intruder.Ref.Path}, not by the run's owner {coordinator.Ref.Path}, which alone reports lost workers. Ignored.")
+            .ExpectOne(() => arbiter.Tell(new WorkerLost(1), intruder.Ref));
+        shard.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no question about the forged loss
+        EventFilter.Warning(contains: "Worker 2 reported lost, but the worker slots are 0 to 1. Ignored.").ExpectOne(() => arbiter.Tell(new WorkerLost(2), coordinator.Ref));
+        EventFilter.Error().Expect(0, () => arbiter.Tell(new WorkerLost(-1), coordinator.Ref)); // bad input is never an error
+        shard.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
         arbiter.Tell(new WorkerLost(1), coordinator.Ref);
         arbiter.Tell(new WorkerLost(1), coordinator.Ref);
         Assert.Equal(new ShardLossQuery(1, 3, 1), shard.ExpectMsg<ShardLossQuery>()); // about the arbiter's part
@@ -890,5 +901,6 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         Assert.Equal(new ShardLossDecision(new LossDecision(1, 3, Keep: false), 3, 1), shard.ExpectMsg<ShardLossDecision>());
         Assert.Equal(new LossDecision(1, 3, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
         shard.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // the second report of worker 1 asks nothing
+        intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // and the intruder was told no decision
     }
 }

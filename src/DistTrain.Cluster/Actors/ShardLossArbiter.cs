@@ -21,6 +21,9 @@ public sealed record ShardLossDecided([property: Key(0)] LossDecision Decision) 
 /// (<see cref="ShardLossQuery"/>), forms <see cref="LossDecision.From"/> of the K answers, and sends the decision to every
 /// shard (<see cref="ShardLossDecision"/>), then to the loss's reporter (<see cref="ShardLossDecided"/>). The part's start names
 /// it to every shard (<see cref="ShardPartStart.Arbiter"/>), and a shard takes questions and decisions from no other actor.
+/// It takes a <see cref="WorkerLost"/> only from the run's owner it is made with (the coordinator, which learns of lost
+/// workers and starts the parts): a loss is a decision to drop a worker's slices, so one from any other actor is refused with
+/// a warning naming the sender.
 /// </summary>
 /// <remarks>
 /// Decisions are made one at a time, in the order the losses came, so every shard applies them in one order (the
@@ -30,6 +33,7 @@ public sealed record ShardLossDecided([property: Key(0)] LossDecision Decision) 
 public sealed class ShardLossArbiter : ReceiveActor
 {
     private readonly IActorRef[] _shards;
+    private readonly IActorRef _owner;
     private readonly int _workerSlots;
     private readonly int _epoch;
     private readonly int _part;
@@ -40,10 +44,15 @@ public sealed class ShardLossArbiter : ReceiveActor
 
     /// <summary>Creates the arbiter; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentException">No shards, a worker slot count outside 1..<see cref="UpdatePolicy.MaxWorkers"/>, an
-    /// epoch below 1 or a part below 0.</exception>
-    public ShardLossArbiter(IActorRef[] shards, int workerSlots, int epoch, int part)
+    /// epoch below 1, a part below 0, or an owner that is <see cref="ActorRefs.Nobody"/>.</exception>
+    public ShardLossArbiter(IActorRef[] shards, int workerSlots, int epoch, int part, IActorRef owner)
     {
         ArgumentNullException.ThrowIfNull(shards);
+        ArgumentNullException.ThrowIfNull(owner);
+        if (owner.IsNobody())
+            throw new ArgumentException("The loss arbiter needs the actor that reports lost workers (the coordinator) as its owner; Nobody would leave " +
+                "it refusing every loss.", nameof(owner));
+        _owner = owner;
         if (shards.Length is 0 or > ParameterShards.MaxShards)
             throw new ArgumentException($"A loss decision needs 1 to {ParameterShards.MaxShards} shards' answers; {shards.Length} shards were given.", nameof(shards));
         if (workerSlots is < 1 or > UpdatePolicy.MaxWorkers)
@@ -63,14 +72,24 @@ public sealed class ShardLossArbiter : ReceiveActor
     /// <param name="workerSlots">The worker slots of the part the shards run.</param>
     /// <param name="epoch">The part's 1-based epoch (<see cref="ShardPartStart.Epoch"/>): every question and decision names it.</param>
     /// <param name="part">The part's index in its epoch, from 0 (<see cref="ShardPartStart.Part"/>): every question and decision names it.</param>
-    public static Props Props(IActorRef[] shards, int workerSlots, int epoch, int part) =>
-        Akka.Actor.Props.Create(() => new ShardLossArbiter(shards, workerSlots, epoch, part));
+    /// <param name="owner">The run's owner: the only actor whose <see cref="WorkerLost"/> the arbiter takes, and the one that gets
+    /// each <see cref="ShardLossDecided"/>: the coordinator, which learns of lost workers from the membership and starts the
+    /// parts (the owner the shards are made with, <see cref="ParameterShardActor.Props"/>).</param>
+    public static Props Props(IActorRef[] shards, int workerSlots, int epoch, int part, IActorRef owner) =>
+        Akka.Actor.Props.Create(() => new ShardLossArbiter(shards, workerSlots, epoch, part, owner));
 
     private void OnLost(WorkerLost lost)
     {
+        // Taken, a loss makes every shard refuse the worker's slices and may close a round without them.
+        if (!Sender.Equals(_owner))
+        {
+            _log.Warning("Worker {0} reported lost by {1}, not by the run's owner {2}, which alone reports lost workers. Ignored.", lost.WorkerIndex,
+                Sender.Path, _owner.Path);
+            return;
+        }
         if (lost.WorkerIndex < 0 || lost.WorkerIndex >= _workerSlots)
         {
-            _log.Error("Worker {0} reported lost, but the worker slots are 0 to {1}. Ignored.", lost.WorkerIndex, _workerSlots - 1);
+            _log.Warning("Worker {0} reported lost, but the worker slots are 0 to {1}. Ignored.", lost.WorkerIndex, _workerSlots - 1);
             return;
         }
         if (!_reported.Add(lost.WorkerIndex))
