@@ -144,7 +144,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var coordinator = CreateTestProbe();
         var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, workers, epoch: 1, part: 0, coordinator.Ref));
         var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
-        var links = probes.Select(_ => new ShardedReplicaLink(initial, actors)).ToArray();
+        var links = probes.Select((_, w) => new ShardedReplicaLink(initial, actors, w)).ToArray();
         foreach (var shard in actors)
             shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)], 0, actors, arbiter));
         var alive = Enumerable.Repeat(true, workers).ToArray();
@@ -822,14 +822,14 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     public void A_link_refuses_a_short_report_and_a_result_of_another_cut_naming_the_fix()
     {
         var initial = Replica.Initial();
-        var link = new ShardedReplicaLink(initial, [ActorRefs.Nobody, ActorRefs.Nobody]);
+        var link = new ShardedReplicaLink(initial, [ActorRefs.Nobody, ActorRefs.Nobody], worker: 0);
         var end = initial.Layout.WorkerReportLength;
         var error = Assert.Throws<ArgumentException>(() => link.Split(new float[end - 1]));
         Assert.StartsWith($"A report of {end - 1} values cannot be cut into the shards' slices, which reach to {end}: send the whole report prefix", error.Message);
         error = Assert.Throws<ArgumentException>(() => link.Offer(new ShardWeights(1, 1, -1, 0, 0, new float[3])));
-        Assert.StartsWith($"Shard 1's result holds 3 values; its slice has {link.Plan[1].Length}: the shards and the workers cut the model differently.", error.Message);
+        Assert.StartsWith($"Worker 0: shard 1's result holds 3 values; its slice has {link.Plan[1].Length}: the shards and the workers cut the model differently.", error.Message);
         error = Assert.Throws<ArgumentException>(() => link.Offer(new ShardWeights(2, 1, -1, 0, 0, new float[3])));
-        Assert.StartsWith("A result from shard 2; this worker's link has shards 0 to 1.", error.Message);
+        Assert.StartsWith("Worker 0: a result from shard 2; this worker's link has shards 0 to 1.", error.Message);
         // The slices are the plan's, side by side: put back together they are the report.
         var report = Enumerable.Range(0, end).Select(i => (float)i).ToArray();
         var slices = link.Split(report);
@@ -840,7 +840,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     /// <summary>
     /// The K results of one round and stamp carry one version (every shard steps once per round) and one epoch (the shards
     /// run one part at a time). Results that do not are of shards out of step, or running different parts: the link
-    /// refuses to put them together, naming every shard's version or epoch, and keeps the weights it had; a result of the
+    /// refuses to put them together, naming the worker's slot and every shard's version or epoch, and keeps the weights it had; a result of the
     /// right version and epoch then completes the round.
     /// </summary>
     [Theory]
@@ -851,7 +851,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     public void A_link_refuses_to_put_together_results_of_one_round_and_stamp_at_different_versions_or_epochs(int shards, string differs)
     {
         var initial = Replica.Initial();
-        var link = new ShardedReplicaLink(initial, [.. Enumerable.Repeat(ActorRefs.Nobody, shards)]);
+        var link = new ShardedReplicaLink(initial, [.. Enumerable.Repeat(ActorRefs.Nobody, shards)], worker: 3);
         var epochs = differs == "epoch";
         // Round 2 of epoch 1, stamp 1, version 5; the odd one out is of epoch 2 or version 6.
         ShardWeights Result(int shard, bool odd, float value) =>
@@ -866,8 +866,8 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var named = string.Join(", ", Enumerable.Range(0, shards).Select(k =>
             epochs ? $"shard {k}: epoch {(k == shards - 1 ? 2 : 1)}" : $"shard {k}: version {(k == shards - 1 ? 6 : 5)}"));
         Assert.StartsWith(epochs
-            ? $"The shards' results of round 2 stamp 1 are of different epochs ({named}): the shards are running different parts"
-            : $"The shards' results of epoch 1 round 2 stamp 1 carry different versions ({named}): the shards are out of step", error.Message);
+            ? $"Worker 3: the shards' results of round 2 stamp 1 are of different epochs ({named}): the shards are running different parts"
+            : $"Worker 3: the shards' results of epoch 1 round 2 stamp 1 carry different versions ({named}): the shards are out of step", error.Message);
         Assert.Equal(before, link.Weights);
         Assert.Equal((2, 4L, 0), (link.AwaitedRound, link.Version, link.Stamp));
         // The last shard's result of the same version and epoch completes the round.

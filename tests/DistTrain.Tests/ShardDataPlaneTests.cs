@@ -83,7 +83,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
         var connections = probes.Select((probe, w) => plan.Select(p =>
             Sys.ActorOf(ParameterServerLink.ForShard("127.0.0.1", nodes[p.Index].Port, w, probe.Ref, p, shards, runToken, workerIdentity))).ToArray()).ToArray();
-        var links = connections.Select(c => new ShardedReplicaLink(initial, c)).ToArray();
+        var links = connections.Select((c, w) => new ShardedReplicaLink(initial, c, w)).ToArray();
         foreach (var node in nodes)
             node.Shard.Tell(new ShardPartStart(1, node.Links, [.. probes.Select(_ => ParameterShardActorTests.Rounds)], 0, [.. nodes.Select(n => n.Shard)], ActorRefs.Nobody));
         var histories = probes.Select(_ => new List<float[]>()).ToArray();

@@ -235,7 +235,7 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         var shards = plan.Select(p => system.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1, coordinator.Ref))).ToArray();
         var arbiter = system.ActorOf(ShardLossArbiter.Props(shards, 2, epoch: 1, part: 0, coordinator.Ref));
         var workers = new[] { CreateTestProbe(system), CreateTestProbe(system) };
-        var link = new ShardedReplicaLink(initial, shards);
+        var link = new ShardedReplicaLink(initial, shards, worker: 0);
         foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [1, 1], 0, shards, arbiter), coordinator.Ref);
         while (!link.Offer(workers[0].ExpectMsg<ShardWeights>())) { }
         var random = new Random(5);
