@@ -140,11 +140,11 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var replica = new Replica();
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, shards);
-        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1))).ToArray();
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, workers));
-        var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
-        var links = probes.Select(_ => new ShardedReplicaLink(initial, actors)).ToArray();
+        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1, TestActor))).ToArray();
         var coordinator = CreateTestProbe();
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, workers, epoch: 1, part: 0, coordinator.Ref));
+        var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
+        var links = probes.Select((_, w) => new ShardedReplicaLink(initial, actors, w)).ToArray();
         foreach (var shard in actors)
             shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)], 0, actors, arbiter));
         var alive = Enumerable.Repeat(true, workers).ToArray();
@@ -342,7 +342,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     {
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, 2);
-        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1));
+        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1, TestActor));
         var worker = CreateTestProbe();
         var intruder = CreateTestProbe();
         shard.Tell(new ShardPartStart(1, [worker.Ref], [2], 0, [shard, ActorRefs.Nobody], ActorRefs.Nobody));
@@ -359,7 +359,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             worker.Send(shard, new GradientComputed(2, 0, 0, 0, 10, 1, slice)));
         // This part names no loss arbiter: no question about its worker is answered, from any actor.
         EventFilter.Warning(contains: $"a question about lost worker 0 is not answered: it came from {intruder.Ref.Path}, and this part names no loss arbiter")
-            .ExpectOne(() => intruder.Send(shard, new ShardLossQuery(0)));
+            .ExpectOne(() => intruder.Send(shard, new ShardLossQuery(0, 1, 0)));
         worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
         intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
 
@@ -395,7 +395,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
 
         float[] Step(bool intruders)
         {
-            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(clip: 0.05), totalEpochs: 1));
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(clip: 0.05), totalEpochs: 1, TestActor));
             var other = CreateTestProbe(); // shard 1
             var worker = CreateTestProbe();
             var intruder = CreateTestProbe();
@@ -450,7 +450,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
 
         float[] Step(bool lost, bool intruders)
         {
-            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1));
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1, TestActor));
             var workers = new[] { CreateTestProbe(), CreateTestProbe() };
             var arbiter = CreateTestProbe();
             var intruder = CreateTestProbe();
@@ -461,19 +461,19 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             {
                 var notArbiter = $"not from the part's loss arbiter {arbiter.Ref.Path}";
                 EventFilter.Warning(contains: $"Shard 0: a question about lost worker 1 is not answered: it came from {intruder.Ref.Path}, {notArbiter}")
-                    .ExpectOne(() => intruder.Send(shard, new ShardLossQuery(1)));
+                    .ExpectOne(() => intruder.Send(shard, new ShardLossQuery(1, 1, 0)));
                 EventFilter.Warning(contains: $"Shard 0: a decision about worker 1 in round 0 is not applied: it came from {intruder.Ref.Path}, {notArbiter}")
-                    .ExpectOne(() => intruder.Send(shard, new ShardLossDecision(new LossDecision(1, 0, Keep: false))));
+                    .ExpectOne(() => intruder.Send(shard, new ShardLossDecision(new LossDecision(1, 0, Keep: false), 1, 0)));
                 EventFilter.Warning(contains: $"Shard 0: a decision about worker 1 in round 0 is not applied: it came from {workers[1].Ref.Path}, {notArbiter}")
-                    .ExpectOne(() => workers[1].Send(shard, new ShardLossDecision(new LossDecision(1, 0, Keep: false))));
+                    .ExpectOne(() => workers[1].Send(shard, new ShardLossDecision(new LossDecision(1, 0, Keep: false), 1, 0)));
                 intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no answer to the forged question
                 workers[0].ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no step on the forged decision
             }
             if (lost)
             {
-                shard.Tell(new ShardLossQuery(1), arbiter.Ref);
+                shard.Tell(new ShardLossQuery(1, 1, 0), arbiter.Ref);
                 Assert.Equal(new LossAnswer(1, 0, HasOpen: false), arbiter.ExpectMsg<ShardLossAnswer>().Answer);
-                shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false)), arbiter.Ref);
+                shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false), 1, 0), arbiter.Ref);
             }
             else workers[1].Send(shard, new GradientComputed(1, 0, 0, 1, 17, 2, Slice(i => MathF.Cos(i) * 0.1f)));
             var result = workers[0].ExpectMsg<ShardWeights>();
@@ -490,6 +490,115 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     }
 
     /// <summary>
+    /// A part's start counts only from the run's owner the shard was made with: a forged one (another actor naming itself as
+    /// the only worker, which would reset the ledger, the workers, the shards and the arbiter) is one warning naming its
+    /// sender, and nothing changes: the part's worker gets no new starting weights, the intruder none, the round closes on
+    /// the real worker's slice, and the weights equal those of a shard that never saw the forged start, bit for bit.
+    /// </summary>
+    [Fact]
+    public void A_part_start_from_another_actor_than_the_runs_owner_is_refused_and_the_part_goes_on()
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        float[] Slice(Func<int, float> f) => [.. Enumerable.Range(0, plan[0].Length).Select(f)];
+
+        float[] Run(bool forged)
+        {
+            var owner = CreateTestProbe();
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1, owner.Ref));
+            var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+            var arbiter = CreateTestProbe();
+            var intruder = CreateTestProbe();
+            owner.Send(shard, new ShardPartStart(1, [workers[0].Ref, workers[1].Ref], [2, 2], 0, [shard, ActorRefs.Nobody], arbiter.Ref));
+            foreach (var worker in workers) Assert.Equal(-1, worker.ExpectMsg<ShardWeights>().Round);
+            workers[0].Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, Slice(i => MathF.Sin(i) * 0.1f)));
+            if (forged)
+            {
+                EventFilter.Warning(contains: $"Shard 0: a part's start of epoch 2 is not taken: it came from {intruder.Ref.Path}, not from the run's owner {owner.Ref.Path}")
+                    .ExpectOne(() => intruder.Send(shard, new ShardPartStart(2, [intruder.Ref], [1], 0, [shard, ActorRefs.Nobody], intruder.Ref)));
+                intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no starting weights for the forged part's worker
+                foreach (var worker in workers) worker.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // nor new ones for the part's
+            }
+            // Worker 1's slice of epoch 1 still counts (a reset ledger of epoch 2 would refuse it) and closes round 0 with worker 0's.
+            workers[1].Send(shard, new GradientComputed(1, 0, 0, 1, 17, 2, Slice(i => MathF.Cos(i) * 0.1f)));
+            var first = workers[0].ExpectMsg<ShardWeights>();
+            Assert.Equal((0, 0, 1L), (first.Round, first.Stamp, first.Version));
+            foreach (var (worker, w) in workers.Select((p, w) => (p, w)))
+                worker.Send(shard, new GradientComputed(1, 1, 1, w, 10 + w, 1, Slice(i => MathF.Sin(i + w) * 0.1f)));
+            var second = workers[0].ExpectMsg<ShardWeights>();
+            Assert.Equal((1, 0, 2L), (second.Round, second.Stamp, second.Version));
+            Sys.Stop(shard);
+            return second.Weights;
+        }
+
+        var clean = Run(forged: false);
+        var refused = Run(forged: true);
+        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        Assert.NotEqual(initial.Values.AsSpan(0, plan[0].Length).ToArray(), clean); // the steps moved the weights
+    }
+
+    /// <summary>
+    /// A loss question or decision counts only in the part it names: the arbiter's question and decision about worker 1 in
+    /// round 0 of epoch 1, arriving late, after the next part (epoch 2) started and worker 0 sent its slice of that part's
+    /// round 0, are each one warning naming both parts; so are ones of a later part of epoch 2. Applied, the late decision
+    /// would close epoch 2's round 0 on worker 0's slice alone; refused, the round waits for worker 1's slice and equals that
+    /// of a shard that never saw them, bit for bit.
+    /// </summary>
+    [Fact]
+    public void A_loss_question_or_decision_of_another_part_is_refused_naming_both_parts_and_the_round_waits_for_its_slices()
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        float[] Slice(Func<int, float> f) => [.. Enumerable.Range(0, plan[0].Length).Select(f)];
+
+        float[] Run(bool late)
+        {
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 2, TestActor));
+            var workers = new[] { CreateTestProbe(), CreateTestProbe() };
+            var arbiter = CreateTestProbe();
+            float[] last = [];
+            foreach (var epoch in new[] { 1, 2 })
+            {
+                shard.Tell(new ShardPartStart(epoch, [workers[0].Ref, workers[1].Ref], [1, 1], 0, [shard, ActorRefs.Nobody], arbiter.Ref));
+                foreach (var worker in workers) Assert.Equal(-1, worker.ExpectMsg<ShardWeights>().Round);
+                var version = epoch - 1L;
+                workers[0].Send(shard, new GradientComputed(epoch, 0, version, 0, 10, 1, Slice(i => MathF.Sin(i * epoch) * 0.1f)));
+                if (late && epoch == 2)
+                {
+                    const string runs = "this shard runs epoch 2 part 0";
+                    EventFilter.Warning(contains: $"Shard 0: a question about lost worker 1 is not answered: it is about epoch 1 part 0, and {runs}")
+                        .ExpectOne(() => shard.Tell(new ShardLossQuery(1, 1, 0), arbiter.Ref));
+                    EventFilter.Warning(contains: $"Shard 0: a decision about worker 1 in round 0 is not applied: it is about epoch 1 part 0, and {runs}")
+                        .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false), 1, 0), arbiter.Ref));
+                    EventFilter.Warning(contains: $"Shard 0: a question about lost worker 1 is not answered: it is about epoch 2 part 1, and {runs}")
+                        .ExpectOne(() => shard.Tell(new ShardLossQuery(1, 2, 1), arbiter.Ref));
+                    EventFilter.Warning(contains: $"Shard 0: a decision about worker 1 in round 0 is not applied: it is about epoch 2 part 1, and {runs}")
+                        .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false), 2, 1), arbiter.Ref));
+                    arbiter.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no answer
+                    workers[0].ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no step on the late decision
+                }
+                workers[1].Send(shard, new GradientComputed(epoch, 0, version, 1, 17, 2, Slice(i => MathF.Cos(i * epoch) * 0.1f)));
+                foreach (var worker in workers)
+                {
+                    var result = worker.ExpectMsg<ShardWeights>();
+                    Assert.Equal((0, 0, epoch, version + 1), (result.Round, result.Stamp, result.Epoch, result.Version));
+                    last = result.Weights;
+                }
+            }
+            // A question of the part it runs is still answered: worker 1 sent its slice of epoch 2's round 0, which closed.
+            shard.Tell(new ShardLossQuery(1, 2, 0), arbiter.Ref);
+            Assert.Equal(1, arbiter.ExpectMsg<ShardLossAnswer>().Answer.Worker);
+            Sys.Stop(shard);
+            return last;
+        }
+
+        var clean = Run(late: false);
+        var refused = Run(late: true);
+        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        Assert.NotEqual(initial.Values.AsSpan(0, plan[0].Length).ToArray(), clean); // the steps moved the weights
+    }
+
+    /// <summary>
     /// A bad part start (round counts not one per worker, a list of shards without this one at its index), and a loss question
     /// or decision before any part started or about a worker slot outside the part, are bad input from outside: each is one
     /// warning (not an error) naming the problem, and the shard goes on: the next good part starts, and its round steps.
@@ -499,13 +608,13 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     {
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, 2);
-        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1));
+        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(), totalEpochs: 1, TestActor));
         var worker = CreateTestProbe();
         var arbiter = CreateTestProbe();
         EventFilter.Warning(contains: "Shard 0: asked about lost worker 0, but no part has started. Not answered.")
-            .ExpectOne(() => shard.Tell(new ShardLossQuery(0), arbiter.Ref));
+            .ExpectOne(() => shard.Tell(new ShardLossQuery(0, 1, 0), arbiter.Ref));
         EventFilter.Warning(contains: "Shard 0: a decision about worker 0, but no part has started. Ignored.")
-            .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(0, 0, Keep: false)), arbiter.Ref));
+            .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(0, 0, Keep: false), 1, 0), arbiter.Ref));
         EventFilter.Warning(contains: "Shard 0: a part of epoch 1 names 1 workers and 2 round counts; they must match and be 1..256. Ignored.")
             .ExpectOne(() => shard.Tell(new ShardPartStart(1, [worker.Ref], [1, 1], 0, [shard, ActorRefs.Nobody], arbiter.Ref)));
         EventFilter.Warning(contains: "Shard 0: a part of epoch 1 lists 2 shards without this one at index 0; every shard must get the same list")
@@ -515,9 +624,9 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         shard.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [shard, ActorRefs.Nobody], arbiter.Ref));
         Assert.Equal(-1, worker.ExpectMsg<ShardWeights>().Round);
         EventFilter.Warning(contains: "Shard 0: asked about lost worker 1, but this part's worker slots are 0 to 0. Not answered.")
-            .ExpectOne(() => shard.Tell(new ShardLossQuery(1), arbiter.Ref));
+            .ExpectOne(() => shard.Tell(new ShardLossQuery(1, 1, 0), arbiter.Ref));
         EventFilter.Warning(contains: "Shard 0: a decision about worker 1, but this part's worker slots are 0 to 0. Ignored.")
-            .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false)), arbiter.Ref));
+            .ExpectOne(() => shard.Tell(new ShardLossDecision(new LossDecision(1, 0, Keep: false), 1, 0), arbiter.Ref));
         arbiter.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no answer
         worker.Send(shard, new GradientComputed(1, 0, 0, 0, 10, 1, new float[plan[0].Length]));
         var result = worker.ExpectMsg<ShardWeights>();
@@ -625,7 +734,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var expected = ServerStops(workers: 1, rounds: 3, reports);
 
         var worker = CreateTestProbe();
-        Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(plan[0], initial, Sgd(), 1), TestActor)));
+        Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(plan[0], initial, Sgd(), 1, TestActor), TestActor)));
         var shard = ExpectMsg<IActorRef>();
         shard.Tell(new ShardPartStart(1, [worker.Ref], [3], 0, [shard, ActorRefs.Nobody], ActorRefs.Nobody));
         var start = worker.ExpectMsg<ShardWeights>();
@@ -675,12 +784,12 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var failures = plan.Select(_ => CreateTestProbe()).ToArray();
         var shards = plan.Select((p, k) =>
         {
-            Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(p, initial, Sgd(), 1), failures[k].Ref)));
+            Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(p, initial, Sgd(), 1, TestActor), failures[k].Ref)));
             return failures[k].ExpectMsg<IActorRef>();
         }).ToArray();
         var workers = new[] { CreateTestProbe(), CreateTestProbe() };
         var coordinator = CreateTestProbe();
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, 2));
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, 2, epoch: 1, part: 0, coordinator.Ref));
         foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [2, 2], 0, shards, arbiter));
         foreach (var worker in workers) Assert.All(worker.ReceiveN(2).Cast<ShardWeights>(), r => Assert.Equal(-1, r.Round));
         void Send(int k, (int Round, int Worker, int Samples, double LossSum, float[] Report) r) =>
@@ -713,14 +822,14 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     public void A_link_refuses_a_short_report_and_a_result_of_another_cut_naming_the_fix()
     {
         var initial = Replica.Initial();
-        var link = new ShardedReplicaLink(initial, [ActorRefs.Nobody, ActorRefs.Nobody]);
+        var link = new ShardedReplicaLink(initial, [ActorRefs.Nobody, ActorRefs.Nobody], worker: 0);
         var end = initial.Layout.WorkerReportLength;
         var error = Assert.Throws<ArgumentException>(() => link.Split(new float[end - 1]));
         Assert.StartsWith($"A report of {end - 1} values cannot be cut into the shards' slices, which reach to {end}: send the whole report prefix", error.Message);
         error = Assert.Throws<ArgumentException>(() => link.Offer(new ShardWeights(1, 1, -1, 0, 0, new float[3])));
-        Assert.StartsWith($"Shard 1's result holds 3 values; its slice has {link.Plan[1].Length}: the shards and the workers cut the model differently.", error.Message);
+        Assert.StartsWith($"Worker 0: shard 1's result holds 3 values; its slice has {link.Plan[1].Length}: the shards and the workers cut the model differently.", error.Message);
         error = Assert.Throws<ArgumentException>(() => link.Offer(new ShardWeights(2, 1, -1, 0, 0, new float[3])));
-        Assert.StartsWith("A result from shard 2; this worker's link has shards 0 to 1.", error.Message);
+        Assert.StartsWith("Worker 0: a result from shard 2; this worker's link has shards 0 to 1.", error.Message);
         // The slices are the plan's, side by side: put back together they are the report.
         var report = Enumerable.Range(0, end).Select(i => (float)i).ToArray();
         var slices = link.Split(report);
@@ -731,7 +840,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     /// <summary>
     /// The K results of one round and stamp carry one version (every shard steps once per round) and one epoch (the shards
     /// run one part at a time). Results that do not are of shards out of step, or running different parts: the link
-    /// refuses to put them together, naming every shard's version or epoch, and keeps the weights it had; a result of the
+    /// refuses to put them together, naming the worker's slot and every shard's version or epoch, and keeps the weights it had; a result of the
     /// right version and epoch then completes the round.
     /// </summary>
     [Theory]
@@ -742,7 +851,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     public void A_link_refuses_to_put_together_results_of_one_round_and_stamp_at_different_versions_or_epochs(int shards, string differs)
     {
         var initial = Replica.Initial();
-        var link = new ShardedReplicaLink(initial, [.. Enumerable.Repeat(ActorRefs.Nobody, shards)]);
+        var link = new ShardedReplicaLink(initial, [.. Enumerable.Repeat(ActorRefs.Nobody, shards)], worker: 3);
         var epochs = differs == "epoch";
         // Round 2 of epoch 1, stamp 1, version 5; the odd one out is of epoch 2 or version 6.
         ShardWeights Result(int shard, bool odd, float value) =>
@@ -757,8 +866,8 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var named = string.Join(", ", Enumerable.Range(0, shards).Select(k =>
             epochs ? $"shard {k}: epoch {(k == shards - 1 ? 2 : 1)}" : $"shard {k}: version {(k == shards - 1 ? 6 : 5)}"));
         Assert.StartsWith(epochs
-            ? $"The shards' results of round 2 stamp 1 are of different epochs ({named}): the shards are running different parts"
-            : $"The shards' results of epoch 1 round 2 stamp 1 carry different versions ({named}): the shards are out of step", error.Message);
+            ? $"Worker 3: the shards' results of round 2 stamp 1 are of different epochs ({named}): the shards are running different parts"
+            : $"Worker 3: the shards' results of epoch 1 round 2 stamp 1 carry different versions ({named}): the shards are out of step", error.Message);
         Assert.Equal(before, link.Weights);
         Assert.Equal((2, 4L, 0), (link.AwaitedRound, link.Version, link.Stamp));
         // The last shard's result of the same version and epoch completes the round.
@@ -767,19 +876,31 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         for (var k = 0; k < shards; k++) Assert.All(link.Weights.AsSpan(link.Plan[k].Start, link.Plan[k].Length).ToArray(), w => Assert.Equal(k + 1, w));
     }
 
+    /// <summary>
+    /// The arbiter takes a lost worker only from the run's owner it is made with, and only in the part's worker slots: a loss
+    /// reported by another actor, and one of a slot outside the part, are each one warning (bad input from outside, not an
+    /// error) naming the problem, and nothing is asked; the owner's report of the same worker is then decided, once.
+    /// </summary>
     [Fact]
-    public void The_arbiter_refuses_a_worker_outside_the_slots_and_decides_each_lost_worker_once()
+    public void The_arbiter_refuses_a_loss_from_another_actor_or_outside_the_slots_and_decides_each_lost_worker_once()
     {
         var shard = CreateTestProbe();
         var coordinator = CreateTestProbe();
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props([shard.Ref], workerSlots: 2));
-        EventFilter.Error(contains: "Worker 2 reported lost, but the worker slots are 0 to 1").ExpectOne(() => arbiter.Tell(new WorkerLost(2), coordinator.Ref));
+        var intruder = CreateTestProbe();
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props([shard.Ref], workerSlots: 2, epoch: 3, part: 1, coordinator.Ref));
+        EventFilter.Warning(contains: $"Worker 1 reported lost by {intruder.Ref.Path}, not by the run's owner {coordinator.Ref.Path}, which alone reports lost workers. Ignored.")
+            .ExpectOne(() => arbiter.Tell(new WorkerLost(1), intruder.Ref));
+        shard.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // no question about the forged loss
+        EventFilter.Warning(contains: "Worker 2 reported lost, but the worker slots are 0 to 1. Ignored.").ExpectOne(() => arbiter.Tell(new WorkerLost(2), coordinator.Ref));
+        EventFilter.Error().Expect(0, () => arbiter.Tell(new WorkerLost(-1), coordinator.Ref)); // bad input is never an error
+        shard.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
         arbiter.Tell(new WorkerLost(1), coordinator.Ref);
         arbiter.Tell(new WorkerLost(1), coordinator.Ref);
-        Assert.Equal(1, shard.ExpectMsg<ShardLossQuery>().Worker);
+        Assert.Equal(new ShardLossQuery(1, 3, 1), shard.ExpectMsg<ShardLossQuery>()); // about the arbiter's part
         shard.Reply(new ShardLossAnswer(0, new LossAnswer(1, 3, HasOpen: false)));
-        Assert.Equal(new LossDecision(1, 3, Keep: false), shard.ExpectMsg<ShardLossDecision>().Decision);
+        Assert.Equal(new ShardLossDecision(new LossDecision(1, 3, Keep: false), 3, 1), shard.ExpectMsg<ShardLossDecision>());
         Assert.Equal(new LossDecision(1, 3, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
         shard.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // the second report of worker 1 asks nothing
+        intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // and the intruder was told no decision
     }
 }

@@ -60,7 +60,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         var nodes = new ShardNode[shards];
         for (var k = 0; k < shards; k++)
         {
-            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, ParameterShardActorTests.Sgd(), totalEpochs: 1));
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, ParameterShardActorTests.Sgd(), totalEpochs: 1, TestActor));
             var plane = Sys.ActorOf(ShardDataPlane.Props(plan[k], shards, tokens));
             var listener = _owned.Own(DataPlaneListener.Start(0, certificates));
             listener.Attach(plane);
@@ -86,7 +86,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
         var connections = probes.Select((probe, w) => plan.Select(p =>
             Sys.ActorOf(ParameterServerLink.ForShard("127.0.0.1", nodes[p.Index].Port, w, probe.Ref, p, shards, tokens[w], workerIdentity))).ToArray()).ToArray();
-        var links = connections.Select(c => new ShardedReplicaLink(initial, c)).ToArray();
+        var links = connections.Select((c, w) => new ShardedReplicaLink(initial, c, w)).ToArray();
         foreach (var node in nodes)
             node.Shard.Tell(new ShardPartStart(1, node.Links, [.. probes.Select(_ => ParameterShardActorTests.Rounds)], 0, [.. nodes.Select(n => n.Shard)], ActorRefs.Nobody));
         var histories = probes.Select(_ => new List<float[]>()).ToArray();
@@ -229,7 +229,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         Assert.EndsWith(problem, FishLog(log, "Shard 0: worker 0's data plane closed:"));
         Assert.Contains(" refused this connection: data plane: ", FishLog(log, "Worker 0: data plane to shard 0 closed:"));
         ExpectTerminated(link, Wait);
-        nodes[0].Shard.Tell(new ShardLossQuery(0), TestActor);
+        nodes[0].Shard.Tell(new ShardLossQuery(0, 1, 0), TestActor);
         var answer = ExpectMsg<ShardLossAnswer>(Wait);
         Assert.Equal((0, 0, 0), (answer.Shard, answer.Answer.Worker, answer.Answer.OpenRound)); // alive, round 0 still open
         worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
@@ -285,7 +285,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         Receive(socket, text);
         Assert.EndsWith("closed the connection.", Encoding.UTF8.GetString(text));
         Assert.Equal(0, socket.Receive(new byte[1])); // then the node closes its end
-        nodes[1].Shard.Tell(new ShardLossQuery(0), TestActor);
+        nodes[1].Shard.Tell(new ShardLossQuery(0, 1, 0), TestActor);
         Assert.Equal(1, ExpectMsg<ShardLossAnswer>(Wait).Shard);
     }
 

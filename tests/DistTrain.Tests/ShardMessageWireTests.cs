@@ -49,13 +49,14 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         var ledgers = new[] { new ShardRoundLedger<string>([4, 4, 4]), new ShardRoundLedger<string>([4, 4, 4]) };
         ledgers[0].Add(2, 0, "worker 2", out _);
         foreach (var ledger in ledgers) ledger.Add(1, 0, "worker 1", out _);
-        var query = RoundTrip(new ShardLossQuery(2));
-        Assert.Equal(2, query.Worker);
+        var query = RoundTrip(new ShardLossQuery(2, 4, 1));
+        Assert.Equal((2, 4, 1), (query.Worker, query.Epoch, query.Part));
         var answers = ledgers.Select((ledger, k) => RoundTrip(new ShardLossAnswer(k, ledger.Query(query.Worker)))).ToArray();
         Assert.Equal([new LossAnswer(2, 0, HasOpen: true), new LossAnswer(2, 0, HasOpen: false)], answers.Select(a => a.Answer));
         Assert.Equal([0, 1], answers.Select(a => a.Shard));
-        var decision = RoundTrip(new ShardLossDecision(LossDecision.From([.. answers.Select(a => a.Answer)])));
+        var decision = RoundTrip(new ShardLossDecision(LossDecision.From([.. answers.Select(a => a.Answer)]), query.Epoch, query.Part));
         Assert.Equal(new LossDecision(2, 0, Keep: false), decision.Decision);
+        Assert.Equal((4, 1), (decision.Epoch, decision.Part));
         // The same decision, as the arbiter tells it to the loss's reporter.
         Assert.Equal(new LossDecision(2, 0, Keep: false), RoundTrip(new ShardLossDecided(decision.Decision)).Decision);
     }
@@ -71,9 +72,9 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         var workers = new[] { CreateTestProbe(), CreateTestProbe() };
         var shard = CreateTestProbe();
         var arbiter = CreateTestProbe();
-        var start = new ShardPartStart(3, [workers[0].Ref, ActorRefs.Nobody, workers[1].Ref], [5, 0, 4], 11, [shard.Ref, ActorRefs.Nobody], arbiter.Ref);
+        var start = new ShardPartStart(3, [workers[0].Ref, ActorRefs.Nobody, workers[1].Ref], [5, 0, 4], 11, [shard.Ref, ActorRefs.Nobody], arbiter.Ref, Part: 2);
         var back = RoundTrip(start);
-        Assert.Equal((3, 11), (back.Epoch, back.StepsPerEpoch));
+        Assert.Equal((3, 11, 2), (back.Epoch, back.StepsPerEpoch, back.Part));
         Assert.Equal([5, 0, 4], back.RoundsPerWorker);
         Assert.Equal(workers[0].Ref, back.Workers[0]);
         Assert.True(back.Workers[1].IsNobody(), $"the empty slot came back as {back.Workers[1]}");
@@ -127,9 +128,9 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
     {
         object[] messages =
         [
-            new ShardLossQuery(7), new ShardLossAnswer(1, new LossAnswer(7, 12, true)), new ShardLossDecision(new LossDecision(7, 12, false)),
+            new ShardLossQuery(7, 1, 0), new ShardLossAnswer(1, new LossAnswer(7, 12, true)), new ShardLossDecision(new LossDecision(7, 12, false), 1, 0),
             new ShardNormShare(1, 12, 0, 0.25), new ShardWeightsHeader(1, 2, 12, 0, 13, 4096), new ShardLossDecided(new LossDecision(7, 12, true)),
-            new ShardPartStart(2, [TestActor, ActorRefs.Nobody], [12, 0], 12, [TestActor], TestActor),
+            new ShardPartStart(2, [TestActor, ActorRefs.Nobody], [12, 0], 12, [TestActor], TestActor, Part: 3),
         ];
         foreach (var message in messages)
         {
@@ -145,11 +146,15 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
     [Fact]
     public void A_message_of_another_type_is_refused_naming_what_is_missing()
     {
-        // A ShardLossQuery's one field is not a ShardNormShare's four, nor a ShardWeightsHeader's six.
-        var query = Serializer.ToBinary(new ShardLossQuery(3));
-        Assert.Contains("has 1 fields; the type needs at least 4", Refuse(query, nameof(ShardNormShare)).Message);
-        Assert.Contains("has 1 fields; the type needs at least 6", Refuse(query, nameof(ShardWeightsHeader)).Message);
-        Assert.Contains("has 1 fields; the type needs at least 6", Refuse(query, nameof(ShardPartStart)).Message);
+        // A ShardLossQuery's three fields are not a ShardNormShare's four, nor a ShardWeightsHeader's six.
+        var query = Serializer.ToBinary(new ShardLossQuery(3, 1, 0));
+        Assert.Contains("has 3 fields; the type needs at least 4", Refuse(query, nameof(ShardNormShare)).Message);
+        Assert.Contains("has 3 fields; the type needs at least 6", Refuse(query, nameof(ShardWeightsHeader)).Message);
+        Assert.Contains("has 3 fields; the type needs at least 6", Refuse(query, nameof(ShardPartStart)).Message);
+        // A question or decision without the part it is about (the worker slot, or the decision, alone) is refused, not taken
+        // for any part.
+        Assert.Contains("has 1 fields; the type needs at least 3", Refuse(Bytes(3), nameof(ShardLossQuery)).Message);
+        Assert.Contains("has 1 fields; the type needs at least 3", Refuse(Bytes((object)new object[] { 3, 0, false }), nameof(ShardLossDecision)).Message);
         // A ShardLossQuery's worker slot where a ShardLossDecided's decision (an array) belongs.
         Assert.Contains("could not be decoded", Refuse(query, nameof(ShardLossDecided)).Message);
         // A ShardWeightsHeader read as a ShardPartStart: a number where the workers' actors (an array) belong.
@@ -158,19 +163,23 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         var share = Serializer.ToBinary(new ShardNormShare(1, 12, 0, 0.25));
         Assert.Contains("could not be decoded", Refuse(share, nameof(ShardLossAnswer)).Message);
         // A string where the worker slot belongs.
-        var text = MessagePackSerializer.Serialize(new object[] { "worker 3" });
+        var text = MessagePackSerializer.Serialize(new object[] { "worker 3", 1, 0 });
         Assert.Contains("could not be decoded", Refuse(text, nameof(ShardLossQuery)).Message);
     }
 
     public static TheoryData<string, byte[], string> OutOfRange => new()
     {
-        { nameof(ShardLossQuery), Bytes(256), "Worker 256 is outside 0 to 255" },
-        { nameof(ShardLossQuery), Bytes(-1), "Worker -1 is outside 0 to 255" },
+        { nameof(ShardLossQuery), Bytes(256, 1, 0), "Worker 256 is outside 0 to 255" },
+        { nameof(ShardLossQuery), Bytes(-1, 1, 0), "Worker -1 is outside 0 to 255" },
+        { nameof(ShardLossQuery), Bytes(3, 0, 0), "Epoch 0 is below 1" },
+        { nameof(ShardLossQuery), Bytes(3, 1, -1), "Part -1 is below 0" },
         { nameof(ShardLossAnswer), Bytes(16, new object[] { 1, 0, true }), "Shard 16 is outside 0 to 15" },
         { nameof(ShardLossAnswer), Bytes(0, new object[] { 300, 0, true }), "Worker 300 is outside 0 to 255" },
         { nameof(ShardLossAnswer), Bytes(0, new object[] { 1, -2, true }), "OpenRound -2 is below 0" },
-        { nameof(ShardLossDecision), Bytes((object)new object[] { -5, 3, false }), "Worker -5 is outside 0 to 255" },
-        { nameof(ShardLossDecision), Bytes((object)new object[] { 1, -1, false }), "Round -1 is below 0" },
+        { nameof(ShardLossDecision), Bytes(new object[] { -5, 3, false }, 1, 0), "Worker -5 is outside 0 to 255" },
+        { nameof(ShardLossDecision), Bytes(new object[] { 1, -1, false }, 1, 0), "Round -1 is below 0" },
+        { nameof(ShardLossDecision), Bytes(new object[] { 1, 3, false }, -2, 0), "Epoch -2 is below 1" },
+        { nameof(ShardLossDecision), Bytes(new object[] { 1, 3, false }, 1, -3), "Part -3 is below 0" },
         { nameof(ShardNormShare), Bytes(-1, 0, 0, 0.5), "Shard -1 is outside 0 to 15" },
         { nameof(ShardNormShare), Bytes(0, -1, 0, 0.5), "Round -1 is below 0" },
         { nameof(ShardNormShare), Bytes(0, 0, 257, 0.5), "Stamp 257 is outside 0 to 256" },
@@ -192,13 +201,14 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardPartStart), Part(1, 2, [3, 3], -4, 1), "StepsPerEpoch -4 is below 0" },
         { nameof(ShardPartStart), Part(1, 2, [3, 3], 0, 0), "Shards holds 0 shards, outside 1 to 16" },
         { nameof(ShardPartStart), Part(1, 2, [3, 3], 0, 17), "Shards holds 17 shards, outside 1 to 16" },
+        { nameof(ShardPartStart), Part(1, 2, [3, 3], 0, 1, part: -1), "Part -1 is below 0" },
     };
 
     /// <summary>A ShardPartStart's bytes with <paramref name="workers"/> and <paramref name="shards"/> actors (a path each) and
     /// <paramref name="arbiter"/>'s path (nil for null).</summary>
-    private static byte[] Part(int epoch, int workers, int[] rounds, int steps, int shards, string? arbiter = "akka://test/user/arbiter") =>
+    private static byte[] Part(int epoch, int workers, int[] rounds, int steps, int shards, string? arbiter = "akka://test/user/arbiter", int part = 0) =>
         Bytes(epoch, Enumerable.Repeat<object>("akka://test/user/worker", workers).ToArray(), rounds, steps,
-            Enumerable.Repeat<object>("akka://test/user/shard", shards).ToArray(), arbiter!);
+            Enumerable.Repeat<object>("akka://test/user/shard", shards).ToArray(), arbiter!, part);
 
     private static byte[] Bytes(params object[] fields) => MessagePackSerializer.Serialize(fields);
 
@@ -221,12 +231,12 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         var initial = ModelFactory.StartingWeights(ModelFactory.Build(model), model, seed: 3);
         var plan = ParameterShards.Plan(initial.Layout, 2);
         var optimizer = new OptimizerOptions { LearningRate = 0.05, Momentum = 0.9, GradientClipNorm = 0.05 };
-        var shards = plan.Select(p => system.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1))).ToArray();
-        var arbiter = system.ActorOf(ShardLossArbiter.Props(shards, 2));
-        var workers = new[] { CreateTestProbe(system), CreateTestProbe(system) };
         var coordinator = CreateTestProbe(system);
-        var link = new ShardedReplicaLink(initial, shards);
-        foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [1, 1], 0, shards, arbiter));
+        var shards = plan.Select(p => system.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1, coordinator.Ref))).ToArray();
+        var arbiter = system.ActorOf(ShardLossArbiter.Props(shards, 2, epoch: 1, part: 0, coordinator.Ref));
+        var workers = new[] { CreateTestProbe(system), CreateTestProbe(system) };
+        var link = new ShardedReplicaLink(initial, shards, worker: 0);
+        foreach (var shard in shards) shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [1, 1], 0, shards, arbiter), coordinator.Ref);
         while (!link.Offer(workers[0].ExpectMsg<ShardWeights>())) { }
         var random = new Random(5);
         float[] Report() => [.. Enumerable.Range(0, initial.Layout.WorkerReportLength).Select(_ => (float)(random.NextDouble() - 0.5))];
@@ -266,12 +276,14 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
     [Fact]
     public void The_shards_messages_at_the_ends_of_their_ranges_are_accepted()
     {
-        Assert.Equal(255, RoundTrip(new ShardLossQuery(255)).Worker);
-        Assert.Equal(0, RoundTrip(new ShardLossQuery(0)).Worker);
+        Assert.Equal(255, RoundTrip(new ShardLossQuery(255, 1, 0)).Worker);
+        Assert.Equal(0, RoundTrip(new ShardLossQuery(0, 1, 0)).Worker);
+        Assert.Equal(new ShardLossQuery(0, int.MaxValue, int.MaxValue), RoundTrip(new ShardLossQuery(0, int.MaxValue, int.MaxValue)));
         Assert.Equal(new ShardWeightsHeader(15, 1, -1, 256, 0, (1 << 28) - 1), RoundTrip(new ShardWeightsHeader(15, 1, -1, 256, 0, (1 << 28) - 1)));
-        Assert.Equal(new LossDecision(255, 0, true), RoundTrip(new ShardLossDecision(new LossDecision(255, 0, true))).Decision);
+        Assert.Equal(new LossDecision(255, 0, true), RoundTrip(new ShardLossDecision(new LossDecision(255, 0, true), 1, 0)).Decision);
+        Assert.Equal((int.MaxValue, int.MaxValue), RoundTrip(new ShardLossDecision(new LossDecision(0, 0, true), int.MaxValue, int.MaxValue)) is var d ? (d.Epoch, d.Part) : default);
         Assert.Equal(new LossDecision(0, int.MaxValue, false), RoundTrip(new ShardLossDecided(new LossDecision(0, int.MaxValue, false))).Decision);
-        var widest = RoundTrip(new ShardPartStart(1, [.. Enumerable.Repeat(TestActor, 256)], [.. Enumerable.Repeat(0, 256)], 0, [.. Enumerable.Repeat(TestActor, 16)], TestActor));
-        Assert.Equal((256, 256, 16, 0), (widest.Workers.Length, widest.RoundsPerWorker.Length, widest.Shards.Length, widest.StepsPerEpoch));
+        var widest = RoundTrip(new ShardPartStart(1, [.. Enumerable.Repeat(TestActor, 256)], [.. Enumerable.Repeat(0, 256)], 0, [.. Enumerable.Repeat(TestActor, 16)], TestActor, int.MaxValue));
+        Assert.Equal((256, 256, 16, 0, int.MaxValue), (widest.Workers.Length, widest.RoundsPerWorker.Length, widest.Shards.Length, widest.StepsPerEpoch, widest.Part));
     }
 }

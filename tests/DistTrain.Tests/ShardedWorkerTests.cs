@@ -138,7 +138,7 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
         var nodes = new ShardNode[shards];
         for (var k = 0; k < shards; k++)
         {
-            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, Sgd, totalEpochs: Epochs));
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, Sgd, totalEpochs: Epochs, TestActor));
             var plane = Sys.ActorOf(ShardDataPlane.Props(plan[k], shards, tokens));
             var listener = DataPlaneListener.Start(0, null);
             _owned.Own(listener);

@@ -10,7 +10,8 @@ namespace DistTrain.Cluster.Actors;
 
 /// <summary>
 /// Starts a part of an epoch at a <see cref="ParameterShardActor"/>: the workers whose slices it takes, their rounds, the
-/// other shards it exchanges gradient norms with, and the loss arbiter whose questions and decisions it takes. The shard
+/// other shards it exchanges gradient norms with, and the loss arbiter whose questions and decisions it takes. A shard takes
+/// it only from the run's owner it was made with (<see cref="ParameterShardActor.Props"/>). The shard
 /// answers by sending every worker its slice of the current weights as round -1 (<see cref="ShardWeights"/>), the weights
 /// round 0 is computed on. Crosses nodes as MessagePack, its actors as their paths (with the node's address under
 /// remoting); decoding refuses a field out of its range.
@@ -27,6 +28,9 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="Arbiter">The run's <see cref="ShardLossArbiter"/>: the only sender whose <see cref="ShardLossQuery"/> the shard
 /// answers and whose <see cref="ShardLossDecision"/> it applies; <see cref="ActorRefs.Nobody"/> for a part in which no lost
 /// worker is decided (every question and decision is then refused).</param>
+/// <param name="Part">Which part of <paramref name="Epoch"/> this is, from 0 (<see cref="StartEpoch.Part"/>). With the epoch it
+/// identifies the part: every <see cref="ShardLossQuery"/> and <see cref="ShardLossDecision"/> names both, and the shard
+/// refuses one of another part.</param>
 [MessagePackObject]
 public sealed record ShardPartStart(
     [property: Key(0)] int Epoch,
@@ -34,7 +38,8 @@ public sealed record ShardPartStart(
     [property: Key(2)] int[] RoundsPerWorker,
     [property: Key(3)] int StepsPerEpoch,
     [property: Key(4)] IActorRef[] Shards,
-    [property: Key(5)] IActorRef Arbiter) : IRangeCheckedMessage
+    [property: Key(5)] IActorRef Arbiter,
+    [property: Key(6)] int Part = 0) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange()
@@ -46,6 +51,7 @@ public sealed record ShardPartStart(
         for (var i = 0; i < RoundsPerWorker.Length; i++)
             if (ShardWire.AtLeast($"RoundsPerWorker[{i}]", RoundsPerWorker[i], 0) is { } rounds) return rounds;
         if (ShardWire.AtLeast(nameof(StepsPerEpoch), StepsPerEpoch, 0) is { } steps) return steps;
+        if (ShardWire.AtLeast(nameof(Part), Part, 0) is { } part) return part;
         return Shards.Length is 0 or > ParameterShards.MaxShards ? $"Shards holds {Shards.Length} shards, outside 1 to {ParameterShards.MaxShards}" : null;
     }
 }
@@ -127,16 +133,23 @@ internal static class ShardWire
 
     /// <summary>A stamp outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> (one per lost worker of a part).</summary>
     public static string? Stamp(int stamp) => Within(nameof(Stamp), stamp, 0, UpdatePolicy.MaxWorkers);
+
+    /// <summary>A part's epoch below 1 or its index below 0.</summary>
+    public static string? PartOf(int epoch, int part) => AtLeast("Epoch", epoch, 1) ?? AtLeast("Part", part, 0);
 }
 
 /// <summary>The coordinator's question to a shard about a lost worker (<see cref="ShardRoundLedger{TReport}.Query"/>); answered with
-/// <see cref="ShardLossAnswer"/>. A shard answers it only from the part's <see cref="ShardPartStart.Arbiter"/>.</summary>
+/// <see cref="ShardLossAnswer"/>. A shard answers it only from the part's <see cref="ShardPartStart.Arbiter"/>, and only about
+/// the part it runs (<see cref="Epoch"/> and <see cref="Part"/>): a late question of an earlier part would make it refuse a
+/// worker's slices in the next.</summary>
 /// <param name="Worker">The lost worker's slot, 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</param>
+/// <param name="Epoch">The 1-based epoch of the part the worker was lost in (<see cref="ShardPartStart.Epoch"/>).</param>
+/// <param name="Part">The index of that part in its epoch, from 0 (<see cref="ShardPartStart.Part"/>).</param>
 [MessagePackObject]
-public sealed record ShardLossQuery([property: Key(0)] int Worker) : IRangeCheckedMessage
+public sealed record ShardLossQuery([property: Key(0)] int Worker, [property: Key(1)] int Epoch, [property: Key(2)] int Part) : IRangeCheckedMessage
 {
     /// <inheritdoc />
-    public string? OutOfRange() => ShardWire.Worker(Worker);
+    public string? OutOfRange() => ShardWire.Worker(Worker) ?? ShardWire.PartOf(Epoch, Part);
 }
 
 /// <summary>A shard's answer to <see cref="ShardLossQuery"/>.</summary>
@@ -150,13 +163,16 @@ public sealed record ShardLossAnswer([property: Key(0)] int Shard, [property: Ke
 }
 
 /// <summary>The decision about a lost worker every shard applies (<see cref="ShardRoundLedger{TReport}.ApplyLoss"/>), from <see cref="ShardLossArbiter"/>;
-/// a shard applies it only from the part's <see cref="ShardPartStart.Arbiter"/>.</summary>
+/// a shard applies it only from the part's <see cref="ShardPartStart.Arbiter"/>, and only to the part it runs
+/// (<see cref="Epoch"/> and <see cref="Part"/>): a late decision of an earlier part would close or redo a round of the next.</summary>
 /// <param name="Decision">The decision: a worker slot 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, a round from 0.</param>
+/// <param name="Epoch">The 1-based epoch of the part the decision is about (<see cref="ShardPartStart.Epoch"/>).</param>
+/// <param name="Part">The index of that part in its epoch, from 0 (<see cref="ShardPartStart.Part"/>).</param>
 [MessagePackObject]
-public sealed record ShardLossDecision([property: Key(0)] LossDecision Decision) : IRangeCheckedMessage
+public sealed record ShardLossDecision([property: Key(0)] LossDecision Decision, [property: Key(1)] int Epoch, [property: Key(2)] int Part) : IRangeCheckedMessage
 {
     /// <inheritdoc />
-    public string? OutOfRange() => ShardWire.Decision(Decision);
+    public string? OutOfRange() => ShardWire.Decision(Decision) ?? ShardWire.PartOf(Epoch, Part);
 }
 
 /// <summary>
@@ -183,7 +199,7 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 /// weights and its optimizer state, takes the workers' slices of every gradient straight from the workers (refusing, with a warning naming the reason, a
 /// slice of another epoch, sender or length, or one computed on another version than the weights it sent for the round, a part
 /// of the gradient's norm from any actor but the shard of this run whose index it claims, and a loss question or decision from any
-/// actor but the part's loss arbiter), and follows a
+/// actor but the part's loss arbiter, and a part's start from any actor but the run's owner it was made with), and follows a
 /// <see cref="ShardRoundLedger{TReport}"/> to know when a round closes and what a lost worker's decision undoes.
 /// </summary>
 /// <remarks>
@@ -212,6 +228,7 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 public sealed class ParameterShardActor : ReceiveActor
 {
     private readonly ParameterShard _shard;
+    private readonly IActorRef _owner;
     private readonly ServerModel _model;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly float[] _heldWeights;
@@ -237,12 +254,18 @@ public sealed class ParameterShardActor : ReceiveActor
 
     /// <summary>Creates the shard over its slice of the starting weights; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="shard"/> does not lie within <paramref name="wholeWeights"/>' report prefix.</exception>
+    /// <exception cref="ArgumentException"><paramref name="owner"/> is <see cref="ActorRefs.Nobody"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">As <see cref="ServerModel"/>.</exception>
-    public ParameterShardActor(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs)
+    public ParameterShardActor(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs, IActorRef owner)
     {
         ArgumentNullException.ThrowIfNull(shard);
         ArgumentNullException.ThrowIfNull(wholeWeights);
         ArgumentNullException.ThrowIfNull(optimizer);
+        ArgumentNullException.ThrowIfNull(owner);
+        if (owner.IsNobody())
+            throw new ArgumentException($"Shard {shard.Index} needs the actor that starts its parts (the coordinator) as its owner; Nobody " +
+                "would leave it refusing every part's start.", nameof(owner));
+        _owner = owner;
         if (shard.Start < 0 || shard.End > wholeWeights.Layout.WorkerReportLength || shard.Length <= 0)
             throw new ArgumentException($"Shard {shard.Index} covers [{shard.Start}, {shard.End}), outside the model's report prefix [0, " +
                 $"{wholeWeights.Layout.WorkerReportLength}): make the shard with ParameterShards.Plan of this model's layout.", nameof(shard));
@@ -268,11 +291,26 @@ public sealed class ParameterShardActor : ReceiveActor
     /// <param name="wholeWeights">The whole model's starting weights (version 0); the shard copies its slice.</param>
     /// <param name="optimizer">Update rule, regularization, clipping and learning-rate schedule, as for one server.</param>
     /// <param name="totalEpochs">Epochs of the run, which the schedule spans.</param>
-    public static Props Props(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs) =>
-        Akka.Actor.Props.Create(() => new ParameterShardActor(shard, wholeWeights, optimizer, totalEpochs));
+    /// <param name="owner">The run's owner: the only actor whose <see cref="ShardPartStart"/> the shard takes (the coordinator,
+    /// which starts every part). A part's start resets the ledger, the workers, the other shards and the loss arbiter, so one
+    /// from any other actor is refused with a warning naming its sender, and nothing changes. The owner is fixed when the
+    /// shard is made rather than taken from the first part's start because the coordinator makes the shards (or has their
+    /// nodes make them) before it starts any part, so it knows itself then; and on a node of its own a fresh shard is
+    /// reachable by every member of the cluster, so the first start to arrive could be anyone's (a forged one, or one of
+    /// an earlier run's coordinator), and would own the run. A takeover starts the shards anew with the new coordinator
+    /// as their owner (docs/architecture.md, "Where the shards run"), so a shard's owner never changes.</param>
+    /// <exception cref="ArgumentException"><paramref name="owner"/> is <see cref="ActorRefs.Nobody"/> (when the props are used).</exception>
+    public static Props Props(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs, IActorRef owner) =>
+        Akka.Actor.Props.Create(() => new ParameterShardActor(shard, wholeWeights, optimizer, totalEpochs, owner));
 
     private void OnPartStart(ShardPartStart start)
     {
+        // A part's start resets everything the shard acts on: it counts only from the run's owner.
+        if (!Sender.Equals(_owner))
+        {
+            _log.Warning("Shard {0}: a part's start of epoch {1} is not taken: it came from {2}, not from the run's owner {3}. Ignored.", _shard.Index, start.Epoch, Sender.Path, _owner.Path);
+            return;
+        }
         if (start.Workers.Length != start.RoundsPerWorker.Length || start.Workers.Length is 0 or > UpdatePolicy.MaxWorkers)
         {
             _log.Warning("Shard {0}: a part of epoch {1} names {2} workers and {3} round counts; they must match and be 1..{4}. Ignored.",
@@ -286,7 +324,7 @@ public sealed class ParameterShardActor : ReceiveActor
             return;
         }
         _ledger = new ShardRoundLedger<GradientComputed>(start.RoundsPerWorker);
-        _part = new EpochPart(start.Epoch, [.. start.Workers.Select(w => !w.IsNobody())], start.RoundsPerWorker, 0, start.StepsPerEpoch, false);
+        _part = new EpochPart(start.Epoch, [.. start.Workers.Select(w => !w.IsNobody())], start.RoundsPerWorker, 0, start.StepsPerEpoch, false, start.Part);
         _workers = start.Workers;
         _receivers = (IActorRef[])start.Workers.Clone();
         _shards = start.Shards;
@@ -333,6 +371,11 @@ public sealed class ParameterShardActor : ReceiveActor
             _log.Warning("Shard {0}: a question about lost worker {1} is not answered: {2}.", _shard.Index, query.Worker, notFromArbiter);
             return;
         }
+        if (OtherPart(query.Epoch, query.Part) is { } otherPart)
+        {
+            _log.Warning("Shard {0}: a question about lost worker {1} is not answered: {2}.", _shard.Index, query.Worker, otherPart);
+            return;
+        }
         if (_ledger is null || query.Worker < 0 || query.Worker >= _workers.Length)
         {
             _log.Warning("Shard {0}: asked about lost worker {1}, but {2}. Not answered.", _shard.Index, query.Worker,
@@ -350,6 +393,11 @@ public sealed class ParameterShardActor : ReceiveActor
             _log.Warning("Shard {0}: a decision about worker {1} in round {2} is not applied: {3}.", _shard.Index, decision.Worker, decision.Round, notFromArbiter);
             return;
         }
+        if (OtherPart(message.Epoch, message.Part) is { } otherPart)
+        {
+            _log.Warning("Shard {0}: a decision about worker {1} in round {2} is not applied: {3}.", _shard.Index, decision.Worker, decision.Round, otherPart);
+            return;
+        }
         if (_ledger is null || decision.Worker < 0 || decision.Worker >= _workers.Length)
         {
             _log.Warning("Shard {0}: a decision about worker {1}, but {2}. Ignored.", _shard.Index, decision.Worker,
@@ -361,6 +409,12 @@ public sealed class ParameterShardActor : ReceiveActor
         _receivers[decision.Worker] = ActorRefs.Nobody; // it gets nothing more
         Act(action);
     }
+
+    /// <summary>Why a loss question or decision of <paramref name="epoch"/>'s part <paramref name="part"/> is not about the part
+    /// the shard runs (a late one of an earlier part, or one of a part not started here), else null.</summary>
+    private string? OtherPart(int epoch, int part) =>
+        _part is null || (epoch == _part.Epoch && part == _part.Part) ? null // before any part: refused as such
+        : $"it is about epoch {epoch} part {part}, and this shard runs epoch {_part.Epoch} part {_part.Part}";
 
     /// <summary>Why a loss question or decision is not taken from its sender (it is not the part's arbiter), else null.</summary>
     private string? NotFromArbiter() =>

@@ -21,6 +21,9 @@ public sealed record ShardLossDecided([property: Key(0)] LossDecision Decision) 
 /// (<see cref="ShardLossQuery"/>), forms <see cref="LossDecision.From"/> of the K answers, and sends the decision to every
 /// shard (<see cref="ShardLossDecision"/>), then to the loss's reporter (<see cref="ShardLossDecided"/>). The part's start names
 /// it to every shard (<see cref="ShardPartStart.Arbiter"/>), and a shard takes questions and decisions from no other actor.
+/// It takes a <see cref="WorkerLost"/> only from the run's owner it is made with (the coordinator, which learns of lost
+/// workers and starts the parts): a loss is a decision to drop a worker's slices, so one from any other actor is refused with
+/// a warning naming the sender.
 /// </summary>
 /// <remarks>
 /// Decisions are made one at a time, in the order the losses came, so every shard applies them in one order (the
@@ -30,23 +33,36 @@ public sealed record ShardLossDecided([property: Key(0)] LossDecision Decision) 
 public sealed class ShardLossArbiter : ReceiveActor
 {
     private readonly IActorRef[] _shards;
+    private readonly IActorRef _owner;
     private readonly int _workerSlots;
+    private readonly int _epoch;
+    private readonly int _part;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Queue<(int Worker, IActorRef ReportedBy)> _losses = new();
     private readonly HashSet<int> _reported = [];
     private (int Worker, IActorRef ReportedBy, LossAnswer?[] Answers)? _asking;
 
     /// <summary>Creates the arbiter; see <see cref="Props"/>.</summary>
-    /// <exception cref="ArgumentException">No shards, or a worker slot count outside 1..<see cref="UpdatePolicy.MaxWorkers"/>.</exception>
-    public ShardLossArbiter(IActorRef[] shards, int workerSlots)
+    /// <exception cref="ArgumentException">No shards, a worker slot count outside 1..<see cref="UpdatePolicy.MaxWorkers"/>, an
+    /// epoch below 1, a part below 0, or an owner that is <see cref="ActorRefs.Nobody"/>.</exception>
+    public ShardLossArbiter(IActorRef[] shards, int workerSlots, int epoch, int part, IActorRef owner)
     {
         ArgumentNullException.ThrowIfNull(shards);
+        ArgumentNullException.ThrowIfNull(owner);
+        if (owner.IsNobody())
+            throw new ArgumentException("The loss arbiter needs the actor that reports lost workers (the coordinator) as its owner; Nobody would leave " +
+                "it refusing every loss.", nameof(owner));
+        _owner = owner;
         if (shards.Length is 0 or > ParameterShards.MaxShards)
             throw new ArgumentException($"A loss decision needs 1 to {ParameterShards.MaxShards} shards' answers; {shards.Length} shards were given.", nameof(shards));
         if (workerSlots is < 1 or > UpdatePolicy.MaxWorkers)
             throw new ArgumentException($"{workerSlots} worker slots: allowed 1 to {UpdatePolicy.MaxWorkers}.", nameof(workerSlots));
+        if (ShardWire.PartOf(epoch, part) is { } badPart)
+            throw new ArgumentException($"A loss decision is about one part of an epoch: {badPart}.", epoch < 1 ? nameof(epoch) : nameof(part));
         _shards = (IActorRef[])shards.Clone();
         _workerSlots = workerSlots;
+        _epoch = epoch;
+        _part = part;
         Receive<WorkerLost>(OnLost);
         Receive<ShardLossAnswer>(OnAnswer);
     }
@@ -54,13 +70,26 @@ public sealed class ShardLossArbiter : ReceiveActor
     /// <summary>Props of an arbiter over <paramref name="shards"/> (by shard index) for a part of <paramref name="workerSlots"/> worker slots.</summary>
     /// <param name="shards">Every shard, by shard index.</param>
     /// <param name="workerSlots">The worker slots of the part the shards run.</param>
-    public static Props Props(IActorRef[] shards, int workerSlots) => Akka.Actor.Props.Create(() => new ShardLossArbiter(shards, workerSlots));
+    /// <param name="epoch">The part's 1-based epoch (<see cref="ShardPartStart.Epoch"/>): every question and decision names it.</param>
+    /// <param name="part">The part's index in its epoch, from 0 (<see cref="ShardPartStart.Part"/>): every question and decision names it.</param>
+    /// <param name="owner">The run's owner: the only actor whose <see cref="WorkerLost"/> the arbiter takes, and the one that gets
+    /// each <see cref="ShardLossDecided"/>: the coordinator, which learns of lost workers from the membership and starts the
+    /// parts (the owner the shards are made with, <see cref="ParameterShardActor.Props"/>).</param>
+    public static Props Props(IActorRef[] shards, int workerSlots, int epoch, int part, IActorRef owner) =>
+        Akka.Actor.Props.Create(() => new ShardLossArbiter(shards, workerSlots, epoch, part, owner));
 
     private void OnLost(WorkerLost lost)
     {
+        // Taken, a loss makes every shard refuse the worker's slices and may close a round without them.
+        if (!Sender.Equals(_owner))
+        {
+            _log.Warning("Worker {0} reported lost by {1}, not by the run's owner {2}, which alone reports lost workers. Ignored.", lost.WorkerIndex,
+                Sender.Path, _owner.Path);
+            return;
+        }
         if (lost.WorkerIndex < 0 || lost.WorkerIndex >= _workerSlots)
         {
-            _log.Error("Worker {0} reported lost, but the worker slots are 0 to {1}. Ignored.", lost.WorkerIndex, _workerSlots - 1);
+            _log.Warning("Worker {0} reported lost, but the worker slots are 0 to {1}. Ignored.", lost.WorkerIndex, _workerSlots - 1);
             return;
         }
         if (!_reported.Add(lost.WorkerIndex))
@@ -77,7 +106,7 @@ public sealed class ShardLossArbiter : ReceiveActor
         if (_asking is not null || _losses.Count == 0) return;
         var (worker, reportedBy) = _losses.Dequeue();
         _asking = (worker, reportedBy, new LossAnswer?[_shards.Length]);
-        foreach (var shard in _shards) shard.Tell(new ShardLossQuery(worker));
+        foreach (var shard in _shards) shard.Tell(new ShardLossQuery(worker, _epoch, _part));
     }
 
     private void OnAnswer(ShardLossAnswer answer)
@@ -92,7 +121,7 @@ public sealed class ShardLossArbiter : ReceiveActor
         if (asking.Answers.Any(a => a is null)) return;
         var decision = LossDecision.From([.. asking.Answers.Select(a => a!.Value)]);
         _log.Info("Worker {0} lost: round {1} {2} its slice at every shard.", decision.Worker, decision.Round, decision.Keep ? "keeps" : "is closed without");
-        foreach (var shard in _shards) shard.Tell(new ShardLossDecision(decision));
+        foreach (var shard in _shards) shard.Tell(new ShardLossDecision(decision, _epoch, _part));
         asking.ReportedBy.Tell(new ShardLossDecided(decision));
         _asking = null;
         AskNext();

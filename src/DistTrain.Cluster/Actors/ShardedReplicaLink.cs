@@ -27,17 +27,26 @@ public sealed class ShardedReplicaLink
     /// <summary>Creates the link of a worker that starts each part waiting for the part's starting weights (round -1).</summary>
     /// <param name="wholeWeights">The whole model's starting weights: the frozen tensors, which no shard holds, are taken from them (copied).</param>
     /// <param name="shards">The shards, by shard index; their count is the K of <see cref="ParameterShards.Plan"/>.</param>
-    /// <exception cref="ArgumentOutOfRangeException">As <see cref="ParameterShards.Plan"/> for <c>shards.Length</c>.</exception>
-    public ShardedReplicaLink(ParameterVector wholeWeights, IActorRef[] shards)
+    /// <param name="worker">The worker's slot, 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1: every error of the link names it
+    /// (<see cref="Worker"/>), so a job that fails on shards out of step says which worker found them.</param>
+    /// <exception cref="ArgumentOutOfRangeException">As <see cref="ParameterShards.Plan"/> for <c>shards.Length</c>; <paramref name="worker"/>
+    /// outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</exception>
+    public ShardedReplicaLink(ParameterVector wholeWeights, IActorRef[] shards, int worker)
     {
         ArgumentNullException.ThrowIfNull(wholeWeights);
         ArgumentNullException.ThrowIfNull(shards);
+        if (worker is < 0 or >= UpdatePolicy.MaxWorkers)
+            throw new ArgumentOutOfRangeException(nameof(worker), worker, $"A worker slot is 0 to {UpdatePolicy.MaxWorkers - 1}.");
+        Worker = worker;
         _plan = ParameterShards.Plan(wholeWeights.Layout, shards.Length);
         _shards = (IActorRef[])shards.Clone();
         _pending = new ShardWeights?[shards.Length];
         _weights = (float[])wholeWeights.Values.Clone();
         AwaitedRound = -1;
     }
+
+    /// <summary>The worker's slot, which the link's errors name.</summary>
+    public int Worker { get; }
 
     /// <summary>The slices the reports are cut into, by shard index.</summary>
     public IReadOnlyList<ParameterShard> Plan => _plan;
@@ -107,18 +116,19 @@ public sealed class ShardedReplicaLink
     /// </summary>
     /// <returns>True when <see cref="Weights"/> now holds the awaited round's whole weights; false when the result is of
     /// another round (ignored) or the round is not complete yet.</returns>
-    /// <exception cref="ArgumentException">The result's shard index is not one of the link's, or its slice is not that shard's length.</exception>
+    /// <exception cref="ArgumentException">The result's shard index is not one of the link's, or its slice is not that shard's
+    /// length (the message names the worker's slot).</exception>
     /// <exception cref="InvalidOperationException">The result completes a round and stamp whose K results are of different
-    /// epochs (the shards run different parts; the message names every shard's epoch) or carry different versions (the
-    /// shards are out of step; the message names every shard's version). Nothing is put together: <see cref="Weights"/>,
+    /// epochs (the shards run different parts; the message names the worker's slot and every shard's epoch) or carry different
+    /// versions (the shards are out of step; the message names the worker's slot and every shard's version). Nothing is put together: <see cref="Weights"/>,
     /// <see cref="Version"/> and <see cref="AwaitedRound"/> keep their values.</exception>
     public bool Offer(ShardWeights result)
     {
         ArgumentNullException.ThrowIfNull(result);
         if (result.Shard < 0 || result.Shard >= _plan.Length)
-            throw new ArgumentException($"A result from shard {result.Shard}; this worker's link has shards 0 to {_plan.Length - 1}.", nameof(result));
+            throw new ArgumentException($"Worker {Worker}: a result from shard {result.Shard}; this worker's link has shards 0 to {_plan.Length - 1}.", nameof(result));
         if (result.Weights.Length != _plan[result.Shard].Length)
-            throw new ArgumentException($"Shard {result.Shard}'s result holds {result.Weights.Length} values; its slice has {_plan[result.Shard].Length}: " +
+            throw new ArgumentException($"Worker {Worker}: shard {result.Shard}'s result holds {result.Weights.Length} values; its slice has {_plan[result.Shard].Length}: " +
                 "the shards and the workers cut the model differently.", nameof(result));
         if (result.Round != AwaitedRound) return false;
         // A later result of a shard for the same round (a redone step, with a higher stamp) replaces its earlier one.
@@ -129,14 +139,14 @@ public sealed class ShardedReplicaLink
         // The shards run one part at a time: results of one round and stamp of different epochs are of different parts (a
         // shard that missed a part's start, or a result left over from the last part), and their slices of different steps.
         if (_pending.Any(p => p!.Epoch != _pending[0]!.Epoch))
-            throw new InvalidOperationException($"The shards' results of round {result.Round} stamp {stamp} are of different epochs " +
+            throw new InvalidOperationException($"Worker {Worker}: the shards' results of round {result.Round} stamp {stamp} are of different epochs " +
                 $"({string.Join(", ", _pending.Select(p => $"shard {p!.Shard}: epoch {p.Epoch}"))}): the shards are running different parts, and " +
                 "their slices are of different steps, so no weights were put together from them. Every shard must get the same part's start " +
                 "before the workers send it slices of that part.");
         // Every shard steps once per round, so one round and stamp is one version at every shard; results of one round and
         // stamp at different versions mean the shards are out of step, and their slices are of different steps.
         if (_pending.Any(p => p!.Version != _pending[0]!.Version))
-            throw new InvalidOperationException($"The shards' results of epoch {result.Epoch} round {result.Round} stamp {stamp} carry different " +
+            throw new InvalidOperationException($"Worker {Worker}: the shards' results of epoch {result.Epoch} round {result.Round} stamp {stamp} carry different " +
                 $"versions ({string.Join(", ", _pending.Select(p => $"shard {p!.Shard}: version {p.Version}"))}): the shards are out of step, and " +
                 "their slices are of different steps, so no weights were put together from them. The shards must start from the same weights " +
                 "and version and get every part, slice and loss decision of the run.");

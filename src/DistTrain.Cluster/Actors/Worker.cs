@@ -144,7 +144,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         _shardLinks = [.. servers.Plan.Select(shard => Context.Watch(Context.ActorOf(DataPlane.ParameterServerLink.ForShard(servers.Endpoints[shard.Index].Host,
             servers.Endpoints[shard.Index].Port, _workerIndex, Self, shard, servers.Count, servers.WorkerToken, servers.Certificates, reportClosure: true, servers.ConnectTimeout),
             $"shard-{shard.Index}")))];
-        _sharded = new ShardedReplicaLink(servers.StartingWeights, _shardLinks);
+        _sharded = new ShardedReplicaLink(servers.StartingWeights, _shardLinks, _workerIndex);
         _assembled = new WeightsUpdated(0, 0, 0, _sharded.Weights);
         _movedOn = new bool[servers.Count];
     }

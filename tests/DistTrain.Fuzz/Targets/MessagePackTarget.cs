@@ -95,10 +95,10 @@ public sealed class MessagePackTarget : IDisposable
                     new WeightsSnapshot(b, f), new RegisterWorker(a, s, s, a % 2 == 0, s), new WorkerAccepted(a, s, a, a, s),
                     new RegistrationRefused(s), new WorkerReady(a, actor), new JobFinished(a % 2 == 0, s), new CheckpointSaved(s, b, a, a, b, c),
                     new WorkerLost(a), new WorkerRemoved(a, a), new AddWorker(actor, a),
-                    new ShardWeightsHeader(a % 16, a + 1, a - 1, a % 257, b, a + 1), new ShardLossQuery(a % 256),
-                    new ShardLossAnswer(a % 16, new LossAnswer(a % 256, a, a % 2 == 0)), new ShardLossDecision(new LossDecision(a % 256, a, a % 2 == 0)),
+                    new ShardWeightsHeader(a % 16, a + 1, a - 1, a % 257, b, a + 1), new ShardLossQuery(a % 256, a + 1, a % 3),
+                    new ShardLossAnswer(a % 16, new LossAnswer(a % 256, a, a % 2 == 0)), new ShardLossDecision(new LossDecision(a % 256, a, a % 2 == 0), a + 1, a % 3),
                     new ShardNormShare(a % 16, a, a % 257, Math.Abs(c)),
-                    new ShardPartStart(a + 1, [actor, actor], [a, a + 1], a, [actor], actor), new ShardLossDecided(new LossDecision(a % 256, a, a % 2 == 0)),
+                    new ShardPartStart(a + 1, [actor, actor], [a, a + 1], a, [actor], actor, a % 3), new ShardLossDecided(new LossDecision(a % 256, a, a % 2 == 0)),
                 ];
                 var message = messages[pick % messages.Length];
                 var index = Array.IndexOf(_types, message.GetType());
