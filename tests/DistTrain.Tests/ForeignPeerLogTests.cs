@@ -13,9 +13,11 @@ namespace DistTrain.Tests;
 /// </summary>
 public class ForeignPeerLogTests
 {
-    /// <summary>A worker whose seed is a loopback listener that answers every connection with an HTTP response.</summary>
-    [Fact]
-    public async Task A_seed_where_an_http_server_listens_is_named_once_as_not_a_DistTrain_node_without_hex_dumps()
+    /// <summary>
+    /// Runs <paramref name="body"/> with the port of a loopback listener that answers every connection with an HTTP
+    /// response, then stops the listener.
+    /// </summary>
+    private static async Task WithHttpSeedAsync(Func<int, Task> body)
     {
         using var server = new TcpListener(IPAddress.Loopback, 0);
         server.Start();
@@ -33,25 +35,7 @@ public class ForeignPeerLogTests
         });
         try
         {
-            using var process = new DistTrainProcess(["node", "--role", "worker", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
-                new Dictionary<string, string>
-                {
-                    ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
-                    ["DISTTRAIN_Cluster__Port"] = "0", ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "12",
-                    ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
-                });
-            await process.AssertExitAsync(1, TimeSpan.FromSeconds(120));
-
-            var line = $"The peer at 127.0.0.1:{port} is not a DistTrain node: it does not speak Akka.Remote's protocol (what it sent is not an Akka.Remote frame). " +
-                       "If it is in Cluster:SeedNodes, give there the host and Cluster:Port of a parameter-server node (not its Cluster:DataPort or Metrics:Port, " +
-                       "nor another program's port), and the same Cluster:Tls on every node.";
-            Assert.Single(process.Output.Split('\n'), l => l.Contains(line, StringComparison.Ordinal));
-            Assert.DoesNotContain("TooLongFrameException", process.Output);
-            Assert.DoesNotContain("Error caught channel", process.Output);
-            Assert.Contains("No parameter server accepted this worker within 12 s.", process.Output);
-            // The last line alone says why: it names the peer (with TLS off it did not).
-            Assert.Contains($"No parameter server accepted this worker within 12 s. The peer at 127.0.0.1:{port} (what it sent is not an Akka.Remote frame) " +
-                "did not answer as a DistTrain node", process.Output);
+            await body(port);
         }
         finally
         {
@@ -60,6 +44,55 @@ public class ForeignPeerLogTests
             await Task.WhenAny(serving, Task.Delay(5000));
         }
     }
+
+    /// <summary>A worker whose seed is a loopback listener that answers every connection with an HTTP response.</summary>
+    [Fact]
+    public Task A_seed_where_an_http_server_listens_is_named_once_as_not_a_DistTrain_node_without_hex_dumps() => WithHttpSeedAsync(async port =>
+    {
+        using var process = new DistTrainProcess(["node", "--role", "worker", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
+            new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                ["DISTTRAIN_Cluster__Port"] = "0", ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "12",
+                ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
+            });
+        await process.AssertExitAsync(1, TimeSpan.FromSeconds(120));
+
+        var line = $"The peer at 127.0.0.1:{port} is not a DistTrain node: it does not speak Akka.Remote's protocol (what it sent is not an Akka.Remote frame). " +
+                   "If it is in Cluster:SeedNodes, give there the host and Cluster:Port of a parameter-server node (not its Cluster:DataPort or Metrics:Port, " +
+                   "nor another program's port), and the same Cluster:Tls on every node.";
+        Assert.Single(process.Output.Split('\n'), l => l.Contains(line, StringComparison.Ordinal));
+        Assert.DoesNotContain("TooLongFrameException", process.Output);
+        Assert.DoesNotContain("Error caught channel", process.Output);
+        Assert.Contains("No parameter server accepted this worker within 12 s.", process.Output);
+        // The last line alone says why: it names the peer (with TLS off it did not).
+        Assert.Contains($"No parameter server accepted this worker within 12 s. The peer at 127.0.0.1:{port} (what it sent is not an Akka.Remote frame) " +
+            "did not answer as a DistTrain node", process.Output);
+    });
+
+    /// <summary>
+    /// A standby parameter-server node whose seed is where an HTTP server listens: its join-timeout line named the seed and
+    /// the fix for a standby, but not what answered there, which only the warning before it said (a worker's line names it).
+    /// It now names the peer as a worker's does.
+    /// </summary>
+    [Fact]
+    public Task A_standby_parameter_servers_join_timeout_names_a_seed_that_is_not_a_DistTrain_node() => WithHttpSeedAsync(async port =>
+    {
+        var ports = TestPorts.Free(2);
+        using var process = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
+            new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                ["DISTTRAIN_Cluster__Port"] = $"{ports[0]}", ["DISTTRAIN_Cluster__DataPort"] = $"{ports[1]}", ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "12",
+                ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
+            });
+        await process.AssertExitAsync(1, TimeSpan.FromSeconds(120));
+
+        var last = process.Output.Split('\n').Last(l => l.Contains("could not join the cluster within 12 s", StringComparison.Ordinal));
+        Assert.Contains($"no node at its seed akka.tcp://disttrain@127.0.0.1:{port} (Cluster:SeedNodes) let it in. The peer at 127.0.0.1:{port} " +
+            "(what it sent is not an Akka.Remote frame) did not answer as a DistTrain node: give Cluster:SeedNodes the host and Cluster:Port of a " +
+            "parameter-server node. Its own address, ", last);
+    });
 
     /// <summary>
     /// A seed that accepts the TCP connection and never sends a byte (another program, or a node with Cluster:Tls off), dialled
@@ -167,6 +200,16 @@ public class ForeignPeerLogTests
         // No peer warned about: the line is as before.
         Assert.Equal(DistTrain.Cluster.Actors.WorkerAgent.NotAccepted(12, []),
             DistTrain.Cluster.Actors.WorkerAgent.AfterSeedLookup(accepted: false, round: 1, currentRound: 1, 12, [], new ForeignPeerLogFilter().Named));
+        // A parameter-server node that could not join (a standby) names them in the same words, after the seeds that do not resolve.
+        SeedHosts.Unresolved[] gone = [new("akka.tcp://disttrain@gone:4053", "gone", "Name or service not known")];
+        Assert.Contains("(Cluster:SeedNodes) let it in. Its seed akka.tcp://disttrain@gone:4053 (Cluster:SeedNodes) does not resolve on this machine ('gone': " +
+            "Name or service not known): give the parameter server's address, or a host name this machine resolves. The peer at 127.0.0.1:25341 (what it " +
+            "sent is not an Akka.Remote frame) did not answer as a DistTrain node: give Cluster:SeedNodes the host and Cluster:Port of a parameter-server " +
+            "node. Its own address, akka.tcp://disttrain@10.0.0.7:4053, is not the first seed",
+            ClusterNode.NotJoined(12, ["akka.tcp://disttrain@gone:4053", "akka.tcp://disttrain@127.0.0.1:25341"], "akka.tcp://disttrain@10.0.0.7:4053", 4053,
+                gone, filter.Named));
+        Assert.Equal(ClusterNode.NotJoined(12, ["akka.tcp://disttrain@gone:4053"], "akka.tcp://disttrain@10.0.0.7:4053", 4053, gone),
+            ClusterNode.NotJoined(12, ["akka.tcp://disttrain@gone:4053"], "akka.tcp://disttrain@10.0.0.7:4053", 4053, gone, new ForeignPeerLogFilter().Named));
     }
 
     /// <summary>Akka.Remote's PDU decoding failure (an internal type of Akka.Remote).</summary>

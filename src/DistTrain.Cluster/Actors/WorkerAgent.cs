@@ -202,7 +202,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>), named after the
     /// unresolved seeds so that the message alone says why; none when null.</param>
     internal static string NotAccepted(double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved, IReadOnlyList<string>? foreign = null) =>
-        $"No parameter server accepted this worker within {seconds:F0} s. {SeedHosts.Sentence(unresolved)}{ForeignPeerLogFilter.Sentence(foreign ?? [])}" +
+        $"No parameter server accepted this worker within {seconds:F0} s. {SeedHosts.JoinCauses(unresolved, foreign)}" +
         "Check Cluster:SeedNodes, that the parameter " +
         "server node runs, and that Cluster:Tls is the same on every node.";
 

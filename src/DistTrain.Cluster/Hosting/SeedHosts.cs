@@ -50,6 +50,17 @@ internal static class SeedHosts
     }
 
     /// <summary>
+    /// What a node whose join timed out found wrong with its seeds, for its join-timeout message (a worker's and a
+    /// parameter-server node's alike): the seeds whose host does not resolve (<see cref="Sentence"/>), then the peers found
+    /// not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Sentence"/>), each sentence followed by a space; empty when
+    /// neither found any.
+    /// </summary>
+    /// <param name="unresolved">From <see cref="Of"/>.</param>
+    /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>); none when null.</param>
+    internal static string JoinCauses(IReadOnlyList<Unresolved> unresolved, IReadOnlyList<string>? foreign) =>
+        Sentence(unresolved) + ForeignPeerLogFilter.Sentence(foreign ?? []);
+
+    /// <summary>
     /// A sentence naming <paramref name="unresolved"/> (each seed, its host and the resolver's answer) and the fix, followed
     /// by a space; empty when there are none.
     /// </summary>
