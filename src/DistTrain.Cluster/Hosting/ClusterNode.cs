@@ -392,8 +392,9 @@ public static class ClusterNode
             if (Volatile.Read(ref up) || cluster.IsTerminated) return;
             // Off the scheduler's thread: the seeds' hosts are looked up (SeedHosts.Of), which can take seconds without a DNS server.
             string[] seeds = [.. options.SeedNodes.Select(security.SeedAddress)];
+            var member = cluster.State.Members.Any(m => m.UniqueAddress.Equals(cluster.SelfUniqueAddress));
             _ = Task.Run(() => completion.TrySetException(new TimeoutException(NotJoined(options.JoinTimeoutSeconds, seeds, cluster.SelfAddress.ToString(),
-                options.Port, SeedHosts.Of(seeds), ForeignPeerLogFilter.Of(system)?.Named))));
+                options.Port, SeedHosts.Of(seeds), ForeignPeerLogFilter.Of(system)?.Named, member ? [] : SilentSeeds.Connected(seeds)))));
         });
     }
 
@@ -412,8 +413,10 @@ public static class ClusterNode
     /// right after the seeds; none when null.</param>
     /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>), named after the
     /// unresolved seeds as in a worker's join-timeout message (<see cref="SeedHosts.JoinCauses"/>); none when null.</param>
+    /// <param name="silent">The seeds that accepted this node's connection and never answered it (<see cref="SilentSeeds.Connected"/>),
+    /// named last; none when null.</param>
     internal static string NotJoined(double seconds, IReadOnlyList<string> seeds, string self, int port, IReadOnlyList<SeedHosts.Unresolved>? unresolved = null,
-        IReadOnlyList<string>? foreign = null)
+        IReadOnlyList<string>? foreign = null, IReadOnlyList<string>? silent = null)
     {
         static Address? Parse(string address)
         {
@@ -433,7 +436,7 @@ public static class ClusterNode
               "for the node itself only when it is the node's address as written."
             : "";
         return $"This parameter-server node could not join the cluster within {seconds:F0} s (Cluster:JoinTimeoutSeconds): no node at " +
-            $"{(seeds.Count == 1 ? "its seed" : "its seeds")} {string.Join(", ", seeds)} (Cluster:SeedNodes) let it in. {SeedHosts.JoinCauses(unresolved ?? [], foreign)}" +
+            $"{(seeds.Count == 1 ? "its seed" : "its seeds")} {string.Join(", ", seeds)} (Cluster:SeedNodes) let it in. {SeedHosts.JoinCauses(unresolved ?? [], foreign, silent, seconds)}" +
             $"Its own address, {self}, is not the " +
             "first seed, so it starts no cluster of its own: it joins one through the seeds." + itself + " If this is the active parameter " +
             $"server (the first node started), list its own address first: DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:{port}, " +
