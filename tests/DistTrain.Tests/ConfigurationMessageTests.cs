@@ -129,6 +129,45 @@ public class ConfigurationMessageTests
             Problems("""{ "Cluster": { "SeedNodes": ["akka.tcp://disttrain@ps:4053"] }, """ + Mlp[1..], new() { ["DISTTRAIN_Cluster__SeedNodes__1"] = "localhost:4053" }));
     }
 
+    /// <summary>
+    /// A seed whose port is empty, missing, out of 1 to 65535 or not a number, or whose host is empty, is refused with the
+    /// key, the value and the fix: an empty port (<c>akka.tcp://disttrain@127.0.0.1:</c>, what a script writes from an unset
+    /// port variable) or none passed the check, and Akka.Remote dialled port -1 until the join timed out (exit code 1, no
+    /// word of the seed); a port out of range, not a number, or no host stopped the node with an internal error.
+    /// </summary>
+    [Theory]
+    [InlineData("akka.tcp://disttrain@127.0.0.1:", "is not a DistTrain node address: its port after '127.0.0.1:' is empty; expected akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port (4053 by default).")]
+    [InlineData("akka.tcp://disttrain@127.0.0.1", "is not a DistTrain node address: it has no port; expected akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port (4053 by default).")]
+    [InlineData("akka.ssl.tcp://disttrain@ps", "is not a DistTrain node address: it has no port; expected akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port (4053 by default).")]
+    [InlineData("akka.tcp://disttrain@127.0.0.1:70000", "is not a DistTrain node address: its port 70000 is out of range (allowed 1 to 65535); expected akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port (4053 by default).")]
+    [InlineData("akka.tcp://disttrain@127.0.0.1:0", "is not a DistTrain node address: its port 0 is out of range (allowed 1 to 65535); expected akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port (4053 by default).")]
+    [InlineData("akka.tcp://disttrain@127.0.0.1:99999999999", "is not a DistTrain node address: its port 99999999999 is out of range (allowed 1 to 65535); expected akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port (4053 by default).")]
+    [InlineData("akka.tcp://disttrain@127.0.0.1:-1", "is not a DistTrain node address: its port '-1' is not a whole number; expected akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port (4053 by default).")]
+    [InlineData("akka.tcp://disttrain@ps:abc", "is not a DistTrain node address: its port 'abc' is not a whole number; expected akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port (4053 by default).")]
+    [InlineData("akka.tcp://disttrain@:4053", "is not a DistTrain node address: it has no host before the port; expected akka.tcp://disttrain@HOST:PORT, HOST being the parameter server's address (its Cluster:PublicHostname).")]
+    [InlineData("akka.tcp://disttrain@[::1", "is not a DistTrain node address: its IPv6 host has no closing ']'; expected akka.tcp://disttrain@HOST:PORT, such as akka.tcp://disttrain@[::1]:4053.")]
+    [InlineData("akka.tcp://disttrain@[::1]", "is not a DistTrain node address: it has no port; expected akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port (4053 by default).")]
+    public void A_seed_without_a_valid_port_or_host_is_refused_naming_the_setting_the_value_and_the_fix(string seed, string problem)
+    {
+        Assert.Equal($"Cluster:SeedNodes:0 = '{seed}' (from environment variable DISTTRAIN_Cluster__SeedNodes__0) {problem}",
+            Assert.Single(Problems(Mlp, new() { ["DISTTRAIN_Cluster__SeedNodes__0"] = seed })));
+        Assert.Equal($"Cluster:SeedNodes:1 = '{seed}' (in test.json) {problem}",
+            Assert.Single(Problems($$"""{ "Cluster": { "SeedNodes": ["akka.tcp://disttrain@ps:4053", "{{seed}}"] }, """ + Mlp[1..])));
+    }
+
+    /// <summary>The seed addresses a node dials: a name, an IPv4 or bracketed IPv6 host, ports 1 and 65535, TLS's scheme, a trailing '/'.</summary>
+    [Theory]
+    [InlineData("akka.tcp://disttrain@ps:4053")]
+    [InlineData("akka.ssl.tcp://disttrain@10.0.0.2:1")]
+    [InlineData("akka.tcp://disttrain@[::1]:65535")]
+    [InlineData("akka.tcp://disttrain@ps.example:4053/")]
+    public void A_seed_with_a_host_and_a_port_from_1_to_65535_is_accepted(string seed)
+    {
+        var options = TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(Mlp), null, checkDataDirectory: false,
+            new Dictionary<string, string?> { ["DISTTRAIN_Cluster__SeedNodes__0"] = seed });
+        Assert.Equal([seed], options.Cluster.SeedNodes);
+    }
+
     [Fact]
     public void An_object_where_a_list_belongs_names_the_list()
     {

@@ -13,9 +13,11 @@ namespace DistTrain.Tests;
 /// </summary>
 public class ForeignPeerLogTests
 {
-    /// <summary>A worker whose seed is a loopback listener that answers every connection with an HTTP response.</summary>
-    [Fact]
-    public async Task A_seed_where_an_http_server_listens_is_named_once_as_not_a_DistTrain_node_without_hex_dumps()
+    /// <summary>
+    /// Runs <paramref name="body"/> with the port of a loopback listener that answers every connection with an HTTP
+    /// response, then stops the listener.
+    /// </summary>
+    private static async Task WithHttpSeedAsync(Func<int, Task> body)
     {
         using var server = new TcpListener(IPAddress.Loopback, 0);
         server.Start();
@@ -33,25 +35,7 @@ public class ForeignPeerLogTests
         });
         try
         {
-            using var process = new DistTrainProcess(["node", "--role", "worker", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
-                new Dictionary<string, string>
-                {
-                    ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
-                    ["DISTTRAIN_Cluster__Port"] = "0", ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "12",
-                    ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
-                });
-            await process.AssertExitAsync(1, TimeSpan.FromSeconds(120));
-
-            var line = $"The peer at 127.0.0.1:{port} is not a DistTrain node: it does not speak Akka.Remote's protocol (what it sent is not an Akka.Remote frame). " +
-                       "If it is in Cluster:SeedNodes, give there the host and Cluster:Port of a parameter-server node (not its Cluster:DataPort or Metrics:Port, " +
-                       "nor another program's port), and the same Cluster:Tls on every node.";
-            Assert.Single(process.Output.Split('\n'), l => l.Contains(line, StringComparison.Ordinal));
-            Assert.DoesNotContain("TooLongFrameException", process.Output);
-            Assert.DoesNotContain("Error caught channel", process.Output);
-            Assert.Contains("No parameter server accepted this worker within 12 s.", process.Output);
-            // The last line alone says why: it names the peer (with TLS off it did not).
-            Assert.Contains($"No parameter server accepted this worker within 12 s. The peer at 127.0.0.1:{port} (what it sent is not an Akka.Remote frame) " +
-                "did not answer as a DistTrain node", process.Output);
+            await body(port);
         }
         finally
         {
@@ -61,14 +45,60 @@ public class ForeignPeerLogTests
         }
     }
 
+    /// <summary>A worker whose seed is a loopback listener that answers every connection with an HTTP response.</summary>
+    [Fact]
+    public Task A_seed_where_an_http_server_listens_is_named_once_as_not_a_DistTrain_node_without_hex_dumps() => WithHttpSeedAsync(async port =>
+    {
+        using var process = new DistTrainProcess(["node", "--role", "worker", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
+            new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                ["DISTTRAIN_Cluster__Port"] = "0", ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "12",
+                ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
+            });
+        await process.AssertExitAsync(1, TimeSpan.FromSeconds(120));
+
+        var line = $"The peer at 127.0.0.1:{port} is not a DistTrain node: it does not speak Akka.Remote's protocol (what it sent is not an Akka.Remote frame). " +
+                   "If it is in Cluster:SeedNodes, give there the host and Cluster:Port of a parameter-server node (not its Cluster:DataPort or Metrics:Port, " +
+                   "nor another program's port), and the same Cluster:Tls on every node.";
+        Assert.Single(process.Output.Split('\n'), l => l.Contains(line, StringComparison.Ordinal));
+        Assert.DoesNotContain("TooLongFrameException", process.Output);
+        Assert.DoesNotContain("Error caught channel", process.Output);
+        Assert.Contains("No parameter server accepted this worker within 12 s.", process.Output);
+        // The last line alone says why: it names the peer (with TLS off it did not).
+        Assert.Contains($"No parameter server accepted this worker within 12 s. The peer at 127.0.0.1:{port} (what it sent is not an Akka.Remote frame) " +
+            "did not answer as a DistTrain node", process.Output);
+    });
+
     /// <summary>
-    /// A seed that accepts the TCP connection and never sends a byte (another program, or a node with Cluster:Tls off), dialled
-    /// with TLS on: Akka.Remote's "No response from remote for outbound association" ERROR at every attempt, and at the stop
-    /// DotNetty's "TLS handshake failed ... Channel is closed" and "Unable to REMOVE channel" for each connection. Now one
-    /// warning names the seed, and the final line names it too (with TLS off it named the foreign peer only in the warning).
+    /// A standby parameter-server node whose seed is where an HTTP server listens: its join-timeout line named the seed and
+    /// the fix for a standby, but not what answered there, which only the warning before it said (a worker's line names it).
+    /// It now names the peer as a worker's does.
     /// </summary>
     [Fact]
-    public async Task A_seed_that_accepts_connections_but_stays_silent_with_tls_on_is_named_once_and_in_the_final_line()
+    public Task A_standby_parameter_servers_join_timeout_names_a_seed_that_is_not_a_DistTrain_node() => WithHttpSeedAsync(async port =>
+    {
+        var ports = TestPorts.Free(2);
+        using var process = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
+            new Dictionary<string, string>
+            {
+                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+                ["DISTTRAIN_Cluster__Port"] = $"{ports[0]}", ["DISTTRAIN_Cluster__DataPort"] = $"{ports[1]}", ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "12",
+                ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
+            });
+        await process.AssertExitAsync(1, TimeSpan.FromSeconds(120));
+
+        var last = process.Output.Split('\n').Last(l => l.Contains("could not join the cluster within 12 s", StringComparison.Ordinal));
+        Assert.Contains($"no node at its seed akka.tcp://disttrain@127.0.0.1:{port} (Cluster:SeedNodes) let it in. The peer at 127.0.0.1:{port} " +
+            "(what it sent is not an Akka.Remote frame) did not answer as a DistTrain node: give Cluster:SeedNodes the host and Cluster:Port of a " +
+            "parameter-server node. Its own address, ", last);
+    });
+
+    /// <summary>
+    /// The output of a worker node, with TLS on and <paramref name="joinTimeoutSeconds"/>, whose seed is a loopback listener
+    /// that accepts every connection, holds it open and never sends a byte; and the listener's port.
+    /// </summary>
+    private static async Task<(string Output, int Port)> WorkerWithASilentSeedAsync(int joinTimeoutSeconds)
     {
         var directory = Directory.CreateTempSubdirectory("disttrain-silent-seed-").FullName;
         using var server = new TcpListener(IPAddress.Loopback, 0);
@@ -85,22 +115,12 @@ public class ForeignPeerLogTests
             var environment = new TestCertificates(directory, "silent-seed-ca").Environment("worker");
             environment["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1";
             environment["DISTTRAIN_Cluster__Port"] = "0";
-            // Well past Akka.Remote's 15 s handshake timeout, so that its attempts time out while the node still joins, also
-            // on a loaded machine.
-            environment["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "30";
+            environment["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = $"{joinTimeoutSeconds}";
             environment["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}";
             using var process = new DistTrainProcess(["node", "--role", "worker", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
                 environment);
             await process.AssertExitAsync(1, TimeSpan.FromSeconds(120));
-
-            Assert.Single(process.Output.Split('\n'), l => l.Contains(ForeignPeerLogFilter.SilentWarning($"127.0.0.1:{port}", tls: true), StringComparison.Ordinal));
-            Assert.Contains($"The peer at 127.0.0.1:{port} accepts connections but does not complete a TLS handshake", process.Output);
-            Assert.DoesNotContain("TLS handshake failed", process.Output);
-            Assert.DoesNotContain("Unable to REMOVE channel", process.Output);
-            Assert.DoesNotContain(ForeignPeerLogFilter.NoResponse, process.Output);
-            var last = process.Output.Split('\n').Last(l => l.Contains("No parameter server accepted this worker within 30 s.", StringComparison.Ordinal));
-            Assert.Contains($"The peer at 127.0.0.1:{port} (it accepts connections but does not complete a TLS handshake: not a DistTrain node, or " +
-                "Cluster:Tls is off there) did not answer as a DistTrain node: give Cluster:SeedNodes the host and Cluster:Port of a parameter-server node.", last);
+            return (process.Output, port);
         }
         finally
         {
@@ -110,6 +130,103 @@ public class ForeignPeerLogTests
             foreach (var client in accepted) client.Dispose();
             Directory.Delete(directory, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// A seed that accepts the TCP connection and never sends a byte (another program, or a node with Cluster:Tls off), dialled
+    /// with TLS on: Akka.Remote's "No response from remote for outbound association" ERROR at every attempt, and at the stop
+    /// DotNetty's "TLS handshake failed ... Channel is closed" and "Unable to REMOVE channel" for each connection. Now one
+    /// warning names the seed, and the final line names it too (with TLS off it named the foreign peer only in the warning).
+    /// The join timeout is well past Akka.Remote's 15 s handshake timeout, so that its attempts time out while the node still
+    /// joins, also on a loaded machine.
+    /// </summary>
+    [Fact]
+    public async Task A_seed_that_accepts_connections_but_stays_silent_with_tls_on_is_named_once_and_in_the_final_line()
+    {
+        var (output, port) = await WorkerWithASilentSeedAsync(30);
+
+        Assert.Single(output.Split('\n'), l => l.Contains(ForeignPeerLogFilter.SilentWarning($"127.0.0.1:{port}", tls: true), StringComparison.Ordinal));
+        Assert.Contains($"The peer at 127.0.0.1:{port} accepts connections but does not complete a TLS handshake", output);
+        Assert.DoesNotContain("TLS handshake failed", output);
+        Assert.DoesNotContain("Unable to REMOVE channel", output);
+        Assert.DoesNotContain(ForeignPeerLogFilter.NoResponse, output);
+        var last = output.Split('\n').Last(l => l.Contains("No parameter server accepted this worker within 30 s.", StringComparison.Ordinal));
+        Assert.Contains($"The peer at 127.0.0.1:{port} (it accepts connections but does not complete a TLS handshake: not a DistTrain node, or " +
+            "Cluster:Tls is off there) did not answer as a DistTrain node: give Cluster:SeedNodes the host and Cluster:Port of a parameter-server node.", last);
+        // Named once: the socket check at the time-out leaves out a peer the warning named.
+        Assert.DoesNotContain("accepted this node's connection", last);
+    }
+
+    /// <summary>
+    /// The same seed with Cluster:JoinTimeoutSeconds under Akka.Remote's 15 s handshake timeout: the node stopped before
+    /// Akka.Remote gave up on the seed, and its last line said only "No parameter server accepted this worker within 8 s.
+    /// Check Cluster:SeedNodes, ...". It now says that the seed accepted the connection and never answered, which the node
+    /// sees from its own established connection while it is in no cluster.
+    /// </summary>
+    [Fact]
+    public async Task A_silent_seed_is_named_in_the_final_line_when_the_join_times_out_before_akkas_handshake_does()
+    {
+        var (output, port) = await WorkerWithASilentSeedAsync(8);
+
+        var last = output.Split('\n').Last(l => l.Contains("No parameter server accepted this worker within 8 s.", StringComparison.Ordinal));
+        Assert.Contains($"No parameter server accepted this worker within 8 s. Its seed akka.ssl.tcp://disttrain@127.0.0.1:{port} (Cluster:SeedNodes) " +
+            "accepted this node's connection and never answered it in 8 s (a DistTrain node answers at once): it is not a DistTrain node, or one whose " +
+            "Cluster:Tls differs, or frozen. Give Cluster:SeedNodes the host and Cluster:Port of a parameter-server node. Check Cluster:SeedNodes", last);
+    }
+
+    /// <summary>
+    /// The socket check behind <see cref="A_silent_seed_is_named_in_the_final_line_when_the_join_times_out_before_akkas_handshake_does"/>:
+    /// a seed this process holds an established connection to is named, one it does not is not; the kernel's table lines
+    /// are read for state ESTABLISHED and this process's sockets only, IPv4 and IPv4-mapped IPv6 alike.
+    /// </summary>
+    [Fact]
+    public void The_seeds_this_process_holds_an_established_connection_to_are_found_in_the_socket_table()
+    {
+        using var server = new TcpListener(IPAddress.Loopback, 0);
+        server.Start();
+        var port = ((IPEndPoint)server.LocalEndpoint).Port;
+        using var idle = new TcpListener(IPAddress.Loopback, 0);
+        idle.Start();
+        var idlePort = ((IPEndPoint)idle.LocalEndpoint).Port;
+        using var client = new TcpClient(AddressFamily.InterNetworkV6) { Client = { DualMode = true } };
+        client.Connect(IPAddress.Loopback.MapToIPv6(), port);
+        using var peer = server.AcceptTcpClient();
+
+        Assert.Equal([$"akka.ssl.tcp://disttrain@127.0.0.1:{port}"], SilentSeeds.Connected(
+            [$"akka.ssl.tcp://disttrain@127.0.0.1:{port}", $"akka.tcp://disttrain@127.0.0.1:{idlePort}", "not an address"]));
+
+        HashSet<string> ours = ["4242"];
+        // 127.0.0.1:4053 in /proc/net/tcp (host-order words, hexadecimal port), established (01), one of this process's sockets.
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 4053),
+            SilentSeeds.Established("   3: 0100007F:A2F0 0100007F:0FD5 01 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 20 4 30 10 -1", ours));
+        // ::ffff:10.0.0.5:4053 in /proc/net/tcp6.
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("10.0.0.5"), 4053),
+            SilentSeeds.Established("   0: 0000000000000000FFFF00000100007F:A2F0 0000000000000000FFFF00000500000A:0FD5 01 00000000:00000000 00:00000000 00000000     0        0 4242 1", ours));
+        // Another state (02, SYN_SENT: not accepted yet), or another process's socket.
+        Assert.Null(SilentSeeds.Established("   3: 0100007F:A2F0 0100007F:0FD5 02 00000000:00000000 00:00000000 00000000     0        0 4242 1", ours));
+        Assert.Null(SilentSeeds.Established("   3: 0100007F:A2F0 0100007F:0FD5 01 00000000:00000000 00:00000000 00000000     0        0 9999 1", ours));
+    }
+
+    /// <summary>
+    /// The join-timeout message names a silent seed after the unresolved seeds and the foreign peers, in a worker's and a
+    /// parameter-server node's alike, and leaves out a seed the warning already named.
+    /// </summary>
+    [Fact]
+    public void A_silent_seed_is_named_last_in_both_join_timeout_messages_unless_already_named()
+    {
+        const string silent = "Its seed akka.ssl.tcp://disttrain@127.0.0.1:4100 (Cluster:SeedNodes) accepted this node's connection and never answered it " +
+            "in 8 s (a DistTrain node answers at once): it is not a DistTrain node, or one whose Cluster:Tls differs, or frozen. Give Cluster:SeedNodes " +
+            "the host and Cluster:Port of a parameter-server node. ";
+        Assert.Equal("No parameter server accepted this worker within 8 s. " + silent + "Check Cluster:SeedNodes, that the parameter server node runs, " +
+            "and that Cluster:Tls is the same on every node.",
+            DistTrain.Cluster.Actors.WorkerAgent.NotAccepted(8, [], [], ["akka.ssl.tcp://disttrain@127.0.0.1:4100"]));
+        Assert.Contains("(Cluster:SeedNodes) let it in. " + silent + "Its own address, akka.ssl.tcp://disttrain@127.0.0.1:4101, is not the first seed",
+            ClusterNode.NotJoined(8, ["akka.ssl.tcp://disttrain@127.0.0.1:4100"], "akka.ssl.tcp://disttrain@127.0.0.1:4101", 4101, [], [],
+                ["akka.ssl.tcp://disttrain@127.0.0.1:4100"]));
+        // Named by the warning (Akka.Remote's handshake timed out first): once, as a foreign peer.
+        Assert.Equal(DistTrain.Cluster.Actors.WorkerAgent.NotAccepted(30, [], ["127.0.0.1:4100 (it accepts connections but does not complete a TLS handshake)"]),
+            DistTrain.Cluster.Actors.WorkerAgent.NotAccepted(30, [], ["127.0.0.1:4100 (it accepts connections but does not complete a TLS handshake)"],
+                ["akka.ssl.tcp://disttrain@127.0.0.1:4100"]));
     }
 
     [Fact]
@@ -167,6 +284,16 @@ public class ForeignPeerLogTests
         // No peer warned about: the line is as before.
         Assert.Equal(DistTrain.Cluster.Actors.WorkerAgent.NotAccepted(12, []),
             DistTrain.Cluster.Actors.WorkerAgent.AfterSeedLookup(accepted: false, round: 1, currentRound: 1, 12, [], new ForeignPeerLogFilter().Named));
+        // A parameter-server node that could not join (a standby) names them in the same words, after the seeds that do not resolve.
+        SeedHosts.Unresolved[] gone = [new("akka.tcp://disttrain@gone:4053", "gone", "Name or service not known")];
+        Assert.Contains("(Cluster:SeedNodes) let it in. Its seed akka.tcp://disttrain@gone:4053 (Cluster:SeedNodes) does not resolve on this machine ('gone': " +
+            "Name or service not known): give the parameter server's address, or a host name this machine resolves. The peer at 127.0.0.1:25341 (what it " +
+            "sent is not an Akka.Remote frame) did not answer as a DistTrain node: give Cluster:SeedNodes the host and Cluster:Port of a parameter-server " +
+            "node. Its own address, akka.tcp://disttrain@10.0.0.7:4053, is not the first seed",
+            ClusterNode.NotJoined(12, ["akka.tcp://disttrain@gone:4053", "akka.tcp://disttrain@127.0.0.1:25341"], "akka.tcp://disttrain@10.0.0.7:4053", 4053,
+                gone, filter.Named));
+        Assert.Equal(ClusterNode.NotJoined(12, ["akka.tcp://disttrain@gone:4053"], "akka.tcp://disttrain@10.0.0.7:4053", 4053, gone),
+            ClusterNode.NotJoined(12, ["akka.tcp://disttrain@gone:4053"], "akka.tcp://disttrain@10.0.0.7:4053", 4053, gone, new ForeignPeerLogFilter().Named));
     }
 
     /// <summary>Akka.Remote's PDU decoding failure (an internal type of Akka.Remote).</summary>

@@ -26,7 +26,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
 
     /// <summary>The seeds' lookup begun at the join timeout of registration round <paramref name="Round"/> has ended: the seeds
     /// whose host did not resolve (<see cref="SeedHosts.Of"/>).</summary>
-    private sealed record SeedsLookedUp(IReadOnlyList<SeedHosts.Unresolved> Unresolved, int Round);
+    private sealed record SeedsLookedUp(IReadOnlyList<SeedHosts.Unresolved> Unresolved, int Round, IReadOnlyList<string>? Silent = null);
 
     private sealed record RegisterAgain;
 
@@ -120,14 +120,15 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             string[] seeds = [.. _options.Cluster.SeedNodes.Select(_security.SeedAddress)];
             var round = _round;
             var resolve = _resolve;
-            Task.Run(() => SeedHosts.Of(seeds, resolve))
-                .PipeTo(Self, success: unresolved => new SeedsLookedUp(unresolved, round),
-                    failure: _ => new SeedsLookedUp([], round)); // a failed lookup names no seed; the time-out still ends the run
+            // In no cluster, a seed this node holds a connection to accepted it and never answered (SilentSeeds).
+            var member = _cluster.State.Members.Any(m => m.UniqueAddress.Equals(_cluster.SelfUniqueAddress));
+            Task.Run(() => new SeedsLookedUp(SeedHosts.Of(seeds, resolve), round, member ? [] : SilentSeeds.Connected(seeds, resolve)))
+                .PipeTo(Self, failure: _ => new SeedsLookedUp([], round)); // a failed lookup names no seed; the time-out still ends the run
         });
         Receive<SeedsLookedUp>(looked =>
         {
             if (AfterSeedLookup(_accepted, looked.Round, _round, _options.Cluster.JoinTimeoutSeconds, looked.Unresolved,
-                    ForeignPeerLogFilter.Of(Context.System)?.Named) is { } message)
+                    ForeignPeerLogFilter.Of(Context.System)?.Named, looked.Silent) is { } message)
                 _completion.TrySetException(new TimeoutException(message));
         });
         Receive<Terminated>(OnTerminated);
@@ -201,8 +202,11 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <param name="unresolved">The seeds whose host did not resolve (<see cref="SeedHosts.Of"/>).</param>
     /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>), named after the
     /// unresolved seeds so that the message alone says why; none when null.</param>
-    internal static string NotAccepted(double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved, IReadOnlyList<string>? foreign = null) =>
-        $"No parameter server accepted this worker within {seconds:F0} s. {SeedHosts.Sentence(unresolved)}{ForeignPeerLogFilter.Sentence(foreign ?? [])}" +
+    /// <param name="silent">The seeds that accepted this node's connection and never answered it (<see cref="SilentSeeds.Connected"/>),
+    /// named last; none when null.</param>
+    internal static string NotAccepted(double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved, IReadOnlyList<string>? foreign = null,
+        IReadOnlyList<string>? silent = null) =>
+        $"No parameter server accepted this worker within {seconds:F0} s. {SeedHosts.JoinCauses(unresolved, foreign, silent, seconds)}" +
         "Check Cluster:SeedNodes, that the parameter " +
         "server node runs, and that Cluster:Tls is the same on every node.";
 
@@ -218,9 +222,10 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <param name="seconds">Cluster:JoinTimeoutSeconds.</param>
     /// <param name="unresolved">The lookup's result (<see cref="SeedHosts.Of"/>).</param>
     /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>); none when null.</param>
+    /// <param name="silent">The seeds that accepted this node's connection and never answered it (<see cref="SilentSeeds.Connected"/>); none when null.</param>
     internal static string? AfterSeedLookup(bool accepted, int round, int currentRound, double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved,
-        IReadOnlyList<string>? foreign = null) =>
-        accepted || round != currentRound ? null : NotAccepted(seconds, unresolved, foreign);
+        IReadOnlyList<string>? foreign = null, IReadOnlyList<string>? silent = null) =>
+        accepted || round != currentRound ? null : NotAccepted(seconds, unresolved, foreign, silent);
 
     /// <summary>
     /// Why a worker gives up after losing its parameter server: no parameter server took over within

@@ -56,7 +56,7 @@ public static class ClusterNode
                 system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes");
                 var log = Logging.GetLogger(system, "seed-nodes");
                 foreign.LogThrough(text => log.Warning("{0}", text));
-                foreign.Attach(system); // the worker's join-timeout message names the peers it warned about
+                foreign.Attach(system); // the join-timeout message (a worker's, or a parameter-server node's) names the peers it warned about
                 // A seed that refuses connections while this node joins is still starting (nodes started together): INFO.
                 departed.NoteRefusedSeedsThrough(options.Cluster.SeedNodes.Select(security.SeedAddress), text => log.Info("{0}", text));
                 Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(departed.Joined);
@@ -392,8 +392,9 @@ public static class ClusterNode
             if (Volatile.Read(ref up) || cluster.IsTerminated) return;
             // Off the scheduler's thread: the seeds' hosts are looked up (SeedHosts.Of), which can take seconds without a DNS server.
             string[] seeds = [.. options.SeedNodes.Select(security.SeedAddress)];
+            var member = cluster.State.Members.Any(m => m.UniqueAddress.Equals(cluster.SelfUniqueAddress));
             _ = Task.Run(() => completion.TrySetException(new TimeoutException(NotJoined(options.JoinTimeoutSeconds, seeds, cluster.SelfAddress.ToString(),
-                options.Port, SeedHosts.Of(seeds)))));
+                options.Port, SeedHosts.Of(seeds), ForeignPeerLogFilter.Of(system)?.Named, member ? [] : SilentSeeds.Connected(seeds)))));
         });
     }
 
@@ -410,7 +411,12 @@ public static class ClusterNode
     /// <param name="port">Cluster:Port.</param>
     /// <param name="unresolved">The seeds whose host does not resolve on this machine (<see cref="SeedHosts.Of"/>), named with the fix
     /// right after the seeds; none when null.</param>
-    internal static string NotJoined(double seconds, IReadOnlyList<string> seeds, string self, int port, IReadOnlyList<SeedHosts.Unresolved>? unresolved = null)
+    /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>), named after the
+    /// unresolved seeds as in a worker's join-timeout message (<see cref="SeedHosts.JoinCauses"/>); none when null.</param>
+    /// <param name="silent">The seeds that accepted this node's connection and never answered it (<see cref="SilentSeeds.Connected"/>),
+    /// named last; none when null.</param>
+    internal static string NotJoined(double seconds, IReadOnlyList<string> seeds, string self, int port, IReadOnlyList<SeedHosts.Unresolved>? unresolved = null,
+        IReadOnlyList<string>? foreign = null, IReadOnlyList<string>? silent = null)
     {
         static Address? Parse(string address)
         {
@@ -430,7 +436,7 @@ public static class ClusterNode
               "for the node itself only when it is the node's address as written."
             : "";
         return $"This parameter-server node could not join the cluster within {seconds:F0} s (Cluster:JoinTimeoutSeconds): no node at " +
-            $"{(seeds.Count == 1 ? "its seed" : "its seeds")} {string.Join(", ", seeds)} (Cluster:SeedNodes) let it in. {SeedHosts.Sentence(unresolved ?? [])}" +
+            $"{(seeds.Count == 1 ? "its seed" : "its seeds")} {string.Join(", ", seeds)} (Cluster:SeedNodes) let it in. {SeedHosts.JoinCauses(unresolved ?? [], foreign, silent, seconds)}" +
             $"Its own address, {self}, is not the " +
             "first seed, so it starts no cluster of its own: it joins one through the seeds." + itself + " If this is the active parameter " +
             $"server (the first node started), list its own address first: DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:{port}, " +

@@ -30,7 +30,7 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
     /// <summary>Each peer warned about (<c>HOST:PORT</c>, or "" when unnamed) and what it was, for the join timeout's message.</summary>
     private readonly ConcurrentDictionary<string, string> _named = new(StringComparer.OrdinalIgnoreCase);
 
-    /// <summary>The filter of each running actor system, for its worker's join-timeout message (<see cref="Of"/>).</summary>
+    /// <summary>The filter of each running actor system, for its join-timeout message, a worker's or a parameter-server node's (<see cref="Of"/>).</summary>
     private static readonly ConditionalWeakTable<ActorSystem, ForeignPeerLogFilter> Filters = new();
 
     /// <summary>Makes this filter the one <see cref="Of"/> returns for <paramref name="system"/>.</summary>

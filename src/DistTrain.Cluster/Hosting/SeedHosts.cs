@@ -50,6 +50,38 @@ internal static class SeedHosts
     }
 
     /// <summary>
+    /// What a node whose join timed out found wrong with its seeds, for its join-timeout message (a worker's and a
+    /// parameter-server node's alike): the seeds whose host does not resolve (<see cref="Sentence"/>), then the peers found
+    /// not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Sentence"/>), then the seeds that accepted the connection and
+    /// never answered (<see cref="SilentSeeds.Sentence"/>), each sentence followed by a space; empty when none was found.
+    /// </summary>
+    /// <param name="unresolved">From <see cref="Of"/>.</param>
+    /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>); none when null.</param>
+    /// <param name="silent">The seeds that accepted the node's connection and never answered it (<see cref="SilentSeeds.Connected"/>),
+    /// named last, those among <paramref name="foreign"/> left out (Akka.Remote's handshake timed out on them, and they are
+    /// named there); none when null.</param>
+    /// <param name="seconds">Cluster:JoinTimeoutSeconds, for <paramref name="silent"/>'s sentence.</param>
+    internal static string JoinCauses(IReadOnlyList<Unresolved> unresolved, IReadOnlyList<string>? foreign, IReadOnlyList<string>? silent = null,
+        double seconds = 0)
+    {
+        foreign ??= [];
+        string? PeerOf(string seed)
+        {
+            try
+            {
+                return Address.Parse(seed) is { Host: { } host, Port: { } port } ? $"{host}:{port}" : null;
+            }
+            catch (Exception e) when (e is UriFormatException or ArgumentException or FormatException)
+            {
+                return null;
+            }
+        }
+        var unnamed = (silent ?? []).Where(seed => PeerOf(seed) is not { } peer
+            || !foreign.Any(named => named.StartsWith(peer + " ", StringComparison.OrdinalIgnoreCase))).ToList();
+        return Sentence(unresolved) + ForeignPeerLogFilter.Sentence(foreign) + SilentSeeds.Sentence(unnamed, seconds);
+    }
+
+    /// <summary>
     /// A sentence naming <paramref name="unresolved"/> (each seed, its host and the resolver's answer) and the fix, followed
     /// by a space; empty when there are none.
     /// </summary>

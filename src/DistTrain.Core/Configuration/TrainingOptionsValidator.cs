@@ -161,9 +161,8 @@ public static class TrainingOptionsValidator
         if (string.IsNullOrWhiteSpace(options.Cluster.Hostname))
             problems.Add("Cluster:Hostname is empty: use 0.0.0.0 to listen on every interface.");
         for (var i = 0; i < options.Cluster.SeedNodes.Count; i++)
-            if (!options.Cluster.SeedNodes[i].StartsWith("akka.tcp://disttrain@", StringComparison.Ordinal)
-                && !options.Cluster.SeedNodes[i].StartsWith("akka.ssl.tcp://disttrain@", StringComparison.Ordinal))
-                problems.Add($"Cluster:SeedNodes:{i} = '{options.Cluster.SeedNodes[i]}' is not a DistTrain node address: expected akka.tcp://disttrain@HOST:PORT.");
+            if (SeedNodeProblem(options.Cluster.SeedNodes[i]) is { } seedProblem)
+                problems.Add($"Cluster:SeedNodes:{i} = '{options.Cluster.SeedNodes[i]}' {seedProblem}");
         if (!System.Text.RegularExpressions.Regex.IsMatch(options.Cluster.JobName, "^[A-Za-z0-9._-]{1,64}$"))
             problems.Add($"Cluster:JobName = '{options.Cluster.JobName}' is not a job name: use 1 to 64 letters, digits, '.', '_' or '-'.");
         Range("Checkpoint:EverySteps", options.Checkpoint.EverySteps, 0, 1_000_000_000);
@@ -175,6 +174,46 @@ public static class TrainingOptionsValidator
         if (string.IsNullOrWhiteSpace(options.Output.Directory))
             problems.Add("Output:Directory is empty: set a folder for run outputs, e.g. 'runs'.");
         return problems;
+    }
+
+    /// <summary>
+    /// What is wrong with one entry of Cluster:SeedNodes, as the rest of a problem that starts with the key and the value;
+    /// null when it is a DistTrain node address, <c>akka.tcp://disttrain@HOST:PORT</c> or <c>akka.ssl.tcp://disttrain@HOST:PORT</c>
+    /// (HOST a name, an IPv4 address or a bracketed IPv6 one; PORT a whole number from 1 to 65535; a trailing '/' is
+    /// allowed). Akka.Remote took a seed
+    /// with an empty port (<c>...@127.0.0.1:</c>) or none for port -1 and dialled it until the join timed out, and one
+    /// with a port it could not parse (out of range, not a number) or no host stopped the node with an internal error.
+    /// </summary>
+    /// <param name="seed">The entry as written.</param>
+    private static string? SeedNodeProblem(string seed)
+    {
+        const string expected = "expected akka.tcp://disttrain@HOST:PORT";
+        const string port = "PORT being the parameter server's Cluster:Port (4053 by default).";
+        var prefix = seed.StartsWith("akka.tcp://disttrain@", StringComparison.Ordinal) ? "akka.tcp://disttrain@".Length
+            : seed.StartsWith("akka.ssl.tcp://disttrain@", StringComparison.Ordinal) ? "akka.ssl.tcp://disttrain@".Length
+            : -1;
+        const string not = "is not a DistTrain node address:";
+        if (prefix < 0) return $"{not} {expected}.";
+        var address = seed[prefix..];
+        if (address.EndsWith('/')) address = address[..^1]; // Akka.Remote reads an address with an empty path as the same address
+        // The port's colon: after the closing bracket of an IPv6 host, else the last one.
+        var bracket = address.StartsWith('[') ? address.IndexOf(']', StringComparison.Ordinal) : -1;
+        if (address.StartsWith('[') && bracket < 0)
+            return $"{not} its IPv6 host has no closing ']'; {expected}, such as akka.tcp://disttrain@[::1]:4053.";
+        var colon = bracket >= 0 ? (bracket + 1 < address.Length && address[bracket + 1] == ':' ? bracket + 1 : -1) : address.LastIndexOf(':');
+        var host = colon < 0 ? address : address[..colon];
+        if (host.Length == 0 || host == "[]")
+            return $"{not} it has no host before the port; {expected}, HOST being the parameter server's address (its Cluster:PublicHostname).";
+        if (colon < 0)
+            return $"{not} it has no port; {expected}, {port}";
+        var text = address[(colon + 1)..];
+        if (text.Length == 0)
+            return $"{not} its port after '{host}:' is empty; {expected}, {port}";
+        if (!text.All(char.IsAsciiDigit))
+            return $"{not} its port '{text}' is not a whole number; {expected}, {port}";
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var number) || number is < 1 or > 65_535)
+            return $"{not} its port {text} is out of range (allowed 1 to 65535); {expected}, {port}";
+        return null;
     }
 
     /// <summary>
