@@ -68,9 +68,10 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
     /// Connects to a parameter server's or a shard node's data plane, with TLS when <paramref name="certificates"/> is given,
     /// and sends the hello that names this worker and proves its registration. The TCP connect, the TLS handshake and the
     /// hello together have <paramref name="timeout"/> (the listener gives a connection as long for its handshake and hello,
-    /// <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/>), so an endpoint that accepts nothing or answers nothing (a
-    /// node that is down behind a firewall that drops packets, or one that is stuck) fails the connect instead of holding it
-    /// forever.
+    /// <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/>), so an endpoint that does not accept the connection (a
+    /// node that is down behind a firewall that drops packets) or, with TLS, does not answer the handshake (a stuck one)
+    /// fails the connect instead of holding it forever. Without TLS a stuck node's kernel still accepts and buffers the hello,
+    /// and the connect succeeds.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="timeout"/> is not positive.</exception>
     /// <exception cref="SocketException">The connection failed (refused, no route, an unknown host).</exception>

@@ -17,8 +17,8 @@ namespace DistTrain.Cluster.DataPlane;
 /// the hello's token, hands every weights frame to the local worker with a <see cref="GradientWriter"/> as the sender,
 /// which writes the worker's gradient replies back to the socket on the worker's own thread. If the connection fails, the link stops and its
 /// parent (the worker node's agent) ends the node. The link connects off its actor's thread, on a task, and the TCP connect, TLS
-/// handshake and hello have <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/> together: an endpoint that accepts or answers
-/// nothing fails the link then (<c>did not answer within 10 s</c>) instead of holding a dispatcher thread and the worker forever.
+/// handshake and hello have <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/> together: an endpoint that does not accept the connection
+/// (or, with TLS, does not answer the handshake) fails the link then (<c>did not answer within 10 s</c>) instead of holding a dispatcher thread and the worker forever.
 /// <para>If the parameter server's first frame offers a <see cref="SharedMemoryRegion"/> and this worker may use shared
 /// memory (Cluster:SharedMemory) and can open the region (it is on the same host, outside any container of its own),
 /// the link maps it and answers yes; from then on bodies go both ways through its slots. Otherwise it answers no, with
@@ -170,9 +170,16 @@ public sealed class ParameterServerLink : ReceiveActor
                 self.Tell(new ConnectFailed(e.Message));
                 return;
             }
-            catch (OperationCanceledException)
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
                 return; // the link stopped first
+            }
+            catch (Exception e)
+            {
+                // Any other failure ends the link as a refused connection does (the agent registers again, a shard-mode worker
+                // stops naming it): left in this task, it would leave the link neither connected nor stopped, and the worker hung.
+                self.Tell(new ConnectFailed($"{e.GetType().Name}: {e.Message}"));
+                return;
             }
             lock (_connectionLock)
             {
