@@ -146,6 +146,7 @@ public class ConfigurationMessageTests
     [InlineData("akka.tcp://disttrain@ps:abc", "is not a DistTrain node address: its port 'abc' is not a whole number; expected akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port (4053 by default).")]
     [InlineData("akka.tcp://disttrain@:4053", "is not a DistTrain node address: it has no host before the port; expected akka.tcp://disttrain@HOST:PORT, HOST being the parameter server's address (its Cluster:PublicHostname).")]
     [InlineData("akka.tcp://disttrain@[::1", "is not a DistTrain node address: its IPv6 host has no closing ']'; expected akka.tcp://disttrain@HOST:PORT, such as akka.tcp://disttrain@[::1]:4053.")]
+    [InlineData("akka.tcp://disttrain@::1:4053", "is not a DistTrain node address: its IPv6 host '::1' needs brackets; expected akka.tcp://disttrain@HOST:PORT, such as akka.tcp://disttrain@[::1]:4053.")]
     [InlineData("akka.tcp://disttrain@[::1]", "is not a DistTrain node address: it has no port; expected akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port (4053 by default).")]
     public void A_seed_without_a_valid_port_or_host_is_refused_naming_the_setting_the_value_and_the_fix(string seed, string problem)
     {

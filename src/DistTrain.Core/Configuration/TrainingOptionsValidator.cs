@@ -204,6 +204,8 @@ public static class TrainingOptionsValidator
         var host = colon < 0 ? address : address[..colon];
         if (host.Length == 0 || host == "[]")
             return $"{not} it has no host before the port; {expected}, HOST being the parameter server's address (its Cluster:PublicHostname).";
+        if (bracket < 0 && host.Contains(':', StringComparison.Ordinal))
+            return $"{not} its IPv6 host '{host}' needs brackets; {expected}, such as akka.tcp://disttrain@[::1]:4053.";
         if (colon < 0)
             return $"{not} it has no port; {expected}, {port}";
         var text = address[(colon + 1)..];
