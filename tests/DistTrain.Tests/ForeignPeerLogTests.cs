@@ -170,8 +170,9 @@ public class ForeignPeerLogTests
 
         var last = output.Split('\n').Last(l => l.Contains("No parameter server accepted this worker within 8 s.", StringComparison.Ordinal));
         Assert.Contains($"No parameter server accepted this worker within 8 s. Its seed akka.ssl.tcp://disttrain@127.0.0.1:{port} (Cluster:SeedNodes) " +
-            "accepted this node's connection and never answered it in 8 s (a DistTrain node answers at once): it is not a DistTrain node, or one whose " +
-            "Cluster:Tls differs, or frozen. Give Cluster:SeedNodes the host and Cluster:Port of a parameter-server node. Check Cluster:SeedNodes", last);
+            "accepted this node's connection and did not let it join in 8 s: it is not a DistTrain node, or one whose Cluster:Tls differs, or frozen, " +
+            "or a DistTrain node that is itself in no cluster (a worker node, or a parameter server that has not joined). Give Cluster:SeedNodes the host and " +
+            "Cluster:Port of a running parameter-server node. Check Cluster:SeedNodes", last);
     }
 
     /// <summary>
@@ -214,9 +215,9 @@ public class ForeignPeerLogTests
     [Fact]
     public void A_silent_seed_is_named_last_in_both_join_timeout_messages_unless_already_named()
     {
-        const string silent = "Its seed akka.ssl.tcp://disttrain@127.0.0.1:4100 (Cluster:SeedNodes) accepted this node's connection and never answered it " +
-            "in 8 s (a DistTrain node answers at once): it is not a DistTrain node, or one whose Cluster:Tls differs, or frozen. Give Cluster:SeedNodes " +
-            "the host and Cluster:Port of a parameter-server node. ";
+        const string silent = "Its seed akka.ssl.tcp://disttrain@127.0.0.1:4100 (Cluster:SeedNodes) accepted this node's connection and did not let it " +
+            "join in 8 s: it is not a DistTrain node, or one whose Cluster:Tls differs, or frozen, or a DistTrain node that is itself in no cluster (a worker " +
+            "node, or a parameter server that has not joined). Give Cluster:SeedNodes the host and Cluster:Port of a running parameter-server node. ";
         Assert.Equal("No parameter server accepted this worker within 8 s. " + silent + "Check Cluster:SeedNodes, that the parameter server node runs, " +
             "and that Cluster:Tls is the same on every node.",
             DistTrain.Cluster.Actors.WorkerAgent.NotAccepted(8, [], [], ["akka.ssl.tcp://disttrain@127.0.0.1:4100"]));

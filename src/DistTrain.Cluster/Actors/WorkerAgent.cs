@@ -120,7 +120,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             string[] seeds = [.. _options.Cluster.SeedNodes.Select(_security.SeedAddress)];
             var round = _round;
             var resolve = _resolve;
-            // In no cluster, a seed this node holds a connection to accepted it and never answered (SilentSeeds).
+            // In no cluster, a seed this node holds a connection to accepted it and did not let it join (SilentSeeds).
             var member = _cluster.State.Members.Any(m => m.UniqueAddress.Equals(_cluster.SelfUniqueAddress));
             Task.Run(() => new SeedsLookedUp(SeedHosts.Of(seeds, resolve), round, member ? [] : SilentSeeds.Connected(seeds, resolve)))
                 .PipeTo(Self, failure: _ => new SeedsLookedUp([], round)); // a failed lookup names no seed; the time-out still ends the run
@@ -202,7 +202,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <param name="unresolved">The seeds whose host did not resolve (<see cref="SeedHosts.Of"/>).</param>
     /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>), named after the
     /// unresolved seeds so that the message alone says why; none when null.</param>
-    /// <param name="silent">The seeds that accepted this node's connection and never answered it (<see cref="SilentSeeds.Connected"/>),
+    /// <param name="silent">The seeds that accepted this node's connection and did not let it join (<see cref="SilentSeeds.Connected"/>),
     /// named last; none when null.</param>
     internal static string NotAccepted(double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved, IReadOnlyList<string>? foreign = null,
         IReadOnlyList<string>? silent = null) =>
@@ -222,7 +222,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <param name="seconds">Cluster:JoinTimeoutSeconds.</param>
     /// <param name="unresolved">The lookup's result (<see cref="SeedHosts.Of"/>).</param>
     /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>); none when null.</param>
-    /// <param name="silent">The seeds that accepted this node's connection and never answered it (<see cref="SilentSeeds.Connected"/>); none when null.</param>
+    /// <param name="silent">The seeds that accepted this node's connection and did not let it join (<see cref="SilentSeeds.Connected"/>); none when null.</param>
     internal static string? AfterSeedLookup(bool accepted, int round, int currentRound, double seconds, IReadOnlyList<SeedHosts.Unresolved> unresolved,
         IReadOnlyList<string>? foreign = null, IReadOnlyList<string>? silent = null) =>
         accepted || round != currentRound ? null : NotAccepted(seconds, unresolved, foreign, silent);

@@ -393,8 +393,21 @@ public static class ClusterNode
             // Off the scheduler's thread: the seeds' hosts are looked up (SeedHosts.Of), which can take seconds without a DNS server.
             string[] seeds = [.. options.SeedNodes.Select(security.SeedAddress)];
             var member = cluster.State.Members.Any(m => m.UniqueAddress.Equals(cluster.SelfUniqueAddress));
-            _ = Task.Run(() => completion.TrySetException(new TimeoutException(NotJoined(options.JoinTimeoutSeconds, seeds, cluster.SelfAddress.ToString(),
-                options.Port, SeedHosts.Of(seeds), ForeignPeerLogFilter.Of(system)?.Named, member ? [] : SilentSeeds.Connected(seeds)))));
+            _ = Task.Run(() =>
+            {
+                string message;
+                try
+                {
+                    message = NotJoined(options.JoinTimeoutSeconds, seeds, cluster.SelfAddress.ToString(), options.Port, SeedHosts.Of(seeds),
+                        ForeignPeerLogFilter.Of(system)?.Named, member ? [] : SilentSeeds.Connected(seeds));
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // The causes are extras: a failure finding them must not keep the node from ending on its time-out.
+                    message = NotJoined(options.JoinTimeoutSeconds, seeds, cluster.SelfAddress.ToString(), options.Port);
+                }
+                completion.TrySetException(new TimeoutException(message));
+            });
         });
     }
 
@@ -413,7 +426,7 @@ public static class ClusterNode
     /// right after the seeds; none when null.</param>
     /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>), named after the
     /// unresolved seeds as in a worker's join-timeout message (<see cref="SeedHosts.JoinCauses"/>); none when null.</param>
-    /// <param name="silent">The seeds that accepted this node's connection and never answered it (<see cref="SilentSeeds.Connected"/>),
+    /// <param name="silent">The seeds that accepted this node's connection and did not let it join (<see cref="SilentSeeds.Connected"/>),
     /// named last; none when null.</param>
     internal static string NotJoined(double seconds, IReadOnlyList<string> seeds, string self, int port, IReadOnlyList<SeedHosts.Unresolved>? unresolved = null,
         IReadOnlyList<string>? foreign = null, IReadOnlyList<string>? silent = null)

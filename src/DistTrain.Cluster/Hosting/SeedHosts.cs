@@ -41,7 +41,7 @@ internal static class SeedHosts
             {
                 if (resolve(host).Length == 0) unresolved.Add(new Unresolved(seed, host, "no address"));
             }
-            catch (SocketException e)
+            catch (Exception e) when (e is SocketException or ArgumentException) // ArgumentException: a host name longer than DNS allows
             {
                 unresolved.Add(new Unresolved(seed, host, e.Message));
             }
@@ -53,11 +53,11 @@ internal static class SeedHosts
     /// What a node whose join timed out found wrong with its seeds, for its join-timeout message (a worker's and a
     /// parameter-server node's alike): the seeds whose host does not resolve (<see cref="Sentence"/>), then the peers found
     /// not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Sentence"/>), then the seeds that accepted the connection and
-    /// never answered (<see cref="SilentSeeds.Sentence"/>), each sentence followed by a space; empty when none was found.
+    /// did not let it join (<see cref="SilentSeeds.Sentence"/>), each sentence followed by a space; empty when none was found.
     /// </summary>
     /// <param name="unresolved">From <see cref="Of"/>.</param>
     /// <param name="foreign">The peers found not to be DistTrain nodes (<see cref="ForeignPeerLogFilter.Named"/>); none when null.</param>
-    /// <param name="silent">The seeds that accepted the node's connection and never answered it (<see cref="SilentSeeds.Connected"/>),
+    /// <param name="silent">The seeds that accepted the node's connection and did not let it join (<see cref="SilentSeeds.Connected"/>),
     /// named last, those among <paramref name="foreign"/> left out (Akka.Remote's handshake timed out on them, and they are
     /// named there); none when null.</param>
     /// <param name="seconds">Cluster:JoinTimeoutSeconds, for <paramref name="silent"/>'s sentence.</param>

@@ -5,7 +5,7 @@ using Akka.Actor;
 namespace DistTrain.Cluster.Hosting;
 
 /// <summary>
-/// The seeds of Cluster:SeedNodes that accepted this node's TCP connection and never answered it, for the message of a node
+/// The seeds of Cluster:SeedNodes that accepted this node's TCP connection and did not let it join, for the message of a node
 /// whose join timed out: Akka.Remote reports such a seed only when its handshake times out (15 s), so with a
 /// Cluster:JoinTimeoutSeconds below that the node stopped first, and its last line named no cause. What the node saw is read
 /// from the kernel's socket table: a connection of this process to the seed's address that is established (the seed accepted
@@ -106,13 +106,14 @@ internal static class SilentSeeds
     }
 
     /// <summary>
-    /// A sentence naming <paramref name="silent"/> (seeds that accepted the connection and never answered within
+    /// A sentence naming <paramref name="silent"/> (seeds that accepted the connection and did not let the node join within
     /// <paramref name="seconds"/>) and the fix, followed by a space; empty when there are none.
     /// </summary>
     /// <param name="silent">From <see cref="Connected"/>, without the peers already named by <see cref="ForeignPeerLogFilter"/>.</param>
     /// <param name="seconds">Cluster:JoinTimeoutSeconds.</param>
     internal static string Sentence(IReadOnlyList<string> silent, double seconds) => silent.Count == 0 ? ""
-        : $"{(silent.Count == 1 ? "Its seed" : "Its seeds")} {string.Join(", ", silent)} (Cluster:SeedNodes) accepted this node's connection and never " +
-          $"answered it in {seconds:F0} s (a DistTrain node answers at once): {(silent.Count == 1 ? "it is" : "they are")} not a DistTrain node, or one whose Cluster:Tls differs, " +
-          "or frozen. Give Cluster:SeedNodes the host and Cluster:Port of a parameter-server node. ";
+        : $"{(silent.Count == 1 ? "Its seed" : "Its seeds")} {string.Join(", ", silent)} (Cluster:SeedNodes) accepted this node's connection and did not " +
+          $"let it join in {seconds:F0} s: {(silent.Count == 1 ? "it is" : "they are")} not a DistTrain node, or one whose Cluster:Tls differs, or frozen, or a DistTrain " +
+          "node that is itself in no cluster (a worker node, or a parameter server that has not joined). Give Cluster:SeedNodes the host and Cluster:Port of a " +
+          "running parameter-server node. ";
 }
