@@ -425,9 +425,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             return result.Weights;
         }
 
-        var clean = Step(intruders: false);
-        var refused = Step(intruders: true);
-        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        var clean = SameWithAndWithoutRefused(intruders => Step(intruders));
         Assert.NotEqual(initial.Values.AsSpan(0, plan[0].Length).ToArray(), clean); // the step moved the weights
     }
 
@@ -482,9 +480,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             return result.Weights;
         }
 
-        var clean = Step(lost, intruders: false);
-        var refused = Step(lost, intruders: true);
-        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        var clean = SameWithAndWithoutRefused(intruders => Step(lost, intruders));
         // The real message mattered: the round with worker 1's slice is not the round without it.
         Assert.NotEqual(Step(!lost, intruders: false), clean);
     }
@@ -531,9 +527,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             return second.Weights;
         }
 
-        var clean = Run(forged: false);
-        var refused = Run(forged: true);
-        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        var clean = SameWithAndWithoutRefused(forged => Run(forged));
         Assert.NotEqual(initial.Values.AsSpan(0, plan[0].Length).ToArray(), clean); // the steps moved the weights
     }
 
@@ -592,9 +586,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             return last;
         }
 
-        var clean = Run(late: false);
-        var refused = Run(late: true);
-        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        var clean = SameWithAndWithoutRefused(late => Run(late));
         Assert.NotEqual(initial.Values.AsSpan(0, plan[0].Length).ToArray(), clean); // the steps moved the weights
     }
 
@@ -902,5 +894,17 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         Assert.Equal(new LossDecision(1, 3, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
         shard.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // the second report of worker 1 asks nothing
         intruder.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // and the intruder was told no decision
+    }
+
+    /// <summary>
+    /// Runs <paramref name="run"/> without (false) and with (true) the messages a test expects a shard to refuse, asserts
+    /// that the shard's resulting weights are the same bit for bit, and returns them.
+    /// </summary>
+    private static float[] SameWithAndWithoutRefused(Func<bool, float[]> run)
+    {
+        var clean = run(false);
+        var refused = run(true);
+        Assert.Equal(clean.Select(BitConverter.SingleToInt32Bits), refused.Select(BitConverter.SingleToInt32Bits));
+        return clean;
     }
 }
