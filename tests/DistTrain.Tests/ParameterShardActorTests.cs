@@ -158,7 +158,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         {
             var (report, samples, lossSum) = replica.Compute(links[w].Weights, w, round);
             Assert.Equal(round, links[w].Version); // one step per round here: no round ran without a report
-            links[w].Send(1, round, links[w].Version, w, samples, lossSum, report, probes[w].Ref);
+            links[w].Send(1, round, links[w].Version, samples, lossSum, report, probes[w].Ref);
         }
         for (var w = 0; w < workers; w++) Assemble(w);
         for (var round = 0; round < Rounds; round++)
@@ -851,7 +851,7 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         Assert.False(link.Offer(Result(0, false, 0))); // round -1 is awaited: a result of round 2 is ignored
         // Put together the starting weights, then await round 2 (as after sending round 2's slices).
         for (var k = 0; k < shards; k++) Assert.Equal(k == shards - 1, link.Offer(new ShardWeights(k, 1, -1, 0, 4, link.Plan[k].Slice(initial).Values)));
-        link.Send(1, 2, 4, 0, 10, 1, new float[initial.Layout.WorkerReportLength], ActorRefs.Nobody);
+        link.Send(1, 2, 4, 10, 1, new float[initial.Layout.WorkerReportLength], ActorRefs.Nobody);
         var before = (float[])link.Weights.Clone();
         for (var k = 0; k < shards - 1; k++) Assert.False(link.Offer(Result(k, false, k + 1)));
         var error = Assert.Throws<InvalidOperationException>(() => link.Offer(Result(shards - 1, true, shards)));

@@ -101,7 +101,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
             for (var w = workers - 1; w >= 0; w--)
             {
                 var (report, samples, lossSum) = replica.Compute(links[w].Weights, w, round);
-                links[w].Send(1, round, links[w].Version, w, samples, lossSum, report, probes[w].Ref);
+                links[w].Send(1, round, links[w].Version, samples, lossSum, report, probes[w].Ref);
             }
             for (var w = 0; w < workers; w++) Assemble(w);
         }

@@ -242,7 +242,7 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         float[] Report() => [.. Enumerable.Range(0, initial.Layout.WorkerReportLength).Select(_ => (float)(random.NextDouble() - 0.5))];
         var lost = link.Split(Report());
         shards[0].Tell(new GradientComputed(1, 0, 0, 1, 30, 60.5, lost[0]), workers[1].Ref);
-        link.Send(1, 0, link.Version, 0, 20, 41.25, Report(), workers[0].Ref);
+        link.Send(1, 0, link.Version, 20, 41.25, Report(), workers[0].Ref);
         arbiter.Tell(new WorkerLost(1), coordinator.Ref);
         Assert.Equal(new LossDecision(1, 0, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
         while (!link.Offer(workers[0].ExpectMsg<ShardWeights>())) { }

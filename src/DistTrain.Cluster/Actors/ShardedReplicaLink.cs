@@ -89,25 +89,24 @@ public sealed class ShardedReplicaLink
     }
 
     /// <summary>
-    /// Sends every shard its slice of <paramref name="report"/> as a <see cref="GradientComputed"/> of the given round, and
-    /// from then on waits for that round's results.
+    /// Sends every shard its slice of <paramref name="report"/> as a <see cref="GradientComputed"/> of the given round from
+    /// the link's worker slot (<see cref="Worker"/>), and from then on waits for that round's results.
     /// </summary>
     /// <param name="epoch">1-based epoch.</param>
     /// <param name="round">The round computed.</param>
     /// <param name="version">The version of the weights the report was computed on.</param>
-    /// <param name="worker">The worker's slot.</param>
     /// <param name="sampleCount">Samples in the minibatch, at least 1.</param>
     /// <param name="lossSum">Summed per-sample loss over the minibatch.</param>
     /// <param name="report">The report (see <see cref="Split"/>).</param>
     /// <param name="sender">The worker's actor: the sender the shards check.</param>
     /// <exception cref="ArgumentException">As <see cref="Split"/>.</exception>
-    public void Send(int epoch, int round, long version, int worker, int sampleCount, double lossSum, float[] report, IActorRef sender)
+    public void Send(int epoch, int round, long version, int sampleCount, double lossSum, float[] report, IActorRef sender)
     {
         var slices = Split(report);
         AwaitedRound = round;
         Array.Clear(_pending);
         for (var k = 0; k < slices.Length; k++)
-            _shards[k].Tell(new GradientComputed(epoch, round, version, worker, sampleCount, lossSum, slices[k]), sender);
+            _shards[k].Tell(new GradientComputed(epoch, round, version, Worker, sampleCount, lossSum, slices[k]), sender);
     }
 
     /// <summary>

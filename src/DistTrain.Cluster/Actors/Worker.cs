@@ -300,7 +300,7 @@ public sealed class Worker : ReceiveActor, IWithStash
             Sender.Tell(report);
             return;
         }
-        _sharded.Send(report.Epoch, report.Round, report.Version, _workerIndex, report.SampleCount, report.LossSum, report.Gradient, Self);
+        _sharded.Send(report.Epoch, report.Round, report.Version, report.SampleCount, report.LossSum, report.Gradient, Self);
     }
 
     /// <summary>Loads the weights of <paramref name="update"/> and computes the report of its round of <paramref name="current"/>, if this worker has one.</summary>
