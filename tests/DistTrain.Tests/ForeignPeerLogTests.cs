@@ -238,8 +238,8 @@ public class ForeignPeerLogTests
         filter.LogThrough(logged.Add);
         const string protocol = "akka://disttrain/system/transports/akkaprotocolmanager.ssl.tcp.0/akkaProtocol-ssl.tcp%3A%2F%2Fdisttrain%40127.0.0.1%3A42991-1";
         const string channel = "[[::ffff:127.0.0.1]:34854->[::ffff:127.0.0.1]:42991](Id=6d095a4c)";
-        // A REMOVE warning about a peer not (yet) reported is kept.
-        Assert.Equal(LogFilterDecision.NoDecision, filter.ShouldKeepMessage(new Warning("TcpClientHandler (akka://disttrain)", typeof(object),
+        // A REMOVE warning about a peer not (yet) reported is dropped too (it may come before the peer's other lines).
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Warning("TcpClientHandler (akka://disttrain)", typeof(object),
             $"Unable to REMOVE channel {channel} from connection group. May not shut down cleanly.")));
 
         Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Error(null, protocol, typeof(object),
@@ -265,6 +265,60 @@ public class ForeignPeerLogTests
             new AggregateException(new System.Security.Authentication.AuthenticationException("The remote certificate was rejected")),
             "TcpClientHandler (akka://disttrain)", typeof(object), "TLS handshake failed on channel [[::ffff:127.0.0.1]:1->[::ffff:127.0.0.1]:31745](Id=1)")));
         Assert.Single(logged);
+    }
+
+    /// <summary>
+    /// A node that stops before Akka.Remote's 15 s handshake timeout (Cluster:JoinTimeoutSeconds 8) learns of a silent peer only
+    /// from DotNetty's "TLS handshake failed ... Channel is closed" at the stop: its warning said "it sent nothing in 15 s",
+    /// false after 8 s, and the connection's "Unable to REMOVE channel", when it came first, was kept. The warning now states
+    /// the time only as Akka.Remote's timeout measured it, and the REMOVE line is dropped in either order.
+    /// </summary>
+    [Fact]
+    public void A_silent_peer_seen_only_at_the_stop_is_warned_about_without_a_time_and_its_earlier_channel_warning_is_dropped()
+    {
+        var filter = new ForeignPeerLogFilter();
+        var logged = new List<string>();
+        filter.LogThrough(logged.Add);
+        const string channel = "[[::ffff:127.0.0.1]:43534->[::ffff:127.0.0.1]:44095](Id=42fb057d)";
+
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Warning("TcpClientHandler (akka://disttrain)", typeof(object),
+            $"Unable to REMOVE channel {channel} from connection group. May not shut down cleanly.")));
+        Assert.Empty(logged);
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Error(new IOException("Channel is closed"), "TcpClientHandler (akka://disttrain)",
+            typeof(object), $"TLS handshake failed on channel {channel}")));
+
+        Assert.Equal(["The peer at 127.0.0.1:44095 accepts connections but does not complete a TLS handshake (it sent nothing before the connection " +
+            "closed): it is not a DistTrain node, or Cluster:Tls is off there, or it is frozen. If it is in Cluster:SeedNodes, give there the host and " +
+            "Cluster:Port of a parameter-server node (not another program's port), and the same Cluster:Tls on every node."], logged);
+
+        // Akka.Remote's handshake timeout states its time, which the warning repeats (8 s here, as with akka.remote.handshake-timeout = 8s).
+        var timed = new ForeignPeerLogFilter();
+        var timedLogged = new List<string>();
+        timed.LogThrough(timedLogged.Add);
+        Assert.Equal(LogFilterDecision.Drop, timed.ShouldKeepMessage(new Error(null,
+            "akka://disttrain/system/transports/akkaprotocolmanager.ssl.tcp.0/akkaProtocol-ssl.tcp%3A%2F%2Fdisttrain%40127.0.0.1%3A44095-1", typeof(object),
+            "No response from remote for outbound association. Associate timed out after [8000 ms].")));
+        Assert.Equal([ForeignPeerLogFilter.SilentWarning("127.0.0.1:44095", tls: true, seconds: 8)], timedLogged);
+        Assert.Contains("(it sent nothing in 8 s)", timedLogged[0]);
+        Assert.Equal(15, ForeignPeerLogFilter.TimedOutSeconds("Caused by: [System.TimeoutException: No response from remote for outbound association. " +
+            "Associate timed out after [15000 ms].]"));
+        Assert.Null(ForeignPeerLogFilter.TimedOutSeconds("TLS handshake failed on channel " + channel));
+    }
+
+    /// <summary>
+    /// The same at the process level: a worker whose join times out after 8 s, before Akka.Remote's handshake timeout, with a
+    /// silent seed. Its warning at the stop claimed 15 s of silence and was sometimes preceded by "Unable to REMOVE channel".
+    /// </summary>
+    [Fact]
+    public async Task A_worker_stopping_before_akkas_handshake_timeout_claims_no_15_s_of_silence_and_logs_no_channel_warning()
+    {
+        var (output, port) = await WorkerWithASilentSeedAsync(8);
+
+        Assert.DoesNotContain("sent nothing in 15 s", output);
+        Assert.DoesNotContain("Unable to REMOVE channel", output);
+        // The warning comes at the stop if DotNetty reports the closed handshake before the logger stops; then it states no time.
+        Assert.All(output.Split('\n').Where(l => l.Contains($"The peer at 127.0.0.1:{port} accepts connections", StringComparison.Ordinal)),
+            l => Assert.Contains(ForeignPeerLogFilter.SilentWarning($"127.0.0.1:{port}", tls: true, seconds: null), l, StringComparison.Ordinal));
     }
 
     /// <summary>

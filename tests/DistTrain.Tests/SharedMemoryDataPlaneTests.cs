@@ -18,19 +18,12 @@ namespace DistTrain.Tests;
 public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serialization())
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20); // a hang guard on a loaded machine, not a speed limit
-    private readonly List<IDisposable> _resources = [];
+    private readonly OwnedResources _owned = new("disttrain-shared-memory-");
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing)
-            foreach (var resource in Enumerable.Reverse(_resources)) resource.Dispose();
+        if (disposing) _owned.Dispose();
         base.Dispose(disposing);
-    }
-
-    private T Own<T>(T resource) where T : IDisposable
-    {
-        _resources.Add(resource);
-        return resource;
     }
 
     /// <summary>The worker maps the parameter server's memory file through /proc and both see the same slots; neither can
@@ -38,9 +31,9 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
     [Fact]
     public void A_region_opened_from_its_offer_shares_its_slots_and_its_size_is_sealed_for_both_processes()
     {
-        var server = Own(SharedMemoryRegion.Create(2, 12, 3, 20));
+        var server = _owned.Own(SharedMemoryRegion.Create(2, 12, 3, 20));
         Assert.Matches($"^/proc/{Environment.ProcessId}/fd/[0-9]+$", server.Path);
-        var worker = Own(SharedMemoryRegion.Open(SharedMemoryOffer.Parse(SharedMemoryOffer.Of(server).ToBytes()), weightSlotBytes: 12));
+        var worker = _owned.Own(SharedMemoryRegion.Open(SharedMemoryOffer.Parse(SharedMemoryOffer.Of(server).ToBytes()), weightSlotBytes: 12));
         Assert.Equal((2, 12, 3, 20), (worker.Weights.Count, worker.Weights.SlotBytes, worker.Gradients.Count, worker.Gradients.SlotBytes));
 
         float[] weights = [1.5f, -2f, 3.25f];
@@ -63,8 +56,8 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
     [Fact]
     public async Task A_sender_takes_the_lowest_free_slot_waits_for_the_receiver_to_release_one_and_gives_up_when_the_region_closes()
     {
-        var server = Own(SharedMemoryRegion.Create(2, 8, 1, 8));
-        var worker = Own(SharedMemoryRegion.Open(SharedMemoryOffer.Of(server), weightSlotBytes: 8));
+        var server = _owned.Own(SharedMemoryRegion.Create(2, 8, 1, 8));
+        var worker = _owned.Own(SharedMemoryRegion.Open(SharedMemoryOffer.Of(server), weightSlotBytes: 8));
         for (var frame = 0; frame < 3; frame++)
         {
             Assert.Equal(0, server.Weights.Acquire()); // released before the next frame: the same slot every time
@@ -113,7 +106,7 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
     [MemberData(nameof(RefusedOffers))]
     public void A_worker_refuses_an_offer_that_does_not_name_the_parameter_servers_own_region(string what, string reason)
     {
-        var server = Own(SharedMemoryRegion.Create(2, 12, 1, 12));
+        var server = _owned.Own(SharedMemoryRegion.Create(2, 12, 1, 12));
         var offer = SharedMemoryOffer.Of(server);
         var plain = Path.GetTempFileName();
         try
@@ -154,7 +147,7 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
         var (client, peer) = LoopbackSockets.Pair();
         using var clientScope = client;
         using var peerScope = peer;
-        var connection = Own(new DataPlaneConnection(client, new NetworkStream(client), "peer"));
+        var connection = _owned.Own(new DataPlaneConnection(client, new NetworkStream(client), "peer"));
         var region = SharedMemoryRegion.Create(1, 8, 1, 8);
         var header = TensorFrame.For(new WeightsUpdated(1, 0, 1, [1f, 2f]));
         Assert.Null(TensorFrame.TryWrite(connection, header, [1f, 2f], region.Weights)); // slot 0, never released
@@ -327,7 +320,7 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
     /// region on <paramref name="stream"/> and checks the worker's link took it.</summary>
     private async Task<SharedMemoryRegion> AcceptedRegionAsync(NetworkStream stream)
     {
-        var region = Own(SharedMemoryRegion.Create(2, 16, 2, 16));
+        var region = _owned.Own(SharedMemoryRegion.Create(2, 16, 2, 16));
         TensorFrame.WriteNegotiation(stream, TensorFrame.SharedMemoryOfferType, 4, SharedMemoryOffer.Of(region).ToBytes());
         var answer = await Task.Run(() => SharedMemoryAnswer.ReadFrame(stream, "worker")).WaitAsync(Wait);
         Assert.True(answer.Accepted, answer.Reason);

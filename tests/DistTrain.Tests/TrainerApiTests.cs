@@ -133,7 +133,7 @@ public class TrainerApiTests
     private static async Task WithClusterNodesAsync(int epochs, Func<TrainingOptions, TrainingOptions, ClusterSecurity, Task> body)
     {
         static int FreePort() => TestPorts.Free();
-        var directory = Directory.CreateTempSubdirectory("disttrain-trainer-").FullName;
+        var directory = TestFolders.Create("disttrain-trainer-");
         try
         {
             var authority = new TestCertificates(directory, "cluster-ca");
@@ -273,7 +273,7 @@ public class TrainerApiTests
     [Fact]
     public async Task A_certificate_given_in_code_is_checked_as_the_files_are()
     {
-        var directory = Directory.CreateTempSubdirectory("disttrain-trainer-").FullName;
+        var directory = TestFolders.Create("disttrain-trainer-");
         try
         {
             var authority = new TestCertificates(directory, "cluster-ca");

@@ -19,7 +19,8 @@ namespace DistTrain.Cluster.Hosting;
 /// (<see cref="SilentWarning"/>), in place of Akka.Remote's ERROR "No response from remote for outbound association" at every
 /// attempt (about every 20 s), its unreachable-address warning quoting that <see cref="TimeoutException"/>, and at the node's
 /// stop DotNetty's ERROR "TLS handshake failed ... Channel is closed" (ten lines) with the WARNING "Unable to REMOVE channel"
-/// for each connection still waiting. Until <see cref="LogThrough"/> is called (no actor system yet) the errors are kept as
+/// for each connection still waiting (dropped whether it comes before or after the peer's warning). The warning states how
+/// long the peer was silent only when Akka.Remote's handshake timeout measured it. Until <see cref="LogThrough"/> is called (no actor system yet) the errors are kept as
 /// they are.
 /// </summary>
 internal sealed partial class ForeignPeerLogFilter : LogFilterBase
@@ -71,9 +72,11 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
                 _named[silent.Peer] = silent.Tls
                     ? "it accepts connections but does not complete a TLS handshake: not a DistTrain node, or Cluster:Tls is off there"
                     : "it accepts connections but does not complete Akka.Remote's handshake";
-                note(SilentWarning(silent.Peer, silent.Tls));
+                note(SilentWarning(silent.Peer, silent.Tls, silent.Seconds));
             }
-            return silent.Report || _reported.ContainsKey(silent.Peer) ? LogFilterDecision.Drop : LogFilterDecision.NoDecision;
+            // A connection's "Unable to REMOVE channel" at the stop may come before its "TLS handshake failed" (another
+            // thread), so it is dropped whether or not its peer was reported yet: it names nothing to act on.
+            return LogFilterDecision.Drop;
         }
         if (content is Warning && _log is { } warn && content.Message?.ToString() is { } text
             && text.StartsWith(DepartedNodesLogFilter.UnreachableAddressWarning, StringComparison.Ordinal) && WhatIn(text) is { } said)
@@ -117,8 +120,14 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
     /// The one warning for <paramref name="peer"/> (<c>HOST:PORT</c>) that accepts connections but never answers this node's
     /// handshake (<paramref name="tls"/>: the TLS handshake; otherwise Akka.Remote's).
     /// </summary>
-    internal static string SilentWarning(string peer, bool tls) =>
-        $"The peer at {peer} accepts connections but does not complete {(tls ? "a TLS" : "Akka.Remote's")} handshake (it sent nothing in 15 s): " +
+    /// <param name="peer">The peer, <c>HOST:PORT</c>.</param>
+    /// <param name="tls">The handshake it did not complete was TLS's (else Akka.Remote's).</param>
+    /// <param name="seconds">How long the peer stayed silent, seconds, as Akka.Remote's handshake timeout measured it (15 s by
+    /// default, akka.remote's handshake-timeout); null when the connection closed first (the node stopped before that
+    /// timeout, as with a Cluster:JoinTimeoutSeconds under it), and then no time is stated.</param>
+    internal static string SilentWarning(string peer, bool tls, double? seconds = 15) =>
+        $"The peer at {peer} accepts connections but does not complete {(tls ? "a TLS" : "Akka.Remote's")} handshake " +
+        (seconds is { } s ? $"(it sent nothing in {s.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)} s): " : "(it sent nothing before the connection closed): ") +
         $"it is not a DistTrain node{(tls ? ", or Cluster:Tls is off there" : "")}, or it is frozen. If it is in Cluster:SeedNodes, give there the host and " +
         "Cluster:Port of a parameter-server node (not another program's port), and the same Cluster:Tls on every node.";
 
@@ -126,32 +135,41 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
     /// A log event about a peer that does not answer: Akka.Remote's handshake timeout (an ERROR of its protocol actor, or its
     /// unreachable-address warning quoting it), reported (<c>Report</c>); DotNetty's "TLS handshake failed" whose cause is
     /// <c>Channel is closed</c> (reported too: only a connection whose peer sent nothing closes mid-handshake that way), and
-    /// its "Unable to REMOVE channel" warning (dropped when the peer was reported). Null for any other event. <c>Peer</c> is
-    /// null when the event does not name it (then it is kept).
+    /// its "Unable to REMOVE channel" warning (dropped, not reported). Null for any other event. <c>Peer</c> is null when the
+    /// event does not name it (then it is kept). <c>Seconds</c> is the handshake timeout Akka.Remote's text states
+    /// (<see cref="TimedOutSeconds"/>); null for DotNetty's lines, which come when the connection closes.
     /// </summary>
-    private static (string? Peer, bool Tls, bool Report)? Silent(LogEvent content, string text)
+    private static (string? Peer, bool Tls, bool Report, double? Seconds)? Silent(LogEvent content, string text)
     {
         var source = content.LogSource ?? "";
         switch (content)
         {
             case Error when text.StartsWith(NoResponse, StringComparison.Ordinal) && source.Contains("akkaProtocol-", StringComparison.Ordinal):
-                return (PeerOf(source, ""), source.Contains("akkaProtocol-ssl.", StringComparison.Ordinal), true);
+                return (PeerOf(source, ""), source.Contains("akkaProtocol-ssl.", StringComparison.Ordinal), true, TimedOutSeconds(text));
             case Akka.Event.Warning when text.StartsWith(DepartedNodesLogFilter.UnreachableAddressWarning, StringComparison.Ordinal)
                               && text.Contains(NoResponse, StringComparison.Ordinal):
                 var start = DepartedNodesLogFilter.UnreachableAddressWarning.Length;
                 var end = text.IndexOf(']', start);
                 var address = end < 0 ? "" : text[start..end];
                 return (AddressPeer().Match(address) is { Success: true } m ? $"{m.Groups["host"].Value}:{m.Groups["port"].Value}" : null,
-                    address.StartsWith("akka.ssl.", StringComparison.Ordinal), true);
+                    address.StartsWith("akka.ssl.", StringComparison.Ordinal), true, TimedOutSeconds(text));
             case Error { Cause: { } cause } when text.StartsWith("TLS handshake failed on channel", StringComparison.Ordinal)
                                                 && cause is IOException { Message: "Channel is closed" }:
-                return (PeerOf(source, text), true, true);
+                return (PeerOf(source, text), true, true, null);
             case Akka.Event.Warning when text.StartsWith("Unable to REMOVE channel", StringComparison.Ordinal):
-                return (PeerOf(source, text), true, false);
+                return (PeerOf(source, text), true, false, null);
             default:
                 return null;
         }
     }
+
+    /// <summary>
+    /// The seconds of Akka.Remote's handshake timeout as its text states them (<c>Associate timed out after [15000 ms]</c>);
+    /// null when the text states none.
+    /// </summary>
+    internal static double? TimedOutSeconds(string text) =>
+        TimedOut().Match(text) is { Success: true } m && long.TryParse(m.Groups["ms"].Value, System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out var ms) ? ms / 1000.0 : null;
 
     /// <summary>What the peer's bytes were, from the error's cause (any inner exception); null for an error of another kind.</summary>
     internal static string? What(Exception? cause)
@@ -192,6 +210,9 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
 
     [GeneratedRegex(@"->\[?\[(?<host>[^\]]+)\]:(?<port>\d+)\]")]
     private static partial Regex ChannelPeer();
+
+    [GeneratedRegex(@"timed out after \[(?<ms>\d+) ?ms\]")]
+    private static partial Regex TimedOut();
 
     [GeneratedRegex(@"^[a-z.]+://[^@/]+@(?<host>[^/]+?):(?<port>\d+)$")]
     private static partial Regex AddressPeer();
