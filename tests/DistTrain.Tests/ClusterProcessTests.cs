@@ -992,21 +992,22 @@ public sealed partial class ClusterProcessTests : IDisposable
         }
         var frozen = workers[0];
         frozen.Suspend();
+        int pausedAt;
         try
         {
-            await ps.WaitForOutputAsync("Training is paused", Guard);
+            pausedAt = await ps.WaitForOutputAsync("Training is paused", Guard);
         }
         finally
         {
             frozen.Resume();
         }
+        // The frozen worker is out of the cluster once the job pauses: its replacement starts while it wakes and exits.
+        var replacement = Start("worker", configPath, workerEnvironment);
         await frozen.AssertExitAsync(4, Guard);
         Assert.Contains("removed: This node left the cluster before the job ended:", frozen.Output);
         Assert.Contains("The job goes on without this worker", frozen.Output);
         Assert.False(ps.HasExited, $"the parameter server exited. Output:\n{ps.Output}");
 
-        var pausedAt = ps.Output.IndexOf("Training is paused", StringComparison.Ordinal);
-        var replacement = Start("worker", configPath, workerEnvironment);
         await ps.WaitForOutputAsync("Training resumes", Guard, after: pausedAt);
         await ps.AssertExitAsync(0, Guard);
         await replacement.AssertExitAsync(0, Guard);
