@@ -168,28 +168,6 @@ public sealed partial class ClusterProcessTests : IDisposable
     private string FinalWeightsPath(string runs = "runs") =>
         Directory.GetFiles(Path.Combine(_directory, runs), "model.safetensors", SearchOption.AllDirectories).Single();
 
-    [Fact]
-    public async Task One_parameter_server_and_two_worker_processes_train_to_the_same_weights_as_single_node_mode()
-    {
-        var configPath = Config(MlpConfig(hidden: 32, epochs: 2));
-        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath);
-        var ps = Start("parameter-server", configPath, psEnvironment);
-        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
-
-        await ps.AssertExitAsync(0, Guard);
-        foreach (var worker in workers) await worker.AssertExitAsync(0, Guard);
-        Assert.Contains("Test accuracy after 2 epochs", ps.Output);
-        Assert.True(File.Exists(Path.Combine(_directory, "ps-alive")), "the parameter server never touched its health file");
-        // Cluster:SharedMemory, on by default: both workers run on this host, so their tensors went through shared memory.
-        Assert.Equal(2, Regex.Matches(ps.Output, @"Worker \d: weights and gradients go through shared memory \(/proc/\d+/fd/\d+").Count);
-
-        // The same job in one process: same config, seed, shard plan and summation order.
-        var single = await SingleProcessWeightsAsync(configPath);
-        var tensors = SafeTensors.Read(FinalWeightsPath());
-        foreach (var segment in single.Layout.Segments)
-            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
-    }
-
     /// <summary>
     /// Cluster:Compression on the wire: TopK at 10% with error feedback. The workers send encoded gradients (the data
     /// plane's bytes per step show it) and the parameter server decodes exactly what single-node mode, which applies the
