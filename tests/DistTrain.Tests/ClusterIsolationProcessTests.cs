@@ -28,6 +28,11 @@ public sealed partial class ClusterProcessTests
             Compare.Close(single.Segment(segment).ToArray(), tensors[segment.Name].Data, relative: 1e-5, absolute: 1e-7, segment.Name);
     }
 
+    /// <summary>
+    /// Rogue worker nodes are refused; then the job's own two worker processes and the parameter-server process train to the
+    /// same weights as single-node mode, bit for bit (the job of one parameter server and two workers against single-node
+    /// mode: this run is that job, with the rogues before it).
+    /// </summary>
     [Fact]
     public async Task Rogue_nodes_with_another_jobs_secret_another_CA_no_certificate_or_an_expired_one_are_refused_and_the_job_ends_undisturbed()
     {
@@ -80,7 +85,16 @@ public sealed partial class ClusterProcessTests
         Assert.DoesNotContain("joins as worker 2", ps.Output);
         // One warning for the one rogue that reached registration, however many of its registrations arrived.
         Assert.Single(ps.Output.Split('\n'), line => line.Contains("Refused worker node", StringComparison.Ordinal));
-        await AssertUndisturbedAsync(configPath, FinalWeightsPath());
+        Assert.Contains("Test accuracy after 2 epochs", ps.Output);
+        Assert.True(File.Exists(Path.Combine(_directory, "ps-alive")), "the parameter server never touched its health file");
+        // Cluster:SharedMemory, on by default: both workers run on this host, so their tensors went through shared memory.
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(ps.Output, @"Worker \d: weights and gradients go through shared memory \(/proc/\d+/fd/\d+").Count);
+
+        // The job ends on the weights of the same job in one process, bit for bit (same config, seed, shard plan and summation order).
+        var single = await SingleProcessWeightsAsync(configPath);
+        var tensors = SafeTensors.Read(FinalWeightsPath());
+        foreach (var segment in single.Layout.Segments)
+            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
     }
 
     [Fact]

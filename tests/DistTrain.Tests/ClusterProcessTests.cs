@@ -168,28 +168,6 @@ public sealed partial class ClusterProcessTests : IDisposable
     private string FinalWeightsPath(string runs = "runs") =>
         Directory.GetFiles(Path.Combine(_directory, runs), "model.safetensors", SearchOption.AllDirectories).Single();
 
-    [Fact]
-    public async Task One_parameter_server_and_two_worker_processes_train_to_the_same_weights_as_single_node_mode()
-    {
-        var configPath = Config(MlpConfig(hidden: 32, epochs: 2));
-        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath);
-        var ps = Start("parameter-server", configPath, psEnvironment);
-        var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
-
-        await ps.AssertExitAsync(0, Guard);
-        foreach (var worker in workers) await worker.AssertExitAsync(0, Guard);
-        Assert.Contains("Test accuracy after 2 epochs", ps.Output);
-        Assert.True(File.Exists(Path.Combine(_directory, "ps-alive")), "the parameter server never touched its health file");
-        // Cluster:SharedMemory, on by default: both workers run on this host, so their tensors went through shared memory.
-        Assert.Equal(2, Regex.Matches(ps.Output, @"Worker \d: weights and gradients go through shared memory \(/proc/\d+/fd/\d+").Count);
-
-        // The same job in one process: same config, seed, shard plan and summation order.
-        var single = await SingleProcessWeightsAsync(configPath);
-        var tensors = SafeTensors.Read(FinalWeightsPath());
-        foreach (var segment in single.Layout.Segments)
-            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
-    }
-
     /// <summary>
     /// Cluster:Compression on the wire: TopK at 10% with error feedback. The workers send encoded gradients (the data
     /// plane's bytes per step show it) and the parameter server decodes exactly what single-node mode, which applies the
@@ -992,21 +970,22 @@ public sealed partial class ClusterProcessTests : IDisposable
         }
         var frozen = workers[0];
         frozen.Suspend();
+        int pausedAt;
         try
         {
-            await ps.WaitForOutputAsync("Training is paused", Guard);
+            pausedAt = await ps.WaitForOutputAsync("Training is paused", Guard);
         }
         finally
         {
             frozen.Resume();
         }
+        // The frozen worker is out of the cluster once the job pauses: its replacement starts while it wakes and exits.
+        var replacement = Start("worker", configPath, workerEnvironment);
         await frozen.AssertExitAsync(4, Guard);
         Assert.Contains("removed: This node left the cluster before the job ended:", frozen.Output);
         Assert.Contains("The job goes on without this worker", frozen.Output);
         Assert.False(ps.HasExited, $"the parameter server exited. Output:\n{ps.Output}");
 
-        var pausedAt = ps.Output.IndexOf("Training is paused", StringComparison.Ordinal);
-        var replacement = Start("worker", configPath, workerEnvironment);
         await ps.WaitForOutputAsync("Training resumes", Guard, after: pausedAt);
         await ps.AssertExitAsync(0, Guard);
         await replacement.AssertExitAsync(0, Guard);
@@ -1017,16 +996,17 @@ public sealed partial class ClusterProcessTests : IDisposable
     public async Task A_job_that_fails_on_the_pause_timeout_keeps_the_weights_and_the_finished_epochs()
     {
         // Before, the run folder was "empty" (nothing is written before the end) and removed: every finished epoch was lost.
-        // The pause timeout also bounds the wait for the first worker at start-up, hence 30 s on a loaded machine.
+        // The pause timeout also bounds the wait for the first worker at start-up: 20 s, where that wait took 3.3-7.1 s
+        // (measured at load averages of 7-29 on 2 cores).
         var configPath = Config(ManyShortStepsConfig);
         var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath,
-            new Dictionary<string, string> { ["DISTTRAIN_Cluster__PauseTimeoutSeconds"] = "30", ["DISTTRAIN_Cluster__StableAfterSeconds"] = "2" });
+            new Dictionary<string, string> { ["DISTTRAIN_Cluster__PauseTimeoutSeconds"] = "20", ["DISTTRAIN_Cluster__StableAfterSeconds"] = "2" });
         var ps = Start("parameter-server", configPath, psEnvironment);
         var worker = Start("worker", configPath, workerEnvironment);
         await ps.WaitForOutputAsync("test acc", Guard); // epoch 1 finished
         worker.Kill();
         await ps.AssertExitAsync(1, Guard);
-        Assert.Contains("training failed: Training was paused for 30 s at epoch", ps.Output);
+        Assert.Contains("training failed: Training was paused for 20 s at epoch", ps.Output);
         var run = Assert.Single(Directory.GetDirectories(Path.Combine(_directory, "runs")));
         Assert.Contains($"kept: the run folder {run}: model.safetensors holds the weights of the last step, epoch", ps.Output);
         Assert.DoesNotContain("removed: the empty run folder", ps.Output);
