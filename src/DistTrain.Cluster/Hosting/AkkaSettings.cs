@@ -69,6 +69,23 @@ public static class AkkaSettings
         """);
 
     /// <summary>
+    /// How often a worker node that is not in a cluster yet sends its seeds Akka.Cluster's InitJoin again: every
+    /// <see cref="WorkerJoinRetrySeconds"/> s, not Akka's seed-node-timeout default of 5 s. A worker started a moment before
+    /// its parameter server listens (cluster.sh and docker compose start them together, and the parameter server's process
+    /// takes longer to start) finds no one at the seed address, and with 5 s it then joined 3-5 s after the parameter server
+    /// was up, the wait measured in every local start. Only for workers: Akka.Cluster uses the same setting as the time
+    /// the first seed (the active parameter server) waits for the other seeds before it forms a cluster of its own, and a
+    /// shorter one there could make a restarted first seed start a second cluster beside a running one. A worker is never
+    /// a seed. The retries' warning is thinned to every fifth (<see cref="JoinRetryLogFilter"/>).
+    /// </summary>
+    public static Config WorkerJoinRetry() => ConfigurationFactory.ParseString($$"""
+        akka.cluster.seed-node-timeout = {{Milliseconds(WorkerJoinRetrySeconds)}}ms
+        """);
+
+    /// <summary>The interval of a worker node's join attempts, seconds (<see cref="WorkerJoinRetry"/>).</summary>
+    public const double WorkerJoinRetrySeconds = 1;
+
+    /// <summary>
     /// Akka.Remote's listening socket (Cluster:Port) kept to this node alone. With <c>tcp-reuse-addr</c> on (Akka's default
     /// off Windows), DotNetty sets .NET's <c>ReuseAddress</c>, which on Linux sets <c>SO_REUSEPORT</c> as well as
     /// <c>SO_REUSEADDR</c>: any other socket of the same user with <c>SO_REUSEPORT</c> could then listen on the same port,

@@ -50,7 +50,7 @@ public static class ClusterNode
         return builder
             // A Cluster:Port taken after the start-up check: the start fails with one line (StartAsync), not Akka's pages about it.
             // A seed where another program listens: one warning naming it, not Akka.Remote's errors with its bytes in hex.
-            .AddSetup(new LogFilterBuilder().Add(departed).Add(new BindFailureLogFilter()).Add(foreign).Build())
+            .AddSetup(new LogFilterBuilder().Add(departed).Add(new BindFailureLogFilter()).Add(foreign).Add(new JoinRetryLogFilter()).Build())
             .WithActors((system, _) =>
             {
                 system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes");
@@ -67,6 +67,7 @@ public static class ClusterNode
             .WithRemoting(Remoting(options.Cluster, security))
             .AddHocon(AkkaSettings.ExclusivePort(), HoconAddMode.Prepend)
             .AddHocon(AkkaSettings.Membership(options.Cluster), HoconAddMode.Prepend)
+            .AddHocon(role == NodeRoles.Worker ? AkkaSettings.WorkerJoinRetry() : Akka.Configuration.Config.Empty, HoconAddMode.Prepend)
             .WithClustering(new AkkaClusterOptions
             {
                 Roles = [role],
