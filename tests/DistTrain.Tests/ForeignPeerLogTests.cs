@@ -303,6 +303,15 @@ public class ForeignPeerLogTests
         Assert.Contains("(it sent nothing in 8 s)", timedLogged[0]);
         Assert.Equal(15, ForeignPeerLogFilter.TimedOutSeconds("Caused by: [System.TimeoutException: No response from remote for outbound association. " +
             "Associate timed out after [15000 ms].]"));
+        // Akka.Remote's other form, for a connection made whose peer never answered Akka's handshake (plain TCP, or TLS done).
+        Assert.Equal(15, ForeignPeerLogFilter.TimedOutSeconds("No response from remote for outbound association. Handshake timed out after [15000] ms"));
+        var plain = new ForeignPeerLogFilter();
+        var plainLogged = new List<string>();
+        plain.LogThrough(plainLogged.Add);
+        Assert.Equal(LogFilterDecision.Drop, plain.ShouldKeepMessage(new Error(null,
+            "akka://disttrain/system/transports/akkaprotocolmanager.tcp.0/akkaProtocol-tcp%3A%2F%2Fdisttrain%40127.0.0.1%3A44096-1", typeof(object),
+            "No response from remote for outbound association. Handshake timed out after [15000] ms")));
+        Assert.Equal([ForeignPeerLogFilter.SilentWarning("127.0.0.1:44096", tls: false, seconds: 15)], plainLogged);
         Assert.Null(ForeignPeerLogFilter.TimedOutSeconds("TLS handshake failed on channel " + channel));
     }
 

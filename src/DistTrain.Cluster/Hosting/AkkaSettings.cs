@@ -52,8 +52,10 @@ public static class AkkaSettings
         akka.cluster.split-brain-resolver.stable-after = {{Milliseconds(cluster.StableAfterSeconds)}}ms
         akka.cluster.down-removal-margin = {{Milliseconds(cluster.RemovalMarginSeconds)}}ms
         # A worker started a moment before its parameter server finds no one at the seed address; Akka then gates that
-        # address for 5 s, which swallows the join's next InitJoin (sent after seed-node-timeout, 5 s): measured, such
-        # workers joined 9 s after the parameter server was up. With a 1 s gate that InitJoin gets through (4.2-4.4 s).
+        # address for 5 s, which swallowed the join's next InitJoin (then sent after Akka's seed-node-timeout, 5 s): measured,
+        # such workers joined 9 s after the parameter server was up. With a 1 s gate that InitJoin got through (4.2-4.4 s).
+        # A worker now retries every second (WorkerJoinRetry), as long as the gate: a retry can still meet the gate and be
+        # dropped, so such a worker joins 1 to 2 s after the parameter server is up.
         akka.remote.retry-gate-closed-for = 1s
         # A node that shuts down keeps its remoting port open while its endpoints flush (Akka's default: up to 2 s). The other
         # nodes' gate on its address opens 1 s after its connections closed; a message sent to it then (seen: 1.9 s after
@@ -76,7 +78,10 @@ public static class AkkaSettings
     /// was up, the wait measured in every local start. Only for workers: Akka.Cluster uses the same setting as the time
     /// the first seed (the active parameter server) waits for the other seeds before it forms a cluster of its own, and a
     /// shorter one there could make a restarted first seed start a second cluster beside a running one. A worker is never
-    /// a seed. The retries' warning is thinned to every fifth (<see cref="JoinRetryLogFilter"/>).
+    /// a seed (nothing enforces that: a worker given its own address as a seed is a misconfiguration that ends on its join
+    /// time-out). A retry sent while Akka.Remote's 1 s gate on a refused seed is still closed is dropped, so such a worker
+    /// joins 1 to 2 s after its parameter server is up. The retries' warning is thinned to every fifth on worker nodes
+    /// (<see cref="JoinRetryLogFilter"/>).
     /// </summary>
     public static Config WorkerJoinRetry() => ConfigurationFactory.ParseString($$"""
         akka.cluster.seed-node-timeout = {{Milliseconds(WorkerJoinRetrySeconds)}}ms

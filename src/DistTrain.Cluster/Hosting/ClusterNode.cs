@@ -50,7 +50,8 @@ public static class ClusterNode
         return builder
             // A Cluster:Port taken after the start-up check: the start fails with one line (StartAsync), not Akka's pages about it.
             // A seed where another program listens: one warning naming it, not Akka.Remote's errors with its bytes in hex.
-            .AddSetup(new LogFilterBuilder().Add(departed).Add(new BindFailureLogFilter()).Add(foreign).Add(new JoinRetryLogFilter()).Build())
+            .AddSetup((role == NodeRoles.Worker ? new LogFilterBuilder().Add(new JoinRetryLogFilter()) : new LogFilterBuilder())
+                .Add(departed).Add(new BindFailureLogFilter()).Add(foreign).Build())
             .WithActors((system, _) =>
             {
                 system.ActorOf(DepartedNodesLogFilter.WatcherProps(departed), "departed-nodes");

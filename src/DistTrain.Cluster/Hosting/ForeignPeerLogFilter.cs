@@ -164,7 +164,8 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
     }
 
     /// <summary>
-    /// The seconds of Akka.Remote's handshake timeout as its text states them (<c>Associate timed out after [15000 ms]</c>);
+    /// The seconds of Akka.Remote's handshake timeout as its text states them (<c>Associate timed out after [15000 ms]</c>, or
+    /// <c>Handshake timed out after [15000] ms</c> when the connection was made but the peer never answered Akka's handshake);
     /// null when the text states none.
     /// </summary>
     internal static double? TimedOutSeconds(string text) =>
@@ -211,7 +212,8 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
     [GeneratedRegex(@"->\[?\[(?<host>[^\]]+)\]:(?<port>\d+)\]")]
     private static partial Regex ChannelPeer();
 
-    [GeneratedRegex(@"timed out after \[(?<ms>\d+) ?ms\]")]
+    // Both of Akka.Remote's forms: "Associate timed out after [15000 ms]" and "Handshake timed out after [15000] ms".
+    [GeneratedRegex(@"timed out after \[(?<ms>\d+)(?: ?ms\]|\] ?ms)")]
     private static partial Regex TimedOut();
 
     [GeneratedRegex(@"^[a-z.]+://[^@/]+@(?<host>[^/]+?):(?<port>\d+)$")]
