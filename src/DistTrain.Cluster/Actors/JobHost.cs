@@ -37,7 +37,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// cluster, and start nothing; unless only the last evaluation is left (below), end nothing. The job is not over: the
     /// newest checkpoint stays where it resumes, and a standby takes it over. Answered with a <see cref="bool"/>: true when
     /// the job is ending already (its outputs are being written, or only the last epoch's evaluation is left, which the
-    /// coordinator lets finish), so the node should wait for that end before it leaves. The answer waits for the coordinator's decision (<see cref="Coordinator.StopRequested"/>),
+    /// coordinator lets finish), so the node should wait for that end before it leaves; false when the run ends cancelled,
+    /// whose end reaches this actor (and the node's result) a moment after the answer, as <see cref="Done"/>. The answer waits for the coordinator's decision (<see cref="Coordinator.StopRequested"/>),
     /// which waits for the parameter server's weights, up to <see cref="Coordinator.StopSnapshotTimeout"/>.
     /// </summary>
     internal sealed class StopTraining : INoSerializationVerificationNeeded
@@ -178,6 +179,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             else
             {
                 EndWorkersIfNothingCanContinue(); // the job had not started: the workers waiting for it end too
+                // The node's run ends now, cancelled: the node waits for its result after a false answer.
+                _completion.TrySetException(new OperationCanceledException("The parameter-server node stopped before the job started."));
                 Sender.Tell(false);
             }
         });

@@ -163,8 +163,11 @@ public static class ClusterNode
             // The newest checkpoint stays the one to resume from; a standby, if any, takes the job over from it. A job whose
             // outputs are being written already is let end first, within Training:StallTimeoutSeconds: the leave would
             // stop its host mid-write, and the other nodes would never learn that the job ended.
-            if (actorSystem is not null && await StopTrainingAsync(actorSystem).ConfigureAwait(false))
-                await Task.WhenAny(completion.Task, Task.Delay(TimeSpan.FromSeconds(options.Training.StallTimeoutSeconds))).ConfigureAwait(false);
+            // A run the coordinator ended cancelled reaches the job host as a message of its own, after this answer: the node
+            // waits for it too (at most StopResultWait), or the host stopped first and the node lost the weights at the stop.
+            var finishing = actorSystem is null ? null : await StopTrainingAsync(actorSystem).ConfigureAwait(false);
+            if (finishing is { } ends)
+                await Task.WhenAny(completion.Task, Task.Delay(ends ? TimeSpan.FromSeconds(options.Training.StallTimeoutSeconds) : StopResultWait)).ConfigureAwait(false);
         }
         finally
         {
@@ -202,11 +205,18 @@ public static class ClusterNode
         : cluster.Hostname;
 
     /// <summary>
-    /// Tells this node's job host, if it runs here, to stop training (<see cref="JobHost.StopTraining"/>); true when the job
-    /// is ending already (its outputs being written, or only the last evaluation left). False on a node with no job host (a
-    /// standby), or no answer within the coordinator's stop timeout and 2 s.
+    /// Longest wait, after the coordinator answered a stop by ending the run cancelled, for that end to reach the node's
+    /// result: the job host learns of it by a message of its own, a few milliseconds after the answer.
     /// </summary>
-    private static async Task<bool> StopTrainingAsync(ActorSystem system)
+    internal static readonly TimeSpan StopResultWait = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Tells this node's job host, if it runs here, to stop training (<see cref="JobHost.StopTraining"/>): true when the job
+    /// is ending already (its outputs being written, or only the last evaluation left), false when the run ends cancelled
+    /// (its end then on its way to the node's result). Null on a node with no job host (a standby), or no answer within the
+    /// coordinator's stop timeout and 2 s.
+    /// </summary>
+    private static async Task<bool?> StopTrainingAsync(ActorSystem system)
     {
         try
         {
@@ -217,7 +227,7 @@ public static class ClusterNode
         }
         catch (Exception e) when (e is ActorNotFoundException or AskTimeoutException or TaskCanceledException)
         {
-            return false;
+            return null;
         }
     }
 
