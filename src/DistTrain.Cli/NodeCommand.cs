@@ -76,7 +76,9 @@ internal static class NodeCommand
             }
             // Two of this node's listeners on one port: refused before anything binds (the second bind would fail only
             // once the first listener had started).
-            if (TrainingOptionsValidator.NodePortProblems(options, parameterServer: role == NodeRoles.ParameterServer) is { Count: > 0 } ports)
+            // Likewise a worker whose first seed is itself, which would start a cluster of its own.
+            if (TrainingOptionsValidator.NodePortProblems(options, parameterServer: role == NodeRoles.ParameterServer)
+                    .Concat(role == NodeRoles.Worker ? TrainingOptionsValidator.WorkerSeedProblems(options) : []).ToList() is { Count: > 0 } ports)
                 throw new ConfigurationException(configPath, ports);
             // A Cluster:Hostname that does not resolve: one line naming it, before the data is read (Akka.Remote's bind would
             // fail on it with pages of stack traces, and on a node with Cluster:Port 0 no port check resolves it first).

@@ -354,4 +354,34 @@ public class ConfigurationTests : IDisposable
         var single = TrainingOptionsLoader.Load(RepositoryConfig, new Dictionary<string, string?>(ValidData) { ["Metrics:Port"] = "4053" }, checkDataDirectory: true, NoEnvironment);
         Assert.Equal((4053, 4053), (single.Metrics.Port, single.Cluster.Port));
     }
+
+    /// <summary>
+    /// A worker whose first seed was its own address started a cluster of one after a second (Akka.Cluster lets the first
+    /// seed do so) and waited in it for Cluster:JoinTimeoutSeconds; it is refused before it starts. The same seed on the
+    /// parameter server, and a seed that only looks alike, are not.
+    /// </summary>
+    [Fact]
+    public void A_worker_whose_first_seed_is_its_own_address_is_refused_naming_the_fix()
+    {
+        static TrainingOptions Worker(string seed, string hostname, int port, string publicHostname = "") =>
+            new() { Cluster = { SeedNodes = [seed, "akka.tcp://disttrain@ps2:4053"], Hostname = hostname, Port = port, PublicHostname = publicHostname } };
+
+        Assert.Equal(["Cluster:SeedNodes:0 = 'akka.tcp://disttrain@10.0.0.7:4053' is this worker node's own address (10.0.0.7:4053, its Cluster:Hostname " +
+            "and Cluster:Port). A worker joins the cluster through a parameter server; with its own address first it would start a cluster of its own and " +
+            "wait there for a parameter server that never comes. List the parameter server's address first, the same first seed on every node " +
+            "(DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port), or give this worker another " +
+            "Cluster:Port if the parameter server is at this address."],
+            TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@10.0.0.7:4053", "10.0.0.7", 4053)));
+        // As Akka compares it: the advertised host (Cluster:PublicHostname when set), any protocol, a trailing '/', a host's case, IPv6 brackets.
+        Assert.Contains("(Worker-1:4060, its Cluster:PublicHostname and Cluster:Port)",
+            Assert.Single(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.ssl.tcp://disttrain@worker-1:4060/", "0.0.0.0", 4060, "Worker-1"))));
+        Assert.Single(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@[::1]:4060", "::1", 4060)));
+
+        Assert.Empty(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@10.0.0.7:4053", "10.0.0.7", 4054))); // another port
+        Assert.Empty(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@10.0.0.8:4053", "10.0.0.7", 4053))); // another host
+        Assert.Empty(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@10.0.0.7:4053", "0.0.0.0", 4053, "ps.example"))); // advertised as another
+        Assert.Empty(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@127.0.0.1:0", "127.0.0.1", 0))); // a free port: no seed names it
+        Assert.Empty(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@ps1:65536", "ps1", 4053))); // not an address: Validate says so
+        Assert.Empty(TrainingOptionsValidator.WorkerSeedProblems(new TrainingOptions { Cluster = { Hostname = "ps1", Port = 4053, SeedNodes = ["akka.tcp://disttrain@ps0:4053", "akka.tcp://disttrain@ps1:4053"] } })); // only the first starts a cluster
+    }
 }

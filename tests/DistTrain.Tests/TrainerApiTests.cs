@@ -244,6 +244,27 @@ public class TrainerApiTests
         Assert.Contains("Cluster:SecretFile", server.Message);
     }
 
+    /// <summary>A worker whose first seed is its own address is refused before it binds (it used to start a cluster of its own).</summary>
+    [Fact]
+    public async Task A_worker_whose_first_seed_is_itself_is_refused_before_it_binds()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var options = MlpOptions(epochs: 1);
+        options.Cluster = new ClusterOptions
+        {
+            Hostname = "127.0.0.1", Port = port, Tls = false, Secret = "0123456789abcdef0123", SeedNodes = [$"akka.tcp://disttrain@127.0.0.1:{port}"],
+        };
+
+        var refused = await Assert.ThrowsAsync<ConfigurationException>(() => new Trainer(options).RunWorkerAsync(InMemory()).WithTestTimeout(60));
+
+        Assert.StartsWith($"Cluster:SeedNodes:0 = 'akka.tcp://disttrain@127.0.0.1:{port}' is this worker node's own address", Assert.Single(refused.Problems));
+        using var free = new TcpListener(IPAddress.Loopback, port);
+        free.Start(); // nothing was left bound
+    }
+
     /// <summary>A parameter server given one port for Akka.Remote and the data plane bound the data plane, then failed on
     /// Akka.Remote's bind with nested AggregateExceptions; it is a ConfigurationException naming both keys, before anything
     /// binds (the port stays free).</summary>

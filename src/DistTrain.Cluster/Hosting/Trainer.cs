@@ -161,7 +161,8 @@ public sealed class Trainer
     /// parameter-server node stopped with nothing to continue the job (no other parameter-server node, no Checkpoint:Directory)
     /// reports it <see cref="JobFinished.Cancelled"/>.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="data"/> or one of its splits is null.</exception>
-    /// <exception cref="ConfigurationException">The model does not fit the data, or the job secret or a certificate is missing or not valid.</exception>
+    /// <exception cref="ConfigurationException">The model does not fit the data, the job secret or a certificate is missing or not valid, or the
+    /// first of Cluster:SeedNodes is this node's own address (<see cref="TrainingOptionsValidator.WorkerSeedProblems"/>).</exception>
     /// <exception cref="PortInUseException">Cluster:Port is taken (0, any free port, never is), also when another process
     /// takes it in the moment between the check and Akka.Remote's bind.</exception>
     /// <exception cref="UnresolvableHostException">Cluster:Hostname does not resolve to an address.</exception>
@@ -172,6 +173,7 @@ public sealed class Trainer
     public async Task<JobFinished> RunWorkerAsync(TrainingData data, CancellationToken cancellationToken = default)
     {
         CheckFits(data, startingWeights: false);
+        if (TrainingOptionsValidator.WorkerSeedProblems(Options) is { Count: > 0 } seeds) throw new ConfigurationException("Trainer options", seeds);
         using var owned = Security is null ? ClusterSecurity.Load(Options.Cluster) : null;
         PortProbe.EnsureFree("Cluster:Port", Options.Cluster.Hostname, Options.Cluster.Port);
         return await ClusterNode.RunWorkerAsync(Options, Checked(Security) ?? owned!, data, cancellationToken).ConfigureAwait(false);

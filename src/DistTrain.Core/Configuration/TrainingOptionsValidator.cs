@@ -219,6 +219,40 @@ public static class TrainingOptionsValidator
     }
 
     /// <summary>
+    /// A worker node whose first entry of <c>Cluster:SeedNodes</c> is its own address (its <c>Cluster:PublicHostname</c>, else
+    /// <c>Cluster:Hostname</c>, and its <c>Cluster:Port</c>, as Akka.Cluster compares them): Akka.Cluster lets a node whose own
+    /// address is the first seed start a cluster by itself when no other seed answers, so such a worker formed a cluster of
+    /// one after a second and waited in it for a parameter server that joins another cluster, until Cluster:JoinTimeoutSeconds
+    /// ended it with a message about seeds that did not let it in. Not part of <see cref="Validate"/>: the same config is
+    /// right on the parameter-server node, whose own address comes first. Hosts are compared without case and brackets;
+    /// the protocol (<c>akka.tcp</c> or <c>akka.ssl.tcp</c>) is not compared, as the node dials every seed with its own.
+    /// </summary>
+    /// <param name="options">The worker node's options.</param>
+    /// <returns>The problem, naming the key, the value and the fix; empty when the first seed is another node's address, or
+    /// when Cluster:Port is 0 (a free port, which no seed can name).</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/>, or its Cluster section, is null.</exception>
+    public static IReadOnlyList<string> WorkerSeedProblems(TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(options.Cluster);
+        var cluster = options.Cluster;
+        if (cluster.Port == 0 || cluster.SeedNodes.Count == 0 || SeedNodeProblem(cluster.SeedNodes[0]) is not null) return [];
+        var seed = cluster.SeedNodes[0];
+        var address = seed[(seed.IndexOf('@', StringComparison.Ordinal) + 1)..].TrimEnd('/');
+        var colon = address.LastIndexOf(':');
+        var seedHost = address[..colon].Trim('[', ']');
+        var seedPort = int.Parse(address[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture);
+        var advertised = (string.IsNullOrWhiteSpace(cluster.PublicHostname) ? cluster.Hostname : cluster.PublicHostname).Trim().Trim('[', ']');
+        if (seedPort != cluster.Port || !string.Equals(seedHost, advertised, StringComparison.OrdinalIgnoreCase)) return [];
+        return ["Cluster:SeedNodes:0 = '" + seed + "' is this worker node's own address (" + advertised + ":" + cluster.Port.ToString(CultureInfo.InvariantCulture) + ", its " +
+            $"{(string.IsNullOrWhiteSpace(cluster.PublicHostname) ? "Cluster:Hostname" : "Cluster:PublicHostname")} and Cluster:Port). A worker joins the " +
+            "cluster through a parameter server; with its own address first it would start a cluster of its own and wait there for a parameter " +
+            "server that never comes. List the parameter server's address first, the same first seed on every node " +
+            "(DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port), or give this worker " +
+            "another Cluster:Port if the parameter server is at this address."];
+    }
+
+    /// <summary>
     /// The listening ports of one cluster node (<c>disttrain node</c>) that are equal, one problem per pair naming both keys,
     /// the value and the fix: two listeners cannot share a port, so the second would fail to bind after the first had
     /// started. A node listens on <c>Cluster:Port</c> (Akka.Remote; 0 picks a free port, which never collides),
