@@ -845,6 +845,7 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
 
     private void Complete(WeightsSnapshot weights)
     {
+        TellStopDecision(finishes: true); // a stop held for an evaluation after which early stopping ended the run
         ReportHeldCheckpoint();
         _phase = Phase.Finished;
         _completion.TrySetResult(new TrainingResult(new ParameterVector(_settings.Layout, weights.Weights), weights.Version, _summaries,

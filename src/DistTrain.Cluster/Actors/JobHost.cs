@@ -37,8 +37,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// cluster, and start nothing; unless only the last evaluation is left (below), end nothing. The job is not over: the
     /// newest checkpoint stays where it resumes, and a standby takes it over. Answered with a <see cref="bool"/>: true when
     /// the job is ending already (its outputs are being written, or only the last epoch's evaluation is left, which the
-    /// coordinator lets finish), so the node should wait for that end before it leaves; false when the run ends cancelled,
-    /// whose end reaches this actor (and the node's result) a moment after the answer, as <see cref="Done"/>. The answer waits for the coordinator's decision (<see cref="Coordinator.StopRequested"/>),
+    /// coordinator lets finish), so the node should wait for that end before it leaves; false when the run ends unfinished
+    /// (cancelled, or failed), answered once the node's result is set. The answer waits for the coordinator's decision (<see cref="Coordinator.StopRequested"/>),
     /// which waits for the parameter server's weights, up to <see cref="Coordinator.StopSnapshotTimeout"/>.
     /// </summary>
     internal sealed class StopTraining : INoSerializationVerificationNeeded
@@ -126,6 +126,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly Func<TrainingResult, Task>? _saveOutputs;
     private bool _saving;
     private bool _stopping; // StopTraining came: the coordinator's end (it was stopped) is not the job's
+    private readonly List<IActorRef> _stopCallers = []; // StopTraining's senders, answered once the coordinator decides (AnswerStop)
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
@@ -174,16 +175,23 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // coordinator lets it finish, as in single-node mode). The node then waits for that end. Otherwise the
             // coordinator ends the run cancelled; the job goes on on a standby, or on resume.
             if (_saving || _finished is not null || _coordinatorCompletion?.IsCompletedSuccessfully == true) Sender.Tell(true);
-            else if (_coordinatorCompletion?.IsCompleted == true) Sender.Tell(false);
-            else if (_coordinator is not null) _coordinator.Tell(new Coordinator.StopRequested(Sender));
+            else if (_coordinator is not null)
+            {
+                // Answered through this actor (AnswerStop), a false answer only with the run's end (OnDone), so that the node's
+                // result is set when the node reads it; and a coordinator that ends as the request reaches it never reads it.
+                // One that has ended already (unfinished: its Done is on its way) is not asked.
+                _stopCallers.Add(Sender);
+                if (_stopCallers.Count == 1 && _coordinatorCompletion?.IsCompleted != true) _coordinator.Tell(new Coordinator.StopRequested(Self));
+            }
             else
             {
                 EndWorkersIfNothingCanContinue(); // the job had not started: the workers waiting for it end too
-                // The node's run ends now, cancelled: the node waits for its result after a false answer.
-                _completion.TrySetException(new OperationCanceledException("The parameter-server node stopped before the job started."));
                 Sender.Tell(false);
             }
         });
+        // The coordinator's answer to a stop (Coordinator.StopRequested): true, the run finishes; false, it ends unfinished.
+        Receive<bool>(finishes => finishes, _ => AnswerStop(finishes: true));
+        Receive<bool>(_ => { }); // answered with its end (OnDone), whose result is then the node's
         Receive<OutputsSaved>(saved =>
         {
             if (saved.Failure is null || !HandOverToStandby(saved.Done, saved.Failure)) Finish(saved.Done, saved.Failure);
@@ -266,6 +274,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <inheritdoc />
     protected override void PostStop()
     {
+        AnswerStop(finishes: false);
         _checkpointLock?.Dispose();
         _listener.Detach(Self);
         foreach (var waiting in _waitingForReady.Values) waiting.Dispose();
@@ -751,7 +760,28 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         Timers.Cancel(nameof(RetakeCheckpointDirectory));
     }
 
+    /// <summary>Answers the stop's callers (<see cref="StopTraining"/>), once.</summary>
+    private void AnswerStop(bool finishes)
+    {
+        foreach (var caller in _stopCallers) caller.Tell(finishes);
+        _stopCallers.Clear();
+    }
+
     private void OnDone(Done done)
+    {
+        try
+        {
+            EndJob(done);
+        }
+        finally
+        {
+            // After the node's result is set, or its outputs are being written (then the node waits for them): a stop the
+            // coordinator answered false, or never read, ends here.
+            AnswerStop(finishes: _saving);
+        }
+    }
+
+    private void EndJob(Done done)
     {
         if (_saving || _finished is not null) return; // the job ends once
         // The coordinator stopped with the node: the job goes on elsewhere, or on resume. Any other failure is the job's.
