@@ -78,8 +78,8 @@ internal static class NodeCommand
             // once the first listener had started).
             // Likewise a worker whose first seed is itself, which would start a cluster of its own.
             if (TrainingOptionsValidator.NodePortProblems(options, parameterServer: role == NodeRoles.ParameterServer)
-                    .Concat(role == NodeRoles.Worker ? TrainingOptionsValidator.WorkerSeedProblems(options) : []).ToList() is { Count: > 0 } ports)
-                throw new ConfigurationException(configPath, ports);
+                    .Concat(role == NodeRoles.Worker ? TrainingOptionsValidator.WorkerSeedProblems(options) : []).ToList() is { Count: > 0 } problems)
+                throw new ConfigurationException(configPath, problems);
             // A Cluster:Hostname that does not resolve: one line naming it, before the data is read (Akka.Remote's bind would
             // fail on it with pages of stack traces, and on a node with Cluster:Port 0 no port check resolves it first).
             PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname");

@@ -369,12 +369,13 @@ public class ConfigurationTests : IDisposable
         Assert.Equal(["Cluster:SeedNodes:0 = 'akka.tcp://disttrain@10.0.0.7:4053' is this worker node's own address (10.0.0.7:4053, its Cluster:Hostname " +
             "and Cluster:Port). A worker joins the cluster through a parameter server; with its own address first it would start a cluster of its own and " +
             "wait there for a parameter server that never comes. List the parameter server's address first, the same first seed on every node " +
-            "(DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port), or give this worker another " +
-            "Cluster:Port if the parameter server is at this address."],
+            "(DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port). If the parameter server " +
+            "is at this address, give this worker another port (Cluster:Port = 0 takes a free one)."],
             TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@10.0.0.7:4053", "10.0.0.7", 4053)));
         // As Akka compares it: the advertised host (Cluster:PublicHostname when set), any protocol, a trailing '/', a host's case, IPv6 brackets.
-        Assert.Contains("(Worker-1:4060, its Cluster:PublicHostname and Cluster:Port)",
-            Assert.Single(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.ssl.tcp://disttrain@worker-1:4060/", "0.0.0.0", 4060, "Worker-1"))));
+        var copied = Assert.Single(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.ssl.tcp://disttrain@worker-1:4060/", "0.0.0.0", 4060, "Worker-1")));
+        Assert.Contains("(Worker-1:4060, its Cluster:PublicHostname and Cluster:Port)", copied);
+        Assert.EndsWith("give this worker its own Cluster:PublicHostname (the address the other nodes reach it at).", copied);
         Assert.Single(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@[::1]:4060", "::1", 4060)));
 
         Assert.Empty(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@10.0.0.7:4053", "10.0.0.7", 4054))); // another port

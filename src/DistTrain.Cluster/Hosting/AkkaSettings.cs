@@ -78,8 +78,7 @@ public static class AkkaSettings
     /// was up, the wait measured in every local start. Only for workers: Akka.Cluster uses the same setting as the time
     /// the first seed (the active parameter server) waits for the other seeds before it forms a cluster of its own, and a
     /// shorter one there could make a restarted first seed start a second cluster beside a running one. A worker is never
-    /// a seed (nothing enforces that: a worker given its own address as a seed is a misconfiguration that ends on its join
-    /// time-out). A retry sent while Akka.Remote's 1 s gate on a refused seed is still closed is dropped, so such a worker
+    /// the first seed: one whose own address is the first seed is refused before it starts (<see cref="Core.Configuration.TrainingOptionsValidator.WorkerSeedProblems"/>). A retry sent while Akka.Remote's 1 s gate on a refused seed is still closed is dropped, so such a worker
     /// joins 1 to 2 s after its parameter server is up. The retries' warning is thinned to every fifth on worker nodes
     /// (<see cref="JoinRetryLogFilter"/>).
     /// </summary>

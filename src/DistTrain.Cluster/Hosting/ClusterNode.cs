@@ -163,11 +163,8 @@ public static class ClusterNode
             // The newest checkpoint stays the one to resume from; a standby, if any, takes the job over from it. A job whose
             // outputs are being written already is let end first, within Training:StallTimeoutSeconds: the leave would
             // stop its host mid-write, and the other nodes would never learn that the job ended.
-            // A run the coordinator ended cancelled reaches the job host as a message of its own, after this answer: the node
-            // waits for it too (at most StopResultWait), or the host stopped first and the node lost the weights at the stop.
-            var finishing = actorSystem is null ? null : await StopTrainingAsync(actorSystem).ConfigureAwait(false);
-            if (finishing is { } ends)
-                await Task.WhenAny(completion.Task, Task.Delay(ends ? TimeSpan.FromSeconds(options.Training.StallTimeoutSeconds) : StopResultWait)).ConfigureAwait(false);
+            if (actorSystem is not null && await StopTrainingAsync(actorSystem).ConfigureAwait(false))
+                await Task.WhenAny(completion.Task, Task.Delay(TimeSpan.FromSeconds(options.Training.StallTimeoutSeconds))).ConfigureAwait(false);
         }
         finally
         {
@@ -205,18 +202,12 @@ public static class ClusterNode
         : cluster.Hostname;
 
     /// <summary>
-    /// Longest wait, after the coordinator answered a stop by ending the run cancelled, for that end to reach the node's
-    /// result: the job host learns of it by a message of its own, a few milliseconds after the answer.
-    /// </summary>
-    internal static readonly TimeSpan StopResultWait = TimeSpan.FromSeconds(5);
-
-    /// <summary>
     /// Tells this node's job host, if it runs here, to stop training (<see cref="JobHost.StopTraining"/>): true when the job
-    /// is ending already (its outputs being written, or only the last evaluation left), false when the run ends cancelled
-    /// (its end then on its way to the node's result). Null on a node with no job host (a standby), or no answer within the
-    /// coordinator's stop timeout and 2 s.
+    /// is ending already (its outputs being written, or only the last evaluation left), so the node waits for that end.
+    /// False when the run ended unfinished (cancelled, or failed), which the job host answers only once the node's result
+    /// is set; on a node with no job host (a standby); or with no answer within the coordinator's stop timeout and 2 s.
     /// </summary>
-    private static async Task<bool?> StopTrainingAsync(ActorSystem system)
+    private static async Task<bool> StopTrainingAsync(ActorSystem system)
     {
         try
         {
@@ -227,7 +218,7 @@ public static class ClusterNode
         }
         catch (Exception e) when (e is ActorNotFoundException or AskTimeoutException or TaskCanceledException)
         {
-            return null;
+            return false;
         }
     }
 
@@ -305,6 +296,7 @@ public static class ClusterNode
     /// <param name="data">The job's data.</param>
     /// <param name="cancellationToken">Stops the node.</param>
     /// <returns>The job's outcome as the parameter server reported it.</returns>
+    /// <exception cref="ConfigurationException">The first of Cluster:SeedNodes is this node's own address (<see cref="TrainingOptionsValidator.WorkerSeedProblems"/>).</exception>
     /// <exception cref="NodeRefusedException">The job host refused the node (another job, model or version), or a host of another job answered.</exception>
     /// <exception cref="InvalidOperationException">The node's worker failed or the node left the cluster.</exception>
     /// <exception cref="TimeoutException">No parameter server accepted it within Cluster:JoinTimeoutSeconds.</exception>
@@ -312,6 +304,7 @@ public static class ClusterNode
     /// <exception cref="AddressNotLocalException">Cluster:Hostname resolves, but not to an address of this machine.</exception>
     public static async Task<JobFinished> RunWorkerAsync(TrainingOptions options, ClusterSecurity security, TrainingData data, CancellationToken cancellationToken)
     {
+        if (TrainingOptionsValidator.WorkerSeedProblems(options) is { Count: > 0 } seeds) throw new ConfigurationException("worker node options", seeds);
         PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname"); // a host that does not resolve is one line, not Akka.Remote's bind failure
         Blas.Configure(options.Compute, workersInProcess: 1);
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);

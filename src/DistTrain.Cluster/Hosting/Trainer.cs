@@ -173,7 +173,6 @@ public sealed class Trainer
     public async Task<JobFinished> RunWorkerAsync(TrainingData data, CancellationToken cancellationToken = default)
     {
         CheckFits(data, startingWeights: false);
-        if (TrainingOptionsValidator.WorkerSeedProblems(Options) is { Count: > 0 } seeds) throw new ConfigurationException("Trainer options", seeds);
         using var owned = Security is null ? ClusterSecurity.Load(Options.Cluster) : null;
         PortProbe.EnsureFree("Cluster:Port", Options.Cluster.Hostname, Options.Cluster.Port);
         return await ClusterNode.RunWorkerAsync(Options, Checked(Security) ?? owned!, data, cancellationToken).ConfigureAwait(false);

@@ -244,12 +244,17 @@ public static class TrainingOptionsValidator
         var seedPort = int.Parse(address[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture);
         var advertised = (string.IsNullOrWhiteSpace(cluster.PublicHostname) ? cluster.Hostname : cluster.PublicHostname).Trim().Trim('[', ']');
         if (seedPort != cluster.Port || !string.Equals(seedHost, advertised, StringComparison.OrdinalIgnoreCase)) return [];
+        var viaPublic = !string.IsNullOrWhiteSpace(cluster.PublicHostname);
+        // The other way out: a worker that took the parameter server's PublicHostname (a copied environment) needs its own;
+        // one on the parameter server's machine and port needs another port.
+        var otherwise = viaPublic
+            ? "If the parameter server is at this address, give this worker its own Cluster:PublicHostname (the address the other nodes reach it at)."
+            : "If the parameter server is at this address, give this worker another port (Cluster:Port = 0 takes a free one).";
         return ["Cluster:SeedNodes:0 = '" + seed + "' is this worker node's own address (" + advertised + ":" + cluster.Port.ToString(CultureInfo.InvariantCulture) + ", its " +
-            $"{(string.IsNullOrWhiteSpace(cluster.PublicHostname) ? "Cluster:Hostname" : "Cluster:PublicHostname")} and Cluster:Port). A worker joins the " +
+            (viaPublic ? "Cluster:PublicHostname" : "Cluster:Hostname") + " and Cluster:Port). A worker joins the " +
             "cluster through a parameter server; with its own address first it would start a cluster of its own and wait there for a parameter " +
             "server that never comes. List the parameter server's address first, the same first seed on every node " +
-            "(DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port), or give this worker " +
-            "another Cluster:Port if the parameter server is at this address."];
+            "(DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port). " + otherwise];
     }
 
     /// <summary>
