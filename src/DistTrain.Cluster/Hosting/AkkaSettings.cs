@@ -54,8 +54,7 @@ public static class AkkaSettings
         # A worker started a moment before its parameter server finds no one at the seed address; Akka then gates that
         # address for 5 s, which swallowed the join's next InitJoin (then sent after Akka's seed-node-timeout, 5 s): measured,
         # such workers joined 9 s after the parameter server was up. With a 1 s gate that InitJoin got through (4.2-4.4 s).
-        # A worker now retries every second (WorkerJoinRetry), as long as the gate: a retry can still meet the gate and be
-        # dropped, so such a worker joins 1 to 2 s after the parameter server is up.
+        # A worker now retries every 1.25 s (WorkerJoinRetry), a little longer than the gate, so that each retry finds it open.
         akka.remote.retry-gate-closed-for = 1s
         # A node that shuts down keeps its remoting port open while its endpoints flush (Akka's default: up to 2 s). The other
         # nodes' gate on its address opens 1 s after its connections closed; a message sent to it then (seen: 1.9 s after
@@ -78,16 +77,19 @@ public static class AkkaSettings
     /// was up, the wait measured in every local start. Only for workers: Akka.Cluster uses the same setting as the time
     /// the first seed (the active parameter server) waits for the other seeds before it forms a cluster of its own, and a
     /// shorter one there could make a restarted first seed start a second cluster beside a running one. A worker is never
-    /// the first seed: one whose own address is the first seed is refused before it starts (<see cref="Core.Configuration.TrainingOptionsValidator.WorkerSeedProblems"/>). A retry sent while Akka.Remote's 1 s gate on a refused seed is still closed is dropped, so such a worker
-    /// joins 1 to 2 s after its parameter server is up. The retries' warning is thinned to every fifth on worker nodes
-    /// (<see cref="JoinRetryLogFilter"/>).
+    /// the first seed: one whose own address is the first seed is refused before it starts
+    /// (<see cref="Core.Configuration.TrainingOptionsValidator.WorkerSeedProblems"/>). The interval is a little longer than
+    /// Akka.Remote's 1 s gate on a refused seed: a retry sent while the gate is closed is dropped, and with 1 s every other
+    /// retry was (connection attempts to a refused seed, counted with an nft rule, came about 2 s apart; with 1.25 s, 1.24 s
+    /// apart). So such a worker joins within about 1.25 s of its parameter server being up. The retries' warning is thinned
+    /// to every fifth on worker nodes (<see cref="JoinRetryLogFilter"/>).
     /// </summary>
     public static Config WorkerJoinRetry() => ConfigurationFactory.ParseString($$"""
         akka.cluster.seed-node-timeout = {{Milliseconds(WorkerJoinRetrySeconds)}}ms
         """);
 
     /// <summary>The interval of a worker node's join attempts, seconds (<see cref="WorkerJoinRetry"/>).</summary>
-    public const double WorkerJoinRetrySeconds = 1;
+    public const double WorkerJoinRetrySeconds = 1.25;
 
     /// <summary>
     /// Akka.Remote's listening socket (Cluster:Port) kept to this node alone. With <c>tcp-reuse-addr</c> on (Akka's default
