@@ -77,6 +77,13 @@ public sealed partial class ClusterProcessTests
         Assert.Contains("Rejected incoming connection from", ps.Output); // Akka.Remote: the plain-TCP handshake, and the other CA's
         Assert.DoesNotContain("joins as worker", ps.Output); // none of them ever counted as a worker
 
+        // The health file: the config check writes it once at start-up, so only its coming back once deleted shows the node's
+        // heartbeat (every 5 s) touching it while the node runs.
+        var health = Path.Combine(_directory, "ps-alive");
+        File.Delete(health);
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); !File.Exists(health) && waited.Elapsed < TimeSpan.FromSeconds(30);) await Task.Delay(100);
+        Assert.True(File.Exists(health), "the running parameter server did not touch its health file within 30 s (its heartbeat is every 5 s)");
+
         // The job's own workers join and the job ends on the undisturbed run's weights.
         var workers = new[] { Start("worker", configPath, workerEnvironment), Start("worker", configPath, workerEnvironment) };
         await ps.AssertExitAsync(0, TimeSpan.FromSeconds(120));
@@ -86,7 +93,6 @@ public sealed partial class ClusterProcessTests
         // One warning for the one rogue that reached registration, however many of its registrations arrived.
         Assert.Single(ps.Output.Split('\n'), line => line.Contains("Refused worker node", StringComparison.Ordinal));
         Assert.Contains("Test accuracy after 2 epochs", ps.Output);
-        Assert.True(File.Exists(Path.Combine(_directory, "ps-alive")), "the parameter server never touched its health file");
         // Cluster:SharedMemory, on by default: both workers run on this host, so their tensors went through shared memory.
         Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(ps.Output, @"Worker \d: weights and gradients go through shared memory \(/proc/\d+/fd/\d+").Count);
 
