@@ -54,7 +54,7 @@ public static class AkkaSettings
         # A worker started a moment before its parameter server finds no one at the seed address; Akka then gates that
         # address for 5 s, which swallowed the join's next InitJoin (then sent after Akka's seed-node-timeout, 5 s): measured,
         # such workers joined 9 s after the parameter server was up. With a 1 s gate that InitJoin got through (4.2-4.4 s).
-        # A worker now retries every 1.25 s (WorkerJoinRetry), a little longer than the gate, so that each retry finds it open.
+        # A worker now retries every 1.25 s (JoinRetry), a little longer than the gate, so that each retry finds it open.
         akka.remote.retry-gate-closed-for = 1s
         # A node that shuts down keeps its remoting port open while its endpoints flush (Akka's default: up to 2 s). The other
         # nodes' gate on its address opens 1 s after its connections closed; a message sent to it then (seen: 1.9 s after
@@ -70,26 +70,33 @@ public static class AkkaSettings
         """);
 
     /// <summary>
-    /// How often a worker node that is not in a cluster yet sends its seeds Akka.Cluster's InitJoin again: every
-    /// <see cref="WorkerJoinRetrySeconds"/> s, not Akka's seed-node-timeout default of 5 s. A worker started a moment before
-    /// its parameter server listens (cluster.sh and docker compose start them together, and the parameter server's process
+    /// How often a node that is not in a cluster yet, and is not its first seed, sends its seeds Akka.Cluster's InitJoin
+    /// again: every <see cref="JoinRetrySeconds"/> s, not Akka's seed-node-timeout default of 5 s. For worker nodes, and for
+    /// parameter-server nodes whose own address is not the first seed (a standby). A worker started a moment before its
+    /// parameter server listens (cluster.sh and docker compose start them together, and the parameter server's process
     /// takes longer to start) finds no one at the seed address, and with 5 s it then joined 3-5 s after the parameter server
-    /// was up, the wait measured in every local start. Only for workers: Akka.Cluster uses the same setting as the time
-    /// the first seed (the active parameter server) waits for the other seeds before it forms a cluster of its own, and a
-    /// shorter one there could make a restarted first seed start a second cluster beside a running one. A worker is never
-    /// the first seed: one whose own address is the first seed is refused before it starts
-    /// (<see cref="Core.Configuration.TrainingOptionsValidator.WorkerSeedProblems"/>). The interval is a little longer than
-    /// Akka.Remote's 1 s gate on a refused seed: a retry sent while the gate is closed is dropped, and with 1 s every other
-    /// retry was (connection attempts to a refused seed, counted with an nft rule, came about 2 s apart; with 1.25 s, 1.24 s
-    /// apart). So such a worker joins within about 1.25 s of its parameter server being up. The retries' warning is thinned
-    /// to every fifth on worker nodes (<see cref="JoinRetryLogFilter"/>).
+    /// was up, the wait measured in every local start; a standby started with the active parameter server (as compose
+    /// starts them) likewise. Not for the first seed (the active parameter server): Akka.Cluster uses the same setting as the
+    /// time the first seed waits for the other seeds before it forms a cluster of its own, and a shorter one there could make
+    /// a restarted first seed start a second cluster beside a running one. Which node is the first seed is read from the
+    /// options (<see cref="Core.Configuration.TrainingOptionsValidator.FirstSeedIsOwnAddress"/>, which errs towards "it is"),
+    /// as the setting is needed before Akka starts; a worker node never is (<see cref="Core.Configuration.TrainingOptionsValidator.WorkerSeedProblems"/>
+    /// refuses one before it starts). The interval is a little longer than Akka.Remote's 1 s gate on a refused seed: a retry
+    /// sent while the gate is closed is dropped, and with 1 s every other retry was (connection attempts to a refused seed,
+    /// counted with an nft rule, came about 2 s apart; with 1.25 s, 1.24 s apart). So such a node joins within about 1.25 s
+    /// of its seed being up. The retries' warning is thinned to every fifth on these nodes (<see cref="JoinRetryLogFilter"/>).
     /// </summary>
-    public static Config WorkerJoinRetry() => ConfigurationFactory.ParseString($$"""
-        akka.cluster.seed-node-timeout = {{Milliseconds(WorkerJoinRetrySeconds)}}ms
+    public static Config JoinRetry() => ConfigurationFactory.ParseString($$"""
+        akka.cluster.seed-node-timeout = {{Milliseconds(JoinRetrySeconds)}}ms
         """);
 
-    /// <summary>The interval of a worker node's join attempts, seconds (<see cref="WorkerJoinRetry"/>).</summary>
-    public const double WorkerJoinRetrySeconds = 1.25;
+    /// <summary>The interval of a joining node's InitJoin attempts, seconds (<see cref="JoinRetry"/>).</summary>
+    public const double JoinRetrySeconds = 1.25;
+
+    /// <summary>True when a node of <paramref name="role"/> with these options retries its join every
+    /// <see cref="JoinRetrySeconds"/> s (<see cref="JoinRetry"/>): a worker, or a parameter-server node that is not its first seed.</summary>
+    public static bool RetriesJoinQuickly(Core.Configuration.ClusterOptions cluster, string role) =>
+        role == Actors.NodeRoles.Worker || !Core.Configuration.TrainingOptionsValidator.FirstSeedIsOwnAddress(cluster);
 
     /// <summary>
     /// Akka.Remote's listening socket (Cluster:Port) kept to this node alone. With <c>tcp-reuse-addr</c> on (Akka's default

@@ -47,10 +47,11 @@ public static class ClusterNode
     {
         var departed = new DepartedNodesLogFilter();
         var foreign = new ForeignPeerLogFilter();
+        var quickJoin = AkkaSettings.RetriesJoinQuickly(options.Cluster, role);
         return builder
             // A Cluster:Port taken after the start-up check: the start fails with one line (StartAsync), not Akka's pages about it.
             // A seed where another program listens: one warning naming it, not Akka.Remote's errors with its bytes in hex.
-            .AddSetup((role == NodeRoles.Worker ? new LogFilterBuilder().Add(new JoinRetryLogFilter()) : new LogFilterBuilder())
+            .AddSetup((quickJoin ? new LogFilterBuilder().Add(new JoinRetryLogFilter()) : new LogFilterBuilder())
                 .Add(departed).Add(new BindFailureLogFilter()).Add(foreign).Build())
             .WithActors((system, _) =>
             {
@@ -68,7 +69,7 @@ public static class ClusterNode
             .WithRemoting(Remoting(options.Cluster, security))
             .AddHocon(AkkaSettings.ExclusivePort(), HoconAddMode.Prepend)
             .AddHocon(AkkaSettings.Membership(options.Cluster), HoconAddMode.Prepend)
-            .AddHocon(role == NodeRoles.Worker ? AkkaSettings.WorkerJoinRetry() : Akka.Configuration.Config.Empty, HoconAddMode.Prepend)
+            .AddHocon(quickJoin ? AkkaSettings.JoinRetry() : Akka.Configuration.Config.Empty, HoconAddMode.Prepend)
             .WithClustering(new AkkaClusterOptions
             {
                 Roles = [role],

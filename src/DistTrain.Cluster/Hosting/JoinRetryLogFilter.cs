@@ -6,12 +6,12 @@ namespace DistTrain.Cluster.Hosting;
 
 /// <summary>
 /// Keeps one in five of Akka.Cluster's WARNING "Couldn't join seed nodes after [N] attempts, will try again" (those whose N
-/// is a multiple of five) and drops the others. A worker node sends its seeds InitJoin every
-/// <see cref="AkkaSettings.WorkerJoinRetrySeconds"/> s (<see cref="AkkaSettings.WorkerJoinRetry"/>), and Akka warns at
-/// every attempt from the second on: a worker started a moment before its parameter server would print the warning in a
-/// normal start, and one waiting for a parameter server that is down would print it every 1.25 s. Kept, it comes about as
-/// often as it did with Akka's default of 5 s between attempts. Every other line is left alone. Worker nodes only
-/// (<see cref="ClusterNode"/>): parameter-server nodes keep 5 s between attempts, and every warning.
+/// is a multiple of five) and drops the others. A worker node, or a parameter-server node that is not its first seed,
+/// sends its seeds InitJoin every <see cref="AkkaSettings.JoinRetrySeconds"/> s (<see cref="AkkaSettings.JoinRetry"/>), and
+/// Akka warns at every attempt from the second on: a worker started a moment before its parameter server would print the
+/// warning in a normal start, and one waiting for a parameter server that is down would print it every 1.25 s. Kept, it
+/// comes about as often as it did with Akka's default of 5 s between attempts. Every other line is left alone. On those
+/// nodes only (<see cref="AkkaSettings.RetriesJoinQuickly"/>): the first seed keeps 5 s between attempts, and every warning.
 /// </summary>
 internal sealed partial class JoinRetryLogFilter : LogFilterBase
 {

@@ -236,14 +236,9 @@ public static class TrainingOptionsValidator
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(options.Cluster);
         var cluster = options.Cluster;
-        if (cluster.Port == 0 || cluster.SeedNodes.Count == 0 || SeedNodeProblem(cluster.SeedNodes[0]) is not null) return [];
+        if (!FirstSeedIsOwnAddress(cluster)) return [];
         var seed = cluster.SeedNodes[0];
-        var address = seed[(seed.IndexOf('@', StringComparison.Ordinal) + 1)..].TrimEnd('/');
-        var colon = address.LastIndexOf(':');
-        var seedHost = address[..colon].Trim('[', ']');
-        var seedPort = int.Parse(address[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture);
-        var advertised = (string.IsNullOrWhiteSpace(cluster.PublicHostname) ? cluster.Hostname : cluster.PublicHostname).Trim().Trim('[', ']');
-        if (seedPort != cluster.Port || !string.Equals(seedHost, advertised, StringComparison.OrdinalIgnoreCase)) return [];
+        var advertised = Advertised(cluster);
         var viaPublic = !string.IsNullOrWhiteSpace(cluster.PublicHostname);
         // The other way out: a worker that took the parameter server's PublicHostname (a copied environment) needs its own;
         // one on the parameter server's machine and port needs another port.
@@ -256,6 +251,30 @@ public static class TrainingOptionsValidator
             "server that never comes. List the parameter server's address first, the same first seed on every node " +
             "(DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port). " + otherwise];
     }
+
+    /// <summary>
+    /// True when the first entry of <c>Cluster:SeedNodes</c> is this node's own address, as Akka.Cluster would find: the host
+    /// its <c>Cluster:PublicHostname</c>, else its <c>Cluster:Hostname</c>, and the port its <c>Cluster:Port</c>. Hosts are
+    /// compared without case and brackets, and the protocol not at all (the node dials every seed with its own), so this
+    /// says "it is" in every case Akka.Cluster would, and in a few more. False when Cluster:Port is 0 (a free port, which no
+    /// seed can name), and when there is no first seed or it is not a node address.
+    /// </summary>
+    /// <param name="cluster">The node's Cluster options.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="cluster"/> is null.</exception>
+    public static bool FirstSeedIsOwnAddress(ClusterOptions cluster)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        if (cluster.Port == 0 || cluster.SeedNodes is not { Count: > 0 } seeds || seeds[0] is not { } seed || SeedNodeProblem(seed) is not null) return false;
+        var address = seed[(seed.IndexOf('@', StringComparison.Ordinal) + 1)..].TrimEnd('/');
+        var colon = address.LastIndexOf(':');
+        var seedHost = address[..colon].Trim('[', ']');
+        var seedPort = int.Parse(address[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture);
+        return seedPort == cluster.Port && string.Equals(seedHost, Advertised(cluster), StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>The host a node advertises: Cluster:PublicHostname, else Cluster:Hostname, without brackets.</summary>
+    private static string Advertised(ClusterOptions cluster) =>
+        (string.IsNullOrWhiteSpace(cluster.PublicHostname) ? cluster.Hostname : cluster.PublicHostname).Trim().Trim('[', ']');
 
     /// <summary>
     /// The listening ports of one cluster node (<c>disttrain node</c>) that are equal, one problem per pair naming both keys,
