@@ -63,7 +63,7 @@ public sealed class CliExitCodeTests
         options.Cluster = new DistTrain.Core.Configuration.ClusterOptions
         {
             Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = port, Tls = false, JobName = "test-job", JoinTimeoutSeconds = 30,
-            SeedNodes = [$"akka.tcp://disttrain@127.0.0.1:{port}"],
+            SeedNodes = ["akka.tcp://disttrain@127.0.0.1:1"], // not its own address, which is refused before the node binds
         };
         using var security = new DistTrain.Cluster.Security.ClusterSecurity(
             new DistTrain.Cluster.Security.JobIdentity("test-job", "0123456789abcdef0123"u8), Certificates: null);

@@ -42,11 +42,12 @@ public sealed class PortExclusivityTests
     private static (TrainingOptions Options, ClusterSecurity Security, TrainingData Data) WorkerOnPort(int port)
     {
         var options = TestData.Options(new DistTrain.Core.Models.ModelBuilder(784).Dense(10).Build(), workers: 1, batch: 32, epochs: 1);
-        // Its own seed: the node forms a cluster of its own and waits for a parameter server that never comes.
+        // A seed where nothing listens: the node keeps trying to join, for its 300 s join time-out (its own address as the
+        // first seed, which this test used, is refused before the node starts).
         options.Cluster = new ClusterOptions
         {
             Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = port, Tls = false, JobName = "test-job", JoinTimeoutSeconds = 300,
-            SeedNodes = [$"akka.tcp://disttrain@127.0.0.1:{port}"],
+            SeedNodes = [$"akka.tcp://disttrain@127.0.0.1:{FreePort()}"],
         };
         var security = new ClusterSecurity(new JobIdentity("test-job", "0123456789abcdef0123"u8), Certificates: null);
         var data = TrainingData.FromArrays(
@@ -168,6 +169,8 @@ public sealed class PortExclusivityTests
         for (var attempt = 1; ; attempt++)
         {
             var port = FreePort();
+            // A parameter server is its own first seed; a worker whose own address is the first seed is refused before it starts.
+            var seedPort = role == "worker" ? FreePort() : port;
             var output = Path.Combine(Path.GetTempPath(), $"disttrain-bindrace-{Guid.NewGuid():N}");
             try
             {
@@ -176,7 +179,7 @@ public sealed class PortExclusivityTests
                     {
                         ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
                         ["DISTTRAIN_Cluster__PublicHostname"] = "127.0.0.1", ["DISTTRAIN_Cluster__Port"] = port.ToString(CultureInfo.InvariantCulture),
-                        ["DISTTRAIN_Cluster__DataPort"] = FreePort().ToString(CultureInfo.InvariantCulture), ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
+                        ["DISTTRAIN_Cluster__DataPort"] = FreePort().ToString(CultureInfo.InvariantCulture), ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{seedPort}",
                     });
                 var deadline = DateTime.UtcNow.AddSeconds(90);
                 while (!node.Output.Contains("DistTrain cluster node", StringComparison.Ordinal) && !node.HasExited && DateTime.UtcNow < deadline)
