@@ -377,6 +377,9 @@ public class ConfigurationTests : IDisposable
         Assert.Contains("(Worker-1:4060, its Cluster:PublicHostname and Cluster:Port)", copied);
         Assert.EndsWith("give this worker its own Cluster:PublicHostname (the address the other nodes reach it at).", copied);
         Assert.Single(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@[::1]:4060", "::1", 4060)));
+        // One IP address written two ways is one address to Akka.
+        Assert.Single(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@[fd00::5]:4060", "fd00:0:0::5", 4060)));
+        Assert.Single(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@127.0.0.1:4060", "127.1", 4060)));
 
         Assert.Empty(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@10.0.0.7:4053", "10.0.0.7", 4054))); // another port
         Assert.Empty(TrainingOptionsValidator.WorkerSeedProblems(Worker("akka.tcp://disttrain@10.0.0.8:4053", "10.0.0.7", 4053))); // another host

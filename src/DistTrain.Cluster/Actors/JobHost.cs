@@ -37,8 +37,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// cluster, and start nothing; unless only the last evaluation is left (below), end nothing. The job is not over: the
     /// newest checkpoint stays where it resumes, and a standby takes it over. Answered with a <see cref="bool"/>: true when
     /// the job is ending already (its outputs are being written, or only the last epoch's evaluation is left, which the
-    /// coordinator lets finish), so the node should wait for that end before it leaves; false when the run ends unfinished
-    /// (cancelled, or failed), answered once the node's result is set. The answer waits for the coordinator's decision (<see cref="Coordinator.StopRequested"/>),
+    /// coordinator lets finish), so the node should wait for that end before it leaves; otherwise false: once the node's
+    /// result is set when the coordinator ran (the run ended unfinished, cancelled or failed), at once when the job had not
+    /// started or this actor stops. The answer waits for the coordinator's decision (<see cref="Coordinator.StopRequested"/>),
     /// which waits for the parameter server's weights, up to <see cref="Coordinator.StopSnapshotTimeout"/>.
     /// </summary>
     internal sealed class StopTraining : INoSerializationVerificationNeeded
@@ -127,6 +128,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private bool _saving;
     private bool _stopping; // StopTraining came: the coordinator's end (it was stopped) is not the job's
     private readonly List<IActorRef> _stopCallers = []; // StopTraining's senders, answered once the coordinator decides (AnswerStop)
+    private bool _endSeen; // the coordinator's Done was handled
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
     public JobHost(TrainingOptions options, ClusterSecurity security, DataPlaneListener listener, int trainCount, int testCount, int validationCount,
@@ -175,6 +177,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // coordinator lets it finish, as in single-node mode). The node then waits for that end. Otherwise the
             // coordinator ends the run cancelled; the job goes on on a standby, or on resume.
             if (_saving || _finished is not null || _coordinatorCompletion?.IsCompletedSuccessfully == true) Sender.Tell(true);
+            else if (_endSeen) Sender.Tell(false); // the run ended unfinished, and the node's result is set
             else if (_coordinator is not null)
             {
                 // Answered through this actor (AnswerStop), a false answer only with the run's end (OnDone), so that the node's
@@ -190,7 +193,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             }
         });
         // The coordinator's answer to a stop (Coordinator.StopRequested): true, the run finishes; false, it ends unfinished.
-        Receive<bool>(finishes => finishes, _ => AnswerStop(finishes: true));
+        Receive<bool>(finishes => finishes && Sender.Equals(_coordinator), _ => AnswerStop(finishes: true));
         Receive<bool>(_ => { }); // answered with its end (OnDone), whose result is then the node's
         Receive<OutputsSaved>(saved =>
         {
@@ -777,6 +780,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         {
             // After the node's result is set, or its outputs are being written (then the node waits for them): a stop the
             // coordinator answered false, or never read, ends here.
+            _endSeen = true;
             AnswerStop(finishes: _saving);
         }
     }

@@ -205,8 +205,9 @@ public static class ClusterNode
     /// <summary>
     /// Tells this node's job host, if it runs here, to stop training (<see cref="JobHost.StopTraining"/>): true when the job
     /// is ending already (its outputs being written, or only the last evaluation left), so the node waits for that end.
-    /// False when the run ended unfinished (cancelled, or failed), which the job host answers only once the node's result
-    /// is set; on a node with no job host (a standby); or with no answer within the coordinator's stop timeout and 2 s.
+    /// False otherwise: when the run ended unfinished (cancelled, or failed), answered once the node's result is set; when
+    /// the job had not started; on a node with no job host (a standby); or with no answer within the coordinator's stop
+    /// timeout and 2 s. Then the node stops without waiting.
     /// </summary>
     private static async Task<bool> StopTrainingAsync(ActorSystem system)
     {

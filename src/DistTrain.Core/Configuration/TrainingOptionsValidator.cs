@@ -224,8 +224,7 @@ public static class TrainingOptionsValidator
     /// address is the first seed start a cluster by itself when no other seed answers, so such a worker formed a cluster of
     /// one after a second and waited in it for a parameter server that joins another cluster, until Cluster:JoinTimeoutSeconds
     /// ended it with a message about seeds that did not let it in. Not part of <see cref="Validate"/>: the same config is
-    /// right on the parameter-server node, whose own address comes first. Hosts are compared without case and brackets;
-    /// the protocol (<c>akka.tcp</c> or <c>akka.ssl.tcp</c>) is not compared, as the node dials every seed with its own.
+    /// right on the parameter-server node, whose own address comes first. Compared as <see cref="FirstSeedIsOwnAddress"/> compares.
     /// </summary>
     /// <param name="options">The worker node's options.</param>
     /// <returns>The problem, naming the key, the value and the fix; empty when the first seed is another node's address, or
@@ -255,8 +254,8 @@ public static class TrainingOptionsValidator
     /// <summary>
     /// True when the first entry of <c>Cluster:SeedNodes</c> is this node's own address, as Akka.Cluster would find: the host
     /// its <c>Cluster:PublicHostname</c>, else its <c>Cluster:Hostname</c>, and the port its <c>Cluster:Port</c>. Hosts are
-    /// compared without case and brackets, and the protocol not at all (the node dials every seed with its own), so this
-    /// says "it is" in every case Akka.Cluster would, and in a few more. False when Cluster:Port is 0 (a free port, which no
+    /// compared as Akka compares them (an IP address in one written form, a name without case), and the protocol not at all
+    /// (the node dials every seed with its own), so this says "it is" in every case Akka.Cluster would, and in a few more. False when Cluster:Port is 0 (a free port, which no
     /// seed can name), and when there is no first seed or it is not a node address.
     /// </summary>
     /// <param name="cluster">The node's Cluster options.</param>
@@ -267,14 +266,24 @@ public static class TrainingOptionsValidator
         if (cluster.Port == 0 || cluster.SeedNodes is not { Count: > 0 } seeds || seeds[0] is not { } seed || SeedNodeProblem(seed) is not null) return false;
         var address = seed[(seed.IndexOf('@', StringComparison.Ordinal) + 1)..].TrimEnd('/');
         var colon = address.LastIndexOf(':');
-        var seedHost = address[..colon].Trim('[', ']');
         var seedPort = int.Parse(address[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture);
-        return seedPort == cluster.Port && string.Equals(seedHost, Advertised(cluster), StringComparison.OrdinalIgnoreCase);
+        return seedPort == cluster.Port && CanonicalHost(address[..colon]) == CanonicalHost(Advertised(cluster));
     }
 
-    /// <summary>The host a node advertises: Cluster:PublicHostname, else Cluster:Hostname, without brackets.</summary>
+    /// <summary>The host a node advertises: Cluster:PublicHostname, else Cluster:Hostname.</summary>
     private static string Advertised(ClusterOptions cluster) =>
-        (string.IsNullOrWhiteSpace(cluster.PublicHostname) ? cluster.Hostname : cluster.PublicHostname).Trim().Trim('[', ']');
+        (string.IsNullOrWhiteSpace(cluster.PublicHostname) ? cluster.Hostname : cluster.PublicHostname).Trim();
+
+    /// <summary>
+    /// A host as Akka compares it: an IP address in its one written form (<c>127.1</c> and <c>127.0.0.1</c>, <c>fd00:0:0::5</c>
+    /// and <c>[fd00::5]</c> are one each: Akka.Remote's own address comes from <see cref="System.Net.IPAddress.ToString"/>, a
+    /// seed's from <see cref="Uri.Host"/>), any other name in lower case (Akka's addresses lower-case their host).
+    /// </summary>
+    private static string CanonicalHost(string host)
+    {
+        var bare = host.Trim('[', ']');
+        return System.Net.IPAddress.TryParse(bare, out var ip) ? ip.ToString() : bare.ToLowerInvariant();
+    }
 
     /// <summary>
     /// The listening ports of one cluster node (<c>disttrain node</c>) that are equal, one problem per pair naming both keys,
