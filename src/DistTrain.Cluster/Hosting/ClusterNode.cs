@@ -262,7 +262,11 @@ public static class ClusterNode
                     // saved the run) there is nothing to hand over, and every lone parameter server ends this way.
                     if (jobEnded.IsCompleted) system.Log.Debug("No other parameter-server node is up to take the ended job's host over: stopping it.");
                     else system.Log.Info("No other parameter-server node is up to take the job host over: stopping it without a hand-over.");
-                    system.Stop(manager);
+                    // A message, behind Akka's own request of this phase to the manager (its "singleton-exiting-2" task asks
+                    // it SelfExiting, with the phase's 10 s as the time-out, and ignores the time-out). system.Stop, a
+                    // system message, can overtake that request, which is then never answered, and the phase waits out its
+                    // 10 s without a warning. Some leaves still take 10 s for a reason not found (docs/reliability.md).
+                    manager.Tell(PoisonPill.Instance);
                     await managerStopped.ConfigureAwait(false);
                     break;
                 }
