@@ -232,6 +232,10 @@ public static class ClusterNode
     /// leaving standby, which no longer takes it, about once a second for 12 s, and Akka's 10 s cluster-exiting phase timed
     /// out (its WARNING, and a stop 10 s longer). While another parameter-server node is up the hand-over goes on as before
     /// (the task ends when the job host has stopped), and on a node without a job host (a standby) the task does nothing.
+    /// Nor does it on a node with no other parameter-server member at all: Akka's manager then stops the job host itself,
+    /// about a second after the node exits (its hand-over retry). Stopping the manager here took its child, the oldest-changed
+    /// buffer, with it, at times before the buffer had answered Akka's own request of this phase ("singleton-exiting-1", a
+    /// silent 10 s time-out): the leave of a lone parameter server then took 10 s longer.
     /// </summary>
     private static void StopJobHostWhenNoParameterServerTakesOver(ActorSystem system, IActorRef manager, Task jobEnded) =>
         CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseClusterExiting, "stop-job-host-without-successor", async () =>
@@ -246,6 +250,9 @@ public static class ClusterNode
                 return Akka.Done.Instance; // no job host here: nothing to hand over
             }
             var cluster = Akka.Cluster.Cluster.Get(system);
+            if (!cluster.State.Members.Any(m => !m.UniqueAddress.Equals(cluster.SelfUniqueAddress) && m.HasRole(NodeRoles.ParameterServer)
+                                                && m.Status != Akka.Cluster.MemberStatus.Removed))
+                return Akka.Done.Instance; // a lone parameter server: Akka's manager ends the job host itself
             var jobHostStopped = jobHost.WatchAsync();
             var managerStopped = manager.WatchAsync();
             bool SuccessorUp()
@@ -265,7 +272,7 @@ public static class ClusterNode
                     // A message, behind Akka's own request of this phase to the manager (its "singleton-exiting-2" task asks
                     // it SelfExiting, with the phase's 10 s as the time-out, and ignores the time-out). system.Stop, a
                     // system message, can overtake that request, which is then never answered, and the phase waits out its
-                    // 10 s without a warning. Some leaves still take 10 s for a reason not found (docs/reliability.md).
+                    // 10 s without a warning (docs/reliability.md).
                     manager.Tell(PoisonPill.Instance);
                     await managerStopped.ConfigureAwait(false);
                     break;
