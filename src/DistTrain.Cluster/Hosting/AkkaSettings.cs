@@ -83,8 +83,8 @@ public static class AkkaSettings
     /// as the setting is needed before Akka starts; a worker node never is (<see cref="Core.Configuration.TrainingOptionsValidator.WorkerSeedProblems"/>
     /// refuses one before it starts). The interval is a little longer than Akka.Remote's 1 s gate on a refused seed: a retry
     /// sent while the gate is closed is dropped, and with 1 s every other retry was (connection attempts to a refused seed,
-    /// counted with an nft rule, came about 2 s apart; with 1.25 s, 1.24 s apart). So such a node joins within about 1.25 s
-    /// of its seed being up. The retries' warning is thinned to every fifth on these nodes (<see cref="JoinRetryLogFilter"/>).
+    /// counted with an nft rule, came about 2 s apart; with 1.25 s, 1.24 s apart). So such a node's next retry reaches its
+    /// seed within about 1.25 s of the seed being up (docs/architecture.md has join times measured end to end). The retries' warning is thinned to every fifth on these nodes (<see cref="JoinRetryLogFilter"/>).
     /// </summary>
     public static Config JoinRetry() => ConfigurationFactory.ParseString($$"""
         akka.cluster.seed-node-timeout = {{Milliseconds(JoinRetrySeconds)}}ms
