@@ -231,6 +231,14 @@ public class ForeignPeerLogTests
                 ["akka.ssl.tcp://disttrain@127.0.0.1:4100"]));
     }
 
+    /// <summary>DotNetty's warning, at a node's stop, for a connection on <paramref name="channel"/> still in its handshake.</summary>
+    private static Warning RemoveChannelWarning(string channel) => new("TcpClientHandler (akka://disttrain)", typeof(object),
+        $"Unable to REMOVE channel {channel} from connection group. May not shut down cleanly.");
+
+    /// <summary>DotNetty's error for a TLS handshake on <paramref name="channel"/> whose connection closed before the peer sent anything.</summary>
+    private static Error ChannelClosedError(string channel) => new(new IOException("Channel is closed"), "TcpClientHandler (akka://disttrain)",
+        typeof(object), $"TLS handshake failed on channel {channel}");
+
     [Fact]
     public void A_silent_peers_reports_are_one_warning_and_its_channel_warnings_are_dropped_after_it_and_other_tls_failures_are_kept()
     {
@@ -240,8 +248,7 @@ public class ForeignPeerLogTests
         const string protocol = "akka://disttrain/system/transports/akkaprotocolmanager.ssl.tcp.0/akkaProtocol-ssl.tcp%3A%2F%2Fdisttrain%40127.0.0.1%3A42991-1";
         const string channel = "[[::ffff:127.0.0.1]:34854->[::ffff:127.0.0.1]:42991](Id=6d095a4c)";
         // A REMOVE warning about a peer not (yet) reported is dropped too (it may come before the peer's other lines).
-        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Warning("TcpClientHandler (akka://disttrain)", typeof(object),
-            $"Unable to REMOVE channel {channel} from connection group. May not shut down cleanly.")));
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(RemoveChannelWarning(channel)));
 
         Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Error(null, protocol, typeof(object),
             "No response from remote for outbound association. Associate timed out after [15000 ms].")));
@@ -251,10 +258,8 @@ public class ForeignPeerLogTests
             "Tried to associate with unreachable remote address [akka.ssl.tcp://disttrain@127.0.0.1:42991]. Address is now gated for 1000 ms. Reason: " +
             "[Association failed with akka.ssl.tcp://disttrain@127.0.0.1:42991] Caused by: [System.TimeoutException: No response from remote for outbound association. " +
             "Associate timed out after [15000 ms].]")));
-        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Error(new IOException("Channel is closed"), "TcpClientHandler (akka://disttrain)",
-            typeof(object), $"TLS handshake failed on channel {channel}")));
-        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Warning("TcpClientHandler (akka://disttrain)", typeof(object),
-            $"Unable to REMOVE channel {channel} from connection group. May not shut down cleanly.")));
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(ChannelClosedError(channel)));
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(RemoveChannelWarning(channel)));
         Assert.Equal([ForeignPeerLogFilter.SilentWarning("127.0.0.1:42991", tls: true)], logged);
         Assert.StartsWith("The peer at 127.0.0.1:42991 accepts connections but does not complete a TLS handshake (it sent nothing in 15 s): it is not a " +
             "DistTrain node, or Cluster:Tls is off there", logged[0]);
@@ -282,11 +287,9 @@ public class ForeignPeerLogTests
         filter.LogThrough(logged.Add);
         const string channel = "[[::ffff:127.0.0.1]:43534->[::ffff:127.0.0.1]:44095](Id=42fb057d)";
 
-        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Warning("TcpClientHandler (akka://disttrain)", typeof(object),
-            $"Unable to REMOVE channel {channel} from connection group. May not shut down cleanly.")));
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(RemoveChannelWarning(channel)));
         Assert.Empty(logged);
-        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(new Error(new IOException("Channel is closed"), "TcpClientHandler (akka://disttrain)",
-            typeof(object), $"TLS handshake failed on channel {channel}")));
+        Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(ChannelClosedError(channel)));
 
         Assert.Equal(["The peer at 127.0.0.1:44095 accepts connections but does not complete a TLS handshake (it sent nothing before the connection " +
             "closed): it is not a DistTrain node, or Cluster:Tls is off there, or it is frozen. If it is in Cluster:SeedNodes, give there the host and " +

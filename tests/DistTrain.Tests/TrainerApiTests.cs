@@ -248,10 +248,7 @@ public class TrainerApiTests
     [Fact]
     public async Task A_worker_whose_first_seed_is_itself_is_refused_before_it_binds()
     {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        var port = TestPorts.Free();
         var options = MlpOptions(epochs: 1);
         options.Cluster = new ClusterOptions
         {
@@ -271,10 +268,7 @@ public class TrainerApiTests
     [Fact]
     public async Task A_parameter_server_given_one_port_for_Akka_Remote_and_the_data_plane_is_refused_before_anything_binds()
     {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        var port = TestPorts.Free();
         var options = MlpOptions(epochs: 1);
         options.Cluster = new ClusterOptions
         {

@@ -95,6 +95,9 @@ public static class AkkaSettings
 
     /// <summary>True when a node of <paramref name="role"/> with these options retries its join every
     /// <see cref="JoinRetrySeconds"/> s (<see cref="JoinRetry"/>): a worker, or a parameter-server node that is not its first seed.</summary>
+    /// <param name="cluster">The node's Cluster options.</param>
+    /// <param name="role">The node's role (<see cref="Actors.NodeRoles"/>).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="cluster"/> is null.</exception>
     public static bool RetriesJoinQuickly(Core.Configuration.ClusterOptions cluster, string role) =>
         role == Actors.NodeRoles.Worker || !Core.Configuration.TrainingOptionsValidator.FirstSeedIsOwnAddress(cluster);
 

@@ -250,17 +250,13 @@ public static class ClusterNode
                 return Akka.Done.Instance; // no job host here: nothing to hand over
             }
             var cluster = Akka.Cluster.Cluster.Get(system);
-            if (!cluster.State.Members.Any(m => !m.UniqueAddress.Equals(cluster.SelfUniqueAddress) && m.HasRole(NodeRoles.ParameterServer)
-                                                && m.Status != Akka.Cluster.MemberStatus.Removed))
+            IEnumerable<Akka.Cluster.Member> OtherParameterServers() =>
+                cluster.State.Members.Where(m => !m.UniqueAddress.Equals(cluster.SelfUniqueAddress) && m.HasRole(NodeRoles.ParameterServer));
+            if (!OtherParameterServers().Any(m => m.Status != Akka.Cluster.MemberStatus.Removed))
                 return Akka.Done.Instance; // a lone parameter server: Akka's manager ends the job host itself
             var jobHostStopped = jobHost.WatchAsync();
             var managerStopped = manager.WatchAsync();
-            bool SuccessorUp()
-            {
-                var state = cluster.State;
-                return state.Members.Any(m => !m.UniqueAddress.Equals(cluster.SelfUniqueAddress) && m.HasRole(NodeRoles.ParameterServer)
-                                              && m.Status == Akka.Cluster.MemberStatus.Up && !state.Unreachable.Contains(m));
-            }
+            bool SuccessorUp() => OtherParameterServers().Any(m => m.Status == Akka.Cluster.MemberStatus.Up && !cluster.State.Unreachable.Contains(m));
             while (!jobHostStopped.IsCompleted && !managerStopped.IsCompleted && !cluster.IsTerminated)
             {
                 if (!SuccessorUp())
