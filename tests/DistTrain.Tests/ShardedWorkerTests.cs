@@ -8,6 +8,9 @@ using Akka.TestKit;
 using Akka.TestKit.Xunit2;
 using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.DataPlane;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Security;
+using DistTrain.Core.Configuration;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Training;
 using DistTrain.Core.Layers;
@@ -22,11 +25,18 @@ namespace DistTrain.Tests;
 /// workers with real data shards of the Fashion-MNIST subset train against K <see cref="ParameterShardActor"/>s, each behind its
 /// own <see cref="DataPlaneListener"/> and <see cref="ShardDataPlane"/>, and end with the weights the same workers end with
 /// against one <see cref="ParameterServer"/>, bit for bit. A shard that refuses the worker or closes its connection mid-run
-/// stops the worker with an error naming the shard and its endpoint.
+/// stops the worker with an error naming the shard and its endpoint. The shards also run hosted by <see cref="ShardHost"/>s in
+/// actor systems of their own, reached over Akka.Remote on loopback as a coordinator reaches shard nodes.
 /// </summary>
-public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.ConfigurationFactory.ParseString("akka.loglevel = INFO")
-    .WithFallback(TestTimeouts.TestKitConfig))
+public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
 {
+    /// <summary>Remoting on loopback (any free port), so that shard nodes in actor systems of their own are reached as over a network.</summary>
+    private static Akka.Configuration.Config RemoteConfig => Akka.Configuration.ConfigurationFactory.ParseString("""
+        akka.loglevel = INFO
+        akka.actor.provider = remote
+        akka.remote.dot-netty.tcp { hostname = "127.0.0.1", port = 0 }
+        """).WithFallback(TestTimeouts.TestKitConfig);
+
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30); // a hang guard on a loaded machine, not a speed limit
     private const int Workers = 2;
     private const int Epochs = 2;
@@ -417,5 +427,154 @@ public sealed class ShardedWorkerTests() : TestKit(Akka.Configuration.Configurat
         Assert.Equal(stepped[..trainable], held.Weights[..trainable]);
         failures.ExpectNoMsg(TimeSpan.Zero);
         Sys.Stop(worker);
+    }
+
+    // Shards hosted by shard nodes (ShardHost), each node an actor system of its own reached over Akka.Remote on loopback.
+
+    private static readonly JobIdentity Job = new("shard-test", "0123456789abcdef0123456789abcdef"u8);
+    private const string JobId = "job-0001";
+
+    /// <summary>The settings a parameter server decides for the whole job, for <paramref name="optimizer"/> and this class's epochs.</summary>
+    private static string ServerSettings(OptimizerOptions optimizer) =>
+        ModelFingerprint.ServerSettingsOf(new TrainingOptions { Optimizer = optimizer, Training = { Epochs = Epochs } });
+
+    /// <summary>A shard node: an actor system of its own with remoting on loopback, running a <see cref="ShardHost"/> with this
+    /// class's optimizer and epochs and <paramref name="startingWeights"/>; returns the host as <see cref="TestKit.Sys"/> reaches it.</summary>
+    private IActorRef StartShardNode(string name, ParameterVector startingWeights)
+    {
+        var node = _owned.Own(ActorSystem.Create(name, RemoteConfig));
+        var settings = new ShardHostSettings(Job, startingWeights, Sgd, Epochs, ServerSettings(Sgd), "127.0.0.1", 0, "127.0.0.1", null);
+        node.ActorOf(ShardHost.Props(settings), "shard-host");
+        var address = ((ExtendedActorSystem)node).Provider.DefaultAddress;
+        var host = Sys.ActorSelection(new RootActorPath(address) / "user" / "shard-host").ResolveOne(Wait).Result;
+        Assert.Equal(address, host.Path.Address); // a remote actor, not one of this system
+        return host;
+    }
+
+    /// <summary>
+    /// Two shard nodes, each an actor system of its own, host shards 0 and 1 for the coordinator (the test actor) over
+    /// Akka.Remote: each answer carries the job's proof and names a shard and links of its own node, and an answer checked for
+    /// another owner, another job or another port is not genuine. Real workers then train 2 epochs against the hosted shards
+    /// (the parts' starts cross to the nodes as MessagePack, the slices go on the nodes' data planes) and end with one
+    /// server's weights bit for bit.
+    /// </summary>
+    [Fact]
+    public void Shards_hosted_by_shard_nodes_of_their_own_train_real_workers_to_one_servers_weights_bit_for_bit()
+    {
+        var expected = AgainstOneServer();
+        var initial = Initial();
+        var tokens = ShardDataPlaneTests.Tokens(Workers);
+        IActorRef[] hosts = [StartShardNode("shard-node-0", initial), StartShardNode("shard-node-1", initial)];
+        for (var k = 0; k < hosts.Length; k++)
+            hosts[k].Tell(ShardHost.Request(Job, Sys, TestActor, JobId, k, hosts.Length, tokens, initial, ServerSettings(Sgd)), TestActor);
+        var nodes = new ShardNode[hosts.Length];
+        for (var k = 0; k < hosts.Length; k++)
+        {
+            var hosted = ExpectMsg<ShardHosted>(Wait);
+            Assert.True(ShardHost.IsGenuine(Job, Sys, TestActor, JobId, hosted), $"shard {hosted.Shard}'s answer does not carry the job's proof");
+            Assert.False(ShardHost.IsGenuine(Job, Sys, CreateTestProbe().Ref, JobId, hosted), "an answer to another owner passed as genuine");
+            Assert.False(ShardHost.IsGenuine(Job, Sys, TestActor, "job-0002", hosted), "an answer of another job passed as genuine");
+            Assert.False(ShardHost.IsGenuine(Job, Sys, TestActor, JobId, hosted with { DataPort = hosted.DataPort + 1 }), "an altered answer passed as genuine");
+            Assert.Equal(hosts[hosted.Shard].Path.Address, hosted.ShardActor.Path.Address);
+            Assert.All(hosted.Links, link => Assert.Equal(hosts[hosted.Shard].Path.Address, link.Path.Address));
+            Assert.Equal(Workers, hosted.Links.Length);
+            nodes[hosted.Shard] = new ShardNode(hosted.ShardActor, ActorRefs.Nobody, hosted.DataPort, hosted.Links);
+        }
+        Assert.All(nodes, node => Assert.NotNull(node));
+        TrainAgainstShardsAndCompare(nodes, tokens, initial, expected);
+    }
+
+    /// <summary>
+    /// A shard node refuses, with the reason, a request signed with another secret, one signed for another owner (replayed),
+    /// one whose whole-job settings differ from the node's (listed), one whose starting slice is not the node's, and a request
+    /// from another owner while it hosts a shard; the same request from the same owner gets the same answer again. When the
+    /// owner stops, the node stops the shard and frees its data port, and hosts the next owner's shard.
+    /// </summary>
+    [Fact]
+    public void A_shard_node_refuses_requests_it_cannot_trust_or_serve_and_hosts_again_once_the_owner_is_gone()
+    {
+        var initial = Initial();
+        var tokens = ShardDataPlaneTests.Tokens(Workers);
+        var host = StartShardNode("shard-node-refusals", initial);
+        var first = CreateTestProbe();
+        var second = CreateTestProbe();
+        HostShard For(TestProbe owner, JobIdentity? identity = null, OptimizerOptions? optimizer = null, ParameterVector? weights = null) =>
+            ShardHost.Request(identity ?? Job, Sys, owner.Ref, JobId, 1, 2, tokens, weights ?? initial, ServerSettings(optimizer ?? Sgd));
+        string Refused(TestProbe sender, HostShard request)
+        {
+            sender.Send(host, request);
+            var refused = sender.ExpectMsg<ShardHostRefused>(Wait);
+            Assert.Equal(1, refused.Shard);
+            return refused.Reason;
+        }
+
+        const string unsigned = "the request is not signed with this node's job secret for its sender (job 'shard-test'): the coordinator belongs to another job, " +
+            "or its Cluster:JobName or secret differs from this node's.";
+        Assert.Equal(unsigned, Refused(first, For(first, identity: new JobIdentity("shard-test", "another secret of this job name!"u8))));
+        Assert.Equal(unsigned, Refused(first, For(first, identity: new JobIdentity("another-job", "0123456789abcdef0123456789abcdef"u8))));
+        Assert.Equal(unsigned, Refused(second, For(first))); // signed for the first owner, sent by the second
+        var settings = Refused(first, For(first, optimizer: new OptimizerOptions { LearningRate = 0.5, Momentum = 0.9, L2 = 1e-3 }));
+        Assert.StartsWith("the parameter server decides these settings for the whole job, and this shard node steps with its own, which differ " +
+            "(parameter server vs this node): Optimizer.LearningRate: 0.5 vs 0.05", settings);
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var otherWeights = ModelFactory.StartingWeights(ModelFactory.Build(Model), Model, seed: 8);
+        Assert.Equal($"this node's starting weights of shard 1 [{plan[1].Start}, {plan[1].End}) are not the parameter server's: give every node the same " +
+            "Model settings, Training:Seed and Model:Pretrained file. A run resumed from a checkpoint cannot place its shards on shard nodes yet.",
+            Refused(first, For(first, weights: otherWeights)));
+
+        first.Send(host, For(first));
+        var hosted = first.ExpectMsg<ShardHosted>(Wait);
+        Assert.True(ShardHost.IsGenuine(Job, Sys, first.Ref, JobId, hosted));
+        first.Send(host, For(first)); // the same request again: the same answer
+        var again = first.ExpectMsg<ShardHosted>(Wait);
+        Assert.Equal((hosted.ShardActor, hosted.DataPort), (again.ShardActor, again.DataPort));
+        Assert.Equal(hosted.Proof, again.Proof);
+        Assert.StartsWith($"this node already hosts shard 1 of 2 of job {JobId} for ", Refused(second, For(second)));
+
+        Sys.Stop(first.Ref);
+        AwaitCondition(() => !Accepts(hosted.DataPort), Wait, TimeSpan.FromMilliseconds(50)); // the owner is gone: the data port closes
+        second.Send(host, For(second));
+        var next = second.ExpectMsg<ShardHosted>(Wait);
+        Assert.True(ShardHost.IsGenuine(Job, Sys, second.Ref, JobId, next));
+        Assert.NotEqual(hosted.ShardActor, next.ShardActor);
+        Assert.True(Accepts(next.DataPort), "the next shard's data plane does not accept connections");
+    }
+
+    /// <summary>True if a TCP connection to <paramref name="port"/> on loopback is accepted.</summary>
+    private static bool Accepts(int port)
+    {
+        using var client = new TcpClient();
+        try
+        {
+            client.Connect(IPAddress.Loopback, port);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// A hosted shard whose round diverges (a NaN loss) is stopped, not restarted, and its owner is told with
+    /// <see cref="ShardFailed"/> naming the divergence; the node then hosts the owner's next request.
+    /// </summary>
+    [Fact]
+    public void A_hosted_shard_that_diverges_is_stopped_its_owner_told_why_and_the_node_hosts_again()
+    {
+        var initial = Initial();
+        var host = StartShardNode("shard-node-failure", initial);
+        var request = ShardHost.Request(Job, Sys, TestActor, JobId, 0, 2, ShardDataPlaneTests.Tokens(1), initial, ServerSettings(Sgd));
+        host.Tell(request, TestActor);
+        var hosted = ExpectMsg<ShardHosted>(Wait);
+        var worker = CreateTestProbe();
+        var slice = new float[ParameterShards.Plan(initial.Layout, 2)[0].Length];
+        hosted.ShardActor.Tell(new ShardPartStart(1, [worker.Ref], [1], 0, [hosted.ShardActor, ActorRefs.Nobody], ActorRefs.Nobody), TestActor);
+        worker.Send(hosted.ShardActor, new GradientComputed(1, 0, 0, 0, 10, double.NaN, slice));
+        var failed = ExpectMsg<ShardFailed>(Wait);
+        Assert.Equal((JobId, 0), (failed.JobId, failed.Shard));
+        Assert.StartsWith("the shard failed: Shard 0: Training diverged at epoch 1, step 1 (weights version 0): a NaN or infinite loss", failed.Reason);
+        host.Tell(request, TestActor);
+        Assert.NotEqual(hosted.ShardActor, ExpectMsg<ShardHosted>(Wait).ShardActor);
     }
 }

@@ -223,7 +223,7 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 /// <para>On a node of its own the workers' slices and the results travel on that node's data plane
 /// (<see cref="DataPlane.ShardDataPlane"/>, whose links the part names as the workers).</para>
 /// <para>Not yet here: parts that start after round 0 (an epoch's further part after a loss), checkpoints, evaluation,
-/// the gradient diagnostics and metrics; nothing in the product starts this actor yet.</para>
+/// the gradient diagnostics and metrics; only a <see cref="ShardHost"/> starts this actor, and nothing in the product starts a host yet.</para>
 /// </remarks>
 public sealed class ParameterShardActor : ReceiveActor
 {

@@ -1,0 +1,421 @@
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Akka.Actor;
+using Akka.Event;
+using DistTrain.Cluster.DataPlane;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Security;
+using DistTrain.Cluster.Training;
+using DistTrain.Core.Optimization;
+using DistTrain.Core.Tensors;
+using MessagePack;
+
+namespace DistTrain.Cluster.Actors;
+
+// Hosting one parameter-server shard on a shard node (docs/architecture.md, "Where the shards run"):
+//   coordinator -> ShardHost (shard node)    HostShard
+//   ShardHost -> coordinator                 ShardHosted | ShardHostRefused
+//   ShardHost -> coordinator                 ShardFailed (the hosted shard stopped on a failure: a divergence, a fault)
+// The coordinator then starts parts at the shard (ShardPartStart) and gives its workers the data plane (ShardServers).
+
+/// <summary>
+/// A coordinator asks a shard node's <see cref="ShardHost"/> to host shard <see cref="Shard"/> of <see cref="ShardCount"/> for its
+/// run; the sender is the shard's owner (<see cref="ParameterShardActor"/>'s, the only actor whose parts it starts). Build it with
+/// <see cref="ShardHost.Request"/>. Crosses nodes as MessagePack; decoding refuses a field out of its range.
+/// </summary>
+/// <param name="JobId">The run's job id, for logs and the proofs.</param>
+/// <param name="Shard">The shard's index, 0 to <see cref="ShardCount"/> - 1.</param>
+/// <param name="ShardCount">The run's shard count K, 1 to <see cref="ParameterShards.MaxShards"/>.</param>
+/// <param name="WorkerTokens">The worker slots' data-plane tokens, slot w's <see cref="DataPlaneHello.TokenBytes"/> bytes at
+/// offset w × <see cref="DataPlaneHello.TokenBytes"/>: 1 to <see cref="UpdatePolicy.MaxWorkers"/> slots, each its own token.</param>
+/// <param name="StartingDigest">SHA-256 of the shard's slice of the run's starting weights (<see cref="ShardHost.StartingDigest"/>):
+/// the shard node builds its starting weights from its own settings and hosts the shard only if its slice has this digest.</param>
+/// <param name="ServerSettings">The coordinator's <see cref="ModelFingerprint.ServerSettingsOf"/> (optimizer, epochs): the shard
+/// steps with the shard node's own, so they must be equal.</param>
+/// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardRequestProof"/>), over the sender's path too.</param>
+[MessagePackObject]
+public sealed record HostShard(
+    [property: Key(0)] string JobId,
+    [property: Key(1)] int Shard,
+    [property: Key(2)] int ShardCount,
+    [property: Key(3)] byte[] WorkerTokens,
+    [property: Key(4)] byte[] StartingDigest,
+    [property: Key(5)] string ServerSettings,
+    [property: Key(6)] byte[] Proof) : IRangeCheckedMessage
+{
+    /// <summary>The worker slots the request names: <see cref="WorkerTokens"/>' length over <see cref="DataPlaneHello.TokenBytes"/>.</summary>
+    [IgnoreMember]
+    public int WorkerSlots => WorkerTokens.Length / DataPlaneHello.TokenBytes;
+
+    /// <inheritdoc />
+    public string? OutOfRange()
+    {
+        if (ShardWire.Within(nameof(ShardCount), ShardCount, 1, ParameterShards.MaxShards) is { } count) return count;
+        if (ShardWire.Within(nameof(Shard), Shard, 0, ShardCount - 1) is { } shard) return shard;
+        if (WorkerTokens.Length % DataPlaneHello.TokenBytes != 0 || WorkerSlots is 0 or > UpdatePolicy.MaxWorkers)
+            return $"WorkerTokens holds {WorkerTokens.Length} bytes, not 1 to {UpdatePolicy.MaxWorkers} tokens of {DataPlaneHello.TokenBytes} bytes";
+        if (StartingDigest.Length != SHA256.HashSizeInBytes) return $"StartingDigest holds {StartingDigest.Length} bytes, not {SHA256.HashSizeInBytes}";
+        return Proof.Length != SHA256.HashSizeInBytes ? $"Proof holds {Proof.Length} bytes, not {SHA256.HashSizeInBytes}" : null;
+    }
+}
+
+/// <summary>
+/// A shard node hosts the requested shard: its actor, its data plane and the plane's links by worker slot (the actors a
+/// <see cref="ShardPartStart"/> to this shard names as the workers). ShardHost → coordinator. Check it with
+/// <see cref="ShardHost.IsGenuine"/> before using it.
+/// </summary>
+/// <param name="JobId">The request's job id.</param>
+/// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="ShardActor">The <see cref="ParameterShardActor"/>, owned by the request's sender.</param>
+/// <param name="DataHost">The host name or address the workers connect the shard's data plane to.</param>
+/// <param name="DataPort">The data plane's port, 1 to 65535.</param>
+/// <param name="Links">The data plane's link of each worker slot, slot w's at index w: one per slot of the request.</param>
+/// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardHostedProof"/>).</param>
+[MessagePackObject]
+public sealed record ShardHosted(
+    [property: Key(0)] string JobId,
+    [property: Key(1)] int Shard,
+    [property: Key(2)] IActorRef ShardActor,
+    [property: Key(3)] string DataHost,
+    [property: Key(4)] int DataPort,
+    [property: Key(5)] IActorRef[] Links,
+    [property: Key(6)] byte[] Proof) : IRangeCheckedMessage
+{
+    /// <summary>The endpoint a worker's <see cref="ShardServers"/> names for this shard.</summary>
+    [IgnoreMember]
+    public ShardEndpoint Endpoint => new(DataHost, DataPort);
+
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.Within(nameof(DataPort), DataPort, 1, 65535)
+        ?? (Links.Length is 0 or > UpdatePolicy.MaxWorkers ? $"Links holds {Links.Length} links, outside 1 to {UpdatePolicy.MaxWorkers}" : null);
+}
+
+/// <summary>A shard node does not host the requested shard; <paramref name="Reason"/> names the problem and the fix. ShardHost → coordinator.</summary>
+/// <param name="Shard">The requested shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Reason">Why, for the coordinator's log and error.</param>
+[MessagePackObject]
+public sealed record ShardHostRefused([property: Key(0)] int Shard, [property: Key(1)] string Reason) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard);
+}
+
+/// <summary>The hosted shard stopped on a failure (its exception's message: a divergence names the epoch, step and advice); the
+/// shard node has released it. ShardHost → the shard's owner.</summary>
+/// <param name="JobId">The job id of the request the shard was hosted for.</param>
+/// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Reason">The failure.</param>
+[MessagePackObject]
+public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key(1)] int Shard, [property: Key(2)] string Reason) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard);
+}
+
+/// <summary>What a shard node brings to the shards it hosts: its job identity, its own settings and its data plane's address.</summary>
+/// <param name="Identity">The job's identity (Cluster:JobName and the secret): requests and answers are signed with it.</param>
+/// <param name="StartingWeights">The whole model's starting weights as this node builds them from its own settings
+/// (<c>ModelFactory.StartingWeights</c>: Model, Training:Seed, Model:Pretrained); a request is taken only if its shard's slice
+/// of them has the request's digest.</param>
+/// <param name="Optimizer">This node's Optimizer settings, which the shard steps with.</param>
+/// <param name="TotalEpochs">This node's Training:Epochs, which the learning-rate schedule spans.</param>
+/// <param name="ServerSettings">This node's <see cref="ModelFingerprint.ServerSettingsOf"/>: a request's must equal it.</param>
+/// <param name="BindHost">Where the data plane listens (Cluster:Hostname, as <see cref="DataPlaneListener.Start(string, int, ClusterCertificates?)"/> takes it).</param>
+/// <param name="DataPort">Cluster:DataPort; 0 picks a free port (tests).</param>
+/// <param name="AdvertisedHost">The host name or address the workers connect to (Cluster:PublicHostname, or the node's address).</param>
+/// <param name="Certificates">The node's TLS identity; null for plain TCP.</param>
+public sealed record ShardHostSettings(
+    JobIdentity Identity,
+    ParameterVector StartingWeights,
+    OptimizerOptions Optimizer,
+    int TotalEpochs,
+    string ServerSettings,
+    string BindHost,
+    int DataPort,
+    string AdvertisedHost,
+    ClusterCertificates? Certificates);
+
+/// <summary>
+/// The actor of a shard node that hosts one <see cref="ParameterShardActor"/> of a run at a time, with its data plane
+/// (<see cref="DataPlaneListener"/> and <see cref="ShardDataPlane"/>), for the coordinator that asks with a
+/// <see cref="HostShard"/>. The request's sender becomes the shard's owner, the only actor that starts its parts.
+/// </summary>
+/// <remarks>
+/// <para>A request is refused (<see cref="ShardHostRefused"/>, and a warning here naming the reason) when it is not signed with
+/// this node's job secret for its sender, when the settings the parameter server decides for the whole job differ from this
+/// node's (listed), when this node's starting slice of the shard is not the coordinator's (another model, seed or pretrained
+/// file; a run resumed from a checkpoint, whose weights no shard node holds yet), when the model has too few parameters for K
+/// shards, when two worker slots share a token, when the data port cannot be bound, and while this node hosts another run's or
+/// another shard. The same request from the same owner is answered again with the same <see cref="ShardHosted"/>.</para>
+/// <para>The host watches the owner: when it stops (or its node leaves) the shard and its data plane stop and the port is freed,
+/// so the node can host the next run's shard. A shard that fails (it throws <see cref="TrainingDivergedException"/> on a
+/// divergence) is stopped, not restarted (a restarted shard would hold its starting weights and refuse every slice), and the
+/// owner is told with <see cref="ShardFailed"/>.</para>
+/// <para>Not yet here: a node role or command that starts this host, and a coordinator that asks it (docs/architecture.md,
+/// "Where the shards run").</para>
+/// </remarks>
+public sealed class ShardHost : ReceiveActor
+{
+    private readonly ShardHostSettings _settings;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private HostedShard? _hosting;
+    private int _hosted; // shards hosted so far: each one's actors get names of their own, as a released one's may still be stopping
+    private Exception? _failure; // the last exception a child failed with, reported when it has stopped
+
+    /// <summary>A shard being hosted: the request, its owner, the actors and listener, and the answer once the links are known.</summary>
+    private sealed class HostedShard(HostShard request, IActorRef owner, ParameterShard shard, DataPlaneListener listener, IActorRef plane)
+    {
+        public HostShard Request { get; } = request;
+        public IActorRef Owner { get; } = owner;
+        public ParameterShard Shard { get; } = shard;
+        public DataPlaneListener Listener { get; } = listener;
+        public IActorRef Plane { get; } = plane;
+        public IActorRef ShardActor { get; set; } = ActorRefs.Nobody;
+        public ShardHosted? Answer { get; set; }
+    }
+
+    /// <summary>Creates the host; see <see cref="Props"/>.</summary>
+    public ShardHost(ShardHostSettings settings)
+    {
+        _settings = settings;
+        Receive<HostShard>(OnRequest);
+        Receive<ShardDataPlane.Links>(OnLinks);
+        Receive<Terminated>(OnTerminated);
+    }
+
+    /// <summary>Props of a shard node's host.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="settings"/> or one of its members but the certificates is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">Training:Epochs below 1, or a data port outside 0 to 65535.</exception>
+    public static Props Props(ShardHostSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(settings.Identity);
+        ArgumentNullException.ThrowIfNull(settings.StartingWeights);
+        ArgumentNullException.ThrowIfNull(settings.Optimizer);
+        ArgumentNullException.ThrowIfNull(settings.ServerSettings);
+        ArgumentNullException.ThrowIfNull(settings.BindHost);
+        ArgumentNullException.ThrowIfNull(settings.AdvertisedHost);
+        ArgumentOutOfRangeException.ThrowIfLessThan(settings.TotalEpochs, 1);
+        if (settings.DataPort is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(settings), $"Cluster:DataPort = {settings.DataPort}: allowed 0 to 65535.");
+        return Akka.Actor.Props.Create(() => new ShardHost(settings));
+    }
+
+    /// <summary>SHA-256 of <paramref name="shard"/>'s slice of <paramref name="weights"/>, the floats' bytes as they lie in memory (little-endian).</summary>
+    public static byte[] StartingDigest(ParameterShard shard, ParameterVector weights)
+    {
+        ArgumentNullException.ThrowIfNull(shard);
+        ArgumentNullException.ThrowIfNull(weights);
+        return SHA256.HashData(MemoryMarshal.AsBytes(weights.Values.AsSpan(shard.Start, shard.Length)));
+    }
+
+    /// <summary>
+    /// The coordinator's request that a shard node host shard <paramref name="shard"/> of <paramref name="shardCount"/>, signed for
+    /// <paramref name="owner"/> (an actor of <paramref name="system"/>, which must send it).
+    /// </summary>
+    /// <param name="identity">The job's identity.</param>
+    /// <param name="system">The owner's actor system: its address goes into the proof, as the shard node sees the sender.</param>
+    /// <param name="owner">The coordinator, which sends the request and starts the shard's parts.</param>
+    /// <param name="jobId">The run's job id.</param>
+    /// <param name="shard">The shard's index.</param>
+    /// <param name="shardCount">K.</param>
+    /// <param name="workerTokens">The worker slots' tokens, slot w's at index w.</param>
+    /// <param name="startingWeights">The run's starting weights (whole model).</param>
+    /// <param name="serverSettings">The coordinator's <see cref="ModelFingerprint.ServerSettingsOf"/>.</param>
+    /// <exception cref="ArgumentException">A token is not <see cref="DataPlaneHello.TokenBytes"/> bytes, or as <see cref="ParameterShards.Plan"/>.</exception>
+    public static HostShard Request(JobIdentity identity, ActorSystem system, IActorRef owner, string jobId, int shard, int shardCount,
+        IReadOnlyList<byte[]> workerTokens, ParameterVector startingWeights, string serverSettings)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        ArgumentNullException.ThrowIfNull(workerTokens);
+        var plan = ParameterShards.Plan(startingWeights.Layout, shardCount);
+        if (shard < 0 || shard >= shardCount) throw new ArgumentOutOfRangeException(nameof(shard), $"Shard {shard} of {shardCount}: shards are numbered from 0.");
+        var tokens = new byte[workerTokens.Count * DataPlaneHello.TokenBytes];
+        for (var w = 0; w < workerTokens.Count; w++)
+        {
+            if (workerTokens[w] is not { Length: DataPlaneHello.TokenBytes } token)
+                throw new ArgumentException($"Worker slot {w}'s data-plane token is not {DataPlaneHello.TokenBytes} bytes.", nameof(workerTokens));
+            token.CopyTo(tokens, w * DataPlaneHello.TokenBytes);
+        }
+        var digest = StartingDigest(plan[shard], startingWeights);
+        var proof = identity.ShardRequestProof(PathOf(owner, system), jobId, shard, shardCount, tokens, digest, serverSettings);
+        return new HostShard(jobId, shard, shardCount, tokens, digest, serverSettings, proof);
+    }
+
+    /// <summary>True if <paramref name="answer"/> is signed with the job's secret for <paramref name="owner"/>'s request of job
+    /// <paramref name="jobId"/>: the shard, its actor, its links and its data plane are a node's of this job.</summary>
+    public static bool IsGenuine(JobIdentity identity, ActorSystem system, IActorRef owner, string jobId, ShardHosted answer)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        ArgumentNullException.ThrowIfNull(answer);
+        var expected = identity.ShardHostedProof(PathOf(owner, system), jobId, answer.Shard, PathOf(answer.ShardActor, system), answer.DataHost,
+            answer.DataPort, answer.Links.Select(link => PathOf(link, system)));
+        return answer.JobId == jobId && JobIdentity.Matches(answer.Proof, expected);
+    }
+
+    /// <summary>An actor's path with its node's address, as every node names it (a local actor's with <paramref name="system"/>'s address).</summary>
+    private static string PathOf(IActorRef actor, ActorSystem system) =>
+        actor.Path.ToStringWithAddress(((ExtendedActorSystem)system).Provider.DefaultAddress);
+
+    /// <inheritdoc />
+    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(failure =>
+    {
+        _failure = failure;
+        return Directive.Stop; // never Restart: a restarted shard would hold its starting weights and refuse every slice
+    });
+
+    private void OnRequest(HostShard request)
+    {
+        var owner = Sender;
+        if (_hosting is { } hosting)
+        {
+            if (hosting.Owner.Equals(owner) && hosting.Request.JobId == request.JobId && hosting.Request.Shard == request.Shard
+                && hosting.Request.ShardCount == request.ShardCount)
+            {
+                if (hosting.Answer is { } answer) owner.Tell(answer); // else the answer goes out once the links are known
+                return;
+            }
+            Refuse(owner, request, $"this node already hosts shard {hosting.Request.Shard} of {hosting.Request.ShardCount} of job " +
+                $"{hosting.Request.JobId} for {hosting.Owner.Path}, and a shard node hosts one shard at a time: start one shard node per shard");
+            return;
+        }
+        if (Problem(request, owner) is { } problem)
+        {
+            Refuse(owner, request, problem);
+            return;
+        }
+        var shard = ParameterShards.Plan(_settings.StartingWeights.Layout, request.ShardCount)[request.Shard];
+        byte[][] tokens = [.. Enumerable.Range(0, request.WorkerSlots)
+            .Select(w => request.WorkerTokens.AsSpan(w * DataPlaneHello.TokenBytes, DataPlaneHello.TokenBytes).ToArray())];
+        Props plane;
+        try
+        {
+            plane = ShardDataPlane.Props(shard, request.ShardCount, tokens);
+        }
+        catch (ArgumentException e)
+        {
+            Refuse(owner, request, e.Message.TrimEnd('.'));
+            return;
+        }
+        DataPlaneListener listener;
+        try
+        {
+            listener = DataPlaneListener.Start(_settings.BindHost, _settings.DataPort, _settings.Certificates);
+        }
+        catch (Exception e) when (e is PortInUseException or AddressNotLocalException or UnresolvableHostException or System.Net.Sockets.SocketException)
+        {
+            Refuse(owner, request, $"its data plane cannot listen: {e.Message.TrimEnd('.')}");
+            return;
+        }
+        var planeActor = Context.Watch(Context.ActorOf(plane, $"data-plane-{request.Shard}-{++_hosted}"));
+        listener.Attach(planeActor);
+        _hosting = new HostedShard(request, Context.Watch(owner), shard, listener, planeActor);
+        planeActor.Tell(new ShardDataPlane.GetLinks());
+    }
+
+    /// <summary>Why <paramref name="request"/> from <paramref name="owner"/> is not taken, or null.</summary>
+    private string? Problem(HostShard request, IActorRef owner)
+    {
+        if (owner.IsNobody()) return "the request has no sender, and the sender owns the shard: send it from the coordinator";
+        if (request.OutOfRange() is { } range) return range;
+        var identity = _settings.Identity;
+        var expected = identity.ShardRequestProof(PathOf(owner, Context.System), request.JobId, request.Shard, request.ShardCount,
+            request.WorkerTokens, request.StartingDigest, request.ServerSettings);
+        if (!JobIdentity.Matches(request.Proof, expected))
+            return $"the request is not signed with this node's job secret for its sender (job '{identity.Name}'): the coordinator belongs to " +
+                "another job, or its Cluster:JobName or secret differs from this node's";
+        IReadOnlyList<string> differences;
+        try
+        {
+            differences = ModelFingerprint.Differences(request.ServerSettings, _settings.ServerSettings, limit: 10);
+        }
+        catch (JsonException)
+        {
+            return "the request's server settings are not the JSON this version writes: every node of a job must run the same DistTrain version";
+        }
+        if (differences.Count > 0)
+            return "the parameter server decides these settings for the whole job, and this shard node steps with its own, which differ " +
+                $"(parameter server vs this node): {string.Join("; ", differences)}. Give every node of the job the same settings";
+        ParameterShard[] plan;
+        try
+        {
+            plan = ParameterShards.Plan(_settings.StartingWeights.Layout, request.ShardCount);
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            return e.Message.TrimEnd('.');
+        }
+        var shard = plan[request.Shard];
+        if (!JobIdentity.Matches(StartingDigest(shard, _settings.StartingWeights), request.StartingDigest))
+            return $"this node's starting weights of shard {shard.Index} [{shard.Start}, {shard.End}) are not the parameter server's: give every node the " +
+                "same Model settings, Training:Seed and Model:Pretrained file. A run resumed from a checkpoint cannot place its shards on shard nodes yet";
+        return null;
+    }
+
+    private void Refuse(IActorRef owner, HostShard request, string reason)
+    {
+        _log.Warning("Shard host: refused to host shard {0} of {1} of job {2} for {3}: {4}.", request.Shard, request.ShardCount, request.JobId, owner.Path, reason);
+        owner.Tell(new ShardHostRefused(request.Shard, reason + "."));
+    }
+
+    private void OnLinks(ShardDataPlane.Links links)
+    {
+        if (_hosting is not { Answer: null } hosting || !Sender.Equals(hosting.Plane)) return; // a released plane's late answer
+        var request = hosting.Request;
+        var shardActor = Context.Watch(Context.ActorOf(ParameterShardActor.Props(hosting.Shard, _settings.StartingWeights, _settings.Optimizer,
+            _settings.TotalEpochs, hosting.Owner), $"shard-{request.Shard}-{_hosted}"));
+        hosting.ShardActor = shardActor;
+        var system = Context.System;
+        var port = hosting.Listener.Port;
+        var proof = _settings.Identity.ShardHostedProof(PathOf(hosting.Owner, system), request.JobId, request.Shard, PathOf(shardActor, system),
+            _settings.AdvertisedHost, port, links.ByWorker.Select(link => PathOf(link, system)));
+        hosting.Answer = new ShardHosted(request.JobId, request.Shard, shardActor, _settings.AdvertisedHost, port, links.ByWorker, proof);
+        _log.Info($"Shard host: hosting shard {request.Shard} of {request.ShardCount} ([{hosting.Shard.Start}, {hosting.Shard.End}), " +
+            $"{hosting.Shard.Length:N0} values) of job {request.JobId} for {hosting.Owner.Path}; data plane on {hosting.Answer.Endpoint} " +
+            $"({(_settings.Certificates is null ? "plain TCP" : "TLS")}), {request.WorkerSlots} worker slots");
+        hosting.Owner.Tell(hosting.Answer);
+    }
+
+    private void OnTerminated(Terminated terminated)
+    {
+        if (_hosting is not { } hosting) return; // a released shard's actors, stopping
+        var request = hosting.Request;
+        if (terminated.ActorRef.Equals(hosting.Owner))
+        {
+            _log.Info("Shard host: the owner of shard {0} of job {1} ({2}) is gone; the shard and its data plane stop, and this node can host another.",
+                request.Shard, request.JobId, hosting.Owner.Path);
+        }
+        else if (terminated.ActorRef.Equals(hosting.ShardActor) || terminated.ActorRef.Equals(hosting.Plane))
+        {
+            var what = terminated.ActorRef.Equals(hosting.Plane) ? "its data plane" : "the shard";
+            var reason = _failure is { } failure ? $"{what} failed: {failure.Message}" : $"{what} stopped";
+            _log.Warning("Shard host: shard {0} of job {1}: {2}; the shard and its data plane stop.", request.Shard, request.JobId, reason);
+            hosting.Owner.Tell(new ShardFailed(request.JobId, request.Shard, reason));
+        }
+        else return;
+        Release(hosting);
+    }
+
+    private void Release(HostedShard hosting)
+    {
+        _hosting = null;
+        _failure = null;
+        Context.Unwatch(hosting.Owner);
+        hosting.Listener.Detach(hosting.Plane);
+        hosting.Listener.Dispose();
+        foreach (var actor in new[] { hosting.ShardActor, hosting.Plane })
+            if (!actor.IsNobody())
+            {
+                Context.Unwatch(actor);
+                Context.Stop(actor);
+            }
+    }
+
+    /// <inheritdoc />
+    protected override void PostStop()
+    {
+        if (_hosting is { } hosting) hosting.Listener.Dispose();
+        base.PostStop();
+    }
+}
