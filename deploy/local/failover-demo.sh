@@ -54,14 +54,22 @@ trap 'kill "${pids[@]}" "$ctrl_c_probe" 2>/dev/null || true; end_quiet_stderr' E
 # itself gets no SIGTERM, which would be its second signal). The script waits for them all and exits 130; a second
 # Ctrl-C (or SIGINT) ends them at once.
 signals=0
-trap 'signals=$(( signals + 1 ))
-  if [ "$signals" -gt 1 ]; then [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
-  elif ctrl_c_reached_group; then echo "Ctrl-C: every node stops at its next step (Ctrl-C again stops them at once); their logs are in $out." >&2
+# A function, so that `first` is this signal's own: a second signal runs the trap again inside the first one's (in its
+# wait for the probe or for the nodes), and must only pass the stop on, leaving the wait and the exit to the first. With
+# the count alone, the first trap read 2 after a second SIGINT within the probe's second, returned without waiting or
+# exiting, and the script went on with the run (the job trained to its end).
+on_sigint() {
+  local first=0
+  signals=$(( signals + 1 )); [ "$signals" -gt 1 ] || first=1
+  if [ "$first" = 0 ]; then [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true; return 0; fi
+  if ctrl_c_reached_group; then echo "Ctrl-C: every node stops at its next step (Ctrl-C again stops them at once); their logs are in $out." >&2
   else
     echo "SIGINT: stopping every node with SIGTERM (SIGINT again stops them at once); their logs are in $out." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi
-  [ "$signals" -gt 1 ] || { kill "$ctrl_c_probe" 2>/dev/null; wait_gone "${pids[@]}" "$ctrl_c_probe"; trap - EXIT; end_quiet_stderr; exit 130; }' INT
+  kill "$ctrl_c_probe" 2>/dev/null; wait_gone "${pids[@]}" "$ctrl_c_probe"; trap - EXIT; end_quiet_stderr; exit 130
+}
+trap on_sigint INT
 # SIGTERM as cluster.sh takes it: to the whole process group it reaches the nodes, which stop at their next step; to the
 # script alone it is passed on to every node. Then the script waits for every node and exits 130. A second one is passed
 # on only if the probe has not ended within 1 s, that is when neither reached the whole group: after one that did, a
