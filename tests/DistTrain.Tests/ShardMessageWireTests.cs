@@ -202,7 +202,32 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardPartStart), Part(1, 2, [3, 3], 0, 0), "Shards holds 0 shards, outside 1 to 16" },
         { nameof(ShardPartStart), Part(1, 2, [3, 3], 0, 17), "Shards holds 17 shards, outside 1 to 16" },
         { nameof(ShardPartStart), Part(1, 2, [3, 3], 0, 1, part: -1), "Part -1 is below 0" },
+        { nameof(HostShard), Host(shard: 0, count: 0), "ShardCount 0 is outside 1 to 16" },
+        { nameof(HostShard), Host(shard: 0, count: 17), "ShardCount 17 is outside 1 to 16" },
+        { nameof(HostShard), Host(shard: 2, count: 2), "Shard 2 is outside 0 to 1" },
+        { nameof(HostShard), Host(shard: -1, count: 2), "Shard -1 is outside 0 to 1" },
+        { nameof(HostShard), Host(tokens: 33), "WorkerTokens holds 33 bytes, not 1 to 256 tokens of 32 bytes" },
+        { nameof(HostShard), Host(tokens: 0), "WorkerTokens holds 0 bytes, not 1 to 256 tokens of 32 bytes" },
+        { nameof(HostShard), Host(tokens: 257 * 32), "WorkerTokens holds 8224 bytes, not 1 to 256 tokens of 32 bytes" },
+        { nameof(HostShard), Host(digest: 31), "StartingDigest holds 31 bytes, not 32" },
+        { nameof(HostShard), Host(proof: 0), "Proof holds 0 bytes, not 32" },
+        { nameof(ShardHosted), Hosted(shard: 16), "Shard 16 is outside 0 to 15" },
+        { nameof(ShardHosted), Hosted(port: 0), "DataPort 0 is outside 1 to 65535" },
+        { nameof(ShardHosted), Hosted(port: 65536), "DataPort 65536 is outside 1 to 65535" },
+        { nameof(ShardHosted), Hosted(host: " "), "DataHost is empty" },
+        { nameof(ShardHosted), Hosted(links: 0), "Links holds 0 links, outside 1 to 256" },
+        { nameof(ShardHosted), Hosted(proof: 31), "Proof holds 31 bytes, not 32" },
+        { nameof(ShardHostRefused), Bytes(-1, "busy"), "Shard -1 is outside 0 to 15" },
+        { nameof(ShardFailed), Bytes("job", 16, "diverged"), "Shard 16 is outside 0 to 15" },
     };
+
+    /// <summary>A HostShard's bytes with <paramref name="tokens"/> bytes of tokens, a digest and a proof of the given lengths.</summary>
+    private static byte[] Host(int shard = 1, int count = 2, int tokens = 64, int digest = 32, int proof = 32) =>
+        Bytes("job", shard, count, new byte[tokens], new byte[digest], "{}", new byte[proof]);
+
+    /// <summary>A ShardHosted's bytes with actors as paths.</summary>
+    private static byte[] Hosted(int shard = 1, string host = "10.0.0.9", int port = 4055, int links = 2, int proof = 32) =>
+        Bytes("job", shard, "akka://test/user/shard", host, port, Enumerable.Repeat<object>("akka://test/user/link", links).ToArray(), new byte[proof]);
 
     /// <summary>A ShardPartStart's bytes with <paramref name="workers"/> and <paramref name="shards"/> actors (a path each) and
     /// <paramref name="arbiter"/>'s path (nil for null).</summary>

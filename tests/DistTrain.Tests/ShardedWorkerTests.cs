@@ -438,11 +438,18 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
     private static string ServerSettings(OptimizerOptions optimizer) =>
         ModelFingerprint.ServerSettingsOf(new TrainingOptions { Optimizer = optimizer, Training = { Epochs = Epochs } });
 
+    /// <summary>Terminates an actor system when disposed, waiting at most 30 s (ActorSystem.Dispose waits without a bound).</summary>
+    private sealed class Terminating(ActorSystem system) : IDisposable
+    {
+        public void Dispose() => system.Terminate().Wait(Wait);
+    }
+
     /// <summary>A shard node: an actor system of its own with remoting on loopback, running a <see cref="ShardHost"/> with this
     /// class's optimizer and epochs and <paramref name="startingWeights"/>; returns the host as <see cref="TestKit.Sys"/> reaches it.</summary>
     private IActorRef StartShardNode(string name, ParameterVector startingWeights)
     {
-        var node = _owned.Own(ActorSystem.Create(name, RemoteConfig));
+        var node = ActorSystem.Create(name, RemoteConfig);
+        _owned.Own(new Terminating(node));
         var settings = new ShardHostSettings(Job, startingWeights, Sgd, Epochs, ServerSettings(Sgd), "127.0.0.1", 0, "127.0.0.1", null);
         node.ActorOf(ShardHost.Props(settings), "shard-host");
         var address = ((ExtendedActorSystem)node).Provider.DefaultAddress;
@@ -465,16 +472,20 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         var initial = Initial();
         var tokens = ShardDataPlaneTests.Tokens(Workers);
         IActorRef[] hosts = [StartShardNode("shard-node-0", initial), StartShardNode("shard-node-1", initial)];
-        for (var k = 0; k < hosts.Length; k++)
-            hosts[k].Tell(ShardHost.Request(Job, Sys, TestActor, JobId, k, hosts.Length, tokens, initial, ServerSettings(Sgd)), TestActor);
+        var requests = hosts.Select((host, k) => ShardHost.Request(Job, Sys, TestActor, host, JobId, k, hosts.Length, tokens, initial, ServerSettings(Sgd))).ToArray();
+        for (var k = 0; k < hosts.Length; k++) hosts[k].Tell(requests[k], TestActor);
         var nodes = new ShardNode[hosts.Length];
         for (var k = 0; k < hosts.Length; k++)
         {
             var hosted = ExpectMsg<ShardHosted>(Wait);
-            Assert.True(ShardHost.IsGenuine(Job, Sys, TestActor, JobId, hosted), $"shard {hosted.Shard}'s answer does not carry the job's proof");
-            Assert.False(ShardHost.IsGenuine(Job, Sys, CreateTestProbe().Ref, JobId, hosted), "an answer to another owner passed as genuine");
-            Assert.False(ShardHost.IsGenuine(Job, Sys, TestActor, "job-0002", hosted), "an answer of another job passed as genuine");
-            Assert.False(ShardHost.IsGenuine(Job, Sys, TestActor, JobId, hosted with { DataPort = hosted.DataPort + 1 }), "an altered answer passed as genuine");
+            var request = requests[hosted.Shard];
+            Assert.True(ShardHost.IsGenuine(Job, Sys, TestActor, request, hosted), $"shard {hosted.Shard}'s answer does not carry the job's proof");
+            Assert.False(ShardHost.IsGenuine(Job, Sys, CreateTestProbe().Ref, request, hosted), "an answer to another owner passed as genuine");
+            Assert.False(ShardHost.IsGenuine(Job, Sys, TestActor, requests[1 - hosted.Shard], hosted), "an answer to another request passed as genuine");
+            Assert.False(ShardHost.IsGenuine(Job, Sys, TestActor, request with { JobId = "job-0002" }, hosted), "an answer of another job passed as genuine");
+            Assert.False(ShardHost.IsGenuine(Job, Sys, TestActor, request, hosted with { DataPort = hosted.DataPort + 1 }), "an altered answer passed as genuine");
+            Assert.False(ShardHost.IsGenuine(new JobIdentity("shard-test", "another secret of this job name!"u8), Sys, TestActor, request, hosted),
+                "an answer passed as genuine under another secret");
             Assert.Equal(hosts[hosted.Shard].Path.Address, hosted.ShardActor.Path.Address);
             Assert.All(hosted.Links, link => Assert.Equal(hosts[hosted.Shard].Path.Address, link.Path.Address));
             Assert.Equal(Workers, hosted.Links.Length);
@@ -485,10 +496,11 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
     }
 
     /// <summary>
-    /// A shard node refuses, with the reason, a request signed with another secret, one signed for another owner (replayed),
-    /// one whose whole-job settings differ from the node's (listed), one whose starting slice is not the node's, and a request
-    /// from another owner while it hosts a shard; the same request from the same owner gets the same answer again. When the
-    /// owner stops, the node stops the shard and frees its data port, and hosts the next owner's shard.
+    /// A shard node refuses, with the reason, a request signed with another secret or job name, one signed for another owner
+    /// or another host (replayed), one whose whole-job settings differ from the node's (listed), and one whose starting slice is
+    /// not the node's. While it hosts a shard it refuses another owner's request, and the owner's own when any field differs;
+    /// the same request from the same owner gets the same answer again, and an unsigned request learns nothing of what the
+    /// node hosts. When the owner stops, the node stops the shard and frees its data port, and hosts the next owner's shard.
     /// </summary>
     [Fact]
     public void A_shard_node_refuses_requests_it_cannot_trust_or_serve_and_hosts_again_once_the_owner_is_gone()
@@ -496,10 +508,12 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         var initial = Initial();
         var tokens = ShardDataPlaneTests.Tokens(Workers);
         var host = StartShardNode("shard-node-refusals", initial);
+        var otherHost = StartShardNode("shard-node-other", initial);
         var first = CreateTestProbe();
         var second = CreateTestProbe();
-        HostShard For(TestProbe owner, JobIdentity? identity = null, OptimizerOptions? optimizer = null, ParameterVector? weights = null) =>
-            ShardHost.Request(identity ?? Job, Sys, owner.Ref, JobId, 1, 2, tokens, weights ?? initial, ServerSettings(optimizer ?? Sgd));
+        HostShard For(TestProbe owner, JobIdentity? identity = null, OptimizerOptions? optimizer = null, ParameterVector? weights = null,
+            IActorRef? to = null, byte[][]? slotTokens = null) =>
+            ShardHost.Request(identity ?? Job, Sys, owner.Ref, to ?? host, JobId, 1, 2, slotTokens ?? tokens, weights ?? initial, ServerSettings(optimizer ?? Sgd));
         string Refused(TestProbe sender, HostShard request)
         {
             sender.Send(host, request);
@@ -508,11 +522,12 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
             return refused.Reason;
         }
 
-        const string unsigned = "the request is not signed with this node's job secret for its sender (job 'shard-test'): the coordinator belongs to another job, " +
-            "or its Cluster:JobName or secret differs from this node's.";
+        const string unsigned = "the request is not signed with this node's job secret for its sender and this node (job 'shard-test'): the coordinator " +
+            "belongs to another job, or its Cluster:JobName or secret differs from this node's.";
         Assert.Equal(unsigned, Refused(first, For(first, identity: new JobIdentity("shard-test", "another secret of this job name!"u8))));
         Assert.Equal(unsigned, Refused(first, For(first, identity: new JobIdentity("another-job", "0123456789abcdef0123456789abcdef"u8))));
         Assert.Equal(unsigned, Refused(second, For(first))); // signed for the first owner, sent by the second
+        Assert.Equal(unsigned, Refused(first, For(first, to: otherHost))); // signed for another shard node
         var settings = Refused(first, For(first, optimizer: new OptimizerOptions { LearningRate = 0.5, Momentum = 0.9, L2 = 1e-3 }));
         Assert.StartsWith("the parameter server decides these settings for the whole job, and this shard node steps with its own, which differ " +
             "(parameter server vs this node): Optimizer.LearningRate: 0.5 vs 0.05", settings);
@@ -522,21 +537,24 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
             "Model settings, Training:Seed and Model:Pretrained file. A run resumed from a checkpoint cannot place its shards on shard nodes yet.",
             Refused(first, For(first, weights: otherWeights)));
 
-        first.Send(host, For(first));
+        var firstRequest = For(first);
+        first.Send(host, firstRequest);
         var hosted = first.ExpectMsg<ShardHosted>(Wait);
-        Assert.True(ShardHost.IsGenuine(Job, Sys, first.Ref, JobId, hosted));
-        first.Send(host, For(first)); // the same request again: the same answer
+        Assert.True(ShardHost.IsGenuine(Job, Sys, first.Ref, firstRequest, hosted));
+        first.Send(host, firstRequest); // the same request again: the same answer
         var again = first.ExpectMsg<ShardHosted>(Wait);
         Assert.Equal((hosted.ShardActor, hosted.DataPort), (again.ShardActor, again.DataPort));
         Assert.Equal(hosted.Proof, again.Proof);
         Assert.StartsWith($"this node already hosts shard 1 of 2 of job {JobId} for ", Refused(second, For(second)));
+        // The owner's own request with other tokens is another request; its unsigned copy learns nothing of what the node hosts.
+        Assert.StartsWith($"this node already hosts shard 1 of 2 of job {JobId} for ", Refused(first, For(first, slotTokens: ShardDataPlaneTests.Tokens(Workers))));
+        Assert.Equal(unsigned, Refused(first, firstRequest with { Proof = new byte[32] }));
 
         Sys.Stop(first.Ref);
         AwaitCondition(() => !Accepts(hosted.DataPort), Wait, TimeSpan.FromMilliseconds(50)); // the owner is gone: the data port closes
         second.Send(host, For(second));
         var next = second.ExpectMsg<ShardHosted>(Wait);
-        Assert.True(ShardHost.IsGenuine(Job, Sys, second.Ref, JobId, next));
-        Assert.NotEqual(hosted.ShardActor, next.ShardActor);
+        Assert.True(ShardHost.IsGenuine(Job, Sys, second.Ref, For(second), next));
         Assert.True(Accepts(next.DataPort), "the next shard's data plane does not accept connections");
     }
 
@@ -564,7 +582,7 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
     {
         var initial = Initial();
         var host = StartShardNode("shard-node-failure", initial);
-        var request = ShardHost.Request(Job, Sys, TestActor, JobId, 0, 2, ShardDataPlaneTests.Tokens(1), initial, ServerSettings(Sgd));
+        var request = ShardHost.Request(Job, Sys, TestActor, host, JobId, 0, 2, ShardDataPlaneTests.Tokens(1), initial, ServerSettings(Sgd));
         host.Tell(request, TestActor);
         var hosted = ExpectMsg<ShardHosted>(Wait);
         var worker = CreateTestProbe();
@@ -574,7 +592,7 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         var failed = ExpectMsg<ShardFailed>(Wait);
         Assert.Equal((JobId, 0), (failed.JobId, failed.Shard));
         Assert.StartsWith("the shard failed: Shard 0: Training diverged at epoch 1, step 1 (weights version 0): a NaN or infinite loss", failed.Reason);
-        host.Tell(request, TestActor);
-        Assert.NotEqual(hosted.ShardActor, ExpectMsg<ShardHosted>(Wait).ShardActor);
+        host.Tell(request, TestActor); // released: the same request is served again
+        Assert.True(ShardHost.IsGenuine(Job, Sys, TestActor, request, ExpectMsg<ShardHosted>(Wait)));
     }
 }

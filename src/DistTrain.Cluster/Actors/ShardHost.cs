@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Akka.Actor;
+using Akka.Actor.Internal;
 using Akka.Event;
 using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
@@ -34,7 +35,8 @@ namespace DistTrain.Cluster.Actors;
 /// the shard node builds its starting weights from its own settings and hosts the shard only if its slice has this digest.</param>
 /// <param name="ServerSettings">The coordinator's <see cref="ModelFingerprint.ServerSettingsOf"/> (optimizer, epochs): the shard
 /// steps with the shard node's own, so they must be equal.</param>
-/// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardRequestProof"/>), over the sender's path too.</param>
+/// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardRequestProof"/>), over the sender's and the
+/// shard host's paths too (with their nodes' addresses and the actors' uids).</param>
 [MessagePackObject]
 public sealed record HostShard(
     [property: Key(0)] string JobId,
@@ -72,7 +74,8 @@ public sealed record HostShard(
 /// <param name="DataHost">The host name or address the workers connect the shard's data plane to.</param>
 /// <param name="DataPort">The data plane's port, 1 to 65535.</param>
 /// <param name="Links">The data plane's link of each worker slot, slot w's at index w: one per slot of the request.</param>
-/// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardHostedProof"/>).</param>
+/// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardHostedProof"/>), over the request's proof too, so
+/// an answer is genuine only for the request it answers.</param>
 [MessagePackObject]
 public sealed record ShardHosted(
     [property: Key(0)] string JobId,
@@ -89,7 +92,9 @@ public sealed record ShardHosted(
 
     /// <inheritdoc />
     public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.Within(nameof(DataPort), DataPort, 1, 65535)
-        ?? (Links.Length is 0 or > UpdatePolicy.MaxWorkers ? $"Links holds {Links.Length} links, outside 1 to {UpdatePolicy.MaxWorkers}" : null);
+        ?? (string.IsNullOrWhiteSpace(DataHost) ? "DataHost is empty" : null)
+        ?? (Links.Length is 0 or > UpdatePolicy.MaxWorkers ? $"Links holds {Links.Length} links, outside 1 to {UpdatePolicy.MaxWorkers}" : null)
+        ?? (Proof.Length != SHA256.HashSizeInBytes ? $"Proof holds {Proof.Length} bytes, not {SHA256.HashSizeInBytes}" : null);
 }
 
 /// <summary>A shard node does not host the requested shard; <paramref name="Reason"/> names the problem and the fix. ShardHost → coordinator.</summary>
@@ -144,15 +149,17 @@ public sealed record ShardHostSettings(
 /// </summary>
 /// <remarks>
 /// <para>A request is refused (<see cref="ShardHostRefused"/>, and a warning here naming the reason) when it is not signed with
-/// this node's job secret for its sender, when the settings the parameter server decides for the whole job differ from this
+/// this node's job secret for its sender and this host (checked first: an actor without the secret learns nothing else), when the settings the parameter server decides for the whole job differ from this
 /// node's (listed), when this node's starting slice of the shard is not the coordinator's (another model, seed or pretrained
 /// file; a run resumed from a checkpoint, whose weights no shard node holds yet), when the model has too few parameters for K
 /// shards, when two worker slots share a token, when the data port cannot be bound, and while this node hosts another run's or
-/// another shard. The same request from the same owner is answered again with the same <see cref="ShardHosted"/>.</para>
+/// another shard. The same request (every field and the proof) from the same owner is answered again with the same
+/// <see cref="ShardHosted"/>. Over plain TCP a captured request could be replayed with a forged sender path to keep a node busy;
+/// with Cluster:Tls (mutual TLS, the default) only the job's nodes reach it.</para>
 /// <para>The host watches the owner: when it stops (or its node leaves) the shard and its data plane stop and the port is freed,
 /// so the node can host the next run's shard. A shard that fails (it throws <see cref="TrainingDivergedException"/> on a
 /// divergence) is stopped, not restarted (a restarted shard would hold its starting weights and refuse every slice), and the
-/// owner is told with <see cref="ShardFailed"/>.</para>
+/// owner is told with <see cref="ShardFailed"/>, as it is when the host itself stops.</para>
 /// <para>Not yet here: a node role or command that starts this host, and a coordinator that asks it (docs/architecture.md,
 /// "Where the shards run").</para>
 /// </remarks>
@@ -162,7 +169,7 @@ public sealed class ShardHost : ReceiveActor
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private HostedShard? _hosting;
     private int _hosted; // shards hosted so far: each one's actors get names of their own, as a released one's may still be stopping
-    private Exception? _failure; // the last exception a child failed with, reported when it has stopped
+    private readonly Dictionary<IActorRef, Exception> _failures = []; // what each failed child failed with, reported when it has stopped
 
     /// <summary>A shard being hosted: the request, its owner, the actors and listener, and the answer once the links are known.</summary>
     private sealed class HostedShard(HostShard request, IActorRef owner, ParameterShard shard, DataPlaneListener listener, IActorRef plane)
@@ -217,6 +224,7 @@ public sealed class ShardHost : ReceiveActor
     /// <param name="identity">The job's identity.</param>
     /// <param name="system">The owner's actor system: its address goes into the proof, as the shard node sees the sender.</param>
     /// <param name="owner">The coordinator, which sends the request and starts the shard's parts.</param>
+    /// <param name="host">The shard node's <see cref="ShardHost"/> the request goes to: a request is taken only by that host.</param>
     /// <param name="jobId">The run's job id.</param>
     /// <param name="shard">The shard's index.</param>
     /// <param name="shardCount">K.</param>
@@ -224,7 +232,7 @@ public sealed class ShardHost : ReceiveActor
     /// <param name="startingWeights">The run's starting weights (whole model).</param>
     /// <param name="serverSettings">The coordinator's <see cref="ModelFingerprint.ServerSettingsOf"/>.</param>
     /// <exception cref="ArgumentException">A token is not <see cref="DataPlaneHello.TokenBytes"/> bytes, or as <see cref="ParameterShards.Plan"/>.</exception>
-    public static HostShard Request(JobIdentity identity, ActorSystem system, IActorRef owner, string jobId, int shard, int shardCount,
+    public static HostShard Request(JobIdentity identity, ActorSystem system, IActorRef owner, IActorRef host, string jobId, int shard, int shardCount,
         IReadOnlyList<byte[]> workerTokens, ParameterVector startingWeights, string serverSettings)
     {
         ArgumentNullException.ThrowIfNull(identity);
@@ -239,48 +247,66 @@ public sealed class ShardHost : ReceiveActor
             token.CopyTo(tokens, w * DataPlaneHello.TokenBytes);
         }
         var digest = StartingDigest(plan[shard], startingWeights);
-        var proof = identity.ShardRequestProof(PathOf(owner, system), jobId, shard, shardCount, tokens, digest, serverSettings);
+        var proof = identity.ShardRequestProof(PathOf(owner, system), PathOf(host, system), jobId, shard, shardCount, tokens, digest, serverSettings);
         return new HostShard(jobId, shard, shardCount, tokens, digest, serverSettings, proof);
     }
 
-    /// <summary>True if <paramref name="answer"/> is signed with the job's secret for <paramref name="owner"/>'s request of job
-    /// <paramref name="jobId"/>: the shard, its actor, its links and its data plane are a node's of this job.</summary>
-    public static bool IsGenuine(JobIdentity identity, ActorSystem system, IActorRef owner, string jobId, ShardHosted answer)
+    /// <summary>True if <paramref name="answer"/> is signed with the job's secret as the answer to <paramref name="request"/>, sent by
+    /// <paramref name="owner"/>: the shard, its actor, its links and its data plane are a node's of this job, hosted for this request
+    /// (an answer to an earlier request, or to another owner's, is not genuine).</summary>
+    public static bool IsGenuine(JobIdentity identity, ActorSystem system, IActorRef owner, HostShard request, ShardHosted answer)
     {
         ArgumentNullException.ThrowIfNull(identity);
+        ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(answer);
-        var expected = identity.ShardHostedProof(PathOf(owner, system), jobId, answer.Shard, PathOf(answer.ShardActor, system), answer.DataHost,
-            answer.DataPort, answer.Links.Select(link => PathOf(link, system)));
-        return answer.JobId == jobId && JobIdentity.Matches(answer.Proof, expected);
+        var expected = identity.ShardHostedProof(PathOf(owner, system), request.Proof, request.JobId, answer.Shard, PathOf(answer.ShardActor, system),
+            answer.DataHost, answer.DataPort, answer.Links.Select(link => PathOf(link, system)));
+        return answer.JobId == request.JobId && answer.Shard == request.Shard && JobIdentity.Matches(answer.Proof, expected);
     }
 
-    /// <summary>An actor's path with its node's address, as every node names it (a local actor's with <paramref name="system"/>'s address).</summary>
+    /// <summary>An actor's path with its node's address and its uid, as every node names it (a local actor's with
+    /// <paramref name="system"/>'s address): a later actor at the same path (a new incarnation) has another.</summary>
     private static string PathOf(IActorRef actor, ActorSystem system) =>
-        actor.Path.ToStringWithAddress(((ExtendedActorSystem)system).Provider.DefaultAddress);
+        actor.Path.ToSerializationFormatWithAddress(((ExtendedActorSystem)system).Provider.DefaultAddress);
 
     /// <inheritdoc />
-    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(failure =>
+    protected override SupervisorStrategy SupervisorStrategy() => new StoppingStrategy((child, failure) =>
+        _failures[child] = failure is ActorInitializationException { InnerException: { } inner } ? inner : failure);
+
+    /// <summary>Stops a failed child, never restarts it (a restarted shard would hold its starting weights and refuse every
+    /// slice), and records which child failed with what.</summary>
+    private sealed class StoppingStrategy(Action<IActorRef, Exception> record) : OneForOneStrategy(_ => Directive.Stop)
     {
-        _failure = failure;
-        return Directive.Stop; // never Restart: a restarted shard would hold its starting weights and refuse every slice
-    });
+        /// <inheritdoc />
+        public override void ProcessFailure(IActorContext context, bool restart, IActorRef child, Exception cause, ChildRestartStats stats,
+            IReadOnlyCollection<ChildRestartStats> children)
+        {
+            record(child, cause);
+            base.ProcessFailure(context, restart, child, cause, stats, children);
+        }
+    }
 
     private void OnRequest(HostShard request)
     {
         var owner = Sender;
+        // Who asks first: an actor without the job's secret learns nothing of what this node hosts or for whom.
+        if (Unsigned(request, owner) is { } unsigned)
+        {
+            Refuse(owner, request, unsigned);
+            return;
+        }
         if (_hosting is { } hosting)
         {
-            if (hosting.Owner.Equals(owner) && hosting.Request.JobId == request.JobId && hosting.Request.Shard == request.Shard
-                && hosting.Request.ShardCount == request.ShardCount)
+            if (hosting.Owner.Equals(owner) && JobIdentity.Matches(hosting.Request.Proof, request.Proof)) // the same request, every field
             {
                 if (hosting.Answer is { } answer) owner.Tell(answer); // else the answer goes out once the links are known
                 return;
             }
             Refuse(owner, request, $"this node already hosts shard {hosting.Request.Shard} of {hosting.Request.ShardCount} of job " +
-                $"{hosting.Request.JobId} for {hosting.Owner.Path}, and a shard node hosts one shard at a time: start one shard node per shard");
+                $"{hosting.Request.JobId} for {hosting.Owner.Path}, and a shard node hosts one shard, for one request, at a time: start one shard node per shard");
             return;
         }
-        if (Problem(request, owner) is { } problem)
+        if (Problem(request) is { } problem)
         {
             Refuse(owner, request, problem);
             return;
@@ -314,23 +340,29 @@ public sealed class ShardHost : ReceiveActor
         planeActor.Tell(new ShardDataPlane.GetLinks());
     }
 
-    /// <summary>Why <paramref name="request"/> from <paramref name="owner"/> is not taken, or null.</summary>
-    private string? Problem(HostShard request, IActorRef owner)
+    /// <summary>Why <paramref name="request"/> from <paramref name="owner"/> cannot be trusted (no sender, or not signed with this
+    /// node's job secret for its sender and this host), or null.</summary>
+    private string? Unsigned(HostShard request, IActorRef owner)
     {
         if (owner.IsNobody()) return "the request has no sender, and the sender owns the shard: send it from the coordinator";
-        if (request.OutOfRange() is { } range) return range;
         var identity = _settings.Identity;
-        var expected = identity.ShardRequestProof(PathOf(owner, Context.System), request.JobId, request.Shard, request.ShardCount,
-            request.WorkerTokens, request.StartingDigest, request.ServerSettings);
-        if (!JobIdentity.Matches(request.Proof, expected))
-            return $"the request is not signed with this node's job secret for its sender (job '{identity.Name}'): the coordinator belongs to " +
-                "another job, or its Cluster:JobName or secret differs from this node's";
+        var expected = identity.ShardRequestProof(PathOf(owner, Context.System), PathOf(Self, Context.System), request.JobId, request.Shard,
+            request.ShardCount, request.WorkerTokens, request.StartingDigest, request.ServerSettings);
+        return JobIdentity.Matches(request.Proof, expected) ? null
+            : $"the request is not signed with this node's job secret for its sender and this node (job '{identity.Name}'): the coordinator " +
+              "belongs to another job, or its Cluster:JobName or secret differs from this node's";
+    }
+
+    /// <summary>Why a signed <paramref name="request"/> is not served here, or null.</summary>
+    private string? Problem(HostShard request)
+    {
+        if (request.OutOfRange() is { } range) return range;
         IReadOnlyList<string> differences;
         try
         {
             differences = ModelFingerprint.Differences(request.ServerSettings, _settings.ServerSettings, limit: 10);
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)
         {
             return "the request's server settings are not the JSON this version writes: every node of a job must run the same DistTrain version";
         }
@@ -368,7 +400,7 @@ public sealed class ShardHost : ReceiveActor
         hosting.ShardActor = shardActor;
         var system = Context.System;
         var port = hosting.Listener.Port;
-        var proof = _settings.Identity.ShardHostedProof(PathOf(hosting.Owner, system), request.JobId, request.Shard, PathOf(shardActor, system),
+        var proof = _settings.Identity.ShardHostedProof(PathOf(hosting.Owner, system), request.Proof, request.JobId, request.Shard, PathOf(shardActor, system),
             _settings.AdvertisedHost, port, links.ByWorker.Select(link => PathOf(link, system)));
         hosting.Answer = new ShardHosted(request.JobId, request.Shard, shardActor, _settings.AdvertisedHost, port, links.ByWorker, proof);
         _log.Info($"Shard host: hosting shard {request.Shard} of {request.ShardCount} ([{hosting.Shard.Start}, {hosting.Shard.End}), " +
@@ -389,7 +421,7 @@ public sealed class ShardHost : ReceiveActor
         else if (terminated.ActorRef.Equals(hosting.ShardActor) || terminated.ActorRef.Equals(hosting.Plane))
         {
             var what = terminated.ActorRef.Equals(hosting.Plane) ? "its data plane" : "the shard";
-            var reason = _failure is { } failure ? $"{what} failed: {failure.Message}" : $"{what} stopped";
+            var reason = _failures.TryGetValue(terminated.ActorRef, out var failure) ? $"{what} failed: {failure.Message}" : $"{what} stopped";
             _log.Warning("Shard host: shard {0} of job {1}: {2}; the shard and its data plane stop.", request.Shard, request.JobId, reason);
             hosting.Owner.Tell(new ShardFailed(request.JobId, request.Shard, reason));
         }
@@ -400,7 +432,7 @@ public sealed class ShardHost : ReceiveActor
     private void Release(HostedShard hosting)
     {
         _hosting = null;
-        _failure = null;
+        _failures.Clear();
         Context.Unwatch(hosting.Owner);
         hosting.Listener.Detach(hosting.Plane);
         hosting.Listener.Dispose();
@@ -415,7 +447,11 @@ public sealed class ShardHost : ReceiveActor
     /// <inheritdoc />
     protected override void PostStop()
     {
-        if (_hosting is { } hosting) hosting.Listener.Dispose();
+        if (_hosting is { } hosting)
+        {
+            hosting.Listener.Dispose();
+            hosting.Owner.Tell(new ShardFailed(hosting.Request.JobId, hosting.Request.Shard, "the shard node's host stopped (the node is shutting down)"));
+        }
         base.PostStop();
     }
 }

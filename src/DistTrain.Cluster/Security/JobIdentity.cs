@@ -79,23 +79,25 @@ public sealed class JobIdentity
 
     /// <summary>
     /// A coordinator's proof over its request that a shard node host a shard (<see cref="Actors.HostShard"/>): HMAC-SHA256 over
-    /// the coordinator's actor path (with its node's address), the job, the shard and shard count, the worker slots' tokens,
-    /// the digest of the shard's starting slice and the settings the parameter server decides for the whole job. A shard node
-    /// hosts a shard only for a request that carries it, so no actor without the job's secret can own a shard, and a request
-    /// signed for one coordinator cannot be replayed for another.
+    /// the coordinator's and the shard host's actor paths (with their nodes' addresses and uids), the job, the shard and shard
+    /// count, the worker slots' tokens, the digest of the shard's starting slice and the settings the parameter server decides
+    /// for the whole job. A shard node hosts a shard only for a request that carries it, so no actor without the job's secret can
+    /// own a shard, and a request signed for one coordinator and host is not taken from another sender or by another host.
     /// </summary>
-    public byte[] ShardRequestProof(string ownerPath, string jobId, int shard, int shardCount, ReadOnlySpan<byte> workerTokens,
+    public byte[] ShardRequestProof(string ownerPath, string hostPath, string jobId, int shard, int shardCount, ReadOnlySpan<byte> workerTokens,
         ReadOnlySpan<byte> startingDigest, string serverSettings) =>
-        Mac("host-shard", ownerPath, jobId, shard.ToString(CultureInfo.InvariantCulture), shardCount.ToString(CultureInfo.InvariantCulture),
+        Mac("host-shard", ownerPath, hostPath, jobId, shard.ToString(CultureInfo.InvariantCulture), shardCount.ToString(CultureInfo.InvariantCulture),
             Convert.ToHexString(workerTokens), Convert.ToHexString(startingDigest), serverSettings);
 
     /// <summary>
-    /// A shard node's proof over its answer (<see cref="Actors.ShardHosted"/>): HMAC-SHA256 over the coordinator's path, the job,
-    /// the shard, the shard actor's and its data-plane links' paths (with the node's address) and the data plane's host and port,
-    /// so a coordinator sends its parts and its workers' slices only to a node of its own job.
+    /// A shard node's proof over its answer (<see cref="Actors.ShardHosted"/>): HMAC-SHA256 over the coordinator's path, the
+    /// request's proof (so an answer is bound to the request it answers), the job, the shard, the shard actor's and its data-plane
+    /// links' paths (with the node's address) and the data plane's host and port, so a coordinator sends its parts and its
+    /// workers' slices only to a node of its own job.
     /// </summary>
-    public byte[] ShardHostedProof(string ownerPath, string jobId, int shard, string shardPath, string dataHost, int dataPort, IEnumerable<string> linkPaths) =>
-        Mac("shard-hosted", ownerPath, jobId, shard.ToString(CultureInfo.InvariantCulture), shardPath, dataHost,
+    public byte[] ShardHostedProof(string ownerPath, ReadOnlySpan<byte> requestProof, string jobId, int shard, string shardPath, string dataHost, int dataPort,
+        IEnumerable<string> linkPaths) =>
+        Mac("shard-hosted", ownerPath, Convert.ToHexString(requestProof), jobId, shard.ToString(CultureInfo.InvariantCulture), shardPath, dataHost,
             dataPort.ToString(CultureInfo.InvariantCulture), string.Join('\n', linkPaths));
 
     /// <summary>True when <paramref name="proof"/> equals <paramref name="expected"/> (compared in constant time).</summary>
