@@ -209,17 +209,22 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
 
     /// <summary>Real workers 0 to <see cref="Workers"/> - 1, each with its own token, train <see cref="Epochs"/> epochs against
     /// <paramref name="nodes"/>, and end with <paramref name="expected"/> (one server's weights) bit for bit.</summary>
-    private void TrainAgainstShardsAndCompare(ShardNode[] nodes, byte[][] tokens, ParameterVector initial, float[][] expected)
+    private void TrainAgainstShardsAndCompare(ShardNode[] nodes, byte[][] tokens, ParameterVector initial, float[][] expected) =>
+        TrainAgainstShardsAndCompare(nodes.Length, w => Servers(nodes, tokens[w], initial), epoch => StartPart(nodes, epoch, Workers), initial, expected);
+
+    /// <summary>Real workers 0 to <see cref="Workers"/> - 1, worker w given <paramref name="servers"/>(w), train <see cref="Epochs"/>
+    /// epochs against <paramref name="shards"/> shards whose parts <paramref name="startPart"/>(epoch) starts, and end with
+    /// <paramref name="expected"/> (one server's weights) bit for bit.</summary>
+    private void TrainAgainstShardsAndCompare(int shards, Func<int, ShardServers> servers, Action<int> startPart, ParameterVector initial, float[][] expected)
     {
-        var shards = nodes.Length;
         var failures = CreateTestProbe();
-        var workers = StartWorkers(Workers, w => Servers(nodes, tokens[w], initial), failures);
+        var workers = StartWorkers(Workers, servers, failures);
         var received = TensorFrame.BytesReceived;
         for (var epoch = 1; epoch <= Epochs; epoch++)
         {
             for (var w = 0; w < Workers; w++) workers[w].Tell(Shard(epoch, w));
             // Each epoch starts once every worker holds the last one's final weights, so every shard has finished it.
-            StartPart(nodes, epoch, Workers);
+            startPart(epoch);
             foreach (var worker in workers) Assert.Equal(epoch * Rounds, WeightsAt(worker, epoch * Rounds).Version);
         }
         received = TensorFrame.BytesReceived - received;
@@ -594,5 +599,72 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         Assert.StartsWith("the shard failed: Shard 0: Training diverged at epoch 1, step 1 (weights version 0): a NaN or infinite loss", failed.Reason);
         host.Tell(request, TestActor); // released: the same request is served again
         Assert.True(ShardHost.IsGenuine(Job, Sys, TestActor, request, ExpectMsg<ShardHosted>(Wait)));
+    }
+
+    /// <summary>
+    /// The coordinator's side through <see cref="ShardPlacement"/>: three shard nodes, each an actor system of its own, are asked
+    /// for shards 0 to 2; answers from an actor that is not a host, from the wrong host and of another request are refused with
+    /// the reason; the placement names the hosts still missing until all have answered. The workers it equips (every shard's
+    /// endpoint, each worker its own slot's token) and the parts it starts (each shard its own node's links) then train 2
+    /// epochs to one server's weights bit for bit.
+    /// </summary>
+    [Fact]
+    public void A_placement_on_three_shard_nodes_equips_the_workers_and_starts_the_parts_to_one_servers_weights_bit_for_bit()
+    {
+        var expected = AgainstOneServer();
+        var initial = Initial();
+        IActorRef[] hosts = [.. Enumerable.Range(0, 3).Select(k => StartShardNode($"placement-node-{k}", initial))];
+        var placement = new ShardPlacement(Job, Sys, TestActor, JobId, hosts, Workers, initial, ServerSettings(Sgd));
+        Assert.Equal(3, placement.Missing.Count);
+        Assert.StartsWith("Not every shard is hosted yet: waiting for shard 0 (akka.tcp://placement-node-0@127.0.0.1:",
+            Assert.Throws<InvalidOperationException>(() => placement.ServersFor(0, null)).Message);
+        for (var k = 0; k < hosts.Length; k++) hosts[k].Tell(placement.Requests[k], TestActor);
+        var answers = new List<(IActorRef Host, ShardHosted Answer)>();
+        for (var k = 0; k < hosts.Length; k++)
+        {
+            var answer = ExpectMsg<ShardHosted>(Wait);
+            answers.Add((LastSender, answer));
+        }
+        var (firstHost, first) = answers[0];
+        var otherHost = hosts.First(h => !h.Equals(firstHost));
+        Assert.EndsWith("which is not one of the run's shard hosts; ignored", placement.Take(CreateTestProbe().Ref, first));
+        Assert.EndsWith($"which was asked for shard {Array.IndexOf(hosts, otherHost)}; ignored", placement.Take(otherHost, first));
+        var stale = new ShardPlacement(Job, Sys, TestActor, JobId, hosts, Workers, initial, ServerSettings(Sgd)); // new tokens: another request
+        Assert.Contains("without the job's proof for this run's request", stale.Take(firstHost, first));
+        Assert.Null(placement.Take(firstHost, first));
+        Assert.EndsWith($"which already hosts shard {first.Shard}; ignored", placement.Take(firstHost, first));
+        Assert.Equal(2, placement.Missing.Count);
+        Assert.DoesNotContain($"shard {first.Shard} (", string.Join(", ", placement.Missing));
+        foreach (var (host, answer) in answers.Skip(1)) Assert.Null(placement.Take(host, answer));
+        Assert.True(placement.Placed);
+        Assert.Empty(placement.Missing);
+        Assert.Null(placement.Failure);
+
+        var everyWorker = Enumerable.Repeat(true, Workers).ToArray();
+        var rounds = Enumerable.Repeat(Rounds, Workers).ToArray();
+        TrainAgainstShardsAndCompare(3, w => placement.ServersFor(w, null),
+            epoch => { for (var k = 0; k < 3; k++) placement.Shards[k].Tell(placement.PartStart(k, epoch, everyWorker, rounds, 0, ActorRefs.Nobody), TestActor); },
+            initial, expected);
+    }
+
+    /// <summary>A shard node whose starting weights are not the coordinator's refuses its shard, and the placement fails naming the
+    /// shard, the node and its reason; a later answer changes nothing.</summary>
+    [Fact]
+    public void A_placement_fails_naming_the_shard_node_that_refused_and_its_reason()
+    {
+        var initial = Initial();
+        IActorRef[] hosts = [StartShardNode("refusing-node-0", initial),
+            StartShardNode("refusing-node-1", ModelFactory.StartingWeights(ModelFactory.Build(Model), Model, seed: 8))];
+        var placement = new ShardPlacement(Job, Sys, TestActor, JobId, hosts, Workers, initial, ServerSettings(Sgd));
+        hosts[1].Tell(placement.Requests[1], TestActor);
+        var refused = ExpectMsg<ShardHostRefused>(Wait);
+        Assert.Null(placement.Take(hosts[1], refused));
+        Assert.False(placement.Placed);
+        Assert.StartsWith("Shard 1 of 2 could not be placed: the shard node akka.tcp://refusing-node-1@127.0.0.1:", placement.Failure);
+        var slice = ParameterShards.Plan(initial.Layout, 2)[1];
+        Assert.Contains($" refused it: this node's starting weights of shard 1 [{slice.Start}, {slice.End}) are not the parameter server's", placement.Failure);
+        hosts[0].Tell(placement.Requests[0], TestActor);
+        Assert.EndsWith("after the placement failed; ignored", placement.Take(hosts[0], ExpectMsg<ShardHosted>(Wait)));
+        Assert.False(placement.Placed);
     }
 }
