@@ -74,6 +74,24 @@ internal sealed class DistTrainProcess : IDisposable
     public static DistTrainProcess Node(string role, string configPath, IReadOnlyDictionary<string, string> environment, string? networkNamespace = null) =>
         new(["node", "--role", role, "--config", configPath], environment, networkNamespace: networkNamespace);
 
+    /// <summary>
+    /// A node of <paramref name="role"/> on the main job's config and the test subset, plain TCP on 127.0.0.1 with a free port,
+    /// whose one seed is <c>127.0.0.1:<paramref name="seedPort"/></c> (a port where no DistTrain node listens, in the tests that
+    /// use it) and which gives up its join after <paramref name="joinTimeoutSeconds"/>; <paramref name="overrides"/> replace or add
+    /// variables.
+    /// </summary>
+    public static DistTrainProcess WithOneSeed(string role, int seedPort, int joinTimeoutSeconds, IReadOnlyDictionary<string, string>? overrides = null)
+    {
+        var environment = new Dictionary<string, string>
+        {
+            ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+            ["DISTTRAIN_Cluster__Port"] = "0", ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = $"{joinTimeoutSeconds}",
+            ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{seedPort}",
+        };
+        foreach (var (key, value) in overrides ?? new Dictionary<string, string>()) environment[key] = value;
+        return new(["node", "--role", role, "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory], environment);
+    }
+
     /// <summary>The process id.</summary>
     public int Id => _process.Id;
 

@@ -49,13 +49,7 @@ public class ForeignPeerLogTests
     [Fact]
     public Task A_seed_where_an_http_server_listens_is_named_once_as_not_a_DistTrain_node_without_hex_dumps() => WithHttpSeedAsync(async port =>
     {
-        using var process = new DistTrainProcess(["node", "--role", "worker", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
-            new Dictionary<string, string>
-            {
-                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
-                ["DISTTRAIN_Cluster__Port"] = "0", ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "12",
-                ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
-            });
+        using var process = DistTrainProcess.WithOneSeed("worker", port, joinTimeoutSeconds: 12);
         await process.AssertExitAsync(1, TimeSpan.FromSeconds(120));
 
         var line = $"The peer at 127.0.0.1:{port} is not a DistTrain node: it does not speak Akka.Remote's protocol (what it sent is not an Akka.Remote frame). " +
@@ -79,13 +73,8 @@ public class ForeignPeerLogTests
     public Task A_standby_parameter_servers_join_timeout_names_a_seed_that_is_not_a_DistTrain_node() => WithHttpSeedAsync(async port =>
     {
         var ports = TestPorts.Free(2);
-        using var process = new DistTrainProcess(["node", "--role", "parameter-server", "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
-            new Dictionary<string, string>
-            {
-                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
-                ["DISTTRAIN_Cluster__Port"] = $"{ports[0]}", ["DISTTRAIN_Cluster__DataPort"] = $"{ports[1]}", ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "12",
-                ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
-            });
+        using var process = DistTrainProcess.WithOneSeed("parameter-server", port, joinTimeoutSeconds: 12,
+            new Dictionary<string, string> { ["DISTTRAIN_Cluster__Port"] = $"{ports[0]}", ["DISTTRAIN_Cluster__DataPort"] = $"{ports[1]}" });
         await process.AssertExitAsync(1, TimeSpan.FromSeconds(120));
 
         var last = process.Output.Split('\n').Last(l => l.Contains("could not join the cluster within 12 s", StringComparison.Ordinal));

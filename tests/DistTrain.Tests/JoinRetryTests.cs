@@ -28,14 +28,11 @@ public sealed class JoinRetryTests : IDisposable
     public async Task A_node_that_is_not_its_first_seed_retries_its_join_every_1_25_s_and_prints_Akkas_retry_warning_only_at_every_fifth_attempt(string role, string timedOut)
     {
         var port = TestPorts.Free(); // free, so nothing listens there: the seed refuses every connection
-        using var process = new DistTrainProcess(["node", "--role", role, "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
-            new Dictionary<string, string>
-            {
-                ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
-                ["DISTTRAIN_Cluster__Port"] = "0", ["DISTTRAIN_Cluster__DataPort"] = TestPorts.Free().ToString(System.Globalization.CultureInfo.InvariantCulture), ["DISTTRAIN_Metrics__Port"] = "0",
-                ["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "8", ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
-                ["DISTTRAIN_Output__Directory"] = _directory,
-            });
+        using var process = DistTrainProcess.WithOneSeed(role, port, joinTimeoutSeconds: 8, new Dictionary<string, string>
+        {
+            ["DISTTRAIN_Cluster__DataPort"] = TestPorts.Free().ToString(System.Globalization.CultureInfo.InvariantCulture), ["DISTTRAIN_Metrics__Port"] = "0",
+            ["DISTTRAIN_Output__Directory"] = _directory,
+        });
         await process.AssertExitAsync(1, TimeSpan.FromSeconds(120));
 
         Assert.Contains(timedOut, process.Output);
