@@ -217,8 +217,10 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardHosted), Hosted(host: " "), "DataHost is empty" },
         { nameof(ShardHosted), Hosted(links: 0), "Links holds 0 links, outside 1 to 256" },
         { nameof(ShardHosted), Hosted(proof: 31), "Proof holds 31 bytes, not 32" },
-        { nameof(ShardHostRefused), Bytes(-1, "busy"), "Shard -1 is outside 0 to 15" },
-        { nameof(ShardFailed), Bytes("job", 16, "diverged"), "Shard 16 is outside 0 to 15" },
+        { nameof(ShardHostRefused), Bytes(-1, "busy", new byte[32]), "Shard -1 is outside 0 to 15" },
+        { nameof(ShardHostRefused), Bytes(1, "busy", new byte[31]), "Proof holds 31 bytes, not 0 or 32" },
+        { nameof(ShardFailed), Bytes("job", 16, "diverged", new byte[32]), "Shard 16 is outside 0 to 15" },
+        { nameof(ShardFailed), Bytes("job", 1, "diverged", Array.Empty<byte>()), "Proof holds 0 bytes, not 32" },
     };
 
     /// <summary>A HostShard's bytes with <paramref name="tokens"/> bytes of tokens, a digest and a proof of the given lengths.</summary>

@@ -648,7 +648,8 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
     }
 
     /// <summary>A shard node whose starting weights are not the coordinator's refuses its shard, and the placement fails naming the
-    /// shard, the node and its reason; a later answer changes nothing.</summary>
+    /// shard, the node and its reason; a later answer changes nothing. Refusals that are not the asked host's own for this request
+    /// (from another actor, for another shard, unsigned, of another request) are ignored before it.</summary>
     [Fact]
     public void A_placement_fails_naming_the_shard_node_that_refused_and_its_reason()
     {
@@ -658,7 +659,16 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         var placement = new ShardPlacement(Job, Sys, TestActor, JobId, hosts, Workers, initial, ServerSettings(Sgd));
         hosts[1].Tell(placement.Requests[1], TestActor);
         var refused = ExpectMsg<ShardHostRefused>(Wait);
+        Assert.EndsWith("which is not one of the run's shard hosts; ignored", placement.Take(CreateTestProbe().Ref, refused));
+        Assert.EndsWith("which was asked for shard 1; ignored", placement.Take(hosts[1], refused with { Shard = 0 }));
+        Assert.Contains("without the job's proof for this run's request", placement.Take(hosts[1], refused with { Proof = [] }));
+        Assert.Contains("without the job's proof for this run's request", placement.Take(hosts[1], refused with { Reason = "another reason." }));
+        var earlier = new ShardPlacement(Job, Sys, TestActor, JobId, hosts, Workers, initial, ServerSettings(Sgd)); // another request
+        Assert.Contains("without the job's proof for this run's request", earlier.Take(hosts[1], refused));
+        Assert.Null(placement.Failure);
+        Assert.Equal(2, placement.Missing.Count);
         Assert.Null(placement.Take(hosts[1], refused));
+        Assert.Equal(["shard 0 ("], placement.Missing.Select(m => m[..9]));
         Assert.False(placement.Placed);
         Assert.StartsWith("Shard 1 of 2 could not be placed: the shard node akka.tcp://refusing-node-1@127.0.0.1:", placement.Failure);
         var slice = ParameterShards.Plan(initial.Layout, 2)[1];
@@ -666,5 +676,45 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         hosts[0].Tell(placement.Requests[0], TestActor);
         Assert.EndsWith("after the placement failed; ignored", placement.Take(hosts[0], ExpectMsg<ShardHosted>(Wait)));
         Assert.False(placement.Placed);
+    }
+
+    /// <summary>A hosted shard that fails before every shard is placed fails the placement with the host's reason, if the host
+    /// signed it for this request; one that fails after is the owner's to handle, and the placement ignores it.</summary>
+    [Fact]
+    public void A_shard_that_fails_before_the_placement_is_done_fails_it_and_one_after_is_ignored()
+    {
+        var initial = Initial();
+        IActorRef[] hosts = [CreateTestProbe().Ref, CreateTestProbe().Ref]; // the hosts' messages are made here, signed as a host signs them
+        var placement = new ShardPlacement(Job, Sys, TestActor, JobId, hosts, Workers, initial, ServerSettings(Sgd));
+        ShardFailed Failed(int k, JobIdentity identity) => new(JobId, k, "the shard failed: boom.", identity.ShardFailureProof(placement.Requests[k].Proof, k, "the shard failed: boom."));
+        Assert.Contains("without the job's proof for this run's request", placement.Take(hosts[0], Failed(0, new JobIdentity("shard-test", "another secret of this job name!"u8))));
+        Assert.Null(placement.Failure);
+        Assert.Null(placement.Take(hosts[0], Failed(0, Job)));
+        Assert.StartsWith("Shard 0 of 2 could not be placed: the shard node ", placement.Failure);
+        Assert.EndsWith(" stopped it: the shard failed: boom.", placement.Failure);
+        Assert.Throws<ArgumentException>(() => placement.Take(hosts[0], new WorkerLost(0)));
+
+        // Placed, then a shard fails: the owner's to handle (it is the shard's owner), not the placement's.
+        var placed = new ShardPlacement(Job, Sys, TestActor, JobId, hosts, Workers, initial, ServerSettings(Sgd));
+        string PathOf(IActorRef actor) => actor.Path.ToSerializationFormatWithAddress(((ExtendedActorSystem)Sys).Provider.DefaultAddress);
+        for (var k = 0; k < hosts.Length; k++)
+        {
+            IActorRef[] links = [CreateTestProbe().Ref, CreateTestProbe().Ref];
+            var proof = Job.ShardHostedProof(PathOf(TestActor), placed.Requests[k].Proof, JobId, k, PathOf(hosts[k]), "127.0.0.1", 4000 + k, links.Select(PathOf));
+            Assert.Null(placed.Take(hosts[k], new ShardHosted(JobId, k, hosts[k], "127.0.0.1", 4000 + k, links, proof)));
+        }
+        Assert.True(placed.Placed);
+        var late = new ShardFailed(JobId, 1, "the shard failed: boom.", Job.ShardFailureProof(placed.Requests[1].Proof, 1, "the shard failed: boom."));
+        Assert.EndsWith("after the placement was done: the owner handles it; ignored", placed.Take(hosts[1], late));
+        Assert.Null(placed.Failure);
+        Assert.Equal(["127.0.0.1:4000", "127.0.0.1:4001"], placed.ServersFor(1, null).Endpoints.Select(e => e.ToString()));
+        Assert.Throws<ArgumentOutOfRangeException>(() => placed.PartStart(2, 1, [true, true], [4, 4], 0, ActorRefs.Nobody));
+        Assert.Contains("Worker slot 1 is not in the part but has 4 rounds",
+            Assert.Throws<ArgumentException>(() => placed.PartStart(0, 1, [true, false], [4, 4], 0, ActorRefs.Nobody)).Message);
+        var start = placed.PartStart(1, 1, [true, false], [4, 0], 0, ActorRefs.Nobody);
+        Assert.True(start.Workers[1].IsNobody());
+        Assert.Equal(hosts, start.Shards);
+        Assert.Throws<ArgumentException>(() => new ShardPlacement(Job, Sys, TestActor, JobId, [hosts[0], hosts[0]], Workers, initial, ServerSettings(Sgd)));
+        Assert.Throws<ArgumentException>(() => new ShardPlacement(Job, Sys, TestActor, JobId, [hosts[0], ActorRefs.Nobody], Workers, initial, ServerSettings(Sgd)));
     }
 }

@@ -66,7 +66,7 @@ public sealed record HostShard(
 /// <summary>
 /// A shard node hosts the requested shard: its actor, its data plane and the plane's links by worker slot (the actors a
 /// <see cref="ShardPartStart"/> to this shard names as the workers). ShardHost → coordinator. Check it with
-/// <see cref="ShardHost.IsGenuine"/> before using it.
+/// <see cref="ShardHost.IsGenuine(JobIdentity, ActorSystem, IActorRef, HostShard, ShardHosted)"/> before using it.
 /// </summary>
 /// <param name="JobId">The request's job id.</param>
 /// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
@@ -100,11 +100,15 @@ public sealed record ShardHosted(
 /// <summary>A shard node does not host the requested shard; <paramref name="Reason"/> names the problem and the fix. ShardHost → coordinator.</summary>
 /// <param name="Shard">The requested shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
 /// <param name="Reason">Why, for the coordinator's log and error.</param>
+/// <param name="Proof">For a request signed with the job's secret, HMAC-SHA256 over the request's proof, the shard and the reason
+/// (<see cref="JobIdentity.ShardRefusalProof"/>), so only the host asked can fail a placement, and only for that request; empty for
+/// a request that was not signed (<see cref="ShardHost.IsGenuine(JobIdentity, HostShard, ShardHostRefused)"/>).</param>
 [MessagePackObject]
-public sealed record ShardHostRefused([property: Key(0)] int Shard, [property: Key(1)] string Reason) : IRangeCheckedMessage
+public sealed record ShardHostRefused([property: Key(0)] int Shard, [property: Key(1)] string Reason, [property: Key(2)] byte[] Proof) : IRangeCheckedMessage
 {
     /// <inheritdoc />
-    public string? OutOfRange() => ShardWire.Shard(Shard);
+    public string? OutOfRange() => ShardWire.Shard(Shard)
+        ?? (Proof.Length is not (0 or SHA256.HashSizeInBytes) ? $"Proof holds {Proof.Length} bytes, not 0 or {SHA256.HashSizeInBytes}" : null);
 }
 
 /// <summary>The hosted shard stopped on a failure (its exception's message: a divergence names the epoch, step and advice); the
@@ -112,11 +116,15 @@ public sealed record ShardHostRefused([property: Key(0)] int Shard, [property: K
 /// <param name="JobId">The job id of the request the shard was hosted for.</param>
 /// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
 /// <param name="Reason">The failure.</param>
+/// <param name="Proof">HMAC-SHA256 over the hosting request's proof, the shard and the reason (<see cref="JobIdentity.ShardFailureProof"/>):
+/// only the host can say its shard failed (<see cref="ShardHost.IsGenuine(JobIdentity, HostShard, ShardFailed)"/>).</param>
 [MessagePackObject]
-public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key(1)] int Shard, [property: Key(2)] string Reason) : IRangeCheckedMessage
+public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key(1)] int Shard, [property: Key(2)] string Reason,
+    [property: Key(3)] byte[] Proof) : IRangeCheckedMessage
 {
     /// <inheritdoc />
-    public string? OutOfRange() => ShardWire.Shard(Shard);
+    public string? OutOfRange() => ShardWire.Shard(Shard)
+        ?? (Proof.Length != SHA256.HashSizeInBytes ? $"Proof holds {Proof.Length} bytes, not {SHA256.HashSizeInBytes}" : null);
 }
 
 /// <summary>What a shard node brings to the shards it hosts: its job identity, its own settings and its data plane's address.</summary>
@@ -264,6 +272,26 @@ public sealed class ShardHost : ReceiveActor
         return answer.JobId == request.JobId && answer.Shard == request.Shard && JobIdentity.Matches(answer.Proof, expected);
     }
 
+    /// <summary>True if <paramref name="refused"/> is signed with the job's secret as a refusal of <paramref name="request"/> (an
+    /// unsigned refusal may come from any actor that can reach the coordinator over plain TCP, or answer another request).</summary>
+    public static bool IsGenuine(JobIdentity identity, HostShard request, ShardHostRefused refused)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(refused);
+        return refused.Shard == request.Shard && JobIdentity.Matches(refused.Proof, identity.ShardRefusalProof(request.Proof, refused.Shard, refused.Reason));
+    }
+
+    /// <summary>True if <paramref name="failed"/> is signed with the job's secret by the host of <paramref name="request"/>'s shard.</summary>
+    public static bool IsGenuine(JobIdentity identity, HostShard request, ShardFailed failed)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(failed);
+        return failed.Shard == request.Shard && failed.JobId == request.JobId
+            && JobIdentity.Matches(failed.Proof, identity.ShardFailureProof(request.Proof, failed.Shard, failed.Reason));
+    }
+
     /// <summary>An actor's path with its node's address and its uid, as every node names it (a local actor's with
     /// <paramref name="system"/>'s address): a later actor at the same path (a new incarnation) has another.</summary>
     private static string PathOf(IActorRef actor, ActorSystem system) =>
@@ -292,7 +320,7 @@ public sealed class ShardHost : ReceiveActor
         // Who asks first: an actor without the job's secret learns nothing of what this node hosts or for whom.
         if (Unsigned(request, owner) is { } unsigned)
         {
-            Refuse(owner, request, unsigned);
+            Refuse(owner, request, unsigned, signed: false);
             return;
         }
         if (_hosting is { } hosting)
@@ -385,11 +413,17 @@ public sealed class ShardHost : ReceiveActor
         return null;
     }
 
-    private void Refuse(IActorRef owner, HostShard request, string reason)
+    /// <summary>Refuses <paramref name="request"/>, signing the refusal when the request was signed (<paramref name="signed"/>).</summary>
+    private void Refuse(IActorRef owner, HostShard request, string reason, bool signed = true)
     {
         _log.Warning("Shard host: refused to host shard {0} of {1} of job {2} for {3}: {4}.", request.Shard, request.ShardCount, request.JobId, owner.Path, reason);
-        owner.Tell(new ShardHostRefused(request.Shard, reason + "."));
+        reason += ".";
+        owner.Tell(new ShardHostRefused(request.Shard, reason, signed ? _settings.Identity.ShardRefusalProof(request.Proof, request.Shard, reason) : []));
     }
+
+    /// <summary>A <see cref="ShardFailed"/> of <paramref name="hosting"/>'s shard, signed.</summary>
+    private ShardFailed Failed(HostedShard hosting, string reason) => new(hosting.Request.JobId, hosting.Request.Shard, reason,
+        _settings.Identity.ShardFailureProof(hosting.Request.Proof, hosting.Request.Shard, reason));
 
     private void OnLinks(ShardDataPlane.Links links)
     {
@@ -423,7 +457,7 @@ public sealed class ShardHost : ReceiveActor
             var what = terminated.ActorRef.Equals(hosting.Plane) ? "its data plane" : "the shard";
             var reason = _failures.TryGetValue(terminated.ActorRef, out var failure) ? $"{what} failed: {failure.Message}" : $"{what} stopped";
             _log.Warning("Shard host: shard {0} of job {1}: {2}; the shard and its data plane stop.", request.Shard, request.JobId, reason);
-            hosting.Owner.Tell(new ShardFailed(request.JobId, request.Shard, reason));
+            hosting.Owner.Tell(Failed(hosting, reason));
         }
         else return;
         Release(hosting);
@@ -450,7 +484,7 @@ public sealed class ShardHost : ReceiveActor
         if (_hosting is { } hosting)
         {
             hosting.Listener.Dispose();
-            hosting.Owner.Tell(new ShardFailed(hosting.Request.JobId, hosting.Request.Shard, "the shard node's host stopped (the node is shutting down)"));
+            hosting.Owner.Tell(Failed(hosting, "the shard node's host stopped (the node is shutting down)"));
         }
         base.PostStop();
     }

@@ -100,6 +100,17 @@ public sealed class JobIdentity
         Mac("shard-hosted", ownerPath, Convert.ToHexString(requestProof), jobId, shard.ToString(CultureInfo.InvariantCulture), shardPath, dataHost,
             dataPort.ToString(CultureInfo.InvariantCulture), string.Join('\n', linkPaths));
 
+    /// <summary>A shard node's proof over its refusal of a signed request (<see cref="Actors.ShardHostRefused"/>): HMAC-SHA256 over the
+    /// request's proof, the shard and the reason, so a refusal fails only the placement it answers, and only from a node of the job.</summary>
+    public byte[] ShardRefusalProof(ReadOnlySpan<byte> requestProof, int shard, string reason) => ShardNotice("shard-refused", requestProof, shard, reason);
+
+    /// <summary>A shard node's proof over a hosted shard's failure (<see cref="Actors.ShardFailed"/>): HMAC-SHA256 over the hosting
+    /// request's proof, the shard and the reason.</summary>
+    public byte[] ShardFailureProof(ReadOnlySpan<byte> requestProof, int shard, string reason) => ShardNotice("shard-failed", requestProof, shard, reason);
+
+    private byte[] ShardNotice(string purpose, ReadOnlySpan<byte> requestProof, int shard, string reason) =>
+        Mac(purpose, Convert.ToHexString(requestProof), shard.ToString(CultureInfo.InvariantCulture), reason);
+
     /// <summary>True when <paramref name="proof"/> equals <paramref name="expected"/> (compared in constant time).</summary>
     public static bool Matches(ReadOnlySpan<byte> proof, ReadOnlySpan<byte> expected) =>
         proof.Length == expected.Length && CryptographicOperations.FixedTimeEquals(proof, expected);
