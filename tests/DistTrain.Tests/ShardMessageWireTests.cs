@@ -217,6 +217,7 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardHosted), Hosted(host: " "), "DataHost is empty" },
         { nameof(ShardHosted), Hosted(links: 0), "Links holds 0 links, outside 1 to 256" },
         { nameof(ShardHosted), Hosted(proof: 31), "Proof holds 31 bytes, not 32" },
+        { nameof(ShardSliceRequest), Bytes(-1), "RequestId -1 is below 0" },
         { nameof(ShardHostRefused), Bytes(-1, "busy", new byte[32]), "Shard -1 is outside 0 to 15" },
         { nameof(ShardHostRefused), Bytes(1, "busy", new byte[31]), "Proof holds 31 bytes, not 0 or 32" },
         { nameof(ShardFailed), Bytes("job", 16, "diverged", new byte[32]), "Shard 16 is outside 0 to 15" },

@@ -498,6 +498,36 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         }
         Assert.All(nodes, node => Assert.NotNull(node));
         TrainAgainstShardsAndCompare(nodes, tokens, initial, expected);
+
+        // The owner reads the whole weights back from the shard nodes over Akka.Remote: one server's, bit for bit; anyone else gets nothing.
+        var stranger = CreateTestProbe();
+        foreach (var node in nodes) stranger.Send(node.Shard, new ShardSliceRequest(0));
+        stranger.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        var gathered = Gather(initial, [.. nodes.Select(n => n.Shard)], requestId: 7);
+        Assert.Equal((long)Epochs * Rounds, gathered.Version);
+        AssertSameBits(expected[0], gathered.Weights, "the weights gathered from the shard nodes");
+    }
+
+    /// <summary>The whole weights, gathered by the test actor (the shards' owner) from <paramref name="shards"/>.</summary>
+    private WeightsSnapshot Gather(ParameterVector initial, IActorRef[] shards, int requestId)
+    {
+        var gather = new ShardWeightsGather(initial, shards, requestId);
+        foreach (var shard in shards) shard.Tell(new ShardSliceRequest(requestId), TestActor);
+        while (!gather.Complete)
+        {
+            var chunk = ExpectMsg<ShardSliceChunk>(Wait);
+            Assert.Null(gather.Take(LastSender, chunk));
+            Assert.Null(gather.Failure);
+        }
+        return gather.Result;
+    }
+
+    private static void AssertSameBits(float[] expected, float[] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (var i = 0; i < actual.Length; i++)
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                Assert.Fail($"{what}: value {i} is {actual[i]:R}, expected {expected[i]:R}");
     }
 
     /// <summary>
@@ -716,5 +746,58 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         Assert.Equal(hosts, start.Shards);
         Assert.Throws<ArgumentException>(() => new ShardPlacement(Job, Sys, TestActor, JobId, [hosts[0], hosts[0]], Workers, initial, ServerSettings(Sgd)));
         Assert.Throws<ArgumentException>(() => new ShardPlacement(Job, Sys, TestActor, JobId, [hosts[0], ActorRefs.Nobody], Workers, initial, ServerSettings(Sgd)));
+    }
+
+    /// <summary>
+    /// A shard's weights cross to its owner in pieces of at most <see cref="ShardSliceChunk.MaxValues"/> floats (a model of 2 ×
+    /// 25,000 values: two pieces per shard), through the serializer, and <see cref="ShardWeightsGather"/> puts them together with
+    /// the frozen part of the starting weights. It ignores, with the reason, a piece of another request, from another actor
+    /// than its shard, of another slice length, out of order, or beyond the slice; shards at different versions fail the gathering.
+    /// </summary>
+    [Fact]
+    public void A_shards_weights_come_in_pieces_below_the_remote_frame_and_are_put_together_only_in_order_from_their_shard()
+    {
+        var model = new ModelOptions { InputSize = 784, Layers = [new() { Type = LayerTypes.Dense, Units = 64 }, new() { Type = LayerTypes.ReLU },
+            new() { Type = LayerTypes.Dense, Units = 10 }] };
+        var initial = ModelFactory.StartingWeights(ModelFactory.Build(model), model, seed: 5);
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        Assert.All(plan, shard => Assert.True(shard.Length > ShardSliceChunk.MaxValues, $"shard {shard.Index} has {shard.Length} values: one piece"));
+        IActorRef[] shards = [.. plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, Sgd, totalEpochs: 1, TestActor)))];
+        var serializer = Sys.Serialization.FindSerializerForType(typeof(ShardSliceChunk));
+        var pieces = new List<(IActorRef From, ShardSliceChunk Chunk)>();
+        foreach (var shard in shards) shard.Tell(new ShardSliceRequest(3), TestActor);
+        for (var n = 0; n < 4; n++)
+        {
+            var chunk = ExpectMsg<ShardSliceChunk>(Wait);
+            var bytes = serializer.ToBinary(chunk);
+            Assert.True(bytes.Length < 128_000, $"a piece of {bytes.Length:N0} bytes would not fit Akka.Remote's frame");
+            pieces.Add((LastSender, (ShardSliceChunk)Sys.Serialization.Deserialize(bytes, serializer.Identifier, nameof(ShardSliceChunk))));
+        }
+        ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+
+        var gather = new ShardWeightsGather(initial, shards, requestId: 3);
+        var (from, first) = pieces[0];
+        Assert.EndsWith("is of another request than 3; ignored", gather.Take(from, first with { RequestId = 4 }));
+        Assert.EndsWith("which is not that shard; ignored", gather.Take(shards[1 - first.Shard], first));
+        Assert.Contains($"and shard {first.Shard}'s has {plan[first.Shard].Length}; ignored", gather.Take(from, first with { Total = 5 }));
+        var second = pieces.First(p => p.Chunk.Shard == first.Shard && p.Chunk.Offset > 0).Chunk;
+        Assert.EndsWith("is not the next piece: 0 values of shard " + first.Shard + " have come; ignored", gather.Take(from, second));
+        Assert.Contains("does not lie within shard", gather.Take(from, first with { Values = new float[plan[first.Shard].Length + 1] }));
+        foreach (var (sender, chunk) in pieces) Assert.Null(gather.Take(sender, chunk));
+        Assert.True(gather.Complete);
+        Assert.Equal(0L, gather.Result.Version);
+        AssertSameBits(initial.Values, gather.Result.Weights, "the gathered starting weights");
+
+        var torn = new ShardWeightsGather(initial, shards, requestId: 3);
+        foreach (var (sender, chunk) in pieces) Assert.Null(torn.Take(sender, chunk.Shard == 1 ? chunk with { Version = 9 } : chunk));
+        Assert.False(torn.Complete);
+        Assert.Equal("The shards' slices are of different versions (shard 0: 0, shard 1: 9): gather between parts, when every shard has applied the same " +
+            "rounds, or the weights would be torn.", torn.Failure);
+
+        // The ranges a decoded piece is checked against (the serializer refuses a piece out of them, naming the field).
+        Assert.Equal("Offset 5 is outside 0 to 4", new ShardSliceChunk(0, 1, 0, 5, 5, []).OutOfRange());
+        Assert.Equal("Total 0 is outside 1 to 268435455", new ShardSliceChunk(0, 1, 0, 0, 0, []).OutOfRange());
+        Assert.Equal("Version -1 is below 0", new ShardSliceChunk(0, 1, -1, 0, 5, []).OutOfRange());
+        Assert.Null(first.OutOfRange());
     }
 }

@@ -194,6 +194,50 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
         ?? (SquaredNorm < 0 ? $"SquaredNorm {SquaredNorm:R} is negative" : null);
 }
 
+/// <summary>The owner asks a shard for its slice of the current weights (<see cref="ShardWeightsGather"/>); answered with
+/// <see cref="ShardSliceChunk"/>s. A shard answers only the run's owner: the weights are the job's.</summary>
+/// <param name="RequestId">The owner's number for this gathering, from 0; every chunk of the answer carries it.</param>
+[MessagePackObject]
+public sealed record ShardSliceRequest([property: Key(0)] int RequestId) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.AtLeast(nameof(RequestId), RequestId, 0);
+}
+
+/// <summary>
+/// One piece of a shard's slice of the weights, to the owner that asked (<see cref="ShardSliceRequest"/>). A slice crosses
+/// Akka.Remote in pieces of at most <see cref="MaxValues"/> floats, below its 128,000-byte frame (the data plane carries the
+/// per-step tensors; this is for the few whole-model reads of a run: the final weights, a stop's, a checkpoint's).
+/// </summary>
+/// <param name="RequestId">The request's number.</param>
+/// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Version">Optimizer steps the shard has applied: the version of every piece of one answer.</param>
+/// <param name="Offset">Where <paramref name="Values"/> start in the slice, from 0; the pieces come in order.</param>
+/// <param name="Total">The slice's length, 1 to 2^28 - 1.</param>
+/// <param name="Values">At most <see cref="MaxValues"/> floats of the slice, from <paramref name="Offset"/>.</param>
+[MessagePackObject]
+public sealed record ShardSliceChunk(
+    [property: Key(0)] int RequestId,
+    [property: Key(1)] int Shard,
+    [property: Key(2)] long Version,
+    [property: Key(3)] int Offset,
+    [property: Key(4)] int Total,
+    [property: Key(5)] float[] Values) : ITensorMessage, IRangeCheckedMessage
+{
+    /// <summary>Most floats in one piece: 64 KiB, half of Akka.Remote's default 128,000-byte frame.</summary>
+    public const int MaxValues = 16_384;
+
+    /// <inheritdoc />
+    [IgnoreMember] public float[] Tensor => Values;
+
+    /// <inheritdoc />
+    public ITensorMessage WithTensor(float[] tensor) => this with { Values = tensor };
+
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.AtLeast(nameof(RequestId), RequestId, 0) ?? ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Version), Version, 0)
+        ?? ShardWire.Within(nameof(Total), Total, 1, DataPlane.TensorFrame.MaxCount) ?? ShardWire.Within(nameof(Offset), Offset, 0, Total - 1);
+}
+
 /// <summary>
 /// One parameter-server shard that runs on its own (docs/architecture.md, "Where the shards run"): it owns one slice of the
 /// weights and its optimizer state, takes the workers' slices of every gradient straight from the workers (refusing, with a warning naming the reason, a
@@ -284,6 +328,7 @@ public sealed class ParameterShardActor : ReceiveActor
         Receive<ShardLossQuery>(OnQuery);
         Receive<ShardLossDecision>(OnDecision);
         Receive<ShardNormShare>(OnNormShare);
+        Receive<ShardSliceRequest>(OnSliceRequest);
     }
 
     /// <summary>Props of the shard <paramref name="shard"/> of <paramref name="wholeWeights"/>.</summary>
@@ -334,6 +379,21 @@ public sealed class ParameterShardActor : ReceiveActor
         _awaitingNorm = null;
         _normParts.Clear();
         Broadcast(-1, 0);
+    }
+
+    private void OnSliceRequest(ShardSliceRequest request)
+    {
+        if (!Sender.Equals(_owner))
+        {
+            _log.Warning("Shard {0}: a request for its weights came from {1}, not from the run's owner {2}; not answered.", _shard.Index, Sender.Path, _owner.Path);
+            return;
+        }
+        var values = _model.Weights.Values;
+        for (var offset = 0; offset < _shard.Length; offset += ShardSliceChunk.MaxValues)
+        {
+            var piece = values.AsSpan(offset, Math.Min(ShardSliceChunk.MaxValues, _shard.Length - offset)).ToArray();
+            Sender.Tell(new ShardSliceChunk(request.RequestId, _shard.Index, _model.Version, offset, _shard.Length, piece));
+        }
     }
 
     private void OnSlice(GradientComputed slice)
