@@ -19,8 +19,11 @@ namespace DistTrain.Tests;
 /// <see cref="ShardedParameterServer"/> where clipping makes the summation order matter) driven by the same kind of
 /// probes on the same minibatches.
 /// </summary>
-public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitConfig)
+public sealed class ParameterShardActorTests : TestKit
 {
+    /// <summary>The shards report every round to their owner, the test actor in most tests here; those tests read other messages.</summary>
+    public ParameterShardActorTests() : base(TestTimeouts.TestKitConfig) => IgnoreMessages<ShardRoundApplied>();
+
     internal const int Rounds = 5;
 
     /// <summary>The model of the shard tests: 784-16-10 with BatchNorm (running statistics to merge).</summary>
@@ -77,7 +80,9 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         Reference(this, optimizer, workers, serverShards, loss, shards);
 
     /// <summary><see cref="Reference(OptimizerOptions, int, int, Loss?, int)"/> in the actor system of <paramref name="kit"/>.</summary>
-    internal static List<float[]> Reference(TestKitBase kit, OptimizerOptions optimizer, int workers, int serverShards, Loss? loss, int shards)
+    /// <param name="steps">When given, gets the server's step reports (<see cref="RoundApplied"/>), one per round.</param>
+    internal static List<float[]> Reference(TestKitBase kit, OptimizerOptions optimizer, int workers, int serverShards, Loss? loss, int shards,
+        List<RoundApplied>? steps = null)
     {
         var replica = new Replica();
         var server = kit.Sys.ActorOf(ParameterServer.Props(Replica.Initial(), optimizer, totalEpochs: 1, shards: serverShards));
@@ -125,6 +130,8 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
             }
             history.Add(weights[0]);
         }
+        while (steps is not null && steps.Count < Rounds)
+            if (coordinator.ReceiveOne(TimeSpan.FromSeconds(30)) is RoundApplied step) steps.Add(step);
         kit.Sys.Stop(server);
         return history;
     }
@@ -135,18 +142,22 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
     /// lost worker sends its slice of that round to some shards only, and the survivors get the round's results in the
     /// order that tempts a worker most to mix stamps.
     /// </summary>
-    private List<float[]>[] Sharded(OptimizerOptions optimizer, int workers, int shards, Loss? loss)
+    /// <param name="owner">The shards' owner, which starts the part and gets their round reports; null: the test actor.</param>
+    /// <param name="shardActors">When given, gets the shards' actors, by shard index.</param>
+    private List<float[]>[] Sharded(OptimizerOptions optimizer, int workers, int shards, Loss? loss, TestProbe? owner = null, List<IActorRef>? shardActors = null)
     {
         var replica = new Replica();
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, shards);
-        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1, TestActor))).ToArray();
+        var ownerRef = owner?.Ref ?? TestActor;
+        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, optimizer, totalEpochs: 1, ownerRef))).ToArray();
+        shardActors?.AddRange(actors);
         var coordinator = CreateTestProbe();
         var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, workers, epoch: 1, part: 0, coordinator.Ref));
         var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
         var links = probes.Select((_, w) => new ShardedReplicaLink(initial, actors, w)).ToArray();
         foreach (var shard in actors)
-            shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)], 0, actors, arbiter));
+            shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)], 0, actors, arbiter), ownerRef);
         var alive = Enumerable.Repeat(true, workers).ToArray();
         var histories = probes.Select(_ => new List<float[]>()).ToArray();
         void Assemble(int w)
@@ -332,6 +343,54 @@ public sealed class ParameterShardActorTests() : TestKit(TestTimeouts.TestKitCon
         var other = Reference(optimizer, workers, serverShards: 1, loss with { SentTo = Keeps(loss, shards) ? [0] : [.. Enumerable.Range(0, shards)] }, shards);
         Assert.NotEqual(other[2], expected[2]);
     }
+    /// <summary>
+    /// The shards report every round they apply to their owner, and <see cref="ShardRoundMerge"/> makes one step report of each
+    /// round that equals one <see cref="ParameterServer"/>'s: round, version, samples, loss sum and learning rate, the last round
+    /// marked as the part's end. With a worker lost between its slices, the shard that stepped with its slice reports the round
+    /// again under the new stamp, and the merge reports the round once, as decided (without the slice), as the server that
+    /// never got the report does.
+    /// </summary>
+    [Theory]
+    [InlineData(2, false)]
+    [InlineData(3, false)]
+    [InlineData(3, true)]
+    [InlineData(2, true)]
+    public void The_owner_merges_the_shards_round_reports_into_one_servers_step_reports(int shards, bool lose)
+    {
+        const int workers = 3;
+        var loss = lose ? new Loss(Worker: 2, Round: 1, SentTo: [0]) : null;
+        var expected = new List<RoundApplied>();
+        Reference(this, Sgd(), workers, serverShards: 1, loss, shards, expected);
+        var owner = CreateTestProbe();
+        var actors = new List<IActorRef>();
+        Sharded(Sgd(), workers, shards, loss, owner, actors);
+        var merge = new ShardRoundMerge(actors);
+        var merged = new List<ShardRoundApplied>();
+        var reports = 0;
+        while (merged.Count < Rounds)
+        {
+            var report = owner.ExpectMsg<ShardRoundApplied>();
+            reports++;
+            Assert.Null(merge.Take(owner.LastSender, report, out var step));
+            if (step is not null) merged.Add(step);
+        }
+        Assert.Equal(shards * Rounds + (lose ? 1 : 0), reports); // the redone round: once more, from the shard that stepped with the slice
+        for (var i = 0; i < Rounds; i++)
+        {
+            var (step, server) = (merged[i], expected[i]);
+            Assert.Equal((server.Epoch, server.Round, server.Version, server.SampleCount), (step.Epoch, step.Round, step.Version, step.SampleCount));
+            Assert.True(Math.Abs(step.LossSum - server.LossSum) <= 1e-12 * Math.Abs(server.LossSum), $"round {i}: loss sum {step.LossSum:R}, server {server.LossSum:R}");
+            Assert.Equal((float)server.LearningRate, (float)step.LearningRate);
+            Assert.Equal(i == Rounds - 1, step.PartFinished);
+            Assert.True(step.UpdateSeconds > 0, $"round {i}: update {step.UpdateSeconds} s");
+        }
+        if (lose) Assert.Equal(1, merged[1].Stamp);
+        // A report from an actor that is not its shard, or of a round already reported, changes nothing.
+        var late = merged[^1] with { Shard = 1 };
+        Assert.EndsWith("which is not that shard; ignored", merge.Take(owner.Ref, late, out _));
+        Assert.EndsWith("is of a round already reported; ignored", merge.Take(actors[1], late, out _));
+    }
+
     /// <summary>
     /// A slice that does not belong (another sender than the slot's worker, the wrong length, the wrong epoch, computed on
     /// another version than the weights the shard sent for its round) is logged

@@ -28,8 +28,11 @@ namespace DistTrain.Tests;
 /// stops the worker with an error naming the shard and its endpoint. The shards also run hosted by <see cref="ShardHost"/>s in
 /// actor systems of their own, reached over Akka.Remote on loopback as a coordinator reaches shard nodes.
 /// </summary>
-public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
+public sealed class ShardedWorkerTests : TestKit
 {
+    /// <summary>The shards report every round to their owner, the test actor in most tests here; those tests read other messages.</summary>
+    public ShardedWorkerTests() : base(RemoteConfig) => IgnoreMessages<ShardRoundApplied>();
+
     /// <summary>Remoting on loopback (any free port), so that shard nodes in actor systems of their own are reached as over a network.</summary>
     private static Akka.Configuration.Config RemoteConfig => Akka.Configuration.ConfigurationFactory.ParseString("""
         akka.loglevel = INFO
@@ -506,6 +509,7 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         var gathered = Gather(initial, [.. nodes.Select(n => n.Shard)], requestId: 7);
         Assert.Equal((long)Epochs * Rounds, gathered.Version);
         AssertSameBits(expected[0], gathered.Weights, "the weights gathered from the shard nodes");
+        stranger.ExpectNoMsg(TimeSpan.Zero); // the owner's answers came over the same connections, after any answer to the stranger
     }
 
     /// <summary>The whole weights, gathered by the test actor (the shards' owner) from <paramref name="shards"/>.</summary>
@@ -749,17 +753,20 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
     }
 
     /// <summary>
-    /// A shard's weights cross to its owner in pieces of at most <see cref="ShardSliceChunk.MaxValues"/> floats (a model of 2 ×
-    /// 25,000 values: two pieces per shard), through the serializer, and <see cref="ShardWeightsGather"/> puts them together with
-    /// the frozen part of the starting weights. It ignores, with the reason, a piece of another request, from another actor
-    /// than its shard, of another slice length, out of order, or beyond the slice; shards at different versions fail the gathering.
+    /// A shard's weights cross to its owner in pieces of at most <see cref="ShardSliceChunk.MaxValues"/> floats (a model whose
+    /// trainable part is two slices of 25,120 values: two pieces per shard), through the serializer, and
+    /// <see cref="ShardWeightsGather"/> puts them into a copy of the weights it is given, whose frozen tensors (the output layer
+    /// here) no shard holds. It ignores, with the reason, a piece of another request, from another actor than its shard, of a
+    /// shard index out of range, of another slice length, empty, out of order, of another version than its shard's first piece,
+    /// or beyond the slice; shards at different versions fail the gathering.
     /// </summary>
     [Fact]
     public void A_shards_weights_come_in_pieces_below_the_remote_frame_and_are_put_together_only_in_order_from_their_shard()
     {
         var model = new ModelOptions { InputSize = 784, Layers = [new() { Type = LayerTypes.Dense, Units = 64 }, new() { Type = LayerTypes.ReLU },
-            new() { Type = LayerTypes.Dense, Units = 10 }] };
+            new() { Type = LayerTypes.Dense, Units = 10 }], Freeze = ["2.*"] };
         var initial = ModelFactory.StartingWeights(ModelFactory.Build(model), model, seed: 5);
+        Assert.Equal(650, initial.Layout.TotalLength - initial.Layout.WorkerReportLength); // the frozen output layer: in no shard
         var plan = ParameterShards.Plan(initial.Layout, 2);
         Assert.All(plan, shard => Assert.True(shard.Length > ShardSliceChunk.MaxValues, $"shard {shard.Index} has {shard.Length} values: one piece"));
         IActorRef[] shards = [.. plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, Sgd, totalEpochs: 1, TestActor)))];
@@ -775,7 +782,10 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         }
         ExpectNoMsg(TimeSpan.FromMilliseconds(200));
 
-        var gather = new ShardWeightsGather(initial, shards, requestId: 3);
+        // Given the starting weights with their trainable part zeroed: the result's trainable part can only come from the shards.
+        var seed = (float[])initial.Values.Clone();
+        Array.Clear(seed, 0, initial.Layout.WorkerReportLength);
+        var gather = new ShardWeightsGather(new ParameterVector(initial.Layout, seed), shards, requestId: 3);
         var (from, first) = pieces[0];
         Assert.EndsWith("is of another request than 3; ignored", gather.Take(from, first with { RequestId = 4 }));
         Assert.EndsWith("which is not that shard; ignored", gather.Take(shards[1 - first.Shard], first));
@@ -783,7 +793,11 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         var second = pieces.First(p => p.Chunk.Shard == first.Shard && p.Chunk.Offset > 0).Chunk;
         Assert.EndsWith("is not the next piece: 0 values of shard " + first.Shard + " have come; ignored", gather.Take(from, second));
         Assert.Contains("does not lie within shard", gather.Take(from, first with { Values = new float[plan[first.Shard].Length + 1] }));
-        foreach (var (sender, chunk) in pieces) Assert.Null(gather.Take(sender, chunk));
+        Assert.Contains("does not lie within shard", gather.Take(from, first with { Values = [] }));
+        Assert.EndsWith("which is not that shard; ignored", gather.Take(from, first with { Shard = 2 }));
+        Assert.Null(gather.Take(from, first));
+        Assert.EndsWith($"is of version 4, and its first piece of {first.Version}; ignored", gather.Take(from, second with { Version = 4 }));
+        foreach (var (sender, chunk) in pieces.Where(p => p.Chunk != first)) Assert.Null(gather.Take(sender, chunk));
         Assert.True(gather.Complete);
         Assert.Equal(0L, gather.Result.Version);
         AssertSameBits(initial.Values, gather.Result.Weights, "the gathered starting weights");
@@ -794,7 +808,7 @@ public sealed class ShardedWorkerTests() : TestKit(RemoteConfig)
         Assert.Equal("The shards' slices are of different versions (shard 0: 0, shard 1: 9): gather between parts, when every shard has applied the same " +
             "rounds, or the weights would be torn.", torn.Failure);
 
-        // The ranges a decoded piece is checked against (the serializer refuses a piece out of them, naming the field).
+        // The ranges OutOfRange checks a decoded piece's head against (the serializer refuses a message out of its ranges, naming the field).
         Assert.Equal("Offset 5 is outside 0 to 4", new ShardSliceChunk(0, 1, 0, 5, 5, []).OutOfRange());
         Assert.Equal("Total 0 is outside 1 to 268435455", new ShardSliceChunk(0, 1, 0, 0, 0, []).OutOfRange());
         Assert.Equal("Version -1 is below 0", new ShardSliceChunk(0, 1, -1, 0, 5, []).OutOfRange());

@@ -206,8 +206,10 @@ public sealed record ShardSliceRequest([property: Key(0)] int RequestId) : IRang
 
 /// <summary>
 /// One piece of a shard's slice of the weights, to the owner that asked (<see cref="ShardSliceRequest"/>). A slice crosses
-/// Akka.Remote in pieces of at most <see cref="MaxValues"/> floats, below its 128,000-byte frame (the data plane carries the
-/// per-step tensors; this is for the few whole-model reads of a run: the final weights, a stop's, a checkpoint's).
+/// Akka.Remote in pieces of at most <see cref="MaxValues"/> floats: below Akka's default 128,000-byte frame as well as the 4 MiB
+/// DistTrain sets (<see cref="Hosting.ClusterNode.MaximumFrameSizeBytes"/>), so that no piece holds the connection's control
+/// messages back for long. The data plane carries the per-step tensors; this is for the few whole-model reads of a run: the
+/// final weights, a stop's, a checkpoint's.
 /// </summary>
 /// <param name="RequestId">The request's number.</param>
 /// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
@@ -224,7 +226,7 @@ public sealed record ShardSliceChunk(
     [property: Key(4)] int Total,
     [property: Key(5)] float[] Values) : ITensorMessage, IRangeCheckedMessage
 {
-    /// <summary>Most floats in one piece: 64 KiB, half of Akka.Remote's default 128,000-byte frame.</summary>
+    /// <summary>Most floats in one piece: 64 KiB of values.</summary>
     public const int MaxValues = 16_384;
 
     /// <inheritdoc />
@@ -236,6 +238,41 @@ public sealed record ShardSliceChunk(
     /// <inheritdoc />
     public string? OutOfRange() => ShardWire.AtLeast(nameof(RequestId), RequestId, 0) ?? ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Version), Version, 0)
         ?? ShardWire.Within(nameof(Total), Total, 1, DataPlane.TensorFrame.MaxCount) ?? ShardWire.Within(nameof(Offset), Offset, 0, Total - 1);
+}
+
+/// <summary>
+/// A shard's report of one round it applied, to its owner, which merges the K shards' reports of a round into the run's step
+/// report (<see cref="ShardRoundMerge"/>). A round that is redone (a lost worker's slice dropped) is reported again under the
+/// new <see cref="Stamp"/>. Crosses nodes as MessagePack; decoding refuses a field out of its range.
+/// </summary>
+/// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="Part">The part's index in its epoch, from 0.</param>
+/// <param name="Round">The round, from 0.</param>
+/// <param name="Stamp">The shard's stamp when it applied the round (<see cref="ShardRoundLedger{TReport}.Stamp"/>).</param>
+/// <param name="Version">Optimizer steps the shard has applied after the round.</param>
+/// <param name="SampleCount">Samples of the round's reports, 0 for a round redone without any report (no step).</param>
+/// <param name="LossSum">Their summed loss.</param>
+/// <param name="LearningRate">The step's learning rate (0 without a step).</param>
+/// <param name="UpdateSeconds">The shard's averaging and update of its slice, seconds.</param>
+/// <param name="PartFinished">True when the round was the part's last for every live worker.</param>
+[MessagePackObject]
+public sealed record ShardRoundApplied(
+    [property: Key(0)] int Shard,
+    [property: Key(1)] int Epoch,
+    [property: Key(2)] int Part,
+    [property: Key(3)] int Round,
+    [property: Key(4)] int Stamp,
+    [property: Key(5)] long Version,
+    [property: Key(6)] int SampleCount,
+    [property: Key(7)] double LossSum,
+    [property: Key(8)] double LearningRate,
+    [property: Key(9)] double UpdateSeconds,
+    [property: Key(10)] bool PartFinished) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.PartOf(Epoch, Part) ?? ShardWire.AtLeast(nameof(Round), Round, 0)
+        ?? ShardWire.Stamp(Stamp) ?? ShardWire.AtLeast(nameof(Version), Version, 0) ?? ShardWire.AtLeast(nameof(SampleCount), SampleCount, 0);
 }
 
 /// <summary>
@@ -526,6 +563,7 @@ public sealed class ParameterShardActor : ReceiveActor
         {
             // Redone without any report: the round makes no step (its weights are the inputs, put back).
             Broadcast(action.Round, action.Stamp);
+            ReportRound(action, 0, 0, 0, 0);
             return;
         }
         var samples = 0;
@@ -589,6 +627,7 @@ public sealed class ParameterShardActor : ReceiveActor
         var reports = _reports.AsSpan(0, count);
         var scales = _scales.AsSpan(0, count);
         var learningRate = (float)_model.LearningRate(part.Epoch, action.Round, part.PlannedSteps, part.ActiveWorkers);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var finite = _model.Step(reports, scales, learningRate, null, warning => _log.Warning("Shard {0}: {1}", _shard.Index, warning), globalNorm)
             && _model.MergeRunningStatistics(reports, scales, null);
         if (!finite) throw Diverged("a NaN or infinite averaged gradient or BatchNorm running statistic", action, lossFiniteOnIt: true);
@@ -601,8 +640,17 @@ public sealed class ParameterShardActor : ReceiveActor
             foreach (var (_, report) in action.Reports) (lossSum, samples) = (lossSum + report.LossSum, samples + report.SampleCount);
             _firstStepLoss = lossSum / samples;
         }
+        var updateSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         Broadcast(action.Round, action.Stamp);
+        var (roundLoss, roundSamples) = (0.0, 0);
+        foreach (var (_, report) in action.Reports) (roundLoss, roundSamples) = (roundLoss + report.LossSum, roundSamples + report.SampleCount);
+        ReportRound(action, roundSamples, roundLoss, learningRate, updateSeconds);
     }
+
+    /// <summary>Tells the owner the round is applied (<see cref="ShardRoundApplied"/>), after its result went to the workers.</summary>
+    private void ReportRound(LedgerAction<GradientComputed> action, int samples, double lossSum, double learningRate, double updateSeconds) =>
+        _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, action.Round, action.Stamp, _model.Version, samples, lossSum,
+            learningRate, updateSeconds, _ledger!.PartFinished));
 
     /// <summary>
     /// The exception the shard stops with, as one parameter server's (<see cref="UpdatePolicy.Divergence"/>): the epoch, step,

@@ -17,7 +17,7 @@ namespace DistTrain.Cluster.Actors;
 /// as Akka delivers one sender's messages), within the shard's slice; anything else is ignored with a reason. The shards must
 /// all be at one version: ask between parts (after an epoch's last round, or once a stop has stopped the stepping), when every
 /// shard has applied the same rounds; slices of different versions would be torn weights, and the gathering fails naming the
-/// versions.
+/// versions. A shard that never answers (its node gone) leaves the gathering incomplete: the owner bounds its wait.
 /// </remarks>
 public sealed class ShardWeightsGather
 {
