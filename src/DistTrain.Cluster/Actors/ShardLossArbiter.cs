@@ -6,15 +6,6 @@ using MessagePack;
 
 namespace DistTrain.Cluster.Actors;
 
-/// <summary>A loss decision, made and sent to every shard; <see cref="ShardLossArbiter"/> tells it to whoever reported the loss.</summary>
-/// <param name="Decision">The decision every shard applies: a worker slot 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, a round from 0.</param>
-[MessagePackObject]
-public sealed record ShardLossDecided([property: Key(0)] LossDecision Decision) : IRangeCheckedMessage
-{
-    /// <inheritdoc />
-    public string? OutOfRange() => ShardWire.Decision(Decision);
-}
-
 /// <summary>
 /// The coordinator's part in the shards' lock-step rounds when the shards run on their own (docs/architecture.md, "Where
 /// the shards run"): for each lost worker (<see cref="WorkerLost"/>) it asks every <see cref="ParameterShardActor"/>

@@ -1,4 +1,5 @@
 using Akka.Actor;
+using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Security;
 using DistTrain.Cluster.Training;

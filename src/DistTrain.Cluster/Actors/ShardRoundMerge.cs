@@ -1,4 +1,5 @@
 using Akka.Actor;
+using DistTrain.Cluster.Protocol;
 
 namespace DistTrain.Cluster.Actors;
 

@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Akka.Event;
 using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Training;
 
 namespace DistTrain.Cluster.DataPlane;

@@ -78,7 +78,7 @@ public sealed class JobIdentity
             Convert.ToHexString(dataToken));
 
     /// <summary>
-    /// A coordinator's proof over its request that a shard node host a shard (<see cref="Actors.HostShard"/>): HMAC-SHA256 over
+    /// A coordinator's proof over its request that a shard node host a shard (<see cref="Protocol.HostShard"/>): HMAC-SHA256 over
     /// the coordinator's and the shard host's actor paths (with their nodes' addresses and uids), the job, the shard and shard
     /// count, the worker slots' tokens, the digest of the shard's starting slice and the settings the parameter server decides
     /// for the whole job. A shard node hosts a shard only for a request that carries it, so no actor without the job's secret can
@@ -90,7 +90,7 @@ public sealed class JobIdentity
             Convert.ToHexString(workerTokens), Convert.ToHexString(startingDigest), serverSettings);
 
     /// <summary>
-    /// A shard node's proof over its answer (<see cref="Actors.ShardHosted"/>): HMAC-SHA256 over the coordinator's path, the
+    /// A shard node's proof over its answer (<see cref="Protocol.ShardHosted"/>): HMAC-SHA256 over the coordinator's path, the
     /// request's proof (so an answer is bound to the request it answers), the job, the shard, the shard actor's and its data-plane
     /// links' paths (with the node's address) and the data plane's host and port, so a coordinator sends its parts and its
     /// workers' slices only to a node of its own job.
@@ -100,11 +100,11 @@ public sealed class JobIdentity
         Mac("shard-hosted", ownerPath, Convert.ToHexString(requestProof), jobId, shard.ToString(CultureInfo.InvariantCulture), shardPath, dataHost,
             dataPort.ToString(CultureInfo.InvariantCulture), string.Join('\n', linkPaths));
 
-    /// <summary>A shard node's proof over its refusal of a signed request (<see cref="Actors.ShardHostRefused"/>): HMAC-SHA256 over the
+    /// <summary>A shard node's proof over its refusal of a signed request (<see cref="Protocol.ShardHostRefused"/>): HMAC-SHA256 over the
     /// request's proof, the shard and the reason, so a refusal fails only the placement it answers, and only from a node of the job.</summary>
     public byte[] ShardRefusalProof(ReadOnlySpan<byte> requestProof, int shard, string reason) => ShardNotice("shard-refused", requestProof, shard, reason);
 
-    /// <summary>A shard node's proof over a hosted shard's failure (<see cref="Actors.ShardFailed"/>): HMAC-SHA256 over the hosting
+    /// <summary>A shard node's proof over a hosted shard's failure (<see cref="Protocol.ShardFailed"/>): HMAC-SHA256 over the hosting
     /// request's proof, the shard and the reason.</summary>
     public byte[] ShardFailureProof(ReadOnlySpan<byte> requestProof, int shard, string reason) => ShardNotice("shard-failed", requestProof, shard, reason);
 

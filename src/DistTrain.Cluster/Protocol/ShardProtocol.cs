@@ -1,0 +1,415 @@
+using System.Security.Cryptography;
+using Akka.Actor;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.DataPlane;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Security;
+using DistTrain.Cluster.Training;
+using MessagePack;
+
+namespace DistTrain.Cluster.Protocol;
+
+// The messages of parameter-server shards that run on nodes of their own (docs/architecture.md, "Where the shards run").
+// Every one crosses nodes as MessagePack (MessagePackMessageSerializer), and decoding refuses a field out of its range.
+//
+// Parts and rounds:
+//   owner (coordinator) -> ParameterShardActor        ShardPartStart
+//   worker (its link) -> ParameterShardActor           GradientComputed (the worker's slice)
+//   ParameterShardActor -> workers (their links)       ShardWeights (as ShardWeightsHeader and the slice on the data plane)
+//   ParameterShardActor -> every shard                 ShardNormShare (with Optimizer:GradientClipNorm)
+//   ParameterShardActor -> owner                       ShardRoundApplied
+// A lost worker:
+//   ShardLossArbiter -> every ParameterShardActor      ShardLossQuery, then ShardLossDecision
+//   ParameterShardActor -> ShardLossArbiter            ShardLossAnswer
+//   ShardLossArbiter -> the loss's reporter            ShardLossDecided
+// Reading the weights back:
+//   owner -> ParameterShardActor                       ShardSliceRequest
+//   ParameterShardActor -> owner                       ShardSliceChunk
+//
+// Hosting one parameter-server shard on a shard node (docs/architecture.md, "Where the shards run"):
+//   coordinator -> ShardHost (shard node)    HostShard
+//   ShardHost -> coordinator                 ShardHosted | ShardHostRefused
+//   ShardHost -> coordinator                 ShardFailed (the hosted shard stopped on a failure: a divergence, a fault)
+// The coordinator then starts parts at the shard (ShardPartStart) and gives its workers the data plane (ShardServers).
+
+/// <summary>
+/// A coordinator asks a shard node's <see cref="ShardHost"/> to host shard <see cref="Shard"/> of <see cref="ShardCount"/> for its
+/// run; the sender is the shard's owner (<see cref="ParameterShardActor"/>'s, the only actor whose parts it starts). Build it with
+/// <see cref="ShardHost.Request"/>. Crosses nodes as MessagePack; decoding refuses a field out of its range.
+/// </summary>
+/// <param name="JobId">The run's job id, for logs and the proofs.</param>
+/// <param name="Shard">The shard's index, 0 to <see cref="ShardCount"/> - 1.</param>
+/// <param name="ShardCount">The run's shard count K, 1 to <see cref="ParameterShards.MaxShards"/>.</param>
+/// <param name="WorkerTokens">The worker slots' data-plane tokens, slot w's <see cref="DataPlaneHello.TokenBytes"/> bytes at
+/// offset w × <see cref="DataPlaneHello.TokenBytes"/>: 1 to <see cref="UpdatePolicy.MaxWorkers"/> slots, each its own token.</param>
+/// <param name="StartingDigest">SHA-256 of the shard's slice of the run's starting weights (<see cref="ShardHost.StartingDigest"/>):
+/// the shard node builds its starting weights from its own settings and hosts the shard only if its slice has this digest.</param>
+/// <param name="ServerSettings">The coordinator's <see cref="ModelFingerprint.ServerSettingsOf"/> (optimizer, epochs): the shard
+/// steps with the shard node's own, so they must be equal.</param>
+/// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardRequestProof"/>), over the sender's and the
+/// shard host's paths too (with their nodes' addresses and the actors' uids).</param>
+[MessagePackObject]
+public sealed record HostShard(
+    [property: Key(0)] string JobId,
+    [property: Key(1)] int Shard,
+    [property: Key(2)] int ShardCount,
+    [property: Key(3)] byte[] WorkerTokens,
+    [property: Key(4)] byte[] StartingDigest,
+    [property: Key(5)] string ServerSettings,
+    [property: Key(6)] byte[] Proof) : IRangeCheckedMessage
+{
+    /// <summary>The worker slots the request names: <see cref="WorkerTokens"/>' length over <see cref="DataPlaneHello.TokenBytes"/>.</summary>
+    [IgnoreMember]
+    public int WorkerSlots => WorkerTokens.Length / DataPlaneHello.TokenBytes;
+
+    /// <inheritdoc />
+    public string? OutOfRange()
+    {
+        if (ShardWire.Within(nameof(ShardCount), ShardCount, 1, ParameterShards.MaxShards) is { } count) return count;
+        if (ShardWire.Within(nameof(Shard), Shard, 0, ShardCount - 1) is { } shard) return shard;
+        if (WorkerTokens.Length % DataPlaneHello.TokenBytes != 0 || WorkerSlots is 0 or > UpdatePolicy.MaxWorkers)
+            return $"WorkerTokens holds {WorkerTokens.Length} bytes, not 1 to {UpdatePolicy.MaxWorkers} tokens of {DataPlaneHello.TokenBytes} bytes";
+        if (StartingDigest.Length != SHA256.HashSizeInBytes) return $"StartingDigest holds {StartingDigest.Length} bytes, not {SHA256.HashSizeInBytes}";
+        return Proof.Length != SHA256.HashSizeInBytes ? $"Proof holds {Proof.Length} bytes, not {SHA256.HashSizeInBytes}" : null;
+    }
+}
+
+/// <summary>
+/// A shard node hosts the requested shard: its actor, its data plane and the plane's links by worker slot (the actors a
+/// <see cref="ShardPartStart"/> to this shard names as the workers). ShardHost → coordinator. Check it with
+/// <see cref="ShardHost.IsGenuine(JobIdentity, ActorSystem, IActorRef, HostShard, ShardHosted)"/> before using it.
+/// </summary>
+/// <param name="JobId">The request's job id.</param>
+/// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="ShardActor">The <see cref="ParameterShardActor"/>, owned by the request's sender.</param>
+/// <param name="DataHost">The host name or address the workers connect the shard's data plane to.</param>
+/// <param name="DataPort">The data plane's port, 1 to 65535.</param>
+/// <param name="Links">The data plane's link of each worker slot, slot w's at index w: one per slot of the request.</param>
+/// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardHostedProof"/>), over the request's proof too, so
+/// an answer is genuine only for the request it answers.</param>
+[MessagePackObject]
+public sealed record ShardHosted(
+    [property: Key(0)] string JobId,
+    [property: Key(1)] int Shard,
+    [property: Key(2)] IActorRef ShardActor,
+    [property: Key(3)] string DataHost,
+    [property: Key(4)] int DataPort,
+    [property: Key(5)] IActorRef[] Links,
+    [property: Key(6)] byte[] Proof) : IRangeCheckedMessage
+{
+    /// <summary>The endpoint a worker's <see cref="ShardServers"/> names for this shard.</summary>
+    [IgnoreMember]
+    public ShardEndpoint Endpoint => new(DataHost, DataPort);
+
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.Within(nameof(DataPort), DataPort, 1, 65535)
+        ?? (string.IsNullOrWhiteSpace(DataHost) ? "DataHost is empty" : null)
+        ?? (Links.Length is 0 or > UpdatePolicy.MaxWorkers ? $"Links holds {Links.Length} links, outside 1 to {UpdatePolicy.MaxWorkers}" : null)
+        ?? (Proof.Length != SHA256.HashSizeInBytes ? $"Proof holds {Proof.Length} bytes, not {SHA256.HashSizeInBytes}" : null);
+}
+
+/// <summary>A shard node does not host the requested shard; <paramref name="Reason"/> names the problem and the fix. ShardHost → coordinator.</summary>
+/// <param name="Shard">The requested shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Reason">Why, for the coordinator's log and error.</param>
+/// <param name="Proof">For a request signed with the job's secret, HMAC-SHA256 over the request's proof, the shard and the reason
+/// (<see cref="JobIdentity.ShardRefusalProof"/>), so only the host asked can fail a placement, and only for that request; empty for
+/// a request that was not signed (<see cref="ShardHost.IsGenuine(JobIdentity, HostShard, ShardHostRefused)"/>).</param>
+[MessagePackObject]
+public sealed record ShardHostRefused([property: Key(0)] int Shard, [property: Key(1)] string Reason, [property: Key(2)] byte[] Proof) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard)
+        ?? (Proof.Length is not (0 or SHA256.HashSizeInBytes) ? $"Proof holds {Proof.Length} bytes, not 0 or {SHA256.HashSizeInBytes}" : null);
+}
+
+/// <summary>The hosted shard stopped on a failure (its exception's message: a divergence names the epoch, step and advice); the
+/// shard node has released it. ShardHost → the shard's owner.</summary>
+/// <param name="JobId">The job id of the request the shard was hosted for.</param>
+/// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Reason">The failure.</param>
+/// <param name="Proof">HMAC-SHA256 over the hosting request's proof, the shard and the reason (<see cref="JobIdentity.ShardFailureProof"/>):
+/// only the host can say its shard failed (<see cref="ShardHost.IsGenuine(JobIdentity, HostShard, ShardFailed)"/>).</param>
+[MessagePackObject]
+public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key(1)] int Shard, [property: Key(2)] string Reason,
+    [property: Key(3)] byte[] Proof) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard)
+        ?? (Proof.Length != SHA256.HashSizeInBytes ? $"Proof holds {Proof.Length} bytes, not {SHA256.HashSizeInBytes}" : null);
+}
+
+/// <summary>
+/// Starts a part of an epoch at a <see cref="ParameterShardActor"/>: the workers whose slices it takes, their rounds, the
+/// other shards it exchanges gradient norms with, and the loss arbiter whose questions and decisions it takes. A shard takes
+/// it only from the run's owner it was made with (<see cref="ParameterShardActor.Props"/>). The shard
+/// answers by sending every worker its slice of the current weights as round -1 (<see cref="ShardWeights"/>), the weights
+/// round 0 is computed on. Crosses nodes as MessagePack, its actors as their paths (with the node's address under
+/// remoting); decoding refuses a field out of its range.
+/// </summary>
+/// <param name="Epoch">1-based epoch; the workers' slices must carry it.</param>
+/// <param name="Workers">By worker slot, 1 to <see cref="UpdatePolicy.MaxWorkers"/> slots: the worker's actor, the only sender
+/// whose slices the slot takes and a receiver of every result; <see cref="ActorRefs.Nobody"/> for an empty slot.</param>
+/// <param name="RoundsPerWorker">By worker slot, one per entry of <paramref name="Workers"/>: rounds (minibatches) the worker
+/// has in the part, from 0; 0 for an empty slot. Rounds count from 0 at the part's start.</param>
+/// <param name="StepsPerEpoch">Steps of the whole epoch as planned (the learning-rate schedule's unit), from 0; 0: the most rounds of any worker.</param>
+/// <param name="Shards">Every shard of the run, by shard index (this one included), 1 to <see cref="ParameterShards.MaxShards"/>:
+/// with Optimizer:GradientClipNorm each sends them its part of the gradient's squared norm, and takes a part only from the
+/// actor at the index the part names.</param>
+/// <param name="Arbiter">The run's <see cref="ShardLossArbiter"/>: the only sender whose <see cref="ShardLossQuery"/> the shard
+/// answers and whose <see cref="ShardLossDecision"/> it applies; <see cref="ActorRefs.Nobody"/> for a part in which no lost
+/// worker is decided (every question and decision is then refused).</param>
+/// <param name="Part">Which part of <paramref name="Epoch"/> this is, from 0 (<see cref="StartEpoch.Part"/>). With the epoch it
+/// identifies the part: every <see cref="ShardLossQuery"/> and <see cref="ShardLossDecision"/> names both, and the shard
+/// refuses one of another part.</param>
+[MessagePackObject]
+public sealed record ShardPartStart(
+    [property: Key(0)] int Epoch,
+    [property: Key(1)] IActorRef[] Workers,
+    [property: Key(2)] int[] RoundsPerWorker,
+    [property: Key(3)] int StepsPerEpoch,
+    [property: Key(4)] IActorRef[] Shards,
+    [property: Key(5)] IActorRef Arbiter,
+    [property: Key(6)] int Part = 0) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange()
+    {
+        if (ShardWire.AtLeast(nameof(Epoch), Epoch, 1) is { } epoch) return epoch;
+        if (Workers.Length is 0 or > UpdatePolicy.MaxWorkers) return $"Workers holds {Workers.Length} worker slots, outside 1 to {UpdatePolicy.MaxWorkers}";
+        if (RoundsPerWorker.Length != Workers.Length)
+            return $"RoundsPerWorker holds {RoundsPerWorker.Length} round counts for {Workers.Length} worker slots; it needs one per slot";
+        for (var i = 0; i < RoundsPerWorker.Length; i++)
+            if (ShardWire.AtLeast($"RoundsPerWorker[{i}]", RoundsPerWorker[i], 0) is { } rounds) return rounds;
+        if (ShardWire.AtLeast(nameof(StepsPerEpoch), StepsPerEpoch, 0) is { } steps) return steps;
+        if (ShardWire.AtLeast(nameof(Part), Part, 0) is { } part) return part;
+        return Shards.Length is 0 or > ParameterShards.MaxShards ? $"Shards holds {Shards.Length} shards, outside 1 to {ParameterShards.MaxShards}" : null;
+    }
+}
+
+/// <summary>
+/// One shard's slice of the weights after a round, to every worker (<see cref="ParameterShardActor"/>). A worker takes a
+/// round's whole weights only from one of these per shard, all of that round and one <see cref="Stamp"/>
+/// (<see cref="ShardedReplicaLink"/>).
+/// </summary>
+/// <param name="Shard">The shard's index.</param>
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="Round">The round the weights are the result of; -1 for the part's starting weights.</param>
+/// <param name="Stamp">The number of loss decisions that dropped a slice the shard has applied (<see cref="ShardRoundLedger{TReport}.Stamp"/>).</param>
+/// <param name="Version">Optimizer steps the shard has applied: the weights' version.</param>
+/// <param name="Weights">The slice <c>[Start, End)</c> of the flat vector (<see cref="ParameterShard"/>): trainable weights,
+/// and for the last shard the running statistics after them. A copy the receivers may keep but must not write: the shard
+/// keeps its two newest as the last good weights should a step diverge.</param>
+public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, long Version, float[] Weights) : INoSerializationVerificationNeeded
+{
+    /// <summary>The message without its slice, as it crosses nodes: the slice goes on the data plane.</summary>
+    public ShardWeightsHeader Header => new(Shard, Epoch, Round, Stamp, Version, Weights.Length);
+
+    /// <summary>The message of <paramref name="header"/> with the slice that came with it.</summary>
+    /// <exception cref="ArgumentException"><paramref name="weights"/> does not hold the header's <see cref="ShardWeightsHeader.Length"/> values.</exception>
+    public static ShardWeights Of(ShardWeightsHeader header, float[] weights)
+    {
+        ArgumentNullException.ThrowIfNull(header);
+        ArgumentNullException.ThrowIfNull(weights);
+        if (weights.Length != header.Length)
+            throw new ArgumentException($"Shard {header.Shard}'s result of epoch {header.Epoch} round {header.Round} announces {header.Length} values, " +
+                $"and {weights.Length} came with it: the header and the slice are of different messages.", nameof(weights));
+        return new ShardWeights(header.Shard, header.Epoch, header.Round, header.Stamp, header.Version, weights);
+    }
+}
+
+/// <summary>
+/// <see cref="ShardWeights"/> without its slice: what crosses nodes through Akka (the slice, a tensor, goes on the data plane,
+/// docs/architecture.md "Why tensors travel on a data plane beside Akka.Remote"); <see cref="ShardWeights.Of"/> puts the two
+/// back together.
+/// </summary>
+/// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="Round">The round the weights are the result of, from 0; -1 for the part's starting weights.</param>
+/// <param name="Stamp">The shard's stamp (<see cref="ShardRoundLedger{TReport}.Stamp"/>): 0 to <see cref="UpdatePolicy.MaxWorkers"/>, one per lost worker.</param>
+/// <param name="Version">Optimizer steps the shard has applied, from 0.</param>
+/// <param name="Length">Values of the slice: 1 to 2^28 - 1 (the data plane's largest tensor).</param>
+[MessagePackObject]
+public sealed record ShardWeightsHeader(
+    [property: Key(0)] int Shard,
+    [property: Key(1)] int Epoch,
+    [property: Key(2)] int Round,
+    [property: Key(3)] int Stamp,
+    [property: Key(4)] long Version,
+    [property: Key(5)] int Length) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Epoch), Epoch, 1) ?? ShardWire.AtLeast(nameof(Round), Round, -1)
+        ?? ShardWire.Stamp(Stamp) ?? ShardWire.AtLeast(nameof(Version), Version, 0) ?? ShardWire.Within(nameof(Length), Length, 1, DataPlane.TensorFrame.MaxCount);
+}
+
+/// <summary>The ranges of the shards' messages that cross nodes (<see cref="IRangeCheckedMessage.OutOfRange"/>).</summary>
+internal static class ShardWire
+{
+    /// <summary>A problem when <paramref name="value"/> is outside <c>[min, max]</c>, else null.</summary>
+    public static string? Within(string field, long value, long min, long max) =>
+        value < min || value > max ? $"{field} {value} is outside {min} to {max}" : null;
+
+    /// <summary>A problem when <paramref name="value"/> is below <paramref name="min"/>, else null.</summary>
+    public static string? AtLeast(string field, long value, long min) => value < min ? $"{field} {value} is below {min}" : null;
+
+    /// <summary>A shard index outside 0 to <see cref="ParameterShards.MaxShards"/> - 1.</summary>
+    public static string? Shard(int shard) => Within(nameof(Shard), shard, 0, ParameterShards.MaxShards - 1);
+
+    /// <summary>A worker slot outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</summary>
+    public static string? Worker(int worker) => Within(nameof(Worker), worker, 0, UpdatePolicy.MaxWorkers - 1);
+
+    /// <summary>A loss decision's worker slot outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, or its round below 0.</summary>
+    public static string? Decision(LossDecision decision) => Worker(decision.Worker) ?? AtLeast(nameof(decision.Round), decision.Round, 0);
+
+    /// <summary>A stamp outside 0 to <see cref="UpdatePolicy.MaxWorkers"/> (one per lost worker of a part).</summary>
+    public static string? Stamp(int stamp) => Within(nameof(Stamp), stamp, 0, UpdatePolicy.MaxWorkers);
+
+    /// <summary>A part's epoch below 1 or its index below 0.</summary>
+    public static string? PartOf(int epoch, int part) => AtLeast("Epoch", epoch, 1) ?? AtLeast("Part", part, 0);
+}
+
+/// <summary>The coordinator's question to a shard about a lost worker (<see cref="ShardRoundLedger{TReport}.Query"/>); answered with
+/// <see cref="ShardLossAnswer"/>. A shard answers it only from the part's <see cref="ShardPartStart.Arbiter"/>, and only about
+/// the part it runs (<see cref="Epoch"/> and <see cref="Part"/>): a late question of an earlier part would make it refuse a
+/// worker's slices in the next.</summary>
+/// <param name="Worker">The lost worker's slot, 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</param>
+/// <param name="Epoch">The 1-based epoch of the part the worker was lost in (<see cref="ShardPartStart.Epoch"/>).</param>
+/// <param name="Part">The index of that part in its epoch, from 0 (<see cref="ShardPartStart.Part"/>).</param>
+[MessagePackObject]
+public sealed record ShardLossQuery([property: Key(0)] int Worker, [property: Key(1)] int Epoch, [property: Key(2)] int Part) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Worker(Worker) ?? ShardWire.PartOf(Epoch, Part);
+}
+
+/// <summary>A shard's answer to <see cref="ShardLossQuery"/>.</summary>
+/// <param name="Shard">The answering shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Answer">Its answer: a worker slot 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, an open round from 0.</param>
+[MessagePackObject]
+public sealed record ShardLossAnswer([property: Key(0)] int Shard, [property: Key(1)] LossAnswer Answer) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.Worker(Answer.Worker) ?? ShardWire.AtLeast(nameof(Answer.OpenRound), Answer.OpenRound, 0);
+}
+
+/// <summary>The decision about a lost worker every shard applies (<see cref="ShardRoundLedger{TReport}.ApplyLoss"/>), from <see cref="ShardLossArbiter"/>;
+/// a shard applies it only from the part's <see cref="ShardPartStart.Arbiter"/>, and only to the part it runs
+/// (<see cref="Epoch"/> and <see cref="Part"/>): a late decision of an earlier part would close or redo a round of the next.</summary>
+/// <param name="Decision">The decision: a worker slot 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, a round from 0.</param>
+/// <param name="Epoch">The 1-based epoch of the part the decision is about (<see cref="ShardPartStart.Epoch"/>).</param>
+/// <param name="Part">The index of that part in its epoch, from 0 (<see cref="ShardPartStart.Part"/>).</param>
+[MessagePackObject]
+public sealed record ShardLossDecision([property: Key(0)] LossDecision Decision, [property: Key(1)] int Epoch, [property: Key(2)] int Part) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Decision(Decision) ?? ShardWire.PartOf(Epoch, Part);
+}
+
+/// <summary>
+/// A shard's part of a round's averaged gradient's squared L2 norm, to every shard (clipping by the global norm,
+/// Optimizer:GradientClipNorm). Keyed by round and stamp, so a part of a step that is later redone is never summed with
+/// parts of the redone step.
+/// </summary>
+/// <param name="Shard">The sending shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Round">The round, from 0.</param>
+/// <param name="Stamp">The stamp of the step the part belongs to, 0 to <see cref="UpdatePolicy.MaxWorkers"/>.</param>
+/// <param name="SquaredNorm">The squared norm of the shard's slice of the averaged gradient: not negative. NaN and infinity
+/// pass: a gradient that is not finite gives them, and every shard must step to find out and stop (divergence).</param>
+[MessagePackObject]
+public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key(1)] int Round, [property: Key(2)] int Stamp,
+    [property: Key(3)] double SquaredNorm) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Round), Round, 0) ?? ShardWire.Stamp(Stamp)
+        ?? (SquaredNorm < 0 ? $"SquaredNorm {SquaredNorm:R} is negative" : null);
+}
+
+/// <summary>The owner asks a shard for its slice of the current weights (<see cref="ShardWeightsGather"/>); answered with
+/// <see cref="ShardSliceChunk"/>s. A shard answers only the run's owner: the weights are the job's.</summary>
+/// <param name="RequestId">The owner's number for this gathering, from 0; every chunk of the answer carries it.</param>
+[MessagePackObject]
+public sealed record ShardSliceRequest([property: Key(0)] int RequestId) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.AtLeast(nameof(RequestId), RequestId, 0);
+}
+
+/// <summary>
+/// One piece of a shard's slice of the weights, to the owner that asked (<see cref="ShardSliceRequest"/>). A slice crosses
+/// Akka.Remote in pieces of at most <see cref="MaxValues"/> floats: below Akka's default 128,000-byte frame as well as the 4 MiB
+/// DistTrain sets (<see cref="Hosting.ClusterNode.MaximumFrameSizeBytes"/>), so that no piece holds the connection's control
+/// messages back for long. The data plane carries the per-step tensors; this is for the few whole-model reads of a run: the
+/// final weights, a stop's, a checkpoint's.
+/// </summary>
+/// <param name="RequestId">The request's number.</param>
+/// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Version">Optimizer steps the shard has applied: the version of every piece of one answer.</param>
+/// <param name="Offset">Where <paramref name="Values"/> start in the slice, from 0; the pieces come in order.</param>
+/// <param name="Total">The slice's length, 1 to 2^28 - 1.</param>
+/// <param name="Values">At most <see cref="MaxValues"/> floats of the slice, from <paramref name="Offset"/>.</param>
+[MessagePackObject]
+public sealed record ShardSliceChunk(
+    [property: Key(0)] int RequestId,
+    [property: Key(1)] int Shard,
+    [property: Key(2)] long Version,
+    [property: Key(3)] int Offset,
+    [property: Key(4)] int Total,
+    [property: Key(5)] float[] Values) : ITensorMessage, IRangeCheckedMessage
+{
+    /// <summary>Most floats in one piece: 64 KiB of values.</summary>
+    public const int MaxValues = 16_384;
+
+    /// <inheritdoc />
+    [IgnoreMember] public float[] Tensor => Values;
+
+    /// <inheritdoc />
+    public ITensorMessage WithTensor(float[] tensor) => this with { Values = tensor };
+
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.AtLeast(nameof(RequestId), RequestId, 0) ?? ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Version), Version, 0)
+        ?? ShardWire.Within(nameof(Total), Total, 1, DataPlane.TensorFrame.MaxCount) ?? ShardWire.Within(nameof(Offset), Offset, 0, Total - 1);
+}
+
+/// <summary>
+/// A shard's report of one round it applied, to its owner, which merges the K shards' reports of a round into the run's step
+/// report (<see cref="ShardRoundMerge"/>). A round that is redone (a lost worker's slice dropped) is reported again under the
+/// new <see cref="Stamp"/>. Crosses nodes as MessagePack; decoding refuses a field out of its range.
+/// </summary>
+/// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="Part">The part's index in its epoch, from 0.</param>
+/// <param name="Round">The round, from 0.</param>
+/// <param name="Stamp">The shard's stamp when it applied the round (<see cref="ShardRoundLedger{TReport}.Stamp"/>).</param>
+/// <param name="Version">Optimizer steps the shard has applied after the round.</param>
+/// <param name="SampleCount">Samples of the round's reports, 0 for a round redone without any report (no step).</param>
+/// <param name="LossSum">Their summed loss.</param>
+/// <param name="LearningRate">The step's learning rate (0 without a step).</param>
+/// <param name="UpdateSeconds">The shard's averaging and update of its slice, seconds.</param>
+/// <param name="PartFinished">True when the round was the part's last for every live worker.</param>
+[MessagePackObject]
+public sealed record ShardRoundApplied(
+    [property: Key(0)] int Shard,
+    [property: Key(1)] int Epoch,
+    [property: Key(2)] int Part,
+    [property: Key(3)] int Round,
+    [property: Key(4)] int Stamp,
+    [property: Key(5)] long Version,
+    [property: Key(6)] int SampleCount,
+    [property: Key(7)] double LossSum,
+    [property: Key(8)] double LearningRate,
+    [property: Key(9)] double UpdateSeconds,
+    [property: Key(10)] bool PartFinished) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.PartOf(Epoch, Part) ?? ShardWire.AtLeast(nameof(Round), Round, 0)
+        ?? ShardWire.Stamp(Stamp) ?? ShardWire.AtLeast(nameof(Version), Version, 0) ?? ShardWire.AtLeast(nameof(SampleCount), SampleCount, 0);
+}
+
+/// <summary>A loss decision, made and sent to every shard; <see cref="ShardLossArbiter"/> tells it to whoever reported the loss.</summary>
+/// <param name="Decision">The decision every shard applies: a worker slot 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1, a round from 0.</param>
+[MessagePackObject]
+public sealed record ShardLossDecided([property: Key(0)] LossDecision Decision) : IRangeCheckedMessage
+{
+    /// <inheritdoc />
+    public string? OutOfRange() => ShardWire.Decision(Decision);
+}
