@@ -359,7 +359,8 @@ public sealed class ParameterShardActor : ReceiveActor
         var count = action.Reports.Count;
         var reports = _reports.AsSpan(0, count);
         var scales = _scales.AsSpan(0, count);
-        var learningRate = (float)_model.LearningRate(part.Epoch, action.Round, part.PlannedSteps, part.ActiveWorkers);
+        var scheduledRate = _model.LearningRate(part.Epoch, action.Round, part.PlannedSteps, part.ActiveWorkers);
+        var learningRate = (float)scheduledRate;
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var finite = _model.Step(reports, scales, learningRate, null, warning => _log.Warning("Shard {0}: {1}", _shard.Index, warning), globalNorm)
             && _model.MergeRunningStatistics(reports, scales, null);
@@ -377,7 +378,7 @@ public sealed class ParameterShardActor : ReceiveActor
         Broadcast(action.Round, action.Stamp);
         var (roundLoss, roundSamples) = (0.0, 0);
         foreach (var (_, report) in action.Reports) (roundLoss, roundSamples) = (roundLoss + report.LossSum, roundSamples + report.SampleCount);
-        ReportRound(action, roundSamples, roundLoss, learningRate, updateSeconds);
+        ReportRound(action, roundSamples, roundLoss, scheduledRate, updateSeconds);
     }
 
     /// <summary>Tells the owner the round is applied (<see cref="ShardRoundApplied"/>), after its result went to the workers.</summary>

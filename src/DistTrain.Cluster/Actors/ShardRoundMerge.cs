@@ -14,7 +14,11 @@ namespace DistTrain.Cluster.Actors;
 /// decision that keeps the slice changes no stamp; one that drops it makes every shard close the round under the new one). The
 /// K reports of a final round must agree on the version, samples, loss and learning rate, since every shard applies the same
 /// reports; a mismatch is the shards out of step, and <see cref="Take"/> says so. A report from an actor that is not the
-/// shard it names, or of a round already merged, is ignored with the reason.
+/// shard it names, or of a round already merged, is ignored with the reason. A report of no samples (a round redone without
+/// any report: no step) is ignored too, as one parameter server reports no step there; such a round is the part's last, and
+/// the merge does not signal the part's end then: the owner knows it from the rounds per worker and its loss decisions.
+/// The merged report says the part is finished when any shard says so: a shard that closed the round before a decision that
+/// kept a lost worker's slice still expected the worker's next round, and every shard applies every decision.
 /// </remarks>
 public sealed class ShardRoundMerge
 {
@@ -46,6 +50,7 @@ public sealed class ShardRoundMerge
         var what = $"shard {report.Shard}'s report of epoch {report.Epoch} part {report.Part} round {report.Round} (stamp {report.Stamp})";
         if (report.Shard < 0 || report.Shard >= _shards.Length || !sender.Equals(_shards[report.Shard]))
             return $"{what} came from {sender.Path}, which is not that shard; ignored";
+        if (report.SampleCount == 0) return $"{what} applied no step (a round redone without any report); ignored";
         var key = (report.Epoch, report.Part, report.Round);
         if (key.CompareTo(_lastMerged) <= 0) return $"{what} is of a round already reported; ignored";
         if (!_open.TryGetValue(key, out var reports)) _open[key] = reports = new ShardRoundApplied?[_shards.Length];
@@ -62,7 +67,7 @@ public sealed class ShardRoundMerge
         _open.Remove(key);
         foreach (var stale in _open.Keys.Where(k => k.CompareTo(key) < 0).ToArray()) _open.Remove(stale); // rounds before it are final too
         _lastMerged = key;
-        merged = lead with { UpdateSeconds = reports.Max(r => r!.UpdateSeconds), PartFinished = reports.All(r => r!.PartFinished) };
+        merged = lead with { UpdateSeconds = reports.Max(r => r!.UpdateSeconds), PartFinished = reports.Any(r => r!.PartFinished) };
         return null;
     }
 }

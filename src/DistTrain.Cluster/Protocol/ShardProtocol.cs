@@ -384,8 +384,10 @@ public sealed record ShardSliceChunk(
 /// <param name="SampleCount">Samples of the round's reports, 0 for a round redone without any report (no step).</param>
 /// <param name="LossSum">Their summed loss.</param>
 /// <param name="LearningRate">The step's learning rate (0 without a step).</param>
-/// <param name="UpdateSeconds">The shard's averaging and update of its slice, seconds.</param>
-/// <param name="PartFinished">True when the round was the part's last for every live worker.</param>
+/// <param name="UpdateSeconds">The shard's averaging and update of its slice, seconds (with Optimizer:GradientClipNorm, without
+/// the exchange of the norm's parts).</param>
+/// <param name="PartFinished">True when no live worker, as far as the shard has applied the loss decisions, has a later round in
+/// the part.</param>
 [MessagePackObject]
 public sealed record ShardRoundApplied(
     [property: Key(0)] int Shard,
