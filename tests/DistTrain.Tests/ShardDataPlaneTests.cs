@@ -380,4 +380,64 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         Assert.Throws<ArgumentOutOfRangeException>(() => Bytes(new DataPlaneHello(0, 1, token, 3, 3)));
         Assert.Throws<ArgumentOutOfRangeException>(() => Bytes(new DataPlaneHello(0, 1, token, 0, ParameterShards.MaxShards + 1)));
     }
+
+    /// <summary>
+    /// Refused peers that keep their end open linger (up to <see cref="DataPlaneConnection.RefusalLingerSeconds"/> each, so that
+    /// they read the refusal), but at most <see cref="DataPlaneConnection.MaxLingeringRefusals"/> at once: of 8 more refused
+    /// connections than that, opened one after another, every one gets its refusal, the lingering ones still read and drop what the peer
+    /// sends, and at least 8 are closed as soon as their refusal is written, so the peer's writes are reset (a few more if other
+    /// tests' refused connections still linger in this process).
+    /// </summary>
+    [Fact]
+    public void Refused_connections_beyond_the_linger_cap_are_closed_at_once_after_their_refusal()
+    {
+        var initial = ParameterShardActorTests.Replica.Initial();
+        var nodes = StartShards(initial, shards: 1, Tokens(1), null);
+        var plan = ParameterShards.Plan(initial.Layout, 1);
+        var hello = Bytes(new DataPlaneHello(0, plan[0].Length, DataPlaneHello.NewToken(), 0, 1)); // a token of no run
+        var sockets = new List<Socket>();
+        try
+        {
+            // One after another, each refusal read before the next connects: at once, more than the listener's 64 pending
+            // handshakes would be closed unread.
+            for (var i = 0; i < DataPlaneConnection.MaxLingeringRefusals + 8; i++)
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = (int)Wait.TotalMilliseconds };
+                sockets.Add(socket);
+                socket.Connect(IPAddress.Loopback, nodes[0].Port);
+                socket.Send(hello);
+                var refusal = new byte[TensorFrame.HeaderSize];
+                Receive(socket, refusal);
+                var header = MemoryMarshal.Read<TensorFrame.Header>(refusal);
+                Assert.Equal(TensorFrame.RefusalType, header.Type);
+                var text = new byte[header.PayloadBytes];
+                Receive(socket, text);
+                Assert.Contains("the hello does not carry a token of this run", Encoding.UTF8.GetString(text));
+            }
+            // The node has shut its sending side on every one. A lingering connection still reads and drops what the peer
+            // sends; one closed at once answers it with a reset, and the peer's next write fails.
+            var junk = new byte[16];
+            foreach (var socket in sockets) socket.Send(junk);
+            Thread.Sleep(300);
+            var closed = sockets.Count(socket =>
+            {
+                try
+                {
+                    socket.Send(junk);
+                    socket.Send(junk);
+                    return false;
+                }
+                catch (SocketException)
+                {
+                    return true;
+                }
+            });
+            Assert.True(closed >= 8, $"{closed} of {sockets.Count} refused connections were closed at once; at least 8 are beyond the cap");
+            Assert.True(closed <= 8 + 16, $"{closed} of {sockets.Count} refused connections were closed at once: hardly any lingers");
+        }
+        finally
+        {
+            foreach (var socket in sockets) socket.Dispose();
+        }
+    }
 }

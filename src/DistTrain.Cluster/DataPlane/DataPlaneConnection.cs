@@ -120,18 +120,34 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
     /// <summary>Seconds a refused peer has to close its end after the refusal before the connection is closed anyway.</summary>
     public const double RefusalLingerSeconds = 5;
 
+    /// <summary>Refused connections that may linger at once in this process (<see cref="RefusalLingerSeconds"/> each), as
+    /// <see cref="DataPlaneListener.MaxPendingHandshakes"/> caps the connections in their handshake: beyond it a refused
+    /// connection is closed as soon as its refusal is written, so junk connections cannot hold sockets for seconds each.</summary>
+    public const int MaxLingeringRefusals = 64;
+
+    private static int _lingering; // refused connections lingering now, process-wide
+
     /// <summary>
     /// Sends the peer a refusal frame naming <paramref name="reason"/> (<see cref="TensorFrame.RefusalType"/>) and closes the
     /// connection. The sending direction is shut at once; bytes the peer still sends are read and dropped until it closes its
     /// end, for at most <see cref="RefusalLingerSeconds"/>: closed with unread bytes, the socket would reset the connection,
-    /// and the peer could lose the refusal before reading it. Returns at once; the rest runs on its own task. Nothing else
-    /// may read or write the connection from the call on.
+    /// and the peer could lose the refusal before reading it. At most <see cref="MaxLingeringRefusals"/> linger at once; a
+    /// refusal beyond them closes its connection at once. Returns at once; the rest runs on its own task. Nothing else may
+    /// read or write the connection from the call on.
     /// </summary>
     public void Refuse(string reason)
     {
         ArgumentNullException.ThrowIfNull(reason);
         if (TensorFrame.TryWriteRefusal(this, reason) is not null)
         {
+            Dispose();
+            return;
+        }
+        if (Interlocked.Increment(ref _lingering) > MaxLingeringRefusals)
+        {
+            // Too many refused peers hold on already: this one gets its refusal and the close at once (bytes it still
+            // sends may reset the connection before it reads the refusal).
+            Interlocked.Decrement(ref _lingering);
             Dispose();
             return;
         }
@@ -148,6 +164,7 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
             finally
             {
                 Dispose();
+                Interlocked.Decrement(ref _lingering);
             }
         });
     }
