@@ -263,6 +263,29 @@ public class ForeignPeerLogTests
     }
 
     /// <summary>
+    /// Junk connections each come from a port of their own: the first <see cref="ForeignPeerLogFilter.MaxReportedPeers"/> peers
+    /// are warned about one by one, then one line says that further ones are not, and no more are kept for the join timeout's
+    /// message. Before, every connection added a warning and an entry.
+    /// </summary>
+    [Fact]
+    public void Peers_beyond_the_cap_are_not_reported_one_by_one_and_not_kept()
+    {
+        var filter = new ForeignPeerLogFilter();
+        var logged = new List<string>();
+        filter.LogThrough(logged.Add);
+        for (var port = 40000; port < 40000 + ForeignPeerLogFilter.MaxReportedPeers + 20; port++)
+        {
+            var channel = $"[[::ffff:127.0.0.1]:4053->[::ffff:10.0.0.9]:{port}](Id=6d09{port})";
+            Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(ChannelClosedError(channel)));
+            Assert.Equal(LogFilterDecision.Drop, filter.ShouldKeepMessage(ChannelClosedError(channel))); // the same peer again: nothing new
+        }
+        Assert.Equal(ForeignPeerLogFilter.MaxReportedPeers + 1, logged.Count);
+        Assert.StartsWith("The peer at ", logged[0]);
+        Assert.Equal(ForeignPeerLogFilter.TooManyPeers, logged[^1]);
+        Assert.Equal(ForeignPeerLogFilter.MaxReportedPeers, filter.Named.Count);
+    }
+
+    /// <summary>
     /// A node that stops before Akka.Remote's 15 s handshake timeout (Cluster:JoinTimeoutSeconds 8) learns of a silent peer only
     /// from DotNetty's "TLS handshake failed ... Channel is closed" at the stop: its warning said "it sent nothing in 15 s",
     /// false after 8 s, and the connection's "Unable to REMOVE channel", when it came first, was kept. The warning now states

@@ -27,6 +27,31 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
 {
     private readonly ConcurrentDictionary<string, byte> _reported = new(StringComparer.OrdinalIgnoreCase);
     private volatile Action<string>? _log;
+    private int _unreported; // peers beyond MaxReportedPeers, not reported one by one
+
+    /// <summary>Most peers warned about one by one: each inbound junk connection comes from a port of its own, so a port scanner
+    /// or a load balancer's health check would otherwise add a warning and an entry per connection. Beyond it one line says
+    /// so (<see cref="TooManyPeers"/>), and nothing more is kept.</summary>
+    public const int MaxReportedPeers = 32;
+
+    /// <summary>The one line logged when more than <see cref="MaxReportedPeers"/> peers were not DistTrain nodes.</summary>
+    public static string TooManyPeers => $"More than {MaxReportedPeers} peers that are not DistTrain nodes connected to this node or were dialled by it; " +
+        "the further ones are not reported one by one. Check what connects to this node's Cluster:Port (a port scanner, a health check or a " +
+        "load balancer probing it) and what Cluster:SeedNodes names.";
+
+    /// <summary>True if <paramref name="peer"/> is to be warned about now: not reported yet, and fewer than
+    /// <see cref="MaxReportedPeers"/> peers reported so far (the first one beyond logs <see cref="TooManyPeers"/> through
+    /// <paramref name="log"/>).</summary>
+    private bool FirstReport(string peer, Action<string> log)
+    {
+        if (_reported.ContainsKey(peer)) return false;
+        if (_reported.Count >= MaxReportedPeers)
+        {
+            if (Interlocked.Increment(ref _unreported) == 1) log(TooManyPeers);
+            return false;
+        }
+        return _reported.TryAdd(peer, 0);
+    }
 
     /// <summary>Each peer warned about (<c>HOST:PORT</c>, or "" when unnamed) and what it was, for the join timeout's message.</summary>
     private readonly ConcurrentDictionary<string, string> _named = new(StringComparer.OrdinalIgnoreCase);
@@ -67,7 +92,7 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
         if (_log is { } note && content.Message?.ToString() is { } message && Silent(content, message) is { } silent)
         {
             if (silent.Peer is null) return LogFilterDecision.NoDecision;
-            if (silent.Report && _reported.TryAdd(silent.Peer, 0))
+            if (silent.Report && FirstReport(silent.Peer, note))
             {
                 _named[silent.Peer] = silent.Tls
                     ? "it accepts connections but does not complete a TLS handshake: not a DistTrain node, or Cluster:Tls is off there"
@@ -86,7 +111,7 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
             var start = DepartedNodesLogFilter.UnreachableAddressWarning.Length;
             var end = text.IndexOf(']', start);
             var address = end < 0 ? null : AddressPeer().Match(text[start..end]) is { Success: true } m ? $"{m.Groups["host"].Value}:{m.Groups["port"].Value}" : null;
-            if (_reported.TryAdd(address ?? "", 0))
+            if (FirstReport(address ?? "", warn))
             {
                 _named[address ?? ""] = said;
                 warn(Warning(address, said));
@@ -95,7 +120,7 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
         }
         if (content is not Error { Cause: { } cause } || _log is not { } log || What(cause) is not { } what) return LogFilterDecision.NoDecision;
         var peer = PeerOf(content.LogSource, expandedMessage ?? content.Message?.ToString() ?? "");
-        if (_reported.TryAdd(peer ?? "", 0))
+        if (FirstReport(peer ?? "", log))
         {
             _named[peer ?? ""] = what;
             log(Warning(peer, what));
