@@ -265,7 +265,7 @@ public class ForeignPeerLogTests
     /// <summary>
     /// Junk connections each come from a port of their own: the first <see cref="ForeignPeerLogFilter.MaxReportedPeers"/> peers
     /// are warned about one by one, then one line says that further ones are not, and no more are kept for the join timeout's
-    /// message. Before, every connection added a warning and an entry.
+    /// message, but for a peer at one of the node's own seeds. Before, every connection added a warning and an entry.
     /// </summary>
     [Fact]
     public void Peers_beyond_the_cap_are_not_reported_one_by_one_and_not_kept()
@@ -283,6 +283,18 @@ public class ForeignPeerLogTests
         Assert.StartsWith("The peer at ", logged[0]);
         Assert.Equal(ForeignPeerLogFilter.TooManyPeers, logged[^1]);
         Assert.Equal(ForeignPeerLogFilter.MaxReportedPeers, filter.Named.Count);
+
+        // A seed of the node's own is still reported when the cap is full, and named for the join timeout's message.
+        var seeded = new ForeignPeerLogFilter(["akka.tcp://disttrain@10.0.0.5:4053", "not an address"]);
+        var seededLogged = new List<string>();
+        seeded.LogThrough(seededLogged.Add);
+        for (var port = 40000; port < 40000 + ForeignPeerLogFilter.MaxReportedPeers + 1; port++)
+            seeded.ShouldKeepMessage(ChannelClosedError($"[[::ffff:127.0.0.1]:4053->[::ffff:10.0.0.9]:{port}](Id=7{port})"));
+        Assert.Equal(ForeignPeerLogFilter.TooManyPeers, seededLogged[^1]);
+        Assert.Equal(LogFilterDecision.Drop, seeded.ShouldKeepMessage(ChannelClosedError("[[::ffff:127.0.0.1]:50000->[::ffff:10.0.0.5]:4053](Id=5eed)")));
+        Assert.StartsWith("The peer at 10.0.0.5:4053 ", seededLogged[^1]);
+        Assert.Contains(seeded.Named, named => named.StartsWith("10.0.0.5:4053 (", StringComparison.Ordinal));
+        Assert.Equal(ForeignPeerLogFilter.MaxReportedPeers + 1, seeded.Named.Count);
     }
 
     /// <summary>

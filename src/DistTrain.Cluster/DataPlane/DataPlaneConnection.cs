@@ -163,8 +163,8 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
             catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException) { }
             finally
             {
-                Dispose();
                 Interlocked.Decrement(ref _lingering);
+                Dispose();
             }
         });
     }

@@ -46,7 +46,7 @@ public static class ClusterNode
         string role, int computeThreads)
     {
         var departed = new DepartedNodesLogFilter();
-        var foreign = new ForeignPeerLogFilter();
+        var foreign = new ForeignPeerLogFilter(options.Cluster.SeedNodes);
         var quickJoin = AkkaSettings.RetriesJoinQuickly(options.Cluster, role);
         return builder
             // A Cluster:Port taken after the start-up check: the start fails with one line (StartAsync), not Akka's pages about it.

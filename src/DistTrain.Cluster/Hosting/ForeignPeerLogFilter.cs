@@ -27,11 +27,27 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
 {
     private readonly ConcurrentDictionary<string, byte> _reported = new(StringComparer.OrdinalIgnoreCase);
     private volatile Action<string>? _log;
-    private int _unreported; // peers beyond MaxReportedPeers, not reported one by one
+    private int _capReached; // 1 once a peer beyond MaxReportedPeers was not reported one by one (TooManyPeers logged)
+    private readonly HashSet<string> _seeds; // HOST:PORT of Cluster:SeedNodes: reported one by one whatever the count
+
+    /// <summary>A filter that reports the peers at <paramref name="seeds"/> (Cluster:SeedNodes, Akka addresses) one by one even
+    /// beyond <see cref="MaxReportedPeers"/>, so that a join timeout's message still names a seed where another program listens
+    /// after junk connections filled the cap; a seed that is not an Akka address is left out.</summary>
+    public ForeignPeerLogFilter(IEnumerable<string>? seeds = null)
+    {
+        _seeds = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var seed in seeds ?? [])
+            try
+            {
+                if (Address.Parse(seed) is { Host: { } host, Port: { } port }) _seeds.Add($"{host.Trim('[', ']')}:{port}");
+            }
+            catch (UriFormatException) { }
+    }
 
     /// <summary>Most peers warned about one by one: each inbound junk connection comes from a port of its own, so a port scanner
     /// or a load balancer's health check would otherwise add a warning and an entry per connection. Beyond it one line says
-    /// so (<see cref="TooManyPeers"/>), and nothing more is kept.</summary>
+    /// so (<see cref="TooManyPeers"/>), and nothing more is kept, but for the seeds (Cluster:SeedNodes), which are reported
+    /// one by one whatever the count.</summary>
     public const int MaxReportedPeers = 32;
 
     /// <summary>The one line logged when more than <see cref="MaxReportedPeers"/> peers were not DistTrain nodes.</summary>
@@ -45,9 +61,9 @@ internal sealed partial class ForeignPeerLogFilter : LogFilterBase
     private bool FirstReport(string peer, Action<string> log)
     {
         if (_reported.ContainsKey(peer)) return false;
-        if (_reported.Count >= MaxReportedPeers)
+        if (_reported.Count >= MaxReportedPeers && !_seeds.Contains(peer))
         {
-            if (Interlocked.Increment(ref _unreported) == 1) log(TooManyPeers);
+            if (Interlocked.Exchange(ref _capReached, 1) == 0) log(TooManyPeers);
             return false;
         }
         return _reported.TryAdd(peer, 0);

@@ -10,7 +10,9 @@ using MessagePack;
 namespace DistTrain.Cluster.Protocol;
 
 // The messages of parameter-server shards that run on nodes of their own (docs/architecture.md, "Where the shards run").
-// Every one crosses nodes as MessagePack (MessagePackMessageSerializer), and decoding refuses a field out of its range.
+// Those that cross Akka.Remote do so as MessagePack (MessagePackMessageSerializer), and decoding refuses a field out of its
+// range; a worker's slice (GradientComputed) and a shard's result (ShardWeights: its ShardWeightsHeader and the slice) go on
+// the shard node's data plane instead.
 //
 // Parts and rounds:
 //   owner (coordinator) -> ParameterShardActor        ShardPartStart
@@ -19,6 +21,7 @@ namespace DistTrain.Cluster.Protocol;
 //   ParameterShardActor -> every shard                 ShardNormShare (with Optimizer:GradientClipNorm)
 //   ParameterShardActor -> owner                       ShardRoundApplied
 // A lost worker:
+//   owner -> ShardLossArbiter                          WorkerLost
 //   ShardLossArbiter -> every ParameterShardActor      ShardLossQuery, then ShardLossDecision
 //   ParameterShardActor -> ShardLossArbiter            ShardLossAnswer
 //   ShardLossArbiter -> the loss's reporter            ShardLossDecided
