@@ -277,16 +277,22 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
         socket.Shutdown(SocketShutdown.Send);
 
         Assert.EndsWith("closed the connection.", FishLog(log, "Shard 1: worker 0's data plane closed: data plane: "));
+        Assert.EndsWith("closed the connection.", ReadRefusal(socket));
+        Assert.Equal(0, socket.Receive(new byte[1])); // then the node closes its end
+        nodes[1].Shard.Tell(new ShardLossQuery(0, 1, 0), TestActor);
+        Assert.Equal(1, ExpectMsg<ShardLossAnswer>(Wait).Shard);
+    }
+
+    /// <summary>Reads a refusal frame from <paramref name="socket"/> (checked to be one) and returns its reason.</summary>
+    private static string ReadRefusal(Socket socket)
+    {
         var refusal = new byte[TensorFrame.HeaderSize];
         Receive(socket, refusal);
         var header = MemoryMarshal.Read<TensorFrame.Header>(refusal);
         Assert.Equal(TensorFrame.RefusalType, header.Type);
         var text = new byte[header.PayloadBytes];
         Receive(socket, text);
-        Assert.EndsWith("closed the connection.", Encoding.UTF8.GetString(text));
-        Assert.Equal(0, socket.Receive(new byte[1])); // then the node closes its end
-        nodes[1].Shard.Tell(new ShardLossQuery(0, 1, 0), TestActor);
-        Assert.Equal(1, ExpectMsg<ShardLossAnswer>(Wait).Shard);
+        return Encoding.UTF8.GetString(text);
     }
 
     private static void Receive(Socket socket, Span<byte> bytes)
@@ -406,13 +412,7 @@ public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.Configura
                 sockets.Add(socket);
                 socket.Connect(IPAddress.Loopback, nodes[0].Port);
                 socket.Send(hello);
-                var refusal = new byte[TensorFrame.HeaderSize];
-                Receive(socket, refusal);
-                var header = MemoryMarshal.Read<TensorFrame.Header>(refusal);
-                Assert.Equal(TensorFrame.RefusalType, header.Type);
-                var text = new byte[header.PayloadBytes];
-                Receive(socket, text);
-                Assert.Contains("the hello does not carry a token of this run", Encoding.UTF8.GetString(text));
+                Assert.Contains("the hello does not carry a token of this run", ReadRefusal(socket));
             }
             // The node has shut its sending side on every one. A lingering connection still reads and drops what the peer
             // sends; one closed at once answers it with a reset, and the peer's next write fails.

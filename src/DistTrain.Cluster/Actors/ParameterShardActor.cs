@@ -299,13 +299,7 @@ public sealed class ParameterShardActor : ReceiveActor
             ReportRound(action, 0, 0, 0, 0);
             return;
         }
-        var samples = 0;
-        var lossSum = 0.0;
-        foreach (var (_, report) in action.Reports)
-        {
-            samples += report.SampleCount;
-            lossSum += report.LossSum;
-        }
+        var (lossSum, samples) = Totals(action);
         if (!double.IsFinite(lossSum)) throw Diverged("a NaN or infinite loss", action, lossFiniteOnIt: false);
         Array.Clear(_reports);
         for (var i = 0; i < action.Reports.Count; i++)
@@ -366,19 +360,24 @@ public sealed class ParameterShardActor : ReceiveActor
             && _model.MergeRunningStatistics(reports, scales, null);
         if (!finite) throw Diverged("a NaN or infinite averaged gradient or BatchNorm running statistic", action, lossFiniteOnIt: true);
         _model.Version++;
+        var (roundLoss, roundSamples) = Totals(action);
         if (_firstStepLoss is null)
         {
             // Once the run's first step is applied, as one parameter server sets it (its AfterStep); a redo of that step
             // puts the kept null back first, so it is the step as decided, without a dropped slice's loss.
-            var (lossSum, samples) = (0.0, 0);
-            foreach (var (_, report) in action.Reports) (lossSum, samples) = (lossSum + report.LossSum, samples + report.SampleCount);
-            _firstStepLoss = lossSum / samples;
+            _firstStepLoss = roundLoss / roundSamples;
         }
         var updateSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         Broadcast(action.Round, action.Stamp);
-        var (roundLoss, roundSamples) = (0.0, 0);
-        foreach (var (_, report) in action.Reports) (roundLoss, roundSamples) = (roundLoss + report.LossSum, roundSamples + report.SampleCount);
         ReportRound(action, roundSamples, roundLoss, scheduledRate, updateSeconds);
+    }
+
+    /// <summary>The summed loss and the samples of a closed round's reports.</summary>
+    private static (double LossSum, int Samples) Totals(LedgerAction<GradientComputed> action)
+    {
+        var (lossSum, samples) = (0.0, 0);
+        foreach (var (_, report) in action.Reports) (lossSum, samples) = (lossSum + report.LossSum, samples + report.SampleCount);
+        return (lossSum, samples);
     }
 
     /// <summary>Tells the owner the round is applied (<see cref="ShardRoundApplied"/>), after its result went to the workers.</summary>

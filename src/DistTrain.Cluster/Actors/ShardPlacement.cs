@@ -142,18 +142,22 @@ public sealed class ShardPlacement
             case ShardHostRefused refused when !ShardHost.IsGenuine(_identity, Requests[k], refused):
                 return $"{what} came from {sender.Path} without the job's proof for this run's request ({refused.Reason.TrimEnd('.')}); ignored";
             case ShardHostRefused refused:
-                _settled[k] = true;
-                Failure = $"Shard {k} of {_hosts.Length} could not be placed: the shard node {sender.Path.Address} refused it: {refused.Reason}";
-                return null;
+                return Fail(k, sender, $"refused it: {refused.Reason}");
             case ShardFailed failed when Placed:
                 return $"{what} came from {sender.Path} after the placement was done: the owner handles it; ignored";
             case ShardFailed failed when !ShardHost.IsGenuine(_identity, Requests[k], failed):
                 return $"{what} came from {sender.Path} without the job's proof for this run's request; ignored";
             case ShardFailed failed:
-                _settled[k] = true;
-                Failure = $"Shard {k} of {_hosts.Length} could not be placed: the shard node {sender.Path.Address} stopped it: {failed.Reason}";
-                return null;
+                return Fail(k, sender, $"stopped it: {failed.Reason}");
         }
+        return null;
+    }
+
+    /// <summary>Fails the placement: shard <paramref name="k"/>'s node (<paramref name="sender"/>) <paramref name="what"/> it did.</summary>
+    private string? Fail(int k, IActorRef sender, string what)
+    {
+        _settled[k] = true;
+        Failure = $"Shard {k} of {_hosts.Length} could not be placed: the shard node {sender.Path.Address} {what}";
         return null;
     }
 
