@@ -23,9 +23,12 @@ namespace DistTrain.Tests;
 /// <see cref="ParameterServer"/>; a hello for another shard, run, shard count or slice length or with another worker slot's token, a slice of another length and
 /// truncated frames are refused with the reason, at both ends where the peer can still read it, and nothing hangs.
 /// </summary>
-public sealed class ShardDataPlaneTests() : TestKit(Akka.Configuration.ConfigurationFactory.ParseString("akka.loglevel = INFO")
-    .WithFallback(TestTimeouts.TestKitConfig))
+public sealed class ShardDataPlaneTests : TestKit
 {
+    /// <summary>The shards report every round to their owner, the test actor here; the tests read other messages.</summary>
+    public ShardDataPlaneTests() : base(Akka.Configuration.ConfigurationFactory.ParseString("akka.loglevel = INFO").WithFallback(TestTimeouts.TestKitConfig)) =>
+        IgnoreMessages<ShardRoundApplied>();
+
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30); // a hang guard on a loaded machine, not a speed limit
     private readonly OwnedResources _owned = new("disttrain-shard-dataplane-");
 
