@@ -16,7 +16,7 @@ using Spectre.Console;
 namespace DistTrain.Cli;
 
 /// <summary>
-/// <c>disttrain node --role parameter-server|worker</c>: one node of cluster mode. Settings come from the
+/// <c>disttrain node --role parameter-server|worker|parameter-shard</c>: one node of cluster mode. Settings come from the
 /// config file and <c>DISTTRAIN_*</c> environment variables (the docker compose contract), e.g.
 /// <c>DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@ps:4053</c>.
 /// </summary>
@@ -24,11 +24,11 @@ internal static class NodeCommand
 {
     public static Command Create()
     {
-        var role = CliOptions.OneOf("--role", "The node's role.", [NodeRoles.ParameterServer, NodeRoles.Worker], "-r");
+        var role = CliOptions.OneOf("--role", "The node's role.", [NodeRoles.ParameterServer, NodeRoles.Worker, NodeRoles.ParameterShard], "-r");
         var config = CliOptions.File("--config", "JSON config, the same on every node.", CliOptions.ConfigTakes, required: true, "-c");
         var data = CliOptions.Text("--data", "DIR", CliOptions.DataHelp, CliOptions.DataTakes);
         var output = CliOptions.Text("--output", "DIR", "Override Output:Directory (parameter server only).", CliOptions.OutputTakes, "-o");
-        var command = new Command("node", "Run one node of cluster mode (Akka.Cluster): the parameter server, or a worker.")
+        var command = new Command("node", "Run one node of cluster mode (Akka.Cluster): the parameter server, a worker, or a shard node that hosts a parameter-server shard.")
         {
             role, config, data, output,
         };
@@ -48,8 +48,10 @@ internal static class NodeCommand
     /// Checkpoint:Resume continue it from the newest checkpoint; a worker keeps no checkpoints (the parameter server writes
     /// them), and started again it joins the job as a new worker, which the others carry on meanwhile.
     /// </summary>
-    /// <param name="role"><see cref="NodeRoles.ParameterServer"/> or <see cref="NodeRoles.Worker"/>.</param>
-    internal static string AfterInternalError(string role) => role == NodeRoles.Worker
+    /// <param name="role"><see cref="NodeRoles.ParameterServer"/>, <see cref="NodeRoles.Worker"/> or <see cref="NodeRoles.ParameterShard"/>.</param>
+    internal static string AfterInternalError(string role) => role == NodeRoles.ParameterShard
+        ? "a shard node keeps no state between runs: start it again"
+        : role == NodeRoles.Worker
         ? "a worker keeps no checkpoints (the parameter server writes them): start this worker node again and it joins the job as a new worker, " +
           "while the job goes on with the other workers if its parameter server is still up (paused below Cluster:MinWorkers)"
         : "with Checkpoint:Directory set, starting the nodes again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true) continues the job " +
@@ -74,6 +76,7 @@ internal static class NodeCommand
                     "4053 by default), or \"SeedNodes\": [\"akka.tcp://disttrain@HOST:PORT\"] in the config's Cluster section.");
                 return 2;
             }
+            if (role == NodeRoles.ParameterShard) return await RunShardNodeAsync(configPath, options, cancellationToken);
             // Two of this node's listeners on one port: refused before anything binds (the second bind would fail only
             // once the first listener had started).
             // Likewise a worker whose first seed is itself, which would start a cluster of its own.
@@ -269,5 +272,89 @@ internal static class NodeCommand
             saveFailure?.Throw();
             RunOutputs.Save(runDirectory!, options, data.Normalizer, DataMetadata.Of(data, options.Data), result!, report, weightsAndSummaryWritten: saved, classCount: data.Train.ClassCount);
         }, 0);
+    }
+
+    /// <summary>
+    /// A shard node (<see cref="NodeRoles.ParameterShard"/>): joins the cluster through Cluster:SeedNodes and hosts one
+    /// parameter-server shard at a time for the coordinator that asks (<see cref="ShardHost"/>), until the active parameter
+    /// server reports the job's end. It reads no data: it builds the starting weights from Model, Training:Seed and
+    /// Model:Pretrained, as the parameter server does, and a request whose starting slice differs is refused.
+    /// Exit codes: the job's (0 succeeded, 1 failed), 2 a setting or certificate refused, 4 downed, 130 stopped.
+    /// </summary>
+    private static async Task<int> RunShardNodeAsync(string configPath, TrainingOptions options, CancellationToken cancellationToken)
+    {
+        ClusterSecurity security;
+        ShardHostSettings settings;
+        try
+        {
+            if (TrainingOptionsValidator.NodePortProblems(options, parameterServer: true)
+                    .Concat(TrainingOptionsValidator.WorkerSeedProblems(options, node: "shard")).ToList() is { Count: > 0 } problems)
+                throw new ConfigurationException(configPath, problems);
+            PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname");
+            if (!CliConsole.FitsInMemory(TrainingMemory.Node(options, parameterServer: true))) return 2;
+            security = ClusterSecurity.Load(options.Cluster);
+            settings = ClusterNode.ShardHostSettingsOf(options, security, line => AnsiConsole.WriteLine(line));
+        }
+        catch (Exception e) when (CliConsole.IsInputError(e))
+        {
+            CliConsole.Fail("error", e.Message);
+            return 2;
+        }
+        using var securityScope = security;
+        MetricsExporter? exporter;
+        try
+        {
+            // The data port is bound only when a shard is placed here: a taken one is found now, not then.
+            PortProbe.EnsureFree("Cluster:Port", options.Cluster.Hostname, options.Cluster.Port);
+            PortProbe.EnsureFree("Cluster:DataPort", options.Cluster.Hostname, options.Cluster.DataPort);
+            PortProbe.EnsureFree("Metrics:Port", options.Metrics.Hostname, options.Metrics.Port);
+            exporter = MetricsSetup.Start(options, MetricsSetup.NodeLabel(NodeRoles.ParameterShard, options.Cluster, Environment.ProcessId));
+        }
+        catch (Exception e) when (e is MetricsPortException or PortInUseException or UnresolvableHostException or AddressNotLocalException)
+        {
+            CliConsole.Fail("error", e.Message);
+            return 2;
+        }
+        using var metrics = exporter;
+        using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
+        AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {NodeRoles.ParameterShard}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
+        if (security.Certificates is { } certificates)
+            AnsiConsole.MarkupLineInterpolated($"TLS: mutual, certificate '{certificates.Certificate.Subject}' (valid to {certificates.Certificate.NotAfter:yyyy-MM-dd}), peers must be signed by '{certificates.Authority.Subject}'");
+        else
+            CliConsole.Fail("warning", ClusterSecurity.PlainTcpWarning);
+        Blas.Configure(options.Compute, workersInProcess: 0);
+        AnsiConsole.MarkupLineInterpolated($"Shard node: hosts one parameter-server shard at a time for the coordinator that asks, data plane on {settings.AdvertisedHost}:{(options.Cluster.DataPort == 0 ? "a free port" : options.Cluster.DataPort)} ({settings.StartingWeights.Layout.TotalLength:N0} parameters); it runs until the job ends. The parameter server does not place its shards on shard nodes yet (Cluster:ParameterServerShards runs them in its own process).");
+        JobFinished? finished = null;
+        NodeRefusedException? refused = null;
+        NodeDownedException? downed = null;
+        var failed = await CliConsole.RunTrainingAsync(async () =>
+        {
+            try
+            {
+                finished = await ClusterNode.RunShardHostAsync(settings, options, security, cancellationToken);
+            }
+            catch (NodeRefusedException e)
+            {
+                refused = e;
+            }
+            catch (NodeDownedException e)
+            {
+                downed = e;
+            }
+        }, onCancelled: _ => CliConsole.Fail("cancelled", "this shard node stopped and left the cluster; a shard node keeps no results."), model: options,
+        afterInternalError: AfterInternalError(NodeRoles.ParameterShard));
+        if (failed is not null) return failed.Value;
+        if (refused is not null)
+        {
+            CliConsole.Fail("refused", refused.Message);
+            return 2;
+        }
+        if (downed is not null)
+        {
+            CliConsole.Fail("removed", $"{downed.Message} A shard node keeps no results.");
+            return 4;
+        }
+        AnsiConsole.MarkupLineInterpolated($"Job finished: {finished!.Summary}");
+        return finished.Cancelled ? 130 : finished.Succeeded ? 0 : 1;
     }
 }

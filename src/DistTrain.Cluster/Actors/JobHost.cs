@@ -863,6 +863,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _finished = new JobFinished(false, "cancelled: the parameter-server node was stopped, and no other parameter-server node is in " +
             "the cluster and Checkpoint:Directory is not set, so nothing can continue the job", Cancelled: true);
         EndWorkers(_finished);
+        EndShardNodes(_finished);
     }
 
     /// <summary>The cluster's other parameter-server members, in any state; none outside a cluster (as in tests).</summary>
@@ -886,6 +887,15 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             Context.Stop(link);
         foreach (var agent in _indexOf.Keys)
             agent.Tell(finished);
+    }
+
+    /// <summary>Tells the shard nodes (members of role <see cref="NodeRoles.ParameterShard"/>, in any state) that the job ended:
+    /// their runs end with it, and they leave the cluster, so this node does not wait for them at its own leave.</summary>
+    private void EndShardNodes(JobFinished finished)
+    {
+        if (ClusterOrNull() is not { } cluster) return;
+        foreach (var member in cluster.State.Members.Where(m => m.HasRole(NodeRoles.ParameterShard)))
+            Context.ActorSelection(new RootActorPath(member.Address) / "user" / ShardHost.Name).Tell(finished);
     }
 
     /// <summary>
@@ -924,7 +934,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <summary>The cluster member at <paramref name="address"/>, or null (none, or no cluster).</summary>
     private Akka.Cluster.Member? MemberAt(Address address) => ClusterOrNull()?.State.Members.FirstOrDefault(m => m.Address.Equals(address));
 
-    /// <summary>Ends the job: tells the workers and the standby parameter servers, and completes the node's run.</summary>
+    /// <summary>Ends the job: tells the workers, the shard nodes and the standby parameter servers, and completes the node's run.</summary>
     /// <param name="done">The job's result or failure.</param>
     /// <param name="saveFailure">Why the node's outputs could not be written; the job's end then says so, and it is not a success.</param>
     private void Finish(Done done, Exception? saveFailure)
@@ -942,6 +952,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             : $"failed: {done.Failure?.Message}";
         _finished = new JobFinished(done.Result is not null && saveFailure is null, summary);
         EndWorkers(_finished);
+        EndShardNodes(_finished);
         // Standby parameter-server nodes end too.
         foreach (var member in OtherParameterServers())
             Context.ActorSelection(new RootActorPath(member.Address) / "user" / ParameterServerNode.Name).Tell(_finished);

@@ -56,12 +56,18 @@ public sealed record ShardHostSettings(
 /// so the node can host the next run's shard. A shard that fails (it throws <see cref="TrainingDivergedException"/> on a
 /// divergence) is stopped, not restarted (a restarted shard would hold its starting weights and refuse every slice), and the
 /// owner is told with <see cref="ShardFailed"/>, as it is when the host itself stops.</para>
-/// <para>Not yet here: a node role or command that starts this host, and a coordinator that asks it (docs/architecture.md,
-/// "Where the shards run").</para>
+/// <para>On a shard node (<c>disttrain node --role parameter-shard</c>, <see cref="Hosting.ClusterNode.RunShardHostAsync"/>) the host
+/// also takes the job's end (<see cref="JobFinished"/>) from the active parameter server's node, which ends the node's run; a
+/// <see cref="JobFinished"/> from any other member, or from outside the cluster, is ignored with a warning naming the sender.</para>
+/// <para>Not yet here: a coordinator that asks it (docs/architecture.md, "Where the shards run").</para>
 /// </remarks>
 public sealed class ShardHost : ReceiveActor
 {
+    /// <summary>The host's actor name on a shard node: <c>/user/shard-host</c>.</summary>
+    public const string Name = "shard-host";
+
     private readonly ShardHostSettings _settings;
+    private readonly TaskCompletionSource<JobFinished>? _jobEnded;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private HostedShard? _hosting;
     private int _hosted; // shards hosted so far: each one's actors get names of their own, as a released one's may still be stopping
@@ -80,18 +86,22 @@ public sealed class ShardHost : ReceiveActor
     }
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
-    public ShardHost(ShardHostSettings settings)
+    public ShardHost(ShardHostSettings settings, TaskCompletionSource<JobFinished>? jobEnded = null)
     {
         _settings = settings;
+        _jobEnded = jobEnded;
         Receive<HostShard>(OnRequest);
+        Receive<JobFinished>(OnJobFinished);
         Receive<ShardDataPlane.Links>(OnLinks);
         Receive<Terminated>(OnTerminated);
     }
 
     /// <summary>Props of a shard node's host.</summary>
+    /// <param name="settings">The node's identity, settings and data-plane address.</param>
+    /// <param name="jobEnded">Completed with the job's end when the active parameter server's node reports it; null: such reports are ignored.</param>
     /// <exception cref="ArgumentNullException"><paramref name="settings"/> or one of its members but the certificates is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">Training:Epochs below 1, or a data port outside 0 to 65535.</exception>
-    public static Props Props(ShardHostSettings settings)
+    public static Props Props(ShardHostSettings settings, TaskCompletionSource<JobFinished>? jobEnded = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(settings.Identity);
@@ -102,7 +112,7 @@ public sealed class ShardHost : ReceiveActor
         ArgumentNullException.ThrowIfNull(settings.AdvertisedHost);
         ArgumentOutOfRangeException.ThrowIfLessThan(settings.TotalEpochs, 1);
         if (settings.DataPort is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(settings), $"Cluster:DataPort = {settings.DataPort}: allowed 0 to 65535.");
-        return Akka.Actor.Props.Create(() => new ShardHost(settings));
+        return Akka.Actor.Props.Create(() => new ShardHost(settings, jobEnded));
     }
 
     /// <summary>SHA-256 of <paramref name="shard"/>'s slice of <paramref name="weights"/>, the floats' bytes as they lie in memory (little-endian).</summary>
@@ -329,6 +339,21 @@ public sealed class ShardHost : ReceiveActor
             $"{hosting.Shard.Length:N0} values) of job {request.JobId} for {hosting.Owner.Path}; data plane on {hosting.Answer.Endpoint} " +
             $"({(_settings.Certificates is null ? "plain TCP" : "TLS")}), {request.WorkerSlots} worker slots");
         hosting.Owner.Tell(hosting.Answer);
+    }
+
+    /// <summary>The job's end, taken only from a member of the cluster with the parameter-server role: the node's run ends with it.</summary>
+    private void OnJobFinished(JobFinished finished)
+    {
+        if (_jobEnded is null) return;
+        var cluster = ((ExtendedActorSystem)Context.System).Provider is Akka.Cluster.ClusterActorRefProvider ? Akka.Cluster.Cluster.Get(Context.System) : null;
+        var member = cluster?.State.Members.FirstOrDefault(m => m.Address.Equals(Sender.Path.Address));
+        if (member is null || !member.HasRole(NodeRoles.ParameterServer))
+        {
+            _log.Warning("Shard host: ignored a report of the job's end from {0}, which is not a parameter-server member of this cluster.", Sender.Path);
+            return;
+        }
+        _log.Info("The active parameter server reports the end of the job: {0}", finished.Summary);
+        _jobEnded.TrySetResult(finished);
     }
 
     private void OnTerminated(Terminated terminated)

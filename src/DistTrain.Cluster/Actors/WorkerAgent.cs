@@ -398,4 +398,7 @@ public static class NodeRoles
 
     /// <summary>A node that runs one worker replica.</summary>
     public const string Worker = "worker";
+
+    /// <summary>A shard node: it hosts one parameter-server shard (<see cref="ShardHost"/>) for the coordinator that asks.</summary>
+    public const string ParameterShard = "parameter-shard";
 }

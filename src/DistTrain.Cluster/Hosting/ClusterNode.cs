@@ -342,6 +342,67 @@ public static class ClusterNode
     }
 
     /// <summary>
+    /// The settings a shard node hosts its shard with (<see cref="ShardHost"/>), from its own options: the starting weights it
+    /// builds as the parameter server does (Model, Training:Seed, Model:Pretrained), the optimizer and epochs it steps with,
+    /// the settings a coordinator's request must match, and its data plane's address (Cluster:Hostname, Cluster:DataPort,
+    /// advertised as <see cref="DataHost"/>).
+    /// </summary>
+    /// <param name="options">The node's validated options.</param>
+    /// <param name="security">The job's identity and the node's TLS certificates.</param>
+    /// <param name="log">Where the loading of a pretrained file is reported; null: nowhere.</param>
+    /// <exception cref="ArgumentException">A layer does not fit (as <see cref="Core.Models.ModelFactory.Build"/>).</exception>
+    /// <exception cref="IOException">Model:Pretrained cannot be read, or is not a weights file of this model.</exception>
+    public static ShardHostSettings ShardHostSettingsOf(TrainingOptions options, ClusterSecurity security, Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(security);
+        var model = Core.Models.ModelFactory.Build(options.Model);
+        var starting = Core.Models.ModelFactory.StartingWeights(model, options.Model, options.Training.Seed, log);
+        return new ShardHostSettings(security.Identity, starting, options.Optimizer, options.Training.Epochs, ModelFingerprint.ServerSettingsOf(options),
+            options.Cluster.Hostname, options.Cluster.DataPort, DataHost(options.Cluster), security.Certificates);
+    }
+
+    /// <summary>
+    /// Runs a shard node (role <see cref="NodeRoles.ParameterShard"/>) until the active parameter server reports the job's end:
+    /// it joins the cluster through Cluster:SeedNodes and hosts one parameter-server shard at a time (<see cref="ShardHost"/>,
+    /// <c>/user/shard-host</c>) for the coordinator that asks. A stop (<paramref name="cancellationToken"/>) leaves the cluster.
+    /// </summary>
+    /// <param name="settings">What the node hosts with (<see cref="ShardHostSettingsOf"/>).</param>
+    /// <param name="options">The node's validated options.</param>
+    /// <param name="security">The job's identity and the node's TLS certificates.</param>
+    /// <param name="cancellationToken">Stops the node.</param>
+    /// <returns>The job's end as the active parameter server reported it.</returns>
+    /// <exception cref="ConfigurationException">The first of Cluster:SeedNodes is this node's own address.</exception>
+    /// <exception cref="TimeoutException">The node was not let into a cluster within Cluster:JoinTimeoutSeconds.</exception>
+    /// <exception cref="NodeRefusedException">A peer refused this node's certificate, or it refused the peer's.</exception>
+    /// <exception cref="Actors.NodeDownedException">The node was downed before the job ended.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> stopped the node.</exception>
+    /// <exception cref="PortInUseException">Cluster:Port was taken after the start-up check.</exception>
+    public static async Task<JobFinished> RunShardHostAsync(ShardHostSettings settings, TrainingOptions options, ClusterSecurity security,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        if (TrainingOptionsValidator.WorkerSeedProblems(options, node: "shard") is { Count: > 0 } seeds) throw new ConfigurationException("shard node options", seeds);
+        PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname");
+        var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var host = BuildHost(options, security, NodeRoles.ParameterShard, Environment.ProcessorCount, (system, _) =>
+        {
+            system.ActorOf(ShardHost.Props(settings, completion), ShardHost.Name);
+            FailWhenTerminated(system, security, options.Cluster.SeedNodes, completion);
+            FailWhenNotJoined(system, security, options.Cluster, completion, shardNode: true);
+        });
+        await StartAsync(host, options.Cluster, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
     /// A worker stopped (Ctrl-C, SIGTERM) while no graceful cluster leave can finish: it has no data plane to a parameter
     /// server (typically because the parameter server died), or a member is unreachable (a parameter server that froze or
     /// was cut off keeps the data plane's sockets open). A leave needs a leader to move this node out once the cluster
@@ -395,7 +456,7 @@ public static class ClusterNode
     /// seed answers, so it gets no bound (a Cluster:JoinTimeoutSeconds below 5 s would otherwise end it).
     /// </summary>
     private static void FailWhenNotJoined<T>(ActorSystem system, ClusterSecurity security, Core.Configuration.ClusterOptions options,
-        TaskCompletionSource<T> completion)
+        TaskCompletionSource<T> completion, bool shardNode = false)
     {
         var cluster = Akka.Cluster.Cluster.Get(system);
         if (cluster.Settings.SeedNodes.Count > 0 && cluster.Settings.SeedNodes[0].Equals(cluster.SelfAddress)) return;
@@ -413,12 +474,12 @@ public static class ClusterNode
                 try
                 {
                     message = NotJoined(options.JoinTimeoutSeconds, seeds, cluster.SelfAddress.ToString(), options.Port, SeedHosts.Of(seeds),
-                        ForeignPeerLogFilter.Of(system)?.Named, member ? [] : SilentSeeds.Connected(seeds));
+                        ForeignPeerLogFilter.Of(system)?.Named, member ? [] : SilentSeeds.Connected(seeds), shardNode);
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
                     // The causes are extras: a failure finding them must not keep the node from ending on its time-out.
-                    message = NotJoined(options.JoinTimeoutSeconds, seeds, cluster.SelfAddress.ToString(), options.Port);
+                    message = NotJoined(options.JoinTimeoutSeconds, seeds, cluster.SelfAddress.ToString(), options.Port, shardNode: shardNode);
                 }
                 completion.TrySetException(new TimeoutException(message));
             });
@@ -442,8 +503,10 @@ public static class ClusterNode
     /// unresolved seeds as in a worker's join-timeout message (<see cref="SeedHosts.JoinCauses"/>); none when null.</param>
     /// <param name="silent">The seeds that accepted this node's connection and did not let it join (<see cref="SilentSeeds.Connected"/>),
     /// named last; none when null.</param>
+    /// <param name="shardNode">True for a shard node (<see cref="RunShardHostAsync"/>), which always joins through the active
+    /// parameter server: the fix names that node alone.</param>
     internal static string NotJoined(double seconds, IReadOnlyList<string> seeds, string self, int port, IReadOnlyList<SeedHosts.Unresolved>? unresolved = null,
-        IReadOnlyList<string>? foreign = null, IReadOnlyList<string>? silent = null)
+        IReadOnlyList<string>? foreign = null, IReadOnlyList<string>? silent = null, bool shardNode = false)
     {
         static Address? Parse(string address)
         {
@@ -462,8 +525,14 @@ public static class ClusterNode
             ? $" If the first seed, {seeds[0]}, is meant to be this node itself, set its Cluster:PublicHostname to {first.Host}: Akka takes a seed " +
               "for the node itself only when it is the node's address as written."
             : "";
-        return $"This parameter-server node could not join the cluster within {seconds:F0} s (Cluster:JoinTimeoutSeconds): no node at " +
-            $"{(seeds.Count == 1 ? "its seed" : "its seeds")} {string.Join(", ", seeds)} (Cluster:SeedNodes) let it in. {SeedHosts.JoinCauses(unresolved ?? [], foreign, silent, seconds)}" +
+        var joinFailed = $"could not join the cluster within {seconds:F0} s (Cluster:JoinTimeoutSeconds): no node at " +
+            $"{(seeds.Count == 1 ? "its seed" : "its seeds")} {string.Join(", ", seeds)} (Cluster:SeedNodes) let it in. {SeedHosts.JoinCauses(unresolved ?? [], foreign, silent, seconds)}";
+        if (shardNode)
+            return $"This shard node {joinFailed}A shard node joins the cluster through the active parameter server: list that node's address " +
+                "first, the same first seed on every node (DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT, HOST being its " +
+                "Cluster:PublicHostname and PORT its Cluster:Port), start it before this one, and check that it is reachable from here and " +
+                "that Cluster:Tls is the same on every node.";
+        return $"This parameter-server node {joinFailed}" +
             $"Its own address, {self}, is not the " +
             "first seed, so it starts no cluster of its own: it joins one through the seeds." + itself + " If this is the active parameter " +
             $"server (the first node started), list its own address first: DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:{port}, " +

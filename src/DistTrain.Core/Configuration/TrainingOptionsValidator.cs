@@ -227,10 +227,12 @@ public static class TrainingOptionsValidator
     /// right on the parameter-server node, whose own address comes first. Compared as <see cref="FirstSeedIsOwnAddress"/> compares.
     /// </summary>
     /// <param name="options">The worker node's options.</param>
+    /// <param name="node">The node's kind as the problem names it: <c>worker</c>, or <c>shard</c> for a shard node, which joins
+    /// through the parameter server as a worker does.</param>
     /// <returns>The problem, naming the key, the value and the fix; empty when the first seed is another node's address, or
     /// when Cluster:Port is 0 (a free port, which no seed can name).</returns>
     /// <exception cref="ArgumentNullException"><paramref name="options"/>, or its Cluster section, is null.</exception>
-    public static IReadOnlyList<string> WorkerSeedProblems(TrainingOptions options)
+    public static IReadOnlyList<string> WorkerSeedProblems(TrainingOptions options, string node = "worker")
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(options.Cluster);
@@ -242,10 +244,10 @@ public static class TrainingOptionsValidator
         // The other way out: a worker that took the parameter server's PublicHostname (a copied environment) needs its own;
         // one on the parameter server's machine and port needs another port.
         var otherwise = viaPublic
-            ? "If the parameter server is at this address, give this worker its own Cluster:PublicHostname (the address the other nodes reach it at)."
-            : "If the parameter server is at this address, give this worker another port (Cluster:Port = 0 takes a free one).";
-        return ["Cluster:SeedNodes:0 = '" + seed + "' is this worker node's own address (" + advertised + ":" + cluster.Port.ToString(CultureInfo.InvariantCulture) + ", its " +
-            (viaPublic ? "Cluster:PublicHostname" : "Cluster:Hostname") + " and Cluster:Port). A worker joins the " +
+            ? $"If the parameter server is at this address, give this {node} its own Cluster:PublicHostname (the address the other nodes reach it at)."
+            : $"If the parameter server is at this address, give this {node} another port (Cluster:Port = 0 takes a free one).";
+        return ["Cluster:SeedNodes:0 = '" + seed + $"' is this {node} node's own address (" + advertised + ":" + cluster.Port.ToString(CultureInfo.InvariantCulture) + ", its " +
+            (viaPublic ? "Cluster:PublicHostname" : "Cluster:Hostname") + $" and Cluster:Port). A {node} joins the " +
             "cluster through a parameter server; with its own address first it would start a cluster of its own and wait there for a parameter " +
             "server that never comes. List the parameter server's address first, the same first seed on every node " +
             "(DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port). " + otherwise];

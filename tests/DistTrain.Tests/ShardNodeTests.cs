@@ -1,0 +1,185 @@
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using Akka.Actor;
+using Akka.Hosting;
+using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.Hosting;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Security;
+using DistTrain.Core.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace DistTrain.Tests;
+
+/// <summary>
+/// The shard node (<c>disttrain node --role parameter-shard</c>, <see cref="ClusterNode.RunShardHostAsync"/>): it joins the
+/// cluster through the parameter server, hosts a shard for a coordinator on a parameter-server member, and ends with the job
+/// only when a parameter-server member reports the end.
+/// </summary>
+public sealed class ShardNodeTests : IDisposable
+{
+    private static readonly TimeSpan Guard = TimeSpan.FromSeconds(90); // a hang guard on a loaded machine, not a speed limit
+
+    private readonly List<IHost> _hosts = [];
+    private readonly string _directory = Directory.CreateTempSubdirectory("disttrain-shard-node-").FullName;
+
+    public void Dispose()
+    {
+        foreach (var host in _hosts)
+        {
+            host.StopAsync().Wait(Guard);
+            host.Dispose();
+        }
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    private static readonly JobIdentity Identity = new("shard-node", Encoding.UTF8.GetBytes(new string('s', 64)));
+
+    private static TrainingOptions Options(string seed, int port, int dataPort) => new()
+    {
+        Model = ParameterShardActorTests.Model,
+        Optimizer = ParameterShardActorTests.Sgd(),
+        Training = { Epochs = 2, Seed = 7 },
+        Cluster = { Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = port, DataPort = dataPort, Tls = false, SeedNodes = [seed], JoinTimeoutSeconds = 60 },
+    };
+
+    /// <summary>A node of <paramref name="role"/> built as the CLI builds it (<see cref="ClusterNode.WithDistTrainNode"/>), started.</summary>
+    private async Task<ActorSystem> StartNodeAsync(TrainingOptions options, string role)
+    {
+        var host = new HostBuilder()
+            .ConfigureServices(services => services.AddAkka("disttrain", (akka, _) =>
+                akka.WithDistTrainNode(options, new ClusterSecurity(Identity, null), role, computeThreads: 1)))
+            .Build();
+        _hosts.Add(host);
+        await host.StartAsync().WaitAsync(Guard);
+        return host.Services.GetRequiredService<ActorSystem>();
+    }
+
+    private static async Task<Akka.Cluster.Member> UpMemberAsync(ActorSystem system, string role)
+    {
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        var deadline = DateTime.UtcNow + Guard;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (cluster.State.Members.FirstOrDefault(m => m.HasRole(role) && m.Status == Akka.Cluster.MemberStatus.Up) is { } member) return member;
+            await Task.Delay(100);
+        }
+        throw new TimeoutException($"no {role} member was up within {Guard.TotalSeconds} s");
+    }
+
+    /// <summary>
+    /// A shard node joins a parameter server's cluster, hosts shard 0 of 2 for an owner on the parameter-server member (the
+    /// answer is genuine, on the configured data port, which then accepts connections), ignores a report of the job's end from a
+    /// worker member, and ends with the report from the parameter-server member, whose summary its run returns; as it stops,
+    /// the owner is told, signed, that the shard's host stopped.
+    /// </summary>
+    [Fact]
+    public async Task A_shard_node_hosts_a_shard_for_its_parameter_server_and_ends_with_the_job()
+    {
+        var ports = TestPorts.Free(2);
+        var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
+        var psOptions = Options(seed, ports[0], 0);
+        var ps = await StartNodeAsync(psOptions, NodeRoles.ParameterServer);
+
+        var shardOptions = Options(seed, 0, ports[1]);
+        var security = new ClusterSecurity(Identity, null);
+        var settings = ClusterNode.ShardHostSettingsOf(shardOptions, security);
+        using var stop = new CancellationTokenSource();
+        var run = ClusterNode.RunShardHostAsync(settings, shardOptions, security, stop.Token);
+        try
+        {
+            var member = await UpMemberAsync(ps, NodeRoles.ParameterShard);
+            var host = await ps.ActorSelection(new RootActorPath(member.Address) / "user" / ShardHost.Name).ResolveOne(Guard);
+
+            var owner = Inbox.Create(ps);
+            byte[][] tokens = [RandomNumberGenerator.GetBytes(32), RandomNumberGenerator.GetBytes(32)];
+            var starting = ClusterNode.ShardHostSettingsOf(psOptions, security).StartingWeights; // the parameter server's own
+            var request = ShardHost.Request(Identity, ps, owner.Receiver, host, "job-1", 0, 2, tokens, starting, ModelFingerprint.ServerSettingsOf(psOptions));
+            owner.Send(host, request);
+            var hosted = Assert.IsType<ShardHosted>(await owner.ReceiveAsync(Guard));
+            Assert.True(ShardHost.IsGenuine(Identity, ps, owner.Receiver, request, hosted));
+            Assert.Equal(("127.0.0.1", ports[1]), (hosted.DataHost, hosted.DataPort));
+            Assert.Equal(member.Address, hosted.ShardActor.Path.Address);
+            using (var client = new TcpClient())
+                await client.ConnectAsync("127.0.0.1", ports[1]).WaitAsync(Guard); // the shard's data plane listens
+
+            // A worker member's report of the job's end is ignored: its refusal, sent after it on the same link, comes back
+            // while the shard node's run goes on.
+            var workerOptions = Options(seed, 0, 0);
+            var worker = await StartNodeAsync(workerOptions, NodeRoles.Worker);
+            var stranger = Inbox.Create(worker);
+            var strangerHost = await worker.ActorSelection(new RootActorPath(member.Address) / "user" / ShardHost.Name).ResolveOne(Guard);
+            stranger.Send(strangerHost, new JobFinished(true, "not from the parameter server"));
+            var other = new JobIdentity("shard-node", Encoding.UTF8.GetBytes(new string('x', 64)));
+            stranger.Send(strangerHost, ShardHost.Request(other, worker, stranger.Receiver, strangerHost, "job-2", 1, 2, tokens, starting,
+                ModelFingerprint.ServerSettingsOf(psOptions)));
+            Assert.Contains("not signed with this node's job secret", Assert.IsType<ShardHostRefused>(await stranger.ReceiveAsync(Guard)).Reason);
+            Assert.False(run.IsCompleted);
+
+            owner.Send(host, new JobFinished(true, "test accuracy 81.25% after 2 epochs"));
+            var finished = await run.WaitAsync(Guard);
+            Assert.Equal(new JobFinished(true, "test accuracy 81.25% after 2 epochs"), finished);
+            var failed = Assert.IsType<ShardFailed>(await owner.ReceiveAsync(Guard));
+            Assert.True(ShardHost.IsGenuine(Identity, request, failed));
+            Assert.Contains("host stopped", failed.Reason);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAny(run, Task.Delay(Guard));
+        }
+    }
+
+    /// <summary>
+    /// The CLI's shard node in a real job: a parameter server, a shard node and a worker, each its own process. The shard node
+    /// joins, waits, and ends with the job's end as the parameter server reports it (exit code 0, the worker's summary), and
+    /// the parameter server ends too.
+    /// </summary>
+    [Fact]
+    public async Task A_shard_node_process_ends_with_the_job_its_parameter_server_reports()
+    {
+        var ports = TestPorts.Free(3);
+        var common = new Dictionary<string, string>
+        {
+            ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+            ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}", ["DISTTRAIN_Cluster__MinWorkers"] = "1",
+            ["DISTTRAIN_Training__Epochs"] = "1", ["DISTTRAIN_Data__Directory"] = TestData.SubsetDirectory,
+            ["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs"),
+        };
+        Dictionary<string, string> With(int port, int dataPort) => new(common)
+        {
+            ["DISTTRAIN_Cluster__Port"] = $"{port}", ["DISTTRAIN_Cluster__DataPort"] = $"{dataPort}",
+        };
+        const string config = "configs/fashion-mnist-mlp.json";
+        using var ps = DistTrainProcess.Node(NodeRoles.ParameterServer, config, With(ports[0], ports[1]));
+        using var shard = DistTrainProcess.Node(NodeRoles.ParameterShard, config, With(0, ports[2]));
+        await shard.WaitForOutputAsync("Welcome from", Guard);
+        using var worker = DistTrainProcess.Node(NodeRoles.Worker, config, With(0, ports[1]));
+        await worker.AssertExitAsync(0, Guard, [ps, shard]);
+        await shard.AssertExitAsync(0, Guard, [ps]);
+        await ps.AssertExitAsync(0, Guard);
+
+        var summary = worker.Output.Split('\n').Single(l => l.StartsWith("Job finished: ", StringComparison.Ordinal)).TrimEnd();
+        Assert.Matches(@"^Job finished: test accuracy \d+\.\d\d% after 1 epoch$", summary);
+        Assert.Contains(summary, shard.Output);
+        Assert.Contains($"data plane on 127.0.0.1:{ports[2]}", shard.Output);
+    }
+
+    /// <summary>A shard node whose first seed is its own address would start a cluster of its own: refused before it starts,
+    /// exit code 2, naming the key and the fix.</summary>
+    [Fact]
+    public async Task A_shard_node_whose_first_seed_is_itself_is_refused()
+    {
+        var port = TestPorts.Free();
+        using var shard = DistTrainProcess.Node(NodeRoles.ParameterShard, "configs/fashion-mnist-mlp.json", new Dictionary<string, string>
+        {
+            ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
+            ["DISTTRAIN_Cluster__Port"] = $"{port}", ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
+        });
+        await shard.AssertExitAsync(2, Guard);
+        Assert.Contains($"Cluster:SeedNodes:0 = 'akka.tcp://disttrain@127.0.0.1:{port}' is this shard node's own address", shard.Output);
+        Assert.Contains("give this shard another port", shard.Output);
+    }
+}
