@@ -132,6 +132,78 @@ public sealed class ShardNodeTests : IDisposable
         }
     }
 
+    /// <summary>Forwards what its child (<paramref name="child"/>) tells it to <paramref name="to"/>: the parent a finder reports to.</summary>
+    private sealed class Parent : ReceiveActor
+    {
+        public Parent(IActorRef to, Props child)
+        {
+            Context.ActorOf(child, "finder");
+            ReceiveAny(message => to.Tell(message));
+        }
+    }
+
+    /// <summary>
+    /// The coordinator's search for shard nodes (<see cref="ShardNodeFinder"/>): with two shard nodes up, a search for 2 finds
+    /// both, oldest member first, and the placement on the hosts it found succeeds with each node's configured data port; a
+    /// search for 3 ends at its time-out naming the 2 found and the one more to start.
+    /// </summary>
+    [Fact]
+    public async Task The_coordinator_finds_the_shard_nodes_and_places_its_shards_on_them()
+    {
+        var ports = TestPorts.Free(3);
+        var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
+        var psOptions = Options(seed, ports[0], 0);
+        var ps = await StartNodeAsync(psOptions, NodeRoles.ParameterServer);
+        var security = new ClusterSecurity(Identity, null);
+        using var stop = new CancellationTokenSource();
+        var runs = new List<Task<JobFinished>>();
+        try
+        {
+            var members = new List<Akka.Cluster.Member>();
+            foreach (var dataPort in ports[1..])
+            {
+                var options = Options(seed, 0, dataPort);
+                runs.Add(ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(options, security), options, security, stop.Token));
+                var cluster = Akka.Cluster.Cluster.Get(ps);
+                var deadline = DateTime.UtcNow + Guard;
+                while (cluster.State.Members.Count(m => m.HasRole(NodeRoles.ParameterShard) && m.Status == Akka.Cluster.MemberStatus.Up) < members.Count + 1)
+                {
+                    Assert.True(DateTime.UtcNow < deadline, "the shard node did not join");
+                    await Task.Delay(100);
+                }
+                members.Add(cluster.State.Members.Single(m => m.HasRole(NodeRoles.ParameterShard) && !members.Contains(m)));
+            }
+
+            var owner = Inbox.Create(ps);
+            ps.ActorOf(Props.Create(() => new Parent(owner.Receiver, ShardNodeFinder.Props(2, Guard))));
+            var found = Assert.IsType<ShardNodeFinder.Found>(await owner.ReceiveAsync(Guard));
+            Assert.Equal(members.Select(m => m.Address), found.Hosts.Select(h => h.Path.Address)); // the first to join first
+
+            var starting = ClusterNode.ShardHostSettingsOf(psOptions, security).StartingWeights;
+            var placement = new ShardPlacement(Identity, ps, owner.Receiver, "job-1", found.Hosts, workerSlots: 2, starting, ModelFingerprint.ServerSettingsOf(psOptions));
+            for (var k = 0; k < 2; k++) owner.Send(found.Hosts[k], placement.Requests[k]);
+            while (!placement.Placed && placement.Failure is null)
+            {
+                var answer = await owner.ReceiveAsync(Guard);
+                Assert.Null(placement.Take(found.Hosts.Single(h => h.Path.Address == ((ShardHosted)answer).ShardActor.Path.Address), answer));
+            }
+            Assert.Null(placement.Failure);
+            Assert.Equal(ports[1..].Select(p => ("127.0.0.1", p)), placement.ServersFor(0, null).Endpoints.Select(e => (e.Host, e.Port)));
+
+            ps.ActorOf(Props.Create(() => new Parent(owner.Receiver, ShardNodeFinder.Props(3, TimeSpan.FromSeconds(3)))));
+            var notFound = Assert.IsType<ShardNodeFinder.NotFound>(await owner.ReceiveAsync(Guard));
+            Assert.Equal($"Found 2 of the 3 shard nodes the run needs (Cluster:ParameterServerShards = 3) within 3 s: " +
+                $"{string.Join(", ", members.Select(m => m.Address.ToString()).Order(StringComparer.Ordinal))}. Start 1 more shard node " +
+                "(disttrain node --role parameter-shard, with this job's config, secret and seeds), one per shard, and check that every node runs " +
+                "the same DistTrain version.", notFound.Reason);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAny(Task.WhenAll(runs), Task.Delay(Guard));
+        }
+    }
+
     /// <summary>
     /// The CLI's shard node in a real job: a parameter server, a shard node and a worker, each its own process. The shard node
     /// joins, waits, and ends with the job's end as the parameter server reports it (exit code 0, the worker's summary), and
