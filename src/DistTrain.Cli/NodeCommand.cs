@@ -287,11 +287,11 @@ internal static class NodeCommand
         ShardHostSettings settings;
         try
         {
-            if (TrainingOptionsValidator.NodePortProblems(options, parameterServer: true)
+            if (TrainingOptionsValidator.NodePortProblems(options, parameterServer: false, shardNode: true)
                     .Concat(TrainingOptionsValidator.WorkerSeedProblems(options, node: "shard")).ToList() is { Count: > 0 } problems)
                 throw new ConfigurationException(configPath, problems);
             PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname");
-            if (!CliConsole.FitsInMemory(TrainingMemory.Node(options, parameterServer: true))) return 2;
+            if (!CliConsole.FitsInMemory(TrainingMemory.ShardNode(options))) return 2;
             security = ClusterSecurity.Load(options.Cluster);
             settings = ClusterNode.ShardHostSettingsOf(options, security, line => AnsiConsole.WriteLine(line));
         }
@@ -354,7 +354,12 @@ internal static class NodeCommand
             CliConsole.Fail("removed", $"{downed.Message} A shard node keeps no results.");
             return 4;
         }
-        AnsiConsole.MarkupLineInterpolated($"Job finished: {finished!.Summary}");
-        return finished.Cancelled ? 130 : finished.Succeeded ? 0 : 1;
+        if (finished!.Cancelled)
+        {
+            CliConsole.Fail("cancelled", $"{finished.Summary.Replace("cancelled: ", "", StringComparison.Ordinal)}; this shard node leaves.");
+            return 130;
+        }
+        AnsiConsole.MarkupLineInterpolated($"Job finished: {finished.Summary}");
+        return finished.Succeeded ? 0 : 1;
     }
 }

@@ -37,12 +37,12 @@ public sealed class ShardNodeTests : IDisposable
 
     private static readonly JobIdentity Identity = new("shard-node", Encoding.UTF8.GetBytes(new string('s', 64)));
 
-    private static TrainingOptions Options(string seed, int port, int dataPort) => new()
+    private static TrainingOptions Options(string seed, int port, int dataPort, int joinTimeoutSeconds = 60) => new()
     {
         Model = ParameterShardActorTests.Model,
         Optimizer = ParameterShardActorTests.Sgd(),
         Training = { Epochs = 2, Seed = 7 },
-        Cluster = { Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = port, DataPort = dataPort, Tls = false, SeedNodes = [seed], JoinTimeoutSeconds = 60 },
+        Cluster = { Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = port, DataPort = dataPort, Tls = false, SeedNodes = [seed], JoinTimeoutSeconds = joinTimeoutSeconds },
     };
 
     /// <summary>A node of <paramref name="role"/> built as the CLI builds it (<see cref="ClusterNode.WithDistTrainNode"/>), started.</summary>
@@ -73,7 +73,7 @@ public sealed class ShardNodeTests : IDisposable
     /// A shard node joins a parameter server's cluster, hosts shard 0 of 2 for an owner on the parameter-server member (the
     /// answer is genuine, on the configured data port, which then accepts connections), ignores a report of the job's end from a
     /// worker member, and ends with the report from the parameter-server member, whose summary its run returns; as it stops,
-    /// the owner is told, signed, that the shard's host stopped.
+    /// the owner is told, signed, that the shard node is stopping (before it leaves the cluster).
     /// </summary>
     [Fact]
     public async Task A_shard_node_hosts_a_shard_for_its_parameter_server_and_ends_with_the_job()
@@ -116,14 +116,44 @@ public sealed class ShardNodeTests : IDisposable
             stranger.Send(strangerHost, ShardHost.Request(other, worker, stranger.Receiver, strangerHost, "job-2", 1, 2, tokens, starting,
                 ModelFingerprint.ServerSettingsOf(psOptions)));
             Assert.Contains("not signed with this node's job secret", Assert.IsType<ShardHostRefused>(await stranger.ReceiveAsync(Guard)).Reason);
-            Assert.False(run.IsCompleted);
 
             owner.Send(host, new JobFinished(true, "test accuracy 81.25% after 2 epochs"));
             var finished = await run.WaitAsync(Guard);
-            Assert.Equal(new JobFinished(true, "test accuracy 81.25% after 2 epochs"), finished);
+            Assert.Equal(new JobFinished(true, "test accuracy 81.25% after 2 epochs"), finished); // not the worker member's report
             var failed = Assert.IsType<ShardFailed>(await owner.ReceiveAsync(Guard));
             Assert.True(ShardHost.IsGenuine(Identity, request, failed));
-            Assert.Contains("host stopped", failed.Reason);
+            Assert.Equal("the shard node is stopping", failed.Reason);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAny(run, Task.Delay(Guard));
+        }
+    }
+
+    /// <summary>
+    /// A parameter server that leaves without reporting the job's end (as one stopped with a Checkpoint:Directory and no standby
+    /// does) leaves the shard node alone in the cluster: its run fails after Cluster:JoinTimeoutSeconds with a message that says
+    /// so, instead of waiting for ever.
+    /// </summary>
+    [Fact]
+    public async Task A_shard_node_whose_parameter_server_leaves_without_the_jobs_end_fails_after_the_join_timeout()
+    {
+        var ports = TestPorts.Free(2);
+        var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
+        var ps = await StartNodeAsync(Options(seed, ports[0], 0), NodeRoles.ParameterServer);
+        var shardOptions = Options(seed, 0, ports[1], joinTimeoutSeconds: 3);
+        var security = new ClusterSecurity(Identity, null);
+        using var stop = new CancellationTokenSource();
+        var run = ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(shardOptions, security), shardOptions, security, stop.Token);
+        try
+        {
+            await UpMemberAsync(ps, NodeRoles.ParameterShard);
+            var host = _hosts.Single();
+            await host.StopAsync().WaitAsync(Guard); // a graceful leave, with no JobFinished
+            var failure = await Assert.ThrowsAsync<TimeoutException>(() => run.WaitAsync(Guard));
+            Assert.StartsWith("No parameter-server node has been up and reachable in this cluster for 3 s (Cluster:JoinTimeoutSeconds): the job's " +
+                "parameter server left without reporting the job's end", failure.Message);
         }
         finally
         {
@@ -252,6 +282,7 @@ public sealed class ShardNodeTests : IDisposable
         });
         await shard.AssertExitAsync(2, Guard);
         Assert.Contains($"Cluster:SeedNodes:0 = 'akka.tcp://disttrain@127.0.0.1:{port}' is this shard node's own address", shard.Output);
-        Assert.Contains("give this shard another port", shard.Output);
+        Assert.Contains("A shard node joins the cluster through a parameter server", shard.Output);
+        Assert.Contains("give this shard node another port", shard.Output);
     }
 }

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Akka.Actor;
 using Akka.Actor.Internal;
+using Akka.Cluster;
 using Akka.Event;
 using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
@@ -57,8 +58,12 @@ public sealed record ShardHostSettings(
 /// divergence) is stopped, not restarted (a restarted shard would hold its starting weights and refuse every slice), and the
 /// owner is told with <see cref="ShardFailed"/>, as it is when the host itself stops.</para>
 /// <para>On a shard node (<c>disttrain node --role parameter-shard</c>, <see cref="Hosting.ClusterNode.RunShardHostAsync"/>) the host
-/// also takes the job's end (<see cref="JobFinished"/>) from the active parameter server's node, which ends the node's run; a
-/// <see cref="JobFinished"/> from any other member, or from outside the cluster, is ignored with a warning naming the sender.</para>
+/// also takes the job's end (<see cref="JobFinished"/>) from a parameter-server member of the cluster (the active parameter server
+/// sends it), which ends the node's run; a <see cref="JobFinished"/> from any other member, or from outside the cluster, is ignored
+/// with a warning naming the sender. Unsigned, like the standby's: with mutual TLS only the job's nodes reach the node. And once
+/// the node is up, it fails the run (<see cref="TimeoutException"/>) when no parameter-server member has been up and reachable
+/// for the given time (Cluster:JoinTimeoutSeconds): a parameter server that left without reporting the end (stopped with a
+/// Checkpoint:Directory and no standby) would otherwise leave the node waiting for ever in a cluster of its own.</para>
 /// <para>Not yet here: a coordinator that asks it (docs/architecture.md, "Where the shards run").</para>
 /// </remarks>
 public sealed class ShardHost : ReceiveActor
@@ -68,6 +73,15 @@ public sealed class ShardHost : ReceiveActor
 
     private readonly ShardHostSettings _settings;
     private readonly TaskCompletionSource<JobFinished>? _jobEnded;
+    private readonly TimeSpan _parameterServerTimeout;
+    private Akka.Cluster.Cluster? _cluster;  // on a shard node: watched for a parameter-server member
+    private ICancelable? _noParameterServer; // the time-out running while no parameter-server member is up and reachable
+
+    private sealed record NoParameterServer;
+
+    /// <summary>The shard node is stopping (its coordinated shutdown's first phase): release the shard and tell its owner now,
+    /// while the node is still a member and its messages still go out; answered with <see cref="Akka.Done"/>.</summary>
+    private sealed record NodeStopping;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private HostedShard? _hosting;
     private int _hosted; // shards hosted so far: each one's actors get names of their own, as a released one's may still be stopping
@@ -86,22 +100,39 @@ public sealed class ShardHost : ReceiveActor
     }
 
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
-    public ShardHost(ShardHostSettings settings, TaskCompletionSource<JobFinished>? jobEnded = null)
+    public ShardHost(ShardHostSettings settings, TaskCompletionSource<JobFinished>? jobEnded = null, TimeSpan? parameterServerTimeout = null)
     {
         _settings = settings;
         _jobEnded = jobEnded;
+        _parameterServerTimeout = parameterServerTimeout ?? TimeSpan.FromSeconds(60);
         Receive<HostShard>(OnRequest);
         Receive<JobFinished>(OnJobFinished);
+        Receive<ClusterEvent.IClusterDomainEvent>(_ => WatchParameterServers());
+        Receive<ClusterEvent.CurrentClusterState>(_ => WatchParameterServers());
+        Receive<NoParameterServer>(_ => OnNoParameterServer());
+        Receive<NodeStopping>(_ =>
+        {
+            if (_hosting is { } hosting)
+            {
+                hosting.Owner.Tell(Failed(hosting, "the shard node is stopping"));
+                Release(hosting);
+            }
+            Sender.Tell(Akka.Done.Instance);
+        });
         Receive<ShardDataPlane.Links>(OnLinks);
         Receive<Terminated>(OnTerminated);
     }
 
     /// <summary>Props of a shard node's host.</summary>
     /// <param name="settings">The node's identity, settings and data-plane address.</param>
-    /// <param name="jobEnded">Completed with the job's end when the active parameter server's node reports it; null: such reports are ignored.</param>
+    /// <param name="jobEnded">On a shard node: completed with the job's end when a parameter-server member reports it, or failed with a
+    /// <see cref="TimeoutException"/> when no parameter-server member is up and reachable for <paramref name="parameterServerTimeout"/>;
+    /// null: such reports are ignored and nothing is watched.</param>
+    /// <param name="parameterServerTimeout">How long a shard node that is up waits without a parameter-server member (Cluster:JoinTimeoutSeconds);
+    /// null: 60 s.</param>
     /// <exception cref="ArgumentNullException"><paramref name="settings"/> or one of its members but the certificates is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">Training:Epochs below 1, or a data port outside 0 to 65535.</exception>
-    public static Props Props(ShardHostSettings settings, TaskCompletionSource<JobFinished>? jobEnded = null)
+    /// <exception cref="ArgumentOutOfRangeException">Training:Epochs below 1, a data port outside 0 to 65535, or a time-out that is not positive.</exception>
+    public static Props Props(ShardHostSettings settings, TaskCompletionSource<JobFinished>? jobEnded = null, TimeSpan? parameterServerTimeout = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(settings.Identity);
@@ -112,7 +143,8 @@ public sealed class ShardHost : ReceiveActor
         ArgumentNullException.ThrowIfNull(settings.AdvertisedHost);
         ArgumentOutOfRangeException.ThrowIfLessThan(settings.TotalEpochs, 1);
         if (settings.DataPort is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(settings), $"Cluster:DataPort = {settings.DataPort}: allowed 0 to 65535.");
-        return Akka.Actor.Props.Create(() => new ShardHost(settings, jobEnded));
+        if (parameterServerTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(parameterServerTimeout), parameterServerTimeout, "The time-out must be positive.");
+        return Akka.Actor.Props.Create(() => new ShardHost(settings, jobEnded, parameterServerTimeout));
     }
 
     /// <summary>SHA-256 of <paramref name="shard"/>'s slice of <paramref name="weights"/>, the floats' bytes as they lie in memory (little-endian).</summary>
@@ -341,12 +373,65 @@ public sealed class ShardHost : ReceiveActor
         hosting.Owner.Tell(hosting.Answer);
     }
 
+    /// <inheritdoc />
+    protected override void PreStart()
+    {
+        if (_jobEnded is null || ((ExtendedActorSystem)Context.System).Provider is not Akka.Cluster.ClusterActorRefProvider) return;
+        _cluster = Akka.Cluster.Cluster.Get(Context.System);
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsSnapshot, typeof(ClusterEvent.IMemberEvent),
+            typeof(ClusterEvent.IReachabilityEvent));
+        // The owner hears of a stop before the node leaves the cluster: told from PostStop, at the actor system's end, the
+        // message could be lost with the node's connections.
+        var self = Self;
+        CoordinatedShutdown.Get(Context.System).AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "release-hosted-shard", async () =>
+        {
+            try
+            {
+                await self.Ask<Akka.Done>(new NodeStopping(), TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+            {
+                // The host is gone or busy: its PostStop tells the owner instead.
+            }
+            return Akka.Done.Instance;
+        });
+    }
+
+    /// <summary>Whether a parameter-server member is up and reachable.</summary>
+    private bool ParameterServerUp()
+    {
+        var state = _cluster!.State;
+        return state.Members.Any(m => m.HasRole(NodeRoles.ParameterServer) && m.Status == MemberStatus.Up && !state.Unreachable.Contains(m));
+    }
+
+    /// <summary>On a membership change: runs the time-out while this node is up and no parameter-server member is, else stops it.</summary>
+    private void WatchParameterServers()
+    {
+        if (_cluster is null || _jobEnded!.Task.IsCompleted) return;
+        if (ParameterServerUp() || _cluster.SelfMember.Status != MemberStatus.Up)
+        {
+            _noParameterServer?.Cancel();
+            _noParameterServer = null;
+            return;
+        }
+        _noParameterServer ??= Context.System.Scheduler.ScheduleTellOnceCancelable(_parameterServerTimeout, Self, new NoParameterServer(), Self);
+    }
+
+    private void OnNoParameterServer()
+    {
+        _noParameterServer = null;
+        if (_cluster is null || ParameterServerUp()) return;
+        _jobEnded!.TrySetException(new TimeoutException($"No parameter-server node has been up and reachable in this cluster for " +
+            $"{_parameterServerTimeout.TotalSeconds:F0} s (Cluster:JoinTimeoutSeconds): the job's parameter server left without reporting the job's " +
+            "end (stopped with Checkpoint:Directory set and no standby, or the job ended before this node joined), so this shard node has no job " +
+            "to serve. Start it again with the job's other nodes; a job resumed with Checkpoint:Resume forms a new cluster."));
+    }
+
     /// <summary>The job's end, taken only from a member of the cluster with the parameter-server role: the node's run ends with it.</summary>
     private void OnJobFinished(JobFinished finished)
     {
         if (_jobEnded is null) return;
-        var cluster = ((ExtendedActorSystem)Context.System).Provider is Akka.Cluster.ClusterActorRefProvider ? Akka.Cluster.Cluster.Get(Context.System) : null;
-        var member = cluster?.State.Members.FirstOrDefault(m => m.Address.Equals(Sender.Path.Address));
+        var member = _cluster?.State.Members.FirstOrDefault(m => m.Address.Equals(Sender.Path.Address));
         if (member is null || !member.HasRole(NodeRoles.ParameterServer))
         {
             _log.Warning("Shard host: ignored a report of the job's end from {0}, which is not a parameter-server member of this cluster.", Sender.Path);
@@ -394,6 +479,8 @@ public sealed class ShardHost : ReceiveActor
     /// <inheritdoc />
     protected override void PostStop()
     {
+        _noParameterServer?.Cancel();
+        _cluster?.Unsubscribe(Self);
         if (_hosting is { } hosting)
         {
             hosting.Listener.Dispose();

@@ -373,7 +373,8 @@ public static class ClusterNode
     /// <param name="cancellationToken">Stops the node.</param>
     /// <returns>The job's end as the active parameter server reported it.</returns>
     /// <exception cref="ConfigurationException">The first of Cluster:SeedNodes is this node's own address.</exception>
-    /// <exception cref="TimeoutException">The node was not let into a cluster within Cluster:JoinTimeoutSeconds.</exception>
+    /// <exception cref="TimeoutException">The node was not let into a cluster within Cluster:JoinTimeoutSeconds, or no parameter-server
+    /// member was up and reachable for that long after it joined (the parameter server left without reporting the job's end).</exception>
     /// <exception cref="NodeRefusedException">A peer refused this node's certificate, or it refused the peer's.</exception>
     /// <exception cref="Actors.NodeDownedException">The node was downed before the job ended.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> stopped the node.</exception>
@@ -385,9 +386,11 @@ public static class ClusterNode
         if (TrainingOptionsValidator.WorkerSeedProblems(options, node: "shard") is { Count: > 0 } seeds) throw new ConfigurationException("shard node options", seeds);
         PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname");
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
+        ActorSystem? actorSystem = null;
         using var host = BuildHost(options, security, NodeRoles.ParameterShard, Environment.ProcessorCount, (system, _) =>
         {
-            system.ActorOf(ShardHost.Props(settings, completion), ShardHost.Name);
+            actorSystem = system;
+            system.ActorOf(ShardHost.Props(settings, completion, TimeSpan.FromSeconds(options.Cluster.JoinTimeoutSeconds)), ShardHost.Name);
             FailWhenTerminated(system, security, options.Cluster.SeedNodes, completion);
             FailWhenNotJoined(system, security, options.Cluster, completion, shardNode: true);
         });
@@ -398,6 +401,9 @@ public static class ClusterNode
         }
         finally
         {
+            // As a worker's: with a member unreachable (a parameter server killed or cut off) no leave can finish before it is
+            // downed, so a stop skips the leave rather than wait for that.
+            if (cancellationToken.IsCancellationRequested && actorSystem is not null) await SkipLeaveAsync(actorSystem, null).ConfigureAwait(false);
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }
@@ -427,6 +433,15 @@ public static class ClusterNode
             // An agent that cannot answer within a second (or is gone) has no live link to speak for; the node still stops.
             why = $"the worker agent did not say whether it has a data plane ({e.Message})";
         }
+        await SkipLeaveAsync(system, why).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Skips the cluster leave of a node being stopped (<see cref="SkipLeaveIfItCannotFinishAsync"/>) when <paramref name="why"/> is
+    /// given or a member is unreachable (no leave can finish before it is downed); otherwise does nothing, and the node leaves.
+    /// </summary>
+    private static async Task SkipLeaveAsync(ActorSystem system, string? why)
+    {
         var unreachable = Akka.Cluster.Cluster.Get(system).State.Unreachable.Count;
         why ??= unreachable > 0 ? $"{Counts.Of(unreachable, "member")} unreachable, so no leave could finish before {(unreachable == 1 ? "it is" : "they are")} downed" : null;
         if (why is null) return;

@@ -81,6 +81,16 @@ public sealed record TrainingMemory(long Parameters, double Copies, long Activat
             : new TrainingMemory(parts.Parameters, parts.Worker + slots, parts.Activations, 1) { NodeName = "this worker node" };
     }
 
+    /// <summary>
+    /// The memory of a shard node (<c>disttrain node --role parameter-shard</c>): counted as a parameter-server node's
+    /// (<see cref="Node"/>), an upper bound, since the node learns K only when a shard is placed, and with K = 1 its shard
+    /// holds what one parameter server does (the starting weights, the slice's weights and optimizer state, and each worker's
+    /// data-plane messages).
+    /// </summary>
+    /// <param name="options">Validated options.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    public static TrainingMemory ShardNode(TrainingOptions options) => Node(options, parameterServer: true) with { NodeName = "this shard node" };
+
     /// <summary>Empty for a single-node run; else which node of cluster mode the estimate is for (<see cref="Node"/>), as
     /// its messages say.</summary>
     public string NodeName { get; init; } = "";

@@ -219,7 +219,7 @@ public static class TrainingOptionsValidator
     }
 
     /// <summary>
-    /// A worker node whose first entry of <c>Cluster:SeedNodes</c> is its own address (its <c>Cluster:PublicHostname</c>, else
+    /// A worker node (or a shard node, which joins as a worker does) whose first entry of <c>Cluster:SeedNodes</c> is its own address (its <c>Cluster:PublicHostname</c>, else
     /// <c>Cluster:Hostname</c>, and its <c>Cluster:Port</c>, as Akka.Cluster compares them): Akka.Cluster lets a node whose own
     /// address is the first seed start a cluster by itself when no other seed answers, so such a worker formed a cluster of
     /// one after a second and waited in it for a parameter server that joins another cluster, until Cluster:JoinTimeoutSeconds
@@ -241,13 +241,14 @@ public static class TrainingOptionsValidator
         var seed = cluster.SeedNodes[0];
         var advertised = Advertised(cluster);
         var viaPublic = !string.IsNullOrWhiteSpace(cluster.PublicHostname);
+        var who = node == "worker" ? node : $"{node} node"; // "a worker", as before; "a shard node" (a shard is a slice, not a node)
         // The other way out: a worker that took the parameter server's PublicHostname (a copied environment) needs its own;
         // one on the parameter server's machine and port needs another port.
         var otherwise = viaPublic
-            ? $"If the parameter server is at this address, give this {node} its own Cluster:PublicHostname (the address the other nodes reach it at)."
-            : $"If the parameter server is at this address, give this {node} another port (Cluster:Port = 0 takes a free one).";
+            ? $"If the parameter server is at this address, give this {who} its own Cluster:PublicHostname (the address the other nodes reach it at)."
+            : $"If the parameter server is at this address, give this {who} another port (Cluster:Port = 0 takes a free one).";
         return ["Cluster:SeedNodes:0 = '" + seed + $"' is this {node} node's own address (" + advertised + ":" + cluster.Port.ToString(CultureInfo.InvariantCulture) + ", its " +
-            (viaPublic ? "Cluster:PublicHostname" : "Cluster:Hostname") + $" and Cluster:Port). A {node} joins the " +
+            (viaPublic ? "Cluster:PublicHostname" : "Cluster:Hostname") + $" and Cluster:Port). A {who} joins the " +
             "cluster through a parameter server; with its own address first it would start a cluster of its own and wait there for a parameter " +
             "server that never comes. List the parameter server's address first, the same first seed on every node " +
             "(DISTTRAIN_Cluster__SeedNodes__0=akka.tcp://disttrain@HOST:PORT, PORT being the parameter server's Cluster:Port). " + otherwise];
@@ -299,17 +300,18 @@ public static class TrainingOptionsValidator
     /// <param name="parameterServer">True for a parameter-server node (active or standby), which also listens on Cluster:DataPort.</param>
     /// <param name="metricsEndpoint">True when the node serves Metrics:Port (<c>disttrain node</c> does; the library's
     /// <c>Trainer</c> does not).</param>
+    /// <param name="shardNode">True for a shard node, which listens on Cluster:DataPort as a parameter server does; the problem names it.</param>
     /// <returns>The problems; empty when each port is the node's own.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="options"/>, or its Cluster or Metrics section, is null.</exception>
-    public static IReadOnlyList<string> NodePortProblems(TrainingOptions options, bool parameterServer, bool metricsEndpoint = true)
+    public static IReadOnlyList<string> NodePortProblems(TrainingOptions options, bool parameterServer, bool metricsEndpoint = true, bool shardNode = false)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(options.Cluster);
         ArgumentNullException.ThrowIfNull(options.Metrics);
         var ports = new List<(string Key, int Port, string Listener)> { ("Cluster:Port", options.Cluster.Port, "Akka.Remote") };
-        if (parameterServer) ports.Add(("Cluster:DataPort", options.Cluster.DataPort, "the data plane"));
+        if (parameterServer || shardNode) ports.Add(("Cluster:DataPort", options.Cluster.DataPort, "the data plane"));
         if (metricsEndpoint) ports.Add(("Metrics:Port", options.Metrics.Port, "the metrics endpoint"));
-        var node = parameterServer ? "a parameter-server node" : "a worker node";
+        var node = shardNode ? "a shard node" : parameterServer ? "a parameter-server node" : "a worker node";
         var problems = new List<string>();
         for (var i = 0; i < ports.Count; i++)
             for (var j = i + 1; j < ports.Count; j++)
