@@ -20,6 +20,23 @@ internal sealed class OwnedResources(string certificatePrefix) : IDisposable
         return resource;
     }
 
+    /// <summary>A new temporary folder, deleted with its files at the end.</summary>
+    /// <param name="prefix">The folder name's prefix.</param>
+    public string TemporaryDirectory(string prefix)
+    {
+        var path = Directory.CreateTempSubdirectory(prefix).FullName;
+        Own(new DeletedAtDispose(path));
+        return path;
+    }
+
+    private sealed class DeletedAtDispose(string path) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
+        }
+    }
+
     /// <summary>A server's and a worker's TLS identities from one new CA (both owned), or nulls for plain TCP.</summary>
     /// <param name="tls">False for plain TCP: no identities.</param>
     /// <param name="server">The server's certificate name (a parameter server's, a shard node's).</param>

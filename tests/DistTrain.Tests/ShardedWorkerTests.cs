@@ -116,9 +116,11 @@ public sealed class ShardedWorkerTests : TestKit
     }
 
     /// <summary>The workers' final weights against one <see cref="ParameterServer"/> (driven as the coordinator drives it).</summary>
-    private float[][] AgainstOneServer()
+    /// <param name="checkpoints">Where the server writes a checkpoint at each epoch's end; null: none.</param>
+    private float[][] AgainstOneServer(Core.Checkpoints.CheckpointStore? checkpoints = null)
     {
-        var server = Sys.ActorOf(ParameterServer.Props(Initial(), Sgd, totalEpochs: Epochs));
+        var server = Sys.ActorOf(ParameterServer.Props(Initial(), Sgd, totalEpochs: Epochs,
+            checkpoints: checkpoints is null ? null : new CheckpointSettings(checkpoints, EverySteps: 0, ShardSeed: 1, BatchSizePerWorker: BatchSize)));
         var failures = CreateTestProbe();
         var workers = StartWorkers(Workers, _ => null, failures);
         var coordinator = CreateTestProbe();
@@ -476,7 +478,8 @@ public sealed class ShardedWorkerTests : TestKit
     [Fact]
     public void Shards_hosted_by_shard_nodes_of_their_own_train_real_workers_to_one_servers_weights_bit_for_bit()
     {
-        var expected = AgainstOneServer();
+        var checkpoints = new Core.Checkpoints.CheckpointStore(_owned.TemporaryDirectory("disttrain-shard-checkpoints-"), keep: 3);
+        var expected = AgainstOneServer(checkpoints);
         var initial = Initial();
         var tokens = ShardDataPlaneTests.Tokens(Workers);
         IActorRef[] hosts = [StartShardNode("shard-node-0", initial), StartShardNode("shard-node-1", initial)];
@@ -510,6 +513,31 @@ public sealed class ShardedWorkerTests : TestKit
         Assert.Equal((long)Epochs * Rounds, gathered.Version);
         AssertSameBits(expected[0], gathered.Weights, "the weights gathered from the shard nodes");
         stranger.ExpectNoMsg(TimeSpan.Zero); // the owner's answers came over the same connections, after any answer to the stranger
+
+        // What a checkpoint needs, gathered the same way: the weights, the optimizer state (SGD's momentum buffer) and the step
+        // count equal the checkpoint one server wrote at the end of the last epoch, bit for bit.
+        var reference = checkpoints.FindNewestValid(initial.Layout).Checkpoint!;
+        Assert.Equal((long)Epochs * Rounds, reference.Version);
+        var shards = nodes.Select(n => n.Shard).ToArray();
+        var withState = new ShardWeightsGather(initial, shards, requestId: 8, [.. reference.OptimizerState.Select(s => s.Name)]);
+        foreach (var shard in shards) shard.Tell(new ShardSliceRequest(8, WithOptimizerState: true), TestActor);
+        while (!withState.Complete)
+        {
+            Assert.Null(withState.Take(LastSenderOf(ExpectMsg<ShardSliceChunk>(Wait), out var chunk), chunk));
+            Assert.Null(withState.Failure);
+        }
+        AssertSameBits(reference.Weights.Values, withState.Result.Weights, "the weights of the checkpoint gathered from the shard nodes");
+        Assert.Equal(reference.OptimizerSteps, withState.OptimizerSteps);
+        Assert.Equal(reference.OptimizerState.Select(s => s.Name), withState.OptimizerState.Select(s => s.Name));
+        Assert.Equal("momentum_buffer", Assert.Single(withState.OptimizerState).Name);
+        for (var b = 0; b < reference.OptimizerState.Count; b++)
+            AssertSameBits(reference.OptimizerState[b].Values, withState.OptimizerState[b].Values, $"optimizer state {reference.OptimizerState[b].Name}");
+    }
+
+    private IActorRef LastSenderOf(ShardSliceChunk received, out ShardSliceChunk chunk)
+    {
+        chunk = received;
+        return LastSender;
     }
 
     /// <summary>The whole weights, gathered by the test actor (the shards' owner) from <paramref name="shards"/>.</summary>
@@ -796,7 +824,8 @@ public sealed class ShardedWorkerTests : TestKit
         Assert.Contains("does not lie within shard", gather.Take(from, first with { Values = [] }));
         Assert.EndsWith("which is not that shard; ignored", gather.Take(from, first with { Shard = 2 }));
         Assert.Null(gather.Take(from, first));
-        Assert.EndsWith($"is of version 4, and its first piece of {first.Version}; ignored", gather.Take(from, second with { Version = 4 }));
+        Assert.EndsWith($"is of version 4 after 0 optimizer steps, and its first piece of {first.Version} after 0; ignored", gather.Take(from, second with { Version = 4 }));
+        Assert.EndsWith("is not of the buffer shard " + first.Shard + " is sending (the weights); ignored", gather.Take(from, second with { Buffer = 1 }));
         foreach (var (sender, chunk) in pieces.Where(p => p.Chunk != first)) Assert.Null(gather.Take(sender, chunk));
         Assert.True(gather.Complete);
         Assert.Equal(0L, gather.Result.Version);
@@ -812,6 +841,8 @@ public sealed class ShardedWorkerTests : TestKit
         Assert.Equal("Offset 5 is outside 0 to 4", new ShardSliceChunk(0, 1, 0, 5, 5, []).OutOfRange());
         Assert.Equal("Total 0 is outside 1 to 268435455", new ShardSliceChunk(0, 1, 0, 0, 0, []).OutOfRange());
         Assert.Equal("Version -1 is below 0", new ShardSliceChunk(0, 1, -1, 0, 5, []).OutOfRange());
+        Assert.Equal("Buffer 5 is outside 0 to 4", new ShardSliceChunk(0, 1, 0, 0, 5, [], Buffer: 5).OutOfRange());
+        Assert.Equal("OptimizerSteps -1 is below 0", new ShardSliceChunk(0, 1, 0, 0, 5, [], OptimizerSteps: -1).OutOfRange());
         Assert.Null(first.OutOfRange());
     }
 }

@@ -158,11 +158,20 @@ public sealed class ParameterShardActor : ReceiveActor
             _log.Warning("Shard {0}: a request for its weights came from {1}, not from the run's owner {2}; not answered.", _shard.Index, Sender.Path, _owner.Path);
             return;
         }
-        var values = _model.Weights.Values;
-        for (var offset = 0; offset < _shard.Length; offset += ShardSliceChunk.MaxValues)
+        var steps = _model.Optimizer.StepCount;
+        SendSlice(request.RequestId, 0, _model.Weights.Values.AsMemory(0, _shard.Length), steps);
+        if (!request.WithOptimizerState) return;
+        var state = _model.Optimizer.State;
+        for (var b = 0; b < state.Count; b++) SendSlice(request.RequestId, b + 1, state[b].Values.AsMemory(0, _shard.TrainableLength), steps);
+    }
+
+    /// <summary>Sends the owner <paramref name="values"/> as buffer <paramref name="buffer"/> in pieces of at most <see cref="ShardSliceChunk.MaxValues"/>.</summary>
+    private void SendSlice(int requestId, int buffer, ReadOnlyMemory<float> values, long steps)
+    {
+        for (var offset = 0; offset < values.Length; offset += ShardSliceChunk.MaxValues)
         {
-            var piece = values.AsSpan(offset, Math.Min(ShardSliceChunk.MaxValues, _shard.Length - offset)).ToArray();
-            Sender.Tell(new ShardSliceChunk(request.RequestId, _shard.Index, _model.Version, offset, _shard.Length, piece));
+            var piece = values.Span.Slice(offset, Math.Min(ShardSliceChunk.MaxValues, values.Length - offset)).ToArray();
+            Sender.Tell(new ShardSliceChunk(requestId, _shard.Index, _model.Version, offset, values.Length, piece, buffer, steps));
         }
     }
 

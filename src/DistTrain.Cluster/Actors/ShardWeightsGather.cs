@@ -18,41 +18,62 @@ namespace DistTrain.Cluster.Actors;
 /// all be at one version: ask between parts (after an epoch's last round, or once a stop has stopped the stepping), when every
 /// shard has applied the same rounds; slices of different versions would be torn weights, and the gathering fails naming the
 /// versions. A shard that never answers (its node gone) leaves the gathering incomplete: the owner bounds its wait.
+/// <para>For a checkpoint the owner names the optimizer's state buffers (<c>stateNames</c>) and asks with
+/// <see cref="ShardSliceRequest.WithOptimizerState"/>: each shard then sends, after its weights, its slice of each state buffer in
+/// that order (buffer b + 1 of <see cref="ShardSliceChunk.Buffer"/> is state buffer b), each whole before the next, all with its
+/// optimizer step count; the gathering lays the slices side by side in whole-model buffers of the trainable length, as the
+/// in-process shards' checkpoints are put together (<see cref="ParameterShards.Assemble"/>). The shards must agree on the step
+/// count as on the version.</para>
 /// </remarks>
 public sealed class ShardWeightsGather
 {
     private readonly IActorRef[] _shards;
     private readonly IReadOnlyList<ParameterShard> _plan;
     private readonly float[] _whole;
-    private readonly int[] _received; // values received from each shard
+    private readonly string[] _stateNames;
+    private readonly float[][] _state;  // whole-model state buffers, by buffer
+    private readonly int[] _buffer;     // the buffer each shard is sending: 0 the weights, b + 1 state buffer b
+    private readonly int[] _received;   // values of that buffer received from each shard
     private readonly long[] _versions;
+    private readonly long[] _steps;
 
     /// <summary>A gathering of request <paramref name="requestId"/> from <paramref name="shards"/>.</summary>
     /// <param name="startingWeights">The run's starting weights (whole model): the layout, and the frozen tensors.</param>
     /// <param name="shards">The shards' actors, by shard index: K of them, K as <see cref="ParameterShards.Plan"/> cuts the model.</param>
     /// <param name="requestId">The request's number, 0 or more: pieces of another request are ignored.</param>
-    /// <exception cref="ArgumentNullException">An argument is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="requestId"/> is negative, or as <see cref="ParameterShards.Plan"/>.</exception>
-    public ShardWeightsGather(ParameterVector startingWeights, IReadOnlyList<IActorRef> shards, int requestId)
+    /// <param name="stateNames">The optimizer's state buffers, in its order (<c>Optimizer.State</c>'s names), for a checkpoint's
+    /// gathering (ask with <see cref="ShardSliceRequest.WithOptimizerState"/>); null or empty: the weights alone.</param>
+    /// <exception cref="ArgumentNullException">An argument but <paramref name="stateNames"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="requestId"/> is negative, more than <see cref="ShardSliceChunk.MaxBuffers"/>
+    /// state buffers, or as <see cref="ParameterShards.Plan"/>.</exception>
+    public ShardWeightsGather(ParameterVector startingWeights, IReadOnlyList<IActorRef> shards, int requestId, IReadOnlyList<string>? stateNames = null)
     {
         ArgumentNullException.ThrowIfNull(startingWeights);
         ArgumentNullException.ThrowIfNull(shards);
         ArgumentOutOfRangeException.ThrowIfNegative(requestId);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(stateNames?.Count ?? 0, ShardSliceChunk.MaxBuffers, nameof(stateNames));
         _plan = ParameterShards.Plan(startingWeights.Layout, shards.Count);
         _shards = [.. shards];
         _whole = (float[])startingWeights.Values.Clone();
+        _stateNames = [.. stateNames ?? []];
+        _state = [.. _stateNames.Select(_ => new float[startingWeights.Layout.TrainableLength])];
+        _buffer = new int[_shards.Length];
         _received = new int[_shards.Length];
         _versions = new long[_shards.Length];
+        _steps = new long[_shards.Length];
         RequestId = requestId;
     }
 
-    /// <summary>The request's number: send every shard <c>new ShardSliceRequest(RequestId)</c>.</summary>
+    /// <summary>The request's number: send every shard <c>new ShardSliceRequest(RequestId, WithOptimizerState)</c>.</summary>
     public int RequestId { get; }
 
-    /// <summary>True once every shard's whole slice has come, at one version.</summary>
-    public bool Complete => Failure is null && Enumerable.Range(0, _shards.Length).All(k => _received[k] == _plan[k].Length);
+    /// <summary>True when the gathering takes the optimizer state too: ask with <see cref="ShardSliceRequest.WithOptimizerState"/>.</summary>
+    public bool WithOptimizerState => _stateNames.Length > 0;
 
-    /// <summary>Why the gathering failed (shards at different versions), or null.</summary>
+    /// <summary>True once every shard's whole slice of every buffer has come, at one version and one step count.</summary>
+    public bool Complete => Failure is null && Enumerable.Range(0, _shards.Length).All(Done);
+
+    /// <summary>Why the gathering failed (shards at different versions or step counts), or null.</summary>
     public string? Failure { get; private set; }
 
     /// <summary>The whole weights and their version, once <see cref="Complete"/>.</summary>
@@ -60,29 +81,57 @@ public sealed class ShardWeightsGather
     public WeightsSnapshot Result => Complete ? new WeightsSnapshot(_versions[0], (float[])_whole.Clone())
         : throw new InvalidOperationException(Failure ?? "Not every shard's slice has come yet.");
 
+    /// <summary>The whole model's optimizer state, each buffer <c>[TrainableLength]</c> in the optimizer's order, once <see cref="Complete"/>
+    /// (empty without <c>stateNames</c>); copies.</summary>
+    /// <exception cref="InvalidOperationException">Not complete.</exception>
+    public IReadOnlyList<(string Name, float[] Values)> OptimizerState => Complete
+        ? [.. _stateNames.Select((name, b) => (name, (float[])_state[b].Clone()))]
+        : throw new InvalidOperationException(Failure ?? "Not every shard's slice has come yet.");
+
+    /// <summary>The optimizer step count every shard reported, once <see cref="Complete"/>.</summary>
+    /// <exception cref="InvalidOperationException">Not complete.</exception>
+    public long OptimizerSteps => Complete ? _steps[0] : throw new InvalidOperationException(Failure ?? "Not every shard's slice has come yet.");
+
+    /// <summary>True once shard <paramref name="k"/> has sent every buffer.</summary>
+    private bool Done(int k) => _buffer[k] > _stateNames.Length;
+
     /// <summary>Takes a piece from <paramref name="sender"/>: null when taken, else why it was ignored, for a warning.</summary>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     public string? Take(IActorRef sender, ShardSliceChunk chunk)
     {
         ArgumentNullException.ThrowIfNull(sender);
         ArgumentNullException.ThrowIfNull(chunk);
-        var what = $"a piece of shard {chunk.Shard}'s weights (request {chunk.RequestId}, values {chunk.Offset} to {(long)chunk.Offset + chunk.Values.Length})";
+        var buffer = chunk.Buffer == 0 ? "weights" : $"optimizer state buffer {chunk.Buffer - 1}";
+        var what = $"a piece of shard {chunk.Shard}'s {buffer} (request {chunk.RequestId}, values {chunk.Offset} to {(long)chunk.Offset + chunk.Values.Length})";
         if (chunk.RequestId != RequestId) return $"{what} is of another request than {RequestId}; ignored";
         if (chunk.Shard < 0 || chunk.Shard >= _shards.Length || !sender.Equals(_shards[chunk.Shard]))
             return $"{what} came from {sender.Path}, which is not that shard; ignored";
         var k = chunk.Shard;
         var shard = _plan[k];
-        if (chunk.Total != shard.Length) return $"{what} is of a slice of {chunk.Total} values, and shard {k}'s has {shard.Length}; ignored";
+        if (Done(k)) return $"{what} came after shard {k}'s last buffer; ignored";
+        if (chunk.Buffer != _buffer[k])
+            return $"{what} is not of the buffer shard {k} is sending ({(_buffer[k] == 0 ? "the weights" : $"optimizer state buffer {_buffer[k] - 1}")}); ignored";
+        var length = chunk.Buffer == 0 ? shard.Length : shard.TrainableLength;
+        if (chunk.Total != length) return $"{what} is of a slice of {chunk.Total} values, and shard {k}'s has {length}; ignored";
         if (chunk.Offset != _received[k]) return $"{what} is not the next piece: {_received[k]} values of shard {k} have come; ignored";
-        if (chunk.Values.Length == 0 || (long)chunk.Offset + chunk.Values.Length > shard.Length)
-            return $"{what} does not lie within shard {k}'s slice of {shard.Length} values; ignored";
-        if (_received[k] == 0) _versions[k] = chunk.Version;
-        else if (chunk.Version != _versions[k]) return $"{what} is of version {chunk.Version}, and its first piece of {_versions[k]}; ignored";
-        chunk.Values.CopyTo(_whole, shard.Start + chunk.Offset);
+        if (chunk.Values.Length == 0 || (long)chunk.Offset + chunk.Values.Length > length)
+            return $"{what} does not lie within shard {k}'s slice of {length} values; ignored";
+        if (chunk.Buffer == 0 && _received[k] == 0) (_versions[k], _steps[k]) = (chunk.Version, chunk.OptimizerSteps);
+        else if (chunk.Version != _versions[k] || chunk.OptimizerSteps != _steps[k])
+            return $"{what} is of version {chunk.Version} after {chunk.OptimizerSteps} optimizer steps, and its first piece of {_versions[k]} after " +
+                $"{_steps[k]}; ignored";
+        chunk.Values.CopyTo(chunk.Buffer == 0 ? _whole : _state[chunk.Buffer - 1], shard.Start + chunk.Offset);
         _received[k] += chunk.Values.Length;
-        if (Enumerable.Range(0, _shards.Length).All(s => _received[s] == _plan[s].Length) && _versions.Distinct().Count() > 1)
-            Failure = $"The shards' slices are of different versions ({string.Join(", ", _versions.Select((v, s) => $"shard {s}: {v}"))}): gather " +
-                "between parts, when every shard has applied the same rounds, or the weights would be torn.";
+        if (_received[k] == length)
+        {
+            _buffer[k]++;
+            _received[k] = 0;
+        }
+        if (Enumerable.Range(0, _shards.Length).All(Done) && (_versions.Distinct().Count() > 1 || _steps.Distinct().Count() > 1))
+            Failure = _versions.Distinct().Count() > 1
+                ? $"The shards' slices are of different versions ({string.Join(", ", _versions.Select((v, s) => $"shard {s}: {v}"))}): gather " +
+                  "between parts, when every shard has applied the same rounds, or the weights would be torn."
+                : $"The shards' optimizer step counts differ ({string.Join(", ", _steps.Select((v, s) => $"shard {s}: {v}"))}) at one version: the shards are out of step.";
         return null;
     }
 }

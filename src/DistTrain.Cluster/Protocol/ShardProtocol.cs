@@ -327,11 +327,14 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
         ?? (SquaredNorm < 0 ? $"SquaredNorm {SquaredNorm:R} is negative" : null);
 }
 
-/// <summary>The owner asks a shard for its slice of the current weights (<see cref="ShardWeightsGather"/>); answered with
-/// <see cref="ShardSliceChunk"/>s. A shard answers only the run's owner: the weights are the job's.</summary>
+/// <summary>The owner asks a shard for its slice of the current weights (<see cref="ShardWeightsGather"/>), and for a checkpoint
+/// its slice of every optimizer state buffer too; answered with <see cref="ShardSliceChunk"/>s. A shard answers only the run's
+/// owner: the weights are the job's.</summary>
 /// <param name="RequestId">The owner's number for this gathering, from 0; every chunk of the answer carries it.</param>
+/// <param name="WithOptimizerState">True: after the weights, the shard sends its slice of each optimizer state buffer, in the
+/// optimizer's order (buffer 1, 2, ... of <see cref="ShardSliceChunk.Buffer"/>).</param>
 [MessagePackObject]
-public sealed record ShardSliceRequest([property: Key(0)] int RequestId) : IRangeCheckedMessage
+public sealed record ShardSliceRequest([property: Key(0)] int RequestId, [property: Key(1)] bool WithOptimizerState = false) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange() => ShardWire.AtLeast(nameof(RequestId), RequestId, 0);
@@ -348,8 +351,12 @@ public sealed record ShardSliceRequest([property: Key(0)] int RequestId) : IRang
 /// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
 /// <param name="Version">Optimizer steps the shard has applied: the version of every piece of one answer.</param>
 /// <param name="Offset">Where <paramref name="Values"/> start in the slice, from 0; the pieces come in order.</param>
-/// <param name="Total">The slice's length, 1 to 2^28 - 1.</param>
+/// <param name="Total">The length of the buffer's slice, 1 to 2^28 - 1: the shard's <see cref="ParameterShard.Length"/> for the
+/// weights, its <see cref="ParameterShard.TrainableLength"/> for an optimizer state buffer.</param>
 /// <param name="Values">At most <see cref="MaxValues"/> floats of the slice, from <paramref name="Offset"/>.</param>
+/// <param name="Buffer">Which buffer the piece is of: 0 the weights; b from 1 to <see cref="MaxBuffers"/> the optimizer's state
+/// buffer b - 1 (sent only when asked for, after the weights, each buffer whole before the next).</param>
+/// <param name="OptimizerSteps">The shard's optimizer step count (Adam's bias correction counts it), 0 or more; on every piece.</param>
 [MessagePackObject]
 public sealed record ShardSliceChunk(
     [property: Key(0)] int RequestId,
@@ -357,10 +364,16 @@ public sealed record ShardSliceChunk(
     [property: Key(2)] long Version,
     [property: Key(3)] int Offset,
     [property: Key(4)] int Total,
-    [property: Key(5)] float[] Values) : ITensorMessage, IRangeCheckedMessage
+    [property: Key(5)] float[] Values,
+    [property: Key(6)] int Buffer = 0,
+    [property: Key(7)] long OptimizerSteps = 0) : ITensorMessage, IRangeCheckedMessage
 {
     /// <summary>Most floats in one piece: 64 KiB of values.</summary>
     public const int MaxValues = 16_384;
+
+    /// <summary>The highest <see cref="Buffer"/>: more optimizer state buffers than any optimizer has (Adam and RMSProp with
+    /// momentum have two).</summary>
+    public const int MaxBuffers = 4;
 
     /// <inheritdoc />
     [IgnoreMember] public float[] Tensor => Values;
@@ -370,7 +383,8 @@ public sealed record ShardSliceChunk(
 
     /// <inheritdoc />
     public string? OutOfRange() => ShardWire.AtLeast(nameof(RequestId), RequestId, 0) ?? ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Version), Version, 0)
-        ?? ShardWire.Within(nameof(Total), Total, 1, DataPlane.TensorFrame.MaxCount) ?? ShardWire.Within(nameof(Offset), Offset, 0, Total - 1);
+        ?? ShardWire.Within(nameof(Total), Total, 1, DataPlane.TensorFrame.MaxCount) ?? ShardWire.Within(nameof(Offset), Offset, 0, Total - 1)
+        ?? ShardWire.Within(nameof(Buffer), Buffer, 0, MaxBuffers) ?? ShardWire.AtLeast(nameof(OptimizerSteps), OptimizerSteps, 0);
 }
 
 /// <summary>
