@@ -396,19 +396,91 @@ public sealed class ParameterShardActorTests : TestKit
         var late = merged[^1] with { Shard = 1 };
         Assert.EndsWith("which is not that shard; ignored", merge.Take(owner.Ref, late, out _));
         Assert.EndsWith("is of a round already reported; ignored", merge.Take(actors[1], late, out _));
-        // A fresh merge: an older stamp does not replace a newer one, reports that disagree are the shards out of step, and a
-        // report of no step is not a step.
+        // A fresh merge: an older stamp does not replace a newer one, and reports that disagree are the shards out of step.
         var fresh = new ShardRoundMerge(actors);
         var round = merged[0] with { Round = 0, Stamp = 1, Shard = 0 };
         Assert.Null(fresh.Take(actors[0], round, out var none));
         Assert.Null(none);
         Assert.EndsWith("does not replace its report under stamp 1; ignored", fresh.Take(actors[0], round with { Stamp = 0 }, out _));
-        Assert.EndsWith("applied no step (a round redone without any report); ignored", fresh.Take(actors[1], round with { Shard = 1, SampleCount = 0 }, out _));
         for (var k = 1; k < shards - 1; k++) Assert.Null(fresh.Take(actors[k], round with { Shard = k }, out _));
         Assert.EndsWith("disagree (shard 0: version 1, " + round.SampleCount + " samples, loss sum " + round.LossSum.ToString("R", System.Globalization.CultureInfo.InvariantCulture) +
             $"; shard {shards - 1}: version 2, " + round.SampleCount + " samples, loss sum " + round.LossSum.ToString("R", System.Globalization.CultureInfo.InvariantCulture) +
             "): the shards are out of step", fresh.Take(actors[shards - 1], round with { Shard = shards - 1, Version = 2 }, out var torn));
         Assert.Null(torn);
+    }
+
+    /// <summary>
+    /// A part whose last rounds only a lost worker had minibatches in ends without a step, and the owner learns it. Mid-slice:
+    /// the worker (2 rounds, the other worker 1) sends its slice of round 1 to shard 0 only, which closes the round on it and
+    /// steps, and the decision drops it: shard 0 redoes the round without any report (its step undone), and shard 1, left with
+    /// nobody in the round, reports it so. Between rounds: the worker (3 rounds) finishes round 1 and is lost before round 2,
+    /// which both shards then report without a step. Either way both report the round under the decision's stamp with no
+    /// samples, and the merge makes of them the part's end: the version of the last real step, no samples, the part finished.
+    /// The rounds before it, which the lost worker still had a minibatch after, are not the part's end.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_parts_last_rounds_dropped_with_their_lost_worker_are_merged_as_the_parts_end_without_a_step(bool betweenRounds)
+    {
+        var replica = new Replica();
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var owner = CreateTestProbe();
+        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, Sgd(), totalEpochs: 1, owner.Ref))).ToArray();
+        var coordinator = CreateTestProbe();
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, 2, epoch: 1, part: 0, coordinator.Ref));
+        TestProbe[] probes = [CreateTestProbe(), CreateTestProbe()];
+        var links = probes.Select((_, w) => new ShardedReplicaLink(initial, actors, w)).ToArray();
+        foreach (var shard in actors)
+            shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [1, betweenRounds ? 3 : 2], 0, actors, arbiter), owner.Ref);
+        for (var w = 0; w < 2; w++)
+            while (!links[w].Offer(probes[w].ExpectMsg<ShardWeights>())) { }
+        var merge = new ShardRoundMerge(actors);
+        ShardRoundApplied NextMerged()
+        {
+            ShardRoundApplied? step = null;
+            while (step is null)
+            {
+                var report = owner.ExpectMsg<ShardRoundApplied>();
+                Assert.Null(merge.Take(owner.LastSender, report, out step));
+            }
+            return step;
+        }
+        void Report(int w, int round)
+        {
+            var (report, samples, lossSum) = replica.Compute(links[w].Weights, w, round);
+            links[w].Send(1, round, links[w].Version, samples, lossSum, report, probes[w].Ref);
+        }
+
+        for (var w = 0; w < 2; w++) Report(w, 0);
+        var first = NextMerged();
+        Assert.Equal((0, 1L, false), (first.Round, first.Version, first.PartFinished));
+        Assert.True(first.SampleCount > 0);
+        while (!links[1].Offer(probes[1].ExpectMsg<ShardWeights>())) { }
+        if (betweenRounds)
+        {
+            Report(1, 1);
+            var second = NextMerged();
+            Assert.Equal((1, 2L, false), (second.Round, second.Version, second.PartFinished));
+        }
+        else
+        {
+            // Worker 1's slice of round 1 reaches shard 0 only, which closes the round on it and steps.
+            var (lastReport, lastSamples, lastLoss) = replica.Compute(links[1].Weights, 1, 1);
+            actors[0].Tell(new GradientComputed(1, 1, links[1].Version, 1, lastSamples, lastLoss, links[1].Split(lastReport)[0]), probes[1].Ref);
+            var stepped = owner.ExpectMsg<ShardRoundApplied>();
+            Assert.Equal((0, 1, 0, 2L, lastSamples), (stepped.Shard, stepped.Round, stepped.Stamp, stepped.Version, stepped.SampleCount));
+            Assert.Null(merge.Take(owner.LastSender, stepped, out var early));
+            Assert.Null(early); // shard 1 has not closed round 1
+        }
+        arbiter.Tell(new WorkerLost(1), coordinator.Ref);
+        var lastRound = betweenRounds ? 2 : 1;
+        Assert.Equal(new LossDecision(1, lastRound, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
+        var end = NextMerged();
+        Assert.Equal((lastRound, 1, (long)lastRound, 0, 0.0, true), (end.Round, end.Stamp, end.Version, end.SampleCount, end.LossSum, end.PartFinished));
+        owner.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+        foreach (var actor in actors.Append(arbiter)) Sys.Stop(actor);
     }
 
     /// <summary>

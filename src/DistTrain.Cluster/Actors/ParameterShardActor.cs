@@ -244,9 +244,15 @@ public sealed class ParameterShardActor : ReceiveActor
             return;
         }
         // Thrown when the shards are out of step; the actor fails with it, as a shard of one process does.
+        var (wasFinished, openRound) = (_ledger.PartFinished, _ledger.OpenRound);
         var action = _ledger.ApplyLoss(decision);
         _receivers[decision.Worker] = ActorRefs.Nobody; // it gets nothing more
         Act(action);
+        // A decision that ends the part without closing a round (the lost worker was the last with a minibatch in the open
+        // round) is reported as that round without a step, so the owner learns the part's end, which no step would report.
+        // Every shard applies every decision, so those that did not redo or close the round report it so too.
+        if (action.Kind == LedgerActionKind.None && !wasFinished && _ledger.PartFinished)
+            _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, openRound, _ledger.Stamp, _model.Version, 0, 0, 0, 0, PartFinished: true));
     }
 
     /// <summary>Why a loss question or decision of <paramref name="epoch"/>'s part <paramref name="part"/> is not about the part

@@ -14,9 +14,10 @@ namespace DistTrain.Cluster.Actors;
 /// decision that keeps the slice changes no stamp; one that drops it makes every shard close the round under the new one). The
 /// K reports of a final round must agree on the version, samples, loss and learning rate, since every shard applies the same
 /// reports; a mismatch is the shards out of step, and <see cref="Take"/> says so. A report from an actor that is not the
-/// shard it names, or of a round already merged, is ignored with the reason. A report of no samples (a round redone without
-/// any report: no step) is ignored too, as one parameter server reports no step there; such a round is the part's last, and
-/// the merge does not signal the part's end then: the owner knows it from the rounds per worker and its loss decisions.
+/// shard it names, or of a round already merged, is ignored with the reason. A round whose last reports were dropped with a lost
+/// worker (every shard redoes or closes it without any report) is merged too, as a report of no samples: no step, which the
+/// owner does not pass on as one (one parameter server reports no step there), but the round is the part's last, and its
+/// <see cref="ShardRoundApplied.PartFinished"/> is the part's end, which nothing else would signal.
 /// The merged report says the part is finished when any shard says so: a shard that closed the round before a decision that
 /// kept a lost worker's slice still expected the worker's next round, and every shard applies every decision.
 /// </remarks>
@@ -38,7 +39,8 @@ public sealed class ShardRoundMerge
 
     /// <summary>
     /// Takes <paramref name="sender"/>'s report. <paramref name="merged"/> is the round's step report when this report made the
-    /// round final (the shard-0 report's position, the slowest shard's update time, finished when every shard says so), else null.
+    /// round final (the shard-0 report's position, the slowest shard's update time, finished when any shard says so), else null;
+    /// one of no samples is a round without a step (see the remarks).
     /// Returns null when taken, else why it was ignored, or the shards' disagreement (then nothing is merged).
     /// </summary>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
@@ -50,7 +52,6 @@ public sealed class ShardRoundMerge
         var what = $"shard {report.Shard}'s report of epoch {report.Epoch} part {report.Part} round {report.Round} (stamp {report.Stamp})";
         if (report.Shard < 0 || report.Shard >= _shards.Length || !sender.Equals(_shards[report.Shard]))
             return $"{what} came from {sender.Path}, which is not that shard; ignored";
-        if (report.SampleCount == 0) return $"{what} applied no step (a round redone without any report); ignored";
         var key = (report.Epoch, report.Part, report.Round);
         if (key.CompareTo(_lastMerged) <= 0) return $"{what} is of a round already reported; ignored";
         if (!_open.TryGetValue(key, out var reports)) _open[key] = reports = new ShardRoundApplied?[_shards.Length];
