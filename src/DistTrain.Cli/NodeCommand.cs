@@ -341,7 +341,7 @@ internal static class NodeCommand
             {
                 downed = e;
             }
-        }, onCancelled: _ => CliConsole.Fail("cancelled", "this shard node stopped and left the cluster; a shard node keeps no results."), model: options,
+        }, onCancelled: _ => CliConsole.Fail("cancelled", "this shard node stopped; a shard node keeps no results."), model: options,
         afterInternalError: AfterInternalError(NodeRoles.ParameterShard));
         if (failed is not null) return failed.Value;
         if (refused is not null)

@@ -218,6 +218,7 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardHosted), Hosted(links: 0), "Links holds 0 links, outside 1 to 256" },
         { nameof(ShardHosted), Hosted(proof: 31), "Proof holds 31 bytes, not 32" },
         { nameof(ShardSliceRequest), Bytes(-1, false), "RequestId -1 is below 0" },
+        { nameof(ShardSliceRequest), Bytes(-1), "RequestId -1 is below 0" }, // the short form of an earlier version: the new key's default
         { nameof(ShardRoundApplied), Bytes(16, 1, 0, 0, 0, 1L, 10, 1.0, 0.1, 0.001, false), "Shard 16 is outside 0 to 15" },
         { nameof(ShardRoundApplied), Bytes(0, 1, 0, -1, 0, 1L, 10, 1.0, 0.1, 0.001, false), "Round -1 is below 0" },
         { nameof(ShardRoundApplied), Bytes(0, 1, 0, 0, 300, 1L, 10, 1.0, 0.1, 0.001, false), "Stamp 300 is outside 0 to 256" },

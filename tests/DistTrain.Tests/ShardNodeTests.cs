@@ -37,12 +37,12 @@ public sealed class ShardNodeTests : IDisposable
 
     private static readonly JobIdentity Identity = new("shard-node", Encoding.UTF8.GetBytes(new string('s', 64)));
 
-    private static TrainingOptions Options(string seed, int port, int dataPort, int joinTimeoutSeconds = 60) => new()
+    private static TrainingOptions Options(string seed, int port, int dataPort) => new()
     {
         Model = ParameterShardActorTests.Model,
         Optimizer = ParameterShardActorTests.Sgd(),
         Training = { Epochs = 2, Seed = 7 },
-        Cluster = { Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = port, DataPort = dataPort, Tls = false, SeedNodes = [seed], JoinTimeoutSeconds = joinTimeoutSeconds },
+        Cluster = { Hostname = "127.0.0.1", PublicHostname = "127.0.0.1", Port = port, DataPort = dataPort, Tls = false, SeedNodes = [seed], JoinTimeoutSeconds = 60 },
     };
 
     /// <summary>A node of <paramref name="role"/> built as the CLI builds it (<see cref="ClusterNode.WithDistTrainNode"/>), started.</summary>
@@ -142,10 +142,12 @@ public sealed class ShardNodeTests : IDisposable
         var ports = TestPorts.Free(2);
         var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
         var ps = await StartNodeAsync(Options(seed, ports[0], 0), NodeRoles.ParameterServer);
-        var shardOptions = Options(seed, 0, ports[1], joinTimeoutSeconds: 3);
+        var shardOptions = Options(seed, 0, ports[1]);
         var security = new ClusterSecurity(Identity, null);
         using var stop = new CancellationTokenSource();
-        var run = ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(shardOptions, security), shardOptions, security, stop.Token);
+        // 3 s without a parameter server, as Cluster:JoinTimeoutSeconds = 3 would give, without bounding the join by it too.
+        var run = ClusterNode.RunShardHostWithTimeoutAsync(ClusterNode.ShardHostSettingsOf(shardOptions, security), shardOptions, security,
+            TimeSpan.FromSeconds(3), stop.Token);
         try
         {
             await UpMemberAsync(ps, NodeRoles.ParameterShard);

@@ -781,6 +781,30 @@ public sealed class ShardedWorkerTests : TestKit
     }
 
     /// <summary>
+    /// A shard node that is stopping releases the shard it hosts, telling the owner with a signed <see cref="ShardFailed"/>, and
+    /// refuses, signed and with the reason, every request from then on (the owner's repeated one included), so no shard is placed
+    /// on a node that is leaving.
+    /// </summary>
+    [Fact]
+    public async Task A_stopping_shard_node_releases_its_shard_and_refuses_further_requests()
+    {
+        var initial = Initial();
+        var tokens = ShardDataPlaneTests.Tokens(Workers);
+        var host = StartShardNode("stopping-shard-node", initial);
+        var request = ShardHost.Request(Job, Sys, TestActor, host, JobId, 0, 2, tokens, initial, ServerSettings(Sgd));
+        host.Tell(request, TestActor);
+        ExpectMsg<ShardHosted>(Wait);
+        await ShardHost.ReleaseForStopAsync(host, Wait);
+        var failed = ExpectMsg<ShardFailed>(Wait);
+        Assert.True(ShardHost.IsGenuine(Job, request, failed));
+        Assert.Equal("the shard node is stopping", failed.Reason);
+        host.Tell(request, TestActor);
+        var refused = ExpectMsg<ShardHostRefused>(Wait);
+        Assert.True(ShardHost.IsGenuine(Job, request, refused));
+        Assert.Equal("the shard node is stopping: place the shard on another shard node.", refused.Reason);
+    }
+
+    /// <summary>
     /// A shard's weights cross to its owner in pieces of at most <see cref="ShardSliceChunk.MaxValues"/> floats (a model whose
     /// trainable part is two slices of 25,120 values: two pieces per shard), through the serializer, and
     /// <see cref="ShardWeightsGather"/> puts them into a copy of the weights it is given, whose frozen tensors (the output layer
@@ -831,6 +855,13 @@ public sealed class ShardedWorkerTests : TestKit
         Assert.Equal(0L, gather.Result.Version);
         AssertSameBits(initial.Values, gather.Result.Weights, "the gathered starting weights");
 
+        // A gathering that expects optimizer state from shards that send none fails at the first piece, naming both counts.
+        var expectsState = new ShardWeightsGather(initial, shards, requestId: 3, ["momentum_buffer"]);
+        Assert.Null(expectsState.Take(from, first));
+        Assert.Equal($"Shard {first.Shard} sends 0 optimizer state buffers, and this gathering expects 1 (momentum_buffer): the shard and its owner run " +
+            "other optimizers or DistTrain versions.", expectsState.Failure);
+        Assert.EndsWith("came after the gathering failed; ignored", expectsState.Take(from, first));
+
         var torn = new ShardWeightsGather(initial, shards, requestId: 3);
         foreach (var (sender, chunk) in pieces) Assert.Null(torn.Take(sender, chunk.Shard == 1 ? chunk with { Version = 9 } : chunk));
         Assert.False(torn.Complete);
@@ -843,6 +874,7 @@ public sealed class ShardedWorkerTests : TestKit
         Assert.Equal("Version -1 is below 0", new ShardSliceChunk(0, 1, -1, 0, 5, []).OutOfRange());
         Assert.Equal("Buffer 5 is outside 0 to 4", new ShardSliceChunk(0, 1, 0, 0, 5, [], Buffer: 5).OutOfRange());
         Assert.Equal("OptimizerSteps -1 is below 0", new ShardSliceChunk(0, 1, 0, 0, 5, [], OptimizerSteps: -1).OutOfRange());
+        Assert.Equal("StateBuffers 5 is outside 0 to 4", new ShardSliceChunk(0, 1, 0, 0, 5, [], StateBuffers: 5).OutOfRange());
         Assert.Null(first.OutOfRange());
     }
 }

@@ -159,19 +159,18 @@ public sealed class ParameterShardActor : ReceiveActor
             return;
         }
         var steps = _model.Optimizer.StepCount;
-        SendSlice(request.RequestId, 0, _model.Weights.Values.AsMemory(0, _shard.Length), steps);
-        if (!request.WithOptimizerState) return;
-        var state = _model.Optimizer.State;
-        for (var b = 0; b < state.Count; b++) SendSlice(request.RequestId, b + 1, state[b].Values.AsMemory(0, _shard.TrainableLength), steps);
+        var state = request.WithOptimizerState ? _model.Optimizer.State : [];
+        SendSlice(request.RequestId, 0, _model.Weights.Values.AsMemory(0, _shard.Length), steps, state.Count);
+        for (var b = 0; b < state.Count; b++) SendSlice(request.RequestId, b + 1, state[b].Values.AsMemory(0, _shard.TrainableLength), steps, state.Count);
     }
 
     /// <summary>Sends the owner <paramref name="values"/> as buffer <paramref name="buffer"/> in pieces of at most <see cref="ShardSliceChunk.MaxValues"/>.</summary>
-    private void SendSlice(int requestId, int buffer, ReadOnlyMemory<float> values, long steps)
+    private void SendSlice(int requestId, int buffer, ReadOnlyMemory<float> values, long steps, int stateBuffers)
     {
         for (var offset = 0; offset < values.Length; offset += ShardSliceChunk.MaxValues)
         {
             var piece = values.Span.Slice(offset, Math.Min(ShardSliceChunk.MaxValues, values.Length - offset)).ToArray();
-            Sender.Tell(new ShardSliceChunk(requestId, _shard.Index, _model.Version, offset, values.Length, piece, buffer, steps));
+            Sender.Tell(new ShardSliceChunk(requestId, _shard.Index, _model.Version, offset, values.Length, piece, buffer, steps, stateBuffers));
         }
     }
 

@@ -66,7 +66,7 @@ public sealed record ShardHostSettings(
 /// Checkpoint:Directory and no standby) would otherwise leave the node waiting for ever in a cluster of its own.</para>
 /// <para>Not yet here: a coordinator that asks it (docs/architecture.md, "Where the shards run").</para>
 /// </remarks>
-public sealed class ShardHost : ReceiveActor
+public sealed class ShardHost : ReceiveActor, IWithTimers
 {
     /// <summary>The host's actor name on a shard node: <c>/user/shard-host</c>.</summary>
     public const string Name = "shard-host";
@@ -75,13 +75,39 @@ public sealed class ShardHost : ReceiveActor
     private readonly TaskCompletionSource<JobFinished>? _jobEnded;
     private readonly TimeSpan _parameterServerTimeout;
     private Akka.Cluster.Cluster? _cluster;  // on a shard node: watched for a parameter-server member
-    private ICancelable? _noParameterServer; // the time-out running while no parameter-server member is up and reachable
+    // On a shard node, the membership as the events this actor received say (Cluster.State is updated by another actor, so
+    // it may lag or lead them): the members by address, and those unreachable.
+    private readonly Dictionary<UniqueAddress, Member> _members = [];
+    private readonly HashSet<UniqueAddress> _unreachable = [];
+    private bool _stopping; // the node is stopping: it hosts nothing more
 
     private sealed record NoParameterServer;
 
-    /// <summary>The shard node is stopping (its coordinated shutdown's first phase): release the shard and tell its owner now,
-    /// while the node is still a member and its messages still go out; answered with <see cref="Akka.Done"/>.</summary>
-    private sealed record NodeStopping;
+    /// <summary>The shard node is stopping (its coordinated shutdown's first phase, or a stop that skips the cluster leave):
+    /// release the shard and tell its owner now, while the node's messages still go out, and host nothing more; answered with
+    /// <see cref="Akka.Done"/>.</summary>
+    internal sealed record NodeStopping : INoSerializationVerificationNeeded
+    {
+        /// <summary>The message.</summary>
+        public static readonly NodeStopping Instance = new();
+    }
+
+    /// <summary>Tells a shard node's host that the node is stopping (<see cref="NodeStopping"/>) and waits up to
+    /// <paramref name="timeout"/> for it to have released its shard and told the owner; a host that is gone or does not answer
+    /// in time is not waited for (its PostStop tells the owner).</summary>
+    internal static async Task ReleaseForStopAsync(IActorRef host, TimeSpan timeout)
+    {
+        try
+        {
+            await host.Ask<Akka.Done>(NodeStopping.Instance, timeout).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+        {
+        }
+    }
+
+    /// <inheritdoc />
+    public ITimerScheduler Timers { get; set; } = null!;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private HostedShard? _hosting;
     private int _hosted; // shards hosted so far: each one's actors get names of their own, as a released one's may still be stopping
@@ -107,11 +133,34 @@ public sealed class ShardHost : ReceiveActor
         _parameterServerTimeout = parameterServerTimeout ?? TimeSpan.FromSeconds(60);
         Receive<HostShard>(OnRequest);
         Receive<JobFinished>(OnJobFinished);
-        Receive<ClusterEvent.IClusterDomainEvent>(_ => WatchParameterServers());
-        Receive<ClusterEvent.CurrentClusterState>(_ => WatchParameterServers());
+        Receive<ClusterEvent.CurrentClusterState>(state =>
+        {
+            _members.Clear();
+            foreach (var member in state.Members) _members[member.UniqueAddress] = member;
+            _unreachable.Clear();
+            foreach (var member in state.Unreachable) _unreachable.Add(member.UniqueAddress);
+            WatchParameterServers();
+        });
+        Receive<ClusterEvent.IMemberEvent>(e =>
+        {
+            if (e is ClusterEvent.MemberRemoved) _members.Remove(e.Member.UniqueAddress);
+            else _members[e.Member.UniqueAddress] = e.Member;
+            WatchParameterServers();
+        });
+        Receive<ClusterEvent.UnreachableMember>(e =>
+        {
+            _unreachable.Add(e.Member.UniqueAddress);
+            WatchParameterServers();
+        });
+        Receive<ClusterEvent.ReachableMember>(e =>
+        {
+            _unreachable.Remove(e.Member.UniqueAddress);
+            WatchParameterServers();
+        });
         Receive<NoParameterServer>(_ => OnNoParameterServer());
         Receive<NodeStopping>(_ =>
         {
+            _stopping = true;
             if (_hosting is { } hosting)
             {
                 hosting.Owner.Tell(Failed(hosting, "the shard node is stopping"));
@@ -253,6 +302,11 @@ public sealed class ShardHost : ReceiveActor
             Refuse(owner, request, unsigned, signed: false);
             return;
         }
+        if (_stopping)
+        {
+            Refuse(owner, request, "the shard node is stopping: place the shard on another shard node");
+            return;
+        }
         if (_hosting is { } hosting)
         {
             if (hosting.Owner.Equals(owner) && JobIdentity.Matches(hosting.Request.Proof, request.Proof)) // the same request, every field
@@ -382,44 +436,36 @@ public sealed class ShardHost : ReceiveActor
             typeof(ClusterEvent.IReachabilityEvent));
         // The owner hears of a stop before the node leaves the cluster: told from PostStop, at the actor system's end, the
         // message could be lost with the node's connections.
+        // (3 s: below the phase's 5 s time-out, so a slow host does not also make Akka warn of the phase.) A restarted host adds
+        // the task again; the second finds nothing hosted.
         var self = Self;
         CoordinatedShutdown.Get(Context.System).AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "release-hosted-shard", async () =>
         {
-            try
-            {
-                await self.Ask<Akka.Done>(new NodeStopping(), TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
-            {
-                // The host is gone or busy: its PostStop tells the owner instead.
-            }
+            await ReleaseForStopAsync(self, TimeSpan.FromSeconds(3)).ConfigureAwait(false);
             return Akka.Done.Instance;
         });
     }
 
-    /// <summary>Whether a parameter-server member is up and reachable.</summary>
-    private bool ParameterServerUp()
-    {
-        var state = _cluster!.State;
-        return state.Members.Any(m => m.HasRole(NodeRoles.ParameterServer) && m.Status == MemberStatus.Up && !state.Unreachable.Contains(m));
-    }
+    /// <summary>Whether a parameter-server member is up and reachable, as the events received say.</summary>
+    private bool ParameterServerUp() =>
+        _members.Values.Any(m => m.HasRole(NodeRoles.ParameterServer) && m.Status == MemberStatus.Up && !_unreachable.Contains(m.UniqueAddress));
 
     /// <summary>On a membership change: runs the time-out while this node is up and no parameter-server member is, else stops it.</summary>
     private void WatchParameterServers()
     {
         if (_cluster is null || _jobEnded!.Task.IsCompleted) return;
-        if (ParameterServerUp() || _cluster.SelfMember.Status != MemberStatus.Up)
+        var selfUp = _members.TryGetValue(_cluster.SelfUniqueAddress, out var self) && self.Status == MemberStatus.Up;
+        if (ParameterServerUp() || !selfUp)
         {
-            _noParameterServer?.Cancel();
-            _noParameterServer = null;
+            Timers.Cancel(nameof(NoParameterServer)); // a time-out message already queued is dropped too
             return;
         }
-        _noParameterServer ??= Context.System.Scheduler.ScheduleTellOnceCancelable(_parameterServerTimeout, Self, new NoParameterServer(), Self);
+        if (!Timers.IsTimerActive(nameof(NoParameterServer)))
+            Timers.StartSingleTimer(nameof(NoParameterServer), new NoParameterServer(), _parameterServerTimeout);
     }
 
     private void OnNoParameterServer()
     {
-        _noParameterServer = null;
         if (_cluster is null || ParameterServerUp()) return;
         _jobEnded!.TrySetException(new TimeoutException($"No parameter-server node has been up and reachable in this cluster for " +
             $"{_parameterServerTimeout.TotalSeconds:F0} s (Cluster:JoinTimeoutSeconds): the job's parameter server left without reporting the job's " +
@@ -479,7 +525,6 @@ public sealed class ShardHost : ReceiveActor
     /// <inheritdoc />
     protected override void PostStop()
     {
-        _noParameterServer?.Cancel();
         _cluster?.Unsubscribe(Self);
         if (_hosting is { } hosting)
         {

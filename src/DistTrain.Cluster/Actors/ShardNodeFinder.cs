@@ -15,7 +15,8 @@ namespace DistTrain.Cluster.Actors;
 /// Candidates are asked as they come up, so a shard node started after the parameter server is found when it joins. A member
 /// that answers without a host (a node of another role layout, or one whose host has stopped) is passed over and named in
 /// <see cref="NotFound"/>'s reason; one that leaves, is removed or becomes unreachable before the search ends is dropped, and
-/// a member that comes back up is asked again.
+/// a member that comes back (reachable again) is asked again. Membership is taken from the events this actor receives, not
+/// from <c>Cluster.State</c>, which another actor updates.
 /// </remarks>
 public sealed class ShardNodeFinder : ReceiveActor, IWithTimers
 {
@@ -36,6 +37,8 @@ public sealed class ShardNodeFinder : ReceiveActor, IWithTimers
     private readonly Dictionary<UniqueAddress, Member> _candidates = [];       // up, reachable, of the role, not yet answered
     private readonly Dictionary<UniqueAddress, (Member Member, IActorRef Host)> _hosts = []; // answered with a host
     private readonly Dictionary<UniqueAddress, string> _hostless = [];         // answered without a host
+    // The unreachable members as the events received say (Cluster.State is updated by another actor, so it may lag or lead them).
+    private readonly HashSet<UniqueAddress> _unreachable = [];
     private readonly Dictionary<int, UniqueAddress> _questions = []; // each Identify's id, and the member asked
     private int _asked;
 
@@ -50,18 +53,25 @@ public sealed class ShardNodeFinder : ReceiveActor, IWithTimers
         _cluster = Akka.Cluster.Cluster.Get(Context.System);
         Receive<ClusterEvent.CurrentClusterState>(state =>
         {
-            foreach (var member in state.Members) Consider(member, reachable: !state.Unreachable.Contains(member));
+            foreach (var member in state.Unreachable) _unreachable.Add(member.UniqueAddress);
+            foreach (var member in state.Members) Consider(member);
             Done();
         });
         Receive<ClusterEvent.IMemberEvent>(e =>
         {
-            Consider(e.Member, reachable: !_cluster.State.Unreachable.Contains(e.Member));
+            if (e is ClusterEvent.MemberRemoved) _unreachable.Remove(e.Member.UniqueAddress);
+            Consider(e.Member);
             Done();
         });
-        Receive<ClusterEvent.UnreachableMember>(e => Drop(e.Member.UniqueAddress));
+        Receive<ClusterEvent.UnreachableMember>(e =>
+        {
+            _unreachable.Add(e.Member.UniqueAddress);
+            Drop(e.Member.UniqueAddress);
+        });
         Receive<ClusterEvent.ReachableMember>(e =>
         {
-            Consider(e.Member, reachable: true);
+            _unreachable.Remove(e.Member.UniqueAddress);
+            Consider(e.Member);
             Done();
         });
         Receive<ActorIdentity>(OnIdentity);
@@ -94,18 +104,19 @@ public sealed class ShardNodeFinder : ReceiveActor, IWithTimers
     /// <inheritdoc />
     protected override void PostStop() => _cluster.Unsubscribe(Self);
 
-    /// <summary>Asks an up, reachable member of the role for its host, once per incarnation; drops any other.</summary>
-    private void Consider(Member member, bool reachable)
+    /// <summary>Asks an up, reachable member of the role for its host (again after it was dropped); drops any other.</summary>
+    private void Consider(Member member)
     {
         if (!member.HasRole(NodeRoles.ParameterShard)) return;
         var address = member.UniqueAddress;
-        if (member.Status != MemberStatus.Up || !reachable)
+        if (member.Status != MemberStatus.Up || _unreachable.Contains(address))
         {
             Drop(address);
             return;
         }
         if (_candidates.ContainsKey(address) || _hosts.ContainsKey(address) || _hostless.ContainsKey(address)) return;
         _candidates[address] = member;
+        foreach (var stale in _questions.Where(q => q.Value.Equals(address)).Select(q => q.Key).ToList()) _questions.Remove(stale);
         var id = ++_asked;
         _questions[id] = address;
         Context.ActorSelection(new RootActorPath(member.Address) / "user" / ShardHost.Name).Tell(new Identify(id));

@@ -23,7 +23,8 @@ namespace DistTrain.Cluster.Actors;
 /// that order (buffer b + 1 of <see cref="ShardSliceChunk.Buffer"/> is state buffer b), each whole before the next, all with its
 /// optimizer step count; the gathering lays the slices side by side in whole-model buffers of the trainable length, as the
 /// in-process shards' checkpoints are put together (<see cref="ParameterShards.Assemble"/>). The shards must agree on the step
-/// count as on the version.</para>
+/// count as on the version, and every piece says how many state buffers its shard sends: a number other than the names
+/// given fails the gathering at once.</para>
 /// </remarks>
 public sealed class ShardWeightsGather
 {
@@ -73,7 +74,8 @@ public sealed class ShardWeightsGather
     /// <summary>True once every shard's whole slice of every buffer has come, at one version and one step count.</summary>
     public bool Complete => Failure is null && Enumerable.Range(0, _shards.Length).All(Done);
 
-    /// <summary>Why the gathering failed (shards at different versions or step counts), or null.</summary>
+    /// <summary>Why the gathering failed (shards at different versions, or with the optimizer state at different step counts or
+    /// with another number of state buffers), or null.</summary>
     public string? Failure { get; private set; }
 
     /// <summary>The whole weights and their version, once <see cref="Complete"/>.</summary>
@@ -108,6 +110,13 @@ public sealed class ShardWeightsGather
             return $"{what} came from {sender.Path}, which is not that shard; ignored";
         var k = chunk.Shard;
         var shard = _plan[k];
+        if (chunk.StateBuffers != _stateNames.Length && Failure is null)
+        {
+            Failure = $"Shard {k} sends {chunk.StateBuffers} optimizer state buffers, and this gathering expects {_stateNames.Length} " +
+                $"({(_stateNames.Length == 0 ? "none" : string.Join(", ", _stateNames))}): the shard and its owner run other optimizers or DistTrain versions.";
+            return null;
+        }
+        if (Failure is not null) return $"{what} came after the gathering failed; ignored";
         if (Done(k)) return $"{what} came after shard {k}'s last buffer; ignored";
         if (chunk.Buffer != _buffer[k])
             return $"{what} is not of the buffer shard {k} is sending ({(_buffer[k] == 0 ? "the weights" : $"optimizer state buffer {_buffer[k] - 1}")}); ignored";
@@ -127,7 +136,7 @@ public sealed class ShardWeightsGather
             _buffer[k]++;
             _received[k] = 0;
         }
-        if (Enumerable.Range(0, _shards.Length).All(Done) && (_versions.Distinct().Count() > 1 || _steps.Distinct().Count() > 1))
+        if (Enumerable.Range(0, _shards.Length).All(Done) && (_versions.Distinct().Count() > 1 || (WithOptimizerState && _steps.Distinct().Count() > 1)))
             Failure = _versions.Distinct().Count() > 1
                 ? $"The shards' slices are of different versions ({string.Join(", ", _versions.Select((v, s) => $"shard {s}: {v}"))}): gather " +
                   "between parts, when every shard has applied the same rounds, or the weights would be torn."

@@ -365,7 +365,8 @@ public static class ClusterNode
     /// <summary>
     /// Runs a shard node (role <see cref="NodeRoles.ParameterShard"/>) until the active parameter server reports the job's end:
     /// it joins the cluster through Cluster:SeedNodes and hosts one parameter-server shard at a time (<see cref="ShardHost"/>,
-    /// <c>/user/shard-host</c>) for the coordinator that asks. A stop (<paramref name="cancellationToken"/>) leaves the cluster.
+    /// <c>/user/shard-host</c>) for the coordinator that asks. A stop (<paramref name="cancellationToken"/>) releases the shard,
+    /// telling its owner, and leaves the cluster (or, with a member unreachable, skips the leave, as a worker does).
     /// </summary>
     /// <param name="settings">What the node hosts with (<see cref="ShardHostSettingsOf"/>).</param>
     /// <param name="options">The node's validated options.</param>
@@ -380,17 +381,24 @@ public static class ClusterNode
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> stopped the node.</exception>
     /// <exception cref="PortInUseException">Cluster:Port was taken after the start-up check.</exception>
     public static async Task<JobFinished> RunShardHostAsync(ShardHostSettings settings, TrainingOptions options, ClusterSecurity security,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken) => await RunShardHostWithTimeoutAsync(settings, options, security,
+            TimeSpan.FromSeconds(options.Cluster.JoinTimeoutSeconds), cancellationToken).ConfigureAwait(false);
+
+    /// <summary>As <see cref="RunShardHostAsync(ShardHostSettings, TrainingOptions, ClusterSecurity, CancellationToken)"/>, waiting
+    /// <paramref name="parameterServerTimeout"/> without a parameter-server member (tests shorten it without shortening the join).</summary>
+    internal static async Task<JobFinished> RunShardHostWithTimeoutAsync(ShardHostSettings settings, TrainingOptions options, ClusterSecurity security,
+        TimeSpan parameterServerTimeout, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(settings);
         if (TrainingOptionsValidator.WorkerSeedProblems(options, node: "shard") is { Count: > 0 } seeds) throw new ConfigurationException("shard node options", seeds);
         PortProbe.BindAddress(options.Cluster.Hostname, "Cluster:Hostname");
         var completion = new TaskCompletionSource<JobFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         ActorSystem? actorSystem = null;
+        IActorRef shardHost = ActorRefs.Nobody;
         using var host = BuildHost(options, security, NodeRoles.ParameterShard, Environment.ProcessorCount, (system, _) =>
         {
             actorSystem = system;
-            system.ActorOf(ShardHost.Props(settings, completion, TimeSpan.FromSeconds(options.Cluster.JoinTimeoutSeconds)), ShardHost.Name);
+            shardHost = system.ActorOf(ShardHost.Props(settings, completion, parameterServerTimeout), ShardHost.Name);
             FailWhenTerminated(system, security, options.Cluster.SeedNodes, completion);
             FailWhenNotJoined(system, security, options.Cluster, completion, shardNode: true);
         });
@@ -402,8 +410,13 @@ public static class ClusterNode
         finally
         {
             // As a worker's: with a member unreachable (a parameter server killed or cut off) no leave can finish before it is
-            // downed, so a stop skips the leave rather than wait for that.
-            if (cancellationToken.IsCancellationRequested && actorSystem is not null) await SkipLeaveAsync(actorSystem, null).ConfigureAwait(false);
+            // downed, so a stop skips the leave rather than wait for that. The skip starts the shutdown after the phase in which
+            // the host releases its shard, so it is told first: its owner hears of the stop while the node's messages still go out.
+            if (cancellationToken.IsCancellationRequested && actorSystem is not null && Akka.Cluster.Cluster.Get(actorSystem).State.Unreachable.Count > 0)
+            {
+                await ShardHost.ReleaseForStopAsync(shardHost, TimeSpan.FromSeconds(3)).ConfigureAwait(false);
+                await SkipLeaveAsync(actorSystem, null).ConfigureAwait(false);
+            }
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }

@@ -357,6 +357,8 @@ public sealed record ShardSliceRequest([property: Key(0)] int RequestId, [proper
 /// <param name="Buffer">Which buffer the piece is of: 0 the weights; b from 1 to <see cref="MaxBuffers"/> the optimizer's state
 /// buffer b - 1 (sent only when asked for, after the weights, each buffer whole before the next).</param>
 /// <param name="OptimizerSteps">The shard's optimizer step count (Adam's bias correction counts it), 0 or more; on every piece.</param>
+/// <param name="StateBuffers">How many optimizer state buffers the shard sends after its weights, 0 to <see cref="MaxBuffers"/>: 0 when
+/// not asked for them; on every piece, so an owner that expects another number fails at once rather than waiting.</param>
 [MessagePackObject]
 public sealed record ShardSliceChunk(
     [property: Key(0)] int RequestId,
@@ -366,7 +368,8 @@ public sealed record ShardSliceChunk(
     [property: Key(4)] int Total,
     [property: Key(5)] float[] Values,
     [property: Key(6)] int Buffer = 0,
-    [property: Key(7)] long OptimizerSteps = 0) : ITensorMessage, IRangeCheckedMessage
+    [property: Key(7)] long OptimizerSteps = 0,
+    [property: Key(8)] int StateBuffers = 0) : ITensorMessage, IRangeCheckedMessage
 {
     /// <summary>Most floats in one piece: 64 KiB of values.</summary>
     public const int MaxValues = 16_384;
@@ -384,7 +387,8 @@ public sealed record ShardSliceChunk(
     /// <inheritdoc />
     public string? OutOfRange() => ShardWire.AtLeast(nameof(RequestId), RequestId, 0) ?? ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Version), Version, 0)
         ?? ShardWire.Within(nameof(Total), Total, 1, DataPlane.TensorFrame.MaxCount) ?? ShardWire.Within(nameof(Offset), Offset, 0, Total - 1)
-        ?? ShardWire.Within(nameof(Buffer), Buffer, 0, MaxBuffers) ?? ShardWire.AtLeast(nameof(OptimizerSteps), OptimizerSteps, 0);
+        ?? ShardWire.Within(nameof(Buffer), Buffer, 0, MaxBuffers) ?? ShardWire.AtLeast(nameof(OptimizerSteps), OptimizerSteps, 0)
+        ?? ShardWire.Within(nameof(StateBuffers), StateBuffers, 0, MaxBuffers);
 }
 
 /// <summary>
