@@ -71,7 +71,7 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(HostShard) => new HostShard("0123456789ab", 2, 3, [.. Enumerable.Range(0, 64).Select(i => (byte)(i * 7 + 1))],
                 [.. Enumerable.Range(0, 32).Select(i => (byte)(255 - i))], "{\"Optimizer\":{\"LearningRate\":0.05}}", [.. Enumerable.Range(0, 32).Select(i => (byte)(i + 9))]),
             nameof(ShardHosted) => new ShardHosted("0123456789ab", 2, probe, "10.0.0.9", 4055, [probe, TestActor], [.. Enumerable.Range(0, 32).Select(i => (byte)(i + 3))]),
-            nameof(ShardRoundApplied) => new ShardRoundApplied(2, 3, 1, 41, 1, 118, 96, 140.5, 0.0125, 0.0004, PartFinished: true),
+            nameof(ShardRoundApplied) => new ShardRoundApplied(2, 3, 1, 41, 1, 118, 96, 140.5, 0.0125, 0.0004, PartFinished: true, 0.0375, 1.25),
             nameof(ShardSliceRequest) => new ShardSliceRequest(7, WithOptimizerState: true),
             nameof(ShardSliceChunk) => new ShardSliceChunk(7, 2, 118, 16_384, 40_000, tensor, Buffer: 2, OptimizerSteps: 117, StateBuffers: 2),
             nameof(ShardHostRefused) => new ShardHostRefused(2, "this node already hosts shard 0 of 2 of job 0123456789ab",

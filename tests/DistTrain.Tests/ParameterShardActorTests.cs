@@ -81,8 +81,9 @@ public sealed class ParameterShardActorTests : TestKit
 
     /// <summary><see cref="Reference(OptimizerOptions, int, int, Loss?, int)"/> in the actor system of <paramref name="kit"/>.</summary>
     /// <param name="steps">When given, gets the server's step reports (<see cref="RoundApplied"/>), one per round.</param>
+    /// <param name="parts">When given, gets the server's report of the part's end (<see cref="EpochCompleted"/>).</param>
     internal static List<float[]> Reference(TestKitBase kit, OptimizerOptions optimizer, int workers, int serverShards, Loss? loss, int shards,
-        List<RoundApplied>? steps = null)
+        List<RoundApplied>? steps = null, List<EpochCompleted>? parts = null)
     {
         var replica = new Replica();
         var server = kit.Sys.ActorOf(ParameterServer.Props(Replica.Initial(), optimizer, totalEpochs: 1, shards: serverShards));
@@ -130,11 +131,12 @@ public sealed class ParameterShardActorTests : TestKit
             }
             history.Add(weights[0]);
         }
-        while (steps is not null && steps.Count < Rounds)
+        while ((steps is not null && steps.Count < Rounds) || parts is { Count: 0 })
         {
             var message = coordinator.ReceiveOne(TimeSpan.FromSeconds(30));
-            Assert.True(message is not null, $"the server sent {steps.Count} step reports in 30 s, not {Rounds}");
-            if (message is RoundApplied step) steps.Add(step);
+            Assert.True(message is not null, $"the server sent {steps?.Count} step reports and {parts?.Count} part ends in 30 s");
+            if (message is RoundApplied step) steps?.Add(step);
+            if (message is EpochCompleted part) parts?.Add(part);
         }
         kit.Sys.Stop(server);
         return history;
@@ -366,7 +368,8 @@ public sealed class ParameterShardActorTests : TestKit
         var lose = lost == "drop";
         var loss = lost switch { "drop" => new Loss(Worker: 2, Round: 1, SentTo: [0]), "keep" => new Loss(2, 1, [.. Enumerable.Range(0, shards)]), _ => null };
         var expected = new List<RoundApplied>();
-        Reference(this, Sgd(), workers, serverShards: 1, loss, shards, expected);
+        var partEnd = new List<EpochCompleted>();
+        Reference(this, Sgd(), workers, serverShards: 1, loss, shards, expected, partEnd);
         var owner = CreateTestProbe();
         var actors = new List<IActorRef>();
         Sharded(Sgd(), workers, shards, loss, owner, actors);
@@ -391,6 +394,14 @@ public sealed class ParameterShardActorTests : TestKit
             Assert.True(step.UpdateSeconds > 0, $"round {i}: update {step.UpdateSeconds} s");
         }
         Assert.Equal(lose ? 1 : 0, merged[1].Stamp);
+        // The part's last merged report carries the model's L1 and L2 terms, the shards' sums: the server's at its part's end within
+        // 1e-6 relative (the terms are summed per tensor in single precision, in another grouping); the rounds before it (none of
+        // which can be the part's last here) carry none.
+        var serverEnd = Assert.Single(partEnd);
+        Assert.True(serverEnd.L1Penalty > 0 && serverEnd.L2Penalty > 0);
+        Assert.True(Math.Abs(merged[^1].L1Penalty - serverEnd.L1Penalty) <= 1e-6 * serverEnd.L1Penalty, $"L1 {merged[^1].L1Penalty:R}, server {serverEnd.L1Penalty:R}");
+        Assert.True(Math.Abs(merged[^1].L2Penalty - serverEnd.L2Penalty) <= 1e-6 * serverEnd.L2Penalty, $"L2 {merged[^1].L2Penalty:R}, server {serverEnd.L2Penalty:R}");
+        Assert.All(merged.Take(Rounds - 1), step => Assert.Equal((0.0, 0.0), (step.L1Penalty, step.L2Penalty)));
         owner.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // no report beyond those
         // A report from an actor that is not its shard, or of a round already reported, changes nothing.
         var late = merged[^1] with { Shard = 1 };
@@ -479,6 +490,7 @@ public sealed class ParameterShardActorTests : TestKit
         Assert.Equal(new LossDecision(1, lastRound, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
         var end = NextMerged();
         Assert.Equal((lastRound, 1, (long)lastRound, 0, 0.0, true), (end.Round, end.Stamp, end.Version, end.SampleCount, end.LossSum, end.PartFinished));
+        Assert.True(end.L1Penalty > 0 && end.L2Penalty > 0, "the part's end carries no regularization terms"); // both shards' slices
         owner.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
         foreach (var actor in actors.Append(arbiter)) Sys.Stop(actor);
     }

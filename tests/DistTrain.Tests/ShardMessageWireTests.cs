@@ -223,6 +223,8 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardRoundApplied), Bytes(0, 1, 0, -1, 0, 1L, 10, 1.0, 0.1, 0.001, false), "Round -1 is below 0" },
         { nameof(ShardRoundApplied), Bytes(0, 1, 0, 0, 300, 1L, 10, 1.0, 0.1, 0.001, false), "Stamp 300 is outside 0 to 256" },
         { nameof(ShardRoundApplied), Bytes(0, 1, 0, 0, 0, 1L, -10, 1.0, 0.1, 0.001, false), "SampleCount -10 is below 0" },
+        { nameof(ShardRoundApplied), Bytes(0, 1, 0, 0, 0, 1L, 10, 1.0, 0.1, 0.001, true, double.NaN, 0.5),
+            "L1Penalty NaN or L2Penalty 0.5 is not a sum of non-negative terms" },
         { nameof(ShardHostRefused), Bytes(-1, "busy", new byte[32]), "Shard -1 is outside 0 to 15" },
         { nameof(ShardHostRefused), Bytes(1, "busy", new byte[31]), "Proof holds 31 bytes, not 0 or 32" },
         { nameof(ShardFailed), Bytes("job", 16, "diverged", new byte[32]), "Shard 16 is outside 0 to 15" },

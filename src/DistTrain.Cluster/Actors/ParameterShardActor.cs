@@ -44,6 +44,7 @@ public sealed class ParameterShardActor : ReceiveActor
     private readonly ParameterShard _shard;
     private readonly IActorRef _owner;
     private readonly ServerModel _model;
+    private int _lastRoundFrom; // the part's first round that can be its last (its workers' lowest last round)
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly float[] _heldWeights;
     private readonly float[][] _heldState;
@@ -139,6 +140,8 @@ public sealed class ParameterShardActor : ReceiveActor
             return;
         }
         _ledger = new ShardRoundLedger<GradientComputed>(start.RoundsPerWorker);
+        // The first round that can be the part's last: the lowest last round of its workers (the others may be lost by then).
+        _lastRoundFrom = start.RoundsPerWorker.Where(r => r > 0).DefaultIfEmpty(1).Min() - 1;
         _part = new EpochPart(start.Epoch, [.. start.Workers.Select(w => !w.IsNobody())], start.RoundsPerWorker, 0, start.StepsPerEpoch, false, start.Part);
         _workers = start.Workers;
         _receivers = (IActorRef[])start.Workers.Clone();
@@ -251,7 +254,10 @@ public sealed class ParameterShardActor : ReceiveActor
         // round) is reported as that round without a step, so the owner learns the part's end, which no step would report.
         // Every shard applies every decision, so those that did not redo or close the round report it so too.
         if (action.Kind == LedgerActionKind.None && !wasFinished && _ledger.PartFinished)
-            _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, openRound, _ledger.Stamp, _model.Version, 0, 0, 0, 0, PartFinished: true));
+        {
+            var (l1, l2) = Penalties(openRound, 0);
+            _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, openRound, _ledger.Stamp, _model.Version, 0, 0, 0, 0, PartFinished: true, l1, l2));
+        }
     }
 
     /// <summary>Why a loss question or decision of <paramref name="epoch"/>'s part <paramref name="part"/> is not about the part
@@ -395,9 +401,20 @@ public sealed class ParameterShardActor : ReceiveActor
     }
 
     /// <summary>Tells the owner the round is applied (<see cref="ShardRoundApplied"/>), after its result went to the workers.</summary>
-    private void ReportRound(LedgerAction<GradientComputed> action, int samples, double lossSum, double learningRate, double updateSeconds) =>
+    private void ReportRound(LedgerAction<GradientComputed> action, int samples, double lossSum, double learningRate, double updateSeconds)
+    {
+        var (l1, l2) = Penalties(action.Round, samples);
         _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, action.Round, action.Stamp, _model.Version, samples, lossSum,
-            learningRate, updateSeconds, _ledger!.PartFinished));
+            learningRate, updateSeconds, _ledger!.PartFinished, l1, l2));
+    }
+
+    /// <summary>
+    /// The slice's L1 and L2 terms after a round that can be the part's last (from <see cref="_lastRoundFrom"/> on, or one without
+    /// a step), else zeros: a pass over the slice, spared on the rounds before. Every shard's report of a part's final round
+    /// carries them, even one that closed the round before a decision ended the part, so the owner's sum is the model's.
+    /// </summary>
+    private (double L1, double L2) Penalties(int round, int samples) =>
+        round >= _lastRoundFrom || samples == 0 ? _model.RegularizationPenalties() : (0, 0);
 
     /// <summary>
     /// The exception the shard stops with, as one parameter server's (<see cref="UpdatePolicy.Divergence"/>): the epoch, step,

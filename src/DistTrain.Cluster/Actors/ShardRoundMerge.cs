@@ -39,7 +39,8 @@ public sealed class ShardRoundMerge
 
     /// <summary>
     /// Takes <paramref name="sender"/>'s report. <paramref name="merged"/> is the round's step report when this report made the
-    /// round final (the shard-0 report's position, the slowest shard's update time, finished when any shard says so), else null;
+    /// round final (the shard-0 report's position, the slowest shard's update time, finished when any shard says so, the shards'
+    /// L1 and L2 terms summed), else null;
     /// one of no samples is a round without a step (see the remarks).
     /// Returns null when taken, else why it was ignored, or the shards' disagreement (then nothing is merged).
     /// </summary>
@@ -68,7 +69,14 @@ public sealed class ShardRoundMerge
         _open.Remove(key);
         foreach (var stale in _open.Keys.Where(k => k.CompareTo(key) < 0).ToArray()) _open.Remove(stale); // rounds before it are final too
         _lastMerged = key;
-        merged = lead with { UpdateSeconds = reports.Max(r => r!.UpdateSeconds), PartFinished = reports.Any(r => r!.PartFinished) };
+        // The model's regularization terms: the sum of the slices', in shard order (each shard reports them on a part's possible last rounds).
+        double l1 = 0, l2 = 0;
+        foreach (var r in reports)
+        {
+            l1 += r!.L1Penalty;
+            l2 += r.L2Penalty;
+        }
+        merged = lead with { UpdateSeconds = reports.Max(r => r!.UpdateSeconds), PartFinished = reports.Any(r => r!.PartFinished), L1Penalty = l1, L2Penalty = l2 };
         return null;
     }
 }

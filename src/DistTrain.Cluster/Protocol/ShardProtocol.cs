@@ -409,6 +409,10 @@ public sealed record ShardSliceChunk(
 /// the exchange of the norm's parts).</param>
 /// <param name="PartFinished">True when no live worker, as far as the shard has applied the loss decisions, has a later round in
 /// the part.</param>
+/// <param name="L1Penalty">The L1 term <c>λ₁ Σ|w|</c> over the decayed elements of the shard's slice after the round, on every round
+/// that can be its part's last (from the lowest last round of the part's workers on, and a round without a step); else 0. The
+/// model's term, as <see cref="EpochCompleted.L1Penalty"/> reports it, is the K shards' sum.</param>
+/// <param name="L2Penalty">The L2 term <c>λ₂/2 Σw²</c>, likewise.</param>
 [MessagePackObject]
 public sealed record ShardRoundApplied(
     [property: Key(0)] int Shard,
@@ -421,11 +425,14 @@ public sealed record ShardRoundApplied(
     [property: Key(7)] double LossSum,
     [property: Key(8)] double LearningRate,
     [property: Key(9)] double UpdateSeconds,
-    [property: Key(10)] bool PartFinished) : IRangeCheckedMessage
+    [property: Key(10)] bool PartFinished,
+    [property: Key(11)] double L1Penalty = 0,
+    [property: Key(12)] double L2Penalty = 0) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.PartOf(Epoch, Part) ?? ShardWire.AtLeast(nameof(Round), Round, 0)
-        ?? ShardWire.Stamp(Stamp) ?? ShardWire.AtLeast(nameof(Version), Version, 0) ?? ShardWire.AtLeast(nameof(SampleCount), SampleCount, 0);
+        ?? ShardWire.Stamp(Stamp) ?? ShardWire.AtLeast(nameof(Version), Version, 0) ?? ShardWire.AtLeast(nameof(SampleCount), SampleCount, 0)
+        ?? (L1Penalty >= 0 && L2Penalty >= 0 ? null : $"L1Penalty {L1Penalty:R} or L2Penalty {L2Penalty:R} is not a sum of non-negative terms");
 }
 
 /// <summary>A loss decision, made and sent to every shard; <see cref="ShardLossArbiter"/> tells it to whoever reported the loss.</summary>
