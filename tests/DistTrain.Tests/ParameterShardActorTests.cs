@@ -496,6 +496,81 @@ public sealed class ParameterShardActorTests : TestKit
     }
 
     /// <summary>
+    /// Two shards and two workers of five rounds: in round 0 worker 0's slices reach both shards and worker 1's shard 0 only, so
+    /// shard 0 closes the round. Worker 0 is lost (every shard holds its slice: kept), then worker 1 (shard 1 lacks its slice:
+    /// dropped), so the part ends at round 0, below the rounds that can be a part's last with a worker alive. Both shards report
+    /// round 0 under the second decision's stamp, shard 0 redoing it, with the part over and their L1 and L2 terms, which the
+    /// merge sums into the part's end.
+    /// </summary>
+    [Fact]
+    public void A_part_that_ends_early_because_every_worker_is_lost_still_reports_the_regularization_terms()
+    {
+        var replica = new Replica();
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var owner = CreateTestProbe();
+        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, Sgd(), totalEpochs: 1, owner.Ref))).ToArray();
+        var coordinator = CreateTestProbe();
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, 2, epoch: 1, part: 0, coordinator.Ref));
+        TestProbe[] probes = [CreateTestProbe(), CreateTestProbe()];
+        var links = probes.Select((_, w) => new ShardedReplicaLink(initial, actors, w)).ToArray();
+        foreach (var shard in actors) shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [Rounds, Rounds], 0, actors, arbiter), owner.Ref);
+        for (var w = 0; w < 2; w++)
+            while (!links[w].Offer(probes[w].ExpectMsg<ShardWeights>())) { }
+        var (report0, samples0, loss0) = replica.Compute(links[0].Weights, 0, 0);
+        links[0].Send(1, 0, links[0].Version, samples0, loss0, report0, probes[0].Ref);
+        var (report1, samples1, loss1) = replica.Compute(links[1].Weights, 1, 0);
+        actors[0].Tell(new GradientComputed(1, 0, links[1].Version, 1, samples1, loss1, links[1].Split(report1)[0]), probes[1].Ref);
+        var closed = owner.ExpectMsg<ShardRoundApplied>();
+        Assert.Equal((0, 0, samples0 + samples1, 0.0), (closed.Shard, closed.Stamp, closed.SampleCount, closed.L1Penalty)); // round 0 cannot end the part here
+
+        arbiter.Tell(new WorkerLost(0), coordinator.Ref);
+        Assert.Equal(new LossDecision(0, 0, Keep: true), coordinator.ExpectMsg<ShardLossDecided>().Decision);
+        arbiter.Tell(new WorkerLost(1), coordinator.Ref);
+        Assert.Equal(new LossDecision(1, 0, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
+        var merge = new ShardRoundMerge(actors);
+        ShardRoundApplied? end = null;
+        while (end is null)
+        {
+            var report = owner.ExpectMsg<ShardRoundApplied>();
+            Assert.Null(merge.Take(owner.LastSender, report, out end));
+        }
+        Assert.Equal((0, 1, 1L, samples0, true), (end.Round, end.Stamp, end.Version, end.SampleCount, end.PartFinished));
+        Assert.True(end.L1Penalty > 0 && end.L2Penalty > 0, $"the part's end carries L1 {end.L1Penalty}, L2 {end.L2Penalty}");
+        foreach (var actor in actors.Append(arbiter)) Sys.Stop(actor);
+    }
+
+    /// <summary>
+    /// A shard asked about a lost worker sends it no further result, even one of a round that closes with its slice before the
+    /// decision: a worker declared lost while alive (cut off from the coordinator only) would compute the next round on it and
+    /// send that to the shards not yet asked. The shard not asked still sends the worker its result.
+    /// </summary>
+    [Fact]
+    public void A_shard_asked_about_a_lost_worker_sends_it_no_further_result()
+    {
+        var replica = new Replica();
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var arbiter = CreateTestProbe();
+        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, Sgd(), totalEpochs: 1, TestActor))).ToArray();
+        TestProbe[] probes = [CreateTestProbe(), CreateTestProbe()];
+        var links = probes.Select((_, w) => new ShardedReplicaLink(initial, actors, w)).ToArray();
+        foreach (var shard in actors) shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [Rounds, Rounds], 0, actors, arbiter.Ref), TestActor);
+        for (var w = 0; w < 2; w++)
+            while (!links[w].Offer(probes[w].ExpectMsg<ShardWeights>())) { }
+        var (report1, samples1, loss1) = replica.Compute(links[1].Weights, 1, 0);
+        links[1].Send(1, 0, links[1].Version, samples1, loss1, report1, probes[1].Ref);
+        arbiter.Send(actors[0], new ShardLossQuery(1, 1, 0));
+        Assert.Equal(0, arbiter.ExpectMsg<ShardLossAnswer>().Shard);
+        var (report0, samples0, loss0) = replica.Compute(links[0].Weights, 0, 0);
+        links[0].Send(1, 0, links[0].Version, samples0, loss0, report0, probes[0].Ref);
+        Assert.Equal([0, 1], new[] { probes[0].ExpectMsg<ShardWeights>(), probes[0].ExpectMsg<ShardWeights>() }.Select(r => r.Shard).Order());
+        Assert.Equal(1, probes[1].ExpectMsg<ShardWeights>().Shard); // shard 1, not asked, sends it; shard 0 does not
+        probes[1].ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        foreach (var actor in actors) Sys.Stop(actor);
+    }
+
+    /// <summary>
     /// A slice that does not belong (another sender than the slot's worker, the wrong length, the wrong epoch, computed on
     /// another version than the weights the shard sent for its round) is logged
     /// with the reason and never counted: the round waits for the real one and steps on it alone.

@@ -58,6 +58,7 @@ public sealed class ParameterShardActor : ReceiveActor
     private IActorRef[] _shards = [];
     private IActorRef _arbiter = ActorRefs.Nobody;
     private LedgerAction<GradientComputed>? _awaitingNorm;
+    private int? _partEndAfterStep; // a part's end without a step (its round), told once the step awaiting the norm is reported
     private float[][] _reports = [];
     private float[] _scales = [];
     private readonly Dictionary<(int Round, int Stamp), double?[]> _normParts = [];
@@ -150,6 +151,7 @@ public sealed class ParameterShardActor : ReceiveActor
         _reports = new float[start.Workers.Length][];
         _scales = new float[start.Workers.Length];
         _awaitingNorm = null;
+        _partEndAfterStep = null;
         _normParts.Clear();
         Broadcast(-1, 0);
     }
@@ -224,6 +226,10 @@ public sealed class ParameterShardActor : ReceiveActor
             return;
         }
         Sender.Tell(new ShardLossAnswer(_shard.Index, _ledger.Query(query.Worker)));
+        // From the question on the ledger refuses the worker's slices, so it gets no further result either: a worker declared lost
+        // while still alive (cut off from the coordinator only) would otherwise compute the next round on this one and send it to
+        // the shards not yet asked, which would close that round with it while this one closes it without.
+        _receivers[query.Worker] = ActorRefs.Nobody;
     }
 
     private void OnDecision(ShardLossDecision message)
@@ -253,11 +259,20 @@ public sealed class ParameterShardActor : ReceiveActor
         // A decision that ends the part without closing a round (the lost worker was the last with a minibatch in the open
         // round) is reported as that round without a step, so the owner learns the part's end, which no step would report.
         // Every shard applies every decision, so those that did not redo or close the round report it so too.
+        // With clipping, the previous round's step may still wait for the other shards' parts of the norm (a norm share and the
+        // decision come from different actors, in no set order): the report then follows that step's, at the version after it.
         if (action.Kind == LedgerActionKind.None && !wasFinished && _ledger.PartFinished)
         {
-            var (l1, l2) = Penalties(openRound, 0);
-            _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, openRound, _ledger.Stamp, _model.Version, 0, 0, 0, 0, PartFinished: true, l1, l2));
+            if (_awaitingNorm is null) ReportPartEndWithoutStep(openRound);
+            else _partEndAfterStep = openRound;
         }
+    }
+
+    /// <summary>Reports <paramref name="round"/>, the part's last, as applied without a step: the part is over (see <see cref="OnDecision"/>).</summary>
+    private void ReportPartEndWithoutStep(int round)
+    {
+        var (l1, l2) = Penalties(round, 0);
+        _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, round, _ledger!.Stamp, _model.Version, 0, 0, 0, 0, PartFinished: true, l1, l2));
     }
 
     /// <summary>Why a loss question or decision of <paramref name="epoch"/>'s part <paramref name="part"/> is not about the part
@@ -390,6 +405,11 @@ public sealed class ParameterShardActor : ReceiveActor
         var updateSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         Broadcast(action.Round, action.Stamp);
         ReportRound(action, roundSamples, roundLoss, scheduledRate, updateSeconds);
+        if (_partEndAfterStep is { } partEnd)
+        {
+            _partEndAfterStep = null;
+            ReportPartEndWithoutStep(partEnd);
+        }
     }
 
     /// <summary>The summed loss and the samples of a closed round's reports.</summary>
@@ -409,12 +429,14 @@ public sealed class ParameterShardActor : ReceiveActor
     }
 
     /// <summary>
-    /// The slice's L1 and L2 terms after a round that can be the part's last (from <see cref="_lastRoundFrom"/> on, or one without
-    /// a step), else zeros: a pass over the slice, spared on the rounds before. Every shard's report of a part's final round
-    /// carries them, even one that closed the round before a decision ended the part, so the owner's sum is the model's.
+    /// The slice's L1 and L2 terms after a round that can be the part's last (from <see cref="_lastRoundFrom"/> on, one without a
+    /// step, or any once the part is over here: every worker lost earlier), else zeros: a pass over the slice, spared on the rounds
+    /// before. Every shard's report of a part's final round carries them, even one that closed the round before a decision ended
+    /// the part, so the owner's sum is the model's. (Below <see cref="_lastRoundFrom"/> a part ends only when every worker is
+    /// lost, the last by a decision that drops its slice, after which every shard reports the round, all with the part over.)
     /// </summary>
     private (double L1, double L2) Penalties(int round, int samples) =>
-        round >= _lastRoundFrom || samples == 0 ? _model.RegularizationPenalties() : (0, 0);
+        round >= _lastRoundFrom || samples == 0 || _ledger!.PartFinished ? _model.RegularizationPenalties() : (0, 0);
 
     /// <summary>
     /// The exception the shard stops with, as one parameter server's (<see cref="UpdatePolicy.Divergence"/>): the epoch, step,

@@ -143,7 +143,11 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         });
         Receive<ClusterEvent.IMemberEvent>(e =>
         {
-            if (e is ClusterEvent.MemberRemoved) _members.Remove(e.Member.UniqueAddress);
+            if (e is ClusterEvent.MemberRemoved)
+            {
+                _members.Remove(e.Member.UniqueAddress);
+                _unreachable.Remove(e.Member.UniqueAddress);
+            }
             else _members[e.Member.UniqueAddress] = e.Member;
             WatchParameterServers();
         });
@@ -477,7 +481,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
     private void OnJobFinished(JobFinished finished)
     {
         if (_jobEnded is null) return;
-        var member = _cluster?.State.Members.FirstOrDefault(m => m.Address.Equals(Sender.Path.Address));
+        var member = _members.Values.FirstOrDefault(m => m.Address.Equals(Sender.Path.Address));
         if (member is null || !member.HasRole(NodeRoles.ParameterServer))
         {
             _log.Warning("Shard host: ignored a report of the job's end from {0}, which is not a parameter-server member of this cluster.", Sender.Path);

@@ -414,7 +414,7 @@ public static class ClusterNode
             // the host releases its shard, so it is told first: its owner hears of the stop while the node's messages still go out.
             if (cancellationToken.IsCancellationRequested && actorSystem is not null && Akka.Cluster.Cluster.Get(actorSystem).State.Unreachable.Count > 0)
             {
-                await ShardHost.ReleaseForStopAsync(shardHost, TimeSpan.FromSeconds(3)).ConfigureAwait(false);
+                if (!shardHost.IsNobody()) await ShardHost.ReleaseForStopAsync(shardHost, TimeSpan.FromSeconds(3)).ConfigureAwait(false);
                 await SkipLeaveAsync(actorSystem, null).ConfigureAwait(false);
             }
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
