@@ -88,7 +88,7 @@ internal static class CliOptions
     /// <summary>A required option whose value is one of <paramref name="values"/>.</summary>
     public static Option<string> OneOf(string name, string description, string[] values, params string[] aliases)
     {
-        var takes = string.Join(" or ", values);
+        var takes = values.Length <= 2 ? string.Join(" or ", values) : $"{string.Join(", ", values[..^1])} or {values[^1]}";
         var option = new Option<string>(name, aliases) { Description = description, HelpName = string.Join('|', values), Required = true };
         option.Validators.Add(result =>
         {
