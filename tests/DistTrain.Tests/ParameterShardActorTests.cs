@@ -668,6 +668,42 @@ public sealed class ParameterShardActorTests : TestKit
     }
 
     /// <summary>
+    /// With clipping, a shard whose round 0 waits for the other shard's part of the norm while the decisions that drop both
+    /// workers (round 1) end the part reports round 0, once the part comes, as it stood when the round closed: not the part's
+    /// end, no regularization terms, as the other shard reported it; then round 1 without a step, at the version after round 0,
+    /// as the part's end with its terms. (Read when the report went out, round 0 said the part was over with this shard's
+    /// terms alone, and the merge took it for the part's end.)
+    /// </summary>
+    [Fact]
+    public void With_clipping_a_part_ended_while_a_step_waits_for_the_norm_reports_the_step_as_it_closed_then_the_end()
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var owner = CreateTestProbe();
+        var shard = Sys.ActorOf(ParameterShardActor.Props(plan[0], initial, Sgd(clip: 0.05), totalEpochs: 1, owner.Ref));
+        var other = CreateTestProbe(); // shard 1
+        var arbiter = CreateTestProbe();
+        TestProbe[] workers = [CreateTestProbe(), CreateTestProbe()];
+        shard.Tell(new ShardPartStart(1, [.. workers.Select(w => w.Ref)], [Rounds, Rounds], 0, [shard, other.Ref], arbiter.Ref), owner.Ref);
+        foreach (var worker in workers) worker.ExpectMsg<ShardWeights>();
+        for (var w = 0; w < 2; w++)
+            workers[w].Send(shard, new GradientComputed(1, 0, 0, w, 10, 1, [.. Enumerable.Range(0, plan[0].Length).Select(i => MathF.Sin(i + w) * 0.1f)]));
+        var own = other.ExpectMsg<ShardNormShare>();
+        Assert.Equal((0, 0, 0), (own.Shard, own.Round, own.Stamp));
+        arbiter.Send(shard, new ShardLossDecision(new LossDecision(0, 1, Keep: false), 1, 0));
+        arbiter.Send(shard, new ShardLossDecision(new LossDecision(1, 1, Keep: false), 1, 0));
+        owner.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // round 0 still waits for the norm, and the part's end behind it
+        other.Send(shard, new ShardNormShare(1, 0, 0, 0.75));
+        var step = owner.ExpectMsg<ShardRoundApplied>();
+        Assert.Equal((0, 0, 1L, 20, false, 0.0, 0.0), (step.Round, step.Stamp, step.Version, step.SampleCount, step.PartFinished, step.L1Penalty, step.L2Penalty));
+        var end = owner.ExpectMsg<ShardRoundApplied>();
+        Assert.Equal((1, 2, 1L, 0, true), (end.Round, end.Stamp, end.Version, end.SampleCount, end.PartFinished));
+        Assert.True(end.L1Penalty > 0 && end.L2Penalty > 0, $"the part's end carries L1 {end.L1Penalty}, L2 {end.L2Penalty}");
+        owner.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+        Sys.Stop(shard);
+    }
+
+    /// <summary>
     /// A loss question or decision counts only from the loss arbiter the part's start names, as a norm part only from its
     /// shard: a question from another actor is not answered (answered, it would make the shard refuse worker 1's slices from
     /// then on) and a decision from another actor is not applied (it would close round 0 on worker 0's slice alone), each

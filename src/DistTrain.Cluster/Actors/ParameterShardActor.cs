@@ -59,6 +59,7 @@ public sealed class ParameterShardActor : ReceiveActor
     private IActorRef _arbiter = ActorRefs.Nobody;
     private LedgerAction<GradientComputed>? _awaitingNorm;
     private int? _partEndAfterStep; // a part's end without a step (its round), told once the step awaiting the norm is reported
+    private bool _awaitingPartFinished; // whether the part was over when the step awaiting the norm closed its round
     private float[][] _reports = [];
     private float[] _scales = [];
     private readonly Dictionary<(int Round, int Stamp), double?[]> _normParts = [];
@@ -271,7 +272,7 @@ public sealed class ParameterShardActor : ReceiveActor
     /// <summary>Reports <paramref name="round"/>, the part's last, as applied without a step: the part is over (see <see cref="OnDecision"/>).</summary>
     private void ReportPartEndWithoutStep(int round)
     {
-        var (l1, l2) = Penalties(round, 0);
+        var (l1, l2) = Penalties(round, 0, partFinished: true);
         _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, round, _ledger!.Stamp, _model.Version, 0, 0, 0, 0, PartFinished: true, l1, l2));
     }
 
@@ -327,11 +328,14 @@ public sealed class ParameterShardActor : ReceiveActor
 
     private void Step(LedgerAction<GradientComputed> action)
     {
+        // Whether the part is over as the round closes: what the report says, read now, as every shard reads it at this point of
+        // the decisions; a clipped step reports later, after further decisions may have ended the part.
+        var partFinished = _ledger!.PartFinished;
         if (action.Reports.Count == 0)
         {
             // Redone without any report: the round makes no step (its weights are the inputs, put back).
             Broadcast(action.Round, action.Stamp);
-            ReportRound(action, 0, 0, 0, 0);
+            ReportRound(action, 0, 0, 0, 0, partFinished);
             return;
         }
         var (lossSum, samples) = Totals(action);
@@ -345,11 +349,12 @@ public sealed class ParameterShardActor : ReceiveActor
         if (_model.ClipsByShardedNorm)
         {
             _awaitingNorm = action;
+            _awaitingPartFinished = partFinished;
             var part = _model.AverageSquaredNorm(_reports.AsSpan(0, action.Reports.Count), _scales.AsSpan(0, action.Reports.Count));
             foreach (var shard in _shards) shard.Tell(new ShardNormShare(_shard.Index, action.Round, action.Stamp, part));
             return;
         }
-        Finish(action, null);
+        Finish(action, null, partFinished);
     }
 
     private void OnNormShare(ShardNormShare share)
@@ -379,10 +384,10 @@ public sealed class ParameterShardActor : ReceiveActor
         // Parts of earlier rounds, or of steps that were redone, are never needed again.
         foreach (var key in _normParts.Keys.Where(k => k.Round <= action.Round).ToArray()) _normParts.Remove(key);
         _awaitingNorm = null;
-        Finish(action, Math.Sqrt(squares));
+        Finish(action, Math.Sqrt(squares), _awaitingPartFinished);
     }
 
-    private void Finish(LedgerAction<GradientComputed> action, double? globalNorm)
+    private void Finish(LedgerAction<GradientComputed> action, double? globalNorm, bool partFinished)
     {
         var part = _part!;
         var count = action.Reports.Count;
@@ -404,7 +409,7 @@ public sealed class ParameterShardActor : ReceiveActor
         }
         var updateSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         Broadcast(action.Round, action.Stamp);
-        ReportRound(action, roundSamples, roundLoss, scheduledRate, updateSeconds);
+        ReportRound(action, roundSamples, roundLoss, scheduledRate, updateSeconds, partFinished);
         if (_partEndAfterStep is { } partEnd)
         {
             _partEndAfterStep = null;
@@ -421,22 +426,23 @@ public sealed class ParameterShardActor : ReceiveActor
     }
 
     /// <summary>Tells the owner the round is applied (<see cref="ShardRoundApplied"/>), after its result went to the workers.</summary>
-    private void ReportRound(LedgerAction<GradientComputed> action, int samples, double lossSum, double learningRate, double updateSeconds)
+    // partFinished: whether the part was over when the round closed (Step), not when the report goes out.
+    private void ReportRound(LedgerAction<GradientComputed> action, int samples, double lossSum, double learningRate, double updateSeconds, bool partFinished)
     {
-        var (l1, l2) = Penalties(action.Round, samples);
+        var (l1, l2) = Penalties(action.Round, samples, partFinished);
         _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, action.Round, action.Stamp, _model.Version, samples, lossSum,
-            learningRate, updateSeconds, _ledger!.PartFinished, l1, l2));
+            learningRate, updateSeconds, partFinished, l1, l2));
     }
 
     /// <summary>
     /// The slice's L1 and L2 terms after a round that can be the part's last (from <see cref="_lastRoundFrom"/> on, one without a
-    /// step, or any once the part is over here: every worker lost earlier), else zeros: a pass over the slice, spared on the rounds
+    /// step, or any that closed with the part over here: every worker lost earlier), else zeros: a pass over the slice, spared on the rounds
     /// before. Every shard's report of a part's final round carries them, even one that closed the round before a decision ended
     /// the part, so the owner's sum is the model's. (Below <see cref="_lastRoundFrom"/> a part ends only when every worker is
     /// lost, the last by a decision that drops its slice, after which every shard reports the round, all with the part over.)
     /// </summary>
-    private (double L1, double L2) Penalties(int round, int samples) =>
-        round >= _lastRoundFrom || samples == 0 || _ledger!.PartFinished ? _model.RegularizationPenalties() : (0, 0);
+    private (double L1, double L2) Penalties(int round, int samples, bool partFinished) =>
+        round >= _lastRoundFrom || samples == 0 || partFinished ? _model.RegularizationPenalties() : (0, 0);
 
     /// <summary>
     /// The exception the shard stops with, as one parameter server's (<see cref="UpdatePolicy.Divergence"/>): the epoch, step,
