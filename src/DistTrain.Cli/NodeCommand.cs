@@ -76,7 +76,16 @@ internal static class NodeCommand
                     "4053 by default), or \"SeedNodes\": [\"akka.tcp://disttrain@HOST:PORT\"] in the config's Cluster section.");
                 return 2;
             }
-            if (role == NodeRoles.ParameterShard) return await RunShardNodeAsync(configPath, options, cancellationToken);
+            if (role == NodeRoles.ParameterShard)
+            {
+                // A shard node reads no data and writes no run folder: options for those are said to be unused, not silently dropped.
+                string[] unused = [.. new[] { ("--data", "Data:Directory"), ("--output", "Output:Directory") }
+                    .Where(option => overrides.ContainsKey(option.Item2)).Select(option => option.Item1)];
+                if (unused.Length > 0)
+                    CliConsole.Fail("warning", $"{string.Join(" and ", unused)} {(unused.Length == 1 ? "is" : "are")} not used by a shard node: it reads no data " +
+                        "(its starting weights come from the config's Model, Training:Seed and Model:Pretrained) and writes no run folder.");
+                return await RunShardNodeAsync(configPath, options, cancellationToken);
+            }
             // Two of this node's listeners on one port: refused before anything binds (the second bind would fail only
             // once the first listener had started).
             // Likewise a worker whose first seed is itself, which would start a cluster of its own.

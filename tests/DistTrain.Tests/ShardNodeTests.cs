@@ -272,17 +272,19 @@ public sealed class ShardNodeTests : IDisposable
     }
 
     /// <summary>A shard node whose first seed is its own address would start a cluster of its own: refused before it starts,
-    /// exit code 2, naming the key and the fix.</summary>
+    /// exit code 2, naming the key and the fix. Its <c>--data</c>, which a shard node does not use, is named in a warning first.</summary>
     [Fact]
     public async Task A_shard_node_whose_first_seed_is_itself_is_refused()
     {
         var port = TestPorts.Free();
-        using var shard = DistTrainProcess.Node(NodeRoles.ParameterShard, "configs/fashion-mnist-mlp.json", new Dictionary<string, string>
+        using var shard = new DistTrainProcess(["node", "--role", NodeRoles.ParameterShard, "--config", "configs/fashion-mnist-mlp.json", "--data", TestData.SubsetDirectory],
+            new Dictionary<string, string>
         {
             ["DISTTRAIN_Cluster__Secret"] = "0123456789abcdef0123", ["DISTTRAIN_Cluster__Tls"] = "false", ["DISTTRAIN_Cluster__Hostname"] = "127.0.0.1",
             ["DISTTRAIN_Cluster__Port"] = $"{port}", ["DISTTRAIN_Cluster__SeedNodes__0"] = $"akka.tcp://disttrain@127.0.0.1:{port}",
         });
         await shard.AssertExitAsync(2, Guard);
+        Assert.Contains("warning: --data is not used by a shard node: it reads no data", shard.Output);
         Assert.Contains($"Cluster:SeedNodes:0 = 'akka.tcp://disttrain@127.0.0.1:{port}' is this shard node's own address", shard.Output);
         Assert.Contains("A shard node joins the cluster through a parameter server", shard.Output);
         Assert.Contains("give this shard node another port", shard.Output);

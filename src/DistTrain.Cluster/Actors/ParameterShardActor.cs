@@ -336,6 +336,7 @@ public sealed class ParameterShardActor : ReceiveActor
             // Redone without any report: the round makes no step (its weights are the inputs, put back).
             Broadcast(action.Round, action.Stamp);
             ReportRound(action, 0, 0, 0, 0, partFinished);
+            ReportDeferredPartEnd();
             return;
         }
         var (lossSum, samples) = Totals(action);
@@ -410,11 +411,15 @@ public sealed class ParameterShardActor : ReceiveActor
         var updateSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         Broadcast(action.Round, action.Stamp);
         ReportRound(action, roundSamples, roundLoss, scheduledRate, updateSeconds, partFinished);
-        if (_partEndAfterStep is { } partEnd)
-        {
-            _partEndAfterStep = null;
-            ReportPartEndWithoutStep(partEnd);
-        }
+        ReportDeferredPartEnd();
+    }
+
+    /// <summary>Sends the part's end without a step that waited for the step just reported (<see cref="OnDecision"/>), if any.</summary>
+    private void ReportDeferredPartEnd()
+    {
+        if (_partEndAfterStep is not { } partEnd) return;
+        _partEndAfterStep = null;
+        ReportPartEndWithoutStep(partEnd);
     }
 
     /// <summary>The summed loss and the samples of a closed round's reports.</summary>
