@@ -141,10 +141,7 @@ internal static class NodeCommand
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {role}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
-        if (security.Certificates is { } certificates)
-            AnsiConsole.MarkupLineInterpolated($"TLS: mutual, certificate '{certificates.Certificate.Subject}' (valid to {certificates.Certificate.NotAfter:yyyy-MM-dd}), peers must be signed by '{certificates.Authority.Subject}'");
-        else
-            CliConsole.Fail("warning", ClusterSecurity.PlainTcpWarning);
+        PrintTransport(security);
         if (role == NodeRoles.ParameterServer) // the job's settings: the parameter server's to state and warn of, once, not every worker's
         {
             foreach (var line in TrainCommand.SettingsLines(options, workers: "the epoch's", shards, data.Validation?.Count))
@@ -158,45 +155,11 @@ internal static class NodeCommand
         if (ConvolutionKernels.UsedBy(options.Model)) AnsiConsole.WriteLine(ConvolutionKernels.Description);
         if (role == NodeRoles.Worker)
         {
-            JobFinished? finished = null;
-            NodeRefusedException? refused = null;
-            NodeDownedException? downed = null;
-            var failed = await CliConsole.RunTrainingAsync(async () =>
-            {
-                try
-                {
-                    finished = await ClusterNode.RunWorkerAsync(options, security, data, cancellationToken);
-                }
-                catch (NodeRefusedException e)
-                {
-                    refused = e;
-                }
-                catch (NodeDownedException e)
-                {
-                    downed = e;
-                }
-            }, onCancelled: _ => CliConsole.Fail("cancelled", "this worker node stopped and is out of the job; a worker keeps no results."), model: options,
-            afterInternalError: AfterInternalError(NodeRoles.Worker));
-            if (failed is not null) return failed.Value;
-            if (refused is not null)
-            {
-                CliConsole.Fail("refused", refused.Message);
-                return 2; // the node's settings do not fit this job: a config problem
-            }
-            if (downed is not null)
-            {
-                // A lost worker, not a failed job: the job goes on without it (paused below Cluster:MinWorkers), if its parameter
-                // server's side is up; this node cannot tell, as it was cut off from it.
-                CliConsole.Fail("removed", $"{downed.Message} The job goes on without this worker if its parameter server is still up; a worker keeps no results.");
-                return 4;
-            }
-            if (finished!.Cancelled)
-            {
-                CliConsole.Fail("cancelled", $"{finished.Summary.Replace("cancelled: ", "", StringComparison.Ordinal)}; this worker node leaves.");
-                return 130;
-            }
-            AnsiConsole.MarkupLineInterpolated($"Job finished: {finished.Summary}");
-            return finished.Succeeded ? 0 : 1;
+            // A lost worker is not a failed job: the job goes on without it (paused below Cluster:MinWorkers), if its parameter
+            // server's side is up; this node cannot tell, as it was cut off from it.
+            return await RunUntilJobEndsAsync(() => ClusterNode.RunWorkerAsync(options, security, data, cancellationToken), options, NodeRoles.Worker,
+                stopped: "this worker node stopped and is out of the job; a worker keeps no results.",
+                removed: "The job goes on without this worker if its parameter server is still up; a worker keeps no results.", node: "worker node");
         }
         var loop = options.Training;
         AnsiConsole.MarkupLineInterpolated($"Waiting for {Counts.Of(options.Cluster.MinWorkers, "worker")}; {Counts.Of(loop.Epochs, "epoch")}, batch {loop.BatchSizePerWorker} per worker");
@@ -327,12 +290,36 @@ internal static class NodeCommand
         using var metrics = exporter;
         using var heartbeat = new HealthHeartbeat(options.Output.HealthFile);
         AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {NodeRoles.ParameterShard}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
+        PrintTransport(security);
+        Blas.Configure(options.Compute, workersInProcess: 0);
+        AnsiConsole.MarkupLineInterpolated($"Shard node: hosts one parameter-server shard at a time for the coordinator that asks, data plane on {settings.AdvertisedHost}:{(options.Cluster.DataPort == 0 ? "a free port" : options.Cluster.DataPort)} ({settings.StartingWeights.Layout.TotalLength:N0} parameters); it runs until the job ends. The parameter server does not place its shards on shard nodes yet (Cluster:ParameterServerShards runs them in its own process).");
+        return await RunUntilJobEndsAsync(() => ClusterNode.RunShardHostAsync(settings, options, security, cancellationToken), options, NodeRoles.ParameterShard,
+            stopped: "this shard node stopped; a shard node keeps no results.", removed: "A shard node keeps no results.", node: "shard node");
+    }
+
+    /// <summary>The node's transport: mutual TLS with its certificate and CA, or the plain-TCP warning.</summary>
+    private static void PrintTransport(ClusterSecurity security)
+    {
         if (security.Certificates is { } certificates)
             AnsiConsole.MarkupLineInterpolated($"TLS: mutual, certificate '{certificates.Certificate.Subject}' (valid to {certificates.Certificate.NotAfter:yyyy-MM-dd}), peers must be signed by '{certificates.Authority.Subject}'");
         else
             CliConsole.Fail("warning", ClusterSecurity.PlainTcpWarning);
-        Blas.Configure(options.Compute, workersInProcess: 0);
-        AnsiConsole.MarkupLineInterpolated($"Shard node: hosts one parameter-server shard at a time for the coordinator that asks, data plane on {settings.AdvertisedHost}:{(options.Cluster.DataPort == 0 ? "a free port" : options.Cluster.DataPort)} ({settings.StartingWeights.Layout.TotalLength:N0} parameters); it runs until the job ends. The parameter server does not place its shards on shard nodes yet (Cluster:ParameterServerShards runs them in its own process).");
+    }
+
+    /// <summary>
+    /// Runs a node that ends with the job as the parameter server reports it (a worker node, a shard node) and maps its end to
+    /// the exit code: the job's (0 succeeded, 1 failed, 130 cancelled), 2 refused (its settings or certificate do not fit the
+    /// job), 4 removed from the cluster, or <see cref="CliConsole.RunTrainingAsync"/>'s for a stop or a failure.
+    /// </summary>
+    /// <param name="run">The node's run, as <see cref="ClusterNode.RunWorkerAsync"/>.</param>
+    /// <param name="options">The node's options (an out-of-memory message names the model's).</param>
+    /// <param name="role">The node's role, for the internal-error line (<see cref="AfterInternalError"/>).</param>
+    /// <param name="stopped">The <c>cancelled:</c> line when this node was stopped.</param>
+    /// <param name="removed">What follows a downing's message on the <c>removed:</c> line.</param>
+    /// <param name="node">The node's kind in the line of a job the parameter server cancelled ("worker node").</param>
+    private static async Task<int> RunUntilJobEndsAsync(Func<Task<JobFinished>> run, TrainingOptions options, string role, string stopped, string removed,
+        string node)
+    {
         JobFinished? finished = null;
         NodeRefusedException? refused = null;
         NodeDownedException? downed = null;
@@ -340,7 +327,7 @@ internal static class NodeCommand
         {
             try
             {
-                finished = await ClusterNode.RunShardHostAsync(settings, options, security, cancellationToken);
+                finished = await run();
             }
             catch (NodeRefusedException e)
             {
@@ -350,22 +337,21 @@ internal static class NodeCommand
             {
                 downed = e;
             }
-        }, onCancelled: _ => CliConsole.Fail("cancelled", "this shard node stopped; a shard node keeps no results."), model: options,
-        afterInternalError: AfterInternalError(NodeRoles.ParameterShard));
+        }, onCancelled: _ => CliConsole.Fail("cancelled", stopped), model: options, afterInternalError: AfterInternalError(role));
         if (failed is not null) return failed.Value;
         if (refused is not null)
         {
             CliConsole.Fail("refused", refused.Message);
-            return 2;
+            return 2; // the node's settings do not fit this job: a config problem
         }
         if (downed is not null)
         {
-            CliConsole.Fail("removed", $"{downed.Message} A shard node keeps no results.");
+            CliConsole.Fail("removed", $"{downed.Message} {removed}");
             return 4;
         }
         if (finished!.Cancelled)
         {
-            CliConsole.Fail("cancelled", $"{finished.Summary.Replace("cancelled: ", "", StringComparison.Ordinal)}; this shard node leaves.");
+            CliConsole.Fail("cancelled", $"{finished.Summary.Replace("cancelled: ", "", StringComparison.Ordinal)}; this {node} leaves.");
             return 130;
         }
         AnsiConsole.MarkupLineInterpolated($"Job finished: {finished.Summary}");

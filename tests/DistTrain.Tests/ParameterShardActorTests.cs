@@ -421,6 +421,87 @@ public sealed class ParameterShardActorTests : TestKit
     }
 
     /// <summary>
+    /// Two shards that run on their own and two workers (probes with a <see cref="ShardedReplicaLink"/> each) in one part of
+    /// epoch 1 with <paramref name="rounds"/> per worker, the starting weights taken: the setting of the loss tests below.
+    /// The shards report to <see cref="Owner"/>; the arbiter is a real <see cref="ShardLossArbiter"/> reporting to
+    /// <see cref="Coordinator"/>, or <paramref name="arbiterProbe"/> when given.
+    /// </summary>
+    private sealed class TwoShardPart
+    {
+        private readonly ParameterShardActorTests _kit;
+        private readonly Replica _replica = new();
+
+        public TwoShardPart(ParameterShardActorTests kit, int[] rounds, TestProbe? arbiterProbe = null)
+        {
+            _kit = kit;
+            var initial = Replica.Initial();
+            Owner = kit.CreateTestProbe();
+            Coordinator = kit.CreateTestProbe();
+            Shards = [.. ParameterShards.Plan(initial.Layout, 2).Select(p => kit.Sys.ActorOf(ParameterShardActor.Props(p, initial, Sgd(), totalEpochs: 1, Owner.Ref)))];
+            Arbiter = arbiterProbe?.Ref ?? kit.Sys.ActorOf(ShardLossArbiter.Props(Shards, 2, epoch: 1, part: 0, Coordinator.Ref));
+            Workers = [kit.CreateTestProbe(), kit.CreateTestProbe()];
+            Links = [.. Workers.Select((_, w) => new ShardedReplicaLink(initial, Shards, w))];
+            foreach (var shard in Shards) shard.Tell(new ShardPartStart(1, [.. Workers.Select(p => p.Ref)], rounds, 0, Shards, Arbiter), Owner.Ref);
+            for (var w = 0; w < 2; w++) Assemble(w);
+            Merge = new ShardRoundMerge(Shards);
+        }
+
+        public TestProbe Owner { get; }
+        public TestProbe Coordinator { get; }
+        public IActorRef[] Shards { get; }
+        public IActorRef Arbiter { get; }
+        public TestProbe[] Workers { get; }
+        public ShardedReplicaLink[] Links { get; }
+        public ShardRoundMerge Merge { get; }
+
+        /// <summary>Worker <paramref name="w"/> takes the shards' next results of one round.</summary>
+        public void Assemble(int w)
+        {
+            while (!Links[w].Offer(Workers[w].ExpectMsg<ShardWeights>())) { }
+        }
+
+        /// <summary>Worker <paramref name="w"/>'s report of <paramref name="round"/> on its current weights, and its slices.</summary>
+        public (float[] Report, int Samples, double LossSum, float[][] Slices) Compute(int w, int round)
+        {
+            var (report, samples, lossSum) = _replica.Compute(Links[w].Weights, w, round);
+            return (report, samples, lossSum, Links[w].Split(report));
+        }
+
+        /// <summary>Worker <paramref name="w"/> sends its slices of <paramref name="round"/> to every shard.</summary>
+        public int Report(int w, int round)
+        {
+            var (report, samples, lossSum, _) = Compute(w, round);
+            Links[w].Send(1, round, Links[w].Version, samples, lossSum, report, Workers[w].Ref);
+            return samples;
+        }
+
+        /// <summary>Worker <paramref name="w"/> sends its slice of <paramref name="round"/> to shard <paramref name="k"/> only.</summary>
+        public int ReportTo(int k, int w, int round)
+        {
+            var (_, samples, lossSum, slices) = Compute(w, round);
+            Shards[k].Tell(new GradientComputed(1, round, Links[w].Version, w, samples, lossSum, slices[k]), Workers[w].Ref);
+            return samples;
+        }
+
+        /// <summary>The shards' reports taken by <see cref="Merge"/> until it merges a round.</summary>
+        public ShardRoundApplied NextMerged()
+        {
+            ShardRoundApplied? step = null;
+            while (step is null)
+            {
+                var report = Owner.ExpectMsg<ShardRoundApplied>();
+                Assert.Null(Merge.Take(Owner.LastSender, report, out step));
+            }
+            return step;
+        }
+
+        public void Stop()
+        {
+            foreach (var actor in Shards.Append(Arbiter)) _kit.Sys.Stop(actor);
+        }
+    }
+
+    /// <summary>
     /// A part whose last rounds only a lost worker had minibatches in ends without a step, and the owner learns it. Mid-slice:
     /// the worker (2 rounds, the other worker 1) sends its slice of round 1 to shard 0 only, which closes the round on it and
     /// steps, and the decision drops it: shard 0 redoes the round without any report (its step undone), and shard 1, left with
@@ -434,65 +515,35 @@ public sealed class ParameterShardActorTests : TestKit
     [InlineData(true)]
     public void A_parts_last_rounds_dropped_with_their_lost_worker_are_merged_as_the_parts_end_without_a_step(bool betweenRounds)
     {
-        var replica = new Replica();
-        var initial = Replica.Initial();
-        var plan = ParameterShards.Plan(initial.Layout, 2);
-        var owner = CreateTestProbe();
-        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, Sgd(), totalEpochs: 1, owner.Ref))).ToArray();
-        var coordinator = CreateTestProbe();
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, 2, epoch: 1, part: 0, coordinator.Ref));
-        TestProbe[] probes = [CreateTestProbe(), CreateTestProbe()];
-        var links = probes.Select((_, w) => new ShardedReplicaLink(initial, actors, w)).ToArray();
-        foreach (var shard in actors)
-            shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [1, betweenRounds ? 3 : 2], 0, actors, arbiter), owner.Ref);
-        for (var w = 0; w < 2; w++)
-            while (!links[w].Offer(probes[w].ExpectMsg<ShardWeights>())) { }
-        var merge = new ShardRoundMerge(actors);
-        ShardRoundApplied NextMerged()
-        {
-            ShardRoundApplied? step = null;
-            while (step is null)
-            {
-                var report = owner.ExpectMsg<ShardRoundApplied>();
-                Assert.Null(merge.Take(owner.LastSender, report, out step));
-            }
-            return step;
-        }
-        void Report(int w, int round)
-        {
-            var (report, samples, lossSum) = replica.Compute(links[w].Weights, w, round);
-            links[w].Send(1, round, links[w].Version, samples, lossSum, report, probes[w].Ref);
-        }
-
-        for (var w = 0; w < 2; w++) Report(w, 0);
-        var first = NextMerged();
+        var run = new TwoShardPart(this, [1, betweenRounds ? 3 : 2]);
+        for (var w = 0; w < 2; w++) run.Report(w, 0);
+        var first = run.NextMerged();
         Assert.Equal((0, 1L, false), (first.Round, first.Version, first.PartFinished));
         Assert.True(first.SampleCount > 0);
-        while (!links[1].Offer(probes[1].ExpectMsg<ShardWeights>())) { }
+        run.Assemble(1);
         if (betweenRounds)
         {
-            Report(1, 1);
-            var second = NextMerged();
+            run.Report(1, 1);
+            var second = run.NextMerged();
             Assert.Equal((1, 2L, false), (second.Round, second.Version, second.PartFinished));
         }
         else
         {
             // Worker 1's slice of round 1 reaches shard 0 only, which closes the round on it and steps.
-            var (lastReport, lastSamples, lastLoss) = replica.Compute(links[1].Weights, 1, 1);
-            actors[0].Tell(new GradientComputed(1, 1, links[1].Version, 1, lastSamples, lastLoss, links[1].Split(lastReport)[0]), probes[1].Ref);
-            var stepped = owner.ExpectMsg<ShardRoundApplied>();
+            var lastSamples = run.ReportTo(0, 1, 1);
+            var stepped = run.Owner.ExpectMsg<ShardRoundApplied>();
             Assert.Equal((0, 1, 0, 2L, lastSamples), (stepped.Shard, stepped.Round, stepped.Stamp, stepped.Version, stepped.SampleCount));
-            Assert.Null(merge.Take(owner.LastSender, stepped, out var early));
+            Assert.Null(run.Merge.Take(run.Owner.LastSender, stepped, out var early));
             Assert.Null(early); // shard 1 has not closed round 1
         }
-        arbiter.Tell(new WorkerLost(1), coordinator.Ref);
+        run.Arbiter.Tell(new WorkerLost(1), run.Coordinator.Ref);
         var lastRound = betweenRounds ? 2 : 1;
-        Assert.Equal(new LossDecision(1, lastRound, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
-        var end = NextMerged();
+        Assert.Equal(new LossDecision(1, lastRound, Keep: false), run.Coordinator.ExpectMsg<ShardLossDecided>().Decision);
+        var end = run.NextMerged();
         Assert.Equal((lastRound, 1, (long)lastRound, 0, 0.0, true), (end.Round, end.Stamp, end.Version, end.SampleCount, end.LossSum, end.PartFinished));
         Assert.True(end.L1Penalty > 0 && end.L2Penalty > 0, "the part's end carries no regularization terms"); // both shards' slices
-        owner.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
-        foreach (var actor in actors.Append(arbiter)) Sys.Stop(actor);
+        run.Owner.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+        run.Stop();
     }
 
     /// <summary>
@@ -505,39 +556,20 @@ public sealed class ParameterShardActorTests : TestKit
     [Fact]
     public void A_part_that_ends_early_because_every_worker_is_lost_still_reports_the_regularization_terms()
     {
-        var replica = new Replica();
-        var initial = Replica.Initial();
-        var plan = ParameterShards.Plan(initial.Layout, 2);
-        var owner = CreateTestProbe();
-        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, Sgd(), totalEpochs: 1, owner.Ref))).ToArray();
-        var coordinator = CreateTestProbe();
-        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(actors, 2, epoch: 1, part: 0, coordinator.Ref));
-        TestProbe[] probes = [CreateTestProbe(), CreateTestProbe()];
-        var links = probes.Select((_, w) => new ShardedReplicaLink(initial, actors, w)).ToArray();
-        foreach (var shard in actors) shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [Rounds, Rounds], 0, actors, arbiter), owner.Ref);
-        for (var w = 0; w < 2; w++)
-            while (!links[w].Offer(probes[w].ExpectMsg<ShardWeights>())) { }
-        var (report0, samples0, loss0) = replica.Compute(links[0].Weights, 0, 0);
-        links[0].Send(1, 0, links[0].Version, samples0, loss0, report0, probes[0].Ref);
-        var (report1, samples1, loss1) = replica.Compute(links[1].Weights, 1, 0);
-        actors[0].Tell(new GradientComputed(1, 0, links[1].Version, 1, samples1, loss1, links[1].Split(report1)[0]), probes[1].Ref);
-        var closed = owner.ExpectMsg<ShardRoundApplied>();
+        var run = new TwoShardPart(this, [Rounds, Rounds]);
+        var samples0 = run.Report(0, 0);
+        var samples1 = run.ReportTo(0, 1, 0);
+        var closed = run.Owner.ExpectMsg<ShardRoundApplied>();
         Assert.Equal((0, 0, samples0 + samples1, 0.0), (closed.Shard, closed.Stamp, closed.SampleCount, closed.L1Penalty)); // round 0 cannot end the part here
 
-        arbiter.Tell(new WorkerLost(0), coordinator.Ref);
-        Assert.Equal(new LossDecision(0, 0, Keep: true), coordinator.ExpectMsg<ShardLossDecided>().Decision);
-        arbiter.Tell(new WorkerLost(1), coordinator.Ref);
-        Assert.Equal(new LossDecision(1, 0, Keep: false), coordinator.ExpectMsg<ShardLossDecided>().Decision);
-        var merge = new ShardRoundMerge(actors);
-        ShardRoundApplied? end = null;
-        while (end is null)
-        {
-            var report = owner.ExpectMsg<ShardRoundApplied>();
-            Assert.Null(merge.Take(owner.LastSender, report, out end));
-        }
+        run.Arbiter.Tell(new WorkerLost(0), run.Coordinator.Ref);
+        Assert.Equal(new LossDecision(0, 0, Keep: true), run.Coordinator.ExpectMsg<ShardLossDecided>().Decision);
+        run.Arbiter.Tell(new WorkerLost(1), run.Coordinator.Ref);
+        Assert.Equal(new LossDecision(1, 0, Keep: false), run.Coordinator.ExpectMsg<ShardLossDecided>().Decision);
+        var end = run.NextMerged();
         Assert.Equal((0, 1, 1L, samples0, true), (end.Round, end.Stamp, end.Version, end.SampleCount, end.PartFinished));
         Assert.True(end.L1Penalty > 0 && end.L2Penalty > 0, $"the part's end carries L1 {end.L1Penalty}, L2 {end.L2Penalty}");
-        foreach (var actor in actors.Append(arbiter)) Sys.Stop(actor);
+        run.Stop();
     }
 
     /// <summary>
@@ -548,26 +580,16 @@ public sealed class ParameterShardActorTests : TestKit
     [Fact]
     public void A_shard_asked_about_a_lost_worker_sends_it_no_further_result()
     {
-        var replica = new Replica();
-        var initial = Replica.Initial();
-        var plan = ParameterShards.Plan(initial.Layout, 2);
         var arbiter = CreateTestProbe();
-        var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, Sgd(), totalEpochs: 1, TestActor))).ToArray();
-        TestProbe[] probes = [CreateTestProbe(), CreateTestProbe()];
-        var links = probes.Select((_, w) => new ShardedReplicaLink(initial, actors, w)).ToArray();
-        foreach (var shard in actors) shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [Rounds, Rounds], 0, actors, arbiter.Ref), TestActor);
-        for (var w = 0; w < 2; w++)
-            while (!links[w].Offer(probes[w].ExpectMsg<ShardWeights>())) { }
-        var (report1, samples1, loss1) = replica.Compute(links[1].Weights, 1, 0);
-        links[1].Send(1, 0, links[1].Version, samples1, loss1, report1, probes[1].Ref);
-        arbiter.Send(actors[0], new ShardLossQuery(1, 1, 0));
+        var run = new TwoShardPart(this, [Rounds, Rounds], arbiter);
+        run.Report(1, 0);
+        arbiter.Send(run.Shards[0], new ShardLossQuery(1, 1, 0));
         Assert.Equal(0, arbiter.ExpectMsg<ShardLossAnswer>().Shard);
-        var (report0, samples0, loss0) = replica.Compute(links[0].Weights, 0, 0);
-        links[0].Send(1, 0, links[0].Version, samples0, loss0, report0, probes[0].Ref);
-        Assert.Equal([0, 1], new[] { probes[0].ExpectMsg<ShardWeights>(), probes[0].ExpectMsg<ShardWeights>() }.Select(r => r.Shard).Order());
-        Assert.Equal(1, probes[1].ExpectMsg<ShardWeights>().Shard); // shard 1, not asked, sends it; shard 0 does not
-        probes[1].ExpectNoMsg(TimeSpan.FromMilliseconds(200));
-        foreach (var actor in actors) Sys.Stop(actor);
+        run.Report(0, 0);
+        Assert.Equal([0, 1], new[] { run.Workers[0].ExpectMsg<ShardWeights>(), run.Workers[0].ExpectMsg<ShardWeights>() }.Select(r => r.Shard).Order());
+        Assert.Equal(1, run.Workers[1].ExpectMsg<ShardWeights>().Shard); // shard 1, not asked, sends it; shard 0 does not
+        run.Workers[1].ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        run.Stop();
     }
 
     /// <summary>
