@@ -105,8 +105,8 @@ internal static class NodeCommand
             if (role == NodeRoles.ParameterServer)
             {
                 var starting = ModelFactory.StartingWeights(model, options.Model, options.Training.Seed, line => AnsiConsole.WriteLine(line)); // and so does a pretrained checkpoint
-                if (options.Cluster.ParameterServerShards > 1) // refuses, before training, more shards than the model has slices for
-                    shards = ShardedParameterServer.Describe(starting.Layout, options.Cluster.ParameterServerShards);
+                if (options.Cluster.ParameterServerShards > 1 || options.Cluster.ShardNodes) // refuses, before training, more shards than the model has slices for
+                    shards = ShardedParameterServer.Describe(starting.Layout, options.Cluster.ParameterServerShards, options.Cluster.ShardNodes);
                 // A checkpoint folder that cannot be written, before the wait for workers (the job takes its lock only when
                 // training starts). No lock here: a standby checks the folder the active parameter server holds.
                 CheckpointDirectoryLock.CheckWritable(options.Checkpoint);
@@ -292,7 +292,7 @@ internal static class NodeCommand
         AnsiConsole.MarkupLineInterpolated($"[bold]DistTrain[/] cluster node, role {NodeRoles.ParameterShard}, job {security.Identity.Name}, seeds {string.Join(", ", options.Cluster.SeedNodes.Select(security.SeedAddress))}, port {options.Cluster.Port}");
         PrintTransport(security);
         Blas.Configure(options.Compute, workersInProcess: 0);
-        AnsiConsole.MarkupLineInterpolated($"Shard node: hosts one parameter-server shard at a time for the coordinator that asks, data plane on {settings.AdvertisedHost}:{(options.Cluster.DataPort == 0 ? "a free port" : options.Cluster.DataPort)} ({settings.StartingWeights.Layout.TotalLength:N0} parameters); it runs until the job ends. The parameter server does not place its shards on shard nodes yet (Cluster:ParameterServerShards runs them in its own process).");
+        AnsiConsole.MarkupLineInterpolated($"Shard node: hosts one parameter-server shard at a time for the coordinator that asks, data plane on {settings.AdvertisedHost}:{(options.Cluster.DataPort == 0 ? "a free port" : options.Cluster.DataPort)} ({settings.StartingWeights.Layout.TotalLength:N0} parameters); it runs until the job ends. A parameter server places its shards on shard nodes with Cluster:ShardNodes = true, one per node.");
         return await RunUntilJobEndsAsync(() => ClusterNode.RunShardHostAsync(settings, options, security, cancellationToken), options, NodeRoles.ParameterShard,
             stopped: "this shard node stopped; a shard node keeps no results.", removed: "A shard node keeps no results.", node: "shard node");
     }

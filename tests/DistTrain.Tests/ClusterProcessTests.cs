@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
+using DistTrain.Cluster.Actors;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
@@ -217,6 +218,42 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Contains("Parameter server in 2 shards of 12,720 and 12,730 weights, stepped in parallel", ps.Output);
 
         var single = await SingleProcessWeightsAsync(configPath); // one shard: the environment variable is the cluster's alone
+        var tensors = SafeTensors.Read(FinalWeightsPath());
+        foreach (var segment in single.Layout.Segments)
+            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+    }
+
+    /// <summary>
+    /// Cluster:ShardNodes: the parameter server places its 2 shards on 2 shard-node processes, and the 2 worker processes send
+    /// each shard its slice of every gradient and take each round's weights from the shard nodes, over mutual TLS: after 2
+    /// epochs the final weights are bit-identical to single-node mode with one shard, and every node exits 0.
+    /// </summary>
+    [Fact]
+    public async Task Two_shards_on_shard_nodes_train_to_the_weights_of_one_shard_in_single_node_mode()
+    {
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 2));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, new()
+        {
+            ["DISTTRAIN_Cluster__ParameterServerShards"] = "2", ["DISTTRAIN_Cluster__ShardNodes"] = "true", ["DISTTRAIN_Checkpoint__Directory"] = "", ["DISTTRAIN_Checkpoint__EverySteps"] = "0",
+        });
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var shards = FreePorts(2).Select((dataPort, k) =>
+        {
+            var environment = new Dictionary<string, string>(workerEnvironment)
+            {
+                ["DISTTRAIN_Cluster__DataPort"] = $"{dataPort}", ["DISTTRAIN_Output__HealthFile"] = Path.Combine(_directory, $"shard-{k}-alive"),
+            };
+            foreach (var (key, value) in _certificates.Environment($"shard-{k}")) environment[key] = value;
+            return Start(NodeRoles.ParameterShard, configPath, environment);
+        }).ToArray();
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        await ps.AssertExitAsync(0, Guard);
+        foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
+        Assert.Contains("parameter server in 2 shards of 12,720 and 12,730 weights, each on a shard node of its own (Cluster:ShardNodes)", ps.Output);
+        Assert.Contains("Parameter server: 2 shards placed on ", ps.Output);
+        foreach (var worker in workers) Assert.Contains("trains against 2 shard nodes: 127.0.0.1:", worker.Output);
+
+        var single = await SingleProcessWeightsAsync(Config(MlpConfig(hidden: 32, epochs: 2)));
         var tensors = SafeTensors.Read(FinalWeightsPath());
         foreach (var segment in single.Layout.Segments)
             Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);

@@ -568,6 +568,13 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void JoinRunningJob(int index)
     {
         if (!_started || _coordinator is null || !_attached.Contains(index) || !_links.TryGetValue(index, out var link) || !_joined.Add(index)) return;
+        if (_options.Cluster.ShardNodes)
+        {
+            // Its worker would get no shard nodes (they were given out at the start), and wait for weights that never come.
+            _log.Warning("Worker {0} is ready, but a job whose shards run on shard nodes (Cluster:ShardNodes) takes no workers after it started: it " +
+                "stays idle until the job ends. Start every worker before the job starts.", index);
+            return;
+        }
         _coordinator.Tell(new AddWorker(link, index));
     }
 
@@ -670,10 +677,16 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             ResumedVersion: resumeFrom?.Version ?? 0, EarlyStoppingDirectory: _options.Checkpoint.Enabled ? _options.Checkpoint.Directory : null,
             WorkerNodes: _nodeAt);
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _coordinator = Context.ActorOf(Coordinator.Props(settings, ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
-            CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
-            update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer, shards: _options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher),
-            workers, _workerSteps, completion), "coordinator");
+        var parameterServer = _options.Cluster.ShardNodes
+            // The shards run on shard nodes: this node only coordinates them (a resumed run is refused by the shard nodes, which
+            // build their starting weights from their own settings).
+            ? RemoteShardedParameterServer.Props(new RemoteShardSettings(_security.Identity, _jobId, _options.Cluster.ParameterServerShards, weights,
+                _serverSettings, workers, TimeSpan.FromSeconds(_options.Cluster.JoinTimeoutSeconds)))
+            : ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
+                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
+                update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer,
+                shards: _options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher);
+        _coordinator = Context.ActorOf(Coordinator.Props(settings, parameterServer, workers, _workerSteps, completion), "coordinator");
         _log.Info("Training starts with {0} worker{1} (job {2})", workers.Length, workers.Length == 1 ? "" : "s", _jobId);
         for (var i = 0; i < count; i++) _joined.Add(i);
         foreach (var index in _links.Keys.Where(i => i >= count).Order()) JoinRunningJob(index); // ready, but after a gap

@@ -80,3 +80,11 @@ public sealed record ShardServers
     /// <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/>. Tests set a shorter one.</summary>
     internal TimeSpan? ConnectTimeout { get; init; }
 }
+
+/// <summary>
+/// What a cluster worker needs to take the shard nodes its job places (<see cref="Protocol.ShardServersAssigned"/>) and switch to
+/// its shard mode: the job's identity, which checks the message's proof, and the node's TLS identity for the shard connections.
+/// </summary>
+/// <param name="Identity">The job's identity.</param>
+/// <param name="Certificates">The worker node's TLS identity; null for plain TCP.</param>
+public sealed record ShardDialing(JobIdentity Identity, ClusterCertificates? Certificates);

@@ -167,15 +167,18 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
             scalingWorkers, update, shards, configuredOptimizer));
 
     /// <summary>
-    /// The shards for the start-up output: <c>2 shards of 117,568 and 117,578 weights, stepped in parallel</c>.
+    /// The shards for the start-up output: <c>2 shards of 117,568 and 117,578 weights, stepped in parallel</c>, or with
+    /// <paramref name="onShardNodes"/> (Cluster:ShardNodes) <c>2 shards of 117,568 and 117,578 weights, each on a shard node of its own</c>.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">As <see cref="ParameterShards.Plan"/>.</exception>
-    public static string Describe(ParameterLayout layout, int shards) => Describe(ParameterShards.Plan(layout, shards));
+    public static string Describe(ParameterLayout layout, int shards, bool onShardNodes = false) =>
+        Describe(ParameterShards.Plan(layout, shards), onShardNodes);
 
-    private static string Describe(ParameterShard[] plan)
+    private static string Describe(ParameterShard[] plan, bool onShardNodes = false)
     {
         var lengths = plan.Select(p => p.Length.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-        return $"{plan.Length} shards of {string.Join(", ", lengths[..^1])} and {lengths[^1]} weights, stepped in parallel";
+        var sizes = plan.Length == 1 ? $"1 shard of {lengths[0]} weights" : $"{plan.Length} shards of {string.Join(", ", lengths[..^1])} and {lengths[^1]} weights";
+        return onShardNodes ? $"{sizes}, {(plan.Length == 1 ? "on a shard node" : "each on a shard node of its own")} (Cluster:ShardNodes)" : $"{sizes}, stepped in parallel";
     }
 
     /// <summary>A shard or a join failed: in <see cref="Fail"/>, the exception the coordinator gets.</summary>

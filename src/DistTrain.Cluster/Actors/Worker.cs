@@ -63,7 +63,10 @@ public sealed class Worker : ReceiveActor, IWithStash
     // Shard mode (null without ShardServers): the shards' links (children, by shard index), the link that puts their results
     // together, the message the put-together weights are trained through (its array is the link's live vector), the epoch
     // whose results the link takes, and which shards have already sent a result of a later epoch.
-    private readonly ShardServers? _shardServers;
+    private ShardServers? _shardServers;
+    private readonly ShardDialing? _shardDialing;   // a cluster worker: may be given shard nodes (ShardServersAssigned)
+    private readonly ModelOptions _modelOptions;   // for the starting weights of a shard mode entered on a message
+    private readonly int _seed;
     private IActorRef[] _shardLinks = [];
     private ShardedReplicaLink? _sharded;
     private WeightsUpdated? _assembled;
@@ -74,8 +77,11 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// <exception cref="ArgumentException">With <paramref name="shards"/>: a mode other than synchronous, Cluster:Compression, or
     /// starting weights of another length than the model's; the message names the problem.</exception>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null, ShardServers? shards = null)
+        LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null, ShardServers? shards = null, ShardDialing? shardDialing = null)
     {
+        _modelOptions = model;
+        _seed = seed;
+        _shardDialing = shardDialing;
         _settings = settings ?? ReplicaSettings.Default;
         _workerIndex = workerIndex;
         _sampleTraceDirectory = _settings.SampleTraceDirectory;
@@ -103,23 +109,62 @@ public sealed class Worker : ReceiveActor, IWithStash
         Receive<WeightsUpdated>(OnWeights);
         Receive<Evaluate>(OnEvaluate);
         Receive<GetWeights>(OnGetWeights);
+        Receive<ShardServersAssigned>(OnShardServersAssigned);
+        // Sent only by the shard mode's links, which exist only in the shard mode.
+        Receive<ShardWeights>(OnShardWeights);
+        Receive<DataPlane.ShardConnectionClosed>(OnShardConnectionClosed);
+        Receive<Terminated>(OnShardLinkStopped);
         if (shards is not null)
         {
-            if (_settings.Mode != Core.Configuration.TrainingMode.Sync)
-                throw new ArgumentException($"Worker {workerIndex}: parameter-server shards that run on their own take synchronous training only, " +
-                    $"and Training:Mode is {_settings.Mode}: use Training:Mode = Sync, or one parameter server.", nameof(shards));
-            if (_codec is not null)
-                throw new ArgumentException($"Worker {workerIndex}: the shards' data plane carries float32 slices only, and Cluster:Compression is " +
-                    $"{_settings.Compression!.Kind}: use Cluster:Compression = None with shards, or one parameter server.", nameof(shards));
-            if (shards.StartingWeights.Layout.TotalLength != _model.Layout.TotalLength || shards.StartingWeights.Layout.WorkerReportLength != _model.Layout.WorkerReportLength)
-                throw new ArgumentException($"Worker {workerIndex}: the shards' starting weights hold {shards.StartingWeights.Layout.TotalLength} values " +
-                    $"({shards.StartingWeights.Layout.WorkerReportLength} reported), and this worker's model has {_model.Layout.TotalLength} " +
-                    $"({_model.Layout.WorkerReportLength}): give the starting weights of this model.", nameof(shards));
+            if (ShardModeProblem(shards) is { } problem) throw new ArgumentException(problem, nameof(shards));
             _shardServers = shards;
-            Receive<ShardWeights>(OnShardWeights);
-            Receive<DataPlane.ShardConnectionClosed>(OnShardConnectionClosed);
-            Receive<Terminated>(OnShardLinkStopped);
         }
+    }
+
+    /// <summary>Why this worker cannot train against <paramref name="shards"/>, or null.</summary>
+    private string? ShardModeProblem(ShardServers shards)
+    {
+        if (_settings.Mode != Core.Configuration.TrainingMode.Sync)
+            return $"Worker {_workerIndex}: parameter-server shards that run on their own take synchronous training only, " +
+                $"and Training:Mode is {_settings.Mode}: use Training:Mode = Sync, or one parameter server.";
+        if (_codec is not null)
+            return $"Worker {_workerIndex}: the shards' data plane carries float32 slices only, and Cluster:Compression is " +
+                $"{_settings.Compression!.Kind}: use Cluster:Compression = None with shards, or one parameter server.";
+        if (shards.StartingWeights.Layout.TotalLength != _model.Layout.TotalLength || shards.StartingWeights.Layout.WorkerReportLength != _model.Layout.WorkerReportLength)
+            return $"Worker {_workerIndex}: the shards' starting weights hold {shards.StartingWeights.Layout.TotalLength} values " +
+                $"({shards.StartingWeights.Layout.WorkerReportLength} reported), and this worker's model has {_model.Layout.TotalLength} " +
+                $"({_model.Layout.WorkerReportLength}): give the starting weights of this model.";
+        return null;
+    }
+
+    /// <summary>
+    /// The shard nodes this cluster worker's job placed its shards on: taken once, with the job's proof for this worker's slot,
+    /// before the worker holds any weights; the worker then opens its shard links and trains in the shard mode. The frozen tensors
+    /// come from this node's own starting weights (Model:Initializer, Training:Seed, Model:Pretrained), as the parameter server
+    /// builds them from the same settings.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">This worker cannot train against shards (its mode or compression); the worker
+    /// stops, naming the problem.</exception>
+    private void OnShardServersAssigned(ShardServersAssigned assigned)
+    {
+        string? ignored = null;
+        if (_shardDialing is null) ignored = "this worker is not a cluster worker";
+        else if (!assigned.IsGenuine(_shardDialing.Identity)) ignored = "the message does not carry the job's proof (another job's node, or a forgery)";
+        else if (assigned.WorkerIndex != _workerIndex) ignored = $"it is for worker slot {assigned.WorkerIndex}";
+        else if (_shardServers is not null) ignored = "the worker already trains against shards";
+        else if (_version >= 0) ignored = $"the worker already holds the parameter server's weights (version {_version})";
+        if (ignored is not null)
+        {
+            _log.Warning("Worker {0} ignored shard endpoints from {1}: {2}.", _workerIndex, Sender.Path, ignored);
+            return;
+        }
+        var starting = ModelFactory.StartingWeights(ModelFactory.Build(_modelOptions), _modelOptions, _seed);
+        var servers = new ShardServers(assigned.Endpoints, assigned.Token, starting, _shardDialing!.Certificates);
+        if (ShardModeProblem(servers) is { } problem) throw new InvalidOperationException(problem);
+        _shardServers = servers;
+        StartShardLinks(servers);
+        _log.Info("Worker {0} trains against {1} shard nodes: {2}.", _workerIndex, servers.Count, string.Join(", ", servers.Endpoints));
+        UnstashAll();
     }
 
     /// <inheritdoc />
@@ -140,7 +185,12 @@ public sealed class Worker : ReceiveActor, IWithStash
     protected override void PreStart()
     {
         _sampleTrace = Metrics.SampleTrace.ForWorker(_sampleTraceDirectory, _workerIndex);
-        if (_shardServers is not { } servers) return;
+        if (_shardServers is { } servers) StartShardLinks(servers);
+    }
+
+    /// <summary>The shard mode's links (children, one per shard) and the link that puts their results together.</summary>
+    private void StartShardLinks(ShardServers servers)
+    {
         _shardLinks = [.. servers.Plan.Select(shard => Context.Watch(Context.ActorOf(DataPlane.ParameterServerLink.ForShard(servers.Endpoints[shard.Index].Host,
             servers.Endpoints[shard.Index].Port, _workerIndex, Self, shard, servers.Count, servers.WorkerToken, servers.Certificates, reportClosure: true, servers.ConnectTimeout),
             $"shard-{shard.Index}")))];
@@ -152,8 +202,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// <inheritdoc />
     /// <remarks>The shard mode's links stop on any failure of theirs (never restarted: a shard refuses a slot taken again), and
     /// the worker, which watches them, stops with it (<see cref="OnShardLinkStopped"/>).</remarks>
-    protected override SupervisorStrategy SupervisorStrategy() =>
-        _shardServers is null ? base.SupervisorStrategy() : new OneForOneStrategy(_ => Directive.Stop);
+    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(_ => Directive.Stop); // its only children are those links
 
     /// <inheritdoc />
     protected override void PostStop()
@@ -190,12 +239,13 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// <paramref name="settings"/> says what the worker does with a minibatch in the run's mode, and where it traces its
     /// minibatches' samples (null: synchronous, in one pass, no augmentation, no trace). <paramref name="shards"/> is the shard
     /// mode: the parameter-server shards the worker connects to and trains against (see the class remarks); null (the default):
-    /// the worker answers whoever sends it <see cref="WeightsUpdated"/>, one parameter server.
+    /// the worker answers whoever sends it <see cref="WeightsUpdated"/>, one parameter server. <paramref name="shardDialing"/>
+    /// (a cluster worker's) lets the worker take <see cref="ShardServersAssigned"/> from its job and enter the shard mode then.
     /// </summary>
     /// <exception cref="ArgumentException">When the actor is created, as the constructor.</exception>
     public static Props Props(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
-        LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null, ShardServers? shards = null) =>
-        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, settings, shards));
+        LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null, ShardServers? shards = null, ShardDialing? shardDialing = null) =>
+        Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, settings, shards, shardDialing));
 
     private void OnAssignShard(AssignShard shard)
     {

@@ -320,7 +320,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         _generation++;
         var loop = _options.Training;
         _worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed,
-                ReplicaSettings.From(_options))
+                ReplicaSettings.From(_options), shardDialing: new ShardDialing(_security.Identity, _security.Certificates))
             .WithDispatcher(AkkaSettings.ComputeDispatcher), $"worker-{_generation}"));
         _linkOpen = true;
         _link = Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, _worker, accepted.ParameterCount,

@@ -246,6 +246,65 @@ public sealed record ShardWeightsHeader(
 }
 
 /// <summary>The ranges of the shards' messages that cross nodes (<see cref="IRangeCheckedMessage.OutOfRange"/>).</summary>
+/// <summary>
+/// The shard nodes a worker trains against, sent once their shards are placed (<see cref="Actors.RemoteShardedParameterServer"/>,
+/// through the worker's link, before the worker's first weights): every shard's data-plane endpoint, by shard index, and the
+/// worker slot's token, which every shard node checks. The worker takes it only with the job's proof for its own slot, and only
+/// before it holds any weights; it then trains in its shard mode (<see cref="Actors.ShardServers"/>). Parameter server → Worker.
+/// Crosses nodes as MessagePack; decoding refuses a field out of its range.
+/// </summary>
+/// <param name="WorkerIndex">The worker slot, 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</param>
+/// <param name="Hosts">Shard k's data-plane host at index k, 1 to <see cref="ParameterShards.MaxShards"/> of them.</param>
+/// <param name="Ports">Shard k's data port at index k, 1 to 65535, one per host.</param>
+/// <param name="Token">The slot's data-plane token, <see cref="DataPlaneHello.TokenBytes"/> bytes.</param>
+/// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardServersProof"/>).</param>
+[MessagePackObject]
+public sealed record ShardServersAssigned(
+    [property: Key(0)] int WorkerIndex,
+    [property: Key(1)] string[] Hosts,
+    [property: Key(2)] int[] Ports,
+    [property: Key(3)] byte[] Token,
+    [property: Key(4)] byte[] Proof) : IRangeCheckedMessage
+{
+    /// <summary>The endpoints, by shard index.</summary>
+    [IgnoreMember]
+    public IReadOnlyList<ShardEndpoint> Endpoints => [.. Hosts.Zip(Ports, (host, port) => new ShardEndpoint(host, port))];
+
+    /// <summary>The message for worker slot <paramref name="workerIndex"/> of a placement's endpoints and token, signed.</summary>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    public static ShardServersAssigned Signed(JobIdentity identity, int workerIndex, IReadOnlyList<ShardEndpoint> endpoints, byte[] token)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        ArgumentNullException.ThrowIfNull(endpoints);
+        ArgumentNullException.ThrowIfNull(token);
+        return new ShardServersAssigned(workerIndex, [.. endpoints.Select(e => e.Host)], [.. endpoints.Select(e => e.Port)], token,
+            identity.ShardServersProof(workerIndex, endpoints.Select(e => e.ToString()), token));
+    }
+
+    /// <summary>True when <see cref="Proof"/> is the job's for this slot, endpoints and token.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="identity"/> is null.</exception>
+    public bool IsGenuine(JobIdentity identity)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        return JobIdentity.Matches(Proof, identity.ShardServersProof(WorkerIndex, Endpoints.Select(e => e.ToString()), Token));
+    }
+
+    /// <inheritdoc />
+    public string? OutOfRange()
+    {
+        if (ShardWire.Worker(WorkerIndex) is { } worker) return worker;
+        if (Hosts.Length is 0 or > ParameterShards.MaxShards) return $"Hosts holds {Hosts.Length} shard endpoints, outside 1 to {ParameterShards.MaxShards}";
+        if (Ports.Length != Hosts.Length) return $"Ports holds {Ports.Length} ports for {Hosts.Length} hosts; it needs one per host";
+        for (var k = 0; k < Hosts.Length; k++)
+        {
+            if (string.IsNullOrWhiteSpace(Hosts[k])) return $"Hosts[{k}] is empty";
+            if (ShardWire.Within($"Ports[{k}]", Ports[k], 1, 65535) is { } port) return port;
+        }
+        if (Token.Length != DataPlaneHello.TokenBytes) return $"Token holds {Token.Length} bytes, not {DataPlaneHello.TokenBytes}";
+        return Proof.Length != SHA256.HashSizeInBytes ? $"Proof holds {Proof.Length} bytes, not {SHA256.HashSizeInBytes}" : null;
+    }
+}
+
 internal static class ShardWire
 {
     /// <summary>A problem when <paramref name="value"/> is outside <c>[min, max]</c>, else null.</summary>

@@ -108,6 +108,14 @@ public sealed class JobIdentity
     /// request's proof, the shard and the reason.</summary>
     public byte[] ShardFailureProof(ReadOnlySpan<byte> requestProof, int shard, string reason) => ShardNotice("shard-failed", requestProof, shard, reason);
 
+    /// <summary>
+    /// The parameter server's proof over the shard nodes it gives a worker (<see cref="Protocol.ShardServersAssigned"/>): HMAC-SHA256
+    /// over the worker slot, every shard's data-plane host and port in shard order and the slot's data-plane token, so a worker
+    /// sends its gradients only to the shard nodes its own job placed, and a message for another slot is not taken.
+    /// </summary>
+    public byte[] ShardServersProof(int workerIndex, IEnumerable<string> endpoints, ReadOnlySpan<byte> dataToken) =>
+        Mac("shard-servers", workerIndex.ToString(CultureInfo.InvariantCulture), string.Join('\n', endpoints), Convert.ToHexString(dataToken));
+
     private byte[] ShardNotice(string purpose, ReadOnlySpan<byte> requestProof, int shard, string reason) =>
         Mac(purpose, Convert.ToHexString(requestProof), shard.ToString(CultureInfo.InvariantCulture), reason);
 

@@ -278,6 +278,16 @@ public sealed class ClusterOptions
     public int ParameterServerShards { get; set; } = 1;
 
     /// <summary>
+    /// Run the Cluster:ParameterServerShards shards on shard nodes (<c>disttrain node --role parameter-shard</c>), one shard per
+    /// node, instead of in the parameter server's process: the workers send each shard its slice of every gradient over the shard
+    /// node's data plane and take each round's weights from the K nodes, and the parameter server only coordinates. Default
+    /// false. The job waits up to Cluster:JoinTimeoutSeconds for K shard nodes and for their answers. Synchronous training only,
+    /// without Cluster:Compression and without Checkpoint:Directory; a lost worker or shard node ends the job with an error
+    /// that says so (docs/architecture.md, "Where the shards run"). Read on the parameter-server node only.
+    /// </summary>
+    public bool ShardNodes { get; set; }
+
+    /// <summary>
     /// Workers on the parameter server's host (the same machine, user and process namespace, so not in a container of
     /// their own) exchange weights and gradients with it through a sealed shared-memory file instead of the TCP data
     /// plane: one copy in and one out, no kernel. The data-plane connection stays and carries every frame's header, so ordering,

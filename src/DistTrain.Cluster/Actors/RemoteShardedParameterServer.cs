@@ -1,0 +1,310 @@
+using System.Diagnostics;
+using System.Globalization;
+using Akka.Actor;
+using Akka.Event;
+using DistTrain.Cluster.Protocol;
+using DistTrain.Cluster.Security;
+using DistTrain.Cluster.Training;
+using DistTrain.Core;
+using DistTrain.Core.Tensors;
+
+namespace DistTrain.Cluster.Actors;
+
+/// <summary>
+/// What the parameter server of a run whose shards run on shard nodes (Cluster:ShardNodes) is given by the job host.
+/// </summary>
+/// <param name="Identity">The job's identity: it signs the hosting requests and the workers' <see cref="ShardServersAssigned"/>.</param>
+/// <param name="JobId">The run's job id.</param>
+/// <param name="Shards">Cluster:ParameterServerShards, K: one shard node per shard.</param>
+/// <param name="StartingWeights">The run's starting weights (whole model): the hosts check their slices' digests, and a gathering of
+/// the weights takes the frozen tensors from them.</param>
+/// <param name="ServerSettings">The parameter server's <see cref="Hosting.ModelFingerprint.ServerSettingsOf"/>: every shard node's must
+/// equal it.</param>
+/// <param name="Workers">The run's workers (their links on this node), by worker slot: each is given the shard nodes, and the shards'
+/// tokens are drawn for these slots.</param>
+/// <param name="Timeout">How long the search for K shard nodes may take, and again how long their answers may take
+/// (Cluster:JoinTimeoutSeconds), positive.</param>
+public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int Shards, ParameterVector StartingWeights, string ServerSettings,
+    IReadOnlyList<IActorRef> Workers, TimeSpan Timeout);
+
+/// <summary>
+/// The parameter server of a run whose K shards run on shard nodes (Cluster:ShardNodes; docs/architecture.md, "Where the shards
+/// run"). To the coordinator it is one parameter server (<see cref="StartEpoch"/>, <see cref="WorkerLost"/> and
+/// <see cref="GetWeights"/> in; <see cref="RoundApplied"/>, <see cref="EpochCompleted"/> and <see cref="WeightsSnapshot"/> out),
+/// but it holds no weights and steps nothing: it finds K shard nodes (<see cref="ShardNodeFinder"/>), places one shard on each
+/// (<see cref="ShardPlacement"/>; it is the shards' owner), gives every worker the shard nodes' data planes
+/// (<see cref="ShardServersAssigned"/>, through the worker's link), starts each part at every shard (<see cref="ShardPartStart"/>,
+/// with a <see cref="ShardLossArbiter"/> of its own), merges the shards' <see cref="ShardRoundApplied"/> into one step report per
+/// round (<see cref="ShardRoundMerge"/>) and gathers the whole weights from the shards when asked (<see cref="ShardWeightsGather"/>).
+/// The workers send their slices to the shards and take the weights from them directly; nothing of a round passes through here.
+/// </summary>
+/// <remarks>
+/// <para>Until the shards are placed, every message from the coordinator waits. No K shard nodes within
+/// <see cref="RemoteShardSettings.Timeout"/>, a refusal, no answers within it again, a shard node that fails or leaves, and the
+/// shards' reports disagreeing each fail this actor with <see cref="ShardNodesException"/>, whose message names the problem and the
+/// fix, so the coordinator ends the job with it. A further part of an epoch (the samples a lost worker left, which start at a later
+/// round) is not run yet: it fails the job too, saying so.</para>
+/// <para>A stop (<see cref="StopStepping"/>) does not stop the shards mid-part: the weights asked for then are gathered only if every
+/// shard is at one version; otherwise the coordinator's wait for them runs out and the run ends cancelled without them.</para>
+/// </remarks>
+public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWithTimers
+{
+    private sealed record PlacementTimedOut;
+
+    private sealed record GatherTimedOut(int RequestId);
+
+    /// <summary>How long a gathering of the weights may take before the job fails: 60 s.</summary>
+    private static readonly TimeSpan GatherTimeout = TimeSpan.FromSeconds(60);
+
+    private readonly RemoteShardSettings _settings;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private ShardPlacement? _placement;
+    private IActorRef[] _shards = [];
+    private ShardRoundMerge? _merge;
+    private IActorRef _coordinator = ActorRefs.Nobody;
+    private IActorRef _arbiter = ActorRefs.Nobody;
+    private int _partSamples;
+    private double _partLoss;
+    private long _roundStarted;
+    private bool _stopping;
+    private ShardWeightsGather? _gather;
+    private IActorRef? _gatherFor;
+    private int _nextRequest;
+    private System.Diagnostics.TagList[] _shardTags = [];
+
+    /// <summary>Creates the server; see <see cref="Props"/>.</summary>
+    public RemoteShardedParameterServer(RemoteShardSettings settings)
+    {
+        _settings = settings;
+        Become(Finding);
+    }
+
+    /// <inheritdoc />
+    public IStash Stash { get; set; } = null!;
+
+    /// <inheritdoc />
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    /// <summary>Props of the server.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="settings"/> or one of its references is null.</exception>
+    /// <exception cref="ArgumentException">No worker, a shard count outside 1 to <see cref="ParameterShards.MaxShards"/>, or a
+    /// time-out that is not positive.</exception>
+    public static Props Props(RemoteShardSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(settings.Identity);
+        ArgumentNullException.ThrowIfNull(settings.StartingWeights);
+        ArgumentNullException.ThrowIfNull(settings.Workers);
+        if (settings.Workers.Count is 0 or > UpdatePolicy.MaxWorkers)
+            throw new ArgumentException($"A run has 1 to {UpdatePolicy.MaxWorkers} worker slots; {settings.Workers.Count} were given.", nameof(settings));
+        if (settings.Shards is < 1 or > ParameterShards.MaxShards)
+            throw new ArgumentException($"A run places 1 to {ParameterShards.MaxShards} shards; {settings.Shards} were given.", nameof(settings));
+        if (settings.Timeout <= TimeSpan.Zero) throw new ArgumentException("The search for shard nodes needs a positive time-out.", nameof(settings));
+        return Akka.Actor.Props.Create(() => new RemoteShardedParameterServer(settings));
+    }
+
+    /// <inheritdoc />
+    protected override void PreStart()
+    {
+        _log.Info("Parameter server: looking for {0} (Cluster:ShardNodes), up to {1:F0} s", Counts.Of(_settings.Shards, "shard node"),
+            _settings.Timeout.TotalSeconds);
+        Context.ActorOf(ShardNodeFinder.Props(_settings.Shards, _settings.Timeout), "shard-node-finder");
+    }
+
+    private void Finding()
+    {
+        Receive<ShardNodeFinder.Found>(found => Place(found.Hosts));
+        Receive<ShardNodeFinder.NotFound>(notFound => throw new ShardNodesException(notFound.Reason));
+        ReceiveAny(_ => Stash.Stash());
+    }
+
+    private void Place(IReadOnlyList<IActorRef> hosts)
+    {
+        _placement = new ShardPlacement(_settings.Identity, Context.System, Self, _settings.JobId, hosts, _settings.Workers.Count,
+            _settings.StartingWeights, _settings.ServerSettings);
+        for (var k = 0; k < hosts.Count; k++) hosts[k].Tell(_placement.Requests[k], Self);
+        Timers.StartSingleTimer(nameof(PlacementTimedOut), new PlacementTimedOut(), _settings.Timeout);
+        Become(Placing);
+    }
+
+    private void Placing()
+    {
+        Receive<ShardHosted>(TakeAnswer);
+        Receive<ShardHostRefused>(TakeAnswer);
+        Receive<ShardFailed>(TakeAnswer);
+        Receive<PlacementTimedOut>(_ => throw new ShardNodesException(string.Format(CultureInfo.InvariantCulture,
+            "The shard nodes did not all answer within {0:F0} s (Cluster:JoinTimeoutSeconds): no answer from {1}. Check that those nodes run, reach this " +
+            "node, and run the same DistTrain version.", _settings.Timeout.TotalSeconds, string.Join(", ", _placement!.Missing))));
+        ReceiveAny(_ => Stash.Stash());
+    }
+
+    private void TakeAnswer(object answer)
+    {
+        var placement = _placement!;
+        if (placement.Take(Sender, answer) is { } ignored)
+        {
+            _log.Warning("Parameter server: {0}", ignored);
+            return;
+        }
+        if (placement.Failure is { } failure) throw new ShardNodesException(failure);
+        if (!placement.Placed) return;
+        Timers.Cancel(nameof(PlacementTimedOut));
+        _shards = placement.Shards;
+        foreach (var shard in _shards) Context.Watch(shard);
+        _merge = new ShardRoundMerge(_shards);
+        _shardTags = [.. Enumerable.Range(0, _shards.Length).Select(k => new System.Diagnostics.TagList
+            { { "shard", k.ToString(CultureInfo.InvariantCulture) }, { "node", Metrics.DistTrainMetrics.Node } })];
+        var endpoints = placement.ServersFor(0, null).Endpoints;
+        for (var w = 0; w < _settings.Workers.Count; w++)
+            _settings.Workers[w].Tell(ShardServersAssigned.Signed(_settings.Identity, w, endpoints, placement.ServersFor(w, null).WorkerToken), Self);
+        _log.Info("Parameter server: {0} placed on {1}", Counts.Of(_shards.Length, "shard"), string.Join(", ", endpoints.Select((e, k) =>
+            $"shard {k} at {placement.Hosts[k].Path.Address} (data plane {e})")));
+        Become(Running);
+        Stash.UnstashAll();
+    }
+
+    private void Running()
+    {
+        Receive<StartEpoch>(OnStartEpoch);
+        Receive<ShardRoundApplied>(OnRoundApplied);
+        Receive<RoundApplied>(_ => { }); // the coordinator returns each report; these are not pooled
+        Receive<WorkerLost>(lost =>
+        {
+            if (_arbiter.IsNobody()) return; // no part runs: the next part's start leaves the worker out
+            _arbiter.Tell(lost, Self);
+        });
+        Receive<ShardLossDecided>(decided => _log.Info("Parameter server: the shards decided worker {0}'s loss at round {1} ({2}).",
+            decided.Decision.Worker, decided.Decision.Round, decided.Decision.Keep ? "its slice of that round kept" : "its slice of that round dropped"));
+        Receive<StopStepping>(_ =>
+        {
+            _stopping = true;
+            _log.Warning("Parameter server: a stop does not stop shards on shard nodes mid-part; the run's weights are gathered only if every shard " +
+                "is at one version.");
+        });
+        Receive<GetWeights>(_ => _gather is not null, _ => Stash.Stash());
+        Receive<GetWeights>(_ => StartGather());
+        Receive<ShardSliceChunk>(OnSliceChunk);
+        Receive<GatherTimedOut>(timedOut => timedOut.RequestId == _gather?.RequestId, _ => throw new ShardNodesException(string.Format(
+            CultureInfo.InvariantCulture, "The shard nodes did not send their slices of the weights within {0:F0} s: a shard node is overloaded or gone.",
+            GatherTimeout.TotalSeconds)));
+        Receive<GatherTimedOut>(_ => { });
+        Receive<ShardFailed>(OnShardFailed);
+        Receive<ShardHosted>(_ => { }); // a host's repeated answer
+        Receive<Terminated>(terminated =>
+        {
+            var k = Array.IndexOf(_shards, terminated.ActorRef);
+            if (k < 0) return;
+            throw new ShardNodesException($"Shard {k} of {_shards.Length} is gone: its shard node {terminated.ActorRef.Path.Address} left, crashed or was " +
+                "downed. A run whose shards run on shard nodes cannot go on without one (a shard holds its slice of the weights and optimizer state); " +
+                "restart the job.");
+        });
+    }
+
+    private void OnStartEpoch(StartEpoch start)
+    {
+        _coordinator = Sender;
+        var slots = _settings.Workers.Count;
+        if (start.FirstRound != 0)
+            throw new ShardNodesException($"Epoch {start.Epoch}: the samples a lost worker left would go on in a further part from round {start.FirstRound}, " +
+                "and shards on shard nodes do not run further parts of an epoch yet. Restart the job, or set Cluster:ShardNodes to false (the shards " +
+                "then run in the parameter server's process, which covers lost workers).");
+        for (var w = slots; w < start.Workers.Length; w++)
+            if (!start.Workers[w].IsNobody())
+                throw new ShardNodesException($"Worker {w} joined the running job, and the shards were placed for {slots} worker slots: shards on shard " +
+                    "nodes take no workers beyond those the job started with yet. Start the job with every worker, or set Cluster:ShardNodes to false.");
+        var inPart = new bool[slots];
+        var rounds = new int[slots];
+        for (var w = 0; w < Math.Min(slots, start.Workers.Length); w++)
+        {
+            inPart[w] = !start.Workers[w].IsNobody();
+            rounds[w] = inPart[w] ? start.BatchesPerWorker[w] : 0;
+        }
+        if (!_arbiter.IsNobody()) Context.Stop(_arbiter);
+        _arbiter = Context.ActorOf(ShardLossArbiter.Props(_shards, slots, start.Epoch, start.Part, Self), $"arbiter-{start.Epoch}-{start.Part}");
+        _partSamples = 0;
+        _partLoss = 0;
+        _roundStarted = Stopwatch.GetTimestamp();
+        for (var k = 0; k < _shards.Length; k++)
+            _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, _arbiter, start.Part), Self);
+    }
+
+    private void OnRoundApplied(ShardRoundApplied report)
+    {
+        if (_merge!.Take(Sender, report, out var merged) is { } problem)
+        {
+            if (problem.EndsWith("out of step", StringComparison.Ordinal)) throw new ShardNodesException($"Parameter server: {problem}.");
+            _log.Warning("Parameter server: {0}", problem);
+            return;
+        }
+        if (report.Shard >= 0 && report.Shard < _shardTags.Length)
+            Metrics.DistTrainMetrics.ShardRoundSeconds.Record(report.UpdateSeconds, _shardTags[report.Shard]);
+        if (merged is null) return;
+        if (merged.SampleCount > 0)
+        {
+            var now = Stopwatch.GetTimestamp();
+            var timing = new RoundTiming(Stopwatch.GetElapsedTime(_roundStarted, now).TotalSeconds, 0, 0, merged.UpdateSeconds);
+            _roundStarted = now;
+            _partSamples += merged.SampleCount;
+            _partLoss += merged.LossSum;
+            _coordinator.Tell(new RoundApplied(merged.Epoch, merged.Round, merged.Version, merged.SampleCount, merged.LossSum, timing, merged.LearningRate), Self);
+        }
+        if (!merged.PartFinished) return;
+        _coordinator.Tell(new EpochCompleted(merged.Epoch, merged.Version, _partSamples, _partLoss, merged.L1Penalty, merged.L2Penalty), Self);
+        Context.Stop(_arbiter);
+        _arbiter = ActorRefs.Nobody;
+    }
+
+    private void StartGather()
+    {
+        _gather = new ShardWeightsGather(_settings.StartingWeights, _shards, _nextRequest++);
+        _gatherFor = Sender;
+        foreach (var shard in _shards) shard.Tell(new ShardSliceRequest(_gather.RequestId), Self);
+        Timers.StartSingleTimer(nameof(GatherTimedOut), new GatherTimedOut(_gather.RequestId), GatherTimeout);
+    }
+
+    private void OnSliceChunk(ShardSliceChunk chunk)
+    {
+        if (_gather is null) return;
+        if (_gather.Take(Sender, chunk) is { } ignored)
+        {
+            _log.Warning("Parameter server: {0}", ignored);
+            return;
+        }
+        if (_gather.Failure is { } failure)
+        {
+            EndGather();
+            if (_stopping)
+            {
+                _log.Warning("Parameter server: the weights at the stop cannot be put together: {0}", failure);
+                return;
+            }
+            throw new ShardNodesException($"Parameter server: the shards' weights cannot be put together: {failure}");
+        }
+        if (!_gather.Complete) return;
+        _gatherFor!.Tell(_gather.Result, Self);
+        EndGather();
+    }
+
+    private void EndGather()
+    {
+        Timers.Cancel(nameof(GatherTimedOut));
+        _gather = null;
+        _gatherFor = null;
+        Stash.UnstashAll();
+    }
+
+    private void OnShardFailed(ShardFailed failed)
+    {
+        var placement = _placement!;
+        if (failed.Shard < 0 || failed.Shard >= placement.ShardCount || !ShardHost.IsGenuine(_settings.Identity, placement.Requests[failed.Shard], failed))
+        {
+            _log.Warning("Parameter server: a failure of shard {0} came from {1} without the job's proof for this run; ignored.", failed.Shard, Sender.Path);
+            return;
+        }
+        throw new ShardNodesException($"Shard {failed.Shard} of {placement.ShardCount} on the shard node {placement.Hosts[failed.Shard].Path.Address} stopped: " +
+            $"{failed.Reason.TrimEnd('.')}. A run whose shards run on shard nodes cannot go on without one; restart the job.");
+    }
+}
+
+/// <summary>A run whose shards run on shard nodes (Cluster:ShardNodes) cannot go on; the message names the problem and the fix.</summary>
+public sealed class ShardNodesException(string message) : Exception(message);
