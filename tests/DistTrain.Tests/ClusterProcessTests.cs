@@ -232,20 +232,9 @@ public sealed partial class ClusterProcessTests : IDisposable
     public async Task Two_shards_on_shard_nodes_train_to_the_weights_of_one_shard_in_single_node_mode()
     {
         var configPath = Config(MlpConfig(hidden: 32, epochs: 2));
-        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, new()
-        {
-            ["DISTTRAIN_Cluster__ParameterServerShards"] = "2", ["DISTTRAIN_Cluster__ShardNodes"] = "true", ["DISTTRAIN_Checkpoint__Directory"] = "", ["DISTTRAIN_Checkpoint__EverySteps"] = "0",
-        });
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
         var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
-        var shards = FreePorts(2).Select((dataPort, k) =>
-        {
-            var environment = new Dictionary<string, string>(workerEnvironment)
-            {
-                ["DISTTRAIN_Cluster__DataPort"] = $"{dataPort}", ["DISTTRAIN_Output__HealthFile"] = Path.Combine(_directory, $"shard-{k}-alive"),
-            };
-            foreach (var (key, value) in _certificates.Environment($"shard-{k}")) environment[key] = value;
-            return Start(NodeRoles.ParameterShard, configPath, environment);
-        }).ToArray();
+        var shards = StartShardNodes(configPath, workerEnvironment, 2);
         var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
         await ps.AssertExitAsync(0, Guard);
         foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
@@ -257,6 +246,65 @@ public sealed partial class ClusterProcessTests : IDisposable
         var tensors = SafeTensors.Read(FinalWeightsPath());
         foreach (var segment in single.Layout.Segments)
             Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+    }
+
+    /// <summary>The settings of a job whose 2 shards run on shard nodes, without checkpoints (which shard nodes do not write yet).</summary>
+    private static Dictionary<string, string> OnShardNodes => new()
+    {
+        ["DISTTRAIN_Cluster__ParameterServerShards"] = "2", ["DISTTRAIN_Cluster__ShardNodes"] = "true", ["DISTTRAIN_Checkpoint__Directory"] = "",
+        ["DISTTRAIN_Checkpoint__EverySteps"] = "0",
+    };
+
+    /// <summary>Shard-node processes, one per data port, with the worker nodes' settings and a certificate of their own.</summary>
+    private DistTrainProcess[] StartShardNodes(string configPath, Dictionary<string, string> workerEnvironment, int count) =>
+        [.. FreePorts(count).Select((dataPort, k) =>
+        {
+            var environment = new Dictionary<string, string>(workerEnvironment)
+            {
+                ["DISTTRAIN_Cluster__DataPort"] = $"{dataPort}", ["DISTTRAIN_Output__HealthFile"] = Path.Combine(_directory, $"shard-{k}-alive"),
+            };
+            foreach (var (key, value) in _certificates.Environment($"shard-{k}")) environment[key] = value;
+            return Start(NodeRoles.ParameterShard, configPath, environment);
+        })];
+
+    /// <summary>
+    /// Cluster:ShardNodes without any shard node: the job fails once Cluster:JoinTimeoutSeconds has passed, naming how many shard
+    /// nodes it found of how many, and how to start them; every node exits 1 rather than waiting.
+    /// </summary>
+    [Fact]
+    public async Task A_job_on_shard_nodes_without_any_fails_after_the_join_timeout_naming_the_shard_nodes_to_start()
+    {
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 1));
+        var settings = OnShardNodes;
+        settings["DISTTRAIN_Cluster__JoinTimeoutSeconds"] = "8";
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, settings);
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        await ps.AssertExitAsync(1, Guard);
+        foreach (var worker in workers) await worker.AssertExitAsync(1, Guard);
+        Assert.Contains("Found 0 of the 2 shard nodes the run needs (Cluster:ParameterServerShards = 2) within 8 s", ps.Output);
+        Assert.Contains("Start 2 more shard nodes (disttrain node --role parameter-shard", ps.Output);
+    }
+
+    /// <summary>
+    /// A shard node killed mid-run: the job does not hang. The workers lose their connection to it and the parameter server
+    /// the shard, and the job fails (exit 1) with an error naming the shard, on every node that stays.
+    /// </summary>
+    [Fact]
+    public async Task A_shard_node_killed_mid_run_fails_the_job_naming_the_shard()
+    {
+        var configPath = Config(ManyShortStepsConfig);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var shards = StartShardNodes(configPath, workerEnvironment, 2);
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        await ps.WaitForMatchAsync(new Regex(@"epoch +\d+/30 +(25|50|75)%"), Guard);
+        shards[1].Kill();
+        await ps.AssertExitAsync(1, Guard);
+        foreach (var node in workers.Append(shards[0])) await node.AssertExitAsync(1, Guard);
+        Assert.Contains("training failed: Shard 1 of 2 is gone: its shard node akka.ssl.tcp://disttrain@127.0.0.1:", ps.Output);
+        Assert.Contains("A run whose shards run on shard nodes cannot go on without one", ps.Output);
+        Assert.DoesNotContain("internal error", ps.Output);
     }
 
     [Fact]

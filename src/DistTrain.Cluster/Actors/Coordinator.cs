@@ -236,15 +236,16 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
     /// One-for-one supervision that logs every failure but a <see cref="TrainingDivergedException"/>, a
     /// <see cref="Core.Checkpoints.CheckpointWriteException"/>, an <see cref="OutOfMemoryException"/> (a model too large
     /// for the machine, which <c>disttrain train</c> reports in one line with the model's size) and a
-    /// <see cref="Core.Compression.GradientOverflowException"/> (the tensor, the value and the fixes), whose messages say all
-    /// there is and become the job's error.
+    /// <see cref="Core.Compression.GradientOverflowException"/> (the tensor, the value and the fixes) and a
+    /// <see cref="ShardNodesException"/> (shards on shard nodes that cannot go on), whose messages say all there is and become the
+    /// job's error.
     /// </summary>
     private sealed class DivergenceQuietStrategy(Func<Exception, Directive> decider) : OneForOneStrategy(decider)
     {
         protected override void LogFailure(IActorContext context, IActorRef child, Exception cause, Directive directive)
         {
             if (CreationCause(cause) is not (TrainingDivergedException or Core.Checkpoints.CheckpointWriteException or OutOfMemoryException
-                or Core.Compression.GradientOverflowException))
+                or Core.Compression.GradientOverflowException or ShardNodesException))
                 base.LogFailure(context, child, cause, directive);
         }
     }

@@ -306,5 +306,6 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     }
 }
 
-/// <summary>A run whose shards run on shard nodes (Cluster:ShardNodes) cannot go on; the message names the problem and the fix.</summary>
-public sealed class ShardNodesException(string message) : Exception(message);
+/// <summary>A run whose shards run on shard nodes (Cluster:ShardNodes) cannot go on; the message names the problem and the fix.
+/// An <see cref="InvalidOperationException"/>, so the CLI reports it as the job's failure (exit code 1), not as a fault in DistTrain.</summary>
+public sealed class ShardNodesException(string message) : InvalidOperationException(message);
