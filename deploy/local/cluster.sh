@@ -24,6 +24,10 @@
 # parameter server serves metrics on port P and worker i on port P + i (each node needs its own port); a given
 # DISTTRAIN_Cluster__Port or DISTTRAIN_Cluster__DataPort among those ports, or the two equal, stops the script before
 # anything starts (exit code 2, naming both settings).
+# DISTTRAIN_Cluster__ShardNodes=true: the script also starts Cluster:ParameterServerShards shard nodes (disttrain node --role
+# parameter-shard, each with a free data port, logs shard-K.log), on which the parameter server places its shards; that
+# takes DISTTRAIN_Checkpoint__Directory= (empty) and Training:Mode Sync (README). A shard node that ends before the job
+# does ends the job: the parameter server fails it, naming the shard.
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
 # argument and the node's command after it, which it must exec (tests/modes/in-cpu-group.sh puts each worker in a CPU
 # group this way, before the node starts).
@@ -228,7 +232,11 @@ trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 143
     echo "SIGTERM: passing it on to every node, so each stops at its next step (their SIGTERM lines below); SIGTERM again stops them at once." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' TERM
-echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node$([ "$workers" = 1 ] || echo s); logs in $logs/."
+shard_nodes=0
+shard_nodes_setting="${DISTTRAIN_Cluster__ShardNodes:-}"
+[ "${shard_nodes_setting,,}" != true ] || shard_nodes="${DISTTRAIN_Cluster__ParameterServerShards:-1}"
+[[ "$shard_nodes" =~ ^[0-9]{1,2}$ ]] || shard_nodes=0  # not a number: the nodes' config check names it
+echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node$([ "$workers" = 1 ] || echo s)$([ "$shard_nodes" = 0 ] || echo ", $shard_nodes shard node$([ "$shard_nodes" = 1 ] || echo s)"); logs in $logs/."
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
 # next epoch), with the run's DISTTRAIN_ variables, which win over the caller's but for the node's own settings
 # (Compute, Metrics, Cluster:SharedMemory and Cluster:JoinTimeoutSeconds); deploy/local/add-worker-env.sh names each
@@ -256,7 +264,7 @@ cd "$caller"
 # that a Ctrl-C or a SIGTERM to the process group leaves the script's messages a way to the screen; the EXIT trap waits
 # for it, so that nothing reaches the screen after the script ends.
 # `screen` is the real standard error, which the nodes do not get (their output goes to their logs).
-exec {screen}>&2 2> >(trap '' INT TERM; exec sed -u -E -e '/^.*: line [0-9]+: +[0-9]+ .* node --role (parameter-server|worker) /d' -e '/^Terminated$/d' >&2)
+exec {screen}>&2 2> >(trap '' INT TERM; exec sed -u -E -e '/^.*: line [0-9]+: +[0-9]+ .* node --role (parameter-server|worker|parameter-shard) /d' -e '/^Terminated$/d' >&2)
 stderr_filter=$!
 # The parameter server's output goes to its log and, without the [INFO] lines (but the one naming the checkpoint a
 # resume or takeover continues from, and the one saying early stopping goes on from its record), to the screen, each
@@ -275,6 +283,14 @@ for i in $(seq 1 "$workers"); do
   metrics=(); [ -z "$metrics_port" ] || metrics=("DISTTRAIN_Metrics__Port=$(( metrics_port + i ))")
   "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 {screen}>&- &
   pids+=($!); names[$!]="worker-$i"
+done
+# Shard nodes (Cluster:ShardNodes): a free data port each, no metrics port (the run's metrics ports are the parameter
+# server's and the workers').
+for k in $(seq 1 "$shard_nodes"); do
+  [ "$interrupted" = 0 ] || break
+  "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 DISTTRAIN_Cluster__DataPort="$(bash "$repo/deploy/local/free-port.sh")" DISTTRAIN_Metrics__Port=0 \
+    "${disttrain[@]}" node --role parameter-shard "$@" > "$logs/shard-$k.log" 2>&1 {screen}>&- &
+  pids+=($!); names[$!]="shard-$k"
 done
 # wait_for PID: waits until that process has exited and returns its exit code. A Ctrl-C interrupts `wait` (which then
 # returns 128 + 2 at once, whatever the node's state): the wait starts again, so the node's end is not skipped and its
@@ -370,6 +386,11 @@ while true; do
       break
     fi
     [ "$interrupted" = 0 ] || continue  # Ctrl-C in those seconds: the job does not go on
+  fi
+  if [[ "${names[$ended]}" == shard-* ]] && [ "$code" -ne 0 ]; then
+    # The job cannot go on without the shard: the parameter server fails it, naming the shard, and the loop reports its exit.
+    echo "${names[$ended]} (a shard node) ended with code $code$([ "$code" -le 128 ] || echo " (signal $(( code - 128 )))"); the job cannot go on without its shard. Its log: $logs/${names[$ended]}.log." >&2
+    continue
   fi
   alive_rule="training pauses while fewer than Cluster:MinWorkers = $DISTTRAIN_Cluster__MinWorkers workers are alive"
   joined=$(joined_as "${names[$ended]}")

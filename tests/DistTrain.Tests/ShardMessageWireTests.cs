@@ -225,21 +225,25 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardRoundApplied), Bytes(0, 1, 0, 0, 0, 1L, -10, 1.0, 0.1, 0.001, false), "SampleCount -10 is below 0" },
         { nameof(ShardRoundApplied), Bytes(0, 1, 0, 0, 0, 1L, 10, 1.0, 0.1, 0.001, true, double.NaN, 0.5),
             "L1Penalty NaN or L2Penalty 0.5 is not a sum of non-negative terms" },
-        { nameof(ShardServersAssigned), Bytes(256, new[] { "a" }, new[] { 1 }, new byte[32], new byte[32]), "Worker 256 is outside 0 to 255" },
-        { nameof(ShardServersAssigned), Bytes(0, Array.Empty<string>(), Array.Empty<int>(), new byte[32], new byte[32]), "Hosts holds 0 shard endpoints, outside 1 to 16" },
-        { nameof(ShardServersAssigned), Bytes(0, Enumerable.Repeat("a", 17).ToArray(), Enumerable.Repeat(1, 17).ToArray(), new byte[32], new byte[32]),
-            "Hosts holds 17 shard endpoints, outside 1 to 16" },
-        { nameof(ShardServersAssigned), Bytes(0, new[] { "a", "b" }, new[] { 1 }, new byte[32], new byte[32]), "Ports holds 1 ports for 2 hosts; it needs one per host" },
-        { nameof(ShardServersAssigned), Bytes(0, new[] { "a", " " }, new[] { 1, 2 }, new byte[32], new byte[32]), "Hosts[1] is empty" },
-        { nameof(ShardServersAssigned), Bytes(0, new[] { "a", "b" }, new[] { 1, 65536 }, new byte[32], new byte[32]), "Ports[1] 65536 is outside 1 to 65535" },
-        { nameof(ShardServersAssigned), Bytes(0, new[] { "a" }, new[] { 0 }, new byte[32], new byte[32]), "Ports[0] 0 is outside 1 to 65535" },
-        { nameof(ShardServersAssigned), Bytes(0, new[] { "a" }, new[] { 1 }, new byte[31], new byte[32]), "Token holds 31 bytes, not 32" },
-        { nameof(ShardServersAssigned), Bytes(0, new[] { "a" }, new[] { 1 }, new byte[32], new byte[0]), "Proof holds 0 bytes, not 32" },
+        { nameof(ShardServersAssigned), Servers(worker: 256), "Worker 256 is outside 0 to 255" },
+        { nameof(ShardServersAssigned), Servers(hosts: []), "Hosts holds 0 shard endpoints, outside 1 to 16" },
+        { nameof(ShardServersAssigned), Servers(hosts: [.. Enumerable.Repeat("a", 17)], ports: [.. Enumerable.Repeat(1, 17)]), "Hosts holds 17 shard endpoints, outside 1 to 16" },
+        { nameof(ShardServersAssigned), Servers(hosts: ["a", "b"]), "Ports holds 1 ports for 2 hosts; it needs one per host" },
+        { nameof(ShardServersAssigned), Servers(hosts: ["a", " "], ports: [1, 2]), "Hosts[1] is empty" },
+        { nameof(ShardServersAssigned), Servers(hosts: ["a", "b"], ports: [1, 65536]), "Ports[1] 65536 is outside 1 to 65535" },
+        { nameof(ShardServersAssigned), Servers(ports: [0]), "Ports[0] 0 is outside 1 to 65535" },
+        { nameof(ShardServersAssigned), Servers(token: 31), "Token holds 31 bytes, not 32" },
+        { nameof(ShardServersAssigned), Servers(digest: 0), "StartingDigest holds 0 bytes, not 32" },
+        { nameof(ShardServersAssigned), Servers(proof: 0), "Proof holds 0 bytes, not 32" },
         { nameof(ShardHostRefused), Bytes(-1, "busy", new byte[32]), "Shard -1 is outside 0 to 15" },
         { nameof(ShardHostRefused), Bytes(1, "busy", new byte[31]), "Proof holds 31 bytes, not 0 or 32" },
         { nameof(ShardFailed), Bytes("job", 16, "diverged", new byte[32]), "Shard 16 is outside 0 to 15" },
         { nameof(ShardFailed), Bytes("job", 1, "diverged", Array.Empty<byte>()), "Proof holds 0 bytes, not 32" },
     };
+
+    /// <summary>A ShardServersAssigned's bytes with the given slot, endpoints and lengths of token, digest and proof.</summary>
+    private static byte[] Servers(int worker = 0, string[]? hosts = null, int[]? ports = null, int token = 32, int digest = 32, int proof = 32) =>
+        Bytes("job", worker, hosts ?? ["a"], ports ?? [1], new byte[token], new byte[digest], new byte[proof]);
 
     /// <summary>A HostShard's bytes with <paramref name="tokens"/> bytes of tokens, a digest and a proof of the given lengths.</summary>
     private static byte[] Host(int shard = 1, int count = 2, int tokens = 64, int digest = 32, int proof = 32) =>

@@ -199,6 +199,85 @@ public sealed class ShardNodeTests : IDisposable
         }
     }
 
+    /// <summary>Starts one child, reports it to <paramref name="to"/> first, then its failures (the child stops) and what it sends.</summary>
+    private sealed class Supervisor : ReceiveActor
+    {
+        private readonly IActorRef _to;
+
+        public Supervisor(IActorRef to, Props child)
+        {
+            _to = to;
+            to.Tell(Context.ActorOf(child, "child"));
+            ReceiveAny(message => to.Tell(message));
+        }
+
+        protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
+        {
+            _to.Tell(e);
+            return Directive.Stop;
+        });
+    }
+
+    /// <summary>
+    /// The parameter server of Cluster:ShardNodes (<see cref="RemoteShardedParameterServer"/>) on a parameter-server node with two
+    /// shard nodes up: it places its 2 shards, gives each worker slot (here a probe standing for the worker's link) its signed
+    /// endpoints, own token and the starting weights' digest, answers a weights request with the starting weights gathered from
+    /// the shard nodes, refuses a further part of an epoch, and fails on a lost worker, each with an error naming the fix.
+    /// </summary>
+    [Fact]
+    public async Task The_shard_nodes_parameter_server_places_its_shards_tells_each_worker_and_fails_on_a_lost_worker()
+    {
+        var ports = TestPorts.Free(3);
+        var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
+        var psOptions = Options(seed, ports[0], 0);
+        var ps = await StartNodeAsync(psOptions, NodeRoles.ParameterServer);
+        var security = new ClusterSecurity(Identity, null);
+        using var stop = new CancellationTokenSource();
+        var runs = new List<Task<JobFinished>>();
+        try
+        {
+            foreach (var dataPort in ports[1..])
+            {
+                var options = Options(seed, 0, dataPort);
+                runs.Add(ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(options, security), options, security, stop.Token));
+            }
+            var starting = ClusterNode.ShardHostSettingsOf(psOptions, security).StartingWeights;
+            Inbox[] workers = [Inbox.Create(ps), Inbox.Create(ps)];
+            var owner = Inbox.Create(ps);
+            var settings = new RemoteShardSettings(Identity, "job-1", 2, starting, ModelFingerprint.ServerSettingsOf(psOptions),
+                [.. workers.Select(w => w.Receiver)], Guard);
+            ps.ActorOf(Props.Create(() => new Supervisor(owner.Receiver, RemoteShardedParameterServer.Props(settings))));
+            var server = Assert.IsAssignableFrom<IActorRef>(await owner.ReceiveAsync(Guard));
+
+            var assigned = new ShardServersAssigned[2];
+            for (var w = 0; w < 2; w++)
+            {
+                assigned[w] = Assert.IsType<ShardServersAssigned>(await workers[w].ReceiveAsync(Guard));
+                Assert.True(assigned[w].IsGenuine(Identity));
+                Assert.Equal(("job-1", w), (assigned[w].JobId, assigned[w].WorkerIndex));
+                Assert.Equal(ports[1..].Order(), assigned[w].Ports.Order()); // shard k on the k-th node to join: either order
+                Assert.Equal(ShardServersAssigned.DigestOf(starting), assigned[w].StartingDigest);
+            }
+            Assert.NotEqual(assigned[0].Token, assigned[1].Token);
+
+            owner.Send(server, GetWeights.Instance);
+            var snapshot = Assert.IsType<WeightsSnapshot>(await owner.ReceiveAsync(Guard));
+            Assert.Equal(0, snapshot.Version);
+            Assert.Equal(starting.Values, snapshot.Weights);
+
+            owner.Send(server, new WorkerLost(1));
+            var lost = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
+            Assert.StartsWith("Worker 1 was lost, and shards on shard nodes do not cover a lost worker yet", lost.Message);
+            Assert.EndsWith("Restart the job, or set Cluster:ShardNodes to false (the shards then run in the parameter server's process, which covers " +
+                "lost workers).", lost.Message);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAny(Task.WhenAll(runs), Task.Delay(Guard));
+        }
+    }
+
     /// <summary>
     /// The coordinator's search for shard nodes (<see cref="ShardNodeFinder"/>): with two shard nodes up, a search for 2 finds
     /// both, oldest member first, and the placement on the hosts it found succeeds with each node's configured data port; a

@@ -220,10 +220,13 @@ public sealed class ShardedWorkerTests : TestKit
     /// <summary>Real workers 0 to <see cref="Workers"/> - 1, worker w given <paramref name="servers"/>(w), train <see cref="Epochs"/>
     /// epochs against <paramref name="shards"/> shards whose parts <paramref name="startPart"/>(epoch) starts, and end with
     /// <paramref name="expected"/> (one server's weights) bit for bit.</summary>
-    private void TrainAgainstShardsAndCompare(int shards, Func<int, ShardServers> servers, Action<int> startPart, ParameterVector initial, float[][] expected)
+    /// <param name="started">Workers already started (and told their shards otherwise), with the probe their failures go to; null:
+    /// workers started here, given <paramref name="servers"/>.</param>
+    private void TrainAgainstShardsAndCompare(int shards, Func<int, ShardServers?> servers, Action<int> startPart, ParameterVector initial, float[][] expected,
+        (IActorRef[] Workers, TestProbe Failures)? started = null)
     {
-        var failures = CreateTestProbe();
-        var workers = StartWorkers(Workers, servers, failures);
+        var failures = started?.Failures ?? CreateTestProbe();
+        var workers = started?.Workers ?? StartWorkers(Workers, servers, failures);
         var received = TensorFrame.BytesReceived;
         for (var epoch = 1; epoch <= Epochs; epoch++)
         {
@@ -247,6 +250,48 @@ public sealed class ShardedWorkerTests : TestKit
         Assert.True(received >= Workers * report * 2L * Epochs * Rounds, $"{received:N0} bytes read from data-plane sockets");
         failures.ExpectNoMsg(TimeSpan.Zero);
         foreach (var worker in workers) Sys.Stop(worker);
+    }
+
+    /// <summary>
+    /// Cluster workers (given <see cref="ShardDialing"/>) told the shard nodes by message, as Cluster:ShardNodes tells them
+    /// (<see cref="ShardServersAssigned"/>): a message without the job's proof, one for another run and one for another slot are
+    /// ignored with a warning naming why; a worker whose starting weights are not the message's (another seed) stops, naming the
+    /// settings; and with the genuine messages 2 workers enter their shard mode and end with one server's weights bit for bit.
+    /// </summary>
+    [Fact]
+    public void Workers_told_the_shard_nodes_by_message_take_only_their_runs_genuine_one_and_train_to_one_servers_weights()
+    {
+        var expected = AgainstOneServer();
+        var initial = Initial();
+        var tokens = ShardDataPlaneTests.Tokens(Workers);
+        var nodes = StartShards(initial, shards: 2, tokens);
+        var identity = new JobIdentity("sharded-worker", System.Text.Encoding.UTF8.GetBytes(new string('w', 32)));
+        ShardEndpoint[] endpoints = [.. nodes.Select(n => new ShardEndpoint("127.0.0.1", n.Port))];
+        var failures = CreateTestProbe();
+        var data = Data.Value;
+        IActorRef Start(int worker, int seed)
+        {
+            Sys.ActorOf(Props.Create(() => new Supervising(Worker.Props(worker, Model, data.Train, data.Test, 64, null, seed, null, null,
+                new ShardDialing(identity, "job-1", null)), failures.Ref)));
+            return failures.ExpectMsg<IActorRef>(Wait);
+        }
+
+        var otherSeed = Start(0, seed: 8);
+        otherSeed.Tell(ShardServersAssigned.Signed(identity, "job-1", 0, endpoints, tokens[0], initial));
+        var refused = failures.ExpectMsg<InvalidOperationException>(Wait);
+        Assert.StartsWith("Worker 0: this node builds other starting weights than the parameter server (Model:Initializer, Training:Seed or the " +
+            "Model:Pretrained file differ)", refused.Message);
+
+        IActorRef[] workers = [Start(0, seed: 7), Start(1, seed: 7)];
+        var other = new JobIdentity("sharded-worker", System.Text.Encoding.UTF8.GetBytes(new string('x', 32)));
+        EventFilter.Warning(contains: "does not carry the job's proof").ExpectOne(Wait, () =>
+            workers[0].Tell(ShardServersAssigned.Signed(other, "job-1", 0, endpoints, tokens[0], initial)));
+        EventFilter.Warning(contains: "it is for run job-2, and this worker belongs to run job-1").ExpectOne(Wait, () =>
+            workers[0].Tell(ShardServersAssigned.Signed(identity, "job-2", 0, endpoints, tokens[0], initial)));
+        EventFilter.Warning(contains: "it is for worker slot 1").ExpectOne(Wait, () =>
+            workers[0].Tell(ShardServersAssigned.Signed(identity, "job-1", 1, endpoints, tokens[1], initial)));
+        for (var w = 0; w < Workers; w++) workers[w].Tell(ShardServersAssigned.Signed(identity, "job-1", w, endpoints, tokens[w], initial));
+        TrainAgainstShardsAndCompare(2, _ => null, epoch => StartPart(nodes, epoch, Workers), initial, expected, (workers, failures));
     }
 
     /// <summary>

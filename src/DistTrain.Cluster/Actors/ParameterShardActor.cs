@@ -36,8 +36,9 @@ namespace DistTrain.Cluster.Actors;
 /// and no round open, refuse every slice, and the run would wait instead of ending.</para>
 /// <para>On a node of its own the workers' slices and the results travel on that node's data plane
 /// (<see cref="DataPlane.ShardDataPlane"/>, whose links the part names as the workers).</para>
-/// <para>Not yet here: parts that start after round 0 (an epoch's further part after a loss), checkpoints, evaluation,
-/// the gradient diagnostics and metrics; only a <see cref="ShardHost"/> starts this actor, and nothing in the product starts a host yet.</para>
+/// <para>Not yet here: parts that start after round 0 (an epoch's further part after a loss), checkpoints, the gradient
+/// diagnostics and metrics. Only a <see cref="ShardHost"/> starts this actor, on a shard node, for the
+/// <see cref="RemoteShardedParameterServer"/> of a run with Cluster:ShardNodes.</para>
 /// </remarks>
 public sealed class ParameterShardActor : ReceiveActor
 {

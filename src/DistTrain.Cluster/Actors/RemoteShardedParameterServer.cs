@@ -22,8 +22,9 @@ namespace DistTrain.Cluster.Actors;
 /// equal it.</param>
 /// <param name="Workers">The run's workers (their links on this node), by worker slot: each is given the shard nodes, and the shards'
 /// tokens are drawn for these slots.</param>
-/// <param name="Timeout">How long the search for K shard nodes may take, and again how long their answers may take
-/// (Cluster:JoinTimeoutSeconds), positive.</param>
+/// <param name="Timeout">How long the search for K shard nodes may take, and again how long their answers may take, positive:
+/// the smaller of Cluster:JoinTimeoutSeconds and half Cluster:StallTimeoutSeconds (the coordinator counts the placement as a
+/// time without progress).</param>
 public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int Shards, ParameterVector StartingWeights, string ServerSettings,
     IReadOnlyList<IActorRef> Workers, TimeSpan Timeout);
 
@@ -33,19 +34,22 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// <see cref="GetWeights"/> in; <see cref="RoundApplied"/>, <see cref="EpochCompleted"/> and <see cref="WeightsSnapshot"/> out),
 /// but it holds no weights and steps nothing: it finds K shard nodes (<see cref="ShardNodeFinder"/>), places one shard on each
 /// (<see cref="ShardPlacement"/>; it is the shards' owner), gives every worker the shard nodes' data planes
-/// (<see cref="ShardServersAssigned"/>, through the worker's link), starts each part at every shard (<see cref="ShardPartStart"/>,
-/// with a <see cref="ShardLossArbiter"/> of its own), merges the shards' <see cref="ShardRoundApplied"/> into one step report per
-/// round (<see cref="ShardRoundMerge"/>) and gathers the whole weights from the shards when asked (<see cref="ShardWeightsGather"/>).
-/// The workers send their slices to the shards and take the weights from them directly; nothing of a round passes through here.
+/// (<see cref="ShardServersAssigned"/>, through the worker's link), starts each part at every shard (<see cref="ShardPartStart"/>),
+/// merges the shards' <see cref="ShardRoundApplied"/> into one step report per round (<see cref="ShardRoundMerge"/>) and gathers
+/// the whole weights from the shards when asked (<see cref="ShardWeightsGather"/>). The coordinator's <see cref="RoundApplied"/>,
+/// returned as to a parameter server, is dropped (these are not pooled). The workers send their slices to the shards and take
+/// the weights from them directly; nothing of a round passes through here.
 /// </summary>
 /// <remarks>
 /// <para>Until the shards are placed, every message from the coordinator waits. No K shard nodes within
-/// <see cref="RemoteShardSettings.Timeout"/>, a refusal, no answers within it again, a shard node that fails or leaves, and the
-/// shards' reports disagreeing each fail this actor with <see cref="ShardNodesException"/>, whose message names the problem and the
-/// fix, so the coordinator ends the job with it. A further part of an epoch (the samples a lost worker left, which start at a later
-/// round) is not run yet: it fails the job too, saying so.</para>
-/// <para>A stop (<see cref="StopStepping"/>) does not stop the shards mid-part: the weights asked for then are gathered only if every
-/// shard is at one version; otherwise the coordinator's wait for them runs out and the run ends cancelled without them.</para>
+/// <see cref="RemoteShardSettings.Timeout"/>, a refusal, no answers within it again, a shard node that fails or leaves, the
+/// shards' reports disagreeing, and a lost worker each fail this actor with <see cref="ShardNodesException"/>, whose message names
+/// the problem and the fix, so the coordinator ends the job with it: shards on shard nodes do not cover a lost worker yet (its
+/// samples would go on in a further part of the epoch, and its slot cannot be taken again).</para>
+/// <para>A stop (<see cref="StopStepping"/>) does not stop the shards mid-part: the shards step on while the workers finish their
+/// round, and a gathering of the weights that finds the shards at different versions (one has stepped, another not yet) is asked
+/// again every 50 ms, for up to 10 s, so every <see cref="GetWeights"/> is answered once. A worker lost after a stop does not
+/// fail the job (the workers leave a stopped job).</para>
 /// </remarks>
 public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWithTimers
 {
@@ -56,13 +60,19 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     /// <summary>How long a gathering of the weights may take before the job fails: 60 s.</summary>
     private static readonly TimeSpan GatherTimeout = TimeSpan.FromSeconds(60);
 
+    /// <summary>How soon a gathering that found the shards at different versions is asked again: 50 ms, up to <see cref="GatherRetries"/> times.</summary>
+    private static readonly TimeSpan GatherRetryDelay = TimeSpan.FromMilliseconds(50);
+
+    private const int GatherRetries = 200;
+
+    private sealed record GatherAgain;
+
     private readonly RemoteShardSettings _settings;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private ShardPlacement? _placement;
     private IActorRef[] _shards = [];
     private ShardRoundMerge? _merge;
     private IActorRef _coordinator = ActorRefs.Nobody;
-    private IActorRef _arbiter = ActorRefs.Nobody;
     private int _partSamples;
     private double _partLoss;
     private long _roundStarted;
@@ -70,6 +80,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private ShardWeightsGather? _gather;
     private IActorRef? _gatherFor;
     private int _nextRequest;
+    private int _gatherAttempts;
     private System.Diagnostics.TagList[] _shardTags = [];
 
     /// <summary>Creates the server; see <see cref="Props"/>.</summary>
@@ -133,7 +144,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Receive<ShardHostRefused>(TakeAnswer);
         Receive<ShardFailed>(TakeAnswer);
         Receive<PlacementTimedOut>(_ => throw new ShardNodesException(string.Format(CultureInfo.InvariantCulture,
-            "The shard nodes did not all answer within {0:F0} s (Cluster:JoinTimeoutSeconds): no answer from {1}. Check that those nodes run, reach this " +
+            "The shard nodes did not all answer within {0:F0} s (the smaller of Cluster:JoinTimeoutSeconds and half Cluster:StallTimeoutSeconds): no answer from {1}. Check that those nodes run, reach this " +
             "node, and run the same DistTrain version.", _settings.Timeout.TotalSeconds, string.Join(", ", _placement!.Missing))));
         ReceiveAny(_ => Stash.Stash());
     }
@@ -156,7 +167,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             { { "shard", k.ToString(CultureInfo.InvariantCulture) }, { "node", Metrics.DistTrainMetrics.Node } })];
         var endpoints = placement.ServersFor(0, null).Endpoints;
         for (var w = 0; w < _settings.Workers.Count; w++)
-            _settings.Workers[w].Tell(ShardServersAssigned.Signed(_settings.Identity, w, endpoints, placement.ServersFor(w, null).WorkerToken), Self);
+            _settings.Workers[w].Tell(ShardServersAssigned.Signed(_settings.Identity, _settings.JobId, w, endpoints, placement.ServersFor(w, null).WorkerToken,
+                _settings.StartingWeights), Self);
         _log.Info("Parameter server: {0} placed on {1}", Counts.Of(_shards.Length, "shard"), string.Join(", ", endpoints.Select((e, k) =>
             $"shard {k} at {placement.Hosts[k].Path.Address} (data plane {e})")));
         Become(Running);
@@ -170,19 +182,28 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Receive<RoundApplied>(_ => { }); // the coordinator returns each report; these are not pooled
         Receive<WorkerLost>(lost =>
         {
-            if (_arbiter.IsNobody()) return; // no part runs: the next part's start leaves the worker out
-            _arbiter.Tell(lost, Self);
+            if (_stopping)
+            {
+                _log.Info("Parameter server: worker {0} left the stopped job.", lost.WorkerIndex);
+                return;
+            }
+            throw new ShardNodesException($"Worker {lost.WorkerIndex} was lost, and shards on shard nodes do not cover a lost worker yet: its samples " +
+                "would go on in a further part of the epoch, and its slot cannot be taken again. Restart the job, or set Cluster:ShardNodes to false (the " +
+                "shards then run in the parameter server's process, which covers lost workers).");
         });
-        Receive<ShardLossDecided>(decided => _log.Info("Parameter server: the shards decided worker {0}'s loss at round {1} ({2}).",
-            decided.Decision.Worker, decided.Decision.Round, decided.Decision.Keep ? "its slice of that round kept" : "its slice of that round dropped"));
         Receive<StopStepping>(_ =>
         {
             _stopping = true;
-            _log.Warning("Parameter server: a stop does not stop shards on shard nodes mid-part; the run's weights are gathered only if every shard " +
-                "is at one version.");
+            _log.Info("Parameter server: the stop's weights are gathered from the shard nodes once every shard is at one version.");
         });
-        Receive<GetWeights>(_ => _gather is not null, _ => Stash.Stash());
-        Receive<GetWeights>(_ => StartGather());
+        Receive<GetWeights>(_ => _gatherFor is not null, _ => Stash.Stash());
+        Receive<GetWeights>(_ =>
+        {
+            _gatherFor = Sender;
+            _gatherAttempts = 0;
+            StartGather();
+        });
+        Receive<GatherAgain>(_ => _gatherFor is not null, _ => StartGather());
         Receive<ShardSliceChunk>(OnSliceChunk);
         Receive<GatherTimedOut>(timedOut => timedOut.RequestId == _gather?.RequestId, _ => throw new ShardNodesException(string.Format(
             CultureInfo.InvariantCulture, "The shard nodes did not send their slices of the weights within {0:F0} s: a shard node is overloaded or gone.",
@@ -219,13 +240,11 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             inPart[w] = !start.Workers[w].IsNobody();
             rounds[w] = inPart[w] ? start.BatchesPerWorker[w] : 0;
         }
-        if (!_arbiter.IsNobody()) Context.Stop(_arbiter);
-        _arbiter = Context.ActorOf(ShardLossArbiter.Props(_shards, slots, start.Epoch, start.Part, Self), $"arbiter-{start.Epoch}-{start.Part}");
         _partSamples = 0;
         _partLoss = 0;
         _roundStarted = Stopwatch.GetTimestamp();
         for (var k = 0; k < _shards.Length; k++)
-            _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, _arbiter, start.Part), Self);
+            _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, ActorRefs.Nobody, start.Part), Self); // a loss fails the job
     }
 
     private void OnRoundApplied(ShardRoundApplied report)
@@ -250,14 +269,13 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         if (!merged.PartFinished) return;
         _coordinator.Tell(new EpochCompleted(merged.Epoch, merged.Version, _partSamples, _partLoss, merged.L1Penalty, merged.L2Penalty), Self);
-        Context.Stop(_arbiter);
-        _arbiter = ActorRefs.Nobody;
     }
 
+    /// <summary>Asks every shard for its slice of the weights, for <see cref="_gatherFor"/>.</summary>
     private void StartGather()
     {
+        _gatherAttempts++;
         _gather = new ShardWeightsGather(_settings.StartingWeights, _shards, _nextRequest++);
-        _gatherFor = Sender;
         foreach (var shard in _shards) shard.Tell(new ShardSliceRequest(_gather.RequestId), Self);
         Timers.StartSingleTimer(nameof(GatherTimedOut), new GatherTimedOut(_gather.RequestId), GatherTimeout);
     }
@@ -272,13 +290,16 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         if (_gather.Failure is { } failure)
         {
-            EndGather();
-            if (_stopping)
+            // Mid-round one shard may have stepped and another not yet: asked again, they are at one version between rounds.
+            Timers.Cancel(nameof(GatherTimedOut));
+            _gather = null;
+            if (_gatherAttempts < GatherRetries)
             {
-                _log.Warning("Parameter server: the weights at the stop cannot be put together: {0}", failure);
+                Timers.StartSingleTimer(nameof(GatherAgain), new GatherAgain(), GatherRetryDelay);
                 return;
             }
-            throw new ShardNodesException($"Parameter server: the shards' weights cannot be put together: {failure}");
+            throw new ShardNodesException(string.Format(CultureInfo.InvariantCulture, "Parameter server: the shards' weights cannot be put together " +
+                "after {0} attempts over {1:F0} s: {2}", GatherRetries, GatherRetries * GatherRetryDelay.TotalSeconds, failure));
         }
         if (!_gather.Complete) return;
         _gatherFor!.Tell(_gather.Result, Self);

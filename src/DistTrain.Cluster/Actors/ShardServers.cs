@@ -82,9 +82,11 @@ public sealed record ShardServers
 }
 
 /// <summary>
-/// What a cluster worker needs to take the shard nodes its job places (<see cref="Protocol.ShardServersAssigned"/>) and switch to
-/// its shard mode: the job's identity, which checks the message's proof, and the node's TLS identity for the shard connections.
+/// What a cluster worker needs to take the shard nodes its run places (<see cref="Protocol.ShardServersAssigned"/>) and switch to
+/// its shard mode: the job's identity and the run's id, which the message's proof must be for, and the node's TLS identity for
+/// the shard connections.
 /// </summary>
 /// <param name="Identity">The job's identity.</param>
+/// <param name="JobId">The run's job id, as the job host accepted the worker with it.</param>
 /// <param name="Certificates">The worker node's TLS identity; null for plain TCP.</param>
-public sealed record ShardDialing(JobIdentity Identity, ClusterCertificates? Certificates);
+public sealed record ShardDialing(JobIdentity Identity, string JobId, ClusterCertificates? Certificates);

@@ -31,8 +31,9 @@ namespace DistTrain.Cluster.Actors;
 /// within <see cref="DataPlane.DataPlaneListener.HandshakeTimeoutSeconds"/>), is refused or closes fails the worker with an <see cref="IOException"/>
 /// naming the shard, its endpoint and the reason (a worker cannot take its slot at a shard again), so its parent must
 /// stop it on that exception (as <see cref="WorkerAgent"/>'s strategy does): restarted, as under Akka's default
-/// supervision, it would dial the shards again and be refused in a loop. Without
-/// <see cref="ShardServers"/> nothing of this exists and the worker is the one-server worker.</para>
+/// supervision, it would dial the shards again and be refused in a loop. A cluster worker (given <see cref="ShardDialing"/>) enters
+/// the shard mode when its run's parameter server sends it <see cref="ShardServersAssigned"/> (Cluster:ShardNodes), before any
+/// weights. Without either, nothing of this exists and the worker is the one-server worker.</para>
 /// </remarks>
 public sealed class Worker : ReceiveActor, IWithStash
 {
@@ -138,18 +139,20 @@ public sealed class Worker : ReceiveActor, IWithStash
     }
 
     /// <summary>
-    /// The shard nodes this cluster worker's job placed its shards on: taken once, with the job's proof for this worker's slot,
-    /// before the worker holds any weights; the worker then opens its shard links and trains in the shard mode. The frozen tensors
-    /// come from this node's own starting weights (Model:Initializer, Training:Seed, Model:Pretrained), as the parameter server
-    /// builds them from the same settings.
+    /// The shard nodes this cluster worker's run placed its shards on: taken once, with the job's proof for this run and worker
+    /// slot, before the worker holds any weights; the worker then opens its shard links and trains in the shard mode. The frozen
+    /// tensors come from this node's own starting weights (Model:Initializer, Training:Seed, Model:Pretrained), which must be the
+    /// parameter server's (the message's digest).
     /// </summary>
-    /// <exception cref="InvalidOperationException">This worker cannot train against shards (its mode or compression); the worker
-    /// stops, naming the problem.</exception>
+    /// <exception cref="InvalidOperationException">This worker cannot train against shards (its mode or compression), or its starting
+    /// weights are not the parameter server's; the worker stops, naming the problem.</exception>
+    /// <exception cref="InvalidDataException">Model:Pretrained cannot be loaded on this node (<see cref="ModelFactory.StartingWeights"/>).</exception>
     private void OnShardServersAssigned(ShardServersAssigned assigned)
     {
         string? ignored = null;
         if (_shardDialing is null) ignored = "this worker is not a cluster worker";
         else if (!assigned.IsGenuine(_shardDialing.Identity)) ignored = "the message does not carry the job's proof (another job's node, or a forgery)";
+        else if (assigned.JobId != _shardDialing.JobId) ignored = $"it is for run {assigned.JobId}, and this worker belongs to run {_shardDialing.JobId}";
         else if (assigned.WorkerIndex != _workerIndex) ignored = $"it is for worker slot {assigned.WorkerIndex}";
         else if (_shardServers is not null) ignored = "the worker already trains against shards";
         else if (_version >= 0) ignored = $"the worker already holds the parameter server's weights (version {_version})";
@@ -159,6 +162,10 @@ public sealed class Worker : ReceiveActor, IWithStash
             return;
         }
         var starting = ModelFactory.StartingWeights(ModelFactory.Build(_modelOptions), _modelOptions, _seed);
+        if (!ShardServersAssigned.DigestOf(starting).AsSpan().SequenceEqual(assigned.StartingDigest))
+            throw new InvalidOperationException($"Worker {_workerIndex}: this node builds other starting weights than the parameter server " +
+                "(Model:Initializer, Training:Seed or the Model:Pretrained file differ), and with shards on shard nodes a worker takes the frozen " +
+                "tensors from its own: give every node the same settings and the same pretrained file.");
         var servers = new ShardServers(assigned.Endpoints, assigned.Token, starting, _shardDialing!.Certificates);
         if (ShardModeProblem(servers) is { } problem) throw new InvalidOperationException(problem);
         _shardServers = servers;
@@ -293,6 +300,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// <exception cref="InvalidOperationException">The shards' results of one round carry different versions (<see cref="ShardedReplicaLink.Offer"/>).</exception>
     private void OnShardWeights(ShardWeights result)
     {
+        if (_sharded is null) return; // only the shard mode's links send these
         if (result.Epoch < _shardEpoch)
         {
             _log.Warning("Worker {0}: dropped shard {1}'s result of epoch {2} round {3}: the shards have all moved on to epoch {4}.", _workerIndex,
@@ -324,8 +332,10 @@ public sealed class Worker : ReceiveActor, IWithStash
     }
 
     /// <exception cref="IOException">Always: the worker stops, naming the shard, its endpoint and the reason.</exception>
-    private void OnShardConnectionClosed(DataPlane.ShardConnectionClosed closed) =>
-        throw ShardLost(closed.Shard, closed.Reason);
+    private void OnShardConnectionClosed(DataPlane.ShardConnectionClosed closed)
+    {
+        if (_shardServers is not null) throw ShardLost(closed.Shard, closed.Reason);
+    }
 
     /// <exception cref="IOException">A shard's link stopped: the worker stops, naming the shard and its endpoint.</exception>
     private void OnShardLinkStopped(Terminated terminated)
@@ -334,11 +344,11 @@ public sealed class Worker : ReceiveActor, IWithStash
         if (shard >= 0) throw ShardLost(shard, "its link stopped (the line before this one in the log says why)");
     }
 
-    private IOException ShardLost(int shard, string reason)
+    private ShardConnectionLostException ShardLost(int shard, string reason)
     {
         var servers = _shardServers!;
         var endpoint = shard >= 0 && shard < servers.Count ? servers.Endpoints[shard].ToString() : "an unknown endpoint";
-        return new IOException($"Worker {_workerIndex}: the data plane to shard {shard} of {servers.Count} at {endpoint} closed: {reason.TrimEnd('.')}. " +
+        return new ShardConnectionLostException($"Worker {_workerIndex}: the data plane to shard {shard} of {servers.Count} at {endpoint} closed: {reason.TrimEnd('.')}. " +
             "The worker stops: without every shard's slice it can put no weights together, and a worker cannot take its slot at a shard again.");
     }
 
@@ -513,3 +523,8 @@ public sealed class Worker : ReceiveActor, IWithStash
         Sender.Tell(new EvaluationResult(_version, _workerIndex, request.Start, scored, correct, lossSum, request.Split));
     }
 }
+
+/// <summary>A shard-mode worker lost its data plane to a shard (it cannot put weights together without every shard's slice);
+/// the message names the worker, the shard, its endpoint and the reason. A cluster worker's node reports it to the job
+/// (<see cref="WorkerFailed"/>): with shards on shard nodes the job cannot go on without the worker or the shard.</summary>
+public sealed class ShardConnectionLostException(string message) : IOException(message);

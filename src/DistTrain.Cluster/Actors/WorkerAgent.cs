@@ -265,10 +265,10 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <inheritdoc />
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
     {
-        if (e is Core.Compression.GradientOverflowException && _accepted)
+        if (e is Core.Compression.GradientOverflowException or ShardConnectionLostException && _accepted)
         {
             // The job's settings, not this node: every worker would fail alike, so the job ends with the reason, which says
-            // all there is (no stack trace).
+            // all there is (no stack trace). A lost shard connection (Cluster:ShardNodes) ends the job too: it names the shard.
             _failure = e.Message;
             _log.Error("Worker failed: {0}", e.Message);
             _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message));
@@ -320,7 +320,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         _generation++;
         var loop = _options.Training;
         _worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed,
-                ReplicaSettings.From(_options), shardDialing: new ShardDialing(_security.Identity, _security.Certificates))
+                ReplicaSettings.From(_options), shardDialing: new ShardDialing(_security.Identity, accepted.JobId, _security.Certificates))
             .WithDispatcher(AkkaSettings.ComputeDispatcher), $"worker-{_generation}"));
         _linkOpen = true;
         _link = Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, _worker, accepted.ParameterCount,

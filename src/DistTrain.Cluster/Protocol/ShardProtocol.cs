@@ -245,48 +245,65 @@ public sealed record ShardWeightsHeader(
         ?? ShardWire.Stamp(Stamp) ?? ShardWire.AtLeast(nameof(Version), Version, 0) ?? ShardWire.Within(nameof(Length), Length, 1, DataPlane.TensorFrame.MaxCount);
 }
 
-/// <summary>The ranges of the shards' messages that cross nodes (<see cref="IRangeCheckedMessage.OutOfRange"/>).</summary>
 /// <summary>
 /// The shard nodes a worker trains against, sent once their shards are placed (<see cref="Actors.RemoteShardedParameterServer"/>,
-/// through the worker's link, before the worker's first weights): every shard's data-plane endpoint, by shard index, and the
-/// worker slot's token, which every shard node checks. The worker takes it only with the job's proof for its own slot, and only
-/// before it holds any weights; it then trains in its shard mode (<see cref="Actors.ShardServers"/>). Parameter server → Worker.
-/// Crosses nodes as MessagePack; decoding refuses a field out of its range.
+/// through the worker's link, before the worker's first weights): every shard's data-plane endpoint, by shard index, the worker
+/// slot's token, which every shard node checks, and the digest of the run's starting weights, which the worker's own must have
+/// (the frozen tensors, which no shard holds, come from the worker's). The worker takes it only with the job's proof for its
+/// job and slot, and only before it holds any weights; it then trains in its shard mode (<see cref="Actors.ShardServers"/>).
+/// Parameter server → Worker. Crosses nodes as MessagePack; decoding refuses a field out of its range.
 /// </summary>
+/// <param name="JobId">The run's job id (the worker's <see cref="WorkerAccepted.JobId"/>).</param>
 /// <param name="WorkerIndex">The worker slot, 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1.</param>
 /// <param name="Hosts">Shard k's data-plane host at index k, 1 to <see cref="ParameterShards.MaxShards"/> of them.</param>
 /// <param name="Ports">Shard k's data port at index k, 1 to 65535, one per host.</param>
 /// <param name="Token">The slot's data-plane token, <see cref="DataPlaneHello.TokenBytes"/> bytes.</param>
+/// <param name="StartingDigest">SHA-256 of the run's starting weights, the whole vector's floats as bytes (<see cref="DigestOf"/>).</param>
 /// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardServersProof"/>).</param>
 [MessagePackObject]
 public sealed record ShardServersAssigned(
-    [property: Key(0)] int WorkerIndex,
-    [property: Key(1)] string[] Hosts,
-    [property: Key(2)] int[] Ports,
-    [property: Key(3)] byte[] Token,
-    [property: Key(4)] byte[] Proof) : IRangeCheckedMessage
+    [property: Key(0)] string JobId,
+    [property: Key(1)] int WorkerIndex,
+    [property: Key(2)] string[] Hosts,
+    [property: Key(3)] int[] Ports,
+    [property: Key(4)] byte[] Token,
+    [property: Key(5)] byte[] StartingDigest,
+    [property: Key(6)] byte[] Proof) : IRangeCheckedMessage
 {
     /// <summary>The endpoints, by shard index.</summary>
     [IgnoreMember]
     public IReadOnlyList<ShardEndpoint> Endpoints => [.. Hosts.Zip(Ports, (host, port) => new ShardEndpoint(host, port))];
 
-    /// <summary>The message for worker slot <paramref name="workerIndex"/> of a placement's endpoints and token, signed.</summary>
-    /// <exception cref="ArgumentNullException">An argument is null.</exception>
-    public static ShardServersAssigned Signed(JobIdentity identity, int workerIndex, IReadOnlyList<ShardEndpoint> endpoints, byte[] token)
+    /// <summary>SHA-256 of <paramref name="weights"/>' values as bytes.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="weights"/> is null.</exception>
+    public static byte[] DigestOf(Core.Tensors.ParameterVector weights)
     {
-        ArgumentNullException.ThrowIfNull(identity);
-        ArgumentNullException.ThrowIfNull(endpoints);
-        ArgumentNullException.ThrowIfNull(token);
-        return new ShardServersAssigned(workerIndex, [.. endpoints.Select(e => e.Host)], [.. endpoints.Select(e => e.Port)], token,
-            identity.ShardServersProof(workerIndex, endpoints.Select(e => e.ToString()), token));
+        ArgumentNullException.ThrowIfNull(weights);
+        return SHA256.HashData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(weights.Values.AsSpan()));
     }
 
-    /// <summary>True when <see cref="Proof"/> is the job's for this slot, endpoints and token.</summary>
+    /// <summary>The message for worker slot <paramref name="workerIndex"/> of run <paramref name="jobId"/>: the placement's endpoints and
+    /// the slot's token, with the digest of <paramref name="startingWeights"/>, signed.</summary>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    public static ShardServersAssigned Signed(JobIdentity identity, string jobId, int workerIndex, IReadOnlyList<ShardEndpoint> endpoints, byte[] token,
+        Core.Tensors.ParameterVector startingWeights)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        ArgumentNullException.ThrowIfNull(jobId);
+        ArgumentNullException.ThrowIfNull(endpoints);
+        ArgumentNullException.ThrowIfNull(token);
+        string[] hosts = [.. endpoints.Select(e => e.Host)];
+        int[] ports = [.. endpoints.Select(e => e.Port)];
+        var digest = DigestOf(startingWeights);
+        return new ShardServersAssigned(jobId, workerIndex, hosts, ports, token, digest, identity.ShardServersProof(jobId, workerIndex, hosts, ports, token, digest));
+    }
+
+    /// <summary>True when <see cref="Proof"/> is the job's for this run, slot, endpoints, token and digest.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="identity"/> is null.</exception>
     public bool IsGenuine(JobIdentity identity)
     {
         ArgumentNullException.ThrowIfNull(identity);
-        return JobIdentity.Matches(Proof, identity.ShardServersProof(WorkerIndex, Endpoints.Select(e => e.ToString()), Token));
+        return JobIdentity.Matches(Proof, identity.ShardServersProof(JobId, WorkerIndex, Hosts, Ports, Token, StartingDigest));
     }
 
     /// <inheritdoc />
@@ -301,10 +318,12 @@ public sealed record ShardServersAssigned(
             if (ShardWire.Within($"Ports[{k}]", Ports[k], 1, 65535) is { } port) return port;
         }
         if (Token.Length != DataPlaneHello.TokenBytes) return $"Token holds {Token.Length} bytes, not {DataPlaneHello.TokenBytes}";
+        if (StartingDigest.Length != SHA256.HashSizeInBytes) return $"StartingDigest holds {StartingDigest.Length} bytes, not {SHA256.HashSizeInBytes}";
         return Proof.Length != SHA256.HashSizeInBytes ? $"Proof holds {Proof.Length} bytes, not {SHA256.HashSizeInBytes}" : null;
     }
 }
 
+/// <summary>The ranges of the shards' messages that cross nodes (<see cref="IRangeCheckedMessage.OutOfRange"/>).</summary>
 internal static class ShardWire
 {
     /// <summary>A problem when <paramref name="value"/> is outside <c>[min, max]</c>, else null.</summary>

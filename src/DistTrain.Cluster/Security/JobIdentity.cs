@@ -110,11 +110,23 @@ public sealed class JobIdentity
 
     /// <summary>
     /// The parameter server's proof over the shard nodes it gives a worker (<see cref="Protocol.ShardServersAssigned"/>): HMAC-SHA256
-    /// over the worker slot, every shard's data-plane host and port in shard order and the slot's data-plane token, so a worker
-    /// sends its gradients only to the shard nodes its own job placed, and a message for another slot is not taken.
+    /// over the run, the worker slot, the shard count, every shard's data-plane host and port (each a field of its own, in shard
+    /// order), the slot's data-plane token and the starting weights' digest, so a worker sends its gradients only to the shard
+    /// nodes its own run placed, and a message for another run or slot is not taken.
     /// </summary>
-    public byte[] ShardServersProof(int workerIndex, IEnumerable<string> endpoints, ReadOnlySpan<byte> dataToken) =>
-        Mac("shard-servers", workerIndex.ToString(CultureInfo.InvariantCulture), string.Join('\n', endpoints), Convert.ToHexString(dataToken));
+    public byte[] ShardServersProof(string jobId, int workerIndex, IReadOnlyList<string> hosts, IReadOnlyList<int> ports, ReadOnlySpan<byte> dataToken,
+        ReadOnlySpan<byte> startingDigest)
+    {
+        ArgumentNullException.ThrowIfNull(hosts);
+        ArgumentNullException.ThrowIfNull(ports);
+        var fields = new List<string> { jobId, workerIndex.ToString(CultureInfo.InvariantCulture), hosts.Count.ToString(CultureInfo.InvariantCulture),
+            ports.Count.ToString(CultureInfo.InvariantCulture) };
+        fields.AddRange(hosts);
+        fields.AddRange(ports.Select(port => port.ToString(CultureInfo.InvariantCulture)));
+        fields.Add(Convert.ToHexString(dataToken));
+        fields.Add(Convert.ToHexString(startingDigest));
+        return Mac("shard-servers", [.. fields]);
+    }
 
     private byte[] ShardNotice(string purpose, ReadOnlySpan<byte> requestProof, int shard, string reason) =>
         Mac(purpose, Convert.ToHexString(requestProof), shard.ToString(CultureInfo.InvariantCulture), reason);
