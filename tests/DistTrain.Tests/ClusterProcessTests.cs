@@ -241,6 +241,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Contains("parameter server in 2 shards of 12,720 and 12,730 weights, each on a shard node of its own (Cluster:ShardNodes)", ps.Output);
         Assert.Contains("Parameter server: 2 shards placed on ", ps.Output);
         foreach (var worker in workers) Assert.Contains("trains against 2 shard nodes: 127.0.0.1:", worker.Output);
+        // An orderly end: the shards stop with their owner before the workers hear of the end, which is no failure of theirs.
+        foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
 
         var single = await SingleProcessWeightsAsync(Config(MlpConfig(hidden: 32, epochs: 2)));
         var tensors = SafeTensors.Read(FinalWeightsPath());
@@ -306,6 +308,25 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Matches(new Regex(@"training failed: (Shard 1 of 2 is gone: its shard node akka\.ssl\.tcp://disttrain@127\.0\.0\.1:\d+ left|" +
             @"Worker \d: the data plane to shard 1 of 2 at 127\.0\.0\.1:\d+ closed)"), ps.Output);
         Assert.DoesNotContain("internal error", ps.Output);
+    }
+
+    /// <summary>
+    /// A job on shard nodes stopped as Ctrl-C stops a whole cluster (SIGINT to every node at once): the shard nodes and workers
+    /// leave as the parameter server stops the job, and the job ends cancelled (exit code 130 on every node), not failed.
+    /// </summary>
+    [Fact]
+    public async Task A_job_on_shard_nodes_stopped_on_every_node_at_once_ends_cancelled_not_failed()
+    {
+        var configPath = Config(ManyShortStepsConfig);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var shards = StartShardNodes(configPath, workerEnvironment, 2);
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        await ps.WaitForMatchAsync(new Regex(@"epoch +\d+/30 +(25|50|75)%"), Guard);
+        foreach (var node in shards.Concat(workers).Append(ps)) node.Interrupt();
+        await ps.AssertExitAsync(130, Guard);
+        foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(130, Guard);
+        Assert.DoesNotContain("training failed", ps.Output);
     }
 
     [Fact]

@@ -222,7 +222,7 @@ public sealed class ShardNodeTests : IDisposable
     /// The parameter server of Cluster:ShardNodes (<see cref="RemoteShardedParameterServer"/>) on a parameter-server node with two
     /// shard nodes up: it places its 2 shards, gives each worker slot (here a probe standing for the worker's link) its signed
     /// endpoints, own token and the starting weights' digest, answers a weights request with the starting weights gathered from
-    /// the shard nodes, refuses a further part of an epoch, and fails on a lost worker, each with an error naming the fix.
+    /// the shard nodes, goes on after a worker lost between parts, and fails on one lost during a part, naming the fix.
     /// </summary>
     [Fact]
     public async Task The_shard_nodes_parameter_server_places_its_shards_tells_each_worker_and_fails_on_a_lost_worker()
@@ -260,14 +260,18 @@ public sealed class ShardNodeTests : IDisposable
             }
             Assert.NotEqual(assigned[0].Token, assigned[1].Token);
 
+            // A worker lost between parts: the next part runs without it, and the server goes on (it still answers).
+            owner.Send(server, new WorkerLost(0));
             owner.Send(server, GetWeights.Instance);
             var snapshot = Assert.IsType<WeightsSnapshot>(await owner.ReceiveAsync(Guard));
             Assert.Equal(0, snapshot.Version);
             Assert.Equal(starting.Values, snapshot.Weights);
 
+            // One lost during a part fails the job (after a short grace, in which a stop would make it the stop's).
+            owner.Send(server, new StartEpoch(1, [ActorRefs.Nobody, workers[1].Receiver], [0, 3]));
             owner.Send(server, new WorkerLost(1));
             var lost = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
-            Assert.StartsWith("Worker 1 was lost, and shards on shard nodes do not cover a lost worker yet", lost.Message);
+            Assert.StartsWith("Worker 1 was lost during a part of an epoch, and shards on shard nodes do not cover that yet", lost.Message);
             Assert.EndsWith("Restart the job, or set Cluster:ShardNodes to false (the shards then run in the parameter server's process, which covers " +
                 "lost workers).", lost.Message);
         }

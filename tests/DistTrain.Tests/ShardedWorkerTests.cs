@@ -278,7 +278,7 @@ public sealed class ShardedWorkerTests : TestKit
 
         var otherSeed = Start(0, seed: 8);
         otherSeed.Tell(ShardServersAssigned.Signed(identity, "job-1", 0, endpoints, tokens[0], initial));
-        var refused = failures.ExpectMsg<InvalidOperationException>(Wait);
+        var refused = failures.ExpectMsg<ShardModeRefusedException>(Wait);
         Assert.StartsWith("Worker 0: this node builds other starting weights than the parameter server (Model:Initializer, Training:Seed or the " +
             "Model:Pretrained file differ)", refused.Message);
 

@@ -163,7 +163,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         {
             // Only from the agent registered as that worker (a member, authenticated by the cluster). By its sender, not by the
             // worker's link, which the worker's death may have stopped first.
-            if (_indexOf.TryGetValue(Sender, out var index) && index == failed.WorkerIndex) _coordinator?.Tell(failed);
+            if (!_indexOf.TryGetValue(Sender, out var index) || index != failed.WorkerIndex) return;
+            // A worker failing while this node stops the job (its shard nodes stopping too, on a Ctrl-C of the whole cluster) is
+            // part of the stop, not the job's failure.
+            if (_stopping) _log.Info("Worker {0} failed while the job stops: {1}", index, failed.Reason);
+            else _coordinator?.Tell(failed);
         });
         Receive<DataPlaneListener.Accepted>(OnDataConnection);
         Receive<ReadyTimeout>(OnReadyTimeout);
@@ -679,9 +683,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var completion = new TaskCompletionSource<TrainingResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         var parameterServer = _options.Cluster.ShardNodes
             // The shards run on shard nodes: this node only coordinates them. Finding and placing them must end within the
-            // coordinator's stall time-out (it counts them as time without progress), so each gets half of it at most.
+            // coordinator's stall time-out (it counts them as time without progress), so each gets a third of it at most.
             ? RemoteShardedParameterServer.Props(new RemoteShardSettings(_security.Identity, _jobId, _options.Cluster.ParameterServerShards, weights,
-                _serverSettings, workers, TimeSpan.FromSeconds(Math.Min(_options.Cluster.JoinTimeoutSeconds, loop.StallTimeoutSeconds / 2))))
+                _serverSettings, workers, TimeSpan.FromSeconds(Math.Min(_options.Cluster.JoinTimeoutSeconds, loop.StallTimeoutSeconds / 3))))
             : ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
                 CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
                 update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer,
@@ -806,7 +810,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     {
         if (_saving || _finished is not null) return; // the job ends once
         // The coordinator stopped with the node: the job goes on elsewhere, or on resume. Any other failure is the job's.
-        if (_stopping && done.Failure is CoordinatorStoppedException or TrainingCancelledException)
+        // So is a run whose shard nodes (Cluster:ShardNodes) left as the whole cluster was stopped.
+        if (_stopping && done.Failure is CoordinatorStoppedException or TrainingCancelledException or ShardNodesException)
         {
             // Nothing ends for the other nodes; the stopping node, which may be waiting for a finishing run, stops waiting,
             // with the weights at the stop when the coordinator had them (the node keeps them, as train keeps a stopped run's).

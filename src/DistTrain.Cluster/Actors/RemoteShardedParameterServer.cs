@@ -23,7 +23,7 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="Workers">The run's workers (their links on this node), by worker slot: each is given the shard nodes, and the shards'
 /// tokens are drawn for these slots.</param>
 /// <param name="Timeout">How long the search for K shard nodes may take, and again how long their answers may take, positive:
-/// the smaller of Cluster:JoinTimeoutSeconds and half Cluster:StallTimeoutSeconds (the coordinator counts the placement as a
+/// the smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds (the coordinator counts the placement as
 /// time without progress).</param>
 public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int Shards, ParameterVector StartingWeights, string ServerSettings,
     IReadOnlyList<IActorRef> Workers, TimeSpan Timeout);
@@ -43,13 +43,15 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// <remarks>
 /// <para>Until the shards are placed, every message from the coordinator waits. No K shard nodes within
 /// <see cref="RemoteShardSettings.Timeout"/>, a refusal, no answers within it again, a shard node that fails or leaves, the
-/// shards' reports disagreeing, and a lost worker each fail this actor with <see cref="ShardNodesException"/>, whose message names
-/// the problem and the fix, so the coordinator ends the job with it: shards on shard nodes do not cover a lost worker yet (its
-/// samples would go on in a further part of the epoch, and its slot cannot be taken again).</para>
+/// shards' reports disagreeing, and a worker lost during a part each fail this actor with <see cref="ShardNodesException"/>,
+/// whose message names the problem and the fix, so the coordinator ends the job with it: shards on shard nodes do not cover a
+/// lost worker yet (its samples would go on in a further part of the epoch, and its slot cannot be taken again). A worker lost
+/// between parts (during an evaluation) is not: the coordinator plans the next part without it. A lost shard node or worker
+/// fails the job after a grace of 2 s, in which a stop (<see cref="StopStepping"/>) makes it the stop's: stopping the whole
+/// cluster stops the shard nodes and workers too, and the job then ends cancelled, not failed.</para>
 /// <para>A stop (<see cref="StopStepping"/>) does not stop the shards mid-part: the shards step on while the workers finish their
 /// round, and a gathering of the weights that finds the shards at different versions (one has stepped, another not yet) is asked
-/// again every 50 ms, for up to 10 s, so every <see cref="GetWeights"/> is answered once. A worker lost after a stop does not
-/// fail the job (the workers leave a stopped job).</para>
+/// again every 50 ms, for up to 10 s, so every <see cref="GetWeights"/> is answered once.</para>
 /// </remarks>
 public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWithTimers
 {
@@ -67,6 +69,12 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 
     private sealed record GatherAgain;
 
+    private sealed record FailNow;
+
+    /// <summary>How long a loss (a worker's, a shard node's) waits before it fails the job: 2 s, in which a stop of the whole
+    /// cluster (Ctrl-C to every node, whose shard nodes and workers leave first) reaches this node and makes it the stop's.</summary>
+    private static readonly TimeSpan LossGrace = TimeSpan.FromSeconds(2);
+
     private readonly RemoteShardSettings _settings;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private ShardPlacement? _placement;
@@ -81,6 +89,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private IActorRef? _gatherFor;
     private int _nextRequest;
     private int _gatherAttempts;
+    private bool _partRunning;
+    private ShardNodesException? _pendingFailure;
     private System.Diagnostics.TagList[] _shardTags = [];
 
     /// <summary>Creates the server; see <see cref="Props"/>.</summary>
@@ -144,7 +154,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Receive<ShardHostRefused>(TakeAnswer);
         Receive<ShardFailed>(TakeAnswer);
         Receive<PlacementTimedOut>(_ => throw new ShardNodesException(string.Format(CultureInfo.InvariantCulture,
-            "The shard nodes did not all answer within {0:F0} s (the smaller of Cluster:JoinTimeoutSeconds and half Cluster:StallTimeoutSeconds): no answer from {1}. Check that those nodes run, reach this " +
+            "The shard nodes did not all answer within {0:F0} s (the smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds): no answer from {1}. Check that those nodes run, reach this " +
             "node, and run the same DistTrain version.", _settings.Timeout.TotalSeconds, string.Join(", ", _placement!.Missing))));
         ReceiveAny(_ => Stash.Stash());
     }
@@ -182,20 +192,27 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Receive<RoundApplied>(_ => { }); // the coordinator returns each report; these are not pooled
         Receive<WorkerLost>(lost =>
         {
-            if (_stopping)
+            // Between parts (an evaluation, the run's end) the coordinator plans the next part without the worker, or reassigns
+            // its evaluation: nothing of it is pending at the shards.
+            if (!_partRunning)
             {
-                _log.Info("Parameter server: worker {0} left the stopped job.", lost.WorkerIndex);
+                _log.Info("Parameter server: worker {0} was lost between parts; the next part runs without it.", lost.WorkerIndex);
                 return;
             }
-            throw new ShardNodesException($"Worker {lost.WorkerIndex} was lost, and shards on shard nodes do not cover a lost worker yet: its samples " +
-                "would go on in a further part of the epoch, and its slot cannot be taken again. Restart the job, or set Cluster:ShardNodes to false (the " +
-                "shards then run in the parameter server's process, which covers lost workers).");
+            FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost during a part of an epoch, and shards on shard nodes do not cover " +
+                "that yet: its samples would go on in a further part of the epoch, and its slot cannot be taken again. Restart the job, or set " +
+                "Cluster:ShardNodes to false (the shards then run in the parameter server's process, which covers lost workers)."));
         });
         Receive<StopStepping>(_ =>
         {
             _stopping = true;
+            if (_pendingFailure is { } pending)
+                _log.Info("Parameter server: the job is stopping, so this ends with the stop: {0}", pending.Message);
+            _pendingFailure = null;
             _log.Info("Parameter server: the stop's weights are gathered from the shard nodes once every shard is at one version.");
         });
+        Receive<FailNow>(_ => _pendingFailure is not null, _ => throw _pendingFailure!);
+        Receive<FailNow>(_ => { });
         Receive<GetWeights>(_ => _gatherFor is not null, _ => Stash.Stash());
         Receive<GetWeights>(_ =>
         {
@@ -211,14 +228,32 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Receive<GatherTimedOut>(_ => { });
         Receive<ShardFailed>(OnShardFailed);
         Receive<ShardHosted>(_ => { }); // a host's repeated answer
+        Receive<ShardHostRefused>(refused => _log.Warning("Parameter server: a refusal of shard {0} came from {1} after the shards were placed; ignored.",
+            refused.Shard, Sender.Path));
         Receive<Terminated>(terminated =>
         {
             var k = Array.IndexOf(_shards, terminated.ActorRef);
             if (k < 0) return;
-            throw new ShardNodesException($"Shard {k} of {_shards.Length} is gone: its shard node {terminated.ActorRef.Path.Address} left, crashed or was " +
+            FailSoon(new ShardNodesException($"Shard {k} of {_shards.Length} is gone: its shard node {terminated.ActorRef.Path.Address} left, crashed or was " +
                 "downed. A run whose shards run on shard nodes cannot go on without one (a shard holds its slice of the weights and optimizer state); " +
-                "restart the job.");
+                "restart the job."));
         });
+    }
+
+    /// <summary>
+    /// Fails the job with <paramref name="failure"/> after <see cref="LossGrace"/>, unless a stop comes first: a loss during a stop
+    /// of the whole cluster is the stop's (the job then ends cancelled, not failed). The first loss is the one reported.
+    /// </summary>
+    private void FailSoon(ShardNodesException failure)
+    {
+        if (_stopping)
+        {
+            _log.Info("Parameter server: the job is stopping, so this ends with the stop: {0}", failure.Message);
+            return;
+        }
+        if (_pendingFailure is not null) return;
+        _pendingFailure = failure;
+        Timers.StartSingleTimer(nameof(FailNow), new FailNow(), LossGrace);
     }
 
     private void OnStartEpoch(StartEpoch start)
@@ -242,6 +277,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         _partSamples = 0;
         _partLoss = 0;
+        _partRunning = true;
         _roundStarted = Stopwatch.GetTimestamp();
         for (var k = 0; k < _shards.Length; k++)
             _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, ActorRefs.Nobody, start.Part), Self); // a loss fails the job
@@ -268,6 +304,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             _coordinator.Tell(new RoundApplied(merged.Epoch, merged.Round, merged.Version, merged.SampleCount, merged.LossSum, timing, merged.LearningRate), Self);
         }
         if (!merged.PartFinished) return;
+        _partRunning = false;
         _coordinator.Tell(new EpochCompleted(merged.Epoch, merged.Version, _partSamples, _partLoss, merged.L1Penalty, merged.L2Penalty), Self);
     }
 
@@ -292,14 +329,17 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         {
             // Mid-round one shard may have stepped and another not yet: asked again, they are at one version between rounds.
             Timers.Cancel(nameof(GatherTimedOut));
+            var torn = _gather.TornVersions;
             _gather = null;
-            if (_gatherAttempts < GatherRetries)
+            if (torn && _gatherAttempts < GatherRetries)
             {
                 Timers.StartSingleTimer(nameof(GatherAgain), new GatherAgain(), GatherRetryDelay);
                 return;
             }
-            throw new ShardNodesException(string.Format(CultureInfo.InvariantCulture, "Parameter server: the shards' weights cannot be put together " +
-                "after {0} attempts over {1:F0} s: {2}", GatherRetries, GatherRetries * GatherRetryDelay.TotalSeconds, failure));
+            throw new ShardNodesException(torn
+                ? string.Format(CultureInfo.InvariantCulture, "Parameter server: the shards' weights cannot be put together after {0} attempts over " +
+                    "{1:F0} s: {2}", GatherRetries, GatherRetries * GatherRetryDelay.TotalSeconds, failure)
+                : $"Parameter server: the shards' weights cannot be put together: {failure}");
         }
         if (!_gather.Complete) return;
         _gatherFor!.Tell(_gather.Result, Self);
@@ -322,8 +362,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             _log.Warning("Parameter server: a failure of shard {0} came from {1} without the job's proof for this run; ignored.", failed.Shard, Sender.Path);
             return;
         }
-        throw new ShardNodesException($"Shard {failed.Shard} of {placement.ShardCount} on the shard node {placement.Hosts[failed.Shard].Path.Address} stopped: " +
-            $"{failed.Reason.TrimEnd('.')}. A run whose shards run on shard nodes cannot go on without one; restart the job.");
+        FailSoon(new ShardNodesException($"Shard {failed.Shard} of {placement.ShardCount} on the shard node {placement.Hosts[failed.Shard].Path.Address} " +
+            $"stopped: {failed.Reason.TrimEnd('.')}. A run whose shards run on shard nodes cannot go on without one; restart the job."));
     }
 }
 

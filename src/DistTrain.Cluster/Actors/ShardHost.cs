@@ -64,7 +64,8 @@ public sealed record ShardHostSettings(
 /// the node is up, it fails the run (<see cref="TimeoutException"/>) when no parameter-server member has been up and reachable
 /// for the given time (Cluster:JoinTimeoutSeconds): a parameter server that left without reporting the end (stopped with a
 /// Checkpoint:Directory and no standby) would otherwise leave the node waiting for ever in a cluster of its own.</para>
-/// <para>Not yet here: a coordinator that asks it (docs/architecture.md, "Where the shards run").</para>
+/// <para>The coordinator's side is <see cref="RemoteShardedParameterServer"/> (Cluster:ShardNodes; docs/architecture.md, "Where the
+/// shards run").</para>
 /// </remarks>
 public sealed class ShardHost : ReceiveActor, IWithTimers
 {

@@ -74,6 +74,10 @@ public sealed class ShardWeightsGather
     /// <summary>True once every shard's whole slice of every buffer has come, at one version and one step count.</summary>
     public bool Complete => Failure is null && Enumerable.Range(0, _shards.Length).All(Done);
 
+    /// <summary>True when the gathering failed only because the shards' slices are of different versions (asked mid-round: one shard
+    /// had stepped and another not yet), which a gathering asked again between rounds does not find.</summary>
+    public bool TornVersions { get; private set; }
+
     /// <summary>Why the gathering failed (shards at different versions, or with the optimizer state at different step counts or
     /// with another number of state buffers), or null.</summary>
     public string? Failure { get; private set; }
@@ -137,7 +141,7 @@ public sealed class ShardWeightsGather
             _received[k] = 0;
         }
         if (Enumerable.Range(0, _shards.Length).All(Done) && (_versions.Distinct().Count() > 1 || (WithOptimizerState && _steps.Distinct().Count() > 1)))
-            Failure = _versions.Distinct().Count() > 1
+            Failure = (TornVersions = _versions.Distinct().Count() > 1)
                 ? $"The shards' slices are of different versions ({string.Join(", ", _versions.Select((v, s) => $"shard {s}: {v}"))}): gather " +
                   "between parts, when every shard has applied the same rounds, or the weights would be torn."
                 : $"The shards' optimizer step counts differ ({string.Join(", ", _steps.Select((v, s) => $"shard {s}: {v}"))}) at one version: the shards are out of step.";

@@ -73,6 +73,9 @@ public sealed class Worker : ReceiveActor, IWithStash
     private WeightsUpdated? _assembled;
     private int _shardEpoch;
     private bool[] _movedOn = [];
+    // A shard connection that closed once the worker held the last weights of its part: the run is ending (the shards' owner
+    // stopped), or the next part will find the shard gone, and only then is it the worker's failure.
+    private ShardConnectionLostException? _shardClosedBetweenParts;
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentException">With <paramref name="shards"/>: a mode other than synchronous, Cluster:Compression, or
@@ -144,9 +147,9 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// tensors come from this node's own starting weights (Model:Initializer, Training:Seed, Model:Pretrained), which must be the
     /// parameter server's (the message's digest).
     /// </summary>
-    /// <exception cref="InvalidOperationException">This worker cannot train against shards (its mode or compression), or its starting
-    /// weights are not the parameter server's; the worker stops, naming the problem.</exception>
-    /// <exception cref="InvalidDataException">Model:Pretrained cannot be loaded on this node (<see cref="ModelFactory.StartingWeights"/>).</exception>
+    /// <exception cref="ShardModeRefusedException">This worker cannot train against shards (its mode or compression), its starting
+    /// weights are not the parameter server's, or Model:Pretrained cannot be loaded on this node; the worker stops, naming the
+    /// problem, and its node reports it to the job.</exception>
     private void OnShardServersAssigned(ShardServersAssigned assigned)
     {
         string? ignored = null;
@@ -161,13 +164,22 @@ public sealed class Worker : ReceiveActor, IWithStash
             _log.Warning("Worker {0} ignored shard endpoints from {1}: {2}.", _workerIndex, Sender.Path, ignored);
             return;
         }
-        var starting = ModelFactory.StartingWeights(ModelFactory.Build(_modelOptions), _modelOptions, _seed);
+        Core.Tensors.ParameterVector starting;
+        try
+        {
+            starting = ModelFactory.StartingWeights(ModelFactory.Build(_modelOptions), _modelOptions, _seed);
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException or Core.Checkpoints.SafeTensorsFormatException)
+        {
+            throw new ShardModeRefusedException($"Worker {_workerIndex}: with shards on shard nodes a worker node builds the starting weights " +
+                $"itself (the frozen tensors come from them), and Model:Pretrained cannot be loaded here: {e.Message}");
+        }
         if (!ShardServersAssigned.DigestOf(starting).AsSpan().SequenceEqual(assigned.StartingDigest))
-            throw new InvalidOperationException($"Worker {_workerIndex}: this node builds other starting weights than the parameter server " +
+            throw new ShardModeRefusedException($"Worker {_workerIndex}: this node builds other starting weights than the parameter server " +
                 "(Model:Initializer, Training:Seed or the Model:Pretrained file differ), and with shards on shard nodes a worker takes the frozen " +
                 "tensors from its own: give every node the same settings and the same pretrained file.");
         var servers = new ShardServers(assigned.Endpoints, assigned.Token, starting, _shardDialing!.Certificates);
-        if (ShardModeProblem(servers) is { } problem) throw new InvalidOperationException(problem);
+        if (ShardModeProblem(servers) is { } problem) throw new ShardModeRefusedException(problem);
         _shardServers = servers;
         StartShardLinks(servers);
         _log.Info("Worker {0} trains against {1} shard nodes: {2}.", _workerIndex, servers.Count, string.Join(", ", servers.Endpoints));
@@ -254,10 +266,29 @@ public sealed class Worker : ReceiveActor, IWithStash
         LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null, ShardServers? shards = null, ShardDialing? shardDialing = null) =>
         Akka.Actor.Props.Create(() => new Worker(workerIndex, model, train, test, evaluationBatchSize, validation, seed, settings, shards, shardDialing));
 
+    /// <exception cref="ShardConnectionLostException">Shard mode: a shard's connection closed after the last part (the shard is
+    /// gone, and this part cannot be trained).</exception>
     private void OnAssignShard(AssignShard shard)
     {
+        if (_shardClosedBetweenParts is { } closed) throw closed;
         _shard = shard;
         UnstashAll();
+    }
+
+    /// <summary>Shard mode: true once the worker holds the weights after its part's last round (nothing more is computed or
+    /// awaited until the next part's shard comes).</summary>
+    private bool ShardPartDone => _shard is { } shard && _sharded is { } sharded && _shardEpoch == shard.Epoch
+        && sharded.AwaitedRound >= shard.FirstRound + shard.Rounds;
+
+    /// <summary>Shard mode: a shard's connection is gone. Mid-part the worker stops with <paramref name="lost"/>; after the part's
+    /// last round (a run that ends: the shards stop with their owner) it only remembers it, for the next part.</summary>
+    private void ShardConnectionGone(ShardConnectionLostException lost)
+    {
+        if (!ShardPartDone) throw lost;
+        if (_shardClosedBetweenParts is not null) return;
+        _shardClosedBetweenParts = lost;
+        _log.Info("Worker {0}: {1} (after the part's last round: the run is ending, or the next part fails with this).", _workerIndex,
+            lost.Message.Split(". The worker stops", 2)[0]);
     }
 
     private void StashCurrent()
@@ -331,17 +362,17 @@ public sealed class Worker : ReceiveActor, IWithStash
         Train(_assembled!.Reuse(result.Epoch, _sharded.AwaitedRound, _sharded.Version, 0, -1, 0, int.MaxValue), _shard);
     }
 
-    /// <exception cref="IOException">Always: the worker stops, naming the shard, its endpoint and the reason.</exception>
+    /// <exception cref="ShardConnectionLostException">Mid-part: the worker stops, naming the shard, its endpoint and the reason.</exception>
     private void OnShardConnectionClosed(DataPlane.ShardConnectionClosed closed)
     {
-        if (_shardServers is not null) throw ShardLost(closed.Shard, closed.Reason);
+        if (_shardServers is not null) ShardConnectionGone(ShardLost(closed.Shard, closed.Reason));
     }
 
-    /// <exception cref="IOException">A shard's link stopped: the worker stops, naming the shard and its endpoint.</exception>
+    /// <exception cref="ShardConnectionLostException">A shard's link stopped mid-part: the worker stops, naming the shard and its endpoint.</exception>
     private void OnShardLinkStopped(Terminated terminated)
     {
         var shard = Array.IndexOf(_shardLinks, terminated.ActorRef);
-        if (shard >= 0) throw ShardLost(shard, "its link stopped (the line before this one in the log says why)");
+        if (shard >= 0) ShardConnectionGone(ShardLost(shard, "its link stopped (the line before this one in the log says why)"));
     }
 
     private ShardConnectionLostException ShardLost(int shard, string reason)
@@ -528,3 +559,8 @@ public sealed class Worker : ReceiveActor, IWithStash
 /// the message names the worker, the shard, its endpoint and the reason. A cluster worker's node reports it to the job
 /// (<see cref="WorkerFailed"/>): with shards on shard nodes the job cannot go on without the worker or the shard.</summary>
 public sealed class ShardConnectionLostException(string message) : IOException(message);
+
+/// <summary>A cluster worker cannot train against the shard nodes its run placed (its starting weights differ from the parameter
+/// server's, Model:Pretrained cannot be loaded on its node, or its mode or compression); the message names the problem and the
+/// fix. Its node reports it to the job (<see cref="WorkerFailed"/>), which ends with it.</summary>
+public sealed class ShardModeRefusedException(string message) : InvalidOperationException(message);

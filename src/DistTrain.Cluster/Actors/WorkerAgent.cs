@@ -265,10 +265,11 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <inheritdoc />
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
     {
-        if (e is Core.Compression.GradientOverflowException or ShardConnectionLostException && _accepted)
+        if (e is Core.Compression.GradientOverflowException or ShardConnectionLostException or ShardModeRefusedException && _accepted)
         {
             // The job's settings, not this node: every worker would fail alike, so the job ends with the reason, which says
-            // all there is (no stack trace). A lost shard connection (Cluster:ShardNodes) ends the job too: it names the shard.
+            // all there is (no stack trace). With shards on shard nodes (Cluster:ShardNodes) a lost shard connection mid-part, or
+            // a worker that cannot take the shards, ends the job too: the reason names the shard, or the settings to align.
             _failure = e.Message;
             _log.Error("Worker failed: {0}", e.Message);
             _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message));

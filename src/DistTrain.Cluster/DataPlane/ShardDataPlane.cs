@@ -21,7 +21,7 @@ namespace DistTrain.Cluster.DataPlane;
 /// worker slot outside the run's, carries another slot's token than the one it claims, claims a slot already connected (or
 /// whose connection was lost: a worker cannot take its slot at a shard again yet), or announces a slice of another length than
 /// this shard's. No refusal quotes a token.
-/// Not yet here: starting shard nodes from a command, the shard nodes in the membership, and a worker taking a slot again.
+/// Not yet here: a worker taking a slot again.
 /// </remarks>
 public sealed class ShardDataPlane : ReceiveActor
 {

@@ -281,9 +281,10 @@ public sealed class ClusterOptions
     /// Run the Cluster:ParameterServerShards shards on shard nodes (<c>disttrain node --role parameter-shard</c>), one shard per
     /// node, instead of in the parameter server's process: the workers send each shard its slice of every gradient over the shard
     /// node's data plane and take each round's weights from the K nodes, and the parameter server only coordinates. Default
-    /// false. The job waits up to Cluster:JoinTimeoutSeconds for K shard nodes and for their answers. Synchronous training only,
-    /// without Cluster:Compression and without Checkpoint:Directory; a lost worker or shard node ends the job with an error
-    /// that says so (docs/architecture.md, "Where the shards run"). Read on the parameter-server node only.
+    /// false. The job waits for K shard nodes, and again for their answers, up to the smaller of Cluster:JoinTimeoutSeconds and a
+    /// third of Training:StallTimeoutSeconds each. Synchronous training only, without Cluster:Compression and without
+    /// Checkpoint:Directory; a shard node lost, or a worker lost during a part of an epoch, ends the job with an error that says
+    /// so (docs/architecture.md, "Where the shards run"). Read on the parameter-server node only.
     /// </summary>
     public bool ShardNodes { get; set; }
 
