@@ -220,9 +220,11 @@ public sealed class ShardNodeTests : IDisposable
 
     /// <summary>
     /// The parameter server of Cluster:ShardNodes (<see cref="RemoteShardedParameterServer"/>) on a parameter-server node with two
-    /// shard nodes up: it places its 2 shards, gives each worker slot (here a probe standing for the worker's link) its signed
-    /// endpoints, own token and the starting weights' digest, answers a weights request with the starting weights gathered from
-    /// the shard nodes, goes on after a worker lost between parts, and fails on one lost during a part, naming the fix.
+    /// shard nodes up. It places its 2 shards and gives each worker slot (here a probe standing for the worker's link) its signed
+    /// endpoints, own token and the starting weights' digest; it answers a weights request with the starting weights gathered
+    /// from the shard nodes. A worker lost between parts that leaves Cluster:MinWorkers is left out; one lost during a part
+    /// fails the job after a short grace, unless a stop comes within it; one lost between parts that leaves fewer than
+    /// Cluster:MinWorkers fails the job (no worker can join it). Each failure names the fix.
     /// </summary>
     [Fact]
     public async Task The_shard_nodes_parameter_server_places_its_shards_tells_each_worker_and_fails_on_a_lost_worker()
@@ -234,23 +236,20 @@ public sealed class ShardNodeTests : IDisposable
         var security = new ClusterSecurity(Identity, null);
         using var stop = new CancellationTokenSource();
         var runs = new List<Task<JobFinished>>();
-        try
-        {
-            foreach (var dataPort in ports[1..])
-            {
-                var options = Options(seed, 0, dataPort);
-                runs.Add(ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(options, security), options, security, stop.Token));
-            }
-            var starting = ClusterNode.ShardHostSettingsOf(psOptions, security).StartingWeights;
-            Inbox[] workers = [Inbox.Create(ps), Inbox.Create(ps)];
-            var owner = Inbox.Create(ps);
-            var settings = new RemoteShardSettings(Identity, "job-1", 2, starting, ModelFingerprint.ServerSettingsOf(psOptions),
-                [.. workers.Select(w => w.Receiver)], Guard);
-            ps.ActorOf(Props.Create(() => new Supervisor(owner.Receiver, RemoteShardedParameterServer.Props(settings))));
-            var server = Assert.IsAssignableFrom<IActorRef>(await owner.ReceiveAsync(Guard));
+        var starting = ClusterNode.ShardHostSettingsOf(psOptions, security).StartingWeights;
 
-            var assigned = new ShardServersAssigned[2];
-            for (var w = 0; w < 2; w++)
+        // A server for slots workers, placed on the shard nodes: its supervisor, itself, the probe standing for its coordinator
+        // (one per server: a receive that timed out on an inbox may swallow the inbox's next message), and those for its workers.
+        async Task<(IActorRef Supervisor, IActorRef Server, Inbox Owner, Inbox[] Workers)> PlaceAsync(int slots, int minWorkers)
+        {
+            var owner = Inbox.Create(ps);
+            Inbox[] workers = [.. Enumerable.Range(0, slots).Select(_ => Inbox.Create(ps))];
+            var settings = new RemoteShardSettings(Identity, "job-1", 2, starting, ModelFingerprint.ServerSettingsOf(psOptions),
+                [.. workers.Select(w => w.Receiver)], Guard, minWorkers, Epochs: 2);
+            var supervisor = ps.ActorOf(Props.Create(() => new Supervisor(owner.Receiver, RemoteShardedParameterServer.Props(settings))));
+            var server = Assert.IsAssignableFrom<IActorRef>(await owner.ReceiveAsync(Guard));
+            var assigned = new ShardServersAssigned[slots];
+            for (var w = 0; w < slots; w++)
             {
                 assigned[w] = Assert.IsType<ShardServersAssigned>(await workers[w].ReceiveAsync(Guard));
                 Assert.True(assigned[w].IsGenuine(Identity));
@@ -258,22 +257,70 @@ public sealed class ShardNodeTests : IDisposable
                 Assert.Equal(ports[1..].Order(), assigned[w].Ports.Order()); // shard k on the k-th node to join: either order
                 Assert.Equal(ShardServersAssigned.DigestOf(starting), assigned[w].StartingDigest);
             }
-            Assert.NotEqual(assigned[0].Token, assigned[1].Token);
+            Assert.Equal(slots, assigned.Select(a => Convert.ToHexString(a.Token)).Distinct().Count());
+            return (supervisor, server, owner, workers);
+        }
 
-            // A worker lost between parts: the next part runs without it, and the server goes on (it still answers).
+        // Once a server is gone its shard nodes release their shards: their data ports close.
+        async Task ReleasedAsync()
+        {
+            var deadline = DateTime.UtcNow + Guard;
+            foreach (var port in ports[1..])
+                while (true)
+                {
+                    using var client = new TcpClient();
+                    try
+                    {
+                        await client.ConnectAsync("127.0.0.1", port).WaitAsync(Guard);
+                    }
+                    catch (SocketException)
+                    {
+                        break;
+                    }
+                    Assert.True(DateTime.UtcNow < deadline, $"the shard node's data port {port} stayed open");
+                    await Task.Delay(100);
+                }
+        }
+
+        try
+        {
+            foreach (var dataPort in ports[1..])
+            {
+                var options = Options(seed, 0, dataPort);
+                runs.Add(ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(options, security), options, security, stop.Token));
+            }
+
+            // 3 slots, Cluster:MinWorkers 2: a worker lost between parts is left out, and the server goes on (it answers).
+            var (supervisor, server, owner, workers) = await PlaceAsync(3, minWorkers: 2);
             owner.Send(server, new WorkerLost(0));
             owner.Send(server, GetWeights.Instance);
             var snapshot = Assert.IsType<WeightsSnapshot>(await owner.ReceiveAsync(Guard));
             Assert.Equal(0, snapshot.Version);
             Assert.Equal(starting.Values, snapshot.Weights);
+            // One lost during a part, then a stop within the grace: the loss is the stop's, nothing fails.
+            owner.Send(server, new StartEpoch(1, [ActorRefs.Nobody, workers[1].Receiver, workers[2].Receiver], [0, 3, 3]));
+            owner.Send(server, new WorkerLost(1));
+            owner.Send(server, StopStepping.Instance);
+            await Assert.ThrowsAsync<TimeoutException>(() => owner.ReceiveAsync(RemoteShardedParameterServer.LossGrace * 2));
+            ps.Stop(supervisor);
+            await ReleasedAsync();
 
-            // One lost during a part fails the job (after a short grace, in which a stop would make it the stop's).
-            owner.Send(server, new StartEpoch(1, [ActorRefs.Nobody, workers[1].Receiver], [0, 3]));
+            // One lost during a part, without a stop: the job fails after the grace.
+            (supervisor, server, owner, workers) = await PlaceAsync(2, minWorkers: 1);
+            owner.Send(server, new StartEpoch(1, [workers[0].Receiver, workers[1].Receiver], [3, 3]));
             owner.Send(server, new WorkerLost(1));
             var lost = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
             Assert.StartsWith("Worker 1 was lost during a part of an epoch, and shards on shard nodes do not cover that yet", lost.Message);
             Assert.EndsWith("Restart the job, or set Cluster:ShardNodes to false (the shards then run in the parameter server's process, which covers " +
                 "lost workers).", lost.Message);
+            await ReleasedAsync();
+
+            // One lost between parts that leaves fewer than Cluster:MinWorkers: the job fails (no worker can join).
+            (_, server, owner, _) = await PlaceAsync(2, minWorkers: 2);
+            owner.Send(server, new WorkerLost(0));
+            var tooFew = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
+            Assert.StartsWith("Worker 0 was lost, leaving 1 worker of the Cluster:MinWorkers = 2 the job needs, and a job whose shards run on shard " +
+                "nodes takes no new workers yet.", tooFew.Message);
         }
         finally
         {

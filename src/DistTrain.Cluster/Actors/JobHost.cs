@@ -56,6 +56,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// <summary>A valid data-plane connection whose worker's WorkerReady did not come in time.</summary>
     private sealed record ReadyTimeout(int WorkerIndex);
 
+    /// <summary>A worker's failure held for <see cref="RemoteShardedParameterServer.LossGrace"/> (Cluster:ShardNodes), so that a stop
+    /// of the whole cluster, whose shard nodes leave first, is not taken for the job's failure.</summary>
+    private sealed record HeldWorkerFailure(WorkerFailed Failure);
+
     /// <summary>Every 10 s until the job starts: says which workers it waits for.</summary>
     private sealed record StartStatus;
 
@@ -167,7 +171,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // A worker failing while this node stops the job (its shard nodes stopping too, on a Ctrl-C of the whole cluster) is
             // part of the stop, not the job's failure.
             if (_stopping) _log.Info("Worker {0} failed while the job stops: {1}", index, failed.Reason);
+            else if (_options.Cluster.ShardNodes)
+                Timers.StartSingleTimer($"worker-failed-{index}", new HeldWorkerFailure(failed), RemoteShardedParameterServer.LossGrace);
             else _coordinator?.Tell(failed);
+        });
+        Receive<HeldWorkerFailure>(held =>
+        {
+            if (_stopping) _log.Info("Worker {0} failed while the job stops: {1}", held.Failure.WorkerIndex, held.Failure.Reason);
+            else _coordinator?.Tell(held.Failure);
         });
         Receive<DataPlaneListener.Accepted>(OnDataConnection);
         Receive<ReadyTimeout>(OnReadyTimeout);
@@ -685,7 +696,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // The shards run on shard nodes: this node only coordinates them. Finding and placing them must end within the
             // coordinator's stall time-out (it counts them as time without progress), so each gets a third of it at most.
             ? RemoteShardedParameterServer.Props(new RemoteShardSettings(_security.Identity, _jobId, _options.Cluster.ParameterServerShards, weights,
-                _serverSettings, workers, TimeSpan.FromSeconds(Math.Min(_options.Cluster.JoinTimeoutSeconds, loop.StallTimeoutSeconds / 3))))
+                _serverSettings, workers, TimeSpan.FromSeconds(Math.Min(_options.Cluster.JoinTimeoutSeconds, loop.StallTimeoutSeconds / 3)), minimum, loop.Epochs))
             : ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
                 CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
                 update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer,
@@ -817,7 +828,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // with the weights at the stop when the coordinator had them (the node keeps them, as train keeps a stopped run's).
             EndWorkersIfNothingCanContinue(); // first: the node's run ends with the next statement
             _completion.TrySetException(done.Failure as TrainingCancelledException
-                ?? new OperationCanceledException("The parameter-server node stopped; the job goes on on a standby or on resume."));
+                ?? new OperationCanceledException(done.Failure is ShardNodesException
+                    ? "The parameter-server node stopped, and the job's shard nodes and workers left with it."
+                    : "The parameter-server node stopped; the job goes on on a standby or on resume."));
             return;
         }
         if (done.Result is { } trained && _saveOutputs is { } save)

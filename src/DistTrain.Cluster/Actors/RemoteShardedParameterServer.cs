@@ -25,8 +25,11 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="Timeout">How long the search for K shard nodes may take, and again how long their answers may take, positive:
 /// the smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds (the coordinator counts the placement as
 /// time without progress).</param>
+/// <param name="MinWorkers">Cluster:MinWorkers: a worker lost between parts that leaves fewer fails the job, since a job on shard
+/// nodes takes no new workers (the coordinator would otherwise pause for ever, waiting for one).</param>
+/// <param name="Epochs">Training:Epochs: a worker lost after the last epoch's training (during its evaluation) fails nothing; 0: unknown.</param>
 public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int Shards, ParameterVector StartingWeights, string ServerSettings,
-    IReadOnlyList<IActorRef> Workers, TimeSpan Timeout);
+    IReadOnlyList<IActorRef> Workers, TimeSpan Timeout, int MinWorkers = 1, int Epochs = 0);
 
 /// <summary>
 /// The parameter server of a run whose K shards run on shard nodes (Cluster:ShardNodes; docs/architecture.md, "Where the shards
@@ -73,7 +76,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 
     /// <summary>How long a loss (a worker's, a shard node's) waits before it fails the job: 2 s, in which a stop of the whole
     /// cluster (Ctrl-C to every node, whose shard nodes and workers leave first) reaches this node and makes it the stop's.</summary>
-    private static readonly TimeSpan LossGrace = TimeSpan.FromSeconds(2);
+    internal static readonly TimeSpan LossGrace = TimeSpan.FromSeconds(2);
 
     private readonly RemoteShardSettings _settings;
     private readonly ILoggingAdapter _log = Context.GetLogger();
@@ -90,6 +93,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private int _nextRequest;
     private int _gatherAttempts;
     private bool _partRunning;
+    private readonly HashSet<int> _lost = [];
+    private int _finishedEpoch; // the epoch of the last part that finished
     private ShardNodesException? _pendingFailure;
     private System.Diagnostics.TagList[] _shardTags = [];
 
@@ -196,7 +201,16 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             // its evaluation: nothing of it is pending at the shards.
             if (!_partRunning)
             {
-                _log.Info("Parameter server: worker {0} was lost between parts; the next part runs without it.", lost.WorkerIndex);
+                _lost.Add(lost.WorkerIndex);
+                var alive = _settings.Workers.Count - _lost.Count;
+                if (alive >= _settings.MinWorkers || (_settings.Epochs > 0 && _finishedEpoch >= _settings.Epochs))
+                {
+                    _log.Info("Parameter server: worker {0} was lost between parts; the next part runs without it.", lost.WorkerIndex);
+                    return;
+                }
+                FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost, leaving {Counts.Of(alive, "worker")} of the Cluster:MinWorkers = " +
+                    $"{_settings.MinWorkers} the job needs, and a job whose shards run on shard nodes takes no new workers yet. Restart the job, or set " +
+                    "Cluster:ShardNodes to false (the shards then run in the parameter server's process, and workers may join)."));
                 return;
             }
             FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost during a part of an epoch, and shards on shard nodes do not cover " +
@@ -260,10 +274,10 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     {
         _coordinator = Sender;
         var slots = _settings.Workers.Count;
-        if (start.FirstRound != 0)
-            throw new ShardNodesException($"Epoch {start.Epoch}: the samples a lost worker left would go on in a further part from round {start.FirstRound}, " +
-                "and shards on shard nodes do not run further parts of an epoch yet. Restart the job, or set Cluster:ShardNodes to false (the shards " +
-                "then run in the parameter server's process, which covers lost workers).");
+        if (start.FirstRound != 0 || start.BatchesPerWorker.All(batches => batches == 0))
+            throw new ShardNodesException($"Epoch {start.Epoch}: a part that starts at round {start.FirstRound} with {start.BatchesPerWorker.Sum()} " +
+                "minibatches (a further part after a lost worker, or one that only hands out the weights) is not run by shards on shard nodes yet. " +
+                "Restart the job, or set Cluster:ShardNodes to false (the shards then run in the parameter server's process, which covers lost workers).");
         for (var w = slots; w < start.Workers.Length; w++)
             if (!start.Workers[w].IsNobody())
                 throw new ShardNodesException($"Worker {w} joined the running job, and the shards were placed for {slots} worker slots: shards on shard " +
@@ -305,6 +319,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         if (!merged.PartFinished) return;
         _partRunning = false;
+        _finishedEpoch = merged.Epoch;
         _coordinator.Tell(new EpochCompleted(merged.Epoch, merged.Version, _partSamples, _partLoss, merged.L1Penalty, merged.L2Penalty), Self);
     }
 

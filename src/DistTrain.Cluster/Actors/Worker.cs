@@ -28,8 +28,10 @@ namespace DistTrain.Cluster.Actors;
 /// <see cref="ShardedReplicaLink"/> (result of round r: the weights round r + 1 is computed on; round -1: the epoch's
 /// starting weights), computes its minibatch of the round as with one server and sends each shard its slice of the report.
 /// A shard connection that cannot be opened (also one whose endpoint does not answer the TCP connect, TLS handshake and hello
-/// within <see cref="DataPlane.DataPlaneListener.HandshakeTimeoutSeconds"/>), is refused or closes fails the worker with an <see cref="IOException"/>
-/// naming the shard, its endpoint and the reason (a worker cannot take its slot at a shard again), so its parent must
+/// within <see cref="DataPlane.DataPlaneListener.HandshakeTimeoutSeconds"/>), is refused or closes fails the worker with a
+/// <see cref="ShardConnectionLostException"/> (an <see cref="IOException"/>) naming the shard, its endpoint and the reason (a worker
+/// cannot take its slot at a shard again); one that closes once the worker holds the weights after its part's last round (the
+/// shards stop with their owner at a run's end) fails only the next part's <see cref="AssignShard"/>. So its parent must
 /// stop it on that exception (as <see cref="WorkerAgent"/>'s strategy does): restarted, as under Akka's default
 /// supervision, it would dial the shards again and be refused in a loop. A cluster worker (given <see cref="ShardDialing"/>) enters
 /// the shard mode when its run's parameter server sends it <see cref="ShardServersAssigned"/> (Cluster:ShardNodes), before any

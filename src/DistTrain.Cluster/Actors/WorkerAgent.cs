@@ -265,7 +265,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// <inheritdoc />
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
     {
-        if (e is Core.Compression.GradientOverflowException or ShardConnectionLostException or ShardModeRefusedException && _accepted)
+        if (e is ShardConnectionLostException && NodeStopping) _log.Info("Worker stopped as this node stops: {0}", e.Message);
+        else if (e is Core.Compression.GradientOverflowException or ShardConnectionLostException or ShardModeRefusedException && _accepted)
         {
             // The job's settings, not this node: every worker would fail alike, so the job ends with the reason, which says
             // all there is (no stack trace). With shards on shard nodes (Cluster:ShardNodes) a lost shard connection mid-part, or
