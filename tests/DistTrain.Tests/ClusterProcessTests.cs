@@ -290,7 +290,7 @@ public sealed partial class ClusterProcessTests : IDisposable
 
     /// <summary>
     /// A shard node killed mid-run: the job does not hang. The workers lose their connection to it and the parameter server
-    /// the shard, and the job fails (exit 1) with an error naming the shard, on every node that stays.
+    /// the shard, and the job fails (exit 1) with an error naming the node's shard (and, from a worker, its data port).
     /// </summary>
     [Fact]
     public async Task A_shard_node_killed_mid_run_fails_the_job_naming_the_shard()
@@ -304,9 +304,15 @@ public sealed partial class ClusterProcessTests : IDisposable
         shards[1].Kill();
         await ps.AssertExitAsync(1, Guard);
         foreach (var node in workers.Append(shards[0])) await node.AssertExitAsync(1, Guard);
-        // The workers' connections to it close first, or the membership downs it first: either way the error names shard 1.
-        Assert.Matches(new Regex(@"training failed: (Shard 1 of 2 is gone: its shard node akka\.ssl\.tcp://disttrain@127\.0\.0\.1:\d+ left|" +
-            @"Worker \d: the data plane to shard 1 of 2 at 127\.0\.0\.1:\d+ closed)"), ps.Output);
+        // The killed node's shard: the parameter server placed shard k on the k-th shard node to join, whichever process that was.
+        var port = Regex.Match(shards[1].Output, @"data plane on 127\.0\.0\.1:(\d+)").Groups[1].Value;
+        var shard = Regex.Match(ps.Output, $@"shard (\d) at \S+ \(data plane 127\.0\.0\.1:{port}\)").Groups[1].Value;
+        Assert.NotEqual("", shard);
+        // The workers' connections to it close first, or the membership downs it first: either way the error names that shard.
+        var named = new Regex($@"training failed: (Shard {shard} of 2 is gone: its shard node akka\.ssl\.tcp://disttrain@127\.0\.0\.1:\d+ left|" +
+            $@"Worker \d: the data plane to shard {shard} of 2 at 127\.0\.0\.1:{port} closed)");
+        Assert.True(named.IsMatch(ps.Output), string.Join("\n", ps.Output.Split('\n').Where(line => line.Contains("failed", StringComparison.Ordinal)
+            || line.Contains("Parameter server:", StringComparison.Ordinal) || line.Contains("Worker", StringComparison.Ordinal))));
         Assert.DoesNotContain("internal error", ps.Output);
     }
 

@@ -245,7 +245,7 @@ public sealed class ShardNodeTests : IDisposable
             var owner = Inbox.Create(ps);
             Inbox[] workers = [.. Enumerable.Range(0, slots).Select(_ => Inbox.Create(ps))];
             var settings = new RemoteShardSettings(Identity, "job-1", 2, starting, ModelFingerprint.ServerSettingsOf(psOptions),
-                [.. workers.Select(w => w.Receiver)], Guard, minWorkers, Epochs: 2);
+                [.. workers.Select(w => w.Receiver)], Guard, minWorkers);
             var supervisor = ps.ActorOf(Props.Create(() => new Supervisor(owner.Receiver, RemoteShardedParameterServer.Props(settings))));
             var server = Assert.IsAssignableFrom<IActorRef>(await owner.ReceiveAsync(Guard));
             var assigned = new ShardServersAssigned[slots];

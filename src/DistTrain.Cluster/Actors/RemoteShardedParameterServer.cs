@@ -27,9 +27,8 @@ namespace DistTrain.Cluster.Actors;
 /// time without progress).</param>
 /// <param name="MinWorkers">Cluster:MinWorkers: a worker lost between parts that leaves fewer fails the job, since a job on shard
 /// nodes takes no new workers (the coordinator would otherwise pause for ever, waiting for one).</param>
-/// <param name="Epochs">Training:Epochs: a worker lost after the last epoch's training (during its evaluation) fails nothing; 0: unknown.</param>
 public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int Shards, ParameterVector StartingWeights, string ServerSettings,
-    IReadOnlyList<IActorRef> Workers, TimeSpan Timeout, int MinWorkers = 1, int Epochs = 0);
+    IReadOnlyList<IActorRef> Workers, TimeSpan Timeout, int MinWorkers = 1);
 
 /// <summary>
 /// The parameter server of a run whose K shards run on shard nodes (Cluster:ShardNodes; docs/architecture.md, "Where the shards
@@ -78,6 +77,10 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     /// cluster (Ctrl-C to every node, whose shard nodes and workers leave first) reaches this node and makes it the stop's.</summary>
     internal static readonly TimeSpan LossGrace = TimeSpan.FromSeconds(2);
 
+    /// <summary>The grace of a worker's loss: 1 s longer than <see cref="LossGrace"/>, for which the job host holds a worker's own report of
+    /// its failure (naming a lost shard, or the settings to align), so that the worker's reason, not this generic one, ends the job.</summary>
+    private static readonly TimeSpan WorkerLossGrace = LossGrace + TimeSpan.FromSeconds(1);
+
     private readonly RemoteShardSettings _settings;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private ShardPlacement? _placement;
@@ -94,7 +97,6 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private int _gatherAttempts;
     private bool _partRunning;
     private readonly HashSet<int> _lost = [];
-    private int _finishedEpoch; // the epoch of the last part that finished
     private ShardNodesException? _pendingFailure;
     private System.Diagnostics.TagList[] _shardTags = [];
 
@@ -203,19 +205,19 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             {
                 _lost.Add(lost.WorkerIndex);
                 var alive = _settings.Workers.Count - _lost.Count;
-                if (alive >= _settings.MinWorkers || (_settings.Epochs > 0 && _finishedEpoch >= _settings.Epochs))
+                if (alive >= Math.Max(1, _settings.MinWorkers)) // as the coordinator counts them
                 {
                     _log.Info("Parameter server: worker {0} was lost between parts; the next part runs without it.", lost.WorkerIndex);
                     return;
                 }
                 FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost, leaving {Counts.Of(alive, "worker")} of the Cluster:MinWorkers = " +
                     $"{_settings.MinWorkers} the job needs, and a job whose shards run on shard nodes takes no new workers yet. Restart the job, or set " +
-                    "Cluster:ShardNodes to false (the shards then run in the parameter server's process, and workers may join)."));
+                    "Cluster:ShardNodes to false (the shards then run in the parameter server's process, and workers may join)."), WorkerLossGrace);
                 return;
             }
             FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost during a part of an epoch, and shards on shard nodes do not cover " +
                 "that yet: its samples would go on in a further part of the epoch, and its slot cannot be taken again. Restart the job, or set " +
-                "Cluster:ShardNodes to false (the shards then run in the parameter server's process, which covers lost workers)."));
+                "Cluster:ShardNodes to false (the shards then run in the parameter server's process, which covers lost workers)."), WorkerLossGrace);
         });
         Receive<StopStepping>(_ =>
         {
@@ -255,10 +257,11 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     }
 
     /// <summary>
-    /// Fails the job with <paramref name="failure"/> after <see cref="LossGrace"/>, unless a stop comes first: a loss during a stop
-    /// of the whole cluster is the stop's (the job then ends cancelled, not failed). The first loss is the one reported.
+    /// Fails the job with <paramref name="failure"/> after <paramref name="grace"/> (<see cref="LossGrace"/> by default), unless a stop
+    /// comes first: a loss during a stop of the whole cluster is the stop's (the job then ends cancelled, not failed). The first
+    /// loss is the one reported.
     /// </summary>
-    private void FailSoon(ShardNodesException failure)
+    private void FailSoon(ShardNodesException failure, TimeSpan? grace = null)
     {
         if (_stopping)
         {
@@ -267,7 +270,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         if (_pendingFailure is not null) return;
         _pendingFailure = failure;
-        Timers.StartSingleTimer(nameof(FailNow), new FailNow(), LossGrace);
+        Timers.StartSingleTimer(nameof(FailNow), new FailNow(), grace ?? LossGrace);
     }
 
     private void OnStartEpoch(StartEpoch start)
@@ -275,8 +278,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _coordinator = Sender;
         var slots = _settings.Workers.Count;
         if (start.FirstRound != 0 || start.BatchesPerWorker.All(batches => batches == 0))
-            throw new ShardNodesException($"Epoch {start.Epoch}: a part that starts at round {start.FirstRound} with {start.BatchesPerWorker.Sum()} " +
-                "minibatches (a further part after a lost worker, or one that only hands out the weights) is not run by shards on shard nodes yet. " +
+            throw new ShardNodesException($"Epoch {start.Epoch}: a part that starts at round {start.FirstRound}" +
+                (start.FirstRound == 0 ? " without a minibatch" : "") + " (a further part after a lost worker, or one that only hands out the weights) " +
+                "is not run by shards on shard nodes yet. " +
                 "Restart the job, or set Cluster:ShardNodes to false (the shards then run in the parameter server's process, which covers lost workers).");
         for (var w = slots; w < start.Workers.Length; w++)
             if (!start.Workers[w].IsNobody())
@@ -319,7 +323,6 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         if (!merged.PartFinished) return;
         _partRunning = false;
-        _finishedEpoch = merged.Epoch;
         _coordinator.Tell(new EpochCompleted(merged.Epoch, merged.Version, _partSamples, _partLoss, merged.L1Penalty, merged.L2Penalty), Self);
     }
 
