@@ -269,6 +269,19 @@ public sealed partial class ClusterProcessTests : IDisposable
             return Start(NodeRoles.ParameterShard, configPath, environment);
         })];
 
+    /// <summary>A job of many short steps on 2 shard nodes with 2 workers, each node a process, once the parameter server reports
+    /// progress within an epoch.</summary>
+    private async Task<(DistTrainProcess Ps, DistTrainProcess[] Shards, DistTrainProcess[] Workers)> StartJobOnShardNodesUntilMidEpochAsync()
+    {
+        var configPath = Config(ManyShortStepsConfig);
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var shards = StartShardNodes(configPath, workerEnvironment, 2);
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        await ps.WaitForMatchAsync(new Regex(@"epoch +\d+/30 +(25|50|75)%"), Guard);
+        return (ps, shards, workers);
+    }
+
     /// <summary>
     /// Cluster:ShardNodes without any shard node: the job fails once Cluster:JoinTimeoutSeconds has passed, naming how many shard
     /// nodes it found of how many, and how to start them; every node exits 1 rather than waiting.
@@ -295,12 +308,7 @@ public sealed partial class ClusterProcessTests : IDisposable
     [Fact]
     public async Task A_shard_node_killed_mid_run_fails_the_job_naming_the_shard()
     {
-        var configPath = Config(ManyShortStepsConfig);
-        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
-        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
-        var shards = StartShardNodes(configPath, workerEnvironment, 2);
-        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
-        await ps.WaitForMatchAsync(new Regex(@"epoch +\d+/30 +(25|50|75)%"), Guard);
+        var (ps, shards, workers) = await StartJobOnShardNodesUntilMidEpochAsync();
         shards[1].Kill();
         await ps.AssertExitAsync(1, Guard);
         foreach (var node in workers.Append(shards[0])) await node.AssertExitAsync(1, Guard);
@@ -323,12 +331,7 @@ public sealed partial class ClusterProcessTests : IDisposable
     [Fact]
     public async Task A_job_on_shard_nodes_stopped_on_every_node_at_once_ends_cancelled_not_failed()
     {
-        var configPath = Config(ManyShortStepsConfig);
-        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
-        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
-        var shards = StartShardNodes(configPath, workerEnvironment, 2);
-        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
-        await ps.WaitForMatchAsync(new Regex(@"epoch +\d+/30 +(25|50|75)%"), Guard);
+        var (ps, shards, workers) = await StartJobOnShardNodesUntilMidEpochAsync();
         foreach (var node in shards.Concat(workers).Append(ps)) node.Interrupt();
         await ps.AssertExitAsync(130, Guard);
         foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(130, Guard);

@@ -60,6 +60,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// of the whole cluster, whose shard nodes leave first, is not taken for the job's failure.</summary>
     private sealed record HeldWorkerFailure(WorkerFailed Failure);
 
+    /// <summary>Tells the coordinator a worker's failure, which ends the job; while this node stops the job (its shard nodes stopping
+    /// too, on a Ctrl-C of the whole cluster) it is part of the stop, and only logged.</summary>
+    private void ReportWorkerFailure(WorkerFailed failed)
+    {
+        if (_stopping) _log.Info("Worker {0} failed while the job stops: {1}", failed.WorkerIndex, failed.Reason);
+        else _coordinator?.Tell(failed);
+    }
+
     /// <summary>Every 10 s until the job starts: says which workers it waits for.</summary>
     private sealed record StartStatus;
 
@@ -168,18 +176,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // Only from the agent registered as that worker (a member, authenticated by the cluster). By its sender, not by the
             // worker's link, which the worker's death may have stopped first.
             if (!_indexOf.TryGetValue(Sender, out var index) || index != failed.WorkerIndex) return;
-            // A worker failing while this node stops the job (its shard nodes stopping too, on a Ctrl-C of the whole cluster) is
-            // part of the stop, not the job's failure.
-            if (_stopping) _log.Info("Worker {0} failed while the job stops: {1}", index, failed.Reason);
-            else if (_options.Cluster.ShardNodes)
+            if (_options.Cluster.ShardNodes && !_stopping)
                 Timers.StartSingleTimer($"worker-failed-{index}", new HeldWorkerFailure(failed), RemoteShardedParameterServer.LossGrace);
-            else _coordinator?.Tell(failed);
+            else ReportWorkerFailure(failed);
         });
-        Receive<HeldWorkerFailure>(held =>
-        {
-            if (_stopping) _log.Info("Worker {0} failed while the job stops: {1}", held.Failure.WorkerIndex, held.Failure.Reason);
-            else _coordinator?.Tell(held.Failure);
-        });
+        Receive<HeldWorkerFailure>(held => ReportWorkerFailure(held.Failure));
         Receive<DataPlaneListener.Accepted>(OnDataConnection);
         Receive<ReadyTimeout>(OnReadyTimeout);
         Receive<DataPlaneListener.Rejected>(r => _log.Warning("Data plane: refused a connection from {0}: {1}", r.Peer, r.Reason));
