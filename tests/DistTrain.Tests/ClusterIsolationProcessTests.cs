@@ -11,10 +11,13 @@ namespace DistTrain.Tests;
 public sealed partial class ClusterProcessTests
 {
     /// <summary>The final weights of the job in <paramref name="configPath"/> trained in one process (same seed, shard plan and summation order).</summary>
-    private static async Task<Core.Tensors.ParameterVector> SingleProcessWeightsAsync(string configPath)
+    /// <param name="configPath">The job's config file.</param>
+    /// <param name="checkpoints">Checkpoint:Directory for the run; null writes none.</param>
+    private static async Task<Core.Tensors.ParameterVector> SingleProcessWeightsAsync(string configPath, string? checkpoints = null)
     {
-        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
-            environment: new Dictionary<string, string?>());
+        var overrides = new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory };
+        if (checkpoints is not null) overrides["Checkpoint:Directory"] = checkpoints;
+        var options = TrainingOptionsLoader.Load(configPath, overrides, environment: new Dictionary<string, string?>());
         var data = TrainingData.Load(options.Data);
         return (await SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout()).FinalWeights;
     }

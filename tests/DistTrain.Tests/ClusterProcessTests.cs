@@ -226,13 +226,17 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// <summary>
     /// Cluster:ShardNodes: the parameter server places its 2 shards on 2 shard-node processes, and the 2 worker processes send
     /// each shard its slice of every gradient and take each round's weights from the shard nodes, over mutual TLS: after 2
-    /// epochs the final weights are bit-identical to single-node mode with one shard, and every node exits 0.
+    /// epochs the final weights are bit-identical to single-node mode with one shard, and every node exits 0. The parameter
+    /// server writes a checkpoint at each epoch's end from the shards' slices: weights, optimizer state and position bit-identical
+    /// to the checkpoints single-node mode writes.
     /// </summary>
     [Fact]
-    public async Task Two_shards_on_shard_nodes_train_to_the_weights_of_one_shard_in_single_node_mode()
+    public async Task Two_shards_on_shard_nodes_train_to_the_weights_and_checkpoints_of_one_shard_in_single_node_mode()
     {
         var configPath = Config(MlpConfig(hidden: 32, epochs: 2));
         var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
+        var checkpoints = Path.Combine(_directory, "checkpoints");
+        psEnvironment["DISTTRAIN_Checkpoint__Directory"] = checkpoints;
         var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
         var shards = StartShardNodes(configPath, workerEnvironment, 2);
         var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
@@ -244,10 +248,29 @@ public sealed partial class ClusterProcessTests : IDisposable
         // An orderly end: the shards stop with their owner before the workers hear of the end, which is no failure of theirs.
         foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
 
-        var single = await SingleProcessWeightsAsync(Config(MlpConfig(hidden: 32, epochs: 2)));
+        var singleCheckpoints = Path.Combine(_directory, "single-checkpoints");
+        var single = await SingleProcessWeightsAsync(Config(MlpConfig(hidden: 32, epochs: 2)), singleCheckpoints);
         var tensors = SafeTensors.Read(FinalWeightsPath());
         foreach (var segment in single.Layout.Segments)
             Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+        // One checkpoint per epoch end, named by version, epoch and round as single-node mode names its own, with the same contents.
+        var names = Directory.GetFiles(singleCheckpoints, "*.safetensors").Select(Path.GetFileName).Order().ToArray();
+        Assert.Equal(2, names.Length);
+        Assert.Equal(names, Directory.GetFiles(checkpoints, "*.safetensors").Select(Path.GetFileName).Order().ToArray());
+        foreach (var name in names)
+        {
+            var expected = TrainingCheckpoint.Read(Path.Combine(singleCheckpoints, name!), single.Layout);
+            var actual = TrainingCheckpoint.Read(Path.Combine(checkpoints, name!), single.Layout);
+            Assert.Equal((expected.Version, expected.Epoch, expected.Round, expected.Workers, expected.OptimizerSteps, expected.ShardSeed, expected.BatchSizePerWorker,
+                expected.EpochSamples, expected.Mode, expected.TrainSamples, expected.DataSettings, expected.ModelSettings, expected.RunEpochs),
+                (actual.Version, actual.Epoch, actual.Round, actual.Workers, actual.OptimizerSteps, actual.ShardSeed, actual.BatchSizePerWorker,
+                actual.EpochSamples, actual.Mode, actual.TrainSamples, actual.DataSettings, actual.ModelSettings, actual.RunEpochs));
+            Compare.Identical(expected.Weights.Values, actual.Weights.Values, $"{name}: weights");
+            Assert.Equal(expected.OptimizerState.Select(b => b.Name), actual.OptimizerState.Select(b => b.Name));
+            for (var b = 0; b < expected.OptimizerState.Count; b++)
+                Compare.Identical(expected.OptimizerState[b].Values, actual.OptimizerState[b].Values, $"{name}: {expected.OptimizerState[b].Name}");
+        }
+        Assert.Contains(", next epoch 3 round 0, ", ps.Output); // the parameter server's line of the last
     }
 
     /// <summary>The settings of a job whose 2 shards run on shard nodes, without checkpoints (which shard nodes do not write yet).</summary>

@@ -46,27 +46,30 @@ public sealed class ShardNodeTests : IDisposable
     };
 
     /// <summary>
-    /// Cluster:ShardNodes is refused with what it does not take yet (another mode, compression, checkpoints), each problem naming the
-    /// settings and the fix; synchronous training without them is valid.
+    /// Cluster:ShardNodes is refused with what it does not take yet (another mode, compression, checkpoints within epochs), each
+    /// problem naming the settings and the fix; synchronous training without them is valid, with checkpoints at epoch ends too.
     /// </summary>
     [Fact]
-    public void Shard_nodes_are_refused_with_another_mode_compression_or_checkpoints_naming_the_fix()
+    public void Shard_nodes_are_refused_with_another_mode_compression_or_checkpoints_within_epochs_naming_the_fix()
     {
         var options = Options("akka.tcp://disttrain@127.0.0.1:4053", 4053, 4054);
         options.Cluster.ShardNodes = true;
         options.Cluster.ParameterServerShards = 2;
         Assert.DoesNotContain(TrainingOptionsValidator.Validate(options, checkDataDirectory: false), p => p.Contains("ShardNodes", StringComparison.Ordinal));
+        options.Checkpoint.Directory = "checkpoints"; // a checkpoint at each epoch's end is written
+        Assert.DoesNotContain(TrainingOptionsValidator.Validate(options, checkDataDirectory: false), p => p.Contains("ShardNodes", StringComparison.Ordinal));
         options.Training.Mode = TrainingMode.LocalSgd;
         options.Cluster.Compression = Core.Compression.GradientCompression.Float16;
-        options.Checkpoint.Directory = "checkpoints";
+        options.Checkpoint.EverySteps = 100;
         var problems = TrainingOptionsValidator.Validate(options, checkDataDirectory: false).Where(p => p.Contains("ShardNodes", StringComparison.Ordinal)).ToArray();
         Assert.Equal([
             "Cluster:ShardNodes = true takes synchronous training only, and Training:Mode is LocalSgd: set Training:Mode to Sync, or Cluster:ShardNodes " +
             "to false (the shards then run in the parameter server's process, in every mode).",
             "Cluster:ShardNodes = true carries float32 slices only, and Cluster:Compression is Float16: set Cluster:Compression to None, or " +
             "Cluster:ShardNodes to false.",
-            "Cluster:ShardNodes = true does not write checkpoints yet, and Checkpoint:Directory is set: clear Checkpoint:Directory, or set " +
-            "Cluster:ShardNodes to false (the shards then run in the parameter server's process, with checkpoints).",
+            "Cluster:ShardNodes = true writes a checkpoint at the end of each epoch only, and Checkpoint:EverySteps is 100: set " +
+            "Checkpoint:EverySteps to 0, or Cluster:ShardNodes to false (the shards then run in the parameter server's process, with checkpoints " +
+            "within epochs).",
         ], problems);
     }
 

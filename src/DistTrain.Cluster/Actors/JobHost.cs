@@ -697,7 +697,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // The shards run on shard nodes: this node only coordinates them. Finding and placing them must end within the
             // coordinator's stall time-out (it counts them as time without progress), so each gets a third of it at most.
             ? RemoteShardedParameterServer.Props(new RemoteShardSettings(_security.Identity, _jobId, _options.Cluster.ParameterServerShards, weights,
-                _serverSettings, workers, TimeSpan.FromSeconds(Math.Min(_options.Cluster.JoinTimeoutSeconds, loop.StallTimeoutSeconds / 3)), minimum))
+                _serverSettings, workers, TimeSpan.FromSeconds(Math.Min(_options.Cluster.JoinTimeoutSeconds, loop.StallTimeoutSeconds / 3)), minimum,
+                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), _options.ParameterServerOptimizer()))
             : ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
                 CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
                 update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer,
@@ -734,6 +735,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             else if (CheckpointResume.ReusedFolderWarning(_options, ResumeSettings.ClusterNode) is { } reused)
                 _log.Warning(reused);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
+            if (_resumeFrom is { } found && _options.Cluster.ShardNodes)
+                throw new CheckpointResumeException(string.Format(CultureInfo.InvariantCulture, "This run would resume from the checkpoint of epoch {0} " +
+                    "round {1} (version {2}), and shards on shard nodes (Cluster:ShardNodes = true) write checkpoints but do not start from one yet. Set " +
+                    "Cluster:ShardNodes to false for the resumed run (the shards then run in the parameter server's process, from the same checkpoint), " +
+                    "or Checkpoint:Resume to false to start a new run.", found.Epoch, found.Round, found.Version));
             return true;
         }
         catch (Exception e) when (e is CheckpointResumeException or Core.Checkpoints.CheckpointDirectoryException)

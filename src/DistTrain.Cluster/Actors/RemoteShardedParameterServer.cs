@@ -6,6 +6,8 @@ using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Security;
 using DistTrain.Cluster.Training;
 using DistTrain.Core;
+using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
 
 namespace DistTrain.Cluster.Actors;
@@ -27,8 +29,13 @@ namespace DistTrain.Cluster.Actors;
 /// time without progress).</param>
 /// <param name="MinWorkers">Cluster:MinWorkers: a worker lost between parts that leaves fewer fails the job, since a job on shard
 /// nodes takes no new workers (the coordinator would otherwise pause for ever, waiting for one).</param>
+/// <param name="Checkpoints">Where to write a checkpoint at the end of every epoch (Checkpoint:Directory; Checkpoint:EverySteps must
+/// be 0); null writes none.</param>
+/// <param name="Optimizer">The parameter server's optimizer settings (<see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/>),
+/// as the shards step with them: a checkpoint records their kind, state buffers and hyperparameters. Needed with
+/// <paramref name="Checkpoints"/>.</param>
 public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int Shards, ParameterVector StartingWeights, string ServerSettings,
-    IReadOnlyList<IActorRef> Workers, TimeSpan Timeout, int MinWorkers = 1);
+    IReadOnlyList<IActorRef> Workers, TimeSpan Timeout, int MinWorkers = 1, CheckpointSettings? Checkpoints = null, OptimizerOptions? Optimizer = null);
 
 /// <summary>
 /// The parameter server of a run whose K shards run on shard nodes (Cluster:ShardNodes; docs/architecture.md, "Where the shards
@@ -98,12 +105,17 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private bool _partRunning;
     private readonly HashSet<int> _lost = [];
     private ShardNodesException? _pendingFailure;
+    private int _partSlots;                      // the running part's worker slots, present or not: a checkpoint records them
+    private ShardWeightsGather? _checkpointGather; // an epoch end's weights and optimizer state, being gathered for its checkpoint
+    private int _checkpointEpoch;                // the epoch that gathering's checkpoint starts (the one after the epoch that ended)
     private System.Diagnostics.TagList[] _shardTags = [];
 
     /// <summary>Creates the server; see <see cref="Props"/>.</summary>
     public RemoteShardedParameterServer(RemoteShardSettings settings)
     {
         _settings = settings;
+        if (settings.Checkpoints is not null && settings.Optimizer is null)
+            throw new ArgumentException("A run on shard nodes that writes checkpoints needs the parameter server's optimizer settings.", nameof(settings));
         Become(Finding);
     }
 
@@ -229,7 +241,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         });
         Receive<FailNow>(_ => _pendingFailure is not null, _ => throw _pendingFailure!);
         Receive<FailNow>(_ => { });
-        Receive<GetWeights>(_ => _gatherFor is not null, _ => Stash.Stash());
+        // One gathering at a time; an epoch end's checkpoint goes first, so a request after the epoch (the best epoch's weights,
+        // the final ones) is answered after the checkpoint is written and reported.
+        Receive<GetWeights>(_ => _gatherFor is not null || _checkpointGather is not null, _ => Stash.Stash());
         Receive<GetWeights>(_ =>
         {
             _gatherFor = Sender;
@@ -238,7 +252,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         });
         Receive<GatherAgain>(_ => _gatherFor is not null, _ => StartGather());
         Receive<ShardSliceChunk>(OnSliceChunk);
-        Receive<GatherTimedOut>(timedOut => timedOut.RequestId == _gather?.RequestId, _ => throw new ShardNodesException(string.Format(
+        Receive<GatherTimedOut>(timedOut => timedOut.RequestId == _gather?.RequestId || timedOut.RequestId == _checkpointGather?.RequestId, _ => throw new ShardNodesException(string.Format(
             CultureInfo.InvariantCulture, "The shard nodes did not send their slices of the weights within {0:F0} s: a shard node is overloaded or gone.",
             GatherTimeout.TotalSeconds)));
         Receive<GatherTimedOut>(_ => { });
@@ -296,6 +310,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _partSamples = 0;
         _partLoss = 0;
         _partRunning = true;
+        _partSlots = start.Workers.Length;
         _roundStarted = Stopwatch.GetTimestamp();
         for (var k = 0; k < _shards.Length; k++)
             _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, ActorRefs.Nobody, start.Part), Self); // a loss fails the job
@@ -323,6 +338,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         if (!merged.PartFinished) return;
         _partRunning = false;
+        // A part always ends its epoch here (no further part runs on shard nodes): the checkpoint of the epoch's end is asked for
+        // before the coordinator hears of it, so every shard answers before the next part's start, at the epoch's last version.
+        if (_settings.Checkpoints is not null && !_stopping) StartCheckpoint(merged.Epoch + 1);
         _coordinator.Tell(new EpochCompleted(merged.Epoch, merged.Version, _partSamples, _partLoss, merged.L1Penalty, merged.L2Penalty), Self);
     }
 
@@ -335,8 +353,49 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Timers.StartSingleTimer(nameof(GatherTimedOut), new GatherTimedOut(_gather.RequestId), GatherTimeout);
     }
 
+    /// <summary>Asks every shard for its slice of the weights and optimizer state, for the checkpoint that starts <paramref name="nextEpoch"/>.</summary>
+    private void StartCheckpoint(int nextEpoch)
+    {
+        var names = Optimizer.Create(_settings.Optimizer!, 1).State.Select(s => s.Name).ToArray();
+        _checkpointGather = new ShardWeightsGather(_settings.StartingWeights, _shards, _nextRequest++, names);
+        _checkpointEpoch = nextEpoch;
+        foreach (var shard in _shards) shard.Tell(new ShardSliceRequest(_checkpointGather.RequestId, WithOptimizerState: true), Self);
+        Timers.StartSingleTimer(nameof(GatherTimedOut) + "-checkpoint", new GatherTimedOut(_checkpointGather.RequestId), GatherTimeout);
+    }
+
+    /// <summary>Takes a piece of the checkpoint's gathering; once every shard's slices have come, writes the checkpoint (as one
+    /// parameter server writes an epoch end's) and tells the coordinator.</summary>
+    private void OnCheckpointChunk(ShardSliceChunk chunk)
+    {
+        var gather = _checkpointGather!;
+        if (gather.Take(Sender, chunk) is { } ignored)
+        {
+            _log.Warning("Parameter server: {0}", ignored);
+            return;
+        }
+        // Asked between parts, every shard is at the epoch's last version: any disagreement means the shards are out of step.
+        if (gather.Failure is { } failure) throw new ShardNodesException($"Parameter server: the checkpoint of epoch {_checkpointEpoch - 1}'s end cannot be put together: {failure}");
+        if (!gather.Complete) return;
+        Timers.Cancel(nameof(GatherTimedOut) + "-checkpoint");
+        _checkpointGather = null;
+        var settings = _settings.Checkpoints!;
+        var optimizer = _settings.Optimizer!;
+        var snapshot = gather.Result;
+        var checkpoint = new TrainingCheckpoint(new ParameterVector(_settings.StartingWeights.Layout, snapshot.Weights), gather.OptimizerState, optimizer.Kind,
+            gather.OptimizerSteps, snapshot.Version, _checkpointEpoch, 0, settings.ShardSeed, _partSlots, settings.BatchSizePerWorker, 0, 0, settings.JobId,
+            optimizer.StateHyperparameters(), settings.Mode, [], settings.TrainSamples)
+            { DataSettings = settings.DataSettings, ModelSettings = settings.ModelSettings, RunEpochs = settings.RunEpochs };
+        _coordinator.Tell(ParameterServer.Save(settings.Store, checkpoint, _log), Self);
+        Stash.UnstashAll();
+    }
+
     private void OnSliceChunk(ShardSliceChunk chunk)
     {
+        if (_checkpointGather?.RequestId == chunk.RequestId)
+        {
+            OnCheckpointChunk(chunk);
+            return;
+        }
         if (_gather is null) return;
         if (_gather.Take(Sender, chunk) is { } ignored)
         {
