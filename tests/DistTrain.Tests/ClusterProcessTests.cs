@@ -228,10 +228,11 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// each shard its slice of every gradient and take each round's weights from the shard nodes, over mutual TLS: after 2
     /// epochs the final weights are bit-identical to single-node mode with one shard, and every node exits 0. The parameter
     /// server writes a checkpoint at each epoch's end from the shards' slices: weights, optimizer state and position bit-identical
-    /// to the checkpoints single-node mode writes.
+    /// to the checkpoints single-node mode writes. Resumed on fresh shard nodes from the checkpoint after epoch 1, the job trains
+    /// epoch 2 to the same final weights again.
     /// </summary>
     [Fact]
-    public async Task Two_shards_on_shard_nodes_train_to_the_weights_and_checkpoints_of_one_shard_in_single_node_mode()
+    public async Task Two_shards_on_shard_nodes_train_to_the_weights_and_checkpoints_of_one_shard_in_single_node_mode_and_resume_from_them()
     {
         var configPath = Config(MlpConfig(hidden: 32, epochs: 2));
         var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
@@ -271,6 +272,23 @@ public sealed partial class ClusterProcessTests : IDisposable
                 Compare.Identical(expected.OptimizerState[b].Values, actual.OptimizerState[b].Values, $"{name}: {expected.OptimizerState[b].Name}");
         }
         Assert.Contains(", next epoch 3 round 0, ", ps.Output); // the parameter server's line of the last
+
+        // Resumed from the checkpoint after epoch 1 (the newest, after epoch 2, removed), on new shard-node and worker processes.
+        File.Delete(Path.Combine(checkpoints, names[1]!));
+        psEnvironment["DISTTRAIN_Checkpoint__Resume"] = "true";
+        psEnvironment["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-resumed");
+        ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        shards = StartShardNodes(configPath, workerEnvironment, 2);
+        workers = [Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment)];
+        await ps.AssertExitAsync(0, Guard);
+        foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
+        Assert.Contains($"Resuming from checkpoint {Path.Combine(checkpoints, names[0]!)}", ps.Output);
+        Assert.Contains("Parameter server: the shards start from the checkpoint of epoch 2 round 0 (version 16, 16 optimizer steps).", ps.Output);
+        foreach (var shard in shards) Assert.Contains("resumes from the checkpoint's slice, version 16 after 16 optimizer steps.", shard.Output);
+        foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
+        tensors = SafeTensors.Read(FinalWeightsPath("runs-resumed"));
+        foreach (var segment in single.Layout.Segments)
+            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
     }
 
     /// <summary>The settings of a job whose 2 shards run on shard nodes, without checkpoints (which shard nodes do not write yet).</summary>

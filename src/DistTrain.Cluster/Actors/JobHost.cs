@@ -135,6 +135,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private Core.Checkpoints.TrainingCheckpoint? _resumeFrom;
     private bool _waitingForCheckpointWorkers;
     private string _jobId = NewJobId(); // a takeover adopts its workers' job id
+    // The job id each worker slot was told (WorkerAccepted): a resume adopts its checkpoint's id after the first workers were accepted.
+    private readonly Dictionary<int, string> _workerJobIds = [];
     private readonly WorkerStepCounter _workerSteps; // the observer given to the coordinator
     private readonly Func<TrainingResult, Task>? _saveOutputs;
     private bool _saving;
@@ -478,6 +480,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
         if (register.LostParameterServer) _acceptedJobWorker = true;
         if (MemberAt(Sender.Path.Address) is { } member) _memberOf[Sender] = member.UniqueAddress;
+        _workerJobIds[index] = _jobId;
         Sender.Tell(new WorkerAccepted(index, _dataHost, _listener.Port, _wire.WeightsLength, _jobId, token,
             identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token), ignored));
         // A takeover knows its job once a worker reports it: the newest checkpoint is read and verified now, while the
@@ -698,7 +701,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // coordinator's stall time-out (it counts them as time without progress), so each gets a third of it at most.
             ? RemoteShardedParameterServer.Props(new RemoteShardSettings(_security.Identity, _jobId, _options.Cluster.ParameterServerShards, weights,
                 _serverSettings, workers, TimeSpan.FromSeconds(Math.Min(_options.Cluster.JoinTimeoutSeconds, loop.StallTimeoutSeconds / 3)), minimum,
-                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), _options.ParameterServerOptimizer()))
+                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), _options.ParameterServerOptimizer(), resumeFrom,
+                [.. Enumerable.Range(0, workers.Length).Select(i => _workerJobIds.GetValueOrDefault(i, _jobId))]))
             : ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
                 CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
                 update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer,
@@ -735,9 +739,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             else if (CheckpointResume.ReusedFolderWarning(_options, ResumeSettings.ClusterNode) is { } reused)
                 _log.Warning(reused);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
-            if (_resumeFrom is { } found && _options.Cluster.ShardNodes)
+            if (_resumeFrom is { Round: > 0 } found && _options.Cluster.ShardNodes)
                 throw new CheckpointResumeException(string.Format(CultureInfo.InvariantCulture, "This run would resume from the checkpoint of epoch {0} " +
-                    "round {1} (version {2}), and shards on shard nodes (Cluster:ShardNodes = true) write checkpoints but do not start from one yet. Set " +
+                    "round {1} (version {2}), within an epoch, and shards on shard nodes (Cluster:ShardNodes = true) start only at an epoch's start. Set " +
                     "Cluster:ShardNodes to false for the resumed run (the shards then run in the parameter server's process, from the same checkpoint), " +
                     "or Checkpoint:Resume to false to start a new run.", found.Epoch, found.Round, found.Version));
             return true;

@@ -36,8 +36,11 @@ namespace DistTrain.Cluster.Actors;
 /// and no round open, refuse every slice, and the run would wait instead of ending.</para>
 /// <para>On a node of its own the workers' slices and the results travel on that node's data plane
 /// (<see cref="DataPlane.ShardDataPlane"/>, whose links the part names as the workers).</para>
-/// <para>Not yet here: parts that start after round 0 (an epoch's further part after a loss), checkpoints, the gradient
-/// diagnostics and metrics. Only a <see cref="ShardHost"/> starts this actor, on a shard node, for the
+/// <para>Checkpoints: the owner gathers the shards' slices of the weights and optimizer state at each epoch's end
+/// (<see cref="ShardSliceRequest"/>) and writes the checkpoint; a resumed run's owner sends each shard its slice of the checkpoint
+/// (<see cref="ShardSliceChunk"/>, the same pieces in the other direction) before the first part.</para>
+/// <para>Not yet here: parts that start after round 0 (an epoch's further part after a loss), the gradient diagnostics and
+/// metrics. Only a <see cref="ShardHost"/> starts this actor, on a shard node, for the
 /// <see cref="RemoteShardedParameterServer"/> of a run with Cluster:ShardNodes.</para>
 /// </remarks>
 public sealed class ParameterShardActor : ReceiveActor
@@ -69,6 +72,9 @@ public sealed class ParameterShardActor : ReceiveActor
     // The two newest broadcasts' slices by version (arrays the shard never writes again): the last good weights on a divergence.
     private readonly List<(long Version, float[] Weights)> _sent = [];
     private double? _firstStepLoss;   // this run's first step's mean loss, set once that step is applied (the divergence advice)
+    private int _restoreBuffer;       // a resume's slice of a checkpoint: the buffer being received (0 the weights, b + 1 state buffer b)
+    private int _restoreReceived;     // values of that buffer received so far
+    private bool _restoring;          // a checkpoint's slice has begun to arrive and is not whole yet
 
     /// <summary>Creates the shard over its slice of the starting weights; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="shard"/> does not lie within <paramref name="wholeWeights"/>' report prefix.</exception>
@@ -103,6 +109,7 @@ public sealed class ParameterShardActor : ReceiveActor
         Receive<ShardLossDecision>(OnDecision);
         Receive<ShardNormShare>(OnNormShare);
         Receive<ShardSliceRequest>(OnSliceRequest);
+        Receive<ShardSliceChunk>(OnCheckpointSlice);
     }
 
     /// <summary>Props of the shard <paramref name="shard"/> of <paramref name="wholeWeights"/>.</summary>
@@ -136,6 +143,9 @@ public sealed class ParameterShardActor : ReceiveActor
                 _shard.Index, start.Epoch, start.Workers.Length, start.RoundsPerWorker.Length, UpdatePolicy.MaxWorkers);
             return;
         }
+        if (_restoring)
+            throw new InvalidOperationException($"Shard {_shard.Index}: a part of epoch {start.Epoch} starts before the checkpoint's slice it resumes from " +
+                $"is whole ({_restoreReceived} values of buffer {_restoreBuffer} have come): the run's owner sent it incompletely. Resume the run again.");
         if (start.Shards.Length <= _shard.Index || !start.Shards[_shard.Index].Equals(Self))
         {
             _log.Warning("Shard {0}: a part of epoch {1} lists {2} shards without this one at index {0}; every shard must get the same list, " +
@@ -169,6 +179,47 @@ public sealed class ParameterShardActor : ReceiveActor
         var state = request.WithOptimizerState ? _model.Optimizer.State : [];
         SendSlice(request.RequestId, 0, _model.Weights.Values.AsMemory(0, _shard.Length), steps, state.Count);
         for (var b = 0; b < state.Count; b++) SendSlice(request.RequestId, b + 1, state[b].Values.AsMemory(0, _shard.TrainableLength), steps, state.Count);
+    }
+
+    /// <summary>
+    /// Takes a piece of the checkpoint a resumed run starts from (<see cref="ShardSliceChunk"/>, from the run's owner only, before
+    /// the first part): this shard's slice of the weights, then of each optimizer state buffer in the optimizer's order, each whole
+    /// before the next. With the last piece the shard takes the checkpoint's version and optimizer step count, so it steps on
+    /// exactly as the parameter server that wrote the checkpoint would have.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A piece from the owner that does not fit: another shard's, buffer, length or
+    /// position, another number of state buffers than this shard's optimizer has, or one after a part started. The shard stops
+    /// with it (its host tells the owner), since taking part of a checkpoint would train on torn weights.</exception>
+    private void OnCheckpointSlice(ShardSliceChunk chunk)
+    {
+        if (!Sender.Equals(_owner))
+        {
+            _log.Warning("Shard {0}: a piece of a checkpoint came from {1}, not from the run's owner {2}. Ignored.", _shard.Index, Sender.Path, _owner.Path);
+            return;
+        }
+        var state = _model.Optimizer.State;
+        var length = chunk.Buffer == 0 ? _shard.Length : _shard.TrainableLength;
+        string? problem = null;
+        if (_part is not null) problem = $"epoch {_part.Epoch} has started, and a shard takes a checkpoint only before its first part";
+        else if (chunk.Shard != _shard.Index) problem = $"it is shard {chunk.Shard}'s";
+        else if (chunk.StateBuffers != state.Count)
+            problem = $"it carries {chunk.StateBuffers} optimizer state buffers, and this shard's optimizer has {state.Count} (other Optimizer settings)";
+        else if (chunk.Buffer != _restoreBuffer || chunk.Buffer > state.Count) problem = $"it is of buffer {chunk.Buffer}, and buffer {_restoreBuffer} is due";
+        else if (chunk.Total != length) problem = $"its buffer holds {chunk.Total} values, and this shard's slice of it {length}";
+        else if (chunk.Offset != _restoreReceived || chunk.Values.Length == 0 || (long)chunk.Offset + chunk.Values.Length > length)
+            problem = $"it holds values {chunk.Offset} to {(long)chunk.Offset + chunk.Values.Length}, and value {_restoreReceived} of {length} is due";
+        if (problem is not null)
+            throw new InvalidOperationException($"Shard {_shard.Index}: a piece of the checkpoint the run resumes from cannot be taken: {problem}. Resume " +
+                "the run again, with the same settings on every node.");
+        _restoring = true;
+        chunk.Values.CopyTo(chunk.Buffer == 0 ? _model.Weights.Values : state[chunk.Buffer - 1].Values, chunk.Offset);
+        _restoreReceived += chunk.Values.Length;
+        if (_restoreReceived < length) return;
+        (_restoreBuffer, _restoreReceived) = (_restoreBuffer + 1, 0);
+        if (_restoreBuffer <= state.Count) return;
+        (_model.Version, _model.Optimizer.StepCount) = (chunk.Version, chunk.OptimizerSteps);
+        (_restoring, _restoreBuffer) = (false, 0); // whole: a second resume's pieces before any part would start again from buffer 0
+        _log.Info("Shard {0}: resumes from the checkpoint's slice, version {1} after {2} optimizer steps.", _shard.Index, chunk.Version, chunk.OptimizerSteps);
     }
 
     /// <summary>Sends the owner <paramref name="values"/> as buffer <paramref name="buffer"/> in pieces of at most <see cref="ShardSliceChunk.MaxValues"/>.</summary>

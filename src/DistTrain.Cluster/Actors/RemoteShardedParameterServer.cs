@@ -33,9 +33,16 @@ namespace DistTrain.Cluster.Actors;
 /// be 0); null writes none.</param>
 /// <param name="Optimizer">The parameter server's optimizer settings (<see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/>),
 /// as the shards step with them: a checkpoint records their kind, state buffers and hyperparameters. Needed with
-/// <paramref name="Checkpoints"/>.</param>
+/// <paramref name="Checkpoints"/> and <paramref name="ResumeFrom"/>.</param>
+/// <param name="ResumeFrom">The checkpoint a resumed run starts from, of an epoch's start (round 0), whose layout is the model's: each
+/// shard is sent its slice of the weights and optimizer state before the first part; null starts from
+/// <paramref name="StartingWeights"/>.</param>
+/// <param name="WorkerJobIds">The job id each worker slot was told when it was accepted, by slot, which its <see cref="ShardServersAssigned"/>
+/// must name: a resumed run takes its checkpoint's job id after its first workers were accepted with a new one. Null: <paramref name="JobId"/> for
+/// every slot.</param>
 public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int Shards, ParameterVector StartingWeights, string ServerSettings,
-    IReadOnlyList<IActorRef> Workers, TimeSpan Timeout, int MinWorkers = 1, CheckpointSettings? Checkpoints = null, OptimizerOptions? Optimizer = null);
+    IReadOnlyList<IActorRef> Workers, TimeSpan Timeout, int MinWorkers = 1, CheckpointSettings? Checkpoints = null, OptimizerOptions? Optimizer = null,
+    TrainingCheckpoint? ResumeFrom = null, IReadOnlyList<string>? WorkerJobIds = null);
 
 /// <summary>
 /// The parameter server of a run whose K shards run on shard nodes (Cluster:ShardNodes; docs/architecture.md, "Where the shards
@@ -114,8 +121,6 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     public RemoteShardedParameterServer(RemoteShardSettings settings)
     {
         _settings = settings;
-        if (settings.Checkpoints is not null && settings.Optimizer is null)
-            throw new ArgumentException("A run on shard nodes that writes checkpoints needs the parameter server's optimizer settings.", nameof(settings));
         Become(Finding);
     }
 
@@ -127,8 +132,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 
     /// <summary>Props of the server.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="settings"/> or one of its references is null.</exception>
-    /// <exception cref="ArgumentException">No worker, a shard count outside 1 to <see cref="ParameterShards.MaxShards"/>, or a
-    /// time-out that is not positive.</exception>
+    /// <exception cref="ArgumentException">No worker, a shard count outside 1 to <see cref="ParameterShards.MaxShards"/>, a
+    /// time-out that is not positive, checkpoints without the optimizer settings, a checkpoint to resume from within an epoch, or
+    /// another number of workers' job ids than worker slots.</exception>
     public static Props Props(RemoteShardSettings settings)
     {
         ArgumentNullException.ThrowIfNull(settings);
@@ -140,6 +146,12 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         if (settings.Shards is < 1 or > ParameterShards.MaxShards)
             throw new ArgumentException($"A run places 1 to {ParameterShards.MaxShards} shards; {settings.Shards} were given.", nameof(settings));
         if (settings.Timeout <= TimeSpan.Zero) throw new ArgumentException("The search for shard nodes needs a positive time-out.", nameof(settings));
+        if (settings.WorkerJobIds is { } ids && ids.Count != settings.Workers.Count)
+            throw new ArgumentException($"{ids.Count} workers' job ids for {settings.Workers.Count} worker slots.", nameof(settings));
+        if ((settings.Checkpoints ?? (object?)settings.ResumeFrom) is not null && settings.Optimizer is null)
+            throw new ArgumentException("A run on shard nodes that writes or resumes from checkpoints needs the parameter server's optimizer settings.", nameof(settings));
+        if (settings.ResumeFrom is { Round: not 0 } midEpoch)
+            throw new ArgumentException($"Shards on shard nodes resume only at an epoch's start; the checkpoint is of epoch {midEpoch.Epoch} round {midEpoch.Round}.", nameof(settings));
         return Akka.Actor.Props.Create(() => new RemoteShardedParameterServer(settings));
     }
 
@@ -194,9 +206,10 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _merge = new ShardRoundMerge(_shards);
         _shardTags = [.. Enumerable.Range(0, _shards.Length).Select(k => new System.Diagnostics.TagList
             { { "shard", k.ToString(CultureInfo.InvariantCulture) }, { "node", Metrics.DistTrainMetrics.Node } })];
+        if (_settings.ResumeFrom is { } checkpoint) SendCheckpointSlices(checkpoint);
         var endpoints = placement.ServersFor(0, null).Endpoints;
         for (var w = 0; w < _settings.Workers.Count; w++)
-            _settings.Workers[w].Tell(ShardServersAssigned.Signed(_settings.Identity, _settings.JobId, w, endpoints, placement.ServersFor(w, null).WorkerToken,
+            _settings.Workers[w].Tell(ShardServersAssigned.Signed(_settings.Identity, _settings.WorkerJobIds?[w] ?? _settings.JobId, w, endpoints, placement.ServersFor(w, null).WorkerToken,
                 _settings.StartingWeights), Self);
         _log.Info("Parameter server: {0} placed on {1}", Counts.Of(_shards.Length, "shard"), string.Join(", ", endpoints.Select((e, k) =>
             $"shard {k} at {placement.Hosts[k].Path.Address} (data plane {e})")));
@@ -351,6 +364,40 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _gather = new ShardWeightsGather(_settings.StartingWeights, _shards, _nextRequest++);
         foreach (var shard in _shards) shard.Tell(new ShardSliceRequest(_gather.RequestId), Self);
         Timers.StartSingleTimer(nameof(GatherTimedOut), new GatherTimedOut(_gather.RequestId), GatherTimeout);
+    }
+
+    /// <summary>
+    /// Sends every shard its slice of the checkpoint the run resumes from: the weights, then each optimizer state buffer in the
+    /// shards' optimizer's order, in pieces of at most <see cref="ShardSliceChunk.MaxValues"/>. Sent before the workers learn of the
+    /// shards and before any part starts, so each shard holds the checkpoint's slice before its first broadcast.
+    /// </summary>
+    /// <exception cref="ShardNodesException">The checkpoint lacks a state buffer the shards' optimizer keeps.</exception>
+    private void SendCheckpointSlices(TrainingCheckpoint checkpoint)
+    {
+        var names = Optimizer.Create(_settings.Optimizer!, 1).State.Select(s => s.Name).ToArray();
+        var state = new float[names.Length][];
+        for (var b = 0; b < names.Length; b++)
+            state[b] = checkpoint.OptimizerState.FirstOrDefault(s => s.Name == names[b]).Values
+                ?? throw new ShardNodesException($"The checkpoint of epoch {checkpoint.Epoch} holds no optimizer state '{names[b]}', which the shards' " +
+                    $"optimizer ({_settings.Optimizer!.Kind}) keeps: resume with the Optimizer settings that wrote it.");
+        var plan = ParameterShards.Plan(_settings.StartingWeights.Layout, _shards.Length);
+        for (var k = 0; k < _shards.Length; k++)
+        {
+            var shard = plan[k];
+            Send(k, 0, checkpoint.Weights.Values.AsMemory(shard.Start, shard.Length));
+            for (var b = 0; b < names.Length; b++) Send(k, b + 1, state[b].AsMemory(shard.Start, shard.TrainableLength));
+        }
+        _log.Info("Parameter server: the shards start from the checkpoint of epoch {0} round 0 (version {1}, {2} optimizer steps).", checkpoint.Epoch,
+            checkpoint.Version, checkpoint.OptimizerSteps);
+
+        void Send(int k, int buffer, ReadOnlyMemory<float> values)
+        {
+            for (var offset = 0; offset < values.Length; offset += ShardSliceChunk.MaxValues)
+            {
+                var piece = values.Span.Slice(offset, Math.Min(ShardSliceChunk.MaxValues, values.Length - offset)).ToArray();
+                _shards[k].Tell(new ShardSliceChunk(0, k, checkpoint.Version, offset, values.Length, piece, buffer, checkpoint.OptimizerSteps, names.Length), Self);
+            }
+        }
     }
 
     /// <summary>Asks every shard for its slice of the weights and optimizer state, for the checkpoint that starts <paramref name="nextEpoch"/>.</summary>
