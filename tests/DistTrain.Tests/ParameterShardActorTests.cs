@@ -828,6 +828,81 @@ public sealed class ParameterShardActorTests : TestKit
     }
 
     /// <summary>
+    /// A resumed run's shard takes its slice of the checkpoint from the run's owner before its first part (Adam: two state
+    /// buffers, and the step count its bias correction uses): asked again, it sends back exactly the weights, state, version and
+    /// step count it was sent, and the part's first weights are the checkpoint's. A piece from another actor is one warning,
+    /// and nothing changes; a piece out of order from the owner, or a part's start before the slice is whole, stops the shard
+    /// naming the problem (it would train on torn weights).
+    /// </summary>
+    [Fact]
+    public void A_shard_resumes_from_its_owners_checkpoint_slice_and_stops_on_a_torn_one()
+    {
+        var initial = Replica.Initial();
+        var plan = ParameterShards.Plan(initial.Layout, 2);
+        var slice = plan[1];
+        float[] Values(int length, float scale) => [.. Enumerable.Range(0, length).Select(i => MathF.Sin(i * scale) * 0.5f)];
+        var weights = Values(slice.Length, 0.37f);
+        float[][] state = [Values(slice.TrainableLength, 0.11f), Values(slice.TrainableLength, 0.05f).Select(MathF.Abs).ToArray()];
+        ShardSliceChunk Piece(int buffer, int offset, float[] values, int take) =>
+            new(0, 1, 40, offset, values.Length, values[offset..(offset + take)], buffer, 40, state.Length);
+        IEnumerable<ShardSliceChunk> Pieces(int buffer, float[] values)
+        {
+            for (var offset = 0; offset < values.Length; offset += ShardSliceChunk.MaxValues)
+                yield return Piece(buffer, offset, values, Math.Min(ShardSliceChunk.MaxValues, values.Length - offset));
+        }
+        (IActorRef Shard, TestProbe Owner, TestProbe Failures) Start()
+        {
+            var owner = CreateTestProbe();
+            var failures = CreateTestProbe();
+            Sys.ActorOf(Props.Create(() => new Catching(ParameterShardActor.Props(slice, initial, Adam(), 1, owner.Ref), failures.Ref)));
+            return (failures.ExpectMsg<IActorRef>(), owner, failures);
+        }
+
+        var (shard, owner, failures) = Start();
+        var intruder = CreateTestProbe();
+        EventFilter.Warning(contains: $"Shard 1: a piece of a checkpoint came from {intruder.Ref.Path}, not from the run's owner {owner.Ref.Path}. Ignored.")
+            .ExpectOne(() => intruder.Send(shard, Pieces(0, Values(slice.Length, 9f)).First()));
+        EventFilter.Info(contains: "Shard 1: resumes from the checkpoint's slice, version 40 after 40 optimizer steps.").ExpectOne(() =>
+        {
+            foreach (var piece in Pieces(0, weights).Concat(Pieces(1, state[0])).Concat(Pieces(2, state[1]))) owner.Send(shard, piece);
+        });
+        owner.Send(shard, new ShardSliceRequest(3, WithOptimizerState: true));
+        var back = new[] { new float[slice.Length], new float[slice.TrainableLength], new float[slice.TrainableLength] };
+        for (var received = 0; received < back.Sum(b => b.Length);)
+        {
+            var chunk = owner.ExpectMsg<ShardSliceChunk>();
+            Assert.Equal((3, 1, 40L, 40L, 2), (chunk.RequestId, chunk.Shard, chunk.Version, chunk.OptimizerSteps, chunk.StateBuffers));
+            chunk.Values.CopyTo(back[chunk.Buffer], chunk.Offset);
+            received += chunk.Values.Length;
+        }
+        Compare.Identical(weights, back[0], "weights");
+        Compare.Identical(state[0], back[1], "first moment");
+        Compare.Identical(state[1], back[2], "second moment");
+        var worker = CreateTestProbe();
+        owner.Send(shard, new ShardPartStart(2, [worker.Ref], [1], 0, [ActorRefs.Nobody, shard], ActorRefs.Nobody));
+        var first = worker.ExpectMsg<ShardWeights>();
+        Assert.Equal((-1, 40L), (first.Round, first.Version));
+        Compare.Identical(weights, first.Weights, "the part's first weights");
+        failures.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+
+        // A state buffer's piece before the weights: the shard stops, naming the buffer due.
+        (shard, owner, failures) = Start();
+        owner.Send(shard, Pieces(1, state[0]).First());
+        var outOfOrder = failures.ExpectMsg<InvalidOperationException>();
+        Assert.Equal("Shard 1: a piece of the checkpoint the run resumes from cannot be taken: it is of buffer 1, and buffer 0 is due. Resume the run " +
+            "again, with the same settings on every node.", outOfOrder.Message);
+
+        // Half the weights, then a part's start: the shard stops rather than train on torn weights.
+        (shard, owner, failures) = Start();
+        owner.Send(shard, Piece(0, 0, weights, slice.Length / 2));
+        owner.Send(shard, new ShardPartStart(2, [worker.Ref], [1], 0, [ActorRefs.Nobody, shard], ActorRefs.Nobody));
+        var torn = failures.ExpectMsg<InvalidOperationException>();
+        Assert.Equal($"Shard 1: a part of epoch 2 starts before the checkpoint's slice it resumes from is whole ({slice.Length / 2} values of buffer 0 " +
+            "have come): the run's owner sent it incompletely. Resume the run again.", torn.Message);
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+    }
+
+    /// <summary>
     /// A loss question or decision counts only in the part it names: the arbiter's question and decision about worker 1 in
     /// round 0 of epoch 1, arriving late, after the next part (epoch 2) started and worker 0 sent its slice of that part's
     /// round 0, are each one warning naming both parts; so are ones of a later part of epoch 2. Applied, the late decision
