@@ -739,6 +739,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             else if (CheckpointResume.ReusedFolderWarning(_options, ResumeSettings.ClusterNode) is { } reused)
                 _log.Warning(reused);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
+            if (_takeover && _options.Cluster.ShardNodes)
+                throw new CheckpointResumeException("The standby cannot take over a job whose shards run on shard nodes (Cluster:ShardNodes = true) yet: " +
+                    "its workers stay bound to the shards the lost parameter server placed. Start the job again with Checkpoint:Resume = true " +
+                    "(DISTTRAIN_Checkpoint__Resume=true) on the parameter-server node: it continues from the newest epoch-end checkpoint.");
             if (_resumeFrom is { Round: > 0 } found && _options.Cluster.ShardNodes)
                 throw new CheckpointResumeException(string.Format(CultureInfo.InvariantCulture, "This run would resume from the checkpoint of epoch {0} " +
                     "round {1} (version {2}), within an epoch, and shards on shard nodes (Cluster:ShardNodes = true) start only at an epoch's start. Set " +
