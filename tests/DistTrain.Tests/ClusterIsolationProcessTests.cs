@@ -13,9 +13,10 @@ public sealed partial class ClusterProcessTests
     /// <summary>The final weights of the job in <paramref name="configPath"/> trained in one process (same seed, shard plan and summation order).</summary>
     /// <param name="configPath">The job's config file.</param>
     /// <param name="checkpoints">Checkpoint:Directory for the run; null writes none.</param>
-    private static async Task<Core.Tensors.ParameterVector> SingleProcessWeightsAsync(string configPath, string? checkpoints = null)
+    /// <param name="everySteps">Checkpoint:EverySteps for the run.</param>
+    private static async Task<Core.Tensors.ParameterVector> SingleProcessWeightsAsync(string configPath, string? checkpoints = null, int everySteps = 0)
     {
-        var overrides = new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory };
+        var overrides = new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory, ["Checkpoint:EverySteps"] = $"{everySteps}" };
         if (checkpoints is not null) overrides["Checkpoint:Directory"] = checkpoints;
         var options = TrainingOptionsLoader.Load(configPath, overrides, environment: new Dictionary<string, string?>());
         var data = TrainingData.Load(options.Data);

@@ -581,6 +581,31 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// A job on shard nodes told to resume from a checkpoint within an epoch (written in one process with Checkpoint:EverySteps)
+    /// ends before training with exit 2, naming the checkpoint's position and the fix: shard nodes start only at an epoch's start.
+    /// </summary>
+    [Fact]
+    public async Task A_job_on_shard_nodes_told_to_resume_within_an_epoch_ends_before_training_naming_the_fix()
+    {
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 1));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 1, configPath, OnShardNodes);
+        var checkpoints = Path.Combine(_directory, "checkpoints");
+        await SingleProcessWeightsAsync(configPath, checkpoints, everySteps: 5);
+        File.Delete(Path.Combine(checkpoints, CheckpointStore.FileName(16, 2, 0))); // the epoch's end: the newest left is round 15's
+        psEnvironment["DISTTRAIN_Checkpoint__Directory"] = checkpoints;
+        psEnvironment["DISTTRAIN_Checkpoint__Resume"] = "true";
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var worker = Start(NodeRoles.Worker, configPath, workerEnvironment);
+        await ps.AssertExitAsync(2, Guard, [worker]);
+        await worker.WaitAsync(Guard, [ps]);
+        Assert.Contains("This run would resume from the checkpoint of epoch 1 round 15 (version 15), within an epoch, and shards on shard nodes " +
+            "(Cluster:ShardNodes = true) start only at an epoch's start. Set Cluster:ShardNodes to false for the resumed run (the shards then run in " +
+            "the parameter server's process, from the same checkpoint), or Checkpoint:Resume to false to start a new run.",
+            ps.Output.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal));
+        Assert.DoesNotContain("Training starts", ps.Output);
+    }
+
+    /// <summary>
     /// The parameter server takes Checkpoint:Directory when its job starts: a folder another running job holds (here this
     /// test process) ends the job before training, with the reason on the parameter server and on the worker, and
     /// nothing is written into it.
