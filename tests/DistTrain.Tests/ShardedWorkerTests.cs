@@ -646,7 +646,7 @@ public sealed class ShardedWorkerTests : TestKit
         var plan = ParameterShards.Plan(initial.Layout, 2);
         var otherWeights = ModelFactory.StartingWeights(ModelFactory.Build(Model), Model, seed: 8);
         Assert.Equal($"this node's starting weights of shard 1 [{plan[1].Start}, {plan[1].End}) are not the parameter server's: give every node the same " +
-            "Model settings, Training:Seed and Model:Pretrained file. A run resumed from a checkpoint cannot place its shards on shard nodes yet.",
+            "Model settings, Training:Seed and Model:Pretrained file.",
             Refused(first, For(first, weights: otherWeights)));
 
         var firstRequest = For(first);

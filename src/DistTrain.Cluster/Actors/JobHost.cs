@@ -135,8 +135,6 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private Core.Checkpoints.TrainingCheckpoint? _resumeFrom;
     private bool _waitingForCheckpointWorkers;
     private string _jobId = NewJobId(); // a takeover adopts its workers' job id
-    // The job id each worker slot was told (WorkerAccepted): a resume adopts its checkpoint's id after the first workers were accepted.
-    private readonly Dictionary<int, string> _workerJobIds = [];
     private readonly WorkerStepCounter _workerSteps; // the observer given to the coordinator
     private readonly Func<TrainingResult, Task>? _saveOutputs;
     private bool _saving;
@@ -457,6 +455,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             Metrics.DistTrainMetrics.RecordTakeover();
             _log.Warning("Worker node {0} lost its parameter server: this host takes over the job from the newest checkpoint", register.NodeName);
         }
+        // A resume continues its checkpoint's job (FindResumeCheckpoint adopts the job id), so the checkpoint is found before the
+        // first worker is accepted: every worker is told that id, by which a standby's takeover later finds the job's checkpoints,
+        // and a run on shard nodes signs the workers' shard endpoints. A search that fails ends the job, and the worker is not accepted.
+        if (_options.Checkpoint.Resume && !_takeover && !_started && !FindResumeCheckpoint()) return;
         // A repeated registration keeps its index. An agent whose data plane closed registers again: before training
         // starts it keeps its index, afterwards it joins as a new worker (the coordinator already counted the old one lost).
         var joins = false;
@@ -480,7 +482,6 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         }
         if (register.LostParameterServer) _acceptedJobWorker = true;
         if (MemberAt(Sender.Path.Address) is { } member) _memberOf[Sender] = member.UniqueAddress;
-        _workerJobIds[index] = _jobId;
         Sender.Tell(new WorkerAccepted(index, _dataHost, _listener.Port, _wire.WeightsLength, _jobId, token,
             identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token), ignored));
         // A takeover knows its job once a worker reports it: the newest checkpoint is read and verified now, while the
@@ -701,8 +702,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // coordinator's stall time-out (it counts them as time without progress), so each gets a third of it at most.
             ? RemoteShardedParameterServer.Props(new RemoteShardSettings(_security.Identity, _jobId, _options.Cluster.ParameterServerShards, weights,
                 _serverSettings, workers, TimeSpan.FromSeconds(Math.Min(_options.Cluster.JoinTimeoutSeconds, loop.StallTimeoutSeconds / 3)), minimum,
-                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), _options.ParameterServerOptimizer(), resumeFrom,
-                [.. Enumerable.Range(0, workers.Length).Select(i => _workerJobIds.GetValueOrDefault(i, _jobId))]))
+                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), _options.ParameterServerOptimizer(), resumeFrom))
             : ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
                 CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
                 update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer,
@@ -730,6 +730,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _resumeSearched = true;
         try
         {
+            // Checked before any search, whose lines would describe a takeover that does not happen.
+            if (_takeover && _options.Cluster.ShardNodes)
+                throw new CheckpointResumeException("This parameter server cannot take over a job whose shards run on shard nodes (Cluster:ShardNodes = " +
+                    "true) yet: its workers stay bound to the shards the lost parameter server placed. " + (_options.Checkpoint.Enabled
+                        ? "Start the job again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true) on the parameter-server node: it " +
+                          "continues from the newest epoch-end checkpoint."
+                        : "Start the job again; it wrote no checkpoints (Checkpoint:Directory is not set), so it starts from epoch 1. Set " +
+                          "Checkpoint:Directory for the next run, so that a restart can continue it with Checkpoint:Resume = true."));
             TakeCheckpointDirectory();
             if (_options.Checkpoint.Resume)
                 _resumeFrom = CheckpointResume.Find(_options, _model.Layout, LogResumeLine, matchWorkers: false,
@@ -739,10 +747,6 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             else if (CheckpointResume.ReusedFolderWarning(_options, ResumeSettings.ClusterNode) is { } reused)
                 _log.Warning(reused);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
-            if (_takeover && _options.Cluster.ShardNodes)
-                throw new CheckpointResumeException("The standby cannot take over a job whose shards run on shard nodes (Cluster:ShardNodes = true) yet: " +
-                    "its workers stay bound to the shards the lost parameter server placed. Start the job again with Checkpoint:Resume = true " +
-                    "(DISTTRAIN_Checkpoint__Resume=true) on the parameter-server node: it continues from the newest epoch-end checkpoint.");
             if (_resumeFrom is { Round: > 0 } found && _options.Cluster.ShardNodes)
                 throw new CheckpointResumeException(string.Format(CultureInfo.InvariantCulture, "This run would resume from the checkpoint of epoch {0} " +
                     "round {1} (version {2}), within an epoch, and shards on shard nodes (Cluster:ShardNodes = true) start only at an epoch's start. Set " +

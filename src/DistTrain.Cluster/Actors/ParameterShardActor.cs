@@ -75,6 +75,7 @@ public sealed class ParameterShardActor : ReceiveActor
     private int _restoreBuffer;       // a resume's slice of a checkpoint: the buffer being received (0 the weights, b + 1 state buffer b)
     private int _restoreReceived;     // values of that buffer received so far
     private bool _restoring;          // a checkpoint's slice has begun to arrive and is not whole yet
+    private (long Version, long Steps) _restoreOf; // the version and optimizer step count its first piece named
 
     /// <summary>Creates the shard over its slice of the starting weights; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="shard"/> does not lie within <paramref name="wholeWeights"/>' report prefix.</exception>
@@ -208,9 +209,13 @@ public sealed class ParameterShardActor : ReceiveActor
         else if (chunk.Total != length) problem = $"its buffer holds {chunk.Total} values, and this shard's slice of it {length}";
         else if (chunk.Offset != _restoreReceived || chunk.Values.Length == 0 || (long)chunk.Offset + chunk.Values.Length > length)
             problem = $"it holds values {chunk.Offset} to {(long)chunk.Offset + chunk.Values.Length}, and value {_restoreReceived} of {length} is due";
+        else if (chunk.Version < 0 || chunk.OptimizerSteps < 0) problem = $"it names version {chunk.Version} after {chunk.OptimizerSteps} optimizer steps";
+        else if (_restoring && (chunk.Version, chunk.OptimizerSteps) != _restoreOf)
+            problem = $"it is of version {chunk.Version} after {chunk.OptimizerSteps} optimizer steps, and the first piece of {_restoreOf.Version} after {_restoreOf.Steps}";
         if (problem is not null)
             throw new InvalidOperationException($"Shard {_shard.Index}: a piece of the checkpoint the run resumes from cannot be taken: {problem}. Resume " +
                 "the run again, with the same settings on every node.");
+        if (!_restoring) _restoreOf = (chunk.Version, chunk.OptimizerSteps);
         _restoring = true;
         chunk.Values.CopyTo(chunk.Buffer == 0 ? _model.Weights.Values : state[chunk.Buffer - 1].Values, chunk.Offset);
         _restoreReceived += chunk.Values.Length;

@@ -37,17 +37,15 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="ResumeFrom">The checkpoint a resumed run starts from, of an epoch's start (round 0), whose layout is the model's: each
 /// shard is sent its slice of the weights and optimizer state before the first part; null starts from
 /// <paramref name="StartingWeights"/>.</param>
-/// <param name="WorkerJobIds">The job id each worker slot was told when it was accepted, by slot, which its <see cref="ShardServersAssigned"/>
-/// must name: a resumed run takes its checkpoint's job id after its first workers were accepted with a new one. Null: <paramref name="JobId"/> for
-/// every slot.</param>
 public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int Shards, ParameterVector StartingWeights, string ServerSettings,
     IReadOnlyList<IActorRef> Workers, TimeSpan Timeout, int MinWorkers = 1, CheckpointSettings? Checkpoints = null, OptimizerOptions? Optimizer = null,
-    TrainingCheckpoint? ResumeFrom = null, IReadOnlyList<string>? WorkerJobIds = null);
+    TrainingCheckpoint? ResumeFrom = null);
 
 /// <summary>
 /// The parameter server of a run whose K shards run on shard nodes (Cluster:ShardNodes; docs/architecture.md, "Where the shards
 /// run"). To the coordinator it is one parameter server (<see cref="StartEpoch"/>, <see cref="WorkerLost"/> and
-/// <see cref="GetWeights"/> in; <see cref="RoundApplied"/>, <see cref="EpochCompleted"/> and <see cref="WeightsSnapshot"/> out),
+/// <see cref="GetWeights"/> in; <see cref="RoundApplied"/>, <see cref="EpochCompleted"/>, <see cref="WeightsSnapshot"/> and, with
+/// checkpoints, <see cref="CheckpointSaved"/> out),
 /// but it holds no weights and steps nothing: it finds K shard nodes (<see cref="ShardNodeFinder"/>), places one shard on each
 /// (<see cref="ShardPlacement"/>; it is the shards' owner), gives every worker the shard nodes' data planes
 /// (<see cref="ShardServersAssigned"/>, through the worker's link), starts each part at every shard (<see cref="ShardPartStart"/>),
@@ -115,6 +113,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private int _partSlots;                      // the running part's worker slots, present or not: a checkpoint records them
     private ShardWeightsGather? _checkpointGather; // an epoch end's weights and optimizer state, being gathered for its checkpoint
     private int _checkpointEpoch;                // the epoch that gathering's checkpoint starts (the one after the epoch that ended)
+    private EpochCompleted? _heldEpochEnd;       // the epoch's end, told the coordinator once its checkpoint is written
     private System.Diagnostics.TagList[] _shardTags = [];
 
     /// <summary>Creates the server; see <see cref="Props"/>.</summary>
@@ -133,8 +132,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     /// <summary>Props of the server.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="settings"/> or one of its references is null.</exception>
     /// <exception cref="ArgumentException">No worker, a shard count outside 1 to <see cref="ParameterShards.MaxShards"/>, a
-    /// time-out that is not positive, checkpoints without the optimizer settings, a checkpoint to resume from within an epoch, or
-    /// another number of workers' job ids than worker slots.</exception>
+    /// time-out that is not positive, checkpoints without the optimizer settings, or a checkpoint to resume from within an
+    /// epoch.</exception>
     public static Props Props(RemoteShardSettings settings)
     {
         ArgumentNullException.ThrowIfNull(settings);
@@ -146,8 +145,6 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         if (settings.Shards is < 1 or > ParameterShards.MaxShards)
             throw new ArgumentException($"A run places 1 to {ParameterShards.MaxShards} shards; {settings.Shards} were given.", nameof(settings));
         if (settings.Timeout <= TimeSpan.Zero) throw new ArgumentException("The search for shard nodes needs a positive time-out.", nameof(settings));
-        if (settings.WorkerJobIds is { } ids && ids.Count != settings.Workers.Count)
-            throw new ArgumentException($"{ids.Count} workers' job ids for {settings.Workers.Count} worker slots.", nameof(settings));
         if ((settings.Checkpoints ?? (object?)settings.ResumeFrom) is not null && settings.Optimizer is null)
             throw new ArgumentException("A run on shard nodes that writes or resumes from checkpoints needs the parameter server's optimizer settings.", nameof(settings));
         if (settings.ResumeFrom is { Round: not 0 } midEpoch)
@@ -209,7 +206,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         if (_settings.ResumeFrom is { } checkpoint) SendCheckpointSlices(checkpoint);
         var endpoints = placement.ServersFor(0, null).Endpoints;
         for (var w = 0; w < _settings.Workers.Count; w++)
-            _settings.Workers[w].Tell(ShardServersAssigned.Signed(_settings.Identity, _settings.WorkerJobIds?[w] ?? _settings.JobId, w, endpoints, placement.ServersFor(w, null).WorkerToken,
+            _settings.Workers[w].Tell(ShardServersAssigned.Signed(_settings.Identity, _settings.JobId, w, endpoints, placement.ServersFor(w, null).WorkerToken,
                 _settings.StartingWeights), Self);
         _log.Info("Parameter server: {0} placed on {1}", Counts.Of(_shards.Length, "shard"), string.Join(", ", endpoints.Select((e, k) =>
             $"shard {k} at {placement.Hosts[k].Path.Address} (data plane {e})")));
@@ -254,9 +251,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         });
         Receive<FailNow>(_ => _pendingFailure is not null, _ => throw _pendingFailure!);
         Receive<FailNow>(_ => { });
-        // One gathering at a time; an epoch end's checkpoint goes first, so a request after the epoch (the best epoch's weights,
-        // the final ones) is answered after the checkpoint is written and reported.
-        Receive<GetWeights>(_ => _gatherFor is not null || _checkpointGather is not null, _ => Stash.Stash());
+        Receive<GetWeights>(_ => _gatherFor is not null, _ => Stash.Stash());
         Receive<GetWeights>(_ =>
         {
             _gatherFor = Sender;
@@ -304,9 +299,13 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     {
         _coordinator = Sender;
         var slots = _settings.Workers.Count;
-        if (start.FirstRound != 0 || start.BatchesPerWorker.All(batches => batches == 0))
-            throw new ShardNodesException($"Epoch {start.Epoch}: a part that starts at round {start.FirstRound}" +
-                (start.FirstRound == 0 ? " without a minibatch" : "") + " (a further part after a lost worker, or one that only hands out the weights) " +
+        if (start.BatchesPerWorker.All(batches => batches == 0))
+            throw new ShardNodesException($"Epoch {start.Epoch}: a part that only hands out the weights, which a resumed run that first scores its " +
+                "checkpoint's weights starts (every epoch was trained, or early stopping's record asks for that epoch's score), is not run by shards on " +
+                "shard nodes yet. Resume this run with Cluster:ShardNodes = false (the shards then run in the parameter server's process, from the same " +
+                "checkpoint), or raise Training:Epochs to train further.");
+        if (start.FirstRound != 0)
+            throw new ShardNodesException($"Epoch {start.Epoch}: a part that starts at round {start.FirstRound} (a further part after a lost worker) " +
                 "is not run by shards on shard nodes yet. " +
                 "Restart the job, or set Cluster:ShardNodes to false (the shards then run in the parameter server's process, which covers lost workers).");
         for (var w = slots; w < start.Workers.Length; w++)
@@ -351,10 +350,18 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         if (!merged.PartFinished) return;
         _partRunning = false;
-        // A part always ends its epoch here (no further part runs on shard nodes): the checkpoint of the epoch's end is asked for
-        // before the coordinator hears of it, so every shard answers before the next part's start, at the epoch's last version.
-        if (_settings.Checkpoints is not null && !_stopping) StartCheckpoint(merged.Epoch + 1);
-        _coordinator.Tell(new EpochCompleted(merged.Epoch, merged.Version, _partSamples, _partLoss, merged.L1Penalty, merged.L2Penalty), Self);
+        var end = new EpochCompleted(merged.Epoch, merged.Version, _partSamples, _partLoss, merged.L1Penalty, merged.L2Penalty);
+        // A part always ends its epoch here (no further part runs on shard nodes). With checkpoints, the coordinator hears of
+        // the end only once the epoch's checkpoint is written, as from one parameter server, which writes it in the same message:
+        // every shard answers at the epoch's last version (nothing can start the next part before), a request for the epoch's
+        // weights (early stopping's best, the final ones) comes after it, and a run that ends at this epoch has its checkpoint.
+        if (_settings.Checkpoints is not null && !_stopping)
+        {
+            _heldEpochEnd = end;
+            StartCheckpoint(merged.Epoch + 1);
+            return;
+        }
+        _coordinator.Tell(end, Self);
     }
 
     /// <summary>Asks every shard for its slice of the weights, for <see cref="_gatherFor"/>.</summary>
@@ -433,7 +440,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             optimizer.StateHyperparameters(), settings.Mode, [], settings.TrainSamples)
             { DataSettings = settings.DataSettings, ModelSettings = settings.ModelSettings, RunEpochs = settings.RunEpochs };
         _coordinator.Tell(ParameterServer.Save(settings.Store, checkpoint, _log), Self);
-        Stash.UnstashAll();
+        _coordinator.Tell(_heldEpochEnd!, Self);
+        _heldEpochEnd = null;
     }
 
     private void OnSliceChunk(ShardSliceChunk chunk)

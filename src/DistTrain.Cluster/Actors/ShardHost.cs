@@ -48,7 +48,8 @@ public sealed record ShardHostSettings(
 /// <para>A request is refused (<see cref="ShardHostRefused"/>, and a warning here naming the reason) when it is not signed with
 /// this node's job secret for its sender and this host (checked first: an actor without the secret learns nothing else), when the settings the parameter server decides for the whole job differ from this
 /// node's (listed), when this node's starting slice of the shard is not the coordinator's (another model, seed or pretrained
-/// file; a run resumed from a checkpoint, whose weights no shard node holds yet), when the model has too few parameters for K
+/// file; a resumed run's request carries its starting slice's digest too, and its owner sends the checkpoint's slice to the shard
+/// afterwards), when the model has too few parameters for K
 /// shards, when two worker slots share a token, when the data port cannot be bound, and while this node hosts another run's or
 /// another shard. The same request (every field and the proof) from the same owner is answered again with the same
 /// <see cref="ShardHosted"/>. Over plain TCP a captured request could be replayed with a forged sender path to keep a node busy;
@@ -398,7 +399,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         var shard = plan[request.Shard];
         if (!JobIdentity.Matches(StartingDigest(shard, _settings.StartingWeights), request.StartingDigest))
             return $"this node's starting weights of shard {shard.Index} [{shard.Start}, {shard.End}) are not the parameter server's: give every node the " +
-                "same Model settings, Training:Seed and Model:Pretrained file. A run resumed from a checkpoint cannot place its shards on shard nodes yet";
+                "same Model settings, Training:Seed and Model:Pretrained file";
         return null;
     }
 
