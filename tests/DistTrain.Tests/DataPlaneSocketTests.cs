@@ -563,6 +563,47 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         agent.ExpectNoMsg(TimeSpan.FromMilliseconds(300)); // told once
     }
 
+    /// <summary>
+    /// A job told to resume (Checkpoint:Resume) continues its checkpoint's job, so its first worker is accepted with the
+    /// checkpoint's job id, not a new one: a worker keeps the id it was accepted with, and a standby that takes the job over
+    /// later searches the checkpoints by the id its workers report (searched only once the workers were ready, the id came
+    /// too late, and a takeover after a resume found none of the job's checkpoints).
+    /// </summary>
+    [Fact]
+    public void A_resumed_job_accepts_its_first_worker_with_the_checkpoints_job_id()
+    {
+        var directory = Directory.CreateTempSubdirectory("disttrain-resume-id-").FullName;
+        try
+        {
+            var options = TestData.Options(TestData.Mlp(10), workers: 2, batch: 8, epochs: 2);
+            options.Checkpoint.Directory = directory;
+            var weights = ModelFactory.StartingWeights(ModelFactory.Build(options.Model), options.Model, options.Training.Seed);
+            var settings = CheckpointResume.Settings(options, "feedc0ffee12", trainSamples: 1000)!;
+            var state = Core.Optimization.Optimizer.Create(options.Optimizer, weights.Layout.TrainableLength).State
+                .Select(b => (b.Name, new float[weights.Layout.TrainableLength])).ToArray();
+            settings.Store.Save(new TrainingCheckpoint(weights, state, options.Optimizer.Kind, 125, 125, 2, 0, settings.ShardSeed, 2,
+                settings.BatchSizePerWorker, 0, 0, settings.JobId, options.Optimizer.StateHyperparameters(), settings.Mode, [], settings.TrainSamples)
+                { DataSettings = settings.DataSettings, ModelSettings = settings.ModelSettings, RunEpochs = settings.RunEpochs });
+            options.Checkpoint.Resume = true;
+            var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+            var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
+            var log = LogProbe<Info>();
+            var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+                new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
+
+            var (_, accepted) = Register(host, options, identity);
+            Assert.Equal("feedc0ffee12", accepted.JobId);
+            Assert.Contains("weights version 125, epoch 2 round 0", FishLog(log, "Resuming from checkpoint", "the resume's line"));
+            Watch(host);
+            Sys.Stop(host);
+            ExpectTerminated(host, Wait);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Fact]
     public void A_takeover_that_found_the_checkpoint_directory_held_goes_on_and_takes_it_once_the_old_server_lets_go()
     {
