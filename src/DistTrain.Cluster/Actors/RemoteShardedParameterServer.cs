@@ -114,6 +114,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private ShardWeightsGather? _checkpointGather; // an epoch end's weights and optimizer state, being gathered for its checkpoint
     private int _checkpointEpoch;                // the epoch that gathering's checkpoint starts (the one after the epoch that ended)
     private EpochCompleted? _heldEpochEnd;       // the epoch's end, told the coordinator once its checkpoint is written
+    private long _checkpointStarted;             // Stopwatch timestamp of the checkpoint's request to the shards
     private System.Diagnostics.TagList[] _shardTags = [];
 
     /// <summary>Creates the server; see <see cref="Props"/>.</summary>
@@ -413,6 +414,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         var names = Optimizer.Create(_settings.Optimizer!, 1).State.Select(s => s.Name).ToArray();
         _checkpointGather = new ShardWeightsGather(_settings.StartingWeights, _shards, _nextRequest++, names);
         _checkpointEpoch = nextEpoch;
+        _checkpointStarted = Stopwatch.GetTimestamp();
         foreach (var shard in _shards) shard.Tell(new ShardSliceRequest(_checkpointGather.RequestId, WithOptimizerState: true), Self);
         Timers.StartSingleTimer(nameof(GatherTimedOut) + "-checkpoint", new GatherTimedOut(_checkpointGather.RequestId), GatherTimeout);
     }
@@ -435,6 +437,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         var settings = _settings.Checkpoints!;
         var optimizer = _settings.Optimizer!;
         var snapshot = gather.Result;
+        _log.Info("Parameter server: epoch {0}'s end gathered from the shard nodes for its checkpoint in {1:F1} ms", _checkpointEpoch - 1,
+            Stopwatch.GetElapsedTime(_checkpointStarted).TotalMilliseconds);
         var checkpoint = new TrainingCheckpoint(new ParameterVector(_settings.StartingWeights.Layout, snapshot.Weights), gather.OptimizerState, optimizer.Kind,
             gather.OptimizerSteps, snapshot.Version, _checkpointEpoch, 0, settings.ShardSeed, _partSlots, settings.BatchSizePerWorker, 0, 0, settings.JobId,
             optimizer.StateHyperparameters(), settings.Mode, [], settings.TrainSamples)
