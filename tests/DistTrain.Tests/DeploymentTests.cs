@@ -32,6 +32,33 @@ public class DeploymentTests
         Assert.Equal("/data", worker["DISTTRAIN_Data__Directory"]);
     }
 
+    /// <summary>
+    /// The shard-nodes profile's shard containers join the job's cluster through both parameter-server seeds and serve their data
+    /// plane on the port they advertise; the parameter-server nodes take Cluster:ShardNodes and Cluster:ParameterServerShards from
+    /// the caller's shell when set there (else from the config file), and the checkpoint interval the caller sets (0 for shard
+    /// nodes), 200 steps by default.
+    /// </summary>
+    [Fact]
+    public void Shard_nodes_start_with_their_profile_join_the_job_and_are_used_only_when_asked()
+    {
+        var ps = ClusterProcessTests.ComposeEnvironment("ps");
+        var standby = ClusterProcessTests.ComposeEnvironment("ps-standby");
+        var shard = ClusterProcessTests.ComposeEnvironment("shard");
+        var worker = ClusterProcessTests.ComposeEnvironment("worker");
+        Assert.Equal(worker["DISTTRAIN_Cluster__SeedNodes__0"], shard["DISTTRAIN_Cluster__SeedNodes__0"]);
+        Assert.Equal(worker["DISTTRAIN_Cluster__SeedNodes__1"], shard["DISTTRAIN_Cluster__SeedNodes__1"]);
+        Assert.False(shard.ContainsKey("DISTTRAIN_Cluster__PublicHostname")); // the entrypoint sets the container IP
+        Assert.Equal("4054", shard["DISTTRAIN_Cluster__DataPort"]);
+        foreach (var node in new[] { ps, standby }) Assert.Equal("200", node["DISTTRAIN_Checkpoint__EverySteps"]);
+        var compose = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-compose.yml"));
+        // Passed on from the shell only when set there: a compose file that set them would override a config file's values.
+        foreach (var name in new[] { "DISTTRAIN_Cluster__ShardNodes", "DISTTRAIN_Cluster__ParameterServerShards" })
+            Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(compose, $@"^      - {name}$", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(compose, @"- DISTTRAIN_Checkpoint__EverySteps=\$\{CHECKPOINT_EVERY_STEPS:-200\}").Count);
+        Assert.Contains("--role\", \"parameter-shard\"", compose);
+        Assert.Contains("names: [\"shard\"]", File.ReadAllText(Path.Combine(Repository, "deploy", "prometheus", "prometheus.yml")));
+    }
+
     [Fact]
     public void The_standby_parameter_server_shares_the_checkpoint_volume_and_joins_the_same_cluster()
     {
@@ -86,8 +113,8 @@ public class DeploymentTests
     {
         var compose = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-compose.yml"));
         Assert.Contains("- WORKERS_PER_MACHINE=${WORKERS:-2}", compose);
-        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(compose, @"^      - OPENBLAS_CORETYPE$", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
-        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(compose, @"^      - OPENBLAS_L2_SIZE$", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
+        Assert.Equal(4, System.Text.RegularExpressions.Regex.Matches(compose, @"^      - OPENBLAS_CORETYPE$", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
+        Assert.Equal(4, System.Text.RegularExpressions.Regex.Matches(compose, @"^      - OPENBLAS_L2_SIZE$", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
         var entrypoint = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-entrypoint.sh"));
         Assert.Contains("threads=$(( $(nproc) / WORKERS_PER_MACHINE ))", entrypoint);
     }
@@ -98,7 +125,7 @@ public class DeploymentTests
         var compose = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-compose.yml"));
         Assert.DoesNotContain("./certs/out:/certs", compose); // the whole folder would bring ca.key and every node's key
         Assert.DoesNotMatch(@"- \./certs/out/ca\.key", compose);
-        foreach (var (service, name) in new[] { ("ps", "ps"), ("ps-standby", "ps-standby"), ("worker", "worker") })
+        foreach (var (service, name) in new[] { ("ps", "ps"), ("ps-standby", "ps-standby"), ("worker", "worker"), ("shard", "shard") })
         {
             var environment = ClusterProcessTests.ComposeEnvironment(service);
             var block = System.Text.RegularExpressions.Regex.Match(compose, $@"^  {service}:\n(.*?)(?=^  \S|\z)",
@@ -119,12 +146,15 @@ public class DeploymentTests
         var compose = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-compose.yml"));
         var config = ComposeConfig([], "docker-compose.yml");
         Assert.Equal(0, config.ExitCode);
-        // ps, ps-standby and worker take it from x-node; docker-compose 1.29 on podman gives 0 s (SIGKILL at once) without it.
-        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(config.Output, @"^    stop_grace_period: 40s$", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
+        // ps, ps-standby, worker and shard take it from x-node; docker-compose 1.29 on podman gives 0 s (SIGKILL at once) without it.
+        Assert.Equal(4, System.Text.RegularExpressions.Regex.Matches(config.Output, @"^    stop_grace_period: 40s$", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
         var grafana = System.Text.RegularExpressions.Regex.Match(compose, @"^  grafana:\n(.*?)(?=^  \S|^\S|\z)",
             System.Text.RegularExpressions.RegexOptions.Multiline | System.Text.RegularExpressions.RegexOptions.Singleline).Groups[1].Value;
         Assert.Contains("profiles: [\"dashboards\"]", grafana);
-        Assert.Single(System.Text.RegularExpressions.Regex.Matches(compose, @"^    profiles:", System.Text.RegularExpressions.RegexOptions.Multiline));
+        var shard = System.Text.RegularExpressions.Regex.Match(compose, @"^  shard:\n(.*?)(?=^  \S|^\S|\z)",
+            System.Text.RegularExpressions.RegexOptions.Multiline | System.Text.RegularExpressions.RegexOptions.Singleline).Groups[1].Value;
+        Assert.Contains("profiles: [\"shard-nodes\"]", shard); // shard nodes start only with their profile
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(compose, @"^    profiles:", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
     }
 
     [Fact]

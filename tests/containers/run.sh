@@ -16,7 +16,12 @@
 #   4. compose, a worker container killed mid-epoch: the job pauses (Cluster:MinWorkers = 2), the container is
 #      started again, and the job completes within 0.5 points of the undisturbed run;
 #   5. compose, the ps container killed mid-epoch: the standby takes over from the newest checkpoint (time to
-#      resume recorded) and the job completes.
+#      resume recorded) and the job completes;
+#   6. compose with the shard-nodes profile (DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2
+#      CHECKPOINT_EVERY_STEPS=0 in the shell, 2 shard containers): the
+#      parameter server places its 2 shards on the shard containers, the workers train against them over TLS, a checkpoint
+#      is written at each epoch's end from the shards' slices, every node exits 0, and the test accuracy equals the
+#      undisturbed run's (the same weights, bit for bit, as one server's).
 # Containers, networks, volumes and the certificates are removed at the end, also when a check fails or the script
 # is stopped.
 #
@@ -202,7 +207,7 @@ log "== certificates: deploy/certs/make-certs.sh, as deploy/README.md says"
 # The cluster's own CA, the three nodes' certificates and the job secret, in the folder the compose file mounts;
 # the image's user app (uid 1654) must read the keys (KEY_UID). A second CA, with its own secret, for the rogues.
 certs_made=1
-KEY_UID=1654 bash deploy/certs/make-certs.sh "$certs" ps ps-standby worker > "$out/make-certs.log" 2>&1 \
+KEY_UID=1654 bash deploy/certs/make-certs.sh "$certs" ps ps-standby worker shard > "$out/make-certs.log" 2>&1 \
   || die "make-certs.sh failed: $(tail -3 "$out/make-certs.log")"
 KEY_UID=1654 bash deploy/certs/make-certs.sh "$work/other-ca" worker >> "$out/make-certs.log" 2>&1 \
   || die "make-certs.sh (the second CA) failed: $(tail -3 "$out/make-certs.log")"
@@ -225,7 +230,9 @@ else
     export DOCKER_HOST="unix://$work/podman.sock"
   fi
 fi
-compose=($compose_cmd -p "$project" -f deploy/docker-compose.yml)
+# With the shard-nodes profile throughout, so that ps, down and logs see the shard containers of run 4; runs 1 to 3 name
+# the services they start, which leaves the profile's out.
+compose=($compose_cmd -p "$project" -f deploy/docker-compose.yml --profile shard-nodes)
 export WORKERS=2
 log "compose client: $compose_cmd ($($compose_cmd version 2>/dev/null | head -1)), project $project"
 if ss -ltn 2> /dev/null | grep -q ':9090 '; then die "port 9090, which the compose file publishes for Prometheus, is taken on this machine"; fi
@@ -258,7 +265,7 @@ accuracy_of() { logs_of "$1" | sed -n 's/^Test accuracy after [0-9]* epochs: \([
 save_logs() { # save_logs RUN: every container's log of the project into OUT/RUN/
   mkdir -p "$out/$1"
   local service id n
-  for service in ps ps-standby worker prometheus; do
+  for service in ps ps-standby worker shard prometheus; do
     n=0
     for id in $(ids "$service"); do n=$((n + 1)); logs_of "$id" > "$out/$1/$service-$n.log"; done
   done
@@ -441,4 +448,37 @@ check $? "the job completed on the standby (standby $standby_status, workers $wo
 check $? "test accuracy after the takeover: ${failover_accuracy:-?}% (undisturbed ${container_accuracy:-?}%)"
 down
 
-log "== figures: image $(( size_bytes / 1000000 )) MB, built in ${build_seconds} s; accuracy: cluster.sh 2 ${host_accuracy:-?}%, compose ${container_accuracy:-?}%, worker killed ${killed_accuracy:-?}%, ps killed ${failover_accuracy:-?}%"
+# ---------------------------------------------------------------------------------------------------------------
+log "== compose run 4: the shard-nodes profile, 2 shard containers (DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 CHECKPOINT_EVERY_STEPS=0)"
+t0=$(now)
+DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 CHECKPOINT_EVERY_STEPS=0 "${compose[@]}" up -d --no-build --scale worker=2 --scale shard=2 \
+  ps ps-standby worker shard > "$work/up.log" 2>&1 || die "compose up (shard nodes) failed: $(tail -5 "$work/up.log")"
+ps_id=$(ids ps); standby_id=$(ids ps-standby); worker_ids=($(ids worker)); shard_ids=($(ids shard))
+[ ${#worker_ids[@]} -eq 2 ] && [ ${#shard_ids[@]} -eq 2 ] || die "compose started ${#worker_ids[@]} worker and ${#shard_ids[@]} shard containers, expected 2 and 2"
+wait_for_log "$ps_id" "Training starts with 2 workers" 480 || die "training did not start within 480 s: $(logs_of "$ps_id" | tail -5)"
+wait_for_log "$ps_id" "Parameter server: 2 shards placed on " 120
+check $? "the parameter server placed its 2 shards on the shard containers: $(logs_of "$ps_id" | grep -oE "Parameter server: 2 shards placed on .*" | head -1 | cut -c1-220)"
+ps_status=$(exit_code "$ps_id"); standby_status=$(exit_code "$standby_id" 60)
+worker_statuses="$(exit_code "${worker_ids[0]}" 60) $(exit_code "${worker_ids[1]}" 60)"
+shard_statuses="$(exit_code "${shard_ids[0]}" 60) $(exit_code "${shard_ids[1]}" 60)"
+shards_seconds=$(seconds_between "$t0" "$(now)")
+save_logs shard-nodes
+summary_lines "$ps_id"
+shards_accuracy=$(accuracy_of "$ps_id")
+log_has "$ps_id" "parameter server in 2 shards of .* each on a shard node of its own \(Cluster:ShardNodes\)"
+check $? "the parameter server's start-up line says where its shards run"
+trains_ok=0
+for id in "${worker_ids[@]}"; do log_has "$id" "trains against 2 shard nodes: " || trains_ok=1; done
+logs_of "${worker_ids[0]}" | grep -oE "Worker [0-9]+ trains against 2 shard nodes: .*" | head -1 | sed 's/^/  | /'
+check $trains_ok "both workers train against the 2 shard nodes"
+gathered=$(logs_of "$ps_id" | grep -cE "end gathered from the shard nodes for its checkpoint")
+logs_of "$ps_id" | grep -oE "epoch [0-9]+'s end gathered from the shard nodes for its checkpoint in [0-9.]+ ms" | tail -1 | sed 's/^/  | /'
+[ "$gathered" -eq 10 ] && log_has "$ps_id" "^checkpoint [^ ]*: version [0-9]+, next epoch 11 round 0"
+check $? "a checkpoint at each of the 10 epochs' ends, gathered from the shard nodes ($gathered gathered; the last starts epoch 11)"
+[ "$ps_status" = 0 ] && [ "$standby_status" = 0 ] && [ "$worker_statuses" = "0 0" ] && [ "$shard_statuses" = "0 0" ]
+check $? "every node exited 0 (ps $ps_status, ps-standby $standby_status, workers $worker_statuses, shard nodes $shard_statuses); ${shards_seconds} s from compose up"
+[ -n "$shards_accuracy" ] && [ "$shards_accuracy" = "${container_accuracy:-}" ]
+check $? "the test accuracy on shard nodes equals the undisturbed run's: ${shards_accuracy:-?}% and ${container_accuracy:-?}%"
+down
+
+log "== figures: image $(( size_bytes / 1000000 )) MB, built in ${build_seconds} s; accuracy: cluster.sh 2 ${host_accuracy:-?}%, compose ${container_accuracy:-?}%, worker killed ${killed_accuracy:-?}%, ps killed ${failover_accuracy:-?}%, shard nodes ${shards_accuracy:-?}%"
