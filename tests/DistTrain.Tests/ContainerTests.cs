@@ -17,7 +17,7 @@ public class ContainerTests
     public void The_compose_cluster_matches_the_local_cluster_and_survives_losing_a_worker_and_the_parameter_server()
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("DISTTRAIN_CONTAINER_TESTS") == "1",
-            "The container test builds the image and runs the compose cluster three times over mutual TLS (13 to 30 minutes here): set DISTTRAIN_CONTAINER_TESTS=1 to run it, or run tests/containers/run.sh.");
+            "The container test builds the image and runs the compose cluster four times over mutual TLS (13 to 30 minutes here): set DISTTRAIN_CONTAINER_TESTS=1 to run it, or run tests/containers/run.sh.");
         var output = Path.Combine(Path.GetTempPath(), $"disttrain-container-test-{Guid.NewGuid():N}");
         var start = new ProcessStartInfo("bash") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(Path.Combine(Repository, "tests", "containers", "run.sh"));

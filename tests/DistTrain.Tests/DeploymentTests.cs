@@ -52,7 +52,7 @@ public class DeploymentTests
         foreach (var node in new[] { ps, standby }) Assert.Equal("200", node["DISTTRAIN_Checkpoint__EverySteps"]);
         var compose = File.ReadAllText(Path.Combine(Repository, "deploy", "docker-compose.yml"));
         // Passed on from the shell only when set there: a compose file that set them would override a config file's values.
-        foreach (var name in new[] { "DISTTRAIN_Cluster__ShardNodes", "DISTTRAIN_Cluster__ParameterServerShards" })
+        foreach (var name in new[] { "DISTTRAIN_Cluster__ShardNodes", "DISTTRAIN_Cluster__ParameterServerShards", "DISTTRAIN_Checkpoint__Resume" })
             Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(compose, $@"^      - {name}$", System.Text.RegularExpressions.RegexOptions.Multiline).Count);
         Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(compose, @"- DISTTRAIN_Checkpoint__EverySteps=\$\{CHECKPOINT_EVERY_STEPS:-200\}").Count);
         Assert.Contains("--role\", \"parameter-shard\"", compose);

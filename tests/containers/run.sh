@@ -17,7 +17,7 @@
 #      started again, and the job completes within 0.5 points of the undisturbed run;
 #   5. compose, the ps container killed mid-epoch: the standby takes over from the newest checkpoint (time to
 #      resume recorded) and the job completes;
-#   6. compose with the shard-nodes profile (DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2
+#   6. compose run 4, with the shard-nodes profile (DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2
 #      CHECKPOINT_EVERY_STEPS=0 in the shell, 2 shard containers): the
 #      parameter server places its 2 shards on the shard containers, the workers train against them over TLS, a checkpoint
 #      is written at each epoch's end from the shards' slices, every node exits 0, and the test accuracy equals the
@@ -38,6 +38,9 @@
 #   tagged disttrain-build:latest, the cache of later runs (podman rmi disttrain-build:latest frees it).
 # Exit codes: 0 every check passed; 1 a check failed; 77 no container engine can run here (nothing was checked).
 set -uo pipefail
+# Settings the compose file passes on from the caller's environment: runs 1 to 3 and the cluster.sh reference run without
+# them (a shell that exported them for a shard-node job would otherwise make every run one); run 4 sets them itself.
+unset DISTTRAIN_Cluster__ShardNodes DISTTRAIN_Cluster__ParameterServerShards DISTTRAIN_Checkpoint__Resume CHECKPOINT_EVERY_STEPS
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$repo"
 out="$(mkdir -p "${OUT:-runs/container-test}" && cd "${OUT:-runs/container-test}" && pwd)"

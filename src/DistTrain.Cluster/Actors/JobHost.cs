@@ -458,7 +458,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // A resume continues its checkpoint's job (FindResumeCheckpoint adopts the job id), so the checkpoint is found before the
         // first worker is accepted: every worker is told that id, by which a standby's takeover later finds the job's checkpoints,
         // and a run on shard nodes signs the workers' shard endpoints. A search that fails ends the job, and the worker is not accepted.
-        if (_options.Checkpoint.Resume && !_takeover && !_started && !FindResumeCheckpoint()) return;
+        if (_options.Checkpoint.Resume && !_takeover && !_started && !_stopping && !FindResumeCheckpoint()) return;
         // A repeated registration keeps its index. An agent whose data plane closed registers again: before training
         // starts it keeps its index, afterwards it joins as a new worker (the coordinator already counted the old one lost).
         var joins = false;
@@ -726,12 +726,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// </summary>
     private bool FindResumeCheckpoint()
     {
-        if (_resumeSearched) return true;
+        // A takeover of a job on shard nodes is refused, also when the search already ran as a resume (a worker of the lost
+        // parameter server registered after a new one) and before any search, whose lines would describe it.
+        var refusedTakeover = _takeover && _options.Cluster.ShardNodes;
+        if (_resumeSearched && !refusedTakeover) return true;
         _resumeSearched = true;
         try
         {
-            // Checked before any search, whose lines would describe a takeover that does not happen.
-            if (_takeover && _options.Cluster.ShardNodes)
+            if (refusedTakeover)
                 throw new CheckpointResumeException("This parameter server cannot take over a job whose shards run on shard nodes (Cluster:ShardNodes = " +
                     "true) yet: its workers stay bound to the shards the lost parameter server placed. " + (_options.Checkpoint.Enabled
                         ? "Start the job again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true) on the parameter-server node: it " +
