@@ -312,8 +312,8 @@ public sealed partial class ClusterProcessTests : IDisposable
         })];
 
     /// <summary>A job of many short steps on 2 shard nodes with 2 workers, each node a process, once the parameter server reports
-    /// progress within an epoch. 300 epochs, minutes of training: with 30 (20 s) the SIGINTs of a suite run on a loaded machine
-    /// once reached the nodes only after the job had ended, and the stop test saw exit code 0.</summary>
+    /// progress within an epoch. 300 epochs, minutes of training, so the nodes are still mid-run when a stop or kill arrives,
+    /// however late the test sees the progress line.</summary>
     private async Task<(DistTrainProcess Ps, DistTrainProcess[] Shards, DistTrainProcess[] Workers)> StartJobOnShardNodesUntilMidEpochAsync()
     {
         var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 300", StringComparison.Ordinal));

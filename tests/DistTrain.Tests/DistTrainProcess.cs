@@ -117,9 +117,15 @@ internal sealed class DistTrainProcess : IDisposable
     public void Kill() => _process.Kill(entireProcessTree: true);
 
     /// <summary>Sends SIGINT, as Ctrl-C in a terminal.</summary>
+    /// <remarks>Fails at once, naming the cause, when this test process ignores SIGINT: its nodes then inherit that and ignore
+    /// the signal too (a suite started in the background by a non-interactive shell, e.g. <c>(cmd &amp;)</c>, ignores it).</remarks>
     public void Interrupt()
     {
         const int sigint = 2;
+        var ignored = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
+        if (ignored is not null && (Convert.ToUInt64(ignored["SigIgn:".Length..].Trim(), 16) & (1UL << (sigint - 1))) != 0)
+            Assert.Fail("This test process ignores SIGINT, so the nodes it starts ignore it too and a Ctrl-C test cannot work: run the " +
+                "suite in the foreground, or from a shell with job control (a background job of a non-interactive shell ignores SIGINT).");
         Assert.Equal(0, SendSignal(_process.Id, sigint));
     }
 
