@@ -10,6 +10,7 @@ using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Security;
+using DistTrain.Cluster.Training;
 using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Models;
 
@@ -585,9 +586,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
             var settings = CheckpointResume.Settings(options, "feedc0ffee12", trainSamples: 1000)!;
             var state = Core.Optimization.Optimizer.Create(options.Optimizer, weights.Layout.TrainableLength).State
                 .Select(b => (b.Name, new float[weights.Layout.TrainableLength])).ToArray();
-            settings.Store.Save(new TrainingCheckpoint(weights, state, options.Optimizer.Kind, 125, 125, 2, 0, settings.ShardSeed, 2,
-                settings.BatchSizePerWorker, 0, 0, settings.JobId, options.Optimizer.StateHyperparameters(), settings.Mode, [], settings.TrainSamples)
-                { DataSettings = settings.DataSettings, ModelSettings = settings.ModelSettings, RunEpochs = settings.RunEpochs });
+            settings.Store.Save(settings.Checkpoint(weights, state, options.Optimizer, 125, 125, new CheckpointPosition(2, 0, 0, 0, 2, [])));
             options.Checkpoint.Resume = true;
             options.Cluster.ShardNodes = shardNodesTakeoverAfter;
             var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));

@@ -23,7 +23,22 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="ModelSettings">The run's layers and loss as canonical JSON, recorded likewise (<see cref="TrainingCheckpoint.ModelSettings"/>); empty records none.</param>
 /// <param name="RunEpochs">Training:Epochs, recorded likewise (<see cref="TrainingCheckpoint.RunEpochs"/>); 0 records none.</param>
 public sealed record CheckpointSettings(CheckpointStore Store, int EverySteps, int ShardSeed, int BatchSizePerWorker, string JobId = "",
-    TrainingMode Mode = TrainingMode.Sync, int TrainSamples = 0, string DataSettings = "", string ModelSettings = "", int RunEpochs = 0);
+    TrainingMode Mode = TrainingMode.Sync, int TrainSamples = 0, string DataSettings = "", string ModelSettings = "", int RunEpochs = 0)
+{
+    /// <summary>The checkpoint of <paramref name="weights"/> and the optimizer's state at <paramref name="position"/>, with this run's
+    /// settings recorded for a resume to check.</summary>
+    /// <param name="weights">All weights, in layout order.</param>
+    /// <param name="optimizerState">The optimizer's state buffers, each <c>[TrainableLength]</c>, in the optimizer's order.</param>
+    /// <param name="optimizer">The parameter server's optimizer settings: their kind and state hyperparameters are recorded.</param>
+    /// <param name="optimizerSteps">The optimizer's step count.</param>
+    /// <param name="version">The weights' version.</param>
+    /// <param name="position">Where a resume continues: epoch, round, the epoch's samples and loss so far, its worker slots.</param>
+    public TrainingCheckpoint Checkpoint(ParameterVector weights, IReadOnlyList<(string Name, float[] Values)> optimizerState, OptimizerOptions optimizer,
+        long optimizerSteps, long version, CheckpointPosition position) =>
+        new(weights, optimizerState, optimizer.Kind, optimizerSteps, version, position.Epoch, position.Round, ShardSeed, position.Workers, BatchSizePerWorker,
+            position.EpochSamples, position.EpochLossSum, JobId, optimizer.StateHyperparameters(), Mode, position.TrainedAhead, TrainSamples)
+            { DataSettings = DataSettings, ModelSettings = ModelSettings, RunEpochs = RunEpochs };
+}
 
 /// <summary>What makes a parameter server one shard of a <see cref="ShardedParameterServer"/>.</summary>
 /// <param name="Index">The shard's index.</param>
@@ -335,10 +350,7 @@ public sealed class ParameterServer : ReceiveActor, IServerOutput
         IReadOnlyList<(string Name, float[] Values)> state = sharded
             ? [.. _model.Optimizer.State.Select(s => (s.Name, (float[])s.Values.Clone()))]
             : _model.Optimizer.State;
-        var checkpoint = new TrainingCheckpoint(weights, state, _optimizerOptions.Kind, _model.Optimizer.StepCount, _model.Version,
-            position.Epoch, position.Round, settings.ShardSeed, position.Workers, settings.BatchSizePerWorker, position.EpochSamples,
-            position.EpochLossSum, settings.JobId, _optimizerOptions.StateHyperparameters(), settings.Mode, position.TrainedAhead, settings.TrainSamples)
-            { DataSettings = settings.DataSettings, ModelSettings = settings.ModelSettings, RunEpochs = settings.RunEpochs };
+        var checkpoint = settings.Checkpoint(weights, state, _optimizerOptions, _model.Optimizer.StepCount, _model.Version, position);
         if (sharded) Context.Parent.Tell(new ShardCheckpoint(_shardIndex, checkpoint));
         else _coordinator.Tell(Save(settings.Store, checkpoint, _log), Self);
     }

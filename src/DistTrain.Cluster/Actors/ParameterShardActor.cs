@@ -227,14 +227,10 @@ public sealed class ParameterShardActor : ReceiveActor
         _log.Info("Shard {0}: resumes from the checkpoint's slice, version {1} after {2} optimizer steps.", _shard.Index, chunk.Version, chunk.OptimizerSteps);
     }
 
-    /// <summary>Sends the owner <paramref name="values"/> as buffer <paramref name="buffer"/> in pieces of at most <see cref="ShardSliceChunk.MaxValues"/>.</summary>
+    /// <summary>Sends the owner <paramref name="values"/> as buffer <paramref name="buffer"/> in pieces (<see cref="ShardSliceChunk.Pieces"/>).</summary>
     private void SendSlice(int requestId, int buffer, ReadOnlyMemory<float> values, long steps, int stateBuffers)
     {
-        for (var offset = 0; offset < values.Length; offset += ShardSliceChunk.MaxValues)
-        {
-            var piece = values.Span.Slice(offset, Math.Min(ShardSliceChunk.MaxValues, values.Length - offset)).ToArray();
-            Sender.Tell(new ShardSliceChunk(requestId, _shard.Index, _model.Version, offset, values.Length, piece, buffer, steps, stateBuffers));
-        }
+        foreach (var piece in ShardSliceChunk.Pieces(requestId, _shard.Index, _model.Version, buffer, values, steps, stateBuffers)) Sender.Tell(piece);
     }
 
     private void OnSlice(GradientComputed slice)

@@ -81,6 +81,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 
     private const int GatherRetries = 200;
 
+    /// <summary>The name of the timer that bounds an epoch end's checkpoint gathering (the weights' gathering has its own).</summary>
+    private const string CheckpointGatherTimer = "checkpoint-gather-timed-out";
+
     private sealed record GatherAgain;
 
     private sealed record FailNow;
@@ -115,12 +118,14 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private int _checkpointEpoch;                // the epoch that gathering's checkpoint starts (the one after the epoch that ended)
     private EpochCompleted? _heldEpochEnd;       // the epoch's end, told the coordinator once its checkpoint is written
     private long _checkpointStarted;             // Stopwatch timestamp of the checkpoint's request to the shards
+    private readonly string[] _stateNames;       // the shards' optimizer state buffers, in its order (none without the optimizer settings)
     private System.Diagnostics.TagList[] _shardTags = [];
 
     /// <summary>Creates the server; see <see cref="Props"/>.</summary>
     public RemoteShardedParameterServer(RemoteShardSettings settings)
     {
         _settings = settings;
+        _stateNames = settings.Optimizer is { } optimizer ? [.. Optimizer.Create(optimizer, 1).State.Select(s => s.Name)] : [];
         Become(Finding);
     }
 
@@ -382,7 +387,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     /// <exception cref="ShardNodesException">The checkpoint lacks a state buffer the shards' optimizer keeps.</exception>
     private void SendCheckpointSlices(TrainingCheckpoint checkpoint)
     {
-        var names = Optimizer.Create(_settings.Optimizer!, 1).State.Select(s => s.Name).ToArray();
+        var names = _stateNames;
         var state = new float[names.Length][];
         for (var b = 0; b < names.Length; b++)
             state[b] = checkpoint.OptimizerState.FirstOrDefault(s => s.Name == names[b]).Values
@@ -400,23 +405,18 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 
         void Send(int k, int buffer, ReadOnlyMemory<float> values)
         {
-            for (var offset = 0; offset < values.Length; offset += ShardSliceChunk.MaxValues)
-            {
-                var piece = values.Span.Slice(offset, Math.Min(ShardSliceChunk.MaxValues, values.Length - offset)).ToArray();
-                _shards[k].Tell(new ShardSliceChunk(0, k, checkpoint.Version, offset, values.Length, piece, buffer, checkpoint.OptimizerSteps, names.Length), Self);
-            }
+            foreach (var piece in ShardSliceChunk.Pieces(0, k, checkpoint.Version, buffer, values, checkpoint.OptimizerSteps, names.Length)) _shards[k].Tell(piece, Self);
         }
     }
 
     /// <summary>Asks every shard for its slice of the weights and optimizer state, for the checkpoint that starts <paramref name="nextEpoch"/>.</summary>
     private void StartCheckpoint(int nextEpoch)
     {
-        var names = Optimizer.Create(_settings.Optimizer!, 1).State.Select(s => s.Name).ToArray();
-        _checkpointGather = new ShardWeightsGather(_settings.StartingWeights, _shards, _nextRequest++, names);
+        _checkpointGather = new ShardWeightsGather(_settings.StartingWeights, _shards, _nextRequest++, _stateNames);
         _checkpointEpoch = nextEpoch;
         _checkpointStarted = Stopwatch.GetTimestamp();
         foreach (var shard in _shards) shard.Tell(new ShardSliceRequest(_checkpointGather.RequestId, WithOptimizerState: true), Self);
-        Timers.StartSingleTimer(nameof(GatherTimedOut) + "-checkpoint", new GatherTimedOut(_checkpointGather.RequestId), GatherTimeout);
+        Timers.StartSingleTimer(CheckpointGatherTimer, new GatherTimedOut(_checkpointGather.RequestId), GatherTimeout);
     }
 
     /// <summary>Takes a piece of the checkpoint's gathering; once every shard's slices have come, writes the checkpoint (as one
@@ -432,17 +432,14 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         // Asked between parts, every shard is at the epoch's last version: any disagreement means the shards are out of step.
         if (gather.Failure is { } failure) throw new ShardNodesException($"Parameter server: the checkpoint of epoch {_checkpointEpoch - 1}'s end cannot be put together: {failure}");
         if (!gather.Complete) return;
-        Timers.Cancel(nameof(GatherTimedOut) + "-checkpoint");
+        Timers.Cancel(CheckpointGatherTimer);
         _checkpointGather = null;
-        var settings = _settings.Checkpoints!;
-        var optimizer = _settings.Optimizer!;
         var snapshot = gather.Result;
         _log.Info("Parameter server: epoch {0}'s end gathered from the shard nodes for its checkpoint in {1:F1} ms", _checkpointEpoch - 1,
             Stopwatch.GetElapsedTime(_checkpointStarted).TotalMilliseconds);
-        var checkpoint = new TrainingCheckpoint(new ParameterVector(_settings.StartingWeights.Layout, snapshot.Weights), gather.OptimizerState, optimizer.Kind,
-            gather.OptimizerSteps, snapshot.Version, _checkpointEpoch, 0, settings.ShardSeed, _partSlots, settings.BatchSizePerWorker, 0, 0, settings.JobId,
-            optimizer.StateHyperparameters(), settings.Mode, [], settings.TrainSamples)
-            { DataSettings = settings.DataSettings, ModelSettings = settings.ModelSettings, RunEpochs = settings.RunEpochs };
+        var settings = _settings.Checkpoints!;
+        var checkpoint = settings.Checkpoint(new ParameterVector(_settings.StartingWeights.Layout, snapshot.Weights), gather.OptimizerState,
+            _settings.Optimizer!, gather.OptimizerSteps, snapshot.Version, new CheckpointPosition(_checkpointEpoch, 0, 0, 0, _partSlots, []));
         _coordinator.Tell(ParameterServer.Save(settings.Store, checkpoint, _log), Self);
         _coordinator.Tell(_heldEpochEnd!, Self);
         _heldEpochEnd = null;

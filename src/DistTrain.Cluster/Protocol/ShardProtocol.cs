@@ -462,6 +462,27 @@ public sealed record ShardSliceChunk(
     /// <inheritdoc />
     public ITensorMessage WithTensor(float[] tensor) => this with { Values = tensor };
 
+    /// <summary>
+    /// Buffer <paramref name="buffer"/> of shard <paramref name="shard"/>'s slice as pieces of at most <see cref="MaxValues"/> floats,
+    /// in order (copies), each stamped with the request, version, step count and state-buffer count: how a shard answers a
+    /// gathering, and how an owner sends a shard the slice of a checkpoint to resume from.
+    /// </summary>
+    /// <param name="requestId">The gathering's number; any number, 0 or more, for a checkpoint's slice.</param>
+    /// <param name="shard">The shard's index.</param>
+    /// <param name="version">The weights' version.</param>
+    /// <param name="buffer">0 the weights, b + 1 optimizer state buffer b.</param>
+    /// <param name="values">The buffer's slice, <c>[ParameterShard.Length]</c> for the weights, <c>[ParameterShard.TrainableLength]</c>
+    /// for a state buffer; at least 1 value.</param>
+    /// <param name="optimizerSteps">The optimizer's step count.</param>
+    /// <param name="stateBuffers">How many state buffers follow the weights in this exchange.</param>
+    public static IEnumerable<ShardSliceChunk> Pieces(int requestId, int shard, long version, int buffer, ReadOnlyMemory<float> values, long optimizerSteps,
+        int stateBuffers)
+    {
+        for (var offset = 0; offset < values.Length; offset += MaxValues)
+            yield return new ShardSliceChunk(requestId, shard, version, offset, values.Length,
+                values.Span.Slice(offset, Math.Min(MaxValues, values.Length - offset)).ToArray(), buffer, optimizerSteps, stateBuffers);
+    }
+
     /// <inheritdoc />
     public string? OutOfRange() => ShardWire.AtLeast(nameof(RequestId), RequestId, 0) ?? ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Version), Version, 0)
         ?? ShardWire.Within(nameof(Total), Total, 1, DataPlane.TensorFrame.MaxCount) ?? ShardWire.Within(nameof(Offset), Offset, 0, Total - 1)
