@@ -112,10 +112,11 @@ public sealed partial class ClusterProcessTests : IDisposable
         return (ps, standby, worker);
     }
 
-    /// <summary>A <c>disttrain node</c> process with the given environment.</summary>
-    private DistTrainProcess Start(string role, string configPath, Dictionary<string, string> environment)
+    /// <summary>A <c>disttrain node</c> process with the given environment; with <paramref name="defaultInterrupt"/>, SIGINT at its
+    /// default action (<see cref="DistTrainProcess.Node"/>), for a test that sends it.</summary>
+    private DistTrainProcess Start(string role, string configPath, Dictionary<string, string> environment, bool defaultInterrupt = false)
     {
-        var node = DistTrainProcess.Node(role, configPath, environment);
+        var node = DistTrainProcess.Node(role, configPath, environment, defaultInterrupt: defaultInterrupt);
         _nodes.Add(node);
         return node;
     }
@@ -300,7 +301,7 @@ public sealed partial class ClusterProcessTests : IDisposable
     };
 
     /// <summary>Shard-node processes, one per data port, with the worker nodes' settings and a certificate of their own.</summary>
-    private DistTrainProcess[] StartShardNodes(string configPath, Dictionary<string, string> workerEnvironment, int count) =>
+    private DistTrainProcess[] StartShardNodes(string configPath, Dictionary<string, string> workerEnvironment, int count, bool defaultInterrupt = false) =>
         [.. FreePorts(count).Select((dataPort, k) =>
         {
             var environment = new Dictionary<string, string>(workerEnvironment)
@@ -308,19 +309,19 @@ public sealed partial class ClusterProcessTests : IDisposable
                 ["DISTTRAIN_Cluster__DataPort"] = $"{dataPort}", ["DISTTRAIN_Output__HealthFile"] = Path.Combine(_directory, $"shard-{k}-alive"),
             };
             foreach (var (key, value) in _certificates.Environment($"shard-{k}")) environment[key] = value;
-            return Start(NodeRoles.ParameterShard, configPath, environment);
+            return Start(NodeRoles.ParameterShard, configPath, environment, defaultInterrupt);
         })];
 
     /// <summary>A job of many short steps on 2 shard nodes with 2 workers, each node a process, once the parameter server reports
     /// progress within an epoch. 300 epochs, minutes of training, so the nodes are still mid-run when a stop or kill arrives,
-    /// however late the test sees the progress line.</summary>
+    /// however late the test sees the progress line; every node takes SIGINT at its default action, however the suite was started.</summary>
     private async Task<(DistTrainProcess Ps, DistTrainProcess[] Shards, DistTrainProcess[] Workers)> StartJobOnShardNodesUntilMidEpochAsync()
     {
         var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 300", StringComparison.Ordinal));
         var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
-        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
-        var shards = StartShardNodes(configPath, workerEnvironment, 2);
-        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment, defaultInterrupt: true);
+        var shards = StartShardNodes(configPath, workerEnvironment, 2, defaultInterrupt: true);
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment, true), Start(NodeRoles.Worker, configPath, workerEnvironment, true) };
         await ps.WaitForMatchAsync(new Regex(@"epoch +\d+/300 +(25|50|75)%"), Guard);
         return (ps, shards, workers);
     }
