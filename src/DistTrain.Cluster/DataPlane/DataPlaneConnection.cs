@@ -91,7 +91,7 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
         {
             TensorFrame.Tune(socket);
             await socket.ConnectAsync(host, port, deadline.Token).ConfigureAwait(false);
-            Stream stream = new NetworkStream(socket, ownsSocket: false);
+            Stream stream = new PolledNetworkStream(socket);
             if (certificates is not null) stream = await certificates.AuthenticateAsClientAsync(stream, host, deadline.Token).ConfigureAwait(false);
             var connection = new DataPlaneConnection(socket, stream, $"{host}:{port}");
             hello.Write(connection.Stream); // 48 bytes into a fresh connection's send buffer: never waits for the peer

@@ -148,7 +148,7 @@ public sealed class DataPlaneListener : IDisposable
             TensorFrame.Tune(socket);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
             timeout.CancelAfter(_handshakeTimeout);
-            stream = new NetworkStream(socket, ownsSocket: false);
+            stream = new PolledNetworkStream(socket);
             if (_certificates is not null) stream = await _certificates.AuthenticateAsServerAsync(stream, timeout.Token).ConfigureAwait(false);
             var hello = await DataPlaneHello.ReadAsync(stream, timeout.Token).ConfigureAwait(false);
             var owner = _owner;
