@@ -106,7 +106,7 @@ internal static class TransportProbe
         {
             using var socket = listener.AcceptSocket();
             TensorFrame.Tune(socket);
-            using Stream stream = tls is null ? new NetworkStream(socket) : tls.AuthenticateAsServerAsync(new NetworkStream(socket), CancellationToken.None).Result;
+            using Stream stream = tls is null ? new NetworkStream(socket) : tls.AuthenticateAsServer(new NetworkStream(socket));
             var buffer = new float[floats.Length];
             for (var i = 0; i < rounds + 20; i++)
             {
@@ -118,7 +118,7 @@ internal static class TransportProbe
         using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
         TensorFrame.Tune(client);
         client.Connect(IPAddress.Loopback, port);
-        using Stream clientStream = tls is null ? new NetworkStream(client) : tls.AuthenticateAsClientAsync(new NetworkStream(client), "localhost", CancellationToken.None).GetAwaiter().GetResult();
+        using Stream clientStream = tls is null ? new NetworkStream(client) : tls.AuthenticateAsClient(new NetworkStream(client), "localhost");
         var header = new TensorFrame.Header { Magic = TensorFrame.Magic, Version = TensorFrame.ProtocolVersion, Type = TensorFrame.WeightsType, Count = floats.Length };
         var clock = new Stopwatch();
         for (var i = 0; i < rounds + 20; i++)

@@ -24,7 +24,7 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
         var token = DataPlaneHello.NewToken();
         Sys.ActorOf(ParameterServerLink.Props("127.0.0.1", port, workerIndex: 0, worker.Ref, parameterCount: 4, token, certificates: null));
         using var parameterServer = new NetworkStream(listener.AcceptSocket(), ownsSocket: true);
-        var hello = await DataPlaneHello.ReadAsync(parameterServer, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+        var hello = await Task.Run(() => DataPlaneHello.Read(parameterServer)).WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal((0, 4), (hello.WorkerIndex, hello.ParameterCount)); // the hello announces the parameter count
         Assert.Equal(token, hello.Token);
 
@@ -56,7 +56,7 @@ public class DataPlaneTests() : TestKit(AkkaSettings.Serialization())
             parameterCount: 10, DataPlaneHello.NewToken(), certificates: null));
         var socket = listener.AcceptSocket();
         var stream = new NetworkStream(socket, ownsSocket: true);
-        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+        await Task.Run(() => DataPlaneHello.Read(stream)).WaitAsync(TimeSpan.FromSeconds(30));
         var parameterServer = CreateTestProbe();
         var serverSide = Sys.ActorOf(WorkerLink.Props(workerIndex, CreateTestProbe().Ref, reportLength: 10, compression, trainableTensorLengths));
         serverSide.Tell(new WorkerLink.Attach(new DataPlaneConnection(socket, stream, $"worker {workerIndex}")), TestActor);

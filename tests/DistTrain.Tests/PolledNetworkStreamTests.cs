@@ -1,19 +1,27 @@
 using System.Diagnostics;
 using System.Net.Sockets;
+using Akka.Actor;
 using DistTrain.Cluster.DataPlane;
 
 namespace DistTrain.Tests;
 
+/// <summary>Runs alone: the runtime's socket event threads serve every socket of the process.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ProcessWideMeasurements
+{
+    public const string Name = "Process-wide measurements";
+}
+
 /// <summary>
 /// The data plane's stream (<see cref="PolledNetworkStream"/>) on a socket that an asynchronous operation made non-blocking,
 /// as every data-plane socket is after its connect, handshake and hello: reads return what was sent, the end of the
-/// connection and failures as a <see cref="NetworkStream"/> does, and a read that waits is woken by the kernel on the
-/// reading thread, not through the runtime's socket event thread.
+/// connection and failures as a <see cref="NetworkStream"/> does; and on a connection made as production makes one, a
+/// frame wakes only the thread that reads it, not the runtime's socket event thread as well.
 /// </summary>
-[Collection(AllocationMeasurements.Name)] // alone: the event threads' context switches count every socket of the process
+[Collection(ProcessWideMeasurements.Name)]
 public sealed class PolledNetworkStreamTests
 {
-    /// <summary>A connected pair whose accepted end has done one asynchronous receive (of the byte 42), as a handshake does.</summary>
+    /// <summary>A connected pair whose accepted end has done one asynchronous receive (of the byte 42), which made its socket non-blocking.</summary>
     private static async Task<(Socket Peer, Socket Reader)> NonBlockingPair()
     {
         var (peer, reader) = LoopbackSockets.Pair();
@@ -46,7 +54,7 @@ public sealed class PolledNetworkStreamTests
     }
 
     [Fact]
-    public async Task A_read_blocked_on_a_connection_that_is_closed_ends_with_an_error_at_once()
+    public async Task A_read_blocked_on_a_connection_that_is_closed_ends_at_once()
     {
         var (peer, reader) = await NonBlockingPair();
         using var _ = peer;
@@ -63,43 +71,85 @@ public sealed class PolledNetworkStreamTests
         Assert.True(closed.Elapsed < TimeSpan.FromSeconds(0.9), $"the read took {closed.Elapsed.TotalSeconds:0.00} s to end: the poll was not woken");
     }
 
-    [Fact]
-    public async Task A_read_that_waits_is_woken_on_its_own_thread_not_through_the_socket_event_thread()
+    /// <summary>
+    /// A data-plane connection as production makes one (<see cref="DataPlaneConnection.ConnectAsync"/> to a
+    /// <see cref="DataPlaneListener"/>, plain or TLS): frames in either direction wake only the thread that reads them. The
+    /// runtime's socket event threads (<c>.NET Sockets</c>) stay asleep, because neither end's socket ever waited in an
+    /// asynchronous call, which would register it with them for good. The control: a plain <see cref="NetworkStream"/> on a
+    /// socket that did wait in one wakes them about once per read, so the count can tell the two apart.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Frames_on_a_data_plane_connection_wake_only_their_reader_not_the_socket_event_threads(bool tls)
     {
+        if (!OperatingSystem.IsLinux()) return; // the count is Linux's /proc
         const int Reads = 200;
-        var plain = await EventThreadSwitchesDuring(reader => new NetworkStream(reader, ownsSocket: false), Reads);
-        var polled = await EventThreadSwitchesDuring(reader => new PolledNetworkStream(reader), Reads);
-        // A plain NetworkStream's blocking read of a non-blocking socket waits for the event thread's signal: the event thread
-        // wakes about once per read. If it does not, this measurement cannot tell the two streams apart.
-        Assert.True(plain >= Reads / 2, $"a plain NetworkStream woke the socket event threads {plain} times in {Reads} reads");
-        Assert.True(polled < Reads / 10, $"the polled stream woke the socket event threads {polled} times in {Reads} reads (a plain one: {plain})");
+        var directory = Directory.CreateTempSubdirectory("disttrain-polled-").FullName;
+        try
+        {
+            var authority = new TestCertificates(directory, "cluster-ca");
+            using var server = tls ? authority.Load("ps") : null;
+            using var client = tls ? authority.Load("worker") : null;
+            using var listener = DataPlaneListener.Start(0, server);
+            using var system = ActorSystem.Create("polled-stream-test", Cluster.Hosting.AkkaSettings.Logging("WARNING"));
+            var accepted = new TaskCompletionSource<object>(TaskCreationOptions.RunContinuationsAsynchronously);
+            listener.Attach(system.ActorOf(Props.Create(() => new ForwardActor(accepted))));
+            using var workerSide = await DataPlaneConnection.ConnectAsync("127.0.0.1", listener.Port, client, new DataPlaneHello(0, 10, DataPlaneHello.NewToken()),
+                TimeSpan.FromSeconds(10), CancellationToken.None);
+            using var serverSide = Assert.IsType<DataPlaneListener.Accepted>(await accepted.Task.WaitAsync(TimeSpan.FromSeconds(15))).Connection;
+
+            var toWorker = await EventThreadSwitchesDuring(serverSide.Stream, workerSide.Stream, Reads);
+            var toServer = await EventThreadSwitchesDuring(workerSide.Stream, serverSide.Stream, Reads);
+
+            var (peer, registered) = LoopbackSockets.Pair();
+            using var _ = peer;
+            using var __ = registered;
+            var first = registered.ReceiveAsync(new byte[1], SocketFlags.None); // waits: the socket is registered
+            await Task.Delay(50);
+            peer.Send([42]);
+            await first.WaitAsync(TimeSpan.FromSeconds(10));
+            using var plainStream = new NetworkStream(registered, ownsSocket: false);
+            using var peerStream = new NetworkStream(peer, ownsSocket: false);
+            var control = await EventThreadSwitchesDuring(peerStream, plainStream, Reads);
+
+            Assert.True(control >= Reads / 2, $"a plain NetworkStream on a registered socket woke the socket event threads {control} times in {Reads} reads");
+            Assert.True(toWorker < Reads / 10, $"frames to the worker's end woke the socket event threads {toWorker} times in {Reads} reads (the control: {control})");
+            Assert.True(toServer < Reads / 10, $"frames to the server's end woke the socket event threads {toServer} times in {Reads} reads (the control: {control})");
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
     }
 
-    /// <summary>The context switches of the runtime's socket event threads (<c>.NET Sockets</c>) while a reader reads
-    /// <paramref name="reads"/> bytes that a peer sends one by one, about 1 ms apart.</summary>
-    private static async Task<long> EventThreadSwitchesDuring(Func<Socket, Stream> streamOf, int reads)
+    /// <summary>The context switches of the runtime's socket event threads (<c>.NET Sockets</c>) while <paramref name="reader"/>
+    /// reads <paramref name="reads"/> bytes that <paramref name="writer"/> sends one by one, about 1 ms apart.</summary>
+    private static async Task<long> EventThreadSwitchesDuring(Stream writer, Stream reader, int reads)
     {
-        var (peer, reader) = await NonBlockingPair();
-        using var _ = peer;
-        using var __ = reader;
-        using var stream = streamOf(reader);
         var before = EventThreadSwitches();
         var sender = Task.Run(() =>
         {
             for (var i = 0; i < reads; i++)
             {
                 Thread.Sleep(1);
-                peer.Send([(byte)i]);
+                writer.Write([(byte)i]);
+                writer.Flush();
             }
         });
         var one = new byte[1];
         for (var i = 0; i < reads; i++)
         {
-            Assert.Equal(1, stream.Read(one));
+            reader.ReadExactly(one);
             Assert.Equal((byte)i, one[0]);
         }
-        await sender;
+        await sender.WaitAsync(TimeSpan.FromSeconds(30));
         return EventThreadSwitches() - before;
+    }
+
+    private sealed class ForwardActor : ReceiveActor
+    {
+        public ForwardActor(TaskCompletionSource<object> received) => ReceiveAny(message => received.TrySetResult(message));
     }
 
     /// <summary>Voluntary and involuntary context switches so far of this process's threads named <c>.NET Sockets</c> (Linux's <c>/proc</c>).</summary>

@@ -377,12 +377,12 @@ public sealed class ShardDataPlaneTests : TestKit
         var plain = Bytes(new DataPlaneHello(3, 1000, token));
         Assert.Equal(new byte[3], plain[5..8]);
         Assert.Equal([0x44, 0x54, 0x48, 0x53, 1], plain[..5]);
-        var read = await DataPlaneHello.ReadAsync(new MemoryStream(plain), CancellationToken.None);
+        var read = DataPlaneHello.Read(new MemoryStream(plain));
         Assert.Equal((3, 1000, -1, 0, false), (read.WorkerIndex, read.ParameterCount, read.Shard, read.ShardCount, read.ToShard));
 
         var sharded = Bytes(new DataPlaneHello(3, 500, token, 2, 3));
         Assert.Equal(new byte[] { 3, 2, 0 }, sharded[5..8]);
-        read = await DataPlaneHello.ReadAsync(new MemoryStream(sharded), CancellationToken.None);
+        read = DataPlaneHello.Read(new MemoryStream(sharded));
         Assert.Equal((3, 500, 2, 3, true), (read.WorkerIndex, read.ParameterCount, read.Shard, read.ShardCount, read.ToShard));
         Assert.Equal(token, read.Token);
 

@@ -227,7 +227,7 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
             DataPlaneHello.NewToken(), certificates: null, sharedMemory: workerAccepts));
         var socket = listener.AcceptSocket();
         var stream = new NetworkStream(socket, ownsSocket: true);
-        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(Wait);
+        await Task.Run(() => DataPlaneHello.Read(stream)).WaitAsync(Wait);
         var parameterServer = CreateTestProbe();
         var serverSide = Sys.ActorOf(WorkerLink.Props(0, CreateTestProbe().Ref, reportLength: 10, compression, [trainableLength],
             sharedMemoryWeightsLength: serverOffers ? 10 : 0));
@@ -312,7 +312,7 @@ public sealed class SharedMemoryDataPlaneTests() : TestKit(AkkaSettings.Serializ
             DataPlaneHello.NewToken(), certificates: null, sharedMemory: true));
         var socket = listener.AcceptSocket();
         var stream = new NetworkStream(socket, ownsSocket: true);
-        await DataPlaneHello.ReadAsync(stream, CancellationToken.None).WaitAsync(Wait);
+        await Task.Run(() => DataPlaneHello.Read(stream)).WaitAsync(Wait);
         return (worker, socket, stream);
     }
 

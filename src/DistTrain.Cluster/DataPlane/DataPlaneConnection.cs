@@ -71,7 +71,9 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
     /// <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/>), so an endpoint that does not accept the connection (a
     /// node that is down behind a firewall that drops packets) or, with TLS, does not answer the handshake (a stuck one)
     /// fails the connect instead of holding it forever. Without TLS a stuck node's kernel still accepts and buffers the hello,
-    /// and the connect succeeds.
+    /// and the connect succeeds. After the name lookup, the connect and the handshake are blocking calls on a thread-pool
+    /// thread, which the deadline ends by closing the socket: the socket is never registered with the runtime's socket event
+    /// thread, so frames wake only the thread that reads them (<see cref="PolledNetworkStream"/>).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="timeout"/> is not positive.</exception>
     /// <exception cref="SocketException">The connection failed (refused, no route, an unknown host).</exception>
@@ -90,9 +92,15 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
         try
         {
             TensorFrame.Tune(socket);
-            await socket.ConnectAsync(host, port, deadline.Token).ConfigureAwait(false);
+            var addresses = await Dns.GetHostAddressesAsync(host, deadline.Token).ConfigureAwait(false);
+            if (addresses.Length == 0) throw new SocketException((int)SocketError.HostNotFound);
+            // Blocking calls from here on, on a thread-pool thread (never the caller's), ended by the deadline's closing of the
+            // socket: a socket that waited in an asynchronous call stays registered with the runtime's socket event thread for
+            // good, and that thread then wakes on every frame that arrives (PolledNetworkStream).
+            await Task.Yield();
+            socket.Connect(addresses, port);
             Stream stream = new PolledNetworkStream(socket);
-            if (certificates is not null) stream = await certificates.AuthenticateAsClientAsync(stream, host, deadline.Token).ConfigureAwait(false);
+            if (certificates is not null) stream = certificates.AuthenticateAsClient(stream, host);
             var connection = new DataPlaneConnection(socket, stream, $"{host}:{port}");
             hello.Write(connection.Stream); // 48 bytes into a fresh connection's send buffer: never waits for the peer
             await abort.DisposeAsync().ConfigureAwait(false); // waits for a disposal already under way
@@ -105,6 +113,12 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
             socket.Dispose();
             throw new IOException(string.Create(CultureInfo.InvariantCulture, $"data plane: {host}:{port} did not answer within {timeout.TotalSeconds:0.###} s") +
                 " (TCP connect, TLS handshake and hello): the node is down or stuck, or a firewall drops the packets; check that it runs and listens on that port", e);
+        }
+        catch (Exception e) when (cancellationToken.IsCancellationRequested && e is not OperationCanceledException)
+        {
+            // The blocking calls end with the closed socket's error: said as the cancellation it was.
+            socket.Dispose();
+            throw new OperationCanceledException(cancellationToken);
         }
         catch
         {

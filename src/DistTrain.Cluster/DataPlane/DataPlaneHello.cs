@@ -65,20 +65,25 @@ internal sealed record DataPlaneHello(int WorkerIndex, int ParameterCount, byte[
         stream.Flush();
     }
 
-    /// <summary>Reads a hello: exactly <see cref="Size"/> bytes, whatever the peer sends.</summary>
+    /// <summary>Reads a hello, blocking: exactly <see cref="Size"/> bytes, whatever the peer sends.</summary>
     /// <exception cref="IOException">The peer closed early, or the bytes are not a DistTrain hello of this version.</exception>
-    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first (the peer was too slow).</exception>
-    public static async Task<DataPlaneHello> ReadAsync(Stream stream, CancellationToken cancellationToken)
+    public static DataPlaneHello Read(Stream stream)
     {
         var bytes = new byte[Size];
         try
         {
-            await stream.ReadExactlyAsync(bytes, cancellationToken).ConfigureAwait(false);
+            stream.ReadExactly(bytes);
         }
         catch (EndOfStreamException)
         {
             throw new IOException("the peer closed the connection before its hello.");
         }
+        return Parse(bytes);
+    }
+
+    /// <exception cref="IOException">The bytes are not a DistTrain hello of this version.</exception>
+    private static DataPlaneHello Parse(byte[] bytes)
+    {
         var magic = BinaryPrimitives.ReadUInt32LittleEndian(bytes);
         if (magic != Magic)
             throw new IOException($"its first bytes (0x{magic:X8}) are not a DistTrain data-plane hello (an older DistTrain, or something else talking to this port).");

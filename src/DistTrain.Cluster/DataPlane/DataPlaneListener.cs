@@ -12,7 +12,7 @@ namespace DistTrain.Cluster.DataPlane;
 /// Accepts workers' data-plane connections on a parameter-server node. Bound when the node starts (so a taken port
 /// stops it at once), on the address Akka.Remote binds (Cluster:Hostname), it accepts from then on; each connection
 /// gets its TLS handshake (with Cluster:Tls, the client certificate checked against the cluster's CA) and its
-/// <see cref="DataPlaneHello"/> within <see cref="HandshakeTimeoutSeconds"/>, on its own task, and then goes to the attached job host as
+/// <see cref="DataPlaneHello"/> within <see cref="HandshakeTimeoutSeconds"/>, on its own thread, and then goes to the attached job host as
 /// <see cref="Accepted"/>, which checks the hello's token. A connection that fails is closed and reported once as
 /// <see cref="Rejected"/>; none of its bytes past the fixed-size hello is read.
 /// </summary>
@@ -135,22 +135,34 @@ public sealed class DataPlaneListener : IDisposable
                 socket.Dispose(); // no job host yet, or too many handshakes in flight
                 continue;
             }
-            _ = Task.Run(() => HandshakeAsync(socket));
+            // A thread of its own, for blocking calls (Handshake): at most MaxPendingHandshakes at once, each for at most the timeout.
+            new Thread(() => Handshake(socket)) { IsBackground = true, Name = "dataplane-handshake" }.Start();
         }
     }
 
-    private async Task HandshakeAsync(Socket socket)
+    /// <summary>
+    /// The TLS handshake and the hello of one accepted connection, as blocking calls; closing the socket at the deadline (or
+    /// when the listener stops) ends them. Blocking, because a socket that waited in an asynchronous call stays registered
+    /// with the runtime's socket event thread for good, and that thread would then wake on every frame that arrives
+    /// (<see cref="PolledNetworkStream"/>).
+    /// </summary>
+    private void Handshake(Socket socket)
     {
         var peer = socket.RemoteEndPoint?.ToString() ?? "unknown peer";
         Stream? stream = null;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         try
         {
             TensorFrame.Tune(socket);
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
             timeout.CancelAfter(_handshakeTimeout);
-            stream = new PolledNetworkStream(socket);
-            if (_certificates is not null) stream = await _certificates.AuthenticateAsServerAsync(stream, timeout.Token).ConfigureAwait(false);
-            var hello = await DataPlaneHello.ReadAsync(stream, timeout.Token).ConfigureAwait(false);
+            DataPlaneHello hello;
+            using (timeout.Token.Register(socket.Dispose))
+            {
+                stream = new PolledNetworkStream(socket);
+                if (_certificates is not null) stream = _certificates.AuthenticateAsServer(stream);
+                hello = DataPlaneHello.Read(stream);
+            } // waits for a closing already under way
+            timeout.Token.ThrowIfCancellationRequested();
             var owner = _owner;
             if (owner.IsNobody()) throw new IOException("no job host runs on this node any more.");
             owner.Tell(new Accepted(hello, new DataPlaneConnection(socket, stream, peer)));
@@ -158,10 +170,16 @@ public sealed class DataPlaneListener : IDisposable
         }
         catch (Exception e) when (e is IOException or SocketException or AuthenticationException or OperationCanceledException or ObjectDisposedException)
         {
-            var reason = e is OperationCanceledException
+            var reason = timeout.IsCancellationRequested
                 ? string.Create(CultureInfo.InvariantCulture, $"no TLS handshake and hello within {_handshakeTimeout.TotalSeconds:0.###} s")
                 : e.Message;
             _owner.Tell(new Rejected(peer, reason));
+            new DataPlaneConnection(socket, stream ?? Stream.Null, peer).Dispose();
+        }
+        catch (Exception e)
+        {
+            // Anything else would end the process from this thread: the connection is refused and closed instead.
+            _owner.Tell(new Rejected(peer, $"{e.GetType().Name}: {e.Message}"));
             new DataPlaneConnection(socket, stream ?? Stream.Null, peer).Dispose();
         }
         finally

@@ -7,19 +7,20 @@ namespace DistTrain.Cluster.DataPlane;
 /// thread (<see cref="Socket.Poll(int, SelectMode)"/>), so the kernel wakes that thread itself when a frame arrives.
 /// </summary>
 /// <remarks>
-/// .NET switches a socket to non-blocking mode for good at its first asynchronous operation, here the connect or accept,
-/// the TLS handshake and the hello. A blocking <see cref="NetworkStream.Read(Span{byte})"/> of such a socket that finds no
-/// bytes queues itself and waits on an event that the runtime's socket event thread (<c>.NET Sockets</c>, an epoll loop)
-/// sets when the socket becomes readable: two threads woken per frame instead of one, on every hop of every step. With
-/// the poll first, the read finds its bytes and returns at once. Asynchronous reads (the handshake's) are unchanged.
-/// docs/benchmarks.md, "Readers woken by the kernel", has the measurements.
+/// A socket that once waits in an asynchronous call is registered with the runtime's socket event thread (<c>.NET
+/// Sockets</c>, an epoll loop) for good, and that thread then wakes on every frame that arrives; a blocking read of a
+/// non-blocking socket that finds no bytes is such a wait (it queues itself, and the event thread signals it). The data
+/// plane therefore makes its connections with blocking calls (<see cref="DataPlaneConnection.ConnectAsync"/>,
+/// <see cref="DataPlaneListener"/>), and reads through this stream, whose poll finds the bytes before the read: each frame
+/// wakes the thread that reads it and no other. Asynchronous reads are NetworkStream's, unchanged (nothing uses them
+/// after the handshake). docs/benchmarks.md, "Frames that wake only their reader", has the measurements.
 /// </remarks>
 /// <param name="socket">The connected socket; the caller owns it (the stream does not close it).</param>
 internal sealed class PolledNetworkStream(Socket socket) : NetworkStream(socket, ownsSocket: false)
 {
     /// <summary>Microseconds one poll waits before it polls again (1 s). Closing the connection shuts the socket down first
-    /// (<see cref="DataPlaneConnection.Dispose"/>), which wakes a poll at once; the bound only keeps a reader from waiting
-    /// forever on a socket closed without a shutdown.</summary>
+    /// (<see cref="DataPlaneConnection.Dispose"/>), which wakes a poll at once, and on Linux a close alone does too; the bound
+    /// is for systems where it does not, on which the closing thread may wait up to that long for the poll to let go.</summary>
     private const int PollMicroseconds = 1_000_000;
 
     /// <inheritdoc />
@@ -64,7 +65,8 @@ internal sealed class PolledNetworkStream(Socket socket) : NetworkStream(socket,
     {
         try
         {
-            while (!Socket.Poll(PollMicroseconds, SelectMode.SelectRead)) { }
+            // An error alone does not make the socket readable: checked too, so that a failed socket cannot spin this loop.
+            while (!Socket.Poll(PollMicroseconds, SelectMode.SelectRead) && !Socket.Poll(0, SelectMode.SelectError)) { }
         }
         catch (SocketException e)
         {

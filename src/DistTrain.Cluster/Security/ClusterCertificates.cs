@@ -152,15 +152,19 @@ public sealed class ClusterCertificates : IDisposable
         ? new CipherSuitesPolicy([TlsCipherSuite.TLS_AES_128_GCM_SHA256, TlsCipherSuite.TLS_AES_256_GCM_SHA384, TlsCipherSuite.TLS_CHACHA20_POLY1305_SHA256])
         : null;
 
-    /// <summary>Server side of a data-plane TLS handshake: requires the client's certificate and checks it with <see cref="Refusal"/>.</summary>
+    /// <summary>
+    /// Server side of a data-plane TLS handshake, blocking: requires the client's certificate and checks it with
+    /// <see cref="Refusal"/>. Closing the socket under <paramref name="stream"/> ends a handshake that waits (with an
+    /// <see cref="AuthenticationException"/>); the listener's deadline does that.
+    /// </summary>
     /// <exception cref="AuthenticationException">The handshake failed; the message names the reason when the certificate was refused.</exception>
-    public async Task<SslStream> AuthenticateAsServerAsync(Stream stream, CancellationToken cancellationToken)
+    public SslStream AuthenticateAsServer(Stream stream)
     {
         string? refusal = null;
         var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
         try
         {
-            await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+            ssl.AuthenticateAsServer(new SslServerAuthenticationOptions
             {
                 ServerCertificate = Certificate,
                 ClientCertificateRequired = true,
@@ -168,26 +172,29 @@ public sealed class ClusterCertificates : IDisposable
                 CipherSuitesPolicy = DataPlaneCipherSuites,
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
                 RemoteCertificateValidationCallback = (_, certificate, _, _) => (refusal = Refusal(certificate)) is null,
-            }, cancellationToken).ConfigureAwait(false);
+            });
             return ssl;
         }
-        catch (Exception e) when (e is AuthenticationException or IOException)
+        catch (Exception e) when (e is AuthenticationException or IOException or ObjectDisposedException)
         {
-            await ssl.DisposeAsync().ConfigureAwait(false);
+            ssl.Dispose();
             throw new AuthenticationException(refusal is null ? $"TLS handshake failed: {e.Message}" : $"TLS: {refusal}", e);
         }
     }
 
-    /// <summary>Client side of a data-plane TLS handshake: presents this node's certificate and checks the server's with <see cref="Refusal"/>.</summary>
+    /// <summary>
+    /// Client side of a data-plane TLS handshake, blocking: presents this node's certificate and checks the server's with
+    /// <see cref="Refusal"/>. Closing the socket under <paramref name="stream"/> ends a handshake that waits (with an
+    /// <see cref="AuthenticationException"/>); the caller's deadline does that (<see cref="DataPlane.DataPlaneConnection.ConnectAsync"/>).
+    /// </summary>
     /// <exception cref="AuthenticationException">The handshake failed; the message names the reason when the server's certificate was refused.</exception>
-    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first (the server did not answer in time).</exception>
-    public async Task<SslStream> AuthenticateAsClientAsync(Stream stream, string host, CancellationToken cancellationToken)
+    public SslStream AuthenticateAsClient(Stream stream, string host)
     {
         string? refusal = null;
         var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
         try
         {
-            await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            ssl.AuthenticateAsClient(new SslClientAuthenticationOptions
             {
                 TargetHost = host,
                 ClientCertificates = [Certificate],
@@ -195,17 +202,12 @@ public sealed class ClusterCertificates : IDisposable
                 CipherSuitesPolicy = DataPlaneCipherSuites,
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
                 RemoteCertificateValidationCallback = (_, certificate, _, _) => (refusal = Refusal(certificate)) is null,
-            }, cancellationToken).ConfigureAwait(false);
+            });
             return ssl;
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is AuthenticationException or IOException or ObjectDisposedException)
         {
-            await ssl.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-        catch (Exception e) when (e is AuthenticationException or IOException)
-        {
-            await ssl.DisposeAsync().ConfigureAwait(false);
+            ssl.Dispose();
             throw new AuthenticationException(refusal is null ? $"TLS handshake failed: {e.Message}" : $"TLS: the parameter server's {refusal}", e);
         }
     }
