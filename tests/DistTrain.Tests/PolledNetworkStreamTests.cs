@@ -72,18 +72,45 @@ public sealed class PolledNetworkStreamTests
     }
 
     /// <summary>
+    /// A connect whose endpoint never answers (a full accept queue) blocks in the kernel on a thread of its own: the caller's
+    /// cancellation ends it at once with <see cref="OperationCanceledException"/>, and its deadline with the
+    /// <see cref="IOException"/> that names the endpoint and the time.
+    /// </summary>
+    [Fact]
+    public async Task A_blocked_connect_ends_at_once_when_the_caller_cancels_and_at_its_deadline_otherwise()
+    {
+        using var owned = new OwnedResources("disttrain-polled-");
+        var port = LoopbackSockets.BlackHolePort(owned);
+        var hello = new DataPlaneHello(0, 10, DataPlaneHello.NewToken());
+
+        using var caller = new CancellationTokenSource();
+        var cancelled = DataPlaneConnection.ConnectAsync("127.0.0.1", port, null, hello, TimeSpan.FromSeconds(60), caller.Token);
+        await Task.Delay(200);
+        Assert.False(cancelled.IsCompleted); // the connect waits
+        var clock = Stopwatch.StartNew();
+        caller.Cancel();
+        var error = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(caller.Token, error.CancellationToken);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the cancelled connect took {clock.Elapsed.TotalSeconds:0.0} s to end");
+
+        var timedOut = await Assert.ThrowsAsync<IOException>(() => DataPlaneConnection.ConnectAsync("127.0.0.1", port, null, hello, TimeSpan.FromSeconds(0.5),
+            CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.StartsWith($"data plane: 127.0.0.1:{port} did not answer within 0.5 s (TCP connect, TLS handshake and hello)", timedOut.Message);
+    }
+
+    /// <summary>
     /// A data-plane connection as production makes one (<see cref="DataPlaneConnection.ConnectAsync"/> to a
     /// <see cref="DataPlaneListener"/>, plain or TLS): frames in either direction wake only the thread that reads them. The
     /// runtime's socket event threads (<c>.NET Sockets</c>) stay asleep, because neither end's socket ever waited in an
     /// asynchronous call, which would register it with them for good. The control: a plain <see cref="NetworkStream"/> on a
     /// socket that did wait in one wakes them about once per read, so the count can tell the two apart.
     /// </summary>
-    [Theory]
+    [SkippableTheory]
     [InlineData(false)]
     [InlineData(true)]
     public async Task Frames_on_a_data_plane_connection_wake_only_their_reader_not_the_socket_event_threads(bool tls)
     {
-        if (!OperatingSystem.IsLinux()) return; // the count is Linux's /proc
+        Skip.IfNot(OperatingSystem.IsLinux(), "the count is read from Linux's /proc");
         const int Reads = 200;
         var directory = Directory.CreateTempSubdirectory("disttrain-polled-").FullName;
         try
@@ -137,13 +164,16 @@ public sealed class PolledNetworkStreamTests
                 writer.Flush();
             }
         });
-        var one = new byte[1];
-        for (var i = 0; i < reads; i++)
+        var receiver = Task.Run(() =>
         {
-            reader.ReadExactly(one);
-            Assert.Equal((byte)i, one[0]);
-        }
-        await sender.WaitAsync(TimeSpan.FromSeconds(30));
+            var one = new byte[1];
+            for (var i = 0; i < reads; i++)
+            {
+                reader.ReadExactly(one);
+                Assert.Equal((byte)i, one[0]);
+            }
+        });
+        await Task.WhenAll(sender, receiver).WaitAsync(TimeSpan.FromSeconds(30)); // a failed sender cannot leave the reader waiting forever
         return EventThreadSwitches() - before;
     }
 

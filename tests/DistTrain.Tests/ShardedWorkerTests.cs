@@ -329,33 +329,6 @@ public sealed class ShardedWorkerTests : TestKit
             error.Message);
         ExpectTerminated(worker, Wait);
     }
-    /// <summary>
-    /// A loopback port whose listener's accept queue is full (backlog 0, filled by connections nobody accepts): the kernel drops
-    /// every further connection request, so a connect to it neither completes nor fails, as to a black-holed endpoint.
-    /// </summary>
-    private int BlackHolePort()
-    {
-        var listener = _owned.Own(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(0);
-        var at = (IPEndPoint)listener.LocalEndPoint!;
-        for (var i = 0; i < 64; i++)
-        {
-            var filler = _owned.Own(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
-            using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(2)); // a loopback connect that is answered takes microseconds
-            try
-            {
-                filler.ConnectAsync(at, patience.Token).AsTask().GetAwaiter().GetResult();
-            }
-            catch (OperationCanceledException)
-            {
-                return at.Port; // not answered: the queue is full
-            }
-        }
-        Assert.Fail($"the accept queue of 127.0.0.1:{at.Port} (backlog 0) still took connections after 64");
-        return 0;
-    }
-
     /// <summary>A loopback port whose listener never accepts and never writes, with room in its queue: the kernel completes a
     /// connection's TCP handshake, and a TLS handshake then waits for an answer that never comes.</summary>
     private int SilentPort()
@@ -378,7 +351,7 @@ public sealed class ShardedWorkerTests : TestKit
     {
         var initial = Initial();
         var (_, workerIdentity) = _owned.Certificates(tls, "shard");
-        int[] ports = tls ? [SilentPort(), SilentPort()] : [BlackHolePort(), BlackHolePort()];
+        int[] ports = tls ? [SilentPort(), SilentPort()] : [LoopbackSockets.BlackHolePort(_owned), LoopbackSockets.BlackHolePort(_owned)];
         var servers = new ShardServers([.. ports.Select(p => new ShardEndpoint("127.0.0.1", p))], DataPlaneHello.NewToken(), initial, workerIdentity)
         {
             ConnectTimeout = TimeSpan.FromSeconds(0.5),

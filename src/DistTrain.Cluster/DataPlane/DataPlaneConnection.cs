@@ -71,8 +71,8 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
     /// <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/>), so an endpoint that does not accept the connection (a
     /// node that is down behind a firewall that drops packets) or, with TLS, does not answer the handshake (a stuck one)
     /// fails the connect instead of holding it forever. Without TLS a stuck node's kernel still accepts and buffers the hello,
-    /// and the connect succeeds. After the name lookup, the connect and the handshake are blocking calls on a thread-pool
-    /// thread, which the deadline ends by closing the socket: the socket is never registered with the runtime's socket event
+    /// and the connect succeeds. After the name lookup, the connect and the handshake are blocking calls on a thread of
+    /// their own, which the deadline ends by closing the socket: the socket is never registered with the runtime's socket event
     /// thread, so frames wake only the thread that reads them (<see cref="PolledNetworkStream"/>).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="timeout"/> is not positive.</exception>
@@ -84,50 +84,76 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
         TimeSpan timeout, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
-        // Whatever a step does with the token, closing the socket ends it.
-        var abort = deadline.Token.Register(socket.Dispose);
         try
         {
-            TensorFrame.Tune(socket);
             var addresses = await Dns.GetHostAddressesAsync(host, deadline.Token).ConfigureAwait(false);
             if (addresses.Length == 0) throw new SocketException((int)SocketError.HostNotFound);
-            // Blocking calls from here on, on a thread-pool thread (never the caller's), ended by the deadline's closing of the
-            // socket: a socket that waited in an asynchronous call stays registered with the runtime's socket event thread for
-            // good, and that thread then wakes on every frame that arrives (PolledNetworkStream).
-            await Task.Yield();
-            socket.Connect(addresses, port);
-            Stream stream = new PolledNetworkStream(socket);
-            if (certificates is not null) stream = certificates.AuthenticateAsClient(stream, host);
-            var connection = new DataPlaneConnection(socket, stream, $"{host}:{port}");
-            hello.Write(connection.Stream); // 48 bytes into a fresh connection's send buffer: never waits for the peer
-            await abort.DisposeAsync().ConfigureAwait(false); // waits for a disposal already under way
-            if (!deadline.IsCancellationRequested) return connection;
-            connection.Dispose();
-            throw new OperationCanceledException(deadline.Token);
+            // On a thread of its own: the blocking calls may wait until the deadline, and a thread-pool thread held that long
+            // (one per link, K links per worker with shards) would be taken from the actors that share the pool.
+            return await Task.Factory.StartNew(() => ConnectBlocking(addresses, host, port, certificates, hello, deadline.Token), CancellationToken.None,
+                TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
         }
         catch (Exception e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            socket.Dispose();
             throw new IOException(string.Create(CultureInfo.InvariantCulture, $"data plane: {host}:{port} did not answer within {timeout.TotalSeconds:0.###} s") +
                 " (TCP connect, TLS handshake and hello): the node is down or stuck, or a firewall drops the packets; check that it runs and listens on that port", e);
         }
-        catch (Exception e) when (cancellationToken.IsCancellationRequested && e is not OperationCanceledException)
+        catch (Exception e) when (cancellationToken.IsCancellationRequested && !(e is OperationCanceledException o && o.CancellationToken == cancellationToken))
         {
             // The blocking calls end with the closed socket's error: said as the cancellation it was.
-            socket.Dispose();
             throw new OperationCanceledException(cancellationToken);
         }
-        catch
+    }
+
+    /// <summary>
+    /// The TCP connect (each of <paramref name="addresses"/> in turn, each on a socket of its own), the TLS handshake and the
+    /// hello, as blocking calls, so that the socket is never registered with the runtime's socket event thread
+    /// (<see cref="PolledNetworkStream"/>); <paramref name="cancel"/> ends them by closing the socket.
+    /// </summary>
+    /// <exception cref="SocketException">The connection failed (the last address's error).</exception>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The TLS handshake failed.</exception>
+    /// <exception cref="IOException">Writing the hello failed.</exception>
+    /// <exception cref="ObjectDisposedException">The socket was closed by <paramref name="cancel"/>.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> fired.</exception>
+    private static DataPlaneConnection ConnectBlocking(IPAddress[] addresses, string host, int port, ClusterCertificates? certificates, DataPlaneHello hello,
+        CancellationToken cancel)
+    {
+        for (var i = 0; ; i++)
         {
-            socket.Dispose();
-            throw;
-        }
-        finally
-        {
-            await abort.DisposeAsync().ConfigureAwait(false);
+            cancel.ThrowIfCancellationRequested();
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            Stream? stream = null;
+            try
+            {
+                DataPlaneConnection connection;
+                using (cancel.Register(socket.Dispose))
+                {
+                    TensorFrame.Tune(socket);
+                    try
+                    {
+                        socket.Connect(addresses[i], port);
+                    }
+                    catch (SocketException) when (i + 1 < addresses.Length && !cancel.IsCancellationRequested)
+                    {
+                        socket.Dispose();
+                        continue; // the next address, on a fresh socket
+                    }
+                    stream = new PolledNetworkStream(socket);
+                    if (certificates is not null) stream = certificates.AuthenticateAsClient(stream, host);
+                    connection = new DataPlaneConnection(socket, stream, $"{host}:{port}");
+                    hello.Write(connection.Stream); // 48 bytes into a fresh connection's send buffer: never waits for the peer
+                } // waits for a closing already under way
+                cancel.ThrowIfCancellationRequested();
+                return connection;
+            }
+            catch
+            {
+                try { stream?.Dispose(); } catch (IOException) { } catch (ObjectDisposedException) { }
+                socket.Dispose();
+                throw;
+            }
         }
     }
 

@@ -66,7 +66,8 @@ internal sealed record DataPlaneHello(int WorkerIndex, int ParameterCount, byte[
     }
 
     /// <summary>Reads a hello, blocking: exactly <see cref="Size"/> bytes, whatever the peer sends.</summary>
-    /// <exception cref="IOException">The peer closed early, or the bytes are not a DistTrain hello of this version.</exception>
+    /// <exception cref="IOException">The peer closed early, the connection failed, or the bytes are not a DistTrain hello of this version.</exception>
+    /// <exception cref="ObjectDisposedException">The connection was closed meanwhile (the listener's deadline).</exception>
     public static DataPlaneHello Read(Stream stream)
     {
         var bytes = new byte[Size];

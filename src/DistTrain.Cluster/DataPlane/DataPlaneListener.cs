@@ -22,7 +22,8 @@ public sealed class DataPlaneListener : IDisposable
     /// TCP connect, TLS handshake and hello as long (<see cref="DataPlaneConnection.ConnectAsync"/>).</summary>
     public const double HandshakeTimeoutSeconds = 10;
 
-    /// <summary>Connections in their handshake at once; more are closed unread, so a flood holds bounded memory.</summary>
+    /// <summary>Connections in their handshake at once, each on a thread of its own; more are closed unread, so a flood holds
+    /// bounded memory and threads.</summary>
     public const int MaxPendingHandshakes = 64;
 
     /// <summary>A connection whose handshake and hello passed; the job host checks the hello's token.</summary>
@@ -136,7 +137,16 @@ public sealed class DataPlaneListener : IDisposable
                 continue;
             }
             // A thread of its own, for blocking calls (Handshake): at most MaxPendingHandshakes at once, each for at most the timeout.
-            new Thread(() => Handshake(socket)) { IsBackground = true, Name = "dataplane-handshake" }.Start();
+            try
+            {
+                new Thread(() => Handshake(socket)) { IsBackground = true, Name = "dataplane-handshake" }.Start();
+            }
+            catch (Exception e) when (e is OutOfMemoryException or ThreadStartException)
+            {
+                // No thread to be had (a process limit during a flood): this connection is closed, and the loop goes on.
+                socket.Dispose();
+                _pending.Release();
+            }
         }
     }
 
@@ -148,11 +158,12 @@ public sealed class DataPlaneListener : IDisposable
     /// </summary>
     private void Handshake(Socket socket)
     {
-        var peer = socket.RemoteEndPoint?.ToString() ?? "unknown peer";
+        var peer = "unknown peer";
         Stream? stream = null;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         try
         {
+            peer = socket.RemoteEndPoint?.ToString() ?? peer;
             TensorFrame.Tune(socket);
             timeout.CancelAfter(_handshakeTimeout);
             DataPlaneHello hello;
@@ -170,8 +181,8 @@ public sealed class DataPlaneListener : IDisposable
         }
         catch (Exception e) when (e is IOException or SocketException or AuthenticationException or OperationCanceledException or ObjectDisposedException)
         {
-            var reason = timeout.IsCancellationRequested
-                ? string.Create(CultureInfo.InvariantCulture, $"no TLS handshake and hello within {_handshakeTimeout.TotalSeconds:0.###} s")
+            var reason = _stop.IsCancellationRequested ? "the data-plane listener stopped (the node is shutting down)"
+                : timeout.IsCancellationRequested ? string.Create(CultureInfo.InvariantCulture, $"no TLS handshake and hello within {_handshakeTimeout.TotalSeconds:0.###} s")
                 : e.Message;
             _owner.Tell(new Rejected(peer, reason));
             new DataPlaneConnection(socket, stream ?? Stream.Null, peer).Dispose();
