@@ -13,7 +13,7 @@ namespace DistTrain.Cluster.DataPlane;
 /// plane therefore makes its connections with blocking calls (<see cref="DataPlaneConnection.ConnectAsync"/>,
 /// <see cref="DataPlaneListener"/>), and reads through this stream, whose poll finds the bytes before the read: each frame
 /// wakes the thread that reads it and no other. Asynchronous reads are NetworkStream's, unchanged (nothing uses them
-/// after the handshake). docs/benchmarks.md, "Frames that wake only their reader", has the measurements.
+/// after the handshake). docs/benchmarks.md, "Kept: frames that wake only their reader", has the measurements.
 /// </remarks>
 /// <param name="socket">The connected socket; the caller owns it (the stream does not close it).</param>
 internal sealed class PolledNetworkStream(Socket socket) : NetworkStream(socket, ownsSocket: false)
