@@ -170,15 +170,16 @@ public sealed class CliRunTests : IDisposable
     [Fact]
     public async Task A_Ctrl_C_before_the_first_checkpoint_does_not_point_to_a_resume_that_has_nothing_to_resume_from()
     {
-        // 5.8M parameters, 30 steps of 100 samples per epoch: the first epoch's checkpoint is a few seconds away when the
-        // signal comes, right after the run's first line.
+        // 5.8M parameters and 1,000 steps of 1 sample per epoch (the subset's 1,000 training samples): the first epoch's
+        // checkpoint is seconds away when the signal comes, right after the run's first line (with 10 steps of 100 samples an
+        // epoch took well under a second, and a checkpoint was sometimes written before the signal landed).
         var checkpoints = Path.Combine(_directory, "checkpoints");
         using var train = new DistTrainProcess([.. Train(Config("""
             {
-              "Data": { "Normalization": "Global", "TrainLimit": 3000 },
+              "Data": { "Normalization": "Global" },
               "Model": { "InputSize": 784, "Layers": [ { "Type": "Dense", "Units": 2048 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 2048 }, { "Type": "ReLU" }, { "Type": "Dense", "Units": 10 } ] },
               "Optimizer": { "LearningRate": 0.01 },
-              "Training": { "Workers": 1, "Epochs": 1000, "BatchSizePerWorker": 100, "Seed": 3, "StallTimeoutSeconds": 60 }
+              "Training": { "Workers": 1, "Epochs": 1000, "BatchSizePerWorker": 1, "Seed": 3, "StallTimeoutSeconds": 60 }
             }
             """), TestData.SubsetDirectory), "--checkpoint-dir", checkpoints], defaultInterrupt: true);
         await train.WaitForOutputAsync("DistTrain single-node", TimeSpan.FromSeconds(120));
