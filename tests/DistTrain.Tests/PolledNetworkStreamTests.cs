@@ -5,20 +5,13 @@ using DistTrain.Cluster.DataPlane;
 
 namespace DistTrain.Tests;
 
-/// <summary>Runs alone: the runtime's socket event threads serve every socket of the process.</summary>
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class ProcessWideMeasurements
-{
-    public const string Name = "Process-wide measurements";
-}
-
 /// <summary>
-/// The data plane's stream (<see cref="PolledNetworkStream"/>) on a socket that an asynchronous operation made non-blocking,
-/// as every data-plane socket is after its connect, handshake and hello: reads return what was sent, the end of the
-/// connection and failures as a <see cref="NetworkStream"/> does; and on a connection made as production makes one, a
-/// frame wakes only the thread that reads it, not the runtime's socket event thread as well.
+/// The data plane's stream (<see cref="PolledNetworkStream"/>), also on a socket that an asynchronous operation made
+/// non-blocking: reads return what was sent, the end of the connection and failures as a <see cref="NetworkStream"/> does;
+/// and on a connection made as production makes one, a frame wakes only the thread that reads it, not the runtime's socket
+/// event thread as well. The count of that thread's wake-ups covers every socket of the process; the suite runs its test
+/// classes one at a time (xunit.runner.json), so other tests' sockets are idle meanwhile.
 /// </summary>
-[Collection(ProcessWideMeasurements.Name)]
 public sealed class PolledNetworkStreamTests
 {
     /// <summary>A connected pair whose accepted end has done one asynchronous receive (of the byte 42), which made its socket non-blocking.</summary>

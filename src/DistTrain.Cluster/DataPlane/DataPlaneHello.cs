@@ -79,12 +79,6 @@ internal sealed record DataPlaneHello(int WorkerIndex, int ParameterCount, byte[
         {
             throw new IOException("the peer closed the connection before its hello.");
         }
-        return Parse(bytes);
-    }
-
-    /// <exception cref="IOException">The bytes are not a DistTrain hello of this version.</exception>
-    private static DataPlaneHello Parse(byte[] bytes)
-    {
         var magic = BinaryPrimitives.ReadUInt32LittleEndian(bytes);
         if (magic != Magic)
             throw new IOException($"its first bytes (0x{magic:X8}) are not a DistTrain data-plane hello (an older DistTrain, or something else talking to this port).");

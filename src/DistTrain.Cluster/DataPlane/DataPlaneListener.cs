@@ -179,18 +179,14 @@ public sealed class DataPlaneListener : IDisposable
             owner.Tell(new Accepted(hello, new DataPlaneConnection(socket, stream, peer)));
             stream = null; // the job host owns it now
         }
-        catch (Exception e) when (e is IOException or SocketException or AuthenticationException or OperationCanceledException or ObjectDisposedException)
-        {
-            var reason = _stop.IsCancellationRequested ? "the data-plane listener stopped (the node is shutting down)"
-                : timeout.IsCancellationRequested ? string.Create(CultureInfo.InvariantCulture, $"no TLS handshake and hello within {_handshakeTimeout.TotalSeconds:0.###} s")
-                : e.Message;
-            _owner.Tell(new Rejected(peer, reason));
-            new DataPlaneConnection(socket, stream ?? Stream.Null, peer).Dispose();
-        }
         catch (Exception e)
         {
-            // Anything else would end the process from this thread: the connection is refused and closed instead.
-            _owner.Tell(new Rejected(peer, $"{e.GetType().Name}: {e.Message}"));
+            // Every failure is caught: one left on this thread would end the process. The connection is refused and closed.
+            var reason = _stop.IsCancellationRequested ? "the data-plane listener stopped (the node is shutting down)"
+                : timeout.IsCancellationRequested ? string.Create(CultureInfo.InvariantCulture, $"no TLS handshake and hello within {_handshakeTimeout.TotalSeconds:0.###} s")
+                : e is IOException or SocketException or AuthenticationException or ObjectDisposedException ? e.Message
+                : $"{e.GetType().Name}: {e.Message}";
+            _owner.Tell(new Rejected(peer, reason));
             new DataPlaneConnection(socket, stream ?? Stream.Null, peer).Dispose();
         }
         finally
