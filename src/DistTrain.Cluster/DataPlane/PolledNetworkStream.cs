@@ -12,8 +12,8 @@ namespace DistTrain.Cluster.DataPlane;
 /// non-blocking socket that finds no bytes is such a wait (it queues itself, and the event thread signals it). The data
 /// plane therefore makes its connections with blocking calls (<see cref="DataPlaneConnection.ConnectAsync"/>,
 /// <see cref="DataPlaneListener"/>), and reads through this stream, whose poll finds the bytes before the read: each frame
-/// wakes the thread that reads it and no other. Asynchronous reads are NetworkStream's, unchanged (nothing uses them
-/// after the handshake). docs/benchmarks.md, "Kept: frames that wake only their reader", has the measurements.
+/// wakes the thread that reads it and no other. Asynchronous reads are NetworkStream's, unchanged: the data plane
+/// makes none, since one would register the socket. docs/benchmarks.md, "Kept: frames that wake only their reader", has the measurements.
 /// </remarks>
 /// <param name="socket">The connected socket; the caller owns it (the stream does not close it).</param>
 internal sealed class PolledNetworkStream(Socket socket) : NetworkStream(socket, ownsSocket: false)
