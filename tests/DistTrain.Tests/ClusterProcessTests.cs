@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
@@ -291,6 +292,66 @@ public sealed partial class ClusterProcessTests : IDisposable
         tensors = SafeTensors.Read(FinalWeightsPath("runs-resumed"));
         foreach (var segment in single.Layout.Segments)
             Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+    }
+
+    /// <summary>
+    /// Cluster:ShardNodes with a worker killed (SIGKILL) mid-epoch, 3 workers and Cluster:MinWorkers 2: the part's loss arbiter
+    /// decides with both shard nodes which of the lost worker's slices count, the other two finish their minibatches, and a
+    /// further part of the epoch gives them the lost worker's rest. Training completes on every surviving node; every epoch, the
+    /// lost one included, trained on each of the 1,000 samples exactly once (the workers' sample traces, the lost worker's only up
+    /// to the round the parameter server names), and each epoch's checkpoint is written once, at the end of its last part.
+    /// </summary>
+    [Fact]
+    public async Task A_worker_killed_mid_epoch_on_shard_nodes_leaves_its_samples_to_a_further_part_and_every_sample_is_used_once()
+    {
+        var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 2", StringComparison.Ordinal));
+        var settings = OnShardNodes;
+        settings["DISTTRAIN_Cluster__StartDelaySeconds"] = "3"; // all three in the job: a job on shard nodes takes no worker after it starts
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, settings);
+        var trace = Path.Combine(_directory, "sample-trace");
+        psEnvironment["DISTTRAIN_Monitoring__SampleTraceDirectory"] = workerEnvironment["DISTTRAIN_Monitoring__SampleTraceDirectory"] = trace;
+        psEnvironment["DISTTRAIN_Checkpoint__Directory"] = Path.Combine(_directory, "checkpoints");
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var shards = StartShardNodes(configPath, workerEnvironment, 2);
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment),
+            Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        await ps.WaitForOutputAsync("Training starts with 3 workers", Guard);
+        await ps.WaitForMatchAsync(new Regex(@"epoch +\d+/2 +(25|50|75)%"), Guard);
+        var victim = workers.First(w => w.Output.Contains("Joined the job as worker 0", StringComparison.Ordinal));
+        victim.Kill(); // SIGKILL: the shards wait for its next slice until the membership reports it lost
+        var lostAt = await ps.WaitForOutputAsync("Worker 0 lost in epoch ", Guard);
+        await ps.AssertExitAsync(0, Guard);
+        foreach (var node in workers.Where(w => w != victim).Concat(shards)) await node.AssertExitAsync(0, Guard);
+        Assert.Contains("Test accuracy after 2 epochs", ps.Output);
+
+        // Where the lost worker's minibatches stopped counting: from round `from` of its epoch (none left: all of them count).
+        var lost = Regex.Match(ps.Output[lostAt..], @"^Worker 0 lost in epoch (\d+) round (\d+): (?:its slice of that round (?:counts|does not count), and its " +
+            @"minibatches from round (\d+) go to a further part|it had no minibatch left)", RegexOptions.Multiline);
+        Assert.True(lost.Success, ps.Output[lostAt..]);
+        var lostEpoch = int.Parse(lost.Groups[1].Value, CultureInfo.InvariantCulture);
+        var from = lost.Groups[3].Success ? int.Parse(lost.Groups[3].Value, CultureInfo.InvariantCulture) : int.MaxValue;
+        var samples = new SortedDictionary<int, List<int>>();
+        foreach (var file in Directory.GetFiles(trace, "minibatches-*.csv"))
+            foreach (var line in File.ReadLines(file).Skip(1).Where(l => l.Length > 0))
+            {
+                var fields = line.Split(',');
+                var (epoch, round, worker) = (int.Parse(fields[0], CultureInfo.InvariantCulture), int.Parse(fields[1], CultureInfo.InvariantCulture),
+                    int.Parse(fields[3], CultureInfo.InvariantCulture));
+                if (worker == 0) Assert.True(epoch <= lostEpoch, $"the lost worker computed a minibatch of epoch {epoch}, after it was lost in epoch {lostEpoch}");
+                if (worker == 0 && epoch == lostEpoch && round >= from) continue; // computed, but its slice did not count
+                if (!samples.TryGetValue(epoch, out var list)) samples[epoch] = list = [];
+                list.AddRange(fields[4].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(t => int.Parse(t, CultureInfo.InvariantCulture)));
+            }
+        Assert.Equal(Enumerable.Range(1, 2), samples.Keys);
+        foreach (var (epoch, list) in samples)
+            Assert.True(list.Order().SequenceEqual(Enumerable.Range(0, 1000)),
+                $"epoch {epoch} trained {list.Count} samples, {list.Distinct().Count()} of them distinct; every one of the 1,000 once is right");
+        // Samples left: the coordinator planned a further part of that epoch for the 2 workers alive.
+        if (from != int.MaxValue) Assert.Matches(new Regex($@"Epoch {lostEpoch}: the [\d,]+ samples? (left untrained when a worker was lost|lost workers had left) go(es)? to 2 workers"), ps.Output);
+        // One checkpoint per epoch, each once its epoch's last part ended: none at the end of the part the worker was lost in.
+        var gathered = Regex.Matches(ps.Output, @"epoch (\d+)'s end gathered from the shard nodes for its checkpoint").Select(m => int.Parse(m.Groups[1].Value,
+            CultureInfo.InvariantCulture));
+        Assert.Equal(Enumerable.Range(1, 2), gathered);
     }
 
     /// <summary>The settings of a job whose 2 shards run on shard nodes, without checkpoints (which shard nodes do not write yet).</summary>

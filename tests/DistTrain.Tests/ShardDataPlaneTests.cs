@@ -315,6 +315,7 @@ public sealed class ShardDataPlaneTests : TestKit
         { "another length", "announced a shard weights of 7 floats; shard 0's slice [0, 5) has 5. Refused before allocating" },
         { "another shard's", "sent shard 1's weights on the connection to shard 0; the connection is closed." },
         { "stamp out of range", "sent shard weights whose Stamp 999 is outside 0 to 256; the connection is closed." },
+        { "part out of range", "sent shard weights whose Part -1 is" },
         { "a refusal without text", "sent a refusal of 0 floats and 0 bytes of text" },
     };
 
@@ -344,7 +345,8 @@ public sealed class ShardDataPlaneTests : TestKit
             "truncated slice" => Bytes(header, 5)[..(TensorFrame.HeaderSize + 8)],
             "another length" => Bytes(header with { Count = 7 }, 7),
             "another shard's" => Bytes(header with { WorkerIndex = 1 }, 5),
-            "stamp out of range" => Bytes(header with { Part = 999 }, 5),
+            "stamp out of range" => Bytes(header with { EndRound = 999 }, 5),
+            "part out of range" => Bytes(header with { Part = -1 }, 5),
             _ => Bytes(new TensorFrame.Header { Magic = TensorFrame.Magic, Type = TensorFrame.RefusalType, Version = TensorFrame.ProtocolVersion }, 0),
         };
         accepted.Send(bytes);
@@ -355,16 +357,16 @@ public sealed class ShardDataPlaneTests : TestKit
     }
 
     /// <summary>A shard's result's frame header carries every field of its <see cref="ShardWeightsHeader"/> (the shard in the worker
-    /// field, the stamp in the part field) and reads back as written.</summary>
+    /// field, the part in the part field, the stamp in the end-round field) and reads back as written.</summary>
     [Fact]
-    public void A_shard_weights_frame_header_carries_shard_epoch_round_stamp_version_and_length()
+    public void A_shard_weights_frame_header_carries_shard_epoch_round_stamp_version_length_and_part()
     {
-        var result = new ShardWeights(2, 3, 4, 5, 6, new float[7]);
+        var result = new ShardWeights(2, 3, 4, 5, 6, new float[7], Part: 8);
         var header = TensorFrame.For(result);
         Assert.Equal((TensorFrame.ShardWeightsType, 0, 0.0), (header.Type, header.SampleCount, header.LossSum));
         var bytes = Bytes(header, 0);
         var parsed = TensorFrame.ParseHeader(bytes, TensorFrame.ShardWeightsType, 7, "a shard", expectedCountIs: "shard 2's slice [10, 17)");
-        Assert.Equal(new ShardWeightsHeader(2, 3, 4, 5, 6, 7), TensorFrame.ShardWeightsOf(parsed));
+        Assert.Equal(new ShardWeightsHeader(2, 3, 4, 5, 6, 7, 8), TensorFrame.ShardWeightsOf(parsed));
         Assert.Equal(result.Header, TensorFrame.ShardWeightsOf(parsed));
     }
 

@@ -35,6 +35,30 @@ public class ShardRoundLedgerTests
         Assert.True(ledger.PartFinished);
     }
 
+    /// <summary>
+    /// A further part of an epoch (the samples a lost worker left) opens at its first round: a slice of an earlier round is
+    /// refused, the part's rounds close as in a part from round 0, and it is over after its workers' last round; a slot whose
+    /// end round is not after the first round is refused at the start.
+    /// </summary>
+    [Fact]
+    public void A_further_part_opens_at_its_first_round_and_ends_after_its_workers_last()
+    {
+        var ledger = new ShardRoundLedger<Slice>([7, 0, 6], firstRound: 5);
+        Assert.Equal(5, ledger.OpenRound);
+        Assert.False(ledger.PartFinished);
+        Assert.Equal(LedgerActionKind.None, ledger.Add(0, 0, new Slice(1), out var problem).Kind);
+        Assert.Equal("it is for round 0, and this shard collects round 5", problem);
+        Assert.Equal(LedgerActionKind.None, ledger.Add(2, 5, new Slice(2), out _).Kind);
+        var close = ledger.Add(0, 5, new Slice(3), out _);
+        Assert.Equal((LedgerActionKind.Close, 5), (close.Kind, close.Round));
+        Assert.Equal([0, 2], close.Reports.Select(r => r.Worker));
+        Assert.Equal((LedgerActionKind.Close, 6), (ledger.Add(0, 6, new Slice(4), out _).Kind, ledger.HeldRound!.Value));
+        Assert.True(ledger.PartFinished); // worker 2's minibatches end at round 6, worker 0's at 7
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ShardRoundLedger<Slice>([7], firstRound: -1));
+        Assert.Contains("A part that starts at round 5 has a worker whose minibatches end at or before it (7, 5)",
+            Assert.Throws<ArgumentException>(() => new ShardRoundLedger<Slice>([7, 5], firstRound: 5)).Message);
+    }
+
     [Theory]
     [InlineData(0, 1, "round 1, and this shard collects round 0")]
     [InlineData(5, 0, "worker slot 5 is not in this part")]

@@ -187,6 +187,65 @@ public sealed class ShardedWorkerTests : TestKit
     }
 
     /// <summary>
+    /// A worker lost during a part, and the further part of the epoch that trains the samples it left: worker 1 never computes
+    /// (it is given no data shard) and is reported lost in round 0; over TCP, the part's <see cref="ShardLossArbiter"/> asks
+    /// both shards, which close round 0 without its slice (decision: round 0, not kept), and worker 0 trains its 4 rounds alone.
+    /// The further part (part 1, rounds 5 to 8, as the coordinator plans it after a loss) gives worker 0 worker 1's 65
+    /// samples; its shards' starting weights reach worker 0 before its data shard does, so they wait for it. Worker 0 ends with
+    /// the weights the same steps give against one <see cref="ParameterServer"/> that is told of the same loss, bit for bit.
+    /// </summary>
+    [Fact]
+    public void A_worker_lost_mid_part_leaves_its_samples_to_a_further_part_that_ends_on_one_servers_weights_bit_for_bit()
+    {
+        const int FurtherFirstRound = Rounds + 1; // the coordinator skips one round between parts (EpochPlan.ContinueEpoch)
+        var lostSamples = Shard(1, 1).SampleIndices;
+        var further = new AssignShard(1, lostSamples, BatchSize, FurtherFirstRound, Rounds, StepsPerEpoch: Rounds, Part: 1);
+        const int FurtherEnd = FurtherFirstRound + Rounds;    // 65 samples in minibatches of 20: 4 rounds
+
+        // One server, driven as the coordinator drives it through the loss.
+        var server = Sys.ActorOf(ParameterServer.Props(Initial(), Sgd, totalEpochs: 1));
+        var failures = CreateTestProbe();
+        var reference = StartWorkers(Workers, _ => null, failures);
+        var coordinator = CreateTestProbe();
+        reference[0].Tell(Shard(1, 0), coordinator.Ref);
+        server.Tell(new StartEpoch(1, reference, [Rounds, Rounds]), coordinator.Ref);
+        server.Tell(new WorkerLost(1), coordinator.Ref);
+        Assert.Equal(new WorkerRemoved(1, 0), coordinator.FishForMessage<WorkerRemoved>(_ => true, Wait));
+        coordinator.FishForMessage<EpochCompleted>(_ => true, Wait);
+        reference[0].Tell(further, coordinator.Ref);
+        server.Tell(new StartEpoch(1, [reference[0], ActorRefs.Nobody], [FurtherEnd, 0], FurtherFirstRound, Rounds, false, Part: 1), coordinator.Ref);
+        coordinator.FishForMessage<EpochCompleted>(_ => true, Wait);
+        var expected = WeightsAt(reference[0], 2 * Rounds).Weights;
+        Sys.Stop(server);
+
+        // Two shards over TCP, their loss arbiter, and the same workers.
+        var initial = Initial();
+        var tokens = ShardDataPlaneTests.Tokens(Workers);
+        var nodes = StartShards(initial, 2, tokens);
+        var shards = nodes.Select(n => n.Shard).ToArray();
+        var workers = StartWorkers(Workers, w => Servers(nodes, tokens[w], initial), failures);
+        var arbiter = Sys.ActorOf(ShardLossArbiter.Props(shards, Workers, 1, 0, TestActor));
+        workers[0].Tell(Shard(1, 0));
+        foreach (var node in nodes) node.Shard.Tell(new ShardPartStart(1, node.Links, [Rounds, Rounds], 0, shards, arbiter));
+        arbiter.Tell(new WorkerLost(1));
+        Assert.Equal(new LossDecision(1, 0, Keep: false), ExpectMsg<ShardLossDecided>(Wait).Decision);
+        Assert.Equal(Rounds, WeightsAt(workers[0], Rounds).Version);
+        foreach (var node in nodes)
+            node.Shard.Tell(new ShardPartStart(1, [node.Links[0], ActorRefs.Nobody], [FurtherEnd, 0], Rounds, shards, ActorRefs.Nobody, Part: 1,
+                FirstRound: FurtherFirstRound));
+        Thread.Sleep(200); // the further part's starting weights come first, and wait for the data shard
+        workers[0].Tell(further);
+        var actual = WeightsAt(workers[0], 2 * Rounds);
+        Assert.Equal(2 * Rounds, actual.Version);
+        Assert.NotEqual(initial.Values, expected);
+        for (var i = 0; i < actual.Weights.Length; i++)
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual.Weights[i]))
+                Assert.Fail($"Against 2 shards with a lost worker: final weight {i} is {actual.Weights[i]:R}, against one server {expected[i]:R}");
+        failures.ExpectNoMsg(TimeSpan.Zero);
+        foreach (var worker in workers.Concat(reference)) Sys.Stop(worker);
+    }
+
+    /// <summary>
     /// A worker of the run that claims another worker's slot (worker 1's) with its own token (worker 0's) is refused by the shard
     /// node with the reason, and stops; the slot stays free, and the real workers 0 and 1 then train against the shards and end
     /// with one server's weights bit for bit.

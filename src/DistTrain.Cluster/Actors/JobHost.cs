@@ -646,7 +646,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             : "");
 
     /// <summary>
-    /// Starts one second after MinWorkers workers are ready, with every worker ready by then, so a cluster brought up
+    /// Starts Cluster:StartDelaySeconds (1 s by default) after MinWorkers workers are ready, with every worker ready by then, so a cluster brought up
     /// together starts with all its workers; later ones join the running job at its next epoch. Resuming from a
     /// mid-epoch checkpoint, or taking over from any checkpoint, it starts as soon as the checkpoint's workers are ready.
     /// </summary>
@@ -664,7 +664,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // waiting for more; nor in a takeover once the checkpoint's workers are back: it starts at once (a second sooner).
         if (!waited && !(_resumeFrom is { } checkpoint && (checkpoint.Round > 0 || _takeover) && count >= checkpoint.Workers))
         {
-            if (!Timers.IsTimerActive("start-now")) Timers.StartSingleTimer("start-now", new StartNow(), TimeSpan.FromSeconds(1));
+            if (!Timers.IsTimerActive("start-now"))
+                Timers.StartSingleTimer("start-now", new StartNow(), TimeSpan.FromSeconds(_options.Cluster.StartDelaySeconds));
             return;
         }
         Timers.Cancel("start-now");

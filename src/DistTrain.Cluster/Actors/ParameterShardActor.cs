@@ -39,8 +39,9 @@ namespace DistTrain.Cluster.Actors;
 /// <para>Checkpoints: the owner gathers the shards' slices of the weights and optimizer state at each epoch's end
 /// (<see cref="ShardSliceRequest"/>) and writes the checkpoint; a resumed run's owner sends each shard its slice of the checkpoint
 /// (<see cref="ShardSliceChunk"/>, the same pieces in the other direction) before the first part.</para>
-/// <para>Not yet here: parts that start after round 0 (an epoch's further part after a loss), the gradient diagnostics and
-/// metrics. Only a <see cref="ShardHost"/> starts this actor, on a shard node, for the
+/// <para>A part may start after round 0: an epoch's further part, which trains the samples a lost worker left
+/// (<see cref="ShardPartStart.FirstRound"/>); its results carry its part (<see cref="ShardWeights.Part"/>). Not yet here: the
+/// gradient diagnostics and metrics. Only a <see cref="ShardHost"/> starts this actor, on a shard node, for the
 /// <see cref="RemoteShardedParameterServer"/> of a run with Cluster:ShardNodes.</para>
 /// </remarks>
 public sealed class ParameterShardActor : ReceiveActor
@@ -153,10 +154,17 @@ public sealed class ParameterShardActor : ReceiveActor
                 "by shard index. Ignored.", _shard.Index, start.Epoch, start.Shards.Length);
             return;
         }
-        _ledger = new ShardRoundLedger<GradientComputed>(start.RoundsPerWorker);
+        if (start.OutOfRange() is { } outOfRange)
+        {
+            // Decoding refuses such a start from another node; one made in this process is refused here alike.
+            _log.Warning("Shard {0}: a part of epoch {1} is not started: {2}. Ignored.", _shard.Index, start.Epoch, outOfRange);
+            return;
+        }
+        _ledger = new ShardRoundLedger<GradientComputed>(start.RoundsPerWorker, start.FirstRound);
         // The first round that can be the part's last: the lowest last round of its workers (the others may be lost by then).
-        _lastRoundFrom = start.RoundsPerWorker.Where(r => r > 0).DefaultIfEmpty(1).Min() - 1;
-        _part = new EpochPart(start.Epoch, [.. start.Workers.Select(w => !w.IsNobody())], start.RoundsPerWorker, 0, start.StepsPerEpoch, false, start.Part);
+        _lastRoundFrom = start.RoundsPerWorker.Where(r => r > 0).DefaultIfEmpty(start.FirstRound + 1).Min() - 1;
+        _part = new EpochPart(start.Epoch, [.. start.Workers.Select(w => !w.IsNobody())], start.RoundsPerWorker, start.FirstRound, start.StepsPerEpoch,
+            false, start.Part);
         _workers = start.Workers;
         _receivers = (IActorRef[])start.Workers.Clone();
         _shards = start.Shards;
@@ -166,7 +174,7 @@ public sealed class ParameterShardActor : ReceiveActor
         _awaitingNorm = null;
         _partEndAfterStep = null;
         _normParts.Clear();
-        Broadcast(-1, 0);
+        Broadcast(start.FirstRound - 1, 0); // the weights the part's first round is computed on
     }
 
     private void OnSliceRequest(ShardSliceRequest request)
@@ -522,7 +530,7 @@ public sealed class ParameterShardActor : ReceiveActor
 
     private void Broadcast(int round, int stamp)
     {
-        var message = new ShardWeights(_shard.Index, _part!.Epoch, round, stamp, _model.Version, (float[])_model.Weights.Values.Clone());
+        var message = new ShardWeights(_shard.Index, _part!.Epoch, round, stamp, _model.Version, (float[])_model.Weights.Values.Clone(), _part.Part);
         _sentRound = round;
         _sentVersion = _model.Version;
         // A redo replaces the results of its version and of any later one; two versions are enough for the last good weights.

@@ -27,8 +27,8 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="Timeout">How long the search for K shard nodes may take, and again how long their answers may take, positive:
 /// the smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds (the coordinator counts the placement as
 /// time without progress).</param>
-/// <param name="MinWorkers">Cluster:MinWorkers: a worker lost between parts that leaves fewer fails the job, since a job on shard
-/// nodes takes no new workers (the coordinator would otherwise pause for ever, waiting for one).</param>
+/// <param name="MinWorkers">Cluster:MinWorkers: a lost worker that leaves fewer fails the job, since a job on shard nodes takes no
+/// new workers (the coordinator would otherwise pause for ever, waiting for one).</param>
 /// <param name="Checkpoints">Where to write a checkpoint at the end of every epoch (Checkpoint:Directory; Checkpoint:EverySteps must
 /// be 0); null writes none.</param>
 /// <param name="Optimizer">The parameter server's optimizer settings (<see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/>),
@@ -57,12 +57,16 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// <remarks>
 /// <para>Until the shards are placed, every message from the coordinator waits. No K shard nodes within
 /// <see cref="RemoteShardSettings.Timeout"/>, a refusal, no answers within it again, a shard node that fails or leaves, the
-/// shards' reports disagreeing, and a worker lost during a part each fail this actor with <see cref="ShardNodesException"/>,
-/// whose message names the problem and the fix, so the coordinator ends the job with it: shards on shard nodes do not cover a
-/// lost worker yet (its samples would go on in a further part of the epoch, and its slot cannot be taken again). A worker lost
-/// between parts (during an evaluation) is not: the coordinator plans the next part without it. A lost shard node or worker
-/// fails the job after a grace of 2 s, in which a stop (<see cref="StopStepping"/>) makes it the stop's: stopping the whole
-/// cluster stops the shard nodes and workers too, and the job then ends cancelled, not failed.</para>
+/// shards' reports disagreeing, and a lost worker that leaves fewer than <see cref="RemoteShardSettings.MinWorkers"/> each fail
+/// this actor with <see cref="ShardNodesException"/>, whose message names the problem and the fix, so the coordinator ends the
+/// job with it. Any other lost worker is covered: during a part, the part's <see cref="ShardLossArbiter"/> (a child, made
+/// anew for each part) decides with every shard which of its slices count, this actor tells the coordinator the first round
+/// whose minibatch is left (<see cref="WorkerRemoved"/>, before the part's end, which waits for every decision), and the
+/// coordinator gives those samples to the others in a further part of the epoch (<see cref="StartEpoch.FirstRound"/> above 0);
+/// between parts (during an evaluation) the coordinator plans the next part without it. The others keep their minibatches
+/// in the part: Training:KeepGlobalBatch's cut is not applied. A failing loss waits a grace of 2 s (a worker's 3 s), in which a
+/// stop (<see cref="StopStepping"/>) makes it the stop's: stopping the whole cluster stops the shard nodes and workers too,
+/// and the job then ends cancelled, not failed.</para>
 /// <para>A stop (<see cref="StopStepping"/>) does not stop the shards mid-part: the shards step on while the workers finish their
 /// round, and a gathering of the weights that finds the shards at different versions (one has stepped, another not yet) is asked
 /// again every 50 ms, for up to 10 s, so every <see cref="GetWeights"/> is answered once.</para>
@@ -112,6 +116,13 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private int _gatherAttempts;
     private bool _partRunning;
     private readonly HashSet<int> _lost = [];
+    private IActorRef _arbiter = ActorRefs.Nobody;   // the running part's ShardLossArbiter (a child), which decides its lost workers
+    private int _arbiters;                           // arbiters made so far, for unique names
+    private int _partEpoch;                          // the running (or last) part's epoch
+    private int[] _partEnds = [];                    // by worker slot: the round after its last minibatch in the running part (0: none)
+    private readonly HashSet<int> _undecided = [];   // workers lost in the running part whose decision has not come back yet
+    private bool _partLeftSamples;                   // a worker lost in the running part left minibatches: a further part of the epoch follows
+    private ShardRoundApplied? _heldPartEnd;         // the part's end, held until every loss in it is decided
     private ShardNodesException? _pendingFailure;
     private int _partSlots;                      // the running part's worker slots, present or not: a checkpoint records them
     private ShardWeightsGather? _checkpointGather; // an epoch end's weights and optimizer state, being gathered for its checkpoint
@@ -225,28 +236,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Receive<StartEpoch>(OnStartEpoch);
         Receive<ShardRoundApplied>(OnRoundApplied);
         Receive<RoundApplied>(_ => { }); // the coordinator returns each report; these are not pooled
-        Receive<WorkerLost>(lost =>
-        {
-            // Between parts (an evaluation, the run's end) the coordinator plans the next part without the worker, or reassigns
-            // its evaluation: nothing of it is pending at the shards.
-            if (!_partRunning)
-            {
-                _lost.Add(lost.WorkerIndex);
-                var alive = _settings.Workers.Count - _lost.Count;
-                if (alive >= Math.Max(1, _settings.MinWorkers)) // as the coordinator counts them
-                {
-                    _log.Info("Parameter server: worker {0} was lost between parts; the next part runs without it.", lost.WorkerIndex);
-                    return;
-                }
-                FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost, leaving {Counts.Of(alive, "worker")} of the Cluster:MinWorkers = " +
-                    $"{_settings.MinWorkers} the job needs, and a job whose shards run on shard nodes takes no new workers yet. Restart the job, or set " +
-                    "Cluster:ShardNodes to false (the shards then run in the parameter server's process, and workers may join)."), WorkerLossGrace);
-                return;
-            }
-            FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost during a part of an epoch, and shards on shard nodes do not cover " +
-                "that yet: its samples would go on in a further part of the epoch, and its slot cannot be taken again. Restart the job, or set " +
-                "Cluster:ShardNodes to false (the shards then run in the parameter server's process, which covers lost workers)."), WorkerLossGrace);
-        });
+        Receive<WorkerLost>(OnWorkerLost);
+        Receive<ShardLossDecided>(OnLossDecided);
         Receive<StopStepping>(_ =>
         {
             _stopping = true;
@@ -310,10 +301,6 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
                 "checkpoint's weights starts (every epoch was trained, or early stopping's record asks for that epoch's score), is not run by shards on " +
                 "shard nodes yet. Resume this run with Cluster:ShardNodes = false (the shards then run in the parameter server's process, from the same " +
                 "checkpoint), or raise Training:Epochs to train further.");
-        if (start.FirstRound != 0)
-            throw new ShardNodesException($"Epoch {start.Epoch}: a part that starts at round {start.FirstRound} (a further part after a lost worker) " +
-                "is not run by shards on shard nodes yet. " +
-                "Restart the job, or set Cluster:ShardNodes to false (the shards then run in the parameter server's process, which covers lost workers).");
         for (var w = slots; w < start.Workers.Length; w++)
             if (!start.Workers[w].IsNobody())
                 throw new ShardNodesException($"Worker {w} joined the running job, and the shards were placed for {slots} worker slots: shards on shard " +
@@ -329,9 +316,74 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _partLoss = 0;
         _partRunning = true;
         _partSlots = start.Workers.Length;
+        _partEpoch = start.Epoch;
+        _partEnds = rounds;
+        _partLeftSamples = false;
+        _undecided.Clear();
+        _heldPartEnd = null;
         _roundStarted = Stopwatch.GetTimestamp();
+        // Each part has an arbiter of its own: its questions and decisions name the part, and the shards take them only from it.
+        if (!_arbiter.IsNobody()) Context.Stop(_arbiter);
+        _arbiter = Context.ActorOf(ShardLossArbiter.Props(_shards, slots, start.Epoch, start.Part, Self), $"loss-arbiter-{_arbiters++}");
         for (var k = 0; k < _shards.Length; k++)
-            _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, ActorRefs.Nobody, start.Part), Self); // a loss fails the job
+            _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, _arbiter, start.Part, start.FirstRound), Self);
+    }
+
+    /// <summary>
+    /// A worker is lost. During a part its arbiter asks every shard and decides whether the worker's slice of the open round counts
+    /// (<see cref="OnLossDecided"/>); between parts (an evaluation, the run's end) nothing of it is pending at the shards, and the
+    /// coordinator plans the next part without it. Either way a loss that leaves fewer than Cluster:MinWorkers fails the job, since
+    /// a job on shard nodes takes no new workers (the coordinator would wait for one).
+    /// </summary>
+    private void OnWorkerLost(WorkerLost lost)
+    {
+        if (lost.WorkerIndex < 0 || lost.WorkerIndex >= _settings.Workers.Count || !_lost.Add(lost.WorkerIndex)) return;
+        var alive = _settings.Workers.Count - _lost.Count;
+        if (alive < Math.Max(1, _settings.MinWorkers)) // as the coordinator counts them
+        {
+            FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost, leaving {Counts.Of(alive, "worker")} of the Cluster:MinWorkers = " +
+                $"{_settings.MinWorkers} the job needs, and a job whose shards run on shard nodes takes no new workers yet. Restart the job, or set " +
+                "Cluster:ShardNodes to false (the shards then run in the parameter server's process, and workers may join)."), WorkerLossGrace);
+            return;
+        }
+        if (!_partRunning)
+        {
+            _log.Info("Parameter server: worker {0} was lost between parts; the next part runs without it.", lost.WorkerIndex);
+            return;
+        }
+        _undecided.Add(lost.WorkerIndex);
+        _arbiter.Tell(lost, Self);
+    }
+
+    /// <summary>
+    /// Every shard has applied the decision about a worker lost in the running part: its minibatches from the first round whose
+    /// slice did not count go to a further part of the epoch, which the coordinator plans from <see cref="WorkerRemoved"/> (sent
+    /// before the part's end, which waits for it). The other workers keep their minibatches: the steps in which the lost worker
+    /// had one carry only theirs (Training:KeepGlobalBatch, which would move them to the further part too, is not applied on shard
+    /// nodes).
+    /// </summary>
+    private void OnLossDecided(ShardLossDecided decided)
+    {
+        var decision = decided.Decision;
+        if (!Sender.Equals(_arbiter) || !_undecided.Remove(decision.Worker))
+        {
+            _log.Warning("Parameter server: a decision about worker {0} came from {1}, not from the running part's loss arbiter; ignored.", decision.Worker, Sender.Path);
+            return;
+        }
+        var end = decision.Worker < _partEnds.Length ? _partEnds[decision.Worker] : 0;
+        var firstUnused = Math.Min(end, decision.Keep ? decision.Round + 1 : decision.Round);
+        if (firstUnused < end) _partLeftSamples = true;
+        _log.Warning("Worker {0} lost in epoch {1} round {2}: {3}", decision.Worker, _partEpoch, decision.Round, firstUnused >= end
+            ? "it had no minibatch left in this part of the epoch; the others go on as planned."
+            : $"its slice of that round {(decision.Keep ? "counts" : "does not count")}, and its minibatches from round {firstUnused} go to a further part of " +
+              "the epoch over the workers alive. Until then each step carries only the other workers' minibatches (shards on shard nodes do not apply " +
+              "Training:KeepGlobalBatch).");
+        _coordinator.Tell(new WorkerRemoved(decision.Worker, firstUnused), Self);
+        if (_undecided.Count == 0 && _heldPartEnd is { } held)
+        {
+            _heldPartEnd = null;
+            EndPart(held);
+        }
     }
 
     private void OnRoundApplied(ShardRoundApplied report)
@@ -355,13 +407,27 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             _coordinator.Tell(new RoundApplied(merged.Epoch, merged.Round, merged.Version, merged.SampleCount, merged.LossSum, timing, merged.LearningRate), Self);
         }
         if (!merged.PartFinished) return;
+        // The coordinator plans a further part from the losses' WorkerRemoved, so the end waits for every decision of the part.
+        if (_undecided.Count > 0)
+        {
+            _heldPartEnd = merged;
+            return;
+        }
+        EndPart(merged);
+    }
+
+    /// <summary>The running part ended with <paramref name="merged"/>, its last round: tells the coordinator, after the epoch's
+    /// checkpoint when the part ends the epoch.</summary>
+    private void EndPart(ShardRoundApplied merged)
+    {
         _partRunning = false;
         var end = new EpochCompleted(merged.Epoch, merged.Version, _partSamples, _partLoss, merged.L1Penalty, merged.L2Penalty);
-        // A part always ends its epoch here (no further part runs on shard nodes). With checkpoints, the coordinator hears of
-        // the end only once the epoch's checkpoint is written, as from one parameter server, which writes it in the same message:
-        // every shard answers at the epoch's last version (nothing can start the next part before), a request for the epoch's
-        // weights (early stopping's best, the final ones) comes after it, and a run that ends at this epoch has its checkpoint.
-        if (_settings.Checkpoints is not null && !_stopping)
+        // A part whose lost worker left minibatches is followed by a further part of the epoch; any other ends its epoch. With
+        // checkpoints, the coordinator hears of an epoch's end only once its checkpoint is written, as from one parameter server,
+        // which writes it in the same message: every shard answers at the epoch's last version (nothing can start the next part
+        // before), a request for the epoch's weights (early stopping's best, the final ones) comes after it, and a run that ends at
+        // this epoch has its checkpoint.
+        if (_settings.Checkpoints is not null && !_stopping && !_partLeftSamples)
         {
             _heldEpochEnd = end;
             StartCheckpoint(merged.Epoch + 1);

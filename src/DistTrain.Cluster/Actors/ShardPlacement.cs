@@ -185,17 +185,18 @@ public sealed class ShardPlacement
     /// <param name="shard">The shard, 0 to K - 1.</param>
     /// <param name="epoch">1-based epoch.</param>
     /// <param name="inPart">By worker slot: whether the slot has a worker in the part.</param>
-    /// <param name="roundsPerWorker">By worker slot: its rounds in the part; 0 for a slot not in it (the shard would wait for ever
-    /// for a slice from <see cref="ActorRefs.Nobody"/>).</param>
+    /// <param name="roundsPerWorker">By worker slot: the round after its last minibatch in the part (its rounds, in a part that starts
+    /// at round 0); 0 for a slot not in it (the shard would wait for ever for a slice from <see cref="ActorRefs.Nobody"/>).</param>
     /// <param name="stepsPerEpoch">Steps of the whole epoch as planned; 0: the most rounds of any worker.</param>
     /// <param name="arbiter">The part's <see cref="ShardLossArbiter"/>, or <see cref="ActorRefs.Nobody"/>.</param>
     /// <param name="part">The part's index in its epoch.</param>
+    /// <param name="firstRound">The part's first round: 0, or later for a further part of the epoch (<see cref="ShardPartStart.FirstRound"/>).</param>
     /// <exception cref="InvalidOperationException">Not every shard is hosted yet.</exception>
     /// <exception cref="ArgumentNullException">A list or <paramref name="arbiter"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="shard"/> is not 0 to K - 1.</exception>
     /// <exception cref="ArgumentException">A list is not one entry per worker slot, or a slot not in the part has rounds.</exception>
     public ShardPartStart PartStart(int shard, int epoch, IReadOnlyList<bool> inPart, IReadOnlyList<int> roundsPerWorker, int stepsPerEpoch,
-        IActorRef arbiter, int part = 0)
+        IActorRef arbiter, int part = 0, int firstRound = 0)
     {
         var answers = PlacedAnswers();
         ArgumentNullException.ThrowIfNull(inPart);
@@ -212,7 +213,7 @@ public sealed class ShardPlacement
                     nameof(roundsPerWorker));
         var links = answers[shard].Links;
         IActorRef[] workers = [.. Enumerable.Range(0, _tokens.Length).Select(w => inPart[w] ? links[w] : ActorRefs.Nobody)];
-        return new ShardPartStart(epoch, workers, [.. roundsPerWorker], stepsPerEpoch, [.. answers.Select(a => a.ShardActor)], arbiter, part);
+        return new ShardPartStart(epoch, workers, [.. roundsPerWorker], stepsPerEpoch, [.. answers.Select(a => a.ShardActor)], arbiter, part, firstRound);
     }
 
     private ShardHosted[] PlacedAnswers() =>

@@ -51,7 +51,7 @@ public sealed class ShardedReplicaLink
     /// <summary>The slices the reports are cut into, by shard index.</summary>
     public IReadOnlyList<ParameterShard> Plan => _plan;
 
-    /// <summary>The round whose results the link waits for (-1: the part's starting weights).</summary>
+    /// <summary>The round whose results the link waits for (the part's first round - 1: the part's starting weights).</summary>
     public int AwaitedRound { get; private set; }
 
     /// <summary>The stamp of the last weights put together.</summary>
@@ -65,10 +65,14 @@ public sealed class ShardedReplicaLink
     /// <summary>The whole flat vector of the last weights put together (live: it changes when the next round's are put together).</summary>
     public float[] Weights => _weights;
 
-    /// <summary>Waits for the starting weights of a new part (round -1) and forgets any results held.</summary>
-    public void StartPart()
+    /// <summary>Waits for the starting weights of a new part and forgets any results held.</summary>
+    /// <param name="startingRound">The round of the part's starting weights, its first round - 1 (<see cref="ShardPartStart.FirstRound"/>):
+    /// -1 for an epoch's first part.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="startingRound"/> is below -1.</exception>
+    public void StartPart(int startingRound = -1)
     {
-        AwaitedRound = -1;
+        ArgumentOutOfRangeException.ThrowIfLessThan(startingRound, -1);
+        AwaitedRound = startingRound;
         Array.Clear(_pending);
     }
 

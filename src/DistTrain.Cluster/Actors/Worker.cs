@@ -64,8 +64,8 @@ public sealed class Worker : ReceiveActor, IWithStash
     private readonly string _sampleTraceDirectory;
     private Metrics.SampleTrace? _sampleTrace;
     // Shard mode (null without ShardServers): the shards' links (children, by shard index), the link that puts their results
-    // together, the message the put-together weights are trained through (its array is the link's live vector), the epoch
-    // whose results the link takes, and which shards have already sent a result of a later epoch.
+    // together, the message the put-together weights are trained through (its array is the link's live vector), the epoch and
+    // part whose results the link takes, and which shards have already sent a result of a later part.
     private ShardServers? _shardServers;
     private readonly ShardDialing? _shardDialing;   // a cluster worker: may be given shard nodes (ShardServersAssigned)
     private readonly ModelOptions _modelOptions;   // for the starting weights of a shard mode entered on a message
@@ -73,7 +73,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     private IActorRef[] _shardLinks = [];
     private ShardedReplicaLink? _sharded;
     private WeightsUpdated? _assembled;
-    private int _shardEpoch;
+    private (int Epoch, int Part) _shardPart;
     private bool[] _movedOn = [];
     // A shard connection that closed once the worker held the last weights of its part: the run is ending (the shards' owner
     // stopped), or the next part will find the shard gone, and only then is it the worker's failure.
@@ -279,7 +279,7 @@ public sealed class Worker : ReceiveActor, IWithStash
 
     /// <summary>Shard mode: true once the worker holds the weights after its part's last round (nothing more is computed or
     /// awaited until the next part's shard comes).</summary>
-    private bool ShardPartDone => _shard is { } shard && _sharded is { } sharded && _shardEpoch == shard.Epoch
+    private bool ShardPartDone => _shard is { } shard && _sharded is { } sharded && _shardPart == (shard.Epoch, shard.Part)
         && sharded.AwaitedRound >= shard.FirstRound + shard.Rounds;
 
     /// <summary>Shard mode: a shard's connection is gone. Mid-part the worker stops with <paramref name="lost"/>; after the part's
@@ -325,23 +325,32 @@ public sealed class Worker : ReceiveActor, IWithStash
     }
 
     /// <summary>
-    /// Shard mode: one shard's result. Results of an epoch whose shard (<see cref="AssignShard"/>) has not come yet wait for it;
-    /// a result of a later epoch than the link's waits until every shard has sent one (each connection delivers in order, so
-    /// then no result of the link's epoch is still on its way), and the link then starts the new epoch. When the link puts a
-    /// round's whole weights together, the worker trains on them as on one server's <see cref="WeightsUpdated"/>.
+    /// Shard mode: one shard's result. Results of a part (an epoch's first, or a further part that trains the samples a lost worker
+    /// left) whose shard (<see cref="AssignShard"/>) has not come yet wait for it; a result of a later part than the link's waits
+    /// until every shard has sent one (each connection delivers in order, so then no result of the link's part is still on its
+    /// way), and the link then starts the new part at that result's round, the round of the part's starting weights, which every
+    /// shard sends first. A result of an earlier part than the link's is dropped. When the link puts a round's whole weights
+    /// together, the worker trains on them as on one server's <see cref="WeightsUpdated"/>.
     /// </summary>
     /// <exception cref="InvalidOperationException">The shards' results of one round carry different versions (<see cref="ShardedReplicaLink.Offer"/>).</exception>
     private void OnShardWeights(ShardWeights result)
     {
         if (_sharded is null) return; // only the shard mode's links send these
-        if (result.Epoch < _shardEpoch)
+        var part = (result.Epoch, result.Part);
+        if (part.CompareTo(_shardPart) < 0)
         {
-            _log.Warning("Worker {0}: dropped shard {1}'s result of epoch {2} round {3}: the shards have all moved on to epoch {4}.", _workerIndex,
-                result.Shard, result.Epoch, result.Round, _shardEpoch);
+            // A late result of a finished part (a round redone without a step as a lost worker's part ended) is nothing to train on.
+            if (result.Epoch < _shardPart.Epoch)
+                _log.Warning("Worker {0}: dropped shard {1}'s result of epoch {2} round {3}: the shards have all moved on to epoch {4}.", _workerIndex,
+                    result.Shard, result.Epoch, result.Round, _shardPart.Epoch);
             return;
         }
-        if (_shardEpoch == 0) _shardEpoch = result.Epoch;
-        else if (result.Epoch > _shardEpoch)
+        if (_shardPart.Epoch == 0)
+        {
+            _shardPart = part;
+            _sharded!.StartPart(result.Round); // the first result of a run is its part's starting weights, as every shard sends first
+        }
+        else if (part.CompareTo(_shardPart) > 0)
         {
             _movedOn[result.Shard] = true;
             if (_movedOn.Any(moved => !moved))
@@ -350,18 +359,18 @@ public sealed class Worker : ReceiveActor, IWithStash
                 return;
             }
             Array.Clear(_movedOn);
-            _shardEpoch = result.Epoch;
-            _sharded!.StartPart();
-            UnstashAll(); // the other shards' results of the new epoch, held back until now
+            _shardPart = part;
+            _sharded!.StartPart(result.Round); // this shard's first result of the part: its starting weights
+            UnstashAll(); // the other shards' results of the new part, held back until now
         }
-        if (_shard is null || result.Epoch > _shard.Epoch)
+        if (_shard is null || part.CompareTo((_shard.Epoch, _shard.Part)) > 0)
         {
             StashCurrent();
             return;
         }
         if (!_sharded!.Offer(result)) return;
         // The link's vector now holds the weights of the round after the result's; with one server they would be its broadcast.
-        Train(_assembled!.Reuse(result.Epoch, _sharded.AwaitedRound, _sharded.Version, 0, -1, 0, int.MaxValue), _shard);
+        Train(_assembled!.Reuse(result.Epoch, _sharded.AwaitedRound, _sharded.Version, 0, -1, result.Part, int.MaxValue), _shard);
     }
 
     /// <exception cref="ShardConnectionLostException">Mid-part: the worker stops, naming the shard, its endpoint and the reason.</exception>

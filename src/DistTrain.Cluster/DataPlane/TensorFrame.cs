@@ -23,7 +23,7 @@ internal static class TensorFrame
     public const uint Magic = 0x50445444;
 
     /// <summary>Bumped when the layout changes; both ends must agree.</summary>
-    public const byte ProtocolVersion = 5;
+    public const byte ProtocolVersion = 6;
 
     /// <summary>Frame types: float32 weights, float32 gradient, and a gradient encoded by Cluster:Compression.</summary>
     public const byte WeightsType = 1, GradientType = 2, CompressedGradientType = 3;
@@ -34,8 +34,8 @@ internal static class TensorFrame
     public const byte SharedMemoryOfferType = 4, SharedMemoryAnswerType = 5;
 
     /// <summary>Frame types of a shard node's data plane (<see cref="ShardDataPlane"/>): a shard's slice of the weights
-    /// (<see cref="ShardWeights"/>: the header's <see cref="Header.WorkerIndex"/> carries the shard index and
-    /// <see cref="Header.Part"/> the stamp, then the slice's floats), and a refusal (its body is
+    /// (<see cref="ShardWeights"/>: the header's <see cref="Header.WorkerIndex"/> carries the shard index,
+    /// <see cref="Header.Part"/> the part and <see cref="Header.EndRound"/> the stamp, then the slice's floats), and a refusal (its body is
     /// <see cref="Header.PayloadBytes"/> bytes of UTF-8 text naming the problem, no floats), which the shard node sends a
     /// worker before closing its connection. The workers' slices travel as <see cref="GradientType"/> frames of the slice's
     /// length.</summary>
@@ -67,9 +67,11 @@ internal static class TensorFrame
         public int Count;
         /// <summary>A compressed gradient's encoded bytes (the floats after the trainable part follow them); 0 otherwise.</summary>
         public int PayloadBytes;
-        /// <summary>Weights: the part of the epoch they belong to (<see cref="WeightsUpdated.Part"/>); 0 in a gradient.</summary>
+        /// <summary>Weights and a shard's weights: the part of the epoch they belong to (<see cref="WeightsUpdated.Part"/>,
+        /// <see cref="ShardWeights.Part"/>); 0 in a gradient.</summary>
         public int Part;
-        /// <summary>Weights: the round after the part's last minibatch (<see cref="WeightsUpdated.EndRound"/>); 0 in a gradient.</summary>
+        /// <summary>Weights: the round after the part's last minibatch (<see cref="WeightsUpdated.EndRound"/>); a shard's weights: its
+        /// stamp (<see cref="ShardWeights.Stamp"/>); 0 in a gradient.</summary>
         public int EndRound;
     }
 
@@ -100,16 +102,16 @@ internal static class TensorFrame
         WorkerIndex = m.Shard, Count = m.Weights.Length, Part = m.Part, EndRound = m.EndRound,
     };
 
-    /// <summary>A shard's result's header (<see cref="ShardWeightsType"/>): its worker field carries the shard index, its part field the stamp.</summary>
+    /// <summary>A shard's result's header (<see cref="ShardWeightsType"/>): its worker field carries the shard index, its end-round field the stamp.</summary>
     public static Header For(ShardWeights m) => new()
     {
         Magic = Magic, Type = ShardWeightsType, Version = ProtocolVersion, Epoch = m.Epoch, Round = m.Round, WeightsVersion = m.Version,
-        WorkerIndex = m.Shard, Part = m.Stamp, Count = m.Weights.Length,
+        WorkerIndex = m.Shard, Part = m.Part, EndRound = m.Stamp, Count = m.Weights.Length,
     };
 
     /// <summary>The <see cref="ShardWeightsHeader"/> a <see cref="ShardWeightsType"/> frame's header carries.</summary>
     public static ShardWeightsHeader ShardWeightsOf(Header header) =>
-        new(header.WorkerIndex, header.Epoch, header.Round, header.Part, header.WeightsVersion, header.Count);
+        new(header.WorkerIndex, header.Epoch, header.Round, header.EndRound, header.WeightsVersion, header.Count, header.Part);
 
     /// <summary>A gradient frame's header: <see cref="CompressedGradientType"/> with the encoded length when the message
     /// carries <see cref="GradientComputed.Encoded"/>; its count is always the whole report's float count.</summary>

@@ -131,6 +131,7 @@ public sealed record WorkerFailed(
 public static class ClusterProtocolInfo
 {
     /// <summary>Bumped whenever a message, the data-plane frame or the registration's fingerprint changes incompatibly
-    /// (6: the fingerprint holds the samples' digests; 7: a standby parameter server registers, RegisterStandby).</summary>
-    public const int Version = 7;
+    /// (6: the fingerprint holds the samples' digests; 7: a standby parameter server registers, RegisterStandby; 8: shards on shard
+    /// nodes run further parts of an epoch, ShardPartStart.FirstRound and ShardWeights.Part).</summary>
+    public const int Version = 8;
 }

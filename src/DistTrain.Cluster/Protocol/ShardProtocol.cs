@@ -145,15 +145,16 @@ public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key
 /// Starts a part of an epoch at a <see cref="ParameterShardActor"/>: the workers whose slices it takes, their rounds, the
 /// other shards it exchanges gradient norms with, and the loss arbiter whose questions and decisions it takes. A shard takes
 /// it only from the run's owner it was made with (<see cref="ParameterShardActor.Props"/>). The shard
-/// answers by sending every worker its slice of the current weights as round -1 (<see cref="ShardWeights"/>), the weights
-/// round 0 is computed on. Crosses nodes as MessagePack, its actors as their paths (with the node's address under
+/// answers by sending every worker its slice of the current weights as round <see cref="FirstRound"/> - 1 (<see cref="ShardWeights"/>),
+/// the weights the part's first round is computed on. Crosses nodes as MessagePack, its actors as their paths (with the node's address under
 /// remoting); decoding refuses a field out of its range.
 /// </summary>
 /// <param name="Epoch">1-based epoch; the workers' slices must carry it.</param>
 /// <param name="Workers">By worker slot, 1 to <see cref="UpdatePolicy.MaxWorkers"/> slots: the worker's actor, the only sender
 /// whose slices the slot takes and a receiver of every result; <see cref="ActorRefs.Nobody"/> for an empty slot.</param>
-/// <param name="RoundsPerWorker">By worker slot, one per entry of <paramref name="Workers"/>: rounds (minibatches) the worker
-/// has in the part, from 0; 0 for an empty slot. Rounds count from 0 at the part's start.</param>
+/// <param name="RoundsPerWorker">By worker slot, one per entry of <paramref name="Workers"/>: the round after the worker's last
+/// minibatch in the part (<see cref="StartEpoch.BatchesPerWorker"/>), 0 for an empty slot, else after <paramref name="FirstRound"/>.
+/// In a part that starts at round 0 this is the worker's count of minibatches.</param>
 /// <param name="StepsPerEpoch">Steps of the whole epoch as planned (the learning-rate schedule's unit), from 0; 0: the most rounds of any worker.</param>
 /// <param name="Shards">Every shard of the run, by shard index (this one included), 1 to <see cref="ParameterShards.MaxShards"/>:
 /// with Optimizer:GradientClipNorm each sends them its part of the gradient's squared norm, and takes a part only from the
@@ -164,6 +165,8 @@ public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key
 /// <param name="Part">Which part of <paramref name="Epoch"/> this is, from 0 (<see cref="StartEpoch.Part"/>). With the epoch it
 /// identifies the part: every <see cref="ShardLossQuery"/> and <see cref="ShardLossDecision"/> names both, and the shard
 /// refuses one of another part.</param>
+/// <param name="FirstRound">The part's first round, from 0: 0 for an epoch's first part, later for a further part that trains the
+/// samples a lost worker left (<see cref="StartEpoch.FirstRound"/>). The workers' minibatches run from it.</param>
 [MessagePackObject]
 public sealed record ShardPartStart(
     [property: Key(0)] int Epoch,
@@ -172,17 +175,23 @@ public sealed record ShardPartStart(
     [property: Key(3)] int StepsPerEpoch,
     [property: Key(4)] IActorRef[] Shards,
     [property: Key(5)] IActorRef Arbiter,
-    [property: Key(6)] int Part = 0) : IRangeCheckedMessage
+    [property: Key(6)] int Part = 0,
+    [property: Key(7)] int FirstRound = 0) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange()
     {
         if (ShardWire.AtLeast(nameof(Epoch), Epoch, 1) is { } epoch) return epoch;
+        if (ShardWire.AtLeast(nameof(FirstRound), FirstRound, 0) is { } first) return first;
         if (Workers.Length is 0 or > UpdatePolicy.MaxWorkers) return $"Workers holds {Workers.Length} worker slots, outside 1 to {UpdatePolicy.MaxWorkers}";
         if (RoundsPerWorker.Length != Workers.Length)
             return $"RoundsPerWorker holds {RoundsPerWorker.Length} round counts for {Workers.Length} worker slots; it needs one per slot";
         for (var i = 0; i < RoundsPerWorker.Length; i++)
+        {
             if (ShardWire.AtLeast($"RoundsPerWorker[{i}]", RoundsPerWorker[i], 0) is { } rounds) return rounds;
+            if (RoundsPerWorker[i] > 0 && RoundsPerWorker[i] <= FirstRound)
+                return $"RoundsPerWorker[{i}] is {RoundsPerWorker[i]}, which does not end after the part's FirstRound {FirstRound}: a slot's end round is 0 or after it";
+        }
         if (ShardWire.AtLeast(nameof(StepsPerEpoch), StepsPerEpoch, 0) is { } steps) return steps;
         if (ShardWire.AtLeast(nameof(Part), Part, 0) is { } part) return part;
         return Shards.Length is 0 or > ParameterShards.MaxShards ? $"Shards holds {Shards.Length} shards, outside 1 to {ParameterShards.MaxShards}" : null;
@@ -196,16 +205,19 @@ public sealed record ShardPartStart(
 /// </summary>
 /// <param name="Shard">The shard's index.</param>
 /// <param name="Epoch">1-based epoch.</param>
-/// <param name="Round">The round the weights are the result of; -1 for the part's starting weights.</param>
-/// <param name="Stamp">The number of loss decisions that dropped a slice the shard has applied (<see cref="ShardRoundLedger{TReport}.Stamp"/>).</param>
+/// <param name="Round">The round the weights are the result of; the part's first round - 1 for the part's starting weights (-1 in an
+/// epoch's first part).</param>
+/// <param name="Stamp">The number of loss decisions that dropped a slice the shard has applied in this part (<see cref="ShardRoundLedger{TReport}.Stamp"/>).</param>
 /// <param name="Version">Optimizer steps the shard has applied: the weights' version.</param>
 /// <param name="Weights">The slice <c>[Start, End)</c> of the flat vector (<see cref="ParameterShard"/>): trainable weights,
 /// and for the last shard the running statistics after them. A copy the receivers may keep but must not write: the shard
 /// keeps its two newest as the last good weights should a step diverge.</param>
-public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, long Version, float[] Weights) : INoSerializationVerificationNeeded
+/// <param name="Part">The part of <paramref name="Epoch"/> the weights belong to, from 0 (<see cref="ShardPartStart.Part"/>): a worker
+/// tells a further part's results (the samples a lost worker left) from the last part's by it.</param>
+public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, long Version, float[] Weights, int Part = 0) : INoSerializationVerificationNeeded
 {
     /// <summary>The message without its slice, as it crosses nodes: the slice goes on the data plane.</summary>
-    public ShardWeightsHeader Header => new(Shard, Epoch, Round, Stamp, Version, Weights.Length);
+    public ShardWeightsHeader Header => new(Shard, Epoch, Round, Stamp, Version, Weights.Length, Part);
 
     /// <summary>The message of <paramref name="header"/> with the slice that came with it.</summary>
     /// <exception cref="ArgumentException"><paramref name="weights"/> does not hold the header's <see cref="ShardWeightsHeader.Length"/> values.</exception>
@@ -216,7 +228,7 @@ public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, lo
         if (weights.Length != header.Length)
             throw new ArgumentException($"Shard {header.Shard}'s result of epoch {header.Epoch} round {header.Round} announces {header.Length} values, " +
                 $"and {weights.Length} came with it: the header and the slice are of different messages.", nameof(weights));
-        return new ShardWeights(header.Shard, header.Epoch, header.Round, header.Stamp, header.Version, weights);
+        return new ShardWeights(header.Shard, header.Epoch, header.Round, header.Stamp, header.Version, weights, header.Part);
     }
 }
 
@@ -227,10 +239,11 @@ public sealed record ShardWeights(int Shard, int Epoch, int Round, int Stamp, lo
 /// </summary>
 /// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
 /// <param name="Epoch">1-based epoch.</param>
-/// <param name="Round">The round the weights are the result of, from 0; -1 for the part's starting weights.</param>
+/// <param name="Round">The round the weights are the result of, from -1 (the part's starting weights are its first round - 1).</param>
 /// <param name="Stamp">The shard's stamp (<see cref="ShardRoundLedger{TReport}.Stamp"/>): 0 to <see cref="UpdatePolicy.MaxWorkers"/>, one per lost worker.</param>
 /// <param name="Version">Optimizer steps the shard has applied, from 0.</param>
 /// <param name="Length">Values of the slice: 1 to 2^28 - 1 (the data plane's largest tensor).</param>
+/// <param name="Part">The part of the epoch, from 0 (<see cref="ShardWeights.Part"/>).</param>
 [MessagePackObject]
 public sealed record ShardWeightsHeader(
     [property: Key(0)] int Shard,
@@ -238,11 +251,13 @@ public sealed record ShardWeightsHeader(
     [property: Key(2)] int Round,
     [property: Key(3)] int Stamp,
     [property: Key(4)] long Version,
-    [property: Key(5)] int Length) : IRangeCheckedMessage
+    [property: Key(5)] int Length,
+    [property: Key(6)] int Part = 0) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.AtLeast(nameof(Epoch), Epoch, 1) ?? ShardWire.AtLeast(nameof(Round), Round, -1)
-        ?? ShardWire.Stamp(Stamp) ?? ShardWire.AtLeast(nameof(Version), Version, 0) ?? ShardWire.Within(nameof(Length), Length, 1, DataPlane.TensorFrame.MaxCount);
+        ?? ShardWire.Stamp(Stamp) ?? ShardWire.AtLeast(nameof(Version), Version, 0) ?? ShardWire.Within(nameof(Length), Length, 1, DataPlane.TensorFrame.MaxCount)
+        ?? ShardWire.AtLeast(nameof(Part), Part, 0);
 }
 
 /// <summary>

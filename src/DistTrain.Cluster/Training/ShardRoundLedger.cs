@@ -110,14 +110,24 @@ public sealed class ShardRoundLedger<TReport> where TReport : class
     private readonly TReport?[] _open;
     private readonly TReport?[] _held;
 
-    /// <summary>Starts a part in which worker i has <c>roundsPerWorker[i]</c> rounds (0 for an empty slot).</summary>
-    /// <param name="roundsPerWorker">Rounds per worker slot (copied).</param>
-    /// <exception cref="ArgumentException">A negative count.</exception>
-    public ShardRoundLedger(int[] roundsPerWorker)
+    /// <summary>Starts a part whose first round is <paramref name="firstRound"/>, in which worker i has its minibatches in the rounds
+    /// from <paramref name="firstRound"/> up to <c>roundsPerWorker[i]</c> (exclusive; 0 for an empty slot).</summary>
+    /// <param name="roundsPerWorker">By worker slot: the round after its last minibatch (copied). For a part that starts at round 0
+    /// this is the worker's count of rounds.</param>
+    /// <param name="firstRound">The part's first round: 0 for an epoch's first part; a further part of the epoch (the samples a lost
+    /// worker left) starts later (<see cref="Protocol.StartEpoch.FirstRound"/>).</param>
+    /// <exception cref="ArgumentException">A negative count, or a slot whose last round is set but not after <paramref name="firstRound"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="firstRound"/> is negative.</exception>
+    public ShardRoundLedger(int[] roundsPerWorker, int firstRound = 0)
     {
         ArgumentNullException.ThrowIfNull(roundsPerWorker);
+        ArgumentOutOfRangeException.ThrowIfNegative(firstRound);
         if (roundsPerWorker.Any(r => r < 0)) throw new ArgumentException("A worker's round count cannot be negative.", nameof(roundsPerWorker));
+        if (roundsPerWorker.Any(r => r > 0 && r <= firstRound))
+            throw new ArgumentException($"A part that starts at round {firstRound} has a worker whose minibatches end at or before it " +
+                $"({string.Join(", ", roundsPerWorker)}): each slot's end round is 0 (no minibatch) or after the first round.", nameof(roundsPerWorker));
         _roundsPerWorker = (int[])roundsPerWorker.Clone();
+        OpenRound = firstRound;
         _alive = [.. roundsPerWorker.Select(r => r > 0)];
         _frozen = new bool[roundsPerWorker.Length];
         _open = new TReport?[roundsPerWorker.Length];

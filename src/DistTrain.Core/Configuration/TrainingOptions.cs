@@ -283,8 +283,9 @@ public sealed class ClusterOptions
     /// node's data plane and take each round's weights from the K nodes, and the parameter server only coordinates. Default
     /// false. The job waits for K shard nodes, and again for their answers, up to the smaller of Cluster:JoinTimeoutSeconds and a
     /// third of Training:StallTimeoutSeconds each. Synchronous training only, without Cluster:Compression and without
-    /// Checkpoint:Directory; a shard node lost, or a worker lost during a part of an epoch, ends the job with an error that says
-    /// so (docs/architecture.md, "Where the shards run"). Read on the parameter-server node only.
+    /// Checkpoint:EverySteps; a shard node lost ends the job with an error that says so, and a worker lost during a part of an
+    /// epoch leaves its samples to a further part, as with one server (docs/architecture.md, "Where the shards run"). Read on the
+    /// parameter-server node only.
     /// </summary>
     public bool ShardNodes { get; set; }
 
@@ -308,6 +309,14 @@ public sealed class ClusterOptions
 
     /// <summary>Workers that must have joined before training starts. 1 to 256. Default 2.</summary>
     public int MinWorkers { get; set; } = 2;
+
+    /// <summary>
+    /// Seconds training waits, once <see cref="MinWorkers"/> workers are ready, for more of the workers launched with them: it
+    /// starts with every worker ready by then. 0 to 600. Default 1. Longer matters with <see cref="ShardNodes"/>, whose jobs take
+    /// no worker after they start, when more workers are launched than <see cref="MinWorkers"/> (so that the job outlives a loss)
+    /// on machines where some start slowly.
+    /// </summary>
+    public double StartDelaySeconds { get; set; } = 1;
 
     /// <summary>
     /// Seconds a worker node waits for a parameter server to accept it before giving up: when it starts, and again
