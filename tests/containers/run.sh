@@ -21,7 +21,10 @@
 #      CHECKPOINT_EVERY_STEPS=0 in the shell, 2 shard containers): the
 #      parameter server places its 2 shards on the shard containers, the workers train against them over TLS, a checkpoint
 #      is written at each epoch's end from the shards' slices, every node exits 0, and the test accuracy equals the
-#      undisturbed run's (the same weights, bit for bit, as one server's).
+#      undisturbed run's (the same weights, bit for bit, as one server's);
+#   7. shard nodes again with 3 worker containers (WORKERS=2, DISTTRAIN_Cluster__StartDelaySeconds=20), one killed mid-epoch:
+#      the shard nodes decide which of its slices count, a further part of the epoch gives its samples to the 2 alive, one
+#      checkpoint is written per epoch, every other node exits 0, and the test accuracy is within 1 point of the undisturbed run's.
 # Containers, networks, volumes and the certificates are removed at the end, also when a check fails or the script
 # is stopped.
 #
@@ -40,7 +43,7 @@
 set -uo pipefail
 # Settings the compose file passes on from the caller's environment: runs 1 to 3 and the cluster.sh reference run without
 # them (a shell that exported them for a shard-node job would otherwise make every run one); run 4 sets them itself.
-unset DISTTRAIN_Cluster__ShardNodes DISTTRAIN_Cluster__ParameterServerShards DISTTRAIN_Checkpoint__Resume CHECKPOINT_EVERY_STEPS
+unset DISTTRAIN_Cluster__ShardNodes DISTTRAIN_Cluster__ParameterServerShards DISTTRAIN_Cluster__StartDelaySeconds DISTTRAIN_Checkpoint__Resume CHECKPOINT_EVERY_STEPS
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$repo"
 out="$(mkdir -p "${OUT:-runs/container-test}" && cd "${OUT:-runs/container-test}" && pwd)"
@@ -484,4 +487,38 @@ check $? "every node exited 0 (ps $ps_status, ps-standby $standby_status, worker
 check $? "the test accuracy on shard nodes equals the undisturbed run's: ${shards_accuracy:-?}% and ${container_accuracy:-?}%"
 down
 
-log "== figures: image $(( size_bytes / 1000000 )) MB, built in ${build_seconds} s; accuracy: cluster.sh 2 ${host_accuracy:-?}%, compose ${container_accuracy:-?}%, worker killed ${killed_accuracy:-?}%, ps killed ${failover_accuracy:-?}%, shard nodes ${shards_accuracy:-?}%"
+# ---------------------------------------------------------------------------------------------------------------
+log "== compose run 5: shard nodes, a worker container killed mid-epoch (3 workers, WORKERS=2, DISTTRAIN_Cluster__StartDelaySeconds=20)"
+t0=$(now)
+WORKERS=2 DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 DISTTRAIN_Cluster__StartDelaySeconds=20 CHECKPOINT_EVERY_STEPS=0 \
+  "${compose[@]}" up -d --no-build --scale worker=3 --scale shard=2 ps ps-standby worker shard > "$work/up.log" 2>&1 \
+  || die "compose up (shard nodes, 3 workers) failed: $(tail -5 "$work/up.log")"
+ps_id=$(ids ps); standby_id=$(ids ps-standby); worker_ids=($(ids worker)); shard_ids=($(ids shard))
+[ ${#worker_ids[@]} -eq 3 ] && [ ${#shard_ids[@]} -eq 2 ] || die "compose started ${#worker_ids[@]} worker and ${#shard_ids[@]} shard containers, expected 3 and 2"
+wait_for_log "$ps_id" "Training starts with 3 workers" 480 || die "training did not start with 3 workers within 480 s: $(logs_of "$ps_id" | grep -E "Training starts|joins as" | tail -5)"
+wait_for_log "$ps_id" "^epoch +3/10 +50%" 300 || die "epoch 3 did not reach 50%"
+victim=${worker_ids[0]}
+"$engine" kill "$victim" > /dev/null
+log "killed worker container $("$engine" inspect -f '{{.Name}}' "$victim" | tr -d /) at epoch 3, 50%"
+wait_for_log "$ps_id" "Worker [0-9]+ lost in epoch [0-9]+ round [0-9]+: " 120
+check $? "the parameter server and both shard nodes decided which of the lost worker's slices count"
+logs_of "$ps_id" | grep -oE "Worker [0-9]+ lost in epoch [0-9]+ round [0-9]+: .*" | head -1 | cut -c1-200 | sed 's/^/  | /'
+wait_for_log "$ps_id" "Epoch [0-9]+: the [0-9,]+ samples? (left untrained when a worker was lost|lost workers had left) go(es)? to 2 workers" 120
+check $? "a further part of that epoch gives its samples to the 2 workers alive"
+logs_of "$ps_id" | grep -oE "Epoch [0-9]+: the [0-9,]+ samples? .* to 2 workers.*" | head -1 | sed 's/^/  | /'
+ps_status=$(exit_code "$ps_id"); standby_status=$(exit_code "$standby_id" 60)
+worker_statuses="$(exit_code "${worker_ids[1]}" 60) $(exit_code "${worker_ids[2]}" 60)"
+shard_statuses="$(exit_code "${shard_ids[0]}" 60) $(exit_code "${shard_ids[1]}" 60)"
+save_logs shard-nodes-worker-killed
+summary_lines "$ps_id"
+shards_killed_accuracy=$(accuracy_of "$ps_id")
+gathered=$(logs_of "$ps_id" | grep -cE "end gathered from the shard nodes for its checkpoint")
+[ "$gathered" -eq 10 ]
+check $? "one checkpoint per epoch, the killed one's at the end of its last part ($gathered gathered for 10 epochs)"
+[ "$ps_status" = 0 ] && [ "$standby_status" = 0 ] && [ "$worker_statuses" = "0 0" ] && [ "$shard_statuses" = "0 0" ]
+check $? "every node but the killed one exited 0 (ps $ps_status, ps-standby $standby_status, workers $worker_statuses, shard nodes $shard_statuses); $(seconds_between "$t0" "$(now)") s from compose up"
+[ -n "$shards_killed_accuracy" ] && within "$shards_killed_accuracy" "${container_accuracy:-0}" 1.0
+check $? "test accuracy on shard nodes with a worker killed: ${shards_killed_accuracy:-?}%, within 1 point of the undisturbed ${container_accuracy:-?}%"
+down
+
+log "== figures: image $(( size_bytes / 1000000 )) MB, built in ${build_seconds} s; accuracy: cluster.sh 2 ${host_accuracy:-?}%, compose ${container_accuracy:-?}%, worker killed ${killed_accuracy:-?}%, ps killed ${failover_accuracy:-?}%, shard nodes ${shards_accuracy:-?}%, shard nodes with a worker killed ${shards_killed_accuracy:-?}%"
