@@ -1227,9 +1227,9 @@ public sealed class ParameterShardActorTests : TestKit
         for (var k = 0; k < shards - 1; k++) Assert.False(link.Offer(Result(k, false, k + 1)));
         var error = Assert.Throws<InvalidOperationException>(() => link.Offer(Result(shards - 1, true, shards)));
         var named = string.Join(", ", Enumerable.Range(0, shards).Select(k =>
-            epochs ? $"shard {k}: epoch {(k == shards - 1 ? 2 : 1)}" : $"shard {k}: version {(k == shards - 1 ? 6 : 5)}"));
+            epochs ? $"shard {k}: epoch {(k == shards - 1 ? 2 : 1)} part 0" : $"shard {k}: version {(k == shards - 1 ? 6 : 5)}"));
         Assert.StartsWith(epochs
-            ? $"Worker 3: the shards' results of round 2 stamp 1 are of different epochs ({named}): the shards are running different parts"
+            ? $"Worker 3: the shards' results of round 2 stamp 1 are of different parts ({named}): the shards are running different parts"
             : $"Worker 3: the shards' results of epoch 1 round 2 stamp 1 carry different versions ({named}): the shards are out of step", error.Message);
         Assert.Equal(before, link.Weights);
         Assert.Equal((2, 4L, 0), (link.AwaitedRound, link.Version, link.Stamp));

@@ -301,7 +301,8 @@ public sealed class ShardNodeTests : IDisposable
             var snapshot = Assert.IsType<WeightsSnapshot>(await owner.ReceiveAsync(Guard));
             Assert.Equal(0, snapshot.Version);
             Assert.Equal(starting.Values, snapshot.Weights);
-            // One lost during a part, then a stop within the grace: the loss is the stop's, nothing fails.
+            // One lost during a part that leaves fewer than Cluster:MinWorkers, then a stop within the grace: the loss is the stop's,
+            // nothing fails.
             owner.Send(server, new StartEpoch(1, [ActorRefs.Nobody, workers[1].Receiver, workers[2].Receiver], [0, 3, 3]));
             owner.Send(server, new WorkerLost(1));
             owner.Send(server, StopStepping.Instance);

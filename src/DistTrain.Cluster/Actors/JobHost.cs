@@ -661,7 +661,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         var count = minimum;
         while (Ready(count)) count++; // every ready worker in an unbroken run of indices
         // A mid-epoch checkpoint starts with exactly its epoch's workers, so once they are ready nothing is gained by
-        // waiting for more; nor in a takeover once the checkpoint's workers are back: it starts at once (a second sooner).
+        // waiting for more; nor in a takeover once the checkpoint's workers are back: it starts at once (Cluster:StartDelaySeconds sooner).
         if (!waited && !(_resumeFrom is { } checkpoint && (checkpoint.Round > 0 || _takeover) && count >= checkpoint.Workers))
         {
             if (!Timers.IsTimerActive("start-now"))

@@ -61,10 +61,11 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// this actor with <see cref="ShardNodesException"/>, whose message names the problem and the fix, so the coordinator ends the
 /// job with it. Any other lost worker is covered: during a part, the part's <see cref="ShardLossArbiter"/> (a child, made
 /// anew for each part) decides with every shard which of its slices count, this actor tells the coordinator the first round
-/// whose minibatch is left (<see cref="WorkerRemoved"/>, before the part's end, which waits for every decision), and the
-/// coordinator gives those samples to the others in a further part of the epoch (<see cref="StartEpoch.FirstRound"/> above 0);
-/// between parts (during an evaluation) the coordinator plans the next part without it. The others keep their minibatches
-/// in the part: Training:KeepGlobalBatch's cut is not applied. A failing loss waits a grace of 2 s (a worker's 3 s), in which a
+/// whose minibatch is left (<see cref="WorkerRemoved"/>, before the part's end, which waits for every decision, each for up to
+/// <see cref="RemoteShardSettings.Timeout"/>), and the coordinator gives those samples to the others in a further part of the
+/// epoch (<see cref="StartEpoch.FirstRound"/> above 0); between parts (during an evaluation) the coordinator plans the next part
+/// without it. The others keep their minibatches in the part of the loss: Training:KeepGlobalBatch's cut is not applied there
+/// (it still sets the further part's and later epochs' minibatches). A failing loss waits a grace of 2 s (a worker's 3 s), in which a
 /// stop (<see cref="StopStepping"/>) makes it the stop's: stopping the whole cluster stops the shard nodes and workers too,
 /// and the job then ends cancelled, not failed.</para>
 /// <para>A stop (<see cref="StopStepping"/>) does not stop the shards mid-part: the shards step on while the workers finish their
@@ -91,6 +92,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private sealed record GatherAgain;
 
     private sealed record FailNow;
+
+    /// <summary>The decision about a worker lost in a part did not come within <see cref="RemoteShardSettings.Timeout"/>.</summary>
+    private sealed record DecisionTimedOut(int Worker, int Epoch, int Part);
 
     /// <summary>How long a loss (a worker's, a shard node's) waits before it fails the job: 2 s, in which a stop of the whole
     /// cluster (Ctrl-C to every node, whose shard nodes and workers leave first) reaches this node and makes it the stop's.</summary>
@@ -119,6 +123,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private IActorRef _arbiter = ActorRefs.Nobody;   // the running part's ShardLossArbiter (a child), which decides its lost workers
     private int _arbiters;                           // arbiters made so far, for unique names
     private int _partEpoch;                          // the running (or last) part's epoch
+    private int _partNumber;                         // and its part within the epoch
     private int[] _partEnds = [];                    // by worker slot: the round after its last minibatch in the running part (0: none)
     private readonly HashSet<int> _undecided = [];   // workers lost in the running part whose decision has not come back yet
     private bool _partLeftSamples;                   // a worker lost in the running part left minibatches: a further part of the epoch follows
@@ -238,6 +243,12 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Receive<RoundApplied>(_ => { }); // the coordinator returns each report; these are not pooled
         Receive<WorkerLost>(OnWorkerLost);
         Receive<ShardLossDecided>(OnLossDecided);
+        Receive<DecisionTimedOut>(timedOut => _undecided.Contains(timedOut.Worker) && (timedOut.Epoch, timedOut.Part) == (_partEpoch, _partNumber),
+            timedOut => FailSoon(new ShardNodesException(string.Format(CultureInfo.InvariantCulture, "Worker {0} was lost in epoch {1}, and the shard " +
+                "nodes did not all answer the question which of its slices count within {2:F0} s (the smaller of Cluster:JoinTimeoutSeconds and a third " +
+                "of Training:StallTimeoutSeconds): a shard node is overloaded, cut off, or missed the part's start (its log says so). Restart the job.",
+                timedOut.Worker, timedOut.Epoch, _settings.Timeout.TotalSeconds))));
+        Receive<DecisionTimedOut>(_ => { });
         Receive<StopStepping>(_ =>
         {
             _stopping = true;
@@ -317,6 +328,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _partRunning = true;
         _partSlots = start.Workers.Length;
         _partEpoch = start.Epoch;
+        _partNumber = start.Part;
         _partEnds = rounds;
         _partLeftSamples = false;
         _undecided.Clear();
@@ -353,31 +365,35 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         _undecided.Add(lost.WorkerIndex);
         _arbiter.Tell(lost, Self);
+        // An arbiter waits for every shard's answer: a shard that never gives one would hold the part's end for ever.
+        Timers.StartSingleTimer($"decision-{lost.WorkerIndex}", new DecisionTimedOut(lost.WorkerIndex, _partEpoch, _partNumber), _settings.Timeout);
     }
 
     /// <summary>
     /// Every shard has applied the decision about a worker lost in the running part: its minibatches from the first round whose
     /// slice did not count go to a further part of the epoch, which the coordinator plans from <see cref="WorkerRemoved"/> (sent
     /// before the part's end, which waits for it). The other workers keep their minibatches: the steps in which the lost worker
-    /// had one carry only theirs (Training:KeepGlobalBatch, which would move them to the further part too, is not applied on shard
-    /// nodes).
+    /// had one carry only theirs (Training:KeepGlobalBatch's cut, which would move them to the further part too, is not applied on
+    /// shard nodes; the further part and later epochs still keep the global minibatch).
     /// </summary>
     private void OnLossDecided(ShardLossDecided decided)
     {
         var decision = decided.Decision;
         if (!Sender.Equals(_arbiter) || !_undecided.Remove(decision.Worker))
         {
-            _log.Warning("Parameter server: a decision about worker {0} came from {1}, not from the running part's loss arbiter; ignored.", decision.Worker, Sender.Path);
+            _log.Warning("Parameter server: a decision about worker {0} came from {1}, {2}; ignored.", decision.Worker, Sender.Path,
+                Sender.Equals(_arbiter) ? "about a worker whose decision is not awaited" : "not from the running part's loss arbiter");
             return;
         }
+        Timers.Cancel($"decision-{decision.Worker}");
         var end = decision.Worker < _partEnds.Length ? _partEnds[decision.Worker] : 0;
         var firstUnused = Math.Min(end, decision.Keep ? decision.Round + 1 : decision.Round);
         if (firstUnused < end) _partLeftSamples = true;
         _log.Warning("Worker {0} lost in epoch {1} round {2}: {3}", decision.Worker, _partEpoch, decision.Round, firstUnused >= end
             ? "it had no minibatch left in this part of the epoch; the others go on as planned."
             : $"its slice of that round {(decision.Keep ? "counts" : "does not count")}, and its minibatches from round {firstUnused} go to a further part of " +
-              "the epoch over the workers alive. Until then each step carries only the other workers' minibatches (shards on shard nodes do not apply " +
-              "Training:KeepGlobalBatch).");
+              "the epoch over the workers alive. Until this part ends, each step carries only the other workers' minibatches (on shard nodes " +
+              "Training:KeepGlobalBatch keeps the global minibatch from the further part on, not in the part of the loss).");
         _coordinator.Tell(new WorkerRemoved(decision.Worker, firstUnused), Self);
         if (_undecided.Count == 0 && _heldPartEnd is { } held)
         {

@@ -12,8 +12,8 @@ namespace DistTrain.Cluster.Actors;
 /// (<see cref="ShardLossQuery"/>), forms <see cref="LossDecision.From"/> of the K answers, and sends the decision to every
 /// shard (<see cref="ShardLossDecision"/>), then to the loss's reporter (<see cref="ShardLossDecided"/>). The part's start names
 /// it to every shard (<see cref="ShardPartStart.Arbiter"/>), and a shard takes questions and decisions from no other actor.
-/// It takes a <see cref="WorkerLost"/> only from the run's owner it is made with (the coordinator, which learns of lost
-/// workers and starts the parts): a loss is a decision to drop a worker's slices, so one from any other actor is refused with
+/// It takes a <see cref="WorkerLost"/> only from the run's owner it is made with (the shards' owner, which starts the parts and
+/// hands on the coordinator's lost workers: the <see cref="RemoteShardedParameterServer"/>, which makes one arbiter per part): a loss is a decision to drop a worker's slices, so one from any other actor is refused with
 /// a warning naming the sender.
 /// </summary>
 /// <remarks>
@@ -64,8 +64,8 @@ public sealed class ShardLossArbiter : ReceiveActor
     /// <param name="epoch">The part's 1-based epoch (<see cref="ShardPartStart.Epoch"/>): every question and decision names it.</param>
     /// <param name="part">The part's index in its epoch, from 0 (<see cref="ShardPartStart.Part"/>): every question and decision names it.</param>
     /// <param name="owner">The run's owner: the only actor whose <see cref="WorkerLost"/> the arbiter takes, and the one that gets
-    /// each <see cref="ShardLossDecided"/>: the coordinator, which learns of lost workers from the membership and starts the
-    /// parts (the owner the shards are made with, <see cref="ParameterShardActor.Props"/>).</param>
+    /// each <see cref="ShardLossDecided"/>: the actor that starts the parts, the owner the shards are made with
+    /// (<see cref="ParameterShardActor.Props"/>), which hands on the lost workers the coordinator learns of from the membership.</param>
     public static Props Props(IActorRef[] shards, int workerSlots, int epoch, int part, IActorRef owner) =>
         Akka.Actor.Props.Create(() => new ShardLossArbiter(shards, workerSlots, epoch, part, owner));
 

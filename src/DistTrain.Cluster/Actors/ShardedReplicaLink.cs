@@ -24,7 +24,8 @@ public sealed class ShardedReplicaLink
     private readonly ShardWeights?[] _pending;
     private readonly float[] _weights;
 
-    /// <summary>Creates the link of a worker that starts each part waiting for the part's starting weights (round -1).</summary>
+    /// <summary>Creates the link of a worker that starts waiting for the starting weights of an epoch's first part (round -1);
+    /// <see cref="StartPart"/> moves it to another part's.</summary>
     /// <param name="wholeWeights">The whole model's starting weights: the frozen tensors, which no shard holds, are taken from them (copied).</param>
     /// <param name="shards">The shards, by shard index; their count is the K of <see cref="ParameterShards.Plan"/>.</param>
     /// <param name="worker">The worker's slot, 0 to <see cref="UpdatePolicy.MaxWorkers"/> - 1: every error of the link names it
@@ -139,11 +140,11 @@ public sealed class ShardedReplicaLink
         var stamp = _pending[0]?.Stamp;
         foreach (var p in _pending)
             if (p is null || p.Stamp != stamp) return false;
-        // The shards run one part at a time: results of one round and stamp of different epochs are of different parts (a
-        // shard that missed a part's start, or a result left over from the last part), and their slices of different steps.
-        if (_pending.Any(p => p!.Epoch != _pending[0]!.Epoch))
-            throw new InvalidOperationException($"Worker {Worker}: the shards' results of round {result.Round} stamp {stamp} are of different epochs " +
-                $"({string.Join(", ", _pending.Select(p => $"shard {p!.Shard}: epoch {p.Epoch}"))}): the shards are running different parts, and " +
+        // The shards run one part at a time: results of one round and stamp of different epochs or parts are of different parts
+        // (a shard that missed a part's start, or a result left over from the last part), and their slices of different steps.
+        if (_pending.Any(p => (p!.Epoch, p.Part) != (_pending[0]!.Epoch, _pending[0]!.Part)))
+            throw new InvalidOperationException($"Worker {Worker}: the shards' results of round {result.Round} stamp {stamp} are of different parts " +
+                $"({string.Join(", ", _pending.Select(p => $"shard {p!.Shard}: epoch {p.Epoch} part {p.Part}"))}): the shards are running different parts, and " +
                 "their slices are of different steps, so no weights were put together from them. Every shard must get the same part's start " +
                 "before the workers send it slices of that part.");
         // Every shard steps once per round, so one round and stamp is one version at every shard; results of one round and

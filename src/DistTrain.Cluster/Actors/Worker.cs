@@ -25,8 +25,8 @@ namespace DistTrain.Cluster.Actors;
 /// parameter-server shards that run on their own (<see cref="ParameterShardActor"/> behind a <see cref="DataPlane.ShardDataPlane"/>)
 /// instead of one parameter server: it opens one <see cref="DataPlane.ParameterServerLink.ForShard"/> per shard (its
 /// children), puts each round's whole weights together from the K <see cref="ShardWeights"/> with a
-/// <see cref="ShardedReplicaLink"/> (result of round r: the weights round r + 1 is computed on; round -1: the epoch's
-/// starting weights), computes its minibatch of the round as with one server and sends each shard its slice of the report.
+/// <see cref="ShardedReplicaLink"/> (result of round r: the weights round r + 1 is computed on; the part's first round - 1: the
+/// part's starting weights), computes its minibatch of the round as with one server and sends each shard its slice of the report.
 /// A shard connection that cannot be opened (also one whose endpoint does not answer the TCP connect, TLS handshake and hello
 /// within <see cref="DataPlane.DataPlaneListener.HandshakeTimeoutSeconds"/>), is refused or closes fails the worker with a
 /// <see cref="ShardConnectionLostException"/> (an <see cref="IOException"/>) naming the shard, its endpoint and the reason (a worker

@@ -159,7 +159,7 @@ public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key
 /// <param name="Shards">Every shard of the run, by shard index (this one included), 1 to <see cref="ParameterShards.MaxShards"/>:
 /// with Optimizer:GradientClipNorm each sends them its part of the gradient's squared norm, and takes a part only from the
 /// actor at the index the part names.</param>
-/// <param name="Arbiter">The run's <see cref="ShardLossArbiter"/>: the only sender whose <see cref="ShardLossQuery"/> the shard
+/// <param name="Arbiter">The part's <see cref="ShardLossArbiter"/>: the only sender whose <see cref="ShardLossQuery"/> the shard
 /// answers and whose <see cref="ShardLossDecision"/> it applies; <see cref="ActorRefs.Nobody"/> for a part in which no lost
 /// worker is decided (every question and decision is then refused).</param>
 /// <param name="Part">Which part of <paramref name="Epoch"/> this is, from 0 (<see cref="StartEpoch.Part"/>). With the epoch it
