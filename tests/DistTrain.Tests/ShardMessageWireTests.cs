@@ -91,6 +91,32 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         workers[1].ExpectMsg("hello");
     }
 
+    /// <summary>
+    /// An empty slot and an absent arbiter (<see cref="ActorRefs.Nobody"/>) come back as Nobody also when the message is written as
+    /// Akka.Remote writes it, with the sending node's address at hand: a version that wrote Nobody's path with that address had
+    /// the receiving shard node resolve it to an actor on the sender's node, and a shard then sent its whole slice of the weights
+    /// to it over Akka.Remote every round (seen with a worker lost on shard nodes: 4.98 MB a round, refused as oversized).
+    /// </summary>
+    [Fact]
+    public async Task Nobody_comes_back_as_nobody_when_written_with_the_senders_address_as_remoting_writes_it()
+    {
+        // The receiving node resolves paths as remoting does (a remote provider), and the sender's address is another node's.
+        var node = ActorSystem.Create("disttrain", AkkaSettings.Serialization().WithFallback(Akka.Configuration.ConfigurationFactory.ParseString(
+            "akka.actor.provider = remote\nakka.remote.dot-netty.tcp { hostname = \"127.0.0.1\", port = 0 }")));
+        var worker = CreateTestProbe();
+        var start = new ShardPartStart(1, [worker.Ref, ActorRefs.Nobody], [9, 0], 4, [TestActor], ActorRefs.Nobody, Part: 1, FirstRound: 5);
+        var serializer = (SerializerWithStringManifest)node.Serialization.FindSerializerFor(start);
+        var sender = new Address("akka.tcp", "disttrain", "10.0.0.7", 4053);
+#pragma warning disable CS0618 // the transport scope Akka.Remote sets while it serializes (its replacement takes a remote system)
+        var bytes = Akka.Serialization.Serialization.WithTransport(node, sender, () => serializer.ToBinary(start));
+#pragma warning restore CS0618
+        var back = Assert.IsType<ShardPartStart>(serializer.FromBinary(bytes, nameof(ShardPartStart)));
+        Assert.True(back.Workers[1].IsNobody(), $"the empty slot came back as {back.Workers[1]}");
+        Assert.True(back.Arbiter.IsNobody(), $"the absent arbiter came back as {back.Arbiter}");
+        Assert.False(back.Workers[0].IsNobody(), "the worker's actor came back as Nobody");
+        await node.Terminate().WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
     [Fact]
     public void A_norm_share_keeps_every_bit_of_its_squared_norm_and_passes_nan_and_infinity()
     {

@@ -22,8 +22,8 @@
 #      parameter server places its 2 shards on the shard containers, the workers train against them over TLS, a checkpoint
 #      is written at each epoch's end from the shards' slices, every node exits 0, and the test accuracy equals the
 #      undisturbed run's (the same weights, bit for bit, as one server's);
-#   7. shard nodes again with 3 worker containers (WORKERS=2, DISTTRAIN_Cluster__StartDelaySeconds=20), one killed mid-epoch:
-#      the shard nodes decide which of its slices count, a further part of the epoch gives its samples to the 2 alive, one
+#   7. shard nodes again, with 3 worker containers (WORKERS=2, DISTTRAIN_Cluster__StartDelaySeconds=20) and no standby, one
+#      worker killed mid-epoch: the shard nodes decide which of its slices count, a further part of the epoch gives its samples to the 2 alive, one
 #      checkpoint is written per epoch, every other node exits 0, and the test accuracy is within 1 point of the undisturbed run's.
 # Containers, networks, volumes and the certificates are removed at the end, also when a check fails or the script
 # is stopped.
@@ -491,9 +491,9 @@ down
 log "== compose run 5: shard nodes, a worker container killed mid-epoch (3 workers, WORKERS=2, DISTTRAIN_Cluster__StartDelaySeconds=20)"
 t0=$(now)
 WORKERS=2 DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 DISTTRAIN_Cluster__StartDelaySeconds=20 CHECKPOINT_EVERY_STEPS=0 \
-  "${compose[@]}" up -d --no-build --scale worker=3 --scale shard=2 ps ps-standby worker shard > "$work/up.log" 2>&1 \
+  "${compose[@]}" up -d --no-build --scale worker=3 --scale shard=2 ps worker shard > "$work/up.log" 2>&1 \
   || die "compose up (shard nodes, 3 workers) failed: $(tail -5 "$work/up.log")"
-ps_id=$(ids ps); standby_id=$(ids ps-standby); worker_ids=($(ids worker)); shard_ids=($(ids shard))
+ps_id=$(ids ps); worker_ids=($(ids worker)); shard_ids=($(ids shard))
 [ ${#worker_ids[@]} -eq 3 ] && [ ${#shard_ids[@]} -eq 2 ] || die "compose started ${#worker_ids[@]} worker and ${#shard_ids[@]} shard containers, expected 3 and 2"
 wait_for_log "$ps_id" "Training starts with 3 workers" 480 || die "training did not start with 3 workers within 480 s: $(logs_of "$ps_id" | grep -E "Training starts|joins as" | tail -5)"
 wait_for_log "$ps_id" "^epoch +3/10 +50%" 300 || die "epoch 3 did not reach 50%"
@@ -506,7 +506,7 @@ logs_of "$ps_id" | grep -oE "Worker [0-9]+ lost in epoch [0-9]+ round [0-9]+: .*
 wait_for_log "$ps_id" "Epoch [0-9]+: the [0-9,]+ samples? (left untrained when a worker was lost|lost workers had left) go(es)? to 2 workers" 120
 check $? "a further part of that epoch gives its samples to the 2 workers alive"
 logs_of "$ps_id" | grep -oE "Epoch [0-9]+: the [0-9,]+ samples? .* to 2 workers.*" | head -1 | sed 's/^/  | /'
-ps_status=$(exit_code "$ps_id"); standby_status=$(exit_code "$standby_id" 60)
+ps_status=$(exit_code "$ps_id")
 worker_statuses="$(exit_code "${worker_ids[1]}" 60) $(exit_code "${worker_ids[2]}" 60)"
 shard_statuses="$(exit_code "${shard_ids[0]}" 60) $(exit_code "${shard_ids[1]}" 60)"
 save_logs shard-nodes-worker-killed
@@ -515,8 +515,8 @@ shards_killed_accuracy=$(accuracy_of "$ps_id")
 gathered=$(logs_of "$ps_id" | grep -cE "end gathered from the shard nodes for its checkpoint")
 [ "$gathered" -eq 10 ]
 check $? "one checkpoint per epoch, the killed one's at the end of its last part ($gathered gathered for 10 epochs)"
-[ "$ps_status" = 0 ] && [ "$standby_status" = 0 ] && [ "$worker_statuses" = "0 0" ] && [ "$shard_statuses" = "0 0" ]
-check $? "every node but the killed one exited 0 (ps $ps_status, ps-standby $standby_status, workers $worker_statuses, shard nodes $shard_statuses); $(seconds_between "$t0" "$(now)") s from compose up"
+[ "$ps_status" = 0 ] && [ "$worker_statuses" = "0 0" ] && [ "$shard_statuses" = "0 0" ]
+check $? "every node but the killed one exited 0 (ps $ps_status, workers $worker_statuses, shard nodes $shard_statuses); $(seconds_between "$t0" "$(now)") s from compose up"
 [ -n "$shards_killed_accuracy" ] && within "$shards_killed_accuracy" "${container_accuracy:-0}" 1.0
 check $? "test accuracy on shard nodes with a worker killed: ${shards_killed_accuracy:-?}%, within 1 point of the undisturbed ${container_accuracy:-?}%"
 down
