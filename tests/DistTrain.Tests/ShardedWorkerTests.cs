@@ -238,9 +238,7 @@ public sealed class ShardedWorkerTests : TestKit
         var actual = WeightsAt(workers[0], 2 * Rounds);
         Assert.Equal(2 * Rounds, actual.Version);
         Assert.NotEqual(initial.Values, expected);
-        for (var i = 0; i < actual.Weights.Length; i++)
-            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual.Weights[i]))
-                Assert.Fail($"Against 2 shards with a lost worker: final weight {i} is {actual.Weights[i]:R}, against one server {expected[i]:R}");
+        Compare.Identical(expected, actual.Weights, "final weights against 2 shards with a lost worker, against one server's");
         failures.ExpectNoMsg(TimeSpan.Zero);
         foreach (var worker in workers.Concat(reference)) Sys.Stop(worker);
     }

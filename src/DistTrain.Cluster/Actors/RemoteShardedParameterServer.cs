@@ -94,7 +94,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private sealed record FailNow;
 
     /// <summary>The decision about a worker lost in a part did not come within <see cref="RemoteShardSettings.Timeout"/>.</summary>
-    private sealed record DecisionTimedOut(int Worker, int Epoch, int Part);
+    private sealed record DecisionTimedOut(int Worker, (int Epoch, int Part) Part);
 
     /// <summary>How long a loss (a worker's, a shard node's) waits before it fails the job: 2 s, in which a stop of the whole
     /// cluster (Ctrl-C to every node, whose shard nodes and workers leave first) reaches this node and makes it the stop's.</summary>
@@ -122,8 +122,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private readonly HashSet<int> _lost = [];
     private IActorRef _arbiter = ActorRefs.Nobody;   // the running part's ShardLossArbiter (a child), which decides its lost workers
     private int _arbiters;                           // arbiters made so far, for unique names
-    private int _partEpoch;                          // the running (or last) part's epoch
-    private int _partNumber;                         // and its part within the epoch
+    private (int Epoch, int Part) _part;             // the running (or last) part: its epoch, and its index within the epoch
     private int[] _partEnds = [];                    // by worker slot: the round after its last minibatch in the running part (0: none)
     private readonly HashSet<int> _undecided = [];   // workers lost in the running part whose decision has not come back yet
     private bool _partLeftSamples;                   // a worker lost in the running part left minibatches: a further part of the epoch follows
@@ -243,11 +242,11 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Receive<RoundApplied>(_ => { }); // the coordinator returns each report; these are not pooled
         Receive<WorkerLost>(OnWorkerLost);
         Receive<ShardLossDecided>(OnLossDecided);
-        Receive<DecisionTimedOut>(timedOut => _undecided.Contains(timedOut.Worker) && (timedOut.Epoch, timedOut.Part) == (_partEpoch, _partNumber),
+        Receive<DecisionTimedOut>(timedOut => _undecided.Contains(timedOut.Worker) && timedOut.Part == _part,
             timedOut => FailSoon(new ShardNodesException(string.Format(CultureInfo.InvariantCulture, "Worker {0} was lost in epoch {1}, and the shard " +
                 "nodes did not all answer the question which of its slices count within {2:F0} s (the smaller of Cluster:JoinTimeoutSeconds and a third " +
                 "of Training:StallTimeoutSeconds): a shard node is overloaded, cut off, or missed the part's start (its log says so). Restart the job.",
-                timedOut.Worker, timedOut.Epoch, _settings.Timeout.TotalSeconds))));
+                timedOut.Worker, timedOut.Part.Epoch, _settings.Timeout.TotalSeconds))));
         Receive<DecisionTimedOut>(_ => { });
         Receive<StopStepping>(_ =>
         {
@@ -327,8 +326,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _partLoss = 0;
         _partRunning = true;
         _partSlots = start.Workers.Length;
-        _partEpoch = start.Epoch;
-        _partNumber = start.Part;
+        _part = (start.Epoch, start.Part);
         _partEnds = rounds;
         _partLeftSamples = false;
         _undecided.Clear();
@@ -366,7 +364,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _undecided.Add(lost.WorkerIndex);
         _arbiter.Tell(lost, Self);
         // An arbiter waits for every shard's answer: a shard that never gives one would hold the part's end for ever.
-        Timers.StartSingleTimer($"decision-{lost.WorkerIndex}", new DecisionTimedOut(lost.WorkerIndex, _partEpoch, _partNumber), _settings.Timeout);
+        Timers.StartSingleTimer($"decision-{lost.WorkerIndex}", new DecisionTimedOut(lost.WorkerIndex, _part), _settings.Timeout);
     }
 
     /// <summary>
@@ -389,7 +387,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         var end = decision.Worker < _partEnds.Length ? _partEnds[decision.Worker] : 0;
         var firstUnused = Math.Min(end, decision.Keep ? decision.Round + 1 : decision.Round);
         if (firstUnused < end) _partLeftSamples = true;
-        _log.Warning("Worker {0} lost in epoch {1} round {2}: {3}", decision.Worker, _partEpoch, decision.Round, firstUnused >= end
+        _log.Warning("Worker {0} lost in epoch {1} round {2}: {3}", decision.Worker, _part.Epoch, decision.Round, firstUnused >= end
             ? "it had no minibatch left in this part of the epoch; the others go on as planned."
             : $"its slice of that round {(decision.Keep ? "counts" : "does not count")}, and its minibatches from round {firstUnused} go to a further part of " +
               "the epoch over the workers alive. Until this part ends, each step carries only the other workers' minibatches (on shard nodes " +
