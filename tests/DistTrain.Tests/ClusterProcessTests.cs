@@ -316,7 +316,10 @@ public sealed partial class ClusterProcessTests : IDisposable
         var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment),
             Start(NodeRoles.Worker, configPath, workerEnvironment) };
         await ps.WaitForOutputAsync("Training starts with 3 workers", Guard);
-        await ps.WaitForMatchAsync(new Regex(@"epoch +\d+/2 +(25|50|75)%"), Guard);
+        // At a quarter or half of an epoch, not three quarters: that is about 1 s before the epoch's end, and a progress line
+        // read late can let the kill land after the worker's last minibatch, which leaves nothing for a further part (the likely
+        // cause of one failure, after 18 s, in about 20 runs).
+        await ps.WaitForMatchAsync(new Regex(@"epoch +\d+/2 +(25|50)%"), Guard);
         var victim = workers.First(w => w.Output.Contains("Joined the job as worker 0", StringComparison.Ordinal));
         victim.Kill(); // SIGKILL: the shards wait for its next slice until the membership reports it lost
         var lostAt = await ps.WaitForOutputAsync("Worker 0 lost in epoch ", Guard);
@@ -329,7 +332,7 @@ public sealed partial class ClusterProcessTests : IDisposable
             @"minibatches from round (\d+) go to a further part|it had no minibatch left)", RegexOptions.Multiline);
         Assert.True(lost.Success, ps.Output[lostAt..]);
         var lostEpoch = int.Parse(lost.Groups[1].Value, CultureInfo.InvariantCulture);
-        // Killed at a quarter to three quarters of an epoch, it had minibatches left: they are what this test is about.
+        // Killed at a quarter or half of an epoch, it had minibatches left: they are what this test is about.
         Assert.True(lost.Groups[3].Success, $"the lost worker left no minibatches: {lost.Value}");
         var from = int.Parse(lost.Groups[3].Value, CultureInfo.InvariantCulture);
         var samples = new SortedDictionary<int, List<int>>();
