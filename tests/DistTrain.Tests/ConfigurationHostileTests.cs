@@ -33,6 +33,16 @@ public class ConfigurationHostileTests : IDisposable
         Assert.Contains("Model:Initializer = '1' is a single value, but it takes an object of keys.", Problems("""{"Model":{"Initializer":1}}"""));
     }
 
+    /// <summary>
+    /// A repeated setting in a file with bytes after its JSON value (found by the fuzzer, smallest input): the check for repeats
+    /// read only the first value, found the repeat, and the rewrite without it parsed the whole file and threw out of the loader.
+    /// </summary>
+    [Fact]
+    public void A_repeated_setting_followed_by_bytes_after_the_json_is_one_problem_line_not_a_crash()
+    {
+        Assert.StartsWith("the file is not valid JSON", Assert.Single(Problems("""{"Data":{"Seed":1,"Seed":2}}}""")));
+    }
+
     [Fact]
     public void Empty_deep_or_malformed_JSON_is_one_problem_line()
     {

@@ -410,6 +410,9 @@ public static class TrainingOptionsLoader
         {
             if (!reader.Read()) return [];
             Visit(ref reader, []);
+            // Bytes after the value make the file no JSON at all (the reader throws on them): the provider's error says so, and
+            // the rewrite without repeats, which parses the whole file, is never asked for.
+            if (reader.Read()) return [];
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException) // not JSON, or a name that is not UTF-8: the provider's error says so
         {
