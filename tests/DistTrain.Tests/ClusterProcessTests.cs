@@ -359,6 +359,58 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Equal(Enumerable.Range(1, 2), gathered);
     }
 
+    /// <summary>
+    /// Cluster:ShardNodes with an active and a standby parameter server sharing a checkpoint folder: the active one is stopped
+    /// (SIGTERM, as docker stop sends) in epoch 2, after epoch 1's checkpoint. Its shards are released as it stops, before its
+    /// own data plane closes, so the workers lose their shard connections first; they take that for the server's loss, not
+    /// the job's end, and register again. The standby takes over: it resumes from the newest epoch-end checkpoint, places new
+    /// shards on the same shard nodes, which start from the checkpoint's slices, and trains the job to its end on every node.
+    /// Resuming from an epoch's end is exact, so the job ends on the weights of an undisturbed single-process run. (A SIGKILL
+    /// closes the server's data plane first, the path of the standby test without shard nodes.)
+    /// </summary>
+    [Fact]
+    public async Task The_standby_takes_over_a_job_on_shard_nodes_placing_new_shards_from_the_newest_checkpoint_and_ends_on_the_undisturbed_weights()
+    {
+        // 1,000 samples, 2 workers of batch 2: 250 rounds per epoch, 1,000 in all; a kill in epoch 2 leaves epochs to train.
+        var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 4", StringComparison.Ordinal));
+        var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 2, OnShardNodes);
+        var checkpoints = Path.Combine(_directory, "checkpoints");
+        psEnvironment["DISTTRAIN_Checkpoint__Directory"] = standbyEnvironment["DISTTRAIN_Checkpoint__Directory"] = checkpoints;
+        var active = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        await active.WaitForOutputAsync("This node is the active parameter server", Guard);
+        var standby = Start(NodeRoles.ParameterServer, configPath, standbyEnvironment);
+        await standby.WaitForOutputAsync("Standby parameter server: the active one is", Guard);
+        var shards = StartShardNodes(configPath, workerEnvironment, 2);
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        await active.WaitForOutputAsync("epoch 1's end gathered from the shard nodes for its checkpoint", Guard);
+        await active.WaitForMatchAsync(new Regex(@"epoch +2/4 +(25|50)%"), Guard);
+        active.Terminate();
+        await active.AssertExitAsync(130, Guard);
+        var kept = Regex.Match(active.Output, @"Kept the run folder (\S+):").Groups[1].Value; // its weights at the stop, as train keeps them
+
+        var takeover = await standby.WaitForOutputAsync("Taking over the job as the parameter server", Guard);
+        var resumedAt = await standby.WaitForOutputAsync("Resuming from checkpoint", Guard, after: takeover);
+        await standby.WaitForOutputAsync("Training starts with 2 workers", Guard, after: resumedAt);
+        Assert.Matches(@"^Resuming from checkpoint \S+: weights version 250, epoch 2 round 0", standby.Output[resumedAt..]);
+        await standby.AssertExitAsync(0, Guard);
+        foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
+        Assert.Contains("Parameter server: the shards start from the checkpoint of epoch 2 round 0 (version 250, 250 optimizer steps).", standby.Output);
+        Assert.Contains("Test accuracy after 4 epochs", standby.Output);
+        foreach (var shard in shards)
+        {
+            // The lost server's shard released when it was gone, then the standby's placed on the same node.
+            var released = shard.Output.IndexOf("Shard host: the owner of shard ", StringComparison.Ordinal);
+            Assert.True(released >= 0, shard.Output);
+            Assert.Contains("resumes from the checkpoint's slice, version 250 after 250 optimizer steps.", shard.Output[released..]);
+        }
+        foreach (var worker in workers)
+        {
+            Assert.Contains("Lost the data plane to the parameter server (", worker.Output);
+            Assert.DoesNotContain("[ERROR]", worker.Output);
+        }
+        await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2, besides: kept);
+    }
+
     /// <summary>The settings of a job whose 2 shards run on shard nodes, without checkpoints (which shard nodes do not write yet).</summary>
     private static Dictionary<string, string> OnShardNodes => new()
     {

@@ -727,20 +727,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     /// </summary>
     private bool FindResumeCheckpoint()
     {
-        // A takeover of a job on shard nodes is refused, also when the search already ran as a resume (a worker of the lost
-        // parameter server registered after a new one) and before any search, whose lines would describe it.
-        var refusedTakeover = _takeover && _options.Cluster.ShardNodes;
-        if (_resumeSearched && !refusedTakeover) return true;
+        if (_resumeSearched) return true;
         _resumeSearched = true;
         try
         {
-            if (refusedTakeover)
-                throw new CheckpointResumeException("This parameter server cannot take over a job whose shards run on shard nodes (Cluster:ShardNodes = " +
-                    "true) yet: its workers stay bound to the shards the lost parameter server placed. " + (_options.Checkpoint.Enabled
-                        ? "Start the job again with Checkpoint:Resume = true (DISTTRAIN_Checkpoint__Resume=true) on the parameter-server node: it " +
-                          "continues from the newest epoch-end checkpoint."
-                        : "Start the job again; it wrote no checkpoints (Checkpoint:Directory is not set), so it starts from epoch 1. Set " +
-                          "Checkpoint:Directory for the next run, so that a restart can continue it with Checkpoint:Resume = true."));
             TakeCheckpointDirectory();
             if (_options.Checkpoint.Resume)
                 _resumeFrom = CheckpointResume.Find(_options, _model.Layout, LogResumeLine, matchWorkers: false,

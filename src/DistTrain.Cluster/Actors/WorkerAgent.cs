@@ -69,6 +69,8 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private bool _finished;
     private bool _lostParameterServer;
     private bool _workerFailed;
+    private bool _shardsLostWithServer; // this acceptance's worker stopped on a lost shard connection as its parameter server was lost
+    private bool _shardLossPending;     // it stopped on a lost shard connection with its parameter server up: decided at OnLost
     private string? _failure;        // the worker's failure, when it says all there is (WorkerFailed)
     private int _workerIndex;
     private Address? _hostNode; // the node of the job host that accepted this worker
@@ -266,11 +268,29 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
     {
         if (e is ShardConnectionLostException && NodeStopping) _log.Info("Worker stopped as this node stops: {0}", e.Message);
-        else if (e is Core.Compression.GradientOverflowException or ShardConnectionLostException or ShardModeRefusedException && _accepted)
+        else if (e is ShardConnectionLostException && _accepted && ParameterServerLost())
+        {
+            // The shards of a lost parameter server stop with it (their hosts watch it), so a worker on shard nodes loses them as
+            // it loses the server: a takeover places new shards, and this node registers again as for the server's loss.
+            _shardsLostWithServer = true;
+            _log.Info("Worker stopped: {0}, as the parameter server was lost too", e.Message.TrimEnd('.'));
+        }
+        else if (e is ShardConnectionLostException && _accepted)
+        {
+            // Reported now, as the parameter server holds a worker's report for a moment to take it as the job's reason. But a
+            // parameter server that stops (a stop signal to its node) releases its shards before its own data plane closes: if
+            // the server turns out lost within the end-of-job grace (OnLost), this was its loss, and the node registers again.
+            _failure = e.Message;
+            _shardLossPending = true;
+            _log.Warning("Worker stopped: {0} The job ends with this, unless the parameter server turns out to be lost too (then a takeover places new shards).",
+                e.Message);
+            _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message));
+        }
+        else if (e is Core.Compression.GradientOverflowException or ShardModeRefusedException && _accepted)
         {
             // The job's settings, not this node: every worker would fail alike, so the job ends with the reason, which says
-            // all there is (no stack trace). With shards on shard nodes (Cluster:ShardNodes) a lost shard connection mid-part, or
-            // a worker that cannot take the shards, ends the job too: the reason names the shard, or the settings to align.
+            // all there is (no stack trace). With shards on shard nodes (Cluster:ShardNodes) a worker that cannot take the shards
+            // ends the job too: the reason names the settings to align.
             _failure = e.Message;
             _log.Error("Worker failed: {0}", e.Message);
             _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message));
@@ -278,6 +298,16 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         else _log.Error(e, "Worker node failure: {0}", e.Message);
         return Directive.Stop;
     }, loggingEnabled: false);
+
+    /// <summary>True if the parameter server that accepted this worker is lost as this node sees it: its data plane closed, or its
+    /// node is not an up and reachable member of the cluster.</summary>
+    private bool ParameterServerLost()
+    {
+        if (!_linkOpen) return true;
+        var state = _cluster.State;
+        return !state.Members.Any(m => m.Address.Equals(_hostNode) && m.Status == MemberStatus.Up)
+               || state.Unreachable.Any(m => m.Address.Equals(_hostNode));
+    }
 
     private void StartRegistering()
     {
@@ -320,6 +350,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         Timers.Cancel("register");
         Timers.Cancel("join-timeout");
         _generation++;
+        _shardsLostWithServer = _shardLossPending = false;
         var loop = _options.Training;
         _worker = Context.Watch(Context.ActorOf(Worker.Props(accepted.WorkerIndex, _options.Model, _data.Train, _data.Test, loop.EvaluationBatchSize, _data.Validation, loop.Seed,
                 ReplicaSettings.From(_options), shardDialing: new ShardDialing(_security.Identity, accepted.JobId, _security.Certificates))
@@ -336,7 +367,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     {
         if (_finished || (!terminated.ActorRef.Equals(_worker) && !terminated.ActorRef.Equals(_link))) return; // an earlier generation's
         // The worker's own failure wins over the link closing after it (the parameter server drops a dead worker's link).
-        if (terminated.ActorRef.Equals(_worker)) _workerFailed = true;
+        if (terminated.ActorRef.Equals(_worker)) _workerFailed = !_shardsLostWithServer;
         else _linkOpen = false;
         Timers.StartSingleTimer("lost", new Lost(terminated.ActorRef.Path.Name, _generation), TimeSpan.FromSeconds(EndOfJobGraceSeconds));
     }
@@ -351,6 +382,12 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             // The node's own stop closed the data plane or removed the parameter server from its view; the caller reports the stop.
             _log.Debug("The data plane to the parameter server ended ({0}) as this node stops; not registering again.", lost.Name);
             return;
+        }
+        if (_shardLossPending && _workerFailed && ParameterServerLost())
+        {
+            _log.Info("The parameter server was lost too, which released its shards; the job is not ended by the lost shard connection.");
+            _workerFailed = false;
+            _failure = null;
         }
         if (_workerFailed)
         {
