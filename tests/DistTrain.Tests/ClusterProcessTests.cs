@@ -232,7 +232,8 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// epochs the final weights are bit-identical to single-node mode with one shard, and every node exits 0. The parameter
     /// server writes a checkpoint at each epoch's end from the shards' slices: weights, optimizer state and position bit-identical
     /// to the checkpoints single-node mode writes. Resumed on fresh shard nodes from the checkpoint after epoch 1, the job trains
-    /// epoch 2 to the same final weights again.
+    /// epoch 2 to the same final weights again; resumed from the checkpoint of the finished training, it trains nothing, and the
+    /// shards only hand out its weights, which score as the first run's and are written as the model.
     /// </summary>
     [Fact]
     public async Task Two_shards_on_shard_nodes_train_to_the_weights_and_checkpoints_of_one_shard_in_single_node_mode_and_resume_from_them()
@@ -246,6 +247,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
         await ps.AssertExitAsync(0, Guard);
         foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
+        string[] runs = [ps.Output];
         Assert.Contains("parameter server in 2 shards of 12,720 and 12,730 weights, each on a shard node of its own (Cluster:ShardNodes)", ps.Output);
         Assert.Contains("Parameter server: 2 shards placed on ", ps.Output);
         foreach (var worker in workers) Assert.Contains("trains against 2 shard nodes: 127.0.0.1:", worker.Output);
@@ -290,6 +292,25 @@ public sealed partial class ClusterProcessTests : IDisposable
         foreach (var shard in shards) Assert.Contains("resumes from the checkpoint's slice, version 16 after 16 optimizer steps.", shard.Output);
         foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
         tensors = SafeTensors.Read(FinalWeightsPath("runs-resumed"));
+        foreach (var segment in single.Layout.Segments)
+            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+
+        // Resumed once more, from the checkpoint written when the last epoch's training ended (epoch 3 round 0): nothing is left to
+        // train, so the shards only hand the checkpoint's weights to the workers, which score them as epoch 2's, and the run writes
+        // the model. The score is the first run's (the same weights on the same test samples).
+        var accuracy = new Regex(@"Test accuracy after 2 epochs: [\d.]+%");
+        psEnvironment["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-scored");
+        ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        shards = StartShardNodes(configPath, workerEnvironment, 2);
+        workers = [Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment)];
+        await ps.AssertExitAsync(0, Guard);
+        foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
+        Assert.Contains("weights version 32, all 2 epochs trained", ps.Output);
+        Assert.Contains("All 2 epochs were trained before this run started: the workers score epoch 2's weights (version 32)", ps.Output);
+        Assert.Equal(accuracy.Match(runs[0]).Value, accuracy.Match(ps.Output).Value);
+        Assert.DoesNotContain("gathered from the shard nodes for its checkpoint", ps.Output); // nothing new to checkpoint
+        foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
+        tensors = SafeTensors.Read(FinalWeightsPath("runs-scored"));
         foreach (var segment in single.Layout.Segments)
             Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
     }
@@ -371,7 +392,7 @@ public sealed partial class ClusterProcessTests : IDisposable
     [Fact]
     public async Task The_standby_takes_over_a_job_on_shard_nodes_placing_new_shards_from_the_newest_checkpoint_and_ends_on_the_undisturbed_weights()
     {
-        // 1,000 samples, 2 workers of batch 2: 250 rounds per epoch, 1,000 in all; a kill in epoch 2 leaves epochs to train.
+        // 1,000 samples, 2 workers of batch 2: 250 rounds per epoch, 1,000 in all; a stop in epoch 2 leaves epochs to train.
         var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 4", StringComparison.Ordinal));
         var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 2, OnShardNodes);
         var checkpoints = Path.Combine(_directory, "checkpoints");
@@ -383,35 +404,43 @@ public sealed partial class ClusterProcessTests : IDisposable
         var shards = StartShardNodes(configPath, workerEnvironment, 2);
         var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
         await active.WaitForOutputAsync("epoch 1's end gathered from the shard nodes for its checkpoint", Guard);
-        await active.WaitForMatchAsync(new Regex(@"epoch +2/4 +(25|50)%"), Guard);
+        await active.WaitForMatchAsync(new Regex(@"epoch +[23]/4 +(25|50)%"), Guard);
         active.Terminate();
         await active.AssertExitAsync(130, Guard);
         var kept = Regex.Match(active.Output, @"Kept the run folder (\S+):").Groups[1].Value; // its weights at the stop, as train keeps them
+        Assert.True(File.Exists(Path.Combine(kept, "model.safetensors")), active.Output);
+        // The newest checkpoint the active server wrote, at an epoch's end: the takeover resumes from it, not from an earlier one.
+        var checkpointed = Regex.Matches(active.Output, @"epoch (\d+)'s end gathered from the shard nodes for its checkpoint")
+            .Max(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)) + 1;
 
         var takeover = await standby.WaitForOutputAsync("Taking over the job as the parameter server", Guard);
         var resumedAt = await standby.WaitForOutputAsync("Resuming from checkpoint", Guard, after: takeover);
         await standby.WaitForOutputAsync("Training starts with 2 workers", Guard, after: resumedAt);
-        Assert.Matches(@"^Resuming from checkpoint \S+: weights version 250, epoch 2 round 0", standby.Output[resumedAt..]);
+        var version = 250 * (checkpointed - 1);
+        Assert.Matches($@"^Resuming from checkpoint \S+: weights version {version}, epoch {checkpointed} round 0", standby.Output[resumedAt..]);
         await standby.AssertExitAsync(0, Guard);
         foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
-        Assert.Contains("Parameter server: the shards start from the checkpoint of epoch 2 round 0 (version 250, 250 optimizer steps).", standby.Output);
+        Assert.Contains($"Parameter server: the shards start from the checkpoint of epoch {checkpointed} round 0 (version {version}, {version} optimizer steps).",
+            standby.Output);
         Assert.Contains("Test accuracy after 4 epochs", standby.Output);
         foreach (var shard in shards)
         {
             // The lost server's shard released when it was gone, then the standby's placed on the same node.
             var released = shard.Output.IndexOf("Shard host: the owner of shard ", StringComparison.Ordinal);
             Assert.True(released >= 0, shard.Output);
-            Assert.Contains("resumes from the checkpoint's slice, version 250 after 250 optimizer steps.", shard.Output[released..]);
+            Assert.Contains($"resumes from the checkpoint's slice, version {version} after {version} optimizer steps.", shard.Output[released..]);
         }
         foreach (var worker in workers)
         {
+            // The shard connections closed before the server's data plane, and the worker took that for the server's loss.
+            Assert.Matches(new Regex(@"(as the parameter server was lost too|The parameter server was lost too, which released its shards)"), worker.Output);
             Assert.Contains("Lost the data plane to the parameter server (", worker.Output);
             Assert.DoesNotContain("[ERROR]", worker.Output);
         }
         await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2, besides: kept);
     }
 
-    /// <summary>The settings of a job whose 2 shards run on shard nodes, without checkpoints (which shard nodes do not write yet).</summary>
+    /// <summary>The settings of a job whose 2 shards run on shard nodes, without checkpoints (a test that wants them sets the folder).</summary>
     private static Dictionary<string, string> OnShardNodes => new()
     {
         ["DISTTRAIN_Cluster__ParameterServerShards"] = "2", ["DISTTRAIN_Cluster__ShardNodes"] = "true", ["DISTTRAIN_Checkpoint__Directory"] = "",

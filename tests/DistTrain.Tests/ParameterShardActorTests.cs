@@ -830,12 +830,13 @@ public sealed class ParameterShardActorTests : TestKit
     /// <summary>
     /// A resumed run's shard takes its slice of the checkpoint from the run's owner before its first part (Adam: two state
     /// buffers, and the step count its bias correction uses): asked again, it sends back exactly the weights, state, version and
-    /// step count it was sent, and the part's first weights are the checkpoint's. A piece from another actor is one warning,
+    /// step count it was sent, and the part's first weights are the checkpoint's (in a part with no minibatch, as a resumed
+    /// finished run scores them, the part also ends at once). A piece from another actor is one warning,
     /// and nothing changes; a piece out of order from the owner, or a part's start before the slice is whole, stops the shard
     /// naming the problem (it would train on torn weights).
     /// </summary>
     [Fact]
-    public void A_shard_resumes_from_its_owners_checkpoint_slice_and_stops_on_a_torn_one()
+    public void A_shard_resumes_from_its_owners_checkpoint_slice_hands_it_out_in_a_part_without_minibatches_and_stops_on_a_torn_one()
     {
         var initial = Replica.Initial();
         var plan = ParameterShards.Plan(initial.Layout, 2);
@@ -883,6 +884,18 @@ public sealed class ParameterShardActorTests : TestKit
         var first = worker.ExpectMsg<ShardWeights>();
         Assert.Equal((-1, 40L), (first.Round, first.Version));
         Compare.Identical(weights, first.Weights, "the part's first weights");
+        failures.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+
+        // Resumed from the checkpoint of a finished run, which is only scored: a part with no minibatch hands out the checkpoint's
+        // weights and ends at once, reported as a round without a step (nothing else would end it).
+        (shard, owner, failures) = Start();
+        foreach (var piece in Pieces(0, weights).Concat(Pieces(1, state[0])).Concat(Pieces(2, state[1]))) owner.Send(shard, piece);
+        owner.Send(shard, new ShardPartStart(2, [worker.Ref], [0], 0, [ActorRefs.Nobody, shard], ActorRefs.Nobody, Part: 1));
+        var handedOut = worker.ExpectMsg<ShardWeights>();
+        Assert.Equal((-1, 40L, 1), (handedOut.Round, handedOut.Version, handedOut.Part));
+        Compare.Identical(weights, handedOut.Weights, "the weights handed out");
+        var end = owner.ExpectMsg<ShardRoundApplied>();
+        Assert.Equal((1, 2, 1, 0, 0, 40L, 0, true), (end.Shard, end.Epoch, end.Part, end.Round, end.Stamp, end.Version, end.SampleCount, end.PartFinished));
         failures.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
 
         // A state buffer's piece before the weights: the shard stops, naming the buffer due.

@@ -338,6 +338,84 @@ public sealed class ShardNodeTests : IDisposable
     }
 
     /// <summary>
+    /// A shard node that never answers a lost worker's question (here a host that places its shard, signed as a shard host
+    /// signs, and a shard that takes every message and answers none) would hold the part's end for ever: the decision times
+    /// out after <see cref="RemoteShardSettings.Timeout"/>, and after the loss grace the job fails, naming the worker, the
+    /// epoch, the time-out and what to check. The real shard node's answer alone decides nothing.
+    /// </summary>
+    [Fact]
+    public async Task A_lost_workers_decision_that_a_silent_shard_node_never_answers_fails_the_job_after_the_time_out_naming_the_worker()
+    {
+        var ports = TestPorts.Free(2);
+        var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
+        var psOptions = Options(seed, ports[0], 0);
+        var ps = await StartNodeAsync(psOptions, NodeRoles.ParameterServer);
+        var security = new ClusterSecurity(Identity, null);
+        var starting = ClusterNode.ShardHostSettingsOf(psOptions, security).StartingWeights;
+        using var stop = new CancellationTokenSource();
+        var shardOptions = Options(seed, 0, ports[1]);
+        var run = ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(shardOptions, security), shardOptions, security, stop.Token);
+        try
+        {
+            var silentNode = await StartNodeAsync(Options(seed, 0, 0), NodeRoles.ParameterShard);
+            silentNode.ActorOf(Props.Create(() => new SilentShardHost(Identity)), ShardHost.Name);
+            var cluster = Akka.Cluster.Cluster.Get(ps);
+            var deadline = DateTime.UtcNow + Guard;
+            while (cluster.State.Members.Count(m => m.HasRole(NodeRoles.ParameterShard) && m.Status == Akka.Cluster.MemberStatus.Up) < 2)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the two shard nodes did not come up");
+                await Task.Delay(100);
+            }
+
+            var owner = Inbox.Create(ps);
+            Inbox[] workers = [Inbox.Create(ps), Inbox.Create(ps)];
+            var timeout = TimeSpan.FromSeconds(5);
+            var settings = new RemoteShardSettings(Identity, "job-1", 2, starting, ModelFingerprint.ServerSettingsOf(psOptions),
+                [.. workers.Select(w => w.Receiver)], timeout, 1);
+            ps.ActorOf(Props.Create(() => new Supervisor(owner.Receiver, RemoteShardedParameterServer.Props(settings))));
+            var server = Assert.IsAssignableFrom<IActorRef>(await owner.ReceiveAsync(Guard));
+            foreach (var worker in workers) Assert.IsType<ShardServersAssigned>(await worker.ReceiveAsync(Guard)); // placed on both
+
+            owner.Send(server, new StartEpoch(1, [workers[0].Receiver, workers[1].Receiver], [3, 3]));
+            var lostAt = DateTime.UtcNow;
+            owner.Send(server, new WorkerLost(1));
+            var failure = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
+            Assert.True(DateTime.UtcNow - lostAt >= timeout, $"the job failed {(DateTime.UtcNow - lostAt).TotalSeconds:F1} s after the loss, before the time-out");
+            Assert.Equal("Worker 1 was lost in epoch 1, and the shard nodes did not all answer the question which of its slices count within 5 s (the " +
+                "smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds): a shard node is overloaded, cut off, or missed the " +
+                "part's start (its log says so). Restart the job.", failure.Message);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAny(run, Task.Delay(Guard));
+        }
+    }
+
+    /// <summary>A shard node's host that places a shard as <see cref="ShardHost"/> does (a signed <see cref="ShardHosted"/>), on a
+    /// shard actor and worker links that take every message and answer none.</summary>
+    private sealed class SilentShardHost : ReceiveActor
+    {
+        public SilentShardHost(JobIdentity identity)
+        {
+            var silent = Context.ActorOf(Props.Create(() => new Silent()), "silent-shard");
+            Receive<HostShard>(request =>
+            {
+                IActorRef[] links = [.. Enumerable.Repeat(silent, request.WorkerSlots)];
+                string PathOf(IActorRef actor) => actor.Path.ToSerializationFormatWithAddress(((ExtendedActorSystem)Context.System).Provider.DefaultAddress);
+                var proof = identity.ShardHostedProof(PathOf(Sender), request.Proof, request.JobId, request.Shard, PathOf(silent), "127.0.0.1", 1,
+                    links.Select(PathOf));
+                Sender.Tell(new ShardHosted(request.JobId, request.Shard, silent, "127.0.0.1", 1, links, proof));
+            });
+        }
+
+        private sealed class Silent : ReceiveActor
+        {
+            public Silent() => ReceiveAny(_ => { });
+        }
+    }
+
+    /// <summary>
     /// The coordinator's search for shard nodes (<see cref="ShardNodeFinder"/>): with two shard nodes up, a search for 2 finds
     /// both, oldest member first, and the placement on the hosts it found succeeds with each node's configured data port; a
     /// search for 3 ends at its time-out naming the 2 found and the one more to start.

@@ -40,7 +40,9 @@ namespace DistTrain.Cluster.Actors;
 /// (<see cref="ShardSliceRequest"/>) and writes the checkpoint; a resumed run's owner sends each shard its slice of the checkpoint
 /// (<see cref="ShardSliceChunk"/>, the same pieces in the other direction) before the first part.</para>
 /// <para>A part may start after round 0: an epoch's further part, which trains the samples a lost worker left
-/// (<see cref="ShardPartStart.FirstRound"/>); its results carry its part (<see cref="ShardWeights.Part"/>). Not yet here: the
+/// (<see cref="ShardPartStart.FirstRound"/>); its results carry its part (<see cref="ShardWeights.Part"/>). A part with no minibatch
+/// (a resumed run that first scores its checkpoint's weights) broadcasts the slice and reports its end at once, as a round
+/// without a step (<see cref="ShardRoundApplied.PartFinished"/>). Not yet here: the
 /// gradient diagnostics and metrics. Only a <see cref="ShardHost"/> starts this actor, on a shard node, for the
 /// <see cref="RemoteShardedParameterServer"/> of a run with Cluster:ShardNodes.</para>
 /// </remarks>
@@ -175,6 +177,8 @@ public sealed class ParameterShardActor : ReceiveActor
         _partEndAfterStep = null;
         _normParts.Clear();
         Broadcast(start.FirstRound - 1, 0); // the weights the part's first round is computed on
+        // A part with no minibatch only hands out the weights (a resumed run scoring its checkpoint's): nothing else ends it.
+        if (_ledger.PartFinished) ReportPartEndWithoutStep(start.FirstRound);
     }
 
     private void OnSliceRequest(ShardSliceRequest request)

@@ -68,6 +68,9 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// (it still sets the further part's and later epochs' minibatches). A failing loss waits a grace of 2 s (a worker's 3 s), in which a
 /// stop (<see cref="StopStepping"/>) makes it the stop's: stopping the whole cluster stops the shard nodes and workers too,
 /// and the job then ends cancelled, not failed.</para>
+/// <para>A part with no minibatch (a resumed run that first scores its checkpoint's weights: every epoch was trained, or early
+/// stopping's record asks for the resumed epoch's score) only hands out the weights: every shard broadcasts its slice and reports
+/// the part's end, and its <see cref="EpochCompleted"/> (no samples) comes without a checkpoint.</para>
 /// <para>A stop (<see cref="StopStepping"/>) does not stop the shards mid-part: the shards step on while the workers finish their
 /// round, and a gathering of the weights that finds the shards at different versions (one has stepped, another not yet) is asked
 /// again every 50 ms, for up to 10 s, so every <see cref="GetWeights"/> is answered once.</para>
@@ -128,6 +131,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private bool _partLeftSamples;                   // a worker lost in the running part left minibatches: a further part of the epoch follows
     private ShardRoundApplied? _heldPartEnd;         // the part's end, held until every loss in it is decided
     private ShardNodesException? _pendingFailure;
+    private bool _partTrainsNothing; // the running part has no minibatch: it only hands out the weights, and writes no checkpoint
     private int _partSlots;                      // the running part's worker slots, present or not: a checkpoint records them
     private ShardWeightsGather? _checkpointGather; // an epoch end's weights and optimizer state, being gathered for its checkpoint
     private int _checkpointEpoch;                // the epoch that gathering's checkpoint starts (the one after the epoch that ended)
@@ -306,11 +310,6 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     {
         _coordinator = Sender;
         var slots = _settings.Workers.Count;
-        if (start.BatchesPerWorker.All(batches => batches == 0))
-            throw new ShardNodesException($"Epoch {start.Epoch}: a part that only hands out the weights, which a resumed run that first scores its " +
-                "checkpoint's weights starts (every epoch was trained, or early stopping's record asks for that epoch's score), is not run by shards on " +
-                "shard nodes yet. Resume this run with Cluster:ShardNodes = false (the shards then run in the parameter server's process, from the same " +
-                "checkpoint), or raise Training:Epochs to train further.");
         for (var w = slots; w < start.Workers.Length; w++)
             if (!start.Workers[w].IsNobody())
                 throw new ShardNodesException($"Worker {w} joined the running job, and the shards were placed for {slots} worker slots: shards on shard " +
@@ -329,6 +328,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _part = (start.Epoch, start.Part);
         _partEnds = rounds;
         _partLeftSamples = false;
+        // A part with no minibatch only hands out the weights (a resumed run that first scores its checkpoint's, or early
+        // stopping's record asking for the resumed epoch's score): each shard broadcasts its slice and reports the part's end.
+        _partTrainsNothing = start.BatchesPerWorker.All(batches => batches <= start.FirstRound);
         _undecided.Clear();
         _heldPartEnd = null;
         _roundStarted = Stopwatch.GetTimestamp();
@@ -441,7 +443,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         // which writes it in the same message: every shard answers at the epoch's last version (nothing can start the next part
         // before), a request for the epoch's weights (early stopping's best, the final ones) comes after it, and a run that ends at
         // this epoch has its checkpoint.
-        if (_settings.Checkpoints is not null && !_stopping && !_partLeftSamples)
+        if (_settings.Checkpoints is not null && !_stopping && !_partLeftSamples && !_partTrainsNothing)
         {
             _heldEpochEnd = end;
             StartCheckpoint(merged.Epoch + 1);

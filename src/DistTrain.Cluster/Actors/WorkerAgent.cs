@@ -51,6 +51,14 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     /// </summary>
     public const double EndOfJobGraceSeconds = 2;
 
+    /// <summary>
+    /// Seconds a worker on shard nodes that lost a shard connection while its parameter server was up waits, at most, to learn
+    /// whether the server is lost too (its data plane closes, or its node exits or becomes unreachable) before it ends as failed.
+    /// A parameter server stopped by a signal releases its shards first and leaves only after writing its outputs; a job that
+    /// fails for the lost shard ends sooner, with its JobFinished.
+    /// </summary>
+    public const double ShardLossDecisionSeconds = 30;
+
     private readonly TrainingOptions _options;
     private readonly ClusterSecurity _security;
     private readonly TrainingData _data;
@@ -71,6 +79,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private bool _workerFailed;
     private bool _shardsLostWithServer; // this acceptance's worker stopped on a lost shard connection as its parameter server was lost
     private bool _shardLossPending;     // it stopped on a lost shard connection with its parameter server up: decided at OnLost
+    private DateTime _shardLossAt;      // when (UTC)
     private string? _failure;        // the worker's failure, when it says all there is (WorkerFailed)
     private int _workerIndex;
     private Address? _hostNode; // the node of the job host that accepted this worker
@@ -271,19 +280,20 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         else if (e is ShardConnectionLostException && _accepted && ParameterServerLost())
         {
             // The shards of a lost parameter server stop with it (their hosts watch it), so a worker on shard nodes loses them as
-            // it loses the server: a takeover places new shards, and this node registers again as for the server's loss.
+            // it loses the server; this node registers again as for the server's loss (a standby, if one runs, places new shards).
             _shardsLostWithServer = true;
-            _log.Info("Worker stopped: {0}, as the parameter server was lost too", e.Message.TrimEnd('.'));
+            _log.Info("Worker stopped: {0}, as the parameter server was lost too", e.Message.Split(". The worker stops", 2)[0]);
         }
-        else if (e is ShardConnectionLostException && _accepted)
+        else if (e is ShardConnectionLostException && _accepted && !_finished)
         {
             // Reported now, as the parameter server holds a worker's report for a moment to take it as the job's reason. But a
-            // parameter server that stops (a stop signal to its node) releases its shards before its own data plane closes: if
-            // the server turns out lost within the end-of-job grace (OnLost), this was its loss, and the node registers again.
+            // parameter server that stops (a stop signal to its node) releases its shards before its data plane closes and its
+            // node leaves: the decision waits (OnLost) for the server's loss, the job's end, or ShardLossDecisionSeconds.
             _failure = e.Message;
             _shardLossPending = true;
-            _log.Warning("Worker stopped: {0} The job ends with this, unless the parameter server turns out to be lost too (then a takeover places new shards).",
-                e.Message);
+            _shardLossAt = DateTime.UtcNow;
+            _log.Warning("Worker stopped: {0} The job ends with this, unless the parameter server turns out to be lost too (then this node registers " +
+                "again, for a standby to take over).", e.Message);
             _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message));
         }
         else if (e is Core.Compression.GradientOverflowException or ShardModeRefusedException && _accepted)
@@ -300,12 +310,13 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     }, loggingEnabled: false);
 
     /// <summary>True if the parameter server that accepted this worker is lost as this node sees it: its data plane closed, or its
-    /// node is not an up and reachable member of the cluster.</summary>
+    /// node is unreachable, or exiting, down or gone from the cluster. A node that is only leaving still hosts the job's
+    /// singleton, which would answer a registration.</summary>
     private bool ParameterServerLost()
     {
         if (!_linkOpen) return true;
         var state = _cluster.State;
-        return !state.Members.Any(m => m.Address.Equals(_hostNode) && m.Status == MemberStatus.Up)
+        return !state.Members.Any(m => m.Address.Equals(_hostNode) && m.Status is MemberStatus.Up or MemberStatus.Leaving)
                || state.Unreachable.Any(m => m.Address.Equals(_hostNode));
     }
 
@@ -383,11 +394,21 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             _log.Debug("The data plane to the parameter server ended ({0}) as this node stops; not registering again.", lost.Name);
             return;
         }
-        if (_shardLossPending && _workerFailed && ParameterServerLost())
+        if (_shardLossPending && _workerFailed)
         {
-            _log.Info("The parameter server was lost too, which released its shards; the job is not ended by the lost shard connection.");
-            _workerFailed = false;
-            _failure = null;
+            if (ParameterServerLost())
+            {
+                _log.Info("The parameter server was lost too, which released its shards; the job is not ended by the lost shard connection.");
+                _workerFailed = false;
+                _failure = null;
+            }
+            else if (DateTime.UtcNow - _shardLossAt < TimeSpan.FromSeconds(ShardLossDecisionSeconds))
+            {
+                // Not yet: a stopping server's data plane closes, and its node exits, only once it has written its outputs.
+                // The job's end (JobFinished, which a failing job sends too) also ends the wait.
+                Timers.StartSingleTimer("lost", lost, TimeSpan.FromSeconds(0.5));
+                return;
+            }
         }
         if (_workerFailed)
         {
