@@ -24,7 +24,10 @@
 #      undisturbed run's (the same weights, bit for bit, as one server's);
 #   7. shard nodes again, with 3 worker containers (WORKERS=2, DISTTRAIN_Cluster__StartDelaySeconds=20) and no standby, one
 #      worker killed mid-epoch: the shard nodes decide which of its slices count, a further part of the epoch gives its samples to the 2 alive, one
-#      checkpoint is written per epoch, every other node exits 0, and the test accuracy is within 1 point of the undisturbed run's.
+#      checkpoint is written per epoch, every other node exits 0, and the test accuracy is within 1 point of the undisturbed run's;
+#   8. shard nodes with the standby, the ps container killed mid-epoch: the shard containers release the lost server's shards,
+#      the standby takes over from the newest epoch-end checkpoint and places new shards on the same shard containers, every
+#      node but the killed one exits 0, and the test accuracy equals the undisturbed run's (an epoch-end resume is exact).
 # Containers, networks, volumes and the certificates are removed at the end, also when a check fails or the script
 # is stopped.
 #
@@ -521,4 +524,43 @@ check $? "every node but the killed one exited 0 (ps $ps_status, workers $worker
 check $? "test accuracy on shard nodes with a worker killed: ${shards_killed_accuracy:-?}%, within 1 point of the undisturbed ${container_accuracy:-?}%"
 down
 
-log "== figures: image $(( size_bytes / 1000000 )) MB, built in ${build_seconds} s; accuracy: cluster.sh 2 ${host_accuracy:-?}%, compose ${container_accuracy:-?}%, worker killed ${killed_accuracy:-?}%, ps killed ${failover_accuracy:-?}%, shard nodes ${shards_accuracy:-?}%, shard nodes with a worker killed ${shards_killed_accuracy:-?}%"
+# ---------------------------------------------------------------------------------------------------------------
+log "== compose run 6: shard nodes with the standby, the ps container killed mid-epoch"
+t0=$(now)
+DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 CHECKPOINT_EVERY_STEPS=0 "${compose[@]}" up -d --no-build --scale worker=2 --scale shard=2 \
+  ps ps-standby worker shard > "$work/up.log" 2>&1 || die "compose up (shard nodes, standby) failed: $(tail -5 "$work/up.log")"
+ps_id=$(ids ps); standby_id=$(ids ps-standby); worker_ids=($(ids worker)); shard_ids=($(ids shard))
+[ ${#worker_ids[@]} -eq 2 ] && [ ${#shard_ids[@]} -eq 2 ] || die "compose started ${#worker_ids[@]} worker and ${#shard_ids[@]} shard containers, expected 2 and 2"
+wait_for_log "$ps_id" "Training starts with 2 workers" 480 || die "training did not start within 480 s: $(logs_of "$ps_id" | tail -5)"
+wait_for_log "$ps_id" "^epoch +3/10 +50%" 300 || die "epoch 3 did not reach 50%"
+newest_checkpoint=$(logs_of "$ps_id" | grep -oE "epoch [0-9]+'s end gathered from the shard nodes for its checkpoint" | tail -1)
+t_kill=$(now)
+"$engine" kill "$ps_id" > /dev/null
+log "killed the ps container at epoch 3, 50% (its newest checkpoint: ${newest_checkpoint:-none})"
+wait_for_log "$standby_id" "Taking over the job" 120; check $? "the standby takes over the job on shard nodes"
+t_takeover=$(log_time "$standby_id" "Taking over the job")
+wait_for_log "$standby_id" "Parameter server: 2 shards placed on " 180
+check $? "the standby placed new shards on the shard containers"
+wait_for_log "$standby_id" "Training starts" 120
+t_resumed=$(log_time "$standby_id" "Training starts")
+logs_of "$standby_id" | grep -E "Taking over|Resuming from|the shards start from|Training starts" | sed 's/^.*\] //; s/^/  | /' | cut -c1-220
+standby_status=$(exit_code "$standby_id"); worker_statuses="$(exit_code "${worker_ids[0]}" 60) $(exit_code "${worker_ids[1]}" 60)"
+shard_statuses="$(exit_code "${shard_ids[0]}" 60) $(exit_code "${shard_ids[1]}" 60)"
+ps_status=$(exit_code "$ps_id" 10)
+save_logs shard-nodes-ps-killed
+summary_lines "$standby_id"
+shards_failover_accuracy=$(accuracy_of "$standby_id")
+log "kill -> standby's job host: $(seconds_between "$t_kill" "${t_takeover:-}") s; kill -> training resumed: $(seconds_between "$t_kill" "${t_resumed:-}") s"
+released=0
+for id in "${shard_ids[@]}"; do
+  logs_of "$id" | awk '/Shard host: the owner of shard .* is gone/ { gone = 1 } gone && /resumes from the checkpoint.s slice/ { ok = 1 } END { exit !ok }' \
+    || released=1
+done
+check $released "each shard container released the lost server's shard, then took the standby's from the checkpoint's slice"
+[ "$standby_status" = 0 ] && [ "$worker_statuses" = "0 0" ] && [ "$shard_statuses" = "0 0" ]
+check $? "the job completed on the standby (standby $standby_status, workers $worker_statuses, shard nodes $shard_statuses; killed ps $ps_status); $(seconds_between "$t0" "$(now)") s from compose up"
+[ -n "$shards_failover_accuracy" ] && [ "$shards_failover_accuracy" = "${container_accuracy:-}" ]
+check $? "test accuracy after the takeover on shard nodes equals the undisturbed run's: ${shards_failover_accuracy:-?}% and ${container_accuracy:-?}%"
+down
+
+log "== figures: image $(( size_bytes / 1000000 )) MB, built in ${build_seconds} s; accuracy: cluster.sh 2 ${host_accuracy:-?}%, compose ${container_accuracy:-?}%, worker killed ${killed_accuracy:-?}%, ps killed ${failover_accuracy:-?}%, shard nodes ${shards_accuracy:-?}%, shard nodes with a worker killed ${shards_killed_accuracy:-?}%, shard nodes with the ps killed ${shards_failover_accuracy:-?}%"
