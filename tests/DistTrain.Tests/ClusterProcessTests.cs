@@ -307,9 +307,12 @@ public sealed partial class ClusterProcessTests : IDisposable
         foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
         Assert.Contains("weights version 32, all 2 epochs trained", ps.Output);
         Assert.Contains("All 2 epochs were trained before this run started: the workers score epoch 2's weights (version 32)", ps.Output);
+        Assert.Matches(accuracy, ps.Output);
         Assert.Equal(accuracy.Match(runs[0]).Value, accuracy.Match(ps.Output).Value);
         Assert.DoesNotContain("gathered from the shard nodes for its checkpoint", ps.Output); // nothing new to checkpoint
         foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
+        // The workers were done with the part once they held its weights: the shards' stop at the run's end is no failure of theirs.
+        foreach (var worker in workers) Assert.DoesNotContain("The job ends with this", worker.Output);
         tensors = SafeTensors.Read(FinalWeightsPath("runs-scored"));
         foreach (var segment in single.Layout.Segments)
             Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);

@@ -890,12 +890,12 @@ public sealed class ParameterShardActorTests : TestKit
         // weights and ends at once, reported as a round without a step (nothing else would end it).
         (shard, owner, failures) = Start();
         foreach (var piece in Pieces(0, weights).Concat(Pieces(1, state[0])).Concat(Pieces(2, state[1]))) owner.Send(shard, piece);
-        owner.Send(shard, new ShardPartStart(2, [worker.Ref], [0], 0, [ActorRefs.Nobody, shard], ActorRefs.Nobody, Part: 1));
+        owner.Send(shard, new ShardPartStart(2, [worker.Ref], [0], 0, [ActorRefs.Nobody, shard], ActorRefs.Nobody, Part: 1, FirstRound: 1));
         var handedOut = worker.ExpectMsg<ShardWeights>();
-        Assert.Equal((-1, 40L, 1), (handedOut.Round, handedOut.Version, handedOut.Part));
+        Assert.Equal((0, 40L, 1), (handedOut.Round, handedOut.Version, handedOut.Part));
         Compare.Identical(weights, handedOut.Weights, "the weights handed out");
         var end = owner.ExpectMsg<ShardRoundApplied>();
-        Assert.Equal((1, 2, 1, 0, 0, 40L, 0, true), (end.Shard, end.Epoch, end.Part, end.Round, end.Stamp, end.Version, end.SampleCount, end.PartFinished));
+        Assert.Equal((1, 2, 1, 1, 0, 40L, 0, true), (end.Shard, end.Epoch, end.Part, end.Round, end.Stamp, end.Version, end.SampleCount, end.PartFinished));
         failures.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
 
         // A state buffer's piece before the weights: the shard stops, naming the buffer due.

@@ -423,6 +423,13 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             _coordinator.Tell(new RoundApplied(merged.Epoch, merged.Round, merged.Version, merged.SampleCount, merged.LossSum, timing, merged.LearningRate), Self);
         }
         if (!merged.PartFinished) return;
+        if ((merged.Epoch, merged.Part) != _part)
+        {
+            // A part that only handed out the weights, which the coordinator does not wait for, ended after the next part started:
+            // its end goes to the coordinator as one server's would, and changes nothing of the running part.
+            _coordinator.Tell(new EpochCompleted(merged.Epoch, merged.Version, 0, 0, merged.L1Penalty, merged.L2Penalty), Self);
+            return;
+        }
         // The coordinator plans a further part from the losses' WorkerRemoved, so the end waits for every decision of the part.
         if (_undecided.Count > 0)
         {

@@ -79,7 +79,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private bool _workerFailed;
     private bool _shardsLostWithServer; // this acceptance's worker stopped on a lost shard connection as its parameter server was lost
     private bool _shardLossPending;     // it stopped on a lost shard connection with its parameter server up: decided at OnLost
-    private DateTime _shardLossAt;      // when (UTC)
+    private long _shardLossAt;          // when (Stopwatch timestamp)
     private string? _failure;        // the worker's failure, when it says all there is (WorkerFailed)
     private int _workerIndex;
     private Address? _hostNode; // the node of the job host that accepted this worker
@@ -277,6 +277,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
     {
         if (e is ShardConnectionLostException && NodeStopping) _log.Info("Worker stopped as this node stops: {0}", e.Message);
+        else if (e is ShardConnectionLostException && _finished) _log.Info("Worker stopped after the job's end: {0}", e.Message.Split(". The worker stops", 2)[0]);
         else if (e is ShardConnectionLostException && _accepted && ParameterServerLost())
         {
             // The shards of a lost parameter server stop with it (their hosts watch it), so a worker on shard nodes loses them as
@@ -284,14 +285,14 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             _shardsLostWithServer = true;
             _log.Info("Worker stopped: {0}, as the parameter server was lost too", e.Message.Split(". The worker stops", 2)[0]);
         }
-        else if (e is ShardConnectionLostException && _accepted && !_finished)
+        else if (e is ShardConnectionLostException && _accepted)
         {
             // Reported now, as the parameter server holds a worker's report for a moment to take it as the job's reason. But a
             // parameter server that stops (a stop signal to its node) releases its shards before its data plane closes and its
             // node leaves: the decision waits (OnLost) for the server's loss, the job's end, or ShardLossDecisionSeconds.
             _failure = e.Message;
             _shardLossPending = true;
-            _shardLossAt = DateTime.UtcNow;
+            _shardLossAt = System.Diagnostics.Stopwatch.GetTimestamp();
             _log.Warning("Worker stopped: {0} The job ends with this, unless the parameter server turns out to be lost too (then this node registers " +
                 "again, for a standby to take over).", e.Message);
             _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message));
@@ -402,7 +403,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
                 _workerFailed = false;
                 _failure = null;
             }
-            else if (DateTime.UtcNow - _shardLossAt < TimeSpan.FromSeconds(ShardLossDecisionSeconds))
+            else if (System.Diagnostics.Stopwatch.GetElapsedTime(_shardLossAt) < TimeSpan.FromSeconds(ShardLossDecisionSeconds))
             {
                 // Not yet: a stopping server's data plane closes, and its node exits, only once it has written its outputs.
                 // The job's end (JobFinished, which a failing job sends too) also ends the wait.

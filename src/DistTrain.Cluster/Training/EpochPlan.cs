@@ -42,7 +42,8 @@ public sealed record EpochPlanSettings(IShardPlanner Planner, Func<int, IShardPl
 /// <param name="BatchSize">Samples per minibatch (fixed plan).</param>
 /// <param name="Steps">Balanced minibatches per shard; 0 for fixed minibatches of <paramref name="BatchSize"/>.</param>
 /// <param name="FirstRound">Round of the part's first minibatch.</param>
-/// <param name="Rounds">Rounds of the part.</param>
+/// <param name="Rounds">Rounds of the part: 0 for a part that only hands out the weights (<see cref="EpochPlan.ShareWeights"/>), whose
+/// workers are done once they hold the weights before its first round.</param>
 /// <param name="Batches">By worker index: the round after its last minibatch (0 for none).</param>
 /// <param name="StartRound">The round the parameter server starts at (a resumed checkpoint's, or <paramref name="FirstRound"/>).</param>
 /// <param name="StepsPerEpoch">Steps of the epoch as first planned (the schedule's unit).</param>
@@ -195,7 +196,7 @@ public sealed class EpochPlan(EpochPlanSettings settings)
         _nextRound = _firstRound;
         foreach (var i in alive) _inEpoch[i] = true;
         _part++;
-        return new PlannedPart(Epoch, _shards, alive, _batchSize, 0, _firstRound, 1, Batches(_firstRound), _firstRound, EpochSteps, false,
+        return new PlannedPart(Epoch, _shards, alive, _batchSize, 0, _firstRound, 0, Batches(_firstRound), _firstRound, EpochSteps, false,
             settings.SharedShards, _part, KeepsGlobalBatch);
     }
 
