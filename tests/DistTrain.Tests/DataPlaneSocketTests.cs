@@ -462,6 +462,50 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     }
 
     /// <summary>
+    /// Before training starts, a worker node whose data plane did not open registers again and keeps its index, and its new
+    /// worker actor's WorkerReady can come before the job host learns that the old worker actor is gone. The new worker's link
+    /// replaces the stale one: the new connection is attached to a link for the new worker actor, which that link watches.
+    /// (Seen in containers: the WorkerReady was dropped, the connection that followed was closed 10 s later for want of it, and
+    /// the node had to register a third time.)
+    /// </summary>
+    [Fact]
+    public void A_worker_node_that_registered_again_before_the_start_is_linked_to_its_new_worker_actor_not_the_stale_one()
+    {
+        var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
+        options.Cluster.MinWorkers = 1;
+        options.Cluster.SharedMemory = false;
+        var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
+        var log = LogProbe<Info>();
+        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
+
+        var (agent, first) = Register(host, options, identity);
+        var stale = CreateTestProbe();
+        var fresh = CreateTestProbe();
+        agent.Send(host, new WorkerReady(first.WorkerIndex, stale.Ref)); // its data plane never opened
+        // The same agent registers again: the same index, a new token, and a new worker actor.
+        var fingerprint = ModelFingerprint.Of(options);
+        const string node = "akka.tcp://disttrain@127.0.0.1:4100";
+        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
+            Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+        var again = agent.ExpectMsg<WorkerAccepted>(Wait);
+        Assert.Equal(first.WorkerIndex, again.WorkerIndex);
+        agent.Send(host, new WorkerReady(again.WorkerIndex, fresh.Ref));
+        FishLog(log, "Worker 0 is ready again with a new worker actor (its node registered again): its earlier link is replaced.", "the replacement");
+        Connect(listener.Port).Send(Hello(0, parameterCount, again.DataToken));
+
+        FishLog(log, "Data plane: worker 0 connected", "the new connection, attached");
+        // Worker 0's link is the new worker actor's: it watches that actor, whose end it reports (and the stale one's it does not).
+        var warnings = LogProbe<Warning>();
+        Sys.Stop(stale.Ref);
+        Sys.Stop(fresh.Ref);
+        var gone = FishLog(warnings, "Worker 0 (", "the link's line about its worker's end");
+        Assert.Contains($"Worker 0 ({fresh.Ref.Path}) is gone", gone);
+    }
+
+    /// <summary>
     /// A job host of a 784-10 model that waits for Cluster:MinWorkers = 2 workers for at most
     /// <paramref name="pauseTimeoutSeconds"/> seconds, with no worker registered yet.
     /// </summary>

@@ -110,6 +110,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, string> _nodeAt = new();
     private readonly Dictionary<IActorRef, int> _indexOf = [];         // agent -> its latest worker index
     private readonly HashSet<int> _lostLinks = [];
+    private readonly Dictionary<int, IActorRef> _readyWorkers = []; // the worker actor each link was made for, by index
     private readonly HashSet<IActorRef> _refused = []; // agents already told why they were refused
     private readonly HashSet<string> _refusedStandbys = []; // standby nodes already warned of
     private bool _refusedThisNode; // an unchecked takeover whose settings are not the job's (RefuseThisNode)
@@ -517,7 +518,20 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     private void OnReady(WorkerReady ready)
     {
-        if (_links.ContainsKey(ready.WorkerIndex)) return;
+        if (_links.TryGetValue(ready.WorkerIndex, out var existing))
+        {
+            // Before training starts, a worker node that registered again (its data plane did not open, or closed) keeps its
+            // index and makes a new worker actor, whose WorkerReady can come before the old link learns that the old worker is
+            // gone: that link is stale, and the new worker's replaces it. Only from the agent registered as that worker.
+            if (_started || !_indexOf.TryGetValue(Sender, out var index) || index != ready.WorkerIndex
+                || !_readyWorkers.TryGetValue(index, out var worker) || worker.Equals(ready.Worker)) return;
+            Context.Unwatch(existing);
+            Context.Stop(existing);
+            _links.Remove(index);
+            _attached.Remove(index);
+            _log.Info("Worker {0} is ready again with a new worker actor (its node registered again): its earlier link is replaced.", index);
+        }
+        _readyWorkers[ready.WorkerIndex] = ready.Worker;
         _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _wire.ReportLength,
             ReplicaSettings.CompressionOf(_options), _model.Layout.TrainableTensorLengths.ToArray(), _options.Cluster.SharedMemory ? _wire.WeightsLength : 0),
             $"worker-link-{ready.WorkerIndex}-{++_linksCreated}"));
