@@ -485,7 +485,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         var stale = CreateTestProbe();
         var fresh = CreateTestProbe();
         agent.Send(host, new WorkerReady(first.WorkerIndex, stale.Ref)); // its data plane never opened
-        // The same agent registers again: the same index, a new token, and a new worker actor.
+        // The same agent registers again: the same index (and, its first connection never made, the same token), and a new worker actor.
         var fingerprint = ModelFingerprint.Of(options);
         const string node = "akka.tcp://disttrain@127.0.0.1:4100";
         agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,

@@ -525,8 +525,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // gone: that link is stale, and the new worker's replaces it. Only from the agent registered as that worker.
             if (_started || !_indexOf.TryGetValue(Sender, out var index) || index != ready.WorkerIndex
                 || !_readyWorkers.TryGetValue(index, out var worker) || worker.Equals(ready.Worker)) return;
+            // Stopped after what is in its mailbox: a connection attached to it meanwhile is then closed by its PostStop, not lost.
             Context.Unwatch(existing);
-            Context.Stop(existing);
+            existing.Tell(PoisonPill.Instance);
             _links.Remove(index);
             _attached.Remove(index);
             _log.Info("Worker {0} is ready again with a new worker actor (its node registered again): its earlier link is replaced.", index);

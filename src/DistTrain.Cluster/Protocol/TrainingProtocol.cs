@@ -34,7 +34,8 @@ namespace DistTrain.Cluster.Protocol;
 /// <paramref name="Steps"/> is set.</param>
 /// <param name="FirstRound">The round of the shard's first minibatch: 0 for an epoch's shard; later for the part of an
 /// epoch that takes over a lost worker's samples.</param>
-/// <param name="Rounds">Rounds in this part of the epoch as planned (the most minibatches of any worker).</param>
+/// <param name="Rounds">Rounds in this part of the epoch as planned (the most minibatches of any worker); 0 for a part that only
+/// hands out the weights (every shard empty), which is over for a worker once it holds the weights before its first round.</param>
 /// <param name="Steps">0: minibatches of <paramref name="BatchSize"/>. Otherwise the shard is cut into this many balanced
 /// minibatches, sizes differing by at most one (<see cref="MinibatchPlan.Balanced"/>), as when a job's worker count changed.</param>
 /// <param name="Shards">The asynchronous modes: every shard of the part, by shard index, cut the same way, because the
