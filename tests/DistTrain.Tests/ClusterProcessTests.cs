@@ -242,11 +242,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
         var checkpoints = Path.Combine(_directory, "checkpoints");
         psEnvironment["DISTTRAIN_Checkpoint__Directory"] = checkpoints;
-        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
-        var shards = StartShardNodes(configPath, workerEnvironment, 2);
-        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
-        await ps.AssertExitAsync(0, Guard);
-        foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
+        var (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment);
         string[] runs = [ps.Output];
         Assert.Contains("parameter server in 2 shards of 12,720 and 12,730 weights, each on a shard node of its own (Cluster:ShardNodes)", ps.Output);
         Assert.Contains("Parameter server: 2 shards placed on ", ps.Output);
@@ -282,11 +278,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         File.Delete(Path.Combine(checkpoints, names[1]!));
         psEnvironment["DISTTRAIN_Checkpoint__Resume"] = "true";
         psEnvironment["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-resumed");
-        ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
-        shards = StartShardNodes(configPath, workerEnvironment, 2);
-        workers = [Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment)];
-        await ps.AssertExitAsync(0, Guard);
-        foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
+        (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment);
         Assert.Contains($"Resuming from checkpoint {Path.Combine(checkpoints, names[0]!)}", ps.Output);
         Assert.Contains("Parameter server: the shards start from the checkpoint of epoch 2 round 0 (version 16, 16 optimizer steps).", ps.Output);
         foreach (var shard in shards) Assert.Contains("resumes from the checkpoint's slice, version 16 after 16 optimizer steps.", shard.Output);
@@ -300,11 +292,7 @@ public sealed partial class ClusterProcessTests : IDisposable
         // the model. The score is the first run's (the same weights on the same test samples).
         var accuracy = new Regex(@"Test accuracy after 2 epochs: [\d.]+%");
         psEnvironment["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-scored");
-        ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
-        shards = StartShardNodes(configPath, workerEnvironment, 2);
-        workers = [Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment)];
-        await ps.AssertExitAsync(0, Guard);
-        foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
+        (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment);
         Assert.Contains("weights version 32, all 2 epochs trained", ps.Output);
         Assert.Contains("All 2 epochs were trained before this run started: the workers score epoch 2's weights (version 32)", ps.Output);
         Assert.Matches(accuracy, ps.Output);
@@ -441,6 +429,18 @@ public sealed partial class ClusterProcessTests : IDisposable
             Assert.DoesNotContain("[ERROR]", worker.Output);
         }
         await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2, besides: kept);
+    }
+
+    /// <summary>A job on 2 shard nodes with 2 workers, each node a process, run to its end: every node exits 0.</summary>
+    private async Task<(DistTrainProcess Ps, DistTrainProcess[] Shards, DistTrainProcess[] Workers)> RunJobOnShardNodesAsync(string configPath,
+        Dictionary<string, string> psEnvironment, Dictionary<string, string> workerEnvironment)
+    {
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var shards = StartShardNodes(configPath, workerEnvironment, 2);
+        DistTrainProcess[] workers = [Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment)];
+        await ps.AssertExitAsync(0, Guard);
+        foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(0, Guard);
+        return (ps, shards, workers);
     }
 
     /// <summary>The settings of a job whose 2 shards run on shard nodes, without checkpoints (a test that wants them sets the folder).</summary>

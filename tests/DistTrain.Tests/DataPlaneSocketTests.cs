@@ -404,9 +404,9 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     /// parameter server); returns the probe and the acceptance.
     /// </summary>
     private (Akka.TestKit.TestProbe Agent, WorkerAccepted Accepted) Register(IActorRef host, Core.Configuration.TrainingOptions options, JobIdentity identity,
-        string? lostParameterServerOfJob = null)
+        string? lostParameterServerOfJob = null, Akka.TestKit.TestProbe? agent = null)
     {
-        var agent = CreateTestProbe();
+        agent ??= CreateTestProbe();
         var fingerprint = ModelFingerprint.Of(options);
         const string node = "akka.tcp://disttrain@127.0.0.1:4100";
         agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: lostParameterServerOfJob is not null,
@@ -486,11 +486,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         var fresh = CreateTestProbe();
         agent.Send(host, new WorkerReady(first.WorkerIndex, stale.Ref)); // its data plane never opened
         // The same agent registers again: the same index (and, its first connection never made, the same token), and a new worker actor.
-        var fingerprint = ModelFingerprint.Of(options);
-        const string node = "akka.tcp://disttrain@127.0.0.1:4100";
-        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
-            Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
-        var again = agent.ExpectMsg<WorkerAccepted>(Wait);
+        var (_, again) = Register(host, options, identity, agent: agent);
         Assert.Equal(first.WorkerIndex, again.WorkerIndex);
         agent.Send(host, new WorkerReady(again.WorkerIndex, fresh.Ref));
         FishLog(log, "Worker 0 is ready again with a new worker actor (its node registered again): its earlier link is replaced.", "the replacement");
