@@ -404,13 +404,13 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     /// parameter server); returns the probe and the acceptance.
     /// </summary>
     private (Akka.TestKit.TestProbe Agent, WorkerAccepted Accepted) Register(IActorRef host, Core.Configuration.TrainingOptions options, JobIdentity identity,
-        string? lostParameterServerOfJob = null, Akka.TestKit.TestProbe? agent = null)
+        string? lostParameterServerOfJob = null, Akka.TestKit.TestProbe? agent = null, int round = 0)
     {
         agent ??= CreateTestProbe();
         var fingerprint = ModelFingerprint.Of(options);
         const string node = "akka.tcp://disttrain@127.0.0.1:4100";
         agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: lostParameterServerOfJob is not null,
-            JobId: lostParameterServerOfJob ?? "", JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+            JobId: lostParameterServerOfJob ?? "", JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint), Round: round));
         return (agent, agent.ExpectMsg<WorkerAccepted>(Wait));
     }
 
@@ -462,14 +462,14 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     }
 
     /// <summary>
-    /// Before training starts, a worker node whose data plane did not open registers again and keeps its index, and its new
-    /// worker actor's WorkerReady can come before the job host learns that the old worker actor is gone. The new worker's link
-    /// replaces the stale one: the new connection is attached to a link for the new worker actor, which that link watches.
-    /// (Seen in containers: the WorkerReady was dropped, the connection that followed was closed 10 s later for want of it, and
-    /// the node had to register a third time.)
+    /// Before training starts, a worker node whose data plane did not open registers again, in its second round, and keeps its
+    /// index. The job host drops what the first round left (its link, its token) as the registration comes, so the new round's
+    /// connection, which can reach the host before the new worker actor's WorkerReady, waits for that worker's link: it is
+    /// attached to a link for the new worker actor, which that link watches. (Seen in containers: the WorkerReady was dropped, or
+    /// the connection was attached to the stale link; either way it was closed, and the node had to register a third time.)
     /// </summary>
     [Fact]
-    public void A_worker_node_that_registered_again_before_the_start_is_linked_to_its_new_worker_actor_not_the_stale_one()
+    public void A_worker_node_that_registers_again_before_the_start_has_its_new_connection_linked_to_its_new_worker_actor_even_if_it_comes_first()
     {
         var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
         options.Cluster.MinWorkers = 1;
@@ -478,23 +478,30 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
         var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
         var log = LogProbe<Info>();
+        var warnings = LogProbe<Warning>();
         var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
             new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
 
-        var (agent, first) = Register(host, options, identity);
+        var (agent, first) = Register(host, options, identity, round: 1);
         var stale = CreateTestProbe();
         var fresh = CreateTestProbe();
         agent.Send(host, new WorkerReady(first.WorkerIndex, stale.Ref)); // its data plane never opened
-        // The same agent registers again: the same index (and, its first connection never made, the same token), and a new worker actor.
-        var (_, again) = Register(host, options, identity, agent: agent);
+        // A repeated send of round 1 changes nothing; the agent's second round keeps the index and gets a new token.
+        var (_, repeated) = Register(host, options, identity, agent: agent, round: 1);
+        Assert.Equal(first.DataToken, repeated.DataToken);
+        var (_, again) = Register(host, options, identity, agent: agent, round: 2);
         Assert.Equal(first.WorkerIndex, again.WorkerIndex);
+        Assert.NotEqual(first.DataToken, again.DataToken);
+        FishLog(log, "Worker 0's node registered again before the start: the link of its earlier registration is dropped.", "the drop");
+        // The first round's token opens nothing any more.
+        Connect(listener.Port).Send(Hello(0, parameterCount, first.DataToken!));
+        FishLog(warnings, "without that registration's token", "the refusal of the first round's token");
+        // The new round's connection reaches the host before its worker's WorkerReady: it waits for the new worker's link.
+        Connect(listener.Port).Send(Hello(0, parameterCount, again.DataToken!));
         agent.Send(host, new WorkerReady(again.WorkerIndex, fresh.Ref));
-        FishLog(log, "Worker 0 is ready again with a new worker actor (its node registered again): its earlier link is replaced.", "the replacement");
-        Connect(listener.Port).Send(Hello(0, parameterCount, again.DataToken));
 
         FishLog(log, "Data plane: worker 0 connected", "the new connection, attached");
         // Worker 0's link is the new worker actor's: it watches that actor, whose end it reports (and the stale one's it does not).
-        var warnings = LogProbe<Warning>();
         Sys.Stop(stale.Ref);
         Sys.Stop(fresh.Ref);
         var gone = FishLog(warnings, "Worker 0 (", "the link's line about its worker's end");

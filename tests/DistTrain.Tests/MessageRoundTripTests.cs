@@ -34,7 +34,7 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
         {
             nameof(RegisterWorker) => new RegisterWorker(ClusterProtocolInfo.Version + 6, "{\"Model\":1}", "akka.tcp://disttrain@10.0.0.7:4053",
                 LostParameterServer: true, JobId: "0123456789ab", JobName: "fashion-mnist", Proof: [7, 0, 255, 42],
-                ServerSettings: "{\"Optimizer\":{\"LearningRate\":0.05}}"),
+                ServerSettings: "{\"Optimizer\":{\"LearningRate\":0.05}}", Round: 3),
             nameof(WorkerAccepted) => new WorkerAccepted(3, "ps.example", 4054, 235_146, "0123456789ab", DataToken: [1, 2, 3, 250], Proof: [9, 8, 7],
                 IgnoredSettings: "Training:BatchSizePerWorker = 32 on the worker, 64 here"),
             nameof(RegistrationRefused) => new RegistrationRefused("model settings differ"),

@@ -109,15 +109,15 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     // worker index -> its node's address, for the coordinator's lines about a worker (read there while this actor adds to it)
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, string> _nodeAt = new();
     private readonly Dictionary<IActorRef, int> _indexOf = [];         // agent -> its latest worker index
-    private readonly HashSet<int> _lostLinks = [];
-    private readonly Dictionary<int, IActorRef> _readyWorkers = []; // the worker actor each link was made for, by index
+    private readonly HashSet<int> _lostLinks = [];                     // indices whose data plane closed
+    private readonly Dictionary<IActorRef, int> _roundOf = [];        // agent -> its latest registration round (RegisterWorker.Round)
     private readonly HashSet<IActorRef> _refused = []; // agents already told why they were refused
     private readonly HashSet<string> _refusedStandbys = []; // standby nodes already warned of
     private bool _refusedThisNode; // an unchecked takeover whose settings are not the job's (RefuseThisNode)
     private readonly bool _stoodBy; // this host started on a node that stood by (FailoverState.WasStandby at its start)
     private bool _acceptedJobWorker; // a worker that trained under the job's previous parameter server was accepted
     private readonly Dictionary<IActorRef, Akka.Cluster.UniqueAddress> _memberOf = []; // agent -> its node's incarnation, at registration
-    private readonly Dictionary<int, DataPlaneConnection> _waitingForReady = []; // valid connections whose WorkerReady is not in yet                     // indices whose data plane closed
+    private readonly Dictionary<int, DataPlaneConnection> _waitingForReady = []; // valid connections whose WorkerReady is not in yet
     private int _linksCreated;
     private readonly Dictionary<int, IActorRef> _links = [];
     private readonly HashSet<int> _attached = [];
@@ -460,11 +460,16 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // first worker is accepted: every worker is told that id, by which a standby's takeover later finds the job's checkpoints,
         // and a run on shard nodes signs the workers' shard endpoints. A search that fails ends the job, and the worker is not accepted.
         if (_options.Checkpoint.Resume && !_takeover && !_started && !_stopping && !FindResumeCheckpoint()) return;
-        // A repeated registration keeps its index. An agent whose data plane closed registers again: before training
-        // starts it keeps its index, afterwards it joins as a new worker (the coordinator already counted the old one lost).
+        // A repeated registration keeps its index. An agent whose data plane closed (or never opened) registers again, in a new
+        // round: before training starts it keeps its index, and what its earlier round left here is dropped; afterwards it joins
+        // as a new worker (the coordinator counts the old one lost, now or when its link stops).
+        var newRound = register.Round > 0 && _roundOf.TryGetValue(Sender, out var lastRound) && register.Round > lastRound;
+        if (register.Round > _roundOf.GetValueOrDefault(Sender)) _roundOf[Sender] = register.Round;
         var joins = false;
-        if (!_indexOf.TryGetValue(Sender, out var index) || (_started && _lostLinks.Contains(index)))
+        if (_indexOf.TryGetValue(Sender, out var index) && newRound && !_started) DropEarlierRound(index);
+        if (!_indexOf.TryGetValue(Sender, out index) || (_started && (_lostLinks.Contains(index) || newRound)))
         {
+            if (_started && newRound && !_lostLinks.Contains(index)) _dataTokens.Spend(index); // that round's worker stopped
             index = _agentAt.Count;
             _agentAt.Add(Sender);
             _indexOf[Sender] = index;
@@ -516,23 +521,32 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             "from the newest checkpoint."));
     }
 
+    /// <summary>
+    /// Before training starts, a worker node that registers again in a new round (its data plane did not open, or closed) keeps
+    /// its index, and has stopped the worker actor and link of its earlier round: that round's link here is stale, and so are its
+    /// token and a connection of it still waiting for its WorkerReady. They are dropped now, as the registration comes, so the new
+    /// round's connection, which may reach this host before the new worker's <see cref="WorkerReady"/>, waits for the new link
+    /// instead of being attached to the stale one (and closed with it).
+    /// </summary>
+    private void DropEarlierRound(int index)
+    {
+        _dataTokens.Spend(index); // Issue draws the new round's token
+        if (_waitingForReady.Remove(index, out var waiting))
+        {
+            Timers.Cancel(("ready", index));
+            waiting.Dispose();
+        }
+        if (!_links.Remove(index, out var link)) return;
+        // Stopped after what is in its mailbox: a connection attached to it meanwhile is then closed by its PostStop, not lost.
+        Context.Unwatch(link);
+        link.Tell(PoisonPill.Instance);
+        _attached.Remove(index);
+        _log.Info("Worker {0}'s node registered again before the start: the link of its earlier registration is dropped.", index);
+    }
+
     private void OnReady(WorkerReady ready)
     {
-        if (_links.TryGetValue(ready.WorkerIndex, out var existing))
-        {
-            // Before training starts, a worker node that registered again (its data plane did not open, or closed) keeps its
-            // index and makes a new worker actor, whose WorkerReady can come before the old link learns that the old worker is
-            // gone: that link is stale, and the new worker's replaces it. Only from the agent registered as that worker.
-            if (_started || !_indexOf.TryGetValue(Sender, out var index) || index != ready.WorkerIndex
-                || !_readyWorkers.TryGetValue(index, out var worker) || worker.Equals(ready.Worker)) return;
-            // Stopped after what is in its mailbox: a connection attached to it meanwhile is then closed by its PostStop, not lost.
-            Context.Unwatch(existing);
-            existing.Tell(PoisonPill.Instance);
-            _links.Remove(index);
-            _attached.Remove(index);
-            _log.Info("Worker {0} is ready again with a new worker actor (its node registered again): its earlier link is replaced.", index);
-        }
-        _readyWorkers[ready.WorkerIndex] = ready.Worker;
+        if (_links.ContainsKey(ready.WorkerIndex)) return; // a repeated one
         _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _wire.ReportLength,
             ReplicaSettings.CompressionOf(_options), _model.Layout.TrainableTensorLengths.ToArray(), _options.Cluster.SharedMemory ? _wire.WeightsLength : 0),
             $"worker-link-{ready.WorkerIndex}-{++_linksCreated}"));

@@ -336,7 +336,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         var node = _cluster.SelfAddress.ToString();
         var fingerprint = ModelFingerprint.Of(_options, _samples);
         _jobHost.Tell(new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, _lostParameterServer, _jobId, _security.Identity.Name,
-            _security.Identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint), ModelFingerprint.ServerSettingsOf(_options)));
+            _security.Identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint), ModelFingerprint.ServerSettingsOf(_options), _round));
     }
 
     private void OnAccepted(WorkerAccepted accepted)

@@ -28,6 +28,11 @@ namespace DistTrain.Cluster.Protocol;
 /// <param name="ServerSettings">The worker's own values of the settings the parameter server decides for the whole job
 /// (<see cref="Hosting.ModelFingerprint.ServerSettingsOf"/>), so the host can warn of the ones that differ, which the worker
 /// would otherwise ignore without a word; empty from a sender that sends none.</param>
+/// <param name="Round">The sender's registration round: 1 for its first, one more each time it registers again after losing its
+/// data plane or parameter server (it has then stopped the worker actor and data-plane link of the round before); the repeated
+/// sends of one round carry the same number. A job host that accepted an earlier round of the same sender drops what that round
+/// left (its link, its data-plane token) before training starts, and gives it a new worker index after. 0 from a sender that
+/// counts no rounds.</param>
 [MessagePackObject]
 public sealed record RegisterWorker(
     [property: Key(0)] int ProtocolVersion,
@@ -37,7 +42,8 @@ public sealed record RegisterWorker(
     [property: Key(4)] string JobId = "",
     [property: Key(5)] string JobName = "",
     [property: Key(6)] byte[]? Proof = null,
-    [property: Key(7)] string ServerSettings = "") : IDistTrainMessage;
+    [property: Key(7)] string ServerSettings = "",
+    [property: Key(8)] int Round = 0) : IDistTrainMessage;
 
 /// <summary>The worker may join as <paramref name="WorkerIndex"/>. JobHost → WorkerAgent.</summary>
 /// <param name="WorkerIndex">Its index in the job.</param>
