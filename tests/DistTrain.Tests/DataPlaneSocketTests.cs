@@ -498,6 +498,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         FishLog(warnings, "without that registration's token", "the refusal of the first round's token");
         // The new round's connection reaches the host before its worker's WorkerReady: it waits for the new worker's link.
         Connect(listener.Port).Send(Hello(0, parameterCount, again.DataToken!));
+        FishLog(log, "Data plane: worker 0's connection from ", "the new connection, waiting for its WorkerReady");
         agent.Send(host, new WorkerReady(again.WorkerIndex, fresh.Ref));
 
         FishLog(log, "Data plane: worker 0 connected", "the new connection, attached");
@@ -506,6 +507,39 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         Sys.Stop(fresh.Ref);
         var gone = FishLog(warnings, "Worker 0 (", "the link's line about its worker's end");
         Assert.Contains($"Worker 0 ({fresh.Ref.Path}) is gone", gone);
+    }
+
+    /// <summary>
+    /// After training started, a worker node that registers again in a new round (its data plane closed) joins as a new worker,
+    /// and the job host stops its earlier round's link at once, closing that round's connection: the coordinator counts the old
+    /// worker lost now, not when a half-open socket times out.
+    /// </summary>
+    [Fact]
+    public void After_the_start_a_worker_node_that_registers_again_joins_as_a_new_worker_and_its_earlier_link_stops_at_once()
+    {
+        var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
+        options.Cluster.MinWorkers = 1;
+        options.Cluster.SharedMemory = false;
+        var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
+        var log = LogProbe<Info>();
+        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
+
+        var (agent, first) = Register(host, options, identity, round: 1);
+        agent.Send(host, new WorkerReady(first.WorkerIndex, CreateTestProbe().Ref));
+        var connection = Connect(listener.Port);
+        connection.Send(Hello(0, parameterCount, first.DataToken!));
+        FishLog(log, "Training starts with 1 worker", "the start");
+
+        var (_, again) = Register(host, options, identity, agent: agent, round: 2);
+        Assert.Equal(1, again.WorkerIndex);
+        Assert.NotEqual(first.DataToken, again.DataToken);
+        FishLog(log, "Worker 0's node registered again: the link of its earlier registration stops, and the node joins as a new worker.", "the stop");
+        // The earlier round's connection: the weights sent to it, then its end (a read of 0 bytes), well before its receive time-out.
+        var buffer = new byte[1 << 16];
+        while (connection.Receive(buffer) > 0) { }
     }
 
     /// <summary>

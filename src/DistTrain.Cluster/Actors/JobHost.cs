@@ -463,13 +463,14 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // A repeated registration keeps its index. An agent whose data plane closed (or never opened) registers again, in a new
         // round: before training starts it keeps its index, and what its earlier round left here is dropped; afterwards it joins
         // as a new worker (the coordinator counts the old one lost, now or when its link stops).
-        var newRound = register.Round > 0 && _roundOf.TryGetValue(Sender, out var lastRound) && register.Round > lastRound;
-        if (register.Round > _roundOf.GetValueOrDefault(Sender)) _roundOf[Sender] = register.Round;
+        // Another round than the last one seen is a new one: a higher one, or a lower one from an agent that restarted (its
+        // repeated sends within a round come in order, so an earlier round's never comes after a later one's).
+        var newRound = register.Round > 0 && _roundOf.TryGetValue(Sender, out var lastRound) && register.Round != lastRound;
+        if (register.Round > 0) _roundOf[Sender] = register.Round;
         var joins = false;
-        if (_indexOf.TryGetValue(Sender, out var index) && newRound && !_started) DropEarlierRound(index);
+        if (_indexOf.TryGetValue(Sender, out var index) && newRound) DropEarlierRound(index);
         if (!_indexOf.TryGetValue(Sender, out index) || (_started && (_lostLinks.Contains(index) || newRound)))
         {
-            if (_started && newRound && !_lostLinks.Contains(index)) _dataTokens.Spend(index); // that round's worker stopped
             index = _agentAt.Count;
             _agentAt.Add(Sender);
             _indexOf[Sender] = index;
@@ -522,22 +523,31 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// Before training starts, a worker node that registers again in a new round (its data plane did not open, or closed) keeps
-    /// its index, and has stopped the worker actor and link of its earlier round: that round's link here is stale, and so are its
-    /// token and a connection of it still waiting for its WorkerReady. They are dropped now, as the registration comes, so the new
-    /// round's connection, which may reach this host before the new worker's <see cref="WorkerReady"/>, waits for the new link
-    /// instead of being attached to the stale one (and closed with it).
+    /// A worker node that registers again in a new round (its data plane did not open, or closed) has stopped the worker actor
+    /// and link of its earlier round: that round's link here is stale, and so are its token and a connection of it still waiting
+    /// for its WorkerReady. Before training starts the node keeps its index, and they are dropped now, as the registration comes,
+    /// so the new round's connection, which may reach this host before the new worker's <see cref="WorkerReady"/>, waits for the
+    /// new link instead of being attached to the stale one (and closed with it). After the start the node joins as a new worker,
+    /// and the stale link is stopped now, watched, so the coordinator counts its worker lost at once rather than when its socket
+    /// times out.
     /// </summary>
     private void DropEarlierRound(int index)
     {
-        _dataTokens.Spend(index); // Issue draws the new round's token
+        _dataTokens.Spend(index); // before the start Issue draws the new round's token; after it, the index is not given again
         if (_waitingForReady.Remove(index, out var waiting))
         {
             Timers.Cancel(("ready", index));
             waiting.Dispose();
         }
-        if (!_links.Remove(index, out var link)) return;
+        if (!_links.TryGetValue(index, out var link)) return;
+        if (_started)
+        {
+            _log.Info("Worker {0}'s node registered again: the link of its earlier registration stops, and the node joins as a new worker.", index);
+            Context.Stop(link); // OnLinkStopped counts it lost, as does the coordinator, which watches it too
+            return;
+        }
         // Stopped after what is in its mailbox: a connection attached to it meanwhile is then closed by its PostStop, not lost.
+        _links.Remove(index);
         Context.Unwatch(link);
         link.Tell(PoisonPill.Instance);
         _attached.Remove(index);
@@ -589,6 +599,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         if (!_links.ContainsKey(index))
         {
             // A registered worker's connection can arrive before its WorkerReady: it waits, for a bounded time.
+            _log.Info("Data plane: worker {0}'s connection from {1} came before its WorkerReady; it waits up to {2} s for it.",
+                index, accepted.Connection.Peer, ReadyTimeoutSeconds);
             _waitingForReady[index] = accepted.Connection;
             Timers.StartSingleTimer(("ready", index), new ReadyTimeout(index), TimeSpan.FromSeconds(ReadyTimeoutSeconds));
             return;

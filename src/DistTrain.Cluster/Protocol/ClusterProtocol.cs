@@ -30,9 +30,10 @@ namespace DistTrain.Cluster.Protocol;
 /// would otherwise ignore without a word; empty from a sender that sends none.</param>
 /// <param name="Round">The sender's registration round: 1 for its first, one more each time it registers again after losing its
 /// data plane or parameter server (it has then stopped the worker actor and data-plane link of the round before); the repeated
-/// sends of one round carry the same number. A job host that accepted an earlier round of the same sender drops what that round
-/// left (its link, its data-plane token) before training starts, and gives it a new worker index after. 0 from a sender that
-/// counts no rounds.</param>
+/// sends of one round carry the same number. A job host that accepted another round of the same sender (a lower one: the agent
+/// restarted) drops what that round left: its data-plane token and a connection waiting for its WorkerReady, and its link, which
+/// before training starts is removed (the sender keeps its worker index) and after the start is stopped (the sender joins as a
+/// new worker, and the coordinator counts the old one lost). 0 (a test's sender) is never a new round.</param>
 [MessagePackObject]
 public sealed record RegisterWorker(
     [property: Key(0)] int ProtocolVersion,
@@ -138,6 +139,7 @@ public static class ClusterProtocolInfo
 {
     /// <summary>Bumped whenever a message, the data-plane frame or the registration's fingerprint changes incompatibly
     /// (6: the fingerprint holds the samples' digests; 7: a standby parameter server registers, RegisterStandby; 8: shards on shard
-    /// nodes run further parts of an epoch, ShardPartStart.FirstRound and ShardWeights.Part).</summary>
-    public const int Version = 8;
+    /// nodes run further parts of an epoch, ShardPartStart.FirstRound and ShardWeights.Part; 9: RegisterWorker.Round, without which
+    /// a job host takes a worker's registration again as a repeated one).</summary>
+    public const int Version = 9;
 }
