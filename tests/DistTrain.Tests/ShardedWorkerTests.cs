@@ -531,12 +531,12 @@ public sealed class ShardedWorkerTests : TestKit
 
     /// <summary>A shard node: an actor system of its own with remoting on loopback, running a <see cref="ShardHost"/> with this
     /// class's optimizer and epochs and <paramref name="startingWeights"/>; returns the host as <see cref="TestKit.Sys"/> reaches it.</summary>
-    private IActorRef StartShardNode(string name, ParameterVector startingWeights)
+    private IActorRef StartShardNode(string name, ParameterVector startingWeights, TimeSpan? previousOwnerWait = null)
     {
         var node = ActorSystem.Create(name, RemoteConfig);
         _owned.Own(new Terminating(node));
         var settings = new ShardHostSettings(Job, startingWeights, Sgd, Epochs, ServerSettings(Sgd), "127.0.0.1", 0, "127.0.0.1", null);
-        node.ActorOf(ShardHost.Props(settings), "shard-host");
+        node.ActorOf(ShardHost.Props(settings, previousOwnerWait: previousOwnerWait), "shard-host");
         var address = ((ExtendedActorSystem)node).Provider.DefaultAddress;
         var host = Sys.ActorSelection(new RootActorPath(address) / "user" / "shard-host").ResolveOne(Wait).Result;
         Assert.Equal(address, host.Path.Address); // a remote actor, not one of this system
@@ -640,16 +640,18 @@ public sealed class ShardedWorkerTests : TestKit
     /// <summary>
     /// A shard node refuses, with the reason, a request signed with another secret or job name, one signed for another owner
     /// or another host (replayed), one whose whole-job settings differ from the node's (listed), and one whose starting slice is
-    /// not the node's. While it hosts a shard it refuses another owner's request, and the owner's own when any field differs;
-    /// the same request from the same owner gets the same answer again, and an unsigned request learns nothing of what the
-    /// node hosts. When the owner stops, the node stops the shard and frees its data port, and hosts the next owner's shard.
+    /// not the node's. While it hosts a shard it refuses the owner's own request when any field differs; the same request from
+    /// the same owner gets the same answer again, and an unsigned request learns nothing of what the node hosts. Another owner's
+    /// request of the same job (a standby's takeover, which may come before this node hears of the old owner's end) waits for
+    /// the owner to be gone: refused after the wait if the owner stays, hosted as soon as the owner stops (its data port freed)
+    /// if not; a third owner's meanwhile is refused at once.
     /// </summary>
     [Fact]
     public void A_shard_node_refuses_requests_it_cannot_trust_or_serve_and_hosts_again_once_the_owner_is_gone()
     {
         var initial = Initial();
         var tokens = ShardDataPlaneTests.Tokens(Workers);
-        var host = StartShardNode("shard-node-refusals", initial);
+        var host = StartShardNode("shard-node-refusals", initial, previousOwnerWait: TimeSpan.FromSeconds(5));
         var otherHost = StartShardNode("shard-node-other", initial);
         var first = CreateTestProbe();
         var second = CreateTestProbe();
@@ -687,15 +689,20 @@ public sealed class ShardedWorkerTests : TestKit
         var again = first.ExpectMsg<ShardHosted>(Wait);
         Assert.Equal((hosted.ShardActor, hosted.DataPort), (again.ShardActor, again.DataPort));
         Assert.Equal(hosted.Proof, again.Proof);
-        Assert.StartsWith($"this node already hosts shard 1 of 2 of job {JobId} for ", Refused(second, For(second)));
+        var afterWait = Refused(second, For(second));
+        Assert.StartsWith($"this node already hosts shard 1 of 2 of job {JobId} for ", afterWait);
+        Assert.EndsWith("(its owner was still there after 5 s).", afterWait);
         // The owner's own request with other tokens is another request; its unsigned copy learns nothing of what the node hosts.
         Assert.StartsWith($"this node already hosts shard 1 of 2 of job {JobId} for ", Refused(first, For(first, slotTokens: ShardDataPlaneTests.Tokens(Workers))));
         Assert.Equal(unsigned, Refused(first, firstRequest with { Proof = new byte[32] }));
 
+        second.Send(host, For(second)); // waits for the first owner
+        second.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        var third = CreateTestProbe();
+        Assert.EndsWith("one shard node per shard.", Refused(third, For(third))); // while another request waits: at once, no wait
         Sys.Stop(first.Ref);
-        AwaitCondition(() => !Accepts(hosted.DataPort), Wait, TimeSpan.FromMilliseconds(50)); // the owner is gone: the data port closes
-        second.Send(host, For(second));
-        var next = second.ExpectMsg<ShardHosted>(Wait);
+        var next = second.ExpectMsg<ShardHosted>(Wait); // well within the 5 s
+        Assert.False(Accepts(hosted.DataPort), "the first owner's data port is still open"); // the owner is gone: its data port closed
         Assert.True(ShardHost.IsGenuine(Job, Sys, second.Ref, For(second), next));
         Assert.True(Accepts(next.DataPort), "the next shard's data plane does not accept connections");
     }

@@ -51,8 +51,10 @@ public sealed record ShardHostSettings(
 /// file; a resumed run's request carries its starting slice's digest too, and its owner sends the checkpoint's slice to the shard
 /// afterwards), when the model has too few parameters for K
 /// shards, when two worker slots share a token, when the data port cannot be bound, and while this node hosts another run's or
-/// another shard. The same request (every field and the proof) from the same owner is answered again with the same
-/// <see cref="ShardHosted"/>. Over plain TCP a captured request could be replayed with a forged sender path to keep a node busy;
+/// another shard. A request of the hosted shard's job from another owner (a standby that took the job over and placed its
+/// shards before this node heard of the old owner's end) is not refused at once: it waits up to 10 s
+/// (<see cref="DefaultPreviousOwnerWait"/>) for the old owner to be gone, and is then taken as if it had just come. The same
+/// request (every field and the proof) from the same owner is answered again with the same <see cref="ShardHosted"/>. Over plain TCP a captured request could be replayed with a forged sender path to keep a node busy;
 /// with Cluster:Tls (mutual TLS, the default) only the job's nodes reach it.</para>
 /// <para>The host watches the owner: when it stops (or its node leaves) the shard and its data plane stop and the port is freed,
 /// so the node can host the next run's shard. A shard that fails (it throws <see cref="TrainingDivergedException"/> on a
@@ -84,6 +86,10 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
     private bool _stopping; // the node is stopping: it hosts nothing more
 
     private sealed record NoParameterServer;
+    private sealed record PreviousOwnerWaitOver;
+    private readonly TimeSpan _previousOwnerWait;
+    // A signed request of the hosted shard's job from another owner (a takeover), waiting for the hosted shard's owner to be gone.
+    private (IActorRef Owner, HostShard Request)? _waiting;
 
     /// <summary>The shard node is stopping (its coordinated shutdown's first phase, or a stop that skips the cluster leave):
     /// release the shard and tell its owner now, while the node's messages still go out, and host nothing more; answered with
@@ -127,12 +133,20 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         public ShardHosted? Answer { get; set; }
     }
 
+    /// <summary>How long a takeover's request waits for the previous owner of the hosted shard to be gone: 10 s. A stopped
+    /// owner's shard is released as its node hears of the stop; a dead one's as its node hears of the removal from the cluster,
+    /// which the standby waits for too before it takes over, so the two come within a gossip round or so of each other.</summary>
+    public static readonly TimeSpan DefaultPreviousOwnerWait = TimeSpan.FromSeconds(10);
+
     /// <summary>Creates the host; see <see cref="Props"/>.</summary>
-    public ShardHost(ShardHostSettings settings, TaskCompletionSource<JobFinished>? jobEnded = null, TimeSpan? parameterServerTimeout = null)
+    public ShardHost(ShardHostSettings settings, TaskCompletionSource<JobFinished>? jobEnded = null, TimeSpan? parameterServerTimeout = null,
+        TimeSpan? previousOwnerWait = null)
     {
         _settings = settings;
         _jobEnded = jobEnded;
         _parameterServerTimeout = parameterServerTimeout ?? TimeSpan.FromSeconds(60);
+        _previousOwnerWait = previousOwnerWait ?? DefaultPreviousOwnerWait;
+        Receive<PreviousOwnerWaitOver>(_ => OnPreviousOwnerWaitOver());
         Receive<HostShard>(OnRequest);
         Receive<JobFinished>(OnJobFinished);
         Receive<ClusterEvent.CurrentClusterState>(state =>
@@ -185,9 +199,13 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
     /// null: such reports are ignored and nothing is watched.</param>
     /// <param name="parameterServerTimeout">How long a shard node that is up waits without a parameter-server member (Cluster:JoinTimeoutSeconds);
     /// null: 60 s.</param>
+    /// <param name="previousOwnerWait">How long a request of the job whose shard this node hosts, from another owner (a standby
+    /// that took the job over), waits for the hosted shard's owner to be gone before it is refused; null:
+    /// <see cref="DefaultPreviousOwnerWait"/>.</param>
     /// <exception cref="ArgumentNullException"><paramref name="settings"/> or one of its members but the certificates is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">Training:Epochs below 1, a data port outside 0 to 65535, or a time-out that is not positive.</exception>
-    public static Props Props(ShardHostSettings settings, TaskCompletionSource<JobFinished>? jobEnded = null, TimeSpan? parameterServerTimeout = null)
+    public static Props Props(ShardHostSettings settings, TaskCompletionSource<JobFinished>? jobEnded = null, TimeSpan? parameterServerTimeout = null,
+        TimeSpan? previousOwnerWait = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(settings.Identity);
@@ -199,7 +217,8 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         ArgumentOutOfRangeException.ThrowIfLessThan(settings.TotalEpochs, 1);
         if (settings.DataPort is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(settings), $"Cluster:DataPort = {settings.DataPort}: allowed 0 to 65535.");
         if (parameterServerTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(parameterServerTimeout), parameterServerTimeout, "The time-out must be positive.");
-        return Akka.Actor.Props.Create(() => new ShardHost(settings, jobEnded, parameterServerTimeout));
+        if (previousOwnerWait <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(previousOwnerWait), previousOwnerWait, "The time-out must be positive.");
+        return Akka.Actor.Props.Create(() => new ShardHost(settings, jobEnded, parameterServerTimeout, previousOwnerWait));
     }
 
     /// <summary>SHA-256 of <paramref name="shard"/>'s slice of <paramref name="weights"/>, the floats' bytes as they lie in memory (little-endian).</summary>
@@ -320,8 +339,21 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
                 if (hosting.Answer is { } answer) owner.Tell(answer); // else the answer goes out once the links are known
                 return;
             }
-            Refuse(owner, request, $"this node already hosts shard {hosting.Request.Shard} of {hosting.Request.ShardCount} of job " +
-                $"{hosting.Request.JobId} for {hosting.Owner.Path}, and a shard node hosts one shard, for one request, at a time: start one shard node per shard");
+            if (!hosting.Owner.Equals(owner) && hosting.Request.JobId == request.JobId && (_waiting is null || _waiting.Value.Owner.Equals(owner)))
+            {
+                // A takeover of the job: the standby places its shards once the old parameter server is out of the cluster, and this
+                // node may not have heard of it yet. The request waits for the old owner to be gone (Release answers it then).
+                if (_waiting is null)
+                {
+                    Timers.StartSingleTimer(nameof(PreviousOwnerWaitOver), new PreviousOwnerWaitOver(), _previousOwnerWait);
+                    _log.Info("Shard host: {0} asks for shard {1} of job {2}, whose shard {3} this node still hosts for {4}: the request waits up to {5:F0} s " +
+                        "for that owner to be gone (a takeover).", owner.Path, request.Shard, request.JobId, hosting.Request.Shard, hosting.Owner.Path,
+                        _previousOwnerWait.TotalSeconds);
+                }
+                _waiting = (owner, request);
+                return;
+            }
+            Refuse(owner, request, AlreadyHosts(hosting));
             return;
         }
         if (Problem(request) is { } problem)
@@ -401,6 +433,21 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
             return $"this node's starting weights of shard {shard.Index} [{shard.Start}, {shard.End}) are not the parameter server's: give every node the " +
                 "same Model settings, Training:Seed and Model:Pretrained file";
         return null;
+    }
+
+    private static string AlreadyHosts(HostedShard hosting) =>
+        $"this node already hosts shard {hosting.Request.Shard} of {hosting.Request.ShardCount} of job {hosting.Request.JobId} for {hosting.Owner.Path}, " +
+        "and a shard node hosts one shard, for one request, at a time: start one shard node per shard";
+
+    /// <summary>The hosted shard's owner was not gone within the wait: the waiting request is refused, as any request while the
+    /// node hosts a shard is.</summary>
+    private void OnPreviousOwnerWaitOver()
+    {
+        if (_waiting is not { } waiting) return;
+        _waiting = null;
+        if (_hosting is { } hosting)
+            Refuse(waiting.Owner, waiting.Request, $"{AlreadyHosts(hosting)} (its owner was still there after {_previousOwnerWait.TotalSeconds:F0} s)");
+        else Self.Tell(waiting.Request, waiting.Owner);
     }
 
     /// <summary>Refuses <paramref name="request"/>, signing the refusal when the request was signed (<paramref name="signed"/>).</summary>
@@ -526,6 +573,13 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
                 Context.Unwatch(actor);
                 Context.Stop(actor);
             }
+        if (_waiting is { } waiting)
+        {
+            // The takeover's request, taken now as if it came now (a stopping node refuses it).
+            _waiting = null;
+            Timers.Cancel(nameof(PreviousOwnerWaitOver));
+            Self.Tell(waiting.Request, waiting.Owner);
+        }
     }
 
     /// <inheritdoc />
@@ -536,6 +590,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         {
             hosting.Listener.Dispose();
             hosting.Owner.Tell(Failed(hosting, "the shard node's host stopped (the node is shutting down)"));
+            if (_waiting is { } waiting) Refuse(waiting.Owner, waiting.Request, "the shard node is stopping: place the shard on another shard node");
         }
         base.PostStop();
     }
