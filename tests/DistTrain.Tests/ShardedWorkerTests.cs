@@ -651,7 +651,7 @@ public sealed class ShardedWorkerTests : TestKit
     {
         var initial = Initial();
         var tokens = ShardDataPlaneTests.Tokens(Workers);
-        var host = StartShardNode("shard-node-refusals", initial, previousOwnerWait: TimeSpan.FromSeconds(5));
+        var host = StartShardNode("shard-node-refusals", initial, previousOwnerWait: TimeSpan.FromSeconds(1));
         var otherHost = StartShardNode("shard-node-other", initial);
         var first = CreateTestProbe();
         var second = CreateTestProbe();
@@ -691,19 +691,33 @@ public sealed class ShardedWorkerTests : TestKit
         Assert.Equal(hosted.Proof, again.Proof);
         var afterWait = Refused(second, For(second));
         Assert.StartsWith($"this node already hosts shard 1 of 2 of job {JobId} for ", afterWait);
-        Assert.EndsWith("(its owner was still there after 5 s).", afterWait);
+        Assert.EndsWith("(its owner was still there after 1 s).", afterWait);
         // The owner's own request with other tokens is another request; its unsigned copy learns nothing of what the node hosts.
         Assert.StartsWith($"this node already hosts shard 1 of 2 of job {JobId} for ", Refused(first, For(first, slotTokens: ShardDataPlaneTests.Tokens(Workers))));
         Assert.Equal(unsigned, Refused(first, firstRequest with { Proof = new byte[32] }));
 
-        second.Send(host, For(second)); // waits for the first owner
+        // A node that waits longer than the test needs: the second owner's request waits for the first owner, and a third owner's
+        // is refused at once meanwhile. The waiting second owner stops: its request is forgotten, and the third owner's next one
+        // waits instead, until the first owner's end lets it through.
+        var takeoverHost = StartShardNode("shard-node-takeover", initial, previousOwnerWait: Wait);
+        first.Send(takeoverHost, For(first, to: takeoverHost));
+        hosted = first.ExpectMsg<ShardHosted>(Wait);
+        second.Send(takeoverHost, For(second, to: takeoverHost));
         second.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
         var third = CreateTestProbe();
-        Assert.EndsWith("one shard node per shard.", Refused(third, For(third))); // while another request waits: at once, no wait
+        third.Send(takeoverHost, For(third, to: takeoverHost));
+        Assert.EndsWith("one shard node per shard.", third.ExpectMsg<ShardHostRefused>(Wait).Reason);
+        Sys.Stop(second.Ref);
+        AwaitAssert(() =>
+        {
+            third.Send(takeoverHost, For(third, to: takeoverHost));
+            third.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        }, Wait / 3, TimeSpan.FromMilliseconds(100)); // well before the node's own wait (Wait) would end the second owner's
         Sys.Stop(first.Ref);
-        var next = second.ExpectMsg<ShardHosted>(Wait); // well within the 5 s
-        Assert.False(Accepts(hosted.DataPort), "the first owner's data port is still open"); // the owner is gone: its data port closed
-        Assert.True(ShardHost.IsGenuine(Job, Sys, second.Ref, For(second), next));
+        var next = third.ExpectMsg<ShardHosted>(Wait);
+        Assert.True(ShardHost.IsGenuine(Job, Sys, third.Ref, For(third, to: takeoverHost), next));
+        // The first owner's shard was released first: its data port closed (unless the new shard's listener got the same port).
+        Assert.True(next.DataPort == hosted.DataPort || !Accepts(hosted.DataPort), "the first owner's data port is still open");
         Assert.True(Accepts(next.DataPort), "the next shard's data plane does not accept connections");
     }
 

@@ -50,11 +50,14 @@ public sealed record ShardHostSettings(
 /// node's (listed), when this node's starting slice of the shard is not the coordinator's (another model, seed or pretrained
 /// file; a resumed run's request carries its starting slice's digest too, and its owner sends the checkpoint's slice to the shard
 /// afterwards), when the model has too few parameters for K
-/// shards, when two worker slots share a token, when the data port cannot be bound, and while this node hosts another run's or
-/// another shard. A request of the hosted shard's job from another owner (a standby that took the job over and placed its
-/// shards before this node heard of the old owner's end) is not refused at once: it waits up to 10 s
-/// (<see cref="DefaultPreviousOwnerWait"/>) for the old owner to be gone, and is then taken as if it had just come. The same
-/// request (every field and the proof) from the same owner is answered again with the same <see cref="ShardHosted"/>. Over plain TCP a captured request could be replayed with a forged sender path to keep a node busy;
+/// shards, when two worker slots share a token, when the data port cannot be bound, and while this node hosts a shard, with
+/// one exception. A request of the hosted shard's job from another owner (a standby that took the job over and placed its
+/// shards before this node heard of the old owner's end), for any shard, and one this node could serve, is not refused at
+/// once: it waits up to 10 s (<see cref="DefaultPreviousOwnerWait"/>; less on a node whose job has a shorter placement time-out)
+/// for the hosted shard to be released (its owner gone, the shard failed, or the node stopping), and is then taken as if it had
+/// just come. One request waits at a time: a third owner's is refused at once, the waiting owner's next one replaces it (the
+/// replaced one is refused), and a waiting owner that stops is forgotten. The same request (every field and the proof) from
+/// the same owner is answered again with the same <see cref="ShardHosted"/>. Over plain TCP a captured request could be replayed with a forged sender path to keep a node busy;
 /// with Cluster:Tls (mutual TLS, the default) only the job's nodes reach it.</para>
 /// <para>The host watches the owner: when it stops (or its node leaves) the shard and its data plane stop and the port is freed,
 /// so the node can host the next run's shard. A shard that fails (it throws <see cref="TrainingDivergedException"/> on a
@@ -342,9 +345,21 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
             if (!hosting.Owner.Equals(owner) && hosting.Request.JobId == request.JobId && (_waiting is null || _waiting.Value.Owner.Equals(owner)))
             {
                 // A takeover of the job: the standby places its shards once the old parameter server is out of the cluster, and this
-                // node may not have heard of it yet. The request waits for the old owner to be gone (Release answers it then).
-                if (_waiting is null)
+                // node may not have heard of it yet. A request this node could serve waits for the old owner to be gone (Release
+                // takes it then); one it could not is refused now, with its own reason.
+                if (Problem(request) is { } unservable)
                 {
+                    Refuse(owner, request, unservable);
+                    return;
+                }
+                if (_waiting is { } earlier)
+                {
+                    if (JobIdentity.Matches(earlier.Request.Proof, request.Proof)) return; // the same request again: it waits already
+                    Refuse(owner, earlier.Request, "the same owner sent another request while this one waited; the other one waits instead");
+                }
+                else
+                {
+                    Context.Watch(owner); // a waiting owner that stops is forgotten (OnTerminated)
                     Timers.StartSingleTimer(nameof(PreviousOwnerWaitOver), new PreviousOwnerWaitOver(), _previousOwnerWait);
                     _log.Info("Shard host: {0} asks for shard {1} of job {2}, whose shard {3} this node still hosts for {4}: the request waits up to {5:F0} s " +
                         "for that owner to be gone (a takeover).", owner.Path, request.Shard, request.JobId, hosting.Request.Shard, hosting.Owner.Path,
@@ -445,6 +460,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
     {
         if (_waiting is not { } waiting) return;
         _waiting = null;
+        Context.Unwatch(waiting.Owner);
         if (_hosting is { } hosting)
             Refuse(waiting.Owner, waiting.Request, $"{AlreadyHosts(hosting)} (its owner was still there after {_previousOwnerWait.TotalSeconds:F0} s)");
         else Self.Tell(waiting.Request, waiting.Owner);
@@ -542,6 +558,13 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
 
     private void OnTerminated(Terminated terminated)
     {
+        if (_waiting is { } waiting && terminated.ActorRef.Equals(waiting.Owner))
+        {
+            _log.Info("Shard host: {0}, whose request waited for the hosted shard's owner to be gone, is gone itself; its request is dropped.", waiting.Owner.Path);
+            _waiting = null;
+            Timers.Cancel(nameof(PreviousOwnerWaitOver));
+            return;
+        }
         if (_hosting is not { } hosting) return; // a released shard's actors, stopping
         var request = hosting.Request;
         if (terminated.ActorRef.Equals(hosting.Owner))
@@ -578,6 +601,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
             // The takeover's request, taken now as if it came now (a stopping node refuses it).
             _waiting = null;
             Timers.Cancel(nameof(PreviousOwnerWaitOver));
+            Context.Unwatch(waiting.Owner);
             Self.Tell(waiting.Request, waiting.Owner);
         }
     }

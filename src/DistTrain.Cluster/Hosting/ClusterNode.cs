@@ -398,7 +398,13 @@ public static class ClusterNode
         using var host = BuildHost(options, security, NodeRoles.ParameterShard, Environment.ProcessorCount, (system, _) =>
         {
             actorSystem = system;
-            shardHost = system.ActorOf(ShardHost.Props(settings, completion, parameterServerTimeout), ShardHost.Name);
+            // A takeover's placement waits on this node for the old owner's end at most half the standby's placement time-out
+            // (JobHost: the smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds), so its refusal
+            // gets back before that time-out.
+            var placementTimeout = Math.Min(options.Cluster.JoinTimeoutSeconds, options.Training.StallTimeoutSeconds / 3);
+            var previousOwnerWait = placementTimeout > 0 && placementTimeout / 2 < ShardHost.DefaultPreviousOwnerWait.TotalSeconds
+                ? TimeSpan.FromSeconds(placementTimeout / 2) : ShardHost.DefaultPreviousOwnerWait;
+            shardHost = system.ActorOf(ShardHost.Props(settings, completion, parameterServerTimeout, previousOwnerWait), ShardHost.Name);
             FailWhenTerminated(system, security, options.Cluster.SeedNodes, completion);
             FailWhenNotJoined(system, security, options.Cluster, completion, shardNode: true);
         });
