@@ -250,6 +250,39 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         Assert.True(ClosedByPeer(silent), "the listener left the silent connection open");
     }
 
+    /// <summary>
+    /// A name lookup that outlasts the connect's deadline is named as the cause, with the time it took, whether it comes back
+    /// late with the right address (as glibc's does once begun: the deadline cannot interrupt it) or ends on the deadline. It
+    /// used to read as a node that "did not answer", which sent a reader of a container run's log after the wrong node.
+    /// </summary>
+    [Fact]
+    public async Task A_name_lookup_that_outlasts_the_connects_deadline_is_named_as_the_cause()
+    {
+        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
+        var hello = new DataPlaneHello(0, 10, DataPlaneHello.NewToken());
+        static async Task<IPAddress[]> ComesBackLate(string host, CancellationToken _)
+        {
+            await Task.Delay(700);
+            return [IPAddress.Loopback];
+        }
+        static async Task<IPAddress[]> EndsOnTheDeadline(string host, CancellationToken deadline)
+        {
+            await Task.Delay(Timeout.Infinite, deadline);
+            return [];
+        }
+        foreach (var (lookUp, took) in new (Func<string, CancellationToken, Task<IPAddress[]>>, string)[] { (ComesBackLate, @"0\.[7-9]|[1-9](\.\d)?"), (EndsOnTheDeadline, @"0\.[2-9]|[1-9](\.\d)?") })
+        {
+            var error = await Assert.ThrowsAnyAsync<IOException>(() => DataPlaneConnection.ConnectWithLookupAsync("ps-standby", listener.Port, null, hello,
+                TimeSpan.FromMilliseconds(200), lookUp, CancellationToken.None));
+            Assert.Matches($@"^data plane: the name lookup of ps-standby \(for ps-standby:{listener.Port}\) did not finish within 0\.2 s \(it ended after ({took}) s\), " +
+                @"so no connection was tried: .*check it, or give that node's Cluster:PublicHostname as an IP address$", error.Message);
+        }
+        // A quick lookup connects as before.
+        using var connected = await DataPlaneConnection.ConnectWithLookupAsync("localhost", listener.Port, null, hello, Wait, (_, _) => Task.FromResult(new[] { IPAddress.Loopback }),
+            CancellationToken.None);
+        Assert.NotNull(connected);
+    }
+
     [Fact]
     public void A_worker_link_sends_weights_frames_and_delivers_gradient_frames_to_the_parameter_server()
     {

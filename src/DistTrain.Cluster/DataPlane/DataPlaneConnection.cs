@@ -78,24 +78,42 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="timeout"/> is not positive.</exception>
     /// <exception cref="SocketException">The connection failed (refused, no route, an unknown host).</exception>
     /// <exception cref="System.Security.Authentication.AuthenticationException">The TLS handshake failed; the message says why.</exception>
-    /// <exception cref="IOException">The other end did not answer within <paramref name="timeout"/>; the message names the endpoint and the time.</exception>
+    /// <exception cref="IOException">The other end did not answer within <paramref name="timeout"/>, or the name lookup of
+    /// <paramref name="host"/> took longer than that; the message names the endpoint, the time and which of the two it was.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first (the caller gave up).</exception>
-    public static async Task<DataPlaneConnection> ConnectAsync(string host, int port, ClusterCertificates? certificates, DataPlaneHello hello,
-        TimeSpan timeout, CancellationToken cancellationToken)
+    public static Task<DataPlaneConnection> ConnectAsync(string host, int port, ClusterCertificates? certificates, DataPlaneHello hello,
+        TimeSpan timeout, CancellationToken cancellationToken) =>
+        ConnectWithLookupAsync(host, port, certificates, hello, timeout, Dns.GetHostAddressesAsync, cancellationToken);
+
+    /// <summary>As <see cref="ConnectAsync(string, int, ClusterCertificates?, DataPlaneHello, TimeSpan, CancellationToken)"/>, looking
+    /// the host up with <paramref name="lookUp"/> (tests give a slow one).</summary>
+    internal static async Task<DataPlaneConnection> ConnectWithLookupAsync(string host, int port, ClusterCertificates? certificates, DataPlaneHello hello,
+        TimeSpan timeout, Func<string, CancellationToken, Task<IPAddress[]>> lookUp, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
+        var lookupStarted = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
-            var addresses = await Dns.GetHostAddressesAsync(host, deadline.Token).ConfigureAwait(false);
+            IPAddress[] addresses;
+            try
+            {
+                addresses = await lookUp(host, deadline.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                throw SlowLookup(host, port, timeout, lookupStarted, e);
+            }
+            // A lookup that glibc has begun is not interrupted by the deadline: it may come back, even with addresses, after it.
+            if (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested) throw SlowLookup(host, port, timeout, lookupStarted, null);
             if (addresses.Length == 0) throw new SocketException((int)SocketError.HostNotFound);
             // On a thread of its own: the blocking calls may wait until the deadline, and a thread-pool thread held that long
             // (one per link, K links per worker with shards) would be taken from the actors that share the pool.
             return await Task.Factory.StartNew(() => ConnectBlocking(addresses, host, port, certificates, hello, deadline.Token), CancellationToken.None,
                 TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
         }
-        catch (Exception e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested && e is not SlowLookupException)
         {
             throw new IOException(string.Create(CultureInfo.InvariantCulture, $"data plane: {host}:{port} did not answer within {timeout.TotalSeconds:0.###} s") +
                 " (TCP connect, TLS handshake and hello): the node is down or stuck, or a firewall drops the packets; check that it runs and listens on that port", e);
@@ -106,6 +124,19 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
             throw new OperationCanceledException(cancellationToken);
         }
     }
+
+    /// <summary>The name lookup alone outlasted the connect's deadline: said as such, with the time it took.</summary>
+    private static SlowLookupException SlowLookup(string host, int port, TimeSpan timeout, long started, Exception? inner)
+    {
+        var took = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+        return new(string.Create(CultureInfo.InvariantCulture,
+            $"data plane: the name lookup of {host} (for {host}:{port}) did not finish within {timeout.TotalSeconds:0.###} s (it ended after {took:0.#} s)") +
+            ", so no connection was tried: the resolver this node uses is slow or does not answer (in containers, the container network's DNS); " +
+            "check it, or give that node's Cluster:PublicHostname as an IP address", inner);
+    }
+
+    /// <summary>The name lookup of a data plane's host took longer than the connect's whole deadline.</summary>
+    private sealed class SlowLookupException(string message, Exception? inner) : IOException(message, inner);
 
     /// <summary>
     /// The TCP connect (each of <paramref name="addresses"/> in turn, each on a socket of its own), the TLS handshake and the
