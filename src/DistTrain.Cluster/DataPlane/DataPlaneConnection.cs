@@ -66,8 +66,8 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
 
     /// <summary>
     /// Connects to a parameter server's or a shard node's data plane, with TLS when <paramref name="certificates"/> is given,
-    /// and sends the hello that names this worker and proves its registration. The TCP connect, the TLS handshake and the
-    /// hello together have <paramref name="timeout"/> (the listener gives a connection as long for its handshake and hello,
+    /// and sends the hello that names this worker and proves its registration. The name lookup, the TCP connect, the TLS
+    /// handshake and the hello together have <paramref name="timeout"/> (the listener gives a connection as long for its handshake and hello,
     /// <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/>), so an endpoint that does not accept the connection (a
     /// node that is down behind a firewall that drops packets) or, with TLS, does not answer the handshake (a stuck one)
     /// fails the connect instead of holding it forever. Without TLS a stuck node's kernel still accepts and buffers the hello,
@@ -129,8 +129,10 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
     private static SlowLookupException SlowLookup(string host, int port, TimeSpan timeout, long started, Exception? inner)
     {
         var took = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+        // A lookup that failed late (glibc gives up on an unknown name only after its retries) keeps its own error in the line.
+        var failed = inner is null or OperationCanceledException ? "" : $": {inner.Message}";
         return new(string.Create(CultureInfo.InvariantCulture,
-            $"data plane: the name lookup of {host} (for {host}:{port}) did not finish within {timeout.TotalSeconds:0.###} s (it ended after {took:0.#} s)") +
+            $"data plane: the name lookup of {host} (for {host}:{port}) did not finish within {timeout.TotalSeconds:0.###} s (it ended after {took:0.#} s{failed})") +
             ", so no connection was tried: the resolver this node uses is slow or does not answer (in containers, the container network's DNS); " +
             "check it, or give that node's Cluster:PublicHostname as an IP address", inner);
     }

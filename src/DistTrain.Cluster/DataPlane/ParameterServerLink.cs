@@ -16,9 +16,10 @@ namespace DistTrain.Cluster.DataPlane;
 /// data plane (mutual TLS with the cluster's certificates unless Cluster:Tls is false), proves its registration with
 /// the hello's token, hands every weights frame to the local worker with a <see cref="GradientWriter"/> as the sender,
 /// which writes the worker's gradient replies back to the socket on the worker's own thread. If the connection fails, the link stops and its
-/// parent (the worker node's agent) ends the node. The link connects off its actor's thread, on a task, and the TCP connect, TLS
+/// parent (the worker node's agent) ends the node. The link connects off its actor's thread, on a task, and the name lookup, TCP connect, TLS
 /// handshake and hello have <see cref="DataPlaneListener.HandshakeTimeoutSeconds"/> together: an endpoint that does not accept the connection
-/// (or, with TLS, does not answer the handshake) fails the link then (<c>did not answer within 10 s</c>) instead of holding a dispatcher thread and the worker forever.
+/// (or, with TLS, does not answer the handshake) fails the link then (<c>did not answer within 10 s</c>) instead of holding a dispatcher thread and the worker forever,
+/// and so does a name lookup that alone takes longer (<c>the name lookup of ... did not finish within 10 s</c>).
 /// <para>If the parameter server's first frame offers a <see cref="SharedMemoryRegion"/> and this worker may use shared
 /// memory (Cluster:SharedMemory) and can open the region (it is on the same host, outside any container of its own),
 /// the link maps it and answers yes; from then on bodies go both ways through its slots. Otherwise it answers no, with
