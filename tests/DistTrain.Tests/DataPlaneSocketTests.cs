@@ -503,6 +503,23 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     }
 
     /// <summary>
+    /// A job host of a 784-10 model for Cluster:MinWorkers = 1 worker, without shared memory (a link's first frame is then a
+    /// weights frame), waiting for its worker; with its model's parameter count, job identity and data-plane listener.
+    /// </summary>
+    private (Core.Configuration.TrainingOptions Options, int ParameterCount, JobIdentity Identity, DataPlaneListener Listener, IActorRef Host)
+        StartJobOfOneWorker()
+    {
+        var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
+        options.Cluster.MinWorkers = 1;
+        options.Cluster.SharedMemory = false;
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
+        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
+        return (options, ModelFactory.Build(options.Model).Layout.TotalLength, identity, listener, host);
+    }
+
+    /// <summary>
     /// Before training starts, a worker node whose data plane did not open registers again, in its second round, and keeps its
     /// index. The job host drops what the first round left (its link, its token) as the registration comes, so the new round's
     /// connection, which can reach the host before the new worker actor's WorkerReady, waits for that worker's link: it is
@@ -512,16 +529,9 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     [Fact]
     public void A_worker_node_that_registers_again_before_the_start_has_its_new_connection_linked_to_its_new_worker_actor_even_if_it_comes_first()
     {
-        var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
-        options.Cluster.MinWorkers = 1;
-        options.Cluster.SharedMemory = false;
-        var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
-        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
         var log = LogProbe<Info>();
         var warnings = LogProbe<Warning>();
-        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
-            new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
+        var (options, parameterCount, identity, listener, host) = StartJobOfOneWorker();
 
         var (agent, first) = Register(host, options, identity, round: 1);
         var stale = CreateTestProbe();
@@ -558,15 +568,8 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     [Fact]
     public void After_the_start_a_worker_node_that_registers_again_joins_as_a_new_worker_and_its_earlier_link_stops_at_once()
     {
-        var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
-        options.Cluster.MinWorkers = 1;
-        options.Cluster.SharedMemory = false;
-        var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
-        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
         var log = LogProbe<Info>();
-        var host = Sys.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
-            new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
+        var (options, parameterCount, identity, listener, host) = StartJobOfOneWorker();
 
         var (agent, first) = Register(host, options, identity, round: 1);
         agent.Send(host, new WorkerReady(first.WorkerIndex, CreateTestProbe().Ref));

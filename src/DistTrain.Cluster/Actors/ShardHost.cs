@@ -450,6 +450,16 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         return null;
     }
 
+    /// <summary>The waiting request, if any, no longer waiting: its time-out cancelled and its owner no longer watched.</summary>
+    private (IActorRef Owner, HostShard Request)? TakeWaiting()
+    {
+        if (_waiting is not { } waiting) return null;
+        _waiting = null;
+        Timers.Cancel(nameof(PreviousOwnerWaitOver));
+        Context.Unwatch(waiting.Owner);
+        return waiting;
+    }
+
     private static string AlreadyHosts(HostedShard hosting) =>
         $"this node already hosts shard {hosting.Request.Shard} of {hosting.Request.ShardCount} of job {hosting.Request.JobId} for {hosting.Owner.Path}, " +
         "and a shard node hosts one shard, for one request, at a time: start one shard node per shard";
@@ -458,9 +468,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
     /// node hosts a shard is.</summary>
     private void OnPreviousOwnerWaitOver()
     {
-        if (_waiting is not { } waiting) return;
-        _waiting = null;
-        Context.Unwatch(waiting.Owner);
+        if (TakeWaiting() is not { } waiting) return;
         if (_hosting is { } hosting)
             Refuse(waiting.Owner, waiting.Request, $"{AlreadyHosts(hosting)} (its owner was still there after {_previousOwnerWait.TotalSeconds:F0} s)");
         else Self.Tell(waiting.Request, waiting.Owner);
@@ -561,8 +569,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         if (_waiting is { } waiting && terminated.ActorRef.Equals(waiting.Owner))
         {
             _log.Info("Shard host: {0}, whose request waited for the hosted shard's owner to be gone, is gone itself; its request is dropped.", waiting.Owner.Path);
-            _waiting = null;
-            Timers.Cancel(nameof(PreviousOwnerWaitOver));
+            TakeWaiting();
             return;
         }
         if (_hosting is not { } hosting) return; // a released shard's actors, stopping
@@ -596,14 +603,8 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
                 Context.Unwatch(actor);
                 Context.Stop(actor);
             }
-        if (_waiting is { } waiting)
-        {
-            // The takeover's request, taken now as if it came now (a stopping node refuses it).
-            _waiting = null;
-            Timers.Cancel(nameof(PreviousOwnerWaitOver));
-            Context.Unwatch(waiting.Owner);
-            Self.Tell(waiting.Request, waiting.Owner);
-        }
+        // The takeover's request, taken now as if it came now (a stopping node refuses it).
+        if (TakeWaiting() is { } waiting) Self.Tell(waiting.Request, waiting.Owner);
     }
 
     /// <inheritdoc />
