@@ -29,4 +29,26 @@ export DOTNET_TieredCompilation="${DOTNET_TieredCompilation:-1}"
 export DOTNET_TC_QuickJitForLoops="${DOTNET_TC_QuickJitForLoops:-0}"
 export DOTNET_TieredPGO="${DOTNET_TieredPGO:-0}"
 
-dotnet test DistTrain.sln -c Release -nologo "$@"
+# Ahead-of-time code for the suite's processes. Each of them (several hundred cluster nodes and CLI runs) used to JIT
+# Akka's, MessagePack's and DistTrain's start-up code before doing anything: about 2.4 s of CPU for a small single-node
+# run, 1.2 s with ReadyToRun images of the same assemblies. On three cluster tests, alternated twice, the suite's
+# wall time fell from 47 s and 51 s to 38 s and 39 s. The images are the same IL and metadata with native code added;
+# tiered compilation recompiles the hot methods as usual. So the solution is built, the CLI is published with
+# ReadyToRun into bin/ready-to-run (restores .NET's crossgen2 package from NuGet once; incremental afterwards), and
+# its assemblies replace their plain copies beside the tests, which run without a second build. If the publish fails,
+# the suite runs on the plain build, only slower. The shipped CLI is not published this way: it disables tiered
+# compilation, so its training loops would stay on the precompiled code.
+dotnet build DistTrain.sln -c Release -nologo
+tests_bin=tests/DistTrain.Tests/bin/Release/net10.0
+ready_to_run=tests/DistTrain.Tests/bin/ready-to-run
+if dotnet publish src/DistTrain.Cli -c Release --use-current-runtime --self-contained false -p:PublishReadyToRun=true \
+     -o "$ready_to_run" -nologo -v quiet; then
+  [ -d "$tests_bin" ] || { echo "tests/run.sh: $tests_bin is missing after the build: update tests_bin to the test project's output folder." >&2; exit 2; }
+  for image in "$ready_to_run"/*.dll; do
+    if [ -f "$tests_bin/${image##*/}" ]; then cp -p "$image" "$tests_bin/"; fi
+  done
+else
+  echo "tests/run.sh: warning: the ReadyToRun publish of the CLI failed (above); the suite runs on the plain build, which is slower." >&2
+fi
+
+dotnet test DistTrain.sln -c Release --no-build -nologo "$@"
