@@ -34,18 +34,27 @@ export DOTNET_TieredPGO="${DOTNET_TieredPGO:-0}"
 # run, 1.2 s with ReadyToRun images of the same assemblies. On three cluster tests, alternated twice, the suite's
 # wall time fell from 47 s and 51 s to 38 s and 39 s. The images are the same IL and metadata with native code added;
 # tiered compilation recompiles the hot methods as usual. So the solution is built, the CLI is published with
-# ReadyToRun into bin/ready-to-run (restores .NET's crossgen2 package from NuGet once; incremental afterwards), and
-# its assemblies replace their plain copies beside the tests, which run without a second build. If the publish fails,
-# the suite runs on the plain build, only slower. The shipped CLI is not published this way: it disables tiered
-# compilation, so its training loops would stay on the precompiled code.
+# ReadyToRun into bin/ready-to-run (the first run restores .NET's crossgen2 and runtime packs from NuGet; later runs
+# compile only what changed), and each image replaces its plain copy beside the tests only where that copy is the very
+# file the CLI was built with (a package the tests resolve to another version keeps the tests' copy). The tests then run
+# without a second build. If the publish fails, or the caller turned tiered compilation off (the images' code would
+# then never be recompiled), the suite runs on the plain build. The shipped CLI is not published this way: it disables
+# tiered compilation, so its training loops would stay on the precompiled code.
+# Arguments go to `dotnet test` (--filter, --logger, ...); the build is Release.
 dotnet build DistTrain.sln -c Release -nologo
 tests_bin=tests/DistTrain.Tests/bin/Release/net10.0
+cli_bin=src/DistTrain.Cli/bin/Release/net10.0
 ready_to_run=tests/DistTrain.Tests/bin/ready-to-run
-if dotnet publish src/DistTrain.Cli -c Release --use-current-runtime --self-contained false -p:PublishReadyToRun=true \
+for folder in "$tests_bin" "$cli_bin"; do
+  [ -d "$folder" ] || { echo "tests/run.sh: $folder is missing after the build: update tests_bin and cli_bin to the projects' output folders." >&2; exit 2; }
+done
+if [ "$DOTNET_TieredCompilation" = 0 ]; then
+  echo "tests/run.sh: DOTNET_TieredCompilation=0: the suite runs on the plain build (no ReadyToRun images)." >&2
+elif rm -rf "$ready_to_run" && dotnet publish src/DistTrain.Cli -c Release --use-current-runtime --self-contained false -p:PublishReadyToRun=true \
      -o "$ready_to_run" -nologo -v quiet; then
-  [ -d "$tests_bin" ] || { echo "tests/run.sh: $tests_bin is missing after the build: update tests_bin to the test project's output folder." >&2; exit 2; }
   for image in "$ready_to_run"/*.dll; do
-    if [ -f "$tests_bin/${image##*/}" ]; then cp -p "$image" "$tests_bin/"; fi
+    name="${image##*/}"
+    if [ -f "$tests_bin/$name" ] && cmp -s "$tests_bin/$name" "$cli_bin/$name"; then cp -p "$image" "$tests_bin/"; fi
   done
 else
   echo "tests/run.sh: warning: the ReadyToRun publish of the CLI failed (above); the suite runs on the plain build, which is slower." >&2
