@@ -393,14 +393,18 @@ public sealed class ShardNodeTests : IDisposable
     }
 
     /// <summary>A shard node's host that places a shard as <see cref="ShardHost"/> does (a signed <see cref="ShardHosted"/>), on a
-    /// shard actor and worker links that take every message and answer none.</summary>
+    /// shard actor and worker links that take every message and answer none, or, given <c>slowSlice</c>, a shard that answers
+    /// the first gathering of the weights with its slice of those weights (version 0) in 6 pieces, one every <c>pieceGap</c>,
+    /// and no later one. <c>placed</c>, if given, is told each request it hosts.</summary>
     private sealed class SilentShardHost : ReceiveActor
     {
-        public SilentShardHost(JobIdentity identity)
+        public SilentShardHost(JobIdentity identity, Akka.Actor.Props? slowSlice = null, IActorRef? placed = null)
         {
-            var silent = Context.ActorOf(Props.Create(() => new Silent()), "silent-shard");
+            var silent = Context.ActorOf(slowSlice ?? Props.Create(() => new Silent()), "silent-shard");
             Receive<HostShard>(request =>
             {
+                placed?.Tell(request);
+                silent.Tell(request);
                 IActorRef[] links = [.. Enumerable.Repeat(silent, request.WorkerSlots)];
                 string PathOf(IActorRef actor) => actor.Path.ToSerializationFormatWithAddress(((ExtendedActorSystem)Context.System).Provider.DefaultAddress);
                 var proof = identity.ShardHostedProof(PathOf(Sender), request.Proof, request.JobId, request.Shard, PathOf(silent), "127.0.0.1", 1,
@@ -412,6 +416,99 @@ public sealed class ShardNodeTests : IDisposable
         private sealed class Silent : ReceiveActor
         {
             public Silent() => ReceiveAny(_ => { });
+        }
+    }
+
+    /// <summary>The slow shard of <see cref="SilentShardHost"/>: its slice of <c>weights</c> in 6 pieces, one every <c>pieceGap</c>, for the
+    /// first <see cref="ShardSliceRequest"/>; nothing for any later one, nor for anything else.</summary>
+    private sealed class SlowSliceShard : ReceiveActor
+    {
+        public SlowSliceShard(DistTrain.Core.Tensors.ParameterVector weights, TimeSpan pieceGap)
+        {
+            HostShard? placed = null;
+            var answered = false;
+            Receive<HostShard>(request => placed = request);
+            Receive<ShardSliceRequest>(request =>
+            {
+                if (answered || placed is null) return;
+                answered = true;
+                var slice = DistTrain.Cluster.Training.ParameterShards.Plan(weights.Layout, placed.ShardCount)[placed.Shard];
+                var piece = (slice.Length + 5) / 6;
+                for (int offset = 0, i = 1; offset < slice.Length; offset += piece, i++)
+                {
+                    var values = weights.Values.AsSpan(slice.Start + offset, Math.Min(piece, slice.Length - offset)).ToArray();
+                    Context.System.Scheduler.ScheduleTellOnce(pieceGap * i, Sender,
+                        new ShardSliceChunk(request.RequestId, placed.Shard, 0, offset, slice.Length, values, 0, 0, 0), Self);
+                }
+            });
+            ReceiveAny(_ => { });
+        }
+    }
+
+    /// <summary>
+    /// A gathering of the weights from shard nodes (the final weights, early stopping's best, a stop's) fails when no shard sends
+    /// a piece of its slice for <see cref="RemoteShardSettings.Timeout"/>, naming the shard still missing and its node, and
+    /// takes as long as it must while pieces keep coming: here one shard node answers at once and the other sends its slice in
+    /// 6 pieces 0.7 s apart, 4.2 s in all against a 3 s time-out, and the gathered weights are the starting ones; the next
+    /// gathering, which that node never answers, fails after the 3 s.
+    /// </summary>
+    [Fact]
+    public async Task A_weights_gathering_waits_while_pieces_keep_coming_and_fails_naming_the_shard_that_sends_none()
+    {
+        var ports = TestPorts.Free(2);
+        var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
+        var psOptions = Options(seed, ports[0], 0);
+        var ps = await StartNodeAsync(psOptions, NodeRoles.ParameterServer);
+        var security = new ClusterSecurity(Identity, null);
+        var starting = ClusterNode.ShardHostSettingsOf(psOptions, security).StartingWeights;
+        using var stop = new CancellationTokenSource();
+        var shardOptions = Options(seed, 0, ports[1]);
+        var run = ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(shardOptions, security), shardOptions, security, stop.Token);
+        try
+        {
+            var slowNode = await StartNodeAsync(Options(seed, 0, 0), NodeRoles.ParameterShard);
+            var placedOnSlowNode = Inbox.Create(ps);
+            var pieceGap = TimeSpan.FromMilliseconds(700);
+            slowNode.ActorOf(Props.Create(() => new SilentShardHost(Identity, Props.Create(() => new SlowSliceShard(starting, pieceGap)),
+                placedOnSlowNode.Receiver)), ShardHost.Name);
+            var cluster = Akka.Cluster.Cluster.Get(ps);
+            var deadline = DateTime.UtcNow + Guard;
+            while (cluster.State.Members.Count(m => m.HasRole(NodeRoles.ParameterShard) && m.Status == Akka.Cluster.MemberStatus.Up) < 2)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the two shard nodes did not come up");
+                await Task.Delay(100);
+            }
+
+            var owner = Inbox.Create(ps);
+            Inbox[] workers = [Inbox.Create(ps), Inbox.Create(ps)];
+            var timeout = TimeSpan.FromSeconds(3);
+            var settings = new RemoteShardSettings(Identity, "job-1", 2, starting, ModelFingerprint.ServerSettingsOf(psOptions),
+                [.. workers.Select(w => w.Receiver)], timeout, 1);
+            ps.ActorOf(Props.Create(() => new Supervisor(owner.Receiver, RemoteShardedParameterServer.Props(settings))));
+            var server = Assert.IsAssignableFrom<IActorRef>(await owner.ReceiveAsync(Guard));
+            foreach (var worker in workers) Assert.IsType<ShardServersAssigned>(await worker.ReceiveAsync(Guard)); // placed on both
+            var slowShard = Assert.IsType<HostShard>(await placedOnSlowNode.ReceiveAsync(Guard)).Shard;
+
+            var asked = DateTime.UtcNow;
+            owner.Send(server, GetWeights.Instance);
+            var snapshot = Assert.IsType<WeightsSnapshot>(await owner.ReceiveAsync(Guard));
+            Assert.True(DateTime.UtcNow - asked >= pieceGap * 6, $"the slow shard's 6 pieces came within {(DateTime.UtcNow - asked).TotalSeconds:F1} s");
+            Assert.Equal(0, snapshot.Version);
+            Assert.Equal(starting.Values, snapshot.Weights);
+
+            asked = DateTime.UtcNow;
+            owner.Send(server, GetWeights.Instance);
+            var failure = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
+            Assert.True(DateTime.UtcNow - asked >= timeout, $"the gathering failed {(DateTime.UtcNow - asked).TotalSeconds:F1} s after the request, before the time-out");
+            var slowAddress = Akka.Cluster.Cluster.Get(slowNode).SelfAddress;
+            Assert.Equal($"For 3 s (the smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds), no shard node sent a " +
+                $"piece of its slice of the weights; still missing: shard {slowShard} on {slowAddress}. A shard node is overloaded, cut off, or " +
+                "stopped answering (its log says so). Restart the job; if those nodes are only slow, raise that setting.", failure.Message);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAny(run, Task.Delay(Guard));
         }
     }
 

@@ -934,6 +934,7 @@ public sealed class ShardedWorkerTests : TestKit
         var seed = (float[])initial.Values.Clone();
         Array.Clear(seed, 0, initial.Layout.WorkerReportLength);
         var gather = new ShardWeightsGather(new ParameterVector(initial.Layout, seed), shards, requestId: 3);
+        Assert.Equal([0, 1], gather.Waiting);
         var (from, first) = pieces[0];
         Assert.EndsWith("is of another request than 3; ignored", gather.Take(from, first with { RequestId = 4 }));
         Assert.EndsWith("which is not that shard; ignored", gather.Take(shards[1 - first.Shard], first));
@@ -946,7 +947,11 @@ public sealed class ShardedWorkerTests : TestKit
         Assert.Null(gather.Take(from, first));
         Assert.EndsWith($"is of version 4 after 0 optimizer steps, and its first piece of {first.Version} after 0; ignored", gather.Take(from, second with { Version = 4 }));
         Assert.EndsWith("is not of the buffer shard " + first.Shard + " is sending (the weights); ignored", gather.Take(from, second with { Buffer = 1 }));
-        foreach (var (sender, chunk) in pieces.Where(p => p.Chunk != first)) Assert.Null(gather.Take(sender, chunk));
+        Assert.Equal([0, 1], gather.Waiting); // a shard with pieces still to come waits
+        foreach (var (sender, chunk) in pieces.Where(p => p.Chunk != first && p.Chunk.Shard == first.Shard)) Assert.Null(gather.Take(sender, chunk));
+        Assert.Equal([1 - first.Shard], gather.Waiting);
+        foreach (var (sender, chunk) in pieces.Where(p => p.Chunk.Shard != first.Shard)) Assert.Null(gather.Take(sender, chunk));
+        Assert.Empty(gather.Waiting);
         Assert.True(gather.Complete);
         Assert.Equal(0L, gather.Result.Version);
         AssertSameBits(initial.Values, gather.Result.Weights, "the gathered starting weights");

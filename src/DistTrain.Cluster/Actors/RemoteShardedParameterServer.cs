@@ -24,7 +24,8 @@ namespace DistTrain.Cluster.Actors;
 /// equal it.</param>
 /// <param name="Workers">The run's workers (their links on this node), by worker slot: each is given the shard nodes, and the shards'
 /// tokens are drawn for these slots.</param>
-/// <param name="Timeout">How long the search for K shard nodes may take, and again how long their answers may take, positive:
+/// <param name="Timeout">How long the search for K shard nodes may take, again how long their answers may take, how long the decision
+/// about a lost worker may take, and the longest a gathering of the weights may go without a piece from any shard, positive:
 /// the smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds (the coordinator counts the placement as
 /// time without progress).</param>
 /// <param name="MinWorkers">Cluster:MinWorkers: a lost worker that leaves fewer fails the job, since a job on shard nodes takes no
@@ -56,7 +57,8 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// </summary>
 /// <remarks>
 /// <para>Until the shards are placed, every message from the coordinator waits. No K shard nodes within
-/// <see cref="RemoteShardSettings.Timeout"/>, a refusal, no answers within it again, a shard node that fails or leaves, the
+/// <see cref="RemoteShardSettings.Timeout"/>, a refusal, no answers within it again, a gathering of the weights (or of a checkpoint)
+/// to which no shard sends a piece for that long, a shard node that fails or leaves, the
 /// shards' reports disagreeing, and a lost worker that leaves fewer than <see cref="RemoteShardSettings.MinWorkers"/> each fail
 /// this actor with <see cref="ShardNodesException"/>, whose message names the problem and the fix, so the coordinator ends the
 /// job with it. Any other lost worker is covered: during a part, the part's <see cref="ShardLossArbiter"/> (a child, made
@@ -80,9 +82,6 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private sealed record PlacementTimedOut;
 
     private sealed record GatherTimedOut(int RequestId);
-
-    /// <summary>How long a gathering of the weights may take before the job fails: 60 s.</summary>
-    private static readonly TimeSpan GatherTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>How soon a gathering that found the shards at different versions is asked again: 50 ms, up to <see cref="GatherRetries"/> times.</summary>
     private static readonly TimeSpan GatherRetryDelay = TimeSpan.FromMilliseconds(50);
@@ -271,9 +270,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         });
         Receive<GatherAgain>(_ => _gatherFor is not null, _ => StartGather());
         Receive<ShardSliceChunk>(OnSliceChunk);
-        Receive<GatherTimedOut>(timedOut => timedOut.RequestId == _gather?.RequestId || timedOut.RequestId == _checkpointGather?.RequestId, _ => throw new ShardNodesException(string.Format(
-            CultureInfo.InvariantCulture, "The shard nodes did not send their slices of the weights within {0:F0} s: a shard node is overloaded or gone.",
-            GatherTimeout.TotalSeconds)));
+        Receive<GatherTimedOut>(timedOut => timedOut.RequestId == _gather?.RequestId, _ => throw GatherStalled(_gather!, "weights"));
+        Receive<GatherTimedOut>(timedOut => timedOut.RequestId == _checkpointGather?.RequestId, _ => throw GatherStalled(_checkpointGather!,
+            $"weights and optimizer state that epoch {_checkpointEpoch - 1}'s checkpoint needs"));
         Receive<GatherTimedOut>(_ => { });
         Receive<ShardFailed>(OnShardFailed);
         Receive<ShardHosted>(_ => { }); // a host's repeated answer
@@ -465,8 +464,19 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _gatherAttempts++;
         _gather = new ShardWeightsGather(_settings.StartingWeights, _shards, _nextRequest++);
         foreach (var shard in _shards) shard.Tell(new ShardSliceRequest(_gather.RequestId), Self);
-        Timers.StartSingleTimer(nameof(GatherTimedOut), new GatherTimedOut(_gather.RequestId), GatherTimeout);
+        Timers.StartSingleTimer(nameof(GatherTimedOut), new GatherTimedOut(_gather.RequestId), _settings.Timeout);
     }
+
+    /// <summary>
+    /// The failure of a gathering to which no shard sent a piece for <see cref="RemoteShardSettings.Timeout"/>: each piece taken
+    /// restarts that time, so a big model's slices are not cut off while they keep coming (the coordinator still allows a
+    /// gathering at most Training:StallTimeoutSeconds without progress). Names the shards still missing and their nodes.
+    /// </summary>
+    private ShardNodesException GatherStalled(ShardWeightsGather gather, string what) => new(string.Format(CultureInfo.InvariantCulture,
+        "For {0:F0} s (the smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds), no shard node sent a piece of " +
+        "its slice of the {1}; still missing: {2}. A shard node is overloaded, cut off, or stopped answering (its log says so). Restart the " +
+        "job; if those nodes are only slow, raise that setting.", _settings.Timeout.TotalSeconds, what,
+        string.Join(", ", gather.Waiting.Select(k => $"shard {k} on {_placement!.Hosts[k].Path.Address}"))));
 
     /// <summary>
     /// Sends every shard its slice of the checkpoint the run resumes from: the weights, then each optimizer state buffer in the
@@ -505,7 +515,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _checkpointEpoch = nextEpoch;
         _checkpointStarted = Stopwatch.GetTimestamp();
         foreach (var shard in _shards) shard.Tell(new ShardSliceRequest(_checkpointGather.RequestId, WithOptimizerState: true), Self);
-        Timers.StartSingleTimer(CheckpointGatherTimer, new GatherTimedOut(_checkpointGather.RequestId), GatherTimeout);
+        Timers.StartSingleTimer(CheckpointGatherTimer, new GatherTimedOut(_checkpointGather.RequestId), _settings.Timeout);
     }
 
     /// <summary>Takes a piece of the checkpoint's gathering; once every shard's slices have come, writes the checkpoint (as one
@@ -520,7 +530,11 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         // Asked between parts, every shard is at the epoch's last version: any disagreement means the shards are out of step.
         if (gather.Failure is { } failure) throw new ShardNodesException($"Parameter server: the checkpoint of epoch {_checkpointEpoch - 1}'s end cannot be put together: {failure}");
-        if (!gather.Complete) return;
+        if (!gather.Complete)
+        {
+            Timers.StartSingleTimer(CheckpointGatherTimer, new GatherTimedOut(gather.RequestId), _settings.Timeout); // the time since the last piece
+            return;
+        }
         Timers.Cancel(CheckpointGatherTimer);
         _checkpointGather = null;
         var snapshot = gather.Result;
@@ -563,7 +577,11 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
                     "{1:F0} s: {2}", GatherRetries, GatherRetries * GatherRetryDelay.TotalSeconds, failure)
                 : $"Parameter server: the shards' weights cannot be put together: {failure}");
         }
-        if (!_gather.Complete) return;
+        if (!_gather.Complete)
+        {
+            Timers.StartSingleTimer(nameof(GatherTimedOut), new GatherTimedOut(_gather.RequestId), _settings.Timeout); // the time since the last piece
+            return;
+        }
         _gatherFor!.Tell(_gather.Result, Self);
         EndGather();
     }

@@ -74,6 +74,9 @@ public sealed class ShardWeightsGather
     /// <summary>True once every shard's whole slice of every buffer has come, at one version and one step count.</summary>
     public bool Complete => Failure is null && Enumerable.Range(0, _shards.Length).All(Done);
 
+    /// <summary>The shards, by index in ascending order, that have not sent every buffer yet: empty once every one has.</summary>
+    public IReadOnlyList<int> Waiting => [.. Enumerable.Range(0, _shards.Length).Where(k => !Done(k))];
+
     /// <summary>True when the gathering failed only because the shards' slices are of different versions (asked mid-round: one shard
     /// had stepped and another not yet), which a gathering asked again between rounds does not find.</summary>
     public bool TornVersions { get; private set; }
