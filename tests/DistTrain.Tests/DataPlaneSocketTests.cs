@@ -253,7 +253,8 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     /// <summary>
     /// A name lookup that outlasts the connect's deadline is named as the cause, with the time it took, whether it comes back
     /// late with the right address (as glibc's does once begun: the deadline cannot interrupt it) or ends on the deadline. It
-    /// used to read as a node that "did not answer", which sent a reader of a container run's log after the wrong node.
+    /// used to read as a node that "did not answer", which sent a reader of a container run's log after the wrong node. A lookup
+    /// that takes half the deadline or more, and leaves a connect that then times out, is named beside the endpoint.
     /// </summary>
     [Fact]
     public async Task A_name_lookup_that_outlasts_the_connects_deadline_is_named_as_the_cause()
@@ -285,6 +286,28 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
             Assert.Matches($@"^data plane: the name lookup of ps-standby \(for ps-standby:{listener.Port}\) did not finish within 0\.2 s \(it ended after {ended}\), " +
                 @"so no connection was tried: .*check it, or give that node's Cluster:PublicHostname as an IP address$", error.Message);
         }
+        // A lookup that takes half the deadline or more, before a connect that then times out, is named beside the endpoint.
+        using var owned = new OwnedResources("disttrain-slow-lookup-");
+        var blackHole = LoopbackSockets.BlackHolePort(owned);
+        static async Task<IPAddress[]> TakesMostOfTheDeadline(string host, CancellationToken _)
+        {
+            await Task.Delay(1200);
+            return [IPAddress.Loopback];
+        }
+        var connectTimedOut = await Assert.ThrowsAsync<IOException>(() => DataPlaneConnection.ConnectWithLookupAsync("ps-standby", blackHole, null, hello,
+            TimeSpan.FromSeconds(2), TakesMostOfTheDeadline, CancellationToken.None));
+        // The lookup's time and what it left are read back from the line: anything from 1.0 s on (half the deadline) names the resolver.
+        var timing = System.Text.RegularExpressions.Regex.Match(connectTimedOut.Message,
+            $@"^data plane: ps-standby:{blackHole} did not answer in the (\d\.\d) s its 2 s deadline left after the name lookup of ps-standby took (\d\.\d) s " +
+            @"\(TCP connect, TLS handshake and hello\): the resolver this node uses is slow \(in containers, the container network's DNS\), so check it or " +
+            @"give that node's Cluster:PublicHostname as an IP address; or the node is down or stuck, or a firewall drops the packets, so check that it " +
+            @"runs and listens on that port$");
+        Assert.True(timing.Success, connectTimedOut.Message);
+        var (left, took) = (double.Parse(timing.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture),
+            double.Parse(timing.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.InRange(took, 1.2, 2.0);
+        Assert.InRange(left + took, 1.9, 2.1); // each rounded to 0.1 s
+
         // A quick lookup connects as before.
         using var connected = await DataPlaneConnection.ConnectWithLookupAsync("localhost", listener.Port, null, hello, Wait, (_, _) => Task.FromResult(new[] { IPAddress.Loopback }),
             CancellationToken.None);
@@ -452,7 +475,11 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         const string node = "akka.tcp://disttrain@127.0.0.1:4100";
         agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: lostParameterServerOfJob is not null,
             JobId: lostParameterServerOfJob ?? "", JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint), Round: round));
-        return (agent, agent.ExpectMsg<WorkerAccepted>(Wait));
+        var accepted = agent.ExpectMsg<WorkerAccepted>(Wait);
+        Assert.Equal(round, accepted.Round); // the answer names the round it answers, and its proof covers it
+        Assert.True(JobIdentity.Matches(accepted.Proof!, identity.AcceptanceProof(node, accepted.WorkerIndex, accepted.DataHost, accepted.DataPort,
+            accepted.DataToken!, round)));
+        return (agent, accepted);
     }
 
     [Fact]
@@ -536,7 +563,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         var (agent, first) = Register(host, options, identity, round: 1);
         var stale = CreateTestProbe();
         var fresh = CreateTestProbe();
-        agent.Send(host, new WorkerReady(first.WorkerIndex, stale.Ref)); // its data plane never opened
+        agent.Send(host, new WorkerReady(first.WorkerIndex, stale.Ref, Round: 1)); // its data plane never opened
         // A repeated send of round 1 changes nothing; the agent's second round keeps the index and gets a new token.
         var (_, repeated) = Register(host, options, identity, agent: agent, round: 1);
         Assert.Equal(first.DataToken, repeated.DataToken);
@@ -547,10 +574,14 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         // The first round's token opens nothing any more.
         Connect(listener.Port).Send(Hello(0, parameterCount, first.DataToken!));
         FishLog(warnings, "without that registration's token", "the refusal of the first round's token");
+        // A late WorkerReady of round 1 (its worker actor has stopped) is ignored: it would link the stale actor, and the new
+        // round's connection below would be attached to that link at once instead of waiting.
+        agent.Send(host, new WorkerReady(first.WorkerIndex, stale.Ref, Round: 1));
+        FishLog(log, "Worker 0's WorkerReady of registration round 1 came after its round 2 registered; ignored.", "the late WorkerReady ignored");
         // The new round's connection reaches the host before its worker's WorkerReady: it waits for the new worker's link.
         Connect(listener.Port).Send(Hello(0, parameterCount, again.DataToken!));
         FishLog(log, "Data plane: worker 0's connection from ", "the new connection, waiting for its WorkerReady");
-        agent.Send(host, new WorkerReady(again.WorkerIndex, fresh.Ref));
+        agent.Send(host, new WorkerReady(again.WorkerIndex, fresh.Ref, Round: 2));
 
         FishLog(log, "Data plane: worker 0 connected", "the new connection, attached");
         // Worker 0's link is the new worker actor's: it watches that actor, whose end it reports (and the stale one's it does not).
@@ -572,7 +603,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         var (options, parameterCount, identity, listener, host) = StartJobOfOneWorker();
 
         var (agent, first) = Register(host, options, identity, round: 1);
-        agent.Send(host, new WorkerReady(first.WorkerIndex, CreateTestProbe().Ref));
+        agent.Send(host, new WorkerReady(first.WorkerIndex, CreateTestProbe().Ref, Round: 1));
         var connection = Connect(listener.Port);
         connection.Send(Hello(0, parameterCount, first.DataToken!));
         FishLog(log, "Training starts with 1 worker", "the start");

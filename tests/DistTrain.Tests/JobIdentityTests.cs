@@ -71,8 +71,11 @@ public sealed class JobIdentityTests : IDisposable
         Assert.False(JobIdentity.Matches(proof, identity.RegistrationProof("akka.ssl.tcp://disttrain@10.0.0.2:4053", 2, "{\"Model\":2}")));
         // The acceptance proof is another purpose: a registration proof never passes for it.
         var token = new byte[32];
-        Assert.False(JobIdentity.Matches(proof, identity.AcceptanceProof("akka.ssl.tcp://disttrain@10.0.0.2:4053", 0, "ps", 4054, token)));
-        Assert.False(JobIdentity.Matches(identity.AcceptanceProof("n", 0, "ps", 4054, token), identity.AcceptanceProof("n", 0, "ps", 4054, new byte[] { 1 })));
+        Assert.False(JobIdentity.Matches(proof, identity.AcceptanceProof("akka.ssl.tcp://disttrain@10.0.0.2:4053", 0, "ps", 4054, token, 1)));
+        Assert.False(JobIdentity.Matches(identity.AcceptanceProof("n", 0, "ps", 4054, token, 1), identity.AcceptanceProof("n", 0, "ps", 4054, new byte[] { 1 }, 1)));
+        // It covers the registration round: an acceptance of round 1 does not pass for round 2.
+        Assert.True(JobIdentity.Matches(identity.AcceptanceProof("n", 0, "ps", 4054, token, 1), identity.AcceptanceProof("n", 0, "ps", 4054, token, 1)));
+        Assert.False(JobIdentity.Matches(identity.AcceptanceProof("n", 0, "ps", 4054, token, 1), identity.AcceptanceProof("n", 0, "ps", 4054, token, 2)));
         // HMAC-SHA256 as RFC 4231 defines it (test case 2), through the same primitive the proofs use.
         Assert.Equal("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
             Convert.ToHexStringLower(System.Security.Cryptography.HMACSHA256.HashData("Jefe"u8, "what do ya want for nothing?"u8)));

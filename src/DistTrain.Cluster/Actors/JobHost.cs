@@ -490,7 +490,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         if (register.LostParameterServer) _acceptedJobWorker = true;
         if (MemberAt(Sender.Path.Address) is { } member) _memberOf[Sender] = member.UniqueAddress;
         Sender.Tell(new WorkerAccepted(index, _dataHost, _listener.Port, _wire.WeightsLength, _jobId, token,
-            identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token), ignored));
+            identity.AcceptanceProof(register.NodeName, index, _dataHost, _listener.Port, token, register.Round), ignored, register.Round));
         // A takeover knows its job once a worker reports it: the newest checkpoint is read and verified now, while the
         // workers open their data planes, instead of after they are all ready (0.3-0.4 s of a takeover, measured).
         if (_takeover && !_started && register.LostParameterServer && register.JobId.Length > 0) FindResumeCheckpoint();
@@ -557,6 +557,19 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void OnReady(WorkerReady ready)
     {
         if (_links.ContainsKey(ready.WorkerIndex)) return; // a repeated one
+        if (!_indexOf.TryGetValue(Sender, out var index) || index != ready.WorkerIndex)
+        {
+            _log.Warning("A WorkerReady for worker {0} came from {1}, which is not the agent that registered as worker {0}; ignored.", ready.WorkerIndex,
+                Sender.Path);
+            return;
+        }
+        // A late one of an earlier round: its worker actor has stopped, and the round's token and connection were dropped.
+        if (ready.Round != _roundOf.GetValueOrDefault(Sender))
+        {
+            _log.Info("Worker {0}'s WorkerReady of registration round {1} came after its round {2} registered; ignored.", ready.WorkerIndex, ready.Round,
+                _roundOf.GetValueOrDefault(Sender));
+            return;
+        }
         _links[ready.WorkerIndex] = Context.Watch(Context.ActorOf(WorkerLink.Props(ready.WorkerIndex, ready.Worker, _wire.ReportLength,
             ReplicaSettings.CompressionOf(_options), _model.Layout.TrainableTensorLengths.ToArray(), _options.Cluster.SharedMemory ? _wire.WeightsLength : 0),
             $"worker-link-{ready.WorkerIndex}-{++_linksCreated}"));

@@ -342,8 +342,10 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
     private void OnAccepted(WorkerAccepted accepted)
     {
         if (_accepted || _finished) return; // a repeated registration's answer
+        if (accepted.Round != _round) return; // a late answer to an earlier round: its token was spent when this round registered
         if (accepted.DataToken is not { Length: DataPlaneHello.TokenBytes } token || accepted.Proof is null || !JobIdentity.Matches(accepted.Proof,
-                _security.Identity.AcceptanceProof(_cluster.SelfAddress.ToString(), accepted.WorkerIndex, accepted.DataHost, accepted.DataPort, token)))
+                _security.Identity.AcceptanceProof(_cluster.SelfAddress.ToString(), accepted.WorkerIndex, accepted.DataHost, accepted.DataPort, token,
+                    accepted.Round)))
         {
             var reason = $"a job host at {Sender.Path.Address} accepted this worker without proving it knows job '{_security.Identity.Name}''s secret: " +
                          "it belongs to another job. Check Cluster:SeedNodes, Cluster:JobName and the secret.";
@@ -371,7 +373,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
         _link = Context.Watch(Context.ActorOf(ParameterServerLink.Props(accepted.DataHost, accepted.DataPort, accepted.WorkerIndex, _worker, accepted.ParameterCount,
                 token, _security.Certificates, _options.Cluster.SharedMemory),
             $"parameter-server-link-{_generation}"));
-        Sender.Tell(new WorkerReady(accepted.WorkerIndex, _worker));
+        Sender.Tell(new WorkerReady(accepted.WorkerIndex, _worker, _round));
         _log.Info("Joined the job as worker {0}", accepted.WorkerIndex);
     }
 

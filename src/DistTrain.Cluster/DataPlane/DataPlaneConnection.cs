@@ -94,6 +94,7 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
         var lookupStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+        var lookupSeconds = 0.0;
         try
         {
             IPAddress[] addresses;
@@ -107,6 +108,7 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
             }
             // A lookup that glibc has begun is not interrupted by the deadline: it may come back, even with addresses, after it.
             if (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested) throw SlowLookup(host, port, timeout, lookupStarted, null);
+            lookupSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(lookupStarted).TotalSeconds;
             if (addresses.Length == 0) throw new SocketException((int)SocketError.HostNotFound);
             // On a thread of its own: the blocking calls may wait until the deadline, and a thread-pool thread held that long
             // (one per link, K links per worker with shards) would be taken from the actors that share the pool.
@@ -115,6 +117,13 @@ internal sealed class DataPlaneConnection(Socket socket, Stream stream, string p
         }
         catch (Exception e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested && e is not SlowLookupException)
         {
+            // A lookup that took half the deadline or more left the connect little time: the resolver is named first then.
+            if (lookupSeconds >= timeout.TotalSeconds / 2)
+                throw new IOException(string.Format(CultureInfo.InvariantCulture,
+                    "data plane: {0}:{1} did not answer in the {2:0.0} s its {3:0.###} s deadline left after the name lookup of {0} took {4:0.0} s " +
+                    "(TCP connect, TLS handshake and hello): the resolver this node uses is slow (in containers, the container network's DNS), so check " +
+                    "it or give that node's Cluster:PublicHostname as an IP address; or the node is down or stuck, or a firewall drops the packets, so " +
+                    "check that it runs and listens on that port", host, port, timeout.TotalSeconds - lookupSeconds, timeout.TotalSeconds, lookupSeconds), e);
             throw new IOException(string.Create(CultureInfo.InvariantCulture, $"data plane: {host}:{port} did not answer within {timeout.TotalSeconds:0.###} s") +
                 " (TCP connect, TLS handshake and hello): the node is down or stuck, or a firewall drops the packets; check that it runs and listens on that port", e);
         }

@@ -54,11 +54,13 @@ public sealed record RegisterWorker(
 /// <param name="JobId">Identity of the job, written into its checkpoints; a takeover resumes only that job's checkpoints.</param>
 /// <param name="DataToken">Random 32 bytes for this registration: the worker's data-plane hello must carry them, so no other
 /// connection can take this worker's place on the data plane.</param>
-/// <param name="Proof">HMAC-SHA256 under the job secret over the worker's node, index, data plane and token
+/// <param name="Proof">HMAC-SHA256 under the job secret over the worker's node, index, data plane, token and round
 /// (<see cref="Security.JobIdentity.AcceptanceProof"/>): proves the host belongs to the worker's job.</param>
 /// <param name="IgnoredSettings">The settings the worker was given other values of than the parameter-server node, which
 /// decides them for the whole job ("Training:BatchSizePerWorker = 32 on the worker, 64 here"; "; "-separated), for the
 /// worker's own log; empty when they agree.</param>
+/// <param name="Round">The <see cref="RegisterWorker.Round"/> this answers: the agent takes only an answer to its current round, so
+/// a late answer to an earlier one (its repeated sends are answered too) does not start a worker with that round's spent token.</param>
 [MessagePackObject]
 public sealed record WorkerAccepted(
     [property: Key(0)] int WorkerIndex,
@@ -68,7 +70,8 @@ public sealed record WorkerAccepted(
     [property: Key(4)] string JobId = "",
     [property: Key(5)] byte[]? DataToken = null,
     [property: Key(6)] byte[]? Proof = null,
-    [property: Key(7)] string IgnoredSettings = "") : IDistTrainMessage;
+    [property: Key(7)] string IgnoredSettings = "",
+    [property: Key(8)] int Round = 0) : IDistTrainMessage;
 
 /// <summary>The worker (or standby parameter server) may not join; the reason names what differs and what to do.
 /// JobHost → WorkerAgent, or JobHost → ParameterServerNode for a <see cref="RegisterStandby"/>.</summary>
@@ -105,10 +108,13 @@ public sealed record StandbyAccepted([property: Key(0)] string NodeName) : IDist
 /// <summary>The worker actor runs and its data plane is connected. WorkerAgent → JobHost.</summary>
 /// <param name="WorkerIndex">Index from <see cref="WorkerAccepted"/>.</param>
 /// <param name="Worker">The worker actor, which receives shards and evaluation requests over Akka.Remote.</param>
+/// <param name="Round">The registration round of the <see cref="WorkerAccepted"/> it answers: the job host links only the sender's
+/// latest round's worker actor, so a late WorkerReady of an earlier round (whose worker actor has stopped) is ignored.</param>
 [MessagePackObject]
 public sealed record WorkerReady(
     [property: Key(0)] int WorkerIndex,
-    [property: Key(1)] IActorRef Worker) : IDistTrainMessage;
+    [property: Key(1)] IActorRef Worker,
+    [property: Key(2)] int Round = 0) : IDistTrainMessage;
 
 /// <summary>The job ended; worker nodes shut down. JobHost → WorkerAgent.</summary>
 /// <param name="Succeeded">True when training completed.</param>
@@ -140,6 +146,7 @@ public static class ClusterProtocolInfo
     /// <summary>Bumped whenever a message, the data-plane frame or the registration's fingerprint changes incompatibly
     /// (6: the fingerprint holds the samples' digests; 7: a standby parameter server registers, RegisterStandby; 8: shards on shard
     /// nodes run further parts of an epoch, ShardPartStart.FirstRound and ShardWeights.Part; 9: RegisterWorker.Round, without which
-    /// a job host takes a worker's registration again as a repeated one).</summary>
-    public const int Version = 9;
+    /// a job host takes a worker's registration again as a repeated one; 10: WorkerAccepted.Round and WorkerReady.Round, and the
+    /// acceptance's proof covers the round).</summary>
+    public const int Version = 10;
 }

@@ -72,10 +72,11 @@ public sealed class JobIdentity
     public byte[] RegistrationProof(string nodeAddress, int protocolVersion, string modelFingerprint) =>
         Mac("register", nodeAddress, protocolVersion.ToString(CultureInfo.InvariantCulture), modelFingerprint);
 
-    /// <summary>The job host's proof over its acceptance of a worker: HMAC-SHA256 over the node, index, data plane and token.</summary>
-    public byte[] AcceptanceProof(string nodeAddress, int workerIndex, string dataHost, int dataPort, ReadOnlySpan<byte> dataToken) =>
+    /// <summary>The job host's proof over its acceptance of a worker: HMAC-SHA256 over the node, index, data plane, token and
+    /// registration round (<see cref="Protocol.RegisterWorker.Round"/>).</summary>
+    public byte[] AcceptanceProof(string nodeAddress, int workerIndex, string dataHost, int dataPort, ReadOnlySpan<byte> dataToken, int round) =>
         Mac("accept", nodeAddress, workerIndex.ToString(CultureInfo.InvariantCulture), dataHost, dataPort.ToString(CultureInfo.InvariantCulture),
-            Convert.ToHexString(dataToken));
+            Convert.ToHexString(dataToken), round.ToString(CultureInfo.InvariantCulture));
 
     /// <summary>
     /// A coordinator's proof over its request that a shard node host a shard (<see cref="Protocol.HostShard"/>): HMAC-SHA256 over
