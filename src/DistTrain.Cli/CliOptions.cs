@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using DistTrain.Core.Checkpoints;
 using DistTrain.Core.Configuration;
 using System.Runtime.CompilerServices;
 
@@ -149,6 +150,38 @@ internal static class CliOptions
         foreach (var input in inputs)
             if (input is not null && SameFile(output, input))
                 return $"{option} {output} is a file this command reads ({Path.GetFullPath(input)}): writing it would destroy it. Give {option} another path.";
+        return null;
+    }
+
+    /// <summary>
+    /// The files of a run folder that a picture the CLI writes must not replace: its summary, model and every other file the
+    /// run wrote (a <c>--plot RUN/curves.png</c>, <c>--heatmap RUN/curves.png</c> or <c>--filters RUN/curves.png</c> replaced
+    /// the run's training curves).
+    /// </summary>
+    private static readonly string[] RunFileNames =
+        [RunFiles.Summary, RunFiles.Curves, RunFiles.Model, RunFiles.LastGood, RunFiles.Steps, RunFiles.Epochs, RunFiles.Comparison];
+
+    /// <summary>
+    /// The error for an output path that names one of the files of the runs' folders (<see cref="RunFileNames"/>, links
+    /// resolved); null otherwise, also for another file inside a run folder, which changes nothing the run wrote.
+    /// </summary>
+    /// <param name="option">The output's option, for the message.</param>
+    /// <param name="output">The output's full path.</param>
+    /// <param name="verb">What the command does with the runs, for the message ("compares", "reads").</param>
+    /// <param name="runs">The runs as given: run folders, or a file of one (its summary.json or model.safetensors, say); null
+    /// entries are skipped.</param>
+    public static string? OverwritesRunFile(string option, string output, string verb, IEnumerable<string?> runs)
+    {
+        foreach (var run in runs)
+        {
+            if (run is null) continue;
+            var folder = Directory.Exists(run) ? Path.GetFullPath(run) : Path.GetDirectoryName(Path.GetFullPath(run));
+            if (folder is null) continue;
+            foreach (var name in RunFileNames)
+                if (SameFile(output, Path.Combine(folder, name)))
+                    return $"{option} {output} is the {name} of the run in {folder}, which this command {verb}: writing it would replace that file. " +
+                        $"Give {option} another path (another name in that folder will do).";
+        }
         return null;
     }
 

@@ -62,7 +62,7 @@ internal static class CompareCommand
             }
             // The runs are checked first (a folder without summary.json is named as such, not by where the plot would go), then
             // the plot's path: a PNG may go into a run folder (cd runs/<time>; disttrain compare .) but not over one of its files.
-            if ((CliOptions.BadPngOutput("--plot", plotPath) ?? OverwritesRunFile(plotPath, folders)) is { } badPlot)
+            if ((CliOptions.BadPngOutput("--plot", plotPath) ?? CliOptions.OverwritesRunFile("--plot", plotPath, "compares", folders)) is { } badPlot)
             {
                 CliConsole.Fail("error", badPlot);
                 return 2;
@@ -82,34 +82,6 @@ internal static class CompareCommand
             return 0;
         }));
         return command;
-    }
-
-    /// <summary>
-    /// The files of a run folder that <c>--plot</c> must not replace: the summary this command reads and every file the run
-    /// wrote (a <c>--plot RUN/curves.png</c> replaced the run's curves).
-    /// </summary>
-    private static readonly string[] RunFileNames =
-        [RunFiles.Summary, RunFiles.Curves, RunFiles.Model, RunFiles.LastGood, RunFiles.Steps, RunFiles.Epochs, RunFiles.Comparison];
-
-    /// <summary>
-    /// The error for a plot path that names one of the files of the compared runs' folders (<see cref="RunFileNames"/>, links
-    /// resolved); null otherwise, also for another file inside a run folder, which changes nothing this command or the run
-    /// wrote.
-    /// </summary>
-    /// <param name="plotPath">The plot's full path.</param>
-    /// <param name="runs">The runs as given: run folders, or a file of one (its summary.json, say).</param>
-    private static string? OverwritesRunFile(string plotPath, IEnumerable<string> runs)
-    {
-        foreach (var run in runs)
-        {
-            var folder = Directory.Exists(run) ? Path.GetFullPath(run) : Path.GetDirectoryName(Path.GetFullPath(run));
-            if (folder is null) continue;
-            foreach (var name in RunFileNames)
-                if (CliOptions.SameFile(plotPath, Path.Combine(folder, name)))
-                    return $"--plot {plotPath} is the {name} of the run in {folder}, which this command compares: writing it would replace that file. " +
-                        "Give --plot another path (another name in that folder will do).";
-        }
-        return null;
     }
 
     /// <summary>The table's epochs: their count, or a resumed run's first and last ("4-6"; the one epoch, "6", for a run resumed

@@ -45,7 +45,8 @@ internal static class EvaluateCommand
                 var modelFile = RunFiles.ModelIn(parse.GetValue(model)!.FullName);
                 var heatmapFile = parse.GetValue(heatmap)!;
                 if ((CliOptions.OverwritesInput("--heatmap", heatmapFile, modelFile, File.Exists(dataPath) ? dataPath : null)
-                     ?? CliOptions.BadPngOutput("--heatmap", heatmapFile, dataPath)) is { } overwrite)
+                     ?? CliOptions.BadPngOutput("--heatmap", heatmapFile, dataPath)
+                     ?? CliOptions.OverwritesRunFile("--heatmap", Path.GetFullPath(heatmapFile), "reads", [modelFile])) is { } overwrite)
                 {
                     CliConsole.Fail("error", overwrite);
                     return 2;

@@ -53,7 +53,8 @@ internal static class InspectCommand
                 }
                 foreach (var (option, output) in new[] { ("--filters", parse.GetValue(filters)), ("--histograms", parse.GetValue(histograms)) })
                     if (output is not null && (CliOptions.OverwritesInput(option, output.FullName, file.FullName, compared)
-                        ?? CliOptions.BadPngOutput(option, output.FullName)) is { } overwrite)
+                        ?? CliOptions.BadPngOutput(option, output.FullName)
+                        ?? CliOptions.OverwritesRunFile(option, output.FullName, "reads", [file.FullName, compared])) is { } overwrite)
                     {
                         CliConsole.Fail("error", overwrite);
                         return 2;

@@ -71,7 +71,8 @@ internal static class PredictCommand
                 var trained = TrainedModel.Load(modelPath);
                 scores = GivesScores(trained);
                 if (OverflowingWeightsWarning(modelPath, trained) is { } overflowing) CliConsole.Fail("warning", overflowing);
-                if (k > trained.ClassCount)
+                // The default (3) for a model of fewer classes lists them all without a word: only a --top-k the user gave is warned of.
+                if (k > trained.ClassCount && parse.GetResult(top) is { Implicit: false })
                     CliConsole.Fail("warning", $"--top-k {k} is more than the model's {trained.ClassCount} classes: each input lists all {trained.ClassCount}.");
                 predictions = [.. parse.GetValue(inputs)!.SelectMany(input =>
                 {

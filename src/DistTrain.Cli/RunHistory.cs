@@ -17,8 +17,10 @@ namespace DistTrain.Cli;
 /// of 32", "cancelled at ..."): its epochs are those it finished. Null for a run that finished.</param>
 /// <param name="FromEpochsCsv">True for a run stopped before it could write its summary (killed, a second Ctrl-C): its
 /// epochs are those of the <c>epochs.csv</c> written after each finished epoch, and nothing is known of how it ended.</param>
+/// <param name="ResumedWithinFirstEpoch">True for a run resumed from a checkpoint within its first epoch (epoch 1 included): that
+/// epoch's samples trained in this run are fewer than the epoch's.</param>
 internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double TestAccuracy, double Seconds)> Epochs, double? SamplesPerSecond,
-    int? KeptEpoch = null, double? KeptAccuracy = null, string? Stopped = null, bool FromEpochsCsv = false)
+    int? KeptEpoch = null, double? KeptAccuracy = null, string? Stopped = null, bool FromEpochsCsv = false, bool ResumedWithinFirstEpoch = false)
 {
     /// <summary>The test accuracy of the weights the run kept: the kept epoch's with early stopping, else the last epoch's.</summary>
     public double FinalAccuracy => KeptEpoch is { } kept && Epochs.Any(e => e.Epoch == kept) ? Epochs.First(e => e.Epoch == kept).TestAccuracy
@@ -27,8 +29,9 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
     /// <summary>True when early stopping kept the weights of an epoch before the last.</summary>
     public bool KeptEarlierEpoch => KeptEpoch is { } kept && kept != Epochs[^1].Epoch && (Epochs.Any(e => e.Epoch == kept) || KeptAccuracy is not null);
 
-    /// <summary>True for a run resumed from a checkpoint: its first epoch is not epoch 1, and the epochs before it are another run's.</summary>
-    public bool Resumed => Epochs[0].Epoch > 1;
+    /// <summary>True for a run resumed from a checkpoint: its first epoch is not epoch 1, and the epochs before it are another run's,
+    /// or it began within its first epoch, whose earlier steps are another run's.</summary>
+    public bool Resumed => Epochs[0].Epoch > 1 || ResumedWithinFirstEpoch;
 
     /// <summary>True for a run that trained no sample: a resume from the checkpoint of a finished run, which only scored its
     /// last epoch's weights (<see cref="SamplesPerSecond"/> is null).</summary>
@@ -78,6 +81,7 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
                 throw new InvalidDataException($"{path}: not a DistTrain run summary (no \"epochs\" array).");
             var points = new List<(int, double, double)>();
             double seconds = 0, activeSeconds = 0, samples = 0;
+            var resumedWithin = false;
             // A summary edited by hand (or by another tool) could hold any number: each is checked against what a run writes.
             double Checked(double value, string what, double max)
             {
@@ -102,8 +106,10 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
                 // The samples this run trained (TrainSamples is the whole epoch's, also in one resumed mid-way). An older summary
                 // has no SamplesTrainedThisRun: its SamplesPerSecond counted them (it has no PausedSeconds either, so is taken over
                 // all of TrainSeconds), or, older still, TrainSamples it is.
-                samples += Has("SamplesTrainedThisRun") ? Part("SamplesTrainedThisRun", Field(epoch, "SamplesTrainedThisRun", double.MaxValue), "TrainSamples", trainSamples)
-                    : Has("SamplesPerSecond") ? Field(epoch, "SamplesPerSecond", double.MaxValue) * train : trainSamples;
+                var trainedThisRun = Has("SamplesTrainedThisRun") ? Part("SamplesTrainedThisRun", Field(epoch, "SamplesTrainedThisRun", double.MaxValue), "TrainSamples", trainSamples)
+                    : (double?)null;
+                if (points.Count == 0 && trainedThisRun < trainSamples) resumedWithin = true;
+                samples += trainedThisRun ?? (Has("SamplesPerSecond") ? Field(epoch, "SamplesPerSecond", double.MaxValue) * train : trainSamples);
                 activeSeconds += train - paused;
                 points.Add((number, Field(epoch, "TestAccuracy", 1), seconds));
             }
@@ -113,7 +119,8 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
             double? keptAccuracy = document.RootElement.TryGetProperty("best_epoch_test_accuracy", out var accuracy) && accuracy.ValueKind == JsonValueKind.Number
                 ? Checked(accuracy.GetDouble(), "best_epoch_test_accuracy", 1) : null;
             var stopped = document.RootElement.TryGetProperty("stopped", out var reason) && reason.ValueKind == JsonValueKind.String ? reason.GetString() : null;
-            return new RunHistory(label ?? DefaultLabel(path), points, Rate(samples, activeSeconds), kept, keptAccuracy, stopped);
+            return new RunHistory(label ?? DefaultLabel(path), points, Rate(samples, activeSeconds), kept, keptAccuracy, stopped,
+                ResumedWithinFirstEpoch: resumedWithin);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {

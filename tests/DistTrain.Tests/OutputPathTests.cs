@@ -69,6 +69,8 @@ public sealed class OutputPathTests : IDisposable
         File.WriteAllText(curves, "the run's curves");
         var data = Path.Combine(_directory, "images");
         Directory.CreateDirectory(Path.Combine(data, "Bag"));
+        var modelCurves = Path.Combine(_directory, "curves.png");
+        File.WriteAllText(modelCurves, "the model's run's curves");
         (string[] Arguments, string Message)[] cases =
         [
             (["compare", run, "--plot", Path.Combine(run, "model.safetensors")], "the picture is written as PNG, so give a file name ending in .png."),
@@ -80,6 +82,11 @@ public sealed class OutputPathTests : IDisposable
             (["inspect", model, "--filters", Path.Combine(_directory, "x.png"), "--histograms", Path.Combine(_directory, "x.png")],
                 "--filters and --histograms name the same file"),
             (["train", "-c", run], $"config file '{run}' is a folder ({run}), not a file."),
+            // The model's own run folder: evaluate's heat map and inspect's pictures replaced the run's curves.
+            (["evaluate", "-m", model, "-d", TestData.SubsetDirectory, "--heatmap", modelCurves],
+                $"--heatmap {modelCurves} is the curves.png of the run in {_directory}, which this command reads: writing it would replace that file."),
+            (["inspect", _directory, "--filters", modelCurves],
+                $"--filters {modelCurves} is the curves.png of the run in {_directory}, which this command reads: writing it would replace that file."),
         ];
         foreach (var (arguments, message) in cases)
         {
@@ -88,6 +95,7 @@ public sealed class OutputPathTests : IDisposable
             Assert.Contains(message, error);
         }
         Assert.Equal("the run's curves", File.ReadAllText(curves));
+        Assert.Equal("the model's run's curves", File.ReadAllText(modelCurves));
         Assert.Empty(Directory.GetFiles(data, "*", SearchOption.AllDirectories));
         Assert.False(File.Exists(Path.Combine(_directory, "heatmap.jpg")) || File.Exists(Path.Combine(_directory, "h.jpg")) || File.Exists(Path.Combine(_directory, "x.png")));
     }

@@ -719,6 +719,14 @@ public class PredictEvaluateTests : IDisposable
         Assert.True(exit == 0, error);
         Assert.Contains("top probabilities", output);
         Assert.Contains("%", output);
+        // A 2-class model with --top-k left at its default (3) lists both classes without a warning; a --top-k given is warned of.
+        var twoClasses = CsvModel(hasHeader: false, "two-classes.safetensors", classes: [0, 1]);
+        (exit, _, error) = await Cli("predict", "--model", twoClasses, rows);
+        Assert.True(exit == 0, error);
+        Assert.Equal("", error.Trim());
+        (exit, _, error) = await Cli("predict", "--model", twoClasses, "--top-k", "3", rows);
+        Assert.True(exit == 0, error);
+        Assert.Equal("warning: --top-k 3 is more than the model's 2 classes: each input lists all 2.", error.Trim());
     }
 
     /// <summary>

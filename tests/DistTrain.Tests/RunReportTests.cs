@@ -201,7 +201,8 @@ public class RunReportTests : IDisposable
 
     /// <summary>
     /// A resumed run's summary.json (a resume, or a standby's takeover) says at which epoch it started: its epochs list
-    /// starts there, and nothing said why epochs 1 and 2 were missing.
+    /// starts there, and nothing said why epochs 1 and 2 were missing. A run resumed within epoch 1 says so too (it said
+    /// nothing, and compare showed it as a run of its own from the start), and compare marks both as resumed.
     /// </summary>
     [Fact]
     public void A_resumed_runs_summary_names_the_epoch_it_resumed_at()
@@ -209,16 +210,23 @@ public class RunReportTests : IDisposable
         var data = TestData.Normalized();
         var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 5);
         var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
-        int? ResumedAt(int firstEpoch)
+        int? ResumedAt(int firstEpoch, int? firstEpochSamplesThisRun = null)
         {
-            var epochs = Enumerable.Range(firstEpoch, 6 - firstEpoch).Select(e => new EpochSummary(e, 20L * e, 0.5, 0.6, 0.8, 250, 1000, 1, 0.1)).ToList();
-            var path = Path.Combine(_directory, $"summary-{firstEpoch}.json");
+            var epochs = Enumerable.Range(firstEpoch, 6 - firstEpoch).Select(e => new EpochSummary(e, 20L * e, 0.5, 0.6, 0.8, 250, 1000, 1, 0.1,
+                SamplesTrainedThisRun: e == firstEpoch ? firstEpochSamplesThisRun : null)).ToList();
+            var folder = Directory.CreateDirectory(Path.Combine(_directory, $"run-{firstEpoch}-{firstEpochSamplesThisRun}")).FullName;
+            var path = Path.Combine(folder, "summary.json");
             RunSummaryFile.Write(path, options, data.Normalizer, new TrainingResult(new Core.Tensors.ParameterVector(layout), 100, epochs));
             var resumed = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path)).RootElement.GetProperty("resumed_at_epoch");
-            return resumed.ValueKind == System.Text.Json.JsonValueKind.Null ? null : resumed.GetInt32();
+            int? at = resumed.ValueKind == System.Text.Json.JsonValueKind.Null ? null : resumed.GetInt32();
+            Assert.Equal(at is not null, RunHistory.Read(folder).Resumed); // compare's "(resumed)"
+            return at;
         }
         Assert.Equal(3, ResumedAt(3));
         Assert.Null(ResumedAt(1));
+        Assert.Null(ResumedAt(1, firstEpochSamplesThisRun: 1000));
+        Assert.Equal(1, ResumedAt(1, firstEpochSamplesThisRun: 200)); // resumed at epoch 1's round 200 of 250, say
+        Assert.Equal(2, ResumedAt(2, firstEpochSamplesThisRun: 200));
     }
 
     /// <summary>
