@@ -36,6 +36,15 @@ try
         var count = batch.Names.Count;
         // The graph's input shape with its batch dimension (-1) set: [count, features] or [count, channels, height, width].
         var shape = inputMetadata.Dimensions.Select(d => d < 0 ? count : d).ToArray();
+        // A graph exported from another model takes inputs of another size: said as such, not as the tensor's exception.
+        var perSample = inputMetadata.Dimensions.Where(d => d > 0).Aggregate(1L, (product, d) => product * d);
+        if (features.Length != perSample * count)
+        {
+            Console.Error.WriteLine($"error: {args[1]} takes inputs of shape [{string.Join(", ", inputMetadata.Dimensions.Select(d => d < 0 ? "batch" : d.ToString(CultureInfo.InvariantCulture)))}], " +
+                $"{perSample:N0} values per sample, but {args[0]} reads {path} as {features.Length / Math.Max(count, 1):N0} values per sample: give the ONNX file " +
+                "exported from this model.safetensors (disttrain export MODEL --onnx FILE).");
+            return 2;
+        }
         using var results = session.Run([NamedOnnxValue.CreateFromTensor(inputName, new DenseTensor<float>(features, shape))]);
         var onnxLogits = results.Single().AsEnumerable<float>().ToArray();
         var logits = model.Logits(features);

@@ -79,6 +79,19 @@ public sealed class PackagingTests : IDisposable
         var match = System.Text.RegularExpressions.Regex.Match(checkOutput, @"on 250 samples: largest logit difference (\S+), predicted classes agree on 250 of 250");
         Assert.True(match.Success, checkOutput);
         Assert.InRange(double.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 1e-4);
+        // An ONNX file of another model (64 inputs) against this one's images: a one-line error and exit code 2, not the
+        // tensor's unhandled exception (exit 134).
+        var other = Path.Combine(_directory, "other", "model.safetensors");
+        Directory.CreateDirectory(Path.GetDirectoryName(other)!);
+        var otherOptions = new DistTrain.Core.Models.ModelBuilder(64).Dense(10).Build();
+        new DistTrain.Core.Models.TrainedModel(otherOptions, DistTrain.Core.Models.ModelFactory.InitialWeights(DistTrain.Core.Models.ModelFactory.Build(otherOptions),
+            otherOptions.Initializer, seed: 1), DistTrain.Core.Data.Normalizer.FromStatistics(DistTrain.Core.Data.NormalizationKind.Global, [0f], [1f])).Save(other);
+        var otherOnnx = Path.Combine(_directory, "other.onnx");
+        await Run(disttrain, ["export", other, "--onnx", otherOnnx], _directory);
+        var mismatch = await Run("dotnet", [Path.Combine(check, "bin", "Release", "net10.0", "CheckOnnx.dll"), weights, otherOnnx, images], _directory, expectedExit: 2);
+        Assert.Contains($"error: {otherOnnx} takes inputs of shape [batch, 64], 64 values per sample, but {weights} reads {images} as 784 values per sample: " +
+            "give the ONNX file exported from this model.safetensors", mismatch);
+        Assert.DoesNotContain("Unhandled exception", mismatch);
     }
 
     private static void CopyFolder(string from, string to)
@@ -92,8 +105,9 @@ public sealed class PackagingTests : IDisposable
         }
     }
 
-    /// <summary>Runs a command to its end (killing it after <see cref="StepTimeout"/>); asserts exit code 0 and returns its output.</summary>
-    private static async Task<string> Run(string program, string[] arguments, string workingDirectory)
+    /// <summary>Runs a command to its end (killing it after <see cref="StepTimeout"/>); asserts exit code <paramref name="expectedExit"/>
+    /// (0 unless given) and returns its output.</summary>
+    private static async Task<string> Run(string program, string[] arguments, string workingDirectory, int expectedExit = 0)
     {
         var start = new ProcessStartInfo(program)
         {
@@ -126,7 +140,7 @@ public sealed class PackagingTests : IDisposable
         }
         process.WaitForExit(); // drain the output events
         var text = output.ToString();
-        Assert.True(process.ExitCode == 0, $"{program} {string.Join(' ', arguments)} exited with {process.ExitCode}:\n{text}");
+        Assert.True(process.ExitCode == expectedExit, $"{program} {string.Join(' ', arguments)} exited with {process.ExitCode}:\n{text}");
         return text;
     }
 }
