@@ -737,6 +737,29 @@ public class CsvDatasetTests : IDisposable
         Assert.Contains($"{renamed}: columns are matched by name with the training file's, and the header lacks 'x2'; 'y2' is not among its columns", error.Message);
     }
 
+    /// <summary>
+    /// A label column of measurements (every value distinct: here 40 rows, 40 "classes" of one sample each) left the held-out
+    /// split empty, and the error blamed the amount of data. It now says that the share is held out of each class, that none
+    /// is large enough, and points at Data:Csv:LabelColumn; a data set of a few real classes that is only small is told the same
+    /// first part without that hint.
+    /// </summary>
+    [Fact]
+    public void A_test_split_left_empty_by_classes_of_one_sample_names_the_classes_and_the_label_column()
+    {
+        var measurements = Write("measurements.csv", "x,y\n" + string.Concat(Enumerable.Range(0, 40).Select(i => $"{i % 7},{i * 0.37 + 0.01:R}\n")));
+        DataOptions Options(string file, double fraction) =>
+            new() { Format = DataFormat.Csv, Normalization = NormalizationKind.None, TestFraction = fraction, Csv = new CsvOptions { TrainFile = file } };
+        var error = Assert.Throws<DataFormatException>(() => TrainingData.Load(Options(measurements, 0.25)));
+        Assert.Equal($"Data:TestFraction = 0.25 of the 40 samples of {measurements} leaves no test samples (the share is held out of each class, and none " +
+            "of its 40 classes is large enough for one: the largest has 1 sample; that many classes for so few samples suggests the labels were read from a " +
+            "column that is not the label column: for a CSV file, check Data:Csv:LabelColumn): give more data, change the fraction or give a test file or folder.",
+            error.Message);
+        var small = Write("small.csv", "x,label\n1,0\n2,0\n3,1\n4,1\n5,2\n6,2\n");
+        error = Assert.Throws<DataFormatException>(() => TrainingData.Load(Options(small, 0.2)));
+        Assert.Equal($"Data:TestFraction = 0.2 of the 6 samples of {small} leaves no test samples (the share is held out of each class, and none of its 3 " +
+            "classes is large enough for one: the largest has 2 samples): give more data, change the fraction or give a test file or folder.", error.Message);
+    }
+
     [Fact]
     public void The_test_split_is_stratified_seeded_and_the_same_as_the_python_baselines()
     {

@@ -43,7 +43,16 @@ public static class TestSplit
     {
         var test = TestIndices(all.Labels, fraction, seed);
         if (test.Length == 0 || test.Length == all.Count)
-            throw new DataFormatException($"Data:TestFraction = {fraction} of the {all.Count} samples of {source} leaves {(test.Length == 0 ? "no test" : "no training")} samples: give more data, change the fraction or give a test file or folder.");
+        {
+            // The share is held out of each class: with many classes of one or two samples (a column of measurements read as the
+            // labels), none gives a test sample, and the classes, not the amount of data, are the cause.
+            var classSizes = all.Labels.GroupBy(l => l).Select(g => g.Count()).ToList();
+            var classes = test.Length > 0 ? "" :
+                $" (the share is held out of each class, and none of its {classSizes.Count} classes is large enough for one: the largest has {classSizes.Max()} " +
+                $"sample{(classSizes.Max() == 1 ? "" : "s")}{(classSizes.Count > all.Count / 2 ? "; that many classes for so few samples suggests the labels were read from a column that is not the label column: for a CSV file, check Data:Csv:LabelColumn" : "")})";
+            throw new DataFormatException($"Data:TestFraction = {fraction} of the {all.Count} samples of {source} leaves {(test.Length == 0 ? "no test" : "no training")} " +
+                $"samples{classes}: give more data, change the fraction or give a test file or folder.");
+        }
         var isTest = new bool[all.Count];
         foreach (var index in test) isTest[index] = true;
         var train = Enumerable.Range(0, all.Count).Where(i => !isTest[i]).ToArray();
