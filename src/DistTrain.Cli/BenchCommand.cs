@@ -228,6 +228,8 @@ internal static class BenchCommand
         var shortLastStep = trainingData.Train.Count % (options.Training.Workers * options.Training.MinibatchPerWorker) != 0;
         if (WarmupNote(warmup, report.WarmupSteps, Math.Max(1, stepsPerEpoch), options.Monitoring.GradientNormEverySteps, shortLastStep) is { } note)
             AnsiConsole.WriteLine(note);
+        if (EpochEndNote(report.Steps, report.StepMilliseconds, report.EpochEnds, report.EpochEndMilliseconds, Math.Max(1, stepsPerEpoch)) is { } epochEnds)
+            AnsiConsole.WriteLine(epochEnds);
         return (0, report);
     }
 
@@ -306,6 +308,27 @@ internal static class BenchCommand
             if (run < gradientNormEverySteps && gradientNormEverySteps <= run + steps) run = gradientNormEverySteps;
         }
         return run;
+    }
+
+    /// <summary>
+    /// The line under the table when the epoch ends among the measured steps (evaluation included) took longer than the steps
+    /// themselves: on a small data set (a few steps per epoch) the job's time is mostly its epoch ends, which the samples/s
+    /// leaves out, so that figure says little of the job; null otherwise.
+    /// </summary>
+    /// <param name="steps">The measured steps.</param>
+    /// <param name="stepMilliseconds">Their mean time, ms.</param>
+    /// <param name="epochEnds">The epoch ends among them.</param>
+    /// <param name="epochEndMilliseconds">The mean time of an epoch end, ms.</param>
+    /// <param name="stepsPerEpoch">Synchronous steps in an epoch, at least 1.</param>
+    internal static string? EpochEndNote(int steps, double stepMilliseconds, int epochEnds, double epochEndMilliseconds, int stepsPerEpoch)
+    {
+        var (stepsTotal, endsTotal) = (steps * stepMilliseconds, epochEnds * epochEndMilliseconds);
+        if (epochEnds == 0 || !(endsTotal > stepsTotal)) return null;
+        return string.Format(CultureInfo.InvariantCulture,
+            "Note: the {0} among the measured steps took {1:F1} ms (evaluation included), more than the {2} steps themselves ({3:F1} ms): with {4} per " +
+            "epoch, this job's time is mostly its epoch ends, which samples/s above leaves out. train's epoch lines give the samples/s of whole epochs; " +
+            "for the speed of the steps of a larger job, bench one with more training data (or fewer workers, or a smaller Training:BatchSizePerWorker).",
+            Counts.Of(epochEnds, "epoch end"), endsTotal, steps, stepsTotal, Counts.Of(stepsPerEpoch, "step"));
     }
 
     /// <summary>

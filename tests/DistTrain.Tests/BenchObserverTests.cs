@@ -56,6 +56,22 @@ public sealed class BenchObserverTests
             "which runs code and fills buffers for the first time and is not steady state.", BenchCommand.WarmupNote(5, 6, 5, 0, shortLastStep: false));
     }
 
+    /// <summary>
+    /// bench on a small data set (iris with 4 workers: 1 step per epoch) printed 1.7 million samples/s with 20 epoch ends among
+    /// the 20 measured steps, each 5 times a step's time, and no word that the figure leaves out most of the job's time. The
+    /// note comes when the epoch ends took longer than the steps, and not otherwise.
+    /// </summary>
+    [Fact]
+    public void A_note_says_when_the_epoch_ends_among_the_measured_steps_took_longer_than_the_steps()
+    {
+        Assert.Equal("Note: the 20 epoch ends among the measured steps took 7.0 ms (evaluation included), more than the 20 steps themselves (1.3 ms): " +
+            "with 1 step per epoch, this job's time is mostly its epoch ends, which samples/s above leaves out. train's epoch lines give the samples/s of " +
+            "whole epochs; for the speed of the steps of a larger job, bench one with more training data (or fewer workers, or a smaller " +
+            "Training:BatchSizePerWorker).", BenchCommand.EpochEndNote(20, 0.064, 20, 0.348, 1));
+        Assert.Null(BenchCommand.EpochEndNote(40, 1.2, 0, 0, 469));   // the main job: no epoch end among the steps
+        Assert.Null(BenchCommand.EpochEndNote(6, 1.2, 2, 3.0, 3));    // epoch ends of 6 ms against 7.2 ms of steps
+    }
+
     [Fact]
     public void The_compression_cell_keeps_the_table_narrow_and_leaves_the_details_to_a_line_under_it()
     {
