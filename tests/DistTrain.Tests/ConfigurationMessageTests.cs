@@ -295,8 +295,8 @@ public class ConfigurationMessageTests
         const string file = """{ "Training": { "Epochs": "two", "Mode": 3 }, "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }""";
         const string fix = "Correct it in test.json too: the file's value applies wherever the file is used without the override.";
         Assert.Equal([
-            "Training:Epochs = 'two' (in test.json, overridden from a command-line option) is not valid: expected a whole number. " + fix,
-            "Training:Mode = '3' (in test.json, overridden from environment variable DISTTRAIN_Training__Mode) is not valid: " +
+            "Training:Epochs = 'two' (in test.json; the value this run uses comes from a command-line option) is not valid: expected a whole number. " + fix,
+            "Training:Mode = '3' (in test.json; the value this run uses comes from environment variable DISTTRAIN_Training__Mode) is not valid: " +
                 "expected one of Sync, Async, BoundedStaleness, LocalSgd. Write the name: a number is not read as a position in that list. " + fix,
         ], Problems(file, new() { ["DISTTRAIN_Training__Mode"] = "Sync" }, new() { ["Training:Epochs"] = "1" }));
         // Only the type is checked: a value of the right type out of range is the override's to replace (only it is bound).
@@ -314,7 +314,7 @@ public class ConfigurationMessageTests
     {
         const string file = """{ "Model": { "Layers": [{ "Type": "Dense", "Units": 10 }] } }""";
         const string fix = "Correct or unset DISTTRAIN_Training__Epochs too: it applies to every run in this shell without the option.";
-        Assert.Equal(["Training:Epochs = 'abc' (from environment variable DISTTRAIN_Training__Epochs, overridden from a command-line option) is not valid: expected a whole number. " + fix],
+        Assert.Equal(["Training:Epochs = 'abc' (from environment variable DISTTRAIN_Training__Epochs; the value this run uses comes from a command-line option) is not valid: expected a whole number. " + fix],
             Problems(file, new() { ["DISTTRAIN_Training__Epochs"] = "abc" }, new() { ["Training:Epochs"] = "1" }));
         // A value of the right type, even out of range, is the option's to replace.
         Assert.Equal(1, TrainingOptionsLoader.Load("test.json", Encoding.UTF8.GetBytes(file), new Dictionary<string, string?> { ["Training:Epochs"] = "1" },

@@ -670,7 +670,7 @@ public static class TrainingOptionsLoader
         {
             var from = origin(key);
             if (from.StartsWith("in ", StringComparison.Ordinal) || IsUnder(key, skipped)) continue;
-            var where = $"in {source}, overridden {from}";
+            var where = $"in {source}; the value this run uses comes {from}";
             if ((EnumProblem(key, value!, where) ?? TypeProblem(file, key, value!, where)) is { } problem)
                 problems.Add($"{problem} Correct it in {source} too: the file's value applies wherever the file is used without the override.");
         }
@@ -695,7 +695,7 @@ public static class TrainingOptionsLoader
         foreach (var (key, value) in variables.Where(kv => kv.Value is not null && overrides.Keys.Any(k => k.Equals(kv.Key, StringComparison.OrdinalIgnoreCase))).OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             if (IsUnder(key, skipped)) continue;
-            var where = $"from environment variable {names[key]}, overridden {origin(key)}";
+            var where = $"from environment variable {names[key]}; the value this run uses comes {origin(key)}";
             if ((EnumProblem(key, value!, where) ?? TypeProblem(context, key, value!, where)) is { } problem)
                 problems.Add($"{problem} Correct or unset {names[key]} too: it applies to every run in this shell without the option.");
         }
