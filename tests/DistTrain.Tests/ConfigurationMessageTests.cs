@@ -47,6 +47,36 @@ public class ConfigurationMessageTests
         Assert.Contains("needs image samples", flat[1]);
     }
 
+    /// <summary>
+    /// A config file that is not there: a user of the installed tool, in a folder of their own, was told to pass "a file from
+    /// configs/", which their folder lacks. The fix names the config of that name shipped beside the executable, else the
+    /// shipped folder; without either, the repository's configs/.
+    /// </summary>
+    [Fact]
+    public void A_missing_config_file_names_the_config_of_that_name_shipped_with_disttrain()
+    {
+        var executable = Directory.CreateTempSubdirectory("disttrain-shipped-").FullName;
+        try
+        {
+            Assert.Equal("Pass --config with a file from configs/.", TrainingOptionsLoader.ShippedConfigHint("configs/sklearn-digits.json", executable));
+            var shipped = Directory.CreateDirectory(Path.Combine(executable, "configs")).FullName;
+            Assert.Equal($"Pass --config with an existing file, such as one of the configs shipped with disttrain in {shipped}.",
+                TrainingOptionsLoader.ShippedConfigHint("configs/sklearn-digits.json", executable));
+            File.WriteAllText(Path.Combine(shipped, "sklearn-digits.json"), "{}");
+            Assert.Equal($"Pass --config with an existing file; the sklearn-digits.json shipped with disttrain is {Path.Combine(shipped, "sklearn-digits.json")}.",
+                TrainingOptionsLoader.ShippedConfigHint("configs/sklearn-digits.json", executable));
+            // Through Load, beside the suite's own copy of disttrain (its build output carries configs/).
+            var missing = Path.Combine(executable, "elsewhere", "fashion-mnist-mlp.json");
+            var error = Assert.Throws<ConfigurationException>(() => TrainingOptionsLoader.Load(missing));
+            Assert.Contains($"config file '{missing}' not found (looked at {missing}). Pass --config with an existing file; the fashion-mnist-mlp.json " +
+                $"shipped with disttrain is {Path.Combine(AppContext.BaseDirectory, "configs", "fashion-mnist-mlp.json")}.", error.Message);
+        }
+        finally
+        {
+            Directory.Delete(executable, recursive: true);
+        }
+    }
+
     [Fact]
     public void A_list_element_of_the_wrong_type_names_the_type_it_takes()
     {

@@ -37,6 +37,22 @@ public static class TrainingOptionsLoader
         Load(jsonPath, overrides, optionNames: null, checkDataDirectory, environment);
 
     /// <summary>
+    /// The fix for a config file that is not there: the config of that name shipped beside the executable (the CLI's build output
+    /// and the installed tool carry configs/), when there is one, else that folder, else the repository's configs/. A user of the
+    /// installed tool, in a folder of their own, has no configs/ there.
+    /// </summary>
+    /// <param name="jsonPath">The path as given.</param>
+    /// <param name="baseDirectory">The executable's folder; null for <see cref="AppContext.BaseDirectory"/>.</param>
+    internal static string ShippedConfigHint(string jsonPath, string? baseDirectory = null)
+    {
+        var shipped = Path.Combine(baseDirectory ?? AppContext.BaseDirectory, "configs");
+        var sameName = Path.Combine(shipped, Path.GetFileName(jsonPath));
+        return File.Exists(sameName) ? $"Pass --config with an existing file; the {Path.GetFileName(jsonPath)} shipped with disttrain is {sameName}."
+            : Directory.Exists(shipped) ? $"Pass --config with an existing file, such as one of the configs shipped with disttrain in {shipped}."
+            : "Pass --config with a file from configs/.";
+    }
+
+    /// <summary>
     /// Loads, binds and validates, as <see cref="Load(string?, IReadOnlyDictionary{string, string?}?, bool, IReadOnlyDictionary{string, string?}?)"/>,
     /// naming the command-line option that set an override in its problems: <c>Training:BatchSizePerWorker = 0 (from a
     /// command-line option, --batch-size) is out of range</c>.
@@ -56,7 +72,7 @@ public static class TrainingOptionsLoader
         if (Directory.Exists(full))
             throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' is a folder ({full}), not a file. Pass --config with a JSON file, such as one from configs/."]);
         if (!File.Exists(full))
-            throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' not found (looked at {full}). Pass --config with a file from configs/."]);
+            throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' not found (looked at {full}). {ShippedConfigHint(jsonPath)}"]);
         byte[] json;
         try
         {

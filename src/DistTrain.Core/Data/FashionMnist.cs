@@ -92,6 +92,6 @@ public static class FashionMnist
         if (File.Exists(raw)) return raw;
         foreach (var folder in new[] { gz, raw }.Where(Directory.Exists))
             throw new DataFormatException($"{folder}: a folder, where the IDX file of that name is expected. Move the folder out of the way and put the file there.");
-        throw new DataFormatException($"{gz}: file not found (nor {raw}). The data directory must hold the four IDX files of MNIST/Fashion-MNIST; install them with 'apt-get install dataset-fashion-mnist'.");
+        throw new DataFormatException($"{gz}: file not found (nor {raw}). The data directory must hold the IDX files of MNIST/Fashion-MNIST (training reads all four, evaluate the two t10k ones); install them with 'apt-get install dataset-fashion-mnist'.");
     }
 }
