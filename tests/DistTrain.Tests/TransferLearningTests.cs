@@ -371,6 +371,10 @@ public class TransferLearningTests() : TestKit(TestTimeouts.TestKitConfig)
                 tuned.NormalizationNote);
             Assert.Equal($"input standardization fitted on this data ({ours}); torch_cnn.safetensors records none (a PyTorch export or a training checkpoint)",
                 FineTuning(TestData.GoldenPath("torch_cnn.safetensors")).NormalizationNote);
+            // Fine-tuned on the data it was trained on: the same statistics, said so instead of "its own" beside the same figures.
+            var same = Path.Combine(directory, "same.safetensors");
+            new TrainedModel(options.Model, weights, fitted.Normalizer, ModelMetadata.Create(options.Model, fitted.Normalizer, DataMetadata.Of(fitted, options.Data), 1, 1, null, 1)).Save(same);
+            Assert.Equal($"input standardization fitted on this data ({ours}), the same as same.safetensors was trained with", FineTuning(same).NormalizationNote);
         }
         finally
         {

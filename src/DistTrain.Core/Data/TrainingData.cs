@@ -78,8 +78,12 @@ public sealed record TrainingData(LabeledDataset Train, LabeledDataset Test, Nor
         try
         {
             var metadata = Checkpoints.SafeTensors.ReadMetadata(pretrained);
-            theirs = metadata.ContainsKey(Models.ModelMetadata.InputNormalization)
-                ? $"{name} was trained on inputs standardized with its own ({Statistics(Models.ModelMetadata.ReadNormalizer(metadata, pretrained))})"
+            var recorded = metadata.ContainsKey(Models.ModelMetadata.InputNormalization) ? Models.ModelMetadata.ReadNormalizer(metadata, pretrained) : null;
+            // Fine-tuned on the data it was trained on, the model's statistics are these: said so, not as "its own" beside the same figures.
+            if (recorded is not null && recorded.Kind == fitted.Kind && recorded.Mean.SequenceEqual(fitted.Mean) && recorded.Std.SequenceEqual(fitted.Std))
+                return $"input standardization fitted on this data ({Statistics(fitted)}), the same as {name} was trained with";
+            theirs = recorded is not null
+                ? $"{name} was trained on inputs standardized with its own ({Statistics(recorded)})"
                 : $"{name} records none (a PyTorch export or a training checkpoint)";
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or Checkpoints.SafeTensorsFormatException)
