@@ -36,9 +36,10 @@ try
         var count = batch.Names.Count;
         // The graph's input shape with its batch dimension (-1) set: [count, features] or [count, channels, height, width].
         var shape = inputMetadata.Dimensions.Select(d => d < 0 ? count : d).ToArray();
-        // A graph exported from another model takes inputs of another size: said as such, not as the tensor's exception.
-        var perSample = inputMetadata.Dimensions.Where(d => d > 0).Aggregate(1L, (product, d) => product * d);
-        if (features.Length != perSample * count)
+        // A graph exported from another model takes inputs of another size: said as such, not as the tensor's exception. Its
+        // first dimension is the batch; a graph with other symbolic dimensions is left to ONNX Runtime to judge.
+        var perSample = inputMetadata.Dimensions.Skip(1).Aggregate(1L, (product, d) => product * d);
+        if (perSample > 0 && features.Length != perSample * count)
         {
             Console.Error.WriteLine($"error: {args[1]} takes inputs of shape [{string.Join(", ", inputMetadata.Dimensions.Select(d => d < 0 ? "batch" : d.ToString(CultureInfo.InvariantCulture)))}], " +
                 $"{perSample:N0} values per sample, but {args[0]} reads {path} as {features.Length / Math.Max(count, 1):N0} values per sample: give the ONNX file " +

@@ -163,7 +163,8 @@ internal static class CliOptions
 
     /// <summary>
     /// The error for an output path that names one of the files of the runs' folders (<see cref="RunFileNames"/>, links
-    /// resolved); null otherwise, also for another file inside a run folder, which changes nothing the run wrote.
+    /// resolved; a run folder holds the run's summary or epochs file); null otherwise, also for another file inside a run folder,
+    /// which changes nothing the run wrote.
     /// </summary>
     /// <param name="option">The output's option, for the message.</param>
     /// <param name="output">The output's full path.</param>
@@ -176,7 +177,8 @@ internal static class CliOptions
         {
             if (run is null) continue;
             var folder = Directory.Exists(run) ? Path.GetFullPath(run) : Path.GetDirectoryName(Path.GetFullPath(run));
-            if (folder is null) continue;
+            // A folder without a run's summary or epochs file (a model copied elsewhere, a checkpoints folder) has no run files.
+            if (folder is null || !(System.IO.File.Exists(Path.Combine(folder, RunFiles.Summary)) || System.IO.File.Exists(Path.Combine(folder, RunFiles.Epochs)))) continue;
             foreach (var name in RunFileNames)
                 if (SameFile(output, Path.Combine(folder, name)))
                     return $"{option} {output} is the {name} of the run in {folder}, which this command {verb}: writing it would replace that file. " +

@@ -17,8 +17,8 @@ namespace DistTrain.Cli;
 /// of 32", "cancelled at ..."): its epochs are those it finished. Null for a run that finished.</param>
 /// <param name="FromEpochsCsv">True for a run stopped before it could write its summary (killed, a second Ctrl-C): its
 /// epochs are those of the <c>epochs.csv</c> written after each finished epoch, and nothing is known of how it ended.</param>
-/// <param name="ResumedWithinFirstEpoch">True for a run resumed from a checkpoint within its first epoch (epoch 1 included): that
-/// epoch's samples trained in this run are fewer than the epoch's.</param>
+/// <param name="ResumedWithinFirstEpoch">True for a run resumed from a checkpoint within its first epoch (epoch 1 included), or
+/// one that only scored it: that epoch's samples trained in this run are fewer than the epoch's, or it has none.</param>
 internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double TestAccuracy, double Seconds)> Epochs, double? SamplesPerSecond,
     int? KeptEpoch = null, double? KeptAccuracy = null, string? Stopped = null, bool FromEpochsCsv = false, bool ResumedWithinFirstEpoch = false)
 {
@@ -108,7 +108,7 @@ internal sealed record RunHistory(string Label, IReadOnlyList<(int Epoch, double
                 // all of TrainSeconds), or, older still, TrainSamples it is.
                 var trainedThisRun = Has("SamplesTrainedThisRun") ? Part("SamplesTrainedThisRun", Field(epoch, "SamplesTrainedThisRun", double.MaxValue), "TrainSamples", trainSamples)
                     : (double?)null;
-                if (points.Count == 0 && trainedThisRun < trainSamples) resumedWithin = true;
+                if (points.Count == 0 && (trainSamples == 0 || trainedThisRun < trainSamples)) resumedWithin = true; // resumed within it, or only scored it
                 samples += trainedThisRun ?? (Has("SamplesPerSecond") ? Field(epoch, "SamplesPerSecond", double.MaxValue) * train : trainSamples);
                 activeSeconds += train - paused;
                 points.Add((number, Field(epoch, "TestAccuracy", 1), seconds));

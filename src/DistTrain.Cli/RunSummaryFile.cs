@@ -42,7 +42,8 @@ internal static class RunSummaryFile
     /// Writes <c>summary.json</c>; <paramref name="stopped"/> as in <see cref="Metadata"/>. Its <c>resumed_at_epoch</c> is the
     /// first epoch this run trained when the run began from a checkpoint (a resume, <c>Checkpoint:Resume</c>, or a standby's
     /// takeover: the epochs or steps before it are in the run folder of the run that wrote the checkpoint): when that epoch is
-    /// not epoch 1, or is epoch 1 with fewer samples trained in this run than the epoch's (resumed within it); else null. With <paramref name="report"/>,
+    /// not epoch 1, or is epoch 1 with fewer samples trained in this run than the epoch's (resumed within it) or none (only
+    /// scored); else null. With <paramref name="report"/>,
     /// it also records the staleness of the applied gradients (<c>staleness</c>: count, mean, p50, p90, max and the counts
     /// by versions behind; null when no step was applied) and each worker's reports and compute time (<c>workers</c>).
     /// Each of its <c>epochs</c> holds the epoch's <c>TrainSamples</c> (the whole epoch's), the <c>SamplesTrainedThisRun</c>
@@ -54,7 +55,8 @@ internal static class RunSummaryFile
         {
             options,
             stopped,
-            resumed_at_epoch = result.Epochs.Count > 0 && (result.Epochs[0].Epoch > 1 || result.Epochs[0].SamplesTrainedThisRun < result.Epochs[0].TrainSamples)
+            resumed_at_epoch = result.Epochs.Count > 0 && (result.Epochs[0].Epoch > 1 || result.Epochs[0].TrainSamples == 0
+                    || result.Epochs[0].SamplesTrainedThisRun < result.Epochs[0].TrainSamples)
                 ? result.Epochs[0].Epoch : (int?)null,
             normalization = new { normalizer.Kind, normalizer.Mean, normalizer.Std },
             version = result.Version,

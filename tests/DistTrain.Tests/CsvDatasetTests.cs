@@ -758,6 +758,12 @@ public class CsvDatasetTests : IDisposable
         error = Assert.Throws<DataFormatException>(() => TrainingData.Load(Options(small, 0.2)));
         Assert.Equal($"Data:TestFraction = 0.2 of the 6 samples of {small} leaves no test samples (the share is held out of each class, and none of its 3 " +
             "classes is large enough for one: the largest has 2 samples): give more data, change the fraction or give a test file or folder.", error.Message);
+        // A fraction of a half or more takes the one sample of each such class: the other side is empty, for the same cause.
+        error = Assert.Throws<DataFormatException>(() => TrainingData.Load(Options(measurements, 0.5)));
+        Assert.Equal($"Data:TestFraction = 0.5 of the 40 samples of {measurements} leaves no training samples (the share is held out of each class, " +
+            "rounded, which takes every sample of its 40 classes of at most 1 sample; that many classes for so few samples suggests the labels were read " +
+            "from a column that is not the label column: for a CSV file, check Data:Csv:LabelColumn): give more data, change the fraction or give a test " +
+            "file or folder.", error.Message);
     }
 
     [Fact]

@@ -71,6 +71,11 @@ public sealed class OutputPathTests : IDisposable
         Directory.CreateDirectory(Path.Combine(data, "Bag"));
         var modelCurves = Path.Combine(_directory, "curves.png");
         File.WriteAllText(modelCurves, "the model's run's curves");
+        // Without a run's summary or epochs file the model's folder is no run folder: a curves.png there is the user's to write.
+        var notARun = CliProcess.Run(["evaluate", "-m", model, "-d", TestData.SubsetDirectory, "--heatmap", modelCurves]);
+        Assert.True(notARun.ExitCode == 0, notARun.Error);
+        File.WriteAllText(Path.Combine(_directory, "epochs.csv"), "epoch\n"); // now it is one
+        File.WriteAllText(modelCurves, "the model's run's curves");
         (string[] Arguments, string Message)[] cases =
         [
             (["compare", run, "--plot", Path.Combine(run, "model.safetensors")], "the picture is written as PNG, so give a file name ending in .png."),

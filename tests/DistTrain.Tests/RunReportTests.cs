@@ -210,11 +210,11 @@ public class RunReportTests : IDisposable
         var data = TestData.Normalized();
         var options = TestData.Options(TestData.Mlp(16, 10), workers: 2, batch: 50, epochs: 5);
         var layout = Core.Models.ModelFactory.Build(options.Model).Layout;
-        int? ResumedAt(int firstEpoch, int? firstEpochSamplesThisRun = null)
+        int? ResumedAt(int firstEpoch, int? firstEpochSamplesThisRun = null, int firstEpochSamples = 1000)
         {
-            var epochs = Enumerable.Range(firstEpoch, 6 - firstEpoch).Select(e => new EpochSummary(e, 20L * e, 0.5, 0.6, 0.8, 250, 1000, 1, 0.1,
-                SamplesTrainedThisRun: e == firstEpoch ? firstEpochSamplesThisRun : null)).ToList();
-            var folder = Directory.CreateDirectory(Path.Combine(_directory, $"run-{firstEpoch}-{firstEpochSamplesThisRun}")).FullName;
+            var epochs = Enumerable.Range(firstEpoch, 6 - firstEpoch).Select(e => new EpochSummary(e, 20L * e, 0.5, 0.6, 0.8, 250,
+                e == firstEpoch ? firstEpochSamples : 1000, 1, 0.1, SamplesTrainedThisRun: e == firstEpoch ? firstEpochSamplesThisRun : null)).ToList();
+            var folder = Directory.CreateDirectory(Path.Combine(_directory, $"run-{firstEpoch}-{firstEpochSamplesThisRun}-{firstEpochSamples}")).FullName;
             var path = Path.Combine(folder, "summary.json");
             RunSummaryFile.Write(path, options, data.Normalizer, new TrainingResult(new Core.Tensors.ParameterVector(layout), 100, epochs));
             var resumed = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path)).RootElement.GetProperty("resumed_at_epoch");
@@ -227,6 +227,7 @@ public class RunReportTests : IDisposable
         Assert.Null(ResumedAt(1, firstEpochSamplesThisRun: 1000));
         Assert.Equal(1, ResumedAt(1, firstEpochSamplesThisRun: 200)); // resumed at epoch 1's round 200 of 250, say
         Assert.Equal(2, ResumedAt(2, firstEpochSamplesThisRun: 200));
+        Assert.Equal(1, ResumedAt(1, firstEpochSamplesThisRun: 0, firstEpochSamples: 0)); // epoch 1 only scored (a takeover before its evaluation)
     }
 
     /// <summary>

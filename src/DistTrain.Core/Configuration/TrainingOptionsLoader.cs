@@ -70,7 +70,7 @@ public static class TrainingOptionsLoader
         if (jsonPath is null) return Load("defaults", null, overrides, checkDataDirectory, environment, optionNames);
         var full = Path.GetFullPath(jsonPath);
         if (Directory.Exists(full))
-            throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' is a folder ({full}), not a file. Pass --config with a JSON file, such as one from configs/."]);
+            throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' is a folder ({full}), not a file. {ShippedConfigHint(jsonPath)}"]);
         if (!File.Exists(full))
             throw new ConfigurationException(jsonPath, [$"config file '{jsonPath}' not found (looked at {full}). {ShippedConfigHint(jsonPath)}"]);
         byte[] json;

@@ -46,10 +46,16 @@ public static class TestSplit
         {
             // The share is held out of each class: with many classes of one or two samples (a column of measurements read as the
             // labels), none gives a test sample, and the classes, not the amount of data, are the cause.
-            var classSizes = all.Labels.GroupBy(l => l).Select(g => g.Count()).ToList();
-            var classes = test.Length > 0 ? "" :
-                $" (the share is held out of each class, and none of its {classSizes.Count} classes is large enough for one: the largest has {classSizes.Max()} " +
-                $"sample{(classSizes.Max() == 1 ? "" : "s")}{(classSizes.Count > all.Count / 2 ? "; that many classes for so few samples suggests the labels were read from a column that is not the label column: for a CSV file, check Data:Csv:LabelColumn" : "")})";
+            var classSizes = all.Labels.GroupBy(l => l).Select(g => g.Count()).DefaultIfEmpty(0).ToList();
+            var mostlySingles = classSizes.Count(c => c == 1) * 2 > classSizes.Count;
+            var largest = classSizes.Max();
+            var hint = mostlySingles ? "; that many classes for so few samples suggests the labels were read from a column that is not the label " +
+                "column: for a CSV file, check Data:Csv:LabelColumn" : "";
+            var classes = test.Length == 0
+                ? $" (the share is held out of each class, and none of its {classSizes.Count} classes is large enough for one: the largest has {largest} " +
+                  $"sample{(largest == 1 ? "" : "s")}{hint})"
+                : $" (the share is held out of each class, rounded, which takes every sample of its {classSizes.Count} classes of at most {largest} " +
+                  $"sample{(largest == 1 ? "" : "s")}{hint})";
             throw new DataFormatException($"Data:TestFraction = {fraction} of the {all.Count} samples of {source} leaves {(test.Length == 0 ? "no test" : "no training")} " +
                 $"samples{classes}: give more data, change the fraction or give a test file or folder.");
         }
