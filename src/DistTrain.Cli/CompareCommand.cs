@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using DistTrain.Core.Checkpoints;
 using Spectre.Console;
 using DistTrain.Core;
 
