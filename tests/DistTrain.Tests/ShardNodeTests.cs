@@ -346,6 +346,37 @@ public sealed class ShardNodeTests : IDisposable
     [Fact]
     public async Task A_lost_workers_decision_that_a_silent_shard_node_never_answers_fails_the_job_after_the_time_out_naming_the_worker()
     {
+        var timeout = TimeSpan.FromSeconds(5);
+        await WithARealAndAFakeShardNodeAsync((_, _) => Props.Create(() => new SilentShardHost(Identity, null, null)), timeout, async placed =>
+        {
+            var (server, owner, workers) = (placed.Server, placed.Owner, placed.Workers);
+            owner.Send(server, new StartEpoch(1, [workers[0].Receiver, workers[1].Receiver], [3, 3]));
+            var lostAt = DateTime.UtcNow;
+            owner.Send(server, new WorkerLost(1));
+            var failure = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
+            Assert.True(DateTime.UtcNow - lostAt >= timeout, $"the job failed {(DateTime.UtcNow - lostAt).TotalSeconds:F1} s after the loss, before the time-out");
+            Assert.Equal("Worker 1 was lost in epoch 1, and the shard nodes did not all answer the question which of its slices count within 5 s (the " +
+                "smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds): a shard node is overloaded, cut off, or missed the " +
+                "part's start (its log says so). Restart the job.", failure.Message);
+        });
+    }
+
+    /// <summary>What <see cref="WithARealAndAFakeShardNodeAsync"/> gives its body.</summary>
+    /// <param name="Starting">The run's starting weights.</param>
+    /// <param name="FakeNode">The fake shard node's actor system.</param>
+    /// <param name="Server">The <see cref="RemoteShardedParameterServer"/>, placed on both shard nodes.</param>
+    /// <param name="Owner">The probe standing for its coordinator; it also receives the server's failure.</param>
+    /// <param name="Workers">The probes standing for its 2 workers' links.</param>
+    private sealed record PlacedOnAFakeNode(DistTrain.Core.Tensors.ParameterVector Starting, ActorSystem FakeNode, IActorRef Server, Inbox Owner, Inbox[] Workers);
+
+    /// <summary>
+    /// A parameter-server node, a real shard node and a fake one whose <see cref="ShardHost"/> is made by <paramref name="fakeHost"/>
+    /// (given the parameter-server node and the run's starting weights), both up; a <see cref="RemoteShardedParameterServer"/> of
+    /// 2 worker slots with <paramref name="timeout"/>, placed on both. Runs <paramref name="body"/>, then stops the real shard node.
+    /// </summary>
+    private async Task WithARealAndAFakeShardNodeAsync(Func<ActorSystem, DistTrain.Core.Tensors.ParameterVector, Props> fakeHost, TimeSpan timeout,
+        Func<PlacedOnAFakeNode, Task> body)
+    {
         var ports = TestPorts.Free(2);
         var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
         var psOptions = Options(seed, ports[0], 0);
@@ -357,8 +388,8 @@ public sealed class ShardNodeTests : IDisposable
         var run = ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(shardOptions, security), shardOptions, security, stop.Token);
         try
         {
-            var silentNode = await StartNodeAsync(Options(seed, 0, 0), NodeRoles.ParameterShard);
-            silentNode.ActorOf(Props.Create(() => new SilentShardHost(Identity)), ShardHost.Name);
+            var fakeNode = await StartNodeAsync(Options(seed, 0, 0), NodeRoles.ParameterShard);
+            fakeNode.ActorOf(fakeHost(ps, starting), ShardHost.Name);
             var cluster = Akka.Cluster.Cluster.Get(ps);
             var deadline = DateTime.UtcNow + Guard;
             while (cluster.State.Members.Count(m => m.HasRole(NodeRoles.ParameterShard) && m.Status == Akka.Cluster.MemberStatus.Up) < 2)
@@ -369,21 +400,12 @@ public sealed class ShardNodeTests : IDisposable
 
             var owner = Inbox.Create(ps);
             Inbox[] workers = [Inbox.Create(ps), Inbox.Create(ps)];
-            var timeout = TimeSpan.FromSeconds(5);
             var settings = new RemoteShardSettings(Identity, "job-1", 2, starting, ModelFingerprint.ServerSettingsOf(psOptions),
                 [.. workers.Select(w => w.Receiver)], timeout, 1);
             ps.ActorOf(Props.Create(() => new Supervisor(owner.Receiver, RemoteShardedParameterServer.Props(settings))));
             var server = Assert.IsAssignableFrom<IActorRef>(await owner.ReceiveAsync(Guard));
             foreach (var worker in workers) Assert.IsType<ShardServersAssigned>(await worker.ReceiveAsync(Guard)); // placed on both
-
-            owner.Send(server, new StartEpoch(1, [workers[0].Receiver, workers[1].Receiver], [3, 3]));
-            var lostAt = DateTime.UtcNow;
-            owner.Send(server, new WorkerLost(1));
-            var failure = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
-            Assert.True(DateTime.UtcNow - lostAt >= timeout, $"the job failed {(DateTime.UtcNow - lostAt).TotalSeconds:F1} s after the loss, before the time-out");
-            Assert.Equal("Worker 1 was lost in epoch 1, and the shard nodes did not all answer the question which of its slices count within 5 s (the " +
-                "smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds): a shard node is overloaded, cut off, or missed the " +
-                "part's start (its log says so). Restart the job.", failure.Message);
+            await body(new PlacedOnAFakeNode(starting, fakeNode, server, owner, workers));
         }
         finally
         {
@@ -455,39 +477,19 @@ public sealed class ShardNodeTests : IDisposable
     [Fact]
     public async Task A_weights_gathering_waits_while_pieces_keep_coming_and_fails_naming_the_shard_that_sends_none()
     {
-        var ports = TestPorts.Free(2);
-        var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
-        var psOptions = Options(seed, ports[0], 0);
-        var ps = await StartNodeAsync(psOptions, NodeRoles.ParameterServer);
-        var security = new ClusterSecurity(Identity, null);
-        var starting = ClusterNode.ShardHostSettingsOf(psOptions, security).StartingWeights;
-        using var stop = new CancellationTokenSource();
-        var shardOptions = Options(seed, 0, ports[1]);
-        var run = ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(shardOptions, security), shardOptions, security, stop.Token);
-        try
+        var pieceGap = TimeSpan.FromMilliseconds(700);
+        var timeout = TimeSpan.FromSeconds(3);
+        Inbox? placedOnSlowNode = null;
+        Props SlowHost(ActorSystem ps, DistTrain.Core.Tensors.ParameterVector starting)
         {
-            var slowNode = await StartNodeAsync(Options(seed, 0, 0), NodeRoles.ParameterShard);
-            var placedOnSlowNode = Inbox.Create(ps);
-            var pieceGap = TimeSpan.FromMilliseconds(700);
-            slowNode.ActorOf(Props.Create(() => new SilentShardHost(Identity, Props.Create(() => new SlowSliceShard(starting, pieceGap)),
-                placedOnSlowNode.Receiver)), ShardHost.Name);
-            var cluster = Akka.Cluster.Cluster.Get(ps);
-            var deadline = DateTime.UtcNow + Guard;
-            while (cluster.State.Members.Count(m => m.HasRole(NodeRoles.ParameterShard) && m.Status == Akka.Cluster.MemberStatus.Up) < 2)
-            {
-                Assert.True(DateTime.UtcNow < deadline, "the two shard nodes did not come up");
-                await Task.Delay(100);
-            }
-
-            var owner = Inbox.Create(ps);
-            Inbox[] workers = [Inbox.Create(ps), Inbox.Create(ps)];
-            var timeout = TimeSpan.FromSeconds(3);
-            var settings = new RemoteShardSettings(Identity, "job-1", 2, starting, ModelFingerprint.ServerSettingsOf(psOptions),
-                [.. workers.Select(w => w.Receiver)], timeout, 1);
-            ps.ActorOf(Props.Create(() => new Supervisor(owner.Receiver, RemoteShardedParameterServer.Props(settings))));
-            var server = Assert.IsAssignableFrom<IActorRef>(await owner.ReceiveAsync(Guard));
-            foreach (var worker in workers) Assert.IsType<ShardServersAssigned>(await worker.ReceiveAsync(Guard)); // placed on both
-            var slowShard = Assert.IsType<HostShard>(await placedOnSlowNode.ReceiveAsync(Guard)).Shard;
+            placedOnSlowNode = Inbox.Create(ps);
+            var placed = placedOnSlowNode.Receiver;
+            return Props.Create(() => new SilentShardHost(Identity, Props.Create(() => new SlowSliceShard(starting, pieceGap)), placed));
+        }
+        await WithARealAndAFakeShardNodeAsync(SlowHost, timeout, async placed =>
+        {
+            var (server, owner, starting) = (placed.Server, placed.Owner, placed.Starting);
+            var slowShard = Assert.IsType<HostShard>(await placedOnSlowNode!.ReceiveAsync(Guard)).Shard;
 
             var asked = DateTime.UtcNow;
             owner.Send(server, GetWeights.Instance);
@@ -500,16 +502,11 @@ public sealed class ShardNodeTests : IDisposable
             owner.Send(server, GetWeights.Instance);
             var failure = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
             Assert.True(DateTime.UtcNow - asked >= timeout, $"the gathering failed {(DateTime.UtcNow - asked).TotalSeconds:F1} s after the request, before the time-out");
-            var slowAddress = Akka.Cluster.Cluster.Get(slowNode).SelfAddress;
+            var slowAddress = Akka.Cluster.Cluster.Get(placed.FakeNode).SelfAddress;
             Assert.Equal($"For 3 s (the smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds), no shard node sent a " +
                 $"piece of its slice of the weights; still missing: shard {slowShard} on {slowAddress}. A shard node is overloaded, cut off, or " +
                 "stopped answering (its log says so). Restart the job; if those nodes are only slow, raise that setting.", failure.Message);
-        }
-        finally
-        {
-            await stop.CancelAsync();
-            await Task.WhenAny(run, Task.Delay(Guard));
-        }
+        });
     }
 
     /// <summary>

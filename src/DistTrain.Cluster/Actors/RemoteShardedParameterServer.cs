@@ -464,8 +464,12 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _gatherAttempts++;
         _gather = new ShardWeightsGather(_settings.StartingWeights, _shards, _nextRequest++);
         foreach (var shard in _shards) shard.Tell(new ShardSliceRequest(_gather.RequestId), Self);
-        Timers.StartSingleTimer(nameof(GatherTimedOut), new GatherTimedOut(_gather.RequestId), _settings.Timeout);
+        ArmGatherTimer(nameof(GatherTimedOut), _gather.RequestId);
     }
+
+    /// <summary>(Re)starts the timer <paramref name="key"/> that fails gathering <paramref name="requestId"/> after
+    /// <see cref="RemoteShardSettings.Timeout"/> without a piece (<see cref="GatherStalled"/>).</summary>
+    private void ArmGatherTimer(string key, int requestId) => Timers.StartSingleTimer(key, new GatherTimedOut(requestId), _settings.Timeout);
 
     /// <summary>
     /// The failure of a gathering to which no shard sent a piece for <see cref="RemoteShardSettings.Timeout"/>: each piece taken
@@ -515,7 +519,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _checkpointEpoch = nextEpoch;
         _checkpointStarted = Stopwatch.GetTimestamp();
         foreach (var shard in _shards) shard.Tell(new ShardSliceRequest(_checkpointGather.RequestId, WithOptimizerState: true), Self);
-        Timers.StartSingleTimer(CheckpointGatherTimer, new GatherTimedOut(_checkpointGather.RequestId), _settings.Timeout);
+        ArmGatherTimer(CheckpointGatherTimer, _checkpointGather.RequestId);
     }
 
     /// <summary>Takes a piece of the checkpoint's gathering; once every shard's slices have come, writes the checkpoint (as one
@@ -532,7 +536,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         if (gather.Failure is { } failure) throw new ShardNodesException($"Parameter server: the checkpoint of epoch {_checkpointEpoch - 1}'s end cannot be put together: {failure}");
         if (!gather.Complete)
         {
-            Timers.StartSingleTimer(CheckpointGatherTimer, new GatherTimedOut(gather.RequestId), _settings.Timeout); // the time since the last piece
+            ArmGatherTimer(CheckpointGatherTimer, gather.RequestId); // the time since the last piece
             return;
         }
         Timers.Cancel(CheckpointGatherTimer);
@@ -579,7 +583,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         if (!_gather.Complete)
         {
-            Timers.StartSingleTimer(nameof(GatherTimedOut), new GatherTimedOut(_gather.RequestId), _settings.Timeout); // the time since the last piece
+            ArmGatherTimer(nameof(GatherTimedOut), _gather.RequestId); // the time since the last piece
             return;
         }
         _gatherFor!.Tell(_gather.Result, Self);
