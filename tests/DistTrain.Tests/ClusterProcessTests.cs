@@ -318,7 +318,7 @@ public sealed partial class ClusterProcessTests : IDisposable
     {
         var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 2", StringComparison.Ordinal));
         var settings = OnShardNodes;
-        settings["DISTTRAIN_Cluster__StartDelaySeconds"] = "3"; // all three in the job: a job on shard nodes takes no worker after it starts
+        settings["DISTTRAIN_Cluster__StartDelaySeconds"] = "3"; // all three in the job from its start, not one joining at epoch 2
         var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, settings);
         var trace = Path.Combine(_directory, "sample-trace");
         psEnvironment["DISTTRAIN_Monitoring__SampleTraceDirectory"] = workerEnvironment["DISTTRAIN_Monitoring__SampleTraceDirectory"] = trace;
@@ -347,7 +347,25 @@ public sealed partial class ClusterProcessTests : IDisposable
         // Killed at a quarter or half of an epoch, it had minibatches left: they are what this test is about.
         Assert.True(lost.Groups[3].Success, $"the lost worker left no minibatches: {lost.Value}");
         var from = int.Parse(lost.Groups[3].Value, CultureInfo.InvariantCulture);
+        AssertEachSampleOncePerEpoch(trace, 2, lostEpoch, from);
+        // The coordinator planned a further part of that epoch for the 2 workers alive.
+        Assert.Matches(new Regex($@"Epoch {lostEpoch}: the [\d,]+ samples? (left untrained when a worker was lost|lost workers had left) go(es)? to 2 workers"), ps.Output);
+        // One checkpoint per epoch, each once its epoch's last part ended: none at the end of the part the worker was lost in.
+        var gathered = Regex.Matches(ps.Output, @"epoch (\d+)'s end gathered from the shard nodes for its checkpoint").Select(m => int.Parse(m.Groups[1].Value,
+            CultureInfo.InvariantCulture));
+        Assert.Equal(Enumerable.Range(1, 2), gathered);
+    }
+
+    /// <summary>
+    /// Checks the workers' sample traces in <paramref name="trace"/>: each of <paramref name="epochs"/> epochs trained each of the
+    /// 1,000 samples once, counting worker 0's minibatches of <paramref name="lostEpoch"/> only before round
+    /// <paramref name="from"/> (its slices from there on did not count) and none of a later epoch. Returns the worker slots
+    /// that trained minibatches that counted, by epoch.
+    /// </summary>
+    private static SortedDictionary<int, SortedSet<int>> AssertEachSampleOncePerEpoch(string trace, int epochs, int lostEpoch, int from)
+    {
         var samples = new SortedDictionary<int, List<int>>();
+        var workers = new SortedDictionary<int, SortedSet<int>>();
         foreach (var file in Directory.GetFiles(trace, "minibatches-*.csv"))
             foreach (var line in File.ReadLines(file).Skip(1).Where(l => l.Length > 0))
             {
@@ -358,17 +376,57 @@ public sealed partial class ClusterProcessTests : IDisposable
                 if (worker == 0 && epoch == lostEpoch && round >= from) continue; // computed, but its slice did not count
                 if (!samples.TryGetValue(epoch, out var list)) samples[epoch] = list = [];
                 list.AddRange(fields[4].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(t => int.Parse(t, CultureInfo.InvariantCulture)));
+                if (!workers.TryGetValue(epoch, out var slots)) workers[epoch] = slots = [];
+                slots.Add(worker);
             }
-        Assert.Equal(Enumerable.Range(1, 2), samples.Keys);
+        Assert.Equal(Enumerable.Range(1, epochs), samples.Keys);
         foreach (var (epoch, list) in samples)
             Assert.True(list.Order().SequenceEqual(Enumerable.Range(0, 1000)),
                 $"epoch {epoch} trained {list.Count} samples, {list.Distinct().Count()} of them distinct; every one of the 1,000 once is right");
-        // The coordinator planned a further part of that epoch for the 2 workers alive.
-        Assert.Matches(new Regex($@"Epoch {lostEpoch}: the [\d,]+ samples? (left untrained when a worker was lost|lost workers had left) go(es)? to 2 workers"), ps.Output);
-        // One checkpoint per epoch, each once its epoch's last part ended: none at the end of the part the worker was lost in.
-        var gathered = Regex.Matches(ps.Output, @"epoch (\d+)'s end gathered from the shard nodes for its checkpoint").Select(m => int.Parse(m.Groups[1].Value,
-            CultureInfo.InvariantCulture));
-        Assert.Equal(Enumerable.Range(1, 2), gathered);
+        return workers;
+    }
+
+    /// <summary>
+    /// Cluster:ShardNodes, 2 workers and Cluster:MinWorkers 2, worker 0 killed (SIGKILL) mid-epoch and a worker process started
+    /// in its place, as a container's restart policy would: the loss leaves too few workers, but the shards were placed with
+    /// spare worker slots, so the job goes on. The new process joins as worker 2, is given the shard nodes for a slot of its own,
+    /// and trains the lost worker's rest of the epoch with worker 1 (in a further part) and the next epoch. Every node exits 0,
+    /// and every epoch trained each of the 1,000 samples once.
+    /// </summary>
+    [Fact]
+    public async Task A_worker_restarted_after_a_loss_on_shard_nodes_joins_in_a_spare_slot_and_the_job_completes()
+    {
+        var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 2", StringComparison.Ordinal));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
+        var trace = Path.Combine(_directory, "sample-trace");
+        psEnvironment["DISTTRAIN_Monitoring__SampleTraceDirectory"] = workerEnvironment["DISTTRAIN_Monitoring__SampleTraceDirectory"] = trace;
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var shards = StartShardNodes(configPath, workerEnvironment, 2);
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        await ps.WaitForOutputAsync("Training starts with 2 workers", Guard);
+        await ps.WaitForOutputAsync("8 worker slots for workers that join", Guard);
+        Assert.Matches(new Regex(@"2 shards placed on .*; 8 worker slots for workers that join"), ps.Output);
+        await ps.WaitForMatchAsync(new Regex(@"epoch +1/2 +(25|50)%"), Guard);
+        var victim = workers.First(w => w.Output.Contains("Joined the job as worker 0", StringComparison.Ordinal));
+        victim.Kill();
+        var lostAt = await ps.WaitForOutputAsync("Worker 0 lost in epoch ", Guard);
+        var replacement = Start(NodeRoles.Worker, configPath, workerEnvironment);
+        await ps.WaitForOutputAsync("joins as worker 2", Guard);
+        await ps.AssertExitAsync(0, Guard);
+        foreach (var node in new[] { workers[1], replacement }.Concat(shards)) await node.AssertExitAsync(0, Guard);
+        Assert.Contains("Test accuracy after 2 epochs", ps.Output);
+        Assert.Contains("worker 0 was lost, leaving 1 worker of the Cluster:MinWorkers = 2 the job needs; 8 worker slots still free", ps.Output);
+        Assert.Contains("worker 2 joined; it is given the shard nodes for its first part", ps.Output);
+        Assert.Contains("Worker 2 trains against 2 shard nodes: 127.0.0.1:", replacement.Output);
+
+        var lost = Regex.Match(ps.Output[lostAt..], @"^Worker 0 lost in epoch 1 round \d+: its slice of that round (?:counts|does not count), and its " +
+            @"minibatches from round (\d+) go to a further part", RegexOptions.Multiline);
+        Assert.True(lost.Success, ps.Output[lostAt..]);
+        var trainedBy = AssertEachSampleOncePerEpoch(trace, 2, 1, int.Parse(lost.Groups[1].Value, CultureInfo.InvariantCulture));
+        // The rest of epoch 1 went to workers 1 and 2, and epoch 2 to them alone.
+        Assert.Matches(new Regex(@"Epoch 1: the [\d,]+ samples? (left untrained when a worker was lost|lost workers had left) go(es)? to 2 workers"), ps.Output);
+        Assert.Equal([0, 1, 2], trainedBy[1]);
+        Assert.Equal([1, 2], trainedBy[2]);
     }
 
     /// <summary>

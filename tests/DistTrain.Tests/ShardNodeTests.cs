@@ -227,8 +227,10 @@ public sealed class ShardNodeTests : IDisposable
     /// endpoints, own token and the starting weights' digest; it answers a weights request with the starting weights gathered
     /// from the shard nodes. A worker lost between parts that leaves Cluster:MinWorkers is left out; one lost during a part is
     /// decided by the part's loss arbiter with the shard nodes, and the coordinator is told which of its minibatches a further part
-    /// trains; a loss that leaves fewer than Cluster:MinWorkers fails the job after a short grace (no worker can join it), unless
-    /// a stop comes within it. Each failure names the fix.
+    /// trains; a loss that leaves fewer than Cluster:MinWorkers with every worker slot taken fails the job after a short grace (no
+    /// worker can join it), unless a stop comes within it. With slots free (by default as many more as the run starts with, at
+    /// least 8) the same loss fails nothing, and a worker that joins is given the shard nodes, signed for a slot of its own, with
+    /// the first part it is in; one beyond the slots fails the job. Each failure names the fix.
     /// </summary>
     [Fact]
     public async Task The_shard_nodes_parameter_server_places_its_shards_tells_each_worker_and_decides_its_lost_workers()
@@ -244,12 +246,14 @@ public sealed class ShardNodeTests : IDisposable
 
         // A server for slots workers, placed on the shard nodes: its supervisor, itself, the probe standing for its coordinator
         // (one per server: a receive that timed out on an inbox may swallow the inbox's next message), and those for its workers.
-        async Task<(IActorRef Supervisor, IActorRef Server, Inbox Owner, Inbox[] Workers)> PlaceAsync(int slots, int minWorkers)
+        string[] placedTokens = []; // the last placement's workers' tokens, by slot
+        // The shards are placed for workerSlots slots (null: RemoteShardSettings.WorkerSlotsFor(slots)).
+        async Task<(IActorRef Supervisor, IActorRef Server, Inbox Owner, Inbox[] Workers)> PlaceAsync(int slots, int minWorkers, int? workerSlots)
         {
             var owner = Inbox.Create(ps);
             Inbox[] workers = [.. Enumerable.Range(0, slots).Select(_ => Inbox.Create(ps))];
             var settings = new RemoteShardSettings(Identity, "job-1", 2, starting, ModelFingerprint.ServerSettingsOf(psOptions),
-                [.. workers.Select(w => w.Receiver)], Guard, minWorkers);
+                [.. workers.Select(w => w.Receiver)], Guard, minWorkers, WorkerSlots: workerSlots);
             var supervisor = ps.ActorOf(Props.Create(() => new Supervisor(owner.Receiver, RemoteShardedParameterServer.Props(settings))));
             var server = Assert.IsAssignableFrom<IActorRef>(await owner.ReceiveAsync(Guard));
             var assigned = new ShardServersAssigned[slots];
@@ -262,6 +266,7 @@ public sealed class ShardNodeTests : IDisposable
                 Assert.Equal(ShardServersAssigned.DigestOf(starting), assigned[w].StartingDigest);
             }
             Assert.Equal(slots, assigned.Select(a => Convert.ToHexString(a.Token)).Distinct().Count());
+            placedTokens = [.. assigned.Select(a => Convert.ToHexString(a.Token))];
             return (supervisor, server, owner, workers);
         }
 
@@ -295,7 +300,7 @@ public sealed class ShardNodeTests : IDisposable
             }
 
             // 3 slots, Cluster:MinWorkers 2: a worker lost between parts is left out, and the server goes on (it answers).
-            var (supervisor, server, owner, workers) = await PlaceAsync(3, minWorkers: 2);
+            var (supervisor, server, owner, workers) = await PlaceAsync(3, minWorkers: 2, workerSlots: 3);
             owner.Send(server, new WorkerLost(0));
             owner.Send(server, GetWeights.Instance);
             var snapshot = Assert.IsType<WeightsSnapshot>(await owner.ReceiveAsync(Guard));
@@ -312,23 +317,48 @@ public sealed class ShardNodeTests : IDisposable
 
             // One lost during a part, before any slice of round 0 came: the part's arbiter asks both shard nodes, the round goes on
             // without it, and the coordinator learns that its minibatches from round 0 on are left for a further part of the epoch.
-            (supervisor, server, owner, workers) = await PlaceAsync(2, minWorkers: 1);
+            (supervisor, server, owner, workers) = await PlaceAsync(2, minWorkers: 1, workerSlots: 2);
             owner.Send(server, new StartEpoch(1, [workers[0].Receiver, workers[1].Receiver], [3, 3]));
             owner.Send(server, new WorkerLost(1));
             Assert.Equal(new WorkerRemoved(1, 0), await owner.ReceiveAsync(Guard));
-            // The other one lost too leaves fewer than Cluster:MinWorkers = 1: the job fails after the grace (no worker can join).
+            // The other one lost too leaves fewer than Cluster:MinWorkers = 1, with both slots taken: the job fails after the grace.
             owner.Send(server, new WorkerLost(0));
             var lost = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
-            Assert.StartsWith("Worker 0 was lost, leaving 0 workers of the Cluster:MinWorkers = 1 the job needs, and a job whose shards run on shard " +
-                "nodes takes no new workers yet.", lost.Message);
+            Assert.StartsWith("Worker 0 was lost, leaving 0 workers of the Cluster:MinWorkers = 1 the job needs, and every one of the 2 worker slots the " +
+                "shards were placed for is taken, so no worker can join this job. Restart the job", lost.Message);
             await ReleasedAsync();
 
-            // One lost between parts that leaves fewer than Cluster:MinWorkers: the job fails (no worker can join).
-            (_, server, owner, _) = await PlaceAsync(2, minWorkers: 2);
+            // One lost between parts that leaves fewer than Cluster:MinWorkers, with both slots taken: the job fails.
+            (_, server, owner, _) = await PlaceAsync(2, minWorkers: 2, workerSlots: 2);
             owner.Send(server, new WorkerLost(0));
             var tooFew = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
-            Assert.StartsWith("Worker 0 was lost, leaving 1 worker of the Cluster:MinWorkers = 2 the job needs, and a job whose shards run on shard " +
-                "nodes takes no new workers yet.", tooFew.Message);
+            Assert.StartsWith("Worker 0 was lost, leaving 1 worker of the Cluster:MinWorkers = 2 the job needs, and every one of the 2 worker slots",
+                tooFew.Message);
+            await ReleasedAsync();
+
+            // The same loss with the default slots (2 + 8) fails nothing: the server answers. A worker that joins (slot 2, the next
+            // index the job host gives) is given the shard nodes with its first part, signed for its own slot with a token of its own.
+            Assert.Equal(10, RemoteShardSettings.WorkerSlotsFor(2));
+            (supervisor, server, owner, workers) = await PlaceAsync(2, minWorkers: 2, workerSlots: null);
+            owner.Send(server, new WorkerLost(0));
+            owner.Send(server, GetWeights.Instance);
+            Assert.Equal(starting.Values, Assert.IsType<WeightsSnapshot>(await owner.ReceiveAsync(Guard)).Weights);
+            var joiner = Inbox.Create(ps);
+            owner.Send(server, new StartEpoch(1, [ActorRefs.Nobody, workers[1].Receiver, joiner.Receiver], [0, 3, 3]));
+            var joined = Assert.IsType<ShardServersAssigned>(await joiner.ReceiveAsync(Guard));
+            Assert.True(joined.IsGenuine(Identity));
+            Assert.Equal(("job-1", 2), (joined.JobId, joined.WorkerIndex));
+            Assert.Equal(ports[1..].Order(), joined.Ports.Order());
+            Assert.Equal(ShardServersAssigned.DigestOf(starting), joined.StartingDigest);
+            Assert.DoesNotContain(Convert.ToHexString(joined.Token), placedTokens);
+            // Only the joining worker is told: the one that has its shard nodes already gets nothing more.
+            await Assert.ThrowsAsync<TimeoutException>(() => workers[1].ReceiveAsync(TimeSpan.FromMilliseconds(500)));
+            // A worker beyond the 10 slots would get no shard nodes: the job fails, naming the fix.
+            Inbox[] many = [.. Enumerable.Range(0, 11).Select(_ => Inbox.Create(ps))];
+            owner.Send(server, new StartEpoch(2, [.. many.Select(w => w.Receiver)], [.. Enumerable.Repeat(1, 11)]));
+            var beyond = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
+            Assert.StartsWith("Worker 10 joined the running job, and the shards were placed for 10 worker slots (0 to 9): its worker would get no shard " +
+                "nodes.", beyond.Message);
         }
         finally
         {

@@ -125,6 +125,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly ClusterSecurity _security;
     private readonly DataPlaneListener _listener;
     private bool _started;
+    private int _shardWorkerSlots; // Cluster:ShardNodes: the worker slots the shards are placed for (RemoteShardSettings.WorkerSlotsFor)
     private IActorRef? _coordinator;
     private Task<TrainingResult>? _coordinatorCompletion; // the coordinator's outcome, which reaches this actor as Done
     private readonly HashSet<int> _joined = []; // workers handed to the coordinator
@@ -642,11 +643,12 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void JoinRunningJob(int index)
     {
         if (!_started || _coordinator is null || !_attached.Contains(index) || !_links.TryGetValue(index, out var link) || !_joined.Add(index)) return;
-        if (_options.Cluster.ShardNodes)
+        if (_options.Cluster.ShardNodes && index >= _shardWorkerSlots)
         {
-            // Its worker would get no shard nodes (they were given out at the start), and wait for weights that never come.
-            _log.Warning("Worker {0} is ready, but a job whose shards run on shard nodes (Cluster:ShardNodes) takes no workers after it started: it " +
-                "stays idle until the job ends. Start every worker before the job starts.", index);
+            // The shards hold a token for each of the slots they were placed for, and no other: its worker would get no shard nodes.
+            _log.Warning("Worker {0} is ready, but the shards of this job (Cluster:ShardNodes) were placed for {1} worker slots (0 to {2}: those of the " +
+                "workers the job started with, and as many more, at least 8, for workers that join or restart), all given out: it stays idle until the job ends. " +
+                "Restart the job with Checkpoint:Resume to train with more workers.", index, _shardWorkerSlots, _shardWorkerSlots - 1);
             return;
         }
         _coordinator.Tell(new AddWorker(link, index));
@@ -742,6 +744,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _started = true;
         StopWaitingToStart();
         var workers = Enumerable.Range(0, count).Select(i => _links[i]).ToArray();
+        _shardWorkerSlots = RemoteShardSettings.WorkerSlotsFor(workers.Length);
         var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
         var settings = new CoordinatorSettings(loop.Epochs, loop.MinibatchPerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
             _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping,
@@ -757,7 +760,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // coordinator's stall time-out (it counts them as time without progress), so each gets a third of it at most.
             ? RemoteShardedParameterServer.Props(new RemoteShardSettings(_security.Identity, _jobId, _options.Cluster.ParameterServerShards, weights,
                 _serverSettings, workers, TimeSpan.FromSeconds(Math.Min(_options.Cluster.JoinTimeoutSeconds, loop.StallTimeoutSeconds / 3)), minimum,
-                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), _options.ParameterServerOptimizer(), resumeFrom))
+                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), _options.ParameterServerOptimizer(), resumeFrom, _shardWorkerSlots))
             : ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
                 CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
                 update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer,

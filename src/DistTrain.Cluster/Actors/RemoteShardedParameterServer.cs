@@ -22,14 +22,15 @@ namespace DistTrain.Cluster.Actors;
 /// the weights takes the frozen tensors from them.</param>
 /// <param name="ServerSettings">The parameter server's <see cref="Hosting.ModelFingerprint.ServerSettingsOf"/>: every shard node's must
 /// equal it.</param>
-/// <param name="Workers">The run's workers (their links on this node), by worker slot: each is given the shard nodes, and the shards'
-/// tokens are drawn for these slots.</param>
+/// <param name="Workers">The run's workers when it starts (their links on this node), by worker slot: each is given the shard nodes
+/// once they are placed. A worker that joins later is given them with the first part it is in (<see cref="StartEpoch.Workers"/>).</param>
 /// <param name="Timeout">How long the search for K shard nodes may take, again how long their answers may take, how long the decision
 /// about a lost worker may take, and the longest a gathering of the weights may go without a piece from any shard, positive:
 /// the smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds (the coordinator counts the placement as
 /// time without progress).</param>
-/// <param name="MinWorkers">Cluster:MinWorkers: a lost worker that leaves fewer fails the job, since a job on shard nodes takes no
-/// new workers (the coordinator would otherwise pause for ever, waiting for one).</param>
+/// <param name="MinWorkers">Cluster:MinWorkers: a lost worker that leaves fewer fails the job when every worker slot placed with the
+/// shards is taken, since no worker could join it (the coordinator would otherwise pause, waiting for one); while one is free the
+/// coordinator pauses for a worker to join, as with one parameter server.</param>
 /// <param name="Checkpoints">Where to write a checkpoint at the end of every epoch (Checkpoint:Directory; Checkpoint:EverySteps must
 /// be 0); null writes none.</param>
 /// <param name="Optimizer">The parameter server's optimizer settings (<see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/>),
@@ -38,9 +39,33 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="ResumeFrom">The checkpoint a resumed run starts from, of an epoch's start (round 0), whose layout is the model's: each
 /// shard is sent its slice of the weights and optimizer state before the first part; null starts from
 /// <paramref name="StartingWeights"/>.</param>
+/// <param name="WorkerSlots">The worker slots the shards are placed for, each with a data-plane token of its own: at least
+/// <c>Workers.Count</c>, at most <see cref="UpdatePolicy.MaxWorkers"/>; null (the default): <see cref="WorkerSlotsFor"/>. The
+/// slots beyond <c>Workers.Count</c> are for workers that join the running job (a restarted worker joins as a new one).</param>
 public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int Shards, ParameterVector StartingWeights, string ServerSettings,
     IReadOnlyList<IActorRef> Workers, TimeSpan Timeout, int MinWorkers = 1, CheckpointSettings? Checkpoints = null, OptimizerOptions? Optimizer = null,
-    TrainingCheckpoint? ResumeFrom = null);
+    TrainingCheckpoint? ResumeFrom = null, int? WorkerSlots = null)
+{
+    /// <summary>The fewest slots kept for workers that join a running job on shard nodes: 8.</summary>
+    public const int MinSpareWorkerSlots = 8;
+
+    /// <summary>
+    /// The worker slots a job on shard nodes that starts with <paramref name="startingWorkers"/> workers places its shards for:
+    /// those workers' and as many again for workers that join later, at least <see cref="MinSpareWorkerSlots"/>, at most
+    /// <see cref="UpdatePolicy.MaxWorkers"/> in all. A slot costs a shard node one idle link (no buffers until its worker
+    /// connects), and the hosting request its 32-byte token. 3 workers: 11 slots; 20 workers: 40.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="startingWorkers"/> is not 1 to <see cref="UpdatePolicy.MaxWorkers"/>.</exception>
+    public static int WorkerSlotsFor(int startingWorkers)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(startingWorkers, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(startingWorkers, UpdatePolicy.MaxWorkers);
+        return Math.Min(UpdatePolicy.MaxWorkers, startingWorkers + Math.Max(MinSpareWorkerSlots, startingWorkers));
+    }
+
+    /// <summary>The worker slots the shards are placed for: <see cref="WorkerSlots"/>, or <see cref="WorkerSlotsFor"/> of <c>Workers.Count</c>.</summary>
+    public int Slots => WorkerSlots ?? WorkerSlotsFor(Workers.Count);
+}
 
 /// <summary>
 /// The parameter server of a run whose K shards run on shard nodes (Cluster:ShardNodes; docs/architecture.md, "Where the shards
@@ -59,8 +84,8 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// <para>Until the shards are placed, every message from the coordinator waits. No K shard nodes within
 /// <see cref="RemoteShardSettings.Timeout"/>, a refusal, no answers within it again, a gathering of the weights (or of a checkpoint)
 /// to which no shard sends a piece for that long, a shard node that fails or leaves, the
-/// shards' reports disagreeing, and a lost worker that leaves fewer than <see cref="RemoteShardSettings.MinWorkers"/> each fail
-/// this actor with <see cref="ShardNodesException"/>, whose message names the problem and the fix, so the coordinator ends the
+/// shards' reports disagreeing, and a lost worker that leaves fewer than <see cref="RemoteShardSettings.MinWorkers"/> with no
+/// worker slot free (<see cref="RemoteShardSettings.Slots"/>) each fail this actor with <see cref="ShardNodesException"/>, whose message names the problem and the fix, so the coordinator ends the
 /// job with it. Any other lost worker is covered: during a part, the part's <see cref="ShardLossArbiter"/> (a child, made
 /// anew for each part) decides with every shard which of its slices count, this actor tells the coordinator the first round
 /// whose minibatch is left (<see cref="WorkerRemoved"/>, before the part's end, which waits for every decision, each for up to
@@ -70,6 +95,10 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// (it still sets the further part's and later epochs' minibatches). A failing loss waits a grace of 2 s (a worker's 3 s), in which a
 /// stop (<see cref="StopStepping"/>) makes it the stop's: stopping the whole cluster stops the shard nodes and workers too,
 /// and the job then ends cancelled, not failed.</para>
+/// <para>The shards are placed for more worker slots than the run starts with (<see cref="RemoteShardSettings.WorkerSlotsFor"/>), each
+/// with its own token at every shard: a worker that joins the running job (a new one, or a lost one restarted, which joins as a new
+/// worker) takes the next slot, and is given the shard nodes with the first part it is in. A worker joining beyond the slots is
+/// not taken by the job host (it stays idle, with a warning).</para>
 /// <para>A part with no minibatch (a resumed run that first scores its checkpoint's weights: every epoch was trained, or early
 /// stopping's record asks for the resumed epoch's score) only hands out the weights: every shard broadcasts its slice and reports
 /// the part's end, and its <see cref="EpochCompleted"/> (no samples) comes without a checkpoint.</para>
@@ -122,6 +151,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private int _gatherAttempts;
     private bool _partRunning;
     private readonly HashSet<int> _lost = [];
+    private bool[] _taken = [];                      // by worker slot: its worker was given the shard nodes (ShardServersAssigned), or was lost
     private IActorRef _arbiter = ActorRefs.Nobody;   // the running part's ShardLossArbiter (a child), which decides its lost workers
     private int _arbiters;                           // arbiters made so far, for unique names
     private (int Epoch, int Part) _part;             // the running (or last) part: its epoch, and its index within the epoch
@@ -155,8 +185,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 
     /// <summary>Props of the server.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="settings"/> or one of its references is null.</exception>
-    /// <exception cref="ArgumentException">No worker, a shard count outside 1 to <see cref="ParameterShards.MaxShards"/>, a
-    /// time-out that is not positive, checkpoints without the optimizer settings, or a checkpoint to resume from within an
+    /// <exception cref="ArgumentException">No worker, a shard count outside 1 to <see cref="ParameterShards.MaxShards"/>, worker
+    /// slots fewer than the workers or more than <see cref="UpdatePolicy.MaxWorkers"/>, a time-out that is not positive, checkpoints without the optimizer settings, or a checkpoint to resume from within an
     /// epoch.</exception>
     public static Props Props(RemoteShardSettings settings)
     {
@@ -168,6 +198,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             throw new ArgumentException($"A run has 1 to {UpdatePolicy.MaxWorkers} worker slots; {settings.Workers.Count} were given.", nameof(settings));
         if (settings.Shards is < 1 or > ParameterShards.MaxShards)
             throw new ArgumentException($"A run places 1 to {ParameterShards.MaxShards} shards; {settings.Shards} were given.", nameof(settings));
+        if (settings.WorkerSlots is { } slots && (slots < settings.Workers.Count || slots > UpdatePolicy.MaxWorkers))
+            throw new ArgumentException($"The shards are placed for {slots} worker slots, fewer than the {settings.Workers.Count} workers the run starts with or " +
+                $"more than {UpdatePolicy.MaxWorkers}.", nameof(settings));
         if (settings.Timeout <= TimeSpan.Zero) throw new ArgumentException("The search for shard nodes needs a positive time-out.", nameof(settings));
         if ((settings.Checkpoints ?? (object?)settings.ResumeFrom) is not null && settings.Optimizer is null)
             throw new ArgumentException("A run on shard nodes that writes or resumes from checkpoints needs the parameter server's optimizer settings.", nameof(settings));
@@ -193,7 +226,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 
     private void Place(IReadOnlyList<IActorRef> hosts)
     {
-        _placement = new ShardPlacement(_settings.Identity, Context.System, Self, _settings.JobId, hosts, _settings.Workers.Count,
+        _placement = new ShardPlacement(_settings.Identity, Context.System, Self, _settings.JobId, hosts, _settings.Slots,
             _settings.StartingWeights, _settings.ServerSettings);
         for (var k = 0; k < hosts.Count; k++) hosts[k].Tell(_placement.Requests[k], Self);
         Timers.StartSingleTimer(nameof(PlacementTimedOut), new PlacementTimedOut(), _settings.Timeout);
@@ -229,14 +262,26 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             { { "shard", k.ToString(CultureInfo.InvariantCulture) }, { "node", Metrics.DistTrainMetrics.Node } })];
         if (_settings.ResumeFrom is { } checkpoint) SendCheckpointSlices(checkpoint);
         var endpoints = placement.ServersFor(0, null).Endpoints;
-        for (var w = 0; w < _settings.Workers.Count; w++)
-            _settings.Workers[w].Tell(ShardServersAssigned.Signed(_settings.Identity, _settings.JobId, w, endpoints, placement.ServersFor(w, null).WorkerToken,
-                _settings.StartingWeights), Self);
-        _log.Info("Parameter server: {0} placed on {1}", Counts.Of(_shards.Length, "shard"), string.Join(", ", endpoints.Select((e, k) =>
-            $"shard {k} at {placement.Hosts[k].Path.Address} (data plane {e})")));
+        _taken = new bool[placement.WorkerSlots];
+        for (var w = 0; w < _settings.Workers.Count; w++) AssignShardServers(w, _settings.Workers[w]);
+        _log.Info("Parameter server: {0} placed on {1}; {2} for workers that join", Counts.Of(_shards.Length, "shard"), string.Join(", ", endpoints.Select((e, k) =>
+            $"shard {k} at {placement.Hosts[k].Path.Address} (data plane {e})")), Counts.Of(placement.WorkerSlots - _settings.Workers.Count, "worker slot"));
         Become(Running);
         Stash.UnstashAll();
     }
+
+    /// <summary>Gives worker slot <paramref name="slot"/>'s worker (its link on this node) the shard nodes' endpoints and the slot's own
+    /// token, signed (<see cref="ShardServersAssigned"/>).</summary>
+    private void AssignShardServers(int slot, IActorRef worker)
+    {
+        var placement = _placement!;
+        var servers = placement.ServersFor(slot, null);
+        worker.Tell(ShardServersAssigned.Signed(_settings.Identity, _settings.JobId, slot, servers.Endpoints, servers.WorkerToken, _settings.StartingWeights), Self);
+        _taken[slot] = true;
+    }
+
+    /// <summary>The worker slots placed with the shards that no worker has taken yet: what workers that join can still take.</summary>
+    private int FreeSlots => _taken.Count(taken => !taken);
 
     private void Running()
     {
@@ -308,11 +353,20 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private void OnStartEpoch(StartEpoch start)
     {
         _coordinator = Sender;
-        var slots = _settings.Workers.Count;
+        var slots = _placement!.WorkerSlots;
         for (var w = slots; w < start.Workers.Length; w++)
             if (!start.Workers[w].IsNobody())
-                throw new ShardNodesException($"Worker {w} joined the running job, and the shards were placed for {slots} worker slots: shards on shard " +
-                    "nodes take no workers beyond those the job started with yet. Start the job with every worker, or set Cluster:ShardNodes to false.");
+                throw new ShardNodesException($"Worker {w} joined the running job, and the shards were placed for {slots} worker slots (0 to {slots - 1}): " +
+                    "its worker would get no shard nodes. Restart the job with every worker from its start, or set Cluster:ShardNodes to false.");
+        // A worker that joined the running job (a restarted one joins as a new worker) is given the shard nodes with its first part: it
+        // connects to each shard's data plane with its slot's token, and each shard sends it the part's starting weights once it has.
+        for (var w = 0; w < Math.Min(slots, start.Workers.Length); w++)
+        {
+            if (start.Workers[w].IsNobody() || _taken[w]) continue;
+            AssignShardServers(w, start.Workers[w]);
+            _log.Info("Parameter server: worker {0} joined; it is given the shard nodes for its first part (epoch {1}); {2} left for workers that join.",
+                w, start.Epoch, Counts.Of(FreeSlots, "worker slot"));
+        }
         var inPart = new bool[slots];
         var rounds = new int[slots];
         for (var w = 0; w < Math.Min(slots, start.Workers.Length); w++)
@@ -343,19 +397,27 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     /// <summary>
     /// A worker is lost. During a part its arbiter asks every shard and decides whether the worker's slice of the open round counts
     /// (<see cref="OnLossDecided"/>); between parts (an evaluation, the run's end) nothing of it is pending at the shards, and the
-    /// coordinator plans the next part without it. Either way a loss that leaves fewer than Cluster:MinWorkers fails the job, since
-    /// a job on shard nodes takes no new workers (the coordinator would wait for one).
+    /// coordinator plans the next part without it. Either way a loss that leaves fewer than Cluster:MinWorkers, with every worker
+    /// slot placed with the shards taken, fails the job: no worker could join it, and the coordinator would pause for one. While a
+    /// slot is free, the coordinator pauses for a worker to join, as with one parameter server.
     /// </summary>
     private void OnWorkerLost(WorkerLost lost)
     {
-        if (lost.WorkerIndex < 0 || lost.WorkerIndex >= _settings.Workers.Count || !_lost.Add(lost.WorkerIndex)) return;
-        var alive = _settings.Workers.Count - _lost.Count;
+        if (lost.WorkerIndex < 0 || lost.WorkerIndex >= _taken.Length || !_lost.Add(lost.WorkerIndex)) return;
+        _taken[lost.WorkerIndex] = true; // one lost before its first part keeps its slot too: the job host never gives an index again
+        var alive = _taken.Count(taken => taken) - _lost.Count;
         if (alive < Math.Max(1, _settings.MinWorkers)) // as the coordinator counts them
         {
-            FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost, leaving {Counts.Of(alive, "worker")} of the Cluster:MinWorkers = " +
-                $"{_settings.MinWorkers} the job needs, and a job whose shards run on shard nodes takes no new workers yet. Restart the job, or set " +
-                "Cluster:ShardNodes to false (the shards then run in the parameter server's process, and workers may join)."), WorkerLossGrace);
-            return;
+            if (FreeSlots == 0)
+            {
+                FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost, leaving {Counts.Of(alive, "worker")} of the Cluster:MinWorkers = " +
+                    $"{_settings.MinWorkers} the job needs, and every one of the {_taken.Length} worker slots the shards were placed for is taken, so no " +
+                    "worker can join this job. Restart the job (from its newest checkpoint, with Checkpoint:Resume), or set Cluster:ShardNodes to false " +
+                    "(the shards then run in the parameter server's process, which takes any number of joining workers)."), WorkerLossGrace);
+                return;
+            }
+            _log.Warning("Parameter server: worker {0} was lost, leaving {1} of the Cluster:MinWorkers = {2} the job needs; {3} still free " +
+                "for a worker that joins.", lost.WorkerIndex, Counts.Of(alive, "worker"), _settings.MinWorkers, Counts.Of(FreeSlots, "worker slot"));
         }
         if (!_partRunning)
         {

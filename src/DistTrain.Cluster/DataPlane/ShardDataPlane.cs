@@ -19,9 +19,10 @@ namespace DistTrain.Cluster.DataPlane;
 /// registration its own), so a worker of the run cannot take another worker's slot. A hello is refused when it is a hello to a
 /// parameter server, carries no token of this run, names another shard count or another shard than this node's, claims a
 /// worker slot outside the run's, carries another slot's token than the one it claims, claims a slot already connected (or
-/// whose connection was lost: a worker cannot take its slot at a shard again yet), or announces a slice of another length than
-/// this shard's. No refusal quotes a token.
-/// Not yet here: a worker taking a slot again.
+/// whose connection was lost), or announces a slice of another length than this shard's. No refusal quotes a token. A lost
+/// slot is never taken again: a worker restarted after its loss joins the job as a new worker, in a slot of its own, which the
+/// shards were placed with (<see cref="RemoteShardSettings.WorkerSlotsFor"/>); a slot's link holds no buffers until its worker
+/// connects.
 /// </remarks>
 public sealed class ShardDataPlane : ReceiveActor
 {
@@ -133,7 +134,7 @@ public sealed class ShardDataPlane : ReceiveActor
             return $"it claims worker slot {hello.WorkerIndex} with another worker slot's token: each worker's hello carries its own slot's token, " +
                 "and only the worker of that slot was given it (check the worker's index)";
         if (_lost.Contains(hello.WorkerIndex))
-            return $"worker {hello.WorkerIndex}'s connection to this shard was lost in this run, and a worker cannot take its slot at a shard again yet";
+            return $"worker {hello.WorkerIndex}'s connection to this shard was lost in this run, and a lost slot is not taken again (a worker restarted after its loss joins the job as a new worker, in a slot of its own)";
         if (_connected.Contains(hello.WorkerIndex))
             return $"worker {hello.WorkerIndex} is already connected to this shard; the existing connection is kept";
         if (hello.ParameterCount != _shard.Length)

@@ -56,7 +56,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     private readonly int[] _trainableTensorLengths;
     private readonly int _trainableLength;
     private readonly ILoggingAdapter _log = Context.GetLogger();
-    private readonly float[][] _gradientBuffers;
+    private float[][] _gradientBuffers = []; // two, allocated once a connection attaches (a shard node's spare slots have none)
     private DataPlaneConnection? _connection;
     private volatile IActorRef _parameterServer = ActorRefs.Nobody;
     private readonly int _weightsLength;
@@ -81,8 +81,6 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         _workerIndex = workerIndex;
         _remoteWorker = remoteWorker;
         _reportLength = reportLength;
-        // Two buffers in turn: a gradient is averaged before the worker can send its next one.
-        _gradientBuffers = [new float[reportLength], new float[reportLength]];
         Receive<Attach>(OnAttach);
         Receive<WeightsUpdated>(OnWeights);
         Receive<ShardWeights>(OnShardWeights);
@@ -168,6 +166,9 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     private void OnAttach(Attach attach)
     {
         _connection = attach.Connection;
+        // Two buffers in turn: a gradient is averaged before the worker can send its next one.
+        if (_gradientBuffers.Length == 0) _gradientBuffers = [new float[_reportLength], new float[_reportLength]];
+        var buffers = _gradientBuffers;
         var self = Self;
         var next = 0;
         var compressed = _compression is null ? null : new CompressedGradientReader(_compression, _trainableTensorLengths);
@@ -177,7 +178,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         TensorFrame.StartReader(attach.Connection, $"dataplane-worker-{_workerIndex}", TensorFrame.GradientType, _reportLength,
             _ =>
             {
-                var buffer = _gradientBuffers[next];
+                var buffer = buffers[next];
                 next ^= 1;
                 return buffer;
             },

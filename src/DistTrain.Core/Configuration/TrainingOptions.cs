@@ -283,8 +283,10 @@ public sealed class ClusterOptions
     /// node's data plane and take each round's weights from the K nodes, and the parameter server only coordinates. Default
     /// false. The job waits for K shard nodes, and again for their answers, up to the smaller of Cluster:JoinTimeoutSeconds and a
     /// third of Training:StallTimeoutSeconds each. Synchronous training only, without Cluster:Compression and without
-    /// Checkpoint:EverySteps; a shard node lost ends the job with an error that says so, and a worker lost during a part of an
-    /// epoch leaves its samples to a further part, as with one server (docs/architecture.md, "Where the shards run"). Read on the
+    /// Checkpoint:EverySteps; a shard node lost ends the job with an error that says so, a worker lost during a part of an
+    /// epoch leaves its samples to a further part, as with one server, and workers may join (a lost one restarted joins as a new
+    /// worker) while the worker slots placed with the shards last: as many as the job starts with, at least 8
+    /// (docs/architecture.md, "Where the shards run"). Read on the
     /// parameter-server node only.
     /// </summary>
     public bool ShardNodes { get; set; }
@@ -312,9 +314,8 @@ public sealed class ClusterOptions
 
     /// <summary>
     /// Seconds training waits, once <see cref="MinWorkers"/> workers are ready, for more of the workers launched with them: it
-    /// starts with every worker ready by then. 0 to 600. Default 1. Longer matters with <see cref="ShardNodes"/>, whose jobs take
-    /// no worker after they start, when more workers are launched than <see cref="MinWorkers"/> (so that the job outlives a loss)
-    /// on machines where some start slowly.
+    /// starts with every worker ready by then. 0 to 600. Default 1. A worker ready later joins at the next epoch, or the next part of
+    /// one (with <see cref="ShardNodes"/>, while the worker slots placed with the shards last).
     /// </summary>
     public double StartDelaySeconds { get; set; } = 1;
 
