@@ -131,12 +131,14 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         return MemoryMarshal.Read<TensorFrame.Header>(bytes);
     }
 
-    /// <summary>A probe that gets every log event of <typeparamref name="TLevel"/> or above, as published.</summary>
-    private Akka.TestKit.TestProbe LogProbe<TLevel>() where TLevel : LogEvent
+    /// <summary>A probe that gets every log event of <typeparamref name="TLevel"/> or above, as published in <paramref name="system"/>
+    /// (null: the test kit's).</summary>
+    private Akka.TestKit.TestProbe LogProbe<TLevel>(ActorSystem? system = null) where TLevel : LogEvent
     {
         var log = CreateTestProbe();
-        Sys.EventStream.Subscribe(log.Ref, typeof(TLevel));
-        if (typeof(TLevel) == typeof(Info)) Sys.EventStream.Subscribe(log.Ref, typeof(Warning));
+        var events = (system ?? Sys).EventStream;
+        events.Subscribe(log.Ref, typeof(TLevel));
+        if (typeof(TLevel) == typeof(Info)) events.Subscribe(log.Ref, typeof(Warning));
         return log;
     }
 
@@ -615,6 +617,61 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         // The earlier round's connection: the weights sent to it, then its end (a read of 0 bytes), well before its receive time-out.
         var buffer = new byte[1 << 16];
         while (connection.Receive(buffer) > 0) { }
+    }
+
+    /// <summary>
+    /// With the shards on shard nodes (Cluster:ShardNodes), a worker that joined the running job and then fails (here its node
+    /// reports that a shard node's data plane did not answer) is a lost worker, not the job's end: the job host logs why, stops
+    /// its link (the coordinator counts it lost), and refuses its node's next registration with the reason, instead of letting
+    /// it join again in another slot and fail alike. (No shard node runs here: the job has started, and its parameter server
+    /// is still looking for them, in an actor system of the cluster provider, not joined, which the test's probes talk to.)
+    /// </summary>
+    [Fact]
+    public async Task On_shard_nodes_a_worker_that_joined_and_fails_counts_as_lost_and_its_node_is_refused_when_it_registers_again()
+    {
+        using var cluster = ActorSystem.Create("shard-join", Akka.Configuration.ConfigurationFactory.ParseString(
+            "akka.actor.provider = cluster\nakka.remote.dot-netty.tcp.hostname = 127.0.0.1\nakka.remote.dot-netty.tcp.port = 0\nakka.loglevel = INFO"));
+        var log = LogProbe<Info>(cluster);
+        var warnings = LogProbe<Warning>(cluster);
+        var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
+        options.Cluster.MinWorkers = 1;
+        options.Cluster.SharedMemory = false;
+        options.Cluster.ShardNodes = true;
+        options.Cluster.ParameterServerShards = 2;
+        options.Checkpoint.EverySteps = 0;
+        var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
+        var completion = new TaskCompletionSource<TrainingResult>();
+        var host = cluster.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), completion));
+
+        var (first, accepted) = Register(host, options, identity, round: 1);
+        first.Send(host, new WorkerReady(accepted.WorkerIndex, CreateTestProbe().Ref, Round: 1));
+        Connect(listener.Port).Send(Hello(0, parameterCount, accepted.DataToken!));
+        FishLog(log, "Training starts with 1 worker", "the start");
+
+        var (joiner, joined) = Register(host, options, identity, agent: CreateTestProbe(), round: 1);
+        Assert.Equal(1, joined.WorkerIndex);
+        joiner.Send(host, new WorkerReady(1, CreateTestProbe().Ref, Round: 1));
+        var connection = Connect(listener.Port);
+        connection.Send(Hello(1, parameterCount, joined.DataToken!));
+        FishLog(log, "Data plane: worker 1 connected", "the joiner's connection, attached");
+
+        joiner.Send(host, new WorkerFailed(1, "Worker 1: shard 0's data plane at 127.0.0.1:9 did not answer within 10 s"));
+        var lost = FishLog(warnings, "Worker 1, which joined the running job, failed:", "the joiner's failure, as a loss");
+        Assert.Contains("did not answer within 10 s. It counts as lost; the job goes on without it.", lost);
+        Assert.True(ClosedByPeer(connection), "the failed joiner's link left its connection open");
+        Assert.False(completion.Task.IsCompleted, "the job ended on a joiner's failure");
+
+        // Its node registers again (its data plane closed): refused, with the reason, rather than joining in a new slot.
+        joiner.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, ModelFingerprint.Of(options), "akka.tcp://disttrain@127.0.0.1:4100",
+            JobName: identity.Name, Proof: identity.RegistrationProof("akka.tcp://disttrain@127.0.0.1:4100", ClusterProtocolInfo.Version,
+                ModelFingerprint.Of(options)), Round: 2));
+        var refused = joiner.ExpectMsg<RegistrationRefused>(Wait);
+        Assert.StartsWith("worker 1 of this node joined the running job and failed: Worker 1: shard 0's data plane", refused.Reason);
+        Assert.False(completion.Task.IsCompleted, "the job ended on a joiner's failure");
+        await cluster.Terminate();
     }
 
     /// <summary>

@@ -22,9 +22,10 @@
 #      parameter server places its 2 shards on the shard containers, the workers train against them over TLS, a checkpoint
 #      is written at each epoch's end from the shards' slices, every node exits 0, and the test accuracy equals the
 #      undisturbed run's (the same weights, bit for bit, as one server's);
-#   7. shard nodes again, with 3 worker containers (WORKERS=2, DISTTRAIN_Cluster__StartDelaySeconds=20) and no standby, one
-#      worker killed mid-epoch: the shard nodes decide which of its slices count, a further part of the epoch gives its samples to the 2 alive, one
-#      checkpoint is written per epoch, every other node exits 0, and the test accuracy is within 1 point of the undisturbed run's;
+#   7. shard nodes again, 2 worker containers (WORKERS=2) and no standby, one worker killed mid-epoch and started again: the
+#      shard nodes decide which of its slices count, the restarted worker joins as worker 2 in a worker slot placed with the
+#      shards to spare, a further part of the epoch gives the lost worker's samples to it and the other, one checkpoint is
+#      written per epoch, every node (the restarted one too) exits 0, and the test accuracy is within 1 point of the undisturbed run's;
 #   8. shard nodes with the standby, the ps container killed mid-epoch: the shard containers release the lost server's shards,
 #      the standby takes over from the newest epoch-end checkpoint and places new shards on the same shard containers, every
 #      node but the killed one exits 0, and the test accuracy equals the undisturbed run's (an epoch-end resume is exact).
@@ -491,37 +492,49 @@ check $? "the test accuracy on shard nodes equals the undisturbed run's: ${shard
 down
 
 # ---------------------------------------------------------------------------------------------------------------
-log "== compose run 5: shard nodes, a worker container killed mid-epoch (3 workers, WORKERS=2, DISTTRAIN_Cluster__StartDelaySeconds=20)"
+log "== compose run 5: shard nodes, a worker container killed mid-epoch and started again (2 workers, WORKERS=2)"
 t0=$(now)
-WORKERS=2 DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 DISTTRAIN_Cluster__StartDelaySeconds=20 CHECKPOINT_EVERY_STEPS=0 \
-  "${compose[@]}" up -d --no-build --scale worker=3 --scale shard=2 ps worker shard > "$work/up.log" 2>&1 \
-  || die "compose up (shard nodes, 3 workers) failed: $(tail -5 "$work/up.log")"
+WORKERS=2 DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 CHECKPOINT_EVERY_STEPS=0 \
+  "${compose[@]}" up -d --no-build --scale worker=2 --scale shard=2 ps worker shard > "$work/up.log" 2>&1 \
+  || die "compose up (shard nodes, a worker to restart) failed: $(tail -5 "$work/up.log")"
 ps_id=$(ids ps); worker_ids=($(ids worker)); shard_ids=($(ids shard))
-[ ${#worker_ids[@]} -eq 3 ] && [ ${#shard_ids[@]} -eq 2 ] || die "compose started ${#worker_ids[@]} worker and ${#shard_ids[@]} shard containers, expected 3 and 2"
-wait_for_log "$ps_id" "Training starts with 3 workers" 480 || die "training did not start with 3 workers within 480 s: $(logs_of "$ps_id" | grep -E "Training starts|joins as" | tail -5)"
+[ ${#worker_ids[@]} -eq 2 ] && [ ${#shard_ids[@]} -eq 2 ] || die "compose started ${#worker_ids[@]} worker and ${#shard_ids[@]} shard containers, expected 2 and 2"
+wait_for_log "$ps_id" "Training starts with 2 workers" 480 || die "training did not start with 2 workers within 480 s: $(logs_of "$ps_id" | grep -E "Training starts|joins as" | tail -5)"
 wait_for_log "$ps_id" "^epoch +3/10 +50%" 300 || die "epoch 3 did not reach 50%"
 victim=${worker_ids[0]}
+t_kill=$(now)
 "$engine" kill "$victim" > /dev/null
 log "killed worker container $("$engine" inspect -f '{{.Name}}' "$victim" | tr -d /) at epoch 3, 50%"
 wait_for_log "$ps_id" "Worker [0-9]+ lost in epoch [0-9]+ round [0-9]+: " 120
 check $? "the parameter server and both shard nodes decided which of the lost worker's slices count"
 logs_of "$ps_id" | grep -oE "Worker [0-9]+ lost in epoch [0-9]+ round [0-9]+: .*" | head -1 | cut -c1-200 | sed 's/^/  | /'
+log_has "$ps_id" "worker slots? still free for a worker that joins"
+check $? "the loss left fewer than WORKERS, with worker slots free for a worker to join: $(logs_of "$ps_id" | grep -oE "Parameter server: worker [0-9]+ was lost, leaving .*" | head -1 | cut -c1-200)"
+t_restart=$(now)
+"$engine" start "$victim" > "$work/start.log" 2>&1; check $? "the killed worker container starts again"
+wait_for_log "$ps_id" "joins as worker 2" 180; check $? "the restarted worker joins the running job as worker 2"
+t_joined=$(log_time "$ps_id" "joins as worker 2")
+wait_for_log "$ps_id" "Parameter server: worker 2 joined; it is given the shard nodes" 180
+check $? "the parameter server gives it the shard nodes, for a spare slot"
 wait_for_log "$ps_id" "Epoch [0-9]+: the [0-9,]+ samples? (left untrained when a worker was lost|lost workers had left) go(es)? to 2 workers" 120
-check $? "a further part of that epoch gives its samples to the 2 workers alive"
+check $? "a further part of that epoch gives its samples to the 2 workers alive, the restarted one among them"
 logs_of "$ps_id" | grep -oE "Epoch [0-9]+: the [0-9,]+ samples? .* to 2 workers.*" | head -1 | sed 's/^/  | /'
 ps_status=$(exit_code "$ps_id")
-worker_statuses="$(exit_code "${worker_ids[1]}" 60) $(exit_code "${worker_ids[2]}" 60)"
+worker_statuses="$(exit_code "${worker_ids[1]}" 60) $(exit_code "$victim" 60)"
 shard_statuses="$(exit_code "${shard_ids[0]}" 60) $(exit_code "${shard_ids[1]}" 60)"
-save_logs shard-nodes-worker-killed
+save_logs shard-nodes-worker-restarted
 summary_lines "$ps_id"
 shards_killed_accuracy=$(accuracy_of "$ps_id")
+log "kill -> started again: $(seconds_between "$t_kill" "$t_restart") s; started again -> joined: $(seconds_between "$t_restart" "${t_joined:-}") s"
+log_has "$victim" "Worker 2 trains against 2 shard nodes: "
+check $? "the restarted worker trains against the 2 shard nodes"
 gathered=$(logs_of "$ps_id" | grep -cE "end gathered from the shard nodes for its checkpoint")
 [ "$gathered" -eq 10 ]
 check $? "one checkpoint per epoch, the killed one's at the end of its last part ($gathered gathered for 10 epochs)"
 [ "$ps_status" = 0 ] && [ "$worker_statuses" = "0 0" ] && [ "$shard_statuses" = "0 0" ]
-check $? "every node but the killed one exited 0 (ps $ps_status, workers $worker_statuses, shard nodes $shard_statuses); $(seconds_between "$t0" "$(now)") s from compose up"
+check $? "every node exited 0, the restarted worker too (ps $ps_status, workers $worker_statuses, shard nodes $shard_statuses); $(seconds_between "$t0" "$(now)") s from compose up"
 [ -n "$shards_killed_accuracy" ] && within "$shards_killed_accuracy" "${container_accuracy:-0}" 1.0
-check $? "test accuracy on shard nodes with a worker killed: ${shards_killed_accuracy:-?}%, within 1 point of the undisturbed ${container_accuracy:-?}%"
+check $? "test accuracy on shard nodes with a worker killed and restarted: ${shards_killed_accuracy:-?}%, within 1 point of the undisturbed ${container_accuracy:-?}%"
 down
 
 # ---------------------------------------------------------------------------------------------------------------

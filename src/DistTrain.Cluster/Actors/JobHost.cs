@@ -126,6 +126,8 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private readonly DataPlaneListener _listener;
     private bool _started;
     private int _shardWorkerSlots; // Cluster:ShardNodes: the worker slots the shards are placed for (RemoteShardSettings.WorkerSlotsFor)
+    private int _startingWorkers;  // the workers training started with: a higher index joined the running job
+    private readonly Dictionary<IActorRef, string> _failedJoiners = []; // agents whose worker joined on shard nodes and failed: refused, with why
     private IActorRef? _coordinator;
     private Task<TrainingResult>? _coordinatorCompletion; // the coordinator's outcome, which reaches this actor as Done
     private readonly HashSet<int> _joined = []; // workers handed to the coordinator
@@ -178,6 +180,19 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // Only from the agent registered as that worker (a member, authenticated by the cluster). By its sender, not by the
             // worker's link, which the worker's death may have stopped first.
             if (!_indexOf.TryGetValue(Sender, out var index) || index != failed.WorkerIndex) return;
+            if (_options.Cluster.ShardNodes && !_stopping && _started && index >= _startingWorkers && _links.TryGetValue(index, out var link))
+            {
+                // A worker that joined the running job on shard nodes and cannot train against them (its node cannot reach a shard
+                // node, or builds other starting weights) is a lost worker, not the job's end: the others train on. A shard node
+                // really lost fails the job through the parameter server, which watches every shard.
+                var reason = failed.Reason.TrimEnd() + (failed.Reason.TrimEnd().EndsWith('.') ? "" : ".");
+                _log.Warning("Worker {0}, which joined the running job, failed: {1} It counts as lost; the job goes on without it.", index, reason);
+                // Its node would register again once its link stops, join in a new slot and fail alike: it is refused instead.
+                _failedJoiners[Sender] = $"worker {index} of this node joined the running job and failed: {reason} Fix that on this node and start " +
+                    "it again; the job goes on without it meanwhile.";
+                Context.Stop(link); // OnLinkStopped counts it lost, as does the coordinator, which watches it too
+                return;
+            }
             if (_options.Cluster.ShardNodes && !_stopping)
                 Timers.StartSingleTimer($"worker-failed-{index}", new HeldWorkerFailure(failed), RemoteShardedParameterServer.LossGrace);
             else ReportWorkerFailure(failed);
@@ -411,6 +426,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void OnRegister(RegisterWorker register)
     {
         if (_refusedThisNode) return; // the workers wait for a parameter server with the job's settings
+        if (_failedJoiners.TryGetValue(Sender, out var joinerFailure))
+        {
+            Sender.Tell(new RegistrationRefused(joinerFailure));
+            return;
+        }
         // The checks come first, also after the end: a node of another job, version or model is told why it does not
         // belong, not that this job is over (as if its own had run).
         var identity = _security.Identity;
@@ -647,8 +667,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         {
             // The shards hold a token for each of the slots they were placed for, and no other: its worker would get no shard nodes.
             _log.Warning("Worker {0} is ready, but the shards of this job (Cluster:ShardNodes) were placed for {1} worker slots (0 to {2}: those of the " +
-                "workers the job started with, and as many more, at least 8, for workers that join or restart), all given out: it stays idle until the job ends. " +
-                "Restart the job with Checkpoint:Resume to train with more workers.", index, _shardWorkerSlots, _shardWorkerSlots - 1);
+                "workers the job started with, and as many more, at least 8 and at most 256 in all, for workers that join or restart), all given out: it " +
+                "stays idle until the job ends. To train with more workers, restart the job (with Checkpoint:Directory set, Checkpoint:Resume continues " +
+                "it from its newest checkpoint).", index, _shardWorkerSlots, _shardWorkerSlots - 1);
             return;
         }
         _coordinator.Tell(new AddWorker(link, index));
@@ -744,7 +765,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         _started = true;
         StopWaitingToStart();
         var workers = Enumerable.Range(0, count).Select(i => _links[i]).ToArray();
-        _shardWorkerSlots = RemoteShardSettings.WorkerSlotsFor(workers.Length);
+        _startingWorkers = workers.Length;
+        // Indices given out already (a worker not ready yet, past a gap) count too: each may join later in a slot of its own.
+        _shardWorkerSlots = RemoteShardSettings.WorkerSlotsFor(Math.Min(UpdatePolicy.MaxWorkers, Math.Max(workers.Length, _agentAt.Count)));
         var weights = ModelFactory.StartingWeights(_model, _options.Model, loop.Seed);
         var settings = new CoordinatorSettings(loop.Epochs, loop.MinibatchPerWorker, new ShardPlanner(_trainCount, workers.Length, loop.Seed),
             _testCount, _model.Layout, TimeSpan.FromSeconds(loop.StallTimeoutSeconds), _validationCount, loop.EarlyStopping,

@@ -97,7 +97,7 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// and the job then ends cancelled, not failed.</para>
 /// <para>The shards are placed for more worker slots than the run starts with (<see cref="RemoteShardSettings.WorkerSlotsFor"/>), each
 /// with its own token at every shard: a worker that joins the running job (a new one, or a lost one restarted, which joins as a new
-/// worker) takes the next slot, and is given the shard nodes with the first part it is in. A worker joining beyond the slots is
+/// worker) takes the slot of its index, and is given the shard nodes with the first part it is in. A worker joining beyond the slots is
 /// not taken by the job host (it stays idle, with a warning).</para>
 /// <para>A part with no minibatch (a resumed run that first scores its checkpoint's weights: every epoch was trained, or early
 /// stopping's record asks for the resumed epoch's score) only hands out the weights: every shard broadcasts its slice and reports
@@ -156,6 +156,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private int _arbiters;                           // arbiters made so far, for unique names
     private (int Epoch, int Part) _part;             // the running (or last) part: its epoch, and its index within the epoch
     private int[] _partEnds = [];                    // by worker slot: the round after its last minibatch in the running part (0: none)
+    private bool[] _inPart = [];                     // by worker slot: it has a worker in the running part
     private readonly HashSet<int> _undecided = [];   // workers lost in the running part whose decision has not come back yet
     private bool _partLeftSamples;                   // a worker lost in the running part left minibatches: a further part of the epoch follows
     private ShardRoundApplied? _heldPartEnd;         // the part's end, held until every loss in it is decided
@@ -357,7 +358,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         for (var w = slots; w < start.Workers.Length; w++)
             if (!start.Workers[w].IsNobody())
                 throw new ShardNodesException($"Worker {w} joined the running job, and the shards were placed for {slots} worker slots (0 to {slots - 1}): " +
-                    "its worker would get no shard nodes. Restart the job with every worker from its start, or set Cluster:ShardNodes to false.");
+                    "its worker would get no shard nodes. The job host adds no worker beyond the slots, so this is a fault in DistTrain; restart the job " +
+                    "(Checkpoint:Resume continues it from its newest checkpoint).");
         // A worker that joined the running job (a restarted one joins as a new worker) is given the shard nodes with its first part: it
         // connects to each shard's data plane with its slot's token, and each shard sends it the part's starting weights once it has.
         for (var w = 0; w < Math.Min(slots, start.Workers.Length); w++)
@@ -380,6 +382,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _partSlots = start.Workers.Length;
         _part = (start.Epoch, start.Part);
         _partEnds = rounds;
+        _inPart = inPart;
         _partLeftSamples = false;
         // A part with no minibatch only hands out the weights (a resumed run that first scores its checkpoint's, or early
         // stopping's record asking for the resumed epoch's score): each shard broadcasts its slice and reports the part's end.
@@ -405,8 +408,10 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     {
         if (lost.WorkerIndex < 0 || lost.WorkerIndex >= _taken.Length || !_lost.Add(lost.WorkerIndex)) return;
         _taken[lost.WorkerIndex] = true; // one lost before its first part keeps its slot too: the job host never gives an index again
+        // The workers given the shard nodes and not lost (one the coordinator added, not yet in a part, is not counted: the count
+        // may be one low, and then a slot is free, so nothing fails on it).
         var alive = _taken.Count(taken => taken) - _lost.Count;
-        if (alive < Math.Max(1, _settings.MinWorkers)) // as the coordinator counts them
+        if (alive < Math.Max(1, _settings.MinWorkers))
         {
             if (FreeSlots == 0)
             {
@@ -422,6 +427,12 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         if (!_partRunning)
         {
             _log.Info("Parameter server: worker {0} was lost between parts; the next part runs without it.", lost.WorkerIndex);
+            return;
+        }
+        if (!_inPart[lost.WorkerIndex])
+        {
+            // One that joined and was lost before its first part (or one not in this part): nothing of it is pending at the shards.
+            _log.Info("Parameter server: worker {0}, not in the running part, was lost; the next part runs without it.", lost.WorkerIndex);
             return;
         }
         _undecided.Add(lost.WorkerIndex);
