@@ -574,6 +574,10 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.True(named.IsMatch(ps.Output), string.Join("\n", ps.Output.Split('\n').Where(line => line.Contains("failed", StringComparison.Ordinal)
             || line.Contains("Parameter server:", StringComparison.Ordinal) || line.Contains("Worker", StringComparison.Ordinal))));
         Assert.DoesNotContain("internal error", ps.Output);
+        // The parameter server's own error says how to go on: this run writes no checkpoints, so from the start.
+        if (ps.Output.Contains($"training failed: Shard {shard} of 2 is gone", StringComparison.Ordinal))
+            Assert.Contains("cannot go on without one (a shard holds its slice of the weights and optimizer state); restart the job (it starts from the " +
+                "beginning: this run writes no checkpoints; with Checkpoint:Directory set, a run can be resumed).", ps.Output);
     }
 
     /// <summary>

@@ -167,6 +167,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private int _checkpointEpoch;                // the epoch that gathering's checkpoint starts (the one after the epoch that ended)
     private EpochCompleted? _heldEpochEnd;       // the epoch's end, told the coordinator once its checkpoint is written
     private long _checkpointStarted;             // Stopwatch timestamp of the checkpoint's request to the shards
+    private int _checkpointedEpoch;              // the epoch whose end's checkpoint is the newest (the resumed one's, at first); 0: none
     private readonly string[] _stateNames;       // the shards' optimizer state buffers, in its order (none without the optimizer settings)
     private System.Diagnostics.TagList[] _shardTags = [];
 
@@ -175,6 +176,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     {
         _settings = settings;
         _stateNames = settings.Optimizer is { } optimizer ? [.. Optimizer.Create(optimizer, 1).State.Select(s => s.Name)] : [];
+        _checkpointedEpoch = settings.ResumeFrom is { } resumed ? resumed.Epoch - 1 : 0;
         Become(Finding);
     }
 
@@ -271,6 +273,17 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Stash.UnstashAll();
     }
 
+    /// <summary>
+    /// How to go on after the loss of a shard: start the job again, from the newest epoch-end checkpoint when there is one
+    /// (Checkpoint:Resume), else from the start.
+    /// </summary>
+    private string RestartAdvice => _settings.Checkpoints is null
+        ? "restart the job (it starts from the beginning: this run writes no checkpoints; with Checkpoint:Directory set, a run can be resumed)."
+        : _checkpointedEpoch > 0
+            ? $"start it again with Checkpoint:Resume = true and {Counts.Of(_settings.Shards, "shard node")} up: it resumes from the checkpoint of " +
+              $"epoch {_checkpointedEpoch}'s end in Checkpoint:Directory."
+            : "restart the job (it starts from the beginning: no checkpoint was written yet, the first comes at epoch 1's end).";
+
     /// <summary>Gives worker slot <paramref name="slot"/>'s worker (its link on this node) the shard nodes' endpoints and the slot's own
     /// token, signed (<see cref="ShardServersAssigned"/>).</summary>
     private void AssignShardServers(int slot, IActorRef worker)
@@ -330,7 +343,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             if (k < 0) return;
             FailSoon(new ShardNodesException($"Shard {k} of {_shards.Length} is gone: its shard node {terminated.ActorRef.Path.Address} left, crashed or was " +
                 "downed. A run whose shards run on shard nodes cannot go on without one (a shard holds its slice of the weights and optimizer state); " +
-                "restart the job."));
+                RestartAdvice));
         });
     }
 
@@ -621,6 +634,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         var checkpoint = settings.Checkpoint(new ParameterVector(_settings.StartingWeights.Layout, snapshot.Weights), gather.OptimizerState,
             _settings.Optimizer!, gather.OptimizerSteps, snapshot.Version, new CheckpointPosition(_checkpointEpoch, 0, 0, 0, _partSlots, []));
         _coordinator.Tell(ParameterServer.Save(settings.Store, checkpoint, _log), Self);
+        _checkpointedEpoch = _checkpointEpoch - 1;
         _coordinator.Tell(_heldEpochEnd!, Self);
         _heldEpochEnd = null;
     }
@@ -680,7 +694,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             return;
         }
         FailSoon(new ShardNodesException($"Shard {failed.Shard} of {placement.ShardCount} on the shard node {placement.Hosts[failed.Shard].Path.Address} " +
-            $"stopped: {failed.Reason.TrimEnd('.')}. A run whose shards run on shard nodes cannot go on without one; restart the job."));
+            $"stopped: {failed.Reason.TrimEnd('.')}. A run whose shards run on shard nodes cannot go on without one; {RestartAdvice}"));
     }
 }
 
