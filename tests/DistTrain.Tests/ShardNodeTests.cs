@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.RegularExpressions;
 using Akka.Actor;
 using Akka.Hosting;
 using DistTrain.Cluster.Actors;
@@ -356,6 +357,12 @@ public sealed class ShardNodeTests : IDisposable
             Assert.DoesNotContain(Convert.ToHexString(joined.Token), placedTokens);
             // Only the joining worker is told: the one that has its shard nodes already gets nothing more.
             await Assert.ThrowsAsync<TimeoutException>(() => workers[1].ReceiveAsync(TimeSpan.FromMilliseconds(500)));
+            // A worker lost that is not in the running part (slot 3, say one that joined and was lost before its first part) has
+            // nothing pending at the shards: no question to them, no WorkerRemoved; the server answers as before.
+            owner.Send(server, new WorkerLost(3));
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            owner.Send(server, GetWeights.Instance);
+            Assert.IsType<WeightsSnapshot>(await owner.ReceiveAsync(Guard));
             // A worker beyond the 10 slots would get no shard nodes: the job fails, naming the fix.
             Inbox[] many = [.. Enumerable.Range(0, 11).Select(_ => Inbox.Create(ps))];
             owner.Send(server, new StartEpoch(2, [.. many.Select(w => w.Receiver)], [.. Enumerable.Repeat(1, 11)]));
@@ -392,6 +399,28 @@ public sealed class ShardNodeTests : IDisposable
                 "smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds): a shard node is overloaded, cut off, or missed the " +
                 "part's start (its log says so). Restart the job.", failure.Message);
         });
+    }
+
+    /// <summary>
+    /// A shard lost (here the fake shard node's shard actor stops; the server watches it): after the loss's grace the job fails,
+    /// naming the shard and its node, and saying how to go on: this run writes no checkpoints, so from the start. The advice's
+    /// other cases: from the newest epoch-end checkpoint (a resumed run's until it writes one), or none written yet.
+    /// </summary>
+    [Fact]
+    public async Task A_lost_shard_fails_the_job_naming_it_and_how_to_go_on()
+    {
+        await WithARealAndAFakeShardNodeAsync((_, _) => Props.Create(() => new SilentShardHost(Identity, null, null)), Guard, async placed =>
+        {
+            placed.FakeNode.ActorSelection($"/user/{ShardHost.Name}/silent-shard").Tell(PoisonPill.Instance);
+            var failure = Assert.IsType<ShardNodesException>(await placed.Owner.ReceiveAsync(Guard));
+            Assert.Matches(new Regex(@"^Shard [01] of 2 is gone: its shard node akka\.tcp://disttrain@127\.0\.0\.1:\d+ left, crashed or was downed\. A run " +
+                @"whose shards run on shard nodes cannot go on without one \(a shard holds its slice of the weights and optimizer state\); restart the " +
+                @"job \(it starts from the beginning: this run writes no checkpoints; with Checkpoint:Directory set, a run can be resumed\)\.$"), failure.Message);
+        });
+        Assert.Equal("start it again with Checkpoint:Resume = true and 2 shard nodes up: it resumes from the checkpoint of epoch 3's end in " +
+            "Checkpoint:Directory.", RemoteShardedParameterServer.RestartAdviceFor(true, 3, 2));
+        Assert.Equal("restart the job (it starts from the beginning: no checkpoint was written yet; the first comes at the end of the first epoch).",
+            RemoteShardedParameterServer.RestartAdviceFor(true, 0, 2));
     }
 
     /// <summary>What <see cref="WithARealAndAFakeShardNodeAsync"/> gives its body.</summary>

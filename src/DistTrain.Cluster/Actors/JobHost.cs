@@ -58,7 +58,31 @@ public sealed class JobHost : ReceiveActor, IWithTimers
 
     /// <summary>A worker's failure held for <see cref="RemoteShardedParameterServer.LossGrace"/> (Cluster:ShardNodes), so that a stop
     /// of the whole cluster, whose shard nodes leave first, is not taken for the job's failure.</summary>
-    private sealed record HeldWorkerFailure(WorkerFailed Failure);
+    private sealed record HeldWorkerFailure(WorkerFailed Failure, IActorRef Agent);
+
+    /// <summary>
+    /// True when <paramref name="held"/> is the failure of a worker that joined the running job on shard nodes, alone: its node
+    /// cannot reach a shard node, or builds other starting weights. It is then a lost worker, not the job's end, and the others
+    /// train on: the job host logs why, stops its link (the coordinator counts it lost), and refuses its node now and when it
+    /// registers again (it would join in a new slot and fail alike). When another worker failed within the same grace, a shard
+    /// node itself is the likely fault, and the failure ends the job as any worker's does; so does one of the workers the job
+    /// started with.
+    /// </summary>
+    private bool IsJoinerOwnFailure(HeldWorkerFailure held)
+    {
+        var index = held.Failure.WorkerIndex;
+        var since = System.Diagnostics.Stopwatch.GetTimestamp() - (long)(2 * RemoteShardedParameterServer.LossGrace.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        _failuresSeen.RemoveAll(f => f.At < since);
+        if (_stopping || _coordinator is null || _startingWorkers == 0 || index < _startingWorkers || _failuresSeen.Any(f => f.Worker != index)) return false;
+        var reason = held.Failure.Reason.TrimEnd() + (held.Failure.Reason.TrimEnd().EndsWith('.') ? "" : ".");
+        _log.Warning("Worker {0}, which joined the running job, failed: {1} It counts as lost; the job goes on without it.", index, reason);
+        var refusal = $"worker {index} of this node joined the running job and failed: {reason} Fix that on this node and start it again; the " +
+            "job goes on without it meanwhile.";
+        _failedJoiners[held.Agent] = refusal;
+        held.Agent.Tell(new RegistrationRefused(refusal));
+        if (_links.TryGetValue(index, out var link)) Context.Stop(link); // OnLinkStopped counts it lost, as does the coordinator, which watches it too
+        return true;
+    }
 
     /// <summary>Tells the coordinator a worker's failure, which ends the job; while this node stops the job (its shard nodes stopping
     /// too, on a Ctrl-C of the whole cluster) it is part of the stop, and only logged.</summary>
@@ -128,6 +152,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private int _shardWorkerSlots; // Cluster:ShardNodes: the worker slots the shards are placed for (RemoteShardSettings.WorkerSlotsFor)
     private int _startingWorkers;  // the workers training started with: a higher index joined the running job
     private readonly Dictionary<IActorRef, string> _failedJoiners = []; // agents whose worker joined on shard nodes and failed: refused, with why
+    private readonly List<(int Worker, long At)> _failuresSeen = [];       // recent WorkerFailed reports: worker, Stopwatch timestamp
     private IActorRef? _coordinator;
     private Task<TrainingResult>? _coordinatorCompletion; // the coordinator's outcome, which reaches this actor as Done
     private readonly HashSet<int> _joined = []; // workers handed to the coordinator
@@ -180,24 +205,15 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // Only from the agent registered as that worker (a member, authenticated by the cluster). By its sender, not by the
             // worker's link, which the worker's death may have stopped first.
             if (!_indexOf.TryGetValue(Sender, out var index) || index != failed.WorkerIndex) return;
-            if (_options.Cluster.ShardNodes && !_stopping && _started && index >= _startingWorkers && _links.TryGetValue(index, out var link))
-            {
-                // A worker that joined the running job on shard nodes and cannot train against them (its node cannot reach a shard
-                // node, or builds other starting weights) is a lost worker, not the job's end: the others train on. A shard node
-                // really lost fails the job through the parameter server, which watches every shard.
-                var reason = failed.Reason.TrimEnd() + (failed.Reason.TrimEnd().EndsWith('.') ? "" : ".");
-                _log.Warning("Worker {0}, which joined the running job, failed: {1} It counts as lost; the job goes on without it.", index, reason);
-                // Its node would register again once its link stops, join in a new slot and fail alike: it is refused instead.
-                _failedJoiners[Sender] = $"worker {index} of this node joined the running job and failed: {reason} Fix that on this node and start " +
-                    "it again; the job goes on without it meanwhile.";
-                Context.Stop(link); // OnLinkStopped counts it lost, as does the coordinator, which watches it too
-                return;
-            }
+            _failuresSeen.Add((index, System.Diagnostics.Stopwatch.GetTimestamp()));
             if (_options.Cluster.ShardNodes && !_stopping)
-                Timers.StartSingleTimer($"worker-failed-{index}", new HeldWorkerFailure(failed), RemoteShardedParameterServer.LossGrace);
+                Timers.StartSingleTimer($"worker-failed-{index}", new HeldWorkerFailure(failed, Sender), RemoteShardedParameterServer.LossGrace);
             else ReportWorkerFailure(failed);
         });
-        Receive<HeldWorkerFailure>(held => ReportWorkerFailure(held.Failure));
+        Receive<HeldWorkerFailure>(held =>
+        {
+            if (!IsJoinerOwnFailure(held)) ReportWorkerFailure(held.Failure);
+        });
         Receive<DataPlaneListener.Accepted>(OnDataConnection);
         Receive<ReadyTimeout>(OnReadyTimeout);
         Receive<DataPlaneListener.Rejected>(r => _log.Warning("Data plane: refused a connection from {0}: {1}", r.Peer, r.Reason));

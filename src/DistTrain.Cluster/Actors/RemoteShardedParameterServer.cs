@@ -273,16 +273,22 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Stash.UnstashAll();
     }
 
+    /// <summary>How to go on after the loss of a shard (<see cref="RestartAdviceFor"/>).</summary>
+    private string RestartAdvice => RestartAdviceFor(_settings.Checkpoints is not null, _checkpointedEpoch, _settings.Shards);
+
     /// <summary>
     /// How to go on after the loss of a shard: start the job again, from the newest epoch-end checkpoint when there is one
     /// (Checkpoint:Resume), else from the start.
     /// </summary>
-    private string RestartAdvice => _settings.Checkpoints is null
+    /// <param name="writesCheckpoints">The run writes checkpoints (Checkpoint:Directory).</param>
+    /// <param name="checkpointedEpoch">The epoch whose end's checkpoint is the newest (a resumed run's, until it writes one); 0: none.</param>
+    /// <param name="shards">Cluster:ParameterServerShards: the shard nodes a resume needs.</param>
+    internal static string RestartAdviceFor(bool writesCheckpoints, int checkpointedEpoch, int shards) => !writesCheckpoints
         ? "restart the job (it starts from the beginning: this run writes no checkpoints; with Checkpoint:Directory set, a run can be resumed)."
-        : _checkpointedEpoch > 0
-            ? $"start it again with Checkpoint:Resume = true and {Counts.Of(_settings.Shards, "shard node")} up: it resumes from the checkpoint of " +
-              $"epoch {_checkpointedEpoch}'s end in Checkpoint:Directory."
-            : "restart the job (it starts from the beginning: no checkpoint was written yet, the first comes at epoch 1's end).";
+        : checkpointedEpoch > 0
+            ? $"start it again with Checkpoint:Resume = true and {Counts.Of(shards, "shard node")} up: it resumes from the checkpoint of " +
+              $"epoch {checkpointedEpoch}'s end in Checkpoint:Directory."
+            : "restart the job (it starts from the beginning: no checkpoint was written yet; the first comes at the end of the first epoch).";
 
     /// <summary>Gives worker slot <paramref name="slot"/>'s worker (its link on this node) the shard nodes' endpoints and the slot's own
     /// token, signed (<see cref="ShardServersAssigned"/>).</summary>
