@@ -326,7 +326,8 @@ public sealed class ShardNodeTests : IDisposable
             owner.Send(server, new WorkerLost(0));
             var lost = Assert.IsType<ShardNodesException>(await owner.ReceiveAsync(Guard));
             Assert.StartsWith("Worker 0 was lost, leaving 0 workers of the Cluster:MinWorkers = 1 the job needs, and every one of the 2 worker slots the " +
-                "shards were placed for is taken, so no worker can join this job. Restart the job", lost.Message);
+                "shards were placed for is taken, so no worker can join this job: restart the job (it starts from the beginning: this run writes no " +
+                "checkpoints; with Checkpoint:Directory set, a run can be resumed). Or set Cluster:ShardNodes to false", lost.Message);
             await ReleasedAsync();
 
             // One lost between parts that leaves fewer than Cluster:MinWorkers, with both slots taken: the job fails.
@@ -434,7 +435,7 @@ public sealed class ShardNodeTests : IDisposable
     /// <summary>
     /// A parameter-server node, a real shard node and a fake one whose <see cref="ShardHost"/> is made by <paramref name="fakeHost"/>
     /// (given the parameter-server node and the run's starting weights), both up; a <see cref="RemoteShardedParameterServer"/> of
-    /// 2 worker slots with <paramref name="timeout"/>, placed on both. Runs <paramref name="body"/>, then stops the real shard node.
+    /// 2 workers (placed for the default 10 worker slots) with <paramref name="timeout"/>, placed on both. Runs <paramref name="body"/>, then stops the real shard node.
     /// </summary>
     private async Task WithARealAndAFakeShardNodeAsync(Func<ActorSystem, DistTrain.Core.Tensors.ParameterVector, Props> fakeHost, TimeSpan timeout,
         Func<PlacedOnAFakeNode, Task> body)

@@ -504,7 +504,7 @@ wait_for_log "$ps_id" "^epoch +3/10 +50%" 300 || die "epoch 3 did not reach 50%"
 victim=${worker_ids[0]}
 t_kill=$(now)
 "$engine" kill "$victim" > /dev/null
-log "killed worker container $("$engine" inspect -f '{{.Name}}' "$victim" | tr -d /) at epoch 3, 50%"
+log "killed worker container $("$engine" inspect -f '{{.Name}}' "$victim" | tr -d /) once epoch 3 showed 50%"
 wait_for_log "$ps_id" "Worker [0-9]+ lost in epoch [0-9]+ round [0-9]+: " 120
 check $? "the parameter server and both shard nodes decided which of the lost worker's slices count"
 logs_of "$ps_id" | grep -oE "Worker [0-9]+ lost in epoch [0-9]+ round [0-9]+: .*" | head -1 | cut -c1-200 | sed 's/^/  | /'
@@ -576,4 +576,4 @@ check $? "the job completed on the standby (standby $standby_status, workers $wo
 check $? "test accuracy after the takeover on shard nodes equals the undisturbed run's: ${shards_failover_accuracy:-?}% and ${container_accuracy:-?}%"
 down
 
-log "== figures: image $(( size_bytes / 1000000 )) MB, built in ${build_seconds} s; accuracy: cluster.sh 2 ${host_accuracy:-?}%, compose ${container_accuracy:-?}%, worker killed ${killed_accuracy:-?}%, ps killed ${failover_accuracy:-?}%, shard nodes ${shards_accuracy:-?}%, shard nodes with a worker killed ${shards_killed_accuracy:-?}%, shard nodes with the ps killed ${shards_failover_accuracy:-?}%"
+log "== figures: image $(( size_bytes / 1000000 )) MB, built in ${build_seconds} s; accuracy: cluster.sh 2 ${host_accuracy:-?}%, compose ${container_accuracy:-?}%, worker killed ${killed_accuracy:-?}%, ps killed ${failover_accuracy:-?}%, shard nodes ${shards_accuracy:-?}%, shard nodes with a worker killed and restarted ${shards_killed_accuracy:-?}%, shard nodes with the ps killed ${shards_failover_accuracy:-?}%"

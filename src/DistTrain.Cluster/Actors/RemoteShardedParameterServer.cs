@@ -377,8 +377,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         for (var w = slots; w < start.Workers.Length; w++)
             if (!start.Workers[w].IsNobody())
                 throw new ShardNodesException($"Worker {w} joined the running job, and the shards were placed for {slots} worker slots (0 to {slots - 1}): " +
-                    "its worker would get no shard nodes. The job host adds no worker beyond the slots, so this is a fault in DistTrain; restart the job " +
-                    "(Checkpoint:Resume continues it from its newest checkpoint).");
+                    "its worker would get no shard nodes. The job host adds no worker beyond the slots, so this is a fault in DistTrain; " + RestartAdvice);
         // A worker that joined the running job (a restarted one joins as a new worker) is given the shard nodes with its first part: it
         // connects to each shard's data plane with its slot's token, and each shard sends it the part's starting weights once it has.
         for (var w = 0; w < Math.Min(slots, start.Workers.Length); w++)
@@ -436,8 +435,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             {
                 FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost, leaving {Counts.Of(alive, "worker")} of the Cluster:MinWorkers = " +
                     $"{_settings.MinWorkers} the job needs, and every one of the {_taken.Length} worker slots the shards were placed for is taken, so no " +
-                    "worker can join this job. Restart the job (from its newest checkpoint, with Checkpoint:Resume), or set Cluster:ShardNodes to false " +
-                    "(the shards then run in the parameter server's process, which takes any number of joining workers)."), WorkerLossGrace);
+                    "worker can join this job: " + RestartAdvice + " Or set Cluster:ShardNodes to false (the shards then run in the parameter server's " +
+                    "process, which takes joining workers up to 256 in all)."), WorkerLossGrace);
                 return;
             }
             _log.Warning("Parameter server: worker {0} was lost, leaving {1} of the Cluster:MinWorkers = {2} the job needs; {3} still free " +

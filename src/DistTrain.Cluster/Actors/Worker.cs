@@ -568,10 +568,12 @@ public sealed class Worker : ReceiveActor, IWithStash
 
 /// <summary>A shard-mode worker lost its data plane to a shard (it cannot put weights together without every shard's slice);
 /// the message names the worker, the shard, its endpoint and the reason. A cluster worker's node reports it to the job
-/// (<see cref="WorkerFailed"/>): with shards on shard nodes the job cannot go on without the worker or the shard.</summary>
+/// (<see cref="WorkerFailed"/>): with shards on shard nodes the job cannot go on without the worker or the shard, unless the worker
+/// joined the running job and fails alone (the job host then counts it lost).</summary>
 public sealed class ShardConnectionLostException(string message) : IOException(message);
 
 /// <summary>A cluster worker cannot train against the shard nodes its run placed (its starting weights differ from the parameter
 /// server's, Model:Pretrained cannot be loaded on its node, or its mode or compression); the message names the problem and the
-/// fix. Its node reports it to the job (<see cref="WorkerFailed"/>), which ends with it.</summary>
+/// fix. Its node reports it to the job (<see cref="WorkerFailed"/>), which ends with it, unless the worker joined the running job and fails
+/// alone (the job host then counts it lost).</summary>
 public sealed class ShardModeRefusedException(string message) : InvalidOperationException(message);

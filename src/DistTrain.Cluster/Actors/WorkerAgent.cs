@@ -293,15 +293,17 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             _failure = e.Message;
             _shardLossPending = true;
             _shardLossAt = System.Diagnostics.Stopwatch.GetTimestamp();
-            _log.Warning("Worker stopped: {0} The job ends with this, unless the parameter server turns out to be lost too (then this node registers " +
-                "again, for a standby to take over).", e.Message);
+            _log.Warning("Worker stopped: {0} The job ends with this, unless this worker joined the running job and fails alone (it then counts as " +
+                "lost, and the job goes on without this node), or the parameter server turns out to be lost too (then this node registers again, for " +
+                "a standby to take over).", e.Message);
             _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message));
         }
         else if (e is Core.Compression.GradientOverflowException or ShardModeRefusedException && _accepted)
         {
             // The job's settings, not this node: every worker would fail alike, so the job ends with the reason, which says
             // all there is (no stack trace). With shards on shard nodes (Cluster:ShardNodes) a worker that cannot take the shards
-            // ends the job too: the reason names the settings to align.
+            // ends the job too (the reason names the settings to align), unless it joined the running job and fails alone: the job
+            // host then counts it lost and refuses this node.
             _failure = e.Message;
             _log.Error("Worker failed: {0}", e.Message);
             _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message));

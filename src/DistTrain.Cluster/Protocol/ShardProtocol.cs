@@ -261,8 +261,8 @@ public sealed record ShardWeightsHeader(
 }
 
 /// <summary>
-/// The shard nodes a worker trains against, sent once their shards are placed (<see cref="Actors.RemoteShardedParameterServer"/>,
-/// through the worker's link, before the worker's first weights): every shard's data-plane endpoint, by shard index, the worker
+/// The shard nodes a worker trains against, sent once their shards are placed, or to a worker that joins the running job with the
+/// first part it is in (<see cref="Actors.RemoteShardedParameterServer"/>, through the worker's link, before the worker's first weights): every shard's data-plane endpoint, by shard index, the worker
 /// slot's token, which every shard node checks, and the digest of the run's starting weights, which the worker's own must have
 /// (the frozen tensors, which no shard holds, come from the worker's). The worker takes it only with the job's proof for its
 /// job and slot, and only before it holds any weights; it then trains in its shard mode (<see cref="Actors.ShardServers"/>).
