@@ -473,15 +473,22 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         string? lostParameterServerOfJob = null, Akka.TestKit.TestProbe? agent = null, int round = 0)
     {
         agent ??= CreateTestProbe();
-        var fingerprint = ModelFingerprint.Of(options);
         const string node = "akka.tcp://disttrain@127.0.0.1:4100";
-        agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, LostParameterServer: lostParameterServerOfJob is not null,
-            JobId: lostParameterServerOfJob ?? "", JobName: identity.Name, Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint), Round: round));
+        agent.Send(host, Registration(options, identity, node, round) with
+            { LostParameterServer = lostParameterServerOfJob is not null, JobId = lostParameterServerOfJob ?? "" });
         var accepted = agent.ExpectMsg<WorkerAccepted>(Wait);
         Assert.Equal(round, accepted.Round); // the answer names the round it answers, and its proof covers it
         Assert.True(JobIdentity.Matches(accepted.Proof!, identity.AcceptanceProof(node, accepted.WorkerIndex, accepted.DataHost, accepted.DataPort,
             accepted.DataToken!, round)));
         return (agent, accepted);
+    }
+
+    /// <summary>A worker node's registration as node <paramref name="node"/> of <paramref name="options"/>'s job, with the job's proof.</summary>
+    private static RegisterWorker Registration(Core.Configuration.TrainingOptions options, JobIdentity identity, string node, int round = 0)
+    {
+        var fingerprint = ModelFingerprint.Of(options);
+        return new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
+            Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint), Round: round);
     }
 
     [Fact]
@@ -677,10 +684,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
                 joiner.ExpectMsg<RegistrationRefused>(Wait).Reason);
             Assert.True(ClosedByPeer(connection), "the failed joiner's link left its connection open");
             // Its node registers again (its data plane closed): refused, with the reason, rather than joining in a new slot.
-            const string node = "akka.tcp://disttrain@127.0.0.1:4100";
-            var fingerprint = ModelFingerprint.Of(options);
-            joiner.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
-                Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint), Round: 2));
+            joiner.Send(host, Registration(options, identity, "akka.tcp://disttrain@127.0.0.1:4100", round: 2));
             Assert.StartsWith("worker 1 of this node joined the running job and failed:", joiner.ExpectMsg<RegistrationRefused>(Wait).Reason);
             Assert.False(completion.Task.IsCompleted, "the job ended on a joiner's failure");
         }
@@ -751,10 +755,7 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
         var other = TestData.Options(TestData.Mlp(12), workers: 2, batch: 8, epochs: 1);
         foreach (var (agent, model) in new[] { (late, options), (CreateTestProbe(), other) })
         {
-            var fingerprint = ModelFingerprint.Of(model);
-            const string node = "akka.tcp://disttrain@127.0.0.1:4101";
-            agent.Send(host, new RegisterWorker(ClusterProtocolInfo.Version, fingerprint, node, JobName: identity.Name,
-                Proof: identity.RegistrationProof(node, ClusterProtocolInfo.Version, fingerprint)));
+            agent.Send(host, Registration(model, identity, "akka.tcp://disttrain@127.0.0.1:4101"));
             if (model == options)
                 Assert.StartsWith("failed: The job did not start", agent.ExpectMsg<JobFinished>(Wait).Summary);
             else

@@ -71,10 +71,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private bool IsJoinerOwnFailure(HeldWorkerFailure held)
     {
         var index = held.Failure.WorkerIndex;
-        var since = System.Diagnostics.Stopwatch.GetTimestamp() - (long)(2 * RemoteShardedParameterServer.LossGrace.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
-        _failuresSeen.RemoveAll(f => f.At < since);
-        if (_stopping || _coordinator is null || _startingWorkers == 0 || index < _startingWorkers || _failuresSeen.Any(f => f.Worker != index)) return false;
-        var reason = held.Failure.Reason.TrimEnd() + (held.Failure.Reason.TrimEnd().EndsWith('.') ? "" : ".");
+        _failuresSeen.RemoveAll(f => System.Diagnostics.Stopwatch.GetElapsedTime(f.At) > 2 * RemoteShardedParameterServer.LossGrace);
+        // No coordinator: training never started (the start timed out), so no worker joined it.
+        if (_stopping || _coordinator is null || index < _startingWorkers || _failuresSeen.Any(f => f.Worker != index)) return false;
+        var trimmed = held.Failure.Reason.TrimEnd();
+        var reason = trimmed.EndsWith('.') ? trimmed : trimmed + ".";
         _log.Warning("Worker {0}, which joined the running job, failed: {1} It counts as lost; the job goes on without it.", index, reason);
         var refusal = $"worker {index} of this node joined the running job and failed: {reason} Fix that on this node and start it again; the " +
             "job goes on without it meanwhile.";
@@ -152,7 +153,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private int _shardWorkerSlots; // Cluster:ShardNodes: the worker slots the shards are placed for (RemoteShardSettings.WorkerSlotsFor)
     private int _startingWorkers;  // the workers training started with: a higher index joined the running job
     private readonly Dictionary<IActorRef, string> _failedJoiners = []; // agents whose worker joined on shard nodes and failed: refused, with why
-    private readonly List<(int Worker, long At)> _failuresSeen = [];       // recent WorkerFailed reports: worker, Stopwatch timestamp
+    private readonly List<(int Worker, long At)> _failuresSeen = [];       // recent WorkerFailed reports on shard nodes: worker, Stopwatch timestamp
     private IActorRef? _coordinator;
     private Task<TrainingResult>? _coordinatorCompletion; // the coordinator's outcome, which reaches this actor as Done
     private readonly HashSet<int> _joined = []; // workers handed to the coordinator
@@ -205,9 +206,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // Only from the agent registered as that worker (a member, authenticated by the cluster). By its sender, not by the
             // worker's link, which the worker's death may have stopped first.
             if (!_indexOf.TryGetValue(Sender, out var index) || index != failed.WorkerIndex) return;
-            _failuresSeen.Add((index, System.Diagnostics.Stopwatch.GetTimestamp()));
             if (_options.Cluster.ShardNodes && !_stopping)
+            {
+                _failuresSeen.Add((index, System.Diagnostics.Stopwatch.GetTimestamp()));
                 Timers.StartSingleTimer($"worker-failed-{index}", new HeldWorkerFailure(failed, Sender), RemoteShardedParameterServer.LossGrace);
+            }
             else ReportWorkerFailure(failed);
         });
         Receive<HeldWorkerFailure>(held =>
@@ -683,9 +686,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         {
             // The shards hold a token for each of the slots they were placed for, and no other: its worker would get no shard nodes.
             _log.Warning("Worker {0} is ready, but the shards of this job (Cluster:ShardNodes) were placed for {1} worker slots (0 to {2}: those of the " +
-                "workers the job started with, and as many more, at least 8 and at most 256 in all, for workers that join or restart), all given out: it " +
+                "workers the job started with, and as many more, at least {3} and at most {4} in all, for workers that join or restart), all given out: it " +
                 "stays idle until the job ends. To train with more workers, restart the job (with Checkpoint:Directory set, Checkpoint:Resume continues " +
-                "it from its newest checkpoint).", index, _shardWorkerSlots, _shardWorkerSlots - 1);
+                "it from its newest checkpoint).", index, _shardWorkerSlots, _shardWorkerSlots - 1, RemoteShardSettings.MinSpareWorkerSlots, UpdatePolicy.MaxWorkers);
             return;
         }
         _coordinator.Tell(new AddWorker(link, index));

@@ -436,7 +436,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
                 FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost, leaving {Counts.Of(alive, "worker")} of the Cluster:MinWorkers = " +
                     $"{_settings.MinWorkers} the job needs, and every one of the {_taken.Length} worker slots the shards were placed for is taken, so no " +
                     "worker can join this job: " + RestartAdvice + " Or set Cluster:ShardNodes to false (the shards then run in the parameter server's " +
-                    "process, which takes joining workers up to 256 in all)."), WorkerLossGrace);
+                    $"process, which takes joining workers up to {UpdatePolicy.MaxWorkers} in all)."), WorkerLossGrace);
                 return;
             }
             _log.Warning("Parameter server: worker {0} was lost, leaving {1} of the Cluster:MinWorkers = {2} the job needs; {3} still free " +
