@@ -233,50 +233,73 @@ public static class ClusterNode
     /// out (its WARNING, and a stop 10 s longer). While another parameter-server node is up the hand-over goes on as before
     /// (the task ends when the job host has stopped), and on a node without a job host (a standby) the task does nothing.
     /// Nor does it on a node with no other parameter-server member at all: Akka's manager then stops the job host itself,
-    /// about a second after the node exits (its hand-over retry). Stopping the manager here took its child, the oldest-changed
-    /// buffer, with it, at times before the buffer had answered Akka's own request of this phase ("singleton-exiting-1", a
-    /// silent 10 s time-out): the leave of a lone parameter server then took 10 s longer.
+    /// about a second after the node exits (its hand-over retry).
+    /// <para>
+    /// Two of Akka's tasks of the same phase ask the manager and its child, the oldest-changed buffer, <c>SelfExiting</c>, with
+    /// the phase's 10 s as the time-out, and ignore the time-out: a manager or buffer stopped before it answered made the leave
+    /// 10 s longer, with no warning (docs/reliability.md). Akka starts a phase's tasks one after another on one thread, in the
+    /// order they were added, so this task is added as the shutdown begins (in its before-cluster-shutdown phase), behind theirs: both
+    /// requests are queued before it runs. It then stops the manager only after the buffer has answered an
+    /// <see cref="Identify"/> sent behind its request, and with a <see cref="PoisonPill"/>, a message queued behind the
+    /// manager's own request (<c>system.Stop</c>, a system message, could overtake it).
+    /// </para>
     /// </summary>
-    private static void StopJobHostWhenNoParameterServerTakesOver(ActorSystem system, IActorRef manager, Task jobEnded) =>
-        CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseClusterExiting, "stop-job-host-without-successor", async () =>
+    private static void StopJobHostWhenNoParameterServerTakesOver(ActorSystem system, IActorRef manager, Task jobEnded)
+    {
+        var shutdown = CoordinatedShutdown.Get(system);
+        shutdown.AddTask(CoordinatedShutdown.PhaseBeforeClusterShutdown, "add-stop-job-host-without-successor", () =>
         {
-            IActorRef jobHost;
-            try
-            {
-                jobHost = await system.ActorSelection(manager.Path / ParameterServerNode.SingletonName).ResolveOne(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is ActorNotFoundException or AskTimeoutException)
-            {
-                return Akka.Done.Instance; // no job host here: nothing to hand over
-            }
-            var cluster = Akka.Cluster.Cluster.Get(system);
-            IEnumerable<Akka.Cluster.Member> OtherParameterServers() =>
-                cluster.State.Members.Where(m => !m.UniqueAddress.Equals(cluster.SelfUniqueAddress) && m.HasRole(NodeRoles.ParameterServer));
-            if (!OtherParameterServers().Any(m => m.Status != Akka.Cluster.MemberStatus.Removed))
-                return Akka.Done.Instance; // a lone parameter server: Akka's manager ends the job host itself
-            var jobHostStopped = jobHost.WatchAsync();
-            var managerStopped = manager.WatchAsync();
-            bool SuccessorUp() => OtherParameterServers().Any(m => m.Status == Akka.Cluster.MemberStatus.Up && !cluster.State.Unreachable.Contains(m));
-            while (!jobHostStopped.IsCompleted && !managerStopped.IsCompleted && !cluster.IsTerminated)
-            {
-                if (!SuccessorUp())
-                {
-                    // Worth an INFO line only when a running job loses its job host; after the job's end (a finished job, or a stop that
-                    // saved the run) there is nothing to hand over, and every lone parameter server ends this way.
-                    if (jobEnded.IsCompleted) system.Log.Debug("No other parameter-server node is up to take the ended job's host over: stopping it.");
-                    else system.Log.Info("No other parameter-server node is up to take the job host over: stopping it without a hand-over.");
-                    // A message, behind Akka's own request of this phase to the manager (its "singleton-exiting-2" task asks
-                    // it SelfExiting, with the phase's 10 s as the time-out, and ignores the time-out). system.Stop, a
-                    // system message, can overtake that request, which is then never answered, and the phase waits out its
-                    // 10 s without a warning (docs/reliability.md).
-                    manager.Tell(PoisonPill.Instance);
-                    await managerStopped.ConfigureAwait(false);
-                    break;
-                }
-                await Task.WhenAny(jobHostStopped, managerStopped, Task.Delay(TimeSpan.FromMilliseconds(100))).ConfigureAwait(false);
-            }
-            return Akka.Done.Instance;
+            shutdown.AddTask(CoordinatedShutdown.PhaseClusterExiting, "stop-job-host-without-successor", () => StopJobHostWithoutSuccessorAsync(system, manager, jobEnded));
+            return Task.FromResult(Akka.Done.Instance);
         });
+    }
+
+    /// <summary>The task of <see cref="StopJobHostWhenNoParameterServerTakesOver"/>, in Akka's cluster-exiting phase.</summary>
+    private static async Task<Akka.Done> StopJobHostWithoutSuccessorAsync(ActorSystem system, IActorRef manager, Task jobEnded)
+    {
+        IActorRef jobHost;
+        try
+        {
+            jobHost = await system.ActorSelection(manager.Path / ParameterServerNode.SingletonName).ResolveOne(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is ActorNotFoundException or AskTimeoutException)
+        {
+            return Akka.Done.Instance; // no job host here: nothing to hand over
+        }
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        IEnumerable<Akka.Cluster.Member> OtherParameterServers() =>
+            cluster.State.Members.Where(m => !m.UniqueAddress.Equals(cluster.SelfUniqueAddress) && m.HasRole(NodeRoles.ParameterServer));
+        if (!OtherParameterServers().Any(m => m.Status != Akka.Cluster.MemberStatus.Removed))
+            return Akka.Done.Instance; // a lone parameter server: Akka's manager ends the job host itself
+        var jobHostStopped = jobHost.WatchAsync();
+        var managerStopped = manager.WatchAsync();
+        bool SuccessorUp() => OtherParameterServers().Any(m => m.Status == Akka.Cluster.MemberStatus.Up && !cluster.State.Unreachable.Contains(m));
+        while (!jobHostStopped.IsCompleted && !managerStopped.IsCompleted && !cluster.IsTerminated)
+        {
+            if (!SuccessorUp())
+            {
+                // Worth an INFO line only when a running job loses its job host; after the job's end (a finished job, or a stop that
+                // saved the run) there is nothing to hand over, and every lone parameter server ends this way.
+                if (jobEnded.IsCompleted) system.Log.Debug("No other parameter-server node is up to take the ended job's host over: stopping it.");
+                else system.Log.Info("No other parameter-server node is up to take the job host over: stopping it without a hand-over.");
+                // The buffer (the manager's one child with a name Akka made up) answers this Identify after Akka's SelfExiting,
+                // queued before this task ran; no buffer (the node never came up) answers at once with no actor.
+                try
+                {
+                    await system.ActorSelection(manager.Path.ToStringWithoutAddress() + "/$*").Ask<ActorIdentity>(new Identify(null), TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+                }
+                catch (AskTimeoutException)
+                {
+                    // stopped by now, or too busy to answer: stop the manager anyway
+                }
+                manager.Tell(PoisonPill.Instance);
+                await managerStopped.ConfigureAwait(false);
+                break;
+            }
+            await Task.WhenAny(jobHostStopped, managerStopped, Task.Delay(TimeSpan.FromMilliseconds(100))).ConfigureAwait(false);
+        }
+        return Akka.Done.Instance;
+    }
 
     /// <summary>Longest wait, seconds, for the other nodes to leave at the end of a job before this one leaves anyway.</summary>
     public const double OtherMembersLeaveTimeoutSeconds = 20;
