@@ -26,7 +26,7 @@
 # anything starts (exit code 2, naming both settings).
 # DISTTRAIN_Cluster__ShardNodes=true: the script also starts Cluster:ParameterServerShards shard nodes (disttrain node --role
 # parameter-shard, each with a free data port, logs shard-K.log), on which the parameter server places its shards; that
-# takes Training:Mode Sync, and checkpoints at epoch ends only (Checkpoint:EverySteps 0; README). ShardNodes and
+# takes Training:Mode Sync (README). ShardNodes and
 # ParameterServerShards are read from the environment, not from the --config file. A shard node that ends before the job does ends the job: the parameter server fails it, naming the shard.
 # WORKER_WRAPPER: a command put before each worker node's, given the worker's number (1 to WORKERS) as its first
 # argument and the node's command after it, which it must exec (tests/modes/in-cpu-group.sh puts each worker in a CPU

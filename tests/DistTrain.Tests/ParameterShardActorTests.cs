@@ -150,7 +150,9 @@ public sealed class ParameterShardActorTests : TestKit
     /// </summary>
     /// <param name="owner">The shards' owner, which starts the part and gets their round reports; null: the test actor.</param>
     /// <param name="shardActors">When given, gets the shards' actors, by shard index.</param>
-    private List<float[]>[] Sharded(OptimizerOptions optimizer, int workers, int shards, Loss? loss, TestProbe? owner = null, List<IActorRef>? shardActors = null)
+    /// <param name="checkpointEvery">The part's <see cref="ShardPartStart.CheckpointEverySteps"/> (request <see cref="CheckpointRequest"/>); 0: none.</param>
+    private List<float[]>[] Sharded(OptimizerOptions optimizer, int workers, int shards, Loss? loss, TestProbe? owner = null, List<IActorRef>? shardActors = null,
+        int checkpointEvery = 0)
     {
         var replica = new Replica();
         var initial = Replica.Initial();
@@ -163,7 +165,8 @@ public sealed class ParameterShardActorTests : TestKit
         var probes = Enumerable.Range(0, workers).Select(_ => CreateTestProbe()).ToArray();
         var links = probes.Select((_, w) => new ShardedReplicaLink(initial, actors, w)).ToArray();
         foreach (var shard in actors)
-            shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)], 0, actors, arbiter), ownerRef);
+            shard.Tell(new ShardPartStart(1, [.. probes.Select(p => p.Ref)], [.. probes.Select(_ => Rounds)], 0, actors, arbiter)
+                { CheckpointEverySteps = checkpointEvery, CheckpointRequestId = CheckpointRequest }, ownerRef);
         var alive = Enumerable.Repeat(true, workers).ToArray();
         var histories = probes.Select(_ => new List<float[]>()).ToArray();
         void Assemble(int w)
@@ -193,6 +196,47 @@ public sealed class ParameterShardActorTests : TestKit
         }
         foreach (var actor in actors.Append(arbiter)) Sys.Stop(actor);
         return [.. histories.Where((_, w) => alive[w])];
+    }
+
+    /// <summary>The request number of the checkpoint slices in <see cref="Sharded"/>'s parts.</summary>
+    private const int CheckpointRequest = 7;
+
+    /// <summary>
+    /// With <see cref="ShardPartStart.CheckpointEverySteps"/> 2 over 5 rounds, each shard sends its owner, unasked, its slice of the
+    /// weights and of the optimizer state at versions 2 and 4: once each, not at the part's starting version 0, and not at 5
+    /// (no round closes after it in the part). Put together, each is the weights every worker got at that version, bit for
+    /// bit, after as many optimizer steps. With a worker lost between its slices of round 2 (sent to shard 0 only), shard 0
+    /// closes the round early and sends version 2's slices then; its redo of the round without the slice sends nothing more,
+    /// and version 4 is of the rounds as decided.
+    /// </summary>
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public void Shards_send_their_checkpoint_slices_at_each_multiple_of_the_parts_interval_once_that_version_is_final(bool lost, bool adam)
+    {
+        const int workers = 3, shards = 2;
+        var optimizer = adam ? Adam() : Sgd();
+        var actors = new List<IActorRef>();
+        var histories = Sharded(optimizer, workers, shards, lost ? new Loss(Worker: 2, Round: 2, SentTo: [0]) : null, shardActors: actors, checkpointEvery: 2);
+        var names = Optimizer.Create(optimizer, 1).State.Select(b => b.Name).ToArray();
+        var gathers = new SortedDictionary<long, ShardWeightsGather>();
+        while (ReceiveOne(TimeSpan.FromMilliseconds(500)) is { } message)
+        {
+            var chunk = Assert.IsType<ShardSliceChunk>(message);
+            Assert.Equal(CheckpointRequest, chunk.RequestId);
+            if (!gathers.TryGetValue(chunk.Version, out var gather))
+                gathers[chunk.Version] = gather = new ShardWeightsGather(Replica.Initial(), actors, CheckpointRequest, names);
+            Assert.Null(gather.Take(LastSender, chunk)); // a slice sent twice is refused here
+        }
+        Assert.Equal([2L, 4L], gathers.Keys);
+        foreach (var (version, gather) in gathers)
+        {
+            Assert.True(gather.Complete, $"version {version}: waiting for shards {string.Join(", ", gather.Waiting)}");
+            Assert.Equal((version, version), (gather.Result.Version, gather.OptimizerSteps));
+            Assert.Equal(names, gather.OptimizerState.Select(b => b.Name));
+            foreach (var history in histories) Compare.Identical(history[(int)version], gather.Result.Weights, $"version {version}");
+        }
     }
 
     private static void LoseMidRound(Loss loss, int round, int workers, int shards, bool clips, IActorRef[] actors, IActorRef arbiter, TestProbe[] probes,

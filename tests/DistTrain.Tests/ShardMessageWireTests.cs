@@ -73,9 +73,9 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         var shard = CreateTestProbe();
         var arbiter = CreateTestProbe();
         var start = new ShardPartStart(3, [workers[0].Ref, ActorRefs.Nobody, workers[1].Ref], [15, 0, 14], 11, [shard.Ref, ActorRefs.Nobody], arbiter.Ref,
-            Part: 2, FirstRound: 10);
+            Part: 2, FirstRound: 10, CheckpointEverySteps: 200, CheckpointRequestId: 6);
         var back = RoundTrip(start);
-        Assert.Equal((3, 11, 2, 10), (back.Epoch, back.StepsPerEpoch, back.Part, back.FirstRound));
+        Assert.Equal((3, 11, 2, 10, 200, 6), (back.Epoch, back.StepsPerEpoch, back.Part, back.FirstRound, back.CheckpointEverySteps, back.CheckpointRequestId));
         Assert.Equal([15, 0, 14], back.RoundsPerWorker);
         Assert.Equal(workers[0].Ref, back.Workers[0]);
         Assert.True(back.Workers[1].IsNobody(), $"the empty slot came back as {back.Workers[1]}");
@@ -232,6 +232,8 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardPartStart), Part(1, 2, [9, 0], 0, 1, part: 1, firstRound: -1), "FirstRound -1 is below 0" },
         { nameof(ShardPartStart), Part(1, 2, [9, 5], 0, 1, part: 1, firstRound: 5),
             "RoundsPerWorker[1] is 5, which does not end after the part's FirstRound 5: a slot's end round is 0 or after it" },
+        { nameof(ShardPartStart), Part(1, 2, [3, 3], 0, 1, checkpointEvery: -5), "CheckpointEverySteps -5 is below 0" },
+        { nameof(ShardPartStart), Part(1, 2, [3, 3], 0, 1, checkpointEvery: 5, checkpointRequest: -1), "CheckpointRequestId -1 is below 0" },
         { nameof(HostShard), Host(shard: 0, count: 0), "ShardCount 0 is outside 1 to 16" },
         { nameof(HostShard), Host(shard: 0, count: 17), "ShardCount 17 is outside 1 to 16" },
         { nameof(HostShard), Host(shard: 2, count: 2), "Shard 2 is outside 0 to 1" },
@@ -286,9 +288,9 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
     /// <summary>A ShardPartStart's bytes with <paramref name="workers"/> and <paramref name="shards"/> actors (a path each) and
     /// <paramref name="arbiter"/>'s path (nil for null).</summary>
     private static byte[] Part(int epoch, int workers, int[] rounds, int steps, int shards, string? arbiter = "akka://test/user/arbiter", int part = 0,
-        int firstRound = 0) =>
+        int firstRound = 0, int checkpointEvery = 0, int checkpointRequest = 0) =>
         Bytes(epoch, Enumerable.Repeat<object>("akka://test/user/worker", workers).ToArray(), rounds, steps,
-            Enumerable.Repeat<object>("akka://test/user/shard", shards).ToArray(), arbiter!, part, firstRound);
+            Enumerable.Repeat<object>("akka://test/user/shard", shards).ToArray(), arbiter!, part, firstRound, checkpointEvery, checkpointRequest);
 
     private static byte[] Bytes(params object[] fields) => MessagePackSerializer.Serialize(fields);
 

@@ -47,30 +47,29 @@ public sealed class ShardNodeTests : IDisposable
     };
 
     /// <summary>
-    /// Cluster:ShardNodes is refused with what it does not take yet (another mode, compression, checkpoints within epochs), each
-    /// problem naming the settings and the fix; synchronous training without them is valid, with checkpoints at epoch ends too.
+    /// Cluster:ShardNodes is refused with what it does not take yet (another mode, compression), each problem naming the settings
+    /// and the fix; synchronous training without them is valid, with checkpoints at epoch ends and within epochs
+    /// (Checkpoint:EverySteps) alike.
     /// </summary>
     [Fact]
-    public void Shard_nodes_are_refused_with_another_mode_compression_or_checkpoints_within_epochs_naming_the_fix()
+    public void Shard_nodes_are_refused_with_another_mode_or_compression_naming_the_fix()
     {
         var options = Options("akka.tcp://disttrain@127.0.0.1:4053", 4053, 4054);
         options.Cluster.ShardNodes = true;
         options.Cluster.ParameterServerShards = 2;
         Assert.DoesNotContain(TrainingOptionsValidator.Validate(options, checkDataDirectory: false), p => p.Contains("ShardNodes", StringComparison.Ordinal));
         options.Checkpoint.Directory = "checkpoints"; // a checkpoint at each epoch's end is written
-        Assert.DoesNotContain(TrainingOptionsValidator.Validate(options, checkDataDirectory: false), p => p.Contains("ShardNodes", StringComparison.Ordinal));
+        options.Checkpoint.EverySteps = 100; // and within epochs
+        Assert.DoesNotContain(TrainingOptionsValidator.Validate(options, checkDataDirectory: false), p => p.Contains("ShardNodes", StringComparison.Ordinal)
+            || p.Contains("EverySteps", StringComparison.Ordinal));
         options.Training.Mode = TrainingMode.LocalSgd;
         options.Cluster.Compression = Core.Compression.GradientCompression.Float16;
-        options.Checkpoint.EverySteps = 100;
         var problems = TrainingOptionsValidator.Validate(options, checkDataDirectory: false).Where(p => p.Contains("ShardNodes", StringComparison.Ordinal)).ToArray();
         Assert.Equal([
             "Cluster:ShardNodes = true takes synchronous training only, and Training:Mode is LocalSgd: set Training:Mode to Sync, or Cluster:ShardNodes " +
             "to false (the shards then run in the parameter server's process, in every mode).",
             "Cluster:ShardNodes = true carries float32 slices only, and Cluster:Compression is Float16: set Cluster:Compression to None, or " +
             "Cluster:ShardNodes to false.",
-            "Cluster:ShardNodes = true writes a checkpoint at the end of each epoch only, and Checkpoint:EverySteps is 100: set " +
-            "Checkpoint:EverySteps to 0, or Cluster:ShardNodes to false (the shards then run in the parameter server's process, with checkpoints " +
-            "within epochs).",
         ], problems);
     }
 
@@ -405,7 +404,7 @@ public sealed class ShardNodeTests : IDisposable
     /// <summary>
     /// A shard lost (here the fake shard node's shard actor stops; the server watches it): after the loss's grace the job fails,
     /// naming the shard and its node, and saying how to go on: this run writes no checkpoints, so from the start. The advice's
-    /// other cases: from the newest epoch-end checkpoint (a resumed run's until it writes one), or none written yet.
+    /// other cases: from the newest checkpoint (a resumed run's until it writes one), or none written yet.
     /// </summary>
     [Fact]
     public async Task A_lost_shard_fails_the_job_naming_it_and_how_to_go_on()
@@ -419,9 +418,9 @@ public sealed class ShardNodeTests : IDisposable
                 @"job \(it starts from the beginning: this run writes no checkpoints; with Checkpoint:Directory set, a run can be resumed\)\.$"), failure.Message);
         });
         Assert.Equal("start it again with Checkpoint:Resume = true and 2 shard nodes up: it resumes from the checkpoint of epoch 3's end in " +
-            "Checkpoint:Directory.", RemoteShardedParameterServer.RestartAdviceFor(true, 3, 2));
-        Assert.Equal("restart the job (it starts from the beginning: no checkpoint was written yet; the first comes at the end of the first epoch).",
-            RemoteShardedParameterServer.RestartAdviceFor(true, 0, 2));
+            "Checkpoint:Directory.", RemoteShardedParameterServer.RestartAdviceFor(true, "epoch 3's end", 2));
+        Assert.Equal("restart the job (it starts from the beginning: no checkpoint was written yet).",
+            RemoteShardedParameterServer.RestartAdviceFor(true, null, 2));
     }
 
     /// <summary>What <see cref="WithARealAndAFakeShardNodeAsync"/> gives its body.</summary>

@@ -18,17 +18,18 @@
 #   5. compose, the ps container killed mid-epoch: the standby takes over from the newest checkpoint (time to
 #      resume recorded) and the job completes;
 #   6. compose run 4, with the shard-nodes profile (DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2
-#      CHECKPOINT_EVERY_STEPS=0 in the shell, 2 shard containers): the
+#      in the shell, 2 shard containers): the
 #      parameter server places its 2 shards on the shard containers, the workers train against them over TLS, a checkpoint
-#      is written at each epoch's end from the shards' slices, every node exits 0, and the test accuracy equals the
-#      undisturbed run's (the same weights, bit for bit, as one server's);
+#      is written at each epoch's end and every 200 steps within epochs from the shards' slices, every node exits 0, and the
+#      test accuracy equals the undisturbed run's (the same weights, bit for bit, as one server's);
 #   7. shard nodes again, 2 worker containers (WORKERS=2) and no standby, one worker killed mid-epoch and started again: the
 #      shard nodes decide which of its slices count, the restarted worker joins as worker 2 in a worker slot placed with the
 #      shards to spare, a further part of the epoch gives the lost worker's samples to it and the other, one checkpoint is
 #      written per epoch, every node (the restarted one too) exits 0, and the test accuracy is within 1 point of the undisturbed run's;
 #   8. shard nodes with the standby, the ps container killed mid-epoch: the shard containers release the lost server's shards,
-#      the standby takes over from the newest epoch-end checkpoint and places new shards on the same shard containers, every
-#      node but the killed one exits 0, and the test accuracy equals the undisturbed run's (an epoch-end resume is exact).
+#      the standby takes over from the newest checkpoint (within an epoch, written every 200 steps) and places new shards on the
+#      same shard containers, every node but the killed one exits 0, and the test accuracy equals the undisturbed run's (a
+#      resume is exact).
 # Containers, networks, volumes and the certificates are removed at the end, also when a check fails or the script
 # is stopped.
 #
@@ -459,9 +460,9 @@ check $? "test accuracy after the takeover: ${failover_accuracy:-?}% (undisturbe
 down
 
 # ---------------------------------------------------------------------------------------------------------------
-log "== compose run 4: the shard-nodes profile, 2 shard containers (DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 CHECKPOINT_EVERY_STEPS=0)"
+log "== compose run 4: the shard-nodes profile, 2 shard containers (DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2)"
 t0=$(now)
-DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 CHECKPOINT_EVERY_STEPS=0 "${compose[@]}" up -d --no-build --scale worker=2 --scale shard=2 \
+DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 "${compose[@]}" up -d --no-build --scale worker=2 --scale shard=2 \
   ps ps-standby worker shard > "$work/up.log" 2>&1 || die "compose up (shard nodes) failed: $(tail -5 "$work/up.log")"
 ps_id=$(ids ps); standby_id=$(ids ps-standby); worker_ids=($(ids worker)); shard_ids=($(ids shard))
 [ ${#worker_ids[@]} -eq 2 ] && [ ${#shard_ids[@]} -eq 2 ] || die "compose started ${#worker_ids[@]} worker and ${#shard_ids[@]} shard containers, expected 2 and 2"
@@ -485,6 +486,9 @@ gathered=$(logs_of "$ps_id" | grep -cE "end gathered from the shard nodes for it
 logs_of "$ps_id" | grep -oE "epoch [0-9]+'s end gathered from the shard nodes for its checkpoint in [0-9.]+ ms" | tail -1 | sed 's/^/  | /'
 [ "$gathered" -eq 10 ] && log_has "$ps_id" "^checkpoint [^ ]*: version [0-9]+, next epoch 11 round 0"
 check $? "a checkpoint at each of the 10 epochs' ends, gathered from the shard nodes ($gathered gathered; the last starts epoch 11)"
+within_epochs=$(logs_of "$ps_id" | grep -cE "^checkpoint [^ ]*: version [0-9]+, next epoch [0-9]+ round [1-9]")
+[ "$within_epochs" -gt 0 ]
+check $? "checkpoints within epochs (Checkpoint:EverySteps 200), put together from the shards' slices: $within_epochs"
 [ "$ps_status" = 0 ] && [ "$standby_status" = 0 ] && [ "$worker_statuses" = "0 0" ] && [ "$shard_statuses" = "0 0" ]
 check $? "every node exited 0 (ps $ps_status, ps-standby $standby_status, workers $worker_statuses, shard nodes $shard_statuses); ${shards_seconds} s from compose up"
 [ -n "$shards_accuracy" ] && [ "$shards_accuracy" = "${container_accuracy:-}" ]
@@ -540,13 +544,13 @@ down
 # ---------------------------------------------------------------------------------------------------------------
 log "== compose run 6: shard nodes with the standby, the ps container killed mid-epoch"
 t0=$(now)
-DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 CHECKPOINT_EVERY_STEPS=0 "${compose[@]}" up -d --no-build --scale worker=2 --scale shard=2 \
+DISTTRAIN_Cluster__ShardNodes=true DISTTRAIN_Cluster__ParameterServerShards=2 "${compose[@]}" up -d --no-build --scale worker=2 --scale shard=2 \
   ps ps-standby worker shard > "$work/up.log" 2>&1 || die "compose up (shard nodes, standby) failed: $(tail -5 "$work/up.log")"
 ps_id=$(ids ps); standby_id=$(ids ps-standby); worker_ids=($(ids worker)); shard_ids=($(ids shard))
 [ ${#worker_ids[@]} -eq 2 ] && [ ${#shard_ids[@]} -eq 2 ] || die "compose started ${#worker_ids[@]} worker and ${#shard_ids[@]} shard containers, expected 2 and 2"
 wait_for_log "$ps_id" "Training starts with 2 workers" 480 || die "training did not start within 480 s: $(logs_of "$ps_id" | tail -5)"
 wait_for_log "$ps_id" "^epoch +3/10 +50%" 300 || die "epoch 3 did not reach 50%"
-newest_checkpoint=$(logs_of "$ps_id" | grep -oE "epoch [0-9]+'s end gathered from the shard nodes for its checkpoint" | tail -1)
+newest_checkpoint=$(logs_of "$ps_id" | grep -oE "^checkpoint [^ ]*: version [0-9]+, next epoch [0-9]+ round [0-9]+" | tail -1 | sed 's/^checkpoint [^ ]*: //')
 t_kill=$(now)
 "$engine" kill "$ps_id" > /dev/null
 log "killed the ps container at epoch 3, 50% (its newest checkpoint: ${newest_checkpoint:-none})"

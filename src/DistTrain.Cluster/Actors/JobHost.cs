@@ -839,11 +839,6 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             else if (CheckpointResume.ReusedFolderWarning(_options, ResumeSettings.ClusterNode) is { } reused)
                 _log.Warning(reused);
             if (_resumeFrom is { JobId.Length: > 0 } resumed) _jobId = resumed.JobId; // --resume continues the checkpoint's job
-            if (_resumeFrom is { Round: > 0 } found && _options.Cluster.ShardNodes)
-                throw new CheckpointResumeException(string.Format(CultureInfo.InvariantCulture, "This run would resume from the checkpoint of epoch {0} " +
-                    "round {1} (version {2}), within an epoch, and shards on shard nodes (Cluster:ShardNodes = true) start only at an epoch's start. Set " +
-                    "Cluster:ShardNodes to false for the resumed run (the shards then run in the parameter server's process, from the same checkpoint), " +
-                    "or Checkpoint:Resume to false to start a new run.", found.Epoch, found.Round, found.Version));
             return true;
         }
         catch (Exception e) when (e is CheckpointResumeException or Core.Checkpoints.CheckpointDirectoryException)

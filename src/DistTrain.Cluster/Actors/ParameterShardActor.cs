@@ -37,7 +37,9 @@ namespace DistTrain.Cluster.Actors;
 /// <para>On a node of its own the workers' slices and the results travel on that node's data plane
 /// (<see cref="DataPlane.ShardDataPlane"/>, whose links the part names as the workers).</para>
 /// <para>Checkpoints: the owner gathers the shards' slices of the weights and optimizer state at each epoch's end
-/// (<see cref="ShardSliceRequest"/>) and writes the checkpoint; a resumed run's owner sends each shard its slice of the checkpoint
+/// (<see cref="ShardSliceRequest"/>) and writes the checkpoint. Within a part that asks for them
+/// (<see cref="ShardPartStart.CheckpointEverySteps"/>) each shard sends its slices unasked at every multiple of Checkpoint:EverySteps,
+/// as the next round closes. A resumed run's owner sends each shard its slice of the checkpoint
 /// (<see cref="ShardSliceChunk"/>, the same pieces in the other direction) before the first part.</para>
 /// <para>A part may start after round 0: an epoch's further part, which trains the samples a lost worker left
 /// (<see cref="ShardPartStart.FirstRound"/>); its results carry its part (<see cref="ShardWeights.Part"/>). A part with no minibatch
@@ -79,6 +81,10 @@ public sealed class ParameterShardActor : ReceiveActor
     private int _restoreReceived;     // values of that buffer received so far
     private bool _restoring;          // a checkpoint's slice has begun to arrive and is not whole yet
     private (long Version, long Steps) _restoreOf; // the version and optimizer step count its first piece named
+    private int _checkpointEvery;     // the running part's Checkpoint:EverySteps (0: no checkpoint within it)
+    private int _checkpointRequest;   // the request number its checkpoint slices carry
+    private long _partStartVersion;   // the version the running part started at: no checkpoint of it within the part
+    private long _checkpointSent = -1; // the newest version whose checkpoint slice went to the owner
 
     /// <summary>Creates the shard over its slice of the starting weights; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="shard"/> does not lie within <paramref name="wholeWeights"/>' report prefix.</exception>
@@ -176,6 +182,7 @@ public sealed class ParameterShardActor : ReceiveActor
         _awaitingNorm = null;
         _partEndAfterStep = null;
         _normParts.Clear();
+        (_checkpointEvery, _checkpointRequest, _partStartVersion) = (start.CheckpointEverySteps, start.CheckpointRequestId, _model.Version);
         Broadcast(start.FirstRound - 1, 0); // the weights the part's first round is computed on
         // A part with no minibatch only hands out the weights (a resumed run scoring its checkpoint's): nothing else ends it.
         if (_ledger.PartFinished) ReportPartEndWithoutStep(start.FirstRound);
@@ -188,10 +195,37 @@ public sealed class ParameterShardActor : ReceiveActor
             _log.Warning("Shard {0}: a request for its weights came from {1}, not from the run's owner {2}; not answered.", _shard.Index, Sender.Path, _owner.Path);
             return;
         }
+        SendSlices(Sender, request.RequestId, request.WithOptimizerState);
+    }
+
+    /// <summary>Sends <paramref name="to"/> this shard's slice of the current weights and, with <paramref name="withOptimizerState"/>,
+    /// of every optimizer state buffer, in pieces (<see cref="ShardSliceChunk.Pieces"/>, copies) of request <paramref name="requestId"/>.</summary>
+    private void SendSlices(IActorRef to, int requestId, bool withOptimizerState)
+    {
         var steps = _model.Optimizer.StepCount;
-        var state = request.WithOptimizerState ? _model.Optimizer.State : [];
-        SendSlice(request.RequestId, 0, _model.Weights.Values.AsMemory(0, _shard.Length), steps, state.Count);
-        for (var b = 0; b < state.Count; b++) SendSlice(request.RequestId, b + 1, state[b].Values.AsMemory(0, _shard.TrainableLength), steps, state.Count);
+        var state = withOptimizerState ? _model.Optimizer.State : [];
+        Send(0, _model.Weights.Values.AsMemory(0, _shard.Length));
+        for (var b = 0; b < state.Count; b++) Send(b + 1, state[b].Values.AsMemory(0, _shard.TrainableLength));
+
+        void Send(int buffer, ReadOnlyMemory<float> values)
+        {
+            foreach (var piece in ShardSliceChunk.Pieces(requestId, _shard.Index, _model.Version, buffer, values, steps, state.Count)) to.Tell(piece, Self);
+        }
+    }
+
+    /// <summary>
+    /// Sends the owner the checkpoint slice of the current version when the running part asks for checkpoints within it
+    /// (<see cref="ShardPartStart.CheckpointEverySteps"/>), the version is a multiple of that above the part's starting one, and
+    /// its slice has not gone yet. Called as a new round closes, before its step: the current weights are final then, since a lost
+    /// worker's decision can redo only the newest step, which is this one from now on. So the slice follows this shard's report of
+    /// the step that made the version, and the owner has that report when the slice comes.
+    /// </summary>
+    private void SendDueCheckpointSlice()
+    {
+        var version = _model.Version;
+        if (_checkpointEvery <= 0 || version <= _partStartVersion || version % _checkpointEvery != 0 || version == _checkpointSent) return;
+        _checkpointSent = version;
+        SendSlices(_owner, _checkpointRequest, withOptimizerState: true);
     }
 
     /// <summary>
@@ -237,12 +271,6 @@ public sealed class ParameterShardActor : ReceiveActor
         (_model.Version, _model.Optimizer.StepCount) = (chunk.Version, chunk.OptimizerSteps);
         (_restoring, _restoreBuffer) = (false, 0); // whole: a second resume's pieces before any part would start again from buffer 0
         _log.Info("Shard {0}: resumes from the checkpoint's slice, version {1} after {2} optimizer steps.", _shard.Index, chunk.Version, chunk.OptimizerSteps);
-    }
-
-    /// <summary>Sends the owner <paramref name="values"/> as buffer <paramref name="buffer"/> in pieces (<see cref="ShardSliceChunk.Pieces"/>).</summary>
-    private void SendSlice(int requestId, int buffer, ReadOnlyMemory<float> values, long steps, int stateBuffers)
-    {
-        foreach (var piece in ShardSliceChunk.Pieces(requestId, _shard.Index, _model.Version, buffer, values, steps, stateBuffers)) Sender.Tell(piece);
     }
 
     private void OnSlice(GradientComputed slice)
@@ -359,6 +387,7 @@ public sealed class ParameterShardActor : ReceiveActor
         switch (action.Kind)
         {
             case LedgerActionKind.Close:
+                SendDueCheckpointSlice();
                 KeepInputs();
                 Step(action);
                 break;

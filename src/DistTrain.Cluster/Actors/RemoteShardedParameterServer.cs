@@ -31,14 +31,14 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="MinWorkers">Cluster:MinWorkers: a lost worker that leaves fewer fails the job when every worker slot placed with the
 /// shards is taken, since no worker could join it (the coordinator would otherwise pause, waiting for one); while one is free the
 /// coordinator pauses for a worker to join, as with one parameter server.</param>
-/// <param name="Checkpoints">Where to write a checkpoint at the end of every epoch (Checkpoint:Directory; Checkpoint:EverySteps must
-/// be 0); null writes none.</param>
+/// <param name="Checkpoints">Where to write a checkpoint at the end of every epoch and, with its <see cref="CheckpointSettings.EverySteps"/>
+/// above 0, within epochs (Checkpoint:Directory, Checkpoint:EverySteps); null writes none.</param>
 /// <param name="Optimizer">The parameter server's optimizer settings (<see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/>),
 /// as the shards step with them: a checkpoint records their kind, state buffers and hyperparameters. Needed with
 /// <paramref name="Checkpoints"/> and <paramref name="ResumeFrom"/>.</param>
-/// <param name="ResumeFrom">The checkpoint a resumed run starts from, of an epoch's start (round 0), whose layout is the model's: each
-/// shard is sent its slice of the weights and optimizer state before the first part; null starts from
-/// <paramref name="StartingWeights"/>.</param>
+/// <param name="ResumeFrom">The checkpoint a resumed run starts from, of an epoch's end or within an epoch, whose layout is the model's:
+/// each shard is sent its slice of the weights and optimizer state before the first part, and the part that resumes it counts
+/// the samples and loss its epoch trained before; null starts from <paramref name="StartingWeights"/>.</param>
 /// <param name="WorkerSlots">The worker slots the shards are placed for, each with a data-plane token of its own: at least
 /// <c>Workers.Count</c>, at most <see cref="UpdatePolicy.MaxWorkers"/>; null (the default): <see cref="WorkerSlotsFor"/>. The
 /// slots beyond <c>Workers.Count</c> are for workers that join the running job (a restarted worker joins as a new one).</param>
@@ -167,7 +167,13 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private int _checkpointEpoch;                // the epoch that gathering's checkpoint starts (the one after the epoch that ended)
     private EpochCompleted? _heldEpochEnd;       // the epoch's end, told the coordinator once its checkpoint is written
     private long _checkpointStarted;             // Stopwatch timestamp of the checkpoint's request to the shards
-    private int _checkpointedEpoch;              // the epoch whose end's checkpoint is the newest (the resumed one's, at first); 0: none
+    private string? _newestCheckpoint;           // the newest checkpoint's position, "epoch 3's end" or "epoch 4 round 200" (the resumed one's, at first)
+    private TrainingCheckpoint? _resumeFrom;     // the checkpoint resumed from, until the part it resumes starts
+    private int _partCheckpointEvery;            // the running part's Checkpoint:EverySteps (0: no checkpoint within it)
+    private int _partCheckpointRequest;          // the request number the shards' checkpoint slices of the running part carry
+    private bool _partLostWorker;                // a worker was lost in the running part: no checkpoint within it from then on
+    private readonly Dictionary<long, ShardWeightsGather> _partCheckpoints = []; // checkpoints within the running part being gathered, by version
+    private readonly Dictionary<long, (int NextRound, int Samples, double LossSum)> _partRounds = []; // by version: the position after each round of the part
     private readonly string[] _stateNames;       // the shards' optimizer state buffers, in its order (none without the optimizer settings)
     private System.Diagnostics.TagList[] _shardTags = [];
 
@@ -176,7 +182,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     {
         _settings = settings;
         _stateNames = settings.Optimizer is { } optimizer ? [.. Optimizer.Create(optimizer, 1).State.Select(s => s.Name)] : [];
-        _checkpointedEpoch = settings.ResumeFrom is { } resumed ? resumed.Epoch - 1 : 0;
+        _resumeFrom = settings.ResumeFrom;
+        _newestCheckpoint = settings.ResumeFrom is { } resumed ? Position(resumed.Epoch, resumed.Round) : null;
         Become(Finding);
     }
 
@@ -189,8 +196,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     /// <summary>Props of the server.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="settings"/> or one of its references is null.</exception>
     /// <exception cref="ArgumentException">No worker, a shard count outside 1 to <see cref="ParameterShards.MaxShards"/>, worker
-    /// slots fewer than the workers or more than <see cref="UpdatePolicy.MaxWorkers"/>, a time-out that is not positive, checkpoints without the optimizer settings, or a checkpoint to resume from within an
-    /// epoch.</exception>
+    /// slots fewer than the workers or more than <see cref="UpdatePolicy.MaxWorkers"/>, a time-out that is not positive, or checkpoints
+    /// without the optimizer settings.</exception>
     public static Props Props(RemoteShardSettings settings)
     {
         ArgumentNullException.ThrowIfNull(settings);
@@ -207,8 +214,6 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         if (settings.Timeout <= TimeSpan.Zero) throw new ArgumentException("The search for shard nodes needs a positive time-out.", nameof(settings));
         if ((settings.Checkpoints ?? (object?)settings.ResumeFrom) is not null && settings.Optimizer is null)
             throw new ArgumentException("A run on shard nodes that writes or resumes from checkpoints needs the parameter server's optimizer settings.", nameof(settings));
-        if (settings.ResumeFrom is { Round: not 0 } midEpoch)
-            throw new ArgumentException($"Shards on shard nodes resume only at an epoch's start; the checkpoint is of epoch {midEpoch.Epoch} round {midEpoch.Round}.", nameof(settings));
         return Akka.Actor.Props.Create(() => new RemoteShardedParameterServer(settings));
     }
 
@@ -274,21 +279,27 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     }
 
     /// <summary>How to go on after the loss of a shard (<see cref="RestartAdviceFor"/>).</summary>
-    private string RestartAdvice => RestartAdviceFor(_settings.Checkpoints is not null, _checkpointedEpoch, _settings.Shards);
+    private string RestartAdvice => RestartAdviceFor(_settings.Checkpoints is not null, _newestCheckpoint, _settings.Shards);
+
+    /// <summary>A checkpoint's position as the restart advice names it: "epoch 3's end" for round 0 of epoch 4, else "epoch 4 round 200".</summary>
+    private static string Position(int epoch, int round) => round == 0
+        ? $"epoch {(epoch - 1).ToString(CultureInfo.InvariantCulture)}'s end"
+        : $"epoch {epoch.ToString(CultureInfo.InvariantCulture)} round {round.ToString(CultureInfo.InvariantCulture)}";
 
     /// <summary>
-    /// How to go on after the loss of a shard: start the job again, from the newest epoch-end checkpoint when there is one
+    /// How to go on after the loss of a shard: start the job again, from the newest checkpoint when there is one
     /// (Checkpoint:Resume), else from the start.
     /// </summary>
     /// <param name="writesCheckpoints">The run writes checkpoints (Checkpoint:Directory).</param>
-    /// <param name="checkpointedEpoch">The epoch whose end's checkpoint is the newest (a resumed run's, until it writes one); 0: none.</param>
+    /// <param name="newestCheckpoint">The newest checkpoint's position ("epoch 3's end", "epoch 4 round 200"; a resumed run's, until it
+    /// writes one), or null: none.</param>
     /// <param name="shards">Cluster:ParameterServerShards: the shard nodes a resume needs.</param>
-    internal static string RestartAdviceFor(bool writesCheckpoints, int checkpointedEpoch, int shards) => !writesCheckpoints
+    internal static string RestartAdviceFor(bool writesCheckpoints, string? newestCheckpoint, int shards) => !writesCheckpoints
         ? "restart the job (it starts from the beginning: this run writes no checkpoints; with Checkpoint:Directory set, a run can be resumed)."
-        : checkpointedEpoch > 0
+        : newestCheckpoint is not null
             ? $"start it again with Checkpoint:Resume = true and {Counts.Of(shards, "shard node")} up: it resumes from the checkpoint of " +
-              $"epoch {checkpointedEpoch}'s end in Checkpoint:Directory."
-            : "restart the job (it starts from the beginning: no checkpoint was written yet; the first comes at the end of the first epoch).";
+              $"{newestCheckpoint} in Checkpoint:Directory."
+            : "restart the job (it starts from the beginning: no checkpoint was written yet).";
 
     /// <summary>Gives worker slot <paramref name="slot"/>'s worker (its link on this node) the shard nodes' endpoints and the slot's own
     /// token, signed (<see cref="ShardServersAssigned"/>).</summary>
@@ -396,6 +407,14 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         _partSamples = 0;
         _partLoss = 0;
+        if (_resumeFrom is { } resumed && resumed.Epoch == start.Epoch && resumed.Round == start.FirstRound)
+        {
+            // The rounds before the checkpoint ran before the interruption: their samples and loss count in this epoch, as one
+            // parameter server counts them (UpdatePolicy.Start).
+            _partSamples = resumed.EpochSamples;
+            _partLoss = resumed.EpochLossSum;
+        }
+        _resumeFrom = null;
         _partRunning = true;
         _partSlots = start.Workers.Length;
         _part = (start.Epoch, start.Part);
@@ -405,6 +424,14 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         // A part with no minibatch only hands out the weights (a resumed run that first scores its checkpoint's, or early
         // stopping's record asking for the resumed epoch's score): each shard broadcasts its slice and reports the part's end.
         _partTrainsNothing = start.BatchesPerWorker.All(batches => batches <= start.FirstRound);
+        // Checkpoints within the part only where a resume from one continues exactly, as one parameter server writes them: in an
+        // epoch's first part planned over all the job's workers (StartEpoch.MidEpochResumable), until a worker is lost in it.
+        _partCheckpointEvery = _settings.Checkpoints is { EverySteps: > 0 } every && start.MidEpochResumable && !_partTrainsNothing && !_stopping
+            ? every.EverySteps : 0;
+        _partCheckpointRequest = _nextRequest++;
+        _partLostWorker = false;
+        _partCheckpoints.Clear();
+        _partRounds.Clear();
         _undecided.Clear();
         _heldPartEnd = null;
         _roundStarted = Stopwatch.GetTimestamp();
@@ -412,7 +439,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         if (!_arbiter.IsNobody()) Context.Stop(_arbiter);
         _arbiter = Context.ActorOf(ShardLossArbiter.Props(_shards, slots, start.Epoch, start.Part, Self), $"loss-arbiter-{_arbiters++}");
         for (var k = 0; k < _shards.Length; k++)
-            _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, _arbiter, start.Part, start.FirstRound), Self);
+            _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, _arbiter, start.Part, start.FirstRound)
+                with { CheckpointEverySteps = _partCheckpointEvery, CheckpointRequestId = _partCheckpointRequest }, Self);
     }
 
     /// <summary>
@@ -454,6 +482,12 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             return;
         }
         _undecided.Add(lost.WorkerIndex);
+        // A checkpoint within the part from here on could miss the lost worker's minibatches: the epoch's end writes the next.
+        if (_partCheckpointEvery > 0 && !_partLostWorker)
+            _log.Info("Parameter server: worker {0} was lost in epoch {1}; the next checkpoint comes at the epoch's end, not within it (Checkpoint:EverySteps).",
+                lost.WorkerIndex, _part.Epoch);
+        _partLostWorker = true;
+        _partCheckpoints.Clear();
         _arbiter.Tell(lost, Self);
         // An arbiter waits for every shard's answer: a shard that never gives one would hold the part's end for ever.
         Timers.StartSingleTimer($"decision-{lost.WorkerIndex}", new DecisionTimedOut(lost.WorkerIndex, _part), _settings.Timeout);
@@ -510,6 +544,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             _roundStarted = now;
             _partSamples += merged.SampleCount;
             _partLoss += merged.LossSum;
+            if (_partCheckpointEvery > 0 && merged.Version % _partCheckpointEvery == 0 && (merged.Epoch, merged.Part) == _part)
+                _partRounds[merged.Version] = (merged.Round + 1, _partSamples, _partLoss);
             _coordinator.Tell(new RoundApplied(merged.Epoch, merged.Round, merged.Version, merged.SampleCount, merged.LossSum, timing, merged.LearningRate), Self);
         }
         if (!merged.PartFinished) return;
@@ -594,8 +630,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             Send(k, 0, checkpoint.Weights.Values.AsMemory(shard.Start, shard.Length));
             for (var b = 0; b < names.Length; b++) Send(k, b + 1, state[b].AsMemory(shard.Start, shard.TrainableLength));
         }
-        _log.Info("Parameter server: the shards start from the checkpoint of epoch {0} round 0 (version {1}, {2} optimizer steps).", checkpoint.Epoch,
-            checkpoint.Version, checkpoint.OptimizerSteps);
+        _log.Info("Parameter server: the shards start from the checkpoint of epoch {0} round {1} (version {2}, {3} optimizer steps).", checkpoint.Epoch,
+            checkpoint.Round, checkpoint.Version, checkpoint.OptimizerSteps);
 
         void Send(int k, int buffer, ReadOnlyMemory<float> values)
         {
@@ -639,9 +675,55 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         var checkpoint = settings.Checkpoint(new ParameterVector(_settings.StartingWeights.Layout, snapshot.Weights), gather.OptimizerState,
             _settings.Optimizer!, gather.OptimizerSteps, snapshot.Version, new CheckpointPosition(_checkpointEpoch, 0, 0, 0, _partSlots, []));
         _coordinator.Tell(ParameterServer.Save(settings.Store, checkpoint, _log), Self);
-        _checkpointedEpoch = _checkpointEpoch - 1;
+        _newestCheckpoint = Position(_checkpointEpoch, 0);
         _coordinator.Tell(_heldEpochEnd!, Self);
         _heldEpochEnd = null;
+    }
+
+    /// <summary>
+    /// Takes a piece of a checkpoint within the running part, which each shard sends unasked at every multiple of
+    /// Checkpoint:EverySteps (<see cref="ShardPartStart.CheckpointEverySteps"/>); once every shard's slices of a version have come,
+    /// writes the checkpoint with the position after the round that made the version, as one parameter server writes it. Each
+    /// shard sends a version's slices after its report of that round, so the position is known once every slice has come. Pieces that come after a
+    /// worker was lost in the part, or after the stop, are dropped: such a checkpoint could miss minibatches, or be newer than the
+    /// stop's weights.
+    /// </summary>
+    private void OnPartCheckpointChunk(ShardSliceChunk chunk)
+    {
+        if (_partCheckpointEvery <= 0 || _partLostWorker || _stopping) return;
+        if (!_partCheckpoints.TryGetValue(chunk.Version, out var gather))
+        {
+            if (chunk.Version % _partCheckpointEvery != 0)
+            {
+                _log.Warning("Parameter server: a piece of a checkpoint of version {0} came from {1}, which is not a version of this part at a " +
+                    "multiple of Checkpoint:EverySteps = {2}; ignored.", chunk.Version, Sender.Path, _partCheckpointEvery);
+                return;
+            }
+            _partCheckpoints[chunk.Version] = gather = new ShardWeightsGather(_settings.StartingWeights, _shards, _partCheckpointRequest, _stateNames);
+        }
+        if (gather.Take(Sender, chunk) is { } ignored)
+        {
+            _log.Warning("Parameter server: {0}", ignored);
+            return;
+        }
+        if (gather.Failure is { } failure)
+            throw new ShardNodesException($"Parameter server: the checkpoint of version {chunk.Version} cannot be put together: {failure}");
+        if (!gather.Complete) return;
+        _partCheckpoints.Remove(chunk.Version);
+        // Every shard sent its slices after its report of the round that made the version, so the merged report has come.
+        if (!_partRounds.TryGetValue(chunk.Version, out var position))
+        {
+            _log.Warning("Parameter server: the shards sent a checkpoint of version {0}, which no round of epoch {1}'s running part made; not written.",
+                chunk.Version, _part.Epoch);
+            return;
+        }
+        var (nextRound, samples, lossSum) = position;
+        foreach (var version in _partRounds.Keys.Where(v => v <= chunk.Version).ToArray()) _partRounds.Remove(version);
+        var settings = _settings.Checkpoints!;
+        var checkpoint = settings.Checkpoint(new ParameterVector(_settings.StartingWeights.Layout, gather.Result.Weights), gather.OptimizerState,
+            _settings.Optimizer!, gather.OptimizerSteps, chunk.Version, new CheckpointPosition(_part.Epoch, nextRound, samples, lossSum, _partSlots, []));
+        _coordinator.Tell(ParameterServer.Save(settings.Store, checkpoint, _log), Self);
+        _newestCheckpoint = Position(_part.Epoch, nextRound);
     }
 
     private void OnSliceChunk(ShardSliceChunk chunk)
@@ -649,6 +731,11 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         if (_checkpointGather?.RequestId == chunk.RequestId)
         {
             OnCheckpointChunk(chunk);
+            return;
+        }
+        if (chunk.RequestId == _partCheckpointRequest && _partRunning)
+        {
+            OnPartCheckpointChunk(chunk);
             return;
         }
         if (_gather is null) return;

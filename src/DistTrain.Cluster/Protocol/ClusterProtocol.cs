@@ -147,6 +147,7 @@ public static class ClusterProtocolInfo
     /// (6: the fingerprint holds the samples' digests; 7: a standby parameter server registers, RegisterStandby; 8: shards on shard
     /// nodes run further parts of an epoch, ShardPartStart.FirstRound and ShardWeights.Part; 9: RegisterWorker.Round, without which
     /// a job host takes a worker's registration again as a repeated one; 10: WorkerAccepted.Round and WorkerReady.Round, and the
-    /// acceptance's proof covers the round).</summary>
-    public const int Version = 10;
+    /// acceptance's proof covers the round; 11: shards on shard nodes send checkpoints within an epoch,
+    /// ShardPartStart.CheckpointEverySteps, which a shard node of version 10 would ignore, leaving the run without them).</summary>
+    public const int Version = 11;
 }

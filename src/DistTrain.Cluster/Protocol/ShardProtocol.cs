@@ -167,6 +167,11 @@ public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key
 /// refuses one of another part.</param>
 /// <param name="FirstRound">The part's first round, from 0: 0 for an epoch's first part, later for a further part that trains the
 /// samples a lost worker left (<see cref="StartEpoch.FirstRound"/>). The workers' minibatches run from it.</param>
+/// <param name="CheckpointEverySteps">Checkpoint:EverySteps for this part, 0 or more; 0: no checkpoint within it. Otherwise the shard
+/// sends the owner its slice of the weights and of every optimizer state buffer at each version that is a positive multiple of it,
+/// above the version the part starts at (<see cref="ShardSliceChunk"/>s of request <paramref name="CheckpointRequestId"/>), once
+/// that version is final: when the part's next round closes, since a lost worker's decision can redo only the newest step.</param>
+/// <param name="CheckpointRequestId">The request number the slices of <paramref name="CheckpointEverySteps"/> carry, 0 or more.</param>
 [MessagePackObject]
 public sealed record ShardPartStart(
     [property: Key(0)] int Epoch,
@@ -176,7 +181,9 @@ public sealed record ShardPartStart(
     [property: Key(4)] IActorRef[] Shards,
     [property: Key(5)] IActorRef Arbiter,
     [property: Key(6)] int Part = 0,
-    [property: Key(7)] int FirstRound = 0) : IRangeCheckedMessage
+    [property: Key(7)] int FirstRound = 0,
+    [property: Key(8)] int CheckpointEverySteps = 0,
+    [property: Key(9)] int CheckpointRequestId = 0) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange()
@@ -194,6 +201,8 @@ public sealed record ShardPartStart(
         }
         if (ShardWire.AtLeast(nameof(StepsPerEpoch), StepsPerEpoch, 0) is { } steps) return steps;
         if (ShardWire.AtLeast(nameof(Part), Part, 0) is { } part) return part;
+        if (ShardWire.AtLeast(nameof(CheckpointEverySteps), CheckpointEverySteps, 0) is { } every) return every;
+        if (ShardWire.AtLeast(nameof(CheckpointRequestId), CheckpointRequestId, 0) is { } request) return request;
         return Shards.Length is 0 or > ParameterShards.MaxShards ? $"Shards holds {Shards.Length} shards, outside 1 to {ParameterShards.MaxShards}" : null;
     }
 }

@@ -160,10 +160,6 @@ public static class TrainingOptionsValidator
             if (options.Cluster.Compression != Compression.GradientCompression.None)
                 problems.Add($"Cluster:ShardNodes = true carries float32 slices only, and Cluster:Compression is {options.Cluster.Compression}: set Cluster:Compression " +
                     "to None, or Cluster:ShardNodes to false.");
-            if (options.Checkpoint.Enabled && options.Checkpoint.EverySteps > 0)
-                problems.Add($"Cluster:ShardNodes = true writes a checkpoint at the end of each epoch only, and Checkpoint:EverySteps is " +
-                    $"{options.Checkpoint.EverySteps}: set Checkpoint:EverySteps to 0, or Cluster:ShardNodes to false (the shards then run in the parameter " +
-                    "server's process, with checkpoints within epochs).");
         }
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
         Range("Cluster:PauseTimeoutSeconds", options.Cluster.PauseTimeoutSeconds, 0, 604_800);
