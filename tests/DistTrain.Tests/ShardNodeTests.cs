@@ -493,7 +493,7 @@ public sealed class ShardNodeTests : IDisposable
                 string PathOf(IActorRef actor) => actor.Path.ToSerializationFormatWithAddress(((ExtendedActorSystem)Context.System).Provider.DefaultAddress);
                 var proof = identity.ShardHostedProof(PathOf(Sender), request.Proof, request.JobId, request.Shard, PathOf(silent), "127.0.0.1", 1,
                     links.Select(PathOf));
-                Sender.Tell(new ShardHosted(request.JobId, request.Shard, silent, "127.0.0.1", 1, links, proof));
+                Sender.Tell(new ShardHosted(request.JobId, request.Shard, silent, "127.0.0.1", 1, links, proof, ClusterProtocolInfo.Version));
             });
         }
 

@@ -836,6 +836,33 @@ public sealed class ShardedWorkerTests : TestKit
         Assert.False(placement.Placed);
     }
 
+    /// <summary>
+    /// Nodes of another DistTrain version do not host a shard together: a shard node refuses a request of another cluster protocol
+    /// (here one that says 10), and a parameter server's placement fails on an answer of another one (here none, as a version
+    /// before 11 sends), each naming both versions and the fix. Such a node could host the shard and still not do what the run
+    /// needs of it (version 10 sends no checkpoint within an epoch).
+    /// </summary>
+    [Fact]
+    public void Shard_nodes_and_parameter_servers_of_another_protocol_version_refuse_each_other_naming_both()
+    {
+        var initial = Initial();
+        IActorRef[] hosts = [StartShardNode("version-node-0", initial), StartShardNode("version-node-1", initial)];
+        var placement = new ShardPlacement(Job, Sys, TestActor, JobId, hosts, Workers, initial, ServerSettings(Sgd));
+        Assert.Equal([ClusterProtocolInfo.Version, ClusterProtocolInfo.Version], placement.Requests.Select(r => r.ProtocolVersion));
+        hosts[0].Tell(placement.Requests[0] with { ProtocolVersion = 10 }, TestActor);
+        var refused = ExpectMsg<ShardHostRefused>(Wait);
+        Assert.Equal("the parameter server runs DistTrain's cluster protocol 10, and this shard node 11: run the same DistTrain version on " +
+            "every node of the job.", refused.Reason);
+        hosts[1].Tell(placement.Requests[1], TestActor);
+        var hosted = ExpectMsg<ShardHosted>(Wait);
+        Assert.Equal(ClusterProtocolInfo.Version, hosted.ProtocolVersion);
+        Assert.Null(placement.Take(hosts[1], hosted with { ProtocolVersion = 0 }));
+        Assert.False(placement.Placed);
+        Assert.StartsWith("Shard 1 of 2 could not be placed: the shard node akka.tcp://version-node-1@127.0.0.1:", placement.Failure);
+        Assert.EndsWith(" hosts it, but it runs DistTrain's cluster protocol 0 (older than 11), and this parameter server 11: run the same DistTrain " +
+            "version on every node of the job", placement.Failure);
+    }
+
     /// <summary>A hosted shard that fails before every shard is placed fails the placement with the host's reason, if the host
     /// signed it for this request; one that fails after is the owner's to handle, and the placement ignores it.</summary>
     [Fact]
@@ -859,7 +886,7 @@ public sealed class ShardedWorkerTests : TestKit
         {
             IActorRef[] links = [CreateTestProbe().Ref, CreateTestProbe().Ref];
             var proof = Job.ShardHostedProof(PathOf(TestActor), placed.Requests[k].Proof, JobId, k, PathOf(hosts[k]), "127.0.0.1", 4000 + k, links.Select(PathOf));
-            Assert.Null(placed.Take(hosts[k], new ShardHosted(JobId, k, hosts[k], "127.0.0.1", 4000 + k, links, proof)));
+            Assert.Null(placed.Take(hosts[k], new ShardHosted(JobId, k, hosts[k], "127.0.0.1", 4000 + k, links, proof, ClusterProtocolInfo.Version)));
         }
         Assert.True(placed.Placed);
         var late = new ShardFailed(JobId, 1, "the shard failed: boom.", Job.ShardFailureProof(placed.Requests[1].Proof, 1, "the shard failed: boom."));

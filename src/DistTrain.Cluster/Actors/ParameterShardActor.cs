@@ -39,7 +39,7 @@ namespace DistTrain.Cluster.Actors;
 /// <para>Checkpoints: the owner gathers the shards' slices of the weights and optimizer state at each epoch's end
 /// (<see cref="ShardSliceRequest"/>) and writes the checkpoint. Within a part that asks for them
 /// (<see cref="ShardPartStart.CheckpointEverySteps"/>) each shard sends its slices unasked at every multiple of Checkpoint:EverySteps,
-/// as the next round closes. A resumed run's owner sends each shard its slice of the checkpoint
+/// as the next round closes (not the part's last round's version, and none after a lost worker's decision). A resumed run's owner sends each shard its slice of the checkpoint
 /// (<see cref="ShardSliceChunk"/>, the same pieces in the other direction) before the first part.</para>
 /// <para>A part may start after round 0: an epoch's further part, which trains the samples a lost worker left
 /// (<see cref="ShardPartStart.FirstRound"/>); its results carry its part (<see cref="ShardWeights.Part"/>). A part with no minibatch
@@ -348,6 +348,7 @@ public sealed class ParameterShardActor : ReceiveActor
         // Thrown when the shards are out of step; the actor fails with it, as a shard of one process does.
         var (wasFinished, openRound) = (_ledger.PartFinished, _ledger.OpenRound);
         var action = _ledger.ApplyLoss(decision);
+        _checkpointEvery = 0; // the owner writes no checkpoint within a part after a loss: sending the slices would only load the link
         _receivers[decision.Worker] = ActorRefs.Nobody; // it gets nothing more
         Act(action);
         // A decision that ends the part without closing a round (the lost worker was the last with a minibatch in the open

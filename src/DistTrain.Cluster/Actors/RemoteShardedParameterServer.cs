@@ -82,8 +82,8 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// </summary>
 /// <remarks>
 /// <para>Until the shards are placed, every message from the coordinator waits. No K shard nodes within
-/// <see cref="RemoteShardSettings.Timeout"/>, a refusal, no answers within it again, a gathering of the weights (or of a checkpoint)
-/// to which no shard sends a piece for that long, a shard node that fails or leaves, the
+/// <see cref="RemoteShardSettings.Timeout"/>, a refusal, no answers within it again, a gathering of the weights (or of an epoch end's
+/// checkpoint; one within a part holds nothing up, and has no time-out) to which no shard sends a piece for that long, a shard node that fails or leaves, the
 /// shards' reports disagreeing, and a lost worker that leaves fewer than <see cref="RemoteShardSettings.MinWorkers"/> with no
 /// worker slot free (<see cref="RemoteShardSettings.Slots"/>) each fail this actor with <see cref="ShardNodesException"/>, whose message names the problem and the fix, so the coordinator ends the
 /// job with it. Any other lost worker is covered: during a part, the part's <see cref="ShardLossArbiter"/> (a child, made

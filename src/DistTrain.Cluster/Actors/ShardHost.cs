@@ -263,7 +263,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         }
         var digest = StartingDigest(plan[shard], startingWeights);
         var proof = identity.ShardRequestProof(PathOf(owner, system), PathOf(host, system), jobId, shard, shardCount, tokens, digest, serverSettings);
-        return new HostShard(jobId, shard, shardCount, tokens, digest, serverSettings, proof);
+        return new HostShard(jobId, shard, shardCount, tokens, digest, serverSettings, proof, ClusterProtocolInfo.Version);
     }
 
     /// <summary>True if <paramref name="answer"/> is signed with the job's secret as the answer to <paramref name="request"/>, sent by
@@ -422,6 +422,8 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
     private string? Problem(HostShard request)
     {
         if (request.OutOfRange() is { } range) return range;
+        if (request.ProtocolVersion != ClusterProtocolInfo.Version)
+            return ClusterProtocolInfo.Mismatch("the parameter server", request.ProtocolVersion, "this shard node");
         IReadOnlyList<string> differences;
         try
         {
@@ -497,7 +499,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         var port = hosting.Listener.Port;
         var proof = _settings.Identity.ShardHostedProof(PathOf(hosting.Owner, system), request.Proof, request.JobId, request.Shard, PathOf(shardActor, system),
             _settings.AdvertisedHost, port, links.ByWorker.Select(link => PathOf(link, system)));
-        hosting.Answer = new ShardHosted(request.JobId, request.Shard, shardActor, _settings.AdvertisedHost, port, links.ByWorker, proof);
+        hosting.Answer = new ShardHosted(request.JobId, request.Shard, shardActor, _settings.AdvertisedHost, port, links.ByWorker, proof, ClusterProtocolInfo.Version);
         _log.Info($"Shard host: hosting shard {request.Shard} of {request.ShardCount} ([{hosting.Shard.Start}, {hosting.Shard.End}), " +
             $"{hosting.Shard.Length:N0} values) of job {request.JobId} for {hosting.Owner.Path}; data plane on {hosting.Answer.Endpoint} " +
             $"({(_settings.Certificates is null ? "plain TCP" : "TLS")}), {request.WorkerSlots} worker slots");

@@ -133,6 +133,8 @@ public sealed class ShardPlacement
                     "request's answer); ignored";
             case ShardHosted hosted when hosted.Links.Length != _tokens.Length:
                 return $"{what} came from {sender.Path} with {hosted.Links.Length} worker links for {_tokens.Length} worker slots; ignored";
+            case ShardHosted hosted when hosted.ProtocolVersion != ClusterProtocolInfo.Version:
+                return Fail(k, sender, $"hosts it, but {ClusterProtocolInfo.Mismatch("it", hosted.ProtocolVersion, "this parameter server")}");
             case ShardHosted hosted:
                 _answers[k] = hosted;
                 _settled[k] = true;

@@ -150,4 +150,19 @@ public static class ClusterProtocolInfo
     /// acceptance's proof covers the round; 11: shards on shard nodes send checkpoints within an epoch,
     /// ShardPartStart.CheckpointEverySteps, which a shard node of version 10 would ignore, leaving the run without them).</summary>
     public const int Version = 11;
+
+    /// <summary>
+    /// Why two nodes of a job cannot work together: <paramref name="other"/> runs protocol <paramref name="otherVersion"/> (0: a
+    /// version before 11, which did not say), <paramref name="self"/> <see cref="Version"/>; and the fix. As "the parameter server
+    /// runs DistTrain's cluster protocol 0 (older than 11), and this shard node 11: run the same DistTrain version on every node of the job".
+    /// </summary>
+    /// <param name="other">The other node, as the sentence names it.</param>
+    /// <param name="otherVersion">Its protocol version.</param>
+    /// <param name="self">This node, as the sentence names it.</param>
+    public static string Mismatch(string other, int otherVersion, string self)
+    {
+        var older = otherVersion == 0 ? " (older than 11)" : "";
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{other} runs DistTrain's cluster protocol {otherVersion}{older}, and {self} {Version}: run the same DistTrain version on every node of the job");
+    }
 }

@@ -51,6 +51,8 @@ namespace DistTrain.Cluster.Protocol;
 /// steps with the shard node's own, so they must be equal.</param>
 /// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardRequestProof"/>), over the sender's and the
 /// shard host's paths too (with their nodes' addresses and the actors' uids).</param>
+/// <param name="ProtocolVersion">The parameter server's <see cref="ClusterProtocolInfo.Version"/> (0 from a version before 11, which
+/// did not send it): a shard node of another version refuses the request, naming both.</param>
 [MessagePackObject]
 public sealed record HostShard(
     [property: Key(0)] string JobId,
@@ -59,7 +61,8 @@ public sealed record HostShard(
     [property: Key(3)] byte[] WorkerTokens,
     [property: Key(4)] byte[] StartingDigest,
     [property: Key(5)] string ServerSettings,
-    [property: Key(6)] byte[] Proof) : IRangeCheckedMessage
+    [property: Key(6)] byte[] Proof,
+    [property: Key(7)] int ProtocolVersion = 0) : IRangeCheckedMessage
 {
     /// <summary>The worker slots the request names: <see cref="WorkerTokens"/>' length over <see cref="DataPlaneHello.TokenBytes"/>.</summary>
     [IgnoreMember]
@@ -90,6 +93,9 @@ public sealed record HostShard(
 /// <param name="Links">The data plane's link of each worker slot, slot w's at index w: one per slot of the request.</param>
 /// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardHostedProof"/>), over the request's proof too, so
 /// an answer is genuine only for the request it answers.</param>
+/// <param name="ProtocolVersion">The shard node's <see cref="ClusterProtocolInfo.Version"/> (0 from a version before 11, which did not
+/// send it): the placement fails on another version than the parameter server's, naming both, since such a node could host the
+/// shard and still not do what the run needs of it (version 10 sends no checkpoint within an epoch).</param>
 [MessagePackObject]
 public sealed record ShardHosted(
     [property: Key(0)] string JobId,
@@ -98,7 +104,8 @@ public sealed record ShardHosted(
     [property: Key(3)] string DataHost,
     [property: Key(4)] int DataPort,
     [property: Key(5)] IActorRef[] Links,
-    [property: Key(6)] byte[] Proof) : IRangeCheckedMessage
+    [property: Key(6)] byte[] Proof,
+    [property: Key(7)] int ProtocolVersion = 0) : IRangeCheckedMessage
 {
     /// <summary>The endpoint a worker's <see cref="ShardServers"/> names for this shard.</summary>
     [IgnoreMember]
@@ -170,7 +177,9 @@ public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key
 /// <param name="CheckpointEverySteps">Checkpoint:EverySteps for this part, 0 or more; 0: no checkpoint within it. Otherwise the shard
 /// sends the owner its slice of the weights and of every optimizer state buffer at each version that is a positive multiple of it,
 /// above the version the part starts at (<see cref="ShardSliceChunk"/>s of request <paramref name="CheckpointRequestId"/>), once
-/// that version is final: when the part's next round closes, since a lost worker's decision can redo only the newest step.</param>
+/// that version is final: when the part's next round closes, since a lost worker's decision can redo only the newest step. So the
+/// version of the part's last round is not sent (the epoch's end writes its checkpoint), and after a lost worker's decision the
+/// shard sends none for the rest of the part (the owner writes none after a loss).</param>
 /// <param name="CheckpointRequestId">The request number the slices of <paramref name="CheckpointEverySteps"/> carry, 0 or more.</param>
 [MessagePackObject]
 public sealed record ShardPartStart(
