@@ -26,8 +26,8 @@
 #      shard nodes decide which of its slices count, the restarted worker joins as worker 2 in a worker slot placed with the
 #      shards to spare, a further part of the epoch gives the lost worker's samples to it and the other, one checkpoint is
 #      written per epoch, every node (the restarted one too) exits 0, and the test accuracy is within 1 point of the undisturbed run's;
-#   8. shard nodes with the standby, the ps container killed mid-epoch: the shard containers release the lost server's shards,
-#      killed right after its checkpoint within epoch 3 (written every 200 steps), the standby takes over from that checkpoint
+#   8. shard nodes with the standby, the ps container killed mid-epoch, right after its first checkpoint within epoch 3
+#      (every 200 steps): the shard containers release the lost server's shards, the standby takes over from that checkpoint
 #      and places new shards on the same shard containers, every node but the killed one exits 0, and the test accuracy equals
 #      the undisturbed run's (a resume is exact).
 # Containers, networks, volumes and the certificates are removed at the end, also when a check fails or the script
@@ -437,8 +437,9 @@ down
 # ---------------------------------------------------------------------------------------------------------------
 log "== compose run 3: the ps container killed mid-epoch"
 up
-# Killed right after the first checkpoint within epoch 3 (Checkpoint:EverySteps 200: round 200 of 469, about 4 s before the
-# epoch's end), a log line the script sees within a second, unlike the progress lines: the standby resumes within the epoch.
+# Killed right after the first checkpoint within epoch 3 (Checkpoint:EverySteps 200 counts weights versions across the run:
+# version 1000, round 62 of 469), a log line the script sees within a second, unlike the progress lines, which it saw late
+# enough at times that a kill meant for epoch 3 landed in epoch 4.
 wait_for_log "$ps_id" "^checkpoint [^ ]*: version [0-9]+, next epoch 3 round [1-9]" 300 || die "no checkpoint within epoch 3"
 newest_checkpoint=$(logs_of "$ps_id" | grep -oE "^checkpoint [^ ]*: version [0-9]+, next epoch [0-9]+ round [0-9]+" | tail -1 | sed 's/^checkpoint [^ ]*: //')
 t_kill=$(now)
