@@ -169,9 +169,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private long _checkpointStarted;             // Stopwatch timestamp of the checkpoint's request to the shards
     private string? _newestCheckpoint;           // the newest checkpoint's position, "epoch 3's end" or "epoch 4 round 200" (the resumed one's, at first)
     private TrainingCheckpoint? _resumeFrom;     // the checkpoint resumed from, until the part it resumes starts
-    private int _partCheckpointEvery;            // the running part's Checkpoint:EverySteps (0: no checkpoint within it)
+    private int _partCheckpointEvery;            // the running part's Checkpoint:EverySteps (0: no checkpoint within it, as after a lost worker)
     private int _partCheckpointRequest;          // the request number the shards' checkpoint slices of the running part carry
-    private bool _partLostWorker;                // a worker was lost in the running part: no checkpoint within it from then on
     private readonly Dictionary<long, ShardWeightsGather> _partCheckpoints = []; // checkpoints within the running part being gathered, by version
     private readonly Dictionary<long, (int NextRound, int Samples, double LossSum)> _partRounds = []; // by version: the position after each round of the part
     private readonly string[] _stateNames;       // the shards' optimizer state buffers, in its order (none without the optimizer settings)
@@ -429,7 +428,6 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _partCheckpointEvery = _settings.Checkpoints is { EverySteps: > 0 } every && start.MidEpochResumable && !_partTrainsNothing && !_stopping
             ? every.EverySteps : 0;
         _partCheckpointRequest = _nextRequest++;
-        _partLostWorker = false;
         _partCheckpoints.Clear();
         _partRounds.Clear();
         _undecided.Clear();
@@ -483,10 +481,10 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         _undecided.Add(lost.WorkerIndex);
         // A checkpoint within the part from here on could miss the lost worker's minibatches: the epoch's end writes the next.
-        if (_partCheckpointEvery > 0 && !_partLostWorker)
+        if (_partCheckpointEvery > 0)
             _log.Info("Parameter server: worker {0} was lost in epoch {1}; the next checkpoint comes at the epoch's end, not within it (Checkpoint:EverySteps).",
                 lost.WorkerIndex, _part.Epoch);
-        _partLostWorker = true;
+        _partCheckpointEvery = 0;
         _partCheckpoints.Clear();
         _arbiter.Tell(lost, Self);
         // An arbiter waits for every shard's answer: a shard that never gives one would hold the part's end for ever.
@@ -668,14 +666,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         Timers.Cancel(CheckpointGatherTimer);
         _checkpointGather = null;
-        var snapshot = gather.Result;
         _log.Info("Parameter server: epoch {0}'s end gathered from the shard nodes for its checkpoint in {1:F1} ms", _checkpointEpoch - 1,
             Stopwatch.GetElapsedTime(_checkpointStarted).TotalMilliseconds);
-        var settings = _settings.Checkpoints!;
-        var checkpoint = settings.Checkpoint(new ParameterVector(_settings.StartingWeights.Layout, snapshot.Weights), gather.OptimizerState,
-            _settings.Optimizer!, gather.OptimizerSteps, snapshot.Version, new CheckpointPosition(_checkpointEpoch, 0, 0, 0, _partSlots, []));
-        _coordinator.Tell(ParameterServer.Save(settings.Store, checkpoint, _log), Self);
-        _newestCheckpoint = Position(_checkpointEpoch, 0);
+        WriteCheckpoint(gather, new CheckpointPosition(_checkpointEpoch, 0, 0, 0, _partSlots, []));
         _coordinator.Tell(_heldEpochEnd!, Self);
         _heldEpochEnd = null;
     }
@@ -690,7 +683,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     /// </summary>
     private void OnPartCheckpointChunk(ShardSliceChunk chunk)
     {
-        if (_partCheckpointEvery <= 0 || _partLostWorker || _stopping) return;
+        if (_partCheckpointEvery <= 0 || _stopping) return;
         if (!_partCheckpoints.TryGetValue(chunk.Version, out var gather))
         {
             if (chunk.Version % _partCheckpointEvery != 0)
@@ -717,13 +710,21 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
                 chunk.Version, _part.Epoch);
             return;
         }
-        var (nextRound, samples, lossSum) = position;
         foreach (var version in _partRounds.Keys.Where(v => v <= chunk.Version).ToArray()) _partRounds.Remove(version);
+        WriteCheckpoint(gather, new CheckpointPosition(_part.Epoch, position.NextRound, position.Samples, position.LossSum, _partSlots, []));
+    }
+
+    /// <summary>Writes the checkpoint of a complete gathering of the weights and optimizer state at <paramref name="position"/> (as one
+    /// parameter server writes it), tells the coordinator, and makes it the newest the restart advice names.</summary>
+    /// <exception cref="IOException">The file could not be written.</exception>
+    private void WriteCheckpoint(ShardWeightsGather gather, CheckpointPosition position)
+    {
         var settings = _settings.Checkpoints!;
-        var checkpoint = settings.Checkpoint(new ParameterVector(_settings.StartingWeights.Layout, gather.Result.Weights), gather.OptimizerState,
-            _settings.Optimizer!, gather.OptimizerSteps, chunk.Version, new CheckpointPosition(_part.Epoch, nextRound, samples, lossSum, _partSlots, []));
+        var weights = gather.Result;
+        var checkpoint = settings.Checkpoint(new ParameterVector(_settings.StartingWeights.Layout, weights.Weights), gather.OptimizerState,
+            _settings.Optimizer!, gather.OptimizerSteps, weights.Version, position);
         _coordinator.Tell(ParameterServer.Save(settings.Store, checkpoint, _log), Self);
-        _newestCheckpoint = Position(_part.Epoch, nextRound);
+        _newestCheckpoint = Position(position.Epoch, position.Round);
     }
 
     private void OnSliceChunk(ShardSliceChunk chunk)
