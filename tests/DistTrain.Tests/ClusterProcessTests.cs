@@ -860,6 +860,46 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
+    /// Cluster:ShardNodes with a learning rate of 2 on a linear model: the loss overflows after 15 steps, and the shards diverge at the step one
+    /// parameter server does. The parameter server puts the last good weights together from the shard nodes (the diverged shard's
+    /// host sends its slice, the other shards theirs of the same version): exit code 3, <c>last-good.safetensors</c> bit-identical
+    /// to single-node mode's last good weights, and a summary.json that records the divergence with their version. Before, the job
+    /// failed with the shard's reason and no weights.
+    /// </summary>
+    [Fact]
+    public async Task A_job_on_shard_nodes_that_diverges_leaves_single_node_modes_last_good_weights()
+    {
+        // Two Dense layers without an activation between them, every weight 0.1: the weights grow geometrically at this rate.
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 1).Replace("{ \"Type\": \"ReLU\" }, ", "", StringComparison.Ordinal)
+            .Replace("\"Layers\"", "\"Initializer\": { \"Kind\": \"Constant\", \"Constant\": 0.1 }, \"Layers\"", StringComparison.Ordinal)
+            .Replace("\"LearningRate\": 0.05", "\"LearningRate\": 2", StringComparison.Ordinal));
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
+        var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        var shards = StartShardNodes(configPath, workerEnvironment, 2);
+        DistTrainProcess[] workers = [Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment)];
+        await ps.AssertExitAsync(3, Guard, [.. workers, .. shards]);
+        foreach (var node in workers.Concat(shards)) await node.WaitAsync(Guard);
+
+        var options = TrainingOptionsLoader.Load(configPath, new Dictionary<string, string?> { ["Data:Directory"] = TestData.SubsetDirectory },
+            environment: new Dictionary<string, string?>());
+        var data = TrainingData.Load(options.Data);
+        var single = await Assert.ThrowsAsync<TrainingDivergedException>(() => SingleNodeTrainer.RunAsync(options, data.Train, data.Test).WithTestTimeout());
+        Assert.True(single.LastGoodVersion > 0, $"single-node mode diverged at version {single.LastGoodVersion}: raise the learning rate's steps before it");
+        // The shard's message is one server's after the shard's index: "Training diverged at epoch 1, step 16 (weights version 15)".
+        Assert.Matches($"training diverged: Shard [01]: {Regex.Escape(single.Message[..single.Message.IndexOf(':', StringComparison.Ordinal)])}: ", ps.Output);
+        Assert.Contains($"putting the last good weights (version {single.LastGoodVersion}) together from the shard nodes", ps.Output);
+        Assert.Contains($"saved: the last good weights (version {single.LastGoodVersion}) are in ", ps.Output);
+        Assert.DoesNotContain("could not be put together", ps.Output);
+        var run = Assert.Single(Directory.GetDirectories(Path.Combine(_directory, "runs")));
+        var lastGood = SafeTensors.Read(Path.Combine(run, RunFiles.LastGood));
+        var expected = new Core.Tensors.ParameterVector(Core.Models.ModelFactory.Build(options.Model).Layout, single.LastGoodWeights!);
+        foreach (var segment in expected.Layout.Segments)
+            Compare.Identical(expected.Segment(segment).ToArray(), lastGood[segment.Name].Data, segment.Name);
+        using var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run, RunFiles.Summary)));
+        Assert.Equal(single.LastGoodVersion, summary.RootElement.GetProperty("version").GetInt64());
+    }
+
+    /// <summary>
     /// The parameter server takes Checkpoint:Directory when its job starts: a folder another running job holds (here this
     /// test process) ends the job before training, with the reason on the parameter server and on the worker, and
     /// nothing is written into it.

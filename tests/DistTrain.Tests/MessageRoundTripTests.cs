@@ -75,15 +75,15 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(ShardHosted) => new ShardHosted("0123456789ab", 2, probe, "10.0.0.9", 4055, [probe, TestActor], [.. Enumerable.Range(0, 32).Select(i => (byte)(i + 3))],
                 ClusterProtocolInfo.Version),
             nameof(ShardRoundApplied) => new ShardRoundApplied(2, 3, 1, 41, 1, 118, 96, 140.5, 0.0125, 0.0004, PartFinished: true, 0.0375, 1.25),
-            nameof(ShardSliceRequest) => new ShardSliceRequest(7, WithOptimizerState: true),
+            nameof(ShardSliceRequest) => new ShardSliceRequest(7, WithOptimizerState: true, Version: 12),
             nameof(ShardServersAssigned) => new ShardServersAssigned("0123456789ab", 3, ["10.0.0.7", "shard-1.example"], [4055, 4056],
                 [.. Enumerable.Range(0, 32).Select(i => (byte)(i * 3 + 1))], [.. Enumerable.Range(0, 32).Select(i => (byte)(i + 17))],
                 [.. Enumerable.Range(0, 32).Select(i => (byte)(i + 11))]),
             nameof(ShardSliceChunk) => new ShardSliceChunk(7, 2, 118, 16_384, 40_000, tensor, Buffer: 2, OptimizerSteps: 117, StateBuffers: 2),
             nameof(ShardHostRefused) => new ShardHostRefused(2, "this node already hosts shard 0 of 2 of job 0123456789ab",
                 [.. Enumerable.Range(0, 32).Select(i => (byte)(i + 5))]),
-            nameof(ShardFailed) => new ShardFailed("0123456789ab", 2, "the shard failed: Shard 2: Training diverged at epoch 1, step 3",
-                [.. Enumerable.Range(0, 32).Select(i => (byte)(i + 6))]),
+            nameof(ShardFailed) => new ShardFailed("0123456789ab", 2, "Shard 2: Training diverged at epoch 1, step 3",
+                [.. Enumerable.Range(0, 32).Select(i => (byte)(i + 6))], DivergedEpoch: 1, DivergedStep: 3, LossFinite: false, LastGoodVersion: 1),
             _ => null,
         };
         Assert.True(sample is not null, $"{type.Name} is an IDistTrainMessage without a sample here: add one, with every property set.");

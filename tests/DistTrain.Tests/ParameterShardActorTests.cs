@@ -1189,6 +1189,50 @@ public sealed class ParameterShardActorTests : TestKit
     }
 
     /// <summary>
+    /// After another shard diverged, its owner asks this one for its slice of the last good version
+    /// (<see cref="ShardSliceRequest.Version"/>): a shard answers from the three newest versions it sent, with exactly the weights it
+    /// sent for that version (no optimizer state even when asked for it, step count 0), even after it stepped on; an older version
+    /// is not answered, and
+    /// the warning names the versions it holds.
+    /// </summary>
+    [Fact]
+    public void A_shard_hands_its_owner_its_slice_of_any_of_the_three_newest_versions_it_sent()
+    {
+        var initial = Replica.Initial();
+        var slice = ParameterShards.Plan(initial.Layout, 2)[1];
+        var owner = CreateTestProbe();
+        var worker = CreateTestProbe();
+        owner.IgnoreMessages(m => m is ShardRoundApplied); // the shard's step reports
+        var shard = Sys.ActorOf(ParameterShardActor.Props(slice, initial, Sgd(), 1, owner.Ref));
+        owner.Send(shard, new ShardPartStart(1, [worker.Ref], [5], 0, [ActorRefs.Nobody, shard], ActorRefs.Nobody));
+        var sent = new List<ShardWeights> { worker.ExpectMsg<ShardWeights>() };
+        for (var round = 0; round < 4; round++)
+        {
+            worker.Send(shard, new GradientComputed(1, round, round, 0, 10, 1.0, Whole(0.25f * (round + 1))[slice.Start..slice.End]));
+            sent.Add(worker.ExpectMsg<ShardWeights>());
+        }
+        Assert.Equal([0L, 1, 2, 3, 4], sent.Select(w => w.Version));
+        foreach (var version in new long[] { 3, 2, 4 })
+        {
+            owner.Send(shard, new ShardSliceRequest(ShardSliceChunk.LastGoodRequestId, WithOptimizerState: version == 3, Version: version)); // weights only, asked with the state or not
+            var back = new float[slice.Length];
+            for (var received = 0; received < back.Length;)
+            {
+                var chunk = owner.ExpectMsg<ShardSliceChunk>();
+                Assert.Equal((ShardSliceChunk.LastGoodRequestId, 1, version, 0, slice.Length, 0L, 0), (chunk.RequestId, chunk.Shard, chunk.Version, chunk.Buffer,
+                    chunk.Total, chunk.OptimizerSteps, chunk.StateBuffers));
+                chunk.Values.CopyTo(back, chunk.Offset);
+                received += chunk.Values.Length;
+            }
+            Compare.Identical(sent[(int)version].Weights, back, $"version {version}");
+        }
+        Assert.NotEqual(sent[2].Weights, sent[4].Weights); // the versions differ, so each answer is its own version's
+        EventFilter.Warning(contains: "Shard 1: its slice of version 1 was asked for, and it holds only versions 2, 3, 4 (the newest it sent); not answered.")
+            .ExpectOne(() => owner.Send(shard, new ShardSliceRequest(ShardSliceChunk.LastGoodRequestId, Version: 1)));
+        owner.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+    }
+
+    /// <summary>
     /// The first step's loss, which the advice of a later divergence quotes when it is astronomical, is that of the first
     /// step as applied, as one parameter server sets it: worker 1's loss of 1e12 over its 27 samples makes the first step's
     /// mean loss 2.7e10 when the step keeps it. When worker 1 is lost after writing its slice of round 0 to shard 0 only,

@@ -251,6 +251,7 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardHosted), Hosted(proof: 31), "Proof holds 31 bytes, not 32" },
         { nameof(ShardSliceRequest), Bytes(-1, false), "RequestId -1 is below 0" },
         { nameof(ShardSliceRequest), Bytes(-1), "RequestId -1 is below 0" }, // the short form of an earlier version: the new key's default
+        { nameof(ShardSliceRequest), Bytes(1, false, -2L), "Version -2 is below -1" },
         { nameof(ShardRoundApplied), Bytes(16, 1, 0, 0, 0, 1L, 10, 1.0, 0.1, 0.001, false), "Shard 16 is outside 0 to 15" },
         { nameof(ShardRoundApplied), Bytes(0, 1, 0, -1, 0, 1L, 10, 1.0, 0.1, 0.001, false), "Round -1 is below 0" },
         { nameof(ShardRoundApplied), Bytes(0, 1, 0, 0, 300, 1L, 10, 1.0, 0.1, 0.001, false), "Stamp 300 is outside 0 to 256" },
@@ -271,6 +272,10 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardHostRefused), Bytes(1, "busy", new byte[31]), "Proof holds 31 bytes, not 0 or 32" },
         { nameof(ShardFailed), Bytes("job", 16, "diverged", new byte[32]), "Shard 16 is outside 0 to 15" },
         { nameof(ShardFailed), Bytes("job", 1, "diverged", Array.Empty<byte>()), "Proof holds 0 bytes, not 32" },
+        { nameof(ShardFailed), Bytes("job", 1, "diverged", new byte[32], -1, 0, true, -1L), "DivergedEpoch -1 is below 0" },
+        { nameof(ShardFailed), Bytes("job", 1, "diverged", new byte[32], 1, -3, true, 2L), "DivergedStep -3 is below 0" },
+        { nameof(ShardFailed), Bytes("job", 1, "diverged", new byte[32], 1, 3, true, -2L), "LastGoodVersion -2 is below -1" },
+        { nameof(ShardFailed), Bytes("job", 1, "failed", new byte[32], 0, 3, true, 2L), "DivergedStep and LastGoodVersion are set without a DivergedEpoch" },
     };
 
     /// <summary>A ShardServersAssigned's bytes with the given slot, endpoints and lengths of token, digest and proof.</summary>

@@ -737,8 +737,9 @@ public sealed class ShardedWorkerTests : TestKit
     }
 
     /// <summary>
-    /// A hosted shard whose round diverges (a NaN loss) is stopped, not restarted, and its owner is told with
-    /// <see cref="ShardFailed"/> naming the divergence; the node then hosts the owner's next request.
+    /// A hosted shard whose round diverges (a NaN loss) is stopped, not restarted, and its owner is told with a signed
+    /// <see cref="ShardFailed"/> naming the divergence and carrying its fields, followed by the shard's slice of the last good
+    /// weights; the node then hosts the owner's next request.
     /// </summary>
     [Fact]
     public void A_hosted_shard_that_diverges_is_stopped_its_owner_told_why_and_the_node_hosts_again()
@@ -754,7 +755,22 @@ public sealed class ShardedWorkerTests : TestKit
         worker.Send(hosted.ShardActor, new GradientComputed(1, 0, 0, 0, 10, double.NaN, slice));
         var failed = ExpectMsg<ShardFailed>(Wait);
         Assert.Equal((JobId, 0), (failed.JobId, failed.Shard));
-        Assert.StartsWith("the shard failed: Shard 0: Training diverged at epoch 1, step 1 (weights version 0): a NaN or infinite loss", failed.Reason);
+        Assert.StartsWith("Shard 0: Training diverged at epoch 1, step 1 (weights version 0): a NaN or infinite loss", failed.Reason);
+        // The divergence's fields, signed: a loss that was not finite on the starting weights, whose slice is the last good one.
+        Assert.Equal((1, 1, false, 0L), (failed.DivergedEpoch, failed.DivergedStep, failed.LossFinite, failed.LastGoodVersion));
+        Assert.True(ShardHost.IsGenuine(Job, request, failed));
+        Assert.False(ShardHost.IsGenuine(Job, request, failed with { LastGoodVersion = 1 }));
+        Assert.False(ShardHost.IsGenuine(Job, request, failed with { DivergedStep = 2 }));
+        // Then the shard's slice of the last good weights, which the owner puts together with the other shards'.
+        var lastGood = new float[slice.Length];
+        for (var received = 0; received < lastGood.Length;)
+        {
+            var chunk = ExpectMsg<ShardSliceChunk>(Wait);
+            Assert.Equal((ShardSliceChunk.LastGoodRequestId, 0, 0L, 0, slice.Length), (chunk.RequestId, chunk.Shard, chunk.Version, chunk.Buffer, chunk.Total));
+            chunk.Values.CopyTo(lastGood, chunk.Offset);
+            received += chunk.Values.Length;
+        }
+        Compare.Identical(initial.Values[..slice.Length], lastGood, "the last good slice");
         host.Tell(request, TestActor); // released: the same request is served again
         Assert.True(ShardHost.IsGenuine(Job, Sys, TestActor, request, ExpectMsg<ShardHosted>(Wait)));
     }
@@ -849,18 +865,18 @@ public sealed class ShardedWorkerTests : TestKit
         IActorRef[] hosts = [StartShardNode("version-node-0", initial), StartShardNode("version-node-1", initial)];
         var placement = new ShardPlacement(Job, Sys, TestActor, JobId, hosts, Workers, initial, ServerSettings(Sgd));
         Assert.Equal([ClusterProtocolInfo.Version, ClusterProtocolInfo.Version], placement.Requests.Select(r => r.ProtocolVersion));
-        hosts[0].Tell(placement.Requests[0] with { ProtocolVersion = 10 }, TestActor);
+        hosts[0].Tell(placement.Requests[0] with { ProtocolVersion = ClusterProtocolInfo.Version - 1 }, TestActor);
         var refused = ExpectMsg<ShardHostRefused>(Wait);
-        Assert.Equal("the parameter server runs DistTrain's cluster protocol 10, and this shard node 11: run the same DistTrain version on " +
-            "every node of the job.", refused.Reason);
+        Assert.Equal($"the parameter server runs DistTrain's cluster protocol {ClusterProtocolInfo.Version - 1}, and this shard node {ClusterProtocolInfo.Version}: " +
+            "run the same DistTrain version on every node of the job.", refused.Reason);
         hosts[1].Tell(placement.Requests[1], TestActor);
         var hosted = ExpectMsg<ShardHosted>(Wait);
         Assert.Equal(ClusterProtocolInfo.Version, hosted.ProtocolVersion);
         Assert.Null(placement.Take(hosts[1], hosted with { ProtocolVersion = 0 }));
         Assert.False(placement.Placed);
         Assert.StartsWith("Shard 1 of 2 could not be placed: the shard node akka.tcp://version-node-1@127.0.0.1:", placement.Failure);
-        Assert.EndsWith(" hosts it, but it runs DistTrain's cluster protocol 0 (older than 11), and this parameter server 11: run the same DistTrain " +
-            "version on every node of the job", placement.Failure);
+        Assert.EndsWith($" hosts it, but it runs DistTrain's cluster protocol 0 (older than 11), and this parameter server {ClusterProtocolInfo.Version}: " +
+            "run the same DistTrain version on every node of the job", placement.Failure);
     }
 
     /// <summary>A hosted shard that fails before every shard is placed fails the placement with the host's reason, if the host

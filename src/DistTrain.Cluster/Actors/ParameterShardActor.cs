@@ -74,7 +74,8 @@ public sealed class ParameterShardActor : ReceiveActor
     private readonly Dictionary<(int Round, int Stamp), double?[]> _normParts = [];
     private int _sentRound = -1;      // the round of the last broadcast: the next round's slices are computed on its weights
     private long _sentVersion;        // the version of the last broadcast
-    // The two newest broadcasts' slices by version (arrays the shard never writes again): the last good weights on a divergence.
+    // The three newest broadcasts' slices by version (arrays the shard never writes again): the last good weights on a divergence,
+    // this shard's, or another's (ShardSliceRequest.Version) after this one stepped the round that diverged elsewhere.
     private readonly List<(long Version, float[] Weights)> _sent = [];
     private double? _firstStepLoss;   // this run's first step's mean loss, set once that step is applied (the divergence advice)
     private int _restoreBuffer;       // a resume's slice of a checkpoint: the buffer being received (0 the weights, b + 1 state buffer b)
@@ -195,7 +196,20 @@ public sealed class ParameterShardActor : ReceiveActor
             _log.Warning("Shard {0}: a request for its weights came from {1}, not from the run's owner {2}; not answered.", _shard.Index, Sender.Path, _owner.Path);
             return;
         }
-        SendSlices(Sender, request.RequestId, request.WithOptimizerState);
+        if (request.Version < 0)
+        {
+            SendSlices(Sender, request.RequestId, request.WithOptimizerState);
+            return;
+        }
+        // A past version (the last good weights after another shard diverged): weights only, from the newest broadcasts.
+        var held = _sent.FindIndex(s => s.Version == request.Version);
+        if (held < 0)
+        {
+            _log.Warning("Shard {0}: its slice of version {1} was asked for, and it holds only versions {2} (the newest it sent); not answered.",
+                _shard.Index, request.Version, string.Join(", ", _sent.Select(s => s.Version)));
+            return;
+        }
+        foreach (var piece in ShardSliceChunk.Pieces(request.RequestId, _shard.Index, request.Version, 0, _sent[held].Weights, 0, 0)) Sender.Tell(piece, Self);
     }
 
     /// <summary>Sends <paramref name="to"/> this shard's slice of the current weights and, with <paramref name="withOptimizerState"/>,
@@ -567,10 +581,11 @@ public sealed class ParameterShardActor : ReceiveActor
         var message = new ShardWeights(_shard.Index, _part!.Epoch, round, stamp, _model.Version, (float[])_model.Weights.Values.Clone(), _part.Part);
         _sentRound = round;
         _sentVersion = _model.Version;
-        // A redo replaces the results of its version and of any later one; two versions are enough for the last good weights.
+        // A redo replaces the results of its version and of any later one. Two versions are enough for this shard's last good
+        // weights; a third lets it answer for the version before a round it stepped while another shard diverged on that round.
         _sent.RemoveAll(s => s.Version >= _model.Version);
         _sent.Add((_model.Version, message.Weights));
-        if (_sent.Count > 2) _sent.RemoveAt(0);
+        if (_sent.Count > 3) _sent.RemoveAt(0);
         foreach (var receiver in _receivers)
             if (!receiver.IsNobody()) receiver.Tell(message, Self);
     }

@@ -122,6 +122,14 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 
     private sealed record GatherAgain;
 
+    /// <summary>The last good weights' slices did not all come within <see cref="LastGoodTimeout"/> of a shard's divergence.</summary>
+    private sealed record LastGoodTimedOut;
+
+    /// <summary>How long the last good weights' slices may take to come after a shard diverged: 1.5 s, within the
+    /// <see cref="LossGrace"/> for which the job host holds the workers' reports of the diverged shard's closed connection, so the
+    /// divergence, not those, ends the job.</summary>
+    internal static readonly TimeSpan LastGoodTimeout = TimeSpan.FromSeconds(1.5);
+
     private sealed record FailNow;
 
     /// <summary>The decision about a worker lost in a part did not come within <see cref="RemoteShardSettings.Timeout"/>.</summary>
@@ -175,6 +183,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private readonly Dictionary<long, (int NextRound, int Samples, double LossSum)> _partRounds = []; // by version: the position after each round of the part
     private readonly string[] _stateNames;       // the shards' optimizer state buffers, in its order (none without the optimizer settings)
     private System.Diagnostics.TagList[] _shardTags = [];
+    private ShardFailed? _divergence;            // the first shard's divergence, which the job fails with
+    private ShardWeightsGather? _lastGoodGather; // after it: the last good weights, put together from every shard's slice
 
     /// <summary>Creates the server; see <see cref="Props"/>.</summary>
     public RemoteShardedParameterServer(RemoteShardSettings settings)
@@ -350,6 +360,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             $"weights and optimizer state that epoch {_checkpointEpoch - 1}'s checkpoint needs"));
         Receive<GatherTimedOut>(_ => { });
         Receive<ShardFailed>(OnShardFailed);
+        Receive<LastGoodTimedOut>(_ => _lastGoodGather is not null, _ => FailDiverged(null, string.Format(CultureInfo.InvariantCulture,
+            "the slices of {0} did not come within {1:0.#} s", string.Join(", ", _lastGoodGather!.Waiting.Select(k => $"shard {k}")), LastGoodTimeout.TotalSeconds)));
         Receive<ShardHosted>(_ => { }); // a host's repeated answer
         Receive<ShardHostRefused>(refused => _log.Warning("Parameter server: a refusal of shard {0} came from {1} after the shards were placed; ignored.",
             refused.Shard, Sender.Path));
@@ -729,6 +741,11 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 
     private void OnSliceChunk(ShardSliceChunk chunk)
     {
+        if (chunk.RequestId == ShardSliceChunk.LastGoodRequestId)
+        {
+            OnLastGoodChunk(chunk);
+            return;
+        }
         if (_checkpointGather?.RequestId == chunk.RequestId)
         {
             OnCheckpointChunk(chunk);
@@ -786,8 +803,67 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             _log.Warning("Parameter server: a failure of shard {0} came from {1} without the job's proof for this run; ignored.", failed.Shard, Sender.Path);
             return;
         }
+        if (failed.Diverged)
+        {
+            OnShardDiverged(failed, placement);
+            return;
+        }
         FailSoon(new ShardNodesException($"Shard {failed.Shard} of {placement.ShardCount} on the shard node {placement.Hosts[failed.Shard].Path.Address} " +
             $"stopped: {failed.Reason.TrimEnd('.')}. A run whose shards run on shard nodes cannot go on without one; {RestartAdvice}"));
+    }
+
+    /// <summary>
+    /// A shard diverged (its host's signed <see cref="ShardFailed"/>): the job fails with the shard's <see cref="TrainingDivergedException"/>,
+    /// as with one parameter server, and with the whole model's last good weights once they are put together. The diverged shard's
+    /// host sends its slice right after the failure; every other shard is asked for its slice of the same version
+    /// (<see cref="ShardSliceRequest.Version"/>), which it still holds among its newest broadcasts; a further shard that diverged on
+    /// the same round sends its own through its host. Within <see cref="LastGoodTimeout"/> the job fails with the whole weights;
+    /// after it, or when the slices cannot be put together, without them, and the log says why.
+    /// </summary>
+    private void OnShardDiverged(ShardFailed failed, ShardPlacement placement)
+    {
+        var host = placement.Hosts[failed.Shard];
+        if (_divergence is not null)
+        {
+            // Another shard diverged on the same round: its host sends its slice (the request to its actor found it stopped).
+            if (failed.LastGoodVersion == _divergence.LastGoodVersion) _lastGoodGather?.ExpectFrom(failed.Shard, host);
+            return;
+        }
+        _divergence = failed;
+        if (failed.LastGoodVersion < 0) FailDiverged(null, $"shard {failed.Shard} held no last good weights");
+        _log.Info("Parameter server: shard {0} diverged; putting the last good weights (version {1}) together from the shard nodes.", failed.Shard,
+            failed.LastGoodVersion);
+        _lastGoodGather = new ShardWeightsGather(_settings.StartingWeights, _shards, ShardSliceChunk.LastGoodRequestId);
+        _lastGoodGather.ExpectFrom(failed.Shard, host);
+        for (var k = 0; k < _shards.Length; k++)
+            if (k != failed.Shard) _shards[k].Tell(new ShardSliceRequest(ShardSliceChunk.LastGoodRequestId, false, failed.LastGoodVersion), Self);
+        Timers.StartSingleTimer(nameof(LastGoodTimedOut), new LastGoodTimedOut(), LastGoodTimeout);
+    }
+
+    private void OnLastGoodChunk(ShardSliceChunk chunk)
+    {
+        if (_lastGoodGather is null) return;
+        if (_lastGoodGather.Take(Sender, chunk) is { } ignored)
+        {
+            _log.Warning("Parameter server: {0}", ignored);
+            return;
+        }
+        if (_lastGoodGather.Failure is { } failure) FailDiverged(null, failure);
+        if (_lastGoodGather.Complete) FailDiverged(_lastGoodGather.Result, null);
+    }
+
+    /// <summary>Fails this actor with the first shard's divergence, so the coordinator stops the job with it: with the whole model's
+    /// last good weights when given, else without them, saying <paramref name="why"/> in the log.</summary>
+    /// <exception cref="TrainingDivergedException">Always.</exception>
+    private void FailDiverged(WeightsSnapshot? lastGood, string? why)
+    {
+        var diverged = _divergence!;
+        Timers.Cancel(nameof(LastGoodTimedOut));
+        _lastGoodGather = null;
+        if (lastGood is null)
+            _log.Warning("Parameter server: the last good weights could not be put together from the shard nodes ({0}); the job fails without them.", why);
+        throw new TrainingDivergedException(diverged.Reason, lastGood?.Weights, lastGood is null ? -1 : diverged.LastGoodVersion, diverged.LossFinite,
+            diverged.DivergedEpoch, diverged.DivergedStep);
     }
 }
 

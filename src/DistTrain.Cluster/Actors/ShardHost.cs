@@ -296,7 +296,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(failed);
         return failed.Shard == request.Shard && failed.JobId == request.JobId
-            && JobIdentity.Matches(failed.Proof, identity.ShardFailureProof(request.Proof, failed.Shard, failed.Reason));
+            && JobIdentity.Matches(failed.Proof, identity.ShardFailureProof(request.Proof, failed.Shard, failed.Reason, failed.DivergenceFields));
     }
 
     /// <summary>An actor's path with its node's address and its uid, as every node names it (a local actor's with
@@ -484,6 +484,25 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         owner.Tell(new ShardHostRefused(request.Shard, reason, signed ? _settings.Identity.ShardRefusalProof(request.Proof, request.Shard, reason) : []));
     }
 
+    /// <summary>
+    /// Tells the owner that <paramref name="hosting"/>'s shard diverged, signed, with the divergence's epoch, step and last good
+    /// version, and then, when the shard held them, sends its slice of the last good weights as pieces of request
+    /// <see cref="ShardSliceChunk.LastGoodRequestId"/> (after the failure, which Akka delivers first: the owner starts the
+    /// gathering on it), so the owner puts the job's last good weights together with the other shards' slices.
+    /// </summary>
+    private void TellDivergence(HostedShard hosting, TrainingDivergedException diverged)
+    {
+        var slice = diverged.LastGoodVersion >= 0 ? diverged.LastGoodWeights : null;
+        var lastGood = slice is null ? -1 : diverged.LastGoodVersion;
+        var request = hosting.Request;
+        var failed = new ShardFailed(request.JobId, request.Shard, diverged.Message, [], Math.Max(1, diverged.Epoch), Math.Max(1, diverged.Step),
+            diverged.LossFinite, lastGood);
+        hosting.Owner.Tell(failed with { Proof = _settings.Identity.ShardFailureProof(request.Proof, request.Shard, failed.Reason, failed.DivergenceFields) });
+        if (slice is null) return;
+        foreach (var piece in ShardSliceChunk.Pieces(ShardSliceChunk.LastGoodRequestId, request.Shard, lastGood, 0, slice, 0, 0))
+            hosting.Owner.Tell(piece, Self);
+    }
+
     /// <summary>A <see cref="ShardFailed"/> of <paramref name="hosting"/>'s shard, signed.</summary>
     private ShardFailed Failed(HostedShard hosting, string reason) => new(hosting.Request.JobId, hosting.Request.Shard, reason,
         _settings.Identity.ShardFailureProof(hosting.Request.Proof, hosting.Request.Shard, reason));
@@ -584,9 +603,11 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         else if (terminated.ActorRef.Equals(hosting.ShardActor) || terminated.ActorRef.Equals(hosting.Plane))
         {
             var what = terminated.ActorRef.Equals(hosting.Plane) ? "its data plane" : "the shard";
-            var reason = _failures.TryGetValue(terminated.ActorRef, out var failure) ? $"{what} failed: {failure.Message}" : $"{what} stopped";
+            _failures.TryGetValue(terminated.ActorRef, out var failure);
+            var reason = failure is not null ? $"{what} failed: {failure.Message}" : $"{what} stopped";
             _log.Warning("Shard host: shard {0} of job {1}: {2}; the shard and its data plane stop.", request.Shard, request.JobId, reason);
-            hosting.Owner.Tell(Failed(hosting, reason));
+            if (failure is TrainingDivergedException diverged) TellDivergence(hosting, diverged);
+            else hosting.Owner.Tell(Failed(hosting, reason));
         }
         else return;
         Release(hosting);

@@ -101,6 +101,23 @@ public sealed class ShardWeightsGather
     /// <exception cref="InvalidOperationException">Not complete.</exception>
     public long OptimizerSteps => Complete ? _steps[0] : throw new InvalidOperationException(Failure ?? "Not every shard's slice has come yet.");
 
+    /// <summary>
+    /// Takes shard <paramref name="shard"/>'s pieces from <paramref name="sender"/> instead of the shard's actor: a diverged shard's
+    /// host sends its slice of the last good weights, the shard itself being stopped. False, and nothing changes, once a piece of
+    /// that shard has been taken.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="sender"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="shard"/> is not a shard of this gathering.</exception>
+    public bool ExpectFrom(int shard, IActorRef sender)
+    {
+        ArgumentNullException.ThrowIfNull(sender);
+        ArgumentOutOfRangeException.ThrowIfNegative(shard);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(shard, _shards.Length);
+        if (_buffer[shard] > 0 || _received[shard] > 0) return false;
+        _shards[shard] = sender;
+        return true;
+    }
+
     /// <summary>True once shard <paramref name="k"/> has sent every buffer.</summary>
     private bool Done(int k) => _buffer[k] > _stateNames.Length;
 

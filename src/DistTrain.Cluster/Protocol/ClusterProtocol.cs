@@ -148,8 +148,10 @@ public static class ClusterProtocolInfo
     /// nodes run further parts of an epoch, ShardPartStart.FirstRound and ShardWeights.Part; 9: RegisterWorker.Round, without which
     /// a job host takes a worker's registration again as a repeated one; 10: WorkerAccepted.Round and WorkerReady.Round, and the
     /// acceptance's proof covers the round; 11: shards on shard nodes send checkpoints within an epoch,
-    /// ShardPartStart.CheckpointEverySteps, which a shard node of version 10 would ignore, leaving the run without them).</summary>
-    public const int Version = 11;
+    /// ShardPartStart.CheckpointEverySteps, which a shard node of version 10 would ignore, leaving the run without them; 12: a shard
+    /// that diverges sends its slice of the last good weights, ShardFailed's divergence fields and ShardSliceRequest.Version, so the
+    /// job's last good weights are put together from the shard nodes).</summary>
+    public const int Version = 12;
 
     /// <summary>
     /// Why two nodes of a job cannot work together: <paramref name="other"/> runs protocol <paramref name="otherVersion"/> (0: a

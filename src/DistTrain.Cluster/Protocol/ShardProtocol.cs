@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using Akka.Actor;
 using DistTrain.Cluster.Actors;
@@ -133,19 +134,39 @@ public sealed record ShardHostRefused([property: Key(0)] int Shard, [property: K
 }
 
 /// <summary>The hosted shard stopped on a failure (its exception's message: a divergence names the epoch, step and advice); the
-/// shard node has released it. ShardHost → the shard's owner.</summary>
+/// shard node has released it. ShardHost → the shard's owner. A shard that diverged (<see cref="TrainingDivergedException"/>) is
+/// told with the divergence's epoch, step and last good version, and when it held the last good weights its host sends its
+/// slice of them right after this, as <see cref="ShardSliceChunk"/>s of request <see cref="ShardSliceChunk.LastGoodRequestId"/>
+/// (docs/architecture.md, "Where the shards run").</summary>
 /// <param name="JobId">The job id of the request the shard was hosted for.</param>
 /// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
-/// <param name="Reason">The failure.</param>
-/// <param name="Proof">HMAC-SHA256 over the hosting request's proof, the shard and the reason (<see cref="JobIdentity.ShardFailureProof"/>):
-/// only the host can say its shard failed (<see cref="ShardHost.IsGenuine(JobIdentity, HostShard, ShardFailed)"/>).</param>
+/// <param name="Reason">The failure; for a divergence, the shard's <see cref="TrainingDivergedException"/> message as it is.</param>
+/// <param name="Proof">HMAC-SHA256 over the hosting request's proof, the shard, the reason and the divergence's fields
+/// (<see cref="JobIdentity.ShardFailureProof"/>): only the host can say its shard failed
+/// (<see cref="ShardHost.IsGenuine(JobIdentity, HostShard, ShardFailed)"/>).</param>
+/// <param name="DivergedEpoch">The epoch of the step that diverged, from 1; 0 when the failure is not a divergence.</param>
+/// <param name="DivergedStep">That step within its epoch, from 1 (<see cref="TrainingDivergedException.Step"/>); 0 when not a divergence.</param>
+/// <param name="LossFinite">Whether the step's loss was finite (<see cref="TrainingDivergedException.LossFinite"/>).</param>
+/// <param name="LastGoodVersion">The version of the last good weights whose slice follows, 0 or more; -1 when none follows.</param>
 [MessagePackObject]
 public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key(1)] int Shard, [property: Key(2)] string Reason,
-    [property: Key(3)] byte[] Proof) : IRangeCheckedMessage
+    [property: Key(3)] byte[] Proof, [property: Key(4)] int DivergedEpoch = 0, [property: Key(5)] int DivergedStep = 0,
+    [property: Key(6)] bool LossFinite = true, [property: Key(7)] long LastGoodVersion = -1) : IRangeCheckedMessage
 {
+    /// <summary>True when the shard stopped on a divergence.</summary>
+    [IgnoreMember] public bool Diverged => DivergedEpoch > 0;
+
+    /// <summary>The divergence's fields as one text, which the proof covers; empty when the failure is not a divergence.</summary>
+    [IgnoreMember] public string DivergenceFields => Diverged
+        ? string.Create(CultureInfo.InvariantCulture, $"epoch {DivergedEpoch}, step {DivergedStep}, loss finite {LossFinite}, last good version {LastGoodVersion}")
+        : "";
+
     /// <inheritdoc />
     public string? OutOfRange() => ShardWire.Shard(Shard)
-        ?? (Proof.Length != SHA256.HashSizeInBytes ? $"Proof holds {Proof.Length} bytes, not {SHA256.HashSizeInBytes}" : null);
+        ?? (Proof.Length != SHA256.HashSizeInBytes ? $"Proof holds {Proof.Length} bytes, not {SHA256.HashSizeInBytes}" : null)
+        ?? ShardWire.AtLeast(nameof(DivergedEpoch), DivergedEpoch, 0) ?? ShardWire.AtLeast(nameof(DivergedStep), DivergedStep, 0)
+        ?? ShardWire.AtLeast(nameof(LastGoodVersion), LastGoodVersion, -1)
+        ?? (!Diverged && (DivergedStep != 0 || LastGoodVersion != -1) ? "DivergedStep and LastGoodVersion are set without a DivergedEpoch" : null);
 }
 
 /// <summary>
@@ -444,11 +465,16 @@ public sealed record ShardNormShare([property: Key(0)] int Shard, [property: Key
 /// <param name="RequestId">The owner's number for this gathering, from 0; every chunk of the answer carries it.</param>
 /// <param name="WithOptimizerState">True: after the weights, the shard sends its slice of each optimizer state buffer, in the
 /// optimizer's order (buffer 1, 2, ... of <see cref="ShardSliceChunk.Buffer"/>).</param>
+/// <param name="Version">-1: the current weights. 0 or more: the slice of that version among the newest the shard sent to the
+/// workers (the last good weights, after another shard diverged), weights only (<paramref name="WithOptimizerState"/> is not
+/// taken: the shard keeps its optimizer state for its current version alone), with optimizer step count 0; a shard that no
+/// longer holds that version answers nothing and logs why.</param>
 [MessagePackObject]
-public sealed record ShardSliceRequest([property: Key(0)] int RequestId, [property: Key(1)] bool WithOptimizerState = false) : IRangeCheckedMessage
+public sealed record ShardSliceRequest([property: Key(0)] int RequestId, [property: Key(1)] bool WithOptimizerState = false,
+    [property: Key(2)] long Version = -1) : IRangeCheckedMessage
 {
     /// <inheritdoc />
-    public string? OutOfRange() => ShardWire.AtLeast(nameof(RequestId), RequestId, 0);
+    public string? OutOfRange() => ShardWire.AtLeast(nameof(RequestId), RequestId, 0) ?? ShardWire.AtLeast(nameof(Version), Version, -1);
 }
 
 /// <summary>
@@ -484,6 +510,10 @@ public sealed record ShardSliceChunk(
 {
     /// <summary>Most floats in one piece: 64 KiB of values.</summary>
     public const int MaxValues = 16_384;
+
+    /// <summary>The request number of the pieces of the last good weights that a diverged shard's host sends unasked after its
+    /// <see cref="ShardFailed"/>, and that the owner asks the other shards for (<see cref="ShardSliceRequest.Version"/>).</summary>
+    public const int LastGoodRequestId = int.MaxValue;
 
     /// <summary>The highest <see cref="Buffer"/>: more optimizer state buffers than any optimizer has (Adam and RMSProp with
     /// momentum have two).</summary>

@@ -106,8 +106,11 @@ public sealed class JobIdentity
     public byte[] ShardRefusalProof(ReadOnlySpan<byte> requestProof, int shard, string reason) => ShardNotice("shard-refused", requestProof, shard, reason);
 
     /// <summary>A shard node's proof over a hosted shard's failure (<see cref="Protocol.ShardFailed"/>): HMAC-SHA256 over the hosting
-    /// request's proof, the shard and the reason.</summary>
-    public byte[] ShardFailureProof(ReadOnlySpan<byte> requestProof, int shard, string reason) => ShardNotice("shard-failed", requestProof, shard, reason);
+    /// request's proof, the shard, the reason and, for a divergence, its fields (<see cref="Protocol.ShardFailed.DivergenceFields"/>;
+    /// empty otherwise, which leaves the proof of any other failure as it was).</summary>
+    public byte[] ShardFailureProof(ReadOnlySpan<byte> requestProof, int shard, string reason, string divergence = "") => divergence.Length == 0
+        ? ShardNotice("shard-failed", requestProof, shard, reason)
+        : Mac("shard-diverged", Convert.ToHexString(requestProof), shard.ToString(CultureInfo.InvariantCulture), reason, divergence);
 
     /// <summary>
     /// The parameter server's proof over the shard nodes it gives a worker (<see cref="Protocol.ShardServersAssigned"/>): HMAC-SHA256
