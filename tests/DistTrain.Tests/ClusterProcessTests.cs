@@ -227,72 +227,6 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
-    /// Cluster:ShardNodes: the parameter server places its 2 shards on 2 shard-node processes, and the 2 worker processes send
-    /// each shard its slice of every gradient and take each round's weights from the shard nodes, over mutual TLS: after 2
-    /// epochs the final weights are bit-identical to single-node mode with one shard, and every node exits 0. The parameter
-    /// server writes a checkpoint at each epoch's end from the shards' slices: weights, optimizer state and position bit-identical
-    /// to the checkpoints single-node mode writes. Resumed on fresh shard nodes from the checkpoint after epoch 1, the job trains
-    /// epoch 2 to the same final weights again; resumed from the checkpoint of the finished training, it trains nothing, and the
-    /// shards only hand out its weights, which score as the first run's and are written as the model.
-    /// </summary>
-    [Fact]
-    public async Task Two_shards_on_shard_nodes_train_to_the_weights_and_checkpoints_of_one_shard_in_single_node_mode_and_resume_from_them()
-    {
-        var configPath = Config(MlpConfig(hidden: 32, epochs: 2));
-        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
-        var checkpoints = Path.Combine(_directory, "checkpoints");
-        psEnvironment["DISTTRAIN_Checkpoint__Directory"] = checkpoints;
-        var (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment);
-        string[] runs = [ps.Output];
-        Assert.Contains("parameter server in 2 shards of 12,720 and 12,730 weights, each on a shard node of its own (Cluster:ShardNodes)", ps.Output);
-        Assert.Contains("Parameter server: 2 shards placed on ", ps.Output);
-        foreach (var worker in workers) Assert.Contains("trains against 2 shard nodes: 127.0.0.1:", worker.Output);
-        // An orderly end: the shards stop with their owner before the workers hear of the end, which is no failure of theirs.
-        foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
-
-        var singleCheckpoints = Path.Combine(_directory, "single-checkpoints");
-        var single = await SingleProcessWeightsAsync(Config(MlpConfig(hidden: 32, epochs: 2)), singleCheckpoints);
-        var tensors = SafeTensors.Read(FinalWeightsPath());
-        foreach (var segment in single.Layout.Segments)
-            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
-        // One checkpoint per epoch end, named by version, epoch and round as single-node mode names its own, with the same contents.
-        var names = AssertSameCheckpoints(singleCheckpoints, checkpoints, single.Layout);
-        Assert.Equal(2, names.Length);
-        Assert.Contains(", next epoch 3 round 0, ", ps.Output); // the parameter server's line of the last
-
-        // Resumed from the checkpoint after epoch 1 (the newest, after epoch 2, removed), on new shard-node and worker processes.
-        File.Delete(Path.Combine(checkpoints, names[1]!));
-        psEnvironment["DISTTRAIN_Checkpoint__Resume"] = "true";
-        psEnvironment["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-resumed");
-        (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment);
-        Assert.Contains($"Resuming from checkpoint {Path.Combine(checkpoints, names[0]!)}", ps.Output);
-        Assert.Contains("Parameter server: the shards start from the checkpoint of epoch 2 round 0 (version 16, 16 optimizer steps).", ps.Output);
-        foreach (var shard in shards) Assert.Contains("resumes from the checkpoint's slice, version 16 after 16 optimizer steps.", shard.Output);
-        foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
-        tensors = SafeTensors.Read(FinalWeightsPath("runs-resumed"));
-        foreach (var segment in single.Layout.Segments)
-            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
-
-        // Resumed once more, from the checkpoint written when the last epoch's training ended (epoch 3 round 0): nothing is left to
-        // train, so the shards only hand the checkpoint's weights to the workers, which score them as epoch 2's, and the run writes
-        // the model. The score is the first run's (the same weights on the same test samples).
-        var accuracy = new Regex(@"Test accuracy after 2 epochs: [\d.]+%");
-        psEnvironment["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-scored");
-        (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment);
-        Assert.Contains("weights version 32, all 2 epochs trained", ps.Output);
-        Assert.Contains("All 2 epochs were trained before this run started: the workers score epoch 2's weights (version 32)", ps.Output);
-        Assert.Matches(accuracy, ps.Output);
-        Assert.Equal(accuracy.Match(runs[0]).Value, accuracy.Match(ps.Output).Value);
-        Assert.DoesNotContain("gathered from the shard nodes for its checkpoint", ps.Output); // nothing new to checkpoint
-        foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
-        // The workers were done with the part once they held its weights: the shards' stop at the run's end is no failure of theirs.
-        foreach (var worker in workers) Assert.DoesNotContain("The job ends with this", worker.Output);
-        tensors = SafeTensors.Read(FinalWeightsPath("runs-scored"));
-        foreach (var segment in single.Layout.Segments)
-            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
-    }
-
-    /// <summary>
     /// Cluster:ShardNodes with a worker killed (SIGKILL) mid-epoch, 3 workers and Cluster:MinWorkers 2: the part's loss arbiter
     /// decides with both shard nodes which of the lost worker's slices count, the other two finish their minibatches, and a
     /// further part of the epoch gives them the lost worker's rest. Training completes on every surviving node; every epoch, the
@@ -818,14 +752,19 @@ public sealed partial class ClusterProcessTests : IDisposable
     }
 
     /// <summary>
-    /// Checkpoint:EverySteps 5 on shard nodes, 2 epochs of 16 steps: within each epoch (versions 5, 10, 15, 20, 25, 30) and at each
-    /// end, the parameter server puts checkpoints together from the shards' slices, the files single-node mode writes, bit for bit
-    /// (position, weights, optimizer state). Resumed on fresh shard nodes from the one within epoch 2 (its end's removed), the
-    /// job trains the rest of the epoch to single-node mode's final weights, writes the epoch's end again as single-node mode
-    /// does, and reports the epoch's training loss over all of its rounds, those before the interruption too.
+    /// Cluster:ShardNodes: the parameter server places its 2 shards on 2 shard-node processes, and the 2 worker processes send
+    /// each shard its slice of every gradient and take each round's weights from the shard nodes, over mutual TLS: after 2
+    /// epochs of 16 steps the final weights are bit-identical to single-node mode with one shard, and every node exits 0. With
+    /// Checkpoint:EverySteps 5, within each epoch (versions 5, 10, 15, 20, 25, 30) and at each end, the parameter server puts
+    /// checkpoints together from the shards' slices, the files single-node mode writes, bit for bit (position, weights,
+    /// optimizer state). Resumed on fresh shard nodes from the end of epoch 1 (the later ones removed), and then from version 30
+    /// within epoch 2, the job trains to single-node mode's final weights each time, writes the later checkpoints again as
+    /// single-node mode does, and reports epoch 2's training loss over all of its rounds, those before the interruption too.
+    /// Resumed from the checkpoint of the finished training, it trains nothing, and the shards only hand out its weights, which
+    /// score as the first run's and are written as the model.
     /// </summary>
     [Fact]
-    public async Task Checkpoints_within_epochs_on_shard_nodes_are_single_node_modes_and_a_run_resumed_from_one_trains_to_the_same_weights()
+    public async Task Two_shards_on_shard_nodes_train_and_checkpoint_within_and_at_epoch_ends_as_single_node_mode_and_resume_from_either()
     {
         var configPath = Config(MlpConfig(hidden: 32, epochs: 2).Replace("\"Compute\"", "\"Checkpoint\": { \"Keep\": 100 }, \"Compute\"", StringComparison.Ordinal));
         var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
@@ -833,30 +772,68 @@ public sealed partial class ClusterProcessTests : IDisposable
         psEnvironment["DISTTRAIN_Checkpoint__Directory"] = checkpoints;
         psEnvironment["DISTTRAIN_Checkpoint__EverySteps"] = "5";
         var (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment);
+        var firstRun = ps.Output;
+        Assert.Contains("parameter server in 2 shards of 12,720 and 12,730 weights, each on a shard node of its own (Cluster:ShardNodes)", ps.Output);
+        Assert.Contains("Parameter server: 2 shards placed on ", ps.Output);
+        foreach (var worker in workers) Assert.Contains("trains against 2 shard nodes: 127.0.0.1:", worker.Output);
+        // An orderly end: the shards stop with their owner before the workers hear of the end, which is no failure of theirs.
         foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
 
         var singleCheckpoints = Path.Combine(_directory, "single-checkpoints");
         var single = await SingleProcessWeightsAsync(configPath, singleCheckpoints, everySteps: 5);
+        void AssertSingleNodeWeights(string runs)
+        {
+            var tensors = SafeTensors.Read(FinalWeightsPath(runs));
+            foreach (var segment in single.Layout.Segments)
+                Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, $"{runs}: {segment.Name}");
+        }
+        AssertSingleNodeWeights("runs");
         var names = AssertSameCheckpoints(singleCheckpoints, checkpoints, single.Layout);
         Assert.Equal([CheckpointStore.FileName(5, 1, 5), CheckpointStore.FileName(10, 1, 10), CheckpointStore.FileName(15, 1, 15), CheckpointStore.FileName(16, 2, 0),
             CheckpointStore.FileName(20, 2, 4), CheckpointStore.FileName(25, 2, 9), CheckpointStore.FileName(30, 2, 14), CheckpointStore.FileName(32, 3, 0)], names);
+        Assert.Contains(", next epoch 3 round 0, ", ps.Output); // the parameter server's line of the last
 
-        // Resumed from version 30, within epoch 2, on new shard-node and worker processes.
-        File.Delete(Path.Combine(checkpoints, CheckpointStore.FileName(32, 3, 0)));
+        // Resumed from the end of epoch 1 (version 16; the later checkpoints removed), on new shard-node and worker processes.
+        foreach (var later in names[4..]) File.Delete(Path.Combine(checkpoints, later));
         psEnvironment["DISTTRAIN_Checkpoint__Resume"] = "true";
+        psEnvironment["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-from-epoch-end");
+        (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment);
+        Assert.Contains($"Resuming from checkpoint {Path.Combine(checkpoints, names[3])}", ps.Output);
+        Assert.Contains("Parameter server: the shards start from the checkpoint of epoch 2 round 0 (version 16, 16 optimizer steps).", ps.Output);
+        foreach (var shard in shards) Assert.Contains("resumes from the checkpoint's slice, version 16 after 16 optimizer steps.", shard.Output);
+        foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
+        AssertSingleNodeWeights("runs-from-epoch-end");
+        Assert.Equal(names, AssertSameCheckpoints(singleCheckpoints, checkpoints, single.Layout)); // versions 20 to 32 written again
+
+        // Resumed from version 30, within epoch 2.
+        File.Delete(Path.Combine(checkpoints, CheckpointStore.FileName(32, 3, 0)));
         psEnvironment["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-resumed");
         (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment);
         Assert.Contains("Parameter server: the shards start from the checkpoint of epoch 2 round 14 (version 30, 30 optimizer steps).", ps.Output);
         foreach (var shard in shards) Assert.Contains("resumes from the checkpoint's slice, version 30 after 30 optimizer steps.", shard.Output);
         foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
-        var tensors = SafeTensors.Read(FinalWeightsPath("runs-resumed"));
-        foreach (var segment in single.Layout.Segments)
-            Compare.Identical(single.Segment(segment).ToArray(), tensors[segment.Name].Data, segment.Name);
+        AssertSingleNodeWeights("runs-resumed");
         Assert.Equal(names, AssertSameCheckpoints(singleCheckpoints, checkpoints, single.Layout));
         // Epoch 2's training loss counts the rounds before the interruption: the resumed run reports the first run's, to the last digit.
         string EpochTwo(string runs) => File.ReadLines(Directory.GetFiles(Path.Combine(_directory, runs), "epochs.csv", SearchOption.AllDirectories).Single())
             .Single(line => line.StartsWith("2,", StringComparison.Ordinal)).Split(',')[2];
         Assert.Equal(EpochTwo("runs"), EpochTwo("runs-resumed"));
+
+        // Resumed once more, from the checkpoint written when the last epoch's training ended (epoch 3 round 0): nothing is left to
+        // train, so the shards only hand the checkpoint's weights to the workers, which score them as epoch 2's, and the run writes
+        // the model. The score is the first run's (the same weights on the same test samples).
+        var accuracy = new Regex(@"Test accuracy after 2 epochs: [\d.]+%");
+        psEnvironment["DISTTRAIN_Output__Directory"] = Path.Combine(_directory, "runs-scored");
+        (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment);
+        Assert.Contains("weights version 32, all 2 epochs trained", ps.Output);
+        Assert.Contains("All 2 epochs were trained before this run started: the workers score epoch 2's weights (version 32)", ps.Output);
+        Assert.Matches(accuracy, ps.Output);
+        Assert.Equal(accuracy.Match(firstRun).Value, accuracy.Match(ps.Output).Value);
+        Assert.DoesNotContain("gathered from the shard nodes for its checkpoint", ps.Output); // nothing new to checkpoint
+        foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
+        // The workers were done with the part once they held its weights: the shards' stop at the run's end is no failure of theirs.
+        foreach (var worker in workers) Assert.DoesNotContain("The job ends with this", worker.Output);
+        AssertSingleNodeWeights("runs-scored");
     }
 
     /// <summary>
