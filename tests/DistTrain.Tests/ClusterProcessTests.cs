@@ -761,18 +761,25 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// within epoch 2, the job trains to single-node mode's final weights each time, writes the later checkpoints again as
     /// single-node mode does, and reports epoch 2's training loss over all of its rounds, those before the interruption too.
     /// Resumed from the checkpoint of the finished training, it trains nothing, and the shards only hand out its weights, which
-    /// score as the first run's and are written as the model.
+    /// score as the first run's and are written as the model. The shards measure their slices of the per-tensor gradient norms, and
+    /// the parameter server judges the whole tensors from them: with every gradient counted as exploding, one warning per tensor.
     /// </summary>
     [Fact]
     public async Task Two_shards_on_shard_nodes_train_and_checkpoint_within_and_at_epoch_ends_as_single_node_mode_and_resume_from_either()
     {
-        var configPath = Config(MlpConfig(hidden: 32, epochs: 2).Replace("\"Compute\"", "\"Checkpoint\": { \"Keep\": 100 }, \"Compute\"", StringComparison.Ordinal));
+        // Every gradient counts as exploding, so the per-tensor diagnostics the shards measure (every 4 steps) warn of each tensor.
+        var configPath = Config(MlpConfig(hidden: 32, epochs: 2).Replace("\"Compute\"", "\"Checkpoint\": { \"Keep\": 100 }, \"Monitoring\": { " +
+            "\"GradientNormEverySteps\": 4, \"VanishingGradientNorm\": 1e-12, \"ExplodingGradientNorm\": 1e-9, \"WarnAfterMeasurements\": 2 }, \"Compute\"",
+            StringComparison.Ordinal));
         var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
         var checkpoints = Path.Combine(_directory, "checkpoints");
         psEnvironment["DISTTRAIN_Checkpoint__Directory"] = checkpoints;
         psEnvironment["DISTTRAIN_Checkpoint__EverySteps"] = "5";
         var (ps, shards, workers) = await RunJobOnShardNodesAsync(configPath, psEnvironment, workerEnvironment);
         var firstRun = ps.Output;
+        // The shards' slices put together (0.weight is cut by the shards' boundary): one warning per tensor at the second measurement.
+        foreach (var tensor in new[] { "0.weight", "0.bias", "2.weight", "2.bias" })
+            Assert.Matches($@"Exploding gradient: {Regex.Escape(tensor)} has had a gradient norm above 1E-09 for 2 measurements \(now [0-9.]+(E[-+]\d+)? at step 8\)", ps.Output);
         Assert.Contains("parameter server in 2 shards of 12,720 and 12,730 weights, each on a shard node of its own (Cluster:ShardNodes)", ps.Output);
         Assert.Contains("Parameter server: 2 shards placed on ", ps.Output);
         foreach (var worker in workers) Assert.Contains("trains against 2 shard nodes: 127.0.0.1:", worker.Output);

@@ -1189,6 +1189,63 @@ public sealed class ParameterShardActorTests : TestKit
     }
 
     /// <summary>
+    /// With a part's GradientNormEverySteps 2, every shard sends its owner its slices of the per-tensor sums of squares (gradient,
+    /// weights, update) of steps 2 and 4. Put together (<see cref="ShardHealthMerge"/>: a tensor cut by the boundary adds its two
+    /// parts), 2 shards' slices give what 1 shard over the whole model measures, for every trainable tensor, within float
+    /// summation's rounding; a part that names another number of tensors than its shard's slice is refused, naming both.
+    /// </summary>
+    [Fact]
+    public void Shards_slices_of_the_per_tensor_norms_add_up_to_those_of_one_shard_over_the_whole_model()
+    {
+        var initial = Replica.Initial();
+        var layout = initial.Layout;
+        var random = new Random(5);
+        var reports = Enumerable.Range(0, 4).Select(_ => Enumerable.Range(0, layout.WorkerReportLength).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray()).ToArray();
+        List<ShardHealthSquares> Run(int shards)
+        {
+            var plan = ParameterShards.Plan(layout, shards);
+            var owner = CreateTestProbe();
+            owner.IgnoreMessages(m => m is ShardRoundApplied);
+            var worker = CreateTestProbe();
+            var actors = plan.Select(p => Sys.ActorOf(ParameterShardActor.Props(p, initial, Sgd(), 1, owner.Ref))).ToArray();
+            foreach (var shard in actors) owner.Send(shard, new ShardPartStart(1, [worker.Ref], [5], 0, actors, ActorRefs.Nobody, GradientNormEverySteps: 2));
+            for (var round = 0; round < 4; round++)
+            {
+                worker.ReceiveN(shards); // the weights the round is computed on, from each shard
+                for (var k = 0; k < shards; k++)
+                    worker.Send(actors[k], new GradientComputed(1, round, round, 0, 10, 1.0, reports[round][plan[k].Start..plan[k].End]));
+            }
+            return [.. owner.ReceiveN(2 * shards).Cast<ShardHealthSquares>().OrderBy(m => m.Step).ThenBy(m => m.Shard)];
+        }
+
+        var whole = Run(1);
+        Assert.Equal([2L, 4], whole.Select(m => m.Step));
+        var names = layout.Segments.Where(s => s.Trainable).Select(s => s.Name).ToArray();
+        Assert.All(whole, m => Assert.Equal(names.Length, m.Gradient.Length));
+        var parts = Run(2);
+        Assert.Equal([(2L, 0), (2L, 1), (4L, 0), (4L, 1)], parts.Select(m => (m.Step, m.Shard)));
+        var merge = new ShardHealthMerge(layout, 2);
+        Assert.Equal((null, "per-tensor norms of shard 1 name 1 tensors, and its slice has " +
+            $"{ParameterShards.Plan(layout, 2)[1].SliceLayout(layout).Segments.Count(s => s.Trainable)}; ignored."),
+            merge.Add(parts[1] with { Gradient = [1], Weight = [1], Update = [1] }));
+        for (var m = 0; m < 2; m++)
+        {
+            Assert.Equal((null, null), merge.Add(parts[2 * m]));
+            var (sums, refused) = merge.Add(parts[2 * m + 1]);
+            Assert.Null(refused);
+            var expected = whole[m].Squares.ToArray();
+            for (var i = 0; i < names.Length; i++)
+            {
+                Assert.True(expected[i].Gradient > 0 && expected[i].Weight > 0 && expected[i].Update > 0, $"step {whole[m].Step}, {names[i]}: nothing measured");
+                foreach (var (a, b, what) in new[] { (expected[i].Gradient, sums![i].Gradient, "gradient"), (expected[i].Weight, sums[i].Weight, "weights"),
+                    (expected[i].Update, sums[i].Update, "update") })
+                    Assert.True(Math.Abs(a - b) <= 1e-5 * a, $"step {whole[m].Step}, {names[i]}'s {what}: {b:R} from the shards, {a:R} from one");
+            }
+        }
+        Assert.Equal((null, null), merge.Add(parts[0])); // a redo's part of a step already put together is dropped
+    }
+
+    /// <summary>
     /// After another shard diverged, its owner asks this one for its slice of the last good version
     /// (<see cref="ShardSliceRequest.Version"/>): a shard answers from the three newest versions it sent, with exactly the weights it
     /// sent for that version (no optimizer state even when asked for it, step count 0), even after it stepped on; an older version

@@ -275,7 +275,15 @@ public class ShardMessageWireTests() : TestKit(AkkaSettings.Serialization())
         { nameof(ShardFailed), Bytes("job", 1, "diverged", new byte[32], -1, 0, true, -1L), "DivergedEpoch -1 is below 0" },
         { nameof(ShardFailed), Bytes("job", 1, "diverged", new byte[32], 1, -3, true, 2L), "DivergedStep -3 is below 0" },
         { nameof(ShardFailed), Bytes("job", 1, "diverged", new byte[32], 1, 3, true, -2L), "LastGoodVersion -2 is below -1" },
-        { nameof(ShardFailed), Bytes("job", 1, "failed", new byte[32], 0, 3, true, 2L), "DivergedStep and LastGoodVersion are set without a DivergedEpoch" },
+        { nameof(ShardFailed), Bytes("job", 1, "failed", new byte[32], 0, 3, true, 2L), "DivergedStep, LossFinite and LastGoodVersion are set without a DivergedEpoch" },
+        { nameof(ShardFailed), Bytes("job", 1, "failed", new byte[32], 0, 0, false, -1L), "DivergedStep, LossFinite and LastGoodVersion are set without a DivergedEpoch" },
+        { nameof(ShardFailed), Bytes("job", 1, "diverged", new byte[32], 2, 0, true, 2L), "DivergedStep is 0 for a divergence; a step counts from 1" },
+        { nameof(ShardHealthSquares), Bytes(16, 1L, new double[1], new double[1], new double[1]), "Shard 16 is outside 0 to 15" },
+        { nameof(ShardHealthSquares), Bytes(1, 0L, new double[1], new double[1], new double[1]), "Step 0 is below 1" },
+        { nameof(ShardHealthSquares), Bytes(1, 5L, new double[2], new double[1], new double[2]),
+            "Gradient, Weight and Update hold 2, 1 and 2 values; they need one per tensor, the same number, at most 65536" },
+        { nameof(ShardHealthSquares), Bytes(1, 5L, new[] { 1.0, double.NaN }, new double[2], new double[2]), "Gradient[1] NaN is not a finite sum of squares" },
+        { nameof(ShardHealthSquares), Bytes(1, 5L, new double[2], new double[2], new[] { -1.0, 0 }), "Update[0] -1 is not a finite sum of squares" },
     };
 
     /// <summary>A ShardServersAssigned's bytes with the given slot, endpoints and lengths of token, digest and proof.</summary>

@@ -802,15 +802,12 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             // coordinator's stall time-out (it counts them as time without progress), so each gets a third of it at most.
             ? RemoteShardedParameterServer.Props(new RemoteShardSettings(_security.Identity, _jobId, _options.Cluster.ParameterServerShards, weights,
                 _serverSettings, workers, TimeSpan.FromSeconds(Math.Min(_options.Cluster.JoinTimeoutSeconds, loop.StallTimeoutSeconds / 3)), minimum,
-                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), _options.ParameterServerOptimizer(), resumeFrom, _shardWorkerSlots))
+                CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), _options.ParameterServerOptimizer(), resumeFrom, _shardWorkerSlots,
+                _options.ParameterServerMonitoring()))
             : ParameterServer.Props(weights, _options.ParameterServerOptimizer(), loop.Epochs, _options.ParameterServerMonitoring(),
                 CheckpointResume.Settings(_options, _jobId, _trainCount, _trainDigest), resumeFrom, scalingWorkers: loop.KeepGlobalBatch ? workers.Length : 0,
                 update: UpdateSettings.From(loop) with { AnnounceBroadcastWrites = _options.Cluster.SharedMemory }, configuredOptimizer: _options.Optimizer,
                 shards: _options.Cluster.ParameterServerShards).WithDispatcher(AkkaSettings.ComputeDispatcher);
-        if (_options.Cluster.ShardNodes && _options.Monitoring.GradientNormEverySteps > 0)
-            _log.Warning("Monitoring:GradientNormEverySteps = {0}: shards on shard nodes do not measure per-tensor gradient norms yet, so this run has no " +
-                "vanishing or exploding-gradient warnings and no per-layer norm metrics. Set Cluster:ShardNodes to false to have them.",
-                _options.Monitoring.GradientNormEverySteps);
         _coordinator = Context.ActorOf(Coordinator.Props(settings, parameterServer, workers, _workerSteps, completion), "coordinator");
         _log.Info("Training starts with {0} worker{1} (job {2})", workers.Length, workers.Length == 1 ? "" : "s", _jobId);
         for (var i = 0; i < count; i++) _joined.Add(i);

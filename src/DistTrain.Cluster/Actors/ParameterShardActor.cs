@@ -44,8 +44,9 @@ namespace DistTrain.Cluster.Actors;
 /// <para>A part may start after round 0: an epoch's further part, which trains the samples a lost worker left
 /// (<see cref="ShardPartStart.FirstRound"/>); its results carry its part (<see cref="ShardWeights.Part"/>). A part with no minibatch
 /// (a resumed run that first scores its checkpoint's weights) broadcasts the slice and reports its end at once, as a round
-/// without a step (<see cref="ShardRoundApplied.PartFinished"/>). Not yet here: the
-/// gradient diagnostics and metrics. Only a <see cref="ShardHost"/> starts this actor, on a shard node, for the
+/// without a step (<see cref="ShardRoundApplied.PartFinished"/>). With a part's <see cref="ShardPartStart.GradientNormEverySteps"/>
+/// the shard measures its slices of the per-tensor norms on those steps and sends them to the owner
+/// (<see cref="ShardHealthSquares"/>), which judges the whole tensors. Only a <see cref="ShardHost"/> starts this actor, on a shard node, for the
 /// <see cref="RemoteShardedParameterServer"/> of a run with Cluster:ShardNodes.</para>
 /// </remarks>
 public sealed class ParameterShardActor : ReceiveActor
@@ -106,8 +107,11 @@ public sealed class ParameterShardActor : ReceiveActor
                 $"{wholeWeights.Layout.WorkerReportLength}): make the shard with ParameterShards.Plan of this model's layout.", nameof(shard));
         _shard = shard;
         var whole = wholeWeights.Layout;
+        var self = Self;
         _model = new ServerModel(shard.Slice(wholeWeights), optimizer, totalEpochs)
         {
+            // Measured steps' slices of the per-tensor norms go to the owner, which judges the whole tensors.
+            HealthSink = (step, squares) => owner.Tell(ShardHealthSquares.Of(shard.Index, step, squares), self),
             ClipsByShardedNorm = optimizer.GradientClipNorm > 0,
             CountsClippedSteps = shard.Index == 0, // every shard's slice starts at its own 0: count each clipped step once
             Whole = (whole.TotalLength, whole.WorkerReportLength, whole.TrainableLength),
@@ -184,6 +188,7 @@ public sealed class ParameterShardActor : ReceiveActor
         _partEndAfterStep = null;
         _normParts.Clear();
         (_checkpointEvery, _checkpointRequest, _partStartVersion) = (start.CheckpointEverySteps, start.CheckpointRequestId, _model.Version);
+        _model.MeasureEverySteps = start.GradientNormEverySteps;
         Broadcast(start.FirstRound - 1, 0); // the weights the part's first round is computed on
         // A part with no minibatch only hands out the weights (a resumed run scoring its checkpoint's): nothing else ends it.
         if (_ledger.PartFinished) ReportPartEndWithoutStep(start.FirstRound);

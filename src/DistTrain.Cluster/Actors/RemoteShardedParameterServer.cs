@@ -7,6 +7,7 @@ using DistTrain.Cluster.Security;
 using DistTrain.Cluster.Training;
 using DistTrain.Core;
 using DistTrain.Core.Checkpoints;
+using DistTrain.Core.Diagnostics;
 using DistTrain.Core.Optimization;
 using DistTrain.Core.Tensors;
 
@@ -42,9 +43,12 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="WorkerSlots">The worker slots the shards are placed for, each with a data-plane token of its own: at least
 /// <c>Workers.Count</c>, at most <see cref="UpdatePolicy.MaxWorkers"/>; null (the default): <see cref="WorkerSlotsFor"/>. The
 /// slots beyond <c>Workers.Count</c> are for workers that join the running job (a restarted worker joins as a new one).</param>
+/// <param name="Monitoring">The gradient diagnostics (<see cref="Core.Configuration.TrainingOptions.ParameterServerMonitoring"/>): with
+/// GradientNormEverySteps above 0 every shard measures its slices of the per-tensor norms on those steps, and this server judges the
+/// whole tensors and serves them as metrics, as one parameter server does; null measures nothing.</param>
 public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int Shards, ParameterVector StartingWeights, string ServerSettings,
     IReadOnlyList<IActorRef> Workers, TimeSpan Timeout, int MinWorkers = 1, CheckpointSettings? Checkpoints = null, OptimizerOptions? Optimizer = null,
-    TrainingCheckpoint? ResumeFrom = null, int? WorkerSlots = null)
+    TrainingCheckpoint? ResumeFrom = null, int? WorkerSlots = null, MonitoringOptions? Monitoring = null)
 {
     /// <summary>The fewest slots kept for workers that join a running job on shard nodes: 8.</summary>
     public const int MinSpareWorkerSlots = 8;
@@ -86,7 +90,8 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// checkpoint; one within a part holds nothing up, and has no time-out) to which no shard sends a piece for that long, a shard node that fails or leaves, the
 /// shards' reports disagreeing, and a lost worker that leaves fewer than <see cref="RemoteShardSettings.MinWorkers"/> with no
 /// worker slot free (<see cref="RemoteShardSettings.Slots"/>) each fail this actor with <see cref="ShardNodesException"/>, whose message names the problem and the fix, so the coordinator ends the
-/// job with it. Any other lost worker is covered: during a part, the part's <see cref="ShardLossArbiter"/> (a child, made
+/// job with it. A shard that diverges fails it with the shard's <see cref="TrainingDivergedException"/> instead, carrying the last good
+/// weights put together from the shards (<see cref="LastGoodTimeout"/>). Any other lost worker is covered: during a part, the part's <see cref="ShardLossArbiter"/> (a child, made
 /// anew for each part) decides with every shard which of its slices count, this actor tells the coordinator the first round
 /// whose minibatch is left (<see cref="WorkerRemoved"/>, before the part's end, which waits for every decision, each for up to
 /// <see cref="RemoteShardSettings.Timeout"/>), and the coordinator gives those samples to the others in a further part of the
@@ -183,6 +188,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private readonly Dictionary<long, (int NextRound, int Samples, double LossSum)> _partRounds = []; // by version: the position after each round of the part
     private readonly string[] _stateNames;       // the shards' optimizer state buffers, in its order (none without the optimizer settings)
     private System.Diagnostics.TagList[] _shardTags = [];
+    private readonly GradientHealthMonitor? _health;  // the whole tensors' diagnostics, from the shards' slices of the norms
+    private readonly ShardHealthMerge? _healthParts;  // the shards' slices of each measured step, until every shard's has come
     private ShardFailed? _divergence;            // the first shard's divergence, which the job fails with
     private ShardWeightsGather? _lastGoodGather; // after it: the last good weights, put together from every shard's slice
 
@@ -193,6 +200,13 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _stateNames = settings.Optimizer is { } optimizer ? [.. Optimizer.Create(optimizer, 1).State.Select(s => s.Name)] : [];
         _resumeFrom = settings.ResumeFrom;
         _newestCheckpoint = settings.ResumeFrom is { } resumed ? Position(resumed.Epoch, resumed.Round) : null;
+        if (settings.Monitoring is { GradientNormEverySteps: > 0 } monitoring)
+        {
+            var layout = settings.StartingWeights.Layout;
+            _health = new GradientHealthMonitor(layout, monitoring, settings.Optimizer?.GradientClipNorm ?? 0);
+            Metrics.DistTrainMetrics.WatchLayerHealth(_health.Latest);
+            _healthParts = new ShardHealthMerge(layout, settings.Shards);
+        }
         Become(Finding);
     }
 
@@ -344,7 +358,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             _pendingFailure = null;
             _log.Info("Parameter server: the stop's weights are gathered from the shard nodes once every shard is at one version.");
         });
-        Receive<FailNow>(_ => _pendingFailure is not null, _ => throw _pendingFailure!);
+        Receive<FailNow>(_ => _pendingFailure is not null && _divergence is null, _ => throw _pendingFailure!);
         Receive<FailNow>(_ => { });
         Receive<GetWeights>(_ => _gatherFor is not null, _ => Stash.Stash());
         Receive<GetWeights>(_ =>
@@ -355,11 +369,13 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         });
         Receive<GatherAgain>(_ => _gatherFor is not null, _ => StartGather());
         Receive<ShardSliceChunk>(OnSliceChunk);
+        Receive<GatherTimedOut>(_ => _divergence is not null, _ => { }); // the divergence ends the job, with or without the last good weights
         Receive<GatherTimedOut>(timedOut => timedOut.RequestId == _gather?.RequestId, _ => throw GatherStalled(_gather!, "weights"));
         Receive<GatherTimedOut>(timedOut => timedOut.RequestId == _checkpointGather?.RequestId, _ => throw GatherStalled(_checkpointGather!,
             $"weights and optimizer state that epoch {_checkpointEpoch - 1}'s checkpoint needs"));
         Receive<GatherTimedOut>(_ => { });
         Receive<ShardFailed>(OnShardFailed);
+        Receive<ShardHealthSquares>(OnHealthSquares);
         Receive<LastGoodTimedOut>(_ => _lastGoodGather is not null, _ => FailDiverged(null, string.Format(CultureInfo.InvariantCulture,
             "the slices of {0} did not come within {1:0.#} s", string.Join(", ", _lastGoodGather!.Waiting.Select(k => $"shard {k}")), LastGoodTimeout.TotalSeconds)));
         Receive<ShardHosted>(_ => { }); // a host's repeated answer
@@ -387,6 +403,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             _log.Info("Parameter server: the job is stopping, so this ends with the stop: {0}", failure.Message);
             return;
         }
+        if (_divergence is not null) return; // the divergence ends the job (its shard's node is gone by now, as planned)
         if (_pendingFailure is not null) return;
         _pendingFailure = failure;
         Timers.StartSingleTimer(nameof(FailNow), new FailNow(), grace ?? LossGrace);
@@ -450,7 +467,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         _arbiter = Context.ActorOf(ShardLossArbiter.Props(_shards, slots, start.Epoch, start.Part, Self), $"loss-arbiter-{_arbiters++}");
         for (var k = 0; k < _shards.Length; k++)
             _shards[k].Tell(_placement!.PartStart(k, start.Epoch, inPart, rounds, start.StepsPerEpoch, _arbiter, start.Part, start.FirstRound)
-                with { CheckpointEverySteps = _partCheckpointEvery, CheckpointRequestId = _partCheckpointRequest }, Self);
+                with { CheckpointEverySteps = _partCheckpointEvery, CheckpointRequestId = _partCheckpointRequest,
+                    GradientNormEverySteps = _health is null ? 0 : _settings.Monitoring!.GradientNormEverySteps }, Self);
     }
 
     /// <summary>
@@ -795,6 +813,24 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Stash.UnstashAll();
     }
 
+    /// <summary>
+    /// Takes a shard's slices of a measured step's per-tensor norms, from that shard's actor only (<see cref="ShardHealthMerge"/>),
+    /// and once every shard's have come judges the whole tensors as one parameter server does, logging its warnings.
+    /// </summary>
+    private void OnHealthSquares(ShardHealthSquares part)
+    {
+        if (_health is null) return;
+        if (part.Shard < 0 || part.Shard >= _shards.Length || !Sender.Equals(_shards[part.Shard]))
+        {
+            _log.Warning("Parameter server: per-tensor norms of shard {0} came from {1}, which is not that shard; ignored.", part.Shard, Sender.Path);
+            return;
+        }
+        var (whole, refused) = _healthParts!.Add(part);
+        if (refused is not null) _log.Warning("Parameter server: {0}", refused);
+        if (whole is null) return;
+        foreach (var warning in _health.Judge(part.Step, whole)) _log.Warning(warning);
+    }
+
     private void OnShardFailed(ShardFailed failed)
     {
         var placement = _placement!;
@@ -827,9 +863,20 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         {
             // Another shard diverged on the same round: its host sends its slice (the request to its actor found it stopped).
             if (failed.LastGoodVersion == _divergence.LastGoodVersion) _lastGoodGather?.ExpectFrom(failed.Shard, host);
+            else if (_lastGoodGather is not null)
+                FailDiverged(null, $"shard {failed.Shard} diverged too, with last good version {failed.LastGoodVersion}, and shard {_divergence.Shard} with {_divergence.LastGoodVersion}");
+            return;
+        }
+        if (_stopping)
+        {
+            // The shards step on during a stop: a divergence then ends with the stop, as one parameter server stops taking reports.
+            FailSoon(new ShardNodesException($"Shard {failed.Shard} diverged: {failed.Reason}"));
             return;
         }
         _divergence = failed;
+        // The diverged shard's node drops it, and its actor's end would fail the job as a lost shard: the divergence ends it instead.
+        _pendingFailure = null;
+        Timers.Cancel(nameof(FailNow));
         if (failed.LastGoodVersion < 0) FailDiverged(null, $"shard {failed.Shard} held no last good weights");
         _log.Info("Parameter server: shard {0} diverged; putting the last good weights (version {1}) together from the shard nodes.", failed.Shard,
             failed.LastGoodVersion);
@@ -849,7 +896,11 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             return;
         }
         if (_lastGoodGather.Failure is { } failure) FailDiverged(null, failure);
-        if (_lastGoodGather.Complete) FailDiverged(_lastGoodGather.Result, null);
+        if (!_lastGoodGather.Complete) return;
+        var lastGood = _lastGoodGather.Result;
+        if (lastGood.Version != _divergence!.LastGoodVersion)
+            FailDiverged(null, $"the slices are of version {lastGood.Version}, and the last good one is {_divergence.LastGoodVersion}");
+        FailDiverged(lastGood, null);
     }
 
     /// <summary>Fails this actor with the first shard's divergence, so the coordinator stops the job with it: with the whole model's
@@ -870,3 +921,51 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 /// <summary>A run whose shards run on shard nodes (Cluster:ShardNodes) cannot go on; the message names the problem and the fix.
 /// An <see cref="InvalidOperationException"/>, so the CLI reports it as the job's failure (exit code 1), not as a fault in DistTrain.</summary>
 public sealed class ShardNodesException(string message) : InvalidOperationException(message);
+
+/// <summary>
+/// Puts the whole tensors' diagnostics of measured steps together from K shards' slices (<see cref="ShardHealthSquares"/>): a
+/// tensor cut by a shard boundary has a part in each shard, and its sums of squares are the sums of the parts, added in shard
+/// order. A step redone after a lost worker's decision is measured again: the redo's slices replace the first ones while the step
+/// waits for other shards, and are dropped once it has been judged. A plain class; the owner checks the sender.
+/// </summary>
+/// <param name="layout">The whole model's layout.</param>
+/// <param name="shards">K, as <see cref="ParameterShards.Plan"/> cuts the model.</param>
+internal sealed class ShardHealthMerge(ParameterLayout layout, int shards)
+{
+    private readonly int[][] _index = [.. ParameterShards.Plan(layout, shards).Select(p =>
+        p.SliceLayout(layout).Segments.Where(s => s.Trainable).Select(s => Trainable(layout).IndexOf(s.Name)).ToArray())];
+    private readonly int _tensors = Trainable(layout).Count;
+    private readonly Dictionary<long, ShardHealthSquares?[]> _pending = [];
+    private long _judged; // the newest step put together
+
+    private static List<string> Trainable(ParameterLayout layout) => [.. layout.Segments.Where(s => s.Trainable).Select(s => s.Name)];
+
+    /// <summary>Takes shard <c>part.Shard</c>'s slices: the whole step's sums per trainable tensor, in layout order, once every shard's
+    /// have come (else null), and why the part was refused (another number of tensors than the shard's slice has), or null.</summary>
+    public (TensorSquares[]? Whole, string? Refused) Add(ShardHealthSquares part)
+    {
+        ArgumentNullException.ThrowIfNull(part);
+        var k = part.Shard;
+        if (k < 0 || k >= _index.Length) return (null, $"per-tensor norms of shard {k}, which is not a shard of this run (0 to {_index.Length - 1}); ignored.");
+        if (part.Gradient.Length != _index[k].Length)
+            return (null, $"per-tensor norms of shard {k} name {part.Gradient.Length} tensors, and its slice has {_index[k].Length}; ignored.");
+        if (part.Step <= _judged) return (null, null);
+        if (!_pending.TryGetValue(part.Step, out var parts)) _pending[part.Step] = parts = new ShardHealthSquares?[_index.Length];
+        parts[k] = part;
+        if (parts.Any(p => p is null)) return (null, null);
+        _judged = part.Step;
+        foreach (var step in _pending.Keys.Where(s => s <= part.Step).ToArray()) _pending.Remove(step);
+        var whole = new TensorSquares[_tensors];
+        for (var shard = 0; shard < parts.Length; shard++)
+        {
+            var i = 0;
+            foreach (var (g, w, u) in parts[shard]!.Squares)
+            {
+                var index = _index[shard][i++];
+                var sum = whole[index];
+                whole[index] = new TensorSquares(sum.Gradient + g, sum.Weight + w, sum.Update + u);
+            }
+        }
+        return (whole, null);
+    }
+}

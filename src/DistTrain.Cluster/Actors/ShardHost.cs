@@ -63,7 +63,7 @@ public sealed record ShardHostSettings(
 /// so the node can host the next run's shard. A shard that fails (it throws <see cref="TrainingDivergedException"/> on a
 /// divergence) is stopped, not restarted (a restarted shard would hold its starting weights and refuse every slice), and the
 /// owner is told with <see cref="ShardFailed"/>, as it is when the host itself stops. After a divergence the message carries its
-/// epoch, step and last good version, and the shard's slice of the last good weights follows it (<see cref="ShardSliceChunk.LastGoodRequestId"/>).</para>
+/// epoch, step and last good version, and the shard's slice of the last good weights follows it when the shard held them (<see cref="ShardSliceChunk.LastGoodRequestId"/>).</para>
 /// <para>On a shard node (<c>disttrain node --role parameter-shard</c>, <see cref="Hosting.ClusterNode.RunShardHostAsync"/>) the host
 /// also takes the job's end (<see cref="JobFinished"/>) from a parameter-server member of the cluster (the active parameter server
 /// sends it), which ends the node's run; a <see cref="JobFinished"/> from any other member, or from outside the cluster, is ignored

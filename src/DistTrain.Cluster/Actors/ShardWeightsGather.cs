@@ -13,11 +13,12 @@ namespace DistTrain.Cluster.Actors;
 /// tensors, which no shard holds, are the run's own. A plain class: the owner, the only actor the shards answer, drives it.
 /// </summary>
 /// <remarks>
-/// A piece is taken only from the shard at the index it names, of this request, in order (each shard's pieces come in order,
-/// as Akka delivers one sender's messages), within the shard's slice; anything else is ignored with a reason. The shards must
-/// all be at one version: ask between parts (after an epoch's last round, or once a stop has stopped the stepping), when every
-/// shard has applied the same rounds; slices of different versions would be torn weights, and the gathering fails naming the
-/// versions. A shard that never answers (its node gone) leaves the gathering incomplete: the owner bounds its wait.
+/// A piece is taken only from the shard at the index it names (or from the actor <see cref="ExpectFrom"/> names for it: a
+/// diverged shard's host), of this request, in order (each shard's pieces come in order, as Akka delivers one sender's
+/// messages), within the shard's slice; anything else is ignored with a reason. The shards must all be at one version: ask
+/// between parts (after an epoch's last round, or once a stop has stopped the stepping), when every shard has applied the same
+/// rounds, or ask each for one version (<see cref="ShardSliceRequest.Version"/>); slices of different versions would be torn
+/// weights, and the gathering fails naming the versions. A shard that never answers (its node gone) leaves the gathering incomplete: the owner bounds its wait.
 /// <para>For a checkpoint the owner names the optimizer's state buffers (<c>stateNames</c>) and asks with
 /// <see cref="ShardSliceRequest.WithOptimizerState"/>: each shard then sends, after its weights, its slice of each state buffer in
 /// that order (buffer b + 1 of <see cref="ShardSliceChunk.Buffer"/> is state buffer b), each whole before the next, all with its

@@ -150,7 +150,8 @@ public static class ClusterProtocolInfo
     /// acceptance's proof covers the round; 11: shards on shard nodes send checkpoints within an epoch,
     /// ShardPartStart.CheckpointEverySteps, which a shard node of version 10 would ignore, leaving the run without them; 12: a shard
     /// that diverges sends its slice of the last good weights, ShardFailed's divergence fields and ShardSliceRequest.Version, so the
-    /// job's last good weights are put together from the shard nodes).</summary>
+    /// job's last good weights are put together from the shard nodes; and shards measure the per-tensor norms,
+    /// ShardPartStart.GradientNormEverySteps and ShardHealthSquares).</summary>
     public const int Version = 12;
 
     /// <summary>

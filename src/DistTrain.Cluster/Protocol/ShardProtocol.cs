@@ -6,6 +6,7 @@ using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Security;
 using DistTrain.Cluster.Training;
+using DistTrain.Core.Diagnostics;
 using MessagePack;
 
 namespace DistTrain.Cluster.Protocol;
@@ -20,7 +21,7 @@ namespace DistTrain.Cluster.Protocol;
 //   worker (its link) -> ParameterShardActor           GradientComputed (the worker's slice)
 //   ParameterShardActor -> workers (their links)       ShardWeights (as ShardWeightsHeader and the slice on the data plane)
 //   ParameterShardActor -> every shard                 ShardNormShare (with Optimizer:GradientClipNorm)
-//   ParameterShardActor -> owner                       ShardRoundApplied
+//   ParameterShardActor -> owner                       ShardRoundApplied, and ShardHealthSquares on measured steps
 // A lost worker:
 //   owner -> ShardLossArbiter                          WorkerLost
 //   ShardLossArbiter -> every ParameterShardActor      ShardLossQuery, then ShardLossDecision
@@ -33,7 +34,8 @@ namespace DistTrain.Cluster.Protocol;
 // Hosting one parameter-server shard on a shard node (docs/architecture.md, "Where the shards run"):
 //   coordinator -> ShardHost (shard node)    HostShard
 //   ShardHost -> coordinator                 ShardHosted | ShardHostRefused
-//   ShardHost -> coordinator                 ShardFailed (the hosted shard stopped on a failure: a divergence, a fault)
+//   ShardHost -> coordinator                 ShardFailed (the hosted shard stopped on a failure: a divergence, a fault), after
+//                                            a divergence followed by ShardSliceChunks of the shard's last good weights
 // The coordinator then starts parts at the shard (ShardPartStart) and gives its workers the data plane (ShardServers).
 
 /// <summary>
@@ -146,7 +148,8 @@ public sealed record ShardHostRefused([property: Key(0)] int Shard, [property: K
 /// (<see cref="ShardHost.IsGenuine(JobIdentity, HostShard, ShardFailed)"/>).</param>
 /// <param name="DivergedEpoch">The epoch of the step that diverged, from 1; 0 when the failure is not a divergence.</param>
 /// <param name="DivergedStep">That step within its epoch, from 1 (<see cref="TrainingDivergedException.Step"/>); 0 when not a divergence.</param>
-/// <param name="LossFinite">Whether the step's loss was finite (<see cref="TrainingDivergedException.LossFinite"/>).</param>
+/// <param name="LossFinite">Whether a finite loss was computed on the last good weights (<see cref="TrainingDivergedException.LossFinite"/>:
+/// false when they are the weights the failed step itself computed on); true when the failure is not a divergence.</param>
 /// <param name="LastGoodVersion">The version of the last good weights whose slice follows, 0 or more; -1 when none follows.</param>
 [MessagePackObject]
 public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key(1)] int Shard, [property: Key(2)] string Reason,
@@ -166,7 +169,8 @@ public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key
         ?? (Proof.Length != SHA256.HashSizeInBytes ? $"Proof holds {Proof.Length} bytes, not {SHA256.HashSizeInBytes}" : null)
         ?? ShardWire.AtLeast(nameof(DivergedEpoch), DivergedEpoch, 0) ?? ShardWire.AtLeast(nameof(DivergedStep), DivergedStep, 0)
         ?? ShardWire.AtLeast(nameof(LastGoodVersion), LastGoodVersion, -1)
-        ?? (!Diverged && (DivergedStep != 0 || LastGoodVersion != -1) ? "DivergedStep and LastGoodVersion are set without a DivergedEpoch" : null);
+        ?? (!Diverged && (DivergedStep != 0 || LastGoodVersion != -1 || !LossFinite) ? "DivergedStep, LossFinite and LastGoodVersion are set without a DivergedEpoch" : null)
+        ?? (Diverged && DivergedStep == 0 ? "DivergedStep is 0 for a divergence; a step counts from 1" : null);
 }
 
 /// <summary>
@@ -202,6 +206,9 @@ public sealed record ShardFailed([property: Key(0)] string JobId, [property: Key
 /// version of the part's last round is not sent (the epoch's end writes its checkpoint), and after a lost worker's decision the
 /// shard sends none for the rest of the part (the owner writes none after a loss).</param>
 /// <param name="CheckpointRequestId">The request number the slices of <paramref name="CheckpointEverySteps"/> carry, 0 or more.</param>
+/// <param name="GradientNormEverySteps">Monitoring:GradientNormEverySteps of the run, 0 or more; 0: no measurement. Otherwise the
+/// shard measures its slices of the per-tensor norms on every step whose new version is a multiple of it and sends them to the
+/// owner (<see cref="ShardHealthSquares"/>).</param>
 [MessagePackObject]
 public sealed record ShardPartStart(
     [property: Key(0)] int Epoch,
@@ -213,7 +220,8 @@ public sealed record ShardPartStart(
     [property: Key(6)] int Part = 0,
     [property: Key(7)] int FirstRound = 0,
     [property: Key(8)] int CheckpointEverySteps = 0,
-    [property: Key(9)] int CheckpointRequestId = 0) : IRangeCheckedMessage
+    [property: Key(9)] int CheckpointRequestId = 0,
+    [property: Key(10)] int GradientNormEverySteps = 0) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange()
@@ -233,6 +241,7 @@ public sealed record ShardPartStart(
         if (ShardWire.AtLeast(nameof(Part), Part, 0) is { } part) return part;
         if (ShardWire.AtLeast(nameof(CheckpointEverySteps), CheckpointEverySteps, 0) is { } every) return every;
         if (ShardWire.AtLeast(nameof(CheckpointRequestId), CheckpointRequestId, 0) is { } request) return request;
+        if (ShardWire.AtLeast(nameof(GradientNormEverySteps), GradientNormEverySteps, 0) is { } norms) return norms;
         return Shards.Length is 0 or > ParameterShards.MaxShards ? $"Shards holds {Shards.Length} shards, outside 1 to {ParameterShards.MaxShards}" : null;
     }
 }
@@ -441,6 +450,45 @@ public sealed record ShardLossDecision([property: Key(0)] LossDecision Decision,
 }
 
 /// <summary>
+/// A shard's slices of the per-tensor diagnostics of one measured step (<see cref="ShardPartStart.GradientNormEverySteps"/>), to the
+/// owner: for each trainable tensor that overlaps the shard's slice, in the slice's order, the sums of squares of its part of
+/// the averaged gradient, of the weights after the step and of the step's update (<see cref="TensorSquares"/>). The owner adds
+/// the K shards' parts of each tensor and judges the whole tensors as one parameter server does (<see cref="GradientHealthMonitor"/>).
+/// </summary>
+/// <param name="Shard">The sending shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>
+/// <param name="Step">The measured step's new version, 1 or more.</param>
+/// <param name="Gradient">Per tensor: the sum of squares of the shard's part of its averaged gradient; finite, not negative.</param>
+/// <param name="Weight">Per tensor: the same of its weights after the step.</param>
+/// <param name="Update">Per tensor: the same of the step's update.</param>
+[MessagePackObject]
+public sealed record ShardHealthSquares([property: Key(0)] int Shard, [property: Key(1)] long Step, [property: Key(2)] double[] Gradient,
+    [property: Key(3)] double[] Weight, [property: Key(4)] double[] Update) : IRangeCheckedMessage
+{
+    /// <summary>Most tensors one message may name: 65,536.</summary>
+    public const int MaxTensors = 1 << 16;
+
+    /// <summary>The message of shard <paramref name="shard"/>'s <paramref name="squares"/> of step <paramref name="step"/>.</summary>
+    public static ShardHealthSquares Of(int shard, long step, IReadOnlyList<TensorSquares> squares) =>
+        new(shard, step, [.. squares.Select(s => s.Gradient)], [.. squares.Select(s => s.Weight)], [.. squares.Select(s => s.Update)]);
+
+    /// <summary>The squares per tensor, in the slice's order.</summary>
+    [IgnoreMember] public IEnumerable<TensorSquares> Squares => Gradient.Select((g, i) => new TensorSquares(g, Weight[i], Update[i]));
+
+    /// <inheritdoc />
+    public string? OutOfRange()
+    {
+        if (ShardWire.Shard(Shard) is { } shard) return shard;
+        if (ShardWire.AtLeast(nameof(Step), Step, 1) is { } step) return step;
+        if (Gradient.Length > MaxTensors || Weight.Length != Gradient.Length || Update.Length != Gradient.Length)
+            return $"Gradient, Weight and Update hold {Gradient.Length}, {Weight.Length} and {Update.Length} values; they need one per tensor, the same number, at most {MaxTensors}";
+        foreach (var (name, values) in new[] { (nameof(Gradient), Gradient), (nameof(Weight), Weight), (nameof(Update), Update) })
+            for (var i = 0; i < values.Length; i++)
+                if (!double.IsFinite(values[i]) || values[i] < 0) return string.Create(CultureInfo.InvariantCulture, $"{name}[{i}] {values[i]:R} is not a finite sum of squares");
+        return null;
+    }
+}
+
+/// <summary>
 /// A shard's part of a round's averaged gradient's squared L2 norm, to every shard (clipping by the global norm,
 /// Optimizer:GradientClipNorm). Keyed by round and stamp, so a part of a step that is later redone is never summed with
 /// parts of the redone step.
@@ -482,7 +530,7 @@ public sealed record ShardSliceRequest([property: Key(0)] int RequestId, [proper
 /// Akka.Remote in pieces of at most <see cref="MaxValues"/> floats: below Akka's default 128,000-byte frame as well as the 4 MiB
 /// DistTrain sets (<see cref="Hosting.ClusterNode.MaximumFrameSizeBytes"/>), so that no piece holds the connection's control
 /// messages back for long. The data plane carries the per-step tensors; this is for the few whole-model reads of a run: the
-/// final weights, a stop's, a checkpoint's.
+/// final weights, a stop's, a checkpoint's, a divergence's last good ones.
 /// </summary>
 /// <param name="RequestId">The request's number.</param>
 /// <param name="Shard">The shard's index, 0 to <see cref="ParameterShards.MaxShards"/> - 1.</param>

@@ -32,7 +32,8 @@ public sealed class ServerModel
     private readonly float[] _average;       // the averaged gradient, when it must exist whole (clipping, diagnostics)
     private readonly float[][] _averageList;
     private readonly float[] _clipScale = [1f];
-    private readonly float[] _before;        // the weights before a measured step (diagnostics only)
+    private float[] _before;                 // the weights before a measured step (diagnostics only; made at the first)
+    private int _measureEvery;               // MeasureEverySteps
 
     /// <summary>Creates the model from a copy of the version-0 weights, or of a checkpoint's.</summary>
     /// <param name="initialWeights">Version-0 weights (copied); their layout names the model.</param>
@@ -74,7 +75,8 @@ public sealed class ServerModel
         _health = new GradientHealthMonitor(initialWeights.Layout, _monitoring, _clipNorm);
         _average = new float[initialWeights.Layout.TrainableLength];
         _averageList = [_average];
-        _before = _monitoring.GradientNormEverySteps > 0 ? new float[initialWeights.Layout.TotalLength] : [];
+        _measureEvery = Math.Max(0, _monitoring.GradientNormEverySteps);
+        _before = _measureEvery > 0 ? new float[initialWeights.Layout.TotalLength] : [];
         _weights = new ParameterVector(initialWeights.Layout, (float[])initialWeights.Values.Clone());
         Whole = (initialWeights.Layout.TotalLength, initialWeights.Layout.WorkerReportLength, initialWeights.Layout.TrainableLength);
         var trainable = initialWeights.Layout.TrainableLength;
@@ -89,6 +91,22 @@ public sealed class ServerModel
 
     /// <summary>Where this model's vector starts in the whole model's: reports are read, and broadcasts written, from there (0 unless sharded).</summary>
     public int Offset { get; }
+
+    /// <summary>
+    /// Steps between two measurements of the per-tensor gradient, weight and update norms: a step is measured when its new
+    /// version is a multiple of it; 0 measures none. Monitoring:GradientNormEverySteps at first; a shard on a node of its own
+    /// takes its owner's value with each part (<see cref="Actors.ParameterShardActor"/>), so every shard measures the same steps.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>
+    public int MeasureEverySteps
+    {
+        get => _measureEvery;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            _measureEvery = value;
+        }
+    }
 
     /// <summary>
     /// True when a clipped step counts in <see cref="Metrics.DistTrainMetrics.ClippedSteps"/>. Each step of the run must
@@ -192,8 +210,9 @@ public sealed class ServerModel
     public bool Step(ReadOnlySpan<float[]> reports, ReadOnlySpan<float> scales, float learningRate, float[]? copyTo, Action<string> warnings,
         double? globalNorm = null, Action<int>? written = null)
     {
-        var every = _monitoring.GradientNormEverySteps;
+        var every = _measureEvery;
         var measure = every > 0 && (Version + 1) % every == 0;
+        if (measure && _before.Length == 0) _before = new float[_weights.Layout.TotalLength];
         var target = copyTo is null ? [] : copyTo.AsSpan(Offset, _weights.Layout.TrainableLength);
         if (!measure && _clipNorm <= 0)
             return Optimizer.StepWeightedAverage(Trainable(_weights.Values), reports, scales, learningRate, target, Offset, written);
