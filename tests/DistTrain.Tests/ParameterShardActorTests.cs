@@ -1190,7 +1190,8 @@ public sealed class ParameterShardActorTests : TestKit
 
     /// <summary>
     /// With a part's GradientNormEverySteps 2, every shard sends its owner its slices of the per-tensor sums of squares (gradient,
-    /// weights, update) of steps 2 and 4. Put together (<see cref="ShardHealthMerge"/>: a tensor cut by the boundary adds its two
+    /// weights, update) of steps 2 and 4, each once the step is final: step 2's as round 2 closes, step 4's, the part's last, as
+    /// the next part starts. Put together (<see cref="ShardHealthMerge"/>: a tensor cut by the boundary adds its two
     /// parts), 2 shards' slices give what 1 shard over the whole model measures, for every trainable tensor, within float
     /// summation's rounding; a part that names another number of tensors than its shard's slice is refused, naming both.
     /// </summary>
@@ -1215,7 +1216,12 @@ public sealed class ParameterShardActorTests : TestKit
                 for (var k = 0; k < shards; k++)
                     worker.Send(actors[k], new GradientComputed(1, round, round, 0, 10, 1.0, reports[round][plan[k].Start..plan[k].End]));
             }
-            return [.. owner.ReceiveN(2 * shards).Cast<ShardHealthSquares>().OrderBy(m => m.Step).ThenBy(m => m.Shard)];
+            // Step 2's slices go once round 2 closes (the step is final then); step 4's wait for the next part's start.
+            var early = owner.ReceiveN(shards).Cast<ShardHealthSquares>().ToArray();
+            Assert.All(early, m => Assert.Equal(2L, m.Step));
+            owner.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+            foreach (var shard in actors) owner.Send(shard, new ShardPartStart(2, [worker.Ref], [3], 0, actors, ActorRefs.Nobody, GradientNormEverySteps: 2));
+            return [.. early.Concat(owner.ReceiveN(shards).Cast<ShardHealthSquares>()).OrderBy(m => m.Step).ThenBy(m => m.Shard)];
         }
 
         var whole = Run(1);

@@ -87,6 +87,7 @@ public sealed class ParameterShardActor : ReceiveActor
     private int _checkpointRequest;   // the request number its checkpoint slices carry
     private long _partStartVersion;   // the version the running part started at: no checkpoint of it within the part
     private long _checkpointSent = -1; // the newest version whose checkpoint slice went to the owner
+    private ShardHealthSquares? _pendingHealth; // the newest measured step's slices of the per-tensor norms, until the step is final
 
     /// <summary>Creates the shard over its slice of the starting weights; see <see cref="Props"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="shard"/> does not lie within <paramref name="wholeWeights"/>' report prefix.</exception>
@@ -107,11 +108,10 @@ public sealed class ParameterShardActor : ReceiveActor
                 $"{wholeWeights.Layout.WorkerReportLength}): make the shard with ParameterShards.Plan of this model's layout.", nameof(shard));
         _shard = shard;
         var whole = wholeWeights.Layout;
-        var self = Self;
         _model = new ServerModel(shard.Slice(wholeWeights), optimizer, totalEpochs)
         {
-            // Measured steps' slices of the per-tensor norms go to the owner, which judges the whole tensors.
-            HealthSink = (step, squares) => owner.Tell(ShardHealthSquares.Of(shard.Index, step, squares), self),
+            // A measured step's slices of the per-tensor norms wait until the step is final (SendDueHealth), then go to the owner.
+            HealthSink = (step, squares) => _pendingHealth = ShardHealthSquares.Of(shard.Index, step, squares),
             ClipsByShardedNorm = optimizer.GradientClipNorm > 0,
             CountsClippedSteps = shard.Index == 0, // every shard's slice starts at its own 0: count each clipped step once
             Whole = (whole.TotalLength, whole.WorkerReportLength, whole.TrainableLength),
@@ -173,6 +173,7 @@ public sealed class ParameterShardActor : ReceiveActor
             _log.Warning("Shard {0}: a part of epoch {1} is not started: {2}. Ignored.", _shard.Index, start.Epoch, outOfRange);
             return;
         }
+        SendDueHealth(); // the last part's steps are final
         _ledger = new ShardRoundLedger<GradientComputed>(start.RoundsPerWorker, start.FirstRound);
         // The first round that can be the part's last: the lowest last round of its workers (the others may be lost by then).
         _lastRoundFrom = start.RoundsPerWorker.Where(r => r > 0).DefaultIfEmpty(start.FirstRound + 1).Min() - 1;
@@ -245,6 +246,19 @@ public sealed class ParameterShardActor : ReceiveActor
         if (_checkpointEvery <= 0 || version <= _partStartVersion || version % _checkpointEvery != 0 || version == _checkpointSent) return;
         _checkpointSent = version;
         SendSlices(_owner, _checkpointRequest, withOptimizerState: true);
+    }
+
+    /// <summary>
+    /// Sends the owner the newest measured step's slices of the per-tensor norms once that step is final: as a new round closes,
+    /// before its step (a lost worker's decision can redo only the newest step, which is this one from now on), or as the next part
+    /// starts. A measurement whose step a decision undid (the version is back below it) is dropped; a redo that measures the step
+    /// again replaces it first. So the owner puts each step together from one measurement per shard, of the same reports.
+    /// </summary>
+    private void SendDueHealth()
+    {
+        if (_pendingHealth is not { } health) return;
+        _pendingHealth = null;
+        if (health.Step == _model.Version) _owner.Tell(health, Self);
     }
 
     /// <summary>
@@ -408,6 +422,7 @@ public sealed class ParameterShardActor : ReceiveActor
         {
             case LedgerActionKind.Close:
                 SendDueCheckpointSlice();
+                SendDueHealth();
                 KeepInputs();
                 Step(action);
                 break;

@@ -174,6 +174,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private bool _partLeftSamples;                   // a worker lost in the running part left minibatches: a further part of the epoch follows
     private ShardRoundApplied? _heldPartEnd;         // the part's end, held until every loss in it is decided
     private ShardNodesException? _pendingFailure;
+    private int _pendingFailureShard = -1;       // the shard whose loss _pendingFailure is, or -1 (another failure)
+    private string? _stopDivergence;             // a shard's divergence during a stop, which the stop's gathering cannot get past
     private bool _partTrainsNothing; // the running part has no minibatch: it only hands out the weights, and writes no checkpoint
     private int _partSlots;                      // the running part's worker slots, present or not: a checkpoint records them
     private ShardWeightsGather? _checkpointGather; // an epoch end's weights and optimizer state, being gathered for its checkpoint
@@ -358,7 +360,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             _pendingFailure = null;
             _log.Info("Parameter server: the stop's weights are gathered from the shard nodes once every shard is at one version.");
         });
-        Receive<FailNow>(_ => _pendingFailure is not null && _divergence is null, _ => throw _pendingFailure!);
+        Receive<FailNow>(_ => _pendingFailure is not null, _ => throw _pendingFailure!);
         Receive<FailNow>(_ => { });
         Receive<GetWeights>(_ => _gatherFor is not null, _ => Stash.Stash());
         Receive<GetWeights>(_ =>
@@ -387,16 +389,16 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             if (k < 0) return;
             FailSoon(new ShardNodesException($"Shard {k} of {_shards.Length} is gone: its shard node {terminated.ActorRef.Path.Address} left, crashed or was " +
                 "downed. A run whose shards run on shard nodes cannot go on without one (a shard holds its slice of the weights and optimizer state); " +
-                RestartAdvice));
+                RestartAdvice), shard: k);
         });
     }
 
     /// <summary>
     /// Fails the job with <paramref name="failure"/> after <paramref name="grace"/> (<see cref="LossGrace"/> by default), unless a stop
     /// comes first: a loss during a stop of the whole cluster is the stop's (the job then ends cancelled, not failed). The first
-    /// loss is the one reported.
+    /// loss is the one reported. <paramref name="shard"/> names the shard whose loss it is, if it is one.
     /// </summary>
-    private void FailSoon(ShardNodesException failure, TimeSpan? grace = null)
+    private void FailSoon(ShardNodesException failure, TimeSpan? grace = null, int shard = -1)
     {
         if (_stopping)
         {
@@ -405,7 +407,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         if (_divergence is not null) return; // the divergence ends the job (its shard's node is gone by now, as planned)
         if (_pendingFailure is not null) return;
-        _pendingFailure = failure;
+        (_pendingFailure, _pendingFailureShard) = (failure, shard);
         Timers.StartSingleTimer(nameof(FailNow), new FailNow(), grace ?? LossGrace);
     }
 
@@ -634,8 +636,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private ShardNodesException GatherStalled(ShardWeightsGather gather, string what) => new(string.Format(CultureInfo.InvariantCulture,
         "For {0:F0} s (the smaller of Cluster:JoinTimeoutSeconds and a third of Training:StallTimeoutSeconds), no shard node sent a piece of " +
         "its slice of the {1}; still missing: {2}. A shard node is overloaded, cut off, or stopped answering (its log says so). Restart the " +
-        "job; if those nodes are only slow, raise that setting.", _settings.Timeout.TotalSeconds, what,
-        string.Join(", ", gather.Waiting.Select(k => $"shard {k} on {_placement!.Hosts[k].Path.Address}"))));
+        "job; if those nodes are only slow, raise that setting.{3}", _settings.Timeout.TotalSeconds, what,
+        string.Join(", ", gather.Waiting.Select(k => $"shard {k} on {_placement!.Hosts[k].Path.Address}")),
+        _stopDivergence is null ? "" : $" Here {_stopDivergence.TrimEnd('.')}, and a diverged shard sends nothing."));
 
     /// <summary>
     /// Sends every shard its slice of the checkpoint the run resumes from: the weights, then each optimizer state buffer in the
@@ -870,13 +873,19 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         if (_stopping)
         {
             // The shards step on during a stop: a divergence then ends with the stop, as one parameter server stops taking reports.
+            // The stop's gathering of the weights cannot get the diverged shard's slice: its time-out says why.
+            _stopDivergence ??= $"shard {failed.Shard} diverged during the stop: {failed.Reason}";
             FailSoon(new ShardNodesException($"Shard {failed.Shard} diverged: {failed.Reason}"));
             return;
         }
         _divergence = failed;
-        // The diverged shard's node drops it, and its actor's end would fail the job as a lost shard: the divergence ends it instead.
-        _pendingFailure = null;
-        Timers.Cancel(nameof(FailNow));
+        // The diverged shard's node drops it, and its actor's end would fail the job as a lost shard: the divergence ends it
+        // instead. A pending loss of another shard or worker is dropped too only when it is that shard's.
+        if (_pendingFailure is not null && _pendingFailureShard == failed.Shard)
+        {
+            _pendingFailure = null;
+            Timers.Cancel(nameof(FailNow));
+        }
         if (failed.LastGoodVersion < 0) FailDiverged(null, $"shard {failed.Shard} held no last good weights");
         _log.Info("Parameter server: shard {0} diverged; putting the last good weights (version {1}) together from the shard nodes.", failed.Shard,
             failed.LastGoodVersion);
@@ -925,20 +934,29 @@ public sealed class ShardNodesException(string message) : InvalidOperationExcept
 /// <summary>
 /// Puts the whole tensors' diagnostics of measured steps together from K shards' slices (<see cref="ShardHealthSquares"/>): a
 /// tensor cut by a shard boundary has a part in each shard, and its sums of squares are the sums of the parts, added in shard
-/// order. A step redone after a lost worker's decision is measured again: the redo's slices replace the first ones while the step
-/// waits for other shards, and are dropped once it has been judged. A plain class; the owner checks the sender.
+/// order. Each shard sends a step's slices only once the step is final (<see cref="ParameterShardActor"/>), so a step redone after a
+/// lost worker's decision is put together from the redo's slices alone. A plain class; the owner checks the sender.
 /// </summary>
 /// <param name="layout">The whole model's layout.</param>
 /// <param name="shards">K, as <see cref="ParameterShards.Plan"/> cuts the model.</param>
 internal sealed class ShardHealthMerge(ParameterLayout layout, int shards)
 {
-    private readonly int[][] _index = [.. ParameterShards.Plan(layout, shards).Select(p =>
-        p.SliceLayout(layout).Segments.Where(s => s.Trainable).Select(s => Trainable(layout).IndexOf(s.Name)).ToArray())];
+    private readonly int[][] _index = Index(layout, shards);
     private readonly int _tensors = Trainable(layout).Count;
     private readonly Dictionary<long, ShardHealthSquares?[]> _pending = [];
     private long _judged; // the newest step put together
 
+    /// <summary>Most measured steps kept waiting for other shards' slices: 8.</summary>
+    internal const int MaxPendingSteps = 8;
+
     private static List<string> Trainable(ParameterLayout layout) => [.. layout.Segments.Where(s => s.Trainable).Select(s => s.Name)];
+
+    /// <summary>Per shard: each trainable tensor of its slice, as the whole model's trainable tensor index.</summary>
+    private static int[][] Index(ParameterLayout layout, int shards)
+    {
+        var whole = Trainable(layout).Select((name, i) => (name, i)).ToDictionary(t => t.name, t => t.i, StringComparer.Ordinal);
+        return [.. ParameterShards.Plan(layout, shards).Select(p => p.SliceLayout(layout).Segments.Where(s => s.Trainable).Select(s => whole[s.Name]).ToArray())];
+    }
 
     /// <summary>Takes shard <c>part.Shard</c>'s slices: the whole step's sums per trainable tensor, in layout order, once every shard's
     /// have come (else null), and why the part was refused (another number of tensors than the shard's slice has), or null.</summary>
@@ -950,7 +968,12 @@ internal sealed class ShardHealthMerge(ParameterLayout layout, int shards)
         if (part.Gradient.Length != _index[k].Length)
             return (null, $"per-tensor norms of shard {k} name {part.Gradient.Length} tensors, and its slice has {_index[k].Length}; ignored.");
         if (part.Step <= _judged) return (null, null);
-        if (!_pending.TryGetValue(part.Step, out var parts)) _pending[part.Step] = parts = new ShardHealthSquares?[_index.Length];
+        if (!_pending.TryGetValue(part.Step, out var parts))
+        {
+            // A shard that sends no slices (stopped, or of a build without them) leaves steps pending: only the newest few are kept.
+            if (_pending.Count >= MaxPendingSteps) _pending.Remove(_pending.Keys.Min());
+            _pending[part.Step] = parts = new ShardHealthSquares?[_index.Length];
+        }
         parts[k] = part;
         if (parts.Any(p => p is null)) return (null, null);
         _judged = part.Step;
