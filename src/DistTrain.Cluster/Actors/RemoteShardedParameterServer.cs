@@ -942,7 +942,7 @@ public sealed class ShardNodesException(string message) : InvalidOperationExcept
 internal sealed class ShardHealthMerge(ParameterLayout layout, int shards)
 {
     private readonly int[][] _index = Index(layout, shards);
-    private readonly int _tensors = Trainable(layout).Count;
+    private readonly int _tensors = layout.Segments.Count(s => s.Trainable);
     private readonly Dictionary<long, ShardHealthSquares?[]> _pending = [];
     private long _judged; // the newest step put together
 
@@ -978,17 +978,30 @@ internal sealed class ShardHealthMerge(ParameterLayout layout, int shards)
         if (parts.Any(p => p is null)) return (null, null);
         _judged = part.Step;
         foreach (var step in _pending.Keys.Where(s => s <= part.Step).ToArray()) _pending.Remove(step);
+        return (Sum([.. parts.Select(p => p!.Squares)]), null);
+    }
+
+    /// <summary>
+    /// The whole model's sums per trainable tensor, in layout order, from every shard's slices of one step (shard k's in its
+    /// slice's order, as <see cref="GradientHealthMonitor.Squares"/> gives them), added in shard order. Also the in-process
+    /// sharded server's (<see cref="ShardedParameterServer"/>).
+    /// </summary>
+    /// <param name="parts">K shards' slices, by shard index.</param>
+    /// <exception cref="IndexOutOfRangeException">A shard's slices name more tensors than its slice has.</exception>
+    public TensorSquares[] Sum(IReadOnlyList<IEnumerable<TensorSquares>> parts)
+    {
+        ArgumentNullException.ThrowIfNull(parts);
         var whole = new TensorSquares[_tensors];
-        for (var shard = 0; shard < parts.Length; shard++)
+        for (var shard = 0; shard < parts.Count; shard++)
         {
             var i = 0;
-            foreach (var (g, w, u) in parts[shard]!.Squares)
+            foreach (var (g, w, u) in parts[shard])
             {
                 var index = _index[shard][i++];
                 var sum = whole[index];
                 whole[index] = new TensorSquares(sum.Gradient + g, sum.Weight + w, sum.Update + u);
             }
         }
-        return (whole, null);
+        return whole;
     }
 }

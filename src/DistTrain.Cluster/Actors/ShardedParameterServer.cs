@@ -70,8 +70,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
     private readonly ShardMerge<ShardNormPart> _norms;
     private readonly ShardMerge<ShardHealthPart> _healthParts;
     private readonly GradientHealthMonitor? _health;   // the whole tensors' diagnostics, from the shards' parts
-    private readonly int[][] _healthIndex = [];        // per shard: each of its slice tensors' index among the whole ones
-    private readonly TensorSquares[] _squares = [];
+    private readonly ShardHealthMerge? _healthSum;     // adds the shards' parts of each tensor
     private IActorRef _coordinator = ActorRefs.Nobody;
     private IActorRef? _snapshotFor;                // the requester of the snapshot being put together
     private WeightsSnapshot?[] _snapshot;
@@ -124,9 +123,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
         {
             _health = new GradientHealthMonitor(layout, monitoring, optimizer.GradientClipNorm);
             Metrics.DistTrainMetrics.WatchLayerHealth(_health.Latest);
-            var whole = _health.TensorNames.Select((name, i) => (name, i)).ToDictionary(t => t.name, t => t.i, StringComparer.Ordinal);
-            _healthIndex = [.. _plan.Select(p => p.SliceLayout(layout).Segments.Where(s => s.Trainable).Select(s => whole[s.Name]).ToArray())];
-            _squares = new TensorSquares[whole.Count];
+            _healthSum = new ShardHealthMerge(layout, shards);
         }
         _healthParts = new ShardMerge<ShardHealthPart>(shards);
         _rounds = new ShardMerge<RoundApplied>(shards);
@@ -301,15 +298,7 @@ public sealed class ShardedParameterServer : ReceiveActor, IWithStash
     {
         if (_health is null || !_healthParts.Add(part.Shard, part, out var parts)) return;
         // A tensor cut by a shard boundary has a part in each shard: its sums are the sums of the parts.
-        Array.Clear(_squares);
-        for (var k = 0; k < parts.Length; k++)
-            for (var i = 0; i < parts[k].Squares.Length; i++)
-            {
-                var (g, w, u) = parts[k].Squares[i];
-                var whole = _squares[_healthIndex[k][i]];
-                _squares[_healthIndex[k][i]] = new TensorSquares(whole.Gradient + g, whole.Weight + w, whole.Update + u);
-            }
-        foreach (var warning in _health.Judge(parts[0].Step, _squares)) _log.Warning(warning);
+        foreach (var warning in _health.Judge(parts[0].Step, _healthSum!.Sum([.. parts.Select(p => p.Squares)]))) _log.Warning(warning);
     }
 
     private void OnNormPart(ShardNormPart part)
