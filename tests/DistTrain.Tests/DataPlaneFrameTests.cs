@@ -112,6 +112,54 @@ public class DataPlaneFrameTests() : TestKit("akka.loglevel = INFO")
         ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // nothing reached the parameter server
     }
 
+    /// <summary>
+    /// A shard node's link under Cluster:Compression takes a worker's cuts of its slice (<see cref="Core.Compression.GradientMessageSlice"/>)
+    /// of any kind and of any size up to the most a cut of the slice can take, each as its frame announces, and delivers the
+    /// decoded slice with the floats after the trainable part as sent; a frame announcing more, or less than a message's header,
+    /// is refused before anything is read, naming the slice, and the link stops.
+    /// </summary>
+    [Theory]
+    [InlineData(Core.Compression.GradientEncoder.HeaderBytes + 4 + 8 * 16 + 1)]
+    [InlineData(Core.Compression.GradientEncoder.HeaderBytes - 1)]
+    public void A_shard_nodes_link_takes_cuts_of_its_slice_of_any_size_up_to_the_most_and_refuses_others(int refusedBytes)
+    {
+        // Shard 1 of a model of 32 trainable values and 8 running statistics: [16, 40), its first 16 values trainable.
+        var shard = new Cluster.Training.ParameterShard(1, 16, 40, 32);
+        var (link, client) = AttachedLink(WorkerLink.ForShard(0, shard, compressed: true));
+        using var _ = client;
+        link.Tell(new Cluster.Protocol.ShardWeights(1, 1, -1, 0, 0, new float[24]), TestActor); // the worker's slices now come to this test
+        // Once its frame reaches the worker's end, the link has taken this test as the shard (a slice read before would go nowhere).
+        var frame = new byte[TensorFrame.HeaderSize + 24 * sizeof(float)];
+        for (var read = 0; read < frame.Length;) read += client.Receive(frame, read, frame.Length - read, SocketFlags.None);
+        Assert.Equal(TensorFrame.ShardWeightsType, MemoryMarshal.Read<TensorFrame.Header>(frame).Type);
+        var statistics = Enumerable.Range(0, 8).Select(i => 100f + i).ToArray();
+        var gradient = Enumerable.Range(0, 32).Select(i => (i % 7 - 3) * 0.3f + i * 1e-3f).ToArray();
+        foreach (var settings in new[]
+        {
+            new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.Float16),
+            new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK, TopKRatio: 0.25),
+        })
+        {
+            var message = new byte[Core.Compression.GradientEncoder.EncodedBytes(settings, 32)];
+            new Core.Compression.GradientEncoder(settings, 32).Encode(gradient, message);
+            var whole = new float[32];
+            Core.Compression.GradientDecoder.Decode(message, whole);
+            var cut = Core.Compression.GradientMessageSlice.Cut(message, 16, 16);
+            var header = Gradient(24) with { Type = TensorFrame.CompressedGradientType, PayloadBytes = cut.Length };
+            client.Send([.. Bytes(header), .. cut, .. MemoryMarshal.AsBytes(statistics.AsSpan()).ToArray()]);
+            var received = ExpectMsg<Cluster.Protocol.GradientComputed>(TimeSpan.FromSeconds(10));
+            Assert.Equal([.. whole[16..], .. statistics], received.Gradient);
+            Assert.Equal((1, 2, 3L, 16), (received.Epoch, received.Round, received.Version, received.SampleCount));
+        }
+        var refused = Gradient(24) with { Type = TensorFrame.CompressedGradientType, PayloadBytes = refusedBytes };
+        EventFilter.Warning(contains: $"announced a compressed gradient with {refusedBytes} encoded bytes where 5 to 137 belong for shard 1's slice [16, 40)").ExpectOne(() =>
+        {
+            client.Send(Bytes(refused));
+            ExpectTerminated(link, TimeSpan.FromSeconds(10));
+        });
+        ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // nothing reached the shard
+    }
+
     [Fact]
     public void A_worker_link_refuses_a_gradient_of_another_length_before_allocating_and_logs_the_peer()
     {

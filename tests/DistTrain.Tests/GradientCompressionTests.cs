@@ -310,6 +310,71 @@ public sealed class GradientCompressionTests
         Assert.Equal(expected, Decode(encoder, gradient));
     }
 
+    /// <summary>
+    /// A cut of a message for a shard's slice (<see cref="GradientMessageSlice"/>) decodes to exactly that slice of what the
+    /// whole message decodes to, bit for bit, for every kind and for ranges that start and end anywhere (mid-tensor, empty,
+    /// the whole gradient); the TopK cuts of a partition hold every pick once; a cut's size is at most
+    /// <see cref="GradientMessageSlice.MaxBytes"/>, and exactly the range's share for the dense kinds.
+    /// </summary>
+    [Theory]
+    [InlineData(GradientCompression.None, TopKScope.Global)]
+    [InlineData(GradientCompression.Float16, TopKScope.Global)]
+    [InlineData(GradientCompression.BFloat16, TopKScope.Global)]
+    [InlineData(GradientCompression.TopK, TopKScope.Global)]
+    [InlineData(GradientCompression.TopK, TopKScope.PerTensor)]
+    public void A_cut_of_a_message_decodes_to_that_slice_of_the_whole_message_bit_for_bit(GradientCompression kind, TopKScope scope)
+    {
+        int[] tensors = [700, 13, 4_000, 1, 287];
+        var n = tensors.Sum();
+        var encoder = new GradientEncoder(new GradientCompressionSettings(kind, TopKRatio: 0.03, Scope: scope), tensors);
+        var message = new byte[encoder.MessageBytes];
+        var random = new Random(11);
+        for (var push = 0; push < 3; push++)
+        {
+            var gradient = RandomGradient(n, push, 1f);
+            gradient[random.Next(n)] = 40f; // a pick for TopK wherever it falls
+            encoder.Encode(gradient, message);
+            var whole = new float[n];
+            GradientDecoder.Decode(message, whole);
+            // A random partition into 1 to 6 ranges, one of them possibly empty, then the whole gradient as one range.
+            var bounds = Enumerable.Range(0, random.Next(0, 6)).Select(_ => random.Next(0, n + 1)).Append(0).Append(n).Order().ToArray();
+            var partition = bounds.Zip(bounds.Skip(1)).ToArray();
+            var picks = 0;
+            foreach (var (start, end) in partition.Append((0, n)))
+            {
+                var cut = GradientMessageSlice.Cut(message, start, end - start);
+                Assert.InRange(cut.Length, GradientEncoder.HeaderBytes, GradientMessageSlice.MaxBytes(end - start));
+                if (kind != GradientCompression.TopK)
+                    Assert.Equal(GradientEncoder.HeaderBytes + (kind == GradientCompression.None ? 4 : 2) * (end - start), cut.Length);
+                var slice = new float[end - start];
+                Assert.Equal(kind, GradientDecoder.Decode(cut, slice));
+                for (var i = 0; i < slice.Length; i++)
+                    Assert.True(BitConverter.SingleToInt32Bits(whole[start + i]) == BitConverter.SingleToInt32Bits(slice[i]),
+                        $"{kind} push {push}, cut [{start}, {end}): element {i} is {slice[i]:R}, the whole message's {whole[start + i]:R}");
+                if (kind == GradientCompression.TopK) picks += BinaryPrimitives.ReadInt32LittleEndian(cut.AsSpan(GradientEncoder.HeaderBytes));
+            }
+            // The partition's cuts hold every pick once, and the whole range's cut holds them all again.
+            if (kind == GradientCompression.TopK) Assert.Equal(2 * encoder.TopKCount, picks);
+        }
+    }
+
+    [Fact]
+    public void A_cut_outside_the_message_or_of_a_malformed_message_is_refused_naming_the_problem()
+    {
+        var encoder = new GradientEncoder(new GradientCompressionSettings(GradientCompression.TopK, TopKRatio: 0.1), 100);
+        var message = new byte[encoder.MessageBytes];
+        encoder.Encode(RandomGradient(100, 1, 1f), message);
+        Assert.Contains("[90, 101) is not inside the message's 100 elements", Assert.Throws<ArgumentOutOfRangeException>(() => GradientMessageSlice.Cut(message, 90, 11)).Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => GradientMessageSlice.Cut(message, -1, 5));
+        Assert.Contains("its TopK count 10 does not fit its 80-byte payload and 100 elements", Assert.Throws<InvalidDataException>(() => GradientMessageSlice.Cut(message[..^4], 0, 10)).Message);
+        var float16 = new byte[GradientEncoder.EncodedBytes(new GradientCompressionSettings(GradientCompression.Float16), 100)];
+        new GradientEncoder(new GradientCompressionSettings(GradientCompression.Float16), 100).Encode(RandomGradient(100, 2, 1f), float16);
+        Assert.Contains("its Float16 payload has 198 bytes where 200 were expected",
+            Assert.Throws<InvalidDataException>(() => GradientMessageSlice.Cut(float16[..^2], 0, 10)).Message);
+        float16[0] = 9;
+        Assert.Contains("compression kind 9 is unknown", Assert.Throws<InvalidDataException>(() => GradientMessageSlice.Cut(float16, 0, 10)).Message);
+    }
+
     [Fact]
     public void Selection_finds_the_kth_largest_as_a_sort_does_with_duplicates()
     {

@@ -93,7 +93,8 @@ public sealed class ParameterShardActor : ReceiveActor
     /// <exception cref="ArgumentException"><paramref name="shard"/> does not lie within <paramref name="wholeWeights"/>' report prefix.</exception>
     /// <exception cref="ArgumentException"><paramref name="owner"/> is <see cref="ActorRefs.Nobody"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">As <see cref="ServerModel"/>.</exception>
-    public ParameterShardActor(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs, IActorRef owner)
+    public ParameterShardActor(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs, IActorRef owner,
+        OptimizerOptions? configuredOptimizer = null)
     {
         ArgumentNullException.ThrowIfNull(shard);
         ArgumentNullException.ThrowIfNull(wholeWeights);
@@ -108,7 +109,7 @@ public sealed class ParameterShardActor : ReceiveActor
                 $"{wholeWeights.Layout.WorkerReportLength}): make the shard with ParameterShards.Plan of this model's layout.", nameof(shard));
         _shard = shard;
         var whole = wholeWeights.Layout;
-        _model = new ServerModel(shard.Slice(wholeWeights), optimizer, totalEpochs)
+        _model = new ServerModel(shard.Slice(wholeWeights), optimizer, totalEpochs, configuredOptimizer: configuredOptimizer)
         {
             // A measured step's slices of the per-tensor norms wait until the step is final (SendDueHealth), then go to the owner.
             HealthSink = (step, squares) => _pendingHealth = ShardHealthSquares.Of(shard.Index, step, squares),
@@ -140,9 +141,13 @@ public sealed class ParameterShardActor : ReceiveActor
     /// reachable by every member of the cluster, so the first start to arrive could be anyone's (a forged one, or one of
     /// an earlier run's coordinator), and would own the run. A takeover starts the shards anew with the new coordinator
     /// as their owner (docs/architecture.md, "Where the shards run"), so a shard's owner never changes.</param>
+    /// <param name="configuredOptimizer">The run's optimizer settings as configured, when <paramref name="optimizer"/> is the
+    /// parameter server's share of them (<see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/>): the shard
+    /// reports their L1 and L2 penalties, as one server does (<see cref="ServerModel"/>). Null: <paramref name="optimizer"/>'s.</param>
     /// <exception cref="ArgumentException"><paramref name="owner"/> is <see cref="ActorRefs.Nobody"/> (when the props are used).</exception>
-    public static Props Props(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs, IActorRef owner) =>
-        Akka.Actor.Props.Create(() => new ParameterShardActor(shard, wholeWeights, optimizer, totalEpochs, owner));
+    public static Props Props(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs, IActorRef owner,
+        OptimizerOptions? configuredOptimizer = null) =>
+        Akka.Actor.Props.Create(() => new ParameterShardActor(shard, wholeWeights, optimizer, totalEpochs, owner, configuredOptimizer));
 
     private void OnPartStart(ShardPartStart start)
     {

@@ -21,13 +21,20 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="StartingWeights">The whole model's starting weights as this node builds them from its own settings
 /// (<c>ModelFactory.StartingWeights</c>: Model, Training:Seed, Model:Pretrained); a request is taken only if its shard's slice
 /// of them has the request's digest.</param>
-/// <param name="Optimizer">This node's Optimizer settings, which the shard steps with.</param>
+/// <param name="Optimizer">This node's Optimizer settings: the shard steps with them unless <paramref name="ServerOptimizer"/> is
+/// given, and reports their L1 and L2 penalties.</param>
 /// <param name="TotalEpochs">This node's Training:Epochs, which the learning-rate schedule spans.</param>
 /// <param name="ServerSettings">This node's <see cref="ModelFingerprint.ServerSettingsOf"/>: a request's must equal it.</param>
 /// <param name="BindHost">Where the data plane listens (Cluster:Hostname, as <see cref="DataPlaneListener.Start(string, int, ClusterCertificates?)"/> takes it).</param>
 /// <param name="DataPort">Cluster:DataPort; 0 picks a free port (tests).</param>
 /// <param name="AdvertisedHost">The host name or address the workers connect to (Cluster:PublicHostname, or the node's address).</param>
 /// <param name="Certificates">The node's TLS identity; null for plain TCP.</param>
+/// <param name="Compressed">This node's Cluster:Compression is on: the workers send the trainable part of their slices encoded
+/// (<see cref="ShardDataPlane.Props"/>); the node's <see cref="ModelFingerprint.ServerSettingsOf"/>, which a request's must equal,
+/// holds the settings.</param>
+/// <param name="ServerOptimizer">The parameter server's share of <paramref name="Optimizer"/>, which the shard steps with
+/// (<see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/>: under Cluster:Compression TopK the workers clip,
+/// and with momentum correction add the momentum and L1/L2, before encoding); null: <paramref name="Optimizer"/> itself.</param>
 public sealed record ShardHostSettings(
     JobIdentity Identity,
     ParameterVector StartingWeights,
@@ -37,7 +44,9 @@ public sealed record ShardHostSettings(
     string BindHost,
     int DataPort,
     string AdvertisedHost,
-    ClusterCertificates? Certificates);
+    ClusterCertificates? Certificates,
+    bool Compressed = false,
+    OptimizerOptions? ServerOptimizer = null);
 
 /// <summary>
 /// The actor of a shard node that hosts one <see cref="ParameterShardActor"/> of a run at a time, with its data plane
@@ -383,7 +392,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         Props plane;
         try
         {
-            plane = ShardDataPlane.Props(shard, request.ShardCount, tokens);
+            plane = ShardDataPlane.Props(shard, request.ShardCount, tokens, _settings.Compressed);
         }
         catch (ArgumentException e)
         {
@@ -512,8 +521,8 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
     {
         if (_hosting is not { Answer: null } hosting || !Sender.Equals(hosting.Plane)) return; // a released plane's late answer
         var request = hosting.Request;
-        var shardActor = Context.Watch(Context.ActorOf(ParameterShardActor.Props(hosting.Shard, _settings.StartingWeights, _settings.Optimizer,
-            _settings.TotalEpochs, hosting.Owner), $"shard-{request.Shard}-{_hosted}"));
+        var shardActor = Context.Watch(Context.ActorOf(ParameterShardActor.Props(hosting.Shard, _settings.StartingWeights,
+            _settings.ServerOptimizer ?? _settings.Optimizer, _settings.TotalEpochs, hosting.Owner, configuredOptimizer: _settings.Optimizer), $"shard-{request.Shard}-{_hosted}"));
         hosting.ShardActor = shardActor;
         var system = Context.System;
         var port = hosting.Listener.Port;
@@ -522,7 +531,8 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         hosting.Answer = new ShardHosted(request.JobId, request.Shard, shardActor, _settings.AdvertisedHost, port, links.ByWorker, proof, ClusterProtocolInfo.Version);
         _log.Info($"Shard host: hosting shard {request.Shard} of {request.ShardCount} ([{hosting.Shard.Start}, {hosting.Shard.End}), " +
             $"{hosting.Shard.Length:N0} values) of job {request.JobId} for {hosting.Owner.Path}; data plane on {hosting.Answer.Endpoint} " +
-            $"({(_settings.Certificates is null ? "plain TCP" : "TLS")}), {request.WorkerSlots} worker slots");
+            $"({(_settings.Certificates is null ? "plain TCP" : "TLS")}), {request.WorkerSlots} worker slots, " +
+            $"{(_settings.Compressed ? "gradient slices encoded by Cluster:Compression" : "float32 gradient slices")}");
         hosting.Owner.Tell(hosting.Answer);
     }
 
@@ -583,6 +593,8 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
             return;
         }
         _log.Info("The active parameter server reports the end of the job: {0}", finished.Summary);
+        _log.Info("Data plane of this shard node: {0:N0} bytes received (the workers' gradient slices) and {1:N0} sent (the shard's weights), frame headers included.",
+            TensorFrame.BytesReceived, TensorFrame.BytesSent);
         _jobEnded.TrySetResult(finished);
     }
 

@@ -1,6 +1,7 @@
 using Akka.Actor;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Training;
+using DistTrain.Core.Compression;
 using DistTrain.Core.Tensors;
 
 namespace DistTrain.Cluster.Actors;
@@ -102,16 +103,31 @@ public sealed class ShardedReplicaLink
     /// <param name="version">The version of the weights the report was computed on.</param>
     /// <param name="sampleCount">Samples in the minibatch, at least 1.</param>
     /// <param name="lossSum">Summed per-sample loss over the minibatch.</param>
-    /// <param name="report">The report (see <see cref="Split"/>).</param>
+    /// <param name="report">The report (see <see cref="Split"/>); under Cluster:Compression its gradient part holds what
+    /// <paramref name="encoded"/> decodes to.</param>
     /// <param name="sender">The worker's actor: the sender the shards check.</param>
+    /// <param name="encoded">Cluster:Compression: the report's encoded gradient part (<see cref="GradientWireCodec.Encode"/>);
+    /// each shard is sent its cut of it (<see cref="GradientMessageSlice.Cut"/>, as <see cref="GradientComputed.Encoded"/>)
+    /// and, for the last shard, the floats after the trainable part as they are. Null: float32 slices.</param>
+    /// <returns>Bytes of the slices' bodies on the wire (frame headers excluded): 4 per float, and the cuts' sizes.</returns>
     /// <exception cref="ArgumentException">As <see cref="Split"/>.</exception>
-    public void Send(int epoch, int round, long version, int sampleCount, double lossSum, float[] report, IActorRef sender)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="encoded"/> holds fewer elements than the model's trainable part.</exception>
+    /// <exception cref="InvalidDataException"><paramref name="encoded"/> is malformed.</exception>
+    public long Send(int epoch, int round, long version, int sampleCount, double lossSum, float[] report, IActorRef sender, byte[]? encoded = null)
     {
         var slices = Split(report);
+        var cuts = encoded is null ? null : _plan.Select(p => GradientMessageSlice.Cut(encoded, p.Start, p.TrainableLength)).ToArray();
         AwaitedRound = round;
         Array.Clear(_pending);
+        var bytes = 0L;
         for (var k = 0; k < slices.Length; k++)
-            _shards[k].Tell(new GradientComputed(epoch, round, version, Worker, sampleCount, lossSum, slices[k]), sender);
+        {
+            var slice = new GradientComputed(epoch, round, version, Worker, sampleCount, lossSum, slices[k]);
+            if (cuts is not null) slice.WithEncoded(cuts[k]);
+            bytes += cuts is null ? 4L * slices[k].Length : cuts[k].Length + 4L * (_plan[k].Length - _plan[k].TrainableLength);
+            _shards[k].Tell(slice, sender);
+        }
+        return bytes;
     }
 
     /// <summary>

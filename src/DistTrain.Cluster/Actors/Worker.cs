@@ -26,7 +26,8 @@ namespace DistTrain.Cluster.Actors;
 /// instead of one parameter server: it opens one <see cref="DataPlane.ParameterServerLink.ForShard"/> per shard (its
 /// children), puts each round's whole weights together from the K <see cref="ShardWeights"/> with a
 /// <see cref="ShardedReplicaLink"/> (result of round r: the weights round r + 1 is computed on; the part's first round - 1: the
-/// part's starting weights), computes its minibatch of the round as with one server and sends each shard its slice of the report.
+/// part's starting weights), computes its minibatch of the round as with one server and sends each shard its slice of the report
+/// (under Cluster:Compression, its cut of the encoded gradient, <see cref="Core.Compression.GradientMessageSlice"/>).
 /// A shard connection that cannot be opened (also one whose endpoint does not answer the TCP connect, TLS handshake and hello
 /// within <see cref="DataPlane.DataPlaneListener.HandshakeTimeoutSeconds"/>), is refused or closes fails the worker with a
 /// <see cref="ShardConnectionLostException"/> (an <see cref="IOException"/>) naming the shard, its endpoint and the reason (a worker
@@ -80,7 +81,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     private ShardConnectionLostException? _shardClosedBetweenParts;
 
     /// <summary>Creates the worker; see <see cref="Props"/>.</summary>
-    /// <exception cref="ArgumentException">With <paramref name="shards"/>: a mode other than synchronous, Cluster:Compression, or
+    /// <exception cref="ArgumentException">With <paramref name="shards"/>: a mode other than synchronous, or
     /// starting weights of another length than the model's; the message names the problem.</exception>
     public Worker(int workerIndex, ModelOptions model, LabeledDataset train, LabeledDataset test, int evaluationBatchSize,
         LabeledDataset? validation = null, int seed = 0, ReplicaSettings? settings = null, ShardServers? shards = null, ShardDialing? shardDialing = null)
@@ -133,9 +134,6 @@ public sealed class Worker : ReceiveActor, IWithStash
         if (_settings.Mode != Core.Configuration.TrainingMode.Sync)
             return $"Worker {_workerIndex}: parameter-server shards that run on their own take synchronous training only, " +
                 $"and Training:Mode is {_settings.Mode}: use Training:Mode = Sync, or one parameter server.";
-        if (_codec is not null)
-            return $"Worker {_workerIndex}: the shards' data plane carries float32 slices only, and Cluster:Compression is " +
-                $"{_settings.Compression!.Kind}: use Cluster:Compression = None with shards, or one parameter server.";
         if (shards.StartingWeights.Layout.TotalLength != _model.Layout.TotalLength || shards.StartingWeights.Layout.WorkerReportLength != _model.Layout.WorkerReportLength)
             return $"Worker {_workerIndex}: the shards' starting weights hold {shards.StartingWeights.Layout.TotalLength} values " +
                 $"({shards.StartingWeights.Layout.WorkerReportLength} reported), and this worker's model has {_model.Layout.TotalLength} " +
@@ -402,7 +400,8 @@ public sealed class Worker : ReceiveActor, IWithStash
             Sender.Tell(report);
             return;
         }
-        _sharded.Send(report.Epoch, report.Round, report.Version, report.SampleCount, report.LossSum, report.Gradient, Self);
+        var bytes = _sharded.Send(report.Epoch, report.Round, report.Version, report.SampleCount, report.LossSum, report.Gradient, Self, report.Encoded);
+        Metrics.DistTrainMetrics.RecordGradientBytes(bytes);
     }
 
     /// <summary>Loads the weights of <paramref name="update"/> and computes the report of its round of <paramref name="current"/>, if this worker has one.</summary>
@@ -454,7 +453,8 @@ public sealed class Worker : ReceiveActor, IWithStash
             var lossSum = _trainer.ComputeGradient(indices, slot is null ? message.Gradient : slot.Values, update.Epoch);
             message.WithEncoded(Encode(message.Gradient, update));
             Metrics.DistTrainMetrics.RecordSamplesComputed(indices.Length);
-            Metrics.DistTrainMetrics.RecordGradientBytes(_codec?.WireBytes(message.Gradient.Length) ?? 4L * message.Gradient.Length);
+            // With shards, Reply counts the bytes of the slices it sends.
+            if (_sharded is null) Metrics.DistTrainMetrics.RecordGradientBytes(_codec?.WireBytes(message.Gradient.Length) ?? 4L * message.Gradient.Length);
             // Before sending: a gradient the parameter server applies always has its line, even if this node dies next.
             _sampleTrace?.Minibatch(update.Epoch, update.Round, update.Version, _workerIndex, indices);
             return message.InSlot(slot).Reuse(update.Epoch, update.Round, update.Version, indices.Length, lossSum);

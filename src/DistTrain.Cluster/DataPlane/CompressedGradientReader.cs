@@ -7,6 +7,12 @@ namespace DistTrain.Cluster.DataPlane;
 /// <see cref="TensorFrame.CompressedGradientType"/> frame's body (the encoded gradient, then the report's floats after
 /// the trainable part) into a dense float32 report. One instance per reader thread; its byte buffer is reused.
 /// </summary>
+/// <remarks>
+/// The parameter server's reader (<see cref="CompressedGradientReader(GradientCompressionSettings, ReadOnlySpan{int})"/>) takes
+/// messages of exactly the size its settings give. A shard node's (<see cref="ForSlice"/>) takes a worker's cut of the message
+/// for its slice (<see cref="GradientMessageSlice"/>), whose size varies under TopK: at most <see cref="MessageBytes"/>
+/// (<see cref="VariableSize"/>), each frame announcing its own, and the decoder checks that the cut is whole and consistent.
+/// </remarks>
 public sealed class CompressedGradientReader
 {
     private readonly byte[] _message;
@@ -25,8 +31,28 @@ public sealed class CompressedGradientReader
         foreach (var length in trainableTensorLengths) _trainableLength += length;
     }
 
-    /// <summary>Bytes of every encoded gradient a frame must announce (<see cref="TensorFrame.Header.PayloadBytes"/>).</summary>
+    private CompressedGradientReader(int trainableLength)
+    {
+        _trainableLength = trainableLength;
+        MessageBytes = GradientMessageSlice.MaxBytes(trainableLength);
+        _message = new byte[MessageBytes];
+        VariableSize = true;
+    }
+
+    /// <summary>The reader of a shard node for a worker's cuts (<see cref="GradientMessageSlice.Cut"/>) of its slice, of any
+    /// kind and up to <see cref="GradientMessageSlice.MaxBytes"/> bytes (<see cref="VariableSize"/>).</summary>
+    /// <param name="trainableLength">Trainable elements of the shard's slice (<see cref="Training.ParameterShard.TrainableLength"/>):
+    /// a cut's dense length; the slice's floats after them (the last shard's running statistics) follow as float32.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="trainableLength"/> is negative.</exception>
+    public static CompressedGradientReader ForSlice(int trainableLength) => new(trainableLength);
+
+    /// <summary>Bytes of every encoded gradient a frame must announce (<see cref="TensorFrame.Header.PayloadBytes"/>); with
+    /// <see cref="VariableSize"/>, the most a frame may announce.</summary>
     public int MessageBytes { get; }
+
+    /// <summary>True for a shard node's reader (<see cref="ForSlice"/>): each frame announces its encoding's size, up to
+    /// <see cref="MessageBytes"/>.</summary>
+    public bool VariableSize { get; }
 
     /// <summary>Reads one frame body from <paramref name="stream"/> into <paramref name="report"/>.</summary>
     /// <param name="stream">The connection, positioned after a header that <see cref="TensorFrame.ParseHeader"/> accepted.</param>
@@ -34,12 +60,17 @@ public sealed class CompressedGradientReader
     /// <param name="peer">The remote address, for messages.</param>
     /// <exception cref="IOException">The peer closed the connection, or the encoding is malformed (the message names the
     /// peer and the problem); nothing is delivered then.</exception>
-    public void Read(Stream stream, float[] report, string peer)
+    /// <param name="messageBytes">The encoding's size the frame announced (<see cref="TensorFrame.Header.PayloadBytes"/>), which
+    /// <see cref="TensorFrame.ParseHeader"/> checked against <see cref="MessageBytes"/>.</param>
+    public void Read(Stream stream, float[] report, string peer, int messageBytes)
     {
-        TensorFrame.ReadBytes(stream, _message, peer);
+        if (messageBytes < 0 || messageBytes > MessageBytes)
+            throw new IOException($"data plane: {peer} announced a compressed gradient of {messageBytes} bytes; at most {MessageBytes} belong. The connection is closed.");
+        var message = _message.AsSpan(0, messageBytes);
+        TensorFrame.ReadBytes(stream, message, peer);
         try
         {
-            GradientDecoder.Decode(_message, report.AsSpan(0, _trainableLength));
+            GradientDecoder.Decode(message, report.AsSpan(0, _trainableLength));
         }
         catch (InvalidDataException e)
         {
@@ -51,12 +82,15 @@ public sealed class CompressedGradientReader
     /// <summary>Reads one frame body from a shared-memory slot into <paramref name="report"/>: the encoding is copied out
     /// before it is decoded, so a peer that rewrites the slot meanwhile cannot make the decoder see two versions.</summary>
     /// <param name="body">The slot's bytes (at least the body's).</param>
-    /// <param name="report">The dense report, <c>[ReportLength]</c>, as in <see cref="Read(Stream, float[], string)"/>.</param>
+    /// <param name="report">The dense report, <c>[ReportLength]</c>, as in <see cref="Read(Stream, float[], string, int)"/>.</param>
     /// <param name="peer">The remote address, for messages.</param>
     /// <returns>Bytes of the body: the encoding and the floats after it.</returns>
     /// <exception cref="IOException">The body does not fit the slot, or the encoding is malformed.</exception>
+    /// <exception cref="InvalidOperationException">The reader is a shard node's (<see cref="VariableSize"/>): its connections
+    /// negotiate no shared memory.</exception>
     public int Read(ReadOnlySpan<byte> body, float[] report, string peer)
     {
+        if (VariableSize) throw new InvalidOperationException("A shard node's connections carry no shared memory; its compressed slices come on the stream.");
         var rest = System.Runtime.InteropServices.MemoryMarshal.AsBytes(report.AsSpan(_trainableLength));
         var bodyBytes = MessageBytes + rest.Length;
         if (bodyBytes > body.Length)

@@ -35,6 +35,7 @@ public sealed class ShardDataPlane : ReceiveActor
 
     private readonly ParameterShard _shard;
     private readonly int _shardCount;
+    private readonly bool _compressed;
     private readonly WorkerTokens _tokens;
     private readonly IActorRef[] _links;
     private readonly HashSet<int> _connected = [];
@@ -42,9 +43,10 @@ public sealed class ShardDataPlane : ReceiveActor
     private readonly ILoggingAdapter _log = Context.GetLogger();
 
     /// <summary>Creates the node's data plane; see <see cref="Props"/>.</summary>
-    public ShardDataPlane(ParameterShard shard, int shardCount, IReadOnlyList<byte[]> workerTokens)
+    public ShardDataPlane(ParameterShard shard, int shardCount, IReadOnlyList<byte[]> workerTokens, bool compressed = false)
     {
         _shard = shard;
+        _compressed = compressed;
         _shardCount = shardCount;
         _tokens = WorkerTokens.Of(workerTokens);
         _links = new IActorRef[workerTokens.Count];
@@ -68,7 +70,9 @@ public sealed class ShardDataPlane : ReceiveActor
     /// <exception cref="ArgumentException">The shard's index is not 0 to <paramref name="shardCount"/> - 1, <paramref name="shardCount"/>
     /// is not 1 to <see cref="ParameterShards.MaxShards"/>, there are no worker slots or more than <see cref="UpdatePolicy.MaxWorkers"/>,
     /// or a token is not <see cref="DataPlaneHello.TokenBytes"/> bytes or is another slot's too.</exception>
-    public static Props Props(ParameterShard shard, int shardCount, IReadOnlyList<byte[]> workerTokens)
+    /// <param name="compressed">Cluster:Compression is on: the workers send the trainable part of their slices encoded
+    /// (<see cref="WorkerLink.ForShard"/>); false: float32.</param>
+    public static Props Props(ParameterShard shard, int shardCount, IReadOnlyList<byte[]> workerTokens, bool compressed = false)
     {
         ArgumentNullException.ThrowIfNull(workerTokens);
         if (workerTokens.Count < 1 || workerTokens.Count > UpdatePolicy.MaxWorkers)
@@ -77,7 +81,7 @@ public sealed class ShardDataPlane : ReceiveActor
         for (var w = 0; w < workerTokens.Count; w++) CheckShard(shard, shardCount, workerTokens[w]);
         WorkerTokens.Of(workerTokens); // refuses a token shared by two slots here rather than in the actor
         byte[][] tokens = [.. workerTokens.Select(t => (byte[])t.Clone())];
-        return Akka.Actor.Props.Create(() => new ShardDataPlane(shard, shardCount, tokens));
+        return Akka.Actor.Props.Create(() => new ShardDataPlane(shard, shardCount, tokens, compressed));
     }
 
     /// <summary>Checks a shard, the run's shard count and a worker slot's token, as both ends of a shard's connection take them.</summary>
@@ -97,7 +101,7 @@ public sealed class ShardDataPlane : ReceiveActor
     /// <inheritdoc />
     protected override void PreStart()
     {
-        for (var w = 0; w < _links.Length; w++) _links[w] = Context.Watch(Context.ActorOf(WorkerLink.ForShard(w, _shard), $"worker-{w}"));
+        for (var w = 0; w < _links.Length; w++) _links[w] = Context.Watch(Context.ActorOf(WorkerLink.ForShard(w, _shard, _compressed), $"worker-{w}"));
     }
 
     private void OnConnection(DataPlaneListener.Accepted accepted)

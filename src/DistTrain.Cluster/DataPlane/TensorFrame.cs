@@ -146,19 +146,21 @@ internal static class TensorFrame
     /// shard's worker may get a refusal); 0: none.</param>
     /// <param name="expectedCountIs">What <paramref name="expectedCount"/> is, for the refusal of another count (a shard's
     /// <c>shard 1's slice [117568, 235146)</c>); null: the model's tensors.</param>
+    /// <param name="payloadBytesAtMost">True: a compressed gradient may announce fewer encoded bytes than
+    /// <paramref name="expectedPayloadBytes"/>, down to a message's header (a worker's cut of its slice, on a shard node).</param>
     public static Header ReadHeader(Stream stream, byte expectedType, int expectedCount, string peer, int expectedPayloadBytes = 0, int sharedSlots = 0,
-        byte alsoAccepted = 0, string? expectedCountIs = null)
+        byte alsoAccepted = 0, string? expectedCountIs = null, bool payloadBytesAtMost = false)
     {
         Span<byte> bytes = stackalloc byte[HeaderSize];
         ReceiveAll(stream, bytes, peer);
-        return ParseHeader(bytes, expectedType, expectedCount, peer, expectedPayloadBytes, sharedSlots, alsoAccepted, expectedCountIs);
+        return ParseHeader(bytes, expectedType, expectedCount, peer, expectedPayloadBytes, sharedSlots, alsoAccepted, expectedCountIs, payloadBytesAtMost);
     }
 
     /// <summary>
     /// Decodes a frame header and checks it before anything is allocated for its floats: DistTrain's magic number, this
     /// protocol version, the frame type the reader expects, a float count of exactly <paramref name="expectedCount"/>
     /// (the model's length) and at most <see cref="MaxCount"/>, no negative sample count, for a compressed gradient
-    /// exactly <paramref name="expectedPayloadBytes"/> encoded bytes (0 for the tensor types, the fixed body size for the
+    /// exactly <paramref name="expectedPayloadBytes"/> encoded bytes (at most, with <paramref name="payloadBytesAtMost"/>) (0 for the tensor types, the fixed body size for the
     /// negotiation's), and a shared-memory slot only among the <paramref name="sharedSlots"/> negotiated.
     /// </summary>
     /// <param name="bytes">At least <see cref="HeaderSize"/> bytes, as received.</param>
@@ -172,9 +174,12 @@ internal static class TensorFrame
     /// carry no floats and 1 to <see cref="MaxRefusalBytes"/> bytes of text.</param>
     /// <param name="expectedCountIs">What <paramref name="expectedCount"/> is, for the refusal of another count (a shard's
     /// <c>shard 1's slice [117568, 235146)</c>); null: the model's tensors.</param>
+    /// <param name="payloadBytesAtMost">True: a compressed gradient may announce from a message's header
+    /// (<see cref="Core.Compression.GradientEncoder.HeaderBytes"/>) to <paramref name="expectedPayloadBytes"/> encoded bytes (a worker's
+    /// cut of its slice, on a shard node, <see cref="Core.Compression.GradientMessageSlice"/>); false: exactly that many.</param>
     /// <exception cref="IOException">The header is refused; the message names the peer, what it sent and what was expected.</exception>
     public static Header ParseHeader(ReadOnlySpan<byte> bytes, byte expectedType, int expectedCount, string peer, int expectedPayloadBytes = 0,
-        int sharedSlots = 0, byte alsoAccepted = 0, string? expectedCountIs = null)
+        int sharedSlots = 0, byte alsoAccepted = 0, string? expectedCountIs = null, bool payloadBytesAtMost = false)
     {
         if (bytes.Length < HeaderSize)
             throw new IOException($"data plane: {peer} sent a {bytes.Length}-byte frame header; a header has {HeaderSize} bytes.");
@@ -208,7 +213,13 @@ internal static class TensorFrame
             SharedMemoryAnswerType => SharedMemoryAnswer.Size,
             _ => 0,
         };
-        if (header.PayloadBytes != payloadBytes)
+        if (payloadBytesAtMost && header.Type == CompressedGradientType)
+        {
+            if (header.PayloadBytes < Core.Compression.GradientEncoder.HeaderBytes || header.PayloadBytes > payloadBytes)
+                throw new IOException($"data plane: {peer} announced a {TypeName(header.Type)} with {header.PayloadBytes} encoded bytes where " +
+                    $"{Core.Compression.GradientEncoder.HeaderBytes} to {payloadBytes} belong for {expectedCountIs ?? "this model"}. Refused before allocating, the connection is closed.");
+        }
+        else if (header.PayloadBytes != payloadBytes)
             throw new IOException($"data plane: {peer} announced a {TypeName(header.Type)} with {header.PayloadBytes} encoded bytes where {payloadBytes} belong"
                 + (header.Type == CompressedGradientType ? " with this node's Cluster:Compression; every node must use the same Cluster:Compression, Cluster:TopKRatio and Cluster:TopKScope" : "")
                 + ". Refused before allocating, the connection is closed.");
@@ -239,7 +250,8 @@ internal static class TensorFrame
     /// then <paramref name="bufferFor"/> returns the array of that length to read the floats into, then
     /// <paramref name="deliver"/> gets it. <paramref name="failed"/> receives the reason the loop ended (naming the peer).
     /// With <paramref name="compressed"/>, the reader expects <see cref="CompressedGradientType"/> frames and decodes each
-    /// into the buffer (<see cref="CompressedGradientReader"/>); a malformed encoding ends the loop like a bad header.
+    /// into the buffer (<see cref="CompressedGradientReader"/>); a malformed encoding ends the loop like a bad header. A shard
+    /// node's reader (<see cref="CompressedGradientReader.VariableSize"/>) takes each frame's own encoded size, up to its most.
     /// <para><paramref name="negotiate"/>, if given, runs first on the reader thread and returns the shared-memory slots
     /// that bodies arrive in from then on, or null for none (the parameter server reads the worker's
     /// <see cref="SharedMemoryAnswer"/> there). With <paramref name="onOffer"/>, the first frame may be a
@@ -267,7 +279,7 @@ internal static class TensorFrame
                 while (true)
                 {
                     var header = ReadHeader(connection.Stream, type, expectedCount, connection.Peer, payloadBytes, slots?.Count ?? 0,
-                        offerAllowed ? SharedMemoryOfferType : refusals ? RefusalType : (byte)0, expectedCountIs);
+                        offerAllowed ? SharedMemoryOfferType : refusals ? RefusalType : (byte)0, expectedCountIs, compressed?.VariableSize ?? false);
                     if (header.Type == RefusalType) throw new IOException(ReadRefusal(connection, header));
                     if (header.Type == SharedMemoryOfferType)
                     {
@@ -287,7 +299,7 @@ internal static class TensorFrame
                     var buffer = bufferFor(header);
                     if (header.SharedSlot > 0) ReadShared(slots!, header.SharedSlot - 1, buffer, compressed, connection.Peer);
                     else if (compressed is null) ReadValues(connection.Stream, buffer, connection.Peer);
-                    else compressed.Read(connection.Stream, buffer, connection.Peer);
+                    else compressed.Read(connection.Stream, buffer, connection.Peer, header.PayloadBytes);
                     deliver(header, buffer);
                 }
             }

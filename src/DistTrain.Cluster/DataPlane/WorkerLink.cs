@@ -67,12 +67,15 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     // a copy of, until the broadcast of that version comes and only its header goes out.
     private (float[] Weights, long Version, SharedSlotWrite Slot)? _filledEarly;
     private readonly ParameterShard? _shard;
+    private readonly bool _compressedSlices; // a shard node's link under Cluster:Compression
 
     /// <summary>Creates the link; see <see cref="Props"/> and <see cref="ForShard"/>.</summary>
     public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null,
-        int[]? trainableTensorLengths = null, int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null, ParameterShard? shard = null)
+        int[]? trainableTensorLengths = null, int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null, ParameterShard? shard = null,
+        bool compressedSlices = false)
     {
         _shard = shard;
+        _compressedSlices = compressedSlices;
         _weightsLength = sharedMemoryWeightsLength;
         _negotiationTimeout = negotiationTimeout ?? NegotiationTimeout;
         _compression = compression;
@@ -142,11 +145,14 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     /// </summary>
     /// <param name="workerIndex">The worker's slot.</param>
     /// <param name="shard">The shard's slice of the flat vector (<see cref="ParameterShards.Plan"/>).</param>
+    /// <param name="compressed">Cluster:Compression is on: the worker sends the trainable part of each slice as its cut of the
+    /// encoded gradient (<see cref="Core.Compression.GradientMessageSlice"/>), read with <see cref="CompressedGradientReader.ForSlice"/>;
+    /// false: float32 slices.</param>
     /// <exception cref="ArgumentNullException"><paramref name="shard"/> is null.</exception>
-    public static Props ForShard(int workerIndex, ParameterShard shard)
+    public static Props ForShard(int workerIndex, ParameterShard shard, bool compressed = false)
     {
         ArgumentNullException.ThrowIfNull(shard);
-        return Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, ActorRefs.Nobody, shard.Length, null, null, 0, null, shard));
+        return Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, ActorRefs.Nobody, shard.Length, null, null, 0, null, shard, compressed));
     }
 
     /// <inheritdoc />
@@ -171,7 +177,8 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         var buffers = _gradientBuffers;
         var self = Self;
         var next = 0;
-        var compressed = _compression is null ? null : new CompressedGradientReader(_compression, _trainableTensorLengths);
+        var compressed = _compressedSlices && _shard is { } sliced ? CompressedGradientReader.ForSlice(sliced.TrainableLength)
+            : _compression is null ? null : new CompressedGradientReader(_compression, _trainableTensorLengths);
         var region = _weightsLength > 0 && attach.Connection.PeerIsOnThisHost ? Offer(attach.Connection, compressed) : null;
         if (region is null && _connection is null) return; // writing the offer failed: the link is stopping
         // A frame of another length is refused by its header, before anything is allocated (the connection closes).

@@ -381,8 +381,11 @@ public static class ClusterNode
         ArgumentNullException.ThrowIfNull(security);
         var model = Core.Models.ModelFactory.Build(options.Model);
         var starting = Core.Models.ModelFactory.StartingWeights(model, options.Model, options.Training.Seed, log);
+        // The shard steps with the parameter server's share of the optimizer: under TopK the workers clip (and, with momentum
+        // correction, add the momentum, L1 and L2) before encoding, as with one parameter server.
         return new ShardHostSettings(security.Identity, starting, options.Optimizer, options.Training.Epochs, ModelFingerprint.ServerSettingsOf(options),
-            options.Cluster.Hostname, options.Cluster.DataPort, DataHost(options.Cluster), security.Certificates);
+            options.Cluster.Hostname, options.Cluster.DataPort, DataHost(options.Cluster), security.Certificates,
+            Compressed: options.Cluster.Compression != Core.Compression.GradientCompression.None, ServerOptimizer: options.ParameterServerOptimizer());
     }
 
     /// <summary>

@@ -88,8 +88,9 @@ public static class ModelFingerprint
 
     /// <summary>
     /// The settings the parameter server decides for the whole job, as canonical JSON: the optimizer (learning rate and its
-    /// schedule, momentum, L1, L2, clipping, ...) and the training loop's epochs, minibatch, staleness bound, stall timeout
-    /// and early stopping. A worker node's own values of these are not used (outside what <see cref="Of"/> compares, as under
+    /// schedule, momentum, L1, L2, clipping, ...), the training loop's epochs, minibatch, staleness bound, stall timeout
+    /// and early stopping, and Cluster:Compression with the settings that decide what the server's share of the optimizer is
+    /// (a shard node decodes the workers' slices and steps with that share, so its must equal the parameter server's). A worker node's own values of these are not used (outside what <see cref="Of"/> compares, as under
     /// LocalSgd), so a worker given another value has it ignored: the parameter server compares them when the worker joins
     /// and warns of each that differs (<see cref="ServerSettingDifferences"/>).
     /// </summary>
@@ -110,6 +111,16 @@ public static class ModelFingerprint
                 loop.StalenessAwareLearningRate,
                 loop.StallTimeoutSeconds,
                 loop.EarlyStopping,
+            },
+            // How the workers' gradients come: shards on shard nodes decode them, and step as the parameter server's share of
+            // the optimizer under it.
+            Cluster = new
+            {
+                options.Cluster.Compression,
+                options.Cluster.TopKRatio,
+                options.Cluster.TopKScope,
+                options.Cluster.ErrorFeedback,
+                options.Cluster.MomentumCorrection,
             },
         }, Json);
     }

@@ -151,8 +151,9 @@ public static class ClusterProtocolInfo
     /// ShardPartStart.CheckpointEverySteps, which a shard node of version 10 would ignore, leaving the run without them; 12: a shard
     /// that diverges sends its slice of the last good weights, ShardFailed's divergence fields and ShardSliceRequest.Version, so the
     /// job's last good weights are put together from the shard nodes; and shards measure the per-tensor norms,
-    /// ShardPartStart.GradientNormEverySteps and ShardHealthSquares).</summary>
-    public const int Version = 12;
+    /// ShardPartStart.GradientNormEverySteps and ShardHealthSquares; 13: shard nodes take Cluster:Compression, the workers send them
+    /// cuts of the encoded gradient, and the whole-job settings compared, ModelFingerprint.ServerSettingsOf, hold the compression).</summary>
+    public const int Version = 13;
 
     /// <summary>
     /// Why two nodes of a job cannot work together: <paramref name="other"/> runs protocol <paramref name="otherVersion"/> (0: a

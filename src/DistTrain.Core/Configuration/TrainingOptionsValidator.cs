@@ -152,15 +152,9 @@ public static class TrainingOptionsValidator
                 $"{options.Training.Mode} each shard steps on a gradient as it arrives, without waiting for the others (Sync waits for them; in LocalSgd " +
                 "each worker clips its own steps). Set Optimizer:GradientClipNorm to 0, Cluster:ParameterServerShards to 1, Training:Mode to Sync or " +
                 "LocalSgd, or Cluster:Compression to TopK (each worker then clips its own gradient, and the parameter server clips none).");
-        if (options.Cluster.ShardNodes)
-        {
-            if (options.Training.Mode != TrainingMode.Sync)
-                problems.Add($"Cluster:ShardNodes = true takes synchronous training only, and Training:Mode is {options.Training.Mode}: set Training:Mode to Sync, " +
-                    "or Cluster:ShardNodes to false (the shards then run in the parameter server's process, in every mode).");
-            if (options.Cluster.Compression != Compression.GradientCompression.None)
-                problems.Add($"Cluster:ShardNodes = true carries float32 slices only, and Cluster:Compression is {options.Cluster.Compression}: set Cluster:Compression " +
-                    "to None, or Cluster:ShardNodes to false.");
-        }
+        if (options.Cluster.ShardNodes && options.Training.Mode != TrainingMode.Sync)
+            problems.Add($"Cluster:ShardNodes = true takes synchronous training only, and Training:Mode is {options.Training.Mode}: set Training:Mode to Sync, " +
+                "or Cluster:ShardNodes to false (the shards then run in the parameter server's process, in every mode).");
         Range("Cluster:JoinTimeoutSeconds", options.Cluster.JoinTimeoutSeconds, 1, 86_400);
         Range("Cluster:PauseTimeoutSeconds", options.Cluster.PauseTimeoutSeconds, 0, 604_800);
         Range("Cluster:StableAfterSeconds", options.Cluster.StableAfterSeconds, 2, 300);
