@@ -114,50 +114,72 @@ public class DataPlaneFrameTests() : TestKit("akka.loglevel = INFO")
 
     /// <summary>
     /// A shard node's link under Cluster:Compression takes a worker's cuts of its slice (<see cref="Core.Compression.GradientMessageSlice"/>)
-    /// of any kind and of any size up to the most a cut of the slice can take, each as its frame announces, and delivers the
-    /// decoded slice with the floats after the trainable part as sent; a frame announcing more, or less than a message's header,
-    /// is refused before anything is read, naming the slice, and the link stops.
+    /// of the run's kind, each of the size its frame announces (exactly the slice's share for Float16, up to the most for TopK),
+    /// and delivers the decoded slice with the floats after the trainable part as sent. A frame announcing another size (for
+    /// TopK: more than the whole message's picks could take, or less than a message's header) is refused before anything is
+    /// read, naming the slice; a cut of another kind is refused naming both kinds; either way the link stops.
     /// </summary>
     [Theory]
-    [InlineData(Core.Compression.GradientEncoder.HeaderBytes + 4 + 8 * 16 + 1)]
-    [InlineData(Core.Compression.GradientEncoder.HeaderBytes - 1)]
-    public void A_shard_nodes_link_takes_cuts_of_its_slice_of_any_size_up_to_the_most_and_refuses_others(int refusedBytes)
+    [InlineData(Core.Compression.GradientCompression.Float16, "a larger cut")]
+    [InlineData(Core.Compression.GradientCompression.Float16, "another kind")]
+    [InlineData(Core.Compression.GradientCompression.TopK, "a larger cut")]
+    [InlineData(Core.Compression.GradientCompression.TopK, "shorter than a header")]
+    [InlineData(Core.Compression.GradientCompression.TopK, "another kind")]
+    public void A_shard_nodes_link_takes_cuts_of_its_slice_of_the_runs_kind_and_size_and_refuses_others(Core.Compression.GradientCompression kind, string refused)
     {
-        // Shard 1 of a model of 32 trainable values and 8 running statistics: [16, 40), its first 16 values trainable.
+        // Shard 1 of a model of 32 trainable values and 8 running statistics: [16, 40), its first 16 values trainable. TopK
+        // 25% of 32 picks 8 in all, so a cut of 16 holds at most 8: 9 + 8 x 8 = 73 bytes.
         var shard = new Cluster.Training.ParameterShard(1, 16, 40, 32);
-        var (link, client) = AttachedLink(WorkerLink.ForShard(0, shard, compressed: true));
+        var settings = new Core.Compression.GradientCompressionSettings(kind, TopKRatio: 0.25);
+        var slices = new CompressedSlices(kind, kind == Core.Compression.GradientCompression.TopK ? 8 : 0);
+        var (link, client) = AttachedLink(WorkerLink.ForShard(0, shard, slices));
         using var _ = client;
         link.Tell(new Cluster.Protocol.ShardWeights(1, 1, -1, 0, 0, new float[24]), TestActor); // the worker's slices now come to this test
         // Once its frame reaches the worker's end, the link has taken this test as the shard (a slice read before would go nowhere).
         var frame = new byte[TensorFrame.HeaderSize + 24 * sizeof(float)];
         for (var read = 0; read < frame.Length;) read += client.Receive(frame, read, frame.Length - read, SocketFlags.None);
         Assert.Equal(TensorFrame.ShardWeightsType, MemoryMarshal.Read<TensorFrame.Header>(frame).Type);
+
         var statistics = Enumerable.Range(0, 8).Select(i => 100f + i).ToArray();
         var gradient = Enumerable.Range(0, 32).Select(i => (i % 7 - 3) * 0.3f + i * 1e-3f).ToArray();
-        foreach (var settings in new[]
+        var message = new byte[Core.Compression.GradientEncoder.EncodedBytes(settings, 32)];
+        new Core.Compression.GradientEncoder(settings, 32).Encode(gradient, message);
+        var whole = new float[32];
+        Core.Compression.GradientDecoder.Decode(message, whole);
+        var cut = Core.Compression.GradientMessageSlice.Cut(message, 16, 16);
+        var header = Gradient(24) with { Type = TensorFrame.CompressedGradientType, PayloadBytes = cut.Length };
+        client.Send([.. Bytes(header), .. cut, .. MemoryMarshal.AsBytes(statistics.AsSpan()).ToArray()]);
+        var received = ExpectMsg<Cluster.Protocol.GradientComputed>(TimeSpan.FromSeconds(10));
+        Assert.Equal([.. whole[16..], .. statistics], received.Gradient);
+        Assert.Equal((1, 2, 3L, 16), (received.Epoch, received.Round, received.Version, received.SampleCount));
+
+        var most = kind == Core.Compression.GradientCompression.TopK ? 73 : 5 + 2 * 16;
+        var (bytes, expected) = refused switch
         {
-            new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.Float16),
-            new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK, TopKRatio: 0.25),
-        })
+            "a larger cut" => (Bytes(header with { PayloadBytes = most + 1 }), kind == Core.Compression.GradientCompression.TopK
+                ? "announced a compressed gradient with 74 encoded bytes where 5 to 73 belong for shard 1's slice [16, 40)"
+                : "announced a compressed gradient with 38 encoded bytes where 37 belong"),
+            "shorter than a header" => (Bytes(header with { PayloadBytes = 4 }), "with 4 encoded bytes where 5 to 73 belong"),
+            _ => (Another(kind), $"sent a gradient slice encoded as {(kind == Core.Compression.GradientCompression.TopK ? "Float16" : "BFloat16")}, " +
+                $"and this shard node's Cluster:Compression is {kind}"),
+        };
+        EventFilter.Warning(contains: expected).ExpectOne(() =>
         {
-            var message = new byte[Core.Compression.GradientEncoder.EncodedBytes(settings, 32)];
-            new Core.Compression.GradientEncoder(settings, 32).Encode(gradient, message);
-            var whole = new float[32];
-            Core.Compression.GradientDecoder.Decode(message, whole);
-            var cut = Core.Compression.GradientMessageSlice.Cut(message, 16, 16);
-            var header = Gradient(24) with { Type = TensorFrame.CompressedGradientType, PayloadBytes = cut.Length };
-            client.Send([.. Bytes(header), .. cut, .. MemoryMarshal.AsBytes(statistics.AsSpan()).ToArray()]);
-            var received = ExpectMsg<Cluster.Protocol.GradientComputed>(TimeSpan.FromSeconds(10));
-            Assert.Equal([.. whole[16..], .. statistics], received.Gradient);
-            Assert.Equal((1, 2, 3L, 16), (received.Epoch, received.Round, received.Version, received.SampleCount));
-        }
-        var refused = Gradient(24) with { Type = TensorFrame.CompressedGradientType, PayloadBytes = refusedBytes };
-        EventFilter.Warning(contains: $"announced a compressed gradient with {refusedBytes} encoded bytes where 5 to 137 belong for shard 1's slice [16, 40)").ExpectOne(() =>
-        {
-            client.Send(Bytes(refused));
+            client.Send(bytes);
             ExpectTerminated(link, TimeSpan.FromSeconds(10));
         });
         ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // nothing reached the shard
+
+        // A frame whose cut is of another kind but fits the link's size: BFloat16 for Float16 (the same size), a Float16 cut of
+        // 16 values (37 bytes, within TopK's 73) for TopK.
+        byte[] Another(Core.Compression.GradientCompression linkKind)
+        {
+            var other = linkKind == Core.Compression.GradientCompression.TopK ? Core.Compression.GradientCompression.Float16 : Core.Compression.GradientCompression.BFloat16;
+            var otherMessage = new byte[Core.Compression.GradientEncoder.EncodedBytes(new Core.Compression.GradientCompressionSettings(other), 32)];
+            new Core.Compression.GradientEncoder(new Core.Compression.GradientCompressionSettings(other), 32).Encode(gradient, otherMessage);
+            var otherCut = Core.Compression.GradientMessageSlice.Cut(otherMessage, 16, 16);
+            return [.. Bytes(header with { PayloadBytes = otherCut.Length }), .. otherCut, .. MemoryMarshal.AsBytes(statistics.AsSpan()).ToArray()];
+        }
     }
 
     [Fact]

@@ -16,7 +16,8 @@ public sealed class ModelFingerprintTests
     /// <summary>
     /// The settings the parameter server decides for the whole job are compared when a worker joins, so that one given only
     /// to a worker (DISTTRAIN_Optimizer__LearningRate on its node) is named as ignored instead of ignored without a word; the
-    /// node's own settings (its ports, paths, metrics) and those the fingerprint compares are left out.
+    /// node's own settings (its ports, paths, metrics) are left out. Cluster:Compression is in both (a shard node, which
+    /// compares only these, decodes the workers' slices), with only the settings the compression uses.
     /// </summary>
     [Fact]
     public void The_settings_the_parameter_server_decides_are_compared_and_named_as_config_keys()
@@ -32,6 +33,18 @@ public sealed class ModelFingerprintTests
             "Training:BatchSizePerWorker = 32 on the worker, 64 here"], ModelFingerprint.ServerSettingDifferences(worker, server));
         var schedule = ModelFingerprint.ServerSettingsOf(Options(("Optimizer:Schedule:Kind", "Cosine")));
         Assert.Single(ModelFingerprint.ServerSettingDifferences(schedule, server), d => d.StartsWith("Optimizer:Schedule:Kind = \"Cosine\" on the worker", StringComparison.Ordinal));
+
+        // Compression: the kind and the settings it uses are compared; one it does not use sets no two nodes apart.
+        Assert.Equal(["Cluster:Compression = \"Float16\" on the worker, \"None\" here", "Cluster:ErrorFeedback = true on the worker, null here"],
+            ModelFingerprint.ServerSettingDifferences(ModelFingerprint.ServerSettingsOf(Options(("Cluster:Compression", "Float16"))), server));
+        Assert.Equal(server, ModelFingerprint.ServerSettingsOf(Options(("Cluster:TopKRatio", "0.05"), ("Cluster:MomentumCorrection", "false"))));
+        var float16 = ModelFingerprint.ServerSettingsOf(Options(("Cluster:Compression", "Float16")));
+        Assert.Equal(float16, ModelFingerprint.ServerSettingsOf(Options(("Cluster:Compression", "Float16"), ("Cluster:TopKRatio", "0.05"), ("Cluster:TopKScope", "PerTensor"))));
+        var topK = ModelFingerprint.ServerSettingsOf(Options(("Cluster:Compression", "TopK")));
+        Assert.Equal(["Cluster:TopKRatio = 0.05 on the worker, 0.01 here"],
+            ModelFingerprint.ServerSettingDifferences(ModelFingerprint.ServerSettingsOf(Options(("Cluster:Compression", "TopK"), ("Cluster:TopKRatio", "0.05"))), topK));
+        Assert.Equal(["Cluster:MomentumCorrection = false on the worker, true here"],
+            ModelFingerprint.ServerSettingDifferences(ModelFingerprint.ServerSettingsOf(Options(("Cluster:Compression", "TopK"), ("Cluster:MomentumCorrection", "false"))), topK));
     }
 
     /// <summary>

@@ -5,6 +5,7 @@ using System.Text.RegularExpressions;
 using Akka.Actor;
 using Akka.Hosting;
 using DistTrain.Cluster.Actors;
+using DistTrain.Cluster.DataPlane;
 using DistTrain.Cluster.Hosting;
 using DistTrain.Cluster.Protocol;
 using DistTrain.Cluster.Security;
@@ -72,6 +73,35 @@ public sealed class ShardNodeTests : IDisposable
             "Cluster:ShardNodes = true takes synchronous training only, and Training:Mode is LocalSgd: set Training:Mode to Sync, or Cluster:ShardNodes " +
             "to false (the shards then run in the parameter server's process, in every mode).",
         ], problems);
+    }
+
+    /// <summary>
+    /// A shard node's settings as the CLI builds them: under Cluster:Compression TopK with momentum correction, L2 and a clip
+    /// norm, the shard steps with the parameter server's share of the optimizer (no momentum, L2 or clipping: the workers apply
+    /// them before encoding) and reports the configured penalties; its data plane takes the run's encoding. Without
+    /// compression the shard steps with the optimizer as configured and takes float32 slices.
+    /// </summary>
+    [Fact]
+    public void A_shard_node_steps_with_the_parameter_servers_share_of_the_optimizer_and_takes_the_runs_encoding()
+    {
+        var security = new ClusterSecurity(Identity, null);
+        var options = Options("akka.tcp://disttrain@127.0.0.1:4053", 0, 0);
+        options.Optimizer.Momentum = 0.9;
+        options.Optimizer.L2 = 1e-3;
+        options.Optimizer.GradientClipNorm = 5;
+        var plain = ClusterNode.ShardHostSettingsOf(options, security);
+        Assert.Null(plain.Compression);
+        Assert.Equal((0.9, 1e-3, 5.0), (plain.ServerOptimizer!.Momentum, plain.ServerOptimizer.L2, plain.ServerOptimizer.GradientClipNorm));
+
+        options.Cluster.Compression = Core.Compression.GradientCompression.TopK;
+        var topK = ClusterNode.ShardHostSettingsOf(options, security);
+        Assert.Equal(new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK, 0.01, ErrorFeedback: true, Momentum: 0.9),
+            topK.Compression);
+        Assert.Equal((0.0, 0.0, 0.0), (topK.ServerOptimizer!.Momentum, topK.ServerOptimizer.L2, topK.ServerOptimizer.GradientClipNorm));
+        Assert.Equal((0.9, 1e-3, 5.0), (topK.Optimizer.Momentum, topK.Optimizer.L2, topK.Optimizer.GradientClipNorm)); // the penalties reported
+        // The data plane's cuts: TopK, at most 1% of the trainable values (rounded up) in all.
+        Assert.Equal(new CompressedSlices(Core.Compression.GradientCompression.TopK, topK.Compression!.TopKCount(topK.StartingWeights.Layout.TrainableLength)),
+            CompressedSlices.Of(topK.Compression, topK.StartingWeights.Layout));
     }
 
     /// <summary>

@@ -57,6 +57,10 @@ public sealed class ShardedWorkerTests : TestKit
     /// <summary>The settings every worker of a test starts with (Cluster:Compression, say); null: the defaults.</summary>
     private ReplicaSettings? _replicaSettings;
 
+    /// <summary>What the parameter server or the shards step with: <see cref="Sgd"/>, or its parameter-server share when the
+    /// workers apply part of it (<see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/>).</summary>
+    private OptimizerOptions _serverOptimizer = Sgd;
+
     protected override void Dispose(bool disposing)
     {
         if (disposing) _owned.Dispose();
@@ -122,8 +126,9 @@ public sealed class ShardedWorkerTests : TestKit
     /// <param name="checkpoints">Where the server writes a checkpoint at each epoch's end; null: none.</param>
     private float[][] AgainstOneServer(Core.Checkpoints.CheckpointStore? checkpoints = null)
     {
-        var server = Sys.ActorOf(ParameterServer.Props(Initial(), Sgd, totalEpochs: Epochs,
-            checkpoints: checkpoints is null ? null : new CheckpointSettings(checkpoints, EverySteps: 0, ShardSeed: 1, BatchSizePerWorker: BatchSize)));
+        var server = Sys.ActorOf(ParameterServer.Props(Initial(), _serverOptimizer, totalEpochs: Epochs,
+            checkpoints: checkpoints is null ? null : new CheckpointSettings(checkpoints, EverySteps: 0, ShardSeed: 1, BatchSizePerWorker: BatchSize),
+            configuredOptimizer: Sgd));
         var failures = CreateTestProbe();
         var workers = StartWorkers(Workers, _ => null, failures);
         var coordinator = CreateTestProbe();
@@ -147,17 +152,29 @@ public sealed class ShardedWorkerTests : TestKit
         return [.. final.Select(s => s.Weights)];
     }
 
+    /// <summary>
+    /// Cluster:Compression TopK 1% as the main job's config runs it, with momentum correction: the workers clip their gradients
+    /// (to 0.5), add L2 and apply the momentum before encoding, and the server or the shards step with the rest of
+    /// <see cref="Sgd"/> (its parameter-server share, as <see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/> gives it).
+    /// </summary>
+    private void UseTopKWithMomentumCorrection()
+    {
+        _replicaSettings = new ReplicaSettings(Compression: new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.TopK,
+            TopKRatio: 0.01, Momentum: Sgd.Momentum), LocalGradient: new LocalGradientSettings(ClipNorm: 0.5, L1: 0, L2: Sgd.L2, DecayBiasAndNormParameters: false));
+        _serverOptimizer = Sgd.WithoutMomentum().WithoutRegularization();
+    }
+
     /// <summary>One shard node: its shard actor, its data plane, its listener's port and the plane's links by worker slot.</summary>
     private sealed record ShardNode(IActorRef Shard, IActorRef DataPlane, int Port, IActorRef[] Links);
 
-    /// <param name="compressed">The workers send their slices encoded (Cluster:Compression).</param>
-    private ShardNode[] StartShards(ParameterVector initial, int shards, byte[][] tokens, bool compressed = false)
+    /// <param name="compressed">Under Cluster:Compression, what the workers send; null: float32 slices.</param>
+    private ShardNode[] StartShards(ParameterVector initial, int shards, byte[][] tokens, CompressedSlices? compressed = null)
     {
         var plan = ParameterShards.Plan(initial.Layout, shards);
         var nodes = new ShardNode[shards];
         for (var k = 0; k < shards; k++)
         {
-            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, Sgd, totalEpochs: Epochs, TestActor));
+            var shard = Sys.ActorOf(ParameterShardActor.Props(plan[k], initial, _serverOptimizer, totalEpochs: Epochs, TestActor, configuredOptimizer: Sgd));
             var plane = Sys.ActorOf(ShardDataPlane.Props(plan[k], shards, tokens, compressed));
             var listener = DataPlaneListener.Start(0, null);
             _owned.Own(listener);
@@ -182,7 +199,9 @@ public sealed class ShardedWorkerTests : TestKit
     /// Real workers train against 2 or 3 shards over TCP and end with the weights they end with against one server, bit for
     /// bit: with float32 slices, and under Cluster:Compression, where each worker encodes its whole gradient once (its one
     /// error-feedback residual) and sends each shard its cut of the message (Float16: a fixed share; TopK 1% over the whole
-    /// gradient: the picks inside the slice, as many as fall there).
+    /// gradient: the picks inside the slice, as many as fall there). TopK runs as the main job's config runs it, with momentum
+    /// correction: the workers clip their gradients, add L2 and apply the momentum before encoding, and the server and the
+    /// shards step with the rest of the optimizer (its parameter-server share).
     /// </summary>
     [Theory]
     [InlineData(2, Core.Compression.GradientCompression.None)]
@@ -191,12 +210,13 @@ public sealed class ShardedWorkerTests : TestKit
     [InlineData(3, Core.Compression.GradientCompression.TopK)]
     public void Real_workers_against_shards_over_tcp_end_with_one_servers_weights_bit_for_bit(int shards, Core.Compression.GradientCompression compression)
     {
-        var compressed = compression != Core.Compression.GradientCompression.None;
-        if (compressed) _replicaSettings = new ReplicaSettings(Compression: new Core.Compression.GradientCompressionSettings(compression, TopKRatio: 0.01));
+        if (compression == Core.Compression.GradientCompression.Float16)
+            _replicaSettings = new ReplicaSettings(Compression: new Core.Compression.GradientCompressionSettings(compression));
+        if (compression == Core.Compression.GradientCompression.TopK) UseTopKWithMomentumCorrection();
         var expected = AgainstOneServer();
         var initial = Initial();
         var tokens = ShardDataPlaneTests.Tokens(Workers);
-        var nodes = StartShards(initial, shards, tokens, compressed);
+        var nodes = StartShards(initial, shards, tokens, CompressedSlices.Of(_replicaSettings?.Compression, initial.Layout));
         TrainAgainstShardsAndCompare(nodes, tokens, initial, expected);
     }
 
@@ -552,7 +572,10 @@ public sealed class ShardedWorkerTests : TestKit
     {
         var node = ActorSystem.Create(name, RemoteConfig);
         _owned.Own(new Terminating(node));
-        var settings = new ShardHostSettings(Job, startingWeights, Sgd, Epochs, ServerSettings(Sgd), "127.0.0.1", 0, "127.0.0.1", null);
+        // The node's own settings, as ClusterNode.ShardHostSettingsOf builds them: the optimizer as configured, its parameter-server
+        // share (the test's server optimizer) and Cluster:Compression (the workers' settings).
+        var settings = new ShardHostSettings(Job, startingWeights, Sgd, Epochs, ServerSettings(Sgd), "127.0.0.1", 0, "127.0.0.1", null,
+            _replicaSettings?.Compression, _serverOptimizer);
         node.ActorOf(ShardHost.Props(settings, previousOwnerWait: previousOwnerWait), "shard-host");
         var address = ((ExtendedActorSystem)node).Provider.DefaultAddress;
         var host = Sys.ActorSelection(new RootActorPath(address) / "user" / "shard-host").ResolveOne(Wait).Result;
@@ -797,11 +820,15 @@ public sealed class ShardedWorkerTests : TestKit
     /// for shards 0 to 2; answers from an actor that is not a host, from the wrong host and of another request are refused with
     /// the reason; the placement names the hosts still missing until all have answered. The workers it equips (every shard's
     /// endpoint, each worker its own slot's token) and the parts it starts (each shard its own node's links) then train 2
-    /// epochs to one server's weights bit for bit.
+    /// epochs to one server's weights bit for bit: with float32 slices, and under TopK with momentum correction, where each node
+    /// takes the workers' cuts and steps with the parameter server's share of the optimizer, as its settings give them.
     /// </summary>
-    [Fact]
-    public void A_placement_on_three_shard_nodes_equips_the_workers_and_starts_the_parts_to_one_servers_weights_bit_for_bit()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_placement_on_three_shard_nodes_equips_the_workers_and_starts_the_parts_to_one_servers_weights_bit_for_bit(bool topK)
     {
+        if (topK) UseTopKWithMomentumCorrection();
         var expected = AgainstOneServer();
         var initial = Initial();
         IActorRef[] hosts = [.. Enumerable.Range(0, 3).Select(k => StartShardNode($"placement-node-{k}", initial))];

@@ -29,9 +29,9 @@ namespace DistTrain.Cluster.Actors;
 /// <param name="DataPort">Cluster:DataPort; 0 picks a free port (tests).</param>
 /// <param name="AdvertisedHost">The host name or address the workers connect to (Cluster:PublicHostname, or the node's address).</param>
 /// <param name="Certificates">The node's TLS identity; null for plain TCP.</param>
-/// <param name="Compressed">This node's Cluster:Compression is on: the workers send the trainable part of their slices encoded
-/// (<see cref="ShardDataPlane.Props"/>); the node's <see cref="ModelFingerprint.ServerSettingsOf"/>, which a request's must equal,
-/// holds the settings.</param>
+/// <param name="Compression">This node's Cluster:Compression settings (<see cref="ReplicaSettings.CompressionOf"/>): the workers send the
+/// trainable part of their slices encoded so (<see cref="ShardDataPlane.Props"/>); null: float32. The node's
+/// <see cref="ModelFingerprint.ServerSettingsOf"/>, which a request's must equal, holds them.</param>
 /// <param name="ServerOptimizer">The parameter server's share of <paramref name="Optimizer"/>, which the shard steps with
 /// (<see cref="Core.Configuration.TrainingOptions.ParameterServerOptimizer"/>: under Cluster:Compression TopK the workers clip,
 /// and with momentum correction add the momentum and L1/L2, before encoding); null: <paramref name="Optimizer"/> itself.</param>
@@ -45,7 +45,7 @@ public sealed record ShardHostSettings(
     int DataPort,
     string AdvertisedHost,
     ClusterCertificates? Certificates,
-    bool Compressed = false,
+    Core.Compression.GradientCompressionSettings? Compression = null,
     OptimizerOptions? ServerOptimizer = null);
 
 /// <summary>
@@ -392,7 +392,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         Props plane;
         try
         {
-            plane = ShardDataPlane.Props(shard, request.ShardCount, tokens, _settings.Compressed);
+            plane = ShardDataPlane.Props(shard, request.ShardCount, tokens, CompressedSlices.Of(_settings.Compression, _settings.StartingWeights.Layout));
         }
         catch (ArgumentException e)
         {
@@ -532,7 +532,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         _log.Info($"Shard host: hosting shard {request.Shard} of {request.ShardCount} ([{hosting.Shard.Start}, {hosting.Shard.End}), " +
             $"{hosting.Shard.Length:N0} values) of job {request.JobId} for {hosting.Owner.Path}; data plane on {hosting.Answer.Endpoint} " +
             $"({(_settings.Certificates is null ? "plain TCP" : "TLS")}), {request.WorkerSlots} worker slots, " +
-            $"{(_settings.Compressed ? "gradient slices encoded by Cluster:Compression" : "float32 gradient slices")}");
+            $"{(_settings.Compression is { } compression ? $"gradient slices encoded as {compression.Kind}" : "float32 gradient slices")}");
         hosting.Owner.Tell(hosting.Answer);
     }
 

@@ -147,7 +147,7 @@ public sealed class Worker : ReceiveActor, IWithStash
     /// tensors come from this node's own starting weights (Model:Initializer, Training:Seed, Model:Pretrained), which must be the
     /// parameter server's (the message's digest).
     /// </summary>
-    /// <exception cref="ShardModeRefusedException">This worker cannot train against shards (its mode or compression), its starting
+    /// <exception cref="ShardModeRefusedException">This worker cannot train against shards (its mode), its starting
     /// weights are not the parameter server's, or Model:Pretrained cannot be loaded on this node; the worker stops, naming the
     /// problem, and its node reports it to the job.</exception>
     private void OnShardServersAssigned(ShardServersAssigned assigned)
@@ -573,7 +573,7 @@ public sealed class Worker : ReceiveActor, IWithStash
 public sealed class ShardConnectionLostException(string message) : IOException(message);
 
 /// <summary>A cluster worker cannot train against the shard nodes its run placed (its starting weights differ from the parameter
-/// server's, Model:Pretrained cannot be loaded on its node, or its mode or compression); the message names the problem and the
+/// server's, Model:Pretrained cannot be loaded on its node, or its mode); the message names the problem and the
 /// fix. Its node reports it to the job (<see cref="WorkerFailed"/>), which ends with it, unless the worker joined the running job and fails
 /// alone (the job host then counts it lost).</summary>
 public sealed class ShardModeRefusedException(string message) : InvalidOperationException(message);

@@ -10,13 +10,15 @@ namespace DistTrain.Cluster.DataPlane;
 /// <remarks>
 /// The parameter server's reader (<see cref="CompressedGradientReader(GradientCompressionSettings, ReadOnlySpan{int})"/>) takes
 /// messages of exactly the size its settings give. A shard node's (<see cref="ForSlice"/>) takes a worker's cut of the message
-/// for its slice (<see cref="GradientMessageSlice"/>), whose size varies under TopK: at most <see cref="MessageBytes"/>
-/// (<see cref="VariableSize"/>), each frame announcing its own, and the decoder checks that the cut is whole and consistent.
+/// for its slice (<see cref="GradientMessageSlice"/>) of its own kind only, whose size varies under TopK: at most
+/// <see cref="MessageBytes"/> (<see cref="VariableSize"/>), each frame announcing its own, and the decoder checks that the cut
+/// is whole and consistent.
 /// </remarks>
 public sealed class CompressedGradientReader
 {
     private readonly byte[] _message;
     private readonly int _trainableLength;
+    private readonly GradientCompression? _kind; // a shard node's: the one kind its cuts may have
 
     /// <summary>Creates the reader for gradients made of trainable tensors of <paramref name="trainableTensorLengths"/> floats.</summary>
     /// <param name="settings">This node's Cluster:Compression settings (with TopKRatio and TopKScope); every node must use the same.</param>
@@ -31,27 +33,31 @@ public sealed class CompressedGradientReader
         foreach (var length in trainableTensorLengths) _trainableLength += length;
     }
 
-    private CompressedGradientReader(int trainableLength)
+    private CompressedGradientReader(CompressedSlices slices, int trainableLength)
     {
+        ArgumentNullException.ThrowIfNull(slices);
         _trainableLength = trainableLength;
-        MessageBytes = GradientMessageSlice.MaxBytes(trainableLength);
+        _kind = slices.Kind;
+        MessageBytes = GradientMessageSlice.MostBytes(slices.Kind, trainableLength, slices.MostPicks);
         _message = new byte[MessageBytes];
-        VariableSize = true;
+        VariableSize = slices.Kind == GradientCompression.TopK;
     }
 
-    /// <summary>The reader of a shard node for a worker's cuts (<see cref="GradientMessageSlice.Cut"/>) of its slice, of any
-    /// kind and up to <see cref="GradientMessageSlice.MaxBytes"/> bytes (<see cref="VariableSize"/>).</summary>
+    /// <summary>The reader of a shard node for a worker's cuts (<see cref="GradientMessageSlice.Cut"/>) of its slice: cuts of
+    /// <paramref name="slices"/>' kind only, of exactly their size for the dense kinds, and for TopK of any size up to
+    /// <see cref="GradientMessageSlice.MostBytes"/> (<see cref="VariableSize"/>).</summary>
+    /// <param name="slices">What the run's workers send (this node's Cluster:Compression).</param>
     /// <param name="trainableLength">Trainable elements of the shard's slice (<see cref="Training.ParameterShard.TrainableLength"/>):
     /// a cut's dense length; the slice's floats after them (the last shard's running statistics) follow as float32.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="trainableLength"/> is negative.</exception>
-    public static CompressedGradientReader ForSlice(int trainableLength) => new(trainableLength);
+    public static CompressedGradientReader ForSlice(CompressedSlices slices, int trainableLength) => new(slices, trainableLength);
 
     /// <summary>Bytes of every encoded gradient a frame must announce (<see cref="TensorFrame.Header.PayloadBytes"/>); with
     /// <see cref="VariableSize"/>, the most a frame may announce.</summary>
     public int MessageBytes { get; }
 
-    /// <summary>True for a shard node's reader (<see cref="ForSlice"/>): each frame announces its encoding's size, up to
-    /// <see cref="MessageBytes"/>.</summary>
+    /// <summary>True for a shard node's reader of TopK cuts (<see cref="ForSlice"/>): each frame announces its encoding's size,
+    /// up to <see cref="MessageBytes"/>.</summary>
     public bool VariableSize { get; }
 
     /// <summary>Reads one frame body from <paramref name="stream"/> into <paramref name="report"/>.</summary>
@@ -68,6 +74,9 @@ public sealed class CompressedGradientReader
             throw new IOException($"data plane: {peer} announced a compressed gradient of {messageBytes} bytes; at most {MessageBytes} belong. The connection is closed.");
         var message = _message.AsSpan(0, messageBytes);
         TensorFrame.ReadBytes(stream, message, peer);
+        if (_kind is { } kind && message.Length > 0 && message[0] != (byte)kind)
+            throw new IOException($"data plane: {peer} sent a gradient slice encoded as {KindName(message[0])}, and this shard node's Cluster:Compression is {kind}: " +
+                "every node must use the same Cluster:Compression. The connection is closed.");
         try
         {
             GradientDecoder.Decode(message, report.AsSpan(0, _trainableLength));
@@ -79,6 +88,8 @@ public sealed class CompressedGradientReader
         TensorFrame.ReadValues(stream, report.AsSpan(_trainableLength), peer);
     }
 
+    private static string KindName(byte kind) => kind <= (byte)GradientCompression.TopK ? ((GradientCompression)kind).ToString() : $"kind {kind} (unknown)";
+
     /// <summary>Reads one frame body from a shared-memory slot into <paramref name="report"/>: the encoding is copied out
     /// before it is decoded, so a peer that rewrites the slot meanwhile cannot make the decoder see two versions.</summary>
     /// <param name="body">The slot's bytes (at least the body's).</param>
@@ -86,11 +97,11 @@ public sealed class CompressedGradientReader
     /// <param name="peer">The remote address, for messages.</param>
     /// <returns>Bytes of the body: the encoding and the floats after it.</returns>
     /// <exception cref="IOException">The body does not fit the slot, or the encoding is malformed.</exception>
-    /// <exception cref="InvalidOperationException">The reader is a shard node's (<see cref="VariableSize"/>): its connections
+    /// <exception cref="InvalidOperationException">The reader is a shard node's (<see cref="ForSlice"/>): its connections
     /// negotiate no shared memory.</exception>
     public int Read(ReadOnlySpan<byte> body, float[] report, string peer)
     {
-        if (VariableSize) throw new InvalidOperationException("A shard node's connections carry no shared memory; its compressed slices come on the stream.");
+        if (_kind is not null) throw new InvalidOperationException("A shard node's connections carry no shared memory; its compressed slices come on the stream.");
         var rest = System.Runtime.InteropServices.MemoryMarshal.AsBytes(report.AsSpan(_trainableLength));
         var bodyBytes = MessageBytes + rest.Length;
         if (bodyBytes > body.Length)
@@ -106,5 +117,25 @@ public sealed class CompressedGradientReader
         }
         body.Slice(MessageBytes, rest.Length).CopyTo(rest);
         return bodyBytes;
+    }
+}
+
+/// <summary>
+/// What a shard node's links take from the workers under Cluster:Compression (<see cref="CompressedGradientReader.ForSlice"/>):
+/// cuts of one kind of encoding, and under TopK at most the picks of a whole message.
+/// </summary>
+/// <param name="Kind">The run's Cluster:Compression (not <c>None</c>: without compression the slices are float32 frames).</param>
+/// <param name="MostPicks">TopK: the picks of a whole message, <see cref="GradientCompressionSettings.TopKCount(ReadOnlySpan{int})"/>
+/// of the model's trainable tensors; 0 for the other kinds.</param>
+public sealed record CompressedSlices(GradientCompression Kind, int MostPicks)
+{
+    /// <summary>What a run with <paramref name="settings"/> sends a shard node of the model of <paramref name="layout"/>; null
+    /// without compression.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The settings are out of range for the model (as <see cref="GradientEncoder"/>).</exception>
+    public static CompressedSlices? Of(GradientCompressionSettings? settings, Core.Tensors.ParameterLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        if (settings is null || settings.Kind == GradientCompression.None) return null;
+        return new CompressedSlices(settings.Kind, settings.Kind == GradientCompression.TopK ? settings.TopKCount(layout.TrainableTensorLengths) : 0);
     }
 }

@@ -35,7 +35,7 @@ public sealed class ShardDataPlane : ReceiveActor
 
     private readonly ParameterShard _shard;
     private readonly int _shardCount;
-    private readonly bool _compressed;
+    private readonly CompressedSlices? _compressed;
     private readonly WorkerTokens _tokens;
     private readonly IActorRef[] _links;
     private readonly HashSet<int> _connected = [];
@@ -43,7 +43,7 @@ public sealed class ShardDataPlane : ReceiveActor
     private readonly ILoggingAdapter _log = Context.GetLogger();
 
     /// <summary>Creates the node's data plane; see <see cref="Props"/>.</summary>
-    public ShardDataPlane(ParameterShard shard, int shardCount, IReadOnlyList<byte[]> workerTokens, bool compressed = false)
+    public ShardDataPlane(ParameterShard shard, int shardCount, IReadOnlyList<byte[]> workerTokens, CompressedSlices? compressed = null)
     {
         _shard = shard;
         _compressed = compressed;
@@ -70,9 +70,9 @@ public sealed class ShardDataPlane : ReceiveActor
     /// <exception cref="ArgumentException">The shard's index is not 0 to <paramref name="shardCount"/> - 1, <paramref name="shardCount"/>
     /// is not 1 to <see cref="ParameterShards.MaxShards"/>, there are no worker slots or more than <see cref="UpdatePolicy.MaxWorkers"/>,
     /// or a token is not <see cref="DataPlaneHello.TokenBytes"/> bytes or is another slot's too.</exception>
-    /// <param name="compressed">Cluster:Compression is on: the workers send the trainable part of their slices encoded
-    /// (<see cref="WorkerLink.ForShard"/>); false: float32.</param>
-    public static Props Props(ParameterShard shard, int shardCount, IReadOnlyList<byte[]> workerTokens, bool compressed = false)
+    /// <param name="compressed">Under Cluster:Compression, what the workers send: the trainable part of their slices encoded
+    /// (<see cref="WorkerLink.ForShard"/>); null: float32.</param>
+    public static Props Props(ParameterShard shard, int shardCount, IReadOnlyList<byte[]> workerTokens, CompressedSlices? compressed = null)
     {
         ArgumentNullException.ThrowIfNull(workerTokens);
         if (workerTokens.Count < 1 || workerTokens.Count > UpdatePolicy.MaxWorkers)

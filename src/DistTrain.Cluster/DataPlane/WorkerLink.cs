@@ -67,12 +67,12 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     // a copy of, until the broadcast of that version comes and only its header goes out.
     private (float[] Weights, long Version, SharedSlotWrite Slot)? _filledEarly;
     private readonly ParameterShard? _shard;
-    private readonly bool _compressedSlices; // a shard node's link under Cluster:Compression
+    private readonly CompressedSlices? _compressedSlices; // a shard node's link under Cluster:Compression
 
     /// <summary>Creates the link; see <see cref="Props"/> and <see cref="ForShard"/>.</summary>
     public WorkerLink(int workerIndex, IActorRef remoteWorker, int reportLength, GradientCompressionSettings? compression = null,
         int[]? trainableTensorLengths = null, int sharedMemoryWeightsLength = 0, TimeSpan? negotiationTimeout = null, ParameterShard? shard = null,
-        bool compressedSlices = false)
+        CompressedSlices? compressedSlices = null)
     {
         _shard = shard;
         _compressedSlices = compressedSlices;
@@ -145,11 +145,11 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
     /// </summary>
     /// <param name="workerIndex">The worker's slot.</param>
     /// <param name="shard">The shard's slice of the flat vector (<see cref="ParameterShards.Plan"/>).</param>
-    /// <param name="compressed">Cluster:Compression is on: the worker sends the trainable part of each slice as its cut of the
-    /// encoded gradient (<see cref="Core.Compression.GradientMessageSlice"/>), read with <see cref="CompressedGradientReader.ForSlice"/>;
-    /// false: float32 slices.</param>
+    /// <param name="compressed">Under Cluster:Compression, what the worker sends: the trainable part of each slice as its cut of
+    /// the encoded gradient (<see cref="Core.Compression.GradientMessageSlice"/>), read with <see cref="CompressedGradientReader.ForSlice"/>;
+    /// null: float32 slices.</param>
     /// <exception cref="ArgumentNullException"><paramref name="shard"/> is null.</exception>
-    public static Props ForShard(int workerIndex, ParameterShard shard, bool compressed = false)
+    public static Props ForShard(int workerIndex, ParameterShard shard, CompressedSlices? compressed = null)
     {
         ArgumentNullException.ThrowIfNull(shard);
         return Akka.Actor.Props.Create(() => new WorkerLink(workerIndex, ActorRefs.Nobody, shard.Length, null, null, 0, null, shard, compressed));
@@ -177,7 +177,7 @@ public sealed class WorkerLink : ReceiveActor, IWithStash, IWithTimers
         var buffers = _gradientBuffers;
         var self = Self;
         var next = 0;
-        var compressed = _compressedSlices && _shard is { } sliced ? CompressedGradientReader.ForSlice(sliced.TrainableLength)
+        var compressed = _compressedSlices is { } slices && _shard is { } sliced ? CompressedGradientReader.ForSlice(slices, sliced.TrainableLength)
             : _compression is null ? null : new CompressedGradientReader(_compression, _trainableTensorLengths);
         var region = _weightsLength > 0 && attach.Connection.PeerIsOnThisHost ? Offer(attach.Connection, compressed) : null;
         if (region is null && _connection is null) return; // writing the offer failed: the link is stopping

@@ -385,7 +385,7 @@ public static class ClusterNode
         // correction, add the momentum, L1 and L2) before encoding, as with one parameter server.
         return new ShardHostSettings(security.Identity, starting, options.Optimizer, options.Training.Epochs, ModelFingerprint.ServerSettingsOf(options),
             options.Cluster.Hostname, options.Cluster.DataPort, DataHost(options.Cluster), security.Certificates,
-            Compressed: options.Cluster.Compression != Core.Compression.GradientCompression.None, ServerOptimizer: options.ParameterServerOptimizer());
+            Training.ReplicaSettings.CompressionOf(options), options.ParameterServerOptimizer());
     }
 
     /// <summary>

@@ -90,7 +90,8 @@ public static class ModelFingerprint
     /// The settings the parameter server decides for the whole job, as canonical JSON: the optimizer (learning rate and its
     /// schedule, momentum, L1, L2, clipping, ...), the training loop's epochs, minibatch, staleness bound, stall timeout
     /// and early stopping, and Cluster:Compression with the settings that decide what the server's share of the optimizer is
-    /// (a shard node decodes the workers' slices and steps with that share, so its must equal the parameter server's). A worker node's own values of these are not used (outside what <see cref="Of"/> compares, as under
+    /// (a shard node decodes the workers' slices and steps with that share, so its must equal the parameter server's; for a worker
+    /// they are compared by <see cref="Of"/> too, which refuses it). A worker node's own values of these are not used (outside what <see cref="Of"/> compares, as under
     /// LocalSgd), so a worker given another value has it ignored: the parameter server compares them when the worker joins
     /// and warns of each that differs (<see cref="ServerSettingDifferences"/>).
     /// </summary>
@@ -99,6 +100,8 @@ public static class ModelFingerprint
     {
         ArgumentNullException.ThrowIfNull(options);
         var loop = options.Training;
+        var compressed = options.Cluster.Compression != Core.Compression.GradientCompression.None;
+        var topK = options.Cluster.Compression == Core.Compression.GradientCompression.TopK;
         return JsonSerializer.Serialize(new
         {
             options.Optimizer,
@@ -114,13 +117,14 @@ public static class ModelFingerprint
             },
             // How the workers' gradients come: shards on shard nodes decode them, and step as the parameter server's share of
             // the optimizer under it.
+            // Only the settings the compression uses: one that does not apply (TopKRatio under Float16) sets no two nodes apart.
             Cluster = new
             {
                 options.Cluster.Compression,
-                options.Cluster.TopKRatio,
-                options.Cluster.TopKScope,
-                options.Cluster.ErrorFeedback,
-                options.Cluster.MomentumCorrection,
+                ErrorFeedback = compressed ? options.Cluster.ErrorFeedback : (bool?)null,
+                TopKRatio = topK ? options.Cluster.TopKRatio : (double?)null,
+                TopKScope = topK ? options.Cluster.TopKScope : (Core.Compression.TopKScope?)null,
+                MomentumCorrection = topK ? options.Cluster.MomentumCorrection : (bool?)null,
             },
         }, Json);
     }

@@ -50,8 +50,8 @@ namespace DistTrain.Cluster.Protocol;
 /// offset w × <see cref="DataPlaneHello.TokenBytes"/>: 1 to <see cref="UpdatePolicy.MaxWorkers"/> slots, each its own token.</param>
 /// <param name="StartingDigest">SHA-256 of the shard's slice of the run's starting weights (<see cref="ShardHost.StartingDigest"/>):
 /// the shard node builds its starting weights from its own settings and hosts the shard only if its slice has this digest.</param>
-/// <param name="ServerSettings">The coordinator's <see cref="ModelFingerprint.ServerSettingsOf"/> (optimizer, epochs): the shard
-/// steps with the shard node's own, so they must be equal.</param>
+/// <param name="ServerSettings">The coordinator's <see cref="ModelFingerprint.ServerSettingsOf"/> (optimizer, epochs, Cluster:Compression):
+/// the shard steps with the shard node's own and decodes the workers' slices by them, so they must be equal.</param>
 /// <param name="Proof">HMAC-SHA256 under the job secret (<see cref="JobIdentity.ShardRequestProof"/>), over the sender's and the
 /// shard host's paths too (with their nodes' addresses and the actors' uids).</param>
 /// <param name="ProtocolVersion">The parameter server's <see cref="ClusterProtocolInfo.Version"/> (0 from a version before 11, which

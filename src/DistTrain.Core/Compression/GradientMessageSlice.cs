@@ -14,18 +14,33 @@ namespace DistTrain.Core.Compression;
 /// A cut is a message of the same layout (<see cref="GradientEncoder"/>) whose dense length is the range's. <c>Float16</c>,
 /// <c>BFloat16</c> and <c>None</c> keep the range's values, so a cut has a fixed size; <c>TopK</c> keeps the picks inside the
 /// range, with their indices made relative to its start, so a cut's size varies from push to push (from
-/// <c>HeaderBytes + 4</c> with no pick to <see cref="MaxBytes"/>). Under <see cref="TopKScope.Global"/> a shard's share of the
+/// <c>HeaderBytes + 4</c> with no pick to <see cref="MostBytes"/>). Under <see cref="TopKScope.Global"/> a shard's share of the
 /// k picks follows the gradient, as the whole message's does.
 /// </remarks>
 public static class GradientMessageSlice
 {
-    /// <summary>The most bytes a cut of <paramref name="length"/> elements can take, whatever its kind: a TopK cut that holds
-    /// every element (<c>HeaderBytes + 4 + 8·length</c>).</summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative or the size exceeds int.MaxValue.</exception>
-    public static int MaxBytes(int length)
+    /// <summary>
+    /// The most bytes a cut of <paramref name="length"/> elements of <paramref name="kind"/> can take: exactly
+    /// <c>HeaderBytes + 4·length</c> for <c>None</c> and <c>HeaderBytes + 2·length</c> for the 16-bit kinds; for <c>TopK</c>,
+    /// whose cuts vary in size, <c>HeaderBytes + 4 + 8·min(length, mostPicks)</c>.
+    /// </summary>
+    /// <param name="kind">The encoding.</param>
+    /// <param name="length">Elements of the range, at least 0.</param>
+    /// <param name="mostPicks">TopK: the picks of the whole message (<see cref="GradientEncoder.TopKCount"/>), of which a cut holds
+    /// some; ignored for the other kinds.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> or <paramref name="mostPicks"/> is negative, the kind
+    /// is unknown, or the size exceeds int.MaxValue.</exception>
+    public static int MostBytes(GradientCompression kind, int length, int mostPicks)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        var bytes = GradientEncoder.HeaderBytes + 4 + 8L * length;
+        ArgumentOutOfRangeException.ThrowIfNegative(mostPicks);
+        var bytes = kind switch
+        {
+            GradientCompression.None => GradientEncoder.HeaderBytes + 4L * length,
+            GradientCompression.Float16 or GradientCompression.BFloat16 => GradientEncoder.HeaderBytes + 2L * length,
+            GradientCompression.TopK => GradientEncoder.HeaderBytes + 4 + 8L * Math.Min(length, mostPicks),
+            _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown gradient compression."),
+        };
         ArgumentOutOfRangeException.ThrowIfGreaterThan(bytes, int.MaxValue, nameof(length));
         return (int)bytes;
     }

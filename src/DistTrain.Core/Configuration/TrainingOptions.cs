@@ -282,7 +282,8 @@ public sealed class ClusterOptions
     /// node, instead of in the parameter server's process: the workers send each shard its slice of every gradient over the shard
     /// node's data plane and take each round's weights from the K nodes, and the parameter server only coordinates. Default
     /// false. The job waits for K shard nodes, and again for their answers, up to the smaller of Cluster:JoinTimeoutSeconds and a
-    /// third of Training:StallTimeoutSeconds each. Synchronous training only, without Cluster:Compression; Checkpoint:EverySteps
+    /// third of Training:StallTimeoutSeconds each. Synchronous training only; under Cluster:Compression each worker sends each shard
+    /// node its cut of the encoded gradient (<see cref="Compression.GradientMessageSlice"/>). Checkpoint:EverySteps
     /// writes checkpoints within an epoch as with one server, gathered from the shards. A shard node lost ends the job with an error
     /// that says so and how to go on (Checkpoint:Resume from the newest checkpoint), a worker lost during a
     /// part of an epoch leaves its samples to a further part, as with one server, and workers may join (a lost one restarted joins
