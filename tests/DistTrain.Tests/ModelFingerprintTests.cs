@@ -35,7 +35,7 @@ public sealed class ModelFingerprintTests
         Assert.Single(ModelFingerprint.ServerSettingDifferences(schedule, server), d => d.StartsWith("Optimizer:Schedule:Kind = \"Cosine\" on the worker", StringComparison.Ordinal));
 
         // Compression: the kind and the settings it uses are compared; one it does not use sets no two nodes apart.
-        Assert.Equal(["Cluster:Compression = \"Float16\" on the worker, \"None\" here", "Cluster:ErrorFeedback = true on the worker, null here"],
+        Assert.Equal(["Cluster:Compression = \"Float16\" on the worker, \"None\" here", "Cluster:ErrorFeedback = true on the worker, not used here"],
             ModelFingerprint.ServerSettingDifferences(ModelFingerprint.ServerSettingsOf(Options(("Cluster:Compression", "Float16"))), server));
         Assert.Equal(server, ModelFingerprint.ServerSettingsOf(Options(("Cluster:TopKRatio", "0.05"), ("Cluster:MomentumCorrection", "false"))));
         var float16 = ModelFingerprint.ServerSettingsOf(Options(("Cluster:Compression", "Float16")));

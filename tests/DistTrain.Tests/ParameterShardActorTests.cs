@@ -1373,6 +1373,48 @@ public sealed class ParameterShardActorTests : TestKit
     }
 
     /// <summary>
+    /// A link sends each shard its slice of every push, from two sets of slice arrays of its own used in turn (a set is written
+    /// again two pushes later), with, under Cluster:Compression, the shard's cut of the encoded gradient; a short report is
+    /// refused before anything is sent, and the sets keep alternating after it.
+    /// </summary>
+    [Fact]
+    public void A_link_sends_each_push_from_two_sets_of_slice_arrays_in_turn_with_each_shards_cut()
+    {
+        var initial = Replica.Initial();
+        TestProbe[] shards = [CreateTestProbe(), CreateTestProbe()];
+        var link = new ShardedReplicaLink(initial, [.. shards.Select(p => p.Ref)], worker: 1);
+        var end = initial.Layout.WorkerReportLength;
+        var settings = new Core.Compression.GradientCompressionSettings(Core.Compression.GradientCompression.Float16);
+        var encoder = new Core.Compression.GradientEncoder(settings, initial.Layout.TrainableLength);
+        var received = new List<GradientComputed[]>();
+        for (var push = 0; push < 4; push++)
+        {
+            if (push == 2)
+                Assert.Throws<ArgumentException>(() => link.Send(1, push, push, 20, 1.5, new float[end - 1], TestActor));
+            var report = Enumerable.Range(0, end).Select(i => (float)(push * 1000 + i % 977)).ToArray();
+            var message = new byte[encoder.MessageBytes];
+            encoder.Encode(report.AsSpan(0, initial.Layout.TrainableLength), message);
+            var bytes = link.Send(1, push, push, 20, 1.5, report, TestActor, push % 2 == 1 ? message : null);
+            var slices = shards.Select(p => p.ExpectMsg<GradientComputed>()).ToArray();
+            for (var k = 0; k < 2; k++)
+            {
+                var plan = link.Plan[k];
+                Assert.Equal((1, push, (long)push, 1, 20), (slices[k].Epoch, slices[k].Round, slices[k].Version, slices[k].WorkerIndex, slices[k].SampleCount));
+                Assert.Equal(report[plan.Start..plan.End], slices[k].Gradient); // as sent, before the next push reuses any array
+                Assert.Equal(push % 2 == 1 ? Core.Compression.GradientMessageSlice.Cut(message, plan.Start, plan.TrainableLength) : null, slices[k].Encoded);
+            }
+            Assert.Equal(push % 2 == 1 ? slices.Sum(g => g.Encoded!.Length + 4L * (g.Gradient.Length - Core.Compression.GradientDecoder.DenseLength(g.Encoded))) : 4L * end, bytes);
+            received.Add(slices);
+        }
+        for (var k = 0; k < 2; k++)
+        {
+            Assert.Same(received[0][k].Gradient, received[2][k].Gradient);
+            Assert.Same(received[1][k].Gradient, received[3][k].Gradient);
+            Assert.NotSame(received[0][k].Gradient, received[1][k].Gradient);
+        }
+    }
+
+    /// <summary>
     /// The K results of one round and stamp carry one version (every shard steps once per round) and one epoch (the shards
     /// run one part at a time). Results that do not are of shards out of step, or running different parts: the link
     /// refuses to put them together, naming the worker's slot and every shard's version or epoch, and keeps the weights it had; a result of the

@@ -99,8 +99,10 @@ public sealed class ShardedReplicaLink
     /// <summary>
     /// <see cref="Split"/> into the link's own slice arrays, two sets used in turn (each slice is 0.47 MB on the main job with 2
     /// shards, which a new array per push would put on the large-object heap): a set is written again two pushes later, when
-    /// its slices have gone out, since a worker pushes round r + 2 only after every shard has stepped round r + 1, which its
-    /// connection delivered after round r's slice.
+    /// its slices have gone out. Only the shard links' writers read them, in order, and the worker pushes round r + 2 only
+    /// after it put round r + 1's weights together from every shard's result; a shard sends this worker no result once any
+    /// shard was asked about its loss (<see cref="ParameterShardActor"/>), so a worker whose slices could still wait in a link
+    /// never pushes again.
     /// </summary>
     private float[][] SplitIntoLoaned(float[] report)
     {
@@ -133,8 +135,9 @@ public sealed class ShardedReplicaLink
     /// <exception cref="InvalidDataException"><paramref name="encoded"/> is malformed.</exception>
     public long Send(int epoch, int round, long version, int sampleCount, double lossSum, float[] report, IActorRef sender, byte[]? encoded = null)
     {
-        var slices = SplitIntoLoaned(report);
+        // The cuts first: a malformed message throws before a set of slice arrays is taken.
         var cuts = encoded is null ? null : _plan.Select(p => GradientMessageSlice.Cut(encoded, p.Start, p.TrainableLength)).ToArray();
+        var slices = SplitIntoLoaned(report);
         AwaitedRound = round;
         Array.Clear(_pending);
         var bytes = 0L;

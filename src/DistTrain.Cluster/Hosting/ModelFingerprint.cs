@@ -144,8 +144,11 @@ public static class ModelFingerprint
             var values = difference[(colon + 2)..];
             var vs = values.IndexOf(" vs ", StringComparison.Ordinal);
             var key = difference[..colon].Replace('.', ':');
-            return vs < 0 ? $"{key} ({values})" : $"{key} = {values[..vs]} on the worker, {values[(vs + 4)..]} here";
+            return vs < 0 ? $"{key} ({values})" : $"{key} = {Shown(values[..vs])} on the worker, {Shown(values[(vs + 4)..])} here";
         })];
+
+    /// <summary>A value as a difference shows it: a setting the node's compression does not use is null in the JSON.</summary>
+    private static string Shown(string value) => value == "null" ? "not used" : value;
 
     /// <summary>
     /// The settings in which two fingerprints differ, one entry per differing value, as
