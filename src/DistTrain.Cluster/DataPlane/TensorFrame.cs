@@ -160,7 +160,7 @@ internal static class TensorFrame
     /// Decodes a frame header and checks it before anything is allocated for its floats: DistTrain's magic number, this
     /// protocol version, the frame type the reader expects, a float count of exactly <paramref name="expectedCount"/>
     /// (the model's length) and at most <see cref="MaxCount"/>, no negative sample count, for a compressed gradient
-    /// exactly <paramref name="expectedPayloadBytes"/> encoded bytes (at most, with <paramref name="payloadBytesAtMost"/>) (0 for the tensor types, the fixed body size for the
+    /// exactly <paramref name="expectedPayloadBytes"/> encoded bytes, or at most that many with <paramref name="payloadBytesAtMost"/> (0 for the tensor types, the fixed body size for the
     /// negotiation's), and a shared-memory slot only among the <paramref name="sharedSlots"/> negotiated.
     /// </summary>
     /// <param name="bytes">At least <see cref="HeaderSize"/> bytes, as received.</param>

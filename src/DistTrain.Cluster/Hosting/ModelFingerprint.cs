@@ -115,9 +115,8 @@ public static class ModelFingerprint
                 loop.StallTimeoutSeconds,
                 loop.EarlyStopping,
             },
-            // How the workers' gradients come: shards on shard nodes decode them, and step as the parameter server's share of
-            // the optimizer under it.
-            // Only the settings the compression uses: one that does not apply (TopKRatio under Float16) sets no two nodes apart.
+            // How the workers' gradients come (shard nodes decode them), with only the settings the compression uses: one that
+            // does not apply (TopKRatio under Float16) sets no two nodes apart.
             Cluster = new
             {
                 options.Cluster.Compression,
