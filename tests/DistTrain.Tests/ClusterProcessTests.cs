@@ -322,13 +322,17 @@ public sealed partial class ClusterProcessTests : IDisposable
     /// in its place, as a container's restart policy would: the loss leaves too few workers, but the shards were placed with
     /// spare worker slots, so the job goes on. The new process joins as worker 2, is given the shard nodes for a slot of its own,
     /// and trains the lost worker's rest of the epoch with worker 1 (in a further part) and the next epoch. Every node exits 0,
-    /// and every epoch trained each of the 1,000 samples once.
+    /// and every epoch trained each of the 1,000 samples once. The job runs with Cluster:Compression TopK, as every node's
+    /// setting: the shard nodes, started from the command line, take the workers' cuts of each encoded gradient, and receive
+    /// under a tenth of the bytes float32 slices of the job's rounds would take (about a fiftieth at TopK's 1%).
     /// </summary>
     [Fact]
     public async Task A_worker_restarted_after_a_loss_on_shard_nodes_joins_in_a_spare_slot_and_the_job_completes()
     {
         var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 2", StringComparison.Ordinal));
-        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, OnShardNodes);
+        var settings = OnShardNodes;
+        settings["DISTTRAIN_Cluster__Compression"] = "TopK";
+        var (psEnvironment, workerEnvironment) = Environments(workers: 2, configPath, settings);
         var trace = Path.Combine(_directory, "sample-trace");
         psEnvironment["DISTTRAIN_Monitoring__SampleTraceDirectory"] = workerEnvironment["DISTTRAIN_Monitoring__SampleTraceDirectory"] = trace;
         var ps = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
@@ -358,6 +362,19 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Matches(new Regex(@"Epoch 1: the [\d,]+ samples? (left untrained when a worker was lost|lost workers had left) go(es)? to 2 workers"), ps.Output);
         Assert.Equal([0, 1, 2], trainedBy[1]);
         Assert.Equal([1, 2], trainedBy[2]);
+
+        // Each shard node took TopK cuts: 2 epochs of 250 rounds, 2 workers' slices each (the lost worker's last ones aside),
+        // as float32 would be 4 bytes per value of its slice.
+        foreach (var shard in shards)
+        {
+            var hosting = Regex.Match(shard.Output, @"Shard host: hosting shard \d of 2 \(\[\d+, \d+\), ([\d,]+) values\).*, gradient slices encoded as TopK");
+            Assert.True(hosting.Success, shard.Output);
+            var received = Regex.Match(shard.Output, @"Data plane of this shard node: ([\d,]+) bytes received");
+            Assert.True(received.Success, shard.Output);
+            var float32 = 2L * 250 * 2 * 4 * long.Parse(hosting.Groups[1].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture);
+            var bytes = long.Parse(received.Groups[1].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture);
+            Assert.True(bytes < float32 / 10, $"the shard node received {bytes:N0} bytes; float32 slices of the job's rounds take about {float32:N0}");
+        }
     }
 
     /// <summary>
