@@ -115,6 +115,13 @@ public class ConfigurationTests : IDisposable
         Assert.Contains("Optimizer:Momentum = 2 (from environment variable DISTTRAIN_Optimizer__Momentum)", fromEnvironment.Message);
         var file = Config("""{ "Training": { "Epochs": 0 } }""");
         Assert.Contains($"Training:Epochs = 0 (in {file})", Invalid(file, ValidData).Message);
+        // A problem of two keys names the first key's origin beside its own value, not after the second key.
+        var twoKeys = Invalid(RepositoryConfig, ValidData, new()
+        {
+            ["DISTTRAIN_Cluster__ShardNodes"] = "true", ["DISTTRAIN_Cluster__ParameterServerShards"] = "2", ["DISTTRAIN_Training__Mode"] = "Async",
+        });
+        Assert.Contains("Cluster:ShardNodes = true (from environment variable DISTTRAIN_Cluster__ShardNodes) takes synchronous training only, " +
+            "and Training:Mode is Async: ", twoKeys.Message);
     }
 
     [Fact]

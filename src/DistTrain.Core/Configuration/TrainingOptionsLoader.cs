@@ -9,7 +9,7 @@ namespace DistTrain.Core.Configuration;
 /// Binds <see cref="TrainingOptions"/> from a JSON file, environment variables and overrides, and
 /// validates the result.
 /// </summary>
-public static class TrainingOptionsLoader
+public static partial class TrainingOptionsLoader
 {
     /// <summary>Prefix of environment variables that override keys: <c>DISTTRAIN_Optimizer__LearningRate=0.1</c>.</summary>
     public const string EnvironmentPrefix = "DISTTRAIN_";
@@ -956,6 +956,10 @@ public static class TrainingOptionsLoader
         return $"the file is not valid JSON: {ConfigurationException.OneLine(message, 300)}";
     }
 
+    /// <summary>A configuration key such as <c>Training:Mode</c>.</summary>
+    [System.Text.RegularExpressions.GeneratedRegex(@"\b[A-Z][A-Za-z]*:[A-Z]")]
+    private static partial System.Text.RegularExpressions.Regex OtherKey();
+
     private static string AppendOrigin(string problem, Func<string, string> origin)
     {
         var separator = problem.IndexOf(" = ", StringComparison.Ordinal);
@@ -965,6 +969,10 @@ public static class TrainingOptionsLoader
         var verbs = new[] { " is ", " must ", " needs " }.Select(v => problem.IndexOf(v, separator, StringComparison.Ordinal)).Where(i => i >= 0).ToList();
         if (verbs.Count == 0) return problem;
         var verb = verbs.Min();
+        // A verb after another key belongs to that key's clause ("A:B = true takes ..., and C:D is Async"): the origin then
+        // follows the value's first word, so it never lands after the other key as if it were that key's.
+        var valueEnd = problem.IndexOf(' ', separator + 3);
+        if (valueEnd > 0 && valueEnd < verb && OtherKey().IsMatch(problem[valueEnd..verb])) verb = valueEnd;
         return $"{problem[..verb]} ({origin(key)}){problem[verb..]}";
     }
 }
