@@ -372,9 +372,12 @@ while true; do
     # worker leaves a cancelled job with 130, as when it is stopped alone) is not the cause: give the parameter server a
     # few seconds to end and report its own exit. A worker killed by a signal (code 128 + N) is reported at once.
     # A worker that exits 130 without a signal line of its own left a job the parameter server cancelled: the parameter
-    # server is ending (leaving the cluster takes seconds, and more on a loaded machine), so it gets up to a minute.
+    # server is ending (leaving the cluster takes seconds, and more on a loaded machine), so it gets up to a minute. So does
+    # one whose log has the job's failure from the parameter server (a divergence, say, which the parameter server exits
+    # 3 for): the job failed, not the worker.
     waits=50
     [ "$code" -ne 130 ] || stopped_alone "${names[$ended]}" || waits=600
+    if grep -q '^Job finished: failed: ' "$logs/${names[$ended]}.log" 2>/dev/null; then waits=600; fi
     for _ in $(seq "$waits"); do kill -0 "$ps_pid" 2>/dev/null || break; sleep 0.1 || true; done
     if ! kill -0 "$ps_pid" 2>/dev/null; then
       # The worker's own stop, not the job's end, ended it: it is named as at any other time.

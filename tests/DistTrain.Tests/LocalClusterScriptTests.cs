@@ -527,6 +527,73 @@ public class LocalClusterScriptTests
         Assert.DoesNotContain("stopped (SIGTERM or Ctrl-C to it alone)", script.Errors);
     }
 
+    /// <summary>
+    /// A job that fails (here it diverges: learning rate 10) tells the workers, which print the failure and exit 1, and then
+    /// its parameter server exits 3. Held stopped (SIGSTOP) from the first worker's <c>Job finished: failed:</c> line until 6 s
+    /// after both workers have left, past the 5 s the script gives a worker that fails on its own, the parameter server still
+    /// ends the run: the script exits 3 and names the parameter server, not a worker (it used to stop the run on the first
+    /// worker's code 1, as seen with shard nodes, whose parameter server ends more slowly).
+    /// </summary>
+    [Fact]
+    public async Task Workers_told_the_job_failed_do_not_end_the_run_before_a_slow_parameter_server_reports_its_own_exit_code()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), $"disttrain-cluster-script-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        var start = ClusterScript(folder, epochs: 2);
+        start.Environment["DISTTRAIN_Optimizer__LearningRate"] = "10";
+        using var process = new Process { StartInfo = start };
+        var (output, errors) = (new StringBuilder(), new StringBuilder());
+        process.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { lock (errors) errors.AppendLine(e.Data); };
+        string Seen() { lock (output) lock (errors) return $"{output}\n{errors}"; }
+        string? runFolder = null;
+        const int sigstop = 19, sigcont = 18;
+        var stopped = -1;
+        try
+        {
+            process.Start();
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            var waited = Stopwatch.StartNew();
+            List<int> workers = [];
+            while (workers.Count < 2 && !process.HasExited && waited.Elapsed < TimeSpan.FromSeconds(60))
+            {
+                workers = Nodes(process, "worker");
+                await Task.Delay(20);
+            }
+            var node = ParameterServerNode(process);
+            while ((runFolder = RunFolder(Seen())) is null && !process.HasExited && waited.Elapsed < TimeSpan.FromSeconds(60)) await Task.Delay(20);
+            Assert.True(runFolder is not null && workers.Count == 2, Seen());
+            var workerLogs = Enumerable.Range(1, 2).Select(i => Path.Combine(runFolder, "logs", $"worker-{i}.log")).ToArray();
+            while (!workerLogs.Any(log => File.Exists(log) && File.ReadAllText(log).Contains("Job finished: failed: ", StringComparison.Ordinal))
+                && waited.Elapsed < TimeSpan.FromSeconds(120))
+                await Task.Delay(5);
+            Assert.Equal(0, SendSignal(node, sigstop)); // the parameter server takes seconds to leave: it is still there
+            stopped = node;
+            while (workers.Any(w => Directory.Exists($"/proc/{w}")) && waited.Elapsed < TimeSpan.FromSeconds(150))
+                await Task.Delay(50);
+            Assert.False(workers.Any(w => Directory.Exists($"/proc/{w}")), $"a worker did not leave the failed job:\n{Seen()}");
+            await Task.Delay(TimeSpan.FromSeconds(6)); // past the 5 s a worker that fails on its own gives the parameter server
+            SendSignal(node, sigcont);
+            stopped = -1;
+            using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+            {
+                try { await process.WaitForExitAsync(timeout.Token); }
+                catch (OperationCanceledException) { Assert.Fail($"the script went on after the job failed:\n{Seen()}"); }
+            }
+            Assert.True(process.ExitCode == 3, $"exit {process.ExitCode}\n{Seen()}");
+            Assert.Contains("parameter-server exited with code 3; stopping the run", Seen());
+            Assert.DoesNotContain("exited with code 1; stopping the run", Seen());
+        }
+        finally
+        {
+            if (stopped > 0) SendSignal(stopped, sigcont);
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+            Directory.Delete(folder, recursive: true);
+            if (runFolder is not null && Directory.Exists(runFolder)) Directory.Delete(runFolder, recursive: true);
+        }
+    }
+
     /// <summary>The parameter-server node of the script <paramref name="script"/>: its child whose command line has "--role parameter-server".</summary>
     private static int ParameterServerNode(System.Diagnostics.Process script) => Nodes(script, "parameter-server").Single();
 
