@@ -43,7 +43,7 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
             nameof(StandbyAccepted) => new StandbyAccepted("akka.tcp://disttrain@10.0.0.8:4053"),
             nameof(WorkerReady) => new WorkerReady(2, probe, Round: 3),
             nameof(JobFinished) => new JobFinished(true, "Test accuracy 88.40%", Cancelled: true), // every field set, as the round trip needs
-            nameof(WorkerFailed) => new WorkerFailed(2, "Gradient element 1,543 of tensor '2.weight' is 85009.82, beyond Float16's range"),
+            nameof(WorkerFailed) => new WorkerFailed(2, "Worker 2: the data plane to shard 1 of 2 at 10.0.0.9:4054 closed", LostShard: 1),
             nameof(AssignShard) => new AssignShard(2, [5, 1, 9], 16, FirstRound: 4, Rounds: 7, Steps: 2,
                 Shards: [[5, 1, 9], [2, 8]], StepsPerEpoch: 12, ScalingWorkers: 3, Part: 1),
             nameof(StartEpoch) => new StartEpoch(3, [probe, TestActor], [3, 2], FirstRound: 5, StepsPerEpoch: 12, MidEpochResumable: false,

@@ -462,6 +462,31 @@ public sealed class ShardNodeTests : IDisposable
             RemoteShardedParameterServer.RestartAdviceFor(true, null, 2));
     }
 
+    /// <summary>
+    /// A worker's report that its connection to a shard closed (<see cref="WorkerFailed.LostShard"/>, which the coordinator
+    /// forwards): the job fails at once (the job host held the report already) with that shard's loss, naming the shard, its node
+    /// and how to go on, not as a worker's failure; a shard index out of range fails it with the worker's reason as it is.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task A_workers_lost_shard_connection_fails_the_job_as_that_shards_loss(int lostShard)
+    {
+        await WithARealAndAFakeShardNodeAsync((_, _) => Props.Create(() => new SilentShardHost(Identity, null, null)), Guard, async placed =>
+        {
+            const string reason = "Worker 0: the data plane to shard 1 of 2 at 127.0.0.1:9 closed: Connection reset by peer. The worker stops: " +
+                "without every shard's slice it can put no weights together, and a worker cannot take its slot at a shard again.";
+            placed.Owner.Send(placed.Server, new WorkerFailed(0, reason, lostShard));
+            var failure = Assert.IsType<ShardNodesException>(await placed.Owner.ReceiveAsync(TimeSpan.FromSeconds(1)));
+            if (lostShard == 2) Assert.Equal(reason, failure.Message);
+            else
+                Assert.Matches(new Regex(@"^Shard 1 of 2 cannot be reached: Worker 0: the data plane to shard 1 of 2 at 127\.0\.0\.1:9 closed: Connection " +
+                    @"reset by peer\. Its shard node akka\.tcp://disttrain@127\.0\.0\.1:\d+ left, crashed or was cut off\. A run whose shards run on " +
+                    @"shard nodes cannot go on without one \(a shard holds its slice of the weights and optimizer state\); restart the job \(it starts " +
+                    @"from the beginning: this run writes no checkpoints; with Checkpoint:Directory set, a run can be resumed\)\.$"), failure.Message);
+        });
+    }
+
     /// <summary>What <see cref="WithARealAndAFakeShardNodeAsync"/> gives its body.</summary>
     /// <param name="Starting">The run's starting weights.</param>
     /// <param name="FakeNode">The fake shard node's actor system.</param>

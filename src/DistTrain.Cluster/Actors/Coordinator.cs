@@ -175,6 +175,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             _plan.PartCut(removed.OthersCutFrom);
         });
         Receive<AddWorker>(OnAddWorker);
+        // A worker's lost shard connection (Cluster:ShardNodes): the parameter server ends the job with the shard's loss.
+        Receive<WorkerFailed>(failed => failed.LostShard >= 0, failed => _parameterServer.Forward(failed));
         Receive<WorkerFailed>(failed => Fail(new InvalidOperationException(failed.Reason)));
         Receive<PausedStatus>(_ => _phase == Phase.Paused, _ => _log.Warning(
             "Training is paused at epoch {0}: {1} of Cluster:MinWorkers = {2} workers; {3} when enough are alive. Start worker nodes to continue.",

@@ -90,7 +90,9 @@ public sealed class JobHost : ReceiveActor, IWithTimers
     private void ReportWorkerFailure(WorkerFailed failed)
     {
         if (_stopping) _log.Info("Worker {0} failed while the job stops: {1}", failed.WorkerIndex, failed.Reason);
-        else _coordinator?.Tell(failed);
+        // A lost shard connection is the shard's loss only in a job on shard nodes, and only for one of its shards.
+        else _coordinator?.Tell(_options.Cluster.ShardNodes && failed.LostShard >= 0 && failed.LostShard < _options.Cluster.ParameterServerShards
+            ? failed : failed with { LostShard = -1 });
     }
 
     /// <summary>Every 10 s until the job starts: says which workers it waits for.</summary>

@@ -383,6 +383,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         Receive<ShardHosted>(_ => { }); // a host's repeated answer
         Receive<ShardHostRefused>(refused => _log.Warning("Parameter server: a refusal of shard {0} came from {1} after the shards were placed; ignored.",
             refused.Shard, Sender.Path));
+        Receive<WorkerFailed>(OnShardConnectionLost);
         Receive<Terminated>(terminated =>
         {
             var k = Array.IndexOf(_shards, terminated.ActorRef);
@@ -391,6 +392,25 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
                 "downed. A run whose shards run on shard nodes cannot go on without one (a shard holds its slice of the weights and optimizer state); " +
                 RestartAdvice), shard: k);
         });
+    }
+
+    /// <summary>
+    /// A worker lost its connection to a shard (<see cref="WorkerFailed.LostShard"/>; the job host held the report for
+    /// <see cref="LossGrace"/>): the job fails with that shard's loss and how to go on, as when the shard's node is seen gone. The
+    /// first loss is the one reported, and a divergence or a stop wins (<see cref="FailSoon"/>).
+    /// </summary>
+    private void OnShardConnectionLost(WorkerFailed failed)
+    {
+        var k = failed.LostShard;
+        if (k < 0 || k >= _shards.Length)
+        {
+            FailSoon(new ShardNodesException(failed.Reason), TimeSpan.Zero);
+            return;
+        }
+        var reason = failed.Reason.Split(". The worker stops", 2)[0].TrimEnd('.');
+        FailSoon(new ShardNodesException($"Shard {k} of {_shards.Length} cannot be reached: {reason}. Its shard node " +
+            $"{_placement!.Hosts[k].Path.Address} left, crashed or was cut off. A run whose shards run on shard nodes cannot go on without one " +
+            "(a shard holds its slice of the weights and optimizer state); " + RestartAdvice), TimeSpan.Zero, shard: k);
     }
 
     /// <summary>

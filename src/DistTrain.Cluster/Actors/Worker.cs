@@ -389,7 +389,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         var servers = _shardServers!;
         var endpoint = shard >= 0 && shard < servers.Count ? servers.Endpoints[shard].ToString() : "an unknown endpoint";
         return new ShardConnectionLostException($"Worker {_workerIndex}: the data plane to shard {shard} of {servers.Count} at {endpoint} closed: {reason.TrimEnd('.')}. " +
-            "The worker stops: without every shard's slice it can put no weights together, and a worker cannot take its slot at a shard again.");
+            "The worker stops: without every shard's slice it can put no weights together, and a worker cannot take its slot at a shard again.", shard);
     }
 
     /// <summary>Sends a report: to every shard its slice (shard mode), else back to the sender of the weights (one parameter server).</summary>
@@ -570,7 +570,11 @@ public sealed class Worker : ReceiveActor, IWithStash
 /// the message names the worker, the shard, its endpoint and the reason. A cluster worker's node reports it to the job
 /// (<see cref="WorkerFailed"/>): with shards on shard nodes the job cannot go on without the worker or the shard, unless the worker
 /// joined the running job and fails alone (the job host then counts it lost).</summary>
-public sealed class ShardConnectionLostException(string message) : IOException(message);
+public sealed class ShardConnectionLostException(string message, int shard = -1) : IOException(message)
+{
+    /// <summary>The shard whose connection was lost, from 0; -1 when unknown.</summary>
+    public int Shard { get; } = shard;
+}
 
 /// <summary>A cluster worker cannot train against the shard nodes its run placed (its starting weights differ from the parameter
 /// server's, Model:Pretrained cannot be loaded on its node, or its mode); the message names the problem and the

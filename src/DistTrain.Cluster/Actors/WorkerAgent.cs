@@ -296,7 +296,7 @@ public sealed class WorkerAgent : ReceiveActor, IWithTimers
             _log.Warning("Worker stopped: {0} The job ends with this, unless this worker joined the running job and fails alone (it then counts as " +
                 "lost, and the job goes on without this node), or the parameter server turns out to be lost too (then this node registers again, for " +
                 "a standby to take over).", e.Message);
-            _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message));
+            _jobHost.Tell(new WorkerFailed(_workerIndex, e.Message, ((ShardConnectionLostException)e).Shard));
         }
         else if (e is Core.Compression.GradientOverflowException or ShardModeRefusedException && _accepted)
         {

@@ -135,10 +135,14 @@ public sealed record JobFinished(
 /// </summary>
 /// <param name="WorkerIndex">Index from <see cref="WorkerAccepted"/>.</param>
 /// <param name="Reason">What failed and the fix, as the worker's exception says it.</param>
+/// <param name="LostShard">Cluster:ShardNodes: the shard whose data-plane connection the worker lost (the failure is that loss), from
+/// 0; -1 for any other failure. The job host passes it on only within Cluster:ParameterServerShards, and the parameter server
+/// then ends the job with that shard's loss and how to go on, rather than with a worker's failure.</param>
 [MessagePackObject]
 public sealed record WorkerFailed(
     [property: Key(0)] int WorkerIndex,
-    [property: Key(1)] string Reason) : IDistTrainMessage;
+    [property: Key(1)] string Reason,
+    [property: Key(2)] int LostShard = -1) : IDistTrainMessage;
 
 /// <summary>Versioning of the cluster protocol.</summary>
 public static class ClusterProtocolInfo
@@ -152,8 +156,9 @@ public static class ClusterProtocolInfo
     /// that diverges sends its slice of the last good weights, ShardFailed's divergence fields and ShardSliceRequest.Version, so the
     /// job's last good weights are put together from the shard nodes; and shards measure the per-tensor norms,
     /// ShardPartStart.GradientNormEverySteps and ShardHealthSquares; 13: shard nodes take Cluster:Compression, the workers send them
-    /// cuts of the encoded gradient, and the whole-job settings compared, ModelFingerprint.ServerSettingsOf, hold the compression).</summary>
-    public const int Version = 13;
+    /// cuts of the encoded gradient, and the whole-job settings compared, ModelFingerprint.ServerSettingsOf, hold the compression; 14: a
+    /// worker that loses a shard's connection names the shard, WorkerFailed.LostShard, so the job ends with the shard's loss).</summary>
+    public const int Version = 14;
 
     /// <summary>
     /// Why two nodes of a job cannot work together: <paramref name="other"/> runs protocol <paramref name="otherVersion"/> (0: a
