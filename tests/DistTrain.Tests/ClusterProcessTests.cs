@@ -801,8 +801,13 @@ public sealed partial class ClusterProcessTests : IDisposable
         Assert.Contains("parameter server in 2 shards of 12,720 and 12,730 weights, each on a shard node of its own (Cluster:ShardNodes)", ps.Output);
         Assert.Contains("Parameter server: 2 shards placed on ", ps.Output);
         foreach (var worker in workers) Assert.Contains("trains against 2 shard nodes: 127.0.0.1:", worker.Output);
-        // An orderly end: the shards stop with their owner before the workers hear of the end, which is no failure of theirs.
+        // An orderly end: the shards stop with their owner before the workers hear of the end, which is no failure of theirs,
+        // nor worth a warning.
         foreach (var node in workers.Concat(shards).Append(ps)) Assert.DoesNotContain("[ERROR]", node.Output);
+        foreach (var worker in workers) Assert.DoesNotMatch(@"\[WARNING\][^\n]*data plane to shard", worker.Output);
+        // The parameter server's data plane carried no tensor: it says where the bytes are, not a per-step figure of nothing.
+        Assert.Contains("Data plane: the workers exchanged every tensor with the shard nodes directly; each shard node's log gives its bytes.", ps.Output);
+        Assert.DoesNotContain("bytes per step (the minimum", ps.Output);
 
         var singleCheckpoints = Path.Combine(_directory, "single-checkpoints");
         var single = await SingleProcessWeightsAsync(configPath, singleCheckpoints, everySteps: 5);

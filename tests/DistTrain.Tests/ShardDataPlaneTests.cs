@@ -38,10 +38,11 @@ public sealed class ShardDataPlaneTests : TestKit
         base.Dispose(disposing);
     }
 
-    /// <summary>A probe that gets every warning and error logged.</summary>
+    /// <summary>A probe that gets every line logged at INFO or above.</summary>
     private TestProbe LogProbe()
     {
         var log = CreateTestProbe();
+        Sys.EventStream.Subscribe(log.Ref, typeof(Info));
         Sys.EventStream.Subscribe(log.Ref, typeof(Warning));
         Sys.EventStream.Subscribe(log.Ref, typeof(Error));
         return log;

@@ -287,8 +287,7 @@ public sealed class Worker : ReceiveActor, IWithStash
         if (!ShardPartDone) throw lost;
         if (_shardClosedBetweenParts is not null) return;
         _shardClosedBetweenParts = lost;
-        _log.Info("Worker {0}: {1} (after the part's last round: the run is ending, or the next part fails with this).", _workerIndex,
-            lost.Message.Split(". The worker stops", 2)[0]);
+        _log.Info("{0} (after the part's last round: the run is ending, or the next part fails with this).", lost.Message.Split(". The worker stops", 2)[0]);
     }
 
     private void StashCurrent()

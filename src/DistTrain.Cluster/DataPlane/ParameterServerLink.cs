@@ -100,9 +100,10 @@ public sealed class ParameterServerLink : ReceiveActor
         });
         Receive<ReaderFailed>(failed =>
         {
-            // At the end of a job the parameter server closes first; the agent decides whether that was a failure.
+            // At the end of a job the parameter server, and with it its shards, close first: the worker and its agent decide
+            // whether that was a failure, and warn when it was.
             if (_shard is null) _log.Info("Worker {0}: data plane to the parameter server closed: {1}", _workerIndex, failed.Reason);
-            else _log.Warning("Worker {0}: data plane to shard {1} closed: {2}", _workerIndex, _shard.Index, failed.Reason);
+            else _log.Info("Worker {0}: data plane to shard {1} closed: {2}", _workerIndex, _shard.Index, failed.Reason);
             ReportClosure(failed.Reason);
             Context.Stop(Self);
         });
