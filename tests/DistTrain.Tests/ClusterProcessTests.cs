@@ -531,7 +531,9 @@ public sealed partial class ClusterProcessTests : IDisposable
 
     /// <summary>
     /// A job on shard nodes stopped as Ctrl-C stops a whole cluster (SIGINT to every node at once): the shard nodes and workers
-    /// leave as the parameter server stops the job, and the job ends cancelled (exit code 130 on every node), not failed.
+    /// leave as the parameter server stops the job, and the job ends cancelled (exit code 130 on every node), not failed. The
+    /// shard nodes stay for the job's end (up to 10 s), so the parameter server gathers the stop's weights from them and keeps
+    /// them, as it does without shard nodes (they used to leave at once, and the run ended without weights after 10 s).
     /// </summary>
     [Fact]
     public async Task A_job_on_shard_nodes_stopped_on_every_node_at_once_ends_cancelled_not_failed()
@@ -541,6 +543,9 @@ public sealed partial class ClusterProcessTests : IDisposable
         await ps.AssertExitAsync(130, Guard);
         foreach (var node in workers.Concat(shards)) await node.AssertExitAsync(130, Guard);
         Assert.DoesNotContain("training failed", ps.Output);
+        // The shard nodes stay for the job's end, so the parameter server gathers the stop's weights from them and keeps them.
+        foreach (var shard in shards) Assert.Contains("Shard node: stopping once the job ends, for at most 10 s", shard.Output);
+        Assert.Matches(@"cancelled: stopped at epoch \d+, step \d+ of \d+\. Kept the run folder \S+: model\.safetensors holds the weights of that step", ps.Output);
     }
 
     [Fact]

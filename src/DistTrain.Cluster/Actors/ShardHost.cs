@@ -113,6 +113,34 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         public static readonly NodeStopping Instance = new();
     }
 
+    /// <summary>Asks whether the host holds a shard for an owner (answered with a <see cref="bool"/>).</summary>
+    internal sealed record IsHosting : INoSerializationVerificationNeeded
+    {
+        /// <summary>The message.</summary>
+        public static readonly IsHosting Instance = new();
+    }
+
+    /// <summary>
+    /// How long a shard node stopped by a signal (Ctrl-C, SIGTERM) while it hosts a shard stays for the job's end: when the whole
+    /// cluster stops (Ctrl-C of <c>deploy/local/cluster.sh</c>, <c>docker compose stop</c>), the parameter server gathers the stop's
+    /// weights from its shards and saves them, and only then ends the job; a shard node that left at once took its slice with it.
+    /// 10 s: the parameter server's own wait for the stop's weights, and docker's default grace before SIGKILL.
+    /// </summary>
+    internal static readonly TimeSpan StopStay = TimeSpan.FromSeconds(10);
+
+    /// <summary>True when <paramref name="host"/> holds a shard; false when it holds none, is gone or does not answer within 1 s.</summary>
+    internal static async Task<bool> HostsShardAsync(IActorRef host)
+    {
+        try
+        {
+            return await host.Ask<bool>(IsHosting.Instance, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Tells a shard node's host that the node is stopping (<see cref="NodeStopping"/>) and waits up to
     /// <paramref name="timeout"/> for it to have released its shard and told the owner; a host that is gone or does not answer
     /// in time is not waited for (its PostStop tells the owner).</summary>
@@ -201,6 +229,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
             }
             Sender.Tell(Akka.Done.Instance);
         });
+        Receive<IsHosting>(_ => Sender.Tell(_hosting is not null));
         Receive<ShardDataPlane.Links>(OnLinks);
         Receive<Terminated>(OnTerminated);
     }

@@ -437,7 +437,23 @@ public static class ClusterNode
         await StartAsync(host, options.Cluster, cancellationToken).ConfigureAwait(false);
         try
         {
-            return await completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && actorSystem is not null)
+            {
+                // Stopped while hosting a shard, with every member reachable: most likely the whole cluster stops, and the parameter
+                // server gathers the stop's weights from its shards before it ends the job. Stay for that end, for a while.
+                if (Akka.Cluster.Cluster.Get(actorSystem).State.Unreachable.Count == 0 && await ShardHost.HostsShardAsync(shardHost).ConfigureAwait(false))
+                {
+                    Akka.Event.Logging.GetLogger(actorSystem, nameof(ClusterNode)).Info("Shard node: stopping once the job ends, for at most {0:F0} s, " +
+                        "so that a parameter server that stops too can gather the stop's weights from this shard.", ShardHost.StopStay.TotalSeconds);
+                    if (await Task.WhenAny(completion.Task, Task.Delay(ShardHost.StopStay, CancellationToken.None)).ConfigureAwait(false) == completion.Task)
+                        return await completion.Task.ConfigureAwait(false);
+                }
+                throw;
+            }
         }
         finally
         {
