@@ -432,8 +432,19 @@ elif [ ${#running[@]} -gt 0 ]; then
     alive=(); for pid in "${running[@]}"; do ! kill -0 "$pid" 2>/dev/null || alive+=("$pid"); done
     [ ${#alive[@]} -gt 0 ] || break; sleep 0.1 || true
   done
-  # Only nodes still running (not yet waited for, so their PIDs are theirs) get the second SIGTERM.
-  [ ${#alive[@]} -eq 0 ] || kill -TERM "${alive[@]}" 2>/dev/null || true
+  # Only nodes still running (not yet waited for, so their PIDs are theirs) get the second SIGTERM; one that has not ended
+  # 10 s later (frozen: SIGSTOP, a debugger) is killed, and named, rather than waited for without end.
+  if [ ${#alive[@]} -gt 0 ]; then
+    kill -TERM "${alive[@]}" 2>/dev/null || true
+    for _ in $(seq 100); do
+      still=(); for pid in "${alive[@]}"; do ! kill -0 "$pid" 2>/dev/null || still+=("$pid"); done
+      [ ${#still[@]} -gt 0 ] || break; sleep 0.1 || true
+    done
+    for pid in "${still[@]}"; do
+      echo "${names[$pid]} did not end within 40 s of the run's end (frozen, or stopped by SIGSTOP?); killing it (SIGKILL). Its log: $logs/${names[$pid]}.log." >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    done
+  fi
   for pid in "${running[@]}"; do wait_for "$pid" || true; [ "$pid" != "$ps_pid" ] || ended=$ps_pid; done
   pids=()
 fi
