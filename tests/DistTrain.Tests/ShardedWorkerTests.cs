@@ -713,8 +713,8 @@ public sealed class ShardedWorkerTests : TestKit
         Assert.Equal(unsigned, Refused(second, For(first))); // signed for the first owner, sent by the second
         Assert.Equal(unsigned, Refused(first, For(first, to: otherHost))); // signed for another shard node
         var settings = Refused(first, For(first, optimizer: new OptimizerOptions { LearningRate = 0.5, Momentum = 0.9, L2 = 1e-3 }));
-        Assert.StartsWith("the parameter server decides these settings for the whole job, and this shard node steps with its own, which differ " +
-            "(parameter server vs this node): Optimizer.LearningRate: 0.5 vs 0.05", settings);
+        Assert.StartsWith("the parameter server decides these settings for the whole job, and this shard node steps with its own, which differ: " +
+            "Optimizer:LearningRate = 0.5 on the parameter server, 0.05 on this node", settings);
         var plan = ParameterShards.Plan(initial.Layout, 2);
         var otherWeights = ModelFactory.StartingWeights(ModelFactory.Build(Model), Model, seed: 8);
         Assert.Equal($"this node's starting weights of shard 1 [{plan[1].Start}, {plan[1].End}) are not the parameter server's: give every node the same " +

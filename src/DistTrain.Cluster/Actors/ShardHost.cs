@@ -466,15 +466,16 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         IReadOnlyList<string> differences;
         try
         {
-            differences = ModelFingerprint.Differences(request.ServerSettings, _settings.ServerSettings, limit: 10);
+            differences = ModelFingerprint.ServerSettingDifferences(request.ServerSettings, _settings.ServerSettings, limit: 10,
+                workerIs: "on the parameter server", serverIs: "on this node");
         }
         catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)
         {
             return "the request's server settings are not the JSON this version writes: every node of a job must run the same DistTrain version";
         }
         if (differences.Count > 0)
-            return "the parameter server decides these settings for the whole job, and this shard node steps with its own, which differ " +
-                $"(parameter server vs this node): {string.Join("; ", differences)}. Give every node of the job the same settings";
+            return "the parameter server decides these settings for the whole job, and this shard node steps with its own, which differ" +
+                $": {string.Join("; ", differences)}. Give every node of the job the same settings";
         ParameterShard[] plan;
         try
         {

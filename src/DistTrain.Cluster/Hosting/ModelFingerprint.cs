@@ -132,18 +132,21 @@ public static class ModelFingerprint
     /// The settings of <see cref="ServerSettingsOf"/> in which a worker's values differ from the parameter server's, as
     /// <c>Optimizer:LearningRate = 0.5 on the worker, 0.05 here</c>, in document order; at most <paramref name="limit"/>.
     /// </summary>
-    /// <param name="worker">The worker's <see cref="ServerSettingsOf"/>.</param>
-    /// <param name="server">The parameter server's.</param>
+    /// <param name="worker">The worker's <see cref="ServerSettingsOf"/> (or another node's: <paramref name="workerIs"/>).</param>
+    /// <param name="server">The parameter server's (or this node's: <paramref name="serverIs"/>).</param>
     /// <param name="limit">Most entries returned, at least 1.</param>
+    /// <param name="workerIs">Where <paramref name="worker"/>'s values are, as the entries say it: "on the worker".</param>
+    /// <param name="serverIs">Where <paramref name="server"/>'s values are: "here".</param>
     /// <exception cref="JsonException">A text is not JSON (a node of another version sent something else).</exception>
-    public static IReadOnlyList<string> ServerSettingDifferences(string worker, string server, int limit = 10) =>
+    public static IReadOnlyList<string> ServerSettingDifferences(string worker, string server, int limit = 10, string workerIs = "on the worker",
+        string serverIs = "here") =>
         [.. Differences(worker, server, limit).Select(difference =>
         {
             var colon = difference.IndexOf(": ", StringComparison.Ordinal);
             var values = difference[(colon + 2)..];
             var vs = values.IndexOf(" vs ", StringComparison.Ordinal);
             var key = difference[..colon].Replace('.', ':');
-            return vs < 0 ? $"{key} ({values})" : $"{key} = {Shown(values[..vs])} on the worker, {Shown(values[(vs + 4)..])} here";
+            return vs < 0 ? $"{key} ({values})" : $"{key} = {Shown(values[..vs])} {workerIs}, {Shown(values[(vs + 4)..])} {serverIs}";
         })];
 
     /// <summary>A value as a difference shows it: a setting the node's compression does not use is null in the JSON.</summary>
