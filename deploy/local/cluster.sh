@@ -235,7 +235,9 @@ trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 143
 shard_nodes=0
 shard_nodes_setting="${DISTTRAIN_Cluster__ShardNodes:-}"
 [ "${shard_nodes_setting,,}" != true ] || shard_nodes="${DISTTRAIN_Cluster__ParameterServerShards:-1}"
-[[ "$shard_nodes" =~ ^[0-9]{1,2}$ ]] || shard_nodes=0  # not a number: the nodes' config check names it
+# Not a number, or out of Cluster:ParameterServerShards' range 1 to 16: no shard node starts, and the nodes' config check
+# names the value (rather than each of up to 99 shard nodes refusing it in turn).
+if [[ "$shard_nodes" =~ ^[0-9]{1,2}$ ]] && [ "$((10#$shard_nodes))" -ge 1 ] && [ "$((10#$shard_nodes))" -le 16 ]; then shard_nodes=$((10#$shard_nodes)); else shard_nodes=0; fi
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node$([ "$workers" = 1 ] || echo s)$([ "$shard_nodes" = 0 ] || echo ", $shard_nodes shard node$([ "$shard_nodes" = 1 ] || echo s)"); logs in $logs/."
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
 # next epoch), with the run's DISTTRAIN_ variables, which win over the caller's but for the node's own settings
