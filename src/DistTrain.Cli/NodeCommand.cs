@@ -293,7 +293,7 @@ internal static class NodeCommand
         PrintTransport(security);
         Blas.Configure(options.Compute, workersInProcess: 0);
         AnsiConsole.MarkupLineInterpolated($"Shard node: hosts one parameter-server shard at a time for the coordinator that asks, data plane on {settings.AdvertisedHost}:{(options.Cluster.DataPort == 0 ? "a free port" : options.Cluster.DataPort)} ({settings.StartingWeights.Layout.TotalLength:N0} parameters); it runs until the job ends. A parameter server places its shards on shard nodes with Cluster:ShardNodes = true, one per node.");
-        return await RunUntilJobEndsAsync(() => ClusterNode.RunShardHostAsync(settings, options, security, cancellationToken), options, NodeRoles.ParameterShard,
+        return await RunUntilJobEndsAsync(() => ClusterNode.RunShardHostAsync(settings, options, security, cancellationToken, ShardHost.StopStay), options, NodeRoles.ParameterShard,
             stopped: "this shard node stopped; a shard node keeps no results.", removed: "A shard node keeps no results.", node: "shard node");
     }
 

@@ -175,7 +175,8 @@ public sealed class Coordinator : ReceiveActor, IWithTimers
             _plan.PartCut(removed.OthersCutFrom);
         });
         Receive<AddWorker>(OnAddWorker);
-        // A worker's lost shard connection (Cluster:ShardNodes): the parameter server ends the job with the shard's loss.
+        // A worker's lost shard connection (Cluster:ShardNodes): the parameter server ends the job with the shard's loss. The job
+        // host passes LostShard on only in a job on shard nodes, whose parameter server (RemoteShardedParameterServer) takes it.
         Receive<WorkerFailed>(failed => failed.LostShard >= 0, failed => _parameterServer.Forward(failed));
         Receive<WorkerFailed>(failed => Fail(new InvalidOperationException(failed.Reason)));
         Receive<PausedStatus>(_ => _phase == Phase.Paused, _ => _log.Warning(

@@ -73,8 +73,8 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 
 /// <summary>
 /// The parameter server of a run whose K shards run on shard nodes (Cluster:ShardNodes; docs/architecture.md, "Where the shards
-/// run"). To the coordinator it is one parameter server (<see cref="StartEpoch"/>, <see cref="WorkerLost"/> and
-/// <see cref="GetWeights"/> in; <see cref="RoundApplied"/>, <see cref="EpochCompleted"/>, <see cref="WeightsSnapshot"/> and, with
+/// run"). To the coordinator it is one parameter server (<see cref="StartEpoch"/>, <see cref="WorkerLost"/>, <see cref="GetWeights"/>
+/// and a worker's lost shard connection, <see cref="WorkerFailed"/> with <see cref="WorkerFailed.LostShard"/>, in; <see cref="RoundApplied"/>, <see cref="EpochCompleted"/>, <see cref="WeightsSnapshot"/> and, with
 /// checkpoints, <see cref="CheckpointSaved"/> out),
 /// but it holds no weights and steps nothing: it finds K shard nodes (<see cref="ShardNodeFinder"/>), places one shard on each
 /// (<see cref="ShardPlacement"/>; it is the shards' owner), gives every worker the shard nodes' data planes
@@ -175,6 +175,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
     private ShardRoundApplied? _heldPartEnd;         // the part's end, held until every loss in it is decided
     private ShardNodesException? _pendingFailure;
     private int _pendingFailureShard = -1;       // the shard whose loss _pendingFailure is, or -1 (another failure)
+    private bool _pendingWorkerLoss;             // _pendingFailure is a lost worker's, which a shard's loss replaces
     private string? _stopDivergence;             // a shard's divergence during a stop, which the stop's gathering cannot get past
     private bool _partTrainsNothing; // the running part has no minibatch: it only hands out the weights, and writes no checkpoint
     private int _partSlots;                      // the running part's worker slots, present or not: a checkpoint records them
@@ -350,7 +351,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             timedOut => FailSoon(new ShardNodesException(string.Format(CultureInfo.InvariantCulture, "Worker {0} was lost in epoch {1}, and the shard " +
                 "nodes did not all answer the question which of its slices count within {2:F0} s (the smaller of Cluster:JoinTimeoutSeconds and a third " +
                 "of Training:StallTimeoutSeconds): a shard node is overloaded, cut off, or missed the part's start (its log says so). Restart the job.",
-                timedOut.Worker, timedOut.Part.Epoch, _settings.Timeout.TotalSeconds))));
+                timedOut.Worker, timedOut.Part.Epoch, _settings.Timeout.TotalSeconds)), workerLoss: true));
         Receive<DecisionTimedOut>(_ => { });
         Receive<StopStepping>(_ =>
         {
@@ -409,16 +410,18 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         }
         var reason = failed.Reason.Split(". The worker stops", 2)[0].TrimEnd('.');
         FailSoon(new ShardNodesException($"Shard {k} of {_shards.Length} cannot be reached: {reason}. Its shard node " +
-            $"{_placement!.Hosts[k].Path.Address} left, crashed or was cut off. A run whose shards run on shard nodes cannot go on without one " +
+            $"{_placement!.Hosts[k].Path.Address} may have left, crashed or been cut off. A run whose shards run on shard nodes cannot go on without one " +
             "(a shard holds its slice of the weights and optimizer state); " + RestartAdvice), TimeSpan.Zero, shard: k);
     }
 
     /// <summary>
     /// Fails the job with <paramref name="failure"/> after <paramref name="grace"/> (<see cref="LossGrace"/> by default), unless a stop
     /// comes first: a loss during a stop of the whole cluster is the stop's (the job then ends cancelled, not failed). The first
-    /// loss is the one reported. <paramref name="shard"/> names the shard whose loss it is, if it is one.
+    /// loss is the one reported, but for a lost worker's (<paramref name="workerLoss"/>), which a shard's loss replaces: the workers
+    /// of a shard node that is gone stop, and their losses are its consequence. <paramref name="shard"/> names the shard whose loss
+    /// it is, if it is one.
     /// </summary>
-    private void FailSoon(ShardNodesException failure, TimeSpan? grace = null, int shard = -1)
+    private void FailSoon(ShardNodesException failure, TimeSpan? grace = null, int shard = -1, bool workerLoss = false)
     {
         if (_stopping)
         {
@@ -426,8 +429,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             return;
         }
         if (_divergence is not null) return; // the divergence ends the job (its shard's node is gone by now, as planned)
-        if (_pendingFailure is not null) return;
-        (_pendingFailure, _pendingFailureShard) = (failure, shard);
+        if (_pendingFailure is not null && !(_pendingWorkerLoss && shard >= 0)) return;
+        (_pendingFailure, _pendingFailureShard, _pendingWorkerLoss) = (failure, shard, workerLoss);
         Timers.StartSingleTimer(nameof(FailNow), new FailNow(), grace ?? LossGrace);
     }
 
@@ -514,7 +517,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
                 FailSoon(new ShardNodesException($"Worker {lost.WorkerIndex} was lost, leaving {Counts.Of(alive, "worker")} of the Cluster:MinWorkers = " +
                     $"{_settings.MinWorkers} the job needs, and every one of the {_taken.Length} worker slots the shards were placed for is taken, so no " +
                     "worker can join this job: " + RestartAdvice + " Or set Cluster:ShardNodes to false (the shards then run in the parameter server's " +
-                    $"process, which takes joining workers up to {UpdatePolicy.MaxWorkers} in all)."), WorkerLossGrace);
+                    $"process, which takes joining workers up to {UpdatePolicy.MaxWorkers} in all)."), WorkerLossGrace, workerLoss: true);
                 return;
             }
             _log.Warning("Parameter server: worker {0} was lost, leaving {1} of the Cluster:MinWorkers = {2} the job needs; {3} still free " +

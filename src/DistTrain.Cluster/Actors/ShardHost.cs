@@ -121,12 +121,13 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// How long a shard node stopped by a signal (Ctrl-C, SIGTERM) while it hosts a shard stays for the job's end: when the whole
-    /// cluster stops (Ctrl-C of <c>deploy/local/cluster.sh</c>, <c>docker compose stop</c>), the parameter server gathers the stop's
+    /// How long a shard node stopped by a signal (Ctrl-C, SIGTERM) while it hosts a shard stays for the job's end or the shard's
+    /// release: when every node stops at once (Ctrl-C of <c>deploy/local/cluster.sh</c>), the parameter server gathers the stop's
     /// weights from its shards and saves them, and only then ends the job; a shard node that left at once took its slice with it.
-    /// 10 s: the parameter server's own wait for the stop's weights, and docker's default grace before SIGKILL.
+    /// 10 s: the parameter server's own wait for the stop's weights (docker gives a container 10 s by default before SIGKILL;
+    /// <c>deploy/docker-compose.yml</c> gives 40 s). A shard node stopped alone leaves that much later.
     /// </summary>
-    internal static readonly TimeSpan StopStay = TimeSpan.FromSeconds(10);
+    public static readonly TimeSpan StopStay = TimeSpan.FromSeconds(10);
 
     /// <summary>True when <paramref name="host"/> holds a shard; false when it holds none, is gone or does not answer within 1 s.</summary>
     internal static async Task<bool> HostsShardAsync(IActorRef host)

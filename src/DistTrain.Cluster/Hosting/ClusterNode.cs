@@ -406,14 +406,17 @@ public static class ClusterNode
     /// <exception cref="Actors.NodeDownedException">The node was downed before the job ended.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> stopped the node.</exception>
     /// <exception cref="PortInUseException">Cluster:Port was taken after the start-up check.</exception>
+    /// <param name="stopStay">How long a stop (<paramref name="cancellationToken"/>) that comes while this node hosts a shard, with every
+    /// member reachable, waits for the job's end or the shard's release first (<see cref="ShardHost.StopStay"/> from the command
+    /// line); zero: it stops at once.</param>
     public static async Task<JobFinished> RunShardHostAsync(ShardHostSettings settings, TrainingOptions options, ClusterSecurity security,
-        CancellationToken cancellationToken) => await RunShardHostWithTimeoutAsync(settings, options, security,
-            TimeSpan.FromSeconds(options.Cluster.JoinTimeoutSeconds), cancellationToken).ConfigureAwait(false);
+        CancellationToken cancellationToken, TimeSpan stopStay = default) => await RunShardHostWithTimeoutAsync(settings, options, security,
+            TimeSpan.FromSeconds(options.Cluster.JoinTimeoutSeconds), cancellationToken, stopStay).ConfigureAwait(false);
 
-    /// <summary>As <see cref="RunShardHostAsync(ShardHostSettings, TrainingOptions, ClusterSecurity, CancellationToken)"/>, waiting
+    /// <summary>As <see cref="RunShardHostAsync(ShardHostSettings, TrainingOptions, ClusterSecurity, CancellationToken, TimeSpan)"/>, waiting
     /// <paramref name="parameterServerTimeout"/> without a parameter-server member (tests shorten it without shortening the join).</summary>
     internal static async Task<JobFinished> RunShardHostWithTimeoutAsync(ShardHostSettings settings, TrainingOptions options, ClusterSecurity security,
-        TimeSpan parameterServerTimeout, CancellationToken cancellationToken)
+        TimeSpan parameterServerTimeout, CancellationToken cancellationToken, TimeSpan stopStay = default)
     {
         ArgumentNullException.ThrowIfNull(settings);
         if (TrainingOptionsValidator.WorkerSeedProblems(options, node: "shard") is { Count: > 0 } seeds) throw new ConfigurationException("shard node options", seeds);
@@ -441,16 +444,23 @@ public static class ClusterNode
             {
                 return await completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && actorSystem is not null)
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && actorSystem is not null && stopStay > TimeSpan.Zero)
             {
-                // Stopped while hosting a shard, with every member reachable: most likely the whole cluster stops, and the parameter
-                // server gathers the stop's weights from its shards before it ends the job. Stay for that end, for a while.
-                if (Akka.Cluster.Cluster.Get(actorSystem).State.Unreachable.Count == 0 && await ShardHost.HostsShardAsync(shardHost).ConfigureAwait(false))
+                // Stopped while hosting a shard, with every member reachable: the whole cluster may be stopping, and then the parameter
+                // server gathers the stop's weights from its shards before it ends the job. Stay for that end, or until the shard is
+                // released (its owner gone) or a member becomes unreachable, for at most stopStay. Only the job's end as it reports
+                // it is the node's result; anything else (a downing, a failure) ends the stay as the stop it is.
+                var cluster = Akka.Cluster.Cluster.Get(actorSystem);
+                if (cluster.State.Unreachable.Count == 0 && await ShardHost.HostsShardAsync(shardHost).ConfigureAwait(false))
                 {
-                    Akka.Event.Logging.GetLogger(actorSystem, nameof(ClusterNode)).Info("Shard node: stopping once the job ends, for at most {0:F0} s, " +
-                        "so that a parameter server that stops too can gather the stop's weights from this shard.", ShardHost.StopStay.TotalSeconds);
-                    if (await Task.WhenAny(completion.Task, Task.Delay(ShardHost.StopStay, CancellationToken.None)).ConfigureAwait(false) == completion.Task)
-                        return await completion.Task.ConfigureAwait(false);
+                    Akka.Event.Logging.GetLogger(actorSystem, nameof(ClusterNode)).Info("Shard node: stopping once the job ends or the shard is " +
+                        "released, for at most {0:F0} s, so that a parameter server that stops too can gather the stop's weights from this shard.",
+                        stopStay.TotalSeconds);
+                    var stay = System.Diagnostics.Stopwatch.StartNew();
+                    while (!completion.Task.IsCompleted && stay.Elapsed < stopStay && cluster.State.Unreachable.Count == 0
+                        && await ShardHost.HostsShardAsync(shardHost).ConfigureAwait(false))
+                        await Task.WhenAny(completion.Task, Task.Delay(TimeSpan.FromMilliseconds(200), CancellationToken.None)).ConfigureAwait(false);
+                    if (completion.Task.IsCompletedSuccessfully) return completion.Task.Result;
                 }
                 throw;
             }
