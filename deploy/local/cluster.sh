@@ -429,20 +429,22 @@ elif [ ${#running[@]} -gt 0 ]; then
   # The run failed, or the parameter server cancelled the job: the nodes still running are stopped (SIGTERM, as Ctrl-C)
   # and waited for, so that none outlives the script; one still running after 30 s gets a second SIGTERM, which ends a
   # node at once.
+  # alive_after TENTHS PID...: waits up to TENTHS tenths of a second for the PIDs to end; those still running are left in alive.
+  alive_after() {
+    local tenths=$1 pid; shift
+    for _ in $(seq "$tenths"); do
+      alive=(); for pid in "$@"; do ! kill -0 "$pid" 2>/dev/null || alive+=("$pid"); done
+      [ ${#alive[@]} -gt 0 ] || return 0; sleep 0.1 || true
+    done
+  }
   kill -TERM "${running[@]}" 2>/dev/null || true
-  for _ in $(seq 300); do
-    alive=(); for pid in "${running[@]}"; do ! kill -0 "$pid" 2>/dev/null || alive+=("$pid"); done
-    [ ${#alive[@]} -gt 0 ] || break; sleep 0.1 || true
-  done
+  alive_after 300 "${running[@]}"
   # Only nodes still running (not yet waited for, so their PIDs are theirs) get the second SIGTERM; one that has not ended
   # 10 s later (frozen: SIGSTOP, a debugger) is killed, and named, rather than waited for without end.
   if [ ${#alive[@]} -gt 0 ]; then
     kill -TERM "${alive[@]}" 2>/dev/null || true
-    for _ in $(seq 100); do
-      still=(); for pid in "${alive[@]}"; do ! kill -0 "$pid" 2>/dev/null || still+=("$pid"); done
-      [ ${#still[@]} -gt 0 ] || break; sleep 0.1 || true
-    done
-    for pid in "${still[@]}"; do
+    alive_after 100 "${alive[@]}"
+    for pid in "${alive[@]}"; do
       echo "${names[$pid]} did not end within 40 s of the run's end (frozen, or stopped by SIGSTOP?); killing it (SIGKILL). Its log: $logs/${names[$pid]}.log." >&2
       kill -KILL "$pid" 2>/dev/null || true
     done

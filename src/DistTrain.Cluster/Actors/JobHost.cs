@@ -1096,10 +1096,10 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // Standby parameter-server nodes end too.
         foreach (var member in OtherParameterServers())
             Context.ActorSelection(new RootActorPath(member.Address) / "user" / ParameterServerNode.Name).Tell(_finished);
-        if (done.Result is { Version: > 0 } && _options.Cluster.ShardNodes)
-            _log.Info("Data plane: the workers exchanged every tensor with the shard nodes directly; each shard node's log gives its bytes.");
-        else if (done.Result is { Version: > 0 } finished)
-            _log.Info(string.Format(CultureInfo.InvariantCulture, "Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x the workers of each step, is {4:N0}); "
+        if (done.Result is { Version: > 0 } finished)
+            _log.Info(_options.Cluster.ShardNodes
+                ? "Data plane: the workers exchanged every tensor with the shard nodes directly; each shard node's log gives its bytes."
+                : string.Format(CultureInfo.InvariantCulture, "Data plane: {0:N0} bytes sent and {1:N0} received over {2} steps, {3:N0} bytes per step (the minimum, 2 x model x the workers of each step, is {4:N0}); "
                 + "per step {5:N0} sent (weights) and {6:N0} received (gradients)",
                 TensorFrame.BytesSent, TensorFrame.BytesReceived, finished.Version,
                 (TensorFrame.BytesSent + TensorFrame.BytesReceived) / finished.Version,

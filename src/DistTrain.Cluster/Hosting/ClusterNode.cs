@@ -446,22 +446,7 @@ public static class ClusterNode
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && actorSystem is not null && stopStay > TimeSpan.Zero)
             {
-                // Stopped while hosting a shard, with every member reachable: the whole cluster may be stopping, and then the parameter
-                // server gathers the stop's weights from its shards before it ends the job. Stay for that end, or until the shard is
-                // released (its owner gone) or a member becomes unreachable, for at most stopStay. Only the job's end as it reports
-                // it is the node's result; anything else (a downing, a failure) ends the stay as the stop it is.
-                var cluster = Akka.Cluster.Cluster.Get(actorSystem);
-                if (cluster.State.Unreachable.Count == 0 && await ShardHost.HostsShardAsync(shardHost).ConfigureAwait(false))
-                {
-                    Akka.Event.Logging.GetLogger(actorSystem, nameof(ClusterNode)).Info("Shard node: stopping once the job ends or the shard is " +
-                        "released, for at most {0:F0} s, so that a parameter server that stops too can gather the stop's weights from this shard.",
-                        stopStay.TotalSeconds);
-                    var stay = System.Diagnostics.Stopwatch.StartNew();
-                    while (!completion.Task.IsCompleted && stay.Elapsed < stopStay && cluster.State.Unreachable.Count == 0
-                        && await ShardHost.HostsShardAsync(shardHost).ConfigureAwait(false))
-                        await Task.WhenAny(completion.Task, Task.Delay(TimeSpan.FromMilliseconds(200), CancellationToken.None)).ConfigureAwait(false);
-                    if (completion.Task.IsCompletedSuccessfully) return completion.Task.Result;
-                }
+                if (await StayForTheJobsEndAsync(actorSystem, shardHost, completion.Task, stopStay).ConfigureAwait(false) is { } finished) return finished;
                 throw;
             }
         }
@@ -477,6 +462,30 @@ public static class ClusterNode
             }
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// A shard node stopped while it hosts a shard, with every member reachable: the whole cluster may be stopping, and then the
+    /// parameter server gathers the stop's weights from its shards before it ends the job. Stays for that end, or until the shard
+    /// is released (its owner gone) or a member becomes unreachable, for at most <paramref name="stopStay"/>, checking every
+    /// 0.2 s. Returns the job's end as the parameter server reported it during the stay; null when the node did not stay, or the
+    /// stay ended otherwise (a downing or a failure ends it as the stop it is).
+    /// </summary>
+    private static async Task<JobFinished?> StayForTheJobsEndAsync(ActorSystem system, IActorRef shardHost, Task<JobFinished> jobEnd, TimeSpan stopStay)
+    {
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        var stay = System.Diagnostics.Stopwatch.StartNew();
+        var stayed = false;
+        while (!jobEnd.IsCompleted && stay.Elapsed < stopStay && cluster.State.Unreachable.Count == 0
+            && await ShardHost.HostsShardAsync(shardHost).ConfigureAwait(false))
+        {
+            if (!stayed)
+                Akka.Event.Logging.GetLogger(system, nameof(ClusterNode)).Info("Shard node: stopping once the job ends or the shard is released, for " +
+                    "at most {0:F0} s, so that a parameter server that stops too can gather the stop's weights from this shard.", stopStay.TotalSeconds);
+            stayed = true;
+            await Task.WhenAny(jobEnd, Task.Delay(TimeSpan.FromMilliseconds(200), CancellationToken.None)).ConfigureAwait(false);
+        }
+        return stayed && jobEnd.IsCompletedSuccessfully ? jobEnd.Result : null;
     }
 
     /// <summary>
