@@ -75,7 +75,7 @@ public class MessageRoundTripTests() : TestKit(TestTimeouts.TestKitConfig)
                 ClusterProtocolInfo.Version),
             nameof(ShardHosted) => new ShardHosted("0123456789ab", 2, probe, "10.0.0.9", 4055, [probe, TestActor], [.. Enumerable.Range(0, 32).Select(i => (byte)(i + 3))],
                 ClusterProtocolInfo.Version),
-            nameof(ShardRoundApplied) => new ShardRoundApplied(2, 3, 1, 41, 1, 118, 96, 140.5, 0.0125, 0.0004, PartFinished: true, 0.0375, 1.25),
+            nameof(ShardRoundApplied) => new ShardRoundApplied(2, 3, 1, 41, 1, 118, 96, 140.5, 0.0125, 0.0004, PartFinished: true, 0.0375, 1.25, 0.0031),
             nameof(ShardSliceRequest) => new ShardSliceRequest(7, WithOptimizerState: true, Version: 12),
             nameof(ShardServersAssigned) => new ShardServersAssigned("0123456789ab", 3, ["10.0.0.7", "shard-1.example"], [4055, 4056],
                 [.. Enumerable.Range(0, 32).Select(i => (byte)(i * 3 + 1))], [.. Enumerable.Range(0, 32).Select(i => (byte)(i + 17))],

@@ -473,6 +473,31 @@ public sealed class ParameterShardActorTests : TestKit
     }
 
     /// <summary>
+    /// A shard's report of a round gives the round's time, from its slice of the round's weights going out to its step
+    /// (<see cref="ShardRoundApplied.RoundSeconds"/>, which the parameter server records per shard): at least the 150 ms the
+    /// workers here wait before they compute, and at least the update itself; the merged report gives the slowest shard's.
+    /// Without it a shard node's round was recorded as its update alone.
+    /// </summary>
+    [Fact]
+    public void A_shards_round_report_gives_the_time_from_its_weights_going_out_to_its_step()
+    {
+        var run = new TwoShardPart(this, [2, 2]);
+        Thread.Sleep(150); // the workers hold round 0's weights and compute only now
+        for (var w = 0; w < 2; w++) run.Report(w, 0);
+        var reports = new[] { run.Owner.ExpectMsg<ShardRoundApplied>(), run.Owner.ExpectMsg<ShardRoundApplied>() };
+        foreach (var report in reports)
+        {
+            Assert.True(report.RoundSeconds >= 0.15, $"shard {report.Shard}: round {report.RoundSeconds} s");
+            Assert.True(report.RoundSeconds >= report.UpdateSeconds && report.UpdateSeconds > 0, $"shard {report.Shard}: round {report.RoundSeconds} s, update {report.UpdateSeconds} s");
+        }
+        var merge = new ShardRoundMerge(run.Shards);
+        Assert.Null(merge.Take(run.Shards[reports[0].Shard], reports[0], out _));
+        Assert.Null(merge.Take(run.Shards[reports[1].Shard], reports[1], out var merged));
+        Assert.Equal(reports.Max(r => r.RoundSeconds), merged!.RoundSeconds);
+        run.Stop();
+    }
+
+    /// <summary>
     /// Two shards that run on their own and two workers (probes with a <see cref="ShardedReplicaLink"/> each) in one part of
     /// epoch 1 with <paramref name="rounds"/> per worker, the starting weights taken: the setting of the loss tests below.
     /// The shards report to <see cref="Owner"/>; the arbiter is a real <see cref="ShardLossArbiter"/> reporting to

@@ -199,6 +199,103 @@ public sealed class ShardNodeTests : IDisposable
     }
 
     /// <summary>
+    /// A shard node's metrics: while it hosts a shard, the shard's actor has a mailbox-depth series with role
+    /// <c>parameter-shard</c> and counts the messages it handles under that role; a shard that fails (here on a piece of a checkpoint
+    /// that is not its own) counts as a failure of that role, and its mailbox series goes with it. Without them a shard node
+    /// exported none of its shard's actor series.
+    /// </summary>
+    [Fact]
+    public async Task A_shard_nodes_shard_has_actor_metrics_and_its_failure_counts_under_its_role()
+    {
+        var ports = TestPorts.Free(2);
+        var seed = $"akka.tcp://disttrain@127.0.0.1:{ports[0]}";
+        var psOptions = Options(seed, ports[0], 0);
+        var ps = await StartNodeAsync(psOptions, NodeRoles.ParameterServer);
+        var shardOptions = Options(seed, 0, ports[1]);
+        var security = new ClusterSecurity(Identity, null);
+        using var stop = new CancellationTokenSource();
+        var run = ClusterNode.RunShardHostAsync(ClusterNode.ShardHostSettingsOf(shardOptions, security), shardOptions, security, stop.Token);
+        try
+        {
+            var member = await UpMemberAsync(ps, NodeRoles.ParameterShard);
+            var host = await ps.ActorSelection(new RootActorPath(member.Address) / "user" / ShardHost.Name).ResolveOne(Guard);
+            var owner = Inbox.Create(ps);
+            byte[][] tokens = [RandomNumberGenerator.GetBytes(32)];
+            var starting = ClusterNode.ShardHostSettingsOf(psOptions, security).StartingWeights;
+            var request = ShardHost.Request(Identity, ps, owner.Receiver, host, "job-1", 0, 2, tokens, starting, ModelFingerprint.ServerSettingsOf(psOptions));
+            owner.Send(host, request);
+            var hosted = Assert.IsType<ShardHosted>(await owner.ReceiveAsync(Guard));
+            var shardPath = hosted.ShardActor.Path.ToStringWithoutAddress();
+            var (mailboxes, failuresBefore) = ShardActorMeasurements();
+            Assert.Contains(mailboxes, path => path.EndsWith(shardPath, StringComparison.Ordinal));
+
+            // Two requests for its weights from an actor that is not the run's owner: handled (refused with a warning), and counted.
+            var messages = 0L;
+            using (var listener = new System.Diagnostics.Metrics.MeterListener())
+            {
+                listener.InstrumentPublished = (instrument, l) =>
+                {
+                    if (instrument.Meter.Name == DistTrain.Cluster.Metrics.DistTrainMetrics.Meter.Name && instrument.Name == "actor.messages")
+                        l.EnableMeasurementEvents(instrument);
+                };
+                listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+                {
+                    foreach (var tag in tags)
+                        if (tag.Key == "role" && tag.Value as string == NodeRoles.ParameterShard) Interlocked.Add(ref messages, value);
+                });
+                listener.Start();
+                var stranger = Inbox.Create(ps);
+                for (var i = 0; i < 2; i++) stranger.Send(hosted.ShardActor, new ShardSliceRequest(i));
+                var counted = Task.Run(async () =>
+                {
+                    while (Interlocked.Read(ref messages) < 2) await Task.Delay(20);
+                });
+                await counted.WaitAsync(Guard);
+            }
+
+            // A piece of shard 1's checkpoint to shard 0: the shard stops on it, and its host tells the owner.
+            owner.Send(hosted.ShardActor, new ShardSliceChunk(0, 1, 3, 0, 10, new float[10]));
+            var failed = Assert.IsType<ShardFailed>(await owner.ReceiveAsync(Guard));
+            Assert.Contains("cannot be taken: it is shard 1's", failed.Reason);
+            var (after, failuresAfter) = ShardActorMeasurements();
+            Assert.True(failuresAfter >= failuresBefore + 1, $"parameter-shard failures {failuresBefore} before, {failuresAfter} after");
+            Assert.DoesNotContain(after, path => path.EndsWith(shardPath, StringComparison.Ordinal));
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAny(run, Task.Delay(Guard));
+        }
+    }
+
+    /// <summary>What this process's meter reports of role <c>parameter-shard</c> now: the actors with a mailbox-depth series,
+    /// and the failures (summed over nodes).</summary>
+    private static (List<string> Mailboxes, long Failures) ShardActorMeasurements()
+    {
+        var (mailboxes, failures) = (new List<string>(), 0L);
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == DistTrain.Cluster.Metrics.DistTrainMetrics.Meter.Name
+                && instrument.Name is "actor.mailbox.depth" or "actor.failures")
+                l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            string? role = null, actor = null;
+            foreach (var tag in tags)
+                if (tag.Key == "role") role = tag.Value as string;
+                else if (tag.Key == "actor") actor = tag.Value as string;
+            if (role != NodeRoles.ParameterShard) return;
+            if (instrument.Name == "actor.failures") failures += value;
+            else mailboxes.Add(actor!);
+        });
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return (mailboxes, failures);
+    }
+
+    /// <summary>
     /// A parameter server that leaves without reporting the job's end (as one stopped with a Checkpoint:Directory and no standby
     /// does) leaves the shard node alone in the cluster: its run fails after Cluster:JoinTimeoutSeconds with a message that says
     /// so, instead of waiting for ever.

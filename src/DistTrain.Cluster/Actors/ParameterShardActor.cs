@@ -75,6 +75,9 @@ public sealed class ParameterShardActor : ReceiveActor
     private readonly Dictionary<(int Round, int Stamp), double?[]> _normParts = [];
     private int _sentRound = -1;      // the round of the last broadcast: the next round's slices are computed on its weights
     private long _sentVersion;        // the version of the last broadcast
+    private long _sentTimestamp;      // when the last broadcast went out (Stopwatch): the next round's start
+    private long _heldSentTimestamp;  // that of the kept inputs' broadcast, which a redo's round starts from
+    private readonly System.Diagnostics.TagList _metricTags = Metrics.DistTrainMetrics.Tags(NodeRoles.ParameterShard);
     // The three newest broadcasts' slices by version (arrays the shard never writes again): the last good weights on a divergence,
     // this shard's, or another's (ShardSliceRequest.Version) after this one stepped the round that diverged elsewhere.
     private readonly List<(long Version, float[] Weights)> _sent = [];
@@ -148,6 +151,16 @@ public sealed class ParameterShardActor : ReceiveActor
     public static Props Props(ParameterShard shard, ParameterVector wholeWeights, OptimizerOptions optimizer, int totalEpochs, IActorRef owner,
         OptimizerOptions? configuredOptimizer = null) =>
         Akka.Actor.Props.Create(() => new ParameterShardActor(shard, wholeWeights, optimizer, totalEpochs, owner, configuredOptimizer));
+
+    /// <inheritdoc />
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        // The shard node's actor metrics (role parameter-shard), as the parameter server's own actor records them.
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var handled = base.AroundReceive(receive, message);
+        Metrics.DistTrainMetrics.Handled(_metricTags, started);
+        return handled;
+    }
 
     private void OnPartStart(ShardPartStart start)
     {
@@ -446,6 +459,7 @@ public sealed class ParameterShardActor : ReceiveActor
         _heldStepCount = _model.Optimizer.StepCount;
         _heldVersion = _model.Version;
         _heldFirstStepLoss = _firstStepLoss;
+        _heldSentTimestamp = _sentTimestamp;
     }
 
     private void RestoreInputs()
@@ -458,6 +472,7 @@ public sealed class ParameterShardActor : ReceiveActor
         _model.Optimizer.StepCount = _heldStepCount;
         _model.Version = _heldVersion;
         _firstStepLoss = _heldFirstStepLoss;
+        _sentTimestamp = _heldSentTimestamp;
     }
 
     private void Step(LedgerAction<GradientComputed> action)
@@ -469,7 +484,7 @@ public sealed class ParameterShardActor : ReceiveActor
         {
             // Redone without any report: the round makes no step (its weights are the inputs, put back).
             Broadcast(action.Round, action.Stamp);
-            ReportRound(action, 0, 0, 0, 0, partFinished);
+            ReportRound(action, 0, 0, 0, 0, 0, partFinished);
             ReportDeferredPartEnd();
             return;
         }
@@ -542,9 +557,11 @@ public sealed class ParameterShardActor : ReceiveActor
             // puts the kept null back first, so it is the step as decided, without a dropped slice's loss.
             _firstStepLoss = roundLoss / roundSamples;
         }
-        var updateSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+        var finished = System.Diagnostics.Stopwatch.GetTimestamp();
+        var updateSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(started, finished).TotalSeconds;
+        var roundSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(_sentTimestamp, finished).TotalSeconds;
         Broadcast(action.Round, action.Stamp);
-        ReportRound(action, roundSamples, roundLoss, scheduledRate, updateSeconds, partFinished);
+        ReportRound(action, roundSamples, roundLoss, scheduledRate, updateSeconds, roundSeconds, partFinished);
         ReportDeferredPartEnd();
     }
 
@@ -566,11 +583,12 @@ public sealed class ParameterShardActor : ReceiveActor
 
     /// <summary>Tells the owner the round is applied (<see cref="ShardRoundApplied"/>), after its result went to the workers.</summary>
     // partFinished: whether the part was over when the round closed (Step), not when the report goes out.
-    private void ReportRound(LedgerAction<GradientComputed> action, int samples, double lossSum, double learningRate, double updateSeconds, bool partFinished)
+    private void ReportRound(LedgerAction<GradientComputed> action, int samples, double lossSum, double learningRate, double updateSeconds,
+        double roundSeconds, bool partFinished)
     {
         var (l1, l2) = Penalties(action.Round, samples, partFinished);
         _owner.Tell(new ShardRoundApplied(_shard.Index, _part!.Epoch, _part.Part, action.Round, action.Stamp, _model.Version, samples, lossSum,
-            learningRate, updateSeconds, partFinished, l1, l2));
+            learningRate, updateSeconds, partFinished, l1, l2, roundSeconds));
     }
 
     /// <summary>
@@ -606,6 +624,7 @@ public sealed class ParameterShardActor : ReceiveActor
         var message = new ShardWeights(_shard.Index, _part!.Epoch, round, stamp, _model.Version, (float[])_model.Weights.Values.Clone(), _part.Part);
         _sentRound = round;
         _sentVersion = _model.Version;
+        _sentTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
         // A redo replaces the results of its version and of any later one. Two versions are enough for this shard's last good
         // weights; a third lets it answer for the version before a round it stepped while another shard diverged on that round.
         _sent.RemoveAll(s => s.Version >= _model.Version);

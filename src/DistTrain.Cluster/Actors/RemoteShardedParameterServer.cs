@@ -587,8 +587,8 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             _log.Warning("Parameter server: {0}", problem);
             return;
         }
-        if (report.Shard >= 0 && report.Shard < _shardTags.Length)
-            Metrics.DistTrainMetrics.ShardRoundSeconds.Record(report.UpdateSeconds, _shardTags[report.Shard]);
+        if (report.SampleCount > 0 && report.Shard >= 0 && report.Shard < _shardTags.Length) // a round with a step
+            Metrics.DistTrainMetrics.ShardRoundSeconds.Record(report.RoundSeconds, _shardTags[report.Shard]);
         if (merged is null) return;
         if (merged.SampleCount > 0)
         {

@@ -346,7 +346,10 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
 
     /// <inheritdoc />
     protected override SupervisorStrategy SupervisorStrategy() => new StoppingStrategy((child, failure) =>
-        _failures[child] = failure is ActorInitializationException { InnerException: { } inner } ? inner : failure);
+    {
+        _failures[child] = failure is ActorInitializationException { InnerException: { } inner } ? inner : failure;
+        Metrics.DistTrainMetrics.RecordFailure(NodeRoles.ParameterShard); // the shard or its data plane
+    });
 
     /// <summary>Stops a failed child, never restarts it (a restarted shard would hold its starting weights and refuse every
     /// slice), and records which child failed with what.</summary>
@@ -555,6 +558,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         var shardActor = Context.Watch(Context.ActorOf(ParameterShardActor.Props(hosting.Shard, _settings.StartingWeights,
             _settings.ServerOptimizer ?? _settings.Optimizer, _settings.TotalEpochs, hosting.Owner, configuredOptimizer: _settings.Optimizer), $"shard-{request.Shard}-{_hosted}"));
         hosting.ShardActor = shardActor;
+        Metrics.DistTrainMetrics.WatchMailbox(NodeRoles.ParameterShard, shardActor);
         var system = Context.System;
         var port = hosting.Listener.Port;
         var proof = _settings.Identity.ShardHostedProof(PathOf(hosting.Owner, system), request.Proof, request.JobId, request.Shard, PathOf(shardActor, system),
@@ -664,6 +668,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         Context.Unwatch(hosting.Owner);
         hosting.Listener.Detach(hosting.Plane);
         hosting.Listener.Dispose();
+        Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.ParameterShard, hosting.ShardActor);
         foreach (var actor in new[] { hosting.ShardActor, hosting.Plane })
             if (!actor.IsNobody())
             {
@@ -680,6 +685,7 @@ public sealed class ShardHost : ReceiveActor, IWithTimers
         _cluster?.Unsubscribe(Self);
         if (_hosting is { } hosting)
         {
+            Metrics.DistTrainMetrics.UnwatchMailbox(NodeRoles.ParameterShard, hosting.ShardActor);
             hosting.Listener.Dispose();
             hosting.Owner.Tell(Failed(hosting, "the shard node's host stopped (the node is shutting down)"));
             if (_waiting is { } waiting) Refuse(waiting.Owner, waiting.Request, "the shard node is stopping: place the shard on another shard node");

@@ -76,7 +76,7 @@ public sealed class ShardRoundMerge
             l1 += r!.L1Penalty;
             l2 += r.L2Penalty;
         }
-        merged = lead with { UpdateSeconds = reports.Max(r => r!.UpdateSeconds), PartFinished = reports.Any(r => r!.PartFinished), L1Penalty = l1, L2Penalty = l2 };
+        merged = lead with { UpdateSeconds = reports.Max(r => r!.UpdateSeconds), RoundSeconds = reports.Max(r => r!.RoundSeconds), PartFinished = reports.Any(r => r!.PartFinished), L1Penalty = l1, L2Penalty = l2 };
         return null;
     }
 }

@@ -189,7 +189,7 @@ public static class DistTrainMetrics
         Meter.CreateObservableGauge("training.gradient_norm", () => LayerValues(l => l.GradientNorm), description: "L2 norm of the averaged gradient, per tensor.");
         Meter.CreateObservableGauge("training.weight_norm", () => LayerValues(l => l.WeightNorm), description: "L2 norm of the weights, per tensor.");
         Meter.CreateObservableGauge("training.update_ratio", () => LayerValues(l => l.UpdateRatio), description: "L2 norm of the last update over L2 norm of the weights, per tensor (a ratio).");
-        Meter.CreateObservableCounter("actor.failures", () => new[] { "coordinator", "parameter-server", "worker" }
+        Meter.CreateObservableCounter("actor.failures", () => new[] { "coordinator", "parameter-server", "worker", "parameter-shard" }
             .Select(role => new Measurement<long>(FailureCounts.GetValueOrDefault(role), new("role", role), new("node", Node))), "{failure}", "Actors stopped after an exception (DistTrain restarts none).");
         Meter.CreateObservableCounter("actor.dead_letters", () => new Measurement<long>(Interlocked.Read(ref _deadLetters), new KeyValuePair<string, object?>("node", Node)), "{message}", "Messages published as dead letters.");
         // Both roles on every node, from the first scrape: a node that does not run a role reports 0 for it, so every

@@ -157,8 +157,9 @@ public static class ClusterProtocolInfo
     /// job's last good weights are put together from the shard nodes; and shards measure the per-tensor norms,
     /// ShardPartStart.GradientNormEverySteps and ShardHealthSquares; 13: shard nodes take Cluster:Compression, the workers send them
     /// cuts of the encoded gradient, and the whole-job settings compared, ModelFingerprint.ServerSettingsOf, hold the compression; 14: a
-    /// worker that loses a shard's connection names the shard, WorkerFailed.LostShard, so the job ends with the shard's loss).</summary>
-    public const int Version = 14;
+    /// worker that loses a shard's connection names the shard, WorkerFailed.LostShard, so the job ends with the shard's loss; 15: a shard node reports its round's time,
+    /// ShardRoundApplied.RoundSeconds, without which its parameter server would record 0 s rounds).</summary>
+    public const int Version = 15;
 
     /// <summary>
     /// Why two nodes of a job cannot work together: <paramref name="other"/> runs protocol <paramref name="otherVersion"/> (0: a

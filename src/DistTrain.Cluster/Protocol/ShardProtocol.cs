@@ -623,6 +623,9 @@ public sealed record ShardSliceChunk(
 /// that can be its part's last (from the lowest last round of the part's workers on, and a round without a step); else 0. The
 /// model's term, as <see cref="EpochCompleted.L1Penalty"/> reports it, is the K shards' sum.</param>
 /// <param name="L2Penalty">The L2 term <c>λ₂/2 Σw²</c>, likewise.</param>
+/// <param name="RoundSeconds">The shard's round, seconds: from its slice of the weights the round was computed on going out to the
+/// workers to its step being applied (0 for a round without a step). What <c>disttrain_parameter_server_shard_round_seconds</c>
+/// records, as it does for a shard in the parameter server's process.</param>
 [MessagePackObject]
 public sealed record ShardRoundApplied(
     [property: Key(0)] int Shard,
@@ -637,12 +640,15 @@ public sealed record ShardRoundApplied(
     [property: Key(9)] double UpdateSeconds,
     [property: Key(10)] bool PartFinished,
     [property: Key(11)] double L1Penalty = 0,
-    [property: Key(12)] double L2Penalty = 0) : IRangeCheckedMessage
+    [property: Key(12)] double L2Penalty = 0,
+    [property: Key(13)] double RoundSeconds = 0) : IRangeCheckedMessage
 {
     /// <inheritdoc />
     public string? OutOfRange() => ShardWire.Shard(Shard) ?? ShardWire.PartOf(Epoch, Part) ?? ShardWire.AtLeast(nameof(Round), Round, 0)
         ?? ShardWire.Stamp(Stamp) ?? ShardWire.AtLeast(nameof(Version), Version, 0) ?? ShardWire.AtLeast(nameof(SampleCount), SampleCount, 0)
-        ?? (L1Penalty >= 0 && L2Penalty >= 0 ? null : $"L1Penalty {L1Penalty:R} or L2Penalty {L2Penalty:R} is not a sum of non-negative terms");
+        ?? (L1Penalty >= 0 && L2Penalty >= 0 ? null : $"L1Penalty {L1Penalty:R} or L2Penalty {L2Penalty:R} is not a sum of non-negative terms")
+        ?? (UpdateSeconds >= 0 && RoundSeconds >= 0 && double.IsFinite(UpdateSeconds) && double.IsFinite(RoundSeconds) ? null
+            : $"UpdateSeconds {UpdateSeconds:R} or RoundSeconds {RoundSeconds:R} is not a finite duration of at least 0");
 }
 
 /// <summary>A loss decision, made and sent to every shard; <see cref="ShardLossArbiter"/> tells it to whoever reported the loss.</summary>
