@@ -706,6 +706,58 @@ public sealed class DataPlaneSocketTests() : TestKit(Akka.Configuration.Configur
     }
 
     /// <summary>
+    /// With the shards on shard nodes, the job host gives out only the worker slots the shards are placed for (1 starting worker:
+    /// 9 slots, 0 to 8). A worker that registers once they are all given out, a new one or a restarted one in its next round, is
+    /// refused with the reason and the fix (its node exits with code 2), not accepted into a slot that no shard holds a token
+    /// for, where it stayed idle until the job ended; its refusal gives it no index. (No shard node runs here, as above.)
+    /// </summary>
+    [Fact]
+    public async Task On_shard_nodes_a_worker_beyond_the_placed_slots_is_refused_naming_the_slots_and_the_fix()
+    {
+        using var cluster = ActorSystem.Create("shard-slots", Akka.Configuration.ConfigurationFactory.ParseString(
+            "akka.actor.provider = cluster\nakka.remote.dot-netty.tcp.hostname = 127.0.0.1\nakka.remote.dot-netty.tcp.port = 0\nakka.loglevel = INFO"));
+        var log = LogProbe<Info>(cluster);
+        var options = TestData.Options(TestData.Mlp(10), workers: 1, batch: 8, epochs: 1);
+        options.Cluster.MinWorkers = 1;
+        options.Cluster.SharedMemory = false;
+        options.Cluster.ShardNodes = true;
+        options.Cluster.ParameterServerShards = 2;
+        options.Checkpoint.EverySteps = 0;
+        var parameterCount = ModelFactory.Build(options.Model).Layout.TotalLength;
+        var identity = new JobIdentity(options.Cluster.JobName, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var listener = _owned.Own(DataPlaneListener.Start(0, certificates: null));
+        var host = cluster.ActorOf(JobHost.Props(options, new ClusterSecurity(identity, null), listener, 1000, 250, 0, "127.0.0.1",
+            new NullTrainingObserver(), new TaskCompletionSource<TrainingResult>()));
+
+        var (first, accepted) = Register(host, options, identity, agent: CreateTestProbe(), round: 1);
+        first.Send(host, new WorkerReady(0, CreateTestProbe().Ref, Round: 1));
+        Connect(listener.Port).Send(Hello(0, parameterCount, accepted.DataToken!));
+        FishLog(log, "Training starts with 1 worker", "the start");
+        Assert.Equal(9, RemoteShardSettings.WorkerSlotsFor(1));
+        var joiners = new List<Akka.TestKit.TestProbe>();
+        for (var index = 1; index < 9; index++)
+        {
+            var (joiner, joined) = Register(host, options, identity, agent: CreateTestProbe(), round: 1);
+            Assert.Equal(index, joined.WorkerIndex);
+            joiners.Add(joiner);
+        }
+        const string expected = "the shards of this job (Cluster:ShardNodes) were placed for 9 worker slots (0 to 8: those of the workers the job " +
+            "started with, and as many more, at least 8 and at most 256 in all), and every one has been given out to a worker that joined or " +
+            "restarted; a shard takes no worker beyond them. To train with more workers, or to restart more, restart the job (with " +
+            "Checkpoint:Directory set, Checkpoint:Resume continues it from its newest checkpoint).";
+        var late = CreateTestProbe();
+        late.Send(host, Registration(options, identity, "akka.tcp://disttrain@127.0.0.1:4101", round: 1));
+        Assert.Equal(expected, late.ExpectMsg<RegistrationRefused>(Wait).Reason);
+        // A worker that restarts (its agent's next round) would take a new slot too: refused alike.
+        joiners[^1].Send(host, Registration(options, identity, "akka.tcp://disttrain@127.0.0.1:4100", round: 2));
+        Assert.Equal(expected, joiners[^1].ExpectMsg<RegistrationRefused>(Wait).Reason);
+        // The first worker's repeated registration in its round keeps its index: not a new slot, so not refused.
+        first.Send(host, Registration(options, identity, "akka.tcp://disttrain@127.0.0.1:4100", round: 1));
+        Assert.Equal(0, first.ExpectMsg<WorkerAccepted>(Wait).WorkerIndex);
+        await cluster.Terminate();
+    }
+
+    /// <summary>
     /// A job host of a 784-10 model that waits for Cluster:MinWorkers = 2 workers for at most
     /// <paramref name="pauseTimeoutSeconds"/> seconds, with no worker registered yet.
     /// </summary>

@@ -513,6 +513,11 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         if (_indexOf.TryGetValue(Sender, out var index) && newRound) DropEarlierRound(index);
         if (!_indexOf.TryGetValue(Sender, out index) || (_started && (_lostLinks.Contains(index) || newRound)))
         {
+            if (_started && _options.Cluster.ShardNodes && _agentAt.Count >= _shardWorkerSlots)
+            {
+                RefuseBeyondShardSlots(register.NodeName);
+                return;
+            }
             index = _agentAt.Count;
             _agentAt.Add(Sender);
             _indexOf[Sender] = index;
@@ -536,6 +541,23 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         // A takeover knows its job once a worker reports it: the newest checkpoint is read and verified now, while the
         // workers open their data planes, instead of after they are all ready (0.3-0.4 s of a takeover, measured).
         if (_takeover && !_started && register.LostParameterServer && register.JobId.Length > 0) FindResumeCheckpoint();
+    }
+
+    /// <summary>
+    /// A worker that would join the running job on shard nodes (Cluster:ShardNodes) when every worker slot the shards were placed for
+    /// has been given out (each joining or restarted worker takes a new one): no shard holds a token for another slot, so it could not
+    /// train. It is refused with the reason, which its node reports as it exits (exit code 2), rather than accepted to stay idle.
+    /// </summary>
+    private void RefuseBeyondShardSlots(string nodeName)
+    {
+        var refusal = $"the shards of this job (Cluster:ShardNodes) were placed for {_shardWorkerSlots} worker slots (0 to {_shardWorkerSlots - 1}: " +
+            $"those of the workers the job started with, and as many more, at least {RemoteShardSettings.MinSpareWorkerSlots} and at most " +
+            $"{UpdatePolicy.MaxWorkers} in all), and every one has been given out to a worker that joined or restarted; a shard takes no worker " +
+            "beyond them. To train with more workers, or to restart more, restart the job (with Checkpoint:Directory set, Checkpoint:Resume " +
+            "continues it from its newest checkpoint).";
+        if (_refused.Add(Sender)) _log.Warning("Refused worker node {0}: {1}", nodeName, refusal);
+        else _log.Debug("Refused worker node {0} again: {1}", nodeName, refusal);
+        Sender.Tell(new RegistrationRefused(refusal));
     }
 
     /// <summary>
@@ -687,6 +709,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
         if (_options.Cluster.ShardNodes && index >= _shardWorkerSlots)
         {
             // The shards hold a token for each of the slots they were placed for, and no other: its worker would get no shard nodes.
+            // (A registration is refused once the slots are given out, RefuseBeyondShardSlots; this stays as a guard.)
             _log.Warning("Worker {0} is ready, but the shards of this job (Cluster:ShardNodes) were placed for {1} worker slots (0 to {2}: those of the " +
                 "workers the job started with, and as many more, at least {3} and at most {4} in all, for workers that join or restart), all given out: it " +
                 "stays idle until the job ends. To train with more workers, restart the job (with Checkpoint:Directory set, Checkpoint:Resume continues " +

@@ -102,8 +102,8 @@ public sealed record RemoteShardSettings(JobIdentity Identity, string JobId, int
 /// and the job then ends cancelled, not failed.</para>
 /// <para>The shards are placed for more worker slots than the run starts with (<see cref="RemoteShardSettings.WorkerSlotsFor"/>), each
 /// with its own token at every shard: a worker that joins the running job (a new one, or a lost one restarted, which joins as a new
-/// worker) takes the slot of its index, and is given the shard nodes with the first part it is in. A worker joining beyond the slots is
-/// not taken by the job host (it stays idle, with a warning).</para>
+/// worker) takes the slot of its index, and is given the shard nodes with the first part it is in. A worker that would join beyond the slots is
+/// refused by the job host at its registration, naming the slots and the fix.</para>
 /// <para>A part with no minibatch (a resumed run that first scores its checkpoint's weights: every epoch was trained, or early
 /// stopping's record asks for the resumed epoch's score) only hands out the weights: every shard broadcasts its slice and reports
 /// the part's end, and its <see cref="EpochCompleted"/> (no samples) comes without a checkpoint.</para>
