@@ -21,7 +21,7 @@
 # stops that node as it stops `disttrain node` started by hand: the parameter server cancels the job (the script says
 # so and exits 130, as on Ctrl-C), a worker leaves it.
 # Cluster:MinWorkers is WORKERS unless DISTTRAIN_Cluster__MinWorkers is set. With DISTTRAIN_Metrics__Port=P (0 is off) the
-# parameter server serves metrics on port P and worker i on port P + i (each node needs its own port); a given
+# parameter server serves metrics on port P, worker i on port P + i and shard node k on P + WORKERS + k (each node needs its own port); a given
 # DISTTRAIN_Cluster__Port or DISTTRAIN_Cluster__DataPort among those ports, or the two equal, stops the script before
 # anything starts (exit code 2, naming both settings).
 # DISTTRAIN_Cluster__ShardNodes=true: the script also starts Cluster:ParameterServerShards shard nodes (disttrain node --role
@@ -93,17 +93,26 @@ while [ "$i" -le $# ]; do
   i=$((i + 1))
 done
 
+shard_nodes=0
+shard_nodes_setting="${DISTTRAIN_Cluster__ShardNodes:-}"
+[ "${shard_nodes_setting,,}" != true ] || shard_nodes="${DISTTRAIN_Cluster__ParameterServerShards:-1}"
+# Not a number, or out of Cluster:ParameterServerShards' range 1 to 16: no shard node starts, and the nodes' config check
+# names the value (rather than each of up to 99 shard nodes refusing it in turn).
+if [[ "$shard_nodes" =~ ^[0-9]{1,2}$ ]] && [ "$((10#$shard_nodes))" -ge 1 ] && [ "$((10#$shard_nodes))" -le 16 ]; then shard_nodes=$((10#$shard_nodes)); else shard_nodes=0; fi
 # The ports this run hands out, each of which must be its own: the parameter server's Cluster:Port and Cluster:DataPort,
 # and with DISTTRAIN_Metrics__Port=P (0 is off) the metrics ports P (the parameter server's) to P + WORKERS (worker i's is
-# P + i); the workers' Cluster:Port is 0, a free one, and so is that of a worker add-worker.sh starts, which serves no
+# P + i), and with shard nodes on to P + WORKERS + SHARD_NODES (shard node k's is P + WORKERS + k); the workers' Cluster:Port is 0, a free one, and so is that of a worker add-worker.sh starts, which serves no
 # metrics unless its caller gives it a DISTTRAIN_Metrics__Port of its own. Checked here, before anything is built,
 # installed or started, for the ports given, and again below once the run has picked free ports for those not given. A
 # value that is not a whole number is left to the nodes' config check.
 metrics_port=""
+metrics_nodes=$((workers + shard_nodes))  # the nodes with a metrics port after the parameter server's
+metrics_last="WORKERS"; [ "$shard_nodes" = 0 ] || metrics_last="WORKERS + SHARD_NODES"
 if [[ "${DISTTRAIN_Metrics__Port:-}" =~ ^[0-9]{1,5}$ ]] && [ $((10#$DISTTRAIN_Metrics__Port)) -gt 0 ]; then
   metrics_port=$((10#$DISTTRAIN_Metrics__Port))
-  if [ "$metrics_port" -le 65535 ] && [ $((metrics_port + workers)) -gt 65535 ]; then
-    echo "cluster.sh: DISTTRAIN_Metrics__Port = $metrics_port would give worker $workers metrics port $((metrics_port + workers)), past 65535 (worker i gets DISTTRAIN_Metrics__Port + i). Set DISTTRAIN_Metrics__Port to at most $((65535 - workers))." >&2
+  if [ "$metrics_port" -le 65535 ] && [ $((metrics_port + metrics_nodes)) -gt 65535 ]; then
+    if [ "$shard_nodes" = 0 ]; then last="worker $workers"; else last="shard node $shard_nodes"; fi
+    echo "cluster.sh: DISTTRAIN_Metrics__Port = $metrics_port would give $last metrics port $((metrics_port + metrics_nodes)), past 65535 (worker i gets DISTTRAIN_Metrics__Port + i$([ "$shard_nodes" = 0 ] || echo ", shard node k DISTTRAIN_Metrics__Port + WORKERS + k")). Set DISTTRAIN_Metrics__Port to at most $((65535 - metrics_nodes))." >&2
     exit 2
   fi
 fi
@@ -121,6 +130,7 @@ port_clash() {
   if [ -n "$metrics_port" ]; then
     entries+=("$metrics_port the parameter server's metrics port (DISTTRAIN_Metrics__Port = $metrics_port)")
     for ((i = 1; i <= workers; i++)); do entries+=("$((metrics_port + i)) worker $i's metrics port (DISTTRAIN_Metrics__Port + $i = $metrics_port + $i)"); done
+    for ((i = 1; i <= shard_nodes; i++)); do entries+=("$((metrics_port + workers + i)) shard node $i's metrics port (DISTTRAIN_Metrics__Port + WORKERS + $i = $metrics_port + $workers + $i)"); done
   fi
   for entry in "${entries[@]}"; do
     port=${entry%% *}; what=${entry#* }
@@ -135,13 +145,13 @@ port_clash() {
       while [ "$moved" = 1 ]; do
         moved=0
         for i in "${cluster_ports[@]}"; do
-          if [ "$i" -ge "$candidate" ] && [ "$i" -le $((candidate + workers)) ]; then candidate=$((i + 1)); moved=1; fi
+          if [ "$i" -ge "$candidate" ] && [ "$i" -le $((candidate + metrics_nodes)) ]; then candidate=$((i + 1)); moved=1; fi
         done
       done
-      echo -n "The metrics ports are DISTTRAIN_Metrics__Port to DISTTRAIN_Metrics__Port + WORKERS ($metrics_port to $((metrics_port + workers))): "
-      if [ $((candidate + workers)) -le 65535 ]; then echo -n "set DISTTRAIN_Metrics__Port=$candidate (ports $candidate to $((candidate + workers)))"
+      echo -n "The metrics ports are DISTTRAIN_Metrics__Port to DISTTRAIN_Metrics__Port + $metrics_last ($metrics_port to $((metrics_port + metrics_nodes))): "
+      if [ $((candidate + metrics_nodes)) -le 65535 ]; then echo -n "set DISTTRAIN_Metrics__Port=$candidate (ports $candidate to $((candidate + metrics_nodes)))"
       else echo -n "set DISTTRAIN_Metrics__Port so that they leave out port $port"; fi
-      echo ", or move ${first%% *} out of $metrics_port to $((metrics_port + workers))."
+      echo ", or move ${first%% *} out of $metrics_port to $((metrics_port + metrics_nodes))."
     fi
     return 1
   done
@@ -232,12 +242,6 @@ trap 'interrupted=1; signals=$(( signals + 1 )); [ "$started" = 1 ] || exit 143
     echo "SIGTERM: passing it on to every node, so each stops at its next step (their SIGTERM lines below); SIGTERM again stops them at once." >&2
     [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
   fi' TERM
-shard_nodes=0
-shard_nodes_setting="${DISTTRAIN_Cluster__ShardNodes:-}"
-[ "${shard_nodes_setting,,}" != true ] || shard_nodes="${DISTTRAIN_Cluster__ParameterServerShards:-1}"
-# Not a number, or out of Cluster:ParameterServerShards' range 1 to 16: no shard node starts, and the nodes' config check
-# names the value (rather than each of up to 99 shard nodes refusing it in turn).
-if [[ "$shard_nodes" =~ ^[0-9]{1,2}$ ]] && [ "$((10#$shard_nodes))" -ge 1 ] && [ "$((10#$shard_nodes))" -le 16 ]; then shard_nodes=$((10#$shard_nodes)); else shard_nodes=0; fi
 echo "Job $DISTTRAIN_Cluster__JobName: parameter server on port $DISTTRAIN_Cluster__Port (data plane $DISTTRAIN_Cluster__DataPort), $workers worker node$([ "$workers" = 1 ] || echo s)$([ "$shard_nodes" = 0 ] || echo ", $shard_nodes shard node$([ "$shard_nodes" = 1 ] || echo s)"); logs in $logs/."
 # $RUN/add-worker.sh starts one more worker node in this run (a replacement for a killed one; it joins from the
 # next epoch), with the run's DISTTRAIN_ variables, which win over the caller's but for the node's own settings
@@ -286,11 +290,10 @@ for i in $(seq 1 "$workers"); do
   "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 "${metrics[@]}" "${wrapper[@]}" "${disttrain[@]}" node --role worker "$@" > "$logs/worker-$i.log" 2>&1 {screen}>&- &
   pids+=($!); names[$!]="worker-$i"
 done
-# Shard nodes (Cluster:ShardNodes): a free data port each, no metrics port (the run's metrics ports are the parameter
-# server's and the workers').
+# Shard nodes (Cluster:ShardNodes): a free data port each, and metrics on P + WORKERS + k with DISTTRAIN_Metrics__Port=P.
 for k in $(seq 1 "$shard_nodes"); do
   [ "$interrupted" = 0 ] || break
-  "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 DISTTRAIN_Cluster__DataPort="$(bash "$repo/deploy/local/free-port.sh")" DISTTRAIN_Metrics__Port=0 \
+  "${with_sigint[@]}" DISTTRAIN_Cluster__Port=0 DISTTRAIN_Cluster__DataPort="$(bash "$repo/deploy/local/free-port.sh")" DISTTRAIN_Metrics__Port="$([ -z "$metrics_port" ] && echo 0 || echo $((metrics_port + workers + k)))" \
     "${disttrain[@]}" node --role parameter-shard "$@" > "$logs/shard-$k.log" 2>&1 {screen}>&- &
   pids+=($!); names[$!]="shard-$k"
 done

@@ -170,7 +170,8 @@ public class LocalClusterScriptTests
     /// Worker i's metrics port is DISTTRAIN_Metrics__Port + i, which could be the parameter server's Cluster:Port: worker 2
     /// bound it first and the parameter server then stopped with "the port is in use ..., probably by another DistTrain
     /// cluster" (exit 2, after every node had started). Two of the run's ports that are one is now refused before
-    /// anything is built, installed or started, naming the port, both settings and the change to make.
+    /// anything is built, installed or started, naming the port, both settings and the change to make. Shard nodes
+    /// (Cluster:ShardNodes) serve metrics on the ports after the workers', checked alike.
     /// </summary>
     [Theory]
     [InlineData("25121", "25123", "25124", "cluster.sh: port 25123 is both DISTTRAIN_Cluster__Port (the parameter server's cluster port) and worker 2's metrics port " +
@@ -184,9 +185,22 @@ public class LocalClusterScriptTests
         "different ports, or leave one unset (the script then picks a free one).")]
     [InlineData("65534", "", "", "cluster.sh: DISTTRAIN_Metrics__Port = 65534 would give worker 2 metrics port 65536, past 65535 (worker i gets " +
         "DISTTRAIN_Metrics__Port + i). Set DISTTRAIN_Metrics__Port to at most 65533.")]
-    public async Task Ports_of_the_run_that_clash_exit_2_naming_both_settings_before_any_node_starts(string metricsPort, string port, string dataPort, string message)
+    // With 2 shard nodes, which serve metrics after the workers' ports.
+    [InlineData("25121", "25124", "", "cluster.sh: port 25124 is both DISTTRAIN_Cluster__Port (the parameter server's cluster port) and shard node 1's metrics " +
+        "port (DISTTRAIN_Metrics__Port + WORKERS + 1 = 25121 + 2 + 1), but each port of the run must be its own. The metrics ports are DISTTRAIN_Metrics__Port " +
+        "to DISTTRAIN_Metrics__Port + WORKERS + SHARD_NODES (25121 to 25125): set DISTTRAIN_Metrics__Port=25125 (ports 25125 to 25129), or move " +
+        "DISTTRAIN_Cluster__Port out of 25121 to 25125.", 2)]
+    [InlineData("65532", "", "", "cluster.sh: DISTTRAIN_Metrics__Port = 65532 would give shard node 2 metrics port 65536, past 65535 (worker i gets " +
+        "DISTTRAIN_Metrics__Port + i, shard node k DISTTRAIN_Metrics__Port + WORKERS + k). Set DISTTRAIN_Metrics__Port to at most 65531.", 2)]
+    public async Task Ports_of_the_run_that_clash_exit_2_naming_both_settings_before_any_node_starts(string metricsPort, string port, string dataPort, string message,
+        int shardNodes = 0)
     {
         var start = ClusterScript(Path.Combine(Path.GetTempPath(), "disttrain-unused-output"), epochs: 1);
+        if (shardNodes > 0)
+        {
+            start.Environment["DISTTRAIN_Cluster__ShardNodes"] = "true";
+            start.Environment["DISTTRAIN_Cluster__ParameterServerShards"] = shardNodes.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
         foreach (var (key, value) in new[] { ("DISTTRAIN_Metrics__Port", metricsPort), ("DISTTRAIN_Cluster__Port", port), ("DISTTRAIN_Cluster__DataPort", dataPort) })
             if (value.Length > 0) start.Environment[key] = value;
         var runs = Path.Combine(Repository, "runs", "cluster");
