@@ -437,6 +437,53 @@ public sealed partial class ClusterProcessTests : IDisposable
         await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2, besides: kept);
     }
 
+    /// <summary>
+    /// A shard node killed mid-run, with a standby parameter server and a checkpoint folder: the active parameter server leaves
+    /// the job to the standby instead of failing it (exit 1, naming the lost shard and the standby), the standby takes it over
+    /// from the newest epoch-end checkpoint and places the 2 shards anew on the shard nodes up then, the spare one (a third
+    /// shard node, started with the job) in place of the killed one, and the workers, whose shard connections closed, register
+    /// with it. The job ends on every remaining node, on the weights of an undisturbed single-process run (resuming from an
+    /// epoch's end is exact). Before, the job failed with the advice to restart it by hand.
+    /// </summary>
+    [Fact]
+    public async Task A_shard_node_killed_with_a_standby_and_checkpoints_is_replaced_by_a_spare_through_a_takeover()
+    {
+        var configPath = Config(ManyShortStepsConfig.Replace("\"Epochs\": 30", "\"Epochs\": 4", StringComparison.Ordinal));
+        var (psEnvironment, standbyEnvironment, workerEnvironment) = EnvironmentsWithStandby(workers: 2, OnShardNodes);
+        psEnvironment["DISTTRAIN_Checkpoint__Directory"] = standbyEnvironment["DISTTRAIN_Checkpoint__Directory"] = Path.Combine(_directory, "checkpoints");
+        var active = Start(NodeRoles.ParameterServer, configPath, psEnvironment);
+        await active.WaitForOutputAsync("This node is the active parameter server", Guard);
+        var standby = Start(NodeRoles.ParameterServer, configPath, standbyEnvironment);
+        await standby.WaitForOutputAsync("Standby parameter server: the active one is", Guard);
+        var shards = StartShardNodes(configPath, workerEnvironment, 3);
+        var workers = new[] { Start(NodeRoles.Worker, configPath, workerEnvironment), Start(NodeRoles.Worker, configPath, workerEnvironment) };
+        await active.WaitForOutputAsync("epoch 1's end gathered from the shard nodes for its checkpoint", Guard);
+        await active.WaitForMatchAsync(new Regex(@"epoch +[23]/4 +(25|50)%"), Guard);
+        // Two of the three host the shards (the first two to join); one of those is killed, the third is the spare.
+        var hosting = shards.Where(node => node.Output.Contains("Shard host: hosting shard", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, hosting.Length);
+        var (killed, spare) = (hosting[1], Assert.Single(shards, node => !hosting.Contains(node)));
+        killed.Kill();
+        await active.AssertExitAsync(1, Guard);
+        Assert.Matches(new Regex(@"failed: Shard [01] of 2 (is gone|cannot be reached).* The job is left to the standby parameter server at " +
+            @"akka\.ssl\.tcp://disttrain@127\.0\.0\.1:\d+, which takes it over from the newest checkpoint in \S+ and places the 2 shards anew on the " +
+            "shard nodes up then: start a shard node in place of the lost one, unless a spare one is up."), active.Output);
+        var checkpointed = Regex.Matches(active.Output, @"epoch (\d+)'s end gathered from the shard nodes for its checkpoint")
+            .Max(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)) + 1;
+
+        var takeover = await standby.WaitForOutputAsync("Taking over the job as the parameter server", Guard);
+        var resumedAt = await standby.WaitForOutputAsync("Resuming from checkpoint", Guard, after: takeover);
+        var version = 250 * (checkpointed - 1);
+        Assert.Matches($@"^Resuming from checkpoint \S+: weights version {version}, epoch {checkpointed} round 0", standby.Output[resumedAt..]);
+        await standby.AssertExitAsync(0, Guard);
+        foreach (var node in workers.Append(spare).Append(hosting[0])) await node.AssertExitAsync(0, Guard);
+        Assert.Contains("Test accuracy after 4 epochs", standby.Output);
+        // The spare hosts a shard of the standby's run, from the checkpoint's slice.
+        Assert.Contains($"resumes from the checkpoint's slice, version {version} after {version} optimizer steps.", spare.Output);
+        foreach (var worker in workers) Assert.Contains("Lost the data plane to the parameter server (", worker.Output);
+        await AssertFinalWeightsAreAnUndisturbedRunsAsync(configPath, workers: 2);
+    }
+
     /// <summary>A job on 2 shard nodes with 2 workers, each node a process, run to its end: every node exits 0.</summary>
     private async Task<(DistTrainProcess Ps, DistTrainProcess[] Shards, DistTrainProcess[] Workers)> RunJobOnShardNodesAsync(string configPath,
         Dictionary<string, string> psEnvironment, Dictionary<string, string> workerEnvironment)

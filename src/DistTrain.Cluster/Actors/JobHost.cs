@@ -961,6 +961,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
                     : "The parameter-server node stopped; the job goes on on a standby or on resume."));
             return;
         }
+        if (done.Failure is ShardNodesException { LostShard: >= 0 } lost && HandOverLostShard(lost)) return;
         if (done.Result is { } trained && _saveOutputs is { } save)
         {
             // The workers and standbys learn of the end once the weights are on disk: until then a standby still takes over.
@@ -1008,6 +1009,34 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             $"The job is left to the standby parameter server at {standby.Address}, which takes it over {from} and writes them on its node.");
         _log.Error(message);
         _completion.TrySetException(new JobHandedOverException(message, saveFailure));
+        return true;
+    }
+
+    /// <summary>
+    /// A run on shard nodes lost a shard (its node gone, cut off or stopped: <see cref="ShardNodesException.LostShard"/>), which it
+    /// cannot go on without. With Checkpoint:Directory set and a standby parameter server up, the job is left to the standby
+    /// rather than ended: nothing goes out to the other nodes, this node's run fails with <see cref="JobHandedOverException"/> and
+    /// it leaves the cluster, and the standby takes the job over from the newest checkpoint as after this node's crash. That
+    /// places the shards anew on the shard nodes up then (the lost one's survivors release theirs once this node's run is gone),
+    /// so a spare shard node, or one started in place of the lost one, replaces it; and the workers, whose shard connections
+    /// closed, register with the standby. Without a checkpoint folder the standby would train the job again from epoch 1, so
+    /// the job ends here instead, with the advice to restart it.
+    /// </summary>
+    /// <param name="lost">The run's failure.</param>
+    /// <returns>False when the job ends here (no Checkpoint:Directory, or no standby up).</returns>
+    private bool HandOverLostShard(ShardNodesException lost)
+    {
+        if (string.IsNullOrWhiteSpace(_options.Checkpoint.Directory) || StandbyUp() is not { } standby) return false;
+        _checkpointLock?.Dispose(); // the standby takes Checkpoint:Directory at once instead of at its next retry
+        _checkpointLock = null;
+        Timers.Cancel(nameof(RetakeCheckpointDirectory));
+        StopWaitingToStart();
+        var message =
+            $"{lost.Loss} The job is left to the standby parameter server at {standby.Address}, which takes it over from the newest checkpoint in " +
+            $"{_options.Checkpoint.Directory} and places the {_options.Cluster.ParameterServerShards} shards anew on the shard nodes up then: start a " +
+            "shard node in place of the lost one, unless a spare one is up.";
+        _log.Error(message);
+        _completion.TrySetException(new JobHandedOverException(message, lost));
         return true;
     }
 

@@ -389,9 +389,7 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
         {
             var k = Array.IndexOf(_shards, terminated.ActorRef);
             if (k < 0) return;
-            FailSoon(new ShardNodesException($"Shard {k} of {_shards.Length} is gone: its shard node {terminated.ActorRef.Path.Address} left, crashed or was " +
-                "downed. A run whose shards run on shard nodes cannot go on without one (a shard holds its slice of the weights and optimizer state); " +
-                RestartAdvice), shard: k);
+            FailSoon(ShardLost(k, $"Shard {k} of {_shards.Length} is gone: its shard node {terminated.ActorRef.Path.Address} left, crashed or was downed"), shard: k);
         });
     }
 
@@ -409,10 +407,14 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             return;
         }
         var reason = failed.Reason.Split(". The worker stops", 2)[0].TrimEnd('.');
-        FailSoon(new ShardNodesException($"Shard {k} of {_shards.Length} cannot be reached: {reason}. Its shard node " +
-            $"{_placement!.Hosts[k].Path.Address} may have left, crashed or been cut off. A run whose shards run on shard nodes cannot go on without one " +
-            "(a shard holds its slice of the weights and optimizer state); " + RestartAdvice), TimeSpan.Zero, shard: k);
+        FailSoon(ShardLost(k, $"Shard {k} of {_shards.Length} cannot be reached: {reason}. Its shard node " +
+            $"{_placement!.Hosts[k].Path.Address} may have left, crashed or been cut off"), TimeSpan.Zero, shard: k);
     }
+
+    /// <summary>The run's failure for the loss of shard <paramref name="k"/> (<paramref name="loss"/>, one sentence without its full
+    /// stop), with why the run cannot go on and how to go on.</summary>
+    private ShardNodesException ShardLost(int k, string loss) => new(loss + ". A run whose shards run on shard nodes cannot go on without one " +
+        "(a shard holds its slice of the weights and optimizer state); " + RestartAdvice, k, loss + ".");
 
     /// <summary>
     /// Fails the job with <paramref name="failure"/> after <paramref name="grace"/> (<see cref="LossGrace"/> by default), unless a stop
@@ -870,8 +872,9 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
             OnShardDiverged(failed, placement);
             return;
         }
-        FailSoon(new ShardNodesException($"Shard {failed.Shard} of {placement.ShardCount} on the shard node {placement.Hosts[failed.Shard].Path.Address} " +
-            $"stopped: {failed.Reason.TrimEnd('.')}. A run whose shards run on shard nodes cannot go on without one; {RestartAdvice}"));
+        var loss = $"Shard {failed.Shard} of {placement.ShardCount} on the shard node {placement.Hosts[failed.Shard].Path.Address} stopped: {failed.Reason.TrimEnd('.')}";
+        FailSoon(new ShardNodesException($"{loss}. A run whose shards run on shard nodes cannot go on without one; {RestartAdvice}", failed.Shard, loss + "."),
+            shard: failed.Shard);
     }
 
     /// <summary>
@@ -952,7 +955,18 @@ public sealed class RemoteShardedParameterServer : ReceiveActor, IWithStash, IWi
 
 /// <summary>A run whose shards run on shard nodes (Cluster:ShardNodes) cannot go on; the message names the problem and the fix.
 /// An <see cref="InvalidOperationException"/>, so the CLI reports it as the job's failure (exit code 1), not as a fault in DistTrain.</summary>
-public sealed class ShardNodesException(string message) : InvalidOperationException(message);
+/// <param name="message">The problem and the fix.</param>
+/// <param name="lostShard">The shard whose loss this is (its node gone, cut off or stopped), or -1 for another problem: a standby
+/// parameter server can then take the job over from the newest checkpoint and place the shards anew (<see cref="JobHost"/>).</param>
+/// <param name="loss">The loss alone, without the advice of <paramref name="message"/>; null: the message.</param>
+public sealed class ShardNodesException(string message, int lostShard = -1, string? loss = null) : InvalidOperationException(message)
+{
+    /// <summary>The shard whose loss ended the run, 0 to K - 1, or -1 when the run ended for another reason.</summary>
+    public int LostShard { get; } = lostShard;
+
+    /// <summary>What was lost, without the advice on how to go on (the whole message for another problem).</summary>
+    public string Loss { get; } = loss ?? message;
+}
 
 /// <summary>
 /// Puts the whole tensors' diagnostics of measured steps together from K shards' slices (<see cref="ShardHealthSquares"/>): a

@@ -781,14 +781,14 @@ public static class ClusterNode
 }
 
 /// <summary>
-/// This parameter-server node trained the job to its end but could not write its outputs (the weights and summary), and
-/// left the job to a standby parameter server instead of ending it: the standby takes it over from the newest checkpoint
-/// in Checkpoint:Directory, scores the trained weights and writes them on its own node. A failure of this node, not of the
-/// job; the message names the write's error and the standby.
+/// This parameter-server node left the job to a standby parameter server instead of ending it, which takes it over from the
+/// newest checkpoint in Checkpoint:Directory: the node trained the job to its end but could not write its outputs (the weights
+/// and summary; the standby scores the trained weights and writes them on its own node), or its run on shard nodes lost a shard
+/// node (the standby places the shards anew). A failure of this node, not of the job; the message names what failed and the standby.
 /// </summary>
 /// <param name="message">What failed, and which node goes on.</param>
-/// <param name="saveFailure">The error of the write.</param>
-public sealed class JobHandedOverException(string message, Exception saveFailure) : Exception(message, saveFailure);
+/// <param name="cause">The error of the write, or the run's <see cref="Actors.ShardNodesException"/>.</param>
+public sealed class JobHandedOverException(string message, Exception cause) : Exception(message, cause);
 
 /// <summary>
 /// This parameter-server node stood by until the job ended on another one (the active parameter server). Not a
