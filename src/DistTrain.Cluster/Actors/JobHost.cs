@@ -752,6 +752,18 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             ready.Count == 1 ? "is" : "are", ready.Count == 0 ? "" : $" (worker{(ready.Count == 1 ? "" : "s")} {string.Join(", ", ready)})");
     }
 
+    /// <summary>
+    /// The warning of a resume from a mid-epoch checkpoint with fewer workers ready than its epoch was planned for: what it waits
+    /// for, how long, and the two ways on (more workers, or an epoch-end checkpoint, which plans the next epoch for the workers there).
+    /// </summary>
+    internal static string CheckpointWorkersWanted(int epoch, int round, int planned, int ready, double pauseTimeoutSeconds) =>
+        string.Format(CultureInfo.InvariantCulture, "The checkpoint resumed from was written in the middle of epoch {0} (round {1}), whose minibatches " +
+            "were planned for {2} workers: the job waits until {2} are ready ({3} {4} now){5}. Start {6} more worker node{7}; to go on with fewer, resume " +
+            "from a checkpoint of an epoch's end instead (move the newer ones out of Checkpoint:Directory): the next epoch is planned for the workers there.",
+            epoch, round, planned, ready, ready == 1 ? "is" : "are",
+            pauseTimeoutSeconds > 0 ? string.Format(CultureInfo.InvariantCulture, ", for at most Cluster:PauseTimeoutSeconds = {0:F0} s", pauseTimeoutSeconds) : "",
+            planned - ready, planned - ready == 1 ? "" : "s");
+
     /// <summary>Stops the start's status line and its timeout: the job started, or ended before it did.</summary>
     private void StopWaitingToStart()
     {
@@ -800,7 +812,7 @@ public sealed class JobHost : ReceiveActor, IWithTimers
             if (count < resumeFrom.Workers)
             {
                 if (!_waitingForCheckpointWorkers)
-                    _log.Warning("The checkpoint's epoch was planned for {0} workers; waiting until {0} are ready ({1} are).", resumeFrom.Workers, count);
+                    _log.Warning(CheckpointWorkersWanted(resumeFrom.Epoch, resumeFrom.Round, resumeFrom.Workers, count, _options.Cluster.PauseTimeoutSeconds));
                 _waitingForCheckpointWorkers = true;
                 return;
             }
